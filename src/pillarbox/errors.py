@@ -1,0 +1,63 @@
+"""The error tree shared by every part of Pillarbox.
+
+Two families never mix: :class:`UserError` is a mistake by whoever drives us (an operator's bad
+argument, a client's bad command) and is logged at INFO; :class:`ServerFault` is our own failure
+(storage broken, invariant violated) and is logged at ERROR. Protocol cores define their own
+subclasses carrying the wire reply; low-level ``OSError``/``ssl`` errors are mapped once, in
+``pillarbox.net``.
+"""
+
+from __future__ import annotations
+
+
+class PillarboxError(Exception):
+    """Root of every error Pillarbox raises on purpose."""
+
+
+class UserError(PillarboxError):
+    """The caller asked for something that cannot be done; nothing is broken."""
+
+
+class ConfigError(UserError):
+    """The configuration is invalid; ``key`` is the dotted path of the offending field."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key = key
+        self.problem = problem
+
+
+class NotFound(UserError):
+    """A named thing (domain, account, mailbox, message) does not exist."""
+
+
+class AlreadyExists(UserError):
+    """A thing to be created exists already."""
+
+
+class InvalidName(UserError):
+    """A name (address, domain, mailbox) is not valid where it was given."""
+
+
+class QuotaExceeded(UserError):
+    """Storing this would take an account over its quota."""
+
+
+class AuthenticationFailed(UserError):
+    """Credentials were wrong, or the account may not log in."""
+
+
+class RateLimited(UserError):
+    """Too many attempts; ``retry_after`` is seconds until the next one may succeed."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServerFault(PillarboxError):
+    """Pillarbox itself failed; the operation may be retried later."""
+
+
+class StorageError(ServerFault):
+    """The store could not complete an operation."""

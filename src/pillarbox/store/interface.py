@@ -1,0 +1,237 @@
+"""The one store interface every server uses (DESIGN principle 2).
+
+Implementation notes, binding on every backend:
+
+- **Durable before return.** Every method that writes returns only after the change is on
+  stable storage (fsync'd). Backends batch concurrent writers into one transaction/fsync
+  (group commit) to stay fast; callers never batch.
+- **UIDs** (RFC 9051 §2.3.1.1) are allocated per mailbox, strictly ascending, never reused within
+  a UIDVALIDITY; ``uidnext`` only grows. Expunged UIDs never come back.
+- **MODSEQ** (RFC 7162 §3) is per mailbox and strictly increases on every change to a message
+  (arrival, flag change, expunge); ``highestmodseq`` is the largest assigned. Expunges are
+  remembered (UID + MODSEQ) so :meth:`Store.expunged_since` can answer QRESYNC after long
+  disconnections.
+- **Raw bytes are returned byte-identical.** A message blob is immutable and shared by every
+  mailbox that holds a copy; it is freed when no mailbox or queue entry refers to it.
+- **No backend-specific semantics leak**: callers see value types from :mod:`.types` and errors
+  from :mod:`pillarbox.errors` (``NotFound``, ``AlreadyExists``, ``QuotaExceeded``, ``InvalidName``,
+  ``StorageError``) only.
+- The change feed is a hint (see :class:`~.types.Change`); the MODSEQ queries are the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from pillarbox.mail.model import MessageInfo
+from pillarbox.store.types import (
+    Account,
+    Alias,
+    AttemptOutcome,
+    Change,
+    DeliveryResult,
+    DeliveryTarget,
+    Domain,
+    FlagOp,
+    FlagUpdate,
+    Mailbox,
+    MailboxStatus,
+    MessageRecord,
+    NewQueueRecipient,
+    QueuedMessage,
+    QuotaUsage,
+    SpecialUse,
+)
+
+
+class ChangeSubscription(Protocol):
+    """An open subscription to one account's changes; iterate it, then close it."""
+
+    def __aiter__(self) -> AsyncIterator[Change]: ...
+
+    async def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """Everything that persists. Backends: :mod:`.sqlite` (embedded default), PostgreSQL (later)."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations (numbered, forward-only)."""
+
+    async def close(self) -> None:
+        """Finish in-flight writes and release every resource."""
+
+    # -- domains -------------------------------------------------------------------------------
+    async def add_domain(self, name: str) -> Domain: ...
+    async def get_domain(self, name: str) -> Domain | None: ...
+    async def list_domains(self) -> list[Domain]: ...
+    async def remove_domain(self, name: str) -> None:
+        """Remove a domain; refused with ``UserError`` while accounts or aliases use it."""
+
+    # -- accounts ------------------------------------------------------------------------------
+    async def add_account(
+        self,
+        address: str,
+        password_hash: str,
+        *,
+        scram_sha256: str | None = None,
+        display_name: str = "",
+        is_admin: bool = False,
+        quota_bytes: int | None = None,
+        quota_messages: int | None = None,
+    ) -> Account:
+        """Create an account with its default mailboxes (``types.DEFAULT_MAILBOXES``)."""
+
+    async def get_account(self, address: str) -> Account | None: ...
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+    async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+    async def set_password(
+        self, account_id: int, password_hash: str, scram_sha256: str | None
+    ) -> None: ...
+    async def set_quota(
+        self, account_id: int, quota_bytes: int | None, quota_messages: int | None
+    ) -> None: ...
+    async def set_display_name(self, account_id: int, display_name: str) -> None: ...
+    async def remove_account(self, account_id: int) -> None:
+        """Remove an account with its mailboxes and messages."""
+
+    async def quota_usage(self, account_id: int) -> QuotaUsage: ...
+
+    # -- aliases -------------------------------------------------------------------------------
+    async def add_alias(self, address: str, targets: Sequence[str]) -> Alias: ...
+    async def get_alias(self, address: str) -> Alias | None: ...
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+    async def remove_alias(self, address: str) -> None: ...
+
+    # -- mailboxes -----------------------------------------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox:
+        """Look a mailbox up by name (``INBOX`` in any case); ``NotFound`` if absent."""
+
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: SpecialUse | None = None
+    ) -> Mailbox: ...
+    async def delete_mailbox(self, mailbox_id: int) -> None: ...
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Rename a mailbox and its inferiors; UIDVALIDITY is kept (RFC 9051 §6.3.6).
+
+        Renaming INBOX moves its messages to a new mailbox and leaves INBOX empty.
+        """
+
+    async def list_subscriptions(self, account_id: int) -> set[str]: ...
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """Subscriptions may name mailboxes that do not exist (RFC 9051 §6.3.7)."""
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """Claim ``\\Recent`` for one IMAP4rev1 session: returns the lowest UID that is recent to
+        the caller and moves the mailbox's recent mark past every current message, so no other
+        session sees them as recent (RFC 3501 §2.3.2)."""
+
+    # -- messages ------------------------------------------------------------------------------
+    async def deliver(
+        self,
+        raw: bytes,
+        info: MessageInfo,
+        targets: Sequence[DeliveryTarget],
+        *,
+        internal_date: datetime | None = None,
+    ) -> list[DeliveryResult]:
+        """Store one incoming message into several mailboxes with one shared blob.
+
+        One result per target, in order; a target over quota or without the mailbox fails alone.
+        """
+
+    async def append(
+        self,
+        mailbox_id: int,
+        raw: bytes,
+        info: MessageInfo,
+        *,
+        flags: frozenset[str] = frozenset(),
+        internal_date: datetime | None = None,
+    ) -> MessageRecord:
+        """Append one message; ``QuotaExceeded`` if it does not fit."""
+
+    async def list_messages(
+        self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
+    ) -> list[MessageRecord]:
+        """Records in UID order; the whole mailbox by default (SELECT's snapshot)."""
+
+    async def get_message(self, mailbox_id: int, uid: int) -> MessageRecord | None: ...
+    async def message_infos(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, MessageInfo]:
+        """Parsed metadata of the given messages (absent UIDs are left out)."""
+
+    async def read_blob(self, blob_id: str) -> bytes:
+        """The raw bytes of a message, byte-identical to what was stored."""
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        op: FlagOp,
+        flags: frozenset[str],
+        *,
+        unchanged_since: int | None = None,
+    ) -> FlagUpdate: ...
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove messages flagged ``\\Deleted`` (only those in ``uids`` when given, as UID
+        EXPUNGE does); returns the UIDs removed, ascending."""
+
+    async def copy_messages(
+        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        """Copy messages (flags kept); returns ``(source uid, new uid)`` pairs in source order.
+        ``QuotaExceeded`` stores nothing."""
+
+    async def move_messages(
+        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        """Atomic copy + expunge from the source (RFC 6851)."""
+
+    async def search_text(
+        self, mailbox_id: int, terms: Sequence[str], *, body_only: bool = False
+    ) -> set[int]:
+        """UIDs whose decoded text contains every term as a case-insensitive substring
+        (RFC 9051 §6.4.4 TEXT; BODY when ``body_only``), answered from the full-text index."""
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
+        """Live messages whose MODSEQ is greater than ``modseq``, in UID order."""
+
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        """UIDs expunged with a MODSEQ greater than ``modseq``, ascending."""
+
+    # -- change feed ---------------------------------------------------------------------------
+    def subscribe(self, account_id: int) -> ChangeSubscription:
+        """Changes to this account's mailboxes from now on (IMAP IDLE, web live updates)."""
+
+    # -- outbound queue ------------------------------------------------------------------------
+    async def enqueue(
+        self,
+        sender: str,
+        raw: bytes,
+        recipients: Sequence[NewQueueRecipient],
+        *,
+        ret: str | None = None,
+        envid: str | None = None,
+    ) -> QueuedMessage: ...
+
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_seconds: float, owner: str
+    ) -> list[QueuedMessage]:
+        """Claim messages with recipients due at ``now`` (pending or deferred, next attempt
+        reached, no live lease held by another owner). Only the due recipients are listed."""
+
+    async def record_attempts(self, message_id: int, outcomes: Sequence[AttemptOutcome]) -> None:
+        """Record per-recipient outcomes and release the claim; a message whose recipients are
+        all final is removed from the queue."""
+
+    async def list_queue(self) -> list[QueuedMessage]: ...
+    async def get_queued(self, message_id: int) -> QueuedMessage | None: ...
+    async def retry_queued(self, message_id: int, now: datetime) -> None:
+        """Make every non-final recipient due at ``now``."""
+
+    async def remove_queued(self, message_id: int) -> None: ...

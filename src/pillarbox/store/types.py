@@ -1,0 +1,241 @@
+"""Value types that cross the store interface: frozen, slotted, backend-neutral.
+
+Times are timezone-aware UTC ``datetime``s. Names are normalised by the callers' rules before they
+reach the store (domains lowercase IDNA A-labels; addresses ``local@domain`` with the domain
+normalised and the local part lowercased, as Pillarbox treats local parts case-insensitively).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+#: RFC 9051 §2.3.2 system flags. ``\\Recent`` is not stored here: it is a per-session notion
+#: (see :meth:`pillarbox.store.interface.Store.claim_recent`).
+SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+
+INBOX = "INBOX"
+#: Hierarchy delimiter of mailbox names (RFC 9051 §5.1.1).
+DELIMITER = "/"
+
+
+class SpecialUse(enum.StrEnum):
+    """RFC 6154 special-use attributes; every account has one mailbox of each but ALL/FLAGGED."""
+
+    ARCHIVE = "\\Archive"
+    DRAFTS = "\\Drafts"
+    JUNK = "\\Junk"
+    SENT = "\\Sent"
+    TRASH = "\\Trash"
+
+
+#: The mailboxes every new account gets (name, special use).
+DEFAULT_MAILBOXES: tuple[tuple[str, SpecialUse | None], ...] = (
+    (INBOX, None),
+    ("Drafts", SpecialUse.DRAFTS),
+    ("Sent", SpecialUse.SENT),
+    ("Junk", SpecialUse.JUNK),
+    ("Trash", SpecialUse.TRASH),
+    ("Archive", SpecialUse.ARCHIVE),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    name: str
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str
+    display_name: str
+    #: argon2id PHC string (RFC 9106), for PLAIN/LOGIN/USER-PASS checks.
+    password_hash: str
+    #: SCRAM-SHA-256 verifier (RFC 5802 §3 StoredKey/ServerKey), see ``pillarbox.auth.passwords``.
+    scram_sha256: str | None
+    is_admin: bool
+    #: ``None`` means unlimited.
+    quota_bytes: int | None
+    quota_messages: int | None
+    created: datetime
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """``address`` is ``local@domain``, or ``@domain`` for the domain's catch-all."""
+
+    address: str
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str
+    special_use: SpecialUse | None
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """The counters STATUS and SELECT report (RFC 9051 §6.3.11), read in one consistent snapshot."""
+
+    mailbox: Mailbox
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    bytes_used: int
+    messages: int
+    bytes_limit: int | None
+    messages_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message as it sits in one mailbox. The same blob may sit in several mailboxes."""
+
+    mailbox_id: int
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internal_date: datetime
+    saved_date: datetime
+    size: int
+    blob_id: str
+
+
+class FlagOp(enum.Enum):
+    """STORE's three modes (RFC 9051 §6.4.6)."""
+
+    ADD = "+"
+    REMOVE = "-"
+    REPLACE = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagUpdate:
+    """Result of :meth:`Store.store_flags`.
+
+    ``changed`` are the records whose flags changed (with their new MODSEQ); ``unchanged`` are
+    the UIDs that matched but already had the flags; ``modified`` the UIDs refused because their
+    MODSEQ exceeded ``unchanged_since`` (RFC 7162 §3.1.3 MODIFIED response code).
+    """
+
+    changed: tuple[MessageRecord, ...]
+    unchanged: tuple[int, ...]
+    modified: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """Where one copy of an incoming message goes: an account's mailbox, with initial flags."""
+
+    account_id: int
+    mailbox: str = INBOX
+    flags: frozenset[str] = frozenset()
+
+
+class DeliveryStatus(enum.Enum):
+    STORED = "stored"
+    OVER_QUOTA = "over-quota"
+    NO_MAILBOX = "no-mailbox"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """Per-target outcome of :meth:`Store.deliver`: one full mailbox never fails the others."""
+
+    target: DeliveryTarget
+    status: DeliveryStatus
+    record: MessageRecord | None = None
+
+
+class RecipientState(enum.Enum):
+    PENDING = "pending"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class NewQueueRecipient:
+    address: str
+    #: RFC 3461 NOTIFY values (``SUCCESS``, ``FAILURE``, ``DELAY``, or ``NEVER``); empty = default.
+    notify: frozenset[str] = frozenset()
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    id: int
+    message_id: int
+    address: str
+    state: RecipientState
+    attempts: int
+    next_attempt: datetime
+    last_reply: str | None
+    notify: frozenset[str]
+    orcpt: str | None
+    delay_notified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    id: int
+    sender: str
+    blob_id: str
+    size: int
+    queued_at: datetime
+    #: RFC 3461 RET (``FULL``/``HDRS``) and ENVID, as received.
+    ret: str | None
+    envid: str | None
+    recipients: tuple[QueuedRecipient, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What one delivery attempt to one recipient came to; recorded by :meth:`record_attempts`."""
+
+    recipient_id: int
+    state: RecipientState
+    reply: str | None
+    #: When to try again (only for ``DEFERRED``).
+    next_attempt: datetime | None = None
+    delay_notified: bool = False
+
+
+class ChangeKind(enum.Enum):
+    EXISTS = "exists"
+    FLAGS = "flags"
+    EXPUNGE = "expunge"
+    MAILBOXES = "mailboxes"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A hint that something in an account changed.
+
+    Subscribers treat it as a wake-up, not as the truth: the truth is read back with
+    :meth:`Store.changes_since` by MODSEQ, so a lost or coalesced notification (across nodes,
+    under load) can never desynchronise a session.
+    """
+
+    account_id: int
+    mailbox_id: int
+    kind: ChangeKind
+    modseq: int
