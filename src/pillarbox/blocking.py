@@ -29,7 +29,9 @@ def configure(workers: int) -> None:
 def _pool() -> ThreadPoolExecutor:
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=_workers, thread_name_prefix="pillarbox-blocking")
+        _executor = ThreadPoolExecutor(
+            max_workers=_workers, thread_name_prefix="pillarbox-blocking"
+        )
     return _executor
 
 
@@ -40,7 +42,7 @@ async def run_blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs)
 
 
 def shutdown() -> None:
-    """Stop the pool (at the end of ``serve``); a later call to :func:`run_blocking` makes a new one."""
+    """Stop the pool (at the end of ``serve``); a later :func:`run_blocking` makes a new one."""
     global _executor
     if _executor is not None:
         _executor.shutdown(wait=True)

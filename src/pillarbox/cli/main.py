@@ -1,0 +1,400 @@
+"""``pillarbox``: the admin command line.
+
+Conventions scripts rely on: ``--config PATH`` (else ``$PILLARBOX_CONFIG``, else
+``./pillarbox.toml``); passwords from a prompt or ``--password-stdin``, never from argv alone;
+``--json`` on every listing; exit 0 on success, 1 with a one-line reason when the request cannot
+be done (unknown domain, duplicate user, weak password…), 2 for usage and configuration errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pillarbox import config as cfg
+from pillarbox import provisioning
+from pillarbox.errors import ConfigError, UserError
+from pillarbox.store.interface import Store
+from pillarbox.store.open import open_store
+
+T = TypeVar("T")
+
+
+@dataclass
+class CliState:
+    config_path: Path
+
+    def load(self) -> cfg.Config:
+        return cfg.load(self.config_path)
+
+
+def run_store(config: cfg.Config, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store, run one coroutine against it, close it."""
+
+    async def go() -> T:
+        store = open_store(config.store.url, config.data_dir)
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def read_password(password_stdin: bool, confirm: bool = True) -> str:
+    if password_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise UserError("no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        raise UserError("no terminal to prompt for a password; use --password-stdin")
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+def emit(data: Any, as_json: bool, lines: Sequence[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+class PillarboxGroup(click.Group):
+    """Turns the error tree into exit codes and one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"pillarbox: configuration error: {exc}", err=True)
+            ctx.exit(2)
+        except UserError as exc:
+            click.echo(f"pillarbox: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=PillarboxGroup)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (default: $PILLARBOX_CONFIG, else ./pillarbox.toml).",
+)
+@click.version_option(package_name="pillarbox")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """Pillarbox: a complete mail system (SMTP, IMAP, POP3, webmail)."""
+    ctx.obj = CliState(cfg.config_path(config_path))
+
+
+# -- init / serve / demo / status --------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--data-dir", default="data", show_default=True, help="Data directory.")
+@click.option("--hostname", default=None, help="This server's host name (default: localhost).")
+@click.option("--dev", is_flag=True, help="Loopback, unprivileged ports (2525, 2587, 2143, …).")
+@click.option(
+    "--store", "store_url", default=None, help="Store URL (default: sqlite: in data-dir)."
+)
+@click.option("--domain", default=None, help="Also create this first hosted domain.")
+@click.option("--user", "user", default=None, help="Also create this first account (an address).")
+@click.option("--admin/--no-admin", default=True, help="Make the first account an admin.")
+@click.option("--password-stdin", is_flag=True, help="Read the account's password from stdin.")
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+@click.pass_obj
+def init(
+    state: CliState,
+    data_dir: str,
+    hostname: str | None,
+    dev: bool,
+    store_url: str | None,
+    domain: str | None,
+    user: str | None,
+    admin: bool,
+    password_stdin: bool,
+    force: bool,
+) -> None:
+    """Write a commented config, create the data directory, store and TLS certificate."""
+    from pillarbox.cli.setup import initialise
+
+    password = read_password(password_stdin) if user else None
+    result = initialise(
+        state.config_path,
+        data_dir=data_dir,
+        hostname=hostname,
+        dev=dev,
+        store_url=store_url,
+        domain=domain,
+        user=user,
+        password=password,
+        admin=admin,
+        force=force,
+    )
+    for line in result:
+        click.echo(line)
+
+
+@cli.command()
+@click.pass_obj
+def serve(state: CliState) -> None:
+    """Run every configured listener in one process until SIGTERM/SIGINT."""
+    from pillarbox.net.serve import run_server
+
+    run_server(state.load())
+
+
+@cli.command()
+@click.option("--data-dir", default="pillarbox-demo", show_default=True)
+@click.pass_obj
+def demo(state: CliState, data_dir: str) -> None:
+    """Set up (first time) and run a demo server on loopback with a demo account."""
+    from pillarbox.cli.setup import prepare_demo
+    from pillarbox.net.serve import run_server
+
+    config, lines = prepare_demo(Path(data_dir))
+    run_server(config, banner=lines)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(state: CliState, as_json: bool) -> None:
+    """Show the configuration in force and what the store holds."""
+    config = state.load()
+
+    async def gather(store: Store) -> dict[str, Any]:
+        domains = await store.list_domains()
+        accounts = await store.list_accounts()
+        queue = await store.list_queue()
+        return {"domains": len(domains), "accounts": len(accounts), "queued": len(queue)}
+
+    counts = run_store(config, gather)
+    listeners = {
+        name: {"address": lst.address, "port": lst.port, "enabled": lst.enabled}
+        for name in cfg.LISTENER_DOCS
+        for lst in [getattr(config.listeners, name)]
+    }
+    data = {
+        "config": str(config.source),
+        "hostname": config.server.hostname,
+        "data_dir": str(config.data_dir),
+        "store": config.store.url,
+        "listeners": listeners,
+        **counts,
+    }
+    lines = [
+        f"config      {config.source}",
+        f"hostname    {config.server.hostname}",
+        f"data dir    {config.data_dir}",
+        f"store       {config.store.url}",
+        f"domains     {counts['domains']}",
+        f"accounts    {counts['accounts']}",
+        f"queued      {counts['queued']}",
+        "listeners:",
+        *(
+            f"  {name:<12} {v['address']}:{v['port']}" + ("" if v["enabled"] else " (disabled)")
+            for name, v in listeners.items()
+        ),
+    ]
+    emit(data, as_json, lines)
+
+
+@cli.command("config-doc")
+def config_doc() -> None:
+    """Print the configuration reference (docs/config.md) generated from the config fields."""
+    click.echo(cfg.render_markdown(), nl=False)
+
+
+# -- domains -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def domain() -> None:
+    """Hosted domains."""
+
+
+@domain.command("add")
+@click.argument("name")
+@click.pass_obj
+def domain_add(state: CliState, name: str) -> None:
+    """Host mail for NAME."""
+    added = run_store(state.load(), lambda s: provisioning.add_domain(s, name))
+    click.echo(f"added domain {added.name}")
+
+
+@domain.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def domain_list(state: CliState, as_json: bool) -> None:
+    """List hosted domains."""
+    domains = run_store(state.load(), lambda s: s.list_domains())
+    emit(
+        [{"name": d.name, "created": d.created.isoformat()} for d in domains],
+        as_json,
+        [d.name for d in domains] or ["(no domains)"],
+    )
+
+
+@domain.command("remove")
+@click.argument("name")
+@click.pass_obj
+def domain_remove(state: CliState, name: str) -> None:
+    """Stop hosting NAME (refused while accounts or aliases use it)."""
+    run_store(state.load(), lambda s: provisioning.remove_domain(s, name))
+    click.echo(f"removed domain {name}")
+
+
+# -- users -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def user() -> None:
+    """Mail accounts."""
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option("--admin", is_flag=True, help="May use the web admin.")
+@click.option("--quota", "quota_bytes", type=int, default=None, help="Quota in bytes.")
+@click.option("--quota-messages", type=int, default=None, help="Quota in messages.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.pass_obj
+def user_add(
+    state: CliState,
+    address: str,
+    display_name: str,
+    admin: bool,
+    quota_bytes: int | None,
+    quota_messages: int | None,
+    password_stdin: bool,
+) -> None:
+    """Create an account for ADDRESS (its domain must be hosted)."""
+    config = state.load()
+    provisioning.account_key(address)  # refuse a bad address before asking for a password
+    password = read_password(password_stdin)
+    account = run_store(
+        config,
+        lambda s: provisioning.add_account(
+            s,
+            config,
+            address,
+            password,
+            display_name=display_name,
+            is_admin=admin,
+            quota_bytes=quota_bytes,
+            quota_messages=quota_messages,
+        ),
+    )
+    click.echo(f"added account {account.address}")
+
+
+@user.command("list")
+@click.option("--domain", "domain_name", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def user_list(state: CliState, domain_name: str | None, as_json: bool) -> None:
+    """List accounts."""
+    accounts = run_store(state.load(), lambda s: s.list_accounts(domain_name))
+    emit(
+        [
+            {
+                "address": a.address,
+                "display_name": a.display_name,
+                "admin": a.is_admin,
+                "quota_bytes": a.quota_bytes,
+                "quota_messages": a.quota_messages,
+            }
+            for a in accounts
+        ],
+        as_json,
+        [f"{a.address}{' (admin)' if a.is_admin else ''}" for a in accounts] or ["(no accounts)"],
+    )
+
+
+@user.command("passwd")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.pass_obj
+def user_passwd(state: CliState, address: str, password_stdin: bool) -> None:
+    """Set a new password for ADDRESS."""
+    config = state.load()
+    password = read_password(password_stdin)
+    run_store(config, lambda s: provisioning.set_password(s, config, address, password))
+    click.echo(f"password changed for {provisioning.account_key(address)}")
+
+
+@user.command("remove")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def user_remove(state: CliState, address: str, yes: bool) -> None:
+    """Delete ADDRESS with all its mail."""
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Delete {address} and all its mail?", abort=True)
+    run_store(state.load(), lambda s: provisioning.remove_account(s, address))
+    click.echo(f"removed account {provisioning.account_key(address)}")
+
+
+# -- aliases -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def alias() -> None:
+    """Aliases (incl. catch-all ``@domain``)."""
+
+
+@alias.command("add")
+@click.argument("address")
+@click.argument("targets", nargs=-1, required=True)
+@click.pass_obj
+def alias_add(state: CliState, address: str, targets: tuple[str, ...]) -> None:
+    """Deliver mail for ADDRESS (or @DOMAIN for a catch-all) to TARGETS."""
+    added = run_store(state.load(), lambda s: provisioning.add_alias(s, address, targets))
+    click.echo(f"added alias {added.address} -> {', '.join(added.targets)}")
+
+
+@alias.command("list")
+@click.option("--domain", "domain_name", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def alias_list(state: CliState, domain_name: str | None, as_json: bool) -> None:
+    """List aliases."""
+    aliases = run_store(state.load(), lambda s: s.list_aliases(domain_name))
+    emit(
+        [{"address": a.address, "targets": list(a.targets)} for a in aliases],
+        as_json,
+        [f"{a.address} -> {', '.join(a.targets)}" for a in aliases] or ["(no aliases)"],
+    )
+
+
+@alias.command("remove")
+@click.argument("address")
+@click.pass_obj
+def alias_remove(state: CliState, address: str) -> None:
+    """Remove an alias."""
+    run_store(state.load(), lambda s: provisioning.remove_alias(s, address))
+    click.echo(f"removed alias {address}")
+
+
+def generated_password() -> str:
+    """A password for demo accounts: 16 URL-safe characters (~96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+def main() -> None:
+    cli(prog_name="pillarbox")

@@ -1,0 +1,499 @@
+"""The one typed configuration: ``pillarbox.toml`` → frozen dataclasses, validated once.
+
+Every field carries a one-line ``doc`` in its metadata; those lines generate both the commented
+default config that ``pillarbox init`` writes and ``docs/config.md``, so the three cannot drift.
+Environment overrides are read here and nowhere else (STYLE §10): ``PILLARBOX__SECTION__KEY=value``
+(double underscores separate the levels; the value is parsed as the field's type).
+
+Errors name the dotted key (``listeners.imap.port: expected an integer, got 'abc'``) and surface
+as :class:`pillarbox.errors.ConfigError`, which the CLI turns into exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from pillarbox.errors import ConfigError
+
+ENV_PREFIX = "PILLARBOX__"
+CONFIG_ENV = "PILLARBOX_CONFIG"
+DEFAULT_CONFIG_PATH = Path("pillarbox.toml")
+
+T = TypeVar("T")
+
+
+def _f(default: Any, doc: str) -> Any:
+    """A config field: its default and the one line that documents it."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use tuples for sequence defaults")  # frozen config stays immutable
+    return field(default=default, metadata={"doc": doc})
+
+
+def _section(factory: Any, doc: str) -> Any:
+    return field(default_factory=factory, metadata={"doc": doc})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listener:
+    enabled: bool = _f(True, "Start this listener with `pillarbox serve`.")
+    address: str = _f("127.0.0.1", "Address to bind: an IPv4/IPv6 literal, or '::' / '0.0.0.0'.")
+    port: int = _f(0, "TCP port.")
+
+
+def _listener(port: int, enabled: bool = True) -> Any:
+    return field(
+        default_factory=lambda: Listener(port=port, enabled=enabled),
+        metadata={"doc": ""},
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listeners:
+    smtp: Listener = _listener(25)
+    submission: Listener = _listener(587)
+    submissions: Listener = _listener(465)
+    imap: Listener = _listener(143)
+    imaps: Listener = _listener(993)
+    pop3: Listener = _listener(110)
+    pop3s: Listener = _listener(995)
+    http: Listener = _listener(8080)
+
+
+LISTENER_DOCS = {
+    "smtp": "MX: receives mail for hosted domains (STARTTLS offered).",
+    "submission": "Message submission with STARTTLS and AUTH (RFC 6409).",
+    "submissions": "Message submission over implicit TLS (RFC 8314).",
+    "imap": "IMAP with STARTTLS.",
+    "imaps": "IMAP over implicit TLS.",
+    "pop3": "POP3 with STLS.",
+    "pop3s": "POP3 over implicit TLS.",
+    "http": "Webmail, admin and JSON API.",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSection:
+    hostname: str = _f("localhost", "This host's name: SMTP greeting, EHLO, Received headers.")
+    data_dir: str = _f(
+        "data", "Directory for the store, blobs and TLS files (relative: to the config file)."
+    )
+    workers: int = _f(4, "Threads for blocking work (password hashing, parsing large messages).")
+    shutdown_grace: float = _f(10.0, "Seconds to let in-flight transactions finish on SIGTERM.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSection:
+    url: str = _f(
+        "sqlite:",
+        "Store location: 'sqlite:' (in data_dir), 'sqlite:///abs/path.db', or 'postgresql://…'.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsSection:
+    cert: str = _f("", "PEM certificate chain; empty: a self-signed one in data_dir/tls.")
+    key: str = _f("", "PEM private key for `cert`.")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = _f("TLSv1.2", "Lowest TLS version accepted.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpSection:
+    max_message_size: int = _f(
+        50 * 1024 * 1024, "Largest message accepted, in bytes (advertised as SIZE)."
+    )
+    max_recipients: int = _f(100, "Recipients per message; more get 452 4.5.3.")
+    max_line_length: int = _f(
+        4096, "Longest command or text line in octets (RFC 5321 minimum: 1000)."
+    )
+    max_errors: int = _f(10, "Protocol errors in one session before 421 and close.")
+    command_timeout: float = _f(300.0, "Seconds to wait for a command (RFC 5321 §4.5.3.2.7).")
+    data_timeout: float = _f(180.0, "Seconds to wait for each DATA block (RFC 5321 §4.5.3.2.6).")
+    max_connections: int = _f(1000, "Concurrent SMTP connections, all listeners together.")
+    max_connections_per_ip: int = _f(20, "Concurrent SMTP connections from one client address.")
+    bare_newline: Literal["reject", "normalize"] = _f(
+        "reject", "Messages with a bare CR or LF: refuse them, or rewrite to CRLF."
+    )
+    auth_without_tls: bool = _f(
+        False, "Offer AUTH on submission before STARTTLS (only for loopback tests)."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImapSection:
+    max_literal_size: int = _f(50 * 1024 * 1024, "Largest literal accepted (APPEND size limit).")
+    max_line_length: int = _f(65536, "Longest command line outside literals.")
+    idle_timeout: float = _f(
+        1800.0, "Seconds of inactivity before BYE (RFC 9051 §5.4: at least 30 minutes)."
+    )
+    max_errors: int = _f(20, "Consecutive bad commands before BYE.")
+    login_without_tls: bool = _f(
+        False, "Allow LOGIN/AUTHENTICATE before TLS (only for loopback tests)."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pop3Section:
+    idle_timeout: float = _f(
+        600.0, "Seconds of inactivity before closing (RFC 1939 §3: at least 10 minutes)."
+    )
+    max_errors: int = _f(10, "Bad commands before the connection is closed.")
+    login_without_tls: bool = _f(False, "Allow USER/PASS before TLS (only for loopback tests).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSection:
+    min_password_length: int = _f(10, "Shortest password `user add`/`passwd` accept.")
+    window: float = _f(900.0, "Seconds over which failed logins are counted.")
+    free_failures: int = _f(3, "Failures per client address answered without delay.")
+    base_delay: float = _f(
+        2.0, "Seconds of delay after the first failure beyond the free ones; doubles after each."
+    )
+    max_delay: float = _f(60.0, "Longest per-failure delay, in seconds.")
+    lockout_failures: int = _f(10, "Failures per client address that lock it out.")
+    lockout: float = _f(900.0, "Seconds an address is locked out.")
+    account_lockout_failures: int = _f(
+        30,
+        "Failures per account name that lock it out (lenient: strangers must not lock owners out for long).",
+    )
+    account_lockout: float = _f(300.0, "Seconds an account name is locked out.")
+    login_cache_entries: int = _f(
+        10000, "Verified logins remembered (no passwords are kept; 0: off)."
+    )
+    login_cache_ttl: float = _f(300.0, "Seconds a verified login is trusted without re-hashing.")
+    argon2_time_cost: int = _f(3, "argon2id iterations (RFC 9106).")
+    argon2_memory_cost: int = _f(65536, "argon2id memory in KiB.")
+    argon2_parallelism: int = _f(4, "argon2id lanes.")
+    scram_iterations: int = _f(
+        4096, "PBKDF2 iterations of SCRAM-SHA-256 verifiers (RFC 7677 minimum)."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSection:
+    concurrency: int = _f(20, "Deliveries in flight at once.")
+    per_domain: int = _f(4, "Deliveries in flight to one destination domain.")
+    retry_schedule: tuple[float, ...] = _f(
+        (300.0, 600.0, 1200.0, 2400.0, 3600.0, 7200.0, 14400.0),
+        "Seconds between attempts; the last repeats until `lifetime`.",
+    )
+    lifetime: float = _f(5 * 86400.0, "Seconds before an undeliverable message bounces.")
+    delay_warning: float = _f(4 * 3600.0, "Seconds before a delay DSN is sent (0: never).")
+    remote_port: int = _f(25, "Port of remote MX hosts (change only for tests).")
+    smarthost: str = _f(
+        "", "Relay all remote mail through host[:port] (empty: deliver directly by MX)."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsSection:
+    nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
+    timeout: float = _f(5.0, "Seconds for one DNS lookup.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingSection:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
+    format: Literal["text", "json"] = _f("text", "Log line format.")
+    trace_protocol: bool = _f(False, "Log protocol lines (AUTH payloads are still redacted).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    server: ServerSection = _section(ServerSection, "This server.")
+    store: StoreSection = _section(StoreSection, "Where mail and accounts are kept.")
+    tls: TlsSection = _section(TlsSection, "TLS certificate for every listener.")
+    listeners: Listeners = _section(Listeners, "Where each service listens.")
+    smtp: SmtpSection = _section(SmtpSection, "SMTP limits (MX and submission).")
+    imap: ImapSection = _section(ImapSection, "IMAP limits.")
+    pop3: Pop3Section = _section(Pop3Section, "POP3 limits.")
+    auth: AuthSection = _section(AuthSection, "Passwords and login rate limits.")
+    queue: QueueSection = _section(QueueSection, "Outbound delivery.")
+    dns: DnsSection = _section(DnsSection, "DNS resolution.")
+    logging: LoggingSection = _section(LoggingSection, "Logs.")
+
+    #: Where the file was read from; relative paths in it resolve against its directory.
+    source: Path | None = field(default=None, compare=False, metadata={"doc": ""})
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config, relative to the config file's directory."""
+        path = Path(value).expanduser()
+        if path.is_absolute() or self.source is None:
+            return path
+        return self.source.parent / path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.resolve_path(self.server.data_dir)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def config_path(explicit: str | Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """``--config``, else ``$PILLARBOX_CONFIG``, else ``./pillarbox.toml``."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def load(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file, then apply environment overrides."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {path} not found (run `pillarbox init`)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path}: not valid TOML: {exc}") from None
+    _apply_env(raw, os.environ if environ is None else environ)
+    config = from_mapping(raw)
+    return dataclasses.replace(config, source=path.resolve())
+
+
+def from_mapping(raw: Mapping[str, Any]) -> Config:
+    config = _build(Config, raw, "")
+    _validate(config)
+    return config
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        target_type = _field_type(keys)
+        node = raw
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(keys), "environment override conflicts with the file")
+        node[keys[-1]] = _from_env_text(value, target_type, ".".join(keys))
+
+
+def _field_type(keys: list[str]) -> Any:
+    cls: Any = Config
+    for i, key in enumerate(keys):
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+        if key not in fields:
+            raise ConfigError(".".join(keys[: i + 1]), "unknown key (from the environment)")
+        cls = _hints(cls)[key]
+    if dataclasses.is_dataclass(cls):
+        raise ConfigError(".".join(keys), "is a section; override its keys one by one")
+    return cls
+
+
+def _from_env_text(text: str, typ: Any, key: str) -> Any:
+    if typ is str or get_origin(typ) is Literal:
+        return text
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        raise ConfigError(key, f"cannot parse environment value {text!r}") from None
+
+
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type[T], raw: Any, prefix: str) -> T:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix, "expected a table")
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(key, f"unknown key (known: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        values[name] = _convert(hints[name], value, key)
+    return cls(**values)
+
+
+def _convert(typ: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(typ):
+        return _build(typ, value, key)  # type: ignore[arg-type]
+    origin = get_origin(typ)
+    if origin is Literal:
+        if value not in get_args(typ):
+            choices = ", ".join(repr(a) for a in get_args(typ))
+            raise ConfigError(key, f"expected one of {choices}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        raise TypeError(f"{key}: unions are not supported in config")  # pragma: no cover
+    if origin is tuple:
+        item_type = get_args(typ)[0]
+        if not isinstance(value, list):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        return tuple(_convert(item_type, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported config type {typ!r}")  # pragma: no cover
+
+
+def _validate(config: Config) -> None:
+    """Cross-field and range checks that types alone cannot express."""
+    for name in LISTENER_DOCS:
+        listener: Listener = getattr(config.listeners, name)
+        if not 0 <= listener.port <= 65535:
+            raise ConfigError(f"listeners.{name}.port", f"must be 0–65535, got {listener.port}")
+    positive: list[tuple[str, float]] = [
+        ("smtp.max_message_size", config.smtp.max_message_size),
+        ("smtp.max_recipients", config.smtp.max_recipients),
+        ("smtp.max_errors", config.smtp.max_errors),
+        ("smtp.command_timeout", config.smtp.command_timeout),
+        ("smtp.data_timeout", config.smtp.data_timeout),
+        ("smtp.max_connections", config.smtp.max_connections),
+        ("smtp.max_connections_per_ip", config.smtp.max_connections_per_ip),
+        ("imap.max_literal_size", config.imap.max_literal_size),
+        ("server.workers", config.server.workers),
+        ("queue.concurrency", config.queue.concurrency),
+        ("queue.per_domain", config.queue.per_domain),
+        ("auth.min_password_length", config.auth.min_password_length),
+        ("auth.lockout_failures", config.auth.lockout_failures),
+    ]
+    for key, number in positive:
+        if number <= 0:
+            raise ConfigError(key, f"must be positive, got {number}")
+    if config.smtp.max_line_length < 1000:
+        raise ConfigError("smtp.max_line_length", "must be at least 1000 (RFC 5321 §4.5.3.1.6)")
+    if config.imap.idle_timeout < 1800:
+        raise ConfigError("imap.idle_timeout", "must be at least 1800 s (RFC 9051 §5.4)")
+    if config.pop3.idle_timeout < 600:
+        raise ConfigError("pop3.idle_timeout", "must be at least 600 s (RFC 1939 §3)")
+    if bool(config.tls.cert) != bool(config.tls.key):
+        raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
+    if config.auth.free_failures >= config.auth.lockout_failures:
+        raise ConfigError("auth.free_failures", "must be smaller than auth.lockout_failures")
+    if not config.queue.retry_schedule:
+        raise ConfigError("queue.retry_schedule", "needs at least one interval")
+
+
+# -- writing and documenting -----------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")  # pragma: no cover
+
+
+def _section_docs(config: Config) -> list[tuple[str, str, Any]]:
+    """(table name, doc, section object) for every table, listeners expanded."""
+    tables: list[tuple[str, str, Any]] = []
+    for f in dataclasses.fields(config):
+        if f.name == "source":
+            continue
+        section = getattr(config, f.name)
+        if isinstance(section, Listeners):
+            for name, doc in LISTENER_DOCS.items():
+                tables.append((f"listeners.{name}", doc, getattr(section, name)))
+        else:
+            tables.append((f.name, f.metadata["doc"], section))
+    return tables
+
+
+def render_toml(config: Config) -> str:
+    """The config as a commented TOML file (what ``pillarbox init`` writes)."""
+    lines = [
+        "# Pillarbox configuration. Every key is optional; shown values are what this file sets.",
+        "# Reference: docs/config.md. Override any key from the environment as",
+        "# PILLARBOX__SECTION__KEY=value (e.g. PILLARBOX__LISTENERS__IMAP__PORT=1143).",
+        "",
+    ]
+    for table, doc, section in _section_docs(config):
+        lines.append(f"# {doc}")
+        lines.append(f"[{table}]")
+        for f in dataclasses.fields(section):
+            lines.append(f"# {f.metadata['doc']}")
+            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_markdown() -> str:
+    """The configuration reference (``docs/config.md``), generated from the fields' docs."""
+    defaults = Config()
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from `src/pillarbox/config.py` by `pillarbox config-doc`; do not edit by hand.",
+        "",
+        "The file is TOML (`pillarbox.toml`, or `--config PATH`, or `$PILLARBOX_CONFIG`). Any key",
+        "can be overridden from the environment as `PILLARBOX__SECTION__KEY=value`.",
+        "",
+    ]
+    for table, doc, section in _section_docs(defaults):
+        out += [f"## `[{table}]`", "", doc, "", "| key | default | meaning |", "|---|---|---|"]
+        for f in dataclasses.fields(section):
+            value = _toml_value(getattr(section, f.name)).replace("|", "\\|")
+            out.append(f"| `{f.name}` | `{value}` | {f.metadata['doc']} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def dev_config(data_dir: str, hostname: str = "localhost") -> Config:
+    """A config for a laptop: loopback, unprivileged ports, plaintext login allowed on loopback."""
+    ports = {
+        "smtp": 2525,
+        "submission": 2587,
+        "submissions": 2465,
+        "imap": 2143,
+        "imaps": 2993,
+        "pop3": 2110,
+        "pop3s": 2995,
+        "http": 8080,
+    }
+    listeners = Listeners(**{name: Listener(port=port) for name, port in ports.items()})
+    return Config(
+        server=ServerSection(hostname=hostname, data_dir=data_dir),
+        listeners=listeners,
+        # Loopback only: mail apps on this machine may log in before STARTTLS.
+        smtp=SmtpSection(auth_without_tls=True),
+        imap=ImapSection(login_without_tls=True),
+        pop3=Pop3Section(login_without_tls=True),
+    )
+
+
+def production_config(data_dir: str, hostname: str) -> Config:
+    """Standard ports on every address; needs root or CAP_NET_BIND_SERVICE."""
+    defaults = Listeners()
+    listeners = Listeners(
+        **{
+            name: Listener(port=getattr(defaults, name).port, address="::")
+            for name in LISTENER_DOCS
+        }
+    )
+    return Config(server=ServerSection(hostname=hostname, data_dir=data_dir), listeners=listeners)

@@ -1,0 +1,218 @@
+"""A byte channel over an asyncio transport: what every protocol adapter reads from and writes to.
+
+Built on ``asyncio.Protocol`` rather than streams for one reason that matters to security:
+STARTTLS (RFC 3207 §4.2, RFC 2595 §3.1, CVE-2011-0411). Every plaintext byte received before the
+TLS handshake passes through :meth:`data_received` into our own buffer, so
+:meth:`Channel.start_tls` can discard it exactly; a stream reader would hold bytes in a private
+buffer that would later be read as if they had come over TLS.
+
+Also here: flow control both ways (reading pauses while the adapter has a backlog; writes wait
+for the transport to drain), and the mapping of low-level ``OSError``/``ssl`` failures to
+:class:`ChannelClosed` — once, at this boundary (STYLE §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+from pillarbox.errors import PillarboxError
+
+#: Bytes buffered from the peer before reading is paused (the adapter has not consumed them).
+READ_HIGH_WATER = 256 * 1024
+
+
+class ChannelClosed(PillarboxError):
+    """The connection is gone (peer closed, reset, or TLS failed); ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Channel(asyncio.Protocol):
+    """One accepted (or opened) connection as a byte pipe with timeouts."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._data_ready = asyncio.Event()
+        self._eof = False
+        self._lost: str | None = None
+        self._write_ready = asyncio.Event()
+        self._write_ready.set()
+        self._connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tls_active = False
+
+    # -- asyncio.Protocol callbacks ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._tls_active = transport.get_extra_info("ssl_object") is not None
+        if not self._connected.done():
+            self._connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._data_ready.set()
+        if len(self._buffer) > READ_HIGH_WATER and self._transport is not None:
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._data_ready.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = _describe_error(exc) if exc else "closed"
+        self._eof = True
+        self._data_ready.set()
+        self._write_ready.set()
+
+    def pause_writing(self) -> None:
+        self._write_ready.clear()
+
+    def resume_writing(self) -> None:
+        self._write_ready.set()
+
+    # -- adapter API ---------------------------------------------------------------------------
+    @property
+    def transport(self) -> asyncio.Transport:
+        if self._transport is None:
+            raise ChannelClosed("not connected")
+        return self._transport
+
+    def extra(self, name: str) -> Any:
+        return self._transport.get_extra_info(name) if self._transport else None
+
+    @property
+    def peer(self) -> tuple[str, int]:
+        """Remote address and port (IPv4-mapped IPv6 addresses are shown as IPv4)."""
+        peer = self.extra("peername") or ("", 0)
+        host = str(peer[0])
+        if host.startswith("::ffff:") and "." in host:
+            host = host[7:]
+        return host, int(peer[1])
+
+    @property
+    def local(self) -> tuple[str, int]:
+        sock = self.extra("sockname") or ("", 0)
+        return str(sock[0]), int(sock[1])
+
+    @property
+    def tls_active(self) -> bool:
+        return self._tls_active
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        obj = self.extra("ssl_object")
+        return obj if isinstance(obj, ssl.SSLObject) else None
+
+    async def wait_connected(self) -> None:
+        await self._connected
+
+    async def receive(self, timeout: float | None) -> bytes:
+        """Return what the peer has sent (at least one byte), or b"" at end of stream.
+
+        Raises ``TimeoutError`` if nothing arrives within ``timeout`` seconds.
+        """
+        while not self._buffer and not self._eof:
+            self._data_ready.clear()
+            if timeout is None:
+                await self._data_ready.wait()
+            else:
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._data_ready.wait()
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self._transport is not None and not self._eof:
+            self._transport.resume_reading()
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for sending; pair with :meth:`drain` to honour back-pressure."""
+        if not data:
+            return
+        if self._lost is not None or self._transport is None or self._transport.is_closing():
+            raise ChannelClosed(self._lost or "closed")
+        self._transport.write(data)
+
+    async def drain(self) -> None:
+        await self._write_ready.wait()
+        if self._lost is not None:
+            raise ChannelClosed(self._lost)
+
+    async def send(self, data: bytes) -> None:
+        self.write(data)
+        await self.drain()
+
+    async def start_tls(self, context: ssl.SSLContext, timeout: float = 30.0) -> int:
+        """Upgrade to TLS (server side); returns how many buffered plaintext bytes were discarded.
+
+        RFC 3207 §4.2: anything the client pipelined after STARTTLS is not trusted and is dropped.
+        """
+        discarded = len(self._buffer)
+        self._buffer.clear()
+        loop = asyncio.get_running_loop()
+        try:
+            new_transport = await loop.start_tls(
+                self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
+            )
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            self._lost = _describe_error(exc)
+            raise ChannelClosed(self._lost) from exc
+        if new_transport is None:
+            raise ChannelClosed("TLS handshake failed")
+        self._transport = new_transport
+        self._tls_active = True
+        return discarded
+
+    async def start_tls_client(
+        self, context: ssl.SSLContext, server_hostname: str | None, timeout: float = 30.0
+    ) -> None:
+        """Upgrade an outgoing connection to TLS (SMTP client STARTTLS)."""
+        self._buffer.clear()
+        loop = asyncio.get_running_loop()
+        try:
+            new_transport = await loop.start_tls(
+                self.transport,
+                self,
+                context,
+                server_side=False,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout,
+            )
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            self._lost = _describe_error(exc)
+            raise ChannelClosed(self._lost) from exc
+        if new_transport is None:
+            raise ChannelClosed("TLS handshake failed")
+        self._transport = new_transport
+        self._tls_active = True
+
+    async def close(self) -> None:
+        """Flush what was written, then close."""
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self._lost is None:
+            try:
+                async with asyncio.timeout(5):
+                    await self.drain()
+            except (TimeoutError, ChannelClosed):
+                pass
+        self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"

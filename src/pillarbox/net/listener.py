@@ -1,0 +1,169 @@
+"""Listening sockets: accept, admit or refuse, run one handler task per connection, stop cleanly.
+
+Admission limits (connections in total and per client address) are checked at accept; a refused
+connection is still handed to the protocol's handler with ``admitted=False`` so it can say the
+protocol's own "busy" reply (421, ``* BYE``, ``-ERR [SYS/TEMP]``) before closing — a silent close
+would look like a network fault to the client and make it retry at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pillarbox.net.channel import Channel, ChannelClosed
+from pillarbox.observability.log import Log, new_connection_id
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a handler is told about its connection before the first byte."""
+
+    connection_id: str
+    admitted: bool
+    #: Why the connection was refused (for the log and the protocol's busy reply).
+    refusal: str = ""
+
+
+Handler = Callable[[Channel, Admission], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLimits:
+    total: int = 1000
+    per_address: int = 50
+
+
+class ConnectionCounter:
+    """Counts live connections in total and per address; shared by the listeners of a service
+    (the MX and both submission ports share SMTP's limits)."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.total = 0
+        self.by_address: Counter[str] = Counter()
+
+    def admit(self, address: str) -> str:
+        """Count the connection in; returns "" if admitted, else the reason it is refused."""
+        if self.total >= self.limits.total:
+            return "too many connections"
+        if self.by_address[address] >= self.limits.per_address:
+            return "too many connections from your address"
+        self.total += 1
+        self.by_address[address] += 1
+        return ""
+
+    def release(self, address: str) -> None:
+        self.total -= 1
+        self.by_address[address] -= 1
+        if self.by_address[address] <= 0:
+            del self.by_address[address]
+
+
+class Listener:
+    """One listening socket (possibly several, for a dual-stack address) for one service."""
+
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        counter: ConnectionCounter,
+        *,
+        tls: ssl.SSLContext | None = None,
+        handshake_timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        self._handler = handler
+        self._counter = counter
+        self._tls = tls
+        self._handshake_timeout = handshake_timeout
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log = Log(f"net.{name}")
+
+    @property
+    def ports(self) -> list[tuple[str, int]]:
+        """The bound (address, port) pairs, port 0 resolved."""
+        if self._server is None:
+            return []
+        return [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in self._server.sockets]
+
+    async def start(self, address: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._make_channel,
+            host=address,
+            port=port,
+            ssl=self._tls,
+            ssl_handshake_timeout=self._handshake_timeout if self._tls else None,
+            reuse_address=True,
+            backlog=1024,
+        )
+
+    def _make_channel(self) -> Channel:
+        channel = _AcceptedChannel(self)
+        return channel
+
+    def _spawn(self, channel: Channel) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, channel: Channel) -> None:
+        address = channel.peer[0]
+        sock = channel.extra("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection_id = new_connection_id(self.name)
+        refusal = self._counter.admit(address)
+        admission = Admission(connection_id, admitted=not refusal, refusal=refusal)
+        log = self._log.bind(conn=connection_id, remote=address)
+        if refusal:
+            log.warning("connection refused", reason=refusal)
+        try:
+            await self._handler(channel, admission)
+        except ChannelClosed as exc:
+            log.info("connection lost", reason=exc.reason)
+        except asyncio.CancelledError:
+            channel.abort()
+            raise
+        except Exception:
+            log.exception("handler failed")
+            channel.abort()
+        finally:
+            if not refusal:
+                self._counter.release(address)
+            await channel.close()
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    async def finish(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for connections to end, then cancel the rest."""
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+class _AcceptedChannel(Channel):
+    def __init__(self, listener: Listener) -> None:
+        super().__init__()
+        self._listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._listener._spawn(self)

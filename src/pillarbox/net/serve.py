@@ -1,0 +1,180 @@
+"""``pillarbox serve``: one process, one event loop, every listener (DESIGN principle 7).
+
+Start-up order: store (migrations) → TLS → listeners → background tasks; then print where to
+connect. Shutdown on SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down
+(``context.shutdown``), give in-flight transactions ``server.shutdown_grace`` seconds, stop
+background tasks, close the store — so an acknowledged message is never lost and a message in
+flight is either acknowledged and stored or not acknowledged at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from pillarbox import blocking, provisioning
+from pillarbox.auth.directory import Authenticator
+from pillarbox.config import LISTENER_DOCS, Config
+from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
+from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
+from pillarbox.observability import log as logging_setup
+from pillarbox.observability.log import Log
+from pillarbox.store.interface import Store
+from pillarbox.store.open import open_store
+
+
+@dataclass
+class ServerContext:
+    """What every protocol adapter shares: config, store, authenticator, TLS, shutdown signal."""
+
+    config: Config
+    store: Store
+    authenticator: Authenticator
+    tls: ssl.SSLContext
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run a background task for the server's lifetime (cancelled at shutdown)."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+#: listener name → (implicit TLS?, counter group, factory of the connection handler)
+HandlerFactory = Callable[[ServerContext, str], Handler]
+
+
+def _registry() -> dict[str, tuple[bool, str, HandlerFactory]]:
+    """The services this build implements; a configured listener without one is reported."""
+    services: dict[str, tuple[bool, str, HandlerFactory]] = {}
+    from pillarbox.net import smtp as smtp_adapter
+
+    services["smtp"] = (False, "smtp", smtp_adapter.mx_handler)
+    services["submission"] = (False, "smtp", smtp_adapter.submission_handler)
+    services["submissions"] = (True, "smtp", smtp_adapter.submission_handler)
+    from pillarbox.net import pop3 as pop3_adapter
+
+    services["pop3"] = (False, "pop3", pop3_adapter.pop3_handler)
+    services["pop3s"] = (True, "pop3", pop3_adapter.pop3_handler)
+    return services
+
+
+class Server:
+    """A running Pillarbox: listeners plus background tasks over one store."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.listeners: dict[str, Listener] = {}
+        self.context: ServerContext | None = None
+        self.log = Log("serve")
+
+    async def start(self) -> None:
+        config = self.config
+        blocking.configure(config.server.workers)
+        cert, key = tls_paths(config)
+        if not config.tls.cert:
+            ensure_self_signed(cert, key, config.server.hostname)
+        tls = server_context(config)
+        store = open_store(config.store.url, config.data_dir)
+        await store.open()
+        authenticator = provisioning.authenticator(store, config)
+        self.context = context = ServerContext(config, store, authenticator, tls)
+        counters = {
+            "smtp": ConnectionCounter(
+                ConnectionLimits(
+                    total=config.smtp.max_connections,
+                    per_address=config.smtp.max_connections_per_ip,
+                )
+            ),
+            "imap": ConnectionCounter(ConnectionLimits()),
+            "pop3": ConnectionCounter(ConnectionLimits()),
+            "http": ConnectionCounter(ConnectionLimits()),
+        }
+        registry = _registry()
+        try:
+            for name in LISTENER_DOCS:
+                settings = getattr(config.listeners, name)
+                if not settings.enabled:
+                    continue
+                if name not in registry:
+                    self.log.warning("listener not available in this build", listener=name)
+                    continue
+                implicit_tls, group, factory = registry[name]
+                listener = Listener(
+                    name,
+                    factory(context, name),
+                    counters[group],
+                    tls=tls if implicit_tls else None,
+                )
+                await listener.start(settings.address, settings.port)
+                self.listeners[name] = listener
+                self.log.info("listening", listener=name, on=_where(listener.ports))
+        except BaseException:
+            await self.stop()
+            raise
+
+    def endpoints(self) -> list[str]:
+        return [
+            f"{name:<12} {_where(listener.ports)}" + ("  (TLS)" if name.endswith("s") else "")
+            for name, listener in self.listeners.items()
+        ]
+
+    async def stop(self) -> None:
+        """Graceful stop; safe to call twice."""
+        for listener in self.listeners.values():
+            listener.stop_accepting()
+        context = self.context
+        if context is not None:
+            context.shutdown.set()
+        await asyncio.gather(
+            *(lst.finish(self.config.server.shutdown_grace) for lst in self.listeners.values())
+        )
+        self.listeners.clear()
+        if context is not None:
+            for task in list(context.background):
+                task.cancel()
+            await asyncio.gather(*context.background, return_exceptions=True)
+            await context.store.close()
+            self.context = None
+        blocking.shutdown()
+
+
+def _where(ports: Sequence[tuple[str, int]]) -> str:
+    return ", ".join(f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in ports)
+
+
+async def serve_until_signalled(config: Config, banner: Sequence[str] = ()) -> None:
+    server = Server(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    lines = [*banner, "Pillarbox is running; connect to:", *(f"  {e}" for e in server.endpoints())]
+    lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
+    print("\n".join(lines), flush=True)
+    await stop.wait()
+    server.log.info("stopping")
+    await server.stop()
+    server.log.info("stopped")
+
+
+def run_server(config: Config, banner: Sequence[str] = ()) -> None:
+    """Entry point of ``pillarbox serve``: uvloop when installed, the stdlib loop otherwise."""
+    logging_setup.setup(config.logging.level, config.logging.format)
+    try:
+        import uvloop
+
+        runner: Callable[[Awaitable[None]], None] = uvloop.run  # type: ignore[assignment]
+    except ImportError:
+        runner = asyncio.run  # type: ignore[assignment]
+    try:
+        runner(serve_until_signalled(config, banner))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Structured, redacting logs (STYLE §13) and, later, metrics."""

@@ -1,0 +1,122 @@
+"""Structured logging: every line carries a component, a connection id where there is one, and
+``key=value`` fields.
+
+Redaction is by construction: adapters log events and fields, never raw protocol lines, unless
+``logging.trace_protocol`` is on — and even then AUTH payloads are replaced before logging
+(:func:`redact_line`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+_ids = itertools.count(1)
+
+
+def new_connection_id(prefix: str) -> str:
+    """A short id unique in this process (``smtp-1f``); each log line of a connection has it."""
+    return f"{prefix}-{next(_ids):x}"
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        fields = getattr(record, "fields", {})
+        extra = "".join(f" {k}={_text(v)}" for k, v in fields.items())
+        line = f"{stamp}Z {record.levelname} {record.name} {record.getMessage()}{extra}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": record.created,
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _text(value: Any) -> str:
+    text = str(value)
+    if not text or any(c in text for c in ' "=\n'):
+        return json.dumps(text)
+    return text
+
+
+def setup(level: str = "INFO", fmt: str = "text") -> None:
+    """Configure the root ``pillarbox`` logger once, writing to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    root = logging.getLogger("pillarbox")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class Log:
+    """A logger bound to fixed fields (component, connection id, peer)."""
+
+    __slots__ = ("_fields", "_logger")
+
+    def __init__(self, name: str, **fields: Any) -> None:
+        self._logger = logging.getLogger(f"pillarbox.{name}")
+        self._fields = fields
+
+    def bind(self, **fields: Any) -> Log:
+        bound = Log.__new__(Log)
+        bound._logger = self._logger
+        bound._fields = {**self._fields, **fields}
+        return bound
+
+    def _log(self, level: int, msg: str, fields: Mapping[str, Any], exc: bool = False) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger.log(level, msg, extra={"fields": {**self._fields, **fields}}, exc_info=exc)
+
+    def debug(self, msg: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, msg, fields)
+
+    def info(self, msg: str, **fields: Any) -> None:
+        self._log(logging.INFO, msg, fields)
+
+    def warning(self, msg: str, **fields: Any) -> None:
+        self._log(logging.WARNING, msg, fields)
+
+    def error(self, msg: str, **fields: Any) -> None:
+        self._log(logging.ERROR, msg, fields)
+
+    def exception(self, msg: str, **fields: Any) -> None:
+        self._log(logging.ERROR, msg, fields, exc=True)
+
+
+_SECRET_VERBS = (b"AUTH ", b"AUTHENTICATE ", b"LOGIN ", b"PASS ", b"APOP ")
+
+
+def redact_line(line: bytes, in_sasl_exchange: bool = False) -> bytes:
+    """A protocol line safe to log: credentials and SASL responses are replaced."""
+    if in_sasl_exchange:
+        return b"<redacted SASL response>"
+    upper = line.upper()
+    for verb in _SECRET_VERBS:
+        idx = upper.find(verb)
+        if idx != -1 and (idx == 0 or upper[idx - 1 : idx] == b" "):
+            keep = idx + len(verb)
+            mech_end = line.find(b" ", keep)
+            if verb.strip() in (b"AUTH", b"AUTHENTICATE") and mech_end != -1:
+                keep = mech_end
+            elif verb.strip() in (b"AUTH", b"AUTHENTICATE"):
+                return line
+            return line[:keep] + b" <redacted>"
+    return line

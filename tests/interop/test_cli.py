@@ -1,0 +1,184 @@
+"""The admin CLI, run as operators and scripts run it: a subprocess per command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PASSWORD = "correct horse battery"
+
+
+def run(
+    tmp_path: Path, *args: str, stdin: str | None = None, config: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PILLARBOX__AUTH__ARGON2_MEMORY_COST": "1024"}
+    env.pop("PILLARBOX_CONFIG", None)
+    prefix = ["--config", str(tmp_path / "pillarbox.toml")] if config else []
+    return subprocess.run(
+        [sys.executable, "-m", "pillarbox.cli", *prefix, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def initialised(tmp_path: Path) -> Path:
+    result = run(
+        tmp_path,
+        "init",
+        "--dev",
+        "--data-dir",
+        "data",
+        "--domain",
+        "example.org",
+        "--user",
+        "alice@example.org",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def test_init_creates_config_store_certificate_and_account(initialised: Path) -> None:
+    assert (initialised / "pillarbox.toml").is_file()
+    assert (initialised / "data" / "tls" / "cert.pem").is_file()
+    assert (initialised / "data" / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+    listed = run(initialised, "user", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    users = json.loads(listed.stdout)
+    assert [u["address"] for u in users] == ["alice@example.org"]
+    assert users[0]["admin"] is True
+
+
+def test_init_refuses_to_overwrite(initialised: Path) -> None:
+    result = run(initialised, "init", "--dev")
+    assert result.returncode == 1
+    assert "exists already" in result.stderr
+
+
+def test_domain_lifecycle(initialised: Path) -> None:
+    assert run(initialised, "domain", "add", "Example.NET.").returncode == 0
+    listed = json.loads(run(initialised, "domain", "list", "--json").stdout)
+    assert sorted(d["name"] for d in listed) == ["example.net", "example.org"]
+    duplicate = run(initialised, "domain", "add", "example.net")
+    assert duplicate.returncode == 1
+    assert duplicate.stderr.count("\n") == 1
+    in_use = run(initialised, "domain", "remove", "example.org")
+    assert in_use.returncode == 1
+    assert run(initialised, "domain", "remove", "example.net").returncode == 0
+    unknown = run(initialised, "domain", "remove", "example.net")
+    assert unknown.returncode == 1
+    assert "no such domain" in unknown.stderr
+
+
+def test_idn_domain_is_stored_as_a_labels(initialised: Path) -> None:
+    assert run(initialised, "domain", "add", "bücher.example").returncode == 0
+    names = [d["name"] for d in json.loads(run(initialised, "domain", "list", "--json").stdout)]
+    assert "xn--bcher-kva.example" in names
+
+
+@pytest.mark.parametrize(
+    ("address", "password", "message"),
+    [
+        ("bob@unknown.example", PASSWORD, "not hosted"),
+        ("alice@example.org", PASSWORD, "exists already"),
+        ("not an address", PASSWORD, "invalid"),
+        ("bob@example.org", "short", "password rejected"),
+    ],
+)
+def test_user_add_refusals(initialised: Path, address: str, password: str, message: str) -> None:
+    result = run(initialised, "user", "add", address, "--password-stdin", stdin=password + "\n")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_user_passwd_and_remove(initialised: Path) -> None:
+    changed = run(
+        initialised,
+        "user",
+        "passwd",
+        "Alice@Example.org",
+        "--password-stdin",
+        stdin="another fine password\n",
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert run(initialised, "user", "remove", "alice@example.org", "--yes").returncode == 0
+    assert json.loads(run(initialised, "user", "list", "--json").stdout) == []
+
+
+def test_password_is_never_taken_from_a_terminalless_prompt(initialised: Path) -> None:
+    result = run(initialised, "user", "add", "carol@example.org", stdin="")
+    assert result.returncode == 1
+    assert "--password-stdin" in result.stderr
+
+
+def test_alias_lifecycle(initialised: Path) -> None:
+    added = run(initialised, "alias", "add", "sales@example.org", "alice@example.org")
+    assert added.returncode == 0, added.stderr
+    catch_all = run(initialised, "alias", "add", "@example.org", "alice@example.org")
+    assert catch_all.returncode == 0, catch_all.stderr
+    aliases = json.loads(run(initialised, "alias", "list", "--json").stdout)
+    assert {a["address"]: a["targets"] for a in aliases} == {
+        "sales@example.org": ["alice@example.org"],
+        "@example.org": ["alice@example.org"],
+    }
+    clash = run(initialised, "alias", "add", "alice@example.org", "bob@example.net")
+    assert clash.returncode == 1
+    assert run(initialised, "alias", "remove", "sales@example.org").returncode == 0
+    assert run(initialised, "alias", "remove", "sales@example.org").returncode == 1
+
+
+def test_status_json(initialised: Path) -> None:
+    result = run(initialised, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["accounts"] == 1
+    assert data["domains"] == 1
+    assert data["listeners"]["imap"]["port"] == 2143
+
+
+def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "pillarbox.toml").write_text("[listeners.imap]\nport = 'abc'\n")
+    result = run(tmp_path, "status")
+    assert result.returncode == 2
+    assert "listeners.imap.port" in result.stderr
+
+
+def test_missing_config_is_a_configuration_error(tmp_path: Path) -> None:
+    result = run(tmp_path, "domain", "list")
+    assert result.returncode == 2
+    assert "pillarbox init" in result.stderr
+
+
+def test_config_env_variable_is_used(initialised: Path) -> None:
+    env = {**os.environ, "PILLARBOX_CONFIG": str(initialised / "pillarbox.toml")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pillarbox.cli", "domain", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "example.org"
+
+
+def test_config_doc_matches_committed_reference(tmp_path: Path) -> None:
+    result = run(tmp_path, "config-doc", config=False)
+    assert result.returncode == 0
+    committed = Path(__file__).parents[2] / "docs" / "config.md"
+    assert committed.read_text() == result.stdout, "regenerate: pillarbox config-doc > docs/config.md"

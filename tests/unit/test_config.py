@@ -1,0 +1,116 @@
+"""The typed config: defaults, validation with dotted keys, environment overrides, rendering."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pillarbox import config as cfg
+from pillarbox.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pillarbox.toml"
+    path.write_text(text)
+    return path
+
+
+def test_empty_file_gives_defaults(tmp_path: Path) -> None:
+    config = cfg.load(write(tmp_path, ""), environ={})
+    assert config.listeners.smtp.port == 25
+    assert config.smtp.bare_newline == "reject"
+    assert config.data_dir == tmp_path / "data"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[listeners.imap]\nport = 'abc'", "listeners.imap.port", "expected an integer"),
+        ("[listeners.imap]\nport = 70000", "listeners.imap.port", "0–65535"),
+        ("[smtp]\nmax_line_length = 512", "smtp.max_line_length", "at least 1000"),
+        ("[smtp]\nbare_newline = 'maybe'", "smtp.bare_newline", "expected one of"),
+        ("[smtp]\nmax_recipients = 0", "smtp.max_recipients", "must be positive"),
+        ("[smtpd]\nx = 1", "smtpd", "unknown key"),
+        ("[smtp]\nmax_recipents = 5", "smtp.max_recipents", "unknown key"),
+        ("[tls]\ncert = 'a.pem'", "tls.key", "go together"),
+        ("[imap]\nidle_timeout = 60.0", "imap.idle_timeout", "RFC 9051"),
+        ("[queue]\nretry_schedule = 5", "queue.retry_schedule", "expected a list"),
+        ("[auth]\nlockout_failures = true", "auth.lockout_failures", "expected an integer"),
+        ("[auth]\nfree_failures = 12", "auth.free_failures", "smaller than"),
+        ("smtp = 3", "smtp", "expected a table"),
+    ],
+)
+def test_invalid_values_name_the_dotted_key(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.load(write(tmp_path, text), environ={})
+    assert info.value.key == key
+    assert problem in info.value.problem
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        cfg.load(write(tmp_path, "[smtp"), environ={})
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {
+        "PILLARBOX__LISTENERS__IMAP__PORT": "1143",
+        "PILLARBOX__SERVER__HOSTNAME": "mx.example.org",
+        "PILLARBOX__QUEUE__RETRY_SCHEDULE": "[1, 2.5]",
+        "UNRELATED": "x",
+    }
+    config = cfg.load(write(tmp_path, "[listeners.imap]\nport = 143\n"), environ=env)
+    assert config.listeners.imap.port == 1143
+    assert config.server.hostname == "mx.example.org"
+    assert config.queue.retry_schedule == (1.0, 2.5)
+
+
+def test_environment_override_unknown_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.load(write(tmp_path, ""), environ={"PILLARBOX__SMTP__NOPE": "1"})
+    assert info.value.key == "smtp.nope"
+
+
+def test_environment_override_bad_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.load(write(tmp_path, ""), environ={"PILLARBOX__SMTP__MAX_ERRORS": "many"})
+    assert info.value.key == "smtp.max_errors"
+
+
+def test_rendered_toml_loads_back_equal(tmp_path: Path) -> None:
+    for config in (cfg.dev_config("d"), cfg.production_config("/var/lib/pb", "mx.example.org")):
+        text = cfg.render_toml(config)
+        assert "# Largest message accepted" in text
+        loaded = cfg.load(write(tmp_path, text), environ={})
+        assert loaded == config
+
+
+def test_dev_config_is_loopback_and_unprivileged() -> None:
+    config = cfg.dev_config("d")
+    for name in cfg.LISTENER_DOCS:
+        listener = getattr(config.listeners, name)
+        assert listener.address == "127.0.0.1"
+        assert listener.port >= 1024
+
+
+def test_markdown_reference_documents_every_field() -> None:
+    text = cfg.render_markdown()
+    raw = tomllib.loads(cfg.render_toml(cfg.Config()))
+    for table, keys in raw.items():
+        if table == "listeners":
+            for name, fields in keys.items():
+                assert f"## `[listeners.{name}]`" in text
+                assert all(f"| `{k}` |" in text for k in fields)
+        else:
+            assert f"## `[{table}]`" in text
+            assert all(f"| `{k}` |" in text for k in keys)
+
+
+def test_config_path_precedence() -> None:
+    assert cfg.config_path("x.toml", {"PILLARBOX_CONFIG": "y.toml"}) == Path("x.toml")
+    assert cfg.config_path(None, {"PILLARBOX_CONFIG": "y.toml"}) == Path("y.toml")
+    assert cfg.config_path(None, {}) == Path("pillarbox.toml")
