@@ -181,4 +181,6 @@ def test_config_doc_matches_committed_reference(tmp_path: Path) -> None:
     result = run(tmp_path, "config-doc", config=False)
     assert result.returncode == 0
     committed = Path(__file__).parents[2] / "docs" / "config.md"
-    assert committed.read_text() == result.stdout, "regenerate: pillarbox config-doc > docs/config.md"
+    assert committed.read_text() == result.stdout, (
+        "regenerate: pillarbox config-doc > docs/config.md"
+    )

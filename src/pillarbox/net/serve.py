@@ -10,68 +10,47 @@ flight is either acknowledged and stored or not acknowledged at all.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
-import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 from pillarbox import blocking, provisioning
-from pillarbox.auth.directory import Authenticator
 from pillarbox.config import LISTENER_DOCS, Config
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
-from pillarbox.store.interface import Store
+from pillarbox.queue.routing import Router
+from pillarbox.services import Services
 from pillarbox.store.open import open_store
 
+#: listener name → (implicit TLS?, connection-limit group, "module:factory" of its handler)
+SERVICES: dict[str, tuple[bool, str, str]] = {
+    "smtp": (False, "smtp", "pillarbox.net.smtp:mx_handler"),
+    "submission": (False, "smtp", "pillarbox.net.smtp:submission_handler"),
+    "submissions": (True, "smtp", "pillarbox.net.smtp:submission_handler"),
+    "pop3": (False, "pop3", "pillarbox.net.pop3:pop3_handler"),
+    "pop3s": (True, "pop3", "pillarbox.net.pop3:pop3_handler"),
+}
 
-@dataclass
-class ServerContext:
-    """What every protocol adapter shares: config, store, authenticator, TLS, shutdown signal."""
-
-    config: Config
-    store: Store
-    authenticator: Authenticator
-    tls: ssl.SSLContext
-    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
-    background: set[asyncio.Task[None]] = field(default_factory=set)
-
-    def spawn(self, coro: Awaitable[None], name: str) -> None:
-        """Run a background task for the server's lifetime (cancelled at shutdown)."""
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+HandlerFactory = Callable[[Services, str], Handler]
 
 
-#: listener name → (implicit TLS?, counter group, factory of the connection handler)
-HandlerFactory = Callable[[ServerContext, str], Handler]
-
-
-def _registry() -> dict[str, tuple[bool, str, HandlerFactory]]:
-    """The services this build implements; a configured listener without one is reported."""
-    services: dict[str, tuple[bool, str, HandlerFactory]] = {}
-    from pillarbox.net import smtp as smtp_adapter
-
-    services["smtp"] = (False, "smtp", smtp_adapter.mx_handler)
-    services["submission"] = (False, "smtp", smtp_adapter.submission_handler)
-    services["submissions"] = (True, "smtp", smtp_adapter.submission_handler)
-    from pillarbox.net import pop3 as pop3_adapter
-
-    services["pop3"] = (False, "pop3", pop3_adapter.pop3_handler)
-    services["pop3s"] = (True, "pop3", pop3_adapter.pop3_handler)
-    return services
+def _factory(spec: str) -> HandlerFactory:
+    module_name, _, attribute = spec.partition(":")
+    factory: HandlerFactory = getattr(importlib.import_module(module_name), attribute)
+    return factory
 
 
 class Server:
-    """A running Pillarbox: listeners plus background tasks over one store."""
+    """A running Pillarbox: listeners plus background tasks over one store; tests start it
+    in-process on port 0 and read the bound ports from :attr:`listeners`."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.listeners: dict[str, Listener] = {}
-        self.context: ServerContext | None = None
+        self.context: Services | None = None
         self.log = Log("serve")
 
     async def start(self) -> None:
@@ -84,7 +63,13 @@ class Server:
         store = open_store(config.store.url, config.data_dir)
         await store.open()
         authenticator = provisioning.authenticator(store, config)
-        self.context = context = ServerContext(config, store, authenticator, tls)
+        self.context = context = Services(
+            config=config,
+            store=store,
+            authenticator=authenticator,
+            router=Router(store),
+            tls=tls,
+        )
         counters = {
             "smtp": ConnectionCounter(
                 ConnectionLimits(
@@ -96,19 +81,18 @@ class Server:
             "pop3": ConnectionCounter(ConnectionLimits()),
             "http": ConnectionCounter(ConnectionLimits()),
         }
-        registry = _registry()
         try:
             for name in LISTENER_DOCS:
                 settings = getattr(config.listeners, name)
                 if not settings.enabled:
                     continue
-                if name not in registry:
+                if name not in SERVICES:
                     self.log.warning("listener not available in this build", listener=name)
                     continue
-                implicit_tls, group, factory = registry[name]
+                implicit_tls, group, spec = SERVICES[name]
                 listener = Listener(
                     name,
-                    factory(context, name),
+                    _factory(spec)(context, name),
                     counters[group],
                     tls=tls if implicit_tls else None,
                 )

@@ -8,8 +8,11 @@ normalised and the local part lowercased, as Pillarbox treats local parts case-i
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+
+from pillarbox.errors import InvalidName
 
 #: RFC 9051 §2.3.2 system flags. ``\\Recent`` is not stored here: it is a per-session notion
 #: (see :meth:`pillarbox.store.interface.Store.claim_recent`).
@@ -18,6 +21,29 @@ SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\D
 INBOX = "INBOX"
 #: Hierarchy delimiter of mailbox names (RFC 9051 §5.1.1).
 DELIMITER = "/"
+#: Longest mailbox name accepted, in characters (after NFC normalisation).
+MAX_MAILBOX_NAME = 255
+
+
+def normalize_mailbox_name(name: str) -> str:
+    """The canonical form of a mailbox name, or ``InvalidName``; every backend applies it.
+
+    NFC (RFC 9051 §5.1: Net-Unicode; SELECT must find what CREATE made from a denormalised
+    name); ``INBOX`` in any case as the first level is ``INBOX`` (§5.1). Refused: empty names and
+    empty levels (leading, trailing or doubled ``/``), control characters (§5.1 item 2), and the
+    LIST wildcards ``%`` and ``*`` (§5.1 item 3: such names could not be listed unambiguously).
+    """
+    name = unicodedata.normalize("NFC", name)
+    if not name or len(name) > MAX_MAILBOX_NAME:
+        raise InvalidName(f"mailbox name must be 1 to {MAX_MAILBOX_NAME} characters")
+    levels = name.split(DELIMITER)
+    if any(not level for level in levels):
+        raise InvalidName(f"mailbox name {name!r} has an empty hierarchy level")
+    if any(ch in "%*" or unicodedata.category(ch) == "Cc" for ch in name):
+        raise InvalidName(f"mailbox name {name!r} contains a control or wildcard character")
+    if levels[0].upper() == INBOX:
+        levels[0] = INBOX
+    return DELIMITER.join(levels)
 
 
 class SpecialUse(enum.StrEnum):
@@ -103,6 +129,12 @@ class QuotaUsage:
     messages: int
     bytes_limit: int | None
     messages_limit: int | None
+
+    def fits(self, size: int, count: int = 1) -> bool:
+        """Whether ``count`` more messages of ``size`` octets in total stay within the quota."""
+        if self.bytes_limit is not None and self.bytes_used + size > self.bytes_limit:
+            return False
+        return self.messages_limit is None or self.messages + count <= self.messages_limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,245 @@
+"""The one path every accepted message takes — from the MX, from submission, from webmail.
+
+Implementation notes:
+
+- **Relay rules** (RFC 5321 §3.6, §7.1): an unauthenticated client may only give recipients at
+  hosted domains that resolve to something; everything else is 554 5.7.1 (other domains, address
+  literals) or 550 5.1.1 (unknown local parts, which is also where %-hacks, bang paths and
+  quoted local parts end up: they never match an account). Source routes are ignored as
+  RFC 5321 Appendix C requires — the mailbox after the route is what counts.
+- **Accepted means durable** (DESIGN principle 3): :meth:`Intake.accept` returns a positive reply
+  only after every local copy is stored and every remote recipient is queued by the store, each
+  of which is fsync'd before it returns.
+- **Per-recipient outcome**: a local recipient whose mailbox is full at the end of DATA does not
+  fail the others; it is queued and retried like a remote delivery (and bounced if it never
+  fits). Only when nothing at all could be stored is the whole message refused (452 4.2.2).
+- **Submission** (RFC 6409): the envelope sender and every header ``From`` address must belong to
+  the authenticated account (its address, plus-addresses of it, or aliases that resolve only
+  to it); missing ``Date``/``Message-ID`` are added (RFC 6409 §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pillarbox.blocking import run_blocking
+from pillarbox.errors import InvalidName
+from pillarbox.mail import trace
+from pillarbox.mail.address import Address, parse_address
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.parse import parse_message
+from pillarbox.observability.log import Log
+from pillarbox.queue.routing import LocalRecipient, Resolution
+from pillarbox.services import Services
+from pillarbox.smtp import replies
+from pillarbox.smtp.grammar import MailFrom, RcptTo
+from pillarbox.smtp.replies import Reply
+from pillarbox.store.types import Account, DeliveryStatus, DeliveryTarget, NewQueueRecipient
+
+#: Messages larger than this are parsed on the blocking pool rather than on the event loop.
+INLINE_PARSE_LIMIT = 256 * 1024
+
+NOT_YOUR_SENDER = replies.POLICY_REJECTED.with_text("sender address not owned by the login")
+NOT_YOUR_FROM = replies.POLICY_REJECTED.with_text("From header address not owned by the login")
+QUEUED = replies.MESSAGE_ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message came from, for the Received field and the ownership checks."""
+
+    helo: str
+    client_ip: str
+    #: The ``with`` keyword (see :func:`pillarbox.mail.trace.with_protocol`).
+    protocol: str
+    client_host: str | None = None
+    tls: trace.TlsSummary | None = None
+    #: The authenticated submitter; None for mail arriving at the MX.
+    account: Account | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedRecipient:
+    """A recipient accepted at RCPT time, with where it resolved to."""
+
+    rcpt: RcptTo
+    resolution: Resolution
+
+
+async def parse(raw: bytes) -> MessageInfo:
+    """Parse once at ingest, off the loop when the message is large."""
+    if len(raw) > INLINE_PARSE_LIMIT:
+        return await run_blocking(parse_message, raw)
+    return parse_message(raw)
+
+
+class Intake:
+    """Decides MAIL and RCPT, then stores or queues the message at the end of DATA."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._store = services.store
+        self._router = services.router
+        self._log = Log("intake")
+
+    # -- MAIL / RCPT ---------------------------------------------------------------------------
+    async def owns(self, account: Account, address: Address) -> bool:
+        """Whether ``account`` may use ``address`` as a sender (see the module notes)."""
+        key = address.key
+        local, _, domain = key.rpartition("@")
+        base = f"{local.partition('+')[0]}@{domain}"
+        if account.address in (key, base):
+            return True
+        owned = await self._router.owned_addresses(account)
+        return key in owned or base in owned
+
+    async def check_sender(self, mail: MailFrom, account: Account | None) -> Reply:
+        if account is not None:
+            if mail.path.mailbox is None:
+                return NOT_YOUR_SENDER  # a submitter has no business sending bounces
+            if not await self.owns(account, mail.path.mailbox):
+                return NOT_YOUR_SENDER
+        return replies.SENDER_OK
+
+    async def check_recipient(
+        self, rcpt: RcptTo, account: Account | None, size_hint: int | None
+    ) -> tuple[Reply, Resolution | None]:
+        mailbox = rcpt.path.mailbox
+        if mailbox is None:
+            return replies.BAD_RECIPIENT_SYNTAX, None
+        if mailbox.is_bare_postmaster:
+            mailbox = await self._postmaster()
+            if mailbox is None:
+                return replies.MAILBOX_UNKNOWN, None
+        resolution = await self._router.resolve(mailbox)
+        if not resolution.hosted and account is None:
+            return replies.RELAY_DENIED, None  # RFC 5321 §3.6.2: never an open relay
+        if resolution.unknown:
+            return replies.MAILBOX_UNKNOWN, None
+        if (
+            size_hint
+            and not resolution.remote
+            and await self._all_full(resolution.local, size_hint)
+        ):
+            return replies.MAILBOX_FULL, None
+        return replies.RECIPIENT_OK, resolution
+
+    async def _postmaster(self) -> Address | None:
+        """RFC 5321 §4.1.1.3: ``<Postmaster>`` without a domain is the postmaster of this host;
+        it goes to the first hosted domain's postmaster."""
+        domains = await self._store.list_domains()
+        if not domains:
+            return None
+        try:
+            return parse_address(f"postmaster@{domains[0].name}")
+        except InvalidName:
+            return None
+
+    async def _all_full(self, local: Sequence[LocalRecipient], size: int) -> bool:
+        if not local:
+            return False
+        for recipient in local:
+            usage = await self._store.quota_usage(recipient.account.id)
+            if usage.fits(size):
+                return False
+        return True
+
+    # -- end of DATA ---------------------------------------------------------------------------
+    async def accept(
+        self,
+        mail: MailFrom,
+        recipients: Sequence[AcceptedRecipient],
+        body: bytes,
+        origin: Origin,
+    ) -> Reply:
+        """Store and queue one message for its accepted recipients; the reply to send."""
+        now = datetime.now(UTC)
+        queue_id = secrets.token_hex(8)
+        sender = mail.path.mailbox.normalised if mail.path.mailbox else ""
+        if origin.account is not None:
+            body = trace.complete_submission(
+                body,
+                date=now,
+                message_id=trace.make_message_id(secrets.token_hex(12), self._services.hostname),
+            )
+            verdict = await self._check_from_header(origin.account, body)
+            if verdict is not None:
+                return verdict
+        received = trace.received(
+            helo=origin.helo,
+            client_ip=origin.client_ip,
+            client_host=origin.client_host,
+            by_host=self._services.hostname,
+            protocol=origin.protocol,
+            queue_id=queue_id,
+            date=now,
+            recipients=[str(r.rcpt.path.mailbox) for r in recipients],
+            tls=origin.tls,
+        )
+        message = received + body
+        local: dict[int, LocalRecipient] = {}
+        remote: list[NewQueueRecipient] = []
+        for accepted in recipients:
+            for recipient in accepted.resolution.local:
+                local.setdefault(recipient.account.id, recipient)
+            notify = frozenset(n.value for n in accepted.rcpt.params.notify or ())
+            orcpt = accepted.rcpt.params.orcpt
+            orcpt_text = f"{orcpt.addr_type};{orcpt.address}" if orcpt else None
+            remote += [NewQueueRecipient(a, notify, orcpt_text) for a in accepted.resolution.remote]
+        outcomes = await asyncio.gather(
+            *(self._deliver_local(sender, r, message) for r in local.values())
+        )
+        retry_local = [
+            NewQueueRecipient(recipient.account.address)
+            for recipient, stored in zip(local.values(), outcomes, strict=True)
+            if not stored
+        ]
+        if not remote and local and not any(outcomes):
+            self._log.info("refused: every mailbox full", id=queue_id, sender=sender)
+            return replies.MAILBOX_FULL
+        to_queue = remote + retry_local
+        if to_queue:
+            ret = mail.params.ret.value if mail.params.ret else None
+            queued = await self._store.enqueue(
+                sender, message, to_queue, ret=ret, envid=mail.params.envid
+            )
+            self._services.queue_wakeup.set()
+            self._log.info("queued", id=queue_id, queue=queued.id, recipients=len(to_queue))
+        self._log.info(
+            "accepted",
+            id=queue_id,
+            sender=sender,
+            local=sum(outcomes),
+            queued=len(to_queue),
+            size=len(message),
+        )
+        return QUEUED.with_text(f"message accepted as {queue_id}")
+
+    async def _deliver_local(self, sender: str, recipient: LocalRecipient, message: bytes) -> bool:
+        """Final delivery of one copy; False if the mailbox is full (retried via the queue)."""
+        copy = trace.return_path(sender) + trace.delivered_to(recipient.account.address) + message
+        info = await parse(copy)
+        [result] = await self._store.deliver(copy, info, [DeliveryTarget(recipient.account.id)])
+        if result.status is DeliveryStatus.STORED:
+            return True
+        self._log.info(
+            "local delivery deferred", account=recipient.account.address, status=result.status.value
+        )
+        return False
+
+    async def _check_from_header(self, account: Account, body: bytes) -> Reply | None:
+        info = await parse(body)
+        for address in info.envelope.from_:
+            if address.mailbox is None or address.host is None:
+                continue  # group syntax markers
+            try:
+                parsed = parse_address(f"{address.mailbox}@{address.host}")
+            except InvalidName:
+                return NOT_YOUR_FROM
+            if not await self.owns(account, parsed):
+                return NOT_YOUR_FROM
+        return None

@@ -1,0 +1,45 @@
+"""The shared parts of a running server, handed to every protocol adapter and the web app.
+
+One object instead of a dozen parameters; built once by ``pillarbox serve`` (or a test) and
+passed explicitly — there are no module-level singletons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from pillarbox.auth.directory import Authenticator
+from pillarbox.config import Config
+from pillarbox.queue.routing import Router
+from pillarbox.store.interface import Store
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    authenticator: Authenticator
+    router: Router
+    #: Server-side TLS context of every listener.
+    tls: ssl.SSLContext
+    #: Set when the server begins a graceful stop; sessions end at their next safe point.
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set whenever something is queued for outbound delivery, to wake the queue runner.
+    queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Accounts with a POP3 session open on this node (RFC 2449 [IN-USE]).
+    maildrop_locks: set[int] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run a background task for the server's lifetime (cancelled at shutdown)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    @property
+    def hostname(self) -> str:
+        return self.config.server.hostname
