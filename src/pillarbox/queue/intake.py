@@ -36,7 +36,7 @@ from pillarbox.observability.log import Log
 from pillarbox.queue.routing import LocalRecipient, Resolution
 from pillarbox.services import Services
 from pillarbox.smtp import replies
-from pillarbox.smtp.grammar import MailFrom, RcptTo
+from pillarbox.smtp.grammar import MailFrom, Path, RcptTo
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.types import Account, DeliveryStatus, DeliveryTarget, NewQueueRecipient
 
@@ -243,3 +243,61 @@ class Intake:
             if not await self.owns(account, parsed):
                 return NOT_YOUR_FROM
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What :func:`submit` did: the final reply and each recipient's RCPT-time verdict."""
+
+    reply: Reply
+    refused: tuple[tuple[str, Reply], ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.reply.is_positive
+
+
+async def submit(
+    services: Services,
+    account: Account,
+    raw: bytes,
+    sender: str,
+    recipients: Sequence[str],
+    *,
+    client_ip: str = "127.0.0.1",
+    helo: str = "webmail",
+    tls: bool = False,
+) -> Submitted:
+    """Submit a message as ``account`` through the same checks and path as SMTP submission
+    (used by webmail and other in-process senders)."""
+    intake = Intake(services)
+    try:
+        mail = MailFrom(Path(parse_address(sender)))
+    except InvalidName:
+        return Submitted(replies.BAD_SENDER_SYNTAX, ())
+    verdict = await intake.check_sender(mail, account)
+    if not verdict.is_positive:
+        return Submitted(verdict, ())
+    accepted: list[AcceptedRecipient] = []
+    refused: list[tuple[str, Reply]] = []
+    for address in recipients:
+        try:
+            rcpt = RcptTo(Path(parse_address(address)))
+        except InvalidName:
+            refused.append((address, replies.BAD_RECIPIENT_SYNTAX))
+            continue
+        reply, resolution = await intake.check_recipient(rcpt, account, len(raw))
+        if resolution is None:
+            refused.append((address, reply))
+        else:
+            accepted.append(AcceptedRecipient(rcpt, resolution))
+    if not accepted:
+        return Submitted(replies.NO_VALID_RECIPIENTS, tuple(refused))
+    origin = Origin(
+        helo=helo,
+        client_ip=client_ip,
+        protocol=trace.with_protocol(esmtp=True, tls=tls, authenticated=True),
+        account=account,
+    )
+    reply = await intake.accept(mail, accepted, raw, origin)
+    return Submitted(reply, tuple(refused))

@@ -1,0 +1,353 @@
+"""Asyncio adapter driving the sans-I/O SMTP server core for the MX and submission listeners.
+
+Implementation notes:
+
+- The core decides the protocol (pipelining order, limits, smuggling, STARTTLS state reset);
+  this adapter only moves bytes, runs the TLS handshake, and answers the core's decisions
+  through :class:`pillarbox.queue.intake.Intake` (relay rules, routing, durable storage).
+- **MX** (port 25): no AUTH; recipients must resolve at hosted domains (RFC 5321 §3.6.2).
+  **Submission** (587 STARTTLS, 465 implicit TLS, RFC 6409/8314): AUTH is offered only under
+  TLS (unless ``smtp.auth_without_tls``) and required before MAIL (530 5.7.0).
+- The message body arrives as chunks (already dot-unstuffed, size-limited by the core as they
+  arrive) and is spooled in memory up to ``smtp.max_message_size``; the store is written only
+  after the final octet, and 250 is sent only after the store has fsync'd (intake).
+- Password checks happen off the event loop inside the Authenticator; a rate-limited client
+  gets 454 4.7.0, a wrong password 535 5.7.8 (RFC 4954 §6).
+- An idle session is ended with 421 when the server shuts down (RFC 5321 §3.8); a session in
+  the middle of a transaction is allowed to finish within the shutdown grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from pillarbox.auth.directory import Authenticated, SaslSession
+from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
+from pillarbox.errors import AuthenticationFailed, RateLimited, StorageError
+from pillarbox.mail import trace
+from pillarbox.net.channel import Channel
+from pillarbox.net.listener import Admission, Handler
+from pillarbox.observability.log import Log
+from pillarbox.queue.intake import AcceptedRecipient, Intake, Origin
+from pillarbox.services import Services
+from pillarbox.smtp import replies
+from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls
+from pillarbox.smtp.sentinels import CLOSED, NEED_DATA, PAUSED
+from pillarbox.smtp.server import (
+    AuthAborted,
+    AuthResponse,
+    BareLinebreakPolicy,
+    DataAborted,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    ProtocolError,
+    ServerConnection,
+    Shutdown,
+    SmtpServerSettings,
+    State,
+)
+from pillarbox.store.types import Account
+
+#: States in which no transaction is open: a shutdown may end the session here.
+_IDLE_STATES = frozenset({State.GREETED, State.READY})
+
+
+def _settings(services: Services, *, submission: bool, implicit_tls: bool) -> SmtpServerSettings:
+    smtp = services.config.smtp
+    mechanisms: tuple[str, ...] = ()
+    if submission:
+        mechanisms = services.authenticator.mechanisms(secure=True)
+    return SmtpServerSettings(
+        hostname=services.hostname,
+        max_message_size=smtp.max_message_size,
+        max_recipients=smtp.max_recipients,
+        max_command_line=smtp.max_line_length,
+        max_text_line=smtp.max_line_length,
+        max_errors=smtp.max_errors,
+        bare_linebreaks=(
+            BareLinebreakPolicy.REJECT
+            if smtp.bare_newline == "reject"
+            else BareLinebreakPolicy.NORMALISE
+        ),
+        command_timeout=smtp.command_timeout,
+        data_timeout=smtp.data_timeout,
+        starttls=not implicit_tls,
+        auth_mechanisms=mechanisms,
+        auth_without_tls=submission and smtp.auth_without_tls,
+    )
+
+
+def mx_handler(services: Services, listener: str) -> Handler:
+    settings = _settings(services, submission=False, implicit_tls=False)
+    return _handler(services, settings, submission=False, implicit_tls=False)
+
+
+def submission_handler(services: Services, listener: str) -> Handler:
+    implicit_tls = listener == "submissions"
+    settings = _settings(services, submission=True, implicit_tls=implicit_tls)
+    return _handler(services, settings, submission=True, implicit_tls=implicit_tls)
+
+
+def _handler(
+    services: Services, settings: SmtpServerSettings, *, submission: bool, implicit_tls: bool
+) -> Handler:
+    intake = Intake(services)
+
+    async def handle(channel: Channel, admission: Admission) -> None:
+        if not admission.admitted:
+            await channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
+            return
+        session = _SmtpSession(
+            services, intake, settings, channel, admission, submission, implicit_tls
+        )
+        await session.run()
+
+    return handle
+
+
+class _SmtpSession:
+    def __init__(
+        self,
+        services: Services,
+        intake: Intake,
+        settings: SmtpServerSettings,
+        channel: Channel,
+        admission: Admission,
+        submission: bool,
+        implicit_tls: bool,
+    ) -> None:
+        self.services = services
+        self.intake = intake
+        self.channel = channel
+        self.submission = submission
+        self.loop = asyncio.get_running_loop()
+        self.remote_ip = channel.peer[0]
+        self.log = Log("smtp", conn=admission.connection_id, remote=self.remote_ip)
+        self.core = ServerConnection(settings, tls=implicit_tls)
+        self.account: Account | None = None
+        self.sasl: SaslSession | None = None
+        self.mail: MailFrom | None = None
+        self.accepted: list[AcceptedRecipient] = []
+        self.spool = bytearray()
+
+    def _reset_transaction(self) -> None:
+        self.mail = None
+        self.accepted = []
+        self.spool = bytearray()
+
+    async def _flush(self) -> None:
+        data = self.core.data_to_send(self.loop.time())
+        if data:
+            await self.channel.send(data)
+
+    async def run(self) -> None:
+        self.log.info("connected", submission=self.submission, tls=self.channel.tls_active)
+        self.core.greet(replies.service_ready(self.services.hostname))
+        core = self.core
+        while True:
+            event = core.next_event()
+            if event is NEED_DATA:
+                await self._flush()
+                if self.services.shutdown.is_set() and core.state in _IDLE_STATES:
+                    await self.channel.send(replies.SHUTTING_DOWN.render())
+                    return
+                deadline = core.deadline()
+                timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+                try:
+                    data = await self._receive(timeout)
+                except TimeoutError:
+                    core.handle_timeout(self.loop.time())
+                    continue
+                if data is None:
+                    await self.channel.send(replies.SHUTTING_DOWN.render())
+                    self.log.info("ended idle session for shutdown")
+                    return
+                if not data:
+                    self.log.info("client closed the connection", state=core.state.value)
+                    return
+                core.receive_data(data, self.loop.time())
+                continue
+            if event is CLOSED:
+                await self._flush()
+                self.log.info("closed")
+                return
+            if event is PAUSED:
+                if core.state is State.TLS:
+                    await self._start_tls()
+                    continue
+                raise AssertionError("core paused without a pending decision")
+            await self._handle(event)
+
+    async def _receive(self, timeout: float | None) -> bytes | None:
+        """Read from the client; None when the server begins shutting down while idle."""
+        if self.core.state not in _IDLE_STATES:
+            return await self.channel.receive(timeout)
+        receive = asyncio.ensure_future(self.channel.receive(timeout))
+        stop = asyncio.ensure_future(self.services.shutdown.wait())
+        try:
+            done, _ = await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if receive in done:
+            return receive.result()
+        receive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receive
+        return None
+
+    async def _start_tls(self) -> None:
+        await self._flush()
+        discarded = await self.channel.start_tls(self.services.tls)
+        if discarded:
+            self.log.warning("discarded plaintext pipelined after STARTTLS", octets=discarded)
+        self.core.tls_established()
+        self._reset_transaction()
+        self.log.info("TLS established", tls=self._tls_text())
+
+    def _tls_text(self) -> str:
+        obj = self.channel.ssl_object
+        if obj is None:
+            return "none"
+        cipher = obj.cipher()
+        return f"{obj.version()} {cipher[0] if cipher else ''}".strip()
+
+    async def _handle(self, event: object) -> None:
+        core = self.core
+        match event:
+            case Hello():
+                self._reset_transaction()  # RFC 5321 §4.1.4: a hello implies RSET
+                core.accept()
+            case StartTls():
+                core.accept()
+            case Auth(mechanism=mechanism, initial_response=initial):
+                await self._auth_start(mechanism, initial)
+            case AuthResponse(data=data):
+                await self._auth_step(data)
+            case AuthAborted():
+                self.sasl = None
+            case MailFrom():
+                await self._mail(event)
+            case RcptTo():
+                await self._rcpt(event)
+            case DataStart():
+                self.spool = bytearray()
+            case DataChunk(data=data):
+                self.spool += data
+            case DataEnd():
+                await self._data_end()
+            case DataAborted(reply=reply):
+                self.log.info("message refused", code=reply.code, reason=reply.text)
+                self._reset_transaction()
+            case ProtocolError(reply=reply):
+                self.log.info("protocol error", code=reply.code, reason=reply.text)
+            case Shutdown(reply=reply):
+                self.log.info("closing", code=reply.code, reason=reply.text)
+            case Rset():
+                self._reset_transaction()
+            case _:
+                pass  # Noop, Help, Vrfy, Quit: already answered by the core
+
+    # -- AUTH ----------------------------------------------------------------------------------
+    @property
+    def _secure(self) -> bool:
+        return self.core.tls or self.services.config.smtp.auth_without_tls
+
+    async def _auth_start(self, mechanism: str, initial: bytes | None) -> None:
+        try:
+            self.sasl = self.services.authenticator.start_sasl(
+                mechanism, remote_ip=self.remote_ip, secure=self._secure
+            )
+        except UnsupportedMechanism:
+            self.core.reject(replies.MECHANISM_UNKNOWN)
+            return
+        await self._auth_outcome(lambda s: s.start(initial))
+
+    async def _auth_step(self, data: bytes) -> None:
+        if self.sasl is None:
+            self.core.reject(replies.AUTH_FAILED)
+            return
+        await self._auth_outcome(lambda s: s.receive(data))
+
+    async def _auth_outcome(
+        self, step_of: Callable[[SaslSession], Awaitable[Challenge | Authenticated]]
+    ) -> None:
+        assert self.sasl is not None
+        try:
+            step = await step_of(self.sasl)
+        except RateLimited:
+            self.log.warning("AUTH rate limited")
+            self.sasl = None
+            self.core.reject(replies.AUTH_TEMPORARY)
+            return
+        except AuthenticationFailed as exc:
+            self.log.info("AUTH failed", reason=str(exc))
+            self.sasl = None
+            self.core.reject(replies.AUTH_FAILED)
+            return
+        if isinstance(step, Challenge):
+            self.core.challenge(step.data)
+            return
+        self.sasl = None
+        self.account = step.account
+        self.log.info("authenticated", account=step.account.address, mechanism=step.mechanism)
+        self.core.accept()
+
+    # -- envelope ------------------------------------------------------------------------------
+    async def _mail(self, mail: MailFrom) -> None:
+        if self.submission and self.account is None:
+            self.core.reject(replies.AUTH_REQUIRED)
+            return
+        reply = await self.intake.check_sender(mail, self.account)
+        if reply.is_positive:
+            self._reset_transaction()
+            self.mail = mail
+        else:
+            self.log.info("sender refused", sender=str(mail.path), code=reply.code)
+        self.core.answer(reply)
+
+    async def _rcpt(self, rcpt: RcptTo) -> None:
+        assert self.mail is not None
+        reply, resolution = await self.intake.check_recipient(
+            rcpt, self.account, self.mail.params.size
+        )
+        if resolution is not None:
+            self.accepted.append(AcceptedRecipient(rcpt, resolution))
+        else:
+            self.log.info("recipient refused", rcpt=str(rcpt.path), code=reply.code)
+        self.core.answer(reply)
+
+    async def _data_end(self) -> None:
+        assert self.mail is not None
+        origin = Origin(
+            helo=self.core.hello.domain if self.core.hello else "",
+            client_ip=self.remote_ip,
+            protocol=trace.with_protocol(
+                esmtp=bool(self.core.hello and self.core.hello.extended),
+                tls=self.core.tls,
+                authenticated=self.account is not None,
+                utf8=self.mail.params.smtputf8,
+            ),
+            tls=self._tls_summary(),
+            account=self.account,
+        )
+        try:
+            reply = await self.intake.accept(self.mail, self.accepted, bytes(self.spool), origin)
+        except StorageError as exc:
+            self.log.error("storing the message failed", error=str(exc))
+            reply = replies.LOCAL_ERROR
+        self._reset_transaction()
+        self.core.answer(reply)
+
+    def _tls_summary(self) -> trace.TlsSummary | None:
+        obj = self.channel.ssl_object
+        if obj is None:
+            return None
+        cipher = obj.cipher()
+        return trace.TlsSummary(
+            version=obj.version() or "TLS",
+            cipher=cipher[0] if cipher else "unknown",
+            bits=cipher[2] if cipher else None,
+        )

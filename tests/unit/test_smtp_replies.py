@@ -1,0 +1,46 @@
+"""Reply values: rendering (RFC 5321 §4.2, RFC 2034 §4) and the invariants of the constants."""
+
+from __future__ import annotations
+
+import pytest
+
+from pillarbox.smtp import replies as R
+from pillarbox.smtp.replies import Reply
+
+
+def test_render_single_and_multi_line() -> None:
+    assert R.OK.render() == b"250 2.0.0 OK\r\n"
+    assert Reply(250, None, "a\nb\nc").render() == b"250-a\r\n250-b\r\n250 c\r\n"
+    assert Reply(550, "5.7.1", "x\ny").render() == b"550-5.7.1 x\r\n550 5.7.1 y\r\n"
+    assert R.service_ready("mx.example").render() == b"220 mx.example ESMTP Pillarbox\r\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "enhanced", "text"),
+    [
+        (199, None, "x"),
+        (600, None, "x"),
+        (250, "5.0.0", "x"),
+        (550, "5.0", "x"),
+        (250, None, "a\rb"),
+    ],
+)
+def test_invalid(code: int, enhanced: str | None, text: str) -> None:
+    with pytest.raises(ValueError, match=r"range|enhanced|control"):
+        Reply(code, enhanced, text)
+
+
+def test_classes() -> None:
+    assert R.START_MAIL_INPUT.is_positive
+    assert R.TOO_MANY_RECIPIENTS.is_transient
+    assert not R.MAILBOX_UNKNOWN.is_transient
+    assert not R.MAILBOX_UNKNOWN.is_positive
+    assert R.OK.with_text("fine") == Reply(250, "2.0.0", "fine")
+
+
+def test_every_constant_has_an_enhanced_code_unless_exempt() -> None:
+    constants = [v for v in vars(R).values() if isinstance(v, Reply)]
+    assert len(constants) > 40
+    for reply in constants:
+        exempt = reply.code in (220, 354) or reply is R.SERVICE_REFUSED
+        assert (reply.enhanced is None) == exempt or reply.code == 220, reply

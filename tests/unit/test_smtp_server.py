@@ -1,0 +1,397 @@
+"""The server core as tables of (state, bytes) → events and replies, plus its decision API."""
+
+from __future__ import annotations
+
+import pytest
+
+from pillarbox.mail.address import parse_address
+from pillarbox.smtp import replies as R
+from pillarbox.smtp.errors import LocalProtocolError
+from pillarbox.smtp.grammar import (
+    Auth,
+    Hello,
+    HelloKind,
+    MailFrom,
+    MailParams,
+    Noop,
+    Path,
+    Quit,
+    RcptTo,
+    Rset,
+    StartTls,
+)
+from pillarbox.smtp.sentinels import CLOSED, NEED_DATA, PAUSED, Sentinel
+from pillarbox.smtp.server import (
+    TRANSITIONS,
+    AuthAborted,
+    AuthResponse,
+    DataAborted,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Mode,
+    ProtocolError,
+    ServerConnection,
+    Shutdown,
+    SmtpServerSettings,
+    State,
+)
+
+HELO = b"HELO c.example\r\n"
+MAIL = b"MAIL FROM:<a@c.example>\r\n"
+RCPT = b"RCPT TO:<b@mx.test>\r\n"
+
+
+def connect(**settings: object) -> ServerConnection:
+    conn = ServerConnection(SmtpServerSettings(hostname="mx.test", **settings))  # type: ignore[arg-type]
+    conn.greet(R.service_ready("mx.test"))
+    conn.data_to_send(0.0)
+    return conn
+
+
+def drive(conn: ServerConnection, data: bytes, now: float = 0.0) -> list[object]:
+    """Feed ``data``, accept every decision; return the events (decisions included)."""
+    conn.receive_data(data, now)
+    events: list[object] = []
+    while True:
+        event = conn.next_event()
+        if event is PAUSED and conn.pending is not None:
+            conn.accept()
+        elif isinstance(event, Sentinel):
+            return events
+        else:
+            events.append(event)
+
+
+def at(state: State, **settings: object) -> ServerConnection:
+    conn = connect(**settings)
+    setup = {
+        State.GREETED: b"",
+        State.READY: HELO,
+        State.MAIL: HELO + MAIL,
+        State.RCPT: HELO + MAIL + RCPT,
+        State.DATA: HELO + MAIL + RCPT + b"DATA\r\n",
+        State.BDAT: HELO + MAIL + RCPT + b"BDAT 1\r\nx",
+    }[state]
+    drive(conn, setup)
+    conn.data_to_send(0.0)
+    assert conn.state is state
+    return conn
+
+
+A = parse_address
+TABLE: list[tuple[State, bytes, list[object], State, bytes]] = [
+    (State.GREETED, HELO, [Hello(HelloKind.HELO, "c.example")], State.READY, b"250 mx.test\r\n"),
+    (State.GREETED, MAIL, [ProtocolError(R.HELLO_FIRST)], State.GREETED, b"503 5.5.1 send EHLO"),
+    (State.READY, MAIL, [MailFrom(Path(A("a@c.example")))], State.MAIL, b"250 2.1.0"),
+    (State.READY, RCPT, [ProtocolError(R.MAIL_FIRST)], State.READY, b"503 5.5.1 need MAIL"),
+    (State.MAIL, RCPT, [RcptTo(Path(A("b@mx.test")))], State.RCPT, b"250 2.1.5"),
+    (State.MAIL, b"DATA\r\n", [ProtocolError(R.NO_VALID_RECIPIENTS)], State.MAIL, b"554 5.5.1"),
+    (State.MAIL, MAIL, [ProtocolError(R.NESTED_MAIL)], State.MAIL, b"503 5.5.1 sender"),
+    (State.RCPT, b"DATA\r\n", [DataStart(chunking=False)], State.DATA, b"354 "),
+    (State.RCPT, b"RSET\r\n", [Rset()], State.READY, b"250 2.0.0 OK\r\n"),
+    (State.RCPT, HELO, [Hello(HelloKind.HELO, "c.example")], State.READY, b"250 mx.test\r\n"),
+    (
+        State.DATA,
+        b"a\r\n.\r\n",
+        [DataChunk(b"a\r\n"), DataEnd(3, (Path(A("b@mx.test")),))],
+        State.READY,
+        b"250 2.0.0 message accepted\r\n",
+    ),
+    (State.DATA, b"QUIT\r\n", [DataChunk(b"QUIT\r\n")], State.DATA, b""),
+    (State.DATA, b"a\n.\n", [DataAborted(R.BARE_LINEBREAK)], State.DATA, b""),
+    (State.BDAT, b"DATA\r\n", [ProtocolError(R.BAD_SEQUENCE)], State.BDAT, b"503 5.5.1 bad"),
+    (State.BDAT, b"RCPT TO:<c@mx.test>\r\n", [ProtocolError(R.BAD_SEQUENCE)], State.BDAT, b"503"),
+    (State.BDAT, b"BDAT 2\r\nyz", [DataChunk(b"yz")], State.BDAT, b"250 2.0.0 chunk received"),
+    (
+        State.BDAT,
+        b"BDAT 0 LAST\r\n",
+        [DataEnd(1, (Path(A("b@mx.test")),))],
+        State.READY,
+        b"250 2.0.0 message accepted",
+    ),
+    (State.RCPT, b"BDAT 3\r\nab", [DataStart(chunking=True), DataChunk(b"ab")], State.CHUNK, b""),
+    (State.READY, b"BDAT 3\r\nabc", [ProtocolError(R.MAIL_FIRST)], State.READY, b"503 5.5.1"),
+    (State.READY, b"NOOP\r\n", [Noop()], State.READY, b"250 2.0.0 OK\r\n"),
+    (State.MAIL, b"QUIT\r\n", [Quit()], State.CLOSED, b"221 2.0.0 bye\r\n"),
+    (State.READY, b"STARTTLS\r\n", [ProtocolError(R.NOT_IMPLEMENTED)], State.READY, b"502"),
+    (State.READY, b"AUTH PLAIN\r\n", [ProtocolError(R.NOT_IMPLEMENTED)], State.READY, b"502"),
+    (
+        State.READY,
+        b"MAIL FROM:<a@c.example> SIZE=1\r\n",
+        [ProtocolError(R.PARAMETER_NOT_IMPLEMENTED)],
+        State.READY,
+        b"555",
+    ),
+]
+
+
+@pytest.mark.parametrize(("state", "data", "events", "after", "output"), TABLE)
+def test_table(
+    state: State, data: bytes, events: list[object], after: State, output: bytes
+) -> None:
+    conn = at(state)
+    assert drive(conn, data) == events
+    assert conn.state is after
+    assert conn.data_to_send(0.0).startswith(output)
+
+
+def test_every_transition_is_from_a_command_state() -> None:
+    sources = {state for state, _ in TRANSITIONS}
+    assert State.DATA not in sources
+    assert State.CHUNK not in sources
+    assert {verb for _, verb in TRANSITIONS} >= {"MAIL", "RCPT", "DATA", "BDAT", "QUIT"}
+
+
+def test_pipelined_commands_wait_for_the_decision() -> None:
+    conn = connect()
+    conn.receive_data(HELO + MAIL + RCPT + b"NOOP\r\n", 0.0)
+    assert conn.next_event() == Hello(HelloKind.HELO, "c.example")
+    assert conn.next_event() is PAUSED
+    assert conn.next_event() is PAUSED  # nothing after the hello is parsed yet
+    conn.accept()
+    assert isinstance(conn.next_event(), MailFrom)
+    conn.reject(R.POLICY_REJECTED)
+    # RCPT after a refused MAIL is out of sequence; the replies stay in command order.
+    assert conn.next_event() == ProtocolError(R.MAIL_FIRST)
+    assert conn.next_event() == Noop()
+    assert conn.next_event() is NEED_DATA
+    out = conn.data_to_send(0.0).split(b"\r\n")
+    assert [line[:3] for line in out if line] == [b"250", b"550", b"503", b"250"]
+
+
+def test_data_streams_before_the_end() -> None:
+    conn = at(State.DATA)
+    assert drive(conn, b"Subject: x\r\n\r\npart") == [DataChunk(b"Subject: x\r\n\r\npart")]
+    assert drive(conn, b" two\r\n.") == [DataChunk(b" two\r\n")]
+    assert drive(conn, b"\r") == []
+    events = drive(conn, b"\nNOOP\r\n")
+    assert isinstance(events[0], DataEnd)
+    assert events[1] == Noop()
+
+
+def test_size_is_enforced_as_data_arrives() -> None:
+    conn = at(State.DATA, max_message_size=10)
+    assert drive(conn, b"0123456789\r\n") == [DataAborted(R.MESSAGE_TOO_BIG)]
+    assert drive(conn, b"more\r\nMAIL FROM:<x@y>\r\n") == []
+    assert drive(conn, b".\r\n") == []
+    assert conn.data_to_send(0.0) == R.MESSAGE_TOO_BIG.render()
+    assert conn.state is State.READY
+
+
+def test_reject_and_accept_need_a_pending_decision() -> None:
+    conn = at(State.READY)
+    with pytest.raises(LocalProtocolError):
+        conn.accept()
+    with pytest.raises(LocalProtocolError):
+        conn.challenge(b"")
+    conn.receive_data(MAIL, 0.0)
+    conn.next_event()
+    with pytest.raises(LocalProtocolError):
+        conn.reject(R.SENDER_OK)
+    with pytest.raises(LocalProtocolError):
+        conn.accept(R.MAILBOX_UNKNOWN)
+    with pytest.raises(LocalProtocolError):
+        conn.respond_per_recipient([R.OK])
+    conn.accept(R.SENDER_OK.with_text("fine"))
+    assert conn.data_to_send(0.0) == b"250 2.1.0 fine\r\n"
+
+
+def test_greeting_choices() -> None:
+    refused = ServerConnection(SmtpServerSettings(hostname="mx.test"))
+    refused.greet(R.SERVICE_REFUSED)
+    assert drive(refused, HELO + b"QUIT\r\n") == [ProtocolError(R.BAD_SEQUENCE), Quit()]
+    closing = ServerConnection(SmtpServerSettings(hostname="mx.test"))
+    closing.greet(R.SERVICE_UNAVAILABLE)
+    assert closing.next_event() is CLOSED
+    with pytest.raises(LocalProtocolError):
+        closing.greet(R.SERVICE_UNAVAILABLE)
+    with pytest.raises(LocalProtocolError):
+        ServerConnection(SmtpServerSettings(hostname="x")).greet(R.OK)
+
+
+def test_input_before_the_greeting_waits() -> None:
+    conn = ServerConnection(SmtpServerSettings(hostname="mx.test"))
+    conn.receive_data(b"NOOP\r\n", 0.0)
+    assert conn.next_event() is PAUSED
+    conn.greet(R.service_ready("mx.test"))
+    assert conn.next_event() == Noop()
+
+
+def test_lmtp_answers_each_recipient() -> None:
+    conn = connect(mode=Mode.LMTP)
+    drive(conn, b"LHLO c\r\n" + MAIL + RCPT + b"RCPT TO:<c@mx.test>\r\nDATA\r\n")
+    conn.data_to_send(0.0)
+    conn.receive_data(b"x\r\n.\r\n", 0.0)
+    while not isinstance(conn.next_event(), DataEnd):
+        pass
+    with pytest.raises(LocalProtocolError):
+        conn.respond_per_recipient([R.MESSAGE_ACCEPTED])
+    conn.respond_per_recipient([R.MESSAGE_ACCEPTED, R.MAILBOX_FULL])
+    assert conn.data_to_send(0.0) == R.MESSAGE_ACCEPTED.render() + R.MAILBOX_FULL.render()
+    assert conn.state is State.READY
+
+
+def test_smtp_end_of_data_reply_is_one() -> None:
+    conn = at(State.RCPT)
+    drive(conn, b"RCPT TO:<c@mx.test>\r\n")
+    conn.data_to_send(0.0)
+    conn.receive_data(b"DATA\r\nx\r\n.\r\n", 0.0)
+    while not isinstance(conn.next_event(), DataEnd):
+        pass
+    conn.reject(R.LOCAL_ERROR)
+    assert conn.data_to_send(0.0).endswith(b"\r\n" + R.LOCAL_ERROR.render())
+    with pytest.raises(LocalProtocolError):
+        conn.respond_per_recipient([R.OK, R.OK])
+
+
+def test_recipient_limit() -> None:
+    conn = at(State.MAIL, max_recipients=1)
+    events = drive(conn, RCPT + b"RCPT TO:<c@mx.test>\r\n")
+    assert events[1] == ProtocolError(R.TOO_MANY_RECIPIENTS)
+
+
+def test_auth_exchange() -> None:
+    conn = connect(auth_mechanisms=("PLAIN",), auth_without_tls=True)
+    conn.receive_data(b"EHLO c\r\nAUTH PLAIN\r\n", 0.0)
+    assert isinstance(conn.next_event(), Hello)
+    conn.accept()
+    assert b"250 AUTH PLAIN\r\n" in conn.data_to_send(0.0)
+    assert conn.next_event() == Auth("PLAIN")
+    conn.challenge(b"")
+    assert conn.data_to_send(0.0) == b"334 \r\n"
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(b"AGEAYg==\r\n", 0.0)
+    assert conn.next_event() == AuthResponse(b"\0a\0b")
+    conn.challenge(b"more?")
+    conn.receive_data(b"*\r\n", 0.0)
+    assert conn.next_event() == AuthAborted(R.AUTH_CANCELLED)
+    assert not conn.authenticated
+    conn.receive_data(b"AUTH PLAIN =\r\n", 0.0)
+    assert conn.next_event() == Auth("PLAIN", b"")
+    conn.accept()
+    assert conn.authenticated
+    assert conn.state is State.READY
+
+
+def test_auth_line_limit() -> None:
+    conn = connect(auth_mechanisms=("PLAIN",), auth_without_tls=True, max_auth_line=600)
+    drive(conn, b"EHLO c\r\n")
+    conn.receive_data(b"AUTH PLAIN\r\n", 0.0)
+    conn.next_event()
+    conn.challenge(b"")
+    conn.data_to_send(0.0)
+    assert drive(conn, b"A" * 700 + b"\r\n") == [AuthAborted(R.AUTH_LINE_TOO_LONG)]
+    assert drive(conn, b"AUTH PLAIN " + b"A" * 700 + b"\r\n") == [
+        ProtocolError(R.AUTH_LINE_TOO_LONG)
+    ]
+
+
+def test_starttls_discards_pipelined_plaintext() -> None:
+    conn = connect(starttls=True)
+    events = drive(conn, b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@x>\r\n")
+    assert events == [Hello(HelloKind.EHLO, "c"), StartTls()]
+    assert conn.state is State.TLS
+    assert conn.deadline() is None
+    conn.receive_data(b"RCPT TO:<x@y>\r\n", 0.0)  # plaintext during the handshake
+    conn.tls_established()
+    assert conn.tls
+    assert conn.hello is None
+    assert b"STARTTLS" not in conn.capabilities.ehlo_lines()
+    assert drive(conn, b"MAIL FROM:<a@b>\r\n") == [ProtocolError(R.HELLO_FIRST)]
+    with pytest.raises(LocalProtocolError):
+        conn.tls_established()
+
+
+def test_deadlines() -> None:
+    conn = at(State.READY, command_timeout=10.0, data_timeout=5.0)
+    conn.receive_data(b"NO", 100.0)
+    assert conn.deadline() == 110.0
+    conn.handle_timeout(109.9)
+    assert conn.state is State.READY
+    conn.receive_data(b"OP\r\n", 105.0)
+    drive(conn, b"")
+    conn.data_to_send(106.0)
+    assert conn.deadline() == 116.0
+    drive(conn, MAIL + RCPT + b"DATA\r\n", 107.0)
+    conn.data_to_send(107.0)
+    assert conn.deadline() == 112.0
+    conn.receive_data(MAIL, 107.0)
+    conn.handle_timeout(112.0)
+    assert drive(conn, b"") == [Shutdown(R.TIMEOUT)]  # unprocessed input is dropped
+    assert conn.data_to_send(112.0) == R.TIMEOUT.render()
+    assert conn.deadline() is None
+    assert conn.next_event() is CLOSED
+
+
+def test_no_deadline_while_the_application_decides() -> None:
+    conn = connect()
+    conn.receive_data(HELO, 0.0)
+    conn.next_event()
+    assert conn.deadline() is None
+    conn.accept()
+    conn.data_to_send(50.0)
+    assert conn.deadline() == 350.0
+
+
+def test_too_many_errors_count_application_rejections() -> None:
+    conn = at(State.MAIL, max_errors=2)
+    conn.receive_data(RCPT + RCPT + RCPT, 0.0)
+    conn.next_event()
+    conn.reject(R.MAILBOX_UNKNOWN)
+    conn.next_event()
+    conn.reject(R.MAILBOX_UNKNOWN)
+    assert conn.next_event() == Shutdown(R.TOO_MANY_ERRORS)
+    assert conn.next_event() is CLOSED
+    assert conn.data_to_send(0.0).endswith(R.TOO_MANY_ERRORS.render())
+
+
+def test_ehlo_reply_and_capabilities() -> None:
+    conn = connect(
+        starttls=True, auth_mechanisms=("PLAIN",), dsn=False, chunking=False, max_message_size=5
+    )
+    drive(conn, b"EHLO c\r\n")
+    lines = conn.data_to_send(0.0).decode().split("\r\n")
+    assert lines[:-1] == [
+        "250-mx.test",
+        "250-PIPELINING",
+        "250-SIZE 5",
+        "250-8BITMIME",
+        "250-SMTPUTF8",
+        "250-ENHANCEDSTATUSCODES",
+        "250 STARTTLS",
+    ]
+    assert drive(conn, b"MAIL FROM:<a@b> RET=FULL\r\n") == [
+        ProtocolError(R.PARAMETER_NOT_IMPLEMENTED)
+    ]
+    assert drive(conn, b"BDAT 1 LAST\r\nx") == [ProtocolError(R.NOT_IMPLEMENTED)]
+    assert drive(conn, b"AUTH PLAIN\r\n") == [ProtocolError(R.TLS_REQUIRED)]
+
+
+def test_mail_size_parameter_over_limit() -> None:
+    conn = at(State.READY, max_message_size=100)
+    drive(conn, b"EHLO c\r\n")
+    assert drive(conn, b"MAIL FROM:<a@b> SIZE=101\r\n") == [ProtocolError(R.MESSAGE_TOO_BIG)]
+    assert drive(conn, b"MAIL FROM:<a@b> SIZE=100\r\n") == [
+        MailFrom(Path(A("a@b")), MailParams(size=100))
+    ]
+
+
+def test_settings_validation() -> None:
+    with pytest.raises(ValueError, match="max_errors"):
+        SmtpServerSettings(hostname="x", max_errors=0)
+    with pytest.raises(ValueError, match="512"):
+        SmtpServerSettings(hostname="x", max_command_line=100)
+
+
+def test_answer_dispatches_on_the_reply_class() -> None:
+    conn = at(State.MAIL)
+    conn.receive_data(RCPT + RCPT, 0.0)
+    conn.next_event()
+    conn.answer(R.RECIPIENT_OK)
+    assert conn.state is State.RCPT
+    conn.next_event()
+    conn.answer(R.MAILBOX_UNKNOWN)
+    assert conn.data_to_send(0.0) == R.RECIPIENT_OK.render() + R.MAILBOX_UNKNOWN.render()
+    with pytest.raises(LocalProtocolError):
+        conn.answer(R.OK)
