@@ -1,0 +1,124 @@
+"""dns check: expected records against what a real server publishes (and a failing resolver)."""
+
+from __future__ import annotations
+
+from pillarbox.dns.authoritative import StaticZones, serve_zones
+from pillarbox.dns.check import Finding, FindingStatus, check_records, format_findings
+from pillarbox.dns.records import DnsRecord, DomainRecords, required_records
+from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, MxResult, MxStatus
+
+DKIM = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+
+
+def expected() -> DomainRecords:
+    return required_records(
+        "example.test", mail_host="mail.example.test", addresses=["127.0.0.1"],
+        dkim={"pb202506e": DKIM},
+    )  # fmt: skip
+
+
+async def check_published(published: list[DnsRecord]) -> dict[tuple[str, str], Finding]:
+    zones = StaticZones.from_records(published, origins=["example.test"])
+    async with serve_zones(zones) as server:
+        resolver = DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2)
+        findings = await check_records(resolver, expected().records)
+    assert len(findings) == len(expected().records)
+    return {(f.name, f.expected[0] if f.type == "TXT" else f.type): f for f in findings}
+
+
+async def test_all_ok_when_published_as_generated() -> None:
+    findings = await check_published(list(expected().records))
+    assert {f.status for f in findings.values()} == {FindingStatus.OK}
+
+
+def replaced(
+    name: str, rtype: str, *new: DnsRecord, prefix: str = "", base: list[DnsRecord] | None = None
+) -> list[DnsRecord]:
+    """``base`` (default: the generated records) with those at (name, type[, value prefix])
+    replaced by ``new``."""
+    kept = [
+        r
+        for r in (base if base is not None else expected().records)
+        if not (r.name == name and r.type == rtype and r.value.startswith(prefix))
+    ]
+    return kept + list(new)
+
+
+async def test_missing_and_wrong_records() -> None:
+    published = replaced("example.test", "MX", DnsRecord("example.test", "MX", "10 other.test."))
+    published = [r for r in published if not r.name.startswith("_dmarc.")]
+    published += [DnsRecord("example.test", "TXT", "google-site-verification=abc")]
+    findings = await check_published(published)
+    mx = findings[("example.test", "MX")]
+    assert mx.status is FindingStatus.WRONG
+    assert mx.found == ("10 other.test.",)
+    assert "missing: 10 mail.example.test" in mx.detail
+    assert "unexpected: 10 other.test" in mx.detail
+    dmarc = next(f for k, f in findings.items() if k[0] == "_dmarc.example.test")
+    assert dmarc.status is FindingStatus.MISSING
+    spf = findings[("example.test", "v=spf1 ip4:127.0.0.1 -all")]
+    assert spf.status is FindingStatus.OK  # the verification record beside it is not SPF
+
+
+async def test_spf_and_tag_records_compared_by_meaning() -> None:
+    published = replaced(
+        "example.test", "TXT", DnsRecord("example.test", "TXT", "V=SPF1  IP4:127.0.0.1 -ALL")
+    )
+    published = replaced(
+        "_dmarc.example.test", "TXT",
+        DnsRecord("_dmarc.example.test", "TXT",
+                  "v=DMARC1;rua=mailto:dmarc-reports@example.test;  p=quarantine"),
+        prefix="v=DMARC1", base=published)  # fmt: skip
+    findings = await check_published(published)
+    assert {f.status for f in findings.values()} == {FindingStatus.OK}
+
+    wrong = await check_published(
+        replaced("example.test", "TXT", DnsRecord("example.test", "TXT", "v=spf1 mx ~all"))
+    )
+    spf = wrong[("example.test", "v=spf1 ip4:127.0.0.1 -all")]
+    assert spf.status is FindingStatus.WRONG
+    assert spf.found == ("v=spf1 mx ~all",)
+
+
+async def test_two_spf_records_are_wrong() -> None:
+    extra = DnsRecord("example.test", "TXT", "v=spf1 -all")
+    findings = await check_published([*expected().records, extra])
+    spf = findings[("example.test", "v=spf1 ip4:127.0.0.1 -all")]
+    assert spf.status is FindingStatus.WRONG
+    assert "several" in spf.detail
+
+
+async def test_dkim_key_mismatch() -> None:
+    name = "pb202506e._domainkey.example.test"
+    findings = await check_published(
+        replaced(name, "TXT", DnsRecord(name, "TXT", "v=DKIM1; k=ed25519; p=AAAA"))
+    )
+    assert findings[(name, DKIM)].status is FindingStatus.WRONG
+
+
+class FailingResolver:
+    """Any Resolver implementation works; this one's upstream is down."""
+
+    async def mx(self, domain: str) -> MxResult:
+        return MxResult(domain, MxStatus.TEMPORARY, reason="down")
+
+    async def addresses(self, host: str) -> list[str]:
+        raise DnsTemporaryError(host, "down")
+
+    async def txt(self, name: str) -> list[bytes]:
+        raise DnsTemporaryError(name, "down")
+
+    async def ptr(self, ip: str) -> list[str]:
+        raise DnsTemporaryError(ip, "down")
+
+    async def lookup(self, name: str, rtype: str) -> list[str]:
+        raise DnsTemporaryError(name, "down")
+
+
+async def test_temporary_failure_is_reported_as_error() -> None:
+    findings = await check_records(FailingResolver(), expected().records)
+    assert {f.status for f in findings} == {FindingStatus.ERROR}
+    assert findings[0].detail == "down"
+    report = format_findings(findings)
+    assert report.startswith("[ERROR  ] example.test MX (mail exchanger)")
+    assert "expected: 10 mail.example.test." in report
