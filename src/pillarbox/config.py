@@ -124,6 +124,7 @@ class SmtpSection:
     auth_without_tls: bool = _f(
         False, "Offer AUTH on submission before STARTTLS (only for loopback tests)."
     )
+    starttls: bool = _f(True, "Offer STARTTLS on the MX and on submission port 587.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -54,7 +54,7 @@ def loopback_config(
         server=cfg.ServerSection(hostname="mx.test", data_dir=str(data_dir), shutdown_grace=2.0),
         listeners=listeners,
         auth=TEST_AUTH,
-        smtp=cfg.SmtpSection(auth_without_tls=True),
+        smtp=cfg.SmtpSection(auth_without_tls=True, max_connections_per_ip=1000),
         imap=cfg.ImapSection(login_without_tls=True),
         pop3=cfg.Pop3Section(login_without_tls=True),
     )

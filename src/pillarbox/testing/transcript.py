@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import socket
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 from pillarbox.smtp import replies as R
@@ -273,3 +276,76 @@ def run_on_core(transcript: Transcript, *, chunk_size: int | None = None) -> lis
     if pending_lines:
         raise TranscriptMismatch(f"{transcript.name}: unexpected output {pending_lines!r}")
     return app.messages
+
+
+def run_on_socket(
+    transcript: Transcript,
+    host: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+    last_message: Callable[[], bytes | None] | None = None,
+) -> None:
+    """Replay ``transcript`` against a live server over TCP (the transcript's ``@`` directives
+    must already hold for that server: its accounts, limits and offers).
+
+    After a 220 reply to a STARTTLS, the socket is wrapped in TLS with ``tls`` (the client's
+    remaining bytes of that write were sent in plaintext before the handshake and must have been
+    discarded by the server). ``M>`` is checked with ``last_message`` (the live server adds
+    trace fields on top, so the stored message must end with the expected content); ``T:``
+    items are core-only and rejected here.
+    """
+    sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
+    reader = _LineReader(sock)
+    try:
+        for step in transcript.steps:
+            if step.wait:
+                raise ValueError(f"{transcript.name}: T: items cannot be replayed live")
+            if step.send:
+                sock.sendall(step.send)
+            for pattern in step.expect:
+                line = reader.line()
+                if line is None:
+                    raise TranscriptMismatch(f"{transcript.name}: expected {pattern!r}, got EOF")
+                if not match_line(pattern, line):
+                    raise TranscriptMismatch(
+                        f"{transcript.name}: expected {pattern!r}, got {line!r}"
+                    )
+                if line.startswith("220 ") and b"STARTTLS" in step.send.upper():
+                    if tls is None:
+                        raise ValueError(f"{transcript.name}: STARTTLS needs a TLS context")
+                    sock = tls.wrap_socket(sock, server_hostname=None)
+                    reader = _LineReader(sock)
+            if step.expect_close and reader.line() is not None:
+                raise TranscriptMismatch(f"{transcript.name}: expected the server to close")
+            if step.message is not None:
+                stored = last_message() if last_message else None
+                if stored is None or not stored.endswith(step.message):
+                    raise TranscriptMismatch(f"{transcript.name}: message {stored!r}")
+        sock.settimeout(0.3)
+        try:
+            extra = reader.line()
+        except TimeoutError:
+            extra = None
+        if extra is not None:
+            raise TranscriptMismatch(f"{transcript.name}: unexpected output {extra!r}")
+    finally:
+        sock.close()
+
+
+class _LineReader:
+    """CRLF-terminated reply lines from a blocking socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+
+    def line(self) -> str | None:
+        while b"\r\n" not in self._buffer:
+            data = self._sock.recv(65536)
+            if not data:
+                return None
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\r\n")
+        return line.decode("utf-8")
