@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from typing import Any, cast
 
 from pillarbox.errors import PillarboxError
 
@@ -47,8 +47,8 @@ class Channel(asyncio.Protocol):
 
     # -- asyncio.Protocol callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
         self._tls_active = transport.get_extra_info("ssl_object") is not None
         if not self._connected.done():
             self._connected.set_result(None)

@@ -1,0 +1,82 @@
+"""``pillarbox serve`` as an operator runs it: a process that prints where to connect, serves,
+and stops cleanly on SIGTERM and SIGINT (with uvloop when installed, as in production)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import smtplib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pillarbox import config as cfg
+
+LISTENERS = ("smtp", "submission", "pop3", "pop3s")
+
+
+def write_config(tmp_path: Path) -> Path:
+    config = cfg.dev_config(str(tmp_path / "data"))
+    listeners = cfg.Listeners(
+        **{name: cfg.Listener(port=0, enabled=name in LISTENERS) for name in cfg.LISTENER_DOCS}
+    )
+    import dataclasses
+
+    config = dataclasses.replace(config, listeners=listeners)
+    path = tmp_path / "pillarbox.toml"
+    path.write_text(cfg.render_toml(config))
+    return path
+
+
+def start(path: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pillarbox.cli", "--config", str(path), "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    ports: dict[str, int] = {}
+    for line in process.stdout:
+        match = re.match(r"\s+(\w+)\s+127\.0\.0\.1:(\d+)", line)
+        if match:
+            ports[match.group(1)] = int(match.group(2))
+        if line.startswith("Stop with"):
+            break
+    return process, ports
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_prints_endpoints_serves_and_stops(tmp_path: Path, sig: signal.Signals) -> None:
+    process, ports = start(write_config(tmp_path))
+    try:
+        assert set(ports) == set(LISTENERS), ports
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
+            code, _ = client.ehlo()
+            assert code == 250
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "stopped" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
+    path = tmp_path / "pillarbox.toml"
+    path.write_text("[listeners.smtp]\nport = -1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pillarbox.cli", "--config", str(path), "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "listeners.smtp.port" in result.stderr
