@@ -119,9 +119,8 @@ class Client:
                 return int(line[:3])
 
     async def send(self, raw: bytes) -> float:
-        self.writer.write(
-            f"MAIL FROM:<load@example.net> SIZE={len(raw)}\r\nRCPT TO:<{RECIPIENT}>\r\nDATA\r\n".encode()
-        )
+        envelope = f"MAIL FROM:<load@example.net> SIZE={len(raw)}\r\nRCPT TO:<{RECIPIENT}>\r\n"
+        self.writer.write(envelope.encode() + b"DATA\r\n")
         codes = [await self.reply() for _ in range(3)]
         if codes != [250, 250, 354]:
             raise RuntimeError(f"unexpected replies {codes}")
