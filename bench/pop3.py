@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from smtp import free_port, message  # noqa: E402  (sibling bench module)
+from smtp import free_port, message
 
-from pillarbox import config as cfg  # noqa: E402
-from pillarbox import provisioning  # noqa: E402
-from pillarbox.mail.parse import parse_message  # noqa: E402
-from pillarbox.store.open import open_store  # noqa: E402
-from pillarbox.store.types import DeliveryTarget  # noqa: E402
+from pillarbox import config as cfg
+from pillarbox import provisioning
+from pillarbox.mail.parse import parse_message
+from pillarbox.store.open import open_store
+from pillarbox.store.types import DeliveryTarget
 
 ADDRESS = "pop@bench.test"
 PASSWORD = "bench password 123"
