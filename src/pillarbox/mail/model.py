@@ -149,9 +149,8 @@ def _addresses(raw: Any) -> tuple[EnvelopeAddress, ...]:
 
 def _decode_envelope(raw: dict[str, Any]) -> Envelope:
     lists = ("from_", "sender", "reply_to", "to", "cc", "bcc")
-    return Envelope(
-        **{k: (_addresses(v) if k in lists else v) for k, v in raw.items()},
-    )
+    values: dict[str, Any] = {k: (_addresses(v) if k in lists else v) for k, v in raw.items()}
+    return Envelope(**values)
 
 
 def _decode_part(raw: dict[str, Any]) -> BodyPart:

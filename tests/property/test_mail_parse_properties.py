@@ -1,0 +1,199 @@
+"""Properties of parse_message: never raises, offsets nest, JSON round-trips, generated MIME
+trees come back exactly, and the address fast path agrees with the full parser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pillarbox.mail.headers import _AddressParser, _simple_addresses
+from pillarbox.mail.model import BodyPart, MessageInfo
+from pillarbox.mail.parse import ParseLimits, find_part, parse_message, section_bytes
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Fragments that make random input look like mail often enough to reach deep code paths.
+FRAGMENTS = [
+    b"Content-Type: multipart/mixed; boundary=a\r\n",
+    b'Content-Type: multipart/alternative; boundary="b"\n',
+    b"Content-Type: multipart/digest; boundary=a\r\n",
+    b"Content-Type: message/rfc822\r\n",
+    b"Content-Type: text/html; charset=utf-8\r\n",
+    b"Content-Type: text/plain; charset*=x''%ff; name*0*=utf-8''%E2; name*1=x\r\n",
+    b"Content-Transfer-Encoding: base64\r\n",
+    b"Content-Transfer-Encoding: quoted-printable\r\n",
+    b'Content-Disposition: attachment; filename="=?utf-8?q?f=C3=B6?="\r\n',
+    b'From: "N" <a@b>, G: c@d;\r\n',
+    b"To: (x) <@r:q@[1.2.3.4]>\r\n",
+    b"Subject: =?utf-8?b?w7Y=?= =?iso-8859-1?q?=E9?=\r\n",
+    b"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n",
+    b"References: <a@b> <c@d>\r\n",
+    b" folded\r\n",
+    b"--a\r\n",
+    b"--a--\r\n",
+    b"--b\n",
+    b"\r\n",
+    b"\n",
+    b"<p>x<!--",
+    b"=?",
+    b"\x00\xff\xfe",
+    b"text line\r\n",
+]
+mime_like = st.lists(
+    st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=12)), max_size=40
+).map(b"".join)
+any_input = st.one_of(st.binary(max_size=400), mime_like)
+
+
+def check_nesting(part: BodyPart, lo: int, hi: int) -> None:
+    assert lo <= part.header_start <= part.body_start <= part.body_end <= hi
+    assert part.size == part.body_end - part.body_start
+    if part.type == "multipart":
+        assert part.parts, "every multipart has at least one part"
+    previous = part.body_start
+    for child in part.parts:
+        assert child.header_start >= previous
+        check_nesting(child, part.body_start, part.body_end)
+        previous = child.body_end
+    if part.message is not None:
+        assert part.message.header_start == part.body_start
+        assert part.message.body_end == part.body_end
+        check_nesting(part.message, part.body_start, part.body_end)
+
+
+def sections(part: BodyPart, prefix: tuple[int, ...]) -> list[tuple[int, ...]]:
+    if part.type == "multipart":
+        found = []
+        for number, child in enumerate(part.parts, 1):
+            found.append((*prefix, number))
+            found += sections_below(child, (*prefix, number))
+        return found
+    return [(*prefix, 1)]
+
+
+def sections_below(part: BodyPart, section: tuple[int, ...]) -> list[tuple[int, ...]]:
+    if part.type == "multipart":
+        return sections(part, section)
+    if part.message is not None:
+        return sections(part.message, section)
+    return []
+
+
+@SETTINGS
+@given(any_input)
+def test_never_raises_and_offsets_nest(raw: bytes) -> None:
+    info = parse_message(raw, limits=ParseLimits(max_depth=8, max_parts=60))
+    assert info.size == len(raw)
+    assert info.header_end == info.body.body_start
+    check_nesting(info.body, 0, len(raw))
+    assert info.body.header_start == 0 and info.body.body_end == len(raw)
+    for section in sections(info.body, ()):
+        part = find_part(info, section)
+        assert part is not None
+        assert section_bytes(raw, info, section) == raw[part.body_start : part.body_end]
+        assert section_bytes(raw, info, section, "MIME") == raw[part.header_start : part.body_start]
+        fields = section_bytes(raw, info, section, "HEADER.FIELDS.NOT", ["x"])
+        if part.message is not None:
+            assert fields is not None and fields.endswith(b"\r\n")
+    for attachment in info.attachments:
+        assert find_part(info, tuple(int(n) for n in attachment.section.split("."))) is not None
+    assert len(info.preview) <= 200
+
+
+@SETTINGS
+@given(any_input)
+def test_json_round_trip(raw: bytes) -> None:
+    info = parse_message(raw)
+    assert MessageInfo.from_json(info.to_json()) == info
+
+
+# -- generated MIME trees --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leaf:
+    subtype: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Multi:
+    subtype: str
+    children: tuple[Leaf | Multi, ...]
+
+
+# Bodies never contain "-", so no line of a body can look like a delimiter, and never end in
+# CR, which before an LF delimiter line would read as the CRLF belonging to the delimiter.
+bodies = (
+    st.text(alphabet="ab \r\n\tz", max_size=30)
+    .map(str.encode)
+    .filter(lambda body: not body.endswith(b"\r"))
+)
+leaves = st.builds(Leaf, st.sampled_from(["plain", "html", "x-data"]), bodies)
+trees = st.recursive(
+    leaves,
+    lambda inner: st.builds(
+        Multi,
+        st.sampled_from(["mixed", "alternative", "related"]),
+        st.lists(inner, min_size=1, max_size=4).map(tuple),
+    ),
+    max_leaves=12,
+)
+
+
+def render(node: Leaf | Multi, eol: bytes, depth: int = 0) -> bytes:
+    if isinstance(node, Leaf):
+        return b"Content-Type: text/" + node.subtype.encode() + eol + eol + node.body
+    boundary = b"bound%d" % depth
+    out = [b"Content-Type: multipart/" + node.subtype.encode() + b"; boundary=" + boundary + eol]
+    out.append(eol + b"preamble" + eol)
+    for child in node.children:
+        out.append(b"--" + boundary + eol + render(child, eol, depth + 1) + eol)
+    out.append(b"--" + boundary + b"--" + eol + b"epilogue")
+    return b"".join(out)
+
+
+def compare(raw: bytes, node: Leaf | Multi, part: BodyPart) -> None:
+    if isinstance(node, Leaf):
+        assert (part.type, part.subtype) == ("text", node.subtype)
+        assert raw[part.body_start : part.body_end] == node.body
+        return
+    assert (part.type, part.subtype) == ("multipart", node.subtype)
+    assert len(part.parts) == len(node.children)
+    for child, child_part in zip(node.children, part.parts, strict=True):
+        compare(raw, child, child_part)
+
+
+@SETTINGS
+@given(trees, st.sampled_from([b"\r\n", b"\n"]))
+def test_generated_trees_parse_exactly(tree: Leaf | Multi, eol: bytes) -> None:
+    raw = b"Subject: t" + eol + render(tree, eol)
+    info = parse_message(raw)
+    assert info.defects == ()
+    compare(raw, tree, info.body)
+
+
+# -- address fast path -----------------------------------------------------------------------
+
+atoms = st.text(alphabet="abcXYZ019.-_+=", min_size=1, max_size=8).filter(
+    lambda s: not s.startswith(".")
+)
+names = st.lists(st.text(alphabet="abcXYZ .é'", min_size=1, max_size=6), max_size=3).map(" ".join)
+mailboxes = st.one_of(
+    st.builds(lambda lp, d: f"{lp}@{d}", atoms, atoms),
+    st.builds(lambda n, lp, d: f"{n} <{lp}@{d}>", names, atoms, atoms),
+    st.builds(lambda n, lp, d: f'"{n}"  <{lp}@{d}>', names, atoms, atoms),
+)
+
+
+@SETTINGS
+@given(st.lists(mailboxes, min_size=1, max_size=5), st.sampled_from([",", ", ", " ,\t"]))
+def test_simple_address_path_agrees_with_parser(items: list[str], separator: str) -> None:
+    text = separator.join(items)
+    fast = _simple_addresses(text, 1000)
+    full = _AddressParser(1000)
+    full.parse(text)
+    assert fast is not None
+    assert fast == tuple(full.out)
