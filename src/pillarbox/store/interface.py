@@ -28,21 +28,27 @@ from typing import Protocol
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.types import (
     Account,
+    AccountSettings,
+    AccountToken,
     Alias,
     AttemptOutcome,
     Change,
     DeliveryResult,
     DeliveryTarget,
+    DkimKeyRecord,
     Domain,
     FlagOp,
     FlagUpdate,
     Mailbox,
     MailboxStatus,
+    MessagePage,
+    MessageQuery,
     MessageRecord,
     NewQueueRecipient,
     QueuedMessage,
     QuotaUsage,
     SpecialUse,
+    TokenKind,
 )
 
 
@@ -198,6 +204,14 @@ class Store(Protocol):
         """UIDs whose decoded text contains every term as a case-insensitive substring
         (RFC 9051 §6.4.4 TEXT; BODY when ``body_only``), answered from the full-text index."""
 
+    async def query_messages(
+        self, mailbox_id: int, query: MessageQuery, *, offset: int, limit: int
+    ) -> MessagePage:
+        """One page (``offset``, at most ``limit`` records) of the messages matching ``query``,
+        in its order, with the number matching in all; answered by the database, so a page of a
+        35,000-message mailbox costs no more than reading its keys once. ``NotFound`` for an
+        unknown mailbox."""
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         """Live messages whose MODSEQ is greater than ``modseq``, in UID order."""
 
@@ -235,3 +249,40 @@ class Store(Protocol):
         """Make every non-final recipient due at ``now``."""
 
     async def remove_queued(self, message_id: int) -> None: ...
+
+    # -- account settings and issued secrets ---------------------------------------------------
+    async def get_settings(self, account_id: int) -> AccountSettings:
+        """The account's settings (the defaults until first set); ``NotFound`` for no account."""
+
+    async def set_settings(self, account_id: int, settings: AccountSettings) -> None: ...
+
+    async def add_token(
+        self, account_id: int, kind: TokenKind, label: str, digest: str
+    ) -> AccountToken:
+        """Record a secret by its SHA-256 hex ``digest``; ``AlreadyExists`` if the digest is
+        known (a collision means a broken random source, never a coincidence)."""
+
+    async def list_tokens(
+        self, account_id: int, kind: TokenKind | None = None
+    ) -> list[AccountToken]: ...
+
+    async def remove_token(self, account_id: int, token_id: int) -> None:
+        """``NotFound`` unless the token exists *and* belongs to ``account_id``."""
+
+    async def find_token(self, kind: TokenKind, digest: str) -> AccountToken | None:
+        """The token of that kind with that digest (a login by app password or API token)."""
+
+    # -- DKIM keys -----------------------------------------------------------------------------
+    async def add_dkim_key(self, key: DkimKeyRecord) -> None:
+        """Store a new key of a hosted domain; ``NotFound`` for an unknown domain,
+        ``AlreadyExists`` if the domain has a key with that selector (selectors are never
+        reused: a verifier may still hold the old record)."""
+
+    async def list_dkim_keys(
+        self, domain: str, *, include_retired: bool = False
+    ) -> list[DkimKeyRecord]:
+        """The domain's keys, oldest first; only active ones unless ``include_retired``."""
+
+    async def retire_dkim_key(self, domain: str, selector: str, when: datetime) -> None:
+        """Stop signing with a key (it stays listed as retired); ``NotFound`` if absent.
+        Retiring a retired key keeps its first retirement time."""

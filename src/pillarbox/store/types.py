@@ -271,3 +271,104 @@ class Change:
     mailbox_id: int
     kind: ChangeKind
     modseq: int
+
+
+# -- web list, account settings and tokens ---------------------------------------------------
+
+
+class SortKey(enum.Enum):
+    """Orders of :meth:`Store.query_messages`; ties are broken by UID in the same direction."""
+
+    ARRIVAL = "arrival"  # internal date (RFC 5256 ARRIVAL)
+    DATE = "date"  # Date header, the internal date when absent or unparsable (RFC 5256 §3)
+    FROM = "from"
+    SUBJECT = "subject"
+    SIZE = "size"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageQuery:
+    """Filters and order for one page of a mailbox (the web list, search results, threads).
+
+    Every filter narrows (they combine with AND). ``*_contains`` are case-insensitive
+    substrings of the stored sort keys (first From/To/Cc address, decoded subject); ``uids``
+    restricts to a set computed elsewhere (e.g. by :meth:`Store.search_text`);
+    ``message_ids`` keeps messages whose Message-ID or In-Reply-To is in the set.
+    """
+
+    sort: SortKey = SortKey.ARRIVAL
+    descending: bool = True
+    from_contains: str = ""
+    to_contains: str = ""
+    subject_contains: str = ""
+    since: datetime | None = None
+    before: datetime | None = None
+    unseen: bool = False
+    flagged: bool = False
+    uids: frozenset[int] | None = None
+    message_ids: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One page of a :class:`MessageQuery`: how many messages match, and the page's records."""
+
+    total: int
+    records: tuple[MessageRecord, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountSettings:
+    """Per-account preferences kept by the store; delivery applies vacation and forwarding."""
+
+    vacation_enabled: bool = False
+    vacation_subject: str = ""
+    vacation_body: str = ""
+    #: Last day the auto-reply is sent (UTC midnight ends it); None: until switched off.
+    vacation_until: datetime | None = None
+    forward_to: tuple[str, ...] = ()
+    #: Keep a copy in the account's INBOX when forwarding.
+    forward_keep_copy: bool = True
+
+
+class TokenKind(enum.Enum):
+    """What a random secret issued to an account may be used for."""
+
+    APP_PASSWORD = "app-password"  # IMAP/POP3/SMTP login of one mail client
+    API = "api"  # ``Authorization: Bearer`` on the JSON API
+
+
+@dataclass(frozen=True, slots=True)
+class AccountToken:
+    """A secret issued to an account; only its SHA-256 digest is stored, never the secret."""
+
+    id: int
+    account_id: int
+    kind: TokenKind
+    label: str
+    created: datetime
+
+
+# -- DKIM signing keys (outbound delivery) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKeyRecord:
+    """One stored DKIM key of a hosted domain (``pillarbox.queue.dkim.DkimKey`` plus its life).
+
+    ``algorithm`` is the ``a=`` value (``rsa-sha256``, ``ed25519-sha256``); ``retired`` is set
+    when a rotation replaced the key: it no longer signs, but its public record stays published
+    for a while so mail signed just before the rotation still verifies.
+    """
+
+    domain: str
+    selector: str
+    algorithm: str
+    #: Unencrypted PKCS#8 PEM; as sensitive as a password hash.
+    private_pem: bytes
+    created: datetime
+    retired: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.retired is None

@@ -1,0 +1,226 @@
+"""Store figures: durable deliveries/s for both blob modes, scaling, SELECT, search; one table.
+
+Usage: ``python bench/store.py [--quick] [--dir DIR]``
+
+Every delivery is a distinct 4 KB message (a unique Message-ID keeps blobs from deduplicating),
+parsed once before the clock starts (parsing is the SMTP server's cost, not the store's) and
+delivered with ``synchronous=FULL``: each figure counts acknowledged, fsync'd deliveries. CPU
+µs/delivery is process CPU time per delivery (all threads), a figure that a busy shared machine
+disturbs less than the wall-clock rate. The full-text index is built behind the writes (see
+``pillarbox.store.sqlite.store``); its own rate is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.parse import parse_message
+from pillarbox.store.blobs import BlobMode
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import DeliveryTarget, FlagOp, Mailbox
+
+MESSAGE_SIZE = 4096
+_WORDS = [
+    "".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=2 + i % 8))
+    for i in range(5000)
+]
+
+
+def make_message(serial: int, rng: random.Random) -> bytes:
+    """A 4,096-byte message; ``serial`` makes it unique."""
+    head = (
+        f"From: Sender {serial % 97} <sender{serial % 97}@example.org>\r\n"
+        f"To: rcpt@example.com\r\n"
+        f"Subject: report {rng.choice(_WORDS)} {rng.choice(_WORDS)}\r\n"
+        f"Date: Mon, 3 Mar 2025 10:{serial % 60:02d}:00 +0000\r\n"
+        f"Message-ID: <{serial:012d}@bench.example.org>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    ).encode()
+    body = bytearray()
+    while len(head) + len(body) < MESSAGE_SIZE:
+        line = " ".join(rng.choices(_WORDS, k=10)).encode() + b"\r\n"
+        body += line
+    return head + bytes(body[: MESSAGE_SIZE - len(head) - 2]) + b"\r\n"
+
+
+class Corpus:
+    """Distinct messages cheaply: real parses of a pool, re-stamped with unique Message-IDs."""
+
+    def __init__(self, pool: int = 200) -> None:
+        rng = random.Random(7)
+        self._pool = [
+            (raw, parse_message(raw)) for raw in (make_message(i, rng) for i in range(pool))
+        ]
+        self._serial = 10**9
+
+    def next(self) -> tuple[bytes, MessageInfo]:
+        self._serial += 1
+        raw, info = self._pool[self._serial % len(self._pool)]
+        old_id = raw[raw.index(b"Message-ID: <") + 13 : raw.index(b"@bench")]
+        new_id = f"{self._serial:012d}".encode()
+        unique = raw.replace(old_id, new_id, 1)
+        return unique, dataclasses.replace(
+            info, message_id=f"<{new_id.decode()}@bench.example.org>"
+        )
+
+
+async def new_store(root: Path, mode: BlobMode) -> tuple[SqliteStore, int, Mailbox]:
+    store = SqliteStore(root / "pillarbox.sqlite3", blob_mode=mode, blob_dir=root / "blobs")
+    await store.open()
+    await store.add_domain("example.com")
+    account = await store.add_account("rcpt@example.com", "x")
+    return store, account.id, await store.get_mailbox(account.id, "INBOX")
+
+
+@dataclasses.dataclass
+class Run:
+    deliveries: int
+    seconds: float
+    cpu: float
+    transactions: int
+
+    @property
+    def rate(self) -> float:
+        return self.deliveries / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.deliveries * 1e6
+
+    @property
+    def per_commit(self) -> float:
+        return self.deliveries / max(1, self.transactions)
+
+
+async def deliver_many(
+    store: SqliteStore, account_id: int, corpus: Corpus, count: int, writers: int
+) -> Run:
+    messages = [corpus.next() for _ in range(count)]
+    queue = iter(messages)
+    targets = [DeliveryTarget(account_id)]
+
+    async def writer() -> None:
+        for raw, info in queue:
+            await store.deliver(raw, info, targets)
+
+    before = store.batches_committed[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    run = Run(
+        count,
+        time.perf_counter() - wall,
+        time.process_time() - cpu,
+        store.batches_committed[0] - before,
+    )
+    return run
+
+
+async def timed(fn: Callable[[], Awaitable[object]]) -> float:
+    start = time.perf_counter()
+    await fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def row(label: str, value: str, note: str = "") -> None:
+    print(f"| {label:<58} | {value:>14} | {note:<34} |")
+
+
+async def main(quick: bool, base: Path) -> None:
+    corpus = Corpus()
+    print("| figure" + " " * 52 + " | value          | note" + " " * 31 + "|")
+    print("|" + "-" * 60 + "|" + "-" * 16 + "|" + "-" * 36 + "|")
+
+    # 1. Both blob strategies, 1/10/100 concurrent writers, into one mailbox.
+    for mode in (BlobMode.DATABASE, BlobMode.FILES):
+        for writers in (1, 10, 100):
+            count = {1: 300, 10: 1500, 100: 3000}[writers] // (3 if quick else 1)
+            store, account_id, _ = await new_store(base / f"{mode}-{writers}", mode)
+            await deliver_many(store, account_id, corpus, 200, writers)  # warm-up
+            run = await deliver_many(store, account_id, corpus, count, writers)
+            await store.close()
+            row(
+                f"deliveries/s, blobs={mode.value}, {writers} writer(s)",
+                f"{run.rate:,.0f}",
+                f"{run.cpu_us:,.0f} CPU µs, {run.per_commit:.1f}/commit",
+            )
+
+    # 2. Cost per delivery at 1k vs 100k messages (database blobs, 100 writers); SELECT at 35k.
+    target = 20_000 if quick else 100_000
+    store, account_id, inbox = await new_store(base / "scale", BlobMode.DATABASE)
+    await deliver_many(store, account_id, corpus, 1000, 100)
+    small = await deliver_many(store, account_id, corpus, 2000, 100)
+    select_at = min(35_000, target - 5000)
+    while (await store.mailbox_status(inbox.id)).messages < select_at:
+        await deliver_many(store, account_id, corpus, 5000, 100)
+    size = (await store.mailbox_status(inbox.id)).messages
+    await store.close()
+    reopened = SqliteStore(base / "scale" / "pillarbox.sqlite3")
+    await reopened.open()
+    cold = await timed(lambda: reopened.list_messages(inbox.id))
+    warm = await timed(lambda: reopened.list_messages(inbox.id))
+    await deliver_many(reopened, account_id, corpus, 1, 1)
+    await reopened.store_flags(inbox.id, [5, 6, 7], FlagOp.ADD, frozenset({"\\Seen"}))
+    patched = await timed(lambda: reopened.list_messages(inbox.id))
+    status = await timed(lambda: reopened.mailbox_status(inbox.id))
+    ranged = await timed(lambda: reopened.list_messages(inbox.id, uid_min=size - 50))
+    row(f"list_messages, {size:,} messages, cold (after reopen)", f"{cold:.0f} ms")
+    row(f"list_messages, {size:,} messages, warm", f"{warm:.1f} ms")
+    row(f"list_messages, {size:,} messages, after 1 arrival + 3 STOREs", f"{patched:.1f} ms")
+    row(f"list_messages, last 50 UIDs of {size:,}", f"{ranged:.1f} ms")
+    row(f"mailbox_status, {size:,} messages", f"{status:.2f} ms")
+    while (await reopened.mailbox_status(inbox.id)).messages < target:
+        await deliver_many(reopened, account_id, corpus, 5000, 100)
+    large = await deliver_many(reopened, account_id, corpus, 2000, 100)
+    final = (await reopened.mailbox_status(inbox.id)).messages
+    await reopened.close()
+    row(
+        "deliveries/s at ~1k messages (100 writers)",
+        f"{small.rate:,.0f}",
+        f"{small.cpu_us:,.0f} CPU µs",
+    )
+    row(
+        f"deliveries/s at ~{final // 1000}k messages (100 writers)",
+        f"{large.rate:,.0f}",
+        f"{large.cpu_us:,.0f} CPU µs ({large.cpu_us / small.cpu_us - 1:+.0%} vs 1k)",
+    )
+
+    # 3. Full-text index: build rate, and search answered by the index vs by the scan.
+    count = 1000 if quick else 3000
+    store, account_id, inbox = await new_store(base / "search", BlobMode.DATABASE)
+    await deliver_many(store, account_id, corpus, count, 100)
+    word = _WORDS[1234]
+    scan = await timed(lambda: store.search_text(inbox.id, [word, "report"]))
+    build = await timed(store.catch_up_index)
+    indexed = await timed(lambda: store.search_text(inbox.id, [word, "report"]))
+    short = await timed(lambda: store.search_text(inbox.id, ["zq"]))
+    await store.close()
+    row(
+        "full-text indexing (behind the writes)",
+        f"{count / build * 1000:,.0f} msg/s",
+        f"{build / count:.2f} ms per 4 KB message",
+    )
+    row(f"search_text 2 terms, {count:,} msgs, not indexed (scan)", f"{scan:.0f} ms")
+    row(f"search_text 2 terms, {count:,} msgs, indexed (FTS5)", f"{indexed:.1f} ms")
+    row(f"search_text 1 two-char term, {count:,} msgs (scan)", f"{short:.0f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
+    parser.add_argument("--dir", type=Path, help="where to put the stores (default: a temp dir)")
+    args = parser.parse_args()
+    base = args.dir or Path(tempfile.mkdtemp(prefix="pillarbox-bench-"))
+    try:
+        asyncio.run(main(args.quick, base))
+    finally:
+        if args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,129 @@
+"""The in-process change feed: committed writes in, per-account wake-ups out (IMAP IDLE, web).
+
+A backend calls :meth:`ChangeHub.publish` once a write is durable. The SQLite backend does so
+from its writer thread after each COMMIT; the PostgreSQL backend will do so from its LISTEN
+connection, turning each NOTIFY payload back into :class:`~pillarbox.store.types.Change` values
+(and not publishing its own writes directly, since NOTIFY echoes them to every node, this one
+included). Hence :meth:`publish` may be called from any thread, and each subscription wakes its
+own event loop.
+
+Changes are hints (see ``Change``), which lets a slow subscriber cost bounded memory: pending
+changes are coalesced per ``(mailbox, kind)`` keeping the highest MODSEQ, so a subscriber holds
+at most four entries per mailbox however far behind it falls, and still learns that something
+happened where. The reader re-reads the truth by MODSEQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable
+
+from pillarbox.store.types import Change, ChangeKind
+
+
+class FeedSubscription:
+    """One account's changes from the moment of subscribing; an async iterator until closed."""
+
+    def __init__(self, hub: ChangeHub, account_id: int) -> None:
+        self.account_id = account_id
+        self._hub = hub
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, ChangeKind], Change] = {}
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> FeedSubscription:
+        return self
+
+    async def __anext__(self) -> Change:
+        while True:
+            with self._lock:
+                if self._pending:
+                    key = next(iter(self._pending))
+                    return self._pending.pop(key)
+                if self._closed:
+                    raise StopAsyncIteration
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiter = waiter
+            await waiter
+
+    async def close(self) -> None:
+        self._hub.unsubscribe(self)
+        self.end()
+
+    def end(self) -> None:
+        """Finish iteration once the pending changes are consumed (also called by the hub)."""
+        with self._lock:
+            self._closed = True
+            waiter, self._waiter = self._waiter, None
+        _wake(waiter)
+
+    def push(self, change: Change) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            key = (change.mailbox_id, change.kind)
+            known = self._pending.get(key)
+            if known is None or known.modseq <= change.modseq:
+                self._pending[key] = change
+            waiter, self._waiter = self._waiter, None
+        _wake(waiter)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is None:
+        return
+    loop = waiter.get_loop()
+    if loop.is_closed():
+        return
+    loop.call_soon_threadsafe(_set_done, waiter)
+
+
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class ChangeHub:
+    """Fans published changes out to the subscriptions of their account; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscriptions: dict[int, set[FeedSubscription]] = {}
+
+    def subscribe(self, account_id: int) -> FeedSubscription:
+        subscription = FeedSubscription(self, account_id)
+        with self._lock:
+            self._subscriptions.setdefault(account_id, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: FeedSubscription) -> None:
+        with self._lock:
+            subscribers = self._subscriptions.get(subscription.account_id)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscriptions[subscription.account_id]
+
+    def publish(self, changes: Iterable[Change]) -> None:
+        by_account: dict[int, list[Change]] = {}
+        for change in changes:
+            by_account.setdefault(change.account_id, []).append(change)
+        with self._lock:
+            targets = [
+                (subscription, batch)
+                for account_id, batch in by_account.items()
+                for subscription in self._subscriptions.get(account_id, ())
+            ]
+        for subscription, batch in targets:
+            for change in batch:
+                subscription.push(change)
+
+    def close(self) -> None:
+        """End every subscription (the store is closing)."""
+        with self._lock:
+            subscriptions = [s for group in self._subscriptions.values() for s in group]
+            self._subscriptions.clear()
+        for subscription in subscriptions:
+            subscription.end()

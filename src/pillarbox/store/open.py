@@ -1,0 +1,50 @@
+"""Turn the configured store URL into a backend instance.
+
+Accepted URLs (``store.url`` in the config):
+
+- ``sqlite:`` — the default database ``pillarbox.sqlite3`` in the data directory;
+- ``sqlite:relative/path.db`` — relative to the data directory;
+- ``sqlite:///absolute/path.db`` — an absolute path;
+- any of them with ``?blobs=database`` (the default) or ``?blobs=files`` (see
+  :mod:`pillarbox.store.blobs` for why the database is the default). File blobs live in
+  ``<data_dir>/blobs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from pillarbox.errors import ConfigError
+from pillarbox.store.blobs import BlobMode
+from pillarbox.store.interface import Store
+from pillarbox.store.sqlite import SqliteStore
+
+DEFAULT_SQLITE_NAME = "pillarbox.sqlite3"
+_KEY = "store.url"
+
+
+def open_store(url: str, data_dir: Path) -> Store:
+    """A store for ``url``, not yet opened: the caller awaits ``store.open()`` (migrations run
+    there, off the event loop) and ``store.close()`` at shutdown."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        if parts.scheme in {"postgresql", "postgres"}:
+            raise ConfigError(_KEY, "the PostgreSQL backend is not part of this build yet")
+        raise ConfigError(_KEY, f"unknown store scheme {parts.scheme!r} (expected sqlite:)")
+    if parts.netloc:
+        raise ConfigError(_KEY, "use sqlite:///absolute/path or sqlite:relative/path")
+    options = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    unknown = set(options) - {"blobs"}
+    if unknown:
+        raise ConfigError(_KEY, f"unknown option(s) {', '.join(sorted(unknown))}")
+    mode_value = options.get("blobs", [BlobMode.DATABASE.value])[-1]
+    try:
+        blob_mode = BlobMode(mode_value)
+    except ValueError:
+        choices = ", ".join(mode.value for mode in BlobMode)
+        raise ConfigError(_KEY, f"blobs must be one of {choices}") from None
+    path = Path(parts.path) if parts.path else Path(DEFAULT_SQLITE_NAME)
+    if not path.is_absolute():
+        path = data_dir / path
+    return SqliteStore(path, blob_mode=blob_mode, blob_dir=data_dir / "blobs")

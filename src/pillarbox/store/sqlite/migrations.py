@@ -1,0 +1,342 @@
+"""The SQLite schema as numbered, forward-only migrations, applied at :meth:`SqliteStore.open`.
+
+Rules: a migration, once released, is never edited; a change to the schema is a new entry at the
+end of :data:`MIGRATIONS`. Each migration runs in its own transaction together with the bump of
+``schema_version``, so a crash leaves the database at a whole version. A database newer than this
+code is refused rather than guessed at.
+
+Schema invariants the backend relies on (kept by triggers, so no code path can forget them):
+
+- ``mailboxes.messages/bytes/unseen/deleted`` and ``accounts.used_bytes/used_messages`` equal
+  the aggregates over ``messages``: STATUS and quota checks are O(1), which keeps the cost of a
+  delivery independent of the mailbox size.
+- ``blobs.refcount`` counts the ``messages`` and ``queue_messages`` rows that refer to a blob;
+  the backend deletes rows at refcount 0 before each commit (``blobs_unreferenced`` finds them).
+- Mailbox, account and queue ids use AUTOINCREMENT: an IMAP session still holding the id of a
+  deleted mailbox must never find a different mailbox under it. Blob ids too: the full-text
+  index may still hold entries of a deleted blob until the indexer purges them, and those must
+  never be mistaken for a new blob's.
+- The full-text index is maintained behind the writes (see ``SqliteStore`` notes):
+  ``blob_text.state`` is 0 (waiting to be indexed), 1 (indexed) or 2 (blob gone, index entries
+  waiting to be purged).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from pillarbox.errors import StorageError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+
+
+_V1_SQL = r"""
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    created INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    address TEXT NOT NULL UNIQUE,
+    domain TEXT NOT NULL REFERENCES domains(name),
+    display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    scram_sha256 TEXT,
+    is_admin INTEGER NOT NULL,
+    quota_bytes INTEGER,
+    quota_messages INTEGER,
+    used_bytes INTEGER NOT NULL DEFAULT 0,
+    used_messages INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+CREATE INDEX accounts_domain ON accounts(domain);
+
+CREATE TABLE aliases (
+    address TEXT PRIMARY KEY,
+    domain TEXT NOT NULL REFERENCES domains(name),
+    targets TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX aliases_domain ON aliases(domain);
+
+CREATE TABLE mailboxes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    special_use TEXT,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1,
+    recent_uid INTEGER NOT NULL DEFAULT 1,
+    messages INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    unseen INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account_id, name)
+);
+
+CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+
+-- One row per distinct content (sha256). ``info`` is MessageInfo JSON without its text fields,
+-- which live in ``blob_text`` (stored once); NULL for content only the queue holds.
+CREATE TABLE blobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    refcount INTEGER NOT NULL DEFAULT 0,
+    info BLOB
+);
+CREATE INDEX blobs_unreferenced ON blobs(id) WHERE refcount <= 0;
+
+-- Raw bytes when blobs live in the database (BlobMode.DATABASE); empty in file mode.
+CREATE TABLE blob_data (
+    id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+
+-- Decoded text of a message (MessageInfo.header_text/body_text), once per blob; id = blobs.id.
+CREATE TABLE blob_text (
+    id INTEGER PRIMARY KEY,
+    state INTEGER NOT NULL DEFAULT 0,
+    header_text TEXT NOT NULL,
+    body_text TEXT NOT NULL
+);
+CREATE INDEX blob_text_pending ON blob_text(id) WHERE state != 1;
+
+-- RFC 9051 §6.4.4: TEXT/BODY are case-insensitive substring searches; the trigram tokenizer
+-- answers substrings of 3+ characters from the index. External content: the text is stored
+-- once, in blob_text; rowid = blobs.id.
+CREATE VIRTUAL TABLE message_text USING fts5(
+    header_text, body_text, tokenize = 'trigram', content = 'blob_text', content_rowid = 'id'
+);
+
+CREATE TRIGGER blob_removed AFTER DELETE ON blobs BEGIN
+    DELETE FROM blob_data WHERE id = OLD.id;
+    DELETE FROM blob_text WHERE id = OLD.id AND state = 0;
+    UPDATE blob_text SET state = 2 WHERE id = OLD.id AND state = 1;
+END;
+
+-- ``blob`` carries no foreign key on purpose: ``refcount`` guards it, and an FK would need an
+-- extra index on every insert only to check deletes that the refcount already rules out.
+CREATE TABLE messages (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    seen INTEGER GENERATED ALWAYS AS (instr(' ' || flags || ' ', ' \Seen ') > 0) VIRTUAL,
+    deleted INTEGER GENERATED ALWAYS AS (instr(' ' || flags || ' ', ' \Deleted ') > 0) VIRTUAL,
+    internal_date INTEGER NOT NULL,
+    saved_date INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    blob INTEGER NOT NULL,
+    -- sort keys (RFC 5256 SORT/THREAD, the web list), copied from MessageInfo
+    sent_date INTEGER,
+    subject TEXT NOT NULL,
+    from_addr TEXT NOT NULL,
+    to_addr TEXT NOT NULL,
+    cc_addr TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+
+CREATE TRIGGER message_added AFTER INSERT ON messages BEGIN
+    UPDATE mailboxes SET messages = messages + 1, bytes = bytes + NEW.size,
+        unseen = unseen + 1 - NEW.seen, deleted = deleted + NEW.deleted
+        WHERE id = NEW.mailbox_id;
+    UPDATE accounts SET used_bytes = used_bytes + NEW.size, used_messages = used_messages + 1
+        WHERE id = (SELECT account_id FROM mailboxes WHERE id = NEW.mailbox_id);
+    UPDATE blobs SET refcount = refcount + 1 WHERE id = NEW.blob;
+END;
+
+CREATE TRIGGER message_removed AFTER DELETE ON messages BEGIN
+    UPDATE mailboxes SET messages = messages - 1, bytes = bytes - OLD.size,
+        unseen = unseen - 1 + OLD.seen, deleted = deleted - OLD.deleted
+        WHERE id = OLD.mailbox_id;
+    UPDATE accounts SET used_bytes = used_bytes - OLD.size, used_messages = used_messages - 1
+        WHERE id = (SELECT account_id FROM mailboxes WHERE id = OLD.mailbox_id);
+    UPDATE blobs SET refcount = refcount - 1 WHERE id = OLD.blob;
+END;
+
+CREATE TRIGGER message_flagged AFTER UPDATE OF flags ON messages BEGIN
+    UPDATE mailboxes SET unseen = unseen + OLD.seen - NEW.seen,
+        deleted = deleted + NEW.deleted - OLD.deleted
+        WHERE id = NEW.mailbox_id;
+END;
+
+-- Deleting a mailbox cascades to its messages after the mailbox row is gone, so the trigger
+-- above cannot find the account; the account's usage is settled here, before the delete.
+CREATE TRIGGER mailbox_removed BEFORE DELETE ON mailboxes BEGIN
+    UPDATE accounts SET used_bytes = used_bytes - OLD.bytes,
+        used_messages = used_messages - OLD.messages
+        WHERE id = OLD.account_id;
+END;
+
+-- RFC 7162 §3.2.5.2 / QRESYNC: expunged UIDs with the MODSEQ of their expunge.
+CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
+
+CREATE TABLE queue_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    blob INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    queued_at INTEGER NOT NULL,
+    ret TEXT,
+    envid TEXT,
+    lease_owner TEXT,
+    lease_until INTEGER
+);
+
+CREATE TABLE queue_recipients (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    last_reply TEXT,
+    notify TEXT NOT NULL,
+    orcpt TEXT,
+    delay_notified INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX queue_recipients_message ON queue_recipients(message_id);
+CREATE INDEX queue_recipients_due ON queue_recipients(next_attempt)
+    WHERE state IN ('pending', 'deferred');
+
+CREATE TRIGGER queue_message_added AFTER INSERT ON queue_messages BEGIN
+    UPDATE blobs SET refcount = refcount + 1 WHERE id = NEW.blob;
+END;
+
+CREATE TRIGGER queue_message_removed AFTER DELETE ON queue_messages BEGIN
+    UPDATE blobs SET refcount = refcount - 1 WHERE id = OLD.blob;
+END;
+"""
+
+# Account settings (vacation, forwarding) and issued secrets (app passwords, API tokens), for
+# the web's account pages; a secret is stored only as its SHA-256 digest.
+_V2_SQL = r"""
+CREATE TABLE account_settings (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    vacation_enabled INTEGER NOT NULL,
+    vacation_subject TEXT NOT NULL,
+    vacation_body TEXT NOT NULL,
+    vacation_until INTEGER,
+    forward_to TEXT NOT NULL,
+    forward_keep_copy INTEGER NOT NULL
+);
+
+CREATE TABLE account_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL
+);
+CREATE INDEX account_tokens_account ON account_tokens(account_id);
+"""
+
+# DKIM signing keys of hosted domains (queries in .dkimkeys); retired keys are kept, so a
+# selector is never reused.
+_V3_SQL = r"""
+CREATE TABLE dkim_keys (
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    private_pem BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    retired INTEGER,
+    PRIMARY KEY (domain, selector)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
+    Migration(2, "account settings and issued tokens", _V2_SQL),
+    Migration(3, "DKIM signing keys", _V3_SQL),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The version a database is at; 0 for an empty one."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if has_table is None:
+        return 0
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection, target: int = LATEST_VERSION) -> int:
+    """Apply every migration above the current version up to ``target``; returns the version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    current = schema_version(conn)
+    if current > LATEST_VERSION:
+        raise StorageError(
+            f"database schema version {current} is newer than this Pillarbox ({LATEST_VERSION})"
+        )
+    for migration in MIGRATIONS:
+        if current < migration.version <= target:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version ("
+                    "version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+                    "applied INTEGER NOT NULL DEFAULT (unixepoch()))"
+                )
+                # executescript would COMMIT first; run the statements one by one instead.
+                for statement in _statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                    (migration.version, migration.description),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            current = migration.version
+    return current
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into complete statements (triggers contain ``;`` inside BEGIN…END)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if not pending and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise StorageError(f"incomplete statement in migration: {pending.strip()[:60]}")
+    return statements

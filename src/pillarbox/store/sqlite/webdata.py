@@ -1,0 +1,205 @@
+"""SQLite queries behind the web's needs: sorted, filtered pages of a mailbox; account settings;
+issued tokens. Plain functions over a connection; :class:`~.store.SqliteStore` runs them on its
+reader threads or its writer, like its own queries.
+
+A page is chosen in two steps: the ordered UIDs of the page (one scan of the mailbox's rows in
+the ``messages`` table, whose sort-key columns were filled at ingest, with SQLite's top-N sort
+for ``LIMIT``), then the page's records by primary key. Joining ``blobs`` only for the page's
+rows, not for every candidate, is what keeps a 35,000-message mailbox page at a few
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from pillarbox.errors import AlreadyExists, NotFound
+from pillarbox.store.types import (
+    AccountSettings,
+    AccountToken,
+    MessageQuery,
+    SortKey,
+    TokenKind,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+#: ORDER BY expression of each sort key (ties: UID, in the same direction).
+_ORDER = {
+    SortKey.ARRIVAL: "internal_date",
+    SortKey.DATE: "coalesce(sent_date, internal_date)",
+    SortKey.FROM: "from_addr",
+    SortKey.SUBJECT: "subject COLLATE NOCASE",
+    SortKey.SIZE: "size",
+}
+
+
+def _us(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
+    clauses = ["mailbox_id = ?"]
+    params: list[object] = [mailbox_id]
+    for column, term in (
+        ("from_addr", query.from_contains),
+        ("subject", query.subject_contains),
+    ):
+        if term:
+            clauses.append(f"pb_icontains({column}, ?)")
+            params.append(term)
+    if query.to_contains:
+        clauses.append("(pb_icontains(to_addr, ?) OR pb_icontains(cc_addr, ?))")
+        params += [query.to_contains, query.to_contains]
+    if query.since is not None:
+        clauses.append("coalesce(sent_date, internal_date) >= ?")
+        params.append(_us(query.since))
+    if query.before is not None:
+        clauses.append("coalesce(sent_date, internal_date) < ?")
+        params.append(_us(query.before))
+    if query.unseen:
+        clauses.append("NOT seen")
+    if query.flagged:
+        clauses.append("instr(' ' || flags || ' ', ' \\Flagged ') > 0")
+    if query.uids is not None:
+        clauses.append("uid IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(sorted(query.uids)))
+    if query.message_ids is not None:
+        ids = json.dumps(sorted(query.message_ids))
+        clauses.append(
+            "(message_id IN (SELECT value FROM json_each(?)) "
+            "OR in_reply_to IN (SELECT value FROM json_each(?)))"
+        )
+        params += [ids, ids]
+    return " AND ".join(clauses), params
+
+
+def page_uids(
+    conn: sqlite3.Connection, mailbox_id: int, query: MessageQuery, offset: int, limit: int
+) -> tuple[int, list[int]]:
+    """(number matching, the page's UIDs in order); ``NotFound`` for an unknown mailbox."""
+    row = conn.execute("SELECT messages FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    where, params = _where(mailbox_id, query)
+    unfiltered = where == "mailbox_id = ?"
+    total = int(row[0]) if unfiltered else _count(conn, where, params)
+    direction = "DESC" if query.descending else "ASC"
+    order = f"{_ORDER[query.sort]} {direction}, uid {direction}"
+    uids = [
+        int(r[0])
+        for r in conn.execute(
+            f"SELECT uid FROM messages WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            (*params, max(0, limit), max(0, offset)),
+        )
+    ]
+    return total, uids
+
+
+def _count(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
+    (count,) = conn.execute(f"SELECT count(*) FROM messages WHERE {where}", params).fetchone()
+    return int(count)
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
+    row = conn.execute(
+        "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
+        "forward_keep_copy FROM account_settings WHERE account_id = ?",
+        (account_id,),
+    ).fetchone()
+    if row is None:
+        if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+            raise NotFound(f"no account {account_id}")
+        return AccountSettings()
+    enabled, subject, body, until, forward_to, keep = row
+    return AccountSettings(
+        vacation_enabled=bool(enabled),
+        vacation_subject=subject,
+        vacation_body=body,
+        vacation_until=None if until is None else _EPOCH + until * _MICROSECOND,
+        forward_to=tuple(json.loads(forward_to)),
+        forward_keep_copy=bool(keep),
+    )
+
+
+def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSettings) -> None:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    until = settings.vacation_until
+    conn.execute(
+        "INSERT OR REPLACE INTO account_settings (account_id, vacation_enabled, vacation_subject, "
+        "vacation_body, vacation_until, forward_to, forward_keep_copy) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            account_id,
+            int(settings.vacation_enabled),
+            settings.vacation_subject,
+            settings.vacation_body,
+            None if until is None else _us(until),
+            json.dumps(list(settings.forward_to)),
+            int(settings.forward_keep_copy),
+        ),
+    )
+
+
+# -- tokens --------------------------------------------------------------------------------------
+
+_TOKEN_COLUMNS = "id, account_id, kind, label, created"
+
+
+def _token(row: tuple[int, int, str, str, int]) -> AccountToken:
+    token_id, account_id, kind, label, created = row
+    return AccountToken(
+        token_id, account_id, TokenKind(kind), label, _EPOCH + created * _MICROSECOND
+    )
+
+
+def add_token(
+    conn: sqlite3.Connection, account_id: int, kind: TokenKind, label: str, digest: str, now: int
+) -> AccountToken:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    try:
+        row = conn.execute(
+            "INSERT INTO account_tokens (account_id, kind, label, digest, created) "
+            f"VALUES (?, ?, ?, ?, ?) RETURNING {_TOKEN_COLUMNS}",
+            (account_id, kind.value, label, digest, now),
+        ).fetchone()
+    except sqlite3.IntegrityError:
+        raise AlreadyExists("a token with this digest exists") from None
+    return _token(row)
+
+
+def list_tokens(
+    conn: sqlite3.Connection, account_id: int, kind: TokenKind | None
+) -> list[AccountToken]:
+    sql = f"SELECT {_TOKEN_COLUMNS} FROM account_tokens WHERE account_id = ?"
+    params: list[object] = [account_id]
+    if kind is not None:
+        sql += " AND kind = ?"
+        params.append(kind.value)
+    return [_token(row) for row in conn.execute(sql + " ORDER BY id", params)]
+
+
+def remove_token(conn: sqlite3.Connection, account_id: int, token_id: int) -> None:
+    cursor = conn.execute(
+        "DELETE FROM account_tokens WHERE id = ? AND account_id = ?", (token_id, account_id)
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"no token {token_id}")
+
+
+def find_token(conn: sqlite3.Connection, kind: TokenKind, digest: str) -> AccountToken | None:
+    row = conn.execute(
+        f"SELECT {_TOKEN_COLUMNS} FROM account_tokens WHERE kind = ? AND digest = ?",
+        (kind.value, digest),
+    ).fetchone()
+    return None if row is None else _token(row)

@@ -1,0 +1,1005 @@
+"""The storage contract suite: what every :class:`~pillarbox.store.interface.Store` must do.
+
+A backend's test module subclasses :class:`StoreContract` and provides one fixture,
+``store_factory``: a callable returning a new, *unopened* store over the same persistent data
+each time it is called (so closing one and opening the next tests durability)::
+
+    class TestSqliteStore(StoreContract):
+        @pytest.fixture
+        def store_factory(self, tmp_path: Path) -> StoreFactory:
+            return lambda: SqliteStore(tmp_path / "db.sqlite3")
+
+A backend that does work behind its writes (the SQLite full-text indexer) overrides
+:meth:`StoreContract.settle` to finish it, and the search tests run both before and after.
+
+The Hypothesis state machine :func:`store_state_machine` checks the UID/MODSEQ invariants over
+random operation sequences; run it with a factory of *fresh* stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from pillarbox.errors import (
+    AlreadyExists,
+    InvalidName,
+    NotFound,
+    QuotaExceeded,
+    StorageError,
+    UserError,
+)
+from pillarbox.mail.model import BodyPart, Envelope, EnvelopeAddress, MessageInfo
+from pillarbox.store.interface import Store
+from pillarbox.store.types import (
+    DEFAULT_MAILBOXES,
+    INBOX,
+    Account,
+    AttemptOutcome,
+    Change,
+    ChangeKind,
+    DeliveryStatus,
+    DeliveryTarget,
+    FlagOp,
+    Mailbox,
+    NewQueueRecipient,
+    RecipientState,
+    SpecialUse,
+)
+
+StoreFactory = Callable[[], Store]
+
+DOMAIN = "example.com"
+T0 = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
+
+
+def make_message(
+    serial: int, *, subject: str = "hello", body: str = "", size_pad: int = 0
+) -> tuple[bytes, MessageInfo]:
+    """A small distinct message and the ``MessageInfo`` a parser would give it."""
+    body = body or f"message body number {serial}"
+    header = (
+        f"From: Ann <ann@example.org>\r\nTo: bob@{DOMAIN}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{serial}@example.org>\r\n\r\n"
+    )
+    raw = (header + body + "\r\n" + "x" * size_pad).encode()
+    info = MessageInfo(
+        size=len(raw),
+        header_end=len(header),
+        envelope=Envelope(
+            subject=subject,
+            from_=(EnvelopeAddress("Ann", None, "ann", "example.org"),),
+            message_id=f"<{serial}@example.org>",
+        ),
+        body=BodyPart(
+            type="text",
+            subtype="plain",
+            params=(("charset", "utf-8"),),
+            size=len(raw) - len(header),
+            body_start=len(header),
+            body_end=len(raw),
+        ),
+        sent_date=T0,
+        subject=subject.lower(),
+        from_addr="ann@example.org",
+        from_name="Ann",
+        to_addr=f"bob@{DOMAIN}",
+        message_id=f"{serial}@example.org",
+        header_text=f"From: Ann <ann@example.org>\nSubject: {subject}",
+        body_text=body,
+    )
+    return raw, info
+
+
+def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
+    return loop.run_until_complete(coro)
+
+
+class StoreContract:
+    """Tests every backend must pass; subclasses provide ``store_factory``."""
+
+    async def settle(self, store: Store) -> None:
+        """Finish background work a backend does behind its writes (default: none)."""
+
+    @pytest.fixture
+    async def store(self, store_factory: StoreFactory) -> AsyncIterator[Store]:
+        store = store_factory()
+        await store.open()
+        yield store
+        await store.close()
+
+    @pytest.fixture
+    async def account(self, store: Store) -> Account:
+        await store.add_domain(DOMAIN)
+        return await store.add_account(f"bob@{DOMAIN}", "$argon2id$hash")
+
+    @pytest.fixture
+    async def inbox(self, store: Store, account: Account) -> Mailbox:
+        return await store.get_mailbox(account.id, INBOX)
+
+    # -- lifecycle and durability --------------------------------------------------------------
+    async def test_data_survives_close_and_reopen(self, store_factory: StoreFactory) -> None:
+        first = store_factory()
+        await first.open()
+        await first.add_domain(DOMAIN)
+        account = await first.add_account(f"bob@{DOMAIN}", "h")
+        inbox = await first.get_mailbox(account.id, INBOX)
+        raw, info = make_message(1)
+        record = await first.append(inbox.id, raw, info, flags=frozenset({"\\Seen"}))
+        queued = await first.enqueue("a@x.org", b"queued", [NewQueueRecipient("r@y.org")])
+        await first.close()
+
+        second = store_factory()
+        await second.open()
+        try:
+            assert await second.get_account(account.address) == account
+            assert await second.list_messages(inbox.id) == [record]
+            assert await second.read_blob(record.blob_id) == raw
+            assert await second.message_infos(inbox.id, [record.uid]) == {record.uid: info}
+            assert await second.get_queued(queued.id) == queued
+        finally:
+            await second.close()
+
+    async def test_closed_store_refuses_work(self, store_factory: StoreFactory) -> None:
+        store = store_factory()
+        await store.open()
+        await store.close()
+        with pytest.raises(StorageError):
+            await store.add_domain(DOMAIN)
+        with pytest.raises(StorageError):
+            await store.list_domains()
+
+    # -- domains -------------------------------------------------------------------------------
+    async def test_domains(self, store: Store) -> None:
+        added = await store.add_domain("b.example")
+        await store.add_domain("a.example")
+        assert await store.get_domain("b.example") == added
+        assert added.created.tzinfo is not None
+        assert [d.name for d in await store.list_domains()] == ["a.example", "b.example"]
+        await store.remove_domain("a.example")
+        assert await store.get_domain("a.example") is None
+
+    async def test_domain_errors(self, store: Store, account: Account) -> None:
+        with pytest.raises(AlreadyExists):
+            await store.add_domain(DOMAIN)
+        with pytest.raises(InvalidName):
+            await store.add_domain("")
+        with pytest.raises(NotFound):
+            await store.remove_domain("nowhere.example")
+        with pytest.raises(UserError):
+            await store.remove_domain(DOMAIN)  # the account uses it
+
+    # -- accounts ------------------------------------------------------------------------------
+    async def test_account_gets_default_mailboxes(self, store: Store, account: Account) -> None:
+        mailboxes = {m.name: m for m in await store.list_mailboxes(account.id)}
+        assert {name for name, _ in DEFAULT_MAILBOXES} == set(mailboxes)
+        for name, special_use in DEFAULT_MAILBOXES:
+            assert mailboxes[name].special_use == special_use
+            assert mailboxes[name].uidnext == 1
+        assert len({m.uidvalidity for m in mailboxes.values()}) == len(mailboxes)
+
+    async def test_account_lookup_and_updates(self, store: Store, account: Account) -> None:
+        assert account.domain == DOMAIN and not account.is_admin
+        assert await store.get_account(account.address) == account
+        assert await store.get_account_by_id(account.id) == account
+        await store.add_domain("other.example")
+        other = await store.add_account(
+            "zed@other.example", "h2", is_admin=True, display_name="Zed", quota_bytes=10
+        )
+        assert [a.address for a in await store.list_accounts()] == [
+            account.address,
+            "zed@other.example",
+        ]
+        assert await store.list_accounts("other.example") == [other]
+        await store.set_password(account.id, "new", "scram")
+        await store.set_display_name(account.id, "Bob")
+        await store.set_quota(account.id, 1000, 5)
+        changed = await store.get_account_by_id(account.id)
+        assert changed is not None
+        assert (changed.password_hash, changed.scram_sha256, changed.display_name) == (
+            "new",
+            "scram",
+            "Bob",
+        )
+        assert (changed.quota_bytes, changed.quota_messages) == (1000, 5)
+        assert await store.get_account("nobody@example.com") is None
+        assert await store.get_account_by_id(10**9) is None
+
+    async def test_account_errors(self, store: Store, account: Account) -> None:
+        with pytest.raises(AlreadyExists):
+            await store.add_account(account.address, "h")
+        with pytest.raises(NotFound):
+            await store.add_account("x@unknown.example", "h")
+        for bad in ("no-at-sign", "@example.com", "bob@"):
+            with pytest.raises(InvalidName):
+                await store.add_account(bad, "h")
+        for call in (
+            store.set_password(10**9, "h", None),
+            store.set_quota(10**9, None, None),
+            store.set_display_name(10**9, "x"),
+            store.remove_account(10**9),
+            store.quota_usage(10**9),
+        ):
+            with pytest.raises(NotFound):
+                await call
+
+    async def test_remove_account_frees_everything(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        raw, info = make_message(1)
+        record = await store.append(inbox.id, raw, info)
+        await store.remove_account(account.id)
+        assert await store.get_account_by_id(account.id) is None
+        assert await store.list_mailboxes(account.id) == []
+        with pytest.raises(NotFound):
+            await store.read_blob(record.blob_id)
+        await store.remove_domain(DOMAIN)  # nothing uses it any more
+
+    async def test_quota_usage_follows_messages(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        await store.set_quota(account.id, 10_000, 10)
+        raw, info = make_message(1)
+        record = await store.append(inbox.id, raw, info, flags=frozenset({"\\Deleted"}))
+        trash = await store.get_mailbox(account.id, "Trash")
+        await store.copy_messages(inbox.id, [record.uid], trash.id)
+        usage = await store.quota_usage(account.id)
+        assert (usage.bytes_used, usage.messages) == (2 * len(raw), 2)
+        assert (usage.bytes_limit, usage.messages_limit) == (10_000, 10)
+        await store.expunge(inbox.id)
+        await store.delete_mailbox(trash.id)
+        usage = await store.quota_usage(account.id)
+        assert (usage.bytes_used, usage.messages) == (0, 0)
+
+    # -- aliases -------------------------------------------------------------------------------
+    async def test_aliases(self, store: Store, account: Account) -> None:
+        alias = await store.add_alias(f"info@{DOMAIN}", [account.address, "x@elsewhere.org"])
+        catch_all = await store.add_alias(f"@{DOMAIN}", [account.address])
+        assert alias.targets == (account.address, "x@elsewhere.org")
+        assert await store.get_alias(f"info@{DOMAIN}") == alias
+        assert await store.list_aliases(DOMAIN) == [catch_all, alias]
+        assert await store.list_aliases("other.example") == []
+        await store.remove_alias(f"info@{DOMAIN}")
+        assert await store.get_alias(f"info@{DOMAIN}") is None
+
+    async def test_alias_errors(self, store: Store, account: Account) -> None:
+        await store.add_alias(f"info@{DOMAIN}", [account.address])
+        with pytest.raises(AlreadyExists):
+            await store.add_alias(f"info@{DOMAIN}", [account.address])
+        with pytest.raises(AlreadyExists):
+            await store.add_alias(account.address, ["x@y.org"])  # an account's address
+        with pytest.raises(AlreadyExists):
+            await store.add_account(f"info@{DOMAIN}", "h")  # an alias's address
+        with pytest.raises(NotFound):
+            await store.add_alias("a@unknown.example", [account.address])
+        with pytest.raises(InvalidName):
+            await store.add_alias(f"empty@{DOMAIN}", [])
+        with pytest.raises(InvalidName):
+            await store.add_alias("no-domain", [account.address])
+        with pytest.raises(NotFound):
+            await store.remove_alias(f"none@{DOMAIN}")
+
+    # -- mailboxes -----------------------------------------------------------------------------
+    @pytest.mark.parametrize("spelling", ["INBOX", "inbox", "InBoX"])
+    async def test_inbox_is_case_insensitive(
+        self, store: Store, account: Account, inbox: Mailbox, spelling: str
+    ) -> None:
+        assert await store.get_mailbox(account.id, spelling) == inbox
+        child = await store.create_mailbox(account.id, f"{spelling}/Child")
+        assert child.name == "INBOX/Child"
+
+    async def test_create_mailbox_makes_superiors(self, store: Store, account: Account) -> None:
+        created = await store.create_mailbox(account.id, "a/b/c", SpecialUse.ARCHIVE)
+        assert created.name == "a/b/c" and created.special_use is SpecialUse.ARCHIVE
+        assert (await store.get_mailbox(account.id, "a")).special_use is None
+        assert (await store.get_mailbox(account.id, "a/b")).name == "a/b"
+        assert await store.get_mailbox(account.id, "a/b/c") == created
+        # NFC: a decomposed name finds the composed one (RFC 9051 §5.1).
+        composed = await store.create_mailbox(account.id, "Caf\u00e9")
+        assert await store.get_mailbox(account.id, "Cafe\u0301") == composed
+
+    @pytest.mark.parametrize(
+        "name", ["", "/", "/a", "a/", "a//b", "a\x00b", "a\tb", "a*", "%", "x" * 256]
+    )
+    async def test_invalid_mailbox_names(self, store: Store, account: Account, name: str) -> None:
+        with pytest.raises(InvalidName):
+            await store.create_mailbox(account.id, name)
+        with pytest.raises(InvalidName):
+            await store.get_mailbox(account.id, name)
+        with pytest.raises(InvalidName):
+            await store.set_subscribed(account.id, name, True)
+
+    async def test_mailbox_errors(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        with pytest.raises(AlreadyExists):
+            await store.create_mailbox(account.id, "inbox")
+        with pytest.raises(AlreadyExists):
+            await store.create_mailbox(account.id, "Sent")
+        with pytest.raises(NotFound):
+            await store.create_mailbox(10**9, "x")
+        with pytest.raises(NotFound):
+            await store.get_mailbox(account.id, "Missing")
+        with pytest.raises(InvalidName):
+            await store.delete_mailbox(inbox.id)  # RFC 9051 §6.3.5
+        with pytest.raises(NotFound):
+            await store.delete_mailbox(10**9)
+        for call in (
+            store.mailbox_status(10**9),
+            store.claim_recent(10**9),
+            store.list_messages(10**9),
+            store.expunge(10**9),
+            store.changes_since(10**9, 0),
+            store.expunged_since(10**9, 0),
+            store.search_text(10**9, ["x"]),
+            store.store_flags(10**9, [1], FlagOp.ADD, frozenset({"\\Seen"})),
+        ):
+            with pytest.raises(NotFound):
+                await call
+
+    async def test_delete_mailbox_keeps_inferiors_and_frees_blobs(
+        self, store: Store, account: Account
+    ) -> None:
+        parent = await store.create_mailbox(account.id, "p")
+        child = await store.create_mailbox(account.id, "p/c")
+        raw, info = make_message(1)
+        record = await store.append(parent.id, raw, info)
+        await store.delete_mailbox(parent.id)
+        with pytest.raises(NotFound):
+            await store.get_mailbox(account.id, "p")
+        assert await store.get_mailbox(account.id, "p/c") == child
+        with pytest.raises(NotFound):
+            await store.read_blob(record.blob_id)
+        again = await store.create_mailbox(account.id, "p")
+        assert again.id != parent.id
+        assert again.uidvalidity > parent.uidvalidity  # RFC 9051 §2.3.1.1
+
+    async def test_rename_mailbox_with_inferiors(self, store: Store, account: Account) -> None:
+        top = await store.create_mailbox(account.id, "a")
+        child = await store.create_mailbox(account.id, "a/b")
+        lookalike = await store.create_mailbox(account.id, "ab")
+        raw, info = make_message(1)
+        record = await store.append(child.id, raw, info)
+        await store.rename_mailbox(account.id, "a", "x/y")
+        renamed = await store.get_mailbox(account.id, "x/y")
+        assert (renamed.id, renamed.uidvalidity) == (top.id, top.uidvalidity)  # §6.3.6
+        moved_child = await store.get_mailbox(account.id, "x/y/b")
+        assert moved_child.id == child.id
+        assert await store.list_messages(child.id) == [record]
+        assert (await store.get_mailbox(account.id, "x")).name == "x"  # superior created
+        assert await store.get_mailbox(account.id, "ab") == lookalike
+        with pytest.raises(NotFound):
+            await store.get_mailbox(account.id, "a/b")
+
+    async def test_rename_errors(self, store: Store, account: Account) -> None:
+        await store.create_mailbox(account.id, "a")
+        with pytest.raises(NotFound):
+            await store.rename_mailbox(account.id, "missing", "b")
+        with pytest.raises(AlreadyExists):
+            await store.rename_mailbox(account.id, "a", "Sent")
+        with pytest.raises(AlreadyExists):
+            await store.rename_mailbox(account.id, "a", "inbox")
+        with pytest.raises(InvalidName):
+            await store.rename_mailbox(account.id, "a", "a/b")
+        with pytest.raises(InvalidName):
+            await store.rename_mailbox(account.id, "a", "")
+
+    async def test_rename_inbox_moves_its_messages(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        child = await store.create_mailbox(account.id, "INBOX/kept")
+        records = [
+            await store.append(inbox.id, *make_message(i), flags=frozenset({"\\Flagged"}))
+            for i in range(3)
+        ]
+        await store.rename_mailbox(account.id, "inbox", "Old")
+        old = await store.get_mailbox(account.id, "Old")
+        moved = await store.list_messages(old.id)
+        assert [m.blob_id for m in moved] == [r.blob_id for r in records]
+        assert all(m.flags == frozenset({"\\Flagged"}) for m in moved)
+        assert await store.list_messages(inbox.id) == []
+        still = await store.get_mailbox(account.id, INBOX)
+        assert (still.id, still.uidvalidity) == (inbox.id, inbox.uidvalidity)
+        assert still.uidnext == 4  # UIDs are never reused
+        assert await store.expunged_since(inbox.id, 0) == [1, 2, 3]
+        assert await store.get_mailbox(account.id, "INBOX/kept") == child
+
+    async def test_subscriptions_are_names(self, store: Store, account: Account) -> None:
+        await store.set_subscribed(account.id, "inbox", True)
+        await store.set_subscribed(account.id, "Not/There", True)
+        await store.set_subscribed(account.id, "Sent", True)
+        await store.set_subscribed(account.id, "Sent", False)
+        await store.set_subscribed(account.id, "Never", False)
+        assert await store.list_subscriptions(account.id) == {"INBOX", "Not/There"}
+        with pytest.raises(NotFound):
+            await store.set_subscribed(10**9, "x", True)
+
+    async def test_mailbox_status_counts(self, store: Store, inbox: Mailbox) -> None:
+        await store.append(inbox.id, *make_message(1), flags=frozenset({"\\Seen"}))
+        await store.append(inbox.id, *make_message(2), flags=frozenset({"\\Deleted"}))
+        await store.append(inbox.id, *make_message(3, size_pad=100))
+        status = await store.mailbox_status(inbox.id)
+        sizes = [m.size for m in await store.list_messages(inbox.id)]
+        assert (status.messages, status.unseen, status.deleted) == (3, 2, 1)
+        assert status.size == sum(sizes)
+        assert status.mailbox.uidnext == 4
+        assert status.mailbox.highestmodseq >= 4
+
+    async def test_claim_recent(self, store: Store, inbox: Mailbox) -> None:
+        assert await store.claim_recent(inbox.id) == 1
+        await store.append(inbox.id, *make_message(1))
+        await store.append(inbox.id, *make_message(2))
+        assert await store.claim_recent(inbox.id) == 1  # UIDs 1 and 2 are recent to us
+        assert await store.claim_recent(inbox.id) == 3  # … and to nobody else
+        await store.append(inbox.id, *make_message(3))
+        assert await store.claim_recent(inbox.id) == 3
+
+    # -- messages ------------------------------------------------------------------------------
+    async def test_append_and_read_back(self, store: Store, inbox: Mailbox) -> None:
+        raw, info = make_message(1)
+        when = datetime(2020, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+        record = await store.append(
+            inbox.id, raw, info, flags=frozenset({"\\seen", "$Label"}), internal_date=when
+        )
+        assert (record.mailbox_id, record.uid, record.size) == (inbox.id, 1, len(raw))
+        assert record.flags == frozenset({"\\Seen", "$Label"})
+        assert record.internal_date == when
+        assert record.saved_date.tzinfo is not None
+        assert await store.get_message(inbox.id, 1) == record
+        assert await store.get_message(inbox.id, 2) is None
+        assert await store.read_blob(record.blob_id) == raw
+        assert await store.message_infos(inbox.id, [1, 99]) == {1: info}
+        assert record.modseq > inbox.highestmodseq
+
+    async def test_append_errors(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        raw, info = make_message(1)
+        with pytest.raises(NotFound):
+            await store.append(10**9, raw, info)
+        with pytest.raises(InvalidName):
+            await store.append(inbox.id, raw, info, flags=frozenset({"\\Recent"}))
+        with pytest.raises(InvalidName):
+            await store.append(inbox.id, raw, info, flags=frozenset({"two words"}))
+        await store.set_quota(account.id, len(raw) - 1, None)
+        with pytest.raises(QuotaExceeded):
+            await store.append(inbox.id, raw, info)
+        await store.set_quota(account.id, None, 0)
+        with pytest.raises(QuotaExceeded):
+            await store.append(inbox.id, raw, info)
+        assert await store.list_messages(inbox.id) == []
+        with pytest.raises(NotFound):
+            await store.read_blob("0" * 64)
+        with pytest.raises(NotFound):
+            await store.read_blob("../../etc/passwd")
+
+    async def test_list_messages_ranges(self, store: Store, inbox: Mailbox) -> None:
+        records = [await store.append(inbox.id, *make_message(i)) for i in range(5)]
+        assert await store.list_messages(inbox.id) == records
+        assert await store.list_messages(inbox.id, uid_min=2, uid_max=4) == records[1:4]
+        assert await store.list_messages(inbox.id, uid_min=4) == records[3:]
+        assert await store.list_messages(inbox.id, uid_min=9) == []
+
+    async def test_deliver_shares_one_blob(self, store: Store, account: Account) -> None:
+        await store.add_account(f"carol@{DOMAIN}", "h")
+        carol = await store.get_account(f"carol@{DOMAIN}")
+        assert carol is not None
+        raw, info = make_message(1)
+        results = await store.deliver(
+            raw,
+            info,
+            [
+                DeliveryTarget(account.id),
+                DeliveryTarget(carol.id, "Junk", frozenset({"$Junk"})),
+            ],
+            internal_date=T0,
+        )
+        assert [r.status for r in results] == [DeliveryStatus.STORED] * 2
+        first, second = (r.record for r in results)
+        assert first is not None and second is not None
+        assert first.blob_id == second.blob_id
+        assert second.flags == frozenset({"$Junk"}) and first.internal_date == T0
+        assert await store.read_blob(first.blob_id) == raw
+        # The blob lives as long as one copy does.
+        await store.store_flags(first.mailbox_id, [first.uid], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(first.mailbox_id)
+        assert await store.read_blob(first.blob_id) == raw
+        await store.store_flags(
+            second.mailbox_id, [second.uid], FlagOp.ADD, frozenset({"\\Deleted"})
+        )
+        await store.expunge(second.mailbox_id)
+        with pytest.raises(NotFound):
+            await store.read_blob(first.blob_id)
+
+    async def test_deliver_fails_targets_alone(self, store: Store, account: Account) -> None:
+        full = await store.add_account(f"full@{DOMAIN}", "h", quota_messages=0)
+        tight = await store.add_account(f"tight@{DOMAIN}", "h", quota_bytes=10)
+        raw, info = make_message(1)
+        targets = [
+            DeliveryTarget(full.id),
+            DeliveryTarget(account.id, "Nope"),
+            DeliveryTarget(tight.id),
+            DeliveryTarget(10**9),
+            DeliveryTarget(account.id, "a//b"),
+            DeliveryTarget(account.id, "inbox"),
+        ]
+        results = await store.deliver(raw, info, targets)
+        assert [r.target for r in results] == targets
+        assert [r.status for r in results] == [
+            DeliveryStatus.OVER_QUOTA,
+            DeliveryStatus.NO_MAILBOX,
+            DeliveryStatus.OVER_QUOTA,
+            DeliveryStatus.NO_MAILBOX,
+            DeliveryStatus.NO_MAILBOX,
+            DeliveryStatus.STORED,
+        ]
+        assert [r.record is None for r in results] == [True] * 5 + [False]
+
+    async def test_deliver_with_no_stored_copy_leaves_no_blob(
+        self, store: Store, account: Account
+    ) -> None:
+        raw, info = make_message(1)
+        [result] = await store.deliver(raw, info, [DeliveryTarget(account.id, "Nope")])
+        assert result.status is DeliveryStatus.NO_MAILBOX
+        with pytest.raises(NotFound):
+            await store.read_blob(hashlib.sha256(raw).hexdigest())
+
+    async def test_concurrent_deliveries_get_distinct_uids(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        results = await asyncio.gather(
+            *(store.deliver(*make_message(i), [DeliveryTarget(account.id)]) for i in range(100))
+        )
+        uids = [r[0].record.uid for r in results if r[0].record is not None]
+        assert sorted(uids) == list(range(1, 101))
+        modseqs = [r[0].record.modseq for r in results if r[0].record is not None]
+        assert len(set(modseqs)) == 100
+        status = await store.mailbox_status(inbox.id)
+        assert (status.messages, status.mailbox.uidnext) == (100, 101)
+        assert status.mailbox.highestmodseq == max(modseqs)
+
+    async def test_store_flags(self, store: Store, inbox: Mailbox) -> None:
+        for i in range(3):
+            await store.append(inbox.id, *make_message(i))
+        added = await store.store_flags(
+            inbox.id, [1, 2, 99], FlagOp.ADD, frozenset({"\\SEEN", "$a"})
+        )
+        assert [r.uid for r in added.changed] == [1, 2]
+        assert all(r.flags == {"\\Seen", "$a"} for r in added.changed)
+        assert added.unchanged == () and added.modified == ()
+        modseq = added.changed[0].modseq
+        again = await store.store_flags(inbox.id, [1, 3], FlagOp.ADD, frozenset({"\\Seen"}))
+        assert again.unchanged == (1,) and [r.uid for r in again.changed] == [3]
+        assert again.changed[0].modseq > modseq
+        removed = await store.store_flags(inbox.id, [1], FlagOp.REMOVE, frozenset({"$a"}))
+        assert removed.changed[0].flags == {"\\Seen"}
+        replaced = await store.store_flags(inbox.id, [2], FlagOp.REPLACE, frozenset({"\\Answered"}))
+        assert replaced.changed[0].flags == {"\\Answered"}
+        listed = {m.uid: m for m in await store.list_messages(inbox.id)}
+        assert listed[2] == replaced.changed[0]
+        with pytest.raises(InvalidName):
+            await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Bogus"}))
+
+    async def test_store_flags_unchanged_since(self, store: Store, inbox: Mailbox) -> None:
+        first = await store.append(inbox.id, *make_message(1))
+        second = await store.append(inbox.id, *make_message(2))
+        update = await store.store_flags(
+            inbox.id, [1, 2], FlagOp.ADD, frozenset({"\\Flagged"}), unchanged_since=first.modseq
+        )
+        assert update.modified == (2,)  # RFC 7162 §3.1.3
+        assert [r.uid for r in update.changed] == [1]
+        assert (await store.get_message(inbox.id, 2)) == second
+
+    async def test_expunge(self, store: Store, inbox: Mailbox) -> None:
+        for i in range(4):
+            await store.append(inbox.id, *make_message(i))
+        before = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+        assert await store.expunge(inbox.id) == []
+        assert (await store.mailbox_status(inbox.id)).mailbox.highestmodseq == before
+        await store.store_flags(inbox.id, [1, 2, 4], FlagOp.ADD, frozenset({"\\Deleted"}))
+        assert await store.expunge(inbox.id, [2, 3, 4]) == [2, 4]  # UID EXPUNGE
+        assert await store.expunge(inbox.id) == [1]
+        assert [m.uid for m in await store.list_messages(inbox.id)] == [3]
+        assert await store.expunged_since(inbox.id, before) == [1, 2, 4]
+        after_first = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq - 1
+        assert await store.expunged_since(inbox.id, after_first) == [1]
+        new = await store.append(inbox.id, *make_message(9))
+        assert new.uid == 5
+
+    async def test_changes_since(self, store: Store, inbox: Mailbox) -> None:
+        for i in range(3):
+            await store.append(inbox.id, *make_message(i))
+        mark = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+        assert await store.changes_since(inbox.id, mark) == []
+        update = await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Seen"}))
+        arrival = await store.append(inbox.id, *make_message(3))
+        assert await store.changes_since(inbox.id, mark) == [*update.changed, arrival]
+        assert len(await store.changes_since(inbox.id, 0)) == 4
+
+    async def test_copy_messages(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        for i in range(3):
+            await store.append(inbox.id, *make_message(i), flags=frozenset({"$k"}))
+        archive = await store.get_mailbox(account.id, "Archive")
+        await store.append(archive.id, *make_message(10))
+        pairs = await store.copy_messages(inbox.id, [3, 1, 42], archive.id)
+        assert pairs == [(1, 2), (3, 3)]
+        copies = await store.list_messages(archive.id)
+        originals = {m.uid: m for m in await store.list_messages(inbox.id)}
+        assert [c.blob_id for c in copies[1:]] == [originals[1].blob_id, originals[3].blob_id]
+        assert all(c.flags == {"$k"} for c in copies[1:])
+        assert copies[1].internal_date == originals[1].internal_date
+        assert len(originals) == 3
+        assert await store.copy_messages(inbox.id, [], archive.id) == []
+        with pytest.raises(NotFound):
+            await store.copy_messages(inbox.id, [1], 10**9)
+
+    async def test_copy_over_quota_stores_nothing(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        for i in range(3):
+            await store.append(inbox.id, *make_message(i))
+        await store.set_quota(account.id, None, 4)
+        archive = await store.get_mailbox(account.id, "Archive")
+        with pytest.raises(QuotaExceeded):
+            await store.copy_messages(inbox.id, [1, 2], archive.id)
+        assert await store.list_messages(archive.id) == []
+        assert (await store.mailbox_status(archive.id)).mailbox.uidnext == 1
+
+    async def test_move_messages(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        for i in range(3):
+            await store.append(inbox.id, *make_message(i))
+        await store.set_quota(account.id, None, 3)  # a move within the account fits anyway
+        trash = await store.get_mailbox(account.id, "Trash")
+        mark = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+        blobs = {m.uid: m.blob_id for m in await store.list_messages(inbox.id)}
+        assert await store.move_messages(inbox.id, [2, 3], trash.id) == [(2, 1), (3, 2)]
+        assert [m.uid for m in await store.list_messages(inbox.id)] == [1]
+        assert [m.blob_id for m in await store.list_messages(trash.id)] == [blobs[2], blobs[3]]
+        assert await store.expunged_since(inbox.id, mark) == [2, 3]
+        assert (await store.quota_usage(account.id)).messages == 3
+
+    @pytest.mark.parametrize("settled", [False, True], ids=["unindexed", "indexed"])
+    async def test_search_text(self, store: Store, inbox: Mailbox, settled: bool) -> None:
+        await store.append(inbox.id, *make_message(1, subject="Quarterly Report", body="Grüße"))
+        await store.append(inbox.id, *make_message(2, subject="lunch", body="see the REPORT"))
+        await store.append(inbox.id, *make_message(3, subject="misc", body="a b c"))
+        if settled:
+            await self.settle(store)
+        assert await store.search_text(inbox.id, ["report"]) == {1, 2}
+        assert await store.search_text(inbox.id, ["EPOR"]) == {1, 2}  # substring, any case
+        assert await store.search_text(inbox.id, ["report"], body_only=True) == {2}
+        assert await store.search_text(inbox.id, ["report", "lunch"]) == {2}
+        assert await store.search_text(inbox.id, ["GRÜSSE"]) == set()
+        assert await store.search_text(inbox.id, ["grüße"]) == {1}
+        assert await store.search_text(inbox.id, ["ÜSS"]) == set()
+        assert await store.search_text(inbox.id, ["Ü"]) == {1}  # shorter than a trigram
+        assert await store.search_text(inbox.id, ["b c"]) == {3}
+        assert await store.search_text(inbox.id, ["qu", "rep"]) == {1}
+        assert await store.search_text(inbox.id, ['"quoted"']) == set()
+        assert await store.search_text(inbox.id, ["nothing-like-this"]) == set()
+        assert await store.search_text(inbox.id, []) == {1, 2, 3}
+
+    async def test_search_after_expunge_and_copy(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        await store.append(inbox.id, *make_message(1, body="needle one"))
+        await store.append(inbox.id, *make_message(2, body="needle two"))
+        await self.settle(store)
+        archive = await store.get_mailbox(account.id, "Archive")
+        await store.copy_messages(inbox.id, [2], archive.id)
+        await store.store_flags(inbox.id, [1, 2], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        await self.settle(store)
+        assert await store.search_text(inbox.id, ["needle"]) == set()
+        assert await store.search_text(archive.id, ["needle"]) == {1}
+        await store.append(inbox.id, *make_message(3, body="needle three"))
+        assert await store.search_text(inbox.id, ["needle"]) == {3}
+
+    # -- change feed ---------------------------------------------------------------------------
+    async def test_change_feed(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        other = await store.add_account(f"other@{DOMAIN}", "h")
+        subscription = store.subscribe(account.id)
+        feed = aiter(subscription)
+        record = await store.append(inbox.id, *make_message(1))
+        await store.deliver(*make_message(2), [DeliveryTarget(other.id)])
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert change == Change(account.id, inbox.id, ChangeKind.EXISTS, record.modseq)
+        update = await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Deleted"}))
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert (change.kind, change.modseq) == (ChangeKind.FLAGS, update.changed[0].modseq)
+        await store.expunge(inbox.id)
+        assert (await asyncio.wait_for(anext(feed), 5)).kind is ChangeKind.EXPUNGE
+        created = await store.create_mailbox(account.id, "New")
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert (change.kind, change.mailbox_id) == (ChangeKind.MAILBOXES, created.id)
+        await subscription.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(anext(feed), 5)
+
+    async def test_change_feed_coalesces_for_slow_readers(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        subscription = store.subscribe(account.id)
+        for i in range(20):
+            await store.append(inbox.id, *make_message(i))
+        last = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+        feed = aiter(subscription)
+        change = await asyncio.wait_for(anext(feed), 5)
+        # Hints may be merged; the newest MODSEQ always arrives.
+        while change.modseq < last:
+            change = await asyncio.wait_for(anext(feed), 5)
+        assert change == Change(account.id, inbox.id, ChangeKind.EXISTS, last)
+        await subscription.close()
+
+    # -- outbound queue ------------------------------------------------------------------------
+    async def test_enqueue_and_inspect(self, store: Store) -> None:
+        queued = await store.enqueue(
+            "ann@example.org",
+            b"raw message",
+            [
+                NewQueueRecipient("r1@y.org", frozenset({"SUCCESS", "FAILURE"}), "rfc822;r1@y.org"),
+                NewQueueRecipient("r2@z.org"),
+            ],
+            ret="HDRS",
+            envid="env-1",
+        )
+        assert (queued.sender, queued.size, queued.ret, queued.envid) == (
+            "ann@example.org",
+            11,
+            "HDRS",
+            "env-1",
+        )
+        first, second = queued.recipients
+        assert first.notify == {"SUCCESS", "FAILURE"} and first.orcpt == "rfc822;r1@y.org"
+        assert second.state is RecipientState.PENDING and second.attempts == 0
+        assert await store.read_blob(queued.blob_id) == b"raw message"
+        assert await store.get_queued(queued.id) == queued
+        assert await store.list_queue() == [queued]
+        assert await store.get_queued(10**9) is None
+        with pytest.raises(InvalidName):
+            await store.enqueue("a@b.org", b"x", [])
+
+    async def test_claim_due_leases(self, store: Store) -> None:
+        queued = await store.enqueue("", b"bounce", [NewQueueRecipient("r@y.org")])
+        now = queued.queued_at + timedelta(seconds=1)
+        [claimed] = await store.claim_due(now, limit=10, lease_seconds=60, owner="node-a")
+        assert claimed.id == queued.id and len(claimed.recipients) == 1
+        assert await store.claim_due(now, limit=10, lease_seconds=60, owner="node-b") == []
+        later = now + timedelta(seconds=61)  # node-a died; its lease expired
+        [taken] = await store.claim_due(later, limit=10, lease_seconds=60, owner="node-b")
+        assert taken.id == queued.id
+        early = queued.queued_at - timedelta(seconds=1)
+        assert await store.claim_due(early, limit=10, lease_seconds=60, owner="node-c") == []
+
+    async def test_record_attempts(self, store: Store) -> None:
+        queued = await store.enqueue(
+            "a@x.org", b"payload", [NewQueueRecipient("ok@y.org"), NewQueueRecipient("wait@y.org")]
+        )
+        now = queued.queued_at + timedelta(seconds=1)
+        ok, wait = queued.recipients
+        [claimed] = await store.claim_due(now, limit=5, lease_seconds=60, owner="a")
+        retry_at = now + timedelta(minutes=5)
+        await store.record_attempts(
+            claimed.id,
+            [
+                AttemptOutcome(ok.id, RecipientState.DELIVERED, "250 2.0.0 ok"),
+                AttemptOutcome(wait.id, RecipientState.DEFERRED, "451 4.3.0 later", retry_at, True),
+            ],
+        )
+        current = await store.get_queued(queued.id)
+        assert current is not None
+        done, deferred = current.recipients
+        assert (done.state, done.attempts, done.last_reply) == (
+            RecipientState.DELIVERED,
+            1,
+            "250 2.0.0 ok",
+        )
+        assert (deferred.state, deferred.next_attempt, deferred.delay_notified) == (
+            RecipientState.DEFERRED,
+            retry_at,
+            True,
+        )
+        # The claim is released, and only the deferred recipient is due, once its time comes.
+        assert await store.claim_due(now, limit=5, lease_seconds=60, owner="b") == []
+        [again] = await store.claim_due(retry_at, limit=5, lease_seconds=60, owner="b")
+        assert [r.id for r in again.recipients] == [wait.id]
+        await store.record_attempts(
+            again.id, [AttemptOutcome(wait.id, RecipientState.FAILED, "550 5.1.1 no")]
+        )
+        assert await store.get_queued(queued.id) is None
+        with pytest.raises(NotFound):
+            await store.read_blob(queued.blob_id)
+
+    async def test_record_attempts_errors(self, store: Store) -> None:
+        queued = await store.enqueue("a@x.org", b"p", [NewQueueRecipient("r@y.org")])
+        with pytest.raises(NotFound):
+            await store.record_attempts(10**9, [])
+        with pytest.raises(NotFound):
+            await store.record_attempts(
+                queued.id, [AttemptOutcome(10**9, RecipientState.DELIVERED, None)]
+            )
+        assert await store.get_queued(queued.id) == queued
+
+    async def test_retry_and_remove_queued(self, store: Store) -> None:
+        queued = await store.enqueue("a@x.org", b"p", [NewQueueRecipient("r@y.org")])
+        [rcpt] = queued.recipients
+        now = queued.queued_at + timedelta(seconds=1)
+        await store.claim_due(now, limit=1, lease_seconds=1, owner="a")
+        far = now + timedelta(days=1)
+        await store.record_attempts(
+            queued.id, [AttemptOutcome(rcpt.id, RecipientState.DEFERRED, "421", far)]
+        )
+        await store.retry_queued(queued.id, now)
+        [due] = await store.claim_due(now, limit=1, lease_seconds=1, owner="a")
+        assert due.recipients[0].next_attempt == now
+        await store.remove_queued(queued.id)
+        assert await store.list_queue() == []
+        with pytest.raises(NotFound):
+            await store.remove_queued(queued.id)
+        with pytest.raises(NotFound):
+            await store.retry_queued(queued.id, now)
+
+    async def test_queue_and_mailbox_share_blobs(self, store: Store, inbox: Mailbox) -> None:
+        raw, info = make_message(1)
+        queued = await store.enqueue("a@x.org", raw, [NewQueueRecipient("r@y.org")])
+        record = await store.append(inbox.id, raw, info)
+        assert record.blob_id == queued.blob_id
+        assert await store.message_infos(inbox.id, [record.uid]) == {record.uid: info}
+        await store.remove_queued(queued.id)
+        assert await store.read_blob(record.blob_id) == raw
+        assert await store.search_text(inbox.id, ["message body number 1"]) == {record.uid}
+
+
+# -- Hypothesis state machine -----------------------------------------------------------------
+_FLAGS = st.frozensets(st.sampled_from(["\\Seen", "\\Deleted", "\\Flagged", "$a"]), max_size=3)
+
+
+def store_state_machine(fresh_store: StoreFactory) -> type[RuleBasedStateMachine]:
+    """A state machine over a fresh store per example, checking (RFC 9051 §2.3.1.1, RFC 7162):
+
+    UIDs strictly increase and are never reused; every change raises ``highestmodseq`` and
+    stamps the changed messages with a MODSEQ above any before; expunged UIDs never come back;
+    flags match a model; STATUS counters and quota usage match the messages.
+    """
+
+    class StoreMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loop = asyncio.new_event_loop()
+            self.store = fresh_store()
+            _run(self.loop, self.store.open())
+            _run(self.loop, self.store.add_domain(DOMAIN))
+            self.account = _run(self.loop, self.store.add_account(f"m@{DOMAIN}", "h"))
+            self.boxes = [
+                _run(self.loop, self.store.get_mailbox(self.account.id, INBOX)).id,
+                _run(self.loop, self.store.create_mailbox(self.account.id, "Other")).id,
+            ]
+            #: model: mailbox -> uid -> flags; every UID ever given; every UID expunged.
+            self.flags: dict[int, dict[int, frozenset[str]]] = {box: {} for box in self.boxes}
+            self.issued: dict[int, set[int]] = {box: set() for box in self.boxes}
+            self.expunged: dict[int, set[int]] = {box: set() for box in self.boxes}
+            self.highest = {box: self._modseq(box) for box in self.boxes}
+            self.serial = 0
+
+        def teardown(self) -> None:
+            _run(self.loop, self.store.close())
+            self.loop.close()
+
+        def _modseq(self, box: int) -> int:
+            status = _run(self.loop, self.store.mailbox_status(box))
+            return int(status.mailbox.highestmodseq)
+
+        def _changed(self, box: int, changed: bool) -> None:
+            now = self._modseq(box)
+            if changed:
+                assert now > self.highest[box], "a change must raise HIGHESTMODSEQ"
+            else:
+                assert now == self.highest[box], "no change, no new MODSEQ"
+            self.highest[box] = now
+
+        def _new_uids(self, box: int, uids: list[int], modseq_floor: int) -> None:
+            assert all(uid > max(self.issued[box], default=0) for uid in uids)
+            assert uids == sorted(set(uids))
+            self.issued[box].update(uids)
+            for record in _run(self.loop, self.store.list_messages(box, uid_min=min(uids))):
+                assert record.modseq > modseq_floor
+
+        @rule(box=st.integers(0, 1), flags=_FLAGS)
+        def deliver(self, box: int, flags: frozenset[str]) -> None:
+            mailbox_id = self.boxes[box]
+            self.serial += 1
+            name = INBOX if box == 0 else "Other"
+            [result] = _run(
+                self.loop,
+                self.store.deliver(
+                    *make_message(self.serial), [DeliveryTarget(self.account.id, name, flags)]
+                ),
+            )
+            assert result.record is not None
+            floor = self.highest[mailbox_id]
+            self._new_uids(mailbox_id, [result.record.uid], floor)
+            self.flags[mailbox_id][result.record.uid] = flags
+            self._changed(mailbox_id, True)
+
+        @precondition(lambda self: any(self.flags.values()))
+        @rule(data=st.data(), op=st.sampled_from(list(FlagOp)), flags=_FLAGS)
+        def store_flags(self, data: st.DataObject, op: FlagOp, flags: frozenset[str]) -> None:
+            box = data.draw(st.sampled_from([b for b in self.boxes if self.flags[b]]))
+            uids = data.draw(st.lists(st.sampled_from(sorted(self.flags[box])), min_size=1))
+            update = _run(self.loop, self.store.store_flags(box, uids, op, flags))
+            for record in update.changed:
+                assert record.modseq > self.highest[box]
+                old = self.flags[box][record.uid]
+                new = {FlagOp.ADD: old | flags, FlagOp.REMOVE: old - flags}.get(op, flags)
+                assert record.flags == new
+                self.flags[box][record.uid] = new
+            for uid in update.unchanged:
+                assert uid in self.flags[box]
+            self._changed(box, bool(update.changed))
+
+        @rule(box=st.integers(0, 1), only_some=st.booleans())
+        def expunge(self, box: int, only_some: bool) -> None:
+            mailbox_id = self.boxes[box]
+            subset = sorted(self.flags[mailbox_id])[::2] if only_some else None
+            removed = _run(self.loop, self.store.expunge(mailbox_id, subset))
+            expected = sorted(
+                uid
+                for uid, flags in self.flags[mailbox_id].items()
+                if "\\Deleted" in flags and (subset is None or uid in subset)
+            )
+            assert removed == expected
+            for uid in removed:
+                del self.flags[mailbox_id][uid]
+            self.expunged[mailbox_id].update(removed)
+            self._changed(mailbox_id, bool(removed))
+            if removed:
+                since = self.highest[mailbox_id] - 1
+                assert _run(self.loop, self.store.expunged_since(mailbox_id, since)) == removed
+
+        @precondition(lambda self: any(self.flags.values()))
+        @rule(data=st.data(), move=st.booleans())
+        def transfer(self, data: st.DataObject, move: bool) -> None:
+            src = data.draw(st.sampled_from([b for b in self.boxes if self.flags[b]]))
+            dest = data.draw(st.sampled_from(self.boxes))
+            uids = data.draw(st.lists(st.sampled_from(sorted(self.flags[src])), min_size=1))
+            call = self.store.move_messages if move else self.store.copy_messages
+            floor = self.highest[dest]
+            pairs = _run(self.loop, call(src, uids, dest))
+            assert [old for old, _ in pairs] == sorted(set(uids))
+            moved_flags = {old: self.flags[src][old] for old, _ in pairs}
+            if move:
+                for old, _ in pairs:
+                    del self.flags[src][old]
+                self.expunged[src].update(old for old, _ in pairs)
+            self._new_uids(dest, [new for _, new in pairs], floor)
+            for old, new in pairs:
+                self.flags[dest][new] = moved_flags[old]
+            self._changed(dest, True)
+            if move and src != dest:
+                self._changed(src, True)
+
+        @invariant()
+        def matches_model(self) -> None:
+            total_bytes = total_messages = 0
+            for box in self.boxes:
+                records = _run(self.loop, self.store.list_messages(box))
+                uids = [r.uid for r in records]
+                assert uids == sorted(self.flags[box]), "UIDs ascend and match the model"
+                assert not set(uids) & self.expunged[box], "an expunged UID came back"
+                assert {r.uid: r.flags for r in records} == self.flags[box]
+                status = _run(self.loop, self.store.mailbox_status(box))
+                assert status.messages == len(records)
+                assert status.unseen == sum("\\Seen" not in r.flags for r in records)
+                assert status.deleted == sum("\\Deleted" in r.flags for r in records)
+                assert status.size == sum(r.size for r in records)
+                assert all(r.modseq <= status.mailbox.highestmodseq for r in records)
+                assert all(uid < status.mailbox.uidnext for uid in self.issued[box])
+                total_bytes += status.size
+                total_messages += status.messages
+            usage = _run(self.loop, self.store.quota_usage(self.account.id))
+            assert (usage.bytes_used, usage.messages) == (total_bytes, total_messages)
+
+    return StoreMachine

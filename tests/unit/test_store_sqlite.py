@@ -1,0 +1,327 @@
+"""The SQLite backend: the storage contract (both blob modes) plus what is SQLite's own."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pillarbox.errors import ConfigError, QuotaExceeded, StorageError
+from pillarbox.store.blobs import BlobMode, FileBlobStore, blob_id_of
+from pillarbox.store.feed import ChangeHub
+from pillarbox.store.interface import Store
+from pillarbox.store.open import open_store
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, migrate, schema_version
+from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
+from pillarbox.testing.store_contract import DOMAIN, StoreContract, StoreFactory, make_message
+
+
+class TestSqliteStore(StoreContract):
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path) -> StoreFactory:
+        return lambda: SqliteStore(tmp_path / "pillarbox.sqlite3")
+
+    async def settle(self, store: Store) -> None:
+        assert isinstance(store, SqliteStore)
+        await store.catch_up_index()
+
+
+class TestSqliteStoreFileBlobs(StoreContract):
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path) -> StoreFactory:
+        return lambda: SqliteStore(
+            tmp_path / "pillarbox.sqlite3", blob_mode=BlobMode.FILES, blob_dir=tmp_path / "blobs"
+        )
+
+    async def settle(self, store: Store) -> None:
+        assert isinstance(store, SqliteStore)
+        await store.catch_up_index()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+def _schema(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(name, sql) for name, sql in rows]
+
+
+# -- migrations ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("start", range(LATEST_VERSION), ids=lambda k: f"from-v{k}")
+async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int) -> None:
+    fresh = tmp_path / "fresh.sqlite3"
+    store = SqliteStore(fresh)
+    await store.open()
+    await store.close()
+
+    old = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(old, isolation_level=None)
+    assert migrate(conn, target=start) == start
+    assert schema_version(conn) == start
+    conn.close()
+    upgraded = SqliteStore(old)
+    await upgraded.open()
+    try:
+        await upgraded.add_domain(DOMAIN)
+        account = await upgraded.add_account(f"a@{DOMAIN}", "h")
+        [result] = await upgraded.deliver(*make_message(1), [DeliveryTarget(account.id)])
+        assert result.record is not None
+    finally:
+        await upgraded.close()
+    assert _schema(old) == _schema(fresh)
+    conn = sqlite3.connect(old)
+    versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
+    conn.close()
+    assert versions == [m.version for m in MIGRATIONS]
+
+
+async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO schema_version (version, description) VALUES (?, 'future')", (99,))
+    conn.close()
+    with pytest.raises(StorageError, match="newer"):
+        await SqliteStore(path).open()
+
+
+async def test_durability_pragmas(sqlite_store: SqliteStore) -> None:
+    conn = sqlite3.connect(sqlite_store.path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+    def read(conn: sqlite3.Connection, fx: object) -> tuple[int, int]:
+        return (
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+            conn.execute("PRAGMA foreign_keys").fetchone()[0],
+        )
+
+    assert await sqlite_store._write(read) == (2, 1)  # FULL, on
+
+
+# -- group commit and the writer -----------------------------------------------------------------
+async def test_concurrent_writes_share_commits(sqlite_store: SqliteStore) -> None:
+    await sqlite_store.add_domain(DOMAIN)
+    account = await sqlite_store.add_account(f"a@{DOMAIN}", "h")
+    before = sqlite_store.batches_committed
+    await asyncio.gather(
+        *(sqlite_store.deliver(*make_message(i), [DeliveryTarget(account.id)]) for i in range(100))
+    )
+    transactions = sqlite_store.batches_committed[0] - before[0]
+    operations = sqlite_store.batches_committed[1] - before[1]
+    assert operations == 100
+    assert transactions < 50  # group commit: many writes per fsync
+
+
+async def test_a_failing_write_fails_alone_in_its_batch(sqlite_store: SqliteStore) -> None:
+    await sqlite_store.add_domain(DOMAIN)
+    account = await sqlite_store.add_account(f"a@{DOMAIN}", "h", quota_messages=5)
+    inbox = await sqlite_store.get_mailbox(account.id, INBOX)
+    results = await asyncio.gather(
+        *(sqlite_store.append(inbox.id, *make_message(i)) for i in range(8)),
+        return_exceptions=True,
+    )
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert len(stored) == 5
+    assert all(isinstance(r, QuotaExceeded) for r in results if isinstance(r, BaseException))
+    assert [m.uid for m in await sqlite_store.list_messages(inbox.id)] == [1, 2, 3, 4, 5]
+
+
+async def test_a_broken_operation_is_a_storage_error_and_fails_alone(
+    sqlite_store: SqliteStore,
+) -> None:
+    def broken(conn: sqlite3.Connection, fx: object) -> None:
+        conn.execute("INSERT INTO domains (name, created) VALUES ('a.example', 0)")
+        conn.execute("INSERT INTO domains (name, created) VALUES ('a.example', 0)")
+
+    results = await asyncio.gather(
+        sqlite_store.add_domain("b.example"),
+        sqlite_store._write(broken),
+        sqlite_store.add_domain("c.example"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], StorageError)
+    assert [d.name for d in await sqlite_store.list_domains()] == ["b.example", "c.example"]
+
+
+async def test_checkpoints_run_beside_the_writer(sqlite_store: SqliteStore) -> None:
+    await sqlite_store.add_domain(DOMAIN)
+    checkpointer = sqlite_store._checkpointer
+    assert checkpointer is not None
+    for _ in range(200):
+        if checkpointer.checkpoints:
+            break
+        await asyncio.sleep(0.01)
+    assert checkpointer.checkpoints >= 1
+
+    def in_commit_checkpoints(conn: sqlite3.Connection, fx: object) -> int:
+        return int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+    assert await sqlite_store._write(in_commit_checkpoints) == 0
+
+
+async def test_open_twice_and_close_twice(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    with pytest.raises(StorageError):
+        await store.open()
+    await store.close()
+    await store.close()
+
+
+async def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite3").mkdir()
+    with pytest.raises(StorageError):
+        await SqliteStore(tmp_path / "dir.sqlite3").open()
+
+
+# -- full-text index behind the writes -----------------------------------------------------------
+async def test_index_catches_up_and_purges(sqlite_store: SqliteStore) -> None:
+    await sqlite_store.add_domain(DOMAIN)
+    account = await sqlite_store.add_account(f"a@{DOMAIN}", "h")
+    inbox = await sqlite_store.get_mailbox(account.id, INBOX)
+    await sqlite_store.append(inbox.id, *make_message(1, body="alpha beta"))
+
+    def states(conn: sqlite3.Connection) -> list[int]:
+        return [row[0] for row in conn.execute("SELECT state FROM blob_text ORDER BY id")]
+
+    assert await sqlite_store._read(states) == [0]
+    await sqlite_store.catch_up_index()
+    assert await sqlite_store._read(states) == [1]
+    await sqlite_store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Deleted"}))
+    await sqlite_store.expunge(inbox.id)
+    assert await sqlite_store._read(states) == [2]  # entries await their purge
+    await sqlite_store.catch_up_index()
+    assert await sqlite_store._read(states) == []
+
+
+async def test_background_indexer_runs_when_writes_pause(tmp_path: Path) -> None:
+    from pillarbox.store.sqlite import SqliteLimits
+
+    store = SqliteStore(tmp_path / "db.sqlite3", limits=SqliteLimits(index_idle_ms=1))
+    await store.open()
+    try:
+        await store.add_domain(DOMAIN)
+        account = await store.add_account(f"a@{DOMAIN}", "h")
+        inbox = await store.get_mailbox(account.id, INBOX)
+        await store.append(inbox.id, *make_message(1))
+
+        def pending(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM blob_text WHERE state = 0").fetchone()[0])
+
+        for _ in range(200):
+            if await store._read(pending) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await store._read(pending) == 0
+    finally:
+        await store.close()
+
+
+# -- file blobs ----------------------------------------------------------------------------------
+async def test_file_blobs_are_sharded_and_freed(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite3", blob_mode=BlobMode.FILES, blob_dir=tmp_path / "b")
+    await store.open()
+    try:
+        await store.add_domain(DOMAIN)
+        account = await store.add_account(f"a@{DOMAIN}", "h")
+        inbox = await store.get_mailbox(account.id, INBOX)
+        raw, info = make_message(1)
+        record = await store.append(inbox.id, raw, info)
+        path = tmp_path / "b" / record.blob_id[:2] / record.blob_id
+        assert record.blob_id == blob_id_of(raw)
+        assert path.read_bytes() == raw
+        assert list((tmp_path / "b" / "tmp").iterdir()) == []
+        await store.append(inbox.id, raw, info)  # same content: one file
+        await store.store_flags(inbox.id, [1, 2], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        assert not path.exists()
+    finally:
+        await store.close()
+
+
+def test_file_blob_store_refuses_foreign_paths(tmp_path: Path) -> None:
+    from pillarbox.errors import NotFound
+
+    files = FileBlobStore(tmp_path)
+    files.prepare()
+    for bad in ("../x", "A" * 64, "0" * 63, "/etc/passwd"):
+        with pytest.raises(NotFound):
+            files.path_of(bad)
+    staged = files.stage(blob_id_of(b"x"), b"x")
+    leftover = staged.tmp_path
+    files.prepare()  # a restart removes what a crash left in tmp/
+    assert not leftover.exists()
+
+
+# -- open_store ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "expected", "mode"),
+    [
+        ("sqlite:", "data/pillarbox.sqlite3", BlobMode.DATABASE),
+        ("sqlite://", "data/pillarbox.sqlite3", BlobMode.DATABASE),
+        ("sqlite:mail.db", "data/mail.db", BlobMode.DATABASE),
+        ("sqlite:///abs/mail.db?blobs=files", "/abs/mail.db", BlobMode.FILES),
+        ("sqlite:?blobs=database", "data/pillarbox.sqlite3", BlobMode.DATABASE),
+    ],
+)
+def test_open_store_urls(url: str, expected: str, mode: BlobMode) -> None:
+    store = open_store(url, Path("data"))
+    assert isinstance(store, SqliteStore)
+    assert store.path == Path(expected)
+    assert store.blob_mode is mode
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://db/mail", "mysql://x", "sqlite://host/x", "sqlite:?blobs=s3", "sqlite:?x=1"],
+)
+def test_open_store_rejects(url: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        open_store(url, Path("data"))
+    assert error.value.key == "store.url"
+
+
+# -- change hub ------------------------------------------------------------------------------------
+async def test_hub_publishes_from_other_threads() -> None:
+    hub = ChangeHub()
+    mine, other = hub.subscribe(1), hub.subscribe(2)
+    changes = [
+        Change(1, 10, ChangeKind.EXISTS, 5),
+        Change(1, 10, ChangeKind.EXISTS, 7),
+        Change(1, 10, ChangeKind.FLAGS, 6),
+        Change(2, 20, ChangeKind.EXPUNGE, 3),
+    ]
+    thread = threading.Thread(target=hub.publish, args=(changes,))
+    thread.start()
+    thread.join()
+    feed = aiter(mine)
+    assert await asyncio.wait_for(anext(feed), 5) == Change(1, 10, ChangeKind.EXISTS, 7)
+    assert await asyncio.wait_for(anext(feed), 5) == Change(1, 10, ChangeKind.FLAGS, 6)
+    waiting = asyncio.ensure_future(anext(feed))
+    await asyncio.sleep(0)
+    hub.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 5)
+    assert await asyncio.wait_for(anext(aiter(other)), 5) == changes[3]
+    hub.publish(changes)  # after close: nobody listens, nothing breaks
