@@ -21,6 +21,7 @@ import click
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
+from pillarbox.cli.mail import mail
 from pillarbox.errors import ConfigError, UserError
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
@@ -389,6 +390,9 @@ def alias_remove(state: CliState, address: str) -> None:
     """Remove an alias."""
     run_store(state.load(), lambda s: provisioning.remove_alias(s, address))
     click.echo(f"removed alias {address}")
+
+
+cli.add_command(mail)
 
 
 def generated_password() -> str:

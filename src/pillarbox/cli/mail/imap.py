@@ -1,0 +1,347 @@
+"""Reading and managing mail over IMAP (RFC 9051 / RFC 3501), through imapclient.
+
+imapclient is untyped; this module is the typed face the commands use, and every value that
+comes back from it is converted here. Messages are addressed by UID (RFC 9051 §2.3.1.1), which
+stays valid across sessions, unlike sequence numbers. Fetching uses ``BODY.PEEK[]`` (RFC 9051
+§6.4.5), so only an explicit choice marks a message seen: ``read`` does (unless ``--peek``);
+``reply``, ``forward`` and ``save-attachments`` do not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import re
+import shlex
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from pillarbox.cli.mail.transport import (
+    ConnectionFailed,
+    Endpoint,
+    TlsMode,
+    translated_errors,
+)
+from pillarbox.errors import NotFound, UserError
+from pillarbox.mail.decode import decode_words, header_bytes_to_text
+
+SEEN = "\\Seen"
+FLAGGED = "\\Flagged"
+ANSWERED = "\\Answered"
+DELETED = "\\Deleted"
+FORWARDED = "$Forwarded"  # RFC 5788 keyword registry
+
+#: RFC 2177 §3: re-issue IDLE at least every 29 minutes, or the server may log us out.
+IDLE_REFRESH = 29 * 60
+#: Without IDLE, how often ``watch`` polls with NOOP (RFC 9051 §6.1.2).
+POLL_INTERVAL = 15.0
+
+_SUMMARY_ITEMS = ["ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822.SIZE"]
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    name: str
+    flags: tuple[str, ...]
+    messages: int | None
+    unseen: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    uid: int
+    date: datetime | None
+    sender: str
+    subject: str
+    flags: tuple[str, ...]
+    size: int
+
+
+class ImapSession:
+    """One logged-in connection. Methods that take a folder select it first (read-only unless
+    they change something), so each command is independent of the last."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._selected: tuple[str, bool] | None = None
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset(_text(c).upper() for c in self._client.capabilities())
+
+    def _select(self, folder: str, *, readonly: bool) -> dict[bytes, Any]:
+        if self._selected == (folder, readonly):
+            return {}
+        info: dict[bytes, Any] = self._client.select_folder(folder, readonly=readonly)
+        self._selected = (folder, readonly)
+        return info
+
+    def folders(self) -> list[Folder]:
+        """Every folder with its message and unseen counts (STATUS, RFC 9051 §6.3.11)."""
+        found: list[Folder] = []
+        for flags, _delimiter, name in self._client.list_folders():
+            flag_names = tuple(_text(f) for f in flags)
+            if any(f.lower() in ("\\noselect", "\\nonexistent") for f in flag_names):
+                found.append(Folder(name, flag_names, None, None))
+                continue
+            status = self._client.folder_status(name, ["MESSAGES", "UNSEEN"])
+            found.append(Folder(name, flag_names, int(status[b"MESSAGES"]), int(status[b"UNSEEN"])))
+        return found
+
+    def search(self, folder: str, criteria: Sequence[object]) -> list[int]:
+        self._select(folder, readonly=True)
+        charset = "UTF-8" if any(_non_ascii(c) for c in criteria) else None
+        return sorted(int(u) for u in self._client.search(list(criteria), charset=charset))
+
+    def summaries(self, folder: str, uids: Sequence[int]) -> list[Summary]:
+        if not uids:
+            return []
+        self._select(folder, readonly=True)
+        fetched: dict[int, dict[bytes, Any]] = self._client.fetch(list(uids), _SUMMARY_ITEMS)
+        wanted = set(uids)  # unsolicited FETCH responses may add others
+        return [_summary(uid, fetched[uid]) for uid in sorted(fetched) if uid in wanted]
+
+    def raw_message(self, folder: str, uid: int) -> bytes:
+        self._select(folder, readonly=True)
+        fetched = self._client.fetch([uid], ["BODY.PEEK[]"])
+        if uid not in fetched or b"BODY[]" not in fetched[uid]:
+            raise NotFound(f"no message with UID {uid} in {folder}")
+        data: bytes = fetched[uid][b"BODY[]"]
+        return data
+
+    def _existing(self, folder: str, uids: Sequence[int]) -> list[int]:
+        self._select(folder, readonly=False)
+        present = {int(u) for u in self._client.search(["UID", _uid_set(uids)])}
+        missing = sorted(set(uids) - present)
+        if missing:
+            raise NotFound(f"no message with UID {', '.join(map(str, missing))} in {folder}")
+        return sorted(present)
+
+    def set_flags(
+        self, folder: str, uids: Sequence[int], flags: Sequence[str], *, on: bool
+    ) -> None:
+        targets = self._existing(folder, uids)
+        if on:
+            self._client.add_flags(targets, list(flags), silent=True)
+        else:
+            self._client.remove_flags(targets, list(flags), silent=True)
+
+    def move(self, folder: str, uids: Sequence[int], destination: str) -> None:
+        targets = self._existing(folder, uids)
+        if "MOVE" in self.capabilities:  # RFC 6851
+            self._client.move(targets, destination)
+            return
+        self._client.copy(targets, destination)  # RFC 6851 §3.3's fallback
+        self._expunge(targets)
+
+    def delete(self, folder: str, uids: Sequence[int]) -> None:
+        self._expunge(self._existing(folder, uids))
+
+    def _expunge(self, uids: list[int]) -> None:
+        self._client.add_flags(uids, [DELETED], silent=True)
+        if "UIDPLUS" in self.capabilities:  # RFC 4315 §2.1: expunge only these
+            self._client.uid_expunge(uids)
+        else:
+            self._client.expunge()
+
+    def watch(
+        self,
+        folder: str,
+        on_new: Callable[[Summary], None],
+        *,
+        count: int | None = None,
+        timeout: float | None = None,
+        on_ready: Callable[[bool], None] = lambda idle: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> int:
+        """Report messages arriving in ``folder`` until ``count`` have or ``timeout`` seconds
+        pass (forever if neither); returns how many were reported. Uses IDLE (RFC 2177) when
+        offered, else polls with NOOP; ``on_ready(uses_idle)`` is called once the folder is
+        selected, so that anything arriving from then on will be reported."""
+        info: dict[bytes, Any] = self._client.select_folder(folder, readonly=True)
+        self._selected = (folder, True)
+        highest = int(info.get(b"UIDNEXT", 1)) - 1 if b"UIDNEXT" in info else self._highest()
+        deadline = None if timeout is None else clock() + timeout
+        use_idle = "IDLE" in self.capabilities
+        on_ready(use_idle)
+        reported = 0
+        while count is None or reported < count:
+            remaining = None if deadline is None else deadline - clock()
+            if remaining is not None and remaining <= 0:
+                break
+            if not self._wait_for_change(use_idle, remaining, clock):
+                continue
+            new = [u for u in self._client.search(["UID", f"{highest + 1}:*"]) if u > highest]
+            for summary in self.summaries(folder, new)[
+                : None if count is None else count - reported
+            ]:
+                on_new(summary)
+                reported += 1
+            highest = max([highest, *new])
+        return reported
+
+    def _wait_for_change(
+        self, use_idle: bool, remaining: float | None, clock: Callable[[], float]
+    ) -> bool:
+        """Block until the server reports a change, up to ``remaining`` seconds; True if it
+        reported new messages (EXISTS, RFC 9051 §7.4.1)."""
+        if not use_idle:
+            time.sleep(POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining))
+            _, responses = self._client.noop()
+            return any(_is_exists(r) for r in responses)
+        wait = IDLE_REFRESH if remaining is None else min(IDLE_REFRESH, remaining)
+        self._client.idle()
+        try:
+            started = clock()
+            while True:
+                responses = self._client.idle_check(timeout=max(0.0, wait - (clock() - started)))
+                if any(_is_exists(r) for r in responses):
+                    return True
+                if clock() - started >= wait:
+                    return False
+        finally:
+            self._client.idle_done()
+
+    def _highest(self) -> int:
+        uids = self._client.search(["ALL"])
+        return max((int(u) for u in uids), default=0)
+
+    def append(self, folder: str, raw: bytes, flags: Sequence[str] = ()) -> None:
+        self._client.append(folder, raw, flags=list(flags))
+
+
+@contextmanager
+def open_imap(
+    endpoint: Endpoint,
+    username: str,
+    password: str,
+    *,
+    context: ssl.SSLContext,
+    timeout: float,
+) -> Iterator[ImapSession]:
+    """A logged-in session; every library error inside the ``with`` is translated."""
+    from imapclient import IMAPClient  # type: ignore[import-untyped]  # lazy: CLI start-up
+
+    with translated_errors(f"IMAP server {endpoint}"):
+        client = IMAPClient(
+            endpoint.host,
+            port=endpoint.port,
+            ssl=endpoint.tls is TlsMode.IMPLICIT,
+            ssl_context=context,
+            timeout=timeout,
+        )
+        try:
+            if endpoint.tls is TlsMode.STARTTLS:
+                if not client.has_capability("STARTTLS"):
+                    raise ConnectionFailed(
+                        f"IMAP server {endpoint} does not offer STARTTLS; refusing to log in "
+                        "in clear"
+                    )
+                client.starttls(ssl_context=context)
+            client.login(username, password)
+            yield ImapSession(client)
+            client.logout()
+        except BaseException:
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):  # keep the first error
+                client.shutdown()
+            raise
+
+
+# -- the search language ------------------------------------------------------------------------
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_FIELD_KEYS = {"from": "FROM", "to": "TO", "cc": "CC", "subject": "SUBJECT", "body": "BODY"}
+_DATE_KEYS = {"since": "SINCE", "before": "BEFORE", "on": "ON"}
+_FLAG_WORDS = {
+    "unread": ["UNSEEN"],
+    "read": ["SEEN"],
+    "flagged": ["FLAGGED"],
+    "unflagged": ["UNFLAGGED"],
+    "answered": ["ANSWERED"],
+    "all": ["ALL"],
+}
+
+
+def search_criteria(query: str) -> list[object]:
+    """Translate the query language into IMAP SEARCH keys (RFC 9051 §6.4.4), all ANDed:
+    bare words → TEXT; ``from:`` ``to:`` ``cc:`` ``subject:`` ``body:`` → that key;
+    ``since:``/``before:``/``on:YYYY-MM-DD`` → dates; ``unread`` ``read`` ``flagged``
+    ``unflagged`` ``answered`` → flags. Quotes group words: ``subject:"two words"``."""
+    try:
+        tokens = shlex.split(query)
+    except ValueError as exc:
+        raise UserError(f"search query: {exc}") from exc
+    criteria: list[object] = []
+    for token in tokens:
+        key, colon, value = token.partition(":")
+        lowered = key.lower()
+        if colon and lowered in _FIELD_KEYS:
+            if not value:
+                raise UserError(f"search query: {key}: needs a value")
+            criteria += [_FIELD_KEYS[lowered], value]
+        elif colon and lowered in _DATE_KEYS:
+            if not _DATE.fullmatch(value):
+                raise UserError(f"search query: {key}: needs a date as YYYY-MM-DD, got {value!r}")
+            try:
+                criteria += [_DATE_KEYS[lowered], date.fromisoformat(value)]
+            except ValueError as exc:
+                raise UserError(f"search query: {key}: {exc}") from exc
+        elif not colon and lowered in _FLAG_WORDS:
+            criteria += _FLAG_WORDS[lowered]
+        else:
+            criteria += ["TEXT", token]
+    return criteria or ["ALL"]
+
+
+# -- conversions from imapclient's values -------------------------------------------------------
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _non_ascii(value: object) -> bool:
+    return isinstance(value, str) and not value.isascii()
+
+
+def _header_text(value: object) -> str:
+    if value is None:
+        return ""
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+    return decode_words(header_bytes_to_text(raw))
+
+
+def _summary(uid: int, data: dict[bytes, Any]) -> Summary:
+    envelope = data.get(b"ENVELOPE")
+    sender = ""
+    subject = ""
+    sent: datetime | None = None
+    if envelope is not None:
+        subject = _header_text(envelope.subject)
+        sent = envelope.date
+        if envelope.from_:
+            first = envelope.from_[0]
+            name = _header_text(first.name)
+            address = f"{_text(first.mailbox or b'')}@{_text(first.host or b'')}"
+            sender = name or address
+    return Summary(
+        uid=int(uid),
+        date=sent or data.get(b"INTERNALDATE"),
+        sender=sender,
+        subject=subject,
+        flags=tuple(_text(f) for f in data.get(b"FLAGS", ())),
+        size=int(data.get(b"RFC822.SIZE", 0)),
+    )
+
+
+def _is_exists(response: object) -> bool:
+    return isinstance(response, tuple) and len(response) >= 2 and response[1] == b"EXISTS"
+
+
+def _uid_set(uids: Sequence[int]) -> str:
+    return ",".join(str(u) for u in sorted(set(uids)))

@@ -1,0 +1,101 @@
+"""Submitting a message (RFC 6409) with the standard library's smtplib.
+
+TLS first, then AUTH: implicit TLS (RFC 8314 §3) or STARTTLS (RFC 3207), which is mandatory
+when the account says so — a server that does not offer it is a failure, never a silent
+downgrade to cleartext. AUTH prefers SCRAM-SHA-256 (RFC 7677) when the server offers it, so the
+password itself never crosses the wire; otherwise smtplib's PLAIN/LOGIN, inside TLS.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+
+from pillarbox.auth.sasl import SaslClientError, ScramClient
+from pillarbox.cli.mail.compose import Outgoing
+from pillarbox.cli.mail.transport import (
+    ConnectionFailed,
+    Endpoint,
+    ServerRefused,
+    TlsMode,
+    translated_errors,
+)
+
+SCRAM = "SCRAM-SHA-256"
+
+
+def submit(
+    endpoint: Endpoint,
+    username: str,
+    password: str,
+    outgoing: Outgoing,
+    *,
+    context: ssl.SSLContext,
+    timeout: float,
+) -> dict[str, tuple[int, bytes]]:
+    """Send ``outgoing``; returns the recipients the server refused (empty if none was).
+
+    Raises :class:`ServerRefused` when every recipient, the sender or the message is refused.
+    """
+    what = f"SMTP server {endpoint}"
+    with translated_errors(what):
+        client = _connect(endpoint, context, timeout)
+        try:
+            _authenticate(client, username, password)
+            refused = client.sendmail(
+                outgoing.sender, list(outgoing.recipients), outgoing.as_bytes()
+            )
+        finally:
+            try:
+                client.quit()
+            except (smtplib.SMTPException, OSError):
+                client.close()
+    return {rcpt: (code, text) for rcpt, (code, text) in refused.items()}
+
+
+def _connect(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> smtplib.SMTP:
+    client: smtplib.SMTP
+    if endpoint.tls is TlsMode.IMPLICIT:
+        client = smtplib.SMTP_SSL(endpoint.host, endpoint.port, timeout=timeout, context=context)
+    else:
+        client = smtplib.SMTP(endpoint.host, endpoint.port, timeout=timeout)
+    try:
+        client.ehlo()
+        if endpoint.tls is TlsMode.STARTTLS:
+            if not client.has_extn("starttls"):
+                raise ConnectionFailed(
+                    f"SMTP server {endpoint} does not offer STARTTLS; refusing to send the "
+                    "password in clear (use --tls none only if you mean it)"
+                )
+            client.starttls(context=context)
+            client.ehlo()  # RFC 3207 §4.2: forget what was learnt before TLS
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def _authenticate(client: smtplib.SMTP, username: str, password: str) -> None:
+    if not client.has_extn("auth"):
+        raise ServerRefused("the SMTP server offers no AUTH (is this a submission port?)")
+    offered = client.esmtp_features.get("auth", "").upper().split()
+    if SCRAM not in offered:
+        client.login(username, password)
+        return
+    scram = ScramClient(username, password)
+
+    def answer(challenge: bytes | None = None) -> str:
+        # smtplib calls this with no challenge for the initial response, then with each
+        # decoded challenge, and base64-encodes what it returns. RFC 4954 §4: the server's
+        # final SCRAM message arrives as one more challenge, answered with an empty line.
+        try:
+            step = scram.initial_response() if challenge is None else scram.respond(challenge)
+        except SaslClientError as exc:
+            raise ServerRefused(f"SCRAM: {exc}") from exc
+        return step.decode("utf-8")
+
+    client.auth(SCRAM, answer, initial_response_ok=True)
+    try:
+        scram.finish()
+    except SaslClientError as exc:
+        raise ConnectionFailed(f"SMTP server failed to prove it knows the password: {exc}") from exc
