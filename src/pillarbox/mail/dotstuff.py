@@ -87,6 +87,22 @@ class Unstuffer:
                 i += 1
                 self._line_length += 1
             self._at_line_start = False
+            k = buf.find(b"\r\n.", i)
+            if k >= 0 or not buf.endswith(b"\r"):
+                # Fast path: the lines up to the next one that starts with "." (or to the
+                # end of what we have) go out as one slice when they hold no bare CR or LF.
+                stop = k + 2 if k >= 0 else n
+                block = buf[i:stop]
+                lines = block.split(b"\r\n")
+                if len(lines) > 1 and _BARE.search(block.replace(b"\r\n", b"")) is None:
+                    self._end_line(len(lines[0]) + 2)
+                    if len(lines) > 2:
+                        self._longest = max(self._longest, max(map(len, lines[1:-1])) + 2)
+                    self._line_length = len(lines[-1])
+                    out.append(block)
+                    self._at_line_start = not lines[-1]
+                    i = stop
+                    continue
             j = buf.find(b"\r\n", i)
             end = j if j >= 0 else (n - 1 if buf.endswith(b"\r") else n)
             out.append(self._content(buf[i:end]))

@@ -129,14 +129,23 @@ class MessageInfo:
         return _decode_info(json.loads(data))
 
 
+#: Field names per dataclass type, looked up once: serialising runs on every delivery.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
 def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    if isinstance(value, tuple):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is tuple:
         return [_encode(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _encode(getattr(value, name)) for name in value.__dataclass_fields__}
-    return value
+    if kind is datetime:
+        return {"$dt": value.isoformat()}
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(value.__dataclass_fields__)
+    return {name: _encode(getattr(value, name)) for name in names}
 
 
 def _params(raw: Any) -> Params:

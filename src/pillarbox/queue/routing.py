@@ -66,7 +66,7 @@ class Router:
             return Resolution(remote=(address.normalised,))
         local: dict[int, LocalRecipient] = {}
         remote: dict[str, None] = {}
-        await self._expand(address.key, address.normalised, None, local, remote, set(), 0)
+        await self._expand_hosted(address.key, address.normalised, None, local, remote, set(), 0)
         return Resolution(local=tuple(local.values()), remote=tuple(remote), hosted=True)
 
     async def _expand(
@@ -79,13 +79,28 @@ class Router:
         seen: set[str],
         depth: int,
     ) -> None:
+        if not await self.is_hosted(key.rpartition("@")[2]):
+            if key not in seen:
+                seen.add(key)
+                remote.setdefault(key, None)
+            return
+        await self._expand_hosted(key, original, tag, local, remote, seen, depth)
+
+    async def _expand_hosted(
+        self,
+        key: str,
+        original: str,
+        tag: str | None,
+        local: dict[int, LocalRecipient],
+        remote: dict[str, None],
+        seen: set[str],
+        depth: int,
+    ) -> None:
+        """Expand an address whose domain is known to be hosted."""
         if key in seen or depth > self._max_depth:
             return
         seen.add(key)
         local_part, _, domain = key.rpartition("@")
-        if not await self.is_hosted(domain):
-            remote.setdefault(key, None)
-            return
         if await self._direct(key, original, tag, local, remote, seen, depth):
             return
         if PLUS_DELIMITER in local_part:
