@@ -1,6 +1,10 @@
 """Store figures: durable deliveries/s for both blob modes, scaling, SELECT, search; one table.
 
-Usage: ``python bench/store.py [--quick] [--dir DIR]``
+Usage: ``python bench/store.py [--quick] [--dir DIR]`` (SQLite), or
+``python bench/store.py --store postgresql://user@host/db [--quick]``: the PostgreSQL backend
+beside SQLite — durable deliveries/s with one node and with two nodes (two processes over one
+database), into one mailbox and spread over many accounts, plus SELECT and search at scale.
+The bench creates a database of its own on that server and drops it at the end.
 
 Every delivery is a distinct 4 KB message (a unique Message-ID keeps blobs from deduplicating),
 parsed once before the clock starts (parsing is the SMTP server's cost, not the store's) and
@@ -21,12 +25,14 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import BlobMode
+from pillarbox.store.interface import Store
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import DeliveryTarget, FlagOp, Mailbox
+from pillarbox.store.types import DeliveryTarget, FlagOp, Mailbox, MessageQuery
 
 MESSAGE_SIZE = 4096
 _WORDS = [
@@ -55,12 +61,12 @@ def make_message(serial: int, rng: random.Random) -> bytes:
 class Corpus:
     """Distinct messages cheaply: real parses of a pool, re-stamped with unique Message-IDs."""
 
-    def __init__(self, pool: int = 200) -> None:
+    def __init__(self, pool: int = 200, first_serial: int = 10**9) -> None:
         rng = random.Random(7)
         self._pool = [
             (raw, parse_message(raw)) for raw in (make_message(i, rng) for i in range(pool))
         ]
-        self._serial = 10**9
+        self._serial = first_serial
 
     def next(self) -> tuple[bytes, MessageInfo]:
         self._serial += 1
@@ -213,14 +219,151 @@ async def main(quick: bool, base: Path) -> None:
     row(f"search_text 1 two-char term, {count:,} msgs (scan)", f"{short:.0f} ms")
 
 
+# -- PostgreSQL: one node, two nodes, beside SQLite -------------------------------------------
+#: Accounts the "spread" shape delivers to (an MX serving many users), round robin.
+SPREAD_ACCOUNTS = 100
+
+
+async def provision(store: Store, accounts: int) -> list[int]:
+    """A domain and ``accounts`` accounts; their ids."""
+    await store.add_domain("example.com")
+    return [(await store.add_account(f"rcpt{i}@example.com", "x")).id for i in range(accounts)]
+
+
+async def deliver_spread(
+    store: Store, account_ids: list[int], corpus: Corpus, count: int, writers: int
+) -> tuple[float, float]:
+    """``count`` deliveries by ``writers`` concurrent writers, message *i* to account
+    ``i mod len(account_ids)``; (wall seconds, process CPU seconds)."""
+    jobs = iter([(corpus.next(), account_ids[i % len(account_ids)]) for i in range(count)])
+
+    async def writer() -> None:
+        for (raw, info), account_id in jobs:
+            await store.deliver(raw, info, [DeliveryTarget(account_id)])
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def node_process(
+    node: int, url: str, accounts: int, count: int, writers: int, barrier: Any
+) -> tuple[float, float, float]:
+    """One "node" of the two-node figure: its own process, store and pool; starts with the
+    others (``barrier``) and returns (start, end, CPU seconds) on the shared monotonic clock."""
+    from pillarbox.store.postgres import PostgresStore
+
+    async def run() -> tuple[float, float, float]:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            ids = [a.id for a in await store.list_accounts()][:accounts]
+            corpus = Corpus(pool=50, first_serial=(node + 2) * 10**9)  # no shared content
+            barrier.wait()
+            start = time.monotonic()
+            _, cpu = await deliver_spread(store, ids, corpus, count, writers)
+            return start, time.monotonic(), cpu
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def postgres_main(quick: bool, server: str, base: Path) -> None:
+    import multiprocessing
+
+    from pillarbox.store.postgres import PostgresStore
+    from pillarbox.testing.postgres import TestDatabase
+
+    database = TestDatabase(server)
+    corpus = Corpus()
+    count = 1500 if quick else 4000
+    print(
+        "| shape, writers"
+        + " " * 44
+        + " | SQLite         | PostgreSQL 1 node | PostgreSQL 2 nodes |"
+    )
+    print("|" + "-" * 60 + "|" + "-" * 16 + "|" + "-" * 19 + "|" + "-" * 20 + "|")
+    try:
+        for accounts, writers in ((1, 10), (1, 100), (SPREAD_ACCOUNTS, 10), (SPREAD_ACCOUNTS, 100)):
+            rates: list[str] = []
+            # SQLite, the embedded reference, same shape.
+            sqlite = SqliteStore(base / f"sqlite-{accounts}-{writers}" / "db.sqlite3")
+            await sqlite.open()
+            ids = await provision(sqlite, accounts)
+            await deliver_spread(sqlite, ids, corpus, 200, writers)  # warm-up
+            seconds, cpu = await deliver_spread(sqlite, ids, corpus, count, writers)
+            await sqlite.close()
+            rates.append(f"{count / seconds:,.0f} ({cpu / count * 1e6:,.0f} µs)")
+            # PostgreSQL, one node.
+            url = database.new_store_url()
+            pg = PostgresStore(url)
+            await pg.open()
+            ids = await provision(pg, accounts)
+            await deliver_spread(pg, ids, corpus, 200, writers)
+            seconds, cpu = await deliver_spread(pg, ids, corpus, count, writers)
+            await pg.close()
+            rates.append(f"{count / seconds:,.0f} ({cpu / count * 1e6:,.0f} µs)")
+            # PostgreSQL, two nodes: two processes, each with half the writers and deliveries.
+            context = multiprocessing.get_context("spawn")
+            barrier = context.Manager().Barrier(2)
+            with context.Pool(2) as pool:
+                results = pool.starmap(
+                    node_process,
+                    [(n, url, accounts, count // 2, max(1, writers // 2), barrier) for n in (0, 1)],
+                )
+            elapsed = max(end for _, end, _ in results) - min(start for start, _, _ in results)
+            cpu = sum(c for _, _, c in results)
+            rates.append(f"{count // 2 * 2 / elapsed:,.0f} ({cpu / count * 1e6:,.0f} µs)")
+            shape = "1 mailbox" if accounts == 1 else f"{accounts} accounts, round robin"
+            print(
+                f"| {shape + f', {writers} writers':<58} | {rates[0]:>14} | {rates[1]:>17} "
+                f"| {rates[2]:>18} |"
+            )
+
+        # SELECT and search on PostgreSQL at scale (one mailbox).
+        size = 10_000 if quick else 35_000
+        pg = PostgresStore(database.new_store_url())
+        await pg.open()
+        [account_id] = await provision(pg, 1)
+        inbox = await pg.get_mailbox(account_id, "INBOX")
+        while (await pg.mailbox_status(inbox.id)).messages < size:
+            await deliver_spread(pg, [account_id], corpus, 2500, 100)
+        listed = await timed(lambda: pg.list_messages(inbox.id))
+        status = await timed(lambda: pg.mailbox_status(inbox.id))
+        word = _WORDS[1234]
+        search = await timed(lambda: pg.search_text(inbox.id, [word, "report"]))
+        short = await timed(lambda: pg.search_text(inbox.id, ["zq"]))
+        page = await timed(lambda: pg.query_messages(inbox.id, MessageQuery(), offset=0, limit=50))
+        await pg.close()
+        print()
+        row(f"PostgreSQL list_messages, {size:,} messages", f"{listed:.0f} ms")
+        row(f"PostgreSQL mailbox_status, {size:,} messages", f"{status:.2f} ms")
+        row(f"PostgreSQL search_text 2 terms, {size:,} msgs (trigram GIN)", f"{search:.1f} ms")
+        row(f"PostgreSQL search_text 1 two-char term, {size:,} msgs", f"{short:.0f} ms")
+        row(f"PostgreSQL query_messages first page of {size:,}", f"{page:.1f} ms")
+    finally:
+        database.drop()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
     parser.add_argument("--dir", type=Path, help="where to put the stores (default: a temp dir)")
+    parser.add_argument(
+        "--store",
+        default="sqlite",
+        help="sqlite (default), or a postgresql:// URL of a server to compare against",
+    )
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="pillarbox-bench-"))
     try:
-        asyncio.run(main(args.quick, base))
+        if args.store == "sqlite":
+            asyncio.run(main(args.quick, base))
+        elif args.store.startswith(("postgresql://", "postgres://")):
+            asyncio.run(postgres_main(args.quick, args.store, base))
+        else:
+            parser.error("--store is sqlite or a postgresql:// URL")
     finally:
         if args.dir is None:
             shutil.rmtree(base, ignore_errors=True)

@@ -12,6 +12,7 @@ as :class:`pillarbox.errors.ConfigError`, which the CLI turns into exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -191,12 +192,80 @@ class QueueSection:
     smarthost: str = _f(
         "", "Relay all remote mail through host[:port] (empty: deliver directly by MX)."
     )
+    smarthost_username: str = _f(
+        "", "AUTH PLAIN user name at the smart host (empty: no AUTH); sent only over TLS."
+    )
+    smarthost_password: str = _f(
+        "", "Password for `smarthost_username` (set it as PILLARBOX__QUEUE__SMARTHOST_PASSWORD)."
+    )
+    smarthost_verify_tls: bool = _f(
+        True, "Verify the smart host's certificate and name (MX hosts get opportunistic TLS)."
+    )
+    connect_timeout: float = _f(30.0, "Seconds to wait for a TCP connection to a remote host.")
+    poll_interval: float = _f(
+        30.0,
+        "Seconds between queue scans when nothing wakes the runner (CLI retries, other nodes).",
+    )
+    lease: float = _f(
+        900.0, "Seconds a node holds the messages it claimed; after a crash others take them over."
+    )
+    bounce_original_limit: int = _f(
+        262144, "Largest original returned whole in a bounce (RET=FULL); larger: headers only."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
+    addresses: tuple[str, ...] = _f(
+        (), "This host's public IPs, published as A/AAAA and in SPF (empty: SPF names the MX)."
+    )
+    authoritative_enabled: bool = _f(
+        False, "Serve the hosted domains' records as an authoritative DNS server (UDP and TCP)."
+    )
+    authoritative_address: str = _f("127.0.0.1", "Address the authoritative DNS server binds.")
+    authoritative_port: int = _f(53, "Port of the authoritative DNS server (UDP and TCP).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySection:
+    enabled: bool = _f(True, "Judge mail arriving at the MX (authentication, DNSBL, spam filter).")
+    junk_threshold: float = _f(5.0, "Spam score from which a message is delivered to Junk.")
+    reject_threshold: float = _f(15.0, "Spam score from which a message is refused at DATA (5xx).")
+    spf: bool = _f(True, "Check SPF (RFC 7208) for the MAIL FROM or HELO identity.")
+    dkim: bool = _f(True, "Verify DKIM signatures (RFC 6376, RFC 8463).")
+    dmarc: bool = _f(True, "Apply DMARC (RFC 7489): p=reject refuses, p=quarantine goes to Junk.")
+    arc: bool = _f(
+        True, "Validate ARC chains (RFC 8617) and report them in Authentication-Results."
+    )
+    classifier: bool = _f(
+        True, "Score content with the Bayesian classifier (global + per-account model)."
+    )
+    reputation: bool = _f(
+        True, "Score senders by the account's own history (Junk moves, mail it sent)."
+    )
+    bayes_weight: float = _f(
+        10.0, "Score of a certain classifier verdict: spam adds it, ham subtracts it."
+    )
+    account_weight: float = _f(
+        3.0, "How much an account's own training outweighs the global model's."
+    )
+    dnsbl_ip_zones: tuple[str, ...] = _f(
+        (), "DNSBL zones for the client IP (RFC 5782), each 'zone=score'."
+    )
+    dnsbl_domain_zones: tuple[str, ...] = _f(
+        (), "Domain blocklist zones for From/MAIL FROM/link domains, each 'zone=score'."
+    )
+    trusted_networks: tuple[str, ...] = _f(
+        ("127.0.0.0/8", "::1/128"), "Clients whose mail skips the DNS checks (local injection)."
+    )
+    timeout: float = _f(
+        10.0, "Seconds for all DNS work of one message (SPF, DKIM, DMARC, ARC, DNSBL)."
+    )
+    reject_without_from: bool = _f(
+        False, "Refuse mail without a From address (RFC 5322 requires one)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,6 +287,7 @@ class Config:
     auth: AuthSection = _section(AuthSection, "Passwords and login rate limits.")
     queue: QueueSection = _section(QueueSection, "Outbound delivery.")
     dns: DnsSection = _section(DnsSection, "DNS resolution.")
+    policy: PolicySection = _section(PolicySection, "Inbound mail policy and spam filter.")
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
     #: Where the file was read from; relative paths in it resolve against its directory.
@@ -375,6 +445,10 @@ def _validate(config: Config) -> None:
         ("server.workers", config.server.workers),
         ("queue.concurrency", config.queue.concurrency),
         ("queue.per_domain", config.queue.per_domain),
+        ("queue.lifetime", config.queue.lifetime),
+        ("queue.connect_timeout", config.queue.connect_timeout),
+        ("queue.poll_interval", config.queue.poll_interval),
+        ("queue.lease", config.queue.lease),
         ("auth.min_password_length", config.auth.min_password_length),
         ("auth.lockout_failures", config.auth.lockout_failures),
     ]
@@ -393,6 +467,34 @@ def _validate(config: Config) -> None:
         raise ConfigError("auth.free_failures", "must be smaller than auth.lockout_failures")
     if not config.queue.retry_schedule:
         raise ConfigError("queue.retry_schedule", "needs at least one interval")
+    if any(interval <= 0 for interval in config.queue.retry_schedule):
+        raise ConfigError("queue.retry_schedule", "intervals must be positive")
+    if not 0 < config.queue.remote_port <= 65535:
+        raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
+    if not 0 <= config.dns.authoritative_port <= 65535:
+        raise ConfigError("dns.authoritative_port", "must be 0–65535")
+    _validate_policy(config.policy)
+
+
+def _validate_policy(policy: PolicySection) -> None:
+    if policy.reject_threshold < policy.junk_threshold:
+        raise ConfigError("policy.reject_threshold", "must not be below policy.junk_threshold")
+    if policy.timeout <= 0:
+        raise ConfigError("policy.timeout", f"must be positive, got {policy.timeout}")
+    for key in ("dnsbl_ip_zones", "dnsbl_domain_zones"):
+        for item in getattr(policy, key):
+            zone, equals, score = item.partition("=")
+            try:
+                float(score)
+            except ValueError:
+                equals = ""
+            if not equals or not zone.strip():
+                raise ConfigError(f"policy.{key}", f"expected 'zone=score', got {item!r}")
+    for network in policy.trusted_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError("policy.trusted_networks", f"not a network: {network!r}") from None
 
 
 # -- writing and documenting -----------------------------------------------------------------

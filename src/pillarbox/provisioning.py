@@ -8,6 +8,7 @@ store itself only guarantees integrity (no duplicates, referential rules).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from pillarbox.auth.directory import Authenticator, AuthLimits, LoginCacheLimits
 from pillarbox.auth.passwords import HashParams, check_strength, hash_password, scram_verifier
@@ -17,8 +18,9 @@ from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
 from pillarbox.errors import AlreadyExists, InvalidName, NotFound, UserError
 from pillarbox.mail.address import domain_to_ascii, parse_address
+from pillarbox.queue import dkim
 from pillarbox.store.interface import Store
-from pillarbox.store.types import Account, Alias, Domain
+from pillarbox.store.types import Account, Alias, DkimKeyRecord, Domain
 
 
 def hash_params(config: Config) -> HashParams:
@@ -87,7 +89,41 @@ def alias_key(address: str) -> str:
 
 
 async def add_domain(store: Store, name: str) -> Domain:
-    return await store.add_domain(normalise_domain(name))
+    """Host a domain, with an RSA-2048 and an Ed25519 DKIM key to sign its outbound mail."""
+    domain = await store.add_domain(normalise_domain(name))
+    await add_dkim_keys(store, domain.name, datetime.now(UTC))
+    return domain
+
+
+async def add_dkim_keys(store: Store, domain: str, now: datetime) -> list[DkimKeyRecord]:
+    """One new key per algorithm (RFC 8463 §4: sign with both), each under a selector never
+    used by the domain before."""
+    taken = {k.selector for k in await store.list_dkim_keys(domain, include_retired=True)}
+    added = []
+    for algorithm in dkim.DkimAlgorithm:
+        base = dkim.selector_for(algorithm, now)
+        selector = next(
+            s for s in (base, *(f"{base}{n}" for n in range(2, 1000))) if s not in taken
+        )
+        key = await run_blocking(dkim.generate_key, algorithm, now=now, selector=selector)
+        record = DkimKeyRecord(domain, key.selector, algorithm.value, key.private_pem, now)
+        await store.add_dkim_key(record)
+        added.append(record)
+    return added
+
+
+async def rotate_dkim(store: Store, name: str) -> tuple[list[DkimKeyRecord], list[str]]:
+    """New keys for a hosted domain; the previous active ones are retired (no longer sign, still
+    published for a while). Returns the new keys and the retired selectors."""
+    domain = normalise_domain(name)
+    if await store.get_domain(domain) is None:
+        raise NotFound(f"no such domain: {domain}")
+    now = datetime.now(UTC)
+    old = await store.list_dkim_keys(domain)
+    added = await add_dkim_keys(store, domain, now)
+    for key in old:
+        await store.retire_dkim_key(domain, key.selector, now)
+    return added, [k.selector for k in old]
 
 
 async def remove_domain(store: Store, name: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pillarbox.auth.directory import Authenticator
 from pillarbox.config import Config
+from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
 from pillarbox.store.interface import Store
 
@@ -33,6 +34,7 @@ class Services:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     #: Accounts with a POP3 session open on this node (RFC 2449 [IN-USE]).
     maildrop_locks: set[int] = field(default_factory=set)
+    _policy: InboundPolicy | None = field(default=None, init=False, repr=False)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a background task for the server's lifetime (cancelled at shutdown)."""
@@ -43,3 +45,11 @@ class Services:
     @property
     def hostname(self) -> str:
         return self.config.server.hostname
+
+    @property
+    def policy(self) -> InboundPolicy:
+        """The inbound policy (SPF/DKIM/DMARC/ARC/DNSBL/spam filter), built on first use:
+        one per server, so its DNS cache is shared by every connection."""
+        if self._policy is None:
+            self._policy = inbound_policy(self.config, self.store)
+        return self._policy

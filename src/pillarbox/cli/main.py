@@ -21,7 +21,11 @@ import click
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
+from pillarbox.cli.dns import dkim, dns
 from pillarbox.cli.mail import mail
+from pillarbox.cli.queue import queue
+from pillarbox.cli.spam import spam
+from pillarbox.cli.store import store as store_group
 from pillarbox.errors import ConfigError, UserError
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
@@ -393,6 +397,10 @@ def alias_remove(state: CliState, address: str) -> None:
 
 
 cli.add_command(mail)
+cli.add_command(store_group)
+cli.add_command(spam)
+for _group in (queue, dns, dkim):
+    cli.add_command(_group)
 
 
 def generated_password() -> str:

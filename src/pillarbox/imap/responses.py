@@ -515,7 +515,9 @@ def bodystructure_item(part: BodyPart, *, utf8: bool = False, message_global: bo
 # -- ENVELOPE and BODYSTRUCTURE ------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def _address_list(addresses: tuple[EnvelopeAddress, ...], utf8: bool) -> bytes:
+    """Cached: on a mailing list the same From/To/Cc lists recur across thousands of messages."""
     if not addresses:
         return strings.NIL
     return (

@@ -1,9 +1,11 @@
 """``pillarbox serve``: one process, one event loop, every listener (DESIGN principle 7).
 
-Start-up order: store (migrations) → TLS → listeners → background tasks; then print where to
-connect. Shutdown on SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down
-(``context.shutdown``), give in-flight transactions ``server.shutdown_grace`` seconds, stop
-background tasks, close the store — so an acknowledged message is never lost and a message in
+Start-up order: store (migrations) → TLS → listeners → the authoritative DNS server (when
+enabled) → background tasks (the queue runner); then print where to connect. Shutdown on
+SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down (``context.shutdown``),
+give in-flight transactions ``server.shutdown_grace`` seconds, stop background tasks (a
+delivery cut short stays claimed by this node's name and is taken up again at the next start),
+close the store — so an acknowledged message is never lost and a message in
 flight is either acknowledged and stored or not acknowledged at all.
 """
 
@@ -17,11 +19,15 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pillarbox import blocking, provisioning
 from pillarbox.config import LISTENER_DOCS, Config
+from pillarbox.dns.authoritative import AuthoritativeServer
+from pillarbox.dns.hosted import HostedZones
+from pillarbox.net.http import HttpListener
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
 from pillarbox.queue.routing import Router
+from pillarbox.queue.runner import runner_for
 from pillarbox.services import Services
 from pillarbox.store.open import open_store
 
@@ -30,9 +36,14 @@ SERVICES: dict[str, tuple[bool, str, str]] = {
     "smtp": (False, "smtp", "pillarbox.net.smtp:mx_handler"),
     "submission": (False, "smtp", "pillarbox.net.smtp:submission_handler"),
     "submissions": (True, "smtp", "pillarbox.net.smtp:submission_handler"),
+    "imap": (False, "imap", "pillarbox.net.imap:imap_handler"),
+    "imaps": (True, "imap", "pillarbox.net.imap:imap_handler"),
     "pop3": (False, "pop3", "pillarbox.net.pop3:pop3_handler"),
     "pop3s": (True, "pop3", "pillarbox.net.pop3:pop3_handler"),
 }
+
+#: The listener served by uvicorn with the web app rather than by a connection handler.
+HTTP_LISTENER = "http"
 
 HandlerFactory = Callable[[Services, str], Handler]
 
@@ -49,8 +60,10 @@ class Server:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.listeners: dict[str, Listener] = {}
+        self.listeners: dict[str, Listener | HttpListener] = {}
         self.context: Services | None = None
+        #: The authoritative DNS server, when ``dns.authoritative_enabled``.
+        self.dns: AuthoritativeServer | None = None
         self.log = Log("serve")
 
     async def start(self) -> None:
@@ -86,28 +99,58 @@ class Server:
                 settings = getattr(config.listeners, name)
                 if not settings.enabled:
                     continue
-                if name not in SERVICES:
+                listener: Listener | HttpListener
+                if name == HTTP_LISTENER:
+                    listener = self._http_listener(context)
+                elif name in SERVICES:
+                    implicit_tls, group, spec = SERVICES[name]
+                    listener = Listener(
+                        name,
+                        _factory(spec)(context, name),
+                        counters[group],
+                        tls=tls if implicit_tls else None,
+                    )
+                else:
                     self.log.warning("listener not available in this build", listener=name)
                     continue
-                implicit_tls, group, spec = SERVICES[name]
-                listener = Listener(
-                    name,
-                    _factory(spec)(context, name),
-                    counters[group],
-                    tls=tls if implicit_tls else None,
-                )
                 await listener.start(settings.address, settings.port)
                 self.listeners[name] = listener
                 self.log.info("listening", listener=name, on=_where(listener.ports))
+            await self._start_dns(context)
         except BaseException:
             await self.stop()
             raise
+        context.spawn(runner_for(context).run(), "queue-runner")
+
+    async def _start_dns(self, context: Services) -> None:
+        """The optional authoritative DNS server for the hosted domains (``[dns]``)."""
+        dns = self.config.dns
+        if not dns.authoritative_enabled:
+            return
+        zones = HostedZones(
+            context.store, mail_host=self.config.server.hostname, addresses=dns.addresses
+        )
+        self.dns = AuthoritativeServer(zones)
+        await self.dns.start(dns.authoritative_address, dns.authoritative_port)
+        self.log.info("dns listening", on=_where([(self.dns.host, self.dns.port)]))
+
+    def _http_listener(self, context: Services) -> HttpListener:
+        """The web app on uvicorn; started last, so client set-up pages can name the ports
+        the other listeners actually bound."""
+        from pillarbox.web.app import create_app
+
+        ports = {name: listener.ports[0][1] for name, listener in self.listeners.items()}
+        app = create_app(context, ports=ports)
+        return HttpListener(HTTP_LISTENER, app, grace=self.config.server.shutdown_grace)
 
     def endpoints(self) -> list[str]:
-        return [
+        lines = [
             f"{name:<12} {_where(listener.ports)}" + ("  (TLS)" if name.endswith("s") else "")
             for name, listener in self.listeners.items()
         ]
+        if self.dns is not None:
+            lines.append(f"{'dns':<12} {_where([(self.dns.host, self.dns.port)])}  (UDP, TCP)")
+        return lines
 
     async def stop(self) -> None:
         """Graceful stop; safe to call twice."""
@@ -120,6 +163,9 @@ class Server:
             *(lst.finish(self.config.server.shutdown_grace) for lst in self.listeners.values())
         )
         self.listeners.clear()
+        if self.dns is not None:
+            await self.dns.close()
+            self.dns = None
         if context is not None:
             for task in list(context.background):
                 task.cancel()

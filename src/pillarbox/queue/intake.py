@@ -33,12 +33,21 @@ from pillarbox.mail.address import Address, parse_address
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
 from pillarbox.observability.log import Log
+from pillarbox.policy.authresults import strip_forged
+from pillarbox.policy.pipeline import Arrival, Copy, Judgement
 from pillarbox.queue.routing import LocalRecipient, Resolution
+from pillarbox.queue.signing import sign_outbound
 from pillarbox.services import Services
 from pillarbox.smtp import replies
 from pillarbox.smtp.grammar import MailFrom, Path, RcptTo
 from pillarbox.smtp.replies import Reply
-from pillarbox.store.types import Account, DeliveryStatus, DeliveryTarget, NewQueueRecipient
+from pillarbox.store.types import (
+    INBOX,
+    Account,
+    DeliveryStatus,
+    DeliveryTarget,
+    NewQueueRecipient,
+)
 
 #: Messages larger than this are parsed on the blocking pool rather than on the event loop.
 INLINE_PARSE_LIMIT = 256 * 1024
@@ -46,6 +55,9 @@ INLINE_PARSE_LIMIT = 256 * 1024
 NOT_YOUR_SENDER = replies.POLICY_REJECTED.with_text("sender address not owned by the login")
 NOT_YOUR_FROM = replies.POLICY_REJECTED.with_text("From header address not owned by the login")
 QUEUED = replies.MESSAGE_ACCEPTED
+#: The inbound policy refused the message for every recipient (DMARC p=reject, spam score);
+#: the text says why (never a silent drop).
+POLICY_REFUSED = replies.POLICY_REJECTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +155,10 @@ class Intake:
         if not local:
             return False
         for recipient in local:
-            usage = await self._store.quota_usage(recipient.account.id)
+            account = recipient.account
+            if account.quota_bytes is None and account.quota_messages is None:
+                return False  # unlimited: no need to read the usage
+            usage = await self._store.quota_usage(account.id)
             if usage.fits(size):
                 return False
         return True
@@ -190,8 +205,17 @@ class Intake:
             orcpt = accepted.rcpt.params.orcpt
             orcpt_text = f"{orcpt.addr_type};{orcpt.address}" if orcpt else None
             remote += [NewQueueRecipient(a, notify, orcpt_text) for a in accepted.resolution.remote]
+        judgement: Judgement | None = None
+        if origin.account is None and local and self._services.config.policy.enabled:
+            judgement = await self._judge(sender, body, origin, list(local))
+            if judgement.refusal:
+                self._log.info("refused by policy", id=queue_id, reason=judgement.refusal)
+                return POLICY_REFUSED.with_text(judgement.refusal)
+            # RFC 8601 §5: Authentication-Results claiming to be ours are forgeries.
+            message = received + strip_forged(body, self._services.hostname)
+        copies = judgement.copies if judgement is not None else {}
         outcomes = await asyncio.gather(
-            *(self._deliver_local(sender, r, message) for r in local.values())
+            *(self._deliver_local(sender, r, message, copies.get(a)) for a, r in local.items())
         )
         retry_local = [
             NewQueueRecipient(recipient.account.address)
@@ -204,11 +228,19 @@ class Intake:
         to_queue = remote + retry_local
         if to_queue:
             ret = mail.params.ret.value if mail.params.ret else None
+            # Signed once, as it will leave, and only what a logged-in owner of the From
+            # address submitted: never a forwarded message claiming our domain (see
+            # pillarbox.queue.signing).
+            signs = remote and origin.account is not None
+            outbound = await sign_outbound(self._store, message) if signs else message
             queued = await self._store.enqueue(
-                sender, message, to_queue, ret=ret, envid=mail.params.envid
+                sender, outbound, to_queue, ret=ret, envid=mail.params.envid
             )
             self._services.queue_wakeup.set()
             self._log.info("queued", id=queue_id, queue=queued.id, recipients=len(to_queue))
+        if origin.account is not None and self._services.config.policy.enabled:
+            written = [r.rcpt.path.mailbox.normalised for r in recipients if r.rcpt.path.mailbox]
+            await self._services.policy.record_correspondents(origin.account.id, written)
         self._log.info(
             "accepted",
             id=queue_id,
@@ -219,11 +251,39 @@ class Intake:
         )
         return QUEUED.with_text(f"message accepted as {queue_id}")
 
-    async def _deliver_local(self, sender: str, recipient: LocalRecipient, message: bytes) -> bool:
-        """Final delivery of one copy; False if the mailbox is full (retried via the queue)."""
-        copy = trace.return_path(sender) + trace.delivered_to(recipient.account.address) + message
+    async def _judge(
+        self, sender: str, body: bytes, origin: Origin, account_ids: Sequence[int]
+    ) -> Judgement:
+        """The inbound policy's verdict for each local account (``pillarbox.policy``)."""
+        arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
+        hosted = {domain.name for domain in await self._store.list_domains()}
+        judgement = await self._services.policy.judge(
+            arrival, body, await parse(body), account_ids, hosted_domains=hosted
+        )
+        for account_id, copy in judgement.copies.items():
+            verdict = copy.verdict
+            self._log.info(
+                "policy verdict",
+                account=account_id,
+                action=verdict.action.value,
+                score=verdict.score,
+            )
+        return judgement
+
+    async def _deliver_local(
+        self, sender: str, recipient: LocalRecipient, message: bytes, judged: Copy | None = None
+    ) -> bool:
+        """Final delivery of one copy (to Junk, with the policy's fields on top, when judged
+        so); False if the mailbox is full (retried via the queue)."""
+        mailbox, headers = (judged.mailbox, judged.headers) if judged else (INBOX, b"")
+        trace_fields = trace.return_path(sender) + trace.delivered_to(recipient.account.address)
+        copy = trace_fields + headers + message
         info = await parse(copy)
-        [result] = await self._store.deliver(copy, info, [DeliveryTarget(recipient.account.id)])
+        target = DeliveryTarget(recipient.account.id, mailbox=mailbox)
+        [result] = await self._store.deliver(copy, info, [target])
+        if result.status is DeliveryStatus.NO_MAILBOX and mailbox != INBOX:
+            # The account deleted its Junk mailbox: INBOX, the verdict still in the header.
+            [result] = await self._store.deliver(copy, info, [DeliveryTarget(recipient.account.id)])
         if result.status is DeliveryStatus.STORED:
             return True
         self._log.info(

@@ -21,7 +21,7 @@ Implementation notes, binding on every backend:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -47,6 +47,8 @@ from pillarbox.store.types import (
     NewQueueRecipient,
     QueuedMessage,
     QuotaUsage,
+    SenderListEntry,
+    SpamCounts,
     SpecialUse,
     TokenKind,
 )
@@ -286,3 +288,48 @@ class Store(Protocol):
     async def retire_dkim_key(self, domain: str, selector: str, when: datetime) -> None:
         """Stop signing with a key (it stays listed as retired); ``NotFound`` if absent.
         Retiring a retired key keeps its first retirement time."""
+
+    # -- spam filter (pillarbox.policy) ---------------------------------------------------------
+    async def spam_model(
+        self, account_id: int | None, tokens: Sequence[str]
+    ) -> tuple[SpamCounts, dict[str, SpamCounts]]:
+        """A classifier model's totals and the counts of those of ``tokens`` it has seen
+        (unseen ones are left out); ``account_id`` None is the global model. A model never
+        trained has zero totals. One indexed lookup, whatever the model's size."""
+
+    async def train_spam_model(
+        self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
+    ) -> None:
+        """Add ``messages`` to the model's totals and each token's counts to the token's, in
+        one transaction (negative values untrain); no tally goes below zero, and a token whose
+        tallies both reach zero is dropped."""
+
+    async def spam_training_mark(self, account_id: int, message_key: str) -> bool | None:
+        """How a message (``message_key``: its blob id) was last trained for the account:
+        True as spam, False as ham, None never."""
+
+    async def set_spam_training_mark(
+        self, account_id: int, message_key: str, spam: bool
+    ) -> None: ...
+
+    async def sender_reputation(
+        self, account_id: int, keys: Sequence[str]
+    ) -> dict[str, SpamCounts]:
+        """The account's ham/spam tallies for those sender ``keys`` it has (see
+        ``pillarbox.policy.reputation`` for the keys); unknown keys are left out."""
+
+    async def record_sender_reputation(
+        self, account_id: int, keys: Sequence[str], delta: SpamCounts
+    ) -> None:
+        """Add ``delta`` to each key's tallies (a new key starts at zero); none goes below
+        zero."""
+
+    async def list_sender_entries(self, account_id: int) -> list[SenderListEntry]:
+        """The account's allow and block entries, ordered by pattern."""
+
+    async def set_sender_entry(self, account_id: int, entry: SenderListEntry) -> None:
+        """Add the entry, or change the kind of the existing one for ``entry.pattern``;
+        ``NotFound`` for an unknown account."""
+
+    async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
+        """``NotFound`` if the account has no entry for ``pattern``."""

@@ -7,7 +7,10 @@ Accepted URLs (``store.url`` in the config):
 - ``sqlite:///absolute/path.db`` — an absolute path;
 - any of them with ``?blobs=database`` (the default) or ``?blobs=files`` (see
   :mod:`pillarbox.store.blobs` for why the database is the default). File blobs live in
-  ``<data_dir>/blobs``.
+  ``<data_dir>/blobs``;
+- ``postgresql://user@host:port/dbname?…`` (or ``postgres://``) — the shared PostgreSQL store
+  (:mod:`pillarbox.store.postgres`); the URL goes to libpq as it is, so every libpq parameter
+  works (``sslmode``, ``options=-csearch_path%3Dmail`` for a schema of its own, …).
 """
 
 from __future__ import annotations
@@ -28,10 +31,16 @@ def open_store(url: str, data_dir: Path) -> Store:
     """A store for ``url``, not yet opened: the caller awaits ``store.open()`` (migrations run
     there, off the event loop) and ``store.close()`` at shutdown."""
     parts = urlsplit(url)
+    if parts.scheme in {"postgresql", "postgres"}:
+        from pillarbox.store.postgres import PostgresStore
+
+        if not parts.path.strip("/"):
+            raise ConfigError(_KEY, "name the database: postgresql://host/dbname")
+        return PostgresStore(url)
     if parts.scheme != "sqlite":
-        if parts.scheme in {"postgresql", "postgres"}:
-            raise ConfigError(_KEY, "the PostgreSQL backend is not part of this build yet")
-        raise ConfigError(_KEY, f"unknown store scheme {parts.scheme!r} (expected sqlite:)")
+        raise ConfigError(
+            _KEY, f"unknown store scheme {parts.scheme!r} (expected sqlite: or postgresql:)"
+        )
     if parts.netloc:
         raise ConfigError(_KEY, "use sqlite:///absolute/path or sqlite:relative/path")
     options = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)

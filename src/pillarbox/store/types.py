@@ -372,3 +372,32 @@ class DkimKeyRecord:
     @property
     def active(self) -> bool:
         return self.retired is None
+
+
+# -- spam filter (pillarbox.policy) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpamCounts:
+    """Ham and spam tallies: the messages a classifier model was trained on, the messages a
+    token occurred in, or the messages an account received from one sender. As a delta
+    (training, untraining) the values may be negative; stored tallies never are."""
+
+    ham: int = 0
+    spam: int = 0
+
+
+class SenderListKind(enum.Enum):
+    """An account's own rule for a sender: always INBOX, or always Junk."""
+
+    ALLOW = "allow"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class SenderListEntry:
+    """``pattern`` is an address (``a@b.example``) or a domain (``b.example``, which also
+    covers its subdomains), lowercase."""
+
+    pattern: str
+    kind: SenderListKind

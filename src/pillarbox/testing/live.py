@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
@@ -38,15 +40,56 @@ TEST_AUTH = cfg.AuthSection(
 )
 
 
+#: Environment variable naming a PostgreSQL server for the test servers' stores (see
+#: :func:`loopback_config`); unset: SQLite.
+TEST_STORE_ENV = "PILLARBOX_TEST_STORE"
+
+#: Where test servers send DNS queries unless a test names its own server: a loopback port
+#: nobody listens on, so a test never asks the machine's resolver (no traffic leaves the host)
+#: and lookups fail fast as temporary errors.
+NO_DNS = "127.0.0.1:9"
+
+
+def free_port(*addresses: str) -> int:
+    """A port free for TCP and UDP on every one of ``addresses`` (loopback IPs), for servers
+    that must share one port number on several addresses (SMTP's remote port, DNS)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((addresses[0], 0))
+            port = int(probe.getsockname()[1])
+        try:
+            for address in addresses:
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    with socket.socket(socket.AF_INET, kind) as taken:
+                        taken.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no port free on all of {', '.join(addresses)}")
+
+
 def loopback_config(
-    data_dir: Path, *, only: Iterable[str] | None = None, **sections: Any
+    data_dir: Path,
+    *,
+    only: Iterable[str] | None = None,
+    address: str = "127.0.0.1",
+    ports: Mapping[str, int] | None = None,
+    **sections: Any,
 ) -> cfg.Config:
     """A loopback config with listeners on ephemeral ports (all, or ``only`` those named) and
-    plaintext login allowed (tests exercise TLS explicitly where it matters)."""
+    plaintext login allowed (tests exercise TLS explicitly where it matters).
+
+    ``address`` is where every listener binds (several servers can share ports on 127.0.0.2,
+    127.0.0.3, …); ``ports`` fixes the port of some listeners. DNS goes to :data:`NO_DNS`
+    unless ``dns=`` is given. With ``$PILLARBOX_TEST_STORE`` set to a PostgreSQL server's URL,
+    each config gets a fresh, empty PostgreSQL store there instead of SQLite in ``data_dir``
+    (so the same suites run on both backends), unless ``store=`` is given.
+    """
     wanted = set(cfg.LISTENER_DOCS if only is None else only)
+    fixed = ports or {}
     listeners = cfg.Listeners(
         **{
-            name: cfg.Listener(address="127.0.0.1", port=0, enabled=name in wanted)
+            name: cfg.Listener(address=address, port=fixed.get(name, 0), enabled=name in wanted)
             for name in cfg.LISTENER_DOCS
         }
     )
@@ -57,7 +100,13 @@ def loopback_config(
         smtp=cfg.SmtpSection(auth_without_tls=True, max_connections_per_ip=1000),
         imap=cfg.ImapSection(login_without_tls=True),
         pop3=cfg.Pop3Section(login_without_tls=True),
+        dns=cfg.DnsSection(nameserver=NO_DNS, timeout=1.0),
     )
+    server = os.environ.get(TEST_STORE_ENV)
+    if server and "store" not in sections:
+        from pillarbox.testing.postgres import shared_database
+
+        sections["store"] = cfg.StoreSection(url=shared_database(server).new_store_url())
     return dataclasses.replace(base, **sections)
 
 

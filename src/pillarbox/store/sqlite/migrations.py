@@ -272,10 +272,57 @@ CREATE TABLE dkim_keys (
 ) WITHOUT ROWID;
 """
 
+# The spam filter (queries in .spamdata): classifier token counts per model (account 0 is the
+# global model), which messages were trained how, sender reputation tallies, allow/block lists.
+# Rows of a removed account go with it (the models by trigger: account 0 has no accounts row).
+_V4_SQL = r"""
+CREATE TABLE spam_models (
+    account_id INTEGER PRIMARY KEY,
+    ham INTEGER NOT NULL DEFAULT 0,
+    spam INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE spam_tokens (
+    account_id INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    ham INTEGER NOT NULL,
+    spam INTEGER NOT NULL,
+    PRIMARY KEY (account_id, token)
+) WITHOUT ROWID;
+
+CREATE TRIGGER spam_models_account_removed AFTER DELETE ON accounts BEGIN
+    DELETE FROM spam_tokens WHERE account_id = OLD.id;
+    DELETE FROM spam_models WHERE account_id = OLD.id;
+END;
+
+CREATE TABLE spam_trained (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    message_key TEXT NOT NULL,
+    spam INTEGER NOT NULL,
+    PRIMARY KEY (account_id, message_key)
+) WITHOUT ROWID;
+
+CREATE TABLE sender_reputation (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    ham INTEGER NOT NULL,
+    spam INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;
+
+CREATE TABLE sender_lists (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    pattern TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('allow', 'block')),
+    PRIMARY KEY (account_id, pattern)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
     Migration(3, "DKIM signing keys", _V3_SQL),
+    Migration(4, "spam filter models, reputation and sender lists", _V4_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

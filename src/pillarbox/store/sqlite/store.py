@@ -37,7 +37,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,7 +55,7 @@ from pillarbox.errors import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.sqlite import dkimkeys, webdata
+from pillarbox.store.sqlite import dkimkeys, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
@@ -88,6 +88,8 @@ from pillarbox.store.types import (
     QueuedRecipient,
     QuotaUsage,
     RecipientState,
+    SenderListEntry,
+    SpamCounts,
     SpecialUse,
     TokenKind,
     normalize_mailbox_name,
@@ -1202,6 +1204,48 @@ class SqliteStore:
 
     async def retire_dkim_key(self, domain: str, selector: str, when: datetime) -> None:
         await self._write(lambda conn, fx: dkimkeys.retire_key(conn, domain, selector, when))
+
+    # -- spam filter (see .spamdata) ---------------------------------------------------------------
+    async def spam_model(
+        self, account_id: int | None, tokens: Sequence[str]
+    ) -> tuple[SpamCounts, dict[str, SpamCounts]]:
+        return await self._read(lambda conn: spamdata.spam_model(conn, account_id, tokens))
+
+    async def train_spam_model(
+        self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
+    ) -> None:
+        await self._write(
+            lambda conn, fx: spamdata.train_spam_model(conn, account_id, messages, tokens)
+        )
+
+    async def spam_training_mark(self, account_id: int, message_key: str) -> bool | None:
+        return await self._read(lambda conn: spamdata.training_mark(conn, account_id, message_key))
+
+    async def set_spam_training_mark(self, account_id: int, message_key: str, spam: bool) -> None:
+        await self._write(
+            lambda conn, fx: spamdata.set_training_mark(conn, account_id, message_key, spam)
+        )
+
+    async def sender_reputation(
+        self, account_id: int, keys: Sequence[str]
+    ) -> dict[str, SpamCounts]:
+        return await self._read(lambda conn: spamdata.sender_reputation(conn, account_id, keys))
+
+    async def record_sender_reputation(
+        self, account_id: int, keys: Sequence[str], delta: SpamCounts
+    ) -> None:
+        await self._write(
+            lambda conn, fx: spamdata.record_sender_reputation(conn, account_id, keys, delta)
+        )
+
+    async def list_sender_entries(self, account_id: int) -> list[SenderListEntry]:
+        return await self._read(lambda conn: spamdata.list_sender_entries(conn, account_id))
+
+    async def set_sender_entry(self, account_id: int, entry: SenderListEntry) -> None:
+        await self._write(lambda conn, fx: spamdata.set_sender_entry(conn, account_id, entry))
+
+    async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
+        await self._write(lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:

@@ -1,0 +1,149 @@
+"""Web figures: server time of the message list of a 35,000-message folder, a message view,
+and search; one table. Target: each under 100 ms.
+
+Usage: ``python bench/web.py [--messages N] [--runs N] [--dir DIR]``
+
+With ``--dir`` the data directory is kept, and a later run over the same directory skips
+filling the folder (filling 35,000 messages takes minutes on a small machine).
+
+The server is the real one (``LiveServer``: uvicorn on the server's loop, the SQLite store);
+requests go over loopback with a logged-in session. "Server time" is the app's own
+``Server-Timing`` figure: from the request reaching the app to the response head, with the
+page fully rendered — what the server spends, without the client's or the network's share.
+Round-trip time as the client saw it is shown beside it. The folder is filled with distinct
+~2 KB messages before the clock starts, and the full-text index is brought up to date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from pillarbox.mail.parse import parse_message
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import INBOX, DeliveryTarget
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.webclient import WebSession
+
+ADDRESS = "alice@example.org"
+_WORDS = [
+    "".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=3 + i % 7))
+    for i in range(3000)
+]
+
+
+def make_message(serial: int, rng: random.Random) -> bytes:
+    head = (
+        f"From: Sender {serial % 113} <sender{serial % 113}@example.net>\r\n"
+        f"To: {ADDRESS}\r\nSubject: {rng.choice(_WORDS)} {rng.choice(_WORDS)} {serial}\r\n"
+        f"Date: Mon, 3 Mar 2025 {serial % 24:02d}:{serial % 60:02d}:00 +0000\r\n"
+        f"Message-ID: <{serial:09d}@bench.example.net>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    )
+    lines = [" ".join(rng.choices(_WORDS, k=10)) for _ in range(25)]
+    if serial % 1000 == 0:
+        lines.append("needle-phrase quarterly forecast")
+    return (head + "\r\n".join(lines) + "\r\n").encode()
+
+
+async def fill(live: LiveServer, count: int) -> int:
+    store = live.store
+    account = await store.get_account(ADDRESS)
+    assert account is not None
+    rng = random.Random(1)
+    serial = 0
+
+    async def writer(n: int) -> None:
+        nonlocal serial
+        for _ in range(n):
+            serial += 1
+            raw = make_message(serial, rng)
+            await store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
+
+    writers = 64
+    await asyncio.gather(
+        *(writer(count // writers + (i < count % writers)) for i in range(writers))
+    )
+    if isinstance(store, SqliteStore):
+        await store.catch_up_index()
+    return (await store.get_mailbox(account.id, INBOX)).id
+
+
+async def existing_folder(live: LiveServer) -> int | None:
+    account = await live.store.get_account(ADDRESS)
+    if account is None:
+        return None
+    return (await live.store.get_mailbox(account.id, INBOX)).id
+
+
+def measure(web: WebSession, path: str, runs: int) -> tuple[float, float, float]:
+    """(median server ms, p95 server ms, median round-trip ms) after one warm-up."""
+    server: list[float] = []
+    trip: list[float] = []
+    for attempt in range(runs + 1):
+        start = time.perf_counter()
+        response = web.get(path)
+        elapsed = (time.perf_counter() - start) * 1000
+        assert response.status_code == 200, (path, response.status_code)
+        timing = response.headers["server-timing"]
+        if attempt:  # the first request warms caches (snapshot, page cache)
+            server.append(float(timing.split("dur=")[1]))
+            trip.append(elapsed)
+    server.sort()
+    p95 = server[min(len(server) - 1, int(len(server) * 0.95))]
+    return statistics.median(server), p95, statistics.median(trip)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=35_000)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--dir", type=Path, help="keep (and reuse) the data directory here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.dir or Path(tmp)
+        config = loopback_config(root / "data", only=["http"])
+        with LiveServer(config) as live:
+            box = live.call(existing_folder(live))
+            if box is None:
+                live.add_domain("example.org")
+                live.add_account(ADDRESS, TEST_PASSWORD)
+                started = time.perf_counter()
+                box = live.call(fill(live, args.messages), timeout=3600)
+                print(f"filled {args.messages} messages in {time.perf_counter() - started:.0f} s")
+            args.messages = live.call(live.store.mailbox_status(box)).messages
+            web = WebSession(live)
+            assert web.login(ADDRESS).status_code == 303
+            middle = args.messages // 2
+            cases = [
+                ("message list, first page (date)", f"/mail/{box}"),
+                ("message list, page 350 (date)", f"/mail/{box}?page=350"),
+                ("message list, sorted by subject", f"/mail/{box}?sort=subject&order=asc"),
+                ("message list, sorted by sender", f"/mail/{box}?sort=from&order=asc"),
+                ("message list, unread only", f"/mail/{box}?unseen=1"),
+                ("message view", f"/mail/{box}/{middle}"),
+                ("message source", f"/mail/{box}/{middle}/source"),
+                ("search, one word (full text)", f"/mail/{box}?q=forecast"),
+                (
+                    "search, phrase + sender filter",
+                    f"/mail/{box}?q=%22needle-phrase%22&from=sender",
+                ),
+                ("search, subject filter", f"/mail/{box}?subject=report"),
+                ("JSON API message list", f"/api/v1/mailboxes/{box}/messages"),
+            ]
+            print(f"\nWeb server time, {args.messages:,}-message folder, {args.runs} runs each")
+            print(f"{'request':<36} {'median ms':>10} {'p95 ms':>8} {'round trip':>11}")
+            for label, path in cases:
+                median, p95, trip = measure(web, path, args.runs)
+                flag = "" if p95 < 100 else "  (over 100 ms)"
+                print(f"{label:<36} {median:>10.1f} {p95:>8.1f} {trip:>11.1f}{flag}")
+            web.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""``pillarbox dns records|check DOMAIN`` and ``pillarbox dkim list|rotate DOMAIN``.
+
+``dns records`` prints what a hosted domain needs as a zone-file fragment, with the domain's
+real DKIM public keys; ``dns check`` looks each record up (with ``[dns]``'s resolver) and says
+what is missing or wrong, exiting 1 unless everything is in place, so scripts can wait on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import click
+
+from pillarbox import provisioning
+from pillarbox.config import Config
+from pillarbox.dns.check import FindingStatus, check_records, format_findings
+from pillarbox.dns.hosted import hosted_records
+from pillarbox.dns.records import DomainRecords
+from pillarbox.dns.resolver import DnsResolver
+from pillarbox.errors import NotFound
+from pillarbox.store.interface import Store
+
+if TYPE_CHECKING:
+    from pillarbox.cli.main import CliState
+
+
+async def _records(
+    store: Store, config: Config, name: str, extra_addresses: tuple[str, ...]
+) -> DomainRecords:
+    domain = provisioning.normalise_domain(name)
+    if await store.get_domain(domain) is None:
+        raise NotFound(f"no such domain: {domain}")
+    return await hosted_records(
+        store,
+        domain,
+        mail_host=config.server.hostname,
+        addresses=(*config.dns.addresses, *extra_addresses),
+        now=datetime.now(UTC),
+    )
+
+
+_ADDRESS_OPTION = click.option(
+    "--address",
+    "addresses",
+    multiple=True,
+    help="A public IP of this host (repeatable; adds to dns.addresses).",
+)
+
+
+@click.group()
+def dns() -> None:
+    """DNS records of hosted domains."""
+
+
+@dns.command("records")
+@click.argument("domain")
+@_ADDRESS_OPTION
+@click.pass_obj
+def dns_records(state: CliState, domain: str, addresses: tuple[str, ...]) -> None:
+    """Print the records DOMAIN needs, as a zone-file fragment."""
+    from pillarbox.cli.main import run_store
+
+    config = state.load()
+    records = run_store(config, lambda s: _records(s, config, domain, addresses))
+    click.echo(records.zone(), nl=False)
+    click.echo(f"; MTA-STS policy, to serve at {records.mta_sts_url}:")
+    for line in records.mta_sts_policy.splitlines():
+        click.echo(f";   {line}")
+
+
+@dns.command("check")
+@click.argument("domain")
+@_ADDRESS_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json: bool) -> None:
+    """Look up DOMAIN's records and report what is missing or wrong (exit 1 if anything is)."""
+    from pillarbox.cli.main import emit, run_store
+
+    config = state.load()
+    records = run_store(config, lambda s: _records(s, config, domain, addresses))
+    resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
+    findings = asyncio.run(check_records(resolver, records.records))
+    data = [asdict(f) | {"status": f.status.value} for f in findings]
+    emit(data, as_json, format_findings(findings).splitlines())
+    if any(f.status is not FindingStatus.OK for f in findings):
+        raise click.exceptions.Exit(1)
+
+
+@click.group()
+def dkim() -> None:
+    """DKIM signing keys of hosted domains."""
+
+
+@dkim.command("list")
+@click.argument("domain")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def dkim_list(state: CliState, domain: str, as_json: bool) -> None:
+    """List DOMAIN's keys, active and retired."""
+    from pillarbox.cli.main import emit, run_store
+
+    name = provisioning.normalise_domain(domain)
+    keys = run_store(state.load(), lambda s: s.list_dkim_keys(name, include_retired=True))
+    data = [
+        {
+            "selector": k.selector,
+            "algorithm": k.algorithm,
+            "created": k.created.isoformat(),
+            "retired": k.retired.isoformat() if k.retired else None,
+        }
+        for k in keys
+    ]
+    lines = [
+        f"{k.selector:<14} {k.algorithm:<15} "
+        + (f"retired {k.retired:%Y-%m-%d}" if k.retired else "active")
+        for k in keys
+    ]
+    emit(data, as_json, lines or ["(no keys)"])
+
+
+@dkim.command("rotate")
+@click.argument("domain")
+@click.pass_obj
+def dkim_rotate(state: CliState, domain: str) -> None:
+    """New RSA and Ed25519 keys for DOMAIN; the old ones stop signing.
+
+    Publish the new records (``pillarbox dns records``) at once: mail is signed with the new
+    keys from now on. The retired keys stay in ``dns records`` for a week.
+    """
+    from pillarbox.cli.main import run_store
+
+    added, retired = run_store(state.load(), lambda s: provisioning.rotate_dkim(s, domain))
+    for key in added:
+        click.echo(f"new key {key.selector} ({key.algorithm})")
+    if retired:
+        click.echo(f"retired {', '.join(retired)}")

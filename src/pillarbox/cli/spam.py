@@ -1,0 +1,286 @@
+"""``pillarbox spam train|evaluate``: train the spam filter from files, and measure it.
+
+A directory holds one message per file (``.eml``, or anything else that is a message; a
+leading mbox ``From `` line is skipped). ``train`` adds the messages to the global model, or to
+one account's model and sender history with ``--account``. ``evaluate`` judges every message
+with the same verdict code the MX uses (content and reputation only: files carry no SMTP
+session to check SPF/DKIM/DMARC against) and prints accuracy, the false-positive rate (ham
+delivered to Junk or refused), the missed-spam rate and the confusion matrix. With
+``--train-ham/--train-spam`` it trains a fresh model in a temporary store first and needs
+neither a config file nor a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pillarbox import config as cfg
+from pillarbox.errors import NotFound, UserError
+from pillarbox.mail.parse import parse_message
+from pillarbox.policy.learning import TrainingBatch, observe
+from pillarbox.policy.pipeline import InboundPolicy, settings_from_config
+from pillarbox.policy.verdict import Action
+from pillarbox.store.interface import Store
+from pillarbox.store.sqlite.store import SqliteStore
+
+if TYPE_CHECKING:
+    from pillarbox.cli.main import CliState
+
+#: The account a throw-away evaluation store judges for.
+EVALUATION_ACCOUNT = "evaluation@evaluation.invalid"
+#: Messages observed per store write while training (bounds memory and transaction size).
+TRAIN_CHUNK = 500
+
+
+def message_files(directory: Path) -> list[Path]:
+    """Every regular file of ``directory``, sorted (hidden files skipped)."""
+    if not directory.is_dir():
+        raise UserError(f"{directory} is not a directory")
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def read_message(path: Path) -> bytes:
+    """A message file's bytes, without a leading mbox ``From `` separator line."""
+    raw = path.read_bytes()
+    if raw.startswith(b"From "):
+        newline = raw.find(b"\n")
+        raw = raw[newline + 1 :] if newline >= 0 else b""
+    return raw
+
+
+def _labelled(ham: Sequence[Path], spam: Sequence[Path]) -> Iterator[tuple[Path, bool]]:
+    yield from ((p, False) for p in ham)
+    yield from ((p, True) for p in spam)
+
+
+async def train_files(
+    store: Store,
+    ham: Sequence[Path],
+    spam: Sequence[Path],
+    *,
+    account_id: int | None,
+    reputation_account: int | None,
+    hostname: str,
+) -> int:
+    """Train every file (in chunks of :data:`TRAIN_CHUNK`); returns the number trained."""
+    batch = TrainingBatch()
+    count = 0
+    for path, is_spam in _labelled(ham, spam):
+        batch.add(observe(read_message(path), hostname), spam=is_spam)
+        count += 1
+        if count % TRAIN_CHUNK == 0:
+            await batch.commit(store, account_id, reputation_account=reputation_account)
+            batch = TrainingBatch()
+    await batch.commit(store, account_id, reputation_account=reputation_account)
+    return count
+
+
+@dataclass
+class Evaluation:
+    """Counts of an evaluation: rows are the truth, columns what the filter did."""
+
+    matrix: dict[tuple[bool, Action], int] = field(default_factory=dict)
+    errors: list[tuple[str, bool, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, name: str, is_spam: bool, action: Action, score: float) -> None:
+        self.matrix[(is_spam, action)] = self.matrix.get((is_spam, action), 0) + 1
+        if (action is not Action.INBOX) != is_spam:
+            self.errors.append((name, is_spam, score))
+
+    def count(self, is_spam: bool, *actions: Action) -> int:
+        return sum(self.matrix.get((is_spam, a), 0) for a in actions or tuple(Action))
+
+    @property
+    def total(self) -> int:
+        return self.count(False) + self.count(True)
+
+    def figures(self) -> dict[str, Any]:
+        ham, spam = self.count(False), self.count(True)
+        false_positives = self.count(False, Action.JUNK, Action.REJECT)
+        missed = self.count(True, Action.INBOX)
+        return {
+            "messages": self.total,
+            "ham": ham,
+            "spam": spam,
+            "accuracy": (self.total - false_positives - missed) / self.total if self.total else 0,
+            "false_positive_rate": false_positives / ham if ham else 0.0,
+            "missed_spam_rate": missed / spam if spam else 0.0,
+            "confusion": {
+                truth: {a.value: self.count(truth == "spam", a) for a in Action}
+                for truth in ("ham", "spam")
+            },
+            "ms_per_message": 1000 * self.seconds / self.total if self.total else 0.0,
+            "errors": [
+                {"file": name, "truth": "spam" if s else "ham", "score": score}
+                for name, s, score in self.errors
+            ],
+        }
+
+
+async def evaluate_files(
+    policy: InboundPolicy,
+    account_id: int,
+    ham: Sequence[Path],
+    spam: Sequence[Path],
+) -> Evaluation:
+    """Judge every file for ``account_id`` as the MX would (content and reputation)."""
+    result = Evaluation()
+    start = time.perf_counter()
+    for path, is_spam in _labelled(ham, spam):
+        raw = read_message(path)
+        assessment = await policy.assess(None, raw, parse_message(raw))
+        verdict = await policy.verdict(assessment, account_id)
+        result.add(path.name, is_spam, verdict.action, verdict.score)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+async def _fresh_evaluation(
+    config: cfg.Config,
+    train: tuple[Sequence[Path], Sequence[Path]],
+    test: tuple[Sequence[Path], Sequence[Path]],
+) -> Evaluation:
+    with tempfile.TemporaryDirectory(prefix="pillarbox-spam-") as tmp:
+        store = SqliteStore(Path(tmp) / "evaluation.db")
+        await store.open()
+        try:
+            await store.add_domain(EVALUATION_ACCOUNT.rpartition("@")[2])
+            account = await store.add_account(EVALUATION_ACCOUNT, "!")  # "!" matches no password
+            await train_files(
+                store,
+                *train,
+                account_id=None,
+                reputation_account=account.id,
+                hostname=config.server.hostname,
+            )
+            policy = _policy(config, store)
+            return await evaluate_files(policy, account.id, *test)
+        finally:
+            await store.close()
+
+
+def _policy(config: cfg.Config, store: Store) -> InboundPolicy:
+    from pillarbox.dns.resolver import DnsResolver
+
+    # No DNS is asked: files are judged on content and reputation only.
+    resolver = DnsResolver(nameserver=config.dns.nameserver or "127.0.0.1:9")
+    return InboundPolicy(
+        settings_from_config(config.policy), store, resolver, hostname=config.server.hostname
+    )
+
+
+async def _account_id(store: Store, address: str | None) -> int | None:
+    if address is None:
+        return None
+    account = await store.get_account(address.lower())
+    if account is None:
+        raise NotFound(f"no account {address}")
+    return account.id
+
+
+def _report(evaluation: Evaluation, as_json: bool) -> None:
+    from pillarbox.cli.main import emit
+
+    f = evaluation.figures()
+    c = f["confusion"]
+    lines = [
+        f"messages          {f['messages']} ({f['ham']} ham, {f['spam']} spam)",
+        f"accuracy          {f['accuracy']:.2%}",
+        f"false positives   {f['false_positive_rate']:.2%} of ham (to Junk or refused)",
+        f"missed spam       {f['missed_spam_rate']:.2%} of spam (to INBOX)",
+        "",
+        "confusion         inbox   junk  reject",
+        f"  ham            {c['ham']['inbox']:>6} {c['ham']['junk']:>6} {c['ham']['reject']:>7}",
+        f"  spam           {c['spam']['inbox']:>6} {c['spam']['junk']:>6} {c['spam']['reject']:>7}",
+        "",
+        f"time              {f['ms_per_message']:.2f} ms per message",
+    ]
+    lines += [f"  wrong: {e['file']} ({e['truth']}, score {e['score']:.1f})" for e in f["errors"]]
+    emit(f, as_json, lines)
+
+
+@click.group()
+def spam() -> None:
+    """Train and measure the spam filter."""
+
+
+@spam.command("train")
+@click.option("--ham", "ham_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--spam", "spam_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--account", default=None, help="Train this account's model (default: global).")
+@click.pass_obj
+def spam_train(state: CliState, ham_dir: Path, spam_dir: Path, account: str | None) -> None:
+    """Add the messages of two directories to a model, as ham and as spam."""
+    from pillarbox.cli.main import run_store
+
+    config = state.load()
+    ham, spam_files = message_files(ham_dir), message_files(spam_dir)
+
+    async def go(store: Store) -> int:
+        account_id = await _account_id(store, account)
+        return await train_files(
+            store,
+            ham,
+            spam_files,
+            account_id=account_id,
+            reputation_account=account_id,
+            hostname=config.server.hostname,
+        )
+
+    count = run_store(config, go)
+    target = f"the model of {account}" if account else "the global model"
+    click.echo(f"trained {count} messages ({len(ham)} ham, {len(spam_files)} spam) into {target}")
+
+
+@spam.command("evaluate")
+@click.option("--ham", "ham_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--spam", "spam_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--train-ham", type=click.Path(file_okay=False, path_type=Path), help="Train a fresh model."
+)
+@click.option(
+    "--train-spam", type=click.Path(file_okay=False, path_type=Path), help="Train a fresh model."
+)
+@click.option("--account", default=None, help="Judge for this account (existing store).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def spam_evaluate(
+    state: CliState,
+    ham_dir: Path,
+    spam_dir: Path,
+    train_ham: Path | None,
+    train_spam: Path | None,
+    account: str | None,
+    as_json: bool,
+) -> None:
+    """Judge labelled messages and print accuracy, false positives and missed spam."""
+    from pillarbox.cli.main import run_store
+
+    test = (message_files(ham_dir), message_files(spam_dir))
+    if (train_ham is None) != (train_spam is None):
+        raise UserError("give both --train-ham and --train-spam, or neither")
+    if train_ham is not None and train_spam is not None:
+        path = state.config_path
+        config = cfg.load(path) if path.exists() else cfg.Config()
+        train = (message_files(train_ham), message_files(train_spam))
+        _report(asyncio.run(_fresh_evaluation(config, train, test)), as_json)
+        return
+    if account is None:
+        raise UserError("--account names whose model to judge with (or train a fresh one)")
+    config = state.load()
+
+    async def go(store: Store) -> Evaluation:
+        account_id = await _account_id(store, account)
+        assert account_id is not None
+        return await evaluate_files(_policy(config, store), account_id, *test)
+
+    _report(run_store(config, go), as_json)

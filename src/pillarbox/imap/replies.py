@@ -1,0 +1,114 @@
+"""Every status reply the IMAP session sends, as a named constant (STYLE §5).
+
+Handlers return one of these; the session tags it (``REPLY.tagged(tag)``) or adds a dynamic
+response code (``OK_APPEND.with_code(appenduid(...))``). Response codes are RFC 9051 §7.1 and
+RFC 5530 names; the condition (OK/NO/BAD) follows RFC 9051 §7.1: BAD for a protocol error of
+the client (syntax, wrong state), NO for a well-formed request that cannot be honoured.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pillarbox.imap.responses import (
+    ALREADYEXISTS,
+    AUTHENTICATIONFAILED,
+    CANNOT,
+    CLOSED,
+    EXPUNGEISSUED,
+    HASCHILDREN,
+    NONEXISTENT,
+    OVERQUOTA,
+    PRIVACYREQUIRED,
+    READ_ONLY,
+    READ_WRITE,
+    SERVERBUG,
+    TRYCREATE,
+    UNAVAILABLE,
+    UNKNOWN_CTE,
+    USEATTR,
+    Condition,
+    Reply,
+)
+
+OK, NO, BAD, BYE = Condition.OK, Condition.NO, Condition.BAD, Condition.BYE
+
+# -- any state ------------------------------------------------------------------------------
+GREETING: Final = Reply(OK, "Pillarbox IMAP ready")
+OK_CAPABILITY: Final = Reply(OK, "CAPABILITY completed")
+OK_NOOP: Final = Reply(OK, "NOOP completed")
+OK_LOGOUT: Final = Reply(OK, "LOGOUT completed")
+BYE_LOGOUT: Final = Reply(BYE, "Logging out")
+OK_ID: Final = Reply(OK, "ID completed")
+BYE_AUTOLOGOUT: Final = Reply(BYE, "Autologout: idle for too long")  # RFC 9051 §5.4
+BYE_TOO_MANY_ERRORS: Final = Reply(BYE, "Too many invalid commands")
+BYE_SHUTDOWN: Final = Reply(BYE, "Server shutting down", UNAVAILABLE)
+BYE_BUSY: Final = Reply(BYE, "Too many connections, try again later", UNAVAILABLE)
+BYE_MAILBOX_GONE: Final = Reply(BYE, "The selected mailbox was deleted by another session")
+BAD_WRONG_STATE: Final = Reply(BAD, "Command not valid in this state")
+BAD_UNSUPPORTED: Final = Reply(BAD, "Extension not supported by this server")
+BAD_BAD_SEQUENCE: Final = Reply(BAD, "Message sequence number out of range")  # RFC 9051 §9
+NO_SERVER_FAULT: Final = Reply(NO, "Internal server error, try again", SERVERBUG)
+
+# -- not authenticated (RFC 9051 §6.2) ------------------------------------------------------
+OK_STARTTLS: Final = Reply(OK, "Begin TLS negotiation now")
+BAD_TLS_ACTIVE: Final = Reply(BAD, "TLS is already active")
+BAD_NO_TLS: Final = Reply(BAD, "STARTTLS is not available here")
+NO_LOGIN_DISABLED: Final = Reply(NO, "Use STARTTLS or port 993 before LOGIN", PRIVACYREQUIRED)
+OK_LOGGED_IN: Final = Reply(OK, "Logged in")
+NO_AUTH_FAILED: Final = Reply(NO, "Authentication failed", AUTHENTICATIONFAILED)
+NO_AUTH_THROTTLED: Final = Reply(NO, "Too many failed logins, try again later", UNAVAILABLE)
+NO_BAD_CREDENTIALS_ENCODING: Final = Reply(NO, "Credentials must be UTF-8", AUTHENTICATIONFAILED)
+NO_MECHANISM: Final = Reply(NO, "Unsupported authentication mechanism", CANNOT)
+BAD_AUTH_CANCELLED: Final = Reply(BAD, "Authentication cancelled")  # RFC 9051 §6.2.2
+BAD_SASL_RESPONSE: Final = Reply(BAD, "Invalid base64 in SASL response")
+
+# -- authenticated (RFC 9051 §6.3) ----------------------------------------------------------
+OK_ENABLE: Final = Reply(OK, "ENABLE completed")
+#: Untagged OK lines of SELECT/EXAMINE (RFC 9051 §6.3.2); codes are added per mailbox.
+OK_PERMANENTFLAGS: Final = Reply(OK, "Flags permitted")
+OK_UIDVALIDITY: Final = Reply(OK, "UIDs valid")
+OK_UIDNEXT: Final = Reply(OK, "Predicted next UID")
+OK_UNSEEN: Final = Reply(OK, "First unseen message")  # RFC 3501 only (RFC 9051 App. E item 11)
+OK_SELECT_RW: Final = Reply(OK, "SELECT completed", READ_WRITE)
+OK_EXAMINE_RO: Final = Reply(OK, "EXAMINE completed", READ_ONLY)
+CLOSED_PREVIOUS: Final = Reply(OK, "Previous mailbox closed", CLOSED)  # RFC 9051 §6.3.2
+NO_NO_MAILBOX: Final = Reply(NO, "No such mailbox", NONEXISTENT)
+NO_TRYCREATE: Final = Reply(NO, "Destination mailbox does not exist", TRYCREATE)
+OK_CREATE: Final = Reply(OK, "CREATE completed")
+NO_EXISTS: Final = Reply(NO, "Mailbox already exists", ALREADYEXISTS)
+NO_BAD_NAME: Final = Reply(NO, "Invalid mailbox name", CANNOT)
+NO_USEATTR: Final = Reply(NO, "Unsupported special-use attribute", USEATTR)  # RFC 6154 §3
+OK_DELETE: Final = Reply(OK, "DELETE completed")
+NO_DELETE_INBOX: Final = Reply(NO, "INBOX cannot be deleted", CANNOT)  # RFC 9051 §6.3.5
+NO_HAS_CHILDREN: Final = Reply(NO, "Mailbox has inferior mailboxes", HASCHILDREN)
+OK_RENAME: Final = Reply(OK, "RENAME completed")
+OK_SUBSCRIBE: Final = Reply(OK, "SUBSCRIBE completed")
+OK_UNSUBSCRIBE: Final = Reply(OK, "UNSUBSCRIBE completed")
+OK_LIST: Final = Reply(OK, "LIST completed")
+OK_LSUB: Final = Reply(OK, "LSUB completed")
+OK_NAMESPACE: Final = Reply(OK, "NAMESPACE completed")
+OK_STATUS: Final = Reply(OK, "STATUS completed")
+OK_APPEND: Final = Reply(OK, "APPEND completed")
+NO_OVERQUOTA: Final = Reply(NO, "Over quota", OVERQUOTA)
+NO_EMPTY_MESSAGE: Final = Reply(NO, "Cannot store an empty message", CANNOT)
+BAD_RECENT_FLAG: Final = Reply(BAD, "\\Recent cannot be set by a client")  # RFC 9051 §2.3.2
+OK_IDLE_DONE: Final = Reply(OK, "IDLE terminated")
+BAD_IDLE_DONE: Final = Reply(BAD, "Expected DONE to end IDLE")  # RFC 9051 §6.3.13
+
+# -- selected (RFC 9051 §6.4) ---------------------------------------------------------------
+OK_CHECK: Final = Reply(OK, "CHECK completed")
+OK_CLOSE: Final = Reply(OK, "CLOSE completed")
+OK_UNSELECT: Final = Reply(OK, "UNSELECT completed")
+OK_EXPUNGE: Final = Reply(OK, "EXPUNGE completed")
+NO_READ_ONLY: Final = Reply(NO, "Mailbox is read-only", READ_ONLY)
+OK_SEARCH: Final = Reply(OK, "SEARCH completed")
+OK_FETCH: Final = Reply(OK, "FETCH completed")
+NO_FETCH_EXPUNGED: Final = Reply(
+    NO, "Some messages were expunged by another session", EXPUNGEISSUED
+)
+NO_UNKNOWN_CTE: Final = Reply(NO, "Unknown Content-Transfer-Encoding", UNKNOWN_CTE)
+OK_STORE: Final = Reply(OK, "STORE completed")
+OK_COPY: Final = Reply(OK, "COPY completed")
+OK_MOVE: Final = Reply(OK, "MOVE completed")
+OK_MOVE_UIDS: Final = Reply(OK, "Moved")  # the untagged COPYUID carrier (RFC 6851 §4.3)

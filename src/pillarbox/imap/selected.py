@@ -1,0 +1,244 @@
+"""The selected mailbox as one session sees it: the seq↔UID map, flags, and what it has not
+been told yet.
+
+Implementation notes (RFC 9051 §5.2, §7.4.1, §7.5.1; RFC 3501 §2.3.2 for \\Recent):
+
+- **Two states of the mailbox.** The *visible* state is what the client has been told: the
+  UID list that message sequence numbers index (seq n is ``uids[n - 1]``), with each message's
+  record (flags, MODSEQ, size, dates). The store's truth runs ahead of it; what the session has
+  learned of the truth but not announced is *pending*: arrivals, expunges, flag changes.
+  :meth:`SelectedView.apply` takes the truth in, :meth:`SelectedView.announce` turns pending
+  changes into untagged responses and makes them visible.
+- **Sequence numbers only change when the client is told.** Commands resolve their sequence
+  sets against the visible state, so an expunge made by another session (or by delivery) never
+  shifts a number under the client. A pending expunge stays visible — FETCH of it answers from
+  what the view still holds, or reports ``[EXPUNGEISSUED]`` — until a command that may carry
+  EXPUNGE responses ends: never FETCH, STORE or SEARCH (RFC 9051 §7.5.1), never while no
+  command is in progress. The caller says which by ``allow_expunge``.
+- **EXISTS never decreases** (RFC 9051 §7.4.1): arrivals are announced with a count that still
+  includes withheld expunges; expunges are announced highest sequence number first, so every
+  number sent is valid at the moment it is sent (§7.5.1's immediate decrement rule).
+- **Applying the truth is idempotent.** The session reads ``changes since M`` and ``expunged
+  since M`` from the store; reading the same change twice (a race between the MODSEQ it read
+  and the rows) changes nothing, because a record whose flags equal the visible ones is not a
+  change, an arrival already known is ignored, and UIDs never come back once expunged. So the
+  view may lag the store (the feed is a hint), but it can never diverge from it.
+- **MODSEQ is kept per message** and as the highest value applied, so CONDSTORE/QRESYNC
+  (RFC 7162: MODSEQ fetch items, CHANGEDSINCE, VANISHED) are an addition, not a rewrite.
+- **\\Recent** (IMAP4rev1 only) is a set of UIDs owned by this session, filled from the
+  store's :meth:`~pillarbox.store.interface.Store.claim_recent` watermark.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from pillarbox.imap import responses
+from pillarbox.imap.sequence import NumberSet, SequenceSet
+from pillarbox.store.types import Mailbox, MessageRecord
+
+RECENT = "\\Recent"
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """What :meth:`SelectedView.announce` made visible: the response lines, and the UIDs
+    whose expunge was announced (the session drops them from its saved search result)."""
+
+    lines: list[bytes]
+    expunged: list[int]
+
+
+class SelectedView:
+    """One session's view of its selected mailbox; pure data, no store access."""
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        records: Iterable[MessageRecord],
+        *,
+        read_only: bool,
+        modseq: int,
+    ) -> None:
+        self.mailbox_id = mailbox.id
+        self.name = mailbox.name
+        self.uidvalidity = mailbox.uidvalidity
+        self.read_only = read_only
+        self._records: dict[int, MessageRecord] = {r.uid: r for r in records}
+        self._uids: list[int] = sorted(self._records)
+        self.uidnext = max(mailbox.uidnext, self._uids[-1] + 1 if self._uids else 1)
+        #: The store's MODSEQ up to which every change has been applied.
+        self.modseq = modseq
+        self.recent: set[int] = set()
+        self._expunged: set[int] = set()
+        self._arrived: dict[int, MessageRecord] = {}
+        self._flags_changed: set[int] = set()
+
+    # -- the visible state ---------------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self._uids)
+
+    @property
+    def uids(self) -> list[int]:
+        """Visible UIDs, ascending (seq n is ``uids[n - 1]``); do not modify."""
+        return self._uids
+
+    def record(self, uid: int) -> MessageRecord:
+        return self._records[uid]
+
+    def seq_of(self, uid: int) -> int:
+        """The sequence number of a visible UID (``ValueError`` if not visible)."""
+        index = bisect.bisect_left(self._uids, uid)
+        if index == len(self._uids) or self._uids[index] != uid:
+            raise ValueError(f"UID {uid} is not visible")
+        return index + 1
+
+    def numbered(self, uids: Iterable[int]) -> Iterator[tuple[int, int]]:
+        """``(seq, uid)`` for visible ``uids`` given in ascending order, in one linear walk."""
+        visible = self._uids
+        if not isinstance(uids, list):
+            uids = list(uids)
+        if not uids:
+            return iter(())
+        first = bisect.bisect_left(visible, uids[0])
+        if visible[first : first + len(uids)] == uids:  # a run, e.g. 1:*: no search at all
+            return enumerate(uids, first + 1)
+        return self._searched(uids)
+
+    def _searched(self, uids: list[int]) -> Iterator[tuple[int, int]]:
+        visible = self._uids
+        index = 0
+        for uid in uids:
+            index = bisect.bisect_left(visible, uid, index)
+            yield index + 1, uid
+
+    def live_uids(self) -> set[int]:
+        """Visible UIDs not known to be expunged."""
+        return set(self._uids).difference(self._expunged)
+
+    def is_expunged(self, uid: int) -> bool:
+        """Expunged in the store, not yet announced: still visible, contents maybe gone."""
+        return uid in self._expunged
+
+    def flags(self, uid: int, *, with_recent: bool) -> frozenset[str]:
+        flags = self._records[uid].flags
+        if with_recent and uid in self.recent:
+            return flags | {RECENT}
+        return flags
+
+    def keywords(self) -> frozenset[str]:
+        """Every flag in use, for the FLAGS response of SELECT (RFC 9051 §7.3.5)."""
+        distinct = {record.flags for record in self._records.values()}
+        return frozenset().union(*distinct)
+
+    def first_unseen(self) -> int | None:
+        """Sequence number of the first message without \\Seen (RFC 3501 [UNSEEN n])."""
+        for seq, uid in enumerate(self._uids, 1):
+            if "\\Seen" not in self._records[uid].flags:
+                return seq
+        return None
+
+    def resolve(
+        self, sequence: SequenceSet, *, uid: bool, saved: Iterable[int] | None = None
+    ) -> list[int]:
+        """The visible UIDs a sequence set names, ascending.
+
+        ``$`` (RFC 5182) is ``saved``, the UIDs of the last saved search, those still visible.
+        For message numbers the caller has checked the range (RFC 9051 §9: BAD otherwise).
+        """
+        if sequence.saved:
+            visible = self._records
+            return sorted(u for u in (saved or ()) if u in visible)
+        if uid:
+            if not self._uids:
+                return []
+            return sequence.resolve(self._uids[-1]).select(self._uids)
+        numbers: NumberSet = sequence.resolve(len(self._uids))
+        uids = self._uids
+        return [uids[seq - 1] for seq in numbers]
+
+    def seq_in_range(self, sequence: SequenceSet) -> bool:
+        """Whether a message-number set stays within the visible mailbox (RFC 9051 §9
+        seq-number: numbers above EXISTS, and ``*`` in an empty mailbox, are BAD)."""
+        if sequence.saved:
+            return True
+        if sequence.uses_star() and not self._uids:
+            return False
+        return sequence.explicit_max() <= len(self._uids)
+
+    # -- taking in the truth ---------------------------------------------------------------------
+
+    def apply(self, changed: Iterable[MessageRecord], expunged: Iterable[int], modseq: int) -> None:
+        """Take in the store's changes since :attr:`modseq` (see the module notes)."""
+        for uid in expunged:
+            if uid in self._records:
+                self._expunged.add(uid)
+            self._arrived.pop(uid, None)
+        last_known = max(self._uids[-1] if self._uids else 0, max(self._arrived, default=0))
+        for record in changed:
+            uid = record.uid
+            current = self._records.get(uid)
+            if current is not None:
+                if uid in self._expunged:
+                    continue
+                if record.flags != current.flags:
+                    self._flags_changed.add(uid)
+                self._records[uid] = record
+            elif uid in self._arrived or uid > last_known:
+                self._arrived[uid] = record
+        self.modseq = max(self.modseq, modseq)
+
+    def own_flags(self, records: Iterable[MessageRecord]) -> None:
+        """Flags this session stored itself and reports in its own STORE/FETCH response."""
+        for record in records:
+            if record.uid in self._records and record.uid not in self._expunged:
+                self._records[record.uid] = record
+                self._flags_changed.discard(record.uid)
+
+    def arrivals(self) -> list[int]:
+        """UIDs learned of but not yet announced (for claiming \\Recent before announcing)."""
+        return sorted(self._arrived)
+
+    # -- telling the client ------------------------------------------------------------------
+
+    def announce(self, *, allow_expunge: bool, rev1: bool) -> Announcement:
+        """The untagged responses for pending changes, made visible as they are sent.
+
+        Flag changes go out as ``FETCH (UID n FLAGS (...))`` — with UID always, as IMAP4rev2
+        requires of every unsolicited FETCH (RFC 9051 Appendix E item 21); expunges only if
+        ``allow_expunge``; arrivals as EXISTS (and RECENT for IMAP4rev1 clients).
+        """
+        lines: list[bytes] = []
+        for uid in sorted(self._flags_changed):
+            if uid in self._records and uid not in self._expunged:
+                items = (
+                    responses.uid_item(uid),
+                    responses.flags_item(self.flags(uid, with_recent=rev1)),
+                )
+                lines.append(responses.fetch(self.seq_of(uid), items))
+        self._flags_changed.clear()
+        gone: list[int] = []
+        if allow_expunge and self._expunged:
+            gone = sorted(self._expunged)
+            for uid in reversed(gone):
+                lines.append(responses.expunge(self.seq_of(uid)))
+            removed = self._expunged
+            self._uids = [uid for uid in self._uids if uid not in removed]
+            for uid in gone:
+                del self._records[uid]
+                self.recent.discard(uid)
+            self._expunged = set()
+        if self._arrived:
+            for uid in sorted(self._arrived):
+                self._records[uid] = self._arrived[uid]
+                self._uids.append(uid)
+            self.uidnext = max(self.uidnext, self._uids[-1] + 1)
+            self._arrived = {}
+            lines.append(responses.exists(len(self._uids)))
+            if rev1:
+                lines.append(responses.recent(len(self.recent)))
+        return Announcement(lines, gone)

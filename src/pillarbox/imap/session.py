@@ -1,0 +1,1066 @@
+"""The IMAP session: one connection's protocol state machine, IMAP4rev2 and IMAP4rev1.
+
+Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabilities`):
+
+- **Shape.** Sans-I/O in the sense that matters here: no sockets, no TLS, no timers, no clock.
+  Bytes come in through :meth:`ImapSession.receive_data` (the session owns the framing
+  :class:`~pillarbox.imap.lexer.Lexer`), responses go out through an :class:`Output` whose
+  ``write`` the adapter implements with back-pressure, and time is an argument. Command
+  handlers are ``async`` because they call the :class:`~pillarbox.store.interface.Store`
+  Protocol directly — a session is the store's client; a "request/fulfil" indirection would
+  add a second state machine for no gain in testability (tests pass a real SQLite store).
+  Authentication goes through the small :class:`Authenticating` Protocol; message parsing
+  (CPU-heavy) through an injected ``parse`` coroutine the adapter runs off the event loop.
+- **States** (RFC 9051 §3) are a table: :data:`ALLOWED` says which commands each state
+  accepts (anything else is BAD), :data:`TRANSITIONS` which (state, command, condition) moves
+  where. One invariant completes it: SELECTED holds a :class:`SelectedView` and nothing else
+  does — deleting the selected mailbox deselects it.
+- **One command at a time**, in the order received (RFC 9051 §5.5 allows no more: commands
+  here may affect each other). Pipelined commands wait in the lexer.
+- **Mailbox views stay consistent** (:mod:`.selected`): at the start of a command in SELECTED
+  state the view takes in the store's changes if the change feed hinted at any (NOOP, CHECK
+  and IDLE always look); the command runs on the visible state; pending changes are
+  announced after its output and before its tagged reply — EXPUNGE never for FETCH, STORE or
+  SEARCH (RFC 9051 §7.5.1). During IDLE the adapter calls :meth:`ImapSession.push_updates`
+  whenever the feed wakes it, so updates reach an idling client at once (RFC 9051 §6.3.13).
+- **IMAP4rev1 vs IMAP4rev2** (RFC 9051 Appendix E): until ``ENABLE IMAP4rev2`` the session
+  speaks IMAP4rev1: \\Recent and RECENT, ``[UNSEEN n]``, ``* SEARCH``, modified UTF-7 names.
+  After it: SEARCH answers ESEARCH, SELECT sends its LIST line, names and quoted strings are
+  UTF-8, no \\Recent. Unsolicited FETCH always carries UID (harmless for rev1, required by
+  rev2). ``ENABLE UTF8=ACCEPT`` switches only the UTF-8 part.
+- **Errors.** Malformed or unknown command: tagged BAD (untagged if no tag was read); wrong
+  state: BAD; a command of an extension not offered: BAD. ``max_errors`` BADs in a row end
+  the connection with BYE. An oversize literal is refused by the lexer before it is read,
+  with ``[TOOBIG]``. A store fault is ``NO [SERVERBUG]`` and logged; the session goes on.
+- **Deliberately not here** (not advertised, answered BAD): CONDSTORE/QRESYNC (the view keeps
+  MODSEQs for them), SORT, THREAD, COMPRESS, QUOTA, OBJECTID.
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import enum
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
+from pillarbox.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    InvalidName,
+    NotFound,
+    QuotaExceeded,
+    RateLimited,
+    StorageError,
+)
+from pillarbox.imap import commands as c
+from pillarbox.imap import replies as r
+from pillarbox.imap import responses
+from pillarbox.imap.capabilities import ENABLEABLE, capabilities
+from pillarbox.imap.errors import ParseError
+from pillarbox.imap.fetchengine import FetchEngine, Output, UnsupportedAttribute
+from pillarbox.imap.lexer import CommandReady, ContinueLiteral, Fatal, Lexer, LexerLimits
+from pillarbox.imap.listing import NOSELECT, list_mailboxes, list_subscribed
+from pillarbox.imap.parser import is_idle_done, parse_command, parse_sasl_response
+from pillarbox.imap.responses import Code, Condition, Reply
+from pillarbox.imap.searchengine import SearchEngine, UnsupportedKey
+from pillarbox.imap.selected import SelectedView
+from pillarbox.imap.sequence import SequenceSet
+from pillarbox.mail.model import MessageInfo
+from pillarbox.store.interface import Store
+from pillarbox.store.types import (
+    DELIMITER,
+    INBOX,
+    SYSTEM_FLAGS,
+    Account,
+    Change,
+    FlagOp,
+    Mailbox,
+    SpecialUse,
+)
+
+__all__ = [
+    "ALLOWED",
+    "TRANSITIONS",
+    "Action",
+    "Authenticating",
+    "ImapSession",
+    "Output",
+    "SessionSettings",
+    "State",
+    "normalise_line_endings",
+]
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+class Action(enum.Enum):
+    """What the adapter must do after feeding data."""
+
+    CONTINUE = "continue"
+    START_TLS = "start-tls"  # handshake now, then call :meth:`ImapSession.tls_started`
+    CLOSE = "close"  # everything to send has been written; close the connection
+
+
+_ANY: Final = frozenset({c.Capability, c.Noop, c.Logout, c.Id})
+_AUTHENTICATED: Final = _ANY | {
+    c.Enable,
+    c.Select,
+    c.Create,
+    c.Delete,
+    c.Rename,
+    c.Subscribe,
+    c.Unsubscribe,
+    c.List,
+    c.Lsub,
+    c.Namespace,
+    c.Status,
+    c.Append,
+    c.Idle,
+}
+#: RFC 9051 §6: the commands each state accepts. ENABLE is for the authenticated state only
+#: (RFC 5161 §3.1); CHECK stays for IMAP4rev1 clients (RFC 3501 §6.4.1).
+ALLOWED: Final[dict[State, frozenset[type]]] = {
+    State.NOT_AUTHENTICATED: _ANY | {c.StartTLS, c.Authenticate, c.Login},
+    State.AUTHENTICATED: _AUTHENTICATED,
+    State.SELECTED: (_AUTHENTICATED - {c.Enable})
+    | {c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move},
+    State.LOGOUT: frozenset(),
+}
+#: Commands of extensions the parser knows but this server does not offer.
+UNSUPPORTED: Final = frozenset(
+    {c.Sort, c.Thread, c.Compress, c.GetQuota, c.GetQuotaRoot, c.SetQuota}
+)
+
+_OK, _NO = Condition.OK, Condition.NO
+#: (state, command, condition of its tagged reply) → next state; absent means unchanged.
+TRANSITIONS: Final[dict[tuple[State, type, Condition], State]] = {
+    (State.NOT_AUTHENTICATED, c.Login, _OK): State.AUTHENTICATED,
+    (State.NOT_AUTHENTICATED, c.Authenticate, _OK): State.AUTHENTICATED,
+    (State.AUTHENTICATED, c.Select, _OK): State.SELECTED,
+    (State.SELECTED, c.Select, _NO): State.AUTHENTICATED,  # RFC 9051 §6.3.2
+    (State.SELECTED, c.Close, _OK): State.AUTHENTICATED,
+    (State.SELECTED, c.Unselect, _OK): State.AUTHENTICATED,
+    **{(state, c.Logout, _OK): State.LOGOUT for state in State if state is not State.LOGOUT},
+}
+
+#: Commands that look for changes even without a hint from the change feed (RFC 9051 §6.1.2).
+_POLLING: Final = frozenset({c.Noop, c.Check, c.Idle})
+#: Commands that leave the selected mailbox: what happened to it no longer matters.
+_LEAVING: Final = frozenset({c.Select, c.Close, c.Unselect, c.Logout})
+#: RFC 9051 §7.5.1: no EXPUNGE response while these (non-UID) commands are in progress.
+_NO_EXPUNGE: Final = frozenset({c.Fetch, c.Store, c.Search})
+_BARE_LF: Final = re.compile(rb"(?<!\r)\n")
+_NAMESPACE: Final = (("", DELIMITER),)
+_SPECIAL_USES: Final = {use.value.upper(): use for use in SpecialUse}
+
+
+def normalise_line_endings(data: bytes) -> bytes:
+    """What IMAP APPEND stores: bare LF made CRLF, and a final CRLF added if missing.
+
+    Stored bytes are otherwise kept as received. This one normalisation exists because POP3
+    lists stored sizes and must then send exactly that many octets of CRLF-terminated lines
+    (RFC 1939 §11), and because RFC 5322 §2.3 only knows CRLF.
+    """
+    if b"\n" in data:
+        data = _BARE_LF.sub(b"\r\n", data)
+    if data and not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+class LoggedIn(Protocol):
+    """What a finished SASL exchange yields (``pillarbox.auth.directory.Authenticated``)."""
+
+    @property
+    def account(self) -> Account: ...
+
+
+class SaslExchange(Protocol):
+    async def start(self, initial_response: bytes | None) -> Challenge | LoggedIn: ...
+
+    async def receive(self, response: bytes) -> Challenge | LoggedIn: ...
+
+
+class Authenticating(Protocol):
+    """The part of :class:`pillarbox.auth.directory.Authenticator` a session uses. Failures
+    raise ``AuthenticationFailed`` or ``RateLimited`` (the authenticator rate-limits)."""
+
+    def mechanisms(self, *, secure: bool) -> tuple[str, ...]: ...
+
+    def start_sasl(self, mechanism: str, *, remote_ip: str, secure: bool) -> SaslExchange: ...
+
+    async def check_password(self, username: str, password: str, remote_ip: str) -> Account: ...
+
+
+class FaultLog(Protocol):
+    def exception(self, msg: str, **fields: object) -> None: ...
+
+
+MessageParser = Callable[[bytes], Awaitable[MessageInfo]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSettings:
+    """Every limit of a session; the adapter fills it from ``config.imap``."""
+
+    lexer: LexerLimits = field(default_factory=LexerLimits)
+    #: Consecutive BAD replies before BYE.
+    max_errors: int = 20
+    #: RFC 9051 §5.4: the autologout timer is at least 30 minutes.
+    idle_timeout: float = 1800.0
+    #: LOGIN and PLAIN before TLS (loopback tests only).
+    login_without_tls: bool = False
+    #: RFC 2971 §3.3 server identification.
+    server_id: tuple[tuple[str, str | None], ...] = (("name", "Pillarbox"),)
+
+
+@dataclass(slots=True)
+class _Sasl:
+    tag: str
+    exchange: SaslExchange
+
+
+class _MailboxGone(Exception):
+    """The selected mailbox no longer exists (deleted by another session)."""
+
+
+class _Abort(Exception):
+    """A handler's early answer."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
+
+
+Handler = Callable[["ImapSession", c.Command, Output], Awaitable[Reply | None]]
+
+
+class ImapSession:
+    """One connection. Feed bytes with :meth:`receive_data`; obey the returned :class:`Action`."""
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        store: Store,
+        authenticator: Authenticating,
+        *,
+        parse: MessageParser,
+        remote_ip: str,
+        tls_active: bool,
+        starttls_available: bool,
+        now: float,
+        log: FaultLog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.authenticator = authenticator
+        self.state = State.NOT_AUTHENTICATED
+        self.account: Account | None = None
+        self.tls_active = tls_active
+        self._parse = parse
+        self._remote_ip = remote_ip
+        self._starttls_available = starttls_available
+        self._log = log
+        self._lexer = Lexer(limits=settings.lexer)
+        self._last_activity = now
+        self._now = now
+        self._errors = 0
+        self._utf8 = False
+        self._rev2 = False
+        self._selected: SelectedView | None = None
+        self._dirty = False
+        self._saved: list[int] = []
+        self._idle_tag: str | None = None
+        self._sasl: _Sasl | None = None
+
+    # -- adapter interface -----------------------------------------------------------------
+
+    def greeting(self) -> bytes:
+        """``* OK [CAPABILITY ...]`` (RFC 9051 §7.1.1; the code spares clients a round trip)."""
+        return r.GREETING.with_code(responses.capability_code(self._capabilities())).untagged()
+
+    @property
+    def idling(self) -> bool:
+        return self._idle_tag is not None
+
+    @property
+    def in_literal(self) -> bool:
+        return self._lexer.in_literal
+
+    def deadline(self) -> float:
+        """When the autologout timer fires (RFC 9051 §5.4); any received byte resets it."""
+        return self._last_activity + self.settings.idle_timeout
+
+    def handle_timeout(self, now: float) -> bytes | None:
+        """The BYE to send if the deadline has passed (then close), else None."""
+        if now < self.deadline():
+            return None
+        self.state = State.LOGOUT
+        return r.BYE_AUTOLOGOUT.untagged()
+
+    def shutdown(self) -> bytes:
+        self.state = State.LOGOUT
+        return r.BYE_SHUTDOWN.untagged()
+
+    def notify(self, change: Change) -> None:
+        """A change-feed hint: the selected mailbox may have changed (the truth is re-read)."""
+        if self._selected is not None and change.mailbox_id == self._selected.mailbox_id:
+            self._dirty = True
+
+    def tls_started(self) -> None:
+        """The STARTTLS handshake completed: nothing received before it is kept."""
+        self.tls_active = True
+        self._lexer = Lexer(limits=self.settings.lexer)
+
+    async def receive_data(self, data: bytes, out: Output, now: float) -> Action:
+        """Frame and execute every complete command in ``data`` (b"" is end of stream)."""
+        self._last_activity = self._now = now
+        if not data:
+            self.state = State.LOGOUT
+            return Action.CLOSE
+        self._lexer.receive_data(data)
+        while True:
+            event = self._lexer.next_event()
+            if event is None:
+                return Action.CONTINUE
+            if isinstance(event, ContinueLiteral):
+                await out.write(responses.continuation("Ready for literal data"))
+                continue
+            if isinstance(event, CommandReady):
+                action = await self._line(event.data, out)
+            else:
+                await out.write(responses.rejection(event))
+                if isinstance(event, Fatal):
+                    self.state = State.LOGOUT
+                    return Action.CLOSE
+                action = await self._count_error(out)
+            if action is not Action.CONTINUE:
+                return action
+
+    async def push_updates(self, out: Output, now: float) -> Action:
+        """During IDLE, after a change-feed wake-up: send what changed (RFC 9051 §6.3.13)."""
+        self._now = now
+        if self._idle_tag is None or self._selected is None or not self._dirty:
+            return Action.CONTINUE
+        try:
+            await self._sync()
+            await self._announce(out, allow_expunge=True)
+        except _MailboxGone:
+            return await self._mailbox_gone(out)
+        return Action.CONTINUE
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    async def _line(self, data: bytes, out: Output) -> Action:
+        if self._idle_tag is not None:
+            tag, self._idle_tag = self._idle_tag, None
+            reply = r.OK_IDLE_DONE if is_idle_done(data) else r.BAD_IDLE_DONE
+            return await self._finish(tag, c.Idle, reply, out)
+        if self._sasl is not None:
+            return await self._sasl_line(data, out)
+        try:
+            command = parse_command(data, utf8=self._utf8)
+        except ParseError as exc:
+            await out.write(responses.parse_error(exc))
+            if exc.condition == "BAD":
+                return await self._count_error(out)
+            return Action.CONTINUE
+        return await self._dispatch(command, out)
+
+    async def _dispatch(self, command: c.Command, out: Output) -> Action:
+        kind = type(command)
+        if kind in UNSUPPORTED:
+            return await self._finish(command.tag, kind, r.BAD_UNSUPPORTED, out)
+        if kind not in ALLOWED[self.state]:
+            return await self._finish(command.tag, kind, r.BAD_WRONG_STATE, out)
+        try:
+            looks = self._dirty or kind in _POLLING
+            if self._selected is not None and looks and kind not in _LEAVING:
+                await self._sync()
+            reply = await _HANDLERS[kind](self, command, out)
+            if reply is None:  # continues with the client's next line (IDLE, AUTHENTICATE)
+                return Action.CONTINUE
+            if self._selected is not None and kind is not c.Logout:
+                uid = getattr(command, "uid", None)
+                allow = kind not in _NO_EXPUNGE or bool(uid)
+                await self._announce(out, allow_expunge=allow)
+        except _Abort as abort:
+            reply = abort.reply
+        except _MailboxGone:
+            return await self._mailbox_gone(out)
+        except NotFound:
+            # A mailbox vanished between the last look and this command's reads or writes.
+            if self._selected is not None and kind not in _LEAVING:
+                return await self._mailbox_gone(out)
+            reply = r.NO_NO_MAILBOX
+        except StorageError as exc:
+            if self._log is not None:
+                self._log.exception("store failure", command=kind.__name__, error=str(exc))
+            reply = r.NO_SERVER_FAULT
+        return await self._finish(command.tag, kind, reply, out)
+
+    async def _finish(self, tag: str, kind: type, reply: Reply, out: Output) -> Action:
+        await out.write(reply.tagged(tag))
+        self.state = TRANSITIONS.get((self.state, kind, reply.condition), self.state)
+        if self.state is State.SELECTED and self._selected is None:
+            self.state = State.AUTHENTICATED  # the selected mailbox was deleted by us
+        if self.state is State.LOGOUT:
+            return Action.CLOSE
+        if kind is c.StartTLS and reply.condition is Condition.OK:
+            return Action.START_TLS
+        if reply.condition is Condition.BAD:
+            return await self._count_error(out)
+        self._errors = 0
+        return Action.CONTINUE
+
+    async def _count_error(self, out: Output) -> Action:
+        self._errors += 1
+        if self._errors < self.settings.max_errors:
+            return Action.CONTINUE
+        await out.write(r.BYE_TOO_MANY_ERRORS.untagged())
+        self.state = State.LOGOUT
+        return Action.CLOSE
+
+    async def _mailbox_gone(self, out: Output) -> Action:
+        await out.write(r.BYE_MAILBOX_GONE.untagged())
+        self.state = State.LOGOUT
+        return Action.CLOSE
+
+    # -- the selected view -----------------------------------------------------------------
+
+    @property
+    def _view(self) -> SelectedView:
+        assert self._selected is not None
+        return self._selected
+
+    async def _sync(self) -> None:
+        """Take in the store's changes to the selected mailbox since the view's MODSEQ."""
+        view = self._view
+        self._dirty = False  # a hint arriving during the reads marks it again
+        try:
+            status = await self.store.mailbox_status(view.mailbox_id)
+        except NotFound:
+            raise _MailboxGone from None
+        view.name = status.mailbox.name
+        highest = status.mailbox.highestmodseq
+        if highest <= view.modseq:
+            return
+        changed = await self.store.changes_since(view.mailbox_id, view.modseq)
+        expunged = await self.store.expunged_since(view.mailbox_id, view.modseq)
+        view.apply(changed, expunged, highest)
+
+    async def _announce(self, out: Output, *, allow_expunge: bool) -> None:
+        view = self._view
+        arrivals = view.arrivals()
+        if arrivals and self._claims_recent(view):
+            first = await self.store.claim_recent(view.mailbox_id)
+            view.recent.update(uid for uid in arrivals if uid >= first)
+        announcement = view.announce(allow_expunge=allow_expunge, rev1=not self._rev2)
+        if announcement.expunged and self._saved:
+            gone = set(announcement.expunged)
+            self._saved = [uid for uid in self._saved if uid not in gone]
+        if announcement.lines:
+            await out.write(b"".join(announcement.lines))
+
+    def _claims_recent(self, view: SelectedView) -> bool:
+        """\\Recent is IMAP4rev1's; EXAMINE must not take it (RFC 3501 §6.3.2)."""
+        return not self._rev2 and not view.read_only
+
+    def _resolve(self, sequence: SequenceSet, *, uid: bool) -> list[int]:
+        view = self._view
+        if not uid and not view.seq_in_range(sequence):
+            raise _Abort(r.BAD_BAD_SEQUENCE)
+        return view.resolve(sequence, uid=uid, saved=self._saved)
+
+    def _writable(self) -> SelectedView:
+        view = self._view
+        if view.read_only:
+            raise _Abort(r.NO_READ_ONLY)
+        return view
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _capabilities(self) -> tuple[str, ...]:
+        secure = self.tls_active or self.settings.login_without_tls
+        return capabilities(
+            authenticated=self.state is not State.NOT_AUTHENTICATED,
+            tls_active=self.tls_active,
+            starttls_available=self._starttls_available,
+            login_allowed=secure,
+            mechanisms=self.authenticator.mechanisms(secure=secure),
+            append_limit=self.settings.lexer.max_append_literal,
+        )
+
+    def _logged_in(self, account: Account) -> Reply:
+        self.account = account
+        caps = capabilities(
+            authenticated=True,
+            tls_active=self.tls_active,
+            starttls_available=False,
+            login_allowed=True,
+            mechanisms=(),
+            append_limit=self.settings.lexer.max_append_literal,
+        )
+        return r.OK_LOGGED_IN.with_code(responses.capability_code(caps))
+
+    @property
+    def _account(self) -> Account:
+        assert self.account is not None
+        return self.account
+
+    async def _mailbox(self, name: str, missing: Reply = r.NO_NO_MAILBOX) -> Mailbox:
+        try:
+            return await self.store.get_mailbox(self._account.id, name)
+        except (NotFound, InvalidName):
+            raise _Abort(missing) from None
+
+    async def _status_line(self, mailbox: Mailbox, items: Sequence[str]) -> bytes:
+        status = await self.store.mailbox_status(mailbox.id)
+        box = status.mailbox
+        view = self._selected
+        recent = len(view.recent) if view is not None and view.mailbox_id == box.id else 0
+        values: dict[str, int] = {
+            "MESSAGES": status.messages,
+            "UIDNEXT": box.uidnext,
+            "UIDVALIDITY": box.uidvalidity,
+            "UNSEEN": status.unseen,
+            "DELETED": status.deleted,  # RFC 9051 §6.3.11
+            "SIZE": status.size,  # RFC 8438
+            "RECENT": recent,  # only this session's \Recent is known (RFC 3501 §6.3.10)
+            "APPENDLIMIT": self.settings.lexer.max_append_literal,  # RFC 7889 §3.2
+        }
+        return responses.status(box.name, [(item, values[item]) for item in items], utf8=self._utf8)
+
+    @staticmethod
+    def _check_status_items(items: Sequence[str]) -> None:
+        """HIGHESTMODSEQ, DELETED-STORAGE and MAILBOXID belong to extensions not offered."""
+        if any(item in ("HIGHESTMODSEQ", "DELETED-STORAGE", "MAILBOXID") for item in items):
+            raise _Abort(r.BAD_UNSUPPORTED)
+
+    async def _sync_if_selected(self, mailbox_id: int) -> None:
+        if self._selected is not None and self._selected.mailbox_id == mailbox_id:
+            await self._sync()
+
+    # -- any state (RFC 9051 §6.1) -----------------------------------------------------------
+
+    async def _capability(self, cmd: c.Command, out: Output) -> Reply:
+        await out.write(responses.capability(self._capabilities()))
+        return r.OK_CAPABILITY
+
+    async def _noop(self, cmd: c.Command, out: Output) -> Reply:
+        return r.OK_CHECK if isinstance(cmd, c.Check) else r.OK_NOOP
+
+    async def _logout(self, cmd: c.Command, out: Output) -> Reply:
+        await out.write(r.BYE_LOGOUT.untagged())  # RFC 9051 §6.1.3: BYE, then the tagged OK
+        return r.OK_LOGOUT
+
+    async def _id(self, cmd: c.Command, out: Output) -> Reply:
+        await out.write(responses.id_response(self.settings.server_id))
+        return r.OK_ID
+
+    # -- not authenticated (RFC 9051 §6.2) ---------------------------------------------------
+
+    async def _starttls(self, cmd: c.Command, out: Output) -> Reply:
+        if self.tls_active:
+            return r.BAD_TLS_ACTIVE
+        if not self._starttls_available:
+            return r.BAD_NO_TLS
+        return r.OK_STARTTLS
+
+    async def _login(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Login)
+        if not (self.tls_active or self.settings.login_without_tls):
+            return r.NO_LOGIN_DISABLED  # RFC 9051 §6.2.3 LOGINDISABLED
+        try:
+            username = cmd.userid.decode("utf-8")
+            password = cmd.password.decode("utf-8")
+        except UnicodeDecodeError:
+            return r.NO_BAD_CREDENTIALS_ENCODING
+        try:
+            account = await self.authenticator.check_password(username, password, self._remote_ip)
+        except AuthenticationFailed:
+            return r.NO_AUTH_FAILED
+        except RateLimited:
+            return r.NO_AUTH_THROTTLED
+        return self._logged_in(account)
+
+    async def _authenticate(self, cmd: c.Command, out: Output) -> Reply | None:
+        assert isinstance(cmd, c.Authenticate)
+        secure = self.tls_active or self.settings.login_without_tls
+        try:
+            exchange = self.authenticator.start_sasl(
+                cmd.mechanism, remote_ip=self._remote_ip, secure=secure
+            )
+        except UnsupportedMechanism:
+            return r.NO_MECHANISM
+        initial: bytes | None = None
+        if cmd.initial_response is not None:  # RFC 4959 §3: "=" is an empty response
+            try:
+                initial = (
+                    b""
+                    if cmd.initial_response == b"="
+                    else binascii.a2b_base64(cmd.initial_response, strict_mode=True)
+                )
+            except binascii.Error:
+                return r.BAD_SASL_RESPONSE
+        self._sasl = _Sasl(cmd.tag, exchange)
+        return await self._sasl_step(exchange.start(initial), out)
+
+    async def _sasl_step(self, step: Awaitable[Challenge | LoggedIn], out: Output) -> Reply | None:
+        try:
+            result = await step
+        except AuthenticationFailed:
+            self._sasl = None
+            return r.NO_AUTH_FAILED
+        except RateLimited:
+            self._sasl = None
+            return r.NO_AUTH_THROTTLED
+        if isinstance(result, Challenge):
+            await out.write(responses.continuation_data(binascii.b2a_base64(result.data)[:-1]))
+            return None
+        self._sasl = None
+        return self._logged_in(result.account)
+
+    async def _sasl_line(self, data: bytes, out: Output) -> Action:
+        assert self._sasl is not None
+        sasl = self._sasl
+        try:
+            response = parse_sasl_response(data)
+        except ParseError:
+            self._sasl = None
+            return await self._finish(sasl.tag, c.Authenticate, r.BAD_SASL_RESPONSE, out)
+        if response is None:  # RFC 9051 §6.2.2: "*" cancels, answered BAD
+            self._sasl = None
+            return await self._finish(sasl.tag, c.Authenticate, r.BAD_AUTH_CANCELLED, out)
+        reply = await self._sasl_step(sasl.exchange.receive(response), out)
+        if reply is None:
+            return Action.CONTINUE
+        return await self._finish(sasl.tag, c.Authenticate, reply, out)
+
+    # -- authenticated (RFC 9051 §6.3) -------------------------------------------------------
+
+    async def _enable(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Enable)
+        enabled = []
+        for name in cmd.capabilities:  # RFC 5161 §3.1: unknown names are ignored
+            if name not in ENABLEABLE:
+                continue
+            if name == "IMAP4REV2" and not self._rev2:
+                self._rev2 = self._utf8 = True
+                enabled.append("IMAP4rev2")
+            elif name == "UTF8=ACCEPT" and "UTF8=ACCEPT" not in enabled:
+                self._utf8 = True
+                enabled.append("UTF8=ACCEPT")
+        await out.write(responses.enabled(enabled))
+        return r.OK_ENABLE
+
+    async def _select(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Select)
+        if cmd.condstore or cmd.qresync is not None:
+            return r.BAD_UNSUPPORTED
+        if self._selected is not None:
+            self._selected = None
+            await out.write(r.CLOSED_PREVIOUS.untagged())  # RFC 9051 §7.1 CLOSED
+        self._saved = []  # RFC 5182 §2.1
+        mailbox = await self._mailbox(cmd.mailbox)
+        status = await self.store.mailbox_status(mailbox.id)
+        records = await self.store.list_messages(mailbox.id)
+        view = SelectedView(
+            status.mailbox,
+            records,
+            read_only=cmd.read_only,
+            modseq=status.mailbox.highestmodseq,
+        )
+        if self._claims_recent(view):
+            first = await self.store.claim_recent(mailbox.id)
+            view.recent = {uid for uid in view.uids if uid >= first}
+        lines = [responses.flags(SYSTEM_FLAGS | view.keywords())]
+        permanent = responses.permanent_flags(SYSTEM_FLAGS) if not view.read_only else None
+        lines.append(
+            r.OK_PERMANENTFLAGS.with_code(permanent or Code("PERMANENTFLAGS", b"()")).untagged()
+        )
+        lines.append(responses.exists(view.exists))
+        if not self._rev2:
+            lines.append(responses.recent(len(view.recent)))
+            unseen = view.first_unseen()
+            if unseen is not None:
+                lines.append(r.OK_UNSEEN.with_code(Code("UNSEEN", b"%d" % unseen)).untagged())
+        lines.append(r.OK_UIDVALIDITY.with_code(responses.uidvalidity(view.uidvalidity)).untagged())
+        lines.append(r.OK_UIDNEXT.with_code(responses.uidnext(view.uidnext)).untagged())
+        if self._rev2:  # RFC 9051 §6.3.2: an untagged LIST for the selected mailbox
+            lines.append(responses.list_item((), DELIMITER, view.name, utf8=True))
+        await out.write(b"".join(lines))
+        self._selected = view
+        self._dirty = False
+        return r.OK_EXAMINE_RO if view.read_only else r.OK_SELECT_RW
+
+    async def _create(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Create)
+        # RFC 9051 §6.3.4: a trailing delimiter declares intent to create inferiors.
+        name = cmd.mailbox.rstrip(DELIMITER) or cmd.mailbox
+        use: SpecialUse | None = None
+        if cmd.special_use:  # RFC 6154 §3: one special use per mailbox here
+            known = [_SPECIAL_USES.get(attr.upper()) for attr in cmd.special_use]
+            if len(known) != 1 or known[0] is None:
+                return r.NO_USEATTR
+            use = known[0]
+        try:
+            await self.store.create_mailbox(self._account.id, name, use)
+        except AlreadyExists:
+            return r.NO_EXISTS
+        except InvalidName:
+            return r.NO_BAD_NAME
+        return r.OK_CREATE
+
+    async def _delete(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Delete)
+        if cmd.mailbox == INBOX:
+            return r.NO_DELETE_INBOX
+        mailbox = await self._mailbox(cmd.mailbox)
+        prefix = mailbox.name + DELIMITER
+        # RFC 9051 §6.3.5: inferiors would be left without their superior; refuse instead.
+        if any(
+            m.name.startswith(prefix) for m in await self.store.list_mailboxes(mailbox.account_id)
+        ):
+            return r.NO_HAS_CHILDREN
+        try:
+            await self.store.delete_mailbox(mailbox.id)
+        except NotFound:
+            return r.NO_NO_MAILBOX
+        if self._selected is not None and self._selected.mailbox_id == mailbox.id:
+            self._selected = None
+            self._saved = []
+        return r.OK_DELETE
+
+    async def _rename(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Rename)
+        new_name = cmd.new_name.rstrip(DELIMITER) or cmd.new_name
+        try:
+            await self.store.rename_mailbox(self._account.id, cmd.mailbox, new_name)
+        except NotFound:
+            return r.NO_NO_MAILBOX
+        except AlreadyExists:
+            return r.NO_EXISTS
+        except InvalidName:
+            return r.NO_BAD_NAME
+        if self._selected is not None:
+            await self._sync()  # the selected mailbox may have a new name, or lost messages
+        return r.OK_RENAME
+
+    async def _subscribe(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Subscribe | c.Unsubscribe)
+        subscribe = isinstance(cmd, c.Subscribe)
+        try:
+            await self.store.set_subscribed(self._account.id, cmd.mailbox, subscribe)
+        except InvalidName:
+            return r.NO_BAD_NAME
+        return r.OK_SUBSCRIBE if subscribe else r.OK_UNSUBSCRIBE
+
+    async def _list(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.List)
+        if cmd.return_status is not None:
+            self._check_status_items(cmd.return_status)
+        patterns = [p for p in cmd.patterns if p]
+        if not patterns:
+            # RFC 9051 §6.3.9: an empty pattern asks for the delimiter and the root.
+            await out.write(responses.list_item((NOSELECT,), DELIMITER, "", utf8=self._utf8))
+            return r.OK_LIST
+        account_id = self._account.id
+        mailboxes = await self.store.list_mailboxes(account_id)
+        subscriptions: set[str] = set()
+        if "SUBSCRIBED" in cmd.selection or "SUBSCRIBED" in cmd.return_options:
+            subscriptions = await self.store.list_subscriptions(account_id)
+        entries = list_mailboxes(
+            mailboxes,
+            subscriptions,
+            reference=cmd.reference,
+            patterns=patterns,
+            selection=cmd.selection,
+            return_options=cmd.return_options,
+        )
+        for entry in entries:
+            line = responses.list_item(
+                entry.attributes,
+                DELIMITER,
+                entry.name,
+                utf8=self._utf8,
+                childinfo=entry.childinfo,
+            )
+            if cmd.return_status is not None and entry.mailbox is not None:
+                line += await self._status_line(entry.mailbox, cmd.return_status)  # RFC 5819
+            await out.write(line)
+        return r.OK_LIST
+
+    async def _lsub(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Lsub)
+        account_id = self._account.id
+        subscriptions = await self.store.list_subscriptions(account_id)
+        existing = {m.name for m in await self.store.list_mailboxes(account_id)}
+        for entry in list_subscribed(
+            subscriptions, existing, reference=cmd.reference, pattern=cmd.pattern
+        ):
+            await out.write(
+                responses.list_item(
+                    entry.attributes, DELIMITER, entry.name, utf8=self._utf8, lsub=True
+                )
+            )
+        return r.OK_LSUB
+
+    async def _namespace(self, cmd: c.Command, out: Output) -> Reply:
+        await out.write(responses.namespace(_NAMESPACE, None, None, utf8=self._utf8))
+        return r.OK_NAMESPACE
+
+    async def _status(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Status)
+        self._check_status_items(cmd.items)
+        mailbox = await self._mailbox(cmd.mailbox)
+        await out.write(await self._status_line(mailbox, cmd.items))
+        return r.OK_STATUS
+
+    async def _append(self, cmd: c.Command, out: Output) -> Reply:
+        """APPEND / MULTIAPPEND (RFC 9051 §6.3.12, RFC 3502, RFC 4315 APPENDUID).
+
+        Each message is stored as received except for :func:`normalise_line_endings`. A
+        MULTIAPPEND is all or nothing (RFC 3502 §6.3.11): if a later message fails, the ones
+        already stored are expunged again before the NO.
+        """
+        assert isinstance(cmd, c.Append)
+        if any("\\Recent" in m.flags for m in cmd.messages):
+            return r.BAD_RECENT_FLAG
+        mailbox = await self._mailbox(cmd.mailbox, r.NO_TRYCREATE)  # RFC 9051 §6.3.12
+        raws = [normalise_line_endings(m.data) for m in cmd.messages]
+        if not all(raws):
+            return r.NO_EMPTY_MESSAGE
+        stored: list[int] = []
+        try:
+            for message, raw in zip(cmd.messages, raws, strict=True):
+                info = await self._parse(raw)
+                record = await self.store.append(
+                    mailbox.id,
+                    raw,
+                    info,
+                    flags=frozenset(message.flags),
+                    internal_date=message.internal_date,
+                )
+                stored.append(record.uid)
+        except QuotaExceeded:
+            await self._undo_append(mailbox.id, stored)
+            return r.NO_OVERQUOTA
+        except BaseException:
+            await self._undo_append(mailbox.id, stored)
+            raise
+        await self._sync_if_selected(mailbox.id)
+        code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers(stored))
+        return r.OK_APPEND.with_code(code)
+
+    async def _undo_append(self, mailbox_id: int, uids: list[int]) -> None:
+        if uids:
+            await self.store.store_flags(mailbox_id, uids, FlagOp.ADD, frozenset({"\\Deleted"}))
+            await self.store.expunge(mailbox_id, uids)
+
+    async def _idle(self, cmd: c.Command, out: Output) -> None:
+        await out.write(responses.continuation("idling"))
+        if self._selected is not None:
+            await self._announce(out, allow_expunge=True)
+        self._idle_tag = cmd.tag
+
+    # -- selected (RFC 9051 §6.4) ------------------------------------------------------------
+
+    async def _close(self, cmd: c.Command, out: Output) -> Reply:
+        view = self._view
+        if isinstance(cmd, c.Close) and not view.read_only:
+            with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to expunge
+                await self.store.expunge(view.mailbox_id)  # RFC 9051 §6.4.1: silently
+        self._selected = None
+        self._saved = []
+        return r.OK_CLOSE if isinstance(cmd, c.Close) else r.OK_UNSELECT
+
+    async def _expunge(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Expunge)
+        view = self._writable()
+        uids = None if cmd.uids is None else self._resolve(cmd.uids, uid=True)
+        if uids != []:
+            await self.store.expunge(view.mailbox_id, uids)
+            await self._sync()
+        return r.OK_EXPUNGE
+
+    async def _search(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Search)
+        view = self._view
+        options = cmd.return_options
+        if options is None and self._rev2:
+            options = frozenset({"ALL"})  # RFC 9051 §6.4.4: IMAP4rev2 answers ESEARCH
+        engine = SearchEngine(
+            view,
+            self.store,
+            now=self._now,
+            saved=self._saved,
+            with_recent=not self._rev2,
+        )
+        try:
+            uids = await engine.run(cmd.key)
+        except UnsupportedKey:
+            return r.BAD_UNSUPPORTED
+        numbers = uids if cmd.uid else [seq for seq, _ in view.numbered(uids)]
+        if options is None:
+            await out.write(responses.search(numbers))
+            return r.OK_SEARCH
+        shown = (options - {"SAVE"}) or ({"ALL"} if "SAVE" not in options else frozenset())
+        if "SAVE" in options:  # RFC 5182 §2.4: what "$" holds depends on the other options
+            if not uids or shown & {"ALL", "COUNT"} or not shown:
+                self._saved = uids
+            else:
+                self._saved = sorted(
+                    {uids[0] if "MIN" in shown else uids[-1]}
+                    | ({uids[-1]} if "MAX" in shown else set())
+                )
+        if shown:
+            await out.write(
+                responses.esearch(
+                    cmd.tag,
+                    uid=cmd.uid,
+                    minimum=numbers[0] if "MIN" in shown and numbers else None,
+                    maximum=numbers[-1] if "MAX" in shown and numbers else None,
+                    all_numbers=(
+                        SequenceSet.from_numbers(numbers) if "ALL" in shown and numbers else None
+                    ),
+                    count=len(numbers) if "COUNT" in shown else None,
+                )
+            )
+        return r.OK_SEARCH
+
+    async def _fetch(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Fetch)
+        if cmd.changed_since is not None or cmd.vanished:
+            return r.BAD_UNSUPPORTED
+        uids = self._resolve(cmd.sequence, uid=cmd.uid)
+        engine = FetchEngine(
+            self._view,
+            self.store,
+            out,
+            uid_command=cmd.uid,
+            utf8=self._utf8,
+            with_recent=not self._rev2,
+        )
+        try:
+            outcome = await engine.run(uids, cmd.atts)
+        except UnsupportedAttribute:
+            return r.BAD_UNSUPPORTED
+        if outcome.unknown_cte:
+            return r.NO_UNKNOWN_CTE
+        if outcome.expunged:
+            return r.NO_FETCH_EXPUNGED
+        return r.OK_FETCH
+
+    async def _store(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Store)
+        if cmd.unchanged_since is not None:
+            return r.BAD_UNSUPPORTED
+        view = self._writable()
+        uids = self._resolve(cmd.sequence, uid=cmd.uid)
+        # \Recent is the server's (RFC 3501 §2.3.2): a client cannot set or clear it.
+        flags = frozenset(cmd.flags) - {"\\Recent"}
+        if uids and (flags or cmd.mode is FlagOp.REPLACE):
+            update = await self.store.store_flags(view.mailbox_id, uids, cmd.mode, flags)
+            view.own_flags(update.changed)
+        if not cmd.silent:
+            # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants
+            # of every FETCH a UID command causes, and IMAP4rev2 of every unsolicited one).
+            with_recent = not self._rev2
+            lines = [
+                responses.fetch(
+                    view.seq_of(uid),
+                    (
+                        responses.uid_item(uid),
+                        responses.flags_item(view.flags(uid, with_recent=with_recent)),
+                    ),
+                )
+                for uid in uids
+            ]
+            if lines:
+                await out.write(b"".join(lines))
+        return r.OK_STORE
+
+    async def _copy(self, cmd: c.Command, out: Output) -> Reply:
+        """COPY / MOVE and their UID forms (RFC 9051 §6.4.7, §6.4.8; RFC 4315 COPYUID)."""
+        assert isinstance(cmd, c.Copy | c.Move)
+        move = isinstance(cmd, c.Move)
+        view = self._writable() if move else self._view
+        uids = self._resolve(cmd.sequence, uid=cmd.uid)
+        target = await self._mailbox(cmd.mailbox, r.NO_TRYCREATE)  # RFC 9051 §6.4.7
+        done = r.OK_MOVE if move else r.OK_COPY
+        if not uids:
+            return done
+        try:
+            if move:
+                pairs = await self.store.move_messages(view.mailbox_id, uids, target.id)
+            else:
+                pairs = await self.store.copy_messages(view.mailbox_id, uids, target.id)
+        except QuotaExceeded:
+            return r.NO_OVERQUOTA
+        except NotFound:
+            await self._sync()  # raises _MailboxGone if it was the source that went
+            return r.NO_TRYCREATE
+        if not pairs:
+            return done
+        code = responses.copyuid(
+            target.uidvalidity,
+            SequenceSet.from_numbers(old for old, _ in pairs),
+            SequenceSet.from_numbers(new for _, new in pairs),
+        )
+        if move:
+            # RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGE responses.
+            await out.write(r.OK_MOVE_UIDS.with_code(code).untagged())
+            await self._sync()
+            return done
+        if target.id == view.mailbox_id:
+            await self._sync()
+        return done.with_code(code)
+
+
+def _handlers() -> dict[type, Handler]:
+    s = ImapSession
+    table: dict[type, Callable[..., Awaitable[Reply | None]]] = {
+        c.Capability: s._capability,
+        c.Noop: s._noop,
+        c.Check: s._noop,
+        c.Logout: s._logout,
+        c.Id: s._id,
+        c.StartTLS: s._starttls,
+        c.Login: s._login,
+        c.Authenticate: s._authenticate,
+        c.Enable: s._enable,
+        c.Select: s._select,
+        c.Create: s._create,
+        c.Delete: s._delete,
+        c.Rename: s._rename,
+        c.Subscribe: s._subscribe,
+        c.Unsubscribe: s._subscribe,
+        c.List: s._list,
+        c.Lsub: s._lsub,
+        c.Namespace: s._namespace,
+        c.Status: s._status,
+        c.Append: s._append,
+        c.Idle: s._idle,
+        c.Close: s._close,
+        c.Unselect: s._close,
+        c.Expunge: s._expunge,
+        c.Search: s._search,
+        c.Fetch: s._fetch,
+        c.Store: s._store,
+        c.Copy: s._copy,
+        c.Move: s._copy,
+    }
+    return table
+
+
+_HANDLERS: Final = _handlers()

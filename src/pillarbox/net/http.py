@@ -1,0 +1,125 @@
+"""The HTTP listener: uvicorn serving the web app on the server's own event loop.
+
+Implementation notes:
+
+- **One loop** (DESIGN principle 7): uvicorn's ``Server.serve`` runs as a task on the running
+  loop, on a socket we bind ourselves (so port 0 works and the bound port is known at once).
+- **Signals belong to ``pillarbox serve``**: uvicorn would install its own SIGINT/SIGTERM
+  handlers (and re-raise the signal afterwards); :class:`_EmbeddedUvicorn` disables that, and
+  the server stops uvicorn through :meth:`HttpListener.stop_accepting` /
+  :meth:`HttpListener.finish`, like every other listener.
+- **Graceful stop**: uvicorn closes the socket, asks keep-alive connections to close and gives
+  in-flight requests ``grace`` seconds; the web app's live-update streams end by themselves
+  once ``Services.shutdown`` is set, so they do not hold the stop up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from pillarbox.observability.log import Log
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without signal handling of its own (the process's owner handles signals)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((address, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class HttpListener:
+    """The "http" listener: same surface as :class:`~pillarbox.net.listener.Listener`."""
+
+    def __init__(
+        self,
+        name: str,
+        app: ASGIApp,
+        *,
+        grace: float,
+        max_connections: int = 1000,
+        keepalive: float = 5.0,
+    ) -> None:
+        self.name = name
+        self._app = app
+        self._grace = grace
+        self._max_connections = max_connections
+        self._keepalive = keepalive
+        self._socket: socket.socket | None = None
+        self._server: _EmbeddedUvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._log = Log(f"net.{name}")
+
+    @property
+    def ports(self) -> list[tuple[str, int]]:
+        if self._socket is None:
+            return []
+        address, port = self._socket.getsockname()[:2]
+        return [(str(address), int(port))]
+
+    async def start(self, address: str, port: int) -> None:
+        self._socket = _bind(address, port)
+        config = uvicorn.Config(
+            self._app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            limit_concurrency=self._max_connections,
+            timeout_keep_alive=int(self._keepalive),
+            timeout_graceful_shutdown=int(max(1, self._grace)),
+        )
+        self._server = _EmbeddedUvicorn(config)
+        self._task = asyncio.get_running_loop().create_task(
+            self._server.serve(sockets=[self._socket]), name=f"{self.name}-uvicorn"
+        )
+        while not self._server.started:  # startup is a few loop turns; fail fast if it died
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.005)
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+
+    async def finish(self, grace: float) -> None:
+        """Wait for uvicorn's own graceful shutdown (bounded by ``grace``), then force it."""
+        task = self._task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace + 2)
+        except TimeoutError:
+            if self._server is not None:
+                self._server.force_exit = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            if self._socket is not None:
+                self._socket.close()
+            self._task = None

@@ -1,0 +1,210 @@
+"""Asyncio adapter driving the IMAP session core (:mod:`pillarbox.imap.session`).
+
+Implementation notes:
+
+- This module owns what the core must not: the socket (a :class:`Channel`), TLS (implicit on
+  993, STARTTLS on 143 — the session discards what was pipelined after STARTTLS, the channel
+  discards what it buffered, RFC 9051 §6.2.1), the clock and timers, the change feed, and
+  the executor that parses appended messages off the event loop.
+- **One task per connection**, waiting at once for the client's bytes, the server's shutdown,
+  the autologout deadline (any received byte resets it, RFC 9051 §5.4) and — while the client
+  idles — the change feed. The receive stays pending across wake-ups, so no byte is lost when
+  the feed wins the race.
+- **Change feed.** Subscribed once the session is authenticated; every hint is passed to the
+  session (which re-reads the truth by MODSEQ at its next safe point) and, during IDLE, wakes
+  the connection to push the updates at once.
+- **Output** is gathered and written with back-pressure: a write of more than
+  :data:`FLUSH_AT` octets waits for the transport to drain, so a slow reader of a large FETCH
+  holds one chunk in memory, not the whole response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from pillarbox.blocking import run_blocking
+from pillarbox.config import ImapSection
+from pillarbox.imap import replies
+from pillarbox.imap.lexer import LexerLimits
+from pillarbox.imap.session import Action, ImapSession, SessionSettings
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.parse import parse_message
+from pillarbox.net.channel import Channel
+from pillarbox.net.listener import Admission, Handler
+from pillarbox.observability.log import Log
+from pillarbox.services import Services
+from pillarbox.store.interface import ChangeSubscription
+
+#: Gathered output is written once it reaches this size (and before every wait for input).
+FLUSH_AT = 64 * 1024
+
+
+def session_settings(config: ImapSection) -> SessionSettings:
+    """The session's limits from ``config.imap``."""
+    default = LexerLimits()
+    lexer = LexerLimits(
+        max_line=config.max_line_length,
+        max_append_literal=config.max_literal_size,
+        max_command=max(default.max_command, config.max_literal_size + config.max_line_length),
+    )
+    return SessionSettings(
+        lexer=lexer,
+        max_errors=config.max_errors,
+        idle_timeout=config.idle_timeout,
+        login_without_tls=config.login_without_tls,
+    )
+
+
+def imap_handler(services: Services, listener: str) -> Handler:
+    implicit_tls = listener == "imaps"
+    settings = session_settings(services.config.imap)
+
+    async def handle(channel: Channel, admission: Admission) -> None:
+        if not admission.admitted:
+            await channel.send(replies.BYE_BUSY.untagged())
+            return
+        await _Connection(services, settings, channel, admission, implicit_tls).run()
+
+    return handle
+
+
+async def _parse(raw: bytes) -> MessageInfo:
+    return await run_blocking(parse_message, raw)
+
+
+class _Output:
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._buffer = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= FLUSH_AT:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            await self._channel.send(data)
+
+
+class _Connection:
+    def __init__(
+        self,
+        services: Services,
+        settings: SessionSettings,
+        channel: Channel,
+        admission: Admission,
+        implicit_tls: bool,
+    ) -> None:
+        self.services = services
+        self.channel = channel
+        self.out = _Output(channel)
+        remote_ip = channel.peer[0]
+        self.log = Log("imap", conn=admission.connection_id, remote=remote_ip)
+        self.session = ImapSession(
+            settings,
+            services.store,
+            services.authenticator,
+            parse=_parse,
+            remote_ip=remote_ip,
+            tls_active=implicit_tls,
+            starttls_available=not implicit_tls,
+            now=time.time(),
+            log=self.log,
+        )
+        self.feed: ChangeSubscription | None = None
+        self.changed = asyncio.Event()
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    async def run(self) -> None:
+        self.log.info("connected", tls=self.channel.tls_active)
+        try:
+            await self.out.write(self.session.greeting())
+            await self._loop()
+            await self.out.flush()
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            if self.feed is not None:
+                await self.feed.close()
+
+    async def _loop(self) -> None:
+        session = self.session
+        loop = asyncio.get_running_loop()
+        shutdown = loop.create_task(self.services.shutdown.wait())
+        self.tasks.append(shutdown)
+        receive: asyncio.Task[bytes] | None = None
+        changed: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                await self.out.flush()
+                if receive is None:
+                    receive = loop.create_task(self.channel.receive(None))
+                waits: set[asyncio.Task[Any]] = {receive, shutdown}
+                if session.idling:
+                    if changed is None:
+                        changed = loop.create_task(self.changed.wait())
+                    waits.add(changed)
+                timeout = max(0.0, session.deadline() - time.time())
+                done, _ = await asyncio.wait(
+                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                now = time.time()
+                if receive in done:
+                    data = receive.result()
+                    receive = None
+                    action = await session.receive_data(data, self.out, now)
+                    if not await self._obey(action):
+                        return
+                elif changed is not None and changed in done:
+                    changed = None
+                    self.changed.clear()
+                    if not await self._obey(await session.push_updates(self.out, now)):
+                        return
+                elif shutdown in done:
+                    await self.out.write(session.shutdown())
+                    self.log.info("closed for shutdown")
+                    return
+                else:
+                    bye = session.handle_timeout(now)
+                    if bye is not None:
+                        await self.out.write(bye)
+                        self.log.info("autologout")
+                        return
+        finally:
+            for task in (receive, changed):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+
+    async def _obey(self, action: Action) -> bool:
+        """Carry out the session's request; False when the connection is to close."""
+        if self.feed is None and self.session.account is not None:
+            self._subscribe(self.session.account.id)
+        if action is Action.CLOSE:
+            return False
+        if action is Action.START_TLS:
+            await self.out.flush()
+            discarded = await self.channel.start_tls(self.services.tls)
+            if discarded:
+                self.log.warning("discarded plaintext after STARTTLS", octets=discarded)
+            self.session.tls_started()
+        return True
+
+    def _subscribe(self, account_id: int) -> None:
+        self.log.info("logged in", account_id=account_id)
+        feed = self.services.store.subscribe(account_id)
+        self.feed = feed
+
+        async def pump() -> None:
+            async for change in feed:
+                self.session.notify(change)
+                self.changed.set()
+
+        self.tasks.append(asyncio.get_running_loop().create_task(pump()))

@@ -1,0 +1,313 @@
+"""Asyncio adapter driving the sans-I/O SMTP client core (:mod:`pillarbox.smtp.client`) for
+outbound delivery: one :class:`SmtpSession` is one connection to one address of one host, over
+which the queue delivers any number of :class:`~pillarbox.queue.remote.Part` s in turn.
+
+Implementation notes:
+
+- The core decides the protocol (pipelining, CHUNKING, reply matching, per-recipient results,
+  RFC 5321 §4.5.3.2 reply timeouts via :meth:`ClientConnection.deadline`); this adapter moves
+  bytes, runs the TLS handshake, and maps what the core reports onto the part's recipients.
+- **EHLO**, then HELO if the server refuses EHLO with 5xx (RFC 5321 §3.2). **STARTTLS** whenever
+  offered (RFC 3207), then EHLO again (§4.2). For MX hosts the TLS is opportunistic
+  (RFC 7435): any certificate is accepted, since no policy (MTA-STS, DANE) says which one is
+  right; a failed handshake fails the host (no fallback to plaintext on the same host, which
+  an active attacker could force). A smart host may require TLS and a verified certificate,
+  and gets the credentials (AUTH PLAIN, RFC 4954/4616) only over TLS.
+- A failure before the first transaction (connection refused, no 220, EHLO/HELO refused, TLS,
+  AUTH) fails the session as a whole (:meth:`open` returns the reply; the runner moves on to the
+  next address or host); once the session is up,
+  every recipient gets the core's per-recipient result, session-level ones (421, timeouts, a
+  lost connection) leaving it open for the next host.
+- The message body goes out in chunks of ``chunk_size`` (each a BDAT chunk under CHUNKING,
+  dot-stuffed by the core under DATA); every write waits for the transport to drain, bounded by
+  the RFC 5321 §4.5.3.2.5 data block timeout.
+- Low-level errors (``OSError``, ``ssl``) become replies here, once (STYLE §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+
+from pillarbox.net.channel import Channel, ChannelClosed
+from pillarbox.observability.log import Log
+from pillarbox.queue.remote import (
+    CONNECT_FAILED,
+    RELAY_AUTH_FAILED,
+    TLS_FAILED,
+    TLS_UNAVAILABLE,
+    Envelope,
+    Part,
+    envelope,
+)
+from pillarbox.smtp.client import (
+    AuthChallenge,
+    ClientConnection,
+    ClientEvent,
+    Closed,
+    Greeting,
+    MessageDone,
+    ReadyForData,
+    RecipientResult,
+    Response,
+    SmtpClientSettings,
+)
+from pillarbox.smtp.errors import LocalProtocolError
+from pillarbox.smtp.extensions import Extension
+from pillarbox.smtp.replies import Reply
+from pillarbox.smtp.sentinels import CLOSED, IDLE, NEED_DATA, Sentinel
+
+#: Bytes handed to the core per send_body() call (one BDAT chunk under CHUNKING).
+DEFAULT_CHUNK = 64 * 1024
+#: Seconds to wait for the reply to QUIT: the mail is delivered, so there is no reason to wait
+#: the full command timeout for a server that never answers it.
+QUIT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSettings:
+    client: SmtpClientSettings
+    connect_timeout: float = 30.0
+    #: Context for STARTTLS; None never starts TLS.
+    tls: ssl.SSLContext | None = None
+    #: Fail the host when it does not offer STARTTLS (smart hosts with credentials).
+    require_tls: bool = False
+    tls_handshake_timeout: float = 30.0
+    #: (user name, password) for AUTH PLAIN after TLS; None: no AUTH.
+    credentials: tuple[str, str] | None = None
+    chunk_size: int = DEFAULT_CHUNK
+
+
+def opportunistic_context() -> ssl.SSLContext:
+    """TLS for MX hosts without a policy: encrypt, accept any certificate (RFC 7435 §1.3)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def verifying_context() -> ssl.SSLContext:
+    """TLS with the system's trust store and a name check (smart hosts)."""
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+
+
+class SmtpSession:
+    """One open, greeted (and, where possible, encrypted) connection to ``host`` at ``address``.
+
+    Create it with :meth:`open`; deliver parts with :meth:`deliver` while :attr:`usable`;
+    finish with :meth:`close` (QUIT).
+    """
+
+    def __init__(
+        self, channel: Channel, conn: ClientConnection, host: str, settings: SessionSettings
+    ) -> None:
+        self._channel = channel
+        self._conn = conn
+        self.host = host
+        self._settings = settings
+        self._loop = asyncio.get_running_loop()
+        self._log = Log("delivery", host=host, peer=channel.peer[0])
+        self._closed = False
+
+    @property
+    def usable(self) -> bool:
+        """The session can take another transaction."""
+        return not self._closed
+
+    @property
+    def tls(self) -> bool:
+        return self._conn.tls
+
+    # -- opening ---------------------------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls, host: str, address: str, port: int, settings: SessionSettings
+    ) -> SmtpSession | Reply:
+        """Connect, read the greeting, EHLO, STARTTLS, AUTH; the reply that failed otherwise."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                _, channel = await loop.create_connection(Channel, address, port)
+        except (OSError, TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+            return CONNECT_FAILED.with_text(f"could not connect to {host}[{address}]: {reason}")
+        conn = ClientConnection(settings.client, now=loop.time())
+        session = cls(channel, conn, host, settings)
+        try:
+            failure = await session._start()
+        except LocalProtocolError as exc:  # the server's offer changed under us: not usable
+            failure = CONNECT_FAILED.with_text(f"{host}: {exc}")
+        if failure is not None:
+            session._channel.abort()
+            return failure
+        return session
+
+    async def _start(self) -> Reply | None:
+        event = await self._event()
+        if not isinstance(event, Greeting) or event.reply.code != 220:
+            return self._failure(event)
+        reply = await self._hello()
+        if reply is not None:
+            return reply
+        offered = self._conn.capabilities
+        if self._settings.tls is not None and Extension.STARTTLS in offered:
+            self._conn.starttls()
+            event = await self._event()
+            if not isinstance(event, Response) or event.reply.code != 220:
+                return self._failure(event, TLS_FAILED)
+            await self._flush()
+            try:
+                await self._channel.start_tls_client(
+                    self._settings.tls,
+                    server_hostname=self.host,
+                    timeout=self._settings.tls_handshake_timeout,
+                )
+            except ChannelClosed as exc:
+                return TLS_FAILED.with_text(f"TLS with {self.host} failed: {exc.reason}")
+            self._conn.tls_established()
+            reply = await self._hello()
+            if reply is not None:
+                return reply
+        elif self._settings.require_tls:
+            return TLS_UNAVAILABLE.with_text(f"{self.host} does not offer STARTTLS")
+        if self._settings.credentials is not None:
+            return await self._authenticate(*self._settings.credentials)
+        return None
+
+    async def _hello(self) -> Reply | None:
+        self._conn.ehlo()
+        event = await self._event()
+        if isinstance(event, Response) and event.reply.code >= 500:
+            self._conn.helo()  # RFC 5321 §3.2: a server that does not know EHLO
+            event = await self._event()
+        if isinstance(event, Response) and event.reply.is_positive:
+            return None
+        return self._failure(event)
+
+    async def _authenticate(self, username: str, password: str) -> Reply | None:
+        if not self._conn.tls:
+            return TLS_UNAVAILABLE.with_text("credentials are only sent over TLS")
+        if "PLAIN" not in self._conn.capabilities.auth_mechanisms:
+            return RELAY_AUTH_FAILED.with_text(f"{self.host} does not offer AUTH PLAIN")
+        # RFC 4616 §2: authzid NUL authcid NUL passwd; the authzid is left empty.
+        self._conn.auth("PLAIN", b"\0" + username.encode() + b"\0" + password.encode())
+        event = await self._event()
+        if isinstance(event, AuthChallenge):  # a server that ignored the initial response
+            self._conn.auth_cancel()
+            event = await self._event()
+        if isinstance(event, Response) and event.reply.code == 235:
+            return None
+        detail = event.reply.text if isinstance(event, Response | Closed) else "no reply"
+        return RELAY_AUTH_FAILED.with_text(f"{self.host} refused our credentials: {detail}")
+
+    def _failure(self, event: ClientEvent | Sentinel, default: Reply | None = None) -> Reply:
+        """The reply that made opening the session fail."""
+        if isinstance(event, Greeting | Response | Closed):
+            reply = event.reply
+            if reply.code < 400:
+                reply = default or Reply(451, "4.4.0", f"unexpected reply {reply.code}")
+            return reply.with_text(f"{self.host}: {reply.text}")
+        return default or CONNECT_FAILED.with_text(f"{self.host} closed the connection")
+
+    # -- delivering ------------------------------------------------------------------------------
+    async def deliver(self, part: Part, raw: bytes) -> None:
+        """One transaction for the part's open recipients; their answers go into ``part``."""
+        job = part.open_job()
+        if not job.recipients:
+            return
+        env = envelope(job, self._conn.capabilities)
+        if isinstance(env, Reply):
+            part.settle(env.with_text(f"{env.text} ({self.host})"), self.host)
+            return
+        by_rcpt = {id(rcpt): r.id for rcpt, r in zip(env.rcpts, job.recipients, strict=True)}
+        try:
+            self._conn.send_mail(env.mail, env.rcpts)
+        except LocalProtocolError as exc:
+            self._closed = True
+            part.fail_session(CONNECT_FAILED.with_text(f"{self.host}: {exc}"), self.host)
+            return
+        while True:
+            event = await self._event()
+            if isinstance(event, RecipientResult) and event.final:
+                part.record(by_rcpt[id(event.rcpt)], event.reply, self.host, dsn=env.dsn)
+            elif isinstance(event, ReadyForData):
+                await self._send_body(raw)
+            elif isinstance(event, MessageDone):
+                self._log_transaction(job.message_id, env, event.reply)
+                # A session that ended with the transaction reports Closed right after it.
+                if isinstance(self._conn.next_event(), Closed):
+                    self._closed = True
+                return
+            elif isinstance(event, Closed) or event is CLOSED or event is IDLE:
+                return
+
+    async def _send_body(self, raw: bytes) -> None:
+        step = self._settings.chunk_size
+        for start in range(0, len(raw), step):
+            if not self._conn.accepting_body:
+                return  # the server failed the transaction mid-way (a refused BDAT chunk)
+            self._conn.send_body(raw[start : start + step])
+            await self._flush(self._settings.client.data_block_timeout)
+        if self._conn.accepting_body:
+            self._conn.end_body()
+            await self._flush(self._settings.client.data_block_timeout)
+
+    def _log_transaction(self, message_id: int, env: Envelope, reply: Reply) -> None:
+        self._log.info(
+            "transaction",
+            queue=message_id,
+            recipients=len(env.rcpts),
+            reply=reply.code,
+            tls=self._conn.tls,
+        )
+
+    async def close(self) -> None:
+        """QUIT (when still possible) and close the connection."""
+        if not self._closed:
+            with contextlib.suppress(LocalProtocolError, TimeoutError):
+                self._conn.quit()
+                async with asyncio.timeout(QUIT_TIMEOUT):
+                    while not isinstance(await self._event(), Closed | Sentinel):
+                        pass
+        await self._channel.close()
+
+    # -- the pump --------------------------------------------------------------------------------
+    async def _flush(self, timeout: float | None = None) -> None:
+        data = self._conn.data_to_send(self._loop.time())
+        if not data:
+            return
+        try:
+            self._channel.write(data)
+            async with asyncio.timeout(timeout or self._settings.client.command_timeout):
+                await self._channel.drain()
+        except (ChannelClosed, TimeoutError):
+            self._conn.connection_lost()
+
+    async def _event(self) -> ClientEvent | Sentinel:
+        """The next event of the core, reading from the network as it needs."""
+        while True:
+            event = self._conn.next_event()
+            if event is CLOSED:
+                self._closed = True
+                return event
+            if isinstance(event, Closed):
+                self._closed = True
+                return event
+            if event is not NEED_DATA:
+                if event is IDLE:
+                    await self._flush()
+                return event
+            await self._flush()
+            deadline = self._conn.deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
+            try:
+                data = await self._channel.receive(timeout)
+            except TimeoutError:
+                self._conn.handle_timeout(self._loop.time())
+                continue
+            if not data:
+                self._conn.connection_lost()
+                continue
+            self._conn.receive_data(data, self._loop.time())

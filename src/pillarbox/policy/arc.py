@@ -1,0 +1,124 @@
+"""Authenticated Received Chain (RFC 8617): verifying a chain, and sealing one when we forward.
+
+Implementation notes:
+
+- Verification is dkimpy's (chain order, instance numbering, the cv= rules of RFC 8617 §5.2),
+  fed like DKIM: the keys of every ARC-Seal and ARC-Message-Signature are fetched first,
+  concurrently, through our resolver (:func:`pillarbox.policy.dkim.prefetch_keys`), then dkimpy
+  runs against that table. A chain of more than :attr:`ArcLimits.max_instances` sets is
+  ``fail`` without any lookup (RFC 8617 §4.2.1: i= is at most 50).
+- Results are RFC 8601's ``arc=`` values: ``none`` (no ARC sets), ``pass``, ``fail``. A key
+  lookup that failed temporarily makes the chain ``fail`` with that reason in the comment; the
+  chain is only advice to DMARC, never a reason to refuse mail here.
+- Sealing (:func:`seal`) adds the next ARC set to a message that carries our own
+  ``Authentication-Results`` (the AAR copies it, RFC 8617 §4.1.1); dkimpy signs with RSA-SHA256
+  (its only ARC algorithm), relaxed/relaxed canonicalisation.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import dkim
+
+from pillarbox.blocking import run_blocking
+from pillarbox.dns.resolver import Resolver
+from pillarbox.errors import UserError
+from pillarbox.policy.dkim import INLINE_VERIFY_LIMIT, KeyTable, prefetch_keys, signature_tags
+
+MAX_INSTANCE = 50  # RFC 8617 §4.2.1
+
+
+class ArcResult(enum.StrEnum):
+    NONE = "none"
+    PASS = "pass"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArcLimits:
+    #: ARC sets accepted in a chain; a longer chain fails.
+    max_instances: int = MAX_INSTANCE
+    #: Seconds for all key lookups of one message together.
+    timeout: float = 5.0
+
+
+DEFAULT_LIMITS = ArcLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class ArcOutcome:
+    result: ArcResult
+    #: Number of ARC sets (the highest i=).
+    instances: int = 0
+    reason: str = ""
+    #: The d= of the newest ARC-Seal (who handed the message to us), lowercase.
+    sealer: str = ""
+
+
+class ArcSealError(UserError):
+    """The message cannot be sealed (no Authentication-Results of ours, malformed header)."""
+
+
+def _verify_blocking(raw: bytes, keys: KeyTable) -> tuple[bytes | None, str]:
+    try:
+        cv, _, reason = dkim.ARC(raw, minkey=1024).verify(dnsfunc=keys.dnsfunc)
+    except (dkim.DKIMException, IndexError, ValueError, TypeError) as exc:
+        return dkim.CV_Fail, f"malformed ARC header: {exc}"
+    return cv, str(reason)
+
+
+async def verify(
+    resolver: Resolver, raw: bytes, *, limits: ArcLimits = DEFAULT_LIMITS
+) -> ArcOutcome:
+    """Validate the ARC chain of ``raw`` (RFC 8617 §5.2)."""
+    seals = signature_tags(raw, "arc-seal")
+    signatures = signature_tags(raw, "arc-message-signature")
+    if not seals and not signatures and not signature_tags(raw, "arc-authentication-results"):
+        return ArcOutcome(ArcResult.NONE)
+    count = max(len(seals), len(signatures))
+    if count > limits.max_instances:
+        return ArcOutcome(ArcResult.FAIL, count, f"more than {limits.max_instances} ARC sets")
+    names = [t.key_name for t in (*seals, *signatures) if t is not None and t.domain]
+    keys = KeyTable(await prefetch_keys(resolver, names, timeout=limits.timeout))
+    if len(raw) > INLINE_VERIFY_LIMIT:
+        cv, reason = await run_blocking(_verify_blocking, raw, keys)
+    else:
+        cv, reason = _verify_blocking(raw, keys)
+    sealer = seals[0].domain if seals and seals[0] is not None else ""
+    if cv == dkim.CV_Pass:
+        return ArcOutcome(ArcResult.PASS, count, reason, sealer)
+    if cv == dkim.CV_None and count == 0:
+        return ArcOutcome(ArcResult.NONE, 0, reason)
+    # cv None from dkimpy with sets present: a hop recorded cv=fail, the chain is over.
+    return ArcOutcome(ArcResult.FAIL, count, reason, sealer)
+
+
+def seal(
+    raw: bytes,
+    *,
+    domain: str,
+    selector: str,
+    private_pem: bytes,
+    authserv_id: str,
+    timestamp: int | None = None,
+) -> bytes:
+    """The next ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results, CRLF
+    terminated) to put in front of ``raw`` when forwarding it. ``raw`` must carry our
+    ``Authentication-Results`` (with ``authserv_id``), including its ``arc=`` result.
+    Blocking: call through :func:`pillarbox.blocking.run_blocking`."""
+    try:
+        headers = dkim.arc_sign(
+            raw,
+            selector.encode("ascii"),
+            domain.encode("idna"),
+            private_pem,
+            authserv_id.encode("ascii"),
+            timestamp=timestamp,
+        )
+    except (dkim.DKIMException, IndexError, ValueError) as exc:
+        raise ArcSealError(f"cannot seal: {exc}") from None
+    if not headers:
+        raise ArcSealError(f"no Authentication-Results of {authserv_id} to seal")
+    return b"".join(headers)

@@ -1,0 +1,376 @@
+"""The content classifier: tokens of a message, and a Bayesian spam probability from counts.
+
+Implementation notes:
+
+- **Tokens** are a *set* per message (a word counts once however often it repeats: repetition
+  is the spammer's cheapest lever). They come from the header (each field name present, the
+  words of Subject, the addresses and domains of From/Reply-To/To/Message-ID, the relays of
+  Received, the mailer), from the decoded text of the body parts, and from the markup and
+  links of HTML parts (link hosts, tag names, colours and fonts: what spam is built of and
+  ham rarely is). Every header token carries its field as a prefix, so "free" in a Subject and
+  "free" in the body are different evidence. The SpamBayes tokenizer is the model.
+- **Probabilities** are Gary Robinson's: each token's spam probability is the ratio of its
+  frequencies in spam and ham, pulled towards 0.5 by a prior of strength ``s`` so that rare
+  tokens say little; the :attr:`ClassifierSettings.max_clues` tokens furthest from 0.5 are
+  combined with Fisher's chi-square method into one probability in [0, 1] ("S-H+1)/2").
+  Unlike Graham's product, chi-square combining is not overconfident when clues conflict.
+- **Models**: the global model (everyone's training) and the account's own; the account's
+  counts are added to the global ones with :attr:`ClassifierSettings.account_weight`, so an
+  account's own corrections outweigh the crowd's for the tokens it has seen.
+- Pure functions over values: the store keeps the counts, :mod:`.pipeline` fetches only the
+  counts of a message's tokens, so a model of any size costs one indexed lookup per message.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from pillarbox.mail.decode import decode_words, escaped_to_text
+from pillarbox.mail.headers import parse_addresses, raw_text, scan_header
+from pillarbox.mail.model import BodyPart, MessageInfo
+from pillarbox.mail.parse import part_text
+from pillarbox.store.types import SpamCounts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenLimits:
+    """Bounds on the work one message causes in the tokenizer."""
+
+    #: Shortest and longest body word kept as itself; longer ones become a ``skip:`` token.
+    min_word: int = 3
+    max_word: int = 12
+    #: Tokens per message; a larger message is judged on the first ones found.
+    max_tokens: int = 3000
+    #: Characters of HTML markup scanned for links.
+    max_markup: int = 200_000
+    #: Header fields read.
+    max_header_fields: int = 500
+
+
+DEFAULT_TOKEN_LIMITS = TokenLimits()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassifierSettings:
+    """The Robinson/Fisher parameters (SpamBayes defaults) and the model mix."""
+
+    #: Strength ``s`` of the prior: how many messages' worth of evidence 0.5 is worth.
+    prior_strength: float = 0.45
+    #: The prior ``x``: the probability of a token never seen.
+    prior: float = 0.5
+    #: Clues whose probability is closer to 0.5 than this are ignored.
+    min_strength: float = 0.1
+    #: Most extreme clues combined.
+    max_clues: int = 150
+    #: How much more an account's own count weighs than a count of the global model.
+    account_weight: float = 3.0
+
+
+DEFAULT_SETTINGS = ClassifierSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    """The part of a model one message needs: the messages it was trained on, and the counts
+    of the message's tokens (as the store returns them)."""
+
+    totals: SpamCounts
+    counts: Mapping[str, SpamCounts]
+
+
+def trained(totals: SpamCounts) -> bool:
+    """A model can judge once it has seen both kinds of message."""
+    return totals.ham > 0 and totals.spam > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The classifier's answer; ``clues`` are the strongest tokens with their probabilities."""
+
+    probability: float
+    clues: tuple[tuple[str, float], ...]
+    #: False when no model had both ham and spam to learn from: the probability is 0.5.
+    trained: bool
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\s\"'(){}\[\]<>,;:!?*|=`~^]+")
+_TRIM = ".-_/\\#$%&+@"
+_URL = re.compile(r"(?:https?|ftp)://[^\s\"'<>()]+|www\.[^\s\"'<>()]+", re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+_IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b")
+_HOSTNAME = re.compile(r"\b((?:[a-z0-9-]+\.)+[a-z]{2,})\b")
+_RECEIVED_FROM = re.compile(r"\bfrom\s+(\S+)", re.IGNORECASE)
+_RECEIVED_BY = re.compile(r"\bby\s+(\S+)", re.IGNORECASE)
+_RECEIVED_WITH = re.compile(r"\bwith\s+(\S+)", re.IGNORECASE)
+_DIGITS = re.compile(r"\d")
+
+#: Header fields whose value words are evidence (besides the address fields).
+_WORD_FIELDS = ("subject", "x-mailer", "user-agent", "organization", "content-type")
+_ADDRESS_FIELDS = ("from", "reply-to", "sender", "to", "cc", "return-path", "errors-to")
+
+
+def _bucket(n: int) -> int:
+    """A coarse size class: 0, 1, 2, 3-4, 5-8, …, so counts generalise."""
+    return 0 if n <= 0 else 1 << (n.bit_length() - 1)
+
+
+def _host_tokens(prefix: str, host: str) -> Iterable[str]:
+    """``host`` and each parent domain: mail.example.com, example.com, com."""
+    host = host.strip(".").lower()
+    labels = host.split(".")
+    for i in range(len(labels) - 1):
+        yield f"{prefix}:{'.'.join(labels[i:])}"
+
+
+def _word_tokens(text: str, prefix: str, limits: TokenLimits) -> Iterable[str]:
+    for raw_word in _WORD.findall(text):
+        word = raw_word.strip(_TRIM)
+        n = len(word)
+        if n < limits.min_word:
+            continue
+        if n > limits.max_word:
+            # SpamBayes' "skip" tokens: long runs (base64, hashes, packed URLs) by first
+            # character and length class.
+            yield f"{prefix}skip:{word[0].lower()} {n // 10 * 10}"
+            continue
+        lower = word.lower()
+        yield prefix + lower
+
+
+def _address_tokens(name: str, value: str) -> Iterable[str]:
+    addresses, _ = parse_addresses(value, limit=50)
+    count = 0
+    for address in addresses:
+        if address.mailbox is None or address.host is None:
+            continue
+        count += 1
+        host = address.host.lower()
+        local = address.mailbox.lower()
+        yield f"{name}:addr:{local}@{host}"
+        if "+" in local.strip("+") and name in ("to", "cc"):
+            # A subaddress (RFC 5233) is one a person handed out to one correspondent.
+            yield f"{name}:subaddress"
+        yield from _host_tokens(f"{name}:dom", host)
+        if address.name:
+            display = decode_words(escaped_to_text(address.name))
+            for word in _WORD.findall(display.lower()):
+                yield f"{name}:name:{word.strip(_TRIM)}"
+        elif name == "from":
+            yield "from:no-display-name"
+    if name in ("to", "cc"):
+        yield f"{name}:count:{_bucket(count)}"
+
+
+def _received_tokens(value: str) -> Iterable[str]:
+    for pattern, kind in ((_RECEIVED_FROM, "from"), (_RECEIVED_BY, "by"), (_RECEIVED_WITH, "with")):
+        match = pattern.search(value)
+        if match:
+            word = match.group(1).strip("()[];").lower()
+            if kind == "with":
+                yield f"received:with:{word}"
+            else:
+                yield from _host_tokens(f"received:{kind}", word)
+    for host in _HOSTNAME.findall(value.lower()):
+        yield from _host_tokens("received", host)
+    for ip in _IPV4.finditer(value):
+        a, b, c, _ = ip.groups()
+        yield f"received:ip:{a}.{b}"
+        yield f"received:ip:{a}.{b}.{c}"
+
+
+def _header_tokens(raw: bytes, info: MessageInfo, limits: TokenLimits) -> Iterable[str]:
+    block = scan_header(raw, 0, info.header_end, max_fields=limits.max_header_fields)
+    for field in block.fields:
+        key = field.key
+        value = raw_text(field.value)
+        if key == "received":
+            yield from _received_tokens(value)
+        elif key in _ADDRESS_FIELDS:
+            yield from _address_tokens(key, value)
+        elif key == "message-id":
+            at = value.rfind("@")
+            host = value[at + 1 :].strip(" <>\t").lower() if at >= 0 else ""
+            yield f"message-id:host:{host}" if host else "message-id:no-host"
+        if key in _WORD_FIELDS:
+            text = decode_words(value) if key == "subject" else value
+            yield from _word_tokens(text, f"{key}:", limits)
+            if key == "subject":
+                yield from _subject_shape(text)
+
+
+def _subject_shape(subject: str) -> Iterable[str]:
+    letters = [c for c in subject if c.isalpha()]
+    if letters and sum(c.isupper() for c in letters) / len(letters) > 0.6:
+        yield "subject:shape:shouting"
+    if "!" in subject:
+        yield "subject:shape:bang"
+    if "$" in subject:
+        yield "subject:shape:dollar"
+    if _DIGITS.search(subject) and len(subject) > 20 and subject.count(" ") == 0:
+        yield "subject:shape:packed"
+
+
+def _leaves(part: BodyPart) -> Iterable[BodyPart]:
+    if part.type == "multipart":
+        for child in part.parts:
+            yield from _leaves(child)
+    elif part.message is not None:
+        yield from _leaves(part.message)
+    else:
+        yield part
+
+
+def _url_tokens(text: str) -> Iterable[str]:
+    for url in _URL.findall(text):
+        if not url.lower().startswith(("http", "ftp")):
+            url = "http://" + url
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+        except ValueError:
+            yield "url:malformed"
+            continue
+        yield f"url:scheme:{parts.scheme.lower()}"
+        if _IPV4.fullmatch(host):
+            yield "url:ip-host"
+        elif host:
+            yield from _host_tokens("url", host)
+        if parts.port is not None:
+            yield "url:port"
+        if "@" in parts.netloc:
+            yield "url:userinfo"
+        for piece in re.split(r"[/.?=&_-]+", parts.path.lower()):
+            if 2 < len(piece) <= 12:
+                yield f"url:path:{piece}"
+    for domain in _EMAIL.findall(text):
+        yield f"email:{domain.lower()}"
+
+
+def _body_tokens(raw: bytes, info: MessageInfo, limits: TokenLimits) -> Iterable[str]:
+    leaves = list(_leaves(info.body))
+    for leaf in leaves:
+        yield f"part:{leaf.type}/{leaf.subtype}"
+        yield f"part:encoding:{leaf.encoding.lower()}"
+        charset = next((v.lower() for k, v in leaf.params if k == "charset"), None)
+        if charset:
+            yield f"part:charset:{charset}"
+        if leaf.type == "text" and leaf.subtype == "html":
+            markup = part_text(raw, leaf)[: limits.max_markup]
+            yield from _url_tokens(markup)
+    yield f"parts:{_bucket(len(leaves))}"
+    yield f"attachments:{_bucket(len(info.attachments))}"
+    for attachment in info.attachments:
+        yield f"attachment:type:{attachment.content_type.lower()}"
+        if attachment.filename and "." in attachment.filename:
+            yield f"attachment:ext:{attachment.filename.rpartition('.')[2].lower()[:8]}"
+    text = info.body_text
+    yield from _url_tokens(text)
+    yield from _word_tokens(text, "", limits)
+    if not text.strip():
+        yield "body:empty"
+
+
+def message_tokens(
+    raw: bytes, info: MessageInfo, *, limits: TokenLimits = DEFAULT_TOKEN_LIMITS
+) -> frozenset[str]:
+    """The distinct tokens of a message (see the module notes), at most ``limits.max_tokens``."""
+    tokens: set[str] = set()
+    for source in (_header_tokens(raw, info, limits), _body_tokens(raw, info, limits)):
+        for token in source:
+            if not token.isascii():
+                # 8-bit header bytes arrive as surrogate escapes: store them as text.
+                token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            tokens.add(token[:80])
+            if len(tokens) >= limits.max_tokens:
+                return frozenset(tokens)
+    return frozenset(tokens)
+
+
+# -- probabilities -------------------------------------------------------------------------------
+
+
+def token_probability(
+    counts: SpamCounts, totals: SpamCounts, settings: ClassifierSettings = DEFAULT_SETTINGS
+) -> float:
+    """Robinson's f(w): the token's spam ratio shrunk towards the prior by its rarity."""
+    ham_ratio = counts.ham / max(totals.ham, 1)
+    spam_ratio = counts.spam / max(totals.spam, 1)
+    if ham_ratio + spam_ratio == 0:
+        return settings.prior
+    p = spam_ratio / (ham_ratio + spam_ratio)
+    n = counts.ham + counts.spam
+    s = settings.prior_strength
+    return (s * settings.prior + n * p) / (s + n)
+
+
+def _chi2_survival(chi2: float, freedom: int) -> float:
+    """P(X >= chi2) for a chi-square variable with an even number of degrees of freedom."""
+    m = chi2 / 2.0
+    term = math.exp(-m)
+    total = term
+    for i in range(1, freedom // 2):
+        term *= m / i
+        total += term
+    return min(total, 1.0)
+
+
+def combined_view(
+    global_view: ModelView, account_view: ModelView | None, weight: float
+) -> tuple[SpamCounts, dict[str, SpamCounts]]:
+    """The global counts plus ``weight`` times the account's (rounded: counts stay integral)."""
+    if account_view is None:
+        return global_view.totals, dict(global_view.counts)
+    w = weight
+    totals = SpamCounts(
+        global_view.totals.ham + round(w * account_view.totals.ham),
+        global_view.totals.spam + round(w * account_view.totals.spam),
+    )
+    counts = dict(global_view.counts)
+    for token, mine in account_view.counts.items():
+        theirs = counts.get(token, SpamCounts())
+        counts[token] = SpamCounts(
+            theirs.ham + round(w * mine.ham), theirs.spam + round(w * mine.spam)
+        )
+    return totals, counts
+
+
+def classify(
+    tokens: Iterable[str],
+    totals: SpamCounts,
+    counts: Mapping[str, SpamCounts],
+    settings: ClassifierSettings = DEFAULT_SETTINGS,
+) -> Classification:
+    """Fisher's chi-square combination of the strongest clues (see the module notes)."""
+    if not trained(totals):
+        return Classification(0.5, (), trained=False)
+    clues: list[tuple[float, str, float]] = []
+    for token in tokens:
+        c = counts.get(token)
+        if c is None:
+            continue
+        p = token_probability(c, totals, settings)
+        strength = abs(p - 0.5)
+        if strength >= settings.min_strength:
+            clues.append((strength, token, p))
+    clues.sort(reverse=True)
+    chosen = clues[: settings.max_clues]
+    if not chosen:
+        return Classification(0.5, (), trained=True)
+    ln_spam = ln_ham = 0.0
+    for _, _, p in chosen:
+        p = min(max(p, 1e-9), 1 - 1e-9)
+        ln_spam += math.log(1.0 - p)
+        ln_ham += math.log(p)
+    n = len(chosen)
+    spamminess = 1.0 - _chi2_survival(-2.0 * ln_spam, 2 * n)
+    hamminess = 1.0 - _chi2_survival(-2.0 * ln_ham, 2 * n)
+    probability = (spamminess - hamminess + 1.0) / 2.0
+    return Classification(
+        probability, tuple((token, round(p, 3)) for _, token, p in chosen[:8]), trained=True
+    )

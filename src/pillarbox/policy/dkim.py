@@ -1,0 +1,235 @@
+"""DKIM verification (RFC 6376, RFC 8463 Ed25519, RFC 8301 algorithm rules) with dkimpy.
+
+Implementation notes:
+
+- dkimpy is synchronous and asks DNS through a callback. We never let it block on the network:
+  the selectors' key records are fetched first, concurrently, through our async resolver
+  (:func:`prefetch_keys`), and dkimpy then runs against a callback answering from that table
+  (:class:`KeyTable`) — on the loop for small messages, on the blocking pool for large ones
+  (canonicalising a big body is CPU work).
+- Results per signature, in RFC 8601 §2.7.1 terms: ``pass``; ``fail`` (bad signature, body
+  hash mismatch, key too short); ``policy`` (valid but unacceptable: rsa-sha1, RFC 8301 §3.1);
+  ``temperror`` (the key lookup failed temporarily, RFC 6376 §6.1.2); ``permerror`` (malformed
+  signature, no key record, malformed key: RFC 6376 §6.1.1–6.1.2 PERMFAIL).
+- At most :attr:`DkimLimits.max_signatures` signatures are checked (the first ones, top down);
+  the rest are reported as ``neutral`` rather than silently skipped.
+- dkimpy raises on some malformed headers (a continuation line first, missing colon); every
+  such case is a ``permerror`` for each signature, never an exception out of this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import dkim
+import dkim.util
+
+from pillarbox.blocking import run_blocking
+from pillarbox.dns.resolver import DnsTemporaryError, Resolver
+from pillarbox.errors import InvalidName
+from pillarbox.mail.headers import scan_header, unfold
+
+#: Messages larger than this are verified on the blocking pool.
+INLINE_VERIFY_LIMIT = 256 * 1024
+
+
+class DkimResult(enum.StrEnum):
+    """RFC 8601 §2.7.1 result values."""
+
+    NONE = "none"
+    PASS = "pass"
+    FAIL = "fail"
+    POLICY = "policy"
+    NEUTRAL = "neutral"
+    TEMPERROR = "temperror"
+    PERMERROR = "permerror"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DkimLimits:
+    #: Signatures verified per message (the first ones); the rest are reported ``neutral``.
+    max_signatures: int = 5
+    #: Seconds for all key lookups of one message together.
+    timeout: float = 5.0
+    #: Shorter RSA keys make a signature fail (RFC 8301 §3.2: at least 1024 bits).
+    min_rsa_bits: int = 1024
+
+
+DEFAULT_LIMITS = DkimLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureResult:
+    """The verdict on one ``DKIM-Signature`` field."""
+
+    result: DkimResult
+    #: ``d=``, lowercase ("" if the field had none).
+    domain: str
+    selector: str
+    algorithm: str
+    #: The first 8 characters of ``b=`` (RFC 6008 ``header.b``), to tell signatures apart.
+    b_prefix: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureTags:
+    """The tags of a signature field that locate its key (enough to prefetch it)."""
+
+    domain: str
+    selector: str
+    algorithm: str
+    b_prefix: str
+
+    @property
+    def key_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+
+def _tags(value: bytes) -> SignatureTags | None:
+    try:
+        tags = dkim.util.parse_tag_value(unfold(value).strip())
+    except dkim.util.InvalidTagValueList:
+        return None
+    b = re.sub(rb"\s+", b"", tags.get(b"b", b""))
+    return SignatureTags(
+        domain=tags.get(b"d", b"").decode("ascii", "replace").lower().rstrip("."),
+        selector=tags.get(b"s", b"").decode("ascii", "replace").lower(),
+        algorithm=tags.get(b"a", b"").decode("ascii", "replace").lower(),
+        b_prefix=b[:8].decode("ascii", "replace"),
+    )
+
+
+def signature_tags(raw: bytes, field_name: str = "dkim-signature") -> list[SignatureTags | None]:
+    """Each ``field_name`` field of the header, top down: its tags, or None if unparseable."""
+    block = scan_header(raw, 0, len(raw), max_fields=1000)
+    return [_tags(f.value) for f in block.fields if f.key == field_name]
+
+
+#: A key lookup's outcome: the TXT record(s), ``None`` for no record, or TEMPORARY.
+class _Temporary:
+    pass
+
+
+TEMPORARY = _Temporary()
+KeyAnswer = list[bytes] | None | _Temporary
+
+
+class KeyTable:
+    """Key records fetched ahead, answering dkimpy's synchronous ``dnsfunc``."""
+
+    def __init__(self, answers: Mapping[str, KeyAnswer]) -> None:
+        self._answers = {name.lower().rstrip("."): a for name, a in answers.items()}
+
+    def answer(self, name: str) -> KeyAnswer:
+        return self._answers.get(name.lower().rstrip("."))
+
+    def dnsfunc(self, name: bytes | str, timeout: float = 5) -> bytes | None:
+        """dkimpy's callback: the record, or None (dkimpy reports a missing key)."""
+        text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+        answer = self.answer(text)
+        if isinstance(answer, _Temporary):
+            raise dkim.DnsTimeoutError(f"{text}: temporary DNS failure")
+        if not answer:
+            return None
+        # RFC 6376 §3.6.2.2: several records at one name make the key unusable; take the
+        # first, as dkimpy's own resolver does, and let the verification decide.
+        return answer[0]
+
+
+async def prefetch_keys(
+    resolver: Resolver, names: Iterable[str], *, timeout: float
+) -> dict[str, KeyAnswer]:
+    """Look up every key record concurrently; a lookup not done in ``timeout`` is temporary."""
+    unique = sorted({n.lower() for n in names if n})
+
+    async def one(name: str) -> KeyAnswer:
+        try:
+            records = await resolver.txt(name)
+        except DnsTemporaryError:
+            return TEMPORARY
+        except InvalidName:
+            return None
+        return records or None
+
+    try:
+        async with asyncio.timeout(timeout):
+            answers = await asyncio.gather(*(one(n) for n in unique))
+    except TimeoutError:
+        return dict.fromkeys(unique, TEMPORARY)
+    return dict(zip(unique, answers, strict=True))
+
+
+def _verify_one(
+    raw: bytes, index: int, tags: SignatureTags, keys: KeyTable, min_rsa_bits: int
+) -> SignatureResult:
+    def result(value: DkimResult, reason: str) -> SignatureResult:
+        return SignatureResult(
+            value, tags.domain, tags.selector, tags.algorithm, tags.b_prefix, reason
+        )
+
+    try:
+        verifier = dkim.DKIM(raw, minkey=min_rsa_bits)
+        verifier.verify_headerprep(index)  # RFC 6376 §6.1.1: the signature's own syntax
+    except (dkim.DKIMException, IndexError, ValueError) as exc:
+        return result(DkimResult.PERMERROR, f"malformed signature: {exc}")
+    answer = keys.answer(tags.key_name)
+    if isinstance(answer, _Temporary):
+        return result(DkimResult.TEMPERROR, f"key lookup of {tags.key_name} failed")
+    if not answer:
+        return result(DkimResult.PERMERROR, f"no key at {tags.key_name}")
+    try:
+        dkim.evaluate_pk(tags.key_name, answer[0])
+    except (dkim.DKIMException, ValueError, TypeError) as exc:
+        return result(DkimResult.PERMERROR, f"unusable key: {exc}")
+    try:
+        valid = verifier.verify(idx=index, dnsfunc=keys.dnsfunc)
+    except (dkim.DKIMException, ValueError, TypeError, IndexError) as exc:
+        return result(DkimResult.FAIL, str(exc))
+    if not valid:
+        return result(DkimResult.FAIL, "signature did not verify")
+    if tags.algorithm == "rsa-sha1":
+        return result(DkimResult.POLICY, "rsa-sha1 is not acceptable (RFC 8301 §3.1)")
+    return result(DkimResult.PASS, "")
+
+
+def verify_signatures(
+    raw: bytes, keys: KeyTable, *, limits: DkimLimits = DEFAULT_LIMITS
+) -> list[SignatureResult]:
+    """Every ``DKIM-Signature`` of ``raw`` judged against prefetched ``keys`` (blocking)."""
+    results: list[SignatureResult] = []
+    for index, tags in enumerate(signature_tags(raw)):
+        if tags is None:
+            results.append(
+                SignatureResult(DkimResult.PERMERROR, "", "", "", "", "malformed tag list")
+            )
+        elif index >= limits.max_signatures:
+            results.append(
+                SignatureResult(
+                    DkimResult.NEUTRAL,
+                    tags.domain,
+                    tags.selector,
+                    tags.algorithm,
+                    tags.b_prefix,
+                    f"beyond the first {limits.max_signatures} signatures: not checked",
+                )
+            )
+        else:
+            results.append(_verify_one(raw, index, tags, keys, limits.min_rsa_bits))
+    return results
+
+
+async def verify(
+    resolver: Resolver, raw: bytes, *, limits: DkimLimits = DEFAULT_LIMITS
+) -> list[SignatureResult]:
+    """Verify every DKIM signature of ``raw``; ``[]`` when it has none (``dkim=none``)."""
+    tags = [t for t in signature_tags(raw)[: limits.max_signatures] if t is not None]
+    answers = await prefetch_keys(resolver, (t.key_name for t in tags), timeout=limits.timeout)
+    keys = KeyTable(answers)
+    if len(raw) > INLINE_VERIFY_LIMIT:
+        return await run_blocking(verify_signatures, raw, keys, limits=limits)
+    return verify_signatures(raw, keys, limits=limits)

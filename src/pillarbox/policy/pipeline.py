@@ -1,0 +1,475 @@
+"""The inbound policy: from an arriving message to a verdict per recipient account.
+
+Implementation notes:
+
+- Two stages, because SMTP gives one reply per message but accounts differ. :meth:`InboundPolicy.
+  assess` runs once per message: SPF (MAIL FROM, or HELO for the null sender), DKIM, ARC and
+  DNSBL concurrently under one deadline, then DMARC on their results, the rules, and the
+  message's tokens. :meth:`InboundPolicy.verdict` runs per recipient account: the global and
+  the account's classifier model, the account's sender reputation and allow/block lists,
+  fetched concurrently from the store, summed with the message's reasons.
+- The message is refused at DATA only when every recipient's verdict is ``reject``
+  (:func:`pillarbox.queue.intake` decides); otherwise each copy goes to INBOX or Junk.
+- Clients in ``trusted_networks`` (loopback by default: local injection) skip the DNS checks
+  and the forged-sender rule; the content classifier, rules and lists still apply.
+- DNS trouble never refuses mail: temperror results score nothing; a DMARC temperror applies
+  no policy (RFC 7489 §6.6.3 and the local choice recorded in ``dmarc-cases.yml``).
+- Everything is explained: each signal is a :class:`~.verdict.Reason`; the message carries
+  ``Authentication-Results`` (RFC 8601) and ``X-Pillarbox-Spam``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pillarbox.config import Config, PolicySection
+from pillarbox.dns.resolver import DnsResolver, Resolver
+from pillarbox.mail.model import MessageInfo
+from pillarbox.policy import arc, dkim, dmarc, dnsbl, reputation, rules, spf
+from pillarbox.policy.authresults import AuthSummary
+from pillarbox.policy.authresults import header as auth_header
+from pillarbox.policy.classifier import (
+    DEFAULT_SETTINGS,
+    ClassifierSettings,
+    ModelView,
+    classify,
+    combined_view,
+    message_tokens,
+)
+from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
+from pillarbox.store.interface import Store
+from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind, SpamCounts
+
+#: Where spam goes (every account has it, see ``store.types.DEFAULT_MAILBOXES``).
+JUNK_MAILBOX = "Junk"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scores:
+    """What each finding adds to the spam score (negative: evidence of ham)."""
+
+    #: Multiplies the classifier's (2p - 1): certain spam adds this much, certain ham removes it.
+    bayes: float = 10.0
+    spf_fail: float = 1.5
+    spf_softfail: float = 0.5
+    dkim_fail: float = 1.0
+    dmarc_pass: float = -1.0
+    gtube: float = 1000.0
+    attachment_only: float = 2.5
+    forged_local_sender: float = 4.0
+    no_from: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySettings:
+    """Everything :class:`InboundPolicy` needs; built from ``[policy]`` by the config glue."""
+
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    scores: Scores = field(default_factory=Scores)
+    reputation: reputation.ReputationScores = reputation.DEFAULT_SCORES
+    classifier: ClassifierSettings = DEFAULT_SETTINGS
+    check_spf: bool = True
+    check_dkim: bool = True
+    check_dmarc: bool = True
+    check_arc: bool = True
+    use_classifier: bool = True
+    use_reputation: bool = True
+    #: Refuse mail without a From address (DMARC permerror, RFC 7489 §6.6.1).
+    reject_without_from: bool = False
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    ip_zones: tuple[dnsbl.DnsblZone, ...] = ()
+    domain_zones: tuple[dnsbl.DnsblZone, ...] = ()
+    #: Seconds for all DNS work of one message (SPF, DKIM keys, ARC keys, DNSBL, DMARC).
+    timeout: float = 10.0
+    #: Link domains of the body looked up in ``domain_zones``.
+    max_link_domains: int = 10
+    spf_limits: spf.SpfLimits = spf.DEFAULT_LIMITS
+    dkim_limits: dkim.DkimLimits = dkim.DEFAULT_LIMITS
+    arc_limits: arc.ArcLimits = arc.DEFAULT_LIMITS
+
+
+def _zones(items: Sequence[str]) -> tuple[dnsbl.DnsblZone, ...]:
+    """``zone=score`` items (validated by the config loader)."""
+    zones = []
+    for item in items:
+        zone, _, score = item.partition("=")
+        zones.append(dnsbl.DnsblZone(zone.strip().strip("."), float(score)))
+    return tuple(zones)
+
+
+def settings_from_config(section: PolicySection) -> PolicySettings:
+    """The ``[policy]`` section as :class:`PolicySettings`."""
+    return PolicySettings(
+        thresholds=Thresholds(junk=section.junk_threshold, reject=section.reject_threshold),
+        scores=Scores(bayes=section.bayes_weight),
+        classifier=ClassifierSettings(account_weight=section.account_weight),
+        check_spf=section.spf,
+        check_dkim=section.dkim,
+        check_dmarc=section.dmarc,
+        check_arc=section.arc,
+        use_classifier=section.classifier,
+        use_reputation=section.reputation,
+        reject_without_from=section.reject_without_from,
+        trusted_networks=section.trusted_networks,
+        ip_zones=_zones(section.dnsbl_ip_zones),
+        domain_zones=_zones(section.dnsbl_domain_zones),
+        timeout=section.timeout,
+    )
+
+
+def inbound_policy(config: Config, store: Store) -> InboundPolicy:
+    """The server's policy, with its own resolver (and cache) on ``dns.nameserver``."""
+    resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
+    return InboundPolicy(
+        settings_from_config(config.policy), store, resolver, hostname=config.server.hostname
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """How a message reached the MX: the SMTP facts the checks need."""
+
+    client_ip: str
+    helo: str
+    #: MAIL FROM, "" for the null reverse-path.
+    mail_from: str
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """Everything about a message that does not depend on the recipient."""
+
+    auth: AuthSummary
+    reasons: tuple[Reason, ...]
+    tokens: frozenset[str]
+    sender: reputation.SenderFacts
+    author_domains: tuple[str, ...]
+    #: Set when the message must be refused whoever it is for (DMARC p=reject, no From).
+    forced: Action | None = None
+    override: str = ""
+    refusal: str = ""
+
+    def auth_header(self, our_id: str) -> bytes:
+        return auth_header(our_id, self.auth)
+
+
+def author_domains(info: MessageInfo) -> tuple[str, ...]:
+    """The domains of the From field's addresses (RFC 7489 §6.6.1), lowercase, in order."""
+    domains = [
+        a.host.lower().rstrip(".")
+        for a in info.envelope.from_
+        if a.mailbox is not None and a.host is not None and a.host != "MISSING_DOMAIN"
+    ]
+    return tuple(dict.fromkeys(domains))
+
+
+def _in_networks(
+    ip: str, networks: Collection[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in net for net in networks)
+
+
+def _auth_reasons(summary: AuthSummary, scores: Scores) -> list[Reason]:
+    out: list[Reason] = []
+    if summary.spf is not None:
+        result = summary.spf.result
+        if result is spf.SpfResult.FAIL:
+            out.append(Reason("SPF_FAIL", scores.spf_fail, summary.spf.domain))
+        elif result is spf.SpfResult.SOFTFAIL:
+            out.append(Reason("SPF_SOFTFAIL", scores.spf_softfail, summary.spf.domain))
+    failed = [s for s in summary.dkim if s.result is dkim.DkimResult.FAIL]
+    if failed and not any(s.result is dkim.DkimResult.PASS for s in summary.dkim):
+        out.append(Reason("DKIM_FAIL", scores.dkim_fail, failed[0].domain))
+    if summary.dmarc is not None and summary.dmarc.result is dmarc.DmarcResult.PASS:
+        out.append(Reason("DMARC_PASS", scores.dmarc_pass, summary.dmarc.domain))
+    return out
+
+
+def _link_domains(tokens: Collection[str], limit: int) -> list[str]:
+    """Registered domains of the body's links, from the ``url:`` tokens."""
+    found: list[str] = []
+    for token in sorted(tokens):
+        if token.startswith("url:") and token.count(".") == 1 and ":" not in token[4:]:
+            found.append(token[4:])
+    return found[:limit]
+
+
+def _matches(entry: SenderListEntry, address: str) -> bool:
+    pattern = entry.pattern
+    if "@" in pattern:
+        return address == pattern
+    domain = address.rpartition("@")[2]
+    return domain == pattern or domain.endswith("." + pattern)
+
+
+class InboundPolicy:
+    """See the module notes. One per server; holds the resolver (and its cache)."""
+
+    def __init__(
+        self,
+        settings: PolicySettings,
+        store: Store,
+        resolver: Resolver,
+        *,
+        hostname: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._resolver = resolver
+        self.hostname = hostname
+        self._rng = rng if rng is not None else random.Random()
+        self._trusted = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_networks]
+
+    async def assess(
+        self,
+        arrival: Arrival | None,
+        raw: bytes,
+        info: MessageInfo,
+        *,
+        hosted_domains: Collection[str] = (),
+    ) -> Assessment:
+        """The recipient-independent part (see the module notes). ``raw`` is the message as
+        received, before our trace fields; without an ``arrival`` (a message from a file:
+        ``pillarbox spam evaluate``) only the content is judged."""
+        s = self.settings
+        authors = author_domains(info)
+        tokens = message_tokens(raw, info) if s.use_classifier else frozenset()
+        trusted = arrival is None or _in_networks(arrival.client_ip, self._trusted)
+        summary = AuthSummary()
+        listings: list[dnsbl.Listing] = []
+        if arrival is not None and not trusted:
+            summary, listings = await self._authenticate(arrival, raw, authors, tokens)
+        reasons = _auth_reasons(summary, s.scores)
+        reasons += [
+            Reason("DNSBL", listing.score, f"{listing.zone}")
+            for listing in listings
+            if listing.listed
+        ]
+        dmarc_pass = summary.dmarc is not None and summary.dmarc.result is dmarc.DmarcResult.PASS
+        for rule in (
+            rules.gtube(raw, info, s.scores.gtube),
+            rules.attachment_only(info, s.scores.attachment_only),
+            rules.no_from(authors, s.scores.no_from),
+            None
+            if trusted
+            else rules.forged_local_sender(
+                authors, hosted_domains, vouched=dmarc_pass, score=s.scores.forged_local_sender
+            ),
+        ):
+            if rule is not None:
+                reasons.append(rule)
+        forced, override, refusal = self._forced(summary, authors)
+        first_from = info.from_addr.lower() if authors else ""
+        verified = [d.domain for d in summary.dkim if d.result is dkim.DkimResult.PASS and d.domain]
+        if summary.spf is not None and summary.spf.result is spf.SpfResult.PASS:
+            verified.append(summary.spf.domain)
+        sender = reputation.SenderFacts(
+            from_address=first_from,
+            from_verified=dmarc_pass,
+            verified_domains=reputation.verified_domains(verified),
+            client_ip="" if arrival is None or trusted else arrival.client_ip,
+        )
+        return Assessment(
+            summary, tuple(reasons), tokens, sender, authors, forced, override, refusal
+        )
+
+    def _forced(
+        self, summary: AuthSummary, authors: Sequence[str]
+    ) -> tuple[Action | None, str, str]:
+        if not authors and self.settings.reject_without_from:
+            return Action.REJECT, "no-from", "message has no From address (RFC 5322 §3.6)"
+        outcome = summary.dmarc
+        if outcome is None or outcome.result is not dmarc.DmarcResult.FAIL:
+            return None, "", ""
+        if outcome.disposition is dmarc.Disposition.REJECT:
+            return (
+                Action.REJECT,
+                "dmarc-reject",
+                f"DMARC policy of {outcome.domain} rejects this message",
+            )
+        if outcome.disposition is dmarc.Disposition.QUARANTINE:
+            return Action.JUNK, "dmarc-quarantine", ""
+        return None, "", ""
+
+    async def _authenticate(
+        self, arrival: Arrival, raw: bytes, authors: Sequence[str], tokens: Collection[str]
+    ) -> tuple[AuthSummary, list[dnsbl.Listing]]:
+        s = self.settings
+        resolver = self._resolver
+
+        async def nothing() -> None:
+            return None
+
+        spf_task = (
+            spf.check_mail_from(
+                resolver,
+                arrival.client_ip,
+                arrival.mail_from,
+                arrival.helo,
+                receiver=self.hostname,
+                limits=s.spf_limits,
+            )
+            if s.check_spf
+            else nothing()
+        )
+        dkim_task = (
+            dkim.verify(resolver, raw, limits=s.dkim_limits)
+            if s.check_dkim or s.check_dmarc
+            else nothing()
+        )
+        arc_task = arc.verify(resolver, raw, limits=s.arc_limits) if s.check_arc else nothing()
+        envelope_domain = arrival.mail_from.rpartition("@")[2]
+        domains = [*authors, envelope_domain, *_link_domains(tokens, s.max_link_domains)]
+        dnsbl_task = dnsbl.check(
+            resolver,
+            client_ip=arrival.client_ip,
+            ip_zones=s.ip_zones,
+            domains=domains,
+            domain_zones=s.domain_zones,
+            timeout=s.timeout,
+        )
+        try:
+            async with asyncio.timeout(s.timeout):
+                spf_out, dkim_out, arc_out, listings = await asyncio.gather(
+                    spf_task, dkim_task, arc_task, dnsbl_task
+                )
+        except TimeoutError:
+            # Each check has its own deadline below this one; this is the backstop.
+            return AuthSummary(), []
+        signatures = tuple(dkim_out or ())
+        dmarc_out = None
+        if s.check_dmarc and authors:
+            spf_identity = (
+                dmarc.AuthIdentity(spf_out.result.value, spf_out.domain)
+                if spf_out is not None and arrival.mail_from
+                else None
+            )
+            dkim_identities = [dmarc.AuthIdentity(r.result.value, r.domain) for r in signatures]
+            dmarc_out = await dmarc.evaluate(
+                resolver, authors, spf_identity, dkim_identities, rng=self._rng
+            )
+        summary = AuthSummary(
+            spf=spf_out,
+            spf_is_helo=not arrival.mail_from,
+            dkim=signatures if s.check_dkim else (),
+            dkim_checked=s.check_dkim,
+            dmarc=dmarc_out,
+            arc=arc_out,
+        )
+        return summary, listings
+
+    async def judge(
+        self,
+        arrival: Arrival,
+        raw: bytes,
+        info: MessageInfo,
+        account_ids: Sequence[int],
+        *,
+        hosted_domains: Collection[str] = (),
+    ) -> Judgement:
+        """Assess the message once, then judge it for each account; refused only if every
+        account's verdict is ``reject`` (one SMTP reply covers all recipients)."""
+        assessment = await self.assess(arrival, raw, info, hosted_domains=hosted_domains)
+        verdicts = await asyncio.gather(*(self.verdict(assessment, a) for a in account_ids))
+        if verdicts and all(v.action is Action.REJECT for v in verdicts):
+            return Judgement(verdicts[0].refusal, {})
+        auth = assessment.auth_header(self.hostname)
+        copies = {
+            account_id: Copy(JUNK_MAILBOX if v.is_spam else INBOX, v.header() + auth, v)
+            for account_id, v in zip(account_ids, verdicts, strict=True)
+        }
+        return Judgement("", copies)
+
+    async def record_correspondents(self, account_id: int, addresses: Sequence[str]) -> None:
+        """The account sent mail to ``addresses``: their replies are welcome (reputation)."""
+        if self.settings.use_reputation and addresses:
+            keys = reputation.correspondent_keys(addresses)
+            await self._store.record_sender_reputation(account_id, keys, SpamCounts(ham=1))
+
+    async def verdict(self, assessment: Assessment, account_id: int) -> Verdict:
+        """The verdict for one recipient account (see the module notes)."""
+        s = self.settings
+        store = self._store
+        tokens = sorted(assessment.tokens)
+        keys = reputation.sender_keys(assessment.sender) if s.use_reputation else []
+        global_model, account_model, tallies, entries = await asyncio.gather(
+            store.spam_model(None, tokens) if tokens else _empty_model(),
+            store.spam_model(account_id, tokens) if tokens else _empty_model(),
+            store.sender_reputation(account_id, keys) if keys else _no_tallies(),
+            store.list_sender_entries(account_id),
+        )
+        reasons = list(assessment.reasons)
+        if s.use_classifier:
+            reasons += self._bayes(assessment.tokens, global_model, account_model)
+        reasons += reputation.reasons(assessment.sender, tallies, s.reputation)
+        forced, override = assessment.forced, assessment.override
+        address = assessment.sender.from_address
+        listed = [e for e in entries if address and _matches(e, address)]
+        if forced is None and listed:
+            # An exact address entry wins over a domain entry.
+            entry = max(listed, key=lambda e: "@" in e.pattern)
+            if entry.kind is SenderListKind.BLOCK:
+                forced, override = Action.JUNK, "block-list"
+                reasons.append(Reason("BLOCK_LIST", 0.0, entry.pattern))
+            elif not _dmarc_failed(assessment):
+                forced, override = Action.INBOX, "allow-list"
+                reasons.append(Reason("ALLOW_LIST", 0.0, entry.pattern))
+        return decide(
+            reasons, s.thresholds, forced=forced, override=override, refusal=assessment.refusal
+        )
+
+    def _bayes(
+        self,
+        tokens: Collection[str],
+        global_model: tuple[SpamCounts, dict[str, SpamCounts]],
+        account_model: tuple[SpamCounts, dict[str, SpamCounts]],
+    ) -> list[Reason]:
+        views = [ModelView(*global_model), ModelView(*account_model)]
+        account = views[1] if views[1].totals.ham or views[1].totals.spam else None
+        totals, counts = combined_view(views[0], account, self.settings.classifier.account_weight)
+        result = classify(tokens, totals, counts, self.settings.classifier)
+        if not result.trained:
+            return []
+        score = round(self.settings.scores.bayes * (2 * result.probability - 1), 2)
+        return [Reason("BAYES", score, f"{result.probability:.3f}")]
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """Where one account's copy goes, and the fields to put on top of it."""
+
+    mailbox: str
+    headers: bytes
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """The decision on one arriving message: refused (``refusal`` set), or a copy per account."""
+
+    refusal: str
+    copies: Mapping[int, Copy]
+
+
+def _dmarc_failed(assessment: Assessment) -> bool:
+    outcome = assessment.auth.dmarc
+    return outcome is not None and outcome.result is dmarc.DmarcResult.FAIL
+
+
+async def _empty_model() -> tuple[SpamCounts, dict[str, SpamCounts]]:
+    return SpamCounts(), {}
+
+
+async def _no_tallies() -> dict[str, SpamCounts]:
+    return {}

@@ -1,0 +1,50 @@
+"""Final delivery of queued mail to hosted mailboxes: recipients whose mailbox was full when the
+message arrived (intake queues them), and delivery reports addressed to our own users.
+
+The copy gets the same trace fields as intake's direct delivery (``Return-Path``,
+``Delivered-To``, RFC 5321 §4.4, RFC 9228) and goes through :meth:`Store.deliver`, fsync'd
+before the reply. An address that now resolves to several accounts (an alias) is delivered to
+each; the reply is the first failure, so a full mailbox is retried — at the cost of a second
+copy for the others, which is why intake queues account addresses, never aliases.
+"""
+
+from __future__ import annotations
+
+from pillarbox.errors import InvalidName
+from pillarbox.mail import trace
+from pillarbox.mail.address import parse_address
+from pillarbox.queue.intake import parse
+from pillarbox.queue.routing import Router
+from pillarbox.smtp import replies
+from pillarbox.smtp.replies import Reply
+from pillarbox.store.interface import Store
+from pillarbox.store.types import DeliveryStatus, DeliveryTarget
+
+DELIVERED = Reply(250, "2.0.0", "delivered to the mailbox")
+#: The target mailbox vanished between resolution and storage (RFC 3463 X.2.0): retry.
+NO_MAILBOX = Reply(450, "4.2.0", "mailbox not available")
+
+_STATUS_REPLIES = {
+    DeliveryStatus.OVER_QUOTA: replies.MAILBOX_FULL,
+    DeliveryStatus.NO_MAILBOX: NO_MAILBOX,
+}
+
+
+async def deliver_local(
+    store: Store, router: Router, sender: str, address: str, raw: bytes
+) -> Reply:
+    """Store ``raw`` for the hosted ``address``; the reply the queue records for it."""
+    try:
+        parsed = parse_address(address)
+    except InvalidName:
+        return replies.BAD_RECIPIENT_SYNTAX
+    resolution = await router.resolve(parsed)
+    if not resolution.local:
+        return replies.MAILBOX_UNKNOWN
+    for recipient in resolution.local:
+        copy = trace.return_path(sender) + trace.delivered_to(recipient.account.address) + raw
+        info = await parse(copy)
+        [result] = await store.deliver(copy, info, [DeliveryTarget(recipient.account.id)])
+        if result.status is not DeliveryStatus.STORED:
+            return _STATUS_REPLIES[result.status]
+    return DELIVERED

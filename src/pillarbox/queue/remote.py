@@ -1,0 +1,317 @@
+"""Remote delivery decisions — where a domain's mail goes, what each transaction sends, and which
+recipients are still open as hosts are tried — as pure functions and values. The sockets are in
+:mod:`pillarbox.net.smtp_client`; the orchestration in :mod:`pillarbox.queue.runner`.
+
+Implementation notes:
+
+- **Route** (RFC 5321 §5.1, RFC 7505): MX hosts in preference order (the resolver shuffles equal
+  preferences); no MX → the domain itself (implicit MX); null MX → 556 5.1.10 at once; NXDOMAIN
+  → 550 5.1.2 at once; a temporary DNS failure → 451 4.4.3, retried. If our own name is among
+  the MX hosts, only the hosts preferred over us are used, and none left is a loop (554 5.4.6,
+  §5.1 "the SMTP client MUST ... discard"). A smart host replaces the MX lookup altogether.
+- **Host fallback** (RFC 5321 §4.5.4.1, §5.1): a host that cannot be reached, greets with
+  anything but 220, times out, closes with 421 or drops the connection leaves its recipients
+  open for the next address and the next host. A reply to RCPT or to the message (2xx, 4xx or
+  5xx) is the answer for this attempt: a 4xx there is the destination's decision, not the host's.
+  Recipients still open after the last host are deferred with the last failure seen.
+- **Envelope** per transaction, from what the server offered (RFC 5321 §4.1.1.11: never a
+  parameter it did not offer): SIZE and BODY=8BITMIME when offered; the DSN parameters
+  (RET, ENVID, NOTIFY, ORCPT, RFC 3461 §5.2.1) only to a server offering DSN — otherwise the
+  queue issues "relayed" reports itself (§5.2.2). SMTPUTF8 only when the message needs it; a
+  server that does not offer it gets nothing and the recipient fails with 553 5.6.7 (RFC 6531
+  §3.2: no downgrade is attempted). A message larger than the server's declared SIZE fails
+  with 552 5.3.4 without being sent (RFC 1870 §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pillarbox.dns.resolver import MxResult, MxStatus
+from pillarbox.errors import ConfigError, InvalidName
+from pillarbox.mail.address import parse_address
+from pillarbox.mail.headers import scan_header
+from pillarbox.smtp import replies as R
+from pillarbox.smtp.client import MALFORMED_REPLY
+from pillarbox.smtp.extensions import Capabilities, Extension
+from pillarbox.smtp.grammar import (
+    Body,
+    MailFrom,
+    MailParams,
+    Notify,
+    OriginalRecipient,
+    Path,
+    RcptParams,
+    RcptTo,
+    Ret,
+)
+from pillarbox.smtp.replies import Reply
+
+# -- replies the queue synthesises (no server sent them) ------------------------------------------
+#: RFC 7505 §4.2.
+NULL_MX = Reply(556, "5.1.10", "recipient domain does not accept mail (null MX)")
+#: RFC 3463 X.1.2 bad destination system address.
+NO_SUCH_DOMAIN = Reply(550, "5.1.2", "recipient domain does not exist")
+#: RFC 3463 X.4.3 directory (routing) server failure.
+DNS_FAILURE = Reply(451, "4.4.3", "DNS lookup of the recipient domain failed")
+#: RFC 3463 X.4.4 unable to route.
+NO_ADDRESS = Reply(451, "4.4.4", "no address found for the mail exchanger")
+#: RFC 3463 X.4.6 routing loop (RFC 5321 §5.1).
+MX_LOOP = Reply(554, "5.4.6", "mail for the domain loops back to myself")
+#: RFC 3463 X.4.1 no answer from host.
+CONNECT_FAILED = Reply(451, "4.4.1", "could not connect to the host")
+#: RFC 6531 §3.2, RFC 3463 X.6.7.
+SMTPUTF8_UNSUPPORTED = Reply(
+    553, "5.6.7", "the message needs SMTPUTF8, which the receiving server does not offer"
+)
+#: RFC 1870 §6.
+TOO_BIG = Reply(552, "5.3.4", "message exceeds the receiving server's fixed size limit")
+#: RFC 3463 X.7.5 cryptographic failure.
+TLS_FAILED = Reply(451, "4.7.5", "TLS handshake with the host failed")
+#: RFC 3463 X.7.10 encryption needed (RFC 5248): the smart host must offer STARTTLS.
+TLS_UNAVAILABLE = Reply(451, "4.7.10", "TLS is required for this host but not offered")
+#: The smart host refused our credentials; retried, since an operator can fix it.
+RELAY_AUTH_FAILED = Reply(451, "4.7.8", "the smart host refused our credentials")
+#: A recipient address that no longer parses (RFC 3463 X.1.3).
+BAD_ADDRESS = Reply(553, "5.1.3", "recipient address is not valid")
+
+#: Replies that end the session rather than answer a recipient: try the next host.
+_SESSION_FAILURES = frozenset({R.CLIENT_TIMEOUT, R.CONNECTION_LOST, MALFORMED_REPLY})
+#: RFC 5321 §4.5.3.1.8: servers must take at least 100 recipients per transaction.
+MAX_RECIPIENTS = 100
+
+
+def is_session_failure(reply: Reply) -> bool:
+    """The host failed, not the recipient: 421, a timeout, a lost or garbled connection."""
+    return reply.code == 421 or reply in _SESSION_FAILURES
+
+
+# -- routes ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one domain's mail goes in this attempt: hosts in order, or why nowhere."""
+
+    domain: str
+    hosts: tuple[str, ...]
+    port: int
+    #: Set when nothing can be tried now: 5xx fails the recipients, 4xx defers them.
+    failure: Reply | None = None
+
+
+def mx_route(result: MxResult, *, port: int, myself: str) -> Route:
+    """The route an MX lookup gives (see the module notes)."""
+    domain = result.domain
+    match result.status:
+        case MxStatus.NULL_MX:
+            return Route(domain, (), port, NULL_MX)
+        case MxStatus.NO_DOMAIN:
+            return Route(domain, (), port, NO_SUCH_DOMAIN.with_text(f"{domain}: {result.reason}"))
+        case MxStatus.TEMPORARY:
+            return Route(domain, (), port, DNS_FAILURE.with_text(f"{domain}: {result.reason}"))
+    myself = myself.lower().rstrip(".")
+    if result.status is MxStatus.FOUND:
+        ours = [h.preference for h in result.hosts if h.host == myself]
+        hosts = tuple(h.host for h in result.hosts if not ours or h.preference < min(ours))
+    else:
+        hosts = () if domain == myself else result.targets
+    if not hosts:
+        return Route(domain, (), port, MX_LOOP.with_text(f"mail for {domain} loops back to me"))
+    return Route(domain, hosts, port)
+
+
+def parse_hostport(
+    spec: str, default_port: int, *, key: str = "queue.smarthost"
+) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``."""
+    text = spec.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(key, f"malformed address {spec!r}")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ConfigError(key, f"no host in {spec!r}")
+    if not port_text:
+        return host.lower(), default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(key, f"bad port in {spec!r}")
+    return host.lower(), int(port_text)
+
+
+def smarthost_route(domain: str, host: str, port: int) -> Route:
+    """Everything goes to the relay: no MX lookup, no loop check (the relay routes)."""
+    return Route(domain, (host,), port)
+
+
+# -- jobs and envelopes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRecipient:
+    id: int
+    address: str
+    notify: frozenset[str] = frozenset()
+    #: ``addr-type;address`` as received in ORCPT, decoded.
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One transaction's worth: one message, some of its recipients at one destination."""
+
+    message_id: int
+    #: The reverse-path; ``""`` is the null sender of reports.
+    sender: str
+    recipients: tuple[RemoteRecipient, ...]
+    size: int
+    ret: str | None = None
+    envid: str | None = None
+    #: The header holds UTF-8 (RFC 6532) or an address is non-ASCII: SMTPUTF8 is needed.
+    utf8: bool = False
+    #: The message has octets above 127 (BODY=8BITMIME when offered, RFC 6152).
+    eight_bit: bool = False
+
+
+def content_flags(raw: bytes) -> tuple[bool, bool]:
+    """(the header is non-ASCII, the message is non-ASCII)."""
+    if raw.isascii():
+        return False, False
+    block = scan_header(raw, 0, len(raw))
+    return not raw[: block.body_start].isascii(), True
+
+
+def split_jobs(job: Job, limit: int = MAX_RECIPIENTS) -> Iterator[Job]:
+    """The job as transactions of at most ``limit`` recipients each."""
+    step = max(1, limit)
+    for start in range(0, len(job.recipients), step):
+        batch = job.recipients[start : start + step]
+        yield Job(
+            message_id=job.message_id,
+            sender=job.sender,
+            recipients=batch,
+            size=job.size,
+            ret=job.ret,
+            envid=job.envid,
+            utf8=job.utf8,
+            eight_bit=job.eight_bit,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mail: MailFrom
+    #: In the order of the job's recipients.
+    rcpts: tuple[RcptTo, ...]
+    #: The server takes the DSN parameters, and so reports success itself (RFC 3461 §5.2.1).
+    dsn: bool
+
+
+def _orcpt(value: str | None) -> OriginalRecipient | None:
+    if value is None:
+        return None
+    kind, sep, address = value.partition(";")
+    return OriginalRecipient(kind.strip(), address.strip()) if sep else None
+
+
+def envelope(job: Job, offered: Capabilities) -> Envelope | Reply:
+    """MAIL and RCPT commands for ``job`` given the server's offer, or the reply failing it."""
+    try:
+        sender = parse_address(job.sender) if job.sender else None
+        addresses = [parse_address(r.address) for r in job.recipients]
+    except InvalidName:
+        return BAD_ADDRESS
+    utf8 = job.utf8 or any(a.needs_smtputf8 for a in addresses)
+    utf8 = utf8 or bool(sender and sender.needs_smtputf8)
+    if utf8 and Extension.SMTPUTF8 not in offered:
+        return SMTPUTF8_UNSUPPORTED
+    if Extension.SIZE in offered and offered.size and job.size > offered.size:
+        return TOO_BIG
+    dsn = Extension.DSN in offered
+    params = MailParams(
+        size=job.size if Extension.SIZE in offered else None,
+        body=Body.EIGHT_BIT_MIME if job.eight_bit and Extension.EIGHTBITMIME in offered else None,
+        smtputf8=utf8,
+        ret=Ret(job.ret) if dsn and job.ret in ("FULL", "HDRS") else None,
+        envid=job.envid if dsn else None,
+    )
+    rcpts = []
+    for recipient, address in zip(job.recipients, addresses, strict=True):
+        rcpt_params = RcptParams()
+        if dsn:
+            notify = frozenset(Notify(n) for n in recipient.notify if n in Notify.__members__)
+            rcpt_params = RcptParams(notify=notify or None, orcpt=_orcpt(recipient.orcpt))
+        rcpts.append(RcptTo(Path(address), rcpt_params))
+    return Envelope(MailFrom(Path(sender), params), tuple(rcpts), dsn)
+
+
+# -- per-attempt bookkeeping ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The reply that settled one recipient for this attempt, and who gave it."""
+
+    reply: Reply
+    #: The host that answered; None when no host did (DNS, no address, refused connections).
+    host: str | None
+    #: The answering server did not take DSN parameters (a "relayed" report is ours to send).
+    relayed: bool = False
+
+
+@dataclass(slots=True)
+class Part:
+    """A job being delivered: its recipients' answers so far, host after host."""
+
+    job: Job
+    answers: dict[int, Answer] = field(default_factory=dict)
+    #: The last session failure (shown for recipients no host answered).
+    last_failure: Answer | None = None
+
+    @property
+    def open(self) -> tuple[RemoteRecipient, ...]:
+        return tuple(r for r in self.job.recipients if r.id not in self.answers)
+
+    @property
+    def complete(self) -> bool:
+        return not self.open
+
+    def open_job(self) -> Job:
+        """The job restricted to the recipients still open."""
+        return Job(
+            message_id=self.job.message_id,
+            sender=self.job.sender,
+            recipients=self.open,
+            size=self.job.size,
+            ret=self.job.ret,
+            envid=self.job.envid,
+            utf8=self.job.utf8,
+            eight_bit=self.job.eight_bit,
+        )
+
+    def record(self, recipient_id: int, reply: Reply, host: str | None, *, dsn: bool) -> None:
+        """A recipient's reply from ``host``; session failures leave it open."""
+        if is_session_failure(reply):
+            self.last_failure = Answer(reply, host)
+        elif recipient_id not in self.answers:
+            self.answers[recipient_id] = Answer(reply, host, relayed=not dsn)
+
+    def fail_session(self, reply: Reply, host: str | None) -> None:
+        """The host could not be used at all (connection, greeting, TLS, AUTH)."""
+        self.last_failure = Answer(reply, host)
+
+    def settle(self, reply: Reply, host: str | None = None) -> None:
+        """Every open recipient gets ``reply`` (a route failure, an envelope refusal)."""
+        for recipient in self.open:
+            self.answers[recipient.id] = Answer(reply, host)
+
+    def give_up(self) -> None:
+        """No host is left: open recipients keep the last failure seen."""
+        last = self.last_failure or Answer(NO_ADDRESS, None)
+        for recipient in self.open:
+            self.answers[recipient.id] = last

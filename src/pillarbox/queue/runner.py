@@ -1,0 +1,502 @@
+"""The queue runner: claims due messages from the store and delivers them, locally or by SMTP.
+
+Implementation notes:
+
+- **Claims and restarts.** Messages are claimed with a lease (``queue.lease``) under this
+  node's name (``server.hostname``), so a node that restarts takes its own claims back at once,
+  and another node takes them over when the lease runs out. Results are recorded per message
+  when all its recipients have an answer for this attempt; delivered and failed recipients are
+  final and never tried again. A crash between a server's 250 and that record re-delivers those
+  recipients (RFC 5321 §6.1 accepts a duplicate over a loss); the window is one message.
+- **Concurrency.** At most ``max_messages`` messages are in flight (their bytes are held in
+  memory). Remote recipients are grouped by destination domain; each destination has a queue
+  of parts served by at most ``per_domain`` workers, and all workers together hold at most
+  ``concurrency`` connections. A worker keeps its connection open while its destination has
+  parts waiting, so many messages to one host share one session (RFC 5321 §4.5.4.1 favours
+  few connections per destination).
+- **Host order** and the bookkeeping of answers are pure (:mod:`.remote`); classification,
+  retry times, expiry and the choice of report too (:mod:`.schedule`). This module only wires
+  them to the store, DNS and :class:`~pillarbox.net.smtp_client.SmtpSession`.
+- **Local recipients** in the queue (a mailbox that was full) are delivered through the store;
+  so are reports to local senders (:mod:`.bounce`).
+- **Wake-ups**: intake sets ``Services.queue_wakeup`` after queueing; the runner also wakes at
+  the earliest retry it scheduled and every ``poll_interval`` (for retries requested through
+  the CLI or other nodes). A message that fails for a reason of ours (a store error) is left
+  alone for ``poll_interval``, so a broken message cannot spin the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, Resolver
+from pillarbox.mail.dsn import RecipientReport
+from pillarbox.net.smtp_client import (
+    SessionSettings,
+    SmtpSession,
+    opportunistic_context,
+    verifying_context,
+)
+from pillarbox.observability.log import Log
+from pillarbox.queue import bounce
+from pillarbox.queue.local import deliver_local
+from pillarbox.queue.remote import (
+    DNS_FAILURE,
+    MAX_RECIPIENTS,
+    NO_ADDRESS,
+    Answer,
+    Job,
+    Part,
+    RemoteRecipient,
+    Route,
+    content_flags,
+    mx_route,
+    parse_hostport,
+    smarthost_route,
+    split_jobs,
+)
+from pillarbox.queue.routing import Router
+from pillarbox.queue.schedule import Attempt, RetryPolicy, Verdict, decide, reply_text
+from pillarbox.services import Services
+from pillarbox.smtp.client import SmtpClientSettings
+from pillarbox.smtp.replies import LOCAL_ERROR
+from pillarbox.store.interface import Store
+from pillarbox.store.types import AttemptOutcome, QueuedMessage, QueuedRecipient
+
+_log = Log("queue")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerLimits:
+    #: Connections open at once, all destinations together (``queue.concurrency``).
+    concurrency: int = 20
+    #: Connections to one destination domain (``queue.per_domain``).
+    per_domain: int = 4
+    #: Messages being delivered at once; their bytes stay in memory meanwhile.
+    max_messages: int = 100
+    #: Seconds between store scans without a wake-up (``queue.poll_interval``).
+    poll_interval: float = 30.0
+    #: Seconds a claim lasts (``queue.lease``).
+    lease: float = 900.0
+    #: Recipients per SMTP transaction (RFC 5321 §4.5.3.1.8 minimum).
+    max_recipients: int = MAX_RECIPIENTS
+    #: Largest original returned whole in a report (``queue.bounce_original_limit``).
+    bounce_original_limit: int = 262_144
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """A smart host (``queue.smarthost``): all remote mail goes there instead of by MX."""
+
+    host: str
+    port: int
+    session: SessionSettings
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """One claimed message being delivered: its bytes and its recipients' answers."""
+
+    message: QueuedMessage
+    raw: bytes
+    parts_left: int = 0
+    answers: dict[int, Answer] = field(default_factory=dict)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
+class _Destination:
+    parts: deque[tuple[Part, _Delivery]] = field(default_factory=deque)
+    workers: int = 0
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class QueueRunner:
+    """Delivers the queue until cancelled (:meth:`run`); see the module notes."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        router: Router,
+        resolver: Resolver,
+        policy: RetryPolicy,
+        hostname: str,
+        wakeup: asyncio.Event,
+        remote_port: int = 25,
+        session: SessionSettings,
+        relay: Relay | None = None,
+        limits: RunnerLimits = RunnerLimits(),
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._store = store
+        self._router = router
+        self._resolver = resolver
+        self._policy = policy
+        self._hostname = hostname
+        self._wakeup = wakeup
+        self._remote_port = remote_port
+        self._session = session
+        self._relay = relay
+        self._limits = limits
+        self._clock = clock
+        self._slots = asyncio.Semaphore(limits.concurrency)
+        self._inflight: dict[int, _Delivery] = {}
+        self._destinations: dict[str, _Destination] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_due: datetime | None = None
+        self._resting: dict[int, datetime] = {}
+        self._closing = False
+
+    # -- the loop --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        _log.info("queue runner started", owner=self._hostname)
+        try:
+            while True:
+                await self.claim()
+                await self._sleep()
+        finally:
+            self._closing = True
+            while self._tasks:
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _sleep(self) -> None:
+        timeout = self._limits.poll_interval
+        if self._next_due is not None:
+            until = (self._next_due - self._clock()).total_seconds()
+            timeout = max(0.0, min(timeout, until))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
+        self._wakeup.clear()
+
+    async def claim(self) -> int:
+        """Claim what is due and start delivering it; the number of messages started."""
+        now = self._clock()
+        if self._next_due is not None and self._next_due <= now:
+            self._next_due = None
+        self._resting = {k: v for k, v in self._resting.items() if v > now}
+        free = self._limits.max_messages - len(self._inflight)
+        if free <= 0:
+            return 0
+        # Our own in-flight messages are claimed again (same owner): ask for enough to skip them.
+        claimed = await self._store.claim_due(
+            now,
+            limit=free + len(self._inflight) + len(self._resting),
+            lease_seconds=self._limits.lease,
+            owner=self._hostname,
+        )
+        started = 0
+        for message in claimed:
+            if message.id in self._inflight or message.id in self._resting:
+                continue
+            if len(self._inflight) >= self._limits.max_messages:
+                break
+            delivery = _Delivery(message, b"")
+            self._inflight[message.id] = delivery
+            self._spawn(self._process(delivery))
+            started += 1
+        return started
+
+    async def idle(self) -> None:
+        """Wait until nothing is in flight (tests and the benchmark)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._closing:
+            coro.close()  # shutting down: what it would do is taken up at the next start
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- one message -----------------------------------------------------------------------------
+    async def _process(self, delivery: _Delivery) -> None:
+        message = delivery.message
+        try:
+            delivery.raw = await self._store.read_blob(message.blob_id)
+            await self._start_parts(delivery)
+            await delivery.finished.wait()
+            await self._finish(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("delivery attempt failed", queue=message.id)
+            self._resting[message.id] = self._clock() + timedelta(
+                seconds=self._limits.poll_interval
+            )
+        finally:
+            self._inflight.pop(message.id, None)
+            self._wakeup.set()  # room for another message
+
+    async def _start_parts(self, delivery: _Delivery) -> None:
+        message = delivery.message
+        header_utf8, eight_bit = content_flags(delivery.raw)
+        remote: dict[str, list[QueuedRecipient]] = {}
+        local: list[QueuedRecipient] = []
+        for recipient in message.recipients:
+            domain = recipient.address.rpartition("@")[2].lower()
+            if not domain.startswith("[") and await self._router.is_hosted(domain):
+                local.append(recipient)
+            else:
+                remote.setdefault(domain, []).append(recipient)
+        parts = []
+        for domain, recipients in remote.items():
+            job = Job(
+                message_id=message.id,
+                sender=message.sender,
+                recipients=tuple(
+                    RemoteRecipient(r.id, r.address, r.notify, r.orcpt) for r in recipients
+                ),
+                size=len(delivery.raw),
+                ret=message.ret,
+                envid=message.envid,
+                utf8=header_utf8,
+                eight_bit=eight_bit,
+            )
+            parts += [(domain, Part(j)) for j in split_jobs(job, self._limits.max_recipients)]
+        delivery.parts_left = len(parts)
+        for recipient in local:
+            reply = await deliver_local(
+                self._store, self._router, message.sender, recipient.address, delivery.raw
+            )
+            delivery.answers[recipient.id] = Answer(reply, None)
+        if not parts:
+            delivery.finished.set()
+        for domain, part in parts:
+            self._dispatch(domain, part, delivery)
+
+    def _part_done(self, part: Part, delivery: _Delivery) -> None:
+        delivery.answers.update(part.answers)
+        delivery.parts_left -= 1
+        if delivery.parts_left <= 0:
+            delivery.finished.set()
+
+    async def _finish(self, delivery: _Delivery) -> None:
+        message = delivery.message
+        now = self._clock()
+        verdicts: list[tuple[QueuedRecipient, Verdict]] = []
+        for recipient in message.recipients:
+            answer = delivery.answers.get(recipient.id) or Answer(LOCAL_ERROR, None)
+            attempt = Attempt(
+                reply=answer.reply,
+                host=answer.host,
+                attempts_before=recipient.attempts,
+                queued_at=message.queued_at,
+                notify=recipient.notify,
+                delay_notified=recipient.delay_notified,
+                null_sender=not message.sender,
+                relayed=answer.relayed,
+            )
+            verdicts.append((recipient, decide(attempt, self._policy, now)))
+        await self._report(delivery, verdicts, now)
+        outcomes = [
+            AttemptOutcome(
+                recipient_id=r.id,
+                state=v.state,
+                reply=f"{v.host}: {reply_text(v.reply)}" if v.host else reply_text(v.reply),
+                next_attempt=v.next_attempt,
+                delay_notified=v.delay_notified,
+            )
+            for r, v in verdicts
+        ]
+        await self._store.record_attempts(message.id, outcomes)
+        for recipient, verdict in verdicts:
+            _log.info(
+                verdict.state.value,
+                queue=message.id,
+                to=recipient.address,
+                host=verdict.host or "-",
+                reply=reply_text(verdict.reply),
+            )
+            if verdict.next_attempt is not None and (
+                self._next_due is None or verdict.next_attempt < self._next_due
+            ):
+                self._next_due = verdict.next_attempt
+
+    async def _report(
+        self,
+        delivery: _Delivery,
+        verdicts: Sequence[tuple[QueuedRecipient, Verdict]],
+        now: datetime,
+    ) -> None:
+        """Send the one report this attempt causes, before its results are recorded (a crash
+        in between repeats the report rather than losing it)."""
+        entries = [
+            RecipientReport(
+                final_recipient=r.address,
+                action=v.report,
+                status=v.status,
+                original_recipient=r.orcpt,
+                remote_mta=v.host,
+                diagnostic=reply_text(v.reply),
+                last_attempt=now,
+                will_retry_until=(
+                    self._policy.expires(delivery.message.queued_at) if v.next_attempt else None
+                ),
+            )
+            for r, v in verdicts
+            if v.report is not None
+        ]
+        if not entries:
+            return
+        report = bounce.report_for(
+            delivery.message,
+            delivery.raw,
+            entries,
+            hostname=self._hostname,
+            now=now,
+            max_original=self._limits.bounce_original_limit,
+        )
+        await bounce.send_report(
+            self._store, self._router, self._wakeup, report, delivery.message.sender
+        )
+
+    # -- destinations ----------------------------------------------------------------------------
+    def _dispatch(self, domain: str, part: Part, delivery: _Delivery) -> None:
+        destination = self._destinations.setdefault(domain, _Destination())
+        destination.parts.append((part, delivery))
+        self._staff(domain, destination)
+
+    def _staff(self, domain: str, destination: _Destination) -> None:
+        if destination.workers < self._limits.per_domain and destination.workers < len(
+            destination.parts
+        ):
+            destination.workers += 1
+            self._spawn(self._worker(domain, destination))
+
+    async def _worker(self, domain: str, destination: _Destination) -> None:
+        try:
+            async with self._slots:
+                await self._serve(domain, destination)
+        finally:
+            destination.workers -= 1
+            if destination.parts:
+                self._staff(domain, destination)  # parts that arrived as this worker finished
+            elif destination.workers == 0 and self._destinations.get(domain) is destination:
+                del self._destinations[domain]
+
+    async def _route(self, domain: str) -> Route:
+        if self._relay is not None:
+            return smarthost_route(domain, self._relay.host, self._relay.port)
+        if domain.startswith("[") and domain.endswith("]"):
+            literal = domain[1:-1].removeprefix("IPv6:")
+            return Route(domain, (literal,), self._remote_port)
+        result = await self._resolver.mx(domain)
+        return mx_route(result, port=self._remote_port, myself=self._hostname)
+
+    async def _addresses(self, host: str) -> list[str] | Answer:
+        with contextlib.suppress(ValueError):
+            return [str(ipaddress.ip_address(host))]
+        try:
+            addresses = await self._resolver.addresses(host)
+        except DnsTemporaryError as exc:
+            return Answer(DNS_FAILURE.with_text(f"{host}: {exc.problem}"), None)
+        return addresses or Answer(NO_ADDRESS.with_text(f"{host} has no address"), None)
+
+    async def _serve(self, domain: str, destination: _Destination) -> None:
+        """Deliver the destination's parts, host after host (RFC 5321 §5.1 order)."""
+        route = await self._route(domain)
+        if route.failure is not None:
+            while destination.parts:
+                part, delivery = destination.parts.popleft()
+                part.settle(route.failure)
+                self._part_done(part, delivery)
+            return
+        settings = self._relay.session if self._relay is not None else self._session
+        last: Answer | None = None
+        for host in route.hosts:
+            addresses = await self._addresses(host)
+            if isinstance(addresses, Answer):
+                last = addresses
+                continue
+            for address in addresses:
+                if not destination.parts:
+                    return
+                session = await SmtpSession.open(host, address, route.port, settings)
+                if not isinstance(session, SmtpSession):
+                    last = Answer(session, host)
+                    continue
+                try:
+                    while destination.parts and session.usable:
+                        part, delivery = destination.parts.popleft()
+                        await session.deliver(part, delivery.raw)
+                        if part.complete:
+                            self._part_done(part, delivery)
+                        else:  # the session died under it: the next address or host
+                            destination.parts.appendleft((part, delivery))
+                finally:
+                    await session.close()
+        if destination.workers > 1:
+            return  # the other workers still have hosts to try for what is left
+        while destination.parts:
+            part, delivery = destination.parts.popleft()
+            if part.last_failure is None and last is not None:
+                part.fail_session(last.reply, last.host)
+            part.give_up()
+            self._part_done(part, delivery)
+
+
+def runner_for(services: Services, *, resolver: Resolver | None = None) -> QueueRunner:
+    """The runner of a server, configured from ``[queue]`` and ``[dns]``."""
+    config = services.config
+    queue = config.queue
+    client = SmtpClientSettings(hostname=config.server.hostname)
+    relay = None
+    if queue.smarthost:
+        host, port = parse_hostport(queue.smarthost, queue.remote_port)
+        credentials = (
+            (queue.smarthost_username, queue.smarthost_password)
+            if queue.smarthost_username
+            else None
+        )
+        context = verifying_context() if queue.smarthost_verify_tls else opportunistic_context()
+        relay = Relay(
+            host,
+            port,
+            SessionSettings(
+                client=client,
+                connect_timeout=queue.connect_timeout,
+                tls=context,
+                require_tls=credentials is not None,
+                credentials=credentials,
+            ),
+        )
+    return QueueRunner(
+        store=services.store,
+        router=services.router,
+        resolver=resolver
+        or DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout),
+        policy=RetryPolicy(
+            schedule=queue.retry_schedule,
+            lifetime=queue.lifetime,
+            delay_warning=queue.delay_warning,
+        ),
+        hostname=config.server.hostname,
+        wakeup=services.queue_wakeup,
+        remote_port=queue.remote_port,
+        session=SessionSettings(
+            client=client, connect_timeout=queue.connect_timeout, tls=opportunistic_context()
+        ),
+        relay=relay,
+        limits=RunnerLimits(
+            concurrency=queue.concurrency,
+            per_domain=queue.per_domain,
+            poll_interval=queue.poll_interval,
+            lease=queue.lease,
+            bounce_original_limit=queue.bounce_original_limit,
+        ),
+    )

@@ -1,0 +1,252 @@
+"""PostgreSQL queries behind the web's needs and the signing keys: sorted, filtered pages of a
+mailbox; account settings; issued tokens; DKIM keys. Plain async functions over a connection,
+run by :class:`~.store.PostgresStore` inside its reads and write transactions.
+
+A page is chosen as in the SQLite backend (its ``webdata`` notes): the ordered UIDs of the page
+from the ``messages`` sort-key columns filled at ingest, then the page's records by primary key.
+Text is compared byte-wise (``COLLATE "C"``) so both backends order alike whatever the
+database's collation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import TupleRow
+
+from pillarbox.errors import AlreadyExists, NotFound
+from pillarbox.store.types import (
+    AccountSettings,
+    AccountToken,
+    DkimKeyRecord,
+    MessageQuery,
+    SortKey,
+    TokenKind,
+)
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+#: ORDER BY expression of each sort key (ties: UID, in the same direction).
+_ORDER = {
+    SortKey.ARRIVAL: "internal_date",
+    SortKey.DATE: "coalesce(sent_date, internal_date)",
+    SortKey.FROM: 'from_addr COLLATE "C"',
+    SortKey.SUBJECT: 'lower(subject) COLLATE "C"',
+    SortKey.SIZE: "size",
+}
+
+
+def _contains(column: str) -> str:
+    """Case-insensitive substring test of a sort-key column against a lowercased term."""
+    return f"strpos(lower({column}), %s) > 0"
+
+
+def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
+    clauses = ["mailbox_id = %s"]
+    params: list[object] = [mailbox_id]
+    for column, term in (("from_addr", query.from_contains), ("subject", query.subject_contains)):
+        if term:
+            clauses.append(_contains(column))
+            params.append(term.lower())
+    if query.to_contains:
+        clauses.append(f"({_contains('to_addr')} OR {_contains('cc_addr')})")
+        params += [query.to_contains.lower()] * 2
+    if query.since is not None:
+        clauses.append("coalesce(sent_date, internal_date) >= %s")
+        params.append(query.since)
+    if query.before is not None:
+        clauses.append("coalesce(sent_date, internal_date) < %s")
+        params.append(query.before)
+    if query.unseen:
+        clauses.append("NOT seen")
+    if query.flagged:
+        clauses.append("'\\Flagged' = ANY(flags)")
+    if query.uids is not None:
+        clauses.append("uid = ANY(%s)")
+        params.append(sorted(query.uids))
+    if query.message_ids is not None:
+        ids = sorted(query.message_ids)
+        clauses.append("(message_id = ANY(%s) OR in_reply_to = ANY(%s))")
+        params += [ids, ids]
+    return " AND ".join(clauses), params
+
+
+async def page_uids(
+    conn: Conn, mailbox_id: int, query: MessageQuery, offset: int, limit: int
+) -> tuple[int, list[int]]:
+    """(number matching, the page's UIDs in order); ``NotFound`` for an unknown mailbox."""
+    cur = await conn.execute("SELECT messages FROM mailboxes WHERE id = %s", (mailbox_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    where, params = _where(mailbox_id, query)
+    if len(params) == 1:
+        total = int(row[0])
+    else:
+        cur = await conn.execute(f"SELECT count(*) FROM messages WHERE {where}".encode(), params)
+        counted = await cur.fetchone()
+        total = int(counted[0]) if counted else 0
+    direction = "DESC" if query.descending else "ASC"
+    order = f"{_ORDER[query.sort]} {direction}, uid {direction}"
+    cur = await conn.execute(
+        f"SELECT uid FROM messages WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s".encode(),
+        (*params, max(0, limit), max(0, offset)),
+    )
+    return total, [int(r[0]) for r in await cur.fetchall()]
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+async def _require_account(conn: Conn, account_id: int) -> None:
+    cur = await conn.execute("SELECT 1 FROM accounts WHERE id = %s", (account_id,))
+    if await cur.fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+
+
+async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
+    cur = await conn.execute(
+        "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
+        "forward_keep_copy FROM account_settings WHERE account_id = %s",
+        (account_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        await _require_account(conn, account_id)
+        return AccountSettings()
+    enabled, subject, body, until, forward_to, keep = row
+    return AccountSettings(
+        vacation_enabled=enabled,
+        vacation_subject=subject,
+        vacation_body=body,
+        vacation_until=until,
+        forward_to=tuple(forward_to),
+        forward_keep_copy=keep,
+    )
+
+
+async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -> None:
+    await _require_account(conn, account_id)
+    await conn.execute(
+        "INSERT INTO account_settings (account_id, vacation_enabled, vacation_subject, "
+        "vacation_body, vacation_until, forward_to, forward_keep_copy) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET "
+        "vacation_enabled = excluded.vacation_enabled, "
+        "vacation_subject = excluded.vacation_subject, vacation_body = excluded.vacation_body, "
+        "vacation_until = excluded.vacation_until, forward_to = excluded.forward_to, "
+        "forward_keep_copy = excluded.forward_keep_copy",
+        (
+            account_id,
+            settings.vacation_enabled,
+            settings.vacation_subject,
+            settings.vacation_body,
+            settings.vacation_until,
+            list(settings.forward_to),
+            settings.forward_keep_copy,
+        ),
+    )
+
+
+# -- tokens --------------------------------------------------------------------------------------
+
+_TOKEN_COLUMNS = "id, account_id, kind, label, created"
+
+
+def _token(row: TupleRow) -> AccountToken:
+    token_id, account_id, kind, label, created = row
+    return AccountToken(token_id, account_id, TokenKind(kind), label, created)
+
+
+async def add_token(
+    conn: Conn, account_id: int, kind: TokenKind, label: str, digest: str, now: datetime
+) -> AccountToken:
+    await _require_account(conn, account_id)
+    try:
+        cur = await conn.execute(
+            "INSERT INTO account_tokens (account_id, kind, label, digest, created) "
+            f"VALUES (%s, %s, %s, %s, %s) RETURNING {_TOKEN_COLUMNS}",
+            (account_id, kind.value, label, digest, now),
+        )
+    except pg_errors.UniqueViolation:
+        raise AlreadyExists("a token with this digest exists") from None
+    row = await cur.fetchone()
+    assert row is not None
+    return _token(row)
+
+
+async def list_tokens(conn: Conn, account_id: int, kind: TokenKind | None) -> list[AccountToken]:
+    cur = await conn.execute(
+        f"SELECT {_TOKEN_COLUMNS} FROM account_tokens WHERE account_id = %s "
+        "AND (%s::text IS NULL OR kind = %s) ORDER BY id",
+        (account_id, *([kind.value] * 2 if kind else [None, None])),
+    )
+    return [_token(row) for row in await cur.fetchall()]
+
+
+async def remove_token(conn: Conn, account_id: int, token_id: int) -> None:
+    cur = await conn.execute(
+        "DELETE FROM account_tokens WHERE id = %s AND account_id = %s", (token_id, account_id)
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"no token {token_id}")
+
+
+async def find_token(conn: Conn, kind: TokenKind, digest: str) -> AccountToken | None:
+    cur = await conn.execute(
+        f"SELECT {_TOKEN_COLUMNS} FROM account_tokens WHERE kind = %s AND digest = %s",
+        (kind.value, digest),
+    )
+    row = await cur.fetchone()
+    return None if row is None else _token(row)
+
+
+# -- DKIM keys (never deleted by rotation, only retired: see the SQLite dkimkeys notes) ----------
+
+_KEY_COLUMNS = "domain, selector, algorithm, private_pem, created, retired"
+
+
+def _key(row: TupleRow) -> DkimKeyRecord:
+    domain, selector, algorithm, pem, created, retired = row
+    return DkimKeyRecord(domain, selector, algorithm, bytes(pem), created, retired)
+
+
+async def add_dkim_key(conn: Conn, key: DkimKeyRecord) -> None:
+    cur = await conn.execute("SELECT 1 FROM domains WHERE name = %s FOR SHARE", (key.domain,))
+    if await cur.fetchone() is None:
+        raise NotFound(f"no domain {key.domain}")
+    values: tuple[Any, ...] = (
+        key.domain,
+        key.selector,
+        key.algorithm,
+        key.private_pem,
+        key.created,
+        key.retired,
+    )
+    cur = await conn.execute(
+        f"INSERT INTO dkim_keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT DO NOTHING RETURNING 1",
+        values,
+    )
+    if await cur.fetchone() is None:
+        raise AlreadyExists(f"{key.domain} has a DKIM key with selector {key.selector}")
+
+
+async def list_dkim_keys(conn: Conn, domain: str, include_retired: bool) -> list[DkimKeyRecord]:
+    cur = await conn.execute(
+        f"SELECT {_KEY_COLUMNS} FROM dkim_keys WHERE domain = %s "
+        'AND (%s OR retired IS NULL) ORDER BY created, selector COLLATE "C"',
+        (domain, include_retired),
+    )
+    return [_key(row) for row in await cur.fetchall()]
+
+
+async def retire_dkim_key(conn: Conn, domain: str, selector: str, when: datetime) -> None:
+    cur = await conn.execute(
+        "UPDATE dkim_keys SET retired = coalesce(retired, %s) WHERE domain = %s AND selector = %s",
+        (when, domain, selector),
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"{domain} has no DKIM key with selector {selector}")

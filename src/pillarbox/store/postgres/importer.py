@@ -1,0 +1,417 @@
+"""Copy an existing SQLite store into an empty PostgreSQL one (``pillarbox store migrate``).
+
+The copy is row by row, not through the :class:`~pillarbox.store.interface.Store` interface:
+the interface allocates new UIDs, MODSEQs and ids, while a migration must keep everything an
+IMAP client has cached (UIDVALIDITY, UIDs, UIDNEXT, HIGHESTMODSEQ, the expunge history for
+QRESYNC) and everything only the store knows (token digests, queue attempts, leases). So this
+module reads the SQLite schema (at its latest version, which opening the source store ensures)
+and writes the PostgreSQL one with COPY.
+
+Invariants:
+
+- **All or nothing**: one PostgreSQL transaction; a failure leaves the target as it was (empty).
+- **Counters are recomputed, not copied**: rows go in with zero counters and the target's
+  triggers count them, so a copied store is consistent by construction; :func:`verify` then
+  checks them against the source's.
+- **Ids keep their values**, and each identity sequence restarts above the highest id the
+  source ever gave (``sqlite_sequence``), so no id of a deleted row comes back.
+- **Bytes are verified**: every blob read back from PostgreSQL must hash to its id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from pillarbox.errors import StorageError, UserError
+from pillarbox.store.blobs import FileBlobStore
+from pillarbox.store.sqlite.migrations import LATEST_VERSION as SQLITE_VERSION
+from pillarbox.store.sqlite.migrations import schema_version as sqlite_schema_version
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: Tables whose emptiness makes a target acceptable.
+_CONTENT_TABLES = ("domains", "accounts", "blobs", "queue_messages")
+#: Identity columns whose sequences continue after the copy (SQLite AUTOINCREMENT tables).
+_SEQUENCES = ("accounts", "mailboxes", "blobs", "queue_messages", "queue_recipients")
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """Rows copied per table, in copy order."""
+
+    counts: tuple[tuple[str, int], ...]
+
+
+def _time(us: int | None) -> datetime | None:
+    return None if us is None else _EPOCH + timedelta(microseconds=us)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """One table's copy: the SQLite query and the PostgreSQL columns it fills, in order."""
+
+    name: str
+    select: str
+    columns: tuple[str, ...]
+    convert: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
+    return (
+        _Table(
+            "domains",
+            "SELECT name, created FROM domains",
+            ("name", "created"),
+            lambda r: (r[0], _time(r[1])),
+        ),
+        _Table(
+            "accounts",
+            "SELECT id, address, domain, display_name, password_hash, scram_sha256, is_admin, "
+            "quota_bytes, quota_messages, created FROM accounts",
+            (
+                "id",
+                "address",
+                "domain",
+                "display_name",
+                "password_hash",
+                "scram_sha256",
+                "is_admin",
+                "quota_bytes",
+                "quota_messages",
+                "created",
+            ),
+            lambda r: (*r[:6], bool(r[6]), r[7], r[8], _time(r[9])),
+        ),
+        _Table(
+            "aliases",
+            "SELECT address, domain, targets FROM aliases",
+            ("address", "domain", "targets"),
+            lambda r: (r[0], r[1], json.loads(r[2])),
+        ),
+        _Table(
+            "mailboxes",
+            "SELECT id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq, "
+            "recent_uid FROM mailboxes",
+            (
+                "id",
+                "account_id",
+                "name",
+                "special_use",
+                "uidvalidity",
+                "uidnext",
+                "highestmodseq",
+                "recent_uid",
+            ),
+            lambda r: r,
+        ),
+        _Table(
+            "subscriptions",
+            "SELECT account_id, name FROM subscriptions",
+            ("account_id", "name"),
+            lambda r: r,
+        ),
+        _Table(
+            "blobs",
+            "SELECT id, sha256, size, info FROM blobs",
+            ("id", "sha256", "size", "info"),
+            lambda r: (r[0], r[1], r[2], None if r[3] is None else bytes(r[3])),
+        ),
+        _Table(
+            "blob_data",
+            "SELECT id, sha256 FROM blobs",
+            ("id", "data"),
+            lambda r: (r[0], blob_bytes(r[0], r[1])),
+        ),
+        _Table(
+            "blob_text",
+            "SELECT t.id, t.header_text, t.body_text FROM blob_text t JOIN blobs b ON b.id = t.id",
+            ("id", "header_text", "body_text", "search_header", "search_body"),
+            lambda r: (r[0], r[1], r[2], r[1].lower(), r[2].lower()),
+        ),
+        _Table(
+            "messages",
+            "SELECT mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob, "
+            "sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to "
+            "FROM messages ORDER BY mailbox_id, uid",
+            (
+                "mailbox_id",
+                "uid",
+                "modseq",
+                "flags",
+                "internal_date",
+                "saved_date",
+                "size",
+                "blob",
+                "sent_date",
+                "subject",
+                "from_addr",
+                "to_addr",
+                "cc_addr",
+                "message_id",
+                "in_reply_to",
+            ),
+            lambda r: (
+                *r[:3],
+                sorted(_words(r[3])),
+                _time(r[4]),
+                _time(r[5]),
+                r[6],
+                r[7],
+                _time(r[8]),
+                *r[9:],
+            ),
+        ),
+        _Table(
+            "expunged",
+            "SELECT mailbox_id, uid, modseq FROM expunged",
+            ("mailbox_id", "uid", "modseq"),
+            lambda r: r,
+        ),
+        _Table(
+            "queue_messages",
+            "SELECT id, sender, blob, size, queued_at, ret, envid, lease_owner, lease_until "
+            "FROM queue_messages",
+            (
+                "id",
+                "sender",
+                "blob",
+                "size",
+                "queued_at",
+                "ret",
+                "envid",
+                "lease_owner",
+                "lease_until",
+            ),
+            lambda r: (*r[:4], _time(r[4]), r[5], r[6], r[7], _time(r[8])),
+        ),
+        _Table(
+            "queue_recipients",
+            "SELECT id, message_id, address, state, attempts, next_attempt, last_reply, notify, "
+            "orcpt, delay_notified FROM queue_recipients",
+            (
+                "id",
+                "message_id",
+                "address",
+                "state",
+                "attempts",
+                "next_attempt",
+                "last_reply",
+                "notify",
+                "orcpt",
+                "delay_notified",
+            ),
+            lambda r: (*r[:5], _time(r[5]), r[6], _words(r[7]), r[8], bool(r[9])),
+        ),
+        _Table(
+            "account_settings",
+            "SELECT account_id, vacation_enabled, vacation_subject, vacation_body, "
+            "vacation_until, forward_to, forward_keep_copy FROM account_settings",
+            (
+                "account_id",
+                "vacation_enabled",
+                "vacation_subject",
+                "vacation_body",
+                "vacation_until",
+                "forward_to",
+                "forward_keep_copy",
+            ),
+            lambda r: (r[0], bool(r[1]), r[2], r[3], _time(r[4]), json.loads(r[5]), bool(r[6])),
+        ),
+        _Table(
+            "account_tokens",
+            "SELECT id, account_id, kind, label, digest, created FROM account_tokens",
+            ("id", "account_id", "kind", "label", "digest", "created"),
+            lambda r: (*r[:5], _time(r[5])),
+        ),
+        _Table(
+            "dkim_keys",
+            "SELECT domain, selector, algorithm, private_pem, created, retired FROM dkim_keys",
+            ("domain", "selector", "algorithm", "private_pem", "created", "retired"),
+            lambda r: (r[0], r[1], r[2], bytes(r[3]), _time(r[4]), _time(r[5])),
+        ),
+        _Table("meta", "SELECT key, value FROM meta", ("key", "value"), lambda r: r),
+        _Table(
+            "spam_models",
+            "SELECT account_id, ham, spam FROM spam_models",
+            ("account_id", "ham", "spam"),
+            lambda r: r,
+        ),
+        _Table(
+            "spam_tokens",
+            "SELECT account_id, token, ham, spam FROM spam_tokens",
+            ("account_id", "token", "ham", "spam"),
+            lambda r: r,
+        ),
+        _Table(
+            "spam_trained",
+            "SELECT account_id, message_key, spam FROM spam_trained",
+            ("account_id", "message_key", "spam"),
+            lambda r: (r[0], r[1], bool(r[2])),
+        ),
+        _Table(
+            "sender_reputation",
+            "SELECT account_id, key, ham, spam FROM sender_reputation",
+            ("account_id", "key", "ham", "spam"),
+            lambda r: r,
+        ),
+        _Table(
+            "sender_lists",
+            "SELECT account_id, pattern, kind FROM sender_lists",
+            ("account_id", "pattern", "kind"),
+            lambda r: r,
+        ),
+    )
+
+
+def _connect_source(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise UserError(f"no SQLite store at {path}")
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    version = sqlite_schema_version(conn)
+    if version != SQLITE_VERSION:
+        conn.close()
+        raise StorageError(
+            f"source schema is version {version}, expected {SQLITE_VERSION}: open it with this "
+            "Pillarbox first"
+        )
+    return conn
+
+
+def _blob_reader(conn: sqlite3.Connection, blob_dir: Path | None) -> Callable[[int, str], bytes]:
+    if blob_dir is not None:
+        files = FileBlobStore(blob_dir)
+        return lambda _row, sha256: files.read(sha256)
+
+    def from_table(row: int, sha256: str) -> bytes:
+        found = conn.execute("SELECT data FROM blob_data WHERE id = ?", (row,)).fetchone()
+        if found is None:
+            raise StorageError(f"blob {sha256} has no bytes in the source")
+        return bytes(found[0])
+
+    return from_table
+
+
+def copy_sqlite_store(
+    source: Path,
+    target: str,
+    *,
+    blob_dir: Path | None = None,
+    progress: Callable[[str, int], None] = lambda table, rows: None,
+) -> Copied:
+    """Copy the SQLite store at ``source`` (blobs in ``blob_dir`` when it keeps them in files)
+    into the migrated, empty PostgreSQL store at ``target``; blocking (a CLI command)."""
+    src = _connect_source(source)
+    counts: list[tuple[str, int]] = []
+    try:
+        with psycopg.connect(target, autocommit=True) as dest, dest.transaction():
+            dest.execute("SET TimeZone TO 'UTC'")
+            _require_empty(dest)
+            for table in _tables(_blob_reader(src, blob_dir)):
+                rows = _copy_table(src, dest, table)
+                counts.append((table.name, rows))
+                progress(table.name, rows)
+            _continue_sequences(src, dest)
+    except psycopg.Error as exc:
+        raise StorageError(f"copy into PostgreSQL failed, nothing was kept: {exc}") from exc
+    finally:
+        src.close()
+    return Copied(tuple(counts))
+
+
+def _require_empty(dest: psycopg.Connection[TupleRow]) -> None:
+    for table in _CONTENT_TABLES:
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+        row = dest.execute(query).fetchone()
+        if row is not None and row[0]:
+            raise UserError(f"the target store is not empty ({table} has rows); refusing to mix")
+
+
+def _copy_table(src: sqlite3.Connection, dest: psycopg.Connection[TupleRow], table: _Table) -> int:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.columns))
+    )
+    rows = 0
+    with dest.cursor() as cur, cur.copy(statement) as copy:
+        for row in _rows(src, table.select):
+            copy.write_row(table.convert(row))
+            rows += 1
+    return rows
+
+
+def _rows(conn: sqlite3.Connection, query: str) -> Iterator[tuple[Any, ...]]:
+    cursor = conn.execute(query)
+    while batch := cursor.fetchmany(500):
+        yield from batch
+
+
+def _continue_sequences(src: sqlite3.Connection, dest: psycopg.Connection[TupleRow]) -> None:
+    issued = dict(src.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+    for table in _SEQUENCES:
+        dest.execute(
+            sql.SQL(
+                "SELECT setval(pg_get_serial_sequence({name}, 'id'), "
+                "greatest(%s, (SELECT coalesce(max(id), 0) FROM {table})) + 1, false)"
+            ).format(name=sql.Literal(table), table=sql.Identifier(table)),
+            (int(issued.get(table, 0)),),
+        )
+
+
+# -- verification ----------------------------------------------------------------------------------
+
+
+def verify(source: Path, target: str, *, blob_dir: Path | None = None) -> list[str]:
+    """Differences between the source and the copied target (empty: a faithful copy): row
+    counts, mailbox UID/MODSEQ state and counters, account usage, and every blob's bytes."""
+    src = _connect_source(source)
+    problems: list[str] = []
+    try:
+        with psycopg.connect(target, autocommit=True) as dest:
+            for table in _tables(_blob_reader(src, blob_dir)):
+                if table.name == "blob_data":
+                    continue
+                (expected,) = src.execute(f"SELECT count(*) FROM ({table.select})").fetchone()
+                query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table.name))
+                got = dest.execute(query).fetchone()
+                if got is None or got[0] != expected:
+                    problems.append(f"{table.name}: {expected} rows in the source, {got} copied")
+            state = (
+                "SELECT id, uidvalidity, uidnext, highestmodseq, messages, bytes, unseen, "
+                "deleted FROM mailboxes ORDER BY id"
+            )
+            if src.execute(state).fetchall() != [tuple(r) for r in dest.execute(state)]:
+                problems.append("mailbox UIDVALIDITY/UIDNEXT/MODSEQ or counters differ")
+            usage = "SELECT id, used_bytes, used_messages FROM accounts ORDER BY id"
+            if src.execute(usage).fetchall() != [tuple(r) for r in dest.execute(usage)]:
+                problems.append("account usage differs")
+            problems += _verify_blobs(dest)
+    finally:
+        src.close()
+    return problems
+
+
+def _verify_blobs(dest: psycopg.Connection[TupleRow]) -> list[str]:
+    problems: list[str] = []
+    with dest.transaction(), dest.cursor(name="blobs", binary=True) as cur:
+        cur.execute(
+            "SELECT b.sha256, d.data FROM blobs b LEFT JOIN blob_data d ON d.id = b.id "
+            "ORDER BY b.id"
+        )
+        for sha256, data in cur:
+            if data is None or hashlib.sha256(data).hexdigest() != sha256:
+                problems.append(f"blob {sha256} does not hash to its id")
+    return problems

@@ -1,0 +1,158 @@
+"""PostgreSQL queries of the spam filter (schema version 2): classifier models, training marks,
+sender reputation and allow/block lists; async functions over a connection, run by
+:class:`~.store.PostgresStore` in its reads and write transactions.
+
+Semantics as in the SQLite backend (its ``spamdata`` notes): the global model is account 0;
+tallies are clamped at zero; a token whose tallies both reach zero is dropped. Across nodes,
+training one model takes its ``spam_models`` row lock first (the upsert), so concurrent
+trainings of a model apply one after the other and never lose an increment; token upserts go
+out pipelined (``executemany``), one round trip for a message's tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from pillarbox.errors import NotFound
+from pillarbox.store.types import SenderListEntry, SenderListKind, SpamCounts
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+GLOBAL_MODEL = 0
+
+
+def _model_id(account_id: int | None) -> int:
+    return GLOBAL_MODEL if account_id is None else account_id
+
+
+async def _require_account(conn: Conn, account_id: int) -> None:
+    cur = await conn.execute("SELECT 1 FROM accounts WHERE id = %s", (account_id,))
+    if await cur.fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+
+
+async def spam_model(
+    conn: Conn, account_id: int | None, tokens: Sequence[str]
+) -> tuple[SpamCounts, dict[str, SpamCounts]]:
+    model = _model_id(account_id)
+    cur = await conn.execute("SELECT ham, spam FROM spam_models WHERE account_id = %s", (model,))
+    row = await cur.fetchone()
+    totals = SpamCounts(*row) if row is not None else SpamCounts()
+    if not tokens or row is None:
+        return totals, {}
+    cur = await conn.execute(
+        "SELECT token, ham, spam FROM spam_tokens WHERE account_id = %s AND token = ANY(%s)",
+        (model, list(tokens)),
+    )
+    return totals, {token: SpamCounts(ham, spam) for token, ham, spam in await cur.fetchall()}
+
+
+async def train_spam_model(
+    conn: Conn, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
+) -> None:
+    model = _model_id(account_id)
+    if account_id is not None:
+        await _require_account(conn, account_id)
+    await conn.execute(
+        "INSERT INTO spam_models AS m (account_id, ham, spam) "
+        "VALUES (%(model)s, greatest(0, %(ham)s), greatest(0, %(spam)s)) "
+        "ON CONFLICT (account_id) DO UPDATE "
+        "SET ham = greatest(0, m.ham + %(ham)s), spam = greatest(0, m.spam + %(spam)s)",
+        {"model": model, "ham": messages.ham, "spam": messages.spam},
+    )
+    if not tokens:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO spam_tokens AS t (account_id, token, ham, spam) "
+            "VALUES (%s, %s, greatest(0, %s), greatest(0, %s)) "
+            "ON CONFLICT (account_id, token) DO UPDATE "
+            "SET ham = greatest(0, t.ham + %s), spam = greatest(0, t.spam + %s)",
+            [(model, t, c.ham, c.spam, c.ham, c.spam) for t, c in tokens.items()],
+        )
+    if any(c.ham < 0 or c.spam < 0 for c in tokens.values()):
+        await conn.execute(
+            "DELETE FROM spam_tokens WHERE account_id = %s AND ham = 0 AND spam = 0 "
+            "AND token = ANY(%s)",
+            (model, list(tokens)),
+        )
+
+
+async def training_mark(conn: Conn, account_id: int, message_key: str) -> bool | None:
+    cur = await conn.execute(
+        "SELECT spam FROM spam_trained WHERE account_id = %s AND message_key = %s",
+        (account_id, message_key),
+    )
+    row = await cur.fetchone()
+    return None if row is None else bool(row[0])
+
+
+async def set_training_mark(conn: Conn, account_id: int, message_key: str, spam: bool) -> None:
+    await conn.execute(
+        "INSERT INTO spam_trained (account_id, message_key, spam) VALUES (%s, %s, %s) "
+        "ON CONFLICT (account_id, message_key) DO UPDATE SET spam = excluded.spam",
+        (account_id, message_key, spam),
+    )
+
+
+async def sender_reputation(
+    conn: Conn, account_id: int, keys: Sequence[str]
+) -> dict[str, SpamCounts]:
+    if not keys:
+        return {}
+    cur = await conn.execute(
+        "SELECT key, ham, spam FROM sender_reputation WHERE account_id = %s AND key = ANY(%s)",
+        (account_id, list(keys)),
+    )
+    return {key: SpamCounts(ham, spam) for key, ham, spam in await cur.fetchall()}
+
+
+async def record_sender_reputation(
+    conn: Conn, account_id: int, keys: Sequence[str], delta: SpamCounts
+) -> None:
+    if not keys:
+        return
+    await conn.execute(
+        "INSERT INTO sender_reputation AS r (account_id, key, ham, spam) "
+        "SELECT %(account)s, k, greatest(0, %(ham)s), greatest(0, %(spam)s) "
+        "FROM unnest(%(keys)s::text[]) AS k ORDER BY k "
+        "ON CONFLICT (account_id, key) DO UPDATE "
+        "SET ham = greatest(0, r.ham + %(ham)s), spam = greatest(0, r.spam + %(spam)s)",
+        {
+            "account": account_id,
+            "ham": delta.ham,
+            "spam": delta.spam,
+            "keys": list(dict.fromkeys(keys)),
+        },
+    )
+
+
+async def list_sender_entries(conn: Conn, account_id: int) -> list[SenderListEntry]:
+    cur = await conn.execute(
+        'SELECT pattern, kind FROM sender_lists WHERE account_id = %s ORDER BY pattern COLLATE "C"',
+        (account_id,),
+    )
+    return [
+        SenderListEntry(pattern, SenderListKind(kind)) for pattern, kind in await cur.fetchall()
+    ]
+
+
+async def set_sender_entry(conn: Conn, account_id: int, entry: SenderListEntry) -> None:
+    await _require_account(conn, account_id)
+    await conn.execute(
+        "INSERT INTO sender_lists (account_id, pattern, kind) VALUES (%s, %s, %s) "
+        "ON CONFLICT (account_id, pattern) DO UPDATE SET kind = excluded.kind",
+        (account_id, entry.pattern.lower(), entry.kind.value),
+    )
+
+
+async def remove_sender_entry(conn: Conn, account_id: int, pattern: str) -> None:
+    cur = await conn.execute(
+        "DELETE FROM sender_lists WHERE account_id = %s AND pattern = %s",
+        (account_id, pattern.lower()),
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"no sender list entry {pattern}")

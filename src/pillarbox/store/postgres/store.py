@@ -1,0 +1,1709 @@
+"""The shared store: PostgreSQL, for many stateless Pillarbox nodes over one database.
+
+Implementation notes (the interface's invariants are in :mod:`pillarbox.store.interface`):
+
+- **Driver**: psycopg 3, async, with ``psycopg_pool``. Chosen over asyncpg for its type hints
+  (``mypy --strict`` without stubs), LISTEN/NOTIFY and binary ``bytea`` on the same API, and
+  libpq's full connection-string syntax (``options``, TLS, service files) for operators.
+- **One operation, one transaction.** Each write runs in its own transaction on a pooled
+  connection and returns after COMMIT, with ``synchronous_commit`` on (forced on for our
+  sessions if the server has it off): returned means durable. Group commit comes from
+  PostgreSQL itself: concurrent transactions' commits share WAL flushes.
+- **UID and MODSEQ allocation** take the mailbox row's lock (``UPDATE mailboxes … RETURNING``),
+  held to COMMIT: writers to one mailbox, on any node, commit in allocation order, so a reader
+  never sees UID *n+1* before UID *n*, and ``highestmodseq`` covers everything it has seen. The
+  price is that one mailbox takes one commit (one WAL flush) at a time; different mailboxes run
+  in parallel. Quota checks lock the account row, so they are exact across nodes too.
+- **Lock order** (see :mod:`.migrations`): mailboxes by id, then accounts by id, then blobs.
+  A deadlock or serialization failure that still happens (an operator's concurrent
+  ``remove_account``) is retried, up to ``PostgresLimits.retries`` times: operations are pure
+  functions of the database state, so running one again is safe.
+- **Cancellation**: a write is shielded from its caller's cancellation, so a session torn down
+  mid-command never leaves the connection half-way; the result is simply dropped (as in the
+  SQLite writer).
+- **Change feed**: NOTIFY in the write's transaction, LISTEN on every node (:mod:`.notify`).
+- **Text search**: pg_trgm GIN indexes over the lowercased text, maintained in the delivery
+  transaction (a GIN fast-update list makes that cheap; measured in ``bench/store.py``).
+- **Blobs** are ``bytea`` rows in the database (``blob_data``): one system to back up and to
+  replicate, one transaction covering a message and its bytes on every node. See
+  ``docs/scaling.md`` for the measurements and for object storage behind the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from pillarbox.blocking import run_blocking
+from pillarbox.errors import (
+    AlreadyExists,
+    InvalidName,
+    NotFound,
+    PillarboxError,
+    QuotaExceeded,
+    StorageError,
+    UserError,
+)
+from pillarbox.mail.model import MessageInfo
+from pillarbox.store.blobs import blob_id_of, is_blob_id
+from pillarbox.store.feed import ChangeHub, FeedSubscription
+from pillarbox.store.postgres import accountdata, notify, spamdata
+from pillarbox.store.postgres.migrations import migrate
+from pillarbox.store.sqlite.store import _canonical_flags
+from pillarbox.store.types import (
+    DEFAULT_MAILBOXES,
+    DELIMITER,
+    INBOX,
+    Account,
+    AccountSettings,
+    AccountToken,
+    Alias,
+    AttemptOutcome,
+    Change,
+    ChangeKind,
+    DeliveryResult,
+    DeliveryStatus,
+    DeliveryTarget,
+    DkimKeyRecord,
+    Domain,
+    FlagOp,
+    FlagUpdate,
+    Mailbox,
+    MailboxStatus,
+    MessagePage,
+    MessageQuery,
+    MessageRecord,
+    NewQueueRecipient,
+    QueuedMessage,
+    QueuedRecipient,
+    QuotaUsage,
+    RecipientState,
+    SenderListEntry,
+    SpamCounts,
+    SpecialUse,
+    TokenKind,
+    normalize_mailbox_name,
+)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[TupleRow]
+#: A write: runs inside a transaction, appends the changes to announce, returns its result.
+Operation = Callable[[Conn, list[Change]], Awaitable[T]]
+
+log = logging.getLogger(__name__)
+
+#: Messages at least this big are hashed on the bounded executor, not on the event loop.
+_HASH_OFF_LOOP = 64 * 1024
+_FINAL_STATES = [RecipientState.DELIVERED.value, RecipientState.FAILED.value]
+_OPEN_STATES = [RecipientState.PENDING.value, RecipientState.DEFERRED.value]
+_MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
+_RECORD_COLUMNS = (
+    "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, b.sha256 "
+    "FROM messages m JOIN blobs b ON b.id = m.blob"
+)
+_ACCOUNT_COLUMNS = (
+    "id, address, display_name, password_hash, scram_sha256, is_admin, quota_bytes, "
+    "quota_messages, created"
+)
+_MESSAGE_COLUMNS = (
+    "mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob, sent_date, "
+    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to"
+)
+#: Errors after which the whole operation is run again on a fresh transaction.
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PostgresLimits:
+    """Resource knobs of the PostgreSQL backend (wired to the config by the lead)."""
+
+    #: Connections kept open per node, and the most a node opens (the LISTEN one is extra).
+    min_connections: int = 2
+    max_connections: int = 10
+    #: Seconds to wait for the server at open, and for a free pooled connection.
+    timeout: float = 30.0
+    #: Attempts of an operation that hit a deadlock or serialization failure.
+    retries: int = 5
+    #: Seconds between attempts to re-establish a broken LISTEN connection.
+    listen_retry: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Blob:
+    """A message's bytes and metadata, prepared before the transaction."""
+
+    blob_id: str
+    raw: bytes
+    size: int
+    #: MessageInfo JSON without the text fields (those go to ``blob_text``).
+    info_json: bytes | None
+    header_text: str
+    body_text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _SortKeys:
+    sent_date: datetime | None
+    subject: str
+    from_addr: str
+    to_addr: str
+    cc_addr: str
+    message_id: str
+    in_reply_to: str
+
+    @classmethod
+    def of(cls, info: MessageInfo) -> _SortKeys:
+        return cls(
+            info.sent_date,
+            info.subject,
+            info.from_addr,
+            info.to_addr,
+            info.cc_addr,
+            info.message_id,
+            info.in_reply_to,
+        )
+
+
+class PostgresStore:
+    """The :class:`~pillarbox.store.interface.Store` on PostgreSQL; see the module notes.
+
+    ``conninfo`` is a libpq connection string or ``postgresql://`` URL; its ``options`` may set
+    a ``search_path`` to keep the store in a schema of its own.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        limits: PostgresLimits = PostgresLimits(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.conninfo = conninfo
+        self._limits = limits
+        self._clock = clock
+        self._hub = ChangeHub()
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._listener: notify.ChangeListener | None = None
+        self._channel = ""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            raise StorageError("the store is open already")
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, connect_timeout=max(1, int(self._limits.timeout))
+            ) as conn:
+                await migrate(conn)
+                cur = await conn.execute("SELECT current_schema()")
+                row = await cur.fetchone()
+            if row is None or row[0] is None:
+                raise StorageError("no schema to create the store in (check search_path)")
+            self._channel = notify.channel_for(str(row[0]))
+            pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+                self.conninfo,
+                min_size=self._limits.min_connections,
+                max_size=self._limits.max_connections,
+                timeout=self._limits.timeout,
+                kwargs={"autocommit": True},
+                configure=_configure,
+                open=False,
+                name="pillarbox",
+            )
+            await pool.open(wait=True, timeout=self._limits.timeout)
+            listener = notify.ChangeListener(
+                self.conninfo,
+                self._channel,
+                self._hub,
+                retry_delay=self._limits.listen_retry,
+                timeout=self._limits.timeout,
+            )
+            try:
+                await listener.start()
+            except BaseException:
+                await pool.close()
+                raise
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StorageError(f"cannot open the database: {exc}") from exc
+        self._pool = pool
+        self._listener = listener
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        listener, self._listener = self._listener, None
+        if pool is None:
+            return
+        if listener is not None:
+            await listener.stop()
+        self._hub.close()
+        await pool.close()
+
+    def _require_pool(self) -> AsyncConnectionPool[Conn]:
+        if self._pool is None:
+            raise StorageError("the store is not open")
+        return self._pool
+
+    async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        pool = self._require_pool()
+        try:
+            async with pool.connection() as conn:
+                return await fn(conn)
+        except PillarboxError:
+            raise
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _write(self, fn: Operation[T]) -> T:
+        pool = self._require_pool()
+        return await asyncio.shield(self._transact(pool, fn))
+
+    async def _transact(self, pool: AsyncConnectionPool[Conn], fn: Operation[T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            changes: list[Change] = []
+            try:
+                async with pool.connection() as conn, conn.transaction():
+                    result = await fn(conn, changes)
+                    if changes:
+                        await notify.send(conn, self._channel, changes)
+                return result
+            except PillarboxError:
+                raise
+            except _RETRYABLE as exc:
+                if attempt >= self._limits.retries:
+                    raise StorageError(f"gave up after {attempt} attempts: {exc}") from exc
+                log.info("retrying a write after %s", type(exc).__name__)
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    # -- domains ---------------------------------------------------------------------------------
+    async def add_domain(self, name: str) -> Domain:
+        if not name or "@" in name or any(ch.isspace() for ch in name):
+            raise InvalidName(f"invalid domain name {name!r}")
+
+        async def op(conn: Conn, changes: list[Change]) -> Domain:
+            now = self._now()
+            cur = await conn.execute(
+                "INSERT INTO domains (name, created) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO NOTHING RETURNING name",
+                (name, now),
+            )
+            if await cur.fetchone() is None:
+                raise AlreadyExists(f"domain {name} exists")
+            return Domain(name, now)
+
+        return await self._write(op)
+
+    async def get_domain(self, name: str) -> Domain | None:
+        async def query(conn: Conn) -> Domain | None:
+            row = await _one(conn, "SELECT name, created FROM domains WHERE name = %s", (name,))
+            return Domain(row[0], row[1]) if row else None
+
+        return await self._read(query)
+
+    async def list_domains(self) -> list[Domain]:
+        async def query(conn: Conn) -> list[Domain]:
+            rows = await _all(conn, 'SELECT name, created FROM domains ORDER BY name COLLATE "C"')
+            return [Domain(name, created) for name, created in rows]
+
+        return await self._read(query)
+
+    async def remove_domain(self, name: str) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            row = await _one(conn, "SELECT 1 FROM domains WHERE name = %s FOR UPDATE", (name,))
+            if row is None:
+                raise NotFound(f"no domain {name}")
+            in_use = await _one(
+                conn,
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE domain = %s) "
+                "OR EXISTS (SELECT 1 FROM aliases WHERE domain = %s)",
+                (name, name),
+            )
+            if in_use is not None and in_use[0]:
+                raise UserError(f"domain {name} still has accounts or aliases")
+            await conn.execute("DELETE FROM domains WHERE name = %s", (name,))
+
+        await self._write(op)
+
+    # -- accounts --------------------------------------------------------------------------------
+    async def add_account(
+        self,
+        address: str,
+        password_hash: str,
+        *,
+        scram_sha256: str | None = None,
+        display_name: str = "",
+        is_admin: bool = False,
+        quota_bytes: int | None = None,
+        quota_messages: int | None = None,
+    ) -> Account:
+        local, _, domain = address.rpartition("@")
+        if not local or not domain:
+            raise InvalidName(f"invalid account address {address!r}")
+
+        async def op(conn: Conn, changes: list[Change]) -> Account:
+            if (
+                await _one(conn, "SELECT 1 FROM domains WHERE name = %s FOR SHARE", (domain,))
+                is None
+            ):
+                raise NotFound(f"no domain {domain}")
+            await _require_address_free(conn, address)
+            now = self._now()
+            try:
+                row = await _one(
+                    conn,
+                    "INSERT INTO accounts (address, domain, display_name, password_hash, "
+                    "scram_sha256, is_admin, quota_bytes, quota_messages, created) "
+                    f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_ACCOUNT_COLUMNS}",
+                    (
+                        address,
+                        domain,
+                        display_name,
+                        password_hash,
+                        scram_sha256,
+                        is_admin,
+                        quota_bytes,
+                        quota_messages,
+                        now,
+                    ),
+                )
+            except pg_errors.UniqueViolation as exc:
+                raise AlreadyExists(f"{address} is an account already") from exc
+            assert row is not None
+            account = _account(row)
+            for name, special_use in DEFAULT_MAILBOXES:
+                await _insert_mailbox(conn, account.id, name, special_use, now)
+            return account
+
+        return await self._write(op)
+
+    async def get_account(self, address: str) -> Account | None:
+        async def query(conn: Conn) -> Account | None:
+            row = await _one(
+                conn, f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE address = %s", (address,)
+            )
+            return _account(row) if row else None
+
+        return await self._read(query)
+
+    async def get_account_by_id(self, account_id: int) -> Account | None:
+        async def query(conn: Conn) -> Account | None:
+            row = await _one(
+                conn, f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = %s", (account_id,)
+            )
+            return _account(row) if row else None
+
+        return await self._read(query)
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        async def query(conn: Conn) -> list[Account]:
+            rows = await _all(
+                conn,
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts "
+                "WHERE %(domain)s::text IS NULL OR domain = %(domain)s "
+                'ORDER BY address COLLATE "C"',
+                {"domain": domain},
+            )
+            return [_account(row) for row in rows]
+
+        return await self._read(query)
+
+    async def _update_account(
+        self, account_id: int, assignments: str, values: tuple[object, ...]
+    ) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            cur = await conn.execute(
+                f"UPDATE accounts SET {assignments} WHERE id = %s", (*values, account_id)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no account {account_id}")
+
+        await self._write(op)
+
+    async def set_password(
+        self, account_id: int, password_hash: str, scram_sha256: str | None
+    ) -> None:
+        await self._update_account(
+            account_id, "password_hash = %s, scram_sha256 = %s", (password_hash, scram_sha256)
+        )
+
+    async def set_quota(
+        self, account_id: int, quota_bytes: int | None, quota_messages: int | None
+    ) -> None:
+        await self._update_account(
+            account_id, "quota_bytes = %s, quota_messages = %s", (quota_bytes, quota_messages)
+        )
+
+    async def set_display_name(self, account_id: int, display_name: str) -> None:
+        await self._update_account(account_id, "display_name = %s", (display_name,))
+
+    async def remove_account(self, account_id: int) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            # Mailboxes first, then the account: the lock order every write follows.
+            rows = await _all(
+                conn,
+                "SELECT id FROM mailboxes WHERE account_id = %s ORDER BY id FOR UPDATE",
+                (account_id,),
+            )
+            cur = await conn.execute("DELETE FROM accounts WHERE id = %s", (account_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"no account {account_id}")
+            changes.extend(Change(account_id, row[0], ChangeKind.MAILBOXES, 0) for row in rows)
+
+        await self._write(op)
+
+    async def quota_usage(self, account_id: int) -> QuotaUsage:
+        async def query(conn: Conn) -> QuotaUsage:
+            row = await _one(
+                conn,
+                "SELECT used_bytes, used_messages, quota_bytes, quota_messages "
+                "FROM accounts WHERE id = %s",
+                (account_id,),
+            )
+            if row is None:
+                raise NotFound(f"no account {account_id}")
+            return QuotaUsage(*row)
+
+        return await self._read(query)
+
+    # -- aliases ---------------------------------------------------------------------------------
+    async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
+        _, at, domain = address.rpartition("@")
+        if not at or not domain or any(ch.isspace() for ch in address):
+            raise InvalidName(f"invalid alias address {address!r}")
+        if not targets or any("@" not in target for target in targets):
+            raise InvalidName(f"alias {address} needs one or more target addresses")
+        alias = Alias(address, tuple(targets))
+
+        async def op(conn: Conn, changes: list[Change]) -> Alias:
+            if (
+                await _one(conn, "SELECT 1 FROM domains WHERE name = %s FOR SHARE", (domain,))
+                is None
+            ):
+                raise NotFound(f"no domain {domain}")
+            await _require_address_free(conn, address)
+            try:
+                await conn.execute(
+                    "INSERT INTO aliases (address, domain, targets) VALUES (%s, %s, %s)",
+                    (address, domain, list(alias.targets)),
+                )
+            except pg_errors.UniqueViolation as exc:
+                raise AlreadyExists(f"alias {address} exists") from exc
+            return alias
+
+        return await self._write(op)
+
+    async def get_alias(self, address: str) -> Alias | None:
+        async def query(conn: Conn) -> Alias | None:
+            row = await _one(
+                conn, "SELECT address, targets FROM aliases WHERE address = %s", (address,)
+            )
+            return Alias(row[0], tuple(row[1])) if row else None
+
+        return await self._read(query)
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        async def query(conn: Conn) -> list[Alias]:
+            rows = await _all(
+                conn,
+                "SELECT address, targets FROM aliases "
+                "WHERE %(domain)s::text IS NULL OR domain = %(domain)s "
+                'ORDER BY address COLLATE "C"',
+                {"domain": domain},
+            )
+            return [Alias(address, tuple(targets)) for address, targets in rows]
+
+        return await self._read(query)
+
+    async def remove_alias(self, address: str) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            cur = await conn.execute("DELETE FROM aliases WHERE address = %s", (address,))
+            if cur.rowcount == 0:
+                raise NotFound(f"no alias {address}")
+
+        await self._write(op)
+
+    # -- mailboxes -------------------------------------------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        async def query(conn: Conn) -> list[Mailbox]:
+            rows = await _all(
+                conn,
+                f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = %s "
+                'ORDER BY name COLLATE "C"',
+                (account_id,),
+            )
+            return [_mailbox(row) for row in rows]
+
+        return await self._read(query)
+
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox:
+        canonical = normalize_mailbox_name(name)
+
+        async def query(conn: Conn) -> Mailbox:
+            found = await _mailbox_by_name(conn, account_id, canonical)
+            if found is None:
+                raise NotFound(f"no mailbox {canonical}")
+            return found
+
+        return await self._read(query)
+
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: SpecialUse | None = None
+    ) -> Mailbox:
+        canonical = normalize_mailbox_name(name)
+
+        async def op(conn: Conn, changes: list[Change]) -> Mailbox:
+            await _require_account(conn, account_id)
+            if await _mailbox_by_name(conn, account_id, canonical) is not None:
+                raise AlreadyExists(f"mailbox {canonical} exists")
+            now = self._now()
+            created = await _create_superiors(conn, account_id, canonical, now)
+            mailbox = await _insert_mailbox(conn, account_id, canonical, special_use, now)
+            changes.extend(
+                Change(account_id, box.id, ChangeKind.MAILBOXES, 0) for box in (*created, mailbox)
+            )
+            return mailbox
+
+        return await self._write(op)
+
+    async def delete_mailbox(self, mailbox_id: int) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            mailbox = await _lock_mailbox(conn, mailbox_id)
+            if mailbox.name == INBOX:
+                raise InvalidName("INBOX cannot be deleted")  # RFC 9051 §6.3.5
+            await conn.execute("DELETE FROM mailboxes WHERE id = %s", (mailbox_id,))
+            changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.MAILBOXES, 0))
+
+        await self._write(op)
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        old_name = normalize_mailbox_name(old)
+        new_name = normalize_mailbox_name(new)
+        # A mailbox cannot become its own inferior; INBOX can, as its messages move out.
+        if new_name == old_name or (
+            old_name != INBOX and new_name.startswith(old_name + DELIMITER)
+        ):
+            raise InvalidName(f"cannot rename {old_name} to {new_name}")
+
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            source = await _mailbox_by_name(conn, account_id, old_name)
+            if source is None:
+                raise NotFound(f"no mailbox {old_name}")
+            source = await _lock_mailbox(conn, source.id)
+            if await _mailbox_by_name(conn, account_id, new_name) is not None:
+                raise AlreadyExists(f"mailbox {new_name} exists")
+            now = self._now()
+            created = await _create_superiors(conn, account_id, new_name, now)
+            if old_name == INBOX:
+                # RFC 9051 §6.3.6: INBOX's messages move to a new mailbox; INBOX stays, empty,
+                # and its inferiors are not renamed.
+                target = await _insert_mailbox(conn, account_id, new_name, None, now)
+                created.append(target)
+                rows = await _all(
+                    conn,
+                    "SELECT uid FROM messages WHERE mailbox_id = %s ORDER BY uid",
+                    (source.id,),
+                )
+                await _transfer(
+                    conn,
+                    changes,
+                    source,
+                    [row[0] for row in rows],
+                    target=target,
+                    now=now,
+                    remove_source=True,
+                )
+            else:
+                prefix = old_name + DELIMITER
+                try:
+                    await conn.execute(
+                        "UPDATE mailboxes SET name = %s || substr(name, %s) "
+                        "WHERE account_id = %s AND (name = %s OR left(name, %s) = %s)",
+                        (new_name, len(old_name) + 1, account_id, old_name, len(prefix), prefix),
+                    )
+                except pg_errors.UniqueViolation as exc:
+                    raise AlreadyExists(f"an inferior of {new_name} exists already") from exc
+                changes.append(Change(account_id, source.id, ChangeKind.MAILBOXES, 0))
+            changes.extend(Change(account_id, box.id, ChangeKind.MAILBOXES, 0) for box in created)
+
+        await self._write(op)
+
+    async def list_subscriptions(self, account_id: int) -> set[str]:
+        async def query(conn: Conn) -> set[str]:
+            rows = await _all(
+                conn, "SELECT name FROM subscriptions WHERE account_id = %s", (account_id,)
+            )
+            return {row[0] for row in rows}
+
+        return await self._read(query)
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        canonical = normalize_mailbox_name(name)
+
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            await _require_account(conn, account_id)
+            if subscribed:
+                await conn.execute(
+                    "INSERT INTO subscriptions (account_id, name) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (account_id, canonical),
+                )
+            else:
+                await conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id = %s AND name = %s",
+                    (account_id, canonical),
+                )
+
+        await self._write(op)
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
+        async def query(conn: Conn) -> MailboxStatus:
+            row = await _one(
+                conn,
+                f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes "
+                "FROM mailboxes WHERE id = %s",
+                (mailbox_id,),
+            )
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            return MailboxStatus(_mailbox(row[:7]), *row[7:])
+
+        return await self._read(query)
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        async def op(conn: Conn, changes: list[Change]) -> int:
+            row = await _one(
+                conn,
+                "SELECT recent_uid FROM mailboxes WHERE id = %s FOR NO KEY UPDATE",
+                (mailbox_id,),
+            )
+            if row is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            await conn.execute(
+                "UPDATE mailboxes SET recent_uid = uidnext WHERE id = %s", (mailbox_id,)
+            )
+            return int(row[0])
+
+        return await self._write(op)
+
+    # -- messages --------------------------------------------------------------------------------
+    async def deliver(
+        self,
+        raw: bytes,
+        info: MessageInfo,
+        targets: Sequence[DeliveryTarget],
+        *,
+        internal_date: datetime | None = None,
+    ) -> list[DeliveryResult]:
+        blob = await _prepare_blob(raw, info)
+        keys = _SortKeys.of(info)
+        flag_sets = [_canonical_flags(target.flags) for target in targets]
+        names: list[str | None] = []
+        for target in targets:
+            try:
+                names.append(normalize_mailbox_name(target.mailbox))
+            except InvalidName:
+                names.append(None)
+        wanted = {(t.account_id, n) for t, n in zip(targets, names, strict=True) if n is not None}
+
+        async def op(conn: Conn, changes: list[Change]) -> list[DeliveryResult]:
+            now = self._now()
+            arrived = _utc(internal_date) if internal_date is not None else now
+            found = await _lock_mailboxes_by_name(conn, wanted)
+            usage = await _lock_accounts(conn, {box.account_id for box in found.values()})
+            blob_row = await _put_blob(conn, blob)
+            results: list[DeliveryResult] = []
+            for target, name, flags in zip(targets, names, flag_sets, strict=True):
+                mailbox = found.get((target.account_id, name)) if name is not None else None
+                if mailbox is None:
+                    results.append(DeliveryResult(target, DeliveryStatus.NO_MAILBOX))
+                    continue
+                quota = usage[mailbox.account_id]
+                if not quota.fits(blob.size):
+                    results.append(DeliveryResult(target, DeliveryStatus.OVER_QUOTA))
+                    continue
+                record = await _add_message(
+                    conn,
+                    changes,
+                    mailbox,
+                    blob=blob,
+                    blob_row=blob_row,
+                    flags=flags,
+                    internal_date=arrived,
+                    now=now,
+                    keys=keys,
+                )
+                usage[mailbox.account_id] = dataclasses.replace(
+                    quota, bytes_used=quota.bytes_used + blob.size, messages=quota.messages + 1
+                )
+                results.append(DeliveryResult(target, DeliveryStatus.STORED, record))
+            if not any(r.record for r in results):
+                await conn.execute("DELETE FROM blobs WHERE id = %s AND refcount <= 0", (blob_row,))
+            return results
+
+        return await self._write(op)
+
+    async def append(
+        self,
+        mailbox_id: int,
+        raw: bytes,
+        info: MessageInfo,
+        *,
+        flags: frozenset[str] = frozenset(),
+        internal_date: datetime | None = None,
+    ) -> MessageRecord:
+        canonical = _canonical_flags(flags)
+        blob = await _prepare_blob(raw, info)
+        keys = _SortKeys.of(info)
+
+        async def op(conn: Conn, changes: list[Change]) -> MessageRecord:
+            mailbox = await _lock_mailbox(conn, mailbox_id)
+            usage = await _lock_accounts(conn, {mailbox.account_id})
+            if not usage[mailbox.account_id].fits(blob.size):
+                raise QuotaExceeded(f"message of {blob.size} bytes exceeds the quota")
+            now = self._now()
+            arrived = _utc(internal_date) if internal_date is not None else now
+            blob_row = await _put_blob(conn, blob)
+            return await _add_message(
+                conn,
+                changes,
+                mailbox,
+                blob=blob,
+                blob_row=blob_row,
+                flags=canonical,
+                internal_date=arrived,
+                now=now,
+                keys=keys,
+            )
+
+        return await self._write(op)
+
+    async def list_messages(
+        self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
+    ) -> list[MessageRecord]:
+        async def query(conn: Conn) -> list[MessageRecord]:
+            await _require_mailbox(conn, mailbox_id)
+            return await _records_between(conn, mailbox_id, uid_min, uid_max)
+
+        return await self._read(query)
+
+    async def get_message(self, mailbox_id: int, uid: int) -> MessageRecord | None:
+        async def query(conn: Conn) -> MessageRecord | None:
+            row = await _one(
+                conn,
+                f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.uid = %s",
+                (mailbox_id, uid),
+            )
+            return _record(mailbox_id, row) if row else None
+
+        return await self._read(query)
+
+    async def message_infos(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, MessageInfo]:
+        async def query(conn: Conn) -> dict[int, MessageInfo]:
+            rows = await _all(
+                conn,
+                "SELECT m.uid, b.info, t.header_text, t.body_text FROM messages m "
+                "JOIN blobs b ON b.id = m.blob LEFT JOIN blob_text t ON t.id = b.id "
+                "WHERE m.mailbox_id = %s AND m.uid = ANY(%s)",
+                (mailbox_id, list(uids)),
+            )
+            return {
+                uid: dataclasses.replace(
+                    MessageInfo.from_json(info),
+                    header_text=header_text or "",
+                    body_text=body_text or "",
+                )
+                for uid, info, header_text, body_text in rows
+                if info is not None
+            }
+
+        return await self._read(query)
+
+    async def read_blob(self, blob_id: str) -> bytes:
+        if not is_blob_id(blob_id):
+            raise NotFound(f"no blob {blob_id!r}")
+
+        async def query(conn: Conn) -> bytes:
+            cur = await conn.execute(
+                "SELECT d.data FROM blobs b JOIN blob_data d ON d.id = b.id WHERE b.sha256 = %s",
+                (blob_id,),
+                binary=True,
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound(f"no blob {blob_id}")
+            return bytes(row[0])
+
+        return await self._read(query)
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        op: FlagOp,
+        flags: frozenset[str],
+        *,
+        unchanged_since: int | None = None,
+    ) -> FlagUpdate:
+        requested = frozenset(_canonical_flags(flags).split())
+
+        async def write(conn: Conn, changes: list[Change]) -> FlagUpdate:
+            mailbox = await _lock_mailbox(conn, mailbox_id)
+            rows = await _all(
+                conn,
+                f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.uid = ANY(%s) "
+                "ORDER BY m.uid",
+                (mailbox_id, sorted(set(uids))),
+            )
+            to_change: list[tuple[MessageRecord, frozenset[str]]] = []
+            unchanged: list[int] = []
+            modified: list[int] = []
+            for row in rows:
+                record = _record(mailbox_id, row)
+                if unchanged_since is not None and record.modseq > unchanged_since:
+                    modified.append(record.uid)  # RFC 7162 §3.1.3
+                    continue
+                if op is FlagOp.ADD:
+                    new_flags = record.flags | requested
+                elif op is FlagOp.REMOVE:
+                    new_flags = record.flags - requested
+                else:
+                    new_flags = requested
+                if new_flags == record.flags:
+                    unchanged.append(record.uid)
+                else:
+                    to_change.append((record, new_flags))
+            changed: list[MessageRecord] = []
+            if to_change:
+                modseq = await _next_modseq(conn, mailbox_id)
+                await conn.execute(
+                    "UPDATE messages m SET flags = string_to_array(v.flags, ' '), modseq = %s "
+                    "FROM unnest(%s::bigint[], %s::text[]) AS v(uid, flags) "
+                    "WHERE m.mailbox_id = %s AND m.uid = v.uid",
+                    (
+                        modseq,
+                        [record.uid for record, _ in to_change],
+                        [" ".join(sorted(new)) for _, new in to_change],
+                        mailbox_id,
+                    ),
+                )
+                changed = [
+                    dataclasses.replace(record, flags=new_flags, modseq=modseq)
+                    for record, new_flags in to_change
+                ]
+                changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.FLAGS, modseq))
+            return FlagUpdate(tuple(changed), tuple(unchanged), tuple(modified))
+
+        return await self._write(write)
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        async def op(conn: Conn, changes: list[Change]) -> list[int]:
+            mailbox = await _lock_mailbox(conn, mailbox_id)
+            rows = await _all(
+                conn,
+                "SELECT uid FROM messages WHERE mailbox_id = %s AND deleted "
+                "AND (%s::bigint[] IS NULL OR uid = ANY(%s::bigint[])) ORDER BY uid",
+                (mailbox_id, *([None, None] if uids is None else [list(uids)] * 2)),
+            )
+            removed = [row[0] for row in rows]
+            if removed:
+                await _lock_accounts(conn, {mailbox.account_id})
+                modseq = await _remove_messages(conn, mailbox_id, removed)
+                changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.EXPUNGE, modseq))
+            return removed
+
+        return await self._write(op)
+
+    async def copy_messages(
+        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=False)
+
+    async def move_messages(
+        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+    ) -> list[tuple[int, int]]:
+        return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=True)
+
+    async def _copy_or_move(
+        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int, *, move: bool
+    ) -> list[tuple[int, int]]:
+        async def op(conn: Conn, changes: list[Change]) -> list[tuple[int, int]]:
+            rows = await _all(
+                conn,
+                f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY(%s) "
+                "ORDER BY id FOR NO KEY UPDATE",
+                ([src_mailbox_id, dest_mailbox_id],),
+            )
+            boxes = {row[0]: _mailbox(row) for row in rows}
+            for wanted in (src_mailbox_id, dest_mailbox_id):
+                if wanted not in boxes:
+                    raise NotFound(f"no mailbox {wanted}")
+            present = await _all(
+                conn,
+                "SELECT uid FROM messages WHERE mailbox_id = %s AND uid = ANY(%s) ORDER BY uid",
+                (src_mailbox_id, list(uids)),
+            )
+            return await _transfer(
+                conn,
+                changes,
+                boxes[src_mailbox_id],
+                [row[0] for row in present],
+                target=boxes[dest_mailbox_id],
+                now=self._now(),
+                remove_source=move,
+            )
+
+        return await self._write(op)
+
+    async def search_text(
+        self, mailbox_id: int, terms: Sequence[str], *, body_only: bool = False
+    ) -> set[int]:
+        # Python's simple case mapping, as the stored search columns (see .migrations).
+        patterns = ["%" + _like_escape(term.lower()) + "%" for term in terms if term]
+        clauses: list[str] = []
+        params: list[object] = [mailbox_id]
+        for pattern in patterns:
+            if body_only:
+                clauses.append("t.search_body LIKE %s")
+                params.append(pattern)
+            else:
+                clauses.append("(t.search_header LIKE %s OR t.search_body LIKE %s)")
+                params += [pattern, pattern]
+        sql = (
+            "SELECT m.uid FROM messages m JOIN blob_text t ON t.id = m.blob WHERE m.mailbox_id = %s"
+        )
+        sql = "".join([sql, *(f" AND {clause}" for clause in clauses)])
+
+        async def query(conn: Conn) -> set[int]:
+            await _require_mailbox(conn, mailbox_id)
+            return {row[0] for row in await _all(conn, sql, params)}
+
+        return await self._read(query)
+
+    async def query_messages(
+        self, mailbox_id: int, query: MessageQuery, *, offset: int, limit: int
+    ) -> MessagePage:
+        async def read(conn: Conn) -> MessagePage:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                total, uids = await accountdata.page_uids(conn, mailbox_id, query, offset, limit)
+                rows = await _all(
+                    conn,
+                    f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.uid = ANY(%s)",
+                    (mailbox_id, uids),
+                )
+            by_uid = {row[0]: _record(mailbox_id, row) for row in rows}
+            return MessagePage(total, tuple(by_uid[uid] for uid in uids if uid in by_uid))
+
+        return await self._read(read)
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
+        async def query(conn: Conn) -> list[MessageRecord]:
+            await _require_mailbox(conn, mailbox_id)
+            rows = await _all(
+                conn,
+                f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.modseq > %s "
+                "ORDER BY m.uid",
+                (mailbox_id, modseq),
+            )
+            return [_record(mailbox_id, row) for row in rows]
+
+        return await self._read(query)
+
+    async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
+        async def query(conn: Conn) -> list[int]:
+            await _require_mailbox(conn, mailbox_id)
+            rows = await _all(
+                conn,
+                "SELECT uid FROM expunged WHERE mailbox_id = %s AND modseq > %s ORDER BY uid",
+                (mailbox_id, modseq),
+            )
+            return [row[0] for row in rows]
+
+        return await self._read(query)
+
+    # -- change feed -----------------------------------------------------------------------------
+    def subscribe(self, account_id: int) -> FeedSubscription:
+        return self._hub.subscribe(account_id)
+
+    # -- outbound queue --------------------------------------------------------------------------
+    async def enqueue(
+        self,
+        sender: str,
+        raw: bytes,
+        recipients: Sequence[NewQueueRecipient],
+        *,
+        ret: str | None = None,
+        envid: str | None = None,
+    ) -> QueuedMessage:
+        if not recipients:
+            raise InvalidName("a queued message needs at least one recipient")
+        blob = await _prepare_blob(raw, None)
+
+        async def op(conn: Conn, changes: list[Change]) -> QueuedMessage:
+            now = self._now()
+            blob_row = await _put_blob(conn, blob)
+            row = await _one(
+                conn,
+                "INSERT INTO queue_messages (sender, blob, size, queued_at, ret, envid) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (sender, blob_row, blob.size, now, ret, envid),
+            )
+            assert row is not None
+            message_id = int(row[0])
+            await conn.execute(
+                "INSERT INTO queue_recipients (message_id, address, state, next_attempt, "
+                "notify, orcpt) SELECT %s, r.address, %s, %s, string_to_array(r.notify, ' '), "
+                "r.orcpt FROM unnest(%s::text[], %s::text[], %s::text[]) "
+                "WITH ORDINALITY AS r(address, notify, orcpt, n) ORDER BY r.n",
+                (
+                    message_id,
+                    RecipientState.PENDING.value,
+                    now,
+                    [rcpt.address for rcpt in recipients],
+                    [" ".join(sorted(rcpt.notify)) for rcpt in recipients],
+                    [rcpt.orcpt for rcpt in recipients],
+                ),
+            )
+            [queued] = await _queued(conn, [message_id], due_at=None)
+            return queued
+
+        return await self._write(op)
+
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease_seconds: float, owner: str
+    ) -> list[QueuedMessage]:
+        at = _utc(now)
+        until = datetime.fromtimestamp(at.timestamp() + lease_seconds, UTC)
+
+        async def op(conn: Conn, changes: list[Change]) -> list[QueuedMessage]:
+            # SKIP LOCKED: a message another node is claiming right now is passed over, not
+            # waited for; once that claim commits, its live lease keeps it out of our reach.
+            rows = await _all(
+                conn,
+                "WITH due AS ("
+                " SELECT q.id FROM queue_messages q"
+                " WHERE q.id IN (SELECT r.message_id FROM queue_recipients r"
+                "  WHERE r.state = ANY(%(open)s) AND r.next_attempt <= %(at)s)"
+                " AND (q.lease_owner IS NULL OR q.lease_until <= %(at)s"
+                "  OR q.lease_owner = %(owner)s)"
+                " ORDER BY q.id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+                " UPDATE queue_messages q SET lease_owner = %(owner)s, lease_until = %(until)s"
+                " FROM due WHERE q.id = due.id RETURNING q.id",
+                {"open": _OPEN_STATES, "at": at, "owner": owner, "limit": limit, "until": until},
+            )
+            return await _queued(conn, sorted(row[0] for row in rows), due_at=at)
+
+        return await self._write(op)
+
+    async def record_attempts(self, message_id: int, outcomes: Sequence[AttemptOutcome]) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            await _lock_queued(conn, message_id)
+            for outcome in outcomes:
+                cur = await conn.execute(
+                    "UPDATE queue_recipients SET state = %s, last_reply = %s, "
+                    "attempts = attempts + 1, next_attempt = coalesce(%s, next_attempt), "
+                    "delay_notified = delay_notified OR %s WHERE id = %s AND message_id = %s",
+                    (
+                        outcome.state.value,
+                        outcome.reply,
+                        _utc(outcome.next_attempt) if outcome.next_attempt else None,
+                        outcome.delay_notified,
+                        outcome.recipient_id,
+                        message_id,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    raise NotFound(f"no recipient {outcome.recipient_id} in message {message_id}")
+            open_row = await _one(
+                conn,
+                "SELECT count(*) FROM queue_recipients WHERE message_id = %s "
+                "AND NOT state = ANY(%s)",
+                (message_id, _FINAL_STATES),
+            )
+            if open_row is not None and open_row[0]:
+                await conn.execute(
+                    "UPDATE queue_messages SET lease_owner = NULL, lease_until = NULL "
+                    "WHERE id = %s",
+                    (message_id,),
+                )
+            else:
+                await conn.execute("DELETE FROM queue_messages WHERE id = %s", (message_id,))
+
+        await self._write(op)
+
+    async def list_queue(self) -> list[QueuedMessage]:
+        async def query(conn: Conn) -> list[QueuedMessage]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                ids = [row[0] for row in await _all(conn, "SELECT id FROM queue_messages")]
+                return await _queued(conn, sorted(ids), due_at=None)
+
+        return await self._read(query)
+
+    async def get_queued(self, message_id: int) -> QueuedMessage | None:
+        async def query(conn: Conn) -> QueuedMessage | None:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                found = await _queued(conn, [message_id], due_at=None)
+            return found[0] if found else None
+
+        return await self._read(query)
+
+    async def retry_queued(self, message_id: int, now: datetime) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            await _lock_queued(conn, message_id)
+            await conn.execute(
+                "UPDATE queue_recipients SET next_attempt = %s "
+                "WHERE message_id = %s AND NOT state = ANY(%s)",
+                (_utc(now), message_id, _FINAL_STATES),
+            )
+
+        await self._write(op)
+
+    async def remove_queued(self, message_id: int) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            cur = await conn.execute("DELETE FROM queue_messages WHERE id = %s", (message_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"no queued message {message_id}")
+
+        await self._write(op)
+
+    # -- account settings and tokens (see .accountdata) ------------------------------------------
+    async def get_settings(self, account_id: int) -> AccountSettings:
+        return await self._read(lambda conn: accountdata.get_settings(conn, account_id))
+
+    async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
+        await self._write(lambda conn, _: accountdata.set_settings(conn, account_id, settings))
+
+    async def add_token(
+        self, account_id: int, kind: TokenKind, label: str, digest: str
+    ) -> AccountToken:
+        return await self._write(
+            lambda conn, _: accountdata.add_token(
+                conn, account_id, kind, label, digest, self._now()
+            )
+        )
+
+    async def list_tokens(
+        self, account_id: int, kind: TokenKind | None = None
+    ) -> list[AccountToken]:
+        return await self._read(lambda conn: accountdata.list_tokens(conn, account_id, kind))
+
+    async def remove_token(self, account_id: int, token_id: int) -> None:
+        await self._write(lambda conn, _: accountdata.remove_token(conn, account_id, token_id))
+
+    async def find_token(self, kind: TokenKind, digest: str) -> AccountToken | None:
+        return await self._read(lambda conn: accountdata.find_token(conn, kind, digest))
+
+    # -- DKIM keys (see .accountdata) ------------------------------------------------------------
+    async def add_dkim_key(self, key: DkimKeyRecord) -> None:
+        await self._write(lambda conn, _: accountdata.add_dkim_key(conn, key))
+
+    async def list_dkim_keys(
+        self, domain: str, *, include_retired: bool = False
+    ) -> list[DkimKeyRecord]:
+        return await self._read(
+            lambda conn: accountdata.list_dkim_keys(conn, domain, include_retired)
+        )
+
+    async def retire_dkim_key(self, domain: str, selector: str, when: datetime) -> None:
+        await self._write(
+            lambda conn, _: accountdata.retire_dkim_key(conn, domain, selector, _utc(when))
+        )
+
+    # -- spam filter (see .spamdata) -------------------------------------------------------------
+    async def spam_model(
+        self, account_id: int | None, tokens: Sequence[str]
+    ) -> tuple[SpamCounts, dict[str, SpamCounts]]:
+        return await self._read(lambda conn: spamdata.spam_model(conn, account_id, tokens))
+
+    async def train_spam_model(
+        self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
+    ) -> None:
+        await self._write(
+            lambda conn, _: spamdata.train_spam_model(conn, account_id, messages, tokens)
+        )
+
+    async def spam_training_mark(self, account_id: int, message_key: str) -> bool | None:
+        return await self._read(lambda conn: spamdata.training_mark(conn, account_id, message_key))
+
+    async def set_spam_training_mark(self, account_id: int, message_key: str, spam: bool) -> None:
+        await self._write(
+            lambda conn, _: spamdata.set_training_mark(conn, account_id, message_key, spam)
+        )
+
+    async def sender_reputation(
+        self, account_id: int, keys: Sequence[str]
+    ) -> dict[str, SpamCounts]:
+        return await self._read(lambda conn: spamdata.sender_reputation(conn, account_id, keys))
+
+    async def record_sender_reputation(
+        self, account_id: int, keys: Sequence[str], delta: SpamCounts
+    ) -> None:
+        await self._write(
+            lambda conn, _: spamdata.record_sender_reputation(conn, account_id, keys, delta)
+        )
+
+    async def list_sender_entries(self, account_id: int) -> list[SenderListEntry]:
+        return await self._read(lambda conn: spamdata.list_sender_entries(conn, account_id))
+
+    async def set_sender_entry(self, account_id: int, entry: SenderListEntry) -> None:
+        await self._write(lambda conn, _: spamdata.set_sender_entry(conn, account_id, entry))
+
+    async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
+        await self._write(lambda conn, _: spamdata.remove_sender_entry(conn, account_id, pattern))
+
+
+# -- connections ---------------------------------------------------------------------------------
+async def _configure(conn: Conn) -> None:
+    """Per pooled connection: UTC times, and durable commits even on a server configured with
+    ``synchronous_commit = off`` (a 250 after DATA promises the message survives a crash)."""
+    await conn.execute(
+        "SELECT set_config('TimeZone', 'UTC', false), "
+        "CASE WHEN current_setting('synchronous_commit') = 'off' "
+        "THEN set_config('synchronous_commit', 'on', false) END"
+    )
+
+
+# -- conversions ---------------------------------------------------------------------------------
+def _utc(value: datetime) -> datetime:
+    """Aware UTC (a naive ``datetime`` is taken to be UTC, as in the SQLite backend)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=4096)
+def _flag_set(stored: tuple[str, ...]) -> frozenset[str]:
+    """Flags as stored; mailboxes repeat few distinct combinations."""
+    return frozenset(stored)
+
+
+def _record(mailbox_id: int, row: Sequence[Any]) -> MessageRecord:
+    uid, modseq, flags, internal_date, saved_date, size, blob_id = row
+    return MessageRecord(
+        mailbox_id, uid, modseq, _flag_set(tuple(flags)), internal_date, saved_date, size, blob_id
+    )
+
+
+def _mailbox(row: Sequence[Any]) -> Mailbox:
+    mailbox_id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq = row
+    return Mailbox(
+        mailbox_id,
+        account_id,
+        name,
+        SpecialUse(special_use) if special_use else None,
+        uidvalidity,
+        uidnext,
+        highestmodseq,
+    )
+
+
+def _account(row: Sequence[Any]) -> Account:
+    return Account(*row)
+
+
+def _like_escape(term: str) -> str:
+    """``term`` as a literal inside a LIKE pattern (``\\`` is LIKE's default escape)."""
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def _prepare_blob(raw: bytes, info: MessageInfo | None) -> _Blob:
+    info_json = header_text = body_text = None
+    if info is not None:
+        info_json = dataclasses.replace(info, header_text="", body_text="").to_json()
+        header_text, body_text = info.header_text, info.body_text
+    blob_id = await run_blocking(blob_id_of, raw) if len(raw) >= _HASH_OFF_LOOP else blob_id_of(raw)
+    return _Blob(blob_id, raw, len(raw), info_json, header_text or "", body_text or "")
+
+
+# -- statements used by several operations -------------------------------------------------------
+async def _one(conn: Conn, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+    cur = await conn.execute(sql.encode(), params)
+    return await cur.fetchone()
+
+
+async def _all(conn: Conn, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[TupleRow]:
+    cur = await conn.execute(sql.encode(), params)
+    return await cur.fetchall()
+
+
+async def _require_address_free(conn: Conn, address: str) -> None:
+    row = await _one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE address = %s) "
+        "OR EXISTS (SELECT 1 FROM aliases WHERE address = %s)",
+        (address, address),
+    )
+    if row is not None and row[0]:
+        raise AlreadyExists(f"{address} is an account or alias already")
+
+
+async def _share_domain(conn: Conn, domain: str) -> None:
+    """``NotFound`` unless the domain exists; its share lock keeps ``remove_domain`` from
+    racing the account or alias being added."""
+    if await _one(conn, "SELECT 1 FROM domains WHERE name = %s FOR SHARE", (domain,)) is None:
+        raise NotFound(f"no domain {domain}")
+
+
+async def _require_account(conn: Conn, account_id: int) -> None:
+    if await _one(conn, "SELECT 1 FROM accounts WHERE id = %s", (account_id,)) is None:
+        raise NotFound(f"no account {account_id}")
+
+
+async def _require_mailbox(conn: Conn, mailbox_id: int) -> None:
+    if await _one(conn, "SELECT 1 FROM mailboxes WHERE id = %s", (mailbox_id,)) is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+
+
+async def _lock_mailbox(conn: Conn, mailbox_id: int) -> Mailbox:
+    row = await _one(
+        conn,
+        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = %s FOR NO KEY UPDATE",
+        (mailbox_id,),
+    )
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    return _mailbox(row)
+
+
+async def _lock_mailboxes_by_name(
+    conn: Conn, wanted: set[tuple[int, str]]
+) -> dict[tuple[int, str], Mailbox]:
+    if not wanted:
+        return {}
+    pairs = sorted(wanted)
+    rows = await _all(
+        conn,
+        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes "
+        "WHERE (account_id, name) IN (SELECT * FROM unnest(%s::bigint[], %s::text[])) "
+        "ORDER BY id FOR NO KEY UPDATE",
+        ([account for account, _ in pairs], [name for _, name in pairs]),
+    )
+    boxes = [_mailbox(row) for row in rows]
+    return {(box.account_id, box.name): box for box in boxes}
+
+
+async def _lock_accounts(conn: Conn, account_ids: set[int]) -> dict[int, QuotaUsage]:
+    """Lock the accounts (in id order) whose usage a write is about to change; their usage."""
+    if not account_ids:
+        return {}
+    rows = await _all(
+        conn,
+        "SELECT id, used_bytes, used_messages, quota_bytes, quota_messages FROM accounts "
+        "WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+        (sorted(account_ids),),
+    )
+    return {row[0]: QuotaUsage(*row[1:]) for row in rows}
+
+
+async def _mailbox_by_name(conn: Conn, account_id: int, name: str) -> Mailbox | None:
+    row = await _one(
+        conn,
+        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = %s AND name = %s",
+        (account_id, name),
+    )
+    return _mailbox(row) if row else None
+
+
+async def _insert_mailbox(
+    conn: Conn, account_id: int, name: str, special_use: SpecialUse | None, now: datetime
+) -> Mailbox:
+    # RFC 9051 §2.3.1.1: a new mailbox (also a re-created name) gets a UIDVALIDITY never used
+    # before in this store. The meta row's lock makes the choice atomic across nodes.
+    row = await _one(
+        conn,
+        "INSERT INTO meta (key, value) VALUES ('uidvalidity', %(now)s) "
+        "ON CONFLICT (key) DO UPDATE SET value = greatest(meta.value + 1, %(now)s) "
+        "RETURNING value",
+        {"now": int(now.timestamp())},
+    )
+    uidvalidity = int(row[0])
+    try:
+        created = await _one(
+            conn,
+            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) "
+            "VALUES (%s, %s, %s, %s) RETURNING id",
+            (account_id, name, special_use.value if special_use else None, uidvalidity),
+        )
+    except pg_errors.UniqueViolation as exc:
+        raise AlreadyExists(f"mailbox {name} exists") from exc
+    return Mailbox(int(created[0]), account_id, name, special_use, uidvalidity, 1, 1)
+
+
+async def _create_superiors(conn: Conn, account_id: int, name: str, now: datetime) -> list[Mailbox]:
+    """RFC 9051 §6.3.4/§6.3.6: create the missing superiors of ``name``."""
+    levels = name.split(DELIMITER)
+    created: list[Mailbox] = []
+    for depth in range(1, len(levels)):
+        superior = DELIMITER.join(levels[:depth])
+        if await _mailbox_by_name(conn, account_id, superior) is None:
+            created.append(await _insert_mailbox(conn, account_id, superior, None, now))
+    return created
+
+
+async def _next_modseq(conn: Conn, mailbox_id: int) -> int:
+    row = await _one(
+        conn,
+        "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = %s "
+        "RETURNING highestmodseq",
+        (mailbox_id,),
+    )
+    return int(row[0])
+
+
+async def _put_blob(conn: Conn, blob: _Blob) -> int:
+    """The row id of ``blob``, locked for this transaction, inserting it (with its bytes and
+    text) if it is new. A row a concurrent transaction deletes under us (its last reference
+    gone) is inserted afresh on the next round."""
+    while True:
+        inserted = await _one(
+            conn,
+            "INSERT INTO blobs (sha256, size, info) VALUES (%s, %s, %s) "
+            "ON CONFLICT (sha256) DO NOTHING RETURNING id",
+            (blob.blob_id, blob.size, blob.info_json),
+        )
+        if inserted is not None:
+            blob_row = int(inserted[0])
+            await conn.execute(
+                "INSERT INTO blob_data (id, data) VALUES (%s, %s)", (blob_row, blob.raw)
+            )
+            if blob.info_json is not None:
+                await _store_text(conn, blob_row, blob)
+            return blob_row
+        found = await _one(
+            conn,
+            "SELECT id, info IS NULL FROM blobs WHERE sha256 = %s FOR NO KEY UPDATE",
+            (blob.blob_id,),
+        )
+        if found is None:
+            continue
+        blob_row, lacks_info = int(found[0]), bool(found[1])
+        if lacks_info and blob.info_json is not None:
+            # Content first seen by the queue, now delivered locally: keep its metadata.
+            await conn.execute(
+                "UPDATE blobs SET info = %s WHERE id = %s", (blob.info_json, blob_row)
+            )
+            await _store_text(conn, blob_row, blob)
+        return blob_row
+
+
+async def _store_text(conn: Conn, blob_row: int, blob: _Blob) -> None:
+    await conn.execute(
+        "INSERT INTO blob_text (id, header_text, body_text, search_header, search_body) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (
+            blob_row,
+            blob.header_text,
+            blob.body_text,
+            blob.header_text.lower(),
+            blob.body_text.lower(),
+        ),
+    )
+
+
+async def _add_message(
+    conn: Conn,
+    changes: list[Change],
+    mailbox: Mailbox,
+    *,
+    blob: _Blob,
+    blob_row: int,
+    flags: str,
+    internal_date: datetime,
+    now: datetime,
+    keys: _SortKeys,
+) -> MessageRecord:
+    # One statement: reserve the UID and MODSEQ (the mailbox row stays locked to COMMIT) and
+    # insert the message with them.
+    row = await _one(
+        conn,
+        "WITH alloc AS (UPDATE mailboxes SET uidnext = uidnext + 1, "
+        "highestmodseq = highestmodseq + 1 WHERE id = %(mailbox)s "
+        "RETURNING uidnext - 1 AS uid, highestmodseq AS modseq) "
+        f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
+        "SELECT %(mailbox)s, alloc.uid, alloc.modseq, string_to_array(%(flags)s, ' '), "
+        "%(internal)s, %(now)s, %(size)s, %(blob)s, %(sent)s, %(subject)s, %(from)s, %(to)s, "
+        "%(cc)s, %(message_id)s, %(in_reply_to)s FROM alloc RETURNING uid, modseq",
+        {
+            "mailbox": mailbox.id,
+            "flags": flags,
+            "internal": internal_date,
+            "now": now,
+            "size": blob.size,
+            "blob": blob_row,
+            "sent": keys.sent_date,
+            "subject": keys.subject,
+            "from": keys.from_addr,
+            "to": keys.to_addr,
+            "cc": keys.cc_addr,
+            "message_id": keys.message_id,
+            "in_reply_to": keys.in_reply_to,
+        },
+    )
+    uid, modseq = int(row[0]), int(row[1])
+    changes.append(Change(mailbox.account_id, mailbox.id, ChangeKind.EXISTS, modseq))
+    return MessageRecord(
+        mailbox.id,
+        uid,
+        modseq,
+        frozenset(flags.split()),
+        internal_date,
+        now,
+        blob.size,
+        blob.blob_id,
+    )
+
+
+async def _remove_messages(conn: Conn, mailbox_id: int, uids: list[int]) -> int:
+    """Delete messages and remember them as expunged (QRESYNC); returns the expunge MODSEQ.
+    The caller holds the mailbox and account locks."""
+    modseq = await _next_modseq(conn, mailbox_id)
+    await conn.execute(
+        "DELETE FROM messages WHERE mailbox_id = %s AND uid = ANY(%s)", (mailbox_id, uids)
+    )
+    await conn.execute(
+        "INSERT INTO expunged (mailbox_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) "
+        "AS u ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq",
+        (mailbox_id, modseq, uids),
+    )
+    return modseq
+
+
+async def _transfer(
+    conn: Conn,
+    changes: list[Change],
+    source: Mailbox,
+    uids: list[int],
+    *,
+    target: Mailbox,
+    now: datetime,
+    remove_source: bool,
+) -> list[tuple[int, int]]:
+    """Copy ``uids`` (ascending, present) into ``target``, flags and dates kept; with
+    ``remove_source`` also expunge them from ``source`` (RFC 6851 MOVE). The caller holds both
+    mailboxes' locks."""
+    if not uids:
+        return []
+    usage = await _lock_accounts(conn, {source.account_id, target.account_id})
+    row = await _one(
+        conn,
+        "SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = %s AND uid = ANY(%s)",
+        (source.id, uids),
+    )
+    total = int(row[0])
+    # A move within one account leaves its usage unchanged; anything else must fit.
+    if not (remove_source and source.account_id == target.account_id) and not usage[
+        target.account_id
+    ].fits(total, len(uids)):
+        raise QuotaExceeded(f"{len(uids)} messages of {total} bytes exceed the quota")
+    alloc = await _one(
+        conn,
+        "UPDATE mailboxes SET uidnext = uidnext + %s, highestmodseq = highestmodseq + 1 "
+        "WHERE id = %s RETURNING uidnext - %s, highestmodseq",
+        (len(uids), target.id, len(uids)),
+    )
+    uid_first, modseq = int(alloc[0]), int(alloc[1])
+    pairs = [(uid, uid_first + index) for index, uid in enumerate(uids)]
+    await conn.execute(
+        f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
+        "SELECT %s, p.new, %s, m.flags, m.internal_date, %s, m.size, m.blob, m.sent_date, "
+        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to "
+        "FROM messages m JOIN unnest(%s::bigint[], %s::bigint[]) AS p(old, new) "
+        "ON m.uid = p.old WHERE m.mailbox_id = %s",
+        (target.id, modseq, now, [old for old, _ in pairs], [new for _, new in pairs], source.id),
+    )
+    changes.append(Change(target.account_id, target.id, ChangeKind.EXISTS, modseq))
+    if remove_source:
+        removed_modseq = await _remove_messages(conn, source.id, uids)
+        changes.append(Change(source.account_id, source.id, ChangeKind.EXPUNGE, removed_modseq))
+    return pairs
+
+
+async def _records_between(
+    conn: Conn, mailbox_id: int, uid_min: int, uid_max: int | None
+) -> list[MessageRecord]:
+    cur = await conn.execute(
+        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.uid BETWEEN %s AND %s "
+        "ORDER BY m.uid",
+        (mailbox_id, uid_min, uid_max if uid_max is not None else 2**63 - 1),
+        binary=True,
+    )
+    return [_record(mailbox_id, row) for row in await cur.fetchall()]
+
+
+async def _lock_queued(conn: Conn, message_id: int) -> None:
+    if (
+        await _one(conn, "SELECT 1 FROM queue_messages WHERE id = %s FOR UPDATE", (message_id,))
+        is None
+    ):
+        raise NotFound(f"no queued message {message_id}")
+
+
+async def _queued(
+    conn: Conn, message_ids: list[int], *, due_at: datetime | None
+) -> list[QueuedMessage]:
+    """Queue entries with their recipients (only those due at ``due_at`` when given), in the
+    order of ``message_ids``; ids not found are left out."""
+    if not message_ids:
+        return []
+    messages = await _all(
+        conn,
+        "SELECT q.id, q.sender, b.sha256, q.size, q.queued_at, q.ret, q.envid "
+        "FROM queue_messages q JOIN blobs b ON b.id = q.blob WHERE q.id = ANY(%s)",
+        (message_ids,),
+    )
+    rows = await _all(
+        conn,
+        "SELECT id, message_id, address, state, attempts, next_attempt, last_reply, notify, "
+        "orcpt, delay_notified FROM queue_recipients WHERE message_id = ANY(%(ids)s) "
+        "AND (%(due)s::timestamptz IS NULL OR state = ANY(%(open)s) AND next_attempt <= %(due)s) "
+        "ORDER BY id",
+        {"ids": message_ids, "due": due_at, "open": _OPEN_STATES},
+    )
+    recipients: dict[int, list[QueuedRecipient]] = {}
+    for row in rows:
+        recipients.setdefault(row[1], []).append(
+            QueuedRecipient(
+                row[0],
+                row[1],
+                row[2],
+                RecipientState(row[3]),
+                row[4],
+                row[5],
+                row[6],
+                frozenset(row[7]),
+                row[8],
+                row[9],
+            )
+        )
+    found = {
+        row[0]: QueuedMessage(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            tuple(recipients.get(row[0], ())),
+        )
+        for row in messages
+    }
+    return [found[message_id] for message_id in message_ids if message_id in found]

@@ -1,0 +1,85 @@
+"""A loopback DNS server serving records a test writes itself, and a resolver pointed at it.
+
+Used by the policy tests and the evaluation of the SPF/DKIM/DMARC/ARC suites: every record is
+served by the real authoritative server (:mod:`pillarbox.dns.authoritative`) over UDP/TCP on
+127.0.0.1, and looked up by the real :class:`~pillarbox.dns.resolver.DnsResolver`, so nothing
+of the DNS path is mocked.
+
+Each record goes into a zone named after its top-level label (``com``, ``net``, ``arpa``…).
+A name under none of them answers NXDOMAIN, as the root servers would. Names listed in
+``failing`` answer REFUSED, which the resolver reports as a temporary error,
+the way a SERVFAIL or a timeout is reported, without making a test wait for a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from pillarbox.dns.authoritative import StaticZone, StaticZones, ZoneError, serve_zones
+from pillarbox.dns.records import DnsRecord, normalise_name
+from pillarbox.dns.resolver import CacheLimits, DnsResolver
+from pillarbox.errors import InvalidName
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRecord:
+    """One record: owner name, type, and the value as :class:`DnsRecord` takes it."""
+
+    name: str
+    type: str
+    value: str
+
+
+class _Zones:
+    """:class:`StaticZones` with some names answering REFUSED (a temporary failure)."""
+
+    def __init__(self, zones: StaticZones, failing: frozenset[str]) -> None:
+        self._zones = zones
+        self._failing = failing
+        self._nowhere = StaticZone("invalid")  # RFC 6761 §6.4: never holds a name
+
+    async def zone_for(self, name: str) -> StaticZone | None:
+        if name in self._failing:
+            return None
+        # A name under no zone gets NXDOMAIN, as the root would answer it.
+        return await self._zones.zone_for(name) or self._nowhere
+
+
+def build_zones(records: Iterable[ZoneRecord]) -> tuple[StaticZones, list[ZoneRecord]]:
+    """Zones for ``records``, and the records no zone can hold (names DNS cannot carry)."""
+    grouped: dict[str, list[DnsRecord]] = {}
+    rejected: list[ZoneRecord] = []
+    for record in records:
+        try:
+            name = normalise_name(record.name)
+        except InvalidName:
+            rejected.append(record)
+            continue
+        origin = name.rpartition(".")[2]
+        dns_record = DnsRecord(name, record.type, record.value, ttl=60)
+        try:
+            StaticZone(origin, [dns_record])  # checks the value alone
+        except ZoneError:
+            rejected.append(record)
+            continue
+        grouped.setdefault(origin, []).append(dns_record)
+    zones = [StaticZone(origin, rs) for origin, rs in grouped.items()]
+    return StaticZones(zones), rejected
+
+
+@contextlib.asynccontextmanager
+async def serve_records(
+    records: Iterable[ZoneRecord],
+    *,
+    failing: Iterable[str] = (),
+    timeout: float = 2.0,
+    cache: bool = True,
+) -> AsyncIterator[DnsResolver]:
+    """Serve ``records`` on loopback for the block; yields a resolver that asks only it."""
+    zones, _ = build_zones(records)
+    source = _Zones(zones, frozenset(n.rstrip(".").lower() for n in failing))
+    async with serve_zones(source) as server:
+        limits = CacheLimits() if cache else CacheLimits(max_entries=0)
+        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=timeout, cache=limits)

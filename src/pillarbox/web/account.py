@@ -1,0 +1,265 @@
+"""Account settings: password, display name, app passwords, API tokens, vacation reply,
+forwarding, and how to set up a mail client. The operations are shared with the JSON API."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from pillarbox import provisioning
+from pillarbox.errors import AuthenticationFailed, UserError
+from pillarbox.services import Services
+from pillarbox.store.types import Account, AccountSettings, AccountToken, TokenKind
+from pillarbox.web.app import (
+    Web,
+    client_ip,
+    field_text,
+    posted_form,
+    redirect,
+    require_account,
+    set_session,
+    web,
+)
+from pillarbox.web.composing import parse_people
+from pillarbox.web.session import token_digest
+
+MAX_DISPLAY_NAME = 200
+MAX_LABEL = 100
+MAX_VACATION_TEXT = 10_000
+#: Letters for app passwords: lower case without look-alikes, easy to type on a phone.
+_APP_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+# -- operations ------------------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int, what: str) -> str:
+    value = " ".join(text.split())
+    if len(value) > limit:
+        raise UserError(f"{what} is longer than {limit} characters")
+    return value
+
+
+async def change_password(
+    services: Services, account: Account, current: str, new: str, remote_ip: str
+) -> Account:
+    """Change the password after checking the current one (rate-limited like any login)."""
+    try:
+        await services.authenticator.check_password(account.address, current, remote_ip)
+    except AuthenticationFailed:
+        raise UserError("the current password is wrong") from None
+    await provisioning.set_password(services.store, services.config, account.address, new)
+    updated = await services.store.get_account_by_id(account.id)
+    if updated is None:
+        raise UserError("the account was removed")
+    return updated
+
+
+async def set_display_name(services: Services, account: Account, name: str) -> None:
+    await services.store.set_display_name(
+        account.id, _one_line(name, MAX_DISPLAY_NAME, "the display name")
+    )
+
+
+def new_secret(kind: TokenKind) -> str:
+    if kind is TokenKind.APP_PASSWORD:
+        letters = "".join(secrets.choice(_APP_ALPHABET) for _ in range(20))
+        return "-".join(letters[i : i + 5] for i in range(0, 20, 5))  # ~98 bits
+    return "pbx_" + secrets.token_urlsafe(32)
+
+
+async def issue_token(
+    services: Services, account: Account, kind: TokenKind, label: str
+) -> tuple[AccountToken, str]:
+    """A new app password or API token; the secret is returned once and stored only hashed."""
+    label = _one_line(label, MAX_LABEL, "the label") or kind.value
+    secret = new_secret(kind)
+    token = await services.store.add_token(account.id, kind, label, token_digest(secret))
+    return token, secret
+
+
+async def update_vacation(
+    services: Services,
+    account: Account,
+    *,
+    enabled: bool,
+    subject: str,
+    body: str,
+    until: str,
+) -> AccountSettings:
+    """Store the auto-reply (delivery applies it)."""
+    if len(body) > MAX_VACATION_TEXT:
+        raise UserError(f"the auto-reply is longer than {MAX_VACATION_TEXT} characters")
+    last_day: datetime | None = None
+    if until.strip():
+        try:
+            last_day = datetime.strptime(until.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise UserError("the last day of the auto-reply must be a date") from None
+    if enabled and not body.strip():
+        raise UserError("write the auto-reply text before switching it on")
+    current = await services.store.get_settings(account.id)
+    settings = replace(
+        current,
+        vacation_enabled=enabled,
+        vacation_subject=_one_line(subject, 200, "the auto-reply subject"),
+        vacation_body=body.replace("\r\n", "\n"),
+        vacation_until=last_day,
+    )
+    await services.store.set_settings(account.id, settings)
+    return settings
+
+
+async def update_forwarding(
+    services: Services, account: Account, *, forward_to: str, keep_copy: bool
+) -> AccountSettings:
+    """Store forwarding addresses (delivery applies them)."""
+    addresses, invalid = parse_people(forward_to)
+    if invalid:
+        raise UserError("not a valid forwarding address: " + ", ".join(invalid))
+    if account.address in {p.address for p in addresses}:
+        raise UserError("an account cannot forward to itself")
+    current = await services.store.get_settings(account.id)
+    settings = replace(
+        current,
+        forward_to=tuple(p.address for p in addresses),
+        forward_keep_copy=keep_copy,
+    )
+    await services.store.set_settings(account.id, settings)
+    return settings
+
+
+@dataclass(frozen=True, slots=True)
+class ClientServer:
+    """One line of the client set-up table."""
+
+    protocol: str
+    host: str
+    port: int
+    security: str
+
+
+#: (listener, protocol, security) in the order clients should prefer (RFC 8314 §5: TLS first).
+_CLIENT_LISTENERS = (
+    ("imaps", "IMAP", "TLS"),
+    ("imap", "IMAP", "STARTTLS"),
+    ("pop3s", "POP3", "TLS"),
+    ("pop3", "POP3", "STARTTLS"),
+    ("submissions", "SMTP", "TLS"),
+    ("submission", "SMTP", "STARTTLS"),
+)
+
+
+def client_servers(app: Web) -> list[ClientServer]:
+    host = app.services.hostname
+    return [
+        ClientServer(protocol, host, app.ports[name], security)
+        for name, protocol, security in _CLIENT_LISTENERS
+        if name in app.ports
+    ]
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+async def _page(
+    request: Request, account: Account, *, status_code: int = 200, **extra: object
+) -> Response:
+    app = web(request)
+    store = app.services.store
+    return app.render(
+        request,
+        "settings.html",
+        status_code=status_code,
+        settings=await store.get_settings(account.id),
+        app_passwords=await store.list_tokens(account.id, TokenKind.APP_PASSWORD),
+        api_tokens=await store.list_tokens(account.id, TokenKind.API),
+        servers=client_servers(app),
+        **extra,
+    )
+
+
+async def settings_page(request: Request) -> Response:
+    account = await require_account(request)
+    saved = request.query_params.get("saved", "")
+    return await _page(request, account, notice="Saved." if saved else "")
+
+
+async def _apply(request: Request, section: str) -> Response:
+    """Run one settings form; errors are shown on the page beside the section."""
+    app = web(request)
+    account = await require_account(request)
+    form = await posted_form(request)
+    services = app.services
+    try:
+        match section:
+            case "profile":
+                await set_display_name(services, account, field_text(form, "display_name"))
+            case "password":
+                new = field_text(form, "new_password")
+                if new != field_text(form, "confirm_password"):
+                    raise UserError("the new passwords differ")
+                updated = await change_password(
+                    services, account, field_text(form, "current_password"), new,
+                    client_ip(request),
+                )  # fmt: skip
+                response = redirect("/settings?saved=password")
+                session = app.codec.login(updated.id, updated.password_hash, _now())
+                set_session(request, response, session)
+                return response
+            case "app-password" | "api-token":
+                kind = TokenKind.APP_PASSWORD if section == "app-password" else TokenKind.API
+                token, secret = await issue_token(
+                    services, account, kind, field_text(form, "label")
+                )
+                return await _page(request, account, new_secret=(token, secret))
+            case "vacation":
+                await update_vacation(
+                    services,
+                    account,
+                    enabled=form.get("vacation_enabled") == "1",
+                    subject=field_text(form, "vacation_subject"),
+                    body=field_text(form, "vacation_body"),
+                    until=field_text(form, "vacation_until"),
+                )
+            case "forwarding":
+                await update_forwarding(
+                    services,
+                    account,
+                    forward_to=field_text(form, "forward_to"),
+                    keep_copy=form.get("forward_keep_copy") == "1",
+                )
+            case _:
+                raise UserError("unknown settings section")
+    except UserError as exc:
+        return await _page(request, account, status_code=400, errors={section: str(exc)})
+    return redirect(f"/settings?saved={section}#{section}")
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+async def save_section(request: Request) -> Response:
+    return await _apply(request, request.path_params["section"])
+
+
+async def revoke_token(request: Request) -> Response:
+    app = web(request)
+    account = await require_account(request)
+    await posted_form(request)
+    await app.services.store.remove_token(account.id, request.path_params["token"])
+    return redirect("/settings?saved=tokens#tokens")
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/settings", settings_page),
+        Route("/settings/tokens/{token:int}/revoke", revoke_token, methods=["POST"]),
+        Route("/settings/{section}", save_section, methods=["POST"]),
+    ]

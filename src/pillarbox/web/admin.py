@@ -1,0 +1,229 @@
+"""Administration for accounts with the admin role: domains (and their DNS records), accounts,
+aliases, the outbound queue, a dashboard. Every change goes through :mod:`pillarbox.provisioning`
+so the CLI's rules apply here too; the operations are shared with the JSON API."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from pillarbox import provisioning
+from pillarbox.dns.records import DomainRecords, required_records
+from pillarbox.errors import NotFound, UserError
+from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
+from pillarbox.services import Services
+from pillarbox.store.types import Account
+from pillarbox.web.app import field_text, posted_form, redirect, require_admin, web
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    domains: int
+    accounts: int
+    aliases: int
+    stored_messages: int
+    stored_bytes: int
+    queued_messages: int
+    #: Queue recipients by state ("pending", "deferred", …).
+    queued_recipients: dict[str, int]
+
+
+async def dashboard(services: Services) -> Dashboard:
+    store = services.store
+    accounts = await store.list_accounts()
+    usage = [await store.quota_usage(a.id) for a in accounts]
+    queue = await store.list_queue()
+    states = Counter(r.state.value for m in queue for r in m.recipients)
+    return Dashboard(
+        domains=len(await store.list_domains()),
+        accounts=len(accounts),
+        aliases=len(await store.list_aliases()),
+        stored_messages=sum(u.messages for u in usage),
+        stored_bytes=sum(u.bytes_used for u in usage),
+        queued_messages=len(queue),
+        queued_recipients=dict(states),
+    )
+
+
+async def domain_records(services: Services, name: str) -> DomainRecords:
+    """What to publish in DNS for a hosted domain, its DKIM keys included (retired keys too:
+    mail they signed must still verify for a while)."""
+    domain = provisioning.normalise_domain(name)
+    if await services.store.get_domain(domain) is None:
+        raise NotFound(f"no such domain: {domain}")
+    dkim = {
+        key.selector: public_record(
+            DkimKey(key.selector, DkimAlgorithm(key.algorithm), key.private_pem, key.created)
+        )
+        for key in await services.store.list_dkim_keys(domain, include_retired=True)
+    }
+    return required_records(domain, mail_host=services.hostname, dkim=dkim)
+
+
+def quota_from_text(megabytes: str, messages: str) -> tuple[int | None, int | None]:
+    """Quota fields as typed (empty: unlimited) to bytes and a message count."""
+    try:
+        size = int(float(megabytes) * MIB) if megabytes.strip() else None
+        count = int(messages) if messages.strip() else None
+    except ValueError:
+        raise UserError("quotas must be numbers (empty: unlimited)") from None
+    if (size is not None and size < 0) or (count is not None and count < 0):
+        raise UserError("quotas cannot be negative")
+    return size, count
+
+
+async def set_quota(
+    services: Services, address: str, quota_bytes: int | None, quota_messages: int | None
+) -> Account:
+    account = await provisioning.get_account(services.store, address)
+    await services.store.set_quota(account.id, quota_bytes, quota_messages)
+    return account
+
+
+async def remove_account(services: Services, admin: Account, address: str) -> None:
+    if provisioning.account_key(address) == admin.address:
+        raise UserError("you cannot remove the account you are logged in with")
+    await provisioning.remove_account(services.store, address)
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+async def _render(
+    request: Request, template: str, status_code: int = 200, **extra: object
+) -> Response:
+    app = web(request)
+    await require_admin(request)
+    return app.render(request, template, status_code=status_code, section=template, **extra)
+
+
+async def dashboard_page(request: Request) -> Response:
+    await require_admin(request)
+    return await _render(request, "admin.html", board=await dashboard(web(request).services))
+
+
+async def domains_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:
+    await require_admin(request)
+    store = web(request).services.store
+    domains = await store.list_domains()
+    counts = {d.name: len(await store.list_accounts(d.name)) for d in domains}
+    return await _render(
+        request, "admin_domains.html", status_code, domains=domains, counts=counts, error=error
+    )
+
+
+async def domain_page(request: Request) -> Response:
+    await require_admin(request)
+    records = await domain_records(web(request).services, request.path_params["name"])
+    return await _render(request, "admin_domain.html", records=records)
+
+
+async def accounts_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:
+    await require_admin(request)
+    store = web(request).services.store
+    accounts = await store.list_accounts()
+    usage = {a.id: await store.quota_usage(a.id) for a in accounts}
+    return await _render(
+        request, "admin_accounts.html", status_code, accounts=accounts, usage=usage, error=error
+    )
+
+
+async def aliases_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:
+    await require_admin(request)
+    aliases = await web(request).services.store.list_aliases()
+    return await _render(request, "admin_aliases.html", status_code, aliases=aliases, error=error)
+
+
+async def queue_page(request: Request) -> Response:
+    await require_admin(request)
+    queue = await web(request).services.store.list_queue()
+    return await _render(request, "admin_queue.html", queue=queue)
+
+
+async def change(request: Request) -> Response:
+    """Every admin POST: ``/admin/{what}/{verb}`` with the subject in the form."""
+    admin = await require_admin(request)
+    form = await posted_form(request)
+    services = web(request).services
+    store = services.store
+    what: str = request.path_params["what"]
+    verb: str = request.path_params["verb"]
+    pages = {"domains": domains_page, "accounts": accounts_page, "aliases": aliases_page}
+    try:
+        match what, verb:
+            case "domains", "add":
+                await provisioning.add_domain(store, field_text(form, "name"))
+            case "domains", "remove":
+                await provisioning.remove_domain(store, field_text(form, "name"))
+            case "accounts", "add":
+                quota_bytes, quota_messages = quota_from_text(
+                    field_text(form, "quota_mb"), field_text(form, "quota_messages")
+                )
+                await provisioning.add_account(
+                    store,
+                    services.config,
+                    field_text(form, "address"),
+                    field_text(form, "password"),
+                    display_name=field_text(form, "display_name").strip(),
+                    is_admin=form.get("is_admin") == "1",
+                    quota_bytes=quota_bytes,
+                    quota_messages=quota_messages,
+                )
+            case "accounts", "remove":
+                await remove_account(services, admin, field_text(form, "address"))
+            case "accounts", "password":
+                await provisioning.set_password(
+                    store,
+                    services.config,
+                    field_text(form, "address"),
+                    field_text(form, "password"),
+                )
+            case "accounts", "quota":
+                quota_bytes, quota_messages = quota_from_text(
+                    field_text(form, "quota_mb"), field_text(form, "quota_messages")
+                )
+                await set_quota(services, field_text(form, "address"), quota_bytes, quota_messages)
+            case "aliases", "add":
+                targets = [t for t in field_text(form, "targets").replace(",", " ").split() if t]
+                await provisioning.add_alias(store, field_text(form, "address"), targets)
+            case "aliases", "remove":
+                await provisioning.remove_alias(store, field_text(form, "address"))
+            case "queue", "retry":
+                await store.retry_queued(_queue_id(form.get("id")), datetime.now(UTC))
+            case "queue", "remove":
+                await store.remove_queued(_queue_id(form.get("id")))
+            case _:
+                raise NotFound("no such admin action")
+    except UserError as exc:
+        if isinstance(exc, NotFound) and what not in pages:
+            raise
+        page = pages.get(what)
+        if page is None:
+            raise
+        return await page(request, error=str(exc), status_code=400)
+    return redirect(f"/admin/{what}")
+
+
+def _queue_id(value: object) -> int:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise NotFound("no such queued message")
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/admin", dashboard_page),
+        Route("/admin/domains", domains_page),
+        Route("/admin/domains/{name}", domain_page),
+        Route("/admin/accounts", accounts_page),
+        Route("/admin/aliases", aliases_page),
+        Route("/admin/queue", queue_page),
+        Route("/admin/{what}/{verb}", change, methods=["POST"]),
+    ]

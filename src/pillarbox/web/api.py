@@ -1,0 +1,1176 @@
+"""The JSON API (``/api/v1``) and its OpenAPI 3.1 document, generated from one route table.
+
+Implementation notes:
+
+- **Authentication**: ``Authorization: Bearer <API token>`` (issued in the settings; stored as a
+  SHA-256 digest), or the browser session cookie — then every request other than GET must carry
+  the CSRF token in ``X-CSRF-Token``, as the pages' forms do. A bearer request carries no
+  ambient credential, so it needs no CSRF token.
+- **The table is the truth**: each :class:`Operation` names its method, path, handler, schemas
+  and summary; routing and ``/api/v1/openapi.json`` are both built from it, so the document
+  cannot drift from what is served.
+- Errors are ``{"error": "..."}`` with 400 (bad input), 401 (no credentials), 403 (not an
+  admin), 404 (absent — or another account's, indistinguishably), 409 (exists), 413, 429.
+- The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pillarbox import provisioning
+from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
+from pillarbox.store.types import Account, AccountSettings, AccountToken, SpecialUse, TokenKind
+from pillarbox.web import account as account_ops
+from pillarbox.web import admin as admin_ops
+from pillarbox.web.app import LoginRequired, Web, client_ip, current_account, web
+from pillarbox.web.composing import Draft, Upload
+from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row
+from pillarbox.web.reading import Person, authentication_results, people
+from pillarbox.web.session import CSRF_HEADER, token_digest
+from pillarbox.web.webmail import apply_action, list_params, part_response, safe_html
+
+PREFIX = "/api/v1"
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One API request, authenticated."""
+
+    request: Request
+    web: Web
+    account: Account
+    body: JsonObject
+
+    @property
+    def access(self) -> MailAccess:
+        return MailAccess(self.web.services, self.account)
+
+    def path(self, name: str) -> Any:
+        return self.request.path_params[name]
+
+    def text(self, key: str, default: str = "") -> str:
+        value = self.body.get(key, default)
+        if not isinstance(value, str):
+            raise UserError(f"{key} must be a string")
+        return value
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        value = self.body.get(key, default)
+        if not isinstance(value, bool):
+            raise UserError(f"{key} must be true or false")
+        return value
+
+    def optional_int(self, key: str) -> int | None:
+        value = self.body.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise UserError(f"{key} must be an integer or null")
+        return value
+
+
+ApiHandler = Callable[[Call], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    method: str
+    path: str
+    handler: ApiHandler
+    summary: str
+    tag: str
+    response: JsonObject
+    body: JsonObject | None = None
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+    admin: bool = False
+    status: int = 200
+
+
+# -- JSON shapes -----------------------------------------------------------------------------------
+
+
+def _person(p: Person) -> JsonObject:
+    return {"name": p.name, "address": p.address}
+
+
+def folder_json(folder: Folder) -> JsonObject:
+    m = folder.mailbox
+    return {
+        "id": m.id,
+        "name": m.name,
+        "special_use": m.special_use.value if m.special_use else None,
+        "messages": folder.status.messages,
+        "unseen": folder.status.unseen,
+        "size": folder.status.size,
+    }
+
+
+def row_json(row: Row) -> JsonObject:
+    info = row.info
+    return {
+        "uid": row.record.uid,
+        "flags": sorted(row.record.flags),
+        "received": row.record.internal_date.isoformat(),
+        "size": row.record.size,
+        "subject": info.subject if info else "",
+        "from": info.from_addr if info else "",
+        "from_name": info.from_name if info else "",
+        "to": info.to_addr if info else "",
+        "date": info.sent_date.isoformat() if info and info.sent_date else None,
+        "preview": info.preview if info else "",
+        "attachments": len(info.attachments) if info else 0,
+    }
+
+
+def message_json(call: Call, opened: Opened, thread: list[Row]) -> JsonObject:
+    info = opened.info
+    envelope = info.envelope
+    base = f"{PREFIX}/mailboxes/{opened.mailbox.id}/messages/{opened.record.uid}"
+    html = safe_html(opened, load_remote=False)
+    return {
+        "mailbox": opened.mailbox.id,
+        "uid": opened.record.uid,
+        "flags": sorted(opened.record.flags),
+        "received": opened.record.internal_date.isoformat(),
+        "date": info.sent_date.isoformat() if info.sent_date else None,
+        "subject": info.subject,
+        "from": [_person(p) for p in people(envelope.from_)],
+        "to": [_person(p) for p in people(envelope.to)],
+        "cc": [_person(p) for p in people(envelope.cc)],
+        "reply_to": [_person(p) for p in people(envelope.reply_to)],
+        "message_id": info.message_id,
+        "in_reply_to": info.in_reply_to,
+        "references": list(info.references),
+        "text": call.access.text_of(opened),
+        "html": html[0] if html else None,
+        "blocked_remote_images": html[1] if html else 0,
+        "attachments": [
+            {
+                "section": a.section,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "content_id": a.content_id,
+                "url": f"{base}/parts/{a.section}",
+            }
+            for a in info.attachments
+        ],
+        "authentication_results": [
+            {"method": r.method, "result": r.result, "detail": r.detail}
+            for r in authentication_results(opened.raw, info, call.web.services.hostname)
+        ],
+        "thread": [
+            {"mailbox": r.record.mailbox_id, "uid": r.record.uid, "subject": r.info.subject}
+            for r in thread
+            if r.info is not None
+        ],
+        "raw_url": f"{base}/raw",
+    }
+
+
+def settings_json(account: Account, settings: AccountSettings) -> JsonObject:
+    return {
+        "address": account.address,
+        "display_name": account.display_name,
+        "vacation": {
+            "enabled": settings.vacation_enabled,
+            "subject": settings.vacation_subject,
+            "body": settings.vacation_body,
+            "until": f"{settings.vacation_until:%Y-%m-%d}" if settings.vacation_until else None,
+        },
+        "forwarding": {"to": list(settings.forward_to), "keep_copy": settings.forward_keep_copy},
+    }
+
+
+def token_json(token: AccountToken) -> JsonObject:
+    return {
+        "id": token.id,
+        "kind": token.kind.value,
+        "label": token.label,
+        "created": token.created.isoformat(),
+    }
+
+
+def account_json(account: Account) -> JsonObject:
+    return {
+        "id": account.id,
+        "address": account.address,
+        "display_name": account.display_name,
+        "is_admin": account.is_admin,
+        "quota_bytes": account.quota_bytes,
+        "quota_messages": account.quota_messages,
+    }
+
+
+# -- handlers: mail --------------------------------------------------------------------------------
+
+
+async def me(call: Call) -> object:
+    return account_json(call.account)
+
+
+async def list_mailboxes(call: Call) -> object:
+    return [folder_json(f) for f in await call.access.folders()]
+
+
+async def create_mailbox(call: Call) -> object:
+    mailbox = await call.access.create_folder(call.text("name"))
+    return {"id": mailbox.id, "name": mailbox.name}
+
+
+async def rename_mailbox(call: Call) -> object:
+    await call.access.rename_folder(call.path("mailbox"), call.text("name"))
+    return {"ok": True}
+
+
+async def delete_mailbox(call: Call) -> object:
+    await call.access.delete_folder(call.path("mailbox"))
+    return {"ok": True}
+
+
+async def list_messages(call: Call) -> object:
+    access = call.access
+    mailbox = await access.mailbox(call.path("mailbox"))
+    limits = call.web.limits
+    params = list_params(
+        dict(call.request.query_params),
+        page_size=limits.page_size,
+        max_page_size=limits.max_page_size,
+    )
+    page = await access.search(
+        mailbox, params.text, params.query, offset=params.offset, limit=params.page_size
+    )
+    return {
+        "total": page.total,
+        "page": params.page,
+        "size": params.page_size,
+        "messages": [row_json(r) for r in page.rows],
+    }
+
+
+async def get_message(call: Call) -> object:
+    access = call.access
+    opened = await access.open(call.path("mailbox"), call.path("uid"))
+    if call.request.query_params.get("mark_seen", "1") != "0":
+        await access.mark_seen(opened)
+    return message_json(call, opened, await access.thread(opened))
+
+
+async def raw_message(call: Call) -> object:
+    opened = await call.access.open(call.path("mailbox"), call.path("uid"))
+    return Response(opened.raw, media_type="message/rfc822")
+
+
+async def message_part(call: Call) -> object:
+    opened = await call.access.open(call.path("mailbox"), call.path("uid"))
+    return part_response(opened, call.path("section"), inline=False)
+
+
+async def act(call: Call) -> object:
+    uids = call.body.get("uids", [])
+    if not isinstance(uids, list) or not all(
+        isinstance(u, int) and not isinstance(u, bool) for u in uids
+    ):
+        raise UserError("uids must be a list of integers")
+    if len(uids) > call.web.limits.max_action_uids:
+        raise UserError(f"at most {call.web.limits.max_action_uids} messages at once")
+    target = call.body.get("target")
+    await apply_action(
+        call.access,
+        call.path("mailbox"),
+        uids,
+        call.text("action"),
+        str(target) if isinstance(target, int) else "",
+    )
+    return {"ok": True}
+
+
+async def empty_mailbox(call: Call) -> object:
+    await call.access.empty(call.path("mailbox"))
+    return {"ok": True}
+
+
+def _draft(call: Call) -> Draft:
+    uploads: list[Upload] = []
+    items = call.body.get("attachments", [])
+    if not isinstance(items, list) or len(items) > call.web.limits.max_attachments:
+        raise UserError(f"attachments must be a list of at most {call.web.limits.max_attachments}")
+    for item in items:
+        if not isinstance(item, dict):
+            raise UserError("each attachment is an object")
+        try:
+            data = base64.b64decode(str(item.get("data", "")), validate=True)
+        except binascii.Error:
+            raise UserError("attachment data must be base64") from None
+        uploads.append(
+            Upload(
+                str(item.get("filename") or "attachment"),
+                str(item.get("content_type") or "application/octet-stream"),
+                data,
+            )
+        )
+    references = call.body.get("references", [])
+    if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+        raise UserError("references must be a list of strings")
+    return Draft(
+        to=call.text("to"),
+        cc=call.text("cc"),
+        bcc=call.text("bcc"),
+        subject=call.text("subject"),
+        body=call.text("body"),
+        in_reply_to=call.text("in_reply_to"),
+        references=tuple(references),
+        attachments=tuple(uploads),
+        replying_to=call.text("replying_to"),
+        forwarding=call.text("forwarding"),
+        draft_uid=call.optional_int("draft_uid"),
+    )
+
+
+async def send(call: Call) -> object:
+    result = await call.access.send(
+        _draft(call),
+        max_recipients=call.web.limits.max_recipients,
+        client_ip=client_ip(call.request),
+        tls=call.request.url.scheme == "https",
+    )
+    if not result.sent:
+        return JSONResponse({"error": "not sent", "fields": result.errors}, status_code=400)
+    return {"sent": True, "warning": result.warning}
+
+
+async def save_draft(call: Call) -> object:
+    uid = await call.access.save_draft(_draft(call))
+    drafts = await call.access.special(SpecialUse.DRAFTS)
+    return {"mailbox": drafts.id, "uid": uid}
+
+
+# -- handlers: settings ------------------------------------------------------------------------
+
+
+async def get_settings(call: Call) -> object:
+    return settings_json(call.account, await call.web.services.store.get_settings(call.account.id))
+
+
+async def put_profile(call: Call) -> object:
+    await account_ops.set_display_name(call.web.services, call.account, call.text("display_name"))
+    return {"ok": True}
+
+
+async def put_vacation(call: Call) -> object:
+    settings = await account_ops.update_vacation(
+        call.web.services,
+        call.account,
+        enabled=call.flag("enabled"),
+        subject=call.text("subject"),
+        body=call.text("body"),
+        until=call.text("until") if call.body.get("until") is not None else "",
+    )
+    return settings_json(call.account, settings)["vacation"]
+
+
+async def put_forwarding(call: Call) -> object:
+    to = call.body.get("to", [])
+    if not isinstance(to, list) or not all(isinstance(a, str) for a in to):
+        raise UserError("to must be a list of addresses")
+    settings = await account_ops.update_forwarding(
+        call.web.services,
+        call.account,
+        forward_to=", ".join(to),
+        keep_copy=call.flag("keep_copy", True),
+    )
+    return settings_json(call.account, settings)["forwarding"]
+
+
+async def change_password(call: Call) -> object:
+    await account_ops.change_password(
+        call.web.services,
+        call.account,
+        call.text("current"),
+        call.text("new"),
+        client_ip(call.request),
+    )
+    return {"ok": True}
+
+
+async def list_tokens(call: Call) -> object:
+    return [token_json(t) for t in await call.web.services.store.list_tokens(call.account.id)]
+
+
+async def create_token(call: Call) -> object:
+    try:
+        kind = TokenKind(call.text("kind", TokenKind.API.value))
+    except ValueError:
+        raise UserError("kind must be 'api' or 'app-password'") from None
+    token, secret = await account_ops.issue_token(
+        call.web.services, call.account, kind, call.text("label")
+    )
+    return {**token_json(token), "secret": secret}
+
+
+async def revoke_token(call: Call) -> object:
+    await call.web.services.store.remove_token(call.account.id, call.path("token"))
+    return {"ok": True}
+
+
+async def client_setup(call: Call) -> object:
+    return [
+        {"protocol": s.protocol, "host": s.host, "port": s.port, "security": s.security}
+        for s in account_ops.client_servers(call.web)
+    ]
+
+
+# -- handlers: admin -----------------------------------------------------------------------------
+
+
+async def admin_dashboard(call: Call) -> object:
+    board = await admin_ops.dashboard(call.web.services)
+    return {
+        "domains": board.domains,
+        "accounts": board.accounts,
+        "aliases": board.aliases,
+        "stored_messages": board.stored_messages,
+        "stored_bytes": board.stored_bytes,
+        "queued_messages": board.queued_messages,
+        "queued_recipients": board.queued_recipients,
+    }
+
+
+async def admin_domains(call: Call) -> object:
+    return [
+        {"name": d.name, "created": d.created.isoformat()}
+        for d in await call.web.services.store.list_domains()
+    ]
+
+
+async def admin_add_domain(call: Call) -> object:
+    domain = await provisioning.add_domain(call.web.services.store, call.text("name"))
+    return {"name": domain.name, "created": domain.created.isoformat()}
+
+
+async def admin_remove_domain(call: Call) -> object:
+    await provisioning.remove_domain(call.web.services.store, call.path("name"))
+    return {"ok": True}
+
+
+async def admin_domain_dns(call: Call) -> object:
+    records = await admin_ops.domain_records(call.web.services, call.path("name"))
+    return {
+        "domain": records.domain,
+        "records": [
+            {"name": r.name, "type": r.type, "value": r.value, "ttl": r.ttl, "purpose": r.purpose}
+            for r in records.records
+        ],
+        "zone": records.zone(),
+        "mta_sts_policy": records.mta_sts_policy,
+    }
+
+
+async def admin_accounts(call: Call) -> object:
+    return [account_json(a) for a in await call.web.services.store.list_accounts()]
+
+
+async def admin_add_account(call: Call) -> object:
+    services = call.web.services
+    account = await provisioning.add_account(
+        services.store,
+        services.config,
+        call.text("address"),
+        call.text("password"),
+        display_name=call.text("display_name"),
+        is_admin=call.flag("is_admin"),
+        quota_bytes=call.optional_int("quota_bytes"),
+        quota_messages=call.optional_int("quota_messages"),
+    )
+    return account_json(account)
+
+
+async def admin_remove_account(call: Call) -> object:
+    await admin_ops.remove_account(call.web.services, call.account, call.path("address"))
+    return {"ok": True}
+
+
+async def admin_set_password(call: Call) -> object:
+    services = call.web.services
+    await provisioning.set_password(
+        services.store, services.config, call.path("address"), call.text("password")
+    )
+    return {"ok": True}
+
+
+async def admin_set_quota(call: Call) -> object:
+    account = await admin_ops.set_quota(
+        call.web.services,
+        call.path("address"),
+        call.optional_int("quota_bytes"),
+        call.optional_int("quota_messages"),
+    )
+    return {"ok": True, "address": account.address}
+
+
+async def admin_aliases(call: Call) -> object:
+    return [
+        {"address": a.address, "targets": list(a.targets)}
+        for a in await call.web.services.store.list_aliases()
+    ]
+
+
+async def admin_add_alias(call: Call) -> object:
+    targets = call.body.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise UserError("targets must be a list of addresses")
+    alias = await provisioning.add_alias(call.web.services.store, call.text("address"), targets)
+    return {"address": alias.address, "targets": list(alias.targets)}
+
+
+async def admin_remove_alias(call: Call) -> object:
+    await provisioning.remove_alias(call.web.services.store, call.path("address"))
+    return {"ok": True}
+
+
+async def admin_queue(call: Call) -> object:
+    return [
+        {
+            "id": m.id,
+            "sender": m.sender,
+            "size": m.size,
+            "queued_at": m.queued_at.isoformat(),
+            "recipients": [
+                {
+                    "address": r.address,
+                    "state": r.state.value,
+                    "attempts": r.attempts,
+                    "next_attempt": r.next_attempt.isoformat(),
+                    "last_reply": r.last_reply,
+                }
+                for r in m.recipients
+            ],
+        }
+        for m in await call.web.services.store.list_queue()
+    ]
+
+
+async def admin_retry(call: Call) -> object:
+    await call.web.services.store.retry_queued(call.path("message"), datetime.now(UTC))
+    call.web.services.queue_wakeup.set()
+    return {"ok": True}
+
+
+async def admin_remove_queued(call: Call) -> object:
+    await call.web.services.store.remove_queued(call.path("message"))
+    return {"ok": True}
+
+
+# -- schemas ---------------------------------------------------------------------------------------
+
+
+def _obj(properties: Mapping[str, JsonObject], required: tuple[str, ...] = ()) -> JsonObject:
+    schema: JsonObject = {"type": "object", "properties": dict(properties)}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _ref(name: str) -> JsonObject:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list(item: JsonObject) -> JsonObject:
+    return {"type": "array", "items": item}
+
+
+STR: JsonObject = {"type": "string"}
+INT: JsonObject = {"type": "integer"}
+BOOL: JsonObject = {"type": "boolean"}
+NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
+OK = _obj({"ok": BOOL})
+PERSON = _obj({"name": STR, "address": STR})
+
+SCHEMAS: dict[str, JsonObject] = {
+    "Error": _obj({"error": STR}, ("error",)),
+    "Account": _obj(
+        {
+            "id": INT,
+            "address": STR,
+            "display_name": STR,
+            "is_admin": BOOL,
+            "quota_bytes": NULLABLE_INT,
+            "quota_messages": NULLABLE_INT,
+        }
+    ),
+    "Mailbox": _obj(
+        {
+            "id": INT,
+            "name": STR,
+            "special_use": {"type": ["string", "null"]},
+            "messages": INT,
+            "unseen": INT,
+            "size": INT,
+        }
+    ),
+    "MessageSummary": _obj(
+        {
+            "uid": INT,
+            "flags": _list(STR),
+            "received": STR,
+            "size": INT,
+            "subject": STR,
+            "from": STR,
+            "from_name": STR,
+            "to": STR,
+            "date": {"type": ["string", "null"]},
+            "preview": STR,
+            "attachments": INT,
+        }
+    ),
+    "MessagePage": _obj(
+        {"total": INT, "page": INT, "size": INT, "messages": _list(_ref("MessageSummary"))}
+    ),
+    "Message": _obj(
+        {
+            "mailbox": INT,
+            "uid": INT,
+            "flags": _list(STR),
+            "subject": STR,
+            "from": _list(PERSON),
+            "to": _list(PERSON),
+            "cc": _list(PERSON),
+            "text": STR,
+            "html": {"type": ["string", "null"], "description": "sanitised; remote images removed"},
+            "attachments": _list(
+                _obj({"section": STR, "filename": STR, "content_type": STR, "size": INT})
+            ),
+            "authentication_results": _list(_obj({"method": STR, "result": STR, "detail": STR})),
+        }
+    ),
+    "Draft": _obj(
+        {
+            "to": STR,
+            "cc": STR,
+            "bcc": STR,
+            "subject": STR,
+            "body": STR,
+            "in_reply_to": STR,
+            "references": _list(STR),
+            "replying_to": {"type": "string", "description": "'mailbox:uid' answered"},
+            "forwarding": {"type": "string", "description": "'mailbox:uid' forwarded"},
+            "draft_uid": NULLABLE_INT,
+            "attachments": _list(
+                _obj(
+                    {
+                        "filename": STR,
+                        "content_type": STR,
+                        "data": {"type": "string", "contentEncoding": "base64"},
+                    }
+                )
+            ),
+        }
+    ),
+    "Settings": _obj(
+        {
+            "address": STR,
+            "display_name": STR,
+            "vacation": _obj(
+                {
+                    "enabled": BOOL,
+                    "subject": STR,
+                    "body": STR,
+                    "until": {"type": ["string", "null"]},
+                }
+            ),
+            "forwarding": _obj({"to": _list(STR), "keep_copy": BOOL}),
+        }
+    ),
+    "Token": _obj(
+        {"id": INT, "kind": {"enum": ["api", "app-password"]}, "label": STR, "created": STR}
+    ),
+}
+
+_ACTIONS = ["read", "unread", "flag", "unflag", "move", "delete", "spam", "notspam"]
+_LIST_QUERY = (
+    ("page", "integer", "1-based page"),
+    ("size", "integer", "messages per page"),
+    ("sort", "string", "arrival, date, from, subject or size"),
+    ("order", "string", "asc or desc"),
+    ("q", "string", 'full-text words; "quoted phrases"'),
+    ("from", "string", "sender contains"),
+    ("to", "string", "first To/Cc address contains"),
+    ("subject", "string", "subject contains"),
+    ("since", "string", "YYYY-MM-DD"),
+    ("before", "string", "YYYY-MM-DD (inclusive)"),
+    ("unseen", "string", "1: unread only"),
+    ("flagged", "string", "1: flagged only"),
+)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/me", me, "The authenticated account", "account", _ref("Account")),
+    Operation(
+        "GET", "/mailboxes", list_mailboxes, "Folders with counts", "mail", _list(_ref("Mailbox"))
+    ),
+    Operation(
+        "POST",
+        "/mailboxes",
+        create_mailbox,
+        "Create a folder",
+        "mail",
+        _obj({"id": INT, "name": STR}),
+        _obj({"name": STR}, ("name",)),
+        status=201,
+    ),
+    Operation(
+        "PATCH",
+        "/mailboxes/{mailbox:int}",
+        rename_mailbox,
+        "Rename a folder",
+        "mail",
+        OK,
+        _obj({"name": STR}, ("name",)),
+    ),
+    Operation("DELETE", "/mailboxes/{mailbox:int}", delete_mailbox, "Delete a folder", "mail", OK),
+    Operation(
+        "GET",
+        "/mailboxes/{mailbox:int}/messages",
+        list_messages,
+        "A page of messages, sorted, filtered, searched",
+        "mail",
+        _ref("MessagePage"),
+        query=_LIST_QUERY,
+    ),
+    Operation(
+        "GET",
+        "/mailboxes/{mailbox:int}/messages/{uid:int}",
+        get_message,
+        "One message (marks it read unless mark_seen=0)",
+        "mail",
+        _ref("Message"),
+        query=(("mark_seen", "string", "0: leave unread"),),
+    ),
+    Operation(
+        "GET",
+        "/mailboxes/{mailbox:int}/messages/{uid:int}/raw",
+        raw_message,
+        "The message as stored (message/rfc822)",
+        "mail",
+        STR,
+    ),
+    Operation(
+        "GET",
+        "/mailboxes/{mailbox:int}/messages/{uid:int}/parts/{section}",
+        message_part,
+        "An attachment (decoded, as a download)",
+        "mail",
+        STR,
+    ),
+    Operation(
+        "POST",
+        "/mailboxes/{mailbox:int}/actions",
+        act,
+        "Flag, move, delete, or mark spam many messages",
+        "mail",
+        OK,
+        _obj({"action": {"enum": _ACTIONS}, "uids": _list(INT), "target": INT}, ("action", "uids")),
+    ),
+    Operation(
+        "POST", "/mailboxes/{mailbox:int}/empty", empty_mailbox, "Empty Trash or Junk", "mail", OK
+    ),
+    Operation(
+        "POST",
+        "/send",
+        send,
+        "Send a message (same path as SMTP submission; copy in Sent)",
+        "mail",
+        _obj({"sent": BOOL, "warning": STR}),
+        _ref("Draft"),
+    ),
+    Operation(
+        "POST",
+        "/drafts",
+        save_draft,
+        "Save a draft to Drafts",
+        "mail",
+        _obj({"mailbox": INT, "uid": INT}),
+        _ref("Draft"),
+        status=201,
+    ),
+    Operation(
+        "GET",
+        "/settings",
+        get_settings,
+        "Display name, vacation reply, forwarding",
+        "account",
+        _ref("Settings"),
+    ),
+    Operation(
+        "PUT",
+        "/settings/profile",
+        put_profile,
+        "Set the display name",
+        "account",
+        OK,
+        _obj({"display_name": STR}, ("display_name",)),
+    ),
+    Operation(
+        "PUT",
+        "/settings/vacation",
+        put_vacation,
+        "Set the vacation auto-reply",
+        "account",
+        _obj({}),
+        _obj({"enabled": BOOL, "subject": STR, "body": STR, "until": {"type": ["string", "null"]}}),
+    ),
+    Operation(
+        "PUT",
+        "/settings/forwarding",
+        put_forwarding,
+        "Set forwarding",
+        "account",
+        _obj({}),
+        _obj({"to": _list(STR), "keep_copy": BOOL}),
+    ),
+    Operation(
+        "POST",
+        "/password",
+        change_password,
+        "Change the password",
+        "account",
+        OK,
+        _obj({"current": STR, "new": STR}, ("current", "new")),
+    ),
+    Operation(
+        "GET",
+        "/tokens",
+        list_tokens,
+        "App passwords and API tokens",
+        "account",
+        _list(_ref("Token")),
+    ),
+    Operation(
+        "POST",
+        "/tokens",
+        create_token,
+        "Issue an app password or API token (secret shown once)",
+        "account",
+        _obj({"id": INT, "secret": STR}),
+        _obj({"kind": {"enum": ["api", "app-password"]}, "label": STR}),
+        status=201,
+    ),
+    Operation("DELETE", "/tokens/{token:int}", revoke_token, "Revoke a token", "account", OK),
+    Operation(
+        "GET",
+        "/client-setup",
+        client_setup,
+        "Servers and ports for mail programs",
+        "account",
+        _list(_obj({"protocol": STR, "host": STR, "port": INT, "security": STR})),
+    ),
+    Operation(
+        "GET",
+        "/admin/dashboard",
+        admin_dashboard,
+        "Counts of domains, accounts, storage and queue",
+        "admin",
+        _obj({}),
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/domains",
+        admin_domains,
+        "Hosted domains",
+        "admin",
+        _list(_obj({"name": STR, "created": STR})),
+        admin=True,
+    ),
+    Operation(
+        "POST",
+        "/admin/domains",
+        admin_add_domain,
+        "Add a domain",
+        "admin",
+        _obj({"name": STR}),
+        _obj({"name": STR}, ("name",)),
+        admin=True,
+        status=201,
+    ),
+    Operation(
+        "DELETE",
+        "/admin/domains/{name}",
+        admin_remove_domain,
+        "Remove a domain (refused while in use)",
+        "admin",
+        OK,
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/domains/{name}/dns",
+        admin_domain_dns,
+        "DNS records to publish",
+        "admin",
+        _obj(
+            {
+                "domain": STR,
+                "records": _list(
+                    _obj({"name": STR, "type": STR, "value": STR, "ttl": INT, "purpose": STR})
+                ),
+                "zone": STR,
+            }
+        ),
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/accounts",
+        admin_accounts,
+        "Accounts",
+        "admin",
+        _list(_ref("Account")),
+        admin=True,
+    ),
+    Operation(
+        "POST",
+        "/admin/accounts",
+        admin_add_account,
+        "Add an account",
+        "admin",
+        _ref("Account"),
+        _obj(
+            {
+                "address": STR,
+                "password": STR,
+                "display_name": STR,
+                "is_admin": BOOL,
+                "quota_bytes": NULLABLE_INT,
+                "quota_messages": NULLABLE_INT,
+            },
+            ("address", "password"),
+        ),
+        admin=True,
+        status=201,
+    ),
+    Operation(
+        "DELETE",
+        "/admin/accounts/{address}",
+        admin_remove_account,
+        "Remove an account and its mail",
+        "admin",
+        OK,
+        admin=True,
+    ),
+    Operation(
+        "PUT",
+        "/admin/accounts/{address}/password",
+        admin_set_password,
+        "Reset a password",
+        "admin",
+        OK,
+        _obj({"password": STR}, ("password",)),
+        admin=True,
+    ),
+    Operation(
+        "PUT",
+        "/admin/accounts/{address}/quota",
+        admin_set_quota,
+        "Set quotas (null: unlimited)",
+        "admin",
+        OK,
+        _obj({"quota_bytes": NULLABLE_INT, "quota_messages": NULLABLE_INT}),
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/aliases",
+        admin_aliases,
+        "Aliases",
+        "admin",
+        _list(_obj({"address": STR, "targets": _list(STR)})),
+        admin=True,
+    ),
+    Operation(
+        "POST",
+        "/admin/aliases",
+        admin_add_alias,
+        "Add an alias (@domain: catch-all)",
+        "admin",
+        _obj({"address": STR, "targets": _list(STR)}),
+        _obj({"address": STR, "targets": _list(STR)}, ("address", "targets")),
+        admin=True,
+        status=201,
+    ),
+    Operation(
+        "DELETE",
+        "/admin/aliases/{address}",
+        admin_remove_alias,
+        "Remove an alias",
+        "admin",
+        OK,
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/queue",
+        admin_queue,
+        "The outbound queue",
+        "admin",
+        _list(_obj({})),
+        admin=True,
+    ),
+    Operation(
+        "POST",
+        "/admin/queue/{message:int}/retry",
+        admin_retry,
+        "Retry a queued message now",
+        "admin",
+        OK,
+        admin=True,
+    ),
+    Operation(
+        "DELETE",
+        "/admin/queue/{message:int}",
+        admin_remove_queued,
+        "Remove a queued message",
+        "admin",
+        OK,
+        admin=True,
+    ),
+)
+
+_PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
+
+
+def openapi_document(version: str = "1") -> JsonObject:
+    paths: dict[str, JsonObject] = {}
+    for op in OPERATIONS:
+        path = PREFIX + _PATH_PARAM.sub(r"{\1}", op.path)
+        parameters: list[JsonObject] = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer" if converter == "int" else "string"},
+            }
+            for name, converter in _PATH_PARAM.findall(op.path)
+        ]
+        parameters += [
+            {"name": n, "in": "query", "schema": {"type": t}, "description": d}
+            for n, t, d in op.query
+        ]
+        entry: JsonObject = {
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": op.handler.__name__,
+            "responses": {
+                str(op.status): {
+                    "description": "success",
+                    "content": {"application/json": {"schema": op.response}},
+                },
+                "default": {
+                    "description": "error",
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                },
+            },
+        }
+        if parameters:
+            entry["parameters"] = parameters
+        if op.body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": op.body}},
+            }
+        if op.admin:
+            entry["description"] = "Administrators only."
+        paths.setdefault(path, {})[op.method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Pillarbox API", "version": version},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"session": [], "csrf": []}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "API token"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "pb_session"},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            },
+        },
+        "paths": paths,
+    }
+
+
+# -- dispatch --------------------------------------------------------------------------------------
+
+
+async def api_account(request: Request) -> Account:
+    """The caller: by bearer token, else by session (+ CSRF header unless GET)."""
+    app = web(request)
+    authorization = request.headers.get("authorization", "")
+    if authorization:
+        scheme, _, secret = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise AuthenticationFailed("use Authorization: Bearer <API token>")
+        token = await app.services.store.find_token(TokenKind.API, token_digest(secret.strip()))
+        account = await app.services.store.get_account_by_id(token.account_id) if token else None
+        if account is None:
+            raise AuthenticationFailed("unknown or revoked API token")
+        return account
+    account = await current_account(request)
+    if account is None:
+        raise LoginRequired()
+    if request.method != "GET" and not app.codec.csrf_valid(
+        request.state.session, request.headers.get(CSRF_HEADER)
+    ):
+        raise HTTPException(403, "missing or stale X-CSRF-Token")
+    return account
+
+
+def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            account = await api_account(request)
+        except AuthenticationFailed as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
+        if op.admin and not account.is_admin:
+            return JSONResponse({"error": "administrators only"}, status_code=403)
+        body: JsonObject = {}
+        if op.body is not None:
+            try:
+                parsed = json.loads(await request.body() or b"{}")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+            if not isinstance(parsed, dict):
+                return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+            body = parsed
+        try:
+            result = await op.handler(Call(request, web(request), account, body))
+        except AlreadyExists as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result, status_code=op.status)
+
+    return endpoint
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def routes() -> list[BaseRoute]:
+    table: list[BaseRoute] = [Route(PREFIX + "/openapi.json", openapi)]
+    table += [
+        Route(PREFIX + op.path, _endpoint(op), methods=[op.method], name=op.handler.__name__)
+        for op in OPERATIONS
+    ]
+    return table

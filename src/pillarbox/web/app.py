@@ -1,0 +1,420 @@
+"""The ASGI application: webmail, account settings, admin, JSON API, autoconfig.
+
+Implementation notes:
+
+- **Why Starlette** (not FastAPI): the pages are server-rendered forms, and the JSON API's
+  OpenAPI document is generated from the API's own route table (:mod:`.api`), so FastAPI's
+  main gift — schemas from pydantic models — would add pydantic for one document. Starlette is
+  the small core FastAPI itself stands on.
+- **Every request** passes :class:`Guard`: a body limit enforced while the body streams in (a
+  ``Content-Length`` over the limit is refused before a byte is read), the session cookie
+  decoded, security headers added to every response (a strict CSP: scripts and styles only
+  from this origin, no inline script; framing only by ourselves).
+- **Errors** map once, here: ``NotFound`` → 404, ``UserError`` → 400 (shown beside the form
+  where the page handles it itself), a bad CSRF token or a missing session → back to login.
+- Pages never change state on GET; every POST checks the CSRF token before anything else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pillarbox.errors import NotFound, RateLimited, UserError
+from pillarbox.services import Services
+from pillarbox.store.types import Account
+from pillarbox.web.limits import WebLimits
+from pillarbox.web.session import (
+    COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    Session,
+    SessionCodec,
+    load_secret,
+)
+
+#: Paths whose requests may carry attachments (the larger body limit applies).
+UPLOAD_PATHS = ("/compose", "/api/v1/send", "/api/v1/drafts")
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'; "
+    "base-uri 'none'"
+)
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeded its limit (raised from ``receive`` as it streams in)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body over {limit} bytes")
+        self.limit = limit
+
+
+class LoginRequired(Exception):
+    """No valid session (or a stale CSRF token): send the visitor to the login page, and then
+    back to ``return_to`` (the page the refused form came from)."""
+
+    def __init__(self, reason: str = "", return_to: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.return_to = return_to
+
+
+@dataclass
+class Web:
+    """Everything a handler needs, kept on ``app.state.web``."""
+
+    services: Services
+    limits: WebLimits
+    codec: SessionCodec
+    templates: Environment
+    #: Listener name → port clients should use (bound ports where known), for client setup.
+    ports: Mapping[str, int]
+    streams: dict[int, int] = field(default_factory=dict)
+
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> HTMLResponse:
+        session: Session = request.state.session
+        account: Account | None = getattr(request.state, "account", None)
+        html = self.templates.get_template(template).render(
+            request=request,
+            csrf=self.codec.csrf_token(session),
+            me=account,
+            limits=self.limits,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status_code)
+
+
+def web(request: Request) -> Web:
+    value: Web = request.app.state.web
+    return value
+
+
+# -- per-request guard ----------------------------------------------------------------------------
+
+
+class Guard:
+    """ASGI middleware: body limits, session cookie in and out, security headers."""
+
+    def __init__(self, app: ASGIApp, *, codec: SessionCodec, limits: WebLimits) -> None:
+        self.app = app
+        self.codec = codec
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = (
+            self.limits.max_upload_bytes
+            if path.startswith(UPLOAD_PATHS)
+            else self.limits.max_form_bytes
+        )
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(limit, scope, send)
+            return
+        started = time.perf_counter()
+        now = time.time()
+        session, fresh = self._session(headers.get("cookie", ""), now)
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        state["session"] = session
+        state["issue_cookie"] = None
+        if fresh:
+            state["issue_cookie"] = session
+        elif self.codec.needs_refresh(session, now):
+            state["issue_cookie"] = self.codec.refreshed(session, now)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        secure = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = list(message.get("headers", []))
+                names = {name.lower() for name, _ in out}
+                out += [(k, v) for k, v in _SECURITY_HEADERS if k not in names]
+                if b"content-security-policy" not in names:
+                    out.append((b"content-security-policy", PAGE_CSP.encode()))
+                # Server-Timing (W3C): time to the response head, for benchmarks and devtools.
+                elapsed = (time.perf_counter() - started) * 1000
+                out.append((b"server-timing", f"app;dur={elapsed:.2f}".encode()))
+                issue: Session | None = state.get("issue_cookie")
+                if issue is not None and b"set-cookie" not in names:
+                    out.append((b"set-cookie", self.cookie(issue, secure=secure).encode()))
+                message = {**message, "headers": out}
+            await send(message)
+
+        await self.app(scope, limited_receive, send_with_headers)
+
+    def _session(self, cookie_header: str, now: float) -> tuple[Session, bool]:
+        """The visitor's session, and whether it is new (no valid cookie came)."""
+        for part in cookie_header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE:
+                session = self.codec.decode(value, now)
+                if session is not None:
+                    return session, False
+        return self.codec.anonymous(now), True
+
+    def cookie(self, session: Session, *, secure: bool) -> str:
+        value = self.codec.encode(session)
+        attributes = f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
+        attributes += f"; Max-Age={int(self.codec.ttl)}"
+        return attributes + ("; Secure" if secure else "")
+
+
+async def _too_large(limit: int, scope: Scope, send: Send) -> None:
+    text = f"Too large: the limit is {limit // (1024 * 1024) or 1} MB."
+    response = (
+        JSONResponse({"error": text}, status_code=413)
+        if scope["path"].startswith("/api/")
+        else HTMLResponse(f"<!DOCTYPE html><title>Too large</title><p>{text}</p>", 413)
+    )
+    await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+# -- helpers for handlers -------------------------------------------------------------------------
+
+
+async def current_account(request: Request) -> Account | None:
+    """The session's account, or None when anonymous, removed, or its password changed."""
+    cached: Account | None = getattr(request.state, "account", None)
+    if cached is not None:
+        return cached
+    session: Session = request.state.session
+    if session.account_id is None:
+        return None
+    app = web(request)
+    account = await app.services.store.get_account_by_id(session.account_id)
+    if account is None or app.codec.fingerprint(account.password_hash) != session.fingerprint:
+        return None
+    request.state.account = account
+    return account
+
+
+async def require_account(request: Request) -> Account:
+    account = await current_account(request)
+    if account is None:
+        raise LoginRequired("expired")
+    return account
+
+
+async def require_admin(request: Request) -> Account:
+    account = await require_account(request)
+    if not account.is_admin:
+        raise HTTPException(403, "administrators only")
+    return account
+
+
+async def posted_form(request: Request, *, files: bool = False) -> FormData:
+    """The form of a POST after its CSRF token checked out (LoginRequired otherwise)."""
+    app = web(request)
+    limits = app.limits
+    form = await request.form(
+        max_files=limits.max_attachments if files else 0,
+        max_fields=200 + limits.max_action_uids,
+        max_part_size=limits.max_upload_bytes if files else limits.max_form_bytes,
+    )
+    token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    if not isinstance(token, str) or not app.codec.csrf_valid(request.state.session, token):
+        reason = "stale" if await current_account(request) is not None else "expired"
+        raise LoginRequired(reason, field_text(form, "return_to"))
+    return form
+
+
+def field_text(form: FormData, name: str, default: str = "") -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else default
+
+
+def set_session(request: Request, response: Response, session: Session) -> None:
+    """Replace the visitor's session (login, logout) on this response."""
+    guard: Guard = request.app.state.guard
+    response.headers.append(
+        "set-cookie", guard.cookie(session, secure=request.url.scheme == "https")
+    )
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "0.0.0.0"
+
+
+# -- the application ------------------------------------------------------------------------------
+
+
+def _templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("pillarbox.web", "templates"),
+        autoescape=select_autoescape(["html", "xml"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["size"] = human_size
+    env.filters["when"] = short_date
+    env.filters["urlquote"] = lambda s: quote(str(s), safe="")
+    return env
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def short_date(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    now = datetime.now(UTC)
+    local = value.astimezone(UTC)
+    if local.date() == now.date():
+        return local.strftime("%H:%M")
+    if local.year == now.year:
+        return local.strftime("%d %b")
+    return local.strftime("%d %b %Y")
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": "authentication required"}, status_code=401)
+    target = request.url.path
+    if request.method == "GET" and request.url.query:
+        target += "?" + request.url.query
+    if request.method != "GET":
+        target = exc.return_to or _safe_referer(request) or "/mail"
+    reason = exc.reason or "expired"
+    return redirect(f"/login?next={quote(target, safe='')}&reason={reason}")
+
+
+def _safe_referer(request: Request) -> str:
+    referer = request.headers.get("referer", "")
+    origin = f"{request.url.scheme}://{request.url.netloc}"
+    return referer[len(origin) :] if referer.startswith(origin + "/") else ""
+
+
+async def _error_page(request: Request, status: int, text: str) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": text}, status_code=status)
+    app = web(request)
+    await current_account(request)
+    return app.render(request, "error.html", status_code=status, status=status, message=text)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return await _error_page(request, 404, str(exc) or "not found")
+
+
+async def _user_error(request: Request, exc: Exception) -> Response:
+    return await _error_page(request, 400, str(exc))
+
+
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    response = await _error_page(request, 429, f"too many attempts; wait {exc.retry_after:.0f} s")
+    response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
+    return response
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return await _error_page(request, exc.status_code, exc.detail)
+
+
+async def _too_large_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BodyTooLarge)
+    text = f"Too large: the limit is {exc.limit // (1024 * 1024) or 1} MB."
+    return await _error_page(request, 413, text)
+
+
+DEFAULT_LIMITS = WebLimits()
+
+
+def create_app(
+    services: Services,
+    *,
+    limits: WebLimits = DEFAULT_LIMITS,
+    ports: Mapping[str, int] | None = None,
+) -> ASGIApp:
+    """The web app of a running server; ``ports`` are the listener ports clients should use
+    (default: the configured ones)."""
+    from pillarbox.web import account, admin, api, autoconfig, live, webmail
+
+    config = services.config
+    codec = SessionCodec(load_secret(config.data_dir), ttl=limits.session_ttl)
+    configured = {
+        name: getattr(config.listeners, name).port
+        for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+        if getattr(config.listeners, name).enabled
+    }
+    state = Web(services, limits, codec, _templates(), dict(ports or configured))
+    routes: list[BaseRoute] = [
+        *webmail.routes(),
+        *account.routes(),
+        *admin.routes(),
+        *api.routes(),
+        *autoconfig.routes(),
+        *live.routes(),
+        Mount("/static", StaticFiles(packages=[("pillarbox.web", "static")]), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            LoginRequired: _login_required,
+            NotFound: _not_found,
+            RateLimited: _rate_limited,
+            UserError: _user_error,
+            HTTPException: _http_error,
+            BodyTooLarge: _too_large_error,
+        },
+    )
+    guard = Guard(app, codec=codec, limits=limits)
+    app.state.web = state
+    app.state.guard = guard
+    return guard

@@ -1,0 +1,289 @@
+"""Writing mail: recipient validation, reply/forward drafts, and the RFC 5322 message built from
+a draft.
+
+Replies follow RFC 5322 §3.6.4: ``In-Reply-To`` is the parent's Message-ID, ``References`` the
+parent's References (or its In-Reply-To) followed by its Message-ID; the subject gets one
+``Re:`` (§3.6.5). Reply-all adds the parent's To and Cc, without the replying account itself.
+Messages are built with the standard library's ``email`` package under the SMTP policy (CRLF
+line ends, RFC 2047 encoded display names and subject, RFC 2231 file names); non-ASCII text is
+quoted-printable so the message passes any relay, 8BITMIME or not.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from pillarbox.errors import InvalidName
+from pillarbox.mail.address import parse_address
+from pillarbox.mail.headers import MISSING_DOMAIN, parse_addresses
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.trace import make_message_id
+from pillarbox.web.reading import Person, people
+
+#: RFC 5322 §2.1.1: lines SHOULD be at most 78 characters; longer ones go quoted-printable.
+_MAX_PLAIN_LINE = 78
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.I)
+_FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An attachment as uploaded (or copied from a forwarded message)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Draft:
+    """A message being written; addresses are the text the person typed."""
+
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    subject: str = ""
+    body: str = ""
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    attachments: tuple[Upload, ...] = ()
+    #: "mailbox_id:uid" of the message replied to (gets ``\\Answered`` once sent).
+    replying_to: str = ""
+    #: "mailbox_id:uid" of the message forwarded (its attachments are sent along).
+    forwarding: str = ""
+    #: UID in Drafts of the saved version this one replaces.
+    draft_uid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    """Parsed recipient fields; ``errors`` maps a field name to what is wrong in it."""
+
+    to: tuple[Person, ...] = ()
+    cc: tuple[Person, ...] = ()
+    bcc: tuple[Person, ...] = ()
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def envelope(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for person in (*self.to, *self.cc, *self.bcc):
+            seen.setdefault(person.address, None)
+        return list(seen)
+
+
+def parse_people(text: str) -> tuple[list[Person], list[str]]:
+    """The addresses in a comma-separated field, and the entries that are not valid."""
+    if not text.strip():
+        return [], []
+    addresses, _defects = parse_addresses(_LINE_BREAKS.sub(" ", text))
+    valid: list[Person] = []
+    invalid: list[str] = []
+    for person, item in zip(people(addresses), addresses, strict=False):
+        if item.host == MISSING_DOMAIN or not item.host:
+            invalid.append(person.address)
+            continue
+        try:
+            parsed = parse_address(person.address)
+        except InvalidName:
+            invalid.append(person.address)
+            continue
+        if parsed.is_literal or "." not in parsed.domain:
+            invalid.append(person.address)
+            continue
+        valid.append(Person(person.name, parsed.normalised))
+    # Entries the parser dropped entirely (group markers without members) are not errors.
+    return valid, invalid
+
+
+def check_recipients(draft: Draft, *, max_recipients: int) -> Recipients:
+    errors: dict[str, str] = {}
+    parsed: dict[str, list[Person]] = {}
+    for name in ("to", "cc", "bcc"):
+        valid, invalid = parse_people(getattr(draft, name))
+        parsed[name] = valid
+        if invalid:
+            errors[name] = "not a valid address: " + ", ".join(invalid)
+    result = Recipients(tuple(parsed["to"]), tuple(parsed["cc"]), tuple(parsed["bcc"]), errors)
+    count = len(result.envelope)
+    if count == 0 and "to" not in errors:
+        errors["to"] = "add at least one recipient"
+    elif count > max_recipients:
+        errors["to"] = f"at most {max_recipients} recipients per message"
+    return result
+
+
+# -- replies and forwards ------------------------------------------------------------------------
+
+
+def reply_subject(subject: str) -> str:
+    return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}"
+
+
+def forward_subject(subject: str) -> str:
+    return subject if _FORWARD_PREFIX.match(subject) else f"Fwd: {subject}"
+
+
+def quote(text: str) -> str:
+    """Plain-text quoting: ``> `` before each line (``>`` alone before a blank one)."""
+    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+    return "\n".join(f"> {line}" if line else ">" for line in lines)
+
+
+def _when(info: MessageInfo, fallback: datetime) -> str:
+    return format_datetime(info.sent_date or fallback)
+
+
+def reply_draft(
+    info: MessageInfo,
+    text: str,
+    *,
+    own_addresses: set[str],
+    reply_all: bool,
+    origin: str,
+    received: datetime,
+) -> Draft:
+    """A reply to a message whose body text is ``text``."""
+    senders = people(info.envelope.reply_to) or people(info.envelope.from_)
+    to = [p for p in senders if p.address.lower() not in own_addresses] or senders
+    cc: list[Person] = []
+    if reply_all:
+        taken = {p.address.lower() for p in to} | own_addresses
+        for person in (*people(info.envelope.to), *people(info.envelope.cc)):
+            if person.address.lower() not in taken:
+                taken.add(person.address.lower())
+                cc.append(person)
+    references = list(info.references)
+    if not references and info.in_reply_to:
+        references = [info.in_reply_to]
+    if info.message_id and info.message_id not in references:
+        references.append(info.message_id)
+    author = people(info.envelope.from_)
+    attribution = f"On {_when(info, received)}, {author[0] if author else 'someone'} wrote:"
+    return Draft(
+        to=", ".join(map(str, to)),
+        cc=", ".join(map(str, cc)),
+        subject=reply_subject(info.subject),
+        body=f"\n\n{attribution}\n{quote(text)}\n",
+        in_reply_to=info.message_id,
+        references=tuple(references),
+        replying_to=origin,
+    )
+
+
+def forward_draft(info: MessageInfo, text: str, *, origin: str, received: datetime) -> Draft:
+    """A forward: the original's header summary and text inline, its attachments attached at
+    send time (``forwarding``)."""
+    summary = [
+        "---------- Forwarded message ----------",
+        f"From: {', '.join(map(str, people(info.envelope.from_)))}",
+        f"Date: {_when(info, received)}",
+        f"Subject: {info.subject}",
+        f"To: {', '.join(map(str, people(info.envelope.to)))}",
+    ]
+    if info.envelope.cc:
+        summary.append(f"Cc: {', '.join(map(str, people(info.envelope.cc)))}")
+    return Draft(
+        subject=forward_subject(info.subject),
+        body="\n\n" + "\n".join(summary) + "\n\n" + text,
+        forwarding=origin,
+    )
+
+
+# -- building the message --------------------------------------------------------------------------
+
+
+def _header_address(person: Person) -> HeaderAddress:
+    local, _, domain = person.address.rpartition("@")
+    return HeaderAddress(display_name=person.name, username=local, domain=domain)
+
+
+def _one_line(text: str) -> str:
+    return _LINE_BREAKS.sub(" ", text).strip()
+
+
+def angle(message_id: str) -> str:
+    """A msg-id in its header form ``<id>`` (the parsed model keeps ids without brackets)."""
+    bare = _one_line(message_id).strip("<>")
+    return f"<{bare}>" if bare else ""
+
+
+def build_message(
+    draft: Draft,
+    *,
+    sender: Person,
+    recipients: Recipients,
+    hostname: str,
+    now: datetime,
+    include_bcc: bool,
+    message_id: str | None = None,
+) -> tuple[bytes, str]:
+    """The RFC 5322 message and its Message-ID. ``include_bcc`` is for the sender's own copies
+    (Sent, Drafts); the submitted message never carries Bcc (RFC 5322 §3.6.3)."""
+    message = EmailMessage(policy=policy.SMTP)
+    message_id = message_id or make_message_id(secrets.token_hex(12), hostname)
+    message["Date"] = format_datetime(now)
+    message["From"] = _header_address(sender)
+    for name, group in (("To", recipients.to), ("Cc", recipients.cc)):
+        if group:
+            message[name] = [_header_address(p) for p in group]
+    if include_bcc and recipients.bcc:
+        message["Bcc"] = [_header_address(p) for p in recipients.bcc]
+    message["Subject"] = _one_line(draft.subject)
+    message["Message-ID"] = message_id
+    if angle(draft.in_reply_to):
+        message["In-Reply-To"] = angle(draft.in_reply_to)
+    references = [angle(r) for r in draft.references if angle(r)]
+    if references:
+        message["References"] = " ".join(references)
+    body = draft.body.replace("\r\n", "\n")
+    if not body.endswith("\n"):
+        body += "\n"
+    plain = body.isascii() and all(len(line) <= _MAX_PLAIN_LINE for line in body.split("\n"))
+    message.set_content(body, cte="7bit" if plain else "quoted-printable")
+    for upload in draft.attachments:
+        maintype, _, subtype = upload.content_type.partition("/")
+        if not maintype or not subtype:
+            maintype, subtype = "application", "octet-stream"
+        message.add_attachment(
+            upload.data, maintype=maintype, subtype=subtype, filename=upload.filename
+        )
+    return message.as_bytes(), message_id
+
+
+def draft_people(draft: Draft) -> Recipients:
+    """Recipients of a draft being saved: what parses, without complaints (a draft may be
+    incomplete)."""
+    return Recipients(
+        tuple(parse_people(draft.to)[0]),
+        tuple(parse_people(draft.cc)[0]),
+        tuple(parse_people(draft.bcc)[0]),
+    )
+
+
+def draft_from_message(
+    info: MessageInfo, text: str, *, uid: int, attachments: Sequence[Upload] = ()
+) -> Draft:
+    """Re-open a saved draft for editing."""
+    return replace(
+        Draft(
+            to=", ".join(map(str, people(info.envelope.to))),
+            cc=", ".join(map(str, people(info.envelope.cc))),
+            bcc=", ".join(map(str, people(info.envelope.bcc))),
+            subject=info.subject,
+            body=text,
+            in_reply_to=info.in_reply_to,
+            references=info.references,
+        ),
+        attachments=tuple(attachments),
+        draft_uid=uid,
+    )

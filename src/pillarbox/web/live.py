@@ -1,0 +1,89 @@
+"""Live updates: the store's change feed as server-sent events (HTML Living Standard §9.2).
+
+Each open page holds one ``GET /events`` stream. A change to any of the account's mailboxes
+becomes one ``change`` event naming the mailbox and kind; the page then re-reads what it shows
+(changes are hints, see ``store.types.Change``). A comment line every ``sse_keepalive``
+seconds keeps proxies from closing an idle stream and lets the server notice a gone client.
+The stream ends when the server shuts down, so a graceful stop is not held up by open pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from pillarbox.errors import RateLimited
+from pillarbox.store.types import Change
+from pillarbox.web.app import current_account, web
+
+
+def event(change: Change) -> str:
+    data = json.dumps({"mailbox": change.mailbox_id, "kind": change.kind.value})
+    return f"event: change\ndata: {data}\n\n"
+
+
+async def events(request: Request) -> Response:
+    app = web(request)
+    account = await current_account(request)
+    if account is None:
+        # Not a login redirect: EventSource would follow it and retry forever; a 401 makes it
+        # give up until the page is reloaded.
+        return Response("authentication required", status_code=401)
+    if app.streams.get(account.id, 0) >= app.limits.sse_per_account:
+        raise RateLimited("too many open live-update streams", retry_after=30)
+    app.streams[account.id] = app.streams.get(account.id, 0) + 1
+    shutdown = app.services.shutdown
+    keepalive = app.limits.sse_keepalive
+
+    async def stream() -> AsyncIterator[str]:
+        subscription = app.services.store.subscribe(account.id)
+        changes = aiter(subscription)
+        stop = asyncio.ensure_future(shutdown.wait())
+        following: asyncio.Task[Change] | None = None
+        try:
+            yield "retry: 3000\n\n"
+            while not shutdown.is_set():
+                if following is None:
+                    following = asyncio.ensure_future(anext(changes))
+                waiting: set[asyncio.Future[Any]] = {following, stop}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+                )
+                if following in done:
+                    try:
+                        change = following.result()
+                    except StopAsyncIteration:
+                        return  # the store closed
+                    following = None
+                    yield event(change)
+                elif not done:
+                    yield ": keep-alive\n\n"
+        finally:
+            pending: list[asyncio.Future[Any]] = [stop]
+            if following is not None:
+                pending.append(following)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await task
+            await subscription.close()
+            app.streams[account.id] -= 1
+            if app.streams[account.id] <= 0:
+                del app.streams[account.id]
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/events", events)]

@@ -1,0 +1,405 @@
+"""Mail operations of one logged-in account, shared by the HTML pages and the JSON API.
+
+Invariant: every mailbox and message is looked up *within the account* — an id that belongs to
+another account is :class:`~pillarbox.errors.NotFound`, exactly like an id that does not exist,
+so ids cannot be probed across accounts.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from pillarbox.errors import InvalidName, NotFound, QuotaExceeded, UserError
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message
+from pillarbox.queue.intake import submit
+from pillarbox.services import Services
+from pillarbox.store.types import (
+    INBOX,
+    Account,
+    FlagOp,
+    Mailbox,
+    MailboxStatus,
+    MessageQuery,
+    MessageRecord,
+    SpecialUse,
+)
+from pillarbox.web.composing import (
+    Draft,
+    Upload,
+    build_message,
+    check_recipients,
+    draft_people,
+)
+from pillarbox.web.reading import Person, body_text, part_at
+
+#: Folder order: INBOX, then the special-use folders in the order people use them.
+_SPECIAL_ORDER = (
+    SpecialUse.DRAFTS,
+    SpecialUse.SENT,
+    SpecialUse.ARCHIVE,
+    SpecialUse.JUNK,
+    SpecialUse.TRASH,
+)
+#: Default names when a special-use folder has to be created.
+_SPECIAL_NAMES = {
+    SpecialUse.DRAFTS: "Drafts",
+    SpecialUse.SENT: "Sent",
+    SpecialUse.ARCHIVE: "Archive",
+    SpecialUse.JUNK: "Junk",
+    SpecialUse.TRASH: "Trash",
+}
+SEEN = "\\Seen"
+FLAGGED = "\\Flagged"
+ANSWERED = "\\Answered"
+DELETED = "\\Deleted"
+DRAFT = "\\Draft"
+#: RFC 5788 keywords a spam filter learns from.
+JUNK_KEYWORD = "$Junk"
+NOT_JUNK_KEYWORD = "$NotJunk"
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    mailbox: Mailbox
+    status: MailboxStatus
+
+    @property
+    def depth(self) -> int:
+        return self.mailbox.name.count("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of a message list."""
+
+    record: MessageRecord
+    info: MessageInfo | None
+
+    @property
+    def seen(self) -> bool:
+        return SEEN in self.record.flags
+
+    @property
+    def flagged(self) -> bool:
+        return FLAGGED in self.record.flags
+
+    @property
+    def answered(self) -> bool:
+        return ANSWERED in self.record.flags
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    total: int
+    offset: int
+    limit: int
+    rows: tuple[Row, ...]
+
+    @property
+    def has_next(self) -> bool:
+        return self.offset + len(self.rows) < self.total
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A message with its bytes and metadata."""
+
+    mailbox: Mailbox
+    record: MessageRecord
+    info: MessageInfo
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    sent: bool
+    #: Per-field problems (address syntax, refused recipients) to show beside the form.
+    errors: dict[str, str]
+    #: Said after a successful send when something secondary failed (copy in Sent).
+    warning: str = ""
+
+
+def search_terms(text: str) -> list[str]:
+    """Words of a search box; "quoted phrases" stay one term."""
+    try:
+        return [t for t in shlex.split(text) if t.strip()]
+    except ValueError:  # an unbalanced quote: take the words as they are
+        return text.split()
+
+
+def folder_sort_key(mailbox: Mailbox) -> tuple[int, str]:
+    if mailbox.name == INBOX:
+        return (0, "")
+    if mailbox.special_use in _SPECIAL_ORDER:
+        return (1 + _SPECIAL_ORDER.index(mailbox.special_use), "")
+    return (10, mailbox.name.casefold())
+
+
+class MailAccess:
+    def __init__(self, services: Services, account: Account) -> None:
+        self.services = services
+        self.store = services.store
+        self.account = account
+
+    # -- folders -------------------------------------------------------------------------------
+    async def mailboxes(self) -> list[Mailbox]:
+        return sorted(await self.store.list_mailboxes(self.account.id), key=folder_sort_key)
+
+    async def folders(self) -> list[Folder]:
+        return [
+            Folder(mailbox, await self.store.mailbox_status(mailbox.id))
+            for mailbox in await self.mailboxes()
+        ]
+
+    async def mailbox(self, mailbox_id: int) -> Mailbox:
+        for mailbox in await self.store.list_mailboxes(self.account.id):
+            if mailbox.id == mailbox_id:
+                return mailbox
+        raise NotFound("no such folder")
+
+    async def inbox(self) -> Mailbox:
+        return await self.store.get_mailbox(self.account.id, INBOX)
+
+    async def special(self, use: SpecialUse) -> Mailbox:
+        """The account's folder for ``use``, created if the account has none."""
+        for mailbox in await self.store.list_mailboxes(self.account.id):
+            if mailbox.special_use is use:
+                return mailbox
+        name = _SPECIAL_NAMES[use]
+        try:
+            return await self.store.create_mailbox(self.account.id, name, use)
+        except UserError:  # a plain folder has the name already
+            return await self.store.get_mailbox(self.account.id, name)
+
+    async def create_folder(self, name: str) -> Mailbox:
+        return await self.store.create_mailbox(self.account.id, name.strip())
+
+    async def rename_folder(self, mailbox_id: int, new_name: str) -> None:
+        mailbox = await self.mailbox(mailbox_id)
+        if mailbox.name == INBOX or mailbox.special_use is not None:
+            raise InvalidName("INBOX and special folders keep their names here")
+        await self.store.rename_mailbox(self.account.id, mailbox.name, new_name.strip())
+
+    async def delete_folder(self, mailbox_id: int) -> None:
+        mailbox = await self.mailbox(mailbox_id)
+        if mailbox.name == INBOX or mailbox.special_use is not None:
+            raise InvalidName("INBOX and special folders cannot be deleted")
+        await self.store.delete_mailbox(mailbox.id)
+
+    # -- lists ---------------------------------------------------------------------------------
+    async def page(self, mailbox: Mailbox, query: MessageQuery, *, offset: int, limit: int) -> Page:
+        result = await self.store.query_messages(mailbox.id, query, offset=offset, limit=limit)
+        uids = [r.uid for r in result.records]
+        infos = await self.store.message_infos(mailbox.id, uids) if uids else {}
+        rows = tuple(Row(r, infos.get(r.uid)) for r in result.records)
+        return Page(result.total, offset, limit, rows)
+
+    async def search(
+        self, mailbox: Mailbox, text: str, query: MessageQuery, *, offset: int, limit: int
+    ) -> Page:
+        """Full-text terms (the store's index) combined with the other filters of ``query``."""
+        terms = search_terms(text)
+        if terms:
+            query = replace(query, uids=frozenset(await self.store.search_text(mailbox.id, terms)))
+        return await self.page(mailbox, query, offset=offset, limit=limit)
+
+    # -- one message ---------------------------------------------------------------------------
+    async def open(self, mailbox_id: int, uid: int) -> Opened:
+        mailbox = await self.mailbox(mailbox_id)
+        record = await self.store.get_message(mailbox.id, uid)
+        if record is None:
+            raise NotFound("no such message")
+        infos = await self.store.message_infos(mailbox.id, [uid])
+        raw = await self.store.read_blob(record.blob_id)
+        info = infos.get(uid) or parse_message(raw)
+        return Opened(mailbox, record, info, raw)
+
+    async def thread(self, opened: Opened) -> list[Row]:
+        """Messages of the same conversation (References / In-Reply-To, RFC 5256 §2.2's
+        inputs) in this folder, INBOX and Sent, oldest first."""
+        info = opened.info
+        ids = {i for i in (*info.references, info.in_reply_to, info.message_id) if i}
+        if not ids:
+            return []
+        places = {opened.mailbox.id: opened.mailbox}
+        for mailbox in (await self.inbox(), await self.special(SpecialUse.SENT)):
+            places.setdefault(mailbox.id, mailbox)
+        rows: list[Row] = []
+        for mailbox in places.values():
+            query = MessageQuery(message_ids=frozenset(ids), descending=False)
+            page = await self.page(mailbox, query, offset=0, limit=100)
+            rows += page.rows
+        if len(rows) <= 1:
+            return []
+        return sorted(rows, key=_row_date)
+
+    async def mark_seen(self, opened: Opened) -> None:
+        if SEEN not in opened.record.flags:
+            await self.store.store_flags(
+                opened.mailbox.id, [opened.record.uid], FlagOp.ADD, frozenset({SEEN})
+            )
+
+    # -- actions on many -----------------------------------------------------------------------
+    async def set_flag(self, mailbox_id: int, uids: Sequence[int], flag: str, on: bool) -> None:
+        mailbox = await self.mailbox(mailbox_id)
+        op = FlagOp.ADD if on else FlagOp.REMOVE
+        await self.store.store_flags(mailbox.id, uids, op, frozenset({flag}))
+
+    async def move(self, mailbox_id: int, uids: Sequence[int], target_id: int) -> None:
+        source = await self.mailbox(mailbox_id)
+        target = await self.mailbox(target_id)
+        if source.id != target.id:
+            await self.store.move_messages(source.id, uids, target.id)
+
+    async def delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
+        """To Trash; deleting in Trash (or Junk) removes for good."""
+        source = await self.mailbox(mailbox_id)
+        if source.special_use in (SpecialUse.TRASH, SpecialUse.JUNK):
+            await self._expunge(source, uids)
+            return
+        trash = await self.special(SpecialUse.TRASH)
+        await self.store.move_messages(source.id, uids, trash.id)
+
+    async def empty(self, mailbox_id: int) -> None:
+        """Remove everything from Trash or Junk (other folders refuse: too easy to regret)."""
+        mailbox = await self.mailbox(mailbox_id)
+        if mailbox.special_use not in (SpecialUse.TRASH, SpecialUse.JUNK):
+            raise UserError("only Trash and Junk can be emptied")
+        uids = [r.uid for r in await self.store.list_messages(mailbox.id)]
+        await self._expunge(mailbox, uids)
+
+    async def _expunge(self, mailbox: Mailbox, uids: Sequence[int]) -> None:
+        if uids:
+            await self.store.store_flags(mailbox.id, uids, FlagOp.ADD, frozenset({DELETED}))
+            await self.store.expunge(mailbox.id, list(uids))
+
+    async def mark_junk(self, mailbox_id: int, uids: Sequence[int], junk: bool) -> None:
+        """Mark as spam (to Junk, keyword ``$Junk``) or not spam (to INBOX, ``$NotJunk``)."""
+        source = await self.mailbox(mailbox_id)
+        add, remove = (JUNK_KEYWORD, NOT_JUNK_KEYWORD) if junk else (NOT_JUNK_KEYWORD, JUNK_KEYWORD)
+        await self.store.store_flags(source.id, uids, FlagOp.REMOVE, frozenset({remove}))
+        await self.store.store_flags(source.id, uids, FlagOp.ADD, frozenset({add}))
+        target = await self.special(SpecialUse.JUNK) if junk else await self.inbox()
+        if target.id != source.id:
+            await self.store.move_messages(source.id, uids, target.id)
+
+    # -- sending ---------------------------------------------------------------------------------
+    @property
+    def me(self) -> Person:
+        return Person(self.account.display_name, self.account.address)
+
+    async def attachments_of(self, reference: str) -> list[Upload]:
+        """The attachments of the message a "mailbox:uid" reference names (for forwarding)."""
+        opened = await self.open_reference(reference)
+        uploads: list[Upload] = []
+        for attachment in opened.info.attachments:
+            part = part_at(opened.info, attachment.section)
+            if part is None or (part.message is not None and not attachment.filename):
+                continue
+            try:
+                data = decoded_part(opened.raw, part)
+            except UnknownTransferEncoding:
+                data = opened.raw[part.body_start : part.body_end]
+            uploads.append(
+                Upload(attachment.filename or "attachment", attachment.content_type, data)
+            )
+        return uploads
+
+    async def open_reference(self, reference: str) -> Opened:
+        mailbox_text, _, uid_text = reference.partition(":")
+        try:
+            mailbox_id, uid = int(mailbox_text), int(uid_text)
+        except ValueError:
+            raise NotFound("no such message") from None
+        return await self.open(mailbox_id, uid)
+
+    async def send(
+        self, draft: Draft, *, max_recipients: int, client_ip: str, tls: bool
+    ) -> SendResult:
+        recipients = check_recipients(draft, max_recipients=max_recipients)
+        if recipients.errors:
+            return SendResult(False, dict(recipients.errors))
+        if draft.forwarding:
+            draft = replace(
+                draft,
+                attachments=(*await self.attachments_of(draft.forwarding), *draft.attachments),
+            )
+        now = datetime.now(UTC)
+        hostname = self.services.hostname
+        raw, message_id = build_message(
+            draft, sender=self.me, recipients=recipients, hostname=hostname, now=now,
+            include_bcc=False,
+        )  # fmt: skip
+        submitted = await submit(
+            self.services,
+            self.account,
+            raw,
+            self.account.address,
+            recipients.envelope,
+            client_ip=client_ip,
+            tls=tls,
+        )
+        refused = "; ".join(f"{address}: {reply.text}" for address, reply in submitted.refused)
+        if not submitted.ok:
+            return SendResult(False, {"to": refused or submitted.reply.text})
+        copy, _ = build_message(
+            draft, sender=self.me, recipients=recipients, hostname=hostname, now=now,
+            include_bcc=True, message_id=message_id,
+        )  # fmt: skip
+        warning = f"not delivered to {refused}" if refused else ""
+        try:
+            sent = await self.special(SpecialUse.SENT)
+            await self.store.append(
+                sent.id, copy, parse_message(copy), flags=frozenset({SEEN}), internal_date=now
+            )
+        except QuotaExceeded:
+            warning = "sent, but your mailbox is full: no copy was kept in Sent"
+        await self._after_send(draft)
+        return SendResult(True, {}, warning)
+
+    async def _after_send(self, draft: Draft) -> None:
+        if draft.replying_to:
+            try:
+                parent = await self.open_reference(draft.replying_to)
+                await self.store.store_flags(
+                    parent.mailbox.id, [parent.record.uid], FlagOp.ADD, frozenset({ANSWERED})
+                )
+            except NotFound:
+                pass  # the original was moved or deleted meanwhile
+        if draft.draft_uid is not None:
+            drafts = await self.special(SpecialUse.DRAFTS)
+            await self._expunge(drafts, [draft.draft_uid])
+
+    async def save_draft(self, draft: Draft) -> int:
+        """Store the draft in Drafts (replacing its previous version); returns its new UID."""
+        drafts = await self.special(SpecialUse.DRAFTS)
+        raw, _ = build_message(
+            draft,
+            sender=self.me,
+            recipients=draft_people(draft),
+            hostname=self.services.hostname,
+            now=datetime.now(UTC),
+            include_bcc=True,
+        )
+        record = await self.store.append(
+            drafts.id, raw, parse_message(raw), flags=frozenset({SEEN, DRAFT})
+        )
+        if draft.draft_uid is not None:
+            await self._expunge(drafts, [draft.draft_uid])
+        return record.uid
+
+    def text_of(self, opened: Opened) -> str:
+        return body_text(opened.raw, opened.info)
+
+    async def own_addresses(self) -> set[str]:
+        return {a.lower() for a in await self.services.router.owned_addresses(self.account)}
+
+
+def _row_date(row: Row) -> datetime:
+    if row.info is not None and row.info.sent_date is not None:
+        return row.info.sent_date
+    return row.record.internal_date

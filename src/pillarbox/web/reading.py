@@ -1,0 +1,164 @@
+"""What a reader sees of a stored message: decoded headers, the body to show, attachments,
+authentication results — all from the :class:`MessageInfo` parsed at ingest plus slices of the
+raw bytes (no re-parse, DESIGN principle 4)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pillarbox.mail.decode import decode_words, escaped_to_text, header_bytes_to_text, html_to_text
+from pillarbox.mail.headers import MISSING_DOMAIN, scan_header, unfold
+from pillarbox.mail.model import BodyPart, EnvelopeAddress, MessageInfo
+from pillarbox.mail.parse import find_part, part_text
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One address as shown: a decoded display name (may be empty) and ``local@domain``."""
+
+    name: str
+    address: str
+
+    def __str__(self) -> str:
+        if not self.name:
+            return self.address
+        return f"{self.name} <{self.address}>"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.address
+
+
+def people(addresses: Sequence[EnvelopeAddress]) -> list[Person]:
+    """The mailboxes of an ENVELOPE address list, group markers dropped."""
+    result: list[Person] = []
+    for item in addresses:
+        if item.mailbox is None or item.host is None:
+            continue
+        address = escaped_to_text(item.mailbox)
+        if item.host != MISSING_DOMAIN:
+            address += "@" + escaped_to_text(item.host)
+        name = decode_words(escaped_to_text(item.name or "")).strip()
+        result.append(Person(name, address))
+    return result
+
+
+# -- the body to show ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bodies:
+    """The first plain-text and the first HTML body part (either may be missing)."""
+
+    plain: BodyPart | None
+    html: BodyPart | None
+
+
+def _is_body_text(part: BodyPart) -> bool:
+    if part.type != "text" or part.subtype not in ("plain", "html"):
+        return False
+    if part.disposition is not None and part.disposition[0] == "attachment":
+        return False
+    return not any(key in ("name", "filename") for key, _ in part.params)
+
+
+def _leaves(part: BodyPart) -> Iterator[BodyPart]:
+    """Leaves in document order, not descending into attached messages."""
+    if part.type == "multipart":
+        for child in part.parts:
+            yield from _leaves(child)
+    else:
+        yield part
+
+
+def body_parts(info: MessageInfo) -> Bodies:
+    plain: BodyPart | None = None
+    html: BodyPart | None = None
+    for leaf in _leaves(info.body):
+        if not _is_body_text(leaf):
+            continue
+        if leaf.subtype == "plain" and plain is None:
+            plain = leaf
+        elif leaf.subtype == "html" and html is None:
+            html = leaf
+    return Bodies(plain, html)
+
+
+def body_text(raw: bytes, info: MessageInfo) -> str:
+    """The message as plain text: its text part, else its HTML part reduced to text."""
+    bodies = body_parts(info)
+    if bodies.plain is not None:
+        return part_text(raw, bodies.plain)
+    if bodies.html is not None:
+        return html_to_text(part_text(raw, bodies.html))
+    return ""
+
+
+def part_at(info: MessageInfo, section: str) -> BodyPart | None:
+    """The part an IMAP section number ("2.1") names, or None (also for malformed input)."""
+    try:
+        numbers = tuple(int(n) for n in section.split("."))
+    except ValueError:
+        return None
+    if not numbers or any(n < 1 for n in numbers):
+        return None
+    return find_part(info, numbers)
+
+
+def section_of_content_id(info: MessageInfo, content_id: str) -> str | None:
+    """The section of the part with that Content-ID (RFC 2392 ``cid:``), if any."""
+    wanted = content_id.strip().strip("<>")
+    for attachment in info.attachments:
+        if attachment.content_id == wanted:
+            return attachment.section
+    return None
+
+
+# -- header fields ---------------------------------------------------------------------------------
+
+
+def header_values(raw: bytes, info: MessageInfo, name: str) -> list[str]:
+    """Decoded values of every top-level header field called ``name``, in order."""
+    key = name.lower()
+    return [
+        decode_words(header_bytes_to_text(unfold(field.value))).strip()
+        for field in scan_header(raw, 0, info.header_end).fields
+        if field.key == key
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """One method's verdict from an Authentication-Results field (RFC 8601 §2.2)."""
+
+    method: str
+    result: str
+    detail: str
+
+
+_RESULT = re.compile(r"\b(spf|dkim|dmarc|arc|iprev|auth)\s*=\s*([a-z]+)([^;]*)", re.I)
+
+
+def authentication_results(raw: bytes, info: MessageInfo, authserv_id: str) -> list[AuthResult]:
+    """Verdicts from the Authentication-Results fields this server added.
+
+    RFC 8601 §5: fields carrying another authserv-id may have been forged by the sender and are
+    ignored; only ours (``authserv_id``, the server's hostname) count.
+    """
+    results: list[AuthResult] = []
+    for value in header_values(raw, info, "Authentication-Results"):
+        server, _, rest = value.partition(";")
+        if server.split()[:1] != [authserv_id]:
+            continue
+        for match in _RESULT.finditer(rest):
+            results.append(
+                AuthResult(match.group(1).lower(), match.group(2).lower(), match.group(3).strip())
+            )
+    return results
+
+
+def sent_or_received(info: MessageInfo, internal_date: datetime) -> datetime:
+    return info.sent_date or internal_date

@@ -1,0 +1,144 @@
+"""Signed session cookies and CSRF tokens.
+
+Implementation notes:
+
+- **Stateless, signed.** The cookie is ``base64url(JSON) "." base64url(HMAC-SHA256)`` under a
+  server secret kept in the data directory (so sessions survive a restart and every node
+  sharing the data directory accepts them). Nothing secret is in the payload: a session id,
+  the account id, a fingerprint of the account's password hash, the issue time.
+- **Invalidation.** The fingerprint is an HMAC of the stored password hash: changing or
+  resetting the password ends every session of the account at once. Sessions expire ``ttl``
+  seconds after they were last refreshed (refreshed when half that time has passed, so an
+  active user stays logged in and an idle one does not).
+- **Fixation.** Logging in always issues a new session id.
+- **CSRF** (OWASP "synchronizer token", stateless variant): the token is
+  ``HMAC(secret, "csrf" || session id)``; every state-changing request carries it in a form
+  field or the ``X-CSRF-Token`` header and is refused without it. Anonymous visitors have a
+  session id too, so the login form is protected as well. ``SameSite=Lax`` on the cookie is
+  the second layer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+COOKIE = "pb_session"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
+SECRET_FILE = "web-secret"
+_SECRET_BYTES = 32
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The server's signing key, made (mode 0600) on first use."""
+    path = data_dir / SECRET_FILE
+    try:
+        secret = path.read_bytes()
+        if len(secret) >= _SECRET_BYTES:
+            return secret
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(_SECRET_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return secret
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    issued: float
+    account_id: int | None = None
+    fingerprint: str = ""
+
+    @property
+    def authenticated(self) -> bool:
+        return self.account_id is not None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SessionCodec:
+    """Issues, signs and checks sessions; ``ttl`` in seconds."""
+
+    def __init__(self, secret: bytes, *, ttl: float) -> None:
+        self._secret = secret
+        self.ttl = ttl
+
+    def _mac(self, purpose: bytes, data: bytes) -> bytes:
+        return hmac.digest(self._secret, purpose + b"\x00" + data, hashlib.sha256)
+
+    def fingerprint(self, password_hash: str) -> str:
+        return _b64(self._mac(b"password", password_hash.encode()))[:22]
+
+    def anonymous(self, now: float) -> Session:
+        return Session(sid=secrets.token_urlsafe(18), issued=now)
+
+    def login(self, account_id: int, password_hash: str, now: float) -> Session:
+        return Session(
+            sid=secrets.token_urlsafe(18),
+            issued=now,
+            account_id=account_id,
+            fingerprint=self.fingerprint(password_hash),
+        )
+
+    def encode(self, session: Session) -> str:
+        payload = json.dumps(
+            [session.sid, session.issued, session.account_id, session.fingerprint],
+            separators=(",", ":"),
+        ).encode()
+        return f"{_b64(payload)}.{_b64(self._mac(b'session', payload))}"
+
+    def decode(self, value: str, now: float) -> Session | None:
+        """The session in a cookie, or None if it is forged, malformed or expired."""
+        body, _, mac = value.partition(".")
+        try:
+            payload = _unb64(body)
+            valid = hmac.compare_digest(_unb64(mac), self._mac(b"session", payload))
+            if not valid:
+                return None
+            sid, issued, account_id, fingerprint = json.loads(payload)
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(sid, str) or not isinstance(issued, (int, float)):
+            return None
+        if not now - self.ttl <= issued <= now + 60:
+            return None
+        if account_id is not None and not isinstance(account_id, int):
+            return None
+        return Session(sid, float(issued), account_id, str(fingerprint))
+
+    def needs_refresh(self, session: Session, now: float) -> bool:
+        return now - session.issued > self.ttl / 2
+
+    def refreshed(self, session: Session, now: float) -> Session:
+        return replace(session, issued=now)
+
+    def csrf_token(self, session: Session) -> str:
+        return _b64(self._mac(b"csrf", session.sid.encode()))[:32]
+
+    def csrf_valid(self, session: Session, token: str | None) -> bool:
+        return token is not None and hmac.compare_digest(token, self.csrf_token(session))
+
+
+def token_digest(secret: str) -> str:
+    """How issued secrets (API tokens, app passwords) are stored: SHA-256, hex. They are 32
+    random bytes, so a slow hash adds nothing but cost per request."""
+    return hashlib.sha256(secret.encode()).hexdigest()

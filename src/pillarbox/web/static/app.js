@@ -1,0 +1,157 @@
+// Pillarbox webmail: small progressive enhancements over server-rendered pages.
+// Everything works without this file; it adds keyboard navigation (j/k, enter, x, r, a, f, c,
+// u, #, /), live updates from the server-sent change feed, confirmation of destructive buttons,
+// an upload size check, message-frame sizing, and keeping unsent text across a forced re-login.
+"use strict";
+(function () {
+  const DRAFT_KEY = "pillarbox.unsent";
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+
+  // -- confirmation of destructive buttons ----------------------------------------------------
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-confirm]");
+    if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
+  });
+
+  // -- message list: rows, selection, j/k ------------------------------------------------------
+  let current = -1;
+  const rows = () => $$("table.messages tbody tr[data-href]");
+  function focusRow(index) {
+    const all = rows();
+    if (!all.length) return;
+    current = Math.max(0, Math.min(all.length - 1, index));
+    all.forEach((row, i) => row.classList.toggle("current", i === current));
+    const link = $("td.subject a", all[current]);
+    if (link) link.focus({ preventScroll: false });
+  }
+  function bindList() {
+    const all = $("#select-all");
+    if (all) {
+      all.addEventListener("change", () => {
+        $$("input[name=uid]", $("#list-form")).forEach((box) => { box.checked = all.checked; });
+      });
+    }
+    rows().forEach((row) => {
+      row.addEventListener("click", (event) => {
+        if (event.target.closest("a, input, button, label")) return;
+        window.location.href = row.dataset.href;
+      });
+    });
+  }
+  bindList();
+
+  // -- keyboard shortcuts ---------------------------------------------------------------------
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    const key = event.key;
+    if (key === "/") {
+      const search = $("#q");
+      if (search) { event.preventDefault(); search.focus(); }
+      return;
+    }
+    if (key === "j" || key === "k") {
+      if (rows().length) { event.preventDefault(); focusRow(current + (key === "j" ? 1 : -1)); }
+      return;
+    }
+    if (key === "Enter" && current >= 0 && rows()[current]) {
+      window.location.href = rows()[current].dataset.href;
+      return;
+    }
+    if (key === "x" && current >= 0 && rows()[current]) {
+      const box = $("input[name=uid]", rows()[current]);
+      if (box) box.checked = !box.checked;
+      return;
+    }
+    const target = $(`[data-key="${CSS.escape(key)}"]`);
+    if (target) {
+      event.preventDefault();
+      target.click();
+    }
+  });
+
+  // -- live updates (server-sent events from the store's change feed) ---------------------------
+  async function refresh() {
+    const list = $("#list");
+    const busy = list && $$("input[name=uid]:checked", list).length > 0;
+    const response = await fetch(window.location.href, { credentials: "same-origin" });
+    if (!response.ok || response.redirected) return;
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    const folders = $("#folders"), fresh = $("#folders", doc);
+    if (folders && fresh) folders.replaceWith(fresh);
+    const freshList = $("#list", doc);
+    if (list && freshList && !busy) {
+      list.replaceWith(freshList);
+      bindList();
+      if (current >= 0) focusRow(current);
+    }
+    document.title = doc.title;
+  }
+  if ($("#folders") && window.EventSource) {
+    const source = new EventSource("/events");
+    let pending = null;
+    source.addEventListener("change", () => {
+      // Coalesce bursts (a move is an expunge here and an arrival there).
+      if (pending) return;
+      pending = setTimeout(() => { pending = null; refresh().catch(() => {}); }, 150);
+    });
+  }
+
+  // -- message body frame: grow to its content ----------------------------------------------
+  const frame = $("iframe.body-frame");
+  if (frame) {
+    const fit = () => {
+      try {
+        const doc = frame.contentDocument;
+        if (doc && doc.documentElement) {
+          frame.style.height = (doc.documentElement.scrollHeight + 16) + "px";
+        }
+      } catch (_) { /* not same-origin: keep the CSS height */ }
+    };
+    frame.addEventListener("load", fit);
+    fit();
+  }
+
+  // -- compose: size check and unsent text kept across a re-login ----------------------------
+  const form = $("#compose-form");
+  const fields = ["to", "cc", "bcc", "subject", "body", "in_reply_to", "references", "replying_to", "forwarding"];
+  if (new URLSearchParams(window.location.search).get("sent") === "1") {
+    sessionStorage.removeItem(DRAFT_KEY);
+  }
+  if (form) {
+    const limit = Number(form.dataset.maxUpload || 0);
+    const files = $("#f-attachment", form);
+    const error = $("#e-attachment", form);
+    const checkSize = () => {
+      const total = Array.from(files.files || []).reduce((sum, f) => sum + f.size, 0);
+      const over = limit && total > limit;
+      error.hidden = !over;
+      error.textContent = over ? `Attachments are ${(total / 1048576).toFixed(1)} MB; the limit is ${(limit / 1048576).toFixed(0)} MB.` : "";
+      $$("button[name=action]", form).forEach((b) => { b.disabled = !!over; });
+    };
+    if (files) files.addEventListener("change", checkSize);
+    const snapshot = () => {
+      const data = {};
+      fields.forEach((name) => { const el = form.elements[name]; if (el) data[name] = el.value; });
+      return data;
+    };
+    const save = () => sessionStorage.setItem(DRAFT_KEY, JSON.stringify(snapshot()));
+    form.addEventListener("input", save);
+    form.addEventListener("submit", save);
+    const kept = sessionStorage.getItem(DRAFT_KEY);
+    const banner = $("#restore-draft");
+    if (kept && banner) {
+      let data = null;
+      try { data = JSON.parse(kept); } catch (_) { data = null; }
+      const differs = data && fields.some((n) => form.elements[n] && (data[n] || "") !== form.elements[n].value);
+      if (differs && (data.body || data.subject || data.to)) {
+        banner.hidden = false;
+        $("#restore-button").addEventListener("click", () => {
+          fields.forEach((name) => { if (form.elements[name] && name in data) form.elements[name].value = data[name]; });
+          banner.hidden = true;
+        });
+      }
+    }
+  }
+})();

@@ -1,0 +1,580 @@
+"""Webmail pages: login, folders, message list, message view, actions, compose.
+
+Every page is plain server-rendered HTML with forms that work without JavaScript;
+``static/app.js`` adds keyboard navigation, live updates and draft keeping on top.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlencode
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
+from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
+from pillarbox.store.types import MessageQuery, SortKey, SpecialUse
+from pillarbox.web.app import (
+    client_ip,
+    current_account,
+    field_text,
+    posted_form,
+    redirect,
+    require_account,
+    set_session,
+    web,
+)
+from pillarbox.web.composing import (
+    Draft,
+    Upload,
+    draft_from_message,
+    forward_draft,
+    reply_draft,
+)
+from pillarbox.web.mailaccess import FLAGGED, SEEN, MailAccess, Opened
+from pillarbox.web.reading import (
+    authentication_results,
+    body_parts,
+    part_at,
+    people,
+    section_of_content_id,
+)
+from pillarbox.web.sanitize import (
+    FRAME_SANDBOX,
+    frame_csp,
+    frame_document,
+    sanitize_html,
+)
+
+#: Parts served inline under their own type; everything else is a download.
+_INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
+_DOWNLOAD_CSP = "default-src 'none'; sandbox"
+#: Actions after which the message view would be wrong (gone, or marked read again).
+_LEAVES_MESSAGE = frozenset({"delete", "move", "spam", "notspam", "unread"})
+
+
+# -- list parameters (shared with the JSON API) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    """A message list request: paging, order, filters and the full-text box."""
+
+    query: MessageQuery
+    text: str
+    page: int
+    page_size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+    @property
+    def searching(self) -> bool:
+        q = self.query
+        return bool(
+            self.text or q.from_contains or q.to_contains or q.subject_contains
+            or q.since or q.before
+        )  # fmt: skip
+
+
+def _day(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _int(text: str | None, default: int, low: int, high: int) -> int:
+    try:
+        return min(high, max(low, int(text or default)))
+    except ValueError:
+        return default
+
+
+def list_params(params: Mapping[str, str], *, page_size: int, max_page_size: int) -> ListParams:
+    try:
+        sort = SortKey(params.get("sort", "date"))
+    except ValueError:
+        sort = SortKey.DATE
+    before = _day(params.get("before", ""))
+    query = MessageQuery(
+        sort=sort,
+        descending=params.get("order", "desc") != "asc",
+        from_contains=params.get("from", "").strip(),
+        to_contains=params.get("to", "").strip(),
+        subject_contains=params.get("subject", "").strip(),
+        since=_day(params.get("since", "")),
+        before=before + timedelta(days=1) if before else None,  # "before" includes that day
+        unseen=params.get("unseen") == "1",
+        flagged=params.get("flagged") == "1",
+    )
+    size = _int(params.get("size"), page_size, 1, max_page_size)
+    return ListParams(
+        query, params.get("q", "").strip(), _int(params.get("page"), 1, 1, 10**6), size
+    )
+
+
+# -- login ---------------------------------------------------------------------------------------
+
+_REASONS = {
+    "expired": (
+        "Your session has ended. Log in again to continue; unsent text is kept in this browser."
+    ),
+    "stale": "That form had expired. Log in again; your unsent text is kept in this browser.",
+}
+
+
+def _next_target(value: str) -> str:
+    """Only paths of this site (never ``//host`` or a scheme): no open redirect."""
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/mail"
+
+
+async def login_page(request: Request) -> Response:
+    app = web(request)
+    if await current_account(request) is not None:
+        return redirect(_next_target(request.query_params.get("next", "/mail")))
+    return app.render(
+        request,
+        "login.html",
+        next=_next_target(request.query_params.get("next", "/mail")),
+        notice=_REASONS.get(request.query_params.get("reason", ""), ""),
+    )
+
+
+async def login(request: Request) -> Response:
+    app = web(request)
+    form = await posted_form(request)
+    username = field_text(form, "username").strip()
+    target = _next_target(field_text(form, "next", "/mail"))
+    try:
+        account = await app.services.authenticator.check_password(
+            username, field_text(form, "password"), client_ip(request)
+        )
+    except RateLimited as exc:
+        response = app.render(
+            request,
+            "login.html",
+            status_code=429,
+            next=target,
+            username=username,
+            error=f"Too many failed attempts. Try again in {exc.retry_after:.0f} seconds.",
+        )
+        response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
+        return response
+    except AuthenticationFailed:
+        return app.render(
+            request,
+            "login.html",
+            status_code=401,
+            next=target,
+            username=username,
+            error="Wrong address or password.",
+        )
+    done = redirect(target)
+    session = app.codec.login(account.id, account.password_hash, datetime.now(UTC).timestamp())
+    set_session(request, done, session)
+    return done
+
+
+async def logout(request: Request) -> Response:
+    app = web(request)
+    await posted_form(request)
+    response = redirect("/login")
+    set_session(request, response, app.codec.anonymous(datetime.now(UTC).timestamp()))
+    return response
+
+
+# -- folders and lists -----------------------------------------------------------------------------
+
+
+async def _access(request: Request) -> MailAccess:
+    return MailAccess(web(request).services, await require_account(request))
+
+
+async def home(request: Request) -> Response:
+    await require_account(request)
+    return redirect("/mail")
+
+
+async def inbox(request: Request) -> Response:
+    access = await _access(request)
+    return redirect(f"/mail/{(await access.inbox()).id}")
+
+
+async def message_list(request: Request) -> Response:
+    app = web(request)
+    access = await _access(request)
+    mailbox = await access.mailbox(request.path_params["mailbox"])
+    params = list_params(
+        request.query_params,
+        page_size=app.limits.page_size,
+        max_page_size=app.limits.max_page_size,
+    )
+    if params.searching:
+        page = await access.search(
+            mailbox, params.text, params.query, offset=params.offset, limit=params.page_size
+        )
+    else:
+        page = await access.page(
+            mailbox, params.query, offset=params.offset, limit=params.page_size
+        )
+    folders = await access.folders()
+    base = {k: v for k, v in request.query_params.items() if k != "page"}
+    return app.render(
+        request,
+        "mail.html",
+        folders=folders,
+        mailbox=mailbox,
+        page=page,
+        params=params,
+        query_string=lambda **changes: "?" + urlencode({**base, **changes}),
+        targets=[f.mailbox for f in folders if f.mailbox.id != mailbox.id],
+        emptiable=mailbox.special_use in (SpecialUse.TRASH, SpecialUse.JUNK),
+        is_junk=mailbox.special_use is SpecialUse.JUNK,
+        unread=sum(f.status.unseen for f in folders if f.mailbox.name == "INBOX"),
+    )
+
+
+async def _uids(form: FormData, limit: int) -> list[int]:
+    uids: list[int] = []
+    for value in form.getlist("uid"):
+        if isinstance(value, str) and value.isdigit():
+            uids.append(int(value))
+    if len(uids) > limit:
+        raise UserError(f"at most {limit} messages at once")
+    return uids
+
+
+async def actions(request: Request) -> Response:
+    app = web(request)
+    access = await _access(request)
+    form = await posted_form(request)
+    mailbox_id: int = request.path_params["mailbox"]
+    uids = await _uids(form, app.limits.max_action_uids)
+    action = field_text(form, "action")
+    back = _next_target(field_text(form, "back", f"/mail/{mailbox_id}"))
+    await apply_action(access, mailbox_id, uids, action, field_text(form, "target"))
+    if action in _LEAVES_MESSAGE and re.fullmatch(r"/mail/\d+/\d+", back):
+        back = f"/mail/{mailbox_id}"  # back to the list: the message left, or would be re-read
+    return redirect(back)
+
+
+async def apply_action(
+    access: MailAccess, mailbox_id: int, uids: list[int], action: str, target: str
+) -> None:
+    """One list action on many messages (also the JSON API's)."""
+    if not uids:
+        await access.mailbox(mailbox_id)  # still 404 for another account's folder
+        return
+    match action:
+        case "read" | "unread":
+            await access.set_flag(mailbox_id, uids, SEEN, action == "read")
+        case "flag" | "unflag":
+            await access.set_flag(mailbox_id, uids, FLAGGED, action == "flag")
+        case "move":
+            if not target.isdigit():
+                raise UserError("choose a folder to move to")
+            await access.move(mailbox_id, uids, int(target))
+        case "delete":
+            await access.delete(mailbox_id, uids)
+        case "spam" | "notspam":
+            await access.mark_junk(mailbox_id, uids, action == "spam")
+        case _:
+            raise UserError(f"unknown action {action!r}")
+
+
+async def empty_folder(request: Request) -> Response:
+    access = await _access(request)
+    await posted_form(request)
+    mailbox_id: int = request.path_params["mailbox"]
+    await access.empty(mailbox_id)
+    return redirect(f"/mail/{mailbox_id}")
+
+
+async def create_folder(request: Request) -> Response:
+    access = await _access(request)
+    form = await posted_form(request)
+    mailbox = await access.create_folder(field_text(form, "name"))
+    return redirect(f"/mail/{mailbox.id}")
+
+
+async def rename_folder(request: Request) -> Response:
+    access = await _access(request)
+    form = await posted_form(request)
+    await access.rename_folder(request.path_params["mailbox"], field_text(form, "name"))
+    return redirect(f"/mail/{request.path_params['mailbox']}")
+
+
+async def delete_folder(request: Request) -> Response:
+    access = await _access(request)
+    await posted_form(request)
+    await access.delete_folder(request.path_params["mailbox"])
+    return redirect("/mail")
+
+
+# -- one message -----------------------------------------------------------------------------------
+
+
+async def _opened(request: Request) -> tuple[MailAccess, Opened]:
+    access = await _access(request)
+    opened = await access.open(request.path_params["mailbox"], request.path_params["uid"])
+    return access, opened
+
+
+def message_base(opened: Opened) -> str:
+    return f"/mail/{opened.mailbox.id}/{opened.record.uid}"
+
+
+def safe_html(opened: Opened, *, load_remote: bool) -> tuple[str, int] | None:
+    """The sanitised HTML body and the count of remote images held back, or None."""
+    html_part = body_parts(opened.info).html
+    if html_part is None:
+        return None
+    base = message_base(opened)
+
+    def cid_url(content_id: str) -> str | None:
+        section = section_of_content_id(opened.info, content_id)
+        return f"{base}/part/{section}?inline=1" if section else None
+
+    safe = sanitize_html(part_text(opened.raw, html_part), load_remote=load_remote, cid_url=cid_url)
+    return safe.html, safe.blocked_images
+
+
+async def message_view(request: Request) -> Response:
+    app = web(request)
+    access, opened = await _opened(request)
+    await access.mark_seen(opened)
+    folders = await access.folders()
+    bodies = body_parts(opened.info)
+    images = request.query_params.get("images") == "1"
+    view = request.query_params.get("view", "")
+    html = safe_html(opened, load_remote=images) if view != "plain" else None
+    envelope = opened.info.envelope
+    reference = f"{opened.mailbox.id}:{opened.record.uid}"
+    return app.render(
+        request,
+        "message.html",
+        folders=folders,
+        mailbox=opened.mailbox,
+        opened=opened,
+        base=message_base(opened),
+        reference=reference,
+        sender=people(envelope.from_),
+        to=people(envelope.to),
+        cc=people(envelope.cc),
+        # ENVELOPE's reply-to defaults to From (RFC 9051 §7.5.2): show it only when it differs.
+        reply_to=[p for p in people(envelope.reply_to) if p not in people(envelope.from_)],
+        date=opened.info.sent_date or opened.record.internal_date,
+        auth_results=authentication_results(opened.raw, opened.info, app.services.hostname),
+        has_html=bodies.html is not None,
+        has_plain=bodies.plain is not None,
+        html=html,
+        images=images,
+        text=access.text_of(opened) if html is None else "",
+        attachments=[a for a in opened.info.attachments if not (a.inline and a.content_id)],
+        thread=await access.thread(opened),
+        targets=[f.mailbox for f in folders if f.mailbox.id != opened.mailbox.id],
+        flagged=FLAGGED in opened.record.flags,
+        is_junk=opened.mailbox.special_use is SpecialUse.JUNK,
+        sandbox=FRAME_SANDBOX,
+        defects=opened.info.defects,
+    )
+
+
+async def message_frame(request: Request) -> Response:
+    """The HTML body as its own sandboxed document (see :mod:`.sanitize`)."""
+    _, opened = await _opened(request)
+    images = request.query_params.get("images") == "1"
+    html = safe_html(opened, load_remote=images)
+    if html is None:
+        raise NotFound("this message has no HTML body")
+    response = Response(frame_document(html[0]), media_type="text/html; charset=utf-8")
+    response.headers["content-security-policy"] = frame_csp(load_remote=images)
+    response.headers["cache-control"] = "private, no-store"
+    return response
+
+
+def _disposition(kind: str, filename: str) -> str:
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def part_response(opened: Opened, section: str, *, inline: bool) -> Response:
+    """One part, transfer-decoded: a download, or (``inline``, images of safe types only)
+    shown in place. Served under a sandbox CSP either way."""
+    part = part_at(opened.info, section)
+    if part is None or part.type == "multipart":
+        raise NotFound("no such part")
+    try:
+        data = decoded_part(opened.raw, part)
+    except UnknownTransferEncoding:
+        data = opened.raw[part.body_start : part.body_end]
+    content_type = f"{part.type}/{part.subtype}"
+    known = {a.section: a for a in opened.info.attachments}
+    attachment = known.get(section)
+    filename = (attachment.filename if attachment else None) or f"part-{section}"
+    inline = inline and content_type in _INLINE_IMAGES
+    response = Response(data, media_type=content_type if inline else "application/octet-stream")
+    response.headers["content-disposition"] = _disposition(
+        "inline" if inline else "attachment", filename
+    )
+    response.headers["content-security-policy"] = _DOWNLOAD_CSP
+    response.headers["cache-control"] = "private, max-age=3600"
+    return response
+
+
+async def message_part(request: Request) -> Response:
+    """An attachment (download) or an inline image of the message (``?inline=1``)."""
+    _, opened = await _opened(request)
+    return part_response(
+        opened, request.path_params["section"], inline=request.query_params.get("inline") == "1"
+    )
+
+
+async def message_source(request: Request) -> Response:
+    _, opened = await _opened(request)
+    text = opened.raw.decode("utf-8", "replace")
+    response = PlainTextResponse(text)
+    response.headers["content-security-policy"] = _DOWNLOAD_CSP
+    return response
+
+
+# -- compose ---------------------------------------------------------------------------------------
+
+
+async def compose_page(request: Request) -> Response:
+    access = await _access(request)
+    params = request.query_params
+    draft = Draft(to=params.get("to", ""), subject=params.get("subject", ""))
+    if params.get("reply"):
+        parent = await access.open_reference(params["reply"])
+        draft = reply_draft(
+            parent.info,
+            access.text_of(parent),
+            own_addresses=await access.own_addresses(),
+            reply_all=params.get("all") == "1",
+            origin=params["reply"],
+            received=parent.record.internal_date,
+        )
+    elif params.get("forward"):
+        original = await access.open_reference(params["forward"])
+        draft = forward_draft(
+            original.info,
+            access.text_of(original),
+            origin=params["forward"],
+            received=original.record.internal_date,
+        )
+    elif params.get("draft"):
+        saved = await access.open_reference(params["draft"])
+        if saved.mailbox.special_use is not SpecialUse.DRAFTS:
+            raise NotFound("not a draft")
+        draft = draft_from_message(saved.info, access.text_of(saved), uid=saved.record.uid)
+    return _compose(request, draft)
+
+
+def _compose(
+    request: Request,
+    draft: Draft,
+    *,
+    errors: Mapping[str, str] | None = None,
+    notice: str = "",
+    status_code: int = 200,
+) -> Response:
+    app = web(request)
+    return app.render(
+        request,
+        "compose.html",
+        status_code=status_code,
+        draft=draft,
+        errors=errors or {},
+        notice=notice,
+        max_upload=app.limits.max_upload_bytes,
+    )
+
+
+async def _draft_from_form(form: FormData) -> Draft:
+    uploads: list[Upload] = []
+    for item in form.getlist("attachment"):
+        if isinstance(item, UploadFile) and item.filename:
+            data = await item.read()
+            uploads.append(
+                Upload(item.filename, item.content_type or "application/octet-stream", data)
+            )
+    draft_uid = field_text(form, "draft_uid")
+    return Draft(
+        to=field_text(form, "to"),
+        cc=field_text(form, "cc"),
+        bcc=field_text(form, "bcc"),
+        subject=field_text(form, "subject"),
+        body=field_text(form, "body"),
+        in_reply_to=field_text(form, "in_reply_to"),
+        references=tuple(field_text(form, "references").split()),
+        attachments=tuple(uploads),
+        replying_to=field_text(form, "replying_to"),
+        forwarding=field_text(form, "forwarding"),
+        draft_uid=int(draft_uid) if draft_uid.isdigit() else None,
+    )
+
+
+async def compose_submit(request: Request) -> Response:
+    app = web(request)
+    access = await _access(request)
+    form = await posted_form(request, files=True)
+    draft = await _draft_from_form(form)
+    if field_text(form, "action") == "save":
+        uid = await access.save_draft(draft)
+        again = " Attach files again before sending." if draft.attachments else ""
+        return _compose(
+            request,
+            replace(draft, draft_uid=uid, attachments=()),
+            notice=f"Draft saved at {datetime.now(UTC):%H:%M:%S} UTC.{again}",
+        )
+    result = await access.send(
+        draft,
+        max_recipients=app.limits.max_recipients,
+        client_ip=client_ip(request),
+        tls=request.url.scheme == "https",
+    )
+    if not result.sent:
+        note = " Attach files again." if draft.attachments else ""
+        return _compose(
+            request,
+            replace(draft, attachments=()),
+            errors=result.errors,
+            notice="Not sent: fix the fields marked below." + note,
+            status_code=400,
+        )
+    sent = await access.special(SpecialUse.SENT)
+    target = f"/mail/{sent.id}?" + urlencode({"sent": "1", "warning": result.warning})
+    return redirect(target)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", home),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/mail", inbox),
+        Route("/mail/{mailbox:int}", message_list),
+        Route("/mail/{mailbox:int}/actions", actions, methods=["POST"]),
+        Route("/mail/{mailbox:int}/empty", empty_folder, methods=["POST"]),
+        Route("/mail/{mailbox:int}/rename", rename_folder, methods=["POST"]),
+        Route("/mail/{mailbox:int}/delete", delete_folder, methods=["POST"]),
+        Route("/folders", create_folder, methods=["POST"]),
+        Route("/mail/{mailbox:int}/{uid:int}", message_view),
+        Route("/mail/{mailbox:int}/{uid:int}/frame", message_frame),
+        Route("/mail/{mailbox:int}/{uid:int}/part/{section}", message_part),
+        Route("/mail/{mailbox:int}/{uid:int}/source", message_source),
+        Route("/compose", compose_page, methods=["GET"]),
+        Route("/compose", compose_submit, methods=["POST"]),
+    ]

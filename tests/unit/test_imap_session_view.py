@@ -1,0 +1,161 @@
+"""The selected-mailbox view (RFC 9051 §7.4.1, §7.5.1): a client that only reads the untagged
+responses always ends with the server's seq↔UID map; EXPUNGE is never sent when not allowed;
+EXISTS never decreases; taking in the same changes twice is harmless."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pillarbox.imap.selected import SelectedView
+from pillarbox.imap.sequence import SequenceSet
+from pillarbox.store.types import Mailbox, MessageRecord
+
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+_LINE = re.compile(rb"\* (\d+) (EXISTS|EXPUNGE|RECENT|FETCH \(UID (\d+) FLAGS \(([^)]*)\)\))")
+
+
+def record(uid: int, flags: frozenset[str] = frozenset(), modseq: int = 1) -> MessageRecord:
+    return MessageRecord(1, uid, modseq, flags, NOW, NOW, 100, f"blob{uid}")
+
+
+def view_of(uids: list[int], *, read_only: bool = False) -> SelectedView:
+    mailbox = Mailbox(1, 1, "INBOX", None, 77, max(uids, default=0) + 1, 1)
+    return SelectedView(mailbox, [record(u) for u in uids], read_only=read_only, modseq=1)
+
+
+class Client:
+    """What a client knows: the seq → UID list, learned only from responses."""
+
+    def __init__(self, view: SelectedView) -> None:
+        self.uids = list(view.uids)
+        self.flags: dict[int, frozenset[str]] = {}
+
+    def read(self, lines: list[bytes], view: SelectedView) -> None:
+        for line in lines:
+            match = _LINE.fullmatch(line.rstrip(b"\r\n"))
+            assert match is not None, line
+            number, kind = int(match.group(1)), match.group(2)
+            if kind == b"EXPUNGE":
+                assert 1 <= number <= len(self.uids)
+                del self.uids[number - 1]
+            elif kind == b"EXISTS":
+                assert number >= len(self.uids), "EXISTS may never decrease"
+                # the client would FETCH the new UIDs; take them from the view
+                self.uids += view.uids[len(self.uids) : number]
+            elif kind.startswith(b"FETCH"):
+                uid = int(match.group(3))
+                assert self.uids[number - 1] == uid, "FETCH names the wrong message"
+                self.flags[uid] = frozenset(match.group(4).decode().split())
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("arrive"), st.integers(1, 3)),
+        st.tuples(st.just("expunge"), st.integers(0, 50)),
+        st.tuples(st.just("flag"), st.integers(0, 50)),
+        st.tuples(st.just("announce"), st.booleans()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(initial=st.integers(0, 8), ops=operations)
+def test_client_model_follows_the_server(initial: int, ops: list[tuple[str, object]]) -> None:
+    truth = {uid: record(uid) for uid in range(1, initial + 1)}
+    next_uid = initial + 1
+    modseq = 1
+    view = view_of(list(truth))
+    client = Client(view)
+    for op, arg in ops:
+        changed: list[MessageRecord] = []
+        expunged: list[int] = []
+        if op == "arrive":
+            for _ in range(int(arg)):  # type: ignore[call-overload]
+                modseq += 1
+                truth[next_uid] = record(next_uid, modseq=modseq)
+                changed.append(truth[next_uid])
+                next_uid += 1
+        elif op in ("expunge", "flag") and truth:
+            uid = sorted(truth)[int(arg) % len(truth)]  # type: ignore[call-overload]
+            modseq += 1
+            if op == "expunge":
+                del truth[uid]
+                expunged.append(uid)
+            else:
+                truth[uid] = record(uid, truth[uid].flags ^ {"\\Flagged"}, modseq)
+                changed.append(truth[uid])
+        elif op == "announce":
+            before = list(view.uids)
+            announcement = view.announce(allow_expunge=bool(arg), rev1=False)
+            if not arg:
+                assert not any(b"EXPUNGE" in line for line in announcement.lines)
+                assert view.uids[: len(before)] == before, "numbers moved without EXPUNGE"
+            client.read(announcement.lines, view)
+            assert client.uids == view.uids
+            if arg:
+                assert view.uids == sorted(truth)
+                for uid, known in truth.items():
+                    assert view.record(uid).flags == known.flags
+            continue
+        # the same changes read twice (a MODSEQ race) must not change the outcome
+        view.apply(changed, expunged, modseq)
+        view.apply(changed, expunged, modseq)
+    final = view.announce(allow_expunge=True, rev1=False)
+    client.read(final.lines, view)
+    assert client.uids == view.uids == sorted(truth)
+
+
+def test_resolve_message_numbers_uids_and_saved() -> None:
+    view = view_of([3, 5, 9, 12])
+    assert view.resolve(SequenceSet.parse("2:3"), uid=False) == [5, 9]
+    assert view.resolve(SequenceSet.parse("*"), uid=False) == [12]
+    assert view.resolve(SequenceSet.parse("4:10"), uid=True) == [5, 9]
+    # RFC 9051 §9: n:* with n above the highest UID still means the highest UID
+    assert view.resolve(SequenceSet.parse("100:*"), uid=True) == [12]
+    assert view.resolve(SequenceSet.parse("$"), uid=False, saved=[9, 10, 3]) == [3, 9]
+    assert view.seq_in_range(SequenceSet.parse("1:4"))
+    assert not view.seq_in_range(SequenceSet.parse("5"))
+    assert not view_of([]).seq_in_range(SequenceSet.parse("1:*"))
+    assert view_of([]).resolve(SequenceSet.parse("1:*"), uid=True) == []
+
+
+def test_withheld_expunge_keeps_the_message_visible() -> None:
+    view = view_of([1, 2, 3])
+    view.apply([], [2], modseq=2)
+    assert view.is_expunged(2) and view.seq_of(3) == 3
+    held = view.announce(allow_expunge=False, rev1=True)
+    assert held.lines == [] and view.exists == 3
+    view.apply([record(4, modseq=3)], [], modseq=3)
+    view.recent.add(4)
+    lines = view.announce(allow_expunge=False, rev1=True).lines
+    assert lines == [b"* 4 EXISTS\r\n", b"* 1 RECENT\r\n"]  # counts the withheld message
+    done = view.announce(allow_expunge=True, rev1=True)
+    assert done.lines == [b"* 2 EXPUNGE\r\n"] and done.expunged == [2]
+    assert view.uids == [1, 3, 4] and view.uidnext == 5
+
+
+def test_own_flags_are_not_announced_again() -> None:
+    view = view_of([1, 2])
+    changed = record(1, frozenset({"\\Seen"}), modseq=2)
+    view.own_flags([changed])
+    view.apply([changed], [], modseq=2)  # the store reports our own change back
+    assert view.announce(allow_expunge=True, rev1=False).lines == []
+    other = record(2, frozenset({"$X"}), modseq=3)
+    view.apply([other], [], modseq=3)
+    assert view.announce(allow_expunge=True, rev1=False).lines == [
+        b"* 2 FETCH (UID 2 FLAGS ($X))\r\n"
+    ]
+    assert view.modseq == 3
+
+
+def test_keywords_and_first_unseen() -> None:
+    mailbox = Mailbox(1, 1, "INBOX", None, 77, 4, 1)
+    records = [record(1, frozenset({"\\Seen", "$A"})), record(2), record(3, frozenset({"$B"}))]
+    view = SelectedView(mailbox, records, read_only=True, modseq=1)
+    assert view.keywords() == {"\\Seen", "$A", "$B"}
+    assert view.first_unseen() == 2

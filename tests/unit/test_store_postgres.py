@@ -1,0 +1,391 @@
+"""The PostgreSQL backend: the storage contract, plus what sharing one database between nodes
+demands (two store instances stand for two nodes): the change feed crosses them, UIDs and
+MODSEQs stay unique and ordered under concurrent writers, queue claims never overlap and a dead
+node's claims are taken over after the lease.
+
+Each store is a fresh schema in one database made for this module (see
+``pillarbox.testing.postgres``); the module is skipped when no server is reachable at
+``$PILLARBOX_TEST_POSTGRES`` or 127.0.0.1:5432.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from pillarbox.errors import ConfigError, NotFound, StorageError
+from pillarbox.store.open import open_store
+from pillarbox.store.postgres import PostgresLimits, PostgresStore
+from pillarbox.store.postgres import notify as pg_notify
+from pillarbox.store.postgres.migrations import LATEST_VERSION
+from pillarbox.store.types import (
+    INBOX,
+    Change,
+    ChangeKind,
+    DeliveryTarget,
+    FlagOp,
+    NewQueueRecipient,
+    SenderListEntry,
+    SenderListKind,
+    SpamCounts,
+)
+from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.store_contract import (
+    DOMAIN,
+    StoreContract,
+    StoreFactory,
+    make_message,
+    store_state_machine,
+)
+
+_UNREACHABLE = unreachable_reason()
+pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[TestDatabase]:
+    db = TestDatabase()
+    yield db
+    db.drop()
+
+
+@pytest.fixture(scope="module")
+def spare_urls() -> list[str]:
+    """Migrated, emptied stores that earlier tests gave back."""
+    return []
+
+
+@pytest.fixture
+def migrated_url(database: TestDatabase, spare_urls: list[str]) -> Iterator[str]:
+    """A store URL of this test alone; reused (emptied) by a later test."""
+    url = spare_urls.pop() if spare_urls else database.new_store_url()
+    yield url
+    database.wipe(url)
+    spare_urls.append(url)
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def store_factory(self, migrated_url: str) -> StoreFactory:
+        return lambda: PostgresStore(migrated_url)
+
+
+def test_store_invariants(database: TestDatabase, migrated_url: str) -> None:
+    def fresh() -> PostgresStore:
+        # Examples run one after another: the previous example's store is closed by now.
+        database.wipe(migrated_url)
+        return PostgresStore(migrated_url)
+
+    run_state_machine_as_test(
+        store_state_machine(fresh),
+        settings=settings(
+            max_examples=10,
+            stateful_step_count=10,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+@pytest.fixture
+def url(database: TestDatabase) -> str:
+    return database.new_store_url()
+
+
+@pytest.fixture
+async def nodes(migrated_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Two stores over one schema: two nodes."""
+    a, b = PostgresStore(migrated_url), PostgresStore(migrated_url)
+    await a.open()
+    await b.open()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+# -- schema and connections ------------------------------------------------------------------------
+async def test_nodes_opening_together_migrate_once(url: str) -> None:
+    stores = [PostgresStore(url) for _ in range(3)]
+    await asyncio.gather(*(store.open() for store in stores))
+    for store in stores:
+        await store.close()
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute("SELECT version FROM schema_version ORDER BY version")
+        assert [row[0] for row in await cur.fetchall()] == list(range(1, LATEST_VERSION + 1))
+
+
+async def test_refuses_a_newer_schema(url: str) -> None:
+    store = PostgresStore(url)
+    await store.open()
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'x')")
+    with pytest.raises(StorageError, match="newer"):
+        await PostgresStore(url).open()
+
+
+async def test_sessions_commit_durably_in_utc(database: TestDatabase) -> None:
+    # A server (here: the database) with synchronous_commit off still gets durable commits.
+    async with await psycopg.AsyncConnection.connect(database.url, autocommit=True) as conn:
+        await conn.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(
+                psycopg.sql.Identifier(database.name)
+            )
+        )
+    store = PostgresStore(database.new_store_url())
+    await store.open()
+    try:
+
+        async def read(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> tuple[object, ...]:
+            cur = await conn.execute(
+                "SELECT current_setting('synchronous_commit'), current_setting('TimeZone')"
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            return row
+
+        assert await store._read(read) == ("on", "UTC")
+    finally:
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(database.url, autocommit=True) as conn:
+            await conn.execute(
+                psycopg.sql.SQL("ALTER DATABASE {} RESET synchronous_commit").format(
+                    psycopg.sql.Identifier(database.name)
+                )
+            )
+
+
+async def test_unreachable_server_is_a_storage_error() -> None:
+    store = PostgresStore(
+        "postgresql://postgres@127.0.0.1:9/none", limits=PostgresLimits(timeout=1)
+    )
+    with pytest.raises(StorageError):
+        await store.open()
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://db.example/mail", "postgres://u@h:5433/m?sslmode=require"]
+)
+def test_open_store_postgres_urls(url: str) -> None:
+    store = open_store(url, Path("data"))
+    assert isinstance(store, PostgresStore) and store.conninfo == url
+
+
+@pytest.mark.parametrize("url", ["postgresql://db.example", "postgresql://db.example/"])
+def test_open_store_wants_a_database_name(url: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        open_store(url, Path("data"))
+    assert error.value.key == "store.url"
+
+
+async def test_a_cancelled_write_still_completes(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    store, _ = nodes
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    task = asyncio.ensure_future(store.deliver(*make_message(1), [DeliveryTarget(account.id)]))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    inbox = await store.get_mailbox(account.id, INBOX)
+    for _ in range(50):
+        if (await store.mailbox_status(inbox.id)).messages == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert [r.uid for r in await store.list_messages(inbox.id)] == [1]
+
+
+# -- the change feed across nodes ----------------------------------------------------------------
+def test_notify_payloads_split_under_the_limit() -> None:
+    changes = [Change(10**6 + i, 10**7 + i, ChangeKind.EXISTS, 10**9 + i) for i in range(1000)]
+    payloads = list(pg_notify.encode(changes))
+    assert len(payloads) > 1
+    assert all(len(p.encode()) < 8000 for p in payloads)
+    assert [c for p in payloads for c in pg_notify.decode(p)] == changes
+    assert pg_notify.decode("1 2 e 3\nbogus\n1 x e 2\n4 5 q 6\n7 8 m 9") == [
+        Change(1, 2, ChangeKind.EXISTS, 3),
+        Change(7, 8, ChangeKind.MAILBOXES, 9),
+    ]
+    assert len(pg_notify.channel_for("s" * 80).encode()) <= 63
+
+
+async def test_change_feed_crosses_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    a, b = nodes
+    await a.add_domain(DOMAIN)
+    account = await a.add_account(f"bob@{DOMAIN}", "h")
+    inbox = await a.get_mailbox(account.id, INBOX)
+    subscription = b.subscribe(account.id)
+    feed = aiter(subscription)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    [result] = await a.deliver(*make_message(1), [DeliveryTarget(account.id)])
+    change = await asyncio.wait_for(anext(feed), 1.0)
+    assert loop.time() - started < 1.0
+    assert result.record is not None
+    assert change == Change(account.id, inbox.id, ChangeKind.EXISTS, result.record.modseq)
+    await subscription.close()
+
+
+async def test_a_rolled_back_write_announces_nothing(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = nodes
+    await a.add_domain(DOMAIN)
+    account = await a.add_account(f"bob@{DOMAIN}", "h", quota_messages=0)
+    inbox = await a.get_mailbox(account.id, INBOX)
+    subscription = b.subscribe(account.id)
+    feed = aiter(subscription)
+    [refused] = await a.deliver(*make_message(1), [DeliveryTarget(account.id)])
+    assert refused.record is None
+    await a.set_quota(account.id, None, None)
+    record = await a.append(inbox.id, *make_message(2))
+    assert await asyncio.wait_for(anext(feed), 2) == Change(
+        account.id, inbox.id, ChangeKind.EXISTS, record.modseq
+    )
+    await subscription.close()
+
+
+# -- concurrent writers on two nodes -------------------------------------------------------------
+async def test_uids_and_modseqs_under_writers_on_two_nodes(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = nodes
+    await a.add_domain(DOMAIN)
+    account = await a.add_account(f"bob@{DOMAIN}", "h")
+    inbox = await a.get_mailbox(account.id, INBOX)
+    archive = await a.get_mailbox(account.id, "Archive")
+    appends = [(a if i % 2 else b).append(inbox.id, *make_message(i)) for i in range(60)]
+    deliveries = [
+        (b if i % 2 else a).deliver(
+            *make_message(1000 + i),
+            [DeliveryTarget(account.id), DeliveryTarget(account.id, "Archive")],
+        )
+        for i in range(20)
+    ]
+    flags = [
+        (a if i % 2 else b).store_flags(inbox.id, [i + 1], FlagOp.ADD, frozenset({"\\Seen"}))
+        for i in range(20)
+    ]
+    await asyncio.gather(*appends, *deliveries, *flags)
+    records = await b.list_messages(inbox.id)
+    assert [r.uid for r in records] == list(range(1, 81))  # unique, no gaps, ascending
+    status = await a.mailbox_status(inbox.id)
+    assert status.mailbox.uidnext == 81 and status.messages == 80
+    assert status.mailbox.highestmodseq == max(r.modseq for r in records)
+    # Allocation order is commit order: every arrival's MODSEQ exceeds the one before it
+    # (a flag change re-stamps a record, so only the untouched ones show arrival stamps).
+    arrivals = sorted((r.uid, r.modseq) for r in records if "\\Seen" not in r.flags)
+    assert [m for _, m in arrivals] == sorted({m for _, m in arrivals})
+    assert [r.uid for r in await a.list_messages(archive.id)] == list(range(1, 21))
+    usage = await a.quota_usage(account.id)
+    assert (usage.messages, usage.bytes_used) == (
+        100,
+        sum(r.size for r in records) + sum(r.size for r in await a.list_messages(archive.id)),
+    )
+
+
+async def test_quota_is_exact_across_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    a, b = nodes
+    await a.add_domain(DOMAIN)
+    account = await a.add_account(f"bob@{DOMAIN}", "h", quota_messages=25)
+    results = await asyncio.gather(
+        *(
+            (a if i % 2 else b).deliver(*make_message(i), [DeliveryTarget(account.id)])
+            for i in range(60)
+        )
+    )
+    assert sum(r[0].record is not None for r in results) == 25
+    assert (await b.quota_usage(account.id)).messages == 25
+
+
+# -- the queue across nodes ------------------------------------------------------------------------
+async def test_claims_never_overlap_and_expire(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    a, b = nodes
+    queued = [
+        await a.enqueue("s@x.org", f"message {i}".encode(), [NewQueueRecipient(f"r{i}@y.org")])
+        for i in range(40)
+    ]
+    now = queued[-1].queued_at + timedelta(seconds=1)
+    # Thirty claimers (a claimer re-claims its own messages, so each has its own name).
+    claims = await asyncio.gather(
+        *(
+            (a if i % 2 else b).claim_due(now, limit=3, lease_seconds=60, owner=f"worker-{i}")
+            for i in range(30)
+        )
+    )
+    claimed = [m.id for batch in claims for m in batch]
+    assert sorted(claimed) == sorted(m.id for m in queued)  # every message, each exactly once
+    assert await a.claim_due(now, limit=100, lease_seconds=60, owner="late") == []
+    # Every claimer is killed: once the leases run out, another node takes all over.
+    later = now + timedelta(seconds=61)
+    taken = await b.claim_due(later, limit=100, lease_seconds=60, owner="survivor")
+    assert sorted(m.id for m in taken) == sorted(m.id for m in queued)
+    assert await a.claim_due(later, limit=100, lease_seconds=60, owner="worker-1") == []
+
+
+async def test_store_level_search_is_shared(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    a, b = nodes
+    await a.add_domain(DOMAIN)
+    account = await a.add_account(f"bob@{DOMAIN}", "h")
+    inbox = await a.get_mailbox(account.id, INBOX)
+    await a.append(inbox.id, *make_message(1, body="50% off_today \\o/"))
+    await a.append(inbox.id, *make_message(2, body="500 offXtoday"))
+    assert await b.search_text(inbox.id, ["50% off_"]) == {1}  # LIKE wildcards are literals
+    assert await b.search_text(inbox.id, ["\\O/"]) == {1}
+
+
+# -- the spam filter's tallies (not in the shared contract yet) ---------------------------------
+async def test_spam_tallies_clamp_and_follow_the_account(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = nodes
+    await a.add_domain(DOMAIN)
+    account = await a.add_account(f"bob@{DOMAIN}", "h")
+    assert await a.spam_model(account.id, ["x"]) == (SpamCounts(), {})
+    await asyncio.gather(
+        *(
+            node.train_spam_model(account.id, SpamCounts(0, 1), {"cheap": SpamCounts(0, 1)})
+            for node in (a, b) * 5
+        )
+    )
+    assert await b.spam_model(account.id, ["cheap", "new"]) == (
+        SpamCounts(0, 10),
+        {"cheap": SpamCounts(0, 10)},
+    )
+    await a.train_spam_model(account.id, SpamCounts(0, -20), {"cheap": SpamCounts(0, -20)})
+    assert await a.spam_model(account.id, ["cheap"]) == (SpamCounts(0, 0), {})  # dropped
+    await a.train_spam_model(None, SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
+    assert await a.spam_model(None, ["hello"]) == (SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
+    assert await a.spam_training_mark(account.id, "k") is None
+    await a.set_spam_training_mark(account.id, "k", spam=True)
+    await b.set_spam_training_mark(account.id, "k", spam=False)
+    assert await a.spam_training_mark(account.id, "k") is False
+    await a.record_sender_reputation(account.id, ["s.example", "s.example"], SpamCounts(2, 0))
+    await b.record_sender_reputation(account.id, ["s.example"], SpamCounts(-5, 1))
+    assert await a.sender_reputation(account.id, ["s.example", "t"]) == {
+        "s.example": SpamCounts(0, 1)
+    }
+    await a.set_sender_entry(account.id, SenderListEntry("B.example", SenderListKind.ALLOW))
+    await a.set_sender_entry(account.id, SenderListEntry("b.example", SenderListKind.BLOCK))
+    await a.set_sender_entry(account.id, SenderListEntry("a@c.example", SenderListKind.ALLOW))
+    assert await b.list_sender_entries(account.id) == [
+        SenderListEntry("a@c.example", SenderListKind.ALLOW),
+        SenderListEntry("b.example", SenderListKind.BLOCK),
+    ]
+    await a.remove_sender_entry(account.id, "a@c.example")
+    with pytest.raises(NotFound):
+        await a.remove_sender_entry(account.id, "a@c.example")
+    with pytest.raises(NotFound):
+        await a.train_spam_model(10**9, SpamCounts(1, 0), {})
+    await a.remove_account(account.id)
+    assert await a.spam_model(account.id, ["hello"]) == (SpamCounts(), {})
+    assert await a.spam_model(None, ["hello"]) == (SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})

@@ -1,0 +1,122 @@
+"""Recipient validation, reply/forward drafts, and the messages built from drafts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pillarbox.mail.parse import parse_message
+from pillarbox.web.composing import (
+    Draft,
+    Upload,
+    angle,
+    build_message,
+    check_recipients,
+    forward_draft,
+    parse_people,
+    quote,
+    reply_draft,
+    reply_subject,
+)
+from pillarbox.web.reading import Person
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+ME = Person("Alice Ä", "alice@example.org")
+
+ORIGINAL = (
+    b"From: Bob <bob@example.org>\r\nTo: Alice <alice@example.org>, carol@example.net\r\n"
+    b"Cc: dave@example.net, alice@example.org\r\nReply-To: bob.reply@example.org\r\n"
+    b"Subject: Plans\r\nDate: Tue, 30 Apr 2024 09:00:00 +0000\r\n"
+    b"Message-ID: <m2@example.org>\r\nReferences: <m0@example.org> <m1@example.org>\r\n"
+    b"\r\nLine one\r\n\r\nLine three\r\n"
+)
+
+
+def test_parse_people_separates_valid_and_invalid() -> None:
+    valid, invalid = parse_people('"Bob B." <bob@example.org>, carol@EXAMPLE.net, oops, x@y, a@')
+    assert [str(p) for p in valid] == ["Bob B. <bob@example.org>", "carol@example.net"]
+    assert invalid == ["oops", "x@y", "a"]
+    assert parse_people("  ") == ([], [])
+
+
+def test_check_recipients_reports_per_field() -> None:
+    result = check_recipients(
+        Draft(to="bob@example.org", cc="bad", bcc="eve@example.net"), max_recipients=10
+    )
+    assert result.errors == {"cc": "not a valid address: bad"}
+    assert result.envelope == ["bob@example.org", "eve@example.net"]
+    assert check_recipients(Draft(), max_recipients=10).errors == {
+        "to": "add at least one recipient"
+    }
+    many = ", ".join(f"u{n}@example.org" for n in range(5))
+    assert "at most 3" in check_recipients(Draft(to=many), max_recipients=3).errors["to"]
+
+
+def test_reply_all_threads_quotes_and_drops_self() -> None:
+    info = parse_message(ORIGINAL)
+    draft = reply_draft(
+        info, "Line one\n\nLine three\n", own_addresses={"alice@example.org"}, reply_all=True,
+        origin="5:9", received=NOW,
+    )  # fmt: skip
+    assert draft.to == "bob.reply@example.org"
+    assert draft.cc == "carol@example.net, dave@example.net"
+    assert draft.subject == "Re: Plans"
+    assert draft.in_reply_to == "m2@example.org"
+    assert draft.references == ("m0@example.org", "m1@example.org", "m2@example.org")
+    assert "Bob <bob@example.org> wrote:\n> Line one\n>\n> Line three" in draft.body
+    assert draft.replying_to == "5:9"
+    single = reply_draft(info, "x", own_addresses=set(), reply_all=False, origin="", received=NOW)
+    assert single.cc == ""
+
+
+def test_subject_prefixes_are_not_stacked() -> None:
+    assert reply_subject("Re: x") == "Re: x" and reply_subject("AW: x") == "AW: x"
+    assert reply_subject("Regarding") == "Re: Regarding"
+    info = parse_message(ORIGINAL.replace(b"Subject: Plans", b"Subject: Fwd: Plans"))
+    assert forward_draft(info, "t", origin="1:1", received=NOW).subject == "Fwd: Plans"
+
+
+def test_forward_summarises_the_original() -> None:
+    draft = forward_draft(parse_message(ORIGINAL), "Line one", origin="1:2", received=NOW)
+    assert "---------- Forwarded message ----------\nFrom: Bob <bob@example.org>" in draft.body
+    assert "Subject: Plans" in draft.body and draft.body.endswith("Line one")
+    assert draft.forwarding == "1:2" and draft.to == ""
+
+
+def test_quote() -> None:
+    assert quote("a\r\n\r\nb\n") == "> a\n>\n> b"
+
+
+def test_built_message_headers_and_parts() -> None:
+    draft = Draft(
+        subject="Grüße\r\nBcc: injected@evil.example",
+        body="Hallo Bob,\nschöne Grüße.\n",
+        in_reply_to="m2@example.org",
+        references=("<m1@example.org>", "m2@example.org"),
+        attachments=(Upload("bericht.pdf", "application/pdf", b"%PDF-1.4"),),
+    )
+    recipients = check_recipients(
+        Draft(to="Bob <bob@example.org>", bcc="secret@example.net"), max_recipients=5
+    )
+    raw, message_id = build_message(
+        draft, sender=ME, recipients=recipients, hostname="mx.test", now=NOW, include_bcc=False
+    )
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    info = parse_message(raw)
+    assert info.subject == "Grüße Bcc: injected@evil.example"  # one line, no header injection
+    assert info.from_name == "Alice Ä" and info.from_addr == "alice@example.org"
+    assert info.to_addr == "bob@example.org"
+    assert info.message_id == message_id.strip("<>") and message_id.endswith("@mx.test>")
+    assert info.in_reply_to == "m2@example.org"
+    assert info.references == ("m1@example.org", "m2@example.org")
+    assert b"secret@example.net" not in raw
+    assert [a.filename for a in info.attachments] == ["bericht.pdf"]
+    assert "schöne Grüße" in info.body_text
+    copy, same_id = build_message(
+        draft, sender=ME, recipients=recipients, hostname="mx.test", now=NOW,
+        include_bcc=True, message_id=message_id,
+    )  # fmt: skip
+    assert same_id == message_id and b"Bcc: secret@example.net" in copy
+
+
+def test_angle() -> None:
+    assert angle("a@b") == "<a@b>" and angle("<a@b>") == "<a@b>" and angle(" ") == ""

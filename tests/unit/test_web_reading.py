@@ -1,0 +1,93 @@
+"""What the reader sees of a stored message: decoded people, the body chosen, parts,
+authentication results; and the JSON API's OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pillarbox.mail.parse import parse_message, part_text
+from pillarbox.web.api import OPERATIONS, openapi_document
+from pillarbox.web.reading import (
+    authentication_results,
+    body_parts,
+    body_text,
+    part_at,
+    people,
+    section_of_content_id,
+)
+
+ALTERNATIVE = (
+    b'From: =?utf-8?q?J=C3=B6rg?= <jorg@example.net>, "Ann, B." <ann@example.net>\r\n'
+    b"To: undisclosed-recipients:;\r\nSubject: alt\r\n"
+    b"Authentication-Results: mx.test; spf=pass smtp.mailfrom=example.net;\r\n"
+    b" dkim=fail (bad signature) header.d=example.net; dmarc=none\r\n"
+    b"Authentication-Results: evil.example; dkim=pass\r\n"
+    b"Authentication-Results: mx.test.evil.example; dmarc=pass\r\n"
+    b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="o"\r\n\r\n'
+    b'--o\r\nContent-Type: multipart/alternative; boundary="a"\r\n\r\n'
+    b"--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nplain version\r\n"
+    b"--a\r\nContent-Type: text/html\r\n\r\n<p>html <b>version</b></p>\r\n--a--\r\n"
+    b"--o\r\nContent-Type: text/plain; name=notes.txt\r\n\r\nattached text\r\n"
+    b"--o\r\nContent-Type: image/gif\r\nContent-ID: <pic@x>\r\n\r\nGIF89a\r\n--o--\r\n"
+)
+
+
+def test_people_are_decoded_and_groups_dropped() -> None:
+    info = parse_message(ALTERNATIVE)
+    assert [str(p) for p in people(info.envelope.from_)] == [
+        "Jörg <jorg@example.net>",
+        "Ann, B. <ann@example.net>",
+    ]
+    assert people(info.envelope.to) == []
+
+
+def test_body_parts_prefer_inline_text_not_attachments() -> None:
+    info = parse_message(ALTERNATIVE)
+    bodies = body_parts(info)
+    assert bodies.plain is not None and bodies.html is not None
+    assert part_text(ALTERNATIVE, bodies.plain).strip() == "plain version"
+    assert "<b>version</b>" in part_text(ALTERNATIVE, bodies.html)
+    assert body_text(ALTERNATIVE, info).strip() == "plain version"
+    html_only = b"Subject: h\r\nContent-Type: text/html\r\n\r\n<p>only <i>html</i></p>\r\n"
+    assert body_text(html_only, parse_message(html_only)).strip() == "only html"
+    attachment_only = b"Subject: a\r\nContent-Type: text/plain; name=x.txt\r\n\r\nfile\r\n"
+    assert body_parts(parse_message(attachment_only)).plain is None
+
+
+def test_parts_by_section_and_content_id() -> None:
+    info = parse_message(ALTERNATIVE)
+    assert section_of_content_id(info, "<pic@x>") == "3"
+    assert section_of_content_id(info, "nope@x") is None
+    part = part_at(info, "2")
+    assert part is not None and part.type == "text"
+    for bad in ("", "0", "1.0", "x", "9", "-1", "1..2"):
+        assert part_at(info, bad) is None, bad
+
+
+def test_only_our_authentication_results_count() -> None:
+    info = parse_message(ALTERNATIVE)
+    results = authentication_results(ALTERNATIVE, info, "mx.test")
+    assert [(r.method, r.result) for r in results] == [
+        ("spf", "pass"),
+        ("dkim", "fail"),
+        ("dmarc", "none"),
+    ]
+    assert "bad signature" in results[1].detail
+    assert authentication_results(ALTERNATIVE, info, "other.test") == []
+
+
+def test_openapi_document_is_consistent() -> None:
+    document = openapi_document()
+    json.dumps(document)  # serialisable
+    ids = [entry["operationId"] for ops in document["paths"].values() for entry in ops.values()]
+    assert len(ids) == len(set(ids)) == len(OPERATIONS)
+    refs = set(re.findall(r'"#/components/schemas/(\w+)"', json.dumps(document)))
+    assert refs <= set(document["components"]["schemas"])
+    for path, ops in document["paths"].items():
+        named = set(re.findall(r"\{(\w+)\}", path))
+        for entry in ops.values():
+            declared = {p["name"] for p in entry.get("parameters", []) if p["in"] == "path"}
+            assert declared == named, path
+    admin = [op for op in OPERATIONS if op.path.startswith("/admin")]
+    assert admin and all(op.admin for op in admin)
