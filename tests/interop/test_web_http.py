@@ -101,7 +101,7 @@ def test_login_without_csrf_token_is_refused(live: LiveServer) -> None:
     )
     assert response.status_code == 303
     assert response.headers["location"].startswith("/login?")
-    assert "reason=stale" in response.headers["location"]
+    assert "reason=expired" in response.headers["location"]  # no session: log in afresh
     assert web.get("/mail").status_code == 303  # not logged in
 
 

@@ -20,7 +20,6 @@ from pillarbox.imap.session import (
     _HANDLERS,
     ALLOWED,
     TRANSITIONS,
-    UNSUPPORTED,
     Action,
     ImapSession,
     State,
@@ -106,8 +105,7 @@ async def deliver(store: Store, subject: str) -> int:
 def test_every_command_is_handled_or_refused() -> None:
     every = set(typing.get_args(c.Command))
     allowed = set().union(*ALLOWED.values())
-    assert allowed | UNSUPPORTED == every
-    assert not allowed & UNSUPPORTED
+    assert allowed == every
     assert allowed == set(_HANDLERS)
     assert ALLOWED[State.LOGOUT] == frozenset()
 
@@ -158,7 +156,8 @@ async def test_byte_at_a_time_input_gives_the_same_output(tmp_path: Path) -> Non
             pieces = [await wire.send(script[i : i + size]) for i in range(0, len(script), size)]
         finally:
             await store.close()
-        outputs.append(re.sub(r"(UIDVALIDITY|APPENDUID) \d+", r"\1 n", "".join(pieces)))
+        masked = re.sub(r"(UIDVALIDITY|APPENDUID) \d+", r"\1 n", "".join(pieces))
+        outputs.append(re.sub(r"MAILBOXID \(\S+\)", "MAILBOXID (id)", masked))
     assert outputs[0] == outputs[1]
     assert "+ Ready for literal data" in outputs[0] and "d OK FETCH completed" in outputs[0]
 

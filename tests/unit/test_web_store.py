@@ -92,6 +92,13 @@ async def test_sort_orders_and_paging(store: SqliteStore) -> None:
     page = await store.query_messages(box, MessageQuery(), offset=2, limit=2)
     assert page.total == 6 and [r.uid for r in page.records] == [4, 3]
     assert page.records[0].size > 0 and page.records[0].blob_id
+    by_date = MessageQuery(sort=SortKey.DATE)  # indexed; late pages are read from the end
+    assert await uids(store, box, by_date) == [1, 2, 3, 4, 5, 6]
+    assert await uids(store, box, by_date, offset=4, limit=2) == [5, 6]
+    assert await uids(store, box, by_date, offset=5, limit=5) == [6]
+    oldest_first = MessageQuery(sort=SortKey.DATE, descending=False)
+    assert await uids(store, box, oldest_first, offset=4, limit=10) == [2, 1]
+    assert await uids(store, box, MessageQuery(sort=SortKey.DATE, unseen=True), offset=4) == [5, 6]
     beyond = await store.query_messages(box, MessageQuery(), offset=10, limit=5)
     assert beyond.total == 6 and beyond.records == ()
 

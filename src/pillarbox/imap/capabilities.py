@@ -2,9 +2,8 @@
 
 IMAP4rev2 folds in many IMAP4rev1 extensions (RFC 9051 Appendix E item 2); they are listed by
 name as well so that IMAP4rev1-only clients find them. Each name below is implemented by
-:mod:`pillarbox.imap.session`; extensions the parser understands but the session does not
-(CONDSTORE, QRESYNC, SORT, THREAD, COMPRESS, QUOTA, OBJECTID) are deliberately absent and their
-commands are answered BAD.
+:mod:`pillarbox.imap.session` (COMPRESS=DEFLATE with the adapter's help). NOTIFY (RFC 5465) is
+not offered.
 """
 
 from __future__ import annotations
@@ -39,11 +38,22 @@ BASE: Final = (
     "WITHIN",  # RFC 5032
     "SAVEDATE",  # RFC 8514
     "PREVIEW",  # RFC 8970
+    "CONDSTORE",  # RFC 7162 §3.1
+    "QRESYNC",  # RFC 7162 §3.2
+    "SORT",  # RFC 5256
+    "SORT=DISPLAY",  # RFC 5957
+    "ESORT",  # RFC 5267 §3
+    "THREAD=ORDEREDSUBJECT",  # RFC 5256 §3
+    "THREAD=REFERENCES",  # RFC 5256 §3
+    "QUOTA",  # RFC 9208
+    "QUOTA=RES-STORAGE",  # RFC 9208 §5.1
+    "QUOTA=RES-MESSAGE",  # RFC 9208 §5.2
+    "OBJECTID",  # RFC 8474
 )
 
 #: ENABLE arguments that take effect (RFC 5161 §3.1); both switch mailbox names and quoted
 #: strings to UTF-8, and IMAP4rev2 switches the other behaviours of RFC 9051 Appendix E.
-ENABLEABLE: Final = frozenset({"IMAP4REV2", "UTF8=ACCEPT"})
+ENABLEABLE: Final = frozenset({"IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC"})
 
 
 def capabilities(
@@ -54,6 +64,7 @@ def capabilities(
     login_allowed: bool,
     mechanisms: Iterable[str],
     append_limit: int,
+    compress: bool = True,
 ) -> tuple[str, ...]:
     """The CAPABILITY list for a connection in its current state.
 
@@ -61,6 +72,8 @@ def capabilities(
     while plaintext login is refused (RFC 9051 §6.2.3), and the SASL mechanisms this connection
     offers (RFC 9051 §6.2.2). After it, none of those: RFC 9051 §7.2.2 lets the list change with
     the state, and clients re-read it (the OK after login carries it as a response code).
+    COMPRESS=DEFLATE only after authentication (as Dovecot: compressing before it buys
+    nothing), and only while ``compress`` (not yet active, RFC 4978 §3).
     """
     names = [*BASE, f"APPENDLIMIT={append_limit}"]  # RFC 7889 §3
     if not authenticated:
@@ -69,4 +82,6 @@ def capabilities(
         if not login_allowed:
             names.append("LOGINDISABLED")
         names.extend(f"AUTH={name}" for name in mechanisms)
+    elif compress:
+        names.append("COMPRESS=DEFLATE")  # RFC 4978
     return tuple(names)

@@ -47,6 +47,8 @@ LIST_SELECTION: Final = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SP
 LIST_RETURN: Final = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
 #: ESEARCH return options (RFC 4731 §3.1, RFC 5182 §2 for SAVE).
 SEARCH_RETURN: Final = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+#: ESORT return options (RFC 5267 §3.1; SAVE of a sort result is not offered).
+SORT_RETURN: Final = frozenset({"MIN", "MAX", "ALL", "COUNT"})
 #: SORT keys (RFC 5256 §3; DISPLAYFROM/DISPLAYTO: RFC 5957 §3).
 SORT_KEYS: Final = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
@@ -269,13 +271,15 @@ class SortCriterion:
 
 @dataclass(frozen=True, slots=True)
 class Sort:
-    """SORT / UID SORT (RFC 5256 §3); CHARSET is mandatory there."""
+    """SORT / UID SORT (RFC 5256 §3); CHARSET is mandatory there. ``return_options`` is None
+    for a plain SORT, else the ESORT options (RFC 5267 §3: ``SORT RETURN (...)``)."""
 
     tag: str
     criteria: tuple[SortCriterion, ...]
     charset: str
     key: SearchKey
     uid: bool = False
+    return_options: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,10 +515,13 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
                 out += b" CHARSET " + strings.astring(charset.encode("ascii"))
             program = format_program(key, utf8=utf8, charset=charset or "utf-8")
             return _uid(out + b" " + program, uid)
-        case Sort(criteria=criteria, charset=charset, key=key, uid=uid):
+        case Sort(criteria=criteria, charset=charset, key=key, uid=uid, return_options=options):
             sort = " ".join(("REVERSE " if c.reverse else "") + c.key for c in criteria)
             program = format_program(key, utf8=utf8, charset=charset)
-            out = b"SORT (%s) %s %s" % (sort.encode("ascii"), charset.encode("ascii"), program)
+            out = b"SORT "
+            if options is not None:
+                out += b"RETURN (" + " ".join(sorted(options)).encode("ascii") + b") "
+            out += b"(%s) %s %s" % (sort.encode("ascii"), charset.encode("ascii"), program)
             return _uid(out, uid)
         case Thread(algorithm=algorithm, charset=charset, key=key, uid=uid):
             program = format_program(key, utf8=utf8, charset=charset)

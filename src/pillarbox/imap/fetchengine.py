@@ -18,6 +18,10 @@ Implementation notes (RFC 9051 §6.4.5, §7.5.2; RFC 3516 BINARY; RFC 3501 RFC82
   EXPUNGE may be sent (see :mod:`pillarbox.imap.selected`). Attributes the view holds are still
   answered; if its metadata or bytes are gone, it is left out of the response and the command
   ends ``NO [EXPUNGEISSUED]`` (RFC 5530), as Dovecot does.
+- **CONDSTORE** (RFC 7162 §3.1.4): MODSEQ is answered from the view; once the client is
+  CONDSTORE-aware every response carrying FLAGS carries MODSEQ too (§3.1), so its cache learns
+  the MODSEQ of each flag state it sees. **OBJECTID** (RFC 8474 §5): EMAILID is derived from
+  the content-addressed blob, THREADID is NIL (:mod:`.objectid`).
 - A section that does not exist is NIL; a partial ``<o.n>`` past the end is the empty string
   (§6.4.5); BINARY of a part in an unknown transfer encoding ends ``NO [UNKNOWN-CTE]``
   (RFC 3516 §4.3).
@@ -41,6 +45,7 @@ from pillarbox.imap.fetch import (
     Preview,
     sets_seen,
 )
+from pillarbox.imap.objectid import email_id
 from pillarbox.imap.selected import RECENT, SelectedView
 from pillarbox.mail.decode import UnknownTransferEncoding
 from pillarbox.mail.model import MessageInfo
@@ -67,14 +72,14 @@ def _render_uid(uid: int, record: MessageRecord) -> bytes:
     return b"UID %d" % uid
 
 
+def _render_modseq(uid: int, record: MessageRecord) -> bytes:
+    return b"MODSEQ (%d)" % record.modseq
+
+
 class Output(Protocol):
     """Where responses go; the adapter's implementation applies back-pressure."""
 
     async def write(self, data: bytes) -> None: ...
-
-
-class UnsupportedAttribute(Exception):
-    """An attribute of an extension this server does not offer (the session answers BAD)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,7 @@ class FetchEngine:
         uid_command: bool,
         utf8: bool,
         with_recent: bool,
+        condstore: bool = False,
     ) -> None:
         self._view = view
         self._store = store
@@ -154,6 +160,7 @@ class FetchEngine:
         self._uid_command = uid_command
         self._utf8 = utf8
         self._with_recent = with_recent
+        self._condstore = condstore
         self._expunged = False
         self._unknown_cte = False
 
@@ -172,18 +179,19 @@ class FetchEngine:
         return FetchOutcome(self._expunged, self._unknown_cte)
 
     def _normalise(self, atts: Sequence[FetchAtt]) -> list[FetchAtt]:
-        """Duplicates dropped; UID first for UID FETCH (RFC 9051 §6.4.9: always returned)."""
+        """Duplicates dropped; UID first for UID FETCH (RFC 9051 §6.4.9: always returned);
+        MODSEQ beside FLAGS for a CONDSTORE-aware client (RFC 7162 §3.1)."""
         seen: set[FetchAtt] = set()
         ordered: list[FetchAtt] = []
         if self._uid_command:
             ordered.append(FetchItem.UID)
             seen.add(FetchItem.UID)
         for att in atts:
-            if att in (FetchItem.MODSEQ, FetchItem.EMAILID, FetchItem.THREADID):
-                raise UnsupportedAttribute(att.value)  # CONDSTORE, OBJECTID: not offered
             if att not in seen:
                 seen.add(att)
                 ordered.append(att)
+        if self._condstore and FetchItem.FLAGS in seen and FetchItem.MODSEQ not in seen:
+            ordered.append(FetchItem.MODSEQ)
         return ordered
 
     # -- only the view ---------------------------------------------------------------------
@@ -209,6 +217,8 @@ class FetchEngine:
     def _renderer(self, att: FetchAtt) -> Callable[[int, MessageRecord], bytes]:
         if att is FetchItem.UID:
             return _render_uid
+        if att is FetchItem.MODSEQ:
+            return _render_modseq
         if att is not FetchItem.FLAGS:
             return lambda uid, record: self._simple(att, uid, record)
         recent = self._view.recent if self._with_recent else frozenset()
@@ -236,6 +246,12 @@ class FetchEngine:
                 return responses.rfc822_size_item(record.size)
             case FetchItem.SAVEDATE:
                 return responses.savedate_item(record.saved_date)
+            case FetchItem.MODSEQ:
+                return responses.modseq_item(record.modseq)
+            case FetchItem.EMAILID:
+                return responses.emailid_item(email_id(record))
+            case FetchItem.THREADID:
+                return responses.threadid_item(None)
         raise AssertionError(f"{att!r} is not answered from the view")  # pragma: no cover
 
     # -- metadata and bytes --------------------------------------------------------------
@@ -282,6 +298,8 @@ class FetchEngine:
             wanted = atts
             if uid in flagged and FetchItem.FLAGS not in atts:
                 wanted = [*atts, FetchItem.FLAGS]
+                if self._condstore and FetchItem.MODSEQ not in atts:
+                    wanted.append(FetchItem.MODSEQ)
             pieces = [self._item(att, uid, record, info, raw) for att in wanted]
             await self._emit(view.seq_of(uid), pieces)
 

@@ -124,6 +124,13 @@ class Lexer:
         """True while literal octets are expected (inactivity timers may treat this apart)."""
         return self._literal_left > 0
 
+    def take_unread(self) -> bytes:
+        """Hand back what was received after the last complete command, unread: after
+        COMPRESS those octets are compressed (RFC 4978 §3) and must pass the inflater first."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
     def receive_data(self, data: bytes) -> None:
         if not self._closed:
             self._buffer += data

@@ -608,19 +608,23 @@ def _charset(cur: _Cursor) -> tuple[str, str]:
     return name, codec
 
 
+def _return_options(cur: _Cursor, allowed: frozenset[str], what: str) -> frozenset[str] | None:
+    """RFC 4731 §3.1 search-return-opts (RFC 5267 §3 for SORT), with the space after it."""
+    if not cur.skip_keyword(b"RETURN"):
+        return None
+    cur.sp()
+    words = cur.parenthesised_words()
+    unknown = set(words) - allowed
+    if unknown:
+        raise cur.error(f"unknown {what} return option {sorted(unknown)[0]}")
+    cur.sp()
+    return frozenset(words)
+
+
 def _search(uid: bool) -> Callable[[_Cursor, str], c.Command]:
     def parse(cur: _Cursor, tag: str) -> c.Command:
         cur.sp()
-        options = None
-        if cur.skip_keyword(b"RETURN"):
-            # RFC 4731 §3.1 search-return-opts.
-            cur.sp()
-            words = cur.parenthesised_words()
-            unknown = set(words) - c.SEARCH_RETURN
-            if unknown:
-                raise cur.error(f"unknown SEARCH return option {sorted(unknown)[0]}")
-            options = frozenset(words)
-            cur.sp()
+        options = _return_options(cur, c.SEARCH_RETURN, "SEARCH")
         charset = None
         codec = "utf-8"
         if cur.skip_keyword(b"CHARSET"):
@@ -643,6 +647,7 @@ def _search_program(cur: _Cursor, codec: str) -> s.SearchKey:
 def _sort(uid: bool) -> Callable[[_Cursor, str], c.Command]:
     def parse(cur: _Cursor, tag: str) -> c.Command:
         cur.sp()
+        options = _return_options(cur, c.SORT_RETURN, "SORT")
         words = cur.parenthesised_words()
         criteria = []
         reverse = False
@@ -659,7 +664,8 @@ def _sort(uid: bool) -> Callable[[_Cursor, str], c.Command]:
         cur.sp()
         charset, codec = _charset(cur)
         cur.sp()
-        return c.Sort(tag, tuple(criteria), charset, _search_program(cur, codec), uid)
+        key = _search_program(cur, codec)
+        return c.Sort(tag, tuple(criteria), charset, key, uid, options)
 
     return parse
 

@@ -15,9 +15,11 @@ from pillarbox.imap.responses import (
     AUTHENTICATIONFAILED,
     CANNOT,
     CLOSED,
+    COMPRESSIONACTIVE,
     EXPUNGEISSUED,
     HASCHILDREN,
     NONEXISTENT,
+    NOPERM,
     OVERQUOTA,
     PRIVACYREQUIRED,
     READ_ONLY,
@@ -46,7 +48,6 @@ BYE_SHUTDOWN: Final = Reply(BYE, "Server shutting down", UNAVAILABLE)
 BYE_BUSY: Final = Reply(BYE, "Too many connections, try again later", UNAVAILABLE)
 BYE_MAILBOX_GONE: Final = Reply(BYE, "The selected mailbox was deleted by another session")
 BAD_WRONG_STATE: Final = Reply(BAD, "Command not valid in this state")
-BAD_UNSUPPORTED: Final = Reply(BAD, "Extension not supported by this server")
 BAD_BAD_SEQUENCE: Final = Reply(BAD, "Message sequence number out of range")  # RFC 9051 §9
 NO_SERVER_FAULT: Final = Reply(NO, "Internal server error, try again", SERVERBUG)
 
@@ -65,6 +66,16 @@ BAD_SASL_RESPONSE: Final = Reply(BAD, "Invalid base64 in SASL response")
 
 # -- authenticated (RFC 9051 §6.3) ----------------------------------------------------------
 OK_ENABLE: Final = Reply(OK, "ENABLE completed")
+OK_HIGHESTMODSEQ: Final = Reply(OK, "Highest")  # RFC 7162 §3.1.2.1, code added per mailbox
+OK_MAILBOXID: Final = Reply(OK, "Mailbox id")  # RFC 8474 §4.1, code added per mailbox
+BAD_QRESYNC_NOT_ENABLED: Final = Reply(BAD, "QRESYNC must be enabled first")  # RFC 7162 §3.2.5
+OK_GETQUOTA: Final = Reply(OK, "GETQUOTA completed")
+OK_GETQUOTAROOT: Final = Reply(OK, "GETQUOTAROOT completed")
+NO_NO_QUOTA_ROOT: Final = Reply(NO, "No such quota root", NONEXISTENT)  # RFC 9208 §4.2
+NO_SETQUOTA: Final = Reply(NO, "Quotas are set by the administrator", NOPERM)
+OK_COMPRESS: Final = Reply(OK, "DEFLATE active")  # RFC 4978 §3
+NO_COMPRESSION_ACTIVE: Final = Reply(NO, "DEFLATE active via COMPRESS", COMPRESSIONACTIVE)
+BAD_COMPRESS_MECHANISM: Final = Reply(BAD, "Only DEFLATE is supported")
 #: Untagged OK lines of SELECT/EXAMINE (RFC 9051 §6.3.2); codes are added per mailbox.
 OK_PERMANENTFLAGS: Final = Reply(OK, "Flags permitted")
 OK_UIDVALIDITY: Final = Reply(OK, "UIDs valid")
@@ -109,6 +120,10 @@ NO_FETCH_EXPUNGED: Final = Reply(
 )
 NO_UNKNOWN_CTE: Final = Reply(NO, "Unknown Content-Transfer-Encoding", UNKNOWN_CTE)
 OK_STORE: Final = Reply(OK, "STORE completed")
+OK_STORE_MODIFIED: Final = Reply(OK, "Conditional STORE failed")  # RFC 7162 §3.1.3, + MODIFIED
+OK_SORT: Final = Reply(OK, "SORT completed")
+OK_THREAD: Final = Reply(OK, "THREAD completed")
+BAD_THREAD_ALGORITHM: Final = Reply(BAD, "Unknown threading algorithm")
 OK_COPY: Final = Reply(OK, "COPY completed")
 OK_MOVE: Final = Reply(OK, "MOVE completed")
 OK_MOVE_UIDS: Final = Reply(OK, "Moved")  # the untagged COPYUID carrier (RFC 6851 §4.3)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date
 
 from pillarbox.imap import search as s
+from pillarbox.imap.objectid import email_id
 from pillarbox.imap.selected import SelectedView
 from pillarbox.imap.sequence import SequenceSet
 from pillarbox.mail.decode import decode_words, escaped_to_text
@@ -36,10 +37,6 @@ INFO_BATCH = 1000
 _CHEAP = 0
 _INDEXED = 1
 _METADATA = 2
-
-
-class UnsupportedKey(Exception):
-    """A key of an extension this server does not offer (the session answers BAD)."""
 
 
 def _cost(key: s.SearchKey) -> int:
@@ -55,6 +52,21 @@ def _cost(key: s.SearchKey) -> int:
         case s.And(keys=keys):
             return max(_cost(k) for k in keys)
     return _CHEAP
+
+
+def uses_modseq(key: s.SearchKey) -> bool:
+    """Whether a MODSEQ key occurs anywhere in ``key`` (RFC 7162 §3.1.5: then the result
+    carries the highest MODSEQ of the matched messages)."""
+    match key:
+        case s.ModSeqKey():
+            return True
+        case s.Not(key=inner):
+            return uses_modseq(inner)
+        case s.Or(left=left, right=right):
+            return uses_modseq(left) or uses_modseq(right)
+        case s.And(keys=keys):
+            return any(uses_modseq(k) for k in keys)
+    return False
 
 
 def _compare(day: date, op: s.DateOp, wanted: date) -> bool:
@@ -190,7 +202,13 @@ class SearchEngine:
                 return age > seconds if older else age < seconds
             case s.SequenceKey(sequence=sequence, uid=by_uid):
                 return uid in self._sequence_uids(sequence, by_uid)
-        raise UnsupportedKey(type(key).__name__)
+            case s.ModSeqKey(modseq=modseq):
+                # RFC 7162 §3.1.5: one MODSEQ per message, so the entry name is moot.
+                return record.modseq >= modseq
+            case s.ObjectIdKey(thread=thread, object_id=object_id):
+                # RFC 8474 §6: no thread ids are assigned, so THREADID matches nothing.
+                return not thread and email_id(record) == object_id
+        raise AssertionError(f"{key!r} is not a cheap key")  # pragma: no cover
 
     def _sequence_uids(self, sequence: SequenceSet, by_uid: bool) -> frozenset[int]:
         known = self._sequences.get((sequence, by_uid))

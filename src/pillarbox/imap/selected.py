@@ -23,8 +23,12 @@ Implementation notes (RFC 9051 §5.2, §7.4.1, §7.5.1; RFC 3501 §2.3.2 for \\R
   and the rows) changes nothing, because a record whose flags equal the visible ones is not a
   change, an arrival already known is ignored, and UIDs never come back once expunged. So the
   view may lag the store (the feed is a hint), but it can never diverge from it.
-- **MODSEQ is kept per message** and as the highest value applied, so CONDSTORE/QRESYNC
-  (RFC 7162: MODSEQ fetch items, CHANGEDSINCE, VANISHED) are an addition, not a rewrite.
+- **MODSEQ is kept per message** and as the highest value applied (:attr:`SelectedView.modseq`);
+  :attr:`SelectedView.announced_modseq` is the highest the client may take as fully known
+  (RFC 7162 §3.1.2.1): it only advances when an announcement left nothing pending.
+- **CONDSTORE/QRESYNC** (RFC 7162) change the wording, not the bookkeeping: a CONDSTORE-aware
+  client gets ``MODSEQ (n)`` in every unsolicited FETCH (§3.1), a QRESYNC client one
+  ``VANISHED uids`` instead of the EXPUNGE lines (§3.2.10), under the same §7.5.1 rules.
 - **\\Recent** (IMAP4rev1 only) is a set of UIDs owned by this session, filled from the
   store's :meth:`~pillarbox.store.interface.Store.claim_recent` watermark.
 """
@@ -71,6 +75,8 @@ class SelectedView:
         self.uidnext = max(mailbox.uidnext, self._uids[-1] + 1 if self._uids else 1)
         #: The store's MODSEQ up to which every change has been applied.
         self.modseq = modseq
+        #: The MODSEQ up to which the client has been told everything (RFC 7162 §3.1.2.1).
+        self.announced_modseq = modseq
         self.recent: set[int] = set()
         self._expunged: set[int] = set()
         self._arrived: dict[int, MessageRecord] = {}
@@ -205,27 +211,36 @@ class SelectedView:
 
     # -- telling the client ------------------------------------------------------------------
 
-    def announce(self, *, allow_expunge: bool, rev1: bool) -> Announcement:
+    def announce(
+        self, *, allow_expunge: bool, rev1: bool, modseq: bool = False, vanished: bool = False
+    ) -> Announcement:
         """The untagged responses for pending changes, made visible as they are sent.
 
         Flag changes go out as ``FETCH (UID n FLAGS (...))`` — with UID always, as IMAP4rev2
-        requires of every unsolicited FETCH (RFC 9051 Appendix E item 21); expunges only if
-        ``allow_expunge``; arrivals as EXISTS (and RECENT for IMAP4rev1 clients).
+        requires of every unsolicited FETCH (RFC 9051 Appendix E item 21), and ``MODSEQ (m)``
+        when ``modseq`` (RFC 7162 §3.1); expunges only if ``allow_expunge``, as EXPUNGE lines
+        or, when ``vanished``, one ``VANISHED`` (RFC 7162 §3.2.10); arrivals as EXISTS (and
+        RECENT for IMAP4rev1 clients).
         """
         lines: list[bytes] = []
         for uid in sorted(self._flags_changed):
             if uid in self._records and uid not in self._expunged:
-                items = (
+                items = [
                     responses.uid_item(uid),
                     responses.flags_item(self.flags(uid, with_recent=rev1)),
-                )
+                ]
+                if modseq:
+                    items.append(responses.modseq_item(self._records[uid].modseq))
                 lines.append(responses.fetch(self.seq_of(uid), items))
         self._flags_changed.clear()
         gone: list[int] = []
         if allow_expunge and self._expunged:
             gone = sorted(self._expunged)
-            for uid in reversed(gone):
-                lines.append(responses.expunge(self.seq_of(uid)))
+            if vanished:
+                lines.append(responses.vanished(SequenceSet.from_numbers(gone)))
+            else:
+                for uid in reversed(gone):
+                    lines.append(responses.expunge(self.seq_of(uid)))
             removed = self._expunged
             self._uids = [uid for uid in self._uids if uid not in removed]
             for uid in gone:
@@ -241,4 +256,6 @@ class SelectedView:
             lines.append(responses.exists(len(self._uids)))
             if rev1:
                 lines.append(responses.recent(len(self.recent)))
+        if not self._expunged:
+            self.announced_modseq = self.modseq
         return Announcement(lines, gone)

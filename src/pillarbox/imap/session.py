@@ -32,8 +32,21 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   state: BAD; a command of an extension not offered: BAD. ``max_errors`` BADs in a row end
   the connection with BYE. An oversize literal is refused by the lexer before it is read,
   with ``[TOOBIG]``. A store fault is ``NO [SERVERBUG]`` and logged; the session goes on.
-- **Deliberately not here** (not advertised, answered BAD): CONDSTORE/QRESYNC (the view keeps
-  MODSEQs for them), SORT, THREAD, COMPRESS, QUOTA, OBJECTID.
+- **CONDSTORE/QRESYNC** (RFC 7162). A session becomes CONDSTORE-aware at its first
+  "CONDSTORE enabling command" (§3.1: ENABLE, SELECT (CONDSTORE), STATUS HIGHESTMODSEQ,
+  FETCH MODSEQ/CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE) and stays so: HIGHESTMODSEQ
+  at every SELECT, MODSEQ in every FETCH that carries FLAGS. ``ENABLE QRESYNC`` (§3.2.3)
+  implies CONDSTORE, allows SELECT (QRESYNC …) and UID FETCH (VANISHED), and turns EXPUNGE
+  responses into VANISHED. The store keeps every expunged UID with its MODSEQ, so a resync
+  after any disconnection is exact: seq-match (§3.2.5.2, a hint for servers that forget) is
+  accepted and not needed.
+- **SORT/THREAD** (RFC 5256, ESORT of RFC 5267 §3) run the SEARCH engine, then order or
+  thread the matches on metadata stored at ingest (:mod:`.sort`, :mod:`.thread`).
+- **QUOTA** (RFC 9208): one quota root per account, named ``""``, with the STORAGE (KiB)
+  and MESSAGE resources the account's limits set; SETQUOTA is refused (limits are the
+  administrator's). An APPEND, COPY or MOVE over quota is ``NO [OVERQUOTA]``.
+- **COMPRESS=DEFLATE** (RFC 4978): the core answers and returns
+  :attr:`Action.START_COMPRESS`; the adapter puts the :mod:`.compress` streams under TLS.
 """
 
 from __future__ import annotations
@@ -61,14 +74,19 @@ from pillarbox.imap import replies as r
 from pillarbox.imap import responses
 from pillarbox.imap.capabilities import ENABLEABLE, capabilities
 from pillarbox.imap.errors import ParseError
-from pillarbox.imap.fetchengine import FetchEngine, Output, UnsupportedAttribute
+from pillarbox.imap.fetch import FetchItem
+from pillarbox.imap.fetchengine import FetchEngine, Output
 from pillarbox.imap.lexer import CommandReady, ContinueLiteral, Fatal, Lexer, LexerLimits
 from pillarbox.imap.listing import NOSELECT, list_mailboxes, list_subscribed
+from pillarbox.imap.objectid import mailbox_id
 from pillarbox.imap.parser import is_idle_done, parse_command, parse_sasl_response
 from pillarbox.imap.responses import Code, Condition, Reply
-from pillarbox.imap.searchengine import SearchEngine, UnsupportedKey
+from pillarbox.imap.search import SearchKey
+from pillarbox.imap.searchengine import INFO_BATCH, SearchEngine, uses_modseq
 from pillarbox.imap.selected import SelectedView
 from pillarbox.imap.sequence import SequenceSet
+from pillarbox.imap.sort import needs_metadata, sort_uids
+from pillarbox.imap.thread import ALGORITHMS, renumber, thread_message
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
@@ -108,6 +126,8 @@ class Action(enum.Enum):
     CONTINUE = "continue"
     START_TLS = "start-tls"  # handshake now, then call :meth:`ImapSession.tls_started`
     CLOSE = "close"  # everything to send has been written; close the connection
+    #: Compress from the next octet on (RFC 4978 §3); call :meth:`ImapSession.compression_started`.
+    START_COMPRESS = "start-compress"
 
 
 _ANY: Final = frozenset({c.Capability, c.Noop, c.Logout, c.Id})
@@ -125,6 +145,10 @@ _AUTHENTICATED: Final = _ANY | {
     c.Status,
     c.Append,
     c.Idle,
+    c.GetQuota,
+    c.GetQuotaRoot,
+    c.SetQuota,
+    c.Compress,
 }
 #: RFC 9051 §6: the commands each state accepts. ENABLE is for the authenticated state only
 #: (RFC 5161 §3.1); CHECK stays for IMAP4rev1 clients (RFC 3501 §6.4.1).
@@ -132,13 +156,10 @@ ALLOWED: Final[dict[State, frozenset[type]]] = {
     State.NOT_AUTHENTICATED: _ANY | {c.StartTLS, c.Authenticate, c.Login},
     State.AUTHENTICATED: _AUTHENTICATED,
     State.SELECTED: (_AUTHENTICATED - {c.Enable})
-    | {c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move},
+    | {c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move}
+    | {c.Sort, c.Thread},
     State.LOGOUT: frozenset(),
 }
-#: Commands of extensions the parser knows but this server does not offer.
-UNSUPPORTED: Final = frozenset(
-    {c.Sort, c.Thread, c.Compress, c.GetQuota, c.GetQuotaRoot, c.SetQuota}
-)
 
 _OK, _NO = Condition.OK, Condition.NO
 #: (state, command, condition of its tagged reply) → next state; absent means unchanged.
@@ -156,11 +177,25 @@ TRANSITIONS: Final[dict[tuple[State, type, Condition], State]] = {
 _POLLING: Final = frozenset({c.Noop, c.Check, c.Idle})
 #: Commands that leave the selected mailbox: what happened to it no longer matters.
 _LEAVING: Final = frozenset({c.Select, c.Close, c.Unselect, c.Logout})
-#: RFC 9051 §7.5.1: no EXPUNGE response while these (non-UID) commands are in progress.
-_NO_EXPUNGE: Final = frozenset({c.Fetch, c.Store, c.Search})
+#: RFC 9051 §7.5.1, RFC 5256 §3: no EXPUNGE while these (non-UID) commands are in progress.
+_NO_EXPUNGE: Final = frozenset({c.Fetch, c.Store, c.Search, c.Sort, c.Thread})
+#: RFC 9208 §5.1: the one quota root, the account's.
+QUOTA_ROOT: Final = ""
 _BARE_LF: Final = re.compile(rb"(?<!\r)\n")
 _NAMESPACE: Final = (("", DELIMITER),)
 _SPECIAL_USES: Final = {use.value.upper(): use for use in SpecialUse}
+
+
+def ordered_set(numbers: Sequence[int]) -> SequenceSet:
+    """``numbers`` in their given order, runs of consecutive ascending numbers as ranges
+    (RFC 5267 §3.2: an ESORT ALL keeps the sort order)."""
+    ranges: list[tuple[int, int]] = []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], number)
+        else:
+            ranges.append((number, number))
+    return SequenceSet(tuple(ranges))
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -276,6 +311,9 @@ class ImapSession:
         self._errors = 0
         self._utf8 = False
         self._rev2 = False
+        self._condstore = False  # RFC 7162 §3.1: a CONDSTORE-aware client
+        self._qresync = False  # RFC 7162 §3.2.3: ENABLE QRESYNC was issued
+        self._compressing = False
         self._selected: SelectedView | None = None
         self._dirty = False
         self._saved: list[int] = []
@@ -315,6 +353,12 @@ class ImapSession:
         """A change-feed hint: the selected mailbox may have changed (the truth is re-read)."""
         if self._selected is not None and change.mailbox_id == self._selected.mailbox_id:
             self._dirty = True
+
+    def compression_started(self) -> bytes:
+        """COMPRESS succeeded: returns the octets received after it, which are compressed
+        (RFC 4978 §3) and must be inflated and fed back through :meth:`receive_data`."""
+        self._compressing = True
+        return self._lexer.take_unread()
 
     def tls_started(self) -> None:
         """The STARTTLS handshake completed: nothing received before it is kept."""
@@ -378,8 +422,6 @@ class ImapSession:
 
     async def _dispatch(self, command: c.Command, out: Output) -> Action:
         kind = type(command)
-        if kind in UNSUPPORTED:
-            return await self._finish(command.tag, kind, r.BAD_UNSUPPORTED, out)
         if kind not in ALLOWED[self.state]:
             return await self._finish(command.tag, kind, r.BAD_WRONG_STATE, out)
         try:
@@ -417,6 +459,8 @@ class ImapSession:
             return Action.CLOSE
         if kind is c.StartTLS and reply.condition is Condition.OK:
             return Action.START_TLS
+        if kind is c.Compress and reply.condition is Condition.OK:
+            return Action.START_COMPRESS
         if reply.condition is Condition.BAD:
             return await self._count_error(out)
         self._errors = 0
@@ -464,7 +508,12 @@ class ImapSession:
         if arrivals and self._claims_recent(view):
             first = await self.store.claim_recent(view.mailbox_id)
             view.recent.update(uid for uid in arrivals if uid >= first)
-        announcement = view.announce(allow_expunge=allow_expunge, rev1=not self._rev2)
+        announcement = view.announce(
+            allow_expunge=allow_expunge,
+            rev1=not self._rev2,
+            modseq=self._condstore,
+            vanished=self._qresync,
+        )
         if announcement.expunged and self._saved:
             gone = set(announcement.expunged)
             self._saved = [uid for uid in self._saved if uid not in gone]
@@ -498,6 +547,7 @@ class ImapSession:
             login_allowed=secure,
             mechanisms=self.authenticator.mechanisms(secure=secure),
             append_limit=self.settings.lexer.max_append_literal,
+            compress=not self._compressing,
         )
 
     def _logged_in(self, account: Account) -> Reply:
@@ -509,6 +559,7 @@ class ImapSession:
             login_allowed=True,
             mechanisms=(),
             append_limit=self.settings.lexer.max_append_literal,
+            compress=not self._compressing,
         )
         return r.OK_LOGGED_IN.with_code(responses.capability_code(caps))
 
@@ -528,7 +579,7 @@ class ImapSession:
         box = status.mailbox
         view = self._selected
         recent = len(view.recent) if view is not None and view.mailbox_id == box.id else 0
-        values: dict[str, int] = {
+        values: dict[str, int | str] = {
             "MESSAGES": status.messages,
             "UIDNEXT": box.uidnext,
             "UIDVALIDITY": box.uidvalidity,
@@ -537,14 +588,31 @@ class ImapSession:
             "SIZE": status.size,  # RFC 8438
             "RECENT": recent,  # only this session's \Recent is known (RFC 3501 §6.3.10)
             "APPENDLIMIT": self.settings.lexer.max_append_literal,  # RFC 7889 §3.2
+            "HIGHESTMODSEQ": box.highestmodseq,  # RFC 7162 §3.1.8
+            "MAILBOXID": mailbox_id(box),  # RFC 8474 §4.2
         }
+        if "DELETED-STORAGE" in items:  # RFC 9208 §4.3: the octets EXPUNGE would free
+            values["DELETED-STORAGE"] = sum(
+                record.size
+                for record in await self.store.list_messages(box.id)
+                if "\\Deleted" in record.flags
+            )
         return responses.status(box.name, [(item, values[item]) for item in items], utf8=self._utf8)
 
-    @staticmethod
-    def _check_status_items(items: Sequence[str]) -> None:
-        """HIGHESTMODSEQ, DELETED-STORAGE and MAILBOXID belong to extensions not offered."""
-        if any(item in ("HIGHESTMODSEQ", "DELETED-STORAGE", "MAILBOXID") for item in items):
-            raise _Abort(r.BAD_UNSUPPORTED)
+    async def _check_status_items(self, items: Sequence[str], out: Output) -> None:
+        """STATUS (HIGHESTMODSEQ) is a CONDSTORE enabling command (RFC 7162 §3.1)."""
+        if "HIGHESTMODSEQ" in items:
+            await self._enable_condstore(out)
+
+    async def _enable_condstore(self, out: Output) -> None:
+        """RFC 7162 §3.1: the first CONDSTORE enabling command with a mailbox selected
+        reports its HIGHESTMODSEQ."""
+        if self._condstore:
+            return
+        self._condstore = True
+        if self._selected is not None:
+            code = responses.highestmodseq(self._selected.announced_modseq)
+            await out.write(r.OK_HIGHESTMODSEQ.with_code(code).untagged())
 
     async def _sync_if_selected(self, mailbox_id: int) -> None:
         if self._selected is not None and self._selected.mailbox_id == mailbox_id:
@@ -660,13 +728,21 @@ class ImapSession:
             elif name == "UTF8=ACCEPT" and "UTF8=ACCEPT" not in enabled:
                 self._utf8 = True
                 enabled.append("UTF8=ACCEPT")
+            elif name == "CONDSTORE" and "CONDSTORE" not in enabled:
+                self._condstore = True  # no mailbox is selected: ENABLE is not for SELECTED
+                enabled.append("CONDSTORE")
+            elif name == "QRESYNC" and not self._qresync:
+                self._qresync = self._condstore = True  # RFC 7162 §3.2.3 implies CONDSTORE
+                enabled.append("QRESYNC")
         await out.write(responses.enabled(enabled))
         return r.OK_ENABLE
 
     async def _select(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Select)
-        if cmd.condstore or cmd.qresync is not None:
-            return r.BAD_UNSUPPORTED
+        if cmd.qresync is not None and not self._qresync:
+            return r.BAD_QRESYNC_NOT_ENABLED  # RFC 7162 §3.2.5
+        if cmd.condstore:
+            self._condstore = True  # RFC 7162 §3.1.8; HIGHESTMODSEQ comes with the SELECT
         if self._selected is not None:
             self._selected = None
             await out.write(r.CLOSED_PREVIOUS.untagged())  # RFC 9051 §7.1 CLOSED
@@ -696,12 +772,54 @@ class ImapSession:
                 lines.append(r.OK_UNSEEN.with_code(Code("UNSEEN", b"%d" % unseen)).untagged())
         lines.append(r.OK_UIDVALIDITY.with_code(responses.uidvalidity(view.uidvalidity)).untagged())
         lines.append(r.OK_UIDNEXT.with_code(responses.uidnext(view.uidnext)).untagged())
+        if self._condstore:  # RFC 7162 §3.1.2.1
+            code = responses.highestmodseq(view.modseq)
+            lines.append(r.OK_HIGHESTMODSEQ.with_code(code).untagged())
+        lines.append(
+            r.OK_MAILBOXID.with_code(responses.mailboxid(mailbox_id(status.mailbox))).untagged()
+        )
         if self._rev2:  # RFC 9051 §6.3.2: an untagged LIST for the selected mailbox
             lines.append(responses.list_item((), DELIMITER, view.name, utf8=True))
         await out.write(b"".join(lines))
+        if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
+            await self._resync(view, cmd.qresync, out)
         self._selected = view
         self._dirty = False
         return r.OK_EXAMINE_RO if view.read_only else r.OK_SELECT_RW
+
+    async def _resync(self, view: SelectedView, params: c.Qresync, out: Output) -> None:
+        """RFC 7162 §3.2.5.1: what changed since the client's MODSEQ, as ``VANISHED (EARLIER)``
+        and then one FETCH per changed message, both limited to the client's known UIDs.
+
+        Every expunge is remembered, so the answer is exact and seq-match is not needed."""
+        known = None
+        if params.known_uids is not None:
+            known = params.known_uids.resolve(max(view.uidnext - 1, 1))
+        visible = set(view.uids)
+        gone = [
+            uid
+            for uid in await self.store.expunged_since(view.mailbox_id, params.modseq)
+            if uid not in visible and (known is None or uid in known)
+        ]
+        if gone:
+            await out.write(responses.vanished(SequenceSet.from_numbers(gone), earlier=True))
+        # From the view, not the store: its MODSEQs are what SELECT reported, and changes
+        # after its snapshot reach the client later as unsolicited FETCH, in order.
+        with_recent = not self._rev2
+        lines = [
+            responses.fetch(
+                seq,
+                (
+                    responses.uid_item(uid),
+                    responses.flags_item(view.flags(uid, with_recent=with_recent)),
+                    responses.modseq_item(view.record(uid).modseq),
+                ),
+            )
+            for seq, uid in enumerate(view.uids, 1)
+            if view.record(uid).modseq > params.modseq and (known is None or uid in known)
+        ]
+        if lines:
+            await out.write(b"".join(lines))
 
     async def _create(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Create)
@@ -714,12 +832,12 @@ class ImapSession:
                 return r.NO_USEATTR
             use = known[0]
         try:
-            await self.store.create_mailbox(self._account.id, name, use)
+            created = await self.store.create_mailbox(self._account.id, name, use)
         except AlreadyExists:
             return r.NO_EXISTS
         except InvalidName:
             return r.NO_BAD_NAME
-        return r.OK_CREATE
+        return r.OK_CREATE.with_code(responses.mailboxid(mailbox_id(created)))  # RFC 8474 §4.1
 
     async def _delete(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Delete)
@@ -768,7 +886,7 @@ class ImapSession:
     async def _list(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.List)
         if cmd.return_status is not None:
-            self._check_status_items(cmd.return_status)
+            await self._check_status_items(cmd.return_status, out)
         patterns = [p for p in cmd.patterns if p]
         if not patterns:
             # RFC 9051 §6.3.9: an empty pattern asks for the delimiter and the root.
@@ -821,7 +939,7 @@ class ImapSession:
 
     async def _status(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Status)
-        self._check_status_items(cmd.items)
+        await self._check_status_items(cmd.items, out)
         mailbox = await self._mailbox(cmd.mailbox)
         await out.write(await self._status_line(mailbox, cmd.items))
         return r.OK_STATUS
@@ -867,6 +985,52 @@ class ImapSession:
             await self.store.store_flags(mailbox_id, uids, FlagOp.ADD, frozenset({"\\Deleted"}))
             await self.store.expunge(mailbox_id, uids)
 
+    # -- QUOTA (RFC 9208) and COMPRESS (RFC 4978) ----------------------------------------------
+
+    async def _quota_resources(self) -> list[tuple[str, int, int]]:
+        """RFC 9208 §5.1: (resource, usage, limit) for each limit the account has; STORAGE in
+        units of 1024 octets, usage rounded up so a full quota never reads as room left."""
+        usage = await self.store.quota_usage(self._account.id)
+        resources = []
+        if usage.bytes_limit is not None:
+            used = -(-usage.bytes_used // 1024)
+            resources.append(("STORAGE", used, usage.bytes_limit // 1024))
+        if usage.messages_limit is not None:
+            resources.append(("MESSAGE", usage.messages, usage.messages_limit))
+        return resources
+
+    async def _getquota(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.GetQuota)
+        resources = await self._quota_resources()
+        if cmd.root != QUOTA_ROOT or not resources:
+            return r.NO_NO_QUOTA_ROOT
+        await out.write(responses.quota(QUOTA_ROOT, resources))
+        return r.OK_GETQUOTA
+
+    async def _getquotaroot(self, cmd: c.Command, out: Output) -> Reply:
+        """RFC 9208 §4.3: every mailbox of the account shares its one root (none when the
+        account is unlimited)."""
+        assert isinstance(cmd, c.GetQuotaRoot)
+        mailbox = await self._mailbox(cmd.mailbox)
+        resources = await self._quota_resources()
+        roots = [QUOTA_ROOT] if resources else []
+        lines = [responses.quotaroot(mailbox.name, roots, utf8=self._utf8)]
+        if resources:
+            lines.append(responses.quota(QUOTA_ROOT, resources))
+        await out.write(b"".join(lines))
+        return r.OK_GETQUOTAROOT
+
+    async def _setquota(self, cmd: c.Command, out: Output) -> Reply:
+        return r.NO_SETQUOTA  # RFC 9208 §4.2: limits are set by the administrator
+
+    async def _compress(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.Compress)
+        if cmd.mechanism != "DEFLATE":
+            return r.BAD_COMPRESS_MECHANISM
+        if self._compressing:
+            return r.NO_COMPRESSION_ACTIVE
+        return r.OK_COMPRESS
+
     async def _idle(self, cmd: c.Command, out: Output) -> None:
         await out.write(responses.continuation("idling"))
         if self._selected is not None:
@@ -899,20 +1063,11 @@ class ImapSession:
         options = cmd.return_options
         if options is None and self._rev2:
             options = frozenset({"ALL"})  # RFC 9051 §6.4.4: IMAP4rev2 answers ESEARCH
-        engine = SearchEngine(
-            view,
-            self.store,
-            now=self._now,
-            saved=self._saved,
-            with_recent=not self._rev2,
-        )
-        try:
-            uids = await engine.run(cmd.key)
-        except UnsupportedKey:
-            return r.BAD_UNSUPPORTED
+        uids = await self._matching(cmd.key, out)
         numbers = uids if cmd.uid else [seq for seq, _ in view.numbered(uids)]
+        modseq = self._result_modseq(cmd.key, uids)
         if options is None:
-            await out.write(responses.search(numbers))
+            await out.write(responses.search(numbers, modseq=modseq))
             return r.OK_SEARCH
         shown = (options - {"SAVE"}) or ({"ALL"} if "SAVE" not in options else frozenset())
         if "SAVE" in options:  # RFC 5182 §2.4: what "$" holds depends on the other options
@@ -934,27 +1089,60 @@ class ImapSession:
                         SequenceSet.from_numbers(numbers) if "ALL" in shown and numbers else None
                     ),
                     count=len(numbers) if "COUNT" in shown else None,
+                    modseq=modseq,
                 )
             )
         return r.OK_SEARCH
 
+    def _search_engine(self) -> SearchEngine:
+        return SearchEngine(
+            self._view,
+            self.store,
+            now=self._now,
+            saved=self._saved,
+            with_recent=not self._rev2,
+        )
+
+    async def _matching(self, key: SearchKey, out: Output) -> list[int]:
+        """The visible UIDs ``key`` matches; a MODSEQ key makes the client CONDSTORE-aware."""
+        if uses_modseq(key):
+            await self._enable_condstore(out)
+        return await self._search_engine().run(key)
+
+    def _result_modseq(self, key: SearchKey, uids: list[int]) -> int | None:
+        """RFC 7162 §3.1.5/§3.1.6: with a MODSEQ key, the highest MODSEQ of a non-empty result."""
+        if not uids or not uses_modseq(key):
+            return None
+        record = self._view.record
+        return max(record(uid).modseq for uid in uids)
+
     async def _fetch(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Fetch)
-        if cmd.changed_since is not None or cmd.vanished:
-            return r.BAD_UNSUPPORTED
+        if cmd.vanished and not self._qresync:
+            return r.BAD_QRESYNC_NOT_ENABLED  # RFC 7162 §3.2.6
+        view = self._view
         uids = self._resolve(cmd.sequence, uid=cmd.uid)
+        atts = cmd.atts
+        if cmd.changed_since is not None or FetchItem.MODSEQ in atts:
+            await self._enable_condstore(out)  # RFC 7162 §3.1
+        if cmd.changed_since is not None:
+            # RFC 7162 §3.1.4.1: only messages changed since, and MODSEQ is implied.
+            since = cmd.changed_since
+            if cmd.vanished:  # §3.2.6: expunged since, within the UIDs asked about
+                await self._vanished_earlier(cmd.sequence, since, out)
+            uids = [uid for uid in uids if view.record(uid).modseq > since]
+            if FetchItem.MODSEQ not in atts:
+                atts = (*atts, FetchItem.MODSEQ)
         engine = FetchEngine(
-            self._view,
+            view,
             self.store,
             out,
             uid_command=cmd.uid,
             utf8=self._utf8,
             with_recent=not self._rev2,
+            condstore=self._condstore,
         )
-        try:
-            outcome = await engine.run(uids, cmd.atts)
-        except UnsupportedAttribute:
-            return r.BAD_UNSUPPORTED
+        outcome = await engine.run(uids, atts)
         if outcome.unknown_cte:
             return r.NO_UNKNOWN_CTE
         if outcome.expunged:
@@ -962,33 +1150,115 @@ class ImapSession:
         return r.OK_FETCH
 
     async def _store(self, cmd: c.Command, out: Output) -> Reply:
+        """STORE / UID STORE (RFC 9051 §6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3)."""
         assert isinstance(cmd, c.Store)
-        if cmd.unchanged_since is not None:
-            return r.BAD_UNSUPPORTED
         view = self._writable()
         uids = self._resolve(cmd.sequence, uid=cmd.uid)
+        conditional = cmd.unchanged_since is not None
+        if conditional:
+            await self._enable_condstore(out)
         # \Recent is the server's (RFC 3501 §2.3.2): a client cannot set or clear it.
         flags = frozenset(cmd.flags) - {"\\Recent"}
-        if uids and (flags or cmd.mode is FlagOp.REPLACE):
-            update = await self.store.store_flags(view.mailbox_id, uids, cmd.mode, flags)
+        refused: tuple[int, ...] = ()
+        if uids and (flags or cmd.mode is FlagOp.REPLACE or conditional):
+            update = await self.store.store_flags(
+                view.mailbox_id, uids, cmd.mode, flags, unchanged_since=cmd.unchanged_since
+            )
             view.own_flags(update.changed)
-        if not cmd.silent:
-            # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants
-            # of every FETCH a UID command causes, and IMAP4rev2 of every unsolicited one).
+            refused = update.modified
+        # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants of
+        # every FETCH a UID command causes, and IMAP4rev2 of every unsolicited one); RFC 7162
+        # §3.1.3: a conditional STORE reports MODSEQ even when .SILENT.
+        if not cmd.silent or conditional:
             with_recent = not self._rev2
-            lines = [
-                responses.fetch(
-                    view.seq_of(uid),
-                    (
-                        responses.uid_item(uid),
-                        responses.flags_item(view.flags(uid, with_recent=with_recent)),
-                    ),
-                )
-                for uid in uids
-            ]
+            skip = set(refused)
+            lines = []
+            for uid in uids:
+                if uid in skip:
+                    continue
+                items = [responses.uid_item(uid)]
+                if not cmd.silent:
+                    items.append(responses.flags_item(view.flags(uid, with_recent=with_recent)))
+                if self._condstore:
+                    items.append(responses.modseq_item(view.record(uid).modseq))
+                lines.append(responses.fetch(view.seq_of(uid), items))
             if lines:
                 await out.write(b"".join(lines))
-        return r.OK_STORE
+        if not refused:
+            return r.OK_STORE
+        # RFC 7162 §3.1.3 (Example 10): the refused messages' current state follows as
+        # unsolicited FETCH, so the client need not ask why.
+        await self._sync()
+        numbers = refused if cmd.uid else [seq for seq, _ in view.numbered(sorted(refused))]
+        return r.OK_STORE_MODIFIED.with_code(responses.modified(SequenceSet.from_numbers(numbers)))
+
+    async def _vanished_earlier(self, sequence: SequenceSet, since: int, out: Output) -> None:
+        """RFC 7162 §3.2.6: ``VANISHED (EARLIER)`` for the UIDs of ``sequence`` expunged after
+        MODSEQ ``since``. ``*`` reaches the highest UID ever assigned, not only the highest
+        present, so a client asking ``1:*`` hears of an expunged last message too."""
+        view = self._view
+        if sequence.saved:
+            return  # "$" names visible messages only
+        asked = sequence.resolve(max(view.uidnext - 1, 1))
+        visible = set(view.uids)
+        gone = [
+            uid
+            for uid in await self.store.expunged_since(view.mailbox_id, since)
+            if uid in asked and uid not in visible
+        ]
+        if gone:
+            await out.write(responses.vanished(SequenceSet.from_numbers(gone), earlier=True))
+
+    async def _sort(self, cmd: c.Command, out: Output) -> Reply:
+        """SORT / UID SORT (RFC 5256 §3); with RETURN, ESORT (RFC 5267 §3)."""
+        assert isinstance(cmd, c.Sort)
+        view = self._view
+        uids = await self._matching(cmd.key, out)
+        infos = await self._infos(uids) if needs_metadata(cmd.criteria) else {}
+        ordered = sort_uids(uids, cmd.criteria, view.record, infos)
+        numbers = ordered if cmd.uid else [view.seq_of(uid) for uid in ordered]
+        modseq = self._result_modseq(cmd.key, uids)
+        options = cmd.return_options
+        if options is None:
+            await out.write(responses.sort(numbers, modseq=modseq))
+            return r.OK_SORT
+        shown = options or {"ALL"}
+        # RFC 5267 §3.1: MIN and MAX are the first and last in sort order; ALL keeps the order.
+        await out.write(
+            responses.esearch(
+                cmd.tag,
+                uid=cmd.uid,
+                minimum=numbers[0] if "MIN" in shown and numbers else None,
+                maximum=numbers[-1] if "MAX" in shown and numbers else None,
+                all_numbers=ordered_set(numbers) if "ALL" in shown and numbers else None,
+                count=len(numbers) if "COUNT" in shown else None,
+                modseq=modseq,
+            )
+        )
+        return r.OK_SORT
+
+    async def _thread(self, cmd: c.Command, out: Output) -> Reply:
+        """THREAD / UID THREAD (RFC 5256 §3)."""
+        assert isinstance(cmd, c.Thread)
+        algorithm = ALGORITHMS.get(cmd.algorithm)
+        if algorithm is None:
+            return r.BAD_THREAD_ALGORITHM
+        view = self._view
+        uids = await self._matching(cmd.key, out)
+        infos = await self._infos(uids)
+        threads = algorithm([thread_message(uid, infos.get(uid), view.record(uid)) for uid in uids])
+        if not cmd.uid:
+            threads = renumber(threads, view.seq_of)
+        await out.write(responses.thread(threads))
+        return r.OK_THREAD
+
+    async def _infos(self, uids: list[int]) -> dict[int, MessageInfo]:
+        """Parsed metadata of ``uids``, in batches (one expunged meanwhile is left out)."""
+        infos: dict[int, MessageInfo] = {}
+        mailbox = self._view.mailbox_id
+        for start in range(0, len(uids), INFO_BATCH):
+            infos.update(await self.store.message_infos(mailbox, uids[start : start + INFO_BATCH]))
+        return infos
 
     async def _copy(self, cmd: c.Command, out: Output) -> Reply:
         """COPY / MOVE and their UID forms (RFC 9051 §6.4.7, §6.4.8; RFC 4315 COPYUID)."""
@@ -1059,6 +1329,12 @@ def _handlers() -> dict[type, Handler]:
         c.Store: s._store,
         c.Copy: s._copy,
         c.Move: s._copy,
+        c.Sort: s._sort,
+        c.Thread: s._thread,
+        c.GetQuota: s._getquota,
+        c.GetQuotaRoot: s._getquotaroot,
+        c.SetQuota: s._setquota,
+        c.Compress: s._compress,
     }
     return table
 

@@ -16,6 +16,11 @@ Implementation notes:
 - **Output** is gathered and written with back-pressure: a write of more than
   :data:`FLUSH_AT` octets waits for the transport to drain, so a slow reader of a large FETCH
   holds one chunk in memory, not the whole response.
+- **COMPRESS=DEFLATE** (RFC 4978) is a layer between the session and the channel, so under
+  TLS (§3: compress first, then encrypt): from the octet after the tagged OK, every flush is
+  deflated (with a sync flush) and every received chunk inflated in bounded pieces before the
+  session sees it; octets pipelined after COMPRESS are taken back from the session's lexer and
+  inflated too. A corrupt stream closes the connection.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 from pillarbox.blocking import run_blocking
 from pillarbox.config import ImapSection
 from pillarbox.imap import replies
+from pillarbox.imap.compress import CompressionError, Deflate
 from pillarbox.imap.lexer import LexerLimits
 from pillarbox.imap.session import Action, ImapSession, SessionSettings
 from pillarbox.mail.model import MessageInfo
@@ -79,6 +85,7 @@ class _Output:
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
         self._buffer = bytearray()
+        self.deflate: Deflate | None = None
 
     async def write(self, data: bytes) -> None:
         self._buffer += data
@@ -89,6 +96,8 @@ class _Output:
         if self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
+            if self.deflate is not None:
+                data = self.deflate.deflate(data)
             await self._channel.send(data)
 
 
@@ -158,8 +167,7 @@ class _Connection:
                 if receive in done:
                     data = receive.result()
                     receive = None
-                    action = await session.receive_data(data, self.out, now)
-                    if not await self._obey(action):
+                    if not await self._receive(data, now):
                         return
                 elif changed is not None and changed in done:
                     changed = None
@@ -183,6 +191,20 @@ class _Connection:
                     with contextlib.suppress(BaseException):
                         await task
 
+    async def _receive(self, data: bytes, now: float) -> bool:
+        """Feed received octets (inflated once COMPRESS is active); False to close."""
+        deflate = self.out.deflate
+        if deflate is None or not data:
+            return await self._obey(await self.session.receive_data(data, self.out, now))
+        try:
+            for piece in deflate.inflate(data):
+                if not await self._obey(await self.session.receive_data(piece, self.out, now)):
+                    return False
+        except CompressionError as exc:
+            self.log.warning("closed: corrupt compressed input", error=str(exc))
+            return False
+        return True
+
     async def _obey(self, action: Action) -> bool:
         """Carry out the session's request; False when the connection is to close."""
         if self.feed is None and self.session.account is not None:
@@ -195,6 +217,12 @@ class _Connection:
             if discarded:
                 self.log.warning("discarded plaintext after STARTTLS", octets=discarded)
             self.session.tls_started()
+        if action is Action.START_COMPRESS:
+            await self.out.flush()  # the tagged OK goes out uncompressed (RFC 4978 §3)
+            self.out.deflate = Deflate()
+            pipelined = self.session.compression_started()
+            if pipelined:
+                return await self._receive(pipelined, time.time())
         return True
 
     def _subscribe(self, account_id: int) -> None:

@@ -120,5 +120,7 @@ def seal(
     except (dkim.DKIMException, IndexError, ValueError) as exc:
         raise ArcSealError(f"cannot seal: {exc}") from None
     if not headers:
-        raise ArcSealError(f"no Authentication-Results of {authserv_id} to seal")
+        # dkimpy adds no set without our results, or to a chain that has failed (RFC 8617
+        # §5.1.2: a failed chain is not sealed again).
+        raise ArcSealError(f"nothing to seal: no {authserv_id} results, or the chain failed")
     return b"".join(headers)

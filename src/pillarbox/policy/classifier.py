@@ -129,7 +129,9 @@ def _host_tokens(prefix: str, host: str) -> Iterable[str]:
 
 
 def _word_tokens(text: str, prefix: str, limits: TokenLimits) -> Iterable[str]:
-    for raw_word in _WORD.findall(text):
+    # Each distinct word once, in order of appearance: tokens are a set, and a body repeats
+    # most of its words.
+    for raw_word in dict.fromkeys(_WORD.findall(text)):
         word = raw_word.strip(_TRIM)
         n = len(word)
         if n < limits.min_word:

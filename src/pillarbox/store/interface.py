@@ -169,8 +169,14 @@ class Store(Protocol):
         """Records in UID order; the whole mailbox by default (SELECT's snapshot)."""
 
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRecord | None: ...
-    async def message_infos(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, MessageInfo]:
-        """Parsed metadata of the given messages (absent UIDs are left out)."""
+    async def message_infos(
+        self, mailbox_id: int, uids: Sequence[int], *, with_text: bool = True
+    ) -> dict[int, MessageInfo]:
+        """Parsed metadata of the given messages (absent UIDs are left out).
+
+        ``with_text=False`` leaves ``header_text`` and ``body_text`` empty: the decoded text is
+        most of a message's metadata by size, and ENVELOPE, BODYSTRUCTURE or a list page never
+        read it (a HEADER search or the policy's classifier does)."""
 
     async def read_blob(self, blob_id: str) -> bytes:
         """The raw bytes of a message, byte-identical to what was stored."""

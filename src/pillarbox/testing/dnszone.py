@@ -17,7 +17,13 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from pillarbox.dns.authoritative import StaticZone, StaticZones, ZoneError, serve_zones
+from pillarbox.dns.authoritative import (
+    AuthoritativeServer,
+    StaticZone,
+    StaticZones,
+    ZoneError,
+    serve_zones,
+)
 from pillarbox.dns.records import DnsRecord, normalise_name
 from pillarbox.dns.resolver import CacheLimits, DnsResolver
 from pillarbox.errors import InvalidName
@@ -70,6 +76,17 @@ def build_zones(records: Iterable[ZoneRecord]) -> tuple[StaticZones, list[ZoneRe
 
 
 @contextlib.asynccontextmanager
+async def serve_test_zones(
+    records: Iterable[ZoneRecord], *, failing: Iterable[str] = ()
+) -> AsyncIterator[AuthoritativeServer]:
+    """Serve ``records`` on loopback for the block (see the module notes for ``failing``)."""
+    zones, _ = build_zones(records)
+    source = _Zones(zones, frozenset(n.rstrip(".").lower() for n in failing))
+    async with serve_zones(source) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
 async def serve_records(
     records: Iterable[ZoneRecord],
     *,
@@ -78,8 +95,6 @@ async def serve_records(
     cache: bool = True,
 ) -> AsyncIterator[DnsResolver]:
     """Serve ``records`` on loopback for the block; yields a resolver that asks only it."""
-    zones, _ = build_zones(records)
-    source = _Zones(zones, frozenset(n.rstrip(".").lower() for n in failing))
-    async with serve_zones(source) as server:
+    async with serve_test_zones(records, failing=failing) as server:
         limits = CacheLimits() if cache else CacheLimits(max_entries=0)
         yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=timeout, cache=limits)

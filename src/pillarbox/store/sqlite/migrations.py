@@ -318,11 +318,19 @@ CREATE TABLE sender_lists (
 ) WITHOUT ROWID;
 """
 
+# The web's default order (SortKey.DATE): the first pages of a large mailbox walk this index
+# instead of sorting every message (.webdata decides when); the expression must match the
+# ORDER BY there exactly.
+_V5_SQL = r"""
+CREATE INDEX messages_date ON messages(mailbox_id, coalesce(sent_date, internal_date));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
     Migration(3, "DKIM signing keys", _V3_SQL),
     Migration(4, "spam filter models, reputation and sender lists", _V4_SQL),
+    Migration(5, "message list index by date (web)", _V5_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

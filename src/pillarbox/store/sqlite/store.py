@@ -915,7 +915,19 @@ class SqliteStore:
 
         return await self._read(query)
 
-    async def message_infos(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, MessageInfo]:
+    async def message_infos(
+        self, mailbox_id: int, uids: Sequence[int], *, with_text: bool = True
+    ) -> dict[int, MessageInfo]:
+        def structure(conn: sqlite3.Connection) -> dict[int, MessageInfo]:
+            # ``blobs.info`` is stored without the text fields: no join, no text read.
+            rows = conn.execute(
+                "SELECT m.uid, b.info FROM messages m JOIN blobs b ON b.id = m.blob "
+                "WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) "
+                "AND b.info IS NOT NULL",
+                (mailbox_id, json.dumps(list(uids))),
+            )
+            return {uid: MessageInfo.from_json(info) for uid, info in rows}
+
         def query(conn: sqlite3.Connection) -> dict[int, MessageInfo]:
             rows = conn.execute(
                 "SELECT m.uid, b.info, t.header_text, t.body_text FROM messages m "
@@ -933,7 +945,7 @@ class SqliteStore:
                 if info is not None
             }
 
-        return await self._read(query)
+        return await self._read(query if with_text else structure)
 
     async def read_blob(self, blob_id: str) -> bytes:
         if not is_blob_id(blob_id):

@@ -37,6 +37,11 @@ _ORDER = {
 }
 
 
+#: Deepest offset read by walking the date index rather than by sorting (measured crossover on
+#: a 35,000-message mailbox: index ~8 ms at 1,000, a sort ~35 ms whatever the offset).
+_INDEX_WALK_LIMIT = 3000
+
+
 def _us(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -46,16 +51,15 @@ def _us(value: datetime) -> int:
 def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
     clauses = ["mailbox_id = ?"]
     params: list[object] = [mailbox_id]
-    for column, term in (
-        ("from_addr", query.from_contains),
-        ("subject", query.subject_contains),
+    for columns, term in (
+        (("from_addr",), query.from_contains),
+        (("subject",), query.subject_contains),
+        (("to_addr", "cc_addr"), query.to_contains),
     ):
         if term:
-            clauses.append(f"pb_icontains({column}, ?)")
-            params.append(term)
-    if query.to_contains:
-        clauses.append("(pb_icontains(to_addr, ?) OR pb_icontains(cc_addr, ?))")
-        params += [query.to_contains, query.to_contains]
+            tests = [_contains(column, term) for column in columns]
+            clauses.append("(" + " OR ".join(sql for sql, _ in tests) + ")")
+            params += [value for _, value in tests]
     if query.since is not None:
         clauses.append("coalesce(sent_date, internal_date) >= ?")
         params.append(_us(query.since))
@@ -79,25 +83,63 @@ def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
     return " AND ".join(clauses), params
 
 
+def _contains(column: str, term: str) -> tuple[str, str]:
+    """A case-insensitive substring test: SQLite's LIKE for ASCII terms (built in, several
+    times faster than a Python function per row), the registered ``pb_icontains`` otherwise
+    (LIKE folds ASCII letters only)."""
+    if term.isascii():
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"{column} LIKE ? ESCAPE '\\'", f"%{escaped}%"
+    return f"pb_icontains({column}, ?)", term
+
+
 def page_uids(
     conn: sqlite3.Connection, mailbox_id: int, query: MessageQuery, offset: int, limit: int
 ) -> tuple[int, list[int]]:
     """(number matching, the page's UIDs in order); ``NotFound`` for an unknown mailbox."""
-    row = conn.execute("SELECT messages FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    row = conn.execute(
+        "SELECT messages, unseen FROM mailboxes WHERE id = ?", (mailbox_id,)
+    ).fetchone()
     if row is None:
         raise NotFound(f"no mailbox {mailbox_id}")
     where, params = _where(mailbox_id, query)
-    unfiltered = where == "mailbox_id = ?"
-    total = int(row[0]) if unfiltered else _count(conn, where, params)
-    direction = "DESC" if query.descending else "ASC"
-    order = f"{_ORDER[query.sort]} {direction}, uid {direction}"
+    messages, unseen = int(row[0]), int(row[1])
+    if where == "mailbox_id = ?":
+        total = messages  # the counters the triggers keep (see .migrations)
+    elif where == "mailbox_id = ? AND NOT seen":
+        total = unseen
+    else:
+        total = _count(conn, where, params)
+    offset, limit = max(0, offset), max(0, min(limit, total - offset))
+    if limit == 0:
+        return total, []
+    key = _ORDER[query.sort]
+    descending = query.descending
+    # A page past the middle is read from the other end (reversed): no page walks more than
+    # half of what matches.
+    if offset > total // 2:
+        offset, descending = total - offset - limit, not descending
+    # The date index pays when the page is near an end and most rows it walks match (every row
+    # costs a lookup); otherwise sorting the matching rows is cheaper, and "+ 0" keeps the
+    # planner off the index.
+    walk_index = (
+        where in ("mailbox_id = ?", "mailbox_id = ? AND NOT seen")
+        and offset < _INDEX_WALK_LIMIT
+        and total * 4 >= messages
+    )
+    if query.sort is SortKey.DATE and not walk_index:
+        key += " + 0"
+    direction = "DESC" if descending else "ASC"
     uids = [
         int(r[0])
         for r in conn.execute(
-            f"SELECT uid FROM messages WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-            (*params, max(0, limit), max(0, offset)),
+            f"SELECT uid FROM messages WHERE {where} "
+            f"ORDER BY {key} {direction}, uid {direction} LIMIT ? OFFSET ?",
+            (*params, limit, offset),
         )
     ]
+    if descending != query.descending:
+        uids.reverse()
     return total, uids
 
 

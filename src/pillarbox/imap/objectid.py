@@ -1,0 +1,26 @@
+"""Object identifiers (RFC 8474 OBJECTID): stable ids a client may cache across sessions.
+
+- **EMAILID** (§5.1) is derived from the content-addressed blob (SHA-256 of the bytes), so
+  every copy of a message — COPY, MOVE, one delivery to several mailboxes — has the same id,
+  as §5.1 asks, and an id is never reused for other content.
+- **MAILBOXID** (§4) is the store's mailbox id with its UIDVALIDITY: RENAME keeps both (§4.1:
+  the id survives a rename), a mailbox deleted and created again under the same name gets a
+  new UIDVALIDITY and so a new id, even if a backend reuses the row id.
+- **THREADID** (§5.2) is NIL: this server does not assign thread ids.
+
+Every id is 1 to 255 characters of ``[A-Za-z0-9_-]`` starting with a letter (§3).
+"""
+
+from __future__ import annotations
+
+from pillarbox.store.types import Mailbox, MessageRecord
+
+__all__ = ["email_id", "mailbox_id"]
+
+
+def email_id(record: MessageRecord) -> str:
+    return "E" + record.blob_id[:24]
+
+
+def mailbox_id(mailbox: Mailbox) -> str:
+    return f"F{mailbox.id}-{mailbox.uidvalidity}"
