@@ -445,3 +445,23 @@ async def test_sasl_failures_count_and_limit(
     session = auth.start_sasl("PLAIN", remote_ip="192.0.2.50", secure=True)
     result = await _run(session, PlainClient("alice@example.org", PASSWORD))
     assert result.account.id == alice.id
+
+
+async def test_app_password_logs_in_only_its_own_account(
+    make_auth: Callable[..., Authenticator], store: Store, alice: Account
+) -> None:
+    from pillarbox.auth.tokens import token_digest
+    from pillarbox.store.types import TokenKind
+
+    bob = await store.add_account("bob@example.org", hash_password("bob's password", CHEAP))
+    secret = "app-secret-for-alices-phone-0123456789"
+    await store.add_token(alice.id, TokenKind.APP_PASSWORD, "phone", token_digest(secret))
+    auth = make_auth()
+    assert (await auth.check_password("alice@example.org", secret, PEER)).id == alice.id
+    with pytest.raises(AuthenticationFailed):
+        await auth.check_password("bob@example.org", secret, PEER)
+    assert bob.id != alice.id
+    # an API token is not a password
+    await store.add_token(alice.id, TokenKind.API, "script", token_digest("api-token-xyz"))
+    with pytest.raises(AuthenticationFailed):
+        await auth.check_password("alice@example.org", "api-token-xyz", PEER)

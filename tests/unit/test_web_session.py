@@ -6,7 +6,8 @@ import os
 import stat
 from pathlib import Path
 
-from pillarbox.web.session import SessionCodec, load_secret, token_digest
+from pillarbox.auth.tokens import token_digest
+from pillarbox.web.session import SessionCodec, load_secret
 
 NOW = 1_700_000_000.0
 

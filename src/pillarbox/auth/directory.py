@@ -59,11 +59,12 @@ from pillarbox.auth.sasl import (
 )
 from pillarbox.auth.saslprep import StringprepError
 from pillarbox.auth.scram import SCRAM_SHA_256, ScramVerifier
+from pillarbox.auth.tokens import token_digest
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, ConfigError, RateLimited, StorageError
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
-from pillarbox.store.types import Account
+from pillarbox.store.types import Account, TokenKind
 
 _log = Log("auth")
 
@@ -272,6 +273,8 @@ class Authenticator:
         account = await self._store.get_account(address) if address is not None else None
         if account is not None and self._cache.verified(account, password, self._clock()):
             return account
+        if account is not None and await self._is_app_password(account, password):
+            return account
         if account is not None and is_password_hash(account.password_hash):
             candidate, target = account, account.password_hash
         else:
@@ -280,6 +283,12 @@ class Authenticator:
             return None
         self._cache.remember(candidate, password, self._clock())
         return await self._upgrade(candidate, password)
+
+    async def _is_app_password(self, account: Account, password: str) -> bool:
+        """An app password issued to this account (web settings) logs in like the password,
+        for IMAP, POP3 and SMTP alike; it cannot be used for another account."""
+        token = await self._store.find_token(TokenKind.APP_PASSWORD, token_digest(password))
+        return token is not None and token.account_id == account.id
 
     async def _dummy(self) -> str:
         """A hash of a random password with the current parameters, made once per process."""

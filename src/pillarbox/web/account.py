@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning
+from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AuthenticationFailed, UserError
 from pillarbox.services import Services
 from pillarbox.store.types import Account, AccountSettings, AccountToken, TokenKind
@@ -26,7 +27,6 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.composing import parse_people
-from pillarbox.web.session import token_digest
 
 MAX_DISPLAY_NAME = 200
 MAX_LABEL = 100

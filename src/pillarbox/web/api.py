@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning
+from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.store.types import Account, AccountSettings, AccountToken, SpecialUse, TokenKind
 from pillarbox.web import account as account_ops
@@ -39,7 +40,7 @@ from pillarbox.web.app import LoginRequired, Web, client_ip, current_account, we
 from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row
 from pillarbox.web.reading import Person, authentication_results, people
-from pillarbox.web.session import CSRF_HEADER, token_digest
+from pillarbox.web.session import CSRF_HEADER
 from pillarbox.web.webmail import apply_action, list_params, part_response, safe_html
 
 PREFIX = "/api/v1"

@@ -136,9 +136,3 @@ class SessionCodec:
 
     def csrf_valid(self, session: Session, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(token, self.csrf_token(session))
-
-
-def token_digest(secret: str) -> str:
-    """How issued secrets (API tokens, app passwords) are stored: SHA-256, hex. They are 32
-    random bytes, so a slow hash adds nothing but cost per request."""
-    return hashlib.sha256(secret.encode()).hexdigest()
