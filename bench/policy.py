@@ -87,7 +87,8 @@ def _explanation_ok(test: dict[str, Any], outcome: spf.SpfOutcome) -> bool:
 async def spf_suite(path: Path, engine: str) -> tuple[int, int, list[str]]:
     passed = total = 0
     failures: list[str] = []
-    for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+    text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    for doc in yaml.safe_load_all(text):
         if not doc:
             continue
         records, failing = spf_records(doc.get("zonedata") or {})

@@ -89,7 +89,9 @@ def mailbox(live: LiveServer, name: str) -> list[bytes]:
         account = await live.store.get_account("bob@example.org")
         assert account is not None
         box = await live.store.get_mailbox(account.id, name)
-        return [await live.store.read_blob(r.blob_id) for r in await live.store.list_messages(box.id)]
+        return [
+            await live.store.read_blob(r.blob_id) for r in await live.store.list_messages(box.id)
+        ]
 
     return live.call(go())
 

@@ -406,8 +406,10 @@ def test_flag_read_move_delete_spam_and_empty(live: LiveServer, alice: WebSessio
     [junk_uid] = uids_in(live, ALICE, "Junk")
     junk = special_mailbox_id(live, ALICE, SpecialUse.JUNK)
     assert "$Junk" in flags_of(live, junk, junk_uid)
+    assert spam_model_counts(live, ALICE) == (0, 1)  # the filter learnt it as spam
     alice.post(f"/mail/{junk}/actions", {"uid": [junk_uid], "action": "notspam"})
     assert uids_in(live, ALICE, "Junk") == []
+    assert spam_model_counts(live, ALICE) == (1, 0)  # and unlearnt it, as ham
     back = uids_in(live, ALICE)[-1]
     assert "$NotJunk" in flags_of(live, inbox, back) and "$Junk" not in flags_of(live, inbox, back)
     alice.post(act, {"uid": [uids[3]], "action": "delete"})
@@ -984,3 +986,15 @@ def test_mark_unread_from_the_message_view_returns_to_the_list(
         f"/mail/{box}/actions", {"uid": uid, "action": "flag", "back": f"/mail/{box}/{uid}"}
     )
     assert flagged.headers["location"] == f"/mail/{box}/{uid}"
+
+
+def spam_model_counts(live: LiveServer, address: str) -> tuple[int, int]:
+    """(ham, spam) messages the account's own spam model was trained with."""
+
+    async def go() -> tuple[int, int]:
+        account = await live.store.get_account(address)
+        assert account is not None
+        counts, _ = await live.store.spam_model(account.id, [])
+        return counts.ham, counts.spam
+
+    return live.call(go())

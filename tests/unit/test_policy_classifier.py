@@ -60,7 +60,8 @@ def test_classify_separates_and_explains() -> None:
     view = model(HAM, SPAM)
     spam = classify(tokens(SPAM[0].replace(b"cash", b"money")), view.totals, view.counts)
     ham = classify(tokens(HAM[0].replace(b"budget", b"plan")), view.totals, view.counts)
-    assert spam.probability > 0.9 > 0.1 > ham.probability
+    assert spam.probability > 0.9
+    assert ham.probability < 0.1
     assert spam.clues and all(p > 0.5 for _, p in spam.clues[:3])
 
 
@@ -78,7 +79,10 @@ def test_thresholds_and_forced_actions() -> None:
     assert decide([Reason("BAYES", 4.9)], t).action is Action.INBOX
     assert decide([Reason("BAYES", 9.0), Reason("SPF_FAIL", 1.5)], t).action is Action.JUNK
     refused = decide([Reason("GTUBE", 1000)], t)
-    assert (refused.action, refused.refusal) == (Action.REJECT, "message looks like spam (score 1000.0)")
+    assert (refused.action, refused.refusal) == (
+        Action.REJECT,
+        "message looks like spam (score 1000.0)",
+    )
     allowed = decide([Reason("BAYES", 10)], t, forced=Action.INBOX, override="allow-list")
     assert (allowed.action, allowed.score) == (Action.INBOX, 10.0)
 
@@ -104,7 +108,9 @@ def test_rules() -> None:
     assert rules.attachment_only(parse_message(HAM[0]), 2.5) is None
     forged = rules.forged_local_sender(["example.org"], {"example.org"}, vouched=False, score=4)
     assert forged == Reason("FORGED_LOCAL_SENDER", 4, "example.org")
-    assert rules.forged_local_sender(["example.org"], {"example.org"}, vouched=True, score=4) is None
+    assert (
+        rules.forged_local_sender(["example.org"], {"example.org"}, vouched=True, score=4) is None
+    )
 
 
 def test_authentication_results_header() -> None:
@@ -117,7 +123,8 @@ def test_authentication_results_header() -> None:
     )
     assert authresults.header("mx.test", summary) == (
         b"Authentication-Results: mx.test;\r\n\tspf=pass smtp.mailfrom=sender.test;\r\n"
-        b"\tdkim=fail (bad) header.d=sender.test header.s=s1 header.a=rsa-sha256 header.b=abcd1234\r\n"
+        b"\tdkim=fail (bad) header.d=sender.test header.s=s1 header.a=rsa-sha256"
+        b" header.b=abcd1234\r\n"
     )
     assert authresults.header("mx.test", authresults.AuthSummary()) == (
         b"Authentication-Results: mx.test; none\r\n"

@@ -32,7 +32,9 @@ def ed_key() -> DkimKey:
 
 
 def records(*keys: DkimKey) -> list[ZoneRecord]:
-    return [ZoneRecord(f"{k.selector}._domainkey.signer.test", "TXT", public_record(k)) for k in keys]
+    return [
+        ZoneRecord(f"{k.selector}._domainkey.signer.test", "TXT", public_record(k)) for k in keys
+    ]
 
 
 async def test_rsa_and_ed25519_signatures_pass(rsa_key: DkimKey, ed_key: DkimKey) -> None:

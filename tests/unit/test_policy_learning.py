@@ -36,10 +36,14 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 async def test_training_counts_clamp_at_zero_and_vanish(store: SqliteStore) -> None:
-    await store.train_spam_model(None, SpamCounts(2, 1), {"a": SpamCounts(2, 0), "b": SpamCounts(0, 1)})
+    await store.train_spam_model(
+        None, SpamCounts(2, 1), {"a": SpamCounts(2, 0), "b": SpamCounts(0, 1)}
+    )
     totals, counts = await store.spam_model(None, ["a", "b", "c"])
     assert (totals, counts) == (SpamCounts(2, 1), {"a": SpamCounts(2, 0), "b": SpamCounts(0, 1)})
-    await store.train_spam_model(None, SpamCounts(-5, 0), {"a": SpamCounts(-9, 0), "b": SpamCounts(0, -1)})
+    await store.train_spam_model(
+        None, SpamCounts(-5, 0), {"a": SpamCounts(-9, 0), "b": SpamCounts(0, -1)}
+    )
     totals, counts = await store.spam_model(None, ["a", "b"])
     assert (totals, counts) == (SpamCounts(0, 1), {})
 

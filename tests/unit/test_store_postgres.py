@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from pillarbox.errors import ConfigError, NotFound, StorageError
+from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.postgres import PostgresLimits, PostgresStore
 from pillarbox.store.postgres import notify as pg_notify
@@ -75,6 +76,10 @@ class TestPostgresStore(StoreContract):
     @pytest.fixture
     def store_factory(self, migrated_url: str) -> StoreFactory:
         return lambda: PostgresStore(migrated_url)
+
+    async def settle(self, store: Store) -> None:
+        assert isinstance(store, PostgresStore)
+        await store.catch_up_index()
 
 
 def test_store_invariants(database: TestDatabase, migrated_url: str) -> None:
@@ -389,3 +394,27 @@ async def test_spam_tallies_clamp_and_follow_the_account(
     await a.remove_account(account.id)
     assert await a.spam_model(account.id, ["hello"]) == (SpamCounts(), {})
     assert await a.spam_model(None, ["hello"]) == (SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
+
+
+async def test_text_is_indexed_behind_the_writes(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = nodes
+    await a.add_domain(DOMAIN)
+    account = await a.add_account(f"bob@{DOMAIN}", "h")
+    inbox = await a.get_mailbox(account.id, INBOX)
+    for i in range(5):
+        await a.append(inbox.id, *make_message(i, body=f"needle {i}"))
+    assert await b.search_text(inbox.id, ["needle"]) == {1, 2, 3, 4, 5}  # scanned meanwhile
+
+    async def pending(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> object:
+        cur = await conn.execute("SELECT count(*) FROM blob_text WHERE NOT indexed")
+        row = await cur.fetchone()
+        return row[0] if row else None
+
+    for _ in range(100):  # the writer's node indexes once its writes pause
+        if await a._read(pending) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await a._read(pending) == 0
+    assert await b.search_text(inbox.id, ["NEEDLE 3"]) == {4}

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pillarbox.errors import InvalidName, NotFound, QuotaExceeded, UserError
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message
+from pillarbox.policy import learning
 from pillarbox.queue.intake import submit
 from pillarbox.services import Services
 from pillarbox.store.types import (
@@ -253,7 +254,20 @@ class MailAccess:
         source = await self.mailbox(mailbox_id)
         target = await self.mailbox(target_id)
         if source.id != target.id:
-            await self.store.move_messages(source.id, uids, target.id)
+            await self._move(source, uids, target)
+
+    async def _move(self, source: Mailbox, uids: Sequence[int], target: Mailbox) -> None:
+        """Move, and let the spam filter learn from it (into Junk: spam; out of it: ham)."""
+        records = [r for r in [await self.store.get_message(source.id, u) for u in uids] if r]
+        await self.store.move_messages(source.id, uids, target.id)
+        await learning.on_moved(
+            self.store,
+            self.account.id,
+            source,
+            target,
+            records,
+            hostname=self.services.hostname,
+        )
 
     async def delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
         """To Trash; deleting in Trash (or Junk) removes for good."""
@@ -285,7 +299,7 @@ class MailAccess:
         await self.store.store_flags(source.id, uids, FlagOp.ADD, frozenset({add}))
         target = await self.special(SpecialUse.JUNK) if junk else await self.inbox()
         if target.id != source.id:
-            await self.store.move_messages(source.id, uids, target.id)
+            await self._move(source, uids, target)
 
     # -- sending ---------------------------------------------------------------------------------
     @property

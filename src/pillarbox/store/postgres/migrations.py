@@ -19,7 +19,8 @@ Schema invariants the backend relies on (kept by triggers, so no code path can f
   (ascending id), then account rows (ascending id), then blob rows. The triggers follow it.
 - ``blob_text.search_header/search_body`` hold the text lowercased by Python's ``str.lower``
   (the same simple case mapping the SQLite backend applies), so substring search does not depend
-  on the database's ``LC_CTYPE``; trigram GIN indexes (pg_trgm) answer ``LIKE '%term%'``.
+  on the database's ``LC_CTYPE``; trigram GIN indexes (pg_trgm) over the rows whose
+  ``indexed`` is set answer ``LIKE '%term%'``, the rest (``blob_text_pending``) is scanned.
 """
 
 from __future__ import annotations
@@ -112,15 +113,21 @@ CREATE TABLE blob_data (
 );
 
 -- RFC 9051 §6.4.4: TEXT/BODY are case-insensitive substring searches; trigrams answer them.
+-- The trigram indexes are partial: a row enters them when a node's background indexer sets
+-- ``indexed`` (see PostgresStore notes), not in the delivery's transaction.
 CREATE TABLE blob_text (
     id bigint PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,
+    indexed boolean NOT NULL DEFAULT false,
     header_text text NOT NULL,
     body_text text NOT NULL,
     search_header text NOT NULL,
     search_body text NOT NULL
 );
-CREATE INDEX blob_text_header_trgm ON blob_text USING gin (search_header gin_trgm_ops);
-CREATE INDEX blob_text_body_trgm ON blob_text USING gin (search_body gin_trgm_ops);
+CREATE INDEX blob_text_header_trgm ON blob_text USING gin (search_header gin_trgm_ops)
+    WHERE indexed;
+CREATE INDEX blob_text_body_trgm ON blob_text USING gin (search_body gin_trgm_ops)
+    WHERE indexed;
+CREATE INDEX blob_text_pending ON blob_text (id) WHERE NOT indexed;
 
 -- ``blob`` carries no foreign key on purpose: ``refcount`` guards it.
 CREATE TABLE messages (

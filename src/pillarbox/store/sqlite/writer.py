@@ -20,6 +20,14 @@ Invariants:
   this thread: :class:`Checkpointer` does them on its own connection, concurrently with the
   writes (WAL permits that), at most once per interval. Measured on the development VM, the
   automatic in-commit checkpoint cost a third of the group-commit throughput.
+- One exception bounds the WAL. A concurrent checkpoint copies the frames that existed when it
+  started; under sustained writes new frames always follow, so the WAL is never wholly copied,
+  never starts over, and grew to 858 MB in a bulk load (every reader then searched a wal-index
+  of 200,000 frames). When the checkpointer finds the WAL over its limit it asks this thread,
+  which holds no lock between batches, for a RESTART checkpoint: it copies the few frames the
+  last checkpoint missed and waits, at most ``restart_wait``, for readers to leave the WAL, so
+  the next commit writes from the WAL's start (and ``journal_size_limit`` truncates the file).
+  Writes pause for that one step, once per limit's worth of WAL.
 - Background work (the full-text indexer) runs only once no write has arrived for
   ``idle_after`` seconds (so it does not compete with a burst for the CPU), in slices of
   its own transactions that stop as soon as a write arrives: it delays a write by at most one
@@ -100,12 +108,15 @@ class GroupCommitWriter:
         *,
         max_batch: int,
         idle_after: float,
+        restart_wait: float,
         name: str = "pillarbox-sqlite-writer",
     ) -> None:
         self._connect = connect
         self._hooks = hooks
         self._max_batch = max_batch
         self._idle_after = idle_after
+        self._restart_wait = restart_wait
+        self._restart_wanted = threading.Event()
         self._queue: queue.SimpleQueue[_Request[Any] | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
@@ -114,6 +125,8 @@ class GroupCommitWriter:
         #: Batches committed and operations run, for the bench and tests.
         self.batches = 0
         self.operations = 0
+        #: RESTART checkpoints that reset the WAL, for tests.
+        self.wal_restarts = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -129,6 +142,10 @@ class GroupCommitWriter:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Request(operation, future, loop))
         return await future
+
+    def restart_wal(self) -> None:
+        """Ask for a RESTART checkpoint before the next batch (thread-safe; see module notes)."""
+        self._restart_wanted.set()
 
     def stop(self) -> None:
         """Finish every queued operation, then close the connection (blocking; call off-loop)."""
@@ -151,6 +168,9 @@ class GroupCommitWriter:
             stopping = False
             idle_work = True
             while not stopping:
+                if self._restart_wanted.is_set():
+                    self._restart_wanted.clear()
+                    self._restart(conn)
                 try:
                     first = self._queue.get(timeout=self._idle_after if idle_work else None)
                 except queue.Empty:
@@ -177,6 +197,23 @@ class GroupCommitWriter:
         finally:
             conn.execute("PRAGMA synchronous = FULL")
         return more
+
+    def _restart(self, conn: sqlite3.Connection) -> None:
+        wait_ms = int(self._restart_wait * 1000)
+        (busy_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
+        try:
+            (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except sqlite3.Error:
+            log.exception("WAL restart failed; retrying after the next checkpoint")
+            return
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        if busy:
+            # A reader kept the WAL past ``restart_wait``: the next checkpoint asks again.
+            log.info("WAL restart waited %d ms for readers; retrying later", wait_ms)
+        else:
+            self.wal_restarts += 1
 
     def _write_waiting(self) -> bool:
         return not self._queue.empty()
@@ -304,17 +341,22 @@ def _storage_error(exc: BaseException) -> BaseException:
 
 class Checkpointer:
     """A thread that checkpoints the WAL (PASSIVE: never blocks the writer or readers), woken
-    after commits and running at most once per ``interval`` seconds."""
+    after commits and running at most once per ``interval`` seconds; when the WAL holds more
+    than ``wal_limit_pages`` frames it calls ``over_limit`` (the writer's ``restart_wal``)."""
 
     def __init__(
         self,
         connect: Callable[[], sqlite3.Connection],
         *,
         interval: float,
+        wal_limit_pages: int,
+        over_limit: Callable[[], None],
         name: str = "pillarbox-sqlite-checkpoint",
     ) -> None:
         self._connect = connect
         self._interval = interval
+        self._wal_limit_pages = wal_limit_pages
+        self._over_limit = over_limit
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -341,8 +383,10 @@ class Checkpointer:
                     return
                 self._wake.clear()
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    (_, frames, _) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
+                    if frames > self._wal_limit_pages:
+                        self._over_limit()
                 except sqlite3.Error:
                     log.exception("WAL checkpoint failed; retrying after the next commit")
                 if self._stopping.wait(self._interval):
