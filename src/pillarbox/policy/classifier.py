@@ -102,7 +102,9 @@ class Classification:
 _WORD = re.compile(r"[^\s\"'(){}\[\]<>,;:!?*|=`~^]+")
 _TRIM = ".-_/\\#$%&+@"
 _URL = re.compile(r"(?:https?|ftp)://[^\s\"'<>()]+|www\.[^\s\"'<>()]+", re.IGNORECASE)
-_EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+# The lookbehind starts a match only at the beginning of a run of address characters: without
+# it, every position inside every word is tried and fails, quadratic in the word length.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 _IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b")
 _HOSTNAME = re.compile(r"\b((?:[a-z0-9-]+\.)+[a-z]{2,})\b")
 _RECEIVED_FROM = re.compile(r"\bfrom\s+(\S+)", re.IGNORECASE)
@@ -229,7 +231,9 @@ def _leaves(part: BodyPart) -> Iterable[BodyPart]:
 
 
 def _url_tokens(text: str) -> Iterable[str]:
-    for url in _URL.findall(text):
+    # Cheap substring tests first: most text has neither URLs nor addresses.
+    has_url = "://" in text or "www." in text.lower()
+    for url in _URL.findall(text) if has_url else ():
         if not url.lower().startswith(("http", "ftp")):
             url = "http://" + url
         try:
@@ -250,7 +254,7 @@ def _url_tokens(text: str) -> Iterable[str]:
         for piece in re.split(r"[/.?=&_-]+", parts.path.lower()):
             if 2 < len(piece) <= 12:
                 yield f"url:path:{piece}"
-    for domain in _EMAIL.findall(text):
+    for domain in _EMAIL.findall(text) if "@" in text else ():
         yield f"email:{domain.lower()}"
 
 
