@@ -90,3 +90,37 @@ def test_fetchmail_keep_downloads_each_message_once(live: LiveServer, tmp_path: 
     assert fetch() == 0
     final = mbox.read_bytes()
     assert final.count(b"Subject: three") == 1 and final.count(b"Subject: one") == 1
+
+
+@pytest.mark.listeners("smtp", "pop3", "imap")
+def test_pop3_delete_is_an_expunge_an_idling_imap_session_sees(live: LiveServer) -> None:
+    import imaplib
+    import time
+
+    send(live, "keep")
+    send(live, "remove")
+    imap = imaplib.IMAP4("127.0.0.1", live.port("imap"))
+    imap.login("alice@example.org", PASSWORD)
+    typ, data = imap.select("INBOX")
+    assert typ == "OK" and data == [b"2"]
+    imap.send(b"a1 IDLE\r\n")
+    assert imap.readline().startswith(b"+")
+
+    pop = poplib.POP3("127.0.0.1", live.port("pop3"), timeout=10)
+    pop.user("alice@example.org")
+    pop.pass_(PASSWORD)
+    assert b"Subject: remove" in b"\r\n".join(pop.top(2, 0)[1])
+    pop.dele(2)
+    pop.quit()
+
+    imap.sock.settimeout(5)
+    started = time.monotonic()
+    line = imap.readline()
+    assert line == b"* 2 EXPUNGE\r\n"
+    assert time.monotonic() - started < 2
+    imap.send(b"DONE\r\n")
+    assert imap.readline().startswith(b"a1 OK")
+    typ, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK" and len([d for d in data if isinstance(d, tuple)]) == 1
+    assert b"Subject: keep" in data[0][1]
+    imap.logout()
