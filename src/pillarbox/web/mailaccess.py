@@ -195,7 +195,7 @@ class MailAccess:
     async def page(self, mailbox: Mailbox, query: MessageQuery, *, offset: int, limit: int) -> Page:
         result = await self.store.query_messages(mailbox.id, query, offset=offset, limit=limit)
         uids = [r.uid for r in result.records]
-        infos = await self.store.message_infos(mailbox.id, uids) if uids else {}
+        infos = await self.store.message_infos(mailbox.id, uids, with_text=False) if uids else {}
         rows = tuple(Row(r, infos.get(r.uid)) for r in result.records)
         return Page(result.total, offset, limit, rows)
 

@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import (
@@ -57,7 +57,7 @@ from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_o
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sqlite import dkimkeys, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
-from pillarbox.store.sqlite.snapshots import SnapshotCache
+from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
@@ -141,6 +141,14 @@ class SqliteLimits:
     wal_restart_wait_ms: int = 100
     #: Message records kept in memory across mailbox snapshots (~300 bytes each).
     snapshot_records: int = 250_000
+    #: Decoded message structures kept for FETCH (~3 KB each for plain mail, ~7 KB for a
+    #: mailing list's); 0 turns the cache off.
+    info_cache_entries: int = 4096
+    #: How long a looked-up domain, account or alias (or its absence) is reused, in ms; this
+    #: store's own writes invalidate at once, other processes' after this delay. 0: off.
+    directory_ttl_ms: int = 1000
+    #: Most names kept in that cache.
+    directory_entries: int = 10_000
     #: Least time between two WAL checkpoints (run beside the writer, never inside a commit).
     checkpoint_interval_ms: int = 500
     #: Quiet time (no writes) after which the writer starts background indexing.
@@ -215,6 +223,8 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._snapshots = SnapshotCache(limits.snapshot_records)
+        self._infos = InfoCache(limits.info_cache_entries)
+        self._directory = DirectoryCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -222,6 +232,13 @@ class SqliteStore:
             raise StorageError("the store is open already")
         await run_blocking(self._prepare_files)
         limits = self._limits
+        wal_restart = threading.Event()
+        checkpointer = Checkpointer(
+            self._connect_checkpointer,
+            interval=limits.checkpoint_interval_ms / 1000,
+            wal_limit_pages=limits.wal_limit_mib * 1024 * 1024 // PAGE_SIZE,
+            over_limit=wal_restart.set,
+        )
         writer = GroupCommitWriter(
             self._connect_writer,
             BatchHooks(
@@ -229,17 +246,12 @@ class SqliteStore:
                 publish=self._hub.publish,
                 sync_dirs=FileBlobStore.sync_dirs,
                 idle=self._index_slice,
-                committed=lambda: checkpointer.poke(),
+                committed=checkpointer.poke,
             ),
             max_batch=limits.max_batch,
             idle_after=limits.index_idle_ms / 1000,
+            restart_wanted=wal_restart,
             restart_wait=limits.wal_restart_wait_ms / 1000,
-        )
-        checkpointer = Checkpointer(
-            self._connect_checkpointer,
-            interval=limits.checkpoint_interval_ms / 1000,
-            wal_limit_pages=limits.wal_limit_mib * 1024 * 1024 // PAGE_SIZE,
-            over_limit=writer.restart_wal,
         )
         await run_blocking(writer.start)  # migrates: the checkpointer starts on a ready schema
         checkpointer.start()
@@ -266,6 +278,7 @@ class SqliteStore:
             conn.close()
         self._reader_local = threading.local()
         self._snapshots.clear()
+        self._infos.clear()
 
     @property
     def batches_committed(self) -> tuple[int, int]:
@@ -325,6 +338,26 @@ class SqliteStore:
             raise StorageError("the store is not open")
         return await self._writer.submit(fn)
 
+    async def _write_directory(self, fn: Callable[[sqlite3.Connection, WriteEffects], T]) -> T:
+        """A write to domains, accounts or aliases: the lookup cache is emptied once it is
+        durable (or failed: cheaper than knowing whether it changed anything)."""
+        try:
+            return await self._write(fn)
+        finally:
+            self._directory.invalidate()
+
+    async def _read_directory(
+        self, key: tuple[str, str], fn: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """A lookup of domains, accounts or aliases through :class:`DirectoryCache`."""
+        hit = self._directory.get(key)
+        if hit is not None:
+            return cast(T, hit[0])
+        generation = self._directory.generation
+        value = await self._read(fn)
+        self._directory.put(key, value, generation)
+        return value
+
     def _now(self) -> int:
         return int(self._clock() * 1_000_000)
 
@@ -378,7 +411,7 @@ class SqliteStore:
                 raise AlreadyExists(f"domain {name} exists") from exc
             return Domain(name, _from_us(now))
 
-        return await self._write(op)
+        return await self._write_directory(op)
 
     async def get_domain(self, name: str) -> Domain | None:
         def query(conn: sqlite3.Connection) -> Domain | None:
@@ -386,14 +419,15 @@ class SqliteStore:
             found = row.fetchone()
             return Domain(found[0], _from_us(found[1])) if found else None
 
-        return await self._read(query)
+        return await self._read_directory(("domain", name), query)
 
     async def list_domains(self) -> list[Domain]:
-        def query(conn: sqlite3.Connection) -> list[Domain]:
+        def query(conn: sqlite3.Connection) -> tuple[Domain, ...]:
             rows = conn.execute("SELECT name, created FROM domains ORDER BY name")
-            return [Domain(name, _from_us(created)) for name, created in rows]
+            return tuple(Domain(name, _from_us(created)) for name, created in rows)
 
-        return await self._read(query)
+        # Intake asks per message (hosted domains); the cached tuple is copied per caller.
+        return list(await self._read_directory(("domains", ""), query))
 
     async def remove_domain(self, name: str) -> None:
         def op(conn: sqlite3.Connection, fx: WriteEffects) -> None:
@@ -408,7 +442,7 @@ class SqliteStore:
                 raise UserError(f"domain {name} still has accounts or aliases")
             conn.execute("DELETE FROM domains WHERE name = ?", (name,))
 
-        await self._write(op)
+        await self._write_directory(op)
 
     # -- accounts --------------------------------------------------------------------------------
     async def add_account(
@@ -462,7 +496,7 @@ class SqliteStore:
                 )
             )
 
-        return await self._write(op)
+        return await self._write_directory(op)
 
     async def get_account(self, address: str) -> Account | None:
         def query(conn: sqlite3.Connection) -> Account | None:
@@ -471,7 +505,7 @@ class SqliteStore:
             ).fetchone()
             return _account(row) if row else None
 
-        return await self._read(query)
+        return await self._read_directory(("account", address), query)
 
     async def get_account_by_id(self, account_id: int) -> Account | None:
         def query(conn: sqlite3.Connection) -> Account | None:
@@ -505,7 +539,7 @@ class SqliteStore:
             if cursor.rowcount == 0:
                 raise NotFound(f"no account {account_id}")
 
-        await self._write(op)
+        await self._write_directory(op)
 
     async def set_password(
         self, account_id: int, password_hash: str, scram_sha256: str | None
@@ -539,7 +573,7 @@ class SqliteStore:
                 for mailbox_id in mailbox_ids
             )
 
-        await self._write(op)
+        await self._write_directory(op)
 
     async def quota_usage(self, account_id: int) -> QuotaUsage:
         def query(conn: sqlite3.Connection) -> QuotaUsage:
@@ -572,7 +606,7 @@ class SqliteStore:
             )
             return alias
 
-        return await self._write(op)
+        return await self._write_directory(op)
 
     async def get_alias(self, address: str) -> Alias | None:
         def query(conn: sqlite3.Connection) -> Alias | None:
@@ -581,7 +615,7 @@ class SqliteStore:
             ).fetchone()
             return Alias(row[0], tuple(json.loads(row[1]))) if row else None
 
-        return await self._read(query)
+        return await self._read_directory(("alias", address), query)
 
     async def list_aliases(self, domain: str | None = None) -> list[Alias]:
         def query(conn: sqlite3.Connection) -> list[Alias]:
@@ -601,7 +635,7 @@ class SqliteStore:
             if conn.execute("DELETE FROM aliases WHERE address = ?", (address,)).rowcount == 0:
                 raise NotFound(f"no alias {address}")
 
-        await self._write(op)
+        await self._write_directory(op)
 
     # -- mailboxes -------------------------------------------------------------------------------
     async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
@@ -932,34 +966,47 @@ class SqliteStore:
     async def message_infos(
         self, mailbox_id: int, uids: Sequence[int], *, with_text: bool = True
     ) -> dict[int, MessageInfo]:
-        def structure(conn: sqlite3.Connection) -> dict[int, MessageInfo]:
-            # ``blobs.info`` is stored without the text fields: no join, no text read.
-            rows = conn.execute(
-                "SELECT m.uid, b.info FROM messages m JOIN blobs b ON b.id = m.blob "
-                "WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?)) "
-                "AND b.info IS NOT NULL",
-                (mailbox_id, json.dumps(list(uids))),
-            )
-            return {uid: MessageInfo.from_json(info) for uid, info in rows}
-
         def query(conn: sqlite3.Connection) -> dict[int, MessageInfo]:
-            rows = conn.execute(
-                "SELECT m.uid, b.info, t.header_text, t.body_text FROM messages m "
-                "JOIN blobs b ON b.id = m.blob LEFT JOIN blob_text t ON t.id = b.id "
-                "WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?))",
-                (mailbox_id, json.dumps(list(uids))),
+            conn.execute("BEGIN")  # the messages, their structure and text from one snapshot
+            blob_of = dict(
+                conn.execute(
+                    "SELECT uid, blob FROM messages "
+                    "WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+                    (mailbox_id, json.dumps(list(uids))),
+                ).fetchall()
             )
-            return {
-                uid: dataclasses.replace(
-                    MessageInfo.from_json(info),
-                    header_text=header_text or "",
-                    body_text=body_text or "",
+            structures = self._infos.get_many(blob_of.values())
+            missing = [blob_row for blob_row in set(blob_of.values()) if blob_row not in structures]
+            if missing:
+                # ``blobs.info`` is stored without the text fields (see ``_prepare_blob``).
+                rows = conn.execute(
+                    "SELECT id, info FROM blobs "
+                    "WHERE id IN (SELECT value FROM json_each(?)) AND info IS NOT NULL",
+                    (json.dumps(missing),),
                 )
-                for uid, info, header_text, body_text in rows
-                if info is not None
-            }
+                loaded = {blob_row: MessageInfo.from_json(info) for blob_row, info in rows}
+                self._infos.put_many(loaded)
+                structures.update(loaded)
+            texts: dict[int, tuple[str, str]] = {}
+            if with_text:
+                rows = conn.execute(
+                    "SELECT id, header_text, body_text FROM blob_text "
+                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(structures)),),
+                )
+                texts = {blob_row: (header, body) for blob_row, header, body in rows}
+            infos: dict[int, MessageInfo] = {}
+            for uid, blob_row in blob_of.items():
+                info = structures.get(blob_row)
+                if info is None:
+                    continue
+                if with_text:
+                    header_text, body_text = texts.get(blob_row, ("", ""))
+                    info = dataclasses.replace(info, header_text=header_text, body_text=body_text)
+                infos[uid] = info
+            return infos
 
-        return await self._read(query if with_text else structure)
+        return await self._read(query)
 
     async def read_blob(self, blob_id: str) -> bytes:
         if not is_blob_id(blob_id):

@@ -108,6 +108,7 @@ class GroupCommitWriter:
         *,
         max_batch: int,
         idle_after: float,
+        restart_wanted: threading.Event,
         restart_wait: float,
         name: str = "pillarbox-sqlite-writer",
     ) -> None:
@@ -115,8 +116,10 @@ class GroupCommitWriter:
         self._hooks = hooks
         self._max_batch = max_batch
         self._idle_after = idle_after
+        #: Set (by the :class:`Checkpointer`) to ask for a RESTART checkpoint before the next
+        #: batch; see the module notes.
+        self._restart_wanted = restart_wanted
         self._restart_wait = restart_wait
-        self._restart_wanted = threading.Event()
         self._queue: queue.SimpleQueue[_Request[Any] | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
@@ -142,10 +145,6 @@ class GroupCommitWriter:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Request(operation, future, loop))
         return await future
-
-    def restart_wal(self) -> None:
-        """Ask for a RESTART checkpoint before the next batch (thread-safe; see module notes)."""
-        self._restart_wanted.set()
 
     def stop(self) -> None:
         """Finish every queued operation, then close the connection (blocking; call off-loop)."""
@@ -342,7 +341,8 @@ def _storage_error(exc: BaseException) -> BaseException:
 class Checkpointer:
     """A thread that checkpoints the WAL (PASSIVE: never blocks the writer or readers), woken
     after commits and running at most once per ``interval`` seconds; when the WAL holds more
-    than ``wal_limit_pages`` frames it calls ``over_limit`` (the writer's ``restart_wal``)."""
+    than ``wal_limit_pages`` frames it calls ``over_limit`` (which asks the writer for a
+    RESTART checkpoint)."""
 
     def __init__(
         self,
