@@ -23,14 +23,15 @@ connection are timed to the ``* n EXISTS`` each idling session of that mailbox r
 beside each wall-clock rate the server's CPU time (user+sys from /proc/self/stat) per operation
 is given: that figure does not depend on what else the machine runs.
 
-Both lift the IMAP listener's connection limits, which are not configurable yet (see the
-``_unlimited`` note), and run on loopback only, bounded in time.
+Both raise ``imap.max_connections``/``max_connections_per_ip`` in their server's config, and run
+on loopback only, bounded in time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import lzma
 import multiprocessing
 import os
@@ -47,7 +48,6 @@ from pathlib import Path
 
 from pillarbox.imap.session import normalise_line_endings
 from pillarbox.mail.parse import parse_message
-from pillarbox.net.listener import ConnectionLimits
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
@@ -219,14 +219,6 @@ def _raise_nofile(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
 
 
-def _unlimited(server: LiveServer) -> None:
-    """The IMAP listener admits 1,000 connections (50 per address) and the limit is not in the
-    config yet; the benchmark lifts it on the running listener (a private attribute: a
-    stand-in until ``imap.max_connections`` exists)."""
-    listener = server.server.listeners["imap"]
-    listener._counter.limits = ConnectionLimits(total=1_000_000, per_address=1_000_000)
-
-
 async def _read_until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
     data = bytearray()
     while marker not in data:
@@ -297,12 +289,15 @@ async def _mixed_client(port: int, clients: int, seconds: float) -> dict[str, fl
     async def command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tag: bytes,
                       text: bytes) -> None:  # fmt: skip
         writer.write(tag + b" " + text + b"\r\n")
-        data = await _read_until(reader, b"\r\n" + tag + b" ")
-        line = data[data.index(b"\r\n" + tag + b" ") + 2 :]
-        while b"\r\n" not in line:
-            line += await reader.read(65536)
-        if not line.split(b" ")[1].startswith(b"OK"):
-            raise RuntimeError(line[:200])
+        marker = b"\r\n" + tag + b" "
+        data = bytearray(b"\r\n")  # responses start at a line start
+        while (found := data.find(marker)) < 0 or data.find(b"\r\n", found + 2) < 0:
+            chunk = await reader.read(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        if not data[found + len(marker) :].startswith(b"OK"):
+            raise RuntimeError(bytes(data[found : found + 200]))
 
     async def loop(index: int) -> None:
         n = index
@@ -334,7 +329,11 @@ def mixed_client(port: int, clients: int, seconds: float) -> dict[str, float]:
 
 
 def _with_accounts(directory: Path, seed: int) -> LiveServer:
-    server = LiveServer(loopback_config(directory, only=["imap"]))
+    config = loopback_config(directory, only=["imap"])
+    unlimited = dataclasses.replace(
+        config.imap, max_connections=1_000_000, max_connections_per_ip=1_000_000
+    )
+    server = LiveServer(dataclasses.replace(config, imap=unlimited))
     server.__enter__()
     server.add_domain("example.org")
     for n in range(ACCOUNTS):
@@ -349,7 +348,6 @@ def _with_accounts(directory: Path, seed: int) -> LiveServer:
                 await server.store.append(inbox.id, SMALL, parse_message(SMALL))
 
     server.call(seed_mail(), timeout=600)
-    _unlimited(server)
     return server
 
 

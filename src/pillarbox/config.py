@@ -136,6 +136,8 @@ class ImapSection:
         1800.0, "Seconds of inactivity before BYE (RFC 9051 §5.4: at least 30 minutes)."
     )
     max_errors: int = _f(20, "Consecutive bad commands before BYE.")
+    max_connections: int = _f(20000, "Concurrent IMAP connections, both listeners together.")
+    max_connections_per_ip: int = _f(100, "Concurrent IMAP connections from one client address.")
     login_without_tls: bool = _f(
         False, "Allow LOGIN/AUTHENTICATE before TLS (only for loopback tests)."
     )
@@ -147,6 +149,8 @@ class Pop3Section:
         600.0, "Seconds of inactivity before closing (RFC 1939 §3: at least 10 minutes)."
     )
     max_errors: int = _f(10, "Bad commands before the connection is closed.")
+    max_connections: int = _f(1000, "Concurrent POP3 connections, both listeners together.")
+    max_connections_per_ip: int = _f(20, "Concurrent POP3 connections from one client address.")
     login_without_tls: bool = _f(False, "Allow USER/PASS before TLS (only for loopback tests).")
 
 

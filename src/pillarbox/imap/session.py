@@ -88,6 +88,7 @@ from pillarbox.imap.sequence import SequenceSet
 from pillarbox.imap.sort import needs_metadata, sort_uids
 from pillarbox.imap.thread import ALGORITHMS, renumber, thread_message
 from pillarbox.mail.model import MessageInfo
+from pillarbox.policy import learning
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
@@ -256,6 +257,8 @@ class SessionSettings:
     login_without_tls: bool = False
     #: RFC 2971 §3.3 server identification.
     server_id: tuple[tuple[str, str | None], ...] = (("name", "Pillarbox"),)
+    #: This server's name (the spam filter trusts only its own Authentication-Results).
+    hostname: str = "localhost"
 
 
 @dataclass(slots=True)
@@ -1282,6 +1285,7 @@ class ImapSession:
             return r.NO_TRYCREATE
         if not pairs:
             return done
+        await self._learn(view.mailbox_id, target, pairs)
         code = responses.copyuid(
             target.uidvalidity,
             SequenceSet.from_numbers(old for old, _ in pairs),
@@ -1295,6 +1299,23 @@ class ImapSession:
         if target.id == view.mailbox_id:
             await self._sync()
         return done.with_code(code)
+
+    async def _learn(self, source_id: int, target: Mailbox, pairs: list[tuple[int, int]]) -> None:
+        """Moving or copying into Junk teaches the spam filter "spam", out of it "ham"."""
+        sources = [
+            m for m in await self.store.list_mailboxes(self._account.id) if m.id == source_id
+        ]
+        if not sources or (sources[0].special_use is None and target.special_use is None):
+            return  # neither side is Junk (or Trash): nothing to learn, no reads
+        records = [await self.store.get_message(target.id, new) for _, new in pairs]
+        await learning.on_moved(
+            self.store,
+            self._account.id,
+            sources[0],
+            target,
+            [record for record in records if record is not None],
+            hostname=self.settings.hostname,
+        )
 
 
 def _handlers() -> dict[type, Handler]:

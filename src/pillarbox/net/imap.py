@@ -48,7 +48,7 @@ from pillarbox.store.interface import ChangeSubscription
 FLUSH_AT = 64 * 1024
 
 
-def session_settings(config: ImapSection) -> SessionSettings:
+def session_settings(config: ImapSection, hostname: str = "localhost") -> SessionSettings:
     """The session's limits from ``config.imap``."""
     default = LexerLimits()
     lexer = LexerLimits(
@@ -61,12 +61,13 @@ def session_settings(config: ImapSection) -> SessionSettings:
         max_errors=config.max_errors,
         idle_timeout=config.idle_timeout,
         login_without_tls=config.login_without_tls,
+        hostname=hostname,
     )
 
 
 def imap_handler(services: Services, listener: str) -> Handler:
     implicit_tls = listener == "imaps"
-    settings = session_settings(services.config.imap)
+    settings = session_settings(services.config.imap, services.hostname)
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:

@@ -90,8 +90,18 @@ class Server:
                     per_address=config.smtp.max_connections_per_ip,
                 )
             ),
-            "imap": ConnectionCounter(ConnectionLimits()),
-            "pop3": ConnectionCounter(ConnectionLimits()),
+            "imap": ConnectionCounter(
+                ConnectionLimits(
+                    total=config.imap.max_connections,
+                    per_address=config.imap.max_connections_per_ip,
+                )
+            ),
+            "pop3": ConnectionCounter(
+                ConnectionLimits(
+                    total=config.pop3.max_connections,
+                    per_address=config.pop3.max_connections_per_ip,
+                )
+            ),
             "http": ConnectionCounter(ConnectionLimits()),
         }
         try:

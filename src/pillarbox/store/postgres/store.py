@@ -22,8 +22,8 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   mid-command never leaves the connection half-way; the result is simply dropped (as in the
   SQLite writer).
 - **Change feed**: NOTIFY in the write's transaction, LISTEN on every node (:mod:`.notify`).
-- **Text search**: pg_trgm GIN indexes over the lowercased text, maintained in the delivery
-  transaction (a GIN fast-update list makes that cheap; measured in ``bench/store.py``).
+- **Text search**: pg_trgm GIN indexes over the lowercased text, filled behind the writes
+  (:meth:`PostgresStore._index_behind_writes`); unindexed text is scanned meanwhile.
 - **Blobs** are ``bytea`` rows in the database (``blob_data``): one system to back up and to
   replicate, one transaction covering a message and its bytes on every node. See
   ``docs/scaling.md`` for the measurements and for object storage behind the same interface.
@@ -253,15 +253,15 @@ class PostgresStore:
         )
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        listener, self._listener = self._listener, None
-        if pool is None:
+        if self._pool is None:
             return
         indexer, self._indexer = self._indexer, None
-        if indexer is not None:
+        if indexer is not None:  # first, while the pool still serves its last batch
             indexer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await indexer
+        pool, self._pool = self._pool, None
+        listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()
         self._hub.close()
@@ -338,7 +338,8 @@ class PostgresStore:
         limits = self._limits
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._text_arrived.wait(), limits.index_poll)
+                async with asyncio.timeout(limits.index_poll):
+                    await self._text_arrived.wait()
             while self._text_arrived.is_set():  # wait for a pause in the writes
                 self._text_arrived.clear()
                 await asyncio.sleep(limits.index_idle)
@@ -894,13 +895,21 @@ class PostgresStore:
 
         return await self._read(query)
 
-    async def message_infos(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, MessageInfo]:
+    async def message_infos(
+        self, mailbox_id: int, uids: Sequence[int], *, with_text: bool = True
+    ) -> dict[int, MessageInfo]:
+        # Without the text, blob_text (most of the metadata by size) is not even joined.
+        text = (
+            "t.header_text, t.body_text FROM messages m JOIN blobs b ON b.id = m.blob "
+            "LEFT JOIN blob_text t ON t.id = b.id"
+            if with_text
+            else "'', '' FROM messages m JOIN blobs b ON b.id = m.blob"
+        )
+
         async def query(conn: Conn) -> dict[int, MessageInfo]:
             rows = await _all(
                 conn,
-                "SELECT m.uid, b.info, t.header_text, t.body_text FROM messages m "
-                "JOIN blobs b ON b.id = m.blob LEFT JOIN blob_text t ON t.id = b.id "
-                "WHERE m.mailbox_id = %s AND m.uid = ANY(%s)",
+                f"SELECT m.uid, b.info, {text} WHERE m.mailbox_id = %s AND m.uid = ANY(%s)",
                 (mailbox_id, list(uids)),
             )
             return {
