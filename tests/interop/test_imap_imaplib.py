@@ -200,3 +200,32 @@ def test_imap4rev2_enable(live: LiveServer) -> None:
     assert typ == "OK"
     assert imap.untagged_responses.get("ESEARCH")
     imap.logout()
+
+
+@pytest.mark.listeners("imap")
+def test_move_into_and_out_of_junk_trains_the_spam_filter(live: LiveServer) -> None:
+    raw = (
+        b"From: x@example.net\r\nTo: alice@example.org\r\nSubject: cheap pills\r\n\r\nBuy now.\r\n"
+    )
+
+    async def deliver_and_counts() -> None:
+        account = await live.store.get_account("alice@example.org")
+        assert account is not None
+        await live.store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
+
+    async def counts() -> tuple[int, int]:
+        account = await live.store.get_account("alice@example.org")
+        assert account is not None
+        model, _ = await live.store.spam_model(account.id, [])
+        return model.ham, model.spam
+
+    live.call(deliver_and_counts())
+    imap = imaplib.IMAP4("127.0.0.1", live.port("imap"))
+    imap.login("alice@example.org", PASSWORD)
+    imap.select("INBOX")
+    assert imap.uid("MOVE", "1", "Junk")[0] == "OK"
+    assert live.call(counts()) == (0, 1)
+    imap.select("Junk")
+    assert imap.uid("MOVE", "1", "INBOX")[0] == "OK"
+    assert live.call(counts()) == (1, 0)
+    imap.logout()
