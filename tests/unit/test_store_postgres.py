@@ -11,6 +11,7 @@ Each store is a fresh schema in one database made for this module (see
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -418,3 +419,15 @@ async def test_text_is_indexed_behind_the_writes(
         await asyncio.sleep(0.05)
     assert await a._read(pending) == 0
     assert await b.search_text(inbox.id, ["NEEDLE 3"]) == {4}
+
+
+async def test_message_infos_without_text(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    a, _ = nodes
+    await a.add_domain(DOMAIN)
+    account = await a.add_account(f"bob@{DOMAIN}", "h")
+    inbox = await a.get_mailbox(account.id, INBOX)
+    raw, info = make_message(1, body="the text")
+    record = await a.append(inbox.id, raw, info)
+    assert await a.message_infos(inbox.id, [record.uid]) == {record.uid: info}
+    bare = await a.message_infos(inbox.id, [record.uid], with_text=False)
+    assert bare == {record.uid: dataclasses.replace(info, header_text="", body_text="")}
