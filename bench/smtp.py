@@ -195,9 +195,7 @@ def main() -> None:
                 cpu = cpu_seconds(process.pid)
                 rate, lat = asyncio.run(reuse(port, connections, args.messages, args.size))
                 cost = (cpu_seconds(process.pid) - cpu) / args.messages * 1000
-                rows.append(
-                    (f"reuse, {connections} conn", rate, pct(lat, 50), pct(lat, 99), cost)
-                )
+                rows.append((f"reuse, {connections} conn", rate, pct(lat, 50), pct(lat, 99), cost))
             for sessions in (20, 50):
                 cpu = cpu_seconds(process.pid)
                 rate, lat = asyncio.run(

@@ -190,4 +190,3 @@ def decide(attempt: Attempt, policy: RetryPolicy, now: datetime) -> Verdict:
         status=status_code(attempt.reply),
         delay_notified=warn,
     )
-
