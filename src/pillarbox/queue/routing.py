@@ -17,7 +17,7 @@ loops; a loop or an over-deep chain resolves to what was found before it, and is
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pillarbox.mail.address import Address, parse_address
 from pillarbox.store.interface import Store
@@ -50,6 +50,16 @@ class Resolution:
         return not self.local and not self.remote
 
 
+@dataclass
+class _Expansion:
+    """What one alias expansion has found so far, and where it has been (loop guard)."""
+
+    original: str
+    local: dict[int, LocalRecipient] = field(default_factory=dict)
+    remote: dict[str, None] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+
 class Router:
     """Resolves envelope recipients against the store's domains, accounts and aliases."""
 
@@ -64,88 +74,53 @@ class Router:
         """Resolve one parsed envelope address (see the module docstring for the rules)."""
         if address.is_literal or not await self.is_hosted(address.domain):
             return Resolution(remote=(address.normalised,))
-        local: dict[int, LocalRecipient] = {}
-        remote: dict[str, None] = {}
-        await self._expand_hosted(address.key, address.normalised, None, local, remote, set(), 0)
-        return Resolution(local=tuple(local.values()), remote=tuple(remote), hosted=True)
+        found = _Expansion(original=address.normalised)
+        await self._expand_hosted(address.key, None, found, 0)
+        return Resolution(
+            local=tuple(found.local.values()), remote=tuple(found.remote), hosted=True
+        )
 
-    async def _expand(
-        self,
-        key: str,
-        original: str,
-        tag: str | None,
-        local: dict[int, LocalRecipient],
-        remote: dict[str, None],
-        seen: set[str],
-        depth: int,
-    ) -> None:
-        if not await self.is_hosted(key.rpartition("@")[2]):
-            if key not in seen:
-                seen.add(key)
-                remote.setdefault(key, None)
-            return
-        await self._expand_hosted(key, original, tag, local, remote, seen, depth)
+    async def _expand(self, key: str, tag: str | None, found: _Expansion, depth: int) -> None:
+        if await self.is_hosted(key.rpartition("@")[2]):
+            await self._expand_hosted(key, tag, found, depth)
+        elif key not in found.seen:
+            found.seen.add(key)
+            found.remote.setdefault(key, None)
 
     async def _expand_hosted(
-        self,
-        key: str,
-        original: str,
-        tag: str | None,
-        local: dict[int, LocalRecipient],
-        remote: dict[str, None],
-        seen: set[str],
-        depth: int,
+        self, key: str, tag: str | None, found: _Expansion, depth: int
     ) -> None:
         """Expand an address whose domain is known to be hosted."""
-        if key in seen or depth > self._max_depth:
+        if key in found.seen or depth > self._max_depth:
             return
-        seen.add(key)
+        found.seen.add(key)
         local_part, _, domain = key.rpartition("@")
-        if await self._direct(key, original, tag, local, remote, seen, depth):
+        if await self._direct(key, tag, found, depth):
             return
         if PLUS_DELIMITER in local_part:
             base, _, plus_tag = local_part.partition(PLUS_DELIMITER)
-            if base and await self._direct(
-                f"{base}@{domain}", original, plus_tag or tag, local, remote, seen, depth
-            ):
+            if base and await self._direct(f"{base}@{domain}", plus_tag or tag, found, depth):
                 return
         catch_all = await self._store.get_alias(f"@{domain}")
         if catch_all is not None:
-            await self._targets(catch_all.targets, original, tag, local, remote, seen, depth)
+            await self._targets(catch_all.targets, tag, found, depth)
 
-    async def _direct(
-        self,
-        key: str,
-        original: str,
-        tag: str | None,
-        local: dict[int, LocalRecipient],
-        remote: dict[str, None],
-        seen: set[str],
-        depth: int,
-    ) -> bool:
+    async def _direct(self, key: str, tag: str | None, found: _Expansion, depth: int) -> bool:
         account = await self._store.get_account(key)
         if account is not None:
-            local.setdefault(account.id, LocalRecipient(account, original, tag))
+            found.local.setdefault(account.id, LocalRecipient(account, found.original, tag))
             return True
         alias = await self._store.get_alias(key)
         if alias is not None:
-            await self._targets(alias.targets, original, tag, local, remote, seen, depth)
+            await self._targets(alias.targets, tag, found, depth)
             return True
         return False
 
     async def _targets(
-        self,
-        targets: Iterable[str],
-        original: str,
-        tag: str | None,
-        local: dict[int, LocalRecipient],
-        remote: dict[str, None],
-        seen: set[str],
-        depth: int,
+        self, targets: Iterable[str], tag: str | None, found: _Expansion, depth: int
     ) -> None:
         for target in targets:
-            key = parse_address(target).key
-            await self._expand(key, original, tag, local, remote, seen, depth + 1)
+            await self._expand(parse_address(target).key, tag, found, depth + 1)
 
     async def owned_addresses(self, account: Account) -> set[str]:
         """Every address the account may send as: its own and the aliases that resolve only
