@@ -15,7 +15,8 @@ import asyncio
 import importlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from pillarbox import blocking, provisioning
 from pillarbox.config import LISTENER_DOCS, Config
@@ -209,12 +210,16 @@ def run_server(config: Config, banner: Sequence[str] = ()) -> None:
     """Entry point of ``pillarbox serve``: uvloop when installed, the stdlib loop otherwise."""
     logging_setup.setup(config.logging.level, config.logging.format)
     try:
-        import uvloop
-
-        runner: Callable[[Awaitable[None]], None] = uvloop.run  # type: ignore[assignment]
-    except ImportError:
-        runner = asyncio.run  # type: ignore[assignment]
-    try:
-        runner(serve_until_signalled(config, banner))
+        _loop_runner()(serve_until_signalled(config, banner))
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop's runner when it is installed (the ``speed`` extra), else asyncio's."""
+    try:
+        module = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.run
+    runner: Callable[[Coroutine[Any, Any, None]], None] = module.run
+    return runner
