@@ -67,6 +67,30 @@ DEFAULT_MAILBOXES: tuple[tuple[str, SpecialUse | None], ...] = (
 )
 
 
+_FLAG_SPECIALS = frozenset('(){%*"\\]')
+_SYSTEM_FLAG_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS}
+
+
+def canonical_flags(flags: frozenset[str]) -> str:
+    """Every backend's rule: validate flags and spell system flags canonically (flags are
+    case-insensitive, RFC 9051 §2.3.2); returns the stored form (sorted, space-separated).
+    Unknown ``\\`` flags cannot be set by clients (§2.3.2)."""
+    canonical: set[str] = set()
+    for flag in flags:
+        if flag.startswith("\\"):
+            system = _SYSTEM_FLAG_BY_LOWER.get(flag.lower())
+            if system is None:
+                raise InvalidName(f"{flag} is not a settable system flag")
+            canonical.add(system)
+            continue
+        if not flag or any(
+            ch.isspace() or ch in _FLAG_SPECIALS or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in flag
+        ):
+            raise InvalidName(f"invalid keyword {flag!r}")
+        canonical.add(flag)
+    return " ".join(sorted(canonical))
+
+
 @dataclass(frozen=True, slots=True)
 class Domain:
     name: str

@@ -61,7 +61,6 @@ from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.postgres import accountdata, notify, spamdata
 from pillarbox.store.postgres.migrations import migrate
-from pillarbox.store.sqlite.store import _canonical_flags
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     DELIMITER,
@@ -94,6 +93,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpecialUse,
     TokenKind,
+    canonical_flags,
     normalize_mailbox_name,
 )
 
@@ -788,7 +788,7 @@ class PostgresStore:
     ) -> list[DeliveryResult]:
         blob = await _prepare_blob(raw, info)
         keys = _SortKeys.of(info)
-        flag_sets = [_canonical_flags(target.flags) for target in targets]
+        flag_sets = [canonical_flags(target.flags) for target in targets]
         names: list[str | None] = []
         for target in targets:
             try:
@@ -846,7 +846,7 @@ class PostgresStore:
         flags: frozenset[str] = frozenset(),
         internal_date: datetime | None = None,
     ) -> MessageRecord:
-        canonical = _canonical_flags(flags)
+        canonical = canonical_flags(flags)
         blob = await _prepare_blob(raw, info)
         keys = _SortKeys.of(info)
 
@@ -950,7 +950,7 @@ class PostgresStore:
         *,
         unchanged_since: int | None = None,
     ) -> FlagUpdate:
-        requested = frozenset(_canonical_flags(flags).split())
+        requested = frozenset(canonical_flags(flags).split())
 
         async def write(conn: Conn, changes: list[Change]) -> FlagUpdate:
             mailbox = await _lock_mailbox(conn, mailbox_id)

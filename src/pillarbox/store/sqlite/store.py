@@ -63,7 +63,6 @@ from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     DELIMITER,
     INBOX,
-    SYSTEM_FLAGS,
     Account,
     AccountSettings,
     AccountToken,
@@ -92,6 +91,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpecialUse,
     TokenKind,
+    canonical_flags,
     normalize_mailbox_name,
 )
 
@@ -108,8 +108,6 @@ PAGE_SIZE = 4096
 #: Messages indexed per transaction by :meth:`SqliteStore.catch_up_index`.
 _INDEX_STEP = 128
 #: RFC 9051 §9 atom-specials that may not appear in a keyword (besides SP and CTLs).
-_FLAG_SPECIALS = frozenset('(){%*"\\]')
-_SYSTEM_FLAG_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS}
 _FINAL_STATES = (RecipientState.DELIVERED.value, RecipientState.FAILED.value)
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
 _RECORD_COLUMNS = (
@@ -797,7 +795,7 @@ class SqliteStore:
     ) -> list[DeliveryResult]:
         blob = await self._prepare_blob(raw, info)
         keys = _SortKeys.of(info)
-        flag_sets = [_canonical_flags(target.flags) for target in targets]
+        flag_sets = [canonical_flags(target.flags) for target in targets]
 
         def op(conn: sqlite3.Connection, fx: WriteEffects) -> list[DeliveryResult]:
             now = self._now()
@@ -841,7 +839,7 @@ class SqliteStore:
         flags: frozenset[str] = frozenset(),
         internal_date: datetime | None = None,
     ) -> MessageRecord:
-        canonical = _canonical_flags(flags)
+        canonical = canonical_flags(flags)
         blob = await self._prepare_blob(raw, info)
         keys = _SortKeys.of(info)
 
@@ -1035,7 +1033,7 @@ class SqliteStore:
         *,
         unchanged_since: int | None = None,
     ) -> FlagUpdate:
-        requested = frozenset(_canonical_flags(flags).split())
+        requested = frozenset(canonical_flags(flags).split())
 
         def write(conn: sqlite3.Connection, fx: WriteEffects) -> FlagUpdate:
             mailbox = _require_mailbox(conn, mailbox_id)
@@ -1530,25 +1528,6 @@ def _from_us(value: int) -> datetime:
 def _flag_set(stored: str) -> frozenset[str]:
     """Flags as stored (sorted, space-separated); mailboxes repeat few distinct combinations."""
     return frozenset(stored.split())
-
-
-def _canonical_flags(flags: frozenset[str]) -> str:
-    """Validate flags and spell system flags canonically (flags are case-insensitive, RFC 9051
-    §2.3.2); returns the stored form. Unknown ``\\`` flags cannot be set by clients (§2.3.2)."""
-    canonical: set[str] = set()
-    for flag in flags:
-        if flag.startswith("\\"):
-            system = _SYSTEM_FLAG_BY_LOWER.get(flag.lower())
-            if system is None:
-                raise InvalidName(f"{flag} is not a settable system flag")
-            canonical.add(system)
-            continue
-        if not flag or any(
-            ch.isspace() or ch in _FLAG_SPECIALS or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in flag
-        ):
-            raise InvalidName(f"invalid keyword {flag!r}")
-        canonical.add(flag)
-    return " ".join(sorted(canonical))
 
 
 def _record(mailbox_id: int, row: tuple[int, int, str, int, int, int, str]) -> MessageRecord:
