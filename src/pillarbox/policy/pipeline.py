@@ -7,7 +7,8 @@ Implementation notes:
   DNSBL concurrently under one deadline, then DMARC on their results, the rules, and the
   message's tokens. :meth:`InboundPolicy.verdict` runs per recipient account: the global and
   the account's classifier model, the account's sender reputation and allow/block lists,
-  fetched concurrently from the store, summed with the message's reasons.
+  fetched in one store round trip (``Store.spam_evidence``, whose token counts are cached
+  and checked against each model's generation), summed with the message's reasons.
 - The message is refused at DATA only when every recipient's verdict is ``reject``
   (:func:`pillarbox.queue.intake` decides); otherwise each copy goes to INBOX or Junk.
 - Clients in ``trusted_networks`` (loopback by default: local injection) skip the DNS checks
@@ -43,7 +44,7 @@ from pillarbox.policy.classifier import (
 )
 from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
 from pillarbox.store.interface import Store
-from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind, SpamCounts
+from pillarbox.store.types import INBOX, ModelCounts, SenderListEntry, SenderListKind, SpamCounts
 
 #: Where spam goes (every account has it, see ``store.types.DEFAULT_MAILBOXES``).
 JUNK_MAILBOX = "Junk"
@@ -403,22 +404,16 @@ class InboundPolicy:
     async def verdict(self, assessment: Assessment, account_id: int) -> Verdict:
         """The verdict for one recipient account (see the module notes)."""
         s = self.settings
-        store = self._store
-        tokens = sorted(assessment.tokens)
         keys = reputation.sender_keys(assessment.sender) if s.use_reputation else []
-        global_model, account_model, tallies, entries = await asyncio.gather(
-            store.spam_model(None, tokens) if tokens else _empty_model(),
-            store.spam_model(account_id, tokens) if tokens else _empty_model(),
-            store.sender_reputation(account_id, keys) if keys else _no_tallies(),
-            store.list_sender_entries(account_id),
-        )
+        # One store round trip for everything the verdict reads (models, reputation, lists).
+        evidence = await self._store.spam_evidence(account_id, list(assessment.tokens), keys)
         reasons = list(assessment.reasons)
         if s.use_classifier:
-            reasons += self._bayes(assessment.tokens, global_model, account_model)
-        reasons += reputation.reasons(assessment.sender, tallies, s.reputation)
+            reasons += self._bayes(assessment.tokens, evidence.global_model, evidence.account_model)
+        reasons += reputation.reasons(assessment.sender, evidence.reputation, s.reputation)
         forced, override = assessment.forced, assessment.override
         address = assessment.sender.from_address
-        listed = [e for e in entries if address and _matches(e, address)]
+        listed = [e for e in evidence.sender_entries if address and _matches(e, address)]
         if forced is None and listed:
             # An exact address entry wins over a domain entry.
             entry = max(listed, key=lambda e: "@" in e.pattern)
@@ -435,8 +430,8 @@ class InboundPolicy:
     def _bayes(
         self,
         tokens: Collection[str],
-        global_model: tuple[SpamCounts, dict[str, SpamCounts]],
-        account_model: tuple[SpamCounts, dict[str, SpamCounts]],
+        global_model: ModelCounts,
+        account_model: ModelCounts,
     ) -> list[Reason]:
         views = [ModelView(*global_model), ModelView(*account_model)]
         account = views[1] if views[1].totals.ham or views[1].totals.spam else None
@@ -468,11 +463,3 @@ class Judgement:
 def _dmarc_failed(assessment: Assessment) -> bool:
     outcome = assessment.auth.dmarc
     return outcome is not None and outcome.result is dmarc.DmarcResult.FAIL
-
-
-async def _empty_model() -> tuple[SpamCounts, dict[str, SpamCounts]]:
-    return SpamCounts(), {}
-
-
-async def _no_tallies() -> dict[str, SpamCounts]:
-    return {}

@@ -49,6 +49,7 @@ from pillarbox.store.types import (
     QuotaUsage,
     SenderListEntry,
     SpamCounts,
+    SpamEvidence,
     SpecialUse,
     TokenKind,
 )
@@ -302,6 +303,16 @@ class Store(Protocol):
         """A classifier model's totals and the counts of those of ``tokens`` it has seen
         (unseen ones are left out); ``account_id`` None is the global model. A model never
         trained has zero totals. One indexed lookup, whatever the model's size."""
+
+    async def spam_evidence(
+        self, account_id: int, tokens: Sequence[str], sender_keys: Sequence[str]
+    ) -> SpamEvidence:
+        """What judging a message for ``account_id`` reads — the global and the account's
+        models for ``tokens`` (as :meth:`spam_model`), the account's tallies for
+        ``sender_keys`` (as :meth:`sender_reputation`) and its allow/block entries — in one
+        round trip, from one snapshot on SQLite. Token counts come from an in-memory cache
+        checked against the model's generation on every call, so a training committed by
+        any process or node is seen by the next call."""
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]

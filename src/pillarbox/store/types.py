@@ -425,3 +425,21 @@ class SenderListEntry:
 
     pattern: str
     kind: SenderListKind
+
+
+#: A classifier model as the store returns it: its totals, and the counts of the tokens asked
+#: for that it has seen (unseen ones are left out).
+ModelCounts = tuple[SpamCounts, dict[str, SpamCounts]]
+
+
+@dataclass(frozen=True, slots=True)
+class SpamEvidence:
+    """Everything the inbound policy reads from the store to judge one message for one
+    account, fetched together (``Store.spam_evidence``)."""
+
+    global_model: ModelCounts
+    account_model: ModelCounts
+    #: The account's tallies for the sender keys asked for that it has.
+    reputation: dict[str, SpamCounts]
+    #: The account's allow and block entries, ordered by pattern.
+    sender_entries: list[SenderListEntry]

@@ -51,6 +51,10 @@ from pillarbox.store.types import (
     Mailbox,
     NewQueueRecipient,
     RecipientState,
+    SenderListEntry,
+    SenderListKind,
+    SpamCounts,
+    SpamEvidence,
     SpecialUse,
 )
 
@@ -851,6 +855,59 @@ class StoreContract:
         await store.remove_queued(queued.id)
         assert await store.read_blob(record.blob_id) == raw
         assert await store.search_text(inbox.id, ["message body number 1"]) == {record.uid}
+
+    # -- spam filter evidence --------------------------------------------------------------------
+    async def test_spam_evidence_is_the_separate_reads_together(
+        self, store: Store, account: Account
+    ) -> None:
+        empty = await store.spam_evidence(account.id, ["cheap", "meeting"], ["from:a@b.test"])
+        assert empty == SpamEvidence((SpamCounts(), {}), (SpamCounts(), {}), {}, [])
+        await store.train_spam_model(None, SpamCounts(3, 2), {"cheap": SpamCounts(0, 2)})
+        await store.train_spam_model(account.id, SpamCounts(1, 0), {"meeting": SpamCounts(1, 0)})
+        await store.record_sender_reputation(account.id, ["from:a@b.test"], SpamCounts(spam=1))
+        await store.set_sender_entry(account.id, SenderListEntry("b.test", SenderListKind.BLOCK))
+        tokens, keys = ["cheap", "meeting", "unseen"], ["from:a@b.test", "b.test"]
+        evidence = await store.spam_evidence(account.id, tokens, keys)
+        assert evidence == SpamEvidence(
+            (SpamCounts(3, 2), {"cheap": SpamCounts(0, 2)}),
+            (SpamCounts(1, 0), {"meeting": SpamCounts(1, 0)}),
+            {"from:a@b.test": SpamCounts(0, 1)},
+            [SenderListEntry("b.test", SenderListKind.BLOCK)],
+        )
+        assert evidence.global_model == await store.spam_model(None, tokens)
+        assert evidence.account_model == await store.spam_model(account.id, tokens)
+        assert evidence.reputation == await store.sender_reputation(account.id, keys)
+        assert evidence.sender_entries == await store.list_sender_entries(account.id)
+        # Asked again (token counts now from the cache): the same answer.
+        assert await store.spam_evidence(account.id, tokens, keys) == evidence
+
+    async def test_spam_evidence_sees_training_by_another_process(
+        self, store_factory: StoreFactory, store: Store, account: Account
+    ) -> None:
+        """The token cache is checked against the model's generation on every read: a
+        training committed elsewhere (``pillarbox spam train``, another node) — including one
+        that leaves the totals as they were — is seen by the very next read."""
+        tokens = ["cheap", "pills", "hello"]
+        await store.train_spam_model(None, SpamCounts(1, 1), {"cheap": SpamCounts(0, 1)})
+        before = await store.spam_evidence(account.id, tokens, [])
+        assert before.global_model == (SpamCounts(1, 1), {"cheap": SpamCounts(0, 1)})
+        other = store_factory()
+        await other.open()
+        try:
+            # Untrain one spam and train another: same totals, different token counts.
+            await other.train_spam_model(
+                None, SpamCounts(0, 0), {"cheap": SpamCounts(0, -1), "pills": SpamCounts(0, 1)}
+            )
+            after = await store.spam_evidence(account.id, tokens, [])
+            assert after.global_model == (SpamCounts(1, 1), {"pills": SpamCounts(0, 1)})
+            await other.train_spam_model(account.id, SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
+        finally:
+            await other.close()
+        mine = await store.spam_evidence(account.id, tokens, [])
+        assert mine.account_model == (SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
+        # This store's own training, too.
+        await store.train_spam_model(account.id, SpamCounts(0, 0), {"hello": SpamCounts(2, 0)})
+        assert (await store.spam_model(account.id, tokens))[1] == {"hello": SpamCounts(3, 0)}
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

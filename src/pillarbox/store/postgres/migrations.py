@@ -372,6 +372,13 @@ CREATE TABLE sender_lists (
 );
 """
 
+# A generation per classifier model, raised by every training in the same transaction as the
+# token counts: each node caching token counts (store.spamcache) checks it on each read and
+# drops what it cached from an older generation — so another node's training is seen at once.
+_V3_SQL = r"""
+ALTER TABLE spam_models ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -379,6 +386,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _V1_SQL,
     ),
     Migration(2, "spam filter models, reputation and sender lists", _V2_SQL),
+    Migration(3, "spam model generations (token count caches)", _V3_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

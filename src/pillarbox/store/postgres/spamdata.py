@@ -6,7 +6,9 @@ Semantics as in the SQLite backend (its ``spamdata`` notes): the global model is
 tallies are clamped at zero; a token whose tallies both reach zero is dropped. Across nodes,
 training one model takes its ``spam_models`` row lock first (the upsert), so concurrent
 trainings of a model apply one after the other and never lose an increment; token upserts go
-out pipelined (``executemany``), one round trip for a message's tokens.
+out pipelined (``executemany``), one round trip for a message's tokens. Each training raises the
+model's generation, which :class:`~pillarbox.store.spamcache.SpamModelCache` checks on every read:
+a node reads from the database only the tokens it has not cached at the current generation.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import NotFound
-from pillarbox.store.types import SenderListEntry, SenderListKind, SpamCounts
+from pillarbox.store.spamcache import ModelVersion, SpamModelCache
+from pillarbox.store.types import (
+    ModelCounts,
+    SenderListEntry,
+    SenderListKind,
+    SpamCounts,
+    SpamEvidence,
+)
 
 Conn = psycopg.AsyncConnection[TupleRow]
+Cursor = psycopg.AsyncCursor[TupleRow]
 
 GLOBAL_MODEL = 0
 
@@ -35,19 +45,84 @@ async def _require_account(conn: Conn, account_id: int) -> None:
 
 
 async def spam_model(
-    conn: Conn, account_id: int | None, tokens: Sequence[str]
-) -> tuple[SpamCounts, dict[str, SpamCounts]]:
+    conn: Conn, cache: SpamModelCache, account_id: int | None, tokens: Sequence[str]
+) -> ModelCounts:
     model = _model_id(account_id)
-    cur = await conn.execute("SELECT ham, spam FROM spam_models WHERE account_id = %s", (model,))
-    row = await cur.fetchone()
-    totals = SpamCounts(*row) if row is not None else SpamCounts()
-    if not tokens or row is None:
-        return totals, {}
-    cur = await conn.execute(
-        "SELECT token, ham, spam FROM spam_tokens WHERE account_id = %s AND token = ANY(%s)",
-        (model, list(tokens)),
+    versions = await _read_versions(await _versions(conn, [model]))
+    [counts] = await _models_counts(conn, cache, [(model, versions.get(model))], tokens)
+    return counts
+
+
+async def spam_evidence(
+    conn: Conn,
+    cache: SpamModelCache,
+    account_id: int,
+    tokens: Sequence[str],
+    sender_keys: Sequence[str],
+) -> SpamEvidence:
+    """One round trip for the models' versions, the reputation and the lists (libpq pipeline
+    mode), and a second only for tokens the cache lacks."""
+    async with conn.pipeline():
+        versions_cur = await _versions(conn, [GLOBAL_MODEL, account_id])
+        reputation_cur = await _reputation(conn, account_id, sender_keys)
+        entries_cur = await _entries(conn, account_id)
+        versions = await _read_versions(versions_cur)
+        reputation = await _read_reputation(reputation_cur)
+        entries = await _read_entries(entries_cur)
+    global_model, account_model = await _models_counts(
+        conn,
+        cache,
+        [(GLOBAL_MODEL, versions.get(GLOBAL_MODEL)), (account_id, versions.get(account_id))],
+        tokens,
     )
-    return totals, {token: SpamCounts(ham, spam) for token, ham, spam in await cur.fetchall()}
+    return SpamEvidence(global_model, account_model, reputation, entries)
+
+
+async def _versions(conn: Conn, models: Sequence[int]) -> Cursor:
+    return await conn.execute(
+        "SELECT account_id, generation, ham, spam FROM spam_models WHERE account_id = ANY(%s)",
+        (list(models),),
+    )
+
+
+async def _read_versions(cur: Cursor) -> dict[int, ModelVersion]:
+    return {model: (gen, ham, spam) for model, gen, ham, spam in await cur.fetchall()}
+
+
+async def _models_counts(
+    conn: Conn,
+    cache: SpamModelCache,
+    models: Sequence[tuple[int, ModelVersion | None]],
+    tokens: Sequence[str],
+) -> list[ModelCounts]:
+    """Each model's totals and token counts: from the cache, and the tokens it lacks read in
+    one pipelined round trip for all the models."""
+    out: list[ModelCounts] = []
+    reads: list[tuple[int, ModelVersion, list[str], dict[str, SpamCounts]]] = []
+    for model, version in models:
+        if version is None:
+            out.append((SpamCounts(), {}))  # never trained
+            continue
+        counts, missing = cache.known(model, version, tokens) if tokens else ({}, [])
+        out.append((SpamCounts(version[1], version[2]), counts))
+        if missing:
+            reads.append((model, version, missing, counts))
+    if not reads:
+        return out
+    async with conn.pipeline():
+        cursors = [
+            await conn.execute(
+                "SELECT token, ham, spam FROM spam_tokens WHERE account_id = %s "
+                "AND token = ANY(%s)",
+                (model, missing),
+            )
+            for model, _, missing, _ in reads
+        ]
+        for cur, (model, version, missing, counts) in zip(cursors, reads, strict=True):
+            read = {token: SpamCounts(ham, spam) for token, ham, spam in await cur.fetchall()}
+            cache.add(model, version, missing, read)
+            counts.update(read)
+    return out
 
 
 async def train_spam_model(
@@ -57,10 +132,11 @@ async def train_spam_model(
     if account_id is not None:
         await _require_account(conn, account_id)
     await conn.execute(
-        "INSERT INTO spam_models AS m (account_id, ham, spam) "
-        "VALUES (%(model)s, greatest(0, %(ham)s), greatest(0, %(spam)s)) "
+        "INSERT INTO spam_models AS m (account_id, ham, spam, generation) "
+        "VALUES (%(model)s, greatest(0, %(ham)s), greatest(0, %(spam)s), 1) "
         "ON CONFLICT (account_id) DO UPDATE "
-        "SET ham = greatest(0, m.ham + %(ham)s), spam = greatest(0, m.spam + %(spam)s)",
+        "SET ham = greatest(0, m.ham + %(ham)s), spam = greatest(0, m.spam + %(spam)s), "
+        "generation = m.generation + 1",
         {"model": model, "ham": messages.ham, "spam": messages.spam},
     )
     if not tokens:
@@ -101,12 +177,21 @@ async def set_training_mark(conn: Conn, account_id: int, message_key: str, spam:
 async def sender_reputation(
     conn: Conn, account_id: int, keys: Sequence[str]
 ) -> dict[str, SpamCounts]:
+    return await _read_reputation(await _reputation(conn, account_id, keys))
+
+
+async def _reputation(conn: Conn, account_id: int, keys: Sequence[str]) -> Cursor | None:
     if not keys:
-        return {}
-    cur = await conn.execute(
+        return None
+    return await conn.execute(
         "SELECT key, ham, spam FROM sender_reputation WHERE account_id = %s AND key = ANY(%s)",
         (account_id, list(keys)),
     )
+
+
+async def _read_reputation(cur: Cursor | None) -> dict[str, SpamCounts]:
+    if cur is None:
+        return {}
     return {key: SpamCounts(ham, spam) for key, ham, spam in await cur.fetchall()}
 
 
@@ -131,10 +216,17 @@ async def record_sender_reputation(
 
 
 async def list_sender_entries(conn: Conn, account_id: int) -> list[SenderListEntry]:
-    cur = await conn.execute(
+    return await _read_entries(await _entries(conn, account_id))
+
+
+async def _entries(conn: Conn, account_id: int) -> Cursor:
+    return await conn.execute(
         'SELECT pattern, kind FROM sender_lists WHERE account_id = %s ORDER BY pattern COLLATE "C"',
         (account_id,),
     )
+
+
+async def _read_entries(cur: Cursor) -> list[SenderListEntry]:
     return [
         SenderListEntry(pattern, SenderListKind(kind)) for pattern, kind in await cur.fetchall()
     ]

@@ -61,6 +61,7 @@ from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.postgres import accountdata, notify, spamdata
 from pillarbox.store.postgres.migrations import migrate
+from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     DELIMITER,
@@ -91,6 +92,7 @@ from pillarbox.store.types import (
     RecipientState,
     SenderListEntry,
     SpamCounts,
+    SpamEvidence,
     SpecialUse,
     TokenKind,
     canonical_flags,
@@ -144,6 +146,9 @@ class PostgresLimits:
     index_batch: int = 64
     #: Seconds between checks for text left unindexed (another node's, a crashed node's).
     index_poll: float = 30.0
+    #: Classifier token counts kept in memory over all models (~150 bytes each; see
+    #: :mod:`pillarbox.store.spamcache`); 0 turns the cache off.
+    spam_cache_tokens: int = 200_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -200,6 +205,7 @@ class PostgresStore:
         self._limits = limits
         self._clock = clock
         self._hub = ChangeHub()
+        self._spam_cache = SpamModelCache(limits.spam_cache_tokens)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: notify.ChangeListener | None = None
         self._channel = ""
@@ -1328,7 +1334,16 @@ class PostgresStore:
     async def spam_model(
         self, account_id: int | None, tokens: Sequence[str]
     ) -> tuple[SpamCounts, dict[str, SpamCounts]]:
-        return await self._read(lambda conn: spamdata.spam_model(conn, account_id, tokens))
+        cache = self._spam_cache
+        return await self._read(lambda conn: spamdata.spam_model(conn, cache, account_id, tokens))
+
+    async def spam_evidence(
+        self, account_id: int, tokens: Sequence[str], sender_keys: Sequence[str]
+    ) -> SpamEvidence:
+        cache = self._spam_cache
+        return await self._read(
+            lambda conn: spamdata.spam_evidence(conn, cache, account_id, tokens, sender_keys)
+        )
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]

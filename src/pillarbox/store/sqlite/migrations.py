@@ -333,6 +333,13 @@ _V6_SQL = r"""
 CREATE INDEX blobs_digest ON blobs(id, sha256);
 """
 
+# A generation per classifier model, raised by every training in the same transaction as the
+# token counts: a process caching token counts (store.spamcache) checks it on each read and
+# drops what it cached from an older generation — another process's training included.
+_V7_SQL = r"""
+ALTER TABLE spam_models ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -340,6 +347,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "spam filter models, reputation and sender lists", _V4_SQL),
     Migration(5, "message list index by date (web)", _V5_SQL),
     Migration(6, "blob digests by id (message lists)", _V6_SQL),
+    Migration(7, "spam model generations (token count caches)", _V7_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -4,8 +4,10 @@ sender reputation and allow/block lists. Plain functions over a connection, run 
 
 The global classifier model is account 0 (no account has that id: ids start at 1). Token
 lookups pass the message's tokens as one JSON array (``json_each``), so a message costs one
-indexed query however many tokens it has; training is an upsert per token whose counts are
-clamped at zero, so untraining a message that was never trained cannot make counts negative.
+indexed query however many tokens it has, and only for the tokens the store's
+:class:`~pillarbox.store.spamcache.SpamModelCache` lacks at the model's current generation
+(which every training raises); training is an upsert per token whose counts are clamped at
+zero, so untraining a message that was never trained cannot make counts negative.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from pillarbox.errors import NotFound
-from pillarbox.store.types import SenderListEntry, SenderListKind, SpamCounts
+from pillarbox.store.spamcache import ModelVersion, SpamModelCache
+from pillarbox.store.types import (
+    ModelCounts,
+    SenderListEntry,
+    SenderListKind,
+    SpamCounts,
+    SpamEvidence,
+)
 
 GLOBAL_MODEL = 0
 
@@ -25,21 +34,64 @@ def _model_id(account_id: int | None) -> int:
 
 
 def spam_model(
-    conn: sqlite3.Connection, account_id: int | None, tokens: Sequence[str]
-) -> tuple[SpamCounts, dict[str, SpamCounts]]:
+    conn: sqlite3.Connection, cache: SpamModelCache, account_id: int | None, tokens: Sequence[str]
+) -> ModelCounts:
     model = _model_id(account_id)
-    row = conn.execute(
-        "SELECT ham, spam FROM spam_models WHERE account_id = ?", (model,)
-    ).fetchone()
-    totals = SpamCounts(*row) if row is not None else SpamCounts()
-    if not tokens or row is None:
-        return totals, {}
-    rows = conn.execute(
-        "SELECT token, ham, spam FROM spam_tokens WHERE account_id = ? "
-        "AND token IN (SELECT value FROM json_each(?))",
-        (model, json.dumps(list(tokens))),
+    versions = _versions(conn, [model])
+    return _model_counts(conn, cache, model, versions.get(model), tokens)
+
+
+def spam_evidence(
+    conn: sqlite3.Connection,
+    cache: SpamModelCache,
+    account_id: int,
+    tokens: Sequence[str],
+    sender_keys: Sequence[str],
+) -> SpamEvidence:
+    """Both models, the reputation and the lists, from one snapshot of the database (the
+    caller's read connection rolls the transaction back afterwards)."""
+    conn.execute("BEGIN")
+    versions = _versions(conn, [GLOBAL_MODEL, account_id])
+    return SpamEvidence(
+        _model_counts(conn, cache, GLOBAL_MODEL, versions.get(GLOBAL_MODEL), tokens),
+        _model_counts(conn, cache, account_id, versions.get(account_id), tokens),
+        sender_reputation(conn, account_id, sender_keys),
+        list_sender_entries(conn, account_id),
     )
-    return totals, {token: SpamCounts(ham, spam) for token, ham, spam in rows}
+
+
+def _versions(conn: sqlite3.Connection, models: Sequence[int]) -> dict[int, ModelVersion]:
+    rows = conn.execute(
+        "SELECT account_id, generation, ham, spam FROM spam_models "
+        "WHERE account_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(models)),),
+    )
+    return {model: (generation, ham, spam) for model, generation, ham, spam in rows}
+
+
+def _model_counts(
+    conn: sqlite3.Connection,
+    cache: SpamModelCache,
+    model: int,
+    version: ModelVersion | None,
+    tokens: Sequence[str],
+) -> ModelCounts:
+    if version is None:
+        return SpamCounts(), {}  # never trained
+    totals = SpamCounts(version[1], version[2])
+    if not tokens:
+        return totals, {}
+    counts, missing = cache.known(model, version, tokens)
+    if missing:
+        rows = conn.execute(
+            "SELECT token, ham, spam FROM spam_tokens WHERE account_id = ? "
+            "AND token IN (SELECT value FROM json_each(?))",
+            (model, json.dumps(missing)),
+        )
+        read = {token: SpamCounts(ham, spam) for token, ham, spam in rows}
+        cache.add(model, version, missing, read)
+        counts.update(read)
+    return totals, counts
 
 
 def train_spam_model(
@@ -54,8 +106,9 @@ def train_spam_model(
     ):
         raise NotFound(f"no account {account_id}")
     conn.execute(
-        "INSERT INTO spam_models (account_id, ham, spam) VALUES (?, max(0, ?), max(0, ?)) "
-        "ON CONFLICT (account_id) DO UPDATE SET ham = max(0, ham + ?), spam = max(0, spam + ?)",
+        "INSERT INTO spam_models (account_id, ham, spam, generation) "
+        "VALUES (?, max(0, ?), max(0, ?), 1) ON CONFLICT (account_id) DO UPDATE "
+        "SET ham = max(0, ham + ?), spam = max(0, spam + ?), generation = generation + 1",
         (model, messages.ham, messages.spam, messages.ham, messages.spam),
     )
     conn.executemany(

@@ -55,6 +55,7 @@ from pillarbox.errors import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
+from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.sqlite import dkimkeys, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, SnapshotCache
@@ -89,6 +90,7 @@ from pillarbox.store.types import (
     RecipientState,
     SenderListEntry,
     SpamCounts,
+    SpamEvidence,
     SpecialUse,
     TokenKind,
     canonical_flags,
@@ -147,6 +149,9 @@ class SqliteLimits:
     directory_ttl_ms: int = 1000
     #: Most names kept in that cache.
     directory_entries: int = 10_000
+    #: Classifier token counts kept in memory over all models (~150 bytes each; see
+    #: :mod:`pillarbox.store.spamcache`); 0 turns the cache off.
+    spam_cache_tokens: int = 200_000
     #: Least time between two WAL checkpoints (run beside the writer, never inside a commit).
     checkpoint_interval_ms: int = 500
     #: Quiet time (no writes) after which the writer starts background indexing.
@@ -222,6 +227,7 @@ class SqliteStore:
         self._reader_lock = threading.Lock()
         self._snapshots = SnapshotCache(limits.snapshot_records)
         self._infos = InfoCache(limits.info_cache_entries)
+        self._spam_cache = SpamModelCache(limits.spam_cache_tokens)
         self._directory = DirectoryCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -277,6 +283,7 @@ class SqliteStore:
         self._reader_local = threading.local()
         self._snapshots.clear()
         self._infos.clear()
+        self._spam_cache.clear()
 
     @property
     def batches_committed(self) -> tuple[int, int]:
@@ -1291,7 +1298,16 @@ class SqliteStore:
     async def spam_model(
         self, account_id: int | None, tokens: Sequence[str]
     ) -> tuple[SpamCounts, dict[str, SpamCounts]]:
-        return await self._read(lambda conn: spamdata.spam_model(conn, account_id, tokens))
+        cache = self._spam_cache
+        return await self._read(lambda conn: spamdata.spam_model(conn, cache, account_id, tokens))
+
+    async def spam_evidence(
+        self, account_id: int, tokens: Sequence[str], sender_keys: Sequence[str]
+    ) -> SpamEvidence:
+        cache = self._spam_cache
+        return await self._read(
+            lambda conn: spamdata.spam_evidence(conn, cache, account_id, tokens, sender_keys)
+        )
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
