@@ -32,6 +32,7 @@ MAX_ENVID = 100
 MAX_ORCPT = 500
 
 _VERB = re.compile(rb"[A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # RFC 5321 §4.1.2 esmtp-keyword
 _SASL_MECH = re.compile(r"[A-Z0-9_-]{1,20}")  # RFC 4422 §3.1
 _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
@@ -256,7 +257,7 @@ def parse_command(
         arg = rest.decode("utf-8").strip(" ")
     except UnicodeDecodeError:
         raise _fail(R.SYNTAX_ERROR, "argument is not UTF-8") from None
-    if any(ord(c) < 32 or ord(c) == 127 for c in arg):
+    if _CONTROL.search(arg):
         raise _fail(R.SYNTAX_ERROR, "control character in command")
     if verb in _NO_ARGUMENT:
         if arg:

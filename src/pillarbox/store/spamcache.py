@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 
 from pillarbox.store.types import SpamCounts
 
+#: What ``dict.get`` gives for a token not in the cache (None means "not in the model").
+_UNREAD = SpamCounts(-1, -1)
+
 #: A model's ``spam_models`` row as the cache compares it: (generation, ham, spam).
 ModelVersion = tuple[int, int, int]
 
@@ -66,11 +69,12 @@ class SpamModelCache:
                 entry = None
             if entry is None:
                 return found, list(tokens)
-            cached = entry.counts
+            get = entry.counts.get
             for token in tokens:
-                if token not in cached:
+                counts = get(token, _UNREAD)
+                if counts is _UNREAD:
                     missing.append(token)
-                elif (counts := cached[token]) is not None:
+                elif counts is not None:
                     found[token] = counts
         return found, missing
 
