@@ -16,7 +16,10 @@ the server's SPF, DKIM and DMARC lookups from a DNS server on loopback — the p
 from the internet.
 
     python bench/smtp.py [--messages 2000] [--size 4096] [--store URL] [--untrusted]
-        [--train 2000] [--rows reuse1,reuse10,reuse50,conn20,conn50] [--no-policy]
+        [--train 2000] [--rows reuse1,reuse10,reuse50,conn20,conn50] [--no-policy] [--core]
+
+``--core`` prints only the CPU cost of the sans-I/O SMTP core for a one-message session, in
+this process: the floor under every figure of the table.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ from pillarbox.cli.main import run_store
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy.classifier import message_tokens
 from pillarbox.queue import dkim
+from pillarbox.smtp import replies
+from pillarbox.smtp.grammar import Hello, MailFrom, RcptTo
+from pillarbox.smtp.sentinels import CLOSED, NEED_DATA
+from pillarbox.smtp.server import DataEnd, ServerConnection, SmtpServerSettings
 from pillarbox.store.interface import Store
 from pillarbox.store.types import SpamCounts
 from pillarbox.testing.dnszone import ZoneRecord, serve_test_zones
@@ -297,6 +304,27 @@ def sender_dns(key: dkim.DkimKey | None) -> Iterator[str]:
         thread.join()
 
 
+def core_floor(messages: list[bytes]) -> float:
+    """CPU ms per message of the sans-I/O SMTP core alone (no sockets, store or policy): one
+    session per message — greeting, EHLO, MAIL, RCPT, DATA, QUIT — each decision accepted at
+    once. The floor under the server's figures that no store or policy work can lower."""
+    settings = SmtpServerSettings(hostname="bench.example")
+    start = time.process_time()
+    for raw in messages:
+        core = ServerConnection(settings)
+        core.greet(replies.service_ready("bench.example"))
+        envelope = f"MAIL FROM:<{SENDER}> SIZE={len(raw)}\r\nRCPT TO:<{RECIPIENT}>\r\nDATA\r\n"
+        for data in (b"EHLO client.example\r\n", envelope.encode(), raw + b".\r\nQUIT\r\n"):
+            core.receive_data(data, 0.0)
+            while (event := core.next_event()) not in (NEED_DATA, CLOSED):
+                if isinstance(event, Hello | MailFrom | RcptTo):
+                    core.accept()
+                elif isinstance(event, DataEnd):
+                    core.answer(replies.MESSAGE_ACCEPTED)
+            core.data_to_send(0.0)
+    return (time.process_time() - start) / len(messages) * 1000
+
+
 def signer(key: dkim.DkimKey | None) -> Callable[[bytes], bytes]:
     if key is None:
         return lambda raw: raw
@@ -312,7 +340,12 @@ def main() -> None:
     parser.add_argument("--untrusted", action="store_true", help="mail as from the internet")
     parser.add_argument("--no-policy", action="store_true", help="policy.enabled = false")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
+    parser.add_argument("--core", action="store_true", help="only the sans-I/O core's CPU floor")
     args = parser.parse_args()
+    if args.core:
+        sample = [Corpus().message(args.size, n) for n in range(args.messages)]
+        print(f"sans-I/O SMTP core alone: {core_floor(sample):.3f} ms CPU per one-message session")
+        return
     rows_wanted = args.rows.split(",")
     corpus = Corpus()
     key = (
