@@ -145,7 +145,7 @@ def start_server(
         config,
         listeners=listeners,
         smtp=cfg.SmtpSection(max_connections_per_ip=1000, max_connections=5000),
-        logging=cfg.LoggingSection(level="WARNING"),
+        logging=cfg.LoggingSection(level=args.log_level),
         policy=policy,
         dns=cfg.DnsSection(nameserver=nameserver),
     )
@@ -340,6 +340,12 @@ def main() -> None:
     parser.add_argument("--untrusted", action="store_true", help="mail as from the internet")
     parser.add_argument("--no-policy", action="store_true", help="policy.enabled = false")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="the server's logging.level (INFO, the default config, logs ~4 lines a message)",
+    )
     parser.add_argument("--core", action="store_true", help="only the sans-I/O core's CPU floor")
     args = parser.parse_args()
     if args.core:
