@@ -494,16 +494,13 @@ class ImapSession:
         view = self._view
         self._dirty = False  # a hint arriving during the reads marks it again
         try:
-            status = await self.store.mailbox_status(view.mailbox_id)
+            delta = await self.store.mailbox_delta(view.mailbox_id, view.modseq)
         except NotFound:
             raise _MailboxGone from None
-        view.name = status.mailbox.name
-        highest = status.mailbox.highestmodseq
-        if highest <= view.modseq:
-            return
-        changed = await self.store.changes_since(view.mailbox_id, view.modseq)
-        expunged = await self.store.expunged_since(view.mailbox_id, view.modseq)
-        view.apply(changed, expunged, highest)
+        view.name = delta.status.mailbox.name
+        highest = delta.status.mailbox.highestmodseq
+        if highest > view.modseq:
+            view.apply(delta.changed, delta.expunged, highest)
 
     async def _announce(self, out: Output, *, allow_expunge: bool) -> None:
         view = self._view

@@ -40,6 +40,7 @@ from pillarbox.store.types import (
     FlagOp,
     FlagUpdate,
     Mailbox,
+    MailboxDelta,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -225,6 +226,15 @@ class Store(Protocol):
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         """UIDs expunged with a MODSEQ greater than ``modseq``, ascending."""
+
+    async def mailbox_delta(self, mailbox_id: int, since: int) -> MailboxDelta:
+        """The mailbox's status with :meth:`changes_since` and :meth:`expunged_since` of
+        ``since``, in one read (``NotFound`` for an unknown mailbox).
+
+        Concurrent calls with the same arguments may share one read, but never one that began
+        before the call: the answer reflects every change committed before the call. This is
+        how a delivery to a mailbox that a thousand sessions idle on costs one read, not a
+        thousand (see :class:`~pillarbox.store.sharedreads.SharedReads`)."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:

@@ -148,6 +148,19 @@ class MailboxStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxDelta:
+    """What changed in a mailbox after a MODSEQ, with its status, read in one snapshot: how a
+    selected IMAP session catches up (RFC 7162 semantics). Shared by every session that asked
+    for the same delta at once, hence tuples: nobody may modify it."""
+
+    status: MailboxStatus
+    #: Live messages whose MODSEQ is above the one asked about, in UID order.
+    changed: tuple[MessageRecord, ...]
+    #: UIDs expunged with a MODSEQ above it, ascending.
+    expunged: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaUsage:
     bytes_used: int
     messages: int

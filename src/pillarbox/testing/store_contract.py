@@ -336,6 +336,7 @@ class StoreContract:
             store.expunge(10**9),
             store.changes_since(10**9, 0),
             store.expunged_since(10**9, 0),
+            store.mailbox_delta(10**9, 0),
             store.search_text(10**9, ["x"]),
             store.store_flags(10**9, [1], FlagOp.ADD, frozenset({"\\Seen"})),
         ):
@@ -618,6 +619,25 @@ class StoreContract:
         arrival = await store.append(inbox.id, *make_message(3))
         assert await store.changes_since(inbox.id, mark) == [*update.changed, arrival]
         assert len(await store.changes_since(inbox.id, 0)) == 4
+
+    async def test_mailbox_delta(self, store: Store, inbox: Mailbox) -> None:
+        for i in range(4):
+            await store.append(inbox.id, *make_message(i))
+        mark = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+        quiet = await store.mailbox_delta(inbox.id, mark)
+        assert (quiet.status.messages, quiet.changed, quiet.expunged) == (4, (), ())
+        update = await store.store_flags(inbox.id, [2, 3], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id, [3])
+        arrival = await store.append(inbox.id, *make_message(4))
+        delta = await store.mailbox_delta(inbox.id, mark)
+        assert delta.status == await store.mailbox_status(inbox.id)
+        assert delta.changed == (update.changed[0], arrival)
+        assert delta.expunged == (3,)
+        # Concurrent identical calls may share a read, but each sees what preceded it.
+        first, second = await asyncio.gather(
+            store.mailbox_delta(inbox.id, mark), store.mailbox_delta(inbox.id, mark)
+        )
+        assert first == second == delta
 
     async def test_copy_messages(self, store: Store, account: Account, inbox: Mailbox) -> None:
         for i in range(3):

@@ -61,6 +61,7 @@ from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.postgres import accountdata, notify, spamdata
 from pillarbox.store.postgres.migrations import migrate
+from pillarbox.store.sharedreads import SharedReads
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     DELIMITER,
@@ -80,6 +81,7 @@ from pillarbox.store.types import (
     FlagOp,
     FlagUpdate,
     Mailbox,
+    MailboxDelta,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -200,6 +202,7 @@ class PostgresStore:
         self._limits = limits
         self._clock = clock
         self._hub = ChangeHub()
+        self._deltas = SharedReads(self._read_delta)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: notify.ChangeListener | None = None
         self._channel = ""
@@ -748,18 +751,7 @@ class PostgresStore:
         await self._write(op)
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
-        async def query(conn: Conn) -> MailboxStatus:
-            row = await _one(
-                conn,
-                f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes "
-                "FROM mailboxes WHERE id = %s",
-                (mailbox_id,),
-            )
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            return MailboxStatus(_mailbox(row[:7]), *row[7:])
-
-        return await self._read(query)
+        return await self._read(lambda conn: _status(conn, mailbox_id))
 
     async def claim_recent(self, mailbox_id: int) -> int:
         async def op(conn: Conn, changes: list[Change]) -> int:
@@ -1112,25 +1104,32 @@ class PostgresStore:
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         async def query(conn: Conn) -> list[MessageRecord]:
             await _require_mailbox(conn, mailbox_id)
-            rows = await _all(
-                conn,
-                f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.modseq > %s "
-                "ORDER BY m.uid",
-                (mailbox_id, modseq),
-            )
-            return [_record(mailbox_id, row) for row in rows]
+            return await _records_changed(conn, mailbox_id, modseq)
 
         return await self._read(query)
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         async def query(conn: Conn) -> list[int]:
             await _require_mailbox(conn, mailbox_id)
-            rows = await _all(
-                conn,
-                "SELECT uid FROM expunged WHERE mailbox_id = %s AND modseq > %s ORDER BY uid",
-                (mailbox_id, modseq),
-            )
-            return [row[0] for row in rows]
+            return await _uids_expunged(conn, mailbox_id, modseq)
+
+        return await self._read(query)
+
+    async def mailbox_delta(self, mailbox_id: int, since: int) -> MailboxDelta:
+        return await self._deltas.get((mailbox_id, since))
+
+    async def _read_delta(self, key: tuple[int, int]) -> MailboxDelta:
+        mailbox_id, since = key
+
+        async def query(conn: Conn) -> MailboxDelta:
+            # The status first: a change committed between the reads is then read twice at
+            # worst (harmless), never claimed by a HIGHESTMODSEQ whose rows were not read.
+            status = await _status(conn, mailbox_id)
+            if status.mailbox.highestmodseq <= since:
+                return MailboxDelta(status, (), ())
+            changed = tuple(await _records_changed(conn, mailbox_id, since))
+            expunged = tuple(await _uids_expunged(conn, mailbox_id, since))
+            return MailboxDelta(status, changed, expunged)
 
         return await self._read(query)
 
@@ -1462,6 +1461,35 @@ async def _share_domain(conn: Conn, domain: str) -> None:
 async def _require_account(conn: Conn, account_id: int) -> None:
     if await _one(conn, "SELECT 1 FROM accounts WHERE id = %s", (account_id,)) is None:
         raise NotFound(f"no account {account_id}")
+
+
+async def _status(conn: Conn, mailbox_id: int) -> MailboxStatus:
+    row = await _one(
+        conn,
+        f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes FROM mailboxes WHERE id = %s",
+        (mailbox_id,),
+    )
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    return MailboxStatus(_mailbox(row[:7]), *row[7:])
+
+
+async def _records_changed(conn: Conn, mailbox_id: int, modseq: int) -> list[MessageRecord]:
+    rows = await _all(
+        conn,
+        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.modseq > %s ORDER BY m.uid",
+        (mailbox_id, modseq),
+    )
+    return [_record(mailbox_id, row) for row in rows]
+
+
+async def _uids_expunged(conn: Conn, mailbox_id: int, modseq: int) -> list[int]:
+    rows = await _all(
+        conn,
+        "SELECT uid FROM expunged WHERE mailbox_id = %s AND modseq > %s ORDER BY uid",
+        (mailbox_id, modseq),
+    )
+    return [row[0] for row in rows]
 
 
 async def _require_mailbox(conn: Conn, mailbox_id: int) -> None:

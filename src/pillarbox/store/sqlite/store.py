@@ -55,6 +55,7 @@ from pillarbox.errors import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
+from pillarbox.store.sharedreads import SharedReads
 from pillarbox.store.sqlite import dkimkeys, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, SnapshotCache
@@ -78,6 +79,7 @@ from pillarbox.store.types import (
     FlagOp,
     FlagUpdate,
     Mailbox,
+    MailboxDelta,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -223,6 +225,7 @@ class SqliteStore:
         self._snapshots = SnapshotCache(limits.snapshot_records)
         self._infos = InfoCache(limits.info_cache_entries)
         self._directory = DirectoryCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
+        self._deltas = SharedReads(self._read_delta)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -760,17 +763,7 @@ class SqliteStore:
         await self._write(op)
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
-        def query(conn: sqlite3.Connection) -> MailboxStatus:
-            row = conn.execute(
-                f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes "
-                "FROM mailboxes WHERE id = ?",
-                (mailbox_id,),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            return MailboxStatus(_mailbox(row[:7]), *row[7:])
-
-        return await self._read(query)
+        return await self._read(lambda conn: _status(conn, mailbox_id))
 
     async def claim_recent(self, mailbox_id: int) -> int:
         def op(conn: sqlite3.Connection, fx: WriteEffects) -> int:
@@ -1250,6 +1243,22 @@ class SqliteStore:
 
         return await self._read(query)
 
+    async def mailbox_delta(self, mailbox_id: int, since: int) -> MailboxDelta:
+        return await self._deltas.get((mailbox_id, since))
+
+    async def _read_delta(self, key: tuple[int, int]) -> MailboxDelta:
+        mailbox_id, since = key
+
+        def query(conn: sqlite3.Connection) -> MailboxDelta:
+            conn.execute("BEGIN")  # one snapshot for the three
+            status = _status(conn, mailbox_id)
+            if status.mailbox.highestmodseq <= since:
+                return MailboxDelta(status, (), ())
+            changed = tuple(_records_changed(conn, mailbox_id, since))
+            return MailboxDelta(status, changed, tuple(_uids_expunged(conn, mailbox_id, since)))
+
+        return await self._read(query)
+
     # -- account settings and tokens (see .webdata) ---------------------------------------------
     async def get_settings(self, account_id: int) -> AccountSettings:
         return await self._read(lambda conn: webdata.get_settings(conn, account_id))
@@ -1602,6 +1611,16 @@ def _require_address_free(conn: sqlite3.Connection, address: str) -> None:
 def _require_account(conn: sqlite3.Connection, account_id: int) -> None:
     if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
         raise NotFound(f"no account {account_id}")
+
+
+def _status(conn: sqlite3.Connection, mailbox_id: int) -> MailboxStatus:
+    row = conn.execute(
+        f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes FROM mailboxes WHERE id = ?",
+        (mailbox_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    return MailboxStatus(_mailbox(row[:7]), *row[7:])
 
 
 def _require_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> Mailbox:
