@@ -254,7 +254,8 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
                 account = await store.get_account(user)
                 assert account is not None
                 inbox = await store.get_mailbox(account.id, INBOX)
-                session.notify(Change(account.id, inbox.id, ChangeKind.EXISTS, 0))
+                hint = Change(account.id, inbox.id, ChangeKind.EXISTS, inbox.highestmodseq)
+                session.notify(hint)
                 await session.push_updates(out, now)
             if step.wait:
                 now += step.wait

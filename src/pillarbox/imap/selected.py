@@ -23,6 +23,8 @@ Implementation notes (RFC 9051 §5.2, §7.4.1, §7.5.1; RFC 3501 §2.3.2 for \\R
   and the rows) changes nothing, because a record whose flags equal the visible ones is not a
   change, an arrival already known is ignored, and UIDs never come back once expunged. So the
   view may lag the store (the feed is a hint), but it can never diverge from it.
+- **The session's own writes** need no read back when they directly follow the applied MODSEQ
+  (:meth:`SelectedView.own_write`): each write takes the next MODSEQ, so none can lie between.
 - **MODSEQ is kept per message** and as the highest value applied (:attr:`SelectedView.modseq`);
   :attr:`SelectedView.announced_modseq` is the highest the client may take as fully known
   (RFC 7162 §3.1.2.1): it only advances when an announcement left nothing pending.
@@ -36,7 +38,7 @@ Implementation notes (RFC 9051 §5.2, §7.4.1, §7.5.1; RFC 3501 §2.3.2 for \\R
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pillarbox.imap import responses
@@ -198,12 +200,27 @@ class SelectedView:
                 self._arrived[uid] = record
         self.modseq = max(self.modseq, modseq)
 
-    def own_flags(self, records: Iterable[MessageRecord]) -> None:
-        """Flags this session stored itself and reports in its own STORE/FETCH response."""
+    def own_flags(self, records: Sequence[MessageRecord]) -> None:
+        """Flags this session stored itself, in one write, and reports in its own STORE/FETCH
+        response (so they are no unsolicited change; see also :meth:`own_write`)."""
         for record in records:
             if record.uid in self._records and record.uid not in self._expunged:
                 self._records[record.uid] = record
                 self._flags_changed.discard(record.uid)
+        if records:
+            self.own_write(records[0].modseq)
+
+    def own_write(self, modseq: int) -> bool:
+        """Whether a write of this session's, which took ``modseq`` and whose records the
+        caller has already applied, directly follows the MODSEQ applied so far. Every write
+        takes the mailbox's next MODSEQ (store interface notes), so nothing else can lie
+        between: the view is then current up to ``modseq`` without a store read, and the
+        change feed's hint of it (at or below :attr:`modseq`) wakes nobody. False leaves the
+        view as it was; the caller reads the store."""
+        if modseq != self.modseq + 1:
+            return False
+        self.modseq = modseq
+        return True
 
     def arrivals(self) -> list[int]:
         """UIDs learned of but not yet announced (for claiming \\Recent before announcing)."""

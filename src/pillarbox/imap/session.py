@@ -96,8 +96,10 @@ from pillarbox.store.types import (
     SYSTEM_FLAGS,
     Account,
     Change,
+    ChangeKind,
     FlagOp,
     Mailbox,
+    MessageRecord,
     SpecialUse,
 )
 
@@ -318,7 +320,10 @@ class ImapSession:
         self._qresync = False  # RFC 7162 §3.2.3: ENABLE QRESYNC was issued
         self._compressing = False
         self._selected: SelectedView | None = None
+        #: A hint said the selected mailbox was renamed or deleted (no MODSEQ tells that).
         self._dirty = False
+        #: The highest MODSEQ a hint reported for the selected mailbox's messages.
+        self._hinted = 0
         self._saved: list[int] = []
         self._idle_tag: str | None = None
         self._sasl: _Sasl | None = None
@@ -354,8 +359,19 @@ class ImapSession:
 
     def notify(self, change: Change) -> None:
         """A change-feed hint: the selected mailbox may have changed (the truth is re-read)."""
-        if self._selected is not None and change.mailbox_id == self._selected.mailbox_id:
-            self._dirty = True
+        view = self._selected
+        if view is not None and change.mailbox_id == view.mailbox_id:
+            if change.kind is ChangeKind.MAILBOXES:
+                self._dirty = True
+            else:
+                self._hinted = max(self._hinted, change.modseq)
+
+    @property
+    def _stale(self) -> bool:
+        """Whether a hint reported what the view lacks. A hint at or below the view's MODSEQ
+        is taken in already: the session's own write, or one a read raced ahead of."""
+        view = self._selected
+        return view is not None and (self._dirty or self._hinted > view.modseq)
 
     def compression_started(self) -> bytes:
         """COMPRESS succeeded: returns the octets received after it, which are compressed
@@ -396,7 +412,7 @@ class ImapSession:
     async def push_updates(self, out: Output, now: float) -> Action:
         """During IDLE, after a change-feed wake-up: send what changed (RFC 9051 §6.3.13)."""
         self._now = now
-        if self._idle_tag is None or self._selected is None or not self._dirty:
+        if self._idle_tag is None or not self._stale:
             return Action.CONTINUE
         try:
             await self._sync()
@@ -428,7 +444,7 @@ class ImapSession:
         if kind not in ALLOWED[self.state]:
             return await self._finish(command.tag, kind, r.BAD_WRONG_STATE, out)
         try:
-            looks = self._dirty or kind in _POLLING
+            looks = self._stale or kind in _POLLING
             if self._selected is not None and looks and kind not in _LEAVING:
                 await self._sync()
             reply = await _HANDLERS[kind](self, command, out)
@@ -492,7 +508,7 @@ class ImapSession:
     async def _sync(self) -> None:
         """Take in the store's changes to the selected mailbox since the view's MODSEQ."""
         view = self._view
-        self._dirty = False  # a hint arriving during the reads marks it again
+        self._dirty = False  # a rename hint arriving during the read marks it again
         try:
             delta = await self.store.mailbox_delta(view.mailbox_id, view.modseq)
         except NotFound:
@@ -613,10 +629,6 @@ class ImapSession:
         if self._selected is not None:
             code = responses.highestmodseq(self._selected.announced_modseq)
             await out.write(r.OK_HIGHESTMODSEQ.with_code(code).untagged())
-
-    async def _sync_if_selected(self, mailbox_id: int) -> None:
-        if self._selected is not None and self._selected.mailbox_id == mailbox_id:
-            await self._sync()
 
     # -- any state (RFC 9051 §6.1) -----------------------------------------------------------
 
@@ -756,7 +768,7 @@ class ImapSession:
             read_only=cmd.read_only,
             modseq=status.mailbox.highestmodseq,
         )
-        if self._claims_recent(view):
+        if self._claims_recent(view) and view.uids and view.uids[-1] >= status.recent_uid:
             first = await self.store.claim_recent(mailbox.id)
             view.recent = {uid for uid in view.uids if uid >= first}
         lines = [responses.flags(SYSTEM_FLAGS | view.keywords())]
@@ -785,6 +797,7 @@ class ImapSession:
             await self._resync(view, cmd.qresync, out)
         self._selected = view
         self._dirty = False
+        self._hinted = 0
         return r.OK_EXAMINE_RO if view.read_only else r.OK_SELECT_RW
 
     async def _resync(self, view: SelectedView, params: c.Qresync, out: Output) -> None:
@@ -958,7 +971,7 @@ class ImapSession:
         raws = [normalise_line_endings(m.data) for m in cmd.messages]
         if not all(raws):
             return r.NO_EMPTY_MESSAGE
-        stored: list[int] = []
+        records: list[MessageRecord] = []
         try:
             for message, raw in zip(cmd.messages, raws, strict=True):
                 info = await self._parse(raw)
@@ -969,14 +982,19 @@ class ImapSession:
                     flags=frozenset(message.flags),
                     internal_date=message.internal_date,
                 )
-                stored.append(record.uid)
+                records.append(record)
         except QuotaExceeded:
-            await self._undo_append(mailbox.id, stored)
+            await self._undo_append(mailbox.id, [record.uid for record in records])
             return r.NO_OVERQUOTA
         except BaseException:
-            await self._undo_append(mailbox.id, stored)
+            await self._undo_append(mailbox.id, [record.uid for record in records])
             raise
-        await self._sync_if_selected(mailbox.id)
+        view = self._selected
+        if view is not None and view.mailbox_id == mailbox.id:
+            view.apply(records, (), view.modseq)  # RFC 9051 §6.3.12: announced as EXISTS
+            if not all(view.own_write(record.modseq) for record in records):
+                await self._sync()
+        stored = [record.uid for record in records]
         code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers(stored))
         return r.OK_APPEND.with_code(code)
 

@@ -8,7 +8,10 @@ Implementation notes, binding on every backend:
 - **UIDs** (RFC 9051 §2.3.1.1) are allocated per mailbox, strictly ascending, never reused within
   a UIDVALIDITY; ``uidnext`` only grows. Expunged UIDs never come back.
 - **MODSEQ** (RFC 7162 §3) is per mailbox and strictly increases on every change to a message
-  (arrival, flag change, expunge); ``highestmodseq`` is the largest assigned. Expunges are
+  (arrival, flag change, expunge); ``highestmodseq`` is the largest assigned. Each write that
+  changes a mailbox's messages takes exactly ``highestmodseq + 1`` for all of them, so a writer
+  that knew the mailbox up to ``m`` and got ``m + 1`` knows nothing else happened between (an
+  IMAP session then skips reading its own change back). Expunges are
   remembered (UID + MODSEQ) so :meth:`Store.expunged_since` can answer QRESYNC after long
   disconnections.
 - **Raw bytes are returned byte-identical.** A message blob is immutable and shared by every

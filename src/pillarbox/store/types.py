@@ -145,6 +145,9 @@ class MailboxStatus:
     unseen: int
     deleted: int
     size: int
+    #: The lowest UID not yet claimed as ``\\Recent`` (RFC 3501 §2.3.2): a session whose
+    #: messages all lie below it has nothing to claim, and skips the write a claim costs.
+    recent_uid: int
 
 
 @dataclass(frozen=True, slots=True)

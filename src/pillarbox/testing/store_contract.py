@@ -435,8 +435,10 @@ class StoreContract:
         assert await store.claim_recent(inbox.id) == 1
         await store.append(inbox.id, *make_message(1))
         await store.append(inbox.id, *make_message(2))
+        assert (await store.mailbox_status(inbox.id)).recent_uid == 1
         assert await store.claim_recent(inbox.id) == 1  # UIDs 1 and 2 are recent to us
         assert await store.claim_recent(inbox.id) == 3  # … and to nobody else
+        assert (await store.mailbox_status(inbox.id)).recent_uid == 3
         await store.append(inbox.id, *make_message(3))
         assert await store.claim_recent(inbox.id) == 3
 

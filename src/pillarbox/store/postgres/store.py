@@ -1466,7 +1466,8 @@ async def _require_account(conn: Conn, account_id: int) -> None:
 async def _status(conn: Conn, mailbox_id: int) -> MailboxStatus:
     row = await _one(
         conn,
-        f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes FROM mailboxes WHERE id = %s",
+        f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes, recent_uid "
+        "FROM mailboxes WHERE id = %s",
         (mailbox_id,),
     )
     if row is None:

@@ -1615,7 +1615,8 @@ def _require_account(conn: sqlite3.Connection, account_id: int) -> None:
 
 def _status(conn: sqlite3.Connection, mailbox_id: int) -> MailboxStatus:
     row = conn.execute(
-        f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes FROM mailboxes WHERE id = ?",
+        f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes, recent_uid "
+        "FROM mailboxes WHERE id = ?",
         (mailbox_id,),
     ).fetchone()
     if row is None:
