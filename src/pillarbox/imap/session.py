@@ -759,14 +759,13 @@ class ImapSession:
             self._selected = None
             await out.write(r.CLOSED_PREVIOUS.untagged())  # RFC 9051 §7.1 CLOSED
         self._saved = []  # RFC 5182 §2.1
-        mailbox = await self._mailbox(cmd.mailbox)
-        status = await self.store.mailbox_status(mailbox.id)
-        records = await self.store.list_messages(mailbox.id)
+        try:
+            snapshot = await self.store.open_mailbox(self._account.id, cmd.mailbox)
+        except (NotFound, InvalidName):
+            return r.NO_NO_MAILBOX
+        status, mailbox = snapshot.status, snapshot.status.mailbox
         view = SelectedView(
-            status.mailbox,
-            records,
-            read_only=cmd.read_only,
-            modseq=status.mailbox.highestmodseq,
+            mailbox, snapshot.records, read_only=cmd.read_only, modseq=mailbox.highestmodseq
         )
         if self._claims_recent(view) and view.uids and view.uids[-1] >= status.recent_uid:
             first = await self.store.claim_recent(mailbox.id)

@@ -44,6 +44,7 @@ from pillarbox.store.types import (
     FlagUpdate,
     Mailbox,
     MailboxDelta,
+    MailboxSnapshot,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -171,6 +172,10 @@ class Store(Protocol):
         self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
     ) -> list[MessageRecord]:
         """Records in UID order; the whole mailbox by default (SELECT's snapshot)."""
+
+    async def open_mailbox(self, account_id: int, name: str) -> MailboxSnapshot:
+        """A mailbox by name (as :meth:`get_mailbox`) with its status and every record, in one
+        read: what SELECT needs. Records are made as they are used (:class:`RecordTable`)."""
 
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRecord | None: ...
     async def message_infos(

@@ -337,6 +337,8 @@ class StoreContract:
             store.changes_since(10**9, 0),
             store.expunged_since(10**9, 0),
             store.mailbox_delta(10**9, 0),
+            store.open_mailbox(10**9, INBOX),
+            store.open_mailbox(account.id, "Missing"),
             store.search_text(10**9, ["x"]),
             store.store_flags(10**9, [1], FlagOp.ADD, frozenset({"\\Seen"})),
         ):
@@ -621,6 +623,25 @@ class StoreContract:
         arrival = await store.append(inbox.id, *make_message(3))
         assert await store.changes_since(inbox.id, mark) == [*update.changed, arrival]
         assert len(await store.changes_since(inbox.id, 0)) == 4
+
+    async def test_open_mailbox(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        for i in range(3):
+            await store.append(inbox.id, *make_message(i))
+        await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Seen"}))
+        for _ in range(2):  # the second from the SQLite backend's snapshot cache
+            snapshot = await store.open_mailbox(account.id, "inbox")
+            assert snapshot.status == await store.mailbox_status(inbox.id)
+            records = snapshot.records
+            assert (records.uids, records.flags[1]) == ([1, 2, 3], frozenset({"\\Seen"}))
+            assert (records.position(2), records.position(9)) == (1, None)
+            assert list(records) == await store.list_messages(inbox.id)
+            assert records[1:] == (await store.list_messages(inbox.id))[1:]
+        await store.expunge(inbox.id, [1])  # nothing flagged \Deleted: no change
+        await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        arrival = await store.append(inbox.id, *make_message(3))
+        patched = (await store.open_mailbox(account.id, INBOX)).records
+        assert (patched.uids, patched[-1]) == ([2, 3, 4], arrival)
 
     async def test_mailbox_delta(self, store: Store, inbox: Mailbox) -> None:
         for i in range(4):

@@ -82,6 +82,7 @@ from pillarbox.store.types import (
     FlagUpdate,
     Mailbox,
     MailboxDelta,
+    MailboxSnapshot,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -91,6 +92,7 @@ from pillarbox.store.types import (
     QueuedRecipient,
     QuotaUsage,
     RecipientState,
+    RecordTable,
     SenderListEntry,
     SpamCounts,
     SpecialUse,
@@ -873,6 +875,21 @@ class PostgresStore:
         async def query(conn: Conn) -> list[MessageRecord]:
             await _require_mailbox(conn, mailbox_id)
             return await _records_between(conn, mailbox_id, uid_min, uid_max)
+
+        return await self._read(query)
+
+    async def open_mailbox(self, account_id: int, name: str) -> MailboxSnapshot:
+        canonical = normalize_mailbox_name(name)
+
+        async def query(conn: Conn) -> MailboxSnapshot:
+            found = await _mailbox_by_name(conn, account_id, canonical)
+            if found is None:
+                raise NotFound(f"no mailbox {canonical}")
+            # The status first, as in mailbox_delta: rows newer than its HIGHESTMODSEQ are
+            # read again by the session's next catch-up, harmlessly.
+            status = await _status(conn, found.id)
+            records = await _records_between(conn, found.id, 1, None)
+            return MailboxSnapshot(status, RecordTable.of(records))
 
         return await self._read(query)
 

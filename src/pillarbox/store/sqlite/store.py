@@ -58,7 +58,7 @@ from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import SharedReads
 from pillarbox.store.sqlite import dkimkeys, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
-from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, SnapshotCache
+from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
@@ -80,6 +80,7 @@ from pillarbox.store.types import (
     FlagUpdate,
     Mailbox,
     MailboxDelta,
+    MailboxSnapshot,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -89,6 +90,7 @@ from pillarbox.store.types import (
     QueuedRecipient,
     QuotaUsage,
     RecipientState,
+    RecordTable,
     SenderListEntry,
     SpamCounts,
     SpecialUse,
@@ -112,10 +114,9 @@ _INDEX_STEP = 128
 #: RFC 9051 §9 atom-specials that may not appear in a keyword (besides SP and CTLs).
 _FINAL_STATES = (RecipientState.DELIVERED.value, RecipientState.FAILED.value)
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
-_RECORD_COLUMNS = (
-    "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, b.sha256 "
-    "FROM messages m JOIN blobs b INDEXED BY blobs_digest ON b.id = m.blob"
-)
+_RECORD_FIELDS = "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, b.sha256"
+_BLOB_DIGEST = "JOIN blobs b INDEXED BY blobs_digest ON b.id = m.blob"
+_RECORD_COLUMNS = f"{_RECORD_FIELDS} FROM messages m {_BLOB_DIGEST}"
 _ACCOUNT_COLUMNS = (
     "id, address, display_name, password_hash, scram_sha256, is_admin, quota_bytes, "
     "quota_messages, created"
@@ -222,7 +223,7 @@ class SqliteStore:
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._snapshots = SnapshotCache(limits.snapshot_records)
+        self._snapshots = SnapshotCache(limits.snapshot_records, record=_record, flags=_flag_set)
         self._infos = InfoCache(limits.info_cache_entries)
         self._directory = DirectoryCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
         self._deltas = SharedReads(self._read_delta)
@@ -923,26 +924,43 @@ class SqliteStore:
         self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
     ) -> list[MessageRecord]:
         def query(conn: sqlite3.Connection) -> list[MessageRecord]:
-            conn.execute("BEGIN")
-            row = conn.execute(
-                "SELECT highestmodseq, messages FROM mailboxes WHERE id = ?", (mailbox_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
             if uid_min <= 1 and uid_max is None:
-                return self._snapshots.read(
-                    mailbox_id,
-                    modseq=row[0],
-                    messages=row[1],
-                    load_all=lambda: _records_between(conn, mailbox_id, 1, None),
-                    load_changes=lambda since: (
-                        _records_changed(conn, mailbox_id, since),
-                        _uids_expunged(conn, mailbox_id, since),
-                    ),
-                )
-            return _records_between(conn, mailbox_id, uid_min, uid_max)
+                conn.execute("BEGIN")
+                return list(self._table(conn, _status(conn, mailbox_id)))
+            _require_mailbox(conn, mailbox_id)
+            return [
+                _record(mailbox_id, row)
+                for row in _rows_between(conn, mailbox_id, uid_min, uid_max)
+            ]
 
         return await self._read(query)
+
+    async def open_mailbox(self, account_id: int, name: str) -> MailboxSnapshot:
+        canonical = normalize_mailbox_name(name)
+
+        def query(conn: sqlite3.Connection) -> MailboxSnapshot:
+            conn.execute("BEGIN")
+            found = _mailbox_by_name(conn, account_id, canonical)
+            if found is None:
+                raise NotFound(f"no mailbox {canonical}")
+            status = _status(conn, found.id)
+            return MailboxSnapshot(status, self._table(conn, status))
+
+        return await self._read(query)
+
+    def _table(self, conn: sqlite3.Connection, status: MailboxStatus) -> RecordTable:
+        """Every record of the mailbox, through the snapshot cache (inside a transaction)."""
+        mailbox_id = status.mailbox.id
+        return self._snapshots.read(
+            mailbox_id,
+            modseq=status.mailbox.highestmodseq,
+            messages=status.messages,
+            load_all=lambda: _rows_between(conn, mailbox_id, 1, None),
+            load_changes=lambda since: (
+                _rows_changed(conn, mailbox_id, since),
+                _uids_expunged(conn, mailbox_id, since),
+            ),
+        )
 
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRecord | None:
         def query(conn: sqlite3.Connection) -> MessageRecord | None:
@@ -1539,7 +1557,7 @@ def _flag_set(stored: str) -> frozenset[str]:
     return frozenset(stored.split())
 
 
-def _record(mailbox_id: int, row: tuple[int, int, str, int, int, int, str]) -> MessageRecord:
+def _record(mailbox_id: int, row: Row) -> MessageRecord:
     # A cold SELECT builds one per message (35,000 in 0.1 s budget): the positional timedelta
     # and sharing one datetime when both dates are equal (every delivery) halve the cost.
     uid, modseq, flags, internal_date, saved_date, size, blob_id = row
@@ -1783,22 +1801,25 @@ def _store_text(conn: sqlite3.Connection, blob_row: int, blob: _Blob) -> None:
     )
 
 
-def _records_between(
+def _rows_between(
     conn: sqlite3.Connection, mailbox_id: int, uid_min: int, uid_max: int | None
-) -> list[MessageRecord]:
-    rows = conn.execute(
-        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
+) -> list[Row]:
+    return conn.execute(
+        f"SELECT {_RECORD_FIELDS} FROM messages m INDEXED BY messages_records {_BLOB_DIGEST} "
+        "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
         (mailbox_id, uid_min, uid_max if uid_max is not None else 2**63 - 1),
-    )
-    return [_record(mailbox_id, row) for row in rows]
+    ).fetchall()
+
+
+def _rows_changed(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[Row]:
+    return conn.execute(
+        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid",
+        (mailbox_id, modseq),
+    ).fetchall()
 
 
 def _records_changed(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[MessageRecord]:
-    rows = conn.execute(
-        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid",
-        (mailbox_id, modseq),
-    )
-    return [_record(mailbox_id, row) for row in rows]
+    return [_record(mailbox_id, row) for row in _rows_changed(conn, mailbox_id, modseq)]
 
 
 def _uids_expunged(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[int]:
