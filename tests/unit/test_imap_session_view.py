@@ -178,10 +178,14 @@ def test_a_table_makes_records_only_when_one_is_used() -> None:
     assert (view.keywords(), view.first_unseen()) == ({"\\Seen", "$A"}, 2)
     assert view.resolve(SequenceSet.parse("2:*"), uid=False) == [4, 6]
     assert view.flags(6, with_recent=False) == {"$A"}
+    assert list(view.flags_in_order([2, 4, 6])) == flags
     view.apply([record(4, frozenset({"$B"}), modseq=2), record(8, modseq=3)], [2], 3)
     lines = view.announce(allow_expunge=True, rev1=False).lines
     assert lines == [b"* 2 FETCH (UID 4 FLAGS ($B))\r\n", b"* 1 EXPUNGE\r\n", b"* 3 EXISTS\r\n"]
     assert made == []
+    one_by_one = [view.flags(uid, with_recent=False) for uid in (4, 6, 8)]
+    assert list(view.flags_in_order([4, 6, 8])) == one_by_one == [{"$B"}, {"$A"}, set()]
+    assert list(view.flags_in_order([6])) == [{"$A"}]
     assert (view.record(6).uid, view.record(4).modseq, made) == (6, 2, [6])
     with pytest.raises(KeyError):
         view.record(2)  # expunged and announced

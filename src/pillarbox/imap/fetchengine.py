@@ -68,6 +68,10 @@ _NEEDS_INFO_ITEMS = frozenset(
 _NEEDS_RAW_ITEMS = frozenset({FetchItem.RFC822, FetchItem.RFC822_HEADER, FetchItem.RFC822_TEXT})
 
 
+def _render_uid(uid: int, flags: frozenset[str]) -> bytes:
+    return b"UID %d" % uid
+
+
 class Output(Protocol):
     """Where responses go; the adapter's implementation applies back-pressure."""
 
@@ -212,7 +216,7 @@ class FetchEngine:
         record (a cold SELECT made none: :class:`~pillarbox.store.types.RecordTable`)."""
         view = self._view
         if att is FetchItem.UID:
-            return lambda uid, _: responses.uid_item(uid)
+            return _render_uid
         if att is not FetchItem.FLAGS:
             return lambda uid, _: self._simple(att, uid, view.record(uid))
         recent = view.recent if self._with_recent else frozenset()

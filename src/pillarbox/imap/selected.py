@@ -167,7 +167,17 @@ class SelectedView:
         learned = self._learned
         table_uids = self._table.uids
         table_flags = self._table.flags
-        position = 0
+        if not isinstance(uids, list):
+            uids = list(uids)
+        if not uids:
+            return
+        position = bisect.bisect_left(table_uids, uids[0])
+        low, high = uids[0], uids[-1]
+        if table_uids[position : position + len(uids)] == uids and not any(
+            low <= uid <= high for uid in learned
+        ):  # e.g. 1:* after SELECT: no search at all
+            yield from table_flags[position : position + len(uids)]
+            return
         for uid in uids:
             record = learned.get(uid)
             if record is not None:
