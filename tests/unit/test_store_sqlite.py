@@ -91,6 +91,35 @@ async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int) -
     assert versions == [m.version for m in MIGRATIONS]
 
 
+async def test_version_7_copies_each_message_digest(tmp_path: Path) -> None:
+    """Records are read without joining ``blobs`` from version 7 on: messages stored before
+    it must have their blob's digest copied beside them."""
+    path = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=6)
+    conn.executescript(
+        f"""
+        INSERT INTO domains VALUES ('{DOMAIN}', 0);
+        INSERT INTO accounts (id, address, domain, display_name, password_hash, is_admin, created)
+            VALUES (1, 'a@{DOMAIN}', '{DOMAIN}', '', 'h', 0, 0);
+        INSERT INTO mailboxes (id, account_id, name, uidvalidity, uidnext, highestmodseq)
+            VALUES (1, 1, 'INBOX', 1, 2, 2);
+        INSERT INTO blobs (id, sha256, size, refcount) VALUES (5, '{"ab" * 32}', 3, 1);
+        INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, size,
+            blob, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to)
+            VALUES (1, 1, 2, '', 0, 0, 3, 5, '', '', '', '', '', '');
+        """
+    )
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        [record] = await store.list_messages(1)
+        assert record.blob_id == "ab" * 32
+    finally:
+        await store.close()
+
+
 async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = SqliteStore(path)

@@ -333,12 +333,18 @@ _V6_SQL = r"""
 CREATE INDEX blobs_digest ON blobs(id, sha256);
 """
 
-# A cold SELECT reads every message's record columns: from the table itself that walks rows
-# wide with sort keys (subject, addresses), 55 ms of CPU at 35,000 messages; this covering
-# index holds just the record columns, in UID order (44 ms). ``_rows_between`` names it.
+# A cold SELECT reads every message's record columns. From the table itself that walks rows
+# made wide by the sort keys (subject, addresses), and joins ``blobs`` for each digest: 55 ms
+# of CPU at 35,000 messages. A message's digest never changes (its blob is immutable), so it
+# is copied beside it, and this covering index holds just the record columns in UID order
+# (about 30 ms). ``_rows_between`` names it. Version 6's index served the join: nothing
+# reads it now.
 _V7_SQL = r"""
+ALTER TABLE messages ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+UPDATE messages SET digest = (SELECT sha256 FROM blobs WHERE blobs.id = messages.blob);
 CREATE INDEX messages_records
-    ON messages(mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob);
+    ON messages(mailbox_id, uid, modseq, flags, internal_date, saved_date, size, digest);
+DROP INDEX blobs_digest;
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -348,7 +354,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "spam filter models, reputation and sender lists", _V4_SQL),
     Migration(5, "message list index by date (web)", _V5_SQL),
     Migration(6, "blob digests by id (message lists)", _V6_SQL),
-    Migration(7, "message records by UID, covering (SELECT)", _V7_SQL),
+    Migration(7, "message digests and records by UID, covering (SELECT)", _V7_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -114,9 +114,13 @@ _INDEX_STEP = 128
 #: RFC 9051 §9 atom-specials that may not appear in a keyword (besides SP and CTLs).
 _FINAL_STATES = (RecipientState.DELIVERED.value, RecipientState.FAILED.value)
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
-_RECORD_FIELDS = "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, b.sha256"
-_BLOB_DIGEST = "JOIN blobs b INDEXED BY blobs_digest ON b.id = m.blob"
-_RECORD_COLUMNS = f"{_RECORD_FIELDS} FROM messages m {_BLOB_DIGEST}"
+_RECORD_FIELDS = "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, m.digest"
+_RECORD_COLUMNS = f"{_RECORD_FIELDS} FROM messages m"
+#: SELECT's read (a cold one walks the whole mailbox): the covering index only.
+ROWS_BY_UID = (
+    f"SELECT {_RECORD_FIELDS} FROM messages m INDEXED BY messages_records "
+    "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
+)
 _ACCOUNT_COLUMNS = (
     "id, address, display_name, password_hash, scram_sha256, is_admin, quota_bytes, "
     "quota_messages, created"
@@ -1169,10 +1173,10 @@ class SqliteStore:
         pairs = [(uid, uid_first + index) for index, uid in enumerate(uids)]
         conn.executemany(
             "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, "
-            "size, blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
+            "size, blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
             "in_reply_to) "
-            "SELECT ?, ?, ?, flags, internal_date, ?, size, blob, sent_date, subject, from_addr, "
-            "to_addr, cc_addr, message_id, in_reply_to FROM messages "
+            "SELECT ?, ?, ?, flags, internal_date, ?, size, blob, digest, sent_date, subject, "
+            "from_addr, to_addr, cc_addr, message_id, in_reply_to FROM messages "
             "WHERE mailbox_id = ? AND uid = ?",
             [(target.id, new, modseq, now, source.id, old) for old, new in pairs],
         )
@@ -1745,8 +1749,8 @@ def _add_message(
     uid, modseq = _allocate_uids(conn, mailbox.id, 1)
     conn.execute(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, size, "
-        "blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             mailbox.id,
             uid,
@@ -1756,6 +1760,7 @@ def _add_message(
             now,
             blob.size,
             blob_row,
+            blob.blob_id,
             keys.sent_date,
             keys.subject,
             keys.from_addr,
@@ -1805,9 +1810,7 @@ def _rows_between(
     conn: sqlite3.Connection, mailbox_id: int, uid_min: int, uid_max: int | None
 ) -> list[Row]:
     return conn.execute(
-        f"SELECT {_RECORD_FIELDS} FROM messages m INDEXED BY messages_records {_BLOB_DIGEST} "
-        "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
-        (mailbox_id, uid_min, uid_max if uid_max is not None else 2**63 - 1),
+        ROWS_BY_UID, (mailbox_id, uid_min, uid_max if uid_max is not None else 2**63 - 1)
     ).fetchall()
 
 
