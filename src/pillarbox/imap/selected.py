@@ -76,6 +76,8 @@ class SelectedView:
         #: mailbox makes none), and those learned since, which take precedence.
         self._table = records if isinstance(records, RecordTable) else RecordTable.of(records)
         self._learned: dict[int, MessageRecord] = {}
+        #: Table UIDs whose expunge was announced (no longer visible).
+        self._gone: set[int] = set()
         self._uids: list[int] = list(self._table.uids)
         self.uidnext = max(mailbox.uidnext, self._uids[-1] + 1 if self._uids else 1)
         #: The store's MODSEQ up to which every change has been applied.
@@ -103,11 +105,14 @@ class SelectedView:
         record = self._learned.get(uid)
         if record is not None:
             return record
-        if self.is_visible(uid):
-            position = self._table.position(uid)
-            if position is not None:
-                return self._table[position]
-        raise KeyError(uid)
+        return self._table[self._table_position(uid)]
+
+    def _table_position(self, uid: int) -> int:
+        """Where a visible UID not learned since SELECT sits in the table."""
+        position = self._table.position(uid)
+        if position is None or uid in self._gone:
+            raise KeyError(uid)
+        return position
 
     def is_visible(self, uid: int) -> bool:
         index = bisect.bisect_left(self._uids, uid)
@@ -150,13 +155,7 @@ class SelectedView:
     def flags(self, uid: int, *, with_recent: bool) -> frozenset[str]:
         """A visible message's flags, read without making its record."""
         record = self._learned.get(uid)
-        if record is not None:
-            flags = record.flags
-        else:
-            position = self._table.position(uid) if self.is_visible(uid) else None
-            if position is None:
-                raise KeyError(uid)
-            flags = self._table.flags[position]
+        flags = record.flags if record is not None else self._table.flags[self._table_position(uid)]
         if with_recent and uid in self.recent:
             return flags | {RECENT}
         return flags
@@ -309,6 +308,7 @@ class SelectedView:
                     lines.append(responses.expunge(self.seq_of(uid)))
             removed = self._expunged
             self._uids = [uid for uid in self._uids if uid not in removed]
+            self._gone.update(gone)
             for uid in gone:
                 self._learned.pop(uid, None)
                 self.recent.discard(uid)

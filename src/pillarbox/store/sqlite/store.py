@@ -1562,8 +1562,8 @@ def _flag_set(stored: str) -> frozenset[str]:
 
 
 def _record(mailbox_id: int, row: Row) -> MessageRecord:
-    # A cold SELECT builds one per message (35,000 in 0.1 s budget): the positional timedelta
-    # and sharing one datetime when both dates are equal (every delivery) halve the cost.
+    # A FETCH of a whole mailbox's INTERNALDATE makes one per message: the positional
+    # timedelta and sharing one datetime when both dates are equal (every delivery) halve it.
     uid, modseq, flags, internal_date, saved_date, size, blob_id = row
     internal = _EPOCH + timedelta(0, 0, internal_date)
     return MessageRecord(
