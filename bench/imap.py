@@ -16,7 +16,9 @@ tagged OK, with every response byte read; APPEND/s is sequential (each waits for
 ``idle``: ``--sessions`` connections (100 accounts) log in, SELECT INBOX and IDLE, opened by one
 asyncio client process; the server's resident memory is read before and after (VmRSS of this
 process, which holds the server; the clients are another process), then APPENDs from an extra
-connection are timed to the ``* n EXISTS`` each idling session of that mailbox receives.
+connection are timed to the ``* n EXISTS`` each idling session of that mailbox receives; the
+server's CPU time per delivery (LOGIN, APPEND, LOGOUT of the extra connection and the fan-out
+to its idlers) is read by the client from /proc/<server pid>/stat.
 
 ``mixed``: 10 concurrent clients loop LOGIN, SELECT, FETCH, STORE, EXPUNGE, APPEND, LOGOUT over
 100 accounts for ``--seconds``; operations are commands completed. The machine is shared, so
@@ -274,6 +276,7 @@ async def _idle_client(port: int, sessions: int, rounds: int) -> dict[str, float
     print(f"{sessions} sessions idling after {setup:.1f} s; measuring", flush=True)
     await asyncio.sleep(5)  # the server process samples its RSS meanwhile
     latencies: list[float] = []
+    cpu = _cpu_seconds(os.getppid())  # the server's (this client's parent)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     await _read_until(reader, b"\r\n")
     for r in range(rounds):
@@ -292,10 +295,12 @@ async def _idle_client(port: int, sessions: int, rounds: int) -> dict[str, float
         await _read_until(reader, b"u%d OK" % r)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await _read_until(reader, b"\r\n")
+    cpu = _cpu_seconds(os.getppid()) - cpu
     for _, wr, _ in conns:
         wr.close()
     latencies.sort()
     return {
+        "cpu": cpu / rounds,
         "setup": setup,
         "p50": latencies[len(latencies) // 2],
         "p99": latencies[int(len(latencies) * 0.99)],
@@ -405,6 +410,7 @@ def run_idle(directory: Path, sessions: int, rounds: int) -> None:
         f"{'APPEND -> EXISTS at each idler, p99':<42} {figures['p99'] * 1000:>11.1f} ms  < 100 ms"
     )
     print(f"{'latency samples':<42} {int(figures['samples']):>14,}")
+    print(f"{'server CPU per delivery (its fan-out incl.)':<42} {figures['cpu'] * 1000:>11.1f} ms")
 
 
 def run_mixed(directory: Path, seconds: float) -> None:
