@@ -141,7 +141,9 @@ class Store(Protocol):
     async def claim_recent(self, mailbox_id: int) -> int:
         """Claim ``\\Recent`` for one IMAP4rev1 session: returns the lowest UID that is recent to
         the caller and moves the mailbox's recent mark past every current message, so no other
-        session sees them as recent (RFC 3501 §2.3.2)."""
+        session sees them as recent (RFC 3501 §2.3.2). Concurrent claims of one mailbox may
+        share one write (:class:`~pillarbox.store.sharedreads.RecentClaim`): one caller gets
+        the messages, the others the new mark."""
 
     # -- messages ------------------------------------------------------------------------------
     async def deliver(

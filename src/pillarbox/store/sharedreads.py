@@ -11,8 +11,11 @@ caller waits for the next read of that key instead, which starts as soon as the 
 ends and serves everyone who queued meanwhile. A burst of callers therefore costs at most two
 reads per key, and every caller's answer reflects everything committed before it asked.
 
-Sharers get the same result object, so results must be immutable. One instance serves one
-event loop at a time per key (futures belong to a loop; keys are kept per loop).
+Sharers get the same result object, so results must be immutable (:class:`RecentClaim` is
+the one deliberate exception). The same rule serves a write whose effect callers may share:
+``\\Recent`` claims (RFC 3501 §2.3.2), which every IMAP4rev1 session idling on a mailbox makes
+when a delivery wakes them all. One instance serves one event loop at a time per key (futures
+belong to a loop; keys are kept per loop).
 """
 
 from __future__ import annotations
@@ -75,3 +78,28 @@ def _settle(future: asyncio.Future[V], task: asyncio.Task[V]) -> None:
         future.exception()  # as in _landed: the queued callers may all be gone
     else:
         future.set_result(task.result())
+
+
+class RecentClaim:
+    """One ``\\Recent`` claim write, shared by the sessions that asked for one at once.
+
+    The write moved the mailbox's mark from ``old`` to ``new`` (its UIDNEXT then). The first
+    sharer to take it gets ``old``: the messages from there on are recent to it alone; every
+    other sharer gets ``new``, nothing recent, as if it had claimed right after (RFC 3501
+    §2.3.2: only one session sees a message as recent). Each began after its caller asked, so
+    it covers every message the caller had seen.
+    """
+
+    __slots__ = ("_taken", "new", "old")
+
+    def __init__(self, old: int, new: int) -> None:
+        self.old = old
+        self.new = new
+        self._taken = False
+
+    def take(self) -> int:
+        """The lowest UID recent to the caller (see the class notes)."""
+        if self._taken:
+            return self.new
+        self._taken = True
+        return self.old

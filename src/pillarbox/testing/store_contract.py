@@ -443,6 +443,11 @@ class StoreContract:
         assert (await store.mailbox_status(inbox.id)).recent_uid == 3
         await store.append(inbox.id, *make_message(3))
         assert await store.claim_recent(inbox.id) == 3
+        # Sessions idling on a mailbox claim at once when a delivery wakes them: one gets it.
+        await store.append(inbox.id, *make_message(4))
+        firsts = await asyncio.gather(*(store.claim_recent(inbox.id) for _ in range(5)))
+        assert sorted(firsts) == [4, 5, 5, 5, 5]
+        assert await store.claim_recent(inbox.id) == 5
 
     # -- messages ------------------------------------------------------------------------------
     async def test_append_and_read_back(self, store: Store, inbox: Mailbox) -> None:

@@ -61,7 +61,7 @@ from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.postgres import accountdata, notify, spamdata
 from pillarbox.store.postgres.migrations import migrate
-from pillarbox.store.sharedreads import SharedReads
+from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     DELIMITER,
@@ -205,6 +205,7 @@ class PostgresStore:
         self._clock = clock
         self._hub = ChangeHub()
         self._deltas = SharedReads(self._read_delta)
+        self._claims = SharedReads(self._claim_write)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: notify.ChangeListener | None = None
         self._channel = ""
@@ -756,10 +757,13 @@ class PostgresStore:
         return await self._read(lambda conn: _status(conn, mailbox_id))
 
     async def claim_recent(self, mailbox_id: int) -> int:
-        async def op(conn: Conn, changes: list[Change]) -> int:
+        return (await self._claims.get(mailbox_id)).take()
+
+    async def _claim_write(self, mailbox_id: int) -> RecentClaim:
+        async def op(conn: Conn, changes: list[Change]) -> RecentClaim:
             row = await _one(
                 conn,
-                "SELECT recent_uid FROM mailboxes WHERE id = %s FOR NO KEY UPDATE",
+                "SELECT recent_uid, uidnext FROM mailboxes WHERE id = %s FOR NO KEY UPDATE",
                 (mailbox_id,),
             )
             if row is None:
@@ -767,7 +771,7 @@ class PostgresStore:
             await conn.execute(
                 "UPDATE mailboxes SET recent_uid = uidnext WHERE id = %s", (mailbox_id,)
             )
-            return int(row[0])
+            return RecentClaim(int(row[0]), int(row[1]))
 
         return await self._write(op)
 

@@ -55,7 +55,7 @@ from pillarbox.errors import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.sharedreads import SharedReads
+from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.sqlite import dkimkeys, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, Row, SnapshotCache
@@ -231,6 +231,7 @@ class SqliteStore:
         self._infos = InfoCache(limits.info_cache_entries)
         self._directory = DirectoryCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
         self._deltas = SharedReads(self._read_delta)
+        self._claims = SharedReads(self._claim_write)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -771,14 +772,17 @@ class SqliteStore:
         return await self._read(lambda conn: _status(conn, mailbox_id))
 
     async def claim_recent(self, mailbox_id: int) -> int:
-        def op(conn: sqlite3.Connection, fx: WriteEffects) -> int:
+        return (await self._claims.get(mailbox_id)).take()
+
+    async def _claim_write(self, mailbox_id: int) -> RecentClaim:
+        def op(conn: sqlite3.Connection, fx: WriteEffects) -> RecentClaim:
             row = conn.execute(
-                "SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
+                "SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             conn.execute("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?", (mailbox_id,))
-            return int(row[0])
+            return RecentClaim(int(row[0]), int(row[1]))
 
         return await self._write(op)
 
