@@ -280,6 +280,10 @@ class ChangeKind(enum.Enum):
     FLAGS = "flags"
     EXPUNGE = "expunge"
     MAILBOXES = "mailboxes"
+    #: The account's subscription list changed (``mailbox_id`` 0: subscriptions are by name,
+    #: RFC 9051 §6.3.7, and may name no mailbox). IMAP NOTIFY's SubscriptionChange (RFC 5465
+    #: §5.5) and its "subscribed" mailbox set (§6.4) follow it.
+    SUBSCRIPTIONS = "subscriptions"
 
 
 @dataclass(frozen=True, slots=True)

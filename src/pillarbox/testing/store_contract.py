@@ -715,6 +715,9 @@ class StoreContract:
         created = await store.create_mailbox(account.id, "New")
         change = await asyncio.wait_for(anext(feed), 5)
         assert (change.kind, change.mailbox_id) == (ChangeKind.MAILBOXES, created.id)
+        await store.set_subscribed(account.id, "New", True)
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert change == Change(account.id, 0, ChangeKind.SUBSCRIPTIONS, 0)
         await subscription.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(feed), 5)

@@ -744,6 +744,7 @@ class PostgresStore:
                     "DELETE FROM subscriptions WHERE account_id = %s AND name = %s",
                     (account_id, canonical),
                 )
+            changes.append(Change(account_id, 0, ChangeKind.SUBSCRIPTIONS, 0))
 
         await self._write(op)
 

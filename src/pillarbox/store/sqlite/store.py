@@ -756,6 +756,7 @@ class SqliteStore:
                     "DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
                     (account_id, canonical),
                 )
+            fx.changes.append(Change(account_id, 0, ChangeKind.SUBSCRIPTIONS, 0))
 
         await self._write(op)
 
