@@ -141,6 +141,11 @@ class ImapSection:
     login_without_tls: bool = _f(
         False, "Allow LOGIN/AUTHENTICATE before TLS (only for loopback tests)."
     )
+    notify_max_mailboxes: int = _f(
+        1000,
+        "Mailboxes one IMAP NOTIFY may watch for message events; more is refused or stops"
+        " notifications with [NOTIFICATIONOVERFLOW] (RFC 5465 §5.8).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -446,6 +451,7 @@ def _validate(config: Config) -> None:
         ("smtp.max_connections", config.smtp.max_connections),
         ("smtp.max_connections_per_ip", config.smtp.max_connections_per_ip),
         ("imap.max_literal_size", config.imap.max_literal_size),
+        ("imap.notify_max_mailboxes", config.imap.notify_max_mailboxes),
         ("server.workers", config.server.workers),
         ("queue.concurrency", config.queue.concurrency),
         ("queue.per_domain", config.queue.per_domain),
