@@ -84,8 +84,8 @@ BAD_EVENT_PAIRS: Final = Reply(
     Condition.BAD, "MessageNew and MessageExpunge go together, and FlagChange needs both"
 )
 
-#: The order of STATUS items in a notification (RFC 5465 §3.1 example's order).
-_STATUS_ORDER: Final = ("UIDVALIDITY", "UIDNEXT", "MESSAGES", "HIGHESTMODSEQ", "UNSEEN")
+#: The order of STATUS items in a notification: that of every example in RFC 5465.
+_STATUS_ORDER: Final = ("HIGHESTMODSEQ", "UIDVALIDITY", "UIDNEXT", "MESSAGES", "UNSEEN")
 
 
 class NotifyRefused(Exception):
@@ -227,8 +227,12 @@ class _Counts:
         }[item]
 
 
-def _changed_items(watch: Watch, before: _Counts, after: _Counts, *, condstore: bool) -> set[str]:
-    """The STATUS items that report the difference (RFC 5465 §5.1-§5.3)."""
+def _changed_items(
+    watch: Watch, before: _Counts, after: _Counts, *, flags_changed: bool, condstore: bool
+) -> set[str]:
+    """The STATUS items that report the difference (RFC 5465 §5.1-§5.3). ``flags_changed``:
+    a FLAGS hint came (an arrival or expunge moves HIGHESTMODSEQ and UNSEEN too, and is
+    reported as such, not as a FlagChange)."""
     items: set[str] = set()
     if before.uidvalidity != after.uidvalidity:
         items.add("UIDVALIDITY")  # §5.1: UIDVALIDITY changes must be reported
@@ -236,7 +240,7 @@ def _changed_items(watch: Watch, before: _Counts, after: _Counts, *, condstore: 
         items |= {"UIDNEXT", "MESSAGES"}
         if condstore:  # §5.2 with CONDSTORE, §5.3 with QRESYNC (which implies it)
             items.add("HIGHESTMODSEQ")
-    if watch.flags and before.highestmodseq != after.highestmodseq:
+    if watch.flags and flags_changed and before.highestmodseq != after.highestmodseq:
         if condstore:
             items |= {"HIGHESTMODSEQ", "UIDVALIDITY"}
         if before.unseen != after.unseen:
@@ -273,7 +277,8 @@ class Notifier:
     _names: dict[int, str] = field(default_factory=dict)
     _subscriptions: set[str] = field(default_factory=set)
     _known: dict[int, _Counts] = field(default_factory=dict)
-    _dirty: set[int] = field(default_factory=set)
+    #: Mailboxes hinted at, with the kinds of change (FLAGS tells a FlagChange apart).
+    _dirty: dict[int, set[ChangeKind]] = field(default_factory=dict)
     _names_dirty: bool = False
     _subscriptions_dirty: bool = False
 
@@ -319,7 +324,7 @@ class Notifier:
         elif change.kind is ChangeKind.SUBSCRIPTIONS:
             self._subscriptions_dirty = True
         else:
-            self._dirty.add(change.mailbox_id)
+            self._dirty.setdefault(change.mailbox_id, set()).add(change.kind)
 
     @property
     def pending(self) -> bool:
@@ -356,14 +361,16 @@ class Notifier:
             lines += self._subscription_changes(boxes, subscriptions, utf8=utf8)
             self._names = {box.id: box.name for box in boxes}
             self._subscriptions = subscriptions
-            self._dirty |= {box.id for box in boxes if box.id not in self._known}
+            for box in boxes:
+                if box.id not in self._known:
+                    self._dirty.setdefault(box.id, set())
             self._names_dirty = self._subscriptions_dirty = False
             if len(self._watched(boxes)) > self.max_mailboxes:
                 self.plan = NotifyPlan()  # §5.8: as if NOTIFY NONE had been received
                 self._dirty.clear()
                 return [*lines, OVERFLOW.untagged()]
-        dirty, self._dirty = sorted(self._dirty), set()
-        for mailbox_id in dirty:
+        dirty, self._dirty = self._dirty, {}
+        for mailbox_id, kinds in sorted(dirty.items()):
             name = self._names.get(mailbox_id)
             if name is None or mailbox_id == selected_id:
                 continue  # gone (reported as a name change), or the session's own view's
@@ -376,7 +383,13 @@ class Notifier:
                 continue
             before = self._known.get(mailbox_id) or _Counts.empty(after.uidvalidity)
             self._known[mailbox_id] = after
-            items = _changed_items(watch, before, after, condstore=condstore)
+            items = _changed_items(
+                watch,
+                before,
+                after,
+                flags_changed=ChangeKind.FLAGS in kinds,
+                condstore=condstore,
+            )
             if items:
                 lines.append(_status_line(name, after, items, utf8=utf8))
         return lines

@@ -703,7 +703,9 @@ def _notify_group(cur: _Cursor) -> c.NotifyGroup:
     events: list[str] = []
     fetch_atts: tuple[f.FetchAtt, ...] = ()
     if not cur.skip_keyword(b"NONE"):
-        cur.expect(b"(")
+        # §8 wants the events parenthesised; every example in the RFC leaves them bare
+        # ("(selected MessageNew (uid) MessageExpunge)"), which is accepted too.
+        listed = cur.skip(b"(")
         while True:
             word = cur.word("event")
             event = _NOTIFY_EVENT_NAMES.get(word, word)
@@ -716,7 +718,8 @@ def _notify_group(cur: _Cursor) -> c.NotifyGroup:
             events.append(event)
             if not cur.skip(b" "):
                 break
-        cur.expect(b")")
+        if listed:
+            cur.expect(b")")
     cur.expect(b")")
     cur.leave()
     return c.NotifyGroup(name, tuple(events), tuple(mailboxes), fetch_atts)
