@@ -37,7 +37,7 @@ Implementation notes:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from pillarbox.errors import NotFound
@@ -266,21 +266,35 @@ def _parent(name: str) -> str | None:
     return head if sep else None
 
 
-@dataclass(slots=True)
 class Notifier:
     """One session's NOTIFY state: the plan, what the client knows, what may have changed."""
 
-    account_id: int
-    plan: NotifyPlan
-    #: Watched mailboxes before :data:`NOTIFICATIONOVERFLOW` (§5.8).
-    max_mailboxes: int
-    _names: dict[int, str] = field(default_factory=dict)
-    _subscriptions: set[str] = field(default_factory=set)
-    _known: dict[int, _Counts] = field(default_factory=dict)
-    #: Mailboxes hinted at, with the kinds of change (FLAGS tells a FlagChange apart).
-    _dirty: dict[int, set[ChangeKind]] = field(default_factory=dict)
-    _names_dirty: bool = False
-    _subscriptions_dirty: bool = False
+    __slots__ = (
+        "_dirty",
+        "_known",
+        "_names",
+        "_names_dirty",
+        "_subscriptions",
+        "_subscriptions_dirty",
+        "account_id",
+        "max_mailboxes",
+        "plan",
+    )
+
+    def __init__(self, account_id: int, plan: NotifyPlan, *, max_mailboxes: int) -> None:
+        self.account_id = account_id
+        self.plan = plan
+        #: Watched mailboxes before :data:`NOTIFICATIONOVERFLOW` (§5.8).
+        self.max_mailboxes = max_mailboxes
+        #: The account's mailboxes (id → name) and subscriptions as the client knows them.
+        self._names: dict[int, str] = {}
+        self._subscriptions: set[str] = set()
+        #: Each watched mailbox's counters as last reported (or taken in silently).
+        self._known: dict[int, _Counts] = {}
+        #: Mailboxes hinted at, with the kinds of change (FLAGS tells a FlagChange apart).
+        self._dirty: dict[int, set[ChangeKind]] = {}
+        self._names_dirty = False
+        self._subscriptions_dirty = False
 
     @property
     def active(self) -> bool:
@@ -319,6 +333,8 @@ class Notifier:
 
     def hint(self, change: Change) -> None:
         """A change-feed hint (see the module notes); cheap, no store access."""
+        if not self.active:
+            return
         if change.kind is ChangeKind.MAILBOXES:
             self._names_dirty = True
         elif change.kind is ChangeKind.SUBSCRIPTIONS:
