@@ -45,7 +45,10 @@ def test_smtp_delivery_to_a_non_selected_inbox_is_a_status_within_a_second(
     live: LiveServer,
 ) -> None:
     imap = notify_session(
-        live, "(selected (MessageNew MessageExpunge))", "(inboxes (MessageNew MessageExpunge))"
+        live,
+        "(selected (MessageNew MessageExpunge))",
+        "(inboxes (MessageNew MessageExpunge))",
+        "(personal (MailboxName SubscriptionChange))",
     )
     assert imap.select("Archive")[0] == "OK"
     raw = (
