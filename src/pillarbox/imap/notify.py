@@ -298,8 +298,9 @@ class Notifier:
 
     @property
     def active(self) -> bool:
-        """Whether anything at all is to be reported (False after NOTIFY NONE)."""
-        return self.plan != NotifyPlan()
+        """Whether anything at all is to be reported (False after NOTIFY NONE, or a SET whose
+        groups all say NONE)."""
+        return self.plan.selected or any(group.watch != Watch() for group in self.plan.groups)
 
     async def start(
         self, store: Store, selected_id: int | None, *, condstore: bool, utf8: bool

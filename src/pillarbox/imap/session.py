@@ -182,9 +182,9 @@ TRANSITIONS: Final[dict[tuple[State, type, Condition], State]] = {
     **{(state, c.Logout, _OK): State.LOGOUT for state in State if state is not State.LOGOUT},
 }
 
-#: Commands that look for changes even without a hint from the change feed (RFC 9051 §6.1.2).
-_POLLING: Final = frozenset({c.Noop, c.Check, c.Idle, c.Notify})  # RFC 5465 §3.1: NOTIFY SET
-#: implies a NOOP
+#: Commands that look for changes even without a hint from the change feed (RFC 9051 §6.1.2;
+#: RFC 5465 §3.1: NOTIFY implies a NOOP).
+_POLLING: Final = frozenset({c.Noop, c.Check, c.Idle, c.Notify})
 #: Commands that leave the selected mailbox: what happened to it no longer matters.
 _LEAVING: Final = frozenset({c.Select, c.Close, c.Unselect, c.Logout})
 #: RFC 9051 §7.5.1, RFC 5256 §3: no EXPUNGE while these (non-UID) commands are in progress.
