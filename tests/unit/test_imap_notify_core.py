@@ -140,6 +140,8 @@ async def test_pushes_are_wanted_between_commands_once_notify_asks(wire: Wire) -
     assert session.wants_push
     assert "d OK" in await wire.send("d NOTIFY NONE\r\n")
     assert not session.wants_push
+    assert "e OK" in await wire.send("e NOTIFY SET (personal NONE) (selected NONE)\r\n")
+    assert not session.wants_push
 
 
 async def test_renaming_inbox_reports_the_new_mailbox_only(wire: Wire, store: Store) -> None:
