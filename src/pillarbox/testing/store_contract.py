@@ -286,6 +286,22 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.remove_alias(f"none@{DOMAIN}")
 
+    async def test_vacation_reply_once_per_interval(self, store: Store, account: Account) -> None:
+        week, start = timedelta(days=7), datetime(2025, 6, 1, tzinfo=UTC)
+        claim = store.claim_vacation_reply
+        assert await claim(account.id, "Ann@Example.com", start, week)
+        assert not await claim(account.id, "ann@example.com", start + timedelta(days=6), week)
+        assert await claim(account.id, "carl@example.com", start + timedelta(days=6), week)
+        assert await claim(account.id, "ann@example.com", start + week, week)
+        # The interval counts from the last reply, not from the refused attempt.
+        assert not await claim(account.id, "ann@example.com", start + timedelta(days=13), week)
+        two = await asyncio.gather(
+            *(claim(account.id, "dana@example.com", start, week) for _ in range(2))
+        )
+        assert sorted(two) == [False, True]
+        with pytest.raises(NotFound):
+            await claim(account.id + 1000, "ann@example.com", start, week)
+
     # -- mailboxes -----------------------------------------------------------------------------
     @pytest.mark.parametrize("spelling", ["INBOX", "inbox", "InBoX"])
     async def test_inbox_is_case_insensitive(

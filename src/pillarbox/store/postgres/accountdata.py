@@ -10,7 +10,7 @@ database's collation.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -148,6 +148,25 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
             settings.forward_keep_copy,
         ),
     )
+
+
+async def claim_vacation_reply(
+    conn: Conn, account_id: int, sender: str, now: datetime, interval: timedelta
+) -> bool:
+    await _require_account(conn, account_id)
+    horizon = now - interval
+    await conn.execute(
+        "DELETE FROM vacation_replies WHERE account_id = %s AND replied <= %s AND sender <> %s",
+        (account_id, horizon, sender.lower()),
+    )
+    # The conditional upsert returns no row when the last reply is recent.
+    cur = await conn.execute(
+        "INSERT INTO vacation_replies (account_id, sender, replied) VALUES (%s, %s, %s) "
+        "ON CONFLICT (account_id, sender) DO UPDATE SET replied = excluded.replied "
+        "WHERE vacation_replies.replied <= %s RETURNING 1",
+        (account_id, sender.lower(), now, horizon),
+    )
+    return await cur.fetchone() is not None
 
 
 # -- tokens --------------------------------------------------------------------------------------

@@ -192,6 +192,26 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
     )
 
 
+def claim_vacation_reply(
+    conn: sqlite3.Connection, account_id: int, sender: str, now: datetime, interval: timedelta
+) -> bool:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    stamp, horizon = _us(now), _us(now - interval)
+    conn.execute(
+        "DELETE FROM vacation_replies WHERE account_id = ? AND replied <= ? AND sender != ?",
+        (account_id, horizon, sender.lower()),
+    )
+    # The conditional upsert changes no row when the last reply is recent: rowcount 0.
+    cursor = conn.execute(
+        "INSERT INTO vacation_replies (account_id, sender, replied) VALUES (?, ?, ?) "
+        "ON CONFLICT (account_id, sender) DO UPDATE SET replied = excluded.replied "
+        "WHERE replied <= ?",
+        (account_id, sender.lower(), stamp, horizon),
+    )
+    return cursor.rowcount == 1
+
+
 # -- tokens --------------------------------------------------------------------------------------
 
 _TOKEN_COLUMNS = "id, account_id, kind, label, created"
