@@ -1292,7 +1292,9 @@ class PostgresStore:
         self, account_id: int, sender: str, now: datetime, interval: timedelta
     ) -> bool:
         return await self._write(
-            lambda conn, _: accountdata.claim_vacation_reply(conn, account_id, sender, now, interval)
+            lambda conn, _: accountdata.claim_vacation_reply(
+                conn, account_id, sender, now, interval
+            )
         )
 
     async def add_token(
