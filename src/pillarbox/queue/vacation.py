@@ -22,6 +22,7 @@ Implementation notes (the rules are also in docs/forwarding.md):
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc", "rese
 #: Header fields read for the decision (a hostile header stays bounded).
 MAX_FIELDS = 1000
 REFERENCES_LIMIT = 20
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 _log = Log("vacation")
 
@@ -79,6 +81,13 @@ def is_active(settings: AccountSettings, now: datetime) -> bool:
         return False
     until = settings.vacation_until
     return until is None or now < until + timedelta(days=1)
+
+
+def _printable(text: str) -> str:
+    """A header value taken from the sender's header: no control characters (a bare CR would
+    end the field), and bytes that were not UTF-8 (kept as surrogates by the scan) as U+FFFD."""
+    cleaned = _CONTROLS.sub(" ", text)
+    return "".join("\ufffd" if "\udc80" <= c <= "\udcff" else c for c in cleaned)
 
 
 def _robot(sender: str) -> bool:
@@ -140,7 +149,9 @@ def build_reply(
     reply["From"] = f"{account.display_name} <{sender}>" if account.display_name else sender
     reply["To"] = message.sender
     original = message.values("subject")
-    reply["Subject"] = settings.vacation_subject or "Auto: " + (original[0] if original else "")
+    reply["Subject"] = settings.vacation_subject or "Auto: " + _printable(
+        original[0] if original else ""
+    )
     reply["Date"] = format_datetime(now)
     reply["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
     ids = [i for v in message.values("message-id") for i in parse_msg_ids(v, limit=1)][:1]
