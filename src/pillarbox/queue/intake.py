@@ -304,29 +304,19 @@ class Intake:
             self._log.info("refused: every mailbox full", id=queue_id, sender=sender)
             return replies.MAILBOX_FULL
         to_queue = plan.plain + retry_local
-        ret = mail.params.ret.value if mail.params.ret else None
         if to_queue:
             # Signed once, as it will leave, and only what a logged-in owner of the From
             # address submitted: never a forwarded message claiming our domain (see
             # pillarbox.queue.signing).
             signs = plan.plain and origin.account is not None
             outbound = await sign_outbound(self._store, message) if signs else message
+            ret = mail.params.ret.value if mail.params.ret else None
             queued = await self._store.enqueue(
                 sender, outbound, to_queue, ret=ret, envid=mail.params.envid
             )
             self._log.info("queued", id=queue_id, queue=queued.id, recipients=len(to_queue))
-        hosted_sender = bool(sender) and await self._router.is_hosted(sender.rpartition("@")[2])
-        for forward in forwards:
-            await self._forwarder.send(
-                forward,
-                sender,
-                message,
-                submitted=origin.account is not None,
-                hosted_sender=hosted_sender,
-                now=now,
-                ret=ret,
-                envid=mail.params.envid,
-            )
+        if forwards:
+            await self._forward(forwards, sender, message, origin, mail, now)
         if to_queue or forwards:
             self._services.queue_wakeup.set()
         await self._auto_replies(sender, body, plan, settings, copies, now)
@@ -385,6 +375,29 @@ class Intake:
             return None
         targets = tuple(NewQueueRecipient(a) for a in settings.forward_to)
         return Forward(address, targets, judged.headers if judged is not None else b"")
+
+    async def _forward(
+        self,
+        forwards: Sequence[Forward],
+        sender: str,
+        message: bytes,
+        origin: Origin,
+        mail: MailFrom,
+        now: datetime,
+    ) -> None:
+        """Queue the forwarded copies (:mod:`.forwarding`)."""
+        hosted_sender = bool(sender) and await self._router.is_hosted(sender.rpartition("@")[2])
+        for forward in forwards:
+            await self._forwarder.send(
+                forward,
+                sender,
+                message,
+                submitted=origin.account is not None,
+                hosted_sender=hosted_sender,
+                now=now,
+                ret=mail.params.ret.value if mail.params.ret else None,
+                envid=mail.params.envid,
+            )
 
     async def _auto_replies(
         self,
