@@ -104,7 +104,7 @@ class Forwarder:
         self._hostname = hostname
         self._seal = seal
 
-    def envelope_sender(self, sender: str, domain: str, hosted_sender: bool, now: datetime) -> str:
+    def _envelope_sender(self, sender: str, domain: str, hosted_sender: bool, now: datetime) -> str:
         if not sender or hosted_sender:
             return sender
         return srs.forward(self._srs, sender, domain, srs.day_number(now))
@@ -127,15 +127,15 @@ class Forwarder:
         if submitted:
             copy = await sign_outbound(self._store, copy)
         elif self._seal:
-            copy = await self.sealed(copy, domain) + copy
-        envelope = self.envelope_sender(sender, domain, hosted_sender, now)
+            copy = await self._sealed(copy, domain) + copy
+        envelope = self._envelope_sender(sender, domain, hosted_sender, now)
         queued = await self._store.enqueue(
             envelope, copy, list(forward.targets), ret=ret, envid=envid
         )
         _log.info("forwarded", via=forward.via, queue=queued.id, recipients=len(forward.targets))
         return queued.id
 
-    async def sealed(self, raw: bytes, domain: str) -> bytes:
+    async def _sealed(self, raw: bytes, domain: str) -> bytes:
         """The ARC set for ``raw`` from ``domain``, or nothing (logged) when it cannot be."""
         keys = [
             k
