@@ -504,6 +504,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("queue.retry_schedule", "intervals must be positive")
     if not 0 < config.queue.remote_port <= 65535:
         raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
+    if config.forwarding.srs_max_age_days >= 1024:
+        # Two base32 characters of days: an older address could not be told from a new one.
+        raise ConfigError("forwarding.srs_max_age_days", "must be below 1024 (SRS timestamps wrap)")
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
     _validate_policy(config.policy)

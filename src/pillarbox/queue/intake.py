@@ -430,7 +430,8 @@ class Intake:
         """The verdict on a message our aliases forward to other domains, and our
         ``Authentication-Results`` for its ARC set. An alias has no account, so no classifier
         model, reputation or lists of its own: authentication, DMARC, DNSBL and the rules
-        decide."""
+        decide. A message that also reaches accounts is assessed twice (the second time from
+        the resolver's cache); aliases mixing local and remote targets are rare."""
         policy = self._services.policy
         arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
         hosted = {domain.name for domain in await self._store.list_domains()}
