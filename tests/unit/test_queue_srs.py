@@ -3,11 +3,15 @@ SRS addresses from being an open relay (hash, age), and case changes on the way 
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.queue import srs
+from pillarbox.queue.forwarding import srs_settings
 
 KEY = srs.SrsSettings(secret=b"test key", max_age_days=21)
 OTHER = srs.SrsSettings(secret=b"another forwarder's key")
@@ -82,3 +86,13 @@ def test_second_forwarder_writes_srs1_and_reverses_to_the_first() -> None:
 def test_is_srs() -> None:
     assert srs.is_srs("SRS0=abcd=AA=x=y") and srs.is_srs("srs1+xx") and srs.is_srs("SRS0-x=y")
     assert not srs.is_srs("srs") and not srs.is_srs("srs0") and not srs.is_srs("srs0x=")
+
+
+def test_key_kept_in_the_data_directory(tmp_path: Path) -> None:
+    config = cfg.Config(server=cfg.ServerSection(data_dir=str(tmp_path / "data")))
+    first, second = srs_settings(config), srs_settings(config)
+    assert first.secret == second.secret and len(first.secret) == 64
+    assert (tmp_path / "data" / "srs.key").stat().st_mode & 0o777 == 0o600
+    section = cfg.ForwardingSection(srs_secret="shared by the cluster", srs_max_age_days=5)
+    configured = srs_settings(dataclasses.replace(config, forwarding=section))
+    assert configured == srs.SrsSettings(secret=b"shared by the cluster", max_age_days=5)
