@@ -13,6 +13,11 @@ Implementation notes:
 - **Per-recipient outcome**: a local recipient whose mailbox is full at the end of DATA does not
   fail the others; it is queued and retried like a remote delivery (and bounced if it never
   fits). Only when nothing at all could be stored is the whole message refused (452 4.2.2).
+- **Forwarding and auto-replies** are applied here, once per arriving message, after the
+  verdict: an account's forwarding and an alias's remote targets are queued as forwarded
+  copies (:mod:`.forwarding`: SRS, ARC, loops, never spam), and vacation replies sent
+  (:mod:`.vacation`). A bounce to one of our SRS addresses is accepted at RCPT and returned to
+  the original sender. The rules: docs/forwarding.md.
 - **Submission** (RFC 6409): the envelope sender and every header ``From`` address must belong to
   the authenticated account (its address, plus-addresses of it, or aliases that resolve only
   to it); missing ``Date``/``Message-ID`` are added (RFC 6409 §8).
