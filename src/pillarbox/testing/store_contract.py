@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,7 @@ from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     INBOX,
     Account,
+    AccountSettings,
     AttemptOutcome,
     Change,
     ChangeKind,
@@ -301,6 +303,18 @@ class StoreContract:
         assert sorted(two) == [False, True]
         with pytest.raises(NotFound):
             await claim(account.id + 1000, "ann@example.com", start, week)
+
+    async def test_new_vacation_text_forgets_who_had_a_reply(
+        self, store: Store, account: Account
+    ) -> None:
+        week, now = timedelta(days=7), datetime(2025, 6, 1, tzinfo=UTC)
+        away = AccountSettings(vacation_enabled=True, vacation_body="Away.")
+        await store.set_settings(account.id, away)
+        assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+        await store.set_settings(account.id, replace(away, forward_to=("x@example.com",)))
+        assert not await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+        await store.set_settings(account.id, replace(away, vacation_body="Away until May."))
+        assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
 
     # -- mailboxes -----------------------------------------------------------------------------
     @pytest.mark.parametrize("spelling", ["INBOX", "inbox", "InBoX"])

@@ -25,6 +25,7 @@ from pillarbox.store.types import (
     MessageQuery,
     SortKey,
     TokenKind,
+    vacation_renewed,
 )
 
 Conn = psycopg.AsyncConnection[TupleRow]
@@ -129,7 +130,8 @@ async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
 
 
 async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -> None:
-    await _require_account(conn, account_id)
+    if vacation_renewed(await get_settings(conn, account_id), settings):
+        await conn.execute("DELETE FROM vacation_replies WHERE account_id = %s", (account_id,))
     await conn.execute(
         "INSERT INTO account_settings (account_id, vacation_enabled, vacation_subject, "
         "vacation_body, vacation_until, forward_to, forward_keep_copy) "

@@ -22,6 +22,7 @@ from pillarbox.store.types import (
     MessageQuery,
     SortKey,
     TokenKind,
+    vacation_renewed,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -173,8 +174,8 @@ def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
 
 
 def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSettings) -> None:
-    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
-        raise NotFound(f"no account {account_id}")
+    if vacation_renewed(get_settings(conn, account_id), settings):
+        conn.execute("DELETE FROM vacation_replies WHERE account_id = ?", (account_id,))
     until = settings.vacation_until
     conn.execute(
         "INSERT OR REPLACE INTO account_settings (account_id, vacation_enabled, vacation_subject, "
