@@ -224,6 +224,29 @@ class QueueSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardingSection:
+    srs_secret: str = _f(
+        "",
+        "HMAC key of the Sender Rewriting Scheme (empty: a random key kept in data_dir/srs.key; "
+        "set the same value on every node of a cluster).",
+    )
+    srs_max_age_days: int = _f(21, "Days an SRS address of ours is accepted back (bounces).")
+    arc_seal: bool = _f(
+        True, "Add an ARC set (RFC 8617) with the domain's RSA DKIM key to forwarded MX mail."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VacationSection:
+    interval_days: float = _f(
+        7.0, "Days before the same sender gets another auto-reply (RFC 3834 §2; Sieve's default)."
+    )
+    require_explicit_address: bool = _f(
+        True, "Reply only when the account's address is in To or Cc (RFC 3834 §3.1.1)."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
@@ -295,6 +318,10 @@ class Config:
     pop3: Pop3Section = _section(Pop3Section, "POP3 limits.")
     auth: AuthSection = _section(AuthSection, "Passwords and login rate limits.")
     queue: QueueSection = _section(QueueSection, "Outbound delivery.")
+    forwarding: ForwardingSection = _section(
+        ForwardingSection, "Forwarding at delivery: SRS and ARC sealing."
+    )
+    vacation: VacationSection = _section(VacationSection, "Vacation auto-replies (RFC 3834).")
     dns: DnsSection = _section(DnsSection, "DNS resolution.")
     policy: PolicySection = _section(PolicySection, "Inbound mail policy and spam filter.")
     logging: LoggingSection = _section(LoggingSection, "Logs.")
@@ -460,6 +487,8 @@ def _validate(config: Config) -> None:
         ("queue.poll_interval", config.queue.poll_interval),
         ("queue.lease", config.queue.lease),
         ("auth.min_password_length", config.auth.min_password_length),
+        ("forwarding.srs_max_age_days", config.forwarding.srs_max_age_days),
+        ("vacation.interval_days", config.vacation.interval_days),
         ("auth.lockout_failures", config.auth.lockout_failures),
     ]
     for key, number in positive:
@@ -481,6 +510,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("queue.retry_schedule", "intervals must be positive")
     if not 0 < config.queue.remote_port <= 65535:
         raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
+    if config.forwarding.srs_max_age_days >= 1024:
+        # Two base32 characters of days: an older address could not be told from a new one.
+        raise ConfigError("forwarding.srs_max_age_days", "must be below 1024 (SRS timestamps wrap)")
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
     _validate_policy(config.policy)

@@ -40,6 +40,9 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[auth]\nlockout_failures = true", "auth.lockout_failures", "expected an integer"),
         ("[auth]\nfree_failures = 12", "auth.free_failures", "smaller than"),
         ("smtp = 3", "smtp", "expected a table"),
+        ("[forwarding]\nsrs_max_age_days = 0", "forwarding.srs_max_age_days", "positive"),
+        ("[forwarding]\nsrs_max_age_days = 2000", "forwarding.srs_max_age_days", "below 1024"),
+        ("[vacation]\ninterval_days = -1.0", "vacation.interval_days", "positive"),
     ],
 )
 def test_invalid_values_name_the_dotted_key(

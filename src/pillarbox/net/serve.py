@@ -27,6 +27,7 @@ from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler,
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
+from pillarbox.queue.forwarding import srs_settings
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import runner_for
 from pillarbox.services import Services
@@ -83,6 +84,7 @@ class Server:
             authenticator=authenticator,
             router=Router(store),
             tls=tls,
+            srs=srs_settings(config),
         )
         counters = {
             "smtp": ConnectionCounter(

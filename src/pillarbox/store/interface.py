@@ -22,7 +22,7 @@ Implementation notes, binding on every backend:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pillarbox.mail.model import MessageInfo
@@ -263,6 +263,14 @@ class Store(Protocol):
         """The account's settings (the defaults until first set); ``NotFound`` for no account."""
 
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None: ...
+
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        """Record that the account auto-replies to ``sender`` (compared without case) at
+        ``now``, unless it did less than ``interval`` before; True if recorded — the reply is
+        due. Atomic, so two deliveries at once send one reply (RFC 3834 §2). Memories older
+        than ``interval`` are forgotten. ``NotFound`` for an unknown account."""
 
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str

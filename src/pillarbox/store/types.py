@@ -359,6 +359,17 @@ class AccountSettings:
     forward_keep_copy: bool = True
 
 
+def vacation_renewed(before: AccountSettings, after: AccountSettings) -> bool:
+    """Whether ``after`` starts a new auto-reply (switched on, or its text changed): senders
+    who had the old one get the new one (Sieve's ``:handle``, RFC 5230 §4.2, by default
+    derives from the text the same way)."""
+    return after.vacation_enabled and (
+        not before.vacation_enabled
+        or (before.vacation_subject, before.vacation_body)
+        != (after.vacation_subject, after.vacation_body)
+    )
+
+
 class TokenKind(enum.Enum):
     """What a random secret issued to an account may be used for."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,7 @@ from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     INBOX,
     Account,
+    AccountSettings,
     AttemptOutcome,
     Change,
     ChangeKind,
@@ -285,6 +287,34 @@ class StoreContract:
             await store.add_alias("no-domain", [account.address])
         with pytest.raises(NotFound):
             await store.remove_alias(f"none@{DOMAIN}")
+
+    async def test_vacation_reply_once_per_interval(self, store: Store, account: Account) -> None:
+        week, start = timedelta(days=7), datetime(2025, 6, 1, tzinfo=UTC)
+        claim = store.claim_vacation_reply
+        assert await claim(account.id, "Ann@Example.com", start, week)
+        assert not await claim(account.id, "ann@example.com", start + timedelta(days=6), week)
+        assert await claim(account.id, "carl@example.com", start + timedelta(days=6), week)
+        assert await claim(account.id, "ann@example.com", start + week, week)
+        # The interval counts from the last reply, not from the refused attempt.
+        assert not await claim(account.id, "ann@example.com", start + timedelta(days=13), week)
+        two = await asyncio.gather(
+            *(claim(account.id, "dana@example.com", start, week) for _ in range(2))
+        )
+        assert sorted(two) == [False, True]
+        with pytest.raises(NotFound):
+            await claim(account.id + 1000, "ann@example.com", start, week)
+
+    async def test_new_vacation_text_forgets_who_had_a_reply(
+        self, store: Store, account: Account
+    ) -> None:
+        week, now = timedelta(days=7), datetime(2025, 6, 1, tzinfo=UTC)
+        away = AccountSettings(vacation_enabled=True, vacation_body="Away.")
+        await store.set_settings(account.id, away)
+        assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+        await store.set_settings(account.id, replace(away, forward_to=("x@example.com",)))
+        assert not await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+        await store.set_settings(account.id, replace(away, vacation_body="Away until May."))
+        assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
 
     # -- mailboxes -----------------------------------------------------------------------------
     @pytest.mark.parametrize("spelling", ["INBOX", "inbox", "InBoX"])

@@ -372,6 +372,17 @@ CREATE TABLE sender_lists (
 );
 """
 
+# Vacation auto-replies (RFC 3834 §2): when each account last replied to each sender, so a
+# sender gets one reply per ``vacation.interval_days`` (queries in .accountdata).
+_V3_SQL = r"""
+CREATE TABLE vacation_replies (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    sender text NOT NULL,
+    replied timestamptz NOT NULL,
+    PRIMARY KEY (account_id, sender)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -379,6 +390,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _V1_SQL,
     ),
     Migration(2, "spam filter models, reputation and sender lists", _V2_SQL),
+    Migration(3, "vacation auto-reply memory", _V3_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

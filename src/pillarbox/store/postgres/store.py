@@ -38,7 +38,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -1288,6 +1288,15 @@ class PostgresStore:
 
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
         await self._write(lambda conn, _: accountdata.set_settings(conn, account_id, settings))
+
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        return await self._write(
+            lambda conn, _: accountdata.claim_vacation_reply(
+                conn, account_id, sender, now, interval
+            )
+        )
 
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str

@@ -333,6 +333,17 @@ _V6_SQL = r"""
 CREATE INDEX blobs_digest ON blobs(id, sha256);
 """
 
+# Vacation auto-replies (RFC 3834 §2): when each account last replied to each sender, so a
+# sender gets one reply per ``vacation.interval_days`` (queries in .webdata).
+_V7_SQL = r"""
+CREATE TABLE vacation_replies (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    sender TEXT NOT NULL,
+    replied INTEGER NOT NULL,
+    PRIMARY KEY (account_id, sender)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -340,6 +351,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "spam filter models, reputation and sender lists", _V4_SQL),
     Migration(5, "message list index by date (web)", _V5_SQL),
     Migration(6, "blob digests by id (message lists)", _V6_SQL),
+    Migration(7, "vacation auto-reply memory", _V7_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1258,6 +1258,13 @@ class SqliteStore:
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
         await self._write(lambda conn, fx: webdata.set_settings(conn, account_id, settings))
 
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        return await self._write(
+            lambda conn, fx: webdata.claim_vacation_reply(conn, account_id, sender, now, interval)
+        )
+
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str
     ) -> AccountToken:

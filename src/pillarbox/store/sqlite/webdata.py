@@ -22,6 +22,7 @@ from pillarbox.store.types import (
     MessageQuery,
     SortKey,
     TokenKind,
+    vacation_renewed,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -173,8 +174,8 @@ def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
 
 
 def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSettings) -> None:
-    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
-        raise NotFound(f"no account {account_id}")
+    if vacation_renewed(get_settings(conn, account_id), settings):
+        conn.execute("DELETE FROM vacation_replies WHERE account_id = ?", (account_id,))
     until = settings.vacation_until
     conn.execute(
         "INSERT OR REPLACE INTO account_settings (account_id, vacation_enabled, vacation_subject, "
@@ -190,6 +191,26 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
             int(settings.forward_keep_copy),
         ),
     )
+
+
+def claim_vacation_reply(
+    conn: sqlite3.Connection, account_id: int, sender: str, now: datetime, interval: timedelta
+) -> bool:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    stamp, horizon = _us(now), _us(now - interval)
+    conn.execute(
+        "DELETE FROM vacation_replies WHERE account_id = ? AND replied <= ? AND sender != ?",
+        (account_id, horizon, sender.lower()),
+    )
+    # The conditional upsert changes no row when the last reply is recent: rowcount 0.
+    cursor = conn.execute(
+        "INSERT INTO vacation_replies (account_id, sender, replied) VALUES (?, ?, ?) "
+        "ON CONFLICT (account_id, sender) DO UPDATE SET replied = excluded.replied "
+        "WHERE replied <= ?",
+        (account_id, sender.lower(), stamp, horizon),
+    )
+    return cursor.rowcount == 1
 
 
 # -- tokens --------------------------------------------------------------------------------------
