@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.types import INBOX, NewQueueRecipient, SpecialUse
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
@@ -609,6 +610,28 @@ def test_oversized_upload_is_refused_before_it_is_read(live: LiveServer, alice: 
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 413")
     assert b"the limit is 25 MB" in reply
+
+
+def test_web_limits_come_from_the_config(tmp_path: Path) -> None:
+    """The ``[web]`` section sets the page size and the upload limit the app enforces."""
+    web = cfg.WebSection(page_size=2, max_upload_bytes=2 * cfg.MIB)
+    with LiveServer(loopback_config(tmp_path / "data", only=["http"], web=web)) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        for n in range(3):
+            deliver(server, ALICE, simple_message(f"limit {n}"))
+        session = WebSession(server)
+        assert session.login(ALICE).status_code == 303
+        page = session.get(f"/mail/{mailbox_id(server, ALICE)}")
+        assert "1–2 of 3" in page.text
+        assert "up to 2.0 MB in all" in session.get("/compose").text
+        big = session.post(
+            "/compose",
+            {"to": BOB, "body": "x", "action": "send"},
+            files={"attachment": ("big.bin", b"x" * (3 * cfg.MIB), "application/octet-stream")},
+        )
+        assert big.status_code == 413 and "the limit is 2 MB" in big.text
+        session.close()
 
 
 def test_streamed_upload_over_the_limit_is_cut_off(live: LiveServer, alice: WebSession) -> None:
