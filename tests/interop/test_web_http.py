@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import plistlib
 import re
+import smtplib
 import socket
 import threading
 import time
@@ -306,6 +307,28 @@ def test_message_view_marks_read_and_shows_headers(live: LiveServer, alice: WebS
     assert source.headers["content-type"].startswith("text/plain")
     assert source.headers["content-security-policy"] == "default-src 'none'; sandbox"
     assert "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" in source.text
+
+
+@pytest.mark.listeners("http", "smtp")
+def test_spam_verdict_of_mail_from_the_mx_is_shown(live: LiveServer, alice: WebSession) -> None:
+    """Mail through the MX carries the filter's X-Pillarbox-Spam; the view explains it."""
+    no_from = b"To: alice@example.org\r\nSubject: anonymous\r\n\r\nwho am I?\r\n"
+    with smtplib.SMTP("127.0.0.1", live.port("smtp"), local_hostname="client.test") as client:
+        client.sendmail("x@example.net", [ALICE], no_from)
+    [uid] = uids_in(live, ALICE)
+    box = mailbox_id(live, ALICE)
+    page = alice.get(f"/mail/{box}/{uid}")
+    spam = page.text.split("<dt>Spam check</dt>")[1].split("</dd>")[0]
+    assert "score 1.0 · Inbox" in spam
+    assert re.search(r"\+1\.0</span> no From address</li>", spam)
+    api = alice.get(f"/api/v1/mailboxes/{box}/messages/{uid}").json()
+    assert api["spam"]["action"] == "inbox" and api["spam"]["score"] == 1.0
+    assert [r["code"] for r in api["spam"]["reasons"]] == ["NO_FROM"]
+    # Mail that never passed the filter (here: stored directly) shows no verdict, even when
+    # its sender wrote one.
+    forged = simple_message(headers="X-Pillarbox-Spam: score=-50.0; action=inbox; reasons=none\r\n")
+    box, uid = deliver(live, ALICE, forged)
+    assert "Spam check" not in alice.get(f"/mail/{box}/{uid}").text
 
 
 HOSTILE = (

@@ -39,7 +39,7 @@ from pillarbox.web import admin as admin_ops
 from pillarbox.web.app import LoginRequired, Web, client_ip, current_account, web
 from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row
-from pillarbox.web.reading import Person, authentication_results, people
+from pillarbox.web.reading import Person, authentication_results, people, spam_verdict
 from pillarbox.web.session import CSRF_HEADER
 from pillarbox.web.webmail import apply_action, list_params, part_response, safe_html
 
@@ -135,6 +135,22 @@ def row_json(row: Row) -> JsonObject:
     }
 
 
+def _spam_json(opened: Opened) -> JsonObject | None:
+    verdict = spam_verdict(opened.raw, opened.info)
+    if verdict is None:
+        return None
+    return {
+        "score": verdict.score,
+        "action": verdict.action,
+        "override": verdict.override or None,
+        "reasons": [
+            {"code": r.code, "detail": r.detail, "score": r.score, "meaning": r.meaning}
+            for r in verdict.reasons
+        ],
+        "more_reasons": verdict.more,
+    }
+
+
 def message_json(call: Call, opened: Opened, thread: list[Row]) -> JsonObject:
     info = opened.info
     envelope = info.envelope
@@ -172,6 +188,7 @@ def message_json(call: Call, opened: Opened, thread: list[Row]) -> JsonObject:
             {"method": r.method, "result": r.result, "detail": r.detail}
             for r in authentication_results(opened.raw, info, call.web.services.hostname)
         ],
+        "spam": _spam_json(opened),
         "thread": [
             {"mailbox": r.record.mailbox_id, "uid": r.record.uid, "subject": r.info.subject}
             for r in thread
@@ -594,6 +611,7 @@ def _list(item: JsonObject) -> JsonObject:
 
 STR: JsonObject = {"type": "string"}
 INT: JsonObject = {"type": "integer"}
+NUMBER: JsonObject = {"type": "number"}
 BOOL: JsonObject = {"type": "boolean"}
 NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
 OK = _obj({"ok": BOOL})
@@ -654,6 +672,23 @@ SCHEMAS: dict[str, JsonObject] = {
                 _obj({"section": STR, "filename": STR, "content_type": STR, "size": INT})
             ),
             "authentication_results": _list(_obj({"method": STR, "result": STR, "detail": STR})),
+            "spam": {
+                "description": "the spam filter's verdict at delivery; null: not judged",
+                "oneOf": [
+                    {"type": "null"},
+                    _obj(
+                        {
+                            "score": NUMBER,
+                            "action": STR,
+                            "override": {"type": ["string", "null"]},
+                            "reasons": _list(
+                                _obj({"code": STR, "detail": STR, "score": NUMBER, "meaning": STR})
+                            ),
+                            "more_reasons": INT,
+                        }
+                    ),
+                ],
+            },
         }
     ),
     "Draft": _obj(

@@ -44,6 +44,7 @@ from pillarbox.web.reading import (
     part_at,
     people,
     section_of_content_id,
+    spam_verdict,
 )
 from pillarbox.web.sanitize import (
     FRAME_SANDBOX,
@@ -375,6 +376,7 @@ async def message_view(request: Request) -> Response:
         reply_to=[p for p in people(envelope.reply_to) if p not in people(envelope.from_)],
         date=opened.info.sent_date or opened.record.internal_date,
         auth_results=authentication_results(opened.raw, opened.info, app.services.hostname),
+        spam=spam_verdict(opened.raw, opened.info),
         has_html=bodies.html is not None,
         has_plain=bodies.plain is not None,
         html=html,
