@@ -50,6 +50,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SpamCounts,
     SpecialUse,
+    ThreadFields,
     TokenKind,
 )
 
@@ -219,6 +220,11 @@ class Store(Protocol):
         in its order, with the number matching in all; answered by the database, so a page of a
         35,000-message mailbox costs no more than reading its keys once. ``NotFound`` for an
         unknown mailbox."""
+
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        """Threading inputs of the live messages with UID ``uid_min`` or above, in UID order,
+        read from the ingest metadata without decoding whole structures (a threaded list of a
+        35,000-message mailbox reads them all once). ``NotFound`` for an unknown mailbox."""
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         """Live messages whose MODSEQ is greater than ``modseq``, in UID order."""

@@ -334,6 +334,20 @@ class MessageQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadFields:
+    """What threading (RFC 5256 §3 REFERENCES) reads of one message, as parsed at ingest:
+    the ids normalised (no angle brackets), the decoded subject."""
+
+    uid: int
+    internal_date: datetime
+    sent_date: datetime | None
+    subject: str
+    message_id: str
+    in_reply_to: str
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessagePage:
     """One page of a :class:`MessageQuery`: how many messages match, and the page's records."""
 

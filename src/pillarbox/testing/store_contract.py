@@ -37,6 +37,7 @@ from pillarbox.errors import (
     UserError,
 )
 from pillarbox.mail.model import BodyPart, Envelope, EnvelopeAddress, MessageInfo
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
@@ -660,6 +661,30 @@ class StoreContract:
         assert [m.blob_id for m in await store.list_messages(trash.id)] == [blobs[2], blobs[3]]
         assert await store.expunged_since(inbox.id, mark) == [2, 3]
         assert (await store.quota_usage(account.id)).messages == 3
+
+    async def test_thread_fields(self, store: Store, inbox: Mailbox) -> None:
+        heads = [
+            "Message-ID: <a@x>\r\nSubject: Plan\r\nDate: Mon, 3 Mar 2025 12:00:00 +0000\r\n",
+            "Message-ID: <b@x>\r\nSubject: Re: Plan\r\nIn-Reply-To: <a@x>\r\n",
+            'Message-ID: <c@x>\r\nSubject: =?utf-8?q?R=C3=A9?=\r\nReferences: <a@x> <"b"@x>\r\n',
+        ]
+        for head in heads:
+            raw = f"From: ann@example.org\r\n{head}\r\nbody\r\n".encode()
+            await store.append(inbox.id, raw, parse_message(raw), internal_date=T0)
+        fields = await store.thread_fields(inbox.id)
+        assert [(f.uid, f.subject, f.message_id, f.in_reply_to, f.references) for f in fields] == [
+            (1, "Plan", "a@x", "", ()),
+            (2, "Re: Plan", "b@x", "a@x", ()),
+            (3, "Ré", "c@x", "", ("a@x", "b@x")),  # ids normalised at ingest
+        ]
+        assert fields[0].sent_date == datetime(2025, 3, 3, 12, tzinfo=UTC)
+        assert fields[1].sent_date is None and fields[1].internal_date == T0
+        await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        assert [f.uid for f in await store.thread_fields(inbox.id)] == [1, 3]
+        assert [f.uid for f in await store.thread_fields(inbox.id, uid_min=2)] == [3]
+        with pytest.raises(NotFound):
+            await store.thread_fields(inbox.id + 1000)
 
     @pytest.mark.parametrize("settled", [False, True], ids=["unindexed", "indexed"])
     async def test_search_text(self, store: Store, inbox: Mailbox, settled: bool) -> None:

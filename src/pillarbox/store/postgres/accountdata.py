@@ -24,6 +24,7 @@ from pillarbox.store.types import (
     DkimKeyRecord,
     MessageQuery,
     SortKey,
+    ThreadFields,
     TokenKind,
 )
 
@@ -250,3 +251,23 @@ async def retire_dkim_key(conn: Conn, domain: str, selector: str, when: datetime
     )
     if cur.rowcount == 0:
         raise NotFound(f"{domain} has no DKIM key with selector {selector}")
+
+
+async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
+    """References live only in ``blobs.info`` (JSON in bytea); the server extracts them, so no
+    MessageInfo is decoded here."""
+    cursor = await conn.execute(
+        "SELECT m.uid, m.internal_date, m.sent_date, m.subject, m.message_id, m.in_reply_to, "
+        "convert_from(b.info, 'UTF8')::jsonb -> 'references' "
+        "FROM messages m JOIN blobs b ON b.id = m.blob "
+        "WHERE m.mailbox_id = %s AND m.uid >= %s ORDER BY m.uid",
+        (mailbox_id, uid_min),
+    )
+    return [
+        ThreadFields(
+            uid, internal, sent, subject, message_id, in_reply_to, tuple(references or ())
+        )
+        for uid, internal, sent, subject, message_id, in_reply_to, references in (
+            await cursor.fetchall()
+        )
+    ]

@@ -92,6 +92,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SpamCounts,
     SpecialUse,
+    ThreadFields,
     TokenKind,
     canonical_flags,
     normalize_mailbox_name,
@@ -1119,6 +1120,15 @@ class PostgresStore:
                 (mailbox_id, modseq),
             )
             return [_record(mailbox_id, row) for row in rows]
+
+        return await self._read(query)
+
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        async def query(conn: Conn) -> list[ThreadFields]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                await _require_mailbox(conn, mailbox_id)
+                return await accountdata.thread_fields(conn, mailbox_id, uid_min)
 
         return await self._read(query)
 

@@ -90,6 +90,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SpamCounts,
     SpecialUse,
+    ThreadFields,
     TokenKind,
     canonical_flags,
     normalize_mailbox_name,
@@ -1235,6 +1236,14 @@ class SqliteStore:
             return MessagePage(total, tuple(by_uid[uid] for uid in uids if uid in by_uid))
 
         return await self._read(read)
+
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        def query(conn: sqlite3.Connection) -> list[ThreadFields]:
+            conn.execute("BEGIN")
+            _require_mailbox(conn, mailbox_id)
+            return webdata.thread_fields(conn, mailbox_id, uid_min)
+
+        return await self._read(query)
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         def query(conn: sqlite3.Connection) -> list[MessageRecord]:

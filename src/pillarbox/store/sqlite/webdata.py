@@ -21,6 +21,7 @@ from pillarbox.store.types import (
     AccountToken,
     MessageQuery,
     SortKey,
+    ThreadFields,
     TokenKind,
 )
 
@@ -46,6 +47,30 @@ def _us(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // _MICROSECOND
+
+
+def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
+    """References live only in ``blobs.info``; ``json_extract`` takes them out in C, so no
+    MessageInfo is decoded (150 µs each in Python, seconds for a large mailbox)."""
+    rows = conn.execute(
+        "SELECT m.uid, m.internal_date, m.sent_date, m.subject, m.message_id, m.in_reply_to, "
+        "json_extract(CAST(b.info AS TEXT), '$.references') "
+        "FROM messages m JOIN blobs b ON b.id = m.blob "
+        "WHERE m.mailbox_id = ? AND m.uid >= ? ORDER BY m.uid",
+        (mailbox_id, uid_min),
+    )
+    return [
+        ThreadFields(
+            uid,
+            _EPOCH + timedelta(0, 0, internal),
+            None if sent is None else _EPOCH + timedelta(0, 0, sent),
+            subject,
+            message_id,
+            in_reply_to,
+            tuple(json.loads(references)) if references else (),
+        )
+        for uid, internal, sent, subject, message_id, in_reply_to, references in rows
+    ]
 
 
 def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
