@@ -408,6 +408,68 @@ def test_thread_lists_the_conversation(live: LiveServer, alice: WebSession) -> N
     assert "Unrelated" not in page.text.split("Conversation")[1]
 
 
+def dated(subject: str, hour: int, message_id: str, parent: str = "") -> bytes:
+    refs = f"In-Reply-To: <{parent}>\r\nReferences: <{parent}>\r\n" if parent else ""
+    return (
+        f"From: Carol <carol@example.net>\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+        f"Date: Mon, 01 Jan 2024 {hour:02d}:00:00 +0000\r\nMessage-ID: <{message_id}>\r\n"
+        f"{refs}\r\nbody of {message_id}\r\n"
+    ).encode()
+
+
+_THREAD_ROW = re.compile(r'<tr class="([^"]*)" data-href="/mail/\d+/(\d+)" data-depth="(\d+)"')
+
+
+def thread_rows(page: httpx.Response) -> list[tuple[int, int, bool]]:
+    """(uid, depth, starts a conversation) of each row of a threaded list."""
+    return [
+        (int(uid), int(depth), "thread-start" in classes)
+        for classes, uid, depth in _THREAD_ROW.findall(page.text)
+    ]
+
+
+def test_threaded_list_groups_conversations(live: LiveServer, alice: WebSession) -> None:
+    box, plan = deliver(live, ALICE, dated("Plan", 10, "a@x"))
+    _, other = deliver(live, ALICE, dated("Unrelated", 11, "u@x"))
+    _, reply = deliver(live, ALICE, dated("Re: Plan", 12, "b@x", parent="a@x"))
+    _, deeper = deliver(live, ALICE, dated("Re: Re: Plan", 13, "c@x", parent="b@x"))
+    _, lunch = deliver(live, ALICE, dated("Lunch", 14, "l@x"))
+    flat = alice.get(f"/mail/{box}")
+    assert thread_rows(flat) == [] and 'id="view-threads"' in flat.text
+    page = alice.get(f"/mail/{box}?view=threads")
+    assert "3 conversations, 5 messages" in page.text
+    # Newest activity first; inside a thread, replies under what they answer.
+    assert thread_rows(page) == [
+        (lunch, 0, True),
+        (plan, 0, True),
+        (reply, 1, False),
+        (deeper, 2, False),
+        (other, 0, True),
+    ]
+    assert '<span class="thread-size" title="3 messages in this conversation">3</span>' in page.text
+    # Pages hold whole threads, about `size` messages each.
+    paged = [thread_rows(alice.get(f"/mail/{box}?view=threads&size=2&page={n}")) for n in (1, 2, 3)]
+    assert [[uid for uid, _, _ in rows] for rows in paged] == [
+        [lunch],
+        [plan, reply, deeper],
+        [other],
+    ]
+    assert "page 2 of 3" in alice.get(f"/mail/{box}?view=threads&size=2&page=2").text
+    # New mail and deletions reach the cached threads.
+    _, late = deliver(live, ALICE, dated("Re: Unrelated", 15, "v@x", parent="u@x"))
+    alice.post(f"/mail/{box}/actions", {"action": "delete", "uid": [reply], "back": "/"})
+    assert thread_rows(alice.get(f"/mail/{box}?view=threads")) == [
+        (other, 0, True),
+        (late, 1, False),
+        (lunch, 0, True),
+        (plan, 0, True),
+        (deeper, 1, False),  # its parent is gone: it answers the thread's root now
+    ]
+    # A filtered list shows matches, not conversations.
+    filtered = alice.get(f"/mail/{box}?view=threads&subject=plan")
+    assert thread_rows(filtered) == [] and "search results are listed flat" in filtered.text
+
+
 # -- actions -------------------------------------------------------------------------------------
 
 

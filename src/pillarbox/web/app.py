@@ -46,6 +46,7 @@ from pillarbox.web.session import (
     SessionCodec,
     load_secret,
 )
+from pillarbox.web.threads import ThreadCache
 
 #: Paths whose requests may carry attachments (the larger body limit applies).
 UPLOAD_PATHS = ("/compose", "/api/v1/send", "/api/v1/drafts")
@@ -92,6 +93,7 @@ class Web:
     #: Listener name → port clients should use (bound ports where known), for client setup.
     ports: Mapping[str, int]
     streams: dict[int, int] = field(default_factory=dict)
+    threads: ThreadCache = field(default_factory=ThreadCache)
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any

@@ -84,6 +84,11 @@ class ListParams:
             or q.since or q.before
         )  # fmt: skip
 
+    @property
+    def filtered(self) -> bool:
+        """Searching or narrowed: the list shows matches, not whole conversations."""
+        return self.searching or self.query.unseen or self.query.flagged
+
 
 def _day(text: str) -> datetime | None:
     try:
@@ -220,7 +225,14 @@ async def message_list(request: Request) -> Response:
         page_size=app.limits.page_size,
         max_page_size=app.limits.max_page_size,
     )
-    if params.searching:
+    threaded = None
+    page = None
+    wants_threads = request.query_params.get("view") == "threads"
+    if wants_threads and not params.filtered:
+        threaded = await access.threaded(
+            mailbox, app.threads, number=params.page, page_size=params.page_size
+        )
+    elif params.searching:
         page = await access.search(
             mailbox, params.text, params.query, offset=params.offset, limit=params.page_size
         )
@@ -236,6 +248,8 @@ async def message_list(request: Request) -> Response:
         folders=folders,
         mailbox=mailbox,
         page=page,
+        threaded=threaded,
+        wants_threads=wants_threads,
         params=params,
         query_string=lambda **changes: "?" + urlencode({**base, **changes}),
         targets=[f.mailbox for f in folders if f.mailbox.id != mailbox.id],

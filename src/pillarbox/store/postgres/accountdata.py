@@ -264,9 +264,7 @@ async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[Threa
         (mailbox_id, uid_min),
     )
     return [
-        ThreadFields(
-            uid, internal, sent, subject, message_id, in_reply_to, tuple(references or ())
-        )
+        ThreadFields(uid, internal, sent, subject, message_id, in_reply_to, tuple(references or ()))
         for uid, internal, sent, subject, message_id, in_reply_to, references in (
             await cursor.fetchall()
         )
