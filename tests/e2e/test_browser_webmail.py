@@ -150,6 +150,38 @@ def test_login_and_read_a_message_sent_by_smtp(server: LiveServer, new_page: Any
     assert page.locator("table.messages tbody tr.unread").count() == 0  # read now
 
 
+def test_threaded_list_and_spam_verdict(server: LiveServer, new_page: Any) -> None:
+    smtp_deliver(server, message("Plan", extra=""))
+    plan_id = f"{abs(hash('Plan'))}@example.net"
+    smtp_deliver(server, message("Other"))
+    smtp_deliver(
+        server,
+        message(
+            "Re: Plan", "Agreed.", extra=f"In-Reply-To: <{plan_id}>\r\nReferences: <{plan_id}>\r\n"
+        ),
+    )
+    page = new_page()
+    login(page, server)
+    page.get_by_role("link", name="Threads", exact=True).click()
+    page.wait_for_url(re.compile(r"view=threads"))
+    rows = page.locator("table.messages tbody tr")
+    assert rows.count() == 3
+    subjects = [rows.nth(n).locator("td.subject a").inner_text() for n in range(3)]
+    depths = [rows.nth(n).get_attribute("data-depth") for n in range(3)]
+    assert (subjects, depths) == (["Plan", "Re: Plan", "Other"], ["0", "1", "0"])
+    assert page.locator("tr.thread-start").count() == 2
+    assert page.locator("tr.thread-start .thread-size").inner_text() == "2"
+    page.keyboard.press("j")  # keyboard navigation walks the threaded rows too
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
+    assert page.locator("h1#subject").inner_text() == "Re: Plan"
+    # Mail through the MX carries the filter's verdict; the view explains it.
+    assert page.locator("dd.spam .badge").inner_text() == "score 0.0 · Inbox"
+    page.get_by_role("link", name="← INBOX").click()
+    assert page.locator("#view-threads").get_attribute("aria-current") is None
+
+
 HOSTILE_HTML = (
     "<html><head><script>alert('head')</script></head>"
     "<body onload=\"alert('onload')\"><h2>You won</h2>"

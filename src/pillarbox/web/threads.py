@@ -91,7 +91,8 @@ def conversations(messages: Sequence[ThreadMessage]) -> list[Conversation]:
     for root in thread_references(messages):
         lines = tuple(_lines([root], 0))
         result.append(Conversation(lines, max(dates[line.uid] for line in lines)))
-    result.sort(key=lambda c: (c.latest, c.lines[0].uid), reverse=True)
+    # Equal dates: the thread that got mail last (highest UID) first.
+    result.sort(key=lambda c: (c.latest, max(line.uid for line in c.lines)), reverse=True)
     return result
 
 
