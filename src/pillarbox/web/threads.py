@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -75,13 +75,18 @@ class Conversation:
         return len(self.lines)
 
 
-def _lines(nodes: Sequence[ThreadNode], depth: int) -> Iterator[Line]:
-    for node in nodes:
-        if node.number is None:  # a dummy (a referenced message not in the folder)
-            yield from _lines(node.children, depth)
-        else:
-            yield Line(node.number, min(depth, MAX_DEPTH))
-            yield from _lines(node.children, depth + 1)
+def _lines(root: ThreadNode) -> list[Line]:
+    """The thread depth first; a dummy (a referenced message not in the folder) shows no line,
+    its children stand at its depth. Iterative: a long chain of replies is deep."""
+    lines: list[Line] = []
+    stack = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.number is not None:
+            lines.append(Line(node.number, min(depth, MAX_DEPTH)))
+            depth += 1
+        stack.extend((child, depth) for child in reversed(node.children))
+    return lines
 
 
 def conversations(messages: Sequence[ThreadMessage]) -> list[Conversation]:
@@ -89,7 +94,7 @@ def conversations(messages: Sequence[ThreadMessage]) -> list[Conversation]:
     dates = {m.uid: m.date for m in messages}
     result = []
     for root in thread_references(messages):
-        lines = tuple(_lines([root], 0))
+        lines = tuple(_lines(root))
         result.append(Conversation(lines, max(dates[line.uid] for line in lines)))
     # Equal dates: the thread that got mail last (highest UID) first.
     result.sort(key=lambda c: (c.latest, max(line.uid for line in c.lines)), reverse=True)

@@ -254,17 +254,15 @@ async def retire_dkim_key(conn: Conn, domain: str, selector: str, when: datetime
 
 
 async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
-    """References live only in ``blobs.info`` (JSON in bytea); the server extracts them, so no
-    MessageInfo is decoded here."""
+    """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
+    migration 3), so no MessageInfo is read or decoded."""
     cursor = await conn.execute(
-        "SELECT m.uid, m.internal_date, m.sent_date, m.subject, m.message_id, m.in_reply_to, "
-        "convert_from(b.info, 'UTF8')::jsonb -> 'references' "
-        "FROM messages m JOIN blobs b ON b.id = m.blob "
-        "WHERE m.mailbox_id = %s AND m.uid >= %s ORDER BY m.uid",
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "FROM messages WHERE mailbox_id = %s AND uid >= %s ORDER BY uid",
         (mailbox_id, uid_min),
     )
     return [
-        ThreadFields(uid, internal, sent, subject, message_id, in_reply_to, tuple(references or ()))
+        ThreadFields(uid, internal, sent, subject, message_id, in_reply_to, tuple(references))
         for uid, internal, sent, subject, message_id, in_reply_to, references in (
             await cursor.fetchall()
         )

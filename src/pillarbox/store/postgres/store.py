@@ -120,7 +120,7 @@ _ACCOUNT_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob, sent_date, "
-    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to"
+    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs"
 )
 #: Errors after which the whole operation is run again on a fresh transaction.
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
@@ -169,6 +169,8 @@ class _SortKeys:
     cc_addr: str
     message_id: str
     in_reply_to: str
+    #: Threading reads them for a whole mailbox.
+    references: list[str]
 
     @classmethod
     def of(cls, info: MessageInfo) -> _SortKeys:
@@ -180,6 +182,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
+            list(info.references),
         )
 
 
@@ -1647,7 +1650,7 @@ async def _add_message(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
         "SELECT %(mailbox)s, alloc.uid, alloc.modseq, string_to_array(%(flags)s, ' '), "
         "%(internal)s, %(now)s, %(size)s, %(blob)s, %(sent)s, %(subject)s, %(from)s, %(to)s, "
-        "%(cc)s, %(message_id)s, %(in_reply_to)s FROM alloc RETURNING uid, modseq",
+        "%(cc)s, %(message_id)s, %(in_reply_to)s, %(refs)s FROM alloc RETURNING uid, modseq",
         {
             "mailbox": mailbox.id,
             "flags": flags,
@@ -1662,6 +1665,7 @@ async def _add_message(
             "cc": keys.cc_addr,
             "message_id": keys.message_id,
             "in_reply_to": keys.in_reply_to,
+            "refs": keys.references,
         },
     )
     uid, modseq = int(row[0]), int(row[1])
@@ -1731,7 +1735,7 @@ async def _transfer(
     await conn.execute(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
         "SELECT %s, p.new, %s, m.flags, m.internal_date, %s, m.size, m.blob, m.sent_date, "
-        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to "
+        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to, m.refs "
         "FROM messages m JOIN unnest(%s::bigint[], %s::bigint[]) AS p(old, new) "
         "ON m.uid = p.old WHERE m.mailbox_id = %s",
         (target.id, modseq, now, [old for old, _ in pairs], [new for _, new in pairs], source.id),

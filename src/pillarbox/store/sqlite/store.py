@@ -179,11 +179,13 @@ class _SortKeys:
     cc_addr: str
     message_id: str
     in_reply_to: str
+    #: References as a JSON array (threading reads them for a whole mailbox).
+    references: str
 
     @classmethod
     def of(cls, info: MessageInfo | None) -> _SortKeys:
         if info is None:
-            return cls(None, "", "", "", "", "", "")
+            return cls(None, "", "", "", "", "", "", "[]")
         return cls(
             _to_us(info.sent_date) if info.sent_date is not None else None,
             info.subject,
@@ -192,6 +194,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
+            json.dumps(info.references),
         )
 
 
@@ -1160,9 +1163,9 @@ class SqliteStore:
         conn.executemany(
             "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, "
             "size, blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
-            "in_reply_to) "
+            "in_reply_to, refs) "
             "SELECT ?, ?, ?, flags, internal_date, ?, size, blob, sent_date, subject, from_addr, "
-            "to_addr, cc_addr, message_id, in_reply_to FROM messages "
+            "to_addr, cc_addr, message_id, in_reply_to, refs FROM messages "
             "WHERE mailbox_id = ? AND uid = ?",
             [(target.id, new, modseq, now, source.id, old) for old, new in pairs],
         )
@@ -1716,8 +1719,8 @@ def _add_message(
     uid, modseq = _allocate_uids(conn, mailbox.id, 1)
     conn.execute(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, size, "
-        "blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             mailbox.id,
             uid,
@@ -1734,6 +1737,7 @@ def _add_message(
             keys.cc_addr,
             keys.message_id,
             keys.in_reply_to,
+            keys.references,
         ),
     )
     fx.changes.append(Change(mailbox.account_id, mailbox.id, ChangeKind.EXISTS, modseq))
