@@ -264,6 +264,40 @@ def test_compose_with_attachment_to_a_local_user(
     assert Path(download.path()).read_text() == "1. Budget approved.\n"
 
 
+def test_rich_text_compose_reaches_the_recipient(server: LiveServer, new_page: Any) -> None:
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill("bob@example.org")
+    page.get_by_label("Subject", exact=True).fill("Formatted")
+    page.get_by_role("checkbox", name=re.compile("Rich text")).check()
+    editor = page.get_by_role("textbox", name="Message (rich text)")
+    assert page.get_by_label("Message", exact=True).is_hidden()
+    editor.click()
+    page.keyboard.type("Plain then ")
+    bar = page.get_by_role("toolbar", name="Formatting")
+    bar.get_by_role("button", name="B", exact=True).click()
+    page.keyboard.type("bold")
+    bar.get_by_role("button", name="B", exact=True).click()
+    page.keyboard.press("Enter")
+    bar.get_by_role("button", name="• List").click()
+    page.keyboard.type("first item")
+    page.once("dialog", lambda dialog: dialog.accept("https://example.net/docs"))
+    bar.get_by_role("button", name="Link", exact=True).click()
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+
+    bob = new_page()
+    login(bob, server, BOB)
+    bob.get_by_role("link", name="Formatted").click()
+    frame = bob.frame_locator("iframe.body-frame")
+    assert frame.locator("b").inner_text() == "bold"
+    assert frame.locator("ul li").inner_text() == "first itemhttps://example.net/docs"
+    link = frame.locator("a")
+    assert link.get_attribute("href") == "https://example.net/docs"
+    assert "Plain then" in frame.locator("body").inner_text()
+
+
 def test_invalid_address_is_shown_inline_and_text_is_kept(
     server: LiveServer, new_page: Any
 ) -> None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox.mail.parse import parse_message
+from pillarbox.mail.parse import parse_message, part_text
 from pillarbox.store.types import INBOX, NewQueueRecipient, SpecialUse
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import (
@@ -28,6 +28,7 @@ from pillarbox.testing.webclient import (
     simple_message,
     special_mailbox_id,
 )
+from pillarbox.web.reading import body_parts
 
 pytestmark = pytest.mark.listeners("http")
 
@@ -555,6 +556,62 @@ def test_send_with_attachment_reaches_a_local_user(live: LiveServer, alice: WebS
     assert "Report ✓" in page.text and "data.bin" in page.text
     download = bob.get(f"/mail/{mailbox_id(live, BOB)}/{bob_uid}/part/2")
     assert download.content == b"\x00\x01binary"
+
+
+RICH = (
+    '<div>Yes, <b>noon</b>!</div><ul><li>soup</li></ul><a href="javascript:alert(1)">x</a>'
+    '<img src="https://tracker.example/p.gif"><script>alert(1)</script>'
+)
+
+
+def test_rich_text_reply_is_sanitised_and_has_a_text_part(
+    live: LiveServer, alice: WebSession
+) -> None:
+    box, uid = deliver(live, ALICE, simple_message("Lunch?", message_id="<lunch@example.net>"))
+    response = alice.post(
+        "/compose",
+        {
+            "to": BOB,
+            "subject": "Re: Lunch?",
+            "body": "the plain box is ignored when the editor posts HTML",
+            "html": RICH,
+            "in_reply_to": "lunch@example.net",
+            "references": "lunch@example.net",
+            "replying_to": f"{box}:{uid}",
+            "action": "send",
+        },
+    )
+    assert response.status_code == 303
+    [bob_uid] = uids_in(live, BOB)
+    raw = raw_in(live, mailbox_id(live, BOB), bob_uid)
+    info = parse_message(raw)
+    assert info.in_reply_to == "lunch@example.net" and info.references == ("lunch@example.net",)
+    bodies = body_parts(info)
+    assert bodies.plain is not None and bodies.html is not None
+    plain = part_text(raw, bodies.plain).replace("\r\n", "\n")
+    assert plain == "Yes, *noon*!\n\n- soup\n\nx\n"
+    html = part_text(raw, bodies.html)
+    assert "<b>noon</b>" in html and "<li>soup</li>" in html
+    assert "script" not in html and "javascript" not in html and "tracker" not in html
+    assert "\\Answered" in flags_of(live, box, uid)
+    bob = WebSession(live)
+    bob.login(BOB)
+    frame = bob.get(f"/mail/{mailbox_id(live, BOB)}/{bob_uid}/frame")
+    assert "<b>noon</b>" in frame.text
+    bob.close()
+
+
+def test_rich_text_draft_reopens_in_the_editor(live: LiveServer, alice: WebSession) -> None:
+    saved = alice.post(
+        "/compose", {"to": BOB, "subject": "later", "body": "", "html": RICH, "action": "save"}
+    )
+    assert 'id="rich-toggle" checked' in saved.text  # the form comes back in rich mode
+    [draft_uid] = uids_in(live, ALICE, "Drafts")
+    drafts = special_mailbox_id(live, ALICE, SpecialUse.DRAFTS)
+    reopened = alice.get(f"/compose?draft={drafts}:{draft_uid}")
+    editor = reopened.text.split('id="f-rich"')[1].split("</div>\n")[0]
+    assert "<b>noon</b>" in editor and "<script" not in editor
+    assert 'id="rich-toggle" checked' in reopened.text
 
 
 def test_invalid_addresses_are_shown_inline(live: LiveServer, alice: WebSession) -> None:

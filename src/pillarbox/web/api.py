@@ -348,6 +348,7 @@ def _draft(call: Call) -> Draft:
         bcc=call.text("bcc"),
         subject=call.text("subject"),
         body=call.text("body"),
+        html=call.text("html"),
         in_reply_to=call.text("in_reply_to"),
         references=tuple(references),
         attachments=tuple(uploads),
@@ -698,6 +699,11 @@ SCHEMAS: dict[str, JsonObject] = {
             "bcc": STR,
             "subject": STR,
             "body": STR,
+            "html": {
+                "type": "string",
+                "description": "simple HTML (b, i, u, a, lists, quotes; the rest is removed); "
+                "when given, the message is multipart/alternative and body is derived from it",
+            },
             "in_reply_to": STR,
             "references": _list(STR),
             "replying_to": {"type": "string", "description": "'mailbox:uid' answered"},

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from pillarbox.errors import InvalidName, NotFound, QuotaExceeded, UserError
 from pillarbox.mail.model import MessageInfo
-from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message
+from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message, part_text
 from pillarbox.policy import learning
 from pillarbox.queue.intake import submit
 from pillarbox.services import Services
@@ -35,7 +35,7 @@ from pillarbox.web.composing import (
     check_recipients,
     draft_people,
 )
-from pillarbox.web.reading import Person, body_text, part_at
+from pillarbox.web.reading import Person, body_parts, body_text, part_at
 from pillarbox.web.threads import MAX_THREAD_LINES, ThreadCache
 
 #: Folder order: INBOX, then the special-use folders in the order people use them.
@@ -460,6 +460,11 @@ class MailAccess:
 
     def text_of(self, opened: Opened) -> str:
         return body_text(opened.raw, opened.info)
+
+    def html_of(self, opened: Opened) -> str:
+        """The message's HTML body as sent, not sanitised ("" when it has none)."""
+        part = body_parts(opened.info).html
+        return part_text(opened.raw, part) if part is not None else ""
 
     async def own_addresses(self) -> set[str]:
         return {a.lower() for a in await self.services.router.owned_addresses(self.account)}

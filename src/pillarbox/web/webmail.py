@@ -46,6 +46,7 @@ from pillarbox.web.reading import (
     section_of_content_id,
     spam_verdict,
 )
+from pillarbox.web.richtext import sanitize_composed
 from pillarbox.web.sanitize import (
     FRAME_SANDBOX,
     frame_csp,
@@ -493,7 +494,9 @@ async def compose_page(request: Request) -> Response:
         saved = await access.open_reference(params["draft"])
         if saved.mailbox.special_use is not SpecialUse.DRAFTS:
             raise NotFound("not a draft")
-        draft = draft_from_message(saved.info, access.text_of(saved), uid=saved.record.uid)
+        draft = draft_from_message(
+            saved.info, access.text_of(saved), uid=saved.record.uid, html=access.html_of(saved)
+        )
     return _compose(request, draft)
 
 
@@ -514,6 +517,7 @@ def _compose(
         errors=errors or {},
         notice=notice,
         max_upload=app.limits.max_upload_bytes,
+        rich=sanitize_composed(draft.html) if draft.html.strip() else "",
     )
 
 
@@ -532,6 +536,7 @@ async def _draft_from_form(form: FormData) -> Draft:
         bcc=field_text(form, "bcc"),
         subject=field_text(form, "subject"),
         body=field_text(form, "body"),
+        html=field_text(form, "html"),
         in_reply_to=field_text(form, "in_reply_to"),
         references=tuple(field_text(form, "references").split()),
         attachments=tuple(uploads),
