@@ -22,7 +22,7 @@ Implementation notes, binding on every backend:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pillarbox.mail.model import MessageInfo
@@ -30,6 +30,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -225,6 +226,14 @@ class Store(Protocol):
         """Threading inputs of the live messages with UID ``uid_min`` or above, in UID order,
         read from the ingest metadata without decoding whole structures (a threaded list of a
         35,000-message mailbox reads them all once). ``NotFound`` for an unknown mailbox."""
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        """Mail per interval (``buckets`` intervals of ``step`` from ``since``), all accounts,
+        for the admin dashboard: counted from the messages and the queue entries the store
+        holds now (mail deleted for good is not counted; see :class:`ActivityCounts`). One
+        scan of the recent messages; not meant for every request."""
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         """Live messages whose MODSEQ is greater than ``modseq``, in UID order."""

@@ -43,6 +43,7 @@ from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     INBOX,
     Account,
+    ActivityCounts,
     AttemptOutcome,
     Change,
     ChangeKind,
@@ -661,6 +662,38 @@ class StoreContract:
         assert [m.blob_id for m in await store.list_messages(trash.id)] == [blobs[2], blobs[3]]
         assert await store.expunged_since(inbox.id, mark) == [2, 3]
         assert (await store.quota_usage(account.id)).messages == 3
+
+    async def test_activity_counts_mail_per_interval(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        hour = timedelta(hours=1)
+        since = now - 3 * hour  # four intervals; the queue entry made now falls in the last
+        boxes = {name: await store.get_mailbox(account.id, name) for name in ("Junk", "Sent")}
+        drafts = await store.get_mailbox(account.id, "Drafts")
+        placed = [
+            (inbox, since + timedelta(minutes=10)),
+            (inbox, since + timedelta(minutes=59)),
+            (boxes["Junk"], since + hour),
+            (boxes["Sent"], since + 2 * hour),
+            (drafts, since + 2 * hour),  # not mail that moved
+            (inbox, since - timedelta(seconds=1)),  # before the window
+        ]
+        for serial, (box, when) in enumerate(placed):
+            await store.append(box.id, *make_message(serial), internal_date=when)
+        await store.enqueue("ann@example.org", b"queued", [NewQueueRecipient("r@y.org")])
+        counts = await store.activity(since, hour, 4)
+        assert [c.start for c in counts] == [since + hour * i for i in range(4)]
+        assert [(c.delivered, c.junk, c.sent, c.queued) for c in counts] == [
+            (2, 0, 0, 0),
+            (1, 1, 0, 0),
+            (0, 0, 1, 0),
+            (0, 0, 0, 1),
+        ]
+        assert await store.activity(since - 10 * hour, hour, 2) == [
+            ActivityCounts(since - 10 * hour),
+            ActivityCounts(since - 9 * hour),
+        ]
 
     async def test_thread_fields(self, store: Store, inbox: Mailbox) -> None:
         heads = [

@@ -38,7 +38,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -68,6 +68,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -94,6 +95,7 @@ from pillarbox.store.types import (
     SpecialUse,
     ThreadFields,
     TokenKind,
+    activity_series,
     canonical_flags,
     normalize_mailbox_name,
 )
@@ -1132,6 +1134,40 @@ class PostgresStore:
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 await _require_mailbox(conn, mailbox_id)
                 return await accountdata.thread_fields(conn, mailbox_id, uid_min)
+
+        return await self._read(query)
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        bounds = {"since": since, "step": step.total_seconds(), "end": since + step * buckets}
+
+        async def query(conn: Conn) -> list[ActivityCounts]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                stored = await _all(
+                    conn,
+                    "SELECT floor(extract(epoch FROM m.internal_date - %(since)s) "
+                    "/ %(step)s)::bigint, mb.special_use, count(*) "
+                    "FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id "
+                    "WHERE m.internal_date >= %(since)s AND m.internal_date < %(end)s "
+                    "GROUP BY 1, 2",
+                    bounds,
+                )
+                queued = await _all(
+                    conn,
+                    "SELECT floor(extract(epoch FROM queued_at - %(since)s) / %(step)s)::bigint, "
+                    "count(*) FROM queue_messages "
+                    "WHERE queued_at >= %(since)s AND queued_at < %(end)s GROUP BY 1",
+                    bounds,
+                )
+            return activity_series(
+                since,
+                step,
+                buckets,
+                [(int(i), use, int(n)) for i, use, n in stored],
+                [(int(i), int(n)) for i, n in queued],
+            )
 
         return await self._read(query)
 

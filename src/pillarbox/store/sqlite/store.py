@@ -66,6 +66,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -92,6 +93,7 @@ from pillarbox.store.types import (
     SpecialUse,
     ThreadFields,
     TokenKind,
+    activity_series,
     canonical_flags,
     normalize_mailbox_name,
 )
@@ -1245,6 +1247,29 @@ class SqliteStore:
             conn.execute("BEGIN")
             _require_mailbox(conn, mailbox_id)
             return webdata.thread_fields(conn, mailbox_id, uid_min)
+
+        return await self._read(query)
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        start, width = _to_us(since), step // timedelta(microseconds=1)
+        end = start + width * buckets
+
+        def query(conn: sqlite3.Connection) -> list[ActivityCounts]:
+            conn.execute("BEGIN")
+            stored = conn.execute(
+                "SELECT (m.internal_date - ?) / ?, mb.special_use, count(*) "
+                "FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id "
+                "WHERE m.internal_date >= ? AND m.internal_date < ? GROUP BY 1, 2",
+                (start, width, start, end),
+            ).fetchall()
+            queued = conn.execute(
+                "SELECT (queued_at - ?) / ?, count(*) FROM queue_messages "
+                "WHERE queued_at >= ? AND queued_at < ? GROUP BY 1",
+                (start, width, start, end),
+            ).fetchall()
+            return activity_series(since, step, buckets, stored, queued)
 
         return await self._read(query)
 
