@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -985,6 +986,59 @@ def test_admin_queue_retry_and_remove(live: LiveServer, admin: WebSession) -> No
     assert admin.post("/admin/queue/remove", {"id": queued.id}).status_code == 303
     assert live.call(live.store.list_queue()) == []
     assert admin.post("/admin/queue/remove", {"id": "999"}).status_code == 404
+
+
+_ACTIVITY_ROW = re.compile(
+    r'<tr><th scope="row"><time datetime="([^"]+)">[^<]*</time></th>'
+    r"<td>(\d+)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>"
+)
+
+
+def activity_rows(page: httpx.Response) -> list[tuple[str, tuple[int, ...]]]:
+    return [(start, tuple(map(int, counts))) for start, *counts in _ACTIVITY_ROW.findall(page.text)]
+
+
+def test_admin_dashboard_charts_mail_over_time(live: LiveServer, admin: WebSession) -> None:
+    now = datetime.now(UTC)
+    if now.minute == 59 and now.second > 50:  # keep the test within one hour
+        time.sleep(12)
+        now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+
+    def store(name: str, when: datetime, serial: int) -> None:
+        raw = simple_message(f"activity {serial}")
+        box = mailbox_id(live, ALICE, name)
+        live.call(live.store.append(box, raw, parse_message(raw), internal_date=when))
+
+    for serial in range(2):
+        store(INBOX, hour - timedelta(hours=2, minutes=-5), serial)
+    store("Junk", hour - timedelta(hours=2, minutes=-30), 2)
+    store("Sent", now, 3)
+    store("Sent", now, 4)
+    store(INBOX, hour - timedelta(days=3), 5)  # only in the 30-day view
+    live.call(
+        live.store.enqueue(ALICE, b"Subject: q\r\n\r\nbody\r\n", [NewQueueRecipient("x@r.test")])
+    )
+    page = admin.get("/admin")
+    rows = activity_rows(page)
+    assert len(rows) == 48 and rows[-1][0] == hour.isoformat()
+    assert rows[-1][1] == (0, 0, 2, 1)  # delivered, of which spam, sent, queued
+    assert rows[-3] == ((hour - timedelta(hours=2)).isoformat(), (3, 1, 0, 0))
+    assert all(counts == (0, 0, 0, 0) for _, counts in rows[:-3] + rows[-2:-1])
+    # The chart draws the same numbers: one point per interval and series, titled with its value,
+    # the highest (3) at the top of the axis.
+    label = (hour - timedelta(hours=2)).strftime("%H:%M")
+    assert f'cy="12.0" r="2.5"><title>{label} — delivered: 3</title>' in page.text
+    assert f"<title>{label} — of which spam (Junk): 1</title>" in page.text
+    assert f"<title>{hour:%H:%M} — still queued: 1</title>" in page.text
+    assert "delivered: 3</li>" in page.text and "sent: 2</li>" in page.text  # the legend's sums
+    days = activity_rows(admin.get("/admin?range=30d"))
+    day = hour.replace(hour=0)
+    assert len(days) == 30 and days[-1][0] == day.isoformat()
+    assert days[-4] == ((day - timedelta(days=3)).isoformat(), (1, 0, 0, 0))
+    api = admin.api("GET", "/admin/activity?range=30d").json()
+    assert api["step_seconds"] == 86400
+    assert [i["delivered"] for i in api["intervals"]] == [c[0] for _, c in days]
 
 
 # -- JSON API ------------------------------------------------------------------------------------

@@ -467,6 +467,26 @@ async def admin_dashboard(call: Call) -> object:
     }
 
 
+async def admin_activity(call: Call) -> object:
+    chart = await admin_ops.activity(
+        call.web.services, call.request.query_params.get("range", "48h"), datetime.now(UTC)
+    )
+    return {
+        "range": chart.range.key,
+        "step_seconds": int(chart.range.step.total_seconds()),
+        "intervals": [
+            {
+                "start": c.start.isoformat(),
+                "delivered": c.delivered,
+                "junk": c.junk,
+                "sent": c.sent,
+                "queued": c.queued,
+            }
+            for c in chart.counts
+        ],
+    }
+
+
 async def admin_domains(call: Call) -> object:
     return [
         {"name": d.name, "created": d.created.isoformat()}
@@ -924,6 +944,31 @@ OPERATIONS: tuple[Operation, ...] = (
         "Counts of domains, accounts, storage and queue",
         "admin",
         _obj({}),
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/activity",
+        admin_activity,
+        "Mail per hour (range=48h) or per day (range=30d): delivered, spam, sent, queued",
+        "admin",
+        _obj(
+            {
+                "range": STR,
+                "step_seconds": INT,
+                "intervals": _list(
+                    _obj(
+                        {
+                            "start": STR,
+                            "delivered": INT,
+                            "junk": INT,
+                            "sent": INT,
+                            "queued": INT,
+                        }
+                    )
+                ),
+            }
+        ),
         admin=True,
     ),
     Operation(
