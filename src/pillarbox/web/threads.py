@@ -12,6 +12,10 @@ Implementation notes:
   caught up incrementally: new UIDs from :meth:`Store.thread_fields` (``uid_min``), removed ones
   from :meth:`Store.expunged_since` (the QRESYNC record); then the algorithm re-runs over the
   cached inputs, off the event loop. A flag change (new MODSEQ only) reuses the threads.
+  Measured on the 35,000-message linux-mips archive: the first threading takes about 2 s of
+  CPU (reading 0.3 s, base subjects 1 s, REFERENCES 1 s), a re-run after new mail about 1 s,
+  a page from the cache a few milliseconds. The algorithm is not incremental; that is the
+  next step if folders that large get mail every few seconds.
 - A page is a run of whole threads holding about ``page_size`` messages (one long thread may
   fill a page alone, shown up to :data:`MAX_THREAD_LINES` lines); only that page's messages are
   read from the store.
@@ -32,7 +36,7 @@ from pillarbox.imap.thread import ThreadMessage, thread_references
 from pillarbox.store.interface import Store
 from pillarbox.store.types import MailboxStatus, ThreadFields
 
-#: Mailboxes whose threads are kept (a 35,000-message mailbox takes about 10 MB).
+#: Mailboxes whose threads are kept (a 35,000-message mailbox takes about 8 MB).
 CACHED_MAILBOXES = 8
 #: Lines shown of one thread on a page; the rest is one "more" line (the message view lists
 #: the whole conversation).
