@@ -449,6 +449,13 @@ def test_threaded_list_groups_conversations(live: LiveServer, alice: WebSession)
         (other, 0, True),
     ]
     assert '<span class="thread-size" title="3 messages in this conversation">3</span>' in page.text
+    api = alice.api("GET", f"/mailboxes/{box}/threads").json()
+    assert (api["threads"], api["messages"], api["pages"]) == (3, 5, 1)
+    assert [[(m["uid"], m["depth"]) for m in c["messages"]] for c in api["conversations"]] == [
+        [(lunch, 0)],
+        [(plan, 0), (reply, 1), (deeper, 2)],
+        [(other, 0)],
+    ]
     # Pages hold whole threads, about `size` messages each.
     paged = [thread_rows(alice.get(f"/mail/{box}?view=threads&size=2&page={n}")) for n in (1, 2, 3)]
     assert [[uid for uid, _, _ in rows] for rows in paged] == [

@@ -278,6 +278,33 @@ async def list_messages(call: Call) -> object:
     }
 
 
+async def list_threads(call: Call) -> object:
+    access = call.access
+    mailbox = await access.mailbox(call.path("mailbox"))
+    limits = call.web.limits
+    params = list_params(
+        dict(call.request.query_params),
+        page_size=limits.page_size,
+        max_page_size=limits.max_page_size,
+    )
+    page = await access.threaded(
+        mailbox, call.web.threads, number=params.page, page_size=params.page_size
+    )
+    return {
+        "threads": page.threads,
+        "messages": page.messages,
+        "page": page.number,
+        "pages": page.pages,
+        "conversations": [
+            {
+                "messages": [{**row_json(item.row), "depth": item.depth} for item in rows],
+                "more": more,
+            }
+            for rows, more in page.conversations
+        ],
+    }
+
+
 async def get_message(call: Call) -> object:
     access = call.access
     opened = await access.open(call.path("mailbox"), call.path("uid"))
@@ -809,6 +836,35 @@ OPERATIONS: tuple[Operation, ...] = (
         "mail",
         _ref("MessagePage"),
         query=_LIST_QUERY,
+    ),
+    Operation(
+        "GET",
+        "/mailboxes/{mailbox:int}/threads",
+        list_threads,
+        "A page of conversations (RFC 5256 REFERENCES), newest activity first",
+        "mail",
+        _obj(
+            {
+                "threads": INT,
+                "messages": INT,
+                "page": INT,
+                "pages": INT,
+                "conversations": _list(
+                    _obj(
+                        {
+                            "messages": _list(
+                                {"allOf": [_ref("MessageSummary"), _obj({"depth": INT})]}
+                            ),
+                            "more": INT,
+                        }
+                    )
+                ),
+            }
+        ),
+        query=(
+            ("page", "integer", "from 1"),
+            ("size", "integer", "about this many messages per page (whole threads)"),
+        ),
     ),
     Operation(
         "GET",
