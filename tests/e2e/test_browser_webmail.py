@@ -297,6 +297,28 @@ def test_rich_text_compose_reaches_the_recipient(server: LiveServer, new_page: A
     assert link.get_attribute("href") == "https://example.net/docs"
     assert "Plain then" in frame.locator("body").inner_text()
 
+    # A rich-text reply: the quote becomes a blockquote, threading headers stay.
+    bob.keyboard.press("r")
+    bob.wait_for_url(re.compile(r"/compose\?reply="))
+    bob.get_by_role("checkbox", name=re.compile("Rich text")).check()
+    reply = bob.get_by_role("textbox", name="Message (rich text)")
+    assert "Plain then *bold*" in reply.locator("blockquote").inner_text()
+    reply.click()
+    bob.keyboard.press("Control+Home")
+    bob.keyboard.type("Thanks, ")
+    bob.keyboard.press("Control+i")
+    bob.keyboard.type("noted")
+    bob.get_by_role("button", name="Send").click()
+    bob.wait_for_url(re.compile(r"sent=1"))
+    page.goto(base(server) + "/mail")
+    page.get_by_role("link", name="Re: Formatted").click()
+    answer = page.frame_locator("iframe.body-frame")
+    assert answer.locator("i").inner_text() == "noted"
+    assert "Plain then *bold*" in answer.locator("blockquote").inner_text()
+    raw = page.request.get(page.url + "/source").text()
+    assert "In-Reply-To: <" in raw and "multipart/alternative" in raw
+    assert "> Plain then *bold*" in raw  # the text/plain part quotes too
+
 
 def test_invalid_address_is_shown_inline_and_text_is_kept(
     server: LiveServer, new_page: Any
