@@ -300,6 +300,29 @@ class PolicySection:
     )
 
 
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebSection:
+    page_size: int = _f(50, "Messages (or threads) per page of the webmail message list.")
+    max_page_size: int = _f(200, "Largest page a reader or API client may ask for.")
+    max_upload_bytes: int = _f(
+        25 * MIB, "Largest compose request (attachments included); refused as it streams in."
+    )
+    max_form_bytes: int = _f(1 * MIB, "Largest body of any other request (forms, JSON).")
+    max_attachments: int = _f(20, "Attachments one message composed on the web may carry.")
+    max_recipients: int = _f(100, "To + Cc + Bcc addresses of one message composed on the web.")
+    session_ttl: float = _f(
+        12 * 3600.0, "Seconds a web session lives without activity (refreshed while used)."
+    )
+    sse_keepalive: float = _f(
+        20.0, "Seconds between keep-alive comments on the live-update stream (proxies time out)."
+    )
+    sse_per_account: int = _f(8, "Live-update streams one account may hold open at once.")
+    max_action_uids: int = _f(5000, "Messages one 'select many' action may name at once.")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
@@ -324,6 +347,7 @@ class Config:
     vacation: VacationSection = _section(VacationSection, "Vacation auto-replies (RFC 3834).")
     dns: DnsSection = _section(DnsSection, "DNS resolution.")
     policy: PolicySection = _section(PolicySection, "Inbound mail policy and spam filter.")
+    web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
     #: Where the file was read from; relative paths in it resolve against its directory.
@@ -516,6 +540,7 @@ def _validate(config: Config) -> None:
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
     _validate_policy(config.policy)
+    _validate_web(config.web)
 
 
 def _validate_policy(policy: PolicySection) -> None:
@@ -537,6 +562,20 @@ def _validate_policy(policy: PolicySection) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError("policy.trusted_networks", f"not a network: {network!r}") from None
+
+
+def _validate_web(web: WebSection) -> None:
+    if not 1 <= web.page_size <= web.max_page_size:
+        raise ConfigError("web.page_size", "must be within 1..web.max_page_size")
+    for key in ("max_upload_bytes", "max_form_bytes"):
+        if getattr(web, key) < 1024:
+            raise ConfigError(f"web.{key}", "must be at least 1024 bytes")
+    for key in ("max_attachments", "max_recipients", "sse_per_account", "max_action_uids"):
+        if getattr(web, key) < 1:
+            raise ConfigError(f"web.{key}", "must be at least 1")
+    for key in ("session_ttl", "sse_keepalive"):
+        if getattr(web, key) <= 0:
+            raise ConfigError(f"web.{key}", "must be positive")
 
 
 # -- writing and documenting -----------------------------------------------------------------

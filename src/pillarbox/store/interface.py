@@ -30,6 +30,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -50,6 +51,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SpamCounts,
     SpecialUse,
+    ThreadFields,
     TokenKind,
 )
 
@@ -219,6 +221,19 @@ class Store(Protocol):
         in its order, with the number matching in all; answered by the database, so a page of a
         35,000-message mailbox costs no more than reading its keys once. ``NotFound`` for an
         unknown mailbox."""
+
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        """Threading inputs of the live messages with UID ``uid_min`` or above, in UID order,
+        read from the ingest metadata without decoding whole structures (a threaded list of a
+        35,000-message mailbox reads them all once). ``NotFound`` for an unknown mailbox."""
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        """Mail per interval (``buckets`` intervals of ``step`` from ``since``), all accounts,
+        for the admin dashboard: counted from the messages and the queue entries the store
+        holds now (mail deleted for good is not counted; see :class:`ActivityCounts`). One
+        scan of the recent messages; not meant for every request."""
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         """Live messages whose MODSEQ is greater than ``modseq``, in UID order."""

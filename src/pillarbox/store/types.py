@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pillarbox.errors import InvalidName
 
@@ -335,6 +336,59 @@ class MessageQuery:
     flagged: bool = False
     uids: frozenset[int] | None = None
     message_ids: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityCounts:
+    """Mail in one interval of time, as far as the store still holds it (see
+    :meth:`Store.activity`): copies delivered into mailboxes (by arrival), the part of them
+    filed in Junk, copies kept in Sent, and outbound messages still queued (by queueing time)."""
+
+    start: datetime
+    delivered: int = 0
+    junk: int = 0
+    sent: int = 0
+    queued: int = 0
+
+
+def activity_series(
+    since: datetime,
+    step: timedelta,
+    buckets: int,
+    stored: Iterable[tuple[int, str | None, int]],
+    queued: Iterable[tuple[int, int]],
+) -> list[ActivityCounts]:
+    """Both backends' :meth:`Store.activity`: counts per (interval index, special use) of
+    stored messages and per interval of queued ones, as one dense series. Drafts are not mail
+    that moved; Junk counts as delivered too (it was accepted and filed)."""
+    rows = [{"delivered": 0, "junk": 0, "sent": 0, "queued": 0} for _ in range(buckets)]
+    for index, special_use, count in stored:
+        if not 0 <= index < buckets or special_use == SpecialUse.DRAFTS:
+            continue
+        if special_use == SpecialUse.SENT:
+            rows[index]["sent"] += count
+            continue
+        rows[index]["delivered"] += count
+        if special_use == SpecialUse.JUNK:
+            rows[index]["junk"] += count
+    for index, count in queued:
+        if 0 <= index < buckets:
+            rows[index]["queued"] += count
+    return [ActivityCounts(since + step * i, **row) for i, row in enumerate(rows)]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadFields:
+    """What threading (RFC 5256 §3 REFERENCES) reads of one message, as parsed at ingest:
+    the ids normalised (no angle brackets), the decoded subject."""
+
+    uid: int
+    internal_date: datetime
+    sent_date: datetime | None
+    subject: str
+    message_id: str
+    in_reply_to: str
+    references: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,12 +38,14 @@ from pillarbox.errors import (
     UserError,
 )
 from pillarbox.mail.model import BodyPart, Envelope, EnvelopeAddress, MessageInfo
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     INBOX,
     Account,
     AccountSettings,
+    ActivityCounts,
     AttemptOutcome,
     Change,
     ChangeKind,
@@ -690,6 +692,62 @@ class StoreContract:
         assert [m.blob_id for m in await store.list_messages(trash.id)] == [blobs[2], blobs[3]]
         assert await store.expunged_since(inbox.id, mark) == [2, 3]
         assert (await store.quota_usage(account.id)).messages == 3
+
+    async def test_activity_counts_mail_per_interval(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        hour = timedelta(hours=1)
+        since = now - 3 * hour  # four intervals; the queue entry made now falls in the last
+        boxes = {name: await store.get_mailbox(account.id, name) for name in ("Junk", "Sent")}
+        drafts = await store.get_mailbox(account.id, "Drafts")
+        placed = [
+            (inbox, since + timedelta(minutes=10)),
+            (inbox, since + timedelta(minutes=59)),
+            (boxes["Junk"], since + hour),
+            (boxes["Sent"], since + 2 * hour),
+            (drafts, since + 2 * hour),  # not mail that moved
+            (inbox, since - timedelta(seconds=1)),  # before the window
+        ]
+        for serial, (box, when) in enumerate(placed):
+            await store.append(box.id, *make_message(serial), internal_date=when)
+        await store.enqueue("ann@example.org", b"queued", [NewQueueRecipient("r@y.org")])
+        counts = await store.activity(since, hour, 4)
+        assert [c.start for c in counts] == [since + hour * i for i in range(4)]
+        assert [(c.delivered, c.junk, c.sent, c.queued) for c in counts] == [
+            (2, 0, 0, 0),
+            (1, 1, 0, 0),
+            (0, 0, 1, 0),
+            (0, 0, 0, 1),
+        ]
+        assert await store.activity(since - 10 * hour, hour, 2) == [
+            ActivityCounts(since - 10 * hour),
+            ActivityCounts(since - 9 * hour),
+        ]
+
+    async def test_thread_fields(self, store: Store, inbox: Mailbox) -> None:
+        heads = [
+            "Message-ID: <a@x>\r\nSubject: Plan\r\nDate: Mon, 3 Mar 2025 12:00:00 +0000\r\n",
+            "Message-ID: <b@x>\r\nSubject: Re: Plan\r\nIn-Reply-To: <a@x>\r\n",
+            'Message-ID: <c@x>\r\nSubject: =?utf-8?q?R=C3=A9?=\r\nReferences: <a@x> <"b"@x>\r\n',
+        ]
+        for head in heads:
+            raw = f"From: ann@example.org\r\n{head}\r\nbody\r\n".encode()
+            await store.append(inbox.id, raw, parse_message(raw), internal_date=T0)
+        fields = await store.thread_fields(inbox.id)
+        assert [(f.uid, f.subject, f.message_id, f.in_reply_to, f.references) for f in fields] == [
+            (1, "Plan", "a@x", "", ()),
+            (2, "Re: Plan", "b@x", "a@x", ()),
+            (3, "Ré", "c@x", "", ("a@x", "b@x")),  # ids normalised at ingest
+        ]
+        assert fields[0].sent_date == datetime(2025, 3, 3, 12, tzinfo=UTC)
+        assert fields[1].sent_date is None and fields[1].internal_date == T0
+        await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        assert [f.uid for f in await store.thread_fields(inbox.id)] == [1, 3]
+        assert [f.uid for f in await store.thread_fields(inbox.id, uid_min=2)] == [3]
+        with pytest.raises(NotFound):
+            await store.thread_fields(inbox.id + 1000)
 
     @pytest.mark.parametrize("settled", [False, True], ids=["unindexed", "indexed"])
     async def test_search_text(self, store: Store, inbox: Mailbox, settled: bool) -> None:

@@ -24,6 +24,7 @@ from pillarbox.store.types import (
     DkimKeyRecord,
     MessageQuery,
     SortKey,
+    ThreadFields,
     TokenKind,
     vacation_renewed,
 )
@@ -271,3 +272,19 @@ async def retire_dkim_key(conn: Conn, domain: str, selector: str, when: datetime
     )
     if cur.rowcount == 0:
         raise NotFound(f"{domain} has no DKIM key with selector {selector}")
+
+
+async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
+    """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
+    migration 4), so no MessageInfo is read or decoded."""
+    cursor = await conn.execute(
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "FROM messages WHERE mailbox_id = %s AND uid >= %s ORDER BY uid",
+        (mailbox_id, uid_min),
+    )
+    return [
+        ThreadFields(uid, internal, sent, subject, message_id, in_reply_to, tuple(references))
+        for uid, internal, sent, subject, message_id, in_reply_to, references in (
+            await cursor.fetchall()
+        )
+    ]

@@ -383,6 +383,16 @@ CREATE TABLE vacation_replies (
 );
 """
 
+# Threading (the web's threaded list) reads every message's References: kept in ``blobs.info``
+# they cost a read of each message's whole structure, so they get a column of their own,
+# filled here for existing mail.
+_V4_SQL = r"""
+ALTER TABLE messages ADD COLUMN refs text[] NOT NULL DEFAULT '{}';
+UPDATE messages m SET refs = ARRAY(
+    SELECT jsonb_array_elements_text(convert_from(b.info, 'UTF8')::jsonb -> 'references')
+) FROM blobs b WHERE b.id = m.blob AND b.info IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -391,6 +401,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "spam filter models, reputation and sender lists", _V2_SQL),
     Migration(3, "vacation auto-reply memory", _V3_SQL),
+    Migration(4, "message references as a column (threaded lists)", _V4_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -66,6 +66,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -90,7 +91,9 @@ from pillarbox.store.types import (
     SenderListEntry,
     SpamCounts,
     SpecialUse,
+    ThreadFields,
     TokenKind,
+    activity_series,
     canonical_flags,
     normalize_mailbox_name,
 )
@@ -178,11 +181,13 @@ class _SortKeys:
     cc_addr: str
     message_id: str
     in_reply_to: str
+    #: References as a JSON array (threading reads them for a whole mailbox).
+    references: str
 
     @classmethod
     def of(cls, info: MessageInfo | None) -> _SortKeys:
         if info is None:
-            return cls(None, "", "", "", "", "", "")
+            return cls(None, "", "", "", "", "", "", "[]")
         return cls(
             _to_us(info.sent_date) if info.sent_date is not None else None,
             info.subject,
@@ -191,6 +196,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
+            json.dumps(info.references),
         )
 
 
@@ -1160,9 +1166,9 @@ class SqliteStore:
         conn.executemany(
             "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, "
             "size, blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
-            "in_reply_to) "
+            "in_reply_to, refs) "
             "SELECT ?, ?, ?, flags, internal_date, ?, size, blob, sent_date, subject, from_addr, "
-            "to_addr, cc_addr, message_id, in_reply_to FROM messages "
+            "to_addr, cc_addr, message_id, in_reply_to, refs FROM messages "
             "WHERE mailbox_id = ? AND uid = ?",
             [(target.id, new, modseq, now, source.id, old) for old, new in pairs],
         )
@@ -1236,6 +1242,37 @@ class SqliteStore:
             return MessagePage(total, tuple(by_uid[uid] for uid in uids if uid in by_uid))
 
         return await self._read(read)
+
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        def query(conn: sqlite3.Connection) -> list[ThreadFields]:
+            conn.execute("BEGIN")
+            _require_mailbox(conn, mailbox_id)
+            return webdata.thread_fields(conn, mailbox_id, uid_min)
+
+        return await self._read(query)
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        start, width = _to_us(since), step // timedelta(microseconds=1)
+        end = start + width * buckets
+
+        def query(conn: sqlite3.Connection) -> list[ActivityCounts]:
+            conn.execute("BEGIN")
+            stored = conn.execute(
+                "SELECT (m.internal_date - ?) / ?, mb.special_use, count(*) "
+                "FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id "
+                "WHERE m.internal_date >= ? AND m.internal_date < ? GROUP BY 1, 2",
+                (start, width, start, end),
+            ).fetchall()
+            queued = conn.execute(
+                "SELECT (queued_at - ?) / ?, count(*) FROM queue_messages "
+                "WHERE queued_at >= ? AND queued_at < ? GROUP BY 1",
+                (start, width, start, end),
+            ).fetchall()
+            return activity_series(since, step, buckets, stored, queued)
+
+        return await self._read(query)
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         def query(conn: sqlite3.Connection) -> list[MessageRecord]:
@@ -1715,8 +1752,8 @@ def _add_message(
     uid, modseq = _allocate_uids(conn, mailbox.id, 1)
     conn.execute(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, size, "
-        "blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             mailbox.id,
             uid,
@@ -1733,6 +1770,7 @@ def _add_message(
             keys.cc_addr,
             keys.message_id,
             keys.in_reply_to,
+            keys.references,
         ),
     )
     fx.changes.append(Change(mailbox.account_id, mailbox.id, ChangeKind.EXISTS, modseq))

@@ -21,6 +21,7 @@ from pillarbox.store.types import (
     AccountToken,
     MessageQuery,
     SortKey,
+    ThreadFields,
     TokenKind,
     vacation_renewed,
 )
@@ -47,6 +48,28 @@ def _us(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // _MICROSECOND
+
+
+def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
+    """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
+    migration 8), so no MessageInfo is read or decoded."""
+    rows = conn.execute(
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "FROM messages WHERE mailbox_id = ? AND uid >= ? ORDER BY uid",
+        (mailbox_id, uid_min),
+    )
+    return [
+        ThreadFields(
+            uid,
+            _EPOCH + timedelta(0, 0, internal),
+            None if sent is None else _EPOCH + timedelta(0, 0, sent),
+            subject,
+            message_id,
+            in_reply_to,
+            tuple(json.loads(references)),
+        )
+        for uid, internal, sent, subject, message_id, in_reply_to, references in rows
+    ]
 
 
 def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
@@ -110,7 +133,7 @@ def page_uids(
     elif where == "mailbox_id = ? AND NOT seen":
         total = unseen
     else:
-        total = _count(conn, where, params)
+        return _filtered_page(conn, where, params, query, offset, limit)
     offset, limit = max(0, offset), max(0, min(limit, total - offset))
     if limit == 0:
         return total, []
@@ -142,6 +165,30 @@ def page_uids(
     if descending != query.descending:
         uids.reverse()
     return total, uids
+
+
+def _filtered_page(
+    conn: sqlite3.Connection,
+    where: str,
+    params: list[object],
+    query: MessageQuery,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[int]]:
+    """A filtered page and its total from one scan: the filters (substring tests, mostly)
+    are what costs, and ``count(*) OVER ()`` counts the matches of the same scan that sorts
+    them — half the work of a count query followed by a page query."""
+    offset, limit = max(0, offset), max(0, limit)
+    direction = "DESC" if query.descending else "ASC"
+    key = _ORDER[query.sort] + (" + 0" if query.sort is SortKey.DATE else "")  # no index walk
+    rows = conn.execute(
+        f"SELECT uid, count(*) OVER () FROM messages WHERE {where} "
+        f"ORDER BY {key} {direction}, uid {direction} LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    ).fetchall()
+    if not rows:  # past the end, or no page asked for: the total needs its own count
+        return (_count(conn, where, params) if offset or not limit else 0), []
+    return int(rows[0][1]), [int(uid) for uid, _ in rows]
 
 
 def _count(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
