@@ -372,6 +372,27 @@ CREATE TABLE sender_lists (
 );
 """
 
+# DMARC aggregate reports (queries in .dmarcdata): one row per evaluated message, until the
+# periodic report that counts it is queued.
+_V3_SQL = r"""
+CREATE TABLE dmarc_observations (
+    id bigserial PRIMARY KEY,
+    received timestamptz NOT NULL,
+    policy_domain text NOT NULL,
+    header_from text NOT NULL,
+    envelope_from text NOT NULL,
+    source_ip text NOT NULL,
+    disposition text NOT NULL,
+    dkim_aligned boolean NOT NULL,
+    spf_aligned boolean NOT NULL,
+    spf_domain text NOT NULL,
+    spf_result text NOT NULL,
+    dkim jsonb NOT NULL,
+    policy_record text NOT NULL
+);
+CREATE INDEX dmarc_observations_received ON dmarc_observations(received);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -379,6 +400,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _V1_SQL,
     ),
     Migration(2, "spam filter models, reputation and sender lists", _V2_SQL),
+    Migration(3, "DMARC evaluations kept for aggregate reports", _V3_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -333,6 +333,27 @@ _V6_SQL = r"""
 CREATE INDEX blobs_digest ON blobs(id, sha256);
 """
 
+# DMARC aggregate reports (queries in .dmarcdata): one row per evaluated message, until the
+# periodic report that counts it is queued.
+_V7_SQL = r"""
+CREATE TABLE dmarc_observations (
+    id INTEGER PRIMARY KEY,
+    received INTEGER NOT NULL,
+    policy_domain TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    source_ip TEXT NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim_aligned INTEGER NOT NULL,
+    spf_aligned INTEGER NOT NULL,
+    spf_domain TEXT NOT NULL,
+    spf_result TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    policy_record TEXT NOT NULL
+);
+CREATE INDEX dmarc_observations_received ON dmarc_observations(received);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -340,6 +361,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "spam filter models, reputation and sender lists", _V4_SQL),
     Migration(5, "message list index by date (web)", _V5_SQL),
     Migration(6, "blob digests by id (message lists)", _V6_SQL),
+    Migration(7, "DMARC evaluations kept for aggregate reports", _V7_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
