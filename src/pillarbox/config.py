@@ -273,6 +273,23 @@ class PolicySection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DmarcReportSection:
+    enabled: bool = _f(
+        False,
+        "Keep the DMARC results of arriving mail and send aggregate reports (RFC 9990) to "
+        "domains whose record asks for them (rua=mailto:).",
+    )
+    interval: float = _f(
+        86400.0, "Seconds between aggregate reports: the reporting period (typically a day)."
+    )
+    from_address: str = _f(
+        "", "Local account whose address sends the reports (required when enabled)."
+    )
+    org_name: str = _f("", "Reporting organization named in reports (default: server.hostname).")
+    contact_email: str = _f("", "Contact address in report metadata (default: from_address).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
     format: Literal["text", "json"] = _f("text", "Log line format.")
@@ -292,6 +309,9 @@ class Config:
     queue: QueueSection = _section(QueueSection, "Outbound delivery.")
     dns: DnsSection = _section(DnsSection, "DNS resolution.")
     policy: PolicySection = _section(PolicySection, "Inbound mail policy and spam filter.")
+    dmarc_reports: DmarcReportSection = _section(
+        DmarcReportSection, "DMARC aggregate reports sent to the domains whose mail we receive."
+    )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
     #: Where the file was read from; relative paths in it resolve against its directory.
@@ -478,6 +498,11 @@ def _validate(config: Config) -> None:
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
     _validate_policy(config.policy)
+    reports = config.dmarc_reports
+    if reports.interval <= 0:
+        raise ConfigError("dmarc_reports.interval", f"must be positive, got {reports.interval}")
+    if reports.enabled and "@" not in reports.from_address:
+        raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
 
 
 def _validate_policy(policy: PolicySection) -> None:

@@ -74,6 +74,26 @@ class DmarcRecord:
     rua: tuple[str, ...] = ()
     ruf: tuple[str, ...] = ()
 
+    def text(self) -> str:
+        """The record in canonical form, every tag spelled out (what reports quote, and what
+        :func:`parse_record` reads back to an equal record)."""
+        tags = [
+            f"p={self.p.value}",
+            f"sp={self.sp.value}",
+            f"adkim={self.adkim}",
+            f"aspf={self.aspf}",
+            f"pct={self.pct}",
+            f"fo={self.fo}",
+            f"rf={self.rf}",
+            f"ri={self.ri}",
+        ]
+        tags += [
+            f"{name}={','.join(uris)}"
+            for name, uris in (("rua", self.rua), ("ruf", self.ruf))
+            if uris
+        ]
+        return "; ".join(["v=DMARC1", *tags])
+
 
 @dataclass(frozen=True, slots=True)
 class AuthIdentity:
@@ -94,6 +114,9 @@ class DmarcOutcome:
     reason: str = ""
     #: The identifiers that aligned and passed ("spf", "dkim").
     aligned: tuple[str, ...] = field(default=())
+    #: Where the record was found: ``domain`` or its organizational domain (the DMARC Policy
+    #: Domain that aggregate reports are about, RFC 9990 §3.1.2).
+    policy_domain: str = ""
 
 
 # -- organizational domains (RFC 7489 §3.2) ------------------------------------------------------
@@ -240,16 +263,23 @@ async def _evaluate_domain(
         passing.append("spf")
     if any(d.result == "pass" and aligned(domain, d.domain, record.adkim) for d in dkim):
         passing.append("dkim")
+    policy_domain = (organizational_domain(domain) or domain) if inherited else domain
     if passing:
         return DmarcOutcome(
-            DmarcResult.PASS, Disposition.NONE, domain, record, "aligned", tuple(passing)
+            DmarcResult.PASS,
+            Disposition.NONE,
+            domain,
+            record,
+            "aligned",
+            tuple(passing),
+            policy_domain,
         )
     policy = record.sp if inherited else record.p
     sampled = record.pct >= 100 or rng.random() * 100 < record.pct
     if not sampled:
         policy = _LOWER.get(policy, Disposition.NONE)  # §6.6.4: the next lower policy
     reason = "no aligned SPF or DKIM pass" + ("" if sampled else f" (pct={record.pct})")
-    return DmarcOutcome(DmarcResult.FAIL, policy, domain, record, reason)
+    return DmarcOutcome(DmarcResult.FAIL, policy, domain, record, reason, (), policy_domain)
 
 
 async def evaluate(
