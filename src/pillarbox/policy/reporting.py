@@ -39,6 +39,7 @@ from pillarbox.observability.log import Log
 from pillarbox.policy.dmarc import organizational_domain, parse_record
 from pillarbox.policy.dmarcreport import AggregateReport, Reporter, build_reports, report_message
 from pillarbox.services import Services
+from pillarbox.store.interface import Store
 
 _SIZE = re.compile(r"!(\d+)([kmgt]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -128,19 +129,19 @@ def reporter(config: Config) -> Reporter:
 
 
 async def pending_reports(
-    services: Services, end: int, *, domain: str | None = None
+    store: Store, config: Config, end: int, *, domain: str | None = None
 ) -> list[AggregateReport]:
     """Reports of the evaluations received before ``end`` (only ``domain``'s if given)."""
     until = datetime.fromtimestamp(end, UTC)
-    observations = await services.store.dmarc_observations(until)
+    observations = await store.dmarc_observations(until)
     if domain is not None:
         observations = [o for o in observations if o.policy_domain == domain.lower()]
     if not observations:
         return []
-    interval = services.config.dmarc_reports.interval
+    interval = config.dmarc_reports.interval
     earliest = int(observations[0].received.timestamp())
     begin = min(end - int(interval), period_end(earliest, interval))
-    return build_reports(observations, reporter(services.config), begin=begin, end=end)
+    return build_reports(observations, reporter(config), begin=begin, end=end)
 
 
 async def send_reports(
@@ -182,15 +183,18 @@ async def send_reports(
     return sent
 
 
-async def report_once(services: Services, end: int, resolver: Resolver) -> int:
-    """Send every report due at boundary ``end`` and forget what they counted; returns how
-    many reports were queued."""
-    reports = await pending_reports(services, end)
+async def report_once(
+    services: Services, end: int, resolver: Resolver, *, domain: str | None = None
+) -> list[tuple[AggregateReport, list[str]]]:
+    """Send every report due at boundary ``end`` (only ``domain``'s if given) and forget what
+    they counted; returns each report and where it went."""
+    reports = await pending_reports(services.store, services.config, end, domain=domain)
     if not reports:
-        return 0
+        return []
     sent = await send_reports(services, reports, resolver)
-    await services.store.delete_dmarc_observations(datetime.fromtimestamp(end, UTC))
-    return sum(1 for _, to in sent if to)
+    until = datetime.fromtimestamp(end, UTC)
+    await services.store.delete_dmarc_observations(until, domain.lower() if domain else None)
+    return sent
 
 
 def report_resolver(config: Config) -> DnsResolver:

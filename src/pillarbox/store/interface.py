@@ -234,9 +234,9 @@ class Store(Protocol):
     async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
         """Every kept evaluation received before ``until``, oldest first."""
 
-    async def delete_dmarc_observations(self, until: datetime) -> int:
-        """Drop the evaluations received before ``until`` (they were reported); returns how
-        many."""
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        """Drop the evaluations received before ``until`` (they were reported), only those of
+        policy domain ``domain`` if given; returns how many."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:

@@ -878,8 +878,12 @@ class StoreContract:
         await store.record_dmarc_observation(first)
         assert await store.dmarc_observations(start) == []
         assert await store.dmarc_observations(start + timedelta(days=1)) == [first, second]
+        later = start + timedelta(days=1)
+        assert await store.delete_dmarc_observations(later, "other.example") == 0
         assert await store.delete_dmarc_observations(start + timedelta(minutes=1)) == 1
-        assert await store.dmarc_observations(start + timedelta(days=1)) == [second]
+        assert await store.dmarc_observations(later) == [second]
+        assert await store.delete_dmarc_observations(later, "example.net") == 1
+        assert await store.dmarc_observations(later) == []
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

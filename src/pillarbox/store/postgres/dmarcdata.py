@@ -66,6 +66,10 @@ async def observations(conn: Conn, until: datetime) -> list[DmarcObservation]:
     ]
 
 
-async def delete(conn: Conn, until: datetime) -> int:
-    cur = await conn.execute("DELETE FROM dmarc_observations WHERE received < %s", (until,))
+async def delete(conn: Conn, until: datetime, domain: str | None) -> int:
+    cur = await conn.execute(
+        "DELETE FROM dmarc_observations WHERE received < %s "
+        "AND (%s::text IS NULL OR policy_domain = %s)",
+        (until, domain, domain),
+    )
     return cur.rowcount

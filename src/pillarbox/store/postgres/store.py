@@ -1374,8 +1374,8 @@ class PostgresStore:
     async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
         return await self._read(lambda conn: dmarcdata.observations(conn, until))
 
-    async def delete_dmarc_observations(self, until: datetime) -> int:
-        return await self._write(lambda conn, _: dmarcdata.delete(conn, until))
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        return await self._write(lambda conn, _: dmarcdata.delete(conn, until, domain))
 
 
 # -- connections ---------------------------------------------------------------------------------

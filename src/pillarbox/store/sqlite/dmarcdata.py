@@ -83,5 +83,12 @@ def observations(conn: sqlite3.Connection, until: datetime) -> list[DmarcObserva
     ]
 
 
-def delete(conn: sqlite3.Connection, until: datetime) -> int:
-    return conn.execute("DELETE FROM dmarc_observations WHERE received < ?", (_us(until),)).rowcount
+def delete(conn: sqlite3.Connection, until: datetime, domain: str | None) -> int:
+    if domain is None:
+        cursor = conn.execute("DELETE FROM dmarc_observations WHERE received < ?", (_us(until),))
+    else:
+        cursor = conn.execute(
+            "DELETE FROM dmarc_observations WHERE received < ? AND policy_domain = ?",
+            (_us(until), domain),
+        )
+    return cursor.rowcount

@@ -1337,8 +1337,8 @@ class SqliteStore:
     async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
         return await self._read(lambda conn: dmarcdata.observations(conn, until))
 
-    async def delete_dmarc_observations(self, until: datetime) -> int:
-        return await self._write(lambda conn, fx: dmarcdata.delete(conn, until))
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        return await self._write(lambda conn, fx: dmarcdata.delete(conn, until, domain))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:
