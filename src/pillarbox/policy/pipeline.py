@@ -16,6 +16,9 @@ Implementation notes:
   no policy (RFC 7489 §6.6.3 and the local choice recorded in ``dmarc-cases.yml``).
 - Everything is explained: each signal is a :class:`~.verdict.Reason`; the message carries
   ``Authentication-Results`` (RFC 8601) and ``X-Pillarbox-Spam``.
+- With ``dmarc_reports`` on, each DMARC pass or fail under a record that has ``rua`` is kept in
+  the store (one small write per such message) for the aggregate report job
+  (:mod:`.reporting`); messages refused at DATA are counted too (RFC 9990 §3.1).
 """
 
 from __future__ import annotations
