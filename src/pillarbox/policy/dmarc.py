@@ -213,9 +213,15 @@ def parse_record(text: str) -> DmarcRecord | None:
     )
 
 
+def is_dmarc_text(text: str) -> bool:
+    """The TXT data starts with the ``v=DMARC1`` tag (RFC 7489 §6.6.3 step 3; RFC 9990 §4
+    step 6 for report consent records)."""
+    return _VERSION.match(text) is not None
+
+
 def select_record(texts: Sequence[str]) -> DmarcRecord | None:
     """RFC 7489 §6.6.3 steps 3–4: discard non-DMARC records; exactly one must remain."""
-    candidates = [t for t in texts if _VERSION.match(t)]
+    candidates = [t for t in texts if is_dmarc_text(t)]
     if len(candidates) != 1:
         return None
     return parse_record(candidates[0])

@@ -36,7 +36,7 @@ from pillarbox.config import Config
 from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, Resolver
 from pillarbox.errors import InvalidName
 from pillarbox.observability.log import Log
-from pillarbox.policy.dmarc import organizational_domain, parse_record
+from pillarbox.policy.dmarc import is_dmarc_text, organizational_domain, parse_record
 from pillarbox.policy.dmarcreport import AggregateReport, Reporter, build_reports, report_message
 from pillarbox.services import Services
 from pillarbox.store.interface import Store
@@ -92,7 +92,7 @@ async def verified_destinations(
         except (DnsTemporaryError, InvalidName):
             continue  # §4 steps 4–5: no positive determination this time
         consents = [t.decode("utf-8", "replace") for t in texts]
-        consents = [t for t in consents if re.match(r"\s*v\s*=\s*DMARC1\s*(;|$)", t)]
+        consents = [t for t in consents if is_dmarc_text(t)]
         if not consents:
             continue  # §4 step 7
         override = _override(consents[0])
@@ -120,6 +120,7 @@ def period_end(now: float, interval: float) -> int:
 
 
 def reporter(config: Config) -> Reporter:
+    """Our report metadata from ``[dmarc_reports]`` and ``server.hostname``."""
     section = config.dmarc_reports
     return Reporter(
         receiver=config.server.hostname,
@@ -198,6 +199,7 @@ async def report_once(
 
 
 def report_resolver(config: Config) -> DnsResolver:
+    """A resolver of its own for the consent lookups (the policy's cache is for mail)."""
     return DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
 
 
