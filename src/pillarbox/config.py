@@ -324,6 +324,23 @@ class WebSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DmarcReportSection:
+    enabled: bool = _f(
+        False,
+        "Keep the DMARC results of arriving mail and send aggregate reports (RFC 9990) to "
+        "domains whose record asks for them (rua=mailto:).",
+    )
+    interval: float = _f(
+        86400.0, "Seconds between aggregate reports: the reporting period (typically a day)."
+    )
+    from_address: str = _f(
+        "", "Local account whose address sends the reports (required when enabled)."
+    )
+    org_name: str = _f("", "Reporting organization named in reports (default: server.hostname).")
+    contact_email: str = _f("", "Contact address in report metadata (default: from_address).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
     format: Literal["text", "json"] = _f("text", "Log line format.")
@@ -348,6 +365,9 @@ class Config:
     dns: DnsSection = _section(DnsSection, "DNS resolution.")
     policy: PolicySection = _section(PolicySection, "Inbound mail policy and spam filter.")
     web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
+    dmarc_reports: DmarcReportSection = _section(
+        DmarcReportSection, "DMARC aggregate reports sent to the domains whose mail we receive."
+    )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
     #: Where the file was read from; relative paths in it resolve against its directory.
@@ -541,6 +561,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
     _validate_policy(config.policy)
     _validate_web(config.web)
+    reports = config.dmarc_reports
+    if reports.interval <= 0:
+        raise ConfigError("dmarc_reports.interval", f"must be positive, got {reports.interval}")
+    if reports.enabled and "@" not in reports.from_address:
+        raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
 
 
 def _validate_policy(policy: PolicySection) -> None:

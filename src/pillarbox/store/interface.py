@@ -37,6 +37,7 @@ from pillarbox.store.types import (
     DeliveryResult,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Domain,
     FlagOp,
     FlagUpdate,
@@ -240,6 +241,17 @@ class Store(Protocol):
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         """UIDs expunged with a MODSEQ greater than ``modseq``, ascending."""
+
+    # -- DMARC aggregate reports (pillarbox.policy.dmarcreport) --------------------------------
+    async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
+        """Keep one message's DMARC evaluation for the next aggregate report."""
+
+    async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
+        """Every kept evaluation received before ``until``, oldest first."""
+
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        """Drop the evaluations received before ``until`` (they were reported), only those of
+        policy domain ``domain`` if given; returns how many."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:

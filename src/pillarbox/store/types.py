@@ -494,3 +494,29 @@ class SenderListEntry:
 
     pattern: str
     kind: SenderListKind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DmarcObservation:
+    """One arriving message's DMARC evaluation, kept until it is reported to the domain owner
+    (RFC 9990 §3.1: aggregate reports count messages by source, identifiers and results)."""
+
+    received: datetime
+    #: The DMARC Policy Domain: where the record was found (the report is about it).
+    policy_domain: str
+    #: RFC5322.From domain.
+    header_from: str
+    #: RFC5321.MailFrom domain ("" for the null reverse-path).
+    envelope_from: str
+    source_ip: str
+    #: What was applied: none, quarantine or reject (RFC 9990 ``ActionDispositionType``).
+    disposition: str
+    dkim_aligned: bool
+    spf_aligned: bool
+    #: The SPF result of the MAIL FROM identity, uninterpreted ("" if none was checked).
+    spf_domain: str
+    spf_result: str
+    #: Each DKIM signature checked: (d=, s=, result).
+    dkim: tuple[tuple[str, str, str], ...]
+    #: The policy record as evaluated, in canonical ``v=DMARC1; …`` form (with its rua).
+    policy_record: str

@@ -19,6 +19,7 @@ random operation sequences; run it with a factory of *fresh* stores.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
@@ -51,6 +52,7 @@ from pillarbox.store.types import (
     ChangeKind,
     DeliveryStatus,
     DeliveryTarget,
+    DmarcObservation,
     FlagOp,
     Mailbox,
     NewQueueRecipient,
@@ -942,6 +944,37 @@ class StoreContract:
         await store.remove_queued(queued.id)
         assert await store.read_blob(record.blob_id) == raw
         assert await store.search_text(inbox.id, ["message body number 1"]) == {record.uid}
+
+    # -- DMARC aggregate reports ----------------------------------------------------------------
+    async def test_dmarc_observations(self, store: Store) -> None:
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        first = DmarcObservation(
+            received=start,
+            policy_domain="example.net",
+            header_from="mail.example.net",
+            envelope_from="",
+            source_ip="2001:db8::25",
+            disposition="quarantine",
+            dkim_aligned=False,
+            spf_aligned=False,
+            spf_domain="mail.example.net",
+            spf_result="softfail",
+            dkim=(("example.net", "s1", "fail"), ("other.example", "k", "pass")),
+            policy_record="v=DMARC1; p=quarantine; rua=mailto:d@example.net",
+        )
+        second = dataclasses.replace(
+            first, received=start + timedelta(hours=1), dkim=(), disposition="none"
+        )
+        await store.record_dmarc_observation(second)
+        await store.record_dmarc_observation(first)
+        assert await store.dmarc_observations(start) == []
+        assert await store.dmarc_observations(start + timedelta(days=1)) == [first, second]
+        later = start + timedelta(days=1)
+        assert await store.delete_dmarc_observations(later, "other.example") == 0
+        assert await store.delete_dmarc_observations(start + timedelta(minutes=1)) == 1
+        assert await store.dmarc_observations(later) == [second]
+        assert await store.delete_dmarc_observations(later, "example.net") == 1
+        assert await store.dmarc_observations(later) == []
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

@@ -391,6 +391,27 @@ ALTER TABLE messages ADD COLUMN refs text[] NOT NULL DEFAULT '{}';
 UPDATE messages m SET refs = ARRAY(
     SELECT jsonb_array_elements_text(convert_from(b.info, 'UTF8')::jsonb -> 'references')
 ) FROM blobs b WHERE b.id = m.blob AND b.info IS NOT NULL;
+#"""
+
+# DMARC aggregate reports (queries in .dmarcdata): one row per evaluated message, until the
+# periodic report that counts it is queued.
+_V5_SQL = r"""
+CREATE TABLE dmarc_observations (
+    id bigserial PRIMARY KEY,
+    received timestamptz NOT NULL,
+    policy_domain text NOT NULL,
+    header_from text NOT NULL,
+    envelope_from text NOT NULL,
+    source_ip text NOT NULL,
+    disposition text NOT NULL,
+    dkim_aligned boolean NOT NULL,
+    spf_aligned boolean NOT NULL,
+    spf_domain text NOT NULL,
+    spf_result text NOT NULL,
+    dkim jsonb NOT NULL,
+    policy_record text NOT NULL
+);
+CREATE INDEX dmarc_observations_received ON dmarc_observations(received);
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -402,6 +423,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "spam filter models, reputation and sender lists", _V2_SQL),
     Migration(3, "vacation auto-reply memory", _V3_SQL),
     Migration(4, "message references as a column (threaded lists)", _V4_SQL),
+    Migration(5, "DMARC evaluations kept for aggregate reports", _V5_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

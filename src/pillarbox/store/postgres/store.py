@@ -59,7 +59,7 @@ from pillarbox.errors import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.postgres import accountdata, notify, spamdata
+from pillarbox.store.postgres import accountdata, dmarcdata, notify, spamdata
 from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
@@ -77,6 +77,7 @@ from pillarbox.store.types import (
     DeliveryStatus,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Domain,
     FlagOp,
     FlagUpdate,
@@ -1424,6 +1425,16 @@ class PostgresStore:
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
         await self._write(lambda conn, _: spamdata.remove_sender_entry(conn, account_id, pattern))
+
+    # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
+    async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
+        await self._write(lambda conn, _: dmarcdata.record(conn, observation))
+
+    async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
+        return await self._read(lambda conn: dmarcdata.observations(conn, until))
+
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        return await self._write(lambda conn, _: dmarcdata.delete(conn, until, domain))
 
 
 # -- connections ---------------------------------------------------------------------------------

@@ -353,6 +353,27 @@ UPDATE messages SET refs = coalesce(
     (SELECT json_extract(CAST(info AS TEXT), '$.references') FROM blobs WHERE id = messages.blob),
     '[]'
 );
+#"""
+
+# DMARC aggregate reports (queries in .dmarcdata): one row per evaluated message, until the
+# periodic report that counts it is queued.
+_V9_SQL = r"""
+CREATE TABLE dmarc_observations (
+    id INTEGER PRIMARY KEY,
+    received INTEGER NOT NULL,
+    policy_domain TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    source_ip TEXT NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim_aligned INTEGER NOT NULL,
+    spf_aligned INTEGER NOT NULL,
+    spf_domain TEXT NOT NULL,
+    spf_result TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    policy_record TEXT NOT NULL
+);
+CREATE INDEX dmarc_observations_received ON dmarc_observations(received);
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -364,6 +385,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "blob digests by id (message lists)", _V6_SQL),
     Migration(7, "vacation auto-reply memory", _V7_SQL),
     Migration(8, "message references as a column (threaded lists)", _V8_SQL),
+    Migration(9, "DMARC evaluations kept for aggregate reports", _V9_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
