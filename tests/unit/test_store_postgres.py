@@ -27,7 +27,7 @@ from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.postgres import PostgresLimits, PostgresStore
 from pillarbox.store.postgres import notify as pg_notify
-from pillarbox.store.postgres.migrations import LATEST_VERSION
+from pillarbox.store.postgres.migrations import LATEST_VERSION, MIGRATIONS
 from pillarbox.store.types import (
     INBOX,
     Change,
@@ -90,7 +90,7 @@ async def test_references_are_backfilled_by_migration_4(migrated_url: str) -> No
     await store.close()
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
         await conn.execute("ALTER TABLE messages DROP COLUMN refs")  # as version 3 had it
-        await conn.execute("DELETE FROM schema_version WHERE version = 4")
+        await conn.execute(MIGRATIONS[4 - 1].sql.encode())
     upgraded = PostgresStore(migrated_url)
     await upgraded.open()
     try:

@@ -109,7 +109,7 @@ async def test_references_are_backfilled_by_migration_8(tmp_path: Path) -> None:
     await store.close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("ALTER TABLE messages DROP COLUMN refs")  # the table as version 7 had it
-    conn.execute("DELETE FROM schema_version WHERE version = 8")
+    conn.executescript(MIGRATIONS[8 - 1].sql)
     conn.close()
     upgraded = SqliteStore(path)
     await upgraded.open()

@@ -31,18 +31,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pillarbox.blocking import run_blocking
 from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import Address, parse_address
-from pillarbox.mail.model import MessageInfo
-from pillarbox.mail.parse import parse_message
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
 from pillarbox.policy.pipeline import Arrival, Copy, Judgement
 from pillarbox.policy.verdict import Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
+from pillarbox.queue.local import parse
 from pillarbox.queue.routing import LocalRecipient, Resolution
 from pillarbox.queue.signing import sign_outbound
 from pillarbox.services import Services
@@ -57,9 +55,6 @@ from pillarbox.store.types import (
     DeliveryTarget,
     NewQueueRecipient,
 )
-
-#: Messages larger than this are parsed on the blocking pool rather than on the event loop.
-INLINE_PARSE_LIMIT = 256 * 1024
 
 NOT_YOUR_SENDER = replies.POLICY_REJECTED.with_text("sender address not owned by the login")
 NOT_YOUR_FROM = replies.POLICY_REJECTED.with_text("From header address not owned by the login")
@@ -108,13 +103,6 @@ class _Plan:
     plain: list[NewQueueRecipient] = field(default_factory=list)
     #: Remote targets of our aliases, by alias (RCPT) address: forwarded.
     aliased: dict[str, list[NewQueueRecipient]] = field(default_factory=dict)
-
-
-async def parse(raw: bytes) -> MessageInfo:
-    """Parse once at ingest, off the loop when the message is large."""
-    if len(raw) > INLINE_PARSE_LIMIT:
-        return await run_blocking(parse_message, raw)
-    return parse_message(raw)
 
 
 class Intake:

@@ -391,7 +391,7 @@ ALTER TABLE messages ADD COLUMN refs text[] NOT NULL DEFAULT '{}';
 UPDATE messages m SET refs = ARRAY(
     SELECT jsonb_array_elements_text(convert_from(b.info, 'UTF8')::jsonb -> 'references')
 ) FROM blobs b WHERE b.id = m.blob AND b.info IS NOT NULL;
-#"""
+"""
 
 # DMARC aggregate reports (queries in .dmarcdata): one row per evaluated message, until the
 # periodic report that counts it is queued.

@@ -353,7 +353,7 @@ UPDATE messages SET refs = coalesce(
     (SELECT json_extract(CAST(info AS TEXT), '$.references') FROM blobs WHERE id = messages.blob),
     '[]'
 );
-#"""
+"""
 
 # DMARC aggregate reports (queries in .dmarcdata): one row per evaluated message, until the
 # periodic report that counts it is queued.
