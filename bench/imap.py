@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import lzma
 import multiprocessing
 import os
 import re
@@ -49,40 +48,18 @@ import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from pillarbox.imap.session import normalise_line_endings
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX
+from pillarbox.testing.corpus import LINUX_MIPS, mboxrd_messages
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 
-CORPUS = Path("/work/shared/corpora/mbox/linux-mips-first35000.mboxrd.xz")
+CORPUS = LINUX_MIPS
 USER = "bench@example.org"
 BATCH = 200
-_FROM_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
-
-
-def mboxrd_messages(path: Path, limit: int) -> Iterator[bytes]:
-    """Messages of an mboxrd file: split at ``From `` lines, one ``>`` removed from quoted
-    ``>From`` lines (the mboxrd rule), line ends made CRLF."""
-    current: list[bytes] = []
-    count = 0
-    with lzma.open(path, "rb") as stream:
-        for line in stream:
-            if line.startswith(b"From "):
-                if current:
-                    yield normalise_line_endings(_FROM_QUOTED.sub(rb"\1", b"".join(current)))
-                    count += 1
-                    if count >= limit:
-                        return
-                current = []
-                continue
-            current.append(line)
-    if current and count < limit:
-        yield normalise_line_endings(_FROM_QUOTED.sub(rb"\1", b"".join(current)))
 
 
 async def load(store: Store, messages: list[bytes]) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pillarbox.errors import ConfigError, QuotaExceeded, StorageError
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import BlobMode, FileBlobStore, blob_id_of
 from pillarbox.store.feed import ChangeHub
 from pillarbox.store.interface import Store
@@ -91,12 +92,12 @@ async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int) -
     assert versions == [m.version for m in MIGRATIONS]
 
 
-async def test_version_7_copies_each_message_digest(tmp_path: Path) -> None:
-    """Records are read without joining ``blobs`` from version 7 on: messages stored before
+async def test_version_10_copies_each_message_digest(tmp_path: Path) -> None:
+    """Records are read without joining ``blobs`` from version 10 on: messages stored before
     it must have their blob's digest copied beside them."""
     path = tmp_path / "db.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, target=6)
+    migrate(conn, target=9)
     conn.executescript(
         f"""
         INSERT INTO domains VALUES ('{DOMAIN}', 0);
@@ -118,6 +119,35 @@ async def test_version_7_copies_each_message_digest(tmp_path: Path) -> None:
         assert record.blob_id == "ab" * 32
     finally:
         await store.close()
+
+
+THREADED = (
+    b"From: ann@example.org\r\nSubject: Re: plan\r\nMessage-ID: <c@x>\r\n"
+    b"In-Reply-To: <b@x>\r\nReferences: <a@x> <b@x>\r\n\r\nbody\r\n"
+)
+
+
+async def test_references_are_backfilled_by_migration_8(tmp_path: Path) -> None:
+    """Mail stored before migration 8 gets its References column from the stored structure."""
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    await store.deliver(THREADED, parse_message(THREADED), [DeliveryTarget(account.id)])
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE messages DROP COLUMN refs")  # the table as version 7 had it
+    conn.executescript(MIGRATIONS[8 - 1].sql)
+    conn.close()
+    upgraded = SqliteStore(path)
+    await upgraded.open()
+    try:
+        inbox = await upgraded.get_mailbox(account.id, INBOX)
+        [fields] = await upgraded.thread_fields(inbox.id)
+        assert fields.references == ("a@x", "b@x") and fields.in_reply_to == "b@x"
+    finally:
+        await upgraded.close()
 
 
 async def test_refuses_a_newer_schema(tmp_path: Path) -> None:

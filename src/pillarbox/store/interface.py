@@ -25,7 +25,7 @@ Implementation notes, binding on every backend:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pillarbox.mail.model import MessageInfo
@@ -33,12 +33,14 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
     DeliveryResult,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Domain,
     FlagOp,
     FlagUpdate,
@@ -55,6 +57,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SpamCounts,
     SpecialUse,
+    ThreadFields,
     TokenKind,
 )
 
@@ -231,6 +234,19 @@ class Store(Protocol):
         35,000-message mailbox costs no more than reading its keys once. ``NotFound`` for an
         unknown mailbox."""
 
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        """Threading inputs of the live messages with UID ``uid_min`` or above, in UID order,
+        read from the ingest metadata without decoding whole structures (a threaded list of a
+        35,000-message mailbox reads them all once). ``NotFound`` for an unknown mailbox."""
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        """Mail per interval (``buckets`` intervals of ``step`` from ``since``), all accounts,
+        for the admin dashboard: counted from the messages and the queue entries the store
+        holds now (mail deleted for good is not counted; see :class:`ActivityCounts`). One
+        scan of the recent messages; not meant for every request."""
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         """Live messages whose MODSEQ is greater than ``modseq``, in UID order."""
 
@@ -245,6 +261,17 @@ class Store(Protocol):
         before the call: the answer reflects every change committed before the call. This is
         how a delivery to a mailbox that a thousand sessions idle on costs one read, not a
         thousand (see :class:`~pillarbox.store.sharedreads.SharedReads`)."""
+
+    # -- DMARC aggregate reports (pillarbox.policy.dmarcreport) --------------------------------
+    async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
+        """Keep one message's DMARC evaluation for the next aggregate report."""
+
+    async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
+        """Every kept evaluation received before ``until``, oldest first."""
+
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        """Drop the evaluations received before ``until`` (they were reported), only those of
+        policy domain ``domain`` if given; returns how many."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:
@@ -283,6 +310,14 @@ class Store(Protocol):
         """The account's settings (the defaults until first set); ``NotFound`` for no account."""
 
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None: ...
+
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        """Record that the account auto-replies to ``sender`` (compared without case) at
+        ``now``, unless it did less than ``interval`` before; True if recorded — the reply is
+        due. Atomic, so two deliveries at once send one reply (RFC 3834 §2). Memories older
+        than ``interval`` are forgotten. ``NotFound`` for an unknown account."""
 
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str

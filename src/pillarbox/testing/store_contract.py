@@ -19,8 +19,10 @@ random operation sequences; run it with a factory of *fresh* stores.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,16 +39,20 @@ from pillarbox.errors import (
     UserError,
 )
 from pillarbox.mail.model import BodyPart, Envelope, EnvelopeAddress, MessageInfo
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     INBOX,
     Account,
+    AccountSettings,
+    ActivityCounts,
     AttemptOutcome,
     Change,
     ChangeKind,
     DeliveryStatus,
     DeliveryTarget,
+    DmarcObservation,
     FlagOp,
     Mailbox,
     NewQueueRecipient,
@@ -285,6 +291,34 @@ class StoreContract:
             await store.add_alias("no-domain", [account.address])
         with pytest.raises(NotFound):
             await store.remove_alias(f"none@{DOMAIN}")
+
+    async def test_vacation_reply_once_per_interval(self, store: Store, account: Account) -> None:
+        week, start = timedelta(days=7), datetime(2025, 6, 1, tzinfo=UTC)
+        claim = store.claim_vacation_reply
+        assert await claim(account.id, "Ann@Example.com", start, week)
+        assert not await claim(account.id, "ann@example.com", start + timedelta(days=6), week)
+        assert await claim(account.id, "carl@example.com", start + timedelta(days=6), week)
+        assert await claim(account.id, "ann@example.com", start + week, week)
+        # The interval counts from the last reply, not from the refused attempt.
+        assert not await claim(account.id, "ann@example.com", start + timedelta(days=13), week)
+        two = await asyncio.gather(
+            *(claim(account.id, "dana@example.com", start, week) for _ in range(2))
+        )
+        assert sorted(two) == [False, True]
+        with pytest.raises(NotFound):
+            await claim(account.id + 1000, "ann@example.com", start, week)
+
+    async def test_new_vacation_text_forgets_who_had_a_reply(
+        self, store: Store, account: Account
+    ) -> None:
+        week, now = timedelta(days=7), datetime(2025, 6, 1, tzinfo=UTC)
+        away = AccountSettings(vacation_enabled=True, vacation_body="Away.")
+        await store.set_settings(account.id, away)
+        assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+        await store.set_settings(account.id, replace(away, forward_to=("x@example.com",)))
+        assert not await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+        await store.set_settings(account.id, replace(away, vacation_body="Away until May."))
+        assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
 
     # -- mailboxes -----------------------------------------------------------------------------
     @pytest.mark.parametrize("spelling", ["INBOX", "inbox", "InBoX"])
@@ -709,6 +743,62 @@ class StoreContract:
         assert await store.expunged_since(inbox.id, mark) == [2, 3]
         assert (await store.quota_usage(account.id)).messages == 3
 
+    async def test_activity_counts_mail_per_interval(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        hour = timedelta(hours=1)
+        since = now - 3 * hour  # four intervals; the queue entry made now falls in the last
+        boxes = {name: await store.get_mailbox(account.id, name) for name in ("Junk", "Sent")}
+        drafts = await store.get_mailbox(account.id, "Drafts")
+        placed = [
+            (inbox, since + timedelta(minutes=10)),
+            (inbox, since + timedelta(minutes=59)),
+            (boxes["Junk"], since + hour),
+            (boxes["Sent"], since + 2 * hour),
+            (drafts, since + 2 * hour),  # not mail that moved
+            (inbox, since - timedelta(seconds=1)),  # before the window
+        ]
+        for serial, (box, when) in enumerate(placed):
+            await store.append(box.id, *make_message(serial), internal_date=when)
+        await store.enqueue("ann@example.org", b"queued", [NewQueueRecipient("r@y.org")])
+        counts = await store.activity(since, hour, 4)
+        assert [c.start for c in counts] == [since + hour * i for i in range(4)]
+        assert [(c.delivered, c.junk, c.sent, c.queued) for c in counts] == [
+            (2, 0, 0, 0),
+            (1, 1, 0, 0),
+            (0, 0, 1, 0),
+            (0, 0, 0, 1),
+        ]
+        assert await store.activity(since - 10 * hour, hour, 2) == [
+            ActivityCounts(since - 10 * hour),
+            ActivityCounts(since - 9 * hour),
+        ]
+
+    async def test_thread_fields(self, store: Store, inbox: Mailbox) -> None:
+        heads = [
+            "Message-ID: <a@x>\r\nSubject: Plan\r\nDate: Mon, 3 Mar 2025 12:00:00 +0000\r\n",
+            "Message-ID: <b@x>\r\nSubject: Re: Plan\r\nIn-Reply-To: <a@x>\r\n",
+            'Message-ID: <c@x>\r\nSubject: =?utf-8?q?R=C3=A9?=\r\nReferences: <a@x> <"b"@x>\r\n',
+        ]
+        for head in heads:
+            raw = f"From: ann@example.org\r\n{head}\r\nbody\r\n".encode()
+            await store.append(inbox.id, raw, parse_message(raw), internal_date=T0)
+        fields = await store.thread_fields(inbox.id)
+        assert [(f.uid, f.subject, f.message_id, f.in_reply_to, f.references) for f in fields] == [
+            (1, "Plan", "a@x", "", ()),
+            (2, "Re: Plan", "b@x", "a@x", ()),
+            (3, "Ré", "c@x", "", ("a@x", "b@x")),  # ids normalised at ingest
+        ]
+        assert fields[0].sent_date == datetime(2025, 3, 3, 12, tzinfo=UTC)
+        assert fields[1].sent_date is None and fields[1].internal_date == T0
+        await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        assert [f.uid for f in await store.thread_fields(inbox.id)] == [1, 3]
+        assert [f.uid for f in await store.thread_fields(inbox.id, uid_min=2)] == [3]
+        with pytest.raises(NotFound):
+            await store.thread_fields(inbox.id + 1000)
+
     @pytest.mark.parametrize("settled", [False, True], ids=["unindexed", "indexed"])
     async def test_search_text(self, store: Store, inbox: Mailbox, settled: bool) -> None:
         await store.append(inbox.id, *make_message(1, subject="Quarterly Report", body="Grüße"))
@@ -763,6 +853,9 @@ class StoreContract:
         created = await store.create_mailbox(account.id, "New")
         change = await asyncio.wait_for(anext(feed), 5)
         assert (change.kind, change.mailbox_id) == (ChangeKind.MAILBOXES, created.id)
+        await store.set_subscribed(account.id, "New", True)
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert change == Change(account.id, 0, ChangeKind.SUBSCRIPTIONS, 0)
         await subscription.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(feed), 5)
@@ -899,6 +992,37 @@ class StoreContract:
         await store.remove_queued(queued.id)
         assert await store.read_blob(record.blob_id) == raw
         assert await store.search_text(inbox.id, ["message body number 1"]) == {record.uid}
+
+    # -- DMARC aggregate reports ----------------------------------------------------------------
+    async def test_dmarc_observations(self, store: Store) -> None:
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        first = DmarcObservation(
+            received=start,
+            policy_domain="example.net",
+            header_from="mail.example.net",
+            envelope_from="",
+            source_ip="2001:db8::25",
+            disposition="quarantine",
+            dkim_aligned=False,
+            spf_aligned=False,
+            spf_domain="mail.example.net",
+            spf_result="softfail",
+            dkim=(("example.net", "s1", "fail"), ("other.example", "k", "pass")),
+            policy_record="v=DMARC1; p=quarantine; rua=mailto:d@example.net",
+        )
+        second = dataclasses.replace(
+            first, received=start + timedelta(hours=1), dkim=(), disposition="none"
+        )
+        await store.record_dmarc_observation(second)
+        await store.record_dmarc_observation(first)
+        assert await store.dmarc_observations(start) == []
+        assert await store.dmarc_observations(start + timedelta(days=1)) == [first, second]
+        later = start + timedelta(days=1)
+        assert await store.delete_dmarc_observations(later, "other.example") == 0
+        assert await store.delete_dmarc_observations(start + timedelta(minutes=1)) == 1
+        assert await store.dmarc_observations(later) == [second]
+        assert await store.delete_dmarc_observations(later, "example.net") == 1
+        assert await store.dmarc_observations(later) == []
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

@@ -38,7 +38,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -59,7 +59,7 @@ from pillarbox.errors import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.postgres import accountdata, notify, spamdata
+from pillarbox.store.postgres import accountdata, dmarcdata, notify, spamdata
 from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.types import (
@@ -69,6 +69,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -77,6 +78,7 @@ from pillarbox.store.types import (
     DeliveryStatus,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Domain,
     FlagOp,
     FlagUpdate,
@@ -96,7 +98,9 @@ from pillarbox.store.types import (
     SenderListEntry,
     SpamCounts,
     SpecialUse,
+    ThreadFields,
     TokenKind,
+    activity_series,
     canonical_flags,
     normalize_mailbox_name,
 )
@@ -123,7 +127,7 @@ _ACCOUNT_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob, sent_date, "
-    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to"
+    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs"
 )
 #: Errors after which the whole operation is run again on a fresh transaction.
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
@@ -172,6 +176,8 @@ class _SortKeys:
     cc_addr: str
     message_id: str
     in_reply_to: str
+    #: Threading reads them for a whole mailbox.
+    references: list[str]
 
     @classmethod
     def of(cls, info: MessageInfo) -> _SortKeys:
@@ -183,6 +189,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
+            list(info.references),
         )
 
 
@@ -750,6 +757,7 @@ class PostgresStore:
                     "DELETE FROM subscriptions WHERE account_id = %s AND name = %s",
                     (account_id, canonical),
                 )
+            changes.append(Change(account_id, 0, ChangeKind.SUBSCRIPTIONS, 0))
 
         await self._write(op)
 
@@ -1129,6 +1137,49 @@ class PostgresStore:
 
         return await self._read(query)
 
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        async def query(conn: Conn) -> list[ThreadFields]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                await _require_mailbox(conn, mailbox_id)
+                return await accountdata.thread_fields(conn, mailbox_id, uid_min)
+
+        return await self._read(query)
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        bounds = {"since": since, "step": step.total_seconds(), "end": since + step * buckets}
+
+        async def query(conn: Conn) -> list[ActivityCounts]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                stored = await _all(
+                    conn,
+                    "SELECT floor(extract(epoch FROM m.internal_date - %(since)s) "
+                    "/ %(step)s)::bigint, mb.special_use, count(*) "
+                    "FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id "
+                    "WHERE m.internal_date >= %(since)s AND m.internal_date < %(end)s "
+                    "GROUP BY 1, 2",
+                    bounds,
+                )
+                queued = await _all(
+                    conn,
+                    "SELECT floor(extract(epoch FROM queued_at - %(since)s) / %(step)s)::bigint, "
+                    "count(*) FROM queue_messages "
+                    "WHERE queued_at >= %(since)s AND queued_at < %(end)s GROUP BY 1",
+                    bounds,
+                )
+            return activity_series(
+                since,
+                step,
+                buckets,
+                [(int(i), use, int(n)) for i, use, n in stored],
+                [(int(i), int(n)) for i, n in queued],
+            )
+
+        return await self._read(query)
+
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         async def query(conn: Conn) -> list[int]:
             await _require_mailbox(conn, mailbox_id)
@@ -1308,6 +1359,15 @@ class PostgresStore:
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
         await self._write(lambda conn, _: accountdata.set_settings(conn, account_id, settings))
 
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        return await self._write(
+            lambda conn, _: accountdata.claim_vacation_reply(
+                conn, account_id, sender, now, interval
+            )
+        )
+
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str
     ) -> AccountToken:
@@ -1385,6 +1445,16 @@ class PostgresStore:
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
         await self._write(lambda conn, _: spamdata.remove_sender_entry(conn, account_id, pattern))
+
+    # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
+    async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
+        await self._write(lambda conn, _: dmarcdata.record(conn, observation))
+
+    async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
+        return await self._read(lambda conn: dmarcdata.observations(conn, until))
+
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        return await self._write(lambda conn, _: dmarcdata.delete(conn, until, domain))
 
 
 # -- connections ---------------------------------------------------------------------------------
@@ -1687,7 +1757,7 @@ async def _add_message(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
         "SELECT %(mailbox)s, alloc.uid, alloc.modseq, string_to_array(%(flags)s, ' '), "
         "%(internal)s, %(now)s, %(size)s, %(blob)s, %(sent)s, %(subject)s, %(from)s, %(to)s, "
-        "%(cc)s, %(message_id)s, %(in_reply_to)s FROM alloc RETURNING uid, modseq",
+        "%(cc)s, %(message_id)s, %(in_reply_to)s, %(refs)s FROM alloc RETURNING uid, modseq",
         {
             "mailbox": mailbox.id,
             "flags": flags,
@@ -1702,6 +1772,7 @@ async def _add_message(
             "cc": keys.cc_addr,
             "message_id": keys.message_id,
             "in_reply_to": keys.in_reply_to,
+            "refs": keys.references,
         },
     )
     uid, modseq = int(row[0]), int(row[1])
@@ -1771,7 +1842,7 @@ async def _transfer(
     await conn.execute(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
         "SELECT %s, p.new, %s, m.flags, m.internal_date, %s, m.size, m.blob, m.sent_date, "
-        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to "
+        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to, m.refs "
         "FROM messages m JOIN unnest(%s::bigint[], %s::bigint[]) AS p(old, new) "
         "ON m.uid = p.old WHERE m.mailbox_id = %s",
         (target.id, modseq, now, [old for old, _ in pairs], [new for _, new in pairs], source.id),

@@ -56,7 +56,7 @@ from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
-from pillarbox.store.sqlite import dkimkeys, spamdata, webdata
+from pillarbox.store.sqlite import dkimkeys, dmarcdata, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
@@ -67,6 +67,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -75,6 +76,7 @@ from pillarbox.store.types import (
     DeliveryStatus,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Domain,
     FlagOp,
     FlagUpdate,
@@ -94,7 +96,9 @@ from pillarbox.store.types import (
     SenderListEntry,
     SpamCounts,
     SpecialUse,
+    ThreadFields,
     TokenKind,
+    activity_series,
     canonical_flags,
     normalize_mailbox_name,
 )
@@ -185,11 +189,13 @@ class _SortKeys:
     cc_addr: str
     message_id: str
     in_reply_to: str
+    #: References as a JSON array (threading reads them for a whole mailbox).
+    references: str
 
     @classmethod
     def of(cls, info: MessageInfo | None) -> _SortKeys:
         if info is None:
-            return cls(None, "", "", "", "", "", "")
+            return cls(None, "", "", "", "", "", "", "[]")
         return cls(
             _to_us(info.sent_date) if info.sent_date is not None else None,
             info.subject,
@@ -198,6 +204,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
+            json.dumps(info.references),
         )
 
 
@@ -765,6 +772,7 @@ class SqliteStore:
                     "DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
                     (account_id, canonical),
                 )
+            fx.changes.append(Change(account_id, 0, ChangeKind.SUBSCRIPTIONS, 0))
 
         await self._write(op)
 
@@ -1178,9 +1186,9 @@ class SqliteStore:
         conn.executemany(
             "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, "
             "size, blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
-            "in_reply_to) "
+            "in_reply_to, refs) "
             "SELECT ?, ?, ?, flags, internal_date, ?, size, blob, digest, sent_date, subject, "
-            "from_addr, to_addr, cc_addr, message_id, in_reply_to FROM messages "
+            "from_addr, to_addr, cc_addr, message_id, in_reply_to, refs FROM messages "
             "WHERE mailbox_id = ? AND uid = ?",
             [(target.id, new, modseq, now, source.id, old) for old, new in pairs],
         )
@@ -1255,6 +1263,37 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        def query(conn: sqlite3.Connection) -> list[ThreadFields]:
+            conn.execute("BEGIN")
+            _require_mailbox(conn, mailbox_id)
+            return webdata.thread_fields(conn, mailbox_id, uid_min)
+
+        return await self._read(query)
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        start, width = _to_us(since), step // timedelta(microseconds=1)
+        end = start + width * buckets
+
+        def query(conn: sqlite3.Connection) -> list[ActivityCounts]:
+            conn.execute("BEGIN")
+            stored = conn.execute(
+                "SELECT (m.internal_date - ?) / ?, mb.special_use, count(*) "
+                "FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id "
+                "WHERE m.internal_date >= ? AND m.internal_date < ? GROUP BY 1, 2",
+                (start, width, start, end),
+            ).fetchall()
+            queued = conn.execute(
+                "SELECT (queued_at - ?) / ?, count(*) FROM queue_messages "
+                "WHERE queued_at >= ? AND queued_at < ? GROUP BY 1",
+                (start, width, start, end),
+            ).fetchall()
+            return activity_series(since, step, buckets, stored, queued)
+
+        return await self._read(query)
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         def query(conn: sqlite3.Connection) -> list[MessageRecord]:
             _require_mailbox(conn, mailbox_id)
@@ -1291,6 +1330,13 @@ class SqliteStore:
 
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
         await self._write(lambda conn, fx: webdata.set_settings(conn, account_id, settings))
+
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        return await self._write(
+            lambda conn, fx: webdata.claim_vacation_reply(conn, account_id, sender, now, interval)
+        )
 
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str
@@ -1363,6 +1409,16 @@ class SqliteStore:
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
         await self._write(lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern))
+
+    # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
+    async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
+        await self._write(lambda conn, fx: dmarcdata.record(conn, observation))
+
+    async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
+        return await self._read(lambda conn: dmarcdata.observations(conn, until))
+
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        return await self._write(lambda conn, fx: dmarcdata.delete(conn, until, domain))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:
@@ -1753,8 +1809,9 @@ def _add_message(
     uid, modseq = _allocate_uids(conn, mailbox.id, 1)
     conn.execute(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, size, "
-        "blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, "
+        "refs) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             mailbox.id,
             uid,
@@ -1772,6 +1829,7 @@ def _add_message(
             keys.cc_addr,
             keys.message_id,
             keys.in_reply_to,
+            keys.references,
         ),
     )
     fx.changes.append(Change(mailbox.account_id, mailbox.id, ChangeKind.EXISTS, modseq))
