@@ -498,16 +498,18 @@ async def cost(messages: int, size: int) -> None:
                 arrival = Arrival("192.0.2.10", "mail.sender.test", "alice@sender.test")
                 timings: list[float] = []
                 stages: dict[str, list[float]] = {"assess": [], "verdicts": []}
+                cpu = 0.0
                 for n in range(messages + 20):
                     raw = synthetic(n, rng, size, "alice@sender.test")
                     raw = sign(raw, "sender.test", [key]) + raw
-                    start = time.perf_counter()
+                    start, cpu_start = time.perf_counter(), time.process_time()
                     info = parse_message(raw)
                     assessment = await policy.assess(arrival, raw, info)
                     middle = time.perf_counter()
                     await policy.verdict(assessment, account.id)
                     end = time.perf_counter()
                     if n >= 20:  # the first ones fill the DNS cache
+                        cpu += time.process_time() - cpu_start
                         timings.append(end - start)
                         stages["assess"].append(middle - start)
                         stages["verdicts"].append(end - middle)
@@ -518,7 +520,8 @@ async def cost(messages: int, size: int) -> None:
             await store.close()
     ms = sorted(t * 1000 for t in timings)
     print(f"messages              {messages} x {size} bytes, DKIM rsa-2048 signed")
-    print(f"judge() mean          {statistics.mean(ms):.2f} ms")
+    print(f"judge() mean          {statistics.mean(ms):.2f} ms wall")
+    print(f"process CPU mean      {1000 * cpu / messages:.2f} ms per message (all threads)")
     print(f"judge() p50 / p95     {ms[len(ms) // 2]:.2f} / {ms[int(len(ms) * 0.95)]:.2f} ms")
     print(f"  parse+assess mean   {1000 * statistics.mean(stages['assess']):.2f} ms")
     print(f"  verdict mean        {1000 * statistics.mean(stages['verdicts']):.2f} ms")

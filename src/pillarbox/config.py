@@ -141,6 +141,11 @@ class ImapSection:
     login_without_tls: bool = _f(
         False, "Allow LOGIN/AUTHENTICATE before TLS (only for loopback tests)."
     )
+    notify_max_mailboxes: int = _f(
+        1000,
+        "Mailboxes one IMAP NOTIFY may watch for message events; more is refused or stops"
+        " notifications with [NOTIFICATIONOVERFLOW] (RFC 5465 §5.8).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,6 +224,29 @@ class QueueSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardingSection:
+    srs_secret: str = _f(
+        "",
+        "HMAC key of the Sender Rewriting Scheme (empty: a random key kept in data_dir/srs.key; "
+        "set the same value on every node of a cluster).",
+    )
+    srs_max_age_days: int = _f(21, "Days an SRS address of ours is accepted back (bounces).")
+    arc_seal: bool = _f(
+        True, "Add an ARC set (RFC 8617) with the domain's RSA DKIM key to forwarded MX mail."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VacationSection:
+    interval_days: float = _f(
+        7.0, "Days before the same sender gets another auto-reply (RFC 3834 §2; Sieve's default)."
+    )
+    require_explicit_address: bool = _f(
+        True, "Reply only when the account's address is in To or Cc (RFC 3834 §3.1.1)."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
@@ -272,6 +300,46 @@ class PolicySection:
     )
 
 
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebSection:
+    page_size: int = _f(50, "Messages (or threads) per page of the webmail message list.")
+    max_page_size: int = _f(200, "Largest page a reader or API client may ask for.")
+    max_upload_bytes: int = _f(
+        25 * MIB, "Largest compose request (attachments included); refused as it streams in."
+    )
+    max_form_bytes: int = _f(1 * MIB, "Largest body of any other request (forms, JSON).")
+    max_attachments: int = _f(20, "Attachments one message composed on the web may carry.")
+    max_recipients: int = _f(100, "To + Cc + Bcc addresses of one message composed on the web.")
+    session_ttl: float = _f(
+        12 * 3600.0, "Seconds a web session lives without activity (refreshed while used)."
+    )
+    sse_keepalive: float = _f(
+        20.0, "Seconds between keep-alive comments on the live-update stream (proxies time out)."
+    )
+    sse_per_account: int = _f(8, "Live-update streams one account may hold open at once.")
+    max_action_uids: int = _f(5000, "Messages one 'select many' action may name at once.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DmarcReportSection:
+    enabled: bool = _f(
+        False,
+        "Keep the DMARC results of arriving mail and send aggregate reports (RFC 9990) to "
+        "domains whose record asks for them (rua=mailto:).",
+    )
+    interval: float = _f(
+        86400.0, "Seconds between aggregate reports: the reporting period (typically a day)."
+    )
+    from_address: str = _f(
+        "", "Local account whose address sends the reports (required when enabled)."
+    )
+    org_name: str = _f("", "Reporting organization named in reports (default: server.hostname).")
+    contact_email: str = _f("", "Contact address in report metadata (default: from_address).")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
@@ -290,8 +358,16 @@ class Config:
     pop3: Pop3Section = _section(Pop3Section, "POP3 limits.")
     auth: AuthSection = _section(AuthSection, "Passwords and login rate limits.")
     queue: QueueSection = _section(QueueSection, "Outbound delivery.")
+    forwarding: ForwardingSection = _section(
+        ForwardingSection, "Forwarding at delivery: SRS and ARC sealing."
+    )
+    vacation: VacationSection = _section(VacationSection, "Vacation auto-replies (RFC 3834).")
     dns: DnsSection = _section(DnsSection, "DNS resolution.")
     policy: PolicySection = _section(PolicySection, "Inbound mail policy and spam filter.")
+    web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
+    dmarc_reports: DmarcReportSection = _section(
+        DmarcReportSection, "DMARC aggregate reports sent to the domains whose mail we receive."
+    )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
     #: Where the file was read from; relative paths in it resolve against its directory.
@@ -446,6 +522,7 @@ def _validate(config: Config) -> None:
         ("smtp.max_connections", config.smtp.max_connections),
         ("smtp.max_connections_per_ip", config.smtp.max_connections_per_ip),
         ("imap.max_literal_size", config.imap.max_literal_size),
+        ("imap.notify_max_mailboxes", config.imap.notify_max_mailboxes),
         ("server.workers", config.server.workers),
         ("queue.concurrency", config.queue.concurrency),
         ("queue.per_domain", config.queue.per_domain),
@@ -454,6 +531,8 @@ def _validate(config: Config) -> None:
         ("queue.poll_interval", config.queue.poll_interval),
         ("queue.lease", config.queue.lease),
         ("auth.min_password_length", config.auth.min_password_length),
+        ("forwarding.srs_max_age_days", config.forwarding.srs_max_age_days),
+        ("vacation.interval_days", config.vacation.interval_days),
         ("auth.lockout_failures", config.auth.lockout_failures),
     ]
     for key, number in positive:
@@ -475,9 +554,18 @@ def _validate(config: Config) -> None:
         raise ConfigError("queue.retry_schedule", "intervals must be positive")
     if not 0 < config.queue.remote_port <= 65535:
         raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
+    if config.forwarding.srs_max_age_days >= 1024:
+        # Two base32 characters of days: an older address could not be told from a new one.
+        raise ConfigError("forwarding.srs_max_age_days", "must be below 1024 (SRS timestamps wrap)")
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
     _validate_policy(config.policy)
+    _validate_web(config.web)
+    reports = config.dmarc_reports
+    if reports.interval <= 0:
+        raise ConfigError("dmarc_reports.interval", f"must be positive, got {reports.interval}")
+    if reports.enabled and "@" not in reports.from_address:
+        raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
 
 
 def _validate_policy(policy: PolicySection) -> None:
@@ -499,6 +587,20 @@ def _validate_policy(policy: PolicySection) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError("policy.trusted_networks", f"not a network: {network!r}") from None
+
+
+def _validate_web(web: WebSection) -> None:
+    if not 1 <= web.page_size <= web.max_page_size:
+        raise ConfigError("web.page_size", "must be within 1..web.max_page_size")
+    for key in ("max_upload_bytes", "max_form_bytes"):
+        if getattr(web, key) < 1024:
+            raise ConfigError(f"web.{key}", "must be at least 1024 bytes")
+    for key in ("max_attachments", "max_recipients", "sse_per_account", "max_action_uids"):
+        if getattr(web, key) < 1:
+            raise ConfigError(f"web.{key}", "must be at least 1")
+    for key in ("session_ttl", "sse_keepalive"):
+        if getattr(web, key) <= 0:
+            raise ConfigError(f"web.{key}", "must be positive")
 
 
 # -- writing and documenting -----------------------------------------------------------------

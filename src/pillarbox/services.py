@@ -16,6 +16,7 @@ from pillarbox.auth.directory import Authenticator
 from pillarbox.config import Config
 from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
+from pillarbox.queue.srs import SrsSettings
 from pillarbox.store.interface import Store
 
 
@@ -27,6 +28,8 @@ class Services:
     router: Router
     #: Server-side TLS context of every listener.
     tls: ssl.SSLContext
+    #: The key and limits of the Sender Rewriting Scheme for forwarded mail.
+    srs: SrsSettings
     #: Set when the server begins a graceful stop; sessions end at their next safe point.
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set whenever something is queued for outbound delivery, to wake the queue runner.

@@ -150,6 +150,38 @@ def test_login_and_read_a_message_sent_by_smtp(server: LiveServer, new_page: Any
     assert page.locator("table.messages tbody tr.unread").count() == 0  # read now
 
 
+def test_threaded_list_and_spam_verdict(server: LiveServer, new_page: Any) -> None:
+    smtp_deliver(server, message("Plan", extra=""))
+    plan_id = f"{abs(hash('Plan'))}@example.net"
+    smtp_deliver(server, message("Other"))
+    smtp_deliver(
+        server,
+        message(
+            "Re: Plan", "Agreed.", extra=f"In-Reply-To: <{plan_id}>\r\nReferences: <{plan_id}>\r\n"
+        ),
+    )
+    page = new_page()
+    login(page, server)
+    page.get_by_role("link", name="Threads", exact=True).click()
+    page.wait_for_url(re.compile(r"view=threads"))
+    rows = page.locator("table.messages tbody tr")
+    assert rows.count() == 3
+    subjects = [rows.nth(n).locator("td.subject a").inner_text() for n in range(3)]
+    depths = [rows.nth(n).get_attribute("data-depth") for n in range(3)]
+    assert (subjects, depths) == (["Plan", "Re: Plan", "Other"], ["0", "1", "0"])
+    assert page.locator("tr.thread-start").count() == 2
+    assert page.locator("tr.thread-start .thread-size").inner_text() == "2"
+    page.keyboard.press("j")  # keyboard navigation walks the threaded rows too
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
+    assert page.locator("h1#subject").inner_text() == "Re: Plan"
+    # Mail through the MX carries the filter's verdict; the view explains it.
+    assert page.locator("dd.spam .badge").inner_text() == "score 0.0 · Inbox"
+    page.get_by_role("link", name="← INBOX").click()
+    assert page.locator("#view-threads").get_attribute("aria-current") is None
+
+
 HOSTILE_HTML = (
     "<html><head><script>alert('head')</script></head>"
     "<body onload=\"alert('onload')\"><h2>You won</h2>"
@@ -230,6 +262,62 @@ def test_compose_with_attachment_to_a_local_user(
         bob.get_by_role("link", name="minutes.txt").click()
     download = download_info.value
     assert Path(download.path()).read_text() == "1. Budget approved.\n"
+
+
+def test_rich_text_compose_reaches_the_recipient(server: LiveServer, new_page: Any) -> None:
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill("bob@example.org")
+    page.get_by_label("Subject", exact=True).fill("Formatted")
+    page.get_by_role("checkbox", name=re.compile("Rich text")).check()
+    editor = page.get_by_role("textbox", name="Message (rich text)")
+    assert page.get_by_label("Message", exact=True).is_hidden()
+    editor.click()
+    page.keyboard.type("Plain then ")
+    bar = page.get_by_role("toolbar", name="Formatting")
+    bar.get_by_role("button", name="Bold").click()
+    page.keyboard.type("bold")
+    bar.get_by_role("button", name="Bold").click()
+    page.keyboard.press("Enter")
+    bar.get_by_role("button", name="Bulleted list").click()
+    page.keyboard.type("first item")
+    page.once("dialog", lambda dialog: dialog.accept("https://example.net/docs"))
+    bar.get_by_role("button", name="Link", exact=True).click()
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+
+    bob = new_page()
+    login(bob, server, BOB)
+    bob.get_by_role("link", name="Formatted").click()
+    frame = bob.frame_locator("iframe.body-frame")
+    assert frame.locator("b").inner_text() == "bold"
+    assert frame.locator("ul li").inner_text() == "first itemhttps://example.net/docs"
+    link = frame.locator("a")
+    assert link.get_attribute("href") == "https://example.net/docs"
+    assert "Plain then" in frame.locator("body").inner_text()
+
+    # A rich-text reply: the quote becomes a blockquote, threading headers stay.
+    bob.keyboard.press("r")
+    bob.wait_for_url(re.compile(r"/compose\?reply="))
+    bob.get_by_role("checkbox", name=re.compile("Rich text")).check()
+    reply = bob.get_by_role("textbox", name="Message (rich text)")
+    assert "Plain then *bold*" in reply.locator("blockquote").inner_text()
+    reply.click()
+    bob.keyboard.press("Control+Home")
+    bob.keyboard.type("Thanks, ")
+    bob.keyboard.press("Control+i")
+    bob.keyboard.type("noted")
+    bob.get_by_role("button", name="Send").click()
+    bob.wait_for_url(re.compile(r"sent=1"))
+    page.goto(base(server) + "/mail")
+    page.get_by_role("link", name="Re: Formatted").click()
+    answer = page.frame_locator("iframe.body-frame")
+    assert answer.locator("i").inner_text() == "noted"
+    assert "Plain then *bold*" in answer.locator("blockquote").inner_text()
+    raw = page.request.get(page.url + "/source").text()
+    assert "In-Reply-To: <" in raw and "multipart/alternative" in raw
+    assert "> Plain then *bold*" in raw  # the text/plain part quotes too
 
 
 def test_invalid_address_is_shown_inline_and_text_is_kept(

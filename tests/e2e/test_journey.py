@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import re
 import smtplib
 import ssl
 import threading
@@ -30,7 +31,9 @@ from dnslib.zoneresolver import ZoneResolver
 
 from pillarbox import config as cfg
 from pillarbox.dns.hosted import hosted_records
-from pillarbox.store.types import INBOX
+from pillarbox.mail.headers import raw_text, scan_header
+from pillarbox.policy.authresults import authserv_id
+from pillarbox.store.types import INBOX, AccountSettings
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
@@ -68,13 +71,22 @@ class Site:
 
 
 def site(
-    tmp: Path, domain: str, ip: str, port: int, *, nameserver: str, dns_port: int | None = None
+    tmp: Path,
+    domain: str,
+    ip: str,
+    port: int,
+    *,
+    nameserver: str,
+    dns_port: int | None = None,
+    policy: cfg.PolicySection | None = None,
 ) -> Site:
     host = f"mx.{domain}"
     dns_section = cfg.DnsSection(
         nameserver=nameserver,
         timeout=1.0,
-        addresses=(ip,),
+        # Outgoing connections to another loopback address leave from 127.0.0.1: the SPF
+        # record (built from these) must name it for a receiver that checks SPF.
+        addresses=(ip, "127.0.0.1") if policy is not None else (ip,),
         authoritative_enabled=dns_port is not None,
         authoritative_address=ip,
         authoritative_port=dns_port or 53,
@@ -87,6 +99,7 @@ def site(
         server=cfg.ServerSection(hostname=host, data_dir=str(tmp / domain), shutdown_grace=2.0),
         queue=cfg.QueueSection(remote_port=port, retry_schedule=(1.0,), poll_interval=1.0),
         dns=dns_section,
+        policy=policy or cfg.PolicySection(),
     )
     return Site(domain, config)
 
@@ -160,15 +173,28 @@ def queue_of(live: LiveServer) -> list[Any]:
 # -- with Pillarbox's own authoritative DNS -------------------------------------------------------
 
 
-@pytest.fixture
-def own_dns(tmp_path: Path) -> Iterator[tuple[Site, Site, int]]:
+def own_dns_sites(
+    tmp_path: Path, policy: cfg.PolicySection | None = None
+) -> Iterator[tuple[Site, Site, int]]:
     smtp_port = free_port(A_IP, B_IP)
     dns_port = free_port(A_IP, B_IP)
     a = site(
-        tmp_path, "a.test", A_IP, smtp_port, nameserver=f"{B_IP}:{dns_port}", dns_port=dns_port
+        tmp_path,
+        "a.test",
+        A_IP,
+        smtp_port,
+        nameserver=f"{B_IP}:{dns_port}",
+        dns_port=dns_port,
+        policy=policy,
     )
     b = site(
-        tmp_path, "b.test", B_IP, smtp_port, nameserver=f"{A_IP}:{dns_port}", dns_port=dns_port
+        tmp_path,
+        "b.test",
+        B_IP,
+        smtp_port,
+        nameserver=f"{A_IP}:{dns_port}",
+        dns_port=dns_port,
+        policy=policy,
     )
     try:
         provision(a.start(), "a.test", "alice", "carol")
@@ -177,6 +203,18 @@ def own_dns(tmp_path: Path) -> Iterator[tuple[Site, Site, int]]:
     finally:
         a.stop()
         b.stop()
+
+
+@pytest.fixture
+def own_dns(tmp_path: Path) -> Iterator[tuple[Site, Site, int]]:
+    yield from own_dns_sites(tmp_path)
+
+
+@pytest.fixture
+def judging_sites(tmp_path: Path) -> Iterator[tuple[Site, Site, int]]:
+    """Both sites check SPF, DKIM, DMARC and ARC for each other (they talk over loopback,
+    which the default ``policy.trusted_networks`` would exempt)."""
+    yield from own_dns_sites(tmp_path, cfg.PolicySection(trusted_networks=()))
 
 
 def test_journey_signed_delivered_and_verified(own_dns: tuple[Site, Site, int]) -> None:
@@ -210,6 +248,36 @@ def test_unknown_recipient_bounces_to_alice(own_dns: tuple[Site, Site, int]) -> 
     assert msg.get_payload()[2].get_payload()[0]["Subject"] == "to nobody"
     # The report is sent before the failure is recorded (a crash repeats it, never loses it).
     wait_for(lambda: not queue_of(a.live), "the failed recipient to leave the queue")
+
+
+def test_forward_to_another_node_is_sealed_and_passes_spf(
+    judging_sites: tuple[Site, Site, int],
+) -> None:
+    """carol@a.test forwards to bob@b.test: b.test sees SPF pass for a.test (SRS) and a valid
+    ARC chain sealed by a.test, in its own Authentication-Results."""
+    a, b, _ = judging_sites
+    carol = a.live.call(a.live.store.get_account("carol@a.test"))
+    assert carol is not None
+    forwarding = AccountSettings(forward_to=("bob@b.test",), forward_keep_copy=False)
+    a.live.call(a.live.store.set_settings(carol.id, forwarding))
+    raw = (
+        b"From: Someone <someone@outside.test>\r\nTo: carol@a.test\r\nSubject: forwarded\r\n"
+        b"Message-ID: <fw1@outside.test>\r\n\r\nFrom outside, via carol.\r\n"
+    )
+    with smtplib.SMTP(A_IP, a.live.port("smtp"), local_hostname="client.test") as client:
+        client.sendmail("someone@outside.test", ["carol@a.test"], raw)
+    [stored] = wait_for(lambda: mailbox(b.live, "bob@b.test"), "the forwarded message")
+    assert stored.endswith(b"From outside, via carol.\r\n")
+    assert re.match(rb"Return-Path: <SRS0=\w{4}=\w{2}=outside\.test=someone@a\.test>", stored)
+    block = scan_header(stored, 0, len(stored))
+    [ours] = [
+        raw_text(f.value)
+        for f in block.fields
+        if f.key == "authentication-results" and authserv_id(f.value) == "mx.b.test"
+    ]
+    assert "spf=pass smtp.mailfrom=a.test" in ours
+    assert "arc=pass" in ours
+    assert mailbox(a.live, "carol@a.test") == []
 
 
 # -- same domain: no DNS at all -------------------------------------------------------------------

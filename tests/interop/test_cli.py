@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pillarbox import config as cfg
+from pillarbox.store.open import open_store
+from pillarbox.store.types import INBOX, DmarcObservation
 
 PASSWORD = "correct horse battery"
 
 
 def run(
-    tmp_path: Path, *args: str, stdin: str | None = None, config: bool = True
+    tmp_path: Path,
+    *args: str,
+    stdin: str | None = None,
+    config: bool = True,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PILLARBOX__AUTH__ARGON2_MEMORY_COST": "1024"}
+    env = {**os.environ, "PILLARBOX__AUTH__ARGON2_MEMORY_COST": "1024", **(env_extra or {})}
     env.pop("PILLARBOX_CONFIG", None)
     prefix = ["--config", str(tmp_path / "pillarbox.toml")] if config else []
     return subprocess.run(
@@ -184,3 +195,53 @@ def test_config_doc_matches_committed_reference(tmp_path: Path) -> None:
     assert committed.read_text() == result.stdout, (
         "regenerate: pillarbox config-doc > docs/config.md"
     )
+
+
+def test_dmarc_report_prints_then_sends(initialised: Path) -> None:
+    config = cfg.load(initialised / "pillarbox.toml")
+
+    async def in_store(action: Any) -> Any:
+        store = open_store(config.store.url, config.data_dir)
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    observation = DmarcObservation(
+        received=datetime(2026, 1, 1, tzinfo=UTC),
+        policy_domain="example.org",
+        header_from="example.org",
+        envelope_from="example.org",
+        source_ip="192.0.2.7",
+        disposition="none",
+        dkim_aligned=False,
+        spf_aligned=True,
+        spf_domain="example.org",
+        spf_result="pass",
+        dkim=(),
+        policy_record="v=DMARC1; p=none; rua=mailto:alice@example.org",
+    )
+    asyncio.run(in_store(lambda store: store.record_dmarc_observation(observation)))
+    shown = run(initialised, "dmarc", "report")
+    assert shown.returncode == 0, shown.stderr
+    assert "!example.org!" in shown.stdout and "→ alice@example.org" in shown.stdout
+    assert "<source_ip>192.0.2.7</source_ip>" in shown.stdout
+
+    refused = run(initialised, "dmarc", "report", "--send")
+    assert refused.returncode != 0 and "from_address" in refused.stderr
+    env_run = run(initialised, "dmarc", "report", "--send", env_extra=_FROM_ALICE)
+    assert env_run.returncode == 0, env_run.stderr
+    assert ": 1 messages → alice@example.org" in env_run.stdout
+
+    async def inbox(store: Any) -> list[bytes]:
+        account = await store.get_account("alice@example.org")
+        box = await store.get_mailbox(account.id, INBOX)
+        return [await store.read_blob(r.blob_id) for r in await store.list_messages(box.id)]
+
+    [delivered] = asyncio.run(in_store(inbox))
+    assert b"Report Domain: example.org" in delivered
+    assert run(initialised, "dmarc", "report").stdout.strip() == "no DMARC evaluations to report"
+
+
+_FROM_ALICE = {"PILLARBOX__DMARC_REPORTS__FROM_ADDRESS": "alice@example.org"}

@@ -9,10 +9,8 @@ serving the senders' SPF, DKIM and DMARC records; mail sent with smtplib to its 
 
 from __future__ import annotations
 
-import asyncio
 import imaplib
 import smtplib
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +18,11 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.policy import learning
 from pillarbox.policy.learning import TrainingBatch, observe
 from pillarbox.queue.dkim import DkimAlgorithm, generate_key, public_record, sign
 from pillarbox.store.types import INBOX
-from pillarbox.testing.dnszone import ZoneRecord, build_zones
+from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 
 KEY = generate_key(
@@ -42,20 +39,9 @@ HAMMY = "meeting agenda minutes budget review release schedule project notes"
 
 
 @pytest.fixture
-def dns_port() -> Iterator[int]:
-    """The loopback DNS server, on its own loop in a thread (smtplib blocks the test's)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    zones, rejected = build_zones(RECORDS)
-    assert not rejected
-    server = AuthoritativeServer(zones)
-    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(10)
-    yield server.port
-    asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+def dns_records() -> list[ZoneRecord]:
+    """What the loopback DNS server (``dns_port`` in conftest) serves to this module."""
+    return RECORDS
 
 
 @pytest.fixture
@@ -85,15 +71,7 @@ def send(live: LiveServer, sender: str, raw: bytes) -> None:
 
 
 def mailbox(live: LiveServer, name: str) -> list[bytes]:
-    async def go() -> list[bytes]:
-        account = await live.store.get_account("bob@example.org")
-        assert account is not None
-        box = await live.store.get_mailbox(account.id, name)
-        return [
-            await live.store.read_blob(r.blob_id) for r in await live.store.list_messages(box.id)
-        ]
-
-    return live.call(go())
+    return live.mailbox_messages("bob@example.org", name)
 
 
 def train_global_model(live: LiveServer) -> None:

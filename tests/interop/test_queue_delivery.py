@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import email
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pillarbox import provisioning
 from pillarbox.dns.authoritative import StaticZones, serve_zones
@@ -25,33 +22,12 @@ from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import INBOX, NewQueueRecipient, RecipientState
+from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 
 RECEIVER = "127.0.0.4"
 NOBODY_HOME = "127.0.0.5"  # nothing listens there: connections are refused
 RAW = b"From: alice@a.test\r\nTo: x@b.test\r\nSubject: queued\r\n\r\nHello.\r\n"
-
-
-@dataclass
-class Recorder:
-    """An aiosmtpd handler that keeps what it receives and can refuse recipients."""
-
-    messages: list[tuple[tuple[str, int], str, list[str], bytes]] = field(default_factory=list)
-    refuse: dict[str, str] = field(default_factory=dict)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        if address in self.refuse:
-            return self.refuse.pop(address)
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(
-            (session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
-        )
-        return "250 2.0.0 stored"
 
 
 @pytest.fixture
@@ -61,13 +37,8 @@ def port() -> int:
 
 @pytest.fixture
 def receiver(port: int) -> Iterator[Recorder]:
-    handler = Recorder()
-    controller = Controller(handler, hostname=RECEIVER, port=port)
-    controller.start()
-    try:
+    with capture_peer(RECEIVER, port) as handler:
         yield handler
-    finally:
-        controller.stop()
 
 
 ZONES = StaticZones.from_records(

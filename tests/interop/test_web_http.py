@@ -7,16 +7,19 @@ from __future__ import annotations
 import json
 import plistlib
 import re
+import smtplib
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pillarbox.mail.parse import parse_message
+from pillarbox import config as cfg
+from pillarbox.mail.parse import parse_message, part_text
 from pillarbox.store.types import INBOX, NewQueueRecipient, SpecialUse
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import (
@@ -26,6 +29,7 @@ from pillarbox.testing.webclient import (
     simple_message,
     special_mailbox_id,
 )
+from pillarbox.web.reading import body_parts
 
 pytestmark = pytest.mark.listeners("http")
 
@@ -307,6 +311,28 @@ def test_message_view_marks_read_and_shows_headers(live: LiveServer, alice: WebS
     assert "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" in source.text
 
 
+@pytest.mark.listeners("http", "smtp")
+def test_spam_verdict_of_mail_from_the_mx_is_shown(live: LiveServer, alice: WebSession) -> None:
+    """Mail through the MX carries the filter's X-Pillarbox-Spam; the view explains it."""
+    no_from = b"To: alice@example.org\r\nSubject: anonymous\r\n\r\nwho am I?\r\n"
+    with smtplib.SMTP("127.0.0.1", live.port("smtp"), local_hostname="client.test") as client:
+        client.sendmail("x@example.net", [ALICE], no_from)
+    [uid] = uids_in(live, ALICE)
+    box = mailbox_id(live, ALICE)
+    page = alice.get(f"/mail/{box}/{uid}")
+    spam = page.text.split("<dt>Spam check</dt>")[1].split("</dd>")[0]
+    assert "score 1.0 · Inbox" in spam
+    assert re.search(r"\+1\.0</span> no From address</li>", spam)
+    api = alice.get(f"/api/v1/mailboxes/{box}/messages/{uid}").json()
+    assert api["spam"]["action"] == "inbox" and api["spam"]["score"] == 1.0
+    assert [r["code"] for r in api["spam"]["reasons"]] == ["NO_FROM"]
+    # Mail that never passed the filter (here: stored directly) shows no verdict, even when
+    # its sender wrote one.
+    forged = simple_message(headers="X-Pillarbox-Spam: score=-50.0; action=inbox; reasons=none\r\n")
+    box, uid = deliver(live, ALICE, forged)
+    assert "Spam check" not in alice.get(f"/mail/{box}/{uid}").text
+
+
 HOSTILE = (
     b"From: Mallory <m@evil.example>\r\nTo: alice@example.org\r\nSubject: hostile\r\n"
     b'MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary="b"\r\n\r\n'
@@ -382,6 +408,75 @@ def test_thread_lists_the_conversation(live: LiveServer, alice: WebSession) -> N
     page = alice.get(f"/mail/{box}/{first}")
     assert "Conversation (2)" in page.text and "Re: Plan" in page.text
     assert "Unrelated" not in page.text.split("Conversation")[1]
+
+
+def dated(subject: str, hour: int, message_id: str, parent: str = "") -> bytes:
+    refs = f"In-Reply-To: <{parent}>\r\nReferences: <{parent}>\r\n" if parent else ""
+    return (
+        f"From: Carol <carol@example.net>\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+        f"Date: Mon, 01 Jan 2024 {hour:02d}:00:00 +0000\r\nMessage-ID: <{message_id}>\r\n"
+        f"{refs}\r\nbody of {message_id}\r\n"
+    ).encode()
+
+
+_THREAD_ROW = re.compile(r'<tr class="([^"]*)" data-href="/mail/\d+/(\d+)" data-depth="(\d+)"')
+
+
+def thread_rows(page: httpx.Response) -> list[tuple[int, int, bool]]:
+    """(uid, depth, starts a conversation) of each row of a threaded list."""
+    return [
+        (int(uid), int(depth), "thread-start" in classes)
+        for classes, uid, depth in _THREAD_ROW.findall(page.text)
+    ]
+
+
+def test_threaded_list_groups_conversations(live: LiveServer, alice: WebSession) -> None:
+    box, plan = deliver(live, ALICE, dated("Plan", 10, "a@x"))
+    _, other = deliver(live, ALICE, dated("Unrelated", 11, "u@x"))
+    _, reply = deliver(live, ALICE, dated("Re: Plan", 12, "b@x", parent="a@x"))
+    _, deeper = deliver(live, ALICE, dated("Re: Re: Plan", 13, "c@x", parent="b@x"))
+    _, lunch = deliver(live, ALICE, dated("Lunch", 14, "l@x"))
+    flat = alice.get(f"/mail/{box}")
+    assert thread_rows(flat) == [] and 'id="view-threads"' in flat.text
+    page = alice.get(f"/mail/{box}?view=threads")
+    assert "3 conversations, 5 messages" in page.text
+    # Newest activity first; inside a thread, replies under what they answer.
+    assert thread_rows(page) == [
+        (lunch, 0, True),
+        (plan, 0, True),
+        (reply, 1, False),
+        (deeper, 2, False),
+        (other, 0, True),
+    ]
+    assert '<span class="thread-size" title="3 messages in this conversation">3</span>' in page.text
+    api = alice.api("GET", f"/mailboxes/{box}/threads").json()
+    assert (api["threads"], api["messages"], api["pages"]) == (3, 5, 1)
+    assert [[(m["uid"], m["depth"]) for m in c["messages"]] for c in api["conversations"]] == [
+        [(lunch, 0)],
+        [(plan, 0), (reply, 1), (deeper, 2)],
+        [(other, 0)],
+    ]
+    # Pages hold whole threads, about `size` messages each.
+    paged = [thread_rows(alice.get(f"/mail/{box}?view=threads&size=2&page={n}")) for n in (1, 2, 3)]
+    assert [[uid for uid, _, _ in rows] for rows in paged] == [
+        [lunch],
+        [plan, reply, deeper],
+        [other],
+    ]
+    assert "page 2 of 3" in alice.get(f"/mail/{box}?view=threads&size=2&page=2").text
+    # New mail and deletions reach the cached threads.
+    _, late = deliver(live, ALICE, dated("Re: Unrelated", 15, "v@x", parent="u@x"))
+    alice.post(f"/mail/{box}/actions", {"action": "delete", "uid": [reply], "back": "/"})
+    assert thread_rows(alice.get(f"/mail/{box}?view=threads")) == [
+        (other, 0, True),
+        (late, 1, False),
+        (lunch, 0, True),
+        (plan, 0, True),
+        (deeper, 1, False),  # its parent is gone: it answers the thread's root now
+    ]
+    # A filtered list shows matches, not conversations.
+    filtered = alice.get(f"/mail/{box}?view=threads&subject=plan")
+    assert thread_rows(filtered) == [] and "search results are listed flat" in filtered.text
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -469,6 +564,62 @@ def test_send_with_attachment_reaches_a_local_user(live: LiveServer, alice: WebS
     assert "Report ✓" in page.text and "data.bin" in page.text
     download = bob.get(f"/mail/{mailbox_id(live, BOB)}/{bob_uid}/part/2")
     assert download.content == b"\x00\x01binary"
+
+
+RICH = (
+    '<div>Yes, <b>noon</b>!</div><ul><li>soup</li></ul><a href="javascript:alert(1)">x</a>'
+    '<img src="https://tracker.example/p.gif"><script>alert(1)</script>'
+)
+
+
+def test_rich_text_reply_is_sanitised_and_has_a_text_part(
+    live: LiveServer, alice: WebSession
+) -> None:
+    box, uid = deliver(live, ALICE, simple_message("Lunch?", message_id="<lunch@example.net>"))
+    response = alice.post(
+        "/compose",
+        {
+            "to": BOB,
+            "subject": "Re: Lunch?",
+            "body": "the plain box is ignored when the editor posts HTML",
+            "html": RICH,
+            "in_reply_to": "lunch@example.net",
+            "references": "lunch@example.net",
+            "replying_to": f"{box}:{uid}",
+            "action": "send",
+        },
+    )
+    assert response.status_code == 303
+    [bob_uid] = uids_in(live, BOB)
+    raw = raw_in(live, mailbox_id(live, BOB), bob_uid)
+    info = parse_message(raw)
+    assert info.in_reply_to == "lunch@example.net" and info.references == ("lunch@example.net",)
+    bodies = body_parts(info)
+    assert bodies.plain is not None and bodies.html is not None
+    plain = part_text(raw, bodies.plain).replace("\r\n", "\n")
+    assert plain == "Yes, *noon*!\n\n- soup\n\nx\n"
+    html = part_text(raw, bodies.html)
+    assert "<b>noon</b>" in html and "<li>soup</li>" in html
+    assert "script" not in html and "javascript" not in html and "tracker" not in html
+    assert "\\Answered" in flags_of(live, box, uid)
+    bob = WebSession(live)
+    bob.login(BOB)
+    frame = bob.get(f"/mail/{mailbox_id(live, BOB)}/{bob_uid}/frame")
+    assert "<b>noon</b>" in frame.text
+    bob.close()
+
+
+def test_rich_text_draft_reopens_in_the_editor(live: LiveServer, alice: WebSession) -> None:
+    saved = alice.post(
+        "/compose", {"to": BOB, "subject": "later", "body": "", "html": RICH, "action": "save"}
+    )
+    assert 'id="rich-toggle" checked' in saved.text  # the form comes back in rich mode
+    [draft_uid] = uids_in(live, ALICE, "Drafts")
+    drafts = special_mailbox_id(live, ALICE, SpecialUse.DRAFTS)
+    reopened = alice.get(f"/compose?draft={drafts}:{draft_uid}")
+    editor = reopened.text.split('id="f-rich"')[1].split("</div>\n")[0]
+    assert "<b>noon</b>" in editor and "<script" not in editor
+    assert 'id="rich-toggle" checked' in reopened.text
 
 
 def test_invalid_addresses_are_shown_inline(live: LiveServer, alice: WebSession) -> None:
@@ -609,6 +760,28 @@ def test_oversized_upload_is_refused_before_it_is_read(live: LiveServer, alice: 
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 413")
     assert b"the limit is 25 MB" in reply
+
+
+def test_web_limits_come_from_the_config(tmp_path: Path) -> None:
+    """The ``[web]`` section sets the page size and the upload limit the app enforces."""
+    web = cfg.WebSection(page_size=2, max_upload_bytes=2 * cfg.MIB)
+    with LiveServer(loopback_config(tmp_path / "data", only=["http"], web=web)) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        for n in range(3):
+            deliver(server, ALICE, simple_message(f"limit {n}"))
+        session = WebSession(server)
+        assert session.login(ALICE).status_code == 303
+        page = session.get(f"/mail/{mailbox_id(server, ALICE)}")
+        assert "1–2 of 3" in page.text
+        assert "up to 2.0 MB in all" in session.get("/compose").text
+        big = session.post(
+            "/compose",
+            {"to": BOB, "body": "x", "action": "send"},
+            files={"attachment": ("big.bin", b"x" * (3 * cfg.MIB), "application/octet-stream")},
+        )
+        assert big.status_code == 413 and "the limit is 2 MB" in big.text
+        session.close()
 
 
 def test_streamed_upload_over_the_limit_is_cut_off(live: LiveServer, alice: WebSession) -> None:
@@ -820,6 +993,59 @@ def test_admin_queue_retry_and_remove(live: LiveServer, admin: WebSession) -> No
     assert admin.post("/admin/queue/remove", {"id": queued.id}).status_code == 303
     assert live.call(live.store.list_queue()) == []
     assert admin.post("/admin/queue/remove", {"id": "999"}).status_code == 404
+
+
+_ACTIVITY_ROW = re.compile(
+    r'<tr><th scope="row"><time datetime="([^"]+)">[^<]*</time></th>'
+    r"<td>(\d+)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>"
+)
+
+
+def activity_rows(page: httpx.Response) -> list[tuple[str, tuple[int, ...]]]:
+    return [(start, tuple(map(int, counts))) for start, *counts in _ACTIVITY_ROW.findall(page.text)]
+
+
+def test_admin_dashboard_charts_mail_over_time(live: LiveServer, admin: WebSession) -> None:
+    now = datetime.now(UTC)
+    if now.minute == 59 and now.second > 50:  # keep the test within one hour
+        time.sleep(12)
+        now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+
+    def store(name: str, when: datetime, serial: int) -> None:
+        raw = simple_message(f"activity {serial}")
+        box = mailbox_id(live, ALICE, name)
+        live.call(live.store.append(box, raw, parse_message(raw), internal_date=when))
+
+    for serial in range(2):
+        store(INBOX, hour - timedelta(hours=2, minutes=-5), serial)
+    store("Junk", hour - timedelta(hours=2, minutes=-30), 2)
+    store("Sent", now, 3)
+    store("Sent", now, 4)
+    store(INBOX, hour - timedelta(days=3), 5)  # only in the 30-day view
+    live.call(
+        live.store.enqueue(ALICE, b"Subject: q\r\n\r\nbody\r\n", [NewQueueRecipient("x@r.test")])
+    )
+    page = admin.get("/admin")
+    rows = activity_rows(page)
+    assert len(rows) == 48 and rows[-1][0] == hour.isoformat()
+    assert rows[-1][1] == (0, 0, 2, 1)  # delivered, of which spam, sent, queued
+    assert rows[-3] == ((hour - timedelta(hours=2)).isoformat(), (3, 1, 0, 0))
+    assert all(counts == (0, 0, 0, 0) for _, counts in rows[:-3] + rows[-2:-1])
+    # The chart draws the same numbers: one point per interval and series, titled with its value,
+    # the highest (3) at the top of the axis.
+    label = (hour - timedelta(hours=2)).strftime("%H:%M")
+    assert f'cy="12.0" r="2.5"><title>{label} — delivered: 3</title>' in page.text
+    assert f"<title>{label} — of which spam (Junk): 1</title>" in page.text
+    assert f"<title>{hour:%H:%M} — still queued: 1</title>" in page.text
+    assert "delivered: 3</li>" in page.text and "sent: 2</li>" in page.text  # the legend's sums
+    days = activity_rows(admin.get("/admin?range=30d"))
+    day = hour.replace(hour=0)
+    assert len(days) == 30 and days[-1][0] == day.isoformat()
+    assert days[-4] == ((day - timedelta(days=3)).isoformat(), (1, 0, 0, 0))
+    api = admin.api("GET", "/admin/activity?range=30d").json()
+    assert api["step_seconds"] == 86400
+    assert [i["delivered"] for i in api["intervals"]] == [c[0] for _, c in days]
 
 
 # -- JSON API ------------------------------------------------------------------------------------

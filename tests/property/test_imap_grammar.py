@@ -167,6 +167,43 @@ id_params = st.none() | st.lists(
 sort_criteria = st.lists(
     st.builds(c.SortCriterion, st.sampled_from(sorted(c.SORT_KEYS)), st.booleans()), min_size=1
 ).map(tuple)
+
+
+@st.composite
+def sorts(draw: st.DrawFn) -> c.Sort:
+    """SORT, ESORT and (RFC 5267 §4.4) ESORT with PARTIAL, never beside ALL."""
+    options = draw(st.none() | st.sets(st.sampled_from(sorted(c.SORT_RETURN))).map(frozenset))
+    partial = None
+    if options is not None and "ALL" not in options and draw(st.booleans()):
+        low, high = sorted(draw(st.lists(st.integers(1, MAX_NUMBER), min_size=2, max_size=2)))
+        partial = (low, high)
+    criteria = draw(sort_criteria)
+    key = draw(search_keys)
+    return c.Sort(draw(tags), criteria, "UTF-8", key, draw(st.booleans()), options, partial)
+
+
+_KNOWN_EVENTS = {name.upper() for name in c.NOTIFY_EVENTS}
+notify_events = st.sampled_from(c.NOTIFY_EVENTS) | upper_atoms.filter(
+    lambda atom: atom not in _KNOWN_EVENTS
+)
+
+
+@st.composite
+def notify_groups(draw: st.DrawFn) -> c.NotifyGroup:
+    name = draw(st.sampled_from(sorted(c.NOTIFY_FILTERS | c.NOTIFY_NAMED_FILTERS)))
+    boxes: tuple[str, ...] = ()
+    if name in c.NOTIFY_NAMED_FILTERS:
+        boxes = tuple(draw(st.lists(mailboxes, min_size=1, max_size=3)))
+    events = tuple(draw(st.lists(notify_events, max_size=4)))
+    atts: tuple[f.FetchAtt, ...] = ()
+    if "MessageNew" in events:
+        atts = tuple(draw(st.lists(fetch_atts, max_size=3)))
+    return c.NotifyGroup(name, events, boxes, atts)
+
+
+notifies = st.builds(c.Notify, tags, st.just(None)) | st.builds(
+    c.Notify, tags, st.lists(notify_groups(), min_size=1, max_size=3).map(tuple), st.booleans()
+)
 no_argument = st.sampled_from(
     [c.Capability, c.Noop, c.Logout, c.StartTLS, c.Namespace, c.Idle, c.Check, c.Close, c.Unselect]
 )
@@ -214,7 +251,8 @@ commands = st.one_of(
         st.booleans(),
         st.none() | st.sets(st.sampled_from(sorted(c.SEARCH_RETURN))).map(frozenset),
     ),
-    st.builds(c.Sort, tags, sort_criteria, st.just("UTF-8"), search_keys, st.booleans()),
+    sorts(),
+    notifies,
     st.builds(c.Thread, tags, upper_atoms, st.just("UTF-8"), search_keys, st.booleans()),
     fetches(),
     st.builds(

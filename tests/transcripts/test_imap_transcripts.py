@@ -14,10 +14,13 @@ Transcript format, one item per line (blank lines and ``#`` comments ignored):
 ``D: mailbox raw``       a message (Python escapes) is delivered through the store right now
 ``E: uid``               another client moves INBOX's message ``uid`` to Trash (an expunge)
 ``F: uid flag``          another client adds ``flag`` to INBOX's message ``uid``
+``O: verb NAME [NEW]``   another client's ``create``, ``delete``, ``rename``, ``subscribe`` or
+                         ``unsubscribe`` of mailbox NAME
 ``@ sample N``           before connecting, N numbered sample messages are delivered to INBOX
 ``@ mailbox NAME``       before connecting, mailbox NAME is created
 ``@ core-only``          the transcript needs a clock (T:) and only runs on the core
-``@ set key=value``      an ``[imap]`` setting: ``login_without_tls``, ``max_errors``
+``@ set key=value``      an ``[imap]`` setting: ``login_without_tls``, ``max_errors``,
+                         ``notify_max_mailboxes``
 ``@ tls``                the connection starts in TLS (port 993 live)
 
 ``$USER`` and ``$PASS`` stand for a fresh account made for each transcript and its password,
@@ -62,6 +65,8 @@ class Step:
     deliver: tuple[str, bytes] | None = None
     #: Another client's change: ("expunge", uid, "") or ("flag", uid, flag).
     other: tuple[str, int, str] | None = None
+    #: Another client's mailbox operation: (verb, name, new name or "").
+    mailbox_op: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -103,7 +108,7 @@ def load(path: Path, user: str) -> Transcript:
             send += (rest + "\r\n").encode() if tag == "C:" else _unescape(rest)
         elif tag == "S:":
             expect.append(rest)
-        elif tag in ("S!", "T:", "D:", "E:", "F:"):
+        elif tag in ("S!", "T:", "D:", "E:", "F:", "O:"):
             flush()
             if tag == "S!":
                 if rest not in ("closed", "starttls"):
@@ -116,6 +121,9 @@ def load(path: Path, user: str) -> Transcript:
             elif tag == "F:":
                 uid, flag = rest.split()
                 transcript.steps.append(Step(other=("flag", int(uid), flag)))
+            elif tag == "O:":
+                verb, name, *new = rest.split()
+                transcript.steps.append(Step(mailbox_op=(verb, name, "".join(new))))
             else:
                 mailbox, _, raw = rest.partition(" ")
                 transcript.steps.append(Step(deliver=(mailbox, _unescape(raw))))
@@ -170,14 +178,24 @@ async def prepare(store: Store, transcript: Transcript, user: str) -> None:
         await store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
 
 
-async def deliver(store: Store, user: str, mailbox: str, raw: bytes) -> None:
+async def _hint(store: Store, account_id: int, mailbox_id: int, kind: ChangeKind) -> Change:
+    """A hint as the feed carries it: with the MODSEQ the mailbox reached (a session ignores
+    hints its view has already taken in)."""
+    status = await store.mailbox_status(mailbox_id)
+    return Change(account_id, mailbox_id, kind, status.mailbox.highestmodseq)
+
+
+async def deliver(store: Store, user: str, mailbox: str, raw: bytes) -> list[Change]:
+    """Deliver ``raw``; the change-feed hints the adapter would pass on (as do the others)."""
     account = await store.get_account(user)
     assert account is not None
     [result] = await store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id, mailbox)])
     assert result.record is not None
+    box = await store.get_mailbox(account.id, mailbox)
+    return [await _hint(store, account.id, box.id, ChangeKind.EXISTS)]
 
 
-async def other_client(store: Store, user: str, change: tuple[str, int, str]) -> None:
+async def other_client(store: Store, user: str, change: tuple[str, int, str]) -> list[Change]:
     account = await store.get_account(user)
     assert account is not None
     inbox = await store.get_mailbox(account.id, INBOX)
@@ -185,8 +203,30 @@ async def other_client(store: Store, user: str, change: tuple[str, int, str]) ->
     if kind == "expunge":  # a MOVE: one atomic change, so the timing of hints cannot matter
         trash = await store.get_mailbox(account.id, "Trash")
         await store.move_messages(inbox.id, [uid], trash.id)
+        return [
+            await _hint(store, account.id, inbox.id, ChangeKind.EXPUNGE),
+            await _hint(store, account.id, trash.id, ChangeKind.EXISTS),
+        ]
+    await store.store_flags(inbox.id, [uid], FlagOp.ADD, frozenset({flag}))
+    return [await _hint(store, account.id, inbox.id, ChangeKind.FLAGS)]
+
+
+async def mailbox_op(store: Store, user: str, op: tuple[str, str, str]) -> list[Change]:
+    account = await store.get_account(user)
+    assert account is not None
+    verb, name, new_name = op
+    if verb in ("subscribe", "unsubscribe"):
+        await store.set_subscribed(account.id, name, verb == "subscribe")
+        return [Change(account.id, 0, ChangeKind.SUBSCRIPTIONS, 0)]
+    if verb == "create":
+        mailbox = await store.create_mailbox(account.id, name)
+    elif verb == "rename":
+        mailbox = await store.get_mailbox(account.id, name)
+        await store.rename_mailbox(account.id, name, new_name)
     else:
-        await store.store_flags(inbox.id, [uid], FlagOp.ADD, frozenset({flag}))
+        mailbox = await store.get_mailbox(account.id, name)
+        await store.delete_mailbox(mailbox.id)
+    return [Change(account.id, mailbox.id, ChangeKind.MAILBOXES, 0)]
 
 
 def _config(tmp: Path, transcript: Transcript) -> cfg.Config:
@@ -195,6 +235,9 @@ def _config(tmp: Path, transcript: Transcript) -> cfg.Config:
         base.imap,
         login_without_tls=transcript.settings.get("login_without_tls", "true") == "true",
         max_errors=int(transcript.settings.get("max_errors", base.imap.max_errors)),
+        notify_max_mailboxes=int(
+            transcript.settings.get("notify_max_mailboxes", base.imap.notify_max_mailboxes)
+        ),
     )
     return dataclasses.replace(base, imap=imap)
 
@@ -245,17 +288,19 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
         pending: list[str] = []
         closed = False
         for step in transcript.steps:
+            changes: list[Change] = []
             if step.deliver is not None:
-                await deliver(store, user, *step.deliver)
+                changes += await deliver(store, user, *step.deliver)
             if step.other is not None:
-                await other_client(store, user, step.other)
-            if step.deliver or step.other:
+                changes += await other_client(store, user, step.other)
+            if step.mailbox_op is not None:
+                changes += await mailbox_op(store, user, step.mailbox_op)
+            if changes:
                 # What the adapter does on a change-feed wake-up.
-                account = await store.get_account(user)
-                assert account is not None
-                inbox = await store.get_mailbox(account.id, INBOX)
-                session.notify(Change(account.id, inbox.id, ChangeKind.EXISTS, 0))
-                await session.push_updates(out, now)
+                for change in changes:
+                    session.notify(change)
+                if session.wants_push:
+                    await session.push_updates(out, now)
             if step.wait:
                 now += step.wait
                 bye = session.handle_timeout(now)
@@ -362,6 +407,8 @@ def test_transcript_live(
                 server.call(deliver(server.store, user, *step.deliver))
             if step.other is not None:
                 server.call(other_client(server.store, user, step.other))
+            if step.mailbox_op is not None:
+                server.call(mailbox_op(server.store, user, step.mailbox_op))
             if step.send:
                 sock.sendall(step.send)
             pending += reader.lines(max(0, len(step.expect) - len(pending)))

@@ -40,6 +40,13 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[auth]\nlockout_failures = true", "auth.lockout_failures", "expected an integer"),
         ("[auth]\nfree_failures = 12", "auth.free_failures", "smaller than"),
         ("smtp = 3", "smtp", "expected a table"),
+        ("[forwarding]\nsrs_max_age_days = 0", "forwarding.srs_max_age_days", "positive"),
+        ("[forwarding]\nsrs_max_age_days = 2000", "forwarding.srs_max_age_days", "below 1024"),
+        ("[vacation]\ninterval_days = -1.0", "vacation.interval_days", "positive"),
+        ("[web]\npage_size = 500", "web.page_size", "within 1..web.max_page_size"),
+        ("[web]\nmax_upload_bytes = 10", "web.max_upload_bytes", "at least 1024"),
+        ("[web]\nsse_per_account = 0", "web.sse_per_account", "at least 1"),
+        ("[web]\nsession_ttl = -1", "web.session_ttl", "must be positive"),
     ],
 )
 def test_invalid_values_name_the_dotted_key(

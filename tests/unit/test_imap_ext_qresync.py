@@ -11,7 +11,7 @@ from pathlib import Path
 from test_imap_session import USER, deliver, make_wire, store  # noqa: F401
 
 from pillarbox.store.interface import Store
-from pillarbox.store.types import INBOX, FlagOp
+from pillarbox.store.types import INBOX, Change, ChangeKind, FlagOp
 
 
 def _code(text: str, name: str) -> int:
@@ -76,7 +76,8 @@ async def test_vanished_replaces_expunge_for_an_idling_qresync_client(
     await store.store_flags(inbox.id, [1, 3], FlagOp.ADD, frozenset({"\\Deleted"}))
     await store.expunge(inbox.id)
     await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Flagged"}))
-    wire.session._dirty = True  # what the adapter's change feed does
+    highest = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+    wire.session.notify(Change(account.id, inbox.id, ChangeKind.FLAGS, highest))  # the feed's
     await wire.session.push_updates(wire, wire.now)
     pushed = wire.data.decode()
     assert "* VANISHED 1,3\r\n" in pushed and "EXPUNGE" not in pushed

@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pillarbox.imap.selected import SelectedView
 from pillarbox.imap.sequence import SequenceSet
-from pillarbox.store.types import Mailbox, MessageRecord
+from pillarbox.store.types import Mailbox, MessageRecord, RecordTable
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 _LINE = re.compile(rb"\* (\d+) (EXISTS|EXPUNGE|RECENT|FETCH \(UID (\d+) FLAGS \(([^)]*)\)\))")
@@ -159,3 +160,32 @@ def test_keywords_and_first_unseen() -> None:
     view = SelectedView(mailbox, records, read_only=True, modseq=1)
     assert view.keywords() == {"\\Seen", "$A", "$B"}
     assert view.first_unseen() == 2
+
+
+def test_a_table_makes_records_only_when_one_is_used() -> None:
+    """SELECT, FLAGS, seq↔UID and flag changes work from the table's UIDs and flag sets; a
+    record is made only for what needs one (RecordTable's point: a cold SELECT makes none)."""
+    made: list[int] = []
+    uids = [2, 4, 6]
+    flags = [frozenset({"\\Seen"}), frozenset(), frozenset({"$A"})]
+
+    def make(index: int) -> MessageRecord:
+        made.append(uids[index])
+        return record(uids[index], flags[index])
+
+    mailbox = Mailbox(1, 1, "INBOX", None, 77, 7, 1)
+    view = SelectedView(mailbox, RecordTable(uids, flags, make), read_only=False, modseq=1)
+    assert (view.keywords(), view.first_unseen()) == ({"\\Seen", "$A"}, 2)
+    assert view.resolve(SequenceSet.parse("2:*"), uid=False) == [4, 6]
+    assert view.flags(6, with_recent=False) == {"$A"}
+    assert list(view.flags_in_order([2, 4, 6])) == flags
+    view.apply([record(4, frozenset({"$B"}), modseq=2), record(8, modseq=3)], [2], 3)
+    lines = view.announce(allow_expunge=True, rev1=False).lines
+    assert lines == [b"* 2 FETCH (UID 4 FLAGS ($B))\r\n", b"* 1 EXPUNGE\r\n", b"* 3 EXISTS\r\n"]
+    assert made == []
+    one_by_one = [view.flags(uid, with_recent=False) for uid in (4, 6, 8)]
+    assert list(view.flags_in_order([4, 6, 8])) == one_by_one == [{"$B"}, {"$A"}, set()]
+    assert list(view.flags_in_order([6])) == [{"$A"}]
+    assert (view.record(6).uid, view.record(4).modseq, made) == (6, 2, [6])
+    with pytest.raises(KeyError):
+        view.record(2)  # expunged and announced

@@ -22,11 +22,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from pillarbox.errors import ConfigError, NotFound, StorageError
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.postgres import PostgresLimits, PostgresStore
 from pillarbox.store.postgres import notify as pg_notify
-from pillarbox.store.postgres.migrations import LATEST_VERSION
+from pillarbox.store.postgres.migrations import LATEST_VERSION, MIGRATIONS
 from pillarbox.store.types import (
     INBOX,
     Change,
@@ -71,6 +72,33 @@ def migrated_url(database: TestDatabase, spare_urls: list[str]) -> Iterator[str]
     yield url
     database.wipe(url)
     spare_urls.append(url)
+
+
+THREADED = (
+    b"From: ann@example.org\r\nSubject: Re: plan\r\nMessage-ID: <c@x>\r\n"
+    b"In-Reply-To: <b@x>\r\nReferences: <a@x> <b@x>\r\n\r\nbody\r\n"
+)
+
+
+async def test_references_are_backfilled_by_migration_4(migrated_url: str) -> None:
+    """Mail stored before migration 4 gets its References column from the stored structure."""
+    store = PostgresStore(migrated_url)
+    await store.open()
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    await store.deliver(THREADED, parse_message(THREADED), [DeliveryTarget(account.id)])
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        await conn.execute("ALTER TABLE messages DROP COLUMN refs")  # as version 3 had it
+        await conn.execute(MIGRATIONS[4 - 1].sql.encode())
+    upgraded = PostgresStore(migrated_url)
+    await upgraded.open()
+    try:
+        inbox = await upgraded.get_mailbox(account.id, INBOX)
+        [fields] = await upgraded.thread_fields(inbox.id)
+        assert fields.references == ("a@x", "b@x") and fields.in_reply_to == "b@x"
+    finally:
+        await upgraded.close()
 
 
 class TestPostgresStore(StoreContract):

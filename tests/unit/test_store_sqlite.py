@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pillarbox.errors import ConfigError, QuotaExceeded, StorageError
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import BlobMode, FileBlobStore, blob_id_of
 from pillarbox.store.feed import ChangeHub
 from pillarbox.store.interface import Store
@@ -89,6 +90,64 @@ async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int) -
     versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
     conn.close()
     assert versions == [m.version for m in MIGRATIONS]
+
+
+async def test_version_10_copies_each_message_digest(tmp_path: Path) -> None:
+    """Records are read without joining ``blobs`` from version 10 on: messages stored before
+    it must have their blob's digest copied beside them."""
+    path = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=9)
+    conn.executescript(
+        f"""
+        INSERT INTO domains VALUES ('{DOMAIN}', 0);
+        INSERT INTO accounts (id, address, domain, display_name, password_hash, is_admin, created)
+            VALUES (1, 'a@{DOMAIN}', '{DOMAIN}', '', 'h', 0, 0);
+        INSERT INTO mailboxes (id, account_id, name, uidvalidity, uidnext, highestmodseq)
+            VALUES (1, 1, 'INBOX', 1, 2, 2);
+        INSERT INTO blobs (id, sha256, size, refcount) VALUES (5, '{"ab" * 32}', 3, 1);
+        INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, size,
+            blob, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to)
+            VALUES (1, 1, 2, '', 0, 0, 3, 5, '', '', '', '', '', '');
+        """
+    )
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        [record] = await store.list_messages(1)
+        assert record.blob_id == "ab" * 32
+    finally:
+        await store.close()
+
+
+THREADED = (
+    b"From: ann@example.org\r\nSubject: Re: plan\r\nMessage-ID: <c@x>\r\n"
+    b"In-Reply-To: <b@x>\r\nReferences: <a@x> <b@x>\r\n\r\nbody\r\n"
+)
+
+
+async def test_references_are_backfilled_by_migration_8(tmp_path: Path) -> None:
+    """Mail stored before migration 8 gets its References column from the stored structure."""
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    await store.deliver(THREADED, parse_message(THREADED), [DeliveryTarget(account.id)])
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE messages DROP COLUMN refs")  # the table as version 7 had it
+    conn.executescript(MIGRATIONS[8 - 1].sql)
+    conn.close()
+    upgraded = SqliteStore(path)
+    await upgraded.open()
+    try:
+        inbox = await upgraded.get_mailbox(account.id, INBOX)
+        [fields] = await upgraded.thread_fields(inbox.id)
+        assert fields.references == ("a@x", "b@x") and fields.in_reply_to == "b@x"
+    finally:
+        await upgraded.close()
 
 
 async def test_refuses_a_newer_schema(tmp_path: Path) -> None:

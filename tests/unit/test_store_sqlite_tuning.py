@@ -12,7 +12,7 @@ import pytest
 
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache
-from pillarbox.store.sqlite.store import SqliteLimits
+from pillarbox.store.sqlite.store import ROWS_BY_UID, SqliteLimits
 from pillarbox.store.types import INBOX, Mailbox
 from pillarbox.testing.store_contract import DOMAIN, make_message
 
@@ -98,17 +98,18 @@ async def test_catch_up_index_in_steps(opened: tuple[SqliteStore, Mailbox]) -> N
     assert await store.search_text(inbox.id, ["number 139"]) == {139}
 
 
-async def test_message_lists_read_the_digest_index(opened: tuple[SqliteStore, Mailbox]) -> None:
-    store, _ = opened
+async def test_select_reads_only_the_covering_record_index(
+    opened: tuple[SqliteStore, Mailbox],
+) -> None:
+    store, inbox = opened
 
-    def plan(conn: sqlite3.Connection) -> str:
-        rows = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT b.sha256 FROM messages m "
-            "JOIN blobs b INDEXED BY blobs_digest ON b.id = m.blob WHERE m.mailbox_id = 1"
-        )
-        return " ".join(row[3] for row in rows)
+    def plan(conn: sqlite3.Connection) -> list[str]:
+        rows = conn.execute("EXPLAIN QUERY PLAN " + ROWS_BY_UID, (inbox.id, 1, 2**63 - 1))
+        return [row[3] for row in rows]
 
-    assert "COVERING INDEX blobs_digest" in await store._read(plan)
+    assert await store._read(plan) == [
+        "SEARCH m USING COVERING INDEX messages_records (mailbox_id=? AND uid>? AND uid<?)"
+    ]
 
 
 # -- bounded WAL -----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """What the reader sees of a stored message: decoded people, the body chosen, parts,
-authentication results; and the JSON API's OpenAPI document."""
+authentication results, the spam verdict; and the JSON API's OpenAPI document."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import re
 
 from pillarbox.mail.parse import parse_message, part_text
+from pillarbox.policy.verdict import Action, Reason, Verdict
 from pillarbox.web.api import OPERATIONS, openapi_document
 from pillarbox.web.reading import (
     authentication_results,
@@ -15,6 +16,7 @@ from pillarbox.web.reading import (
     part_at,
     people,
     section_of_content_id,
+    spam_verdict,
 )
 
 ALTERNATIVE = (
@@ -91,3 +93,50 @@ def test_openapi_document_is_consistent() -> None:
             assert declared == named, path
     admin = [op for op in OPERATIONS if op.path.startswith("/admin")]
     assert admin and all(op.admin for op in admin)
+
+
+def _delivered(verdict: Verdict, rest: bytes = b"") -> bytes:
+    """A message as our delivery stores it: trace fields, the verdict, then what arrived."""
+    return (
+        b"Return-Path: <x@example.net>\r\nDelivered-To: alice@example.org\r\n"
+        + verdict.header()
+        + b"Received: from client.test by mx.test; Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+        + rest
+        + b"From: x@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
+    )
+
+
+def test_spam_verdict_round_trips_the_header_delivery_writes() -> None:
+    reasons = [
+        Reason("BAYES", 8.04, "0.902"),
+        Reason("SENDER_HISTORY", -1.5, "a@b.example verified"),
+    ]
+    reasons += [Reason(f"R{n}", 0.1 * n, f"zone{n}.test") for n in range(1, 14)]
+    raw = _delivered(Verdict(Action.JUNK, 7.5, tuple(reasons), "allow-list"))
+    verdict = spam_verdict(raw, parse_message(raw))
+    assert verdict is not None
+    assert (verdict.score, verdict.action, verdict.override) == (7.5, "junk", "allow-list")
+    assert verdict.reasons[:2] == (
+        type(verdict.reasons[0])("BAYES", "0.902", 8.0),
+        type(verdict.reasons[0])("SENDER_HISTORY", "a@b.example verified", -1.5),
+    )
+    assert verdict.reasons[0].meaning == "content filter (spam probability)"
+    assert len(verdict.reasons) == 12 and verdict.more == 3  # the header keeps the 12 strongest
+
+
+def test_spam_verdict_without_reasons() -> None:
+    raw = _delivered(Verdict(Action.INBOX, 0.0, ()))
+    verdict = spam_verdict(raw, parse_message(raw))
+    assert verdict is not None and verdict.action == "inbox" and verdict.reasons == ()
+
+
+def test_a_spam_header_from_the_sender_is_ignored() -> None:
+    forged = b"X-Pillarbox-Spam: score=-99.0; action=inbox; reasons=ALLOW_LIST(-99.0)\r\n"
+    raw = (
+        b"Return-Path: <x@example.net>\r\nReceived: from client.test by mx.test; "
+        b"Mon, 1 Jan 2024 10:00:00 +0000\r\n" + forged + b"From: x@example.net\r\n\r\nhi\r\n"
+    )
+    assert spam_verdict(raw, parse_message(raw)) is None
+    real = _delivered(Verdict(Action.JUNK, 6.0, (Reason("BAYES", 6.0),)), forged)
+    verdict = spam_verdict(real, parse_message(real))
+    assert verdict is not None and verdict.score == 6.0  # ours, not the forged one below it

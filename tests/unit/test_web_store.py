@@ -123,6 +123,15 @@ async def test_filters_combine(store: SqliteStore) -> None:
     thread = MessageQuery(message_ids=frozenset({"m0@example.net"}), descending=False)
     assert await uids(store, box, thread) == [1, 5]
     assert await uids(store, box, MessageQuery(uids=frozenset())) == []
+    # A filtered page counts its matches in the same scan; past the end it still knows them.
+    to_alice = MessageQuery(to_contains="alice", sort=SortKey.DATE, descending=False)
+    page = await store.query_messages(box, to_alice, offset=4, limit=3)
+    assert page.total == 6 and [r.uid for r in page.records] == [2, 1]
+    beyond = await store.query_messages(box, to_alice, offset=10, limit=3)
+    assert beyond.total == 6 and beyond.records == ()
+    assert (await store.query_messages(box, to_alice, offset=0, limit=0)).total == 6
+    nothing = MessageQuery(subject_contains="no such subject")
+    assert (await store.query_messages(box, nothing, offset=0, limit=5)).total == 0
 
 
 async def test_unknown_mailbox(store: SqliteStore) -> None:

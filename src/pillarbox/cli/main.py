@@ -21,6 +21,7 @@ import click
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
+from pillarbox.cli.dmarc import dmarc
 from pillarbox.cli.dns import dkim, dns
 from pillarbox.cli.mail import mail
 from pillarbox.cli.queue import queue
@@ -399,6 +400,7 @@ def alias_remove(state: CliState, address: str) -> None:
 cli.add_command(mail)
 cli.add_command(store_group)
 cli.add_command(spam)
+cli.add_command(dmarc)
 for _group in (queue, dns, dkim):
     cli.add_command(_group)
 

@@ -2,8 +2,9 @@
 
 IMAP4rev2 folds in many IMAP4rev1 extensions (RFC 9051 Appendix E item 2); they are listed by
 name as well so that IMAP4rev1-only clients find them. Each name below is implemented by
-:mod:`pillarbox.imap.session` (COMPRESS=DEFLATE with the adapter's help). NOTIFY (RFC 5465) is
-not offered.
+:mod:`pillarbox.imap.session` (COMPRESS=DEFLATE with the adapter's help, NOTIFY with
+:mod:`pillarbox.imap.notify`). CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 §4) are not offered:
+they require live result updates (UPDATE, CANCELUPDATE); ESORT's PARTIAL is accepted without them.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ BASE: Final = (
     "QUOTA=RES-STORAGE",  # RFC 9208 §5.1
     "QUOTA=RES-MESSAGE",  # RFC 9208 §5.2
     "OBJECTID",  # RFC 8474
+    "NOTIFY",  # RFC 5465
 )
 
 #: ENABLE arguments that take effect (RFC 5161 §3.1); both switch mailbox names and quoted

@@ -49,6 +49,22 @@ LIST_RETURN: Final = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
 SEARCH_RETURN: Final = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 #: ESORT return options (RFC 5267 §3.1; SAVE of a sort result is not offered).
 SORT_RETURN: Final = frozenset({"MIN", "MAX", "ALL", "COUNT"})
+#: NOTIFY mailbox filters (RFC 5465 §6); the first two name the selected mailbox (§6.1).
+NOTIFY_SELECTED: Final = frozenset({"SELECTED", "SELECTED-DELAYED"})
+NOTIFY_FILTERS: Final = NOTIFY_SELECTED | {"INBOXES", "PERSONAL", "SUBSCRIBED"}
+#: ... and the two that take mailbox names (RFC 5465 §6.5, §6.6).
+NOTIFY_NAMED_FILTERS: Final = frozenset({"SUBTREE", "MAILBOXES"})
+#: RFC 5465 §8 event names as the RFC spells them (matched case-insensitively).
+NOTIFY_EVENTS: Final = (
+    "MessageNew",
+    "MessageExpunge",
+    "FlagChange",
+    "AnnotationChange",
+    "MailboxName",
+    "SubscriptionChange",
+    "MailboxMetadataChange",
+    "ServerMetadataChange",
+)
 #: SORT keys (RFC 5256 §3; DISPLAYFROM/DISPLAYTO: RFC 5957 §3).
 SORT_KEYS: Final = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
@@ -280,6 +296,8 @@ class Sort:
     key: SearchKey
     uid: bool = False
     return_options: frozenset[str] | None = None
+    #: RFC 5267 §4.4 ``PARTIAL low:high``: positions (1-based) in the sorted result.
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +309,31 @@ class Thread:
     charset: str
     key: SearchKey
     uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """One RFC 5465 event group: a mailbox filter and its events.
+
+    ``filter`` is uppercased (:data:`NOTIFY_FILTERS` or :data:`NOTIFY_NAMED_FILTERS`, the
+    latter with ``mailboxes``); ``events`` are spelled as in :data:`NOTIFY_EVENTS` when known,
+    any other atom uppercased (``event-ext``, refused later with BADEVENT); an empty tuple is
+    ``NONE``. ``fetch_atts`` are MessageNew's attributes (§5.2).
+    """
+
+    filter: str
+    events: tuple[str, ...]
+    mailboxes: tuple[str, ...] = ()
+    fetch_atts: tuple[FetchAtt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """NOTIFY SET [STATUS] groups, or NOTIFY NONE when ``groups`` is None (RFC 5465 §3.1)."""
+
+    tag: str
+    groups: tuple[NotifyGroup, ...] | None
+    status: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +443,7 @@ Command = (
     | Search
     | Sort
     | Thread
+    | Notify
     | Fetch
     | Store
     | Copy
@@ -515,12 +559,22 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
                 out += b" CHARSET " + strings.astring(charset.encode("ascii"))
             program = format_program(key, utf8=utf8, charset=charset or "utf-8")
             return _uid(out + b" " + program, uid)
-        case Sort(criteria=criteria, charset=charset, key=key, uid=uid, return_options=options):
+        case Sort(
+            criteria=criteria,
+            charset=charset,
+            key=key,
+            uid=uid,
+            return_options=options,
+            partial=partial,
+        ):
             sort = " ".join(("REVERSE " if c.reverse else "") + c.key for c in criteria)
             program = format_program(key, utf8=utf8, charset=charset)
             out = b"SORT "
             if options is not None:
-                out += b"RETURN (" + " ".join(sorted(options)).encode("ascii") + b") "
+                words = sorted(options)
+                if partial is not None:
+                    words.append(f"PARTIAL {partial[0]}:{partial[1]}")
+                out += b"RETURN (" + " ".join(words).encode("ascii") + b") "
             out += b"(%s) %s %s" % (sort.encode("ascii"), charset.encode("ascii"), program)
             return _uid(out, uid)
         case Thread(algorithm=algorithm, charset=charset, key=key, uid=uid):
@@ -550,6 +604,11 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
                 return b"ID NIL"
             pairs = (strings.string(k) + b" " + strings.nstring(v) for k, v in params)
             return b"ID (" + b" ".join(pairs) + b")"
+        case Notify(groups=groups, status=status):
+            if groups is None:
+                return b"NOTIFY NONE"
+            out = b"NOTIFY SET STATUS" if status else b"NOTIFY SET"
+            return out + b"".join(b" " + _notify_group(g, utf8=utf8) for g in groups)
         case Compress(mechanism=mechanism):
             return b"COMPRESS " + mechanism.encode("ascii")
         case GetQuota(root=root):
@@ -558,6 +617,22 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
             resources = b" ".join(b"%s %d" % (n.encode("ascii"), v) for n, v in limits)
             return b"SETQUOTA " + strings.astring(root) + b" (" + resources + b")"
     raise TypeError(f"not a command: {cmd!r}")  # pragma: no cover - the match is exhaustive
+
+
+def _notify_group(group: NotifyGroup, *, utf8: bool) -> bytes:
+    out = group.filter.encode("ascii")
+    if group.filter in NOTIFY_NAMED_FILTERS:
+        names = [encode_mailbox(name, utf8=utf8) for name in group.mailboxes]
+        out += b" " + (names[0] if len(names) == 1 else b"(" + b" ".join(names) + b")")
+    if not group.events:
+        return b"(" + out + b" NONE)"
+    events = []
+    for event in group.events:
+        word = event.encode("ascii")
+        if event == "MessageNew" and group.fetch_atts:
+            word += b" " + format_atts(group.fetch_atts)
+        events.append(word)
+    return b"(" + out + b" (" + b" ".join(events) + b"))"
 
 
 def _qresync(params: Qresync) -> bytes:

@@ -68,12 +68,8 @@ _NEEDS_INFO_ITEMS = frozenset(
 _NEEDS_RAW_ITEMS = frozenset({FetchItem.RFC822, FetchItem.RFC822_HEADER, FetchItem.RFC822_TEXT})
 
 
-def _render_uid(uid: int, record: MessageRecord) -> bytes:
+def _render_uid(uid: int, flags: frozenset[str]) -> bytes:
     return b"UID %d" % uid
-
-
-def _render_modseq(uid: int, record: MessageRecord) -> bytes:
-    return b"MODSEQ (%d)" % record.modseq
 
 
 class Output(Protocol):
@@ -203,32 +199,34 @@ class FetchEngine:
         renderers = [self._renderer(att) for att in atts]
         line = b"* %d FETCH (" + b" ".join([b"%s"] * len(renderers)) + b")\r\n"
         numbered = view.numbered(uids)
-        record_of = view.record
+        flag_sets = view.flags_in_order(uids)
         while True:
             lines = [
-                line % (seq, *[render(uid, record) for render in renderers])
-                for seq, uid in itertools.islice(numbered, LIGHT_BATCH)
-                if (record := record_of(uid))
+                line % (seq, *[render(uid, flags) for render in renderers])
+                for (seq, uid), flags in zip(
+                    itertools.islice(numbered, LIGHT_BATCH), flag_sets, strict=False
+                )
             ]
             if not lines:
                 break
             await self._gather.add(b"".join(lines))
 
-    def _renderer(self, att: FetchAtt) -> Callable[[int, MessageRecord], bytes]:
+    def _renderer(self, att: FetchAtt) -> Callable[[int, frozenset[str]], bytes]:
+        """How one attribute is rendered from a UID and its flags; UID and FLAGS make no
+        record (a cold SELECT made none: :class:`~pillarbox.store.types.RecordTable`)."""
+        view = self._view
         if att is FetchItem.UID:
             return _render_uid
-        if att is FetchItem.MODSEQ:
-            return _render_modseq
         if att is not FetchItem.FLAGS:
-            return lambda uid, record: self._simple(att, uid, record)
-        recent = self._view.recent if self._with_recent else frozenset()
+            return lambda uid, _: self._simple(att, uid, view.record(uid))
+        recent = view.recent if self._with_recent else frozenset()
         encoded: dict[tuple[frozenset[str], bool], bytes] = {}
 
-        def flags(uid: int, record: MessageRecord) -> bytes:
-            key = (record.flags, uid in recent)
+        def flags(uid: int, stored: frozenset[str]) -> bytes:
+            key = (stored, uid in recent)
             item = encoded.get(key)
             if item is None:
-                shown = record.flags | {RECENT} if key[1] else record.flags
+                shown = stored | {RECENT} if key[1] else stored
                 item = encoded[key] = responses.flags_item(shown)
             return item
 

@@ -610,15 +610,41 @@ def _charset(cur: _Cursor) -> tuple[str, str]:
 
 def _return_options(cur: _Cursor, allowed: frozenset[str], what: str) -> frozenset[str] | None:
     """RFC 4731 §3.1 search-return-opts (RFC 5267 §3 for SORT), with the space after it."""
+    options, _ = _return_options_partial(cur, allowed, what, partial=False)
+    return options
+
+
+def _return_options_partial(
+    cur: _Cursor, allowed: frozenset[str], what: str, *, partial: bool
+) -> tuple[frozenset[str] | None, tuple[int, int] | None]:
+    """Return options and, if ``partial`` allows it, RFC 5267 §4.4 ``PARTIAL low:high``."""
     if not cur.skip_keyword(b"RETURN"):
-        return None
+        return None, None
     cur.sp()
-    words = cur.parenthesised_words()
-    unknown = set(words) - allowed
-    if unknown:
-        raise cur.error(f"unknown {what} return option {sorted(unknown)[0]}")
+    cur.expect(b"(")
+    words: list[str] = []
+    window: tuple[int, int] | None = None
+    if not cur.skip(b")"):
+        while True:
+            word = cur.word()
+            if word == "PARTIAL" and partial and window is None:
+                cur.sp()
+                low = cur.number(nonzero=True)
+                cur.expect(b":")
+                high = cur.number(nonzero=True)
+                window = (min(low, high), max(low, high))
+            elif word in allowed:
+                words.append(word)
+            else:
+                raise cur.error(f"unknown {what} return option {word}")
+            if not cur.skip(b" "):
+                break
+        cur.expect(b")")
+    if window is not None and "ALL" in words:
+        # RFC 5267 §4.4: "either one PARTIAL, one ALL, or neither".
+        raise cur.error("PARTIAL and ALL cannot be combined")
     cur.sp()
-    return frozenset(words)
+    return frozenset(words), window
 
 
 def _search(uid: bool) -> Callable[[_Cursor, str], c.Command]:
@@ -637,6 +663,68 @@ def _search(uid: bool) -> Callable[[_Cursor, str], c.Command]:
     return parse
 
 
+_NOTIFY_EVENT_NAMES: Final = {name.upper(): name for name in c.NOTIFY_EVENTS}
+
+
+def _notify(cur: _Cursor, tag: str) -> c.Command:
+    """RFC 5465 §8 ``notify``. The §5/§6.1 rules on which events go together are the
+    session's (:mod:`.notify`), so that every grammatical command round-trips."""
+    cur.sp()
+    if cur.skip_keyword(b"NONE"):
+        return c.Notify(tag, None)
+    if not cur.skip_keyword(b"SET"):
+        raise cur.error("expected SET or NONE")
+    status = cur.skip_keyword(b" STATUS")
+    groups = []
+    while cur.skip(b" "):
+        groups.append(_notify_group(cur))
+    if not groups:
+        raise cur.error("expected an event group")
+    return c.Notify(tag, tuple(groups), status)
+
+
+def _notify_group(cur: _Cursor) -> c.NotifyGroup:
+    cur.expect(b"(")
+    cur.enter()
+    name = cur.word("mailbox filter")
+    mailboxes: list[str] = []
+    if name in c.NOTIFY_NAMED_FILTERS:
+        cur.sp()
+        if cur.skip(b"("):  # many-mailboxes
+            mailboxes.append(cur.mailbox())
+            while cur.skip(b" "):
+                mailboxes.append(cur.mailbox())
+            cur.expect(b")")
+        else:
+            mailboxes.append(cur.mailbox())
+    elif name not in c.NOTIFY_FILTERS:
+        raise cur.error(f"unknown mailbox filter {name}")
+    cur.sp()
+    events: list[str] = []
+    fetch_atts: tuple[f.FetchAtt, ...] = ()
+    if not cur.skip_keyword(b"NONE"):
+        # §8 wants the events parenthesised; every example in the RFC leaves them bare
+        # ("(selected MessageNew (uid) MessageExpunge)"), which is accepted too.
+        listed = cur.skip(b"(")
+        while True:
+            word = cur.word("event")
+            event = _NOTIFY_EVENT_NAMES.get(word, word)
+            if event == "MessageNew" and cur.skip(b" ("):
+                items = [_fetch_att(cur)]
+                while cur.skip(b" "):
+                    items.append(_fetch_att(cur))
+                cur.expect(b")")
+                fetch_atts = tuple(items)
+            events.append(event)
+            if not cur.skip(b" "):
+                break
+        if listed:
+            cur.expect(b")")
+    cur.expect(b")")
+    cur.leave()
+    return c.NotifyGroup(name, tuple(events), tuple(mailboxes), fetch_atts)
+
+
 def _search_program(cur: _Cursor, codec: str) -> s.SearchKey:
     keys = [_search_key(cur, codec)]
     while cur.skip(b" "):
@@ -647,7 +735,7 @@ def _search_program(cur: _Cursor, codec: str) -> s.SearchKey:
 def _sort(uid: bool) -> Callable[[_Cursor, str], c.Command]:
     def parse(cur: _Cursor, tag: str) -> c.Command:
         cur.sp()
-        options = _return_options(cur, c.SORT_RETURN, "SORT")
+        options, partial = _return_options_partial(cur, c.SORT_RETURN, "SORT", partial=True)
         words = cur.parenthesised_words()
         criteria = []
         reverse = False
@@ -665,7 +753,7 @@ def _sort(uid: bool) -> Callable[[_Cursor, str], c.Command]:
         charset, codec = _charset(cur)
         cur.sp()
         key = _search_program(cur, codec)
-        return c.Sort(tag, tuple(criteria), charset, key, uid, options)
+        return c.Sort(tag, tuple(criteria), charset, key, uid, options, partial)
 
     return parse
 
@@ -1061,6 +1149,7 @@ _COMMANDS: Final[dict[str, _Parser]] = {
     "MOVE": _copy_or_move(c.Move, uid=False),
     "ID": _id,
     "COMPRESS": _compress,
+    "NOTIFY": _notify,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _setquota,

@@ -323,10 +323,12 @@ def esearch(
     all_numbers: SequenceSet | None = None,
     count: int | None = None,
     modseq: int | None = None,
+    partial: tuple[tuple[int, int], SequenceSet | None] | None = None,
 ) -> bytes:
     """RFC 4731 §3.1 / RFC 9051 §7.3.4 ``* ESEARCH (TAG "t") UID MIN n ...``.
 
     Only the requested items are passed; an empty result has no MIN/MAX/ALL (RFC 4731 §3.1).
+    ``partial`` is RFC 5267 §4.4's ``PARTIAL (low:high set)``, with NIL for an empty window.
     """
     out = b"* ESEARCH"
     if tag is not None:
@@ -339,6 +341,10 @@ def esearch(
         out += b" MAX %d" % maximum
     if all_numbers is not None:
         out += b" ALL " + all_numbers.format()
+    if partial is not None:
+        (low, high), window = partial
+        shown = b"NIL" if window is None else window.format()
+        out += b" PARTIAL (%d:%d %s)" % (low, high, shown)
     if count is not None:
         out += b" COUNT %d" % count
     if modseq is not None:

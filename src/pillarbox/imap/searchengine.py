@@ -183,7 +183,9 @@ class SearchEngine:
         return {uid for uid in candidates if self._cheap(key, uid)}
 
     def _cheap(self, key: s.SearchKey, uid: int) -> bool:
-        record = self._view.record(uid)
+        """One message against a key the view answers; flag keys make no record (a SELECT's
+        table makes records only when used: :class:`~pillarbox.store.types.RecordTable`)."""
+        record = self._view.record
         match key:
             case s.AllKey() | s.SaveDateSupportedKey():
                 return True  # RFC 8514 §4.2: every mailbox here keeps save dates
@@ -193,21 +195,22 @@ class SearchEngine:
                 flags = self._view.flags(uid, with_recent=self._with_recent)
                 return "\\Recent" in flags and "\\Seen" not in flags
             case s.DateKey(field=field, op=op, day=day):
-                stamp = record.saved_date if field is s.DateField.SAVED else record.internal_date
+                dates = record(uid)
+                stamp = dates.saved_date if field is s.DateField.SAVED else dates.internal_date
                 return _compare(stamp.astimezone(UTC).date(), op, day)
             case s.SizeKey(larger=larger, size=size):
-                return record.size > size if larger else record.size < size
+                return record(uid).size > size if larger else record(uid).size < size
             case s.WithinKey(older=older, seconds=seconds):  # RFC 5032 §3
-                age = self._now - record.internal_date.timestamp()
+                age = self._now - record(uid).internal_date.timestamp()
                 return age > seconds if older else age < seconds
             case s.SequenceKey(sequence=sequence, uid=by_uid):
                 return uid in self._sequence_uids(sequence, by_uid)
             case s.ModSeqKey(modseq=modseq):
                 # RFC 7162 §3.1.5: one MODSEQ per message, so the entry name is moot.
-                return record.modseq >= modseq
+                return record(uid).modseq >= modseq
             case s.ObjectIdKey(thread=thread, object_id=object_id):
                 # RFC 8474 §6: no thread ids are assigned, so THREADID matches nothing.
-                return not thread and email_id(record) == object_id
+                return not thread and email_id(record(uid)) == object_id
         raise AssertionError(f"{key!r} is not a cheap key")  # pragma: no cover
 
     def _sequence_uids(self, sequence: SequenceSet, by_uid: bool) -> frozenset[int]:

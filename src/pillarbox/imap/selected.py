@@ -23,6 +23,8 @@ Implementation notes (RFC 9051 §5.2, §7.4.1, §7.5.1; RFC 3501 §2.3.2 for \\R
   and the rows) changes nothing, because a record whose flags equal the visible ones is not a
   change, an arrival already known is ignored, and UIDs never come back once expunged. So the
   view may lag the store (the feed is a hint), but it can never diverge from it.
+- **The session's own writes** need no read back when they directly follow the applied MODSEQ
+  (:meth:`SelectedView.own_write`): each write takes the next MODSEQ, so none can lie between.
 - **MODSEQ is kept per message** and as the highest value applied (:attr:`SelectedView.modseq`);
   :attr:`SelectedView.announced_modseq` is the highest the client may take as fully known
   (RFC 7162 §3.1.2.1): it only advances when an announcement left nothing pending.
@@ -36,12 +38,12 @@ Implementation notes (RFC 9051 §5.2, §7.4.1, §7.5.1; RFC 3501 §2.3.2 for \\R
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pillarbox.imap import responses
 from pillarbox.imap.sequence import NumberSet, SequenceSet
-from pillarbox.store.types import Mailbox, MessageRecord
+from pillarbox.store.types import Mailbox, MessageRecord, RecordTable
 
 RECENT = "\\Recent"
 
@@ -61,7 +63,7 @@ class SelectedView:
     def __init__(
         self,
         mailbox: Mailbox,
-        records: Iterable[MessageRecord],
+        records: RecordTable | Iterable[MessageRecord],
         *,
         read_only: bool,
         modseq: int,
@@ -70,8 +72,13 @@ class SelectedView:
         self.name = mailbox.name
         self.uidvalidity = mailbox.uidvalidity
         self.read_only = read_only
-        self._records: dict[int, MessageRecord] = {r.uid: r for r in records}
-        self._uids: list[int] = sorted(self._records)
+        #: The records as SELECT read them (made as they are used: a cold SELECT of a large
+        #: mailbox makes none), and those learned since, which take precedence.
+        self._table = records if isinstance(records, RecordTable) else RecordTable.of(records)
+        self._learned: dict[int, MessageRecord] = {}
+        #: Table UIDs whose expunge was announced (no longer visible).
+        self._gone: set[int] = set()
+        self._uids: list[int] = list(self._table.uids)
         self.uidnext = max(mailbox.uidnext, self._uids[-1] + 1 if self._uids else 1)
         #: The store's MODSEQ up to which every change has been applied.
         self.modseq = modseq
@@ -94,7 +101,22 @@ class SelectedView:
         return self._uids
 
     def record(self, uid: int) -> MessageRecord:
-        return self._records[uid]
+        """The record of a visible UID (``KeyError`` otherwise)."""
+        record = self._learned.get(uid)
+        if record is not None:
+            return record
+        return self._table[self._table_position(uid)]
+
+    def _table_position(self, uid: int) -> int:
+        """Where a visible UID not learned since SELECT sits in the table."""
+        position = self._table.position(uid)
+        if position is None or uid in self._gone:
+            raise KeyError(uid)
+        return position
+
+    def is_visible(self, uid: int) -> bool:
+        index = bisect.bisect_left(self._uids, uid)
+        return index < len(self._uids) and self._uids[index] == uid
 
     def seq_of(self, uid: int) -> int:
         """The sequence number of a visible UID (``ValueError`` if not visible)."""
@@ -131,20 +153,50 @@ class SelectedView:
         return uid in self._expunged
 
     def flags(self, uid: int, *, with_recent: bool) -> frozenset[str]:
-        flags = self._records[uid].flags
+        """A visible message's flags, read without making its record."""
+        record = self._learned.get(uid)
+        flags = record.flags if record is not None else self._table.flags[self._table_position(uid)]
         if with_recent and uid in self.recent:
             return flags | {RECENT}
         return flags
 
+    def flags_in_order(self, uids: Iterable[int]) -> Iterator[frozenset[str]]:
+        """The flags of visible ``uids`` given ascending (no \\Recent), in one walk of the
+        table: ``FETCH 1:* (FLAGS)`` of a large mailbox without a search per message."""
+        learned = self._learned
+        table_uids = self._table.uids
+        table_flags = self._table.flags
+        if not isinstance(uids, list):
+            uids = list(uids)
+        if not uids:
+            return
+        position = bisect.bisect_left(table_uids, uids[0])
+        low, high = uids[0], uids[-1]
+        if table_uids[position : position + len(uids)] == uids and not any(
+            low <= uid <= high for uid in learned
+        ):  # e.g. 1:* after SELECT: no search at all
+            yield from table_flags[position : position + len(uids)]
+            return
+        for uid in uids:
+            record = learned.get(uid)
+            if record is not None:
+                yield record.flags
+            else:
+                position = bisect.bisect_left(table_uids, uid, position)
+                yield table_flags[position]
+
     def keywords(self) -> frozenset[str]:
         """Every flag in use, for the FLAGS response of SELECT (RFC 9051 §7.3.5)."""
-        distinct = {record.flags for record in self._records.values()}
+        if not self._learned and len(self._table) == len(self._uids):  # the table's messages
+            distinct = set(self._table.flags)
+        else:
+            distinct = {self.flags(uid, with_recent=False) for uid in self._uids}
         return frozenset().union(*distinct)
 
     def first_unseen(self) -> int | None:
         """Sequence number of the first message without \\Seen (RFC 3501 [UNSEEN n])."""
         for seq, uid in enumerate(self._uids, 1):
-            if "\\Seen" not in self._records[uid].flags:
+            if "\\Seen" not in self.flags(uid, with_recent=False):
                 return seq
         return None
 
@@ -157,8 +209,7 @@ class SelectedView:
         For message numbers the caller has checked the range (RFC 9051 §9: BAD otherwise).
         """
         if sequence.saved:
-            visible = self._records
-            return sorted(u for u in (saved or ()) if u in visible)
+            return sorted(u for u in (saved or ()) if self.is_visible(u))
         if uid:
             if not self._uids:
                 return []
@@ -181,29 +232,43 @@ class SelectedView:
     def apply(self, changed: Iterable[MessageRecord], expunged: Iterable[int], modseq: int) -> None:
         """Take in the store's changes since :attr:`modseq` (see the module notes)."""
         for uid in expunged:
-            if uid in self._records:
+            if self.is_visible(uid):
                 self._expunged.add(uid)
             self._arrived.pop(uid, None)
         last_known = max(self._uids[-1] if self._uids else 0, max(self._arrived, default=0))
         for record in changed:
             uid = record.uid
-            current = self._records.get(uid)
-            if current is not None:
+            if self.is_visible(uid):
                 if uid in self._expunged:
                     continue
-                if record.flags != current.flags:
+                if record.flags != self.flags(uid, with_recent=False):
                     self._flags_changed.add(uid)
-                self._records[uid] = record
+                self._learned[uid] = record
             elif uid in self._arrived or uid > last_known:
                 self._arrived[uid] = record
         self.modseq = max(self.modseq, modseq)
 
-    def own_flags(self, records: Iterable[MessageRecord]) -> None:
-        """Flags this session stored itself and reports in its own STORE/FETCH response."""
+    def own_flags(self, records: Sequence[MessageRecord]) -> None:
+        """Flags this session stored itself, in one write, and reports in its own STORE/FETCH
+        response (so they are no unsolicited change; see also :meth:`own_write`)."""
         for record in records:
-            if record.uid in self._records and record.uid not in self._expunged:
-                self._records[record.uid] = record
+            if self.is_visible(record.uid) and record.uid not in self._expunged:
+                self._learned[record.uid] = record
                 self._flags_changed.discard(record.uid)
+        if records:
+            self.own_write(records[0].modseq)
+
+    def own_write(self, modseq: int) -> bool:
+        """Whether a write of this session's, which took ``modseq`` and whose records the
+        caller has already applied, directly follows the MODSEQ applied so far. Every write
+        takes the mailbox's next MODSEQ (store interface notes), so nothing else can lie
+        between: the view is then current up to ``modseq`` without a store read, and the
+        change feed's hint of it (at or below :attr:`modseq`) wakes nobody. False leaves the
+        view as it was; the caller reads the store."""
+        if modseq != self.modseq + 1:
+            return False
+        self.modseq = modseq
+        return True
 
     def arrivals(self) -> list[int]:
         """UIDs learned of but not yet announced (for claiming \\Recent before announcing)."""
@@ -224,13 +289,13 @@ class SelectedView:
         """
         lines: list[bytes] = []
         for uid in sorted(self._flags_changed):
-            if uid in self._records and uid not in self._expunged:
+            if self.is_visible(uid) and uid not in self._expunged:
                 items = [
                     responses.uid_item(uid),
                     responses.flags_item(self.flags(uid, with_recent=rev1)),
                 ]
                 if modseq:
-                    items.append(responses.modseq_item(self._records[uid].modseq))
+                    items.append(responses.modseq_item(self.record(uid).modseq))
                 lines.append(responses.fetch(self.seq_of(uid), items))
         self._flags_changed.clear()
         gone: list[int] = []
@@ -243,13 +308,14 @@ class SelectedView:
                     lines.append(responses.expunge(self.seq_of(uid)))
             removed = self._expunged
             self._uids = [uid for uid in self._uids if uid not in removed]
+            self._gone.update(gone)
             for uid in gone:
-                del self._records[uid]
+                self._learned.pop(uid, None)
                 self.recent.discard(uid)
             self._expunged = set()
         if self._arrived:
             for uid in sorted(self._arrived):
-                self._records[uid] = self._arrived[uid]
+                self._learned[uid] = self._arrived[uid]
                 self._uids.append(uid)
             self.uidnext = max(self.uidnext, self._uids[-1] + 1)
             self._arrived = {}

@@ -47,6 +47,12 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   administrator's). An APPEND, COPY or MOVE over quota is ``NO [OVERQUOTA]``.
 - **COMPRESS=DEFLATE** (RFC 4978): the core answers and returns
   :attr:`Action.START_COMPRESS`; the adapter puts the :mod:`.compress` streams under TLS.
+- **NOTIFY** (RFC 5465, :mod:`.notify`): once used, :meth:`ImapSession.push_updates` sends
+  exactly the events the client asked for, whether it idles or not (§3.1, §4), and the
+  adapter calls it whenever :attr:`ImapSession.wants_push`. Before any NOTIFY only IDLE
+  pushes, and only the selected mailbox's changes (§3.1). What a command itself announces at
+  its end is base IMAP and does not depend on NOTIFY; flag changes of the selected mailbox go
+  out with its other pushed events even when FlagChange was not asked for.
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ from pillarbox.imap.fetch import FetchItem
 from pillarbox.imap.fetchengine import FetchEngine, Output
 from pillarbox.imap.lexer import CommandReady, ContinueLiteral, Fatal, Lexer, LexerLimits
 from pillarbox.imap.listing import NOSELECT, list_mailboxes, list_subscribed
+from pillarbox.imap.notify import OK_NOTIFY, Notifier, NotifyRefused, plan
 from pillarbox.imap.objectid import mailbox_id
 from pillarbox.imap.parser import is_idle_done, parse_command, parse_sasl_response
 from pillarbox.imap.responses import Code, Condition, Reply
@@ -96,8 +103,10 @@ from pillarbox.store.types import (
     SYSTEM_FLAGS,
     Account,
     Change,
+    ChangeKind,
     FlagOp,
     Mailbox,
+    MessageRecord,
     SpecialUse,
 )
 
@@ -150,6 +159,7 @@ _AUTHENTICATED: Final = _ANY | {
     c.GetQuotaRoot,
     c.SetQuota,
     c.Compress,
+    c.Notify,
 }
 #: RFC 9051 §6: the commands each state accepts. ENABLE is for the authenticated state only
 #: (RFC 5161 §3.1); CHECK stays for IMAP4rev1 clients (RFC 3501 §6.4.1).
@@ -174,8 +184,9 @@ TRANSITIONS: Final[dict[tuple[State, type, Condition], State]] = {
     **{(state, c.Logout, _OK): State.LOGOUT for state in State if state is not State.LOGOUT},
 }
 
-#: Commands that look for changes even without a hint from the change feed (RFC 9051 §6.1.2).
-_POLLING: Final = frozenset({c.Noop, c.Check, c.Idle})
+#: Commands that look for changes even without a hint from the change feed (RFC 9051 §6.1.2;
+#: RFC 5465 §3.1: NOTIFY implies a NOOP).
+_POLLING: Final = frozenset({c.Noop, c.Check, c.Idle, c.Notify})
 #: Commands that leave the selected mailbox: what happened to it no longer matters.
 _LEAVING: Final = frozenset({c.Select, c.Close, c.Unselect, c.Logout})
 #: RFC 9051 §7.5.1, RFC 5256 §3: no EXPUNGE while these (non-UID) commands are in progress.
@@ -259,6 +270,8 @@ class SessionSettings:
     server_id: tuple[tuple[str, str | None], ...] = (("name", "Pillarbox"),)
     #: This server's name (the spam filter trusts only its own Authentication-Results).
     hostname: str = "localhost"
+    #: Mailboxes one NOTIFY may watch for message events (RFC 5465 §5.8 overflow beyond).
+    notify_max_mailboxes: int = 1000
 
 
 @dataclass(slots=True)
@@ -318,10 +331,15 @@ class ImapSession:
         self._qresync = False  # RFC 7162 §3.2.3: ENABLE QRESYNC was issued
         self._compressing = False
         self._selected: SelectedView | None = None
+        #: A hint said the selected mailbox was renamed or deleted (no MODSEQ tells that).
         self._dirty = False
+        #: The highest MODSEQ a hint reported for the selected mailbox's messages.
+        self._hinted = 0
         self._saved: list[int] = []
         self._idle_tag: str | None = None
         self._sasl: _Sasl | None = None
+        self._notifier: Notifier | None = None  # RFC 5465: None until the first NOTIFY
+        self._own_arrivals: set[int] = set()  # RFC 5465 §5.2: no MessageNew FETCH for these
 
     # -- adapter interface -----------------------------------------------------------------
 
@@ -352,10 +370,38 @@ class ImapSession:
         self.state = State.LOGOUT
         return r.BYE_SHUTDOWN.untagged()
 
+    @property
+    def wants_push(self) -> bool:
+        """Whether the adapter should call :meth:`push_updates` on change-feed wake-ups now:
+        during IDLE, and between commands once NOTIFY asked for events (RFC 5465 §3.1) — not
+        while a literal or a SASL exchange is under way."""
+        if self._idle_tag is not None:
+            return True
+        notifier = self._notifier
+        return (
+            notifier is not None
+            and notifier.active
+            and self._sasl is None
+            and not self._lexer.in_literal
+        )
+
     def notify(self, change: Change) -> None:
         """A change-feed hint: the selected mailbox may have changed (the truth is re-read)."""
-        if self._selected is not None and change.mailbox_id == self._selected.mailbox_id:
-            self._dirty = True
+        view = self._selected
+        if view is not None and change.mailbox_id == view.mailbox_id:
+            if change.kind is ChangeKind.MAILBOXES:
+                self._dirty = True
+            else:
+                self._hinted = max(self._hinted, change.modseq)
+        if self._notifier is not None:
+            self._notifier.hint(change)
+
+    @property
+    def _stale(self) -> bool:
+        """Whether a hint reported what the view lacks. A hint at or below the view's MODSEQ
+        is taken in already: the session's own write, or one a read raced ahead of."""
+        view = self._selected
+        return view is not None and (self._dirty or self._hinted > view.modseq)
 
     def compression_started(self) -> bytes:
         """COMPRESS succeeded: returns the octets received after it, which are compressed
@@ -394,15 +440,32 @@ class ImapSession:
                 return action
 
     async def push_updates(self, out: Output, now: float) -> Action:
-        """During IDLE, after a change-feed wake-up: send what changed (RFC 9051 §6.3.13)."""
+        """After a change-feed wake-up, between commands: send what changed — during IDLE
+        (RFC 9051 §6.3.13), or whenever NOTIFY asked for it (RFC 5465 §3.1, §4)."""
         self._now = now
-        if self._idle_tag is None or self._selected is None or not self._dirty:
+        idling = self._idle_tag is not None
+        notifier = self._notifier
+        if notifier is None and not idling:
             return Action.CONTINUE
+        selected = notifier.plan.selected if notifier is not None else True
         try:
-            await self._sync()
-            await self._announce(out, allow_expunge=True)
+            if self._stale and selected:
+                await self._sync()
+                # RFC 5465 §6.1.2: SELECTED-DELAYED holds expunges back until a command
+                # that may carry them (IDLE is one); SELECTED sends them at once (§6.1.1).
+                delayed = notifier is not None and notifier.plan.delayed
+                await self._announce(out, allow_expunge=idling or not delayed)
+            if notifier is not None and notifier.pending:
+                lines = await notifier.updates(
+                    self.store, self._selected_id(), condstore=self._condstore, utf8=self._utf8
+                )
+                if lines:
+                    await out.write(b"".join(lines))
         except _MailboxGone:
             return await self._mailbox_gone(out)
+        except StorageError as exc:  # the next wake-up or command tries again
+            if self._log is not None:
+                self._log.exception("store failure", command="push", error=str(exc))
         return Action.CONTINUE
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -428,7 +491,7 @@ class ImapSession:
         if kind not in ALLOWED[self.state]:
             return await self._finish(command.tag, kind, r.BAD_WRONG_STATE, out)
         try:
-            looks = self._dirty or kind in _POLLING
+            looks = self._stale or kind in _POLLING
             if self._selected is not None and looks and kind not in _LEAVING:
                 await self._sync()
             reply = await _HANDLERS[kind](self, command, out)
@@ -492,18 +555,15 @@ class ImapSession:
     async def _sync(self) -> None:
         """Take in the store's changes to the selected mailbox since the view's MODSEQ."""
         view = self._view
-        self._dirty = False  # a hint arriving during the reads marks it again
+        self._dirty = False  # a rename hint arriving during the read marks it again
         try:
-            status = await self.store.mailbox_status(view.mailbox_id)
+            delta = await self.store.mailbox_delta(view.mailbox_id, view.modseq)
         except NotFound:
             raise _MailboxGone from None
-        view.name = status.mailbox.name
-        highest = status.mailbox.highestmodseq
-        if highest <= view.modseq:
-            return
-        changed = await self.store.changes_since(view.mailbox_id, view.modseq)
-        expunged = await self.store.expunged_since(view.mailbox_id, view.modseq)
-        view.apply(changed, expunged, highest)
+        view.name = delta.status.mailbox.name
+        highest = delta.status.mailbox.highestmodseq
+        if highest > view.modseq:
+            view.apply(delta.changed, delta.expunged, highest)
 
     async def _announce(self, out: Output, *, allow_expunge: bool) -> None:
         view = self._view
@@ -522,6 +582,37 @@ class ImapSession:
             self._saved = [uid for uid in self._saved if uid not in gone]
         if announcement.lines:
             await out.write(b"".join(announcement.lines))
+        if arrivals:
+            await self._message_new(view, arrivals, out)
+
+    async def _message_new(self, view: SelectedView, arrivals: list[int], out: Output) -> None:
+        """RFC 5465 §5.2: after EXISTS, a FETCH of what NOTIFY asked for, for each new message
+        not created by this session itself."""
+        own, self._own_arrivals = self._own_arrivals, set()
+        notifier = self._notifier
+        if notifier is None or not notifier.plan.selected or not notifier.plan.fetch_atts:
+            return
+        news = [uid for uid in arrivals if uid not in own]
+        if news:
+            engine = FetchEngine(
+                view,
+                self.store,
+                out,
+                uid_command=True,  # every unsolicited FETCH carries UID (RFC 9051 App. E)
+                utf8=self._utf8,
+                with_recent=not self._rev2,
+                condstore=self._condstore,
+            )
+            await engine.run(news, notifier.plan.fetch_atts)
+
+    def _selected_id(self) -> int | None:
+        return None if self._selected is None else self._selected.mailbox_id
+
+    async def _absorb(self, mailbox_id: int | None = None) -> None:
+        """This session's own change, which NOTIFY does not echo (RFC 5465 §5): a mailbox's
+        content (``mailbox_id``) or the mailbox list and subscriptions (None)."""
+        if self._notifier is not None:
+            await self._notifier.absorb(self.store, mailbox_id=mailbox_id)
 
     def _claims_recent(self, view: SelectedView) -> bool:
         """\\Recent is IMAP4rev1's; EXAMINE must not take it (RFC 3501 §6.3.2)."""
@@ -616,10 +707,6 @@ class ImapSession:
         if self._selected is not None:
             code = responses.highestmodseq(self._selected.announced_modseq)
             await out.write(r.OK_HIGHESTMODSEQ.with_code(code).untagged())
-
-    async def _sync_if_selected(self, mailbox_id: int) -> None:
-        if self._selected is not None and self._selected.mailbox_id == mailbox_id:
-            await self._sync()
 
     # -- any state (RFC 9051 §6.1) -----------------------------------------------------------
 
@@ -750,16 +837,15 @@ class ImapSession:
             self._selected = None
             await out.write(r.CLOSED_PREVIOUS.untagged())  # RFC 9051 §7.1 CLOSED
         self._saved = []  # RFC 5182 §2.1
-        mailbox = await self._mailbox(cmd.mailbox)
-        status = await self.store.mailbox_status(mailbox.id)
-        records = await self.store.list_messages(mailbox.id)
+        try:
+            snapshot = await self.store.open_mailbox(self._account.id, cmd.mailbox)
+        except (NotFound, InvalidName):
+            return r.NO_NO_MAILBOX
+        status, mailbox = snapshot.status, snapshot.status.mailbox
         view = SelectedView(
-            status.mailbox,
-            records,
-            read_only=cmd.read_only,
-            modseq=status.mailbox.highestmodseq,
+            mailbox, snapshot.records, read_only=cmd.read_only, modseq=mailbox.highestmodseq
         )
-        if self._claims_recent(view):
+        if self._claims_recent(view) and view.uids and view.uids[-1] >= status.recent_uid:
             first = await self.store.claim_recent(mailbox.id)
             view.recent = {uid for uid in view.uids if uid >= first}
         lines = [responses.flags(SYSTEM_FLAGS | view.keywords())]
@@ -788,6 +874,7 @@ class ImapSession:
             await self._resync(view, cmd.qresync, out)
         self._selected = view
         self._dirty = False
+        self._hinted = 0
         return r.OK_EXAMINE_RO if view.read_only else r.OK_SELECT_RW
 
     async def _resync(self, view: SelectedView, params: c.Qresync, out: Output) -> None:
@@ -840,6 +927,7 @@ class ImapSession:
             return r.NO_EXISTS
         except InvalidName:
             return r.NO_BAD_NAME
+        await self._absorb()
         return r.OK_CREATE.with_code(responses.mailboxid(mailbox_id(created)))  # RFC 8474 §4.1
 
     async def _delete(self, cmd: c.Command, out: Output) -> Reply:
@@ -860,6 +948,7 @@ class ImapSession:
         if self._selected is not None and self._selected.mailbox_id == mailbox.id:
             self._selected = None
             self._saved = []
+        await self._absorb()
         return r.OK_DELETE
 
     async def _rename(self, cmd: c.Command, out: Output) -> Reply:
@@ -873,6 +962,7 @@ class ImapSession:
             return r.NO_EXISTS
         except InvalidName:
             return r.NO_BAD_NAME
+        await self._absorb()
         if self._selected is not None:
             await self._sync()  # the selected mailbox may have a new name, or lost messages
         return r.OK_RENAME
@@ -884,6 +974,7 @@ class ImapSession:
             await self.store.set_subscribed(self._account.id, cmd.mailbox, subscribe)
         except InvalidName:
             return r.NO_BAD_NAME
+        await self._absorb()
         return r.OK_SUBSCRIBE if subscribe else r.OK_UNSUBSCRIBE
 
     async def _list(self, cmd: c.Command, out: Output) -> Reply:
@@ -961,7 +1052,7 @@ class ImapSession:
         raws = [normalise_line_endings(m.data) for m in cmd.messages]
         if not all(raws):
             return r.NO_EMPTY_MESSAGE
-        stored: list[int] = []
+        records: list[MessageRecord] = []
         try:
             for message, raw in zip(cmd.messages, raws, strict=True):
                 info = await self._parse(raw)
@@ -972,14 +1063,21 @@ class ImapSession:
                     flags=frozenset(message.flags),
                     internal_date=message.internal_date,
                 )
-                stored.append(record.uid)
+                records.append(record)
         except QuotaExceeded:
-            await self._undo_append(mailbox.id, stored)
+            await self._undo_append(mailbox.id, [record.uid for record in records])
             return r.NO_OVERQUOTA
         except BaseException:
-            await self._undo_append(mailbox.id, stored)
+            await self._undo_append(mailbox.id, [record.uid for record in records])
             raise
-        await self._sync_if_selected(mailbox.id)
+        stored = [record.uid for record in records]
+        view = self._selected
+        if view is not None and view.mailbox_id == mailbox.id:
+            self._own_arrivals.update(stored)
+            view.apply(records, (), view.modseq)  # RFC 9051 §6.3.12: announced as EXISTS
+            if not all(view.own_write(record.modseq) for record in records):
+                await self._sync()
+        await self._absorb(mailbox.id)
         code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers(stored))
         return r.OK_APPEND.with_code(code)
 
@@ -1033,6 +1131,24 @@ class ImapSession:
         if self._compressing:
             return r.NO_COMPRESSION_ACTIVE
         return r.OK_COMPRESS
+
+    async def _notify(self, cmd: c.Command, out: Output) -> Reply:
+        """NOTIFY SET / NONE (RFC 5465 §3.1); the pending changes of the selected mailbox
+        follow as for NOOP (it is in :data:`_POLLING`)."""
+        assert isinstance(cmd, c.Notify)
+        try:
+            notifier = Notifier(
+                self._account.id, plan(cmd), max_mailboxes=self.settings.notify_max_mailboxes
+            )
+            lines = await notifier.start(
+                self.store, self._selected_id(), condstore=self._condstore, utf8=self._utf8
+            )
+        except NotifyRefused as refused:
+            return refused.reply  # §3.1: a refused NOTIFY changes nothing
+        self._notifier = notifier
+        if lines:
+            await out.write(b"".join(lines))
+        return OK_NOTIFY
 
     async def _idle(self, cmd: c.Command, out: Output) -> None:
         await out.write(responses.continuation("idling"))
@@ -1225,7 +1341,14 @@ class ImapSession:
         if options is None:
             await out.write(responses.sort(numbers, modseq=modseq))
             return r.OK_SORT
-        shown = options or {"ALL"}
+        shown = options or ({"ALL"} if cmd.partial is None else set())
+        partial = None
+        if cmd.partial is not None:
+            # RFC 5267 §4.4: positions low..high (1-based) of the sorted result, in sort
+            # order; past its end is not an error, just fewer (or no) results.
+            low, high = cmd.partial
+            window = numbers[low - 1 : high]
+            partial = (cmd.partial, ordered_set(window) if window else None)
         # RFC 5267 §3.1: MIN and MAX are the first and last in sort order; ALL keeps the order.
         await out.write(
             responses.esearch(
@@ -1236,6 +1359,7 @@ class ImapSession:
                 all_numbers=ordered_set(numbers) if "ALL" in shown and numbers else None,
                 count=len(numbers) if "COUNT" in shown else None,
                 modseq=modseq,
+                partial=partial,
             )
         )
         return r.OK_SORT
@@ -1285,6 +1409,9 @@ class ImapSession:
             return r.NO_TRYCREATE
         if not pairs:
             return done
+        if target.id == view.mailbox_id:
+            self._own_arrivals.update(new for _, new in pairs)
+        await self._absorb(target.id)
         await self._learn(view.mailbox_id, target, pairs)
         code = responses.copyuid(
             target.uidvalidity,
@@ -1356,6 +1483,7 @@ def _handlers() -> dict[type, Handler]:
         c.GetQuotaRoot: s._getquotaroot,
         c.SetQuota: s._setquota,
         c.Compress: s._compress,
+        c.Notify: s._notify,
     }
     return table
 

@@ -11,8 +11,9 @@ Implementation notes:
   idles — the change feed. The receive stays pending across wake-ups, so no byte is lost when
   the feed wins the race.
 - **Change feed.** Subscribed once the session is authenticated; every hint is passed to the
-  session (which re-reads the truth by MODSEQ at its next safe point) and, during IDLE, wakes
-  the connection to push the updates at once.
+  session (which re-reads the truth by MODSEQ at its next safe point) and, while the session
+  wants pushes (IDLE, or between commands once NOTIFY asked for events, RFC 5465), wakes the
+  connection to push the updates at once.
 - **Output** is gathered and written with back-pressure: a write of more than
   :data:`FLUSH_AT` octets waits for the transport to drain, so a slow reader of a large FETCH
   holds one chunk in memory, not the whole response.
@@ -62,6 +63,7 @@ def session_settings(config: ImapSection, hostname: str = "localhost") -> Sessio
         idle_timeout=config.idle_timeout,
         login_without_tls=config.login_without_tls,
         hostname=hostname,
+        notify_max_mailboxes=config.notify_max_mailboxes,
     )
 
 
@@ -156,7 +158,7 @@ class _Connection:
                 if receive is None:
                     receive = loop.create_task(self.channel.receive(None))
                 waits: set[asyncio.Task[Any]] = {receive, shutdown}
-                if session.idling:
+                if session.wants_push:  # IDLE, or events NOTIFY asked for (RFC 5465 §3.1)
                     if changed is None:
                         changed = loop.create_task(self.changed.wait())
                     waits.add(changed)

@@ -27,6 +27,8 @@ from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler,
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
+from pillarbox.policy import reporting
+from pillarbox.queue.forwarding import srs_settings
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import runner_for
 from pillarbox.services import Services
@@ -83,6 +85,7 @@ class Server:
             authenticator=authenticator,
             router=Router(store),
             tls=tls,
+            srs=srs_settings(config),
         )
         counters = {
             "smtp": ConnectionCounter(
@@ -132,6 +135,8 @@ class Server:
             await self.stop()
             raise
         context.spawn(runner_for(context).run(), "queue-runner")
+        if config.dmarc_reports.enabled:
+            context.spawn(reporting.run(context), "dmarc-reports")
 
     async def _start_dns(self, context: Services) -> None:
         """The optional authoritative DNS server for the hosted domains (``[dns]``)."""

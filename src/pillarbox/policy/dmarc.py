@@ -74,6 +74,26 @@ class DmarcRecord:
     rua: tuple[str, ...] = ()
     ruf: tuple[str, ...] = ()
 
+    def text(self) -> str:
+        """The record in canonical form, every tag spelled out (what reports quote, and what
+        :func:`parse_record` reads back to an equal record)."""
+        tags = [
+            f"p={self.p.value}",
+            f"sp={self.sp.value}",
+            f"adkim={self.adkim}",
+            f"aspf={self.aspf}",
+            f"pct={self.pct}",
+            f"fo={self.fo}",
+            f"rf={self.rf}",
+            f"ri={self.ri}",
+        ]
+        tags += [
+            f"{name}={','.join(uris)}"
+            for name, uris in (("rua", self.rua), ("ruf", self.ruf))
+            if uris
+        ]
+        return "; ".join(["v=DMARC1", *tags])
+
 
 @dataclass(frozen=True, slots=True)
 class AuthIdentity:
@@ -94,6 +114,9 @@ class DmarcOutcome:
     reason: str = ""
     #: The identifiers that aligned and passed ("spf", "dkim").
     aligned: tuple[str, ...] = field(default=())
+    #: Where the record was found: ``domain`` or its organizational domain (the DMARC Policy
+    #: Domain that aggregate reports are about, RFC 9990 §3.1.2).
+    policy_domain: str = ""
 
 
 # -- organizational domains (RFC 7489 §3.2) ------------------------------------------------------
@@ -190,9 +213,15 @@ def parse_record(text: str) -> DmarcRecord | None:
     )
 
 
+def is_dmarc_text(text: str) -> bool:
+    """The TXT data starts with the ``v=DMARC1`` tag (RFC 7489 §6.6.3 step 3; RFC 9990 §4
+    step 6 for report consent records)."""
+    return _VERSION.match(text) is not None
+
+
 def select_record(texts: Sequence[str]) -> DmarcRecord | None:
     """RFC 7489 §6.6.3 steps 3–4: discard non-DMARC records; exactly one must remain."""
-    candidates = [t for t in texts if _VERSION.match(t)]
+    candidates = [t for t in texts if is_dmarc_text(t)]
     if len(candidates) != 1:
         return None
     return parse_record(candidates[0])
@@ -240,16 +269,23 @@ async def _evaluate_domain(
         passing.append("spf")
     if any(d.result == "pass" and aligned(domain, d.domain, record.adkim) for d in dkim):
         passing.append("dkim")
+    policy_domain = (organizational_domain(domain) or domain) if inherited else domain
     if passing:
         return DmarcOutcome(
-            DmarcResult.PASS, Disposition.NONE, domain, record, "aligned", tuple(passing)
+            DmarcResult.PASS,
+            Disposition.NONE,
+            domain,
+            record,
+            "aligned",
+            tuple(passing),
+            policy_domain,
         )
     policy = record.sp if inherited else record.p
     sampled = record.pct >= 100 or rng.random() * 100 < record.pct
     if not sampled:
         policy = _LOWER.get(policy, Disposition.NONE)  # §6.6.4: the next lower policy
     reason = "no aligned SPF or DKIM pass" + ("" if sampled else f" (pct={record.pct})")
-    return DmarcOutcome(DmarcResult.FAIL, policy, domain, record, reason)
+    return DmarcOutcome(DmarcResult.FAIL, policy, domain, record, reason, (), policy_domain)
 
 
 async def evaluate(

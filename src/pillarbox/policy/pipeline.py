@@ -17,6 +17,9 @@ Implementation notes:
   no policy (RFC 7489 §6.6.3 and the local choice recorded in ``dmarc-cases.yml``).
 - Everything is explained: each signal is a :class:`~.verdict.Reason`; the message carries
   ``Authentication-Results`` (RFC 8601) and ``X-Pillarbox-Spam``.
+- With ``dmarc_reports`` on, each DMARC pass or fail under a record that has ``rua`` is kept in
+  the store (one small write per such message) for the aggregate report job
+  (:mod:`.reporting`); messages refused at DATA are counted too (RFC 9990 §3.1).
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import asyncio
 import ipaddress
 import random
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from pillarbox.blocking import run_blocking
 from pillarbox.config import Config, PolicySection
 from pillarbox.dns.resolver import DnsResolver, Resolver
 from pillarbox.mail.model import MessageInfo
-from pillarbox.policy import arc, dkim, dmarc, dnsbl, reputation, rules, spf
+from pillarbox.policy import arc, dkim, dmarc, dmarcreport, dnsbl, reputation, rules, spf
 from pillarbox.policy.authresults import AuthSummary
 from pillarbox.policy.authresults import header as auth_header
 from pillarbox.policy.classifier import (
@@ -92,6 +96,8 @@ class PolicySettings:
     spf_limits: spf.SpfLimits = spf.DEFAULT_LIMITS
     dkim_limits: dkim.DkimLimits = dkim.DEFAULT_LIMITS
     arc_limits: arc.ArcLimits = arc.DEFAULT_LIMITS
+    #: Keep each DMARC evaluation whose record asks for aggregate reports (``rua``).
+    dmarc_reports: bool = False
 
 
 def _zones(items: Sequence[str]) -> tuple[dnsbl.DnsblZone, ...]:
@@ -126,9 +132,10 @@ def settings_from_config(section: PolicySection) -> PolicySettings:
 def inbound_policy(config: Config, store: Store) -> InboundPolicy:
     """The server's policy, with its own resolver (and cache) on ``dns.nameserver``."""
     resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
-    return InboundPolicy(
-        settings_from_config(config.policy), store, resolver, hostname=config.server.hostname
+    settings = replace(
+        settings_from_config(config.policy), dmarc_reports=config.dmarc_reports.enabled
     )
+    return InboundPolicy(settings, store, resolver, hostname=config.server.hostname)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +378,16 @@ class InboundPolicy:
             dmarc=dmarc_out,
             arc=arc_out,
         )
+        if s.dmarc_reports and dmarc_out is not None:
+            kept = dmarcreport.observation(
+                dmarc_out,
+                AuthSummary(spf=spf_out, spf_is_helo=not arrival.mail_from, dkim=signatures),
+                source_ip=arrival.client_ip,
+                mail_from=arrival.mail_from,
+                received=datetime.now(UTC),
+            )
+            if kept is not None:
+                await self._store.record_dmarc_observation(kept)
         return summary, listings
 
     async def judge(

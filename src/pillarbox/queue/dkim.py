@@ -4,8 +4,8 @@ Keys are values (:class:`DkimKey`); where they are kept is the store's business.
 by dkimpy, relaxed/relaxed (RFC 6376 §3.4.2, §3.4.4: survives the header refolding and trailing
 whitespace changes that relays commit).
 
-Signing is CPU work (an RSA-2048 private-key operation is about a millisecond, and the body is
-canonicalised and hashed whole), so async callers run it off the event loop::
+Signing is CPU work (dkimpy's pure-Python RSA-2048 private-key operation is about 6 ms, and the
+body is canonicalised and hashed whole), so async callers run it off the event loop::
 
     headers = await run_blocking(dkim.sign, raw, "example.com", keys)
     message = headers + raw
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -149,8 +150,13 @@ def public_record(key: DkimKey) -> str:
     return f"v=DKIM1; k={key.algorithm.key_type}; p={encoded}"
 
 
+@functools.lru_cache(maxsize=64)
 def _dkimpy_private_key(key: DkimKey) -> bytes:
-    """The key as dkimpy takes it: PEM for RSA, the base64 32-octet seed for Ed25519."""
+    """The key as dkimpy takes it: PEM for RSA, the base64 32-octet seed for Ed25519.
+
+    Cached: ``load_pem_private_key`` checks an RSA key's consistency, about 30 ms of CPU for
+    2048 bits (measured: 45 ms per signature uncached, 7 ms cached), and a domain signs
+    every message with the same few keys."""
     private = _load(key)
     if isinstance(private, rsa.RSAPrivateKey):
         return key.private_pem

@@ -13,6 +13,11 @@ Implementation notes:
 - **Per-recipient outcome**: a local recipient whose mailbox is full at the end of DATA does not
   fail the others; it is queued and retried like a remote delivery (and bounced if it never
   fits). Only when nothing at all could be stored is the whole message refused (452 4.2.2).
+- **Forwarding and auto-replies** are applied here, once per arriving message, after the
+  verdict: an account's forwarding and an alias's remote targets are queued as forwarded
+  copies (:mod:`.forwarding`: SRS, ARC, loops, never spam), and vacation replies sent
+  (:mod:`.vacation`). A bounce to one of our SRS addresses is accepted at RCPT and returned to
+  the original sender. The rules: docs/forwarding.md.
 - **Submission** (RFC 6409): the envelope sender and every header ``From`` address must belong to
   the authenticated account (its address, plus-addresses of it, or aliases that resolve only
   to it); missing ``Date``/``Message-ID`` are added (RFC 6409 §8).
@@ -22,19 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
-from pillarbox.blocking import run_blocking
 from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import Address, parse_address
-from pillarbox.mail.model import MessageInfo
-from pillarbox.mail.parse import parse_message
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
 from pillarbox.policy.pipeline import Arrival, Copy, Judgement
+from pillarbox.policy.verdict import Verdict, decide
+from pillarbox.queue import forwarding, srs, vacation
+from pillarbox.queue.forwarding import Forward, Forwarder
+from pillarbox.queue.local import parse
 from pillarbox.queue.routing import LocalRecipient, Resolution
 from pillarbox.queue.signing import sign_outbound
 from pillarbox.services import Services
@@ -44,13 +50,11 @@ from pillarbox.smtp.replies import Reply
 from pillarbox.store.types import (
     INBOX,
     Account,
+    AccountSettings,
     DeliveryStatus,
     DeliveryTarget,
     NewQueueRecipient,
 )
-
-#: Messages larger than this are parsed on the blocking pool rather than on the event loop.
-INLINE_PARSE_LIMIT = 256 * 1024
 
 NOT_YOUR_SENDER = replies.POLICY_REJECTED.with_text("sender address not owned by the login")
 NOT_YOUR_FROM = replies.POLICY_REJECTED.with_text("From header address not owned by the login")
@@ -58,6 +62,10 @@ QUEUED = replies.MESSAGE_ACCEPTED
 #: The inbound policy refused the message for every recipient (DMARC p=reject, spam score);
 #: the text says why (never a silent drop).
 POLICY_REFUSED = replies.POLICY_REJECTED
+SPAM_NOT_FORWARDED = "message judged spam; not forwarded"
+#: Every recipient is an alias that would send the message back where it came from
+#: (RFC 3463 X.4.6: routing loop detected).
+FORWARDING_LOOP = Reply(554, "5.4.6", "mail forwarding loop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +90,19 @@ class AcceptedRecipient:
     resolution: Resolution
 
 
-async def parse(raw: bytes) -> MessageInfo:
-    """Parse once at ingest, off the loop when the message is large."""
-    if len(raw) > INLINE_PARSE_LIMIT:
-        return await run_blocking(parse_message, raw)
-    return parse_message(raw)
+@dataclass
+class _Plan:
+    """Where one message goes, by kind of destination."""
+
+    #: Hosted accounts, once each.
+    local: dict[int, LocalRecipient] = field(default_factory=dict)
+    #: The RCPT addresses each account was reached through (its addresses, for vacation).
+    addressed: dict[int, list[str]] = field(default_factory=dict)
+    #: Remote addresses the message leaves for as it is: a submitter's recipients at other
+    #: domains, the original senders of bounces to our SRS addresses.
+    plain: list[NewQueueRecipient] = field(default_factory=list)
+    #: Remote targets of our aliases, by alias (RCPT) address: forwarded.
+    aliased: dict[str, list[NewQueueRecipient]] = field(default_factory=dict)
 
 
 class Intake:
@@ -97,6 +113,20 @@ class Intake:
         self._store = services.store
         self._router = services.router
         self._log = Log("intake")
+        config = services.config
+        self._forwarder = Forwarder(
+            services.store,
+            services.srs,
+            hostname=services.hostname,
+            seal=config.forwarding.arc_seal,
+        )
+        self._responder = vacation.Responder(
+            services.store,
+            services.router,
+            services.queue_wakeup,
+            interval=timedelta(days=config.vacation.interval_days),
+            require_explicit_address=config.vacation.require_explicit_address,
+        )
 
     # -- MAIL / RCPT ---------------------------------------------------------------------------
     async def owns(self, account: Account, address: Address) -> bool:
@@ -128,6 +158,8 @@ class Intake:
             if mailbox is None:
                 return replies.MAILBOX_UNKNOWN, None
         resolution = await self._router.resolve(mailbox)
+        if resolution.unknown and resolution.hosted and srs.is_srs(mailbox.local):
+            resolution = self._srs_return(mailbox)
         if not resolution.hosted and account is None:
             return replies.RELAY_DENIED, None  # RFC 5321 §3.6.2: never an open relay
         if resolution.unknown:
@@ -139,6 +171,17 @@ class Intake:
         ):
             return replies.MAILBOX_FULL, None
         return replies.RECIPIENT_OK, resolution
+
+    def _srs_return(self, mailbox: Address) -> Resolution:
+        """Mail to an SRS address of ours (a bounce of mail we forwarded) goes back to the
+        original sender (see :mod:`.forwarding`); a forged or expired one stays unknown."""
+        try:
+            day = srs.day_number(datetime.now(UTC))
+            original = parse_address(srs.reverse(self._services.srs, mailbox.local, day))
+        except (srs.SrsError, InvalidName) as exc:
+            self._log.info("SRS address refused", rcpt=mailbox.normalised, reason=str(exc))
+            return Resolution(hosted=True)
+        return Resolution(remote=(original.normalised,), hosted=True, srs_return=True)
 
     async def _postmaster(self) -> Address | None:
         """RFC 5321 §4.1.1.3: ``<Postmaster>`` without a domain is the postmaster of this host;
@@ -196,48 +239,80 @@ class Intake:
             tls=origin.tls,
         )
         message = received + body
-        local: dict[int, LocalRecipient] = {}
-        remote: list[NewQueueRecipient] = []
-        for accepted in recipients:
-            for recipient in accepted.resolution.local:
-                local.setdefault(recipient.account.id, recipient)
-            notify = frozenset(n.value for n in accepted.rcpt.params.notify or ())
-            orcpt = accepted.rcpt.params.orcpt
-            orcpt_text = f"{orcpt.addr_type};{orcpt.address}" if orcpt else None
-            remote += [NewQueueRecipient(a, notify, orcpt_text) for a in accepted.resolution.remote]
+        plan = self._plan(recipients)
+        settings = dict(
+            zip(
+                plan.local,
+                await asyncio.gather(*(self._store.get_settings(a) for a in plan.local)),
+                strict=True,
+            )
+        )
+        judged = origin.account is None and self._services.config.policy.enabled
         judgement: Judgement | None = None
-        if origin.account is None and local and self._services.config.policy.enabled:
-            judgement = await self._judge(sender, body, origin, list(local))
+        if judged and plan.local:
+            judgement = await self._judge(sender, body, origin, list(plan.local))
             if judgement.refusal:
                 self._log.info("refused by policy", id=queue_id, reason=judgement.refusal)
                 return POLICY_REFUSED.with_text(judgement.refusal)
+        alias_headers = b""
+        if judged and plan.aliased:
+            judged_forward, alias_headers = await self._judge_forward(sender, body, origin)
+            if judged_forward.is_spam:
+                # Spam is never forwarded; with no mailbox of ours to keep it, it is refused.
+                self._log.info("not forwarded: spam", id=queue_id, score=judged_forward.score)
+                if not plan.local and not plan.plain:
+                    return POLICY_REFUSED.with_text(judged_forward.refusal or SPAM_NOT_FORWARDED)
+                plan.aliased.clear()
+        if judged and (plan.local or plan.aliased):
             # RFC 8601 §5: Authentication-Results claiming to be ours are forgeries.
             message = received + strip_forged(body, self._services.hostname)
         copies = judgement.copies if judgement is not None else {}
+        forwards: list[Forward] = []
+        for via, targets in plan.aliased.items():
+            if forwarding.looped(body, via):
+                self._log.info("forwarding loop", id=queue_id, via=via)
+            else:
+                forwards.append(Forward(via, tuple(targets), alias_headers))
+        storing: dict[int, LocalRecipient] = {}
+        for account_id, recipient in plan.local.items():
+            forward = self._account_forward(
+                recipient, settings[account_id], copies.get(account_id), body, queue_id
+            )
+            if forward is not None:
+                forwards.append(forward)
+                if not settings[account_id].forward_keep_copy:
+                    continue
+            storing[account_id] = recipient
+        if not storing and not forwards and not plan.plain:
+            return FORWARDING_LOOP  # every recipient would forward it back
         outcomes = await asyncio.gather(
-            *(self._deliver_local(sender, r, message, copies.get(a)) for a, r in local.items())
+            *(self._deliver_local(sender, r, message, copies.get(a)) for a, r in storing.items())
         )
         retry_local = [
             NewQueueRecipient(recipient.account.address)
-            for recipient, stored in zip(local.values(), outcomes, strict=True)
+            for recipient, stored in zip(storing.values(), outcomes, strict=True)
             if not stored
         ]
-        if not remote and local and not any(outcomes):
+        if not plan.plain and not forwards and storing and not any(outcomes):
             self._log.info("refused: every mailbox full", id=queue_id, sender=sender)
             return replies.MAILBOX_FULL
-        to_queue = remote + retry_local
+        to_queue = plan.plain + retry_local
         if to_queue:
-            ret = mail.params.ret.value if mail.params.ret else None
             # Signed once, as it will leave, and only what a logged-in owner of the From
             # address submitted: never a forwarded message claiming our domain (see
             # pillarbox.queue.signing).
-            signs = remote and origin.account is not None
+            signs = plan.plain and origin.account is not None
             outbound = await sign_outbound(self._store, message) if signs else message
+            ret = mail.params.ret.value if mail.params.ret else None
             queued = await self._store.enqueue(
                 sender, outbound, to_queue, ret=ret, envid=mail.params.envid
             )
-            self._services.queue_wakeup.set()
             self._log.info("queued", id=queue_id, queue=queued.id, recipients=len(to_queue))
+        if forwards:
+            await self._forward(forwards, sender, message, origin, mail, now)
+        if to_queue or forwards:
+            self._services.queue_wakeup.set()
+        await self._auto_replies(sender, body, plan, settings, copies, now)
         if origin.account is not None and self._services.config.policy.enabled:
             written = [r.rcpt.path.mailbox.normalised for r in recipients if r.rcpt.path.mailbox]
             await self._services.policy.record_correspondents(origin.account.id, written)
@@ -247,9 +322,121 @@ class Intake:
             sender=sender,
             local=sum(outcomes),
             queued=len(to_queue),
+            forwarded=len(forwards),
             size=len(message),
         )
         return QUEUED.with_text(f"message accepted as {queue_id}")
+
+    @staticmethod
+    def _plan(recipients: Sequence[AcceptedRecipient]) -> _Plan:
+        plan = _Plan()
+        for accepted in recipients:
+            resolution = accepted.resolution
+            for recipient in resolution.local:
+                plan.local.setdefault(recipient.account.id, recipient)
+                plan.addressed.setdefault(recipient.account.id, []).append(recipient.original)
+            notify = frozenset(n.value for n in accepted.rcpt.params.notify or ())
+            orcpt = accepted.rcpt.params.orcpt
+            orcpt_text = f"{orcpt.addr_type};{orcpt.address}" if orcpt else None
+            targets = [NewQueueRecipient(a, notify, orcpt_text) for a in resolution.remote]
+            mailbox = accepted.rcpt.path.mailbox
+            if resolution.hosted and not resolution.srs_return and mailbox and targets:
+                plan.aliased.setdefault(mailbox.normalised, []).extend(targets)
+            else:
+                plan.plain += targets
+        return plan
+
+    def _account_forward(
+        self,
+        recipient: LocalRecipient,
+        settings: AccountSettings,
+        judged: Copy | None,
+        body: bytes,
+        queue_id: str,
+    ) -> Forward | None:
+        """The account's forwarding of this message, unless it has none, the message is spam
+        (it stays in the account's Junk) or it has been through this account before (a loop:
+        the account keeps it)."""
+        address = recipient.account.address
+        if not settings.forward_to:
+            return None
+        if judged is not None and judged.verdict.is_spam:
+            self._log.info("not forwarded: spam", id=queue_id, account=address)
+            return None
+        if forwarding.looped(body, address):
+            self._log.info("forwarding loop: kept", id=queue_id, account=address)
+            return None
+        targets = tuple(NewQueueRecipient(a) for a in settings.forward_to)
+        return Forward(address, targets, judged.headers if judged is not None else b"")
+
+    async def _forward(
+        self,
+        forwards: Sequence[Forward],
+        sender: str,
+        message: bytes,
+        origin: Origin,
+        mail: MailFrom,
+        now: datetime,
+    ) -> None:
+        """Queue the forwarded copies (:mod:`.forwarding`)."""
+        hosted_sender = bool(sender) and await self._router.is_hosted(sender.rpartition("@")[2])
+        for forward in forwards:
+            await self._forwarder.send(
+                forward,
+                sender,
+                message,
+                submitted=origin.account is not None,
+                hosted_sender=hosted_sender,
+                now=now,
+                ret=mail.params.ret.value if mail.params.ret else None,
+                envid=mail.params.envid,
+            )
+
+    async def _auto_replies(
+        self,
+        sender: str,
+        body: bytes,
+        plan: _Plan,
+        settings: dict[int, AccountSettings],
+        copies: Mapping[int, Copy],
+        now: datetime,
+    ) -> None:
+        """Vacation replies of the recipient accounts that have one on (:mod:`.vacation`)."""
+        active = [a for a in plan.local if vacation.is_active(settings[a], now)]
+        if not active:
+            return
+        incoming = vacation.Incoming.of(sender, body)
+        for account_id in active:
+            judged = copies.get(account_id)
+            await self._responder.respond(
+                incoming,
+                plan.local[account_id].account,
+                settings[account_id],
+                plan.addressed[account_id],
+                now,
+                spam=judged is not None and judged.verdict.is_spam,
+            )
+
+    async def _judge_forward(
+        self, sender: str, body: bytes, origin: Origin
+    ) -> tuple[Verdict, bytes]:
+        """The verdict on a message our aliases forward to other domains, and our
+        ``Authentication-Results`` for its ARC set. An alias has no account, so no classifier
+        model, reputation or lists of its own: authentication, DMARC, DNSBL and the rules
+        decide. A message that also reaches accounts is assessed twice (the second time from
+        the resolver's cache); aliases mixing local and remote targets are rare."""
+        policy = self._services.policy
+        arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
+        hosted = {domain.name for domain in await self._store.list_domains()}
+        assessment = await policy.assess(arrival, body, await parse(body), hosted_domains=hosted)
+        verdict = decide(
+            assessment.reasons,
+            policy.settings.thresholds,
+            forced=assessment.forced,
+            override=assessment.override,
+            refusal=assessment.refusal,
+        )
+        return verdict, assessment.auth_header(policy.hostname)
 
     async def _judge(
         self, sender: str, body: bytes, origin: Origin, account_ids: Sequence[int]

@@ -10,15 +10,20 @@ copy for the others, which is why intake queues account addresses, never aliases
 
 from __future__ import annotations
 
+from pillarbox.blocking import run_blocking
 from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
-from pillarbox.queue.intake import parse
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.parse import parse_message
 from pillarbox.queue.routing import Router
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.interface import Store
 from pillarbox.store.types import DeliveryStatus, DeliveryTarget
+
+#: Messages larger than this are parsed on the blocking pool rather than on the event loop.
+INLINE_PARSE_LIMIT = 256 * 1024
 
 DELIVERED = Reply(250, "2.0.0", "delivered to the mailbox")
 #: The target mailbox vanished between resolution and storage (RFC 3463 X.2.0): retry.
@@ -28,6 +33,14 @@ _STATUS_REPLIES = {
     DeliveryStatus.OVER_QUOTA: replies.MAILBOX_FULL,
     DeliveryStatus.NO_MAILBOX: NO_MAILBOX,
 }
+
+
+async def parse(raw: bytes) -> MessageInfo:
+    """Parse once at ingest (intake's and this module's), off the loop when the message is
+    large."""
+    if len(raw) > INLINE_PARSE_LIMIT:
+        return await run_blocking(parse_message, raw)
+    return parse_message(raw)
 
 
 async def deliver_local(

@@ -44,6 +44,9 @@ class Resolution:
     remote: tuple[str, ...] = ()
     #: The address's domain is one we host.
     hosted: bool = False
+    #: An SRS address of ours (a bounce to mail we forwarded): ``remote`` is the original
+    #: sender, and the message goes back to it as it is (see :mod:`.forwarding`).
+    srs_return: bool = False
 
     @property
     def unknown(self) -> bool:

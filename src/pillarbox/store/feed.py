@@ -59,30 +59,41 @@ class FeedSubscription:
             waiter, self._waiter = self._waiter, None
         _wake(waiter)
 
-    def push(self, change: Change) -> None:
+    def push(self, changes: Iterable[Change]) -> asyncio.Future[None] | None:
+        """Queue ``changes``; returns the waiter the caller must wake (:func:`_wake_all`)."""
         with self._lock:
             if self._closed:
-                return
-            key = (change.mailbox_id, change.kind)
-            known = self._pending.get(key)
-            if known is None or known.modseq <= change.modseq:
-                self._pending[key] = change
+                return None
+            for change in changes:
+                key = (change.mailbox_id, change.kind)
+                known = self._pending.get(key)
+                if known is None or known.modseq <= change.modseq:
+                    self._pending[key] = change
             waiter, self._waiter = self._waiter, None
-        _wake(waiter)
+        return waiter
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is None:
-        return
-    loop = waiter.get_loop()
-    if loop.is_closed():
-        return
-    loop.call_soon_threadsafe(_set_done, waiter)
+    if waiter is not None:
+        _wake_all([waiter])
 
 
-def _set_done(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+def _wake_all(waiters: Iterable[asyncio.Future[None]]) -> None:
+    """Wake waiters, with one thread-safe call per event loop: each such call writes to the
+    loop's self-pipe, and a delivery to a mailbox with a thousand idling sessions would
+    otherwise make a thousand system calls and loop wake-ups."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for waiter in waiters:
+        by_loop.setdefault(waiter.get_loop(), []).append(waiter)
+    for loop, batch in by_loop.items():
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_set_done, batch)
+
+
+def _set_done(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class ChangeHub:
@@ -116,9 +127,8 @@ class ChangeHub:
                 for account_id, batch in by_account.items()
                 for subscription in self._subscriptions.get(account_id, ())
             ]
-        for subscription, batch in targets:
-            for change in batch:
-                subscription.push(change)
+        waiters = [subscription.push(batch) for subscription, batch in targets]
+        _wake_all(waiter for waiter in waiters if waiter is not None)
 
     def close(self) -> None:
         """End every subscription (the store is closing)."""

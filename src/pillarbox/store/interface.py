@@ -8,7 +8,10 @@ Implementation notes, binding on every backend:
 - **UIDs** (RFC 9051 §2.3.1.1) are allocated per mailbox, strictly ascending, never reused within
   a UIDVALIDITY; ``uidnext`` only grows. Expunged UIDs never come back.
 - **MODSEQ** (RFC 7162 §3) is per mailbox and strictly increases on every change to a message
-  (arrival, flag change, expunge); ``highestmodseq`` is the largest assigned. Expunges are
+  (arrival, flag change, expunge); ``highestmodseq`` is the largest assigned. Each write that
+  changes a mailbox's messages takes exactly ``highestmodseq + 1`` for all of them, so a writer
+  that knew the mailbox up to ``m`` and got ``m + 1`` knows nothing else happened between (an
+  IMAP session then skips reading its own change back). Expunges are
   remembered (UID + MODSEQ) so :meth:`Store.expunged_since` can answer QRESYNC after long
   disconnections.
 - **Raw bytes are returned byte-identical.** A message blob is immutable and shared by every
@@ -22,7 +25,7 @@ Implementation notes, binding on every backend:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pillarbox.mail.model import MessageInfo
@@ -30,16 +33,20 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
     DeliveryResult,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Domain,
     FlagOp,
     FlagUpdate,
     Mailbox,
+    MailboxDelta,
+    MailboxSnapshot,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -51,6 +58,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    ThreadFields,
     TokenKind,
 )
 
@@ -137,7 +145,9 @@ class Store(Protocol):
     async def claim_recent(self, mailbox_id: int) -> int:
         """Claim ``\\Recent`` for one IMAP4rev1 session: returns the lowest UID that is recent to
         the caller and moves the mailbox's recent mark past every current message, so no other
-        session sees them as recent (RFC 3501 §2.3.2)."""
+        session sees them as recent (RFC 3501 §2.3.2). Concurrent claims of one mailbox may
+        share one write (:class:`~pillarbox.store.sharedreads.RecentClaim`): one caller gets
+        the messages, the others the new mark."""
 
     # -- messages ------------------------------------------------------------------------------
     async def deliver(
@@ -168,6 +178,10 @@ class Store(Protocol):
         self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
     ) -> list[MessageRecord]:
         """Records in UID order; the whole mailbox by default (SELECT's snapshot)."""
+
+    async def open_mailbox(self, account_id: int, name: str) -> MailboxSnapshot:
+        """A mailbox by name (as :meth:`get_mailbox`) with its status and every record, in one
+        read: what SELECT needs. Records are made as they are used (:class:`RecordTable`)."""
 
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRecord | None: ...
     async def message_infos(
@@ -221,11 +235,44 @@ class Store(Protocol):
         35,000-message mailbox costs no more than reading its keys once. ``NotFound`` for an
         unknown mailbox."""
 
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        """Threading inputs of the live messages with UID ``uid_min`` or above, in UID order,
+        read from the ingest metadata without decoding whole structures (a threaded list of a
+        35,000-message mailbox reads them all once). ``NotFound`` for an unknown mailbox."""
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        """Mail per interval (``buckets`` intervals of ``step`` from ``since``), all accounts,
+        for the admin dashboard: counted from the messages and the queue entries the store
+        holds now (mail deleted for good is not counted; see :class:`ActivityCounts`). One
+        scan of the recent messages; not meant for every request."""
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         """Live messages whose MODSEQ is greater than ``modseq``, in UID order."""
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         """UIDs expunged with a MODSEQ greater than ``modseq``, ascending."""
+
+    async def mailbox_delta(self, mailbox_id: int, since: int) -> MailboxDelta:
+        """The mailbox's status with :meth:`changes_since` and :meth:`expunged_since` of
+        ``since``, in one read (``NotFound`` for an unknown mailbox).
+
+        Concurrent calls with the same arguments may share one read, but never one that began
+        before the call: the answer reflects every change committed before the call. This is
+        how a delivery to a mailbox that a thousand sessions idle on costs one read, not a
+        thousand (see :class:`~pillarbox.store.sharedreads.SharedReads`)."""
+
+    # -- DMARC aggregate reports (pillarbox.policy.dmarcreport) --------------------------------
+    async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
+        """Keep one message's DMARC evaluation for the next aggregate report."""
+
+    async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
+        """Every kept evaluation received before ``until``, oldest first."""
+
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        """Drop the evaluations received before ``until`` (they were reported), only those of
+        policy domain ``domain`` if given; returns how many."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:
@@ -264,6 +311,14 @@ class Store(Protocol):
         """The account's settings (the defaults until first set); ``NotFound`` for no account."""
 
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None: ...
+
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        """Record that the account auto-replies to ``sender`` (compared without case) at
+        ``now``, unless it did less than ``interval`` before; True if recorded — the reply is
+        due. Atomic, so two deliveries at once send one reply (RFC 3834 §2). Memories older
+        than ``interval`` are forgotten. ``NotFound`` for an unknown account."""
 
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str

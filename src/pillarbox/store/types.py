@@ -7,10 +7,13 @@ normalised and the local part lowercased, as Pillarbox treats local parts case-i
 
 from __future__ import annotations
 
+import bisect
 import enum
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import overload
 
 from pillarbox.errors import InvalidName
 
@@ -145,6 +148,22 @@ class MailboxStatus:
     unseen: int
     deleted: int
     size: int
+    #: The lowest UID not yet claimed as ``\\Recent`` (RFC 3501 §2.3.2): a session whose
+    #: messages all lie below it has nothing to claim, and skips the write a claim costs.
+    recent_uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxDelta:
+    """What changed in a mailbox after a MODSEQ, with its status, read in one snapshot: how a
+    selected IMAP session catches up (RFC 7162 semantics). Shared by every session that asked
+    for the same delta at once, hence tuples: nobody may modify it."""
+
+    status: MailboxStatus
+    #: Live messages whose MODSEQ is above the one asked about, in UID order.
+    changed: tuple[MessageRecord, ...]
+    #: UIDs expunged with a MODSEQ above it, ascending.
+    expunged: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +192,62 @@ class MessageRecord:
     saved_date: datetime
     size: int
     blob_id: str
+
+
+class RecordTable(Sequence[MessageRecord]):
+    """A mailbox's records in UID order, each made on first access (SELECT's snapshot).
+
+    Why: SELECT needs every UID and flag set of the mailbox, but making 35,000
+    :class:`MessageRecord` objects costs about 70 ms of CPU on the development VM (frozen
+    dataclass construction), most of the 100 ms a SELECT may take. A table holds the UIDs and
+    flag sets as lists and makes a record only when one is asked for (FETCH INTERNALDATE, a
+    body, SEARCH on dates), keeping it. Immutable to its readers, so sessions may share one.
+    """
+
+    __slots__ = ("_made", "_make", "flags", "uids")
+
+    def __init__(
+        self, uids: list[int], flags: list[frozenset[str]], make: Callable[[int], MessageRecord]
+    ) -> None:
+        #: UIDs, ascending; do not modify.
+        self.uids = uids
+        #: The flags of each, by position; do not modify.
+        self.flags = flags
+        self._make = make
+        self._made: list[MessageRecord | None] = [None] * len(uids)
+
+    @classmethod
+    def of(cls, records: Iterable[MessageRecord]) -> RecordTable:
+        """A table of records made already (in UID order)."""
+        made = list(records)
+        return cls([r.uid for r in made], [r.flags for r in made], made.__getitem__)
+
+    def position(self, uid: int) -> int | None:
+        index = bisect.bisect_left(self.uids, uid)
+        return index if index < len(self.uids) and self.uids[index] == uid else None
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    @overload
+    def __getitem__(self, index: int) -> MessageRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[MessageRecord]: ...
+    def __getitem__(self, index: int | slice) -> MessageRecord | list[MessageRecord]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self.uids)))]
+        record = self._made[index]
+        if record is None:
+            record = self._made[index] = self._make(index)
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSnapshot:
+    """What SELECT reads, in one snapshot: the status and every message."""
+
+    status: MailboxStatus
+    records: RecordTable
 
 
 class FlagOp(enum.Enum):
@@ -280,6 +355,10 @@ class ChangeKind(enum.Enum):
     FLAGS = "flags"
     EXPUNGE = "expunge"
     MAILBOXES = "mailboxes"
+    #: The account's subscription list changed (``mailbox_id`` 0: subscriptions are by name,
+    #: RFC 9051 §6.3.7, and may name no mailbox). IMAP NOTIFY's SubscriptionChange (RFC 5465
+    #: §5.5) and its "subscribed" mailbox set (§6.4) follow it.
+    SUBSCRIPTIONS = "subscriptions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +413,59 @@ class MessageQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityCounts:
+    """Mail in one interval of time, as far as the store still holds it (see
+    :meth:`Store.activity`): copies delivered into mailboxes (by arrival), the part of them
+    filed in Junk, copies kept in Sent, and outbound messages still queued (by queueing time)."""
+
+    start: datetime
+    delivered: int = 0
+    junk: int = 0
+    sent: int = 0
+    queued: int = 0
+
+
+def activity_series(
+    since: datetime,
+    step: timedelta,
+    buckets: int,
+    stored: Iterable[tuple[int, str | None, int]],
+    queued: Iterable[tuple[int, int]],
+) -> list[ActivityCounts]:
+    """Both backends' :meth:`Store.activity`: counts per (interval index, special use) of
+    stored messages and per interval of queued ones, as one dense series. Drafts are not mail
+    that moved; Junk counts as delivered too (it was accepted and filed)."""
+    rows = [{"delivered": 0, "junk": 0, "sent": 0, "queued": 0} for _ in range(buckets)]
+    for index, special_use, count in stored:
+        if not 0 <= index < buckets or special_use == SpecialUse.DRAFTS:
+            continue
+        if special_use == SpecialUse.SENT:
+            rows[index]["sent"] += count
+            continue
+        rows[index]["delivered"] += count
+        if special_use == SpecialUse.JUNK:
+            rows[index]["junk"] += count
+    for index, count in queued:
+        if 0 <= index < buckets:
+            rows[index]["queued"] += count
+    return [ActivityCounts(since + step * i, **row) for i, row in enumerate(rows)]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadFields:
+    """What threading (RFC 5256 §3 REFERENCES) reads of one message, as parsed at ingest:
+    the ids normalised (no angle brackets), the decoded subject."""
+
+    uid: int
+    internal_date: datetime
+    sent_date: datetime | None
+    subject: str
+    message_id: str
+    in_reply_to: str
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessagePage:
     """One page of a :class:`MessageQuery`: how many messages match, and the page's records."""
 
@@ -353,6 +485,17 @@ class AccountSettings:
     forward_to: tuple[str, ...] = ()
     #: Keep a copy in the account's INBOX when forwarding.
     forward_keep_copy: bool = True
+
+
+def vacation_renewed(before: AccountSettings, after: AccountSettings) -> bool:
+    """Whether ``after`` starts a new auto-reply (switched on, or its text changed): senders
+    who had the old one get the new one (Sieve's ``:handle``, RFC 5230 §4.2, by default
+    derives from the text the same way)."""
+    return after.vacation_enabled and (
+        not before.vacation_enabled
+        or (before.vacation_subject, before.vacation_body)
+        != (after.vacation_subject, after.vacation_body)
+    )
 
 
 class TokenKind(enum.Enum):
@@ -443,3 +586,29 @@ class SpamEvidence:
     reputation: dict[str, SpamCounts]
     #: The account's allow and block entries, ordered by pattern.
     sender_entries: list[SenderListEntry]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DmarcObservation:
+    """One arriving message's DMARC evaluation, kept until it is reported to the domain owner
+    (RFC 9990 §3.1: aggregate reports count messages by source, identifiers and results)."""
+
+    received: datetime
+    #: The DMARC Policy Domain: where the record was found (the report is about it).
+    policy_domain: str
+    #: RFC5322.From domain.
+    header_from: str
+    #: RFC5321.MailFrom domain ("" for the null reverse-path).
+    envelope_from: str
+    source_ip: str
+    #: What was applied: none, quarantine or reject (RFC 9990 ``ActionDispositionType``).
+    disposition: str
+    dkim_aligned: bool
+    spf_aligned: bool
+    #: The SPF result of the MAIL FROM identity, uninterpreted ("" if none was checked).
+    spf_domain: str
+    spf_result: str
+    #: Each DKIM signature checked: (d=, s=, result).
+    dkim: tuple[tuple[str, str, str], ...]
+    #: The policy record as evaluated, in canonical ``v=DMARC1; …`` form (with its rua).
+    policy_record: str

@@ -168,6 +168,20 @@ class LiveServer:
             provisioning.add_account(self.store, self.config, address, password, **options)
         )
 
+    def mailbox_messages(self, address: str, mailbox: str) -> list[bytes]:
+        """The stored bytes of every message in one account's mailbox, in UID order."""
+
+        async def go() -> list[bytes]:
+            account = await self.store.get_account(address)
+            assert account is not None, address
+            box = await self.store.get_mailbox(account.id, mailbox)
+            return [
+                await self.store.read_blob(r.blob_id)
+                for r in await self.store.list_messages(box.id)
+            ]
+
+        return self.call(go())
+
 
 async def _wrap(coro: Awaitable[T]) -> T:
     return await coro

@@ -19,8 +19,10 @@ random operation sequences; run it with a factory of *fresh* stores.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,16 +39,20 @@ from pillarbox.errors import (
     UserError,
 )
 from pillarbox.mail.model import BodyPart, Envelope, EnvelopeAddress, MessageInfo
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     INBOX,
     Account,
+    AccountSettings,
+    ActivityCounts,
     AttemptOutcome,
     Change,
     ChangeKind,
     DeliveryStatus,
     DeliveryTarget,
+    DmarcObservation,
     FlagOp,
     Mailbox,
     NewQueueRecipient,
@@ -290,6 +296,34 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.remove_alias(f"none@{DOMAIN}")
 
+    async def test_vacation_reply_once_per_interval(self, store: Store, account: Account) -> None:
+        week, start = timedelta(days=7), datetime(2025, 6, 1, tzinfo=UTC)
+        claim = store.claim_vacation_reply
+        assert await claim(account.id, "Ann@Example.com", start, week)
+        assert not await claim(account.id, "ann@example.com", start + timedelta(days=6), week)
+        assert await claim(account.id, "carl@example.com", start + timedelta(days=6), week)
+        assert await claim(account.id, "ann@example.com", start + week, week)
+        # The interval counts from the last reply, not from the refused attempt.
+        assert not await claim(account.id, "ann@example.com", start + timedelta(days=13), week)
+        two = await asyncio.gather(
+            *(claim(account.id, "dana@example.com", start, week) for _ in range(2))
+        )
+        assert sorted(two) == [False, True]
+        with pytest.raises(NotFound):
+            await claim(account.id + 1000, "ann@example.com", start, week)
+
+    async def test_new_vacation_text_forgets_who_had_a_reply(
+        self, store: Store, account: Account
+    ) -> None:
+        week, now = timedelta(days=7), datetime(2025, 6, 1, tzinfo=UTC)
+        away = AccountSettings(vacation_enabled=True, vacation_body="Away.")
+        await store.set_settings(account.id, away)
+        assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+        await store.set_settings(account.id, replace(away, forward_to=("x@example.com",)))
+        assert not await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+        await store.set_settings(account.id, replace(away, vacation_body="Away until May."))
+        assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+
     # -- mailboxes -----------------------------------------------------------------------------
     @pytest.mark.parametrize("spelling", ["INBOX", "inbox", "InBoX"])
     async def test_inbox_is_case_insensitive(
@@ -340,6 +374,9 @@ class StoreContract:
             store.expunge(10**9),
             store.changes_since(10**9, 0),
             store.expunged_since(10**9, 0),
+            store.mailbox_delta(10**9, 0),
+            store.open_mailbox(10**9, INBOX),
+            store.open_mailbox(account.id, "Missing"),
             store.search_text(10**9, ["x"]),
             store.store_flags(10**9, [1], FlagOp.ADD, frozenset({"\\Seen"})),
         ):
@@ -438,10 +475,17 @@ class StoreContract:
         assert await store.claim_recent(inbox.id) == 1
         await store.append(inbox.id, *make_message(1))
         await store.append(inbox.id, *make_message(2))
+        assert (await store.mailbox_status(inbox.id)).recent_uid == 1
         assert await store.claim_recent(inbox.id) == 1  # UIDs 1 and 2 are recent to us
         assert await store.claim_recent(inbox.id) == 3  # … and to nobody else
+        assert (await store.mailbox_status(inbox.id)).recent_uid == 3
         await store.append(inbox.id, *make_message(3))
         assert await store.claim_recent(inbox.id) == 3
+        # Sessions idling on a mailbox claim at once when a delivery wakes them: one gets it.
+        await store.append(inbox.id, *make_message(4))
+        firsts = await asyncio.gather(*(store.claim_recent(inbox.id) for _ in range(5)))
+        assert sorted(firsts) == [4, 5, 5, 5, 5]
+        assert await store.claim_recent(inbox.id) == 5
 
     # -- messages ------------------------------------------------------------------------------
     async def test_append_and_read_back(self, store: Store, inbox: Mailbox) -> None:
@@ -623,6 +667,44 @@ class StoreContract:
         assert await store.changes_since(inbox.id, mark) == [*update.changed, arrival]
         assert len(await store.changes_since(inbox.id, 0)) == 4
 
+    async def test_open_mailbox(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        for i in range(3):
+            await store.append(inbox.id, *make_message(i))
+        await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Seen"}))
+        for _ in range(2):  # the second from the SQLite backend's snapshot cache
+            snapshot = await store.open_mailbox(account.id, "inbox")
+            assert snapshot.status == await store.mailbox_status(inbox.id)
+            records = snapshot.records
+            assert (records.uids, records.flags[1]) == ([1, 2, 3], frozenset({"\\Seen"}))
+            assert (records.position(2), records.position(9)) == (1, None)
+            assert list(records) == await store.list_messages(inbox.id)
+            assert records[1:] == (await store.list_messages(inbox.id))[1:]
+        await store.expunge(inbox.id, [1])  # nothing flagged \Deleted: no change
+        await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        arrival = await store.append(inbox.id, *make_message(3))
+        patched = (await store.open_mailbox(account.id, INBOX)).records
+        assert (patched.uids, patched[-1]) == ([2, 3, 4], arrival)
+
+    async def test_mailbox_delta(self, store: Store, inbox: Mailbox) -> None:
+        for i in range(4):
+            await store.append(inbox.id, *make_message(i))
+        mark = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+        quiet = await store.mailbox_delta(inbox.id, mark)
+        assert (quiet.status.messages, quiet.changed, quiet.expunged) == (4, (), ())
+        update = await store.store_flags(inbox.id, [2, 3], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id, [3])
+        arrival = await store.append(inbox.id, *make_message(4))
+        delta = await store.mailbox_delta(inbox.id, mark)
+        assert delta.status == await store.mailbox_status(inbox.id)
+        assert delta.changed == (update.changed[0], arrival)
+        assert delta.expunged == (3,)
+        # Concurrent identical calls may share a read, but each sees what preceded it.
+        first, second = await asyncio.gather(
+            store.mailbox_delta(inbox.id, mark), store.mailbox_delta(inbox.id, mark)
+        )
+        assert first == second == delta
+
     async def test_copy_messages(self, store: Store, account: Account, inbox: Mailbox) -> None:
         for i in range(3):
             await store.append(inbox.id, *make_message(i), flags=frozenset({"$k"}))
@@ -664,6 +746,62 @@ class StoreContract:
         assert [m.blob_id for m in await store.list_messages(trash.id)] == [blobs[2], blobs[3]]
         assert await store.expunged_since(inbox.id, mark) == [2, 3]
         assert (await store.quota_usage(account.id)).messages == 3
+
+    async def test_activity_counts_mail_per_interval(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        hour = timedelta(hours=1)
+        since = now - 3 * hour  # four intervals; the queue entry made now falls in the last
+        boxes = {name: await store.get_mailbox(account.id, name) for name in ("Junk", "Sent")}
+        drafts = await store.get_mailbox(account.id, "Drafts")
+        placed = [
+            (inbox, since + timedelta(minutes=10)),
+            (inbox, since + timedelta(minutes=59)),
+            (boxes["Junk"], since + hour),
+            (boxes["Sent"], since + 2 * hour),
+            (drafts, since + 2 * hour),  # not mail that moved
+            (inbox, since - timedelta(seconds=1)),  # before the window
+        ]
+        for serial, (box, when) in enumerate(placed):
+            await store.append(box.id, *make_message(serial), internal_date=when)
+        await store.enqueue("ann@example.org", b"queued", [NewQueueRecipient("r@y.org")])
+        counts = await store.activity(since, hour, 4)
+        assert [c.start for c in counts] == [since + hour * i for i in range(4)]
+        assert [(c.delivered, c.junk, c.sent, c.queued) for c in counts] == [
+            (2, 0, 0, 0),
+            (1, 1, 0, 0),
+            (0, 0, 1, 0),
+            (0, 0, 0, 1),
+        ]
+        assert await store.activity(since - 10 * hour, hour, 2) == [
+            ActivityCounts(since - 10 * hour),
+            ActivityCounts(since - 9 * hour),
+        ]
+
+    async def test_thread_fields(self, store: Store, inbox: Mailbox) -> None:
+        heads = [
+            "Message-ID: <a@x>\r\nSubject: Plan\r\nDate: Mon, 3 Mar 2025 12:00:00 +0000\r\n",
+            "Message-ID: <b@x>\r\nSubject: Re: Plan\r\nIn-Reply-To: <a@x>\r\n",
+            'Message-ID: <c@x>\r\nSubject: =?utf-8?q?R=C3=A9?=\r\nReferences: <a@x> <"b"@x>\r\n',
+        ]
+        for head in heads:
+            raw = f"From: ann@example.org\r\n{head}\r\nbody\r\n".encode()
+            await store.append(inbox.id, raw, parse_message(raw), internal_date=T0)
+        fields = await store.thread_fields(inbox.id)
+        assert [(f.uid, f.subject, f.message_id, f.in_reply_to, f.references) for f in fields] == [
+            (1, "Plan", "a@x", "", ()),
+            (2, "Re: Plan", "b@x", "a@x", ()),
+            (3, "Ré", "c@x", "", ("a@x", "b@x")),  # ids normalised at ingest
+        ]
+        assert fields[0].sent_date == datetime(2025, 3, 3, 12, tzinfo=UTC)
+        assert fields[1].sent_date is None and fields[1].internal_date == T0
+        await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        assert [f.uid for f in await store.thread_fields(inbox.id)] == [1, 3]
+        assert [f.uid for f in await store.thread_fields(inbox.id, uid_min=2)] == [3]
+        with pytest.raises(NotFound):
+            await store.thread_fields(inbox.id + 1000)
 
     @pytest.mark.parametrize("settled", [False, True], ids=["unindexed", "indexed"])
     async def test_search_text(self, store: Store, inbox: Mailbox, settled: bool) -> None:
@@ -719,6 +857,9 @@ class StoreContract:
         created = await store.create_mailbox(account.id, "New")
         change = await asyncio.wait_for(anext(feed), 5)
         assert (change.kind, change.mailbox_id) == (ChangeKind.MAILBOXES, created.id)
+        await store.set_subscribed(account.id, "New", True)
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert change == Change(account.id, 0, ChangeKind.SUBSCRIPTIONS, 0)
         await subscription.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(feed), 5)
@@ -908,6 +1049,37 @@ class StoreContract:
         # This store's own training, too.
         await store.train_spam_model(account.id, SpamCounts(0, 0), {"hello": SpamCounts(2, 0)})
         assert (await store.spam_model(account.id, tokens))[1] == {"hello": SpamCounts(3, 0)}
+
+    # -- DMARC aggregate reports ----------------------------------------------------------------
+    async def test_dmarc_observations(self, store: Store) -> None:
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        first = DmarcObservation(
+            received=start,
+            policy_domain="example.net",
+            header_from="mail.example.net",
+            envelope_from="",
+            source_ip="2001:db8::25",
+            disposition="quarantine",
+            dkim_aligned=False,
+            spf_aligned=False,
+            spf_domain="mail.example.net",
+            spf_result="softfail",
+            dkim=(("example.net", "s1", "fail"), ("other.example", "k", "pass")),
+            policy_record="v=DMARC1; p=quarantine; rua=mailto:d@example.net",
+        )
+        second = dataclasses.replace(
+            first, received=start + timedelta(hours=1), dkim=(), disposition="none"
+        )
+        await store.record_dmarc_observation(second)
+        await store.record_dmarc_observation(first)
+        assert await store.dmarc_observations(start) == []
+        assert await store.dmarc_observations(start + timedelta(days=1)) == [first, second]
+        later = start + timedelta(days=1)
+        assert await store.delete_dmarc_observations(later, "other.example") == 0
+        assert await store.delete_dmarc_observations(start + timedelta(minutes=1)) == 1
+        assert await store.dmarc_observations(later) == [second]
+        assert await store.delete_dmarc_observations(later, "example.net") == 1
+        assert await store.dmarc_observations(later) == []
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

@@ -1,13 +1,15 @@
 """Administration for accounts with the admin role: domains (and their DNS records), accounts,
-aliases, the outbound queue, a dashboard. Every change goes through :mod:`pillarbox.provisioning`
-so the CLI's rules apply here too; the operations are shared with the JSON API."""
+aliases, the outbound queue, a dashboard with a chart of mail over time. Every change goes
+through :mod:`pillarbox.provisioning` so the CLI's rules apply here too; the operations are
+shared with the JSON API."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -17,10 +19,75 @@ from pillarbox.dns.records import DomainRecords, required_records
 from pillarbox.errors import NotFound, UserError
 from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
 from pillarbox.services import Services
-from pillarbox.store.types import Account
+from pillarbox.store.types import Account, ActivityCounts
 from pillarbox.web.app import field_text, posted_form, redirect, require_admin, web
+from pillarbox.web.charts import Series, line_chart
 
 MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRange:
+    """A window of the dashboard chart: ``buckets`` intervals of ``step``, ending with the
+    current one, labelled with ``label_format`` (strftime)."""
+
+    key: str
+    title: str
+    step: timedelta
+    buckets: int
+    label_format: str
+    #: Every how many intervals the x axis is labelled.
+    label_every: int
+
+
+ACTIVITY_RANGES = {
+    r.key: r
+    for r in (
+        ActivityRange("48h", "last 48 hours, per hour", timedelta(hours=1), 48, "%H:%M", 6),
+        ActivityRange("30d", "last 30 days, per day", timedelta(days=1), 30, "%d %b", 5),
+    )
+}
+#: The chart's series: (ActivityCounts field, legend).
+ACTIVITY_SERIES = (
+    ("delivered", "delivered"),
+    ("junk", "of which spam (Junk)"),
+    ("sent", "sent"),
+    ("queued", "still queued"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    range: ActivityRange
+    counts: list[ActivityCounts]
+
+    @property
+    def labels(self) -> list[str]:
+        return [c.start.strftime(self.range.label_format) for c in self.counts]
+
+    def series(self) -> list[Series]:
+        return [
+            Series(key, label, tuple(getattr(c, key) for c in self.counts))
+            for key, label in ACTIVITY_SERIES
+        ]
+
+    def chart(self) -> Markup:
+        return line_chart(
+            self.labels,
+            self.series(),
+            title=f"Mail over the {self.range.title}",
+            label_every=self.range.label_every,
+        )
+
+
+async def activity(services: Services, key: str, now: datetime) -> Activity:
+    """Counts for the chart: intervals aligned to whole hours or days (UTC)."""
+    window = ACTIVITY_RANGES.get(key) or ACTIVITY_RANGES["48h"]
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if window.step >= timedelta(days=1):
+        current = current.replace(hour=0)
+    since = current - window.step * (window.buckets - 1)
+    return Activity(window, await services.store.activity(since, window.step, window.buckets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +173,16 @@ async def _render(
 
 async def dashboard_page(request: Request) -> Response:
     await require_admin(request)
-    return await _render(request, "admin.html", board=await dashboard(web(request).services))
+    services = web(request).services
+    return await _render(
+        request,
+        "admin.html",
+        board=await dashboard(services),
+        activity=await activity(
+            services, request.query_params.get("range", "48h"), datetime.now(UTC)
+        ),
+        ranges=ACTIVITY_RANGES,
+    )
 
 
 async def domains_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:

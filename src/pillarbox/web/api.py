@@ -39,7 +39,7 @@ from pillarbox.web import admin as admin_ops
 from pillarbox.web.app import LoginRequired, Web, client_ip, current_account, web
 from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row
-from pillarbox.web.reading import Person, authentication_results, people
+from pillarbox.web.reading import Person, authentication_results, people, spam_verdict
 from pillarbox.web.session import CSRF_HEADER
 from pillarbox.web.webmail import apply_action, list_params, part_response, safe_html
 
@@ -135,6 +135,22 @@ def row_json(row: Row) -> JsonObject:
     }
 
 
+def _spam_json(opened: Opened) -> JsonObject | None:
+    verdict = spam_verdict(opened.raw, opened.info)
+    if verdict is None:
+        return None
+    return {
+        "score": verdict.score,
+        "action": verdict.action,
+        "override": verdict.override or None,
+        "reasons": [
+            {"code": r.code, "detail": r.detail, "score": r.score, "meaning": r.meaning}
+            for r in verdict.reasons
+        ],
+        "more_reasons": verdict.more,
+    }
+
+
 def message_json(call: Call, opened: Opened, thread: list[Row]) -> JsonObject:
     info = opened.info
     envelope = info.envelope
@@ -172,6 +188,7 @@ def message_json(call: Call, opened: Opened, thread: list[Row]) -> JsonObject:
             {"method": r.method, "result": r.result, "detail": r.detail}
             for r in authentication_results(opened.raw, info, call.web.services.hostname)
         ],
+        "spam": _spam_json(opened),
         "thread": [
             {"mailbox": r.record.mailbox_id, "uid": r.record.uid, "subject": r.info.subject}
             for r in thread
@@ -261,6 +278,33 @@ async def list_messages(call: Call) -> object:
     }
 
 
+async def list_threads(call: Call) -> object:
+    access = call.access
+    mailbox = await access.mailbox(call.path("mailbox"))
+    limits = call.web.limits
+    params = list_params(
+        dict(call.request.query_params),
+        page_size=limits.page_size,
+        max_page_size=limits.max_page_size,
+    )
+    page = await access.threaded(
+        mailbox, call.web.threads, number=params.page, page_size=params.page_size
+    )
+    return {
+        "threads": page.threads,
+        "messages": page.messages,
+        "page": page.number,
+        "pages": page.pages,
+        "conversations": [
+            {
+                "messages": [{**row_json(item.row), "depth": item.depth} for item in rows],
+                "more": more,
+            }
+            for rows, more in page.conversations
+        ],
+    }
+
+
 async def get_message(call: Call) -> object:
     access = call.access
     opened = await access.open(call.path("mailbox"), call.path("uid"))
@@ -331,6 +375,7 @@ def _draft(call: Call) -> Draft:
         bcc=call.text("bcc"),
         subject=call.text("subject"),
         body=call.text("body"),
+        html=call.text("html"),
         in_reply_to=call.text("in_reply_to"),
         references=tuple(references),
         attachments=tuple(uploads),
@@ -446,6 +491,26 @@ async def admin_dashboard(call: Call) -> object:
         "stored_bytes": board.stored_bytes,
         "queued_messages": board.queued_messages,
         "queued_recipients": board.queued_recipients,
+    }
+
+
+async def admin_activity(call: Call) -> object:
+    chart = await admin_ops.activity(
+        call.web.services, call.request.query_params.get("range", "48h"), datetime.now(UTC)
+    )
+    return {
+        "range": chart.range.key,
+        "step_seconds": int(chart.range.step.total_seconds()),
+        "intervals": [
+            {
+                "start": c.start.isoformat(),
+                "delivered": c.delivered,
+                "junk": c.junk,
+                "sent": c.sent,
+                "queued": c.queued,
+            }
+            for c in chart.counts
+        ],
     }
 
 
@@ -594,6 +659,7 @@ def _list(item: JsonObject) -> JsonObject:
 
 STR: JsonObject = {"type": "string"}
 INT: JsonObject = {"type": "integer"}
+NUMBER: JsonObject = {"type": "number"}
 BOOL: JsonObject = {"type": "boolean"}
 NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
 OK = _obj({"ok": BOOL})
@@ -654,6 +720,23 @@ SCHEMAS: dict[str, JsonObject] = {
                 _obj({"section": STR, "filename": STR, "content_type": STR, "size": INT})
             ),
             "authentication_results": _list(_obj({"method": STR, "result": STR, "detail": STR})),
+            "spam": {
+                "description": "the spam filter's verdict at delivery; null: not judged",
+                "oneOf": [
+                    {"type": "null"},
+                    _obj(
+                        {
+                            "score": NUMBER,
+                            "action": STR,
+                            "override": {"type": ["string", "null"]},
+                            "reasons": _list(
+                                _obj({"code": STR, "detail": STR, "score": NUMBER, "meaning": STR})
+                            ),
+                            "more_reasons": INT,
+                        }
+                    ),
+                ],
+            },
         }
     ),
     "Draft": _obj(
@@ -663,6 +746,11 @@ SCHEMAS: dict[str, JsonObject] = {
             "bcc": STR,
             "subject": STR,
             "body": STR,
+            "html": {
+                "type": "string",
+                "description": "simple HTML (b, i, u, a, lists, quotes; the rest is removed); "
+                "when given, the message is multipart/alternative and body is derived from it",
+            },
             "in_reply_to": STR,
             "references": _list(STR),
             "replying_to": {"type": "string", "description": "'mailbox:uid' answered"},
@@ -748,6 +836,35 @@ OPERATIONS: tuple[Operation, ...] = (
         "mail",
         _ref("MessagePage"),
         query=_LIST_QUERY,
+    ),
+    Operation(
+        "GET",
+        "/mailboxes/{mailbox:int}/threads",
+        list_threads,
+        "A page of conversations (RFC 5256 REFERENCES), newest activity first",
+        "mail",
+        _obj(
+            {
+                "threads": INT,
+                "messages": INT,
+                "page": INT,
+                "pages": INT,
+                "conversations": _list(
+                    _obj(
+                        {
+                            "messages": _list(
+                                {"allOf": [_ref("MessageSummary"), _obj({"depth": INT})]}
+                            ),
+                            "more": INT,
+                        }
+                    )
+                ),
+            }
+        ),
+        query=(
+            ("page", "integer", "from 1"),
+            ("size", "integer", "about this many messages per page (whole threads)"),
+        ),
     ),
     Operation(
         "GET",
@@ -883,6 +1000,31 @@ OPERATIONS: tuple[Operation, ...] = (
         "Counts of domains, accounts, storage and queue",
         "admin",
         _obj({}),
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/activity",
+        admin_activity,
+        "Mail per hour (range=48h) or per day (range=30d): delivered, spam, sent, queued",
+        "admin",
+        _obj(
+            {
+                "range": STR,
+                "step_seconds": INT,
+                "intervals": _list(
+                    _obj(
+                        {
+                            "start": STR,
+                            "delivered": INT,
+                            "junk": INT,
+                            "sent": INT,
+                            "queued": INT,
+                        }
+                    )
+                ),
+            }
+        ),
         admin=True,
     ),
     Operation(

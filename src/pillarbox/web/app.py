@@ -34,10 +34,10 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pillarbox.config import WebSection
 from pillarbox.errors import NotFound, RateLimited, UserError
 from pillarbox.services import Services
 from pillarbox.store.types import Account
-from pillarbox.web.limits import WebLimits
 from pillarbox.web.session import (
     COOKIE,
     CSRF_FIELD,
@@ -46,6 +46,7 @@ from pillarbox.web.session import (
     SessionCodec,
     load_secret,
 )
+from pillarbox.web.threads import ThreadCache
 
 #: Paths whose requests may carry attachments (the larger body limit applies).
 UPLOAD_PATHS = ("/compose", "/api/v1/send", "/api/v1/drafts")
@@ -85,12 +86,14 @@ class Web:
     """Everything a handler needs, kept on ``app.state.web``."""
 
     services: Services
-    limits: WebLimits
+    #: The ``[web]`` config section: page sizes, body limits, session and stream limits.
+    limits: WebSection
     codec: SessionCodec
     templates: Environment
     #: Listener name → port clients should use (bound ports where known), for client setup.
     ports: Mapping[str, int]
     streams: dict[int, int] = field(default_factory=dict)
+    threads: ThreadCache = field(default_factory=ThreadCache)
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any
@@ -118,7 +121,7 @@ def web(request: Request) -> Web:
 class Guard:
     """ASGI middleware: body limits, session cookie in and out, security headers."""
 
-    def __init__(self, app: ASGIApp, *, codec: SessionCodec, limits: WebLimits) -> None:
+    def __init__(self, app: ASGIApp, *, codec: SessionCodec, limits: WebSection) -> None:
         self.app = app
         self.codec = codec
         self.limits = limits
@@ -373,13 +376,9 @@ async def _too_large_error(request: Request, exc: Exception) -> Response:
     return await _error_page(request, 413, text)
 
 
-DEFAULT_LIMITS = WebLimits()
-
-
 def create_app(
     services: Services,
     *,
-    limits: WebLimits = DEFAULT_LIMITS,
     ports: Mapping[str, int] | None = None,
 ) -> ASGIApp:
     """The web app of a running server; ``ports`` are the listener ports clients should use
@@ -387,6 +386,7 @@ def create_app(
     from pillarbox.web import account, admin, api, autoconfig, live, webmail
 
     config = services.config
+    limits = config.web
     codec = SessionCodec(load_secret(config.data_dir), ttl=limits.session_ttl)
     configured = {
         name: getattr(config.listeners, name).port

@@ -6,7 +6,8 @@ parent's References (or its In-Reply-To) followed by its Message-ID; the subject
 ``Re:`` (§3.6.5). Reply-all adds the parent's To and Cc, without the replying account itself.
 Messages are built with the standard library's ``email`` package under the SMTP policy (CRLF
 line ends, RFC 2047 encoded display names and subject, RFC 2231 file names); non-ASCII text is
-quoted-printable so the message passes any relay, 8BITMIME or not.
+quoted-printable so the message passes any relay, 8BITMIME or not. A draft written as rich text
+goes out as multipart/alternative (see :mod:`pillarbox.web.richtext`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pillarbox.mail.headers import MISSING_DOMAIN, parse_addresses
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.trace import make_message_id
 from pillarbox.web.reading import Person, people
+from pillarbox.web.richtext import html_document, plain_alternative, sanitize_composed
 
 #: RFC 5322 §2.1.1: lines SHOULD be at most 78 characters; longer ones go quoted-printable.
 _MAX_PLAIN_LINE = 78
@@ -53,6 +55,8 @@ class Draft:
     bcc: str = ""
     subject: str = ""
     body: str = ""
+    #: The editor's HTML, if the message was written as rich text (``body`` is then derived).
+    html: str = ""
     in_reply_to: str = ""
     references: tuple[str, ...] = ()
     attachments: tuple[Upload, ...] = ()
@@ -217,6 +221,17 @@ def angle(message_id: str) -> str:
     return f"<{bare}>" if bare else ""
 
 
+def _line_ended(text: str) -> str:
+    text = text.replace("\r\n", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _text_encoding(text: str) -> str:
+    """7bit when ASCII in short lines, else quoted-printable (passes any relay)."""
+    plain = text.isascii() and all(len(line) <= _MAX_PLAIN_LINE for line in text.split("\n"))
+    return "7bit" if plain else "quoted-printable"
+
+
 def build_message(
     draft: Draft,
     *,
@@ -245,11 +260,13 @@ def build_message(
     references = [angle(r) for r in draft.references if angle(r)]
     if references:
         message["References"] = " ".join(references)
-    body = draft.body.replace("\r\n", "\n")
-    if not body.endswith("\n"):
-        body += "\n"
-    plain = body.isascii() and all(len(line) <= _MAX_PLAIN_LINE for line in body.split("\n"))
-    message.set_content(body, cte="7bit" if plain else "quoted-printable")
+    safe_html = sanitize_composed(draft.html) if draft.html.strip() else ""
+    text = plain_alternative(safe_html) if safe_html else draft.body
+    message.set_content(_line_ended(text), cte=_text_encoding(text))
+    if safe_html:
+        # RFC 2046 §5.1.4: alternatives from plainest to richest.
+        document = html_document(safe_html)
+        message.add_alternative(document, subtype="html", cte=_text_encoding(document))
     for upload in draft.attachments:
         maintype, _, subtype = upload.content_type.partition("/")
         if not maintype or not subtype:
@@ -271,11 +288,13 @@ def draft_people(draft: Draft) -> Recipients:
 
 
 def draft_from_message(
-    info: MessageInfo, text: str, *, uid: int, attachments: Sequence[Upload] = ()
+    info: MessageInfo, text: str, *, uid: int, html: str = "", attachments: Sequence[Upload] = ()
 ) -> Draft:
-    """Re-open a saved draft for editing."""
+    """Re-open a saved draft for editing (``html``: its text/html part, if written as rich
+    text)."""
     return replace(
         Draft(
+            html=sanitize_composed(html) if html else "",
             to=", ".join(map(str, people(info.envelope.to))),
             cc=", ".join(map(str, people(info.envelope.cc))),
             bcc=", ".join(map(str, people(info.envelope.bcc))),

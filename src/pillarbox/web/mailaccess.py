@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from pillarbox.errors import InvalidName, NotFound, QuotaExceeded, UserError
 from pillarbox.mail.model import MessageInfo
-from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message
+from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message, part_text
 from pillarbox.policy import learning
 from pillarbox.queue.intake import submit
 from pillarbox.services import Services
@@ -35,7 +35,8 @@ from pillarbox.web.composing import (
     check_recipients,
     draft_people,
 )
-from pillarbox.web.reading import Person, body_text, part_at
+from pillarbox.web.reading import Person, body_parts, body_text, part_at
+from pillarbox.web.threads import MAX_THREAD_LINES, ThreadCache
 
 #: Folder order: INBOX, then the special-use folders in the order people use them.
 _SPECIAL_ORDER = (
@@ -103,6 +104,31 @@ class Page:
     @property
     def has_next(self) -> bool:
         return self.offset + len(self.rows) < self.total
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRow:
+    """One line of a threaded list: the message and how deep it replies."""
+
+    row: Row
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadedPage:
+    """A page of whole conversations (see :mod:`pillarbox.web.threads`)."""
+
+    #: Conversations and messages in the folder.
+    threads: int
+    messages: int
+    number: int
+    pages: int
+    #: Each conversation's rows, and how many more it has than are shown.
+    conversations: tuple[tuple[tuple[ThreadRow, ...], int], ...]
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +233,32 @@ class MailAccess:
         if terms:
             query = replace(query, uids=frozenset(await self.store.search_text(mailbox.id, terms)))
         return await self.page(mailbox, query, offset=offset, limit=limit)
+
+    async def threaded(
+        self, mailbox: Mailbox, cache: ThreadCache, *, number: int, page_size: int
+    ) -> ThreadedPage:
+        """Page ``number`` of the folder's conversations, newest activity first."""
+        forest = await cache.forest(self.store, await self.store.mailbox_status(mailbox.id))
+        shown = forest.page(number, page_size)
+        uids = [line.uid for thread in shown for line in thread.lines[:MAX_THREAD_LINES]]
+        rows: dict[int, Row] = {}
+        if uids:
+            query = MessageQuery(uids=frozenset(uids))
+            page = await self.page(mailbox, query, offset=0, limit=len(uids))
+            rows = {row.record.uid: row for row in page.rows}
+        conversations = tuple(
+            (
+                tuple(
+                    ThreadRow(rows[line.uid], line.depth)
+                    for line in thread.lines[:MAX_THREAD_LINES]
+                    if line.uid in rows  # expunged since the threads were computed
+                ),
+                max(0, thread.size - MAX_THREAD_LINES),
+            )
+            for thread in shown
+        )
+        pages = len(forest.page_starts(page_size)) if forest.threads else 0
+        return ThreadedPage(len(forest.threads), forest.messages, number, pages, conversations)
 
     # -- one message ---------------------------------------------------------------------------
     async def open(self, mailbox_id: int, uid: int) -> Opened:
@@ -408,6 +460,11 @@ class MailAccess:
 
     def text_of(self, opened: Opened) -> str:
         return body_text(opened.raw, opened.info)
+
+    def html_of(self, opened: Opened) -> str:
+        """The message's HTML body as sent, not sanitised ("" when it has none)."""
+        part = body_parts(opened.info).html
+        return part_text(opened.raw, part) if part is not None else ""
 
     async def own_addresses(self) -> set[str]:
         return {a.lower() for a in await self.services.router.owned_addresses(self.account)}

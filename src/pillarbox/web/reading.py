@@ -1,6 +1,6 @@
 """What a reader sees of a stored message: decoded headers, the body to show, attachments,
-authentication results — all from the :class:`MessageInfo` parsed at ingest plus slices of the
-raw bytes (no re-parse, DESIGN principle 4)."""
+authentication results, the spam filter's verdict — all from the :class:`MessageInfo` parsed at
+ingest plus slices of the raw bytes (no re-parse, DESIGN principle 4)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pillarbox.mail.decode import decode_words, escaped_to_text, header_bytes_to
 from pillarbox.mail.headers import MISSING_DOMAIN, scan_header, unfold
 from pillarbox.mail.model import BodyPart, EnvelopeAddress, MessageInfo
 from pillarbox.mail.parse import find_part, part_text
+from pillarbox.policy.verdict import SPAM_HEADER
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,95 @@ def authentication_results(raw: bytes, info: MessageInfo, authserv_id: str) -> l
                 AuthResult(match.group(1).lower(), match.group(2).lower(), match.group(3).strip())
             )
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class SpamReason:
+    """One finding of the spam filter: its code, what it is about, and what it added."""
+
+    code: str
+    detail: str
+    score: float
+
+    @property
+    def meaning(self) -> str:
+        """The code in words, for readers who do not know the filter's vocabulary."""
+        return SPAM_REASON_MEANINGS.get(self.code, self.code.replace("_", " ").lower())
+
+
+@dataclass(frozen=True, slots=True)
+class SpamVerdict:
+    """The ``X-Pillarbox-Spam`` field our delivery wrote (see :mod:`pillarbox.policy.verdict`)."""
+
+    score: float
+    action: str
+    #: What decided instead of the score ("dmarc-reject", "allow-list"), if anything.
+    override: str
+    reasons: tuple[SpamReason, ...]
+    #: Reasons the header summarised as "+N more".
+    more: int
+
+
+#: Codes of :class:`pillarbox.policy.verdict.Reason` in words; unknown codes are shown as-is.
+SPAM_REASON_MEANINGS = {
+    "BAYES": "content filter (spam probability)",
+    "GTUBE": "spam test pattern",
+    "SPF_FAIL": "SPF failed for",
+    "SPF_SOFTFAIL": "SPF soft-failed for",
+    "DKIM_FAIL": "DKIM signature failed for",
+    "DMARC_PASS": "DMARC passed for",
+    "DNSBL": "listed on blocklist",
+    "NO_FROM": "no From address",
+    "ATTACHMENT_ONLY": "attachment without text",
+    "FORGED_LOCAL_SENDER": "unverified sender in a local domain",
+    "CORRESPONDENT": "you have written to",
+    "SENDER_HISTORY": "your history with sender",
+    "DOMAIN_HISTORY": "your history with domain",
+    "NETWORK_HISTORY": "your history with network",
+    "ALLOW_LIST": "on your allow list",
+    "BLOCK_LIST": "on your block list",
+}
+#: Fields our delivery puts above the rest (RFC 5321 §4.4 trace first): an X-Pillarbox-Spam
+#: among them is ours; one further down came with the message and may be forged.
+_DELIVERY_FIELDS = frozenset({"return-path", "delivered-to", SPAM_HEADER.lower()})
+_SPAM_PARAM = re.compile(r"\b(score|action|override)=([^;\s]+)")
+_SPAM_REASON = re.compile(r"([A-Z][A-Z0-9_]*)(?::(.*?))?\(([+-]\d+(?:\.\d+)?)\)")
+_SPAM_MORE = re.compile(r"\+(\d+) more")
+
+
+def spam_verdict(raw: bytes, info: MessageInfo) -> SpamVerdict | None:
+    """The verdict our delivery recorded, or None (mail we did not judge: sent, local, imported).
+
+    Only a field in the block delivery prepends counts: a sender can write any header, and a
+    forged "score=-100" must not reassure the reader.
+    """
+    for field in scan_header(raw, 0, info.header_end).fields:
+        if field.key not in _DELIVERY_FIELDS:
+            return None
+        if field.key == SPAM_HEADER.lower():
+            return _parse_spam_field(header_bytes_to_text(unfold(field.value)))
+    return None
+
+
+def _parse_spam_field(value: str) -> SpamVerdict | None:
+    head, _, reasons = value.partition("reasons=")
+    params = dict(_SPAM_PARAM.findall(head))
+    try:
+        score = float(params.get("score", ""))
+    except ValueError:
+        return None
+    found = tuple(
+        SpamReason(code, (detail or "").strip(), float(number))
+        for code, detail, number in _SPAM_REASON.findall(reasons)
+    )
+    more = _SPAM_MORE.search(reasons)
+    return SpamVerdict(
+        score,
+        params.get("action", ""),
+        params.get("override", ""),
+        found,
+        int(more.group(1)) if more else 0,
+    )
 
 
 def sent_or_received(info: MessageInfo, internal_date: datetime) -> datetime:

@@ -44,7 +44,9 @@ from pillarbox.web.reading import (
     part_at,
     people,
     section_of_content_id,
+    spam_verdict,
 )
+from pillarbox.web.richtext import sanitize_composed
 from pillarbox.web.sanitize import (
     FRAME_SANDBOX,
     frame_csp,
@@ -82,6 +84,11 @@ class ListParams:
             self.text or q.from_contains or q.to_contains or q.subject_contains
             or q.since or q.before
         )  # fmt: skip
+
+    @property
+    def filtered(self) -> bool:
+        """Searching or narrowed: the list shows matches, not whole conversations."""
+        return self.searching or self.query.unseen or self.query.flagged
 
 
 def _day(text: str) -> datetime | None:
@@ -219,7 +226,14 @@ async def message_list(request: Request) -> Response:
         page_size=app.limits.page_size,
         max_page_size=app.limits.max_page_size,
     )
-    if params.searching:
+    threaded = None
+    page = None
+    wants_threads = request.query_params.get("view") == "threads"
+    if wants_threads and not params.filtered:
+        threaded = await access.threaded(
+            mailbox, app.threads, number=params.page, page_size=params.page_size
+        )
+    elif params.searching:
         page = await access.search(
             mailbox, params.text, params.query, offset=params.offset, limit=params.page_size
         )
@@ -235,6 +249,8 @@ async def message_list(request: Request) -> Response:
         folders=folders,
         mailbox=mailbox,
         page=page,
+        threaded=threaded,
+        wants_threads=wants_threads,
         params=params,
         query_string=lambda **changes: "?" + urlencode({**base, **changes}),
         targets=[f.mailbox for f in folders if f.mailbox.id != mailbox.id],
@@ -375,6 +391,7 @@ async def message_view(request: Request) -> Response:
         reply_to=[p for p in people(envelope.reply_to) if p not in people(envelope.from_)],
         date=opened.info.sent_date or opened.record.internal_date,
         auth_results=authentication_results(opened.raw, opened.info, app.services.hostname),
+        spam=spam_verdict(opened.raw, opened.info),
         has_html=bodies.html is not None,
         has_plain=bodies.plain is not None,
         html=html,
@@ -477,7 +494,9 @@ async def compose_page(request: Request) -> Response:
         saved = await access.open_reference(params["draft"])
         if saved.mailbox.special_use is not SpecialUse.DRAFTS:
             raise NotFound("not a draft")
-        draft = draft_from_message(saved.info, access.text_of(saved), uid=saved.record.uid)
+        draft = draft_from_message(
+            saved.info, access.text_of(saved), uid=saved.record.uid, html=access.html_of(saved)
+        )
     return _compose(request, draft)
 
 
@@ -498,6 +517,7 @@ def _compose(
         errors=errors or {},
         notice=notice,
         max_upload=app.limits.max_upload_bytes,
+        rich=sanitize_composed(draft.html) if draft.html.strip() else "",
     )
 
 
@@ -516,6 +536,7 @@ async def _draft_from_form(form: FormData) -> Draft:
         bcc=field_text(form, "bcc"),
         subject=field_text(form, "subject"),
         body=field_text(form, "body"),
+        html=field_text(form, "html"),
         in_reply_to=field_text(form, "in_reply_to"),
         references=tuple(field_text(form, "references").split()),
         attachments=tuple(uploads),

@@ -36,8 +36,12 @@ ANSWERED = "\\Answered"
 DELETED = "\\Deleted"
 FORWARDED = "$Forwarded"  # RFC 5788 keyword registry
 
-#: RFC 2177 §3: re-issue IDLE at least every 29 minutes, or the server may log us out.
-IDLE_REFRESH = 29 * 60
+#: How long one IDLE lasts before DONE and a fresh IDLE (RFC 2177 §3 asks for at most 29
+#: minutes). Short, because imapclient's ``idle_check`` waits on the socket and cannot see a
+#: response imaplib has already buffered: an EXISTS arriving in the same segment as the
+#: ``+ idling`` continuation (mail that came between SELECT and IDLE) would otherwise wait for
+#: the next change. ``idle_done`` reads the buffer, so such an EXISTS is late by this at most.
+IDLE_RECHECK = 5.0
 #: Without IDLE, how often ``watch`` polls with NOOP (RFC 9051 §6.1.2).
 POLL_INTERVAL = 15.0
 
@@ -194,18 +198,18 @@ class ImapSession:
             time.sleep(POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining))
             _, responses = self._client.noop()
             return any(_is_exists(r) for r in responses)
-        wait = IDLE_REFRESH if remaining is None else min(IDLE_REFRESH, remaining)
+        wait = IDLE_RECHECK if remaining is None else min(IDLE_RECHECK, remaining)
         self._client.idle()
+        started = clock()
         try:
-            started = clock()
-            while True:
+            while clock() - started < wait:
                 responses = self._client.idle_check(timeout=max(0.0, wait - (clock() - started)))
                 if any(_is_exists(r) for r in responses):
                     return True
-                if clock() - started >= wait:
-                    return False
         finally:
-            self._client.idle_done()
+            # What imapclient's idle_check could not see (see IDLE_RECHECK) comes out here.
+            _, after = self._client.idle_done()
+        return any(_is_exists(r) for r in after)
 
     def _highest(self) -> int:
         uids = self._client.search(["ALL"])

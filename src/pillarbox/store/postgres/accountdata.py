@@ -10,7 +10,7 @@ database's collation.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,7 +24,9 @@ from pillarbox.store.types import (
     DkimKeyRecord,
     MessageQuery,
     SortKey,
+    ThreadFields,
     TokenKind,
+    vacation_renewed,
 )
 
 Conn = psycopg.AsyncConnection[TupleRow]
@@ -129,7 +131,8 @@ async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
 
 
 async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -> None:
-    await _require_account(conn, account_id)
+    if vacation_renewed(await get_settings(conn, account_id), settings):
+        await conn.execute("DELETE FROM vacation_replies WHERE account_id = %s", (account_id,))
     await conn.execute(
         "INSERT INTO account_settings (account_id, vacation_enabled, vacation_subject, "
         "vacation_body, vacation_until, forward_to, forward_keep_copy) "
@@ -148,6 +151,25 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
             settings.forward_keep_copy,
         ),
     )
+
+
+async def claim_vacation_reply(
+    conn: Conn, account_id: int, sender: str, now: datetime, interval: timedelta
+) -> bool:
+    await _require_account(conn, account_id)
+    horizon = now - interval
+    await conn.execute(
+        "DELETE FROM vacation_replies WHERE account_id = %s AND replied <= %s AND sender <> %s",
+        (account_id, horizon, sender.lower()),
+    )
+    # The conditional upsert returns no row when the last reply is recent.
+    cur = await conn.execute(
+        "INSERT INTO vacation_replies (account_id, sender, replied) VALUES (%s, %s, %s) "
+        "ON CONFLICT (account_id, sender) DO UPDATE SET replied = excluded.replied "
+        "WHERE vacation_replies.replied <= %s RETURNING 1",
+        (account_id, sender.lower(), now, horizon),
+    )
+    return await cur.fetchone() is not None
 
 
 # -- tokens --------------------------------------------------------------------------------------
@@ -250,3 +272,19 @@ async def retire_dkim_key(conn: Conn, domain: str, selector: str, when: datetime
     )
     if cur.rowcount == 0:
         raise NotFound(f"{domain} has no DKIM key with selector {selector}")
+
+
+async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
+    """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
+    migration 4), so no MessageInfo is read or decoded."""
+    cursor = await conn.execute(
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "FROM messages WHERE mailbox_id = %s AND uid >= %s ORDER BY uid",
+        (mailbox_id, uid_min),
+    )
+    return [
+        ThreadFields(uid, internal, sent, subject, message_id, in_reply_to, tuple(references))
+        for uid, internal, sent, subject, message_id, in_reply_to, references in (
+            await cursor.fetchall()
+        )
+    ]

@@ -146,7 +146,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         _Table(
             "messages",
             "SELECT mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob, "
-            "sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to "
+            "sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs "
             "FROM messages ORDER BY mailbox_id, uid",
             (
                 "mailbox_id",
@@ -164,6 +164,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "cc_addr",
                 "message_id",
                 "in_reply_to",
+                "refs",
             ),
             lambda r: (
                 *r[:3],
@@ -173,7 +174,8 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 r[6],
                 r[7],
                 _time(r[8]),
-                *r[9:],
+                *r[9:15],
+                json.loads(r[15]),
             ),
         ),
         _Table(

@@ -372,10 +372,52 @@ CREATE TABLE sender_lists (
 );
 """
 
+# Vacation auto-replies (RFC 3834 §2): when each account last replied to each sender, so a
+# sender gets one reply per ``vacation.interval_days`` (queries in .accountdata).
+_V3_SQL = r"""
+CREATE TABLE vacation_replies (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    sender text NOT NULL,
+    replied timestamptz NOT NULL,
+    PRIMARY KEY (account_id, sender)
+);
+"""
+
+# Threading (the web's threaded list) reads every message's References: kept in ``blobs.info``
+# they cost a read of each message's whole structure, so they get a column of their own,
+# filled here for existing mail.
+_V4_SQL = r"""
+ALTER TABLE messages ADD COLUMN refs text[] NOT NULL DEFAULT '{}';
+UPDATE messages m SET refs = ARRAY(
+    SELECT jsonb_array_elements_text(convert_from(b.info, 'UTF8')::jsonb -> 'references')
+) FROM blobs b WHERE b.id = m.blob AND b.info IS NOT NULL;
+"""
+
+# DMARC aggregate reports (queries in .dmarcdata): one row per evaluated message, until the
+# periodic report that counts it is queued.
+_V5_SQL = r"""
+CREATE TABLE dmarc_observations (
+    id bigserial PRIMARY KEY,
+    received timestamptz NOT NULL,
+    policy_domain text NOT NULL,
+    header_from text NOT NULL,
+    envelope_from text NOT NULL,
+    source_ip text NOT NULL,
+    disposition text NOT NULL,
+    dkim_aligned boolean NOT NULL,
+    spf_aligned boolean NOT NULL,
+    spf_domain text NOT NULL,
+    spf_result text NOT NULL,
+    dkim jsonb NOT NULL,
+    policy_record text NOT NULL
+);
+CREATE INDEX dmarc_observations_received ON dmarc_observations(received);
+"""
+
 # A generation per classifier model, raised by every training in the same transaction as the
 # token counts: each node caching token counts (store.spamcache) checks it on each read and
 # drops what it cached from an older generation — so another node's training is seen at once.
-_V3_SQL = r"""
+_V6_SQL = r"""
 ALTER TABLE spam_models ADD COLUMN generation bigint NOT NULL DEFAULT 0;
 """
 
@@ -386,7 +428,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         _V1_SQL,
     ),
     Migration(2, "spam filter models, reputation and sender lists", _V2_SQL),
-    Migration(3, "spam model generations (token count caches)", _V3_SQL),
+    Migration(3, "vacation auto-reply memory", _V3_SQL),
+    Migration(4, "message references as a column (threaded lists)", _V4_SQL),
+    Migration(5, "DMARC evaluations kept for aggregate reports", _V5_SQL),
+    Migration(6, "spam model generations (token count caches)", _V6_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -45,6 +45,7 @@ _LETTER = {
     ChangeKind.FLAGS: "f",
     ChangeKind.EXPUNGE: "x",
     ChangeKind.MAILBOXES: "m",
+    ChangeKind.SUBSCRIPTIONS: "s",
 }
 _KIND = {letter: kind for kind, letter in _LETTER.items()}
 

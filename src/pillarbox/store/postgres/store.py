@@ -38,7 +38,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -59,8 +59,9 @@ from pillarbox.errors import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.postgres import accountdata, notify, spamdata
+from pillarbox.store.postgres import accountdata, dmarcdata, notify, spamdata
 from pillarbox.store.postgres.migrations import migrate
+from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
@@ -69,6 +70,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -77,10 +79,13 @@ from pillarbox.store.types import (
     DeliveryStatus,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Domain,
     FlagOp,
     FlagUpdate,
     Mailbox,
+    MailboxDelta,
+    MailboxSnapshot,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -90,11 +95,14 @@ from pillarbox.store.types import (
     QueuedRecipient,
     QuotaUsage,
     RecipientState,
+    RecordTable,
     SenderListEntry,
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    ThreadFields,
     TokenKind,
+    activity_series,
     canonical_flags,
     normalize_mailbox_name,
 )
@@ -121,7 +129,7 @@ _ACCOUNT_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob, sent_date, "
-    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to"
+    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs"
 )
 #: Errors after which the whole operation is run again on a fresh transaction.
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
@@ -173,6 +181,8 @@ class _SortKeys:
     cc_addr: str
     message_id: str
     in_reply_to: str
+    #: Threading reads them for a whole mailbox.
+    references: list[str]
 
     @classmethod
     def of(cls, info: MessageInfo) -> _SortKeys:
@@ -184,6 +194,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
+            list(info.references),
         )
 
 
@@ -206,6 +217,8 @@ class PostgresStore:
         self._clock = clock
         self._hub = ChangeHub()
         self._spam_cache = SpamModelCache(limits.spam_cache_tokens)
+        self._deltas = SharedReads(self._read_delta)
+        self._claims = SharedReads(self._claim_write)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: notify.ChangeListener | None = None
         self._channel = ""
@@ -750,28 +763,21 @@ class PostgresStore:
                     "DELETE FROM subscriptions WHERE account_id = %s AND name = %s",
                     (account_id, canonical),
                 )
+            changes.append(Change(account_id, 0, ChangeKind.SUBSCRIPTIONS, 0))
 
         await self._write(op)
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
-        async def query(conn: Conn) -> MailboxStatus:
-            row = await _one(
-                conn,
-                f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes "
-                "FROM mailboxes WHERE id = %s",
-                (mailbox_id,),
-            )
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            return MailboxStatus(_mailbox(row[:7]), *row[7:])
-
-        return await self._read(query)
+        return await self._read(lambda conn: _status(conn, mailbox_id))
 
     async def claim_recent(self, mailbox_id: int) -> int:
-        async def op(conn: Conn, changes: list[Change]) -> int:
+        return (await self._claims.get(mailbox_id)).take()
+
+    async def _claim_write(self, mailbox_id: int) -> RecentClaim:
+        async def op(conn: Conn, changes: list[Change]) -> RecentClaim:
             row = await _one(
                 conn,
-                "SELECT recent_uid FROM mailboxes WHERE id = %s FOR NO KEY UPDATE",
+                "SELECT recent_uid, uidnext FROM mailboxes WHERE id = %s FOR NO KEY UPDATE",
                 (mailbox_id,),
             )
             if row is None:
@@ -779,7 +785,7 @@ class PostgresStore:
             await conn.execute(
                 "UPDATE mailboxes SET recent_uid = uidnext WHERE id = %s", (mailbox_id,)
             )
-            return int(row[0])
+            return RecentClaim(int(row[0]), int(row[1]))
 
         return await self._write(op)
 
@@ -887,6 +893,21 @@ class PostgresStore:
         async def query(conn: Conn) -> list[MessageRecord]:
             await _require_mailbox(conn, mailbox_id)
             return await _records_between(conn, mailbox_id, uid_min, uid_max)
+
+        return await self._read(query)
+
+    async def open_mailbox(self, account_id: int, name: str) -> MailboxSnapshot:
+        canonical = normalize_mailbox_name(name)
+
+        async def query(conn: Conn) -> MailboxSnapshot:
+            found = await _mailbox_by_name(conn, account_id, canonical)
+            if found is None:
+                raise NotFound(f"no mailbox {canonical}")
+            # The status first, as in mailbox_delta: rows newer than its HIGHESTMODSEQ are
+            # read again by the session's next catch-up, harmlessly.
+            status = await _status(conn, found.id)
+            records = await _records_between(conn, found.id, 1, None)
+            return MailboxSnapshot(status, RecordTable.of(records))
 
         return await self._read(query)
 
@@ -1118,25 +1139,75 @@ class PostgresStore:
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         async def query(conn: Conn) -> list[MessageRecord]:
             await _require_mailbox(conn, mailbox_id)
-            rows = await _all(
-                conn,
-                f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.modseq > %s "
-                "ORDER BY m.uid",
-                (mailbox_id, modseq),
+            return await _records_changed(conn, mailbox_id, modseq)
+
+        return await self._read(query)
+
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        async def query(conn: Conn) -> list[ThreadFields]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                await _require_mailbox(conn, mailbox_id)
+                return await accountdata.thread_fields(conn, mailbox_id, uid_min)
+
+        return await self._read(query)
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        bounds = {"since": since, "step": step.total_seconds(), "end": since + step * buckets}
+
+        async def query(conn: Conn) -> list[ActivityCounts]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                stored = await _all(
+                    conn,
+                    "SELECT floor(extract(epoch FROM m.internal_date - %(since)s) "
+                    "/ %(step)s)::bigint, mb.special_use, count(*) "
+                    "FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id "
+                    "WHERE m.internal_date >= %(since)s AND m.internal_date < %(end)s "
+                    "GROUP BY 1, 2",
+                    bounds,
+                )
+                queued = await _all(
+                    conn,
+                    "SELECT floor(extract(epoch FROM queued_at - %(since)s) / %(step)s)::bigint, "
+                    "count(*) FROM queue_messages "
+                    "WHERE queued_at >= %(since)s AND queued_at < %(end)s GROUP BY 1",
+                    bounds,
+                )
+            return activity_series(
+                since,
+                step,
+                buckets,
+                [(int(i), use, int(n)) for i, use, n in stored],
+                [(int(i), int(n)) for i, n in queued],
             )
-            return [_record(mailbox_id, row) for row in rows]
 
         return await self._read(query)
 
     async def expunged_since(self, mailbox_id: int, modseq: int) -> list[int]:
         async def query(conn: Conn) -> list[int]:
             await _require_mailbox(conn, mailbox_id)
-            rows = await _all(
-                conn,
-                "SELECT uid FROM expunged WHERE mailbox_id = %s AND modseq > %s ORDER BY uid",
-                (mailbox_id, modseq),
-            )
-            return [row[0] for row in rows]
+            return await _uids_expunged(conn, mailbox_id, modseq)
+
+        return await self._read(query)
+
+    async def mailbox_delta(self, mailbox_id: int, since: int) -> MailboxDelta:
+        return await self._deltas.get((mailbox_id, since))
+
+    async def _read_delta(self, key: tuple[int, int]) -> MailboxDelta:
+        mailbox_id, since = key
+
+        async def query(conn: Conn) -> MailboxDelta:
+            # The status first: a change committed between the reads is then read twice at
+            # worst (harmless), never claimed by a HIGHESTMODSEQ whose rows were not read.
+            status = await _status(conn, mailbox_id)
+            if status.mailbox.highestmodseq <= since:
+                return MailboxDelta(status, (), ())
+            changed = tuple(await _records_changed(conn, mailbox_id, since))
+            expunged = tuple(await _uids_expunged(conn, mailbox_id, since))
+            return MailboxDelta(status, changed, expunged)
 
         return await self._read(query)
 
@@ -1294,6 +1365,15 @@ class PostgresStore:
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
         await self._write(lambda conn, _: accountdata.set_settings(conn, account_id, settings))
 
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        return await self._write(
+            lambda conn, _: accountdata.claim_vacation_reply(
+                conn, account_id, sender, now, interval
+            )
+        )
+
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str
     ) -> AccountToken:
@@ -1380,6 +1460,16 @@ class PostgresStore:
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
         await self._write(lambda conn, _: spamdata.remove_sender_entry(conn, account_id, pattern))
+
+    # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
+    async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
+        await self._write(lambda conn, _: dmarcdata.record(conn, observation))
+
+    async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
+        return await self._read(lambda conn: dmarcdata.observations(conn, until))
+
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        return await self._write(lambda conn, _: dmarcdata.delete(conn, until, domain))
 
 
 # -- connections ---------------------------------------------------------------------------------
@@ -1477,6 +1567,36 @@ async def _share_domain(conn: Conn, domain: str) -> None:
 async def _require_account(conn: Conn, account_id: int) -> None:
     if await _one(conn, "SELECT 1 FROM accounts WHERE id = %s", (account_id,)) is None:
         raise NotFound(f"no account {account_id}")
+
+
+async def _status(conn: Conn, mailbox_id: int) -> MailboxStatus:
+    row = await _one(
+        conn,
+        f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes, recent_uid "
+        "FROM mailboxes WHERE id = %s",
+        (mailbox_id,),
+    )
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    return MailboxStatus(_mailbox(row[:7]), *row[7:])
+
+
+async def _records_changed(conn: Conn, mailbox_id: int, modseq: int) -> list[MessageRecord]:
+    rows = await _all(
+        conn,
+        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = %s AND m.modseq > %s ORDER BY m.uid",
+        (mailbox_id, modseq),
+    )
+    return [_record(mailbox_id, row) for row in rows]
+
+
+async def _uids_expunged(conn: Conn, mailbox_id: int, modseq: int) -> list[int]:
+    rows = await _all(
+        conn,
+        "SELECT uid FROM expunged WHERE mailbox_id = %s AND modseq > %s ORDER BY uid",
+        (mailbox_id, modseq),
+    )
+    return [row[0] for row in rows]
 
 
 async def _require_mailbox(conn: Conn, mailbox_id: int) -> None:
@@ -1652,7 +1772,7 @@ async def _add_message(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
         "SELECT %(mailbox)s, alloc.uid, alloc.modseq, string_to_array(%(flags)s, ' '), "
         "%(internal)s, %(now)s, %(size)s, %(blob)s, %(sent)s, %(subject)s, %(from)s, %(to)s, "
-        "%(cc)s, %(message_id)s, %(in_reply_to)s FROM alloc RETURNING uid, modseq",
+        "%(cc)s, %(message_id)s, %(in_reply_to)s, %(refs)s FROM alloc RETURNING uid, modseq",
         {
             "mailbox": mailbox.id,
             "flags": flags,
@@ -1667,6 +1787,7 @@ async def _add_message(
             "cc": keys.cc_addr,
             "message_id": keys.message_id,
             "in_reply_to": keys.in_reply_to,
+            "refs": keys.references,
         },
     )
     uid, modseq = int(row[0]), int(row[1])
@@ -1736,7 +1857,7 @@ async def _transfer(
     await conn.execute(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
         "SELECT %s, p.new, %s, m.flags, m.internal_date, %s, m.size, m.blob, m.sent_date, "
-        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to "
+        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to, m.refs "
         "FROM messages m JOIN unnest(%s::bigint[], %s::bigint[]) AS p(old, new) "
         "ON m.uid = p.old WHERE m.mailbox_id = %s",
         (target.id, modseq, now, [old for old, _ in pairs], [new for _, new in pairs], source.id),

@@ -4,14 +4,17 @@ the decoded message structures that FETCH reads (:class:`InfoCache`).
 Reading a 35,000-message mailbox from SQLite and building its :class:`MessageRecord` objects
 costs about 250 ms of CPU on the development VM, most of it in CPython object construction, far
 over the 100 ms an IMAP SELECT may take. Dovecot answers the same problem with its index
-files; here the answer is a cache that is *validated and patched by the MODSEQ truth*: a
-mailbox's snapshot remembers the ``highestmodseq`` it reflects, and a later read fetches only
+files; here the answer is twofold. A cold read keeps the rows as SQLite returns them (read
+through a covering index) and hands out a :class:`RecordTable`, which makes a record only when
+one is used. And the rows stay in a cache that is *validated and patched by the MODSEQ truth*:
+a mailbox's snapshot remembers the ``highestmodseq`` it reflects, and a later read fetches only
 ``changes since`` and ``expunged since`` that value (RFC 7162 semantics, the same queries
 QRESYNC uses) inside one read transaction. The cache is therefore never stale, whoever wrote
-the change, and a warm SELECT costs a copy of the list plus the few rows that changed.
+the change, and a warm SELECT with nothing changed shares the table the last one got.
 
-Invariants: UIDs only grow and expunged UIDs never return, so new records always belong at the
-end of a snapshot's UID-ordered dict; a record whose flags changed replaces itself in place.
+Invariants: UIDs only grow and expunged UIDs never return, so new rows always belong at the
+end of a snapshot's UID-ordered dict; a row whose flags changed replaces itself in place, and
+the table made from the rows is made anew (tables are immutable: sessions hold them).
 Memory is bounded by :attr:`max_records` across all mailboxes (least recently used first out).
 """
 
@@ -24,20 +27,35 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from pillarbox.mail.model import MessageInfo
-from pillarbox.store.types import MessageRecord
+from pillarbox.store.types import MessageRecord, RecordTable
+
+#: A message as the record query returns it: uid, modseq, flags (as stored), internal and
+#: saved dates (µs), size, blob id.
+Row = tuple[int, int, str, int, int, int, str]
 
 
 @dataclass(slots=True)
 class _Snapshot:
     modseq: int
-    records: dict[int, MessageRecord]
+    rows: dict[int, Row]
+    #: Made from ``rows`` when first asked for; None again once they change.
+    table: RecordTable | None = None
 
 
 class SnapshotCache:
-    """Thread-safe: reader threads share it."""
+    """Thread-safe: reader threads share it. ``record(mailbox_id, row)`` makes a record and
+    ``flags(stored)`` a flag set, for the tables handed out."""
 
-    def __init__(self, max_records: int) -> None:
+    def __init__(
+        self,
+        max_records: int,
+        *,
+        record: Callable[[int, Row], MessageRecord],
+        flags: Callable[[str], frozenset[str]],
+    ) -> None:
         self.max_records = max_records
+        self._record = record
+        self._flags = flags
         self._lock = threading.Lock()
         self._snapshots: OrderedDict[int, _Snapshot] = OrderedDict()
         self._size = 0
@@ -48,12 +66,12 @@ class SnapshotCache:
         *,
         modseq: int,
         messages: int,
-        load_all: Callable[[], Iterable[MessageRecord]],
-        load_changes: Callable[[int], tuple[Iterable[MessageRecord], Iterable[int]]],
-    ) -> list[MessageRecord]:
+        load_all: Callable[[], Iterable[Row]],
+        load_changes: Callable[[int], tuple[Iterable[Row], Iterable[int]]],
+    ) -> RecordTable:
         """The mailbox's records in UID order as of ``modseq`` (the caller's read snapshot).
 
-        ``load_changes(since)`` returns the records changed and the UIDs expunged after
+        ``load_changes(since)`` returns the rows changed and the UIDs expunged after
         ``since``; ``messages`` is the count the mailbox row reports, a cross-check.
         """
         # The snapshot leaves the cache while it is patched, so the lock is never held across a
@@ -61,27 +79,39 @@ class SnapshotCache:
         with self._lock:
             snapshot = self._snapshots.pop(mailbox_id, None)
             if snapshot is not None:
-                self._size -= len(snapshot.records)
+                self._size -= len(snapshot.rows)
         if snapshot is not None and snapshot.modseq < modseq:
             changed, expunged = load_changes(snapshot.modseq)
             for uid in expunged:
-                snapshot.records.pop(uid, None)
-            for record in changed:
-                snapshot.records[record.uid] = record
+                snapshot.rows.pop(uid, None)
+            for row in changed:
+                snapshot.rows[row[0]] = row
             snapshot.modseq = modseq
-        if snapshot is None or snapshot.modseq != modseq or len(snapshot.records) != messages:
+            snapshot.table = None
+        if snapshot is None or snapshot.modseq != modseq or len(snapshot.rows) != messages:
             # No snapshot yet, or the database changed underneath (restored): start over.
-            snapshot = _Snapshot(modseq, {record.uid: record for record in load_all()})
-        result = list(snapshot.records.values())
-        if len(result) <= self.max_records:
+            snapshot = _Snapshot(modseq, {row[0]: row for row in load_all()})
+        if snapshot.table is None:
+            snapshot.table = self._table(mailbox_id, list(snapshot.rows.values()))
+        size = len(snapshot.rows)
+        if size <= self.max_records:
             with self._lock:
                 if mailbox_id not in self._snapshots:
                     self._snapshots[mailbox_id] = snapshot
-                    self._size += len(result)
+                    self._size += size
                 while self._size > self.max_records:
                     _, evicted = self._snapshots.popitem(last=False)
-                    self._size -= len(evicted.records)
-        return result
+                    self._size -= len(evicted.rows)
+        return snapshot.table
+
+    def _table(self, mailbox_id: int, rows: list[Row]) -> RecordTable:
+        flags = self._flags
+        make = self._record
+        return RecordTable(
+            [row[0] for row in rows],
+            [flags(row[2]) for row in rows],
+            lambda index: make(mailbox_id, rows[index]),
+        )
 
     def clear(self) -> None:
         with self._lock:

@@ -55,10 +55,11 @@ from pillarbox.errors import (
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.feed import ChangeHub, FeedSubscription
+from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
-from pillarbox.store.sqlite import dkimkeys, spamdata, webdata
+from pillarbox.store.sqlite import dkimkeys, dmarcdata, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
-from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, SnapshotCache
+from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
@@ -67,6 +68,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    ActivityCounts,
     Alias,
     AttemptOutcome,
     Change,
@@ -75,10 +77,13 @@ from pillarbox.store.types import (
     DeliveryStatus,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Domain,
     FlagOp,
     FlagUpdate,
     Mailbox,
+    MailboxDelta,
+    MailboxSnapshot,
     MailboxStatus,
     MessagePage,
     MessageQuery,
@@ -88,11 +93,14 @@ from pillarbox.store.types import (
     QueuedRecipient,
     QuotaUsage,
     RecipientState,
+    RecordTable,
     SenderListEntry,
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    ThreadFields,
     TokenKind,
+    activity_series,
     canonical_flags,
     normalize_mailbox_name,
 )
@@ -112,9 +120,12 @@ _INDEX_STEP = 128
 #: RFC 9051 §9 atom-specials that may not appear in a keyword (besides SP and CTLs).
 _FINAL_STATES = (RecipientState.DELIVERED.value, RecipientState.FAILED.value)
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
-_RECORD_COLUMNS = (
-    "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, b.sha256 "
-    "FROM messages m JOIN blobs b INDEXED BY blobs_digest ON b.id = m.blob"
+_RECORD_FIELDS = "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, m.digest"
+_RECORD_COLUMNS = f"{_RECORD_FIELDS} FROM messages m"
+#: SELECT's read (a cold one walks the whole mailbox): the covering index only.
+ROWS_BY_UID = (
+    f"SELECT {_RECORD_FIELDS} FROM messages m INDEXED BY messages_records "
+    "WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid"
 )
 _ACCOUNT_COLUMNS = (
     "id, address, display_name, password_hash, scram_sha256, is_admin, quota_bytes, "
@@ -183,11 +194,13 @@ class _SortKeys:
     cc_addr: str
     message_id: str
     in_reply_to: str
+    #: References as a JSON array (threading reads them for a whole mailbox).
+    references: str
 
     @classmethod
     def of(cls, info: MessageInfo | None) -> _SortKeys:
         if info is None:
-            return cls(None, "", "", "", "", "", "")
+            return cls(None, "", "", "", "", "", "", "[]")
         return cls(
             _to_us(info.sent_date) if info.sent_date is not None else None,
             info.subject,
@@ -196,6 +209,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
+            json.dumps(info.references),
         )
 
 
@@ -225,10 +239,12 @@ class SqliteStore:
         self._reader_local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
-        self._snapshots = SnapshotCache(limits.snapshot_records)
+        self._snapshots = SnapshotCache(limits.snapshot_records, record=_record, flags=_flag_set)
         self._infos = InfoCache(limits.info_cache_entries)
         self._spam_cache = SpamModelCache(limits.spam_cache_tokens)
         self._directory = DirectoryCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
+        self._deltas = SharedReads(self._read_delta)
+        self._claims = SharedReads(self._claim_write)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -763,31 +779,25 @@ class SqliteStore:
                     "DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
                     (account_id, canonical),
                 )
+            fx.changes.append(Change(account_id, 0, ChangeKind.SUBSCRIPTIONS, 0))
 
         await self._write(op)
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
-        def query(conn: sqlite3.Connection) -> MailboxStatus:
-            row = conn.execute(
-                f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes "
-                "FROM mailboxes WHERE id = ?",
-                (mailbox_id,),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
-            return MailboxStatus(_mailbox(row[:7]), *row[7:])
-
-        return await self._read(query)
+        return await self._read(lambda conn: _status(conn, mailbox_id))
 
     async def claim_recent(self, mailbox_id: int) -> int:
-        def op(conn: sqlite3.Connection, fx: WriteEffects) -> int:
+        return (await self._claims.get(mailbox_id)).take()
+
+    async def _claim_write(self, mailbox_id: int) -> RecentClaim:
+        def op(conn: sqlite3.Connection, fx: WriteEffects) -> RecentClaim:
             row = conn.execute(
-                "SELECT recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
+                "SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             conn.execute("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?", (mailbox_id,))
-            return int(row[0])
+            return RecentClaim(int(row[0]), int(row[1]))
 
         return await self._write(op)
 
@@ -937,26 +947,43 @@ class SqliteStore:
         self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
     ) -> list[MessageRecord]:
         def query(conn: sqlite3.Connection) -> list[MessageRecord]:
-            conn.execute("BEGIN")
-            row = conn.execute(
-                "SELECT highestmodseq, messages FROM mailboxes WHERE id = ?", (mailbox_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no mailbox {mailbox_id}")
             if uid_min <= 1 and uid_max is None:
-                return self._snapshots.read(
-                    mailbox_id,
-                    modseq=row[0],
-                    messages=row[1],
-                    load_all=lambda: _records_between(conn, mailbox_id, 1, None),
-                    load_changes=lambda since: (
-                        _records_changed(conn, mailbox_id, since),
-                        _uids_expunged(conn, mailbox_id, since),
-                    ),
-                )
-            return _records_between(conn, mailbox_id, uid_min, uid_max)
+                conn.execute("BEGIN")
+                return list(self._table(conn, _status(conn, mailbox_id)))
+            _require_mailbox(conn, mailbox_id)
+            return [
+                _record(mailbox_id, row)
+                for row in _rows_between(conn, mailbox_id, uid_min, uid_max)
+            ]
 
         return await self._read(query)
+
+    async def open_mailbox(self, account_id: int, name: str) -> MailboxSnapshot:
+        canonical = normalize_mailbox_name(name)
+
+        def query(conn: sqlite3.Connection) -> MailboxSnapshot:
+            conn.execute("BEGIN")
+            found = _mailbox_by_name(conn, account_id, canonical)
+            if found is None:
+                raise NotFound(f"no mailbox {canonical}")
+            status = _status(conn, found.id)
+            return MailboxSnapshot(status, self._table(conn, status))
+
+        return await self._read(query)
+
+    def _table(self, conn: sqlite3.Connection, status: MailboxStatus) -> RecordTable:
+        """Every record of the mailbox, through the snapshot cache (inside a transaction)."""
+        mailbox_id = status.mailbox.id
+        return self._snapshots.read(
+            mailbox_id,
+            modseq=status.mailbox.highestmodseq,
+            messages=status.messages,
+            load_all=lambda: _rows_between(conn, mailbox_id, 1, None),
+            load_changes=lambda since: (
+                _rows_changed(conn, mailbox_id, since),
+                _uids_expunged(conn, mailbox_id, since),
+            ),
+        )
 
     async def get_message(self, mailbox_id: int, uid: int) -> MessageRecord | None:
         def query(conn: sqlite3.Connection) -> MessageRecord | None:
@@ -1165,10 +1192,10 @@ class SqliteStore:
         pairs = [(uid, uid_first + index) for index, uid in enumerate(uids)]
         conn.executemany(
             "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, "
-            "size, blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
-            "in_reply_to) "
-            "SELECT ?, ?, ?, flags, internal_date, ?, size, blob, sent_date, subject, from_addr, "
-            "to_addr, cc_addr, message_id, in_reply_to FROM messages "
+            "size, blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
+            "in_reply_to, refs) "
+            "SELECT ?, ?, ?, flags, internal_date, ?, size, blob, digest, sent_date, subject, "
+            "from_addr, to_addr, cc_addr, message_id, in_reply_to, refs FROM messages "
             "WHERE mailbox_id = ? AND uid = ?",
             [(target.id, new, modseq, now, source.id, old) for old, new in pairs],
         )
@@ -1243,6 +1270,37 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
+        def query(conn: sqlite3.Connection) -> list[ThreadFields]:
+            conn.execute("BEGIN")
+            _require_mailbox(conn, mailbox_id)
+            return webdata.thread_fields(conn, mailbox_id, uid_min)
+
+        return await self._read(query)
+
+    async def activity(
+        self, since: datetime, step: timedelta, buckets: int
+    ) -> list[ActivityCounts]:
+        start, width = _to_us(since), step // timedelta(microseconds=1)
+        end = start + width * buckets
+
+        def query(conn: sqlite3.Connection) -> list[ActivityCounts]:
+            conn.execute("BEGIN")
+            stored = conn.execute(
+                "SELECT (m.internal_date - ?) / ?, mb.special_use, count(*) "
+                "FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id "
+                "WHERE m.internal_date >= ? AND m.internal_date < ? GROUP BY 1, 2",
+                (start, width, start, end),
+            ).fetchall()
+            queued = conn.execute(
+                "SELECT (queued_at - ?) / ?, count(*) FROM queue_messages "
+                "WHERE queued_at >= ? AND queued_at < ? GROUP BY 1",
+                (start, width, start, end),
+            ).fetchall()
+            return activity_series(since, step, buckets, stored, queued)
+
+        return await self._read(query)
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> list[MessageRecord]:
         def query(conn: sqlite3.Connection) -> list[MessageRecord]:
             _require_mailbox(conn, mailbox_id)
@@ -1257,12 +1315,35 @@ class SqliteStore:
 
         return await self._read(query)
 
+    async def mailbox_delta(self, mailbox_id: int, since: int) -> MailboxDelta:
+        return await self._deltas.get((mailbox_id, since))
+
+    async def _read_delta(self, key: tuple[int, int]) -> MailboxDelta:
+        mailbox_id, since = key
+
+        def query(conn: sqlite3.Connection) -> MailboxDelta:
+            conn.execute("BEGIN")  # one snapshot for the three
+            status = _status(conn, mailbox_id)
+            if status.mailbox.highestmodseq <= since:
+                return MailboxDelta(status, (), ())
+            changed = tuple(_records_changed(conn, mailbox_id, since))
+            return MailboxDelta(status, changed, tuple(_uids_expunged(conn, mailbox_id, since)))
+
+        return await self._read(query)
+
     # -- account settings and tokens (see .webdata) ---------------------------------------------
     async def get_settings(self, account_id: int) -> AccountSettings:
         return await self._read(lambda conn: webdata.get_settings(conn, account_id))
 
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
         await self._write(lambda conn, fx: webdata.set_settings(conn, account_id, settings))
+
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, now: datetime, interval: timedelta
+    ) -> bool:
+        return await self._write(
+            lambda conn, fx: webdata.claim_vacation_reply(conn, account_id, sender, now, interval)
+        )
 
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str
@@ -1344,6 +1425,16 @@ class SqliteStore:
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
         await self._write(lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern))
+
+    # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
+    async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
+        await self._write(lambda conn, fx: dmarcdata.record(conn, observation))
+
+    async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
+        return await self._read(lambda conn: dmarcdata.observations(conn, until))
+
+    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
+        return await self._write(lambda conn, fx: dmarcdata.delete(conn, until, domain))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:
@@ -1546,9 +1637,9 @@ def _flag_set(stored: str) -> frozenset[str]:
     return frozenset(stored.split())
 
 
-def _record(mailbox_id: int, row: tuple[int, int, str, int, int, int, str]) -> MessageRecord:
-    # A cold SELECT builds one per message (35,000 in 0.1 s budget): the positional timedelta
-    # and sharing one datetime when both dates are equal (every delivery) halve the cost.
+def _record(mailbox_id: int, row: Row) -> MessageRecord:
+    # A FETCH of a whole mailbox's INTERNALDATE makes one per message: the positional
+    # timedelta and sharing one datetime when both dates are equal (every delivery) halve it.
     uid, modseq, flags, internal_date, saved_date, size, blob_id = row
     internal = _EPOCH + timedelta(0, 0, internal_date)
     return MessageRecord(
@@ -1618,6 +1709,17 @@ def _require_address_free(conn: sqlite3.Connection, address: str) -> None:
 def _require_account(conn: sqlite3.Connection, account_id: int) -> None:
     if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
         raise NotFound(f"no account {account_id}")
+
+
+def _status(conn: sqlite3.Connection, mailbox_id: int) -> MailboxStatus:
+    row = conn.execute(
+        f"SELECT {_MAILBOX_COLUMNS}, messages, unseen, deleted, bytes, recent_uid "
+        "FROM mailboxes WHERE id = ?",
+        (mailbox_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    return MailboxStatus(_mailbox(row[:7]), *row[7:])
 
 
 def _require_mailbox(conn: sqlite3.Connection, mailbox_id: int) -> Mailbox:
@@ -1723,8 +1825,9 @@ def _add_message(
     uid, modseq = _allocate_uids(conn, mailbox.id, 1)
     conn.execute(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, size, "
-        "blob, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, "
+        "refs) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             mailbox.id,
             uid,
@@ -1734,6 +1837,7 @@ def _add_message(
             now,
             blob.size,
             blob_row,
+            blob.blob_id,
             keys.sent_date,
             keys.subject,
             keys.from_addr,
@@ -1741,6 +1845,7 @@ def _add_message(
             keys.cc_addr,
             keys.message_id,
             keys.in_reply_to,
+            keys.references,
         ),
     )
     fx.changes.append(Change(mailbox.account_id, mailbox.id, ChangeKind.EXISTS, modseq))
@@ -1779,22 +1884,23 @@ def _store_text(conn: sqlite3.Connection, blob_row: int, blob: _Blob) -> None:
     )
 
 
-def _records_between(
+def _rows_between(
     conn: sqlite3.Connection, mailbox_id: int, uid_min: int, uid_max: int | None
-) -> list[MessageRecord]:
-    rows = conn.execute(
-        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
-        (mailbox_id, uid_min, uid_max if uid_max is not None else 2**63 - 1),
-    )
-    return [_record(mailbox_id, row) for row in rows]
+) -> list[Row]:
+    return conn.execute(
+        ROWS_BY_UID, (mailbox_id, uid_min, uid_max if uid_max is not None else 2**63 - 1)
+    ).fetchall()
+
+
+def _rows_changed(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[Row]:
+    return conn.execute(
+        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid",
+        (mailbox_id, modseq),
+    ).fetchall()
 
 
 def _records_changed(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[MessageRecord]:
-    rows = conn.execute(
-        f"SELECT {_RECORD_COLUMNS} WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid",
-        (mailbox_id, modseq),
-    )
-    return [_record(mailbox_id, row) for row in rows]
+    return [_record(mailbox_id, row) for row in _rows_changed(conn, mailbox_id, modseq)]
 
 
 def _uids_expunged(conn: sqlite3.Connection, mailbox_id: int, modseq: int) -> list[int]:

@@ -21,7 +21,9 @@ from pillarbox.store.types import (
     AccountToken,
     MessageQuery,
     SortKey,
+    ThreadFields,
     TokenKind,
+    vacation_renewed,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,6 +48,28 @@ def _us(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return (value - _EPOCH) // _MICROSECOND
+
+
+def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
+    """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
+    migration 8), so no MessageInfo is read or decoded."""
+    rows = conn.execute(
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "FROM messages WHERE mailbox_id = ? AND uid >= ? ORDER BY uid",
+        (mailbox_id, uid_min),
+    )
+    return [
+        ThreadFields(
+            uid,
+            _EPOCH + timedelta(0, 0, internal),
+            None if sent is None else _EPOCH + timedelta(0, 0, sent),
+            subject,
+            message_id,
+            in_reply_to,
+            tuple(json.loads(references)),
+        )
+        for uid, internal, sent, subject, message_id, in_reply_to, references in rows
+    ]
 
 
 def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
@@ -109,7 +133,7 @@ def page_uids(
     elif where == "mailbox_id = ? AND NOT seen":
         total = unseen
     else:
-        total = _count(conn, where, params)
+        return _filtered_page(conn, where, params, query, offset, limit)
     offset, limit = max(0, offset), max(0, min(limit, total - offset))
     if limit == 0:
         return total, []
@@ -143,6 +167,30 @@ def page_uids(
     return total, uids
 
 
+def _filtered_page(
+    conn: sqlite3.Connection,
+    where: str,
+    params: list[object],
+    query: MessageQuery,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[int]]:
+    """A filtered page and its total from one scan: the filters (substring tests, mostly)
+    are what costs, and ``count(*) OVER ()`` counts the matches of the same scan that sorts
+    them — half the work of a count query followed by a page query."""
+    offset, limit = max(0, offset), max(0, limit)
+    direction = "DESC" if query.descending else "ASC"
+    key = _ORDER[query.sort] + (" + 0" if query.sort is SortKey.DATE else "")  # no index walk
+    rows = conn.execute(
+        f"SELECT uid, count(*) OVER () FROM messages WHERE {where} "
+        f"ORDER BY {key} {direction}, uid {direction} LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    ).fetchall()
+    if not rows:  # past the end, or no page asked for: the total needs its own count
+        return (_count(conn, where, params) if offset or not limit else 0), []
+    return int(rows[0][1]), [int(uid) for uid, _ in rows]
+
+
 def _count(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
     (count,) = conn.execute(f"SELECT count(*) FROM messages WHERE {where}", params).fetchone()
     return int(count)
@@ -173,8 +221,8 @@ def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
 
 
 def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSettings) -> None:
-    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
-        raise NotFound(f"no account {account_id}")
+    if vacation_renewed(get_settings(conn, account_id), settings):
+        conn.execute("DELETE FROM vacation_replies WHERE account_id = ?", (account_id,))
     until = settings.vacation_until
     conn.execute(
         "INSERT OR REPLACE INTO account_settings (account_id, vacation_enabled, vacation_subject, "
@@ -190,6 +238,26 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
             int(settings.forward_keep_copy),
         ),
     )
+
+
+def claim_vacation_reply(
+    conn: sqlite3.Connection, account_id: int, sender: str, now: datetime, interval: timedelta
+) -> bool:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    stamp, horizon = _us(now), _us(now - interval)
+    conn.execute(
+        "DELETE FROM vacation_replies WHERE account_id = ? AND replied <= ? AND sender != ?",
+        (account_id, horizon, sender.lower()),
+    )
+    # The conditional upsert changes no row when the last reply is recent: rowcount 0.
+    cursor = conn.execute(
+        "INSERT INTO vacation_replies (account_id, sender, replied) VALUES (?, ?, ?) "
+        "ON CONFLICT (account_id, sender) DO UPDATE SET replied = excluded.replied "
+        "WHERE replied <= ?",
+        (account_id, sender.lower(), stamp, horizon),
+    )
+    return cursor.rowcount == 1
 
 
 # -- tokens --------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // Pillarbox webmail: small progressive enhancements over server-rendered pages.
 // Everything works without this file; it adds keyboard navigation (j/k, enter, x, r, a, f, c,
 // u, #, /), live updates from the server-sent change feed, confirmation of destructive buttons,
-// an upload size check, message-frame sizing, and keeping unsent text across a forced re-login.
+// an upload size check, message-frame sizing, keeping unsent text across a forced re-login, and
+// the simple rich-text editor of compose (the server sanitises what it posts).
 "use strict";
 (function () {
   const DRAFT_KEY = "pillarbox.unsent";
@@ -113,9 +114,60 @@
     fit();
   }
 
+  // -- compose: the rich-text editor -----------------------------------------------------------
+  // A contenteditable box driven by execCommand (bold, italic, links, lists); its HTML goes in
+  // the hidden "html" field, from which the server builds text/html and the text/plain part.
+  const escapeHtml = (text) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  function textToHtml(text) {
+    // Plain text (a reply's quote included) as editor HTML: "> " runs become a blockquote.
+    const out = [];
+    let quoted = null;
+    text.replace(/\r\n/g, "\n").split("\n").forEach((line) => {
+      const match = /^>\s?(.*)$/.exec(line);
+      if (match) { (quoted = quoted || []).push(escapeHtml(match[1])); return; }
+      if (quoted) { out.push(`<blockquote>${quoted.join("<br>")}</blockquote>`); quoted = null; }
+      out.push(line ? `<div>${escapeHtml(line)}</div>` : "<div><br></div>");
+    });
+    if (quoted) out.push(`<blockquote>${quoted.join("<br>")}</blockquote>`);
+    return out.join("");
+  }
+  function richEditor(form, onChange) {
+    const box = $("#f-rich", form), bar = $("#editor-bar", form), toggle = $("#rich-toggle", form);
+    const body = $("#f-body", form), field = form.elements.html;
+    if (!box || !bar || !toggle || !field) return null;
+    $("#rich-switch", form).hidden = false;
+    const sync = () => { field.value = box.hidden ? "" : box.innerHTML; };
+    const show = (rich) => {
+      if (rich && !box.innerHTML.trim()) box.innerHTML = textToHtml(body.value);
+      if (!rich) body.value = box.innerText;
+      box.hidden = bar.hidden = !rich;
+      body.hidden = rich;
+      toggle.checked = rich;
+      sync();
+    };
+    toggle.addEventListener("change", () => { show(toggle.checked); onChange(); });
+    box.addEventListener("input", () => { sync(); onChange(); });
+    bar.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-command]");
+      if (!button) return;
+      box.focus();
+      let value = null;
+      if (button.dataset.command === "createLink") {
+        value = window.prompt("Link address", "https://");
+        if (!value || value === "https://") return;
+      }
+      document.execCommand(button.dataset.command, false, value);
+      sync();
+      onChange();
+    });
+    form.addEventListener("submit", sync);
+    if (toggle.checked) show(true);
+    return { load: (html) => { box.innerHTML = html; show(true); } };
+  }
+
   // -- compose: size check and unsent text kept across a re-login ----------------------------
   const form = $("#compose-form");
-  const fields = ["to", "cc", "bcc", "subject", "body", "in_reply_to", "references", "replying_to", "forwarding"];
+  const fields = ["to", "cc", "bcc", "subject", "body", "html", "in_reply_to", "references", "replying_to", "forwarding"];
   if (new URLSearchParams(window.location.search).get("sent") === "1") {
     sessionStorage.removeItem(DRAFT_KEY);
   }
@@ -137,6 +189,7 @@
       return data;
     };
     const save = () => sessionStorage.setItem(DRAFT_KEY, JSON.stringify(snapshot()));
+    const editor = richEditor(form, save);
     form.addEventListener("input", save);
     form.addEventListener("submit", save);
     const kept = sessionStorage.getItem(DRAFT_KEY);
@@ -149,6 +202,7 @@
         banner.hidden = false;
         $("#restore-button").addEventListener("click", () => {
           fields.forEach((name) => { if (form.elements[name] && name in data) form.elements[name].value = data[name]; });
+          if (editor && data.html) editor.load(data.html);
           banner.hidden = true;
         });
       }

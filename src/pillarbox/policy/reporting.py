@@ -1,0 +1,218 @@
+"""The periodic DMARC aggregate report job: kept evaluations → reports → messages queued from
+``dmarc_reports.from_address`` through the normal submission path (DKIM-signed, routed, retried
+like any other mail).
+
+Implementation notes:
+
+- Periods are aligned to multiples of ``dmarc_reports.interval`` since the epoch (a daily
+  interval reports each UTC day, RFC 9990 §3.1.1.4); the job wakes at each boundary and
+  reports what was received before it. Evaluations left over from a period the server was down
+  for widen the next report's ``begin`` rather than being dropped, so periods never overlap.
+- Evaluations are deleted once their reports are queued (or found to have nowhere to go); if
+  the sending account is missing, they are kept for the next run.
+- **Destinations** (RFC 9990 §3.5, §4): only ``mailto:`` URIs. A URI whose host is outside the
+  policy domain's organizational domain needs the report consumer's consent,
+  ``<policy-domain>._report._dmarc.<host>`` TXT starting ``v=DMARC1``; a ``rua`` there
+  replaces the URI if it names the same host, and one naming another host cancels both. A
+  ``!size`` suffix (RFC 7489 §6.2) drops the URI when the report message is larger.
+- On PostgreSQL with several nodes every node runs the job over the shared table: two nodes
+  at the same boundary can both report the same evaluations — a duplicate with the same
+  Report-ID and file name, which the consumer may discard (RFC 9990 §3.5.4). A lease per
+  period would prevent it; not done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+from pillarbox.config import Config
+from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, Resolver
+from pillarbox.errors import InvalidName
+from pillarbox.observability.log import Log
+from pillarbox.policy.dmarc import is_dmarc_text, organizational_domain, parse_record
+from pillarbox.policy.dmarcreport import AggregateReport, Reporter, build_reports, report_message
+from pillarbox.services import Services
+from pillarbox.store.interface import Store
+
+_SIZE = re.compile(r"!(\d+)([kmgt]?)$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A verified ``mailto:`` report address and the largest message it accepts."""
+
+    address: str
+    max_bytes: int | None = None
+
+
+def _mailto(uri: str) -> Destination | None:
+    """``mailto:addr[!size]`` → its address and limit; None for other schemes."""
+    if not uri.lower().startswith("mailto:"):
+        return None
+    target = uri[len("mailto:") :]
+    limit = None
+    match = _SIZE.search(target)
+    if match:
+        limit = int(match.group(1)) * _UNITS[match.group(2).lower()]
+        target = target[: match.start()]
+    address = unquote(target.partition("?")[0]).strip()
+    if address.count("@") != 1 or not address.partition("@")[2]:
+        return None
+    return Destination(address, limit)
+
+
+def _host(destination: Destination) -> str:
+    return destination.address.rpartition("@")[2].lower().rstrip(".")
+
+
+async def verified_destinations(
+    resolver: Resolver, policy_domain: str, rua: Sequence[str]
+) -> list[Destination]:
+    """The ``rua`` URIs reports may go to (RFC 9990 §4; see the module notes)."""
+    found: list[Destination] = []
+    org = organizational_domain(policy_domain) or policy_domain
+    for uri in rua:
+        destination = _mailto(uri)
+        if destination is None:
+            continue
+        host = _host(destination)
+        if (organizational_domain(host) or host) == org:
+            found.append(destination)
+            continue
+        try:
+            texts = await resolver.txt(f"{policy_domain}._report._dmarc.{host}")
+        except (DnsTemporaryError, InvalidName):
+            continue  # §4 steps 4–5: no positive determination this time
+        consents = [t.decode("utf-8", "replace") for t in texts]
+        consents = [t for t in consents if is_dmarc_text(t)]
+        if not consents:
+            continue  # §4 step 7
+        override = _override(consents[0])
+        if override is None:
+            found.append(destination)
+        else:
+            # §4 step 9: the override must keep the destination host, else neither is used.
+            replaced = [d for d in (_mailto(u) for u in override) if d is not None]
+            if replaced and all(_host(d) == host for d in replaced):
+                found.extend(replaced)
+    return list(dict.fromkeys(found))
+
+
+def _override(consent: str) -> tuple[str, ...] | None:
+    """The ``rua`` of a consent record (§4 step 9), None if it has none."""
+    if "rua" not in consent.lower():
+        return None
+    record = parse_record(consent.rstrip().rstrip(";") + "; p=none")
+    return record.rua if record is not None and record.rua else None
+
+
+def period_end(now: float, interval: float) -> int:
+    """The last period boundary at or before ``now``."""
+    return int(math.floor(now / interval) * interval)
+
+
+def reporter(config: Config) -> Reporter:
+    """Our report metadata from ``[dmarc_reports]`` and ``server.hostname``."""
+    section = config.dmarc_reports
+    return Reporter(
+        receiver=config.server.hostname,
+        org_name=section.org_name or config.server.hostname,
+        email=section.contact_email or section.from_address,
+    )
+
+
+async def pending_reports(
+    store: Store, config: Config, end: int, *, domain: str | None = None
+) -> list[AggregateReport]:
+    """Reports of the evaluations received before ``end`` (only ``domain``'s if given)."""
+    until = datetime.fromtimestamp(end, UTC)
+    observations = await store.dmarc_observations(until)
+    if domain is not None:
+        observations = [o for o in observations if o.policy_domain == domain.lower()]
+    if not observations:
+        return []
+    interval = config.dmarc_reports.interval
+    earliest = int(observations[0].received.timestamp())
+    begin = min(end - int(interval), period_end(earliest, interval))
+    return build_reports(observations, reporter(config), begin=begin, end=end)
+
+
+async def send_reports(
+    services: Services, reports: Sequence[AggregateReport], resolver: Resolver
+) -> list[tuple[AggregateReport, list[str]]]:
+    """Queue each report to its verified destinations; returns where each went. Raises
+    nothing for a report with no destination (it is simply not sent)."""
+    from pillarbox.queue.intake import submit  # the queue imports the policy: import late
+
+    log = Log("dmarc-reports")
+    section = services.config.dmarc_reports
+    account = await services.store.get_account(section.from_address.lower())
+    if account is None:
+        raise LookupError(f"dmarc_reports.from_address {section.from_address} is no account")
+    sent: list[tuple[AggregateReport, list[str]]] = []
+    for report in reports:
+        destinations = await verified_destinations(resolver, report.policy_domain, report.rua)
+        now = datetime.now(UTC)
+        addresses = [d.address for d in destinations]
+        raw = report_message(report, sender=section.from_address, recipients=addresses, date=now)
+        allowed = [
+            d.address for d in destinations if d.max_bytes is None or len(raw) <= d.max_bytes
+        ]
+        if not allowed:
+            log.info("no verified destination", domain=report.policy_domain)
+            sent.append((report, []))
+            continue
+        if allowed != addresses:
+            raw = report_message(report, sender=section.from_address, recipients=allowed, date=now)
+        result = await submit(services, account, raw, section.from_address, allowed)
+        log.info(
+            "aggregate report queued",
+            domain=report.policy_domain,
+            to=",".join(allowed),
+            messages=report.messages,
+            reply=str(result.reply.code),
+        )
+        sent.append((report, allowed if result.ok else []))
+    return sent
+
+
+async def report_once(
+    services: Services, end: int, resolver: Resolver, *, domain: str | None = None
+) -> list[tuple[AggregateReport, list[str]]]:
+    """Send every report due at boundary ``end`` (only ``domain``'s if given) and forget what
+    they counted; returns each report and where it went."""
+    reports = await pending_reports(services.store, services.config, end, domain=domain)
+    if not reports:
+        return []
+    sent = await send_reports(services, reports, resolver)
+    until = datetime.fromtimestamp(end, UTC)
+    await services.store.delete_dmarc_observations(until, domain.lower() if domain else None)
+    return sent
+
+
+def report_resolver(config: Config) -> DnsResolver:
+    """A resolver of its own for the consent lookups (the policy's cache is for mail)."""
+    return DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
+
+
+async def run(services: Services) -> None:
+    """The background task: at each period boundary, :func:`report_once`."""
+    interval = services.config.dmarc_reports.interval
+    resolver = report_resolver(services.config)
+    log = Log("dmarc-reports")
+    while not services.shutdown.is_set():
+        now = time.time()
+        boundary = period_end(now, interval) + interval
+        await asyncio.sleep(boundary - now)
+        try:
+            await report_once(services, period_end(time.time(), interval), resolver)
+        except Exception as exc:  # a bad run must not end the job: the next one retries
+            log.error("aggregate reports failed", error=str(exc))

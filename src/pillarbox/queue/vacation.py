@@ -1,0 +1,214 @@
+"""Vacation auto-replies (RFC 3834, with the choices of Sieve's vacation extension, RFC 5230).
+
+Implementation notes (the rules are also in docs/forwarding.md):
+
+- **When not to reply** (:func:`reason_not_to_reply`; each case is a test): the auto-reply is off
+  or past its last day; the envelope sender is null, or a robot's (``MAILER-DAEMON``,
+  ``owner-*``, ``*-request``, ``LISTSERV``, ``majordomo`` — RFC 3834 §2, RFC 5230 §4.6) or the
+  account itself; the message has ``Auto-Submitted`` other than ``no`` (RFC 3834 §2 MUST NOT,
+  §5), ``Precedence: bulk/list/junk``, or any ``List-*`` field (RFC 2369: mailing lists); it was
+  judged spam; or, with ``vacation.require_explicit_address``, none of the account's addresses
+  is in To, Cc, Bcc or their Resent- forms (RFC 3834 §2: a Bcc'd or list copy gets no reply).
+- **Once per sender** per ``vacation.interval_days`` (RFC 3834 §2 recommends 7 days): the store
+  remembers the last reply to each sender (:meth:`~pillarbox.store.interface.Store.
+  claim_vacation_reply`), atomically, so concurrent deliveries send one reply, on any node.
+- **The reply** (RFC 3834 §3): to the Return-Path — the envelope sender, never From or Reply-To
+  (§4); ``From`` the account; ``Subject`` the account's, or ``Auto: <original>`` (§3.1.5);
+  ``In-Reply-To``/``References`` (§3.1.6); ``Auto-Submitted: auto-replied`` (§5); sent with the
+  null envelope sender (§3.3) so that nothing answers it. It is DKIM-signed and goes through
+  the outbound queue, or straight into the mailbox of a local sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from pillarbox.mail import trace
+from pillarbox.mail.headers import (
+    HeaderField,
+    parse_addresses,
+    parse_msg_ids,
+    raw_text,
+    scan_header,
+)
+from pillarbox.observability.log import Log
+from pillarbox.queue import bounce
+from pillarbox.queue.routing import Router
+from pillarbox.queue.signing import sign_outbound
+from pillarbox.store.interface import Store
+from pillarbox.store.types import Account, AccountSettings
+
+#: Local parts of senders that are robots (RFC 3834 §2, RFC 5230 §4.6), compared without case.
+ROBOT_SENDERS = frozenset({"mailer-daemon", "listserv", "majordomo"})
+#: Precedence values of mass mail (RFC 3834 §2 names the field; these are its common values).
+BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
+RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"})
+#: Header fields read for the decision (a hostile header stays bounded).
+MAX_FIELDS = 1000
+REFERENCES_LIMIT = 20
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+_log = Log("vacation")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What the decision and the reply need from the arriving message."""
+
+    sender: str
+    fields: tuple[HeaderField, ...]
+
+    @classmethod
+    def of(cls, sender: str, raw: bytes) -> Incoming:
+        block = scan_header(raw, 0, len(raw), max_fields=MAX_FIELDS)
+        return cls(sender, block.fields)
+
+    def values(self, key: str) -> list[str]:
+        return [raw_text(f.value).strip() for f in self.fields if f.key == key]
+
+
+def is_active(settings: AccountSettings, now: datetime) -> bool:
+    """The auto-reply is on and its last day (a whole UTC day) has not passed."""
+    if not settings.vacation_enabled:
+        return False
+    until = settings.vacation_until
+    return until is None or now < until + timedelta(days=1)
+
+
+def _printable(text: str) -> str:
+    """A header value taken from the sender's header: no control characters (a bare CR would
+    end the field), and bytes that were not UTF-8 (kept as surrogates by the scan) as U+FFFD."""
+    cleaned = _CONTROLS.sub(" ", text)
+    return "".join("\ufffd" if "\udc80" <= c <= "\udcff" else c for c in cleaned)
+
+
+def _robot(sender: str) -> bool:
+    local = sender.rpartition("@")[0].lower()
+    return local in ROBOT_SENDERS or local.startswith("owner-") or local.endswith("-request")
+
+
+def reason_not_to_reply(
+    message: Incoming,
+    own_addresses: Collection[str],
+    *,
+    spam: bool,
+    require_explicit_address: bool,
+) -> str | None:
+    """Why the message gets no auto-reply, or None when it may get one (see the notes).
+    ``own_addresses`` are the account's, lowercase."""
+    sender = message.sender
+    if not sender:
+        return "null sender"
+    if _robot(sender):
+        return "sender is a robot"
+    if sender.lower() in own_addresses:
+        return "sender is the account"
+    if spam:
+        return "judged spam"
+    if any(v.lower() != "no" for v in message.values("auto-submitted")):
+        return "auto-submitted"
+    if any(v.lower() in BULK_PRECEDENCE for v in message.values("precedence")):
+        return "bulk precedence"
+    if any(f.key.startswith("list-") for f in message.fields):
+        return "mailing list"
+    if require_explicit_address and not _addressed_to(message, own_addresses):
+        return "account not in To/Cc"
+    return None
+
+
+def _addressed_to(message: Incoming, own_addresses: Collection[str]) -> bool:
+    for field in message.fields:
+        if field.key not in RECIPIENT_FIELDS:
+            continue
+        addresses, _ = parse_addresses(raw_text(field.value), limit=100)
+        for address in addresses:
+            mailbox = f"{address.mailbox}@{address.host}".lower()
+            if address.mailbox and address.host and mailbox in own_addresses:
+                return True
+    return False
+
+
+def build_reply(
+    message: Incoming,
+    account: Account,
+    settings: AccountSettings,
+    *,
+    now: datetime,
+) -> bytes:
+    """The auto-reply to ``message`` (see the notes), CRLF line endings."""
+    reply = EmailMessage(policy=SMTP)
+    sender = account.address
+    reply["From"] = f"{account.display_name} <{sender}>" if account.display_name else sender
+    reply["To"] = message.sender
+    original = message.values("subject")
+    reply["Subject"] = settings.vacation_subject or "Auto: " + _printable(
+        original[0] if original else ""
+    )
+    reply["Date"] = format_datetime(now)
+    reply["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
+    ids = [i for v in message.values("message-id") for i in parse_msg_ids(v, limit=1)][:1]
+    if ids:
+        reply["In-Reply-To"] = f"<{ids[0]}>"
+        known = [i for v in message.values("references") for i in parse_msg_ids(v)]
+        reply["References"] = " ".join(f"<{i}>" for i in [*known[-REFERENCES_LIMIT:], ids[0]])
+    reply["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    reply.set_content(settings.vacation_body.replace("\r\n", "\n"), cte="quoted-printable")
+    return reply.as_bytes()
+
+
+class Responder:
+    """Decides and sends auto-replies for delivered messages (see the notes)."""
+
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        wakeup: asyncio.Event,
+        *,
+        interval: timedelta,
+        require_explicit_address: bool,
+    ) -> None:
+        self._store = store
+        self._router = router
+        self._wakeup = wakeup
+        self._interval = interval
+        self._require_explicit = require_explicit_address
+
+    async def respond(
+        self,
+        message: Incoming,
+        account: Account,
+        settings: AccountSettings,
+        addressed: Sequence[str],
+        now: datetime,
+        *,
+        spam: bool,
+    ) -> bool:
+        """Send the account's auto-reply to ``message`` if one is due; True if sent.
+        ``addressed`` are the addresses the message was delivered through (RCPT TO)."""
+        if not is_active(settings, now):
+            return False
+        own = {account.address.lower(), *(a.lower() for a in addressed)}
+        reason = reason_not_to_reply(
+            message, own, spam=spam, require_explicit_address=self._require_explicit
+        )
+        if reason is None and not await self._store.claim_vacation_reply(
+            account.id, message.sender, now, self._interval
+        ):
+            reason = "already replied to this sender"
+        if reason is not None:
+            _log.info("no auto-reply", account=account.address, reason=reason)
+            return False
+        reply = build_reply(message, account, settings, now=now)
+        signed = await sign_outbound(self._store, reply)
+        await bounce.send_report(self._store, self._router, self._wakeup, signed, message.sender)
+        _log.info("auto-reply sent", account=account.address)
+        return True
