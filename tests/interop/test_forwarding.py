@@ -14,7 +14,6 @@ import dataclasses
 import re
 import secrets
 import smtplib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,14 +23,13 @@ from typing import Any
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.policy import arc
 from pillarbox.policy.arc import ArcOutcome, ArcResult
 from pillarbox.queue.dkim import DkimAlgorithm, generate_key, public_record
 from pillarbox.queue.signing import signing_keys
 from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind
 from pillarbox.testing.capture import Received, Recorder, capture_peer
-from pillarbox.testing.dnszone import ZoneRecord, build_zones, serve_records
+from pillarbox.testing.dnszone import ZoneRecord, serve_records
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 
 RECEIVER = "127.0.0.4"
@@ -46,20 +44,9 @@ SRS0 = re.compile(r"SRS0=[A-Z2-7]{4}=[A-Z2-7]{2}=outside\.test=sender@example\.o
 
 
 @pytest.fixture
-def dns_port() -> Iterator[int]:
-    """The forwarder's DNS: the upstream sealer's key; on its own loop in a thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    zones, rejected = build_zones(UPSTREAM_RECORDS)
-    assert not rejected
-    server = AuthoritativeServer(zones)
-    asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(10)
-    yield server.port
-    asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+def dns_records() -> list[ZoneRecord]:
+    """The forwarder's DNS (served by conftest's ``dns_port``): the upstream sealer's key."""
+    return UPSTREAM_RECORDS
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row
 from pillarbox.web.reading import Person, authentication_results, people, spam_verdict
 from pillarbox.web.session import CSRF_HEADER
-from pillarbox.web.webmail import apply_action, list_params, part_response, safe_html
+from pillarbox.web.webmail import ListParams, apply_action, list_params, part_response, safe_html
 
 PREFIX = "/api/v1"
 JsonObject = dict[str, Any]
@@ -258,15 +258,20 @@ async def delete_mailbox(call: Call) -> object:
     return {"ok": True}
 
 
-async def list_messages(call: Call) -> object:
-    access = call.access
-    mailbox = await access.mailbox(call.path("mailbox"))
+def _page_params(call: Call) -> ListParams:
+    """The list's page, sort and filters from the query string, within the configured sizes."""
     limits = call.web.limits
-    params = list_params(
+    return list_params(
         dict(call.request.query_params),
         page_size=limits.page_size,
         max_page_size=limits.max_page_size,
     )
+
+
+async def list_messages(call: Call) -> object:
+    access = call.access
+    mailbox = await access.mailbox(call.path("mailbox"))
+    params = _page_params(call)
     page = await access.search(
         mailbox, params.text, params.query, offset=params.offset, limit=params.page_size
     )
@@ -281,12 +286,7 @@ async def list_messages(call: Call) -> object:
 async def list_threads(call: Call) -> object:
     access = call.access
     mailbox = await access.mailbox(call.path("mailbox"))
-    limits = call.web.limits
-    params = list_params(
-        dict(call.request.query_params),
-        page_size=limits.page_size,
-        max_page_size=limits.max_page_size,
-    )
+    params = _page_params(call)
     page = await access.threaded(
         mailbox, call.web.threads, number=params.page, page_size=params.page_size
     )
