@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy import authresults, classifier, rules
-from pillarbox.policy.classifier import ModelView, classify, combined_view, message_tokens
+from pillarbox.policy.classifier import ModelView, classify, classify_views, message_tokens
 from pillarbox.policy.dkim import DkimResult, SignatureResult
 from pillarbox.policy.spf import SpfOutcome, SpfResult
 from pillarbox.policy.verdict import Action, Reason, Thresholds, decide
@@ -69,8 +69,8 @@ def test_account_model_outweighs_the_global_one() -> None:
     global_view = model(HAM, SPAM)
     # The account calls the meeting notes spam.
     account = model([SPAM[1]], [HAM[0], HAM[1]])
-    totals, counts = combined_view(global_view, account, weight=3.0)
-    result = classify(tokens(HAM[0]), totals, counts)
+    assert classify(tokens(HAM[0]), global_view.totals, global_view.counts).probability < 0.5
+    result = classify_views(tokens(HAM[0]), global_view, account, weight=3.0)
     assert result.probability > 0.5
 
 

@@ -23,6 +23,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -301,18 +302,29 @@ def message_tokens(
 # -- probabilities -------------------------------------------------------------------------------
 
 
-def token_probability(
-    counts: SpamCounts, totals: SpamCounts, settings: ClassifierSettings = DEFAULT_SETTINGS
-) -> float:
-    """Robinson's f(w): the token's spam ratio shrunk towards the prior by its rarity."""
-    ham_ratio = counts.ham / max(totals.ham, 1)
-    spam_ratio = counts.spam / max(totals.spam, 1)
-    if ham_ratio + spam_ratio == 0:
-        return settings.prior
-    p = spam_ratio / (ham_ratio + spam_ratio)
-    n = counts.ham + counts.spam
-    s = settings.prior_strength
-    return (s * settings.prior + n * p) / (s + n)
+class _Robinson:
+    """Robinson's f(w), a token's spam ratio shrunk towards the prior by its rarity, with the
+    model's constants worked out once: a message asks for several hundred tokens. (Measured:
+    merging each token's counts into new objects before scoring them took a quarter of the
+    SMTP intake's CPU per message; :func:`classify_views` merges as it scores.)"""
+
+    __slots__ = ("_ham_scale", "_prior", "_s", "_spam_scale", "_weighted_prior")
+
+    def __init__(self, totals: SpamCounts, settings: ClassifierSettings) -> None:
+        self._ham_scale = 1.0 / max(totals.ham, 1)
+        self._spam_scale = 1.0 / max(totals.spam, 1)
+        self._s = settings.prior_strength
+        self._prior = settings.prior
+        self._weighted_prior = settings.prior_strength * settings.prior
+
+    def probability(self, ham: float, spam: float) -> float:
+        ham_ratio = ham * self._ham_scale
+        spam_ratio = spam * self._spam_scale
+        if ham_ratio + spam_ratio == 0:
+            return self._prior
+        p = spam_ratio / (ham_ratio + spam_ratio)
+        n = ham + spam
+        return (self._weighted_prior + n * p) / (self._s + n)
 
 
 def _chi2_survival(chi2: float, freedom: int) -> float:
@@ -326,26 +338,6 @@ def _chi2_survival(chi2: float, freedom: int) -> float:
     return min(total, 1.0)
 
 
-def combined_view(
-    global_view: ModelView, account_view: ModelView | None, weight: float
-) -> tuple[SpamCounts, dict[str, SpamCounts]]:
-    """The global counts plus ``weight`` times the account's (rounded: counts stay integral)."""
-    if account_view is None:
-        return global_view.totals, dict(global_view.counts)
-    w = weight
-    totals = SpamCounts(
-        global_view.totals.ham + round(w * account_view.totals.ham),
-        global_view.totals.spam + round(w * account_view.totals.spam),
-    )
-    counts = dict(global_view.counts)
-    for token, mine in account_view.counts.items():
-        theirs = counts.get(token, SpamCounts())
-        counts[token] = SpamCounts(
-            theirs.ham + round(w * mine.ham), theirs.spam + round(w * mine.spam)
-        )
-    return totals, counts
-
-
 def classify(
     tokens: Iterable[str],
     totals: SpamCounts,
@@ -353,19 +345,52 @@ def classify(
     settings: ClassifierSettings = DEFAULT_SETTINGS,
 ) -> Classification:
     """Fisher's chi-square combination of the strongest clues (see the module notes)."""
+    return classify_views(tokens, ModelView(totals, counts), None, 0.0, settings)
+
+
+def classify_views(
+    tokens: Iterable[str],
+    global_view: ModelView,
+    account_view: ModelView | None,
+    weight: float,
+    settings: ClassifierSettings = DEFAULT_SETTINGS,
+) -> Classification:
+    """:func:`classify` against the global counts plus ``weight`` times the account's (each
+    rounded: counts stay integral), merged token by token as they are asked for."""
+    g_totals = global_view.totals
+    g_get = global_view.counts.get
+    if account_view is None:
+        totals = g_totals
+        a_get = None
+    else:
+        a_totals = account_view.totals
+        totals = SpamCounts(
+            g_totals.ham + round(weight * a_totals.ham),
+            g_totals.spam + round(weight * a_totals.spam),
+        )
+        a_get = account_view.counts.get
     if not trained(totals):
         return Classification(0.5, (), trained=False)
+    probability_of = _Robinson(totals, settings).probability
+    min_strength = settings.min_strength
     clues: list[tuple[float, str, float]] = []
     for token in tokens:
-        c = counts.get(token)
-        if c is None:
-            continue
-        p = token_probability(c, totals, settings)
+        theirs = g_get(token)
+        mine = a_get(token) if a_get is not None else None
+        if mine is None:
+            if theirs is None:
+                continue
+            p = probability_of(theirs.ham, theirs.spam)
+        elif theirs is None:
+            p = probability_of(round(weight * mine.ham), round(weight * mine.spam))
+        else:
+            p = probability_of(
+                theirs.ham + round(weight * mine.ham), theirs.spam + round(weight * mine.spam)
+            )
         strength = abs(p - 0.5)
-        if strength >= settings.min_strength:
+        if strength >= min_strength:
             clues.append((strength, token, p))
-    clues.sort(reverse=True)
-    chosen = clues[: settings.max_clues]
+    chosen = heapq.nlargest(settings.max_clues, clues)
     if not chosen:
         return Classification(0.5, (), trained=True)
     ln_spam = ln_ham = 0.0

@@ -42,8 +42,7 @@ from pillarbox.policy.classifier import (
     DEFAULT_SETTINGS,
     ClassifierSettings,
     ModelView,
-    classify,
-    combined_view,
+    classify_views,
     message_tokens,
 )
 from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
@@ -452,8 +451,8 @@ class InboundPolicy:
     ) -> list[Reason]:
         views = [ModelView(*global_model), ModelView(*account_model)]
         account = views[1] if views[1].totals.ham or views[1].totals.spam else None
-        totals, counts = combined_view(views[0], account, self.settings.classifier.account_weight)
-        result = classify(tokens, totals, counts, self.settings.classifier)
+        settings = self.settings.classifier
+        result = classify_views(tokens, views[0], account, settings.account_weight, settings)
         if not result.trained:
             return []
         score = round(self.settings.scores.bayes * (2 * result.probability - 1), 2)
