@@ -21,7 +21,7 @@ from pillarbox.mail.parse import parse_message
 from pillarbox.net.imap import session_settings
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
-from pillarbox.store.types import Change, ChangeKind, DeliveryTarget
+from pillarbox.store.types import Change, ChangeKind, DeliveryTarget, FlagOp
 from pillarbox.testing.live import TEST_PASSWORD, loopback_config
 
 USER = "alice@example.org"
@@ -183,3 +183,35 @@ async def test_no_message_new_fetch_for_the_clients_own_append(wire: Wire, store
     await store.deliver(MESSAGE, parse_message(MESSAGE), [DeliveryTarget(account.id)])
     pushed = await wire.hint(store, "INBOX", ChangeKind.EXISTS)
     assert pushed == "* 2 EXISTS\r\n* 2 RECENT\r\n* 2 FETCH (UID 2 FLAGS (\\Recent))\r\n"
+
+
+#: The FETCH another session's \Flagged brings (an IMAP4rev1 session: \Recent too).
+FLAGGED = "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))\r\n"
+
+
+@pytest.mark.parametrize(
+    ("events", "pushed"),
+    [
+        ("MessageNew MessageExpunge", ""),
+        ("MessageNew MessageExpunge FlagChange", FLAGGED),
+    ],
+    ids=["without-flagchange", "with-flagchange"],
+)
+async def test_selected_flag_changes_are_pushed_only_when_asked(
+    wire: Wire, store: Store, events: str, pushed: str
+) -> None:
+    """RFC 5465 §5: omitting FlagChange asks the server not to push another session's flag
+    change; the next command still carries it, as plain IMAP does (RFC 9051 §7.5.1)."""
+    account = await store.get_account(USER)
+    assert account is not None
+    await store.deliver(MESSAGE, parse_message(MESSAGE), [DeliveryTarget(account.id)])
+    assert "b OK" in await wire.send("b SELECT INBOX\r\n")
+    assert "c OK" in await wire.send(f"c NOTIFY SET (selected ({events}))\r\n")
+    inbox = await store.get_mailbox(account.id, "INBOX")
+    await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Flagged"}))
+    assert await wire.hint(store, "INBOX", ChangeKind.FLAGS) == pushed
+    later = await wire.send("d NOOP\r\n")
+    if pushed:
+        assert "FETCH" not in later
+    else:
+        assert later.startswith(FLAGGED), later

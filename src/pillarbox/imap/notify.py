@@ -139,6 +139,9 @@ class NotifyPlan:
     selected: bool = False
     #: SELECTED-DELAYED: expunges wait for a command that may carry them (§6.1.2).
     delayed: bool = False
+    #: FlagChange for the selected mailbox: its flag updates are pushed too (§5.1); without
+    #: it they wait for a command, as in plain IMAP (§5: "not to send an event by omitting").
+    selected_flags: bool = False
     #: MessageNew's fetch attributes for the selected mailbox (§5.2).
     fetch_atts: tuple[FetchAtt, ...] = ()
     groups: tuple[_Group, ...] = ()
@@ -191,6 +194,7 @@ def plan(command: c.Notify) -> NotifyPlan:
     return NotifyPlan(
         selected=chosen is not None and "MessageNew" in chosen.events,
         delayed=chosen is not None and chosen.filter == "SELECTED-DELAYED",
+        selected_flags=chosen is not None and "FlagChange" in chosen.events,
         fetch_atts=chosen.fetch_atts if chosen is not None else (),
         groups=tuple(groups),
         status=command.status,

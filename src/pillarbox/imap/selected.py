@@ -277,7 +277,13 @@ class SelectedView:
     # -- telling the client ------------------------------------------------------------------
 
     def announce(
-        self, *, allow_expunge: bool, rev1: bool, modseq: bool = False, vanished: bool = False
+        self,
+        *,
+        allow_expunge: bool,
+        rev1: bool,
+        modseq: bool = False,
+        vanished: bool = False,
+        allow_flags: bool = True,
     ) -> Announcement:
         """The untagged responses for pending changes, made visible as they are sent.
 
@@ -285,10 +291,11 @@ class SelectedView:
         requires of every unsolicited FETCH (RFC 9051 Appendix E item 21), and ``MODSEQ (m)``
         when ``modseq`` (RFC 7162 §3.1); expunges only if ``allow_expunge``, as EXPUNGE lines
         or, when ``vanished``, one ``VANISHED`` (RFC 7162 §3.2.10); arrivals as EXISTS (and
-        RECENT for IMAP4rev1 clients).
+        RECENT for IMAP4rev1 clients). Flag changes stay pending unless ``allow_flags`` (a
+        NOTIFY push the client asked no FlagChange of, RFC 5465 §5).
         """
         lines: list[bytes] = []
-        for uid in sorted(self._flags_changed):
+        for uid in sorted(self._flags_changed) if allow_flags else ():
             if self.is_visible(uid) and uid not in self._expunged:
                 items = [
                     responses.uid_item(uid),
@@ -297,7 +304,8 @@ class SelectedView:
                 if modseq:
                     items.append(responses.modseq_item(self.record(uid).modseq))
                 lines.append(responses.fetch(self.seq_of(uid), items))
-        self._flags_changed.clear()
+        if allow_flags:
+            self._flags_changed.clear()
         gone: list[int] = []
         if allow_expunge and self._expunged:
             gone = sorted(self._expunged)
@@ -322,6 +330,6 @@ class SelectedView:
             lines.append(responses.exists(len(self._uids)))
             if rev1:
                 lines.append(responses.recent(len(self.recent)))
-        if not self._expunged:
+        if not self._expunged and not self._flags_changed:
             self.announced_modseq = self.modseq
         return Announcement(lines, gone)

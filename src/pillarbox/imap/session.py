@@ -454,7 +454,8 @@ class ImapSession:
                 # RFC 5465 §6.1.2: SELECTED-DELAYED holds expunges back until a command
                 # that may carry them (IDLE is one); SELECTED sends them at once (§6.1.1).
                 delayed = notifier is not None and notifier.plan.delayed
-                await self._announce(out, allow_expunge=idling or not delayed)
+                flags = idling or notifier is None or notifier.plan.selected_flags
+                await self._announce(out, allow_expunge=idling or not delayed, allow_flags=flags)
             if notifier is not None and notifier.pending:
                 lines = await notifier.updates(
                     self.store, self._selected_id(), condstore=self._condstore, utf8=self._utf8
@@ -565,7 +566,9 @@ class ImapSession:
         if highest > view.modseq:
             view.apply(delta.changed, delta.expunged, highest)
 
-    async def _announce(self, out: Output, *, allow_expunge: bool) -> None:
+    async def _announce(
+        self, out: Output, *, allow_expunge: bool, allow_flags: bool = True
+    ) -> None:
         view = self._view
         arrivals = view.arrivals()
         if arrivals and self._claims_recent(view):
@@ -576,6 +579,7 @@ class ImapSession:
             rev1=not self._rev2,
             modseq=self._condstore,
             vanished=self._qresync,
+            allow_flags=allow_flags,
         )
         if announcement.expunged and self._saved:
             gone = set(announcement.expunged)
