@@ -192,8 +192,15 @@ async def report_once(
     reports = await pending_reports(services.store, services.config, end, domain=domain)
     if not reports:
         return []
-    sent = await send_reports(services, reports, resolver)
     until = datetime.fromtimestamp(end, UTC)
+    scope = domain.lower() if domain else "*"
+    node = services.config.server.hostname
+    if not await services.store.claim_dmarc_report_run(until, scope, node):
+        # Another node (or an earlier run of ours) sends this period's reports; a node that
+        # died mid-way leaves its evaluations in the store for the next period's report.
+        Log("dmarc-reports").info("period already claimed", end=str(until), scope=scope)
+        return []
+    sent = await send_reports(services, reports, resolver)
     await services.store.delete_dmarc_observations(until, domain.lower() if domain else None)
     return sent
 

@@ -274,6 +274,11 @@ class Store(Protocol):
         """Drop the evaluations received before ``until`` (they were reported), only those of
         policy domain ``domain`` if given; returns how many."""
 
+    async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:
+        """Claim the report run of ``period_end`` for ``scope`` (a policy domain, or ``*`` for
+        all) on behalf of ``node``: True for the first caller only, on any node, so a period's
+        reports are sent once however many nodes run the job."""
+
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:
         """Changes to this account's mailboxes from now on (IMAP IDLE, web live updates)."""

@@ -1051,6 +1051,21 @@ class StoreContract:
         assert (await store.spam_model(account.id, tokens))[1] == {"hello": SpamCounts(3, 0)}
 
     # -- DMARC aggregate reports ----------------------------------------------------------------
+    async def test_dmarc_report_run_is_claimed_once(
+        self, store: Store, store_factory: StoreFactory
+    ) -> None:
+        end = datetime(2026, 3, 2, tzinfo=UTC)
+        assert await store.claim_dmarc_report_run(end, "*", "node-a")
+        assert not await store.claim_dmarc_report_run(end, "*", "node-a")
+        assert await store.claim_dmarc_report_run(end, "example.net", "node-a")
+        assert await store.claim_dmarc_report_run(end + timedelta(days=1), "*", "node-a")
+        other = store_factory()  # another process or node on the same database
+        await other.open()
+        try:
+            assert not await other.claim_dmarc_report_run(end, "*", "node-b")
+        finally:
+            await other.close()
+
     async def test_dmarc_observations(self, store: Store) -> None:
         start = datetime(2026, 3, 1, tzinfo=UTC)
         first = DmarcObservation(

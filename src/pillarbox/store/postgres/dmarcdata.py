@@ -73,3 +73,12 @@ async def delete(conn: Conn, until: datetime, domain: str | None) -> int:
         (until, domain, domain),
     )
     return cur.rowcount
+
+
+async def claim_run(conn: Conn, period_end: datetime, scope: str, node: str) -> bool:
+    cur = await conn.execute(
+        "INSERT INTO dmarc_report_runs (period_end, scope, node) VALUES (%s, %s, %s) "
+        "ON CONFLICT DO NOTHING",
+        (period_end, scope, node),
+    )
+    return cur.rowcount == 1

@@ -421,6 +421,17 @@ _V6_SQL = r"""
 ALTER TABLE spam_models ADD COLUMN generation bigint NOT NULL DEFAULT 0;
 """
 
+# DMARC aggregate reports: one row per report run (period end, scope), claimed by the first
+# node to insert it, so a period is reported once however many nodes run the job.
+_V7_SQL = r"""
+CREATE TABLE dmarc_report_runs (
+    period_end timestamptz NOT NULL,
+    scope text NOT NULL,
+    node text NOT NULL,
+    PRIMARY KEY (period_end, scope)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -432,6 +443,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "message references as a column (threaded lists)", _V4_SQL),
     Migration(5, "DMARC evaluations kept for aggregate reports", _V5_SQL),
     Migration(6, "spam model generations (token count caches)", _V6_SQL),
+    Migration(7, "DMARC report runs claimed once", _V7_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1471,6 +1471,9 @@ class PostgresStore:
     async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
         return await self._write(lambda conn, _: dmarcdata.delete(conn, until, domain))
 
+    async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:
+        return await self._write(lambda conn, _: dmarcdata.claim_run(conn, period_end, scope, node))
+
 
 # -- connections ---------------------------------------------------------------------------------
 async def _configure(conn: Conn) -> None:

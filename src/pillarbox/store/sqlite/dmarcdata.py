@@ -92,3 +92,12 @@ def delete(conn: sqlite3.Connection, until: datetime, domain: str | None) -> int
             (_us(until), domain),
         )
     return cursor.rowcount
+
+
+def claim_run(conn: sqlite3.Connection, period_end: datetime, scope: str, node: str) -> bool:
+    cursor = conn.execute(
+        "INSERT INTO dmarc_report_runs (period_end, scope, node) VALUES (?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        (_us(period_end), scope, node),
+    )
+    return cursor.rowcount == 1

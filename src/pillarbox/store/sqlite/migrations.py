@@ -397,6 +397,17 @@ _V11_SQL = r"""
 ALTER TABLE spam_models ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 """
 
+# DMARC aggregate reports: one row per report run (period end, scope), claimed by the first
+# process or node to insert it, so a period is reported once however many nodes run the job.
+_V12_SQL = r"""
+CREATE TABLE dmarc_report_runs (
+    period_end INTEGER NOT NULL,
+    scope TEXT NOT NULL,
+    node TEXT NOT NULL,
+    PRIMARY KEY (period_end, scope)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -409,6 +420,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "DMARC evaluations kept for aggregate reports", _V9_SQL),
     Migration(10, "message digests and records by UID, covering (SELECT)", _V10_SQL),
     Migration(11, "spam model generations (token count caches)", _V11_SQL),
+    Migration(12, "DMARC report runs claimed once", _V12_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

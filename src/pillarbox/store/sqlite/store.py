@@ -1436,6 +1436,11 @@ class SqliteStore:
     async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
         return await self._write(lambda conn, fx: dmarcdata.delete(conn, until, domain))
 
+    async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:
+        return await self._write(
+            lambda conn, fx: dmarcdata.claim_run(conn, period_end, scope, node)
+        )
+
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:
         return self._hub.subscribe(account_id)
