@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -303,14 +303,18 @@ _CV = {
 }
 
 
+def _arc_suite(path: Path) -> Iterator[tuple[dict[str, Any], list[ZoneRecord]]]:
+    """Each scenario of an ARC test suite file, with the TXT records it publishes."""
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc:
+            records = [ZoneRecord(n, "TXT", v) for n, v in (doc.get("txt-records") or {}).items()]
+            yield doc, records
+
+
 async def arc_validation(corpus: Path) -> tuple[int, int, list[str]]:
     passed = total = 0
     failures: list[str] = []
-    path = corpus / "arc/arc-draft-validation-tests.yml"
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc:
-            continue
-        records = [ZoneRecord(n, "TXT", v) for n, v in (doc.get("txt-records") or {}).items()]
+    for doc, records in _arc_suite(corpus / "arc/arc-draft-validation-tests.yml"):
         async with serve_records(records) as resolver:
             for name, test in doc["tests"].items():
                 total += 1
@@ -330,11 +334,7 @@ async def arc_signing(corpus: Path) -> tuple[int, int, int, list[str]]:
     (compared without comments, which dkimpy's AR parser drops)."""
     behaved = aar_ok = total = 0
     failures: list[str] = []
-    path = corpus / "arc/arc-draft-sign-tests.yml"
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc:
-            continue
-        records = [ZoneRecord(n, "TXT", v) for n, v in (doc.get("txt-records") or {}).items()]
+    for doc, records in _arc_suite(corpus / "arc/arc-draft-sign-tests.yml"):
         async with serve_records(records) as resolver:
             for name, test in doc["tests"].items():
                 total += 1

@@ -111,15 +111,7 @@ def provision(live: LiveServer, domain: str, *users: str) -> None:
 
 
 def mailbox(live: LiveServer, address: str) -> list[bytes]:
-    async def go() -> list[bytes]:
-        account = await live.store.get_account(address)
-        assert account is not None
-        box = await live.store.get_mailbox(account.id, INBOX)
-        return [
-            await live.store.read_blob(r.blob_id) for r in await live.store.list_messages(box.id)
-        ]
-
-    return live.call(go())
+    return live.mailbox_messages(address, INBOX)
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:

@@ -121,15 +121,7 @@ def settle(live: LiveServer) -> None:
 
 
 def stored(live: LiveServer, address: str, mailbox: str = INBOX) -> list[bytes]:
-    async def go() -> list[bytes]:
-        account = await live.store.get_account(address)
-        assert account is not None
-        box = await live.store.get_mailbox(account.id, mailbox)
-        return [
-            await live.store.read_blob(r.blob_id) for r in await live.store.list_messages(box.id)
-        ]
-
-    return live.call(go())
+    return live.mailbox_messages(address, mailbox)
 
 
 def configure(live: LiveServer, address: str, **changes: Any) -> None:
