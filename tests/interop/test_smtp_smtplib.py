@@ -11,6 +11,7 @@ import ssl
 
 import pytest
 
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.types import INBOX
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import LiveServer
@@ -62,6 +63,35 @@ def test_mx_delivers_to_a_hosted_mailbox(live: LiveServer) -> None:
     assert b"Delivered-To: alice@example.org\r\n" in header
     assert b"Received: from client.example.net ([127.0.0.1])" in header
     assert b"for <alice@example.org>" in header
+
+
+
+def test_stored_metadata_is_the_parse_of_the_stored_copy(live: LiveServer) -> None:
+    """Intake parses a message once and derives each stored copy's metadata (the trace and
+    policy fields on top move every offset): it must equal a parse of the bytes as stored."""
+    raw = (
+        b"From: Someone <someone@example.net>\r\nTo: alice@example.org\r\n"
+        b"Subject: =?utf-8?q?r=C3=A9sum=C3=A9?=\r\nMessage-ID: <parts@example.net>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n"
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nthe text\r\n"
+        b"--b1\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n"
+        b"--b1\r\nContent-Type: application/pdf; name=a.pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n"
+    )
+    with mx(live) as client:
+        client.sendmail("someone@example.net", ["alice@example.org"], raw)
+
+    async def stored() -> tuple[bytes, object]:
+        account = await live.store.get_account("alice@example.org")
+        assert account is not None
+        box = await live.store.get_mailbox(account.id, INBOX)
+        [record] = await live.store.list_messages(box.id)
+        infos = await live.store.message_infos(box.id, [record.uid])
+        return await live.store.read_blob(record.blob_id), infos[record.uid]
+
+    copy, info = live.call(stored())
+    assert copy.endswith(raw) and b"\r\nX-Pillarbox-Spam: " in b"\r\n" + copy
+    assert info == parse_message(copy)
 
 
 def test_mx_over_starttls_records_tls_in_received(live: LiveServer) -> None:

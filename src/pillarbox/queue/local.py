@@ -15,7 +15,7 @@ from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.model import MessageInfo
-from pillarbox.mail.parse import parse_message
+from pillarbox.mail.parse import parse_message, prepend_fields
 from pillarbox.queue.routing import Router
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
@@ -41,6 +41,17 @@ async def parse(raw: bytes) -> MessageInfo:
     if len(raw) > INLINE_PARSE_LIMIT:
         return await run_blocking(parse_message, raw)
     return parse_message(raw)
+
+
+async def parse_with_fields(fields: bytes, raw: bytes, info: MessageInfo) -> MessageInfo:
+    """The parse of ``fields + raw`` given ``info``, the parse of ``raw``: derived from it
+    when :func:`~pillarbox.mail.parse.prepend_fields` can be exact (delivery's trace and
+    policy fields on a message the policy parsed), else parsed whole."""
+    if len(raw) > INLINE_PARSE_LIMIT:
+        derived = await run_blocking(prepend_fields, info, fields)
+    else:
+        derived = prepend_fields(info, fields)
+    return derived if derived is not None else await parse(fields + raw)
 
 
 async def deliver_local(
