@@ -223,6 +223,7 @@ class Intake:
         judged = origin.account is None and self._services.config.policy.enabled
         # The one parse of the message (DESIGN principle 4): the From check, the policy and
         # the stored copies (with their fields on top, see parse_with_fields) all use it.
+        # Unjudged mail for one mailbox is parsed as that copy instead, which is cheaper.
         info: MessageInfo | None = None
         if origin.account is not None:
             body = trace.complete_submission(
@@ -234,7 +235,7 @@ class Intake:
             verdict = await self._check_from_header(origin.account, info)
             if verdict is not None:
                 return verdict
-        elif plan.local or (judged and plan.aliased):
+        elif judged and (plan.local or plan.aliased):
             info = await parse(body)
         received = trace.received(
             helo=origin.helo,
@@ -298,8 +299,9 @@ class Intake:
             return FORWARDING_LOOP  # every recipient would forward it back
         outcomes: list[bool] = []
         if storing:
-            assert info is not None  # parsed above: these are local recipients
-            stored_info = info if stored is body else await parse(stored)
+            stored_info = info if stored is body else None
+            if stored_info is None and len(storing) > 1:
+                stored_info = await parse(stored)
             outcomes = await asyncio.gather(
                 *(
                     self._deliver_local(sender, r, received, stored, stored_info, copies.get(a))
@@ -486,16 +488,21 @@ class Intake:
         recipient: LocalRecipient,
         received: bytes,
         body: bytes,
-        body_info: MessageInfo,
+        body_info: MessageInfo | None,
         judged: Copy | None,
     ) -> bool:
         """Final delivery of one copy of ``received + body`` (to Junk, with the policy's fields
-        on top, when judged so); False if the mailbox is full (retried via the queue)."""
+        on top, when judged so); False if the mailbox is full (retried via the queue).
+        ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed."""
         mailbox, headers = (judged.mailbox, judged.headers) if judged else (INBOX, b"")
         trace_fields = trace.return_path(sender) + trace.delivered_to(recipient.account.address)
         fields = trace_fields + headers + received
         copy = fields + body
-        info = await parse_with_fields(fields, body, body_info)
+        info = (
+            await parse(copy)
+            if body_info is None
+            else await parse_with_fields(fields, body, body_info)
+        )
         target = DeliveryTarget(recipient.account.id, mailbox=mailbox)
         [result] = await self._store.deliver(copy, info, [target])
         if result.status is DeliveryStatus.NO_MAILBOX and mailbox != INBOX:
