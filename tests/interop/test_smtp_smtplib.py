@@ -108,6 +108,20 @@ def test_stored_metadata_is_the_parse_of_the_stored_copy(tmp_path: Path, policy:
             assert info == parse_message(copy)
 
 
+def test_idle_session_is_told_of_shutdown(tmp_path: Path) -> None:
+    """RFC 5321 §3.8: a session waiting for a command when the server stops gets 421 — also
+    after a message and more commands, each of which waited for the shutdown too."""
+    with LiveServer(loopback_config(tmp_path / "data", only=("smtp",))) as live:
+        live.add_domain("example.org")
+        live.add_account("alice@example.org", PASSWORD)
+        client = mx(live)
+        client.sendmail("someone@example.net", ["alice@example.org"], message("a@b", "c@d"))
+        assert client.noop()[0] == 250
+    code, _ = client.getreply()
+    client.close()
+    assert code == 421
+
+
 def test_mx_over_starttls_records_tls_in_received(live: LiveServer) -> None:
     raw = message("someone@example.net", "bob@example.org")
     with mx(live) as client:
