@@ -273,11 +273,11 @@ class Intake:
                 if not plan.local and not plan.plain:
                     return POLICY_REFUSED.with_text(judged_forward.refusal or SPAM_NOT_FORWARDED)
                 plan.aliased.clear()
-        stored = body
+        clean = body
         if judged and (plan.local or plan.aliased):
             # RFC 8601 §5: Authentication-Results claiming to be ours are forgeries.
-            stored = strip_forged(body, self._services.hostname)
-            message = received + stored
+            clean = strip_forged(body, self._services.hostname)
+            message = received + clean
         copies = judgement.copies if judgement is not None else {}
         forwards: list[Forward] = []
         for via, targets in plan.aliased.items():
@@ -299,12 +299,12 @@ class Intake:
             return FORWARDING_LOOP  # every recipient would forward it back
         outcomes: list[bool] = []
         if storing:
-            stored_info = info if stored is body else None
-            if stored_info is None and len(storing) > 1:
-                stored_info = await parse(stored)
+            clean_info = info if clean is body else None
+            if clean_info is None and len(storing) > 1:
+                clean_info = await parse(clean)
             outcomes = await asyncio.gather(
                 *(
-                    self._deliver_local(sender, r, received, stored, stored_info, copies.get(a))
+                    self._deliver_local(sender, r, received, clean, clean_info, copies.get(a))
                     for a, r in storing.items()
                 )
             )
