@@ -267,7 +267,12 @@ class PolicySection:
     reject_threshold: float = _f(15.0, "Spam score from which a message is refused at DATA (5xx).")
     spf: bool = _f(True, "Check SPF (RFC 7208) for the MAIL FROM or HELO identity.")
     dkim: bool = _f(True, "Verify DKIM signatures (RFC 6376, RFC 8463).")
-    dmarc: bool = _f(True, "Apply DMARC (RFC 7489): p=reject refuses, p=quarantine goes to Junk.")
+    dmarc: bool = _f(True, "Apply DMARC (RFC 9989): p=reject refuses, p=quarantine goes to Junk.")
+    dmarc_discovery: Literal["psl", "treewalk"] = _f(
+        "psl",
+        "How DMARC finds policy records and organizational domains: 'psl' (RFC 7489, the Public "
+        "Suffix List) or 'treewalk' (RFC 9989 §4.10 DNS tree walk, up to 8 queries per name).",
+    )
     arc: bool = _f(
         True, "Validate ARC chains (RFC 8617) and report them in Authentication-Results."
     )

@@ -97,6 +97,7 @@ class PolicySettings:
     arc_limits: arc.ArcLimits = arc.DEFAULT_LIMITS
     #: Keep each DMARC evaluation whose record asks for aggregate reports (``rua``).
     dmarc_reports: bool = False
+    dmarc_discovery: dmarc.Discovery = dmarc.Discovery.PSL
 
 
 def _zones(items: Sequence[str]) -> tuple[dnsbl.DnsblZone, ...]:
@@ -117,6 +118,7 @@ def settings_from_config(section: PolicySection) -> PolicySettings:
         check_spf=section.spf,
         check_dkim=section.dkim,
         check_dmarc=section.dmarc,
+        dmarc_discovery=dmarc.Discovery(section.dmarc_discovery),
         check_arc=section.arc,
         use_classifier=section.classifier,
         use_reputation=section.reputation,
@@ -367,7 +369,12 @@ class InboundPolicy:
             )
             dkim_identities = [dmarc.AuthIdentity(r.result.value, r.domain) for r in signatures]
             dmarc_out = await dmarc.evaluate(
-                resolver, authors, spf_identity, dkim_identities, rng=self._rng
+                resolver,
+                authors,
+                spf_identity,
+                dkim_identities,
+                rng=self._rng,
+                discovery=s.dmarc_discovery,
             )
         summary = AuthSummary(
             spf=spf_out,
