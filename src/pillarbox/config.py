@@ -346,6 +346,39 @@ class DmarcReportSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DmarcFailureReportSection:
+    enabled: bool = _f(
+        False,
+        "Send DMARC failure reports (RFC 9991) to domains whose record asks for them (ruf=mailto:"
+        " and fo=); off by default: they expose the reported mail (RFC 9991 §7).",
+    )
+    from_address: str = _f(
+        "", "Local account whose address sends the reports (default: dmarc_reports.from_address)."
+    )
+    content: Literal["headers", "full"] = _f(
+        "headers",
+        "What of a failed message a report carries: its header (RFC 9991 §7 minimisation) or "
+        "the whole message.",
+    )
+    redact_addresses: bool = _f(
+        True,
+        "Replace the local parts of addresses in the reported header by a keyed hash "
+        "(RFC 6590; the same address gives the same token until the server restarts).",
+    )
+    max_original_bytes: int = _f(
+        1 * MIB, "Largest message sent whole with content = 'full'; larger ones as their header."
+    )
+    max_per_domain: int = _f(
+        10, "Failure reports per DMARC policy domain within rate_window, per node (RFC 9991 §2)."
+    )
+    rate_window: float = _f(3600.0, "Seconds over which max_per_domain counts.")
+    max_domains: int = _f(65536, "Policy domains the rate limit remembers at once.")
+    max_pending: int = _f(
+        100, "Reports being prepared or queued at once; more are dropped with a log line."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
     format: Literal["text", "json"] = _f("text", "Log line format.")
@@ -372,6 +405,9 @@ class Config:
     web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
     dmarc_reports: DmarcReportSection = _section(
         DmarcReportSection, "DMARC aggregate reports sent to the domains whose mail we receive."
+    )
+    dmarc_failure_reports: DmarcFailureReportSection = _section(
+        DmarcFailureReportSection, "DMARC failure reports (RFC 9991), per failing message."
     )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
@@ -571,6 +607,19 @@ def _validate(config: Config) -> None:
         raise ConfigError("dmarc_reports.interval", f"must be positive, got {reports.interval}")
     if reports.enabled and "@" not in reports.from_address:
         raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
+    _validate_failure_reports(config.dmarc_failure_reports, reports.from_address)
+
+
+def _validate_failure_reports(section: DmarcFailureReportSection, fallback: str) -> None:
+    for key in ("max_original_bytes", "max_per_domain", "rate_window", "max_domains"):
+        if getattr(section, key) <= 0:
+            raise ConfigError(f"dmarc_failure_reports.{key}", "must be positive")
+    if section.max_pending < 0:
+        raise ConfigError("dmarc_failure_reports.max_pending", "must not be negative")
+    if section.enabled and "@" not in (section.from_address or fallback):
+        raise ConfigError(
+            "dmarc_failure_reports.from_address", "needs an address when reports are enabled"
+        )
 
 
 def _validate_policy(policy: PolicySection) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pillarbox.auth.directory import Authenticator
 from pillarbox.config import Config
+from pillarbox.dns.resolver import Resolver
 from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
 from pillarbox.queue.srs import SrsSettings
@@ -54,5 +55,12 @@ class Services:
         """The inbound policy (SPF/DKIM/DMARC/ARC/DNSBL/spam filter), built on first use:
         one per server, so its DNS cache is shared by every connection."""
         if self._policy is None:
-            self._policy = inbound_policy(self.config, self.store)
+            reporter = None
+            if self.config.dmarc_failure_reports.enabled:
+                from pillarbox.policy.failurereporting import FailureReporter
+
+                def reporter(resolver: Resolver) -> FailureReporter:
+                    return FailureReporter(self, resolver)
+
+            self._policy = inbound_policy(self.config, self.store, failure_reports=reporter)
         return self._policy
