@@ -276,6 +276,11 @@ class PolicySection:
     arc: bool = _f(
         True, "Validate ARC chains (RFC 8617) and report them in Authentication-Results."
     )
+    arc_trusted_sealers: tuple[str, ...] = _f(
+        (),
+        "Domains (d= of the newest ARC-Seal) whose passing ARC chain exempts mail failing DMARC "
+        "from its policy, as a local exception reported in aggregate reports (RFC 8617 §7.2.1).",
+    )
     classifier: bool = _f(
         True, "Score content with the Bayesian classifier (global + per-account model)."
     )

@@ -308,5 +308,23 @@ async def test_testing_mode_lowers_the_policy_once() -> None:
     # t=n with pct=0: the record is an RFC 9989 one, pct is ignored, the policy applies.
     legacy = await walk_evaluate(["legacy.test"])
     assert (legacy.disposition, legacy.override) == (Disposition.REJECT, None)
+    assert testing.override_comment == "t=y"
     sampled = await evaluate(["sampled.test"])
     assert sampled.override is dmarc.Override.OTHER
+    assert sampled.override_comment == "not sampled (pct=0)"
+
+
+def test_local_exception_keeps_the_result_and_lifts_the_policy() -> None:
+    record = dmarc.parse_record("v=DMARC1; p=reject")
+    failed = dmarc.DmarcOutcome(DmarcResult.FAIL, Disposition.REJECT, "a.test", record, "x")
+    excused = dmarc.local_exception(failed, "arc=pass as[1].d=list.test")
+    assert (excused.result, excused.disposition, excused.override) == (
+        DmarcResult.FAIL,
+        Disposition.NONE,
+        dmarc.Override.LOCAL_POLICY,
+    )
+    assert excused.override_comment == "arc=pass as[1].d=list.test"
+    passed = dmarc.DmarcOutcome(DmarcResult.PASS, Disposition.NONE, "a.test", record)
+    assert dmarc.local_exception(passed, "c") is passed
+    monitoring = dmarc.DmarcOutcome(DmarcResult.FAIL, Disposition.NONE, "a.test", record)
+    assert dmarc.local_exception(monitoring, "c") is monitoring  # nothing to lift

@@ -216,6 +216,7 @@ def test_testing_mode_and_tree_walk_are_reported() -> None:
         "sender.example",
         dmarc.Override.TEST_MODE,
         dmarc.Discovery.TREEWALK,
+        "t=y",
     )
     kept = observation(outcome, AuthSummary(), source_ip="192.0.2.9", mail_from="", received=START)
     assert kept is not None

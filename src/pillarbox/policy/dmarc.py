@@ -37,7 +37,8 @@ Implementation notes:
   (NXDOMAIN, §3.2.13 and RFC 8020 — one MX query, since any answer but NXDOMAIN means the name
   exists, Appendix A.4), else ``sp``. Several author domains: each is evaluated and the
   strictest outcome wins (RFC 9989 §5.3.1 allows going on). No From field: ``permerror``,
-  disposition reject.
+  disposition reject. A local exception (:func:`local_exception`, used for trusted ARC
+  sealers) keeps the ``fail`` and lifts the policy.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import enum
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from publicsuffixlist import PublicSuffixList
@@ -86,6 +87,8 @@ class Override(enum.StrEnum):
     TEST_MODE = "policy_test_mode"
     #: Not selected by a legacy ``pct`` (RFC 7489 §6.6.4): no RFC 9990 type of its own.
     OTHER = "other"
+    #: A local exception: a trusted ARC sealer vouched for the message (RFC 8617 §7.2.1).
+    LOCAL_POLICY = "local_policy"
 
 
 _SEVERITY = {Disposition.NONE: 0, Disposition.QUARANTINE: 1, Disposition.REJECT: 2}
@@ -174,6 +177,8 @@ class DmarcOutcome:
     #: Set when a failing message got less than the published policy.
     override: Override | None = None
     discovery: Discovery = Discovery.PSL
+    #: What the aggregate report says about ``override`` (RFC 9990 §3.1.6 ``comment``).
+    override_comment: str = ""
 
 
 # -- organizational domains by the PSL (RFC 7489 §3.2) -------------------------------------------
@@ -476,11 +481,37 @@ async def _evaluate_domain(
         elif record.pct < 100 and rng.random() * 100 >= record.pct:
             override = Override.OTHER  # RFC 7489 §6.6.4: not sampled, the next lower policy
     reason = "no aligned SPF or DKIM pass"
+    comment = ""
     if override is not None:
         policy = _LOWER.get(policy, Disposition.NONE)
-        reason += " (t=y)" if override is Override.TEST_MODE else f" (pct={record.pct})"
+        comment = "t=y" if override is Override.TEST_MODE else f"not sampled (pct={record.pct})"
+        reason += f" ({comment})"
     return DmarcOutcome(
-        DmarcResult.FAIL, policy, domain, record, reason, (), policy_domain, override, discovery
+        DmarcResult.FAIL,
+        policy,
+        domain,
+        record,
+        reason,
+        (),
+        policy_domain,
+        override,
+        discovery,
+        comment,
+    )
+
+
+def local_exception(outcome: DmarcOutcome, comment: str) -> DmarcOutcome:
+    """``outcome`` with its policy not applied, as a local policy exception (RFC 9989 §5.4:
+    receivers may deviate, and say why in aggregate reports, RFC 9990 §3.1.6). The result stays
+    ``fail``; only a failure whose policy would act is changed."""
+    if outcome.result is not DmarcResult.FAIL or outcome.disposition is Disposition.NONE:
+        return outcome
+    return replace(
+        outcome,
+        disposition=Disposition.NONE,
+        reason=f"{outcome.reason}; policy not applied: {comment}",
+        override=Override.LOCAL_POLICY,
+        override_comment=comment,
     )
 
 

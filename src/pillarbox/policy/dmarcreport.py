@@ -15,7 +15,8 @@ Implementation notes:
   ``policy.dmarc_discovery``; the last evaluation's if it changed within the period). A
   failing message whose disposition is below the published policy carries a ``reason``
   (§3.1.6): ``policy_test_mode`` for ``t=y``, ``other`` for a legacy ``pct`` that did not
-  select it, ``local_policy`` for a local exception.
+  select it, ``local_policy`` for a local exception (a trusted ARC sealer), each with a
+  comment.
 - The attachment is gzip (``application/gzip``) named
   ``receiver!policy-domain!begin!end.xml.gz`` and the Subject is ``Report Domain: …
   Submitter: … Report-ID: <…>`` (§3.5.2); the Report-ID is also the Message-ID, so a resent
@@ -36,7 +37,7 @@ from email.utils import format_datetime
 
 from pillarbox import __version__
 from pillarbox.policy.authresults import AuthSummary
-from pillarbox.policy.dmarc import Disposition, DmarcOutcome, DmarcResult, Override, parse_record
+from pillarbox.policy.dmarc import Disposition, DmarcOutcome, DmarcResult, parse_record
 from pillarbox.store.types import DmarcObservation
 
 NAMESPACE = "urn:ietf:params:xml:ns:dmarc-2.0"  # RFC 9990 Appendix A
@@ -85,18 +86,9 @@ def observation(
         dkim=tuple((s.domain, s.selector, s.result.value) for s in summary.dkim if s.domain),
         policy_record=record.text(),
         override=outcome.override.value if outcome.override is not None else "",
-        override_comment=_override_comment(outcome),
+        override_comment=outcome.override_comment,
         discovery=outcome.discovery.value,
     )
-
-
-def _override_comment(outcome: DmarcOutcome) -> str:
-    record = outcome.record
-    if outcome.override is Override.TEST_MODE:
-        return "t=y"
-    if outcome.override is Override.OTHER and record is not None:
-        return f"not sampled (pct={record.pct})"
-    return ""
 
 
 @dataclass(frozen=True, slots=True)

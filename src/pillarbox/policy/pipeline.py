@@ -101,6 +101,8 @@ class PolicySettings:
     #: Keep each DMARC evaluation whose record asks for aggregate reports (``rua``).
     dmarc_reports: bool = False
     dmarc_discovery: dmarc.Discovery = dmarc.Discovery.PSL
+    #: ARC sealers whose passing chain exempts a DMARC failure from its policy (lowercase).
+    arc_trusted_sealers: frozenset[str] = frozenset()
 
 
 def _zones(items: Sequence[str]) -> tuple[dnsbl.DnsblZone, ...]:
@@ -122,6 +124,7 @@ def settings_from_config(section: PolicySection) -> PolicySettings:
         check_dkim=section.dkim,
         check_dmarc=section.dmarc,
         dmarc_discovery=dmarc.Discovery(section.dmarc_discovery),
+        arc_trusted_sealers=frozenset(d.lower().rstrip(".") for d in section.arc_trusted_sealers),
         check_arc=section.arc,
         use_classifier=section.classifier,
         use_reputation=section.reputation,
@@ -390,6 +393,8 @@ class InboundPolicy:
                 rng=self._rng,
                 discovery=s.dmarc_discovery,
             )
+            if arc_out is not None and arc.trusted_pass(arc_out, s.arc_trusted_sealers):
+                dmarc_out = dmarc.local_exception(dmarc_out, arc.trusted_comment(arc_out))
         summary = AuthSummary(
             spf=spf_out,
             spf_is_helo=not arrival.mail_from,
