@@ -328,3 +328,16 @@ def test_local_exception_keeps_the_result_and_lifts_the_policy() -> None:
     assert dmarc.local_exception(passed, "c") is passed
     monitoring = dmarc.DmarcOutcome(DmarcResult.FAIL, Disposition.NONE, "a.test", record)
     assert dmarc.local_exception(monitoring, "c") is monitoring  # nothing to lift
+
+
+async def test_slow_lookups_are_a_temperror() -> None:
+    async with serve_records(WALK_ZONE) as resolver:
+        outcome = await dmarc.evaluate(
+            resolver,
+            ["a.b.c.d.e.f.g.h.middle.com"],
+            None,
+            [],
+            discovery=dmarc.Discovery.TREEWALK,
+            timeout=0.0,
+        )
+    assert (outcome.result, outcome.disposition) == (DmarcResult.TEMPERROR, Disposition.NONE)

@@ -43,6 +43,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
 import re
@@ -523,17 +524,28 @@ async def evaluate(
     *,
     rng: random.Random | None = None,
     discovery: Discovery = Discovery.PSL,
+    timeout: float | None = None,
 ) -> DmarcOutcome:
-    """DMARC for a message whose From field names ``author_domains`` (see the module notes)."""
+    """DMARC for a message whose From field names ``author_domains`` (see the module notes);
+    lookups that take longer than ``timeout`` seconds in all make it ``temperror`` (a tree
+    walk may ask dozens of names for one message)."""
     if not author_domains:
         return DmarcOutcome(
             DmarcResult.PERMERROR, Disposition.REJECT, "", None, "no From address (RFC 5322)"
         )
     generator = rng if rng is not None else random.Random()
-    outcomes = [
-        await _evaluate_domain(resolver, d, spf, dkim, generator, discovery)
-        for d in dict.fromkeys(a.lower().rstrip(".") for a in author_domains)
-    ]
+    domains = list(dict.fromkeys(a.lower().rstrip(".") for a in author_domains))
+    try:
+        async with asyncio.timeout(timeout):
+            outcomes = [
+                await _evaluate_domain(resolver, d, spf, dkim, generator, discovery)
+                for d in domains
+            ]
+    except TimeoutError:
+        reason = f"DMARC lookups took more than {timeout} s"
+        return DmarcOutcome(
+            DmarcResult.TEMPERROR, Disposition.NONE, domains[0], None, reason, discovery=discovery
+        )
     order = [
         DmarcResult.PASS,
         DmarcResult.NONE,

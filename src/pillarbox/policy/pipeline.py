@@ -392,6 +392,7 @@ class InboundPolicy:
                 dkim_identities,
                 rng=self._rng,
                 discovery=s.dmarc_discovery,
+                timeout=s.timeout,
             )
             if arc_out is not None and arc.trusted_pass(arc_out, s.arc_trusted_sealers):
                 dmarc_out = dmarc.local_exception(dmarc_out, arc.trusted_comment(arc_out))
