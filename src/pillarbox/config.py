@@ -303,7 +303,8 @@ class PolicySection:
         ("127.0.0.0/8", "::1/128"), "Clients whose mail skips the DNS checks (local injection)."
     )
     timeout: float = _f(
-        10.0, "Seconds for all DNS work of one message (SPF, DKIM, DMARC, ARC, DNSBL)."
+        10.0,
+        "Seconds for the DNS checks of one message (SPF, DKIM, ARC, DNSBL), and again for DMARC.",
     )
     reject_without_from: bool = _f(
         False, "Refuse mail without a From address (RFC 5322 requires one)."

@@ -91,7 +91,8 @@ class PolicySettings:
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     ip_zones: tuple[dnsbl.DnsblZone, ...] = ()
     domain_zones: tuple[dnsbl.DnsblZone, ...] = ()
-    #: Seconds for all DNS work of one message (SPF, DKIM keys, ARC keys, DNSBL, DMARC).
+    #: Seconds for the DNS checks of one message (SPF, DKIM keys, ARC keys, DNSBL together), and
+    #: again for its DMARC lookups (which need the SPF and DKIM results first).
     timeout: float = 10.0
     #: Link domains of the body looked up in ``domain_zones``.
     max_link_domains: int = 10
