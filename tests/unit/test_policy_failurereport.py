@@ -28,6 +28,7 @@ from pillarbox.policy.failurereport import (
     redact_local_part,
     report_kinds,
     report_message,
+    trimmed,
 )
 from pillarbox.policy.failurereporting import domain_limits
 from pillarbox.policy.spf import SpfOutcome, SpfResult
@@ -260,3 +261,18 @@ def test_rate_limit_per_domain_and_window() -> None:
     assert sent == [True, True, True, False, False]
     assert limiter.check("b.example", 3.0) is None  # per policy domain
     assert limiter.check("a.example", 62.5) is None  # a window after the last one
+
+
+def test_pending_reports_keep_only_what_they_carry() -> None:
+    failed = failed_message(f"v=DMARC1; p=reject; {RUF}")
+    headers = trimmed(failed, ReportSettings(receiver="mx.example.org"))
+    assert headers.header_only and b"confidential body" not in headers.raw
+    assert headers.raw.endswith(b"Message-ID: <m1@sender.example>\r\n\r\n")
+    full = ReportSettings(receiver="mx.example.org", content=Content.FULL)
+    assert trimmed(failed, full) is failed
+    small = replace(full, max_original=100)
+    large = trimmed(failed, small)
+    assert large.header_only
+    # Even if the header alone fits, a trimmed message is never reported as the whole one.
+    message = parse(report_message(large, AuthFailure.DMARC, full, ENVELOPE))
+    assert parts(message)[2].get_content_type() == "text/rfc822-headers"

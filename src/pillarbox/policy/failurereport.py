@@ -37,7 +37,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Protocol
@@ -77,8 +77,11 @@ class FailedMessage:
     #: MAIL FROM ("" for the null reverse-path).
     mail_from: str
     arrival: datetime
-    #: The message as received, before our trace fields.
+    #: The message as received, before our trace fields (or only its header, see
+    #: :func:`trimmed`).
     raw: bytes
+    #: ``raw`` is only the header section: reports carry no more.
+    header_only: bool = False
 
 
 class FailureSink(Protocol):
@@ -87,6 +90,16 @@ class FailureSink(Protocol):
     def consider(self, failed: FailedMessage) -> None:
         """Start whatever reports ``failed`` calls for; must return without waiting."""
         ...
+
+
+def trimmed(failed: FailedMessage, settings: ReportSettings) -> FailedMessage:
+    """``failed`` holding only what its reports will carry: the header alone unless the whole
+    message goes, so reports waiting to be sent do not hold large messages in memory."""
+    if failed.header_only or (
+        settings.content is Content.FULL and len(failed.raw) <= settings.max_original
+    ):
+        return failed
+    return replace(failed, raw=header_section(failed.raw) + b"\r\n", header_only=True)
 
 
 def report_kinds(failed: FailedMessage) -> list[AuthFailure]:
@@ -283,7 +296,11 @@ def report_message(
     """The complete failure report (RFC 5965 §2), CRLF line ends, ready to submit."""
     raw = failed.raw
     header = header_section(raw)
-    whole = settings.content is Content.FULL and len(raw) <= settings.max_original
+    whole = (
+        not failed.header_only
+        and settings.content is Content.FULL
+        and len(raw) <= settings.max_original
+    )
     if settings.redaction_key is not None:
         header = redact_header(header, settings.redaction_key)
     utf8 = not header.isascii()  # an SMTPUTF8 message (RFC 6532): RFC 6533 §6.3, §6.4 types

@@ -21,6 +21,8 @@ Implementation notes:
 - A message that is itself a feedback report gets none (no report loops, RFC 9991 §5.1).
 - ``SPF-DNS`` (RFC 9991 §4) is looked up again (the policy's cache usually answers) only when
   SPF failed; a failed lookup leaves the field out.
+- A report waiting to be sent holds only what it will carry (the original's header unless
+  ``content = "full"``): ``max_pending`` reports never hold ``max_pending`` whole messages.
 - Reports lost to a shutdown while in flight are not retried.
 """
 
@@ -49,6 +51,7 @@ from pillarbox.policy.failurereport import (
     is_feedback_report,
     report_kinds,
     report_message,
+    trimmed,
 )
 from pillarbox.policy.spf import SpfResult
 
@@ -124,7 +127,8 @@ class FailureReporter:
             self._log.warning("too many reports in flight: dropped", domain=domain)
             return
         self._pending += 1
-        self._services.spawn(self._send(failed, domain, allowed), "dmarc-failure-report")
+        kept = trimmed(failed, self._settings)
+        self._services.spawn(self._send(kept, domain, allowed), "dmarc-failure-report")
 
     async def _send(self, failed: FailedMessage, domain: str, kinds: list[AuthFailure]) -> None:
         try:
