@@ -1,8 +1,8 @@
 """DMARC failure reports (RFC 9991) end to end: mail failing DMARC for domains whose records
 (served by a loopback DNS server) ask for failure reports arrives at the live MX over SMTP;
 the reports are queued through submission and land in the ``ruf`` mailbox. Covered: the
-report's structure, ``fo`` options, a destination that did not consent (none sent), the rate
-limit per policy domain, and the switch (off: nothing)."""
+report's structure, ``fo`` options (0, 1, s, d), a destination that did not consent (none
+sent), the rate limit per policy domain, and the switch (off: nothing)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ import email.policy
 import smtplib
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.queue.dkim import DkimAlgorithm, generate_key, public_record, sign
 from pillarbox.store.types import INBOX
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 
 RUF = "ruf=mailto:ruf@example.org"
+KEY = generate_key(DkimAlgorithm.RSA_SHA256, now=datetime(2025, 1, 1, tzinfo=UTC), selector="k1")
 
 
 def consenting(domain: str, record: str) -> list[ZoneRecord]:
@@ -45,6 +48,11 @@ RECORDS = [
     ZoneRecord("_dmarc.zero.test", "TXT", f"v=DMARC1; p=reject; fo=0; {RUF}"),
     ZoneRecord("zero.test._report._dmarc.example.org", "TXT", "v=DMARC1"),
     *consenting("spf.test", f"v=DMARC1; p=none; fo=s; {RUF}"),
+    # Passes DMARC by SPF; fo=d asks about its broken DKIM signature all the same.
+    ZoneRecord("signed.test", "TXT", "v=spf1 ip4:127.0.0.1 -all"),
+    ZoneRecord("_dmarc.signed.test", "TXT", f"v=DMARC1; p=reject; fo=d; {RUF}"),
+    ZoneRecord("signed.test._report._dmarc.example.org", "TXT", "v=DMARC1"),
+    ZoneRecord("k1._domainkey.signed.test", "TXT", public_record(KEY)),
     *consenting("flood.test", f"v=DMARC1; p=none; {RUF}"),
     # example.org never agreed to receive refused.test's reports.
     ZoneRecord("refused.test", "TXT", "v=spf1 -all"),
@@ -85,12 +93,15 @@ def server_off(tmp_path: Path, dns_port: int) -> Iterator[LiveServer]:
     yield from live(tmp_path, dns_port, enabled=False)
 
 
-def send(server: LiveServer, author: str, n: int) -> bool:
+def send(server: LiveServer, author: str, n: int, *, broken_signature: bool = False) -> bool:
     """Mail from ``author`` (also the MAIL FROM); whether it was accepted."""
     raw = (
         f"From: {author}\r\nTo: bob@example.org\r\nSubject: report test {n}\r\n"
         f"Message-ID: <{n}@client.test>\r\n\r\nBody {n}, not to be reported.\r\n"
     ).encode()
+    if broken_signature:
+        signature = sign(raw, author.rpartition("@")[2], [KEY])
+        raw = signature + raw.replace(b"not to be", b"never to be")
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), local_hostname="client.test") as client:
         try:
             client.sendmail(author, ["bob@example.org"], raw)
@@ -141,10 +152,17 @@ def test_failure_reports_end_to_end(server: LiveServer) -> None:
     assert not send(server, "x@fails.test", 4)  # p=reject: refused at DATA, still reported
     assert send(server, "x@passes.test", 5)
     assert send(server, "x@spf.test", 6)
+    assert send(server, "x@signed.test", 7, broken_signature=True)
     for n in range(PER_DOMAIN + 2):
         assert send(server, "x@flood.test", 10 + n)
 
-    wanted = {"fails.test": 1, "passes.test": 1, "spf.test": 1, "flood.test": PER_DOMAIN}
+    wanted = {
+        "fails.test": 1,
+        "passes.test": 1,
+        "spf.test": 1,
+        "signed.test": 1,
+        "flood.test": PER_DOMAIN,
+    }
     found = wait_for(server, lambda f: {d: len(r) for d, r in by_domain(f).items()} == wanted)
     time.sleep(1.0)  # room for a report that should not come
     found = reports(server)
@@ -183,6 +201,13 @@ def test_failure_reports_end_to_end(server: LiveServer) -> None:
     assert fields(passing)["Delivery-Result"] is None
     [spf_report] = grouped["spf.test"]  # fo=s
     assert fields(spf_report)["Auth-Failure"] == "spf"
+    [signature_report] = grouped["signed.test"]  # fo=d
+    signature = fields(signature_report)
+    assert (signature["Auth-Failure"], signature["DKIM-Domain"], signature["DKIM-Selector"]) == (
+        "signature",
+        "signed.test",
+        "k1",
+    )
 
 
 def test_nothing_is_sent_unless_enabled(server_off: LiveServer) -> None:
