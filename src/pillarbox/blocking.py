@@ -41,6 +41,21 @@ async def run_blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs)
     return await loop.run_in_executor(_pool(), functools.partial(fn, *args, **kwargs))
 
 
+#: Pure-Python work on a message (parsing, tokenising) runs on the event loop up to this size.
+#: It holds the GIL on a pool thread too, so for a mail-sized message the loop waits just as
+#: long and the hand-off to the thread and back is pure cost; past it, the interpreter's
+#: thread switching (every few ms) keeps one huge message from stalling every session.
+INLINE_SIZE = 256 * 1024
+
+
+async def run_sized(size: int, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)`` on the loop if ``size`` is at most :data:`INLINE_SIZE`, else
+    on the pool (:func:`run_blocking`)."""
+    if size <= INLINE_SIZE:
+        return fn(*args, **kwargs)
+    return await run_blocking(fn, *args, **kwargs)
+
+
 def shutdown() -> None:
     """Stop the pool (at the end of ``serve``); a later :func:`run_blocking` makes a new one."""
     global _executor

@@ -267,9 +267,19 @@ class PolicySection:
     reject_threshold: float = _f(15.0, "Spam score from which a message is refused at DATA (5xx).")
     spf: bool = _f(True, "Check SPF (RFC 7208) for the MAIL FROM or HELO identity.")
     dkim: bool = _f(True, "Verify DKIM signatures (RFC 6376, RFC 8463).")
-    dmarc: bool = _f(True, "Apply DMARC (RFC 7489): p=reject refuses, p=quarantine goes to Junk.")
+    dmarc: bool = _f(True, "Apply DMARC (RFC 9989): p=reject refuses, p=quarantine goes to Junk.")
+    dmarc_discovery: Literal["psl", "treewalk"] = _f(
+        "psl",
+        "How DMARC finds policy records and organizational domains: 'psl' (RFC 7489, the Public "
+        "Suffix List) or 'treewalk' (RFC 9989 §4.10 DNS tree walk, up to 8 queries per name).",
+    )
     arc: bool = _f(
         True, "Validate ARC chains (RFC 8617) and report them in Authentication-Results."
+    )
+    arc_trusted_sealers: tuple[str, ...] = _f(
+        (),
+        "Domains (d= of the newest ARC-Seal) whose passing ARC chain exempts mail failing DMARC "
+        "from its policy, as a local exception reported in aggregate reports (RFC 8617 §7.2.1).",
     )
     classifier: bool = _f(
         True, "Score content with the Bayesian classifier (global + per-account model)."
@@ -293,7 +303,8 @@ class PolicySection:
         ("127.0.0.0/8", "::1/128"), "Clients whose mail skips the DNS checks (local injection)."
     )
     timeout: float = _f(
-        10.0, "Seconds for all DNS work of one message (SPF, DKIM, DMARC, ARC, DNSBL)."
+        10.0,
+        "Seconds for the DNS checks of one message (SPF, DKIM, ARC, DNSBL), and again for DMARC.",
     )
     reject_without_from: bool = _f(
         False, "Refuse mail without a From address (RFC 5322 requires one)."
@@ -341,6 +352,39 @@ class DmarcReportSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DmarcFailureReportSection:
+    enabled: bool = _f(
+        False,
+        "Send DMARC failure reports (RFC 9991) to domains whose record asks for them (ruf=mailto:"
+        " and fo=); off by default: they expose the reported mail (RFC 9991 §7).",
+    )
+    from_address: str = _f(
+        "", "Local account whose address sends the reports (default: dmarc_reports.from_address)."
+    )
+    content: Literal["headers", "full"] = _f(
+        "headers",
+        "What of a failed message a report carries: its header (RFC 9991 §7 minimisation) or "
+        "the whole message.",
+    )
+    redact_addresses: bool = _f(
+        True,
+        "Replace the local parts of addresses in the reported header by a keyed hash "
+        "(RFC 6590; the same address gives the same token until the server restarts).",
+    )
+    max_original_bytes: int = _f(
+        1 * MIB, "Largest message sent whole with content = 'full'; larger ones as their header."
+    )
+    max_per_domain: int = _f(
+        10, "Failure reports per DMARC policy domain within rate_window, per node (RFC 9991 §2)."
+    )
+    rate_window: float = _f(3600.0, "Seconds over which max_per_domain counts.")
+    max_domains: int = _f(65536, "Policy domains the rate limit remembers at once.")
+    max_pending: int = _f(
+        100, "Reports being prepared or queued at once; more are dropped with a log line."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
     format: Literal["text", "json"] = _f("text", "Log line format.")
@@ -367,6 +411,9 @@ class Config:
     web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
     dmarc_reports: DmarcReportSection = _section(
         DmarcReportSection, "DMARC aggregate reports sent to the domains whose mail we receive."
+    )
+    dmarc_failure_reports: DmarcFailureReportSection = _section(
+        DmarcFailureReportSection, "DMARC failure reports (RFC 9991), per failing message."
     )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
@@ -566,6 +613,19 @@ def _validate(config: Config) -> None:
         raise ConfigError("dmarc_reports.interval", f"must be positive, got {reports.interval}")
     if reports.enabled and "@" not in reports.from_address:
         raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
+    _validate_failure_reports(config.dmarc_failure_reports, reports.from_address)
+
+
+def _validate_failure_reports(section: DmarcFailureReportSection, fallback: str) -> None:
+    for key in ("max_original_bytes", "max_per_domain", "rate_window", "max_domains"):
+        if getattr(section, key) <= 0:
+            raise ConfigError(f"dmarc_failure_reports.{key}", "must be positive")
+    if section.max_pending < 0:
+        raise ConfigError("dmarc_failure_reports.max_pending", "must not be negative")
+    if section.enabled and "@" not in (section.from_address or fallback):
+        raise ConfigError(
+            "dmarc_failure_reports.from_address", "needs an address when reports are enabled"
+        )
 
 
 def _validate_policy(policy: PolicySection) -> None:

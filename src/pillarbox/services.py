@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pillarbox.auth.directory import Authenticator
 from pillarbox.config import Config
+from pillarbox.dns.resolver import Resolver
+from pillarbox.policy.failurereport import FailureSink
 from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
 from pillarbox.queue.srs import SrsSettings
@@ -54,5 +57,11 @@ class Services:
         """The inbound policy (SPF/DKIM/DMARC/ARC/DNSBL/spam filter), built on first use:
         one per server, so its DNS cache is shared by every connection."""
         if self._policy is None:
-            self._policy = inbound_policy(self.config, self.store)
+            reporter: Callable[[Resolver], FailureSink] | None = None
+            if self.config.dmarc_failure_reports.enabled:
+                # Imported here: the reporter's module imports this one (it sends through us).
+                from pillarbox.policy.failurereporting import FailureReporter
+
+                reporter = partial(FailureReporter, self)
+            self._policy = inbound_policy(self.config, self.store, failure_reports=reporter)
         return self._policy

@@ -2,7 +2,9 @@
 loopback DNS server) asks for reports at another domain that consents (RFC 9990 §4) arrives
 at the live MX over SMTP; the server's periodic job builds the report and queues it through
 submission; it lands in the rua mailbox with the right counts. A second domain, whose rua
-names an address that did not consent, gets no report."""
+names an address that did not consent, gets no report. With the RFC 9989 tree walk
+configured, a record found below the organizational domain is reported with
+``discovery_method`` treewalk, and its ``t=y`` as a ``policy_test_mode`` override."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from pillarbox import config as cfg
 from pillarbox.policy.dmarcreport import NAMESPACE
+from pillarbox.policy.pipeline import JUNK_MAILBOX
 from pillarbox.store.types import INBOX
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
@@ -31,6 +35,11 @@ REPORT_RECORDS = [
     # The report consumer example.org agrees to receive sender.test's reports (§4).
     ZoneRecord("sender.test._report._dmarc.example.org", "TXT", "v=DMARC1"),
     ZoneRecord("_dmarc.pushy.test", "TXT", "v=DMARC1; p=none; rua=mailto:dmarc@example.org"),
+    # Found only by the tree walk (the PSL's organizational domain is walker.test).
+    ZoneRecord(
+        "_dmarc.dept.walker.test", "TXT", "v=DMARC1; p=reject; t=y; rua=mailto:dmarc@example.org"
+    ),
+    ZoneRecord("dept.walker.test._report._dmarc.example.org", "TXT", "v=DMARC1"),
 ]
 INTERVAL = 2.0
 
@@ -42,11 +51,23 @@ def dns_records() -> list[ZoneRecord]:
 
 @pytest.fixture
 def server(tmp_path: Path, dns_port: int) -> Iterator[LiveServer]:
+    yield from live_server(tmp_path, dns_port, "psl")
+
+
+@pytest.fixture
+def walking_server(tmp_path: Path, dns_port: int) -> Iterator[LiveServer]:
+    yield from live_server(tmp_path, dns_port, "treewalk")
+
+
+def live_server(
+    tmp_path: Path, dns_port: int, discovery: Literal["psl", "treewalk"]
+) -> Iterator[LiveServer]:
     config = loopback_config(
         tmp_path / "data",
         only=("smtp",),
         dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
-        policy=cfg.PolicySection(trusted_networks=()),  # the test client is on loopback
+        # The test client is on loopback.
+        policy=cfg.PolicySection(trusted_networks=(), dmarc_discovery=discovery),
         dmarc_reports=cfg.DmarcReportSection(
             enabled=True,
             interval=INTERVAL,
@@ -126,5 +147,40 @@ def test_aggregate_report_reaches_the_rua_mailbox(server: LiveServer) -> None:
         } == {"127.0.0.1"}
     # pushy.test's rua is at example.org, which did not consent to its reports.
     assert all("pushy.test" not in str(part.get_filename()) for part, _ in found)
-    # What was reported is forgotten.
-    assert server.call(server.store.dmarc_observations(datetime(2100, 1, 1, tzinfo=UTC))) == []
+    # What was reported is forgotten (pushy.test's evaluation may fall in the next period: its
+    # run forgets it too, having nowhere to send it).
+    left = server.call(server.store.dmarc_observations(datetime(2100, 1, 1, tzinfo=UTC)))
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = server.call(server.store.dmarc_observations(datetime(2100, 1, 1, tzinfo=UTC)))
+    assert left == []
+
+
+def wait_for_reports(live: LiveServer, count: int) -> list[tuple[Message, ET.Element]]:
+    deadline = time.monotonic() + 6 * INTERVAL + 10
+    found = reports(live)
+    while len(found) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = reports(live)
+    return found
+
+
+def test_tree_walk_discovery_and_testing_mode_are_reported(walking_server: LiveServer) -> None:
+    # team.dept.walker.test: no record of its own; the walk finds dept.walker.test's (p=reject,
+    # t=y), so the failing message is quarantined instead of refused.
+    send(walking_server, "x@elsewhere.test", message("x@team.dept.walker.test", "walk", 5))
+    assert len(walking_server.mailbox_messages("bob@example.org", JUNK_MAILBOX)) == 1
+    [(part, root)] = wait_for_reports(walking_server, 1)
+    assert "!dept.walker.test!" in str(part.get_filename())
+    published = root.find("d:policy_published", NS)
+    assert published is not None
+    assert published.findtext("d:domain", namespaces=NS) == "dept.walker.test"
+    assert published.findtext("d:discovery_method", namespaces=NS) == "treewalk"
+    assert published.findtext("d:testing", namespaces=NS) == "y"
+    evaluated = root.find("d:record/d:row/d:policy_evaluated", NS)
+    assert evaluated is not None
+    assert evaluated.findtext("d:disposition", namespaces=NS) == "quarantine"
+    assert evaluated.findtext("d:reason/d:type", namespaces=NS) == "policy_test_mode"
+    assert root.findtext("d:record/d:identifiers/d:header_from", namespaces=NS) == (
+        "team.dept.walker.test"
+    )

@@ -192,6 +192,26 @@ def test_forward_keeps_a_copy_rewrites_the_sender_and_seals(
     assert b"Subject: keep" in kept
 
 
+def test_settings_changes_apply_to_the_next_message(forwarder: LiveServer, peer: Recorder) -> None:
+    """The store caches each account's settings for intake; a change must reach the very next
+    message (the cache is emptied once the change is durable), switched on and off again."""
+    send(forwarder, "sender@outside.test", ["alice@example.org"], message(subject="before"))
+    assert len(stored(forwarder, "alice@example.org")) == 1  # settings read (and cached)
+    forward_alice(forwarder, keep_copy=False)
+    send(forwarder, "sender@outside.test", ["alice@example.org"], message(subject="during"))
+    [got] = wait_for(lambda: peer.messages, "the forwarded copy")
+    assert b"Subject: during" in got.content
+    assert len(stored(forwarder, "alice@example.org")) == 1
+    configure(forwarder, "alice@example.org", forward_to=())
+    send(forwarder, "sender@outside.test", ["alice@example.org"], message(subject="after"))
+    assert [b"Subject: after" in m for m in stored(forwarder, "alice@example.org")] == [
+        False,
+        True,
+    ]
+    settle(forwarder)
+    assert len(peer.messages) == 1
+
+
 def test_forward_without_a_copy(forwarder: LiveServer, peer: Recorder) -> None:
     forward_alice(forwarder, keep_copy=False)
     send(forwarder, "sender@outside.test", ["alice@example.org"], message())

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from pathlib import Path
 
 import pytest
 
+from pillarbox import config as cfg
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.parse import parse_message
 from pillarbox.store.types import INBOX
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
-from pillarbox.testing.live import LiveServer
+from pillarbox.testing.live import LiveServer, loopback_config
 
 pytestmark = pytest.mark.listeners("smtp", "submission", "submissions")
 
@@ -62,6 +66,60 @@ def test_mx_delivers_to_a_hosted_mailbox(live: LiveServer) -> None:
     assert b"Delivered-To: alice@example.org\r\n" in header
     assert b"Received: from client.example.net ([127.0.0.1])" in header
     assert b"for <alice@example.org>" in header
+
+
+@pytest.mark.parametrize("policy", [True, False])
+def test_stored_metadata_is_the_parse_of_the_stored_copy(tmp_path: Path, policy: bool) -> None:
+    """Intake parses a message once and derives each stored copy's metadata (the trace and
+    policy fields on top move every offset): it must equal a parse of the bytes as stored,
+    with the policy's fields and without, for each of several recipients."""
+    raw = (
+        b"From: Someone <someone@example.net>\r\nTo: alice@example.org\r\n"
+        b"Subject: =?utf-8?q?r=C3=A9sum=C3=A9?=\r\nMessage-ID: <parts@example.net>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n"
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nthe text\r\n"
+        b"--b1\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n"
+        b"--b1\r\nContent-Type: application/pdf; name=a.pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n"
+    )
+    config = loopback_config(
+        tmp_path / "data", only=("smtp",), policy=cfg.PolicySection(enabled=policy)
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        recipients = ["alice@example.org", "bob@example.org"]
+        for address in recipients:
+            live.add_account(address, PASSWORD)
+        with mx(live) as client:
+            client.sendmail("someone@example.net", recipients, raw)
+
+        async def stored(address: str) -> tuple[bytes, MessageInfo]:
+            account = await live.store.get_account(address)
+            assert account is not None
+            box = await live.store.get_mailbox(account.id, INBOX)
+            [record] = await live.store.list_messages(box.id)
+            infos = await live.store.message_infos(box.id, [record.uid])
+            return await live.store.read_blob(record.blob_id), infos[record.uid]
+
+        for address in recipients:
+            copy, info = live.call(stored(address))
+            assert copy.endswith(raw)
+            assert (b"\r\nX-Pillarbox-Spam: " in b"\r\n" + copy) == policy
+            assert info == parse_message(copy)
+
+
+def test_idle_session_is_told_of_shutdown(tmp_path: Path) -> None:
+    """RFC 5321 §3.8: a session waiting for a command when the server stops gets 421 — also
+    after a message and more commands, each of which waited for the shutdown too."""
+    with LiveServer(loopback_config(tmp_path / "data", only=("smtp",))) as live:
+        live.add_domain("example.org")
+        live.add_account("alice@example.org", PASSWORD)
+        client = mx(live)
+        client.sendmail("someone@example.net", ["alice@example.org"], message("a@b", "c@d"))
+        assert client.noop()[0] == 250
+    code, _ = client.getreply()
+    client.close()
+    assert code == 421
 
 
 def test_mx_over_starttls_records_tls_in_received(live: LiveServer) -> None:

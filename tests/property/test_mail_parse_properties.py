@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from pillarbox.mail.headers import _AddressParser, _simple_addresses
 from pillarbox.mail.model import BodyPart, MessageInfo
-from pillarbox.mail.parse import ParseLimits, find_part, parse_message, section_bytes
+from pillarbox.mail.parse import (
+    ParseLimits,
+    find_part,
+    parse_message,
+    prepend_fields,
+    section_bytes,
+)
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -173,6 +179,65 @@ def test_generated_trees_parse_exactly(tree: Leaf | Multi, eol: bytes) -> None:
     info = parse_message(raw)
     assert info.defects == ()
     compare(raw, tree, info.body)
+
+
+# -- fields put on top of a parsed message ----------------------------------------------------
+
+# Trace and policy fields as delivery adds them, and fields that must make the shortcut decline
+# (an ENVELOPE or Content-* field, a folded or malformed line, a blank line, no line end).
+top_fields = st.lists(
+    st.sampled_from(
+        [
+            b"Return-Path: <a@b.example>\r\n",
+            b"Delivered-To: u@b.example\r\n",
+            b"Received: from x (x [127.0.0.1])\r\n\tby y with ESMTP id 1; Sun, 29 Nov 2026\r\n",
+            b"X-Pillarbox-Spam: no, score=-1.0\r\n",
+            b"Authentication-Results: y; spf=pass smtp.mailfrom=b.example\r\n",
+            b"X-Lf: bare line feed\n",
+            b"Subject: on top\r\n",
+            b"Content-Type: text/html\r\n",
+            b" continuation\r\n",
+            b"no colon here\r\n",
+            b"\r\n",
+            b"X-Open: no line end",
+        ]
+    ),
+    max_size=5,
+).map(b"".join)
+
+
+@SETTINGS
+@given(any_input, top_fields)
+def test_prepended_fields_match_a_full_parse(raw: bytes, fields: bytes) -> None:
+    """Whenever the shortcut answers, it is exactly the parse of the whole copy."""
+    derived = prepend_fields(parse_message(raw), fields)
+    if derived is not None:
+        assert derived == parse_message(fields + raw)
+
+
+@SETTINGS
+@given(trees, st.sampled_from([b"\r\n", b"\n"]), st.integers(min_value=1, max_value=4))
+def test_prepended_trace_fields_need_no_second_parse(
+    tree: Leaf | Multi, eol: bytes, count: int
+) -> None:
+    """Well-formed mail with delivery's fields on top takes the shortcut, and gets the same."""
+    raw = b"Subject: t" + eol + b"From: a@b.example" + eol + render(tree, eol)
+    fields = b"Delivered-To: u@b.example\r\n" * count + b"Received: from x\r\n\tby y\r\n"
+    derived = prepend_fields(parse_message(raw), fields)
+    assert derived is not None
+    assert derived == parse_message(fields + raw)
+
+
+def test_prepended_fields_decline_near_the_limits() -> None:
+    limits = ParseLimits(max_header_fields=4, max_header_text=200)
+    raw = b"Subject: s\r\nFrom: a@b\r\n\r\nbody\r\n"
+    info = parse_message(raw, limits=limits)
+    assert prepend_fields(info, b"X-A: 1\r\n", limits=limits) == parse_message(
+        b"X-A: 1\r\n" + raw, limits=limits
+    )
+    # Two more fields would reach max_header_fields; a long one, max_header_text.
+    assert prepend_fields(info, b"X-A: 1\r\nX-B: 2\r\n", limits=limits) is None
+    assert prepend_fields(info, b"X-A: " + b"x" * 200 + b"\r\n", limits=limits) is None
 
 
 # -- address fast path -----------------------------------------------------------------------

@@ -47,6 +47,22 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[web]\nmax_upload_bytes = 10", "web.max_upload_bytes", "at least 1024"),
         ("[web]\nsse_per_account = 0", "web.sse_per_account", "at least 1"),
         ("[web]\nsession_ttl = -1", "web.session_ttl", "must be positive"),
+        ("[policy]\ndmarc_discovery = 'dns'", "policy.dmarc_discovery", "expected one of"),
+        (
+            "[dmarc_failure_reports]\nenabled = true",
+            "dmarc_failure_reports.from_address",
+            "needs an address",
+        ),
+        (
+            "[dmarc_failure_reports]\nmax_per_domain = 0",
+            "dmarc_failure_reports.max_per_domain",
+            "must be positive",
+        ),
+        (
+            "[dmarc_failure_reports]\ncontent = 'body'",
+            "dmarc_failure_reports.content",
+            "expected one of",
+        ),
     ],
 )
 def test_invalid_values_name_the_dotted_key(
@@ -115,6 +131,15 @@ def test_markdown_reference_documents_every_field() -> None:
         else:
             assert f"## `[{table}]`" in text
             assert all(f"| `{k}` |" in text for k in keys)
+
+
+def test_failure_reports_default_to_the_aggregate_sender(tmp_path: Path) -> None:
+    text = (
+        "[dmarc_reports]\nfrom_address = 'reports@example.org'\n"
+        "[dmarc_failure_reports]\nenabled = true\n"
+    )
+    config = cfg.load(write(tmp_path, text), environ={})
+    assert config.dmarc_failure_reports.enabled
 
 
 def test_config_path_precedence() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy import authresults, classifier, rules
 from pillarbox.policy.classifier import ModelView, classify, classify_views, message_tokens
@@ -129,6 +131,29 @@ def test_authentication_results_header() -> None:
     assert authresults.header("mx.test", authresults.AuthSummary()) == (
         b"Authentication-Results: mx.test; none\r\n"
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Subject: hi\r\nauthentication-results \t: mx.test; spf=pass\r\n\r\nbody\r\n",
+        b"Subject: hi\nAUTHENTICATION-RESULTS:mx.test; spf=pass\n\nbody\n",
+        b"Subject: hi\r\n folded\r\nAuthentication-Results: mx.test; x=y\r\n\r\n",
+        b"Authentication-Results: mx.test; spf=pass\r\n",
+    ],
+)
+def test_forged_fields_are_found_however_written(raw: bytes) -> None:
+    stripped = authresults.strip_forged(raw, "mx.test")
+    assert b"mx.test" not in stripped.lower()
+
+
+def test_mail_without_our_fields_is_returned_as_it_is() -> None:
+    for raw in (
+        b"Subject: hi\r\n\r\nAuthentication-Results: mx.test; in the body\r\n",
+        b"\r\nAuthentication-Results: mx.test; no header at all\r\n",
+        b"Subject: x-authentication-results: mx.test;\r\n\r\n",
+    ):
+        assert authresults.strip_forged(raw, "mx.test") is raw
 
 
 def test_forged_authentication_results_of_our_host_are_removed() -> None:

@@ -48,6 +48,9 @@ def seen(n: int, *, passed: bool, ip: str = "192.0.2.1", dkim: str = "pass") -> 
         spf_result="softfail",
         dkim=(("sender.example", "s1", dkim),),
         policy_record=RECORD.text(),
+        # Below the published p=reject: pct=50 did not select it.
+        override="" if passed else "other",
+        override_comment="" if passed else "not sampled (pct=50)",
     )
 
 
@@ -84,10 +87,12 @@ def test_report_follows_the_schema_and_counts_rows() -> None:
         "domain": "sender.example",
         "p": "reject",
         "sp": "reject",
+        "np": "reject",
         "adkim": "r",
         "aspf": "r",
         "discovery_method": "psl",
         "fo": "0",
+        "testing": "n",
     }
     rows = {}
     for record in root.findall("d:record", NS):
@@ -110,6 +115,8 @@ def test_report_follows_the_schema_and_counts_rows() -> None:
             # Below the published p=reject (pct sampling): a reason is required (§3.1.1.9).
             assert tags == ["disposition", "dkim", "spf", "reason"]
             assert evaluated.findtext("d:reason/d:type", namespaces=NS) == "other"
+            comment = evaluated.findtext("d:reason/d:comment", namespaces=NS)
+            assert comment == "not sampled (pct=50)"
     assert rows == {
         ("192.0.2.1", "pass"): 2,
         ("192.0.2.1", "quarantine"): 1,
@@ -191,6 +198,40 @@ def test_observation_of_an_outcome() -> None:
     no_rua = dmarc.parse_record("v=DMARC1; p=reject")
     quiet = dmarc.DmarcOutcome(dmarc.DmarcResult.FAIL, dmarc.Disposition.REJECT, "a.test", no_rua)
     assert observation(quiet, summary, source_ip="", mail_from="", received=START) is None
+
+
+def test_testing_mode_and_tree_walk_are_reported() -> None:
+    """RFC 9990 §3.1.1.5 (testing, np, discovery_method) and §3.1.6 (policy_test_mode)."""
+    record = dmarc.parse_record(
+        "v=DMARC1; p=reject; sp=quarantine; np=reject; t=y; rua=mailto:agg@sender.example"
+    )
+    assert record is not None
+    outcome = dmarc.DmarcOutcome(
+        dmarc.DmarcResult.FAIL,
+        dmarc.Disposition.QUARANTINE,
+        "ghost.sender.example",
+        record,
+        "no aligned SPF or DKIM pass (t=y)",
+        (),
+        "sender.example",
+        dmarc.Override.TEST_MODE,
+        dmarc.Discovery.TREEWALK,
+        "t=y",
+    )
+    kept = observation(outcome, AuthSummary(), source_ip="192.0.2.9", mail_from="", received=START)
+    assert kept is not None
+    assert (kept.override, kept.discovery) == ("policy_test_mode", "treewalk")
+    [report] = build_reports([kept], REPORTER, begin=0, end=60)
+    root = ET.fromstring(report.xml)
+    published = root.find("d:policy_published", NS)
+    assert published is not None
+    assert published.findtext("d:discovery_method", namespaces=NS) == "treewalk"
+    assert published.findtext("d:testing", namespaces=NS) == "y"
+    assert published.findtext("d:np", namespaces=NS) == "reject"
+    reason = root.find("d:record/d:row/d:policy_evaluated/d:reason", NS)
+    assert reason is not None
+    assert reason.findtext("d:type", namespaces=NS) == "policy_test_mode"
+    assert reason.findtext("d:comment", namespaces=NS) == "t=y"
 
 
 def test_period_boundaries() -> None:

@@ -214,7 +214,7 @@ def explanation(report: DeliveryReport, *, headers_only_because_large: bool) -> 
     return _CRLF.join(lines) + _CRLF
 
 
-def _choose_boundary(seed: str, parts: Sequence[bytes]) -> str:
+def choose_boundary(seed: str, parts: Sequence[bytes]) -> str:
     """The seed, or the seed with a counter, such that no part contains the delimiter."""
     if not _BOUNDARY.fullmatch(seed):
         raise ValueError(f"boundary seed {seed!r} is not a valid MIME boundary")
@@ -225,7 +225,7 @@ def _choose_boundary(seed: str, parts: Sequence[bytes]) -> str:
     return candidate
 
 
-def _header_section(raw: bytes) -> bytes:
+def header_section(raw: bytes) -> bytes:
     """The original's header fields, each ending in CRLF, without the empty line after them."""
     block = scan_header(raw, 0, len(raw))
     end = block.fields[-1].end if block.fields else 0
@@ -245,7 +245,7 @@ def build_report(
         raise ValueError("a delivery report needs at least one recipient")
     full = report.has_failures and ret is not ReturnContent.HEADERS
     too_large = full and len(original) > message.max_original
-    header = _header_section(original)
+    header = header_section(original)
     utf8 = not header.isascii()
     if full and not too_large:
         returned = original if original.endswith(b"\r\n") else original + b"\r\n"
@@ -256,7 +256,7 @@ def build_report(
     status = delivery_status(report).encode("utf-8")
     status_type = "message/global-delivery-status" if not status.isascii() else None
     text = explanation(report, headers_only_because_large=too_large).encode("ascii")
-    boundary = _choose_boundary(message.boundary_seed, [text, status, returned])
+    boundary = choose_boundary(message.boundary_seed, [text, status, returned])
 
     def part(content_type: str, body: bytes, extra: str = "") -> bytes:
         cte = "" if body.isascii() else "Content-Transfer-Encoding: 8bit\r\n"

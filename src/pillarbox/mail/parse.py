@@ -33,7 +33,7 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pillarbox.mail.decode import (
@@ -79,6 +79,7 @@ __all__ = [
     "find_part",
     "parse_message",
     "part_text",
+    "prepend_fields",
     "section_bytes",
     "section_span",
 ]
@@ -161,6 +162,69 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
         preview=collector.preview,
         attachments=tuple(collector.attachments),
         defects=tuple(parser.defects),
+    )
+
+
+def prepend_fields(
+    info: MessageInfo, fields: bytes, *, limits: ParseLimits = DEFAULT_LIMITS
+) -> MessageInfo | None:
+    """The parse of ``fields + raw`` from ``info``, the parse of ``raw`` with ``limits``,
+    without reading ``raw`` again; None when that cannot be exact (then parse the whole).
+
+    Delivery puts trace and policy fields (``Received``, ``Return-Path``, ``Delivered-To``,
+    ``Authentication-Results``…) on top of a message already parsed for the policy; parsing
+    the copy again would repeat all of the work for a few lines. Fields added on top of a
+    header change nothing below them — :func:`scan_header` reads field by field — except the
+    offsets, which move by ``len(fields)``, and the header text, which gains their lines.
+    That holds when ``fields`` are whole, well-formed fields none of which is an ENVELOPE or
+    ``Content-*`` field (the first of each counts), and ``raw`` parsed without defects (a
+    first line that is a continuation would join the last added field; defects carry
+    offsets); the limits on header fields and header text must not be reached by the sum.
+    """
+    if not fields:
+        return info
+    if info.defects or not fields.endswith(b"\n"):
+        return None
+    block = scan_header(fields, 0, len(fields), max_fields=limits.max_header_fields)
+    if block.defects or block.body_start != len(fields):
+        return None
+    for f in block.fields:
+        if f.key in _ENVELOPE_FIELDS or f.key[:8] == "content-":
+            return None
+    # ``header_text`` has a line per field at least (a decoded value may hold more).
+    if info.header_text.count("\n") + 1 + len(block.fields) >= limits.max_header_fields:
+        return None
+    added = _header_text(block, limits.max_header_text)
+    text = f"{added}\n{info.header_text}" if info.header_text else added
+    if len(text) >= limits.max_header_text:
+        return None  # the original text may have been cut, or the sum would be
+    delta = len(fields)
+    top = info.body
+    body = replace(
+        top,
+        body_start=top.body_start + delta,
+        body_end=top.body_end + delta,
+        parts=tuple(_shifted(p, delta) for p in top.parts),
+        message=_shifted(top.message, delta) if top.message is not None else None,
+    )
+    return replace(
+        info,
+        size=info.size + delta,
+        header_end=info.header_end + delta,
+        body=body,
+        header_text=text,
+    )
+
+
+def _shifted(part: BodyPart, delta: int) -> BodyPart:
+    """``part`` and everything below it ``delta`` bytes further into the message."""
+    return replace(
+        part,
+        header_start=part.header_start + delta,
+        body_start=part.body_start + delta,
+        body_end=part.body_end + delta,
+        parts=tuple(_shifted(p, delta) for p in part.parts),
+        message=_shifted(part.message, delta) if part.message is not None else None,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from pillarbox.auth.directory import Authenticated, SaslSession
 from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
@@ -132,6 +133,9 @@ class _SmtpSession:
         self.mail: MailFrom | None = None
         self.accepted: list[AcceptedRecipient] = []
         self.spool = bytearray()
+        #: Done once the server begins shutting down: made at the first wait for a command and
+        #: kept for the session (one per wait was a task more for every command).
+        self.stopping: asyncio.Task[Literal[True]] | None = None
 
     def _reset_transaction(self) -> None:
         self.mail = None
@@ -144,6 +148,13 @@ class _SmtpSession:
             await self.channel.send(data)
 
     async def run(self) -> None:
+        try:
+            await self._converse()
+        finally:
+            if self.stopping is not None:
+                self.stopping.cancel()
+
+    async def _converse(self) -> None:
         self.log.info("connected", submission=self.submission, tls=self.channel.tls_active)
         self.core.greet(replies.service_ready(self.services.hostname))
         core = self.core
@@ -185,12 +196,15 @@ class _SmtpSession:
         """Read from the client; None when the server begins shutting down while idle."""
         if self.core.state not in _IDLE_STATES:
             return await self.channel.receive(timeout)
+        stopping = self.stopping
+        if stopping is None:
+            stopping = self.stopping = asyncio.ensure_future(self.services.shutdown.wait())
         receive = asyncio.ensure_future(self.channel.receive(timeout))
-        stop = asyncio.ensure_future(self.services.shutdown.wait())
         try:
-            done, _ = await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
+            done, _ = await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            receive.cancel()
+            raise
         if receive in done:
             return receive.result()
         receive.cancel()

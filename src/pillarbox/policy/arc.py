@@ -10,6 +10,9 @@ Implementation notes:
 - Results are RFC 8601's ``arc=`` values: ``none`` (no ARC sets), ``pass``, ``fail``. A key
   lookup that failed temporarily makes the chain ``fail`` with that reason in the comment; the
   chain is only advice to DMARC, never a reason to refuse mail here.
+- A chain that passes and whose newest seal is by a sealer in ``policy.arc_trusted_sealers``
+  exempts a message failing DMARC from the domain's policy (:func:`trusted_pass`; RFC 8617
+  §7.2.1, RFC 9989 §5.4), a local policy exception the aggregate report records.
 - Sealing (:func:`seal`) adds the next ARC set to a message that carries our own
   ``Authentication-Results`` (the AAR copies it, RFC 8617 §4.1.1); dkimpy signs with RSA-SHA256
   (its only ARC algorithm), relaxed/relaxed canonicalisation.
@@ -18,6 +21,7 @@ Implementation notes:
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import dkim
@@ -55,6 +59,23 @@ class ArcOutcome:
     reason: str = ""
     #: The d= of the newest ARC-Seal (who handed the message to us), lowercase.
     sealer: str = ""
+
+
+def trusted_pass(outcome: ArcOutcome | None, sealers: Collection[str]) -> bool:
+    """The chain passed and its newest seal is by one of ``sealers`` (lowercase domains): the
+    hop that handed the message to us is trusted to have authenticated it (RFC 8617 §7.2.1)."""
+    return (
+        outcome is not None
+        and outcome.result is ArcResult.PASS
+        and bool(outcome.sealer)
+        and outcome.sealer.lower().rstrip(".") in sealers
+    )
+
+
+def trusted_comment(outcome: ArcOutcome) -> str:
+    """The aggregate report's comment on the exception (RFC 8617 §7.2.1 suggests the chain's
+    ``arc=pass as[N].d=…``)."""
+    return f"arc=pass as[{outcome.instances}].d={outcome.sealer}"
 
 
 class ArcSealError(UserError):

@@ -1,41 +1,59 @@
-"""DMARC (RFC 7489; RFC 9989 where it only clarifies): policy records, organizational domains,
+"""DMARC (RFC 9989, which obsoletes RFC 7489): policy records, organizational domains,
 identifier alignment, and the disposition a failing message asks for.
 
 Implementation notes:
 
-- **Policy discovery** (RFC 7489 §6.6.3): ``_dmarc.<author domain>``, then — only if that
-  has no usable record — ``_dmarc.<organizational domain>``; no intermediate labels (RFC 9989's
-  tree walk is not followed, so results match RFC 7489 receivers). Of the TXT records there,
-  those not starting ``v=DMARC1`` are discarded; more than one left means no policy (step 4).
-  A temporary DNS failure is ``temperror`` and never treated as "no policy" (§11.3).
-- **Organizational domain** (§3.2): the public suffix plus one label, from the Public Suffix
-  List shipped in the ``publicsuffixlist`` package (no download at run time). A name that is
-  itself a public suffix has none and aligns with nothing but itself.
-- **Records** (§6.3, §6.6.3 step 6): tags after ``v`` in any order, unknown tags ignored,
-  values case-insensitive; an invalid value of an optional tag falls back to its default
-  ("syntax errors in the remainder of the record SHOULD be discarded in favor of default
-  values"); a missing or invalid ``p`` keeps the record only if it has a valid ``rua``, as
-  ``p=none``.
-- **Alignment** (§3.1): relaxed compares organizational domains, strict compares names; both
-  case-insensitively. Only *passing* SPF and DKIM results count (§4.2).
-- **Disposition** (§6.6.4): a failing message gets ``p`` (``sp`` when the record came from
-  the organizational domain and the author domain is below it); if the message is not
-  selected by ``pct``, the next lower policy. Several author domains (RFC 7489 §6.6.1): each is
-  evaluated and the strictest outcome wins. No From field: ``permerror``, disposition reject.
+- **Policy discovery** is a configuration choice (:class:`Discovery`), default ``psl``:
+
+  - ``psl`` (RFC 7489 §6.6.3): ``_dmarc.<author domain>``, then — only if that has no usable
+    record — ``_dmarc.<organizational domain>``; no intermediate labels, so results match
+    RFC 7489 receivers (and ``dmarc-cases.yml``, written from RFC 7489). Organizational
+    domain (RFC 7489 §3.2): the public suffix plus one label, from the Public Suffix List
+    shipped in the ``publicsuffixlist`` package (no download at run time). A name that is
+    itself a public suffix has none and aligns with nothing but itself.
+  - ``treewalk`` (RFC 9989 §4.10): at most eight queries from the author domain up to its
+    top label, stopping at a record with ``psd=y`` or ``psd=n``; the organizational domain is
+    chosen by §4.10.2 (``psd=n`` record, else one label below a ``psd=y`` one, else the
+    record with the fewest labels), and the record applied is the author domain's, else the
+    organizational domain's, else the PSD's (§4.10.1). Relaxed alignment walks from each
+    authenticated identifier as well (§4.10.2); walks are cached per message.
+
+  Of the TXT records at a name, those not starting ``v=DMARC1`` are discarded; more than one
+  left means none there. A temporary DNS failure is ``temperror`` and never treated as "no
+  policy" (RFC 9989 §5.3.6).
+- **Records** (RFC 9989 §4.7, §4.8): tags after ``v`` in any order, unknown tags ignored,
+  values case-insensitive; an invalid value of an optional tag falls back to its default; a
+  missing or invalid ``p`` (or invalid ``sp``/``np``) keeps the record only if it has a
+  valid ``rua``, as ``p=none`` (§4.10.1). ``np`` defaults to ``sp``, which defaults to ``p``.
+- **Testing** (RFC 9989 §4.7 ``t``, Appendix A.6): ``t=y`` applies the policy one step
+  lower. RFC 9989 dropped ``pct``; legacy records are still honoured as RFC 7489 §6.6.4 did
+  (a message not selected by ``pct`` gets the next lower policy), but only when the record
+  has no ``t`` tag — a record with ``t`` speaks RFC 9989 and its ``pct`` is ignored. Either
+  way the policy is lowered once, never twice.
+- **Alignment** (RFC 9989 §3.2.10): relaxed compares organizational domains, strict compares
+  names; both case-insensitively. Only *passing* SPF and DKIM results count (§4.4).
+- **Disposition** (§4.10.1): a failing message gets ``p`` when the record is the author
+  domain's; below a record found higher up, ``np`` if the author domain does not exist
+  (NXDOMAIN, §3.2.13 and RFC 8020 — one MX query, since any answer but NXDOMAIN means the name
+  exists, Appendix A.4), else ``sp``. Several author domains: each is evaluated and the
+  strictest outcome wins (RFC 9989 §5.3.1 allows going on). No From field: ``permerror``,
+  disposition reject. A local exception (:func:`local_exception`, used for trusted ARC
+  sealers) keeps the ``fail`` and lifts the policy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from publicsuffixlist import PublicSuffixList
 
-from pillarbox.dns.resolver import DnsTemporaryError, Resolver
+from pillarbox.dns.resolver import DnsTemporaryError, MxStatus, Resolver
 from pillarbox.errors import InvalidName
 
 
@@ -48,11 +66,30 @@ class DmarcResult(enum.StrEnum):
 
 
 class Disposition(enum.StrEnum):
-    """What the domain owner asks receivers to do with failing mail (RFC 7489 §6.3 ``p``)."""
+    """What the domain owner asks receivers to do with failing mail (RFC 9989 §4.7 ``p``)."""
 
     NONE = "none"
     QUARANTINE = "quarantine"
     REJECT = "reject"
+
+
+class Discovery(enum.StrEnum):
+    """How the policy record and organizational domains are found (RFC 9990 §3.1.1.5
+    ``discovery_method``)."""
+
+    PSL = "psl"
+    TREEWALK = "treewalk"
+
+
+class Override(enum.StrEnum):
+    """Why a failing message got less than the published policy (RFC 9990 §3.1.6)."""
+
+    #: ``t=y`` (RFC 9989 §4.7).
+    TEST_MODE = "policy_test_mode"
+    #: Not selected by a legacy ``pct`` (RFC 7489 §6.6.4): no RFC 9990 type of its own.
+    OTHER = "other"
+    #: A local exception: a trusted ARC sealer vouched for the message (RFC 8617 §7.2.1).
+    LOCAL_POLICY = "local_policy"
 
 
 _SEVERITY = {Disposition.NONE: 0, Disposition.QUARANTINE: 1, Disposition.REJECT: 2}
@@ -61,7 +98,7 @@ _LOWER = {Disposition.REJECT: Disposition.QUARANTINE, Disposition.QUARANTINE: Di
 
 @dataclass(frozen=True, slots=True)
 class DmarcRecord:
-    """A parsed policy record with defaults filled in (RFC 7489 §6.3)."""
+    """A parsed policy record with defaults filled in (RFC 9989 §4.7)."""
 
     p: Disposition
     sp: Disposition
@@ -73,20 +110,41 @@ class DmarcRecord:
     ri: int = 86400
     rua: tuple[str, ...] = ()
     ruf: tuple[str, ...] = ()
+    #: Policy for non-existent subdomains (RFC 9989 §4.7; absent: ``sp``). None only while
+    #: constructing: :meth:`__post_init__` fills it in.
+    np: Disposition | None = None
+    #: ``t=y``: testing, apply one step less (RFC 9989 §4.7).
+    t: bool = False
+    #: ``y``: published by a public suffix operator; ``n``: an organizational domain; ``u``.
+    psd: str = "u"
+
+    def __post_init__(self) -> None:
+        if self.np is None:
+            object.__setattr__(self, "np", self.sp)  # RFC 9989 §4.7: np absent → sp
+
+    @property
+    def nonexistent(self) -> Disposition:
+        """``np`` with its default applied."""
+        return self.np if self.np is not None else self.sp
 
     def text(self) -> str:
         """The record in canonical form, every tag spelled out (what reports quote, and what
-        :func:`parse_record` reads back to an equal record)."""
+        :func:`parse_record` reads back to an equal record). ``t`` is written only as ``t=y``:
+        a written ``t=n`` would make a reader ignore a legacy ``pct``."""
         tags = [
             f"p={self.p.value}",
             f"sp={self.sp.value}",
+            f"np={self.nonexistent.value}",
             f"adkim={self.adkim}",
             f"aspf={self.aspf}",
             f"pct={self.pct}",
             f"fo={self.fo}",
             f"rf={self.rf}",
             f"ri={self.ri}",
+            f"psd={self.psd}",
         ]
+        if self.t:
+            tags.append("t=y")
         tags += [
             f"{name}={','.join(uris)}"
             for name, uris in (("rua", self.rua), ("ruf", self.ruf))
@@ -114,12 +172,17 @@ class DmarcOutcome:
     reason: str = ""
     #: The identifiers that aligned and passed ("spf", "dkim").
     aligned: tuple[str, ...] = field(default=())
-    #: Where the record was found: ``domain`` or its organizational domain (the DMARC Policy
-    #: Domain that aggregate reports are about, RFC 9990 §3.1.2).
+    #: Where the record was found: ``domain``, its organizational domain or its public suffix
+    #: domain (the DMARC Policy Domain that reports are about, RFC 9990 §3.1.2).
     policy_domain: str = ""
+    #: Set when a failing message got less than the published policy.
+    override: Override | None = None
+    discovery: Discovery = Discovery.PSL
+    #: What the aggregate report says about ``override`` (RFC 9990 §3.1.6 ``comment``).
+    override_comment: str = ""
 
 
-# -- organizational domains (RFC 7489 §3.2) ------------------------------------------------------
+# -- organizational domains by the PSL (RFC 7489 §3.2) -------------------------------------------
 
 
 @cache
@@ -127,12 +190,15 @@ def _psl() -> PublicSuffixList:
     return PublicSuffixList()  # the list shipped in the package: no network
 
 
+def _normal(domain: str) -> str:
+    name = domain.strip().lower()
+    return name[:-1] if name.endswith(".") else name
+
+
 def organizational_domain(domain: str) -> str | None:
     """The registered domain under the public suffix, lowercase; None if ``domain`` is itself
     a public suffix (or empty)."""
-    name = domain.strip().lower()
-    if name.endswith("."):
-        name = name[:-1]
+    name = _normal(domain)
     if not name:
         return None
     result: str | None = _psl().privatesuffix(name)
@@ -140,9 +206,9 @@ def organizational_domain(domain: str) -> str | None:
 
 
 def aligned(author: str, identifier: str, mode: str) -> bool:
-    """RFC 7489 §3.1: strict = same name; relaxed = same organizational domain."""
-    a = author.strip().lower().rstrip(".")
-    b = identifier.strip().lower().rstrip(".")
+    """RFC 7489 §3.1 with PSL organizational domains: strict = same name; relaxed = same
+    organizational domain."""
+    a, b = _normal(author), _normal(identifier)
     if not a or not b:
         return False
     if a == b:
@@ -153,10 +219,11 @@ def aligned(author: str, identifier: str, mode: str) -> bool:
     return org is not None and org == organizational_domain(b)
 
 
-# -- records (RFC 7489 §6.3, §6.4) ---------------------------------------------------------------
+# -- records (RFC 9989 §4.7, §4.8) ---------------------------------------------------------------
 
 _VERSION = re.compile(r"\s*v\s*=\s*DMARC1\s*(;|$)")
 _URI = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:[^\s,!]+(![0-9]+[kmgt]?)?")
+_FO = re.compile(r"[01ds](:[01ds])*")
 
 
 def _uris(value: str) -> tuple[str, ...]:
@@ -186,41 +253,50 @@ def parse_record(text: str) -> DmarcRecord | None:
     p = _policy(tags.get("p"))
     if p is None:
         if not rua:
-            return None  # §6.6.3 step 6: no usable policy and no one to report to
+            return None  # RFC 9989 §4.10.1: no usable policy and no one to report to
         p = Disposition.NONE
     sp = _policy(tags.get("sp")) if "sp" in tags else p
-    if sp is None:
+    np = _policy(tags.get("np")) if "np" in tags else sp
+    if sp is None or np is None:
         if not rua:
-            return None
-        sp = p
+            return None  # §4.10.1: an invalid sp or np is treated like an invalid p
+        sp = sp or p
+        np = np or sp
     adkim = tags.get("adkim", "r").lower()
     aspf = tags.get("aspf", "r").lower()
+    testing = tags.get("t", "").lower()
     pct_text = tags.get("pct", "100")
     pct = int(pct_text) if pct_text.isdigit() and int(pct_text) <= 100 else 100
+    if testing in ("y", "n"):
+        pct = 100  # RFC 9989 Appendix A.6: t replaces pct; a record with t is a 9989 one
     ri_text = tags.get("ri", "86400")
     fo = tags.get("fo", "0")
+    psd = tags.get("psd", "u").lower()
     return DmarcRecord(
         p=p,
         sp=sp,
+        np=np,
         adkim=adkim if adkim in ("r", "s") else "r",
         aspf=aspf if aspf in ("r", "s") else "r",
         pct=pct,
-        fo=fo if re.fullmatch(r"[01ds](:[01ds])*", fo) else "0",
+        fo=fo if _FO.fullmatch(fo) else "0",
         rf=tags.get("rf", "afrf").lower() or "afrf",
         ri=int(ri_text) if ri_text.isdigit() else 86400,
         rua=rua,
         ruf=_uris(tags.get("ruf", "")),
+        t=testing == "y",
+        psd=psd if psd in ("y", "n", "u") else "u",
     )
 
 
 def is_dmarc_text(text: str) -> bool:
-    """The TXT data starts with the ``v=DMARC1`` tag (RFC 7489 §6.6.3 step 3; RFC 9990 §4
+    """The TXT data starts with the ``v=DMARC1`` tag (RFC 9989 §4.10 step 2; RFC 9990 §4
     step 6 for report consent records)."""
     return _VERSION.match(text) is not None
 
 
 def select_record(texts: Sequence[str]) -> DmarcRecord | None:
-    """RFC 7489 §6.6.3 steps 3–4: discard non-DMARC records; exactly one must remain."""
+    """RFC 9989 §4.10 step 2: discard non-DMARC records; exactly one must remain."""
     candidates = [t for t in texts if is_dmarc_text(t)]
     if len(candidates) != 1:
         return None
@@ -236,8 +312,8 @@ async def _lookup(resolver: Resolver, domain: str) -> DmarcRecord | None:
 
 
 async def discover(resolver: Resolver, domain: str) -> tuple[DmarcRecord | None, bool]:
-    """The policy for author domain ``domain`` and whether it came from the organizational
-    domain; raises :class:`DnsTemporaryError`."""
+    """RFC 7489 discovery: the policy for author domain ``domain`` and whether it came from
+    the organizational domain; raises :class:`DnsTemporaryError`."""
     record = await _lookup(resolver, domain)
     if record is not None:
         return record, False
@@ -247,7 +323,103 @@ async def discover(resolver: Resolver, domain: str) -> tuple[DmarcRecord | None,
     return await _lookup(resolver, org), True
 
 
-# -- evaluation (RFC 7489 §4.2, §6.6) ------------------------------------------------------------
+# -- the DNS tree walk (RFC 9989 §4.10) ----------------------------------------------------------
+
+#: RFC 9989 §4.10 step 4: names longer than this are cut to it after the first query.
+MAX_WALK_LABELS = 7
+
+
+def walk_targets(domain: str) -> list[str]:
+    """The names a tree walk from ``domain`` queries, in order (RFC 9989 §4.10 steps 3–7):
+    ``domain``, then — cut to seven labels if it has eight or more — each parent to the top
+    label; never more than eight."""
+    labels = _normal(domain).split(".")
+    if not labels or not labels[0]:
+        return []
+    targets = [".".join(labels)]
+    rest = labels[1:] if len(labels) < MAX_WALK_LABELS + 1 else labels[-MAX_WALK_LABELS:]
+    while rest:
+        targets.append(".".join(rest))
+        rest = rest[1:]
+    return targets
+
+
+class TreeWalk:
+    """Tree walks for one message, each ``_dmarc`` name queried at most once."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+        self._records: dict[str, DmarcRecord | None] = {}
+
+    async def record(self, domain: str) -> DmarcRecord | None:
+        """The one valid record at ``_dmarc.<domain>``; raises :class:`DnsTemporaryError`."""
+        if domain not in self._records:
+            self._records[domain] = await _lookup(self._resolver, domain)
+        return self._records[domain]
+
+    async def walk(self, start: str) -> list[tuple[str, DmarcRecord]]:
+        """The records a walk from ``start`` finds, longest name first; it stops at one with
+        ``psd=y`` or ``psd=n`` (§4.10 steps 2 and 6)."""
+        found: list[tuple[str, DmarcRecord]] = []
+        for target in walk_targets(start):
+            record = await self.record(target)
+            if record is not None:
+                found.append((target, record))
+                if record.psd in ("y", "n"):
+                    break
+        return found
+
+    async def organizational_domain(self, start: str) -> str:
+        """RFC 9989 §4.10.2: the organizational domain of ``start``."""
+        name = _normal(start)
+        found = await self.walk(name)
+        for domain, record in found:
+            if record.psd == "n":
+                return domain  # step 1
+            if record.psd == "y" and domain != name:
+                return name.removesuffix("." + domain).rpartition(".")[2] + "." + domain  # 2
+        if found:
+            return found[-1][0]  # step 3: the record with the fewest labels
+        return name  # no record anywhere: the name itself
+
+    async def discover(self, author: str) -> tuple[DmarcRecord | None, str]:
+        """RFC 9989 §4.10.1: the record applied to ``author`` and where it was found — the
+        author domain, else its organizational domain, else its public suffix domain."""
+        own = await self.record(author)
+        if own is not None:
+            return own, author
+        found = dict(await self.walk(author))
+        org = await self.organizational_domain(author)
+        if org in found:
+            return found[org], org
+        psd = [(d, r) for d, r in found.items() if r.psd == "y"]
+        if psd:
+            return psd[0][1], psd[0][0]
+        return None, ""
+
+    async def aligned(self, author: str, identifier: str, mode: str) -> bool:
+        """RFC 9989 §4.10.2: strict = same name; relaxed = same organizational domain, each
+        found by a tree walk."""
+        a, b = _normal(author), _normal(identifier)
+        if not a or not b:
+            return False
+        if a == b:
+            return True
+        if mode == "s":
+            return False
+        return await self.organizational_domain(a) == await self.organizational_domain(b)
+
+
+# -- evaluation (RFC 9989 §4.4, §4.10.1, §5.3) ---------------------------------------------------
+
+
+async def _exists(resolver: Resolver, domain: str) -> bool:
+    """RFC 9989 §3.2.13: a name exists unless the DNS answers NXDOMAIN (here to an MX query:
+    NODATA, an empty non-terminal and any record mean it exists, Appendix A.4)."""
+    answer = await resolver.mx(domain)
+    if answer.status is MxStatus.TEMPORARY:
+        raise DnsTemporaryError(domain, answer.reason)
+    return answer.status is not MxStatus.NO_DOMAIN
 
 
 async def _evaluate_domain(
@@ -256,36 +428,92 @@ async def _evaluate_domain(
     spf: AuthIdentity | None,
     dkim: Sequence[AuthIdentity],
     rng: random.Random,
+    discovery: Discovery,
 ) -> DmarcOutcome:
-    domain = domain.strip().lower().rstrip(".")
+    domain = _normal(domain)
+    walk = TreeWalk(resolver)
     try:
-        record, inherited = await discover(resolver, domain)
+        if discovery is Discovery.TREEWALK:
+            record, policy_domain = await walk.discover(domain)
+        else:
+            record, inherited = await discover(resolver, domain)
+            policy_domain = (organizational_domain(domain) or domain) if inherited else domain
+        if record is None:
+            return DmarcOutcome(
+                DmarcResult.NONE, Disposition.NONE, domain, None, "no policy", discovery=discovery
+            )
+        passing: list[str] = []
+        candidates = [("spf", spf, record.aspf)] if spf is not None else []
+        candidates += [("dkim", d, record.adkim) for d in dkim]
+        for method, identity, mode in candidates:
+            if identity is None or identity.result != "pass" or method in passing:
+                continue
+            if discovery is Discovery.TREEWALK:
+                good = await walk.aligned(domain, identity.domain, mode)
+            else:
+                good = aligned(domain, identity.domain, mode)
+            if good:
+                passing.append(method)
+        if passing:
+            return DmarcOutcome(
+                DmarcResult.PASS,
+                Disposition.NONE,
+                domain,
+                record,
+                "aligned",
+                tuple(sorted(passing, key=("spf", "dkim").index)),
+                policy_domain,
+                discovery=discovery,
+            )
+        if policy_domain == domain:
+            policy = record.p
+        elif record.nonexistent is not record.sp and not await _exists(resolver, domain):
+            policy = record.nonexistent  # RFC 9989 §4.10.1: np for a non-existent subdomain
+        else:
+            policy = record.sp
     except DnsTemporaryError as exc:
-        return DmarcOutcome(DmarcResult.TEMPERROR, Disposition.NONE, domain, None, str(exc))
-    if record is None:
-        return DmarcOutcome(DmarcResult.NONE, Disposition.NONE, domain, None, "no policy")
-    passing: list[str] = []
-    if spf is not None and spf.result == "pass" and aligned(domain, spf.domain, record.aspf):
-        passing.append("spf")
-    if any(d.result == "pass" and aligned(domain, d.domain, record.adkim) for d in dkim):
-        passing.append("dkim")
-    policy_domain = (organizational_domain(domain) or domain) if inherited else domain
-    if passing:
         return DmarcOutcome(
-            DmarcResult.PASS,
-            Disposition.NONE,
-            domain,
-            record,
-            "aligned",
-            tuple(passing),
-            policy_domain,
+            DmarcResult.TEMPERROR, Disposition.NONE, domain, None, str(exc), discovery=discovery
         )
-    policy = record.sp if inherited else record.p
-    sampled = record.pct >= 100 or rng.random() * 100 < record.pct
-    if not sampled:
-        policy = _LOWER.get(policy, Disposition.NONE)  # §6.6.4: the next lower policy
-    reason = "no aligned SPF or DKIM pass" + ("" if sampled else f" (pct={record.pct})")
-    return DmarcOutcome(DmarcResult.FAIL, policy, domain, record, reason, (), policy_domain)
+    override = None
+    if policy is not Disposition.NONE:
+        if record.t:
+            override = Override.TEST_MODE  # RFC 9989 §4.7 t=y: one level below
+        elif record.pct < 100 and rng.random() * 100 >= record.pct:
+            override = Override.OTHER  # RFC 7489 §6.6.4: not sampled, the next lower policy
+    reason = "no aligned SPF or DKIM pass"
+    comment = ""
+    if override is not None:
+        policy = _LOWER.get(policy, Disposition.NONE)
+        comment = "t=y" if override is Override.TEST_MODE else f"not sampled (pct={record.pct})"
+        reason += f" ({comment})"
+    return DmarcOutcome(
+        DmarcResult.FAIL,
+        policy,
+        domain,
+        record,
+        reason,
+        (),
+        policy_domain,
+        override,
+        discovery,
+        comment,
+    )
+
+
+def local_exception(outcome: DmarcOutcome, comment: str) -> DmarcOutcome:
+    """``outcome`` with its policy not applied, as a local policy exception (RFC 9989 §5.4:
+    receivers may deviate, and say why in aggregate reports, RFC 9990 §3.1.6). The result stays
+    ``fail``; only a failure whose policy would act is changed."""
+    if outcome.result is not DmarcResult.FAIL or outcome.disposition is Disposition.NONE:
+        return outcome
+    return replace(
+        outcome,
+        disposition=Disposition.NONE,
+        reason=f"{outcome.reason}; policy not applied: {comment}",
+        override=Override.LOCAL_POLICY,
+        override_comment=comment,
+    )
 
 
 async def evaluate(
@@ -295,17 +523,29 @@ async def evaluate(
     dkim: Sequence[AuthIdentity],
     *,
     rng: random.Random | None = None,
+    discovery: Discovery = Discovery.PSL,
+    timeout: float | None = None,
 ) -> DmarcOutcome:
-    """DMARC for a message whose From field names ``author_domains`` (see the module notes)."""
+    """DMARC for a message whose From field names ``author_domains`` (see the module notes);
+    lookups that take longer than ``timeout`` seconds in all make it ``temperror`` (a tree
+    walk may ask dozens of names for one message)."""
     if not author_domains:
         return DmarcOutcome(
             DmarcResult.PERMERROR, Disposition.REJECT, "", None, "no From address (RFC 5322)"
         )
     generator = rng if rng is not None else random.Random()
-    outcomes = [
-        await _evaluate_domain(resolver, d, spf, dkim, generator)
-        for d in dict.fromkeys(a.lower().rstrip(".") for a in author_domains)
-    ]
+    domains = list(dict.fromkeys(a.lower().rstrip(".") for a in author_domains))
+    try:
+        async with asyncio.timeout(timeout):
+            outcomes = [
+                await _evaluate_domain(resolver, d, spf, dkim, generator, discovery)
+                for d in domains
+            ]
+    except TimeoutError:
+        reason = f"DMARC lookups took more than {timeout} s"
+        return DmarcOutcome(
+            DmarcResult.TEMPERROR, Disposition.NONE, domains[0], None, reason, discovery=discovery
+        )
     order = [
         DmarcResult.PASS,
         DmarcResult.NONE,

@@ -10,9 +10,13 @@ Implementation notes:
   configuration", §3.1) and counts messages in one ``record`` per distinct (source IP,
   identifiers, results, disposition) tuple (§3.1.1.7).
 - The XML follows the schema of Appendix A: namespace ``urn:ietf:params:xml:ns:dmarc-2.0``,
-  elements of sequences in schema order, ``discovery_method`` ``psl`` (our discovery is RFC
-  7489's, see :mod:`.dmarc`). A failing message whose disposition is below the published
-  policy (not sampled by ``pct``) carries a ``reason`` of type ``other`` (§3.1.1.9).
+  elements of sequences in schema order; ``policy_published`` has ``np`` and ``testing``
+  (RFC 9989 tags) and the ``discovery_method`` the evaluation used (``psl`` or ``treewalk``,
+  ``policy.dmarc_discovery``; the last evaluation's if it changed within the period). A
+  failing message whose disposition is below the published policy carries a ``reason``
+  (§3.1.6): ``policy_test_mode`` for ``t=y``, ``other`` for a legacy ``pct`` that did not
+  select it, ``local_policy`` for a local exception (a trusted ARC sealer), each with a
+  comment.
 - The attachment is gzip (``application/gzip``) named
   ``receiver!policy-domain!begin!end.xml.gz`` and the Subject is ``Report Domain: …
   Submitter: … Report-ID: <…>`` (§3.5.2); the Report-ID is also the Message-ID, so a resent
@@ -81,6 +85,9 @@ def observation(
         spf_result=spf.result.value if spf is not None else "",
         dkim=tuple((s.domain, s.selector, s.result.value) for s in summary.dkim if s.domain),
         policy_record=record.text(),
+        override=outcome.override.value if outcome.override is not None else "",
+        override_comment=outcome.override_comment,
+        discovery=outcome.discovery.value,
     )
 
 
@@ -170,6 +177,8 @@ def _row_key(o: DmarcObservation) -> tuple[object, ...]:
         o.spf_domain,
         o.spf_result,
         o.dkim,
+        o.override,
+        o.override_comment,
     )
 
 
@@ -199,10 +208,12 @@ def report_xml(
     _add(published, "domain", last.policy_domain)
     _add(published, "p", record.p.value)
     _add(published, "sp", record.sp.value)
+    _add(published, "np", record.nonexistent.value)
     _add(published, "adkim", record.adkim)
     _add(published, "aspf", record.aspf)
-    _add(published, "discovery_method", "psl")
+    _add(published, "discovery_method", last.discovery)
     _add(published, "fo", record.fo)
+    _add(published, "testing", "y" if record.t else "n")
     counts = Counter(_row_key(o) for o in observations)
     first: dict[tuple[object, ...], DmarcObservation] = {}
     for o in observations:
@@ -217,12 +228,11 @@ def report_xml(
         _add(evaluated, "disposition", o.disposition)
         _add(evaluated, "dkim", "pass" if o.dkim_aligned else "fail")
         _add(evaluated, "spf", "pass" if o.spf_aligned else "fail")
-        applies = record.p if o.header_from == o.policy_domain else record.sp
-        failed = not (o.dkim_aligned or o.spf_aligned)
-        if failed and o.disposition != applies.value:
+        if o.override:
             reason = _add(evaluated, "reason")
-            _add(reason, "type", "other")
-            _add(reason, "comment", f"not sampled (pct={record.pct})")
+            _add(reason, "type", o.override)
+            if o.override_comment:
+                _add(reason, "comment", o.override_comment)
         identifiers = _add(item, "identifiers")
         _add(identifiers, "header_from", o.header_from)
         _add(identifiers, "envelope_from", o.envelope_from)

@@ -19,7 +19,9 @@ Implementation notes:
   ``Authentication-Results`` (RFC 8601) and ``X-Pillarbox-Spam``.
 - With ``dmarc_reports`` on, each DMARC pass or fail under a record that has ``rua`` is kept in
   the store (one small write per such message) for the aggregate report job
-  (:mod:`.reporting`); messages refused at DATA are counted too (RFC 9990 §3.1).
+  (:mod:`.reporting`); messages refused at DATA are counted too (RFC 9990 §3.1). With
+  ``dmarc_failure_reports`` on, each evaluation is handed to the failure reporter
+  (:mod:`.failurereporting`), which decides and sends in the background.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from pillarbox.blocking import run_blocking
+from pillarbox.blocking import run_sized
 from pillarbox.config import Config, PolicySection
 from pillarbox.dns.resolver import DnsResolver, Resolver
 from pillarbox.mail.model import MessageInfo
@@ -45,6 +47,7 @@ from pillarbox.policy.classifier import (
     classify_views,
     message_tokens,
 )
+from pillarbox.policy.failurereport import FailedMessage, FailureSink
 from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, ModelCounts, SenderListEntry, SenderListKind, SpamCounts
@@ -88,7 +91,8 @@ class PolicySettings:
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     ip_zones: tuple[dnsbl.DnsblZone, ...] = ()
     domain_zones: tuple[dnsbl.DnsblZone, ...] = ()
-    #: Seconds for all DNS work of one message (SPF, DKIM keys, ARC keys, DNSBL, DMARC).
+    #: Seconds for the DNS checks of one message (SPF, DKIM keys, ARC keys, DNSBL together), and
+    #: again for its DMARC lookups (which need the SPF and DKIM results first).
     timeout: float = 10.0
     #: Link domains of the body looked up in ``domain_zones``.
     max_link_domains: int = 10
@@ -97,6 +101,9 @@ class PolicySettings:
     arc_limits: arc.ArcLimits = arc.DEFAULT_LIMITS
     #: Keep each DMARC evaluation whose record asks for aggregate reports (``rua``).
     dmarc_reports: bool = False
+    dmarc_discovery: dmarc.Discovery = dmarc.Discovery.PSL
+    #: ARC sealers whose passing chain exempts a DMARC failure from its policy (lowercase).
+    arc_trusted_sealers: frozenset[str] = frozenset()
 
 
 def _zones(items: Sequence[str]) -> tuple[dnsbl.DnsblZone, ...]:
@@ -117,6 +124,8 @@ def settings_from_config(section: PolicySection) -> PolicySettings:
         check_spf=section.spf,
         check_dkim=section.dkim,
         check_dmarc=section.dmarc,
+        dmarc_discovery=dmarc.Discovery(section.dmarc_discovery),
+        arc_trusted_sealers=frozenset(d.lower().rstrip(".") for d in section.arc_trusted_sealers),
         check_arc=section.arc,
         use_classifier=section.classifier,
         use_reputation=section.reputation,
@@ -128,13 +137,22 @@ def settings_from_config(section: PolicySection) -> PolicySettings:
     )
 
 
-def inbound_policy(config: Config, store: Store) -> InboundPolicy:
-    """The server's policy, with its own resolver (and cache) on ``dns.nameserver``."""
+def inbound_policy(
+    config: Config,
+    store: Store,
+    *,
+    failure_reports: Callable[[Resolver], FailureSink] | None = None,
+) -> InboundPolicy:
+    """The server's policy, with its own resolver (and cache) on ``dns.nameserver``;
+    ``failure_reports`` builds the DMARC failure reporter on that resolver."""
     resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
     settings = replace(
         settings_from_config(config.policy), dmarc_reports=config.dmarc_reports.enabled
     )
-    return InboundPolicy(settings, store, resolver, hostname=config.server.hostname)
+    sink = failure_reports(resolver) if failure_reports is not None else None
+    return InboundPolicy(
+        settings, store, resolver, hostname=config.server.hostname, failure_reports=sink
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +249,10 @@ class InboundPolicy:
         *,
         hostname: str,
         rng: random.Random | None = None,
+        failure_reports: FailureSink | None = None,
     ) -> None:
         self.settings = settings
+        self._failure_reports = failure_reports
         self._store = store
         self._resolver = resolver
         self.hostname = hostname
@@ -252,9 +272,12 @@ class InboundPolicy:
         ``pillarbox spam evaluate``) only the content is judged."""
         s = self.settings
         authors = author_domains(info)
-        # Tokenising costs about a millisecond of CPU per message: off the event loop, so other
-        # sessions' replies are not held up behind it (STYLE §9).
-        tokens = await run_blocking(message_tokens, raw, info) if s.use_classifier else frozenset()
+        # Tokenising a large message is kept off the event loop (STYLE §9, see run_sized).
+        tokens = (
+            await run_sized(len(raw), message_tokens, raw, info)
+            if s.use_classifier
+            else frozenset()
+        )
         trusted = arrival is None or _in_networks(arrival.client_ip, self._trusted)
         summary = AuthSummary()
         listings: list[dnsbl.Listing] = []
@@ -367,8 +390,16 @@ class InboundPolicy:
             )
             dkim_identities = [dmarc.AuthIdentity(r.result.value, r.domain) for r in signatures]
             dmarc_out = await dmarc.evaluate(
-                resolver, authors, spf_identity, dkim_identities, rng=self._rng
+                resolver,
+                authors,
+                spf_identity,
+                dkim_identities,
+                rng=self._rng,
+                discovery=s.dmarc_discovery,
+                timeout=s.timeout,
             )
+            if arc_out is not None and arc.trusted_pass(arc_out, s.arc_trusted_sealers):
+                dmarc_out = dmarc.local_exception(dmarc_out, arc.trusted_comment(arc_out))
         summary = AuthSummary(
             spf=spf_out,
             spf_is_helo=not arrival.mail_from,
@@ -387,6 +418,17 @@ class InboundPolicy:
             )
             if kept is not None:
                 await self._store.record_dmarc_observation(kept)
+        if self._failure_reports is not None and dmarc_out is not None:
+            self._failure_reports.consider(
+                FailedMessage(
+                    outcome=dmarc_out,
+                    auth=replace(summary, dkim=signatures),
+                    source_ip=arrival.client_ip,
+                    mail_from=arrival.mail_from,
+                    arrival=datetime.now(UTC),
+                    raw=raw,
+                )
+            )
         return summary, listings
 
     async def judge(

@@ -1,6 +1,7 @@
 """The periodic DMARC aggregate report job: kept evaluations → reports → messages queued from
 ``dmarc_reports.from_address`` through the normal submission path (DKIM-signed, routed, retried
-like any other mail).
+like any other mail). The destination check and the submission are shared with the failure
+reports (:mod:`.failurereporting`).
 
 Implementation notes:
 
@@ -10,15 +11,14 @@ Implementation notes:
   for widen the next report's ``begin`` rather than being dropped, so periods never overlap.
 - Evaluations are deleted once their reports are queued (or found to have nowhere to go); if
   the sending account is missing, they are kept for the next run.
-- **Destinations** (RFC 9990 §3.5, §4): only ``mailto:`` URIs. A URI whose host is outside the
-  policy domain's organizational domain needs the report consumer's consent,
-  ``<policy-domain>._report._dmarc.<host>`` TXT starting ``v=DMARC1``; a ``rua`` there
-  replaces the URI if it names the same host, and one naming another host cancels both. A
-  ``!size`` suffix (RFC 7489 §6.2) drops the URI when the report message is larger.
-- On PostgreSQL with several nodes every node runs the job over the shared table: two nodes
-  at the same boundary can both report the same evaluations — a duplicate with the same
-  Report-ID and file name, which the consumer may discard (RFC 9990 §3.5.4). A lease per
-  period would prevent it; not done.
+- **Destinations** (RFC 9990 §3.5, §4; RFC 9991 §5 for ``ruf``): only ``mailto:`` URIs. A
+  URI whose host is outside the policy domain's organizational domain (by the PSL, whatever
+  ``policy.dmarc_discovery`` says) needs the report consumer's consent,
+  ``<policy-domain>._report._dmarc.<host>`` TXT starting ``v=DMARC1``; a ``rua`` (``ruf``)
+  there replaces the URI if it names the same host, and one naming another host cancels both.
+  A ``!size`` suffix (RFC 7489 §6.2) drops the URI when the report message is larger.
+- On PostgreSQL with several nodes every node runs the job over the shared table; each period
+  is claimed once in the store (``dmarc_report_runs``), so only one node sends its reports.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from pillarbox.policy.dmarc import is_dmarc_text, organizational_domain, parse_r
 from pillarbox.policy.dmarcreport import AggregateReport, Reporter, build_reports, report_message
 from pillarbox.services import Services
 from pillarbox.store.interface import Store
+from pillarbox.store.types import Account
 
 _SIZE = re.compile(r"!(\d+)([kmgt]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -74,12 +75,13 @@ def _host(destination: Destination) -> str:
 
 
 async def verified_destinations(
-    resolver: Resolver, policy_domain: str, rua: Sequence[str]
+    resolver: Resolver, policy_domain: str, uris: Sequence[str], *, tag: str = "rua"
 ) -> list[Destination]:
-    """The ``rua`` URIs reports may go to (RFC 9990 §4; see the module notes)."""
+    """The URIs of a record's ``tag`` (``rua``, or ``ruf`` for failure reports, RFC 9991 §5)
+    that reports may go to (RFC 9990 §4; see the module notes)."""
     found: list[Destination] = []
     org = organizational_domain(policy_domain) or policy_domain
-    for uri in rua:
+    for uri in uris:
         destination = _mailto(uri)
         if destination is None:
             continue
@@ -95,7 +97,7 @@ async def verified_destinations(
         consents = [t for t in consents if is_dmarc_text(t)]
         if not consents:
             continue  # §4 step 7
-        override = _override(consents[0])
+        override = _override(consents[0], tag)
         if override is None:
             found.append(destination)
         else:
@@ -106,12 +108,15 @@ async def verified_destinations(
     return list(dict.fromkeys(found))
 
 
-def _override(consent: str) -> tuple[str, ...] | None:
-    """The ``rua`` of a consent record (§4 step 9), None if it has none."""
-    if "rua" not in consent.lower():
+def _override(consent: str, tag: str) -> tuple[str, ...] | None:
+    """The ``rua`` (or ``ruf``) of a consent record (§4 step 9), None if it has none."""
+    if tag not in consent.lower():
         return None
     record = parse_record(consent.rstrip().rstrip(";") + "; p=none")
-    return record.rua if record is not None and record.rua else None
+    if record is None:
+        return None
+    uris = record.ruf if tag == "ruf" else record.rua
+    return uris or None
 
 
 def period_end(now: float, interval: float) -> int:
@@ -150,13 +155,9 @@ async def send_reports(
 ) -> list[tuple[AggregateReport, list[str]]]:
     """Queue each report to its verified destinations; returns where each went. Raises
     nothing for a report with no destination (it is simply not sent)."""
-    from pillarbox.queue.intake import submit  # the queue imports the policy: import late
-
     log = Log("dmarc-reports")
     section = services.config.dmarc_reports
-    account = await services.store.get_account(section.from_address.lower())
-    if account is None:
-        raise LookupError(f"dmarc_reports.from_address {section.from_address} is no account")
+    account = await report_account(services, section.from_address)
     sent: list[tuple[AggregateReport, list[str]]] = []
     for report in reports:
         destinations = await verified_destinations(resolver, report.policy_domain, report.rua)
@@ -172,16 +173,35 @@ async def send_reports(
             continue
         if allowed != addresses:
             raw = report_message(report, sender=section.from_address, recipients=allowed, date=now)
-        result = await submit(services, account, raw, section.from_address, allowed)
+        ok, reply = await submit_report(services, account, raw, allowed)
         log.info(
             "aggregate report queued",
             domain=report.policy_domain,
             to=",".join(allowed),
             messages=report.messages,
-            reply=str(result.reply.code),
+            reply=reply,
         )
-        sent.append((report, allowed if result.ok else []))
+        sent.append((report, allowed if ok else []))
     return sent
+
+
+async def report_account(services: Services, address: str) -> Account:
+    """The local account reports are sent from; :class:`LookupError` if there is none."""
+    account = await services.store.get_account(address.lower())
+    if account is None:
+        raise LookupError(f"report sender {address} is no account")
+    return account
+
+
+async def submit_report(
+    services: Services, account: Account, raw: bytes, recipients: Sequence[str]
+) -> tuple[bool, str]:
+    """Queue a report from ``account`` through the submission path (DKIM-signed, routed,
+    retried like any mail); whether it was accepted, and the reply code."""
+    from pillarbox.queue.intake import submit  # the queue imports the policy: import late
+
+    result = await submit(services, account, raw, account.address, recipients)
+    return result.ok, str(result.reply.code)
 
 
 async def report_once(

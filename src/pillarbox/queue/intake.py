@@ -34,13 +34,14 @@ from datetime import UTC, datetime, timedelta
 from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import Address, parse_address
+from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
 from pillarbox.policy.pipeline import Arrival, Copy, Judgement
 from pillarbox.policy.verdict import Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
-from pillarbox.queue.local import parse
+from pillarbox.queue.local import parse, parse_with_fields
 from pillarbox.queue.routing import LocalRecipient, Resolution
 from pillarbox.queue.signing import sign_outbound
 from pillarbox.services import Services
@@ -218,15 +219,24 @@ class Intake:
         now = datetime.now(UTC)
         queue_id = secrets.token_hex(8)
         sender = mail.path.mailbox.normalised if mail.path.mailbox else ""
+        plan = self._plan(recipients)
+        judged = origin.account is None and self._services.config.policy.enabled
+        # The one parse of the message (DESIGN principle 4): the From check, the policy and
+        # the stored copies (with their fields on top, see parse_with_fields) all use it.
+        # Unjudged mail for one mailbox is parsed as that copy instead, which is cheaper.
+        info: MessageInfo | None = None
         if origin.account is not None:
             body = trace.complete_submission(
                 body,
                 date=now,
                 message_id=trace.make_message_id(secrets.token_hex(12), self._services.hostname),
             )
-            verdict = await self._check_from_header(origin.account, body)
+            info = await parse(body)
+            verdict = await self._check_from_header(origin.account, info)
             if verdict is not None:
                 return verdict
+        elif judged and (plan.local or plan.aliased):
+            info = await parse(body)
         received = trace.received(
             helo=origin.helo,
             client_ip=origin.client_ip,
@@ -239,7 +249,6 @@ class Intake:
             tls=origin.tls,
         )
         message = received + body
-        plan = self._plan(recipients)
         settings = dict(
             zip(
                 plan.local,
@@ -247,25 +256,28 @@ class Intake:
                 strict=True,
             )
         )
-        judged = origin.account is None and self._services.config.policy.enabled
         judgement: Judgement | None = None
         if judged and plan.local:
-            judgement = await self._judge(sender, body, origin, list(plan.local))
+            assert info is not None
+            judgement = await self._judge(sender, body, info, origin, list(plan.local))
             if judgement.refusal:
                 self._log.info("refused by policy", id=queue_id, reason=judgement.refusal)
                 return POLICY_REFUSED.with_text(judgement.refusal)
         alias_headers = b""
         if judged and plan.aliased:
-            judged_forward, alias_headers = await self._judge_forward(sender, body, origin)
+            assert info is not None
+            judged_forward, alias_headers = await self._judge_forward(sender, body, info, origin)
             if judged_forward.is_spam:
                 # Spam is never forwarded; with no mailbox of ours to keep it, it is refused.
                 self._log.info("not forwarded: spam", id=queue_id, score=judged_forward.score)
                 if not plan.local and not plan.plain:
                     return POLICY_REFUSED.with_text(judged_forward.refusal or SPAM_NOT_FORWARDED)
                 plan.aliased.clear()
+        clean = body
         if judged and (plan.local or plan.aliased):
             # RFC 8601 §5: Authentication-Results claiming to be ours are forgeries.
-            message = received + strip_forged(body, self._services.hostname)
+            clean = strip_forged(body, self._services.hostname)
+            message = received + clean
         copies = judgement.copies if judgement is not None else {}
         forwards: list[Forward] = []
         for via, targets in plan.aliased.items():
@@ -285,9 +297,17 @@ class Intake:
             storing[account_id] = recipient
         if not storing and not forwards and not plan.plain:
             return FORWARDING_LOOP  # every recipient would forward it back
-        outcomes = await asyncio.gather(
-            *(self._deliver_local(sender, r, message, copies.get(a)) for a, r in storing.items())
-        )
+        outcomes: list[bool] = []
+        if storing:
+            clean_info = info if clean is body else None
+            if clean_info is None and len(storing) > 1:
+                clean_info = await parse(clean)
+            outcomes = await asyncio.gather(
+                *(
+                    self._deliver_local(sender, r, received, clean, clean_info, copies.get(a))
+                    for a, r in storing.items()
+                )
+            )
         retry_local = [
             NewQueueRecipient(recipient.account.address)
             for recipient, stored in zip(storing.values(), outcomes, strict=True)
@@ -418,7 +438,7 @@ class Intake:
             )
 
     async def _judge_forward(
-        self, sender: str, body: bytes, origin: Origin
+        self, sender: str, body: bytes, info: MessageInfo, origin: Origin
     ) -> tuple[Verdict, bytes]:
         """The verdict on a message our aliases forward to other domains, and our
         ``Authentication-Results`` for its ARC set. An alias has no account, so no classifier
@@ -428,7 +448,7 @@ class Intake:
         policy = self._services.policy
         arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
         hosted = {domain.name for domain in await self._store.list_domains()}
-        assessment = await policy.assess(arrival, body, await parse(body), hosted_domains=hosted)
+        assessment = await policy.assess(arrival, body, info, hosted_domains=hosted)
         verdict = decide(
             assessment.reasons,
             policy.settings.thresholds,
@@ -439,13 +459,18 @@ class Intake:
         return verdict, assessment.auth_header(policy.hostname)
 
     async def _judge(
-        self, sender: str, body: bytes, origin: Origin, account_ids: Sequence[int]
+        self,
+        sender: str,
+        body: bytes,
+        info: MessageInfo,
+        origin: Origin,
+        account_ids: Sequence[int],
     ) -> Judgement:
         """The inbound policy's verdict for each local account (``pillarbox.policy``)."""
         arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
         hosted = {domain.name for domain in await self._store.list_domains()}
         judgement = await self._services.policy.judge(
-            arrival, body, await parse(body), account_ids, hosted_domains=hosted
+            arrival, body, info, account_ids, hosted_domains=hosted
         )
         for account_id, copy in judgement.copies.items():
             verdict = copy.verdict
@@ -458,14 +483,26 @@ class Intake:
         return judgement
 
     async def _deliver_local(
-        self, sender: str, recipient: LocalRecipient, message: bytes, judged: Copy | None = None
+        self,
+        sender: str,
+        recipient: LocalRecipient,
+        received: bytes,
+        body: bytes,
+        body_info: MessageInfo | None,
+        judged: Copy | None,
     ) -> bool:
-        """Final delivery of one copy (to Junk, with the policy's fields on top, when judged
-        so); False if the mailbox is full (retried via the queue)."""
+        """Final delivery of one copy of ``received + body`` (to Junk, with the policy's fields
+        on top, when judged so); False if the mailbox is full (retried via the queue).
+        ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed."""
         mailbox, headers = (judged.mailbox, judged.headers) if judged else (INBOX, b"")
         trace_fields = trace.return_path(sender) + trace.delivered_to(recipient.account.address)
-        copy = trace_fields + headers + message
-        info = await parse(copy)
+        fields = trace_fields + headers + received
+        copy = fields + body
+        info = (
+            await parse(copy)
+            if body_info is None
+            else await parse_with_fields(fields, body, body_info)
+        )
         target = DeliveryTarget(recipient.account.id, mailbox=mailbox)
         [result] = await self._store.deliver(copy, info, [target])
         if result.status is DeliveryStatus.NO_MAILBOX and mailbox != INBOX:
@@ -478,8 +515,7 @@ class Intake:
         )
         return False
 
-    async def _check_from_header(self, account: Account, body: bytes) -> Reply | None:
-        info = await parse(body)
+    async def _check_from_header(self, account: Account, info: MessageInfo) -> Reply | None:
         for address in info.envelope.from_:
             if address.mailbox is None or address.host is None:
                 continue  # group syntax markers

@@ -10,20 +10,17 @@ copy for the others, which is why intake queues account addresses, never aliases
 
 from __future__ import annotations
 
-from pillarbox.blocking import run_blocking
+from pillarbox.blocking import run_sized
 from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.model import MessageInfo
-from pillarbox.mail.parse import parse_message
+from pillarbox.mail.parse import parse_message, prepend_fields
 from pillarbox.queue.routing import Router
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.interface import Store
 from pillarbox.store.types import DeliveryStatus, DeliveryTarget
-
-#: Messages larger than this are parsed on the blocking pool rather than on the event loop.
-INLINE_PARSE_LIMIT = 256 * 1024
 
 DELIVERED = Reply(250, "2.0.0", "delivered to the mailbox")
 #: The target mailbox vanished between resolution and storage (RFC 3463 X.2.0): retry.
@@ -38,9 +35,15 @@ _STATUS_REPLIES = {
 async def parse(raw: bytes) -> MessageInfo:
     """Parse once at ingest (intake's and this module's), off the loop when the message is
     large."""
-    if len(raw) > INLINE_PARSE_LIMIT:
-        return await run_blocking(parse_message, raw)
-    return parse_message(raw)
+    return await run_sized(len(raw), parse_message, raw)
+
+
+async def parse_with_fields(fields: bytes, raw: bytes, info: MessageInfo) -> MessageInfo:
+    """The parse of ``fields + raw`` given ``info``, the parse of ``raw``: derived from it
+    when :func:`~pillarbox.mail.parse.prepend_fields` can be exact (delivery's trace and
+    policy fields on a message the policy parsed), else parsed whole."""
+    derived = await run_sized(len(raw), prepend_fields, info, fields)
+    return derived if derived is not None else await parse(fields + raw)
 
 
 async def deliver_local(

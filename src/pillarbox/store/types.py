@@ -612,3 +612,10 @@ class DmarcObservation:
     dkim: tuple[tuple[str, str, str], ...]
     #: The policy record as evaluated, in canonical ``v=DMARC1; …`` form (with its rua).
     policy_record: str
+    #: Why a failing message got less than the published policy: an RFC 9990 §3.1.6
+    #: ``PolicyOverrideType`` (``policy_test_mode``, ``other``, ``local_policy``…), or "".
+    override: str = ""
+    #: A comment on ``override`` for the report.
+    override_comment: str = ""
+    #: How the record was found: ``psl`` or ``treewalk`` (RFC 9990 §3.1.1.5).
+    discovery: str = "psl"

@@ -1083,7 +1083,13 @@ class StoreContract:
             policy_record="v=DMARC1; p=quarantine; rua=mailto:d@example.net",
         )
         second = dataclasses.replace(
-            first, received=start + timedelta(hours=1), dkim=(), disposition="none"
+            first,
+            received=start + timedelta(hours=1),
+            dkim=(),
+            disposition="none",
+            override="policy_test_mode",
+            override_comment="t=y",
+            discovery="treewalk",
         )
         await store.record_dmarc_observation(second)
         await store.record_dmarc_observation(first)

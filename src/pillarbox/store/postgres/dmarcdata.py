@@ -17,14 +17,15 @@ Conn = psycopg.AsyncConnection[TupleRow]
 
 _COLUMNS = (
     "received, policy_domain, header_from, envelope_from, source_ip, disposition, "
-    "dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, policy_record"
+    "dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, policy_record, override, "
+    "override_comment, discovery"
 )
 
 
 async def record(conn: Conn, o: DmarcObservation) -> None:
     await conn.execute(
         f"INSERT INTO dmarc_observations ({_COLUMNS}) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             o.received,
             o.policy_domain,
@@ -38,6 +39,9 @@ async def record(conn: Conn, o: DmarcObservation) -> None:
             o.spf_result,
             Jsonb([list(d) for d in o.dkim]),
             o.policy_record,
+            o.override,
+            o.override_comment,
+            o.discovery,
         ),
     )
 
@@ -61,6 +65,9 @@ async def observations(conn: Conn, until: datetime) -> list[DmarcObservation]:
             spf_result=row[9],
             dkim=tuple((d, s, r) for d, s, r in row[10]),
             policy_record=row[11],
+            override=row[12],
+            override_comment=row[13],
+            discovery=row[14],
         )
         for row in await cur.fetchall()
     ]

@@ -432,6 +432,15 @@ CREATE TABLE dmarc_report_runs (
 );
 """
 
+# DMARC aggregate reports (RFC 9990 §3.1.1.5, §3.1.6): why a failing message got less than the
+# published policy (t=y, a legacy pct, a local exception) and how its record was discovered.
+# Rows kept before this were all RFC 7489 (PSL) discoveries.
+_V8_SQL = r"""
+ALTER TABLE dmarc_observations ADD COLUMN override text NOT NULL DEFAULT '';
+ALTER TABLE dmarc_observations ADD COLUMN override_comment text NOT NULL DEFAULT '';
+ALTER TABLE dmarc_observations ADD COLUMN discovery text NOT NULL DEFAULT 'psl';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -444,6 +453,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "DMARC evaluations kept for aggregate reports", _V5_SQL),
     Migration(6, "spam model generations (token count caches)", _V6_SQL),
     Migration(7, "DMARC report runs claimed once", _V7_SQL),
+    Migration(8, "DMARC evaluations: policy override and discovery method", _V8_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -16,7 +16,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _COLUMNS = (
     "received, policy_domain, header_from, envelope_from, source_ip, disposition, "
-    "dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, policy_record"
+    "dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, policy_record, override, "
+    "override_comment, discovery"
 )
 
 
@@ -28,7 +29,7 @@ def _us(value: datetime) -> int:
 
 def record(conn: sqlite3.Connection, o: DmarcObservation) -> None:
     conn.execute(
-        f"INSERT INTO dmarc_observations ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO dmarc_observations ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
         (
             _us(o.received),
             o.policy_domain,
@@ -42,6 +43,9 @@ def record(conn: sqlite3.Connection, o: DmarcObservation) -> None:
             o.spf_result,
             json.dumps([list(d) for d in o.dkim]),
             o.policy_record,
+            o.override,
+            o.override_comment,
+            o.discovery,
         ),
     )
 
@@ -65,6 +69,9 @@ def observations(conn: sqlite3.Connection, until: datetime) -> list[DmarcObserva
             spf_result=spf_result,
             dkim=tuple((d, s, r) for d, s, r in json.loads(dkim)),
             policy_record=policy_record,
+            override=override,
+            override_comment=override_comment,
+            discovery=discovery,
         )
         for (
             received,
@@ -79,6 +86,9 @@ def observations(conn: sqlite3.Connection, until: datetime) -> list[DmarcObserva
             spf_result,
             dkim,
             policy_record,
+            override,
+            override_comment,
+            discovery,
         ) in rows
     ]
 

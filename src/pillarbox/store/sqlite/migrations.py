@@ -408,6 +408,15 @@ CREATE TABLE dmarc_report_runs (
 ) WITHOUT ROWID;
 """
 
+# DMARC aggregate reports (RFC 9990 §3.1.1.5, §3.1.6): why a failing message got less than the
+# published policy (t=y, a legacy pct, a local exception) and how its record was discovered.
+# Rows kept before this were all RFC 7489 (PSL) discoveries.
+_V13_SQL = r"""
+ALTER TABLE dmarc_observations ADD COLUMN override TEXT NOT NULL DEFAULT '';
+ALTER TABLE dmarc_observations ADD COLUMN override_comment TEXT NOT NULL DEFAULT '';
+ALTER TABLE dmarc_observations ADD COLUMN discovery TEXT NOT NULL DEFAULT 'psl';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -421,6 +430,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "message digests and records by UID, covering (SELECT)", _V10_SQL),
     Migration(11, "spam model generations (token count caches)", _V11_SQL),
     Migration(12, "DMARC report runs claimed once", _V12_SQL),
+    Migration(13, "DMARC evaluations: policy override and discovery method", _V13_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -158,7 +158,8 @@ class InfoCache:
 
 
 class DirectoryCache:
-    """Domains, accounts and aliases by name, for the lookups SMTP intake makes per recipient.
+    """Domains, accounts and aliases by name, and accounts' settings (vacation, forwarding) by
+    id: the lookups SMTP intake makes per recipient.
 
     Each lookup is otherwise a hop to a reader thread and back (tens of µs of CPU); intake makes
     several per recipient and message. The store empties the cache after each of its own writes

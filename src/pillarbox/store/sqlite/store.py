@@ -155,8 +155,9 @@ class SqliteLimits:
     #: Decoded message structures kept for FETCH (~3 KB each for plain mail, ~7 KB for a
     #: mailing list's); 0 turns the cache off.
     info_cache_entries: int = 4096
-    #: How long a looked-up domain, account or alias (or its absence) is reused, in ms; this
-    #: store's own writes invalidate at once, other processes' after this delay. 0: off.
+    #: How long a looked-up domain, account, alias (or its absence) or account's settings is
+    #: reused, in ms; this store's own writes invalidate at once, other processes' after this
+    #: delay. 0: off.
     directory_ttl_ms: int = 1000
     #: Most names kept in that cache.
     directory_entries: int = 10_000
@@ -360,7 +361,7 @@ class SqliteStore:
         return await self._writer.submit(fn)
 
     async def _write_directory(self, fn: Callable[[sqlite3.Connection, WriteEffects], T]) -> T:
-        """A write to domains, accounts or aliases: the lookup cache is emptied once it is
+        """A write to domains, accounts, aliases or settings: the lookup cache is emptied once it is
         durable (or failed: cheaper than knowing whether it changed anything)."""
         try:
             return await self._write(fn)
@@ -370,7 +371,7 @@ class SqliteStore:
     async def _read_directory(
         self, key: tuple[str, str], fn: Callable[[sqlite3.Connection], T]
     ) -> T:
-        """A lookup of domains, accounts or aliases through :class:`DirectoryCache`."""
+        """A lookup of domains, accounts, aliases or settings through :class:`DirectoryCache`."""
         hit = self._directory.get(key)
         if hit is not None:
             return cast(T, hit[0])
@@ -1333,10 +1334,15 @@ class SqliteStore:
 
     # -- account settings and tokens (see .webdata) ---------------------------------------------
     async def get_settings(self, account_id: int) -> AccountSettings:
-        return await self._read(lambda conn: webdata.get_settings(conn, account_id))
+        # Read for each local recipient of every arriving message: cached like the directory.
+        return await self._read_directory(
+            ("settings", str(account_id)), lambda conn: webdata.get_settings(conn, account_id)
+        )
 
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
-        await self._write(lambda conn, fx: webdata.set_settings(conn, account_id, settings))
+        await self._write_directory(
+            lambda conn, fx: webdata.set_settings(conn, account_id, settings)
+        )
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta
