@@ -24,9 +24,10 @@ Implementation notes:
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -101,6 +102,10 @@ class Classification:
 # -- tokens -------------------------------------------------------------------------------------
 
 _WORD = re.compile(r"[^\s\"'(){}\[\]<>,;:!?*|=`~^]+")
+#: ``text.translate(_WORD_SEPARATORS).split()`` is ``_WORD.findall(text)`` in a quarter of the
+#: time (20 against 90 µs for 4 KB): ``str.split`` and the pattern's ``\s`` both split at
+#: exactly the characters of ``str.isspace`` (a test checks every code point).
+_WORD_SEPARATORS = str.maketrans(dict.fromkeys("\"'(){}[]<>,;:!?*|=`~^", " "))
 _TRIM = ".-_/\\#$%&+@"
 _URL = re.compile(r"(?:https?|ftp)://[^\s\"'<>()]+|www\.[^\s\"'<>()]+", re.IGNORECASE)
 # The lookbehind starts a match only at the beginning of a run of address characters: without
@@ -131,21 +136,34 @@ def _host_tokens(prefix: str, host: str) -> Iterable[str]:
         yield f"{prefix}:{'.'.join(labels[i:])}"
 
 
-def _word_tokens(text: str, prefix: str, limits: TokenLimits) -> Iterable[str]:
-    # Each distinct word once, in order of appearance: tokens are a set, and a body repeats
-    # most of its words.
-    for raw_word in dict.fromkeys(_WORD.findall(text)):
-        word = raw_word.strip(_TRIM)
-        n = len(word)
-        if n < limits.min_word:
-            continue
-        if n > limits.max_word:
+def _word_batches(text: str, prefix: str, limits: TokenLimits) -> Iterator[list[str]]:
+    """The word tokens of ``text`` in order of first appearance, each distinct word once
+    (tokens are a set, and a body repeats most of its words), in lists of at most
+    ``limits.max_tokens``: a list is built by one comprehension rather than a generator step
+    per word, and the batches stop being built once :func:`message_tokens` has enough."""
+    folded = text.isascii()
+    if folded:
+        # An ASCII character lowercases to one character, so lowercasing the text before
+        # splitting and trimming gives each word exactly as lowercasing it after would (not
+        # so in all of Unicode: "İ" becomes two characters, a final sigma depends on what
+        # follows it), and words that differ only in case are visited once.
+        text = text.lower()
+    shortest, longest = limits.min_word, limits.max_word
+    words = list(dict.fromkeys(text.translate(_WORD_SEPARATORS).split()))
+    for start in range(0, len(words), limits.max_tokens):
+        yield [
+            (prefix + (word if folded else word.lower()))
+            if n <= longest
             # SpamBayes' "skip" tokens: long runs (base64, hashes, packed URLs) by first
             # character and length class.
-            yield f"{prefix}skip:{word[0].lower()} {n // 10 * 10}"
-            continue
-        lower = word.lower()
-        yield prefix + lower
+            else f"{prefix}skip:{word[0].lower()} {n // 10 * 10}"
+            for raw_word in words[start : start + limits.max_tokens]
+            if (n := len(word := raw_word.strip(_TRIM))) >= shortest
+        ]
+
+
+def _word_tokens(text: str, prefix: str, limits: TokenLimits) -> Iterable[str]:
+    return itertools.chain.from_iterable(_word_batches(text, prefix, limits))
 
 
 def _address_tokens(name: str, value: str) -> Iterable[str]:
@@ -276,26 +294,51 @@ def _body_tokens(raw: bytes, info: MessageInfo, limits: TokenLimits) -> Iterable
         yield f"attachment:type:{attachment.content_type.lower()}"
         if attachment.filename and "." in attachment.filename:
             yield f"attachment:ext:{attachment.filename.rpartition('.')[2].lower()[:8]}"
-    text = info.body_text
-    yield from _url_tokens(text)
-    yield from _word_tokens(text, "", limits)
-    if not text.strip():
-        yield "body:empty"
+    yield from _url_tokens(info.body_text)
+
+
+def _full_after(tokens: set[str], source: Iterable[str], limit: int) -> bool:
+    """Add ``source`` to ``tokens`` in order until they number ``limit``; True if they do."""
+    for token in source:
+        if not token.isascii():
+            # 8-bit header bytes arrive as surrogate escapes: store them as text.
+            token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        tokens.add(token[:80])
+        if len(tokens) >= limit:
+            return True
+    return False
+
+
+def _full_after_batch(tokens: set[str], batch: list[str], limit: int) -> bool:
+    """:func:`_full_after` for a list, in one step when no token of it needs rewriting and
+    the limit cannot be reached within it (the body's words of nearly every message)."""
+    if (
+        len(tokens) + len(batch) < limit
+        and "".join(batch).isascii()
+        and max(map(len, batch), default=0) <= 80
+    ):
+        tokens.update(batch)
+        return False
+    return _full_after(tokens, batch, limit)
 
 
 def message_tokens(
     raw: bytes, info: MessageInfo, *, limits: TokenLimits = DEFAULT_TOKEN_LIMITS
 ) -> frozenset[str]:
-    """The distinct tokens of a message (see the module notes), at most ``limits.max_tokens``."""
+    """The distinct tokens of a message (see the module notes), at most ``limits.max_tokens``:
+    the header's, the body's structure and links, the body's words, in that order (the order
+    decides which tokens a message past the limit keeps)."""
     tokens: set[str] = set()
-    for source in (_header_tokens(raw, info, limits), _body_tokens(raw, info, limits)):
-        for token in source:
-            if not token.isascii():
-                # 8-bit header bytes arrive as surrogate escapes: store them as text.
-                token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            tokens.add(token[:80])
-            if len(tokens) >= limits.max_tokens:
-                return frozenset(tokens)
+    limit = limits.max_tokens
+    text = info.body_text
+    if (
+        _full_after(tokens, _header_tokens(raw, info, limits), limit)
+        or _full_after(tokens, _body_tokens(raw, info, limits), limit)
+        or any(_full_after_batch(tokens, b, limit) for b in _word_batches(text, "", limits))
+    ):
+        return frozenset(tokens)
+    if not text.strip():
+        _full_after(tokens, ("body:empty",), limit)
     return frozenset(tokens)
 
 

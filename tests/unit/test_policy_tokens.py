@@ -1,0 +1,607 @@
+"""Pinned token sets: the tokens of crafted messages exactly as the tokeniser has always
+produced them. Stored models are counts keyed by token strings, so a tokeniser that changes one
+token silently weakens every trained model; a change here must be a deliberate one."""
+
+from __future__ import annotations
+
+import sys
+
+from pillarbox.mail.parse import parse_message
+from pillarbox.policy.classifier import _WORD, _WORD_SEPARATORS, TokenLimits, message_tokens
+
+HEADERS = (
+    b"Received: from relay.mail.example.net (relay.mail.example.net [198.51.100.23])\r\n"
+    b"\tby mx.example.org (Pillarbox) with ESMTPS id 4f2a; Sun, 29 Nov 2026 09:00:00 +0000\r\n"
+    b"From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <Juergen.Mueller@Mail.Example.NET>\r\n"
+    b"Reply-To: offers@deals.example.com\r\n"
+    b"To: Me <me+shop@example.org>, you@example.org\r\n"
+    b'Cc: "Team, All" <team@lists.example.org>\r\n'
+    b"Subject: =?utf-8?b?RlJFRSBNT05FWSAkJCQgTk9XIQ==?=\r\n"
+    b"Message-ID: <abc.123@Mailer.Example.NET>\r\n"
+    b"X-Mailer: Bulk Sender 5.0\r\n"
+    b"MIME-Version: 1.0\r\n"
+)
+
+MULTIPART = HEADERS + (
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    b"\r\n"
+    b"--b1\r\n"
+    b'Content-Type: multipart/alternative; boundary="b2"\r\n'
+    b"\r\n"
+    b"--b2\r\n"
+    b"Content-Type: text/plain; charset=us-ascii\r\n"
+    b"\r\n"
+    b"Hello HELLO hello, --dear-- friend!! Visit www.Cheap-Pills.example/buy?id=42&ref=mail\r\n"
+    b"or write to Sales@Shop.Example.com. #$money$ (now) [click] {here} <today>\r\n"
+    b"aVeryLongWordThatIsBase64LikeAAAAQQQQ==  supercalifragilistic  x ab abc\r\n"
+    b"--b2\r\n"
+    b'Content-Type: text/html; charset="UTF-8"\r\n'
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b'<html><body><a href=3D"http://user@198.51.100.7:8080/x/win-prize.html">Win</a>\r\n'
+    b'<a href=3D"https://Track.Example.com/c/abc_def?u=3D1">unsubscribe</a>\r\n'
+    b'<font color=3D"#ff0000">FREE</font></body></html>\r\n'
+    b"--b2--\r\n"
+    b"--b1\r\n"
+    b'Content-Type: application/pdf; name="Invoice.2026.PDF"\r\n'
+    b'Content-Disposition: attachment; filename="Invoice.2026.PDF"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"JVBERi0xLjQK\r\n"
+    b"--b1--\r\n"
+)
+
+UNICODE = (
+    b"From: Eleni <eleni@example.gr>\r\n"
+    b"To: me@example.org\r\n"
+    b"Subject: \xce\x9f\xce\x94\xce\x9f\xce\xa3 caf\xc3\xa9\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"\xce\x9f\xce\x94\xce\x9f\xce\xa3. \xce\x9f\xce\x94\xce\x9f\xce\xa3\xce\x91 \xc4\xb0STANBUL "
+    b"\xc4\xb0\xc4\xb0\xc4\xb0\xc4\xb0\xc4\xb0\xc4\xb0\xc4\xb0 Caf\xc3\xa9 CAF\xc3\x89\r\n"
+)
+
+EMPTY = b"From: a@b.example\r\nTo: me@example.org\r\nSubject: hi\r\n\r\n \r\n"
+
+MANY_WORDS = (
+    b"From: a@b.example\r\nTo: me@example.org\r\nSubject: words\r\n\r\n"
+    + b" ".join(b"w%04d" % i for i in range(400))
+    + b" W0001 w0002\r\n"
+)
+
+
+def tokens(raw: bytes, **limits: int) -> list[str]:
+    return sorted(message_tokens(raw, parse_message(raw), limits=TokenLimits(**limits)))
+
+
+def test_tokens_of_headers_html_links_and_attachments() -> None:
+    """Header fields, encoded words, a text and an HTML part, links, addresses, long words,
+    trimmed punctuation, an attachment."""
+    assert tokens(MULTIPART) == [
+        "42&ref",
+        "abc",
+        "attachment:ext:pdf",
+        "attachment:type:application/pdf",
+        "attachments:1",
+        "cc:addr:team@lists.example.org",
+        "cc:count:1",
+        "cc:dom:example.org",
+        "cc:dom:lists.example.org",
+        "cc:name:all",
+        "cc:name:team",
+        "click",
+        "content-type:boundary",
+        "content-type:skip:m 10",
+        "dear",
+        "email:198.51.100.7",
+        "email:shop.example.com",
+        "friend",
+        "from:addr:juergen.mueller@mail.example.net",
+        "from:dom:example.net",
+        "from:dom:mail.example.net",
+        "from:name:jürgen",
+        "from:name:müller",
+        "hello",
+        "here",
+        "mail",
+        "message-id:host:mailer.example.net",
+        "money",
+        "now",
+        "part:application/pdf",
+        "part:charset:us-ascii",
+        "part:charset:utf-8",
+        "part:encoding:7bit",
+        "part:encoding:base64",
+        "part:encoding:quoted-printable",
+        "part:text/html",
+        "part:text/plain",
+        "parts:2",
+        "received:by:example.org",
+        "received:by:mx.example.org",
+        "received:example.net",
+        "received:example.org",
+        "received:from:example.net",
+        "received:from:mail.example.net",
+        "received:from:relay.mail.example.net",
+        "received:ip:198.51",
+        "received:ip:198.51.100",
+        "received:mail.example.net",
+        "received:mx.example.org",
+        "received:relay.mail.example.net",
+        "received:with:esmtps",
+        "reply-to:addr:offers@deals.example.com",
+        "reply-to:dom:deals.example.com",
+        "reply-to:dom:example.com",
+        "skip:a 30",
+        "skip:s 20",
+        "skip:w 20",
+        "subject:free",
+        "subject:money",
+        "subject:now",
+        "subject:shape:bang",
+        "subject:shape:dollar",
+        "subject:shape:shouting",
+        "to:addr:me+shop@example.org",
+        "to:addr:you@example.org",
+        "to:count:2",
+        "to:dom:example.org",
+        "to:name:me",
+        "to:subaddress",
+        "today",
+        "url:cheap-pills.example",
+        "url:example.com",
+        "url:ip-host",
+        "url:path:abc",
+        "url:path:buy",
+        "url:path:def",
+        "url:path:html",
+        "url:path:prize",
+        "url:path:win",
+        "url:port",
+        "url:scheme:http",
+        "url:scheme:https",
+        "url:track.example.com",
+        "url:userinfo",
+        "url:www.cheap-pills.example",
+        "visit",
+        "write",
+        "x-mailer:5.0",
+        "x-mailer:bulk",
+        "x-mailer:sender",
+    ]
+
+
+def test_tokens_of_non_ascii_text() -> None:
+    """Lowercasing outside ASCII: a final sigma, a dotted capital I, 8-bit header bytes."""
+    assert tokens(UNICODE) == [
+        "attachments:0",
+        "café",
+        "content-type:charset",
+        "content-type:text/plain",
+        "content-type:utf-8",
+        "from:addr:eleni@example.gr",
+        "from:dom:example.gr",
+        "from:name:eleni",
+        "i̇i̇i̇i̇i̇i̇i̇",
+        "i̇stanbul",
+        "part:charset:utf-8",
+        "part:encoding:8bit",
+        "part:text/plain",
+        "parts:1",
+        "subject:café",
+        "subject:οδος",
+        "to:addr:me@example.org",
+        "to:count:1",
+        "to:dom:example.org",
+        "οδος",
+        "οδοσα",
+    ]
+
+
+def test_tokens_of_an_empty_body() -> None:
+    """An empty body is evidence of its own."""
+    assert tokens(EMPTY) == [
+        "attachments:0",
+        "body:empty",
+        "from:addr:a@b.example",
+        "from:dom:b.example",
+        "from:no-display-name",
+        "part:charset:us-ascii",
+        "part:encoding:7bit",
+        "part:text/plain",
+        "parts:1",
+        "to:addr:me@example.org",
+        "to:count:1",
+        "to:dom:example.org",
+    ]
+
+
+def test_the_limit_keeps_the_first_tokens_found() -> None:
+    """Past ``max_tokens`` a message keeps the header's tokens, then the body's structure and
+    links, then its words in order."""
+    assert tokens(MULTIPART, max_tokens=60) == [
+        "cc:addr:team@lists.example.org",
+        "cc:count:1",
+        "cc:dom:example.org",
+        "cc:dom:lists.example.org",
+        "cc:name:all",
+        "cc:name:team",
+        "content-type:boundary",
+        "content-type:skip:m 10",
+        "from:addr:juergen.mueller@mail.example.net",
+        "from:dom:example.net",
+        "from:dom:mail.example.net",
+        "from:name:jürgen",
+        "from:name:müller",
+        "message-id:host:mailer.example.net",
+        "part:charset:us-ascii",
+        "part:charset:utf-8",
+        "part:encoding:7bit",
+        "part:encoding:quoted-printable",
+        "part:text/html",
+        "part:text/plain",
+        "received:by:example.org",
+        "received:by:mx.example.org",
+        "received:example.net",
+        "received:example.org",
+        "received:from:example.net",
+        "received:from:mail.example.net",
+        "received:from:relay.mail.example.net",
+        "received:ip:198.51",
+        "received:ip:198.51.100",
+        "received:mail.example.net",
+        "received:mx.example.org",
+        "received:relay.mail.example.net",
+        "received:with:esmtps",
+        "reply-to:addr:offers@deals.example.com",
+        "reply-to:dom:deals.example.com",
+        "reply-to:dom:example.com",
+        "subject:free",
+        "subject:money",
+        "subject:now",
+        "subject:shape:bang",
+        "subject:shape:dollar",
+        "subject:shape:shouting",
+        "to:addr:me+shop@example.org",
+        "to:addr:you@example.org",
+        "to:count:2",
+        "to:dom:example.org",
+        "to:name:me",
+        "to:subaddress",
+        "url:ip-host",
+        "url:path:html",
+        "url:path:prize",
+        "url:path:win",
+        "url:port",
+        "url:scheme:http",
+        "url:scheme:https",
+        "url:track.example.com",
+        "url:userinfo",
+        "x-mailer:5.0",
+        "x-mailer:bulk",
+        "x-mailer:sender",
+    ]
+
+
+def test_the_limit_cuts_the_body_words_in_order() -> None:
+    """A limit reached among the body's words keeps the first of them."""
+    assert tokens(MULTIPART, max_tokens=82) == [
+        "42&ref",
+        "attachment:ext:pdf",
+        "attachment:type:application/pdf",
+        "attachments:1",
+        "cc:addr:team@lists.example.org",
+        "cc:count:1",
+        "cc:dom:example.org",
+        "cc:dom:lists.example.org",
+        "cc:name:all",
+        "cc:name:team",
+        "content-type:boundary",
+        "content-type:skip:m 10",
+        "dear",
+        "email:198.51.100.7",
+        "email:shop.example.com",
+        "friend",
+        "from:addr:juergen.mueller@mail.example.net",
+        "from:dom:example.net",
+        "from:dom:mail.example.net",
+        "from:name:jürgen",
+        "from:name:müller",
+        "hello",
+        "mail",
+        "message-id:host:mailer.example.net",
+        "part:application/pdf",
+        "part:charset:us-ascii",
+        "part:charset:utf-8",
+        "part:encoding:7bit",
+        "part:encoding:base64",
+        "part:encoding:quoted-printable",
+        "part:text/html",
+        "part:text/plain",
+        "parts:2",
+        "received:by:example.org",
+        "received:by:mx.example.org",
+        "received:example.net",
+        "received:example.org",
+        "received:from:example.net",
+        "received:from:mail.example.net",
+        "received:from:relay.mail.example.net",
+        "received:ip:198.51",
+        "received:ip:198.51.100",
+        "received:mail.example.net",
+        "received:mx.example.org",
+        "received:relay.mail.example.net",
+        "received:with:esmtps",
+        "reply-to:addr:offers@deals.example.com",
+        "reply-to:dom:deals.example.com",
+        "reply-to:dom:example.com",
+        "skip:w 20",
+        "subject:free",
+        "subject:money",
+        "subject:now",
+        "subject:shape:bang",
+        "subject:shape:dollar",
+        "subject:shape:shouting",
+        "to:addr:me+shop@example.org",
+        "to:addr:you@example.org",
+        "to:count:2",
+        "to:dom:example.org",
+        "to:name:me",
+        "to:subaddress",
+        "url:cheap-pills.example",
+        "url:example.com",
+        "url:ip-host",
+        "url:path:abc",
+        "url:path:buy",
+        "url:path:def",
+        "url:path:html",
+        "url:path:prize",
+        "url:path:win",
+        "url:port",
+        "url:scheme:http",
+        "url:scheme:https",
+        "url:track.example.com",
+        "url:userinfo",
+        "url:www.cheap-pills.example",
+        "visit",
+        "write",
+        "x-mailer:5.0",
+        "x-mailer:bulk",
+        "x-mailer:sender",
+    ]
+
+
+def test_word_lengths_are_limits() -> None:
+    """Shorter words than ``min_word`` are dropped, longer than ``max_word`` are skip tokens."""
+    assert tokens(MULTIPART, max_tokens=200, min_word=2, max_word=6) == [
+        "42&ref",
+        "ab",
+        "abc",
+        "attachment:ext:pdf",
+        "attachment:type:application/pdf",
+        "attachments:1",
+        "cc:addr:team@lists.example.org",
+        "cc:count:1",
+        "cc:dom:example.org",
+        "cc:dom:lists.example.org",
+        "cc:name:all",
+        "cc:name:team",
+        "click",
+        "content-type:b1",
+        "content-type:skip:b 0",
+        "content-type:skip:m 10",
+        "dear",
+        "email:198.51.100.7",
+        "email:shop.example.com",
+        "friend",
+        "from:addr:juergen.mueller@mail.example.net",
+        "from:dom:example.net",
+        "from:dom:mail.example.net",
+        "from:name:jürgen",
+        "from:name:müller",
+        "hello",
+        "here",
+        "id",
+        "mail",
+        "message-id:host:mailer.example.net",
+        "money",
+        "now",
+        "or",
+        "part:application/pdf",
+        "part:charset:us-ascii",
+        "part:charset:utf-8",
+        "part:encoding:7bit",
+        "part:encoding:base64",
+        "part:encoding:quoted-printable",
+        "part:text/html",
+        "part:text/plain",
+        "parts:2",
+        "received:by:example.org",
+        "received:by:mx.example.org",
+        "received:example.net",
+        "received:example.org",
+        "received:from:example.net",
+        "received:from:mail.example.net",
+        "received:from:relay.mail.example.net",
+        "received:ip:198.51",
+        "received:ip:198.51.100",
+        "received:mail.example.net",
+        "received:mx.example.org",
+        "received:relay.mail.example.net",
+        "received:with:esmtps",
+        "reply-to:addr:offers@deals.example.com",
+        "reply-to:dom:deals.example.com",
+        "reply-to:dom:example.com",
+        "skip:a 30",
+        "skip:s 20",
+        "skip:w 20",
+        "subject:free",
+        "subject:money",
+        "subject:now",
+        "subject:shape:bang",
+        "subject:shape:dollar",
+        "subject:shape:shouting",
+        "to",
+        "to:addr:me+shop@example.org",
+        "to:addr:you@example.org",
+        "to:count:2",
+        "to:dom:example.org",
+        "to:name:me",
+        "to:subaddress",
+        "today",
+        "url:cheap-pills.example",
+        "url:example.com",
+        "url:ip-host",
+        "url:path:abc",
+        "url:path:buy",
+        "url:path:def",
+        "url:path:html",
+        "url:path:prize",
+        "url:path:win",
+        "url:port",
+        "url:scheme:http",
+        "url:scheme:https",
+        "url:track.example.com",
+        "url:userinfo",
+        "url:www.cheap-pills.example",
+        "visit",
+        "write",
+        "x-mailer:5.0",
+        "x-mailer:bulk",
+        "x-mailer:sender",
+    ]
+
+
+def test_many_words_past_the_limit() -> None:
+    """More distinct words than the limit: the first ones, case folded once."""
+    assert tokens(MANY_WORDS, max_tokens=120) == [
+        "attachments:0",
+        "from:addr:a@b.example",
+        "from:dom:b.example",
+        "from:no-display-name",
+        "part:charset:us-ascii",
+        "part:encoding:7bit",
+        "part:text/plain",
+        "parts:1",
+        "subject:words",
+        "to:addr:me@example.org",
+        "to:count:1",
+        "to:dom:example.org",
+        "w0000",
+        "w0001",
+        "w0002",
+        "w0003",
+        "w0004",
+        "w0005",
+        "w0006",
+        "w0007",
+        "w0008",
+        "w0009",
+        "w0010",
+        "w0011",
+        "w0012",
+        "w0013",
+        "w0014",
+        "w0015",
+        "w0016",
+        "w0017",
+        "w0018",
+        "w0019",
+        "w0020",
+        "w0021",
+        "w0022",
+        "w0023",
+        "w0024",
+        "w0025",
+        "w0026",
+        "w0027",
+        "w0028",
+        "w0029",
+        "w0030",
+        "w0031",
+        "w0032",
+        "w0033",
+        "w0034",
+        "w0035",
+        "w0036",
+        "w0037",
+        "w0038",
+        "w0039",
+        "w0040",
+        "w0041",
+        "w0042",
+        "w0043",
+        "w0044",
+        "w0045",
+        "w0046",
+        "w0047",
+        "w0048",
+        "w0049",
+        "w0050",
+        "w0051",
+        "w0052",
+        "w0053",
+        "w0054",
+        "w0055",
+        "w0056",
+        "w0057",
+        "w0058",
+        "w0059",
+        "w0060",
+        "w0061",
+        "w0062",
+        "w0063",
+        "w0064",
+        "w0065",
+        "w0066",
+        "w0067",
+        "w0068",
+        "w0069",
+        "w0070",
+        "w0071",
+        "w0072",
+        "w0073",
+        "w0074",
+        "w0075",
+        "w0076",
+        "w0077",
+        "w0078",
+        "w0079",
+        "w0080",
+        "w0081",
+        "w0082",
+        "w0083",
+        "w0084",
+        "w0085",
+        "w0086",
+        "w0087",
+        "w0088",
+        "w0089",
+        "w0090",
+        "w0091",
+        "w0092",
+        "w0093",
+        "w0094",
+        "w0095",
+        "w0096",
+        "w0097",
+        "w0098",
+        "w0099",
+        "w0100",
+        "w0101",
+        "w0102",
+        "w0103",
+        "w0104",
+        "w0105",
+        "w0106",
+        "w0107",
+    ]
+
+
+def test_word_separators_are_the_word_pattern() -> None:
+    """Splitting at the separators and at ``str.isspace`` finds the pattern's words, for every
+    code point (each between letters)."""
+    text = "".join(f"ab{chr(c)}cd" for c in range(sys.maxunicode + 1))
+    assert text.translate(_WORD_SEPARATORS).split() == _WORD.findall(text)
