@@ -27,7 +27,7 @@ import heapq
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -344,30 +344,8 @@ def message_tokens(
 
 # -- probabilities -------------------------------------------------------------------------------
 
-
-class _Robinson:
-    """Robinson's f(w), a token's spam ratio shrunk towards the prior by its rarity, with the
-    model's constants worked out once: a message asks for several hundred tokens. (Measured:
-    merging each token's counts into new objects before scoring them took a quarter of the
-    SMTP intake's CPU per message; :func:`classify_views` merges as it scores.)"""
-
-    __slots__ = ("_ham_scale", "_prior", "_s", "_spam_scale", "_weighted_prior")
-
-    def __init__(self, totals: SpamCounts, settings: ClassifierSettings) -> None:
-        self._ham_scale = 1.0 / max(totals.ham, 1)
-        self._spam_scale = 1.0 / max(totals.spam, 1)
-        self._s = settings.prior_strength
-        self._prior = settings.prior
-        self._weighted_prior = settings.prior_strength * settings.prior
-
-    def probability(self, ham: float, spam: float) -> float:
-        ham_ratio = ham * self._ham_scale
-        spam_ratio = spam * self._spam_scale
-        if ham_ratio + spam_ratio == 0:
-            return self._prior
-        p = spam_ratio / (ham_ratio + spam_ratio)
-        n = ham + spam
-        return (self._weighted_prior + n * p) / (self._s + n)
+#: The account's counts when there is no account model.
+_NOTHING: Mapping[str, SpamCounts] = {}
 
 
 def _chi2_survival(chi2: float, freedom: int) -> float:
@@ -382,7 +360,7 @@ def _chi2_survival(chi2: float, freedom: int) -> float:
 
 
 def classify(
-    tokens: Iterable[str],
+    tokens: Collection[str],
     totals: SpamCounts,
     counts: Mapping[str, SpamCounts],
     settings: ClassifierSettings = DEFAULT_SETTINGS,
@@ -392,7 +370,7 @@ def classify(
 
 
 def classify_views(
-    tokens: Iterable[str],
+    tokens: Collection[str],
     global_view: ModelView,
     account_view: ModelView | None,
     weight: float,
@@ -404,7 +382,7 @@ def classify_views(
     g_get = global_view.counts.get
     if account_view is None:
         totals = g_totals
-        a_get = None
+        a_get = _NOTHING.get
     else:
         a_totals = account_view.totals
         totals = SpamCounts(
@@ -414,25 +392,43 @@ def classify_views(
         a_get = account_view.counts.get
     if not trained(totals):
         return Classification(0.5, (), trained=False)
-    probability_of = _Robinson(totals, settings).probability
+    # Robinson's f(w) of each token: its spam ratio shrunk towards the prior by its rarity,
+    # worked out inline with the model's constants taken once: a message asks for several
+    # hundred tokens, and a method call per token cost 8 % of this function's instructions.
+    # Merging each token's counts into new objects before scoring them took a quarter of the
+    # SMTP intake's CPU per message (measured), so counts are merged as they are scored; the
+    # arithmetic is the same operations in the same order, so the probabilities are the same
+    # bits.
+    ham_scale = 1.0 / max(totals.ham, 1)
+    spam_scale = 1.0 / max(totals.spam, 1)
+    s = settings.prior_strength
+    prior = settings.prior
+    weighted_prior = s * prior
     min_strength = settings.min_strength
     clues: list[tuple[float, str, float]] = []
-    for token in tokens:
-        theirs = g_get(token)
-        mine = a_get(token) if a_get is not None else None
+    # The look-ups are made by ``map`` (no interpreted call per token).
+    for token, theirs, mine in zip(tokens, map(g_get, tokens), map(a_get, tokens), strict=True):
         if mine is None:
             if theirs is None:
                 continue
-            p = probability_of(theirs.ham, theirs.spam)
+            ham, spam = theirs.ham, theirs.spam
         elif theirs is None:
-            p = probability_of(round(weight * mine.ham), round(weight * mine.spam))
+            ham, spam = round(weight * mine.ham), round(weight * mine.spam)
         else:
-            p = probability_of(
-                theirs.ham + round(weight * mine.ham), theirs.spam + round(weight * mine.spam)
-            )
-        strength = abs(p - 0.5)
-        if strength >= min_strength:
-            clues.append((strength, token, p))
+            ham = theirs.ham + round(weight * mine.ham)
+            spam = theirs.spam + round(weight * mine.spam)
+        ham_ratio = ham * ham_scale
+        spam_ratio = spam * spam_scale
+        if ham_ratio + spam_ratio == 0:
+            p = prior
+        else:
+            n = ham + spam
+            p = (weighted_prior + n * (spam_ratio / (ham_ratio + spam_ratio))) / (s + n)
+        if p >= 0.5:
+            if p - 0.5 >= min_strength:
+                clues.append((p - 0.5, token, p))
+        elif 0.5 - p >= min_strength:
+            clues.append((0.5 - p, token, p))
     chosen = heapq.nlargest(settings.max_clues, clues)
     if not chosen:
         return Classification(0.5, (), trained=True)
