@@ -27,7 +27,7 @@ import heapq
 import itertools
 import math
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -360,7 +360,7 @@ def _chi2_survival(chi2: float, freedom: int) -> float:
 
 
 def classify(
-    tokens: Collection[str],
+    tokens: Iterable[str],
     totals: SpamCounts,
     counts: Mapping[str, SpamCounts],
     settings: ClassifierSettings = DEFAULT_SETTINGS,
@@ -370,7 +370,7 @@ def classify(
 
 
 def classify_views(
-    tokens: Collection[str],
+    tokens: Iterable[str],
     global_view: ModelView,
     account_view: ModelView | None,
     weight: float,
@@ -406,8 +406,9 @@ def classify_views(
     weighted_prior = s * prior
     min_strength = settings.min_strength
     clues: list[tuple[float, str, float]] = []
-    # The look-ups are made by ``map`` (no interpreted call per token).
-    for token, theirs, mine in zip(tokens, map(g_get, tokens), map(a_get, tokens), strict=True):
+    for token in tokens:
+        theirs = g_get(token)
+        mine = a_get(token)
         if mine is None:
             if theirs is None:
                 continue
