@@ -30,13 +30,6 @@ pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or
 USER = "alice@example.org"
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    yield db
-    db.drop()
-
-
 @pytest.fixture
 def nodes(tmp_path: Path, database: TestDatabase) -> Iterator[tuple[Node, Node]]:
     url = database.new_store_url()

@@ -12,7 +12,6 @@ import asyncio
 import imaplib
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,13 +47,6 @@ pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or
 PASSWORD = "correct horse battery"
 DOMAIN = "example.org"
 USER = f"alice@{DOMAIN}"
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    yield db
-    db.drop()
 
 
 def init(tmp_path: Path, *extra: str) -> None:

@@ -62,13 +62,6 @@ async def add_bob(store: Store, quota_messages: int | None = None) -> tuple[Acco
 
 
 @pytest.fixture(scope="module")
-def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    yield db
-    db.drop()
-
-
-@pytest.fixture(scope="module")
 def spare_urls() -> list[str]:
     """Migrated, emptied stores that earlier tests gave back."""
     return []
