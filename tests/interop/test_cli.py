@@ -16,27 +16,14 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.store.open import open_store
 from pillarbox.store.types import INBOX, DmarcObservation
-from pillarbox.testing.command import run_pillarbox
+from pillarbox.testing.command import init_site, run_pillarbox
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
 def initialised(tmp_path: Path) -> Path:
-    result = run_pillarbox(
-        tmp_path,
-        "init",
-        "--dev",
-        "--data-dir",
-        "data",
-        "--domain",
-        "example.org",
-        "--user",
-        "alice@example.org",
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
-    )
-    assert result.returncode == 0, result.stderr
+    init_site(tmp_path, "alice@example.org", PASSWORD)
     return tmp_path
 
 

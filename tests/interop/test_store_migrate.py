@@ -37,7 +37,7 @@ from pillarbox.store.types import (
     SpamCounts,
     TokenKind,
 )
-from pillarbox.testing.command import run_pillarbox
+from pillarbox.testing.command import init_site, run_pillarbox
 from pillarbox.testing.live import LiveServer, loopback_config
 from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
@@ -49,27 +49,9 @@ DOMAIN = "example.org"
 USER = f"alice@{DOMAIN}"
 
 
-def init(tmp_path: Path, *extra: str) -> None:
-    result = run_pillarbox(
-        tmp_path,
-        "init",
-        "--dev",
-        "--data-dir",
-        "data",
-        "--domain",
-        DOMAIN,
-        "--user",
-        USER,
-        "--password-stdin",
-        *extra,
-        stdin=PASSWORD + "\n",
-    )
-    assert result.returncode == 0, result.stderr
-
-
 def test_init_on_an_empty_postgres_database(tmp_path: Path, database: TestDatabase) -> None:
     url = database.new_store_url()
-    init(tmp_path, "--store", url)
+    init_site(tmp_path, USER, PASSWORD, "--store", url)
     assert cfg.load(tmp_path / "pillarbox.toml").store.url == url
     listed = run_pillarbox(tmp_path, "user", "list", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -179,7 +161,7 @@ async def _with_store(store: Store, action: Any) -> Any:
 
 
 def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase) -> None:
-    init(tmp_path)
+    init_site(tmp_path, USER, PASSWORD)
     config = cfg.load(tmp_path / "pillarbox.toml")
     sqlite_store = lambda: open_store(config.store.url, config.data_dir)  # noqa: E731
     asyncio.run(_with_store(sqlite_store(), _populate))

@@ -38,3 +38,23 @@ def run_pillarbox(
         timeout=120,
         check=False,
     )
+
+
+def init_site(site: Path, address: str, password: str, *extra: str) -> None:
+    """``pillarbox init --dev`` in ``site`` hosting ``address``'s domain with that one account;
+    ``extra`` are more ``init`` options. Fails the test if ``init`` fails."""
+    result = run_pillarbox(
+        site,
+        "init",
+        "--dev",
+        "--data-dir",
+        "data",
+        "--domain",
+        address.rpartition("@")[2],
+        "--user",
+        address,
+        "--password-stdin",
+        *extra,
+        stdin=password + "\n",
+    )
+    assert result.returncode == 0, result.stderr
