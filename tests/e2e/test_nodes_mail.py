@@ -10,7 +10,6 @@ Skipped without a PostgreSQL server (``$PILLARBOX_TEST_POSTGRES`` or 127.0.0.1:5
 
 from __future__ import annotations
 
-import asyncio
 import imaplib
 import smtplib
 import time
@@ -21,10 +20,8 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from pillarbox import provisioning
-from pillarbox.store.postgres import PostgresStore
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
-from pillarbox.testing.nodes import Node
+from pillarbox.testing.nodes import Node, provision_account
 from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
 _UNREACHABLE = unreachable_reason()
@@ -33,28 +30,11 @@ pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or
 USER = "alice@example.org"
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    yield db
-    db.drop()
-
-
 @pytest.fixture
 def nodes(tmp_path: Path, database: TestDatabase) -> Iterator[tuple[Node, Node]]:
     url = database.new_store_url()
     a, b = Node(tmp_path, "node-a", url), Node(tmp_path, "node-b", url)
-
-    async def provision() -> None:
-        store = PostgresStore(url)
-        await store.open()
-        try:
-            await provisioning.add_domain(store, "example.org")
-            await provisioning.add_account(store, a.config, USER, PASSWORD)
-        finally:
-            await store.close()
-
-    asyncio.run(provision())
+    provision_account(a, url, USER, PASSWORD)
     with a, b:
         yield a, b
 

@@ -24,11 +24,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from pillarbox import config as cfg
-from pillarbox import provisioning
-from pillarbox.store.postgres import PostgresStore
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import free_port
-from pillarbox.testing.nodes import Node
+from pillarbox.testing.nodes import Node, provision_account
 from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
 _UNREACHABLE = unreachable_reason()
@@ -60,13 +58,6 @@ class Sink:
         return "250 OK"
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    yield db
-    db.drop()
-
-
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, int]]:
     handler = Sink()
@@ -91,17 +82,7 @@ def test_a_killed_nodes_claim_is_taken_over_after_the_lease(
     )
     a = Node(tmp_path, "node-a", url, listeners=["submission"], queue=queue)
     b = Node(tmp_path, "node-b", url, listeners=["submission"], queue=queue)
-
-    async def provision() -> None:
-        store = PostgresStore(url)
-        await store.open()
-        try:
-            await provisioning.add_domain(store, "example.org")
-            await provisioning.add_account(store, a.config, USER, PASSWORD)
-        finally:
-            await store.close()
-
-    asyncio.run(provision())
+    provision_account(a, url, USER, PASSWORD)
     handler.hold.set()
     with a:
         with smtplib.SMTP("127.0.0.1", a.port("submission")) as client:

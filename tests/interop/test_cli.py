@@ -16,48 +16,14 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.store.open import open_store
 from pillarbox.store.types import INBOX, DmarcObservation
+from pillarbox.testing.command import init_site, run_pillarbox
 
 PASSWORD = "correct horse battery"
 
 
-def run(
-    tmp_path: Path,
-    *args: str,
-    stdin: str | None = None,
-    config: bool = True,
-    env_extra: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PILLARBOX__AUTH__ARGON2_MEMORY_COST": "1024", **(env_extra or {})}
-    env.pop("PILLARBOX_CONFIG", None)
-    prefix = ["--config", str(tmp_path / "pillarbox.toml")] if config else []
-    return subprocess.run(
-        [sys.executable, "-m", "pillarbox.cli", *prefix, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.fixture
 def initialised(tmp_path: Path) -> Path:
-    result = run(
-        tmp_path,
-        "init",
-        "--dev",
-        "--data-dir",
-        "data",
-        "--domain",
-        "example.org",
-        "--user",
-        "alice@example.org",
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
-    )
-    assert result.returncode == 0, result.stderr
+    init_site(tmp_path, "alice@example.org", PASSWORD)
     return tmp_path
 
 
@@ -65,7 +31,7 @@ def test_init_creates_config_store_certificate_and_account(initialised: Path) ->
     assert (initialised / "pillarbox.toml").is_file()
     assert (initialised / "data" / "tls" / "cert.pem").is_file()
     assert (initialised / "data" / "tls" / "key.pem").stat().st_mode & 0o077 == 0
-    listed = run(initialised, "user", "list", "--json")
+    listed = run_pillarbox(initialised, "user", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     users = json.loads(listed.stdout)
     assert [u["address"] for u in users] == ["alice@example.org"]
@@ -73,29 +39,31 @@ def test_init_creates_config_store_certificate_and_account(initialised: Path) ->
 
 
 def test_init_refuses_to_overwrite(initialised: Path) -> None:
-    result = run(initialised, "init", "--dev")
+    result = run_pillarbox(initialised, "init", "--dev")
     assert result.returncode == 1
     assert "exists already" in result.stderr
 
 
 def test_domain_lifecycle(initialised: Path) -> None:
-    assert run(initialised, "domain", "add", "Example.NET.").returncode == 0
-    listed = json.loads(run(initialised, "domain", "list", "--json").stdout)
+    assert run_pillarbox(initialised, "domain", "add", "Example.NET.").returncode == 0
+    listed = json.loads(run_pillarbox(initialised, "domain", "list", "--json").stdout)
     assert sorted(d["name"] for d in listed) == ["example.net", "example.org"]
-    duplicate = run(initialised, "domain", "add", "example.net")
+    duplicate = run_pillarbox(initialised, "domain", "add", "example.net")
     assert duplicate.returncode == 1
     assert duplicate.stderr.count("\n") == 1
-    in_use = run(initialised, "domain", "remove", "example.org")
+    in_use = run_pillarbox(initialised, "domain", "remove", "example.org")
     assert in_use.returncode == 1
-    assert run(initialised, "domain", "remove", "example.net").returncode == 0
-    unknown = run(initialised, "domain", "remove", "example.net")
+    assert run_pillarbox(initialised, "domain", "remove", "example.net").returncode == 0
+    unknown = run_pillarbox(initialised, "domain", "remove", "example.net")
     assert unknown.returncode == 1
     assert "no such domain" in unknown.stderr
 
 
 def test_idn_domain_is_stored_as_a_labels(initialised: Path) -> None:
-    assert run(initialised, "domain", "add", "bücher.example").returncode == 0
-    names = [d["name"] for d in json.loads(run(initialised, "domain", "list", "--json").stdout)]
+    assert run_pillarbox(initialised, "domain", "add", "bücher.example").returncode == 0
+    names = [
+        d["name"] for d in json.loads(run_pillarbox(initialised, "domain", "list", "--json").stdout)
+    ]
     assert "xn--bcher-kva.example" in names
 
 
@@ -109,14 +77,16 @@ def test_idn_domain_is_stored_as_a_labels(initialised: Path) -> None:
     ],
 )
 def test_user_add_refusals(initialised: Path, address: str, password: str, message: str) -> None:
-    result = run(initialised, "user", "add", address, "--password-stdin", stdin=password + "\n")
+    result = run_pillarbox(
+        initialised, "user", "add", address, "--password-stdin", stdin=password + "\n"
+    )
     assert result.returncode == 1
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_user_passwd_and_remove(initialised: Path) -> None:
-    changed = run(
+    changed = run_pillarbox(
         initialised,
         "user",
         "passwd",
@@ -125,34 +95,36 @@ def test_user_passwd_and_remove(initialised: Path) -> None:
         stdin="another fine password\n",
     )
     assert changed.returncode == 0, changed.stderr
-    assert run(initialised, "user", "remove", "alice@example.org", "--yes").returncode == 0
-    assert json.loads(run(initialised, "user", "list", "--json").stdout) == []
+    assert (
+        run_pillarbox(initialised, "user", "remove", "alice@example.org", "--yes").returncode == 0
+    )
+    assert json.loads(run_pillarbox(initialised, "user", "list", "--json").stdout) == []
 
 
 def test_password_is_never_taken_from_a_terminalless_prompt(initialised: Path) -> None:
-    result = run(initialised, "user", "add", "carol@example.org", stdin="")
+    result = run_pillarbox(initialised, "user", "add", "carol@example.org", stdin="")
     assert result.returncode == 1
     assert "--password-stdin" in result.stderr
 
 
 def test_alias_lifecycle(initialised: Path) -> None:
-    added = run(initialised, "alias", "add", "sales@example.org", "alice@example.org")
+    added = run_pillarbox(initialised, "alias", "add", "sales@example.org", "alice@example.org")
     assert added.returncode == 0, added.stderr
-    catch_all = run(initialised, "alias", "add", "@example.org", "alice@example.org")
+    catch_all = run_pillarbox(initialised, "alias", "add", "@example.org", "alice@example.org")
     assert catch_all.returncode == 0, catch_all.stderr
-    aliases = json.loads(run(initialised, "alias", "list", "--json").stdout)
+    aliases = json.loads(run_pillarbox(initialised, "alias", "list", "--json").stdout)
     assert {a["address"]: a["targets"] for a in aliases} == {
         "sales@example.org": ["alice@example.org"],
         "@example.org": ["alice@example.org"],
     }
-    clash = run(initialised, "alias", "add", "alice@example.org", "bob@example.net")
+    clash = run_pillarbox(initialised, "alias", "add", "alice@example.org", "bob@example.net")
     assert clash.returncode == 1
-    assert run(initialised, "alias", "remove", "sales@example.org").returncode == 0
-    assert run(initialised, "alias", "remove", "sales@example.org").returncode == 1
+    assert run_pillarbox(initialised, "alias", "remove", "sales@example.org").returncode == 0
+    assert run_pillarbox(initialised, "alias", "remove", "sales@example.org").returncode == 1
 
 
 def test_status_json(initialised: Path) -> None:
-    result = run(initialised, "status", "--json")
+    result = run_pillarbox(initialised, "status", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["accounts"] == 1
@@ -162,13 +134,13 @@ def test_status_json(initialised: Path) -> None:
 
 def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     (tmp_path / "pillarbox.toml").write_text("[listeners.imap]\nport = 'abc'\n")
-    result = run(tmp_path, "status")
+    result = run_pillarbox(tmp_path, "status")
     assert result.returncode == 2
     assert "listeners.imap.port" in result.stderr
 
 
 def test_missing_config_is_a_configuration_error(tmp_path: Path) -> None:
-    result = run(tmp_path, "domain", "list")
+    result = run_pillarbox(tmp_path, "domain", "list")
     assert result.returncode == 2
     assert "pillarbox init" in result.stderr
 
@@ -189,7 +161,7 @@ def test_config_env_variable_is_used(initialised: Path) -> None:
 
 
 def test_config_doc_matches_committed_reference(tmp_path: Path) -> None:
-    result = run(tmp_path, "config-doc", config=False)
+    result = run_pillarbox(tmp_path, "config-doc", config=False)
     assert result.returncode == 0
     committed = Path(__file__).parents[2] / "docs" / "config.md"
     assert committed.read_text() == result.stdout, (
@@ -223,14 +195,14 @@ def test_dmarc_report_prints_then_sends(initialised: Path) -> None:
         policy_record="v=DMARC1; p=none; rua=mailto:alice@example.org",
     )
     asyncio.run(in_store(lambda store: store.record_dmarc_observation(observation)))
-    shown = run(initialised, "dmarc", "report")
+    shown = run_pillarbox(initialised, "dmarc", "report")
     assert shown.returncode == 0, shown.stderr
     assert "!example.org!" in shown.stdout and "→ alice@example.org" in shown.stdout
     assert "<source_ip>192.0.2.7</source_ip>" in shown.stdout
 
-    refused = run(initialised, "dmarc", "report", "--send")
+    refused = run_pillarbox(initialised, "dmarc", "report", "--send")
     assert refused.returncode != 0 and "from_address" in refused.stderr
-    env_run = run(initialised, "dmarc", "report", "--send", env_extra=_FROM_ALICE)
+    env_run = run_pillarbox(initialised, "dmarc", "report", "--send", env_extra=_FROM_ALICE)
     assert env_run.returncode == 0, env_run.stderr
     assert ": 1 messages → alice@example.org" in env_run.stdout
 
@@ -241,7 +213,10 @@ def test_dmarc_report_prints_then_sends(initialised: Path) -> None:
 
     [delivered] = asyncio.run(in_store(inbox))
     assert b"Report Domain: example.org" in delivered
-    assert run(initialised, "dmarc", "report").stdout.strip() == "no DMARC evaluations to report"
+    assert (
+        run_pillarbox(initialised, "dmarc", "report").stdout.strip()
+        == "no DMARC evaluations to report"
+    )
 
 
 _FROM_ALICE = {"PILLARBOX__DMARC_REPORTS__FROM_ADDRESS": "alice@example.org"}

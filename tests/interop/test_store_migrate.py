@@ -11,11 +11,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import json
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +37,7 @@ from pillarbox.store.types import (
     SpamCounts,
     TokenKind,
 )
+from pillarbox.testing.command import init_site, run_pillarbox
 from pillarbox.testing.live import LiveServer, loopback_config
 from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
@@ -52,59 +49,11 @@ DOMAIN = "example.org"
 USER = f"alice@{DOMAIN}"
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    yield db
-    db.drop()
-
-
-def run(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PILLARBOX__AUTH__ARGON2_MEMORY_COST": "1024"}
-    env.pop("PILLARBOX_CONFIG", None)
-    env.pop("PILLARBOX_TEST_STORE", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pillarbox.cli",
-            "--config",
-            str(tmp_path / "pillarbox.toml"),
-            *args,
-        ],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
-
-
-def init(tmp_path: Path, *extra: str) -> None:
-    result = run(
-        tmp_path,
-        "init",
-        "--dev",
-        "--data-dir",
-        "data",
-        "--domain",
-        DOMAIN,
-        "--user",
-        USER,
-        "--password-stdin",
-        *extra,
-        stdin=PASSWORD + "\n",
-    )
-    assert result.returncode == 0, result.stderr
-
-
 def test_init_on_an_empty_postgres_database(tmp_path: Path, database: TestDatabase) -> None:
     url = database.new_store_url()
-    init(tmp_path, "--store", url)
+    init_site(tmp_path, USER, PASSWORD, "--store", url)
     assert cfg.load(tmp_path / "pillarbox.toml").store.url == url
-    listed = run(tmp_path, "user", "list", "--json")
+    listed = run_pillarbox(tmp_path, "user", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [u["address"] for u in json.loads(listed.stdout)] == [USER]
     assert not (tmp_path / "data" / "pillarbox.sqlite3").exists()
@@ -212,14 +161,14 @@ async def _with_store(store: Store, action: Any) -> Any:
 
 
 def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase) -> None:
-    init(tmp_path)
+    init_site(tmp_path, USER, PASSWORD)
     config = cfg.load(tmp_path / "pillarbox.toml")
     sqlite_store = lambda: open_store(config.store.url, config.data_dir)  # noqa: E731
     asyncio.run(_with_store(sqlite_store(), _populate))
     before = asyncio.run(_with_store(sqlite_store(), _snapshot))
 
     url = database.new_store_url()
-    result = run(tmp_path, "store", "migrate", "--to", url)
+    result = run_pillarbox(tmp_path, "store", "migrate", "--to", url)
     assert result.returncode == 0, result.stderr
     assert "verified: 7 messages byte-identical" in result.stdout
     after = asyncio.run(_with_store(PostgresStore(url), _snapshot))
@@ -228,7 +177,7 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert before["mailboxes"][INBOX]["search"]  # the text index came along
     assert before["spam"][0][1] == {"cheap": SpamCounts(0, 1)} and before["trained"] is True
 
-    again = run(tmp_path, "store", "migrate", "--to", url)
+    again = run_pillarbox(tmp_path, "store", "migrate", "--to", url)
     assert again.returncode == 1 and "not empty" in again.stderr
 
     # A real client on a server over the copy sees the same mailbox, byte for byte.

@@ -4,6 +4,7 @@ way input is cut never changes the output, and RETR/TOP dot-stuffing round-trips
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from pillarbox.pop3 import (
     PAUSED,
     Apop,
     Disconnect,
+    Event,
     MaildropMessage,
     Pop3Limits,
     Pop3Server,
@@ -20,6 +22,7 @@ from pillarbox.pop3 import (
     Retrieve,
     SaslResponse,
     SaslStart,
+    Signal,
     StartTls,
     Update,
     UserPass,
@@ -101,6 +104,23 @@ def _deterministic_answer(server: Pop3Server, event: object) -> None:
             raise AssertionError(event)
 
 
+def _settle(server: Pop3Server, clock: float, answer: Callable[[Event], None]) -> float:
+    """Hands every event to ``answer`` until the core needs data or disconnects, letting each
+    pause's deadline pass; returns the clock as it then stands."""
+    for _ in range(10_000):
+        event = server.next_event()
+        if event is NEED_DATA or isinstance(event, Disconnect):
+            return clock
+        if event is PAUSED:
+            deadline = server.deadline()
+            assert deadline is not None
+            clock = deadline
+            server.handle_timeout(clock)
+        elif not isinstance(event, Signal):
+            answer(event)
+    raise AssertionError("the core did not settle")
+
+
 def _run(pieces: list[bytes], insecure: bool) -> bytes:
     # No STLS here: what arrives behind STLS is discarded by design, so it depends on the cut.
     clock = 0.0
@@ -110,19 +130,7 @@ def _run(pieces: list[bytes], insecure: bool) -> bytes:
     output = bytearray(server.data_to_send(clock))
     for piece in [*pieces, b""]:
         server.receive_data(piece, clock)
-        for _ in range(10_000):
-            event = server.next_event()
-            if event is NEED_DATA or isinstance(event, Disconnect):
-                break
-            if event is PAUSED:
-                deadline = server.deadline()
-                assert deadline is not None
-                clock = deadline
-                server.handle_timeout(clock)
-            else:
-                _deterministic_answer(server, event)
-        else:
-            raise AssertionError("the core did not settle")
+        clock = _settle(server, clock, lambda event: _deterministic_answer(server, event))
         output += server.data_to_send(clock)
     return bytes(output)
 
@@ -155,47 +163,39 @@ def test_arbitrary_input_and_answers_never_raise(
         insecure_auth_allowed=data.draw(st.booleans()),
         apop_timestamp="<1.2@h>",
     )
+
+    def answer(event: Event) -> None:
+        match event:
+            case UserPass() | Apop() | SaslStart() | SaslResponse():
+                choice = data.draw(st.sampled_from(["accept", "auth", "in-use", "sasl"]))
+                if choice == "accept":
+                    server.accept_login(9, LISTING)
+                elif choice == "sasl" and isinstance(event, SaslStart | SaslResponse):
+                    server.sasl_challenge(data.draw(st.binary(max_size=20)))
+                else:
+                    server.reject_login(
+                        responses.AUTH_FAILED if choice == "auth" else responses.IN_USE
+                    )
+            case StartTls():
+                server.tls_started()
+            case Retrieve():
+                for chunk in data.draw(st.lists(st.binary(max_size=20), max_size=4)):
+                    server.message_chunk(chunk)
+                if data.draw(st.booleans()):
+                    server.end_message()
+                else:
+                    server.fail_message(responses.MESSAGE_GONE)
+            case Update():
+                if data.draw(st.booleans()):
+                    server.complete_update()
+                else:
+                    server.fail_update()
+
     for piece in [*_cuts(stream, sizes), b""]:
         clock += data.draw(st.sampled_from([0.0, 1.0, 700.0]))
         server.receive_data(piece, clock)
         server.handle_timeout(clock)
-        for _ in range(10_000):
-            event = server.next_event()
-            if event is NEED_DATA or isinstance(event, Disconnect):
-                break
-            if event is PAUSED:
-                deadline = server.deadline()
-                assert deadline is not None
-                clock = deadline
-                server.handle_timeout(clock)
-                continue
-            match event:
-                case UserPass() | Apop() | SaslStart() | SaslResponse():
-                    choice = data.draw(st.sampled_from(["accept", "auth", "in-use", "sasl"]))
-                    if choice == "accept":
-                        server.accept_login(9, LISTING)
-                    elif choice == "sasl" and isinstance(event, SaslStart | SaslResponse):
-                        server.sasl_challenge(data.draw(st.binary(max_size=20)))
-                    else:
-                        server.reject_login(
-                            responses.AUTH_FAILED if choice == "auth" else responses.IN_USE
-                        )
-                case StartTls():
-                    server.tls_started()
-                case Retrieve():
-                    for chunk in data.draw(st.lists(st.binary(max_size=20), max_size=4)):
-                        server.message_chunk(chunk)
-                    if data.draw(st.booleans()):
-                        server.end_message()
-                    else:
-                        server.fail_message(responses.MESSAGE_GONE)
-                case Update():
-                    if data.draw(st.booleans()):
-                        server.complete_update()
-                    else:
-                        server.fail_update()
-        else:
-            raise AssertionError("the core did not settle")
+        clock = _settle(server, clock, answer)
         server.data_to_send(clock)
         if server.closed:
             break

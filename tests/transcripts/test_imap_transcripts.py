@@ -43,13 +43,12 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
-from pillarbox.imap.session import Action, ImapSession
-from pillarbox.mail.model import MessageInfo
+from pillarbox.imap.session import Action
 from pillarbox.mail.parse import parse_message
-from pillarbox.net.imap import session_settings
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
+from pillarbox.testing.imapcore import core_session
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "imap").glob("*.txt"))
@@ -269,20 +268,8 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
         await provisioning.add_account(store, config, user, TEST_PASSWORD)
         await prepare(store, transcript, user)
 
-        async def parse(raw: bytes) -> MessageInfo:
-            return parse_message(raw)
-
         now = time.time()
-        session = ImapSession(
-            session_settings(config.imap),
-            store,
-            provisioning.authenticator(store, config),
-            parse=parse,
-            remote_ip="127.0.0.1",
-            tls_active=transcript.tls,
-            starttls_available=not transcript.tls,
-            now=now,
-        )
+        session = core_session(store, config, now=now, tls_active=transcript.tls)
         out = _Collect()
         out.data += session.greeting()
         pending: list[str] = []

@@ -16,12 +16,11 @@ from pillarbox.imap import notify
 from pillarbox.imap.fetch import FetchItem
 from pillarbox.imap.parser import parse_command
 from pillarbox.imap.session import ImapSession
-from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
-from pillarbox.net.imap import session_settings
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.types import Change, ChangeKind, DeliveryTarget, FlagOp
+from pillarbox.testing.imapcore import core_session
 from pillarbox.testing.live import TEST_PASSWORD, loopback_config
 
 USER = "alice@example.org"
@@ -110,21 +109,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def wire(store: Store, tmp_path: Path) -> Wire:
-    async def parse(raw: bytes) -> MessageInfo:
-        return parse_message(raw)
-
-    config = loopback_config(tmp_path)
-    session = ImapSession(
-        session_settings(config.imap),
-        store,
-        provisioning.authenticator(store, config),
-        parse=parse,
-        remote_ip="127.0.0.1",
-        tls_active=False,
-        starttls_available=True,
-        now=0.0,
-    )
-    wire = Wire(session)
+    wire = Wire(core_session(store, loopback_config(tmp_path), now=0.0))
     assert "OK" in await wire.send(f'a LOGIN {USER} "{TEST_PASSWORD}"\r\n')
     return wire
 

@@ -25,12 +25,11 @@ from pillarbox.imap.session import (
     State,
     normalise_line_endings,
 )
-from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
-from pillarbox.net.imap import session_settings
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget
+from pillarbox.testing.imapcore import core_session
 from pillarbox.testing.live import TEST_PASSWORD, loopback_config
 
 USER = "alice@example.org"
@@ -59,10 +58,6 @@ class Wire:
         assert "OK" in await self.send(f'L1 LOGIN {USER} "{TEST_PASSWORD}"\r\n')
 
 
-async def _parse(raw: bytes) -> MessageInfo:
-    return parse_message(raw)
-
-
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     config = loopback_config(tmp_path)
@@ -77,17 +72,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 def make_wire(store: Store, tmp_path: Path, **imap: object) -> Wire:
     config = loopback_config(tmp_path)
     config = dataclasses.replace(config, imap=dataclasses.replace(config.imap, **imap))
-    session = ImapSession(
-        session_settings(config.imap),
-        store,
-        provisioning.authenticator(store, config),
-        parse=_parse,
-        remote_ip="127.0.0.1",
-        tls_active=False,
-        starttls_available=True,
-        now=1_700_000_000.0,
-    )
-    return Wire(session)
+    return Wire(core_session(store, config, now=1_700_000_000.0))
 
 
 async def deliver(store: Store, subject: str) -> int:

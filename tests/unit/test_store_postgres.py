@@ -30,10 +30,12 @@ from pillarbox.store.postgres import notify as pg_notify
 from pillarbox.store.postgres.migrations import LATEST_VERSION, MIGRATIONS
 from pillarbox.store.types import (
     INBOX,
+    Account,
     Change,
     ChangeKind,
     DeliveryTarget,
     FlagOp,
+    Mailbox,
     NewQueueRecipient,
     SenderListEntry,
     SenderListKind,
@@ -52,11 +54,11 @@ _UNREACHABLE = unreachable_reason()
 pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[TestDatabase]:
-    db = TestDatabase()
-    yield db
-    db.drop()
+async def add_bob(store: Store, quota_messages: int | None = None) -> tuple[Account, Mailbox]:
+    """Bob's account on ``DOMAIN``, made through ``store``, and his INBOX."""
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"bob@{DOMAIN}", "h", quota_messages=quota_messages)
+    return account, await store.get_mailbox(account.id, INBOX)
 
 
 @pytest.fixture(scope="module")
@@ -254,9 +256,7 @@ def test_notify_payloads_split_under_the_limit() -> None:
 
 async def test_change_feed_crosses_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:
     a, b = nodes
-    await a.add_domain(DOMAIN)
-    account = await a.add_account(f"bob@{DOMAIN}", "h")
-    inbox = await a.get_mailbox(account.id, INBOX)
+    account, inbox = await add_bob(a)
     subscription = b.subscribe(account.id)
     feed = aiter(subscription)
     loop = asyncio.get_running_loop()
@@ -273,9 +273,7 @@ async def test_a_rolled_back_write_announces_nothing(
     nodes: tuple[PostgresStore, PostgresStore],
 ) -> None:
     a, b = nodes
-    await a.add_domain(DOMAIN)
-    account = await a.add_account(f"bob@{DOMAIN}", "h", quota_messages=0)
-    inbox = await a.get_mailbox(account.id, INBOX)
+    account, inbox = await add_bob(a, quota_messages=0)
     subscription = b.subscribe(account.id)
     feed = aiter(subscription)
     [refused] = await a.deliver(*make_message(1), [DeliveryTarget(account.id)])
@@ -293,9 +291,7 @@ async def test_uids_and_modseqs_under_writers_on_two_nodes(
     nodes: tuple[PostgresStore, PostgresStore],
 ) -> None:
     a, b = nodes
-    await a.add_domain(DOMAIN)
-    account = await a.add_account(f"bob@{DOMAIN}", "h")
-    inbox = await a.get_mailbox(account.id, INBOX)
+    account, inbox = await add_bob(a)
     archive = await a.get_mailbox(account.id, "Archive")
     appends = [(a if i % 2 else b).append(inbox.id, *make_message(i)) for i in range(60)]
     deliveries = [
@@ -329,8 +325,7 @@ async def test_uids_and_modseqs_under_writers_on_two_nodes(
 
 async def test_quota_is_exact_across_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:
     a, b = nodes
-    await a.add_domain(DOMAIN)
-    account = await a.add_account(f"bob@{DOMAIN}", "h", quota_messages=25)
+    account, _ = await add_bob(a, quota_messages=25)
     results = await asyncio.gather(
         *(
             (a if i % 2 else b).deliver(*make_message(i), [DeliveryTarget(account.id)])
@@ -368,9 +363,7 @@ async def test_claims_never_overlap_and_expire(nodes: tuple[PostgresStore, Postg
 
 async def test_store_level_search_is_shared(nodes: tuple[PostgresStore, PostgresStore]) -> None:
     a, b = nodes
-    await a.add_domain(DOMAIN)
-    account = await a.add_account(f"bob@{DOMAIN}", "h")
-    inbox = await a.get_mailbox(account.id, INBOX)
+    _, inbox = await add_bob(a)
     await a.append(inbox.id, *make_message(1, body="50% off_today \\o/"))
     await a.append(inbox.id, *make_message(2, body="500 offXtoday"))
     assert await b.search_text(inbox.id, ["50% off_"]) == {1}  # LIKE wildcards are literals
@@ -382,8 +375,7 @@ async def test_spam_tallies_clamp_and_follow_the_account(
     nodes: tuple[PostgresStore, PostgresStore],
 ) -> None:
     a, b = nodes
-    await a.add_domain(DOMAIN)
-    account = await a.add_account(f"bob@{DOMAIN}", "h")
+    account, _ = await add_bob(a)
     assert await a.spam_model(account.id, ["x"]) == (SpamCounts(), {})
     await asyncio.gather(
         *(
@@ -429,9 +421,7 @@ async def test_text_is_indexed_behind_the_writes(
     nodes: tuple[PostgresStore, PostgresStore],
 ) -> None:
     a, b = nodes
-    await a.add_domain(DOMAIN)
-    account = await a.add_account(f"bob@{DOMAIN}", "h")
-    inbox = await a.get_mailbox(account.id, INBOX)
+    _, inbox = await add_bob(a)
     for i in range(5):
         await a.append(inbox.id, *make_message(i, body=f"needle {i}"))
     assert await b.search_text(inbox.id, ["needle"]) == {1, 2, 3, 4, 5}  # scanned meanwhile
@@ -451,9 +441,7 @@ async def test_text_is_indexed_behind_the_writes(
 
 async def test_message_infos_without_text(nodes: tuple[PostgresStore, PostgresStore]) -> None:
     a, _ = nodes
-    await a.add_domain(DOMAIN)
-    account = await a.add_account(f"bob@{DOMAIN}", "h")
-    inbox = await a.get_mailbox(account.id, INBOX)
+    _, inbox = await add_bob(a)
     raw, info = make_message(1, body="the text")
     record = await a.append(inbox.id, raw, info)
     assert await a.message_infos(inbox.id, [record.uid]) == {record.uid: info}

@@ -153,25 +153,26 @@ class Channel(asyncio.Protocol):
         RFC 3207 §4.2: anything the client pipelined after STARTTLS is not trusted and is dropped.
         """
         discarded = len(self._buffer)
-        self._buffer.clear()
-        loop = asyncio.get_running_loop()
-        try:
-            new_transport = await loop.start_tls(
-                self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
-            )
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
-            self._lost = _describe_error(exc)
-            raise ChannelClosed(self._lost) from exc
-        if new_transport is None:
-            raise ChannelClosed("TLS handshake failed")
-        self._transport = new_transport
-        self._tls_active = True
+        await self._upgrade(context, server_side=True, server_hostname=None, timeout=timeout)
         return discarded
 
     async def start_tls_client(
         self, context: ssl.SSLContext, server_hostname: str | None, timeout: float = 30.0
     ) -> None:
         """Upgrade an outgoing connection to TLS (SMTP client STARTTLS)."""
+        await self._upgrade(
+            context, server_side=False, server_hostname=server_hostname, timeout=timeout
+        )
+
+    async def _upgrade(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None,
+        timeout: float,
+    ) -> None:
+        """The TLS handshake of either side, over this transport; buffered plaintext is dropped."""
         self._buffer.clear()
         loop = asyncio.get_running_loop()
         try:
@@ -179,7 +180,7 @@ class Channel(asyncio.Protocol):
                 self.transport,
                 self,
                 context,
-                server_side=False,
+                server_side=server_side,
                 server_hostname=server_hostname,
                 ssl_handshake_timeout=timeout,
             )

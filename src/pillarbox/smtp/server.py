@@ -45,6 +45,7 @@ from pillarbox.smtp.extensions import Capabilities, Extension
 from pillarbox.smtp.grammar import (
     Auth,
     Bdat,
+    Command,
     Data,
     Expn,
     Hello,
@@ -628,19 +629,7 @@ class ServerConnection:
 
     def _dispatch(
         self,
-        command: Hello
-        | MailFrom
-        | RcptTo
-        | Data
-        | Rset
-        | Noop
-        | Quit
-        | StartTls
-        | Help
-        | Vrfy
-        | Expn
-        | Auth
-        | Bdat,
+        command: Command,
         target: State,
     ) -> None:
         match command:

@@ -8,6 +8,7 @@ Tests kill them with SIGKILL to play a crashed machine.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -21,6 +22,8 @@ from types import TracebackType
 from typing import Any
 
 from pillarbox import config as cfg
+from pillarbox import provisioning
+from pillarbox.store.postgres import PostgresStore
 from pillarbox.testing.live import TEST_STORE_ENV, free_port, loopback_config
 
 
@@ -106,6 +109,22 @@ class Node:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def provision_account(node: Node, store_url: str, address: str, password: str) -> None:
+    """Host ``address``'s domain and add the account in the shared store, before the nodes start
+    (the account's password hash follows ``node``'s config)."""
+
+    async def provision() -> None:
+        store = PostgresStore(store_url)
+        await store.open()
+        try:
+            await provisioning.add_domain(store, address.rpartition("@")[2])
+            await provisioning.add_account(store, node.config, address, password)
+        finally:
+            await store.close()
+
+    asyncio.run(provision())
 
 
 def _accepts(port: int) -> bool:

@@ -453,8 +453,7 @@ class SqliteStore:
 
     async def remove_domain(self, name: str) -> None:
         def op(conn: sqlite3.Connection, fx: WriteEffects) -> None:
-            if conn.execute("SELECT 1 FROM domains WHERE name = ?", (name,)).fetchone() is None:
-                raise NotFound(f"no domain {name}")
+            _require_domain(conn, name)
             in_use = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM accounts WHERE domain = ?) "
                 "OR EXISTS (SELECT 1 FROM aliases WHERE domain = ?)",

@@ -1,0 +1,60 @@
+"""The ``pillarbox`` command run as operators and scripts run it: one subprocess per command,
+configured only by the site directory's ``pillarbox.toml`` (never by the calling test's
+environment) and hashing passwords cheaply so that a test may add many users.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pillarbox.testing.live import TEST_STORE_ENV
+
+
+def run_pillarbox(
+    site: Path,
+    *args: str,
+    stdin: str | None = None,
+    config: bool = True,
+    env_extra: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``pillarbox --config SITE/pillarbox.toml ARGS`` in ``site`` (without ``--config`` when
+    ``config`` is false); ``env_extra`` is added to the environment. Never raises on a failed
+    command: the caller checks ``returncode``. The timeout only guards against a hang."""
+    env = {**os.environ, "PILLARBOX__AUTH__ARGON2_MEMORY_COST": "1024", **(env_extra or {})}
+    env.pop("PILLARBOX_CONFIG", None)
+    env.pop(TEST_STORE_ENV, None)
+    prefix = ["--config", str(site / "pillarbox.toml")] if config else []
+    return subprocess.run(
+        [sys.executable, "-m", "pillarbox.cli", *prefix, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=site,
+        timeout=120,
+        check=False,
+    )
+
+
+def init_site(site: Path, address: str, password: str, *extra: str) -> None:
+    """``pillarbox init --dev`` in ``site`` hosting ``address``'s domain with that one account;
+    ``extra`` are more ``init`` options. Fails the test if ``init`` fails."""
+    result = run_pillarbox(
+        site,
+        "init",
+        "--dev",
+        "--data-dir",
+        "data",
+        "--domain",
+        address.rpartition("@")[2],
+        "--user",
+        address,
+        "--password-stdin",
+        *extra,
+        stdin=password + "\n",
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,35 @@
+"""An IMAP session core over a real store, made as the server makes one for a connection but
+driven by a test without a socket: the tests of the session, of NOTIFY and of the transcripts
+feed it bytes and collect what it writes."""
+
+from __future__ import annotations
+
+from pillarbox import config as cfg
+from pillarbox import provisioning
+from pillarbox.imap.session import ImapSession
+from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.parse import parse_message
+from pillarbox.net.imap import session_settings
+from pillarbox.store.interface import Store
+
+
+def core_session(
+    store: Store, config: cfg.Config, *, now: float, tls_active: bool = False
+) -> ImapSession:
+    """A new connection from 127.0.0.1 under ``config``'s ``[imap]`` settings and accounts,
+    offered STARTTLS unless it is in TLS already."""
+    return ImapSession(
+        session_settings(config.imap),
+        store,
+        provisioning.authenticator(store, config),
+        parse=_parse,
+        remote_ip="127.0.0.1",
+        tls_active=tls_active,
+        starttls_available=not tls_active,
+        now=now,
+    )
+
+
+async def _parse(raw: bytes) -> MessageInfo:
+    # Inline, not on the executor as the server does: the tests' messages are small.
+    return parse_message(raw)
