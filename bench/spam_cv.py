@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pillarbox.cli.spam import message_files, read_message
 from pillarbox.mail.headers import raw_text, scan_header
@@ -141,17 +142,15 @@ def with_align(samples: Sequence[Sample]) -> list[Sample]:
 # -- models -------------------------------------------------------------------------------------
 
 
-class Model:
+class Model(Protocol):
     """A content model: trained on labelled samples, scoring a sample as a verdict reason."""
 
-    def train(self, samples: Sequence[Sample]) -> None:
-        raise NotImplementedError
+    def train(self, samples: Sequence[Sample]) -> None: ...
 
-    def score(self, sample: Sample) -> float:
-        raise NotImplementedError
+    def score(self, sample: Sample) -> float: ...
 
 
-class Bayes(Model):
+class Bayes:
     """The product's classifier: counts, Robinson/Fisher, BAYES = 10·(2p − 1)."""
 
     def __init__(self) -> None:
@@ -188,7 +187,7 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-class Logistic(Model):
+class Logistic:
     """Online logistic regression over binary features (Goodman & Yih 2006; Sculley &
     Wachman 2007): the message's tokens and/or the distinct byte n-grams of its first
     ``ngram_bytes`` bytes, plus a bias; per message one gradient step on the weights of its
@@ -260,7 +259,7 @@ class Logistic(Model):
         return self.scale * (2 * _sigmoid(self.z(sample)) - 1)
 
 
-class Stacked(Model):
+class Stacked:
     """The Bayes reason plus the logistic reason, each weighted."""
 
     def __init__(self, bayes_weight: float, lr: Logistic, lr_weight: float) -> None:
