@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox.store.open import open_store
+from pillarbox.cli.main import run_store
+from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, DmarcObservation
 from pillarbox.testing.command import init_site, run_pillarbox
 
@@ -171,15 +170,6 @@ def test_config_doc_matches_committed_reference(tmp_path: Path) -> None:
 
 def test_dmarc_report_prints_then_sends(initialised: Path) -> None:
     config = cfg.load(initialised / "pillarbox.toml")
-
-    async def in_store(action: Any) -> Any:
-        store = open_store(config.store.url, config.data_dir)
-        await store.open()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
     observation = DmarcObservation(
         received=datetime(2026, 1, 1, tzinfo=UTC),
         policy_domain="example.org",
@@ -194,7 +184,7 @@ def test_dmarc_report_prints_then_sends(initialised: Path) -> None:
         dkim=(),
         policy_record="v=DMARC1; p=none; rua=mailto:alice@example.org",
     )
-    asyncio.run(in_store(lambda store: store.record_dmarc_observation(observation)))
+    run_store(config, lambda store: store.record_dmarc_observation(observation))
     shown = run_pillarbox(initialised, "dmarc", "report")
     assert shown.returncode == 0, shown.stderr
     assert "!example.org!" in shown.stdout and "→ alice@example.org" in shown.stdout
@@ -206,12 +196,12 @@ def test_dmarc_report_prints_then_sends(initialised: Path) -> None:
     assert env_run.returncode == 0, env_run.stderr
     assert ": 1 messages → alice@example.org" in env_run.stdout
 
-    async def inbox(store: Any) -> list[bytes]:
+    async def inbox(store: Store) -> list[bytes]:
         account = await store.get_account("alice@example.org")
         box = await store.get_mailbox(account.id, INBOX)
         return [await store.read_blob(r.blob_id) for r in await store.list_messages(box.id)]
 
-    [delivered] = asyncio.run(in_store(inbox))
+    [delivered] = run_store(config, inbox)
     assert b"Report Domain: example.org" in delivered
     assert (
         run_pillarbox(initialised, "dmarc", "report").stdout.strip()
