@@ -41,7 +41,8 @@ async def run_blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs)
     return await loop.run_in_executor(_pool(), functools.partial(fn, *args, **kwargs))
 
 
-#: Pure-Python work on a message (parsing, tokenising) runs on the event loop up to this size.
+#: Work on one message (parsing, tokenising, DKIM and ARC verification) runs on the event loop up
+#: to this size.
 #: It holds the GIL on a pool thread too, so for a mail-sized message the loop waits just as
 #: long and the hand-off to the thread and back is pure cost; past it, the interpreter's
 #: thread switching (every few ms) keeps one huge message from stalling every session.

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import dkim
 
-from pillarbox.blocking import run_blocking
+from pillarbox.blocking import run_sized
 from pillarbox.dns.resolver import Resolver
 from pillarbox.errors import UserError
-from pillarbox.policy.dkim import INLINE_VERIFY_LIMIT, KeyTable, prefetch_keys, signature_tags
+from pillarbox.policy.dkim import KeyTable, prefetch_keys, signature_tags
 
 MAX_INSTANCE = 50  # RFC 8617 §4.2.1
 
@@ -103,10 +103,7 @@ async def verify(
         return ArcOutcome(ArcResult.FAIL, count, f"more than {limits.max_instances} ARC sets")
     names = [t.key_name for t in (*seals, *signatures) if t is not None and t.domain]
     keys = KeyTable(await prefetch_keys(resolver, names, timeout=limits.timeout))
-    if len(raw) > INLINE_VERIFY_LIMIT:
-        cv, reason = await run_blocking(_verify_blocking, raw, keys)
-    else:
-        cv, reason = _verify_blocking(raw, keys)
+    cv, reason = await run_sized(len(raw), _verify_blocking, raw, keys)
     sealer = seals[0].domain if seals and seals[0] is not None else ""
     if cv == dkim.CV_Pass:
         return ArcOutcome(ArcResult.PASS, count, reason, sealer)
@@ -128,7 +125,7 @@ def seal(
     """The next ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results, CRLF
     terminated) to put in front of ``raw`` when forwarding it. ``raw`` must carry our
     ``Authentication-Results`` (with ``authserv_id``), including its ``arc=`` result.
-    Blocking: call through :func:`pillarbox.blocking.run_blocking`."""
+    Blocking: call through :func:`pillarbox.blocking.run_sized`."""
     try:
         headers = dkim.arc_sign(
             raw,

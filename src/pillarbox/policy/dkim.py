@@ -28,13 +28,10 @@ from dataclasses import dataclass
 import dkim
 import dkim.util
 
-from pillarbox.blocking import run_blocking
+from pillarbox.blocking import run_sized
 from pillarbox.dns.resolver import DnsTemporaryError, Resolver
 from pillarbox.errors import InvalidName
 from pillarbox.mail.headers import scan_header, unfold
-
-#: Messages larger than this are verified on the blocking pool.
-INLINE_VERIFY_LIMIT = 256 * 1024
 
 
 class DkimResult(enum.StrEnum):
@@ -230,6 +227,4 @@ async def verify(
     tags = [t for t in signature_tags(raw)[: limits.max_signatures] if t is not None]
     answers = await prefetch_keys(resolver, (t.key_name for t in tags), timeout=limits.timeout)
     keys = KeyTable(answers)
-    if len(raw) > INLINE_VERIFY_LIMIT:
-        return await run_blocking(verify_signatures, raw, keys, limits=limits)
-    return verify_signatures(raw, keys, limits=limits)
+    return await run_sized(len(raw), verify_signatures, raw, keys, limits=limits)

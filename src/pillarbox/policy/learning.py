@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pillarbox.blocking import run_blocking
+from pillarbox.blocking import run_sized
 from pillarbox.mail.headers import raw_text, scan_header
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy.authresults import authserv_id
@@ -35,8 +35,6 @@ from pillarbox.store.interface import Store
 from pillarbox.store.types import Mailbox, MessageRecord, SpamCounts, SpecialUse
 
 JUNK_NAME = "junk"
-#: Messages larger than this are parsed on the blocking pool.
-INLINE_PARSE_LIMIT = 256 * 1024
 _OUR_FIELDS = frozenset({"return-path", "delivered-to", SPAM_HEADER.lower()})
 _RESULT = re.compile(
     r"\b(spf|dkim|dmarc)=pass\b[^;]*?\b(smtp\.mailfrom|header\.d|header\.from)=([^\s;]+)"
@@ -102,9 +100,7 @@ def observe(raw: bytes, hostname: str) -> Observed:
 
 
 async def observe_async(raw: bytes, hostname: str) -> Observed:
-    if len(raw) > INLINE_PARSE_LIMIT:
-        return await run_blocking(observe, raw, hostname)
-    return observe(raw, hostname)
+    return await run_sized(len(raw), observe, raw, hostname)
 
 
 @dataclass
