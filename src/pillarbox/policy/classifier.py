@@ -23,7 +23,6 @@ Implementation notes:
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 import re
@@ -378,70 +377,139 @@ def classify_views(
 ) -> Classification:
     """:func:`classify` against the global counts plus ``weight`` times the account's (each
     rounded: counts stay integral), merged token by token as they are asked for."""
-    g_totals = global_view.totals
-    g_get = global_view.counts.get
-    if account_view is None:
-        totals = g_totals
-        a_get = _NOTHING.get
-    else:
-        a_totals = account_view.totals
-        totals = SpamCounts(
-            g_totals.ham + round(weight * a_totals.ham),
-            g_totals.spam + round(weight * a_totals.spam),
-        )
-        a_get = account_view.counts.get
-    if not trained(totals):
-        return Classification(0.5, (), trained=False)
-    # Robinson's f(w) of each token: its spam ratio shrunk towards the prior by its rarity,
-    # worked out inline with the model's constants taken once: a message asks for several
-    # hundred tokens, and a method call per token cost 8 % of this function's instructions.
-    # Merging each token's counts into new objects before scoring them took a quarter of the
-    # SMTP intake's CPU per message (measured), so counts are merged as they are scored; the
-    # arithmetic is the same operations in the same order, so the probabilities are the same
-    # bits.
-    ham_scale = 1.0 / max(totals.ham, 1)
-    spam_scale = 1.0 / max(totals.spam, 1)
-    s = settings.prior_strength
-    prior = settings.prior
-    weighted_prior = s * prior
-    min_strength = settings.min_strength
-    clues: list[tuple[float, str, float]] = []
-    for token in tokens:
-        theirs = g_get(token)
-        mine = a_get(token)
-        if mine is None:
-            if theirs is None:
-                continue
-            ham, spam = theirs.ham, theirs.spam
-        elif theirs is None:
-            ham, spam = round(weight * mine.ham), round(weight * mine.spam)
-        else:
-            ham = theirs.ham + round(weight * mine.ham)
-            spam = theirs.spam + round(weight * mine.spam)
-        ham_ratio = ham * ham_scale
-        spam_ratio = spam * spam_scale
-        if ham_ratio + spam_ratio == 0:
-            p = prior
-        else:
-            n = ham + spam
-            p = (weighted_prior + n * (spam_ratio / (ham_ratio + spam_ratio))) / (s + n)
-        if p >= 0.5:
-            if p - 0.5 >= min_strength:
-                clues.append((p - 0.5, token, p))
-        elif 0.5 - p >= min_strength:
-            clues.append((0.5 - p, token, p))
-    chosen = heapq.nlargest(settings.max_clues, clues)
-    if not chosen:
-        return Classification(0.5, (), trained=True)
-    ln_spam = ln_ham = 0.0
-    for _, _, p in chosen:
-        p = min(max(p, 1e-9), 1 - 1e-9)
-        ln_spam += math.log(1.0 - p)
-        ln_ham += math.log(p)
-    n = len(chosen)
-    spamminess = 1.0 - _chi2_survival(-2.0 * ln_spam, 2 * n)
-    hamminess = 1.0 - _chi2_survival(-2.0 * ln_ham, 2 * n)
-    probability = (spamminess - hamminess + 1.0) / 2.0
-    return Classification(
-        probability, tuple((token, round(p, 3)) for _, token, p in chosen[:8]), trained=True
+    table = ClueTable(
+        global_view.totals,
+        None if account_view is None else account_view.totals,
+        weight,
+        settings,
     )
+    tokens = list(tokens)
+    table.add(tokens, global_view.counts, _NOTHING if account_view is None else account_view.counts)
+    return table.classify(tokens)
+
+
+#: A token's clue: its distance from 0.5 (what the strongest are chosen by), the token, its
+#: probability, and the two logarithms chi-square combining sums for it. None: no clue (in
+#: neither model, or closer to 0.5 than ``min_strength``).
+Clue = tuple[float, str, float, float, float] | None
+
+
+class ClueTable:
+    """Each token's clue under one state of the models (their totals and counts) and one
+    :class:`ClassifierSettings`: computed once per token by :meth:`add`, so that judging a
+    message whose tokens are all in the table (:meth:`classify`) is dictionary look-ups and
+    the combination of its strongest clues. Whoever keeps a table across messages keeps it
+    only while the models are in the state it was filled from (:mod:`.cluecache`)."""
+
+    __slots__ = ("_clues", "_ham_scale", "_settings", "_spam_scale", "_weight", "trained")
+
+    def __init__(
+        self,
+        global_totals: SpamCounts,
+        account_totals: SpamCounts | None,
+        weight: float,
+        settings: ClassifierSettings = DEFAULT_SETTINGS,
+    ) -> None:
+        if account_totals is None:
+            totals = global_totals
+        else:
+            totals = SpamCounts(
+                global_totals.ham + round(weight * account_totals.ham),
+                global_totals.spam + round(weight * account_totals.spam),
+            )
+        #: False when the models have not seen both kinds of message: every answer is 0.5.
+        self.trained = trained(totals)
+        self._ham_scale = 1.0 / max(totals.ham, 1)
+        self._spam_scale = 1.0 / max(totals.spam, 1)
+        self._weight = weight
+        self._settings = settings
+        self._clues: dict[str, Clue] = {}
+
+    def __len__(self) -> int:
+        return len(self._clues)
+
+    def missing(self, tokens: frozenset[str]) -> frozenset[str]:
+        """The ``tokens`` not in the table yet (one C-level pass: a set minus a dict)."""
+        return tokens.difference(self._clues)
+
+    def add(
+        self,
+        tokens: Iterable[str],
+        global_counts: Mapping[str, SpamCounts],
+        account_counts: Mapping[str, SpamCounts],
+    ) -> None:
+        """File the clue of each of ``tokens`` from the models' counts of them; the account's
+        counts weigh ``weight`` times a global count (rounded: counts stay integral)."""
+        if not self.trained:
+            return
+        # Robinson's f(w) of each token: its spam ratio shrunk towards the prior by its
+        # rarity, worked out inline with the model's constants taken once (a method call per
+        # token cost 8 % of the scoring's instructions); counts are merged as they are
+        # scored (merging them into new objects first took a quarter of the SMTP intake's CPU
+        # per message). The same operations in the same order as ever: the same bits.
+        g_get = global_counts.get
+        a_get = account_counts.get
+        weight = self._weight
+        ham_scale = self._ham_scale
+        spam_scale = self._spam_scale
+        settings = self._settings
+        s = settings.prior_strength
+        prior = settings.prior
+        weighted_prior = s * prior
+        min_strength = settings.min_strength
+        log = math.log
+        clues = self._clues
+        for token in tokens:
+            theirs = g_get(token)
+            mine = a_get(token)
+            if mine is None:
+                if theirs is None:
+                    clues[token] = None
+                    continue
+                ham, spam = theirs.ham, theirs.spam
+            elif theirs is None:
+                ham, spam = round(weight * mine.ham), round(weight * mine.spam)
+            else:
+                ham = theirs.ham + round(weight * mine.ham)
+                spam = theirs.spam + round(weight * mine.spam)
+            ham_ratio = ham * ham_scale
+            spam_ratio = spam * spam_scale
+            if ham_ratio + spam_ratio == 0:
+                p = prior
+            else:
+                n = ham + spam
+                p = (weighted_prior + n * (spam_ratio / (ham_ratio + spam_ratio))) / (s + n)
+            strength = p - 0.5 if p >= 0.5 else 0.5 - p
+            if strength < min_strength:
+                clues[token] = None
+                continue
+            clamped = min(max(p, 1e-9), 1 - 1e-9)
+            clues[token] = (strength, token, p, log(1.0 - clamped), log(clamped))
+
+    def classify(self, tokens: Iterable[str]) -> Classification:
+        """Fisher's chi-square combination of the strongest clues of ``tokens``, all of which
+        must have been added (a token missing is a ``KeyError``)."""
+        if not self.trained:
+            return Classification(0.5, (), trained=False)
+        clues: list[tuple[float, str, float, float, float]] = list(
+            filter(None, map(self._clues.__getitem__, tokens))
+        )
+        # ``sorted(…)[:n]`` is what ``heapq.nlargest`` is documented to equal; the tuples
+        # never tie (tokens are distinct), so both choose the same clues in the same order.
+        clues.sort(reverse=True)
+        chosen = clues[: self._settings.max_clues]
+        if not chosen:
+            return Classification(0.5, (), trained=True)
+        ln_spam = ln_ham = 0.0
+        for _, _, _, ln_not_p, ln_p in chosen:
+            ln_spam += ln_not_p
+            ln_ham += ln_p
+        n = len(chosen)
+        spamminess = 1.0 - _chi2_survival(-2.0 * ln_spam, 2 * n)
+        hamminess = 1.0 - _chi2_survival(-2.0 * ln_ham, 2 * n)
+        probability = (spamminess - hamminess + 1.0) / 2.0
+        return Classification(
+            probability,
+            tuple((token, round(p, 3)) for _, token, p, _, _ in chosen[:8]),
+            trained=True,
+        )

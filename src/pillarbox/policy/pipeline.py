@@ -8,7 +8,9 @@ Implementation notes:
   message's tokens. :meth:`InboundPolicy.verdict` runs per recipient account: the global and
   the account's classifier model, the account's sender reputation and allow/block lists,
   fetched in one store round trip (``Store.spam_evidence``, whose token counts are cached
-  and checked against each model's generation), summed with the message's reasons.
+  and checked against each model's generation), summed with the message's reasons. Each
+  token's clue is kept per state of the two models (:mod:`.cluecache`), so the store is asked
+  only for the counts of tokens without one, and scoring is look-ups.
 - The message is refused at DATA only when every recipient's verdict is ``reject``
   (:func:`pillarbox.queue.intake` decides); otherwise each copy goes to INBOX or Junk.
 - Clients in ``trusted_networks`` (loopback by default: local injection) skip the DNS checks
@@ -42,15 +44,15 @@ from pillarbox.policy.authresults import AuthSummary
 from pillarbox.policy.authresults import header as auth_header
 from pillarbox.policy.classifier import (
     DEFAULT_SETTINGS,
+    Classification,
     ClassifierSettings,
-    ModelView,
-    classify_views,
     message_tokens,
 )
+from pillarbox.policy.cluecache import ClueCache, ModelsState
 from pillarbox.policy.failurereport import FailedMessage, FailureSink
 from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
 from pillarbox.store.interface import Store
-from pillarbox.store.types import INBOX, ModelCounts, SenderListEntry, SenderListKind, SpamCounts
+from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind, SpamCounts
 
 #: Where spam goes (every account has it, see ``store.types.DEFAULT_MAILBOXES``).
 JUNK_MAILBOX = "Junk"
@@ -258,6 +260,7 @@ class InboundPolicy:
         self.hostname = hostname
         self._rng = rng if rng is not None else random.Random()
         self._trusted = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_networks]
+        self._clues = ClueCache()
 
     async def assess(
         self,
@@ -463,11 +466,24 @@ class InboundPolicy:
         """The verdict for one recipient account (see the module notes)."""
         s = self.settings
         keys = reputation.sender_keys(assessment.sender) if s.use_reputation else []
-        # One store round trip for everything the verdict reads (models, reputation, lists).
-        evidence = await self._store.spam_evidence(account_id, list(assessment.tokens), keys)
+        tokens = assessment.tokens
+        kept = self._clues.current(account_id)
+        # One store round trip for everything the verdict reads (models, reputation, lists),
+        # counts only for the tokens that have no clue kept (see .cluecache).
+        asked = tokens if kept is None else kept.missing(tokens)
+        evidence = await self._store.spam_evidence(account_id, list(asked), keys)
         reasons = list(assessment.reasons)
         if s.use_classifier:
-            reasons += self._bayes(assessment.tokens, evidence.global_model, evidence.account_model)
+            table = self._clues.table(account_id, ModelsState.of(evidence, s.classifier))
+            # The kept table (the usual case) lacks at most what was asked: no second pass.
+            missing = asked if table is kept or not table.trained else table.missing(tokens)
+            if missing is not asked and not missing <= asked:
+                # A model was trained since the kept clues were worked out: all anew.
+                evidence = await self._store.spam_evidence(account_id, list(tokens), keys)
+                table = self._clues.table(account_id, ModelsState.of(evidence, s.classifier))
+                missing = table.missing(tokens)
+            self._clues.add(table, missing, evidence.global_model[1], evidence.account_model[1])
+            reasons += self._bayes(table.classify(tokens))
         reasons += reputation.reasons(assessment.sender, evidence.reputation, s.reputation)
         forced, override = assessment.forced, assessment.override
         address = assessment.sender.from_address
@@ -485,16 +501,7 @@ class InboundPolicy:
             reasons, s.thresholds, forced=forced, override=override, refusal=assessment.refusal
         )
 
-    def _bayes(
-        self,
-        tokens: Collection[str],
-        global_model: ModelCounts,
-        account_model: ModelCounts,
-    ) -> list[Reason]:
-        views = [ModelView(*global_model), ModelView(*account_model)]
-        account = views[1] if views[1].totals.ham or views[1].totals.spam else None
-        settings = self.settings.classifier
-        result = classify_views(tokens, views[0], account, settings.account_weight, settings)
+    def _bayes(self, result: Classification) -> list[Reason]:
         if not result.trained:
             return []
         score = round(self.settings.scores.bayes * (2 * result.probability - 1), 2)

@@ -46,6 +46,11 @@ class _Model:
     counts: dict[str, SpamCounts | None] = field(default_factory=dict)
 
 
+def generation(version: ModelVersion | None) -> int:
+    """A model's generation as ``SpamEvidence.generations`` reports it (0: never trained)."""
+    return 0 if version is None else version[0]
+
+
 class SpamModelCache:
     """See the module notes. ``model`` is the ``spam_models.account_id`` (0: global)."""
 

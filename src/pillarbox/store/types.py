@@ -586,6 +586,10 @@ class SpamEvidence:
     reputation: dict[str, SpamCounts]
     #: The account's allow and block entries, ordered by pattern.
     sender_entries: list[SenderListEntry]
+    #: The generations of the global and the account's model that the counts were read at
+    #: (0: never trained). Each training raises its model's generation, so a caller may keep
+    #: what it derived from the counts for as long as these and the totals stay the same.
+    generations: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1014,6 +1014,7 @@ class StoreContract:
             (SpamCounts(1, 0), {"meeting": SpamCounts(1, 0)}),
             {"from:a@b.test": SpamCounts(0, 1)},
             [SenderListEntry("b.test", SenderListKind.BLOCK)],
+            (1, 1),
         )
         assert evidence.global_model == await store.spam_model(None, tokens)
         assert evidence.account_model == await store.spam_model(account.id, tokens)
@@ -1041,11 +1042,14 @@ class StoreContract:
             )
             after = await store.spam_evidence(account.id, tokens, [])
             assert after.global_model == (SpamCounts(1, 1), {"pills": SpamCounts(0, 1)})
+            # What a caller keeps per generation (the policy's clues) is dropped on this.
+            assert after.generations == (before.generations[0] + 1, 0)
             await other.train_spam_model(account.id, SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
         finally:
             await other.close()
         mine = await store.spam_evidence(account.id, tokens, [])
         assert mine.account_model == (SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
+        assert mine.generations == (after.generations[0], 1)
         # This store's own training, too.
         await store.train_spam_model(account.id, SpamCounts(0, 0), {"hello": SpamCounts(2, 0)})
         assert (await store.spam_model(account.id, tokens))[1] == {"hello": SpamCounts(3, 0)}

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import NotFound
-from pillarbox.store.spamcache import ModelVersion, SpamModelCache
+from pillarbox.store.spamcache import ModelVersion, SpamModelCache, generation
 from pillarbox.store.types import (
     ModelCounts,
     SenderListEntry,
@@ -75,7 +75,13 @@ async def spam_evidence(
         [(GLOBAL_MODEL, versions.get(GLOBAL_MODEL)), (account_id, versions.get(account_id))],
         tokens,
     )
-    return SpamEvidence(global_model, account_model, reputation, entries)
+    return SpamEvidence(
+        global_model,
+        account_model,
+        reputation,
+        entries,
+        (generation(versions.get(GLOBAL_MODEL)), generation(versions.get(account_id))),
+    )
 
 
 async def _versions(conn: Conn, models: Sequence[int]) -> Cursor:

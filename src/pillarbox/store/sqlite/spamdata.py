@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from pillarbox.errors import NotFound
-from pillarbox.store.spamcache import ModelVersion, SpamModelCache
+from pillarbox.store.spamcache import ModelVersion, SpamModelCache, generation
 from pillarbox.store.types import (
     ModelCounts,
     SenderListEntry,
@@ -57,6 +57,7 @@ def spam_evidence(
         _model_counts(conn, cache, account_id, versions.get(account_id), tokens),
         sender_reputation(conn, account_id, sender_keys),
         list_sender_entries(conn, account_id),
+        (generation(versions.get(GLOBAL_MODEL)), generation(versions.get(account_id))),
     )
 
 
