@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,22 @@ def test_idle_session_is_told_of_shutdown(tmp_path: Path) -> None:
     code, _ = client.getreply()
     client.close()
     assert code == 421
+
+
+def test_silent_client_is_timed_out_each_wait_on_its_own(tmp_path: Path) -> None:
+    """RFC 5321 §4.5.3.2.7: 421 once a wait for a command outlasts the timeout; each wait
+    has its own (pauses shorter than it add up to more than it without harm)."""
+    config = loopback_config(
+        tmp_path / "data", only=("smtp",), smtp=cfg.SmtpSection(command_timeout=0.4)
+    )
+    with LiveServer(config) as live:
+        client = mx(live)
+        client.sock.settimeout(10)
+        for _ in range(3):
+            time.sleep(0.2)
+            assert client.noop()[0] == 250
+        assert client.getreply()[0] == 421
+        client.close()
 
 
 def test_mx_over_starttls_records_tls_in_received(live: LiveServer) -> None:

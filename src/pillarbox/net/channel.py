@@ -44,6 +44,8 @@ class Channel(asyncio.Protocol):
         self._write_ready.set()
         self._connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tls_active = False
+        self._interrupted = False
+        self._timed_out = False
 
     # -- asyncio.Protocol callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -112,23 +114,56 @@ class Channel(asyncio.Protocol):
     async def wait_connected(self) -> None:
         await self._connected
 
+    def interrupt(self) -> None:
+        """End a wait of :meth:`receive_unless_interrupted`, now and from now on, while
+        nothing is buffered (the server shutting down, for a session between commands)."""
+        self._interrupted = True
+        self._data_ready.set()
+
     async def receive(self, timeout: float | None) -> bytes:
         """Return what the peer has sent (at least one byte), or b"" at end of stream.
 
         Raises ``TimeoutError`` if nothing arrives within ``timeout`` seconds.
         """
-        while not self._buffer and not self._eof:
-            self._data_ready.clear()
-            if timeout is None:
-                await self._data_ready.wait()
-            else:
-                async with asyncio.timeout(max(timeout, 0.0)):
+        data = await self._receive(timeout, interruptible=False)
+        assert data is not None
+        return data
+
+    async def receive_unless_interrupted(self, timeout: float | None) -> bytes | None:
+        """:meth:`receive`, or None once :meth:`interrupt` was called and nothing is buffered:
+        one wait for the peer's bytes and an interruption, without a task to race them."""
+        return await self._receive(timeout, interruptible=True)
+
+    async def _receive(self, timeout: float | None, *, interruptible: bool) -> bytes | None:
+        if not self._buffer and not self._eof:
+            # One timer for the wait that wakes it as data would: cheaper than the task
+            # cancellation of ``asyncio.timeout``, which every command of every session paid.
+            timer = (
+                None
+                if timeout is None
+                else asyncio.get_running_loop().call_later(max(timeout, 0.0), self._time_out)
+            )
+            self._timed_out = False
+            try:
+                while not self._buffer and not self._eof:
+                    if interruptible and self._interrupted:
+                        return None
+                    if self._timed_out:
+                        raise TimeoutError
+                    self._data_ready.clear()
                     await self._data_ready.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
         data = bytes(self._buffer)
         self._buffer.clear()
         if self._transport is not None and not self._eof:
             self._transport.resume_reading()
         return data
+
+    def _time_out(self) -> None:
+        self._timed_out = True
+        self._data_ready.set()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for sending; pair with :meth:`drain` to honour back-pressure."""

@@ -20,7 +20,6 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -133,8 +132,9 @@ class _SmtpSession:
         self.mail: MailFrom | None = None
         self.accepted: list[AcceptedRecipient] = []
         self.spool = bytearray()
-        #: Done once the server begins shutting down: made at the first wait for a command and
-        #: kept for the session (one per wait was a task more for every command).
+        #: Done once the server begins shutting down, and then interrupts the channel's wait
+        #: for a command: made at the first such wait and kept for the session (one per wait,
+        #: raced against a task reading, was two tasks more for every command).
         self.stopping: asyncio.Task[Literal[True]] | None = None
 
     def _reset_transaction(self) -> None:
@@ -196,21 +196,14 @@ class _SmtpSession:
         """Read from the client; None when the server begins shutting down while idle."""
         if self.core.state not in _IDLE_STATES:
             return await self.channel.receive(timeout)
-        stopping = self.stopping
-        if stopping is None:
-            stopping = self.stopping = asyncio.ensure_future(self.services.shutdown.wait())
-        receive = asyncio.ensure_future(self.channel.receive(timeout))
-        try:
-            done, _ = await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            receive.cancel()
-            raise
-        if receive in done:
-            return receive.result()
-        receive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receive
-        return None
+        if self.stopping is None:
+            self.stopping = asyncio.ensure_future(self.services.shutdown.wait())
+            self.stopping.add_done_callback(self._interrupt)
+        return await self.channel.receive_unless_interrupted(timeout)
+
+    def _interrupt(self, stopping: asyncio.Task[Literal[True]]) -> None:
+        if not stopping.cancelled():  # cancelled: the session has ended
+            self.channel.interrupt()
 
     async def _start_tls(self) -> None:
         await self._flush()
