@@ -185,6 +185,9 @@ def prepend_fields(
         return info
     if info.defects or not fields.endswith(b"\n"):
         return None
+    lines = b"\n" + fields
+    if b"\n\r\n" in lines or b"\n\n" in lines:
+        return None  # an empty line would end the header above the message's own fields
     block = scan_header(fields, 0, len(fields), max_fields=limits.max_header_fields)
     if block.defects or block.body_start != len(fields):
         return None
