@@ -30,6 +30,15 @@ def test_invalid(code: int, enhanced: str | None, text: str) -> None:
         Reply(code, enhanced, text)
 
 
+def test_text_may_hold_no_control_character_but_the_line_break() -> None:
+    for c in map(chr, range(0x110000)):
+        if c == "\n" or (c >= " " and c != "\x7f"):
+            assert Reply(250, None, f"a{c}b").text == f"a{c}b"
+        else:
+            with pytest.raises(ValueError, match="control"):
+                Reply(250, None, f"a{c}b")
+
+
 def test_classes() -> None:
     assert R.START_MAIL_INPUT.is_positive
     assert R.TOO_MANY_RECIPIENTS.is_transient

@@ -297,7 +297,7 @@ def test_starttls_discards_pipelined_plaintext() -> None:
     conn.tls_established()
     assert conn.tls
     assert conn.hello is None
-    assert b"STARTTLS" not in conn.capabilities.ehlo_lines()
+    assert "STARTTLS" not in conn.capabilities.ehlo_lines()
     assert drive(conn, b"MAIL FROM:<a@b>\r\n") == [ProtocolError(R.HELLO_FIRST)]
     with pytest.raises(LocalProtocolError):
         conn.tls_established()

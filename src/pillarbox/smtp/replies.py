@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, replace
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+#: What reply text must not hold: control characters other than the line break, and DEL.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class Reply:
         ):
             # RFC 3463 §2: the class digit of the enhanced code matches the basic code's.
             raise ValueError(f"enhanced code {self.enhanced!r} does not fit {self.code}")
-        if any(ord(c) < 32 and c != "\n" for c in self.text) or "\x7f" in self.text:
+        if _CONTROL.search(self.text):
             raise ValueError("reply text contains control characters")
 
     @property

@@ -298,6 +298,7 @@ class ServerConnection:
         self._chunk_refusal: tuple[Reply, State] | None = None
         self._errors = 0
         self._last_activity: float | None = None
+        self._capabilities: Capabilities | None = None
 
     # -- inspection ---------------------------------------------------------------------------
     @property
@@ -313,7 +314,14 @@ class ServerConnection:
 
     @property
     def capabilities(self) -> Capabilities:
-        """What EHLO offers on this connection now (STARTTLS and AUTH depend on TLS)."""
+        """What EHLO offers on this connection now (STARTTLS and AUTH depend on TLS). Every
+        command line asks (its parameters must belong to an offered extension), so it is
+        worked out once per connection and again after STARTTLS."""
+        if self._capabilities is None:
+            self._capabilities = self._offer()
+        return self._capabilities
+
+    def _offer(self) -> Capabilities:
         s = self.settings
         keywords = {Extension.SIZE.value, Extension.ENHANCEDSTATUSCODES.value}
         optional = (
@@ -404,6 +412,7 @@ class ServerConnection:
         if self._state is not State.TLS:
             raise LocalProtocolError("no STARTTLS in progress")
         self.tls = True
+        self._capabilities = None
         self.hello = None
         self._buf.clear()
         self._state = State.GREETED
