@@ -9,6 +9,7 @@ score + reputation + rules, Junk from 5 (or ``--junk``).
     python bench/spam_cv.py --corpus /work/shared/corpora/spam cv --model bayes
     python bench/spam_cv.py --corpus /work/shared/corpora/spam dev --model lr
     python bench/spam_cv.py cv --model lr --rate 20 --passes 10 --ngrams 4 --margin 2
+    python bench/spam_cv.py cv --model svm --cost 10 --ngrams 4
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pickle
 import random
 import re
 import time
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,6 +261,88 @@ class Logistic:
         return self.scale * (2 * _sigmoid(self.z(sample)) - 1)
 
 
+#: Feature → column, shared by every model of a run, and each sample's columns per feature
+#: configuration: the converged models pass over each training sample tens of times.
+_COLUMNS: dict[str | bytes, int] = {}
+_SAMPLE_COLUMNS: dict[tuple[str, bool, int, int, bool], array[int]] = {}
+
+
+class LinearSVM(Logistic):
+    """An L2-regularised linear SVM (hinge loss) over :class:`Logistic`'s unit-length binary
+    features, trained to convergence by dual coordinate descent (Hsieh et al. 2008,
+    liblinear's ``-s 3``): one coordinate (message) at a time, exact step, until the projected
+    gradients span less than ``tolerance``. ``cost`` is C; a ham's C is ``ham_cost`` (a
+    false positive costs more than a miss). Unlike online logistic regression it has no
+    learning rate, and its result depends on the visiting order only within ``tolerance``. Score
+    ``scale·(2σ(slope·w·x) − 1)``."""
+
+    def __init__(
+        self,
+        *,
+        cost: float = 10.0,
+        ham_cost: float | None = None,
+        tolerance: float = 0.1,
+        max_passes: int = 200,
+        slope: float = 5.0,
+        scale: float = 10.0,
+        ngrams: int = 0,
+        ngram_bytes: int = 3000,
+        use_tokens: bool = True,
+    ) -> None:
+        super().__init__(scale=scale, ngrams=ngrams, ngram_bytes=ngram_bytes, use_tokens=use_tokens)
+        self.cost = cost
+        self.ham_cost = cost if ham_cost is None else ham_cost
+        self.tolerance = tolerance
+        self.max_passes = max_passes
+        self.slope = slope
+        self.columns: list[float] = []
+
+    def _columns(self, sample: Sample) -> array[int]:
+        key = (sample.name, sample.spam, self.ngrams, self.ngram_bytes, self.use_tokens)
+        found = _SAMPLE_COLUMNS.get(key)
+        if found is None:
+            features = self._features(sample)
+            found = array("i", (_COLUMNS.setdefault(f, len(_COLUMNS)) for f in features))
+            _SAMPLE_COLUMNS[key] = found
+        return found
+
+    def train(self, samples: Sequence[Sample]) -> None:
+        xs = [self._columns(s) for s in samples]
+        w = [0.0] * len(_COLUMNS)
+        get = w.__getitem__
+        ys = [1.0 if s.spam else -1.0 for s in samples]
+        norms = [1.0 / math.sqrt(len(x)) for x in xs]
+        bounds = [self.cost if s.spam else self.ham_cost for s in samples]
+        alpha = [0.0] * len(samples)
+        order = list(range(len(samples)))
+        rng = random.Random(1)
+        for _ in range(self.max_passes):
+            rng.shuffle(order)
+            low, high = math.inf, -math.inf
+            for i in order:
+                x, y, norm, a = xs[i], ys[i], norms[i], alpha[i]
+                # Q_ii = x·x = 1: the features are scaled to unit length.
+                g = y * norm * sum(map(get, x)) - 1.0
+                pg = min(g, 0.0) if a == 0.0 else max(g, 0.0) if a == bounds[i] else g
+                low, high = min(low, pg), max(high, pg)
+                if pg == 0.0:
+                    continue
+                new = min(max(a - g, 0.0), bounds[i])
+                if new != a:
+                    alpha[i] = new
+                    d = (new - a) * y * norm
+                    for j in x:
+                        w[j] += d
+            if high - low < self.tolerance:
+                break
+        self.columns = w
+
+    def z(self, sample: Sample) -> float:
+        x = self._columns(sample)
+        w, n = self.columns, len(self.columns)
+        return self.slope * sum(w[j] for j in x if j < n) / math.sqrt(len(x))
+
+
 class Stacked:
     """The Bayes reason plus the logistic reason, each weighted."""
 
@@ -379,8 +463,24 @@ def _models(args: argparse.Namespace) -> Callable[[], Model]:
             use_tokens=not args.no_tokens,
         )
 
+    def svm() -> LinearSVM:
+        return LinearSVM(
+            cost=args.cost,
+            ham_cost=args.ham_cost,
+            tolerance=args.tolerance,
+            slope=args.slope,
+            scale=args.scale,
+            ngrams=args.ngrams,
+            ngram_bytes=args.ngram_bytes,
+            use_tokens=not args.no_tokens,
+        )
+
     if args.model == "bayes":
         return Bayes
+    if args.model == "svm":
+        return svm
+    if args.model == "stack-svm":
+        return lambda: Stacked(args.bayes_weight, svm(), args.lr_weight)
     if args.model == "lr":
         return lr
     return lambda: Stacked(args.bayes_weight, lr(), args.lr_weight)
@@ -390,7 +490,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/spam"))
     parser.add_argument("--cache", type=Path, default=Path("/tmp"))
-    parser.add_argument("--model", choices=("bayes", "lr", "stack"), default="bayes")
+    parser.add_argument(
+        "--model", choices=("bayes", "lr", "stack", "svm", "stack-svm"), default="bayes"
+    )
     parser.add_argument("--rate", type=float, default=0.1)
     parser.add_argument("--passes", type=int, default=1)
     parser.add_argument("--margin", type=float, default=None)
@@ -398,6 +500,10 @@ def main() -> None:
     parser.add_argument("--ngrams", type=int, default=0, help="byte n-gram features (0: none)")
     parser.add_argument("--ngram-bytes", type=int, default=3000)
     parser.add_argument("--no-tokens", action="store_true", help="LR without the tokens")
+    parser.add_argument("--cost", type=float, default=10.0, help="SVM: C")
+    parser.add_argument("--ham-cost", type=float, default=None, help="SVM: C of a ham")
+    parser.add_argument("--tolerance", type=float, default=0.1, help="SVM: stop at this gap")
+    parser.add_argument("--slope", type=float, default=5.0, help="SVM: score = σ(slope·w·x)")
     parser.add_argument("--bayes-weight", type=float, default=1.0)
     parser.add_argument("--lr-weight", type=float, default=1.0)
     parser.add_argument("--align", action="store_true", help="sender-alignment tokens")
