@@ -363,6 +363,33 @@ class LinearSVM(Logistic):
         return self.slope * sum(w[j] for j in x if j < n) / math.sqrt(len(x))
 
 
+class AveragedPerceptron(LinearSVM):
+    """The averaged perceptron (Freund & Schapire 1999) over :class:`LinearSVM`'s columns: a
+    step ``y·x`` on every mistake (margin ≤ 0), and the weights averaged over every message
+    visited, which a store could keep up to date one moved message at a time."""
+
+    def train(self, samples: Sequence[Sample]) -> None:
+        xs = [self._columns(s) for s in samples]
+        size = 1 << self.hash_bits if self.hash_bits else len(_COLUMNS)
+        w, u = [0.0] * size, [0.0] * size
+        get = w.__getitem__
+        ys = [1.0 if s.spam else -1.0 for s in samples]
+        order = list(range(len(samples)))
+        rng = random.Random(1)
+        seen = 1
+        for _ in range(self.max_passes):
+            rng.shuffle(order)
+            for i in order:
+                x, y = xs[i], ys[i]
+                if y * sum(map(get, x)) <= 0.0:
+                    d = y / math.sqrt(len(x))
+                    for j in x:
+                        w[j] += d
+                        u[j] += seen * d
+                seen += 1
+        self.columns = [a - b / seen for a, b in zip(w, u, strict=True)]
+
+
 class Stacked:
     """The Bayes reason plus the logistic reason, each weighted."""
 
@@ -515,6 +542,16 @@ def _models(args: argparse.Namespace) -> Callable[[], Model]:
         return Bayes
     if args.model == "svm":
         return svm
+    if args.model == "perceptron":
+        return lambda: AveragedPerceptron(
+            max_passes=args.svm_passes,
+            slope=args.slope,
+            scale=args.scale,
+            ngrams=args.ngrams,
+            ngram_bytes=args.ngram_bytes,
+            use_tokens=not args.no_tokens,
+            hash_bits=args.hash_bits,
+        )
     if args.model == "svm+lr":
         return lambda: Sum(((args.svm_weight, svm()), (args.lr_weight, lr())))
     if args.model == "stack-svm":
@@ -529,7 +566,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/spam"))
     parser.add_argument("--cache", type=Path, default=Path("/tmp"))
     parser.add_argument(
-        "--model", choices=("bayes", "lr", "stack", "svm", "stack-svm", "svm+lr"), default="bayes"
+        "--model",
+        choices=("bayes", "lr", "stack", "svm", "stack-svm", "svm+lr", "perceptron"),
+        default="bayes",
     )
     parser.add_argument("--rate", type=float, default=0.1)
     parser.add_argument("--passes", type=int, default=1)
