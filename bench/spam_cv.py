@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from spam_evidence import header_facts
+from spam_evidence import bulk_facts, header_facts
 
 from pillarbox.cli.spam import message_files, read_message
 from pillarbox.mail.headers import raw_text, scan_header
@@ -356,8 +356,11 @@ class Evidence:
         band: float = -math.inf,
         intercept: bool = False,
         only: tuple[str, ...] = (),
+        bulk: bool = False,
         show: bool = False,
     ) -> None:
+        #: Add the legitimate-bulk-sender conjunctions (:func:`spam_evidence.bulk_facts`).
+        self.bulk = bulk
         #: Use only the facts whose names start with one of these (all if empty).
         self.only = only
         #: Add the fit's intercept (in points) too, so the score is the fit's log-odds.
@@ -402,6 +405,8 @@ class Evidence:
 
     def facts(self, sample: Sample) -> set[str]:
         found = header_facts(sample.head, sample.sender.from_address)
+        if self.bulk:
+            found |= bulk_facts(found)
         return {f for f in found if f.startswith(self.only)} if self.only else found
 
     def score(self, sample: Sample) -> float:
@@ -534,6 +539,7 @@ def _models(args: argparse.Namespace) -> Callable[[], Model]:
             band=args.band,
             intercept=args.intercept,
             only=tuple(x for x in args.facts.split(",") if x),
+            bulk=args.bulk,
             show=args.mode == "dev",
         )
     return base
@@ -560,6 +566,9 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1.0, help="--evidence: L2 penalty")
     parser.add_argument(
         "--facts", default="", help="--evidence: only facts with these name prefixes (comma list)"
+    )
+    parser.add_argument(
+        "--bulk", action="store_true", help="--evidence: add the bulk-sender conjunctions"
     )
     parser.add_argument(
         "--intercept", action="store_true", help="--evidence: add the fit's intercept"
