@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from spam_evidence import bulk_facts, header_facts
+
 from pillarbox.cli.spam import message_files, read_message
 from pillarbox.mail.headers import raw_text, scan_header
 from pillarbox.mail.parse import parse_message
@@ -421,6 +423,146 @@ class Sum:
         return sum(weight * model.score(sample) for weight, model in self.models)
 
 
+# -- header evidence (explicit reasons, weights fitted on train) ----------------------------------
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """x with a·x = b (Gaussian elimination with partial pivoting; a is small and SPD)."""
+    n = len(b)
+    m = [[*row, b[i]] for i, row in enumerate(a)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(m[r][c]))
+        m[c], m[p] = m[p], m[c]
+        for r in range(c + 1, n):
+            f = m[r][c] / m[c][c]
+            if f:
+                for k in range(c, n + 1):
+                    m[r][k] -= f * m[c][k]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        x[r] = (m[r][n] - sum(m[r][k] * x[k] for k in range(r + 1, n))) / m[r][r]
+    return x
+
+
+def fit_logistic(
+    rows: Sequence[tuple[float, Sequence[int]]],
+    labels: Sequence[bool],
+    width: int,
+    l2: float,
+    iterations: int = 25,
+) -> list[float]:
+    """Weights of a logistic regression (Newton's method, L2 penalty ``l2`` on all but the
+    intercept). Each row is (the verdict score / 10, indices of its true facts); weight 0 is
+    the intercept, 1 the score's, 2 + i fact i's."""
+    n = width + 2
+    w = [0.0] * n
+    for _ in range(iterations):
+        grad = [0.0] * n
+        hess = [[0.0] * n for _ in range(n)]
+        for (t, facts), y in zip(rows, labels, strict=True):
+            idx = [0, 1] + [2 + f for f in facts]
+            val = [1.0, t] + [1.0] * len(facts)
+            z = sum(w[i] * v for i, v in zip(idx, val, strict=True))
+            p = _sigmoid(z)
+            g = (1.0 if y else 0.0) - p
+            h = max(p * (1 - p), 1e-9)
+            for i, vi in zip(idx, val, strict=True):
+                grad[i] += g * vi
+                row = hess[i]
+                for j, vj in zip(idx, val, strict=True):
+                    row[j] += h * vi * vj
+        for i in range(1, n):
+            grad[i] -= l2 * w[i]
+            hess[i][i] += l2
+        step = _solve(hess, grad)
+        w = [wi + si for wi, si in zip(w, step, strict=True)]
+        if max(abs(si) for si in step) < 1e-6:
+            break
+    return w
+
+
+class Evidence:
+    """The base model's verdict score plus a fitted score per header fact
+    (:func:`spam_evidence.header_facts`). The weights come from a logistic regression of the
+    label on (verdict score, facts) over the training set, where each training message's verdict
+    score is out-of-fold (inner ``folds``-fold CV, base model and reputation trained without
+    it), so the fit sees the scores unseen mail gets. A fact's score is its weight divided by the
+    verdict score's weight (×10): the points it adds to the verdict like any other reason."""
+
+    def __init__(
+        self,
+        base: Callable[[], Model],
+        *,
+        l2: float,
+        folds: int,
+        seed: int,
+        discount_only: bool = False,
+        cap: float = math.inf,
+        band: float = -math.inf,
+        intercept: bool = False,
+        only: tuple[str, ...] = (),
+        bulk: bool = False,
+        show: bool = False,
+    ) -> None:
+        #: Add the legitimate-bulk-sender conjunctions (:func:`spam_evidence.bulk_facts`).
+        self.bulk = bulk
+        #: Use only the facts whose names start with one of these (all if empty).
+        self.only = only
+        #: Add the fit's intercept (in points) too, so the score is the fit's log-odds.
+        self.intercept = intercept
+        #: Fit on, and apply to, only the messages whose base score is at least this (a second
+        #: stage for the Junk band: telling the ham there from the spam there).
+        self.band = band
+        #: The most the facts may add together: a ham the content model is sure of (10) plus
+        #: the facts must stay below the reject threshold (15).
+        self.cap = cap
+        #: Keep only the facts that lower the score (a bulk-legit discount): nothing then adds
+        #: to the content model's score, so no ham is pushed over the reject threshold.
+        self.discount_only = discount_only
+        self.make_base = base
+        self.show = show
+        self.base = base()
+        self.l2 = l2
+        self.folds = folds
+        self.seed = seed
+        self.names: list[str] = []
+        self.points: dict[str, float] = {}
+        self.offset = 0.0
+
+    def train(self, samples: Sequence[Sample]) -> None:
+        inner, _ = cross_validate(self.make_base, samples, self.folds, self.seed)
+        facts = {s.name: self.facts(s) for s in samples}
+        self.names = sorted({f for fs in facts.values() for f in fs})
+        index = {f: i for i, f in enumerate(self.names)}
+        scored = [(s, v) for s, v in inner.scored if v >= self.band]
+        rows = [(v / 10, [index[f] for f in facts[s.name]]) for s, v in scored]
+        w = fit_logistic(rows, [s.spam for s, _ in scored], len(self.names), self.l2)
+        scale = 10 / w[1] if w[1] > 0 else 0.0
+        self.points = {f: round(scale * w[2 + i], 2) for i, f in enumerate(self.names)}
+        if self.discount_only:
+            self.points = {f: p for f, p in self.points.items() if p < 0}
+        self.offset = scale * w[0]
+        if self.show:
+            print(f"  fitted: score weight {w[1]:.3f}, intercept {self.offset:.2f} points")
+            for f, p in sorted(self.points.items(), key=lambda x: x[1]):
+                print(f"    {f:28} {p:+.2f}")
+        self.base.train(samples)
+
+    def facts(self, sample: Sample) -> set[str]:
+        found = header_facts(sample.head, sample.sender.from_address)
+        if self.bulk:
+            found |= bulk_facts(found)
+        return {f for f in found if f.startswith(self.only)} if self.only else found
+
+    def score(self, sample: Sample) -> float:
+        facts = self.facts(sample)
+        added = sum(self.points.get(f, 0.0) for f in facts)
+        base = self.base.score(sample)
+        if base + sample.static < self.band:
+            return base
+        return base + min(added, self.cap) + (self.offset if self.intercept else 0.0)
+
+
 # -- evaluation ---------------------------------------------------------------------------------
 
 
@@ -538,12 +680,13 @@ def _models(args: argparse.Namespace) -> Callable[[], Model]:
             hash_bits=args.hash_bits,
         )
 
+    base: Callable[[], Model]
     if args.model == "bayes":
-        return Bayes
-    if args.model == "svm":
-        return svm
-    if args.model == "perceptron":
-        return lambda: AveragedPerceptron(
+        base = Bayes
+    elif args.model == "svm":
+        base = svm
+    elif args.model == "perceptron":
+        base = lambda: AveragedPerceptron(  # noqa: E731
             max_passes=args.svm_passes,
             slope=args.slope,
             scale=args.scale,
@@ -552,13 +695,31 @@ def _models(args: argparse.Namespace) -> Callable[[], Model]:
             use_tokens=not args.no_tokens,
             hash_bits=args.hash_bits,
         )
-    if args.model == "svm+lr":
-        return lambda: Sum(((args.svm_weight, svm()), (args.lr_weight, lr())))
-    if args.model == "stack-svm":
-        return lambda: Stacked(args.bayes_weight, svm(), args.lr_weight)
-    if args.model == "lr":
-        return lr
-    return lambda: Stacked(args.bayes_weight, lr(), args.lr_weight)
+    elif args.model == "svm+lr":
+        base = lambda: Sum(  # noqa: E731
+            ((args.svm_weight, svm()), (args.lr_weight, lr()))
+        )
+    elif args.model == "stack-svm":
+        base = lambda: Stacked(args.bayes_weight, svm(), args.lr_weight)  # noqa: E731
+    elif args.model == "lr":
+        base = lr
+    else:
+        base = lambda: Stacked(args.bayes_weight, lr(), args.lr_weight)  # noqa: E731
+    if args.evidence:
+        return lambda: Evidence(
+            base,
+            l2=args.l2,
+            folds=args.folds,
+            seed=args.seed + 100,
+            discount_only=args.discount_only,
+            cap=args.cap,
+            band=args.band,
+            intercept=args.intercept,
+            only=tuple(x for x in args.facts.split(",") if x),
+            bulk=args.bulk,
+            show=args.mode == "dev",
+        )
+    return base
 
 
 def main() -> None:
@@ -589,6 +750,28 @@ def main() -> None:
     parser.add_argument("--bayes-weight", type=float, default=1.0)
     parser.add_argument("--lr-weight", type=float, default=1.0)
     parser.add_argument("--align", action="store_true", help="sender-alignment tokens")
+    parser.add_argument(
+        "--evidence", action="store_true", help="header facts as reasons, weights fitted by CV"
+    )
+    parser.add_argument("--l2", type=float, default=1.0, help="--evidence: L2 penalty")
+    parser.add_argument(
+        "--facts", default="", help="--evidence: only facts with these name prefixes (comma list)"
+    )
+    parser.add_argument(
+        "--bulk", action="store_true", help="--evidence: add the bulk-sender conjunctions"
+    )
+    parser.add_argument(
+        "--intercept", action="store_true", help="--evidence: add the fit's intercept"
+    )
+    parser.add_argument(
+        "--band", type=float, default=-math.inf, help="--evidence: only from this base score"
+    )
+    parser.add_argument(
+        "--cap", type=float, default=math.inf, help="--evidence: most the facts may add"
+    )
+    parser.add_argument(
+        "--discount-only", action="store_true", help="--evidence: only the facts that lower it"
+    )
     parser.add_argument("--junk", type=float, default=JUNK, help="junk threshold")
     parser.add_argument("--max-fpr", type=float, default=0.003, help="CV operating point")
     parser.add_argument("--folds", type=int, default=5)
