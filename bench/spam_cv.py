@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from spam_evidence import bulk_facts, header_facts
+from spam_evidence import bulk_facts, header_facts, header_fields
 
 from pillarbox.cli.spam import message_files, read_message
-from pillarbox.mail.headers import raw_text, scan_header
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy import reputation, rules
 from pillarbox.policy.classifier import ModelView, classify_views
@@ -110,17 +109,8 @@ def feats(s: Sample) -> set[str]:
     Return-Path and Reply-To domains, a Received host? Legitimate bulk senders (the hard_ham
     newsletters) send from their own relays; spam forges From (measured on train: From domain
     among the Received hosts for 87 % of hard_ham, 41 % of spam). Plus list fields present."""
-    head = s.head
-    end = head.find(b"\n\n")
-    block = scan_header(head, 0, end + 1 if end >= 0 else len(head), max_fields=500)
-    fields: dict[str, str] = {}
-    received: list[str] = []
-    for field in block.fields:
-        value = raw_text(field.value)
-        if field.key == "received":
-            received.append(value.lower())
-        else:
-            fields.setdefault(field.key, value)
+    fields, raw_received = header_fields(s.head)
+    received = [value.lower() for value in raw_received]
     address = s.sender.from_address
     own = _org(address.rpartition("@")[2]) if "@" in address else ""
     if not own:

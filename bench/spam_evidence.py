@@ -87,8 +87,9 @@ def _epoch(date: str) -> float | None:
         return None
 
 
-def header_facts(head: bytes, from_address: str) -> set[str]:
-    """The named facts true of the message whose first bytes are ``head``."""
+def header_fields(head: bytes) -> tuple[dict[str, str], list[str]]:
+    """The first value of each field of the header in ``head`` (the message's first bytes),
+    and every Received field's value, in order."""
     end = head.find(b"\n\n")
     block = scan_header(head, 0, end + 1 if end >= 0 else len(head), max_fields=500)
     fields: dict[str, str] = {}
@@ -96,9 +97,16 @@ def header_facts(head: bytes, from_address: str) -> set[str]:
     for field in block.fields:
         value = raw_text(field.value)
         if field.key == "received":
-            received.append(" ".join(value.split()))
+            received.append(value)
         else:
             fields.setdefault(field.key, value)
+    return fields, received
+
+
+def header_facts(head: bytes, from_address: str) -> set[str]:
+    """The named facts true of the message whose first bytes are ``head``."""
+    fields, raw_received = header_fields(head)
+    received = [" ".join(value.split()) for value in raw_received]
     out: set[str] = set()
     own = _org(from_address.rpartition("@")[2]) if "@" in from_address else ""
     _sender_alignment(fields, own, out)
