@@ -645,16 +645,17 @@ def cross_validate(
 
 
 def _models(args: argparse.Namespace) -> Callable[[], Model]:
+    # The feature columns every linear model is built over; the hashed ones also take hash_bits.
+    columns = {
+        "scale": args.scale,
+        "ngrams": args.ngrams,
+        "ngram_bytes": args.ngram_bytes,
+        "use_tokens": not args.no_tokens,
+    }
+    hashed = {**columns, "hash_bits": args.hash_bits}
+
     def lr() -> Logistic:
-        return Logistic(
-            rate=args.rate,
-            passes=args.passes,
-            margin=args.margin,
-            scale=args.scale,
-            ngrams=args.ngrams,
-            ngram_bytes=args.ngram_bytes,
-            use_tokens=not args.no_tokens,
-        )
+        return Logistic(rate=args.rate, passes=args.passes, margin=args.margin, **columns)
 
     def svm() -> LinearSVM:
         return LinearSVM(
@@ -663,11 +664,7 @@ def _models(args: argparse.Namespace) -> Callable[[], Model]:
             tolerance=args.tolerance,
             max_passes=args.svm_passes,
             slope=args.slope,
-            scale=args.scale,
-            ngrams=args.ngrams,
-            ngram_bytes=args.ngram_bytes,
-            use_tokens=not args.no_tokens,
-            hash_bits=args.hash_bits,
+            **hashed,
         )
 
     base: Callable[[], Model]
@@ -679,11 +676,7 @@ def _models(args: argparse.Namespace) -> Callable[[], Model]:
         base = lambda: AveragedPerceptron(  # noqa: E731
             max_passes=args.svm_passes,
             slope=args.slope,
-            scale=args.scale,
-            ngrams=args.ngrams,
-            ngram_bytes=args.ngram_bytes,
-            use_tokens=not args.no_tokens,
-            hash_bits=args.hash_bits,
+            **hashed,
         )
     elif args.model == "svm+lr":
         base = lambda: Sum(  # noqa: E731
