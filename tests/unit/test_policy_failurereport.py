@@ -234,6 +234,16 @@ def test_feedback_reports_are_recognised() -> None:
     )
     assert is_feedback_report(report)
     assert not is_feedback_report(ORIGINAL)
+    # Other receivers' reports: the parameter quoted, or split as RFC 2231 §3 allows.
+    for content_type in (
+        b'Multipart/Report; report-type="feedback-report"; boundary="b"',
+        b"multipart/report;\r\n report-type*0=feedback-;\r\n report-type*1=report; boundary=b",
+    ):
+        other = b"From: abuse@receiver.example\r\nContent-Type: " + content_type + b"\r\n\r\nx\r\n"
+        assert is_feedback_report(other), content_type
+    assert not is_feedback_report(
+        b'Content-Type: multipart/report; report-type="delivery-status"; boundary=b\r\n\r\nx\r\n'
+    )
 
 
 def test_redaction_keeps_identifiers_and_is_stable() -> None:

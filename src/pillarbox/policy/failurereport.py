@@ -44,7 +44,7 @@ from typing import Protocol
 
 from pillarbox import __version__
 from pillarbox.mail.dsn import choose_boundary, clean, fold, header_section
-from pillarbox.mail.headers import scan_header
+from pillarbox.mail.headers import parse_content_header, raw_text, scan_header
 from pillarbox.policy import dmarc
 from pillarbox.policy.authresults import AuthSummary, results
 from pillarbox.policy.dkim import DkimResult, SignatureResult
@@ -136,8 +136,11 @@ def is_feedback_report(raw: bytes) -> bool:
     block = scan_header(raw, 0, len(raw), max_fields=1000)
     for f in block.fields:
         if f.key == "content-type":
-            text = re.sub(rb"\s+", b"", f.value).lower()
-            return text.startswith(b"multipart/report") and b"report-type=feedback-report" in text
+            # Parsed as MIME does: report-type may be quoted or an RFC 2231 continuation.
+            parsed = parse_content_header(raw_text(f.value))
+            if parsed is None or parsed[:2] != ("multipart", "report"):
+                return False
+            return any(k == "report-type" and v.lower() == "feedback-report" for k, v in parsed[2])
     return False
 
 
