@@ -258,6 +258,18 @@ def test_redaction_keeps_identifiers_and_is_stable() -> None:
     assert redact_local_part(b"a", b"key") != redact_local_part(b"a", b"other key")
 
 
+def test_redaction_covers_utf8_and_quoted_local_parts() -> None:
+    header = (
+        'To: s\u00f6r\u00e9n@x.example, j\u00f6rg@ex\u00e4mple.de\r\nCc: "john doe"@x.example\r\n'
+    ).encode()
+    out = redact_header(header, b"key")
+    for local in ("s\u00f6r\u00e9n", "j\u00f6rg", '"john doe"'):
+        assert local.encode() not in out
+    assert redact_local_part("s\u00f6r\u00e9n".encode(), b"key") + b"@x.example" in out
+    assert redact_local_part("j\u00f6rg".encode(), b"key") + "@ex\u00e4mple.de".encode() in out
+    assert redact_local_part(b'"john doe"', b"key") + b"@x.example" in out
+
+
 def test_rate_limit_per_domain_and_window() -> None:
     limiter = RateLimiter(
         domain_limits(DmarcFailureReportSection(max_per_domain=3, rate_window=60))

@@ -146,7 +146,12 @@ def is_feedback_report(raw: bytes) -> bool:
 
 # -- redaction (RFC 9991 §7, Appendix A; RFC 6590) -----------------------------------------------
 
-_ADDRESS = re.compile(rb"([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+#: An address: its local part a dot-atom or a quoted string, either with UTF-8 (RFC 6532 §3.2),
+#: and its domain (U-labels too).
+_ADDRESS = re.compile(
+    rb'("(?:[^"\\\r\n]|\\.)*"|[A-Za-z0-9!#$%&\'*+/=?^_`{|}~.\x80-\xff-]+)'
+    rb"@([A-Za-z0-9\x80-\xff-]+(?:\.[A-Za-z0-9\x80-\xff-]+)+)"
+)
 #: Fields whose ``x@y`` tokens are identifiers, not people's addresses: kept as they are.
 _NOT_ADDRESSES = frozenset(
     {
