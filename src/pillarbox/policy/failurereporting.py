@@ -113,6 +113,10 @@ class FailureReporter:
             return
         outcome = failed.outcome
         domain = outcome.policy_domain or outcome.domain
+        if self._pending >= self._max_pending:
+            # Before the rate limiter: a report dropped here must not use up the domain's share.
+            self._log.warning("too many reports in flight: dropped", domain=domain)
+            return
         now = self._clock()
         allowed: list[AuthFailure] = []
         for kind in kinds:
@@ -122,9 +126,6 @@ class FailureReporter:
             self._limiter.record_failure(domain, now)  # here: one report generated
             allowed.append(kind)
         if not allowed:
-            return
-        if self._pending >= self._max_pending:
-            self._log.warning("too many reports in flight: dropped", domain=domain)
             return
         self._pending += 1
         kept = trimmed(failed, self._settings)
