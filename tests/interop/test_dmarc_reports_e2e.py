@@ -59,8 +59,17 @@ def walking_server(tmp_path: Path, dns_port: int) -> Iterator[LiveServer]:
     yield from live_server(tmp_path, dns_port, "treewalk")
 
 
+@pytest.fixture
+def keeping_server(tmp_path: Path, dns_port: int) -> Iterator[LiveServer]:
+    """Reports due only after the test: its observations stay in the store to be counted."""
+    yield from live_server(tmp_path, dns_port, "psl", interval=3600.0)
+
+
 def live_server(
-    tmp_path: Path, dns_port: int, discovery: Literal["psl", "treewalk"]
+    tmp_path: Path,
+    dns_port: int,
+    discovery: Literal["psl", "treewalk"],
+    interval: float = INTERVAL,
 ) -> Iterator[LiveServer]:
     config = loopback_config(
         tmp_path / "data",
@@ -70,7 +79,7 @@ def live_server(
         policy=cfg.PolicySection(trusted_networks=(), dmarc_discovery=discovery),
         dmarc_reports=cfg.DmarcReportSection(
             enabled=True,
-            interval=INTERVAL,
+            interval=interval,
             from_address="reports@example.org",
             org_name="Example Org",
         ),
@@ -184,3 +193,19 @@ def test_tree_walk_discovery_and_testing_mode_are_reported(walking_server: LiveS
     assert root.findtext("d:record/d:identifiers/d:header_from", namespaces=NS) == (
         "team.dept.walker.test"
     )
+
+
+def test_a_message_for_an_account_and_a_forward_is_observed_once(
+    keeping_server: LiveServer,
+) -> None:
+    # team@ reaches bob's mailbox and forwards to another domain: the message is assessed once,
+    # so one evaluation is kept for the aggregate report (and failure reports are not doubled).
+    live = keeping_server
+    live.call(live.store.add_alias("team@example.org", ["bob@example.org", "dave@remote.test"]))
+    with smtplib.SMTP("127.0.0.1", live.port("smtp"), local_hostname="client.test") as client:
+        client.sendmail(
+            "alice@sender.test", ["team@example.org"], message("alice@sender.test", "both", 9)
+        )
+    assert len(live.mailbox_messages("bob@example.org", INBOX)) == 1
+    kept = live.call(live.store.dmarc_observations(datetime(2100, 1, 1, tzinfo=UTC)))
+    assert [o.policy_domain for o in kept] == ["sender.test"]

@@ -434,18 +434,9 @@ class InboundPolicy:
             )
         return summary, listings
 
-    async def judge(
-        self,
-        arrival: Arrival,
-        raw: bytes,
-        info: MessageInfo,
-        account_ids: Sequence[int],
-        *,
-        hosted_domains: Collection[str] = (),
-    ) -> Judgement:
-        """Assess the message once, then judge it for each account; refused only if every
+    async def judge(self, assessment: Assessment, account_ids: Sequence[int]) -> Judgement:
+        """Judge the message's one :meth:`assess`-ment for each account; refused only if every
         account's verdict is ``reject`` (one SMTP reply covers all recipients)."""
-        assessment = await self.assess(arrival, raw, info, hosted_domains=hosted_domains)
         verdicts = await asyncio.gather(*(self.verdict(assessment, a) for a in account_ids))
         if verdicts and all(v.action is Action.REJECT for v in verdicts):
             return Judgement(verdicts[0].refusal, {})

@@ -37,7 +37,7 @@ from pillarbox.mail.address import Address, parse_address
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
-from pillarbox.policy.pipeline import Arrival, Copy, Judgement
+from pillarbox.policy.pipeline import Arrival, Assessment, Copy, Judgement
 from pillarbox.policy.verdict import Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
@@ -251,16 +251,20 @@ class Intake:
         message = received + body
         settings = await self._settings(list(plan.local))
         judgement: Judgement | None = None
-        if judged and plan.local:
+        assessment: Assessment | None = None
+        if judged and (plan.local or plan.aliased):
             assert info is not None
-            judgement = await self._judge(sender, body, info, origin, list(plan.local))
+            # Once per message, whoever it is for: DMARC observations and failure reports are
+            # made here, and would be doubled for a message to an account and a forward.
+            assessment = await self._assess(sender, body, info, origin)
+        if assessment is not None and plan.local:
+            judgement = await self._judge(assessment, list(plan.local))
             if judgement.refusal:
                 self._log.info("refused by policy", id=queue_id, reason=judgement.refusal)
                 return POLICY_REFUSED.with_text(judgement.refusal)
         alias_headers = b""
-        if judged and plan.aliased:
-            assert info is not None
-            judged_forward, alias_headers = await self._judge_forward(sender, body, info, origin)
+        if assessment is not None and plan.aliased:
+            judged_forward, alias_headers = self._judge_forward(assessment)
             if judged_forward.is_spam:
                 # Spam is never forwarded; with no mailbox of ours to keep it, it is refused.
                 self._log.info("not forwarded: spam", id=queue_id, score=judged_forward.score)
@@ -431,18 +435,20 @@ class Intake:
                 spam=judged is not None and judged.verdict.is_spam,
             )
 
-    async def _judge_forward(
+    async def _assess(
         self, sender: str, body: bytes, info: MessageInfo, origin: Origin
-    ) -> tuple[Verdict, bytes]:
+    ) -> Assessment:
+        """The policy's recipient-independent assessment (``pillarbox.policy``)."""
+        arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
+        hosted = {domain.name for domain in await self._store.list_domains()}
+        return await self._services.policy.assess(arrival, body, info, hosted_domains=hosted)
+
+    def _judge_forward(self, assessment: Assessment) -> tuple[Verdict, bytes]:
         """The verdict on a message our aliases forward to other domains, and our
         ``Authentication-Results`` for its ARC set. An alias has no account, so no classifier
         model, reputation or lists of its own: authentication, DMARC, DNSBL and the rules
-        decide. A message that also reaches accounts is assessed twice (the second time from
-        the resolver's cache); aliases mixing local and remote targets are rare."""
+        decide."""
         policy = self._services.policy
-        arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
-        hosted = {domain.name for domain in await self._store.list_domains()}
-        assessment = await policy.assess(arrival, body, info, hosted_domains=hosted)
         verdict = decide(
             assessment.reasons,
             policy.settings.thresholds,
@@ -461,20 +467,9 @@ class Intake:
         found = await asyncio.gather(*(self._store.get_settings(a) for a in account_ids))
         return dict(zip(account_ids, found, strict=True))
 
-    async def _judge(
-        self,
-        sender: str,
-        body: bytes,
-        info: MessageInfo,
-        origin: Origin,
-        account_ids: Sequence[int],
-    ) -> Judgement:
+    async def _judge(self, assessment: Assessment, account_ids: Sequence[int]) -> Judgement:
         """The inbound policy's verdict for each local account (``pillarbox.policy``)."""
-        arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
-        hosted = {domain.name for domain in await self._store.list_domains()}
-        judgement = await self._services.policy.judge(
-            arrival, body, info, account_ids, hosted_domains=hosted
-        )
+        judgement = await self._services.policy.judge(assessment, account_ids)
         for account_id, copy in judgement.copies.items():
             verdict = copy.verdict
             self._log.info(
