@@ -155,6 +155,15 @@ async def test_several_author_domains_take_the_strictest() -> None:
         ("v=DMARC1; p=none; psd=y", {"psd": "y"}),
         ("v=DMARC1; p=none; psd=x", {"psd": "u"}),
         ("v=DMARC1; np=bob; rua=mailto:a@example.com", {"p": "none", "np": "none"}),
+        # §4.10.1: an invalid sp or np with a valid rua: as if the record said p=none, for all
+        (
+            "v=DMARC1; p=reject; sp=bob; rua=mailto:a@example.com",
+            {"p": "none", "sp": "none", "np": "none"},
+        ),
+        (
+            "v=DMARC1; p=reject; sp=quarantine; np=bob; rua=mailto:a@example.com",
+            {"p": "none", "sp": "none", "np": "none"},
+        ),
     ],
 )
 def test_rfc9989_tags(text: str, expected: dict[str, object]) -> None:

@@ -260,8 +260,8 @@ def parse_record(text: str) -> DmarcRecord | None:
     if sp is None or np is None:
         if not rua:
             return None  # §4.10.1: an invalid sp or np is treated like an invalid p
-        sp = sp or p
-        np = np or sp
+        # §4.10.1: "act as if a record containing p=none was retrieved" — for every policy.
+        p = sp = np = Disposition.NONE
     adkim = tags.get("adkim", "r").lower()
     aspf = tags.get("aspf", "r").lower()
     testing = tags.get("t", "").lower()
