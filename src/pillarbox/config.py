@@ -279,7 +279,8 @@ class PolicySection:
     arc_trusted_sealers: tuple[str, ...] = _f(
         (),
         "Domains (d= of the newest ARC-Seal) whose passing ARC chain exempts mail failing DMARC "
-        "from its policy, as a local exception reported in aggregate reports (RFC 8617 §7.2.1).",
+        "from its policy when their ARC-Authentication-Results record dmarc=pass for its From "
+        "domain, as a local exception reported in aggregate reports (RFC 8617 §7.2.1).",
     )
     classifier: bool = _f(
         True, "Score content with the Bayesian classifier (global + per-account model)."

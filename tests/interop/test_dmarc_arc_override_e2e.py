@@ -49,11 +49,14 @@ def server(tmp_path: Path, dns_port: int) -> Iterator[LiveServer]:
         yield live
 
 
-def sealed(sealer: str, n: int) -> bytes:
-    """strict.test's message as a list re-sends it, with the list's ARC set."""
+PASSED = "dkim=pass header.d=strict.test; dmarc=pass header.from=strict.test"
+
+
+def sealed(sealer: str, n: int, results: str = PASSED) -> bytes:
+    """strict.test's message as a list re-sends it, with the list's ARC set recording
+    ``results`` (what the list found when the message reached it)."""
     stamped = (
-        f"Authentication-Results: {sealer}; dkim=pass header.d=strict.test; "
-        "dmarc=pass header.from=strict.test\r\n"
+        f"Authentication-Results: {sealer}; {results}\r\n"
         f"From: alice@strict.test\r\nTo: list@{sealer}\r\nSubject: [list] hello {n}\r\n"
         f"Message-ID: <{n}@strict.test>\r\n\r\nPosted to the list.\r\n"
     ).encode()
@@ -87,3 +90,11 @@ def test_trusted_arc_sealer_overrides_dmarc_reject(server: LiveServer) -> None:
         ("reject", "", ""),
         ("reject", "", ""),
     ]
+
+
+def test_a_trusted_sealer_that_saw_dmarc_fail_exempts_nothing(server: LiveServer) -> None:
+    # RFC 8617 §7.2.1: what is trusted is the sealer's assessment. A forgery of strict.test
+    # that the list itself found failing stays refused under p=reject, its chain valid or not.
+    failed = "dkim=none; spf=fail smtp.mailfrom=strict.test; dmarc=fail header.from=strict.test"
+    assert send(server, sealed("list.test", 4, failed)) == 550
+    assert server.mailbox_messages("bob@example.org", INBOX) == []

@@ -10,9 +10,11 @@ Implementation notes:
 - Results are RFC 8601's ``arc=`` values: ``none`` (no ARC sets), ``pass``, ``fail``. A key
   lookup that failed temporarily makes the chain ``fail`` with that reason in the comment; the
   chain is only advice to DMARC, never a reason to refuse mail here.
-- A chain that passes and whose newest seal is by a sealer in ``policy.arc_trusted_sealers``
-  exempts a message failing DMARC from the domain's policy (:func:`trusted_pass`; RFC 8617
-  §7.2.1, RFC 9989 §5.4), a local policy exception the aggregate report records.
+- A chain that passes, whose newest seal is by a sealer in ``policy.arc_trusted_sealers`` and
+  whose newest ARC-Authentication-Results records ``dmarc=pass`` for the message's From
+  domain, exempts a message failing DMARC here from the domain's policy (:func:`trusted_pass`;
+  RFC 8617 §7.2.1: what is trusted is the sealer's assessment, so one that saw DMARC fail
+  exempts nothing; RFC 9989 §5.4), a local policy exception the aggregate report records.
 - Sealing (:func:`seal`) adds the next ARC set to a message that carries our own
   ``Authentication-Results`` (the AAR copies it, RFC 8617 §4.1.1); dkimpy signs with RSA-SHA256
   (its only ARC algorithm), relaxed/relaxed canonicalisation.
@@ -21,6 +23,7 @@ Implementation notes:
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -29,9 +32,12 @@ import dkim
 from pillarbox.blocking import run_sized
 from pillarbox.dns.resolver import Resolver
 from pillarbox.errors import UserError
+from pillarbox.mail.headers import raw_text, scan_header
 from pillarbox.policy.dkim import KeyTable, prefetch_keys, signature_tags
 
 MAX_INSTANCE = 50  # RFC 8617 §4.2.1
+_INSTANCE = re.compile(r"\s*i\s*=\s*(\d+)\s*;")
+_DMARC_PASS = re.compile(r"\bdmarc\s*=\s*pass\b[^;]*?\bheader\.from\s*=\s*([^\s;]+)", re.I)
 
 
 class ArcResult(enum.StrEnum):
@@ -59,17 +65,38 @@ class ArcOutcome:
     reason: str = ""
     #: The d= of the newest ARC-Seal (who handed the message to us), lowercase.
     sealer: str = ""
+    #: The From domains the newest ARC-Authentication-Results records ``dmarc=pass`` for
+    #: (lowercase): what that sealer found.
+    sealer_dmarc_pass: frozenset[str] = frozenset()
 
 
-def trusted_pass(outcome: ArcOutcome | None, sealers: Collection[str]) -> bool:
-    """The chain passed and its newest seal is by one of ``sealers`` (lowercase domains): the
-    hop that handed the message to us is trusted to have authenticated it (RFC 8617 §7.2.1)."""
+def trusted_pass(
+    outcome: ArcOutcome | None, sealers: Collection[str], authors: Collection[str]
+) -> bool:
+    """The chain passed, its newest seal is by one of ``sealers`` (lowercase domains), and
+    that sealer recorded DMARC passing for the From domains ``authors``: the hop that handed
+    the message to us is trusted to have authenticated it (RFC 8617 §7.2.1)."""
     return (
         outcome is not None
         and outcome.result is ArcResult.PASS
-        and bool(outcome.sealer)
-        and outcome.sealer.lower().rstrip(".") in sealers
+        and outcome.sealer in sealers
+        and bool(authors)
+        and all(a in outcome.sealer_dmarc_pass for a in authors)
     )
+
+
+def _dmarc_passes(raw: bytes, instance: int) -> frozenset[str]:
+    """The header.from domains the ARC-Authentication-Results of ``instance`` has
+    ``dmarc=pass`` for."""
+    block = scan_header(raw, 0, len(raw), max_fields=1000)
+    for f in block.fields:
+        if f.key != "arc-authentication-results":
+            continue
+        value = raw_text(f.value)
+        found = _INSTANCE.match(value)
+        if found is not None and int(found.group(1)) == instance:
+            return frozenset(d.lower().rstrip(".") for d in _DMARC_PASS.findall(value))
+    return frozenset()
 
 
 def trusted_comment(outcome: ArcOutcome) -> str:
@@ -106,7 +133,7 @@ async def verify(
     cv, reason = await run_sized(len(raw), _verify_blocking, raw, keys)
     sealer = seals[0].domain if seals and seals[0] is not None else ""
     if cv == dkim.CV_Pass:
-        return ArcOutcome(ArcResult.PASS, count, reason, sealer)
+        return ArcOutcome(ArcResult.PASS, count, reason, sealer, _dmarc_passes(raw, count))
     if cv == dkim.CV_None and count == 0:
         return ArcOutcome(ArcResult.NONE, 0, reason)
     # cv None from dkimpy with sets present: a hop recorded cv=fail, the chain is over.

@@ -401,7 +401,7 @@ class InboundPolicy:
                 discovery=s.dmarc_discovery,
                 timeout=s.timeout,
             )
-            if arc_out is not None and arc.trusted_pass(arc_out, s.arc_trusted_sealers):
+            if arc_out is not None and arc.trusted_pass(arc_out, s.arc_trusted_sealers, authors):
                 dmarc_out = dmarc.local_exception(dmarc_out, arc.trusted_comment(arc_out))
         summary = AuthSummary(
             spf=spf_out,
