@@ -407,7 +407,12 @@ class TreeWalk:
             return True
         if mode == "s":
             return False
-        return await self.organizational_domain(a) == await self.organizational_domain(b)
+        org = await self.organizational_domain(a)
+        # A name's organizational domain is the name or one of its parents: an identifier
+        # that is neither ``org`` nor below it cannot share it, and needs no walk of its own.
+        if b != org and not b.endswith("." + org):
+            return False
+        return org == await self.organizational_domain(b)
 
 
 # -- evaluation (RFC 9989 §4.4, §4.10.1, §5.3) ---------------------------------------------------
