@@ -257,41 +257,52 @@ def build_report(
     status_type = "message/global-delivery-status" if not status.isascii() else None
     text = explanation(report, headers_only_because_large=too_large).encode("ascii")
     boundary = choose_boundary(message.boundary_seed, [text, status, returned])
-
-    def part(content_type: str, body: bytes, extra: str = "") -> bytes:
-        cte = "" if body.isascii() else "Content-Transfer-Encoding: 8bit\r\n"
-        return f"--{boundary}\r\nContent-Type: {content_type}\r\n{extra}{cte}\r\n".encode() + body
-
-    headline = _headline(report)
-    head = "".join(
+    return multipart_report(
         [
             fold("From", f"Mail Delivery System <{message.from_address}>"),
             fold("To", f"<{_utf8_safe(message.to_address)}>"),
-            fold("Subject", _SUBJECTS[headline]),
+            fold("Subject", _SUBJECTS[_headline(report)]),
             fold("Date", format_datetime(message.date)),
             fold("Message-ID", clean(message.message_id)),
             "Auto-Submitted: auto-replied\r\n",  # RFC 3834 §5
+        ],
+        "delivery-status",
+        boundary,
+        [
+            ("text/plain; charset=us-ascii", text, "Notification"),
+            (status_type or "message/delivery-status", status, "Delivery report"),
+            (returned_type, returned, "Original message"),
+        ],
+    )
+
+
+def multipart_report(
+    fields: Sequence[str],
+    report_type: str,
+    boundary: str,
+    parts: Sequence[tuple[str, bytes, str]],
+) -> bytes:
+    """A ``multipart/report`` message (RFC 6522 §3), CRLF line ends: the folded header
+    ``fields`` (From, To, Subject, …), then each part as (content type, body, description, ""
+    for none); 8bit is declared for a body that is not ASCII. Shared by delivery reports and
+    DMARC failure reports (RFC 5965 §2)."""
+    head = "".join(
+        [
+            *fields,
             "MIME-Version: 1.0\r\n",
             fold(
                 "Content-Type",
-                f'multipart/report; report-type=delivery-status; boundary="{boundary}"',
+                f'multipart/report; report-type={report_type}; boundary="{boundary}"',
             ),
             "\r\n",
             "This is a MIME-encapsulated message.\r\n\r\n",
         ]
     ).encode("utf-8")
-    return b"".join(
-        [
-            head,
-            part("text/plain; charset=us-ascii", text, "Content-Description: Notification\r\n"),
-            b"\r\n",
-            part(
-                status_type or "message/delivery-status",
-                status,
-                "Content-Description: Delivery report\r\n",
-            ),
-            b"\r\n",
-            part(returned_type, returned, "Content-Description: Original message\r\n"),
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
-    )
+    out = [head]
+    for content_type, body, description in parts:
+        described = f"Content-Description: {description}\r\n" if description else ""
+        cte = "" if body.isascii() else "Content-Transfer-Encoding: 8bit\r\n"
+        out.append(f"--{boundary}\r\nContent-Type: {content_type}\r\n{described}{cte}\r\n".encode())
+        out += [body, b"\r\n"]  # that CRLF belongs to the next delimiter (RFC 2046 §5.1.1)
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out)

@@ -43,7 +43,7 @@ from email.utils import format_datetime
 from typing import Protocol
 
 from pillarbox import __version__
-from pillarbox.mail.dsn import choose_boundary, clean, fold, header_section
+from pillarbox.mail.dsn import choose_boundary, clean, fold, header_section, multipart_report
 from pillarbox.mail.headers import parse_content_header, raw_text, scan_header
 from pillarbox.policy import dmarc
 from pillarbox.policy.authresults import AuthSummary, results
@@ -332,43 +332,23 @@ def report_message(
         text_lines.append("Only the message's header is included.")
     text = ("\r\n".join(text_lines) + "\r\n").encode("ascii")
     feedback = feedback_fields(failed, kind, settings, spf_record=spf_record).encode("ascii")
+    if not original.endswith(b"\r\n"):
+        original += b"\r\n"
     boundary = choose_boundary(envelope.boundary_seed, [text, feedback, original])
-
-    def part(content_type: str, body: bytes) -> bytes:
-        cte = "7bit" if body.isascii() else "8bit"
-        head = f"--{boundary}\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: {cte}"
-        return f"{head}\r\n\r\n".encode() + body
-
-    head = "".join(
+    return multipart_report(
         [
             fold("From", envelope.sender),
             fold("To", ", ".join(envelope.recipients)),
-            fold(
-                "Subject",
-                f"DMARC failure report for {clean(outcome.domain)} from {source}",
-            ),
+            fold("Subject", f"DMARC failure report for {clean(outcome.domain)} from {source}"),
             fold("Date", format_datetime(envelope.date)),
             fold("Message-ID", clean(envelope.message_id)),
             "Auto-Submitted: auto-generated\r\n",  # RFC 3834 §5: not to be answered
-            "MIME-Version: 1.0\r\n",
-            fold(
-                "Content-Type",
-                f'multipart/report; report-type=feedback-report; boundary="{boundary}"',
-            ),
-            "\r\n",
-            "This is a MIME-formatted message.\r\n\r\n",
-        ]
-    ).encode()
-    if not original.endswith(b"\r\n"):
-        original += b"\r\n"
-    return b"".join(
+        ],
+        "feedback-report",
+        boundary,
         [
-            head,
-            part("text/plain; charset=us-ascii", text),
-            b"\r\n",
-            part("message/feedback-report", feedback),
-            b"\r\n",
-            part(original_type, original),
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
+            ("text/plain; charset=us-ascii", text, ""),
+            ("message/feedback-report", feedback, ""),
+            (original_type, original, ""),
+        ],
     )
