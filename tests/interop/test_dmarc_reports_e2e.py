@@ -40,6 +40,13 @@ REPORT_RECORDS = [
         "_dmarc.dept.walker.test", "TXT", "v=DMARC1; p=reject; t=y; rua=mailto:dmarc@example.org"
     ),
     ZoneRecord("dept.walker.test._report._dmarc.example.org", "TXT", "v=DMARC1"),
+    # Two destinations, one taking reports of at most 1 KB (RFC 7489 §6.2 "!size").
+    ZoneRecord(
+        "_dmarc.sized.test",
+        "TXT",
+        "v=DMARC1; p=none; rua=mailto:dmarc@example.org!1k,mailto:reports@example.org",
+    ),
+    ZoneRecord("sized.test._report._dmarc.example.org", "TXT", "v=DMARC1"),
 ]
 INTERVAL = 2.0
 
@@ -209,3 +216,17 @@ def test_a_message_for_an_account_and_a_forward_is_observed_once(
     assert len(live.mailbox_messages("bob@example.org", INBOX)) == 1
     kept = live.call(live.store.dmarc_observations(datetime(2100, 1, 1, tzinfo=UTC)))
     assert [o.policy_domain for o in kept] == ["sender.test"]
+
+
+def test_a_report_goes_only_where_its_size_is_accepted(server: LiveServer) -> None:
+    send(server, "x@sized.test", message("x@sized.test", "sized", 10))
+    deadline = time.monotonic() + 6 * INTERVAL + 10
+    while time.monotonic() < deadline:
+        got = server.mailbox_messages("reports@example.org", INBOX)
+        if got:
+            break
+        time.sleep(0.5)
+    [raw] = got
+    assert len(raw) > 1024
+    assert email.message_from_bytes(raw)["To"] == "reports@example.org"  # built for it alone
+    assert reports(server) == []  # dmarc@ takes at most 1 KB

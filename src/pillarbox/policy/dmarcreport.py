@@ -252,7 +252,7 @@ def report_xml(
 
 
 def report_message(
-    report: AggregateReport, *, sender: str, recipients: Sequence[str], date: datetime
+    report: AggregateReport, recipients: Sequence[str], *, sender: str, date: datetime
 ) -> bytes:
     """The message carrying ``report`` (RFC 9990 §3.5.2): a short text part and the gzipped
     XML as an attachment with the prescribed name."""

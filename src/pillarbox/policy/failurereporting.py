@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pillarbox.auth.ratelimit import RateLimiter, RateLimits
@@ -153,23 +154,18 @@ class FailureReporter:
         for kind in kinds:
             envelope = Envelope(
                 sender=account.address,
-                recipients=[d.address for d in destinations],
+                recipients=(),
                 date=datetime.now(UTC),
                 message_id=f"<{uuid.uuid4().hex}@{self._settings.receiver}>",
                 boundary_seed=f"report.{uuid.uuid4().hex}",
             )
-            raw = report_message(failed, kind, self._settings, envelope, spf_record=spf_record)
-            # RFC 7489 §6.2 size limits (obsolete in RFC 9989 §4.8, still honoured).
-            allowed = [
-                d.address for d in destinations if d.max_bytes is None or len(raw) <= d.max_bytes
-            ]
+            build = partial(self._report, failed, kind, envelope, spf_record)
+            allowed, ok, reply = await reporting.submit_report(
+                self._services, account, destinations, build
+            )
             if not allowed:
                 self._log.info("report larger than every destination accepts", domain=domain)
                 continue
-            if allowed != envelope.recipients:
-                envelope = replace(envelope, recipients=allowed)
-                raw = report_message(failed, kind, self._settings, envelope, spf_record=spf_record)
-            ok, reply = await reporting.submit_report(self._services, account, raw, allowed)
             self._log.info(
                 "failure report queued",
                 domain=domain,
@@ -178,6 +174,17 @@ class FailureReporter:
                 reply=reply,
                 ok=str(ok),
             )
+
+    def _report(
+        self,
+        failed: FailedMessage,
+        kind: AuthFailure,
+        envelope: Envelope,
+        spf_record: str | None,
+        recipients: list[str],
+    ) -> bytes:
+        envelope = replace(envelope, recipients=recipients)
+        return report_message(failed, kind, self._settings, envelope, spf_record=spf_record)
 
     async def _spf_record(self, failed: FailedMessage) -> str | None:
         spf = failed.auth.spf

@@ -27,9 +27,10 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from urllib.parse import unquote
 
 from pillarbox.config import Config
@@ -162,18 +163,16 @@ async def send_reports(
     for report in reports:
         destinations = await verified_destinations(resolver, report.policy_domain, report.rua)
         now = datetime.now(UTC)
-        addresses = [d.address for d in destinations]
-        raw = report_message(report, sender=section.from_address, recipients=addresses, date=now)
-        allowed = [
-            d.address for d in destinations if d.max_bytes is None or len(raw) <= d.max_bytes
-        ]
+        allowed, ok, reply = await submit_report(
+            services,
+            account,
+            destinations,
+            partial(report_message, report, sender=section.from_address, date=now),
+        )
         if not allowed:
             log.info("no verified destination", domain=report.policy_domain)
             sent.append((report, []))
             continue
-        if allowed != addresses:
-            raw = report_message(report, sender=section.from_address, recipients=allowed, date=now)
-        ok, reply = await submit_report(services, account, raw, allowed)
         log.info(
             "aggregate report queued",
             domain=report.policy_domain,
@@ -194,14 +193,27 @@ async def report_account(services: Services, address: str) -> Account:
 
 
 async def submit_report(
-    services: Services, account: Account, raw: bytes, recipients: Sequence[str]
-) -> tuple[bool, str]:
+    services: Services,
+    account: Account,
+    destinations: Sequence[Destination],
+    build: Callable[[list[str]], bytes],
+) -> tuple[list[str], bool, str]:
     """Queue a report from ``account`` through the submission path (DKIM-signed, routed,
-    retried like any mail); whether it was accepted, and the reply code."""
+    retried like any mail) to the ``destinations`` whose size limit it fits (``!size``:
+    RFC 7489 §6.2, obsolete in RFC 9989 §4.8, still honoured). ``build(recipients)`` makes the
+    report for them (its To names them), again if some were left out. Returns who it went
+    to (none: nothing was queued), whether it was accepted, and the reply code."""
     from pillarbox.queue.intake import submit  # the queue imports the policy: import late
 
-    result = await submit(services, account, raw, account.address, recipients)
-    return result.ok, str(result.reply.code)
+    addresses = [d.address for d in destinations]
+    raw = build(addresses)
+    allowed = [d.address for d in destinations if d.max_bytes is None or len(raw) <= d.max_bytes]
+    if not allowed:
+        return [], False, ""
+    if allowed != addresses:
+        raw = build(allowed)
+    result = await submit(services, account, raw, account.address, allowed)
+    return allowed, result.ok, str(result.reply.code)
 
 
 async def report_once(
