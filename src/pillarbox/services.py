@@ -11,16 +11,18 @@ import ssl
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pillarbox.auth.directory import Authenticator
 from pillarbox.config import Config
-from pillarbox.dns.resolver import Resolver
-from pillarbox.policy.failurereport import FailureSink
 from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
 from pillarbox.queue.srs import SrsSettings
 from pillarbox.store.interface import Store
+
+if TYPE_CHECKING:
+    from pillarbox.dns.resolver import Resolver
+    from pillarbox.policy.failurereport import FailureSink
 
 
 @dataclass
