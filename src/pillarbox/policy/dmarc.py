@@ -124,8 +124,9 @@ class DmarcRecord:
 
     @property
     def nonexistent(self) -> Disposition:
-        """``np`` with its default applied."""
-        return self.np if self.np is not None else self.sp
+        """``np``, typed without the None it has only while constructing."""
+        assert self.np is not None  # filled in by __post_init__
+        return self.np
 
     def text(self) -> str:
         """The record in canonical form, every tag spelled out (what reports quote, and what
