@@ -100,8 +100,8 @@ def _dmarc_passes(raw: bytes, instance: int) -> frozenset[str]:
 
 
 def trusted_comment(outcome: ArcOutcome) -> str:
-    """The aggregate report's comment on the exception (RFC 8617 §7.2.1 suggests the chain's
-    ``arc=pass as[N].d=…``)."""
+    """The aggregate report's comment on the exception (after RFC 8617 §7.2.2, which
+    suggests the chain's ``arc=pass as[N].d=…``)."""
     return f"arc=pass as[{outcome.instances}].d={outcome.sealer}"
 
 

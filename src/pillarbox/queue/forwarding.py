@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pillarbox.blocking import run_blocking
+from pillarbox.blocking import run_sized
 from pillarbox.config import Config
 from pillarbox.mail import trace
 from pillarbox.mail.headers import raw_text, scan_header
@@ -146,7 +146,7 @@ class Forwarder:
             _log.info("forwarded unsealed: no RSA key", domain=domain)
             return b""
         try:
-            return await run_blocking(_seal, raw, domain, keys[0], self._hostname)
+            return await run_sized(len(raw), _seal, raw, domain, keys[0], self._hostname)
         except arc.ArcSealError as exc:
             _log.info("forwarded unsealed", domain=domain, reason=str(exc))
             return b""
