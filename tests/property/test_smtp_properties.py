@@ -73,6 +73,32 @@ def test_unstuffer_is_chunking_independent(wire: bytes, cuts: list[int]) -> None
     )
 
 
+#: Wire bytes made of the pieces the unstuffer decides on: CRs, LFs and dots in every order.
+LINE_BREAKY = st.lists(
+    st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"a", b"bc"]), max_size=60
+).map(b"".join)
+
+
+@settings(max_examples=300)
+@given(LINE_BREAKY, st.booleans())
+def test_block_fast_path_agrees_with_byte_by_byte(wire: bytes, normalise: bool) -> None:
+    """Fed whole, lines go out in blocks (bare CR/LF found by counting); fed one byte at a
+    time, every line is decided alone. Output, terminator, bare-break flag and longest line
+    must not depend on which path ran."""
+    whole = Unstuffer(normalise_bare_linebreaks=normalise)
+    expected = whole.feed(wire + b"\r\n.\r\n")
+    single = Unstuffer(normalise_bare_linebreaks=normalise)
+    data = wire + b"\r\n.\r\n"
+    got = b"".join(single.feed(data[i : i + 1]) for i in range(len(data)))
+    assert got == expected
+    assert (single.finished, single.unused, single.saw_bare_linebreak, single.longest_line) == (
+        whole.finished,
+        whole.unused,
+        whole.saw_bare_linebreak,
+        whole.longest_line,
+    )
+
+
 COMMANDS = st.sampled_from(
     [
         b"EHLO c\r\n",

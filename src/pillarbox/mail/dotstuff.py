@@ -94,7 +94,9 @@ class Unstuffer:
                 stop = k + 2 if k >= 0 else n
                 block = buf[i:stop]
                 lines = block.split(b"\r\n")
-                if len(lines) > 1 and _BARE.search(block.replace(b"\r\n", b"")) is None:
+                crlfs = len(lines) - 1
+                # Every CR and LF of the block belongs to one of its CRLFs: no bare line break.
+                if crlfs and block.count(b"\r") == crlfs == block.count(b"\n"):
                     self._end_line(len(lines[0]) + 2)
                     if len(lines) > 2:
                         self._longest = max(self._longest, max(map(len, lines[1:-1])) + 2)
@@ -117,7 +119,7 @@ class Unstuffer:
 
     def _content(self, segment: bytes) -> bytes:
         """Account for a piece of one line (no CRLF in it) and return it as output."""
-        if _BARE.search(segment) is None:
+        if b"\r" not in segment and b"\n" not in segment:
             self._line_length += len(segment)
             return segment
         self.saw_bare_linebreak = True
