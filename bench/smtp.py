@@ -20,7 +20,10 @@ from the internet.
 
     python bench/smtp.py [--messages 2000] [--size 4096] [--store URL] [--untrusted]
         [--train 2000] [--rows reuse1,reuse10,reuse50,conn20,conn50] [--no-policy] [--core]
+        [--reference]
 
+``--reference`` drives aiosmtpd writing one fsync'd file per message (``smtp_reference.py``)
+with the same client, to put the figures of the VM of the day beside the issue's reference.
 ``--core`` prints only the CPU cost of the sans-I/O SMTP core for a one-message session, in
 this process: the floor under every figure of the table.
 """
@@ -176,11 +179,25 @@ def start_server(
         [sys.executable, "-m", "pillarbox.cli", "--config", str(path), "serve"],
         stdout=subprocess.DEVNULL,
     )
+    listening(process, port)
+    return process, port
+
+
+def start_reference(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    script = Path(__file__).with_name("smtp_reference.py")
+    process = subprocess.Popen([sys.executable, str(script), str(port), str(data_dir)])
+    listening(process, port)
+    return process, port
+
+
+def listening(process: subprocess.Popen[bytes], port: int) -> None:
+    """Wait until ``process`` accepts connections on ``port``."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process, port
+            return
         except OSError:
             time.sleep(0.1)
     process.kill()
@@ -364,6 +381,11 @@ def main() -> None:
         help="the server's logging.level (INFO, the default config, logs ~4 lines a message)",
     )
     parser.add_argument("--core", action="store_true", help="only the sans-I/O core's CPU floor")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="drive aiosmtpd writing fsync'd files instead (bench/smtp_reference.py)",
+    )
     args = parser.parse_args()
     if args.core:
         sample = [Corpus().message(args.size, n) for n in range(args.messages)]
@@ -379,7 +401,10 @@ def main() -> None:
     sign = signer(key)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, sender_dns(key) as nameserver:
-        process, port = start_server(Path(tmp), args, corpus, nameserver)
+        if args.reference:
+            process, port = start_reference(Path(tmp))
+        else:
+            process, port = start_server(Path(tmp), args, corpus, nameserver)
         try:
             for row in rows_wanted:
                 count = int(row.removeprefix("reuse").removeprefix("conn"))
@@ -413,9 +438,13 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
     policy = "off" if args.no_policy else ("untrusted+DNS" if args.untrusted else "trusted")
+    server = (
+        "REFERENCE aiosmtpd, one fsync'd file per message"
+        if args.reference
+        else f"store {args.store or 'sqlite'}, policy {policy}, model trained on {args.train}"
+    )
     print(
-        f"SMTP intake, {args.size} B messages, {args.messages} per row, store "
-        f"{args.store or 'sqlite'}, policy {policy}, model trained on {args.train}, "
+        f"SMTP intake, {args.size} B messages, {args.messages} per row, {server}, "
         f"cpu count {os.cpu_count()}"
     )
     print(
