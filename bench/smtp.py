@@ -20,10 +20,12 @@ from the internet.
 
     python bench/smtp.py [--messages 2000] [--size 4096] [--store URL] [--untrusted]
         [--train 2000] [--rows reuse1,reuse10,reuse50,conn20,conn50] [--no-policy] [--core]
-        [--reference]
+        [--reference | --connect PORT]
 
 ``--reference`` drives aiosmtpd writing one fsync'd file per message (``smtp_reference.py``)
-with the same client, to put the figures of the VM of the day beside the issue's reference.
+with the same client, to put the figures of the VM of the day beside the issue's reference;
+``--connect`` drives a server that is already running (Postfix, as docs/performance.md sets it
+up), whose CPU it does not measure.
 ``--core`` prints only the CPU cost of the sans-I/O SMTP core for a one-message session, in
 this process: the floor under every figure of the table.
 """
@@ -36,6 +38,7 @@ import dataclasses
 import functools
 import gc
 import itertools
+import math
 import os
 import random
 import socket
@@ -382,6 +385,12 @@ def main() -> None:
     )
     parser.add_argument("--core", action="store_true", help="only the sans-I/O core's CPU floor")
     parser.add_argument(
+        "--connect",
+        type=int,
+        metavar="PORT",
+        help=f"drive a server already running on 127.0.0.1:PORT (e.g. Postfix) for {RECIPIENT}",
+    )
+    parser.add_argument(
         "--reference",
         action="store_true",
         help="drive aiosmtpd writing fsync'd files instead (bench/smtp_reference.py)",
@@ -401,15 +410,23 @@ def main() -> None:
     sign = signer(key)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, sender_dns(key) as nameserver:
-        if args.reference:
+        process: subprocess.Popen[bytes] | None = None
+        if args.connect:
+            port = args.connect
+        elif args.reference:
             process, port = start_reference(Path(tmp))
         else:
             process, port = start_server(Path(tmp), args, corpus, nameserver)
+
+        def server_cpu() -> tuple[float, float]:
+            """The server's CPU, NaN for a server this bench did not start (not measured)."""
+            return cpu_seconds(process.pid) if process is not None else (math.nan, math.nan)
+
         try:
             for row in rows_wanted:
                 count = int(row.removeprefix("reuse").removeprefix("conn"))
                 messages = [sign(corpus.message(args.size, n)) for n in range(args.messages)]
-                cpu, own = cpu_seconds(process.pid), cpu_seconds(os.getpid())
+                cpu, own = server_cpu(), cpu_seconds(os.getpid())
                 with collector_paused():
                     if row.startswith("reuse"):
                         name = f"reuse, {count} conn"
@@ -419,7 +436,7 @@ def main() -> None:
                         rate, lat = asyncio.run(one_per_connection(port, count, messages))
                 user, system = (
                     (after - before) / len(lat) * 1000
-                    for after, before in zip(cpu_seconds(process.pid), cpu, strict=True)
+                    for after, before in zip(server_cpu(), cpu, strict=True)
                 )
                 client = sum(cpu_seconds(os.getpid())) - sum(own)
                 rows.append(
@@ -435,14 +452,16 @@ def main() -> None:
                     )
                 )
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
     policy = "off" if args.no_policy else ("untrusted+DNS" if args.untrusted else "trusted")
-    server = (
-        "REFERENCE aiosmtpd, one fsync'd file per message"
-        if args.reference
-        else f"store {args.store or 'sqlite'}, policy {policy}, model trained on {args.train}"
-    )
+    if args.connect:
+        server = f"a server already running on port {args.connect} (its CPU: nan)"
+    elif args.reference:
+        server = "REFERENCE aiosmtpd, one fsync'd file per message"
+    else:
+        server = f"store {args.store or 'sqlite'}, policy {policy}, model trained on {args.train}"
     print(
         f"SMTP intake, {args.size} B messages, {args.messages} per row, {server}, "
         f"cpu count {os.cpu_count()}"
