@@ -397,7 +397,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.core:
-        sample = [Corpus().message(args.size, n) for n in range(args.messages)]
+        corpus = Corpus()
+        sample = [corpus.message(args.size, n) for n in range(args.messages)]
         print(f"sans-I/O SMTP core alone: {core_floor(sample):.3f} ms CPU per one-message session")
         return
     rows_wanted = args.rows.split(",")
