@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pillarbox.store.types import SpamCounts
+from pillarbox.store.types import ModelCounts, SpamCounts
 
 #: What ``dict.get`` gives for a token not in the cache (None means "not in the model").
 _UNREAD = SpamCounts(-1, -1)
@@ -82,6 +82,31 @@ class SpamModelCache:
                 elif counts is not None:
                     found[token] = counts
         return found, missing
+
+    def counted(
+        self, model: int, version: ModelVersion | None, tokens: Sequence[str]
+    ) -> ModelCounts | None:
+        """The model as a read at ``version`` gives it for ``tokens`` if every token is kept
+        under exactly that version, else None: the caller reads (nothing is dropped here,
+        since ``version`` may be the older of two)."""
+        if version is None:
+            return SpamCounts(), {}  # never trained
+        totals = SpamCounts(version[1], version[2])
+        found: dict[str, SpamCounts] = {}
+        if not tokens:
+            return totals, found
+        with self._lock:
+            entry = self._models.get(model)
+            if entry is None or entry.version != version:
+                return None
+            get = entry.counts.get
+            for token in tokens:
+                counts = get(token, _UNREAD)
+                if counts is _UNREAD:
+                    return None
+                if counts is not None:
+                    found[token] = counts
+        return totals, found
 
     def add(
         self,

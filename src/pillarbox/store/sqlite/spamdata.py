@@ -47,18 +47,20 @@ def spam_evidence(
     account_id: int,
     tokens: Sequence[str],
     sender_keys: Sequence[str],
-) -> SpamEvidence:
+) -> tuple[SpamEvidence, dict[int, ModelVersion]]:
     """Both models, the reputation and the lists, from one snapshot of the database (the
-    caller's read connection rolls the transaction back afterwards)."""
+    caller's read connection rolls the transaction back afterwards); and the versions of the
+    models that have a row, for the store's :mod:`.evidencecache`."""
     conn.execute("BEGIN")
     versions = _versions(conn, [GLOBAL_MODEL, account_id])
-    return SpamEvidence(
+    evidence = SpamEvidence(
         _model_counts(conn, cache, GLOBAL_MODEL, versions.get(GLOBAL_MODEL), tokens),
         _model_counts(conn, cache, account_id, versions.get(account_id), tokens),
         sender_reputation(conn, account_id, sender_keys),
         list_sender_entries(conn, account_id),
         (generation(versions.get(GLOBAL_MODEL)), generation(versions.get(account_id))),
     )
+    return evidence, versions
 
 
 def _versions(conn: sqlite3.Connection, models: Sequence[int]) -> dict[int, ModelVersion]:

@@ -58,6 +58,7 @@ from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.sqlite import dkimkeys, dmarcdata, spamdata, webdata
+from pillarbox.store.sqlite.evidencecache import SpamEvidenceCache
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
@@ -155,11 +156,12 @@ class SqliteLimits:
     #: Decoded message structures kept for FETCH (~3 KB each for plain mail, ~7 KB for a
     #: mailing list's); 0 turns the cache off.
     info_cache_entries: int = 4096
-    #: How long a looked-up domain, account, alias (or its absence) or account's settings is
-    #: reused, in ms; this store's own writes invalidate at once, other processes' after this
-    #: delay. 0: off.
+    #: How long a looked-up domain, account, alias (or its absence), account's settings or
+    #: spam filter evidence (model versions, sender reputation and lists: see
+    #: :mod:`.evidencecache`) is reused, in ms; this store's own writes invalidate at once,
+    #: other processes' (``pillarbox spam train``) after this delay. 0: off.
     directory_ttl_ms: int = 1000
-    #: Most names kept in that cache.
+    #: Most names kept in that cache (and, apart, most pieces of spam evidence).
     directory_entries: int = 10_000
     #: Classifier token counts kept in memory over all models (~150 bytes each; see
     #: :mod:`pillarbox.store.spamcache`); 0 turns the cache off.
@@ -244,6 +246,7 @@ class SqliteStore:
         self._infos = InfoCache(limits.info_cache_entries)
         self._spam_cache = SpamModelCache(limits.spam_cache_tokens)
         self._directory = DirectoryCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
+        self._evidence = SpamEvidenceCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
         self._deltas = SharedReads(self._read_delta)
         self._claims = SharedReads(self._claim_write)
 
@@ -301,6 +304,7 @@ class SqliteStore:
         self._snapshots.clear()
         self._infos.clear()
         self._spam_cache.clear()
+        self._evidence.invalidate()
 
     @property
     def batches_committed(self) -> tuple[int, int]:
@@ -363,10 +367,21 @@ class SqliteStore:
     async def _write_directory(self, fn: Callable[[sqlite3.Connection, WriteEffects], T]) -> T:
         """A write to domains, accounts, aliases or settings: the lookup cache is emptied once it is
         durable (or failed: cheaper than knowing whether it changed anything)."""
+        return await self._write_then_forget(fn, self._directory)
+
+    async def _write_spam(self, fn: Callable[[sqlite3.Connection, WriteEffects], T]) -> T:
+        """A write to the spam filter's models, reputation or lists: the kept evidence is
+        emptied the same way (see :mod:`.evidencecache`)."""
+        return await self._write_then_forget(fn, self._evidence)
+
+    async def _write_then_forget(
+        self, fn: Callable[[sqlite3.Connection, WriteEffects], T], *kept: DirectoryCache
+    ) -> T:
         try:
             return await self._write(fn)
         finally:
-            self._directory.invalidate()
+            for cache in kept:
+                cache.invalidate()
 
     async def _read_directory(
         self, key: tuple[str, str], fn: Callable[[sqlite3.Connection], T]
@@ -594,7 +609,8 @@ class SqliteStore:
                 for mailbox_id in mailbox_ids
             )
 
-        await self._write_directory(op)
+        # Its models, reputation and lists go with it (foreign keys and a trigger).
+        await self._write_then_forget(op, self._directory, self._evidence)
 
     async def quota_usage(self, account_id: int) -> QuotaUsage:
         def query(conn: sqlite3.Connection) -> QuotaUsage:
@@ -1390,15 +1406,23 @@ class SqliteStore:
     async def spam_evidence(
         self, account_id: int, tokens: Sequence[str], sender_keys: Sequence[str]
     ) -> SpamEvidence:
-        cache = self._spam_cache
-        return await self._read(
+        # From memory when every piece is kept and fresh: the hand-off to a reader thread costs
+        # several times the SQL (see .evidencecache). A closed store keeps nothing.
+        cache, kept = self._spam_cache, self._evidence
+        known = kept.answer(cache, account_id, tokens, sender_keys)
+        if known is not None:
+            return known
+        began = kept.generation
+        evidence, versions = await self._read(
             lambda conn: spamdata.spam_evidence(conn, cache, account_id, tokens, sender_keys)
         )
+        kept.keep(began, account_id, versions, sender_keys, evidence)
+        return evidence
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
     ) -> None:
-        await self._write(
+        await self._write_spam(
             lambda conn, fx: spamdata.train_spam_model(conn, account_id, messages, tokens)
         )
 
@@ -1418,7 +1442,7 @@ class SqliteStore:
     async def record_sender_reputation(
         self, account_id: int, keys: Sequence[str], delta: SpamCounts
     ) -> None:
-        await self._write(
+        await self._write_spam(
             lambda conn, fx: spamdata.record_sender_reputation(conn, account_id, keys, delta)
         )
 
@@ -1426,10 +1450,12 @@ class SqliteStore:
         return await self._read(lambda conn: spamdata.list_sender_entries(conn, account_id))
 
     async def set_sender_entry(self, account_id: int, entry: SenderListEntry) -> None:
-        await self._write(lambda conn, fx: spamdata.set_sender_entry(conn, account_id, entry))
+        await self._write_spam(lambda conn, fx: spamdata.set_sender_entry(conn, account_id, entry))
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
-        await self._write(lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern))
+        await self._write_spam(
+            lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern)
+        )
 
     # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
     async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
