@@ -35,6 +35,9 @@ from pillarbox.store.types import ModelCounts, SpamCounts
 #: What ``dict.get`` gives for a token not in the cache (None means "not in the model").
 _UNREAD = SpamCounts(-1, -1)
 
+#: A model of at most ``max_tokens // WHOLE_SHARE`` tokens is read whole (see the notes).
+WHOLE_SHARE = 4
+
 #: A model's ``spam_models`` row as the cache compares it: (generation, ham, spam).
 ModelVersion = tuple[int, int, int]
 
@@ -44,6 +47,10 @@ class _Model:
     version: ModelVersion
     #: token → counts, or None for a token the model has not seen.
     counts: dict[str, SpamCounts | None] = field(default_factory=dict)
+    #: ``counts`` holds every token of the model (read whole): any other is not in it.
+    whole: bool = False
+    #: Too big to be read whole at this version: not tried again until the version changes.
+    too_big: bool = False
 
 
 def generation(version: ModelVersion | None) -> int:
@@ -74,9 +81,9 @@ class SpamModelCache:
                 entry = None
             if entry is None:
                 return found, list(tokens)
-            get = entry.counts.get
+            get, unread = entry.counts.get, None if entry.whole else _UNREAD
             for token in tokens:
-                counts = get(token, _UNREAD)
+                counts = get(token, unread)
                 if counts is _UNREAD:
                     missing.append(token)
                 elif counts is not None:
@@ -99,9 +106,9 @@ class SpamModelCache:
             entry = self._models.get(model)
             if entry is None or entry.version != version:
                 return None
-            get = entry.counts.get
+            get, unread = entry.counts.get, None if entry.whole else _UNREAD
             for token in tokens:
-                counts = get(token, _UNREAD)
+                counts = get(token, unread)
                 if counts is _UNREAD:
                     return None
                 if counts is not None:
@@ -137,6 +144,37 @@ class SpamModelCache:
             for token in asked:
                 counts[token] = found.get(token)
             self._size += len(counts) - before
+
+    def whole_limit(self, model: int, version: ModelVersion) -> int:
+        """How many tokens the model may have to be read whole now (0: do not try)."""
+        with self._lock:
+            entry = self._models.get(model)
+            if entry is None or entry.version != version:
+                room = self._max_tokens - self._size
+            elif entry.whole or entry.too_big:
+                return 0
+            else:
+                room = self._max_tokens - self._size + len(entry.counts)
+        return max(0, min(self._max_tokens // WHOLE_SHARE, room))
+
+    def add_whole(
+        self, model: int, version: ModelVersion, counts: Mapping[str, SpamCounts] | None
+    ) -> None:
+        """File the model read whole at ``version``, or (``counts`` None) that it was too big
+        for :meth:`whole_limit`."""
+        with self._lock:
+            entry = self._models.get(model)
+            if entry is not None and entry.version != version:
+                return  # as in add: the next read settles which version is current
+            kept = 0 if entry is None else len(entry.counts)
+            if counts is None or self._size - kept + len(counts) > self._max_tokens:
+                # No room (filled since whole_limit): token by token, evicting nothing.
+                if entry is None:
+                    entry = self._models[model] = _Model(version)
+                entry.too_big = True
+                return
+            self._models[model] = _Model(version, dict(counts), whole=True)
+            self._size += len(counts) - kept
 
     def clear(self) -> None:
         with self._lock:

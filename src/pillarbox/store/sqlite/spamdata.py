@@ -85,7 +85,9 @@ def _model_counts(
     if not tokens:
         return totals, {}
     counts, missing = cache.known(model, version, tokens)
-    if missing:
+    if missing and (whole := _whole_model(conn, cache, model, version)) is not None:
+        counts.update((token, whole[token]) for token in missing if token in whole)
+    elif missing:
         rows = conn.execute(
             "SELECT token, ham, spam FROM spam_tokens WHERE account_id = ? "
             "AND token IN (SELECT value FROM json_each(?))",
@@ -95,6 +97,29 @@ def _model_counts(
         cache.add(model, version, missing, read)
         counts.update(read)
     return totals, counts
+
+
+def _whole_model(
+    conn: sqlite3.Connection, cache: SpamModelCache, model: int, version: ModelVersion
+) -> dict[str, SpamCounts] | None:
+    """Every token of the model, filed whole in the cache, if it is small enough and has not
+    been tried at this version; else None (see :mod:`~pillarbox.store.spamcache`)."""
+    limit = cache.whole_limit(model, version)
+    if not limit:
+        return None
+    # Counted first, in SQLite alone: a model too big to keep costs no Python rows.
+    (size,) = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM spam_tokens WHERE account_id = ? LIMIT ?)",
+        (model, limit + 1),
+    ).fetchone()
+    whole = None
+    if size <= limit:
+        rows = conn.execute(
+            "SELECT token, ham, spam FROM spam_tokens WHERE account_id = ?", (model,)
+        )
+        whole = {token: SpamCounts(ham, spam) for token, ham, spam in rows}
+    cache.add_whole(model, version, whole)
+    return whole
 
 
 def train_spam_model(

@@ -307,6 +307,12 @@ class SqliteStore:
         self._evidence.invalidate()
 
     @property
+    def cross_process_delay(self) -> float:
+        """Longest time, in seconds, before what another process wrote is seen by the lookups
+        this store keeps in memory (directory, spam evidence)."""
+        return self._limits.directory_ttl_ms / 1000
+
+    @property
     def batches_committed(self) -> tuple[int, int]:
         """(transactions committed, write operations in them): the group-commit ratio."""
         if self._writer is None:
