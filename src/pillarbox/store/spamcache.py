@@ -17,11 +17,26 @@ Invariants:
 - Counts read *after* the version are filed under it. They can only be newer than it (a
   training committed in between), never older; and a newer training has raised the generation,
   so the next read sees a different version and drops them. No stale count is ever served.
+- **When a version is checked** is the backend's affair. PostgreSQL reads it with every
+  message, so another node's training is seen by the next message. The SQLite store answers a
+  message's evidence from memory while the version it kept is fresh
+  (:mod:`~pillarbox.store.sqlite.evidencecache`): its own trainings are seen by the next
+  message, another process's after at most ``directory_ttl_ms`` (before, by the next message),
+  because the read's hand-off to a reader thread cost 0.2–0.3 ms of the MX's 0.6 ms policy
+  time per message (``docs/performance.md``, "Fifth round"). :meth:`SpamModelCache.counted`
+  answers it, under exactly the kept version and never dropping a newer one.
 - Tokens the model has not seen are cached as absent too (most of a message's rare words).
+- **Small models are read whole** (SQLite): a model of at most a quarter of ``max_tokens``
+  tokens, and no more than the room left, is read entire at each new version, so a token not
+  kept is known to be absent. Every message has tokens never asked before (on the bench, its
+  subject's number; in real mail names, numbers, links), and without this each would need a
+  read. A model too big, or with no room, is asked token by token until its version changes;
+  a whole model never evicts others.
 - Bounded: past ``max_tokens`` entries over all models, everything is dropped and refilled on
   demand — simpler than an LRU and cheap, since a refill is exactly the read that happens
   without a cache. ``max_tokens`` 0 turns the cache off.
-- Thread-safe: the SQLite backend reads on a pool of threads.
+- Thread-safe: the SQLite backend reads on a pool of threads while the event loop answers
+  from the cache.
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ The global classifier model is account 0 (no account has that id: ids start at 1
 lookups pass the message's tokens as one JSON array (``json_each``), so a message costs one
 indexed query however many tokens it has, and only for the tokens the store's
 :class:`~pillarbox.store.spamcache.SpamModelCache` lacks at the model's current generation
-(which every training raises); training is an upsert per token whose counts are clamped at
-zero, so untraining a message that was never trained cannot make counts negative.
+(which every training raises); a small model is read whole instead, once per generation.
+Training is an upsert per token whose counts are clamped at zero, so untraining a message
+that was never trained cannot make counts negative. Every write here to the models,
+reputation or lists goes through the store's ``_write_spam``, which empties the evidence it
+keeps (:mod:`.evidencecache`).
 """
 
 from __future__ import annotations
