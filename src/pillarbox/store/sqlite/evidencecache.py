@@ -19,10 +19,11 @@ Invariants (freshness is :class:`~.snapshots.DirectoryCache`'s, whose entries th
 - **Own writes are seen at once.** Every write of this store to the spam filter's tables
   (training, reputation, lists, removing an account) empties the cache once it is durable, or
   failed; a read that began before it does not keep its answer (the generation check).
-- **Other processes' writes are seen after at most the TTL** (``directory_ttl_ms``): a
-  training by ``pillarbox spam train`` beside the server reaches the verdicts once the kept
-  versions expire. Before this cache it was seen by the very next message; the TTL is the
-  price of not paying the hand-off per message.
+- **Other processes' writes are seen after the TTL** (``directory_ttl_ms``, counted from the
+  end of the read that kept a piece, so at most the TTL plus one read's duration): a training
+  by ``pillarbox spam train`` beside the server reaches the verdicts once the kept versions
+  expire. Before this cache it was seen by the very next message; the TTL is the price of
+  not paying the hand-off per message.
 - Token counts come from the model cache under the kept version only, so its invariant holds
   (counts filed under a version are never older than it); a kept version that the model cache
   has moved past answers nothing, and the read that follows keeps the newer one.
