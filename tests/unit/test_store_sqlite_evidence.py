@@ -58,7 +58,8 @@ async def test_own_writes_are_seen_by_the_next_answer(tmp_path: Path) -> None:
         # Kept: a change behind the store's back is not seen within the TTL…
         _outside(path, "INSERT INTO sender_reputation VALUES (?, 'from:a@b.test', 5, 0)", account)
         assert await store.spam_evidence(account, tokens, KEYS) == first
-        # …but any write of the store's own drops what is kept, even one that failed.
+        # …but a write of the store's own forgets what it changes, even one that failed (and
+        # the read that follows refreshes every piece).
         with pytest.raises(NotFound):
             await store.remove_sender_entry(account, "nobody.test")
         seen = await store.spam_evidence(account, tokens, KEYS)
@@ -86,6 +87,30 @@ async def test_own_writes_are_seen_by_the_next_answer(tmp_path: Path) -> None:
         await store.remove_account(account)
         gone = await store.spam_evidence(account, tokens, KEYS)
         assert gone.account_model == (SpamCounts(), {}) and gone.reputation == {}
+    finally:
+        await store.close()
+
+
+async def test_own_writes_forget_only_what_they_change(tmp_path: Path) -> None:
+    """Mail sent by any user records reputation: another account's kept evidence stays."""
+    path = tmp_path / "db.sqlite3"
+    store, ann = await _with_account(path, LONG)
+    bob = (await store.add_account(f"bob@{DOMAIN}", "h")).id
+    try:
+        kept = await store.spam_evidence(bob, ["x"], KEYS)
+        _outside(path, "INSERT INTO sender_lists VALUES (?, 'b.test', 'block')", bob)
+        await store.record_sender_reputation(ann, KEYS, SpamCounts(ham=1))
+        await store.set_sender_entry(ann, BLOCK)
+        await store.train_spam_model(ann, SpamCounts(1, 0), {"x": SpamCounts(1, 0)})
+        assert await store.spam_evidence(bob, ["x"], KEYS) == kept
+        assert (await store.spam_evidence(ann, ["x"], KEYS)).reputation == {
+            key: SpamCounts(1, 0) for key in KEYS
+        }
+        # The global model is every account's: its training is.
+        await store.train_spam_model(None, SpamCounts(0, 1), {"x": SpamCounts(0, 1)})
+        seen = await store.spam_evidence(bob, ["x"], KEYS)
+        assert seen.global_model == (SpamCounts(0, 1), {"x": SpamCounts(0, 1)})
+        assert seen.sender_entries == [BLOCK]  # the read refreshed every piece
     finally:
         await store.close()
 

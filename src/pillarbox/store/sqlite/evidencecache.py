@@ -17,8 +17,11 @@ evidence, and answers on the loop when each piece a message needs is kept and fr
 Invariants (freshness is :class:`~.snapshots.DirectoryCache`'s, whose entries these are):
 
 - **Own writes are seen at once.** Every write of this store to the spam filter's tables
-  (training, reputation, lists, removing an account) empties the cache once it is durable, or
-  failed; a read that began before it does not keep its answer (the generation check).
+  forgets what it changes once it is durable, or failed: a training its model's version, a
+  reputation record those keys, a list change the account's list, removing an account
+  everything (the ``forget_*`` methods). Targeted, because mail sent by any user records
+  reputation: emptying the whole cache on each would cost every account a read. A read that
+  began before the write keeps nothing (the generation check).
 - **Other processes' writes are seen after the TTL** (``directory_ttl_ms``, counted from the
   end of the read that kept a piece, so at most the TTL plus one read's duration): a training
   by ``pillarbox spam train`` beside the server reaches the verdicts once the kept versions
@@ -95,3 +98,13 @@ class SpamEvidenceCache(DirectoryCache):
         self.put(("senders", account_id), tuple(evidence.sender_entries), began)
         for key in sender_keys:
             self.put(("reputation", account_id, key), evidence.reputation.get(key), began)
+
+    def forget_model(self, account_id: int | None) -> None:
+        """A training of the account's model (None: the global one) became durable, or failed."""
+        self.invalidate([("model", GLOBAL_MODEL if account_id is None else account_id)])
+
+    def forget_reputation(self, account_id: int, keys: Sequence[str]) -> None:
+        self.invalidate([("reputation", account_id, key) for key in keys])
+
+    def forget_senders(self, account_id: int) -> None:
+        self.invalidate([("senders", account_id)])

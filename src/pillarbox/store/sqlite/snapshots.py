@@ -207,7 +207,12 @@ class DirectoryCache:
                     self._entries.clear()
             self._entries[key] = (now + self.ttl, value)
 
-    def invalidate(self) -> None:
+    def invalidate(self, keys: Iterable[Hashable] | None = None) -> None:
+        """Forget ``keys`` (None: everything); a lookup begun before keeps nothing."""
         with self._lock:
             self._generation += 1
-            self._entries.clear()
+            if keys is None:
+                self._entries.clear()
+            else:
+                for key in keys:
+                    self._entries.pop(key, None)

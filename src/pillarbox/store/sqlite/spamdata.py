@@ -8,9 +8,9 @@ indexed query however many tokens it has, and only for the tokens the store's
 :class:`~pillarbox.store.spamcache.SpamModelCache` lacks at the model's current generation
 (which every training raises); a small model is read whole instead, once per generation.
 Training is an upsert per token whose counts are clamped at zero, so untraining a message
-that was never trained cannot make counts negative. Every write here to the models,
-reputation or lists goes through the store's ``_write_spam``, which empties the evidence it
-keeps (:mod:`.evidencecache`).
+that was never trained cannot make counts negative. The store follows every write here to
+the models, reputation or lists by forgetting what it changed from the evidence it keeps
+(:mod:`.evidencecache`).
 """
 
 from __future__ import annotations

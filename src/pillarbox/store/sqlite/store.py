@@ -30,9 +30,9 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   filter's evidence (:mod:`.evidencecache`) are answered from memory on the event loop while
   fresh: each read costs a hand-off to a reader thread (0.2–0.3 ms of GIL time per message for
   the evidence under load, several times its SQL). This store's own writes to those tables
-  empty them once durable (or failed); another process's writes (the command line, ``pillarbox
-  spam train``) are seen after at most ``directory_ttl_ms`` — for the classifier's models
-  that was, before the evidence was kept, the very next message.
+  forget what they change once durable (or failed); another process's writes (the command
+  line, ``pillarbox spam train``) are seen after ``directory_ttl_ms`` — for the classifier's
+  models that was, before the evidence was kept, the very next message.
 """
 
 from __future__ import annotations
@@ -381,21 +381,19 @@ class SqliteStore:
     async def _write_directory(self, fn: Callable[[sqlite3.Connection, WriteEffects], T]) -> T:
         """A write to domains, accounts, aliases or settings: the lookup cache is emptied once it is
         durable (or failed: cheaper than knowing whether it changed anything)."""
-        return await self._write_then_forget(fn, self._directory)
-
-    async def _write_spam(self, fn: Callable[[sqlite3.Connection, WriteEffects], T]) -> T:
-        """A write to the spam filter's models, reputation or lists: the kept evidence is
-        emptied the same way (see :mod:`.evidencecache`)."""
-        return await self._write_then_forget(fn, self._evidence)
+        return await self._write_then_forget(fn, self._directory.invalidate)
 
     async def _write_then_forget(
-        self, fn: Callable[[sqlite3.Connection, WriteEffects], T], *kept: DirectoryCache
+        self, fn: Callable[[sqlite3.Connection, WriteEffects], T], *forget: Callable[[], None]
     ) -> T:
+        """A write after which what is kept in memory of the tables it changes is forgotten:
+        ``forget`` run once it is durable, or failed (see :mod:`.evidencecache` for the spam
+        filter's)."""
         try:
             return await self._write(fn)
         finally:
-            for cache in kept:
-                cache.invalidate()
+            for done in forget:
+                done()
 
     async def _read_directory(
         self, key: tuple[str, str], fn: Callable[[sqlite3.Connection], T]
@@ -624,7 +622,7 @@ class SqliteStore:
             )
 
         # Its models, reputation and lists go with it (foreign keys and a trigger).
-        await self._write_then_forget(op, self._directory, self._evidence)
+        await self._write_then_forget(op, self._directory.invalidate, self._evidence.invalidate)
 
     async def quota_usage(self, account_id: int) -> QuotaUsage:
         def query(conn: sqlite3.Connection) -> QuotaUsage:
@@ -1436,8 +1434,9 @@ class SqliteStore:
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
     ) -> None:
-        await self._write_spam(
-            lambda conn, fx: spamdata.train_spam_model(conn, account_id, messages, tokens)
+        await self._write_then_forget(
+            lambda conn, fx: spamdata.train_spam_model(conn, account_id, messages, tokens),
+            functools.partial(self._evidence.forget_model, account_id),
         )
 
     async def spam_training_mark(self, account_id: int, message_key: str) -> bool | None:
@@ -1456,19 +1455,24 @@ class SqliteStore:
     async def record_sender_reputation(
         self, account_id: int, keys: Sequence[str], delta: SpamCounts
     ) -> None:
-        await self._write_spam(
-            lambda conn, fx: spamdata.record_sender_reputation(conn, account_id, keys, delta)
+        await self._write_then_forget(
+            lambda conn, fx: spamdata.record_sender_reputation(conn, account_id, keys, delta),
+            functools.partial(self._evidence.forget_reputation, account_id, keys),
         )
 
     async def list_sender_entries(self, account_id: int) -> list[SenderListEntry]:
         return await self._read(lambda conn: spamdata.list_sender_entries(conn, account_id))
 
     async def set_sender_entry(self, account_id: int, entry: SenderListEntry) -> None:
-        await self._write_spam(lambda conn, fx: spamdata.set_sender_entry(conn, account_id, entry))
+        await self._write_then_forget(
+            lambda conn, fx: spamdata.set_sender_entry(conn, account_id, entry),
+            functools.partial(self._evidence.forget_senders, account_id),
+        )
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
-        await self._write_spam(
-            lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern)
+        await self._write_then_forget(
+            lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern),
+            functools.partial(self._evidence.forget_senders, account_id),
         )
 
     # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
