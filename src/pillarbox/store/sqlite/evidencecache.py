@@ -32,6 +32,11 @@ Invariants (freshness is :class:`~.snapshots.DirectoryCache`'s, whose entries th
   has moved past answers nothing, and the read that follows keeps the newer one.
 - Bounded by ``max_entries`` keys: one per model version, per (account, sender key), and per
   account's list. ``ttl`` 0 turns it off.
+
+What still reads: an account's first message in a TTL, a sender key not asked in a TTL (a new
+sender or network), and a message with a token never asked before when a model is too big
+to be kept whole (every message has such tokens: see the model cache's notes). On
+``bench/smtp.py``, one read in 3,000 messages.
 """
 
 from __future__ import annotations
