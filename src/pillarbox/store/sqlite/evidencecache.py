@@ -36,7 +36,7 @@ Invariants (freshness is :class:`~.snapshots.DirectoryCache`'s, whose entries th
 What still reads: an account's first message in a TTL, a sender key not asked in a TTL (a new
 sender or network), and a message with a token never asked before when a model is too big
 to be kept whole (every message has such tokens: see the model cache's notes). On
-``bench/smtp.py``, one read in 3,000 messages.
+``bench/smtp.py`` (one sender, one account): one read a TTL, against one per message before.
 """
 
 from __future__ import annotations
