@@ -52,31 +52,32 @@ def test_counted_answers_only_a_fully_kept_version_and_drops_nothing() -> None:
 
 def test_a_small_model_kept_whole_knows_every_absence() -> None:
     cache = SpamModelCache(40)  # models of up to 10 tokens are read whole
-    assert cache.whole_limit(0, V1) == 10
+    assert cache.claim_whole(0, V1) == 10
+    assert cache.claim_whole(0, V1) == 0  # one reader reads it; the others token by token
+    assert cache.known(0, V1, ["a"]) == ({}, ["a"])
     cache.add_whole(0, V1, {"a": SpamCounts(1, 0)})
-    assert cache.whole_limit(0, V1) == 0  # not again at this version
     assert cache.known(0, V1, ["a", "new"]) == ({"a": SpamCounts(1, 0)}, [])
     assert cache.counted(0, V1, ["new"]) == (SpamCounts(10, 10), {})
     # Trained since: dropped, and read whole again.
     assert cache.known(0, V2, ["a"]) == ({}, ["a"])
-    assert cache.whole_limit(0, V2) == 10
-    # Too big at V2: asked token by token, as without whole reads, until the version changes.
-    cache.add_whole(0, V2, None)
-    assert cache.whole_limit(0, V2) == 0
+    assert cache.claim_whole(0, V2) == 10
+    # Found too big at V2 (nothing filed): token by token until the version changes.
+    assert cache.claim_whole(0, V2) == 0
     cache.add(0, V2, ["a"], {})
     assert cache.known(0, V2, ["a", "new"]) == ({}, ["new"])
     assert cache.counted(0, V2, ["new"]) is None
     # A slower reader's whole model of another version is not filed.
     cache.add_whole(0, V1, {"a": SpamCounts(1, 0)})
     assert cache.counted(0, V1, ["a"]) is None
-    assert SpamModelCache(0).whole_limit(0, V1) == 0  # the cache off: never read whole
+    assert SpamModelCache(0).claim_whole(0, V1) == 0  # the cache off: never read whole
 
 
 def test_a_whole_model_takes_only_the_room_left() -> None:
     cache = SpamModelCache(40)
     cache.add(5, V1, [str(n) for n in range(35)], {})
-    assert cache.whole_limit(0, V1) == 5  # evicts nothing
+    assert cache.claim_whole(0, V1) == 5  # evicts nothing
     cache.add(6, V1, ["x", "y"], {})  # filled meanwhile: 3 left
     cache.add_whole(0, V1, dict.fromkeys("abcd", SpamCounts(1, 1)))
-    assert cache.whole_limit(0, V1) == 0  # taken as too big at V1
+    assert cache.counted(0, V1, ["a"]) is None  # not filed
+    assert cache.claim_whole(0, V1) == 0  # nor tried again at V1
     assert cache.known(5, V1, ["0"]) == ({}, [])  # the other models are still kept

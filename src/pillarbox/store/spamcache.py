@@ -30,8 +30,9 @@ Invariants:
   tokens, and no more than the room left, is read entire at each new version, so a token not
   kept is known to be absent. Every message has tokens never asked before (on the bench, its
   subject's number; in real mail names, numbers, links), and without this each would need a
-  read. A model too big, or with no room, is asked token by token until its version changes;
-  a whole model never evicts others.
+  read. One reader claims that read; the others, and every reader if the model is too big or
+  there is no room, ask token by token until the version changes. A whole model never evicts
+  others.
 - Bounded: past ``max_tokens`` entries over all models, everything is dropped and refilled on
   demand — simpler than an LRU and cheap, since a refill is exactly the read that happens
   without a cache. ``max_tokens`` 0 turns the cache off.
@@ -64,8 +65,9 @@ class _Model:
     counts: dict[str, SpamCounts | None] = field(default_factory=dict)
     #: ``counts`` holds every token of the model (read whole): any other is not in it.
     whole: bool = False
-    #: Too big to be read whole at this version: not tried again until the version changes.
-    too_big: bool = False
+    #: A read of the model whole was claimed at this version (:meth:`SpamModelCache.claim_whole`):
+    #: not tried again until the version changes, whatever became of it.
+    tried: bool = False
 
 
 def generation(version: ModelVersion | None) -> int:
@@ -160,35 +162,35 @@ class SpamModelCache:
                 counts[token] = found.get(token)
             self._size += len(counts) - before
 
-    def whole_limit(self, model: int, version: ModelVersion) -> int:
-        """How many tokens the model may have to be read whole now (0: do not try)."""
+    def claim_whole(self, model: int, version: ModelVersion) -> int:
+        """Claim the one read of the model whole at ``version``: the most tokens it may have
+        to be kept whole, or 0 — no room, or claimed already (by a reader still at it too:
+        the others ask token by token meanwhile, rather than all reading it at once)."""
         with self._lock:
             entry = self._models.get(model)
-            if entry is None or entry.version != version:
-                room = self._max_tokens - self._size
-            elif entry.whole or entry.too_big:
+            if entry is not None and (entry.version != version or entry.tried):
                 return 0
-            else:
-                room = self._max_tokens - self._size + len(entry.counts)
-        return max(0, min(self._max_tokens // WHOLE_SHARE, room))
+            room = self._max_tokens - self._size + (0 if entry is None else len(entry.counts))
+            limit = min(self._max_tokens // WHOLE_SHARE, room)
+            if limit <= 0:
+                return 0
+            if entry is None:
+                entry = self._models[model] = _Model(version)
+            entry.tried = True
+        return limit
 
     def add_whole(
-        self, model: int, version: ModelVersion, counts: Mapping[str, SpamCounts] | None
+        self, model: int, version: ModelVersion, counts: Mapping[str, SpamCounts]
     ) -> None:
-        """File the model read whole at ``version``, or (``counts`` None) that it was too big
-        for :meth:`whole_limit`."""
+        """File the model as the claimed read found it whole at ``version``."""
         with self._lock:
             entry = self._models.get(model)
             if entry is not None and entry.version != version:
                 return  # as in add: the next read settles which version is current
             kept = 0 if entry is None else len(entry.counts)
-            if counts is None or self._size - kept + len(counts) > self._max_tokens:
-                # No room (filled since whole_limit): token by token, evicting nothing.
-                if entry is None:
-                    entry = self._models[model] = _Model(version)
-                entry.too_big = True
-                return
-            self._models[model] = _Model(version, dict(counts), whole=True)
+            if self._size - kept + len(counts) > self._max_tokens:
+                return  # filled meanwhile: token by token, evicting nothing
+            self._models[model] = _Model(version, dict(counts), whole=True, tried=True)
             self._size += len(counts) - kept
 
     def clear(self) -> None:

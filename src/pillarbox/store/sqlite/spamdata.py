@@ -107,7 +107,7 @@ def _whole_model(
 ) -> dict[str, SpamCounts] | None:
     """Every token of the model, filed whole in the cache, if it is small enough and has not
     been tried at this version; else None (see :mod:`~pillarbox.store.spamcache`)."""
-    limit = cache.whole_limit(model, version)
+    limit = cache.claim_whole(model, version)
     if not limit:
         return None
     # Counted first, in SQLite alone: a model too big to keep costs no Python rows.
@@ -115,12 +115,10 @@ def _whole_model(
         "SELECT count(*) FROM (SELECT 1 FROM spam_tokens WHERE account_id = ? LIMIT ?)",
         (model, limit + 1),
     ).fetchone()
-    whole = None
-    if size <= limit:
-        rows = conn.execute(
-            "SELECT token, ham, spam FROM spam_tokens WHERE account_id = ?", (model,)
-        )
-        whole = {token: SpamCounts(ham, spam) for token, ham, spam in rows}
+    if size > limit:
+        return None
+    rows = conn.execute("SELECT token, ham, spam FROM spam_tokens WHERE account_id = ?", (model,))
+    whole = {token: SpamCounts(ham, spam) for token, ham, spam in rows}
     cache.add_whole(model, version, whole)
     return whole
 
