@@ -3,6 +3,7 @@ before and after a training by this or another process."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -72,13 +73,15 @@ async def test_kept_clues_give_fresh_verdicts_across_trainings(
     assert second.score > 0
 
     # A training by another process on the same database that keeps the totals as they
-    # were: every token of the message is kept, and every one is stale.
+    # were: every token of the message is kept, and every one is stale. The store sees it
+    # once the evidence it keeps has expired.
     other = SqliteStore(tmp_path / "store.db")
     await other.open()
     try:
         await other.train_spam_model(None, SpamCounts(0, 0), tallies(MESSAGE, SpamCounts(50, 0)))
     finally:
         await other.close()
+    await asyncio.sleep(store.cross_process_delay)
     third = await verdict(kept, MESSAGE, bob.id)
     assert third == await verdict(policy(store), MESSAGE, bob.id)
     assert third.score < 0

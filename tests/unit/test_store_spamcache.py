@@ -37,3 +37,47 @@ def test_the_bound_empties_the_cache_and_zero_turns_it_off() -> None:
     off = SpamModelCache(0)
     off.add(0, V1, ["a"], {"a": SpamCounts(1, 1)})
     assert off.known(0, V1, ["a"]) == ({}, ["a"])
+
+
+def test_counted_answers_only_a_fully_kept_version_and_drops_nothing() -> None:
+    cache = SpamModelCache(100)
+    cache.add(0, V2, ["a", "b"], {"a": SpamCounts(1, 0)})
+    assert cache.counted(0, V2, ["a", "b"]) == (SpamCounts(10, 10), {"a": SpamCounts(1, 0)})
+    assert cache.counted(0, V2, ["a", "c"]) is None  # "c" never read
+    assert cache.counted(0, V1, ["a"]) is None  # an older version: nothing, and…
+    assert cache.known(0, V2, ["a"]) == ({"a": SpamCounts(1, 0)}, [])  # …V2 is still kept
+    assert cache.counted(0, None, ["a"]) == (SpamCounts(), {})  # never trained
+    assert cache.counted(3, V1, []) == (SpamCounts(10, 10), {})  # nothing asked
+
+
+def test_a_small_model_kept_whole_knows_every_absence() -> None:
+    cache = SpamModelCache(40)  # models of up to 10 tokens are read whole
+    assert cache.claim_whole(0, V1) == 10
+    assert cache.claim_whole(0, V1) == 0  # one reader reads it; the others token by token
+    assert cache.known(0, V1, ["a"]) == ({}, ["a"])
+    cache.add_whole(0, V1, {"a": SpamCounts(1, 0)})
+    assert cache.known(0, V1, ["a", "new"]) == ({"a": SpamCounts(1, 0)}, [])
+    assert cache.counted(0, V1, ["new"]) == (SpamCounts(10, 10), {})
+    # Trained since: dropped, and read whole again.
+    assert cache.known(0, V2, ["a"]) == ({}, ["a"])
+    assert cache.claim_whole(0, V2) == 10
+    # Found too big at V2 (nothing filed): token by token until the version changes.
+    assert cache.claim_whole(0, V2) == 0
+    cache.add(0, V2, ["a"], {})
+    assert cache.known(0, V2, ["a", "new"]) == ({}, ["new"])
+    assert cache.counted(0, V2, ["new"]) is None
+    # A slower reader's whole model of another version is not filed.
+    cache.add_whole(0, V1, {"a": SpamCounts(1, 0)})
+    assert cache.counted(0, V1, ["a"]) is None
+    assert SpamModelCache(0).claim_whole(0, V1) == 0  # the cache off: never read whole
+
+
+def test_a_whole_model_takes_only_the_room_left() -> None:
+    cache = SpamModelCache(40)
+    cache.add(5, V1, [str(n) for n in range(35)], {})
+    assert cache.claim_whole(0, V1) == 5  # evicts nothing
+    cache.add(6, V1, ["x", "y"], {})  # filled meanwhile: 3 left
+    cache.add_whole(0, V1, dict.fromkeys("abcd", SpamCounts(1, 1)))
+    assert cache.counted(0, V1, ["a"]) is None  # not filed
+    assert cache.claim_whole(0, V1) == 0  # nor tried again at V1
+    assert cache.known(5, V1, ["0"]) == ({}, [])  # the other models are still kept

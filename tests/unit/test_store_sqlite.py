@@ -22,26 +22,28 @@ from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, Fla
 from pillarbox.testing.store_contract import DOMAIN, StoreContract, StoreFactory, make_message
 
 
-class TestSqliteStore(StoreContract):
-    @pytest.fixture
-    def store_factory(self, tmp_path: Path) -> StoreFactory:
-        return lambda: SqliteStore(tmp_path / "pillarbox.sqlite3")
-
+class _SqliteContract(StoreContract):
     async def settle(self, store: Store) -> None:
         assert isinstance(store, SqliteStore)
         await store.catch_up_index()
 
+    async def outlast_kept(self, store: Store) -> None:
+        assert isinstance(store, SqliteStore)
+        await asyncio.sleep(store.cross_process_delay)
 
-class TestSqliteStoreFileBlobs(StoreContract):
+
+class TestSqliteStore(_SqliteContract):
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path) -> StoreFactory:
+        return lambda: SqliteStore(tmp_path / "pillarbox.sqlite3")
+
+
+class TestSqliteStoreFileBlobs(_SqliteContract):
     @pytest.fixture
     def store_factory(self, tmp_path: Path) -> StoreFactory:
         return lambda: SqliteStore(
             tmp_path / "pillarbox.sqlite3", blob_mode=BlobMode.FILES, blob_dir=tmp_path / "blobs"
         )
-
-    async def settle(self, store: Store) -> None:
-        assert isinstance(store, SqliteStore)
-        await store.catch_up_index()
 
 
 @pytest.fixture

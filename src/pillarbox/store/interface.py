@@ -370,9 +370,11 @@ class Store(Protocol):
         """What judging a message for ``account_id`` reads — the global and the account's
         models for ``tokens`` (as :meth:`spam_model`), the account's tallies for
         ``sender_keys`` (as :meth:`sender_reputation`) and its allow/block entries — in one
-        round trip, from one snapshot on SQLite. Token counts come from an in-memory cache
-        checked against the model's generation on every call, so a training committed by
-        any process or node is seen by the next call."""
+        round trip. Token counts come from an in-memory cache checked against the model's
+        generation. A write by this store is seen by the next call. Another node's (on
+        PostgreSQL) is seen by the next call too; another process's on SQLite after
+        ``directory_ttl_ms`` (plus at most one read's duration), since that store answers
+        from memory while what it keeps is fresh (each piece as of the read that kept it)."""
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]

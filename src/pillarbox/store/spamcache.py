@@ -17,11 +17,27 @@ Invariants:
 - Counts read *after* the version are filed under it. They can only be newer than it (a
   training committed in between), never older; and a newer training has raised the generation,
   so the next read sees a different version and drops them. No stale count is ever served.
+- **When a version is checked** is the backend's affair. PostgreSQL reads it with every
+  message, so another node's training is seen by the next message. The SQLite store answers a
+  message's evidence from memory while the version it kept is fresh
+  (:mod:`~pillarbox.store.sqlite.evidencecache`): its own trainings are seen by the next
+  message, another process's after at most ``directory_ttl_ms`` (before, by the next message),
+  because the read's hand-off to a reader thread cost 0.2–0.3 ms of the MX's 0.6 ms policy
+  time per message (``docs/performance.md``, "Fifth round"). :meth:`SpamModelCache.counted`
+  answers it, under exactly the kept version and never dropping a newer one.
 - Tokens the model has not seen are cached as absent too (most of a message's rare words).
+- **Small models are read whole** (SQLite): a model of at most a quarter of ``max_tokens``
+  tokens, and no more than the room left, is read entire at each new version, so a token not
+  kept is known to be absent. Every message has tokens never asked before (on the bench, its
+  subject's number; in real mail names, numbers, links), and without this each would need a
+  read. One reader claims that read; the others, and every reader if the model is too big or
+  there is no room, ask token by token until the version changes. A whole model never evicts
+  others.
 - Bounded: past ``max_tokens`` entries over all models, everything is dropped and refilled on
   demand — simpler than an LRU and cheap, since a refill is exactly the read that happens
   without a cache. ``max_tokens`` 0 turns the cache off.
-- Thread-safe: the SQLite backend reads on a pool of threads.
+- Thread-safe: the SQLite backend reads on a pool of threads while the event loop answers
+  from the cache.
 """
 
 from __future__ import annotations
@@ -30,10 +46,13 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pillarbox.store.types import SpamCounts
+from pillarbox.store.types import ModelCounts, SpamCounts
 
 #: What ``dict.get`` gives for a token not in the cache (None means "not in the model").
 _UNREAD = SpamCounts(-1, -1)
+
+#: A model of at most ``max_tokens // WHOLE_SHARE`` tokens is read whole (see the notes).
+WHOLE_SHARE = 4
 
 #: A model's ``spam_models`` row as the cache compares it: (generation, ham, spam).
 ModelVersion = tuple[int, int, int]
@@ -44,6 +63,11 @@ class _Model:
     version: ModelVersion
     #: token → counts, or None for a token the model has not seen.
     counts: dict[str, SpamCounts | None] = field(default_factory=dict)
+    #: ``counts`` holds every token of the model (read whole): any other is not in it.
+    whole: bool = False
+    #: A read of the model whole was claimed at this version (:meth:`SpamModelCache.claim_whole`):
+    #: not tried again until the version changes, whatever became of it.
+    tried: bool = False
 
 
 def generation(version: ModelVersion | None) -> int:
@@ -74,14 +98,39 @@ class SpamModelCache:
                 entry = None
             if entry is None:
                 return found, list(tokens)
-            get = entry.counts.get
+            get, unread = entry.counts.get, None if entry.whole else _UNREAD
             for token in tokens:
-                counts = get(token, _UNREAD)
+                counts = get(token, unread)
                 if counts is _UNREAD:
                     missing.append(token)
                 elif counts is not None:
                     found[token] = counts
         return found, missing
+
+    def counted(
+        self, model: int, version: ModelVersion | None, tokens: Sequence[str]
+    ) -> ModelCounts | None:
+        """The model as a read at ``version`` gives it for ``tokens`` if every token is kept
+        under exactly that version, else None: the caller reads (nothing is dropped here,
+        since ``version`` may be the older of two)."""
+        if version is None:
+            return SpamCounts(), {}  # never trained
+        totals = SpamCounts(version[1], version[2])
+        found: dict[str, SpamCounts] = {}
+        if not tokens:
+            return totals, found
+        with self._lock:
+            entry = self._models.get(model)
+            if entry is None or entry.version != version:
+                return None
+            get, unread = entry.counts.get, None if entry.whole else _UNREAD
+            for token in tokens:
+                counts = get(token, unread)
+                if counts is _UNREAD:
+                    return None
+                if counts is not None:
+                    found[token] = counts
+        return totals, found
 
     def add(
         self,
@@ -112,6 +161,37 @@ class SpamModelCache:
             for token in asked:
                 counts[token] = found.get(token)
             self._size += len(counts) - before
+
+    def claim_whole(self, model: int, version: ModelVersion) -> int:
+        """Claim the one read of the model whole at ``version``: the most tokens it may have
+        to be kept whole, or 0 — no room, or claimed already (by a reader still at it too:
+        the others ask token by token meanwhile, rather than all reading it at once)."""
+        with self._lock:
+            entry = self._models.get(model)
+            if entry is not None and (entry.version != version or entry.tried):
+                return 0
+            room = self._max_tokens - self._size + (0 if entry is None else len(entry.counts))
+            limit = min(self._max_tokens // WHOLE_SHARE, room)
+            if limit <= 0:
+                return 0
+            if entry is None:
+                entry = self._models[model] = _Model(version)
+            entry.tried = True
+        return limit
+
+    def add_whole(
+        self, model: int, version: ModelVersion, counts: Mapping[str, SpamCounts]
+    ) -> None:
+        """File the model as the claimed read found it whole at ``version``."""
+        with self._lock:
+            entry = self._models.get(model)
+            if entry is not None and entry.version != version:
+                return  # as in add: the next read settles which version is current
+            kept = 0 if entry is None else len(entry.counts)
+            if self._size - kept + len(counts) > self._max_tokens:
+                return  # filled meanwhile: token by token, evicting nothing
+            self._models[model] = _Model(version, dict(counts), whole=True, tried=True)
+            self._size += len(counts) - kept
 
     def clear(self) -> None:
         with self._lock:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 from pillarbox.mail.model import MessageInfo
@@ -169,7 +169,8 @@ class DirectoryCache:
     entry expires: entries live at most ``ttl`` seconds. SQLite-only by design: several nodes
     on one PostgreSQL database would each hold a cache their peers cannot invalidate. At most
     ``max_entries`` names are kept (a client probing random addresses fills it with misses):
-    past that, expired entries go, and if none had expired, all.
+    past that, expired entries go, and if none had expired, all. The spam filter's evidence is
+    kept the same way, in a cache of its own (:class:`~.evidencecache.SpamEvidenceCache`).
     """
 
     def __init__(
@@ -179,21 +180,21 @@ class DirectoryCache:
         self.max_entries = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[float, object]] = {}
+        self._entries: dict[Hashable, tuple[float, object]] = {}
         self._generation = 0
 
     @property
     def generation(self) -> int:
         return self._generation
 
-    def get(self, key: tuple[str, str]) -> tuple[object] | None:
+    def get(self, key: Hashable) -> tuple[object] | None:
         """``(value,)`` if cached and fresh (the value may be None: "no such name")."""
         entry = self._entries.get(key)
         if entry is None or self._clock() >= entry[0]:
             return None
         return (entry[1],)
 
-    def put(self, key: tuple[str, str], value: object, generation: int) -> None:
+    def put(self, key: Hashable, value: object, generation: int) -> None:
         if self.ttl <= 0 or self.max_entries <= 0:
             return
         now = self._clock()
@@ -206,7 +207,12 @@ class DirectoryCache:
                     self._entries.clear()
             self._entries[key] = (now + self.ttl, value)
 
-    def invalidate(self) -> None:
+    def invalidate(self, keys: Iterable[Hashable] | None = None) -> None:
+        """Forget ``keys`` (None: everything); a lookup begun before keeps nothing."""
         with self._lock:
             self._generation += 1
-            self._entries.clear()
+            if keys is None:
+                self._entries.clear()
+            else:
+                for key in keys:
+                    self._entries.pop(key, None)

@@ -6,8 +6,11 @@ The global classifier model is account 0 (no account has that id: ids start at 1
 lookups pass the message's tokens as one JSON array (``json_each``), so a message costs one
 indexed query however many tokens it has, and only for the tokens the store's
 :class:`~pillarbox.store.spamcache.SpamModelCache` lacks at the model's current generation
-(which every training raises); training is an upsert per token whose counts are clamped at
-zero, so untraining a message that was never trained cannot make counts negative.
+(which every training raises); a small model is read whole instead, once per generation.
+Training is an upsert per token whose counts are clamped at zero, so untraining a message
+that was never trained cannot make counts negative. The store follows every write here to
+the models, reputation or lists by forgetting what it changed from the evidence it keeps
+(:mod:`.evidencecache`).
 """
 
 from __future__ import annotations
@@ -47,18 +50,20 @@ def spam_evidence(
     account_id: int,
     tokens: Sequence[str],
     sender_keys: Sequence[str],
-) -> SpamEvidence:
+) -> tuple[SpamEvidence, dict[int, ModelVersion]]:
     """Both models, the reputation and the lists, from one snapshot of the database (the
-    caller's read connection rolls the transaction back afterwards)."""
+    caller's read connection rolls the transaction back afterwards); and the versions of the
+    models that have a row, for the store's :mod:`.evidencecache`."""
     conn.execute("BEGIN")
     versions = _versions(conn, [GLOBAL_MODEL, account_id])
-    return SpamEvidence(
+    evidence = SpamEvidence(
         _model_counts(conn, cache, GLOBAL_MODEL, versions.get(GLOBAL_MODEL), tokens),
         _model_counts(conn, cache, account_id, versions.get(account_id), tokens),
         sender_reputation(conn, account_id, sender_keys),
         list_sender_entries(conn, account_id),
         (generation(versions.get(GLOBAL_MODEL)), generation(versions.get(account_id))),
     )
+    return evidence, versions
 
 
 def _versions(conn: sqlite3.Connection, models: Sequence[int]) -> dict[int, ModelVersion]:
@@ -83,7 +88,9 @@ def _model_counts(
     if not tokens:
         return totals, {}
     counts, missing = cache.known(model, version, tokens)
-    if missing:
+    if missing and (whole := _whole_model(conn, cache, model, version)) is not None:
+        counts.update((token, whole[token]) for token in missing if token in whole)
+    elif missing:
         rows = conn.execute(
             "SELECT token, ham, spam FROM spam_tokens WHERE account_id = ? "
             "AND token IN (SELECT value FROM json_each(?))",
@@ -93,6 +100,27 @@ def _model_counts(
         cache.add(model, version, missing, read)
         counts.update(read)
     return totals, counts
+
+
+def _whole_model(
+    conn: sqlite3.Connection, cache: SpamModelCache, model: int, version: ModelVersion
+) -> dict[str, SpamCounts] | None:
+    """Every token of the model, filed whole in the cache, if it is small enough and has not
+    been tried at this version; else None (see :mod:`~pillarbox.store.spamcache`)."""
+    limit = cache.claim_whole(model, version)
+    if not limit:
+        return None
+    # Counted first, in SQLite alone: a model too big to keep costs no Python rows.
+    (size,) = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM spam_tokens WHERE account_id = ? LIMIT ?)",
+        (model, limit + 1),
+    ).fetchone()
+    if size > limit:
+        return None
+    rows = conn.execute("SELECT token, ham, spam FROM spam_tokens WHERE account_id = ?", (model,))
+    whole = {token: SpamCounts(ham, spam) for token, ham, spam in rows}
+    cache.add_whole(model, version, whole)
+    return whole
 
 
 def train_spam_model(

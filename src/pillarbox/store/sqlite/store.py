@@ -26,6 +26,13 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   indexed by a scan of their stored text (the same scan that answers terms shorter than a
   trigram).
 - **SELECT** reads go through :class:`~.snapshots.SnapshotCache`, patched by MODSEQ.
+- **Kept lookups.** Directory lookups (:class:`~.snapshots.DirectoryCache`) and the spam
+  filter's evidence (:mod:`.evidencecache`) are answered from memory on the event loop while
+  fresh: each read costs a hand-off to a reader thread (0.2–0.3 ms of GIL time per message for
+  the evidence under load, several times its SQL). This store's own writes to those tables
+  forget what they change once durable (or failed); another process's writes (the command
+  line, ``pillarbox spam train``) are seen after ``directory_ttl_ms`` — for the classifier's
+  models that was, before the evidence was kept, the very next message.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.sqlite import dkimkeys, dmarcdata, spamdata, webdata
+from pillarbox.store.sqlite.evidencecache import SpamEvidenceCache
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
@@ -155,14 +163,16 @@ class SqliteLimits:
     #: Decoded message structures kept for FETCH (~3 KB each for plain mail, ~7 KB for a
     #: mailing list's); 0 turns the cache off.
     info_cache_entries: int = 4096
-    #: How long a looked-up domain, account, alias (or its absence) or account's settings is
-    #: reused, in ms; this store's own writes invalidate at once, other processes' after this
-    #: delay. 0: off.
+    #: How long a looked-up domain, account, alias (or its absence), account's settings or
+    #: spam filter evidence (model versions, sender reputation and lists: see
+    #: :mod:`.evidencecache`) is reused, in ms; this store's own writes invalidate at once,
+    #: other processes' (``pillarbox spam train``) after this delay. 0: off.
     directory_ttl_ms: int = 1000
-    #: Most names kept in that cache.
+    #: Most names kept in that cache (and, apart, most pieces of spam evidence).
     directory_entries: int = 10_000
     #: Classifier token counts kept in memory over all models (~150 bytes each; see
-    #: :mod:`pillarbox.store.spamcache`); 0 turns the cache off.
+    #: :mod:`pillarbox.store.spamcache`); a model of at most a quarter of this many tokens is
+    #: kept whole. 0 turns the cache off.
     spam_cache_tokens: int = 200_000
     #: Least time between two WAL checkpoints (run beside the writer, never inside a commit).
     checkpoint_interval_ms: int = 500
@@ -244,6 +254,7 @@ class SqliteStore:
         self._infos = InfoCache(limits.info_cache_entries)
         self._spam_cache = SpamModelCache(limits.spam_cache_tokens)
         self._directory = DirectoryCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
+        self._evidence = SpamEvidenceCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
         self._deltas = SharedReads(self._read_delta)
         self._claims = SharedReads(self._claim_write)
 
@@ -301,6 +312,13 @@ class SqliteStore:
         self._snapshots.clear()
         self._infos.clear()
         self._spam_cache.clear()
+        self._evidence.invalidate()
+
+    @property
+    def cross_process_delay(self) -> float:
+        """Longest time, in seconds, before what another process wrote is seen by the lookups
+        this store keeps in memory (directory, spam evidence)."""
+        return self._limits.directory_ttl_ms / 1000
 
     @property
     def batches_committed(self) -> tuple[int, int]:
@@ -363,10 +381,19 @@ class SqliteStore:
     async def _write_directory(self, fn: Callable[[sqlite3.Connection, WriteEffects], T]) -> T:
         """A write to domains, accounts, aliases or settings: the lookup cache is emptied once it is
         durable (or failed: cheaper than knowing whether it changed anything)."""
+        return await self._write_then_forget(fn, self._directory.invalidate)
+
+    async def _write_then_forget(
+        self, fn: Callable[[sqlite3.Connection, WriteEffects], T], *forget: Callable[[], None]
+    ) -> T:
+        """A write after which what is kept in memory of the tables it changes is forgotten:
+        ``forget`` run once it is durable, or failed (see :mod:`.evidencecache` for the spam
+        filter's)."""
         try:
             return await self._write(fn)
         finally:
-            self._directory.invalidate()
+            for done in forget:
+                done()
 
     async def _read_directory(
         self, key: tuple[str, str], fn: Callable[[sqlite3.Connection], T]
@@ -594,7 +621,8 @@ class SqliteStore:
                 for mailbox_id in mailbox_ids
             )
 
-        await self._write_directory(op)
+        # Its models, reputation and lists go with it (foreign keys and a trigger).
+        await self._write_then_forget(op, self._directory.invalidate, self._evidence.invalidate)
 
     async def quota_usage(self, account_id: int) -> QuotaUsage:
         def query(conn: sqlite3.Connection) -> QuotaUsage:
@@ -1390,16 +1418,25 @@ class SqliteStore:
     async def spam_evidence(
         self, account_id: int, tokens: Sequence[str], sender_keys: Sequence[str]
     ) -> SpamEvidence:
-        cache = self._spam_cache
-        return await self._read(
+        # From memory when every piece is kept and fresh: the hand-off to a reader thread costs
+        # several times the SQL (see .evidencecache). A closed store keeps nothing.
+        cache, kept = self._spam_cache, self._evidence
+        known = kept.answer(cache, account_id, tokens, sender_keys)
+        if known is not None:
+            return known
+        began = kept.generation
+        evidence, versions = await self._read(
             lambda conn: spamdata.spam_evidence(conn, cache, account_id, tokens, sender_keys)
         )
+        kept.keep(began, account_id, versions, sender_keys, evidence)
+        return evidence
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
     ) -> None:
-        await self._write(
-            lambda conn, fx: spamdata.train_spam_model(conn, account_id, messages, tokens)
+        await self._write_then_forget(
+            lambda conn, fx: spamdata.train_spam_model(conn, account_id, messages, tokens),
+            functools.partial(self._evidence.forget_model, account_id),
         )
 
     async def spam_training_mark(self, account_id: int, message_key: str) -> bool | None:
@@ -1418,18 +1455,25 @@ class SqliteStore:
     async def record_sender_reputation(
         self, account_id: int, keys: Sequence[str], delta: SpamCounts
     ) -> None:
-        await self._write(
-            lambda conn, fx: spamdata.record_sender_reputation(conn, account_id, keys, delta)
+        await self._write_then_forget(
+            lambda conn, fx: spamdata.record_sender_reputation(conn, account_id, keys, delta),
+            functools.partial(self._evidence.forget_reputation, account_id, keys),
         )
 
     async def list_sender_entries(self, account_id: int) -> list[SenderListEntry]:
         return await self._read(lambda conn: spamdata.list_sender_entries(conn, account_id))
 
     async def set_sender_entry(self, account_id: int, entry: SenderListEntry) -> None:
-        await self._write(lambda conn, fx: spamdata.set_sender_entry(conn, account_id, entry))
+        await self._write_then_forget(
+            lambda conn, fx: spamdata.set_sender_entry(conn, account_id, entry),
+            functools.partial(self._evidence.forget_senders, account_id),
+        )
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
-        await self._write(lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern))
+        await self._write_then_forget(
+            lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern),
+            functools.partial(self._evidence.forget_senders, account_id),
+        )
 
     # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
     async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
