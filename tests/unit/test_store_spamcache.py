@@ -51,8 +51,8 @@ def test_counted_answers_only_a_fully_kept_version_and_drops_nothing() -> None:
 
 
 def test_a_small_model_kept_whole_knows_every_absence() -> None:
-    cache = SpamModelCache(40)  # models of up to 10 tokens are read whole
-    assert cache.claim_whole(0, V1) == 10
+    cache = SpamModelCache(40)  # models of up to 20 tokens are read whole
+    assert cache.claim_whole(0, V1) == 20
     assert cache.claim_whole(0, V1) == 0  # one reader reads it; the others token by token
     assert cache.known(0, V1, ["a"]) == ({}, ["a"])
     cache.add_whole(0, V1, {"a": SpamCounts(1, 0)})
@@ -60,7 +60,7 @@ def test_a_small_model_kept_whole_knows_every_absence() -> None:
     assert cache.counted(0, V1, ["new"]) == (SpamCounts(10, 10), {})
     # Trained since: dropped, and read whole again.
     assert cache.known(0, V2, ["a"]) == ({}, ["a"])
-    assert cache.claim_whole(0, V2) == 10
+    assert cache.claim_whole(0, V2) == 20
     # Found too big at V2 (nothing filed): token by token until the version changes.
     assert cache.claim_whole(0, V2) == 0
     cache.add(0, V2, ["a"], {})

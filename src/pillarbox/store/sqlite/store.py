@@ -171,8 +171,8 @@ class SqliteLimits:
     #: Most names kept in that cache (and, apart, most pieces of spam evidence).
     directory_entries: int = 10_000
     #: Classifier token counts kept in memory over all models (~150 bytes each; see
-    #: :mod:`pillarbox.store.spamcache`); a model of at most a quarter of this many tokens is
-    #: kept whole. 0 turns the cache off.
+    #: :mod:`pillarbox.store.spamcache`); a model of at most half this many tokens is kept
+    #: whole. 0 turns the cache off.
     spam_cache_tokens: int = 200_000
     #: Least time between two WAL checkpoints (run beside the writer, never inside a commit).
     checkpoint_interval_ms: int = 500
