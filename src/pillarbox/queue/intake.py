@@ -300,11 +300,14 @@ class Intake:
             clean_info = info if clean is body else None
             if clean_info is None and len(storing) > 1:
                 clean_info = await parse(clean)
-            outcomes = await asyncio.gather(
-                *(
-                    self._deliver_local(sender, r, received, clean, clean_info, copies.get(a))
-                    for a, r in storing.items()
-                )
+            deliveries = [
+                self._deliver_local(sender, r, received, clean, clean_info, copies.get(a))
+                for a, r in storing.items()
+            ]
+            # One mailbox (most mail) is awaited directly: ``gather`` would give it a task of
+            # its own, as in ``_settings``.
+            outcomes = (
+                [await deliveries[0]] if len(deliveries) == 1 else await asyncio.gather(*deliveries)
             )
         retry_local = [
             NewQueueRecipient(recipient.account.address)
