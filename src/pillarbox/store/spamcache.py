@@ -71,6 +71,21 @@ class _Model:
     tried: bool = False
 
 
+def _lookup(entry: _Model, tokens: Iterable[str]) -> tuple[dict[str, SpamCounts], list[str]]:
+    """The kept counts of the tokens the model has, and the tokens not kept (none when the
+    model is kept whole: any other token is not in it)."""
+    found: dict[str, SpamCounts] = {}
+    missing: list[str] = []
+    get, unread = entry.counts.get, None if entry.whole else _UNREAD
+    for token in tokens:
+        counts = get(token, unread)
+        if counts is _UNREAD:
+            missing.append(token)
+        elif counts is not None:
+            found[token] = counts
+    return found, missing
+
+
 def generation(version: ModelVersion | None) -> int:
     """A model's generation as ``SpamEvidence.generations`` reports it (0: never trained)."""
     return 0 if version is None else version[0]
@@ -89,8 +104,6 @@ class SpamModelCache:
         self, model: int, version: ModelVersion, tokens: Iterable[str]
     ) -> tuple[dict[str, SpamCounts], list[str]]:
         """The cached counts of ``tokens`` the model has seen, and the tokens to read."""
-        found: dict[str, SpamCounts] = {}
-        missing: list[str] = []
         with self._lock:
             entry = self._models.get(model)
             if entry is not None and entry.version != version:
@@ -98,15 +111,8 @@ class SpamModelCache:
                 del self._models[model]
                 entry = None
             if entry is None:
-                return found, list(tokens)
-            get, unread = entry.counts.get, None if entry.whole else _UNREAD
-            for token in tokens:
-                counts = get(token, unread)
-                if counts is _UNREAD:
-                    missing.append(token)
-                elif counts is not None:
-                    found[token] = counts
-        return found, missing
+                return {}, list(tokens)
+            return _lookup(entry, tokens)
 
     def counted(
         self, model: int, version: ModelVersion | None, tokens: Sequence[str]
@@ -117,21 +123,14 @@ class SpamModelCache:
         if version is None:
             return SpamCounts(), {}  # never trained
         totals = SpamCounts(version[1], version[2])
-        found: dict[str, SpamCounts] = {}
         if not tokens:
-            return totals, found
+            return totals, {}
         with self._lock:
             entry = self._models.get(model)
             if entry is None or entry.version != version:
                 return None
-            get, unread = entry.counts.get, None if entry.whole else _UNREAD
-            for token in tokens:
-                counts = get(token, unread)
-                if counts is _UNREAD:
-                    return None
-                if counts is not None:
-                    found[token] = counts
-        return totals, found
+            found, missing = _lookup(entry, tokens)
+        return None if missing else (totals, found)
 
     def add(
         self,
