@@ -46,6 +46,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from pillarbox.store.types import ModelCounts, SpamCounts
 
@@ -179,10 +180,9 @@ class SpamModelCache:
             entry.tried = True
         return limit
 
-    def add_whole(
-        self, model: int, version: ModelVersion, counts: Mapping[str, SpamCounts]
-    ) -> None:
-        """File the model as the claimed read found it whole at ``version``."""
+    def add_whole(self, model: int, version: ModelVersion, counts: dict[str, SpamCounts]) -> None:
+        """File the model as the claimed read found it whole at ``version``; ``counts`` is
+        kept as it is (not copied: the event loop waits on this lock)."""
         with self._lock:
             entry = self._models.get(model)
             if entry is not None and entry.version != version:
@@ -190,7 +190,8 @@ class SpamModelCache:
             kept = 0 if entry is None else len(entry.counts)
             if self._size - kept + len(counts) > self._max_tokens:
                 return  # filled meanwhile: token by token, evicting nothing
-            self._models[model] = _Model(version, dict(counts), whole=True, tried=True)
+            filed = cast("dict[str, SpamCounts | None]", counts)  # no None in it: all read
+            self._models[model] = _Model(version, filed, whole=True, tried=True)
             self._size += len(counts) - kept
 
     def clear(self) -> None:
