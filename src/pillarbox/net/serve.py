@@ -200,7 +200,7 @@ async def serve_until_signalled(config: Config, banner: Sequence[str] = ()) -> N
     server = Server(config)
     await server.start()
     # What start-up built (modules, config, TLS contexts, caches) lives as long as the process.
-    # Left in the collected heap, every full collection walked it: 30–37 ms pauses measured,
+    # Left in the collected heap, every full collection walked it: pauses of up to 37 ms measured,
     # stalling every session at once and making the SMTP benchmark's p99 (docs/performance.md,
     # "Garbage-collection pauses"). Frozen, a full collection walks only later objects.
     gc.collect()
