@@ -23,7 +23,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,21 @@ class Run:
         return self.deliveries / max(1, self.transactions)
 
 
+def hold_the_gil(seconds: float) -> None:
+    """Pure-Python work for ``seconds``: what the server's event loop does per message (SMTP,
+    parsing, policy) while the writer thread wants the GIL back after each SQLite call."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(range(50))
+
+
 async def deliver_many(
-    store: SqliteStore, account_id: int, corpus: Corpus, count: int, writers: int
+    store: SqliteStore,
+    account_id: int,
+    corpus: Corpus,
+    count: int,
+    writers: int,
+    loop_work: float = 0.0,
 ) -> Run:
     messages = [corpus.next() for _ in range(count)]
     queue = iter(messages)
@@ -116,6 +129,8 @@ async def deliver_many(
 
     async def writer() -> None:
         for raw, info in queue:
+            if loop_work:
+                hold_the_gil(loop_work)
             await store.deliver(raw, info, targets)
 
     before = store.batches_committed[0]
@@ -149,10 +164,35 @@ def row(label: str, value: str, note: str = "") -> None:
     print(f"| {label:<58} | {value:>14} | {note:<34} |")
 
 
-async def main(quick: bool, base: Path) -> None:
-    corpus = Corpus()
+def header() -> None:
     print("| figure" + " " * 52 + " | value          | note" + " " * 31 + "|")
     print("|" + "-" * 60 + "|" + "-" * 16 + "|" + "-" * 36 + "|")
+
+
+async def writer_contention(base: Path, count: int) -> None:
+    """The one writer thread beside a busy event loop: 50 concurrent deliveries, each after
+    ``loop_work`` of pure-Python work on the loop. The writer's wall time per operation
+    against its CPU time shows how long it waits for the GIL (the fsync is per batch)."""
+    corpus = Corpus()
+    for micros in (0, 250, 500):
+        store, account_id, _ = await new_store(base / f"contention-{micros}", BlobMode.DATABASE)
+        await deliver_many(store, account_id, corpus, 200, 50)  # warm-up
+        (wall0, cpu0), ops0 = store.writer_seconds, store.batches_committed[1]
+        run = await deliver_many(store, account_id, corpus, count, 50, micros / 1e6)
+        (wall1, cpu1), ops1 = store.writer_seconds, store.batches_committed[1]
+        await store.close()
+        ops = max(1, ops1 - ops0)
+        row(
+            f"deliveries/s, loop busy {micros} µs per delivery, 50 writers",
+            f"{run.rate:,.0f}",
+            f"writer {(wall1 - wall0) / run.seconds:.0%} busy, "
+            f"{(wall1 - wall0) / ops * 1e3:.2f}/{(cpu1 - cpu0) / ops * 1e3:.2f} ms",
+        )
+
+
+async def main(quick: bool, base: Path) -> None:
+    corpus = Corpus()
+    header()
 
     # 1. Both blob strategies, 1/10/100 concurrent writers, into one mailbox.
     for mode in (BlobMode.DATABASE, BlobMode.FILES):
@@ -236,6 +276,17 @@ async def main(quick: bool, base: Path) -> None:
     row(f"search_text 2 terms, {count:,} msgs, not indexed (scan)", scan)
     row(f"search_text 2 terms, {count:,} msgs, indexed (FTS5)", indexed)
     row(f"search_text 1 two-char term, {count:,} msgs (scan)", short)
+
+
+def run_loop(coroutine: Coroutine[Any, Any, None]) -> None:
+    """The server's event loop (uvloop when installed, as ``pillarbox serve`` runs): how it
+    hands the GIL over between callbacks is part of what the contention figures measure."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
 
 
 # -- PostgreSQL: one node, two nodes, beside SQLite -------------------------------------------
@@ -378,6 +429,11 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
     parser.add_argument("--dir", type=Path, help="where to put the stores (default: a temp dir)")
     parser.add_argument(
+        "--contention",
+        action="store_true",
+        help="only the writer beside a busy event loop (wall/CPU ms per write operation)",
+    )
+    parser.add_argument(
         "--store",
         default="sqlite",
         help="sqlite (default), or a postgresql:// URL of a server to compare against",
@@ -385,7 +441,10 @@ if __name__ == "__main__":
     args = parser.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="pillarbox-bench-"))
     try:
-        if args.store == "sqlite":
+        if args.contention:
+            header()
+            run_loop(writer_contention(base, 1000 if args.quick else 4000))
+        elif args.store == "sqlite":
             asyncio.run(main(args.quick, base))
         elif args.store.startswith(("postgresql://", "postgres://")):
             asyncio.run(postgres_main(args.quick, args.store, base))

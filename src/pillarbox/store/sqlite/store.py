@@ -327,6 +327,14 @@ class SqliteStore:
             return (0, 0)
         return (self._writer.batches, self._writer.operations)
 
+    @property
+    def writer_seconds(self) -> tuple[float, float]:
+        """(wall, CPU) seconds the writer thread has spent running write batches: the bench's
+        view of how busy the one writer is, and of how much of that is waiting."""
+        if self._writer is None:
+            return (0.0, 0.0)
+        return (self._writer.busy_seconds, self._writer.busy_cpu_seconds)
+
     def _prepare_files(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._files is not None:

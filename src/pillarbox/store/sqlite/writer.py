@@ -43,6 +43,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,10 @@ class GroupCommitWriter:
         #: Batches committed and operations run, for the bench and tests.
         self.batches = 0
         self.operations = 0
+        #: Wall-clock and this thread's CPU seconds spent running batches, for the bench: wall
+        #: well above CPU is waiting, for the fsync or for the GIL.
+        self.busy_seconds = 0.0
+        self.busy_cpu_seconds = 0.0
         #: RESTART checkpoints that reset the WAL, for tests.
         self.wal_restarts = 0
 
@@ -234,6 +239,14 @@ class GroupCommitWriter:
         return batch, False
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request[Any]]) -> None:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            self._run_pending(conn, batch)
+        finally:
+            self.busy_seconds += time.perf_counter() - started
+            self.busy_cpu_seconds += time.thread_time() - cpu
+
+    def _run_pending(self, conn: sqlite3.Connection, batch: list[_Request[Any]]) -> None:
         pending = batch
         while pending:
             try:
