@@ -194,6 +194,17 @@ async def test_concurrent_writes_share_commits(sqlite_store: SqliteStore) -> Non
     assert transactions < 50  # group commit: many writes per fsync
 
 
+async def test_the_writer_accounts_for_its_time(sqlite_store: SqliteStore) -> None:
+    wall, cpu = sqlite_store.writer_seconds
+    await sqlite_store.add_domain(DOMAIN)
+    account = await sqlite_store.add_account(f"a@{DOMAIN}", "h")
+    await asyncio.gather(
+        *(sqlite_store.deliver(*make_message(i), [DeliveryTarget(account.id)]) for i in range(20))
+    )
+    after_wall, after_cpu = sqlite_store.writer_seconds
+    assert after_wall > wall and after_cpu > cpu
+
+
 async def test_a_failing_write_fails_alone_in_its_batch(sqlite_store: SqliteStore) -> None:
     await sqlite_store.add_domain(DOMAIN)
     account = await sqlite_store.add_account(f"a@{DOMAIN}", "h", quota_messages=5)
