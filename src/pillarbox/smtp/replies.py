@@ -12,7 +12,7 @@ Adapters and applications never spell a reply literally: they use these constant
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 #: What reply text must not hold: control characters other than the line break, and DEL.
@@ -26,6 +26,9 @@ class Reply:
     code: int
     enhanced: str | None
     text: str
+    #: The wire form, made at the first :meth:`render`: most replies are module constants sent
+    #: once per command of every session, and formatting them was paid each time.
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
@@ -57,13 +60,17 @@ class Reply:
 
     def render(self) -> bytes:
         """The reply on the wire; RFC 2034 §4 puts the enhanced code on every line."""
-        prefix = f"{self.enhanced} " if self.enhanced else ""
-        lines = self.lines
-        out = [
-            f"{self.code}{'-' if i < len(lines) - 1 else ' '}{prefix}{line}\r\n"
-            for i, line in enumerate(lines)
-        ]
-        return "".join(out).encode("utf-8")
+        wire = self._wire
+        if wire is None:
+            prefix = f"{self.enhanced} " if self.enhanced else ""
+            lines = self.lines
+            out = [
+                f"{self.code}{'-' if i < len(lines) - 1 else ' '}{prefix}{line}\r\n"
+                for i, line in enumerate(lines)
+            ]
+            wire = "".join(out).encode("utf-8")
+            object.__setattr__(self, "_wire", wire)  # frozen: a cache, not a change of value
+        return wire
 
 
 def service_ready(hostname: str) -> Reply:
