@@ -326,8 +326,27 @@ def _split_path(arg: str, prefix: str, bad: Reply) -> tuple[str, list[str]]:
     rest = arg[len(prefix) :].lstrip(" ")
     if not rest.startswith("<"):
         raise _fail(bad, "path must be in angle brackets")
+    end = _path_end(rest)
+    if end < 0:
+        raise _fail(bad, "unterminated path")
+    inner, params = rest[1:end], rest[end + 1 :]
+    if params and not params.startswith(" "):
+        raise _fail(bad, "junk after path")
+    return inner, params.split()
+
+
+def _path_end(text: str) -> int:
+    """The index of the first ``>`` outside a Quoted-string in ``text``, or -1."""
+    end = text.find(">")
+    if end < 0 or '"' not in text[:end]:
+        return end  # no quote before it: the first ">" is the one (the usual case)
+    return _path_end_by_char(text)
+
+
+def _path_end_by_char(text: str) -> int:
+    """:func:`_path_end` for any input, following quotes and quoted-pairs."""
     quoted = escaped = False
-    for i, c in enumerate(rest):
+    for i, c in enumerate(text):
         if escaped:
             escaped = False
         elif c == "\\" and quoted:
@@ -335,11 +354,8 @@ def _split_path(arg: str, prefix: str, bad: Reply) -> tuple[str, list[str]]:
         elif c == '"':
             quoted = not quoted
         elif c == ">" and not quoted:
-            inner, params = rest[1:i], rest[i + 1 :]
-            if params and not params.startswith(" "):
-                raise _fail(bad, "junk after path")
-            return inner, params.split()
-    raise _fail(bad, "unterminated path")
+            return i
+    return -1
 
 
 def _parse_path(inner: str, *, utf8: bool, bad: Reply) -> Path:
