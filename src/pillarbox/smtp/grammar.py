@@ -232,6 +232,7 @@ _PARAM_EXTENSION = {
     "NOTIFY": Extension.DSN,
     "ORCPT": Extension.DSN,
 }
+_NO_RCPT_PARAMS = RcptParams()
 _MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"})
 _RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
 
@@ -423,9 +424,13 @@ def _parse_mail(arg: str, offered: frozenset[str]) -> MailFrom:
 def _parse_rcpt(arg: str, offered: frozenset[str], smtputf8: bool) -> RcptTo:
     inner, words = _split_path(arg, "TO:", R.BAD_RECIPIENT_SYNTAX)
     raw = _params(words, _RCPT_PARAMS, offered)
-    params = RcptParams(
-        notify=_notify(raw["NOTIFY"]) if "NOTIFY" in raw else None,
-        orcpt=_orcpt(raw["ORCPT"]) if "ORCPT" in raw else None,
+    params = (
+        RcptParams(
+            notify=_notify(raw["NOTIFY"]) if "NOTIFY" in raw else None,
+            orcpt=_orcpt(raw["ORCPT"]) if "ORCPT" in raw else None,
+        )
+        if raw
+        else _NO_RCPT_PARAMS  # the usual RCPT, made once
     )
     if inner.lower() == "postmaster":
         # RFC 5321 §4.1.1.3: <Postmaster> without a domain must be accepted.

@@ -11,6 +11,7 @@ Adapters and applications never spell a reply literally: they use these constant
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -73,8 +74,10 @@ class Reply:
         return wire
 
 
+@functools.lru_cache(maxsize=16)
 def service_ready(hostname: str) -> Reply:
-    """The greeting; RFC 5321 §4.3.1 wants the server's name first."""
+    """The greeting; RFC 5321 §4.3.1 wants the server's name first. One value per name, so
+    each connection sends it already rendered."""
     return Reply(220, None, f"{hostname} ESMTP Pillarbox")
 
 
