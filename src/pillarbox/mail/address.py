@@ -43,9 +43,8 @@ _GENERAL_LITERAL = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?):([\x2
 # The common case proved at C speed before the general code point by code point paths:
 # an ASCII Dot-string (RFC 5321 §4.1.2) and an ASCII domain of LDH labels (RFC 5321 §4.1.2
 # sub-domain, RFC 1035 §2.3.4 label lengths) that needs no IDNA work.
-_ASCII_DOT_STRING = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-)
+_ATEXT_CLASS = f"[{re.escape(''.join(sorted(_ATEXT)))}]"
+_ASCII_DOT_STRING = re.compile(rf"{_ATEXT_CLASS}+(?:\.{_ATEXT_CLASS}+)*")
 _ASCII_LDH = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ASCII_DOMAIN = re.compile(rf"{_ASCII_LDH}(?:\.{_ASCII_LDH})*")
 # UTS #46 full stops that separate labels like "." does.
