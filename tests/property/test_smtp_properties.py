@@ -4,12 +4,16 @@ no exception escaping the server whatever bytes arrive in whatever pieces."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pillarbox.errors import InvalidName
+from pillarbox.mail import address
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.dotstuff import Stuffer, Unstuffer, stuff
+from pillarbox.smtp import grammar
 from pillarbox.smtp import replies as R
 from pillarbox.smtp.extensions import Extension
 from pillarbox.smtp.grammar import (
@@ -238,3 +242,49 @@ def test_rcpt_to_round_trips(
     parsed = parse_command(format_command(command)[:-2], offered=offered, smtputf8=True)
     assert isinstance(parsed, RcptTo)
     assert parsed.params == params
+
+
+# -- fast paths: each must agree with the general path it short-cuts, on any input -------------
+#: Text near the fast paths' edges: atext, dots, hyphens, quotes, brackets, "xn--", non-ASCII.
+GRAMMAR_TEXT = st.lists(
+    st.sampled_from(
+        [
+            *("a", "Z", "0", "-", ".", "!", "~", "@", " ", '"', "\\", ">", "<"),
+            *("xn--", "Xn--", "ß", "é", "\u3002", "\x00", "a" * 62, "b" * 64),
+        ]
+    )
+    | st.characters(),
+    max_size=12,
+).map("".join)
+
+
+def outcome(function: Callable[[str], str]) -> Callable[[str], str | type[Exception]]:
+    def call(text: str) -> str | type[Exception]:
+        try:
+            return function(text)
+        except InvalidName:
+            return InvalidName
+
+    return call
+
+
+@settings(max_examples=500)
+@given(GRAMMAR_TEXT, st.booleans())
+def test_ascii_dot_string_fast_path_agrees(local: str, utf8: bool) -> None:
+    assert address._is_dot_string(local, utf8=utf8) == address._is_dot_string_by_code_point(
+        local, utf8
+    )
+
+
+@settings(max_examples=500)
+@given(GRAMMAR_TEXT | st.lists(st.sampled_from(["a" * 63, "b", "."]), max_size=12).map("".join))
+def test_ascii_domain_fast_path_agrees(domain: str) -> None:
+    assert outcome(address.domain_to_ascii)(domain) == outcome(address._domain_to_ascii_by_label)(
+        domain
+    )
+
+
+@settings(max_examples=500)
+@given(GRAMMAR_TEXT)
+def test_path_end_fast_path_agrees(text: str) -> None:
+    assert grammar._path_end(text) == grammar._path_end_by_char(text)

@@ -53,3 +53,10 @@ def test_every_constant_has_an_enhanced_code_unless_exempt() -> None:
     for reply in constants:
         exempt = reply.code in (220, 354) or reply is R.SERVICE_REFUSED
         assert (reply.enhanced is None) == exempt or reply.code == 220, reply
+
+
+def test_the_rendered_form_is_kept_per_value_not_shared_with_derived_replies() -> None:
+    assert R.OK.render() is R.OK.render()
+    assert R.OK.with_text("fine").render() == b"250 2.0.0 fine\r\n"
+    assert R.OK.with_text("fine") == Reply(250, "2.0.0", "fine")  # the cache is not compared
+    assert R.service_ready("mx.example") is R.service_ready("mx.example")

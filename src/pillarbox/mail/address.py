@@ -40,6 +40,13 @@ _ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 # RFC 5321 §4.1.3: General-address-literal = Standardized-tag ":" 1*dcontent
 _GENERAL_LITERAL = re.compile(r"([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?):([\x21-\x5a\x5e-\x7e]+)")
+# The common case proved at C speed before the general code point by code point paths:
+# an ASCII Dot-string (RFC 5321 §4.1.2) and an ASCII domain of LDH labels (RFC 5321 §4.1.2
+# sub-domain, RFC 1035 §2.3.4 label lengths) that needs no IDNA work.
+_ATEXT_CLASS = f"[{re.escape(''.join(sorted(_ATEXT)))}]"
+_ASCII_DOT_STRING = re.compile(rf"{_ATEXT_CLASS}+(?:\.{_ATEXT_CLASS}+)*")
+_ASCII_LDH = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ASCII_DOMAIN = re.compile(rf"{_ASCII_LDH}(?:\.{_ASCII_LDH})*")
 # UTS #46 full stops that separate labels like "." does.
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 # RFC 5892 §2.6 exceptions that are PVALID although NFKC case folding changes them.
@@ -197,6 +204,16 @@ def domain_to_ascii(domain: str) -> str:
     Raises :class:`~pillarbox.errors.InvalidName` for anything RFC 5321's ``Domain`` or
     RFC 5891 refuses, including names over 255 octets and labels over 63.
     """
+    if _ASCII_DOMAIN.fullmatch(domain):
+        lowered = domain.lower()
+        # "xn--" anywhere, not only starting a label, takes the general path: it is rare.
+        if "xn--" not in lowered and len(lowered) <= MAX_DOMAIN:
+            return lowered
+    return _domain_to_ascii_by_label(domain)
+
+
+def _domain_to_ascii_by_label(domain: str) -> str:
+    """:func:`domain_to_ascii` for any input: each label mapped and checked on its own."""
     if not domain:
         raise InvalidName("empty domain")
     labels = domain.translate(_DOTS).split(".")
@@ -275,6 +292,13 @@ def _is_atext(c: str, utf8: bool) -> bool:
 
 def _is_dot_string(local: str, *, utf8: bool = True) -> bool:
     """RFC 5321 §4.1.2 ``Dot-string = Atom *("." Atom)``."""
+    return _ASCII_DOT_STRING.fullmatch(local) is not None or _is_dot_string_by_code_point(
+        local, utf8
+    )
+
+
+def _is_dot_string_by_code_point(local: str, utf8: bool) -> bool:
+    """:func:`_is_dot_string` for any input, UTF-8 atext included (RFC 6531 §3.3)."""
     return bool(local) and all(
         atom and all(_is_atext(c, utf8) for c in atom) for atom in local.split(".")
     )

@@ -232,6 +232,7 @@ _PARAM_EXTENSION = {
     "NOTIFY": Extension.DSN,
     "ORCPT": Extension.DSN,
 }
+_NO_RCPT_PARAMS = RcptParams()
 _MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"})
 _RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
 
@@ -326,8 +327,27 @@ def _split_path(arg: str, prefix: str, bad: Reply) -> tuple[str, list[str]]:
     rest = arg[len(prefix) :].lstrip(" ")
     if not rest.startswith("<"):
         raise _fail(bad, "path must be in angle brackets")
+    end = _path_end(rest)
+    if end < 0:
+        raise _fail(bad, "unterminated path")
+    inner, params = rest[1:end], rest[end + 1 :]
+    if params and not params.startswith(" "):
+        raise _fail(bad, "junk after path")
+    return inner, params.split()
+
+
+def _path_end(text: str) -> int:
+    """The index of the first ``>`` outside a Quoted-string in ``text``, or -1."""
+    end = text.find(">")
+    if end < 0 or '"' not in text[:end]:
+        return end  # no quote before it: the first ">" is the one (the usual case)
+    return _path_end_by_char(text)
+
+
+def _path_end_by_char(text: str) -> int:
+    """:func:`_path_end` for any input, following quotes and quoted-pairs."""
     quoted = escaped = False
-    for i, c in enumerate(rest):
+    for i, c in enumerate(text):
         if escaped:
             escaped = False
         elif c == "\\" and quoted:
@@ -335,11 +355,8 @@ def _split_path(arg: str, prefix: str, bad: Reply) -> tuple[str, list[str]]:
         elif c == '"':
             quoted = not quoted
         elif c == ">" and not quoted:
-            inner, params = rest[1:i], rest[i + 1 :]
-            if params and not params.startswith(" "):
-                raise _fail(bad, "junk after path")
-            return inner, params.split()
-    raise _fail(bad, "unterminated path")
+            return i
+    return -1
 
 
 def _parse_path(inner: str, *, utf8: bool, bad: Reply) -> Path:
@@ -407,9 +424,13 @@ def _parse_mail(arg: str, offered: frozenset[str]) -> MailFrom:
 def _parse_rcpt(arg: str, offered: frozenset[str], smtputf8: bool) -> RcptTo:
     inner, words = _split_path(arg, "TO:", R.BAD_RECIPIENT_SYNTAX)
     raw = _params(words, _RCPT_PARAMS, offered)
-    params = RcptParams(
-        notify=_notify(raw["NOTIFY"]) if "NOTIFY" in raw else None,
-        orcpt=_orcpt(raw["ORCPT"]) if "ORCPT" in raw else None,
+    params = (
+        RcptParams(
+            notify=_notify(raw["NOTIFY"]) if "NOTIFY" in raw else None,
+            orcpt=_orcpt(raw["ORCPT"]) if "ORCPT" in raw else None,
+        )
+        if raw
+        else _NO_RCPT_PARAMS  # the usual RCPT, made once
     )
     if inner.lower() == "postmaster":
         # RFC 5321 §4.1.1.3: <Postmaster> without a domain must be accepted.

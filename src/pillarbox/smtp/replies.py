@@ -11,8 +11,9 @@ Adapters and applications never spell a reply literally: they use these constant
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 #: What reply text must not hold: control characters other than the line break, and DEL.
@@ -26,6 +27,9 @@ class Reply:
     code: int
     enhanced: str | None
     text: str
+    #: The wire form, made at the first :meth:`render`: most replies are module constants sent
+    #: once per command of every session, and formatting them was paid each time.
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
@@ -53,21 +57,31 @@ class Reply:
         return 400 <= self.code < 500
 
     def with_text(self, text: str) -> Reply:
-        return replace(self, text=text)
+        return Reply(self.code, self.enhanced, text)  # dataclasses.replace took twice as long
 
     def render(self) -> bytes:
         """The reply on the wire; RFC 2034 §4 puts the enhanced code on every line."""
+        wire = self._wire
+        if wire is None:
+            wire = self._format().encode("utf-8")
+            object.__setattr__(self, "_wire", wire)  # frozen: a cache, not a change of value
+        return wire
+
+    def _format(self) -> str:
         prefix = f"{self.enhanced} " if self.enhanced else ""
+        if "\n" not in self.text:
+            return f"{self.code} {prefix}{self.text}\r\n"  # one line, as nearly every reply is
         lines = self.lines
-        out = [
+        return "".join(
             f"{self.code}{'-' if i < len(lines) - 1 else ' '}{prefix}{line}\r\n"
             for i, line in enumerate(lines)
-        ]
-        return "".join(out).encode("utf-8")
+        )
 
 
+@functools.lru_cache(maxsize=16)
 def service_ready(hostname: str) -> Reply:
-    """The greeting; RFC 5321 §4.3.1 wants the server's name first."""
+    """The greeting; RFC 5321 §4.3.1 wants the server's name first. One value per name, so
+    each connection sends it already rendered."""
     return Reply(220, None, f"{hostname} ESMTP Pillarbox")
 
 

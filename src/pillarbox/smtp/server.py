@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -262,6 +263,39 @@ Event = (
 _Decision = Hello | MailFrom | RcptTo | StartTls | Auth | AuthResponse | DataEnd
 
 
+def _auth_offered(settings: SmtpServerSettings, tls: bool) -> bool:
+    return bool(settings.auth_mechanisms) and (tls or settings.auth_without_tls)
+
+
+# Both are the same for every session of a listener (and working them out, with the reply
+# rendered, was ~10 µs of a one-message session), so they are made once per settings value.
+@functools.lru_cache(maxsize=64)
+def _offer(settings: SmtpServerSettings, tls: bool) -> Capabilities:
+    """What EHLO offers under ``settings``, on a connection encrypted or not."""
+    keywords = {Extension.SIZE.value, Extension.ENHANCEDSTATUSCODES.value}
+    optional = (
+        (settings.pipelining, Extension.PIPELINING),
+        (settings.eightbitmime, Extension.EIGHTBITMIME),
+        (settings.smtputf8, Extension.SMTPUTF8),
+        (settings.chunking, Extension.CHUNKING),
+        (settings.dsn, Extension.DSN),
+        (settings.starttls and not tls, Extension.STARTTLS),
+        (_auth_offered(settings, tls), Extension.AUTH),
+    )
+    keywords.update(ext.value for on, ext in optional if on)
+    return Capabilities(frozenset(keywords), settings.max_message_size, settings.auth_mechanisms)
+
+
+@functools.lru_cache(maxsize=64)
+def _hello_reply(hostname: str, capabilities: Capabilities | None) -> Reply:
+    """The 250 to a hello: our name, then the extension lines for EHLO/LHLO (``capabilities``
+    None for HELO, RFC 5321 §4.1.1.1)."""
+    lines = [hostname]
+    if capabilities is not None:
+        lines += capabilities.ehlo_lines()
+    return Reply(250, None, "\n".join(lines))
+
+
 @dataclass(slots=True)
 class _Transaction:
     mail: MailFrom
@@ -316,29 +350,14 @@ class ServerConnection:
     def capabilities(self) -> Capabilities:
         """What EHLO offers on this connection now (STARTTLS and AUTH depend on TLS). Every
         command line asks (its parameters must belong to an offered extension), so it is
-        worked out once per connection and again after STARTTLS."""
+        looked up once per connection and again after STARTTLS."""
         if self._capabilities is None:
-            self._capabilities = self._offer()
+            self._capabilities = _offer(self.settings, self.tls)
         return self._capabilities
-
-    def _offer(self) -> Capabilities:
-        s = self.settings
-        keywords = {Extension.SIZE.value, Extension.ENHANCEDSTATUSCODES.value}
-        optional = (
-            (s.pipelining, Extension.PIPELINING),
-            (s.eightbitmime, Extension.EIGHTBITMIME),
-            (s.smtputf8, Extension.SMTPUTF8),
-            (s.chunking, Extension.CHUNKING),
-            (s.dsn, Extension.DSN),
-            (s.starttls and not self.tls, Extension.STARTTLS),
-            (self._auth_offered, Extension.AUTH),
-        )
-        keywords.update(ext.value for on, ext in optional if on)
-        return Capabilities(frozenset(keywords), s.max_message_size, s.auth_mechanisms)
 
     @property
     def _auth_offered(self) -> bool:
-        return bool(self.settings.auth_mechanisms) and (self.tls or self.settings.auth_without_tls)
+        return _auth_offered(self.settings, self.tls)
 
     # -- I/O-facing API -----------------------------------------------------------------------
     def greet(self, reply: Reply) -> None:
@@ -431,10 +450,11 @@ class ServerConnection:
             case Hello():
                 self.hello = event
                 self._state = State.READY
-                lines = [self.settings.hostname]
-                if event.extended:
-                    lines += self.capabilities.ehlo_lines()
-                self._reply(Reply(250, None, "\n".join(lines)))
+                self._reply(
+                    _hello_reply(
+                        self.settings.hostname, self.capabilities if event.extended else None
+                    )
+                )
             case MailFrom():
                 self._txn = _Transaction(event)
                 self._state = State.MAIL
