@@ -8,11 +8,13 @@ import json
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pillarbox.mail.headers import _AddressParser, _simple_addresses
+from pillarbox.mail import headers
+from pillarbox.mail.headers import _AddressParser, _simple_addresses, scan_header
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import (
     ParseLimits,
@@ -152,6 +154,41 @@ def test_json_round_trip(raw: bytes) -> None:
     assert info.to_json() == generic_encoding(info)
     assert info.to_json(text=False) == generic_encoding(replace(info, header_text="", body_text=""))
     assert MessageInfo.from_json(info.to_json()) == info
+
+
+header_lines = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                b"Subject: s\r\n",
+                b"X-A:b\n",
+                b"To : a@b\r\n",
+                b" folded\r\n",
+                b"\tfolded\n",
+                b"\r\n",
+                b"\n",
+                b"\r",
+                b"no colon\r\n",
+                b"Bad Name: x\r\n",
+                b"X-CR: v\r\r\n",
+                b"X-End: no line end",
+            ]
+        ),
+        st.binary(max_size=8),
+    ),
+    max_size=12,
+).map(b"".join)
+
+
+@SETTINGS
+@given(header_lines, st.integers(min_value=1, max_value=6), st.integers(0, 3))
+def test_bulk_header_read_agrees_with_the_field_loop(raw: bytes, max_fields: int, cut: int) -> None:
+    """Headers read with one ``findall`` come out as the field-by-field loop reads them."""
+    start, end = min(cut, len(raw)), len(raw) - min(cut, len(raw)) // 2
+    for limit in (max_fields, None):
+        bulk = scan_header(raw, start, end, max_fields=limit)
+        with mock.patch.object(headers, "_LEADING_FIELDS_BYTES", -1):
+            assert bulk == scan_header(raw, start, end, max_fields=limit)
 
 
 # -- generated MIME trees --------------------------------------------------------------------

@@ -71,10 +71,10 @@ def scan_header(raw: bytes, start: int, end: int, *, max_fields: int | None = No
     Past ``max_fields`` fields the rest of the header is only searched for its end (the
     empty line), not read: a hostile header cannot make a million field records.
     """
-    fields: list[HeaderField] = []
+    fields = _leading_fields(raw, start, end, end if max_fields is None else max_fields)
     defects: list[str] = []
     match = _FIELD.match
-    pos = start
+    pos = fields[-1].end if fields else start
     while pos < end:
         if max_fields is not None and len(fields) >= max_fields:
             defects.append(f"more than {max_fields} header fields; rest not read")
@@ -95,13 +95,55 @@ def scan_header(raw: bytes, start: int, end: int, *, max_fields: int | None = No
         if m is None:
             defects.append("missing header/body separator")
             return HeaderBlock(tuple(fields), pos, tuple(defects))
-        name = m.group(1).decode("ascii")
-        value = m.group(2)
-        if value.endswith(b"\r"):
-            value = value[:-1]
-        fields.append(HeaderField(name, name.lower(), value, pos, m.end()))
+        name, value = m.group(1, 2)
+        fields.append(_field(name, value, pos, m.end()))
         pos = m.end()
     return HeaderBlock(tuple(fields), end, tuple(defects))
+
+
+# ``_FIELD`` with the whole field captured as well, so that ``findall`` can read a header.
+_FIELDS = re.compile(b"(" + _FIELD.pattern + b")")
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
+#: Headers up to this size are read with one ``findall`` (bounding the list it builds).
+_LEADING_FIELDS_BYTES = 64 * 1024
+
+
+def _leading_fields(raw: bytes, start: int, end: int, limit: int) -> list[HeaderField]:
+    """The fields of ``raw[start:end]`` up to its first empty line when they follow each other
+    without a gap (every well-formed header), read by one ``findall``; else none, and
+    :func:`scan_header` reads the header field by field, defects and all."""
+    if raw.startswith(b"\n", start) or raw.startswith(b"\r\n", start):
+        return []  # the empty line comes first
+    empty = _EMPTY_LINE.search(raw, start, end)
+    stop = end if empty is None else empty.start() + 1
+    if stop - start > _LEADING_FIELDS_BYTES:
+        return []
+    matches = _FIELDS.findall(raw, start, stop)
+    if len(matches) > limit:
+        return []
+    fields: list[HeaderField] = []
+    append = fields.append
+    pos = start
+    for whole, name, value in matches:
+        text = name.decode("ascii")
+        if value[-1:] == b"\r":
+            value = value[:-1]
+        end_of_field = pos + len(whole)
+        append(_new_field(HeaderField, (text, text.lower(), value, pos, end_of_field)))
+        pos = end_of_field
+    # ``findall`` skips what does not match: only a gapless run covers the span exactly.
+    return fields if pos == stop else []
+
+
+def _field(name: bytes, value: bytes, start: int, end: int) -> HeaderField:
+    text = name.decode("ascii")
+    if value[-1:] == b"\r":
+        value = value[:-1]  # the CR of the line ending
+    return HeaderField(text, text.lower(), value, start, end)
+
+
+# Skips the named tuple's Python-level __new__ where a header is read in bulk.
+_new_field = tuple.__new__
 
 
 def unfold(value: bytes) -> bytes:
