@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from unittest import mock
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pillarbox.mail import headers
-from pillarbox.mail.headers import _AddressParser, _simple_addresses, scan_header
+from pillarbox.mail.headers import _AddressParser, _simple_addresses, parse_date, scan_header
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import (
     ParseLimits,
@@ -189,6 +190,43 @@ def test_bulk_header_read_agrees_with_the_field_loop(raw: bytes, max_fields: int
         bulk = scan_header(raw, start, end, max_fields=limit)
         with mock.patch.object(headers, "_LEADING_FIELDS_BYTES", -1):
             assert bulk == scan_header(raw, start, end, max_fields=limit)
+
+
+def two_digits(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.integers(low, high).map("{:02d}".format)
+
+
+dates = st.builds(
+    "{}{} {} {} {}:{}:{} {}{}{}".format,
+    st.sampled_from(["", "Sun, ", "Mon, "]),
+    st.one_of(st.integers(0, 32).map(str), two_digits(0, 32)),
+    st.sampled_from(["Jan", "Feb", "Nov", "Dec"]),
+    st.sampled_from(["1999", "2024", "2025", "2026", "9999", "1000"]),
+    two_digits(0, 25),
+    two_digits(0, 61),
+    two_digits(0, 61),
+    st.sampled_from(["+", "-"]),
+    two_digits(0, 25),
+    two_digits(0, 99),
+)
+
+
+@SETTINGS
+@given(dates)
+@example("Sun, 29 Nov 2026 09:00:00 -0000")
+@example("29 Feb 2025 09:00:00 +0000")
+@example("1 Jan 2024 23:59:59 +2400")
+def test_canonical_dates_read_as_the_general_parser_reads_them(text: str) -> None:
+    try:
+        general: datetime | None = parsedate_to_datetime(text)
+    except ValueError:
+        general = None
+    if general is not None and general.tzinfo is None:
+        general = general.replace(tzinfo=UTC)
+    got = parse_date(text)
+    assert got == general
+    if got is not None and general is not None:
+        assert got.isoformat() == general.isoformat()
 
 
 # -- generated MIME trees --------------------------------------------------------------------

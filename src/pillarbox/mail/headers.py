@@ -20,8 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import quote_from_bytes
 
@@ -358,7 +359,12 @@ def _simple_addresses(text: str, limit: int) -> tuple[EnvelopeAddress, ...] | No
         if local is None:
             out.append(EnvelopeAddress(None, None, bare_local, bare_domain))
         else:
-            name = quoted if quoted is not None else _BLANKS.sub(" ", plain).strip(" ")
+            if quoted is not None:
+                name = quoted
+            elif "\t" in plain or "  " in plain:
+                name = _BLANKS.sub(" ", plain).strip(" ")
+            else:
+                name = plain.strip(" ")
             out.append(EnvelopeAddress(name or None, None, local, domain))
         pos = m.end()
     return tuple(out)
@@ -390,8 +396,8 @@ def parse_msg_ids(text: str, *, limit: int = 1000) -> tuple[str, ...]:
     bare id without brackets is accepted when nothing else is there."""
     ids: list[str] = []
     if "(" not in text and '"' not in text and "<" in text:
-        for found in _SIMPLE_IDS.finditer(text):
-            ident = _BLANKS.sub("", found.group(1))
+        for found in _SIMPLE_IDS.findall(text):
+            ident = _BLANKS.sub("", found) if " " in found or "\t" in found else found
             if ident:
                 ids.append(ident)
                 if len(ids) >= limit:
@@ -425,10 +431,44 @@ def parse_date(text: str) -> datetime | None:
     ``-0000`` (RFC 5322 §3.3: "no information about the local time zone") is read as UTC.
     """
     try:
-        value = parsedate_to_datetime(text)
+        canonical = _CANONICAL_DATE.fullmatch(text)
+        value = parsedate_to_datetime(text) if canonical is None else _canonical_date(canonical)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# RFC 5322 §3.3 date-time as nearly every mailer writes it, read without the general parser
+# (which splits and re-tries every token); the result is the one the general parser gives.
+_CANONICAL_DATE = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([1-9][0-9]{3}) "
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-][0-9]{4})"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
+def _canonical_date(m: re.Match[str]) -> datetime:
+    day, month, year, hour, minute, second, zone = m.groups()
+    return datetime(
+        int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), 0, _zone(zone)
+    )
+
+
+@lru_cache(maxsize=64)
+def _zone(zone: str) -> timezone | None:
+    """``+hhmm``/``-hhmm`` as a tzinfo; None for ``-0000`` (RFC 5322 §3.3: no information)."""
+    offset = int(zone[1:3]) * 3600 + int(zone[3:5]) * 60
+    if zone[0] == "-":
+        if not offset:
+            return None
+        offset = -offset
+    return timezone(timedelta(seconds=offset))
 
 
 # -- RFC 2045 §5.1 / RFC 2183 §2 content headers with RFC 2231 parameters -----------------------

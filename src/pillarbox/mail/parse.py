@@ -142,21 +142,26 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
     collector.message(body, (), top=True)
     first_from = _first_mailbox(envelope.from_)
     subject = heads.get("subject")
-    date = heads.get("date")
+    references = heads.get("references")
+    # The envelope holds the raw text of Date, Message-ID and In-Reply-To already.
     return MessageInfo(
         size=len(raw),
         header_end=body.body_start,
         envelope=envelope,
         body=body,
-        sent_date=parse_date(raw_text(date)) if date is not None else None,
+        sent_date=parse_date(envelope.date) if envelope.date is not None else None,
         subject=_decoded_value(subject) if subject is not None else "",
         from_addr=_address_text(first_from),
         from_name=decode_words(escaped_to_text(first_from.name or "")) if first_from else "",
         to_addr=_address_text(_first_mailbox(envelope.to)),
         cc_addr=_address_text(_first_mailbox(envelope.cc)),
-        message_id=_first_id(heads.get("message-id")),
-        in_reply_to=_first_id(heads.get("in-reply-to")),
-        references=_ids(heads.get("references"), limits.max_list_items),
+        message_id=_first_id(envelope.message_id),
+        in_reply_to=_first_id(envelope.in_reply_to),
+        references=(
+            ()
+            if references is None
+            else parse_msg_ids(raw_text(references), limit=limits.max_list_items)
+        ),
         header_text=_header_text(block, limits.max_header_text),
         body_text="\n".join(collector.texts),
         preview=collector.preview,
@@ -506,13 +511,9 @@ def _address_text(address: EnvelopeAddress | None) -> str:
     return escaped_to_text(text).lower()
 
 
-def _first_id(value: bytes | None) -> str:
-    ids = _ids(value, 1)
+def _first_id(text: str | None) -> str:
+    ids = () if text is None else parse_msg_ids(text, limit=1)
     return ids[0] if ids else ""
-
-
-def _ids(value: bytes | None, limit: int) -> tuple[str, ...]:
-    return () if value is None else parse_msg_ids(raw_text(value), limit=limit)
 
 
 def _header_text(block: HeaderBlock, limit: int) -> str:
@@ -521,7 +522,12 @@ def _header_text(block: HeaderBlock, limit: int) -> str:
     for f in block.fields:
         if total >= limit:
             break
-        line = f"{f.name}: {_decoded_value(f.value)}"
+        value = f.value
+        if value.isascii() and b"\n" not in value and b"=?" not in value:
+            # What _decoded_value gives for an unfolded ASCII value without encoded words.
+            line = f"{f.name}: {value.decode('ascii').strip()}"
+        else:
+            line = f"{f.name}: {_decoded_value(value)}"
         lines.append(line)
         total += len(line) + 1
     return "\n".join(lines)[:limit]
@@ -601,7 +607,7 @@ class _TextCollector:
 def _preview(text: str, limit: int) -> str:
     """The first ``limit`` characters of ``text`` with whitespace runs collapsed, reading only
     as much of ``text`` as that takes (a growing prefix, so leading blank space is cheap)."""
-    size = limit * 2
+    size = limit + limit // 2
     while True:
         head = " ".join(text[:size].split())
         if len(head) >= limit or size >= len(text):
