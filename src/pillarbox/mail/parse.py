@@ -33,7 +33,7 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from pillarbox.mail.decode import (
@@ -207,32 +207,52 @@ def prepend_fields(
     if len(text) >= limits.max_header_text:
         return None  # the original text may have been cut, or the sum would be
     delta = len(fields)
-    top = info.body
-    body = replace(
-        top,
-        body_start=top.body_start + delta,
-        body_end=top.body_end + delta,
-        parts=tuple(_shifted(p, delta) for p in top.parts),
-        message=_shifted(top.message, delta) if top.message is not None else None,
-    )
-    return replace(
-        info,
+    # Built field by field rather than with dataclasses.replace, which walks the fields in
+    # Python first: this runs for every delivered copy.
+    return MessageInfo(
         size=info.size + delta,
         header_end=info.header_end + delta,
-        body=body,
+        envelope=info.envelope,
+        body=_shifted(info.body, delta, 0),  # the top-level header grows, it does not move
+        sent_date=info.sent_date,
+        subject=info.subject,
+        from_addr=info.from_addr,
+        from_name=info.from_name,
+        to_addr=info.to_addr,
+        cc_addr=info.cc_addr,
+        message_id=info.message_id,
+        in_reply_to=info.in_reply_to,
+        references=info.references,
         header_text=text,
+        body_text=info.body_text,
+        preview=info.preview,
+        attachments=info.attachments,
+        defects=info.defects,
     )
 
 
-def _shifted(part: BodyPart, delta: int) -> BodyPart:
-    """``part`` and everything below it ``delta`` bytes further into the message."""
-    return replace(
-        part,
-        header_start=part.header_start + delta,
+def _shifted(part: BodyPart, delta: int, header_delta: int) -> BodyPart:
+    """``part`` and everything below it ``delta`` bytes further into the message, its own
+    header start ``header_delta`` bytes."""
+    return BodyPart(
+        type=part.type,
+        subtype=part.subtype,
+        params=part.params,
+        content_id=part.content_id,
+        description=part.description,
+        encoding=part.encoding,
+        size=part.size,
+        lines=part.lines,
+        md5=part.md5,
+        disposition=part.disposition,
+        language=part.language,
+        location=part.location,
+        header_start=part.header_start + header_delta,
         body_start=part.body_start + delta,
         body_end=part.body_end + delta,
-        parts=tuple(_shifted(p, delta) for p in part.parts),
-        message=_shifted(part.message, delta) if part.message is not None else None,
+        parts=tuple([_shifted(p, delta, delta) for p in part.parts]),
+        envelope=part.envelope,
+        message=None if part.message is None else _shifted(part.message, delta, delta),
     )
 
 
