@@ -229,12 +229,16 @@ def _addresses(raw: list[dict[str, str | None]]) -> tuple[EnvelopeAddress, ...]:
 
 def _decode_envelope(raw: dict[str, Any]) -> Envelope:
     get = raw.get
+    from_raw = get("from_", [])
+    from_ = _addresses(from_raw)
+    sender, reply_to = (get("sender", []), get("reply_to", []))
     return Envelope(
         date=get("date"),
         subject=get("subject"),
-        from_=_addresses(get("from_", ())),
-        sender=_addresses(get("sender", ())),
-        reply_to=_addresses(get("reply_to", ())),
+        from_=from_,
+        # Mostly From again (RFC 9051 §7.5.2 defaults both to it): built once then.
+        sender=from_ if sender == from_raw else _addresses(sender),
+        reply_to=from_ if reply_to == from_raw else _addresses(reply_to),
         to=_addresses(get("to", ())),
         cc=_addresses(get("cc", ())),
         bcc=_addresses(get("bcc", ())),

@@ -412,21 +412,16 @@ class _StructureParser:
             key = f.key
             if key in _ENVELOPE_FIELDS and key not in heads:
                 heads[key] = f.value
-
-        def text(key: str) -> str | None:
-            value = heads.get(key)
-            return None if value is None else raw_text(value)
-
-        def addresses(key: str) -> tuple[EnvelopeAddress, ...]:
-            value = heads.get(key)
-            if value is None:
-                return ()
-            found, problems = parse_addresses(raw_text(value), limit=self.limits.max_list_items)
-            for problem in problems:
-                self.defect(f"{key}: {problem}", block.fields[0].start if block.fields else 0)
-            return found
-
-        from_ = addresses("from")
+        texts = {key: raw_text(value) for key, value in heads.items()}
+        lists: dict[str, tuple[EnvelopeAddress, ...]] = {}
+        for key in _ADDRESS_FIELDS:
+            if key in texts:
+                found, problems = parse_addresses(texts[key], limit=self.limits.max_list_items)
+                for problem in problems:
+                    self.defect(f"{key}: {problem}", block.fields[0].start)
+                lists[key] = found
+        text, addresses = texts.get, lists.get
+        from_ = addresses("from", ())
         envelope = Envelope(
             date=text("date"),
             subject=text("subject"),
@@ -434,15 +429,17 @@ class _StructureParser:
             # RFC 9051 §7.5.2: absent or empty Sender/Reply-To default to From.
             sender=addresses("sender") or from_,
             reply_to=addresses("reply-to") or from_,
-            to=addresses("to"),
-            cc=addresses("cc"),
-            bcc=addresses("bcc"),
+            to=addresses("to", ()),
+            cc=addresses("cc", ()),
+            bcc=addresses("bcc", ()),
             in_reply_to=text("in-reply-to"),
             message_id=text("message-id"),
         )
         return envelope, heads
 
 
+#: In the order their defects are reported.
+_ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 _ENVELOPE_FIELDS = frozenset(
     {
         "date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to",
