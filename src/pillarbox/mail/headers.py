@@ -532,6 +532,13 @@ def merge_rfc2231(params: list[tuple[str, str]]) -> Params:
     ``name*`` whose value stays ``charset'lang'%XX…`` with plain sections percent-encoded, so the
     IMAP client still gets well-formed RFC 2231. Other parameters keep their first occurrence.
     """
+    plain: dict[str, str] = {}
+    for name, value in params:
+        if "*" in name:
+            break
+        plain.setdefault(name, value)
+    else:
+        return tuple(plain.items())  # no RFC 2231 name: nothing to join (the common case)
     slots: list[tuple[str, str] | str] = []  # a finished parameter, or a base to join
     sections: dict[str, dict[int, tuple[str, bool]]] = {}
     for name, value in params:
