@@ -19,6 +19,8 @@ from pillarbox.mail.headers import _AddressParser, _simple_addresses, parse_date
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import (
     ParseLimits,
+    _decoded_value,
+    _header_text,
     find_part,
     parse_message,
     prepend_fields,
@@ -190,6 +192,15 @@ def test_bulk_header_read_agrees_with_the_field_loop(raw: bytes, max_fields: int
         bulk = scan_header(raw, start, end, max_fields=limit)
         with mock.patch.object(headers, "_LEADING_FIELDS_BYTES", -1):
             assert bulk == scan_header(raw, start, end, max_fields=limit)
+
+
+@SETTINGS
+@given(header_lines.map(lambda raw: b"X: =?utf-8?q?=C3=A9?=\r\n" + raw))
+def test_header_text_shortcut_agrees_with_decoding(raw: bytes) -> None:
+    """ASCII values without encoded words skip decoding; the text is what decoding gives."""
+    block = scan_header(raw, 0, len(raw))
+    decoded = "\n".join(f"{f.name}: {_decoded_value(f.value)}" for f in block.fields)
+    assert _header_text(block, 10_000) == decoded[:10_000]
 
 
 def two_digits(low: int, high: int) -> st.SearchStrategy[str]:

@@ -540,9 +540,10 @@ def _header_text(block: HeaderBlock, limit: int) -> str:
         if total >= limit:
             break
         value = f.value
-        if value.isascii() and b"\n" not in value and b"=?" not in value:
-            # What _decoded_value gives for an unfolded ASCII value without encoded words.
-            line = f"{f.name}: {value.decode('ascii').strip()}"
+        if value.isascii() and b"=?" not in value:
+            # What _decoded_value gives for ASCII without encoded words (unfolding cannot
+            # make one: a folded line starts with whitespace).
+            line = f"{f.name}: {unfold(value).decode('ascii').strip()}"
         else:
             line = f"{f.name}: {_decoded_value(value)}"
         lines.append(line)
