@@ -168,9 +168,13 @@ def _addresses_json(addresses: tuple[EnvelopeAddress, ...]) -> str:
 def _envelope_json(e: Envelope | None) -> str:
     if e is None:
         return "null"
+    from_ = _addresses_json(e.from_)
+    # The parser gives Sender and Reply-To From's tuple itself when it stands for them.
+    sender = from_ if e.sender is e.from_ else _addresses_json(e.sender)
+    reply_to = from_ if e.reply_to is e.from_ else _addresses_json(e.reply_to)
     return (
-        f'{{"date":{_text(e.date)},"subject":{_text(e.subject)},"from_":{_addresses_json(e.from_)},'
-        f'"sender":{_addresses_json(e.sender)},"reply_to":{_addresses_json(e.reply_to)},'
+        f'{{"date":{_text(e.date)},"subject":{_text(e.subject)},"from_":{from_},'
+        f'"sender":{sender},"reply_to":{reply_to},'
         f'"to":{_addresses_json(e.to)},"cc":{_addresses_json(e.cc)},"bcc":{_addresses_json(e.bcc)},'
         f'"in_reply_to":{_text(e.in_reply_to)},"message_id":{_text(e.message_id)}}}'
     )
