@@ -1,17 +1,26 @@
-"""Properties of parse_message: never raises, offsets nest, JSON round-trips, generated MIME
-trees come back exactly, and the address fast path agrees with the full parser."""
+"""Properties of parse_message: never raises, offsets nest, JSON round-trips byte for byte as
+the generic encoding, generated MIME trees come back exactly, and the address fast path agrees
+with the full parser."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pillarbox.mail.headers import _AddressParser, _simple_addresses
+from pillarbox.mail import headers
+from pillarbox.mail.headers import _AddressParser, _simple_addresses, parse_date, scan_header
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import (
     ParseLimits,
+    _decoded_value,
+    _header_text,
     find_part,
     parse_message,
     prepend_fields,
@@ -31,6 +40,9 @@ FRAGMENTS = [
     b"Content-Transfer-Encoding: base64\r\n",
     b"Content-Transfer-Encoding: quoted-printable\r\n",
     b'Content-Disposition: attachment; filename="=?utf-8?q?f=C3=B6?="\r\n',
+    b"Content-Disposition: inline; filename*=utf-8''%C3%A9.png\r\n",
+    b"Content-ID: <img@x>\r\nContent-Language: en, de\r\nContent-Location: a.png\r\n",
+    b"Content-Description: \xe9t\xe9\r\nContent-MD5: Q2hlY2s=\r\n",
     b'From: "N" <a@b>, G: c@d;\r\n',
     b"To: (x) <@r:q@[1.2.3.4]>\r\n",
     b"Subject: =?utf-8?b?w7Y=?= =?iso-8859-1?q?=E9?=\r\n",
@@ -108,11 +120,124 @@ def test_never_raises_and_offsets_nest(raw: bytes) -> None:
     assert len(info.preview) <= 200
 
 
+def generic_json(value: Any) -> Any:
+    """The model's JSON shape, walked generically: fields in order, tuples as lists."""
+    if isinstance(value, tuple):
+        return [generic_json(v) for v in value]
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: generic_json(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
+def generic_encoding(info: MessageInfo) -> bytes:
+    return json.dumps(generic_json(info), ensure_ascii=True, separators=(",", ":")).encode()
+
+
+RICH = (
+    b"From: =?utf-8?b?5bGx55Sw?= <yamada@example.jp>, G: c@d, (x) <@r:q@[1.2.3.4]>;\r\n"
+    b"Subject: Caf\xe9\r\nDate: Mon, 1 Jan 2024 00:00:00 +0530\r\nReferences: <a@b> <c@d>\r\n"
+    b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>h\xc3\xa9\r\n--a\r\n"
+    b'Content-Type: image/png; name="x.png"\r\n'
+    b"Content-ID: <img@x>\r\nContent-Language: en, de\r\nContent-Location: a.png\r\n"
+    b"Content-Description: d\r\nContent-MD5: Q2hlY2s=\r\nContent-Transfer-Encoding: base64\r\n"
+    b"\r\naGk=\r\n--a\r\nContent-Type: message/rfc822\r\n"
+    b"Content-Disposition: attachment; filename*0*=utf-8''%C3%A9; filename*1=\" x\"\r\n\r\n"
+    b"Subject: inner\r\nTo: q@r\r\n\r\nbody\r\n--a--\r\n"
+)
+
+
 @SETTINGS
 @given(any_input)
+@example(RICH)
 def test_json_round_trip(raw: bytes) -> None:
     info = parse_message(raw)
+    assert info.to_json() == generic_encoding(info)
+    assert info.to_json(text=False) == generic_encoding(replace(info, header_text="", body_text=""))
     assert MessageInfo.from_json(info.to_json()) == info
+
+
+header_lines = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                b"Subject: s\r\n",
+                b"X-A:b\n",
+                b"To : a@b\r\n",
+                b" folded\r\n",
+                b"\tfolded\n",
+                b"\r\n",
+                b"\n",
+                b"\r",
+                b"no colon\r\n",
+                b"Bad Name: x\r\n",
+                b"X-CR: v\r\r\n",
+                b"X-End: no line end",
+            ]
+        ),
+        st.binary(max_size=8),
+    ),
+    max_size=12,
+).map(b"".join)
+
+
+@SETTINGS
+@given(header_lines, st.integers(min_value=1, max_value=6), st.integers(0, 3))
+def test_bulk_header_read_agrees_with_the_field_loop(raw: bytes, max_fields: int, cut: int) -> None:
+    """Headers read with one ``findall`` come out as the field-by-field loop reads them."""
+    start, end = min(cut, len(raw)), len(raw) - min(cut, len(raw)) // 2
+    for limit in (max_fields, None):
+        bulk = scan_header(raw, start, end, max_fields=limit)
+        with mock.patch.object(headers, "_LEADING_FIELDS_BYTES", -1):
+            assert bulk == scan_header(raw, start, end, max_fields=limit)
+
+
+@SETTINGS
+@given(header_lines.map(lambda raw: b"X: =?utf-8?q?=C3=A9?=\r\n" + raw))
+def test_header_text_shortcut_agrees_with_decoding(raw: bytes) -> None:
+    """ASCII values without encoded words skip decoding; the text is what decoding gives."""
+    block = scan_header(raw, 0, len(raw))
+    decoded = "\n".join(f"{f.name}: {_decoded_value(f.value)}" for f in block.fields)
+    assert _header_text(block, 10_000) == decoded[:10_000]
+
+
+def two_digits(low: int, high: int) -> st.SearchStrategy[str]:
+    return st.integers(low, high).map("{:02d}".format)
+
+
+dates = st.builds(
+    "{}{} {} {} {}:{}:{} {}{}{}".format,
+    st.sampled_from(["", "Sun, ", "Mon, "]),
+    st.one_of(st.integers(0, 32).map(str), two_digits(0, 32)),
+    st.sampled_from(["Jan", "Feb", "Nov", "Dec"]),
+    st.sampled_from(["1999", "2024", "2025", "2026", "9999", "1000"]),
+    two_digits(0, 25),
+    two_digits(0, 61),
+    two_digits(0, 61),
+    st.sampled_from(["+", "-"]),
+    two_digits(0, 25),
+    two_digits(0, 99),
+)
+
+
+@SETTINGS
+@given(dates)
+@example("Sun, 29 Nov 2026 09:00:00 -0000")
+@example("29 Feb 2025 09:00:00 +0000")
+@example("1 Jan 2024 23:59:59 +2400")
+def test_canonical_dates_read_as_the_general_parser_reads_them(text: str) -> None:
+    try:
+        general: datetime | None = parsedate_to_datetime(text)
+    except ValueError:
+        general = None
+    if general is not None and general.tzinfo is None:
+        general = general.replace(tzinfo=UTC)
+    got = parse_date(text)
+    assert got == general
+    if got is not None and general is not None:
+        assert got.isoformat() == general.isoformat()
 
 
 # -- generated MIME trees --------------------------------------------------------------------

@@ -20,8 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import quote_from_bytes
 
@@ -71,10 +72,10 @@ def scan_header(raw: bytes, start: int, end: int, *, max_fields: int | None = No
     Past ``max_fields`` fields the rest of the header is only searched for its end (the
     empty line), not read: a hostile header cannot make a million field records.
     """
-    fields: list[HeaderField] = []
+    fields = _leading_fields(raw, start, end, end if max_fields is None else max_fields)
     defects: list[str] = []
     match = _FIELD.match
-    pos = start
+    pos = fields[-1].end if fields else start
     while pos < end:
         if max_fields is not None and len(fields) >= max_fields:
             defects.append(f"more than {max_fields} header fields; rest not read")
@@ -95,13 +96,55 @@ def scan_header(raw: bytes, start: int, end: int, *, max_fields: int | None = No
         if m is None:
             defects.append("missing header/body separator")
             return HeaderBlock(tuple(fields), pos, tuple(defects))
-        name = m.group(1).decode("ascii")
-        value = m.group(2)
-        if value.endswith(b"\r"):
-            value = value[:-1]
-        fields.append(HeaderField(name, name.lower(), value, pos, m.end()))
+        name, value = m.group(1, 2)
+        fields.append(_field(name, value, pos, m.end()))
         pos = m.end()
     return HeaderBlock(tuple(fields), end, tuple(defects))
+
+
+# ``_FIELD`` with the whole field captured as well, so that ``findall`` can read a header.
+_FIELDS = re.compile(b"(" + _FIELD.pattern + b")")
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
+#: Headers up to this size are read with one ``findall`` (bounding the list it builds).
+_LEADING_FIELDS_BYTES = 64 * 1024
+
+
+def _leading_fields(raw: bytes, start: int, end: int, limit: int) -> list[HeaderField]:
+    """The fields of ``raw[start:end]`` up to its first empty line when they follow each other
+    without a gap (every well-formed header), read by one ``findall``; else none, and
+    :func:`scan_header` reads the header field by field, defects and all."""
+    if raw.startswith(b"\n", start) or raw.startswith(b"\r\n", start):
+        return []  # the empty line comes first
+    empty = _EMPTY_LINE.search(raw, start, end)
+    stop = end if empty is None else empty.start() + 1
+    if stop - start > _LEADING_FIELDS_BYTES:
+        return []
+    matches = _FIELDS.findall(raw, start, stop)
+    if len(matches) > limit:
+        return []
+    fields: list[HeaderField] = []
+    append = fields.append
+    pos = start
+    for whole, name, value in matches:
+        text = name.decode("ascii")
+        if value[-1:] == b"\r":
+            value = value[:-1]
+        end_of_field = pos + len(whole)
+        append(_new_field(HeaderField, (text, text.lower(), value, pos, end_of_field)))
+        pos = end_of_field
+    # ``findall`` skips what does not match: only a gapless run covers the span exactly.
+    return fields if pos == stop else []
+
+
+def _field(name: bytes, value: bytes, start: int, end: int) -> HeaderField:
+    text = name.decode("ascii")
+    if value[-1:] == b"\r":
+        value = value[:-1]  # the CR of the line ending
+    return HeaderField(text, text.lower(), value, start, end)
+
+
+# Skips the named tuple's Python-level __new__ where a header is read in bulk.
+_new_field = tuple.__new__
 
 
 def unfold(value: bytes) -> bytes:
@@ -316,7 +359,12 @@ def _simple_addresses(text: str, limit: int) -> tuple[EnvelopeAddress, ...] | No
         if local is None:
             out.append(EnvelopeAddress(None, None, bare_local, bare_domain))
         else:
-            name = quoted if quoted is not None else _BLANKS.sub(" ", plain).strip(" ")
+            if quoted is not None:
+                name = quoted
+            elif "\t" in plain or "  " in plain:
+                name = _BLANKS.sub(" ", plain).strip(" ")
+            else:
+                name = plain.strip(" ")
             out.append(EnvelopeAddress(name or None, None, local, domain))
         pos = m.end()
     return tuple(out)
@@ -348,8 +396,8 @@ def parse_msg_ids(text: str, *, limit: int = 1000) -> tuple[str, ...]:
     bare id without brackets is accepted when nothing else is there."""
     ids: list[str] = []
     if "(" not in text and '"' not in text and "<" in text:
-        for found in _SIMPLE_IDS.finditer(text):
-            ident = _BLANKS.sub("", found.group(1))
+        for found in _SIMPLE_IDS.findall(text):
+            ident = _BLANKS.sub("", found) if " " in found or "\t" in found else found
             if ident:
                 ids.append(ident)
                 if len(ids) >= limit:
@@ -383,10 +431,44 @@ def parse_date(text: str) -> datetime | None:
     ``-0000`` (RFC 5322 §3.3: "no information about the local time zone") is read as UTC.
     """
     try:
-        value = parsedate_to_datetime(text)
+        canonical = _CANONICAL_DATE.fullmatch(text)
+        value = parsedate_to_datetime(text) if canonical is None else _canonical_date(canonical)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# RFC 5322 §3.3 date-time as nearly every mailer writes it, read without the general parser
+# (which splits and re-tries every token); the result is the one the general parser gives.
+_CANONICAL_DATE = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([1-9][0-9]{3}) "
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-][0-9]{4})"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
+def _canonical_date(m: re.Match[str]) -> datetime:
+    day, month, year, hour, minute, second, zone = m.groups()
+    return datetime(
+        int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), 0, _zone(zone)
+    )
+
+
+@lru_cache(maxsize=64)
+def _zone(zone: str) -> timezone | None:
+    """``+hhmm``/``-hhmm`` as a tzinfo; None for ``-0000`` (RFC 5322 §3.3: no information)."""
+    offset = int(zone[1:3]) * 3600 + int(zone[3:5]) * 60
+    if zone[0] == "-":
+        if not offset:
+            return None
+        offset = -offset
+    return timezone(timedelta(seconds=offset))
 
 
 # -- RFC 2045 §5.1 / RFC 2183 §2 content headers with RFC 2231 parameters -----------------------
@@ -450,6 +532,13 @@ def merge_rfc2231(params: list[tuple[str, str]]) -> Params:
     ``name*`` whose value stays ``charset'lang'%XX…`` with plain sections percent-encoded, so the
     IMAP client still gets well-formed RFC 2231. Other parameters keep their first occurrence.
     """
+    plain: dict[str, str] = {}
+    for name, value in params:
+        if "*" in name:
+            break
+        plain.setdefault(name, value)
+    else:
+        return tuple(plain.items())  # no RFC 2231 name: nothing to join (the common case)
     slots: list[tuple[str, str] | str] = []  # a finished parameter, or a base to join
     sections: dict[str, dict[int, tuple[str, bool]]] = {}
     for name, value in params:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from pillarbox.mail.decode import (
@@ -142,21 +142,26 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
     collector.message(body, (), top=True)
     first_from = _first_mailbox(envelope.from_)
     subject = heads.get("subject")
-    date = heads.get("date")
+    references = heads.get("references")
+    # The envelope holds the raw text of Date, Message-ID and In-Reply-To already.
     return MessageInfo(
         size=len(raw),
         header_end=body.body_start,
         envelope=envelope,
         body=body,
-        sent_date=parse_date(raw_text(date)) if date is not None else None,
+        sent_date=parse_date(envelope.date) if envelope.date is not None else None,
         subject=_decoded_value(subject) if subject is not None else "",
         from_addr=_address_text(first_from),
         from_name=decode_words(escaped_to_text(first_from.name or "")) if first_from else "",
         to_addr=_address_text(_first_mailbox(envelope.to)),
         cc_addr=_address_text(_first_mailbox(envelope.cc)),
-        message_id=_first_id(heads.get("message-id")),
-        in_reply_to=_first_id(heads.get("in-reply-to")),
-        references=_ids(heads.get("references"), limits.max_list_items),
+        message_id=_first_id(envelope.message_id),
+        in_reply_to=_first_id(envelope.in_reply_to),
+        references=(
+            ()
+            if references is None
+            else parse_msg_ids(raw_text(references), limit=limits.max_list_items)
+        ),
         header_text=_header_text(block, limits.max_header_text),
         body_text="\n".join(collector.texts),
         preview=collector.preview,
@@ -202,32 +207,52 @@ def prepend_fields(
     if len(text) >= limits.max_header_text:
         return None  # the original text may have been cut, or the sum would be
     delta = len(fields)
-    top = info.body
-    body = replace(
-        top,
-        body_start=top.body_start + delta,
-        body_end=top.body_end + delta,
-        parts=tuple(_shifted(p, delta) for p in top.parts),
-        message=_shifted(top.message, delta) if top.message is not None else None,
-    )
-    return replace(
-        info,
+    # Built field by field rather than with dataclasses.replace, which walks the fields in
+    # Python first: this runs for every delivered copy.
+    return MessageInfo(
         size=info.size + delta,
         header_end=info.header_end + delta,
-        body=body,
+        envelope=info.envelope,
+        body=_shifted(info.body, delta, 0),  # the top-level header grows, it does not move
+        sent_date=info.sent_date,
+        subject=info.subject,
+        from_addr=info.from_addr,
+        from_name=info.from_name,
+        to_addr=info.to_addr,
+        cc_addr=info.cc_addr,
+        message_id=info.message_id,
+        in_reply_to=info.in_reply_to,
+        references=info.references,
         header_text=text,
+        body_text=info.body_text,
+        preview=info.preview,
+        attachments=info.attachments,
+        defects=info.defects,
     )
 
 
-def _shifted(part: BodyPart, delta: int) -> BodyPart:
-    """``part`` and everything below it ``delta`` bytes further into the message."""
-    return replace(
-        part,
-        header_start=part.header_start + delta,
+def _shifted(part: BodyPart, delta: int, header_delta: int) -> BodyPart:
+    """``part`` and everything below it ``delta`` bytes further into the message, its own
+    header start ``header_delta`` bytes."""
+    return BodyPart(
+        type=part.type,
+        subtype=part.subtype,
+        params=part.params,
+        content_id=part.content_id,
+        description=part.description,
+        encoding=part.encoding,
+        size=part.size,
+        lines=part.lines,
+        md5=part.md5,
+        disposition=part.disposition,
+        language=part.language,
+        location=part.location,
+        header_start=part.header_start + header_delta,
         body_start=part.body_start + delta,
         body_end=part.body_end + delta,
-        parts=tuple(_shifted(p, delta) for p in part.parts),
-        message=_shifted(part.message, delta) if part.message is not None else None,
+        parts=tuple([_shifted(p, delta, delta) for p in part.parts]),
+        envelope=part.envelope,
+        message=None if part.message is None else _shifted(part.message, delta, delta),
     )
 
 
@@ -387,21 +412,16 @@ class _StructureParser:
             key = f.key
             if key in _ENVELOPE_FIELDS and key not in heads:
                 heads[key] = f.value
-
-        def text(key: str) -> str | None:
-            value = heads.get(key)
-            return None if value is None else raw_text(value)
-
-        def addresses(key: str) -> tuple[EnvelopeAddress, ...]:
-            value = heads.get(key)
-            if value is None:
-                return ()
-            found, problems = parse_addresses(raw_text(value), limit=self.limits.max_list_items)
-            for problem in problems:
-                self.defect(f"{key}: {problem}", block.fields[0].start if block.fields else 0)
-            return found
-
-        from_ = addresses("from")
+        texts = {key: raw_text(value) for key, value in heads.items()}
+        lists: dict[str, tuple[EnvelopeAddress, ...]] = {}
+        for key in _ADDRESS_FIELDS:
+            if key in texts:
+                found, problems = parse_addresses(texts[key], limit=self.limits.max_list_items)
+                for problem in problems:
+                    self.defect(f"{key}: {problem}", block.fields[0].start)
+                lists[key] = found
+        text, addresses = texts.get, lists.get
+        from_ = addresses("from", ())
         envelope = Envelope(
             date=text("date"),
             subject=text("subject"),
@@ -409,15 +429,17 @@ class _StructureParser:
             # RFC 9051 §7.5.2: absent or empty Sender/Reply-To default to From.
             sender=addresses("sender") or from_,
             reply_to=addresses("reply-to") or from_,
-            to=addresses("to"),
-            cc=addresses("cc"),
-            bcc=addresses("bcc"),
+            to=addresses("to", ()),
+            cc=addresses("cc", ()),
+            bcc=addresses("bcc", ()),
             in_reply_to=text("in-reply-to"),
             message_id=text("message-id"),
         )
         return envelope, heads
 
 
+#: In the order their defects are reported.
+_ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 _ENVELOPE_FIELDS = frozenset(
     {
         "date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to",
@@ -506,13 +528,9 @@ def _address_text(address: EnvelopeAddress | None) -> str:
     return escaped_to_text(text).lower()
 
 
-def _first_id(value: bytes | None) -> str:
-    ids = _ids(value, 1)
+def _first_id(text: str | None) -> str:
+    ids = () if text is None else parse_msg_ids(text, limit=1)
     return ids[0] if ids else ""
-
-
-def _ids(value: bytes | None, limit: int) -> tuple[str, ...]:
-    return () if value is None else parse_msg_ids(raw_text(value), limit=limit)
 
 
 def _header_text(block: HeaderBlock, limit: int) -> str:
@@ -521,7 +539,13 @@ def _header_text(block: HeaderBlock, limit: int) -> str:
     for f in block.fields:
         if total >= limit:
             break
-        line = f"{f.name}: {_decoded_value(f.value)}"
+        value = f.value
+        if value.isascii() and b"=?" not in value:
+            # What _decoded_value gives for ASCII without encoded words (unfolding cannot
+            # make one: a folded line starts with whitespace).
+            line = f"{f.name}: {unfold(value).decode('ascii').strip()}"
+        else:
+            line = f"{f.name}: {_decoded_value(value)}"
         lines.append(line)
         total += len(line) + 1
     return "\n".join(lines)[:limit]
@@ -601,7 +625,7 @@ class _TextCollector:
 def _preview(text: str, limit: int) -> str:
     """The first ``limit`` characters of ``text`` with whitespace runs collapsed, reading only
     as much of ``text`` as that takes (a growing prefix, so leading blank space is cheap)."""
-    size = limit * 2
+    size = limit + limit // 2
     while True:
         head = " ".join(text[:size].split())
         if len(head) >= limit or size >= len(text):

@@ -1532,7 +1532,7 @@ def _like_escape(term: str) -> str:
 async def _prepare_blob(raw: bytes, info: MessageInfo | None) -> _Blob:
     info_json = header_text = body_text = None
     if info is not None:
-        info_json = dataclasses.replace(info, header_text="", body_text="").to_json()
+        info_json = info.to_json(text=False)
         header_text, body_text = info.header_text, info.body_text
     blob_id = await run_blocking(blob_id_of, raw) if len(raw) >= _HASH_OFF_LOOP else blob_id_of(raw)
     return _Blob(blob_id, raw, len(raw), info_json, header_text or "", body_text or "")

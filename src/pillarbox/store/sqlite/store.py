@@ -921,7 +921,7 @@ class SqliteStore:
         info_json = header_text = body_text = None
         if info is not None:
             # The text is stored once, in the full-text index; the JSON keeps the structure.
-            info_json = dataclasses.replace(info, header_text="", body_text="").to_json()
+            info_json = info.to_json(text=False)
             header_text, body_text = info.header_text, info.body_text
         files = self._files
         if files is None:
