@@ -128,6 +128,12 @@ _INDEX_STEP = 128
 #: RFC 9051 §9 atom-specials that may not appear in a keyword (besides SP and CTLs).
 _FINAL_STATES = (RecipientState.DELIVERED.value, RecipientState.FAILED.value)
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
+_DELIVERY_MAILBOX = (
+    f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, "
+    "a.used_bytes, a.used_messages, a.quota_bytes, a.quota_messages "
+    "FROM mailboxes m JOIN accounts a ON a.id = m.account_id "
+    "WHERE m.account_id = ? AND m.name = ?"
+)
 _RECORD_FIELDS = "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, m.digest"
 _RECORD_COLUMNS = f"{_RECORD_FIELDS} FROM messages m"
 #: SELECT's read (a cold one walks the whole mailbox): the covering index only.
@@ -861,10 +867,10 @@ class SqliteStore:
                 except InvalidName:
                     results.append(DeliveryResult(target, DeliveryStatus.NO_MAILBOX))
                     continue
-                mailbox = _mailbox_by_name(conn, target.account_id, name)
+                mailbox, fits = _delivery_mailbox(conn, target.account_id, name, blob.size)
                 if mailbox is None:
                     results.append(DeliveryResult(target, DeliveryStatus.NO_MAILBOX))
-                elif not _fits_quota(conn, target.account_id, blob.size, 1):
+                elif not fits:
                     results.append(DeliveryResult(target, DeliveryStatus.OVER_QUOTA))
                 else:
                     record = _add_message(
@@ -953,12 +959,15 @@ class SqliteStore:
 
     def _put_blob(self, conn: sqlite3.Connection, fx: WriteEffects, blob: _Blob) -> int:
         """The row id of ``blob``, inserting it (and its bytes, and its text) if it is new."""
+        # Not RETURNING: reading its row is a second step, and each step costs the writer a
+        # hand-back of the GIL (see _delivery_mailbox). rowcount counts this statement's rows
+        # only, and lastrowid is this insert's once the statement (and any trigger) is done.
         inserted = conn.execute(
             "INSERT INTO blobs (sha256, size, info) VALUES (?, ?, ?) "
-            "ON CONFLICT (sha256) DO NOTHING RETURNING id",
+            "ON CONFLICT (sha256) DO NOTHING",
             (blob.blob_id, blob.size, blob.info_json),
-        ).fetchone()
-        if inserted is None:
+        )
+        if inserted.rowcount != 1:
             blob_row, lacks_info = conn.execute(
                 "SELECT id, info IS NULL FROM blobs WHERE sha256 = ?", (blob.blob_id,)
             ).fetchone()
@@ -969,7 +978,8 @@ class SqliteStore:
                 conn.execute("UPDATE blobs SET info = ? WHERE id = ?", (blob.info_json, blob_row))
                 _store_text(conn, blob_row, blob)
             return int(blob_row)
-        (blob_row,) = inserted
+        blob_row = inserted.lastrowid
+        assert blob_row is not None
         if self._files is None:
             conn.execute("INSERT INTO blob_data (id, data) VALUES (?, ?)", (blob_row, blob.raw))
         else:
@@ -1840,6 +1850,22 @@ def _create_superiors(
     return created
 
 
+def _delivery_mailbox(
+    conn: sqlite3.Connection, account_id: int, name: str, size: int
+) -> tuple[Mailbox | None, bool]:
+    """The mailbox ``name`` of an account (None if either is missing) and whether one more
+    message of ``size`` fits the account's quota: one statement where a delivery made two.
+    Each statement costs the writer thread a hand-back of the GIL, which under load it waits
+    for (docs/performance.md, "Session 6")."""
+    row = conn.execute(_DELIVERY_MAILBOX, (account_id, name)).fetchone()
+    if row is None:
+        return None, False
+    used_bytes, used_messages, quota_bytes, quota_messages = row[7:]
+    return _mailbox(row[:7]), _within_quota(
+        used_bytes, used_messages, quota_bytes, quota_messages, size, 1
+    )
+
+
 def _fits_quota(conn: sqlite3.Connection, account_id: int, size: int, count: int) -> bool:
     row = conn.execute(
         "SELECT used_bytes, used_messages, quota_bytes, quota_messages FROM accounts WHERE id = ?",
@@ -1848,6 +1874,17 @@ def _fits_quota(conn: sqlite3.Connection, account_id: int, size: int, count: int
     if row is None:
         raise NotFound(f"no account {account_id}")
     used_bytes, used_messages, quota_bytes, quota_messages = row
+    return _within_quota(used_bytes, used_messages, quota_bytes, quota_messages, size, count)
+
+
+def _within_quota(
+    used_bytes: int,
+    used_messages: int,
+    quota_bytes: int | None,
+    quota_messages: int | None,
+    size: int,
+    count: int,
+) -> bool:
     return (quota_bytes is None or used_bytes + size <= quota_bytes) and (
         quota_messages is None or used_messages + count <= quota_messages
     )
