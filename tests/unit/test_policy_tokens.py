@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy.classifier import (
     _TRIM,
+    _URL,
     _WORD,
     _WORD_SEPARATORS,
     TokenLimits,
@@ -602,3 +603,13 @@ def test_tokens_at_the_limit_are_the_plain_definitions() -> None:
         assert message_tokens(raw, parse_message(raw), limits=limits) == _reference_tokens(
             raw, limits
         ), count
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("wWhHtTpPfF:/. x")))
+def test_links_need_a_colon_or_a_dot(text: str) -> None:
+    """What :func:`_url_tokens` checks before its pattern: no link without ":" or "."."""
+    if ":" not in text and "." not in text:
+        assert _URL.search(text) is None
+    else:
+        assert (_URL.search(text) is not None) <= ("://" in text or "www." in text.lower())
