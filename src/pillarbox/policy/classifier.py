@@ -168,17 +168,6 @@ def _word_batches(
         ]
 
 
-def _ascii_body_tokens(words: list[str], limits: TokenLimits) -> list[str]:
-    """The tokens of :func:`_word_batches` for the body's (prefix "") lowercased ASCII words,
-    in one list, for when their order and number do not matter (:func:`message_tokens`)."""
-    shortest, longest = limits.min_word, limits.max_word
-    return [
-        word if n <= longest else f"skip:{word[0]} {n // 10 * 10}"
-        for raw_word in words
-        if (n := len(word := raw_word.strip(_TRIM))) >= shortest
-    ]
-
-
 def _word_tokens(text: str, prefix: str, limits: TokenLimits) -> Iterable[str]:
     words, folded = _distinct_words(text)
     return itertools.chain.from_iterable(_word_batches(words, folded, prefix, limits))
@@ -365,8 +354,9 @@ def message_tokens(
         # The limit cannot be reached (a word gives at most one token), so the order of the
         # tokens does not matter; and none needs _full_after's rewriting: each is ASCII and
         # no longer than _MAX_TOKEN (a word of at most max_word, or "skip:", a letter and
-        # the digits of a length). One frozenset of them all, without a set between.
-        found = _ascii_body_tokens(words, limits)
+        # the digits of a length). One frozenset of them all, without a set between; the
+        # words are one batch (or none).
+        found = next(_word_batches(words, folded, "", limits), [])
         found.extend(tokens)
         if empty:
             found.append("body:empty")
