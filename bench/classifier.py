@@ -3,6 +3,7 @@
     python bench/classifier.py record OUT.json [--corpus /work/shared/corpora]
     python bench/classifier.py compare OLD.json NEW.json
     python bench/classifier.py cost [--messages 300] [--repeat 5]
+    python bench/classifier.py hot [--messages 300] [--repeat 5]
 
 ``record`` tokenises every message of the spam corpus (train and dev) and of the MIME corpus,
 trains a global model on the spam corpus's train split and an account model on every seventh
@@ -16,29 +17,40 @@ copied.
 
 ``cost`` prints the process CPU per 4 KB message (``bench/smtp.py``'s synthetic mail, a model
 trained on 2,000 of them) of :func:`message_tokens` and of :func:`classify_views` with both
-models, the best and the median of ``--repeat`` rounds. Prints tables; not a timed test.
+models, the best and the median of ``--repeat`` rounds. ``hot`` times, per message and on the
+same mail, what the MX's policy does with it (trusted, as ``bench/smtp.py`` runs it, both
+models trained as it trains them): :func:`message_tokens`, the kept clue table's
+``missing`` and ``classify``, and the whole ``assess`` and ``judge`` on a SQLite store whose
+caches are warm; each round is fresh messages, so their new tokens are new to the caches as in
+the server. Prints tables; not a timed test.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from smtp import Corpus, training_tallies
 
+from pillarbox.dns.resolver import DnsResolver
 from pillarbox.mail.parse import parse_message
 from pillarbox.policy.classifier import (
     DEFAULT_SETTINGS,
     Classification,
+    ClueTable,
     ModelView,
     classify_views,
     message_tokens,
 )
+from pillarbox.policy.pipeline import Arrival, InboundPolicy, PolicySettings
+from pillarbox.store.sqlite.store import SqliteStore
 from pillarbox.store.types import SpamCounts
 
 CORPORA = Path("/work/shared/corpora")
@@ -155,6 +167,67 @@ def cost(messages: int, repeat: int) -> None:
         print(f"{label:22}{best:.0f} µs best, {median:.0f} median")
 
 
+def _per_message(rounds: list[float], messages: int) -> str:
+    values = [r / messages * 1e6 for r in rounds]
+    return f"{min(values):7.1f} µs best, {statistics.median(values):7.1f} median"
+
+
+async def _hot(messages: int, repeat: int) -> None:
+    corpus = Corpus()
+    global_tallies, global_totals = training_tallies(corpus, 2000)
+    account_tallies, account_totals = training_tallies(corpus, 200)
+    arrival = Arrival("127.0.0.1", "client.test", "load@example.net")
+    timings: dict[str, list[float]] = {
+        k: [] for k in ("message_tokens", "missing", "classify", "assess", "judge")
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "hot.db")
+        await store.open()
+        try:
+            await store.add_domain("bench.test")
+            account = (await store.add_account("inbox@bench.test", "!")).id
+            await store.train_spam_model(None, global_totals, global_tallies)
+            await store.train_spam_model(account, account_totals, account_tallies)
+            policy = InboundPolicy(
+                PolicySettings(), store, DnsResolver(nameserver="127.0.0.1:9"), hostname="mx.test"
+            )
+            table = ClueTable(global_totals, account_totals, DEFAULT_SETTINGS.account_weight)
+            for n in range(-1, repeat):
+                # Round -1 fills the caches (and the table) with the vocabulary; then each
+                # round's messages are new, as the server's are.
+                raws = [corpus.message(4096, n * messages + i) for i in range(messages)]
+                infos = [parse_message(raw) for raw in raws]
+                start = time.perf_counter()
+                tokens = [message_tokens(r, i) for r, i in zip(raws, infos, strict=True)]
+                timings["message_tokens"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                asked = [table.missing(t) for t in tokens]
+                timings["missing"].append(time.perf_counter() - start)
+                for missing in asked:
+                    table.add(missing, global_tallies, account_tallies)
+                start = time.perf_counter()
+                for t in tokens:
+                    table.classify(t)
+                timings["classify"].append(time.perf_counter() - start)
+                raws = [corpus.message(4096, n * messages + i, "policy") for i in range(messages)]
+                infos = [parse_message(raw) for raw in raws]
+                start = time.perf_counter()
+                found = [await policy.assess(arrival, *m) for m in zip(raws, infos, strict=True)]
+                timings["assess"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                for assessment in found:
+                    await policy.judge(assessment, [account])
+                timings["judge"].append(time.perf_counter() - start)
+                if n < 0:
+                    for values in timings.values():
+                        values.clear()
+        finally:
+            await store.close()
+    print(f"messages              {messages} x 4096 bytes, {repeat} rounds of new ones")
+    for label, rounds in timings.items():
+        print(f"{label:22}{_per_message(rounds, messages)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,8 +240,13 @@ def main() -> None:
     k = sub.add_parser("cost")
     k.add_argument("--messages", type=int, default=300)
     k.add_argument("--repeat", type=int, default=5)
+    h = sub.add_parser("hot")
+    h.add_argument("--messages", type=int, default=300)
+    h.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    if args.command == "record":
+    if args.command == "hot":
+        asyncio.run(_hot(args.messages, args.repeat))
+    elif args.command == "record":
         record(args.corpus, args.out)
     elif args.command == "compare":
         sys.exit(compare(args.old, args.new))

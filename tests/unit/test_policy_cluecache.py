@@ -104,3 +104,22 @@ def test_tables_are_bounded_and_replaced_by_state() -> None:
     assert len(cache.table(2, trained)) == 0 and cache.table(2, trained) is not cache.table(
         2, state
     )
+
+
+async def test_judge_gives_each_account_its_verdict(store: SqliteStore) -> None:
+    """One account (awaited directly) and several (concurrently) are judged alike."""
+    bob = await store.get_account("bob@example.org")
+    carol = await store.add_account("carol@example.org", "!")
+    assert bob is not None
+    await store.train_spam_model(None, SpamCounts(10, 10), tallies(MESSAGE, SpamCounts(0, 4)))
+    await store.train_spam_model(bob.id, SpamCounts(10, 0), tallies(MESSAGE, SpamCounts(10, 0)))
+    p = policy(store)
+    assessment = await p.assess(None, MESSAGE, parse_message(MESSAGE))
+    expected = {a: await p.verdict(assessment, a) for a in (bob.id, carol.id)}
+    assert expected[bob.id].action != expected[carol.id].action
+    for accounts in ([bob.id], [carol.id], [bob.id, carol.id]):
+        judgement = await p.judge(assessment, accounts)
+        assert judgement.refusal == ""
+        assert {a: c.verdict for a, c in judgement.copies.items()} == {
+            a: expected[a] for a in accounts
+        }

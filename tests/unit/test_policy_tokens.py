@@ -5,9 +5,23 @@ token silently weakens every trained model; a change here must be a deliberate o
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pillarbox.mail.parse import parse_message
-from pillarbox.policy.classifier import _WORD, _WORD_SEPARATORS, TokenLimits, message_tokens
+from pillarbox.policy.classifier import (
+    _TRIM,
+    _URL,
+    _WORD,
+    _WORD_SEPARATORS,
+    TokenLimits,
+    _body_tokens,
+    _full_after,
+    _header_tokens,
+    message_tokens,
+)
 
 HEADERS = (
     b"Received: from relay.mail.example.net (relay.mail.example.net [198.51.100.23])\r\n"
@@ -518,3 +532,84 @@ def test_word_separators_are_the_word_pattern() -> None:
     code point (each between letters)."""
     text = "".join(f"ab{chr(c)}cd" for c in range(sys.maxunicode + 1))
     assert text.translate(_WORD_SEPARATORS).split() == _WORD.findall(text)
+
+
+def _reference_word_tokens(text: str, limits: TokenLimits) -> Iterator[str]:
+    """The body's word tokens by their definition: every word in order, repeats included,
+    trimmed, then lowercased (or a "skip:" token by its unlowered length)."""
+    for raw_word in _WORD.findall(text):
+        word = raw_word.strip(_TRIM)
+        n = len(word)
+        if n < limits.min_word:
+            continue
+        yield word.lower() if n <= limits.max_word else f"skip:{word[0].lower()} {n // 10 * 10}"
+
+
+def _reference_tokens(raw: bytes, limits: TokenLimits) -> frozenset[str]:
+    """:func:`message_tokens` as a plain loop of :func:`_full_after`, token by token."""
+    info = parse_message(raw)
+    tokens: set[str] = set()
+    limit = limits.max_tokens
+    for source in (
+        _header_tokens(raw, info, limits),
+        _body_tokens(raw, info, limits),
+        _reference_word_tokens(info.body_text, limits),
+    ):
+        if _full_after(tokens, source, limit):
+            return frozenset(tokens)
+    if not info.body_text.strip():
+        _full_after(tokens, ("body:empty",), limit)
+    return frozenset(tokens)
+
+
+#: Word characters: letters of both cases (and "İΣσςé", which lowercase to more characters,
+#: by context, or outside ASCII), digits and the trimmed characters; words are separated by
+#: the separators and whitespace of several kinds.
+_WORDS = st.text(st.sampled_from("abcXYZ09İΣσςé" + _TRIM), max_size=30)
+_SEPARATORS = st.text(st.sampled_from("\"'(){}[]<>,;:!?*|=`~^ \t\x0b\x1c\u2028"), min_size=1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    words=st.lists(st.tuples(_WORDS, _SEPARATORS), max_size=80),
+    ascii_only=st.booleans(),
+    max_tokens=st.sampled_from([5, 20, 25, 30, 40, 3000]),
+    max_word=st.sampled_from([4, 12]),
+)
+def test_tokens_are_the_plain_definitions(
+    words: list[tuple[str, str]], ascii_only: bool, max_tokens: int, max_word: int
+) -> None:
+    """The shortcuts of :func:`message_tokens` (words deduplicated, ASCII lowercased whole,
+    one set when the limit cannot be reached) give the tokens of the plain loop, past the
+    limit and under it, in ASCII and not."""
+    limits = TokenLimits(max_tokens=max_tokens, max_word=max_word)
+    text = "".join(word + separator for word, separator in words)
+    body = text.encode("ascii", "ignore") if ascii_only else text.encode()
+    raw = (
+        b"From: a@b.example\r\nTo: me@example.org\r\nSubject: words\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + body
+        + b"\r\n"
+    )
+    assert message_tokens(raw, parse_message(raw), limits=limits) == _reference_tokens(raw, limits)
+
+
+def test_tokens_at_the_limit_are_the_plain_definitions() -> None:
+    """Bodies whose words reach the limit exactly, or one token short of it or past it:
+    where :func:`message_tokens` chooses between one set and the ordered batches."""
+    limits = TokenLimits(max_tokens=40)
+    for count in range(15, 45):
+        raw = EMPTY.replace(b" \r\n", b" ".join(b"w%04d" % i for i in range(count)) + b"\r\n")
+        assert message_tokens(raw, parse_message(raw), limits=limits) == _reference_tokens(
+            raw, limits
+        ), count
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("wWhHtTpPfF:/. x")))
+def test_links_need_a_colon_or_a_dot(text: str) -> None:
+    """What :func:`_url_tokens` checks before its pattern: no link without ":" or "."."""
+    if ":" not in text and "." not in text:
+        assert _URL.search(text) is None
+    else:
+        assert (_URL.search(text) is not None) <= ("://" in text or "www." in text.lower())

@@ -135,11 +135,10 @@ def _host_tokens(prefix: str, host: str) -> Iterable[str]:
         yield f"{prefix}:{'.'.join(labels[i:])}"
 
 
-def _word_batches(text: str, prefix: str, limits: TokenLimits) -> Iterator[list[str]]:
-    """The word tokens of ``text`` in order of first appearance, each distinct word once
-    (tokens are a set, and a body repeats most of its words), in lists of at most
-    ``limits.max_tokens``: a list is built by one comprehension rather than a generator step
-    per word, and the batches stop being built once :func:`message_tokens` has enough."""
+def _distinct_words(text: str) -> tuple[list[str], bool]:
+    """The words of ``text`` in order of first appearance, each distinct word once (tokens
+    are a set, and a body repeats most of its words), untrimmed; and whether they are
+    lowercased already."""
     folded = text.isascii()
     if folded:
         # An ASCII character lowercases to one character, so lowercasing the text before
@@ -147,8 +146,16 @@ def _word_batches(text: str, prefix: str, limits: TokenLimits) -> Iterator[list[
         # so in all of Unicode: "İ" becomes two characters, a final sigma depends on what
         # follows it), and words that differ only in case are visited once.
         text = text.lower()
+    return list(dict.fromkeys(text.translate(_WORD_SEPARATORS).split())), folded
+
+
+def _word_batches(
+    words: list[str], folded: bool, prefix: str, limits: TokenLimits
+) -> Iterator[list[str]]:
+    """The word tokens of :func:`_distinct_words`, in their order, in lists of at most
+    ``limits.max_tokens``: a list is built by one comprehension rather than a generator step
+    per word, and the batches stop being built once :func:`message_tokens` has enough."""
     shortest, longest = limits.min_word, limits.max_word
-    words = list(dict.fromkeys(text.translate(_WORD_SEPARATORS).split()))
     for start in range(0, len(words), limits.max_tokens):
         yield [
             (prefix + (word if folded else word.lower()))
@@ -162,7 +169,8 @@ def _word_batches(text: str, prefix: str, limits: TokenLimits) -> Iterator[list[
 
 
 def _word_tokens(text: str, prefix: str, limits: TokenLimits) -> Iterable[str]:
-    return itertools.chain.from_iterable(_word_batches(text, prefix, limits))
+    words, folded = _distinct_words(text)
+    return itertools.chain.from_iterable(_word_batches(words, folded, prefix, limits))
 
 
 def _address_tokens(name: str, value: str) -> Iterable[str]:
@@ -249,8 +257,10 @@ def _leaves(part: BodyPart) -> Iterable[BodyPart]:
 
 
 def _url_tokens(text: str) -> Iterable[str]:
-    # Cheap substring tests first: most text has neither URLs nor addresses.
-    has_url = "://" in text or "www." in text.lower()
+    # Cheap substring tests first: most text has neither URLs nor addresses. A match needs a
+    # ":" or a "."; looking for one character is a memchr, 50 times faster on 4 KB of text
+    # than looking for "://" (or lowercasing the text for "www.").
+    has_url = (":" in text and "://" in text) or ("." in text and "www." in text.lower())
     for url in _URL.findall(text) if has_url else ():
         if not url.lower().startswith(("http", "ftp")):
             url = "http://" + url
@@ -296,13 +306,17 @@ def _body_tokens(raw: bytes, info: MessageInfo, limits: TokenLimits) -> Iterable
     yield from _url_tokens(info.body_text)
 
 
+#: Characters of a token kept: a longer one is cut.
+_MAX_TOKEN = 80
+
+
 def _full_after(tokens: set[str], source: Iterable[str], limit: int) -> bool:
     """Add ``source`` to ``tokens`` in order until they number ``limit``; True if they do."""
     for token in source:
         if not token.isascii():
             # 8-bit header bytes arrive as surrogate escapes: store them as text.
             token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        tokens.add(token[:80])
+        tokens.add(token[:_MAX_TOKEN])
         if len(tokens) >= limit:
             return True
     return False
@@ -314,7 +328,7 @@ def _full_after_batch(tokens: set[str], batch: list[str], limit: int) -> bool:
     if (
         len(tokens) + len(batch) < limit
         and "".join(batch).isascii()
-        and max(map(len, batch), default=0) <= 80
+        and max(map(len, batch), default=0) <= _MAX_TOKEN
     ):
         tokens.update(batch)
         return False
@@ -329,14 +343,27 @@ def message_tokens(
     decides which tokens a message past the limit keeps)."""
     tokens: set[str] = set()
     limit = limits.max_tokens
-    text = info.body_text
-    if (
-        _full_after(tokens, _header_tokens(raw, info, limits), limit)
-        or _full_after(tokens, _body_tokens(raw, info, limits), limit)
-        or any(_full_after_batch(tokens, b, limit) for b in _word_batches(text, "", limits))
+    if _full_after(tokens, _header_tokens(raw, info, limits), limit) or _full_after(
+        tokens, _body_tokens(raw, info, limits), limit
     ):
         return frozenset(tokens)
-    if not text.strip():
+    text = info.body_text
+    words, folded = _distinct_words(text)
+    empty = not words and not text.strip()
+    if folded and len(tokens) + len(words) < limit and limits.max_word <= _MAX_TOKEN:
+        # The limit cannot be reached (a word gives at most one token), so the order of the
+        # tokens does not matter; and none needs _full_after's rewriting: each is ASCII and
+        # no longer than _MAX_TOKEN (a word of at most max_word, or "skip:", a letter and
+        # the digits of a length). One frozenset of them all, without a set between; the
+        # words are one batch (or none).
+        found = next(_word_batches(words, folded, "", limits), [])
+        found.extend(tokens)
+        if empty:
+            found.append("body:empty")
+        return frozenset(found)
+    if any(_full_after_batch(tokens, b, limit) for b in _word_batches(words, folded, "", limits)):
+        return frozenset(tokens)
+    if empty:
         _full_after(tokens, ("body:empty",), limit)
     return frozenset(tokens)
 
