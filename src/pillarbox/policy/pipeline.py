@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from pillarbox.blocking import run_sized
+from pillarbox.concurrently import concurrently
 from pillarbox.config import Config, PolicySection
 from pillarbox.dns.resolver import DnsResolver, Resolver
 from pillarbox.mail.model import MessageInfo
@@ -437,12 +438,7 @@ class InboundPolicy:
     async def judge(self, assessment: Assessment, account_ids: Sequence[int]) -> Judgement:
         """Judge the message's one :meth:`assess`-ment for each account; refused only if every
         account's verdict is ``reject`` (one SMTP reply covers all recipients)."""
-        if len(account_ids) == 1:
-            # Most mail is for one account: awaited directly, its verdict costs no task of
-            # its own, nor gather's future and the loop iteration that runs the task.
-            verdicts = [await self.verdict(assessment, account_ids[0])]
-        else:
-            verdicts = await asyncio.gather(*(self.verdict(assessment, a) for a in account_ids))
+        verdicts = await concurrently([self.verdict(assessment, a) for a in account_ids])
         if verdicts and all(v.action is Action.REJECT for v in verdicts):
             return Judgement(verdicts[0].refusal, {})
         auth = assessment.auth_header(self.hostname)

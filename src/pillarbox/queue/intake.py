@@ -25,13 +25,12 @@ Implementation notes:
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
+from pillarbox.concurrently import concurrently
 from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import Address, parse_address
@@ -57,8 +56,6 @@ from pillarbox.store.types import (
     DeliveryTarget,
     NewQueueRecipient,
 )
-
-T = TypeVar("T")
 
 NOT_YOUR_SENDER = replies.POLICY_REJECTED.with_text("sender address not owned by the login")
 NOT_YOUR_FROM = replies.POLICY_REJECTED.with_text("From header address not owned by the login")
@@ -303,7 +300,7 @@ class Intake:
             clean_info = info if clean is body else None
             if clean_info is None and len(storing) > 1:
                 clean_info = await parse(clean)
-            outcomes = await _concurrently(
+            outcomes = await concurrently(
                 [
                     self._deliver_local(sender, r, received, clean, clean_info, copies.get(a))
                     for a, r in storing.items()
@@ -463,7 +460,7 @@ class Intake:
 
     async def _settings(self, account_ids: list[int]) -> dict[int, AccountSettings]:
         """The accounts' settings, read concurrently."""
-        found = await _concurrently([self._store.get_settings(a) for a in account_ids])
+        found = await concurrently([self._store.get_settings(a) for a in account_ids])
         return dict(zip(account_ids, found, strict=True))
 
     async def _judge(self, assessment: Assessment, account_ids: Sequence[int]) -> Judgement:
@@ -581,12 +578,3 @@ async def submit(
     )
     reply = await intake.accept(mail, accepted, raw, origin)
     return Submitted(reply, tuple(refused))
-
-
-async def _concurrently(awaitables: Sequence[Coroutine[object, object, T]]) -> list[T]:
-    """Their results, awaited concurrently. One (most mail has one mailbox) is awaited
-    directly: ``gather`` would give it a task of its own, and its task and gather's future were
-    2–3 % of the MX's GIL time each under py-spy (one-message sessions, and reuse at 50)."""
-    if len(awaitables) == 1:
-        return [await awaitables[0]]
-    return list(await asyncio.gather(*awaitables))
