@@ -69,6 +69,8 @@ def test_serve_prints_endpoints_serves_and_stops(tmp_path: Path, sig: signal.Sig
     # The start-up heap is out of the collector's reach (no full-collection pauses over it).
     frozen = re.search(r"start-up heap frozen.*objects=(\d+)", stderr)
     assert frozen is not None and int(frozen.group(1)) > 10_000, stderr
+    # The spam filter's model is read before the first message needs it.
+    assert "spam model read ahead" in stderr
 
 
 def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ before and after a training by this or another process."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pillarbox.policy.classifier import DEFAULT_SETTINGS, message_tokens
 from pillarbox.policy.cluecache import ClueCache, ModelsState
 from pillarbox.policy.pipeline import InboundPolicy, PolicySettings
 from pillarbox.policy.verdict import Verdict
+from pillarbox.store.sqlite.spamdata import GLOBAL_MODEL
 from pillarbox.store.sqlite.store import SqliteStore
 from pillarbox.store.types import SpamCounts, SpamEvidence
 
@@ -123,3 +125,23 @@ async def test_judge_gives_each_account_its_verdict(store: SqliteStore) -> None:
         assert {a: c.verdict for a, c in judgement.copies.items()} == {
             a: expected[a] for a in accounts
         }
+
+
+async def test_warm_up_reads_the_global_model_before_the_first_message(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    await store.train_spam_model(None, SpamCounts(3, 2), tallies(MESSAGE, SpamCounts(0, 2)))
+    conn = sqlite3.connect(tmp_path / "store.db")
+    try:
+        (version,) = conn.execute(
+            "SELECT generation, ham, spam FROM spam_models WHERE account_id = ?", (GLOBAL_MODEL,)
+        ).fetchall()
+    finally:
+        conn.close()
+    tokens = sorted(tallies(OTHER, SpamCounts()))
+    assert store._spam_cache.known(GLOBAL_MODEL, version, tokens)[1] == tokens  # nothing kept
+    await policy(store).warm_up()
+    # Kept whole: every token of the next message is known, present or absent, without a read.
+    counts, missing = store._spam_cache.known(GLOBAL_MODEL, version, tokens)
+    assert missing == []
+    assert set(counts) == set(tokens) & set(tallies(MESSAGE, SpamCounts()))

@@ -1,7 +1,8 @@
 """``pillarbox serve``: one process, one event loop, every listener (DESIGN principle 7).
 
 Start-up order: store (migrations) → TLS → listeners → the authoritative DNS server (when
-enabled) → background tasks (the queue runner); then print where to connect. Shutdown on
+enabled) → the policy and its spam model read ahead (when enabled) → background tasks (the
+queue runner); then print where to connect. Shutdown on
 SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down (``context.shutdown``),
 give in-flight transactions ``server.shutdown_grace`` seconds, stop background tasks (a
 delivery cut short stays claimed by this node's name and is taken up again at the next start),
@@ -23,6 +24,7 @@ from pillarbox import blocking, provisioning
 from pillarbox.config import LISTENER_DOCS, Config
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones
+from pillarbox.errors import StorageError
 from pillarbox.net.http import HttpListener
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
@@ -132,12 +134,25 @@ class Server:
                 self.listeners[name] = listener
                 self.log.info("listening", listener=name, on=_where(listener.ports))
             await self._start_dns(context)
+            if config.policy.enabled:
+                await self._warm_up_policy(context)
         except BaseException:
             await self.stop()
             raise
         context.spawn(runner_for(context).run(), "queue-runner")
         if config.dmarc_reports.enabled:
             context.spawn(reporting.run(context), "dmarc-reports")
+
+    async def _warm_up_policy(self, context: Services) -> None:
+        """The policy built and the spam filter's model read before the first message needs
+        them (mail arriving meanwhile waits on its connection); a failure only costs the
+        first messages that read."""
+        try:
+            await context.policy.warm_up()
+        except StorageError as exc:
+            self.log.warning("spam model not read ahead", error=str(exc))
+        else:
+            self.log.info("spam model read ahead")
 
     async def _start_dns(self, context: Services) -> None:
         """The optional authoritative DNS server for the hosted domains (``[dns]``)."""
