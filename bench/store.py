@@ -5,6 +5,9 @@ Usage: ``python bench/store.py [--quick] [--dir DIR]`` (SQLite), or
 beside SQLite — durable deliveries/s with one node and with two nodes (two processes over one
 database), into one mailbox and spread over many accounts, plus SELECT and search at scale.
 The bench creates a database of its own on that server and drops it at the end.
+``python bench/store.py --contention [--quick]``: only the SQLite writer beside a busy event
+loop — deliveries/s with 0, 250 and 500 µs of pure-Python loop work per delivery, and the
+writer's busy share and wall/CPU time per operation (how long it waits for the GIL).
 
 Every delivery is a distinct 4 KB message (a unique Message-ID keeps blobs from deduplicating),
 parsed once before the clock starts (parsing is the SMTP server's cost, not the store's) and
