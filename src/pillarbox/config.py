@@ -91,11 +91,64 @@ class ServerSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SqliteSection:
+    """The SQLite backend's resource knobs (``pillarbox.store.sqlite``, which takes this
+    section as its ``SqliteLimits``)."""
+
+    readers: int = _f(4, "Reader threads, each with its own connection (WAL: beside the writer).")
+    max_batch: int = _f(256, "Most write operations committed in one transaction (one fsync).")
+    busy_timeout_ms: int = _f(5_000, "How long to wait for a lock held by another process.")
+    cache_mib: int = _f(32, "SQLite page cache per connection, in MiB.")
+    wal_limit_mib: int = _f(64, "WAL size past which the writer restarts it from its start.")
+    wal_restart_wait_ms: int = _f(100, "Longest wait for readers to leave the WAL at a restart.")
+    snapshot_records: int = _f(
+        250_000, "Message records kept in memory across mailbox snapshots (~300 bytes each)."
+    )
+    info_cache_entries: int = _f(
+        4096, "Decoded message structures kept for FETCH (~3–7 KB each); 0: off."
+    )
+    directory_ttl_ms: int = _f(
+        1000,
+        "How long kept lookups (accounts, aliases, settings, spam evidence) are reused: "
+        "another process's changes (the command line) are seen after this; 0: off.",
+    )
+    directory_entries: int = _f(10_000, "Most names (and pieces of spam evidence) kept.")
+    spam_cache_tokens: int = _f(
+        200_000,
+        "Classifier token counts kept in memory (~150 bytes each); a model of at most half "
+        "this many is kept whole; 0: off.",
+    )
+    checkpoint_interval_ms: int = _f(500, "Least time between two WAL checkpoints.")
+    index_idle_ms: int = _f(100, "Quiet time (no writes) before background full-text indexing.")
+    index_slice_ms: int = _f(50, "Longest slice of background indexing in one transaction.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostgresSection:
+    """The PostgreSQL backend's resource knobs (``pillarbox.store.postgres``, which takes this
+    section as its ``PostgresLimits``)."""
+
+    min_connections: int = _f(2, "Connections kept open per node (the LISTEN one is extra).")
+    max_connections: int = _f(10, "Most connections a node opens.")
+    timeout: float = _f(30.0, "Seconds to wait for the server at open, or for a free connection.")
+    retries: int = _f(5, "Attempts of an operation that hit a deadlock or serialization failure.")
+    listen_retry: float = _f(1.0, "Seconds between attempts to re-establish LISTEN.")
+    index_idle: float = _f(0.1, "Quiet time (no delivery on this node) before trigram indexing.")
+    index_batch: int = _f(64, "Rows indexed per transaction of the background indexer.")
+    index_poll: float = _f(30.0, "Seconds between checks for text left unindexed.")
+    spam_cache_tokens: int = _f(
+        200_000, "Classifier token counts kept in memory (~150 bytes each); 0: off."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSection:
     url: str = _f(
         "sqlite:",
         "Store location: 'sqlite:' (in data_dir), 'sqlite:///abs/path.db', or 'postgresql://…'.",
     )
+    sqlite: SqliteSection = _section(SqliteSection, "Tuning of the SQLite store.")
+    postgres: PostgresSection = _section(PostgresSection, "Tuning of the PostgreSQL store.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -690,9 +743,22 @@ def _section_docs(config: Config) -> list[tuple[str, str, Any]]:
         if isinstance(section, Listeners):
             for name, doc in LISTENER_DOCS.items():
                 tables.append((f"listeners.{name}", doc, getattr(section, name)))
-        else:
-            tables.append((f.name, f.metadata["doc"], section))
+            continue
+        tables.append((f.name, f.metadata["doc"], section))
+        for sub in dataclasses.fields(section):
+            value = getattr(section, sub.name)
+            if dataclasses.is_dataclass(value):  # a table inside the table: [store.sqlite]
+                tables.append((f"{f.name}.{sub.name}", sub.metadata["doc"], value))
     return tables
+
+
+def _keys(section: Any) -> list[dataclasses.Field[Any]]:
+    """A table's own keys: its fields that are not tables of their own."""
+    return [
+        f
+        for f in dataclasses.fields(section)
+        if not dataclasses.is_dataclass(getattr(section, f.name))
+    ]
 
 
 def render_toml(config: Config) -> str:
@@ -706,7 +772,7 @@ def render_toml(config: Config) -> str:
     for table, doc, section in _section_docs(config):
         lines.append(f"# {doc}")
         lines.append(f"[{table}]")
-        for f in dataclasses.fields(section):
+        for f in _keys(section):
             lines.append(f"# {f.metadata['doc']}")
             lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
         lines.append("")
@@ -727,7 +793,7 @@ def render_markdown() -> str:
     ]
     for table, doc, section in _section_docs(defaults):
         out += [f"## `[{table}]`", "", doc, "", "| key | default | meaning |", "|---|---|---|"]
-        for f in dataclasses.fields(section):
+        for f in _keys(section):
             value = _toml_value(getattr(section, f.name)).replace("|", "\\|")
             out.append(f"| `{f.name}` | `{value}` | {f.metadata['doc']} |")
         out.append("")

@@ -9,6 +9,8 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox.errors import ConfigError
+from pillarbox.store.open import open_store
+from pillarbox.store.sqlite import SqliteStore
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -123,14 +125,34 @@ def test_dev_config_is_loopback_and_unprivileged() -> None:
 def test_markdown_reference_documents_every_field() -> None:
     text = cfg.render_markdown()
     raw = tomllib.loads(cfg.render_toml(cfg.Config()))
-    for table, keys in raw.items():
-        if table == "listeners":
-            for name, fields in keys.items():
-                assert f"## `[listeners.{name}]`" in text
-                assert all(f"| `{k}` |" in text for k in fields)
-        else:
+
+    def documented(table: str, keys: dict[str, object]) -> None:
+        inner = {k: v for k, v in keys.items() if isinstance(v, dict)}
+        if len(inner) < len(keys) or not keys:  # a table with keys of its own
             assert f"## `[{table}]`" in text
-            assert all(f"| `{k}` |" in text for k in keys)
+            assert all(f"| `{k}` |" in text for k in keys if k not in inner)
+        for name, sub in inner.items():
+            documented(f"{table}.{name}", sub)
+
+    for table, keys in raw.items():
+        documented(table, keys)
+    assert "## `[store.sqlite]`" in text and "## `[store.postgres]`" in text
+
+
+def test_store_tuning_reaches_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "pillarbox.toml"
+    path.write_text("[store.sqlite]\nreaders = 2\ndirectory_ttl_ms = 0\n")
+    config = cfg.load(path, environ={"PILLARBOX__STORE__SQLITE__CACHE_MIB": "8"})
+    store = open_store(config.store.url, config.data_dir, config.store)
+    assert isinstance(store, SqliteStore)
+    assert (store._limits.readers, store._limits.directory_ttl_ms, store._limits.cache_mib) == (
+        2,
+        0,
+        8,
+    )
+    path.write_text("[store.sqlite]\nreaderz = 2\n")
+    with pytest.raises(ConfigError, match=r"store\.sqlite\.readerz"):
+        cfg.load(path, environ={})
 
 
 def test_failure_reports_default_to_the_aggregate_sender(tmp_path: Path) -> None:

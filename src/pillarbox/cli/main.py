@@ -46,7 +46,7 @@ def run_store(config: cfg.Config, action: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store, run one coroutine against it, close it."""
 
     async def go() -> T:
-        store = open_store(config.store.url, config.data_dir)
+        store = open_store(config.store.url, config.data_dir, config.store)
         await store.open()
         try:
             return await action(store)

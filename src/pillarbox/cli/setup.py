@@ -30,7 +30,7 @@ async def _create_store(
     admin: bool,
 ) -> list[str]:
     lines: list[str] = []
-    store = open_store(config.store.url, config.data_dir)
+    store = open_store(config.store.url, config.data_dir, config.store)
     await store.open()
     try:
         if domain:

@@ -39,10 +39,10 @@ def migrate(state: CliState, target: str) -> None:
     from pillarbox.store.postgres import importer
 
     config = state.load()
-    source = open_store(config.store.url, config.data_dir)
+    source = open_store(config.store.url, config.data_dir, config.store)
     if not isinstance(source, SqliteStore):
         raise UserError(f"the configured store {config.store.url} is not a SQLite store")
-    destination = open_store(target, config.data_dir)
+    destination = open_store(target, config.data_dir, config.store)
     if not isinstance(destination, PostgresStore):
         raise ConfigError("--to", "the target must be a postgresql:// URL")
 

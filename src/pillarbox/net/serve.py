@@ -79,7 +79,7 @@ class Server:
         if not config.tls.cert:
             ensure_self_signed(cert, key, config.server.hostname)
         tls = server_context(config)
-        store = open_store(config.store.url, config.data_dir)
+        store = open_store(config.store.url, config.data_dir, config.store)
         await store.open()
         authenticator = provisioning.authenticator(store, config)
         self.context = context = Services(

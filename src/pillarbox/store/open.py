@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from pillarbox.config import StoreSection
 from pillarbox.errors import ConfigError
 from pillarbox.store.blobs import BlobMode
 from pillarbox.store.interface import Store
@@ -27,7 +28,7 @@ DEFAULT_SQLITE_NAME = "pillarbox.sqlite3"
 _KEY = "store.url"
 
 
-def open_store(url: str, data_dir: Path) -> Store:
+def open_store(url: str, data_dir: Path, tuning: StoreSection | None = None) -> Store:
     """A store for ``url``, not yet opened: the caller awaits ``store.open()`` (migrations run
     there, off the event loop) and ``store.close()`` at shutdown."""
     parts = urlsplit(url)
@@ -36,7 +37,7 @@ def open_store(url: str, data_dir: Path) -> Store:
 
         if not parts.path.strip("/"):
             raise ConfigError(_KEY, "name the database: postgresql://host/dbname")
-        return PostgresStore(url)
+        return PostgresStore(url, limits=(tuning or StoreSection()).postgres)
     if parts.scheme != "sqlite":
         raise ConfigError(
             _KEY, f"unknown store scheme {parts.scheme!r} (expected sqlite: or postgresql:)"
@@ -56,4 +57,9 @@ def open_store(url: str, data_dir: Path) -> Store:
     path = Path(parts.path) if parts.path else Path(DEFAULT_SQLITE_NAME)
     if not path.is_absolute():
         path = data_dir / path
-    return SqliteStore(path, blob_mode=blob_mode, blob_dir=data_dir / "blobs")
+    return SqliteStore(
+        path,
+        blob_mode=blob_mode,
+        blob_dir=data_dir / "blobs",
+        limits=(tuning or StoreSection()).sqlite,
+    )

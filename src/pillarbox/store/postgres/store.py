@@ -16,7 +16,7 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   in parallel. Quota checks lock the account row, so they are exact across nodes too.
 - **Lock order** (see :mod:`.migrations`): mailboxes by id, then accounts by id, then blobs.
   A deadlock or serialization failure that still happens (an operator's concurrent
-  ``remove_account``) is retried, up to ``PostgresLimits.retries`` times: operations are pure
+  ``remove_account``) is retried, up to ``[store.postgres] retries`` times: operations are pure
   functions of the database state, so running one again is safe.
 - **Cancellation**: a write is shielded from its caller's cancellation, so a session torn down
   mid-command never leaves the connection half-way; the result is simply dropped (as in the
@@ -47,6 +47,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pillarbox.blocking import run_blocking
+from pillarbox.config import PostgresSection
 from pillarbox.errors import (
     AlreadyExists,
     InvalidName,
@@ -135,28 +136,10 @@ _MESSAGE_COLUMNS = (
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class PostgresLimits:
-    """Resource knobs of the PostgreSQL backend (wired to the config by the lead)."""
-
-    #: Connections kept open per node, and the most a node opens (the LISTEN one is extra).
-    min_connections: int = 2
-    max_connections: int = 10
-    #: Seconds to wait for the server at open, and for a free pooled connection.
-    timeout: float = 30.0
-    #: Attempts of an operation that hit a deadlock or serialization failure.
-    retries: int = 5
-    #: Seconds between attempts to re-establish a broken LISTEN connection.
-    listen_retry: float = 1.0
-    #: Quiet time (no delivery on this node) after which it adds text to the trigram index.
-    index_idle: float = 0.1
-    #: Rows indexed per transaction of the background indexer.
-    index_batch: int = 64
-    #: Seconds between checks for text left unindexed (another node's, a crashed node's).
-    index_poll: float = 30.0
-    #: Classifier token counts kept in memory over all models (~150 bytes each; see
-    #: :mod:`pillarbox.store.spamcache`); 0 turns the cache off.
-    spam_cache_tokens: int = 200_000
+#: Resource knobs of this backend: the ``[store.postgres]`` section of the config, where each
+#: is documented (docs/config.md).
+PostgresLimits = PostgresSection
+_DEFAULT_LIMITS = PostgresLimits()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -209,7 +192,7 @@ class PostgresStore:
         self,
         conninfo: str,
         *,
-        limits: PostgresLimits = PostgresLimits(),
+        limits: PostgresLimits = _DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.conninfo = conninfo

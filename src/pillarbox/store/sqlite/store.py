@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from pillarbox.blocking import run_blocking
+from pillarbox.config import SqliteSection
 from pillarbox.errors import (
     AlreadyExists,
     InvalidName,
@@ -147,45 +148,10 @@ _ACCOUNT_COLUMNS = (
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class SqliteLimits:
-    """Resource knobs of the SQLite backend (wired to the config by the lead)."""
-
-    #: Reader threads/connections; WAL readers run concurrently with the writer.
-    readers: int = 4
-    #: Most write operations committed in one transaction (bounds the latency of a batch).
-    max_batch: int = 256
-    #: How long a connection waits for a lock held by another process before failing.
-    busy_timeout_ms: int = 5_000
-    #: Page cache per connection, in MiB.
-    cache_mib: int = 32
-    #: WAL bound, in MiB: past it the writer restarts the WAL from its start (see
-    #: :mod:`.writer`), and a restarted WAL file is truncated down to it.
-    wal_limit_mib: int = 64
-    #: Longest the writer waits for readers to leave the WAL when restarting it.
-    wal_restart_wait_ms: int = 100
-    #: Message records kept in memory across mailbox snapshots (~300 bytes each).
-    snapshot_records: int = 250_000
-    #: Decoded message structures kept for FETCH (~3 KB each for plain mail, ~7 KB for a
-    #: mailing list's); 0 turns the cache off.
-    info_cache_entries: int = 4096
-    #: How long a looked-up domain, account, alias (or its absence), account's settings or
-    #: spam filter evidence (model versions, sender reputation and lists: see
-    #: :mod:`.evidencecache`) is reused, in ms; this store's own writes invalidate at once,
-    #: other processes' (``pillarbox spam train``) after this delay. 0: off.
-    directory_ttl_ms: int = 1000
-    #: Most names kept in that cache (and, apart, most pieces of spam evidence).
-    directory_entries: int = 10_000
-    #: Classifier token counts kept in memory over all models (~150 bytes each; see
-    #: :mod:`pillarbox.store.spamcache`); a model of at most half this many tokens is kept
-    #: whole. 0 turns the cache off.
-    spam_cache_tokens: int = 200_000
-    #: Least time between two WAL checkpoints (run beside the writer, never inside a commit).
-    checkpoint_interval_ms: int = 500
-    #: Quiet time (no writes) after which the writer starts background indexing.
-    index_idle_ms: int = 100
-    #: Longest slice of background indexing in one transaction.
-    index_slice_ms: int = 50
+#: Resource knobs of this backend: the ``[store.sqlite]`` section of the config, where each is
+#: documented (docs/config.md).
+SqliteLimits = SqliteSection
+_DEFAULT_LIMITS = SqliteLimits()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -239,7 +205,7 @@ class SqliteStore:
         *,
         blob_mode: BlobMode = BlobMode.DATABASE,
         blob_dir: Path | None = None,
-        limits: SqliteLimits = SqliteLimits(),
+        limits: SqliteLimits = _DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
