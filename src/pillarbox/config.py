@@ -608,6 +608,38 @@ def _convert(typ: Any, value: Any, key: str) -> Any:
     raise TypeError(f"{key}: unsupported config type {typ!r}")  # pragma: no cover
 
 
+#: Store knobs that must be above zero; the others may be 0 (off, or no wait) but not below.
+_STORE_POSITIVE = frozenset(
+    {
+        "sqlite.readers",
+        "sqlite.max_batch",
+        "sqlite.cache_mib",
+        "sqlite.wal_limit_mib",
+        "sqlite.checkpoint_interval_ms",
+        "sqlite.index_slice_ms",
+        "postgres.min_connections",
+        "postgres.max_connections",
+        "postgres.timeout",
+        "postgres.retries",
+        "postgres.listen_retry",
+        "postgres.index_batch",
+        "postgres.index_poll",
+    }
+)
+
+
+def _validate_store(store: StoreSection) -> None:
+    for section in ("sqlite", "postgres"):
+        tuning = getattr(store, section)
+        for f in dataclasses.fields(tuning):
+            key, number = f"{section}.{f.name}", getattr(tuning, f.name)
+            if number < 0 or (number == 0 and key in _STORE_POSITIVE):
+                bound = "positive" if key in _STORE_POSITIVE else "0 or more"
+                raise ConfigError(f"store.{key}", f"must be {bound}, got {number}")
+    if store.postgres.min_connections > store.postgres.max_connections:
+        raise ConfigError("store.postgres.min_connections", "must not exceed max_connections")
+
+
 def _validate(config: Config) -> None:
     """Cross-field and range checks that types alone cannot express."""
     for name in LISTENER_DOCS:
@@ -639,6 +671,7 @@ def _validate(config: Config) -> None:
     for key, number in positive:
         if number <= 0:
             raise ConfigError(key, f"must be positive, got {number}")
+    _validate_store(config.store)
     if config.smtp.max_line_length < 1000:
         raise ConfigError("smtp.max_line_length", "must be at least 1000 (RFC 5321 §4.5.3.1.6)")
     if config.imap.idle_timeout < 1800:

@@ -168,3 +168,27 @@ def test_config_path_precedence() -> None:
     assert cfg.config_path("x.toml", {"PILLARBOX_CONFIG": "y.toml"}) == Path("x.toml")
     assert cfg.config_path(None, {"PILLARBOX_CONFIG": "y.toml"}) == Path("y.toml")
     assert cfg.config_path(None, {}) == Path("pillarbox.toml")
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "key"),
+    [
+        ("store.sqlite", "readers = 0", "store.sqlite.readers"),
+        ("store.sqlite", "directory_ttl_ms = -1", "store.sqlite.directory_ttl_ms"),
+        ("store.postgres", "min_connections = 20", "store.postgres.min_connections"),
+    ],
+)
+def test_store_tuning_out_of_range_is_refused(
+    tmp_path: Path, table: str, line: str, key: str
+) -> None:
+    path = tmp_path / "pillarbox.toml"
+    path.write_text(f"[{table}]\n{line}\n")
+    with pytest.raises(ConfigError) as refused:
+        cfg.load(path, environ={})
+    assert refused.value.key == key
+
+
+def test_store_tuning_may_turn_caches_off(tmp_path: Path) -> None:
+    path = tmp_path / "pillarbox.toml"
+    path.write_text("[store.sqlite]\ndirectory_ttl_ms = 0\nspam_cache_tokens = 0\n")
+    assert cfg.load(path, environ={}).store.sqlite.spam_cache_tokens == 0
