@@ -5,7 +5,7 @@ with the full parser."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -352,6 +352,33 @@ def test_prepended_trace_fields_need_no_second_parse(
     derived = prepend_fields(parse_message(raw), fields)
     assert derived is not None
     assert derived == parse_message(fields + raw)
+
+
+def test_prepend_fields_carries_every_field() -> None:
+    """``prepend_fields`` and ``_shifted`` rebuild the model field by field (for speed), so a
+    field added to it but not to them would silently take its default. This message sets
+    every field somewhere to a value other than its default, so the derived parse and the
+    full one differ if one is dropped (but ``defects``: a message with any is parsed whole)."""
+    raw = (
+        b"To: t@u.example\r\nCc: c@e.example\r\nMessage-ID: <m@x>\r\nIn-Reply-To: <p@x>\r\n" + RICH
+    )
+    info = parse_message(raw)
+
+    def parts(part: BodyPart) -> list[BodyPart]:
+        inner = [*part.parts, *([part.message] if part.message else [])]
+        return [part, *(p for child in inner for p in parts(child))]
+
+    def default(f: Any) -> Any:
+        return f.default if f.default is not MISSING else f.default_factory()
+
+    for f in fields(MessageInfo):
+        if f.name != "defects" and (f.default is not MISSING or f.default_factory is not MISSING):
+            assert getattr(info, f.name) != default(f), f"MessageInfo.{f.name} left at default"
+    for f in fields(BodyPart):
+        if f.default is not MISSING:
+            assert any(getattr(p, f.name) != f.default for p in parts(info.body)), f.name
+    on_top = b"Delivered-To: u@b.example\r\nReceived: from x\r\n\tby y\r\n"
+    assert prepend_fields(info, on_top) == parse_message(on_top + raw)
 
 
 def test_prepended_fields_decline_near_the_limits() -> None:
