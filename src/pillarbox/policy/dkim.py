@@ -15,14 +15,22 @@ Implementation notes:
   the rest are reported as ``neutral`` rather than silently skipped.
 - dkimpy raises on some malformed headers (a continuation line first, missing colon); every
   such case is a ``permerror`` for each signature, never an exception out of this module.
+- Work done once per signature (the cost of mail from the internet, docs/performance.md,
+  "Session 7"): dkimpy parses the message and the signature once, and a key record is parsed
+  once per distinct text (:func:`public_key`, a bounded cache keyed by the record's exact
+  bytes, so a changed record is parsed anew). The verification itself is dkimpy's
+  ``verify_sig_process``, the half of ``DKIM.verify_sig`` that dkimpy keeps apart so that its
+  asyncio variant can load keys its own way; :func:`_verify_sig` is that other way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import enum
+import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dkim
@@ -161,6 +169,52 @@ async def prefetch_keys(
     return dict(zip(unique, answers, strict=True))
 
 
+#: Distinct key records kept parsed (:func:`public_key`); a few hundred covers the selectors of
+#: every sender seen in a busy hour, and each entry is one RSA modulus or Ed25519 key.
+KEY_CACHE_SIZE = 512
+
+#: dkimpy's parse of a key record: the key, its size in bits, ``k=`` and whether ``s=tlsrpt``.
+ParsedKey = tuple[object, int | None, bytes | None, bool]
+
+
+@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
+def _parsed_key(record: bytes) -> ParsedKey:
+    key: ParsedKey = dkim.evaluate_pk("", record)
+    return key
+
+
+def public_key(name: bytes | str, record: bytes | None) -> ParsedKey:
+    """``dkim.evaluate_pk(name, record)``, cached by the record's exact bytes (thread-safe,
+    bounded by :data:`KEY_CACHE_SIZE`); raises as dkimpy does for an unusable record. The name
+    only appears in dkimpy's message for a missing record, which is never cached."""
+    if not record:
+        key: ParsedKey = dkim.evaluate_pk(name, record)  # raises: missing public key
+        return key
+    return _parsed_key(record)
+
+
+def _verify_sig(
+    verifier: dkim.DKIM,
+    prep: tuple[dict[bytes, bytes], list[bytes], Sequence[tuple[bytes, bytes]]],
+    index: int,
+    keys: KeyTable,
+) -> bool:
+    """``verifier.verify(index, keys.dnsfunc)`` after ``verifier.verify_headerprep(index)``
+    returned ``prep``: dkimpy's ``verify_sig`` with the key record parsed by
+    :func:`public_key`. The key is looked up under the name dkimpy builds from the signature's
+    own tags, and a missing, unusable or temporarily failing key is ``False``, as there."""
+    sig, include_headers, sigheaders = prep
+    name = sig[b"s"] + b"._domainkey." + sig[b"d"] + b"."
+    try:
+        verifier.pk, verifier.keysize, verifier.ktag, verifier.seqtlsrpt = public_key(
+            name, keys.dnsfunc(name)
+        )
+    except (dkim.KeyFormatError, binascii.Error, dkim.DnsTimeoutError):
+        return False
+    valid: bool = verifier.verify_sig_process(sig, include_headers, sigheaders[index], keys.dnsfunc)
+    return valid
+
+
 def _verify_one(
     raw: bytes, index: int, tags: SignatureTags, keys: KeyTable, min_rsa_bits: int
 ) -> SignatureResult:
@@ -171,7 +225,7 @@ def _verify_one(
 
     try:
         verifier = dkim.DKIM(raw, minkey=min_rsa_bits)
-        verifier.verify_headerprep(index)  # RFC 6376 §6.1.1: the signature's own syntax
+        prep = verifier.verify_headerprep(index)  # RFC 6376 §6.1.1: the signature's own syntax
     except (dkim.DKIMException, IndexError, ValueError) as exc:
         return result(DkimResult.PERMERROR, f"malformed signature: {exc}")
     answer = keys.answer(tags.key_name)
@@ -180,11 +234,12 @@ def _verify_one(
     if not answer:
         return result(DkimResult.PERMERROR, f"no key at {tags.key_name}")
     try:
-        dkim.evaluate_pk(tags.key_name, answer[0])
+        public_key(tags.key_name, answer[0])
     except (dkim.DKIMException, ValueError, TypeError) as exc:
         return result(DkimResult.PERMERROR, f"unusable key: {exc}")
     try:
-        valid = verifier.verify(idx=index, dnsfunc=keys.dnsfunc)
+        # dkimpy's verify() is False when it finds no signature at ``index``.
+        valid = bool(prep) and _verify_sig(verifier, prep, index, keys)
     except (dkim.DKIMException, ValueError, TypeError, IndexError) as exc:
         return result(DkimResult.FAIL, str(exc))
     if not valid:
@@ -195,12 +250,17 @@ def _verify_one(
 
 
 def verify_signatures(
-    raw: bytes, keys: KeyTable, *, limits: DkimLimits = DEFAULT_LIMITS
+    raw: bytes,
+    keys: KeyTable,
+    *,
+    limits: DkimLimits = DEFAULT_LIMITS,
+    tags: Sequence[SignatureTags | None] | None = None,
 ) -> list[SignatureResult]:
-    """Every ``DKIM-Signature`` of ``raw`` judged against prefetched ``keys`` (blocking)."""
+    """Every ``DKIM-Signature`` of ``raw`` judged against prefetched ``keys`` (blocking);
+    ``tags`` is :func:`signature_tags` of ``raw`` when the caller has it already."""
     results: list[SignatureResult] = []
-    for index, tags in enumerate(signature_tags(raw)):
-        if tags is None:
+    for index, tag in enumerate(signature_tags(raw) if tags is None else tags):
+        if tag is None:
             results.append(
                 SignatureResult(DkimResult.PERMERROR, "", "", "", "", "malformed tag list")
             )
@@ -208,15 +268,15 @@ def verify_signatures(
             results.append(
                 SignatureResult(
                     DkimResult.NEUTRAL,
-                    tags.domain,
-                    tags.selector,
-                    tags.algorithm,
-                    tags.b_prefix,
+                    tag.domain,
+                    tag.selector,
+                    tag.algorithm,
+                    tag.b_prefix,
                     f"beyond the first {limits.max_signatures} signatures: not checked",
                 )
             )
         else:
-            results.append(_verify_one(raw, index, tags, keys, limits.min_rsa_bits))
+            results.append(_verify_one(raw, index, tag, keys, limits.min_rsa_bits))
     return results
 
 
@@ -224,7 +284,8 @@ async def verify(
     resolver: Resolver, raw: bytes, *, limits: DkimLimits = DEFAULT_LIMITS
 ) -> list[SignatureResult]:
     """Verify every DKIM signature of ``raw``; ``[]`` when it has none (``dkim=none``)."""
-    tags = [t for t in signature_tags(raw)[: limits.max_signatures] if t is not None]
-    answers = await prefetch_keys(resolver, (t.key_name for t in tags), timeout=limits.timeout)
+    tags = signature_tags(raw)
+    checked = [t.key_name for t in tags[: limits.max_signatures] if t is not None]
+    answers = await prefetch_keys(resolver, checked, timeout=limits.timeout)
     keys = KeyTable(answers)
-    return await run_sized(len(raw), verify_signatures, raw, keys, limits=limits)
+    return await run_sized(len(raw), verify_signatures, raw, keys, limits=limits, tags=tags)
