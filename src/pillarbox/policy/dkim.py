@@ -20,7 +20,9 @@ Implementation notes:
   once per distinct text (:func:`public_key`, a bounded cache keyed by the record's exact
   bytes, so a changed record is parsed anew). The verification itself is dkimpy's
   ``verify_sig_process``, the half of ``DKIM.verify_sig`` that dkimpy keeps apart so that its
-  asyncio variant can load keys its own way; :func:`_verify_sig` is that other way.
+  asyncio variant can load keys its own way; :func:`_verify_sig` is that other way. Its RSA
+  step is done by OpenSSL where that gives dkimpy's own answer (:mod:`pillarbox.policy.dkimrsa`,
+  installed when this module is imported).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from pillarbox.blocking import run_sized
 from pillarbox.dns.resolver import DnsTemporaryError, Resolver
 from pillarbox.errors import InvalidName
 from pillarbox.mail.headers import scan_header, unfold
+from pillarbox.policy import dkimrsa
+
+dkimrsa.install()
 
 
 class DkimResult(enum.StrEnum):
