@@ -185,3 +185,26 @@ def test_unusable_key_records_raise_as_dkimpy_does(record: bytes) -> None:
     with pytest.raises(dkimpy.KeyFormatError) as theirs:
         dkimpy.evaluate_pk("r1._domainkey.signer.test", record)
     assert str(ours.value) == str(theirs.value)
+
+
+async def test_signatures_of_one_message_are_judged_independently(
+    rsa_key: DkimKey, ed_key: DkimKey
+) -> None:
+    """dkimpy's parse of the message is shared by its signatures: each one's key and result
+    are its own, whatever the signature before it found."""
+    unknown = generate_key(DkimAlgorithm.RSA_SHA256, now=NOW, selector="gone", rsa_bits=1024)
+    good_rsa, good_ed = (
+        sign(MESSAGE, "signer.test", [rsa_key]),
+        sign(MESSAGE, "signer.test", [ed_key]),
+    )
+    no_key = sign(MESSAGE, "signer.test", [unknown])
+    forged = sign(MESSAGE.replace(b"hello", b"howdy"), "signer.test", [rsa_key])
+    message = good_ed + no_key + forged + good_rsa + MESSAGE
+    async with serve_records(records(rsa_key, ed_key)) as resolver:
+        results = await dkim.verify(resolver, message)
+    assert [(r.result, r.selector) for r in results] == [
+        (DkimResult.PASS, "e1"),
+        (DkimResult.PERMERROR, "gone"),
+        (DkimResult.FAIL, "r1"),
+        (DkimResult.PASS, "r1"),
+    ]

@@ -116,8 +116,16 @@ def _tags(value: bytes) -> SignatureTags | None:
 
 def signature_tags(raw: bytes, field_name: str = "dkim-signature") -> list[SignatureTags | None]:
     """Each ``field_name`` field of the header, top down: its tags, or None if unparseable."""
-    block = scan_header(raw, 0, len(raw), max_fields=1000)
-    return [_tags(f.value) for f in block.fields if f.key == field_name]
+    return fields_tags(raw, (field_name,))[field_name]
+
+
+def fields_tags(raw: bytes, field_names: Sequence[str]) -> dict[str, list[SignatureTags | None]]:
+    """:func:`signature_tags` for each of ``field_names`` (lowercase), from one scan."""
+    found: dict[str, list[SignatureTags | None]] = {name: [] for name in field_names}
+    for f in scan_header(raw, 0, len(raw), max_fields=1000).fields:
+        if f.key in found:
+            found[f.key].append(_tags(f.value))
+    return found
 
 
 #: A key lookup's outcome: the TXT record(s), ``None`` for no record, or TEMPORARY.
@@ -168,7 +176,10 @@ async def prefetch_keys(
 
     try:
         async with asyncio.timeout(timeout):
-            answers = await asyncio.gather(*(one(n) for n in unique))
+            if len(unique) == 1:  # the usual case: no task to schedule for one lookup
+                answers = [await one(unique[0])]
+            else:
+                answers = await asyncio.gather(*(one(n) for n in unique))
     except TimeoutError:
         return dict.fromkeys(unique, TEMPORARY)
     return dict(zip(unique, answers, strict=True))
@@ -220,16 +231,26 @@ def _verify_sig(
     return valid
 
 
+def _parsed_message(raw: bytes, min_rsa_bits: int) -> dkim.DKIM | str:
+    """dkimpy's parse of ``raw``, shared by all its signatures (each verification sets the
+    signature and key it works on before using them), or why dkimpy could not parse it."""
+    try:
+        return dkim.DKIM(raw, minkey=min_rsa_bits)
+    except (dkim.DKIMException, IndexError, ValueError) as exc:
+        return f"malformed signature: {exc}"
+
+
 def _verify_one(
-    raw: bytes, index: int, tags: SignatureTags, keys: KeyTable, min_rsa_bits: int
+    verifier: dkim.DKIM | str, index: int, tags: SignatureTags, keys: KeyTable
 ) -> SignatureResult:
     def result(value: DkimResult, reason: str) -> SignatureResult:
         return SignatureResult(
             value, tags.domain, tags.selector, tags.algorithm, tags.b_prefix, reason
         )
 
+    if isinstance(verifier, str):
+        return result(DkimResult.PERMERROR, verifier)
     try:
-        verifier = dkim.DKIM(raw, minkey=min_rsa_bits)
         prep = verifier.verify_headerprep(index)  # RFC 6376 §6.1.1: the signature's own syntax
     except (dkim.DKIMException, IndexError, ValueError) as exc:
         return result(DkimResult.PERMERROR, f"malformed signature: {exc}")
@@ -264,6 +285,7 @@ def verify_signatures(
     """Every ``DKIM-Signature`` of ``raw`` judged against prefetched ``keys`` (blocking);
     ``tags`` is :func:`signature_tags` of ``raw`` when the caller has it already."""
     results: list[SignatureResult] = []
+    verifier: dkim.DKIM | str | None = None
     for index, tag in enumerate(signature_tags(raw) if tags is None else tags):
         if tag is None:
             results.append(
@@ -281,7 +303,9 @@ def verify_signatures(
                 )
             )
         else:
-            results.append(_verify_one(raw, index, tag, keys, limits.min_rsa_bits))
+            if verifier is None:
+                verifier = _parsed_message(raw, limits.min_rsa_bits)
+            results.append(_verify_one(verifier, index, tag, keys))
     return results
 
 
