@@ -59,6 +59,15 @@ def test_two_records_mean_no_policy() -> None:
 )
 def test_organizational_domain(domain: str, org: str | None) -> None:
     assert dmarc.organizational_domain(domain) == org
+    assert dmarc.organizational_domain(domain) == org  # from the cache, still per name
+
+
+def test_organizational_domains_cache_is_bounded() -> None:
+    for n in range(dmarc.ORG_DOMAIN_CACHE_SIZE + 10):
+        assert dmarc.organizational_domain(f"mail.d{n}.example.co.uk") == "example.co.uk"
+        assert dmarc.organizational_domain(f"d{n}.test") == f"d{n}.test"
+    info = dmarc.organizational_domain.cache_info()
+    assert info.currsize == info.maxsize == dmarc.ORG_DOMAIN_CACHE_SIZE
 
 
 @pytest.mark.parametrize(

@@ -45,11 +45,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
 
 from publicsuffixlist import PublicSuffixList
 
@@ -186,7 +186,7 @@ class DmarcOutcome:
 # -- organizational domains by the PSL (RFC 7489 §3.2) -------------------------------------------
 
 
-@cache
+@functools.cache
 def _psl() -> PublicSuffixList:
     return PublicSuffixList()  # the list shipped in the package: no network
 
@@ -196,9 +196,15 @@ def _normal(domain: str) -> str:
     return name[:-1] if name.endswith(".") else name
 
 
+#: Organizational domains kept (:func:`organizational_domain`): DMARC alignment and sender
+#: reputation ask for the same few thousand domains again and again.
+ORG_DOMAIN_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=ORG_DOMAIN_CACHE_SIZE)
 def organizational_domain(domain: str) -> str | None:
     """The registered domain under the public suffix, lowercase; None if ``domain`` is itself
-    a public suffix (or empty)."""
+    a public suffix (or empty). Cached: the shipped list never changes while we run."""
     name = _normal(domain)
     if not name:
         return None
