@@ -15,9 +15,9 @@ Implementation notes:
   the rest are reported as ``neutral`` rather than silently skipped.
 - dkimpy raises on some malformed headers (a continuation line first, missing colon); every
   such case is a ``permerror`` for each signature, never an exception out of this module.
-- Work done once per signature (the cost of mail from the internet, docs/performance.md,
-  "Session 7"): dkimpy parses the message and the signature once, and a key record is parsed
-  once per distinct text (:func:`public_key`, a bounded cache keyed by the record's exact
+- Work done once (the cost of mail from the internet, docs/performance.md, "Session 7"):
+  dkimpy parses a message once for all its signatures and each signature once, and a key
+  record once per distinct text (:func:`public_key`, a bounded cache keyed by the record's exact
   bytes, so a changed record is parsed anew). The verification itself is dkimpy's
   ``verify_sig_process``, the half of ``DKIM.verify_sig`` that dkimpy keeps apart so that its
   asyncio variant can load keys its own way; :func:`_verify_sig` is that other way. Its RSA
@@ -185,8 +185,8 @@ async def prefetch_keys(
     return dict(zip(unique, answers, strict=True))
 
 
-#: Distinct key records kept parsed (:func:`public_key`); a few hundred covers the selectors of
-#: every sender seen in a busy hour, and each entry is one RSA modulus or Ed25519 key.
+#: Distinct key records kept parsed (:func:`public_key`), the least recently used dropped first;
+#: an entry is one RSA modulus or Ed25519 key (under 1 KB).
 KEY_CACHE_SIZE = 512
 
 #: dkimpy's parse of a key record: the key, its size in bits, ``k=`` and whether ``s=tlsrpt``.
