@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from pillarbox.dns import resolver as resolver_module
 from pillarbox.dns.authoritative import SoaSettings, StaticZone, StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.resolver import (
@@ -277,3 +278,26 @@ def test_parse_nameserver_rejects(text: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_nameserver(text)
     assert info.value.key == "dns.nameserver"
+
+
+async def test_spellings_of_a_name_share_its_cached_answer(
+    port: int, source: CountingZones
+) -> None:
+    r = resolver(port)
+    first = await r.txt("A.Test.")
+    asked = source.queries
+    for spelling in ("a.test", "A.TEST", " a.test. "):
+        assert await r.txt(spelling) == first
+    assert source.queries == asked
+    # Each text parses to its own name: another name is asked anew, not answered from a.test.
+    assert await r.txt("k._domainkey.a.test") != first
+    assert source.queries == asked + 1
+
+
+def test_parsed_names_are_kept_by_text_and_bounded() -> None:
+    assert resolver_module._name("Sub.A.test") is resolver_module._name("Sub.A.test")
+    assert resolver_module._name("a\\.test") != resolver_module._name("a.test")
+    assert resolver_module._name("a..test") is None  # an empty label: no such name
+    for n in range(resolver_module.NAME_CACHE_SIZE + 10):
+        resolver_module._name(f"n{n}.test")
+    assert resolver_module._name.cache_info().currsize == resolver_module.NAME_CACHE_SIZE

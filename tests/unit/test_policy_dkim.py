@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import dkim as dkimpy
@@ -147,3 +148,63 @@ def test_sealing_needs_our_authentication_results(rsa_key: DkimKey) -> None:
             private_pem=rsa_key.private_pem,
             authserv_id="forwarder.test",
         )
+
+
+async def test_a_changed_key_record_is_parsed_anew(rsa_key: DkimKey) -> None:
+    """The parsed-key cache is keyed by the record's text: after a key rotation under the
+    same selector, the old parse is not reused (the old signature fails, the new passes)."""
+    rotated = generate_key(DkimAlgorithm.RSA_SHA256, now=NOW, selector="r1", rsa_bits=1024)
+    old = sign(MESSAGE, "signer.test", [rsa_key]) + MESSAGE
+    new = sign(MESSAGE, "signer.test", [rotated]) + MESSAGE
+    async with serve_records(records(rsa_key)) as resolver:
+        before = [r.result for r in await dkim.verify(resolver, old)]
+    async with serve_records(records(rotated)) as resolver:
+        after = [r.result for r in await dkim.verify(resolver, old)]
+        after += [r.result for r in await dkim.verify(resolver, new)]
+    assert before == [DkimResult.PASS]
+    assert after == [DkimResult.FAIL, DkimResult.PASS]
+
+
+def test_parsed_keys_are_reused_and_bounded(rsa_key: DkimKey, ed_key: DkimKey) -> None:
+    record = public_record(rsa_key).encode()
+    first = dkim.public_key("r1._domainkey.signer.test", record)
+    # Another name publishing the same text shares the parse; equal text, equal key.
+    assert dkim.public_key("other._domainkey.else.test", record) is first
+    assert first == dkimpy.evaluate_pk("r1._domainkey.signer.test", record)
+    assert dkim.public_key("e1", public_record(ed_key).encode())[2] == b"ed25519"
+    # Distinct records beyond the bound: the cache stays at its size.
+    for n in range(dkim.KEY_CACHE_SIZE + 10):
+        dkim.public_key("x", b"v=DKIM1; k=ed25519; p=" + base64.b64encode(n.to_bytes(32)))
+    assert dkim._parsed_key.cache_info().currsize == dkim.KEY_CACHE_SIZE
+
+
+@pytest.mark.parametrize("record", [b"", b"v=DKIM1; k=rsa; p=!!!", b"v=DKIM2; p=AAAA"])
+def test_unusable_key_records_raise_as_dkimpy_does(record: bytes) -> None:
+    with pytest.raises(dkimpy.KeyFormatError) as ours:
+        dkim.public_key("r1._domainkey.signer.test", record)
+    with pytest.raises(dkimpy.KeyFormatError) as theirs:
+        dkimpy.evaluate_pk("r1._domainkey.signer.test", record)
+    assert str(ours.value) == str(theirs.value)
+
+
+async def test_signatures_of_one_message_are_judged_independently(
+    rsa_key: DkimKey, ed_key: DkimKey
+) -> None:
+    """dkimpy's parse of the message is shared by its signatures: each one's key and result
+    are its own, whatever the signature before it found."""
+    unknown = generate_key(DkimAlgorithm.RSA_SHA256, now=NOW, selector="gone", rsa_bits=1024)
+    good_rsa, good_ed = (
+        sign(MESSAGE, "signer.test", [rsa_key]),
+        sign(MESSAGE, "signer.test", [ed_key]),
+    )
+    no_key = sign(MESSAGE, "signer.test", [unknown])
+    forged = sign(MESSAGE.replace(b"hello", b"howdy"), "signer.test", [rsa_key])
+    message = good_ed + no_key + forged + good_rsa + MESSAGE
+    async with serve_records(records(rsa_key, ed_key)) as resolver:
+        results = await dkim.verify(resolver, message)
+    assert [(r.result, r.selector) for r in results] == [
+        (DkimResult.PASS, "e1"),
+        (DkimResult.PERMERROR, "gone"),
+        (DkimResult.FAIL, "r1"),
+        (DkimResult.PASS, "r1"),
+    ]

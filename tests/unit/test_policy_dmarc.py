@@ -59,6 +59,26 @@ def test_two_records_mean_no_policy() -> None:
 )
 def test_organizational_domain(domain: str, org: str | None) -> None:
     assert dmarc.organizational_domain(domain) == org
+    assert dmarc.organizational_domain(domain) == org  # from the cache, still per name
+
+
+def test_parsed_records_are_kept_by_text_and_bounded() -> None:
+    first = dmarc.parse_record("v=DMARC1; p=reject")
+    assert dmarc.parse_record("v=DMARC1; p=reject") is first
+    other = dmarc.parse_record("v=DMARC1; p=reject; sp=none")
+    assert first is not None and other is not None
+    assert (first.sp, other.sp) == (Disposition.REJECT, Disposition.NONE)
+    for n in range(dmarc.RECORD_CACHE_SIZE + 10):
+        dmarc.parse_record(f"v=DMARC1; p=none; rua=mailto:r{n}@example.com")
+    assert dmarc.parse_record.cache_info().currsize == dmarc.RECORD_CACHE_SIZE
+
+
+def test_organizational_domains_cache_is_bounded() -> None:
+    for n in range(dmarc.ORG_DOMAIN_CACHE_SIZE + 10):
+        assert dmarc.organizational_domain(f"mail.d{n}.example.co.uk") == "example.co.uk"
+        assert dmarc.organizational_domain(f"d{n}.test") == f"d{n}.test"
+    info = dmarc.organizational_domain.cache_info()
+    assert info.currsize == info.maxsize == dmarc.ORG_DOMAIN_CACHE_SIZE
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from pillarbox.policy import spf
@@ -156,3 +158,30 @@ def test_malformed_records_are_rejected(record: str) -> None:
 )
 def test_wellformed_records_parse(record: str) -> None:
     spf.parse_record(record)
+
+
+def test_parsed_records_are_kept_by_text_and_bounded() -> None:
+    first = spf.parse_record("v=spf1 ip4:192.0.2.0/24 -all")
+    assert spf.parse_record("v=spf1 ip4:192.0.2.0/24 -all") is first
+    other = spf.parse_record("v=spf1 ip4:192.0.2.0/25 -all")
+    assert (other.mechanisms[0].cidr4, first.mechanisms[0].cidr4) == (25, 24)
+    for n in range(spf.PARSE_CACHE_SIZE + 10):
+        spf.parse_record(f"v=spf1 include:n{n}.test -all")
+    assert spf.parse_record.cache_info().currsize == spf.PARSE_CACHE_SIZE
+    for _ in range(2):  # a malformed record is refused every time, never cached as good
+        with pytest.raises(spf._PermError):
+            spf.parse_record("v=spf1 ip4:192.0.2.300 -all")
+
+
+def test_networks_are_kept_by_address_family_and_prefix() -> None:
+    v4 = ipaddress.ip_address("192.0.2.10")
+    v6 = ipaddress.ip_address("2001:db8::1")
+    assert spf._in_network(v4, "192.0.2.0", 24)
+    assert not spf._in_network(v4, "192.0.2.0", 30)  # same address, another prefix
+    assert not spf._in_network(v6, "192.0.2.0", 64)  # another family (a /64 of an ip6 check)
+    assert spf._in_network(v6, "2001:db8::", 32)
+    assert spf._in_network(v4, "192.0.2.10", None) and not spf._in_network(v4, "192.0.2.11", None)
+    assert not spf._in_network(v4, "not an address", 24)
+    for n in range(spf.PARSE_CACHE_SIZE + 10):
+        spf._in_network(v4, f"10.{n // 256}.{n % 256}.0", 24)
+    assert spf._network.cache_info().currsize == spf.PARSE_CACHE_SIZE

@@ -33,9 +33,10 @@ from pillarbox.blocking import run_sized
 from pillarbox.dns.resolver import Resolver
 from pillarbox.errors import UserError
 from pillarbox.mail.headers import raw_text, scan_header
-from pillarbox.policy.dkim import KeyTable, prefetch_keys, signature_tags
+from pillarbox.policy.dkim import KeyTable, fields_tags, prefetch_keys
 
 MAX_INSTANCE = 50  # RFC 8617 §4.2.1
+_ARC_FIELDS = ("arc-seal", "arc-message-signature", "arc-authentication-results")
 _INSTANCE = re.compile(r"\s*i\s*=\s*(\d+)\s*;")
 _DMARC_PASS = re.compile(r"\bdmarc\s*=\s*pass\b[^;]*?\bheader\.from\s*=\s*([^\s;]+)", re.I)
 
@@ -121,9 +122,9 @@ async def verify(
     resolver: Resolver, raw: bytes, *, limits: ArcLimits = DEFAULT_LIMITS
 ) -> ArcOutcome:
     """Validate the ARC chain of ``raw`` (RFC 8617 §5.2)."""
-    seals = signature_tags(raw, "arc-seal")
-    signatures = signature_tags(raw, "arc-message-signature")
-    if not seals and not signatures and not signature_tags(raw, "arc-authentication-results"):
+    found = fields_tags(raw, _ARC_FIELDS)
+    seals, signatures = found["arc-seal"], found["arc-message-signature"]
+    if not seals and not signatures and not found["arc-authentication-results"]:
         return ArcOutcome(ArcResult.NONE)
     count = max(len(seals), len(signatures))
     if count > limits.max_instances:

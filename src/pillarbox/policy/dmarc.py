@@ -25,6 +25,7 @@ Implementation notes:
   values case-insensitive; an invalid value of an optional tag falls back to its default; a
   missing or invalid ``p`` (or invalid ``sp``/``np``) keeps the record only if it has a
   valid ``rua``, as ``p=none`` (§4.10.1). ``np`` defaults to ``sp``, which defaults to ``p``.
+  Records and organizational domains are computed once per distinct text (bounded LRUs).
 - **Testing** (RFC 9989 §4.7 ``t``, Appendix A.6): ``t=y`` applies the policy one step
   lower. RFC 9989 dropped ``pct``; legacy records are still honoured as RFC 7489 §6.6.4 did
   (a message not selected by ``pct`` gets the next lower policy), but only when the record
@@ -45,11 +46,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
 
 from publicsuffixlist import PublicSuffixList
 
@@ -186,7 +187,7 @@ class DmarcOutcome:
 # -- organizational domains by the PSL (RFC 7489 §3.2) -------------------------------------------
 
 
-@cache
+@functools.cache
 def _psl() -> PublicSuffixList:
     return PublicSuffixList()  # the list shipped in the package: no network
 
@@ -196,9 +197,15 @@ def _normal(domain: str) -> str:
     return name[:-1] if name.endswith(".") else name
 
 
+#: Organizational domains kept (:func:`organizational_domain`): DMARC alignment and sender
+#: reputation ask for the same few thousand domains again and again.
+ORG_DOMAIN_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=ORG_DOMAIN_CACHE_SIZE)
 def organizational_domain(domain: str) -> str | None:
     """The registered domain under the public suffix, lowercase; None if ``domain`` is itself
-    a public suffix (or empty)."""
+    a public suffix (or empty). Cached: the shipped list never changes while we run."""
     name = _normal(domain)
     if not name:
         return None
@@ -241,8 +248,14 @@ def _policy(value: str | None) -> Disposition | None:
         return None
 
 
+#: Distinct policy records kept parsed (:func:`parse_record`; records are immutable values).
+RECORD_CACHE_SIZE = 2048
+
+
+@functools.lru_cache(maxsize=RECORD_CACHE_SIZE)
 def parse_record(text: str) -> DmarcRecord | None:
-    """A DMARC record, or None if ``text`` is not a usable one (see the module notes)."""
+    """A DMARC record, or None if ``text`` is not a usable one (see the module notes); cached
+    by the exact text."""
     if not _VERSION.match(text):
         return None
     tags: dict[str, str] = {}

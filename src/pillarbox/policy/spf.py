@@ -18,12 +18,16 @@ Implementation notes:
   ``ptr`` not match (§5.5).
 - The explanation of a ``fail`` (``exp=``, §6.2) is fetched after the result is known, does not
   count towards the limits, and any problem with it just leaves the default explanation.
+- Records are parsed once per distinct text and networks built once per (address, prefix)
+  (bounded LRUs of immutable values): with DNS answers cached, parsing was half the cost of a
+  check (docs/performance.md, "Session 7").
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import ipaddress
 import re
 import time
@@ -158,8 +162,15 @@ def _check_domain_spec(spec: str) -> None:
         raise _PermError(f"domain-spec {spec!r} does not end in a top-level label")
 
 
+#: Distinct SPF records and networks kept parsed: the records of the senders (and the
+#: providers they include) of a busy hour; records and networks are immutable values.
+PARSE_CACHE_SIZE = 2048
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
 def parse_record(text: str) -> _Record:
-    """Parse an SPF record (``v=spf1`` and what follows); :class:`_PermError` if malformed."""
+    """Parse an SPF record (``v=spf1`` and what follows); :class:`_PermError` if malformed.
+    Cached by the exact text (a malformed record is not cached: it raises each time)."""
     terms = text.split(" ")[1:]
     mechanisms: list[_Mechanism] = []
     redirect: str | None = None
@@ -406,15 +417,24 @@ def _same_ip(text: str, ip: IpAddress) -> bool:
 
 
 def _in_network(ip: IpAddress, address: str, prefix: int | None) -> bool:
+    network = _network(address, ip.version, prefix)
+    return network is not None and ip in network
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _network(
+    address: str, version: int, prefix: int | None
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """The network of ``address``/``prefix`` (the whole address without a prefix), or None if
+    ``address`` is no IP address of that ``version``."""
     try:
         other = _ip(address)
     except ValueError:
-        return False
-    if type(other) is not type(ip):
-        return False
-    length = prefix if prefix is not None else ip.max_prefixlen
-    network = ipaddress.ip_network(f"{other}/{length}", strict=False)
-    return ip in network
+        return None
+    if other.version != version:
+        return None
+    length = prefix if prefix is not None else other.max_prefixlen
+    return ipaddress.ip_network(f"{other}/{length}", strict=False)
 
 
 def _truncate(domain: str) -> str:
