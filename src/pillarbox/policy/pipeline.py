@@ -40,7 +40,17 @@ from pillarbox.concurrently import concurrently
 from pillarbox.config import Config, PolicySection
 from pillarbox.dns.resolver import DnsResolver, Resolver
 from pillarbox.mail.model import MessageInfo
-from pillarbox.policy import arc, dkim, dmarc, dmarcreport, dnsbl, reputation, rules, spf
+from pillarbox.policy import (
+    arc,
+    dkim,
+    dmarc,
+    dmarcreport,
+    dnsbl,
+    headerfacts,
+    reputation,
+    rules,
+    spf,
+)
 from pillarbox.policy.authresults import AuthSummary
 from pillarbox.policy.authresults import header as auth_header
 from pillarbox.policy.classifier import (
@@ -73,6 +83,8 @@ class Scores:
     attachment_only: float = 2.5
     forged_local_sender: float = 4.0
     no_from: float = 1.0
+    #: Points of each header fact (:mod:`.headerfacts`); a fact without points adds nothing.
+    header_facts: Mapping[str, float] = field(default_factory=lambda: headerfacts.POINTS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +101,7 @@ class PolicySettings:
     check_arc: bool = True
     use_classifier: bool = True
     use_reputation: bool = True
+    use_header_facts: bool = True
     #: Refuse mail without a From address (DMARC permerror, RFC 7489 §6.6.1).
     reject_without_from: bool = False
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
@@ -132,6 +145,7 @@ def settings_from_config(section: PolicySection) -> PolicySettings:
         check_arc=section.arc,
         use_classifier=section.classifier,
         use_reputation=section.reputation,
+        use_header_facts=section.header_facts,
         reject_without_from=section.reject_without_from,
         trusted_networks=section.trusted_networks,
         ip_zones=_zones(section.dnsbl_ip_zones),
@@ -310,6 +324,11 @@ class InboundPolicy:
         ):
             if rule is not None:
                 reasons.append(rule)
+        if s.use_header_facts:
+            # Content, like the tokens: judged for trusted clients and files too.
+            envelope = arrival.mail_from if arrival is not None else None
+            found = headerfacts.message_facts(raw, info, envelope)
+            reasons += headerfacts.reasons(found, s.scores.header_facts)
         forced, override, refusal = self._forced(summary, authors)
         first_from = info.from_addr.lower() if authors else ""
         verified = [d.domain for d in summary.dkim if d.result is dkim.DkimResult.PASS and d.domain]
