@@ -3,7 +3,6 @@ table against the fact names, and the facts as reasons in a verdict that never r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -251,27 +250,26 @@ def test_points_that_may_not_refuse_lift_to_junk_but_not_to_refusal() -> None:
 # -- through the policy -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store.db")
-    await s.open()
-    await s.add_domain("example.org")
-    await s.add_account("bob@example.org", "!")
-    yield s
-    await s.close()
-
-
 def policy(store: SqliteStore, settings: PolicySettings) -> InboundPolicy:
     # Loopback arrivals and files are trusted: no DNS is asked.
     return InboundPolicy(settings, store, DnsResolver(nameserver="127.0.0.1:9"), hostname="mx")
 
 
-async def test_facts_are_reasons_of_the_verdict_and_its_header(store: SqliteStore) -> None:
-    account = await store.get_account("bob@example.org")
-    assert account is not None
+async def test_facts_are_reasons_of_the_verdict_and_its_header(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.db")
+    await store.open()
+    try:
+        await store.add_domain("example.org")
+        account = await store.add_account("bob@example.org", "!")
+        await facts_through_the_policy(store, account.id)
+    finally:
+        await store.close()
+
+
+async def facts_through_the_policy(store: SqliteStore, account_id: int) -> None:
     raw = message(Precedence="bulk", X_Priority="1")
     p = policy(store, PolicySettings())
-    verdict = await p.verdict(await p.assess(None, raw, parse_message(raw)), account.id)
+    verdict = await p.verdict(await p.assess(None, raw, parse_message(raw)), account_id)
     codes = {r.code: r.score for r in verdict.reasons}
     assert codes["PRECEDENCE_BULK"] == POINTS["PRECEDENCE_BULK"]
     assert codes["MSGID_ALIGNED"] == POINTS["MSGID_ALIGNED"]
