@@ -14,6 +14,7 @@ from pillarbox.policy.headerfacts import (
     ALIGNMENT_FACTS,
     DATE_FACTS,
     FACTS,
+    MEANINGS,
     POINTS,
     RECEIVED_FACTS,
     SHAPE_FACTS,
@@ -222,6 +223,7 @@ def test_groups_partition_the_facts_and_every_fact_has_points() -> None:
     assert sum(len(g) for g in groups) == len(FACTS)
     # No fact without points, no points without a fact (bench/spam_cv.py weights prints all).
     assert set(POINTS) == FACTS
+    assert set(MEANINGS) == FACTS
 
 
 def test_reasons_are_the_facts_with_points_and_never_refuse() -> None:

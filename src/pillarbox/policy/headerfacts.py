@@ -143,6 +143,54 @@ POINTS: Mapping[str, float] = MappingProxyType(
     }
 )
 
+#: Each fact in words, for readers who do not know the filter's vocabulary (the web UI).
+MEANINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "RP_NONE": "no envelope sender",
+        "RP_ALIGNED": "envelope sender in the From domain",
+        "RP_VERP_ALIGNED": "bounce-handling envelope sender in the From domain",
+        "RP_OTHER": "envelope sender in another domain",
+        "MSGID_NONE": "no Message-ID",
+        "MSGID_LOCAL_HOST": "Message-ID from an unnamed host",
+        "MSGID_ALIGNED": "Message-ID from the From domain",
+        "MSGID_OTHER": "Message-ID from another domain",
+        "REPLYTO_EMPTY": "Reply-To without an address",
+        "REPLYTO_OTHER": "replies go to another domain",
+        "SENDER_ALIGNED": "Sender or Errors-To in the From domain",
+        "LIST_UNSUBSCRIBE": "has an unsubscribe link",
+        "LIST_ID": "sent through a mailing list",
+        "PRECEDENCE_BULK": "marked as bulk mail",
+        "RCVD_NONE": "no relay recorded",
+        "RCVD_DYNAMIC_NAME": "relayed from a dial-up or home connection",
+        "RCVD_NO_RDNS": "relayed from an address without a name",
+        "RCVD_HELO_IP": "relay greeted with a bare address",
+        "RCVD_HELO_NO_DOT": "relay greeted with an incomplete name",
+        "RCVD_HELO_MISMATCH": "relay greeted with another domain's name",
+        "RCVD_FORGED": "a relay flagged its sender as forged",
+        "RCVD_FROM_ORG": "relayed by the From domain",
+        "RCVD_NOT_FROM_ORG": "not relayed by the From domain",
+        "DATE_NONE": "no date",
+        "DATE_BAD_ZONE": "date without a numeric time zone",
+        "DATE_UNPARSED": "unreadable date",
+        "DATE_FUTURE": "dated in the future",
+        "DATE_PAST": "dated days before it was sent",
+        "MIME_HTML_ONLY": "HTML without a text version",
+        "MIME_NO_VERSION": "MIME content without MIME-Version",
+        "MIME_ODD_BOUNDARY": "unusual MIME boundary",
+        "TO_NONE": "no To",
+        "TO_UNDISCLOSED": "undisclosed recipients",
+        "TO_MANY": "many recipients in To",
+        "MAILER_NONE": "no mail program named",
+        "MAILER_BULK": "sent by a list or bulk mail program",
+        "MAILER_OUTLOOK_NO_MIMEOLE": "claims to be Outlook, lacks its fields",
+        "PRIORITY_HIGH": "marked urgent",
+        "FROM_NO_NAME": "From without a name",
+        "FROM_LOCAL_DIGITS": "From address ending in digits",
+        "FROM_NONE": "no From address",
+        "SUBJECT_NONE": "no subject",
+    }
+)
+
 #: A hostile header cannot make the scan build more field records than this.
 MAX_FIELDS = 500
 
