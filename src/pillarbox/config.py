@@ -343,7 +343,7 @@ class PolicySection:
     )
     header_facts: bool = _f(
         True,
-        "Score header facts (sender alignment, Received chain, Date, shape) as fitted reasons; they may send mail to Junk, never refuse it.",
+        "Score header facts (sender alignment, Received chain, Date, shape) as fitted reasons, except for trusted_networks; they may send mail to Junk, never refuse it.",
     )
     bayes_weight: float = _f(
         10.0, "Score of a certain classifier verdict: spam adds it, ham subtracts it."

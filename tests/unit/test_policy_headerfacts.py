@@ -3,6 +3,7 @@ table against the fact names, and the facts as reasons in a verdict that never r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -252,8 +253,12 @@ def test_points_that_may_not_refuse_lift_to_junk_but_not_to_refusal() -> None:
 # -- through the policy -----------------------------------------------------------------------
 
 
+#: An untrusted arrival asks no DNS with these (and no DNSBL zones).
+NO_DNS_CHECKS = {"check_spf": False, "check_dkim": False, "check_dmarc": False, "check_arc": False}
+
+
 def policy(store: SqliteStore, settings: PolicySettings) -> InboundPolicy:
-    # Loopback arrivals and files are trusted: no DNS is asked.
+    # Files and loopback arrivals skip the DNS checks: no DNS is asked.
     return InboundPolicy(settings, store, DnsResolver(nameserver="127.0.0.1:9"), hostname="mx")
 
 
@@ -278,11 +283,14 @@ async def facts_through_the_policy(store: SqliteStore, account_id: int) -> None:
     assert b"PRECEDENCE_BULK(+6.2)" in verdict.header()
     assert verdict.action is Action.JUNK  # 6.2 + 5.26 − 3.05 + … with no model trained
 
-    # A trusted (loopback) client's message is judged on its facts too, with MAIL FROM as
-    # its Return-Path.
-    arrival = Arrival("127.0.0.1", "localhost", "bounce-1234@shop.test")
-    assessment = await p.assess(arrival, raw, parse_message(raw))
+    # At the MX, MAIL FROM is the Return-Path; a trusted (loopback) client's message, local
+    # injection, is not judged on its header.
+    remote = policy(store, PolicySettings(trusted_networks=(), **NO_DNS_CHECKS))
+    arrival = Arrival("192.0.2.1", "mail.shop.test", "bounce-1234@shop.test")
+    assessment = await remote.assess(arrival, raw, parse_message(raw))
     assert "RP_VERP_ALIGNED" in {r.code for r in assessment.reasons}
+    local = await p.assess(replace(arrival, client_ip="127.0.0.1"), raw, parse_message(raw))
+    assert not {r.code for r in local.reasons} & FACTS
 
     off = policy(store, settings_from_config(PolicySection(header_facts=False)))
     assessment = await off.assess(None, raw, parse_message(raw))

@@ -13,8 +13,12 @@ Implementation notes:
   only for the counts of tokens without one, and scoring is look-ups.
 - The message is refused at DATA only when every recipient's verdict is ``reject``
   (:func:`pillarbox.queue.intake` decides); otherwise each copy goes to INBOX or Junk.
-- Clients in ``trusted_networks`` (loopback by default: local injection) skip the DNS checks
-  and the forged-sender rule; the content classifier, rules and lists still apply.
+- Clients in ``trusted_networks`` (loopback by default: local injection) skip the DNS checks,
+  the forged-sender rule and the header facts (:mod:`.headerfacts`: fitted on mail from remote
+  senders, they read the minimal header a local script writes, without Date, Message-ID or
+  mailer, as spam); the content classifier, rules and lists still apply. A message from a file
+  (``pillarbox spam evaluate``) gets the header facts: it is mail as collected, what they were
+  fitted on.
 - DNS trouble never refuses mail: temperror results score nothing; a DMARC temperror applies
   no policy (RFC 7489 §6.6.3 and the local choice recorded in ``dmarc-cases.yml``).
 - Everything is explained: each signal is a :class:`~.verdict.Reason`; the message carries
@@ -324,8 +328,7 @@ class InboundPolicy:
         ):
             if rule is not None:
                 reasons.append(rule)
-        if s.use_header_facts:
-            # Content, like the tokens: judged for trusted clients and files too.
+        if s.use_header_facts and (arrival is None or not trusted):
             envelope = arrival.mail_from if arrival is not None else None
             found = headerfacts.message_facts(raw, info, envelope)
             reasons += headerfacts.reasons(found, s.scores.header_facts)
