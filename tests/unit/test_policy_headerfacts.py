@@ -19,8 +19,8 @@ from pillarbox.policy.headerfacts import (
     POINTS,
     RECEIVED_FACTS,
     SHAPE_FACTS,
+    header_reasons,
     message_facts,
-    reasons,
 )
 from pillarbox.policy.pipeline import Arrival, InboundPolicy, PolicySettings, settings_from_config
 from pillarbox.policy.verdict import Action, Reason, Thresholds, decide
@@ -229,7 +229,7 @@ def test_groups_partition_the_facts_and_every_fact_has_points() -> None:
 
 def test_reasons_are_the_facts_with_points_and_never_refuse() -> None:
     found = frozenset({"MSGID_ALIGNED", "PRECEDENCE_BULK", "RP_ALIGNED"})
-    out = reasons(found, {"MSGID_ALIGNED": -3.05, "PRECEDENCE_BULK": 6.2, "RP_ALIGNED": 0.0})
+    out = header_reasons(found, {"MSGID_ALIGNED": -3.05, "PRECEDENCE_BULK": 6.2, "RP_ALIGNED": 0.0})
     assert out == [
         Reason("MSGID_ALIGNED", -3.05, may_refuse=False),
         Reason("PRECEDENCE_BULK", 6.2, may_refuse=False),

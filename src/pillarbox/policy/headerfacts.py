@@ -281,7 +281,7 @@ def facts(header: Header, from_address: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def reasons(found: frozenset[str], points: Mapping[str, float]) -> list[Reason]:
+def header_reasons(found: frozenset[str], points: Mapping[str, float]) -> list[Reason]:
     """A reason per fact found that is worth points, in name order. None of them may carry a
     message to refusal: they were fitted to tell Junk from INBOX, and a header trait alone
     (``PRECEDENCE_BULK``) is not what a 5xx should be sent for."""

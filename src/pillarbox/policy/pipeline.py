@@ -44,17 +44,7 @@ from pillarbox.concurrently import concurrently
 from pillarbox.config import Config, PolicySection
 from pillarbox.dns.resolver import DnsResolver, Resolver
 from pillarbox.mail.model import MessageInfo
-from pillarbox.policy import (
-    arc,
-    dkim,
-    dmarc,
-    dmarcreport,
-    dnsbl,
-    headerfacts,
-    reputation,
-    rules,
-    spf,
-)
+from pillarbox.policy import arc, dkim, dmarc, dmarcreport, dnsbl, reputation, rules, spf
 from pillarbox.policy.authresults import AuthSummary
 from pillarbox.policy.authresults import header as auth_header
 from pillarbox.policy.classifier import (
@@ -65,6 +55,7 @@ from pillarbox.policy.classifier import (
 )
 from pillarbox.policy.cluecache import ClueCache, ModelsState
 from pillarbox.policy.failurereport import FailedMessage, FailureSink
+from pillarbox.policy.headerfacts import POINTS, header_reasons, message_facts
 from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind, SpamCounts
@@ -88,7 +79,7 @@ class Scores:
     forged_local_sender: float = 4.0
     no_from: float = 1.0
     #: Points of each header fact (:mod:`.headerfacts`); a fact without points adds nothing.
-    header_facts: Mapping[str, float] = field(default_factory=lambda: headerfacts.POINTS)
+    header_facts: Mapping[str, float] = field(default_factory=lambda: POINTS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -330,8 +321,8 @@ class InboundPolicy:
                 reasons.append(rule)
         if s.use_header_facts and (arrival is None or not trusted):
             envelope = arrival.mail_from if arrival is not None else None
-            found = headerfacts.message_facts(raw, info, envelope)
-            reasons += headerfacts.reasons(found, s.scores.header_facts)
+            found = message_facts(raw, info, envelope)
+            reasons += header_reasons(found, s.scores.header_facts)
         forced, override, refusal = self._forced(summary, authors)
         first_from = info.from_addr.lower() if authors else ""
         verified = [d.domain for d in summary.dkim if d.result is dkim.DkimResult.PASS and d.domain]
