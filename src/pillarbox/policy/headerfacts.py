@@ -39,7 +39,7 @@ from pillarbox.mail.model import MessageInfo
 from pillarbox.policy.dmarc import organizational_domain
 from pillarbox.policy.verdict import Reason
 
-#: Every fact, by group (the order the bench's ``--facts`` prefixes select them).
+#: Every fact, by group (the bench's ``--facts`` selects groups by these name prefixes).
 ALIGNMENT_FACTS = frozenset(
     {
         "RP_NONE",
@@ -222,10 +222,10 @@ _NUMERIC_ZONE = re.compile(r"[+-]\d{4}\b")
 #: The boundaries mailers generate start with "-" or "=_" (RFC 2046 §5.1.1 allows any).
 _USUAL_BOUNDARY = re.compile(r'boundary="?(?:-|=_)')
 _DIGITS_TAIL = re.compile(r"\d{3,}$")
-#: Received timestamps later than the Date by more than this look forged or badly clocked
-#: (SpamAssassin's DATE_IN_FUTURE_12_24 starts here)…
+#: A Date more than this after the newest Received timestamp is in the future, forged or
+#: badly clocked (SpamAssassin's DATE_IN_FUTURE_12_24 starts here)…
 _FUTURE = 12 * 3600
-#: …and earlier by more than this (DATE_IN_PAST_96_XX).
+#: …and more than this before it, in the past (DATE_IN_PAST_96_XX).
 _PAST = 96 * 3600
 _PRIVATE_PREFIXES = ("127.", "10.", "192.168.")
 
