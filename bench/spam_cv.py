@@ -10,6 +10,8 @@ score + reputation + rules, Junk from 5 (or ``--junk``).
     python bench/spam_cv.py --corpus /work/shared/corpora/spam dev --model lr
     python bench/spam_cv.py cv --model lr --rate 20 --passes 10 --ngrams 4 --margin 2
     python bench/spam_cv.py cv --model svm --cost 10 --ngrams 4
+    python bench/spam_cv.py cv --evidence --l2 0.1
+    python bench/spam_cv.py weights --l2 0.1   # header facts' points, as the product ships them
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from spam_evidence import bulk_facts, header_facts, header_fields
+from spam_evidence import bulk_facts
 
 from pillarbox.cli.spam import message_files, read_message
 from pillarbox.mail.parse import parse_message
-from pillarbox.policy import reputation, rules
+from pillarbox.policy import headerfacts, reputation, rules
 from pillarbox.policy.classifier import ModelView, classify_views
 from pillarbox.policy.dmarc import organizational_domain
+from pillarbox.policy.headerfacts import FACTS, read_header
 from pillarbox.policy.learning import observe
 from pillarbox.policy.pipeline import Scores, author_domains
 from pillarbox.store.types import SpamCounts
@@ -109,8 +112,9 @@ def feats(s: Sample) -> set[str]:
     Return-Path and Reply-To domains, a Received host? Legitimate bulk senders (the hard_ham
     newsletters) send from their own relays; spam forges From (measured on train: From domain
     among the Received hosts for 87 % of hard_ham, 41 % of spam). Plus list fields present."""
-    fields, raw_received = header_fields(s.head)
-    received = [value.lower() for value in raw_received]
+    header = read_header(s.head, len(s.head))
+    fields = header.first
+    received = [value.lower() for value in header.received]
     address = s.sender.from_address
     own = _org(address.rpartition("@")[2]) if "@" in address else ""
     if not own:
@@ -473,7 +477,7 @@ def fit_logistic(
 
 class Evidence:
     """The base model's verdict score plus a fitted score per header fact
-    (:func:`spam_evidence.header_facts`). The weights come from a logistic regression of the
+    (:mod:`pillarbox.policy.headerfacts`). The weights come from a logistic regression of the
     label on (verdict score, facts) over the training set, where each training message's verdict
     score is out-of-fold (inner ``folds``-fold CV, base model and reputation trained without
     it), so the fit sees the scores unseen mail gets. A fact's score is its weight divided by the
@@ -518,6 +522,8 @@ class Evidence:
         self.names: list[str] = []
         self.points: dict[str, float] = {}
         self.offset = 0.0
+        #: The fit's weight of the verdict score / 10 (the scale of the points).
+        self.score_weight = 0.0
 
     def train(self, samples: Sequence[Sample]) -> None:
         inner, _ = cross_validate(self.make_base, samples, self.folds, self.seed)
@@ -527,6 +533,7 @@ class Evidence:
         scored = [(s, v) for s, v in inner.scored if v >= self.band]
         rows = [(v / 10, [index[f] for f in facts[s.name]]) for s, v in scored]
         w = fit_logistic(rows, [s.spam for s, _ in scored], len(self.names), self.l2)
+        self.score_weight = w[1]
         scale = 10 / w[1] if w[1] > 0 else 0.0
         self.points = {f: round(scale * w[2 + i], 2) for i, f in enumerate(self.names)}
         if self.discount_only:
@@ -539,7 +546,8 @@ class Evidence:
         self.base.train(samples)
 
     def facts(self, sample: Sample) -> set[str]:
-        found = header_facts(sample.head, sample.sender.from_address)
+        header = read_header(sample.head, len(sample.head))
+        found = set(headerfacts.facts(header, sample.sender.from_address))
         if self.bulk:
             found |= bulk_facts(found)
         return {f for f in found if f.startswith(self.only)} if self.only else found
@@ -705,6 +713,22 @@ def _models(args: argparse.Namespace) -> Callable[[], Model]:
     return base
 
 
+def points_table(evidence: Evidence) -> str:
+    """The fitted points as the product holds them (``pillarbox.policy.headerfacts.POINTS``):
+    every fact in name order, 0.0 for a fact that never held in training."""
+    lines = [
+        f"# verdict-score weight {evidence.score_weight:.3f} per 10 points,"
+        f" intercept {evidence.offset:+.2f} points (not added)",
+        "POINTS: Mapping[str, float] = MappingProxyType(",
+        "    {",
+    ]
+    # + 0.0 turns a rounded -0.0 into 0.0.
+    points = evidence.points
+    lines += [f'        "{name}": {points.get(name, 0.0) + 0.0},' for name in sorted(FACTS)]
+    lines += ["    }", ")"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/spam"))
@@ -762,9 +786,16 @@ def main() -> None:
     parser.add_argument(
         "--thresholds", default="", help="also report these junk thresholds (comma list)"
     )
-    parser.add_argument("mode", choices=("cv", "dev"))
+    parser.add_argument("mode", choices=("cv", "dev", "weights"))
     args = parser.parse_args()
     train = load(args.corpus, "train", args.cache)
+    if args.mode == "weights":
+        args.evidence = True
+        evidence = _models(args)()
+        assert isinstance(evidence, Evidence)
+        evidence.train(train)
+        print(points_table(evidence))
+        return
     extend = with_align if args.align else list
     train = extend(train)
     make = _models(args)

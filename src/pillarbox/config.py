@@ -341,6 +341,10 @@ class PolicySection:
     reputation: bool = _f(
         True, "Score senders by the account's own history (Junk moves, mail it sent)."
     )
+    header_facts: bool = _f(
+        True,
+        "Score header facts (sender alignment, Received chain, Date, shape) as fitted reasons, except for trusted_networks; they may send mail to Junk, never refuse it.",
+    )
     bayes_weight: float = _f(
         10.0, "Score of a certain classifier verdict: spam adds it, ham subtracts it."
     )

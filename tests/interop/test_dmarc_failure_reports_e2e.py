@@ -97,6 +97,7 @@ def send(server: LiveServer, author: str, n: int, *, broken_signature: bool = Fa
     """Mail from ``author`` (also the MAIL FROM); whether it was accepted."""
     raw = (
         f"From: {author}\r\nTo: bob@example.org\r\nSubject: report test {n}\r\n"
+        f"Date: Mon, 3 Jun 2024 10:00:00 +0000\r\n"
         f"Message-ID: <{n}@client.test>\r\n\r\nBody {n}, not to be reported.\r\n"
     ).encode()
     if broken_signature:

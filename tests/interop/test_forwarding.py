@@ -282,6 +282,16 @@ def test_spam_is_not_forwarded(forwarder: LiveServer, peer: Recorder) -> None:
     assert peer.messages == []
 
 
+def test_header_facts_alone_do_not_refuse_a_forward(forwarder: LiveServer, peer: Recorder) -> None:
+    """Spam is refused rather than forwarded: the header facts, which may file mail in Junk but
+    never refuse it (PRECEDENCE_BULK +6.2, PRIORITY_HIGH +5.3 here), do not judge forwards."""
+    forwarder.call(forwarder.store.add_alias("team@example.org", ["dave@remote.test"]))
+    bulk = message(to="team@example.org", extra="Precedence: bulk\r\nX-Priority: 1\r\n")
+    send(forwarder, "sender@outside.test", ["team@example.org"], bulk)
+    [got] = wait_for(lambda: peer.messages, "the forwarded copy")
+    assert got.rcpt_tos == ["dave@remote.test"]
+
+
 def test_alias_to_remote_takes_the_same_path(forwarder: LiveServer, peer: Recorder) -> None:
     forwarder.call(
         forwarder.store.add_alias("team@example.org", ["dave@remote.test", "bob@example.org"])

@@ -121,6 +121,8 @@ def test_spam_verdict_round_trips_the_header_delivery_writes() -> None:
         type(verdict.reasons[0])("SENDER_HISTORY", "a@b.example verified", -1.5),
     )
     assert verdict.reasons[0].meaning == "content filter (spam probability)"
+    fact = type(verdict.reasons[0])("MSGID_ALIGNED", "", -3.05)
+    assert fact.meaning == "Message-ID from the From domain"  # header facts have words too
     assert len(verdict.reasons) == 12 and verdict.more == 3  # the header keeps the 12 strongest
 
 

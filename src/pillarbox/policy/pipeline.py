@@ -13,8 +13,12 @@ Implementation notes:
   only for the counts of tokens without one, and scoring is look-ups.
 - The message is refused at DATA only when every recipient's verdict is ``reject``
   (:func:`pillarbox.queue.intake` decides); otherwise each copy goes to INBOX or Junk.
-- Clients in ``trusted_networks`` (loopback by default: local injection) skip the DNS checks
-  and the forged-sender rule; the content classifier, rules and lists still apply.
+- Clients in ``trusted_networks`` (loopback by default: local injection) skip the DNS checks,
+  the forged-sender rule and the header facts (:mod:`.headerfacts`: fitted on mail from remote
+  senders, they read the minimal header a local script writes, without Date, Message-ID or
+  mailer, as spam); the content classifier, rules and lists still apply. A message from a file
+  (``pillarbox spam evaluate``) gets the header facts: it is mail as collected, what they were
+  fitted on.
 - DNS trouble never refuses mail: temperror results score nothing; a DMARC temperror applies
   no policy (RFC 7489 §6.6.3 and the local choice recorded in ``dmarc-cases.yml``).
 - Everything is explained: each signal is a :class:`~.verdict.Reason`; the message carries
@@ -51,6 +55,7 @@ from pillarbox.policy.classifier import (
 )
 from pillarbox.policy.cluecache import ClueCache, ModelsState
 from pillarbox.policy.failurereport import FailedMessage, FailureSink
+from pillarbox.policy.headerfacts import POINTS, header_reasons, message_facts
 from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind, SpamCounts
@@ -73,6 +78,8 @@ class Scores:
     attachment_only: float = 2.5
     forged_local_sender: float = 4.0
     no_from: float = 1.0
+    #: Points of each header fact (:mod:`.headerfacts`); a fact without points adds nothing.
+    header_facts: Mapping[str, float] = field(default_factory=lambda: POINTS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +96,7 @@ class PolicySettings:
     check_arc: bool = True
     use_classifier: bool = True
     use_reputation: bool = True
+    use_header_facts: bool = True
     #: Refuse mail without a From address (DMARC permerror, RFC 7489 §6.6.1).
     reject_without_from: bool = False
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
@@ -132,6 +140,7 @@ def settings_from_config(section: PolicySection) -> PolicySettings:
         check_arc=section.arc,
         use_classifier=section.classifier,
         use_reputation=section.reputation,
+        use_header_facts=section.header_facts,
         reject_without_from=section.reject_without_from,
         trusted_networks=section.trusted_networks,
         ip_zones=_zones(section.dnsbl_ip_zones),
@@ -310,6 +319,10 @@ class InboundPolicy:
         ):
             if rule is not None:
                 reasons.append(rule)
+        if s.use_header_facts and (arrival is None or not trusted):
+            envelope = arrival.mail_from if arrival is not None else None
+            found = message_facts(raw, info, envelope)
+            reasons += header_reasons(found, s.scores.header_facts)
         forced, override, refusal = self._forced(summary, authors)
         first_from = info.from_addr.lower() if authors else ""
         verified = [d.domain for d in summary.dkim if d.result is dkim.DkimResult.PASS and d.domain]

@@ -7,6 +7,10 @@ Implementation notes:
   :class:`Reason` with a signed score (positive: spammy). The verdict's score is their sum;
   ``score >= thresholds.reject`` is refused at DATA with a 5xx (never a silent drop),
   ``score >= thresholds.junk`` goes to Junk, anything else to INBOX.
+- Some evidence may file a message in Junk but never refuse it (``Reason.may_refuse`` false:
+  the header facts, :mod:`.headerfacts`). Refusal is decided on the score without their
+  positive points, so a wrongly refused message (which nobody can fish out of Junk) needs the
+  stronger evidence alone; their negative points still count.
 - Two kinds of reason override the sum, because a person or a domain owner decided them:
   a DMARC policy (``p=reject`` refuses, ``p=quarantine`` files in Junk) and the account's
   allow/block lists (allow → INBOX, block → Junk). An allow entry does not lift a DMARC
@@ -39,6 +43,8 @@ class Reason:
     score: float
     #: Human-readable detail (a zone, a probability, a domain).
     detail: str = ""
+    #: False: positive points of this reason count towards Junk, never towards refusal.
+    may_refuse: bool = True
 
     def render(self) -> str:
         detail = f":{self.detail}" if self.detail else ""
@@ -95,12 +101,14 @@ def decide(
     refusal: str = "",
 ) -> Verdict:
     """Sum ``reasons`` and compare with ``thresholds``; ``forced`` (with its ``override``
-    name) replaces the outcome of the comparison."""
+    name) replaces the outcome of the comparison. Refusal compares the sum without the
+    positive scores of reasons that may not refuse (see the module notes)."""
     reasons = tuple(reasons)
     score = round(sum(r.score for r in reasons), 2)
+    refusable = round(sum(r.score for r in reasons if r.may_refuse or r.score < 0), 2)
     if forced is not None:
         action = forced
-    elif score >= thresholds.reject:
+    elif refusable >= thresholds.reject:
         action = Action.REJECT
     elif score >= thresholds.junk:
         action = Action.JUNK

@@ -447,10 +447,11 @@ class Intake:
         """The verdict on a message our aliases forward to other domains, and our
         ``Authentication-Results`` for its ARC set. An alias has no account, so no classifier
         model, reputation or lists of its own: authentication, DMARC, DNSBL and the rules
-        decide."""
+        decide. Spam is refused here, not filed in Junk, so reasons that may not refuse (the
+        header facts, fitted on top of a classifier's score) do not count."""
         policy = self._services.policy
         verdict = decide(
-            assessment.reasons,
+            [r for r in assessment.reasons if r.may_refuse],
             policy.settings.thresholds,
             forced=assessment.forced,
             override=assessment.override,

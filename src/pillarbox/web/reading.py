@@ -13,6 +13,7 @@ from pillarbox.mail.decode import decode_words, escaped_to_text, header_bytes_to
 from pillarbox.mail.headers import MISSING_DOMAIN, scan_header, unfold
 from pillarbox.mail.model import BodyPart, EnvelopeAddress, MessageInfo
 from pillarbox.mail.parse import find_part, part_text
+from pillarbox.policy import headerfacts
 from pillarbox.policy.verdict import SPAM_HEADER
 
 
@@ -206,6 +207,7 @@ SPAM_REASON_MEANINGS = {
     "NETWORK_HISTORY": "your history with network",
     "ALLOW_LIST": "on your allow list",
     "BLOCK_LIST": "on your block list",
+    **headerfacts.MEANINGS,
 }
 #: Fields our delivery puts above the rest (RFC 5321 §4.4 trace first): an X-Pillarbox-Spam
 #: among them is ours; one further down came with the message and may be forged.
