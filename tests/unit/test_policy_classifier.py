@@ -102,6 +102,9 @@ def test_spam_header_lists_reasons_strongest_first() -> None:
 def test_rules() -> None:
     gtube = b"Subject: t\r\n\r\n" + rules.GTUBE + b"\r\n"
     assert rules.gtube(gtube, parse_message(gtube), 1000.0) is not None
+    # Only the body counts: the string in a header field is no test message.
+    quoted = b"Subject: " + rules.GTUBE + b"\r\n\r\nabout that string\r\n"
+    assert rules.gtube(quoted, parse_message(quoted), 1000.0) is None
     attachment = (
         b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/zip\r\n"
         b"Content-Disposition: attachment; filename=a.zip\r\n\r\nUEsDBA==\r\n--b--\r\n"

@@ -16,7 +16,10 @@ from pillarbox.policy.classifier import (
     _URL,
     _WORD,
     _WORD_SEPARATORS,
+    ADDRESS_FIELD_KEPT_CHARS,
     TokenLimits,
+    _address_field_tokens,
+    _address_tokens,
     _body_tokens,
     _full_after,
     _header_tokens,
@@ -613,3 +616,17 @@ def test_links_need_a_colon_or_a_dot(text: str) -> None:
         assert _URL.search(text) is None
     else:
         assert (_URL.search(text) is not None) <= ("://" in text or "www." in text.lower())
+
+
+def test_address_tokens_are_kept_per_field_and_value() -> None:
+    value = "Ann <ann+shop@example.org>"
+    for name in ("from", "to"):
+        # Each field's own tokens (the field is part of the key), kept for the next message.
+        assert _address_tokens(name, value) == tuple(_address_field_tokens(name, value))
+        assert _address_tokens(name, value) is _address_tokens(name, value)
+    assert _address_tokens("to", value) != _address_tokens("from", value)
+    # A long field is worked out each time, not kept: the memory kept stays bounded.
+    many = ", ".join(f"user{i}@example.org" for i in range(20))
+    assert len(many) > ADDRESS_FIELD_KEPT_CHARS
+    assert _address_tokens("cc", many) == tuple(_address_field_tokens("cc", many))
+    assert _address_tokens("cc", many) is not _address_tokens("cc", many)

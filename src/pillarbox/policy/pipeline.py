@@ -250,6 +250,9 @@ def _matches(entry: SenderListEntry, address: str) -> bool:
     return domain == pattern or domain.endswith("." + pattern)
 
 
+#: Client addresses whose trust :meth:`InboundPolicy._is_trusted` keeps.
+_TRUSTED_CLIENTS_KEPT = 4096
+
 #: Any token does (the classifier's own look like ``word`` or ``header:…``).
 _WARM_UP_TOKEN = "warm-up"
 
@@ -274,6 +277,8 @@ class InboundPolicy:
         self.hostname = hostname
         self._rng = rng if rng is not None else random.Random()
         self._trusted = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_networks]
+        #: Client address → in ``trusted_networks``: parsing the address cost ~2 µs per message.
+        self._trusted_clients: dict[str, bool] = {}
         self._clues = ClueCache()
 
     async def assess(
@@ -295,7 +300,7 @@ class InboundPolicy:
             if s.use_classifier
             else frozenset()
         )
-        trusted = arrival is None or _in_networks(arrival.client_ip, self._trusted)
+        trusted = arrival is None or self._is_trusted(arrival.client_ip)
         summary = AuthSummary()
         listings: list[dnsbl.Listing] = []
         if arrival is not None and not trusted:
@@ -337,6 +342,16 @@ class InboundPolicy:
         return Assessment(
             summary, tuple(reasons), tokens, sender, authors, forced, override, refusal
         )
+
+    def _is_trusted(self, client_ip: str) -> bool:
+        """:func:`_in_networks` of the trusted networks, kept per address (at most
+        :data:`_TRUSTED_CLIENTS_KEPT`: past that, all are forgotten)."""
+        known = self._trusted_clients.get(client_ip)
+        if known is None:
+            if len(self._trusted_clients) >= _TRUSTED_CLIENTS_KEPT:
+                self._trusted_clients.clear()
+            known = self._trusted_clients[client_ip] = _in_networks(client_ip, self._trusted)
+        return known
 
     def _forced(
         self, summary: AuthSummary, authors: Sequence[str]
