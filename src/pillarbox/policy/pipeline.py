@@ -190,6 +190,9 @@ class Assessment:
     forced: Action | None = None
     override: str = ""
     refusal: str = ""
+    #: The header facts' reasons (:mod:`.headerfacts`), kept apart: they were fitted as a
+    #: correction to the classifier's score, so a verdict uses them only beside one.
+    header_facts: tuple[Reason, ...] = ()
 
     def auth_header(self, our_id: str) -> bytes:
         return auth_header(our_id, self.auth)
@@ -324,10 +327,10 @@ class InboundPolicy:
         ):
             if rule is not None:
                 reasons.append(rule)
+        facts: list[Reason] = []
         if s.use_header_facts and (arrival is None or not trusted):
             envelope = arrival.mail_from if arrival is not None else None
-            found = message_facts(raw, info, envelope)
-            reasons += header_reasons(found, s.scores.header_facts)
+            facts = header_reasons(message_facts(raw, info, envelope), s.scores.header_facts)
         forced, override, refusal = self._forced(summary, authors)
         first_from = info.from_addr.lower() if authors else ""
         verified = [d.domain for d in summary.dkim if d.result is dkim.DkimResult.PASS and d.domain]
@@ -340,7 +343,15 @@ class InboundPolicy:
             client_ip="" if arrival is None or trusted else arrival.client_ip,
         )
         return Assessment(
-            summary, tuple(reasons), tokens, sender, authors, forced, override, refusal
+            summary,
+            tuple(reasons),
+            tokens,
+            sender,
+            authors,
+            forced,
+            override,
+            refusal,
+            tuple(facts),
         )
 
     def _is_trusted(self, client_ip: str) -> bool:
@@ -516,7 +527,10 @@ class InboundPolicy:
                 table = self._clues.table(account_id, ModelsState.of(evidence, s.classifier))
                 missing = table.missing(tokens)
             self._clues.add(table, missing, evidence.global_model[1], evidence.account_model[1])
-            reasons += self._bayes(table.classify(tokens))
+            bayes = self._bayes(table.classify(tokens))
+            reasons += bayes
+            if bayes:  # no trained model: the facts alone are outside what they were fitted on
+                reasons += assessment.header_facts
         reasons += reputation.reasons(assessment.sender, evidence.reputation, s.reputation)
         forced, override = assessment.forced, assessment.override
         address = assessment.sender.from_address

@@ -447,11 +447,11 @@ class Intake:
         """The verdict on a message our aliases forward to other domains, and our
         ``Authentication-Results`` for its ARC set. An alias has no account, so no classifier
         model, reputation or lists of its own: authentication, DMARC, DNSBL and the rules
-        decide. Spam is refused here, not filed in Junk, so reasons that may not refuse (the
-        header facts, fitted on top of a classifier's score) do not count."""
+        decide. The header facts do not (they are fitted on top of a classifier's score, and
+        spam is refused here, not filed in Junk)."""
         policy = self._services.policy
         verdict = decide(
-            [r for r in assessment.reasons if r.may_refuse],
+            assessment.reasons,
             policy.settings.thresholds,
             forced=assessment.forced,
             override=assessment.override,
