@@ -1,20 +1,24 @@
-"""The RSA step of DKIM verification through OpenSSL gives dkimpy's own answer, case by case:
-every signature below is judged by :func:`dkimrsa.verify` and by dkimpy's original function."""
+"""The RSA steps of DKIM verification and signing through OpenSSL give dkimpy's own answers,
+case by case: every signature below is judged by :func:`dkimrsa.verify` and by dkimpy's original
+function, and every signature made by :func:`dkimrsa.sign` is compared with dkimpy's."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import dkim as dkimpy
 import dkim.crypto
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from pillarbox.policy import arc, dkimrsa
 from pillarbox.policy import dkim as _dkim  # noqa: F401  (importing it installs the seam)
-from pillarbox.policy import dkimrsa
+from pillarbox.queue import dkim as queue_dkim
 
 MESSAGE = b"the signed header fields, canonicalised"
 
@@ -127,8 +131,32 @@ def test_a_good_signature_needs_no_python_rsa(
 
 def test_installed_where_dkimpy_looks_it_up() -> None:
     assert dkimpy.RSASSA_PKCS1_v1_5_verify is dkimrsa.verify
+    assert dkimpy.RSASSA_PKCS1_v1_5_sign is dkimrsa.sign
     dkimrsa.install()  # again: nothing changes
     assert dkimpy.RSASSA_PKCS1_v1_5_verify is dkimrsa.verify
+    assert dkimpy.RSASSA_PKCS1_v1_5_sign is dkimrsa.sign
+
+
+@pytest.mark.parametrize("name", ["RSASSA_PKCS1_v1_5_verify", "RSASSA_PKCS1_v1_5_sign"])
+@pytest.mark.parametrize("moved", ["replaced", "gone"])
+def test_install_refuses_a_dkimpy_that_moved_the_step(
+    name: str, moved: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is replaced unless both names are still dkimpy's functions (or ours)."""
+    if moved == "gone":
+        monkeypatch.delattr(dkimpy, name)
+    else:
+        monkeypatch.setattr(dkimpy, name, lambda *_: b"")
+    for other in ("RSASSA_PKCS1_v1_5_verify", "RSASSA_PKCS1_v1_5_sign"):
+        if other != name:
+            monkeypatch.setattr(dkimpy, other, getattr(dkim.crypto, other))
+    with pytest.raises(RuntimeError, match=name):
+        dkimrsa.install()
+    assert all(
+        getattr(dkimpy, other) is getattr(dkim.crypto, other)
+        for other in ("RSASSA_PKCS1_v1_5_verify", "RSASSA_PKCS1_v1_5_sign")
+        if other != name
+    )
 
 
 def test_loaded_keys_are_kept_by_modulus_and_exponent_and_bounded() -> None:
@@ -141,3 +169,139 @@ def test_loaded_keys_are_kept_by_modulus_and_exponent_and_bounded() -> None:
     for n in range(dkimrsa.KEY_CACHE_SIZE + 10):
         dkimrsa._openssl_key(modulus + 2 * n, 65537)
     assert dkimrsa._openssl_key.cache_info().currsize == dkimrsa.KEY_CACHE_SIZE
+
+
+# -- signing ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=[1024, 2048, 3072, 4096])
+def signing_key(request: pytest.FixtureRequest) -> dict[str, int]:
+    """dkimpy's parse of a new key's PEM (PKCS#1 for 1024 bits, PKCS#8 otherwise), as
+    dkimpy's ``sign`` and ``arc_sign`` hand it to the RSA step."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=request.param)
+    layout = (
+        serialization.PrivateFormat.TraditionalOpenSSL
+        if request.param == 1024
+        else serialization.PrivateFormat.PKCS8
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, layout, serialization.NoEncryption())
+    parsed: dict[str, int] = dkim.crypto.parse_pem_private_key(pem)
+    return parsed
+
+
+def refuse_dkimpy_signing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object) -> bytes:
+        raise AssertionError("dkimpy's pure-Python signing was called")
+
+    monkeypatch.setattr(dkimrsa, "DKIMPY_SIGN", refuse)
+
+
+@pytest.mark.parametrize("make_digest", [hashlib.sha256, hashlib.sha1], ids=["sha256", "sha1"])
+@pytest.mark.parametrize("data", [b"", MESSAGE, b"\xff" * 5000], ids=["empty", "short", "long"])
+def test_openssl_signs_the_octets_dkimpy_signs(
+    signing_key: dict[str, int],
+    make_digest: Callable[[bytes], Any],
+    data: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = bytes(dkim.crypto.RSASSA_PKCS1_v1_5_sign(make_digest(data), signing_key))
+    refuse_dkimpy_signing(monkeypatch)
+    signature = dkimrsa.sign(make_digest(data), signing_key)
+    assert signature == expected
+    public = {k: signing_key[k] for k in ("modulus", "publicExponent")}
+    assert dkimrsa.verify(make_digest(data), signature, public)
+
+
+def _numbers(private: rsa.RSAPrivateKey) -> dict[str, int]:
+    n = private.private_numbers()
+    return {
+        "modulus": n.public_numbers.n,
+        "publicExponent": n.public_numbers.e,
+        "privateExponent": n.d,
+        "prime1": n.p,
+        "prime2": n.q,
+        "exponent1": n.dmp1,
+        "exponent2": n.dmq1,
+        "coefficient": n.iqmp,
+    }
+
+
+def test_a_key_openssl_refuses_is_signed_by_dkimpy(private: rsa.RSAPrivateKey) -> None:
+    """dkimpy signs with the CRT values and never reads d; OpenSSL's check refuses a wrong d."""
+    key = _numbers(private) | {"privateExponent": private.private_numbers().d + 2}
+    assert dkimrsa._openssl_private_key(tuple(key[n] for n in dkimrsa._PRIVATE_NUMBERS)) is None
+    signature = dkimrsa.sign(hashlib.sha256(MESSAGE), key)
+    assert signature == bytes(dkimrsa.DKIMPY_SIGN(hashlib.sha256(MESSAGE), key))
+    assert dkimrsa.verify(hashlib.sha256(MESSAGE), signature, key)
+
+
+def test_a_modulus_too_short_for_the_digest_is_dkimpys_error() -> None:
+    """A 216-bit key (two Mersenne primes) OpenSSL loads but will not sign a SHA-256 DigestInfo
+    with: dkimpy's DigestTooLargeError (its ``sign`` reports it as a ParameterError)."""
+    p, q, e = 2**127 - 1, 2**89 - 1, 65537
+    d = pow(e, -1, (p - 1) * (q - 1))
+    key = {
+        "modulus": p * q,
+        "publicExponent": e,
+        "privateExponent": d,
+        "prime1": p,
+        "prime2": q,
+        "exponent1": d % (p - 1),
+        "exponent2": d % (q - 1),
+        "coefficient": pow(q, -1, p),
+    }
+    assert dkimrsa._openssl_private_key(tuple(key[n] for n in dkimrsa._PRIVATE_NUMBERS))
+    with pytest.raises(dkim.crypto.DigestTooLargeError):
+        dkimrsa.sign(hashlib.sha256(MESSAGE), key)
+
+
+def test_a_hash_dkimpy_cannot_encode_is_dkimpys_error(private: rsa.RSAPrivateKey) -> None:
+    with pytest.raises(KeyError, match="md5"):
+        dkimrsa.sign(hashlib.md5(MESSAGE), _numbers(private))
+
+
+def test_loaded_private_keys_are_kept_by_their_numbers_and_bounded(
+    private: rsa.RSAPrivateKey,
+) -> None:
+    numbers = tuple(_numbers(private)[n] for n in dkimrsa._PRIVATE_NUMBERS)
+    first = dkimrsa._openssl_private_key(numbers)
+    assert first is not None and first is dkimrsa._openssl_private_key(numbers)
+    wrong_d = (*numbers[:2], numbers[2] + 2, *numbers[3:])
+    assert dkimrsa._openssl_private_key(wrong_d) is None
+    for d in range(dkimrsa.PRIVATE_KEY_CACHE_SIZE + 10):  # refused keys are kept too
+        dkimrsa._openssl_private_key((*numbers[:2], d, *numbers[3:]))
+    assert dkimrsa._openssl_private_key.cache_info().currsize == dkimrsa.PRIVATE_KEY_CACHE_SIZE
+
+
+def test_dkim_and_arc_signing_give_dkimpys_fields(
+    private: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole of our signing and sealing, once with the RSA step through OpenSSL and once
+    with dkimpy's own: the same fields, octet for octet (the clock fixed for t=)."""
+    now = datetime(2025, 6, 3, 12, 0, tzinfo=UTC)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    key = queue_dkim.DkimKey("pb202506r", queue_dkim.DkimAlgorithm.RSA_SHA256, pem, now)
+    message = (
+        b"Authentication-Results: mx.test; spf=pass smtp.mailfrom=a@example.com; arc=none\r\n"
+        b"From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: figures\r\n"
+        b"\r\nNumbers attached.\r\n"
+    )
+    monkeypatch.setattr(time, "time", lambda: 1748952000.0)
+
+    def both() -> tuple[bytes, bytes]:
+        signed = queue_dkim.sign(message, "example.com", [key])
+        sealed = arc.seal(
+            message,
+            domain="example.com",
+            selector="arc",
+            private_pem=pem,
+            authserv_id="mx.test",
+            timestamp=1748952000,
+        )
+        return signed, sealed
+
+    ours = both()
+    monkeypatch.setattr(dkimpy, "RSASSA_PKCS1_v1_5_sign", dkim.crypto.RSASSA_PKCS1_v1_5_sign)
+    assert both() == ours

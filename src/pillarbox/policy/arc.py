@@ -17,7 +17,9 @@ Implementation notes:
   exempts nothing; RFC 9989 §5.4), a local policy exception the aggregate report records.
 - Sealing (:func:`seal`) adds the next ARC set to a message that carries our own
   ``Authentication-Results`` (the AAR copies it, RFC 8617 §4.1.1); dkimpy signs with RSA-SHA256
-  (its only ARC algorithm), relaxed/relaxed canonicalisation.
+  (its only ARC algorithm), relaxed/relaxed canonicalisation, its RSA step done by OpenSSL
+  with dkimpy's own result (:mod:`pillarbox.policy.dkimrsa`, installed by
+  :mod:`pillarbox.policy.dkim`, which this module imports).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""dkimpy's RSA signature check (RSASSA-PKCS1-v1_5, RFC 8017 §8.2.2), with OpenSSL asked first.
+"""dkimpy's RSA signature check and signing (RSASSA-PKCS1-v1_5, RFC 8017 §8.2), with OpenSSL
+asked first.
 
 Implementation notes:
 
@@ -19,6 +20,19 @@ Implementation notes:
   a signature OpenSSL refuses (longer than the modulus, s ≥ n), a key OpenSSL refuses (even
   exponent…) — is handed to dkimpy's original function, whose answer (or exception) is
   returned. A forged signature therefore costs both checks; a good one only OpenSSL's.
+- Signing is the same seam the other way: dkimpy's ``RSASSA_PKCS1_v1_5_sign`` (DKIM and ARC
+  signing both reach it from ``DKIM.gen_header``) does the private-key operation in pure Python
+  (CRT, two 1024-bit ``pow`` for a 2048-bit key: ~5 ms, holding the GIL, so even off the
+  event loop it stalls it); :func:`sign` has OpenSSL do it on the digest dkimpy computed
+  (~0.2 ms, the GIL released). RSASSA-PKCS1-v1_5 is deterministic (RFC 8017 §8.2.1: s = m^d
+  mod n of a fixed encoding), so the octets are dkimpy's own whenever both use the same
+  encoding and the same s: OpenSSL's DigestInfo for SHA-1 and SHA-256 is dkimpy's (with the
+  NULL parameters, RFC 8017 §9.2 note 1), and a key is loaded only if OpenSSL's consistency
+  check passes (d, the CRT exponents and coefficient agree with p, q and e: dkimpy signs with
+  the CRT values and never reads d). A hash dkimpy names otherwise, a key OpenSSL refuses, or
+  a signing OpenSSL refuses (a modulus too short for the digest) is done by dkimpy's original
+  function, with its octets or exception. Loading a key checks it (~27 ms for 2048 bits), so
+  loaded keys are kept, by all their numbers.
 """
 
 from __future__ import annotations
@@ -29,13 +43,29 @@ from typing import Protocol
 import dkim
 import dkim.crypto
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-#: dkimpy's own function, kept to answer whatever OpenSSL does not confirm.
+#: dkimpy's own functions, kept to answer whatever OpenSSL does not confirm or will not do.
 DKIMPY_VERIFY = dkim.crypto.RSASSA_PKCS1_v1_5_verify
+DKIMPY_SIGN = dkim.crypto.RSASSA_PKCS1_v1_5_sign
 
 #: Distinct RSA public keys kept loaded into OpenSSL (a busy hour's senders).
 KEY_CACHE_SIZE = 512
+#: Distinct RSA private keys kept loaded (our domains' signing and sealing keys).
+PRIVATE_KEY_CACHE_SIZE = 256
+
+#: The hashes dkimpy can encode (its ``HASH_ID_MAP``), by the name its hash object gives.
+_DIGESTS: dict[str, type[hashes.SHA1 | hashes.SHA256]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+}
+#: dkimpy's parse of a private key (``parse_private_key``), the numbers a key is kept by.
+_PRIVATE_NUMBERS = (
+    "modulus", "publicExponent", "privateExponent", "prime1", "prime2", "exponent1",
+    "exponent2", "coefficient",
+)  # fmt: skip
 
 
 class _Hash(Protocol):
@@ -75,14 +105,48 @@ def verify(digest: _Hash, signature: bytes, public_key: dict[str, int]) -> bool:
     return valid
 
 
+@functools.lru_cache(maxsize=PRIVATE_KEY_CACHE_SIZE)
+def _openssl_private_key(numbers: tuple[int, ...]) -> rsa.RSAPrivateKey | None:
+    """The key (:data:`_PRIVATE_NUMBERS`, in that order) loaded into OpenSSL after its
+    consistency check, or None if OpenSSL refuses it (dkimpy, which never checks, may not)."""
+    n, e, d, p, q, dmp1, dmq1, iqmp = numbers
+    try:
+        return rsa.RSAPrivateNumbers(
+            p, q, d, dmp1, dmq1, iqmp, rsa.RSAPublicNumbers(e, n)
+        ).private_key()
+    except ValueError:
+        return None
+
+
+def sign(digest: _Hash, private_key: dict[str, int]) -> bytes:
+    """``dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, private_key)``, the same octets (see the
+    module notes). ``private_key`` is dkimpy's parse of the PEM key."""
+    algorithm = _DIGESTS.get(digest.name.lower())
+    if algorithm is not None:
+        key = _openssl_private_key(tuple(private_key[name] for name in _PRIVATE_NUMBERS))
+        if key is not None:
+            try:
+                return key.sign(digest.digest(), padding.PKCS1v15(), Prehashed(algorithm()))
+            except ValueError:
+                pass
+    return bytes(DKIMPY_SIGN(digest, private_key))
+
+
+#: dkimpy's module-level names for the RSA steps (``from dkim.crypto import ...`` in
+#: ``dkim/__init__.py``), with its own function and ours.
+_SEAMS = (
+    ("RSASSA_PKCS1_v1_5_verify", DKIMPY_VERIFY, verify),
+    ("RSASSA_PKCS1_v1_5_sign", DKIMPY_SIGN, sign),
+)
+
+
 def install() -> None:
-    """Have dkimpy's DKIM and ARC verification call :func:`verify` for the RSA step (once per
-    process; called again, nothing changes)."""
-    current = getattr(dkim, "RSASSA_PKCS1_v1_5_verify", None)
-    if current is verify:
-        return
-    if current is not DKIMPY_VERIFY:
-        # A dkimpy that no longer calls the function by this name would silently keep its
-        # pure-Python check, or call something else; refuse to guess.
-        raise RuntimeError("dkimpy no longer verifies RSA through RSASSA_PKCS1_v1_5_verify")
-    dkim.RSASSA_PKCS1_v1_5_verify = verify
+    """Have dkimpy's DKIM and ARC verification and signing call :func:`verify` and :func:`sign`
+    for the RSA step (once per process; called again, nothing changes)."""
+    for name, original, ours in _SEAMS:
+        if getattr(dkim, name, None) not in (original, ours):
+            # A dkimpy that no longer calls the function by this name would silently keep
+            # its pure-Python step, or call something else; refuse to guess.
+            raise RuntimeError(f"dkimpy no longer does the RSA step through {name}")
+    for name, _, ours in _SEAMS:
+        setattr(dkim, name, ours)
