@@ -301,3 +301,35 @@ def test_parsed_names_are_kept_by_text_and_bounded() -> None:
     for n in range(resolver_module.NAME_CACHE_SIZE + 10):
         resolver_module._name(f"n{n}.test")
     assert resolver_module._name.cache_info().currsize == resolver_module.NAME_CACHE_SIZE
+
+
+async def test_concurrent_identical_lookups_share_one_query(
+    port: int, source: CountingZones
+) -> None:
+    r = resolver(port, cache=CacheLimits(max_entries=0))  # no cache: only the sharing can save
+    answers = await asyncio.gather(*(r.txt("a.test") for _ in range(10)))
+    assert source.queries == 1
+    assert all(sorted(a) == [b"other", b"v=spf1 mx -all"] for a in answers)
+    await asyncio.gather(r.txt("a.test"), r.lookup("a.test", "MX"), r.txt("k._domainkey.a.test"))
+    assert source.queries == 4  # a name/type pair apart is a query apart; the last one landed
+    failures = await asyncio.gather(
+        *(r.txt("servfail.a.test") for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(f, DnsTemporaryError) for f in failures)
+    assert source.queries == 5
+    with pytest.raises(DnsTemporaryError):
+        await r.txt("servfail.a.test")  # a shared failure is not kept either
+    assert source.queries == 6
+
+
+async def test_a_caller_giving_up_leaves_the_shared_query_to_the_others(
+    port: int, source: CountingZones
+) -> None:
+    r = resolver(port)
+    first = asyncio.ensure_future(r.txt("a.test"))
+    second = asyncio.ensure_future(r.txt("a.test"))
+    await asyncio.sleep(0)  # both are waiting on the one query
+    first.cancel()
+    assert sorted(await second) == [b"other", b"v=spf1 mx -all"]
+    assert first.cancelled()
+    assert source.queries == 1

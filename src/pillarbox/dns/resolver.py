@@ -18,6 +18,11 @@ Implementation notes:
   (the lesser of the SOA's TTL and its MINIMUM field), capped separately. Temporary failures
   are not cached (RFC 2308 §7 allows up to five minutes; not caching them retries sooner).
   MX answers are cached as records, so equal preferences are shuffled anew on every lookup.
+* Concurrent lookups of one (name, type) share one query ("single flight"): a burst of mail
+  from a sender not yet cached asked for the same SPF, DKIM key and DMARC records once per
+  message in flight (ten of each in the SMTP bench's first wave, docs/performance.md,
+  "Session 7"). The query runs as a task of its own, so a caller that gives up (its deadline)
+  does not cancel it for the others; all of them get its answer or its temporary error.
 * Names are parsed once per distinct text (:func:`_name`, a bounded LRU shared by all
   resolvers), so an answer from the cache costs two dictionary lookups and no parse.
 """
@@ -284,6 +289,7 @@ class DnsResolver:
         self._resolver.cache = None  # ours, below: bounded, capped, negative-aware
         self._timeout = timeout
         self._cache = _ResponseCache(cache, clock)
+        self._in_flight: dict[tuple[str, int], asyncio.Task[_Outcome]] = {}
         self._prefer_ipv6 = prefer_ipv6
         self._rng = rng if rng is not None else random.Random()
 
@@ -292,6 +298,22 @@ class DnsResolver:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._ask(target, rdtype, key))
+            self._in_flight[key] = task
+            task.add_done_callback(functools.partial(self._landed, key))
+        return await asyncio.shield(task)
+
+    def _landed(self, key: tuple[str, int], task: asyncio.Task[_Outcome]) -> None:
+        del self._in_flight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: every caller may have given up before it came
+
+    async def _ask(
+        self, target: _Name, rdtype: dns.rdatatype.RdataType, key: tuple[str, int]
+    ) -> _Outcome:
+        """Ask the server (one query, shared by :meth:`_query`) and cache the answer."""
         name = target.name
         text = _host_text(name)
         try:
