@@ -333,3 +333,22 @@ async def test_a_caller_giving_up_leaves_the_shared_query_to_the_others(
     assert sorted(await second) == [b"other", b"v=spf1 mx -all"]
     assert first.cancelled()
     assert source.queries == 1
+
+
+async def test_the_query_is_cancelled_when_every_caller_gives_up() -> None:
+    loop = asyncio.get_running_loop()
+    silent, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        port = silent.get_extra_info("sockname")[1]
+        r = DnsResolver(nameserver=f"127.0.0.1:{port}", timeout=30)
+        callers = [asyncio.ensure_future(r.txt("a.test")) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        for caller in callers:
+            caller.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
+        await asyncio.sleep(0.01)
+        assert asyncio.all_tasks() == {asyncio.current_task()}  # no query left behind
+    finally:
+        silent.close()
