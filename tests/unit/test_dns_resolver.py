@@ -151,23 +151,27 @@ async def test_server_failure_and_refusal_are_temporary(port: int) -> None:
             await r.addresses(domain)
 
 
-async def test_timeout_is_temporary() -> None:
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A UDP port on loopback where queries go unanswered."""
     loop = asyncio.get_running_loop()
     silent, _ = await loop.create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
     )
-    try:
-        port = silent.get_extra_info("sockname")[1]
-        r = DnsResolver(nameserver=f"127.0.0.1:{port}", timeout=0.3)
-        started = loop.time()
-        result = await r.mx("a.test")
-        assert result.status is MxStatus.TEMPORARY
-        assert "0.3s" in result.reason
-        with pytest.raises(DnsTemporaryError):
-            await r.txt("a.test")
-        assert loop.time() - started < 3
-    finally:
-        silent.close()
+    yield silent.get_extra_info("sockname")[1]
+    silent.close()
+
+
+async def test_timeout_is_temporary(silent_port: int) -> None:
+    loop = asyncio.get_running_loop()
+    r = DnsResolver(nameserver=f"127.0.0.1:{silent_port}", timeout=0.3)
+    started = loop.time()
+    result = await r.mx("a.test")
+    assert result.status is MxStatus.TEMPORARY
+    assert "0.3s" in result.reason
+    with pytest.raises(DnsTemporaryError):
+        await r.txt("a.test")
+    assert loop.time() - started < 3
 
 
 async def test_addresses_both_families_in_configured_order(port: int) -> None:
@@ -335,20 +339,12 @@ async def test_a_caller_giving_up_leaves_the_shared_query_to_the_others(
     assert source.queries == 1
 
 
-async def test_the_query_is_cancelled_when_every_caller_gives_up() -> None:
-    loop = asyncio.get_running_loop()
-    silent, _ = await loop.create_datagram_endpoint(
-        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
-    )
-    try:
-        port = silent.get_extra_info("sockname")[1]
-        r = DnsResolver(nameserver=f"127.0.0.1:{port}", timeout=30)
-        callers = [asyncio.ensure_future(r.txt("a.test")) for _ in range(3)]
-        await asyncio.sleep(0.01)
-        for caller in callers:
-            caller.cancel()
-        await asyncio.gather(*callers, return_exceptions=True)
-        await asyncio.sleep(0.01)
-        assert asyncio.all_tasks() == {asyncio.current_task()}  # no query left behind
-    finally:
-        silent.close()
+async def test_the_query_is_cancelled_when_every_caller_gives_up(silent_port: int) -> None:
+    r = DnsResolver(nameserver=f"127.0.0.1:{silent_port}", timeout=30)
+    callers = [asyncio.ensure_future(r.txt("a.test")) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    for caller in callers:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # no query left behind
