@@ -151,23 +151,27 @@ async def test_server_failure_and_refusal_are_temporary(port: int) -> None:
             await r.addresses(domain)
 
 
-async def test_timeout_is_temporary() -> None:
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A UDP port on loopback where queries go unanswered."""
     loop = asyncio.get_running_loop()
     silent, _ = await loop.create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
     )
-    try:
-        port = silent.get_extra_info("sockname")[1]
-        r = DnsResolver(nameserver=f"127.0.0.1:{port}", timeout=0.3)
-        started = loop.time()
-        result = await r.mx("a.test")
-        assert result.status is MxStatus.TEMPORARY
-        assert "0.3s" in result.reason
-        with pytest.raises(DnsTemporaryError):
-            await r.txt("a.test")
-        assert loop.time() - started < 3
-    finally:
-        silent.close()
+    yield silent.get_extra_info("sockname")[1]
+    silent.close()
+
+
+async def test_timeout_is_temporary(silent_port: int) -> None:
+    loop = asyncio.get_running_loop()
+    r = DnsResolver(nameserver=f"127.0.0.1:{silent_port}", timeout=0.3)
+    started = loop.time()
+    result = await r.mx("a.test")
+    assert result.status is MxStatus.TEMPORARY
+    assert "0.3s" in result.reason
+    with pytest.raises(DnsTemporaryError):
+        await r.txt("a.test")
+    assert loop.time() - started < 3
 
 
 async def test_addresses_both_families_in_configured_order(port: int) -> None:
@@ -301,3 +305,46 @@ def test_parsed_names_are_kept_by_text_and_bounded() -> None:
     for n in range(resolver_module.NAME_CACHE_SIZE + 10):
         resolver_module._name(f"n{n}.test")
     assert resolver_module._name.cache_info().currsize == resolver_module.NAME_CACHE_SIZE
+
+
+async def test_concurrent_identical_lookups_share_one_query(
+    port: int, source: CountingZones
+) -> None:
+    r = resolver(port, cache=CacheLimits(max_entries=0))  # no cache: only the sharing can save
+    answers = await asyncio.gather(*(r.txt("a.test") for _ in range(10)))
+    assert source.queries == 1
+    assert all(sorted(a) == [b"other", b"v=spf1 mx -all"] for a in answers)
+    await asyncio.gather(r.txt("a.test"), r.lookup("a.test", "MX"), r.txt("k._domainkey.a.test"))
+    assert source.queries == 4  # a name/type pair apart is a query apart; the last one landed
+    failures = await asyncio.gather(
+        *(r.txt("servfail.a.test") for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(f, DnsTemporaryError) for f in failures)
+    assert source.queries == 5
+    with pytest.raises(DnsTemporaryError):
+        await r.txt("servfail.a.test")  # a shared failure is not kept either
+    assert source.queries == 6
+
+
+async def test_a_caller_giving_up_leaves_the_shared_query_to_the_others(
+    port: int, source: CountingZones
+) -> None:
+    r = resolver(port)
+    first = asyncio.ensure_future(r.txt("a.test"))
+    second = asyncio.ensure_future(r.txt("a.test"))
+    await asyncio.sleep(0)  # both are waiting on the one query
+    first.cancel()
+    assert sorted(await second) == [b"other", b"v=spf1 mx -all"]
+    assert first.cancelled()
+    assert source.queries == 1
+
+
+async def test_the_query_is_cancelled_when_every_caller_gives_up(silent_port: int) -> None:
+    r = DnsResolver(nameserver=f"127.0.0.1:{silent_port}", timeout=30)
+    callers = [asyncio.ensure_future(r.txt("a.test")) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    for caller in callers:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # no query left behind

@@ -397,3 +397,40 @@ async def test_hub_publishes_from_other_threads() -> None:
         await asyncio.wait_for(waiting, 5)
     assert await asyncio.wait_for(anext(aiter(other)), 5) == changes[3]
     hub.publish(changes)  # after close: nobody listens, nothing breaks
+
+
+def test_background_work_commits_wake_the_checkpointer(tmp_path: Path) -> None:
+    """Idle work's unsynced frames are left to a checkpoint, not to the next durable commit (a
+    message's latency): its commits report like a batch's."""
+    from pillarbox.store.sqlite.writer import BatchHooks, GroupCommitWriter
+
+    committed = threading.Event()
+    idle_ran = threading.Event()
+
+    def idle(conn: sqlite3.Connection, write_waiting: object) -> bool:
+        conn.execute("CREATE TABLE IF NOT EXISTS derived (n INTEGER)")
+        conn.execute("INSERT INTO derived VALUES (1)")
+        idle_ran.set()
+        return False  # nothing more to do: the writer then waits for writes only
+
+    path = tmp_path / "db.sqlite3"
+    writer = GroupCommitWriter(
+        lambda: sqlite3.connect(path, isolation_level=None, check_same_thread=False),
+        BatchHooks(
+            before_commit=lambda conn: lambda: None,
+            publish=lambda changes: None,
+            sync_dirs=lambda dirs: None,
+            idle=idle,
+            committed=committed.set,
+        ),
+        max_batch=10,
+        idle_after=0.001,
+        restart_wanted=threading.Event(),
+        restart_wait=0.1,
+    )
+    writer.start()
+    try:
+        assert idle_ran.wait(5)
+        assert committed.wait(5)
+    finally:
+        writer.stop()

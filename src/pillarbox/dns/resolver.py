@@ -18,6 +18,13 @@ Implementation notes:
   (the lesser of the SOA's TTL and its MINIMUM field), capped separately. Temporary failures
   are not cached (RFC 2308 §7 allows up to five minutes; not caching them retries sooner).
   MX answers are cached as records, so equal preferences are shuffled anew on every lookup.
+* Concurrent lookups of one (name, type) share one query ("single flight"): a burst of mail
+  from a sender not yet cached asked for the same SPF, DKIM key and DMARC records once per
+  message in flight (ten of each in the SMTP bench's first wave, docs/performance.md,
+  "Session 7"). The query runs as a task of its own, so a caller that gives up (its deadline)
+  does not cancel it for the others; all of them get its answer or its temporary error. When
+  the last of them gives up, the query is cancelled: no task outlives every caller (nor the
+  event loop that a shutdown is about to close).
 * Names are parsed once per distinct text (:func:`_name`, a bounded LRU shared by all
   resolvers), so an answer from the cache costs two dictionary lookups and no parse.
 """
@@ -154,6 +161,14 @@ class CacheLimits:
 DEFAULT_CACHE_LIMITS = CacheLimits()
 
 
+@dataclass(slots=True)
+class _Flight:
+    """One query in flight, and how many lookups are waiting for it."""
+
+    task: asyncio.Task[_Outcome]
+    waiters: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     """One (name, type) answer: records, or a negative answer telling NXDOMAIN from NODATA."""
@@ -284,6 +299,7 @@ class DnsResolver:
         self._resolver.cache = None  # ours, below: bounded, capped, negative-aware
         self._timeout = timeout
         self._cache = _ResponseCache(cache, clock)
+        self._in_flight: dict[tuple[str, int], _Flight] = {}
         self._prefer_ipv6 = prefer_ipv6
         self._rng = rng if rng is not None else random.Random()
 
@@ -292,6 +308,36 @@ class DnsResolver:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        flight = self._in_flight.get(key)
+        if flight is None:
+            flight = _Flight(asyncio.ensure_future(self._ask(target, rdtype, key)))
+            self._in_flight[key] = flight
+            flight.task.add_done_callback(functools.partial(self._landed, key))
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if not flight.waiters and not flight.task.done():
+                # Every caller gave up. Forgotten at once: a lookup arriving before the task
+                # has wound down asks anew rather than sharing a cancellation.
+                self._forget(key, flight.task)
+                flight.task.cancel()
+
+    def _landed(self, key: tuple[str, int], task: asyncio.Task[_Outcome]) -> None:
+        self._forget(key, task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its callers may all have given up as it came
+
+    def _forget(self, key: tuple[str, int], task: asyncio.Task[_Outcome]) -> None:
+        flight = self._in_flight.get(key)
+        if flight is not None and flight.task is task:
+            del self._in_flight[key]
+
+    async def _ask(
+        self, target: _Name, rdtype: dns.rdatatype.RdataType, key: tuple[str, int]
+    ) -> _Outcome:
+        """Ask the server (one query, shared by :meth:`_query`) and cache the answer."""
         name = target.name
         text = _host_text(name)
         try:

@@ -32,8 +32,11 @@ Invariants:
   ``idle_after`` seconds (so it does not compete with a burst for the CPU), in slices of
   its own transactions that stop as soon as a write arrives: it delays a write by at most one
   step (one message's indexing), never starves it. Its commits skip the fsync
-  (``synchronous=NORMAL`` for that transaction only): the work is derived data, and the next
-  durable commit syncs the whole WAL, its frames included.
+  (``synchronous=NORMAL`` for that transaction only): the work is derived data. They wake the
+  checkpointer like any commit, whose checkpoint syncs the WAL while the writer is idle;
+  otherwise the next durable commit synced every frame the indexer had written since: 88–103 ms
+  for the first message after the backlog of 2,000 bench messages was indexed
+  (docs/performance.md, "Session 7").
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ class BatchHooks:
     #: Background work inside its own transaction; it stops when the second argument (a write
     #: is waiting) returns True, and returns whether more work remains.
     idle: Callable[[sqlite3.Connection, Callable[[], bool]], bool]
-    #: Called after every COMMIT (wakes the checkpointer).
+    #: Called after every COMMIT, background work's included (wakes the checkpointer).
     committed: Callable[[], None]
 
 
@@ -200,6 +203,7 @@ class GroupCommitWriter:
             return False
         finally:
             conn.execute("PRAGMA synchronous = FULL")
+        self._hooks.committed()
         return more
 
     def _restart(self, conn: sqlite3.Connection) -> None:
