@@ -87,6 +87,16 @@ async def test_names_outside_served_zones_are_refused() -> None:
     assert not reply.flags & dns.flags.AA
 
 
+async def test_a_dot_inside_a_label_is_no_separator() -> None:
+    # RFC 1035 §5.1: "mx\\.a.test" is the two labels "mx.a" and "test", under no zone of ours;
+    # "deep\\.below.a.test" is a name below a.test that does not exist. Neither is the name
+    # its bare dots would spell (both of those have records).
+    assert (await ask("mx\\.a.test", "A")).rcode() == dns.rcode.REFUSED
+    below = await ask("deep\\.below.a.test", "A")
+    assert below.rcode() == dns.rcode.NXDOMAIN
+    assert below.answer == []
+
+
 async def test_case_insensitive_and_question_case_echoed() -> None:
     reply = await ask("MX.A.Test", "a")
     assert texts(reply) == {"127.0.0.1"}

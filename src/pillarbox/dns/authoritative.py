@@ -90,7 +90,13 @@ DEFAULT_SOA = SoaSettings()
 
 
 def _key(label: Any) -> str:
-    """A dnslib name as our lookup key: lowercase, no final dot (RFC 4343)."""
+    """A dnslib name as our lookup key: lowercase, no final dot (RFC 4343). A dot inside a
+    label (``mx\\.a.test``: one label ``mx.a``) is a character of that label, not a separator
+    (RFC 1035 §5.1), but dnslib prints it bare, which made the name ``mx.a.test``; it is
+    written as ``\\046`` instead, so it matches none of our names and splits no label."""
+    parts = label.label
+    if any(b"." in part for part in parts):
+        return ".".join(part.decode("latin-1").replace(".", "\\046") for part in parts).lower()
     return str(label).rstrip(".").lower()
 
 
