@@ -261,7 +261,7 @@ class QueueSection:
         "", "Password for `smarthost_username` (set it as PILLARBOX__QUEUE__SMARTHOST_PASSWORD)."
     )
     smarthost_verify_tls: bool = _f(
-        True, "Verify the smart host's certificate and name (MX hosts get opportunistic TLS)."
+        True, "Verify the smart host's certificate and name (MX hosts: see `mta_sts`)."
     )
     connect_timeout: float = _f(30.0, "Seconds to wait for a TCP connection to a remote host.")
     poll_interval: float = _f(

@@ -115,7 +115,7 @@ async def fetch_policy_text(
     """The policy file of ``domain`` as served; raises :class:`PolicyFetchError`."""
     host = policy_host(domain)
     url = f"https://{host}{POLICY_PATH}"
-    failure = "no address"
+    failure = f"{host} has no address"
     try:
         async with asyncio.timeout(timeout):
             addresses = await resolver.addresses(host)

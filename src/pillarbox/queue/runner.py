@@ -44,8 +44,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, Resolver
+from pillarbox.errors import ConfigError
 from pillarbox.mail.dsn import RecipientReport
-from pillarbox.net.mtasts import MtaStsPolicies
+from pillarbox.net.mtasts import FETCH_TIMEOUT, MtaStsPolicies
 from pillarbox.net.smtp_client import (
     SessionSettings,
     SmtpSession,
@@ -55,7 +56,14 @@ from pillarbox.net.smtp_client import (
 from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
 from pillarbox.queue.local import deliver_local
-from pillarbox.queue.mtasts import MX_NOT_IN_POLICY, HostPlan, Policy, TlsPlan, host_plan
+from pillarbox.queue.mtasts import (
+    MAX_POLICY_SIZE,
+    MX_NOT_IN_POLICY,
+    HostPlan,
+    Policy,
+    TlsPlan,
+    host_plan,
+)
 from pillarbox.queue.remote import (
     DNS_FAILURE,
     MAX_RECIPIENTS,
@@ -522,6 +530,29 @@ class QueueRunner:
         return await SmtpSession.open(host, address, port, settings)
 
 
+def mta_sts_for(
+    resolver: Resolver,
+    client: SmtpClientSettings,
+    *,
+    cafile: str | None,
+    connect_timeout: float,
+    fetch_timeout: float = FETCH_TIMEOUT,
+    max_policy_size: int = MAX_POLICY_SIZE,
+    policy_port: int = 443,
+) -> MtaSts:
+    """MTA-STS for a runner: one trust store (``cafile``, or the system's) for policy hosts
+    and MX hosts alike; ``policy_port`` is for tests (RFC 8461 §3.2 fixes HTTPS)."""
+    context = verifying_context(cafile)
+    return MtaSts(
+        MtaStsPolicies(
+            resolver, context, port=policy_port, timeout=fetch_timeout, max_size=max_policy_size
+        ),
+        SessionSettings(
+            client=client, connect_timeout=connect_timeout, tls=context, require_tls=True
+        ),
+    )
+
+
 def runner_for(services: Services, *, resolver: Resolver | None = None) -> QueueRunner:
     """The runner of a server, configured from ``[queue]`` and ``[dns]``."""
     config = services.config
@@ -550,24 +581,18 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
     resolver = resolver or DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
     mta_sts = None
     if queue.mta_sts and not queue.smarthost:
-        cafile = (
-            str(config.resolve_path(queue.mta_sts_ca_bundle)) if queue.mta_sts_ca_bundle else None
-        )
-        context = verifying_context(cafile)
-        mta_sts = MtaSts(
-            MtaStsPolicies(
+        cafile = queue.mta_sts_ca_bundle
+        try:
+            mta_sts = mta_sts_for(
                 resolver,
-                context,
-                timeout=queue.mta_sts_fetch_timeout,
-                max_size=queue.mta_sts_max_policy_size,
-            ),
-            SessionSettings(
-                client=client,
+                client,
+                cafile=str(config.resolve_path(cafile)) if cafile else None,
                 connect_timeout=queue.connect_timeout,
-                tls=context,
-                require_tls=True,
-            ),
-        )
+                fetch_timeout=queue.mta_sts_fetch_timeout,
+                max_policy_size=queue.mta_sts_max_policy_size,
+            )
+        except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
+            raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
     return QueueRunner(
         store=services.store,
         router=services.router,
