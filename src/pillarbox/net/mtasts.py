@@ -169,6 +169,10 @@ class MtaStsPolicies:
         try:
             async with lock:
                 return await self._lookup(domain)
+        except Exception:  # a bug here must not stop delivery to the domain for good
+            _log.exception("policy lookup failed", domain=domain)
+            cached = self._cache.get(domain, self._clock())
+            return cached.policy if cached is not None else None
         finally:
             if not lock.locked() and self._locks.get(domain) is lock:
                 del self._locks[domain]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import http.server
 import logging
@@ -22,9 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pillarbox import config as cfg
 from pillarbox import provisioning
 from pillarbox.dns.authoritative import StaticZones, serve_zones
-from pillarbox.dns.records import DnsRecord
+from pillarbox.dns.records import DnsRecord, required_records
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.net.mtasts import PolicyFetchError, fetch_policy_text
 from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, verifying_context
@@ -33,9 +35,9 @@ from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientState
+from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
-from pillarbox.testing.live import free_port
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 
 GOOD_MX = "127.0.0.4"  # certificate for mx.good.test
 WRONG_CERT_MX = "127.0.0.7"  # certificate for wrong.test only
@@ -58,7 +60,8 @@ class CertAuthority:
         return str(self.directory / "ca.pem")
 
     def server_context(self, *names: str) -> ssl.SSLContext:
-        """A server context with a certificate for ``names``, signed by this CA."""
+        """A server context with a certificate for ``names``, signed by this CA (its files:
+        ``<first name>.crt`` and ``.key`` in the CA's directory)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         cert = (
@@ -72,9 +75,10 @@ class CertAuthority:
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
             .sign(self.key, hashes.SHA256())
         )
-        stem = self.directory / names[0]
-        stem.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        stem.with_suffix(".key").write_bytes(
+        cert_path = self.directory / f"{names[0]}.crt"
+        key_path = self.directory / f"{names[0]}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
@@ -82,7 +86,7 @@ class CertAuthority:
             )
         )
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(stem.with_suffix(".crt"), stem.with_suffix(".key"))
+        context.load_cert_chain(cert_path, key_path)
         return context
 
 
@@ -268,7 +272,14 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         await store.close()
 
 
-def runner(store: SqliteStore, resolver: DnsResolver, peers: Peers) -> QueueRunner:
+def runner(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    peers: Peers,
+    *,
+    smtp_port: int | None = None,
+    policy_port: int | None = None,
+) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
     return QueueRunner(
         store=store,
@@ -277,7 +288,7 @@ def runner(store: SqliteStore, resolver: DnsResolver, peers: Peers) -> QueueRunn
         policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
         hostname="mx.a.test",
         wakeup=asyncio.Event(),
-        remote_port=peers.smtp_port,
+        remote_port=smtp_port or peers.smtp_port,
         session=SessionSettings(client=client, connect_timeout=2.0, tls=opportunistic_context()),
         mta_sts=mta_sts_for(
             resolver,
@@ -285,7 +296,7 @@ def runner(store: SqliteStore, resolver: DnsResolver, peers: Peers) -> QueueRunn
             cafile=peers.ca.bundle,
             connect_timeout=2.0,
             fetch_timeout=5.0,
-            policy_port=peers.policy_port,
+            policy_port=policy_port or peers.policy_port,
         ),
         limits=RunnerLimits(per_domain=1),
     )
@@ -443,3 +454,89 @@ async def test_a_policy_host_that_never_answers_times_out(resolver: DnsResolver)
     finally:
         server.close()
     assert failure.value.reason == "no policy within 0.5 s"
+
+
+# -- end to end: our own MX and our own policy, served by our web app ----------------------------
+
+RECEIVER = "127.0.0.9"
+
+
+@contextlib.asynccontextmanager
+async def tls_front(context: ssl.SSLContext, host: str, upstream: int) -> AsyncIterator[int]:
+    """A TLS-terminating proxy to ``RECEIVER:upstream`` (what docs/mta-sts.md asks an operator
+    to put before the web listener); yields its port."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(RECEIVER, upstream)
+        await asyncio.gather(
+            pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True
+        )
+
+    server = await asyncio.start_server(relay, host, 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("mx_certificate", ["from the CA", "self-signed"])
+async def test_our_policy_from_our_web_app_to_our_mx(
+    store: SqliteStore,
+    peers: Peers,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    mx_certificate: str,
+) -> None:
+    """Our receiving server hosts b.test: DNS says what ``pillarbox dns records`` says, its web
+    app serves the policy (mode "testing") behind TLS, its MX offers STARTTLS with a certificate
+    for mx.b.test, or its own self-signed one (which "testing" logs and delivers anyway)."""
+    tls = cfg.TlsSection()
+    if mx_certificate == "from the CA":
+        peers.ca.server_context("mx.b.test")  # writes mx.b.test.crt/.key
+        tls = cfg.TlsSection(
+            cert=str(tmp_path / "mx.b.test.crt"), key=str(tmp_path / "mx.b.test.key")
+        )
+    config = loopback_config(tmp_path / "b", only=["smtp", "http"], address=RECEIVER, tls=tls)
+    config = dataclasses.replace(
+        config, server=dataclasses.replace(config.server, hostname="mx.b.test")
+    )
+    with LiveServer(config) as live:
+        live.add_domain("b.test")
+        live.add_account("x@b.test", TEST_PASSWORD)
+        published = required_records("b.test", mail_host="mx.b.test")
+        served = [r for r in published.records if r.type in ("MX", "TXT") or r.name == "b.test"]
+        zone = StaticZones.from_records(
+            [
+                *served,
+                DnsRecord("mx.b.test", "A", RECEIVER),
+                DnsRecord("mta-sts.b.test", "A", POLICY_HOST),
+            ],
+            origins=["b.test"],
+        )
+        front = peers.ca.server_context("mta-sts.b.test")
+        async with (
+            serve_zones(zone) as dns,
+            tls_front(front, POLICY_HOST, live.port("http")) as policy_port,
+        ):
+            resolver = DnsResolver(nameserver=f"127.0.0.1:{dns.port}", timeout=2.0)
+            queue = runner(
+                store, resolver, peers, smtp_port=live.port("smtp"), policy_port=policy_port
+            )
+            with caplog.at_level(logging.INFO, logger="pillarbox"):
+                assert await deliver(store, queue, "x@b.test") is None
+        [stored] = await asyncio.to_thread(live.mailbox_messages, "x@b.test", INBOX)
+    assert stored.endswith(RAW)
+    [fetched] = [r for r in caplog.records if r.getMessage() == "policy fetched"]
+    assert fetched.__dict__["fields"]["mode"] == "testing"
+    assert fetched.__dict__["fields"]["mx"] == "mx.b.test"
+    failures = [r for r in caplog.records if "would fail" in r.getMessage()]
+    assert len(failures) == (0 if mx_certificate == "from the CA" else 1)
