@@ -261,7 +261,7 @@ class QueueSection:
         "", "Password for `smarthost_username` (set it as PILLARBOX__QUEUE__SMARTHOST_PASSWORD)."
     )
     smarthost_verify_tls: bool = _f(
-        True, "Verify the smart host's certificate and name (MX hosts get opportunistic TLS)."
+        True, "Verify the smart host's certificate and name (MX hosts: see `mta_sts`)."
     )
     connect_timeout: float = _f(30.0, "Seconds to wait for a TCP connection to a remote host.")
     poll_interval: float = _f(
@@ -273,6 +273,18 @@ class QueueSection:
     )
     bounce_original_limit: int = _f(
         262144, "Largest original returned whole in a bounce (RET=FULL); larger: headers only."
+    )
+    mta_sts: bool = _f(
+        True, "Honour recipient domains' MTA-STS policies (RFC 8461) when delivering by MX."
+    )
+    mta_sts_ca_bundle: str = _f(
+        "", "PEM CA certificates trusted for MTA-STS policy and MX hosts (empty: the system's)."
+    )
+    mta_sts_fetch_timeout: float = _f(
+        60.0, "Seconds to fetch an MTA-STS policy over HTTPS (RFC 8461 §3.3 suggests 60)."
+    )
+    mta_sts_max_policy_size: int = _f(
+        65536, "Largest MTA-STS policy file accepted, in bytes (RFC 8461 §3.3 suggests 64 KiB)."
     )
 
 
@@ -667,6 +679,8 @@ def _validate(config: Config) -> None:
         ("queue.connect_timeout", config.queue.connect_timeout),
         ("queue.poll_interval", config.queue.poll_interval),
         ("queue.lease", config.queue.lease),
+        ("queue.mta_sts_fetch_timeout", config.queue.mta_sts_fetch_timeout),
+        ("queue.mta_sts_max_policy_size", config.queue.mta_sts_max_policy_size),
         ("auth.min_password_length", config.auth.min_password_length),
         ("forwarding.srs_max_age_days", config.forwarding.srs_max_age_days),
         ("vacation.interval_days", config.vacation.interval_days),

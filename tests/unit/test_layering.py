@@ -10,7 +10,13 @@ import pillarbox
 
 SRC = Path(pillarbox.__file__).parent
 CORE_PACKAGES = ("smtp", "imap", "pop3", "mail")
-CORE_MODULES = ("auth/sasl.py", "auth/scram.py", "auth/saslprep.py", "auth/ratelimit.py")
+CORE_MODULES = (
+    "auth/sasl.py",
+    "auth/scram.py",
+    "auth/saslprep.py",
+    "auth/ratelimit.py",
+    "queue/mtasts.py",
+)
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "threading", "selectors", "subprocess"}
 
 

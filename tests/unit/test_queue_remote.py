@@ -12,6 +12,8 @@ from pillarbox.queue.remote import (
     NO_ADDRESS,
     NULL_MX,
     SMTPUTF8_UNSUPPORTED,
+    TLS_FAILED,
+    TLS_UNAVAILABLE,
     TOO_BIG,
     Envelope,
     Job,
@@ -20,6 +22,7 @@ from pillarbox.queue.remote import (
     content_flags,
     envelope,
     is_session_failure,
+    is_tls_failure,
     mx_route,
     parse_hostport,
     split_jobs,
@@ -187,3 +190,10 @@ def test_give_up_uses_the_last_failure() -> None:
 def test_is_session_failure() -> None:
     assert is_session_failure(R.CLIENT_TIMEOUT) and is_session_failure(Reply(421, None, "x"))
     assert not is_session_failure(Reply(451, "4.3.0", "x"))
+
+
+def test_is_tls_failure() -> None:
+    """What MTA-STS "testing" retries without verification (RFC 8461 §5)."""
+    assert is_tls_failure(TLS_FAILED.with_text("certificate verify failed"))
+    assert is_tls_failure(TLS_UNAVAILABLE) and is_tls_failure(Reply(454, "4.7.0", "no TLS"))
+    assert not is_tls_failure(Reply(421, "4.7.0", "too busy")) and not is_tls_failure(NO_ADDRESS)

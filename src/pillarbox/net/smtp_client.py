@@ -9,9 +9,10 @@ Implementation notes:
   bytes, runs the TLS handshake, and maps what the core reports onto the part's recipients.
 - **EHLO**, then HELO if the server refuses EHLO with 5xx (RFC 5321 §3.2). **STARTTLS** whenever
   offered (RFC 3207), then EHLO again (§4.2). For MX hosts the TLS is opportunistic
-  (RFC 7435): any certificate is accepted, since no policy (MTA-STS, DANE) says which one is
-  right; a failed handshake fails the host (no fallback to plaintext on the same host, which
-  an active attacker could force). A smart host may require TLS and a verified certificate,
+  (RFC 7435): any certificate is accepted unless the domain's MTA-STS policy says which one
+  is right (RFC 8461 §4.2: the runner then passes a verifying context and ``require_tls``);
+  a failed handshake fails the host (no fallback to plaintext on the same host, which an
+  active attacker could force). A smart host may require TLS and a verified certificate,
   and gets the credentials (AUTH PLAIN, RFC 4954/4616) only over TLS.
 - A failure before the first transaction (connection refused, no 220, EHLO/HELO refused, TLS,
   AUTH) fails the session as a whole (:meth:`open` returns the reply; the runner moves on to the
@@ -88,9 +89,10 @@ def opportunistic_context() -> ssl.SSLContext:
     return context
 
 
-def verifying_context() -> ssl.SSLContext:
-    """TLS with the system's trust store and a name check (smart hosts)."""
-    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+def verifying_context(cafile: str | None = None) -> ssl.SSLContext:
+    """PKIX: a certificate chaining to the system's roots (or those in ``cafile``) and naming
+    the host (smart hosts; MX and policy hosts under MTA-STS, RFC 8461 §3.3, §4.2)."""
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
 
 
 class SmtpSession:

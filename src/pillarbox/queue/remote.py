@@ -82,6 +82,15 @@ _SESSION_FAILURES = frozenset({R.CLIENT_TIMEOUT, R.CONNECTION_LOST, MALFORMED_RE
 MAX_RECIPIENTS = 100
 
 
+_TLS_FAILURES = frozenset({TLS_FAILED.enhanced, TLS_UNAVAILABLE.enhanced})
+
+
+def is_tls_failure(reply: Reply) -> bool:
+    """Opening a session failed at STARTTLS: not offered, refused (RFC 3207 §4: 454), or the
+    handshake failed (a certificate that does not verify, when one must)."""
+    return reply.code == 454 or reply.enhanced in _TLS_FAILURES
+
+
 def is_session_failure(reply: Reply) -> bool:
     """The host failed, not the recipient: 421, a timeout, a lost or garbled connection."""
     return reply.code == 421 or reply in _SESSION_FAILURES

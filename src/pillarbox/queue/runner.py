@@ -17,6 +17,13 @@ Implementation notes:
 - **Host order** and the bookkeeping of answers are pure (:mod:`.remote`); classification,
   retry times, expiry and the choice of report too (:mod:`.schedule`). This module only wires
   them to the store, DNS and :class:`~pillarbox.net.smtp_client.SmtpSession`.
+- **MTA-STS** (RFC 8461, :mod:`.mtasts`): before delivering to a domain by MX, its policy is
+  looked up (:class:`~pillarbox.net.mtasts.MtaStsPolicies`); each MX host then gets the plan
+  :func:`.mtasts.host_plan` gives it. Under "enforce" a host the policy does not list, or one
+  that fails verified STARTTLS, is a failed host like an unreachable one (the next is tried,
+  the recipients are deferred with the reason); under "testing" the failure is only logged.
+  A smart host is not subject to the recipient domain's policy (§3.4 would make the smart
+  host's own domain the policy domain; its TLS is ``queue.smarthost_verify_tls``).
 - **Local recipients** in the queue (a mailbox that was full) are delivered through the store;
   so are reports to local senders (:mod:`.bounce`).
 - **Wake-ups**: intake sets ``Services.queue_wakeup`` after queueing; the runner also wakes at
@@ -37,7 +44,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, Resolver
+from pillarbox.errors import ConfigError
 from pillarbox.mail.dsn import RecipientReport
+from pillarbox.net.mtasts import FETCH_TIMEOUT, MtaStsPolicies
 from pillarbox.net.smtp_client import (
     SessionSettings,
     SmtpSession,
@@ -47,6 +56,14 @@ from pillarbox.net.smtp_client import (
 from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
 from pillarbox.queue.local import deliver_local
+from pillarbox.queue.mtasts import (
+    MAX_POLICY_SIZE,
+    MX_NOT_IN_POLICY,
+    HostPlan,
+    Policy,
+    TlsPlan,
+    host_plan,
+)
 from pillarbox.queue.remote import (
     DNS_FAILURE,
     MAX_RECIPIENTS,
@@ -57,6 +74,7 @@ from pillarbox.queue.remote import (
     RemoteRecipient,
     Route,
     content_flags,
+    is_tls_failure,
     mx_route,
     parse_hostport,
     smarthost_route,
@@ -66,7 +84,7 @@ from pillarbox.queue.routing import Router
 from pillarbox.queue.schedule import Attempt, RetryPolicy, Verdict, decide, reply_text
 from pillarbox.services import Services
 from pillarbox.smtp.client import SmtpClientSettings
-from pillarbox.smtp.replies import LOCAL_ERROR
+from pillarbox.smtp.replies import LOCAL_ERROR, Reply
 from pillarbox.store.interface import Store
 from pillarbox.store.types import AttemptOutcome, QueuedMessage, QueuedRecipient
 
@@ -98,6 +116,16 @@ class Relay:
     host: str
     port: int
     session: SessionSettings
+
+
+@dataclass(frozen=True, slots=True)
+class MtaSts:
+    """MTA-STS for delivery by MX (``queue.mta_sts``): where policies come from, and the
+    session settings for hosts whose certificate must be verified (RFC 8461 §4.2)."""
+
+    policies: MtaStsPolicies
+    #: A verifying context and ``require_tls`` (§5 "enforce": no mail without STARTTLS).
+    verified: SessionSettings
 
 
 @dataclass(slots=True)
@@ -136,6 +164,7 @@ class QueueRunner:
         remote_port: int = 25,
         session: SessionSettings,
         relay: Relay | None = None,
+        mta_sts: MtaSts | None = None,
         limits: RunnerLimits = RunnerLimits(),
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -148,6 +177,7 @@ class QueueRunner:
         self._remote_port = remote_port
         self._session = session
         self._relay = relay
+        self._mta_sts = mta_sts
         self._limits = limits
         self._clock = clock
         self._slots = asyncio.Semaphore(limits.concurrency)
@@ -417,8 +447,15 @@ class QueueRunner:
                 self._part_done(part, delivery)
             return
         settings = self._relay.session if self._relay is not None else self._session
+        policy = await self._sts_policy(domain)
         last: Answer | None = None
         for host in route.hosts:
+            plan = host_plan(policy, host)
+            if plan.mx_mismatch:
+                refused = self._mx_mismatch(domain, host, policy, plan)
+                if refused is not None:
+                    last = refused
+                    continue
             addresses = await self._addresses(host)
             if isinstance(addresses, Answer):
                 last = addresses
@@ -426,7 +463,7 @@ class QueueRunner:
             for address in addresses:
                 if not destination.parts:
                     return
-                session = await SmtpSession.open(host, address, route.port, settings)
+                session = await self._open(domain, host, address, route.port, settings, plan)
                 if not isinstance(session, SmtpSession):
                     last = Answer(session, host)
                     continue
@@ -448,6 +485,72 @@ class QueueRunner:
                 part.fail_session(last.reply, last.host)
             part.give_up()
             self._part_done(part, delivery)
+
+    async def _sts_policy(self, domain: str) -> Policy | None:
+        """The domain's MTA-STS policy; none for a smart host or an address literal (RFC 8461
+        §3.4: literals have no policy domain)."""
+        if self._mta_sts is None or self._relay is not None or domain.startswith("["):
+            return None
+        return await self._mta_sts.policies.policy_for(domain)
+
+    def _mx_mismatch(
+        self, domain: str, host: str, policy: Policy | None, plan: HostPlan
+    ) -> Answer | None:
+        """An MX host the policy does not list: refused under "enforce", logged under
+        "testing" (RFC 8461 §4.1, §5)."""
+        mode = policy.mode.value if policy is not None else "-"
+        _log.warning("MTA-STS: MX host not in the policy", domain=domain, host=host, mode=mode)
+        if plan.tls is not TlsPlan.REFUSED:
+            return None
+        text = f"MTA-STS policy of {domain} (enforce) does not list the MX host {host}"
+        return Answer(MX_NOT_IN_POLICY.with_text(text), host)
+
+    async def _open(
+        self,
+        domain: str,
+        host: str,
+        address: str,
+        port: int,
+        settings: SessionSettings,
+        plan: HostPlan,
+    ) -> SmtpSession | Reply:
+        """A session with ``host`` as its domain's policy plans it (RFC 8461 §4.2, §5)."""
+        if plan.tls is TlsPlan.OPPORTUNISTIC or self._mta_sts is None:
+            return await SmtpSession.open(host, address, port, settings)
+        session = await SmtpSession.open(host, address, port, self._mta_sts.verified)
+        if isinstance(session, SmtpSession) or not is_tls_failure(session):
+            return session
+        if plan.tls is TlsPlan.VERIFIED:
+            _log.warning("MTA-STS: delivery refused", domain=domain, host=host, reply=session.text)
+            return session.with_text(f"MTA-STS policy of {domain} (enforce): {session.text}")
+        # "testing": what would have failed is logged, and the host used as without a policy.
+        _log.warning(
+            "MTA-STS: policy would fail (testing)", domain=domain, host=host, reply=session.text
+        )
+        return await SmtpSession.open(host, address, port, settings)
+
+
+def mta_sts_for(
+    resolver: Resolver,
+    client: SmtpClientSettings,
+    *,
+    cafile: str | None,
+    connect_timeout: float,
+    fetch_timeout: float = FETCH_TIMEOUT,
+    max_policy_size: int = MAX_POLICY_SIZE,
+    policy_port: int = 443,
+) -> MtaSts:
+    """MTA-STS for a runner: one trust store (``cafile``, or the system's) for policy hosts
+    and MX hosts alike; ``policy_port`` is for tests (RFC 8461 §3.2 fixes HTTPS)."""
+    context = verifying_context(cafile)
+    return MtaSts(
+        MtaStsPolicies(
+            resolver, context, port=policy_port, timeout=fetch_timeout, max_size=max_policy_size
+        ),
+        SessionSettings(
+            client=client, connect_timeout=connect_timeout, tls=context, require_tls=True
+        ),
+    )
 
 
 def runner_for(services: Services, *, resolver: Resolver | None = None) -> QueueRunner:
@@ -475,11 +578,25 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 credentials=credentials,
             ),
         )
+    resolver = resolver or DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
+    mta_sts = None
+    if queue.mta_sts and not queue.smarthost:
+        cafile = queue.mta_sts_ca_bundle
+        try:
+            mta_sts = mta_sts_for(
+                resolver,
+                client,
+                cafile=str(config.resolve_path(cafile)) if cafile else None,
+                connect_timeout=queue.connect_timeout,
+                fetch_timeout=queue.mta_sts_fetch_timeout,
+                max_policy_size=queue.mta_sts_max_policy_size,
+            )
+        except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
+            raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
     return QueueRunner(
         store=services.store,
         router=services.router,
-        resolver=resolver
-        or DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout),
+        resolver=resolver,
         policy=RetryPolicy(
             schedule=queue.retry_schedule,
             lifetime=queue.lifetime,
@@ -492,6 +609,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
             client=client, connect_timeout=queue.connect_timeout, tls=opportunistic_context()
         ),
         relay=relay,
+        mta_sts=mta_sts,
         limits=RunnerLimits(
             concurrency=queue.concurrency,
             per_domain=queue.per_domain,

@@ -4,6 +4,7 @@ queue and forwarding tests, on a loopback address of the test's choosing."""
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -44,10 +45,11 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def capture_peer(host: str, port: int) -> Iterator[Recorder]:
-    """Run a :class:`Recorder` on ``host:port`` for the block."""
+def capture_peer(host: str, port: int, *, tls: ssl.SSLContext | None = None) -> Iterator[Recorder]:
+    """Run a :class:`Recorder` on ``host:port`` for the block; with ``tls``, it offers
+    STARTTLS with that context."""
     handler = Recorder()
-    controller = Controller(handler, hostname=host, port=port)
+    controller = Controller(handler, hostname=host, port=port, tls_context=tls)
     controller.start()
     try:
         yield handler

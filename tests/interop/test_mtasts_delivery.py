@@ -1,0 +1,542 @@
+"""MTA-STS (RFC 8461) in delivery, with the real pieces: our DNS server on loopback serving the
+``_mta-sts`` TXT, MX and address records; an HTTPS policy host on loopback (a stdlib
+``http.server`` over TLS, the peer); receiving SMTP servers (aiosmtpd, the peer) offering
+STARTTLS with certificates from a test CA made here; and our queue runner and store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import http.server
+import logging
+import ssl
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from pillarbox import config as cfg
+from pillarbox import provisioning
+from pillarbox.dns.authoritative import StaticZones, serve_zones
+from pillarbox.dns.records import DnsRecord, required_records
+from pillarbox.dns.resolver import DnsResolver
+from pillarbox.net.mtasts import PolicyFetchError, fetch_policy_text
+from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, verifying_context
+from pillarbox.queue.routing import Router
+from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
+from pillarbox.queue.schedule import RetryPolicy
+from pillarbox.smtp.client import SmtpClientSettings
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, RecipientState
+from pillarbox.testing.capture import Recorder, capture_peer
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+
+GOOD_MX = "127.0.0.4"  # certificate for mx.good.test
+WRONG_CERT_MX = "127.0.0.7"  # certificate for wrong.test only
+NO_TLS_MX = "127.0.0.8"  # offers no STARTTLS
+POLICY_HOST = "127.0.0.6"
+RAW = b"From: alice@a.test\r\nTo: x@good.test\r\nSubject: sts\r\n\r\nHello.\r\n"
+
+
+# -- a test CA ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertAuthority:
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+    directory: Path
+
+    @property
+    def bundle(self) -> str:
+        return str(self.directory / "ca.pem")
+
+    def server_context(self, *names: str) -> ssl.SSLContext:
+        """A server context with a certificate for ``names``, signed by this CA (its files:
+        ``<first name>.crt`` and ``.key`` in the CA's directory)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_path = self.directory / f"{names[0]}.crt"
+        key_path = self.directory / f"{names[0]}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert_path, key_path)
+        return context
+
+
+def make_ca(directory: Path) -> CertAuthority:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Pillarbox test CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    ca = CertAuthority(key, cert, directory)
+    Path(ca.bundle).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return ca
+
+
+# -- the policy host ------------------------------------------------------------------------------
+
+
+def policy(mode: str, *mx: str) -> bytes:
+    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), "max_age: 86400"]
+    return "".join(f"{line}\r\n" for line in lines).encode()
+
+
+#: Policy domain → (TXT id, policy file).
+POLICIES = {
+    "good.test": ("g1", policy("enforce", "mx.good.test")),
+    # The MX host is not in the policy.
+    "stray.test": ("s1", policy("enforce", "mx.elsewhere.test")),
+    # The MX's certificate does not name it.
+    "badcert.test": ("b1", policy("enforce", "mx.badcert.test")),
+    # The first MX fails validation, the second is good (§5.1 step 2: the next candidate).
+    "mixed.test": ("m1", policy("enforce", "*.badcert.test", "mx.good.test")),
+    # Enforced, but the MX offers no STARTTLS.
+    "notls.test": ("n1", policy("enforce", "mx.notls.test")),
+    # Testing mode: failures are logged, mail goes as without a policy.
+    "trial.test": ("t1", policy("testing", "mx.trial.test")),
+}
+
+
+#: Policy hosts that answer badly: domain → (status, media type, body).
+BAD_ANSWERS = {
+    "redirect.test": (301, "text/plain", b""),  # §3.3: a redirect is not followed
+    "html.test": (200, "text/html", policy("enforce", "mx.html.test")),  # §3.2: not text/plain
+    "huge.test": (200, "text/plain", policy("enforce", *(f"mx{n}.huge.test" for n in range(9)))),
+    "gone.test": (404, "text/plain", b"not found"),
+}
+#: A policy host whose certificate does not name it (§3.3).
+UNNAMED = "unnamed.test"
+
+
+class PolicyHandler(http.server.BaseHTTPRequestHandler):
+    """Serves each domain's policy on ``mta-sts.<domain>``; keeps the hosts asked."""
+
+    asked: list[str]
+
+    def do_GET(self) -> None:
+        host = self.headers.get("Host", "")
+        self.asked.append(host)
+        domain = host.removeprefix("mta-sts.")
+        status, media_type, body = BAD_ANSWERS.get(domain, (404, "text/plain", b""))
+        if self.path == "/.well-known/mta-sts.txt" and domain in POLICIES:
+            status, media_type, body = 200, "text/plain; charset=utf-8", POLICIES[domain][1]
+        self.send_response(status)
+        if status == 301:
+            self.send_header("Location", "https://elsewhere.test/.well-known/mta-sts.txt")
+        self.send_header("Content-Type", media_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def policy_server(context: ssl.SSLContext) -> Iterator[tuple[int, list[str]]]:
+    asked: list[str] = []
+    handler = type("Handler", (PolicyHandler,), {"asked": asked})
+    server = http.server.ThreadingHTTPServer((POLICY_HOST, 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- DNS ------------------------------------------------------------------------------------------
+
+
+def zones() -> StaticZones:
+    records = [
+        DnsRecord("mx.good.test", "A", GOOD_MX),
+        DnsRecord("mx.badcert.test", "A", WRONG_CERT_MX),
+        DnsRecord("mx.notls.test", "A", NO_TLS_MX),
+        DnsRecord("mx.trial.test", "A", WRONG_CERT_MX),
+        DnsRecord("mx.plain.test", "A", WRONG_CERT_MX),
+        DnsRecord("good.test", "MX", "10 mx.good.test."),
+        DnsRecord("stray.test", "MX", "10 mx.good.test."),
+        DnsRecord("badcert.test", "MX", "10 mx.badcert.test."),
+        DnsRecord("mixed.test", "MX", "10 mx.badcert.test."),
+        DnsRecord("mixed.test", "MX", "20 mx.good.test."),
+        DnsRecord("notls.test", "MX", "10 mx.notls.test."),
+        DnsRecord("trial.test", "MX", "10 mx.trial.test."),
+        DnsRecord("plain.test", "MX", "10 mx.plain.test."),  # no policy at all
+    ]
+    for domain, (policy_id, _) in POLICIES.items():
+        records.append(DnsRecord(f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={policy_id};"))
+    for domain in (*POLICIES, *BAD_ANSWERS, UNNAMED):
+        records.append(DnsRecord(f"mta-sts.{domain}", "A", POLICY_HOST))
+    origins = [*POLICIES, *BAD_ANSWERS, UNNAMED, "plain.test"]
+    return StaticZones.from_records(records, origins=origins)
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Peers:
+    good: Recorder
+    wrong_cert: Recorder
+    no_tls: Recorder
+    smtp_port: int
+    policy_port: int
+    policy_asked: list[str]
+    ca: CertAuthority
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> Iterator[Peers]:
+    ca = make_ca(tmp_path)
+    port = free_port(GOOD_MX, WRONG_CERT_MX, NO_TLS_MX)
+    policy_names = [f"mta-sts.{d}" for d in (*POLICIES, *BAD_ANSWERS)]
+    with (
+        capture_peer(GOOD_MX, port, tls=ca.server_context("mx.good.test")) as good,
+        capture_peer(WRONG_CERT_MX, port, tls=ca.server_context("wrong.test")) as wrong,
+        capture_peer(NO_TLS_MX, port) as no_tls,
+        policy_server(ca.server_context(*policy_names)) as (policy_port, asked),
+    ):
+        yield Peers(good, wrong, no_tls, port, policy_port, asked, ca)
+
+
+@pytest.fixture
+async def resolver() -> AsyncIterator[DnsResolver]:
+    async with serve_zones(zones()) as server:
+        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "queue.sqlite3")
+    await store.open()
+    await provisioning.add_domain(store, "a.test")
+    await store.add_account("alice@a.test", "x")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def runner(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    peers: Peers,
+    *,
+    smtp_port: int | None = None,
+    policy_port: int | None = None,
+) -> QueueRunner:
+    client = SmtpClientSettings(hostname="mx.a.test")
+    return QueueRunner(
+        store=store,
+        router=Router(store),
+        resolver=resolver,
+        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
+        hostname="mx.a.test",
+        wakeup=asyncio.Event(),
+        remote_port=smtp_port or peers.smtp_port,
+        session=SessionSettings(client=client, connect_timeout=2.0, tls=opportunistic_context()),
+        mta_sts=mta_sts_for(
+            resolver,
+            client,
+            cafile=peers.ca.bundle,
+            connect_timeout=2.0,
+            fetch_timeout=5.0,
+            policy_port=policy_port or peers.policy_port,
+        ),
+        limits=RunnerLimits(per_domain=1),
+    )
+
+
+async def deliver(store: SqliteStore, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:
+    """Queue one message to ``recipient``, run one attempt; the recipient if still queued."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(recipient)])
+    await queue.claim()
+    await queue.idle()
+    queued = await store.list_queue()
+    return queued[0].recipients[0] if queued else None
+
+
+def rcpts(recorder: Recorder) -> list[str]:
+    return [r for received in recorder.messages for r in received.rcpt_tos]
+
+
+# -- the cases ------------------------------------------------------------------------------------
+
+
+async def test_enforce_with_a_valid_certificate_delivers(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    assert await deliver(store, runner(store, resolver, peers), "x@good.test") is None
+    assert rcpts(peers.good) == ["x@good.test"]
+    assert peers.policy_asked == ["mta-sts.good.test"]  # SNI/Host: the policy host's name
+
+
+async def test_enforce_refuses_an_mx_not_in_the_policy(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    left = await deliver(store, runner(store, resolver, peers), "x@stray.test")
+    assert left is not None and left.state is RecipientState.DEFERRED  # §5: temporary
+    assert left.last_reply == (
+        "mx.good.test: 451 4.7.0 MTA-STS policy of stray.test (enforce) does not list the MX"
+        " host mx.good.test"
+    )
+    assert peers.good.messages == []
+
+
+async def test_enforce_refuses_a_certificate_not_valid_for_the_mx(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    left = await deliver(store, runner(store, resolver, peers), "x@badcert.test")
+    assert left is not None and left.state is RecipientState.DEFERRED
+    assert left.last_reply is not None
+    assert left.last_reply.startswith(
+        "mx.badcert.test: 451 4.7.5 MTA-STS policy of badcert.test (enforce): TLS with"
+        " mx.badcert.test failed"
+    )
+    assert "certificate" in left.last_reply.lower()
+    assert peers.wrong_cert.messages == []
+
+
+async def test_enforce_goes_on_to_the_next_valid_mx(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    assert await deliver(store, runner(store, resolver, peers), "x@mixed.test") is None
+    assert peers.wrong_cert.messages == [] and rcpts(peers.good) == ["x@mixed.test"]
+
+
+async def test_enforce_refuses_an_mx_without_starttls(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    left = await deliver(store, runner(store, resolver, peers), "x@notls.test")
+    assert left is not None and left.state is RecipientState.DEFERRED
+    assert left.last_reply == (
+        "mx.notls.test: 451 4.7.10 MTA-STS policy of notls.test (enforce):"
+        " mx.notls.test does not offer STARTTLS"
+    )
+    assert peers.no_tls.messages == []
+
+
+async def test_testing_mode_delivers_and_logs_the_failure(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    peers: Peers,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pillarbox"):
+        assert await deliver(store, runner(store, resolver, peers), "x@trial.test") is None
+    assert rcpts(peers.wrong_cert) == ["x@trial.test"]
+    [record] = [r for r in caplog.records if "would fail" in r.getMessage()]
+    fields = record.__dict__["fields"]
+    assert fields["domain"] == "trial.test" and fields["host"] == "mx.trial.test"
+    assert "certificate" in fields["reply"].lower()
+
+
+async def test_no_policy_delivers_as_before(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    # mx.plain.test presents a certificate for another name: without a policy, any will do.
+    assert await deliver(store, runner(store, resolver, peers), "x@plain.test") is None
+    assert rcpts(peers.wrong_cert) == ["x@plain.test"]
+    assert peers.policy_asked == []  # no TXT record: no fetch
+
+
+async def test_the_policy_is_fetched_once_while_its_id_stays(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """§5.1: a cached, unexpired policy under the TXT record's id is not fetched again."""
+    queue = runner(store, resolver, peers)
+    assert await deliver(store, queue, "x@good.test") is None
+    assert await deliver(store, queue, "y@good.test") is None
+    assert rcpts(peers.good) == ["x@good.test", "y@good.test"]
+    assert peers.policy_asked == ["mta-sts.good.test"]
+
+
+# -- the fetch (§3.3) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("domain", "reason"),
+    [
+        ("redirect.test", "HTTP status 301"),
+        ("gone.test", "HTTP status 404"),
+        ("html.test", "media type text/html, not text/plain"),
+        ("huge.test", "policy larger than 200 bytes"),
+        (UNNAMED, "certificate verify failed"),
+        ("plain.test", "mta-sts.plain.test has no address"),  # NXDOMAIN
+    ],
+)
+async def test_a_policy_that_cannot_be_had(
+    resolver: DnsResolver, peers: Peers, domain: str, reason: str
+) -> None:
+    with pytest.raises(PolicyFetchError) as failure:
+        await fetch_policy_text(
+            domain,
+            resolver,
+            verifying_context(peers.ca.bundle),
+            port=peers.policy_port,
+            timeout=5.0,
+            max_size=200,
+        )
+    assert reason in failure.value.reason
+
+
+async def test_a_policy_fetched(resolver: DnsResolver, peers: Peers) -> None:
+    body = await fetch_policy_text(
+        "good.test", resolver, verifying_context(peers.ca.bundle), port=peers.policy_port
+    )
+    assert body == POLICIES["good.test"][1]
+
+
+async def test_a_policy_host_that_never_answers_times_out(resolver: DnsResolver) -> None:
+    """A listener that accepts and says nothing: the fetch ends at its timeout."""
+    server = await asyncio.start_server(lambda r, w: None, POLICY_HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(PolicyFetchError) as failure:
+            await fetch_policy_text(
+                "good.test", resolver, verifying_context(), port=port, timeout=0.5
+            )
+    finally:
+        server.close()
+    assert failure.value.reason == "no policy within 0.5 s"
+
+
+# -- end to end: our own MX and our own policy, served by our web app ----------------------------
+
+RECEIVER = "127.0.0.9"
+
+
+@contextlib.asynccontextmanager
+async def tls_front(context: ssl.SSLContext, host: str, upstream: int) -> AsyncIterator[int]:
+    """A TLS-terminating proxy to ``RECEIVER:upstream`` (what docs/mta-sts.md asks an operator
+    to put before the web listener); yields its port."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(RECEIVER, upstream)
+        await asyncio.gather(
+            pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True
+        )
+
+    server = await asyncio.start_server(relay, host, 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("mx_certificate", ["from the CA", "self-signed"])
+async def test_our_policy_from_our_web_app_to_our_mx(
+    store: SqliteStore,
+    peers: Peers,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    mx_certificate: str,
+) -> None:
+    """Our receiving server hosts b.test: DNS says what ``pillarbox dns records`` says, its web
+    app serves the policy (mode "testing") behind TLS, its MX offers STARTTLS with a certificate
+    for mx.b.test, or its own self-signed one (which "testing" logs and delivers anyway)."""
+    tls = cfg.TlsSection()
+    if mx_certificate == "from the CA":
+        peers.ca.server_context("mx.b.test")  # writes mx.b.test.crt/.key
+        tls = cfg.TlsSection(
+            cert=str(tmp_path / "mx.b.test.crt"), key=str(tmp_path / "mx.b.test.key")
+        )
+    config = loopback_config(tmp_path / "b", only=["smtp", "http"], address=RECEIVER, tls=tls)
+    config = dataclasses.replace(
+        config, server=dataclasses.replace(config.server, hostname="mx.b.test")
+    )
+    with LiveServer(config) as live:
+        live.add_domain("b.test")
+        live.add_account("x@b.test", TEST_PASSWORD)
+        published = required_records("b.test", mail_host="mx.b.test")
+        served = [r for r in published.records if r.type in ("MX", "TXT") or r.name == "b.test"]
+        zone = StaticZones.from_records(
+            [
+                *served,
+                DnsRecord("mx.b.test", "A", RECEIVER),
+                DnsRecord("mta-sts.b.test", "A", POLICY_HOST),
+            ],
+            origins=["b.test"],
+        )
+        front = peers.ca.server_context("mta-sts.b.test")
+        async with (
+            serve_zones(zone) as dns,
+            tls_front(front, POLICY_HOST, live.port("http")) as policy_port,
+        ):
+            resolver = DnsResolver(nameserver=f"127.0.0.1:{dns.port}", timeout=2.0)
+            queue = runner(
+                store, resolver, peers, smtp_port=live.port("smtp"), policy_port=policy_port
+            )
+            with caplog.at_level(logging.INFO, logger="pillarbox"):
+                assert await deliver(store, queue, "x@b.test") is None
+        [stored] = await asyncio.to_thread(live.mailbox_messages, "x@b.test", INBOX)
+    assert stored.endswith(RAW)
+    [fetched] = [r for r in caplog.records if r.getMessage() == "policy fetched"]
+    assert fetched.__dict__["fields"]["mode"] == "testing"
+    assert fetched.__dict__["fields"]["mx"] == "mx.b.test"
+    failures = [r for r in caplog.records if "would fail" in r.getMessage()]
+    assert len(failures) == (0 if mx_certificate == "from the CA" else 1)
