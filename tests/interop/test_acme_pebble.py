@@ -216,3 +216,22 @@ def test_unreachable_challenge_is_logged_and_the_self_signed_certificate_stays(
         assert presented(server.port("imaps"), None).serial_number == self_signed.serial_number
         with pytest.raises(ssl.SSLCertVerificationError):
             presented(server.port("imaps"), pebble.root_pem)
+
+
+def test_renews_by_itself_when_the_certificate_falls_due(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """With more renewal days than the CA gives, every check finds the certificate due: the
+    task renews on its own schedule, and new connections see each new certificate."""
+    config = acme_config(
+        tmp_path, pebble, challenge_port, acme_renew_days=100_000, acme_check_interval=1.0
+    )
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_until(lambda: manager.facts is not None)
+        first = manager.facts
+        assert first is not None
+        wait_until(lambda: manager.facts is not None and manager.facts.serial != first.serial)
+        served = presented(server.port("imaps"), pebble.root_pem).serial_number
+        assert served != first.serial
