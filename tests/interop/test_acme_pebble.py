@@ -235,3 +235,29 @@ def test_renews_by_itself_when_the_certificate_falls_due(
         wait_until(lambda: manager.facts is not None and manager.facts.serial != first.serial)
         served = presented(server.port("imaps"), pebble.root_pem).serial_number
         assert served != first.serial
+
+
+def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """Moving from a staging directory to production must not keep the staging certificate
+    until it falls due: here the same Pebble under a second URL stands for the new CA."""
+    config = acme_config(tmp_path, pebble, challenge_port)
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_until(lambda: manager.facts is not None)
+        first = manager.facts
+        assert first is not None
+    moved = dataclasses.replace(
+        config,
+        tls=dataclasses.replace(
+            config.tls, acme_directory=pebble.directory_url.replace("127.0.0.1", "localhost")
+        ),
+    )
+    with LiveServer(moved) as server:
+        manager = server.server.acme
+        assert manager is not None and manager.facts is not None
+        assert manager.facts.serial == first.serial  # presented until the new one arrives
+        wait_until(lambda: manager.facts is not None and manager.facts.serial != first.serial)
+        assert attempts(server)["reason"] == "issued through another CA directory"

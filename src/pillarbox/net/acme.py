@@ -12,11 +12,13 @@ Implementation notes:
   and the dedicated challenge listener look tokens up in; a token never becomes a path. Each
   attempt removes its tokens when it ends.
 - **Files** under ``data_dir/tls/acme/``: ``account.key`` and ``key.pem`` (mode 0600),
-  ``cert.pem`` (leaf and chain), ``status.json`` (the last attempt, for ``pillarbox tls
-  status``), ``renew.request`` (a renewal asked for by ``pillarbox tls renew``). Each is
-  written to a temporary file in the same directory, synced and renamed over the old one. The
-  key goes first: a crash between the two leaves a pair that does not match, which
-  :meth:`CertificateManager.install_stored` refuses, so the next attempt replaces both.
+  ``cert.pem`` (leaf and chain), ``cert.directory`` (the CA directory it came from: a
+  certificate from another directory, say staging's, is replaced at once), ``status.json``
+  (the last attempt, for ``pillarbox tls status``), ``renew.request`` (a renewal asked for by
+  ``pillarbox tls renew``). Each is written to a temporary file in the same directory, synced
+  and renamed over the old one. The key goes first: a crash between the two leaves a pair
+  that does not match, which :meth:`CertificateManager.install_stored` refuses, so the next
+  attempt replaces both.
 - **Hot reload**: ``SSLContext.load_cert_chain`` on the context every listener shares (implicit
   TLS and STARTTLS alike), on the loop's thread: connections accepted afterwards present the
   new certificate, open ones keep theirs. Every certificate here (self-signed and ACME) has a
@@ -103,6 +105,11 @@ class AcmeFiles:
     def request(self) -> Path:
         return self.directory / "renew.request"
 
+    @property
+    def issuer_directory(self) -> Path:
+        """The directory URL of the CA that issued ``cert.pem``."""
+        return self.directory / "cert.directory"
+
     def facts(self) -> CertificateFacts | None:
         """The stored certificate's facts; None if there is none or it cannot be read."""
         try:
@@ -139,6 +146,17 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def load_pair(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    """Make ``context`` present ``cert`` with ``key``, or leave it as it was.
+
+    The pair is tried on a scratch context first: OpenSSL takes a certificate into the context
+    before it checks the key against it, so a mismatched pair loaded directly would leave the
+    shared context with the new certificate and no key, and every handshake failing.
+    """
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    context.load_cert_chain(cert, key)
 
 
 def _new_key_pem() -> bytes:
@@ -285,6 +303,8 @@ class CertificateManager:
         self.files = AcmeFiles.of(config)
         #: The certificate the context presents, when it is an ACME one.
         self.facts: CertificateFacts | None = None
+        #: The CA directory :attr:`facts` came from ("" when not known).
+        self._issuer_directory = ""
         self._failures = 0
         self._log = Log("acme")
 
@@ -299,11 +319,13 @@ class CertificateManager:
             self._log.info("stored certificate not used", not_after=_utc_text(facts.not_after))
             return
         try:
-            self._context.load_cert_chain(self.files.cert, self.files.key)
+            load_pair(self._context, self.files.cert, self.files.key)
         except (OSError, ssl.SSLError) as exc:
             self._log.warning("stored certificate not loaded", error=str(exc))
             return
         self.facts = facts
+        with contextlib.suppress(OSError):
+            self._issuer_directory = self.files.issuer_directory.read_text().strip()
         self._log.info("certificate installed", serial=f"{facts.serial:x}")
 
     async def obtain(self, reason: str) -> CertificateFacts:
@@ -322,10 +344,11 @@ class CertificateManager:
         facts = certificate_facts(chain)
         await run_blocking(self._store, placed.key_pem, chain)
         try:
-            self._context.load_cert_chain(self.files.cert, self.files.key)
+            load_pair(self._context, self.files.cert, self.files.key)
         except ssl.SSLError as exc:
             raise AcmeError(f"the new certificate does not load: {exc}") from exc
         self.facts = facts
+        self._issuer_directory = self._tls.acme_directory
         log.info(
             "certificate installed",
             serial=f"{facts.serial:x}",
@@ -336,6 +359,7 @@ class CertificateManager:
     def _store(self, key_pem: bytes, chain: bytes) -> None:
         write_atomically(self.files.key, key_pem, 0o600)
         write_atomically(self.files.cert, chain)
+        write_atomically(self.files.issuer_directory, self._tls.acme_directory.encode())
 
     async def attempt(self, reason: str) -> bool:
         """:meth:`obtain`, its failure logged and counted; the outcome goes to status.json."""
@@ -394,6 +418,8 @@ class CertificateManager:
         while True:
             now = datetime.datetime.now(datetime.UTC)
             reason = renewal_reason(self.facts, self._names, now, self._tls.acme_renew_days)
+            if not reason and self._issuer_directory != self._tls.acme_directory:
+                reason = "issued through another CA directory"
             if requested:
                 reason = "renewal requested (pillarbox tls renew)"
             if reason:
