@@ -362,21 +362,28 @@ class CertificateManager:
         write_atomically(self.files.issuer_directory, self._tls.acme_directory.encode())
 
     async def attempt(self, reason: str) -> bool:
-        """:meth:`obtain`, its failure logged and counted; the outcome goes to status.json."""
+        """:meth:`obtain`, its failure logged and counted; the outcome goes to status.json.
+
+        Any exception counts as a failed attempt, retried with back-off: one the library was
+        not known to raise (logged with its traceback) must not end the renewal task for the
+        rest of the server's life.
+        """
         started = datetime.datetime.now(datetime.UTC)
         status: dict[str, Any] = {"reason": reason, "started": _utc_text(started)}
         try:
             facts = await self.obtain(reason)
-        except (AcmeError, *_ATTEMPT_ERRORS) as exc:
+        except Exception as exc:
             self._failures += 1
             error = str(exc) if isinstance(exc, AcmeError) else _failure_reason(exc)
-            delay = self._retry_delay()
-            self._log.warning(
-                "certificate not obtained",
-                reason=error,
-                failures=self._failures,
-                retry_in=f"{delay:.0f}s",
-            )
+            fields = {
+                "reason": error,
+                "failures": self._failures,
+                "retry_in": f"{self._retry_delay():.0f}s",
+            }
+            if isinstance(exc, (AcmeError, *_ATTEMPT_ERRORS)):
+                self._log.warning("certificate not obtained", **fields)
+            else:
+                self._log.exception("certificate not obtained", **fields)
             status.update(result="failed", error=error, failures=self._failures)
             ok = False
         else:
@@ -384,9 +391,12 @@ class CertificateManager:
             status.update(result="ok", serial=f"{facts.serial:x}")
             ok = True
         status["finished"] = _utc_text(datetime.datetime.now(datetime.UTC))
-        await run_blocking(
-            write_atomically, self.files.status, json.dumps(status, indent=2).encode()
-        )
+        try:
+            await run_blocking(
+                write_atomically, self.files.status, json.dumps(status, indent=2).encode()
+            )
+        except OSError as exc:
+            self._log.warning("attempt not recorded", path=str(self.files.status), error=str(exc))
         return ok
 
     def _retry_delay(self) -> float:
