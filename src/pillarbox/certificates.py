@@ -12,8 +12,6 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cryptography import x509
-
 from pillarbox.errors import InvalidName
 
 MAX_NAME = 253  # RFC 1035 §2.3.4, in text form
@@ -73,6 +71,9 @@ class CertificateFacts:
 
 def certificate_facts(pem: bytes) -> CertificateFacts:
     """The facts of the first (leaf) certificate of a PEM chain; ValueError if there is none."""
+    # Imported here: config.py imports this module, and most commands never read a certificate.
+    from cryptography import x509
+
     cert = x509.load_pem_x509_certificates(pem)[0]
     try:
         alt_names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)

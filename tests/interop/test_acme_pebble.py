@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 NAME = "mail.pillarbox.test"
+#: Implicit-TLS listeners; "submission" (STARTTLS) shares their context and is checked too.
 LISTENERS = ("imaps", "submissions")
 
 
@@ -95,6 +96,28 @@ def presented(port: int, root_pem: bytes | None) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+def presented_after_starttls(port: int, root_pem: bytes) -> x509.Certificate:
+    """The certificate the submission listener presents after STARTTLS, verified for NAME."""
+    context = ssl.create_default_context(cadata=root_pem.decode())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        reader = raw.makefile("rb")
+
+        def reply() -> bytes:
+            while (line := reader.readline())[3:4] == b"-":
+                pass
+            return line
+
+        assert reply().startswith(b"220")
+        raw.sendall(b"EHLO client.test\r\n")
+        assert reply().startswith(b"250")
+        raw.sendall(b"STARTTLS\r\n")
+        assert reply().startswith(b"220")
+        with context.wrap_socket(raw, server_hostname=NAME) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -124,7 +147,7 @@ def tls_cli(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_obtains_serves_and_renews_without_restart(
     tmp_path: Path, pebble: Pebble, challenge_port: int
 ) -> None:
-    config = acme_config(tmp_path, pebble, challenge_port)
+    config = acme_config(tmp_path, pebble, challenge_port, only=(*LISTENERS, "submission"))
     config_path = tmp_path / "pillarbox.toml"
     config_path.write_text(cfg.render_toml(config))
     with LiveServer(config) as server:
@@ -136,6 +159,8 @@ def test_obtains_serves_and_renews_without_restart(
         # Both implicit-TLS listeners present it, and it verifies for the name.
         for listener in LISTENERS:
             assert presented(server.port(listener), pebble.root_pem).serial_number == first.serial
+        starttls = presented_after_starttls(server.port("submission"), pebble.root_pem)
+        assert starttls.serial_number == first.serial
 
         acme_dir = config.data_dir / "tls" / "acme"
         for private in ("key.pem", "account.key"):
@@ -154,6 +179,8 @@ def test_obtains_serves_and_renews_without_restart(
         for listener in LISTENERS:
             cert = presented(server.port(listener), pebble.root_pem)
             assert cert.serial_number == second.serial
+        starttls = presented_after_starttls(server.port("submission"), pebble.root_pem)
+        assert starttls.serial_number == second.serial
 
         # The CA goes away: the forced renewal fails, is reported, and the listeners keep
         # the certificate they had.
