@@ -288,3 +288,23 @@ def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
         assert manager.facts.serial == first.serial  # presented until the new one arrives
         wait_until(lambda: manager.facts is not None and manager.facts.serial != first.serial)
         assert attempts(server)["reason"] == "issued through another CA directory"
+
+
+def test_a_stop_during_validation_does_not_wait_for_the_ca(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """Pebble's validation hangs on a port that accepts and never answers (Pebble gives up
+    after 15 s); stopping the server meanwhile ends the attempt within a second (the pool's
+    threads are waited for at shutdown, so a library poll loop would hold the stop up)."""
+    config = acme_config(tmp_path, pebble, challenge_port, acme_challenge_listener=False)
+    with socket.create_server(("127.0.0.1", challenge_port)) as silent:
+        server = LiveServer(config)
+        with server:
+            # The challenge answered (Pebble logs the POST to it): validation is under way.
+            wait_until(lambda: "/chalZ/" in pebble.log_path.read_text())
+            time.sleep(1.0)
+            started = time.monotonic()
+        stopped_in = time.monotonic() - started
+        assert silent.fileno() >= 0
+    assert stopped_in < 5.0, stopped_in
+    assert attempts(server).get("result") != "ok"

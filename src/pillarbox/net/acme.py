@@ -38,6 +38,8 @@ import json
 import os
 import ssl
 import tempfile
+import threading
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,13 +248,40 @@ def _place_order(tls: TlsSection, names: tuple[str, ...], account_key_path: Path
     return _Order(acme, order, tuple(prepared), key_pem)
 
 
-def _finish_order(placed: _Order, timeout: float) -> bytes:
-    """Blocking: answer the challenges, wait for validation and issuance; the PEM chain."""
+#: Seconds between two looks at an authorization the CA is still validating.
+POLL_INTERVAL = 1.0
+
+
+def _finish_order(placed: _Order, timeout: float, stop: threading.Event) -> bytes:
+    """Blocking: answer the challenges, wait for validation and issuance; the PEM chain.
+
+    The wait for validation is polled here rather than by the library, so that ``stop`` (set
+    when the server shuts down) ends it within :data:`POLL_INTERVAL`: the pool's threads are
+    waited for at shutdown.
+    """
+    acme = placed.client
     for challenge in placed.challenges:
-        placed.client.answer_challenge(challenge.body, challenge.response)
+        acme.answer_challenge(challenge.body, challenge.response)
+    deadline = time.monotonic() + timeout
+    settled: list[messages.AuthorizationResource] = []
+    for authorization in placed.order.authorizations:
+        # RFC 8555 §7.1.6: pending until the CA has validated, then valid or invalid.
+        while authorization.body.status in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
+            if stop.wait(POLL_INTERVAL):
+                raise AcmeError("stopped while the CA was validating")
+            if time.monotonic() > deadline:
+                raise acme_errors.TimeoutError()
+            authorization, _ = acme.poll(authorization)
+        settled.append(authorization)
+    failed = [a for a in settled if a.body.status != messages.STATUS_VALID]
+    if failed:
+        raise acme_errors.ValidationError(failed)
     # The library compares with naive local time.
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
-    order = placed.client.poll_and_finalize(placed.order, deadline)
+    left = max(1.0, deadline - time.monotonic())
+    order = acme.finalize_order(
+        placed.order.update(authorizations=settled),
+        datetime.datetime.now() + datetime.timedelta(seconds=left),
+    )
     if not order.fullchain_pem:
         raise AcmeError("the CA issued no certificate")
     return order.fullchain_pem.encode()
@@ -336,8 +365,12 @@ class CertificateManager:
         placed = await run_blocking(_place_order, self._tls, names, self.files.account_key)
         for challenge in placed.challenges:
             self._responses[challenge.token] = challenge.key_authorization
+        stop = threading.Event()
         try:
-            chain = await run_blocking(_finish_order, placed, self._tls.acme_timeout)
+            chain = await run_blocking(_finish_order, placed, self._tls.acme_timeout, stop)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         finally:
             for challenge in placed.challenges:
                 self._responses.pop(challenge.token, None)
