@@ -176,7 +176,7 @@ class TlsSection:
     acme_renew_days: int = _f(30, "Renew when fewer than this many days of validity remain.")
     acme_ca_bundle: str = _f(
         "",
-        "PEM CAs trusted for the directory's HTTPS (a test CA such as Pebble's); empty: the system's.",
+        "PEM CAs trusted for the directory's HTTPS (a test CA such as Pebble's; relative: to the config file); empty: the system's.",
     )
     acme_challenge_listener: bool = _f(
         True,

@@ -63,6 +63,7 @@ from pillarbox.certificates import (
     retry_delay,
 )
 from pillarbox.config import Config, TlsSection
+from pillarbox.errors import PillarboxError
 from pillarbox.observability.log import Log
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
@@ -72,9 +73,10 @@ CA_REQUEST_TIMEOUT = 30
 USER_AGENT = "pillarbox"
 
 
-class AcmeError(Exception):
+class AcmeError(PillarboxError):
     """An attempt to obtain a certificate failed; the message is the reason (the CA's own
-    problem detail where it gave one)."""
+    problem detail where it gave one). Neither the operator's mistake nor ours as such (DNS,
+    port 80, the CA), so logged as a warning and retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +202,10 @@ class _Order:
     key_pem: bytes
 
 
-def _client(tls: TlsSection, account_key: JWKEC) -> client.ClientV2:
-    """A client logged in to the CA's account of ``account_key`` (created on first use)."""
-    verify: bool | str = tls.acme_ca_bundle or True
+def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.ClientV2:
+    """A client logged in to the CA's account of ``account_key`` (created on first use),
+    trusting ``ca_bundle`` (a path; empty: the system's CAs) for the directory's HTTPS."""
+    verify: bool | str = ca_bundle or True
     network = client.ClientNetwork(
         account_key,
         alg=ES256,
@@ -225,10 +228,12 @@ def _client(tls: TlsSection, account_key: JWKEC) -> client.ClientV2:
     return acme
 
 
-def _place_order(tls: TlsSection, names: tuple[str, ...], account_key_path: Path) -> _Order:
+def _place_order(
+    tls: TlsSection, ca_bundle: str, names: tuple[str, ...], account_key_path: Path
+) -> _Order:
     """Blocking: log in, order a certificate for ``names``, prepare every HTTP-01 answer."""
     account_key = _account_key(account_key_path)
-    acme = _client(tls, account_key)
+    acme = _client(tls, account_key, ca_bundle)
     key_pem = _new_key_pem()
     order = acme.new_order(crypto_util.make_csr(key_pem, list(names)))
     prepared: list[_Challenge] = []
@@ -326,6 +331,9 @@ class CertificateManager:
         self, config: Config, context: ssl.SSLContext, responses: MutableMapping[str, str]
     ) -> None:
         self._tls = config.tls
+        self._ca_bundle = (
+            str(config.resolve_path(config.tls.acme_ca_bundle)) if config.tls.acme_ca_bundle else ""
+        )
         self._names = acme_names(config.tls.acme_names, config.server.hostname)
         self._context = context
         self._responses = responses
@@ -362,7 +370,9 @@ class CertificateManager:
         names = self._names
         log = self._log.bind(names=",".join(names))
         log.info("requesting certificate", reason=reason, ca=self._tls.acme_directory)
-        placed = await run_blocking(_place_order, self._tls, names, self.files.account_key)
+        placed = await run_blocking(
+            _place_order, self._tls, self._ca_bundle, names, self.files.account_key
+        )
         for challenge in placed.challenges:
             self._responses[challenge.token] = challenge.key_authorization
         stop = threading.Event()
