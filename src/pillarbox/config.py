@@ -22,13 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from pillarbox.errors import ConfigError
+from pillarbox.certificates import acme_names
+from pillarbox.errors import ConfigError, InvalidName
 
 ENV_PREFIX = "PILLARBOX__"
 CONFIG_ENV = "PILLARBOX_CONFIG"
 DEFAULT_CONFIG_PATH = Path("pillarbox.toml")
 
 T = TypeVar("T")
+
+#: Let's Encrypt's production ACME directory (the default CA of ``[tls] acme``).
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -156,6 +160,39 @@ class TlsSection:
     cert: str = _f("", "PEM certificate chain; empty: a self-signed one in data_dir/tls.")
     key: str = _f("", "PEM private key for `cert`.")
     min_version: Literal["TLSv1.2", "TLSv1.3"] = _f("TLSv1.2", "Lowest TLS version accepted.")
+    acme: bool = _f(
+        False,
+        "Obtain and renew the certificate from an ACME CA (RFC 8555, HTTP-01); excludes `cert`/`key`.",
+    )
+    acme_directory: str = _f(
+        LETS_ENCRYPT_DIRECTORY,
+        "The ACME CA's directory URL (Let's Encrypt's staging: "
+        "https://acme-staging-v02.api.letsencrypt.org/directory).",
+    )
+    acme_email: str = _f("", "Contact address given to the CA for expiry and policy notices.")
+    acme_names: tuple[str, ...] = _f(
+        (), "Host names the certificate covers (DNS must point them here); empty: server.hostname."
+    )
+    acme_renew_days: int = _f(30, "Renew when fewer than this many days of validity remain.")
+    acme_ca_bundle: str = _f(
+        "",
+        "PEM CAs trusted for the directory's HTTPS (a test CA such as Pebble's; relative: to the config file); empty: the system's.",
+    )
+    acme_challenge_listener: bool = _f(
+        True,
+        "Answer HTTP-01 challenges on a listener of their own; false: only the web listener answers them (it must then be reachable on port 80).",
+    )
+    acme_http_address: str = _f("::", "Address of the HTTP-01 challenge listener.")
+    acme_http_port: int = _f(
+        80, "Port of the HTTP-01 challenge listener (CAs connect to port 80; others for tests)."
+    )
+    acme_check_interval: float = _f(43200.0, "Seconds between two checks of the expiry date.")
+    acme_retry: float = _f(
+        300.0, "Seconds before retrying a failed attempt; doubles up to acme_check_interval."
+    )
+    acme_timeout: float = _f(
+        90.0, "Seconds an order may take to be validated and issued before the attempt fails."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -698,6 +735,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("pop3.idle_timeout", "must be at least 600 s (RFC 1939 §3)")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
+    _validate_acme(config.tls, config.server.hostname)
     if config.auth.free_failures >= config.auth.lockout_failures:
         raise ConfigError("auth.free_failures", "must be smaller than auth.lockout_failures")
     if not config.queue.retry_schedule:
@@ -719,6 +757,27 @@ def _validate(config: Config) -> None:
     if reports.enabled and "@" not in reports.from_address:
         raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
     _validate_failure_reports(config.dmarc_failure_reports, reports.from_address)
+
+
+def _validate_acme(tls: TlsSection, hostname: str) -> None:
+    if not tls.acme:
+        return
+    if tls.cert:
+        raise ConfigError("tls.acme", "cannot be used with tls.cert/tls.key (one source only)")
+    if not tls.acme_directory.startswith(("https://", "http://")):
+        raise ConfigError(
+            "tls.acme_directory", f"expected an http(s) URL, got {tls.acme_directory!r}"
+        )
+    for key in ("acme_renew_days", "acme_check_interval", "acme_retry", "acme_timeout"):
+        if getattr(tls, key) <= 0:
+            raise ConfigError(f"tls.{key}", f"must be positive, got {getattr(tls, key)}")
+    if not 0 <= tls.acme_http_port <= 65535:
+        raise ConfigError("tls.acme_http_port", f"must be 0–65535, got {tls.acme_http_port}")
+    key = "tls.acme_names" if tls.acme_names else "server.hostname"
+    try:
+        acme_names(tls.acme_names, hostname)
+    except InvalidName as exc:
+        raise ConfigError(key, str(exc)) from None
 
 
 def _validate_failure_reports(section: DmarcFailureReportSection, fallback: str) -> None:

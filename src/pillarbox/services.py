@@ -42,6 +42,9 @@ class Services:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     #: Accounts with a POP3 session open on this node (RFC 2449 [IN-USE]).
     maildrop_locks: set[int] = field(default_factory=set)
+    #: ACME HTTP-01 answers being asked for (token → key authorization, RFC 8555 §8.3), filled
+    #: by :mod:`pillarbox.net.acme` and read by the web app's challenge route.
+    acme_challenges: dict[str, str] = field(default_factory=dict)
     _policy: InboundPolicy | None = field(default=None, init=False, repr=False)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:

@@ -27,6 +27,7 @@ from pillarbox.cli.mail import mail
 from pillarbox.cli.queue import queue
 from pillarbox.cli.spam import spam
 from pillarbox.cli.store import store as store_group
+from pillarbox.cli.tls import tls
 from pillarbox.errors import ConfigError, UserError
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
@@ -401,6 +402,7 @@ cli.add_command(mail)
 cli.add_command(store_group)
 cli.add_command(spam)
 cli.add_command(dmarc)
+cli.add_command(tls)
 for _group in (queue, dns, dkim):
     cli.add_command(_group)
 

@@ -1,13 +1,14 @@
 """``pillarbox serve``: one process, one event loop, every listener (DESIGN principle 7).
 
-Start-up order: store (migrations) → TLS → listeners → the authoritative DNS server (when
-enabled) → the policy and its spam model read ahead (when enabled) → background tasks (the
-queue runner); then print where to connect. Shutdown on
-SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down (``context.shutdown``),
-give in-flight transactions ``server.shutdown_grace`` seconds, stop background tasks (a
-delivery cut short stays claimed by this node's name and is taken up again at the next start),
-close the store — so an acknowledged message is never lost and a message in
-flight is either acknowledged and stored or not acknowledged at all.
+Start-up order: store (migrations) → TLS (the stored ACME certificate, when ``tls.acme``) →
+listeners → the ACME challenge listener → the authoritative DNS server (when enabled) → the
+policy and its spam model read ahead (when enabled) → background tasks (the queue runner, the
+ACME renewal task); then print where to connect. Shutdown on SIGTERM/SIGINT in reverse: stop
+accepting, tell sessions to wind down (``context.shutdown``), give in-flight transactions
+``server.shutdown_grace`` seconds, stop background tasks (a delivery cut short stays claimed by
+this node's name and is taken up again at the next start), close the store — so an
+acknowledged message is never lost and a message in flight is either acknowledged and stored
+or not acknowledged at all.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import importlib
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pillarbox import blocking, provisioning
 from pillarbox.config import LISTENER_DOCS, Config
@@ -37,6 +38,9 @@ from pillarbox.queue.runner import runner_for
 from pillarbox.services import Services
 from pillarbox.store.open import open_store
 
+if TYPE_CHECKING:
+    from pillarbox.net.acme import CertificateManager
+
 #: listener name → (implicit TLS?, connection-limit group, "module:factory" of its handler)
 SERVICES: dict[str, tuple[bool, str, str]] = {
     "smtp": (False, "smtp", "pillarbox.net.smtp:mx_handler"),
@@ -50,6 +54,8 @@ SERVICES: dict[str, tuple[bool, str, str]] = {
 
 #: The listener served by uvicorn with the web app rather than by a connection handler.
 HTTP_LISTENER = "http"
+#: The listener answering ACME HTTP-01 challenges (``[tls] acme_challenge_listener``).
+ACME_LISTENER = "acme-http"
 
 HandlerFactory = Callable[[Services, str], Handler]
 
@@ -70,15 +76,24 @@ class Server:
         self.context: Services | None = None
         #: The authoritative DNS server, when ``dns.authoritative_enabled``.
         self.dns: AuthoritativeServer | None = None
+        #: The ACME certificate's keeper, when ``tls.acme``.
+        self.acme: CertificateManager | None = None
         self.log = Log("serve")
 
     async def start(self) -> None:
         config = self.config
         blocking.configure(config.server.workers)
+        challenges: dict[str, str] = {}
         cert, key = tls_paths(config)
         if not config.tls.cert:
             ensure_self_signed(cert, key, config.server.hostname)
         tls = server_context(config)
+        if config.tls.acme:
+            # Imported only then: the ACME client (and requests) stay out of a server without.
+            from pillarbox.net.acme import CertificateManager
+
+            self.acme = CertificateManager(config, tls, challenges)
+            self.acme.install_stored()
         store = open_store(config.store.url, config.data_dir, config.store)
         await store.open()
         authenticator = provisioning.authenticator(store, config)
@@ -89,6 +104,7 @@ class Server:
             router=Router(store),
             tls=tls,
             srs=srs_settings(config),
+            acme_challenges=challenges,
         )
         counters = {
             "smtp": ConnectionCounter(
@@ -133,6 +149,7 @@ class Server:
                 await listener.start(settings.address, settings.port)
                 self.listeners[name] = listener
                 self.log.info("listening", listener=name, on=_where(listener.ports))
+            await self._start_acme_listener(context)
             await self._start_dns(context)
             if config.policy.enabled:
                 await self._warm_up_policy(context)
@@ -142,6 +159,8 @@ class Server:
         context.spawn(runner_for(context).run(), "queue-runner")
         if config.dmarc_reports.enabled:
             context.spawn(reporting.run(context), "dmarc-reports")
+        if self.acme is not None:
+            context.spawn(self.acme.run(), "acme")
 
     async def _warm_up_policy(self, context: Services) -> None:
         """The policy built and the spam filter's model read before the first message needs
@@ -153,6 +172,23 @@ class Server:
             self.log.warning("spam model not read ahead", error=str(exc))
         else:
             self.log.info("spam model read ahead")
+
+    async def _start_acme_listener(self, context: Services) -> None:
+        """The HTTP-01 challenge listener (``[tls] acme_challenge_listener``): the CA connects
+        to port 80, where the web listener usually is not."""
+        tls = self.config.tls
+        if not (tls.acme and tls.acme_challenge_listener):
+            return
+        from pillarbox.web.acme import challenge_app
+
+        listener = HttpListener(
+            ACME_LISTENER,
+            challenge_app(context.acme_challenges),
+            grace=self.config.server.shutdown_grace,
+        )
+        await listener.start(tls.acme_http_address, tls.acme_http_port)
+        self.listeners[ACME_LISTENER] = listener
+        self.log.info("listening", listener=ACME_LISTENER, on=_where(listener.ports))
 
     async def _start_dns(self, context: Services) -> None:
         """The optional authoritative DNS server for the hosted domains (``[dns]``)."""

@@ -383,7 +383,7 @@ def create_app(
 ) -> ASGIApp:
     """The web app of a running server; ``ports`` are the listener ports clients should use
     (default: the configured ones)."""
-    from pillarbox.web import account, admin, api, autoconfig, live, mtasts, webmail
+    from pillarbox.web import account, acme, admin, api, autoconfig, live, mtasts, webmail
 
     config = services.config
     limits = config.web
@@ -401,6 +401,7 @@ def create_app(
         *api.routes(),
         *autoconfig.routes(),
         *mtasts.routes(),
+        *acme.routes(),
         *live.routes(),
         Mount("/static", StaticFiles(packages=[("pillarbox.web", "static")]), name="static"),
     ]
@@ -417,5 +418,6 @@ def create_app(
     )
     guard = Guard(app, codec=codec, limits=limits)
     app.state.web = state
+    app.state.acme_challenges = services.acme_challenges
     app.state.guard = guard
     return guard

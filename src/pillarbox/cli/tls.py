@@ -1,0 +1,121 @@
+"""``pillarbox tls status`` / ``pillarbox tls renew``: the certificate the listeners present,
+and a renewal forced by hand.
+
+``renew`` does not talk to the CA itself: the running server owns the challenge listener (port
+80) and the TLS context to reload, so the command leaves a request in the data directory that
+the server's renewal task takes up within seconds, and waits for its outcome.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pillarbox.errors import UserError
+
+if TYPE_CHECKING:
+    from pillarbox.cli.main import CliState
+
+
+@click.group()
+def tls() -> None:
+    """The server's TLS certificate (self-signed, configured, or ACME)."""
+
+
+@tls.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def tls_status(state: CliState, as_json: bool) -> None:
+    """Show the certificate in use, its names and expiry, and the last ACME attempt."""
+    from pillarbox.certificates import acme_names, certificate_facts, renewal_time
+    from pillarbox.cli.main import emit
+    from pillarbox.net.acme import AcmeFiles
+    from pillarbox.net.tls import tls_paths
+
+    config = state.load()
+    files = AcmeFiles.of(config)
+    path, source = tls_paths(config)[0], "configured" if config.tls.cert else "self-signed"
+    if config.tls.acme and files.facts() is not None:
+        path, source = files.cert, "acme"
+    try:
+        facts = certificate_facts(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"no certificate readable at {path}: {exc}") from None
+    left = facts.not_after - datetime.datetime.now(datetime.UTC)
+    data: dict[str, Any] = {
+        "source": source,
+        "certificate": str(path),
+        "names": list(facts.names),
+        "serial": f"{facts.serial:x}",
+        "issuer": facts.issuer,
+        "not_after": facts.not_after.isoformat(),
+        "days_left": round(left.total_seconds() / 86400, 1),
+    }
+    lines = [
+        f"source       {source}",
+        f"certificate  {path}",
+        f"names        {', '.join(facts.names) or '(none)'}",
+        f"serial       {data['serial']}",
+        f"issuer       {facts.issuer}",
+        f"valid until  {facts.not_after:%Y-%m-%d %H:%M} UTC ({data['days_left']} days left)",
+    ]
+    if config.tls.acme:
+        wanted = acme_names(config.tls.acme_names, config.server.hostname)
+        data["acme"] = {
+            "directory": config.tls.acme_directory,
+            "names": list(wanted),
+            "last_attempt": files.read_status(),
+        }
+        lines += [f"acme CA      {config.tls.acme_directory}", f"acme names   {', '.join(wanted)}"]
+        if source == "acme":
+            due = renewal_time(facts, config.tls.acme_renew_days)
+            data["acme"]["renewal_due"] = due.isoformat()
+            lines.append(f"renewal due  {due:%Y-%m-%d %H:%M} UTC")
+        lines.append("last attempt " + _attempt_line(files.read_status()))
+    emit(data, as_json, lines)
+
+
+def _attempt_line(status: dict[str, Any]) -> str:
+    if not status:
+        return "(none yet)"
+    outcome = status.get("result", "?")
+    if outcome == "failed":
+        outcome += f": {status.get('error', '')}"
+    return f"{status.get('finished', '?')} ({status.get('reason', '')}): {outcome}"
+
+
+@tls.command("renew")
+@click.option(
+    "--wait",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the running server's attempt.",
+)
+@click.pass_obj
+def tls_renew(state: CliState, wait: float) -> None:
+    """Make the running server obtain a new ACME certificate now."""
+    from pillarbox.net.acme import AcmeFiles, request_renewal
+
+    config = state.load()
+    if not config.tls.acme:
+        raise UserError("ACME is off ([tls] acme = false): there is nothing to renew")
+    files = AcmeFiles.of(config)
+    asked = request_renewal(files).isoformat(timespec="milliseconds")
+    click.echo("renewal requested; waiting for the server")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        status = files.read_status()
+        if status.get("started", "") >= asked:
+            click.echo("last attempt " + _attempt_line(status))
+            if status.get("result") != "ok":
+                raise UserError("renewal failed")
+            return
+        time.sleep(0.5)
+    raise UserError(
+        f"no running server took the request within {wait:.0f} s; "
+        "`pillarbox serve` will take it up when it starts"
+    )

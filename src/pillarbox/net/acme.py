@@ -1,0 +1,493 @@
+"""ACME certificates (RFC 8555) for every TLS listener: obtained with HTTP-01, renewed in the
+background, swapped into the shared TLS context without a restart.
+
+Implementation notes:
+
+- **Protocol client**: certbot's ``acme`` package. It is synchronous (``requests``), so its
+  calls run on the bounded pool (:func:`pillarbox.blocking.run_blocking`); an attempt is two
+  blocking steps (order and challenges; answers, validation and issuance) with the challenge
+  table filled on the event loop between them.
+- **Challenge responses** live in one dict, token → key authorization
+  (``Services.acme_challenges``), that the web app's ``/.well-known/acme-challenge/`` route
+  and the dedicated challenge listener look tokens up in; a token never becomes a path. Each
+  attempt removes its tokens when it ends.
+- **Files** under ``data_dir/tls/acme/``: ``account.key`` and ``key.pem`` (mode 0600),
+  ``cert.pem`` (leaf and chain), ``cert.directory`` (the CA directory it came from: a
+  certificate from another directory, say staging's, is replaced at once), ``status.json``
+  (the last attempt, for ``pillarbox tls status``), ``renew.request`` (a renewal asked for by
+  ``pillarbox tls renew``). Each is written to a temporary file in the same directory, synced
+  and renamed over the old one. The key goes first: a crash between the two leaves a pair
+  that does not match, which :meth:`CertificateManager.install_stored` refuses, so the next
+  attempt replaces both.
+- **Hot reload**: ``SSLContext.load_cert_chain`` on the context every listener shares (implicit
+  TLS and STARTTLS alike), on the loop's thread: connections accepted afterwards present the
+  new certificate, open ones keep theirs. Every certificate here (self-signed and ACME) has a
+  P-256 key, so a new one replaces the old in OpenSSL's one slot per key type.
+- **Failures** (CA unreachable, challenge not validated, timeout) are logged with the CA's
+  reason and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
+  meanwhile the context keeps the certificate it had (an older ACME one, or the self-signed
+  one of the first run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from acme import challenges, client, crypto_util, messages
+from acme import errors as acme_errors
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from josepy.jwa import ES256
+from josepy.jwk import JWKEC
+
+from pillarbox.blocking import run_blocking
+from pillarbox.certificates import (
+    CertificateFacts,
+    acme_names,
+    certificate_facts,
+    renewal_reason,
+    renewal_time,
+    retry_delay,
+)
+from pillarbox.config import Config, TlsSection
+from pillarbox.errors import PillarboxError
+from pillarbox.observability.log import Log
+
+#: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
+REQUEST_POLL = 2.0
+#: Seconds one HTTP request to the CA may take.
+CA_REQUEST_TIMEOUT = 30
+USER_AGENT = "pillarbox"
+
+
+class AcmeError(PillarboxError):
+    """An attempt to obtain a certificate failed; the message is the reason (the CA's own
+    problem detail where it gave one). Neither the operator's mistake nor ours as such (DNS,
+    port 80, the CA), so logged as a warning and retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeFiles:
+    """Where the ACME account and certificate of one data directory live."""
+
+    directory: Path
+
+    @classmethod
+    def of(cls, config: Config) -> AcmeFiles:
+        return cls(config.data_dir / "tls" / "acme")
+
+    @property
+    def account_key(self) -> Path:
+        return self.directory / "account.key"
+
+    @property
+    def key(self) -> Path:
+        return self.directory / "key.pem"
+
+    @property
+    def cert(self) -> Path:
+        return self.directory / "cert.pem"
+
+    @property
+    def status(self) -> Path:
+        return self.directory / "status.json"
+
+    @property
+    def request(self) -> Path:
+        return self.directory / "renew.request"
+
+    @property
+    def issuer_directory(self) -> Path:
+        """The directory URL of the CA that issued ``cert.pem``."""
+        return self.directory / "cert.directory"
+
+    def facts(self) -> CertificateFacts | None:
+        """The stored certificate's facts; None if there is none or it cannot be read."""
+        try:
+            return certificate_facts(self.cert.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            status: dict[str, Any] = json.loads(self.status.read_text())
+        except (OSError, ValueError):
+            return {}
+        return status
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so readers see the old file or the new one, whole; the
+    file is created with ``mode`` (0600 for keys: never readable by others, not even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load_pair(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    """Make ``context`` present ``cert`` with ``key``, or leave it as it was.
+
+    The pair is tried on a scratch context first: OpenSSL takes a certificate into the context
+    before it checks the key against it, so a mismatched pair loaded directly would leave the
+    shared context with the new certificate and no key, and every handshake failing.
+    """
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    context.load_cert_chain(cert, key)
+
+
+def _new_key_pem() -> bytes:
+    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _account_key(path: Path) -> JWKEC:
+    """The account's key: the one stored, else a new one (stored before first use)."""
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError:
+        pem = _new_key_pem()
+        write_atomically(path, pem, 0o600)
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise AcmeError(f"{path} does not hold an EC key")
+    return JWKEC(key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Challenge:
+    body: messages.ChallengeBody
+    response: challenges.ChallengeResponse
+    token: str
+    key_authorization: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """An order placed, its HTTP-01 challenges not yet answered."""
+
+    client: client.ClientV2
+    order: messages.OrderResource
+    challenges: tuple[_Challenge, ...]
+    key_pem: bytes
+
+
+def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.ClientV2:
+    """A client logged in to the CA's account of ``account_key`` (created on first use),
+    trusting ``ca_bundle`` (a path; empty: the system's CAs) for the directory's HTTPS."""
+    verify: bool | str = ca_bundle or True
+    network = client.ClientNetwork(
+        account_key,
+        alg=ES256,
+        # requests' ``verify`` takes a CA bundle's path as well as a bool.
+        verify_ssl=verify,  # type: ignore[arg-type]
+        user_agent=USER_AGENT,
+        timeout=CA_REQUEST_TIMEOUT,
+    )
+    acme = client.ClientV2(client.ClientV2.get_directory(tls.acme_directory, network), network)
+    registration = messages.NewRegistration.from_data(
+        email=tls.acme_email or None, terms_of_service_agreed=True
+    )
+    try:
+        acme.new_account(registration)
+    except acme_errors.ConflictError as exc:
+        # RFC 8555 §7.3.1: the key already has an account; the CA named its URL.
+        network.account = messages.RegistrationResource(
+            uri=exc.location, body=messages.Registration()
+        )
+    return acme
+
+
+def _place_order(
+    tls: TlsSection, ca_bundle: str, names: tuple[str, ...], account_key_path: Path
+) -> _Order:
+    """Blocking: log in, order a certificate for ``names``, prepare every HTTP-01 answer."""
+    account_key = _account_key(account_key_path)
+    acme = _client(tls, account_key, ca_bundle)
+    key_pem = _new_key_pem()
+    order = acme.new_order(crypto_util.make_csr(key_pem, list(names)))
+    prepared: list[_Challenge] = []
+    for authorization in order.authorizations:
+        if authorization.body.status == messages.STATUS_VALID:
+            continue  # RFC 8555 §7.1.3: the CA may reuse an authorization already proven
+        name = authorization.body.identifier.value
+        body = next(
+            (c for c in authorization.body.challenges if isinstance(c.chall, challenges.HTTP01)),
+            None,
+        )
+        if body is None:
+            raise AcmeError(f"the CA offers no http-01 challenge for {name}")
+        response, key_authorization = body.response_and_validation(account_key)
+        token = body.chall.encode("token")
+        prepared.append(_Challenge(body, response, token, key_authorization))
+    return _Order(acme, order, tuple(prepared), key_pem)
+
+
+#: Seconds between two looks at an authorization the CA is still validating.
+POLL_INTERVAL = 1.0
+
+
+def _finish_order(placed: _Order, timeout: float, stop: threading.Event) -> bytes:
+    """Blocking: answer the challenges, wait for validation and issuance; the PEM chain.
+
+    The wait for validation is polled here rather than by the library, so that ``stop`` (set
+    when the server shuts down) ends it within :data:`POLL_INTERVAL`: the pool's threads are
+    waited for at shutdown.
+    """
+    acme = placed.client
+    for challenge in placed.challenges:
+        acme.answer_challenge(challenge.body, challenge.response)
+    deadline = time.monotonic() + timeout
+    settled: list[messages.AuthorizationResource] = []
+    for authorization in placed.order.authorizations:
+        # RFC 8555 §7.1.6: pending until the CA has validated, then valid or invalid.
+        while authorization.body.status in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
+            if stop.wait(POLL_INTERVAL):
+                raise AcmeError("stopped while the CA was validating")
+            if time.monotonic() > deadline:
+                raise acme_errors.TimeoutError()
+            authorization, _ = acme.poll(authorization)
+        settled.append(authorization)
+    failed = [a for a in settled if a.body.status != messages.STATUS_VALID]
+    if failed:
+        raise acme_errors.ValidationError(failed)
+    # The library compares with naive local time.
+    left = max(1.0, deadline - time.monotonic())
+    order = acme.finalize_order(
+        placed.order.update(authorizations=settled),
+        datetime.datetime.now() + datetime.timedelta(seconds=left),
+    )
+    if not order.fullchain_pem:
+        raise AcmeError("the CA issued no certificate")
+    return order.fullchain_pem.encode()
+
+
+def _failure_reason(exc: Exception) -> str:
+    """The most specific reason an exception of the ACME exchange carries."""
+    if isinstance(exc, acme_errors.ValidationError):
+        details = [
+            f"{authz.body.identifier.value}: {challenge.error.detail or challenge.error.typ}"
+            for authz in exc.failed_authzrs
+            for challenge in authz.body.challenges
+            if challenge.error is not None
+        ]
+        return "challenge failed: " + "; ".join(details)
+    if isinstance(exc, acme_errors.TimeoutError):
+        return "the CA did not validate and issue in time"
+    if isinstance(exc, messages.Error):
+        return f"the CA refused: {exc.detail or exc.typ}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+#: What the ACME exchange raises for a failed attempt (the I/O boundary, STYLE §6).
+_ATTEMPT_ERRORS = (
+    acme_errors.Error,
+    messages.Error,
+    requests.RequestException,
+    OSError,
+    ValueError,
+)
+
+
+def _utc_text(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+class CertificateManager:
+    """Holds the server's ACME certificate: installs the stored one at start, obtains and
+    renews it, and reloads the shared TLS context when a new one arrives."""
+
+    def __init__(
+        self, config: Config, context: ssl.SSLContext, responses: MutableMapping[str, str]
+    ) -> None:
+        self._tls = config.tls
+        self._ca_bundle = (
+            str(config.resolve_path(config.tls.acme_ca_bundle)) if config.tls.acme_ca_bundle else ""
+        )
+        self._names = acme_names(config.tls.acme_names, config.server.hostname)
+        self._context = context
+        self._responses = responses
+        self.files = AcmeFiles.of(config)
+        #: The certificate the context presents, when it is an ACME one.
+        self.facts: CertificateFacts | None = None
+        #: The CA directory :attr:`facts` came from ("" when not known).
+        self._issuer_directory = ""
+        self._failures = 0
+        self._log = Log("acme")
+
+    def install_stored(self) -> None:
+        """Present the stored certificate if it is usable (valid for the names, not expired,
+        key matching); otherwise the context keeps its certificate until one is obtained."""
+        facts = self.files.facts()
+        if facts is None:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        if facts.not_after <= now or renewal_reason(facts, self._names, now, 0):
+            self._log.info("stored certificate not used", not_after=_utc_text(facts.not_after))
+            return
+        try:
+            load_pair(self._context, self.files.cert, self.files.key)
+        except (OSError, ssl.SSLError) as exc:
+            self._log.warning("stored certificate not loaded", error=str(exc))
+            return
+        self.facts = facts
+        with contextlib.suppress(OSError):
+            self._issuer_directory = self.files.issuer_directory.read_text().strip()
+        self._log.info("certificate installed", serial=f"{facts.serial:x}")
+
+    async def obtain(self, reason: str) -> CertificateFacts:
+        """One attempt: order, publish the challenge answers, finish, store, reload."""
+        names = self._names
+        log = self._log.bind(names=",".join(names))
+        log.info("requesting certificate", reason=reason, ca=self._tls.acme_directory)
+        placed = await run_blocking(
+            _place_order, self._tls, self._ca_bundle, names, self.files.account_key
+        )
+        for challenge in placed.challenges:
+            self._responses[challenge.token] = challenge.key_authorization
+        stop = threading.Event()
+        try:
+            chain = await run_blocking(_finish_order, placed, self._tls.acme_timeout, stop)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        finally:
+            for challenge in placed.challenges:
+                self._responses.pop(challenge.token, None)
+        facts = certificate_facts(chain)
+        await run_blocking(self._store, placed.key_pem, chain)
+        try:
+            load_pair(self._context, self.files.cert, self.files.key)
+        except ssl.SSLError as exc:
+            raise AcmeError(f"the new certificate does not load: {exc}") from exc
+        self.facts = facts
+        self._issuer_directory = self._tls.acme_directory
+        log.info(
+            "certificate installed",
+            serial=f"{facts.serial:x}",
+            not_after=_utc_text(facts.not_after),
+        )
+        return facts
+
+    def _store(self, key_pem: bytes, chain: bytes) -> None:
+        write_atomically(self.files.key, key_pem, 0o600)
+        write_atomically(self.files.cert, chain)
+        write_atomically(self.files.issuer_directory, self._tls.acme_directory.encode())
+
+    async def attempt(self, reason: str) -> bool:
+        """:meth:`obtain`, its failure logged and counted; the outcome goes to status.json.
+
+        Any exception counts as a failed attempt, retried with back-off: one the library was
+        not known to raise (logged with its traceback) must not end the renewal task for the
+        rest of the server's life.
+        """
+        started = datetime.datetime.now(datetime.UTC)
+        status: dict[str, Any] = {"reason": reason, "started": _utc_text(started)}
+        try:
+            facts = await self.obtain(reason)
+        except Exception as exc:
+            self._failures += 1
+            error = str(exc) if isinstance(exc, AcmeError) else _failure_reason(exc)
+            fields = {
+                "reason": error,
+                "failures": self._failures,
+                "retry_in": f"{self._retry_delay():.0f}s",
+            }
+            if isinstance(exc, (AcmeError, *_ATTEMPT_ERRORS)):
+                self._log.warning("certificate not obtained", **fields)
+            else:
+                self._log.exception("certificate not obtained", **fields)
+            status.update(result="failed", error=error, failures=self._failures)
+            ok = False
+        else:
+            self._failures = 0
+            status.update(result="ok", serial=f"{facts.serial:x}")
+            ok = True
+        status["finished"] = _utc_text(datetime.datetime.now(datetime.UTC))
+        try:
+            await run_blocking(
+                write_atomically, self.files.status, json.dumps(status, indent=2).encode()
+            )
+        except OSError as exc:
+            self._log.warning("attempt not recorded", path=str(self.files.status), error=str(exc))
+        return ok
+
+    def _retry_delay(self) -> float:
+        return retry_delay(self._failures, self._tls.acme_retry, self._tls.acme_check_interval)
+
+    def _next_check(self, now: datetime.datetime) -> float:
+        """Seconds to the next look: after a failure, the back-off; else the check interval,
+        or less when the certificate falls due before it."""
+        if self._failures:
+            return self._retry_delay()
+        interval = self._tls.acme_check_interval
+        if self.facts is None:
+            return interval
+        due = (renewal_time(self.facts, self._tls.acme_renew_days) - now).total_seconds()
+        return max(0.0, min(interval, due))
+
+    async def _requested(self) -> bool:
+        """Whether ``pillarbox tls renew`` asked for a renewal (the request is consumed)."""
+        try:
+            await run_blocking(self.files.request.unlink)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """The renewal task of ``pillarbox serve``: a check at start, then at every
+        :meth:`_next_check`, and whenever a renewal is requested."""
+        requested = await self._requested()
+        while True:
+            now = datetime.datetime.now(datetime.UTC)
+            reason = renewal_reason(self.facts, self._names, now, self._tls.acme_renew_days)
+            if not reason and self._issuer_directory != self._tls.acme_directory:
+                reason = "issued through another CA directory"
+            if requested:
+                reason = "renewal requested (pillarbox tls renew)"
+            if reason:
+                await self.attempt(reason)
+            loop = asyncio.get_running_loop()
+            wake = loop.time() + self._next_check(datetime.datetime.now(datetime.UTC))
+            requested = False
+            while not requested and loop.time() < wake:
+                await asyncio.sleep(min(REQUEST_POLL, max(0.0, wake - loop.time())))
+                requested = await self._requested()
+
+
+def request_renewal(files: AcmeFiles) -> datetime.datetime:
+    """Ask the running server for a renewal (what ``pillarbox tls renew`` does); the time of
+    the request, to wait for an attempt started after it."""
+    now = datetime.datetime.now(datetime.UTC)
+    write_atomically(files.request, _utc_text(now).encode())
+    return now

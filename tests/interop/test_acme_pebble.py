@@ -1,0 +1,310 @@
+"""ACME against a real CA: Pebble (Let's Encrypt's test server) issues to a live Pillarbox.
+
+Pebble resolves the test host name through a loopback DNS server of ours (A 127.0.0.1) and
+validates HTTP-01 by connecting to the challenge listener (or the web listener) on the port it
+was told; the certificates it issues chain to a root fetched from its management port, which
+is what the clients here trust. Skipped where Debian's ``pebble`` is not installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from pillarbox import config as cfg
+from pillarbox.testing import pebble as pebble_server
+from pillarbox.testing.dnszone import ZoneRecord
+from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.pebble import Pebble
+
+pytestmark = pytest.mark.skipif(
+    not pebble_server.available(), reason="Pebble not installed (apt-get install pebble)"
+)
+
+NAME = "mail.pillarbox.test"
+#: Implicit-TLS listeners; "submission" (STARTTLS) shares their context and is checked too.
+LISTENERS = ("imaps", "submissions")
+
+
+@pytest.fixture
+def dns_records() -> list[ZoneRecord]:
+    return [ZoneRecord(NAME, "A", "127.0.0.1")]
+
+
+@pytest.fixture
+def challenge_port() -> int:
+    return free_port("127.0.0.1")
+
+
+@pytest.fixture
+def pebble(tmp_path: Path, dns_port: int, challenge_port: int) -> Iterator[Pebble]:
+    workdir = tmp_path / "pebble"
+    workdir.mkdir()
+    with Pebble(workdir, http_port=challenge_port, dns_port=dns_port) as server:
+        yield server
+
+
+def acme_config(
+    tmp_path: Path,
+    pebble: Pebble,
+    challenge_port: int,
+    *,
+    only: tuple[str, ...] = LISTENERS,
+    ports: dict[str, int] | None = None,
+    **tls: object,
+) -> cfg.Config:
+    base = loopback_config(tmp_path / "data", only=only, ports=ports)
+    settings = cfg.TlsSection(
+        acme=True,
+        acme_directory=pebble.directory_url,
+        acme_ca_bundle=str(pebble.ca_bundle),
+        acme_http_address="127.0.0.1",
+        acme_http_port=challenge_port,
+        **tls,  # type: ignore[arg-type]
+    )
+    return dataclasses.replace(
+        base, server=dataclasses.replace(base.server, hostname=NAME), tls=settings
+    )
+
+
+def presented(port: int, root_pem: bytes | None) -> x509.Certificate:
+    """The certificate a listener presents; verified against ``root_pem`` for NAME when given."""
+    if root_pem is None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cadata=root_pem.decode())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=NAME) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def presented_after_starttls(port: int, root_pem: bytes) -> x509.Certificate:
+    """The certificate the submission listener presents after STARTTLS, verified for NAME."""
+    context = ssl.create_default_context(cadata=root_pem.decode())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        reader = raw.makefile("rb")
+
+        def reply() -> bytes:
+            while (line := reader.readline())[3:4] == b"-":
+                pass
+            return line
+
+        assert reply().startswith(b"220")
+        raw.sendall(b"EHLO client.test\r\n")
+        assert reply().startswith(b"250")
+        raw.sendall(b"STARTTLS\r\n")
+        assert reply().startswith(b"220")
+        with context.wrap_socket(raw, server_hostname=NAME) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def attempts(server: LiveServer) -> dict[str, object]:
+    status_path = server.config.data_dir / "tls" / "acme" / "status.json"
+    try:
+        status: dict[str, object] = json.loads(status_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return status
+
+
+def tls_cli(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pillarbox.cli", "--config", str(config_path), "tls", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_obtains_serves_and_renews_without_restart(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    config = acme_config(tmp_path, pebble, challenge_port, only=(*LISTENERS, "submission"))
+    config_path = tmp_path / "pillarbox.toml"
+    config_path.write_text(cfg.render_toml(config))
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_until(lambda: manager.facts is not None)
+        first = manager.facts
+        assert first is not None and first.names == (NAME,)
+        # Both implicit-TLS listeners present it, and it verifies for the name.
+        for listener in LISTENERS:
+            assert presented(server.port(listener), pebble.root_pem).serial_number == first.serial
+        starttls = presented_after_starttls(server.port("submission"), pebble.root_pem)
+        assert starttls.serial_number == first.serial
+
+        acme_dir = config.data_dir / "tls" / "acme"
+        for private in ("key.pem", "account.key"):
+            assert stat.S_IMODE((acme_dir / private).stat().st_mode) == 0o600
+        status = tls_cli(config_path, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        shown = json.loads(status.stdout)
+        assert shown["source"] == "acme" and shown["serial"] == f"{first.serial:x}"
+        assert shown["acme"]["last_attempt"]["result"] == "ok"
+
+        # A renewal forced from the command line: new connections get the new certificate.
+        renewed = tls_cli(config_path, "renew", "--wait", "60")
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+        second = manager.facts
+        assert second is not None and second.serial != first.serial
+        for listener in LISTENERS:
+            cert = presented(server.port(listener), pebble.root_pem)
+            assert cert.serial_number == second.serial
+        starttls = presented_after_starttls(server.port("submission"), pebble.root_pem)
+        assert starttls.serial_number == second.serial
+
+        # The CA goes away: the forced renewal fails, is reported, and the listeners keep
+        # the certificate they had.
+        pebble.stop()
+        failed = tls_cli(config_path, "renew", "--wait", "60")
+        assert failed.returncode == 1
+        assert "renewal failed" in failed.stderr
+        assert "failed" in failed.stdout
+        assert attempts(server)["result"] == "failed"
+        assert presented(server.port("imaps"), pebble.root_pem).serial_number == second.serial
+
+    # A restart installs the stored certificate before the first connection.
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None and manager.facts is not None
+        assert manager.facts.serial == second.serial
+        assert presented(server.port("imaps"), pebble.root_pem).serial_number == second.serial
+
+
+def test_the_web_listener_answers_challenges(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """Without the dedicated listener, the web app answers (the web listener on the port the
+    CA connects to, as behind a proxy or on port 80 itself)."""
+    config = acme_config(
+        tmp_path,
+        pebble,
+        challenge_port,
+        only=("imaps", "http"),
+        ports={"http": challenge_port},
+        acme_challenge_listener=False,
+    )
+    with LiveServer(config) as server:
+        assert "acme-http" not in server.server.listeners
+        manager = server.server.acme
+        assert manager is not None
+        wait_until(lambda: manager.facts is not None)
+        assert presented(server.port("imaps"), pebble.root_pem).serial_number == (
+            manager.facts.serial
+        )
+
+
+def test_unreachable_challenge_is_logged_and_the_self_signed_certificate_stays(
+    tmp_path: Path, pebble: Pebble, challenge_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing answers on the port Pebble validates: the attempt fails with Pebble's reason,
+    and the server goes on serving its self-signed certificate."""
+    caplog.set_level(logging.INFO, logger="pillarbox.acme")
+    config = acme_config(tmp_path, pebble, challenge_port, acme_challenge_listener=False)
+    with LiveServer(config) as server:
+        wait_until(lambda: attempts(server).get("result") == "failed")
+        error = str(attempts(server)["error"])
+        assert NAME in error and "challenge failed" in error
+        failures = [r for r in caplog.records if r.getMessage() == "certificate not obtained"]
+        assert failures, caplog.text
+        assert server.server.acme is not None and server.server.acme.facts is None
+        self_signed = x509.load_pem_x509_certificate(
+            (config.data_dir / "tls" / "cert.pem").read_bytes()
+        )
+        assert presented(server.port("imaps"), None).serial_number == self_signed.serial_number
+        with pytest.raises(ssl.SSLCertVerificationError):
+            presented(server.port("imaps"), pebble.root_pem)
+
+
+def test_renews_by_itself_when_the_certificate_falls_due(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """With more renewal days than the CA gives, every check finds the certificate due: the
+    task renews on its own schedule, and new connections see each new certificate."""
+    config = acme_config(
+        tmp_path, pebble, challenge_port, acme_renew_days=100_000, acme_check_interval=1.0
+    )
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_until(lambda: manager.facts is not None)
+        first = manager.facts
+        assert first is not None
+        wait_until(lambda: manager.facts is not None and manager.facts.serial != first.serial)
+        served = presented(server.port("imaps"), pebble.root_pem).serial_number
+        assert served != first.serial
+
+
+def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """Moving from a staging directory to production must not keep the staging certificate
+    until it falls due: here the same Pebble under a second URL stands for the new CA."""
+    config = acme_config(tmp_path, pebble, challenge_port)
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_until(lambda: manager.facts is not None)
+        first = manager.facts
+        assert first is not None
+    moved = dataclasses.replace(
+        config,
+        tls=dataclasses.replace(
+            config.tls, acme_directory=pebble.directory_url.replace("127.0.0.1", "localhost")
+        ),
+    )
+    with LiveServer(moved) as server:
+        manager = server.server.acme
+        assert manager is not None and manager.facts is not None
+        assert manager.facts.serial == first.serial  # presented until the new one arrives
+        wait_until(lambda: manager.facts is not None and manager.facts.serial != first.serial)
+        assert attempts(server)["reason"] == "issued through another CA directory"
+
+
+def test_a_stop_during_validation_does_not_wait_for_the_ca(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """Pebble's validation hangs on a port that accepts and never answers (Pebble gives up
+    after 15 s); stopping the server meanwhile ends the attempt within a second (the pool's
+    threads are waited for at shutdown, so a library poll loop would hold the stop up)."""
+    config = acme_config(tmp_path, pebble, challenge_port, acme_challenge_listener=False)
+    with socket.create_server(("127.0.0.1", challenge_port)) as silent:
+        server = LiveServer(config)
+        with server:
+            # The challenge answered (Pebble logs the POST to it): validation is under way.
+            wait_until(lambda: "/chalZ/" in pebble.log_path.read_text())
+            time.sleep(1.0)
+            started = time.monotonic()
+        stopped_in = time.monotonic() - started
+        assert silent.fileno() >= 0
+    assert stopped_in < 5.0, stopped_in
+    assert attempts(server).get("result") != "ok"
