@@ -1,10 +1,11 @@
 """Mutt sending through our submission port and reading over IMAPS, without a person.
 
 Sending is mutt's batch mode (message on stdin): SMTP with STARTTLS (``ssl_force_tls``, the
-certificate verified against our self-signed one) and SASL through GNU SASL. Reading needs mutt's
+certificate verified against our self-signed one) and SASL through GNU SASL, then the copy in
+the IMAP Sent folder (``record``, by APPEND). Reading needs mutt's
 screen, so mutt runs on a pseudo-terminal (``script``) with keys pushed by ``-e 'push …'``: it
 opens the IMAPS INBOX, tags by a body search that runs on the server (``=B``: IMAP SEARCH), saves
-the tagged messages to a local mbox, flags them and quits. What it saved and the flags the server
+the tagged messages to a local mbox, flags them, moves them to the Archive folder and quits. What it saved and the flags the server
 then holds are the outcome; what mutt drew on the screen is not looked at.
 """
 
@@ -39,9 +40,10 @@ def muttrc(live: LiveServer, home: Path, user: str) -> Path:
         f'set folder = "imaps://localhost:{live.port("imaps")}/"\nset spoolfile = "+INBOX"\n'
         "set ssl_starttls = yes\nset ssl_force_tls = yes\n"
         f'set ssl_ca_certificates_file = "{tls_paths(live.config)[0]}"\n'
-        'set record = ""\nset header_cache = ""\nset message_cachedir = ""\n'
+        # The copy of what is sent goes to the IMAP Sent folder (APPEND).
+        'set record = "+Sent"\nset header_cache = ""\nset message_cachedir = ""\n'
         "set mbox_type = mbox\nset confirmappend = no\nset confirmcreate = no\n"
-        "set quit = yes\nset move = no\nset wait_key = no\nset sleep_time = 0\n"
+        "set quit = yes\nset delete = yes\nset move = no\nset wait_key = no\nset sleep_time = 0\n"
     )
     return rc
 
@@ -54,11 +56,25 @@ def mutt(rc: Path, *args: str, stdin: str | None = None) -> None:
     run(command, env=env, stdin=stdin, timeout=30)
 
 
-def bob_imap(live: LiveServer) -> imaplib.IMAP4_SSL:
+def folder(live: LiveServer, user: str, name: str) -> dict[str, set[str]]:
+    """{subject: system flags} of one IMAP folder."""
     context = ssl.create_default_context(cafile=str(tls_paths(live.config)[0]))
-    imap = imaplib.IMAP4_SSL("localhost", live.port("imaps"), ssl_context=context)
-    imap.login("bob@example.org", TEST_PASSWORD)
-    return imap
+    with imaplib.IMAP4_SSL("localhost", live.port("imaps"), ssl_context=context) as imap:
+        imap.login(user, TEST_PASSWORD)
+        typ, count = imap.select(name, readonly=True)
+        assert typ == "OK"
+        if count == [b"0"]:
+            return {}
+        typ, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK"
+        return {
+            item[1].decode().removeprefix("Subject: ").strip(): {
+                f.decode() for f in imaplib.ParseFlags(item[0]) if f.startswith(b"\\")
+            }
+            - {"\\Recent"}
+            for item in data
+            if isinstance(item, tuple)
+        }
 
 
 def test_send_by_submission_then_search_save_and_flag_over_imaps(
@@ -84,7 +100,8 @@ def test_send_by_submission_then_search_save_and_flag_over_imaps(
     keys = (
         f"<tag-pattern>=B {TOKEN}<enter>"
         f"<tag-prefix><copy-message>{saved}<enter>"
-        "<tag-prefix><flag-message><sync-mailbox><quit>"
+        "<tag-prefix><flag-message><sync-mailbox>"
+        "<tag-prefix><save-message>=Archive<enter><sync-mailbox><quit>"
     )
     mutt(muttrc(tls_live, tmp_path / "bob", "bob@example.org"), "-e", f'push "{keys}"')
 
@@ -93,13 +110,6 @@ def test_send_by_submission_then_search_save_and_flag_over_imaps(
     assert b"Subject: sent with mutt" in mbox and TOKEN.encode() in mbox
     assert b"From: Mutt User <alice@example.org>" in mbox
     assert b"with ESMTPSA" in mbox  # our Received: submitted over TLS, authenticated
-    with bob_imap(tls_live) as imap:
-        imap.select("INBOX", readonly=True)
-        typ, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-        assert typ == "OK"
-        flagged = {
-            item[1].decode().strip(): b"\\Flagged" in item[0]
-            for item in data
-            if isinstance(item, tuple)
-        }
-    assert flagged == {"Subject: sent with mutt": True, "Subject: decoy": False}
+    assert folder(tls_live, "bob@example.org", "INBOX") == {"decoy": set()}
+    assert folder(tls_live, "bob@example.org", "Archive") == {"sent with mutt": {"\\Flagged"}}
+    assert folder(tls_live, "alice@example.org", "Sent") == {"sent with mutt": {"\\Seen"}}

@@ -12,7 +12,8 @@ server gives the destination domain an MX record naming Postfix's address.
 (a) Postfix relays a message to our MX over verified STARTTLS; it lands in the mailbox with our
     Received header (ESMTPS) and Authentication-Results (SPF pass for Postfix's domain).
 (b) A message submitted to us is delivered by our queue to Postfix, over STARTTLS (Postfix's
-    Received header says so), DKIM-signed, into Postfix's Maildir.
+    Received header says so), DKIM-signed, into Postfix's Maildir; the recipient Postfix
+    refuses at RCPT gets a bounce of its own.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ def start_postfix(
         os.chown(directory / name, owner.pw_uid, owner.pw_gid)
     ensure_self_signed(conf / "cert.pem", conf / "key.pem", POSTFIX_DOMAIN)
     (conf / "transport").write_text(f"example.org smtp:[127.0.0.1]:{mx_port}\n")
+    (conf / "access").write_text(f"gone@{FAR_DOMAIN} 550 5.1.1 no such user here\n")
     (conf / "tls_policy").write_text(f"[127.0.0.1]:{mx_port} verify match=mx.test\n")
     settings = {
         "compatibility_level": "3.6",
@@ -163,6 +165,10 @@ def start_postfix(
         "virtual_uid_maps": f"static:{owner.pw_uid}",
         "virtual_gid_maps": f"static:{owner.pw_gid}",
         "transport_maps": f"texthash:{conf / 'transport'}",
+        "smtpd_recipient_restrictions": (
+            f"check_recipient_access texthash:{conf / 'access'}, permit_mynetworks, "
+            "reject_unauth_destination"
+        ),
         "smtpd_tls_security_level": "may",
         "smtpd_tls_cert_file": conf / "cert.pem",
         "smtpd_tls_key_file": conf / "key.pem",
@@ -255,15 +261,17 @@ def test_postfix_relays_to_our_mx_over_verified_starttls(
     assert "status=sent (250 2.0.0 message accepted as" in log, log
 
 
-def test_our_queue_delivers_to_postfix_by_mx(server: LiveServer, postfix: Postfix) -> None:
+def test_our_queue_delivers_to_postfix_by_mx_and_bounces_what_it_refuses(
+    server: LiveServer, postfix: Postfix
+) -> None:
     raw = (
-        f"From: alice@example.org\r\nTo: carol@{FAR_DOMAIN}\r\n"
+        f"From: alice@example.org\r\nTo: carol@{FAR_DOMAIN}, gone@{FAR_DOMAIN}\r\n"
         "Subject: to Postfix\r\n\r\nHello from Pillarbox.\r\n"
     )
     with smtplib.SMTP("localhost", server.port("submission")) as client:
         client.starttls(context=ssl.create_default_context(cafile=tls_paths(server.config)[0]))
         client.login("alice@example.org", TEST_PASSWORD)
-        client.sendmail("alice@example.org", [f"carol@{FAR_DOMAIN}"], raw)
+        client.sendmail("alice@example.org", [f"carol@{FAR_DOMAIN}", f"gone@{FAR_DOMAIN}"], raw)
     [delivered] = wait_for(postfix.delivered, "the message in Postfix's Maildir", postfix.log)
     message = headers(delivered)
     assert message["Delivered-To"] == f"carol@{FAR_DOMAIN}"
@@ -274,4 +282,15 @@ def test_our_queue_delivers_to_postfix_by_mx(server: LiveServer, postfix: Postfi
     assert "by mx.test (Pillarbox) with ESMTPSA" in ours
     assert "d=example.org" in str(message["DKIM-Signature"])
     assert message.get_content().strip() == "Hello from Pillarbox."
+
+    # Postfix refused one recipient at RCPT: a bounce for it alone (RFC 3464), to alice.
+    [bounce] = wait_for(
+        lambda: server.mailbox_messages("alice@example.org", INBOX), "a bounce", postfix.log
+    )
+    report = headers(bounce)
+    assert report.get_content_type() == "multipart/report"
+    status = bounce.decode()
+    assert f"Final-Recipient: rfc822; gone@{FAR_DOMAIN}" in status
+    assert "Status: 5.1.1" in status and "no such user here" in status
+    assert status.count("Final-Recipient:") == 1
     wait_for(lambda: server.call(server.store.list_queue()) == [], "an empty queue", postfix.log)
