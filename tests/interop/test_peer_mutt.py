@@ -5,8 +5,9 @@ certificate verified against our self-signed one) and SASL through GNU SASL, the
 the IMAP Sent folder (``record``, by APPEND). Reading needs mutt's
 screen, so mutt runs on a pseudo-terminal (``script``) with keys pushed by ``-e 'push …'``: it
 opens the IMAPS INBOX, tags by a body search that runs on the server (``=B``: IMAP SEARCH), saves
-the tagged messages to a local mbox, flags them, moves them to the Archive folder and quits. What it saved and the flags the server
-then holds are the outcome; what mutt drew on the screen is not looked at.
+the tagged messages to a local mbox, flags them, moves them to the Archive folder and quits.
+What it saved and what the server's folders then hold are the outcome; what mutt drew on the
+screen is not looked at.
 """
 
 from __future__ import annotations
