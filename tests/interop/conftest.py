@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.testing.dnszone import ZoneRecord, build_zones
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
@@ -39,13 +40,34 @@ def dns_port(dns_records: list[ZoneRecord]) -> Iterator[int]:
     loop.close()
 
 
-@pytest.fixture
-def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    """A server with two accounts; ``@pytest.mark.listeners("pop3", …)`` limits its listeners."""
-    marker = request.node.get_closest_marker("listeners")
-    only = marker.args if marker else None
-    with LiveServer(loopback_config(tmp_path / "data", only=only)) as server:
+def _serve_two_accounts(config: cfg.Config) -> Iterator[LiveServer]:
+    with LiveServer(config) as server:
         server.add_domain("example.org")
         server.add_account("alice@example.org", PASSWORD)
         server.add_account("bob@example.org", PASSWORD)
         yield server
+
+
+def _listeners(request: pytest.FixtureRequest) -> tuple[str, ...] | None:
+    marker = request.node.get_closest_marker("listeners")
+    return marker.args if marker else None
+
+
+@pytest.fixture
+def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A server with two accounts; ``@pytest.mark.listeners("pop3", …)`` limits its listeners."""
+    yield from _serve_two_accounts(loopback_config(tmp_path / "data", only=_listeners(request)))
+
+
+@pytest.fixture
+def tls_live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """``live`` as deployed for users: passwords only over TLS (STARTTLS or implicit), so a
+    client that would send one in the clear fails the test instead of passing."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=_listeners(request),
+        smtp=cfg.SmtpSection(auth_without_tls=False, max_connections_per_ip=1000),
+        imap=cfg.ImapSection(login_without_tls=False),
+        pop3=cfg.Pop3Section(login_without_tls=False),
+    )
+    yield from _serve_two_accounts(config)
