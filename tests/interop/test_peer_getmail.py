@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import smtplib
 from collections.abc import Iterator
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -38,15 +37,6 @@ def maildir() -> Iterator[Path]:
         os.chown(path, user.pw_uid, user.pw_gid)
     yield root / "Maildir"
     shutil.rmtree(root, ignore_errors=True)
-
-
-def deliver(live: LiveServer, subject: str) -> None:
-    with smtplib.SMTP("127.0.0.1", live.port("smtp")) as client:
-        client.sendmail(
-            "friend@example.net",
-            [USER],
-            f"From: friend@example.net\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\nHi.\r\n",
-        )
 
 
 def getmail(live: LiveServer, listener: str, maildir: Path, state: Path, *, delete: bool) -> str:
@@ -77,14 +67,14 @@ def subjects(maildir: Path) -> list[str]:
 def test_leave_on_server_fetches_each_message_once(
     tls_live: LiveServer, maildir: Path, tmp_path: Path, listener: str
 ) -> None:
-    deliver(tls_live, "one")
-    deliver(tls_live, "two")
+    tls_live.deliver(USER, "one")
+    tls_live.deliver(USER, "two")
     getmail(tls_live, listener, maildir, tmp_path / "state", delete=False)
     assert subjects(maildir) == ["one", "two"]
     second = getmail(tls_live, listener, maildir, tmp_path / "state", delete=False)
     assert "0 messages (0 bytes) retrieved, 2 skipped" in second
     assert subjects(maildir) == ["one", "two"]
-    deliver(tls_live, "three")
+    tls_live.deliver(USER, "three")
     getmail(tls_live, listener, maildir, tmp_path / "state", delete=False)
     assert subjects(maildir) == ["one", "three", "two"]
     assert len(tls_live.mailbox_messages(USER, INBOX)) == 3

@@ -11,7 +11,6 @@ SCRAM-SHA-256 (through Cyrus SASL), enables COMPRESS=DEFLATE and pipelines its c
 from __future__ import annotations
 
 import imaplib
-import smtplib
 import ssl
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -121,15 +120,6 @@ def server_state(live: LiveServer) -> State:
         return found
 
 
-def deliver(live: LiveServer, subject: str) -> None:
-    with smtplib.SMTP("127.0.0.1", live.port("smtp")) as client:
-        client.sendmail(
-            "friend@example.net",
-            [USER],
-            f"From: friend@example.net\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\nHi.\r\n",
-        )
-
-
 def expunge_on_server(live: LiveServer, subject: str) -> None:
     with imaplib.IMAP4("127.0.0.1", live.port("imap")) as imap:
         imap.starttls(ssl.create_default_context(cafile=str(tls_paths(live.config)[0])))
@@ -148,8 +138,8 @@ def test_two_devices_and_the_server_agree_after_changes_on_every_side(
     require("mbsync", "isync")
     laptop = Device(tmp_path / "laptop", tls_live, starttls=False)
     phone = Device(tmp_path / "phone", tls_live, starttls=True)
-    deliver(tls_live, "one")
-    deliver(tls_live, "two")
+    tls_live.deliver(USER, "one")
+    tls_live.deliver(USER, "two")
     laptop.sync()
     phone.sync()
     first = server_state(tls_live)
@@ -161,7 +151,7 @@ def test_two_devices_and_the_server_agree_after_changes_on_every_side(
     laptop.set_flags("one", "F")
     laptop.add_folder("Projects/Plans", "plan")
     expunge_on_server(tls_live, "two")
-    deliver(tls_live, "three")
+    tls_live.deliver(USER, "three")
     laptop.sync()
     phone.sync()
     # The server made the parent "Projects" when the laptop created Projects/Plans (RFC 9051

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import smtplib
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -181,6 +182,16 @@ class LiveServer:
             ]
 
         return self.call(go())
+
+    def deliver(self, recipient: str, subject: str, sender: str = "friend@example.net") -> None:
+        """A small message for ``recipient`` through the MX listener, as another server
+        would send it (plain SMTP, no AUTH)."""
+        with smtplib.SMTP("127.0.0.1", self.port("smtp")) as client:
+            client.sendmail(
+                sender,
+                [recipient],
+                f"From: {sender}\r\nTo: {recipient}\r\nSubject: {subject}\r\n\r\nHi.\r\n",
+            )
 
 
 async def _wrap(coro: Awaitable[T]) -> T:
