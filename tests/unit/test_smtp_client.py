@@ -327,6 +327,15 @@ def test_auth_exchange() -> None:
         client.auth_cancel()
 
 
+def test_non_ascii_auth_challenge_is_a_malformed_reply() -> None:
+    """A 334 whose text is not ASCII is no base64 challenge (RFC 4954 §4): the session fails
+    with MALFORMED_REPLY instead of raising ValueError (found by fuzz/smtp_client.py)."""
+    client = ready()
+    client.auth("PLAIN")
+    client.data_to_send(0.0)
+    assert events(client, b"334 \xca\xcaNye\r\n") == [Closed(MALFORMED_REPLY)]
+
+
 def test_refused_greeting_quits() -> None:
     client = ClientConnection(SmtpClientSettings(hostname="o"), now=0.0)
     assert events(client, b"554 go away\r\n") == [Greeting(Reply(554, None, "go away"))]
