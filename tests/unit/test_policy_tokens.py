@@ -188,6 +188,15 @@ def tokens(raw: bytes, **limits: int) -> list[str]:
     return sorted(message_tokens(raw, parse_message(raw), limits=TokenLimits(**limits)))
 
 
+def test_link_with_a_port_that_is_no_number_is_malformed() -> None:
+    """urlsplit() accepts ``x09:59:00`` as a network location but its ``port`` raises
+    ValueError; that made the whole tokeniser raise on a body with such a link (found by
+    fuzz/message_policy.py). The link is a malformed one, as an unsplittable one is."""
+    found = tokens(b"Subject: t\r\n\r\nsee http://x09:59:00/win and http://y.example:8080/\r\n")
+    assert "url:malformed" in found
+    assert "url:port" in found  # the well-formed link beside it still counts
+
+
 def test_tokens_of_headers_html_links_and_attachments() -> None:
     """Header fields, encoded words, a text and an HTML part, links, addresses, long words,
     trimmed punctuation, an attachment."""

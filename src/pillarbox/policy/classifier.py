@@ -289,6 +289,7 @@ def _url_tokens(text: str) -> Iterable[str]:
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").lower()
+            port = parts.port  # ValueError too, for "host:59:00"
         except ValueError:
             yield "url:malformed"
             continue
@@ -297,7 +298,7 @@ def _url_tokens(text: str) -> Iterable[str]:
             yield "url:ip-host"
         elif host:
             yield from _host_tokens("url", host)
-        if parts.port is not None:
+        if port is not None:
             yield "url:port"
         if "@" in parts.netloc:
             yield "url:userinfo"
