@@ -23,6 +23,10 @@ from pillarbox.testing.dnszone import ZoneRecord, serve_records
         ("v=DMARC1; rua=mailto:a@example.com", {"p": "none"}),  # §6.6.3 step 6
         ("v=DMARC1; p=bob; rua=mailto:a@example.com", {"p": "none"}),
         ("v=DMARC1; p=none; foo=bar", {"p": "none"}),
+        # Numbers are ASCII digits: "²" made parse_record raise ValueError (a TXT record from
+        # anyone's DNS), "٥٠" was read as 50; both are invalid values → defaults.
+        ("v=DMARC1; p=none; ri=\u00b2; pct=\u00b2", {"ri": 86400, "pct": 100}),
+        ("v=DMARC1; p=none; pct=\u0665\u0660", {"pct": 100}),
     ],
 )
 def test_valid_records(text: str, expected: dict[str, object]) -> None:

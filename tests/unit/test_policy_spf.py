@@ -145,6 +145,11 @@ async def test_more_than_ten_mx_records_is_permerror() -> None:
         "v=spf1 a:example.123",
         "v=spf1 all:x",
         "v=spf1 -all foo=%",
+        # Digits other than ASCII ones (found by fuzz/policy_spf.py: "²" made int() raise
+        # ValueError; "٣" would have been read as 3): RFC 7208 §5.6 lengths are ASCII DIGITs.
+        "v=spf1 ip6:2001:db8::/3\u00b2 -all",
+        "v=spf1 ip4:192.0.2.0/2\u0663 -all",
+        "v=spf1 a/2\u0663 -all",
     ],
 )
 def test_malformed_records_are_rejected(record: str) -> None:

@@ -5,6 +5,7 @@ token silently weakens every trained model; a change here must be a deliberate o
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 
 from hypothesis import given, settings
@@ -186,6 +187,33 @@ MULTIPART_TOKENS = [
 
 def tokens(raw: bytes, **limits: int) -> list[str]:
     return sorted(message_tokens(raw, parse_message(raw), limits=TokenLimits(**limits)))
+
+
+def test_link_with_a_port_that_is_no_number_is_malformed() -> None:
+    """urlsplit() accepts ``x09:59:00`` as a network location but its ``port`` raises
+    ValueError; that made the whole tokeniser raise on a body with such a link (found by
+    fuzz/message_policy.py). The link is a malformed one, as an unsplittable one is."""
+    found = tokens(b"Subject: t\r\n\r\nsee http://x09:59:00/win and http://y.example:8080/\r\n")
+    assert "url:malformed" in found
+    assert "url:port" in found  # the well-formed link beside it still counts
+
+
+def test_a_long_received_field_takes_linear_time() -> None:
+    """The host name pattern used to be tried from every label of a long run of one-letter
+    labels (``a.a.a.…``), each try running to the run's end; and a name of n labels made n
+    tokens of up to n labels. Either made 40,000 characters in one Received field take
+    seconds (quadratic). A match starts only where a run starts now, and a name longer than
+    a host name can be counts by its last 253 characters (measured while writing
+    fuzz/message_policy.py, which exercises both)."""
+    raw = (
+        b"Received: from x (" + b"a." * 20_000 + b")\r\n"
+        b"Received: from y (" + b"a." * 20_000 + b"example.org)\r\n\r\nhi\r\n"
+    )
+    info = parse_message(raw)
+    start = time.perf_counter()
+    found = message_tokens(raw, info)
+    assert time.perf_counter() - start < 1.0
+    assert "received:example.org" in found
 
 
 def test_tokens_of_headers_html_links_and_attachments() -> None:

@@ -327,6 +327,25 @@ def test_auth_exchange() -> None:
         client.auth_cancel()
 
 
+def test_ehlo_size_of_non_ascii_digits_is_no_size() -> None:
+    """``SIZE ²`` in a server's EHLO reply made the client raise ValueError (str.isdigit
+    takes "²", int() does not); RFC 1870 §4 size-value is ASCII DIGITs, so like any garbage
+    value it announces no limit, and "٥" is not read as 5 either."""
+    for value in ("\u00b2", "\u0665"):
+        client = ready(b"250-mx.test\r\n250 SIZE " + value.encode() + b"\r\n")
+        assert "SIZE" in client.capabilities
+        assert client.capabilities.size is None
+
+
+def test_non_ascii_auth_challenge_is_a_malformed_reply() -> None:
+    """A 334 whose text is not ASCII is no base64 challenge (RFC 4954 §4): the session fails
+    with MALFORMED_REPLY instead of raising ValueError (found by fuzz/smtp_client.py)."""
+    client = ready()
+    client.auth("PLAIN")
+    client.data_to_send(0.0)
+    assert events(client, b"334 \xca\xcaNye\r\n") == [Closed(MALFORMED_REPLY)]
+
+
 def test_refused_greeting_quits() -> None:
     client = ClientConnection(SmtpClientSettings(hostname="o"), now=0.0)
     assert events(client, b"554 go away\r\n") == [Greeting(Reply(554, None, "go away"))]

@@ -112,7 +112,8 @@ _URL = re.compile(r"(?:https?|ftp)://[^\s\"'<>()]+|www\.[^\s\"'<>()]+", re.IGNOR
 # it, every position inside every word is tried and fails, quadratic in the word length.
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 _IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\b")
-_HOSTNAME = re.compile(r"\b((?:[a-z0-9-]+\.)+[a-z]{2,})\b")
+# The same lookbehind, for runs of labels: without it ``a.a.a.…`` is tried from every label.
+_HOSTNAME = re.compile(r"(?<![a-z0-9.-])\b((?:[a-z0-9-]+\.)+[a-z]{2,})\b")
 _RECEIVED_FROM = re.compile(r"\bfrom\s+(\S+)", re.IGNORECASE)
 _RECEIVED_BY = re.compile(r"\bby\s+(\S+)", re.IGNORECASE)
 _RECEIVED_WITH = re.compile(r"\bwith\s+(\S+)", re.IGNORECASE)
@@ -128,9 +129,17 @@ def _bucket(n: int) -> int:
     return 0 if n <= 0 else 1 << (n.bit_length() - 1)
 
 
+#: RFC 1035 §2.3.4: a name is at most 255 octets on the wire, 253 characters as text.
+_MAX_HOST = 253
+
+
 def _host_tokens(prefix: str, host: str) -> Iterable[str]:
     """``host`` and each parent domain: mail.example.com, example.com, com."""
     host = host.strip(".").lower()
+    if len(host) > _MAX_HOST:
+        # Not a host name: one of n labels made n tokens of up to n labels each (quadratic
+        # time and memory); its last labels that could be one still count.
+        host = host[-_MAX_HOST:].partition(".")[2]
     labels = host.split(".")
     for i in range(len(labels) - 1):
         yield f"{prefix}:{'.'.join(labels[i:])}"
@@ -289,6 +298,7 @@ def _url_tokens(text: str) -> Iterable[str]:
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").lower()
+            port = parts.port  # ValueError too, for "host:59:00"
         except ValueError:
             yield "url:malformed"
             continue
@@ -297,7 +307,7 @@ def _url_tokens(text: str) -> Iterable[str]:
             yield "url:ip-host"
         elif host:
             yield from _host_tokens("url", host)
-        if parts.port is not None:
+        if port is not None:
             yield "url:port"
         if "@" in parts.netloc:
             yield "url:userinfo"

@@ -248,6 +248,12 @@ def _policy(value: str | None) -> Disposition | None:
         return None
 
 
+def _is_number(text: str) -> bool:
+    """RFC 9989 §4.7 numbers are 1*DIGIT, and DIGIT is ASCII (RFC 5234 B.1): ``str.isdigit``
+    alone also takes "²" (which ``int`` refuses) and "٥" (which it reads as 5)."""
+    return text.isascii() and text.isdigit()
+
+
 #: Distinct policy records kept parsed (:func:`parse_record`; records are immutable values).
 RECORD_CACHE_SIZE = 2048
 
@@ -280,7 +286,7 @@ def parse_record(text: str) -> DmarcRecord | None:
     aspf = tags.get("aspf", "r").lower()
     testing = tags.get("t", "").lower()
     pct_text = tags.get("pct", "100")
-    pct = int(pct_text) if pct_text.isdigit() and int(pct_text) <= 100 else 100
+    pct = int(pct_text) if _is_number(pct_text) and int(pct_text) <= 100 else 100
     if testing in ("y", "n"):
         pct = 100  # RFC 9989 Appendix A.6: t replaces pct; a record with t is a 9989 one
     ri_text = tags.get("ri", "86400")
@@ -295,7 +301,7 @@ def parse_record(text: str) -> DmarcRecord | None:
         pct=pct,
         fo=fo if _FO.fullmatch(fo) else "0",
         rf=tags.get("rf", "afrf").lower() or "afrf",
-        ri=int(ri_text) if ri_text.isdigit() else 86400,
+        ri=int(ri_text) if _is_number(ri_text) else 86400,
         rua=rua,
         ruf=_uris(tags.get("ruf", "")),
         t=testing == "y",

@@ -196,7 +196,10 @@ MEANINGS: Mapping[str, str] = MappingProxyType(
 #: A hostile header cannot make the scan build more field records than this.
 MAX_FIELDS = 500
 
-_ADDRESS = re.compile(r"[\w.+=#%!-]+@((?:[\w-]+\.)+[a-z]{2,})", re.I)
+# A match starts only at the beginning of a run of address characters (the leftmost match
+# always does: the local part extends left over the run), not at every position inside it,
+# each try running to the run's end: quadratic in a long field.
+_ADDRESS = re.compile(r"(?<![\w.+=#%!-])[\w.+=#%!-]+@((?:[\w-]+\.)+[a-z]{2,})", re.I)
 #: The ``from`` clause that opens a Received field (RFC 5321 §4.4 ``From-domain``), with the
 #: comment MTAs put after it (TCP-info: reverse name, address, or qmail's HELO).
 _FROM_CLAUSE = re.compile(r"^\s*from\s+(\S+)(?:\s+\(([^)]*)\))?", re.I)

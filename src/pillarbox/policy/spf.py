@@ -251,7 +251,12 @@ def _split_cidr(text: str, *, has_domain: bool) -> tuple[str, int | None, int | 
 
 def _prefix(text: str, maximum: int) -> int:
     # RFC 7208 §5.6: ip4-cidr-length = "/" ("0" / %x31-39 0*1DIGIT); no leading zeros.
-    if not text.isdigit() or (len(text) > 1 and text.startswith("0")) or int(text) > maximum:
+    # DIGIT is ASCII (RFC 5234 B.1): str.isdigit() alone also takes "²" and "٣".
+    if (
+        not (text.isascii() and text.isdigit())
+        or (len(text) > 1 and text.startswith("0"))
+        or int(text) > maximum
+    ):
         raise _PermError(f"invalid prefix length /{text}")
     return int(text)
 

@@ -28,7 +28,6 @@ Invariants:
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import re
 from collections import deque
@@ -482,7 +481,7 @@ class ClientConnection:
         if isinstance(command, Auth) and reply.code == 334:
             try:
                 self._events.append(AuthChallenge(base64.b64decode(reply.text, validate=True)))
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or text that is not even ASCII
                 self._fail_all(MALFORMED_REPLY)
             return
         if isinstance(command, Hello) and reply.is_positive:

@@ -76,7 +76,13 @@ class Capabilities:
                 parts = ["AUTH", keyword[5:], *parts[1:]]
                 keyword = "AUTH"
             keywords.add(keyword)
-            if keyword == Extension.SIZE and len(parts) > 1 and parts[1].isdigit():
+            # RFC 1870 §4: size-value = 1*20DIGIT, ASCII (isdigit() alone takes "²").
+            if (
+                keyword == Extension.SIZE
+                and len(parts) > 1
+                and parts[1].isascii()
+                and parts[1].isdigit()
+            ):
                 size = int(parts[1])
             elif keyword == Extension.AUTH:
                 for mechanism in parts[1:]:
