@@ -1224,3 +1224,39 @@ def spam_model_counts(live: LiveServer, address: str) -> tuple[int, int]:
         return counts.ham, counts.spam
 
     return live.call(go())
+
+
+@pytest.mark.parametrize("number", ["²", "٣", "9" * 20, "9" * 5000])
+def test_numbers_in_forms_that_are_no_numbers_are_refused(
+    live: LiveServer, alice: WebSession, number: str
+) -> None:
+    """Form fields that name messages, folders and drafts by number: "²" and "٣" pass
+    ``str.isdigit`` ("²" then fails ``int``, "٣" is read as 3: another folder), 20 digits
+    overflow the store's 64-bit integers, 5,000 pass Python's limit on digits. Each is the
+    user's mistake (refused or ignored), never a server error nor another folder."""
+    inbox = mailbox_id(live, ALICE)
+    [uid] = [deliver(live, ALICE, simple_message("keep"))[1]]
+    act = f"/mail/{inbox}/actions"
+    assert alice.post(act, {"uid": [number], "action": "read"}).status_code == 303
+    assert alice.post(act, {"uid": [uid], "action": "move", "target": number}).status_code == 400
+    assert uids_in(live, ALICE) == [uid]
+    assert (
+        alice.api("POST", "/drafts", {"to": ALICE, "draft_uid": int("9" * 20)}).status_code == 400
+    )
+
+
+def test_quotas_beyond_what_the_store_holds_are_refused(
+    live: LiveServer, admin: WebSession
+) -> None:
+    for megabytes, messages in (("inf", ""), ("1e999", ""), ("", "9" * 20), ("1e300", "")):
+        answer = admin.post(
+            "/admin/accounts/add",
+            {
+                "address": "erin@example.com",
+                "password": TEST_PASSWORD,
+                "quota_mb": megabytes,
+                "quota_messages": messages,
+            },
+        )
+        assert answer.status_code == 400, (megabytes, messages)
+    assert live.call(live.store.get_account("erin@example.com")) is None

@@ -20,7 +20,15 @@ from pillarbox.errors import NotFound, UserError
 from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
 from pillarbox.services import Services
 from pillarbox.store.types import Account, ActivityCounts
-from pillarbox.web.app import field_text, posted_form, redirect, require_admin, web
+from pillarbox.web.app import (
+    MAX_FIELD_NUMBER,
+    field_number,
+    field_text,
+    posted_form,
+    redirect,
+    require_admin,
+    web,
+)
 from pillarbox.web.charts import Series, line_chart
 
 MIB = 1024 * 1024
@@ -139,10 +147,12 @@ def quota_from_text(megabytes: str, messages: str) -> tuple[int | None, int | No
     try:
         size = int(float(megabytes) * MIB) if megabytes.strip() else None
         count = int(messages) if messages.strip() else None
-    except ValueError:
+    except (ValueError, OverflowError):  # "x", "nan"; "inf", "1e999"
         raise UserError("quotas must be numbers (empty: unlimited)") from None
     if (size is not None and size < 0) or (count is not None and count < 0):
         raise UserError("quotas cannot be negative")
+    if (size or 0) > MAX_FIELD_NUMBER or (count or 0) > MAX_FIELD_NUMBER:
+        raise UserError("quotas must be below 2^63 (empty: unlimited)")
     return size, count
 
 
@@ -288,9 +298,10 @@ async def change(request: Request) -> Response:
 
 
 def _queue_id(value: object) -> int:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    raise NotFound("no such queued message")
+    number = field_number(value)
+    if number is None:
+        raise NotFound("no such queued message")
+    return number
 
 
 def routes() -> list[BaseRoute]:

@@ -36,7 +36,14 @@ from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.store.types import Account, AccountSettings, AccountToken, SpecialUse, TokenKind
 from pillarbox.web import account as account_ops
 from pillarbox.web import admin as admin_ops
-from pillarbox.web.app import LoginRequired, Web, client_ip, current_account, web
+from pillarbox.web.app import (
+    MAX_FIELD_NUMBER,
+    LoginRequired,
+    Web,
+    client_ip,
+    current_account,
+    web,
+)
 from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row
 from pillarbox.web.reading import Person, authentication_results, people, spam_verdict
@@ -79,6 +86,8 @@ class Call:
         value = self.body.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise UserError(f"{key} must be an integer or null")
+        if value is not None and abs(value) > MAX_FIELD_NUMBER:
+            raise UserError(f"{key} must be below 2^63")
         return value
 
 

@@ -267,6 +267,22 @@ def field_text(form: FormData, name: str, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+#: The largest number a form or API field may carry: the stores' integers are 64-bit signed.
+MAX_FIELD_NUMBER = 2**63 - 1
+
+
+def field_number(value: object) -> int | None:
+    """A field that names something by number (a UID, a folder, a queued message), or None:
+    ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses, and "٣", which
+    it reads as 3), and no more than the store's integers hold (a longer one overflowed the
+    store, or passed Python's limit on digits: a server error either way)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+        if number <= MAX_FIELD_NUMBER:
+            return number
+    return None
+
+
 def set_session(request: Request, response: Response, session: Session) -> None:
     """Replace the visitor's session (login, logout) on this response."""
     guard: Guard = request.app.state.guard

@@ -23,6 +23,7 @@ from pillarbox.store.types import MessageQuery, SortKey, SpecialUse
 from pillarbox.web.app import (
     client_ip,
     current_account,
+    field_number,
     field_text,
     posted_form,
     redirect,
@@ -263,8 +264,8 @@ async def message_list(request: Request) -> Response:
 async def _uids(form: FormData, limit: int) -> list[int]:
     uids: list[int] = []
     for value in form.getlist("uid"):
-        if isinstance(value, str) and value.isdigit():
-            uids.append(int(value))
+        if (uid := field_number(value)) is not None:
+            uids.append(uid)
     if len(uids) > limit:
         raise UserError(f"at most {limit} messages at once")
     return uids
@@ -297,9 +298,10 @@ async def apply_action(
         case "flag" | "unflag":
             await access.set_flag(mailbox_id, uids, FLAGGED, action == "flag")
         case "move":
-            if not target.isdigit():
+            target_id = field_number(target)
+            if target_id is None:
                 raise UserError("choose a folder to move to")
-            await access.move(mailbox_id, uids, int(target))
+            await access.move(mailbox_id, uids, target_id)
         case "delete":
             await access.delete(mailbox_id, uids)
         case "spam" | "notspam":
@@ -542,7 +544,7 @@ async def _draft_from_form(form: FormData) -> Draft:
         attachments=tuple(uploads),
         replying_to=field_text(form, "replying_to"),
         forwarding=field_text(form, "forwarding"),
-        draft_uid=int(draft_uid) if draft_uid.isdigit() else None,
+        draft_uid=field_number(draft_uid),
     )
 
 
