@@ -277,7 +277,9 @@ def test_parse_nameserver(text: str, parsed: tuple[str, int] | None) -> None:
     assert parse_nameserver(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["dns.example", "127.0.0.1:0", "127.0.0.1:x", "[::1", "[::1]x"])
+@pytest.mark.parametrize(
+    "text", ["dns.example", "127.0.0.1:0", "127.0.0.1:x", "[::1", "[::1]x", "127.0.0.1:²"]
+)
 def test_parse_nameserver_rejects(text: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_nameserver(text)

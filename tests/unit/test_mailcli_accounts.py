@@ -323,3 +323,12 @@ def test_keyring_without_usable_backend_falls_back_to_file(
     monkeypatch.setitem(sys.modules, "keyring", fail)
     assert add("work").exit_code == 0
     assert (home / "secrets" / "work").exists()
+
+
+@pytest.mark.parametrize("port", ["²", "٣", "0", "70000", "9" * 5000])
+def test_parse_config_xml_skips_a_server_whose_port_is_no_port(port: str) -> None:
+    """The document is another server's: a port that is not 1–65535 in ASCII digits drops
+    that server ("²" passed ``isdigit`` and raised from ``int``; "٣" was read as 3)."""
+    body = CONFIG_XML.replace(b"<port>993</port>", f"<port>{port}</port>".encode())
+    found = autoconfig.parse_config_xml(body, "al@example.org", source="test")
+    assert found.endpoints["imap"] == Endpoint("second.example.org", 143, TlsMode.STARTTLS)

@@ -95,7 +95,10 @@ def test_parse_hostport(spec: str, expected: tuple[str, int]) -> None:
     assert parse_hostport(spec, 25) == expected
 
 
-@pytest.mark.parametrize("spec", ["host:0", "host:x", ":25", "[::1", "[::1]x"])
+@pytest.mark.parametrize(
+    "spec",
+    ["host:0", "host:x", ":25", "[::1", "[::1]x", "host:²", "host:99999", "host:" + "9" * 5000],
+)
 def test_parse_hostport_errors(spec: str) -> None:
     with pytest.raises(ConfigError):
         parse_hostport(spec, 25)

@@ -233,7 +233,9 @@ def parse_nameserver(text: str) -> tuple[str, int] | None:
         raise ConfigError("dns.nameserver", f"{host!r} is not an IP address") from None
     if not port_text:
         return host, DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not (
+        0 < int(port_text) < 65536
+    ):
         raise ConfigError("dns.nameserver", f"bad port {port_text!r}")
     return host, int(port_text)
 

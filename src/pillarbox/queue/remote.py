@@ -148,7 +148,9 @@ def parse_hostport(
         raise ConfigError(key, f"no host in {spec!r}")
     if not port_text:
         return host.lower(), default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not (
+        0 < int(port_text) < 65536
+    ):
         raise ConfigError(key, f"bad port in {spec!r}")
     return host.lower(), int(port_text)
 

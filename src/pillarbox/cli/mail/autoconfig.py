@@ -138,7 +138,11 @@ def parse_config_xml(body: bytes, address: str, *, source: str) -> Discovered:
         host = (element.findtext("hostname") or "").strip()
         port_text = (element.findtext("port") or "").strip()
         tls = _SOCKET_TYPES.get((element.findtext("socketType") or "").strip().upper())
-        if not host or not port_text.isdigit() or tls is None:
+        # A port is 1–65535 in ASCII digits: the document is another server's ("²" passes
+        # isdigit and fails int).
+        if not host or tls is None or not (port_text.isascii() and port_text.isdigit()):
+            continue
+        if len(port_text) > 5 or not 0 < int(port_text) < 65536:
             continue
         endpoints[kind] = Endpoint(_expand(host, address), int(port_text), tls)
         template = (element.findtext("username") or "").strip()
