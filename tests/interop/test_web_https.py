@@ -132,6 +132,8 @@ def test_plain_http_pages_redirect_to_https(redirecting: LiveServer) -> None:
         # A Host unfit for a URL is replaced by this server's name.
         odd = client.get(http + "/login", headers={"Host": "evil.test/x@y"})
         assert odd.headers["location"] == f"https://mx.test:{redirecting.port('https')}/login"
+        ipv6 = client.get(http + "/login", headers={"Host": "[::1]:8080"})
+        assert ipv6.headers["location"] == f"https://[::1]:{redirecting.port('https')}/login"
         # Following the redirect lands on the working HTTPS page, which does not redirect.
         landed = client.get(http + "/login", follow_redirects=True)
         assert landed.status_code == 200 and str(landed.url) == https + "/login"
