@@ -71,7 +71,7 @@ _SECURITY_HEADERS = (
 )
 #: Never redirected to HTTPS: ACME HTTP-01 challenges (RFC 8555 §8.3: the CA fetches over
 #: HTTP), the MTA-STS policy (fetched over HTTPS only anyway) and client autoconfiguration.
-HTTP_ONLY_PREFIX = "/.well-known/"
+NOT_REDIRECTED_PREFIX = "/.well-known/"
 #: A Host header fit to put in a redirect: a DNS name or an address literal, with its port.
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))(?::[0-9]{1,5})?")
 
@@ -164,7 +164,7 @@ class Guard:
             not secure
             and self.limits.redirect_http
             and self.https_port is not None
-            and not path.startswith(HTTP_ONLY_PREFIX)
+            and not path.startswith(NOT_REDIRECTED_PREFIX)
         ):
             # RFC 6797 §7.2: a request over plain HTTP SHOULD get a permanent redirect.
             await self._to_https(scope, headers.get("host", ""), send)
