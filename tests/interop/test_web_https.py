@@ -6,6 +6,7 @@ does) presented by the next handshake without a restart."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from pillarbox import config as cfg
 from pillarbox.dns.records import required_records
 from pillarbox.errors import ConfigError
 from pillarbox.net.tls import ensure_self_signed
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.webclient import WebSession, deliver, server_trust, simple_message
 
 pytestmark = pytest.mark.listeners("http", "https")
@@ -215,3 +216,33 @@ def test_hsts_max_age_zero_sends_no_header(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         cfg.load(path, environ={})
     assert refused.value.key == "web.hsts_max_age"
+
+
+@pytest.mark.parametrize("redirect", [True, False], ids=["redirect_http", "no_redirect"])
+def test_the_acme_challenge_listener_sends_browsers_to_https(
+    tmp_path: Path, redirect: bool
+) -> None:
+    """Port 80 belongs to the challenge listener when ACME is on; a browser given the bare
+    host name lands there and, with ``redirect_http``, is sent on to the https listener."""
+    base = loopback_config(
+        tmp_path / "data", only=["https"], web=cfg.WebSection(redirect_http=redirect)
+    )
+    unreachable_ca = f"https://127.0.0.1:{free_port('127.0.0.1')}/dir"
+    tls = cfg.TlsSection(
+        acme=True, acme_directory=unreachable_ca, acme_http_address="127.0.0.1", acme_http_port=0
+    )
+    config = dataclasses.replace(
+        base, server=dataclasses.replace(base.server, hostname="mail.pillarbox.test"), tls=tls
+    )
+    with LiveServer(config) as live, httpx.Client(timeout=10) as client:
+        port80 = f"http://127.0.0.1:{live.port('acme-http')}"
+        page = client.get(port80 + "/mail?q=1", headers={"Host": "mail.pillarbox.test"})
+        if redirect:
+            assert page.status_code == 308
+            https = live.port("https")
+            assert page.headers["location"] == f"https://mail.pillarbox.test:{https}/mail?q=1"
+        else:
+            assert page.status_code == 404
+        # Challenges are answered (or 404) over HTTP, never redirected.
+        assert client.get(port80 + "/.well-known/acme-challenge/unknown").status_code == 404
+        assert client.get(port80 + "/.well-known/mta-sts.txt").status_code == 404

@@ -183,16 +183,21 @@ class Server:
 
     async def _start_acme_listener(self, context: Services) -> None:
         """The HTTP-01 challenge listener (``[tls] acme_challenge_listener``): the CA connects
-        to port 80, where the web listener usually is not."""
+        to port 80, where the web listener usually is not; browsers landing there are sent on
+        to the https listener when ``[web] redirect_http``."""
         tls = self.config.tls
         if not (tls.acme and tls.acme_challenge_listener):
             return
         from pillarbox.web.acme import challenge_app
 
-        listener = HttpListener(ACME_LISTENER, grace=self.config.server.shutdown_grace)
-        await listener.start(
-            tls.acme_http_address, tls.acme_http_port, challenge_app(context.acme_challenges)
+        https = self.listeners.get("https")
+        app = challenge_app(
+            context.acme_challenges,
+            hostname=self.config.server.hostname,
+            https_port=https.ports[0][1] if https and self.config.web.redirect_http else None,
         )
+        listener = HttpListener(ACME_LISTENER, grace=self.config.server.shutdown_grace)
+        await listener.start(tls.acme_http_address, tls.acme_http_port, app)
         self.listeners[ACME_LISTENER] = listener
         self.log.info("listening", listener=ACME_LISTENER, on=_where(listener.ports))
 

@@ -167,7 +167,8 @@ class Guard:
             and not path.startswith(NOT_REDIRECTED_PREFIX)
         ):
             # RFC 6797 §7.2: a request over plain HTTP SHOULD get a permanent redirect.
-            await self._to_https(scope, headers.get("host", ""), send)
+            location = https_location(scope, self.hostname, self.https_port)
+            await RedirectResponse(location, status_code=308)(scope, _no_body, send)
             return
         limit = (
             self.limits.max_upload_bytes
@@ -221,19 +222,6 @@ class Guard:
 
         await self.app(scope, limited_receive, send_with_headers)
 
-    async def _to_https(self, scope: Scope, host_header: str, send: Send) -> None:
-        """308 to the same path and query on the https listener, on the host the client asked
-        for (this host's name if the Host header is missing or malformed)."""
-        assert self.https_port is not None
-        match = _HOST.fullmatch(host_header)
-        host = match.group(1).strip("[]") if match else self.hostname
-        target = scope.get("raw_path") or quote(scope["path"]).encode()
-        query: bytes = scope.get("query_string", b"")
-        url = origin("https", host, self.https_port) + target.decode("latin-1")
-        if query:
-            url += "?" + query.decode("latin-1")
-        await RedirectResponse(url, status_code=308)(scope, _no_body, send)
-
     def _session(self, cookie_header: str, now: float) -> tuple[Session, bool]:
         """The visitor's session, and whether it is new (no valid cookie came)."""
         for part in cookie_header.split(";"):
@@ -249,6 +237,18 @@ class Guard:
         attributes = f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
         attributes += f"; Max-Age={int(self.codec.ttl)}"
         return attributes + ("; Secure" if secure else "")
+
+
+def https_location(scope: Scope, fallback_host: str, port: int) -> str:
+    """The https URL of a plain-HTTP request: same path and query, on the host the client
+    asked for (``fallback_host`` if its Host header is missing or unfit for a URL)."""
+    host_header = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+    match = _HOST.fullmatch(host_header)
+    host = match.group(1).strip("[]") if match else fallback_host
+    target: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+    url = origin("https", host, port) + target.decode("latin-1")
+    query: bytes = scope.get("query_string", b"")
+    return url + ("?" + query.decode("latin-1") if query else "")
 
 
 async def _too_large(limit: int, scope: Scope, send: Send) -> None:
