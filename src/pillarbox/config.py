@@ -70,6 +70,7 @@ class Listeners:
     pop3: Listener = _listener(110)
     pop3s: Listener = _listener(995)
     http: Listener = _listener(8080)
+    https: Listener = _listener(443)
 
 
 LISTENER_DOCS = {
@@ -81,6 +82,7 @@ LISTENER_DOCS = {
     "pop3": "POP3 with STLS.",
     "pop3s": "POP3 over implicit TLS.",
     "http": "Webmail, admin and JSON API.",
+    "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
 }
 
 
@@ -439,6 +441,15 @@ class WebSection:
     )
     sse_per_account: int = _f(8, "Live-update streams one account may hold open at once.")
     max_action_uids: int = _f(5000, "Messages one 'select many' action may name at once.")
+    redirect_http: bool = _f(
+        False,
+        "Redirect plain-HTTP requests to the https listener (not /.well-known/: ACME "
+        "challenges, MTA-STS, autoconfig); off behind a TLS-terminating proxy.",
+    )
+    hsts_max_age: int = _f(
+        365 * 86400,
+        "Strict-Transport-Security max-age (seconds) sent on HTTPS responses; 0: no header.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -825,6 +836,8 @@ def _validate_web(web: WebSection) -> None:
     for key in ("session_ttl", "sse_keepalive"):
         if getattr(web, key) <= 0:
             raise ConfigError(f"web.{key}", "must be positive")
+    if web.hsts_max_age < 0:
+        raise ConfigError("web.hsts_max_age", "must be 0 or more")
 
 
 # -- writing and documenting -----------------------------------------------------------------
@@ -921,6 +934,7 @@ def dev_config(data_dir: str, hostname: str = "localhost") -> Config:
         "pop3": 2110,
         "pop3s": 2995,
         "http": 8080,
+        "https": 8443,
     }
     listeners = Listeners(**{name: Listener(port=port) for name, port in ports.items()})
     return Config(
@@ -934,7 +948,8 @@ def dev_config(data_dir: str, hostname: str = "localhost") -> Config:
 
 
 def production_config(data_dir: str, hostname: str) -> Config:
-    """Standard ports on every address; needs root or CAP_NET_BIND_SERVICE."""
+    """Standard ports on every address; needs root or CAP_NET_BIND_SERVICE. Webmail pages
+    asked for over plain HTTP are redirected to HTTPS (on 443, with this server's certificate)."""
     defaults = Listeners()
     listeners = Listeners(
         **{
@@ -942,4 +957,8 @@ def production_config(data_dir: str, hostname: str) -> Config:
             for name in LISTENER_DOCS
         }
     )
-    return Config(server=ServerSection(hostname=hostname, data_dir=data_dir), listeners=listeners)
+    return Config(
+        server=ServerSection(hostname=hostname, data_dir=data_dir),
+        listeners=listeners,
+        web=WebSection(redirect_http=True),
+    )

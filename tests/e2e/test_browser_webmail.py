@@ -94,7 +94,9 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
 
 
 def base(server: LiveServer) -> str:
-    return f"http://127.0.0.1:{server.port('http')}"
+    """The webmail's origin: the https listener when the server runs one."""
+    scheme = "https" if "https" in server.server.listeners else "http"
+    return f"{scheme}://127.0.0.1:{server.port(scheme)}"
 
 
 def smtp_deliver(server: LiveServer, raw: bytes, to: str = ALICE) -> None:
@@ -148,6 +150,26 @@ def test_login_and_read_a_message_sent_by_smtp(server: LiveServer, new_page: Any
     assert "Carol <carol@example.net>" in page.locator("dl.headers").inner_text()
     page.get_by_role("link", name="← INBOX").click()
     assert page.locator("table.messages tbody tr.unread").count() == 0  # read now
+
+
+def test_webmail_over_https(tmp_path: Path, new_page: Any) -> None:
+    """The https listener in a browser (self-signed certificate accepted, as a user would): the
+    pages, their script and styles load, the session cookie is Secure, reading works."""
+    with LiveServer(loopback_config(tmp_path / "data", only=["https", "smtp"])) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        smtp_deliver(live, message("Sealed", "Delivered over TLS."))
+        page = new_page(ignore_https_errors=True)
+        login(page, live)
+        assert page.url.startswith("https://")
+        [cookie] = page.context.cookies()
+        assert cookie["secure"] and cookie["httpOnly"]
+        page.get_by_role("link", name="Sealed").click()
+        page.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
+        assert "Delivered over TLS." in page.locator("pre.body-text").inner_text()
+        # The script loaded from this origin over TLS: its keyboard shortcut "c" composes.
+        page.keyboard.press("c")
+        page.wait_for_url(re.compile(r"^https://.*/compose$"))
 
 
 def test_threaded_list_and_spam_verdict(server: LiveServer, new_page: Any) -> None:

@@ -34,8 +34,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 NAME = "mail.pillarbox.test"
-#: Implicit-TLS listeners; "submission" (STARTTLS) shares their context and is checked too.
-LISTENERS = ("imaps", "submissions")
+#: Implicit-TLS listeners, the web's included; "submission" (STARTTLS) shares their context and
+#: is checked too.
+LISTENERS = ("imaps", "submissions", "https")
 
 
 @pytest.fixture
@@ -156,7 +157,7 @@ def test_obtains_serves_and_renews_without_restart(
         wait_until(lambda: manager.facts is not None)
         first = manager.facts
         assert first is not None and first.names == (NAME,)
-        # Both implicit-TLS listeners present it, and it verifies for the name.
+        # Every implicit-TLS listener presents it, and it verifies for the name.
         for listener in LISTENERS:
             assert presented(server.port(listener), pebble.root_pem).serial_number == first.serial
         starttls = presented_after_starttls(server.port("submission"), pebble.root_pem)

@@ -1,9 +1,18 @@
-"""The HTTP listener: uvicorn serving the web app on the server's own event loop.
+"""The web listeners: uvicorn serving an ASGI app on the server's own event loop, over plain
+HTTP ("http", the ACME challenge listener) or implicit TLS ("https").
 
 Implementation notes:
 
 - **One loop** (DESIGN principle 7): uvicorn's ``Server.serve`` runs as a task on the running
   loop, on a socket we bind ourselves (so port 0 works and the bound port is known at once).
+- **TLS is the shared context**: "https" hands uvicorn the one :class:`ssl.SSLContext` every
+  listener uses, through uvicorn's public ``ssl_context_factory`` (uvicorn ≥ 0.47) rather than
+  certificate files, so a certificate loaded into it (an ACME renewal,
+  :mod:`pillarbox.net.acme`) is what the next HTTPS handshake presents, with no restart. uvicorn
+  passes the context to ``loop.create_server(ssl=...)``; its protocol reports ``scheme``
+  "https" to the app from the transport (the session cookie's ``Secure``, HSTS).
+- **Bind, then serve**: the socket is bound before the app exists (:meth:`HttpListener.bind`),
+  so the web app can be built knowing every bound port (client set-up pages, the HTTPS redirect).
 - **Signals belong to ``pillarbox serve``**: uvicorn would install its own SIGINT/SIGTERM
   handlers (and re-raise the signal afterwards); :class:`_EmbeddedUvicorn` disables that, and
   the server stops uvicorn through :meth:`HttpListener.stop_accepting` /
@@ -18,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator
 
 import uvicorn
@@ -50,20 +60,32 @@ def _bind(address: str, port: int) -> socket.socket:
     return sock
 
 
+#: RFC 9110 §4.2: the port a URL may leave out.
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(scheme: str, host: str, port: int) -> str:
+    """``https://mail.example.org``, ``http://127.0.0.1:8080``, ``https://[::1]:8443``: the
+    port written only when it is not the scheme's default (RFC 9110 §4.2)."""
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{netloc}" + ("" if DEFAULT_PORTS.get(scheme) == port else f":{port}")
+
+
 class HttpListener:
-    """The "http" listener: same surface as :class:`~pillarbox.net.listener.Listener`."""
+    """A web listener: :meth:`start` (or :meth:`bind` then :meth:`serve`), then the same
+    surface as :class:`~pillarbox.net.listener.Listener`; ``tls`` makes it HTTPS."""
 
     def __init__(
         self,
         name: str,
-        app: ASGIApp,
         *,
         grace: float,
+        tls: ssl.SSLContext | None = None,
         max_connections: int = 1000,
         keepalive: float = 5.0,
     ) -> None:
         self.name = name
-        self._app = app
+        self.tls = tls
         self._grace = grace
         self._max_connections = max_connections
         self._keepalive = keepalive
@@ -79,10 +101,19 @@ class HttpListener:
         address, port = self._socket.getsockname()[:2]
         return [(str(address), int(port))]
 
-    async def start(self, address: str, port: int) -> None:
+    async def start(self, address: str, port: int, app: ASGIApp) -> None:
+        self.bind(address, port)
+        await self.serve(app)
+
+    def bind(self, address: str, port: int) -> None:
         self._socket = _bind(address, port)
+
+    async def serve(self, app: ASGIApp) -> None:
+        """Run uvicorn with ``app`` on the bound socket; returns once it accepts."""
+        assert self._socket is not None, "bind() first"
+        tls = self.tls
         config = uvicorn.Config(
-            self._app,
+            app,
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -91,6 +122,8 @@ class HttpListener:
             limit_concurrency=self._max_connections,
             timeout_keep_alive=int(self._keepalive),
             timeout_graceful_shutdown=int(max(1, self._grace)),
+            # The shared context itself, never a copy: certificate reloads reach this listener.
+            ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
         )
         self._server = _EmbeddedUvicorn(config)
         self._task = asyncio.get_running_loop().create_task(
@@ -109,7 +142,9 @@ class HttpListener:
     async def finish(self, grace: float) -> None:
         """Wait for uvicorn's own graceful shutdown (bounded by ``grace``), then force it."""
         task = self._task
-        if task is None:
+        if task is None:  # bound, never served (start-up failed in between)
+            if self._socket is not None:
+                self._socket.close()
             return
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=grace + 2)

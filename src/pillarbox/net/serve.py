@@ -26,7 +26,7 @@ from pillarbox.config import LISTENER_DOCS, Config
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones
 from pillarbox.errors import StorageError
-from pillarbox.net.http import HttpListener
+from pillarbox.net.http import HttpListener, origin
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
@@ -52,8 +52,8 @@ SERVICES: dict[str, tuple[bool, str, str]] = {
     "pop3s": (True, "pop3", "pillarbox.net.pop3:pop3_handler"),
 }
 
-#: The listener served by uvicorn with the web app rather than by a connection handler.
-HTTP_LISTENER = "http"
+#: The listeners served by uvicorn with the web app (one app for both) → implicit TLS?
+WEB_LISTENERS: dict[str, bool] = {"http": False, "https": True}
 #: The listener answering ACME HTTP-01 challenges (``[tls] acme_challenge_listener``).
 ACME_LISTENER = "acme-http"
 
@@ -128,27 +128,35 @@ class Server:
             "http": ConnectionCounter(ConnectionLimits()),
         }
         try:
+            web: list[HttpListener] = []
             for name in LISTENER_DOCS:
                 settings = getattr(config.listeners, name)
                 if not settings.enabled:
                     continue
-                listener: Listener | HttpListener
-                if name == HTTP_LISTENER:
-                    listener = self._http_listener(context)
-                elif name in SERVICES:
-                    implicit_tls, group, spec = SERVICES[name]
-                    listener = Listener(
+                if name in WEB_LISTENERS:
+                    http = HttpListener(
                         name,
-                        _factory(spec)(context, name),
-                        counters[group],
-                        tls=tls if implicit_tls else None,
+                        grace=config.server.shutdown_grace,
+                        tls=tls if WEB_LISTENERS[name] else None,
                     )
-                else:
+                    http.bind(settings.address, settings.port)
+                    self.listeners[name] = http
+                    web.append(http)
+                    continue
+                if name not in SERVICES:
                     self.log.warning("listener not available in this build", listener=name)
                     continue
+                implicit_tls, group, spec = SERVICES[name]
+                listener = Listener(
+                    name,
+                    _factory(spec)(context, name),
+                    counters[group],
+                    tls=tls if implicit_tls else None,
+                )
                 await listener.start(settings.address, settings.port)
                 self.listeners[name] = listener
                 self.log.info("listening", listener=name, on=_where(listener.ports))
+            await self._serve_web(context, web)
             await self._start_acme_listener(context)
             await self._start_dns(context)
             if config.policy.enabled:
@@ -175,18 +183,21 @@ class Server:
 
     async def _start_acme_listener(self, context: Services) -> None:
         """The HTTP-01 challenge listener (``[tls] acme_challenge_listener``): the CA connects
-        to port 80, where the web listener usually is not."""
+        to port 80, where the web listener usually is not; browsers landing there are sent on
+        to the https listener when ``[web] redirect_http``."""
         tls = self.config.tls
         if not (tls.acme and tls.acme_challenge_listener):
             return
         from pillarbox.web.acme import challenge_app
 
-        listener = HttpListener(
-            ACME_LISTENER,
-            challenge_app(context.acme_challenges),
-            grace=self.config.server.shutdown_grace,
+        https = self.listeners.get("https")
+        app = challenge_app(
+            context.acme_challenges,
+            hostname=self.config.server.hostname,
+            https_port=https.ports[0][1] if https and self.config.web.redirect_http else None,
         )
-        await listener.start(tls.acme_http_address, tls.acme_http_port)
+        listener = HttpListener(ACME_LISTENER, grace=self.config.server.shutdown_grace)
+        await listener.start(tls.acme_http_address, tls.acme_http_port, app)
         self.listeners[ACME_LISTENER] = listener
         self.log.info("listening", listener=ACME_LISTENER, on=_where(listener.ports))
 
@@ -202,14 +213,19 @@ class Server:
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)
         self.log.info("dns listening", on=_where([(self.dns.host, self.dns.port)]))
 
-    def _http_listener(self, context: Services) -> HttpListener:
-        """The web app on uvicorn; started last, so client set-up pages can name the ports
-        the other listeners actually bound."""
+    async def _serve_web(self, context: Services, web: Sequence[HttpListener]) -> None:
+        """The web app on the bound web listeners: built last, once every port is known, so
+        client set-up pages name the ports actually bound and plain HTTP can redirect to the
+        https listener's."""
+        if not web:
+            return
         from pillarbox.web.app import create_app
 
         ports = {name: listener.ports[0][1] for name, listener in self.listeners.items()}
         app = create_app(context, ports=ports)
-        return HttpListener(HTTP_LISTENER, app, grace=self.config.server.shutdown_grace)
+        for listener in web:
+            await listener.serve(app)
+            self.log.info("listening", listener=listener.name, on=_where(listener.ports))
 
     def endpoints(self) -> list[str]:
         lines = [
@@ -218,7 +234,20 @@ class Server:
         ]
         if self.dns is not None:
             lines.append(f"{'dns':<12} {_where([(self.dns.host, self.dns.port)])}  (UDP, TCP)")
+        url = self.webmail_url()
+        if url is not None:
+            lines.append(f"{'webmail':<12} {url}")
         return lines
+
+    def webmail_url(self) -> str | None:
+        """Where a browser opens the webmail: the https listener when it runs, else http."""
+        for name in ("https", "http"):
+            listener = self.listeners.get(name)
+            if listener is not None and listener.ports:
+                address, port = listener.ports[0]
+                host = self.config.server.hostname if address in ("::", "0.0.0.0") else address
+                return origin(name, host, port) + "/"
+        return None
 
     async def stop(self) -> None:
         """Graceful stop; safe to call twice."""

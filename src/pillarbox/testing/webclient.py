@@ -4,12 +4,14 @@ a logged-in HTTP client (real cookies, real CSRF tokens) and message delivery in
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from pillarbox.mail.parse import parse_message
+from pillarbox.net.tls import tls_paths
 from pillarbox.store.types import INBOX, DeliveryTarget, SpecialUse
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer
 
@@ -68,12 +70,22 @@ def simple_message(
     ).encode()
 
 
-class WebSession:
-    """An HTTP client with a session cookie jar, as a browser would keep one."""
+def server_trust(live: LiveServer) -> ssl.SSLContext:
+    """A client context trusting the live server's own (self-signed or configured) certificate."""
+    return ssl.create_default_context(cafile=tls_paths(live.config)[0])
 
-    def __init__(self, live: LiveServer) -> None:
-        self.base = f"http://127.0.0.1:{live.port('http')}"
-        self.client = httpx.Client(base_url=self.base, follow_redirects=False, timeout=30)
+
+class WebSession:
+    """An HTTP client with a session cookie jar, as a browser would keep one; on the "https"
+    listener it verifies the server's certificate against :func:`server_trust`."""
+
+    def __init__(self, live: LiveServer, listener: str = "http") -> None:
+        scheme = "https" if listener == "https" else "http"
+        self.base = f"{scheme}://127.0.0.1:{live.port(listener)}"
+        verify: ssl.SSLContext | bool = server_trust(live) if scheme == "https" else True
+        self.client = httpx.Client(
+            base_url=self.base, follow_redirects=False, timeout=30, verify=verify
+        )
 
     def close(self) -> None:
         self.client.close()

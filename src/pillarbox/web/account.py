@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import provisioning
 from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AuthenticationFailed, UserError
+from pillarbox.net.http import origin
 from pillarbox.services import Services
 from pillarbox.store.types import Account, AccountSettings, AccountToken, TokenKind
 from pillarbox.web.app import (
@@ -162,6 +163,14 @@ def client_servers(app: Web) -> list[ClientServer]:
         for name, protocol, security in _CLIENT_LISTENERS
         if name in app.ports
     ]
+
+
+def webmail_url(app: Web) -> str | None:
+    """The webmail's address on this host's name: HTTPS when the https listener runs."""
+    for scheme in ("https", "http"):
+        if scheme in app.ports:
+            return origin(scheme, app.services.hostname, app.ports[scheme]) + "/"
+    return None
 
 
 # -- pages ---------------------------------------------------------------------------------------

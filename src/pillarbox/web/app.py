@@ -10,6 +10,12 @@ Implementation notes:
   ``Content-Length`` over the limit is refused before a byte is read), the session cookie
   decoded, security headers added to every response (a strict CSP: scripts and styles only
   from this origin, no inline script; framing only by ourselves).
+- **HTTPS** (the "https" listener; ``scope["scheme"]`` says which): the session cookie is
+  ``Secure`` and responses carry HSTS; plain HTTP never does (RFC 6797 §7.2). With
+  ``[web] redirect_http`` and an https listener, plain-HTTP requests are redirected there
+  (308, so a form's method survives), except under ``/.well-known/``: the ACME CA fetches its
+  challenge over HTTP (RFC 8555 §8.3), and autoconfig clients may not follow a redirect. Off
+  by default: behind a TLS-terminating proxy every request arrives as plain HTTP.
 - **Errors** map once, here: ``NotFound`` → 404, ``UserError`` → 400 (shown beside the form
   where the page handles it itself), a bad CSRF token or a missing session → back to login.
 - Pages never change state on GET; every POST checks the CSRF token before anything else.
@@ -17,6 +23,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -34,8 +41,9 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pillarbox.config import WebSection
+from pillarbox.config import LISTENER_DOCS, WebSection
 from pillarbox.errors import NotFound, RateLimited, UserError
+from pillarbox.net.http import origin
 from pillarbox.services import Services
 from pillarbox.store.types import Account
 from pillarbox.web.session import (
@@ -61,6 +69,11 @@ _SECURITY_HEADERS = (
     (b"x-frame-options", b"SAMEORIGIN"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )
+#: Never redirected to HTTPS: ACME HTTP-01 challenges (RFC 8555 §8.3: the CA fetches over
+#: HTTP), the MTA-STS policy (fetched over HTTPS only anyway) and client autoconfiguration.
+NOT_REDIRECTED_PREFIX = "/.well-known/"
+#: A Host header fit to put in a redirect: a DNS name or an address literal, with its port.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))(?::[0-9]{1,5})?")
 
 
 class BodyTooLarge(Exception):
@@ -119,24 +132,49 @@ def web(request: Request) -> Web:
 
 
 class Guard:
-    """ASGI middleware: body limits, session cookie in and out, security headers."""
+    """ASGI middleware: body limits, session cookie in and out, security headers, HSTS and
+    the redirect to HTTPS."""
 
-    def __init__(self, app: ASGIApp, *, codec: SessionCodec, limits: WebSection) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        codec: SessionCodec,
+        limits: WebSection,
+        hostname: str,
+        https_port: int | None = None,
+    ) -> None:
         self.app = app
         self.codec = codec
         self.limits = limits
+        #: Where redirected requests go when their Host header is unfit (this host's name).
+        self.hostname = hostname
+        #: The https listener's port; None when it is not running.
+        self.https_port = https_port
+        self._hsts = f"max-age={limits.hsts_max_age}".encode() if limits.hsts_max_age else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        secure = scope.get("scheme") == "https"
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if (
+            not secure
+            and self.limits.redirect_http
+            and self.https_port is not None
+            and not path.startswith(NOT_REDIRECTED_PREFIX)
+        ):
+            # RFC 6797 §7.2: a request over plain HTTP SHOULD get a permanent redirect.
+            location = https_location(scope, self.hostname, self.https_port)
+            await RedirectResponse(location, status_code=308)(scope, _no_body, send)
+            return
         limit = (
             self.limits.max_upload_bytes
             if path.startswith(UPLOAD_PATHS)
             else self.limits.max_form_bytes
         )
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _too_large(limit, scope, send)
@@ -162,8 +200,6 @@ class Guard:
                     raise BodyTooLarge(limit)
             return message
 
-        secure = scope.get("scheme") == "https"
-
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 out = list(message.get("headers", []))
@@ -171,6 +207,10 @@ class Guard:
                 out += [(k, v) for k, v in _SECURITY_HEADERS if k not in names]
                 if b"content-security-policy" not in names:
                     out.append((b"content-security-policy", PAGE_CSP.encode()))
+                # RFC 6797 §7.1: HTTPS responses only; no includeSubDomains, since other hosts
+                # under this name (mta-sts.*, autoconfig.*, or unrelated ones) are not ours.
+                if secure and self._hsts is not None:
+                    out.append((b"strict-transport-security", self._hsts))
                 # Server-Timing (W3C): time to the response head, for benchmarks and devtools.
                 elapsed = (time.perf_counter() - started) * 1000
                 out.append((b"server-timing", f"app;dur={elapsed:.2f}".encode()))
@@ -197,6 +237,18 @@ class Guard:
         attributes = f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
         attributes += f"; Max-Age={int(self.codec.ttl)}"
         return attributes + ("; Secure" if secure else "")
+
+
+def https_location(scope: Scope, fallback_host: str, port: int) -> str:
+    """The https URL of a plain-HTTP request: same path and query, on the host the client
+    asked for (``fallback_host`` if its Host header is missing or unfit for a URL)."""
+    host_header = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+    match = _HOST.fullmatch(host_header)
+    host = match.group(1).strip("[]") if match else fallback_host
+    target: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+    url = origin("https", host, port) + target.decode("latin-1")
+    query: bytes = scope.get("query_string", b"")
+    return url + ("?" + query.decode("latin-1") if query else "")
 
 
 async def _too_large(limit: int, scope: Scope, send: Send) -> None:
@@ -406,7 +458,7 @@ def create_app(
     codec = SessionCodec(load_secret(config.data_dir), ttl=limits.session_ttl)
     configured = {
         name: getattr(config.listeners, name).port
-        for name in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+        for name in LISTENER_DOCS
         if getattr(config.listeners, name).enabled
     }
     state = Web(services, limits, codec, _templates(), dict(ports or configured))
@@ -432,7 +484,13 @@ def create_app(
             BodyTooLarge: _too_large_error,
         },
     )
-    guard = Guard(app, codec=codec, limits=limits)
+    guard = Guard(
+        app,
+        codec=codec,
+        limits=limits,
+        hostname=services.hostname,
+        https_port=state.ports.get("https"),
+    )
     app.state.web = state
     app.state.acme_challenges = services.acme_challenges
     app.state.guard = guard

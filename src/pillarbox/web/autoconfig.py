@@ -2,7 +2,8 @@
 
 - Thunderbird autoconfig (the "clientConfig" v1.1 format): ``/.well-known/autoconfig/mail/
   config-v1.1.xml`` and, on the ``autoconfig.<domain>`` host, ``/mail/config-v1.1.xml``; the
-  address comes from ``?emailaddress=``.
+  address comes from ``?emailaddress=``. Its ``webMail`` element names the webmail's login
+  page, over HTTPS when the https listener runs.
 - Microsoft autodiscover (POX, "Outlook 2006" response schema): ``POST /autodiscover/
   autodiscover.xml`` with the address in the request's ``EMailAddress`` element.
 - Apple configuration profile (``com.apple.mail.managed`` payload) for the logged-in account:
@@ -26,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox.errors import InvalidName, NotFound
 from pillarbox.mail.address import parse_address
-from pillarbox.web.account import ClientServer, client_servers
+from pillarbox.web.account import ClientServer, client_servers, webmail_url
 from pillarbox.web.app import Web, require_account, web
 
 #: The address element of an autodiscover request; the body is never parsed as XML (no
@@ -71,7 +72,12 @@ def thunderbird_xml(app: Web, address: str) -> str:
             "      <authentication>password-cleartext</authentication>",
             f"    </{element}>",
         ]
-    lines += ["  </emailProvider>", "</clientConfig>", ""]
+    lines.append("  </emailProvider>")
+    login = webmail_url(app)
+    if login is not None:
+        page = quoteattr(login + "login")
+        lines += ["  <webMail>", f"    <loginPage url={page}/>", "  </webMail>"]
+    lines += ["</clientConfig>", ""]
     return "\n".join(lines)
 
 

@@ -5,7 +5,8 @@ the admin page and ``pillarbox dns records`` show), as ``text/plain``.
 
 Any other host, a domain we do not host included, gets 404: the file says which hosts may
 receive a domain's mail, and only a hosted domain's is ours to say. Senders fetch it over
-HTTPS only (§3.3): the listener needs TLS in front, with a certificate for the name.
+HTTPS only (§3.3): the "https" listener serves it, with a certificate that must name the host
+(``[tls] acme_names``).
 """
 
 from __future__ import annotations
