@@ -70,7 +70,9 @@ class Listeners:
     pop3: Listener = _listener(110)
     pop3s: Listener = _listener(995)
     http: Listener = _listener(8080)
-    https: Listener = _listener(443)
+    # Off unless a config turns it on: a config written before it existed would otherwise
+    # bind 443 on upgrade (root only). `pillarbox init` and the dev config turn it on.
+    https: Listener = _listener(443, enabled=False)
 
 
 LISTENER_DOCS = {

@@ -192,3 +192,14 @@ def test_store_tuning_may_turn_caches_off(tmp_path: Path) -> None:
     path = tmp_path / "pillarbox.toml"
     path.write_text("[store.sqlite]\ndirectory_ttl_ms = 0\nspam_cache_tokens = 0\n")
     assert cfg.load(path, environ={}).store.sqlite.spam_cache_tokens == 0
+
+
+def test_a_config_from_before_the_https_listener_does_not_start_it(tmp_path: Path) -> None:
+    """A file with no ``[listeners.https]`` (written before it existed, e.g. an earlier
+    ``pillarbox demo``'s) must not make an upgraded server bind 443, which needs root; the
+    files ``pillarbox init`` writes now turn it on."""
+    old = cfg.load(write(tmp_path, "[listeners.http]\nport = 8080\n"), environ={})
+    assert not old.listeners.https.enabled
+    for fresh in (cfg.production_config("d", "mail.example.org"), cfg.dev_config("d")):
+        written = cfg.load(write(tmp_path, cfg.render_toml(fresh)), environ={})
+        assert written.listeners.https.enabled
