@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox import provisioning
 from pillarbox.dns.authoritative import AuthoritativeServer
+from pillarbox.store.sqlite import SqliteStore
 from pillarbox.testing.dnszone import ZoneRecord, build_zones
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import LiveServer, loopback_config
@@ -71,3 +73,16 @@ def tls_live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveSer
         pop3=cfg.Pop3Section(login_without_tls=False),
     )
     yield from _serve_two_accounts(config)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A queue's store: SQLite, with the sender alice@a.test of the delivery tests."""
+    store = SqliteStore(tmp_path / "queue.sqlite3")
+    await store.open()
+    await provisioning.add_domain(store, "a.test")
+    await store.add_account("alice@a.test", "x")
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import http.server
 import logging
 import ssl
@@ -18,13 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pillarbox import config as cfg
-from pillarbox import provisioning
 from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord, required_records
 from pillarbox.dns.resolver import DnsResolver
@@ -38,91 +32,13 @@ from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.testca import CertAuthority, make_ca
 
 GOOD_MX = "127.0.0.4"  # certificate for mx.good.test
 WRONG_CERT_MX = "127.0.0.7"  # certificate for wrong.test only
 NO_TLS_MX = "127.0.0.8"  # offers no STARTTLS
 POLICY_HOST = "127.0.0.6"
 RAW = b"From: alice@a.test\r\nTo: x@good.test\r\nSubject: sts\r\n\r\nHello.\r\n"
-
-
-# -- a test CA ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CertAuthority:
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-    directory: Path
-
-    @property
-    def bundle(self) -> str:
-        return str(self.directory / "ca.pem")
-
-    def server_context(self, *names: str) -> ssl.SSLContext:
-        """A server context with a certificate for ``names``, signed by this CA (its files:
-        ``<first name>.crt`` and ``.key`` in the CA's directory)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_path = self.directory / f"{names[0]}.crt"
-        key_path = self.directory / f"{names[0]}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert_path, key_path)
-        return context
-
-
-def make_ca(directory: Path) -> CertAuthority:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Pillarbox test CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    ca = CertAuthority(key, cert, directory)
-    Path(ca.bundle).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return ca
 
 
 # -- the policy host ------------------------------------------------------------------------------
@@ -258,18 +174,6 @@ def peers(tmp_path: Path) -> Iterator[Peers]:
 async def resolver() -> AsyncIterator[DnsResolver]:
     async with serve_zones(zones()) as server:
         yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "queue.sqlite3")
-    await store.open()
-    await provisioning.add_domain(store, "a.test")
-    await store.add_account("alice@a.test", "x")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def runner(
@@ -501,10 +405,8 @@ async def test_our_policy_from_our_web_app_to_our_mx(
     for mx.b.test, or its own self-signed one (which "testing" logs and delivers anyway)."""
     tls = cfg.TlsSection()
     if mx_certificate == "from the CA":
-        peers.ca.server_context("mx.b.test")  # writes mx.b.test.crt/.key
-        tls = cfg.TlsSection(
-            cert=str(tmp_path / "mx.b.test.crt"), key=str(tmp_path / "mx.b.test.key")
-        )
+        cert, key = peers.ca.issue("mx.b.test")
+        tls = cfg.TlsSection(cert=str(cert), key=str(key))
     config = loopback_config(tmp_path / "b", only=["smtp", "http"], address=RECEIVER, tls=tls)
     config = dataclasses.replace(
         config, server=dataclasses.replace(config.server, hostname="mx.b.test")

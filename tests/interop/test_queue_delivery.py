@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from pillarbox import provisioning
 from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.resolver import DnsResolver
@@ -59,18 +58,6 @@ ZONES = StaticZones.from_records(
 async def resolver() -> AsyncIterator[DnsResolver]:
     async with serve_zones(ZONES) as server:
         yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "queue.sqlite3")
-    await store.open()
-    await provisioning.add_domain(store, "a.test")
-    await store.add_account("alice@a.test", "x")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def runner(
