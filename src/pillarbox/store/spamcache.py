@@ -20,7 +20,7 @@ Invariants:
 - **When a version is checked** is the backend's affair. PostgreSQL reads it with every
   message, so another node's training is seen by the next message. The SQLite store answers a
   message's evidence from memory while the version it kept is fresh
-  (:mod:`~pillarbox.store.sqlite.evidencecache`): its own trainings are seen by the next
+  (:mod:`~pillarbox.store.evidencecache`): its own trainings are seen by the next
   message, another process's after at most ``directory_ttl_ms`` (before, by the next message),
   because the read's hand-off to a reader thread cost 0.2–0.3 ms of the MX's 0.6 ms policy
   time per message (``docs/performance.md``, "Fifth round"). :meth:`SpamModelCache.counted`
@@ -55,6 +55,9 @@ _UNREAD = SpamCounts(-1, -1)
 
 #: A model of at most ``max_tokens // WHOLE_SHARE`` tokens is read whole (see the notes).
 WHOLE_SHARE = 2
+
+#: The global model's key in the models' tables and in the caches (no account has id 0).
+GLOBAL_MODEL = 0
 
 #: A model's ``spam_models`` row as the cache compares it: (generation, ham, spam).
 ModelVersion = tuple[int, int, int]

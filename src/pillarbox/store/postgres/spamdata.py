@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import NotFound
-from pillarbox.store.spamcache import ModelVersion, SpamModelCache, generation
+from pillarbox.store.spamcache import GLOBAL_MODEL, ModelVersion, SpamModelCache, generation
 from pillarbox.store.types import (
     ModelCounts,
     SenderListEntry,
@@ -30,8 +30,6 @@ from pillarbox.store.types import (
 
 Conn = psycopg.AsyncConnection[TupleRow]
 Cursor = psycopg.AsyncCursor[TupleRow]
-
-GLOBAL_MODEL = 0
 
 
 def _model_id(account_id: int | None) -> int:
