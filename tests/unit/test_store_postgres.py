@@ -112,6 +112,10 @@ class TestPostgresStore(StoreContract):
         assert isinstance(store, PostgresStore)
         await store.catch_up_index()
 
+    async def outlast_kept(self, store: Store) -> None:
+        assert isinstance(store, PostgresStore)
+        await store.heard_everything()
+
 
 def test_store_invariants(database: TestDatabase, migrated_url: str) -> None:
     def fresh() -> PostgresStore:

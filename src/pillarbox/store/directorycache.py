@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import TypeVar, cast
+
+T = TypeVar("T")
 
 
 class DirectoryCache:
@@ -48,6 +51,17 @@ class DirectoryCache:
         if entry is None or self._clock() >= entry[0]:
             return None
         return (entry[1],)
+
+    async def lookup(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """The kept answer for ``key`` if fresh, else ``read()``'s, kept unless something was
+        invalidated while it ran."""
+        hit = self.get(key)
+        if hit is not None:
+            return cast(T, hit[0])
+        began = self._generation
+        value = await read()
+        self.put(key, value, began)
+        return value
 
     def put(self, key: Hashable, value: object, generation: int) -> None:
         if self.ttl <= 0 or self.max_entries <= 0:

@@ -44,7 +44,7 @@ to be kept whole (every message has such tokens: see the model cache's notes). O
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import cast
 
 from pillarbox.store.directorycache import DirectoryCache
@@ -55,6 +55,25 @@ from pillarbox.store.types import SenderListEntry, SpamCounts, SpamEvidence
 class SpamEvidenceCache(DirectoryCache):
     """See the module notes. Keys: ``("model", model)``, ``("reputation", account, key)``,
     ``("senders", account)``."""
+
+    async def lookup_evidence(
+        self,
+        models: SpamModelCache,
+        account_id: int,
+        tokens: Sequence[str],
+        sender_keys: Sequence[str],
+        read: Callable[[], Awaitable[tuple[SpamEvidence, Mapping[int, ModelVersion]]]],
+    ) -> SpamEvidence:
+        """The evidence from memory when every piece is kept and fresh, else ``read()``'s (the
+        evidence and the versions of the models that have a row), whose pieces are kept unless
+        something was forgotten while it ran."""
+        known = self.answer(models, account_id, tokens, sender_keys)
+        if known is not None:
+            return known
+        began = self.generation
+        evidence, versions = await read()
+        self.keep(began, account_id, versions, sender_keys, evidence)
+        return evidence
 
     def answer(
         self,

@@ -57,9 +57,10 @@ async def spam_evidence(
     account_id: int,
     tokens: Sequence[str],
     sender_keys: Sequence[str],
-) -> SpamEvidence:
+) -> tuple[SpamEvidence, dict[int, ModelVersion]]:
     """One round trip for the models' versions, the reputation and the lists (libpq pipeline
-    mode), and a second only for tokens the cache lacks."""
+    mode), and a second only for tokens the cache lacks; with the versions of the models that
+    have a row, for the store's :mod:`~pillarbox.store.evidencecache`."""
     async with conn.pipeline():
         versions_cur = await _versions(conn, [GLOBAL_MODEL, account_id])
         reputation_cur = await _reputation(conn, account_id, sender_keys)
@@ -73,13 +74,14 @@ async def spam_evidence(
         [(GLOBAL_MODEL, versions.get(GLOBAL_MODEL)), (account_id, versions.get(account_id))],
         tokens,
     )
-    return SpamEvidence(
+    evidence = SpamEvidence(
         global_model,
         account_model,
         reputation,
         entries,
         (generation(versions.get(GLOBAL_MODEL)), generation(versions.get(account_id))),
     )
+    return evidence, versions
 
 
 async def _versions(conn: Conn, models: Sequence[int]) -> Cursor:

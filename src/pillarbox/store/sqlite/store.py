@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from pillarbox.blocking import run_blocking
 from pillarbox.config import SqliteSection
@@ -380,13 +380,7 @@ class SqliteStore:
         self, key: tuple[str, str], fn: Callable[[sqlite3.Connection], T]
     ) -> T:
         """A lookup of domains, accounts, aliases or settings through :class:`DirectoryCache`."""
-        hit = self._directory.get(key)
-        if hit is not None:
-            return cast(T, hit[0])
-        generation = self._directory.generation
-        value = await self._read(fn)
-        self._directory.put(key, value, generation)
-        return value
+        return await self._directory.lookup(key, lambda: self._read(fn))
 
     def _now(self) -> int:
         return int(self._clock() * 1_000_000)
@@ -1405,16 +1399,16 @@ class SqliteStore:
     ) -> SpamEvidence:
         # From memory when every piece is kept and fresh: the hand-off to a reader thread costs
         # several times the SQL (see store.evidencecache). A closed store keeps nothing.
-        cache, kept = self._spam_cache, self._evidence
-        known = kept.answer(cache, account_id, tokens, sender_keys)
-        if known is not None:
-            return known
-        began = kept.generation
-        evidence, versions = await self._read(
-            lambda conn: spamdata.spam_evidence(conn, cache, account_id, tokens, sender_keys)
+        cache = self._spam_cache
+        return await self._evidence.lookup_evidence(
+            cache,
+            account_id,
+            tokens,
+            sender_keys,
+            lambda: self._read(
+                lambda conn: spamdata.spam_evidence(conn, cache, account_id, tokens, sender_keys)
+            ),
         )
-        kept.keep(began, account_id, versions, sender_keys, evidence)
-        return evidence
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
