@@ -231,3 +231,25 @@ def test_forget_payloads() -> None:
     # Another program's payload on the channel: forget everything (None).
     for junk in ("~", "~{}", "~[1]", "~[[]]", '~[["model", true]]', '~[["x", 1.5]]'):
         assert pg_notify.decode_forget(junk) is None, junk
+
+
+async def test_evidence_is_answered_from_memory_new_tokens_included(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """A small model is read whole once per generation, so a later message's tokens never
+    asked before are known (absent) without a read, and its evidence comes from memory."""
+    a, _ = nodes
+    await a.add_domain(DOMAIN)
+    bob = await a.add_account(f"bob@{DOMAIN}", "h")
+    await a.train_spam_model(None, SpamCounts(0, 1), {"cheap": SpamCounts(0, 1)})
+    await a.train_spam_model(bob.id, SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
+    await a.heard_everything()
+    keys = ["from:ann@example.org"]
+    first = await a.spam_evidence(bob.id, ["cheap", "subject-1"], keys)
+    tokens = ["cheap", "hello", "subject-2"]
+    kept = a._evidence.answer(a._spam_cache, bob.id, tokens, keys)
+    assert kept is not None
+    assert kept.global_model == (SpamCounts(0, 1), {"cheap": SpamCounts(0, 1)})
+    assert kept.account_model == (SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
+    assert kept.generations == first.generations
+    assert await a.spam_evidence(bob.id, tokens, keys) == kept
