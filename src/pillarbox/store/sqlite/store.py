@@ -1399,16 +1399,11 @@ class SqliteStore:
     ) -> SpamEvidence:
         # From memory when every piece is kept and fresh: the hand-off to a reader thread costs
         # several times the SQL (see store.evidencecache). A closed store keeps nothing.
-        cache = self._spam_cache
-        return await self._evidence.lookup_evidence(
-            cache,
-            account_id,
-            tokens,
-            sender_keys,
-            lambda: self._read(
-                lambda conn: spamdata.spam_evidence(conn, cache, account_id, tokens, sender_keys)
-            ),
+        cache, asked = self._spam_cache, (account_id, tokens, sender_keys)
+        read = functools.partial(
+            self._read, lambda conn: spamdata.spam_evidence(conn, cache, *asked)
         )
+        return await self._evidence.lookup_evidence(cache, *asked, read)
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]
