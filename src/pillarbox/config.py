@@ -147,6 +147,12 @@ class PostgresSection:
     spam_cache_tokens: int = _f(
         200_000, "Classifier token counts kept in memory (~150 bytes each); 0: off."
     )
+    directory_ttl_ms: int = _f(
+        1000,
+        "How long kept lookups (accounts, aliases, settings, spam evidence) are reused when "
+        "no notification says otherwise (a lost LISTEN connection, a foreign writer); 0: off.",
+    )
+    directory_entries: int = _f(10_000, "Most names (and pieces of spam evidence) kept.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

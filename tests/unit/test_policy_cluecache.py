@@ -16,7 +16,7 @@ from pillarbox.policy.classifier import DEFAULT_SETTINGS, message_tokens
 from pillarbox.policy.cluecache import ClueCache, ModelsState
 from pillarbox.policy.pipeline import InboundPolicy, PolicySettings
 from pillarbox.policy.verdict import Verdict
-from pillarbox.store.sqlite.spamdata import GLOBAL_MODEL
+from pillarbox.store.spamcache import GLOBAL_MODEL
 from pillarbox.store.sqlite.store import SqliteStore
 from pillarbox.store.types import SpamCounts, SpamEvidence
 

@@ -1,4 +1,4 @@
-"""The SQLite backend's spam evidence kept in memory (pillarbox.store.sqlite.evidencecache):
+"""The SQLite backend's spam evidence kept in memory (pillarbox.store.evidencecache):
 the same answers as a read, this store's own writes seen at once, other processes' after the
 TTL."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from pillarbox.errors import NotFound
+from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.sqlite.evidencecache import SpamEvidenceCache
 from pillarbox.store.sqlite.store import SqliteLimits
 from pillarbox.store.types import SenderListEntry, SenderListKind, SpamCounts, SpamEvidence
 from pillarbox.testing.store_contract import DOMAIN

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache
+from pillarbox.store.sqlite.snapshots import InfoCache
 from pillarbox.store.sqlite.store import ROWS_BY_UID, SqliteLimits
 from pillarbox.store.types import INBOX, Mailbox
 from pillarbox.testing.store_contract import DOMAIN, make_message

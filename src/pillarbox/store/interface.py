@@ -372,9 +372,10 @@ class Store(Protocol):
         ``sender_keys`` (as :meth:`sender_reputation`) and its allow/block entries — in one
         round trip. Token counts come from an in-memory cache checked against the model's
         generation. A write by this store is seen by the next call. Another node's (on
-        PostgreSQL) is seen by the next call too; another process's on SQLite after
-        ``directory_ttl_ms`` (plus at most one read's duration), since that store answers
-        from memory while what it keeps is fresh (each piece as of the read that kept it)."""
+        PostgreSQL) once its notification arrived; another process's on SQLite, or a node's
+        whose notification was lost, after ``directory_ttl_ms`` (plus at most one read's
+        duration), since both stores answer from memory while what they keep is fresh (each
+        piece as of the read that kept it)."""
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]

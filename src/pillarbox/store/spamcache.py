@@ -17,16 +17,17 @@ Invariants:
 - Counts read *after* the version are filed under it. They can only be newer than it (a
   training committed in between), never older; and a newer training has raised the generation,
   so the next read sees a different version and drops them. No stale count is ever served.
-- **When a version is checked** is the backend's affair. PostgreSQL reads it with every
-  message, so another node's training is seen by the next message. The SQLite store answers a
-  message's evidence from memory while the version it kept is fresh
-  (:mod:`~pillarbox.store.sqlite.evidencecache`): its own trainings are seen by the next
-  message, another process's after at most ``directory_ttl_ms`` (before, by the next message),
-  because the read's hand-off to a reader thread cost 0.2–0.3 ms of the MX's 0.6 ms policy
-  time per message (``docs/performance.md``, "Fifth round"). :meth:`SpamModelCache.counted`
-  answers it, under exactly the kept version and never dropping a newer one.
+- **When a version is checked** is the store's affair. Both stores answer a message's
+  evidence from memory while the version they kept is fresh
+  (:mod:`~pillarbox.store.evidencecache`): their own trainings are seen by the next message,
+  another PostgreSQL node's once its notification arrived, another process's on SQLite (or a
+  node's whose notification was lost) after at most ``directory_ttl_ms`` — because the read
+  cost 0.2–0.3 ms of the MX's 0.6 ms policy time per message on SQLite (the hand-off to a
+  reader thread; ``docs/performance.md``, "Fifth round") and a round trip or two on
+  PostgreSQL. :meth:`SpamModelCache.counted` answers it, under exactly the kept version and
+  never dropping a newer one.
 - Tokens the model has not seen are cached as absent too (most of a message's rare words).
-- **Small models are read whole** (SQLite): a model of at most half of ``max_tokens``
+- **Small models are read whole** (both stores): a model of at most half of ``max_tokens``
   tokens (a global model trained on the SpamAssassin corpus's 4,234 training messages has
   91,668), and no more than the room left, is read entire at each new version, so a token not
   kept is known to be absent. Every message has tokens never asked before (on the bench, its
@@ -55,6 +56,9 @@ _UNREAD = SpamCounts(-1, -1)
 
 #: A model of at most ``max_tokens // WHOLE_SHARE`` tokens is read whole (see the notes).
 WHOLE_SHARE = 2
+
+#: The global model's key in the models' tables and in the caches (no account has id 0).
+GLOBAL_MODEL = 0
 
 #: A model's ``spam_models`` row as the cache compares it: (generation, ham, spam).
 ModelVersion = tuple[int, int, int]

@@ -1032,9 +1032,9 @@ class StoreContract:
     ) -> None:
         """A training committed elsewhere (``pillarbox spam train``, another node) — including
         one that leaves the totals as they were — is seen once what the store keeps may have
-        expired (:meth:`outlast_kept`: at once on PostgreSQL, whose token cache is checked
-        against the model's generation on every read; after ``directory_ttl_ms`` on SQLite,
-        which answers from memory meanwhile); the store's own training at once."""
+        expired (:meth:`outlast_kept`: on PostgreSQL once the other node's notification
+        arrived; after ``directory_ttl_ms`` on SQLite, which answers from memory meanwhile);
+        the store's own training at once."""
         tokens = ["cheap", "pills", "hello"]
         await store.train_spam_model(None, SpamCounts(1, 1), {"cheap": SpamCounts(0, 1)})
         before = await store.spam_evidence(account.id, tokens, [])

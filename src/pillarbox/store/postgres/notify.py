@@ -18,6 +18,18 @@ Implementation notes:
   re-established after ``retry_delay``; what was sent meanwhile is lost, so on reconnecting the
   listener publishes nothing it cannot know, and IMAP sessions fall back on their own periodic
   checks (NOOP, IDLE's re-check). PostgreSQL itself drops nothing on a live connection.
+- **Kept lookups**: a write to what nodes keep in memory (domains, accounts, aliases,
+  settings: :mod:`pillarbox.store.directorycache`; models, reputation, lists:
+  :mod:`pillarbox.store.evidencecache`) sends, on the same channel and in its transaction, a
+  payload ``~`` + a JSON list of :data:`Forget` items naming what it changed; every node's
+  listener has its store forget them. On reconnecting, the listener has it forget everything
+  (what was announced meanwhile is lost); while the connection is down the caches' TTL
+  (``directory_ttl_ms``) bounds how long a node answers from what it kept. A payload that
+  does not parse (another program on the channel) forgets everything: a wasted read, never a
+  stale answer.
+- **Barrier** (:meth:`ChangeListener.barrier`): PostgreSQL delivers notifications in commit
+  order, so once a node hears a notification it sent itself, it has handled every one
+  committed before it (tests use this to wait for another node's write without sleeping).
 """
 
 from __future__ import annotations
@@ -25,8 +37,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
-from collections.abc import Iterable, Iterator
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -48,6 +62,17 @@ _LETTER = {
     ChangeKind.SUBSCRIPTIONS: "s",
 }
 _KIND = {letter: kind for kind, letter in _LETTER.items()}
+
+
+#: What a write makes every node forget of its kept lookups: ``("directory",)`` all of the
+#: directory cache, ``("evidence",)`` all kept spam evidence, or one key of the evidence cache
+#: (``("model", model)``, ``("senders", account)``, ``("reputation", account, key)``).
+Forget = tuple[str | int, ...]
+DIRECTORY: Forget = ("directory",)
+EVIDENCE: Forget = ("evidence",)
+#: A Forget payload begins with this, a barrier with the other (a change line with a digit).
+_FORGET_MARK = "~"
+_BARRIER_MARK = "?"
 
 
 def channel_for(schema: str) -> str:
@@ -98,15 +123,64 @@ async def send(
         await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
 
+def encode_forget(items: Sequence[Forget]) -> str:
+    """One payload naming ``items``; everything they could belong to where they would pass
+    :data:`MAX_PAYLOAD` (many reputation keys: a wasted read on each node, never a lost one)."""
+    payload = _FORGET_MARK + json.dumps(items, separators=(",", ":"))
+    if len(payload.encode()) <= MAX_PAYLOAD:
+        return payload
+    directory = DIRECTORY if DIRECTORY in items else None
+    return _FORGET_MARK + json.dumps([item for item in (directory, EVIDENCE) if item])
+
+
+def decode_forget(payload: str) -> list[Forget] | None:
+    """The items of a Forget payload; None (forget everything) if it does not parse."""
+    try:
+        items = json.loads(payload[len(_FORGET_MARK) :])
+    except ValueError:
+        return None
+    if not isinstance(items, list):
+        return None
+    decoded: list[Forget] = []
+    for item in items:
+        if (
+            not isinstance(item, list)
+            or not item
+            or not all(isinstance(part, str | int) and not isinstance(part, bool) for part in item)
+        ):
+            return None
+        decoded.append(tuple(item))
+    return decoded
+
+
+async def send_forget(
+    conn: psycopg.AsyncConnection[TupleRow], channel: str, items: Sequence[Forget]
+) -> None:
+    """NOTIFY every node to forget ``items``, inside the caller's transaction (so only if and
+    once it commits)."""
+    await conn.execute("SELECT pg_notify(%s, %s)", (channel, encode_forget(items)))
+
+
 class ChangeListener:
-    """One LISTEN connection feeding a :class:`ChangeHub`; reconnects when it breaks."""
+    """One LISTEN connection feeding a :class:`ChangeHub`, and the store's ``forget`` (None:
+    everything) with what other nodes' writes changed of its kept lookups; reconnects when it
+    breaks."""
 
     def __init__(
-        self, conninfo: str, channel: str, hub: ChangeHub, *, retry_delay: float, timeout: float
+        self,
+        conninfo: str,
+        channel: str,
+        hub: ChangeHub,
+        forget: Callable[[Sequence[Forget] | None], None],
+        *,
+        retry_delay: float,
+        timeout: float,
     ) -> None:
         self._conninfo = conninfo
         self._channel = channel
         self._hub = hub
+        self._forget = forget
+        self._barriers: dict[str, asyncio.Future[None]] = {}
         self._retry_delay = retry_delay
         self._timeout = timeout
         self._task: asyncio.Task[None] | None = None
@@ -126,6 +200,19 @@ class ChangeListener:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def barrier(self, conn: psycopg.AsyncConnection[TupleRow], timeout: float) -> None:
+        """Return once this listener handled every notification committed before the call:
+        ``conn`` (autocommit) sends a barrier notification, which arrives after them."""
+        token = _BARRIER_MARK + secrets.token_hex(8)  # other nodes hear it too: unique
+        heard = asyncio.get_running_loop().create_future()
+        self._barriers[token] = heard
+        try:
+            await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, token))
+            async with asyncio.timeout(timeout):
+                await heard
+        finally:
+            self._barriers.pop(token, None)
+
     async def _connect(self) -> psycopg.AsyncConnection[TupleRow]:
         conn = await psycopg.AsyncConnection.connect(
             self._conninfo, autocommit=True, connect_timeout=max(1, int(self._timeout))
@@ -143,7 +230,16 @@ class ChangeListener:
                 if conn is None:
                     conn = await self._connect()
                     log.warning("change feed listener reconnected; changes meanwhile are lost")
+                    self._forget(None)  # what other nodes announced meanwhile is lost
                 async for notify in conn.notifies():
+                    if notify.payload.startswith(_BARRIER_MARK):
+                        heard = self._barriers.get(notify.payload)
+                        if heard is not None and not heard.done():
+                            heard.set_result(None)
+                        continue
+                    if notify.payload.startswith(_FORGET_MARK):
+                        self._forget(decode_forget(notify.payload))
+                        continue
                     changes = decode(notify.payload)
                     if changes:
                         self._hub.publish(changes)

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import NotFound
-from pillarbox.store.spamcache import ModelVersion, SpamModelCache, generation
+from pillarbox.store.spamcache import GLOBAL_MODEL, ModelVersion, SpamModelCache, generation
 from pillarbox.store.types import (
     ModelCounts,
     SenderListEntry,
@@ -30,8 +30,6 @@ from pillarbox.store.types import (
 
 Conn = psycopg.AsyncConnection[TupleRow]
 Cursor = psycopg.AsyncCursor[TupleRow]
-
-GLOBAL_MODEL = 0
 
 
 def _model_id(account_id: int | None) -> int:
@@ -59,9 +57,10 @@ async def spam_evidence(
     account_id: int,
     tokens: Sequence[str],
     sender_keys: Sequence[str],
-) -> SpamEvidence:
+) -> tuple[SpamEvidence, dict[int, ModelVersion]]:
     """One round trip for the models' versions, the reputation and the lists (libpq pipeline
-    mode), and a second only for tokens the cache lacks."""
+    mode), and a second only for tokens the cache lacks; with the versions of the models that
+    have a row, for the store's :mod:`~pillarbox.store.evidencecache`."""
     async with conn.pipeline():
         versions_cur = await _versions(conn, [GLOBAL_MODEL, account_id])
         reputation_cur = await _reputation(conn, account_id, sender_keys)
@@ -75,13 +74,14 @@ async def spam_evidence(
         [(GLOBAL_MODEL, versions.get(GLOBAL_MODEL)), (account_id, versions.get(account_id))],
         tokens,
     )
-    return SpamEvidence(
+    evidence = SpamEvidence(
         global_model,
         account_model,
         reputation,
         entries,
         (generation(versions.get(GLOBAL_MODEL)), generation(versions.get(account_id))),
     )
+    return evidence, versions
 
 
 async def _versions(conn: Conn, models: Sequence[int]) -> Cursor:
@@ -111,7 +111,9 @@ async def _models_counts(
             continue
         counts, missing = cache.known(model, version, tokens) if tokens else ({}, [])
         out.append((SpamCounts(version[1], version[2]), counts))
-        if missing:
+        if missing and (whole := await _whole_model(conn, cache, model, version)) is not None:
+            counts.update((token, whole[token]) for token in missing if token in whole)
+        elif missing:
             reads.append((model, version, missing, counts))
     if not reads:
         return out
@@ -129,6 +131,33 @@ async def _models_counts(
             cache.add(model, version, missing, read)
             counts.update(read)
     return out
+
+
+async def _whole_model(
+    conn: Conn, cache: SpamModelCache, model: int, version: ModelVersion
+) -> dict[str, SpamCounts] | None:
+    """Every token of the model, filed whole in the cache, if it is small enough and has not
+    been tried at this version; else None. As on SQLite (see
+    :mod:`~pillarbox.store.spamcache`): without it every message's never-asked tokens (a
+    subject's number, a name) would cost a read, and the store's kept evidence could not
+    answer a message from memory."""
+    limit = cache.claim_whole(model, version)
+    if not limit:
+        return None
+    # Counted first, in the server: a model too big to keep costs no rows sent.
+    cur = await conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM spam_tokens WHERE account_id = %s LIMIT %s) t",
+        (model, limit + 1),
+    )
+    row = await cur.fetchone()
+    if row is None or row[0] > limit:
+        return None
+    cur = await conn.execute(
+        "SELECT token, ham, spam FROM spam_tokens WHERE account_id = %s", (model,)
+    )
+    whole = {token: SpamCounts(ham, spam) for token, ham, spam in await cur.fetchall()}
+    cache.add_whole(model, version, whole)
+    return whole
 
 
 async def train_spam_model(

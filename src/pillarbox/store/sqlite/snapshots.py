@@ -21,9 +21,8 @@ Memory is bounded by :attr:`max_records` across all mailboxes (least recently us
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from pillarbox.mail.model import MessageInfo
@@ -155,64 +154,3 @@ class InfoCache:
     def clear(self) -> None:
         with self._lock:
             self._infos.clear()
-
-
-class DirectoryCache:
-    """Domains, accounts and aliases by name, and accounts' settings (vacation, forwarding) by
-    id: the lookups SMTP intake makes per recipient.
-
-    Each lookup is otherwise a hop to a reader thread and back (tens of µs of CPU); intake makes
-    several per recipient and message. The store empties the cache after each of its own writes
-    to these tables (:meth:`invalidate`, called once the write committed), and a lookup that
-    began before such a write does not store its possibly older answer (the generation check).
-    Another process writing the same database (the ``pillarbox`` command line) is seen once the
-    entry expires: entries live at most ``ttl`` seconds. SQLite-only by design: several nodes
-    on one PostgreSQL database would each hold a cache their peers cannot invalidate. At most
-    ``max_entries`` names are kept (a client probing random addresses fills it with misses):
-    past that, expired entries go, and if none had expired, all. The spam filter's evidence is
-    kept the same way, in a cache of its own (:class:`~.evidencecache.SpamEvidenceCache`).
-    """
-
-    def __init__(
-        self, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict[Hashable, tuple[float, object]] = {}
-        self._generation = 0
-
-    @property
-    def generation(self) -> int:
-        return self._generation
-
-    def get(self, key: Hashable) -> tuple[object] | None:
-        """``(value,)`` if cached and fresh (the value may be None: "no such name")."""
-        entry = self._entries.get(key)
-        if entry is None or self._clock() >= entry[0]:
-            return None
-        return (entry[1],)
-
-    def put(self, key: Hashable, value: object, generation: int) -> None:
-        if self.ttl <= 0 or self.max_entries <= 0:
-            return
-        now = self._clock()
-        with self._lock:
-            if generation != self._generation:
-                return
-            if len(self._entries) >= self.max_entries:
-                self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
-            self._entries[key] = (now + self.ttl, value)
-
-    def invalidate(self, keys: Iterable[Hashable] | None = None) -> None:
-        """Forget ``keys`` (None: everything); a lookup begun before keeps nothing."""
-        with self._lock:
-            self._generation += 1
-            if keys is None:
-                self._entries.clear()
-            else:
-                for key in keys:
-                    self._entries.pop(key, None)

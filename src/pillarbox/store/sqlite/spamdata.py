@@ -10,7 +10,7 @@ indexed query however many tokens it has, and only for the tokens the store's
 Training is an upsert per token whose counts are clamped at zero, so untraining a message
 that was never trained cannot make counts negative. The store follows every write here to
 the models, reputation or lists by forgetting what it changed from the evidence it keeps
-(:mod:`.evidencecache`).
+(:mod:`~pillarbox.store.evidencecache`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from pillarbox.errors import NotFound
-from pillarbox.store.spamcache import ModelVersion, SpamModelCache, generation
+from pillarbox.store.spamcache import GLOBAL_MODEL, ModelVersion, SpamModelCache, generation
 from pillarbox.store.types import (
     ModelCounts,
     SenderListEntry,
@@ -28,8 +28,6 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
 )
-
-GLOBAL_MODEL = 0
 
 
 def _model_id(account_id: int | None) -> int:
@@ -53,7 +51,7 @@ def spam_evidence(
 ) -> tuple[SpamEvidence, dict[int, ModelVersion]]:
     """Both models, the reputation and the lists, from one snapshot of the database (the
     caller's read connection rolls the transaction back afterwards); and the versions of the
-    models that have a row, for the store's :mod:`.evidencecache`."""
+    models that have a row, for the store's :mod:`~pillarbox.store.evidencecache`."""
     conn.execute("BEGIN")
     versions = _versions(conn, [GLOBAL_MODEL, account_id])
     evidence = SpamEvidence(

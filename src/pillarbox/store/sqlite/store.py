@@ -26,11 +26,11 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   indexed by a scan of their stored text (the same scan that answers terms shorter than a
   trigram).
 - **SELECT** reads go through :class:`~.snapshots.SnapshotCache`, patched by MODSEQ.
-- **Kept lookups.** Directory lookups (:class:`~.snapshots.DirectoryCache`) and the spam
-  filter's evidence (:mod:`.evidencecache`) are answered from memory on the event loop while
-  fresh: each read costs a hand-off to a reader thread (0.2–0.3 ms of GIL time per message for
-  the evidence under load, several times its SQL). This store's own writes to those tables
-  forget what they change once durable (or failed); another process's writes (the command
+- **Kept lookups.** Directory lookups (:mod:`pillarbox.store.directorycache`) and the spam
+  filter's evidence (:mod:`pillarbox.store.evidencecache`) are answered from memory on the event
+  loop while fresh: each read costs a hand-off to a reader thread (0.2–0.3 ms of GIL time per
+  message for the evidence under load, several times its SQL). This store's own writes to those
+  tables forget what they change once durable (or failed); another process's writes (the command
   line, ``pillarbox spam train``) are seen after ``directory_ttl_ms`` — for the classifier's
   models that was, before the evidence was kept, the very next message.
 """
@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from pillarbox.blocking import run_blocking
 from pillarbox.config import SqliteSection
@@ -62,13 +62,14 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
+from pillarbox.store.directorycache import DirectoryCache
+from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.sqlite import dkimkeys, dmarcdata, spamdata, webdata
-from pillarbox.store.sqlite.evidencecache import SpamEvidenceCache
 from pillarbox.store.sqlite.migrations import migrate
-from pillarbox.store.sqlite.snapshots import DirectoryCache, InfoCache, Row, SnapshotCache
+from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
@@ -367,8 +368,8 @@ class SqliteStore:
         self, fn: Callable[[sqlite3.Connection, WriteEffects], T], *forget: Callable[[], None]
     ) -> T:
         """A write after which what is kept in memory of the tables it changes is forgotten:
-        ``forget`` run once it is durable, or failed (see :mod:`.evidencecache` for the spam
-        filter's)."""
+        ``forget`` run once it is durable, or failed (see
+        :mod:`pillarbox.store.evidencecache` for the spam filter's)."""
         try:
             return await self._write(fn)
         finally:
@@ -379,13 +380,7 @@ class SqliteStore:
         self, key: tuple[str, str], fn: Callable[[sqlite3.Connection], T]
     ) -> T:
         """A lookup of domains, accounts, aliases or settings through :class:`DirectoryCache`."""
-        hit = self._directory.get(key)
-        if hit is not None:
-            return cast(T, hit[0])
-        generation = self._directory.generation
-        value = await self._read(fn)
-        self._directory.put(key, value, generation)
-        return value
+        return await self._directory.lookup(key, lambda: self._read(fn))
 
     def _now(self) -> int:
         return int(self._clock() * 1_000_000)
@@ -1403,17 +1398,12 @@ class SqliteStore:
         self, account_id: int, tokens: Sequence[str], sender_keys: Sequence[str]
     ) -> SpamEvidence:
         # From memory when every piece is kept and fresh: the hand-off to a reader thread costs
-        # several times the SQL (see .evidencecache). A closed store keeps nothing.
-        cache, kept = self._spam_cache, self._evidence
-        known = kept.answer(cache, account_id, tokens, sender_keys)
-        if known is not None:
-            return known
-        began = kept.generation
-        evidence, versions = await self._read(
-            lambda conn: spamdata.spam_evidence(conn, cache, account_id, tokens, sender_keys)
+        # several times the SQL (see store.evidencecache). A closed store keeps nothing.
+        cache, asked = self._spam_cache, (account_id, tokens, sender_keys)
+        read = functools.partial(
+            self._read, lambda conn: spamdata.spam_evidence(conn, cache, *asked)
         )
-        kept.keep(began, account_id, versions, sender_keys, evidence)
-        return evidence
+        return await self._evidence.lookup_evidence(cache, *asked, read)
 
     async def train_spam_model(
         self, account_id: int | None, messages: SpamCounts, tokens: Mapping[str, SpamCounts]

@@ -1,5 +1,5 @@
 """The spam filter's evidence kept in memory between messages, so that a message's
-``spam_evidence`` is usually answered without a read (SQLite backend only).
+``spam_evidence`` is usually answered without a read (both backends).
 
 With the inbound policy on, every arriving message's verdict asks ``Store.spam_evidence``
 once. Its SQL costs ~0.03 ms; handing it to a reader thread and back cost 0.2–0.3 ms of GIL
@@ -14,7 +14,7 @@ evidence, and answers on the loop when each piece a message needs is kept and fr
 - the account's reputation tallies of exactly the asked sender keys (or their absence);
 - the account's allow and block entries.
 
-Invariants (freshness is :class:`~.snapshots.DirectoryCache`'s, whose entries these are):
+Invariants (freshness is :class:`~.directorycache.DirectoryCache`'s, whose entries these are):
 
 - **Own writes are seen at once.** Every write of this store to the spam filter's tables
   forgets what it changes once it is durable, or failed: a training its model's version, a
@@ -22,11 +22,14 @@ Invariants (freshness is :class:`~.snapshots.DirectoryCache`'s, whose entries th
   everything (the ``forget_*`` methods). Targeted, because mail sent by any user records
   reputation: emptying the whole cache on each would cost every account a read. A read that
   began before the write keeps nothing (the generation check).
-- **Other processes' writes are seen after the TTL** (``directory_ttl_ms``, counted from the
+- **Other nodes' writes** (PostgreSQL) are forgotten when their notification arrives (the
+  store's ``forget`` list, sent by NOTIFY in the write's transaction; :mod:`.postgres.notify`).
+- **Writes nobody announces are seen after the TTL** (``directory_ttl_ms``, counted from the
   end of the read that kept a piece, so at most the TTL plus one read's duration): a training
-  by ``pillarbox spam train`` beside the server reaches the verdicts once the kept versions
-  expire. Before this cache it was seen by the very next message; the TTL is the price of
-  not paying the hand-off per message.
+  by ``pillarbox spam train`` beside an SQLite server, or any write while a PostgreSQL node's
+  LISTEN connection is down, reaches the verdicts once the kept versions expire. Before this
+  cache it was seen by the very next message; the TTL is the price of not paying the hand-off
+  (SQLite) or the round trip (PostgreSQL) per message.
 - Token counts come from the model cache under the kept version only, so its invariant holds
   (counts filed under a version are never older than it); a kept version that the model cache
   has moved past answers nothing, and the read that follows keeps the newer one.
@@ -41,18 +44,36 @@ to be kept whole (every message has such tokens: see the model cache's notes). O
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import cast
 
-from pillarbox.store.spamcache import ModelVersion, SpamModelCache, generation
-from pillarbox.store.sqlite.snapshots import DirectoryCache
-from pillarbox.store.sqlite.spamdata import GLOBAL_MODEL
+from pillarbox.store.directorycache import DirectoryCache
+from pillarbox.store.spamcache import GLOBAL_MODEL, ModelVersion, SpamModelCache, generation
 from pillarbox.store.types import SenderListEntry, SpamCounts, SpamEvidence
 
 
 class SpamEvidenceCache(DirectoryCache):
     """See the module notes. Keys: ``("model", model)``, ``("reputation", account, key)``,
     ``("senders", account)``."""
+
+    async def lookup_evidence(
+        self,
+        models: SpamModelCache,
+        account_id: int,
+        tokens: Sequence[str],
+        sender_keys: Sequence[str],
+        read: Callable[[], Awaitable[tuple[SpamEvidence, Mapping[int, ModelVersion]]]],
+    ) -> SpamEvidence:
+        """The evidence from memory when every piece is kept and fresh, else ``read()``'s (the
+        evidence and the versions of the models that have a row), whose pieces are kept unless
+        something was forgotten while it ran."""
+        known = self.answer(models, account_id, tokens, sender_keys)
+        if known is not None:
+            return known
+        began = self.generation
+        evidence, versions = await read()
+        self.keep(began, account_id, versions, sender_keys, evidence)
+        return evidence
 
     def answer(
         self,
