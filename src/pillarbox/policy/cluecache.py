@@ -13,10 +13,10 @@ Invariants:
 - **A table is used only under the state it was filled from**: both models' totals and
   generations as ``Store.spam_evidence`` reported them, and the classifier settings. Training
   raises a model's generation in the transaction that changes its counts, in any process or
-  on any node, and ``spam_evidence`` reports it (at once for this process's trainings and on
-  PostgreSQL; after at most the SQLite store's ``directory_ttl_ms`` for another process's:
-  see ``store.sqlite.evidencecache``); so the first message judged under a new generation
-  gets a new, empty table, and no clue of older counts is used with it.
+  on any node, and ``spam_evidence`` reports it (at once for this process's trainings; for
+  another PostgreSQL node's once its notification arrives; otherwise after at most
+  ``directory_ttl_ms``: see ``store.evidencecache``); so the first message judged under a
+  new generation gets a new, empty table, and no clue of older counts is used with it.
 - Clues are computed from counts read with the state: they may be newer than it (a training
   committed between the two reads), never older — as in ``store.spamcache``, whose counts
   they are; that newer training raised the generation, so the next message drops the table.
