@@ -311,6 +311,10 @@ class QueueSection:
         True, "Verify the smart host's certificate and name (MX hosts: see `mta_sts`)."
     )
     connect_timeout: float = _f(30.0, "Seconds to wait for a TCP connection to a remote host.")
+    session_linger: float = _f(
+        1.0,
+        "Seconds a session out of messages waits for ones already claimed to its destination.",
+    )
     poll_interval: float = _f(
         30.0,
         "Seconds between queue scans when nothing wakes the runner (CLI retries, other nodes).",
@@ -733,6 +737,7 @@ def _validate(config: Config) -> None:
         ("queue.per_domain", config.queue.per_domain),
         ("queue.lifetime", config.queue.lifetime),
         ("queue.connect_timeout", config.queue.connect_timeout),
+        ("queue.session_linger", config.queue.session_linger),
         ("queue.poll_interval", config.queue.poll_interval),
         ("queue.lease", config.queue.lease),
         ("queue.mta_sts_fetch_timeout", config.queue.mta_sts_fetch_timeout),

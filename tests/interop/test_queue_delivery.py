@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pillarbox import provisioning
 from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.resolver import DnsResolver
@@ -107,6 +108,37 @@ async def test_several_messages_share_one_connection(
     assert len({peer for peer, _, _, _ in receiver.messages}) == 1  # one session
     assert all(content.endswith(RAW) or content == RAW for *_, content in receiver.messages)
     assert await store.list_queue() == []
+
+
+class SlowReads(SqliteStore):
+    """The real store, whose message reads after the first take ``delay`` seconds: a loaded
+    machine, where the first message's session would finish before the next is read."""
+
+    delay = 0.3
+    reads = 0
+
+    async def read_blob(self, blob_id: int) -> bytes:
+        self.reads += 1
+        if self.reads > 1:
+            await asyncio.sleep(self.delay)
+        return await super().read_blob(blob_id)
+
+
+async def test_a_session_waits_for_messages_claimed_with_it(
+    tmp_path: Path, resolver: DnsResolver, port: int, receiver: Recorder
+) -> None:
+    store = SlowReads(tmp_path / "slow.sqlite3")
+    await store.open()
+    try:
+        await provisioning.add_domain(store, "a.test")
+        for n in range(3):
+            await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(f"r{n}@b.test")])
+        await run_once(runner(store, resolver, port))
+        assert len(receiver.messages) == 3
+        assert len({peer for peer, _, _, _ in receiver.messages}) == 1  # one session
+        assert await store.list_queue() == []
+    finally:
+        await store.close()
 
 
 async def test_transient_refusal_is_retried_and_permanent_one_bounces(

@@ -107,6 +107,9 @@ class RunnerLimits:
     max_recipients: int = MAX_RECIPIENTS
     #: Largest original returned whole in a report (``queue.bounce_original_limit``).
     bounce_original_limit: int = 262_144
+    #: Seconds a session whose destination ran out of parts waits for messages already
+    #: claimed, still being read, to hand it theirs before it quits (``queue.session_linger``).
+    linger: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,11 @@ class QueueRunner:
         self._clock = clock
         self._slots = asyncio.Semaphore(limits.concurrency)
         self._inflight: dict[int, _Delivery] = {}
+        #: Claimed deliveries whose parts are not handed to their destinations yet, and an
+        #: event set whenever there are none (see :meth:`_parts_may_come`).
+        self._starting = 0
+        self._all_started = asyncio.Event()
+        self._all_started.set()
         self._destinations: dict[str, _Destination] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_due: datetime | None = None
@@ -236,6 +244,9 @@ class QueueRunner:
                 break
             delivery = _Delivery(message, b"")
             self._inflight[message.id] = delivery
+            if not self._closing:  # else _spawn drops it unstarted
+                self._starting += 1
+                self._all_started.clear()
             self._spawn(self._process(delivery))
             started += 1
         return started
@@ -257,8 +268,11 @@ class QueueRunner:
     async def _process(self, delivery: _Delivery) -> None:
         message = delivery.message
         try:
-            delivery.raw = await self._store.read_blob(message.blob_id)
-            await self._start_parts(delivery)
+            try:
+                delivery.raw = await self._store.read_blob(message.blob_id)
+                await self._start_parts(delivery)
+            finally:
+                self._started()
             await delivery.finished.wait()
             await self._finish(delivery)
         except asyncio.CancelledError:
@@ -308,6 +322,23 @@ class QueueRunner:
             delivery.finished.set()
         for domain, part in parts:
             self._dispatch(domain, part, delivery)
+
+    def _started(self) -> None:
+        """One claimed delivery has handed out its parts (or failed before)."""
+        self._starting -= 1
+        if self._starting == 0:
+            self._all_started.set()
+
+    async def _parts_may_come(self, destination: _Destination) -> bool:
+        """Whether ``destination`` has parts once the messages already claimed have handed
+        theirs out (each is read from the store first), waiting at most ``linger``: a session
+        whose parts ran out just before the next message's arrived would otherwise quit, and
+        that message open a connection of its own (RFC 5321 §4.5.4.1: few per destination)."""
+        if not destination.parts and self._starting:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._limits.linger):
+                    await self._all_started.wait()
+        return bool(destination.parts)
 
     def _part_done(self, part: Part, delivery: _Delivery) -> None:
         delivery.answers.update(part.answers)
@@ -468,7 +499,7 @@ class QueueRunner:
                     last = Answer(session, host)
                     continue
                 try:
-                    while destination.parts and session.usable:
+                    while session.usable and await self._parts_may_come(destination):
                         part, delivery = destination.parts.popleft()
                         await session.deliver(part, delivery.raw)
                         if part.complete:
@@ -616,5 +647,6 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
             poll_interval=queue.poll_interval,
             lease=queue.lease,
             bounce_original_limit=queue.bounce_original_limit,
+            linger=queue.session_linger,
         ),
     )
