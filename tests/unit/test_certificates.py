@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pillarbox import config as cfg
+from pillarbox.atomicfile import write_atomically
 from pillarbox.certificates import (
     CertificateFacts,
     acme_name,
@@ -26,7 +27,6 @@ from pillarbox.certificates import (
     retry_delay,
 )
 from pillarbox.errors import ConfigError, InvalidName
-from pillarbox.net.acme import write_atomically
 from pillarbox.web.acme import challenge_app
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)

@@ -35,9 +35,7 @@ import asyncio
 import contextlib
 import datetime
 import json
-import os
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import MutableMapping
@@ -53,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
+from pillarbox.atomicfile import write_atomically
 from pillarbox.blocking import run_blocking
 from pillarbox.certificates import (
     CertificateFacts,
@@ -127,29 +126,6 @@ class AcmeFiles:
         except (OSError, ValueError):
             return {}
         return status
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so readers see the old file or the new one, whole; the
-    file is created with ``mode`` (0600 for keys: never readable by others, not even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def load_pair(context: ssl.SSLContext, cert: Path, key: Path) -> None:

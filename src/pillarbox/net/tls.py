@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pillarbox.atomicfile import write_atomically
 from pillarbox.config import Config
 
 SELF_SIGNED_DAYS = 825
@@ -62,10 +62,10 @@ def ensure_self_signed(cert_path: Path, key_path: Path, hostname: str) -> bool:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key_bytes)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # Whole files or none: a start killed half-way must not leave a torn key, which every
+    # later start would load and fail on.
+    write_atomically(key_path, key_bytes, 0o600)
+    write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return True
 
 

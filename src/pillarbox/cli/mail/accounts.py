@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pillarbox.atomicfile import write_atomically
 from pillarbox.cli.mail.transport import Endpoint, TlsMode
 from pillarbox.errors import AlreadyExists, ConfigError, NotFound, UserError
 
@@ -184,7 +185,7 @@ def save_accounts(paths: ClientPaths, accounts: list[MailAccount]) -> None:
             lines.append(f"[accounts.{_toml_key(name)}.{protocol}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
             lines.append("")
-    _write_atomically(paths.accounts_file, "\n".join(lines).encode("utf-8"), mode=0o600)
+    write_atomically(paths.accounts_file, "\n".join(lines).encode("utf-8"), 0o600)
 
 
 def _toml_key(name: str) -> str:
@@ -198,16 +199,6 @@ def _toml_value(value: object) -> str:
         return str(value)
     # JSON string escapes (\" \\ \n \uXXXX) are all valid TOML basic-string escapes.
     return json.dumps(str(value), ensure_ascii=False)
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)  # a leftover may have other permissions; O_EXCL sets ours
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
 
 
 def find_account(accounts: list[MailAccount], name: str | None) -> MailAccount:
@@ -264,7 +255,7 @@ class FileSecrets:
     def set(self, account: str, secret: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
-        _write_atomically(self._path(account), secret.encode("utf-8"), mode=0o600)
+        write_atomically(self._path(account), secret.encode("utf-8"), 0o600)
 
     def delete(self, account: str) -> None:
         self._path(account).unlink(missing_ok=True)
