@@ -35,6 +35,7 @@ from pillarbox.mail.headers import raw_text, scan_header
 from pillarbox.policy.authresults import authserv_id
 from pillarbox.store.types import INBOX, AccountSettings
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.polling import wait_for
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
 WAIT = 20.0
@@ -112,16 +113,6 @@ def provision(live: LiveServer, domain: str, *users: str) -> None:
 
 def mailbox(live: LiveServer, address: str) -> list[bytes]:
     return live.mailbox_messages(address, INBOX)
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def submit(a: LiveServer, to: str, subject: str) -> bytes:

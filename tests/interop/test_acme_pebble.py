@@ -17,7 +17,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 from pillarbox.testing.pebble import Pebble
+from pillarbox.testing.polling import wait_for
 
 pytestmark = pytest.mark.skipif(
     not pebble_server.available(), reason="Pebble not installed (apt-get install pebble)"
@@ -119,13 +120,6 @@ def presented_after_starttls(port: int, root_pem: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def attempts(server: LiveServer) -> dict[str, object]:
     status_path = server.config.data_dir / "tls" / "acme" / "status.json"
     try:
@@ -154,7 +148,7 @@ def test_obtains_serves_and_renews_without_restart(
     with LiveServer(config) as server:
         manager = server.server.acme
         assert manager is not None
-        wait_until(lambda: manager.facts is not None)
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
         first = manager.facts
         assert first is not None and first.names == (NAME,)
         # Every implicit-TLS listener presents it, and it verifies for the name.
@@ -218,7 +212,7 @@ def test_the_web_listener_answers_challenges(
         assert "acme-http" not in server.server.listeners
         manager = server.server.acme
         assert manager is not None
-        wait_until(lambda: manager.facts is not None)
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
         assert presented(server.port("imaps"), pebble.root_pem).serial_number == (
             manager.facts.serial
         )
@@ -232,7 +226,9 @@ def test_unreachable_challenge_is_logged_and_the_self_signed_certificate_stays(
     caplog.set_level(logging.INFO, logger="pillarbox.acme")
     config = acme_config(tmp_path, pebble, challenge_port, acme_challenge_listener=False)
     with LiveServer(config) as server:
-        wait_until(lambda: attempts(server).get("result") == "failed")
+        wait_for(
+            lambda: attempts(server).get("result") == "failed", "the failed attempt", timeout=60
+        )
         error = str(attempts(server)["error"])
         assert NAME in error and "challenge failed" in error
         failures = [r for r in caplog.records if r.getMessage() == "certificate not obtained"]
@@ -257,10 +253,14 @@ def test_renews_by_itself_when_the_certificate_falls_due(
     with LiveServer(config) as server:
         manager = server.server.acme
         assert manager is not None
-        wait_until(lambda: manager.facts is not None)
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
         first = manager.facts
         assert first is not None
-        wait_until(lambda: manager.facts is not None and manager.facts.serial != first.serial)
+        wait_for(
+            lambda: manager.facts is not None and manager.facts.serial != first.serial,
+            "a new certificate",
+            timeout=60,
+        )
         served = presented(server.port("imaps"), pebble.root_pem).serial_number
         assert served != first.serial
 
@@ -274,7 +274,7 @@ def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
     with LiveServer(config) as server:
         manager = server.server.acme
         assert manager is not None
-        wait_until(lambda: manager.facts is not None)
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
         first = manager.facts
         assert first is not None
     moved = dataclasses.replace(
@@ -287,7 +287,11 @@ def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
         manager = server.server.acme
         assert manager is not None and manager.facts is not None
         assert manager.facts.serial == first.serial  # presented until the new one arrives
-        wait_until(lambda: manager.facts is not None and manager.facts.serial != first.serial)
+        wait_for(
+            lambda: manager.facts is not None and manager.facts.serial != first.serial,
+            "a new certificate",
+            timeout=60,
+        )
         assert attempts(server)["reason"] == "issued through another CA directory"
 
 
@@ -302,7 +306,11 @@ def test_a_stop_during_validation_does_not_wait_for_the_ca(
         server = LiveServer(config)
         with server:
             # The challenge answered (Pebble logs the POST to it): validation is under way.
-            wait_until(lambda: "/chalZ/" in pebble.log_path.read_text())
+            wait_for(
+                lambda: "/chalZ/" in pebble.log_path.read_text(),
+                "Pebble to log the challenge's answer",
+                timeout=60,
+            )
             time.sleep(1.0)
             started = time.monotonic()
         stopped_in = time.monotonic() - started

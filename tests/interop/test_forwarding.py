@@ -14,8 +14,7 @@ import dataclasses
 import re
 import secrets
 import smtplib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind
 from pillarbox.testing.capture import Received, Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord, serve_records
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.polling import wait_for
 
 RECEIVER = "127.0.0.4"
 WAIT = 20.0
@@ -103,16 +103,6 @@ def message(
 def send(live: LiveServer, mail_from: str, rcpts: list[str], raw: bytes) -> None:
     with smtplib.SMTP("127.0.0.1", live.port("smtp"), local_hostname="client.test") as client:
         client.sendmail(mail_from, rcpts, raw)
-
-
-def wait_for(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def settle(live: LiveServer) -> None:

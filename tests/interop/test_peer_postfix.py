@@ -25,8 +25,7 @@ import shutil
 import smtplib
 import ssl
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -41,6 +40,7 @@ from pillarbox.store.types import INBOX
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.peers import reachable_dir, require, run, wait_for_port
+from pillarbox.testing.polling import wait_for
 
 POSTFIX_DOMAIN = "postfix.test"  # Postfix's own name and the senders it relays for
 FAR_DOMAIN = "elsewhere.test"  # the domain whose mail Postfix receives
@@ -219,16 +219,6 @@ def start_postfix(
     return process
 
 
-def wait_for(condition: Callable[[], T], what: str, log: Callable[[], str]) -> T:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}; Postfix's log:\n{log()}")
-
-
 def headers(raw: bytes) -> EmailMessage:
     message = email.message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)
@@ -247,7 +237,8 @@ def test_postfix_relays_to_our_mx_over_verified_starttls(
     [stored] = wait_for(
         lambda: server.mailbox_messages("alice@example.org", INBOX),
         "the message in alice's INBOX",
-        postfix.log,
+        timeout=WAIT,
+        context=postfix.log,
     )
     message = headers(stored)
     ours, theirs = message.get_all("Received")[:2]
@@ -272,7 +263,9 @@ def test_our_queue_delivers_to_postfix_by_mx_and_bounces_what_it_refuses(
         client.starttls(context=ssl.create_default_context(cafile=tls_paths(server.config)[0]))
         client.login("alice@example.org", TEST_PASSWORD)
         client.sendmail("alice@example.org", [f"carol@{FAR_DOMAIN}", f"gone@{FAR_DOMAIN}"], raw)
-    [delivered] = wait_for(postfix.delivered, "the message in Postfix's Maildir", postfix.log)
+    [delivered] = wait_for(
+        postfix.delivered, "the message in Postfix's Maildir", timeout=WAIT, context=postfix.log
+    )
     message = headers(delivered)
     assert message["Delivered-To"] == f"carol@{FAR_DOMAIN}"
     theirs, ours = message.get_all("Received")[:2]
@@ -285,7 +278,10 @@ def test_our_queue_delivers_to_postfix_by_mx_and_bounces_what_it_refuses(
 
     # Postfix refused one recipient at RCPT: a bounce for it alone (RFC 3464), to alice.
     [bounce] = wait_for(
-        lambda: server.mailbox_messages("alice@example.org", INBOX), "a bounce", postfix.log
+        lambda: server.mailbox_messages("alice@example.org", INBOX),
+        "a bounce",
+        timeout=WAIT,
+        context=postfix.log,
     )
     report = headers(bounce)
     assert report.get_content_type() == "multipart/report"
@@ -293,4 +289,9 @@ def test_our_queue_delivers_to_postfix_by_mx_and_bounces_what_it_refuses(
     assert f"Final-Recipient: rfc822; gone@{FAR_DOMAIN}" in status
     assert "Status: 5.1.1" in status and "no such user here" in status
     assert status.count("Final-Recipient:") == 1
-    wait_for(lambda: server.call(server.store.list_queue()) == [], "an empty queue", postfix.log)
+    wait_for(
+        lambda: server.call(server.store.list_queue()) == [],
+        "an empty queue",
+        timeout=WAIT,
+        context=postfix.log,
+    )
