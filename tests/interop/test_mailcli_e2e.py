@@ -19,7 +19,6 @@ import email
 import os
 import pwd
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -44,7 +43,8 @@ from pillarbox.mail.parse import parse_message
 from pillarbox.net.serve import SERVICES
 from pillarbox.net.tls import ensure_self_signed, tls_paths
 from pillarbox.store.types import DeliveryTarget
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port
+from pillarbox.testing.peers import wait_for_port
 
 pytestmark = pytest.mark.listeners("imap", "submission", "pop3")
 
@@ -113,28 +113,6 @@ DOVECOT = shutil.which("dovecot") or (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"dovecot exited: {log.read_text(errors='replace') if log.exists() else ''}"
-            )
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail("dovecot did not start listening")
-
-
 @dataclass
 class Dovecot:
     directory: Path
@@ -160,7 +138,7 @@ def start_dovecot(password: str) -> Dovecot:
         ),
         encoding="utf-8",
     )
-    imaps_port, pop3_port = free_port(), free_port()
+    imaps_port, pop3_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     config = textwrap.dedent(
         f"""\
         base_dir = {directory}/run
@@ -354,7 +332,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
     controller = Controller(
         RelayIntoDovecot(instance, TEST_PASSWORD, log),
         hostname="127.0.0.1",
-        port=free_port(),
+        port=free_port("127.0.0.1"),
         tls_context=server_tls(instance.directory),
         require_starttls=True,
         authenticator=password_checker(TEST_PASSWORD),
