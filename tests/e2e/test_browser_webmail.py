@@ -468,6 +468,9 @@ def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
     page.locator("table.messages tbody tr td.subject a").first.click()
+    # The click starts a navigation; measuring before the message page has loaded reads a
+    # document that is being replaced (documentElement null), as CI once did.
+    page.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
     assert page.get_by_role("link", name="Reply", exact=True).is_visible()
