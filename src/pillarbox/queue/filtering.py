@@ -185,6 +185,15 @@ class LocalDelivery:
                     status=results[0].status.value,
                 )
                 return results[0].status
+            for result in results:
+                if result.status is not DeliveryStatus.STORED:
+                    # Another copy was stored: the message is delivered, this folder missed it.
+                    _log.warning(
+                        "sieve copy not stored",
+                        account=account.address,
+                        mailbox=result.target.mailbox,
+                        status=result.status.value,
+                    )
         if redirects:
             if not may_redirect:
                 reason = "spam" if spam else "forwarding loop"
