@@ -403,9 +403,7 @@ class ManageSieveSession:
         except binascii.Error:
             raise _Refused(r.INVALID_BASE64) from None
 
-    async def _sasl_step(
-        self, step: Awaitable[Challenge | Authenticated], out: Output
-    ) -> Reply:
+    async def _sasl_step(self, step: Awaitable[Challenge | Authenticated], out: Output) -> Reply:
         """Drive the exchange one step: the final reply, or :class:`_ChallengeSent` with the
         challenge to send while ``_sasl`` stays set for the client's response."""
         try:
@@ -504,7 +502,10 @@ class ManageSieveSession:
             raise _Refused(r.BAD_ARGUMENTS.format(verb=command.name), bad_command=True)
         try:
             await sievescripts.check_space(
-                self.store, self._account_id(), self._name(command, name), size,
+                self.store,
+                self._account_id(),
+                self._name(command, name),
+                size,
                 self.settings.scripts,
             )
         except (sievescripts.ScriptQuotaExceeded, InvalidName, StorageError) as exc:
