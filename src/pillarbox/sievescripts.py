@@ -18,7 +18,7 @@ import enum
 from dataclasses import dataclass
 
 from pillarbox.errors import NotFound, QuotaExceeded, UserError
-from pillarbox.sieve import SieveError, compile_script
+from pillarbox.sieve import DEFAULT_MAX_NESTING, SieveError, compile_script
 from pillarbox.store.interface import Store
 from pillarbox.store.types import SieveScript, sieve_script_name
 
@@ -29,6 +29,8 @@ class ScriptLimits:
 
     max_script_size: int = 65536
     max_scripts: int = 16
+    #: Deepest nesting a script may have (the compiler's stack bound, ``sieve.max_nesting``).
+    max_nesting: int = DEFAULT_MAX_NESTING
 
 
 class Quota(enum.Enum):
@@ -64,10 +66,10 @@ def decode_script(data: bytes) -> str:
         raise InvalidScript(f"script is not UTF-8 (octet {exc.start + 1})") from None
 
 
-def check_script(text: str) -> None:
+def check_script(text: str, limits: ScriptLimits) -> None:
     """Compile ``text``; :class:`InvalidScript` with the compiler's line and message if not."""
     try:
-        compile_script(text)
+        compile_script(text, max_nesting=limits.max_nesting)
     except SieveError as exc:
         raise InvalidScript(exc.message, exc.line) from None
 
@@ -102,7 +104,7 @@ async def put_script(
     """Create or replace script ``name`` (its active flag is kept); returns the canonical
     name. Checks in the order a user can act on: quota, then the script's errors."""
     name = await check_space(store, account_id, name, len(text.encode("utf-8")), limits)
-    check_script(text)
+    check_script(text, limits)
     await store.put_sieve_script(account_id, name, text)
     return name
 

@@ -536,7 +536,8 @@ class ManageSieveSession:
     async def _checkscript(self, command: Command, out: Output) -> Reply:
         (content,) = self._args(command, 1, 1)
         try:
-            sievescripts.check_script(sievescripts.decode_script(self._string(command, content)))
+            text = sievescripts.decode_script(self._string(command, content))
+            sievescripts.check_script(text, self.settings.scripts)
         except sievescripts.InvalidScript as exc:
             raise self._script_failure(exc, "checkscript") from None
         return r.CHECKSCRIPT_DONE
