@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 def _limits(config: Config) -> ScriptLimits:
     return ScriptLimits(
-        max_script_size=config.sieve.max_script_size, max_scripts=config.sieve.max_scripts
+        max_script_size=config.sieve.max_script_size,
+        max_scripts=config.sieve.max_scripts,
+        max_nesting=config.sieve.max_nesting,
     )
 
 

@@ -39,7 +39,11 @@ def session_settings(config: Config) -> SessionSettings:
             max_literal=sieve.max_script_size,
             max_discard=section.max_skip,
         ),
-        scripts=ScriptLimits(max_script_size=sieve.max_script_size, max_scripts=sieve.max_scripts),
+        scripts=ScriptLimits(
+            max_script_size=sieve.max_script_size,
+            max_scripts=sieve.max_scripts,
+            max_nesting=sieve.max_nesting,
+        ),
         max_errors=section.max_errors,
         max_auth_failures=section.max_auth_failures,
         idle_timeout=section.idle_timeout,
