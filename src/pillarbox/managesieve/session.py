@@ -280,7 +280,7 @@ class ManageSieveSession:
             if handler is None:
                 raise _Refused(r.UNKNOWN_COMMAND, bad_command=True)
             if command.name not in ALLOWED[self._state]:
-                raise _Refused(self._wrong_state(command.name), bad_command=True)
+                raise _Refused(self._wrong_state(), bad_command=True)
             reply = await handler(self, command, out)
         except GrammarError:
             return await self._bad(r.SYNTAX_ERROR, out)
@@ -299,7 +299,7 @@ class ManageSieveSession:
                 self._log.info("discarded input pipelined after STARTTLS", octets=dropped)
         return self._action
 
-    def _wrong_state(self, name: str) -> Reply:
+    def _wrong_state(self) -> Reply:
         if self._state is State.NOT_AUTHENTICATED:
             return r.NOT_AUTHENTICATED
         return r.ALREADY_AUTHENTICATED
