@@ -211,6 +211,7 @@ class ManageSieveSession:
             lines.append(("MAXREDIRECTS", str(settings.max_redirects)))
         if self._account is not None:
             lines.append(("OWNER", self._account.address))
+        lines.append(("UNAUTHENTICATE", None))  # §2.14: the extension's capability
         lines.append(("VERSION", "1.0"))
         return lines
 
