@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pillarbox import config as cfg
 from pillarbox.sieve import SieveMessage, compile_script
 from pillarbox.sieve.cache import ScriptCache
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config

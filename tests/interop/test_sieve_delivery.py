@@ -248,3 +248,61 @@ def test_queued_local_delivery_is_filtered_too(server: LiveServer) -> None:
     settle(server)  # the runner polls every second (queue.poll_interval)
     assert [s for _, s in imap_read(server, "Later")] == [b"Subject: queued"]
     assert imap_read(server, INBOX) == []
+
+
+def test_vacation_from_only_an_address_the_account_owns(server: LiveServer, peer: Recorder) -> None:
+    """RFC 5230 §4.3: :from is used when the account may send as it, else ignored."""
+    server.call(server.store.add_alias("team@example.org", [ALICE]))
+    activate(server, 'require "vacation"; vacation :from "Team <team@example.org>" "Away.";')
+    send(server, message("one", sender="ann@outside.test"), sender="ann@outside.test")
+    [reply] = wait_for(lambda: peer.messages, "the auto-reply")
+    assert b"\r\nFrom: Team <team@example.org>\r\n" in reply.content
+    activate(server, 'require "vacation"; vacation :from "ceo@example.org" "Gone.";', ALICE)
+    send(server, message("two", sender="bea@outside.test"), sender="bea@outside.test")
+    wait_for(lambda: len(peer.messages) == 2, "the second auto-reply")
+    assert b"\r\nFrom: alice@example.org\r\n" in peer.messages[1].content
+
+
+def test_vacation_only_when_the_account_is_addressed(server: LiveServer, peer: Recorder) -> None:
+    """RFC 5230 §4.5: not to a message that names none of the account's addresses (a Bcc or
+    list copy) — unless :addresses names one it does."""
+    activate(server, 'require "vacation"; vacation "Away.";')
+    send(server, message("bcc", to="someone@example.net"))
+    settle(server)
+    assert peer.messages == []
+    activate(server, 'require "vacation"; vacation :addresses "someone@example.net" "Away.";')
+    send(server, message("bcc again", to="someone@example.net"))
+    wait_for(lambda: peer.messages, "the auto-reply")
+
+
+def test_redirect_back_to_a_forwarding_loop_is_kept(server: LiveServer, peer: Recorder) -> None:
+    """A message that already went out through this account is not redirected again."""
+    activate(server, 'redirect "carol@remote.test";')
+    looped = b"Delivered-To: alice@example.org\r\n" + message("round again")
+    send(server, looped)
+    settle(server)
+    assert peer.messages == []
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: round again"]
+
+
+def test_keep_and_fileinto_inbox_are_one_copy_with_united_flags(server: LiveServer) -> None:
+    activate(
+        server,
+        'require ["fileinto", "imap4flags"];\n'
+        'keep :flags "$One"; fileinto :flags "$Two" "INBOX"; fileinto :flags "$Two" "inbox";',
+    )
+    send(server, message("once"))
+    [(flags, subject)] = imap_read(server, INBOX)
+    assert subject == b"Subject: once"
+    assert set(flags.split()) == {"$One", "$Two"}
+
+
+def test_script_is_compiled_once_for_many_deliveries(server: LiveServer) -> None:
+    activate(server, 'if header :contains "subject" "drop" { discard; }')
+    assert server.server.context is not None
+    cache = server.server.context.sieve_scripts
+    before = cache.compiled
+    for n in range(3):
+        send(server, message(f"keep {n}"))
+    assert cache.compiled - before == 1
+    assert len(imap_read(server, INBOX)) == 3

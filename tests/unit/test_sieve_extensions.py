@@ -382,3 +382,55 @@ def test_relational_errors(script: str, message: str) -> None:
 )
 def test_body(test: str, expected: bool) -> None:
     assert holds('"body"', test) is expected
+
+
+def test_rfc5231_section_6_examples() -> None:
+    """RFC 5231 §6: :count counts addresses for address, fields for header."""
+    msg = message(
+        b"Received: from a\r\nReceived: from b\r\nSubject: example\r\n"
+        b"To: foo@example.com, baz@example.com\r\nCc: qux@example.com\r\n\r\n"
+    )
+    cases = {
+        'address :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] ["3"]': True,
+        'anyof (address :count "ge" :comparator "i;ascii-numeric" ["to"] ["3"],'
+        ' address :count "ge" :comparator "i;ascii-numeric" ["cc"] ["3"])': False,
+        'header :count "ge" :comparator "i;ascii-numeric" ["received"] ["3"]': False,
+        'header :count "ge" :comparator "i;ascii-numeric" ["received", "subject"] ["3"]': True,
+        'header :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] ["3"]': False,
+    }
+    for test, expected in cases.items():
+        assert holds(REL, test, msg) is expected, test
+
+
+def test_rfc5233_style_subaddress_filing() -> None:
+    """The subaddress RFC's filing example: by user, by detail, and the empty detail."""
+    script = compile_script(
+        'require ["envelope", "subaddress", "fileinto"];\n'
+        'if envelope :user "to" "postmaster" { fileinto "inbox.postmaster"; stop; }\n'
+        'if envelope :detail :is "to" "mta-filters" { fileinto "inbox.ietf-mta-filters"; }\n'
+        'if envelope :detail :is "to" "" { fileinto "inbox.spam"; }\n'
+    )
+    cases = {
+        "postmaster+x@example.org": (FileInto("inbox.postmaster"),),
+        "ken+mta-filters@example.org": (FileInto("inbox.ietf-mta-filters"),),
+        "ken+@example.org": (FileInto("inbox.spam"),),
+        "ken@example.org": (Keep(),),
+    }
+    for rcpt, actions in cases.items():
+        assert script.run(message(envelope_to=rcpt)).actions == actions, rcpt
+
+
+def test_rfc5230_example() -> None:
+    """RFC 5230 §4.8's first example, as the action it yields."""
+    [vacation, keep] = run(
+        'require "vacation";\n'
+        'vacation :days 23 :addresses ["tjs@example.edu",\n'
+        '                              "ts4z@landru.example.edu"]\n'
+        "   \"I'm away until October 19.\n"
+        "   If it's an emergency, call 911, I guess.\" ;\n"
+    ).actions
+    assert keep == Keep()
+    assert isinstance(vacation, Vacation)
+    assert vacation.days == 23
+    assert vacation.addresses == ("tjs@example.edu", "ts4z@landru.example.edu")
+    assert vacation.reason.startswith("I'm away until October 19.\n")

@@ -166,7 +166,8 @@ class LocalDelivery:
         )
         message = received + body
         outcome = await self._outcome(account, copy, info, sender, recipient.original)
-        may_redirect = not spam and not forwarding.looped(message, account.address)
+        redirects = any(isinstance(a, Redirect) for a in outcome.actions)
+        may_redirect = redirects and not spam and not forwarding.looped(message, account.address)
         plan = _plan(outcome, account.id, mailbox, may_redirect)
         if (
             not plan.targets
@@ -184,7 +185,16 @@ class LocalDelivery:
                     status=results[0].status.value,
                 )
                 return results[0].status
-        if any(isinstance(a, Redirect) for a in outcome.actions):
+            for result in results:
+                if result.status is not DeliveryStatus.STORED:
+                    # Another copy was stored: the message is delivered, this folder missed it.
+                    _log.warning(
+                        "sieve copy not stored",
+                        account=account.address,
+                        mailbox=result.target.mailbox,
+                        status=result.status.value,
+                    )
+        if redirects:
             if not may_redirect:
                 reason = "spam" if spam else "forwarding loop"
                 _log.info("sieve redirect not done", account=account.address, reason=reason)
@@ -246,9 +256,10 @@ class LocalDelivery:
                 out.append(result)
                 continue
             _log.info(
-                "no such mailbox: kept in " + fallback,
+                "sieve fileinto: no such mailbox, kept",
                 account_id=target.account_id,
                 mailbox=target.mailbox,
+                kept_in=fallback,
             )
             [again] = await self._store.deliver(
                 copy, info, [DeliveryTarget(target.account_id, fallback, target.flags)]

@@ -88,6 +88,7 @@ class _Run:
         self.implicit_keep = True
         self.discarded = False
         self.redirects = 0
+        self.bodies: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
     def outcome(self) -> Outcome:
         if self.implicit_keep:
@@ -211,7 +212,10 @@ class _Run:
         if name == "body":
             content = node.tag_strings("content")
             transform = "raw" if "raw" in node.tags else "content" if content else "text"
-            texts = message.body_texts(transform, content or ())
+            key = (transform, content or ())
+            texts = self.bodies.get(key)
+            if texts is None:  # decoded once per run, however many body tests read it
+                texts = self.bodies[key] = tuple(message.body_texts(*key))
             return matches_any(node.match, texts, node.strings(0))
         raise AssertionError(name)  # pragma: no cover - validate admits nothing else
 
