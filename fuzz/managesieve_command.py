@@ -4,7 +4,7 @@ Input: byte 0 chooses the read size; the rest is what the client sends. The fram
 under small limits; each whole command is parsed. Asserted, beyond "no exception":
 
 * the framer raises nothing and its only events are its three kinds; a framed command stays
-  within its limits (a line per literal plus the literals);
+  within ``max_command``;
 * the parser raises nothing but :class:`GrammarError`;
 * a parsed command, written back with the server's string encoding (quoted or literal),
   frames into one command that parses to an equal command (the grammar's round trip).
@@ -28,8 +28,8 @@ with atheris.instrument_imports(include=["pillarbox"]):
     )
     from pillarbox.managesieve.responses import encode_string
 
-LIMITS = FramerLimits(max_line=1024, max_literal=2048, max_discard=4096)
-_BIG = FramerLimits(max_line=1 << 20, max_literal=1 << 20, max_discard=1 << 20)
+LIMITS = FramerLimits(max_line=1024, max_literal=2048, max_command=3072, max_discard=4096)
+_BIG = FramerLimits(max_line=1 << 20, max_literal=1 << 20, max_command=1 << 22, max_discard=1 << 20)
 
 
 def _format(command: Command) -> bytes:
@@ -65,7 +65,7 @@ def check(data: bytes) -> None:
         while (event := framer.next_event()) is not None:
             assert isinstance(event, CommandReady | Rejected | Fatal)
             if isinstance(event, CommandReady):
-                assert len(event.data) <= len(stream)
+                assert len(event.data) <= min(len(stream), LIMITS.max_command)
                 _round_trip(event.data)
 
 

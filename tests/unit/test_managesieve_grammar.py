@@ -116,3 +116,10 @@ def test_framer_discard_forgets_pipelined_input() -> None:
     assert framer.next_event() == CommandReady(b"STARTTLS")
     assert framer.discard() == len(b"NOOP\r\nPUTSCRIPT {3+}\r\na")
     assert framer.next_event() is None
+
+
+def test_framer_bounds_a_command_of_many_literals() -> None:
+    framer = Framer(FramerLimits(max_line=64, max_literal=16, max_command=40, max_discard=64))
+    chain = b"NOOP {16+}\r\n" + b"a" * 16 + b"{16+}\r\n" + b"b" * 16 + b"{16+}\r\n" + b"c" * 16
+    events = _events(framer, chain + b"\r\nLOGOUT\r\n")
+    assert events == [Rejected(RejectReason.COMMAND_TOO_LARGE, 49), CommandReady(b"LOGOUT")]

@@ -9,9 +9,12 @@ Implementation notes
   continuation response. A client sending ``{n}`` can therefore only be sending the octets at
   once, so ``{n}`` is read exactly like ``{n+}`` — refusing it would read a script as commands.
 - Limits: a line longer than ``max_line`` is refused and skipped to its end; a literal over
-  ``max_literal`` is refused at its announcement and its octets (and the rest of its command)
-  are read and dropped, unless that is more than ``max_discard`` octets: then the stream is
-  given up (the session answers BYE). Line ends: CRLF; a bare LF is accepted too.
+  ``max_literal``, or one that would take the whole command over ``max_command`` (a command
+  may chain any number of literals), is refused at its announcement and its octets (and the
+  rest of its command) are read and dropped, unless that is more than ``max_discard`` octets:
+  then the stream is given up (the session answers BYE). Dropped octets are not kept, so the
+  framer holds at most one command of ``max_command`` plus a line. Line ends: CRLF; a bare LF
+  is accepted too.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class FramerLimits:
     max_line: int = 8192
     #: Largest literal (a script upload; SASL responses and names are far smaller).
     max_literal: int = 65536
+    #: Largest whole command, its lines and literals together (PUTSCRIPT: a name and a script).
+    max_command: int = 2 * 65536 + 2 * 8192
     #: Octets of a refused literal read and dropped before the connection is given up.
     max_discard: int = 1024 * 1024
 
@@ -47,6 +52,7 @@ class FramerLimits:
 class RejectReason(enum.Enum):
     LINE_TOO_LONG = "line too long"
     LITERAL_TOO_LARGE = "literal too large"
+    COMMAND_TOO_LARGE = "command too large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +157,16 @@ class Framer:
             self._line_overflow = False
         if not self._discarding:
             self._command += line
+            if len(self._command) > self.limits.max_command:
+                pending = self._reject(RejectReason.COMMAND_TOO_LARGE, len(self._command))
         match = _LITERAL_AT_END.search(line)
         if match is None:
             return self._end_command(pending)
         size = int(match.group(1))
         if not self._discarding and size > self.limits.max_literal:
             pending = self._reject(RejectReason.LITERAL_TOO_LARGE, size)
+        elif not self._discarding and len(self._command) + size > self.limits.max_command:
+            pending = self._reject(RejectReason.COMMAND_TOO_LARGE, len(self._command) + size)
         if self._discarding and size > self.limits.max_discard:
             self._closed = True
             self._buffer.clear()

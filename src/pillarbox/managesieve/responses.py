@@ -86,6 +86,7 @@ UNKNOWN_COMMAND = Reply(Status.NO, "Unknown command")
 SYNTAX_ERROR = Reply(Status.NO, "Syntax error")
 BAD_ARGUMENTS = Reply(Status.NO, "Wrong arguments for {verb}")
 LINE_TOO_LONG = Reply(Status.NO, "Line too long")
+COMMAND_TOO_LARGE = Reply(Status.NO, "Command too large")
 #: A literal over the limit can only be a script over the size quota (names are short).
 LITERAL_TOO_LARGE = Reply(Status.NO, "Literal larger than allowed", QUOTA_MAXSIZE)
 NOT_AUTHENTICATED = Reply(Status.NO, "Authenticate first")

@@ -260,11 +260,7 @@ class ManageSieveSession:
                 action = await self._command(event.data, out)
             else:
                 self._sasl = None
-                reply = (
-                    r.LINE_TOO_LONG
-                    if event.reason is RejectReason.LINE_TOO_LONG
-                    else r.LITERAL_TOO_LARGE
-                )
+                reply = _REJECTIONS[event.reason]
                 self._log.info("command refused", reason=event.reason.value, size=event.size)
                 action = await self._bad(reply, out)
             if action is not Action.CONTINUE:
@@ -607,6 +603,12 @@ class _ChallengeSent(Exception):
         super().__init__("challenge")
         self.line = line
 
+
+_REJECTIONS = {
+    RejectReason.LINE_TOO_LONG: r.LINE_TOO_LONG,
+    RejectReason.LITERAL_TOO_LARGE: r.LITERAL_TOO_LARGE,
+    RejectReason.COMMAND_TOO_LARGE: r.COMMAND_TOO_LARGE,
+}
 
 _HANDLERS: dict[str, Handler] = {
     "AUTHENTICATE": ManageSieveSession._authenticate,

@@ -37,6 +37,8 @@ def session_settings(config: Config) -> SessionSettings:
         framer=FramerLimits(
             max_line=section.max_line_length,
             max_literal=sieve.max_script_size,
+            # A name and a script, each possibly a literal, and their lines.
+            max_command=2 * sieve.max_script_size + 2 * section.max_line_length,
             max_discard=section.max_skip,
         ),
         scripts=ScriptLimits(
