@@ -337,6 +337,10 @@ class QueueSection:
     mta_sts_max_policy_size: int = _f(
         65536, "Largest MTA-STS policy file accepted, in bytes (RFC 8461 §3.3 suggests 64 KiB)."
     )
+    dane: bool = _f(
+        True,
+        "Authenticate MX hosts by DNSSEC-signed TLSA records (RFC 7672); needs `dns.trust_ad`.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -366,6 +370,10 @@ class VacationSection:
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
+    trust_ad: Literal["loopback", "always", "never"] = _f(
+        "loopback",
+        "Believe the resolver's DNSSEC AD bit: 'loopback' only from a resolver on this host.",
+    )
     addresses: tuple[str, ...] = _f(
         (), "This host's public IPs, published as A/AAAA and in SPF (empty: SPF names the MX)."
     )

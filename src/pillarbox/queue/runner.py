@@ -24,6 +24,15 @@ Implementation notes:
   the recipients are deferred with the reason); under "testing" the failure is only logged.
   A smart host is not subject to the recipient domain's policy (§3.4 would make the smart
   host's own domain the policy domain; its TLS is ``queue.smarthost_verify_tls``).
+- **DANE** (RFC 7672, :mod:`.dane`): for a host from a DNSSEC-authenticated MX answer whose
+  addresses are authenticated too, the TLSA records at ``_<port>._tcp.<host>`` are looked up
+  (after the addresses, §2.2.2). A failed lookup makes the host unusable (§2.1.2: the next
+  host is tried, never plaintext); usable secure records make STARTTLS mandatory and the
+  certificate must match one of them (a host that fails is a failed host, 4.7.5 or 4.7.10);
+  secure records none of which is usable make STARTTLS mandatory alone. Where DANE
+  authenticates a host, the domain's MTA-STS policy is not applied to it (RFC 8461 §2: STS
+  never overrides DANE; DNSSEC already vouches for the MX host, so neither the policy's MX
+  list nor its PKIX check applies); elsewhere MTA-STS applies as before.
 - **Local recipients** in the queue (a mailbox that was full) are delivered through the store;
   so are reports to local senders (:mod:`.bounce`).
 - **Wake-ups**: intake sets ``Services.queue_wakeup`` after queueing; the runner also wakes at
@@ -39,12 +48,12 @@ import contextlib
 import ipaddress
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, Resolver
-from pillarbox.errors import ConfigError
+from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, HostAddresses, Resolver
+from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.mail.dsn import RecipientReport
 from pillarbox.net.mtasts import FETCH_TIMEOUT, MtaStsPolicies
 from pillarbox.net.smtp_client import (
@@ -55,6 +64,16 @@ from pillarbox.net.smtp_client import (
 )
 from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
+from pillarbox.queue.dane import (
+    NO_DANE,
+    TLSA_LOOKUP_FAILED,
+    DanePlan,
+    DanePlanKind,
+    lookup_due,
+    lookup_failed,
+    plan_for,
+    tlsa_name,
+)
 from pillarbox.queue.local import deliver_local
 from pillarbox.queue.mtasts import (
     MAX_POLICY_SIZE,
@@ -168,6 +187,7 @@ class QueueRunner:
         session: SessionSettings,
         relay: Relay | None = None,
         mta_sts: MtaSts | None = None,
+        dane: bool = False,
         limits: RunnerLimits = RunnerLimits(),
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -181,6 +201,7 @@ class QueueRunner:
         self._session = session
         self._relay = relay
         self._mta_sts = mta_sts
+        self._dane = dane
         self._limits = limits
         self._clock = clock
         self._slots = asyncio.Semaphore(limits.concurrency)
@@ -459,14 +480,19 @@ class QueueRunner:
         result = await self._resolver.mx(domain)
         return mx_route(result, port=self._remote_port, myself=self._hostname)
 
-    async def _addresses(self, host: str) -> list[str] | Answer:
+    async def _addresses(self, host: str) -> HostAddresses | Answer:
         with contextlib.suppress(ValueError):
-            return [str(ipaddress.ip_address(host))]
+            # An address in place of a name: RFC 7672 §2.2, DANE does not apply.
+            return HostAddresses((str(ipaddress.ip_address(host)),))
         try:
-            addresses = await self._resolver.addresses(host)
+            found = await self._resolver.host_addresses(host)
         except DnsTemporaryError as exc:
             return Answer(DNS_FAILURE.with_text(f"{host}: {exc.problem}"), None)
-        return addresses or Answer(NO_ADDRESS.with_text(f"{host} has no address"), None)
+        return (
+            found
+            if found.addresses
+            else Answer(NO_ADDRESS.with_text(f"{host} has no address"), None)
+        )
 
     async def _serve(self, domain: str, destination: _Destination) -> None:
         """Deliver the destination's parts, host after host (RFC 5321 §5.1 order)."""
@@ -480,9 +506,10 @@ class QueueRunner:
         settings = self._relay.session if self._relay is not None else self._session
         policy = await self._sts_policy(domain)
         last: Answer | None = None
+        dane_possible = self._dane and route.secure
         for host in route.hosts:
             plan = host_plan(policy, host)
-            if plan.mx_mismatch:
+            if plan.mx_mismatch and not dane_possible:
                 refused = self._mx_mismatch(domain, host, policy, plan)
                 if refused is not None:
                     last = refused
@@ -491,10 +518,20 @@ class QueueRunner:
             if isinstance(addresses, Answer):
                 last = addresses
                 continue
-            for address in addresses:
+            dane = await self._dane_plan(domain, route, host, addresses)
+            if dane.kind is DanePlanKind.UNREACHABLE:
+                text = f"{tlsa_name(host, route.port)}: {dane.reason}; {host} is not used"
+                last = Answer(TLSA_LOOKUP_FAILED.with_text(text), host)
+                continue
+            if plan.mx_mismatch and dane_possible and dane.kind is not DanePlanKind.AUTHENTICATE:
+                refused = self._mx_mismatch(domain, host, policy, plan)
+                if refused is not None:
+                    last = refused
+                    continue
+            for address in addresses.addresses:
                 if not destination.parts:
                     return
-                session = await self._open(domain, host, address, route.port, settings, plan)
+                session = await self._open(domain, host, address, route.port, settings, plan, dane)
                 if not isinstance(session, SmtpSession):
                     last = Answer(session, host)
                     continue
@@ -524,6 +561,32 @@ class QueueRunner:
             return None
         return await self._mta_sts.policies.policy_for(domain)
 
+    async def _dane_plan(
+        self, domain: str, route: Route, host: str, addresses: HostAddresses
+    ) -> DanePlan:
+        """What the host's TLSA records ask (RFC 7672 §2.2); :data:`.dane.NO_DANE` when DANE
+        cannot apply (it is off, or the MX answer or the host's addresses are insecure)."""
+        if not self._dane or not lookup_due(route.secure, addresses.authentic):
+            return NO_DANE
+        name = tlsa_name(host, route.port)
+        try:
+            found = await self._resolver.records(name, "TLSA")
+        except (DnsTemporaryError, InvalidName) as exc:
+            reason = exc.problem if isinstance(exc, DnsTemporaryError) else str(exc)
+            _log.warning("DANE: TLSA lookup failed", domain=domain, host=host, reason=reason)
+            return lookup_failed(host, reason)
+        dane = plan_for(host, found.records, secure=found.authentic)
+        if dane.kind is not DanePlanKind.NONE:
+            _log.info(
+                "DANE: TLSA records",
+                domain=domain,
+                host=host,
+                plan=dane.kind.value,
+                usable=len(dane.records),
+                published=len(found.records),
+            )
+        return dane
+
     def _mx_mismatch(
         self, domain: str, host: str, policy: Policy | None, plan: HostPlan
     ) -> Answer | None:
@@ -544,9 +607,19 @@ class QueueRunner:
         port: int,
         settings: SessionSettings,
         plan: HostPlan,
+        dane: DanePlan = NO_DANE,
     ) -> SmtpSession | Reply:
-        """A session with ``host`` as its domain's policy plans it (RFC 8461 §4.2, §5)."""
+        """A session with ``host`` as its TLSA records (RFC 7672 §2.2, §3) or else its domain's
+        policy (RFC 8461 §4.2, §5) plan it."""
+        if dane.kind is DanePlanKind.AUTHENTICATE:
+            return await self._open_dane(domain, host, address, port, settings, dane)
+        if dane.kind is DanePlanKind.ENCRYPT:
+            settings = replace(settings, require_tls=True)  # §2.2: TLS, any certificate
         if plan.tls is TlsPlan.OPPORTUNISTIC or self._mta_sts is None:
+            if dane.kind is DanePlanKind.ENCRYPT:
+                return self._dane_failure(
+                    domain, host, dane, await SmtpSession.open(host, address, port, settings)
+                )
             return await SmtpSession.open(host, address, port, settings)
         session = await SmtpSession.open(host, address, port, self._mta_sts.verified)
         if isinstance(session, SmtpSession) or not is_tls_failure(session):
@@ -559,6 +632,36 @@ class QueueRunner:
             "MTA-STS: policy would fail (testing)", domain=domain, host=host, reply=session.text
         )
         return await SmtpSession.open(host, address, port, settings)
+
+    async def _open_dane(
+        self,
+        domain: str,
+        host: str,
+        address: str,
+        port: int,
+        settings: SessionSettings,
+        dane: DanePlan,
+    ) -> SmtpSession | Reply:
+        """STARTTLS mandatory, SNI the TLSA base domain, the certificate matching a usable
+        record (RFC 7672 §2.2, §3.1.1, §8.1); any certificate passes the handshake itself."""
+        dane_settings = replace(
+            settings,
+            tls=settings.tls or opportunistic_context(),
+            require_tls=True,
+            tlsa=dane.records,
+            tls_name=dane.base,
+        )
+        opened = await SmtpSession.open(host, address, port, dane_settings)
+        return self._dane_failure(domain, host, dane, opened)
+
+    def _dane_failure(
+        self, domain: str, host: str, dane: DanePlan, opened: SmtpSession | Reply
+    ) -> SmtpSession | Reply:
+        """A TLS failure under DANE, said to be one (RFC 7672 §2.2: the host is not used)."""
+        if isinstance(opened, SmtpSession) or not is_tls_failure(opened):
+            return opened
+        _log.warning("DANE: delivery refused", domain=domain, host=host, reply=opened.text)
+        return opened.with_text(f"DANE (TLSA of {dane.base}, {dane.kind.value}): {opened.text}")
 
 
 def mta_sts_for(
@@ -582,6 +685,17 @@ def mta_sts_for(
             client=client, connect_timeout=connect_timeout, tls=context, require_tls=True
         ),
     )
+
+
+def _dane_enabled(configured: bool, resolver: Resolver) -> bool:
+    """DANE needs authenticated answers: without a trusted AD bit it could never apply, and
+    the operator is told so once, at start."""
+    if configured and not resolver.trusts_ad:
+        _log.warning(
+            "DANE is on (queue.dane) but the resolver's AD bit is not trusted (dns.trust_ad);"
+            " no host will be authenticated by TLSA records"
+        )
+    return configured and resolver.trusts_ad
 
 
 def runner_for(services: Services, *, resolver: Resolver | None = None) -> QueueRunner:
@@ -609,7 +723,11 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 credentials=credentials,
             ),
         )
-    resolver = resolver or DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
+    resolver = resolver or DnsResolver(
+        nameserver=config.dns.nameserver,
+        timeout=config.dns.timeout,
+        trust_ad=config.dns.trust_ad,
+    )
     mta_sts = None
     if queue.mta_sts and not queue.smarthost:
         cafile = queue.mta_sts_ca_bundle
@@ -641,6 +759,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
         ),
         relay=relay,
         mta_sts=mta_sts,
+        dane=_dane_enabled(queue.dane, resolver),
         limits=RunnerLimits(
             concurrency=queue.concurrency,
             per_domain=queue.per_domain,
