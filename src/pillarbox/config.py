@@ -490,6 +490,23 @@ class DmarcReportSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TlsReportSection:
+    enabled: bool = _f(
+        False,
+        "Keep the TLS outcome of outbound sessions and send daily TLS-RPT reports (RFC 8460) to "
+        "domains whose _smtp._tls record asks for them (rua=mailto:).",
+    )
+    interval: float = _f(
+        86400.0, "Seconds between reports: the reporting period (RFC 8460 §4.1: a UTC day)."
+    )
+    from_address: str = _f(
+        "", "Local account whose address sends the reports (default: dmarc_reports.from_address)."
+    )
+    org_name: str = _f("", "Organization named in reports (default: server.hostname).")
+    contact_email: str = _f("", "Contact address in reports (default: from_address).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DmarcFailureReportSection:
     enabled: bool = _f(
         False,
@@ -552,6 +569,9 @@ class Config:
     )
     dmarc_failure_reports: DmarcFailureReportSection = _section(
         DmarcFailureReportSection, "DMARC failure reports (RFC 9991), per failing message."
+    )
+    tls_reports: TlsReportSection = _section(
+        TlsReportSection, "TLS-RPT reports (RFC 8460) to the domains we deliver to."
     )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
@@ -789,6 +809,11 @@ def _validate(config: Config) -> None:
     if reports.enabled and "@" not in reports.from_address:
         raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
     _validate_failure_reports(config.dmarc_failure_reports, reports.from_address)
+    tls_reports = config.tls_reports
+    if tls_reports.interval <= 0:
+        raise ConfigError("tls_reports.interval", f"must be positive, got {tls_reports.interval}")
+    if tls_reports.enabled and "@" not in (tls_reports.from_address or reports.from_address):
+        raise ConfigError("tls_reports.from_address", "needs an address when reports are enabled")
 
 
 def _validate_acme(tls: TlsSection, hostname: str) -> None:

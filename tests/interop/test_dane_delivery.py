@@ -12,6 +12,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,12 @@ async def resolver(peers: Peers) -> AsyncIterator[DnsResolver]:
 
 
 def runner(
-    store: SqliteStore, resolver: DnsResolver, peers: Peers, *, dane: bool = True
+    store: SqliteStore,
+    resolver: DnsResolver,
+    peers: Peers,
+    *,
+    dane: bool = True,
+    tls_reports: bool = False,
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
     return QueueRunner(
@@ -162,6 +168,7 @@ def runner(
         remote_port=peers.port,
         session=SessionSettings(client=client, connect_timeout=2.0, tls=opportunistic_context()),
         dane=dane,
+        tls_reports=tls_reports,
         limits=RunnerLimits(per_domain=1),
     )
 
@@ -314,3 +321,54 @@ async def test_dane_off_ignores_tlsa_records(
     queue = runner(store, resolver, peers, dane=False)
     assert await deliver(store, queue, "x@bad.signed.test") is None
     assert rcpts(peers.key_b) == ["x@bad.signed.test"]
+
+
+# -- TLS reporting (RFC 8460) ---------------------------------------------------------------------
+
+
+async def test_each_host_tried_leaves_a_tls_result(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    queue = runner(store, resolver, peers, tls_reports=True)
+    for recipient in (
+        "x@good.signed.test",
+        "x@bad.signed.test",
+        "x@fail.signed.test",
+        "x@notls.signed.test",
+        "x@plain.test",
+        "x@none.signed.test",
+    ):
+        await deliver(store, queue, recipient)
+    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type, r.receiving_mx) for r in results}
+    assert seen == {
+        ("good.signed.test", "tlsa", "", "mx-a.signed.test"),
+        ("bad.signed.test", "tlsa", "tlsa-invalid", "mx-b.signed.test"),
+        ("fail.signed.test", "tlsa", "dnssec-invalid", "mx-fail.signed.test"),
+        ("notls.signed.test", "tlsa", "starttls-not-supported", "mx-notls.signed.test"),
+        ("plain.test", "no-policy-found", "", "mx.plain.test"),
+        ("none.signed.test", "no-policy-found", "starttls-not-supported", "mx-none.signed.test"),
+    }
+    good = next(r for r in results if r.policy_domain == "good.signed.test")
+    assert peers.key_a.certificate is not None
+    assert good.policy_strings == (str(tlsa_for_certificate(peers.key_a.certificate)),)
+    assert (good.receiving_ip, good.sending_ip) == (KEY_A_MX, "127.0.0.1")
+    bad = next(r for r in results if r.policy_domain == "bad.signed.test")
+    assert "matches none of the 1 usable TLSA record(s)" in bad.failure_reason
+    # The attempts stay queued and deferred: the report only describes them.
+    assert len(await store.list_queue()) == 3
+
+
+async def test_tls_required_no_is_delivered_despite_dane_and_not_counted(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8689 §4.2.2 (and RFC 8460 §5.3 for the reports themselves): recipient TLS policies
+    do not stop the message, and its session is not reported."""
+    queue = runner(store, resolver, peers, tls_reports=True)
+    raw = b"TLS-Required: No\r\n" + RAW
+    await store.enqueue("alice@a.test", raw, [NewQueueRecipient("x@bad.signed.test")])
+    await queue.claim()
+    await queue.idle()
+    assert await store.list_queue() == []
+    assert rcpts(peers.key_b) == ["x@bad.signed.test"]
+    assert await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC)) == []

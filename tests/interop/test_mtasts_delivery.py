@@ -14,6 +14,7 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,7 @@ def runner(
     *,
     smtp_port: int | None = None,
     policy_port: int | None = None,
+    tls_reports: bool = False,
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
     return QueueRunner(
@@ -202,6 +204,7 @@ def runner(
             fetch_timeout=5.0,
             policy_port=policy_port or peers.policy_port,
         ),
+        tls_reports=tls_reports,
         limits=RunnerLimits(per_domain=1),
     )
 
@@ -308,6 +311,34 @@ async def test_the_policy_is_fetched_once_while_its_id_stays(
     assert await deliver(store, queue, "y@good.test") is None
     assert rcpts(peers.good) == ["x@good.test", "y@good.test"]
     assert peers.policy_asked == ["mta-sts.good.test"]
+
+
+async def test_policy_outcomes_are_kept_for_tls_reports(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8460 §4.3: each host tried under a policy is a success or a typed failure."""
+    queue = runner(store, resolver, peers, tls_reports=True)
+    for recipient in ("x@good.test", "x@badcert.test", "x@stray.test", "x@trial.test"):
+        await deliver(store, queue, recipient)
+    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type, r.receiving_mx) for r in results}
+    assert seen == {
+        ("good.test", "sts", "", "mx.good.test"),
+        ("badcert.test", "sts", "certificate-host-mismatch", "mx.badcert.test"),
+        ("stray.test", "sts", "validation-failure", "mx.good.test"),
+        # "testing": the would-be failure is what the report is for; the session that then
+        # delivered as without a policy is not counted as a success.
+        ("trial.test", "sts", "certificate-host-mismatch", "mx.trial.test"),
+    }
+    assert len(results) == 4
+    good = next(r for r in results if r.policy_domain == "good.test")
+    assert good.policy_strings == (
+        "version: STSv1",
+        "mode: enforce",
+        "mx: mx.good.test",
+        "max_age: 86400",
+    )
+    assert good.mx_patterns == ("mx.good.test",)
 
 
 # -- the fetch (§3.3) -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ CORE_MODULES = (
     "auth/ratelimit.py",
     "queue/mtasts.py",
     "queue/dane.py",
+    "queue/tlsrpt.py",
 )
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "threading", "selectors", "subprocess"}
 

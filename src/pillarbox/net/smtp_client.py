@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from pillarbox.net.channel import Channel, ChannelClosed
 from pillarbox.observability.log import Log
-from pillarbox.queue.dane import DANE_MISMATCH, Tlsa, certificate_matches
+from pillarbox.queue.dane import DANE_MISMATCH, MISMATCH_MARKER, Tlsa, certificate_matches
 from pillarbox.queue.remote import (
     CONNECT_FAILED,
     RELAY_AUTH_FAILED,
@@ -131,6 +131,11 @@ class SmtpSession:
     def tls(self) -> bool:
         return self._conn.tls
 
+    @property
+    def local_address(self) -> str:
+        """Our address on the connection (TLS-RPT's ``sending-mta-ip``, RFC 8460 §4.4)."""
+        return str(self._channel.local[0])
+
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
     async def open(
@@ -198,7 +203,7 @@ class SmtpSession:
         matched = certificate_matches(records, certificate) if certificate else None
         if matched is None:
             return DANE_MISMATCH.with_text(
-                f"{self.host}: the certificate matches none of the {len(records)} usable TLSA"
+                f"{self.host}: the certificate {MISMATCH_MARKER} {len(records)} usable TLSA"
                 f" record(s) of {self._settings.tls_name or self.host}"
             )
         self._log.info("DANE authenticated", base=self._settings.tls_name or self.host)

@@ -76,6 +76,13 @@ _DIGEST_LENGTH: dict[int, int] = {Matching.SHA2_256: 32, Matching.SHA2_512: 64}
 TLSA_LOOKUP_FAILED = Reply(451, "4.4.3", "TLSA lookup failed; the host is not used without it")
 #: RFC 7672 §3: no TLSA record matches the server's certificate; X.7.5 cryptographic failure.
 DANE_MISMATCH = Reply(451, "4.7.5", "the server's certificate matches none of its TLSA records")
+#: In the text of every DANE_MISMATCH reply (it shares X.7.5 with a failed handshake).
+MISMATCH_MARKER = "matches none of the"
+
+
+def is_mismatch(reply: Reply) -> bool:
+    """``reply`` says the certificate matched no TLSA record (not that TLS failed)."""
+    return reply.enhanced == DANE_MISMATCH.enhanced and MISMATCH_MARKER in reply.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +152,9 @@ class DanePlan:
     records: tuple[Tlsa, ...] = ()
     #: Why (UNREACHABLE: the lookup's failure; otherwise a note for the log).
     reason: str = ""
+    #: Every record of the secure RRset, usable or not, in presentation format without inner
+    #: spaces (the TLS report's policy strings, RFC 8460 §4.5).
+    published: tuple[str, ...] = ()
 
     @property
     def requires_tls(self) -> bool:
@@ -168,10 +178,14 @@ def plan_for(host: str, records: Sequence[str], *, secure: bool) -> DanePlan:
         return DanePlan(DanePlanKind.NONE, host, reason="no secure TLSA records")
     parsed = [parse_tlsa(r) for r in records]
     usable = tuple(t for t in parsed if t is not None and t.usable)
+    published = tuple(
+        str(t) if t is not None else " ".join(r.split())
+        for t, r in zip(parsed, records, strict=True)
+    )
     if usable:
-        return DanePlan(DanePlanKind.AUTHENTICATE, host, usable)
+        return DanePlan(DanePlanKind.AUTHENTICATE, host, usable, published=published)
     # §2.2: still a commitment to STARTTLS (§2.2.3: "even if not usable").
-    return DanePlan(DanePlanKind.ENCRYPT, host, reason="no usable TLSA record")
+    return DanePlan(DanePlanKind.ENCRYPT, host, reason="no usable TLSA record", published=published)
 
 
 def lookup_failed(host: str, reason: str) -> DanePlan:
