@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from pillarbox import config as cfg
 from pillarbox.dns.authoritative import StaticZones, serve_zones
@@ -25,6 +27,7 @@ from pillarbox.dns.records import DnsRecord, required_records
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.net.mtasts import PolicyFetchError, fetch_policy_text
 from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, verifying_context
+from pillarbox.queue.dane import tlsa_for_certificate
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
@@ -63,6 +66,9 @@ POLICIES = {
     "notls.test": ("n1", policy("enforce", "mx.notls.test")),
     # Testing mode: failures are logged, mail goes as without a policy.
     "trial.test": ("t1", policy("testing", "mx.trial.test")),
+    # DNSSEC-signed, its MX host authenticated by DANE: the policy, which does not list that
+    # host, is not applied to it (RFC 8461 §2, docs/dane.md).
+    "both.signed.test": ("d1", policy("enforce", "mx.elsewhere.test")),
 }
 
 
@@ -119,7 +125,7 @@ def policy_server(context: ssl.SSLContext) -> Iterator[tuple[int, list[str]]]:
 # -- DNS ------------------------------------------------------------------------------------------
 
 
-def zones() -> StaticZones:
+def zones(good_certificate: Path | None = None, smtp_port: int = 25) -> StaticZones:
     records = [
         DnsRecord("mx.good.test", "A", GOOD_MX),
         DnsRecord("mx.badcert.test", "A", WRONG_CERT_MX),
@@ -139,8 +145,19 @@ def zones() -> StaticZones:
         records.append(DnsRecord(f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={policy_id};"))
     for domain in (*POLICIES, *BAD_ANSWERS, UNNAMED):
         records.append(DnsRecord(f"mta-sts.{domain}", "A", POLICY_HOST))
+    if good_certificate is not None:  # the signed zone: the MX host's TLSA matches its key
+        der = x509.load_pem_x509_certificate(good_certificate.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+        records += [
+            DnsRecord("both.signed.test", "MX", "10 mx.both.signed.test."),
+            DnsRecord("mx.both.signed.test", "A", GOOD_MX),
+            DnsRecord(
+                f"_{smtp_port}._tcp.mx.both.signed.test", "TLSA", str(tlsa_for_certificate(der))
+            ),
+        ]
     origins = [*POLICIES, *BAD_ANSWERS, UNNAMED, "plain.test"]
-    return StaticZones.from_records(records, origins=origins)
+    return StaticZones.from_records(records, origins=origins, authentic=["both.signed.test"])
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -172,9 +189,10 @@ def peers(tmp_path: Path) -> Iterator[Peers]:
 
 
 @pytest.fixture
-async def resolver() -> AsyncIterator[DnsResolver]:
-    async with serve_zones(zones()) as server:
-        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0)
+async def resolver(peers: Peers) -> AsyncIterator[DnsResolver]:
+    good_certificate = Path(peers.ca.directory) / "mx.good.test.crt"
+    async with serve_zones(zones(good_certificate, peers.smtp_port)) as server:
+        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0, trust_ad="loopback")
 
 
 def runner(
@@ -185,6 +203,7 @@ def runner(
     smtp_port: int | None = None,
     policy_port: int | None = None,
     tls_reports: bool = False,
+    dane: bool = False,
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
     return QueueRunner(
@@ -205,6 +224,7 @@ def runner(
             policy_port=policy_port or peers.policy_port,
         ),
         tls_reports=tls_reports,
+        dane=dane,
         limits=RunnerLimits(per_domain=1),
     )
 
@@ -311,6 +331,27 @@ async def test_the_policy_is_fetched_once_while_its_id_stays(
     assert await deliver(store, queue, "y@good.test") is None
     assert rcpts(peers.good) == ["x@good.test", "y@good.test"]
     assert peers.policy_asked == ["mta-sts.good.test"]
+
+
+async def test_dane_decides_for_a_host_it_authenticates(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8461 §2, RFC 7672: the MX host's secure TLSA records authenticate it, so the
+    domain's MTA-STS policy, which does not list it, is not applied to it."""
+    assert (
+        await deliver(store, runner(store, resolver, peers, dane=True), "x@both.signed.test")
+        is None
+    )
+    assert rcpts(peers.good) == ["x@both.signed.test"]
+
+
+async def test_without_dane_the_policy_refuses_that_host(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    left = await deliver(store, runner(store, resolver, peers), "x@both.signed.test")
+    assert left is not None and left.state is RecipientState.DEFERRED
+    assert left.last_reply is not None and "does not list the MX host" in left.last_reply
+    assert peers.good.messages == []
 
 
 async def test_policy_outcomes_are_kept_for_tls_reports(

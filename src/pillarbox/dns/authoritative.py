@@ -208,9 +208,16 @@ class StaticZones:
 
     @classmethod
     def from_records(
-        cls, records: Iterable[DnsRecord], *, origins: Iterable[str], soa: SoaSettings = DEFAULT_SOA
+        cls,
+        records: Iterable[DnsRecord],
+        *,
+        origins: Iterable[str],
+        soa: SoaSettings = DEFAULT_SOA,
+        authentic: Iterable[str] = (),
     ) -> StaticZones:
-        """Zones for ``origins``, each record placed in the closest one that contains it."""
+        """Zones for ``origins``, each record placed in the closest one that contains it; the
+        zones of the origins in ``authentic`` set AD (:class:`StaticZone`)."""
+        signed = {normalise_name(o) for o in authentic}
         names = sorted({normalise_name(o) for o in origins}, key=len, reverse=True)
         grouped: dict[str, list[DnsRecord]] = {origin: [] for origin in names}
         for record in records:
@@ -219,7 +226,10 @@ class StaticZones:
             if origin is None:
                 raise ZoneError(f"{owner} is in none of the zones {', '.join(names)}")
             grouped[origin].append(record)
-        return cls(StaticZone(origin, rs, soa=soa) for origin, rs in grouped.items())
+        return cls(
+            StaticZone(origin, rs, soa=soa, authentic=origin in signed)
+            for origin, rs in grouped.items()
+        )
 
     async def zone_for(self, name: str) -> StaticZone | None:
         while True:
