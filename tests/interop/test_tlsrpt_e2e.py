@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import email
 import gzip
+import http.server
 import json
 import smtplib
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,18 +25,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pillarbox import config as cfg
+from pillarbox.net.tlsrpt import ReportPostError, post_report
 from pillarbox.queue.dane import tlsa_for_certificate
 from pillarbox.store.types import INBOX
 from pillarbox.testing.capture import Recorder, capture_peer
-from pillarbox.testing.dnszone import ZoneRecord
+from pillarbox.testing.dnszone import ZoneRecord, serve_records
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.testca import make_ca
 
 KEY_A_MX = "127.0.0.31"
 KEY_B_MX = "127.0.0.32"
 COLLECTOR_MX = "127.0.0.33"  # another domain's report collector (no TLS)
+COLLECTOR_WEB = "127.0.0.34"  # a report collector taking POSTs (§5.4)
 INTERVAL = 2.0
-RUA = "v=TLSRPTv1; rua=mailto:tlsrpt@example.org"
+RUA = "v=TLSRPTv1; rua=mailto:tlsrpt@example.org,https://reports.collector.test:{port}/v1/tlsrpt"
 REMOTE_RUA = "v=TLSRPTv1; rua=mailto:tlsrpt@collector.test"
 
 
@@ -86,14 +90,50 @@ def peers(tmp_path: Path) -> Iterator[Peers]:
         yield Peers(port, a, b, collector, str(record), handshakes)
 
 
+class Posted(http.server.BaseHTTPRequestHandler):
+    """Keeps what is POSTed to it: (path, Content-Type, body)."""
+
+    received: list[tuple[str, str, bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.received.append((self.path, self.headers.get("Content-Type", ""), body))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 @pytest.fixture
-def dns_records(peers: Peers) -> list[ZoneRecord]:
+def collector_web(tmp_path: Path) -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
+    (tmp_path / "web").mkdir()
+    context, _ = _context(tmp_path, "web")  # a CA nobody trusts: §3 lets us not care
+    received: list[tuple[str, str, bytes]] = []
+    handler = type("Handler", (Posted,), {"received": received})
+    server = http.server.ThreadingHTTPServer((COLLECTOR_WEB, 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def dns_records(
+    peers: Peers, collector_web: tuple[int, list[tuple[str, str, bytes]]]
+) -> list[ZoneRecord]:
     at = f"_{peers.port}._tcp"
     return [
+        ZoneRecord("reports.collector.test", "A", COLLECTOR_WEB),
         ZoneRecord("good.signed.test", "MX", "10 mx-a.signed.test."),
         ZoneRecord("mx-a.signed.test", "A", KEY_A_MX),
         ZoneRecord(f"{at}.mx-a.signed.test", "TLSA", peers.key_a),
-        ZoneRecord("_smtp._tls.good.signed.test", "TXT", RUA),
+        ZoneRecord("_smtp._tls.good.signed.test", "TXT", RUA.format(port=collector_web[0])),
         # Key B's server under key A's record: DANE authentication fails.
         ZoneRecord("bad.signed.test", "MX", "10 mx-b.signed.test."),
         ZoneRecord("mx-b.signed.test", "A", KEY_B_MX),
@@ -173,7 +213,9 @@ def totals(found: list[tuple[Message, Message, dict[str, Any]]]) -> dict[tuple[s
     return {k: v for k, v in counted.items() if v}
 
 
-def test_reports_reach_the_rua_mailbox_with_the_counts(server: LiveServer, peers: Peers) -> None:
+def test_reports_reach_the_rua_mailbox_with_the_counts(
+    server: LiveServer, peers: Peers, collector_web: tuple[int, list[tuple[str, str, bytes]]]
+) -> None:
     submit(
         server, ["x@good.signed.test", "y@good.signed.test", "z@bad.signed.test", "q@quiet.test"]
     )
@@ -223,8 +265,46 @@ def test_reports_reach_the_rua_mailbox_with_the_counts(server: LiveServer, peers
     [remote] = peers.collector.messages
     assert remote.rcpt_tos == ["tlsrpt@collector.test"]
     assert b"d=example.org" in remote.content  # §3: DKIM-signed by the reporting domain
+    # good.signed.test's reports were also POSTed (§5.4), the same documents.
+    posted = collector_web[1]
+    assert posted and {(path, kind) for path, kind, _ in posted} == {
+        ("/v1/tlsrpt", "application/tlsrpt+gzip")
+    }
+    mailed = [d for m, _, d in found if m["TLS-Report-Domain"] == "good.signed.test"]
+    assert [json.loads(gzip.decompress(body)) for _, _, body in posted] == mailed
     bad = next(d for m, _, d in found if m["TLS-Report-Domain"] == "bad.signed.test")
     [detail] = bad["policies"][0]["failure-details"]
     assert detail["receiving-mx-hostname"] == "mx-b.signed.test"
     assert detail["receiving-ip"] == KEY_B_MX
     assert "matches none of the 1 usable TLSA record(s)" in detail["failure-reason-code"]
+
+
+class Refusing(Posted):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+async def test_a_post_that_fails_says_why(tmp_path: Path) -> None:
+    (tmp_path / "refusing").mkdir()
+    context, _ = _context(tmp_path, "refusing")
+    handler = type("Handler", (Refusing,), {"received": []})
+    server = http.server.ThreadingHTTPServer((COLLECTOR_WEB, 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    records = [ZoneRecord("reports.collector.test", "A", COLLECTOR_WEB)]
+    try:
+        async with serve_records(records) as resolver:
+            with pytest.raises(ReportPostError, match="HTTP status 500"):
+                await post_report(f"https://reports.collector.test:{port}/r", b"x", resolver)
+            with pytest.raises(ReportPostError, match=r"nowhere\.test has no address"):
+                await post_report("https://nowhere.test/r", b"x", resolver)
+            with pytest.raises(ReportPostError, match="not an https URL"):
+                await post_report("http://reports.collector.test/r", b"x", resolver)
+    finally:
+        server.shutdown()
+        server.server_close()

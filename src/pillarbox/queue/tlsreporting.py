@@ -12,9 +12,11 @@ Implementation notes:
   node of a cluster sends; results are deleted once every report is queued (or found to
   have nowhere to go); with the sending account missing nothing is claimed or deleted.
 - **Destinations** (§3): the single ``v=TLSRPTv1`` record at ``_smtp._tls.<domain>``, its
-  ``rua`` URIs; ``mailto:`` ones get the report, ``https:`` ones (§5.4 POST) are not
-  supported yet and logged. A domain with no record, or whose record cannot be looked up
-  now, gets no report: its results are dropped with the others.
+  ``rua`` URIs: ``mailto:`` ones get the report by mail, ``https:`` ones by POST (§5.4,
+  :mod:`pillarbox.net.tlsrpt`), each tried once per run (a failed POST is logged; §5.5
+  leaves retries to local policy); other schemes are logged and skipped. A domain with no
+  record, or whose record cannot be looked up now, gets no report: its results are dropped
+  with the others.
 - **The message** (§5.3) carries ``TLS-Required: No``: our queue delivers it with
   opportunistic TLS whatever the domain's MTA-STS or DANE policy (the failures it reports may
   be what stops the mail), and such deliveries are not counted in the next report.
@@ -28,6 +30,7 @@ from functools import partial
 from pillarbox.config import Config
 from pillarbox.dns.resolver import DnsTemporaryError, Resolver
 from pillarbox.errors import InvalidName
+from pillarbox.net.tlsrpt import ReportPostError, post_report
 from pillarbox.observability.log import Log
 from pillarbox.policy.reporting import (
     mailto_destination,
@@ -93,11 +96,13 @@ async def report_once(
     for report in build_reports(results, submitter(config), begin=begin, end=end):
         uris = await report_uris(resolver, report.policy_domain)
         destinations = [d for d in (mailto_destination(u) for u in uris) if d is not None]
-        if len(destinations) != len(uris):
-            skipped = [u for u in uris if mailto_destination(u) is None]
+        posted = [u for u in uris if u.lower().startswith("https:")]
+        skipped = [u for u in uris if mailto_destination(u) is None and u not in posted]
+        if skipped:
             _log.info(
                 "report URI not supported", domain=report.policy_domain, uris=",".join(skipped)
             )
+        delivered = [url for url in posted if await _post(report, url, resolver)]
         now = datetime.now(UTC)
         allowed, ok, reply = await submit_report(
             services,
@@ -114,9 +119,25 @@ async def report_once(
                 failures=report.failures,
                 reply=reply,
             )
-        sent.append((report, allowed if ok else []))
+        sent.append((report, (allowed if ok else []) + delivered))
     await store.delete_tls_results(until)
     return sent
+
+
+async def _post(report: TlsReport, url: str, resolver: Resolver) -> bool:
+    try:
+        await post_report(url, report.gzipped(), resolver)
+    except ReportPostError as exc:
+        _log.warning("TLS report not posted", domain=report.policy_domain, reason=str(exc))
+        return False
+    _log.info(
+        "TLS report posted",
+        domain=report.policy_domain,
+        to=url,
+        sessions=report.sessions,
+        failures=report.failures,
+    )
+    return True
 
 
 async def run(services: Services) -> None:
