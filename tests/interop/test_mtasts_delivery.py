@@ -78,9 +78,12 @@ BAD_ANSWERS = {
     "html.test": (200, "text/html", policy("enforce", "mx.html.test")),  # §3.2: not text/plain
     "huge.test": (200, "text/plain", policy("enforce", *(f"mx{n}.huge.test" for n in range(9)))),
     "gone.test": (404, "text/plain", b"not found"),
+    "invalid.test": (200, "text/plain", b"version: STSv1\r\nmode: bogus\r\nmax_age: 1\r\n"),
 }
 #: A policy host whose certificate does not name it (§3.3).
 UNNAMED = "unnamed.test"
+#: Domains whose TXT record announces a policy that cannot be had (RFC 8460 §4.3.2.2).
+UNUSABLE = ("html.test", UNNAMED, "invalid.test")
 
 
 class PolicyHandler(http.server.BaseHTTPRequestHandler):
@@ -145,6 +148,9 @@ def zones(good_certificate: Path | None = None, smtp_port: int = 25) -> StaticZo
         records.append(DnsRecord(f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={policy_id};"))
     for domain in (*POLICIES, *BAD_ANSWERS, UNNAMED):
         records.append(DnsRecord(f"mta-sts.{domain}", "A", POLICY_HOST))
+    for domain in UNUSABLE:
+        records.append(DnsRecord(f"_mta-sts.{domain}", "TXT", "v=STSv1; id=u1;"))
+        records.append(DnsRecord(domain, "MX", "10 mx.plain.test."))
     if good_certificate is not None:  # the signed zone: the MX host's TLSA matches its key
         der = x509.load_pem_x509_certificate(good_certificate.read_bytes()).public_bytes(
             serialization.Encoding.DER
@@ -380,6 +386,25 @@ async def test_policy_outcomes_are_kept_for_tls_reports(
         "max_age: 86400",
     )
     assert good.mx_patterns == ("mx.good.test",)
+
+
+async def test_policies_that_cannot_be_had_are_reported(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8460 §4.3.2.2: delivered as without a policy (§3.3), and reported as policy
+    failures: not text/plain, a policy host whose certificate does not name it, an invalid
+    policy file."""
+    queue = runner(store, resolver, peers, tls_reports=True)
+    for domain in UNUSABLE:
+        assert await deliver(store, queue, f"x@{domain}") is None
+    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type, r.receiving_mx) for r in results}
+    assert seen == {
+        ("html.test", "sts", "sts-policy-fetch-error", ""),
+        (UNNAMED, "sts", "sts-webpki-invalid", ""),
+        ("invalid.test", "sts", "sts-policy-invalid", ""),
+        *((domain, "no-policy-found", "", "mx.plain.test") for domain in UNUSABLE),
+    }
 
 
 # -- the fetch (§3.3) -----------------------------------------------------------------------------

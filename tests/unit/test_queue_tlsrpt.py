@@ -244,3 +244,21 @@ def test_report_message() -> None:
     assert attachment.get_filename() == report.filename
     payload = attachment.get_payload(decode=True)
     assert json.loads(gzip.decompress(payload)) == json.loads(report.document)
+
+
+def test_a_policy_that_could_not_be_fetched_names_no_host() -> None:
+    """§4.3.2.2: the failure is the policy's, no MX host was tried."""
+    failed = result(
+        "d.example",
+        "sts",
+        "sts-policy-fetch-error",
+        receiving_mx="",
+        receiving_ip="",
+        sending_ip="",
+    )
+    [report] = build_reports([failed], SUBMITTER, begin=BEGIN, end=END)
+    [entry] = json.loads(report.document)["policies"]
+    assert entry["policy"] == {"policy-type": "sts", "policy-domain": "d.example"}
+    assert entry["failure-details"] == [
+        {"result-type": "sts-policy-fetch-error", "failed-session-count": 1}
+    ]

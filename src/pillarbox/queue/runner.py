@@ -563,6 +563,12 @@ class QueueRunner:
             and self._relay is None
             and not domain.startswith("[")
         )
+        if report and policy is None and self._mta_sts is not None:
+            # No policy because it could not be had: a policy failure (RFC 8460 §4.3.2.2).
+            failure = self._mta_sts.policies.fetch_failure(domain)
+            if failure is not None:
+                unfetched = _TlsNote(domain, "", PolicyType.STS)
+                await self._record_tls(unfetched, "", failure.result_type, failure.reason)
         for host in route.hosts:
             plan = host_plan(policy, host)
             if plan.mx_mismatch and not dane_possible:

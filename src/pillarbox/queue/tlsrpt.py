@@ -206,7 +206,8 @@ def _details(failures: Iterable[TlsSessionResult]) -> list[dict[str, object]]:
         entry: dict[str, object] = {"result-type": result_type}
         if sending_ip:
             entry["sending-mta-ip"] = sending_ip
-        entry["receiving-mx-hostname"] = mx
+        if mx:  # none for a policy that could not be fetched (§4.3.2.2)
+            entry["receiving-mx-hostname"] = mx
         if receiving_ip:
             entry["receiving-ip"] = receiving_ip
         entry["failed-session-count"] = count
