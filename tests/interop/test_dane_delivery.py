@@ -103,6 +103,14 @@ def zone(peers: Peers) -> list[ZoneRecord]:
         # Key B's server, with the records of key A: authentication fails.
         ZoneRecord("mx-b.signed.test", "A", KEY_B_MX),
         ZoneRecord(at("mx-b.signed.test"), "TLSA", key_a),
+        # MX hosts that are aliases (§2.2.2 "Secure CNAME"): the expanded name's TLSA records
+        # first, then the alias's own (§2.2.3).
+        ZoneRecord("alias.signed.test", "MX", "10 mx-alias.signed.test."),
+        ZoneRecord("mx-alias.signed.test", "CNAME", "mx-a.signed.test."),
+        ZoneRecord("hosted.signed.test", "MX", "10 mx-hosted.signed.test."),
+        ZoneRecord("mx-hosted.signed.test", "CNAME", "mx-bare.signed.test."),
+        ZoneRecord("mx-bare.signed.test", "A", KEY_B_MX),
+        ZoneRecord(at("mx-hosted.signed.test"), "TLSA", key_b),
         # Two records (a key rollover): either may match (§3.1.1).
         ZoneRecord("mx-multi.signed.test", "A", KEY_B_MX),
         ZoneRecord(at("mx-multi.signed.test"), "TLSA", key_a),
@@ -222,6 +230,23 @@ async def test_any_of_several_records_may_match(
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@multi.signed.test") is None
     assert rcpts(peers.key_b) == ["x@multi.signed.test"]
+
+
+async def test_an_alias_uses_the_expanded_names_records_first(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    assert await deliver(store, runner(store, resolver, peers), "x@alias.signed.test") is None
+    assert rcpts(peers.key_a) == ["x@alias.signed.test"]
+    assert peers.key_a.sni == ["mx-a.signed.test"]  # the base domain: the expanded name
+
+
+async def test_an_alias_falls_back_to_its_own_records(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """§2.2.3: no TLSA at the expanded name: the unexpanded name is the next candidate."""
+    assert await deliver(store, runner(store, resolver, peers), "x@hosted.signed.test") is None
+    assert rcpts(peers.key_b) == ["x@hosted.signed.test"]
+    assert peers.key_b.sni == ["mx-hosted.signed.test"]
 
 
 async def test_a_mismatch_defers_with_4_7_5(

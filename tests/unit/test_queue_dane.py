@@ -14,8 +14,8 @@ from pillarbox.dns.resolver import trusted_for_ad
 from pillarbox.queue.dane import (
     DanePlanKind,
     Tlsa,
+    base_domains,
     certificate_matches,
-    lookup_due,
     parse_tlsa,
     plan_for,
     subject_public_key_info,
@@ -93,12 +93,25 @@ def test_usable(record: Tlsa, usable: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mx_secure", "addresses_secure", "due"),
-    [(True, True, True), (True, False, False), (False, True, False), (False, False, False)],
+    ("canonical", "mx_secure", "addresses_secure", "bases"),
+    [
+        ("", True, True, ("mx.example.com",)),
+        ("mx.example.com", True, True, ("mx.example.com",)),  # the name itself, no alias
+        ("mx.provider.net", True, True, ("mx.provider.net", "mx.example.com")),  # §2.2.3
+        ("", True, False, ()),  # §2.2.2: insecure addresses, no lookup
+        ("mx.provider.net", True, False, ()),  # insecure CNAME (module notes)
+        ("", False, True, ()),  # §2.2.1: insecure MX RRset
+    ],
 )
-def test_lookup_due(mx_secure: bool, addresses_secure: bool, due: bool) -> None:
-    """§2.2.1: only hosts from a secure MX RRset; §2.2.2: only with secure addresses."""
-    assert lookup_due(mx_secure, addresses_secure) is due
+def test_base_domains(
+    canonical: str, mx_secure: bool, addresses_secure: bool, bases: tuple[str, ...]
+) -> None:
+    assert (
+        base_domains(
+            "mx.example.com", canonical, mx_secure=mx_secure, addresses_secure=addresses_secure
+        )
+        == bases
+    )
 
 
 def test_tlsa_name() -> None:

@@ -143,6 +143,8 @@ class HostAddresses:
 
     addresses: tuple[str, ...]
     authentic: bool = False
+    #: The CNAME-expanded name when the host is an alias, else "" (RFC 7672 §2.2.2).
+    canonical: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,8 @@ class _Outcome:
     nxdomain: bool = False
     #: AD was set on the answer by a trusted server.
     authentic: bool = False
+    #: The name the answer's CNAME chain ends at (lowercase, no final dot); "" without one.
+    canonical: str = ""
 
 
 class _ResponseCache:
@@ -420,7 +424,12 @@ class DnsResolver:
             raise DnsTemporaryError(text, f"lookup failed: {exc}") from None
         records = tuple(answer.rrset) if answer.rrset is not None else ()
         authentic = self._trust_ad and bool(answer.response.flags & dns.flags.AD)
-        outcome = _Outcome(records, authentic=authentic)
+        canonical = answer.canonical_name
+        outcome = _Outcome(
+            records,
+            authentic=authentic,
+            canonical="" if canonical == name else _host_text(canonical),
+        )
         # For NODATA, dnspython's minimum_ttl already folds in the SOA (RFC 2308 §5).
         self._cache.put(key, outcome, answer.chaining_result.minimum_ttl)
         return outcome
@@ -488,6 +497,7 @@ class DnsResolver:
         found: list[str] = []
         failure: DnsTemporaryError | None = None
         authentic = True
+        canonical = ""
         for result in results:
             if isinstance(result, DnsTemporaryError):
                 failure = failure or result
@@ -496,10 +506,11 @@ class DnsResolver:
             else:
                 found.extend(cast(A | AAAA, r).address for r in result.records)
                 authentic = authentic and result.authentic
+                canonical = canonical or result.canonical
         if not found and failure is not None:
             raise failure
         # Secure when every answer that came was (a failed family adds no address to trust).
-        return HostAddresses(tuple(found), authentic=authentic and bool(found))
+        return HostAddresses(tuple(found), authentic=authentic and bool(found), canonical=canonical)
 
     async def txt(self, name: str) -> list[bytes]:
         dns_name = _name(name)

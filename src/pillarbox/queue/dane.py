@@ -12,11 +12,13 @@ Implementation notes:
 
 - **When** (§2.2.1, §2.2.2): only for a host from a "secure" MX RRset (or the domain itself as
   its implicit MX, from a secure NODATA), whose address records are secure too; the address
-  lookup comes first (§2.2.2: it tells whether the TLSA lookup is worth making). The TLSA base
-  domain is the MX host name as listed: a CNAME-expanded name is not tried first (§2.2.2
-  "Secure CNAME" asks for it; its absence makes a CNAME'd MX host's TLSA records be looked
-  up at the unexpanded name only, the §2.2.3 fallback). Address literals and smart hosts get
-  no DANE (§2.2; a smart host keeps ``queue.smarthost_verify_tls``).
+  lookup comes first (§2.2.2: it tells whether the TLSA lookup is worth making). The
+  candidate TLSA base domains (:func:`base_domains`, §2.2.3) are the host name, or for an
+  alias the CNAME-expanded name and then the host name; the first with a secure TLSA RRset
+  is the base domain. An alias whose expanded addresses are insecure gets no DANE: the
+  separate CNAME query that would tell whether the alias itself is secure (§2.2.2
+  "Insecure CNAME") is not made. Address literals and smart hosts get no DANE (§2.2; a smart
+  host keeps ``queue.smarthost_verify_tls``).
 - **What** (§2.2): a secure RRset with a usable record → STARTTLS mandatory and the
   certificate authenticated (:data:`DanePlanKind.AUTHENTICATE`); a secure RRset whose records
   are all unusable → STARTTLS mandatory, any certificate (:data:`DanePlanKind.ENCRYPT`); an
@@ -164,10 +166,19 @@ class DanePlan:
 NO_DANE = DanePlan(DanePlanKind.NONE)
 
 
-def lookup_due(mx_secure: bool, addresses_secure: bool) -> bool:
-    """Whether to look up the host's TLSA records: its name came from a secure MX RRset and its
-    addresses are secure (RFC 7672 §2.2.1, §2.2.2 "SHOULD NOT proceed" when insecure)."""
-    return mx_secure and addresses_secure
+def base_domains(
+    host: str, canonical: str, *, mx_secure: bool, addresses_secure: bool
+) -> tuple[str, ...]:
+    """The candidate TLSA base domains of ``host``, in the order to try them; none when no
+    TLSA lookup is due. Only for a name from a secure MX RRset with secure addresses (RFC 7672
+    §2.2.1; §2.2.2 "SHOULD NOT proceed" when insecure); an alias (``canonical``, its
+    CNAME-expanded name) tries the expanded name first, then its own (§2.2.2 "Secure CNAME",
+    §2.2.3)."""
+    if not (mx_secure and addresses_secure):
+        return ()
+    if canonical and canonical != host:
+        return (canonical, host)
+    return (host,)
 
 
 def plan_for(host: str, records: Sequence[str], *, secure: bool) -> DanePlan:

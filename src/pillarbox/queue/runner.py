@@ -78,8 +78,8 @@ from pillarbox.queue.dane import (
     TLSA_LOOKUP_FAILED,
     DanePlan,
     DanePlanKind,
+    base_domains,
     is_mismatch,
-    lookup_due,
     lookup_failed,
     plan_for,
     tlsa_name,
@@ -583,7 +583,7 @@ class QueueRunner:
             dane = NO_DANE if optional else await self._dane_plan(domain, route, host, addresses)
             note = self._tls_note(domain, host, policy, plan, dane) if report else None
             if dane.kind is DanePlanKind.UNREACHABLE:
-                text = f"{tlsa_name(host, route.port)}: {dane.reason}; {host} is not used"
+                text = f"{tlsa_name(dane.base, route.port)}: {dane.reason}; {host} is not used"
                 last = Answer(TLSA_LOOKUP_FAILED.with_text(text), host)
                 await self._record_tls(note, "", ResultType.DNSSEC_INVALID, dane.reason)
                 continue
@@ -631,27 +631,36 @@ class QueueRunner:
         self, domain: str, route: Route, host: str, addresses: HostAddresses
     ) -> DanePlan:
         """What the host's TLSA records ask (RFC 7672 §2.2); :data:`.dane.NO_DANE` when DANE
-        cannot apply (it is off, or the MX answer or the host's addresses are insecure)."""
-        if not self._dane or not lookup_due(route.secure, addresses.authentic):
+        cannot apply (it is off, the MX answer or the host's addresses are insecure, or no
+        candidate base domain has secure TLSA records, §2.2.3)."""
+        if not self._dane:
             return NO_DANE
-        name = tlsa_name(host, route.port)
-        try:
-            found = await self._resolver.records(name, "TLSA")
-        except (DnsTemporaryError, InvalidName) as exc:
-            reason = exc.problem if isinstance(exc, DnsTemporaryError) else str(exc)
-            _log.warning("DANE: TLSA lookup failed", domain=domain, host=host, reason=reason)
-            return lookup_failed(host, reason)
-        dane = plan_for(host, found.records, secure=found.authentic)
-        if dane.kind is not DanePlanKind.NONE:
-            _log.info(
-                "DANE: TLSA records",
-                domain=domain,
-                host=host,
-                plan=dane.kind.value,
-                usable=len(dane.records),
-                published=len(found.records),
-            )
-        return dane
+        bases = base_domains(
+            host,
+            addresses.canonical,
+            mx_secure=route.secure,
+            addresses_secure=addresses.authentic,
+        )
+        for base in bases:
+            try:
+                found = await self._resolver.records(tlsa_name(base, route.port), "TLSA")
+            except (DnsTemporaryError, InvalidName) as exc:
+                reason = exc.problem if isinstance(exc, DnsTemporaryError) else str(exc)
+                _log.warning("DANE: TLSA lookup failed", domain=domain, host=host, reason=reason)
+                return lookup_failed(base, reason)  # §2.1.2: any failure, not just the last
+            dane = plan_for(base, found.records, secure=found.authentic)
+            if dane.kind is not DanePlanKind.NONE:
+                _log.info(
+                    "DANE: TLSA records",
+                    domain=domain,
+                    host=host,
+                    base=base,
+                    plan=dane.kind.value,
+                    usable=len(dane.records),
+                    published=len(found.records),
+                )
+                return dane
+        return NO_DANE
 
     async def _mx_mismatch(
         self, domain: str, host: str, policy: Policy | None, plan: HostPlan, report: bool
