@@ -504,6 +504,7 @@ class TlsReportSection:
     )
     org_name: str = _f("", "Organization named in reports (default: server.hostname).")
     contact_email: str = _f("", "Contact address in reports (default: from_address).")
+    post_timeout: float = _f(60.0, "Seconds to POST one report to an https rua (RFC 8460 §5.4).")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -810,8 +811,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
     _validate_failure_reports(config.dmarc_failure_reports, reports.from_address)
     tls_reports = config.tls_reports
-    if tls_reports.interval <= 0:
-        raise ConfigError("tls_reports.interval", f"must be positive, got {tls_reports.interval}")
+    for key in ("interval", "post_timeout"):
+        if getattr(tls_reports, key) <= 0:
+            raise ConfigError(
+                f"tls_reports.{key}", f"must be positive, got {getattr(tls_reports, key)}"
+            )
     if tls_reports.enabled and "@" not in (tls_reports.from_address or reports.from_address):
         raise ConfigError("tls_reports.from_address", "needs an address when reports are enabled")
 

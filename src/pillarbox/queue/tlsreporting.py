@@ -102,7 +102,8 @@ async def report_once(
             _log.info(
                 "report URI not supported", domain=report.policy_domain, uris=",".join(skipped)
             )
-        delivered = [url for url in posted if await _post(report, url, resolver)]
+        timeout = config.tls_reports.post_timeout
+        delivered = [url for url in posted if await _post(report, url, resolver, timeout)]
         now = datetime.now(UTC)
         allowed, ok, reply = await submit_report(
             services,
@@ -124,9 +125,9 @@ async def report_once(
     return sent
 
 
-async def _post(report: TlsReport, url: str, resolver: Resolver) -> bool:
+async def _post(report: TlsReport, url: str, resolver: Resolver, timeout: float) -> bool:
     try:
-        await post_report(url, report.gzipped(), resolver)
+        await post_report(url, report.gzipped(), resolver, timeout=timeout)
     except ReportPostError as exc:
         _log.warning("TLS report not posted", domain=report.policy_domain, reason=str(exc))
         return False
