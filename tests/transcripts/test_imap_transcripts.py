@@ -33,7 +33,6 @@ import base64
 import dataclasses
 import re
 import socket
-import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,7 +48,8 @@ from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
 from pillarbox.testing.imapcore import core_session
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.live import TEST_PASSWORD, LiveServerPool, loopback_config
+from pillarbox.testing.transcript import LineReader, unverified_client_tls
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "imap").glob("*.txt"))
 
@@ -320,73 +320,28 @@ async def test_transcript_on_core(path: Path, tmp_path: Path) -> None:
 # -- the live server ------------------------------------------------------------------------
 
 
-class _LineReader:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-
-    def lines(self, count: int) -> list[str]:
-        out: list[str] = []
-        while len(out) < count:
-            while b"\r\n" not in self.buffer:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise AssertionError(f"connection closed; got {out!r}")
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            out.append(line.decode("utf-8", "replace"))
-        return out
-
-    def closed(self) -> bool:
-        try:
-            return self.buffer == b"" and self.sock.recv(1) == b""
-        except (ConnectionResetError, ssl.SSLError):
-            return True
-
-
 @pytest.fixture(scope="module")
-def servers() -> Iterator[dict[tuple[str, ...], LiveServer]]:
-    running: dict[tuple[str, ...], LiveServer] = {}
-    yield running
-    for server in running.values():
-        server.__exit__(None, None, None)
-
-
-def _server(
-    servers: dict[tuple[str, ...], LiveServer], transcript: Transcript, tmp: Path
-) -> LiveServer:
-    key = tuple(sorted(f"{k}={v}" for k, v in transcript.settings.items()))
-    if key not in servers:
-        server = LiveServer(_config(tmp / "live", transcript)).__enter__()
-        server.add_domain("example.org")
-        servers[key] = server
-    return servers[key]
-
-
-def _client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+def servers() -> Iterator[LiveServerPool]:
+    pool = LiveServerPool()
+    yield pool
+    pool.close()
 
 
 LIVE = [p for p in TRANSCRIPTS if "@ core-only" not in p.read_text(encoding="utf-8")]
 
 
 @pytest.mark.parametrize("path", LIVE, ids=[p.stem for p in LIVE])
-def test_transcript_live(
-    path: Path, servers: dict[tuple[str, ...], LiveServer], tmp_path: Path
-) -> None:
+def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) -> None:
     user = f"{path.stem.replace('_', '-')}@example.org"
     transcript = load(path, user)
-    server = _server(servers, transcript, tmp_path)
+    server = servers.get(transcript.settings, lambda: _config(tmp_path / "live", transcript))
     server.add_account(user, TEST_PASSWORD)
     server.call(prepare(server.store, transcript, user))
     port = server.port("imaps" if transcript.tls else "imap")
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     if transcript.tls:
-        sock = _client_tls().wrap_socket(sock)
-    reader = _LineReader(sock)
+        sock = unverified_client_tls().wrap_socket(sock)
+    reader = LineReader(sock)
     pending = reader.lines(1)
     try:
         for step in transcript.steps:
@@ -401,8 +356,8 @@ def test_transcript_live(
             pending += reader.lines(max(0, len(step.expect) - len(pending)))
             _compare(transcript.name, pending, step.expect)
             if step.starttls:
-                sock = _client_tls().wrap_socket(sock)
-                reader = _LineReader(sock)
+                sock = unverified_client_tls().wrap_socket(sock)
+                reader = LineReader(sock)
             if step.close:
                 assert reader.closed(), f"{transcript.name}: expected the server to close"
         assert not pending and not reader.buffer, f"{transcript.name}: unexpected {pending!r}"

@@ -197,3 +197,26 @@ class LiveServer:
 
 async def _wrap(coro: Awaitable[T]) -> T:
     return await coro
+
+
+class LiveServerPool:
+    """Live servers shared by a module's tests, one per distinct settings: each started on
+    first use with ``example.org`` hosted, all stopped by :meth:`close` (the transcript tests
+    replay dozens of transcripts against a few configurations)."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, ...], LiveServer] = {}
+
+    def get(self, settings: Mapping[str, object], config: Callable[[], cfg.Config]) -> LiveServer:
+        """The server for ``settings``, started from ``config()`` if it is not running yet."""
+        key = tuple(sorted(f"{k}={v}" for k, v in settings.items()))
+        if key not in self._running:
+            server = LiveServer(config()).__enter__()
+            server.add_domain("example.org")
+            self._running[key] = server
+        return self._running[key]
+
+    def close(self) -> None:
+        for server in self._running.values():
+            server.__exit__(None, None, None)
+        self._running.clear()

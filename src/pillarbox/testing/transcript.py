@@ -297,7 +297,7 @@ def run_on_socket(
     items are core-only and rejected here.
     """
     sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
-    reader = _LineReader(sock)
+    reader = LineReader(sock)
     try:
         for step in transcript.steps:
             if step.wait:
@@ -316,7 +316,7 @@ def run_on_socket(
                     if tls is None:
                         raise ValueError(f"{transcript.name}: STARTTLS needs a TLS context")
                     sock = tls.wrap_socket(sock, server_hostname=None)
-                    reader = _LineReader(sock)
+                    reader = LineReader(sock)
             if step.expect_close and reader.line() is not None:
                 raise TranscriptMismatch(f"{transcript.name}: expected the server to close")
             if step.message is not None:
@@ -334,18 +334,46 @@ def run_on_socket(
         sock.close()
 
 
-class _LineReader:
-    """CRLF-terminated reply lines from a blocking socket."""
+class LineReader:
+    """CRLF-terminated reply lines from a blocking socket: the live half of every protocol's
+    transcript tests (SMTP here; IMAP and ManageSieve in tests/transcripts)."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buffer = b""
+        self.sock = sock
+        #: Bytes received after the last line returned.
+        self.buffer = b""
 
     def line(self) -> str | None:
-        while b"\r\n" not in self._buffer:
-            data = self._sock.recv(65536)
+        """The next line, or None when the server closed the connection first."""
+        while b"\r\n" not in self.buffer:
+            data = self.sock.recv(65536)
             if not data:
                 return None
-            self._buffer += data
-        line, _, self._buffer = self._buffer.partition(b"\r\n")
-        return line.decode("utf-8")
+            self.buffer += data
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line.decode("utf-8", "replace")
+
+    def lines(self, count: int) -> list[str]:
+        """The next ``count`` lines; AssertionError if the connection closes before."""
+        out: list[str] = []
+        while len(out) < count:
+            line = self.line()
+            if line is None:
+                raise AssertionError(f"connection closed; got {out!r}")
+            out.append(line)
+        return out
+
+    def closed(self) -> bool:
+        """Whether the server closed the connection with nothing more to read."""
+        try:
+            return self.buffer == b"" and self.sock.recv(1) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+
+def unverified_client_tls() -> ssl.SSLContext:
+    """A client context that accepts the live server's self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
