@@ -363,6 +363,14 @@ class VacationSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SieveSection:
+    max_script_size: int = _f(
+        65536, "Largest Sieve script an account may store, in bytes of UTF-8 (RFC 5804 QUOTA)."
+    )
+    max_scripts: int = _f(16, "Sieve scripts an account may store (RFC 5804 QUOTA/MAXSCRIPTS).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
@@ -536,6 +544,9 @@ class Config:
         ForwardingSection, "Forwarding at delivery: SRS and ARC sealing."
     )
     vacation: VacationSection = _section(VacationSection, "Vacation auto-replies (RFC 3834).")
+    sieve: SieveSection = _section(
+        SieveSection, "Sieve mail filters (RFC 5228): limits on the scripts accounts store."
+    )
     dns: DnsSection = _section(DnsSection, "DNS resolution.")
     policy: PolicySection = _section(PolicySection, "Inbound mail policy and spam filter.")
     web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
@@ -746,6 +757,8 @@ def _validate(config: Config) -> None:
         ("forwarding.srs_max_age_days", config.forwarding.srs_max_age_days),
         ("vacation.interval_days", config.vacation.interval_days),
         ("auth.lockout_failures", config.auth.lockout_failures),
+        ("sieve.max_script_size", config.sieve.max_script_size),
+        ("sieve.max_scripts", config.sieve.max_scripts),
     ]
     for key, number in positive:
         if number <= 0:

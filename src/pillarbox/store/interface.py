@@ -55,6 +55,7 @@ from pillarbox.store.types import (
     QueuedMessage,
     QuotaUsage,
     SenderListEntry,
+    SieveScript,
     SpamCounts,
     SpamEvidence,
     SpecialUse,
@@ -413,3 +414,30 @@ class Store(Protocol):
 
     async def remove_sender_entry(self, account_id: int, pattern: str) -> None:
         """``NotFound`` if the account has no entry for ``pattern``."""
+
+    # -- Sieve filter scripts (RFC 5228; managed over ManageSieve, RFC 5804) ------------------
+    # Names are canonical (``types.sieve_script_name``); the store checks neither the scripts
+    # nor the ``[sieve]`` quotas.
+    async def list_sieve_scripts(self, account_id: int) -> list[SieveScript]:
+        """The account's scripts, ordered by name (code point order)."""
+
+    async def get_sieve_script(self, account_id: int, name: str) -> SieveScript | None: ...
+
+    async def active_sieve_script(self, account_id: int) -> SieveScript | None:
+        """The script delivery runs for the account, if one is active."""
+
+    async def put_sieve_script(self, account_id: int, name: str, content: str) -> None:
+        """Create the script or replace its content (a replaced script stays active if it
+        was); ``NotFound`` for an unknown account."""
+
+    async def set_active_sieve_script(self, account_id: int, name: str | None) -> None:
+        """Make ``name`` the one active script (RFC 5804 §2.8), or none with ``None``;
+        ``NotFound`` if the account has no such script."""
+
+    async def delete_sieve_script(self, account_id: int, name: str) -> None:
+        """``NotFound`` if the account has no such script. Deleting the active one is allowed
+        here (the account then has none); ManageSieve refuses it (§2.10)."""
+
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
+        """``NotFound`` for a missing ``old``, ``AlreadyExists`` for a taken ``new``; the
+        active flag moves with the script (§2.11.1)."""

@@ -570,6 +570,40 @@ class SenderListEntry:
     kind: SenderListKind
 
 
+#: Longest Sieve script name accepted, in characters (RFC 5804 §1.6: at least 128 must be allowed).
+MAX_SIEVE_SCRIPT_NAME = 128
+#: Characters RFC 5804 §1.6 prohibits in script names besides C0/C1 controls and DEL.
+_SIEVE_NAME_SEPARATORS = frozenset("\u2028\u2029")
+
+
+def sieve_script_name(name: str) -> str:
+    """The canonical form of a Sieve script name, or ``InvalidName``; every caller (ManageSieve,
+    the web, the CLI) applies it before the store sees a name.
+
+    NFC (Net-Unicode, RFC 5198 §2, which RFC 5804 §1.6 requires); refused: the empty name
+    (it means "no script" to SETACTIVE, §2.8), names longer than
+    :data:`MAX_SIEVE_SCRIPT_NAME` (never truncated, §1.6), control characters (0000–001F,
+    007F, 0080–009F) and the line and paragraph separators.
+    """
+    name = unicodedata.normalize("NFC", name)
+    if not name or len(name) > MAX_SIEVE_SCRIPT_NAME:
+        raise InvalidName(f"script name must be 1 to {MAX_SIEVE_SCRIPT_NAME} characters")
+    if any(unicodedata.category(ch) == "Cc" or ch in _SIEVE_NAME_SEPARATORS for ch in name):
+        raise InvalidName(f"script name {name!r} contains a control or separator character")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class SieveScript:
+    """An account's Sieve filter script (RFC 5228) as uploaded; at most one per account is
+    ``active``, the one delivery runs. The store keeps the text as given: callers compile it
+    (``pillarbox.sieve``) and apply the ``[sieve]`` quotas before storing."""
+
+    name: str
+    content: str
+    active: bool
+
+
 #: A classifier model as the store returns it: its totals, and the counts of the tokens asked
 #: for that it has seen (unseen ones are left out).
 ModelCounts = tuple[SpamCounts, dict[str, SpamCounts]]

@@ -59,6 +59,7 @@ from pillarbox.store.types import (
     RecipientState,
     SenderListEntry,
     SenderListKind,
+    SieveScript,
     SpamCounts,
     SpamEvidence,
     SpecialUse,
@@ -1065,6 +1066,83 @@ class StoreContract:
             SpamCounts(1, 0),
             {"hello": SpamCounts(3, 0)},
         )
+
+    # -- Sieve scripts ---------------------------------------------------------------------------
+    async def test_sieve_scripts_are_kept_by_name(self, store: Store, account: Account) -> None:
+        assert await store.list_sieve_scripts(account.id) == []
+        assert await store.get_sieve_script(account.id, "a") is None
+        text = 'require "fileinto";\r\nfileinto "Été";\n'
+        for name in ("é", "a", "B"):
+            await store.put_sieve_script(account.id, name, text)
+        listed = await store.list_sieve_scripts(account.id)
+        # Code point order (RFC 5804 leaves it open; the same on every backend).
+        assert listed == [SieveScript(n, text, False) for n in ("B", "a", "é")]
+        assert await store.get_sieve_script(account.id, "é") == SieveScript("é", text, False)
+        assert await store.get_sieve_script(account.id, "A") is None  # names are exact
+        with pytest.raises(NotFound):
+            await store.put_sieve_script(10**9, "a", "keep;")
+
+    async def test_one_sieve_script_is_active(self, store: Store, account: Account) -> None:
+        await store.put_sieve_script(account.id, "one", "keep;")
+        await store.put_sieve_script(account.id, "two", "discard;")
+        assert await store.active_sieve_script(account.id) is None
+        await store.set_active_sieve_script(account.id, "one")
+        assert await store.active_sieve_script(account.id) == SieveScript("one", "keep;", True)
+        await store.set_active_sieve_script(account.id, "two")
+        assert await store.active_sieve_script(account.id) == SieveScript("two", "discard;", True)
+        assert [s.active for s in await store.list_sieve_scripts(account.id)] == [False, True]
+        # Replacing the active script keeps it active, with the new text at once.
+        await store.put_sieve_script(account.id, "two", "stop;")
+        assert await store.active_sieve_script(account.id) == SieveScript("two", "stop;", True)
+        with pytest.raises(NotFound):
+            await store.set_active_sieve_script(account.id, "three")
+        assert await store.active_sieve_script(account.id) == SieveScript("two", "stop;", True)
+        await store.set_active_sieve_script(account.id, None)
+        assert await store.active_sieve_script(account.id) is None
+        assert not any(s.active for s in await store.list_sieve_scripts(account.id))
+
+    async def test_sieve_scripts_delete_and_rename(self, store: Store, account: Account) -> None:
+        await store.put_sieve_script(account.id, "old", "keep;")
+        await store.put_sieve_script(account.id, "other", "discard;")
+        await store.set_active_sieve_script(account.id, "old")
+        with pytest.raises(AlreadyExists):
+            await store.rename_sieve_script(account.id, "old", "other")
+        with pytest.raises(NotFound):
+            await store.rename_sieve_script(account.id, "missing", "new")
+        await store.rename_sieve_script(account.id, "old", "new")
+        assert await store.get_sieve_script(account.id, "old") is None
+        assert await store.active_sieve_script(account.id) == SieveScript("new", "keep;", True)
+        await store.delete_sieve_script(account.id, "new")
+        assert await store.active_sieve_script(account.id) is None
+        with pytest.raises(NotFound):
+            await store.delete_sieve_script(account.id, "new")
+        assert await store.list_sieve_scripts(account.id) == [
+            SieveScript("other", "discard;", False)
+        ]
+
+    async def test_sieve_scripts_belong_to_their_account(
+        self, store_factory: StoreFactory, store: Store, account: Account
+    ) -> None:
+        """Per account, durable, and removed with the account."""
+        other = await store.add_account(f"carol@{DOMAIN}", "h")
+        await store.put_sieve_script(account.id, "s", "keep;")
+        await store.set_active_sieve_script(account.id, "s")
+        await store.put_sieve_script(other.id, "s", "discard;")
+        assert await store.active_sieve_script(other.id) is None
+        with pytest.raises(NotFound):
+            await store.delete_sieve_script(other.id, "missing")
+        elsewhere = store_factory()  # another process on the same data: it was committed
+        await elsewhere.open()
+        try:
+            assert await elsewhere.active_sieve_script(account.id) == SieveScript(
+                "s", "keep;", True
+            )
+        finally:
+            await elsewhere.close()
+        await store.remove_account(account.id)
+        assert await store.list_sieve_scripts(account.id) == []
+        assert await store.active_sieve_script(account.id) is None
+        assert await store.list_sieve_scripts(other.id) == [SieveScript("s", "discard;", False)]
 
     # -- DMARC aggregate reports ----------------------------------------------------------------
     async def test_dmarc_report_run_is_claimed_once(

@@ -441,6 +441,19 @@ ALTER TABLE dmarc_observations ADD COLUMN override_comment text NOT NULL DEFAULT
 ALTER TABLE dmarc_observations ADD COLUMN discovery text NOT NULL DEFAULT 'psl';
 """
 
+# Sieve filter scripts (RFC 5228), managed over ManageSieve (RFC 5804) and the web: at most
+# one active per account (the partial unique index), the one delivery runs (.sievedata).
+_V9_SQL = r"""
+CREATE TABLE sieve_scripts (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name text NOT NULL,
+    content text NOT NULL,
+    active boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (account_id, name)
+);
+CREATE UNIQUE INDEX sieve_scripts_one_active ON sieve_scripts(account_id) WHERE active;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -454,6 +467,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "spam model generations (token count caches)", _V6_SQL),
     Migration(7, "DMARC report runs claimed once", _V7_SQL),
     Migration(8, "DMARC evaluations: policy override and discovery method", _V8_SQL),
+    Migration(9, "Sieve filter scripts", _V9_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -71,7 +71,7 @@ from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.postgres import accountdata, dmarcdata, notify, spamdata
+from pillarbox.store.postgres import accountdata, dmarcdata, notify, sievedata, spamdata
 from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
@@ -109,6 +109,7 @@ from pillarbox.store.types import (
     RecipientState,
     RecordTable,
     SenderListEntry,
+    SieveScript,
     SpamCounts,
     SpamEvidence,
     SpecialUse,
@@ -1527,6 +1528,43 @@ class PostgresStore:
         await self._write(
             lambda conn, _: spamdata.remove_sender_entry(conn, account_id, pattern),
             forget=[("senders", account_id)],
+        )
+
+    # -- Sieve scripts (see .sievedata) ----------------------------------------------------------
+    async def list_sieve_scripts(self, account_id: int) -> list[SieveScript]:
+        return await self._read(lambda conn: sievedata.list_scripts(conn, account_id))
+
+    async def get_sieve_script(self, account_id: int, name: str) -> SieveScript | None:
+        return await self._read(lambda conn: sievedata.get_script(conn, account_id, name))
+
+    async def active_sieve_script(self, account_id: int) -> SieveScript | None:
+        # Read for each local recipient of every arriving message: kept like the settings;
+        # every script write below makes each node forget the directory.
+        return await self._directory.lookup(
+            ("sieve", str(account_id)),
+            lambda: self._read(lambda conn: sievedata.active_script(conn, account_id)),
+        )
+
+    async def put_sieve_script(self, account_id: int, name: str, content: str) -> None:
+        await self._write(
+            lambda conn, _: sievedata.put_script(conn, account_id, name, content),
+            forget=_DIRECTORY,
+        )
+
+    async def set_active_sieve_script(self, account_id: int, name: str | None) -> None:
+        await self._write(
+            lambda conn, _: sievedata.set_active(conn, account_id, name), forget=_DIRECTORY
+        )
+
+    async def delete_sieve_script(self, account_id: int, name: str) -> None:
+        await self._write(
+            lambda conn, _: sievedata.delete_script(conn, account_id, name), forget=_DIRECTORY
+        )
+
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
+        await self._write(
+            lambda conn, _: sievedata.rename_script(conn, account_id, old, new),
+            forget=_DIRECTORY,
         )
 
     # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------

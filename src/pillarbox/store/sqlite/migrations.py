@@ -417,6 +417,19 @@ ALTER TABLE dmarc_observations ADD COLUMN override_comment TEXT NOT NULL DEFAULT
 ALTER TABLE dmarc_observations ADD COLUMN discovery TEXT NOT NULL DEFAULT 'psl';
 """
 
+# Sieve filter scripts (RFC 5228), managed over ManageSieve (RFC 5804) and the web: at most
+# one active per account (the partial unique index), the one delivery runs (.sievedata).
+_V14_SQL = r"""
+CREATE TABLE sieve_scripts (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX sieve_scripts_one_active ON sieve_scripts(account_id) WHERE active = 1;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -431,6 +444,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "spam model generations (token count caches)", _V11_SQL),
     Migration(12, "DMARC report runs claimed once", _V12_SQL),
     Migration(13, "DMARC evaluations: policy override and discovery method", _V13_SQL),
+    Migration(14, "Sieve filter scripts", _V14_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -67,7 +67,7 @@ from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
-from pillarbox.store.sqlite import dkimkeys, dmarcdata, spamdata, webdata
+from pillarbox.store.sqlite import dkimkeys, dmarcdata, sievedata, spamdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
@@ -105,6 +105,7 @@ from pillarbox.store.types import (
     RecipientState,
     RecordTable,
     SenderListEntry,
+    SieveScript,
     SpamCounts,
     SpamEvidence,
     SpecialUse,
@@ -1447,6 +1448,38 @@ class SqliteStore:
         await self._write_then_forget(
             lambda conn, fx: spamdata.remove_sender_entry(conn, account_id, pattern),
             functools.partial(self._evidence.forget_senders, account_id),
+        )
+
+    # -- Sieve scripts (see .sievedata) ----------------------------------------------------------
+    async def list_sieve_scripts(self, account_id: int) -> list[SieveScript]:
+        return await self._read(lambda conn: sievedata.list_scripts(conn, account_id))
+
+    async def get_sieve_script(self, account_id: int, name: str) -> SieveScript | None:
+        return await self._read(lambda conn: sievedata.get_script(conn, account_id, name))
+
+    async def active_sieve_script(self, account_id: int) -> SieveScript | None:
+        # Read for each local recipient of every arriving message: cached like the settings,
+        # and every script write below empties the cache.
+        return await self._read_directory(
+            ("sieve", str(account_id)), lambda conn: sievedata.active_script(conn, account_id)
+        )
+
+    async def put_sieve_script(self, account_id: int, name: str, content: str) -> None:
+        await self._write_directory(
+            lambda conn, fx: sievedata.put_script(conn, account_id, name, content)
+        )
+
+    async def set_active_sieve_script(self, account_id: int, name: str | None) -> None:
+        await self._write_directory(lambda conn, fx: sievedata.set_active(conn, account_id, name))
+
+    async def delete_sieve_script(self, account_id: int, name: str) -> None:
+        await self._write_directory(
+            lambda conn, fx: sievedata.delete_script(conn, account_id, name)
+        )
+
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
+        await self._write_directory(
+            lambda conn, fx: sievedata.rename_script(conn, account_id, old, new)
         )
 
     # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------

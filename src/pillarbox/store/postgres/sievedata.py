@@ -1,0 +1,82 @@
+"""Sieve scripts in PostgreSQL (table ``sieve_scripts``, migration 9): the queries behind the
+store's script methods.
+
+At most one script per account is active: a partial unique index enforces it, so activating
+one clears the others in the same transaction first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from pillarbox.errors import AlreadyExists, NotFound
+from pillarbox.store.types import SieveScript
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+_SELECT = "SELECT name, content, active FROM sieve_scripts WHERE account_id = %s"
+
+
+async def _scripts(conn: Conn, where: str, params: tuple[Any, ...]) -> list[SieveScript]:
+    cur = await conn.execute(_SELECT + where, params)
+    return [SieveScript(name, content, active) for name, content, active in await cur.fetchall()]
+
+
+async def list_scripts(conn: Conn, account_id: int) -> list[SieveScript]:
+    return await _scripts(conn, ' ORDER BY name COLLATE "C"', (account_id,))
+
+
+async def get_script(conn: Conn, account_id: int, name: str) -> SieveScript | None:
+    found = await _scripts(conn, " AND name = %s", (account_id, name))
+    return found[0] if found else None
+
+
+async def active_script(conn: Conn, account_id: int) -> SieveScript | None:
+    found = await _scripts(conn, " AND active", (account_id,))
+    return found[0] if found else None
+
+
+async def put_script(conn: Conn, account_id: int, name: str, content: str) -> None:
+    cur = await conn.execute("SELECT 1 FROM accounts WHERE id = %s", (account_id,))
+    if await cur.fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    await conn.execute(
+        "INSERT INTO sieve_scripts (account_id, name, content) VALUES (%s, %s, %s) "
+        "ON CONFLICT (account_id, name) DO UPDATE SET content = excluded.content",
+        (account_id, name, content),
+    )
+
+
+async def set_active(conn: Conn, account_id: int, name: str | None) -> None:
+    if name is not None and await get_script(conn, account_id, name) is None:
+        raise NotFound(f"no script {name!r}")
+    await conn.execute(
+        "UPDATE sieve_scripts SET active = false WHERE account_id = %s AND active", (account_id,)
+    )
+    if name is not None:
+        await conn.execute(
+            "UPDATE sieve_scripts SET active = true WHERE account_id = %s AND name = %s",
+            (account_id, name),
+        )
+
+
+async def delete_script(conn: Conn, account_id: int, name: str) -> None:
+    cur = await conn.execute(
+        "DELETE FROM sieve_scripts WHERE account_id = %s AND name = %s", (account_id, name)
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"no script {name!r}")
+
+
+async def rename_script(conn: Conn, account_id: int, old: str, new: str) -> None:
+    if await get_script(conn, account_id, old) is None:
+        raise NotFound(f"no script {old!r}")
+    if await get_script(conn, account_id, new) is not None:
+        raise AlreadyExists(f"script {new!r} exists")
+    await conn.execute(
+        "UPDATE sieve_scripts SET name = %s WHERE account_id = %s AND name = %s",
+        (new, account_id, old),
+    )
