@@ -16,6 +16,7 @@ CORE_MODULES = (
     "auth/saslprep.py",
     "auth/ratelimit.py",
     "queue/mtasts.py",
+    "web/sieverules.py",
 )
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "threading", "selectors", "subprocess"}
 

@@ -256,7 +256,8 @@ async def use_rules(services: Services, account: Account, *, version: str | None
     if current is not None and rules_of(current.content) is None:
         taken = {s.name for s in await store.list_sieve_scripts(account.id)}
         kept = next(
-            n for n in (KEPT_PREFIX, *(f"{KEPT_PREFIX}-{i}" for i in range(2, 1000)))
+            n
+            for n in (KEPT_PREFIX, *(f"{KEPT_PREFIX}-{i}" for i in range(2, 1000)))
             if n not in taken
         )
         await _check_count(services, account, kept)
@@ -308,8 +309,12 @@ class RuleForm:
             rule.enabled,
             rule.any_of,
             [
-                {"field": c.field.value, "match": c.match.value, "value": c.value,
-                 "header": c.header}
+                {
+                    "field": c.field.value,
+                    "match": c.match.value,
+                    "value": c.value,
+                    "header": c.header,
+                }
                 for c in rule.conditions
             ],  # fmt: skip
             [
