@@ -24,7 +24,7 @@ from pillarbox.web.sieverules import (
 )
 
 #: Characters that need care in Sieve strings, JSON or comments, weighted up.
-_TRICKY = st.sampled_from(list('"\\*?${}[]();#/ \t') + ["\u00e9", "\u2603", "\U0001f4e7", "\u200d"])
+_TRICKY = st.sampled_from([*'"\\*?${}[]();#/ ', "\u00e9", "\u2603", "\U0001f4e7", "\u200d"])
 _ANY = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
 _TEXT = st.lists(st.one_of(_TRICKY, _ANY), min_size=1, max_size=30).map("".join)
 _NAME = _TEXT.map(str.strip).filter(bool)

@@ -246,7 +246,7 @@ def test_the_rules_comment_is_checked_like_any_input() -> None:
                 "actions": [{"action": "flag"}],
             },
             "a condition's field must be one of",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_rules_from_json_are_checked(item: object, problem: str) -> None:

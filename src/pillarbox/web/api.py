@@ -583,7 +583,11 @@ async def put_rules(call: Call) -> object:
         raise UserError("rules must be a list")
     rules = [rule_from_json(item) for item in items]
     version = await filter_ops.save_rules(
-        call.web.services, call.account, rules, version=_version(call)
+        call.web.services,
+        call.account,
+        rules,
+        version=_version(call),
+        take_over=call.flag("take_over"),
     )
     return {"rules": [rule_json(r) for r in rules], "version": version}
 
@@ -1222,7 +1226,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "filters",
         _obj({"rules": _list(_ref("FilterRule")), "version": STR}),
         _obj(
-            {"rules": _list(_ref("FilterRule")), "version": {"type": ["string", "null"]}},
+            {
+                "rules": _list(_ref("FilterRule")),
+                "version": {"type": ["string", "null"]},
+                "take_over": {
+                    "type": "boolean",
+                    "description": "activate the rules even if another script is active "
+                    "(it stays stored); without it that is refused with 409",
+                },
+            },
             ("rules",),
         ),
     ),

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 from starlette.datastructures import FormData
@@ -58,6 +57,7 @@ from pillarbox.web.sieverules import (
     Rule,
     RuleError,
     check_rule,
+    choice,
     describe,
     rules_of,
     script_of,
@@ -69,7 +69,6 @@ BLANK_ROWS = 2
 MAX_FORM_ROWS = 30
 #: The prefix of the name a hand-edited rules script is kept under when the builder takes over.
 KEPT_PREFIX = SCRIPT_NAME + "-edited"
-_E = TypeVar("_E", Field, Match, ActionKind)
 
 
 class ScriptInvalid(UserError):
@@ -181,12 +180,18 @@ async def check_targets(services: Services, account: Account, rules: Sequence[Ru
 
 
 async def save_rules(
-    services: Services, account: Account, rules: Sequence[Rule], *, version: str | None
+    services: Services,
+    account: Account,
+    rules: Sequence[Rule],
+    *,
+    version: str | None,
+    take_over: bool = False,
 ) -> str:
     """Store ``rules`` as the rules script and make it active; returns its new version.
 
-    Refused when the rules script was edited by hand (see :func:`use_rules`) or changed since
-    ``version`` (None: no check — an API client that does not care)."""
+    Refused when the rules script was edited by hand (see :func:`use_rules`), when another
+    script is active (unless ``take_over``: the user chose the builder over it; it stays
+    stored), or when the rules changed since ``version`` (None: no check)."""
     await check_targets(services, account, rules)
     content = script_of(rules)
     check_script(services, content)
@@ -196,6 +201,12 @@ async def save_rules(
     if current is not None and rules_of(current.content) is None:
         raise Conflict(
             "the filter script was edited outside the rule builder; keep or replace it first"
+        )
+    active = await store.active_sieve_script(account.id)
+    if active is not None and active.name != SCRIPT_NAME and not take_over:
+        raise Conflict(
+            f"your mail is filtered by the script “{active.name}”; choose the rule builder "
+            "over it first"
         )
     await _check_count(services, account, SCRIPT_NAME)
     await store.put_sieve_script(account.id, SCRIPT_NAME, content)
@@ -219,6 +230,8 @@ async def save_script(
     check_script(services, content)
     store = services.store
     current = await store.get_sieve_script(account.id, name)
+    if version == "" and current is not None:
+        raise Conflict(f"a script named “{name}” exists already")
     _check_version(current, version)
     await _check_count(services, account, name)
     await store.put_sieve_script(account.id, name, content)
@@ -266,7 +279,7 @@ async def use_rules(services: Services, account: Account, *, version: str | None
             await store.set_active_sieve_script(account.id, None)
         current = None
     if current is None:
-        await save_rules(services, account, (), version="")
+        await save_rules(services, account, (), version="", take_over=True)
     else:
         await store.set_active_sieve_script(account.id, SCRIPT_NAME)
 
@@ -316,7 +329,7 @@ class RuleForm:
                     "header": c.header,
                 }
                 for c in rule.conditions
-            ],  # fmt: skip
+            ],
             [
                 {
                     "kind": a.kind.value,
@@ -358,37 +371,31 @@ class RuleForm:
             value = row["value"].strip()
             if not value:
                 continue
-            kind = _choice(Field, row["field"], "condition")
+            looked_at = choice(Field, row["field"], "a condition's field")
             conditions.append(
                 Condition(
-                    kind,
-                    _choice(Match, row["match"], "comparison"),
-                    value.upper() if kind is Field.SIZE else value,
-                    row["header"].strip().rstrip(":") if kind is Field.HEADER else "",
+                    looked_at,
+                    choice(Match, row["match"], "a condition's comparison"),
+                    value.upper() if looked_at is Field.SIZE else value,
+                    row["header"].strip().rstrip(":") if looked_at is Field.HEADER else "",
                 )
             )
         actions: list[Action] = []
         for row in self.actions:
             if not row["kind"]:
                 continue
-            kind = _choice(ActionKind, row["kind"], "action")
+            kind = choice(ActionKind, row["kind"], "an action")
             target = ""
             if kind in FOLDER_ACTIONS:
                 target = row["folder"]
             elif kind in ADDRESS_ACTIONS:
                 target = _one_address(row["address"])
             actions.append(Action(kind, target))
-        rule = Rule(self.name or "Rule", tuple(conditions), tuple(actions), self.any_of,
-                    self.enabled)  # fmt: skip
+        rule = Rule(
+            self.name or "Rule", tuple(conditions), tuple(actions), self.any_of, self.enabled
+        )
         check_rule(rule)
         return rule
-
-
-def _choice(kind: type[_E], value: str, what: str) -> _E:
-    try:
-        return kind(value)
-    except ValueError:
-        raise RuleError(f"unknown {what}: {value}") from None
 
 
 def _one_address(text: str) -> str:
@@ -442,7 +449,7 @@ async def rule_page(request: Request) -> Response:
     app = web(request)
     filters = await load_filters(app.services, account)
     index = field_number(request.query_params.get("index"))
-    if filters.rules is None:
+    if filters.rules is None or not filters.builder:
         return redirect("/settings/filters")
     if index is None:
         form = RuleForm(name=f"Rule {len(filters.rules) + 1}")
@@ -512,8 +519,7 @@ async def change_rule(request: Request) -> Response:
                     del rules[index]
                 else:
                     old = rules[index]
-                    rules[index] = Rule(old.name, old.conditions, old.actions, old.any_of,
-                                        not old.enabled)  # fmt: skip
+                    rules[index] = replace(old, enabled=not old.enabled)
                 await save_rules(app.services, account, rules, version=version)
             case _:
                 raise NotFound("no such operation")

@@ -407,12 +407,15 @@ def _text(item: Mapping[str, Any], key: str, default: str | None = None) -> str:
     return value
 
 
-def _enum(kind: type[_E], value: object, what: str) -> _E:
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(member.value for member in kind)
-        raise RuleError(f"{what} must be one of: {choices}") from None
+def choice(kind: type[_E], value: object, what: str) -> _E:
+    """``value`` as a member of ``kind``, or :class:`RuleError` naming the choices."""
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    choices = ", ".join(member.value for member in kind)
+    raise RuleError(f"{what} must be one of: {choices}")
 
 
 def _list_of(item: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -434,15 +437,15 @@ def rule_from_json(item: object) -> Rule:
         raise RuleError('match must be "all" or "any"')
     conditions = tuple(
         Condition(
-            _enum(Field, c.get("field"), "a condition's field"),
-            _enum(Match, c.get("match"), "a condition's match"),
+            choice(Field, c.get("field"), "a condition's field"),
+            choice(Match, c.get("match"), "a condition's match"),
             _text(c, "value"),
             _text(c, "header", ""),
         )
         for c in _list_of(item, "conditions")
     )
     actions = tuple(
-        Action(_enum(ActionKind, a.get("action"), "an action"), _text(a, "target", ""))
+        Action(choice(ActionKind, a.get("action"), "an action"), _text(a, "target", ""))
         for a in _list_of(item, "actions")
     )
     rule = Rule(_text(item, "name"), conditions, actions, match == "any", enabled)
