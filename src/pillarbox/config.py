@@ -368,6 +368,17 @@ class SieveSection:
         65536, "Largest Sieve script an account may store, in bytes of UTF-8 (RFC 5804 QUOTA)."
     )
     max_scripts: int = _f(16, "Sieve scripts an account may store (RFC 5804 QUOTA/MAXSCRIPTS).")
+    max_actions: int = _f(
+        32, "Actions one script run may take; more is a runtime error: kept (RFC 5228 §2.10.4)."
+    )
+    max_redirects: int = _f(4, "Redirects one script run may make; more is a runtime error.")
+    max_nesting: int = _f(
+        32, "Deepest nesting of blocks and tests a script may have (refused at compile time)."
+    )
+    vacation_max_days: int = _f(
+        90, "Largest :days a Sieve vacation may give; larger values are lowered (RFC 5230 §4.1)."
+    )
+    cache_entries: int = _f(256, "Compiled scripts kept in memory per process, by content.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -759,6 +770,11 @@ def _validate(config: Config) -> None:
         ("auth.lockout_failures", config.auth.lockout_failures),
         ("sieve.max_script_size", config.sieve.max_script_size),
         ("sieve.max_scripts", config.sieve.max_scripts),
+        ("sieve.max_actions", config.sieve.max_actions),
+        ("sieve.max_redirects", config.sieve.max_redirects),
+        ("sieve.max_nesting", config.sieve.max_nesting),
+        ("sieve.vacation_max_days", config.sieve.vacation_max_days),
+        ("sieve.cache_entries", config.sieve.cache_entries),
     ]
     for key, number in positive:
         if number <= 0:

@@ -18,6 +18,7 @@ from pillarbox.config import Config
 from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
 from pillarbox.queue.srs import SrsSettings
+from pillarbox.sieve.cache import ScriptCache
 from pillarbox.store.interface import Store
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Services:
     #: by :mod:`pillarbox.net.acme` and read by the web app's challenge route.
     acme_challenges: dict[str, str] = field(default_factory=dict)
     _policy: InboundPolicy | None = field(default=None, init=False, repr=False)
+    _sieve_scripts: ScriptCache | None = field(default=None, init=False, repr=False)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a background task for the server's lifetime (cancelled at shutdown)."""
@@ -70,3 +72,15 @@ class Services:
                 reporter = partial(FailureReporter, self)
             self._policy = inbound_policy(self.config, self.store, failure_reports=reporter)
         return self._policy
+
+    @property
+    def sieve_scripts(self) -> ScriptCache:
+        """Compiled Sieve scripts by content (``[sieve]`` limits), shared by every delivery."""
+        if self._sieve_scripts is None:
+            section = self.config.sieve
+            self._sieve_scripts = ScriptCache(
+                max_entries=section.cache_entries,
+                max_size=section.max_script_size,
+                max_nesting=section.max_nesting,
+            )
+        return self._sieve_scripts

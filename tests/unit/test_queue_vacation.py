@@ -9,7 +9,7 @@ from email.policy import default
 
 import pytest
 
-from pillarbox.queue.vacation import Incoming, build_reply
+from pillarbox.queue.vacation import Incoming, build_reply, compose_reply
 from pillarbox.store.types import Account, AccountSettings
 
 NOW = datetime(2025, 6, 2, 9, 30, tzinfo=UTC)
@@ -61,3 +61,43 @@ def test_no_message_id_no_threading_fields() -> None:
     assert reply["In-Reply-To"] is None and reply["References"] is None
     assert reply["Subject"] == "Auto: "
     assert reply.get_content().splitlines() == ["Back on Monday.", "Alice"]
+
+
+def _composed(
+    body: str, *, subject: str = "", sender: str = "", mime: bool = False
+) -> email.message.EmailMessage:
+    original = b"From: ann@outside.test\r\nSubject: Plans\r\nMessage-ID: <m@outside.test>\r\n\r\n"
+    incoming = Incoming.of("ann@outside.test", original)
+    raw = compose_reply(
+        incoming, ALICE, body=body, now=NOW, subject=subject, sender=sender, mime=mime
+    )
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    parsed = email.message_from_bytes(raw, policy=default)
+    assert isinstance(parsed, email.message.EmailMessage)
+    return parsed
+
+
+def test_sieve_reply_subject_and_from() -> None:
+    """RFC 5230 §4.3: the script's subject (RFC 2047-encoded when not ASCII) and From."""
+    reply = _composed("Away.", subject="Außer Haus", sender="Team <team@example.org>")
+    assert reply["Subject"] == "Außer Haus"
+    assert reply["From"] == "Team <team@example.org>"
+    assert reply["In-Reply-To"] == "<m@outside.test>"
+
+
+def test_sieve_reply_mime_entity() -> None:
+    """RFC 5230 §4.4: with :mime the reason is the entity, its own MIME fields and all."""
+    entity = (
+        'Content-Type: multipart/alternative; boundary="foo"\r\n\r\n'
+        "--foo\r\n\r\nI'm at the beach.\r\n"
+        "--foo\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n<p>At the beach</p>\r\n"
+        "--foo--\r\n"
+    )
+    reply = _composed(entity, mime=True)
+    assert reply.get_content_type() == "multipart/alternative"
+    assert reply["MIME-Version"] == "1.0"
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["Subject"] == "Auto: Plans"
+    plain, html = reply.iter_parts()
+    assert plain.get_content().strip() == "I'm at the beach."
+    assert html.get_content_type() == "text/html"

@@ -28,7 +28,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pillarbox.concurrently import concurrently
 from pillarbox.errors import InvalidName
@@ -40,8 +40,9 @@ from pillarbox.policy.authresults import strip_forged
 from pillarbox.policy.pipeline import Arrival, Assessment, Copy, Judgement
 from pillarbox.policy.verdict import Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
-from pillarbox.queue.forwarding import Forward, Forwarder
-from pillarbox.queue.local import parse, parse_with_fields
+from pillarbox.queue.filtering import LocalDelivery
+from pillarbox.queue.forwarding import Forward
+from pillarbox.queue.local import parse
 from pillarbox.queue.routing import LocalRecipient, Resolution
 from pillarbox.queue.signing import sign_outbound
 from pillarbox.services import Services
@@ -49,11 +50,9 @@ from pillarbox.smtp import replies
 from pillarbox.smtp.grammar import MailFrom, Path, RcptTo
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.types import (
-    INBOX,
     Account,
     AccountSettings,
     DeliveryStatus,
-    DeliveryTarget,
     NewQueueRecipient,
 )
 
@@ -114,31 +113,14 @@ class Intake:
         self._store = services.store
         self._router = services.router
         self._log = Log("intake")
-        config = services.config
-        self._forwarder = Forwarder(
-            services.store,
-            services.srs,
-            hostname=services.hostname,
-            seal=config.forwarding.arc_seal,
-        )
-        self._responder = vacation.Responder(
-            services.store,
-            services.router,
-            services.queue_wakeup,
-            interval=timedelta(days=config.vacation.interval_days),
-            require_explicit_address=config.vacation.require_explicit_address,
-        )
+        self._delivery = LocalDelivery.of(services)
+        self._forwarder = self._delivery.forwarder
+        self._responder = self._delivery.responder
 
     # -- MAIL / RCPT ---------------------------------------------------------------------------
     async def owns(self, account: Account, address: Address) -> bool:
         """Whether ``account`` may use ``address`` as a sender (see the module notes)."""
-        key = address.key
-        local, _, domain = key.rpartition("@")
-        base = f"{local.partition('+')[0]}@{domain}"
-        if account.address in (key, base):
-            return True
-        owned = await self._router.owned_addresses(account)
-        return key in owned or base in owned
+        return await self._router.owns(account, address)
 
     async def check_sender(self, mail: MailFrom, account: Account | None) -> Reply:
         if account is not None:
@@ -300,12 +282,22 @@ class Intake:
             clean_info = info if clean is body else None
             if clean_info is None and len(storing) > 1:
                 clean_info = await parse(clean)
-            outcomes = await concurrently(
+            statuses = await concurrently(
                 [
-                    self._deliver_local(sender, r, received, clean, clean_info, copies.get(a))
+                    self._delivery.deliver(
+                        sender,
+                        r,
+                        received,
+                        clean,
+                        clean_info,
+                        copies.get(a),
+                        addressed=plan.addressed[a],
+                        submitted=origin.account is not None,
+                    )
                     for a, r in storing.items()
                 ]
             )
+            outcomes = [s is DeliveryStatus.STORED for s in statuses]
         retry_local = [
             NewQueueRecipient(recipient.account.address)
             for recipient, stored in zip(storing.values(), outcomes, strict=True)
@@ -476,39 +468,6 @@ class Intake:
                 score=verdict.score,
             )
         return judgement
-
-    async def _deliver_local(
-        self,
-        sender: str,
-        recipient: LocalRecipient,
-        received: bytes,
-        body: bytes,
-        body_info: MessageInfo | None,
-        judged: Copy | None,
-    ) -> bool:
-        """Final delivery of one copy of ``received + body`` (to Junk, with the policy's fields
-        on top, when judged so); False if the mailbox is full (retried via the queue).
-        ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed."""
-        mailbox, headers = (judged.mailbox, judged.headers) if judged else (INBOX, b"")
-        trace_fields = trace.return_path(sender) + trace.delivered_to(recipient.account.address)
-        fields = trace_fields + headers + received
-        copy = fields + body
-        info = (
-            await parse(copy)
-            if body_info is None
-            else await parse_with_fields(fields, body, body_info)
-        )
-        target = DeliveryTarget(recipient.account.id, mailbox=mailbox)
-        [result] = await self._store.deliver(copy, info, [target])
-        if result.status is DeliveryStatus.NO_MAILBOX and mailbox != INBOX:
-            # The account deleted its Junk mailbox: INBOX, the verdict still in the header.
-            [result] = await self._store.deliver(copy, info, [DeliveryTarget(recipient.account.id)])
-        if result.status is DeliveryStatus.STORED:
-            return True
-        self._log.info(
-            "local delivery deferred", account=recipient.account.address, status=result.status.value
-        )
-        return False
 
     async def _check_from_header(self, account: Account, info: MessageInfo) -> Reply | None:
         for address in info.envelope.from_:

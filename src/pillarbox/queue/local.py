@@ -1,7 +1,8 @@
 """Final delivery of queued mail to hosted mailboxes: recipients whose mailbox was full when the
 message arrived (intake queues them), and delivery reports addressed to our own users.
 
-The copy gets the same trace fields as intake's direct delivery (``Return-Path``,
+Copies for accounts go through their Sieve scripts (:mod:`.filtering`), as at intake. The copy
+gets the same trace fields as intake's direct delivery (``Return-Path``,
 ``Delivered-To``, RFC 5321 §4.4, RFC 9228) and goes through :meth:`Store.deliver`, fsync'd
 before the reply. An address that now resolves to several accounts (an alias) is delivered to
 each; the reply is the first failure, so a full mailbox is retried — at the cost of a second
@@ -9,6 +10,8 @@ copy for the others, which is why intake queues account addresses, never aliases
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from pillarbox.blocking import run_sized
 from pillarbox.errors import InvalidName
@@ -21,6 +24,9 @@ from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.interface import Store
 from pillarbox.store.types import DeliveryStatus, DeliveryTarget
+
+if TYPE_CHECKING:
+    from pillarbox.queue.filtering import LocalDelivery
 
 DELIVERED = Reply(250, "2.0.0", "delivered to the mailbox")
 #: The target mailbox vanished between resolution and storage (RFC 3463 X.2.0): retry.
@@ -47,9 +53,19 @@ async def parse_with_fields(fields: bytes, raw: bytes, info: MessageInfo) -> Mes
 
 
 async def deliver_local(
-    store: Store, router: Router, sender: str, address: str, raw: bytes
+    store: Store,
+    router: Router,
+    sender: str,
+    address: str,
+    raw: bytes,
+    *,
+    delivery: LocalDelivery | None = None,
 ) -> Reply:
-    """Store ``raw`` for the hosted ``address``; the reply the queue records for it."""
+    """Store ``raw`` for the hosted ``address``; the reply the queue records for it.
+
+    With ``delivery``, each account's copy takes the same path as at intake (its Sieve
+    script: :mod:`.filtering`); without, straight to INBOX — for the reports we write
+    ourselves (DSNs, auto-replies), which no script should bounce around again."""
     try:
         parsed = parse_address(address)
     except InvalidName:
@@ -58,6 +74,11 @@ async def deliver_local(
     if not resolution.local:
         return replies.MAILBOX_UNKNOWN
     for recipient in resolution.local:
+        if delivery is not None:
+            status = await delivery.deliver(sender, recipient, b"", raw, None, None)
+            if status is not DeliveryStatus.STORED:
+                return _STATUS_REPLIES[status]
+            continue
         copy = trace.return_path(sender) + trace.delivered_to(recipient.account.address) + raw
         info = await parse(copy)
         [result] = await store.deliver(copy, info, [DeliveryTarget(recipient.account.id)])

@@ -136,3 +136,14 @@ class Router:
             if not resolution.remote and {r.account.id for r in resolution.local} == {account.id}:
                 owned.add(alias.address)
         return owned
+
+    async def owns(self, account: Account, address: Address) -> bool:
+        """Whether ``account`` may send as ``address``: its own address or an owned alias
+        (:meth:`owned_addresses`), or a plus-address of either."""
+        key = address.key
+        local, _, domain = key.rpartition("@")
+        base = f"{local.partition(PLUS_DELIMITER)[0]}@{domain}"
+        if account.address in (key, base):
+            return True
+        owned = await self.owned_addresses(account)
+        return key in owned or base in owned

@@ -55,6 +55,7 @@ from pillarbox.net.smtp_client import (
 )
 from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
+from pillarbox.queue.filtering import LocalDelivery
 from pillarbox.queue.local import deliver_local
 from pillarbox.queue.mtasts import (
     MAX_POLICY_SIZE,
@@ -170,8 +171,12 @@ class QueueRunner:
         mta_sts: MtaSts | None = None,
         limits: RunnerLimits = RunnerLimits(),
         clock: Callable[[], datetime] = _utc_now,
+        local_delivery: LocalDelivery | None = None,
     ) -> None:
         self._store = store
+        #: Queued mail for our own accounts (mailbox full at intake) goes through their
+        #: Sieve scripts as it would have then; None: straight to INBOX.
+        self._local_delivery = local_delivery
         self._router = router
         self._resolver = resolver
         self._policy = policy
@@ -315,7 +320,12 @@ class QueueRunner:
         delivery.parts_left = len(parts)
         for recipient in local:
             reply = await deliver_local(
-                self._store, self._router, message.sender, recipient.address, delivery.raw
+                self._store,
+                self._router,
+                message.sender,
+                recipient.address,
+                delivery.raw,
+                delivery=self._local_delivery,
             )
             delivery.answers[recipient.id] = Answer(reply, None)
         if not parts:
@@ -649,4 +659,5 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
             bounce_original_limit=queue.bounce_original_limit,
             linger=queue.session_linger,
         ),
+        local_delivery=LocalDelivery.of(services),
     )

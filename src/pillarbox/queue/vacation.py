@@ -22,11 +22,13 @@ Implementation notes (the rules are also in docs/forwarding.md):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email import message_from_string
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -144,14 +146,35 @@ def build_reply(
     now: datetime,
 ) -> bytes:
     """The auto-reply to ``message`` (see the notes), CRLF line endings."""
-    reply = EmailMessage(policy=SMTP)
-    sender = account.address
-    reply["From"] = f"{account.display_name} <{sender}>" if account.display_name else sender
+    return compose_reply(
+        message, account, body=settings.vacation_body, subject=settings.vacation_subject, now=now
+    )
+
+
+def compose_reply(
+    message: Incoming,
+    account: Account,
+    *,
+    body: str,
+    now: datetime,
+    subject: str = "",
+    sender: str = "",
+    mime: bool = False,
+) -> bytes:
+    """An auto-reply with the given text (or, with ``mime``, MIME entity: RFC 5230 §4.4),
+    ``subject`` (default ``Auto: <original>``) and ``From`` (default the account)."""
+    if mime:
+        reply = message_from_string(body.replace("\r\n", "\n"), _class=EmailMessage, policy=SMTP)
+        del reply["MIME-Version"]
+        reply["MIME-Version"] = "1.0"
+    else:
+        reply = EmailMessage(policy=SMTP)
+    own = account.address
+    default_from = f"{account.display_name} <{own}>" if account.display_name else own
+    reply["From"] = sender or default_from
     reply["To"] = message.sender
     original = message.values("subject")
-    reply["Subject"] = settings.vacation_subject or "Auto: " + _printable(
-        original[0] if original else ""
-    )
+    reply["Subject"] = subject or "Auto: " + _printable(original[0] if original else "")
     reply["Date"] = format_datetime(now)
     reply["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
     ids = [i for v in message.values("message-id") for i in parse_msg_ids(v, limit=1)][:1]
@@ -160,8 +183,23 @@ def build_reply(
         known = [i for v in message.values("references") for i in parse_msg_ids(v)]
         reply["References"] = " ".join(f"<{i}>" for i in [*known[-REFERENCES_LIMIT:], ids[0]])
     reply["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
-    reply.set_content(settings.vacation_body.replace("\r\n", "\n"), cte="quoted-printable")
+    if not mime:
+        reply.set_content(body.replace("\r\n", "\n"), cte="quoted-printable")
     return reply.as_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptReply:
+    """A Sieve ``vacation`` action as delivery resolved it (RFC 5230 §4): ``days`` within the
+    site's bounds, ``sender`` a From the account may use or "" for the default."""
+
+    reason: str
+    handle: str
+    days: int
+    subject: str = ""
+    sender: str = ""
+    addresses: tuple[str, ...] = ()
+    mime: bool = False
 
 
 class Responder:
@@ -207,8 +245,51 @@ class Responder:
         if reason is not None:
             _log.info("no auto-reply", account=account.address, reason=reason)
             return False
-        reply = build_reply(message, account, settings, now=now)
+        await self._send(build_reply(message, account, settings, now=now), message, account)
+        return True
+
+    async def respond_to_script(
+        self,
+        message: Incoming,
+        account: Account,
+        addressed: Sequence[str],
+        request: ScriptReply,
+        now: datetime,
+        *,
+        spam: bool,
+    ) -> bool:
+        """Send a Sieve script's auto-reply (RFC 5230) if one is due; True if sent. The
+        same rules as the account's own, except that the account must be named in the
+        header (§4.5 MUST, whatever ``vacation.require_explicit_address`` says), ``:addresses``
+        count as its own, and the once-per-sender memory is per ``:handle`` (§4.2) and
+        ``:days``."""
+        own = {account.address.lower(), *(a.lower() for a in (*addressed, *request.addresses))}
+        reason = reason_not_to_reply(message, own, spam=spam, require_explicit_address=True)
+        # The store remembers senders; the handle goes into the remembered key, after a
+        # newline no address can hold, hashed to a fixed length.
+        handle = hashlib.sha256(request.handle.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        key = f"{message.sender}\nsieve:{handle}"
+        interval = timedelta(days=request.days)
+        if reason is None and not await self._store.claim_vacation_reply(
+            account.id, key, now, interval
+        ):
+            reason = "already replied to this sender"
+        if reason is not None:
+            _log.info("no auto-reply", account=account.address, reason=reason, sieve=True)
+            return False
+        reply = compose_reply(
+            message,
+            account,
+            body=request.reason,
+            now=now,
+            subject=request.subject,
+            sender=request.sender,
+            mime=request.mime,
+        )
+        await self._send(reply, message, account)
+        return True
+
+    async def _send(self, reply: bytes, message: Incoming, account: Account) -> None:
         signed = await sign_outbound(self._store, reply)
         await bounce.send_report(self._store, self._router, self._wakeup, signed, message.sender)
         _log.info("auto-reply sent", account=account.address)
-        return True

@@ -1,0 +1,64 @@
+"""Fuzz the Sieve language core: lexer, parser, validator and interpreter.
+
+Input: a script (bytes, read as UTF-8 with surrogates). Asserted, beyond "no exception":
+
+* ``compile_script`` raises nothing but SieveError, whose line lies inside the script;
+* a script that compiles runs on a fixed message without raising and decides something
+  (at least one action; a message not kept or filed was discarded or redirected).
+"""
+
+from __future__ import annotations
+
+import atheris
+import harness
+
+with atheris.instrument_imports(include=["pillarbox"]):
+    from pillarbox.sieve import (
+        Discard,
+        FileInto,
+        Keep,
+        Redirect,
+        SieveError,
+        SieveMessage,
+        compile_script,
+    )
+
+MESSAGE = SieveMessage.from_bytes(
+    b"From: Ken <ken+lists@example.org>\r\nTo: g: me@example.com;, x@example.net\r\n"
+    b"Subject: =?utf-8?q?caf=C3=A9?= $$$\r\nX-Spam-Score: 12\r\n\r\nBody text.\r\n",
+    envelope_from="bounce@example.net",
+    envelope_to="me+sieve@example.com",
+)
+
+
+def check(data: bytes) -> None:
+    text = data.decode("utf-8", "surrogateescape")
+    try:
+        script = compile_script(text)
+    except SieveError as exc:
+        line = exc.line
+        assert 1 <= line <= text.count("\n") + 1, (line, text)
+        return
+    outcome = script.run(MESSAGE)
+    assert outcome.actions, text
+    if not any(isinstance(a, Keep | FileInto) for a in outcome.actions):
+        assert any(isinstance(a, Discard | Redirect) for a in outcome.actions), outcome
+
+
+def seeds() -> list[bytes]:
+    return [
+        b'require ["fileinto", "imap4flags", "copy"];\r\n'
+        b'if header :contains "subject" "caf\xc3\xa9" { fileinto :flags "\\\\Seen" "x"; }\r\n'
+        b'elsif address :domain :is ["from", "to"] "example.com" { redirect :copy "a@b.c"; }\r\n'
+        b"else { discard; }\r\n",
+        b'require ["vacation", "relational", "comparator-i;ascii-numeric"];\r\n'
+        b'if header :value "gt" :comparator "i;ascii-numeric" "x-spam-score" "10" { stop; }\r\n'
+        b'vacation :days 3 :subject "Away" text:\r\nGone.\r\n..\r\n.\r\n;\r\n',
+        b'require ["envelope", "subaddress", "encoded-character", "body"];\r\n'
+        b'if allof (envelope :detail "to" "sieve", not exists "x",\r\n'
+        b'  body :raw :matches "*${hex:42}ody*") { keep; }\r\n/* c */ # d\r\n',
+    ]
+
+
+if __name__ == "__main__":
+    harness.main("sieve_script", check, seeds(), max_len=65536)

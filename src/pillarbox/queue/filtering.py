@@ -1,0 +1,373 @@
+"""Final delivery of one copy to one hosted account, through the account's active Sieve script
+(RFC 5228) — the one path for mail arriving at intake and for mail retried from the queue.
+
+Implementation notes (the rules are also in docs/sieve.md):
+
+- **No script, or a broken one, is the old delivery**: the mailbox the inbound policy chose
+  (INBOX, or Junk for spam). A script that does not compile (stored before a limit changed, or
+  by a tool that skipped the check) and a runtime error (RFC 5228 §2.10.6) both mean the
+  implicit keep, logged: a script never loses a message. The script is run on the copy as
+  stored: with ``Return-Path``, ``Delivered-To`` and the policy's fields on top.
+- **keep** is the policy's mailbox, so spam kept stays in Junk; **fileinto** is the script's
+  mailbox, spam or not (the user asked for it). A fileinto mailbox that does not exist gets the
+  copy in the policy's mailbox instead, with the fileinto's flags, logged (RFC 5228 §4.1
+  leaves it to the implementation; creating folders from a script would let a typo make one).
+  Keep and fileinto of the same mailbox are one copy (§2.10.3), their imap4flags united.
+- **discard** stores nothing and logs it; the message still counts as delivered.
+- **redirect** queues a copy through :mod:`.forwarding` (SRS, ARC, ``Delivered-To`` loop
+  check). Spam is never redirected, as it is never forwarded; a redirect that is not done (spam,
+  or a loop) keeps the message instead if nothing else would.
+- **vacation** goes through :mod:`.vacation` (RFC 3834 rules, once per sender per handle per
+  ``:days``); ``:from`` is used only if the account may send as it (RFC 5230 §4.3 lets us
+  ignore others), so a script cannot make us sign mail for an address its owner does not own.
+- **Durability**: the copy is stored before any redirect or reply is sent; a copy that does
+  not fit (over quota) is reported so and nothing else happens, so the queue's retry runs the
+  script again from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pillarbox.blocking import run_sized
+from pillarbox.errors import InvalidName
+from pillarbox.mail import trace
+from pillarbox.mail.address import parse_address
+from pillarbox.mail.model import MessageInfo
+from pillarbox.observability.log import Log
+from pillarbox.policy.pipeline import Copy
+from pillarbox.queue import forwarding, vacation
+from pillarbox.queue.forwarding import Forward, Forwarder
+from pillarbox.queue.local import parse, parse_with_fields
+from pillarbox.queue.routing import LocalRecipient, Router
+from pillarbox.services import Services
+from pillarbox.sieve import (
+    Discard,
+    FileInto,
+    Keep,
+    Outcome,
+    Redirect,
+    RunLimits,
+    SieveError,
+    SieveMessage,
+    Vacation,
+)
+from pillarbox.sieve.cache import ScriptCache
+from pillarbox.sieve.validate import sieve_address
+from pillarbox.store.interface import Store
+from pillarbox.store.types import (
+    INBOX,
+    Account,
+    DeliveryResult,
+    DeliveryStatus,
+    DeliveryTarget,
+    NewQueueRecipient,
+)
+
+_log = Log("sieve")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What to do with one copy: the mailboxes (with flags), the redirects, the reply."""
+
+    targets: tuple[DeliveryTarget, ...]
+    redirects: tuple[str, ...]
+    vacation: Vacation | None
+
+
+class LocalDelivery:
+    """Stores one copy for one account, after its Sieve script (see the module notes)."""
+
+    def __init__(
+        self,
+        store: Store,
+        router: Router,
+        scripts: ScriptCache,
+        forwarder: Forwarder,
+        responder: vacation.Responder,
+        wakeup: asyncio.Event,
+        *,
+        limits: RunLimits,
+        default_days: int,
+        max_days: int,
+    ) -> None:
+        self._store = store
+        self._router = router
+        self._scripts = scripts
+        self.forwarder = forwarder
+        self.responder = responder
+        self._wakeup = wakeup
+        self._limits = limits
+        self._default_days = default_days
+        self._max_days = max_days
+
+    @classmethod
+    def of(cls, services: Services) -> LocalDelivery:
+        """The delivery of a running server, from its config."""
+        config = services.config
+        forwarder = Forwarder(
+            services.store,
+            services.srs,
+            hostname=services.hostname,
+            seal=config.forwarding.arc_seal,
+        )
+        responder = vacation.Responder(
+            services.store,
+            services.router,
+            services.queue_wakeup,
+            interval=timedelta(days=config.vacation.interval_days),
+            require_explicit_address=config.vacation.require_explicit_address,
+        )
+        section = config.sieve
+        return cls(
+            services.store,
+            services.router,
+            services.sieve_scripts,
+            forwarder,
+            responder,
+            services.queue_wakeup,
+            limits=RunLimits(max_actions=section.max_actions, max_redirects=section.max_redirects),
+            default_days=max(1, round(config.vacation.interval_days)),
+            max_days=section.vacation_max_days,
+        )
+
+    async def deliver(
+        self,
+        sender: str,
+        recipient: LocalRecipient,
+        received: bytes,
+        body: bytes,
+        body_info: MessageInfo | None,
+        judged: Copy | None,
+        *,
+        addressed: Sequence[str] = (),
+        submitted: bool = False,
+    ) -> DeliveryStatus:
+        """Final delivery of one copy of ``received + body`` (with the policy's fields on top,
+        to its mailbox, when judged): STORED (discarded counts), else why it was not (the
+        queue retries it).
+        ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed.
+        ``addressed`` are the RCPT addresses that reached the account (for vacation)."""
+        account = recipient.account
+        mailbox, headers = (judged.mailbox, judged.headers) if judged else (INBOX, b"")
+        spam = judged is not None and judged.verdict.is_spam
+        fields = (
+            trace.return_path(sender) + trace.delivered_to(account.address) + headers + received
+        )
+        copy = fields + body
+        info = (
+            await parse(copy)
+            if body_info is None
+            else await parse_with_fields(fields, body, body_info)
+        )
+        message = received + body
+        outcome = await self._outcome(account, copy, info, sender, recipient.original)
+        redirects = any(isinstance(a, Redirect) for a in outcome.actions)
+        may_redirect = redirects and not spam and not forwarding.looped(message, account.address)
+        plan = _plan(outcome, account.id, mailbox, may_redirect)
+        if (
+            not plan.targets
+            and not outcome.error
+            and any(isinstance(a, Discard) for a in outcome.actions)
+        ):
+            _log.info("discarded by sieve", account=account.address)
+        if plan.targets:
+            results = await self._store.deliver(copy, info, list(plan.targets))
+            results = await self._missing_mailboxes(copy, info, results, mailbox)
+            if not any(r.status is DeliveryStatus.STORED for r in results):
+                _log.info(
+                    "local delivery deferred",
+                    account=account.address,
+                    status=results[0].status.value,
+                )
+                return results[0].status
+            for result in results:
+                if result.status is not DeliveryStatus.STORED:
+                    # Another copy was stored: the message is delivered, this folder missed it.
+                    _log.warning(
+                        "sieve copy not stored",
+                        account=account.address,
+                        mailbox=result.target.mailbox,
+                        status=result.status.value,
+                    )
+        if redirects:
+            if not may_redirect:
+                reason = "spam" if spam else "forwarding loop"
+                _log.info("sieve redirect not done", account=account.address, reason=reason)
+            elif plan.redirects:
+                await self._redirect(account, plan.redirects, sender, message, headers, submitted)
+        if plan.vacation is not None:
+            await self._reply(account, plan.vacation, message, sender, addressed, spam=spam)
+        return DeliveryStatus.STORED
+
+    async def _outcome(
+        self, account: Account, copy: bytes, info: MessageInfo, sender: str, rcpt: str
+    ) -> Outcome:
+        """The script's decision, or the implicit keep when there is no script or it fails."""
+        stored = await self._store.active_sieve_script(account.id)
+        if stored is None:
+            return Outcome((Keep(),))
+        try:
+            script = self._scripts.script(stored.content)
+        except SieveError as exc:
+            _log.warning(
+                "sieve script does not compile: kept",
+                account=account.address,
+                script=stored.name,
+                error=str(exc),
+            )
+            return Outcome((Keep(),), error=str(exc))
+        view = SieveMessage.of(copy, info, envelope_from=sender, envelope_to=rcpt)
+        try:
+            outcome = await run_sized(len(copy), script.run, view, self._limits)
+        except Exception as exc:  # a fault of ours must not lose the message: keep it
+            _log.error("sieve run failed: kept", account=account.address, error=repr(exc))
+            return Outcome((Keep(),), error=repr(exc))
+        if outcome.error is not None:
+            _log.info(
+                "sieve runtime error: kept",
+                account=account.address,
+                script=stored.name,
+                error=outcome.error,
+            )
+        return outcome
+
+    async def _missing_mailboxes(
+        self,
+        copy: bytes,
+        info: MessageInfo,
+        results: list[DeliveryResult],
+        mailbox: str,
+    ) -> list[DeliveryResult]:
+        """Targets whose mailbox does not exist go to the policy's mailbox, and a missing
+        policy mailbox (an account that deleted its Junk) to INBOX — each mailbox once."""
+        stored = {r.target.mailbox.upper() for r in results if r.status is DeliveryStatus.STORED}
+        out = [r for r in results if r.status is not DeliveryStatus.NO_MAILBOX]
+        for result in results:
+            if result.status is not DeliveryStatus.NO_MAILBOX:
+                continue
+            target = result.target
+            fallback = mailbox if target.mailbox != mailbox else INBOX
+            if target.mailbox == INBOX or fallback.upper() in stored:
+                out.append(result)
+                continue
+            _log.info(
+                "sieve fileinto: no such mailbox, kept",
+                account_id=target.account_id,
+                mailbox=target.mailbox,
+                kept_in=fallback,
+            )
+            [again] = await self._store.deliver(
+                copy, info, [DeliveryTarget(target.account_id, fallback, target.flags)]
+            )
+            if again.status is DeliveryStatus.NO_MAILBOX and fallback != INBOX:
+                [again] = await self._store.deliver(
+                    copy, info, [DeliveryTarget(target.account_id, INBOX, target.flags)]
+                )
+            if again.status is DeliveryStatus.STORED:
+                stored.add(again.target.mailbox.upper())
+            out.append(again)
+        return out
+
+    async def _redirect(
+        self,
+        account: Account,
+        addresses: Sequence[str],
+        sender: str,
+        message: bytes,
+        headers: bytes,
+        submitted: bool,
+    ) -> None:
+        """RFC 5228 §4.2: the message as it arrived, to each address, as a forward would go."""
+        domain = sender.rpartition("@")[2]
+        hosted_sender = bool(sender) and await self._router.is_hosted(domain)
+        targets = tuple(NewQueueRecipient(a) for a in addresses)
+        await self.forwarder.send(
+            Forward(account.address, targets, headers),
+            sender,
+            message,
+            submitted=submitted,
+            hosted_sender=hosted_sender,
+            now=datetime.now(UTC),
+        )
+        self._wakeup.set()
+        _log.info("redirected by sieve", account=account.address, recipients=len(addresses))
+
+    async def _reply(
+        self,
+        account: Account,
+        action: Vacation,
+        message: bytes,
+        sender: str,
+        addressed: Sequence[str],
+        *,
+        spam: bool,
+    ) -> None:
+        days = action.days if action.days is not None else self._default_days
+        reply_from = ""
+        if action.from_ is not None:
+            if await self._may_send_as(account, action.from_):
+                reply_from = action.from_
+            else:
+                _log.info(
+                    "sieve vacation :from ignored: not the account's", account=account.address
+                )
+        request = vacation.ScriptReply(
+            reason=action.reason,
+            handle=action.handle,
+            days=min(max(days, 1), self._max_days),  # RFC 5230 §4.1: site bounds
+            subject=action.subject or "",
+            sender=reply_from,
+            addresses=action.addresses,
+            mime=action.mime,
+        )
+        await self.responder.respond_to_script(
+            vacation.Incoming.of(sender, message),
+            account,
+            addressed,
+            request,
+            datetime.now(UTC),
+            spam=spam,
+        )
+
+    async def _may_send_as(self, account: Account, text: str) -> bool:
+        try:
+            address = parse_address(sieve_address(text))
+        except InvalidName:
+            return False
+        return await self._router.owns(account, address)
+
+
+def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -> _Plan:
+    """The targets, redirects and reply of an outcome; ``mailbox`` is the policy's choice.
+    Redirects that may not be done leave a keep behind when nothing else stores the copy."""
+    targets: dict[str, DeliveryTarget] = {}
+    redirects: list[str] = []
+    reply: Vacation | None = None
+
+    def add(name: str, flags: tuple[str, ...]) -> None:
+        key = name.upper() if name.upper() == INBOX else name
+        earlier = targets.get(key)
+        merged = frozenset(flags) | (earlier.flags if earlier else frozenset())
+        targets[key] = DeliveryTarget(account_id, name, merged)
+
+    kept_for_redirect = False
+    for action in outcome.actions:
+        if isinstance(action, Keep):
+            add(mailbox, action.flags)
+        elif isinstance(action, FileInto):
+            add(action.mailbox, action.flags)
+        elif isinstance(action, Redirect):
+            if may_redirect:
+                redirects.append(action.address)
+            elif not action.copy:
+                kept_for_redirect = True
+        elif isinstance(action, Vacation):
+            reply = action
+    if kept_for_redirect and not targets:
+        add(mailbox, ())
+    return _Plan(tuple(targets.values()), tuple(redirects), reply)

@@ -1,0 +1,67 @@
+"""Sieve mail filtering (RFC 5228) with the extensions in :data:`EXTENSIONS`: a sans-I/O
+language core. :func:`compile_script` checks a script once (for ManageSieve, the web UI and
+delivery's cache); :meth:`Script.run` decides what happens to one message and returns action
+values — storing, sending and replying are delivery's (``pillarbox.queue.filtering``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pillarbox.sieve.actions import (
+    Action,
+    Discard,
+    FileInto,
+    Keep,
+    Outcome,
+    Redirect,
+    Vacation,
+)
+from pillarbox.sieve.errors import SieveError
+from pillarbox.sieve.grammar import parse
+from pillarbox.sieve.interpret import RunLimits, run
+from pillarbox.sieve.message import SieveMessage
+from pillarbox.sieve.program import Node
+from pillarbox.sieve.validate import EXTENSIONS, compile_commands
+
+__all__ = [
+    "EXTENSIONS",
+    "Action",
+    "Discard",
+    "FileInto",
+    "Keep",
+    "Outcome",
+    "Redirect",
+    "RunLimits",
+    "Script",
+    "SieveError",
+    "SieveMessage",
+    "Vacation",
+    "compile_script",
+]
+
+#: Blocks and tests nested deeper than this are refused at compile time (a stack bound).
+DEFAULT_MAX_NESTING = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A compiled script: run it on any number of messages."""
+
+    requires: frozenset[str]
+    commands: tuple[Node, ...]
+
+    def run(self, message: SieveMessage, limits: RunLimits | None = None) -> Outcome:
+        """The actions for ``message``; never raises for anything the message holds."""
+        return run(self.commands, self.requires, message, limits or RunLimits())
+
+
+def compile_script(
+    text: str, *, max_size: int | None = None, max_nesting: int = DEFAULT_MAX_NESTING
+) -> Script:
+    """Compile ``text``; :class:`SieveError` (with the line) if it is not a valid script.
+    ``max_size`` bounds its UTF-8 size in bytes (``sieve.max_script_size``)."""
+    if max_size is not None and len(text.encode("utf-8", "surrogatepass")) > max_size:
+        raise SieveError(1, f"script larger than {max_size} bytes")
+    requires, commands = compile_commands(parse(text, max_nesting=max_nesting))
+    return Script(requires, commands)

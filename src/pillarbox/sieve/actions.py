@@ -1,0 +1,62 @@
+"""What a script decided for a message: frozen action values, applied by delivery
+(:mod:`pillarbox.queue.filtering`). The language core never stores or sends anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """Store in the mailbox delivery would have chosen (RFC 5228 §4.3), with IMAP flags."""
+
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FileInto:
+    """Store in ``mailbox`` (RFC 5228 §4.1). ``copy`` (RFC 3894) left the implicit keep on."""
+
+    mailbox: str
+    flags: tuple[str, ...] = ()
+    copy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Send the message on to ``address`` (RFC 5228 §4.2), an addr-spec."""
+
+    address: str
+    copy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Discard:
+    """Nothing is stored (RFC 5228 §4.4); present only when no Keep or FileInto is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vacation:
+    """An auto-reply (RFC 5230 §4), subject to the once-per-``days`` rule delivery enforces.
+    ``days`` is None when the script gave none (the site default applies); ``handle`` is the
+    script's :handle or, without one, a digest of the parameters (§4.2)."""
+
+    reason: str
+    handle: str
+    subject: str | None = None
+    from_: str | None = None
+    addresses: tuple[str, ...] = ()
+    days: int | None = None
+    mime: bool = False
+
+
+Action = Keep | FileInto | Redirect | Discard | Vacation
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The actions to take, in script order. ``error`` says why the script failed at run time,
+    in which case the actions are only the implicit keep (RFC 5228 §2.10.6)."""
+
+    actions: tuple[Action, ...]
+    error: str | None = None

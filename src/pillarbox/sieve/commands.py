@@ -1,0 +1,144 @@
+"""What each command and test may take (RFC 5228 §3–§5 and the extensions' "Syntax" lines):
+tags with their argument and mutually exclusive group, positional arguments, tests, block.
+
+One table, read by :mod:`.validate`; adding a command is adding a row.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Arg(enum.Enum):
+    STRING = "string"
+    STRING_LIST = "string list"
+    NUMBER = "number"
+
+
+class Tests(enum.Enum):
+    NONE = 0
+    ONE = 1
+    LIST = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TagSpec:
+    name: str
+    arg: Arg | None = None
+    #: Tags of one group exclude each other (RFC 5228 §2.7: one match type, one comparator…).
+    group: str | None = None
+    #: The capability a script must ``require`` to use the tag.
+    extension: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    name: str
+    test: bool = False
+    extension: str | None = None
+    tags: tuple[TagSpec, ...] = ()
+    positional: tuple[Arg, ...] = ()
+    tests: Tests = Tests.NONE
+    block: bool = False
+    #: A group one of whose tags must be given (``size`` needs :over or :under).
+    required_group: str | None = None
+
+    def tag(self, name: str) -> TagSpec | None:
+        return next((t for t in self.tags if t.name == name), None)
+
+
+S, L, N = Arg.STRING, Arg.STRING_LIST, Arg.NUMBER
+
+COMPARATOR = (TagSpec("comparator", S, "comparator"),)  # RFC 5228 §2.7.3
+MATCH_TYPE = (
+    TagSpec("is", group="match"),  # RFC 5228 §2.7.1
+    TagSpec("contains", group="match"),
+    TagSpec("matches", group="match"),
+    TagSpec("value", S, "match", "relational"),  # RFC 5231 §4.1
+    TagSpec("count", S, "match", "relational"),  # RFC 5231 §4.2
+)
+ADDRESS_PART = (
+    TagSpec("all", group="address-part"),  # RFC 5228 §2.7.4
+    TagSpec("localpart", group="address-part"),
+    TagSpec("domain", group="address-part"),
+    TagSpec("user", group="address-part", extension="subaddress"),  # RFC 5233 §4
+    TagSpec("detail", group="address-part", extension="subaddress"),
+)
+FLAGS = TagSpec("flags", L, extension="imap4flags")  # RFC 5232 §5
+COPY = TagSpec("copy", extension="copy")  # RFC 3894 §3
+
+SPECS: dict[str, Spec] = {
+    s.name: s
+    for s in (
+        # RFC 5228 §3: control
+        Spec("require", positional=(L,)),
+        Spec("if", tests=Tests.ONE, block=True),
+        Spec("elsif", tests=Tests.ONE, block=True),
+        Spec("else", block=True),
+        Spec("stop"),
+        # RFC 5228 §4: actions
+        Spec("keep", tags=(FLAGS,)),
+        Spec("discard"),
+        Spec("redirect", tags=(COPY,), positional=(S,)),
+        Spec("fileinto", extension="fileinto", tags=(FLAGS, COPY), positional=(S,)),
+        # RFC 5232 §3 (without "variables": only the internal variable)
+        Spec("setflag", extension="imap4flags", positional=(L,)),
+        Spec("addflag", extension="imap4flags", positional=(L,)),
+        Spec("removeflag", extension="imap4flags", positional=(L,)),
+        # RFC 5230 §4
+        Spec(
+            "vacation",
+            extension="vacation",
+            tags=(
+                TagSpec("days", N),
+                TagSpec("subject", S),
+                TagSpec("from", S),
+                TagSpec("addresses", L),
+                TagSpec("mime"),
+                TagSpec("handle", S),
+            ),
+            positional=(S,),
+        ),
+        # RFC 5228 §5: tests
+        Spec("address", True, tags=COMPARATOR + ADDRESS_PART + MATCH_TYPE, positional=(L, L)),
+        Spec("allof", True, tests=Tests.LIST),
+        Spec("anyof", True, tests=Tests.LIST),
+        Spec(
+            "envelope",
+            True,
+            extension="envelope",
+            tags=COMPARATOR + ADDRESS_PART + MATCH_TYPE,
+            positional=(L, L),
+        ),
+        Spec("exists", True, positional=(L,)),
+        Spec("false", True),
+        Spec("header", True, tags=COMPARATOR + MATCH_TYPE, positional=(L, L)),
+        Spec("not", True, tests=Tests.ONE),
+        Spec(
+            "size",
+            True,
+            tags=(TagSpec("over", N, "size"), TagSpec("under", N, "size")),
+            required_group="size",
+        ),
+        Spec("true", True),
+        # RFC 5232 §4
+        Spec(
+            "hasflag", True, extension="imap4flags", tags=COMPARATOR + MATCH_TYPE, positional=(L,)
+        ),
+        # RFC 5173 §5
+        Spec(
+            "body",
+            True,
+            extension="body",
+            tags=COMPARATOR
+            + MATCH_TYPE
+            + (
+                TagSpec("raw", group="transform"),
+                TagSpec("content", L, "transform"),
+                TagSpec("text", group="transform"),
+            ),
+            positional=(L,),
+        ),
+    )
+}

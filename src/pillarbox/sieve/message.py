@@ -1,0 +1,101 @@
+"""The message as a script sees it: header fields (RFC 2047-decoded for ``header``, parsed
+for ``address``), envelope, size and body, built from the raw bytes and their one parse
+(:class:`~pillarbox.mail.model.MessageInfo`) — nothing is parsed again but the header fields
+the tests name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pillarbox.mail.decode import decode_words, header_bytes_to_text
+from pillarbox.mail.headers import HeaderField, parse_addresses, raw_text, scan_header, unfold
+from pillarbox.mail.model import BodyPart, MessageInfo
+from pillarbox.mail.parse import parse_message, part_text
+
+#: Header fields a script can see (a hostile header stays bounded).
+MAX_FIELDS = 1000
+#: Addresses read from one field.
+MAX_ADDRESSES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SieveMessage:
+    """What tests read. ``envelope_from`` is "" for the null reverse-path; ``envelope_to`` the
+    recipient address the message was delivered through (RCPT TO)."""
+
+    fields: tuple[HeaderField, ...]
+    size: int
+    envelope_from: str = ""
+    envelope_to: str = ""
+    raw: bytes = b""
+    info: MessageInfo | None = None
+
+    @classmethod
+    def of(
+        cls, raw: bytes, info: MessageInfo, *, envelope_from: str = "", envelope_to: str = ""
+    ) -> SieveMessage:
+        block = scan_header(raw, 0, info.body.body_start, max_fields=MAX_FIELDS)
+        return cls(block.fields, len(raw), envelope_from, envelope_to, raw, info)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, **envelope: str) -> SieveMessage:
+        """For tests and tools: the message parsed here."""
+        return cls.of(raw, parse_message(raw), **envelope)
+
+    def exists(self, name: str) -> bool:
+        key = name.lower()
+        return any(f.key == key for f in self.fields)
+
+    def header_values(self, name: str) -> Iterator[str]:
+        """RFC 5228 §5.7: unfolded, RFC 2047-decoded (§2.7.2), surrounding whitespace removed."""
+        key = name.lower()
+        for f in self.fields:
+            if f.key == key:
+                yield decode_words(header_bytes_to_text(unfold(f.value))).strip(" \t")
+
+    def addresses(self, name: str) -> Iterator[tuple[str, str]]:
+        """(local part, domain) of each address in the named fields; group names are not
+        addresses (RFC 5228 §5.1), group members are."""
+        key = name.lower()
+        for f in self.fields:
+            if f.key != key:
+                continue
+            found, _ = parse_addresses(raw_text(f.value), limit=MAX_ADDRESSES)
+            for address in found:
+                if address.mailbox is not None and address.host is not None:
+                    yield address.mailbox, address.host
+
+    def body_texts(self, transform: str, types: tuple[str, ...]) -> Iterator[str]:
+        """RFC 5173 §5: the raw body (:raw), decoded text parts (:text) or the decoded parts
+        of the given content types (:content)."""
+        info = self.info
+        if info is None:
+            return
+        if transform == "raw":
+            yield self.raw[info.body.body_start :].decode("utf-8", "surrogateescape")
+            return
+        wanted = ("text",) if transform == "text" else types
+        for part in _leaves(info.body):
+            if _type_matches(part, wanted):
+                yield part_text(self.raw, part)
+
+
+def _leaves(part: BodyPart) -> Iterator[BodyPart]:
+    if part.parts:
+        for child in part.parts:
+            yield from _leaves(child)
+    elif part.message is not None:
+        yield from _leaves(part.message)
+    else:
+        yield part
+
+
+def _type_matches(part: BodyPart, wanted: tuple[str, ...]) -> bool:
+    """RFC 5173 §5.2: "" matches every type, "text" its subtypes, "text/html" itself."""
+    full = f"{part.type}/{part.subtype}".lower()
+    for w in wanted:
+        w = w.lower()
+        if not w or w == full or ("/" not in w and w == part.type.lower()):
+            return True
+    return False

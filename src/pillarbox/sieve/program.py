@@ -1,0 +1,56 @@
+"""A compiled script: validated commands in the shape the interpreter runs.
+
+Arguments are resolved at compile time — tags by name, match type and comparator checked and
+bundled in :class:`Match` — so a delivery only walks the tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TagValue = tuple[str, ...] | int | bool
+Positional = tuple[str, ...] | int
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """How a test compares (RFC 5228 §2.7): match type, comparator, address part."""
+
+    #: "is", "contains", "matches", "value" or "count".
+    kind: str = "is"
+    comparator: str = "i;ascii-casemap"
+    #: The RFC 5231 relational operator for :value and :count ("gt", "ge", …).
+    relation: str = ""
+    #: "all", "localpart", "domain", "user" or "detail".
+    address_part: str = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A command or test. ``tags`` maps tag names (no colon) to their argument (True for a
+    tag without one); ``args`` are the positional arguments; ``branches`` holds an ``if``'s
+    (test, block) pairs with its elsif and else folded in (else has no test)."""
+
+    name: str
+    line: int
+    tags: dict[str, TagValue] = field(default_factory=dict)
+    args: tuple[Positional, ...] = ()
+    tests: tuple[Node, ...] = ()
+    branches: tuple[tuple[Node | None, tuple[Node, ...]], ...] = ()
+    match: Match = Match()
+
+    def strings(self, index: int) -> tuple[str, ...]:
+        value = self.args[index]
+        assert isinstance(value, tuple)
+        return value
+
+    def string(self, index: int) -> str:
+        return self.strings(index)[0]
+
+    def tag_strings(self, name: str) -> tuple[str, ...] | None:
+        value = self.tags.get(name)
+        return value if isinstance(value, tuple) else None
+
+    def tag_number(self, name: str) -> int | None:
+        value = self.tags.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None

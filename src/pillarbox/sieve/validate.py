@@ -1,0 +1,330 @@
+"""Compile-time checks (RFC 5228 §2.10.6: a script with errors is refused before it runs) and
+the translation of the syntax tree into :mod:`.program` nodes.
+
+Checked here: unknown commands and tests, extensions used without ``require`` (§3.2),
+``require`` only at the start, if/elsif/else placement (§3.1), argument types and counts,
+unknown, repeated and mutually exclusive tags (§2.6.2, §2.7), unsupported comparators and
+comparator/match-type pairs (§2.7.3), relational operators (RFC 5231 §5), address headers
+(§5.1), envelope parts (§5.4), the addresses of redirect and vacation :from (§2.4.2.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pillarbox.errors import InvalidName
+from pillarbox.mail.address import parse_address
+from pillarbox.sieve import encoded
+from pillarbox.sieve.commands import SPECS, Arg, Spec, Tests
+from pillarbox.sieve.errors import SieveError
+from pillarbox.sieve.grammar import Argument, Command, Number, StringList, Tag, Test
+from pillarbox.sieve.program import Match, Node, Positional, TagValue
+
+#: Capabilities this implementation supports (RFC 5228 §6.1 strings).
+EXTENSIONS: tuple[str, ...] = (
+    "body",
+    "comparator-i;ascii-numeric",
+    "copy",
+    "encoded-character",
+    "envelope",
+    "fileinto",
+    "imap4flags",
+    "relational",
+    "subaddress",
+    "vacation",
+)
+#: RFC 5228 §2.7.3: these two are always available; requiring them is allowed.
+IMPLICIT = frozenset({"comparator-i;octet", "comparator-i;ascii-casemap"})
+COMPARATORS = {
+    "i;octet": None,
+    "i;ascii-casemap": None,
+    "i;ascii-numeric": "comparator-i;ascii-numeric",  # RFC 4790 §9.1
+}
+#: RFC 4790 §9.1: i;ascii-numeric offers equality and ordering, no substring match.
+NUMERIC_MATCHES = frozenset({"is", "value", "count"})
+RELATIONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})  # RFC 5231 §5
+#: RFC 5228 §5.1: headers whose body is an address-list (at least From … Resent-To).
+ADDRESS_HEADERS = frozenset(
+    {
+        "from",
+        "sender",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "resent-from",
+        "resent-sender",
+        "resent-to",
+        "resent-cc",
+        "resent-bcc",
+        "resent-reply-to",
+        "return-receipt-to",
+        "disposition-notification-to",
+        "errors-to",
+        "delivered-to",
+        "x-original-to",
+    }
+)
+ENVELOPE_PARTS = frozenset({"from", "to"})  # RFC 5228 §5.4
+
+
+def compile_commands(commands: Sequence[Command]) -> tuple[frozenset[str], tuple[Node, ...]]:
+    """The script's required capabilities and its compiled top-level commands."""
+    requires: set[str] = set()
+    rest = list(commands)
+    while rest and rest[0].name == "require":
+        requires |= _require(rest.pop(0))
+    return frozenset(requires), _Compiler(frozenset(requires)).block(rest)
+
+
+def _require(command: Command) -> set[str]:
+    _check_shape(command, SPECS["require"], frozenset())
+    [argument] = command.arguments
+    assert isinstance(argument, StringList)
+    for capability in argument.values:
+        if capability not in EXTENSIONS and capability not in IMPLICIT:
+            raise SieveError(command.line, f"unsupported extension {capability!r}")
+    return set(argument.values)
+
+
+class _Compiler:
+    def __init__(self, requires: frozenset[str]) -> None:
+        self.requires = requires
+
+    def block(self, commands: Sequence[Command]) -> tuple[Node, ...]:
+        out: list[Node] = []
+        for index, command in enumerate(commands):
+            name = command.name
+            if name == "require":
+                raise SieveError(command.line, "require is only allowed at the start of the script")
+            if name in ("elsif", "else"):
+                previous = commands[index - 1].name if index else None
+                if previous not in ("if", "elsif"):
+                    raise SieveError(command.line, f"{name} without a preceding if")
+                if_node = out.pop()
+                branch = self.command(command)
+                out.append(
+                    Node(if_node.name, if_node.line, branches=if_node.branches + branch.branches)
+                )
+                continue
+            out.append(self.command(command))
+        return tuple(out)
+
+    def command(self, command: Command) -> Node:
+        spec = SPECS.get(command.name)
+        if spec is None or spec.test:
+            raise SieveError(command.line, f"unknown command {command.name!r}")
+        self.check_extension(spec, command.line)
+        tags, args = _check_shape(command, spec, self.requires)
+        tests = tuple(self.test(t) for t in command.tests)
+        self.check_tests(spec, command.tests, command.line, command.test_list)
+        if spec.block and command.block is None:
+            raise SieveError(command.line, f"{spec.name} needs a block")
+        if not spec.block and command.block is not None:
+            raise SieveError(command.line, f"{spec.name} takes no block")
+        tags, args = self.decoded(command.line, tags, args)
+        node = Node(spec.name, command.line, tags, args)
+        if spec.block:
+            assert command.block is not None
+            test = tests[0] if tests else None
+            return Node(node.name, node.line, branches=((test, self.block(command.block)),))
+        self.check_values(node)
+        return node
+
+    def test(self, test: Test) -> Node:
+        spec = SPECS.get(test.name)
+        if spec is None or not spec.test:
+            raise SieveError(test.line, f"unknown test {test.name!r}")
+        self.check_extension(spec, test.line)
+        tags, args = _check_shape(test, spec, self.requires)
+        self.check_tests(spec, test.tests, test.line, test.test_list)
+        tags, args = self.decoded(test.line, tags, args)
+        node = Node(
+            spec.name,
+            test.line,
+            tags,
+            args,
+            tests=tuple(self.test(t) for t in test.tests),
+            match=self.match(spec, tags, test.line),
+        )
+        self.check_values(node)
+        return node
+
+    def check_extension(self, spec: Spec, line: int) -> None:
+        if spec.extension is not None and spec.extension not in self.requires:
+            kind = "test" if spec.test else "command"
+            raise SieveError(
+                line, f"{kind} {spec.name!r} needs require {spec.extension!r} (RFC 5228 §3.2)"
+            )
+
+    @staticmethod
+    def check_tests(spec: Spec, tests: Sequence[Test], line: int, test_list: bool) -> None:
+        if spec.tests is Tests.NONE and tests:
+            raise SieveError(line, f"{spec.name} takes no test")
+        if spec.tests is Tests.ONE and (len(tests) != 1 or test_list):
+            raise SieveError(line, f"{spec.name} needs exactly one test")
+        if spec.tests is Tests.LIST and not test_list:
+            raise SieveError(line, f"{spec.name} needs a test list in parentheses")
+
+    def decoded(
+        self, line: int, tags: dict[str, TagValue], args: tuple[Positional, ...]
+    ) -> tuple[dict[str, TagValue], tuple[Positional, ...]]:
+        """Strings with encoded characters replaced, when the script requires it."""
+        if "encoded-character" not in self.requires:
+            return tags, args
+        try:
+            return (
+                {k: _decoded_tag(v) for k, v in tags.items()},
+                tuple(_decoded_arg(a) for a in args),
+            )
+        except encoded.EncodingError as exc:
+            raise SieveError(line, str(exc)) from None
+
+    def match(self, spec: Spec, tags: dict[str, TagValue], line: int) -> Match:
+        kind = next((t.name for t in spec.tags if t.group == "match" and t.name in tags), "is")
+        comparator_value = tags.get("comparator")
+        comparator = "i;ascii-casemap"
+        if isinstance(comparator_value, tuple):
+            comparator = comparator_value[0]
+            if comparator not in COMPARATORS:
+                raise SieveError(line, f"unsupported comparator {comparator!r} (RFC 5228 §2.7.3)")
+            needed = COMPARATORS[comparator]
+            if needed is not None and needed not in self.requires:
+                raise SieveError(line, f"comparator {comparator!r} needs require {needed!r}")
+            if comparator == "i;ascii-numeric" and kind not in NUMERIC_MATCHES:
+                raise SieveError(line, f"comparator {comparator!r} cannot do :{kind}")
+        relation = ""
+        if kind in ("value", "count"):
+            value = tags[kind]
+            assert isinstance(value, tuple)
+            relation = value[0].lower()
+            if relation not in RELATIONS:
+                raise SieveError(line, f"invalid relational operator {value[0]!r} (RFC 5231 §5)")
+        part = next(
+            (t.name for t in spec.tags if t.group == "address-part" and t.name in tags), "all"
+        )
+        return Match(kind, comparator, relation, part)
+
+    @staticmethod
+    def check_values(node: Node) -> None:
+        """Checks of argument values the grammar cannot express."""
+        if node.name == "address":
+            for header in node.strings(0):
+                if header.lower() not in ADDRESS_HEADERS:
+                    raise SieveError(
+                        node.line, f"header {header!r} holds no addresses (RFC 5228 §5.1)"
+                    )
+        elif node.name == "envelope":
+            for part in node.strings(0):
+                if part.lower() not in ENVELOPE_PARTS:
+                    raise SieveError(node.line, f"unsupported envelope part {part!r}")
+        elif node.name == "redirect":
+            _check_address(node.line, node.string(0), "redirect")
+        elif node.name == "vacation":
+            sender = node.tag_strings("from")
+            if sender is not None:
+                _check_address(node.line, sender[0], "vacation :from")
+
+
+def sieve_address(text: str) -> str:
+    """The addr-spec of an RFC 5228 §2.4.2.3 sieve-address (``addr`` or ``phrase <addr>``);
+    :class:`~pillarbox.errors.InvalidName` if there is none."""
+    text = text.strip()
+    if text.endswith(">") and "<" in text:
+        text = text[text.rindex("<") + 1 : -1]
+    return parse_address(text).normalised
+
+
+def _check_address(line: int, text: str, what: str) -> None:
+    try:
+        sieve_address(text)
+    except InvalidName:
+        raise SieveError(line, f"{what}: invalid address {text!r} (RFC 5228 §2.4.2.3)") from None
+
+
+def _decoded_tag(value: TagValue) -> TagValue:
+    return tuple(encoded.decode(v) for v in value) if isinstance(value, tuple) else value
+
+
+def _decoded_arg(value: Positional) -> Positional:
+    return tuple(encoded.decode(v) for v in value) if isinstance(value, tuple) else value
+
+
+def _check_shape(
+    node: Command | Test, spec: Spec, requires: frozenset[str]
+) -> tuple[dict[str, TagValue], tuple[Positional, ...]]:
+    """Tags (by name) and positional arguments of ``node``, checked against ``spec``."""
+    tags: dict[str, TagValue] = {}
+    groups: dict[str, str] = {}
+    arguments = list(node.arguments)
+    index = 0
+    while index < len(arguments) and isinstance(arguments[index], Tag):
+        tag = arguments[index]
+        assert isinstance(tag, Tag)
+        index += 1
+        tag_spec = spec.tag(tag.name)
+        if tag_spec is None:
+            raise SieveError(tag.line, f"unknown tag ':{tag.name}' for {spec.name}")
+        if tag_spec.extension is not None and tag_spec.extension not in requires:
+            raise SieveError(
+                tag.line, f"tag ':{tag.name}' needs require {tag_spec.extension!r} (RFC 5228 §3.2)"
+            )
+        if tag.name in tags:
+            raise SieveError(tag.line, f"tag ':{tag.name}' given twice")
+        if tag_spec.group is not None:
+            other = groups.get(tag_spec.group)
+            if other is not None:
+                raise SieveError(
+                    tag.line,
+                    f"tags ':{other}' and ':{tag.name}' exclude each other (RFC 5228 §2.7)",
+                )
+            groups[tag_spec.group] = tag.name
+        if tag_spec.arg is None:
+            tags[tag.name] = True
+            continue
+        if index >= len(arguments):
+            raise SieveError(tag.line, f"tag ':{tag.name}' needs a {tag_spec.arg.value}")
+        tags[tag.name] = _value(arguments[index], tag_spec.arg, f"tag ':{tag.name}'", tag.line)
+        index += 1
+    if spec.required_group is not None and spec.required_group not in groups:
+        options = " or ".join(f":{t.name}" for t in spec.tags if t.group == spec.required_group)
+        raise SieveError(node.line, f"{spec.name} needs {options}")
+    rest = arguments[index:]
+    for argument in rest:
+        if isinstance(argument, Tag):
+            raise SieveError(
+                argument.line, f"tag ':{argument.name}' after the positional arguments"
+            )
+    if len(rest) != len(spec.positional):
+        raise SieveError(
+            node.line,
+            f"{spec.name} takes {len(spec.positional)} positional argument(s), got {len(rest)}",
+        )
+    args = tuple(
+        _value(a, kind, f"{spec.name} argument {i + 1}", node.line)
+        for i, (a, kind) in enumerate(zip(rest, spec.positional, strict=True))
+    )
+    return tags, args
+
+
+def _value(argument: Argument, kind: Arg, what: str, line: int) -> tuple[str, ...] | int:
+    if kind is Arg.NUMBER and isinstance(argument, Number):
+        return argument.value
+    if (
+        kind is not Arg.NUMBER
+        and isinstance(argument, StringList)
+        and (kind is Arg.STRING_LIST or (len(argument.values) == 1 and not argument.bracketed))
+    ):
+        return argument.values
+    found = (
+        "a number"
+        if isinstance(argument, Number)
+        else "a string list"
+        if isinstance(argument, StringList)
+        else "a tag"
+    )
+    return _raise(line, f"{what}: expected a {kind.value}, found {found}")
+
+
+def _raise(line: int, message: str) -> tuple[str, ...]:
+    raise SieveError(line, message)

@@ -1,0 +1,308 @@
+"""Sieve at delivery on a live server: scripts in the store, mail in over SMTP to the MX, read
+back with imaplib; redirected copies and vacation replies leave through the queue to a
+recording SMTP peer (aiosmtpd) found by MX in our loopback DNS server."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import secrets
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pillarbox import config as cfg
+from pillarbox.store.types import INBOX, NewQueueRecipient, SenderListEntry, SenderListKind
+from pillarbox.testing.capture import Recorder, capture_peer
+from pillarbox.testing.dnszone import ZoneRecord
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.polling import wait_for
+
+RECEIVER = "127.0.0.4"
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+
+
+@pytest.fixture
+def dns_records() -> list[ZoneRecord]:
+    """remote.test and outside.test (the senders' domain) both receive at the peer."""
+    return [
+        ZoneRecord("remote.test", "MX", "10 mx.remote.test."),
+        ZoneRecord("mx.remote.test", "A", RECEIVER),
+        ZoneRecord("outside.test", "MX", "10 mx.remote.test."),
+    ]
+
+
+@pytest.fixture
+def peer_port() -> int:
+    return free_port(RECEIVER)
+
+
+@pytest.fixture
+def peer(peer_port: int) -> Iterator[Recorder]:
+    with capture_peer(RECEIVER, peer_port) as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def server(tmp_path: Path, dns_port: int, peer: Recorder, peer_port: int) -> Iterator[LiveServer]:
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),  # the test client is on loopback
+        queue=cfg.QueueSection(remote_port=peer_port, retry_schedule=(1.0,), poll_interval=1.0),
+        sieve=cfg.SieveSection(max_redirects=2),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        live.add_account(BOB, TEST_PASSWORD)
+        yield live
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def activate(live: LiveServer, script: str, address: str = ALICE) -> None:
+    async def go() -> None:
+        account = await live.store.get_account(address)
+        assert account is not None
+        await live.store.put_sieve_script(account.id, "main", script)
+        await live.store.set_active_sieve_script(account.id, "main")
+
+    live.call(go())
+
+
+def create_mailbox(live: LiveServer, name: str, address: str = ALICE) -> None:
+    async def go() -> None:
+        account = await live.store.get_account(address)
+        assert account is not None
+        await live.store.create_mailbox(account.id, name)
+
+    live.call(go())
+
+
+def message(subject: str, *, sender: str = "sender@outside.test", to: str = ALICE) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Date: Sun, 1 Jun 2025 10:00:00 +0000\r\n"
+        f"Message-ID: <{secrets.token_hex(6)}@outside.test>\r\n\r\n"
+        "Hello,\r\nthis is a test.\r\n"
+    ).encode()
+
+
+def send(live: LiveServer, raw: bytes, *, sender: str = "sender@outside.test") -> None:
+    """Over SMTP to the MX; smtplib raises unless every recipient got 250."""
+    with smtplib.SMTP("127.0.0.1", live.port("smtp"), local_hostname="client.test") as client:
+        client.sendmail(sender, [ALICE], raw)
+
+
+def settle(live: LiveServer) -> None:
+    wait_for(lambda: not live.call(live.store.list_queue()), "the queue to empty")
+
+
+def imap_read(live: LiveServer, mailbox: str, address: str = ALICE) -> list[tuple[str, bytes]]:
+    """(flags, subject line) of each message in ``mailbox``, read with imaplib."""
+    with imaplib.IMAP4("127.0.0.1", live.port("imap")) as imap:
+        imap.login(address, TEST_PASSWORD)
+        typ, data = imap.select(f'"{mailbox}"', readonly=True)
+        assert typ == "OK", data
+        if int(data[0] or 0) == 0:
+            return []
+        typ, fetched = imap.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK"
+        out = []
+        for item in fetched:
+            if isinstance(item, tuple):
+                flags = re.search(rb"FLAGS \(([^)]*)\)", item[0])
+                assert flags is not None
+                out.append((flags.group(1).decode(), item[1].strip()))
+        return out
+
+
+# -- the actions -----------------------------------------------------------------------------
+
+
+def test_fileinto_a_folder_with_flags(server: LiveServer) -> None:
+    create_mailbox(server, "Reports")
+    activate(
+        server,
+        'require ["fileinto", "imap4flags"];\n'
+        'if header :contains "subject" "report" {\n'
+        '  fileinto :flags ["\\\\Flagged", "$Report"] "Reports";\n'
+        "} else {\n"
+        '  addflag "\\\\Seen";\n'
+        "}\n",
+    )
+    send(server, message("Weekly report"))
+    send(server, message("Lunch?"))
+    [(flags, subject)] = imap_read(server, "Reports")
+    assert subject == b"Subject: Weekly report"
+    assert set(flags.split()) == {"\\Flagged", "$Report"}
+    [(flags, subject)] = imap_read(server, INBOX)  # the implicit keep, with its flags
+    assert (flags, subject) == ("\\Seen", b"Subject: Lunch?")
+
+
+def test_fileinto_a_missing_folder_keeps_in_inbox(server: LiveServer) -> None:
+    activate(server, 'require ["fileinto", "imap4flags"]; fileinto :flags "$Lost" "Nowhere";')
+    send(server, message("where to?"))
+    assert imap_read(server, INBOX) == [("$Lost", b"Subject: where to?")]
+
+
+def test_discard_stores_nothing(server: LiveServer) -> None:
+    activate(server, 'if header :is "subject" "junk mail" { discard; }')
+    send(server, message("junk mail"))  # still 250: discarded is delivered
+    send(server, message("real mail"))
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: real mail"]
+
+
+def test_redirect_to_another_account(server: LiveServer) -> None:
+    activate(server, f'redirect "{BOB}";')
+    send(server, message("for bob"))
+    settle(server)
+    assert imap_read(server, INBOX) == []
+    [copy] = server.mailbox_messages(BOB, INBOX)
+    assert b"Subject: for bob" in copy
+    assert b"\r\nDelivered-To: alice@example.org\r\n" in copy  # the forwarding loop guard
+
+
+def test_redirect_copy_to_a_remote_domain_through_the_queue(
+    server: LiveServer, peer: Recorder
+) -> None:
+    activate(server, 'require "copy"; redirect :copy "carol@remote.test";')
+    send(server, message("for carol"))
+    [got] = wait_for(lambda: peer.messages, "the redirected copy")
+    assert got.rcpt_tos == ["carol@remote.test"]
+    assert got.mail_from.startswith("SRS0=") and got.mail_from.endswith("@example.org")
+    assert b"Subject: for carol" in got.content
+    assert b"ARC-Seal: i=1;" in got.content  # sealed as any forward
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: for carol"]  # :copy
+
+
+def test_too_many_redirects_keeps_and_sends_nothing(server: LiveServer, peer: Recorder) -> None:
+    """sieve.max_redirects = 2: a third is a runtime error, and the implicit keep."""
+    activate(server, "".join(f'redirect "r{n}@remote.test";' for n in range(3)))
+    send(server, message("many"))
+    settle(server)
+    assert peer.messages == []
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: many"]
+
+
+def test_vacation_replies_once_per_sender(server: LiveServer, peer: Recorder) -> None:
+    activate(
+        server,
+        'require "vacation";\n'
+        'vacation :days 3 :subject "Away until Monday" "I am hiking; back on Monday.";\n',
+    )
+    send(server, message("question"))
+    [reply] = wait_for(lambda: peer.messages, "the auto-reply")
+    assert reply.mail_from == "<>"  # RFC 3834 §3.3
+    assert reply.rcpt_tos == ["sender@outside.test"]
+    assert b"Subject: Away until Monday" in reply.content
+    assert b"Auto-Submitted: auto-replied" in reply.content
+    assert b"I am hiking; back on Monday." in reply.content
+    send(server, message("another question"))
+    settle(server)
+    assert len(peer.messages) == 1  # once per sender per :days
+    assert len(imap_read(server, INBOX)) == 2  # vacation leaves the implicit keep
+
+
+def test_broken_script_keeps_in_inbox(server: LiveServer) -> None:
+    """The store takes any text; a script that does not compile must not lose mail."""
+    activate(server, 'if header :frobnicate "subject" "x" { discard; }')
+    send(server, message("still here"))
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: still here"]
+
+
+def test_spam_kept_goes_to_junk_and_is_never_redirected(server: LiveServer, peer: Recorder) -> None:
+    async def block() -> None:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        await server.store.set_sender_entry(
+            account.id, SenderListEntry("spammer.test", SenderListKind.BLOCK)
+        )
+
+    server.call(block())
+    activate(server, 'if header :contains "subject" "fwd" { redirect "carol@remote.test"; }')
+    send(server, message("keep me", sender="x@spammer.test"), sender="x@spammer.test")
+    send(server, message("fwd me", sender="x@spammer.test"), sender="x@spammer.test")
+    settle(server)
+    assert peer.messages == []
+    junk = [s for _, s in imap_read(server, "Junk")]
+    assert junk == [b"Subject: keep me", b"Subject: fwd me"]  # the redirect kept it instead
+    assert imap_read(server, INBOX) == []
+
+
+def test_queued_local_delivery_is_filtered_too(server: LiveServer) -> None:
+    """Mail for a local account that waits in the queue (its mailbox was full at intake) goes
+    through the script when the queue delivers it."""
+    create_mailbox(server, "Later")
+    activate(server, 'require "fileinto"; fileinto "Later";')
+    queued = server.store.enqueue(
+        "sender@outside.test", message("queued"), [NewQueueRecipient(ALICE)]
+    )
+    server.call(queued)
+    settle(server)  # the runner polls every second (queue.poll_interval)
+    assert [s for _, s in imap_read(server, "Later")] == [b"Subject: queued"]
+    assert imap_read(server, INBOX) == []
+
+
+def test_vacation_from_only_an_address_the_account_owns(server: LiveServer, peer: Recorder) -> None:
+    """RFC 5230 §4.3: :from is used when the account may send as it, else ignored."""
+    server.call(server.store.add_alias("team@example.org", [ALICE]))
+    activate(server, 'require "vacation"; vacation :from "Team <team@example.org>" "Away.";')
+    send(server, message("one", sender="ann@outside.test"), sender="ann@outside.test")
+    [reply] = wait_for(lambda: peer.messages, "the auto-reply")
+    assert b"\r\nFrom: Team <team@example.org>\r\n" in reply.content
+    activate(server, 'require "vacation"; vacation :from "ceo@example.org" "Gone.";', ALICE)
+    send(server, message("two", sender="bea@outside.test"), sender="bea@outside.test")
+    wait_for(lambda: len(peer.messages) == 2, "the second auto-reply")
+    assert b"\r\nFrom: alice@example.org\r\n" in peer.messages[1].content
+
+
+def test_vacation_only_when_the_account_is_addressed(server: LiveServer, peer: Recorder) -> None:
+    """RFC 5230 §4.5: not to a message that names none of the account's addresses (a Bcc or
+    list copy) — unless :addresses names one it does."""
+    activate(server, 'require "vacation"; vacation "Away.";')
+    send(server, message("bcc", to="someone@example.net"))
+    settle(server)
+    assert peer.messages == []
+    activate(server, 'require "vacation"; vacation :addresses "someone@example.net" "Away.";')
+    send(server, message("bcc again", to="someone@example.net"))
+    wait_for(lambda: peer.messages, "the auto-reply")
+
+
+def test_redirect_back_to_a_forwarding_loop_is_kept(server: LiveServer, peer: Recorder) -> None:
+    """A message that already went out through this account is not redirected again."""
+    activate(server, 'redirect "carol@remote.test";')
+    looped = b"Delivered-To: alice@example.org\r\n" + message("round again")
+    send(server, looped)
+    settle(server)
+    assert peer.messages == []
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: round again"]
+
+
+def test_keep_and_fileinto_inbox_are_one_copy_with_united_flags(server: LiveServer) -> None:
+    activate(
+        server,
+        'require ["fileinto", "imap4flags"];\n'
+        'keep :flags "$One"; fileinto :flags "$Two" "INBOX"; fileinto :flags "$Two" "inbox";',
+    )
+    send(server, message("once"))
+    [(flags, subject)] = imap_read(server, INBOX)
+    assert subject == b"Subject: once"
+    assert set(flags.split()) == {"$One", "$Two"}
+
+
+def test_script_is_compiled_once_for_many_deliveries(server: LiveServer) -> None:
+    activate(server, 'if header :contains "subject" "drop" { discard; }')
+    assert server.server.context is not None
+    cache = server.server.context.sieve_scripts
+    before = cache.compiled
+    for n in range(3):
+        send(server, message(f"keep {n}"))
+    assert cache.compiled - before == 1
+    assert len(imap_read(server, INBOX)) == 3

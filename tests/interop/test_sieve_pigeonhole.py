@@ -1,0 +1,386 @@
+"""Our Sieve against Dovecot Pigeonhole's (``apt-get install dovecot-sieve``): ``sievec`` must
+accept and refuse the same scripts we do, and ``sieve-test`` must take the same actions on the
+same messages — which mailboxes, with which flags, which redirects, whether a vacation reply.
+
+The few places where we differ on purpose are listed in :data:`DIFFERENCES`, each with the
+reason, and checked to still be differences (so the list cannot go stale)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pillarbox.sieve import (
+    FileInto,
+    Keep,
+    Redirect,
+    SieveError,
+    SieveMessage,
+    Vacation,
+    compile_script,
+)
+from pillarbox.testing.peers import reachable_dir, require, unprivileged_user
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sievec") is None or shutil.which("sieve-test") is None,
+    reason="Pigeonhole not installed (apt-get install dovecot-sieve)",
+)
+
+#: Scripts both compilers must judge alike (valid or not: whichever sievec says).
+CORPUS = [
+    # syntax
+    "keep;",
+    "",
+    "# only a comment\n",
+    "/* bracket\n comment */ keep;",
+    "keep",
+    "keep;;",
+    "}",
+    "if true { keep; ",
+    '"unterminated',
+    "/* unterminated",
+    "keep text:\nabc\n",
+    'require "fileinto"; fileinto text:\nFolder\n.\n;',
+    "if true {} else {}",
+    "if true {} elsif false {} elsif true {} else {}",
+    "else {}",
+    "elsif true {}",
+    "if true {} keep; else {}",
+    "if true;",
+    "keep {}",
+    "stop; stop;",
+    "stop 1;",
+    "if (true) {}",
+    "if not (true) {}",
+    "if allof true {}",
+    "if anyof (true) {}",
+    "if anyof () {}",
+    "if allof (true, not false, anyof (false, true)) {}",
+    "if true true {}",
+    "if exists [] {}",
+    'if exists ["a", "b"] {}',
+    'if exists ["a" "b"] {}',
+    "if size :over 100K {}",
+    "if size :under 1G {}",
+    "if size 100 {}",
+    "if size :over 1 :under 2 {}",
+    'if size :over "1" {}',
+    "if size :over 99999999999999999999 {}",
+    # require and extensions
+    'require "fileinto"; fileinto "a";',
+    'fileinto "a";',
+    'keep; require "fileinto";',
+    'if true { require "fileinto"; }',
+    'require "x-no-such-extension";',
+    'require ["comparator-i;octet", "comparator-i;ascii-casemap"]; keep;',
+    'require "envelope"; if envelope :domain "from" "example.com" {}',
+    'if envelope "from" "a" {}',
+    'require "envelope"; if envelope "x-bogus" "a" {}',
+    'require "fileinto"; fileinto ["a"];',
+    'require "fileinto"; fileinto "";',
+    'require "fileinto"; fileinto :copy "a";',
+    'require ["fileinto", "copy"]; fileinto :copy "a";',
+    'require "copy"; redirect :copy "a@example.net";',
+    'redirect "a@example.net";',
+    'redirect "Name <a@example.net>";',
+    'redirect "not an address";',
+    'redirect ["a@example.net"];',
+    "redirect;",
+    # tests and tags
+    'if header :is :contains "a" "b" {}',
+    'if header :is :is "a" "b" {}',
+    'if header :frob "a" "b" {}',
+    'if header "a" :is "b" {}',
+    'if header "a" {}',
+    'if header :comparator "i;octet" "a" "b" {}',
+    'if header :comparator "i;bogus" "a" "b" {}',
+    'if header :comparator "i;ascii-numeric" "a" "b" {}',
+    'if header :matches "subject" "*a?b\\\\*" {}',
+    'if header "Fr om:" "x" {}',
+    'if address :all :localpart "to" "a" {}',
+    'if address :domain :is ["from", "to", "cc", "bcc", "sender"] "example.com" {}',
+    'if address ["resent-from", "resent-to", "reply-to", "delivered-to"] "a" {}',
+    'if address "subject" "a" {}',
+    'if address "envelope-to" "a" {}',
+    'require "subaddress"; if address :user "to" "a" {}',
+    'require "subaddress"; if address :detail :domain "to" "a" {}',
+    'if address :user "to" "a" {}',
+    # encoded-character
+    'require "encoded-character"; if header "a" "${hex:40}" {}',
+    'require "encoded-character"; if header "a" "${unicode:D800}" {}',
+    'require "encoded-character"; if header "a" "${unicode:110000}" {}',
+    'require "encoded-character"; if header "a" "${unicode:D80}" {}',
+    'require "encoded-character"; if header "a" "${hex:1 2 3" {}',
+    # imap4flags
+    'require "imap4flags"; setflag "\\\\Seen"; addflag ["a", "b"]; removeflag "a";',
+    'setflag "a";',
+    'require "imap4flags"; setflag "a" "b";',
+    'require "imap4flags"; if hasflag "a" {}',
+    'require "imap4flags"; if hasflag :is "a" "b" {}',
+    'require "imap4flags"; keep :flags "a";',
+    'require "imap4flags"; keep :flags;',
+    'require ["imap4flags", "fileinto"]; fileinto :flags ["a", "b"] "x";',
+    # vacation
+    'require "vacation"; vacation "away";',
+    'require "vacation"; vacation :days 7 :subject "s" :from "a@example.org" :handle "h" "r";',
+    'require "vacation"; vacation :addresses ["a@example.org", "b@example.org"] "r";',
+    'require "vacation"; vacation :mime text:\nContent-Type: text/plain\n\nr\n.\n;',
+    'require "vacation"; vacation :from "nobody" "r";',
+    'require "vacation"; vacation;',
+    'require "vacation"; vacation :days "7" "r";',
+    'vacation "r";',
+    # relational and body
+    'require ["relational", "comparator-i;ascii-numeric"]; '
+    'if header :value "gt" :comparator "i;ascii-numeric" "x" "1" {}',
+    'require "relational"; if address :count "ge" ["to", "cc"] "3" {}',
+    'require "relational"; if header :value "xx" "a" "b" {}',
+    'require ["relational", "comparator-i;ascii-numeric"]; '
+    'if header :contains :comparator "i;ascii-numeric" "a" "1" {}',
+    'if header :count "eq" "a" "1" {}',
+    'require "body"; if body :contains "a" {}',
+    'require "body"; if body :raw :contains "a" {}',
+    'require "body"; if body :content "text" :contains "a" {}',
+    'require "body"; if body :raw :text "a" {}',
+    'if body "a" {}',
+    'require ["body", "relational"]; if body :count "gt" "1" {}',
+    # the RFC's examples
+    'require "fileinto";\nif header :is "Sender" "owner-ietf-mta-filters@imc.org" '
+    '{ fileinto "filter"; }\nelsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
+    'elsif anyof (NOT address :all :contains ["To", "Cc", "Bcc"] "me@example.com", '
+    'header :matches "subject" ["*make*money*fast*", "*university*dipl*mas*"]) '
+    '{ fileinto "spam"; }\nelse { fileinto "personal"; }',
+]
+
+
+@dataclass(frozen=True)
+class Difference:
+    script: str
+    ours: bool
+    why: str
+
+
+#: Where we differ from Pigeonhole on purpose: (script, whether we accept it, why).
+DIFFERENCES = [
+    Difference(
+        'require "envelope"; if envelope "auth" "a" {}',
+        False,
+        'RFC 5228 §5.4 defines only "from" and "to" and says unknown parts SHOULD be errors; '
+        "Pigeonhole adds AUTH= (RFC 4954), which we do not keep.",
+    ),
+    Difference(
+        'require "relational"; if header :value "GT" "a" "b" {}',
+        True,
+        'RFC 5231 §4 writes the operators as ABNF quoted strings ("gt"), which RFC 5234 §2.3 '
+        "makes case-insensitive; Pigeonhole takes lowercase only.",
+    ),
+]
+
+
+def _sievec_accepts(script: str, directory: Path) -> bool:
+    source = directory / "script.sieve"
+    source.write_text(script, encoding="utf-8")
+    result = subprocess.run(
+        ["sievec", str(source), str(directory / "script.svbin")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def _ours_accepts(script: str) -> bool:
+    try:
+        compile_script(script)
+    except SieveError:
+        return False
+    return True
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A directory ``sieve-test`` can read when it runs unprivileged."""
+    directory = reachable_dir("pb-sieve-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_compilers_agree_on_the_corpus(workdir: Path) -> None:
+    require("sievec", "dovecot-sieve")
+    disagreements = [
+        (script, ours)
+        for script in CORPUS
+        if (ours := _ours_accepts(script)) != _sievec_accepts(script, workdir)
+    ]
+    assert disagreements == []
+    # The corpus holds both kinds, in numbers.
+    verdicts = [_ours_accepts(s) for s in CORPUS]
+    assert verdicts.count(True) > 40 and verdicts.count(False) > 40
+
+
+@pytest.mark.parametrize("difference", DIFFERENCES, ids=lambda d: d.script)
+def test_known_differences_are_still_differences(difference: Difference, workdir: Path) -> None:
+    assert _ours_accepts(difference.script) is difference.ours
+    assert _sievec_accepts(difference.script, workdir) is not difference.ours
+
+
+# -- running scripts -------------------------------------------------------------------------
+
+SENDER = "bounce@lists.example.net"
+RECIPIENT = "me+sieve@example.org"
+
+MESSAGES = {
+    "report": (
+        b"From: Boss <boss@example.com>\r\nTo: me+sieve@example.org\r\n"
+        b"Subject: =?utf-8?q?Quarterly_report?=\r\nX-Spam-Score: 7\r\n\r\nNumbers.\r\n"
+    ),
+    "list": (
+        b"From: someone@example.net\r\nTo: Team: a@example.org, me@example.org;\r\n"
+        b"Cc: c@example.org, d@example.org\r\nSender: owner-list@example.net\r\n"
+        b"Subject: weekly digest\r\nList-Id: <list.example.net>\r\n\r\nDigest.\r\n"
+    ),
+    "spammy": (
+        b"From: win@prize.example\r\nTo: me@example.org\r\n"
+        b"Subject: make MONEY fast\r\nX-Spam-Score: 12\r\n\r\nClick.\r\n"
+    ),
+    "plain": b"From: friend@example.org\r\nSubject: lunch?\r\n\r\nNoon?\r\n",
+}
+
+SCRIPTS = {
+    "folders": """require ["fileinto", "imap4flags", "copy", "envelope", "subaddress",
+                   "relational", "comparator-i;ascii-numeric"];
+if header :value "ge" :comparator "i;ascii-numeric" "x-spam-score" "10" {
+    fileinto :flags "$Junk" "Spam";
+    stop;
+}
+if address :domain :is "from" "example.com" {
+    addflag "\\\\Flagged";
+    fileinto :copy "Boss";
+}
+if envelope :detail "to" "sieve" {
+    addflag "$FromSieve";
+}
+if header :contains "list-id" "list.example.net" {
+    fileinto "Lists";
+} elsif address :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] "3" {
+    redirect "archive@example.org";
+}
+""",
+    "rfc-example": CORPUS[-1],
+    "discard-and-vacation": """require ["vacation", "imap4flags"];
+if header :matches "subject" "*money*" { discard; stop; }
+if not exists "list-id" {
+    vacation :days 3 :subject "Away" "I am away.";
+}
+setflag "\\\\Seen";
+""",
+    "redirects": """require "copy";
+if header :contains "subject" ["lunch", "digest"] {
+    redirect :copy "a@example.net";
+    redirect "b@example.net";
+    redirect "a@example.net";
+}
+""",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a script did, in terms both implementations report."""
+
+    stores: frozenset[tuple[str, frozenset[str]]]
+    redirects: frozenset[str]
+    vacation: bool
+
+
+def _ours(script: str, raw: bytes) -> Decision:
+    outcome = compile_script(script).run(
+        SieveMessage.from_bytes(raw, envelope_from=SENDER, envelope_to=RECIPIENT)
+    )
+    assert outcome.error is None
+    stores = set()
+    for action in outcome.actions:
+        if isinstance(action, Keep):
+            stores.add(("INBOX", frozenset(f.lower() for f in action.flags)))
+        elif isinstance(action, FileInto):
+            stores.add((action.mailbox, frozenset(f.lower() for f in action.flags)))
+    return Decision(
+        frozenset(stores),
+        frozenset(a.address for a in outcome.actions if isinstance(a, Redirect)),
+        any(isinstance(a, Vacation) for a in outcome.actions),
+    )
+
+
+_STORE = re.compile(r"^\s*\* store message in folder: (.*)$")
+_FLAGS = re.compile(r"^\s*\+ add IMAP flags: (.*)$")
+_REDIRECT = re.compile(r"^\s*\* redirect message to: <?([^>]*)>?$")
+
+
+def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
+    source, message = directory / "run.sieve", directory / "message.eml"
+    source.write_text(script, encoding="utf-8")
+    message.write_bytes(raw)
+    for path in (source, message):
+        path.chmod(0o644)
+    command = ["sieve-test", "-f", SENDER, "-r", RECIPIENT, "-a", RECIPIENT]
+    if os.geteuid() == 0:  # Dovecot's tools refuse to run as root
+        user = unprivileged_user()
+        command = [
+            "setpriv",
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--clear-groups",
+            *command,
+        ]
+    result = subprocess.run(
+        [*command, str(source), str(message)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "HOME": str(directory)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    stores: dict[str, set[str]] = {}
+    redirects: set[str] = set()
+    current: str | None = None
+    in_message = False
+    for line in result.stdout.splitlines():
+        if line == "START MESSAGE":
+            in_message = True
+        elif line == "END MESSAGE":
+            in_message = False
+        if in_message:
+            continue
+        if m := _STORE.match(line):
+            current = m.group(1)
+            stores.setdefault(current, set())
+        elif (m := _FLAGS.match(line)) and current is not None:
+            stores[current] |= {f.lower() for f in m.group(1).split()}
+        elif m := _REDIRECT.match(line):
+            redirects.add(m.group(1))
+            current = None
+        elif line.lstrip().startswith("* "):
+            current = None
+    return Decision(
+        frozenset((k, frozenset(v)) for k, v in stores.items()),
+        frozenset(redirects),
+        "* send vacation message" in result.stdout,
+    )
+
+
+@pytest.mark.parametrize("script_name", sorted(SCRIPTS))
+def test_same_actions_as_sieve_test(script_name: str, workdir: Path) -> None:
+    require("sieve-test", "dovecot-sieve")
+    script = SCRIPTS[script_name]
+    for message_name, raw in MESSAGES.items():
+        ours = _ours(script, raw)
+        theirs = _pigeonhole(script, raw, workdir)
+        assert ours == theirs, message_name

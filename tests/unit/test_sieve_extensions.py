@@ -1,0 +1,436 @@
+"""The Sieve extensions in EXTENSIONS, each against its RFC: envelope (RFC 5228 §5.4),
+encoded-character (§2.4.2.4), copy (RFC 3894), imap4flags (RFC 5232), vacation (RFC 5230),
+subaddress (RFC 5233), body (RFC 5173), relational (RFC 5231) with i;ascii-numeric (RFC 4790)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pillarbox.sieve import (
+    EXTENSIONS,
+    Discard,
+    FileInto,
+    Keep,
+    Outcome,
+    Redirect,
+    SieveError,
+    SieveMessage,
+    Vacation,
+    compile_script,
+)
+
+MESSAGE = (
+    b"From: Ken <ken+lists@example.org>\r\n"
+    b"To: tjs+sieve@example.com, ken@example.org\r\n"
+    b"Cc: a@example.net, b@example.net, c@example.net\r\n"
+    b"Subject: $$$ 100 dollars\r\n"
+    b"X-Spam-Score: 12\r\n"
+    b"X-Priority: 3\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="b"\r\n'
+    b"\r\n"
+    b"preamble\r\n"
+    b"--b\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"Caf=C3=A9 tonight?\r\n"
+    b"--b\r\n"
+    b"Content-Type: text/html\r\n"
+    b"\r\n"
+    b"<p>Cafe <b>tonight</b></p>\r\n"
+    b"--b\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"c2VjcmV0IHBheWxvYWQ=\r\n"
+    b"--b--\r\n"
+)
+
+
+def message(raw: bytes = MESSAGE, **envelope: str) -> SieveMessage:
+    return SieveMessage.from_bytes(raw, **envelope)
+
+
+def run(script: str, msg: SieveMessage | None = None) -> Outcome:
+    return compile_script(script).run(msg or message())
+
+
+def holds(requires: str, test: str, msg: SieveMessage | None = None) -> bool:
+    outcome = run(f"require {requires}; if {test} {{ discard; }}", msg)
+    assert outcome.error is None
+    return outcome.actions == (Discard(),)
+
+
+def test_extensions_listed() -> None:
+    assert EXTENSIONS == (
+        "body",
+        "comparator-i;ascii-numeric",
+        "copy",
+        "encoded-character",
+        "envelope",
+        "fileinto",
+        "imap4flags",
+        "relational",
+        "subaddress",
+        "vacation",
+    )
+
+
+# -- envelope (RFC 5228 §5.4) -------------------------------------------------------------------
+
+ENVELOPE = {"envelope_from": "Bounce+x@Lists.example.org", "envelope_to": "tjs+sieve@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("test", "envelope", "expected"),
+    [
+        ('envelope "from" "bounce+x@lists.example.org"', ENVELOPE, True),
+        ('envelope :domain "from" "lists.example.org"', ENVELOPE, True),
+        ('envelope :localpart :comparator "i;octet" "from" "Bounce+x"', ENVELOPE, True),
+        ('envelope :all "to" "tjs+sieve@example.com"', ENVELOPE, True),
+        ('envelope ["from", "to"] "tjs+sieve@example.com"', ENVELOPE, True),
+        ('envelope :contains "from" "example.com"', ENVELOPE, False),
+        # the null reverse-path is "" whatever the address part
+        ('envelope :is "from" ""', {"envelope_from": "", "envelope_to": "a@b.c"}, True),
+        ('envelope :domain :is "from" ""', {"envelope_from": "", "envelope_to": "a@b.c"}, True),
+        ('envelope :is "from" ""', ENVELOPE, False),
+    ],
+)
+def test_envelope(test: str, envelope: dict[str, str], expected: bool) -> None:
+    assert holds('"envelope"', test, message(**envelope)) is expected
+
+
+# -- subaddress (RFC 5233) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ('address :user "to" "tjs"', True),
+        ('address :detail "to" "sieve"', True),
+        ('address :user "from" "ken"', True),
+        ('address :detail "from" "lists"', True),
+        # ken@example.org in To has no detail: :detail matches nothing, not even ""
+        ('address :detail :is "to" ""', False),
+        ('address :detail :matches "to" "*"', True),  # tjs+sieve's "sieve"
+        ('address :user :is "to" "ken"', True),
+        ('envelope :detail "to" "sieve"', True),
+        ('envelope :user "to" "tjs"', True),
+        ('envelope :detail "from" "x"', True),
+    ],
+)
+def test_subaddress(test: str, expected: bool) -> None:
+    msg = message(**ENVELOPE)
+    assert holds('["subaddress", "envelope"]', test, msg) is expected
+
+
+def test_detail_empty_after_separator() -> None:
+    """RFC 5233 §4: "user+@…" has an empty detail, which :is "" matches."""
+    msg = message(b"To: user+@example.com\r\n\r\n")
+    assert holds('"subaddress"', 'address :detail :is "to" ""', msg) is True
+    msg = message(b"To: user@example.com\r\n\r\n")
+    assert holds('"subaddress"', 'address :detail :is "to" ""', msg) is False
+
+
+# -- encoded-character (RFC 5228 §2.4.2.4) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("$${hex:40}", "$@"),
+        ("${hex: 40 }", "@"),
+        ("${HEX: 40}", "@"),
+        ("${hex:40", "${hex:40"),
+        ("${hex:400}", "${hex:400}"),
+        ("${hex:4${hex:30}}", "${hex:40}"),
+        ("${unicode:40}", "@"),
+        ("${ unicode:40}", "${ unicode:40}"),
+        ("${UNICODE:40}", "@"),
+        ("${UnICoDE:0000040}", "@"),
+        ("${Unicode:40}", "@"),
+        ("${unicode:e9 20 263a}", "é ☺"),
+        ("${hex:c3 a9}", "é"),
+    ],
+)
+def test_encoded_character_rfc_examples(written: str, value: str) -> None:
+    """The RFC's own table of valid and invalid encodings."""
+    raw = f"Subject: {value}\r\n\r\n".encode()
+    assert holds('"encoded-character"', f'header :is "subject" "{written}"', message(raw))
+
+
+def test_encoded_character_only_when_required() -> None:
+    raw = b"Subject: $$$\r\n\r\n"
+    assert holds('"encoded-character"', 'header :contains "Subject" "$${hex:24 24}"', message(raw))
+    outcome = run('if header :contains "Subject" "$${hex:24 24}" { discard; }', message(raw))
+    assert outcome.actions == (Keep(),)
+
+
+def test_encoded_character_out_of_range_is_an_error() -> None:
+    with pytest.raises(SieveError) as caught:
+        compile_script('require "encoded-character";\nif header "a" "${unicode:D800}" {}')
+    assert (caught.value.line, caught.value.message) == (
+        2,
+        "invalid Unicode character U+D800 in ${unicode:…}",
+    )
+    compile_script('require "encoded-character"; if header "a" "${unicode:D80}" {}')
+
+
+# -- copy (RFC 3894) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "actions"),
+    [
+        ('redirect :copy "a@example.net";', (Redirect("a@example.net", copy=True), Keep())),
+        ('fileinto :copy "x";', (FileInto("x", copy=True), Keep())),
+        ('fileinto :copy "x"; discard;', (FileInto("x", copy=True),)),
+        ('redirect :copy "a@example.net"; redirect "a@example.net";', (Redirect("a@example.net"),)),
+    ],
+)
+def test_copy(script: str, actions: tuple[object, ...]) -> None:
+    assert run(f'require ["copy", "fileinto"]; {script}').actions == actions
+
+
+# -- imap4flags (RFC 5232) -----------------------------------------------------------------------
+
+FLAGS = 'require ["imap4flags", "fileinto"]; '
+
+
+@pytest.mark.parametrize(
+    ("script", "actions"),
+    [
+        ('setflag "\\\\Seen";', (Keep(("\\Seen",)),)),  # the implicit keep takes the flags
+        (
+            'addflag ["\\\\seen", "$Label1 \\\\Flagged"];',
+            (Keep(("\\Seen", "$Label1", "\\Flagged")),),
+        ),
+        ('addflag "a"; addflag "A b";', (Keep(("a", "b")),)),  # no case-variant duplicates
+        ('setflag "a b c"; removeflag "B";', (Keep(("a", "c")),)),
+        ('setflag "a"; setflag "b";', (Keep(("b",)),)),
+        ('addflag "\\\\Recent \\\\Bogus ok bad(atom";', (Keep(("ok",)),)),  # invalid ones dropped
+        ('setflag "a"; fileinto "x"; setflag "b"; keep;', (FileInto("x", ("a",)), Keep(("b",)))),
+        ('setflag "a"; fileinto :flags "z" "x";', (FileInto("x", ("z",)),)),
+        ('setflag "a"; keep :flags ["y", "z"];', (Keep(("y", "z")),)),
+        ('fileinto :flags "a" "x"; fileinto :flags "b" "x";', (FileInto("x", ("a", "b")),)),
+        ('keep :flags "a"; keep :flags "b";', (Keep(("a", "b")),)),
+    ],
+)
+def test_imap4flags_actions(script: str, actions: tuple[object, ...]) -> None:
+    assert run(FLAGS + script).actions == actions
+
+
+@pytest.mark.parametrize(
+    ("setup", "test", "expected"),
+    [
+        ('setflag "\\\\Seen Work";', 'hasflag "work"', True),
+        ('setflag "\\\\Seen Work";', 'hasflag :comparator "i;octet" "work"', False),
+        ('setflag "\\\\Seen Work";', 'hasflag ["x", "\\\\seen"]', True),
+        ('setflag "\\\\Seen Work";', 'hasflag :contains "or"', True),
+        ('setflag "\\\\Seen Work";', 'hasflag :matches "W*"', True),
+        ("", 'hasflag :matches "*"', False),
+        ('setflag "a"; removeflag "a";', 'hasflag "a"', False),
+    ],
+)
+def test_hasflag(setup: str, test: str, expected: bool) -> None:
+    outcome = run(f"{FLAGS}{setup} if {test} {{ discard; }}")
+    assert (outcome.actions == (Discard(),)) is expected
+
+
+# -- vacation (RFC 5230) -------------------------------------------------------------------------
+
+
+def test_vacation_leaves_the_implicit_keep() -> None:
+    [vacation, keep] = run('require "vacation"; vacation "Gone fishing.";').actions
+    assert keep == Keep()
+    assert isinstance(vacation, Vacation)
+    assert vacation.reason == "Gone fishing."
+    assert (vacation.days, vacation.subject, vacation.from_, vacation.mime) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    assert vacation.handle.startswith("auto:")
+
+
+def test_vacation_parameters() -> None:
+    script = """require "vacation";
+vacation :days 23 :addresses ["tjs@example.edu", "ts4z@landru.example.edu"]
+  :subject "Out" :from "Tim <tjs@example.edu>" :handle "away" :mime text:
+Content-Type: text/plain
+
+I'm away.
+.
+;"""
+    [vacation, _keep] = run(script).actions
+    assert vacation == Vacation(
+        reason="Content-Type: text/plain\n\nI'm away.\n",
+        handle="away",
+        subject="Out",
+        from_="Tim <tjs@example.edu>",
+        addresses=("tjs@example.edu", "ts4z@landru.example.edu"),
+        days=23,
+        mime=True,
+    )
+
+
+def test_vacation_handles_tell_replies_apart() -> None:
+    """RFC 5230 §4.2: without :handle, the parameters name the reply; a subject and a reason
+    with the same text are different replies."""
+
+    def handle(args: str) -> str:
+        [vacation, _] = run(f'require "vacation"; vacation {args};').actions
+        assert isinstance(vacation, Vacation)
+        return vacation.handle
+
+    assert handle('"a"') == handle('"a"')
+    assert handle('"a"') != handle('"b"')
+    assert handle(':subject "x" "y"') != handle(':subject "xy" ""')
+    assert handle(':days 3 "a"') == handle(':days 9 "a"')
+    assert handle(':handle "h" "a"') == handle(':handle "h" "b"') == "h"
+
+
+def test_second_vacation_is_a_runtime_error() -> None:
+    """RFC 5230 §4.7: the script fails; the message is kept."""
+    outcome = run('require "vacation"; vacation "a"; discard; vacation "b";')
+    assert outcome == Outcome((Keep(),), error="vacation executed twice (RFC 5230 §4.7)")
+
+
+def test_vacation_from_must_be_an_address() -> None:
+    with pytest.raises(SieveError, match="vacation :from: invalid address 'nobody'"):
+        compile_script('require "vacation"; vacation :from "nobody" "x";')
+
+
+# -- relational (RFC 5231) and i;ascii-numeric (RFC 4790 §9.1) ----------------------------------
+
+REL = '["relational", "comparator-i;ascii-numeric"]'
+
+
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ('header :value "gt" :comparator "i;ascii-numeric" "x-spam-score" "10"', True),
+        ('header :value "gt" :comparator "i;ascii-numeric" "x-spam-score" "12"', False),
+        ('header :value "ge" :comparator "i;ascii-numeric" "x-spam-score" "12"', True),
+        ('header :value "lt" :comparator "i;ascii-numeric" "x-spam-score" "9"', False),
+        ('header :value "le" :comparator "i;ascii-numeric" "x-spam-score" "012"', True),
+        ('header :value "eq" :comparator "i;ascii-numeric" "x-spam-score" "12"', True),
+        ('header :value "ne" :comparator "i;ascii-numeric" "x-spam-score" "12"', False),
+        # as text, "12" sorts before "9"
+        ('header :value "lt" "x-spam-score" "9"', True),
+        ('header :value "gt" "subject" "$"', True),
+        # no leading digits is positive infinity (RFC 4790 §9.1.1)
+        ('header :value "gt" :comparator "i;ascii-numeric" "subject" "999999"', True),
+        ('header :is :comparator "i;ascii-numeric" "x-priority" "03"', True),
+        # :count counts entities: addresses for address, fields for header
+        ('address :count "eq" :comparator "i;ascii-numeric" "cc" "3"', True),
+        ('address :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] "5"', True),
+        ('address :count "gt" :comparator "i;ascii-numeric" ["to", "cc"] "5"', False),
+        ('header :count "eq" :comparator "i;ascii-numeric" "cc" "1"', True),
+        ('header :count "eq" :comparator "i;ascii-numeric" "x-missing" "0"', True),
+        ('header :value "GT" :comparator "i;ascii-numeric" "x-spam-score" "10"', True),
+    ],
+)
+def test_relational(test: str, expected: bool) -> None:
+    assert holds(REL, test) is expected
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (
+            'require "relational"; if header :value "xx" "a" "b" {}',
+            "invalid relational operator 'xx' (RFC 5231 §5)",
+        ),
+        (
+            f'require {REL}; if header :contains :comparator "i;ascii-numeric" "a" "1" {{}}',
+            "comparator 'i;ascii-numeric' cannot do :contains",
+        ),
+        (
+            'if header :count "eq" "a" "1" {}',
+            "tag ':count' needs require 'relational' (RFC 5228 §3.2)",
+        ),
+    ],
+)
+def test_relational_errors(script: str, message: str) -> None:
+    with pytest.raises(SieveError) as caught:
+        compile_script(script)
+    assert caught.value.message == message
+
+
+# -- body (RFC 5173) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ('body :contains "café tonight"', True),  # :text, transfer- and charset-decoded
+        ('body :text :contains "<b>tonight</b>"', True),  # text/html is text
+        ('body :contains "secret"', False),  # not a text part
+        ('body :content "application" :contains "secret payload"', True),  # decoded
+        ('body :content "text/html" :contains "caf\u00e9"', False),
+        ('body :content "text/plain" :contains "café"', True),
+        ('body :content "" :contains "secret"', True),
+        ('body :raw :contains "Caf=C3=A9"', True),  # undecoded
+        ('body :raw :contains "c2VjcmV0IHBheWxvYWQ="', True),
+        ('body :raw :contains "preamble"', True),
+        ('body :raw :contains "X-Spam-Score"', False),  # the body only
+        ('body :matches "*tonight*"', True),
+    ],
+)
+def test_body(test: str, expected: bool) -> None:
+    assert holds('"body"', test) is expected
+
+
+def test_rfc5231_section_6_examples() -> None:
+    """RFC 5231 §6: :count counts addresses for address, fields for header."""
+    msg = message(
+        b"Received: from a\r\nReceived: from b\r\nSubject: example\r\n"
+        b"To: foo@example.com, baz@example.com\r\nCc: qux@example.com\r\n\r\n"
+    )
+    cases = {
+        'address :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] ["3"]': True,
+        'anyof (address :count "ge" :comparator "i;ascii-numeric" ["to"] ["3"],'
+        ' address :count "ge" :comparator "i;ascii-numeric" ["cc"] ["3"])': False,
+        'header :count "ge" :comparator "i;ascii-numeric" ["received"] ["3"]': False,
+        'header :count "ge" :comparator "i;ascii-numeric" ["received", "subject"] ["3"]': True,
+        'header :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] ["3"]': False,
+    }
+    for test, expected in cases.items():
+        assert holds(REL, test, msg) is expected, test
+
+
+def test_rfc5233_style_subaddress_filing() -> None:
+    """The subaddress RFC's filing example: by user, by detail, and the empty detail."""
+    script = compile_script(
+        'require ["envelope", "subaddress", "fileinto"];\n'
+        'if envelope :user "to" "postmaster" { fileinto "inbox.postmaster"; stop; }\n'
+        'if envelope :detail :is "to" "mta-filters" { fileinto "inbox.ietf-mta-filters"; }\n'
+        'if envelope :detail :is "to" "" { fileinto "inbox.spam"; }\n'
+    )
+    cases = {
+        "postmaster+x@example.org": (FileInto("inbox.postmaster"),),
+        "ken+mta-filters@example.org": (FileInto("inbox.ietf-mta-filters"),),
+        "ken+@example.org": (FileInto("inbox.spam"),),
+        "ken@example.org": (Keep(),),
+    }
+    for rcpt, actions in cases.items():
+        assert script.run(message(envelope_to=rcpt)).actions == actions, rcpt
+
+
+def test_rfc5230_example() -> None:
+    """RFC 5230 §4.8's first example, as the action it yields."""
+    [vacation, keep] = run(
+        'require "vacation";\n'
+        'vacation :days 23 :addresses ["tjs@example.edu",\n'
+        '                              "ts4z@landru.example.edu"]\n'
+        "   \"I'm away until October 19.\n"
+        "   If it's an emergency, call 911, I guess.\" ;\n"
+    ).actions
+    assert keep == Keep()
+    assert isinstance(vacation, Vacation)
+    assert vacation.days == 23
+    assert vacation.addresses == ("tjs@example.edu", "ts4z@landru.example.edu")
+    assert vacation.reason.startswith("I'm away until October 19.\n")
