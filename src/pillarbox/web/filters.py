@@ -146,7 +146,7 @@ def check_script(services: Services, content: str) -> None:
     if size > limit:
         raise UserError(f"the script is {size} bytes; the limit is {limit}")
     try:
-        compile_script(content)
+        compile_script(content, max_nesting=services.config.sieve.max_nesting)
     except SieveError as exc:
         raise ScriptInvalid(exc.line, exc.message) from None
 
@@ -168,15 +168,25 @@ def _check_version(current: SieveScript | None, version: str | None) -> None:
 
 
 async def check_targets(services: Services, account: Account, rules: Sequence[Rule]) -> None:
-    """What only the account can say: folders exist, and nothing forwards to the account."""
+    """What only the account and the config can say: folders exist (delivery would not create
+    one), nothing forwards to the account, and all the rules together forward to no more
+    addresses than ``[sieve] max_redirects`` (more would be a runtime error at delivery, which
+    cancels every action of the run)."""
     folders = {m.name for m in await MailAccess(services, account).mailboxes()}
+    forwarded: set[str] = set()
     for rule in rules:
         check_rule(rule)
         for action in rule.actions:
             if action.kind in FOLDER_ACTIONS and action.target not in folders:
                 raise RuleError(f"rule “{rule.name}”: there is no folder {action.target}")
-            if action.kind in ADDRESS_ACTIONS and action.target.lower() == account.address.lower():
-                raise RuleError("an account cannot forward to itself")
+            if action.kind in ADDRESS_ACTIONS:
+                if action.target.lower() == account.address.lower():
+                    raise RuleError("an account cannot forward to itself")
+                if rule.enabled:
+                    forwarded.add(action.target.lower())
+    limit = services.config.sieve.max_redirects
+    if len(forwarded) > limit:
+        raise RuleError(f"the rules forward to {len(forwarded)} addresses; at most {limit}")
 
 
 async def save_rules(
