@@ -5,6 +5,7 @@ reachable; the JSON API for scripts and rules."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from html import unescape
@@ -286,8 +287,9 @@ def test_the_rules_script_edited_elsewhere_is_kept_under_a_new_name(
 
 
 def test_the_raw_editor_compiles_first_and_shows_the_line(
-    live: LiveServer, alice: WebSession
+    live: LiveServer, alice: WebSession, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pillarbox.web.filters")
     bad = 'require "fileinto";\nif header :contains "subject" "x" {\n  fileinto;\n}\n'
     response = alice.post(
         "/settings/filters/script", {"name": "mine", "content": bad, "version": "", "activate": "1"}
@@ -297,6 +299,8 @@ def test_the_raw_editor_compiles_first_and_shows_the_line(
     assert message.startswith("Line 3: "), message
     assert "fileinto;" in unescape(response.text)  # the text stays in the editor
     assert scripts(live, ALICE) == {}
+    [refused] = [r for r in caplog.records if r.getMessage() == "sieve script refused"]
+    assert refused.__dict__["fields"]["line"] == 3
     saved = alice.post(
         "/settings/filters/script",
         {"name": "mine", "content": HAND.replace("\n", "\r\n"), "version": "", "activate": "1"},

@@ -36,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox.errors import NotFound, UserError
+from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.sieve import SieveError, compile_script
 from pillarbox.store.types import Account, SieveScript, sieve_script_name
@@ -69,6 +70,7 @@ BLANK_ROWS = 2
 MAX_FORM_ROWS = 30
 #: The prefix of the name a hand-edited rules script is kept under when the builder takes over.
 KEPT_PREFIX = SCRIPT_NAME + "-edited"
+_log = Log("web.filters")
 
 
 class ScriptInvalid(UserError):
@@ -144,10 +146,12 @@ def check_script(services: Services, content: str) -> None:
     except UnicodeEncodeError:
         raise UserError("the script is not valid Unicode text") from None
     if size > limit:
+        _log.info("sieve script refused", reason="size", size=size, limit=limit)
         raise UserError(f"the script is {size} bytes; the limit is {limit}")
     try:
         compile_script(content, max_nesting=services.config.sieve.max_nesting)
     except SieveError as exc:
+        _log.info("sieve script refused", reason="compile", line=exc.line, error=exc.message)
         raise ScriptInvalid(exc.line, exc.message) from None
 
 
@@ -222,6 +226,7 @@ async def save_rules(
     await store.put_sieve_script(account.id, SCRIPT_NAME, content)
     if current is None or not current.active:
         await store.set_active_sieve_script(account.id, SCRIPT_NAME)
+    _log.info("sieve rules stored", account=account.address, rules=len(rules), size=len(content))
     return version_of(SieveScript(SCRIPT_NAME, content, True))
 
 
@@ -247,6 +252,7 @@ async def save_script(
     await store.put_sieve_script(account.id, name, content)
     if activate:
         await store.set_active_sieve_script(account.id, name)
+    _log.info("sieve script stored", account=account.address, script=name, activated=activate)
     stored = await store.get_sieve_script(account.id, name)
     assert stored is not None
     return stored
@@ -264,10 +270,13 @@ async def activate(services: Services, account: Account, name: str | None) -> No
     if name is not None:
         name = sieve_script_name(name)
     await services.store.set_active_sieve_script(account.id, name)
+    _log.info("sieve script activated", account=account.address, script=name or "(none)")
 
 
 async def delete_script(services: Services, account: Account, name: str) -> None:
-    await services.store.delete_sieve_script(account.id, sieve_script_name(name))
+    name = sieve_script_name(name)
+    await services.store.delete_sieve_script(account.id, name)
+    _log.info("sieve script deleted", account=account.address, script=name)
 
 
 async def use_rules(services: Services, account: Account, *, version: str | None) -> None:
@@ -285,6 +294,7 @@ async def use_rules(services: Services, account: Account, *, version: str | None
         )
         await _check_count(services, account, kept)
         await store.rename_sieve_script(account.id, SCRIPT_NAME, kept)
+        _log.info("edited rules script kept", account=account.address, script=kept)
         if current.active:
             await store.set_active_sieve_script(account.id, None)
         current = None
