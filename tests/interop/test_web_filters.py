@@ -139,6 +139,8 @@ def test_a_rule_made_in_the_form_becomes_the_active_script(
     page = alice.get("/settings/filters")
     assert "From contains “boss” → Move to folder Work, Flag" in unescape(page.text)
     assert "Sieve scripts" in page.text and ">pillarbox</a>" in page.text
+    raw = alice.get("/settings/filters/script?name=pillarbox")
+    assert "The rule builder wrote this script" in raw.text
 
 
 def test_editing_a_rule_keeps_the_others_and_more_rows_keeps_what_was_typed(

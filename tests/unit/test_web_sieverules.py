@@ -5,6 +5,7 @@ written, and which scripts count as generated."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -265,3 +266,18 @@ def test_json_round_trip_and_description() -> None:
 def test_a_hand_edit_that_breaks_the_script_is_a_sieve_error() -> None:
     with pytest.raises(SieveError):
         compile_script(script_of([BOSS]).replace("fileinto", "fileinot"))
+
+
+def test_the_example_in_the_docs_is_what_the_builder_writes() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "sieve.md").read_text("utf-8")
+    section = docs.split("## Filters in the web interface", 1)[1]
+    example = section.split("```sieve\n", 1)[1].split("```", 1)[0]
+    rules = rules_of(example)
+    assert rules is not None and [r.name for r in rules] == [
+        "Boss",
+        "Dev list",
+        "Prizes",
+        "Holiday forward",
+    ]
+    assert not rules[-1].enabled
+    compile_script(example)
