@@ -440,3 +440,33 @@ def test_api_scripts_and_rules(live: LiveServer, alice: WebSession) -> None:
     for route in ("/api/v1/sieve/scripts", "/api/v1/sieve/scripts/{name}", "/api/v1/sieve/rules"):
         assert route in document["paths"], route
     assert "FilterRule" in document["components"]["schemas"]
+
+
+def test_filters_say_when_forwarding_leaves_nothing_to_filter(alice: WebSession) -> None:
+    assert "forwarded without keeping a copy" not in alice.get("/settings/filters").text
+    forwarding = {"to": ["me@elsewhere.example"], "keep_copy": False}
+    assert alice.api("PUT", "/settings/forwarding", forwarding).status_code == 200
+    assert "forwarded without keeping a copy" in alice.get("/settings/filters").text
+    forwarding["keep_copy"] = True
+    assert alice.api("PUT", "/settings/forwarding", forwarding).status_code == 200
+    assert "forwarded without keeping a copy" not in alice.get("/settings/filters").text
+
+
+def test_rules_forward_to_no_more_addresses_than_sieve_allows(
+    live: LiveServer, alice: WebSession
+) -> None:
+    limit = live.config.sieve.max_redirects
+
+    def forward(n: int, enabled: bool = True) -> dict[str, object]:
+        action = Action(ActionKind.REDIRECT_COPY, f"me{n}@elsewhere.example")
+        return rule_json(Rule(f"fwd {n}", (), (action,), enabled=enabled))
+
+    rules = [forward(n) for n in range(limit)]
+    assert alice.api("PUT", "/sieve/rules", {"rules": rules}).status_code == 200
+    over = alice.api("PUT", "/sieve/rules", {"rules": [*rules, forward(limit)]})
+    assert over.status_code == 400
+    assert f"forward to {limit + 1} addresses; at most {limit}" in over.json()["error"]
+    off = [*rules, forward(limit, enabled=False)]  # a rule that is off forwards nothing
+    assert alice.api("PUT", "/sieve/rules", {"rules": off}).status_code == 200
+    switched = alice.post(f"/settings/filters/{limit}/toggle", {"version": version(alice)})
+    assert switched.status_code == 400 and "at most" in error_of(switched.text)

@@ -440,6 +440,7 @@ async def _page(
     app = web(request)
     filters = await load_filters(app.services, account)
     folders = [m.name for m in await MailAccess(app.services, account).mailboxes()]
+    settings = await app.services.store.get_settings(account.id)
     return app.render(
         request,
         template,
@@ -453,6 +454,8 @@ async def _page(
         folder_actions=[k.value for k in FOLDER_ACTIONS],
         address_actions=[k.value for k in ADDRESS_ACTIONS],
         sieve_limits=app.services.config.sieve,
+        # Delivery runs no script when everything is forwarded without a copy (docs/sieve.md).
+        forwarded_away=bool(settings.forward_to) and not settings.forward_keep_copy,
         **extra,
     )
 
@@ -509,7 +512,7 @@ async def save_rule(request: Request) -> Response:
         return await _page(
             request,
             account,
-            status_code=409 if isinstance(exc, Conflict) else 400,
+            status_code=_status(exc),
             template="filter_rule.html",
             form=posted.padded(0),
             index=index,
@@ -544,8 +547,12 @@ async def change_rule(request: Request) -> Response:
             case _:
                 raise NotFound("no such operation")
     except (Conflict, RuleError) as exc:
-        return await _page(request, account, status_code=409, error=str(exc))
+        return await _page(request, account, status_code=_status(exc), error=str(exc))
     return redirect("/settings/filters?saved=1")
+
+
+def _status(exc: UserError) -> int:
+    return 409 if isinstance(exc, Conflict) else 400
 
 
 async def take_over(request: Request) -> Response:
@@ -555,7 +562,7 @@ async def take_over(request: Request) -> Response:
     try:
         await use_rules(app.services, account, version=field_text(form, "version"))
     except UserError as exc:
-        return await _page(request, account, status_code=409, error=str(exc))
+        return await _page(request, account, status_code=_status(exc), error=str(exc))
     return redirect("/settings/filters?saved=1")
 
 
@@ -625,7 +632,7 @@ async def save_script_form(request: Request) -> Response:
             name,
             content,
             version,
-            status_code=409 if isinstance(exc, Conflict) else 400,
+            status_code=_status(exc),
             error=exc.message if isinstance(exc, ScriptInvalid) else str(exc),
             error_line=exc.line if isinstance(exc, ScriptInvalid) else None,
         )
