@@ -69,6 +69,7 @@ class Listeners:
     imaps: Listener = _listener(993)
     pop3: Listener = _listener(110)
     pop3s: Listener = _listener(995)
+    managesieve: Listener = _listener(4190)
     http: Listener = _listener(8080)
     # Off unless a config turns it on: a config written before it existed would otherwise
     # bind 443 on upgrade (root only). `pillarbox init` and the dev config turn it on.
@@ -83,6 +84,7 @@ LISTENER_DOCS = {
     "imaps": "IMAP over implicit TLS.",
     "pop3": "POP3 with STLS.",
     "pop3s": "POP3 over implicit TLS.",
+    "managesieve": "ManageSieve with STARTTLS (RFC 5804): mail apps manage Sieve filters.",
     "http": "Webmail, admin and JSON API.",
     "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
 }
@@ -382,6 +384,24 @@ class SieveSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ManageSieveSection:
+    idle_timeout: float = _f(
+        1800.0, "Seconds of inactivity before BYE (RFC 5804 §1.2: at least 30 minutes)."
+    )
+    max_line_length: int = _f(8192, "Longest command line outside literals, in octets.")
+    max_skip: int = _f(
+        1024 * 1024, "Octets of a refused over-size literal read and dropped before BYE."
+    )
+    max_errors: int = _f(10, "Bad commands in a row before BYE.")
+    max_auth_failures: int = _f(3, "Failed AUTHENTICATE commands on one connection before BYE.")
+    max_connections: int = _f(1000, "Concurrent ManageSieve connections.")
+    max_connections_per_ip: int = _f(20, "Concurrent ManageSieve connections from one address.")
+    login_without_tls: bool = _f(
+        False, "Allow PLAIN before STARTTLS (only for loopback tests and development)."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
@@ -549,6 +569,9 @@ class Config:
     smtp: SmtpSection = _section(SmtpSection, "SMTP limits (MX and submission).")
     imap: ImapSection = _section(ImapSection, "IMAP limits.")
     pop3: Pop3Section = _section(Pop3Section, "POP3 limits.")
+    managesieve: ManageSieveSection = _section(
+        ManageSieveSection, "ManageSieve limits (the managesieve listener, RFC 5804)."
+    )
     auth: AuthSection = _section(AuthSection, "Passwords and login rate limits.")
     queue: QueueSection = _section(QueueSection, "Outbound delivery.")
     forwarding: ForwardingSection = _section(
@@ -775,6 +798,10 @@ def _validate(config: Config) -> None:
         ("sieve.max_nesting", config.sieve.max_nesting),
         ("sieve.vacation_max_days", config.sieve.vacation_max_days),
         ("sieve.cache_entries", config.sieve.cache_entries),
+        ("managesieve.max_errors", config.managesieve.max_errors),
+        ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
+        ("managesieve.max_connections", config.managesieve.max_connections),
+        ("managesieve.max_connections_per_ip", config.managesieve.max_connections_per_ip),
     ]
     for key, number in positive:
         if number <= 0:
@@ -786,6 +813,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("imap.idle_timeout", "must be at least 1800 s (RFC 9051 §5.4)")
     if config.pop3.idle_timeout < 600:
         raise ConfigError("pop3.idle_timeout", "must be at least 600 s (RFC 1939 §3)")
+    if config.managesieve.idle_timeout < 1800:
+        raise ConfigError("managesieve.idle_timeout", "must be at least 1800 s (RFC 5804 §1.2)")
+    if config.managesieve.max_line_length < 1024:
+        raise ConfigError("managesieve.max_line_length", "must be at least 1024")
+    if config.managesieve.max_skip < 0:
+        raise ConfigError("managesieve.max_skip", "must be 0 or more")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
     _validate_acme(config.tls, config.server.hostname)
@@ -975,6 +1008,8 @@ def dev_config(data_dir: str, hostname: str = "localhost") -> Config:
         "imaps": 2993,
         "pop3": 2110,
         "pop3s": 2995,
+        # Already unprivileged: the standard port, as for http.
+        "managesieve": 4190,
         "http": 8080,
         "https": 8443,
     }
@@ -986,6 +1021,7 @@ def dev_config(data_dir: str, hostname: str = "localhost") -> Config:
         smtp=SmtpSection(auth_without_tls=True),
         imap=ImapSection(login_without_tls=True),
         pop3=Pop3Section(login_without_tls=True),
+        managesieve=ManageSieveSection(login_without_tls=True),
     )
 
 

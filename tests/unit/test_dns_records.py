@@ -66,6 +66,7 @@ def test_full_set_for_a_domain_with_its_own_mail_host() -> None:
         "_imap._tcp.example.com": "10 1 143 mail.example.com.",
         "_pop3s._tcp.example.com": "20 1 995 mail.example.com.",
         "_pop3._tcp.example.com": "30 1 110 mail.example.com.",
+        "_sieve._tcp.example.com": "0 1 4190 mail.example.com.",
     }
     for label in ("mta-sts", "autoconfig", "autodiscover"):
         assert table[(f"{label}.example.com", "CNAME")] == ["mail.example.com."]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pillarbox
 
 SRC = Path(pillarbox.__file__).parent
-CORE_PACKAGES = ("smtp", "imap", "pop3", "mail", "sieve")
+CORE_PACKAGES = ("smtp", "imap", "pop3", "mail", "sieve", "managesieve")
 CORE_MODULES = (
     "auth/sasl.py",
     "auth/scram.py",

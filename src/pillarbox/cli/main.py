@@ -25,6 +25,7 @@ from pillarbox.cli.dmarc import dmarc
 from pillarbox.cli.dns import dkim, dns
 from pillarbox.cli.mail import mail
 from pillarbox.cli.queue import queue
+from pillarbox.cli.sieve import sieve
 from pillarbox.cli.spam import spam
 from pillarbox.cli.store import store as store_group
 from pillarbox.cli.tls import tls
@@ -403,6 +404,7 @@ cli.add_command(store_group)
 cli.add_command(spam)
 cli.add_command(dmarc)
 cli.add_command(tls)
+cli.add_command(sieve)
 for _group in (queue, dns, dkim):
     cli.add_command(_group)
 

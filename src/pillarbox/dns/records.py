@@ -22,7 +22,7 @@ Defaults and why:
   HTTPS (it needs a certificate for that name).
 * **TLS-RPT** (RFC 8460) reports to ``tls-reports@<domain>``.
 * **SRV** (RFC 6186, updated by RFC 8314 §5.1): implicit TLS preferred over STARTTLS, IMAP over POP3
-  (RFC 6186 §3.4), by priority.
+  (RFC 6186 §3.4), by priority; and ``_sieve._tcp`` for ManageSieve clients (RFC 5804 §1.8).
 * ``autoconfig``/``autodiscover`` CNAMEs to the mail host, where clients fetch setup documents.
 * A/AAAA of the mail host only when it lies inside the domain: otherwise they belong to another
   zone.
@@ -142,6 +142,8 @@ DEFAULT_SRV_SERVICES = (
     SrvService(label="_imap._tcp", port=143, priority=10, purpose="IMAP, STARTTLS"),
     SrvService(label="_pop3s._tcp", port=995, priority=20, purpose="POP3, TLS"),
     SrvService(label="_pop3._tcp", port=110, priority=30, purpose="POP3, STARTTLS"),
+    # RFC 5804 §1.8: ManageSieve clients look up "_sieve._tcp" (not an RFC 6186 label).
+    SrvService(label="_sieve._tcp", port=4190, priority=0, purpose="ManageSieve (RFC 5804)"),
 )
 
 

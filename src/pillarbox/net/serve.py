@@ -50,6 +50,7 @@ SERVICES: dict[str, tuple[bool, str, str]] = {
     "imaps": (True, "imap", "pillarbox.net.imap:imap_handler"),
     "pop3": (False, "pop3", "pillarbox.net.pop3:pop3_handler"),
     "pop3s": (True, "pop3", "pillarbox.net.pop3:pop3_handler"),
+    "managesieve": (False, "managesieve", "pillarbox.net.managesieve:managesieve_handler"),
 }
 
 #: The listeners served by uvicorn with the web app (one app for both) → implicit TLS?
@@ -123,6 +124,12 @@ class Server:
                 ConnectionLimits(
                     total=config.pop3.max_connections,
                     per_address=config.pop3.max_connections_per_ip,
+                )
+            ),
+            "managesieve": ConnectionCounter(
+                ConnectionLimits(
+                    total=config.managesieve.max_connections,
+                    per_address=config.managesieve.max_connections_per_ip,
                 )
             ),
             "http": ConnectionCounter(ConnectionLimits()),

@@ -101,6 +101,7 @@ def loopback_config(
         smtp=cfg.SmtpSection(auth_without_tls=True, max_connections_per_ip=1000),
         imap=cfg.ImapSection(login_without_tls=True),
         pop3=cfg.Pop3Section(login_without_tls=True),
+        managesieve=cfg.ManageSieveSection(login_without_tls=True),
         dns=cfg.DnsSection(nameserver=NO_DNS, timeout=1.0),
     )
     server = os.environ.get(TEST_STORE_ENV)
