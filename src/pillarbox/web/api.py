@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import provisioning
 from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
+from pillarbox.sievescripts import InvalidScript
 from pillarbox.store.types import (
     Account,
     AccountSettings,
@@ -1552,8 +1553,9 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
             result = await op.handler(Call(request, web(request), account, body))
         except (AlreadyExists, filter_ops.Conflict) as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
-        except filter_ops.ScriptInvalid as exc:
-            return JSONResponse({"error": str(exc), "line": exc.line}, status_code=400)
+        except InvalidScript as exc:
+            line = {"line": exc.line} if exc.line else {}
+            return JSONResponse({"error": str(exc), **line}, status_code=400)
         if isinstance(result, Response):
             return result
         return JSONResponse(result, status_code=op.status)

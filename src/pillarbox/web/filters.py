@@ -13,11 +13,12 @@ Implementation notes:
   script is kept under a new name first). Every change carries the ``version`` (a digest) of
   the script it was made from: if the script changed in between (another window, a ManageSieve
   client), the change is refused rather than applied over it.
-- **Checked before stored.** Every script is compiled (:func:`pillarbox.sieve.compile_script`)
-  and measured against ``[sieve] max_script_size`` and ``max_scripts`` before the store sees
-  it; a compile error comes back with its line. Script names pass
-  :func:`~pillarbox.store.types.sieve_script_name`; folders a rule files into must exist; a
-  rule forwards under the forwarding settings' rules (a valid address, never the account).
+- **Checked before stored**, by the rules ManageSieve and ``pillarbox sieve`` follow too
+  (:mod:`pillarbox.sievescripts`): names through
+  :func:`~pillarbox.store.types.sieve_script_name`, ``[sieve] max_script_size`` and
+  ``max_scripts``, compilation (a compile error comes back with its line), the active script
+  not deleted. Besides, folders a rule files into must exist, and a rule forwards under the
+  forwarding settings' rules (a valid address, never the account) and ``max_redirects``.
 - **Saving is one store write.** Replacing the rules script keeps its active flag (store
   contract), so changing rules that are in use is a single atomic put. Only the first save (or
   taking over from another script) needs a second write to activate it.
@@ -35,10 +36,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from pillarbox import sievescripts
 from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
-from pillarbox.sieve import SieveError, compile_script
+from pillarbox.sievescripts import (
+    InvalidScript,
+    ScriptActive,
+    ScriptLimits,
+    ScriptQuotaExceeded,
+)
 from pillarbox.store.types import Account, SieveScript, sieve_script_name
 from pillarbox.web.app import field_number, field_text, posted_form, redirect, require_account, web
 from pillarbox.web.composing import parse_people
@@ -71,15 +78,6 @@ MAX_FORM_ROWS = 30
 #: The prefix of the name a hand-edited rules script is kept under when the builder takes over.
 KEPT_PREFIX = SCRIPT_NAME + "-edited"
 _log = Log("web.filters")
-
-
-class ScriptInvalid(UserError):
-    """A script that does not compile: ``line`` (1-based) and ``message`` for the editor."""
-
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}")
-        self.line = line
-        self.message = message
 
 
 class Conflict(UserError):
@@ -138,29 +136,20 @@ async def load_filters(services: Services, account: Account) -> Filters:
     return Filters(scripts, ours, rules, active)
 
 
-def check_script(services: Services, content: str) -> None:
-    """Refuse a script over ``[sieve] max_script_size`` or one that does not compile."""
-    limit = services.config.sieve.max_script_size
-    try:
-        size = len(content.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise UserError("the script is not valid Unicode text") from None
-    if size > limit:
-        _log.info("sieve script refused", reason="size", size=size, limit=limit)
-        raise UserError(f"the script is {size} bytes; the limit is {limit}")
-    try:
-        compile_script(content, max_nesting=services.config.sieve.max_nesting)
-    except SieveError as exc:
-        _log.info("sieve script refused", reason="compile", line=exc.line, error=exc.message)
-        raise ScriptInvalid(exc.line, exc.message) from None
+def limits(services: Services) -> ScriptLimits:
+    return ScriptLimits.of(services.config.sieve)
 
 
-async def _check_count(services: Services, account: Account, name: str) -> None:
-    """``[sieve] max_scripts``: a new name needs room; replacing a script does not."""
-    scripts = await services.store.list_sieve_scripts(account.id)
-    limit = services.config.sieve.max_scripts
-    if all(s.name != name for s in scripts) and len(scripts) >= limit:
-        raise UserError(f"an account keeps at most {limit} scripts; delete one first")
+async def _put(services: Services, account: Account, name: str, content: str) -> str:
+    """Store through :func:`pillarbox.sievescripts.put_script` (the rules ManageSieve follows:
+    name, size and count quotas, then compilation); a refusal is logged."""
+    try:
+        return await sievescripts.put_script(
+            services.store, account.id, name, content, limits(services)
+        )
+    except (InvalidScript, ScriptQuotaExceeded) as exc:
+        _log.info("sieve script refused", account=account.address, script=name, reason=str(exc))
+        raise
 
 
 def _check_version(current: SieveScript | None, version: str | None) -> None:
@@ -208,7 +197,6 @@ async def save_rules(
     stored), or when the rules changed since ``version`` (None: no check)."""
     await check_targets(services, account, rules)
     content = script_of(rules)
-    check_script(services, content)
     store = services.store
     current = await store.get_sieve_script(account.id, SCRIPT_NAME)
     _check_version(current, version)
@@ -222,8 +210,7 @@ async def save_rules(
             f"your mail is filtered by the script “{active.name}”; choose the rule builder "
             "over it first"
         )
-    await _check_count(services, account, SCRIPT_NAME)
-    await store.put_sieve_script(account.id, SCRIPT_NAME, content)
+    await _put(services, account, SCRIPT_NAME, content)
     if current is None or not current.active:
         await store.set_active_sieve_script(account.id, SCRIPT_NAME)
     _log.info("sieve rules stored", account=account.address, rules=len(rules), size=len(content))
@@ -239,17 +226,15 @@ async def save_script(
     version: str | None,
     activate: bool = False,
 ) -> SieveScript:
-    """Store a script written by hand (compiled and measured first); returns it as stored."""
+    """Store a script written by hand (measured and compiled first); returns it as stored."""
     name = sieve_script_name(name)
     content = content.replace("\r\n", "\n")
-    check_script(services, content)
     store = services.store
     current = await store.get_sieve_script(account.id, name)
     if version == "" and current is not None:
         raise Conflict(f"a script named “{name}” exists already")
     _check_version(current, version)
-    await _check_count(services, account, name)
-    await store.put_sieve_script(account.id, name, content)
+    await _put(services, account, name, content)
     if activate:
         await store.set_active_sieve_script(account.id, name)
     _log.info("sieve script stored", account=account.address, script=name, activated=activate)
@@ -259,23 +244,18 @@ async def save_script(
 
 
 async def script_named(services: Services, account: Account, name: str) -> SieveScript:
-    script = await services.store.get_sieve_script(account.id, sieve_script_name(name))
-    if script is None:
-        raise NotFound("no such script")
-    return script
+    return await sievescripts.get_script(services.store, account.id, name)
 
 
 async def activate(services: Services, account: Account, name: str | None) -> None:
     """Make ``name`` the active script (None: filters off)."""
-    if name is not None:
-        name = sieve_script_name(name)
-    await services.store.set_active_sieve_script(account.id, name)
+    await sievescripts.activate(services.store, account.id, name)
     _log.info("sieve script activated", account=account.address, script=name or "(none)")
 
 
 async def delete_script(services: Services, account: Account, name: str) -> None:
-    name = sieve_script_name(name)
-    await services.store.delete_sieve_script(account.id, name)
+    """Delete a script that is not active (RFC 5804 §2.10, as over ManageSieve)."""
+    await sievescripts.delete_script(services.store, account.id, name)
     _log.info("sieve script deleted", account=account.address, script=name)
 
 
@@ -292,7 +272,8 @@ async def use_rules(services: Services, account: Account, *, version: str | None
             for n in (KEPT_PREFIX, *(f"{KEPT_PREFIX}-{i}" for i in range(2, 1000)))
             if n not in taken
         )
-        await _check_count(services, account, kept)
+        # Room for one more script: the kept one and a new rules script.
+        await sievescripts.check_space(store, account.id, kept, 0, limits(services))
         await store.rename_sieve_script(account.id, SCRIPT_NAME, kept)
         _log.info("edited rules script kept", account=account.address, script=kept)
         if current.active:
@@ -633,8 +614,8 @@ async def save_script_form(request: Request) -> Response:
             content,
             version,
             status_code=_status(exc),
-            error=exc.message if isinstance(exc, ScriptInvalid) else str(exc),
-            error_line=exc.line if isinstance(exc, ScriptInvalid) else None,
+            error=exc.message if isinstance(exc, InvalidScript) else str(exc),
+            error_line=exc.line if isinstance(exc, InvalidScript) and exc.line else None,
         )
     return redirect(f"/settings/filters/script?name={_quote(stored.name)}&saved=1")
 
@@ -645,13 +626,16 @@ async def script_action(request: Request) -> Response:
     account = await require_account(request)
     form = await posted_form(request)
     name = field_text(form, "name")
-    match request.path_params["operation"]:
-        case "activate":
-            await activate(app.services, account, name or None)
-        case "delete":
-            await delete_script(app.services, account, name)
-        case _:
-            raise NotFound("no such operation")
+    try:
+        match request.path_params["operation"]:
+            case "activate":
+                await activate(app.services, account, name or None)
+            case "delete":
+                await delete_script(app.services, account, name)
+            case _:
+                raise NotFound("no such operation")
+    except ScriptActive as exc:
+        return await _page(request, account, status_code=400, error=str(exc))
     return redirect("/settings/filters?saved=1#scripts")
 
 
