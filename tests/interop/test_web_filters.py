@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.net.tls import tls_paths
 from pillarbox.sieve import compile_script
 from pillarbox.store.types import SieveScript
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
@@ -474,3 +475,49 @@ def test_rules_forward_to_no_more_addresses_than_sieve_allows(
     assert alice.api("PUT", "/sieve/rules", {"rules": off}).status_code == 200
     switched = alice.post(f"/settings/filters/{limit}/toggle", {"version": version(alice)})
     assert switched.status_code == 400 and "at most" in error_of(switched.text)
+
+
+# -- with a ManageSieve client ----------------------------------------------------------------------
+
+
+def test_rules_seen_and_changed_over_managesieve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sievelib (a real ManageSieve client) downloads the builder's script and puts it back
+    unchanged (with CRLF line ends): still rules. Edited, it is shown as written; another script activated over
+    ManageSieve is shown with the notice, and the builder does not replace it."""
+    managesieve = pytest.importorskip("sievelib.managesieve")
+    config = loopback_config(tmp_path / "data", only=["http", "managesieve"])
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        live.call(_folder(live, ALICE, "Work"))
+        web = WebSession(live)
+        assert web.login(ALICE).status_code == 303
+        assert web.api("PUT", "/sieve/rules", {"rules": [rule_json(BOSS)]}).status_code == 200
+        # sievelib verifies the certificate against the default CA store: make ours that.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls_paths(live.config)[0]))
+        client = managesieve.Client(
+            "127.0.0.1", live.port("managesieve"), srvhostname=live.config.server.hostname
+        )
+        assert client.connect(ALICE, TEST_PASSWORD, starttls=True, authmech="PLAIN")
+        try:
+            assert client.listscripts() == (SCRIPT_NAME, [])
+            downloaded = client.getscript(SCRIPT_NAME)
+            assert downloaded.replace("\r\n", "\n") == script_of([BOSS])
+            assert client.putscript(SCRIPT_NAME, downloaded.replace("\n", "\r\n").rstrip())
+            assert web.api("GET", "/sieve/rules").json()["rules"] == [rule_json(BOSS)]
+            assert client.putscript(SCRIPT_NAME, downloaded + "\r\n# mine now\r\n")
+            page = web.get("/settings/filters")
+            assert "changed outside this page" in page.text and "# mine now" in page.text
+            assert client.putscript("mine", HAND)
+            assert client.setactive("mine")
+            page = web.get("/settings/filters")
+            assert "filtered by the script “mine”" in unescape(page.text)
+            assert "# mine" in page.text and "New rule" not in page.text
+            refused = web.api("PUT", "/sieve/rules", {"rules": [], "take_over": True})
+            assert refused.status_code == 409  # the edited rules script is not overwritten
+            assert "# mine now" in client.getscript(SCRIPT_NAME)
+        finally:
+            client.logout()
+            web.close()

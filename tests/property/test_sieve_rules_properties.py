@@ -101,6 +101,7 @@ def test_generated_scripts_compile_and_round_trip(rules: list[Rule]) -> None:
     compile_script(script)
     assert rules_of(script) == tuple(rules)
     assert rules_of(script.replace("\n", "\r\n")) == tuple(rules)
+    assert rules_of(script.rstrip("\n")) == tuple(rules)  # as sievelib gives it back
 
 
 @settings(max_examples=100, deadline=None)

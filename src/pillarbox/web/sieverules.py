@@ -8,7 +8,8 @@ Implementation notes:
 - **The rule model travels in the script.** The generated script carries the rules as one JSON
   comment line (``# pillarbox-rules: {...}``), so reading them back is exact — no guessing
   rules from Sieve. A script is "ours" only when it is byte for byte what :func:`script_of`
-  makes of the rules in that comment (line endings aside: ManageSieve clients may store CRLF).
+  makes of the rules in that comment (line endings and final newlines aside: ManageSieve
+  clients may store CRLF, or drop the last newline).
   Anything else — written by hand, or ours edited over ManageSieve — is not ours, and the web
   interface shows it in the raw editor instead of replacing it.
 - **Strings** are Sieve quoted strings (RFC 5228 §2.4.2): only ``"`` and ``\\`` are escaped.
@@ -358,8 +359,11 @@ def script_of(rules: Sequence[Rule]) -> str:
 
 
 def rules_of(script: str) -> tuple[Rule, ...] | None:
-    """The rules of a script :func:`script_of` wrote, or None for any other script."""
-    text = script.replace("\r\n", "\n")
+    """The rules of a script :func:`script_of` wrote, or None for any other script.
+
+    Line endings and newlines at the end do not count as edits: ManageSieve clients store
+    CRLF, and some (sievelib) give the script back without its last newline."""
+    text = script.replace("\r\n", "\n").rstrip("\n")
     for line in text.split("\n"):
         if line.startswith(MARKER):
             try:
@@ -372,7 +376,7 @@ def rules_of(script: str) -> tuple[Rule, ...] | None:
                 rules = tuple(rule_from_json(item) for item in items)
             except (ValueError, RuleError):
                 return None
-            return rules if script_of(rules) == text else None
+            return rules if script_of(rules).rstrip("\n") == text else None
     return None
 
 
