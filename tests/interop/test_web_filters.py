@@ -477,15 +477,16 @@ def test_rules_forward_to_no_more_addresses_than_sieve_allows(
     assert switched.status_code == 400 and "at most" in error_of(switched.text)
 
 
-# -- with a ManageSieve client ----------------------------------------------------------------------
+# -- with a ManageSieve client -------------------------------------------------------------------
 
 
 def test_rules_seen_and_changed_over_managesieve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """sievelib (a real ManageSieve client) downloads the builder's script and puts it back
-    unchanged (with CRLF line ends): still rules. Edited, it is shown as written; another script activated over
-    ManageSieve is shown with the notice, and the builder does not replace it."""
+    unchanged (with CRLF line ends): still rules. Edited, it is shown as written; another
+    script activated over ManageSieve is shown with the notice, and the builder does not
+    replace it."""
     managesieve = pytest.importorskip("sievelib.managesieve")
     config = loopback_config(tmp_path / "data", only=["http", "managesieve"])
     with LiveServer(config) as live:
