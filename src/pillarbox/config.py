@@ -339,6 +339,10 @@ class QueueSection:
     mta_sts_max_policy_size: int = _f(
         65536, "Largest MTA-STS policy file accepted, in bytes (RFC 8461 §3.3 suggests 64 KiB)."
     )
+    dane: bool = _f(
+        True,
+        "Authenticate MX hosts by DNSSEC-signed TLSA records (RFC 7672); needs `dns.trust_ad`.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -405,6 +409,10 @@ class ManageSieveSection:
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
+    trust_ad: Literal["loopback", "always", "never"] = _f(
+        "loopback",
+        "Believe the resolver's DNSSEC AD bit: 'loopback' only from a resolver on this host.",
+    )
     addresses: tuple[str, ...] = _f(
         (), "This host's public IPs, published as A/AAAA and in SPF (empty: SPF names the MX)."
     )
@@ -521,6 +529,24 @@ class DmarcReportSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TlsReportSection:
+    enabled: bool = _f(
+        False,
+        "Keep the TLS outcome of outbound sessions and send daily TLS-RPT reports (RFC 8460) to "
+        "domains whose _smtp._tls record asks for them (rua=mailto:).",
+    )
+    interval: float = _f(
+        86400.0, "Seconds between reports: the reporting period (RFC 8460 §4.1: a UTC day)."
+    )
+    from_address: str = _f(
+        "", "Local account whose address sends the reports (default: dmarc_reports.from_address)."
+    )
+    org_name: str = _f("", "Organization named in reports (default: server.hostname).")
+    contact_email: str = _f("", "Contact address in reports (default: from_address).")
+    post_timeout: float = _f(60.0, "Seconds to POST one report to an https rua (RFC 8460 §5.4).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DmarcFailureReportSection:
     enabled: bool = _f(
         False,
@@ -589,6 +615,9 @@ class Config:
     )
     dmarc_failure_reports: DmarcFailureReportSection = _section(
         DmarcFailureReportSection, "DMARC failure reports (RFC 9991), per failing message."
+    )
+    tls_reports: TlsReportSection = _section(
+        TlsReportSection, "TLS-RPT reports (RFC 8460) to the domains we deliver to."
     )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
@@ -843,6 +872,14 @@ def _validate(config: Config) -> None:
     if reports.enabled and "@" not in reports.from_address:
         raise ConfigError("dmarc_reports.from_address", "needs an address when reports are enabled")
     _validate_failure_reports(config.dmarc_failure_reports, reports.from_address)
+    tls_reports = config.tls_reports
+    for key in ("interval", "post_timeout"):
+        if getattr(tls_reports, key) <= 0:
+            raise ConfigError(
+                f"tls_reports.{key}", f"must be positive, got {getattr(tls_reports, key)}"
+            )
+    if tls_reports.enabled and "@" not in (tls_reports.from_address or reports.from_address):
+        raise ConfigError("tls_reports.from_address", "needs an address when reports are enabled")
 
 
 def _validate_acme(tls: TlsSection, hostname: str) -> None:

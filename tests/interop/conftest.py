@@ -25,13 +25,19 @@ def dns_records() -> list[ZoneRecord]:
 
 
 @pytest.fixture
-def dns_port(dns_records: list[ZoneRecord]) -> Iterator[int]:
+def dns_secure() -> list[str]:
+    """Names whose zones ``dns_port`` answers with the AD bit (DNSSEC "secure", for DANE)."""
+    return []
+
+
+@pytest.fixture
+def dns_port(dns_records: list[ZoneRecord], dns_secure: list[str]) -> Iterator[int]:
     """A loopback DNS server for ``dns_records``, on its own loop in a thread (smtplib blocks
     the test's)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    zones, rejected = build_zones(dns_records)
+    zones, rejected = build_zones(dns_records, secure=dns_secure)
     assert not rejected
     server = AuthoritativeServer(zones)
     asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(10)

@@ -14,9 +14,12 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from pillarbox import config as cfg
 from pillarbox.dns.authoritative import StaticZones, serve_zones
@@ -24,6 +27,7 @@ from pillarbox.dns.records import DnsRecord, required_records
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.net.mtasts import PolicyFetchError, fetch_policy_text
 from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, verifying_context
+from pillarbox.queue.dane import tlsa_for_certificate
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
@@ -62,6 +66,9 @@ POLICIES = {
     "notls.test": ("n1", policy("enforce", "mx.notls.test")),
     # Testing mode: failures are logged, mail goes as without a policy.
     "trial.test": ("t1", policy("testing", "mx.trial.test")),
+    # DNSSEC-signed, its MX host authenticated by DANE: the policy, which does not list that
+    # host, is not applied to it (RFC 8461 §2, docs/dane.md).
+    "both.signed.test": ("d1", policy("enforce", "mx.elsewhere.test")),
 }
 
 
@@ -71,9 +78,12 @@ BAD_ANSWERS = {
     "html.test": (200, "text/html", policy("enforce", "mx.html.test")),  # §3.2: not text/plain
     "huge.test": (200, "text/plain", policy("enforce", *(f"mx{n}.huge.test" for n in range(9)))),
     "gone.test": (404, "text/plain", b"not found"),
+    "invalid.test": (200, "text/plain", b"version: STSv1\r\nmode: bogus\r\nmax_age: 1\r\n"),
 }
 #: A policy host whose certificate does not name it (§3.3).
 UNNAMED = "unnamed.test"
+#: Domains whose TXT record announces a policy that cannot be had (RFC 8460 §4.3.2.2).
+UNUSABLE = ("html.test", UNNAMED, "invalid.test")
 
 
 class PolicyHandler(http.server.BaseHTTPRequestHandler):
@@ -118,7 +128,7 @@ def policy_server(context: ssl.SSLContext) -> Iterator[tuple[int, list[str]]]:
 # -- DNS ------------------------------------------------------------------------------------------
 
 
-def zones() -> StaticZones:
+def zones(good_certificate: Path | None = None, smtp_port: int = 25) -> StaticZones:
     records = [
         DnsRecord("mx.good.test", "A", GOOD_MX),
         DnsRecord("mx.badcert.test", "A", WRONG_CERT_MX),
@@ -138,8 +148,22 @@ def zones() -> StaticZones:
         records.append(DnsRecord(f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={policy_id};"))
     for domain in (*POLICIES, *BAD_ANSWERS, UNNAMED):
         records.append(DnsRecord(f"mta-sts.{domain}", "A", POLICY_HOST))
+    for domain in UNUSABLE:
+        records.append(DnsRecord(f"_mta-sts.{domain}", "TXT", "v=STSv1; id=u1;"))
+        records.append(DnsRecord(domain, "MX", "10 mx.plain.test."))
+    if good_certificate is not None:  # the signed zone: the MX host's TLSA matches its key
+        der = x509.load_pem_x509_certificate(good_certificate.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+        records += [
+            DnsRecord("both.signed.test", "MX", "10 mx.both.signed.test."),
+            DnsRecord("mx.both.signed.test", "A", GOOD_MX),
+            DnsRecord(
+                f"_{smtp_port}._tcp.mx.both.signed.test", "TLSA", str(tlsa_for_certificate(der))
+            ),
+        ]
     origins = [*POLICIES, *BAD_ANSWERS, UNNAMED, "plain.test"]
-    return StaticZones.from_records(records, origins=origins)
+    return StaticZones.from_records(records, origins=origins, authentic=["both.signed.test"])
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -171,9 +195,10 @@ def peers(tmp_path: Path) -> Iterator[Peers]:
 
 
 @pytest.fixture
-async def resolver() -> AsyncIterator[DnsResolver]:
-    async with serve_zones(zones()) as server:
-        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0)
+async def resolver(peers: Peers) -> AsyncIterator[DnsResolver]:
+    good_certificate = Path(peers.ca.directory) / "mx.good.test.crt"
+    async with serve_zones(zones(good_certificate, peers.smtp_port)) as server:
+        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0, trust_ad="loopback")
 
 
 def runner(
@@ -183,6 +208,8 @@ def runner(
     *,
     smtp_port: int | None = None,
     policy_port: int | None = None,
+    tls_reports: bool = False,
+    dane: bool = False,
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
     return QueueRunner(
@@ -202,6 +229,8 @@ def runner(
             fetch_timeout=5.0,
             policy_port=policy_port or peers.policy_port,
         ),
+        tls_reports=tls_reports,
+        dane=dane,
         limits=RunnerLimits(per_domain=1),
     )
 
@@ -308,6 +337,74 @@ async def test_the_policy_is_fetched_once_while_its_id_stays(
     assert await deliver(store, queue, "y@good.test") is None
     assert rcpts(peers.good) == ["x@good.test", "y@good.test"]
     assert peers.policy_asked == ["mta-sts.good.test"]
+
+
+async def test_dane_decides_for_a_host_it_authenticates(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8461 §2, RFC 7672: the MX host's secure TLSA records authenticate it, so the
+    domain's MTA-STS policy, which does not list it, is not applied to it."""
+    assert (
+        await deliver(store, runner(store, resolver, peers, dane=True), "x@both.signed.test")
+        is None
+    )
+    assert rcpts(peers.good) == ["x@both.signed.test"]
+
+
+async def test_without_dane_the_policy_refuses_that_host(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    left = await deliver(store, runner(store, resolver, peers), "x@both.signed.test")
+    assert left is not None and left.state is RecipientState.DEFERRED
+    assert left.last_reply is not None and "does not list the MX host" in left.last_reply
+    assert peers.good.messages == []
+
+
+async def test_policy_outcomes_are_kept_for_tls_reports(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8460 §4.3: each host tried under a policy is a success or a typed failure."""
+    queue = runner(store, resolver, peers, tls_reports=True)
+    for recipient in ("x@good.test", "x@badcert.test", "x@stray.test", "x@trial.test"):
+        await deliver(store, queue, recipient)
+    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type, r.receiving_mx) for r in results}
+    assert seen == {
+        ("good.test", "sts", "", "mx.good.test"),
+        ("badcert.test", "sts", "certificate-host-mismatch", "mx.badcert.test"),
+        ("stray.test", "sts", "validation-failure", "mx.good.test"),
+        # "testing": the would-be failure is what the report is for; the session that then
+        # delivered as without a policy is not counted as a success.
+        ("trial.test", "sts", "certificate-host-mismatch", "mx.trial.test"),
+    }
+    assert len(results) == 4
+    good = next(r for r in results if r.policy_domain == "good.test")
+    assert good.policy_strings == (
+        "version: STSv1",
+        "mode: enforce",
+        "mx: mx.good.test",
+        "max_age: 86400",
+    )
+    assert good.mx_patterns == ("mx.good.test",)
+
+
+async def test_policies_that_cannot_be_had_are_reported(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8460 §4.3.2.2: delivered as without a policy (§3.3), and reported as policy
+    failures: not text/plain, a policy host whose certificate does not name it, an invalid
+    policy file."""
+    queue = runner(store, resolver, peers, tls_reports=True)
+    for domain in UNUSABLE:
+        assert await deliver(store, queue, f"x@{domain}") is None
+    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type, r.receiving_mx) for r in results}
+    assert seen == {
+        ("html.test", "sts", "sts-policy-fetch-error", ""),
+        (UNNAMED, "sts", "sts-webpki-invalid", ""),
+        ("invalid.test", "sts", "sts-policy-invalid", ""),
+        *((domain, "no-policy-found", "", "mx.plain.test") for domain in UNUSABLE),
+    }
 
 
 # -- the fetch (§3.3) -----------------------------------------------------------------------------

@@ -164,6 +164,27 @@ def test_failure_reports_default_to_the_aggregate_sender(tmp_path: Path) -> None
     assert config.dmarc_failure_reports.enabled
 
 
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[tls_reports]\nenabled = true\n", "tls_reports.from_address"),
+        ("[tls_reports]\ninterval = 0\n", "tls_reports.interval"),
+        ("[tls_reports]\npost_timeout = -1\n", "tls_reports.post_timeout"),
+        ("[dns]\ntrust_ad = 'sometimes'\n", "dns.trust_ad"),
+    ],
+)
+def test_tls_report_and_dnssec_settings_are_checked(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        cfg.load(write(tmp_path, text), environ={})
+    assert refused.value.key == key
+
+
+def test_tls_reports_default_to_the_dmarc_sender(tmp_path: Path) -> None:
+    text = "[dmarc_reports]\nfrom_address = 'reports@example.org'\n[tls_reports]\nenabled = true\n"
+    config = cfg.load(write(tmp_path, text), environ={})
+    assert config.tls_reports.enabled and config.dns.trust_ad == "loopback" and config.queue.dane
+
+
 def test_config_path_precedence() -> None:
     assert cfg.config_path("x.toml", {"PILLARBOX_CONFIG": "y.toml"}) == Path("x.toml")
     assert cfg.config_path(None, {"PILLARBOX_CONFIG": "y.toml"}) == Path("y.toml")

@@ -252,3 +252,26 @@ async def test_tcp_connection_limit() -> None:
         assert await asyncio.wait_for(reader.read(), 2) == b""  # closed at once
         first.close()
         second.close()
+
+
+@pytest.mark.parametrize(
+    ("authentic", "flags", "dnssec_ok", "ad"),
+    [
+        (True, dns.flags.AD, False, True),  # RFC 6840 §5.7: AD in the query asks for it
+        (True, 0, True, True),  # DO asks for it too (RFC 4035 §3.2.3)
+        (True, 0, False, False),  # RFC 6840 §5.8: neither: no AD
+        (False, dns.flags.AD, True, False),  # an ordinary zone never sets it
+    ],
+)
+async def test_ad_only_from_authentic_zones_when_asked(
+    authentic: bool, flags: int, dnssec_ok: bool, ad: bool
+) -> None:
+    """RFC 4035 §3.1.6: a server may hold its own zone's data authentic (the DANE tests)."""
+    zones = StaticZones(
+        [StaticZone("s.test", [DnsRecord("s.test", "A", "127.0.0.9")], authentic=authentic)]
+    )
+    query = dns.message.make_query("s.test", "A", want_dnssec=dnssec_ok)
+    query.flags |= flags
+    reply = dns.message.from_wire(await respond(zones, query.to_wire(), udp=True) or b"")
+    assert bool(reply.flags & dns.flags.AD) is ad
+    assert texts(reply) == {"127.0.0.9"}

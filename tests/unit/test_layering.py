@@ -16,6 +16,8 @@ CORE_MODULES = (
     "auth/saslprep.py",
     "auth/ratelimit.py",
     "queue/mtasts.py",
+    "queue/dane.py",
+    "queue/tlsrpt.py",
     "web/sieverules.py",
 )
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "threading", "selectors", "subprocess"}

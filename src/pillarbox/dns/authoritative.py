@@ -9,7 +9,10 @@ Implementation notes:
   zones built from :func:`pillarbox.dns.records.required_records`). A name outside every served
   zone is REFUSED, without AA: we are not a resolver.
 * Lookup is RFC 1034 §4.3.2 without delegations, wildcards, DNSSEC or zone transfers (AXFR and
-  IXFR are REFUSED). Every answer from a zone has AA set (RFC 1035 §4.1.1).
+  IXFR are REFUSED). Every answer from a zone has AA set (RFC 1035 §4.1.1). A zone built with
+  ``authentic`` also sets AD when the query has AD or DO (RFC 4035 §3.1.6: a server's local
+  policy may hold its own authoritative data authentic; RFC 6840 §5.7, §5.8): no signatures
+  are served, so this only serves a client that trusts this server, as the DANE tests do.
 * Negative answers (RFC 2308 §2): NXDOMAIN when the name owns nothing and has nothing below it;
   NODATA (NOERROR, empty answer) when it exists, also as an empty non-terminal (RFC 8020). Both
   carry the zone's SOA in the authority section with TTL min(SOA TTL, MINIMUM) (RFC 2308 §3).
@@ -114,8 +117,11 @@ class StaticZone:
         *,
         nameservers: Sequence[str] = (),
         soa: SoaSettings = DEFAULT_SOA,
+        authentic: bool = False,
     ) -> None:
         self.origin = normalise_name(origin)
+        #: Answers carry AD for clients asking for it (module notes).
+        self.authentic = authentic
         self._nodes: dict[str, dict[int, list[Any]]] = {}
         self._names: set[str] = {self.origin}  # owner names and their ancestors in the zone
         for record in records:
@@ -202,9 +208,16 @@ class StaticZones:
 
     @classmethod
     def from_records(
-        cls, records: Iterable[DnsRecord], *, origins: Iterable[str], soa: SoaSettings = DEFAULT_SOA
+        cls,
+        records: Iterable[DnsRecord],
+        *,
+        origins: Iterable[str],
+        soa: SoaSettings = DEFAULT_SOA,
+        authentic: Iterable[str] = (),
     ) -> StaticZones:
-        """Zones for ``origins``, each record placed in the closest one that contains it."""
+        """Zones for ``origins``, each record placed in the closest one that contains it; the
+        zones of the origins in ``authentic`` set AD (:class:`StaticZone`)."""
+        signed = {normalise_name(o) for o in authentic}
         names = sorted({normalise_name(o) for o in origins}, key=len, reverse=True)
         grouped: dict[str, list[DnsRecord]] = {origin: [] for origin in names}
         for record in records:
@@ -213,7 +226,10 @@ class StaticZones:
             if origin is None:
                 raise ZoneError(f"{owner} is in none of the zones {', '.join(names)}")
             grouped[origin].append(record)
-        return cls(StaticZone(origin, rs, soa=soa) for origin, rs in grouped.items())
+        return cls(
+            StaticZone(origin, rs, soa=soa, authentic=origin in signed)
+            for origin, rs in grouped.items()
+        )
 
     async def zone_for(self, name: str) -> StaticZone | None:
         while True:
@@ -276,7 +292,14 @@ def answer_from_zone(zone: StaticZone, request: Any) -> Any:
         reply.add_auth(RR(soa.rname, QTYPE.SOA, ttl=zone.negative_ttl, rdata=soa.rdata))
     for rr in _additional(zone, reply.rr):
         reply.add_ar(rr)
+    if zone.authentic and (request.header.ad or _dnssec_ok(request)):
+        reply.header.ad = 1  # RFC 4035 §3.1.6, RFC 6840 §5.8
     return reply
+
+
+def _dnssec_ok(request: Any) -> bool:
+    """The query's EDNS0 DO bit (RFC 3225 §3: the top bit of the OPT TTL's flags)."""
+    return any(rr.rtype == QTYPE.OPT and rr.ttl & 0x8000 for rr in request.ar)
 
 
 def _reply_header(request: Any, *, rcode: int, aa: bool) -> Any:

@@ -25,6 +25,12 @@ Implementation notes:
   does not cancel it for the others; all of them get its answer or its temporary error. When
   the last of them gives up, the query is cancelled: no task outlives every caller (nor the
   event loop that a shutdown is about to close).
+* **DNSSEC status** (RFC 4035 §3.2.3, RFC 6840 §5.7): the resolver never validates; it asks
+  with AD and DO set and records whether each answer came back with AD (``authentic`` on
+  :class:`MxResult`, :class:`HostAddresses`, :class:`RecordSet`) — but only from a server it
+  is told to trust (``trust_ad``, ``dns.trust_ad``): RFC 4035 §4.9.3 forbids relying on
+  validation done elsewhere unless the channel to that server is secure, which loopback is.
+  Without that trust every answer is reported unauthenticated, and DANE is never applied.
 * Names are parsed once per distinct text (:func:`_name`, a bounded LRU shared by all
   resolvers), so an answer from the cache costs two dictionary lookups and no parse.
 """
@@ -40,10 +46,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, cast
+from typing import Literal, NamedTuple, Protocol, cast
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.nameserver
@@ -110,6 +117,9 @@ class MxResult:
     hosts: tuple[MxHost, ...] = ()
     #: Why a lookup failed (for logs and DSN diagnostic text).
     reason: str = ""
+    #: The answer (MX records, or the NODATA of an implicit MX) was DNSSEC-authenticated by a
+    #: trusted resolver: RFC 7672 §2.2.1's "secure" MX RRset.
+    authentic: bool = False
 
     @property
     def permanent(self) -> bool:
@@ -124,6 +134,29 @@ class MxResult:
         if self.status is MxStatus.NO_MX:
             return (self.domain,)  # RFC 5321 §5.1: the domain is its own implicit MX
         return ()
+
+
+@dataclass(frozen=True, slots=True)
+class HostAddresses:
+    """A and AAAA addresses of a host, and whether every answer that gave them was
+    DNSSEC-authenticated (RFC 7672 §2.2.2: the addresses are "secure")."""
+
+    addresses: tuple[str, ...]
+    authentic: bool = False
+    #: The CNAME-expanded name when the host is an alias, else "" (RFC 7672 §2.2.2).
+    canonical: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSet:
+    """Records of one name and type in presentation format, and whether the answer was
+    DNSSEC-authenticated (a CNAME chain included: the AD bit covers the whole answer)."""
+
+    records: tuple[str, ...]
+    authentic: bool = False
+
+
+TrustAd = Literal["loopback", "always", "never"]
 
 
 class Resolver(Protocol):
@@ -145,6 +178,19 @@ class Resolver(Protocol):
 
     async def lookup(self, name: str, rtype: str) -> list[str]:
         """Records of any type in presentation format (as in a zone file); ``[]`` if none."""
+        ...
+
+    async def host_addresses(self, host: str) -> HostAddresses:
+        """:meth:`addresses` with their DNSSEC status."""
+        ...
+
+    async def records(self, name: str, rtype: str) -> RecordSet:
+        """:meth:`lookup` with its DNSSEC status; raises :class:`DnsTemporaryError`."""
+        ...
+
+    @property
+    def trusts_ad(self) -> bool:
+        """Whether ``authentic`` can ever be true: the server's AD bit is trusted."""
         ...
 
 
@@ -175,6 +221,10 @@ class _Outcome:
 
     records: tuple[dns.rdata.Rdata, ...]
     nxdomain: bool = False
+    #: AD was set on the answer by a trusted server.
+    authentic: bool = False
+    #: The name the answer's CNAME chain ends at (lowercase, no final dot); "" without one.
+    canonical: str = ""
 
 
 class _ResponseCache:
@@ -285,9 +335,11 @@ class DnsResolver:
         prefer_ipv6: bool = True,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        trust_ad: TrustAd = "never",
     ) -> None:
         """``nameserver`` as in ``dns.nameserver`` (empty: the system's); ``timeout`` bounds each
-        lookup as a whole, retries included; ``rng`` shuffles equal MX preferences."""
+        lookup as a whole, retries included; ``rng`` shuffles equal MX preferences;
+        ``trust_ad`` as in ``dns.trust_ad`` (module notes)."""
         address = parse_nameserver(nameserver)
         try:
             self._resolver = dns.asyncresolver.Resolver(configure=address is None)
@@ -297,13 +349,27 @@ class DnsResolver:
             ) from None
         if address is not None:
             self._resolver.nameservers = [dns.nameserver.Do53Nameserver(*address)]
-        self._resolver.use_edns(0, 0, EDNS_PAYLOAD)
+        self._trust_ad = trusted_for_ad(trust_ad, self._nameserver_addresses())
+        if self._trust_ad:
+            # RFC 6840 §5.7: AD in a query asks for the AD bit without DNSSEC records; DO too,
+            # since older validators set AD only for DO queries (RFC 4035 §3.2.3).
+            self._resolver.flags = dns.flags.RD | dns.flags.AD
+            self._resolver.use_edns(0, dns.flags.DO, EDNS_PAYLOAD)
+        else:
+            self._resolver.use_edns(0, 0, EDNS_PAYLOAD)
         self._resolver.cache = None  # ours, below: bounded, capped, negative-aware
         self._timeout = timeout
         self._cache = _ResponseCache(cache, clock)
         self._in_flight: dict[tuple[str, int], _Flight] = {}
         self._prefer_ipv6 = prefer_ipv6
         self._rng = rng if rng is not None else random.Random()
+
+    def _nameserver_addresses(self) -> list[str]:
+        return [str(getattr(ns, "address", ns)) for ns in self._resolver.nameservers]
+
+    @property
+    def trusts_ad(self) -> bool:
+        return self._trust_ad
 
     async def _query(self, target: _Name, rdtype: dns.rdatatype.RdataType) -> _Outcome:
         key = (target.key, int(rdtype))
@@ -357,7 +423,13 @@ class DnsResolver:
         except (dns.exception.DNSException, OSError) as exc:
             raise DnsTemporaryError(text, f"lookup failed: {exc}") from None
         records = tuple(answer.rrset) if answer.rrset is not None else ()
-        outcome = _Outcome(records)
+        authentic = self._trust_ad and bool(answer.response.flags & dns.flags.AD)
+        canonical = answer.canonical_name
+        outcome = _Outcome(
+            records,
+            authentic=authentic,
+            canonical="" if canonical == name else _host_text(canonical),
+        )
         # For NODATA, dnspython's minimum_ttl already folds in the SOA (RFC 2308 §5).
         self._cache.put(key, outcome, answer.chaining_result.minimum_ttl)
         return outcome
@@ -374,14 +446,16 @@ class DnsResolver:
         if outcome.nxdomain:
             return MxResult(domain, MxStatus.NO_DOMAIN, reason="domain does not exist")
         if not outcome.records:
-            return MxResult(domain, MxStatus.NO_MX)
+            return MxResult(domain, MxStatus.NO_MX, authentic=outcome.authentic)
         records = cast(tuple[MX, ...], outcome.records)
         # RFC 7505 §3 defines the null MX as one record "0 .". A lone "." at another preference
         # has the same meaning (no usable host); a "." beside real hosts is ignored.
         usable = [r for r in records if r.exchange != dns.name.root]
         if not usable:
             return MxResult(domain, MxStatus.NULL_MX, reason="domain accepts no mail (null MX)")
-        return MxResult(domain, MxStatus.FOUND, hosts=self._ordered(usable))
+        return MxResult(
+            domain, MxStatus.FOUND, hosts=self._ordered(usable), authentic=outcome.authentic
+        )
 
     def _ordered(self, records: Sequence[MX]) -> tuple[MxHost, ...]:
         """RFC 5321 §5.1: ascending preference; equal preferences randomised to spread load."""
@@ -400,6 +474,11 @@ class DnsResolver:
         return tuple(hosts)
 
     async def addresses(self, host: str) -> list[str]:
+        """A and AAAA, queried concurrently; IPv6 first unless ``prefer_ipv6`` is off (see
+        :meth:`host_addresses`)."""
+        return list((await self.host_addresses(host)).addresses)
+
+    async def host_addresses(self, host: str) -> HostAddresses:
         """A and AAAA, queried concurrently; IPv6 first unless ``prefer_ipv6`` is off.
 
         A temporary failure of one family is ignored when the other family has addresses (the
@@ -408,7 +487,7 @@ class DnsResolver:
         """
         name = _name(host)
         if name is None:
-            return []
+            return HostAddresses(())
         families = (dns.rdatatype.AAAA, dns.rdatatype.A)
         if not self._prefer_ipv6:
             families = families[::-1]
@@ -417,6 +496,8 @@ class DnsResolver:
         )
         found: list[str] = []
         failure: DnsTemporaryError | None = None
+        authentic = True
+        canonical = ""
         for result in results:
             if isinstance(result, DnsTemporaryError):
                 failure = failure or result
@@ -424,9 +505,12 @@ class DnsResolver:
                 raise result
             else:
                 found.extend(cast(A | AAAA, r).address for r in result.records)
+                authentic = authentic and result.authentic
+                canonical = canonical or result.canonical
         if not found and failure is not None:
             raise failure
-        return found
+        # Secure when every answer that came was (a failed family adds no address to trust).
+        return HostAddresses(tuple(found), authentic=authentic and bool(found), canonical=canonical)
 
     async def txt(self, name: str) -> list[bytes]:
         dns_name = _name(name)
@@ -445,15 +529,36 @@ class DnsResolver:
         return [_host_text(cast(PTR, r).target) for r in outcome.records]
 
     async def lookup(self, name: str, rtype: str) -> list[str]:
+        return list((await self.records(name, rtype)).records)
+
+    async def records(self, name: str, rtype: str) -> RecordSet:
         try:
             rdtype = dns.rdatatype.RdataType.make(rtype.upper())
         except dns.exception.DNSException:
             raise InvalidName(f"{rtype!r} is not a DNS record type") from None
         dns_name = _name(name)
         if dns_name is None:
-            return []
+            return RecordSet(())
         outcome = await self._query(dns_name, rdtype)
-        return [r.to_text() for r in outcome.records]
+        return RecordSet(tuple(r.to_text() for r in outcome.records), outcome.authentic)
+
+
+def trusted_for_ad(setting: TrustAd, nameservers: Sequence[str]) -> bool:
+    """Whether the AD bit of answers from ``nameservers`` is believed (``dns.trust_ad``):
+    "loopback" when every one of them is on this host (RFC 4035 §4.9.3: a secure channel to a
+    validating resolver; glibc's and Mox's default rule), "always" for a validating resolver
+    reached some other trusted way, "never" to ignore AD (no DANE)."""
+    if setting == "always":
+        return bool(nameservers)
+    if setting == "never" or not nameservers:
+        return False
+    for address in nameservers:
+        try:
+            if not ipaddress.ip_address(address.partition("%")[0]).is_loopback:
+                return False
+        except ValueError:
+            return False
+    return True
 
 
 def _negative_ttl(exc: dns.resolver.NXDOMAIN) -> int:

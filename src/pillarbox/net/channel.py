@@ -245,6 +245,10 @@ class Channel(asyncio.Protocol):
 
 
 def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        # OpenSSL's verification message ("Hostname mismatch", "certificate has expired"):
+        # what a TLS report (RFC 8460 §4.3.1) and an operator need, beyond the bare reason.
+        return f"TLS error: certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
     if isinstance(exc, ConnectionResetError):

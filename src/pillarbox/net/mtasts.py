@@ -15,7 +15,9 @@ Implementation notes:
 - **Lookup** (§5.1): every delivery attempt to a domain asks for its TXT record (cached by
   the resolver for its TTL) and fetches the policy only when the cache has none under that
   id. Concurrent lookups of one domain share one fetch. A failed fetch is logged (§3.3: alert
-  the administrator) unless the cached policy's mode is ``none``.
+  the administrator) unless the cached policy's mode is ``none``, and kept until a fetch of
+  the domain succeeds (:meth:`MtaStsPolicies.fetch_failure`, for TLS reports, RFC 8460
+  §4.3.2.2).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import h11
 
@@ -31,6 +35,7 @@ from pillarbox.dns.resolver import DnsTemporaryError, Resolver
 from pillarbox.errors import PillarboxError
 from pillarbox.observability.log import Log
 from pillarbox.queue.mtasts import (
+    CACHE_ENTRIES,
     MAX_POLICY_SIZE,
     CachedPolicy,
     InvalidPolicy,
@@ -40,6 +45,7 @@ from pillarbox.queue.mtasts import (
     parse_policy,
     parse_record,
 )
+from pillarbox.queue.tlsrpt import ResultType
 
 #: RFC 8461 §3.2: the policy's fixed well-known path.
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -140,6 +146,24 @@ async def fetch_policy_text(
     raise PolicyFetchError(url, failure)
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyFailure:
+    """Why a policy could not be had, as a TLS report names it (RFC 8460 §4.3.2.2)."""
+
+    result_type: ResultType
+    reason: str
+
+
+def policy_failure(exc: PolicyFetchError | InvalidPolicy) -> PolicyFailure:
+    """§4.3.2.2: an invalid policy file, a policy host whose certificate fails PKIX, or any
+    other failure to fetch."""
+    if isinstance(exc, InvalidPolicy):
+        return PolicyFailure(ResultType.STS_POLICY_INVALID, str(exc))
+    if "certificate verify failed" in exc.reason.lower():
+        return PolicyFailure(ResultType.STS_WEBPKI_INVALID, str(exc))
+    return PolicyFailure(ResultType.STS_POLICY_FETCH_ERROR, str(exc))
+
+
 class MtaStsPolicies:
     """The MTA-STS policy in force for a recipient domain (RFC 8461 §5.1; module notes)."""
 
@@ -162,6 +186,18 @@ class MtaStsPolicies:
         self._cache = cache or PolicyCache()
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        #: domain → why its last policy fetch failed (cleared by a successful one).
+        self._failures: OrderedDict[str, PolicyFailure] = OrderedDict()
+
+    def fetch_failure(self, domain: str) -> PolicyFailure | None:
+        """Why the domain's last policy fetch failed, if it did and none has succeeded since."""
+        return self._failures.get(domain)
+
+    def _failed(self, domain: str, failure: PolicyFailure) -> None:
+        self._failures[domain] = failure
+        self._failures.move_to_end(domain)
+        while len(self._failures) > CACHE_ENTRIES:
+            self._failures.popitem(last=False)
 
     async def policy_for(self, domain: str) -> Policy | None:
         """The policy to apply to mail for ``domain`` now; None: deliver as without MTA-STS."""
@@ -199,6 +235,7 @@ class MtaStsPolicies:
             policy = parse_policy(body)
         except (PolicyFetchError, InvalidPolicy) as exc:
             self._cache.fetch_failed(domain, record, now)
+            self._failed(domain, policy_failure(exc))
             if cached is None or cached.policy.mode is not Mode.NONE:
                 _log.warning(
                     "policy fetch failed",
@@ -210,6 +247,7 @@ class MtaStsPolicies:
             # §3.3: a valid cached policy still applies; without one, deliver as without.
             return cached.policy if cached is not None else None
         self._cache.store(domain, CachedPolicy(policy, record.id, now))
+        self._failures.pop(domain, None)
         _log.info(
             "policy fetched",
             domain=domain,

@@ -32,6 +32,7 @@ from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
 from pillarbox.policy import reporting
+from pillarbox.queue import tlsreporting
 from pillarbox.queue.forwarding import srs_settings
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import runner_for
@@ -174,6 +175,8 @@ class Server:
         context.spawn(runner_for(context).run(), "queue-runner")
         if config.dmarc_reports.enabled:
             context.spawn(reporting.run(context), "dmarc-reports")
+        if config.tls_reports.enabled:
+            context.spawn(tlsreporting.run(context), "tls-reports")
         if self.acme is not None:
             context.spawn(self.acme.run(), "acme")
 

@@ -12,8 +12,11 @@ Implementation notes:
   (RFC 7435): any certificate is accepted unless the domain's MTA-STS policy says which one
   is right (RFC 8461 §4.2: the runner then passes a verifying context and ``require_tls``);
   a failed handshake fails the host (no fallback to plaintext on the same host, which an
-  active attacker could force). A smart host may require TLS and a verified certificate,
-  and gets the credentials (AUTH PLAIN, RFC 4954/4616) only over TLS.
+  active attacker could force). Under DANE (RFC 7672) the runner passes the host's usable
+  TLSA records: the handshake accepts any certificate (§3.1.1: names and dates do not
+  count), and the leaf certificate must then match one of the records, before EHLO. A smart
+  host may require TLS and a verified certificate, and gets the credentials (AUTH PLAIN,
+  RFC 4954/4616) only over TLS.
 - A failure before the first transaction (connection refused, no 220, EHLO/HELO refused, TLS,
   AUTH) fails the session as a whole (:meth:`open` returns the reply; the runner moves on to the
   next address or host); once the session is up,
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 
 from pillarbox.net.channel import Channel, ChannelClosed
 from pillarbox.observability.log import Log
+from pillarbox.queue.dane import DANE_MISMATCH, MISMATCH_MARKER, Tlsa, certificate_matches
 from pillarbox.queue.remote import (
     CONNECT_FAILED,
     RELAY_AUTH_FAILED,
@@ -79,6 +83,11 @@ class SessionSettings:
     #: (user name, password) for AUTH PLAIN after TLS; None: no AUTH.
     credentials: tuple[str, str] | None = None
     chunk_size: int = DEFAULT_CHUNK
+    #: DANE (RFC 7672 §3.1.1): usable TLSA records one of which the server's certificate must
+    #: match after STARTTLS; empty: no DANE check. Set with ``require_tls``.
+    tlsa: tuple[Tlsa, ...] = ()
+    #: The SNI name when it is not the host's: the TLSA base domain (RFC 7672 §8.1).
+    tls_name: str | None = None
 
 
 def opportunistic_context() -> ssl.SSLContext:
@@ -122,6 +131,11 @@ class SmtpSession:
     def tls(self) -> bool:
         return self._conn.tls
 
+    @property
+    def local_address(self) -> str:
+        """Our address on the connection (TLS-RPT's ``sending-mta-ip``, RFC 8460 §4.4)."""
+        return str(self._channel.local[0])
+
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
     async def open(
@@ -163,11 +177,15 @@ class SmtpSession:
             try:
                 await self._channel.start_tls_client(
                     self._settings.tls,
-                    server_hostname=self.host,
+                    server_hostname=self._settings.tls_name or self.host,
                     timeout=self._settings.tls_handshake_timeout,
                 )
             except ChannelClosed as exc:
                 return TLS_FAILED.with_text(f"TLS with {self.host} failed: {exc.reason}")
+            if self._settings.tlsa:
+                mismatch = self._dane_mismatch(self._settings.tlsa)
+                if mismatch is not None:
+                    return mismatch
             self._conn.tls_established()
             reply = await self._hello()
             if reply is not None:
@@ -176,6 +194,19 @@ class SmtpSession:
             return TLS_UNAVAILABLE.with_text(f"{self.host} does not offer STARTTLS")
         if self._settings.credentials is not None:
             return await self._authenticate(*self._settings.credentials)
+        return None
+
+    def _dane_mismatch(self, records: tuple[Tlsa, ...]) -> Reply | None:
+        """RFC 7672 §3.1.1: the leaf certificate matches one of ``records``, or the failure."""
+        ssl_object = self._channel.ssl_object
+        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        matched = certificate_matches(records, certificate) if certificate else None
+        if matched is None:
+            return DANE_MISMATCH.with_text(
+                f"{self.host}: the certificate {MISMATCH_MARKER} {len(records)} usable TLSA"
+                f" record(s) of {self._settings.tls_name or self.host}"
+            )
+        self._log.info("DANE authenticated", base=self._settings.tls_name or self.host)
         return None
 
     async def _hello(self) -> Reply | None:

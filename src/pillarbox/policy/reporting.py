@@ -27,7 +27,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -55,7 +55,7 @@ class Destination:
     max_bytes: int | None = None
 
 
-def _mailto(uri: str) -> Destination | None:
+def mailto_destination(uri: str) -> Destination | None:
     """``mailto:addr[!size]`` → its address and limit; None for other schemes."""
     if not uri.lower().startswith("mailto:"):
         return None
@@ -83,7 +83,7 @@ async def verified_destinations(
     found: list[Destination] = []
     org = organizational_domain(policy_domain) or policy_domain
     for uri in uris:
-        destination = _mailto(uri)
+        destination = mailto_destination(uri)
         if destination is None:
             continue
         host = _host(destination)
@@ -103,7 +103,7 @@ async def verified_destinations(
             found.append(destination)
         else:
             # §4 step 9: the override must keep the destination host, else neither is used.
-            replaced = [d for d in (_mailto(u) for u in override) if d is not None]
+            replaced = [d for d in (mailto_destination(u) for u in override) if d is not None]
             if replaced and all(_host(d) == host for d in replaced):
                 found.extend(replaced)
     return list(dict.fromkeys(found))
@@ -242,16 +242,27 @@ def report_resolver(config: Config) -> DnsResolver:
     return DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
 
 
-async def run(services: Services) -> None:
-    """The background task: at each period boundary, :func:`report_once`."""
-    interval = services.config.dmarc_reports.interval
-    resolver = report_resolver(services.config)
-    log = Log("dmarc-reports")
+async def run_periodically(
+    services: Services, interval: float, job: Callable[[int], Awaitable[object]], log: Log
+) -> None:
+    """Run ``job(boundary)`` at each period boundary (multiples of ``interval`` since the
+    epoch) until shutdown: the schedule of every periodic report (DMARC, TLS-RPT)."""
     while not services.shutdown.is_set():
         now = time.time()
         boundary = period_end(now, interval) + interval
         await asyncio.sleep(boundary - now)
         try:
-            await report_once(services, period_end(time.time(), interval), resolver)
+            await job(period_end(time.time(), interval))
         except Exception as exc:  # a bad run must not end the job: the next one retries
             log.error("aggregate reports failed", error=str(exc))
+
+
+async def run(services: Services) -> None:
+    """The background task: at each period boundary, :func:`report_once`."""
+    resolver = report_resolver(services.config)
+    await run_periodically(
+        services,
+        services.config.dmarc_reports.interval,
+        partial(report_once, services, resolver=resolver),
+        Log("dmarc-reports"),
+    )

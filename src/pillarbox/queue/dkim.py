@@ -53,6 +53,8 @@ SIGNED_HEADERS = (
     "resent-cc", "resent-message-id", "in-reply-to", "references", "list-id", "list-help",
     "list-unsubscribe", "list-unsubscribe-post", "list-subscribe", "list-post", "list-owner",
     "list-archive",
+    # RFC 8460 §5.3: a TLS report's own fields SHOULD be signed; RFC 8689 §5 TLS-Required.
+    "tls-report-domain", "tls-report-submitter", "tls-required",
 )  # fmt: skip
 #: Signed once more than they occur (RFC 6376 §5.4.2, §8.15): adding another instance, or one
 #: that was absent (a second From, a Reply-To), breaks the signature.

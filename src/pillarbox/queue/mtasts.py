@@ -20,7 +20,7 @@ Implementation notes:
   a temporary failure of that host (the next MX is tried; §5.1 step 2), never a bounce of its
   own (§5: the message may only fail for good after later attempts looked for a new policy,
   which every attempt does). ``testing`` delivers as without a policy but logs what would
-  have failed (TLS-RPT, RFC 8460, is not implemented). ``none`` is no policy.
+  have failed (and reports it with TLS-RPT, :mod:`.tlsrpt`). ``none`` is no policy.
 - **Cache** (§5.1, §3.3): a policy is kept for its ``max_age`` from the fetch and replaced when
   the TXT ``id`` changes; a failed fetch keeps the cached policy, and the same ``id`` is not
   fetched again for :data:`FETCH_RETRY_SECONDS`. No usable TXT record does not drop a cached

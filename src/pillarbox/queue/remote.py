@@ -108,6 +108,9 @@ class Route:
     port: int
     #: Set when nothing can be tried now: 5xx fails the recipients, 4xx defers them.
     failure: Reply | None = None
+    #: The hosts came from a DNSSEC-authenticated MX answer (RFC 7672 §2.2.1 "secure"); never
+    #: for a smart host or an address literal (§2.2: DANE does not apply to them).
+    secure: bool = False
 
 
 def mx_route(result: MxResult, *, port: int, myself: str) -> Route:
@@ -128,7 +131,7 @@ def mx_route(result: MxResult, *, port: int, myself: str) -> Route:
         hosts = () if domain == myself else result.targets
     if not hosts:
         return Route(domain, (), port, MX_LOOP.with_text(f"mail for {domain} loops back to me"))
-    return Route(domain, hosts, port)
+    return Route(domain, hosts, port, secure=result.authentic)
 
 
 def parse_hostport(

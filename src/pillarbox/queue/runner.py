@@ -24,6 +24,23 @@ Implementation notes:
   the recipients are deferred with the reason); under "testing" the failure is only logged.
   A smart host is not subject to the recipient domain's policy (§3.4 would make the smart
   host's own domain the policy domain; its TLS is ``queue.smarthost_verify_tls``).
+- **DANE** (RFC 7672, :mod:`.dane`): for a host from a DNSSEC-authenticated MX answer whose
+  addresses are authenticated too, the TLSA records at ``_<port>._tcp.<host>`` are looked up
+  (after the addresses, §2.2.2). A failed lookup makes the host unusable (§2.1.2: the next
+  host is tried, never plaintext); usable secure records make STARTTLS mandatory and the
+  certificate must match one of them (a host that fails is a failed host, 4.7.5 or 4.7.10);
+  secure records none of which is usable make STARTTLS mandatory alone. Where DANE
+  authenticates a host, the domain's MTA-STS policy is not applied to it (RFC 8461 §2: STS
+  never overrides DANE; DNSSEC already vouches for the MX host, so neither the policy's MX
+  list nor its PKIX check applies); elsewhere MTA-STS applies as before.
+- **TLS reports** (RFC 8460, :mod:`.tlsrpt`, with ``tls_reports``): each host tried by MX
+  leaves one result in the store — success, or a §4.3 failure (STARTTLS missing, a certificate
+  the policy refused, a TLSA lookup that failed, an MX host the MTA-STS policy does not
+  list) — under the policy that applied (``tlsa``, ``sts`` or ``no-policy-found``). Connection
+  failures are transient and not kept (§4.3.4). Messages marked ``TLS-Required: No``
+  (RFC 8689 §4.2.2, the reports themselves) are delivered to their own sessions with
+  opportunistic TLS only — neither MTA-STS nor DANE can stop them (RFC 8460 §5.3) — and are
+  not counted.
 - **Local recipients** in the queue (a mailbox that was full) are delivered through the store;
   so are reports to local senders (:mod:`.bounce`).
 - **Wake-ups**: intake sets ``Services.queue_wakeup`` after queueing; the runner also wakes at
@@ -39,13 +56,14 @@ import contextlib
 import ipaddress
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, Resolver
-from pillarbox.errors import ConfigError
+from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, HostAddresses, Resolver
+from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.mail.dsn import RecipientReport
+from pillarbox.mail.headers import scan_header
 from pillarbox.net.mtasts import FETCH_TIMEOUT, MtaStsPolicies
 from pillarbox.net.smtp_client import (
     SessionSettings,
@@ -55,12 +73,24 @@ from pillarbox.net.smtp_client import (
 )
 from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
+from pillarbox.queue.dane import (
+    NO_DANE,
+    TLSA_LOOKUP_FAILED,
+    DanePlan,
+    DanePlanKind,
+    base_domains,
+    is_mismatch,
+    lookup_failed,
+    plan_for,
+    tlsa_name,
+)
 from pillarbox.queue.filtering import LocalDelivery
 from pillarbox.queue.local import deliver_local
 from pillarbox.queue.mtasts import (
     MAX_POLICY_SIZE,
     MX_NOT_IN_POLICY,
     HostPlan,
+    Mode,
     Policy,
     TlsPlan,
     host_plan,
@@ -69,6 +99,7 @@ from pillarbox.queue.remote import (
     DNS_FAILURE,
     MAX_RECIPIENTS,
     NO_ADDRESS,
+    TLS_UNAVAILABLE,
     Answer,
     Job,
     Part,
@@ -83,11 +114,23 @@ from pillarbox.queue.remote import (
 )
 from pillarbox.queue.routing import Router
 from pillarbox.queue.schedule import Attempt, RetryPolicy, Verdict, decide, reply_text
+from pillarbox.queue.tlsrpt import (
+    PolicyType,
+    ResultType,
+    certificate_failure,
+    sts_policy_strings,
+    tls_optional,
+)
 from pillarbox.services import Services
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.smtp.replies import LOCAL_ERROR, Reply
 from pillarbox.store.interface import Store
-from pillarbox.store.types import AttemptOutcome, QueuedMessage, QueuedRecipient
+from pillarbox.store.types import (
+    AttemptOutcome,
+    QueuedMessage,
+    QueuedRecipient,
+    TlsSessionResult,
+)
 
 _log = Log("queue")
 
@@ -145,8 +188,27 @@ class _Delivery:
 
 @dataclass(slots=True)
 class _Destination:
+    domain: str
+    #: Messages marked ``TLS-Required: No`` (RFC 8689 §4.2.2): no MTA-STS, no DANE, not
+    #: counted in TLS reports. They get sessions of their own.
+    tls_optional: bool = False
     parts: deque[tuple[Part, _Delivery]] = field(default_factory=deque)
     workers: int = 0
+
+
+#: A destination: the domain, and whether it is the TLS-optional one.
+_DestinationKey = tuple[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _TlsNote:
+    """The policy a host was tried under, for the TLS report (RFC 8460 §4.4)."""
+
+    domain: str
+    host: str
+    policy_type: PolicyType
+    policy_strings: tuple[str, ...] = ()
+    mx_patterns: tuple[str, ...] = ()
 
 
 def _utc_now() -> datetime:
@@ -169,6 +231,8 @@ class QueueRunner:
         session: SessionSettings,
         relay: Relay | None = None,
         mta_sts: MtaSts | None = None,
+        dane: bool = False,
+        tls_reports: bool = False,
         limits: RunnerLimits = RunnerLimits(),
         clock: Callable[[], datetime] = _utc_now,
         local_delivery: LocalDelivery | None = None,
@@ -186,6 +250,8 @@ class QueueRunner:
         self._session = session
         self._relay = relay
         self._mta_sts = mta_sts
+        self._dane = dane
+        self._tls_reports = tls_reports
         self._limits = limits
         self._clock = clock
         self._slots = asyncio.Semaphore(limits.concurrency)
@@ -195,7 +261,7 @@ class QueueRunner:
         self._starting = 0
         self._all_started = asyncio.Event()
         self._all_started.set()
-        self._destinations: dict[str, _Destination] = {}
+        self._destinations: dict[_DestinationKey, _Destination] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_due: datetime | None = None
         self._resting: dict[int, datetime] = {}
@@ -294,6 +360,8 @@ class QueueRunner:
     async def _start_parts(self, delivery: _Delivery) -> None:
         message = delivery.message
         header_utf8, eight_bit = content_flags(delivery.raw)
+        header = scan_header(delivery.raw, 0, len(delivery.raw))
+        optional = tls_optional((f.key, f.value) for f in header.fields)
         remote: dict[str, list[QueuedRecipient]] = {}
         local: list[QueuedRecipient] = []
         for recipient in message.recipients:
@@ -331,7 +399,7 @@ class QueueRunner:
         if not parts:
             delivery.finished.set()
         for domain, part in parts:
-            self._dispatch(domain, part, delivery)
+            self._dispatch((domain, optional), part, delivery)
 
     def _started(self) -> None:
         """One claimed delivery has handed out its parts (or failed before)."""
@@ -437,28 +505,30 @@ class QueueRunner:
         )
 
     # -- destinations ----------------------------------------------------------------------------
-    def _dispatch(self, domain: str, part: Part, delivery: _Delivery) -> None:
-        destination = self._destinations.setdefault(domain, _Destination())
+    def _dispatch(self, key: _DestinationKey, part: Part, delivery: _Delivery) -> None:
+        destination = self._destinations.get(key)
+        if destination is None:
+            destination = self._destinations[key] = _Destination(key[0], key[1])
         destination.parts.append((part, delivery))
-        self._staff(domain, destination)
+        self._staff(key, destination)
 
-    def _staff(self, domain: str, destination: _Destination) -> None:
+    def _staff(self, key: _DestinationKey, destination: _Destination) -> None:
         if destination.workers < self._limits.per_domain and destination.workers < len(
             destination.parts
         ):
             destination.workers += 1
-            self._spawn(self._worker(domain, destination))
+            self._spawn(self._worker(key, destination))
 
-    async def _worker(self, domain: str, destination: _Destination) -> None:
+    async def _worker(self, key: _DestinationKey, destination: _Destination) -> None:
         try:
             async with self._slots:
-                await self._serve(domain, destination)
+                await self._serve(destination.domain, destination)
         finally:
             destination.workers -= 1
             if destination.parts:
-                self._staff(domain, destination)  # parts that arrived as this worker finished
-            elif destination.workers == 0 and self._destinations.get(domain) is destination:
-                del self._destinations[domain]
+                self._staff(key, destination)  # parts that arrived as this worker finished
+            elif destination.workers == 0 and self._destinations.get(key) is destination:
+                del self._destinations[key]
 
     async def _route(self, domain: str) -> Route:
         if self._relay is not None:
@@ -469,14 +539,19 @@ class QueueRunner:
         result = await self._resolver.mx(domain)
         return mx_route(result, port=self._remote_port, myself=self._hostname)
 
-    async def _addresses(self, host: str) -> list[str] | Answer:
+    async def _addresses(self, host: str) -> HostAddresses | Answer:
         with contextlib.suppress(ValueError):
-            return [str(ipaddress.ip_address(host))]
+            # An address in place of a name: RFC 7672 §2.2, DANE does not apply.
+            return HostAddresses((str(ipaddress.ip_address(host)),))
         try:
-            addresses = await self._resolver.addresses(host)
+            found = await self._resolver.host_addresses(host)
         except DnsTemporaryError as exc:
             return Answer(DNS_FAILURE.with_text(f"{host}: {exc.problem}"), None)
-        return addresses or Answer(NO_ADDRESS.with_text(f"{host} has no address"), None)
+        return (
+            found
+            if found.addresses
+            else Answer(NO_ADDRESS.with_text(f"{host} has no address"), None)
+        )
 
     async def _serve(self, domain: str, destination: _Destination) -> None:
         """Deliver the destination's parts, host after host (RFC 5321 §5.1 order)."""
@@ -488,12 +563,26 @@ class QueueRunner:
                 self._part_done(part, delivery)
             return
         settings = self._relay.session if self._relay is not None else self._session
-        policy = await self._sts_policy(domain)
+        optional = destination.tls_optional
+        policy = None if optional else await self._sts_policy(domain)
         last: Answer | None = None
+        dane_possible = self._dane and route.secure and not optional
+        report = (
+            self._tls_reports
+            and not optional
+            and self._relay is None
+            and not domain.startswith("[")
+        )
+        if report and policy is None and self._mta_sts is not None:
+            # No policy because it could not be had: a policy failure (RFC 8460 §4.3.2.2).
+            failure = self._mta_sts.policies.fetch_failure(domain)
+            if failure is not None:
+                unfetched = _TlsNote(domain, "", PolicyType.STS)
+                await self._record_tls(unfetched, "", failure.result_type, failure.reason)
         for host in route.hosts:
             plan = host_plan(policy, host)
-            if plan.mx_mismatch:
-                refused = self._mx_mismatch(domain, host, policy, plan)
+            if plan.mx_mismatch and not dane_possible:
+                refused = await self._mx_mismatch(domain, host, policy, plan, report)
                 if refused is not None:
                     last = refused
                     continue
@@ -501,10 +590,24 @@ class QueueRunner:
             if isinstance(addresses, Answer):
                 last = addresses
                 continue
-            for address in addresses:
+            dane = NO_DANE if optional else await self._dane_plan(domain, route, host, addresses)
+            note = self._tls_note(domain, host, policy, plan, dane) if report else None
+            if dane.kind is DanePlanKind.UNREACHABLE:
+                text = f"{tlsa_name(dane.base, route.port)}: {dane.reason}; {host} is not used"
+                last = Answer(TLSA_LOOKUP_FAILED.with_text(text), host)
+                await self._record_tls(note, "", ResultType.DNSSEC_INVALID, dane.reason)
+                continue
+            if plan.mx_mismatch and dane_possible and dane.kind is not DanePlanKind.AUTHENTICATE:
+                refused = await self._mx_mismatch(domain, host, policy, plan, report)
+                if refused is not None:
+                    last = refused
+                    continue
+            for address in addresses.addresses:
                 if not destination.parts:
                     return
-                session = await self._open(domain, host, address, route.port, settings, plan)
+                session = await self._open(
+                    domain, host, address, route.port, settings, plan, dane, note
+                )
                 if not isinstance(session, SmtpSession):
                     last = Answer(session, host)
                     continue
@@ -534,13 +637,52 @@ class QueueRunner:
             return None
         return await self._mta_sts.policies.policy_for(domain)
 
-    def _mx_mismatch(
-        self, domain: str, host: str, policy: Policy | None, plan: HostPlan
+    async def _dane_plan(
+        self, domain: str, route: Route, host: str, addresses: HostAddresses
+    ) -> DanePlan:
+        """What the host's TLSA records ask (RFC 7672 §2.2); :data:`.dane.NO_DANE` when DANE
+        cannot apply (it is off, the MX answer or the host's addresses are insecure, or no
+        candidate base domain has secure TLSA records, §2.2.3)."""
+        if not self._dane:
+            return NO_DANE
+        bases = base_domains(
+            host,
+            addresses.canonical,
+            mx_secure=route.secure,
+            addresses_secure=addresses.authentic,
+        )
+        for base in bases:
+            try:
+                found = await self._resolver.records(tlsa_name(base, route.port), "TLSA")
+            except (DnsTemporaryError, InvalidName) as exc:
+                reason = exc.problem if isinstance(exc, DnsTemporaryError) else str(exc)
+                _log.warning("DANE: TLSA lookup failed", domain=domain, host=host, reason=reason)
+                return lookup_failed(base, reason)  # §2.1.2: any failure, not just the last
+            dane = plan_for(base, found.records, secure=found.authentic)
+            if dane.kind is not DanePlanKind.NONE:
+                _log.info(
+                    "DANE: TLSA records",
+                    domain=domain,
+                    host=host,
+                    base=base,
+                    plan=dane.kind.value,
+                    usable=len(dane.records),
+                    published=len(found.records),
+                )
+                return dane
+        return NO_DANE
+
+    async def _mx_mismatch(
+        self, domain: str, host: str, policy: Policy | None, plan: HostPlan, report: bool
     ) -> Answer | None:
         """An MX host the policy does not list: refused under "enforce", logged under
-        "testing" (RFC 8461 §4.1, §5)."""
+        "testing" (RFC 8461 §4.1, §5); either way a failure for the TLS report."""
         mode = policy.mode.value if policy is not None else "-"
         _log.warning("MTA-STS: MX host not in the policy", domain=domain, host=host, mode=mode)
+        if report and policy is not None:
+            note = _TlsNote(domain, host, PolicyType.STS, sts_policy_strings(policy), policy.mx)
+            reason = f"{host} is not an MX host of the MTA-STS policy"
+            await self._record_tls(note, "", ResultType.VALIDATION_FAILURE, reason)
         if plan.tls is not TlsPlan.REFUSED:
             return None
         text = f"MTA-STS policy of {domain} (enforce) does not list the MX host {host}"
@@ -554,11 +696,25 @@ class QueueRunner:
         port: int,
         settings: SessionSettings,
         plan: HostPlan,
+        dane: DanePlan = NO_DANE,
+        note: _TlsNote | None = None,
     ) -> SmtpSession | Reply:
-        """A session with ``host`` as its domain's policy plans it (RFC 8461 §4.2, §5)."""
+        """A session with ``host`` as its TLSA records (RFC 7672 §2.2, §3) or else its domain's
+        policy (RFC 8461 §4.2, §5) plan it; the outcome goes to the TLS report (``note``)."""
+        if dane.kind is DanePlanKind.AUTHENTICATE:
+            opened = await self._open_dane(domain, host, address, port, settings, dane)
+            await self._record_session(note, address, opened)
+            return opened
+        if dane.kind is DanePlanKind.ENCRYPT:
+            settings = replace(settings, require_tls=True)  # §2.2: TLS, any certificate
         if plan.tls is TlsPlan.OPPORTUNISTIC or self._mta_sts is None:
-            return await SmtpSession.open(host, address, port, settings)
+            opened = await SmtpSession.open(host, address, port, settings)
+            if dane.kind is DanePlanKind.ENCRYPT:
+                opened = self._dane_failure(domain, host, dane, opened)
+            await self._record_session(note, address, opened)
+            return opened
         session = await SmtpSession.open(host, address, port, self._mta_sts.verified)
+        await self._record_session(note, address, session)
         if isinstance(session, SmtpSession) or not is_tls_failure(session):
             return session
         if plan.tls is TlsPlan.VERIFIED:
@@ -569,6 +725,104 @@ class QueueRunner:
             "MTA-STS: policy would fail (testing)", domain=domain, host=host, reply=session.text
         )
         return await SmtpSession.open(host, address, port, settings)
+
+    async def _open_dane(
+        self,
+        domain: str,
+        host: str,
+        address: str,
+        port: int,
+        settings: SessionSettings,
+        dane: DanePlan,
+    ) -> SmtpSession | Reply:
+        """STARTTLS mandatory, SNI the TLSA base domain, the certificate matching a usable
+        record (RFC 7672 §2.2, §3.1.1, §8.1); any certificate passes the handshake itself."""
+        dane_settings = replace(
+            settings,
+            tls=settings.tls or opportunistic_context(),
+            require_tls=True,
+            tlsa=dane.records,
+            tls_name=dane.base,
+        )
+        opened = await SmtpSession.open(host, address, port, dane_settings)
+        return self._dane_failure(domain, host, dane, opened)
+
+    def _tls_note(
+        self, domain: str, host: str, policy: Policy | None, plan: HostPlan, dane: DanePlan
+    ) -> _TlsNote:
+        """The policy the host is tried under, as the TLS report names it (RFC 8460 §4.4)."""
+        dane_decides = dane.kind in (DanePlanKind.AUTHENTICATE, DanePlanKind.UNREACHABLE) or (
+            dane.kind is DanePlanKind.ENCRYPT and plan.tls is TlsPlan.OPPORTUNISTIC
+        )
+        if dane_decides:
+            return _TlsNote(domain, host, PolicyType.TLSA, dane.published)
+        if policy is not None and policy.mode is not Mode.NONE:
+            return _TlsNote(domain, host, PolicyType.STS, sts_policy_strings(policy), policy.mx)
+        return _TlsNote(domain, host, PolicyType.NONE)
+
+    async def _record_session(
+        self, note: _TlsNote | None, address: str, opened: SmtpSession | Reply
+    ) -> None:
+        """A session's TLS outcome for the report: success when TLS was negotiated as the
+        policy required; a failure by its §4.3 type; nothing for a transient failure
+        (§4.3.4: no connection, no greeting)."""
+        if note is None:
+            return
+        if isinstance(opened, SmtpSession):
+            if opened.tls:
+                await self._record_tls(note, address, None, "", opened.local_address)
+            else:
+                reason = f"{note.host} does not offer STARTTLS"
+                await self._record_tls(
+                    note, address, ResultType.STARTTLS_NOT_SUPPORTED, reason, opened.local_address
+                )
+            return
+        if not is_tls_failure(opened):
+            return
+        if opened.code == 454 or opened.enhanced == TLS_UNAVAILABLE.enhanced:
+            result = ResultType.STARTTLS_NOT_SUPPORTED
+        elif is_mismatch(opened):
+            result = ResultType.TLSA_INVALID  # §4.3.2.1: no record matched
+        else:
+            result = certificate_failure(opened.text)
+        await self._record_tls(note, address, result, opened.text)
+
+    async def _record_tls(
+        self,
+        note: _TlsNote | None,
+        address: str,
+        result: ResultType | None,
+        reason: str,
+        local: str = "",
+    ) -> None:
+        if note is None:
+            return
+        try:
+            await self._store.record_tls_result(
+                TlsSessionResult(
+                    recorded=self._clock(),
+                    policy_domain=note.domain,
+                    policy_type=note.policy_type.value,
+                    policy_strings=note.policy_strings,
+                    mx_patterns=note.mx_patterns,
+                    result_type=result.value if result is not None else "",
+                    receiving_mx=note.host,
+                    receiving_ip=address,
+                    sending_ip=local,
+                    failure_reason=reason,
+                )
+            )
+        except Exception:  # the report is worth less than the delivery it describes
+            _log.exception("TLS report result not kept", domain=note.domain, host=note.host)
+
+    def _dane_failure(
+        self, domain: str, host: str, dane: DanePlan, opened: SmtpSession | Reply
+    ) -> SmtpSession | Reply:
+        """A TLS failure under DANE, said to be one (RFC 7672 §2.2: the host is not used)."""
+        if isinstance(opened, SmtpSession) or not is_tls_failure(opened):
+            return opened
+        _log.warning("DANE: delivery refused", domain=domain, host=host, reply=opened.text)
+        return opened.with_text(f"DANE (TLSA of {dane.base}, {dane.kind.value}): {opened.text}")
 
 
 def mta_sts_for(
@@ -592,6 +846,17 @@ def mta_sts_for(
             client=client, connect_timeout=connect_timeout, tls=context, require_tls=True
         ),
     )
+
+
+def _dane_enabled(configured: bool, resolver: Resolver) -> bool:
+    """DANE needs authenticated answers: without a trusted AD bit it could never apply, and
+    the operator is told so once, at start."""
+    if configured and not resolver.trusts_ad:
+        _log.warning(
+            "DANE is on (queue.dane) but the resolver's AD bit is not trusted (dns.trust_ad);"
+            " no host will be authenticated by TLSA records"
+        )
+    return configured and resolver.trusts_ad
 
 
 def runner_for(services: Services, *, resolver: Resolver | None = None) -> QueueRunner:
@@ -619,7 +884,11 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 credentials=credentials,
             ),
         )
-    resolver = resolver or DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
+    resolver = resolver or DnsResolver(
+        nameserver=config.dns.nameserver,
+        timeout=config.dns.timeout,
+        trust_ad=config.dns.trust_ad,
+    )
     mta_sts = None
     if queue.mta_sts and not queue.smarthost:
         cafile = queue.mta_sts_ca_bundle
@@ -651,6 +920,8 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
         ),
         relay=relay,
         mta_sts=mta_sts,
+        dane=_dane_enabled(queue.dane, resolver),
+        tls_reports=config.tls_reports.enabled,
         limits=RunnerLimits(
             concurrency=queue.concurrency,
             per_domain=queue.per_domain,

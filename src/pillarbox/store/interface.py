@@ -60,6 +60,7 @@ from pillarbox.store.types import (
     SpamEvidence,
     SpecialUse,
     ThreadFields,
+    TlsSessionResult,
     TokenKind,
 )
 
@@ -278,7 +279,18 @@ class Store(Protocol):
     async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:
         """Claim the report run of ``period_end`` for ``scope`` (a policy domain, or ``*`` for
         all) on behalf of ``node``: True for the first caller only, on any node, so a period's
-        reports are sent once however many nodes run the job."""
+        reports are sent once however many nodes run the job. Other periodic reports claim
+        their runs here too, under a scope of their own (TLS-RPT: ``tlsrpt:*``)."""
+
+    # -- TLS-RPT reports (pillarbox.queue.tlsrpt) ----------------------------------------------
+    async def record_tls_result(self, result: TlsSessionResult) -> None:
+        """Keep one outbound session's TLS outcome for the next TLS-RPT report."""
+
+    async def tls_results(self, until: datetime) -> list[TlsSessionResult]:
+        """Every kept result recorded before ``until``, oldest first."""
+
+    async def delete_tls_results(self, until: datetime) -> int:
+        """Drop the results recorded before ``until`` (they were reported); returns how many."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:

@@ -627,6 +627,31 @@ class SpamEvidence:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TlsSessionResult:
+    """One outbound session's TLS outcome, kept until the TLS-RPT report that counts it
+    (RFC 8460 §4): the policy that applied and whether a policy-compliant TLS session came of
+    it."""
+
+    recorded: datetime
+    #: The recipient domain: the Policy Domain the report goes to (§4.4 ``policy-domain``).
+    policy_domain: str
+    #: ``sts``, ``tlsa`` or ``no-policy-found`` (§4.4 ``policy-type``).
+    policy_type: str
+    #: §4.5: the MTA-STS policy's lines, or the TLSA records in presentation format.
+    policy_strings: tuple[str, ...]
+    #: §4.4 ``mx-host``: the MTA-STS policy's MX patterns (empty for other policy types).
+    mx_patterns: tuple[str, ...]
+    #: "" for a successful session, else a §4.3 result type.
+    result_type: str
+    receiving_mx: str
+    receiving_ip: str
+    #: Our address on the connection ("" when no connection was made).
+    sending_ip: str = ""
+    #: §4.4 ``failure-reason-code``: the error text ("" on success).
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DmarcObservation:
     """One arriving message's DMARC evaluation, kept until it is reported to the domain owner
     (RFC 9990 §3.1: aggregate reports count messages by source, identifiers and results)."""

@@ -5,8 +5,11 @@ served by the real authoritative server (:mod:`pillarbox.dns.authoritative`) ove
 127.0.0.1, and looked up by the real :class:`~pillarbox.dns.resolver.DnsResolver`, so nothing
 of the DNS path is mocked.
 
-Each record goes into a zone named after its top-level label (``com``, ``net``, ``arpa``…).
-A name under none of them answers NXDOMAIN, as the root servers would. Names listed in
+Each record goes into a zone named after its top-level label (``com``, ``net``, ``arpa``…),
+or, under a name listed in ``secure``, into a zone of that name whose answers carry the AD bit
+(standing in for a validating resolver's "secure" answers, for DANE; the resolver must be told
+to trust it: ``trust_ad``). A name under none of them answers NXDOMAIN, as the root servers
+would. Names listed in
 ``failing`` answer REFUSED, which the resolver reports as a temporary error,
 the way a SERVFAIL or a timeout is reported, without making a test wait for a timeout.
 """
@@ -53,9 +56,13 @@ class _Zones:
         return await self._zones.zone_for(name) or self._nowhere
 
 
-def build_zones(records: Iterable[ZoneRecord]) -> tuple[StaticZones, list[ZoneRecord]]:
-    """Zones for ``records``, and the records no zone can hold (names DNS cannot carry)."""
-    grouped: dict[str, list[DnsRecord]] = {}
+def build_zones(
+    records: Iterable[ZoneRecord], *, secure: Iterable[str] = ()
+) -> tuple[StaticZones, list[ZoneRecord]]:
+    """Zones for ``records``, and the records no zone can hold (names DNS cannot carry);
+    zones of the names in ``secure`` are authentic (module notes)."""
+    secure_origins = sorted({normalise_name(n) for n in secure}, key=len, reverse=True)
+    grouped: dict[str, list[DnsRecord]] = {o: [] for o in secure_origins}
     rejected: list[ZoneRecord] = []
     for record in records:
         try:
@@ -63,7 +70,10 @@ def build_zones(records: Iterable[ZoneRecord]) -> tuple[StaticZones, list[ZoneRe
         except InvalidName:
             rejected.append(record)
             continue
-        origin = name.rpartition(".")[2]
+        origin = next(
+            (o for o in secure_origins if name == o or name.endswith("." + o)),
+            name.rpartition(".")[2],
+        )
         dns_record = DnsRecord(name, record.type, record.value, ttl=60)
         try:
             StaticZone(origin, [dns_record])  # checks the value alone
@@ -71,16 +81,18 @@ def build_zones(records: Iterable[ZoneRecord]) -> tuple[StaticZones, list[ZoneRe
             rejected.append(record)
             continue
         grouped.setdefault(origin, []).append(dns_record)
-    zones = [StaticZone(origin, rs) for origin, rs in grouped.items()]
+    zones = [
+        StaticZone(origin, rs, authentic=origin in secure_origins) for origin, rs in grouped.items()
+    ]
     return StaticZones(zones), rejected
 
 
 @contextlib.asynccontextmanager
 async def serve_test_zones(
-    records: Iterable[ZoneRecord], *, failing: Iterable[str] = ()
+    records: Iterable[ZoneRecord], *, failing: Iterable[str] = (), secure: Iterable[str] = ()
 ) -> AsyncIterator[AuthoritativeServer]:
-    """Serve ``records`` on loopback for the block (see the module notes for ``failing``)."""
-    zones, _ = build_zones(records)
+    """Serve ``records`` on loopback for the block (module notes: ``failing``, ``secure``)."""
+    zones, _ = build_zones(records, secure=secure)
     source = _Zones(zones, frozenset(n.rstrip(".").lower() for n in failing))
     async with serve_zones(source) as server:
         yield server
@@ -91,10 +103,17 @@ async def serve_records(
     records: Iterable[ZoneRecord],
     *,
     failing: Iterable[str] = (),
+    secure: Iterable[str] = (),
     timeout: float = 2.0,
     cache: bool = True,
 ) -> AsyncIterator[DnsResolver]:
-    """Serve ``records`` on loopback for the block; yields a resolver that asks only it."""
-    async with serve_test_zones(records, failing=failing) as server:
+    """Serve ``records`` on loopback for the block; yields a resolver that asks only it and
+    trusts its AD bit (it is on loopback, ``dns.trust_ad = "loopback"``)."""
+    async with serve_test_zones(records, failing=failing, secure=secure) as server:
         limits = CacheLimits() if cache else CacheLimits(max_entries=0)
-        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=timeout, cache=limits)
+        yield DnsResolver(
+            nameserver=f"127.0.0.1:{server.port}",
+            timeout=timeout,
+            cache=limits,
+            trust_ad="loopback",
+        )

@@ -63,6 +63,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    TlsSessionResult,
 )
 
 StoreFactory = Callable[[], Store]
@@ -1195,6 +1196,45 @@ class StoreContract:
         assert await store.dmarc_observations(later) == [second]
         assert await store.delete_dmarc_observations(later, "example.net") == 1
         assert await store.dmarc_observations(later) == []
+
+    # -- TLS-RPT reports ------------------------------------------------------------------------
+    async def test_tls_results(self, store: Store) -> None:
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        first = TlsSessionResult(
+            recorded=start,
+            policy_domain="example.net",
+            policy_type="sts",
+            policy_strings=(
+                "version: STSv1",
+                "mode: enforce",
+                "mx: *.example.net",
+                "max_age: 86400",
+            ),
+            mx_patterns=("*.example.net",),
+            result_type="certificate-host-mismatch",
+            receiving_mx="mx1.example.net",
+            receiving_ip="2001:db8::25",
+            sending_ip="2001:db8::1",
+            failure_reason="certificate verify failed: Hostname mismatch",
+        )
+        second = dataclasses.replace(
+            first,
+            recorded=start + timedelta(hours=1),
+            policy_type="tlsa",
+            policy_strings=("3 1 1 " + "ab" * 32,),
+            mx_patterns=(),
+            result_type="",
+            failure_reason="",
+        )
+        await store.record_tls_result(second)
+        await store.record_tls_result(first)
+        assert await store.tls_results(start) == []
+        later = start + timedelta(days=1)
+        assert await store.tls_results(later) == [first, second]
+        assert await store.delete_tls_results(start + timedelta(minutes=1)) == 1
+        assert await store.tls_results(later) == [second]
+        assert await store.delete_tls_results(later) == 1
+        assert await store.tls_results(later) == []
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

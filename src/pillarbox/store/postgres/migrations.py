@@ -454,6 +454,26 @@ CREATE TABLE sieve_scripts (
 CREATE UNIQUE INDEX sieve_scripts_one_active ON sieve_scripts(account_id) WHERE active;
 """
 
+# TLS-RPT (RFC 8460, queries in .tlsdata): one row per outbound session's TLS outcome, until
+# the daily report that counts it is queued. Report runs are claimed in dmarc_report_runs
+# under a scope of their own ("tlsrpt:*").
+_V10_SQL = r"""
+CREATE TABLE tls_results (
+    id bigserial PRIMARY KEY,
+    recorded timestamptz NOT NULL,
+    policy_domain text NOT NULL,
+    policy_type text NOT NULL,
+    policy_strings jsonb NOT NULL,
+    mx_patterns jsonb NOT NULL,
+    result_type text NOT NULL,
+    receiving_mx text NOT NULL,
+    receiving_ip text NOT NULL,
+    sending_ip text NOT NULL,
+    failure_reason text NOT NULL
+);
+CREATE INDEX tls_results_recorded ON tls_results(recorded);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -468,6 +488,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "DMARC report runs claimed once", _V7_SQL),
     Migration(8, "DMARC evaluations: policy override and discovery method", _V8_SQL),
     Migration(9, "Sieve filter scripts", _V9_SQL),
+    Migration(10, "TLS-RPT session results kept for reports", _V10_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -71,7 +71,7 @@ from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.postgres import accountdata, dmarcdata, notify, sievedata, spamdata
+from pillarbox.store.postgres import accountdata, dmarcdata, notify, sievedata, spamdata, tlsdata
 from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
@@ -114,6 +114,7 @@ from pillarbox.store.types import (
     SpamEvidence,
     SpecialUse,
     ThreadFields,
+    TlsSessionResult,
     TokenKind,
     activity_series,
     canonical_flags,
@@ -1261,6 +1262,16 @@ class PostgresStore:
             return MailboxDelta(status, changed, expunged)
 
         return await self._read(query)
+
+    # -- TLS-RPT reports (see .tlsdata) ---------------------------------------------------------
+    async def record_tls_result(self, result: TlsSessionResult) -> None:
+        await self._write(lambda conn, _: tlsdata.record(conn, result))
+
+    async def tls_results(self, until: datetime) -> list[TlsSessionResult]:
+        return await self._read(lambda conn: tlsdata.results(conn, until))
+
+    async def delete_tls_results(self, until: datetime) -> int:
+        return await self._write(lambda conn, _: tlsdata.delete(conn, until))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:

@@ -13,20 +13,21 @@ from datetime import UTC, datetime, timedelta
 from pillarbox.store import dmarcrows
 from pillarbox.store.types import DmarcObservation
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
-def _us(value: datetime) -> int:
+def microseconds(value: datetime) -> int:
+    """``value`` as this backend stores times: microseconds since the epoch."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // _MICROSECOND
+    return (value - EPOCH) // MICROSECOND
 
 
 def record(conn: sqlite3.Connection, o: DmarcObservation) -> None:
     conn.execute(
         f"INSERT INTO dmarc_observations ({dmarcrows.COLUMNS}) VALUES ({', '.join('?' * 15)})",
-        dmarcrows.row(o, _us(o.received), json.dumps([list(d) for d in o.dkim])),
+        dmarcrows.row(o, microseconds(o.received), json.dumps([list(d) for d in o.dkim])),
     )
 
 
@@ -34,21 +35,23 @@ def observations(conn: sqlite3.Connection, until: datetime) -> list[DmarcObserva
     rows = conn.execute(
         f"SELECT {dmarcrows.COLUMNS} FROM dmarc_observations "
         "WHERE received < ? ORDER BY received, id",
-        (_us(until),),
+        (microseconds(until),),
     )
     return [
-        dmarcrows.observation(row, _EPOCH + row[0] * _MICROSECOND, json.loads(row[10]))
+        dmarcrows.observation(row, EPOCH + row[0] * MICROSECOND, json.loads(row[10]))
         for row in rows
     ]
 
 
 def delete(conn: sqlite3.Connection, until: datetime, domain: str | None) -> int:
     if domain is None:
-        cursor = conn.execute("DELETE FROM dmarc_observations WHERE received < ?", (_us(until),))
+        cursor = conn.execute(
+            "DELETE FROM dmarc_observations WHERE received < ?", (microseconds(until),)
+        )
     else:
         cursor = conn.execute(
             "DELETE FROM dmarc_observations WHERE received < ? AND policy_domain = ?",
-            (_us(until), domain),
+            (microseconds(until), domain),
         )
     return cursor.rowcount
 
@@ -57,6 +60,6 @@ def claim_run(conn: sqlite3.Connection, period_end: datetime, scope: str, node: 
     cursor = conn.execute(
         "INSERT INTO dmarc_report_runs (period_end, scope, node) VALUES (?, ?, ?) "
         "ON CONFLICT DO NOTHING",
-        (_us(period_end), scope, node),
+        (microseconds(period_end), scope, node),
     )
     return cursor.rowcount == 1

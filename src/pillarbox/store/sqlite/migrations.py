@@ -430,6 +430,26 @@ CREATE TABLE sieve_scripts (
 CREATE UNIQUE INDEX sieve_scripts_one_active ON sieve_scripts(account_id) WHERE active = 1;
 """
 
+# TLS-RPT (RFC 8460, queries in .tlsdata): one row per outbound session's TLS outcome, until
+# the daily report that counts it is queued. Report runs are claimed in dmarc_report_runs
+# under a scope of their own ("tlsrpt:*").
+_V15_SQL = r"""
+CREATE TABLE tls_results (
+    id INTEGER PRIMARY KEY,
+    recorded INTEGER NOT NULL,
+    policy_domain TEXT NOT NULL,
+    policy_type TEXT NOT NULL,
+    policy_strings TEXT NOT NULL,
+    mx_patterns TEXT NOT NULL,
+    result_type TEXT NOT NULL,
+    receiving_mx TEXT NOT NULL,
+    receiving_ip TEXT NOT NULL,
+    sending_ip TEXT NOT NULL,
+    failure_reason TEXT NOT NULL
+);
+CREATE INDEX tls_results_recorded ON tls_results(recorded);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -445,6 +465,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(12, "DMARC report runs claimed once", _V12_SQL),
     Migration(13, "DMARC evaluations: policy override and discovery method", _V13_SQL),
     Migration(14, "Sieve filter scripts", _V14_SQL),
+    Migration(15, "TLS-RPT session results kept for reports", _V15_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

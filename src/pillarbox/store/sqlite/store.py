@@ -67,7 +67,7 @@ from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
-from pillarbox.store.sqlite import dkimkeys, dmarcdata, sievedata, spamdata, webdata
+from pillarbox.store.sqlite import dkimkeys, dmarcdata, sievedata, spamdata, tlsdata, webdata
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
@@ -110,6 +110,7 @@ from pillarbox.store.types import (
     SpamEvidence,
     SpecialUse,
     ThreadFields,
+    TlsSessionResult,
     TokenKind,
     activity_series,
     canonical_flags,
@@ -1496,6 +1497,16 @@ class SqliteStore:
         return await self._write(
             lambda conn, fx: dmarcdata.claim_run(conn, period_end, scope, node)
         )
+
+    # -- TLS-RPT reports (see .tlsdata) ---------------------------------------------------------
+    async def record_tls_result(self, result: TlsSessionResult) -> None:
+        await self._write(lambda conn, fx: tlsdata.record(conn, result))
+
+    async def tls_results(self, until: datetime) -> list[TlsSessionResult]:
+        return await self._read(lambda conn: tlsdata.results(conn, until))
+
+    async def delete_tls_results(self, until: datetime) -> int:
+        return await self._write(lambda conn, fx: tlsdata.delete(conn, until))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:

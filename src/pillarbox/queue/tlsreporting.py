@@ -1,0 +1,152 @@
+"""The daily TLS-RPT job (RFC 8460): the outbound sessions' TLS results kept by the queue
+runner → one report per recipient domain that asks for reports → messages queued from
+``tls_reports.from_address`` through the submission path (DKIM-signed for our domain, §3),
+on the schedule and with the once-per-cluster claim of the DMARC aggregate reports
+(:mod:`pillarbox.policy.reporting`).
+
+Implementation notes:
+
+- **Period** (§4.1): multiples of ``tls_reports.interval`` since the epoch — each UTC day by
+  default. Results left from periods the server was down for widen the next report's start,
+  as for DMARC. The run claims ``(period end, "tlsrpt:*")`` in the store's report runs, so one
+  node of a cluster sends; results are deleted once every report is queued (or found to
+  have nowhere to go); with the sending account missing nothing is claimed or deleted.
+- **Destinations** (§3): the single ``v=TLSRPTv1`` record at ``_smtp._tls.<domain>``, its
+  ``rua`` URIs: ``mailto:`` ones get the report by mail, ``https:`` ones by POST (§5.4,
+  :mod:`pillarbox.net.tlsrpt`), each tried once per run (a failed POST is logged; §5.5
+  leaves retries to local policy); other schemes are logged and skipped. A domain with no
+  record, or whose record cannot be looked up now, gets no report: its results are dropped
+  with the others.
+- **The message** (§5.3) carries ``TLS-Required: No``: our queue delivers it with
+  opportunistic TLS whatever the domain's MTA-STS or DANE policy (the failures it reports may
+  be what stops the mail), and such deliveries are not counted in the next report.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import partial
+
+from pillarbox.config import Config
+from pillarbox.dns.resolver import DnsTemporaryError, Resolver
+from pillarbox.errors import InvalidName
+from pillarbox.net.tlsrpt import ReportPostError, post_report
+from pillarbox.observability.log import Log
+from pillarbox.policy.reporting import (
+    mailto_destination,
+    period_end,
+    report_account,
+    report_resolver,
+    run_periodically,
+    submit_report,
+)
+from pillarbox.queue.tlsrpt import Submitter, TlsReport, build_reports, parse_record, report_message
+from pillarbox.services import Services
+
+#: The scope under which a period's run is claimed (beside DMARC's in the same table).
+RUN_SCOPE = "tlsrpt:*"
+
+_log = Log("tls-reports")
+
+
+def sender_address(config: Config) -> str:
+    section = config.tls_reports
+    return section.from_address or config.dmarc_reports.from_address
+
+
+def submitter(config: Config) -> Submitter:
+    """Our identity in reports: §5.3 makes the submitter the contact address's domain."""
+    section = config.tls_reports
+    contact = section.contact_email or sender_address(config)
+    return Submitter(
+        organization=section.org_name or config.server.hostname,
+        contact=contact,
+        domain=contact.rpartition("@")[2].lower() or config.server.hostname,
+    )
+
+
+async def report_uris(resolver: Resolver, domain: str) -> tuple[str, ...]:
+    """The ``rua`` of the domain's TLS-RPT record (§3); none without one, or when it cannot be
+    looked up now."""
+    try:
+        record = parse_record(await resolver.txt(f"_smtp._tls.{domain}"))
+    except (DnsTemporaryError, InvalidName) as exc:
+        _log.info("no TLS-RPT record this time", domain=domain, reason=str(exc))
+        return ()
+    return record.rua if record is not None else ()
+
+
+async def report_once(
+    services: Services, end: int, resolver: Resolver
+) -> list[tuple[TlsReport, list[str]]]:
+    """Send every report due at boundary ``end`` and forget the results it counted; returns
+    each report and where it went."""
+    store, config = services.store, services.config
+    until = datetime.fromtimestamp(end, UTC)
+    results = await store.tls_results(until)
+    if not results:
+        return []
+    account = await report_account(services, sender_address(config))
+    if not await store.claim_dmarc_report_run(until, RUN_SCOPE, config.server.hostname):
+        _log.info("period already claimed", end=str(until))
+        return []
+    interval = config.tls_reports.interval
+    begin = min(end - int(interval), period_end(results[0].recorded.timestamp(), interval))
+    sent: list[tuple[TlsReport, list[str]]] = []
+    for report in build_reports(results, submitter(config), begin=begin, end=end):
+        uris = await report_uris(resolver, report.policy_domain)
+        destinations = [d for d in (mailto_destination(u) for u in uris) if d is not None]
+        posted = [u for u in uris if u.lower().startswith("https:")]
+        skipped = [u for u in uris if mailto_destination(u) is None and u not in posted]
+        if skipped:
+            _log.info(
+                "report URI not supported", domain=report.policy_domain, uris=",".join(skipped)
+            )
+        timeout = config.tls_reports.post_timeout
+        delivered = [url for url in posted if await _post(report, url, resolver, timeout)]
+        now = datetime.now(UTC)
+        allowed, ok, reply = await submit_report(
+            services,
+            account,
+            destinations,
+            partial(report_message, report, sender=account.address, date=now),
+        )
+        if allowed:
+            _log.info(
+                "TLS report queued",
+                domain=report.policy_domain,
+                to=",".join(allowed),
+                sessions=report.sessions,
+                failures=report.failures,
+                reply=reply,
+            )
+        sent.append((report, (allowed if ok else []) + delivered))
+    await store.delete_tls_results(until)
+    return sent
+
+
+async def _post(report: TlsReport, url: str, resolver: Resolver, timeout: float) -> bool:
+    try:
+        await post_report(url, report.gzipped(), resolver, timeout=timeout)
+    except ReportPostError as exc:
+        _log.warning("TLS report not posted", domain=report.policy_domain, reason=str(exc))
+        return False
+    _log.info(
+        "TLS report posted",
+        domain=report.policy_domain,
+        to=url,
+        sessions=report.sessions,
+        failures=report.failures,
+    )
+    return True
+
+
+async def run(services: Services) -> None:
+    """The background task: at each period boundary, :func:`report_once`."""
+    resolver = report_resolver(services.config)
+    await run_periodically(
+        services,
+        services.config.tls_reports.interval,
+        partial(report_once, services, resolver=resolver),
+        _log,
+    )

@@ -1,0 +1,58 @@
+"""The row of ``tls_results`` both backends write and read (TLS-RPT, RFC 8460): its column
+order, and a result's values in it. As with :mod:`.dmarcrows`, only the encoded columns
+differ by backend (``recorded``: a ``timestamptz`` or microseconds since the epoch; the two
+string lists: ``jsonb`` or JSON text), so each backend encodes and decodes those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pillarbox.store.types import TlsSessionResult
+
+COLUMNS = (
+    "recorded, policy_domain, policy_type, policy_strings, mx_patterns, result_type, "
+    "receiving_mx, receiving_ip, sending_ip, failure_reason"
+)
+PLACEHOLDERS = 10
+
+
+def row(
+    r: TlsSessionResult, recorded: object, policy_strings: object, mx_patterns: object
+) -> tuple[object, ...]:
+    """``r``'s values in :data:`COLUMNS` order, with the encoded ones passed in."""
+    return (
+        recorded,
+        r.policy_domain,
+        r.policy_type,
+        policy_strings,
+        mx_patterns,
+        r.result_type,
+        r.receiving_mx,
+        r.receiving_ip,
+        r.sending_ip,
+        r.failure_reason,
+    )
+
+
+def result(
+    values: Sequence[Any],
+    recorded: datetime,
+    policy_strings: Iterable[str],
+    mx_patterns: Iterable[str],
+) -> TlsSessionResult:
+    """The result a row in :data:`COLUMNS` order holds, its encoded columns decoded."""
+    return TlsSessionResult(
+        recorded=recorded,
+        policy_domain=values[1],
+        policy_type=values[2],
+        policy_strings=tuple(policy_strings),
+        mx_patterns=tuple(mx_patterns),
+        result_type=values[5],
+        receiving_mx=values[6],
+        receiving_ip=values[7],
+        sending_ip=values[8],
+        failure_reason=values[9],
+    )
