@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from pillarbox.config import SieveSection
 from pillarbox.errors import NotFound, QuotaExceeded, UserError
 from pillarbox.sieve import DEFAULT_MAX_NESTING, SieveError, compile_script
 from pillarbox.store.interface import Store
@@ -31,6 +32,15 @@ class ScriptLimits:
     max_scripts: int = 16
     #: Deepest nesting a script may have (the compiler's stack bound, ``sieve.max_nesting``).
     max_nesting: int = DEFAULT_MAX_NESTING
+
+    @classmethod
+    def of(cls, sieve: SieveSection) -> ScriptLimits:
+        """The limits the ``[sieve]`` config section sets."""
+        return cls(
+            max_script_size=sieve.max_script_size,
+            max_scripts=sieve.max_scripts,
+            max_nesting=sieve.max_nesting,
+        )
 
 
 class Quota(enum.Enum):
@@ -52,6 +62,8 @@ class InvalidScript(UserError):
     def __init__(self, message: str, line: int = 0) -> None:
         super().__init__(f"line {line}: {message}" if line else message)
         self.line = line
+        #: The reason without the line (an editor shows the line beside it).
+        self.message = message
 
 
 class ScriptActive(UserError):

@@ -479,3 +479,54 @@ def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
     assert page.get_by_role("link", name="Reply", exact=True).is_visible()
+
+
+def test_a_filter_made_in_the_browser_files_mail_from_the_boss(
+    server: LiveServer, new_page: Any
+) -> None:
+    """Settings → Filters → a rule "From contains boss → move to Work + flag"; then mail over
+    SMTP from the boss lands in Work, flagged, and other mail stays in the Inbox."""
+
+    async def work_folder() -> None:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        await server.store.create_mailbox(account.id, "Work")
+
+    server.call(work_folder())
+    expect = sync_api.expect
+    page = new_page()
+    login(page, server)
+    page.get_by_role("link", name="Settings").click()
+    page.wait_for_url(re.compile(r"/settings$"))
+    page.get_by_role("link", name="Manage filters").click()
+    page.wait_for_url(re.compile(r"/settings/filters$"))
+    page.get_by_role("link", name="New rule").click()
+    page.wait_for_url(re.compile(r"/settings/filters/rule$"))
+    page.get_by_label("Rule name").fill("Boss")
+    page.locator("#c0_field").select_option("from")
+    page.locator("#c0_match").select_option("contains")
+    page.locator("#c0_value").fill("boss")
+    page.locator("#a0_kind").select_option("move")
+    page.locator("#a0_folder").select_option("Work")
+    page.locator("#a1_kind").select_option("flag")
+    page.get_by_role("button", name="Save rule").click()
+    page.wait_for_url(re.compile(r"/settings/filters\?saved=1$"))
+    expect(page.locator("table.rules")).to_contain_text(
+        "From contains “boss” → Move to folder Work, Flag"
+    )
+
+    boss = message("Quarterly review").replace(
+        b"From: Carol <carol@example.net>", b"From: The Boss <boss@example.net>"
+    )
+    smtp_deliver(server, boss)
+    smtp_deliver(server, message("Lunch?"))
+    assert inbox_count(server, ALICE, "Work") == 1 and inbox_count(server, ALICE) == 1
+
+    page.goto(base(server) + "/mail")
+    page.wait_for_url(re.compile(r"/mail/\d+$"))
+    expect(page.locator("table.messages")).to_contain_text("Lunch?")
+    page.locator("#folders").get_by_role("link", name=re.compile("^Work")).click()
+    expect(page.locator("h1#list-title")).to_contain_text("Work")
+    row = page.locator("table.messages tr", has_text="Quarterly review")
+    expect(row).to_have_class(re.compile(r"\bflagged\b"))
+    expect(page.locator("table.messages")).not_to_contain_text("Lunch?")

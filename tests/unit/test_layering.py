@@ -18,6 +18,7 @@ CORE_MODULES = (
     "queue/mtasts.py",
     "queue/dane.py",
     "queue/tlsrpt.py",
+    "web/sieverules.py",
 )
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "threading", "selectors", "subprocess"}
 

@@ -26,11 +26,7 @@ if TYPE_CHECKING:
 
 
 def _limits(config: Config) -> ScriptLimits:
-    return ScriptLimits(
-        max_script_size=config.sieve.max_script_size,
-        max_scripts=config.sieve.max_scripts,
-        max_nesting=config.sieve.max_nesting,
-    )
+    return ScriptLimits.of(config.sieve)
 
 
 async def _account_id(store: Store, address: str) -> int:

@@ -41,11 +41,7 @@ def session_settings(config: Config) -> SessionSettings:
             max_command=2 * sieve.max_script_size + 2 * section.max_line_length,
             max_discard=section.max_skip,
         ),
-        scripts=ScriptLimits(
-            max_script_size=sieve.max_script_size,
-            max_scripts=sieve.max_scripts,
-            max_nesting=sieve.max_nesting,
-        ),
+        scripts=ScriptLimits.of(sieve),
         max_errors=section.max_errors,
         max_auth_failures=section.max_auth_failures,
         idle_timeout=section.idle_timeout,

@@ -33,9 +33,18 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import provisioning
 from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
-from pillarbox.store.types import Account, AccountSettings, AccountToken, SpecialUse, TokenKind
+from pillarbox.sievescripts import InvalidScript
+from pillarbox.store.types import (
+    Account,
+    AccountSettings,
+    AccountToken,
+    SieveScript,
+    SpecialUse,
+    TokenKind,
+)
 from pillarbox.web import account as account_ops
 from pillarbox.web import admin as admin_ops
+from pillarbox.web import filters as filter_ops
 from pillarbox.web.app import (
     MAX_FIELD_NUMBER,
     LoginRequired,
@@ -48,6 +57,15 @@ from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row
 from pillarbox.web.reading import Person, authentication_results, people, spam_verdict
 from pillarbox.web.session import CSRF_HEADER
+from pillarbox.web.sieverules import (
+    ACTION_LABELS,
+    FIELD_LABELS,
+    MATCH_LABELS,
+    SCRIPT_NAME,
+    rule_from_json,
+    rule_json,
+    rules_of,
+)
 from pillarbox.web.webmail import ListParams, apply_action, list_params, part_response, safe_html
 
 PREFIX = "/api/v1"
@@ -487,6 +505,94 @@ async def client_setup(call: Call) -> object:
     ]
 
 
+# -- handlers: filters (Sieve) --------------------------------------------------------------------
+
+
+def script_json(script: SieveScript) -> JsonObject:
+    return {
+        "name": script.name,
+        "active": script.active,
+        "size": len(script.content.encode("utf-8")),
+        "generated": rules_of(script.content) is not None,
+    }
+
+
+def _version(call: Call) -> str | None:
+    value = call.body.get("version")
+    if value is not None and not isinstance(value, str):
+        raise UserError("version must be a string or null")
+    return value
+
+
+async def list_scripts(call: Call) -> object:
+    return [
+        script_json(s) for s in await call.web.services.store.list_sieve_scripts(call.account.id)
+    ]
+
+
+async def get_script(call: Call) -> object:
+    script = await filter_ops.script_named(call.web.services, call.account, call.path("name"))
+    rules = rules_of(script.content)
+    return {
+        **script_json(script),
+        "content": script.content,
+        "version": filter_ops.version_of(script),
+        "rules": None if rules is None else [rule_json(r) for r in rules],
+    }
+
+
+async def put_script(call: Call) -> object:
+    script = await filter_ops.save_script(
+        call.web.services,
+        call.account,
+        call.path("name"),
+        call.text("content"),
+        version=_version(call),
+        activate=call.flag("active"),
+    )
+    return {**script_json(script), "version": filter_ops.version_of(script)}
+
+
+async def delete_script(call: Call) -> object:
+    await filter_ops.delete_script(call.web.services, call.account, call.path("name"))
+    return {"ok": True}
+
+
+async def put_active(call: Call) -> object:
+    name = call.body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise UserError("name must be a string or null")
+    await filter_ops.activate(call.web.services, call.account, name or None)
+    return {"ok": True}
+
+
+async def get_rules(call: Call) -> object:
+    found = await filter_ops.load_filters(call.web.services, call.account)
+    hand = found.hand_written
+    return {
+        "script": SCRIPT_NAME,
+        "rules": None if found.rules is None else [rule_json(r) for r in found.rules],
+        "active": found.builder and found.active is not None,
+        "version": found.version,
+        "hand_written": hand.name if hand is not None else None,
+    }
+
+
+async def put_rules(call: Call) -> object:
+    items = call.body.get("rules")
+    if not isinstance(items, list):
+        raise UserError("rules must be a list")
+    rules = [rule_from_json(item) for item in items]
+    version = await filter_ops.save_rules(
+        call.web.services,
+        call.account,
+        rules,
+        version=_version(call),
+        take_over=call.flag("take_over"),
+    )
+    return {"rules": [rule_json(r) for r in rules], "version": version}
+
+
 # -- handlers: admin -----------------------------------------------------------------------------
 
 
@@ -675,7 +781,10 @@ OK = _obj({"ok": BOOL})
 PERSON = _obj({"name": STR, "address": STR})
 
 SCHEMAS: dict[str, JsonObject] = {
-    "Error": _obj({"error": STR}, ("error",)),
+    "Error": _obj(
+        {"error": STR, "line": {"type": "integer", "description": "a Sieve error's line"}},
+        ("error",),
+    ),
     "Account": _obj(
         {
             "id": INT,
@@ -793,6 +902,49 @@ SCHEMAS: dict[str, JsonObject] = {
     ),
     "Token": _obj(
         {"id": INT, "kind": {"enum": ["api", "app-password"]}, "label": STR, "created": STR}
+    ),
+    "SieveScriptInfo": _obj(
+        {
+            "name": STR,
+            "active": BOOL,
+            "size": {"type": "integer", "description": "bytes of UTF-8"},
+            "generated": {"type": "boolean", "description": "written by the rule builder"},
+        }
+    ),
+    "FilterRule": _obj(
+        {
+            "name": STR,
+            "enabled": BOOL,
+            "match": {"enum": ["all", "any"]},
+            "conditions": _list(
+                _obj(
+                    {
+                        "field": {"enum": [f.value for f in FIELD_LABELS]},
+                        "match": {"enum": [m.value for m in MATCH_LABELS]},
+                        "value": {
+                            "type": "string",
+                            "description": "text; for size a number with K, M or G; for "
+                            "matches a pattern (* any text, ? one character, \\ escapes)",
+                        },
+                        "header": {"type": "string", "description": "field name (header only)"},
+                    },
+                    ("field", "match", "value"),
+                )
+            ),
+            "actions": _list(
+                _obj(
+                    {
+                        "action": {"enum": [a.value for a in ACTION_LABELS]},
+                        "target": {
+                            "type": "string",
+                            "description": "folder (move, copy) or address (redirect*)",
+                        },
+                    },
+                    ("action",),
+                )
+            ),
+        },
+        ("name", "actions"),
     ),
 }
 
@@ -994,6 +1146,99 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
     ),
     Operation("DELETE", "/tokens/{token:int}", revoke_token, "Revoke a token", "account", OK),
+    Operation(
+        "GET",
+        "/sieve/scripts",
+        list_scripts,
+        "Sieve filter scripts (at most one active)",
+        "filters",
+        _list(_ref("SieveScriptInfo")),
+    ),
+    Operation(
+        "GET",
+        "/sieve/scripts/{name:path}",
+        get_script,
+        "One script's text, version, and its rules if the rule builder wrote it",
+        "filters",
+        {
+            "allOf": [
+                _ref("SieveScriptInfo"),
+                _obj(
+                    {
+                        "content": STR,
+                        "version": STR,
+                        "rules": {"oneOf": [{"type": "null"}, _list(_ref("FilterRule"))]},
+                    }
+                ),
+            ]
+        },
+    ),
+    Operation(
+        "PUT",
+        "/sieve/scripts/{name:path}",
+        put_script,
+        "Create or replace a script (compiled first: 400 with line on error; version: "
+        "409 if the script changed since; quotas from [sieve])",
+        "filters",
+        {"allOf": [_ref("SieveScriptInfo"), _obj({"version": STR})]},
+        _obj(
+            {"content": STR, "active": BOOL, "version": {"type": ["string", "null"]}},
+            ("content",),
+        ),
+    ),
+    Operation(
+        "DELETE",
+        "/sieve/scripts/{name:path}",
+        delete_script,
+        "Delete a script",
+        "filters",
+        OK,
+    ),
+    Operation(
+        "PUT",
+        "/sieve/active",
+        put_active,
+        "Activate a script (name null: filtering off)",
+        "filters",
+        OK,
+        _obj({"name": {"type": ["string", "null"]}}, ("name",)),
+    ),
+    Operation(
+        "GET",
+        "/sieve/rules",
+        get_rules,
+        "The rule builder's rules (null when its script was edited by hand)",
+        "filters",
+        _obj(
+            {
+                "script": STR,
+                "rules": {"oneOf": [{"type": "null"}, _list(_ref("FilterRule"))]},
+                "active": BOOL,
+                "version": STR,
+                "hand_written": {"type": ["string", "null"]},
+            }
+        ),
+    ),
+    Operation(
+        "PUT",
+        "/sieve/rules",
+        put_rules,
+        "Replace the rules: stored as a generated Sieve script and activated",
+        "filters",
+        _obj({"rules": _list(_ref("FilterRule")), "version": STR}),
+        _obj(
+            {
+                "rules": _list(_ref("FilterRule")),
+                "version": {"type": ["string", "null"]},
+                "take_over": {
+                    "type": "boolean",
+                    "description": "activate the rules even if another script is active "
+                    "(it stays stored); without it that is refused with 409",
+                },
+            },
+            ("rules",),
+        ),
+    ),
     Operation(
         "GET",
         "/client-setup",
@@ -1306,8 +1551,11 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
             body = parsed
         try:
             result = await op.handler(Call(request, web(request), account, body))
-        except AlreadyExists as exc:
+        except (AlreadyExists, filter_ops.Conflict) as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
+        except InvalidScript as exc:
+            line = {"line": exc.line} if exc.line else {}
+            return JSONResponse({"error": str(exc), **line}, status_code=400)
         if isinstance(result, Response):
             return result
         return JSONResponse(result, status_code=op.status)

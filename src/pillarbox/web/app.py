@@ -451,7 +451,17 @@ def create_app(
 ) -> ASGIApp:
     """The web app of a running server; ``ports`` are the listener ports clients should use
     (default: the configured ones)."""
-    from pillarbox.web import account, acme, admin, api, autoconfig, live, mtasts, webmail
+    from pillarbox.web import (
+        account,
+        acme,
+        admin,
+        api,
+        autoconfig,
+        filters,
+        live,
+        mtasts,
+        webmail,
+    )
 
     config = services.config
     limits = config.web
@@ -464,6 +474,7 @@ def create_app(
     state = Web(services, limits, codec, _templates(), dict(ports or configured))
     routes: list[BaseRoute] = [
         *webmail.routes(),
+        *filters.routes(),
         *account.routes(),
         *admin.routes(),
         *api.routes(),

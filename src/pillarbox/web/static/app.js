@@ -1,8 +1,9 @@
 // Pillarbox webmail: small progressive enhancements over server-rendered pages.
 // Everything works without this file; it adds keyboard navigation (j/k, enter, x, r, a, f, c,
 // u, #, /), live updates from the server-sent change feed, confirmation of destructive buttons,
-// an upload size check, message-frame sizing, keeping unsent text across a forced re-login, and
-// the simple rich-text editor of compose (the server sanitises what it posts).
+// an upload size check, message-frame sizing, keeping unsent text across a forced re-login,
+// the simple rich-text editor of compose (the server sanitises what it posts), and showing only
+// the inputs a filter rule's chosen condition or action uses.
 "use strict";
 (function () {
   const DRAFT_KEY = "pillarbox.unsent";
@@ -208,4 +209,23 @@
       }
     }
   }
+
+  // -- filter rules: show only the inputs the chosen condition or action uses -----------------
+  // (the server ignores the others; without this file every input is simply shown)
+  function showWhen(fieldset, selectName, cells) {
+    const select = $(`select[name$=${selectName}]`, fieldset);
+    const update = () => {
+      Object.entries(cells).forEach(([when, values]) => {
+        const cell = $(`[data-when=${when}]`, fieldset);
+        if (cell) cell.hidden = !values.includes(select.value);
+      });
+    };
+    select.addEventListener("change", update);
+    update();
+  }
+  $$("fieldset.condition").forEach((fs) => showWhen(fs, "_field", { header: ["header"] }));
+  $$("fieldset.action").forEach((fs) => showWhen(fs, "_kind", {
+    folder: ["move", "copy"],
+    address: ["redirect", "redirect-copy"],
+  }));
 })();
