@@ -385,6 +385,12 @@ class SieveSection:
         90, "Largest :days a Sieve vacation may give; larger values are lowered (RFC 5230 §4.1)."
     )
     cache_entries: int = _f(256, "Compiled scripts kept in memory per process, by content.")
+    max_variables: int = _f(
+        255, "Variables one Sieve script may set (RFC 5229); more is refused at compile time."
+    )
+    max_variable_size: int = _f(
+        4096, "Octets of UTF-8 a Sieve variable holds; longer values are cut (RFC 5229 §6)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -827,6 +833,8 @@ def _validate(config: Config) -> None:
         ("sieve.max_nesting", config.sieve.max_nesting),
         ("sieve.vacation_max_days", config.sieve.vacation_max_days),
         ("sieve.cache_entries", config.sieve.cache_entries),
+        ("sieve.max_variables", config.sieve.max_variables),
+        ("sieve.max_variable_size", config.sieve.max_variable_size),
         ("managesieve.max_errors", config.managesieve.max_errors),
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),

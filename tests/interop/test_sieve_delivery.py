@@ -152,6 +152,23 @@ def test_fileinto_a_missing_folder_keeps_in_inbox(server: LiveServer) -> None:
     assert imap_read(server, INBOX) == [("$Lost", b"Subject: where to?")]
 
 
+def test_fileinto_a_folder_named_by_variables(server: LiveServer) -> None:
+    """RFC 5229: the list's tag in the subject names the folder, modifiers shape it."""
+    create_mailbox(server, "Lists/Dev")
+    activate(
+        server,
+        'require ["fileinto", "variables", "imap4flags"];\n'
+        'if header :matches "subject" "[*] *" {\n'
+        '  set :lower :upperfirst "list" "${1}";\n'
+        '  setflag "tag" "$List-${list}";\n'
+        '  fileinto :flags "${tag}" "Lists/${list}";\n'
+        "}\n",
+    )
+    send(server, message("[DEV] release on Friday"))
+    assert imap_read(server, "Lists/Dev") == [("$List-Dev", b"Subject: [DEV] release on Friday")]
+    assert imap_read(server, INBOX) == []
+
+
 def test_discard_stores_nothing(server: LiveServer) -> None:
     activate(server, 'if header :is "subject" "junk mail" { discard; }')
     send(server, message("junk mail"))  # still 250: discarded is delivered

@@ -150,6 +150,32 @@ CORPUS = [
     'require "body"; if body :raw :text "a" {}',
     'if body "a" {}',
     'require ["body", "relational"]; if body :count "gt" "1" {}',
+    # variables (RFC 5229)
+    'require "variables"; set "a" "b";',
+    'require "variables"; set "A_1" "${a}${1}${A_1}";',
+    'set "a" "b";',
+    'require "variables"; set "1" "b";',
+    'require "variables"; set "a.b" "c";',
+    'require "variables"; set "" "c";',
+    'require "variables"; set "a";',
+    'require "variables"; set ["a"] "b";',
+    'require "variables"; set :lower :upper "a" "b";',
+    'require "variables"; set :upperfirst :lowerfirst "a" "b";',
+    'require "variables"; set :lower :upperfirst :quotewildcard :length "a" "b";',
+    'require "variables"; set :length :length "a" "b";',
+    'require "variables"; set :bogus "a" "b";',
+    'require ["variables", "fileinto"]; fileinto "${doh!} ${ a } ${}";',
+    'require "fileinto"; fileinto "${a.b}";',
+    'require "variables"; if string "a" "b" {}',
+    'require "variables"; if string :matches ["a", "b"] ["*"] {}',
+    'require ["variables", "relational"]; if string :count "eq" "a" "1" {}',
+    'require "variables"; if string "a" {}',
+    'if string "a" "b" {}',
+    'require "variables"; if address "${h}" "a" {}',
+    'require "variables"; redirect "${to}";',
+    'require ["variables", "imap4flags"]; setflag "f" "a"; addflag "f" "b"; removeflag "f" "a";',
+    'require ["variables", "imap4flags"]; if hasflag ["f", "g"] "a" {}',
+    'require ["variables", "imap4flags"]; setflag "1" "a";',
     # the RFC's examples
     'require "fileinto";\nif header :is "Sender" "owner-ietf-mta-filters@imc.org" '
     '{ fileinto "filter"; }\nelsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
@@ -179,6 +205,12 @@ DIFFERENCES = [
         True,
         'RFC 5231 §4 writes the operators as ABNF quoted strings ("gt"), which RFC 5234 §2.3 '
         "makes case-insensitive; Pigeonhole takes lowercase only.",
+    ),
+    Difference(
+        'require ["variables", "fileinto"]; fileinto "${a.b}";',
+        False,
+        "RFC 5229 §3: a reference to a namespace no extension provides MUST cause an error; "
+        "sievec prints that error but exits 0 and keeps the script.",
     ),
 ]
 
@@ -280,6 +312,20 @@ if not exists "list-id" {
     vacation :days 3 :subject "Away" "I am away.";
 }
 setflag "\\\\Seen";
+""",
+    "variables": r"""require ["fileinto", "variables", "imap4flags", "envelope"];
+if address :matches ["to", "cc"] "*@*.org" { setflag "seen" "\\Seen ${1}"; }
+if envelope :matches "to" "*+*@*" { addflag "seen" "$${2}"; }
+if string :matches "${seen}" "*\\Seen*" { addflag "${seen}"; }
+if header :matches "List-Id" "*<*.*>" { fileinto "Lists/${2}"; }
+if header :matches "Subject" ["*[*]*", "* *"] {
+    set :lower :upperfirst "word" "${2}";
+    set :length "n" "${0}";
+    fileinto "Words/${word}/${n}";
+}
+set :quotewildcard "q" "*";
+if header :matches "Subject" "${q}" { fileinto "never"; }
+if header :matches "Subject" "*${q}*" { fileinto "never"; }
 """,
     "redirects": """require "copy";
 if header :contains "subject" ["lunch", "digest"] {

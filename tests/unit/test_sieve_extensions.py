@@ -1,11 +1,15 @@
 """The Sieve extensions in EXTENSIONS, each against its RFC: envelope (RFC 5228 §5.4),
 encoded-character (§2.4.2.4), copy (RFC 3894), imap4flags (RFC 5232), vacation (RFC 5230),
-subaddress (RFC 5233), body (RFC 5173), relational (RFC 5231) with i;ascii-numeric (RFC 4790)."""
+subaddress (RFC 5233), body (RFC 5173), relational (RFC 5231) with i;ascii-numeric (RFC 4790),
+variables (RFC 5229)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from pillarbox.config import SieveSection
 from pillarbox.sieve import (
     EXTENSIONS,
     Discard,
@@ -13,11 +17,14 @@ from pillarbox.sieve import (
     Keep,
     Outcome,
     Redirect,
+    RunLimits,
     SieveError,
     SieveMessage,
     Vacation,
     compile_script,
 )
+from pillarbox.sieve.cache import ScriptCache
+from pillarbox.sievescripts import InvalidScript, ScriptLimits, check_script
 
 MESSAGE = (
     b"From: Ken <ken+lists@example.org>\r\n"
@@ -74,6 +81,7 @@ def test_extensions_listed() -> None:
         "relational",
         "subaddress",
         "vacation",
+        "variables",
     )
 
 
@@ -434,3 +442,286 @@ def test_rfc5230_example() -> None:
     assert vacation.days == 23
     assert vacation.addresses == ("tjs@example.edu", "ts4z@landru.example.edu")
     assert vacation.reason.startswith("I'm away until October 19.\n")
+
+
+# -- variables (RFC 5229) ----------------------------------------------------------------------
+
+LIST_MESSAGE = (
+    b"From: Ken <ken+lists@example.org>\r\n"
+    b"To: coyote@ACME.Example.COM\r\n"
+    b"Subject: [acme-users] [fwd] version 1.0 is out\r\n"
+    b"List-ID: Acme users <acme-users@lists.example.com>\r\n"
+    b"\r\n"
+    b"Body here.\r\n"
+)
+
+
+def folders(script: str, raw: bytes = LIST_MESSAGE, **kwargs: int) -> list[str]:
+    """The mailboxes ``script`` (requiring fileinto and variables) files into."""
+    outcome = compile_script(f'require ["fileinto", "variables"];\n{script}').run(
+        message(raw, envelope_from="bounce@lists.example.com", envelope_to="me@example.org"),
+        RunLimits(**kwargs),
+    )
+    assert outcome.error is None, outcome.error
+    return [a.mailbox for a in outcome.actions if isinstance(a, FileInto)]
+
+
+def test_rfc5229_section_3_2_examples() -> None:
+    """The examples of §3.2, with what their comments say the match variables hold."""
+    script = """
+if header :matches "List-ID" "*<*@*" {
+    fileinto "INBOX.lists.${2}";
+}
+if header :matches "Subject" "[*] *" {
+    fileinto "INBOX.lists.${1}";
+    fileinto "rest.${2}";
+}
+if address :matches ["To", "Cc"] ["coyote@**.com", "wile@**.com"] {
+    fileinto "INBOX.business.${2}";
+    fileinto "whole.${0}.empty.${1}";
+}
+"""
+    assert folders(script) == [
+        "INBOX.lists.acme-users",
+        "rest.[fwd] version 1.0 is out",
+        "INBOX.business.ACME.Example",
+        "whole.coyote@ACME.Example.COM.empty.",
+    ]
+
+
+def test_rfc5229_section_3_2_untaken_tests_set_nothing() -> None:
+    """§3.2's last example: a test not evaluated (anyof short-cuts) sets no match variable."""
+    script = """
+if anyof (true, address :domain :matches "To" "*.com") { fileinto "x${1}"; }
+"""
+    assert folders(script) == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        # each "?" is a match variable too, in pattern order; stars match as little as they can
+        (
+            'if header :matches "Subject" "*?*?*" { fileinto "${1}|${2}|${3}|${4}|${5}"; }',
+            "|[||a|cme-users] [fwd] version 1.0 is out",
+        ),
+        # a failed :matches leaves the earlier values (§3.2)
+        (
+            'if header :matches "Subject" "[*]*" {}\n'
+            'if header :matches "Subject" "nomatch*" {}\nfileinto "${1}";',
+            "acme-users",
+        ),
+        # :is and :contains set none
+        (
+            'if header :matches "Subject" "[*]*" {}\n'
+            'if header :contains "Subject" "fwd" { fileinto "${1}"; }',
+            "acme-users",
+        ),
+        # the first value that matches, trying every key on a value before the next value
+        (
+            'if header :matches ["X-None", "Subject", "To"] ["*@*", "[*]*"] { fileinto "${1}"; }',
+            "acme-users",
+        ),
+        ('if header :matches "To" ["*@*", "*"] { fileinto "${1}"; }', "coyote"),
+        # a match variable past the last wildcard, or one never set, is empty
+        ('if header :matches "To" "*@*" { fileinto "[${3}${9}${10}${nothing}]"; }', "[]"),
+        # escaped wildcards are not variables
+        ('if header :matches "Subject" "\\\\[*\\\\]*" { fileinto "${1}"; }', "acme-users"),
+        ('if envelope :matches "from" "*@*" { fileinto "${2}"; }', "lists.example.com"),
+        # the string test (§5) sets them too; an expanded key's wildcards are wildcards
+        ('set "p" "*-*"; if string :matches "a-b-c" "${p}" { fileinto "${1}+${2}"; }', "a+b-c"),
+    ],
+)
+def test_match_variables(script: str, expected: str) -> None:
+    requires = '"envelope", ' if "envelope" in script else ""
+    outcome = compile_script(f'require [{requires}"fileinto", "variables"];\n{script}').run(
+        message(LIST_MESSAGE, envelope_from="bounce@lists.example.com", envelope_to="me@x.org")
+    )
+    assert [a.mailbox for a in outcome.actions if isinstance(a, FileInto)] == [expected]
+
+
+def test_body_sets_no_match_variables() -> None:
+    """As in Pigeonhole: body :matches matches but leaves ${1} as it was."""
+    script = 'require ["fileinto", "variables", "body"];\n'
+    script += 'if body :matches "*here*" { fileinto "a.${1}"; }'
+    assert compile_script(script).run(message(LIST_MESSAGE)).actions == (FileInto("a."),)
+
+
+@pytest.mark.parametrize(
+    ("modifiers", "value", "expected"),
+    [
+        # RFC 5229 §4.1's examples
+        (":length", "juMBlEd lETteRS", "15"),
+        (":lower", "juMBlEd lETteRS", "jumbled letters"),
+        (":upperfirst", "juMBlEd lETteRS", "JuMBlEd lETteRS"),
+        (":upperfirst :lower", "juMBlEd lETteRS", "Jumbled letters"),
+        (":lower :upperfirst", "juMBlEd lETteRS", "Jumbled letters"),  # precedence, not order
+        (":quotewildcard", "Rock*", "Rock\\*"),
+        (":quotewildcard", "a?b\\\\c", "a\\?b\\\\c"),  # Sieve's "a?b\\c" is a?b\c
+        (":upper", "juMBlEd lETteRS", "JUMBLED LETTERS"),
+        (":lowerfirst", "ABC", "aBC"),
+        (":length :quotewildcard", "a*", "3"),  # quoted first (20), then measured (10)
+        (":length", "h\u00e9\u00e9", "3"),  # characters, not octets
+        (":upper", "\u00e9a", "\u00e9A"),  # A–Z only, as i;ascii-casemap and Pigeonhole
+        ("", "${x}${x}", "abab"),
+    ],
+)
+def test_set_modifiers(modifiers: str, value: str, expected: str) -> None:
+    script = f'set "x" "ab"; set {modifiers} "b" "{value}"; fileinto "${{b}}";'
+    assert folders(script) == [expected]
+
+
+def test_names_ignore_case_and_expansion_is_done_once() -> None:
+    script = 'set "Company" "ACME"; set "raw" "${company}"; set "ref" "${Company}x${";\n'
+    script += 'set "inner" "${President, ${Company} Inc.}"; set "lit" "\\${raw}";\n'
+    script += 'fileinto "${COMPANY}|${REF}|${inner}"; set "v" "${r"; fileinto "${v}aw}";'
+    assert folders(script) == ["ACME|ACMEx${|${President, ACME Inc.}", "${raw}"]
+
+
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ('string :is "${a}" "xy"', True),
+        ('string :is "${a}" "x"', False),
+        ('string :is "${none}" ""', True),
+        ('string :contains ["${a}", "q"] "y"', True),
+        ('string :count "eq" ["${none}", "", "${a}"] "1"', True),  # "" counts 0 (§5)
+        ('string :count "eq" ["", ""] "0"', True),
+        ('string :value "gt" :comparator "i;ascii-numeric" "${n}" "9"', True),
+        ('not string :is "${a}" "${b}"', True),
+    ],
+)
+def test_string_test(test: str, expected: bool) -> None:
+    script = (
+        'require ["variables", "relational", "comparator-i;ascii-numeric"];\n'
+        'set "a" "xy"; set "b" "XY!"; set "n" "10";\n'
+        f"if {test} {{ discard; }}"
+    )
+    assert (run(script).actions == (Discard(),)) is expected
+
+
+def test_variables_in_every_argument_that_reads_them() -> None:
+    script = """require ["variables", "fileinto", "imap4flags", "copy", "envelope", "vacation"];
+set "h" "subject"; set "f" "\\\\Seen $Tag"; set "who" "ken@example.org";
+set "e" "from"; set "d" "lists.example.com";
+if allof (header :contains "${h}" "acme", exists "${h}", envelope :domain "${e}" "${d}") {
+    addflag "${f}";
+    redirect :copy "${who}";
+    vacation :subject "Re: ${h}" :handle "h-${e}" :from "${who}" "Away: ${d}";
+}
+"""
+    outcome = compile_script(script).run(
+        message(LIST_MESSAGE, envelope_from="bounce@lists.example.com", envelope_to="me@x.org")
+    )
+    assert outcome.actions == (
+        Redirect("ken@example.org", copy=True),
+        Vacation(
+            reason="Away: lists.example.com",
+            handle="h-from",
+            subject="Re: subject",
+            from_="ken@example.org",
+        ),
+        Keep(("\\Seen", "$Tag")),
+    )
+
+
+def test_an_invalid_address_made_of_variables_is_a_runtime_error() -> None:
+    outcome = run('require "variables"; set "a" "not an address"; redirect "${a}";')
+    assert outcome.actions == (Keep(),)
+    assert outcome.error is not None and "invalid address" in outcome.error
+
+
+def test_values_are_cut_at_max_variable_size() -> None:
+    script = 'set "a" "\u00e9\u00e9\u00e9"; set "b" "${a}${a}"; set :length "n" "${b}";'
+    script += 'if header :matches "subject" "*" { set :length "m" "${0}"; }'
+    script += 'fileinto "${n}.${m}";'
+    assert folders(script, max_variable_size=5) == ["2.5"]  # é is two octets
+    assert folders(script) == ["6.37"]
+
+
+@pytest.mark.parametrize(
+    ("script", "message_part"),
+    [
+        ('require "variables"; set "1" "x";', "invalid variable name '1'"),
+        ('require "variables"; set "a.b" "x";', "invalid variable name 'a.b'"),
+        ('require "variables"; set "" "x";', "invalid variable name ''"),
+        ('require "variables"; set "a";', "takes 2 positional"),
+        ('require "variables"; set :lower :upper "a" "x";', "exclude each other"),
+        ('require "variables"; set :lowerfirst :upperfirst "a" "x";', "exclude each other"),
+        ('require "variables"; set :length :length "a" "x";', "given twice"),
+        ('require "variables"; set :count "a" "x";', "unknown tag"),
+        ('require ["variables", "fileinto"]; fileinto "${a.b}";', "namespace 'a'"),
+        ('require "variables"; if string :is "${env.x}" "" {}', "namespace 'env'"),
+        ('set "a" "x";', "needs require 'variables'"),
+        ('if string "a" "b" {}', "needs require 'variables'"),
+        ('require "variables"; if string "a" {}', "takes 2 positional"),
+    ],
+)
+def test_variables_compile_errors(script: str, message_part: str) -> None:
+    with pytest.raises(SieveError, match=re.escape(message_part)):
+        compile_script(script)
+
+
+def test_without_the_extension_references_are_text() -> None:
+    script = 'require "fileinto"; fileinto "${a.b}";'
+    assert run(script).actions == (FileInto("${a.b}"),)
+
+
+def test_checks_of_values_wait_for_run_time_when_they_hold_variables() -> None:
+    """address on a non-address header, an envelope part, a redirect address: constants are
+    refused at compile time, values made of variables judged when the script runs."""
+    compile_script('require "variables"; if address "${h}" "a" {}')
+    compile_script('require ["variables", "envelope"]; if envelope "${p}" "a" {}')
+    compile_script('require "variables"; redirect "${to}";')
+    with pytest.raises(SieveError):
+        compile_script('require "variables"; if address "subject" "a" {}')
+    script = 'require ["variables", "envelope"]; set "p" "auth";'
+    script += 'if envelope :matches "${p}" "*" { discard; }'
+    assert run(script).actions == (Keep(),)
+
+
+def test_number_of_variables_is_bounded() -> None:
+    names = "".join(f'set "v{n}" "x"; set "V{n}" "y";' for n in range(3))
+    compile_script(f'require "variables"; {names}', max_variables=3)
+    with pytest.raises(SieveError, match="more than 2 variables"):
+        compile_script(f'require "variables"; {names}', max_variables=2)
+
+
+def test_imap4flags_on_variables() -> None:
+    """RFC 5232 §3, §4 with variables: a first argument names the variable the flags live in."""
+    script = r"""require ["fileinto", "variables", "imap4flags"];
+setflag "f" "\\Seen b";
+addflag "f" ["c", "d"];
+removeflag "F" "b";
+fileinto "a.${f}";
+set "g" "x y";
+if hasflag ["f", "g"] "y" { fileinto "b"; }
+if hasflag :matches "f" "c*" { fileinto "c${0}"; }
+if hasflag "c" { fileinto "never"; }
+addflag "g" "Z \\bogus";
+fileinto "e.${g}";
+"""
+    outcome = compile_script(script).run(message())
+    assert [a.mailbox for a in outcome.actions if isinstance(a, FileInto)] == [
+        "a.\\Seen c d",
+        "b",
+        "cc",
+        "e.x y Z",
+    ]
+    assert outcome.actions[-1] == FileInto("e.x y Z")  # the internal variable stayed empty
+    with pytest.raises(SieveError, match="takes 1 positional"):
+        compile_script('require "imap4flags"; setflag "f" "x";')  # needs variables
+    with pytest.raises(SieveError, match="invalid variable name"):
+        compile_script('require ["imap4flags", "variables"]; addflag "1" "x";')
+
+
+def test_config_bounds_reach_the_compiler_and_the_run() -> None:
+    """``sieve.max_variables`` refuses at upload (ScriptLimits) and in delivery's cache;
+    ``sieve.max_variable_size`` is a RunLimits field delivery fills from the same section."""
+    section = SieveSection(max_variables=1, max_variable_size=8)
+    script = 'require "variables"; set "a" "1"; set "b" "2";'
+    with pytest.raises(InvalidScript, match="more than 1 variables"):
+        check_script(script, ScriptLimits.of(section))
+    with pytest.raises(SieveError, match="more than 1 variables"):
+        ScriptCache(max_variables=section.max_variables).script(script)
+    check_script(script, ScriptLimits.of(SieveSection()))

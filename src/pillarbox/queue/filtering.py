@@ -130,7 +130,11 @@ class LocalDelivery:
             forwarder,
             responder,
             services.queue_wakeup,
-            limits=RunLimits(max_actions=section.max_actions, max_redirects=section.max_redirects),
+            limits=RunLimits(
+                max_actions=section.max_actions,
+                max_redirects=section.max_redirects,
+                max_variable_size=section.max_variable_size,
+            ),
             default_days=max(1, round(config.vacation.interval_days)),
             max_days=section.vacation_max_days,
         )

@@ -22,9 +22,10 @@ from pillarbox.sieve.grammar import parse
 from pillarbox.sieve.interpret import RunLimits, run
 from pillarbox.sieve.message import SieveMessage
 from pillarbox.sieve.program import Node
-from pillarbox.sieve.validate import EXTENSIONS, compile_commands
+from pillarbox.sieve.validate import DEFAULT_MAX_VARIABLES, EXTENSIONS, compile_commands
 
 __all__ = [
+    "DEFAULT_MAX_VARIABLES",
     "EXTENSIONS",
     "Action",
     "Discard",
@@ -57,11 +58,18 @@ class Script:
 
 
 def compile_script(
-    text: str, *, max_size: int | None = None, max_nesting: int = DEFAULT_MAX_NESTING
+    text: str,
+    *,
+    max_size: int | None = None,
+    max_nesting: int = DEFAULT_MAX_NESTING,
+    max_variables: int = DEFAULT_MAX_VARIABLES,
 ) -> Script:
     """Compile ``text``; :class:`SieveError` (with the line) if it is not a valid script.
-    ``max_size`` bounds its UTF-8 size in bytes (``sieve.max_script_size``)."""
+    ``max_size`` bounds its UTF-8 size in bytes (``sieve.max_script_size``),
+    ``max_variables`` the variables it may ``set`` (``sieve.max_variables``)."""
     if max_size is not None and len(text.encode("utf-8", "surrogatepass")) > max_size:
         raise SieveError(1, f"script larger than {max_size} bytes")
-    requires, commands = compile_commands(parse(text, max_nesting=max_nesting))
+    requires, commands = compile_commands(
+        parse(text, max_nesting=max_nesting), max_variables=max_variables
+    )
     return Script(requires, commands)

@@ -43,6 +43,9 @@ class Spec:
     block: bool = False
     #: A group one of whose tags must be given (``size`` needs :over or :under).
     required_group: str | None = None
+    #: With "variables", a first positional argument naming variables may come before the
+    #: others (RFC 5232 §3, §4: ``setflag "var" "flags"``, ``hasflag ["v"] "flag"``).
+    variable_first: Arg | None = None
 
     def tag(self, name: str) -> TagSpec | None:
         return next((t for t in self.tags if t.name == name), None)
@@ -83,9 +86,9 @@ SPECS: dict[str, Spec] = {
         Spec("redirect", tags=(COPY,), positional=(S,)),
         Spec("fileinto", extension="fileinto", tags=(FLAGS, COPY), positional=(S,)),
         # RFC 5232 §3 (without "variables": only the internal variable)
-        Spec("setflag", extension="imap4flags", positional=(L,)),
-        Spec("addflag", extension="imap4flags", positional=(L,)),
-        Spec("removeflag", extension="imap4flags", positional=(L,)),
+        Spec("setflag", extension="imap4flags", positional=(L,), variable_first=S),
+        Spec("addflag", extension="imap4flags", positional=(L,), variable_first=S),
+        Spec("removeflag", extension="imap4flags", positional=(L,), variable_first=S),
         # RFC 5230 §4
         Spec(
             "vacation",
@@ -99,6 +102,20 @@ SPECS: dict[str, Spec] = {
                 TagSpec("handle", S),
             ),
             positional=(S,),
+        ),
+        # RFC 5229 §4: modifiers of one precedence are one group
+        Spec(
+            "set",
+            extension="variables",
+            tags=(
+                TagSpec("lower", group="case"),
+                TagSpec("upper", group="case"),
+                TagSpec("lowerfirst", group="casefirst"),
+                TagSpec("upperfirst", group="casefirst"),
+                TagSpec("quotewildcard"),
+                TagSpec("length"),
+            ),
+            positional=(S, S),
         ),
         # RFC 5228 §5: tests
         Spec("address", True, tags=COMPARATOR + ADDRESS_PART + MATCH_TYPE, positional=(L, L)),
@@ -122,9 +139,18 @@ SPECS: dict[str, Spec] = {
             required_group="size",
         ),
         Spec("true", True),
+        # RFC 5229 §5
+        Spec(
+            "string", True, extension="variables", tags=COMPARATOR + MATCH_TYPE, positional=(L, L)
+        ),
         # RFC 5232 §4
         Spec(
-            "hasflag", True, extension="imap4flags", tags=COMPARATOR + MATCH_TYPE, positional=(L,)
+            "hasflag",
+            True,
+            extension="imap4flags",
+            tags=COMPARATOR + MATCH_TYPE,
+            positional=(L,),
+            variable_first=L,
         ),
         # RFC 5173 §5
         Spec(
