@@ -391,6 +391,9 @@ class SieveSection:
     max_variable_size: int = _f(
         4096, "Octets of UTF-8 a Sieve variable holds; longer values are cut (RFC 5229 §6)."
     )
+    create_max_mailboxes: int = _f(
+        500, "fileinto :create makes a mailbox only while the account has fewer (RFC 5490)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -835,6 +838,7 @@ def _validate(config: Config) -> None:
         ("sieve.cache_entries", config.sieve.cache_entries),
         ("sieve.max_variables", config.sieve.max_variables),
         ("sieve.max_variable_size", config.sieve.max_variable_size),
+        ("sieve.create_max_mailboxes", config.sieve.create_max_mailboxes),
         ("managesieve.max_errors", config.managesieve.max_errors),
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),

@@ -169,6 +169,59 @@ def test_fileinto_a_folder_named_by_variables(server: LiveServer) -> None:
     assert imap_read(server, INBOX) == []
 
 
+def test_fileinto_create_makes_the_folder_once(server: LiveServer) -> None:
+    """RFC 5490 §3.2: the folder (and its superior) is made at the first delivery, reused by
+    the second; mailboxexists sees the account's folders; an invalid name keeps the copy."""
+    activate(
+        server,
+        'require ["fileinto", "mailbox", "variables", "imap4flags"];\n'
+        'if header :matches "subject" "[*] *" {\n'
+        '  if mailboxexists "Lists/${1}" { addflag "existed"; }\n'
+        '  fileinto :create "Lists/${1}";\n'
+        "}\n",
+    )
+    send(server, message("[dev] one"))
+    send(server, message("[dev] two"))
+    send(server, message("[bad//name] three"))
+    assert imap_read(server, "Lists/dev") == [
+        ("", b"Subject: [dev] one"),
+        ("existed", b"Subject: [dev] two"),
+    ]
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        typ, listed = imap.list('""', "Lists*")
+    assert typ == "OK"
+    assert sorted(line.rsplit(b" ", 1)[-1] for line in listed if isinstance(line, bytes)) == [
+        b"Lists",
+        b"Lists/dev",
+    ]
+    assert imap_read(server, INBOX) == [("", b"Subject: [bad//name] three")]
+
+
+def test_fileinto_create_stops_at_the_mailbox_bound(tmp_path: Path, dns_port: int) -> None:
+    """sieve.create_max_mailboxes: a new account has six mailboxes; with a bound of seven the
+    script makes one folder, then keeps in INBOX."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),
+        sieve=cfg.SieveSection(create_max_mailboxes=7),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        activate(
+            live,
+            'require ["fileinto", "mailbox", "variables"];\n'
+            'if header :matches "subject" "*" { fileinto :create "${1}"; }\n',
+        )
+        for subject in ("first", "second", "first"):
+            send(live, message(subject))
+        assert imap_read(live, "first") == [("", b"Subject: first"), ("", b"Subject: first")]
+        assert imap_read(live, INBOX) == [("", b"Subject: second")]
+
+
 def test_discard_stores_nothing(server: LiveServer) -> None:
     activate(server, 'if header :is "subject" "junk mail" { discard; }')
     send(server, message("junk mail"))  # still 250: discarded is delivered

@@ -176,6 +176,19 @@ CORPUS = [
     'require ["variables", "imap4flags"]; setflag "f" "a"; addflag "f" "b"; removeflag "f" "a";',
     'require ["variables", "imap4flags"]; if hasflag ["f", "g"] "a" {}',
     'require ["variables", "imap4flags"]; setflag "1" "a";',
+    # mailbox (RFC 5490)
+    'require ["fileinto", "mailbox"]; fileinto :create "a";',
+    'require ["fileinto", "mailbox", "copy", "imap4flags"]; fileinto :create :copy :flags "x" "a";',
+    'require "fileinto"; fileinto :create "a";',
+    'require "mailbox"; fileinto :create "a";',
+    'require ["fileinto", "mailbox"]; fileinto :create :create "a";',
+    'require ["fileinto", "mailbox"]; keep :create;',
+    'require "mailbox"; if mailboxexists "a" {}',
+    'require "mailbox"; if mailboxexists ["a", "b"] {}',
+    'if mailboxexists "a" {}',
+    'require "mailbox"; if mailboxexists {}',
+    'require "mailbox"; if mailboxexists "a" "b" {}',
+    'require "mailbox"; if mailboxexists :is "a" {}',
     # the RFC's examples
     'require "fileinto";\nif header :is "Sender" "owner-ietf-mta-filters@imc.org" '
     '{ fileinto "filter"; }\nelsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
@@ -267,6 +280,9 @@ def test_known_differences_are_still_differences(difference: Difference, workdir
 
 SENDER = "bounce@lists.example.net"
 RECIPIENT = "me+sieve@example.org"
+#: The account's mailboxes (for mailboxexists): ours get the names, sieve-test a Maildir++
+#: with these folders (flat names: Maildir++ separates levels with ".").
+MAILBOXES = ("INBOX", "Lists", "Boss")
 
 MESSAGES = {
     "report": (
@@ -327,6 +343,18 @@ set :quotewildcard "q" "*";
 if header :matches "Subject" "${q}" { fileinto "never"; }
 if header :matches "Subject" "*${q}*" { fileinto "never"; }
 """,
+    "mailbox": """require ["fileinto", "mailbox", "variables"];
+if mailboxexists "Boss" {
+    if address :domain "from" "example.com" { fileinto "Boss"; }
+}
+if mailboxexists ["INBOX", "Lists"] {
+    if header :matches "list-id" "<*.example.net>" { fileinto :create "Lists/${1}"; }
+}
+if mailboxexists "Nope" { fileinto "never"; }
+if not mailboxexists ["Lists", "Nope"] {
+    if header :contains "subject" "money" { fileinto :create "Money"; }
+}
+""",
     "redirects": """require "copy";
 if header :contains "subject" ["lunch", "digest"] {
     redirect :copy "a@example.net";
@@ -348,7 +376,9 @@ class Decision:
 
 def _ours(script: str, raw: bytes) -> Decision:
     outcome = compile_script(script).run(
-        SieveMessage.from_bytes(raw, envelope_from=SENDER, envelope_to=RECIPIENT)
+        SieveMessage.from_bytes(
+            raw, envelope_from=SENDER, envelope_to=RECIPIENT, mailboxes=MAILBOXES
+        )
     )
     assert outcome.error is None
     stores = set()
@@ -375,7 +405,14 @@ def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
     message.write_bytes(raw)
     for path in (source, message):
         path.chmod(0o644)
-    command = ["sieve-test", "-f", SENDER, "-r", RECIPIENT, "-a", RECIPIENT]
+    maildir = directory / "Maildir"
+    for folder in ("", *(f".{m}" for m in MAILBOXES if m != "INBOX")):
+        for sub in ("cur", "new", "tmp"):
+            (maildir / folder / sub).mkdir(parents=True, exist_ok=True)
+    for path in (maildir, *maildir.rglob("*")):
+        path.chmod(0o777)
+    command = ["sieve-test", "-l", f"maildir:{maildir}", "-f", SENDER, "-r", RECIPIENT]
+    command += ["-a", RECIPIENT]
     if os.geteuid() == 0:  # Dovecot's tools refuse to run as root
         user = unprivileged_user()
         command = [

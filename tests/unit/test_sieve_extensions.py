@@ -78,6 +78,7 @@ def test_extensions_listed() -> None:
         "envelope",
         "fileinto",
         "imap4flags",
+        "mailbox",
         "relational",
         "subaddress",
         "vacation",
@@ -725,3 +726,65 @@ def test_config_bounds_reach_the_compiler_and_the_run() -> None:
     with pytest.raises(SieveError, match="more than 1 variables"):
         ScriptCache(max_variables=section.max_variables).script(script)
     check_script(script, ScriptLimits.of(SieveSection()))
+
+
+# -- mailbox (RFC 5490) --------------------------------------------------------------------------
+
+MAILBOXES = ("INBOX", "Lists", "Lists/dev", "Caf\u00e9")
+
+
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ('mailboxexists "Lists"', True),
+        ('mailboxexists ["INBOX", "Lists/dev"]', True),
+        ('mailboxexists "inbox"', True),  # INBOX in any case (RFC 9051 §5.1)
+        ('mailboxexists "Cafe\u0301"', True),  # compared in NFC, as the store does
+        ('mailboxexists "lists"', False),  # other names keep their case
+        ('mailboxexists ["Lists", "Nope"]', False),  # all of them must exist (§3.1)
+        ('mailboxexists "Lists/"', False),  # a name the store refuses exists nowhere
+        ('mailboxexists ""', False),
+        ('mailboxexists "${box}"', True),  # names are expanded (RFC 5229 §3)
+    ],
+)
+def test_mailboxexists(test: str, expected: bool) -> None:
+    msg = SieveMessage.from_bytes(MESSAGE, mailboxes=MAILBOXES)
+    script = f'require ["mailbox", "variables"]; set "box" "Lists/dev"; if {test} {{ discard; }}'
+    assert (run(script, msg).actions == (Discard(),)) is expected
+
+
+def test_mailboxexists_without_the_names_is_false() -> None:
+    """A view made without the account's mailboxes (a tool, a test) has none."""
+    assert holds('"mailbox"', 'mailboxexists "INBOX"') is False
+
+
+@pytest.mark.parametrize(
+    ("script", "actions"),
+    [
+        ('fileinto :create "New";', (FileInto("New", create=True),)),
+        ('fileinto :create :copy "New";', (FileInto("New", copy=True, create=True), Keep())),
+        # duplicates collapse (RFC 5228 §2.10.3): one copy, created if either asked
+        ('fileinto "New"; fileinto :create "New";', (FileInto("New", create=True),)),
+        ('fileinto "New";', (FileInto("New"),)),
+    ],
+)
+def test_fileinto_create(script: str, actions: tuple[object, ...]) -> None:
+    full = f'require ["fileinto", "mailbox", "copy"]; {script}'
+    assert run(full).actions == actions
+
+
+@pytest.mark.parametrize(
+    ("script", "message_part"),
+    [
+        ('require "fileinto"; fileinto :create "a";', "needs require 'mailbox'"),
+        ('require "mailbox"; fileinto :create "a";', "needs require 'fileinto'"),
+        ('require ["fileinto", "mailbox"]; fileinto :create :create "a";', "given twice"),
+        ('if mailboxexists "a" {}', "needs require 'mailbox'"),
+        ('require "mailbox"; if mailboxexists {}', "takes 1 positional"),
+        ('require "mailbox"; if mailboxexists "a" "b" {}', "takes 1 positional"),
+        ('require "mailbox"; if mailboxexists 1 {}', "expected a string list"),
+    ],
+)
+def test_mailbox_compile_errors(script: str, message_part: str) -> None:
+    with pytest.raises(SieveError, match=re.escape(message_part)):
+        compile_script(script)

@@ -13,6 +13,13 @@ Implementation notes (the rules are also in docs/sieve.md):
   copy in the policy's mailbox instead, with the fileinto's flags, logged (RFC 5228 §4.1
   leaves it to the implementation; creating folders from a script would let a typo make one).
   Keep and fileinto of the same mailbox are one copy (§2.10.3), their imap4flags united.
+- **fileinto :create** (RFC 5490 §3.2) creates a missing mailbox through the store (its name
+  checks: ``normalize_mailbox_name``; superiors made too), as a plain folder — never with a
+  special use — and only while the account has fewer than ``sieve.create_max_mailboxes``, so
+  a script filing by header values cannot flood it. A creation that fails (an invalid name,
+  the bound) is the §3.2 error: the copy goes where a missing mailbox's would, logged.
+- **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
+  script that requires "mailbox".
 - **discard** stores nothing and logs it; the message still counts as delivered.
 - **redirect** queues a copy through :mod:`.forwarding` (SRS, ARC, ``Delivered-To`` loop
   check). Spam is never redirected, as it is never forwarded; a redirect that is not done (spam,
@@ -33,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.blocking import run_sized
-from pillarbox.errors import InvalidName
+from pillarbox.errors import AlreadyExists, InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.model import MessageInfo
@@ -77,6 +84,8 @@ class _Plan:
     targets: tuple[DeliveryTarget, ...]
     redirects: tuple[str, ...]
     vacation: Vacation | None
+    #: The targets' mailboxes a ``fileinto :create`` named (RFC 5490 §3.2).
+    create: frozenset[str] = frozenset()
 
 
 class LocalDelivery:
@@ -94,6 +103,7 @@ class LocalDelivery:
         limits: RunLimits,
         default_days: int,
         max_days: int,
+        create_max_mailboxes: int = 500,
     ) -> None:
         self._store = store
         self._router = router
@@ -104,6 +114,7 @@ class LocalDelivery:
         self._limits = limits
         self._default_days = default_days
         self._max_days = max_days
+        self._create_max_mailboxes = create_max_mailboxes
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -137,6 +148,7 @@ class LocalDelivery:
             ),
             default_days=max(1, round(config.vacation.interval_days)),
             max_days=section.vacation_max_days,
+            create_max_mailboxes=section.create_max_mailboxes,
         )
 
     async def deliver(
@@ -181,6 +193,8 @@ class LocalDelivery:
             _log.info("discarded by sieve", account=account.address)
         if plan.targets:
             results = await self._store.deliver(copy, info, list(plan.targets))
+            if plan.create:
+                results = await self._created(account, copy, info, results, plan.create)
             results = await self._missing_mailboxes(copy, info, results, mailbox)
             if not any(r.status is DeliveryStatus.STORED for r in results):
                 _log.info(
@@ -225,7 +239,12 @@ class LocalDelivery:
                 error=str(exc),
             )
             return Outcome((Keep(),), error=str(exc))
-        view = SieveMessage.of(copy, info, envelope_from=sender, envelope_to=rcpt)
+        mailboxes: list[str] = []
+        if "mailbox" in script.requires:  # RFC 5490 §3.1 mailboxexists
+            mailboxes = [m.name for m in await self._store.list_mailboxes(account.id)]
+        view = SieveMessage.of(
+            copy, info, envelope_from=sender, envelope_to=rcpt, mailboxes=mailboxes
+        )
         try:
             outcome = await run_sized(len(copy), script.run, view, self._limits)
         except Exception as exc:  # a fault of ours must not lose the message: keep it
@@ -239,6 +258,51 @@ class LocalDelivery:
                 error=outcome.error,
             )
         return outcome
+
+    async def _created(
+        self,
+        account: Account,
+        copy: bytes,
+        info: MessageInfo,
+        results: list[DeliveryResult],
+        create: frozenset[str],
+    ) -> list[DeliveryResult]:
+        """RFC 5490 §3.2: targets a ``fileinto :create`` named that were missing, created and
+        delivered again; those that cannot be created stay missing (see the module notes)."""
+        out: list[DeliveryResult] = []
+        for result in results:
+            target = result.target
+            if result.status is not DeliveryStatus.NO_MAILBOX or target.mailbox not in create:
+                out.append(result)
+                continue
+            count = len(await self._store.list_mailboxes(account.id))
+            if count >= self._create_max_mailboxes:
+                _log.warning(
+                    "sieve fileinto :create: too many mailboxes",
+                    account=account.address,
+                    mailbox=target.mailbox,
+                    limit=self._create_max_mailboxes,
+                )
+                out.append(result)
+                continue
+            try:
+                await self._store.create_mailbox(account.id, target.mailbox)
+            except InvalidName as exc:
+                _log.info(
+                    "sieve fileinto :create: invalid name",
+                    account=account.address,
+                    mailbox=target.mailbox,
+                    error=str(exc),
+                )
+                out.append(result)
+                continue
+            except AlreadyExists:
+                pass  # made meanwhile (another delivery, an IMAP CREATE): deliver into it
+            else:
+                _log.info("sieve fileinto :create", account=account.address, mailbox=target.mailbox)
+            [again] = await self._store.deliver(copy, info, [target])
+            out.append(again)
+        return out
 
     async def _missing_mailboxes(
         self,
@@ -352,6 +416,7 @@ def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -
     targets: dict[str, DeliveryTarget] = {}
     redirects: list[str] = []
     reply: Vacation | None = None
+    create: set[str] = set()
 
     def add(name: str, flags: tuple[str, ...]) -> None:
         key = name.upper() if name.upper() == INBOX else name
@@ -365,6 +430,8 @@ def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -
             add(mailbox, action.flags)
         elif isinstance(action, FileInto):
             add(action.mailbox, action.flags)
+            if action.create:
+                create.add(action.mailbox)
         elif isinstance(action, Redirect):
             if may_redirect:
                 redirects.append(action.address)
@@ -374,4 +441,4 @@ def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -
             reply = action
     if kept_for_redirect and not targets:
         add(mailbox, ())
-    return _Plan(tuple(targets.values()), tuple(redirects), reply)
+    return _Plan(tuple(targets.values()), tuple(redirects), reply, frozenset(create))

@@ -15,11 +15,13 @@ class Keep:
 
 @dataclass(frozen=True, slots=True)
 class FileInto:
-    """Store in ``mailbox`` (RFC 5228 §4.1). ``copy`` (RFC 3894) left the implicit keep on."""
+    """Store in ``mailbox`` (RFC 5228 §4.1). ``copy`` (RFC 3894) left the implicit keep on;
+    ``create`` (RFC 5490 §3.2) asks delivery to create the mailbox if it is missing."""
 
     mailbox: str
     flags: tuple[str, ...] = ()
     copy: bool = False
+    create: bool = False
 
 
 @dataclass(frozen=True, slots=True)

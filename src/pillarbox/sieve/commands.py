@@ -84,7 +84,12 @@ SPECS: dict[str, Spec] = {
         Spec("keep", tags=(FLAGS,)),
         Spec("discard"),
         Spec("redirect", tags=(COPY,), positional=(S,)),
-        Spec("fileinto", extension="fileinto", tags=(FLAGS, COPY), positional=(S,)),
+        Spec(
+            "fileinto",
+            extension="fileinto",
+            tags=(FLAGS, COPY, TagSpec("create", extension="mailbox")),  # RFC 5490 §3.2
+            positional=(S,),
+        ),
         # RFC 5232 §3 (without "variables": only the internal variable)
         Spec("setflag", extension="imap4flags", positional=(L,), variable_first=S),
         Spec("addflag", extension="imap4flags", positional=(L,), variable_first=S),
@@ -139,6 +144,8 @@ SPECS: dict[str, Spec] = {
             required_group="size",
         ),
         Spec("true", True),
+        # RFC 5490 §3.1
+        Spec("mailboxexists", True, extension="mailbox", positional=(L,)),
         # RFC 5229 §5
         Spec(
             "string", True, extension="variables", tags=COMPARATOR + MATCH_TYPE, positional=(L, L)

@@ -159,7 +159,8 @@ class _Run:
         elif name == "fileinto":
             copy = "copy" in node.tags
             self.implicit_keep = self.implicit_keep and copy
-            self.add(FileInto(self.string(node, 0), self.action_flags(node), copy))
+            create = "create" in node.tags
+            self.add(FileInto(self.string(node, 0), self.action_flags(node), copy, create))
         elif name == "redirect":
             copy = "copy" in node.tags
             self.implicit_keep = self.implicit_keep and copy
@@ -217,7 +218,9 @@ class _Run:
                 and earlier.mailbox == action.mailbox
             ):
                 flags = _united(earlier.flags, action.flags)
-                self.actions[index] = FileInto(action.mailbox, flags, earlier.copy and action.copy)
+                copy = earlier.copy and action.copy
+                create = earlier.create or action.create
+                self.actions[index] = FileInto(action.mailbox, flags, copy, create)
                 return
             if (
                 isinstance(action, Redirect)
@@ -250,6 +253,8 @@ class _Run:
             return any(self.test(t) for t in node.tests)
         if name == "exists":
             return all(message.exists(h) for h in self.strings(node, 0))
+        if name == "mailboxexists":
+            return all(message.mailbox_exists(n) for n in self.strings(node, 0))
         if name == "size":
             over = node.tag_number("over")
             if over is not None:

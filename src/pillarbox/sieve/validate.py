@@ -33,6 +33,7 @@ EXTENSIONS: tuple[str, ...] = (
     "envelope",
     "fileinto",
     "imap4flags",
+    "mailbox",
     "relational",
     "subaddress",
     "vacation",
