@@ -9,6 +9,7 @@ import re
 import secrets
 import smtplib
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,31 @@ def test_fileinto_create_stops_at_the_mailbox_bound(tmp_path: Path, dns_port: in
             send(live, message(subject))
         assert imap_read(live, "first") == [("", b"Subject: first"), ("", b"Subject: first")]
         assert imap_read(live, INBOX) == [("", b"Subject: second")]
+
+
+def test_currentdate_files_by_the_delivery_date(server: LiveServer) -> None:
+    """RFC 5260 §5: the rule reads the time of delivery (the server's clock, handed to the
+    run), and date reads the message's Date field."""
+    activate(
+        server,
+        'require ["fileinto", "mailbox", "date", "variables", "relational"];\n'
+        'if currentdate :matches "year" "*" { set "year" "${1}"; }\n'
+        'if currentdate :value "lt" "date" "2000-01-01" { fileinto "Past"; stop; }\n'
+        'if date :is :originalzone "date" "year" "2025" {\n'
+        '  fileinto :create "Filed ${year}/From 2025";\n'
+        "}\n",
+    )
+    before = datetime.now().astimezone().year
+    send(server, message("dated"))
+    after = datetime.now().astimezone().year
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        typ, listed = imap.list('""', "Filed*/*")
+    assert typ == "OK"
+    [line] = [item for item in listed if isinstance(item, bytes)]
+    # a delivery at New Year's midnight may see either year
+    [name] = [f"Filed {y}/From 2025" for y in {before, after} if f'"Filed {y}/' in line.decode()]
+    assert imap_read(server, name) == [("", b"Subject: dated")]
 
 
 def test_discard_stores_nothing(server: LiveServer) -> None:

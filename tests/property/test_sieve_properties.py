@@ -38,6 +38,8 @@ WORDS = [
     '"copy"', '"envelope"', '"vacation"', '"relational"', '"subaddress"', '"body"',
     '"subject"', '"from"', '"to"', '"x*"', '"a@b.c"', '"gt"', '"i;octet"', "10K", "0",
     '["a", "b"]', "set", "string", '"variables"', '"${a}"', '"${1}"', ":lower", ":length",
+    "date", "currentdate", ":zone", ":originalzone", ":index", ":last", '"date"', '"year"',
+    '"+0100"', "mailboxexists", ":create", '"mailbox"', '"index"',
     "text:\nx\n.\n", "{", "}", "(", ")", ",", ";", "[", "]", "#c\n", "/*c*/",
 ]  # fmt: skip
 

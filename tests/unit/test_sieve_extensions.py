@@ -6,6 +6,7 @@ variables (RFC 5229)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -74,10 +75,12 @@ def test_extensions_listed() -> None:
         "body",
         "comparator-i;ascii-numeric",
         "copy",
+        "date",
         "encoded-character",
         "envelope",
         "fileinto",
         "imap4flags",
+        "index",
         "mailbox",
         "relational",
         "subaddress",
@@ -786,5 +789,177 @@ def test_fileinto_create(script: str, actions: tuple[object, ...]) -> None:
     ],
 )
 def test_mailbox_compile_errors(script: str, message_part: str) -> None:
+    with pytest.raises(SieveError, match=re.escape(message_part)):
+        compile_script(script)
+
+
+# -- date and index (RFC 5260) -------------------------------------------------------------------
+
+DATED = (
+    b"Received: from a by b; Tue, 3 Jun 2025 23:30:00 -0500\r\n"
+    b"Received: from c by d; Mon, 2 Jun 2025 10:00:00 +0000\r\n"
+    b"Date: Sun, 1 Jun 2025 22:15:07 +0200\r\n"
+    b"X-Date: Wed, 4 Jun 2025 01:00:00 +0000\r\n"
+    b"X-Date: Thu, 5 Jun 2025 01:00:00 +0000\r\n"
+    b"X-Bad: not a date\r\n"
+    b"From: boss@example.com\r\n"
+    b"To: b@example.org, c@example.org\r\n"
+    b"To: d@example.org\r\n"
+    b"Subject: x\r\n"
+    b"\r\n"
+    b"Body\r\n"
+)
+NOW = datetime(2026, 11, 30, 2, 29, 30, tzinfo=UTC)
+
+
+def dated(script: str, now: datetime | None = NOW) -> list[str]:
+    """The mailboxes ``script`` files into on :data:`DATED`, run at ``now``."""
+    requires = 'require ["fileinto", "date", "index", "variables", "relational"];\n'
+    outcome = compile_script(requires + script).run(message(DATED), now=now)
+    assert outcome.error is None, outcome.error
+    return [a.mailbox for a in outcome.actions if isinstance(a, FileInto)]
+
+
+@pytest.mark.parametrize(
+    ("test", "value"),
+    [
+        # §4.2 date-parts, in the field's own zone; every value checked against sieve-test
+        (':originalzone "date" "year"', "2025"),
+        (':originalzone "date" "month"', "06"),
+        (':originalzone "date" "day"', "01"),
+        (':originalzone "date" "date"', "2025-06-01"),
+        (':originalzone "date" "julian"', "60827"),  # Modified Julian Day
+        (':originalzone "date" "hour"', "22"),
+        (':originalzone "date" "minute"', "15"),
+        (':originalzone "date" "second"', "07"),
+        (':originalzone "date" "time"', "22:15:07"),
+        (':originalzone "date" "iso8601"', "2025-06-01T22:15:07+02:00"),
+        (':originalzone "date" "std11"', "Sun, 01 Jun 2025 22:15:07 +0200"),
+        (':originalzone "date" "zone"', "+0200"),
+        (':originalzone "date" "weekday"', "0"),  # Sunday
+        (':originalzone "date" "DATE"', "2025-06-01"),  # date-parts ignore case
+        # :zone converts; without either, the local zone (that of the run's now: UTC here)
+        (':zone "-0330" "date" "iso8601"', "2025-06-01T16:45:07-03:30"),
+        (':zone "+1400" "date" "std11"', "Mon, 02 Jun 2025 10:15:07 +1400"),
+        (':zone "+0000" "date" "iso8601"', "2025-06-01T20:15:07Z"),
+        (':zone "-0000" "date" "zone"', "+0000"),
+        ('"date" "time"', "20:15:07"),
+        # Received: the date after the last ";"; one field: the first, or :index's (§6)
+        (':originalzone "received" "iso8601"', "2025-06-03T23:30:00-05:00"),
+        (':originalzone "x-date" "date"', "2025-06-04"),
+        (':originalzone :index 2 "x-date" "date"', "2025-06-05"),
+        (':originalzone :index 1 :last "received" "date"', "2025-06-02"),
+    ],
+)
+def test_date_parts(test: str, value: str) -> None:
+    assert dated(f'if date :matches {test} "*" {{ fileinto "${{0}}"; }}') == [value]
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        'date :matches "x-bad" "date" "*"',  # not a date
+        'date :matches "x-none" "date" "*"',  # no such field
+        'date :matches :index 3 "x-date" "date" "*"',  # no third one
+        'date :is "x-date" "date" "2025-06-05"',  # only the first field counts
+        'date :matches :zone "${z}" "date" "date" "*"',  # a zone made of variables, invalid
+        'date :matches "date" "${p}" "*"',  # a date-part made of variables, unknown
+    ],
+)
+def test_date_tests_that_hold_for_nothing(test: str) -> None:
+    assert dated(f'set "z" "bogus"; set "p" "fortnight"; if {test} {{ fileinto "x"; }}') == []
+
+
+def test_currentdate_reads_the_time_it_is_given() -> None:
+    script = 'if currentdate :matches "iso8601" "*" { fileinto "${0}"; }\n'
+    script += 'if currentdate :matches :zone "+0530" "iso8601" "*" { fileinto "${0}"; }\n'
+    script += 'if currentdate :matches "zone" "*" { fileinto "${0}"; }'
+    assert dated(script) == ["2026-11-30T02:29:30Z", "2026-11-30T07:59:30+05:30", "+0000"]
+    local = NOW.astimezone(timezone(timedelta(hours=-5)))  # a server whose local zone is -0500
+    assert dated(script, local) == [
+        "2026-11-29T21:29:30-05:00",
+        "2026-11-30T07:59:30+05:30",
+        "-0500",
+    ]
+    # date converts to that local zone too (§4.1)
+    assert dated('if date :matches "date" "hour" "*" { fileinto "${0}"; }', local) == ["15"]
+    # without a time, currentdate holds for nothing (the core never reads the clock)
+    assert dated('if currentdate :matches "year" "*" { fileinto "x"; }', None) == []
+
+
+def test_rfc5260_examples() -> None:
+    """§4.3, §5 and §6's examples, on a message from the boss, Sunday 22:15 +0200."""
+    office = (
+        'if allof(header :contains "from" "boss@example.com",\n'
+        '         date :value "ge" :originalzone "date" "hour" "09",\n'
+        '         date :value "lt" :originalzone "date" "hour" "17") { fileinto "urgent"; }\n'
+        'if anyof(date :is "received" "weekday" "0", date :is "received" "weekday" "6")\n'
+        '  { fileinto "weekend"; }\n'
+        'if date :is :originalzone "date" "weekday" "0" { fileinto "sunday"; }\n'
+    )
+    assert dated(office) == ["sunday"]  # after hours; received Tuesday (first Received)
+    monthly = (
+        'if currentdate :matches "month" "*" { set "month" "${1}"; }\n'
+        'if currentdate :matches "year" "*" { set "year" "${1}"; }\n'
+        'fileinto "${month}-${year}";\n'
+    )
+    assert dated(monthly) == ["11-2026"]
+    away = (
+        'if allof(currentdate :value "ge" "date" "2026-11-30",\n'
+        '         currentdate :value "le" "date" "2026-12-07") { fileinto "away"; }\n'
+    )
+    assert dated(away) == ["away"]
+    assert dated(away, NOW - timedelta(days=1)) == []
+    index = (
+        'if header :index 2 :contains "received" "from c" { fileinto "second"; }\n'
+        'if date :value "gt" :index 1 :zone "-0500" "received" "iso8601"\n'
+        '    "2025-06-03T09:00:00-05:00" { fileinto "after-cutoff"; }\n'
+    )
+    assert dated(index) == ["second", "after-cutoff"]
+
+
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ('header :index 1 "to" "b@example.org, c@example.org"', True),
+        ('header :index 2 "to" "d@example.org"', True),
+        ('header :index 1 :last "to" "d@example.org"', True),
+        ('header :index 3 "to" "d@example.org"', False),
+        # several names: the fields of each, in the order named (as Pigeonhole counts)
+        ('header :index 3 :contains ["x-date", "received"] "from a"', True),
+        # address :index counts fields, not addresses
+        ('address :index 2 "to" "d@example.org"', True),
+        ('address :index 1 "to" "c@example.org"', True),
+        ('address :index 1 "to" "d@example.org"', False),
+        ('address :index 2 :last "to" "c@example.org"', True),
+    ],
+)
+def test_index(test: str, expected: bool) -> None:
+    assert holds('"index"', test, message(DATED)) is expected
+
+
+@pytest.mark.parametrize(
+    ("script", "message_part"),
+    [
+        ('require "date"; if date :zone "0100" "date" "year" "2025" {}', "invalid :zone"),
+        ('require "date"; if date :zone "+01" "date" "year" "2025" {}', "invalid :zone"),
+        ('require "date"; if date :zone "+0160" "date" "year" "2025" {}', "invalid :zone"),
+        ('require "date"; if date "date" "fortnight" "1" {}', "unknown date-part"),
+        ('require "date"; if currentdate "fortnight" "1" {}', "unknown date-part"),
+        ('require "date"; if date :originalzone :zone "+0100" "date" "year" "1" {}', "exclude"),
+        ('require "date"; if currentdate :originalzone "year" "1" {}', "unknown tag"),
+        ('require "date"; if currentdate "year" {}', "takes 2 positional"),
+        ('require "date"; if date "date" "year" {}', "takes 3 positional"),
+        ('require "date"; if date "date" ["year"] "1" {}', "expected a string"),
+        ('if date "date" "year" "1" {}', "needs require 'date'"),
+        ('require "date"; if date :index 1 "date" "year" "1" {}', "needs require 'index'"),
+        ('require "index"; if header :last "a" "b" {}', ":last needs :index"),
+        ('require "index"; if address :index 0 "to" "b" {}', "counts from 1"),
+        ('require "index"; if exists :index 1 "to" {}', "unknown tag"),
+        ('require ["index", "envelope"]; if envelope :index 1 "to" "b" {}', "unknown tag"),
+        ('require "index"; if header :index "1" "a" "b" {}', "expected a number"),
+    ],
+)
+def test_date_and_index_compile_errors(script: str, message_part: str) -> None:
     with pytest.raises(SieveError, match=re.escape(message_part)):
         compile_script(script)

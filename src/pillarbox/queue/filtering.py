@@ -246,7 +246,8 @@ class LocalDelivery:
             copy, info, envelope_from=sender, envelope_to=rcpt, mailboxes=mailboxes
         )
         try:
-            outcome = await run_sized(len(copy), script.run, view, self._limits)
+            now = datetime.now(UTC).astimezone()  # RFC 5260: the local zone, time of delivery
+            outcome = await run_sized(len(copy), script.run, view, self._limits, now=now)
         except Exception as exc:  # a fault of ours must not lose the message: keep it
             _log.error("sieve run failed: kept", account=account.address, error=repr(exc))
             return Outcome((Keep(),), error=repr(exc))

@@ -7,6 +7,7 @@ values — storing, sending and replying are delivery's (``pillarbox.queue.filte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pillarbox.sieve.actions import (
     Action,
@@ -52,9 +53,17 @@ class Script:
     requires: frozenset[str]
     commands: tuple[Node, ...]
 
-    def run(self, message: SieveMessage, limits: RunLimits | None = None) -> Outcome:
-        """The actions for ``message``; never raises for anything the message holds."""
-        return run(self.commands, self.requires, message, limits or RunLimits())
+    def run(
+        self,
+        message: SieveMessage,
+        limits: RunLimits | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> Outcome:
+        """The actions for ``message``; never raises for anything the message holds. ``now``
+        (an aware datetime, in the server's local zone) is the time of the run: the core never
+        reads the clock (RFC 5260 currentdate and the local zone of date come from it)."""
+        return run(self.commands, self.requires, message, limits or RunLimits(), now)
 
 
 def compile_script(

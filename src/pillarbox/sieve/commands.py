@@ -69,6 +69,11 @@ ADDRESS_PART = (
     TagSpec("detail", group="address-part", extension="subaddress"),
 )
 FLAGS = TagSpec("flags", L, extension="imap4flags")  # RFC 5232 §5
+INDEX = (  # RFC 5260 §6
+    TagSpec("index", N, extension="index"),
+    TagSpec("last", extension="index"),
+)
+ZONE = TagSpec("zone", S, "zone")  # RFC 5260 §4.1
 COPY = TagSpec("copy", extension="copy")  # RFC 3894 §3
 
 SPECS: dict[str, Spec] = {
@@ -123,7 +128,12 @@ SPECS: dict[str, Spec] = {
             positional=(S, S),
         ),
         # RFC 5228 §5: tests
-        Spec("address", True, tags=COMPARATOR + ADDRESS_PART + MATCH_TYPE, positional=(L, L)),
+        Spec(
+            "address",
+            True,
+            tags=COMPARATOR + ADDRESS_PART + MATCH_TYPE + INDEX,
+            positional=(L, L),
+        ),
         Spec("allof", True, tests=Tests.LIST),
         Spec("anyof", True, tests=Tests.LIST),
         Spec(
@@ -135,7 +145,7 @@ SPECS: dict[str, Spec] = {
         ),
         Spec("exists", True, positional=(L,)),
         Spec("false", True),
-        Spec("header", True, tags=COMPARATOR + MATCH_TYPE, positional=(L, L)),
+        Spec("header", True, tags=COMPARATOR + MATCH_TYPE + INDEX, positional=(L, L)),
         Spec("not", True, tests=Tests.ONE),
         Spec(
             "size",
@@ -144,6 +154,21 @@ SPECS: dict[str, Spec] = {
             required_group="size",
         ),
         Spec("true", True),
+        # RFC 5260 §4, §5
+        Spec(
+            "date",
+            True,
+            extension="date",
+            tags=COMPARATOR + MATCH_TYPE + INDEX + (ZONE, TagSpec("originalzone", group="zone")),
+            positional=(S, S, L),
+        ),
+        Spec(
+            "currentdate",
+            True,
+            extension="date",
+            tags=COMPARATOR + MATCH_TYPE + (ZONE,),
+            positional=(S, L),
+        ),
         # RFC 5490 §3.1
         Spec("mailboxexists", True, extension="mailbox", positional=(L,)),
         # RFC 5229 §5

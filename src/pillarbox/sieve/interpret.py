@@ -22,9 +22,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timezone
+from typing import TypeVar
 
 from pillarbox.errors import InvalidName
-from pillarbox.sieve import variables
+from pillarbox.sieve import dates, variables
 from pillarbox.sieve.actions import Action, Discard, FileInto, Keep, Outcome, Redirect, Vacation
 from pillarbox.sieve.errors import SieveRuntimeError
 from pillarbox.sieve.match import first_captures, fold, matches_any
@@ -55,9 +57,16 @@ class _Stop(Exception):
 
 
 def run(
-    nodes: Sequence[Node], requires: frozenset[str], message: SieveMessage, limits: RunLimits
+    nodes: Sequence[Node],
+    requires: frozenset[str],
+    message: SieveMessage,
+    limits: RunLimits,
+    now: datetime | None = None,
 ) -> Outcome:
-    state = _Run(message, requires, limits)
+    """``now`` (aware) is the time ``currentdate`` sees and its zone the local one ``date``
+    converts to (RFC 5260 §4.1); without it, currentdate holds for nothing and dates are
+    shown in UTC."""
+    state = _Run(message, requires, limits, now)
     try:
         state.block(nodes)
     except _Stop:
@@ -87,8 +96,17 @@ def _united(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class _Run:
-    def __init__(self, message: SieveMessage, requires: frozenset[str], limits: RunLimits) -> None:
+    def __init__(
+        self,
+        message: SieveMessage,
+        requires: frozenset[str],
+        limits: RunLimits,
+        now: datetime | None,
+    ) -> None:
         self.message = message
+        self.now = now
+        offset = None if now is None else now.utcoffset()
+        self.local_zone = UTC if offset is None else timezone(offset)
         self.requires = requires
         self.limits = limits
         self.flags: list[str] = []
@@ -264,10 +282,24 @@ class _Run:
             return message.size < under
         if name == "header":
             values = [v for h in self.strings(node, 0) for v in message.header_values(h)]
-            return self.compared(node, values, self.strings(node, 1))
+            return self.compared(node, _indexed(node, values), self.strings(node, 1))
         if name == "address":
-            pairs = (a for h in self.strings(node, 0) for a in message.addresses(h))
+            fields = [f for h in self.strings(node, 0) for f in message.address_fields(h)]
+            pairs = (a for field in _indexed(node, fields) for a in field)
             return self.compared(node, list(_parts(node, pairs)), self.strings(node, 1))
+        if name == "date":
+            header = self.string(node, 0)
+            values = list(message.header_values(header))
+            # RFC 5260 §4.1 reads one field: the first, or the one :index names (§6).
+            chosen = _indexed(node, values) if "index" in node.tags else values[:1]
+            moments = (dates.header_date(header, v) for v in chosen)
+            parts = [self.date_part(node, m, 1) for m in moments if m is not None]
+            return self.compared(node, [p for p in parts if p is not None], self.strings(node, 2))
+        if name == "currentdate":
+            if self.now is None:
+                return False
+            text = self.date_part(node, self.now, 0)
+            return self.compared(node, [] if text is None else [text], self.strings(node, 1))
         if name == "envelope":
             return self.compared(node, list(self.envelope_values(node)), self.strings(node, 1))
         if name == "hasflag":
@@ -292,6 +324,18 @@ class _Run:
                 texts = self.bodies[key] = tuple(message.body_texts(*key))
             return matches_any(node.match, texts, self.strings(node, 0))
         raise AssertionError(name)  # pragma: no cover - validate admits nothing else
+
+    def date_part(self, node: Node, moment: datetime, index: int) -> str | None:
+        """The date-part (positional ``index``) of ``moment`` in the zone the test asks for
+        (RFC 5260 §4.1): :zone's, the field's own (:originalzone), else the local one. None
+        for a zone or date-part made of variables that is not one."""
+        if "originalzone" not in node.tags:
+            given = self.tag_strings(node, "zone")
+            zone = self.local_zone if given is None else dates.zone(given[0])
+            if zone is None:
+                return None
+            moment = moment.astimezone(zone)
+        return dates.part(moment, self.string(node, index))
 
     def compared(self, node: Node, values: Sequence[str], keys: Sequence[str]) -> bool:
         """:func:`matches_any`, keeping the match variables of a :matches that succeeds."""
@@ -330,6 +374,20 @@ class _Run:
                 continue
             local, _, domain = address.rpartition("@")
             yield from _parts(node, iter([(local, domain)]))
+
+
+_T = TypeVar("_T")
+
+
+def _indexed(node: Node, items: list[_T]) -> list[_T]:
+    """RFC 5260 §6: only the :index'th item (counted from 1, from the end with :last) — of
+    the fields of every name given, in the order given, as Pigeonhole counts them."""
+    index = node.tag_number("index")
+    if index is None:
+        return items
+    if index > len(items):
+        return []
+    return [items[-index] if "last" in node.tags else items[index - 1]]
 
 
 def _parts(node: Node, pairs: Iterator[tuple[str, str]]) -> Iterator[str]:

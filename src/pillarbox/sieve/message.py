@@ -79,14 +79,20 @@ class SieveMessage:
     def addresses(self, name: str) -> Iterator[tuple[str, str]]:
         """(local part, domain) of each address in the named fields; group names are not
         addresses (RFC 5228 §5.1), group members are."""
+        for field in self.address_fields(name):
+            yield from field
+
+    def address_fields(self, name: str) -> Iterator[list[tuple[str, str]]]:
+        """The addresses of each named field, one list per field (RFC 5260 §6 :index counts
+        fields, not addresses)."""
         key = name.lower()
         for f in self.fields:
             if f.key != key:
                 continue
             found, _ = parse_addresses(raw_text(f.value), limit=MAX_ADDRESSES)
-            for address in found:
-                if address.mailbox is not None and address.host is not None:
-                    yield address.mailbox, address.host
+            yield [
+                (a.mailbox, a.host) for a in found if a.mailbox is not None and a.host is not None
+            ]
 
     def body_texts(self, transform: str, types: tuple[str, ...]) -> Iterator[str]:
         """RFC 5173 §5: the raw body (:raw), decoded text parts (:text) or the decoded parts

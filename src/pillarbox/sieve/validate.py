@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
-from pillarbox.sieve import encoded, variables
+from pillarbox.sieve import dates, encoded, variables
 from pillarbox.sieve.commands import SPECS, Arg, Spec, Tests
 from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import Argument, Command, Number, StringList, Tag, Test
@@ -29,10 +29,12 @@ EXTENSIONS: tuple[str, ...] = (
     "body",
     "comparator-i;ascii-numeric",
     "copy",
+    "date",
     "encoded-character",
     "envelope",
     "fileinto",
     "imap4flags",
+    "index",
     "mailbox",
     "relational",
     "subaddress",
@@ -270,6 +272,13 @@ class _Compiler:
             sender = node.tag_strings("from")
             if sender is not None:
                 _check_address(node.line, sender[0], "vacation :from")
+        elif node.name in ("date", "currentdate"):
+            _check_date(node)
+        if "last" in node.tags and "index" not in node.tags:
+            raise SieveError(node.line, ":last needs :index (RFC 5260 §6)")
+        index = node.tag_number("index")
+        if index is not None and index < 1:
+            raise SieveError(node.line, ":index counts from 1 (RFC 5260 §6)")
 
 
 def sieve_address(text: str) -> str:
@@ -279,6 +288,17 @@ def sieve_address(text: str) -> str:
     if text.endswith(">") and "<" in text:
         text = text[text.rindex("<") + 1 : -1]
     return parse_address(text).normalised
+
+
+def _check_date(node: Node) -> None:
+    """RFC 5260 §4.1, §4.2: a zone as +hhmm/-hhmm and a known date-part (Pigeonhole only
+    warns of either; such a test could never hold, so we refuse it)."""
+    given = node.tag_strings("zone")
+    if given is not None and dates.zone(given[0]) is None and not variables.refers(given[0]):
+        raise SieveError(node.line, f"invalid :zone {given[0]!r} (RFC 5260 §4.1: +hhmm or -hhmm)")
+    date_part = node.string(1 if node.name == "date" else 0)
+    if date_part.lower() not in dates.DATE_PARTS and not variables.refers(date_part):
+        raise SieveError(node.line, f"unknown date-part {date_part!r} (RFC 5260 §4.2)")
 
 
 def _check_address(line: int, text: str, what: str) -> None:
