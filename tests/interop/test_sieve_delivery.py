@@ -332,6 +332,55 @@ def test_spam_kept_goes_to_junk_and_is_never_redirected(server: LiveServer, peer
     assert imap_read(server, INBOX) == []
 
 
+def test_reject_bounces_to_the_sender(server: LiveServer, peer: Recorder) -> None:
+    """RFC 5429: after the 250, a reject (and an ereject) is a DSN to the envelope sender;
+    nothing is stored."""
+    activate(
+        server,
+        'require ["reject", "ereject", "variables"];\n'
+        'if header :matches "subject" "ads *" { reject "No ads about ${1}, please."; }\n'
+        'elsif header :contains "subject" "offer" { ereject "No offers."; }\n',
+    )
+    send(server, message("ads shoes"))
+    send(server, message("an offer"))
+    reports = wait_for(lambda: len(peer.messages) == 2 and peer.messages, "the two reports")
+    contents = sorted(r.content.replace(b"\r\n ", b" ") for r in reports)  # any order
+    assert all(r.mail_from == "<>" for r in reports)  # RFC 5321 §4.5.5: no report of a report
+    assert all(r.rcpt_tos == ["sender@outside.test"] for r in reports)
+    reasons = [b"No ads about shoes, please.", b"No offers."]
+    for reason in reasons:
+        [content] = [c for c in contents if b"550 5.7.1 " + reason in c]
+        assert b"Content-Type: multipart/report; report-type=delivery-status" in content
+        assert b"Final-Recipient: rfc822; alice@example.org" in content
+        assert b"Action: failed" in content and b"Status: 5.7.1" in content
+        assert b"Diagnostic-Code: smtp; 550 5.7.1 " + reason in content
+        assert b"Content-Type: text/rfc822-headers" in content  # the header, not the body
+    assert imap_read(server, INBOX) == []
+
+
+def test_reject_never_answers_spam_or_the_null_sender(server: LiveServer, peer: Recorder) -> None:
+    """Spam gets no report (its sender is likely forged) and stays in Junk; a message from
+    the null sender (a report itself) is dropped without one."""
+
+    async def block() -> None:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        await server.store.set_sender_entry(
+            account.id, SenderListEntry("spammer.test", SenderListKind.BLOCK)
+        )
+
+    server.call(block())
+    activate(server, 'require "reject"; reject "Not wanted.";')
+    send(server, message("spam", sender="x@spammer.test"), sender="x@spammer.test")
+    send(server, message("a report", sender="mailer-daemon@outside.test"), sender="")
+    send(server, message("plain"))
+    [report] = wait_for(lambda: peer.messages, "the one report")
+    settle(server)
+    assert len(peer.messages) == 1 and b"Subject: plain" in report.content
+    assert [s for _, s in imap_read(server, "Junk")] == [b"Subject: spam"]
+    assert imap_read(server, INBOX) == []
+
+
 def test_queued_local_delivery_is_filtered_too(server: LiveServer) -> None:
     """Mail for a local account that waits in the queue (its mailbox was full at intake) goes
     through the script when the queue delivers it."""

@@ -22,6 +22,7 @@ from pillarbox.sieve import (
     FileInto,
     Keep,
     Redirect,
+    Reject,
     SieveError,
     SieveMessage,
     Vacation,
@@ -212,6 +213,14 @@ CORPUS = [
     'require "index"; if address :index 0 "to" "y" {}',
     'require "index"; if exists :index 1 "to" {}',
     'require ["index", "envelope"]; if envelope :index 1 "to" "y" {}',
+    # reject (RFC 5429); Pigeonhole 2.3 has no ereject (see DIFFERENCES)
+    'require "reject"; reject "no";',
+    'require "reject"; reject text:\nGo away.\n.\n;',
+    'require "reject"; reject;',
+    'require "reject"; reject "a" "b";',
+    'require "reject"; reject ["a"];',
+    'reject "no";',
+    'require ["reject", "variables"]; reject "${a}";',
     # the RFC's examples
     'require "fileinto";\nif header :is "Sender" "owner-ietf-mta-filters@imc.org" '
     '{ fileinto "filter"; }\nelsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
@@ -253,6 +262,12 @@ DIFFERENCES = [
         False,
         "RFC 5260 §4.1: a zone is +hhmm or -hhmm; sievec only warns (and at run time uses the "
         "local zone); a test that can never mean what it says is refused at upload here.",
+    ),
+    Difference(
+        'require "ereject"; ereject "no";',
+        True,
+        "RFC 5429 §2.2 ereject: Dovecot Pigeonhole 2.3 does not have it (its tools refuse the "
+        "require); ours checks it as reject's twin.",
     ),
     Difference(
         'require "date"; if date "date" "fortnight" "1" {}',
@@ -392,6 +407,11 @@ if currentdate :value "lt" "year" "2000" { fileinto "never"; }
 if header :index 1 :last :matches "to" "*" { addflag "$LastTo"; }
 if address :index 2 :is :domain ["to", "cc"] "example.org" { addflag "$SecondTo"; }
 """,
+    "reject": """require ["reject", "fileinto", "variables", "imap4flags"];
+if header :matches "subject" "*money*" { reject "No ${2} here, thanks."; stop; }
+if header :contains "subject" "digest" { fileinto "Lists"; reject "conflict: kept"; }
+if address :is "from" "friend@example.org" { addflag "\\\\Seen"; reject "Not today."; }
+""",
     "mailbox": """require ["fileinto", "mailbox", "variables"];
 if mailboxexists "Boss" {
     if address :domain "from" "example.com" { fileinto "Boss"; }
@@ -421,6 +441,9 @@ class Decision:
     stores: frozenset[tuple[str, frozenset[str]]]
     redirects: frozenset[str]
     vacation: bool
+    reject: str | None = None
+    #: A runtime error (RFC 5228 §2.10.6): only the implicit keep, in both.
+    failed: bool = False
 
 
 def _ours(script: str, raw: bytes) -> Decision:
@@ -430,7 +453,9 @@ def _ours(script: str, raw: bytes) -> Decision:
         ),
         now=datetime.now(UTC),  # sieve-test runs with TZ=UTC: the same local zone
     )
-    assert outcome.error is None
+    if outcome.error is not None:
+        assert outcome.actions == (Keep(),)
+        return Decision(frozenset({("INBOX", frozenset())}), frozenset(), False, failed=True)
     stores = set()
     for action in outcome.actions:
         if isinstance(action, Keep):
@@ -441,12 +466,14 @@ def _ours(script: str, raw: bytes) -> Decision:
         frozenset(stores),
         frozenset(a.address for a in outcome.actions if isinstance(a, Redirect)),
         any(isinstance(a, Vacation) for a in outcome.actions),
+        next((a.reason for a in outcome.actions if isinstance(a, Reject)), None),
     )
 
 
 _STORE = re.compile(r"^\s*\* store message in folder: (.*)$")
 _FLAGS = re.compile(r"^\s*\+ add IMAP flags: (.*)$")
 _REDIRECT = re.compile(r"^\s*\* redirect message to: <?([^>]*)>?$")
+_REJECT = re.compile(r"^\s*\* reject message with reason: (.*)$")
 
 
 def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
@@ -480,9 +507,13 @@ def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
         check=False,
         env={**os.environ, "HOME": str(directory), "TZ": "UTC"},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
+        assert "resolved with successful implicit keep" in output, output
+        return Decision(frozenset({("INBOX", frozenset())}), frozenset(), False, failed=True)
     stores: dict[str, set[str]] = {}
     redirects: set[str] = set()
+    reject: str | None = None
     current: str | None = None
     in_message = False
     for line in result.stdout.splitlines():
@@ -500,12 +531,16 @@ def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
         elif m := _REDIRECT.match(line):
             redirects.add(m.group(1))
             current = None
+        elif m := _REJECT.match(line):
+            reject = m.group(1)
+            current = None
         elif line.lstrip().startswith("* "):
             current = None
     return Decision(
         frozenset((k, frozenset(v)) for k, v in stores.items()),
         frozenset(redirects),
         "* send vacation message" in result.stdout,
+        reject,
     )
 
 

@@ -18,6 +18,7 @@ from pillarbox.sieve import (
     Keep,
     Outcome,
     Redirect,
+    Reject,
     RunLimits,
     SieveError,
     SieveMessage,
@@ -78,10 +79,12 @@ def test_extensions_listed() -> None:
         "date",
         "encoded-character",
         "envelope",
+        "ereject",
         "fileinto",
         "imap4flags",
         "index",
         "mailbox",
+        "reject",
         "relational",
         "subaddress",
         "vacation",
@@ -961,5 +964,63 @@ def test_index(test: str, expected: bool) -> None:
     ],
 )
 def test_date_and_index_compile_errors(script: str, message_part: str) -> None:
+    with pytest.raises(SieveError, match=re.escape(message_part)):
+        compile_script(script)
+
+
+# -- reject and ereject (RFC 5429) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "actions"),
+    [
+        ('reject "No thanks.";', (Reject("No thanks."),)),
+        ('ereject "No thanks.";', (Reject("No thanks.", extended=True),)),
+        ("reject text:\nGo away.\n.\n;", (Reject("Go away.\n"),)),
+        # discard beside reject changes nothing: the message is refused
+        ('discard; reject "no";', (Reject("no"),)),
+        ('reject "no"; discard;', (Reject("no"),)),
+        ('set "who" "Ken"; reject "Not from ${who}.";', (Reject("Not from Ken."),)),
+        ('if false { reject "no"; }', (Keep(),)),
+    ],
+)
+def test_reject(script: str, actions: tuple[object, ...]) -> None:
+    full = f'require ["reject", "ereject", "variables"]; {script}'
+    outcome = run(full)
+    assert outcome.error is None
+    assert outcome.actions == actions
+
+
+@pytest.mark.parametrize(
+    ("script", "error"),
+    [
+        # §2.1: once per script; MUST NOT go with vacation; not with what delivers it
+        ('reject "a"; reject "b";', "reject executed twice"),
+        ('reject "a"; ereject "b";', "reject executed twice"),
+        ('vacation "away"; reject "no";', "reject with vacation"),
+        ('reject "no"; vacation "away";', "vacation after reject"),
+        ('keep; reject "no";', "reject with keep"),
+        ('reject "no"; fileinto "a";', "fileinto after reject"),
+        ('redirect :copy "a@example.org"; reject "no";', "reject with redirect"),
+    ],
+)
+def test_reject_conflicts_are_runtime_errors_that_keep(script: str, error: str) -> None:
+    full = f'require ["reject", "ereject", "vacation", "fileinto", "copy"]; {script}'
+    outcome = run(full)
+    assert outcome.actions == (Keep(),)
+    assert outcome.error is not None and error in outcome.error
+
+
+@pytest.mark.parametrize(
+    ("script", "message_part"),
+    [
+        ('reject "no";', "needs require 'reject'"),
+        ('require "reject"; ereject "no";', "needs require 'ereject'"),
+        ('require "reject"; reject;', "takes 1 positional"),
+        ('require "reject"; reject ["a", "b"];', "expected a string"),
+        ('require "reject"; reject "a" "b";', "takes 1 positional"),
+    ],
+)
+def test_reject_compile_errors(script: str, message_part: str) -> None:
     with pytest.raises(SieveError, match=re.escape(message_part)):
         compile_script(script)

@@ -24,6 +24,13 @@ Implementation notes (the rules are also in docs/sieve.md):
 - **redirect** queues a copy through :mod:`.forwarding` (SRS, ARC, ``Delivered-To`` loop
   check). Spam is never redirected, as it is never forwarded; a redirect that is not done (spam,
   or a loop) keeps the message instead if nothing else would.
+- **reject / ereject** (RFC 5429) happen at final delivery, after (or for a queued retry,
+  long after) the SMTP transaction took the message: the refusal is a DSN (5.7.1, the reason
+  as diagnostic, the header returned) to the envelope sender through :mod:`.bounce` — never
+  to the null sender (a report about a report: the message is dropped, logged) and never for
+  spam (the sender is likely forged: backscatter; the message stays in Junk instead, as a
+  redirect not done does). ereject is the same here: see docs/sieve.md for why no SMTP-time
+  refusal.
 - **vacation** goes through :mod:`.vacation` (RFC 3834 rules, once per sender per handle per
   ``:days``); ``:from`` is used only if the account may send as it (RFC 5230 §4.3 lets us
   ignore others), so a script cannot make us sign mail for an address its owner does not own.
@@ -46,7 +53,7 @@ from pillarbox.mail.address import parse_address
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.pipeline import Copy
-from pillarbox.queue import forwarding, vacation
+from pillarbox.queue import bounce, forwarding, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
 from pillarbox.queue.local import parse, parse_with_fields
 from pillarbox.queue.routing import LocalRecipient, Router
@@ -57,6 +64,7 @@ from pillarbox.sieve import (
     Keep,
     Outcome,
     Redirect,
+    Reject,
     RunLimits,
     SieveError,
     SieveMessage,
@@ -104,6 +112,8 @@ class LocalDelivery:
         default_days: int,
         max_days: int,
         create_max_mailboxes: int = 500,
+        hostname: str = "localhost",
+        bounce_original_limit: int = 262_144,
     ) -> None:
         self._store = store
         self._router = router
@@ -115,6 +125,8 @@ class LocalDelivery:
         self._default_days = default_days
         self._max_days = max_days
         self._create_max_mailboxes = create_max_mailboxes
+        self._hostname = hostname
+        self._bounce_original_limit = bounce_original_limit
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -149,6 +161,8 @@ class LocalDelivery:
             default_days=max(1, round(config.vacation.interval_days)),
             max_days=section.vacation_max_days,
             create_max_mailboxes=section.create_max_mailboxes,
+            hostname=services.hostname,
+            bounce_original_limit=config.queue.bounce_original_limit,
         )
 
     async def deliver(
@@ -184,7 +198,8 @@ class LocalDelivery:
         outcome = await self._outcome(account, copy, info, sender, recipient.original)
         redirects = any(isinstance(a, Redirect) for a in outcome.actions)
         may_redirect = redirects and not spam and not forwarding.looped(message, account.address)
-        plan = _plan(outcome, account.id, mailbox, may_redirect)
+        rejection = next((a for a in outcome.actions if isinstance(a, Reject)), None)
+        plan = _plan(outcome, account.id, mailbox, may_redirect, keep_rejected=spam)
         if (
             not plan.targets
             and not outcome.error
@@ -220,7 +235,37 @@ class LocalDelivery:
                 await self._redirect(account, plan.redirects, sender, message, headers, submitted)
         if plan.vacation is not None:
             await self._reply(account, plan.vacation, message, sender, addressed, spam=spam)
+        if rejection is not None:
+            await self._refuse(account, rejection, message, sender, recipient.original, spam)
         return DeliveryStatus.STORED
+
+    async def _refuse(
+        self,
+        account: Account,
+        rejection: Reject,
+        message: bytes,
+        sender: str,
+        rcpt: str,
+        spam: bool,
+    ) -> None:
+        """RFC 5429 §2.1.2: the refusal as a DSN to the envelope sender (module notes)."""
+        if spam:
+            _log.info("sieve reject not done: spam, kept", account=account.address)
+            return
+        if not sender:
+            _log.info("sieve reject: null sender, discarded", account=account.address)
+            return
+        report = bounce.refusal_for(
+            message,
+            sender,
+            rcpt,
+            rejection.reason,
+            hostname=self._hostname,
+            now=datetime.now(UTC),
+            max_original=self._bounce_original_limit,
+        )
+        await bounce.send_report(self._store, self._router, self._wakeup, report, sender)
+        _log.info("rejected by sieve", account=account.address, ereject=rejection.extended)
 
     async def _outcome(
         self, account: Account, copy: bytes, info: MessageInfo, sender: str, rcpt: str
@@ -411,9 +456,17 @@ class LocalDelivery:
         return await self._router.owns(account, address)
 
 
-def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -> _Plan:
+def _plan(
+    outcome: Outcome,
+    account_id: int,
+    mailbox: str,
+    may_redirect: bool,
+    *,
+    keep_rejected: bool = False,
+) -> _Plan:
     """The targets, redirects and reply of an outcome; ``mailbox`` is the policy's choice.
-    Redirects that may not be done leave a keep behind when nothing else stores the copy."""
+    Redirects that may not be done, and a reject when ``keep_rejected`` (spam), leave a keep
+    behind when nothing else stores the copy."""
     targets: dict[str, DeliveryTarget] = {}
     redirects: list[str] = []
     reply: Vacation | None = None
@@ -440,6 +493,8 @@ def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -
                 kept_for_redirect = True
         elif isinstance(action, Vacation):
             reply = action
+        elif isinstance(action, Reject) and keep_rejected:
+            kept_for_redirect = True
     if kept_for_redirect and not targets:
         add(mailbox, ())
     return _Plan(tuple(targets.values()), tuple(redirects), reply, frozenset(create))

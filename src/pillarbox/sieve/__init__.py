@@ -16,6 +16,7 @@ from pillarbox.sieve.actions import (
     Keep,
     Outcome,
     Redirect,
+    Reject,
     Vacation,
 )
 from pillarbox.sieve.errors import SieveError
@@ -34,6 +35,7 @@ __all__ = [
     "Keep",
     "Outcome",
     "Redirect",
+    "Reject",
     "RunLimits",
     "Script",
     "SieveError",

@@ -52,7 +52,16 @@ class Vacation:
     mime: bool = False
 
 
-Action = Keep | FileInto | Redirect | Discard | Vacation
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Refuse the message with ``reason`` (RFC 5429 §2.1); ``extended`` for ereject (§2.2),
+    which asks for a refusal in the protocol where one can still be given."""
+
+    reason: str
+    extended: bool = False
+
+
+Action = Keep | FileInto | Redirect | Discard | Vacation | Reject
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,9 @@ SPECS: dict[str, Spec] = {
             tags=(FLAGS, COPY, TagSpec("create", extension="mailbox")),  # RFC 5490 §3.2
             positional=(S,),
         ),
+        # RFC 5429 §2.1, §2.2
+        Spec("reject", extension="reject", positional=(S,)),
+        Spec("ereject", extension="ereject", positional=(S,)),
         # RFC 5232 §3 (without "variables": only the internal variable)
         Spec("setflag", extension="imap4flags", positional=(L,), variable_first=S),
         Spec("addflag", extension="imap4flags", positional=(L,), variable_first=S),

@@ -9,8 +9,11 @@ Invariants:
 - Duplicates collapse (§2.10.3): one Keep, one FileInto per mailbox, one Redirect per
   address; their flags are united.
 - A runtime error (§2.10.6) — more actions or redirects than the limits allow, a second
-  vacation (RFC 5230 §4.7), an invalid address made of variables — drops every action and
-  leaves only the implicit keep, without flags: a failing script never loses the message.
+  vacation (RFC 5230 §4.7), an invalid address made of variables, a second reject or a reject
+  with an action that delivers or answers the message (RFC 5429 §2.1: with vacation MUST be
+  refused, with keep/fileinto/redirect NOT RECOMMENDED; Pigeonhole refuses both) — drops
+  every action and leaves only the implicit keep, without flags: a failing script never
+  loses the message.
 - With "variables" (RFC 5229) every string a command or test reads goes through
   :meth:`_Run.text` — except ``set``'s name, comparator names and relational operators, which
   stay as compiled. Match variables change only when a :matches test succeeds (§3.2); ``body``
@@ -27,7 +30,16 @@ from typing import TypeVar
 
 from pillarbox.errors import InvalidName
 from pillarbox.sieve import dates, variables
-from pillarbox.sieve.actions import Action, Discard, FileInto, Keep, Outcome, Redirect, Vacation
+from pillarbox.sieve.actions import (
+    Action,
+    Discard,
+    FileInto,
+    Keep,
+    Outcome,
+    Redirect,
+    Reject,
+    Vacation,
+)
 from pillarbox.sieve.errors import SieveRuntimeError
 from pillarbox.sieve.match import first_captures, fold, matches_any
 from pillarbox.sieve.message import SieveMessage
@@ -150,7 +162,7 @@ class _Run:
         if self.implicit_keep:
             self.add(Keep(tuple(self.flags)))
         actions = self.actions
-        if self.discarded and not any(isinstance(a, Keep | FileInto) for a in actions):
+        if self.discarded and not any(isinstance(a, Keep | FileInto | Reject) for a in actions):
             actions = [*actions, Discard()]
         return Outcome(tuple(actions))
 
@@ -190,6 +202,9 @@ class _Run:
             self.variables[fold(node.string(0))] = variables.truncated(
                 value, self.limits.max_variable_size
             )
+        elif name in ("reject", "ereject"):
+            self.implicit_keep = False
+            self.add(Reject(self.string(node, 0), extended=name == "ereject"))
         elif name == "vacation":
             if any(isinstance(a, Vacation) for a in self.actions):
                 raise SieveRuntimeError("vacation executed twice (RFC 5230 §4.7)")
@@ -218,6 +233,21 @@ class _Run:
                 " ".join(flags), self.limits.max_variable_size
             )
 
+    def check_reject(self, action: Action) -> None:
+        """RFC 5429 §2.1: one reject per run, and none beside an action that delivers the
+        message or answers its sender."""
+        rejected = any(isinstance(a, Reject) for a in self.actions)
+        if isinstance(action, Reject):
+            if rejected:
+                raise SieveRuntimeError("reject executed twice (RFC 5429 §2.1)")
+            other = next((a for a in self.actions if not isinstance(a, Discard)), None)
+            if other is not None:
+                raise SieveRuntimeError(
+                    f"reject with {type(other).__name__.lower()} (RFC 5429 §2.1)"
+                )
+        elif rejected:
+            raise SieveRuntimeError(f"{type(action).__name__.lower()} after reject (RFC 5429 §2.1)")
+
     def action_flags(self, node: Node) -> tuple[str, ...]:
         given = self.tag_strings(node, "flags")
         if given is not None:
@@ -226,6 +256,8 @@ class _Run:
 
     def add(self, action: Action) -> None:
         """Append ``action``, or merge it into the same earlier one (RFC 5228 §2.10.3)."""
+        if isinstance(action, Reject | Keep | FileInto | Redirect | Vacation):
+            self.check_reject(action)
         for index, earlier in enumerate(self.actions):
             if isinstance(action, Keep) and isinstance(earlier, Keep):
                 self.actions[index] = Keep(_united(earlier.flags, action.flags))
