@@ -384,6 +384,9 @@ class SieveSection:
     vacation_max_days: int = _f(
         90, "Largest :days a Sieve vacation may give; larger values are lowered (RFC 5230 §4.1)."
     )
+    vacation_min_seconds: int = _f(
+        300, "Smallest vacation :seconds (RFC 6131); smaller values are raised (0 to 86400)."
+    )
     cache_entries: int = _f(256, "Compiled scripts kept in memory per process, by content.")
     max_variables: int = _f(
         255, "Variables one Sieve script may set (RFC 5229); more is refused at compile time."
@@ -854,6 +857,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("imap.idle_timeout", "must be at least 1800 s (RFC 9051 §5.4)")
     if config.pop3.idle_timeout < 600:
         raise ConfigError("pop3.idle_timeout", "must be at least 600 s (RFC 1939 §3)")
+    if not 0 <= config.sieve.vacation_min_seconds <= 86400:
+        # RFC 6131 §2: a site minimum of at most one day.
+        raise ConfigError("sieve.vacation_min_seconds", "must be 0 to 86400")
     if config.managesieve.idle_timeout < 1800:
         raise ConfigError("managesieve.idle_timeout", "must be at least 1800 s (RFC 5804 §1.2)")
     if config.managesieve.max_line_length < 1024:

@@ -8,6 +8,7 @@ import imaplib
 import re
 import secrets
 import smtplib
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -304,6 +305,39 @@ def test_vacation_replies_once_per_sender(server: LiveServer, peer: Recorder) ->
     settle(server)
     assert len(peer.messages) == 1  # once per sender per :days
     assert len(imap_read(server, INBOX)) == 2  # vacation leaves the implicit keep
+
+
+def test_vacation_seconds_is_raised_to_the_site_minimum(server: LiveServer, peer: Recorder) -> None:
+    """RFC 6131: :seconds 1 under the default sieve.vacation_min_seconds (300): one reply."""
+    activate(server, 'require "vacation-seconds"; vacation :seconds 1 "In a meeting.";')
+    send(server, message("first"))
+    wait_for(lambda: peer.messages, "the auto-reply")
+    time.sleep(1.5)  # past the script's second, well within the site's minimum
+    send(server, message("second"))
+    settle(server)
+    assert len(peer.messages) == 1
+
+
+def test_vacation_seconds_zero_replies_every_time(
+    tmp_path: Path, dns_port: int, peer: Recorder, peer_port: int
+) -> None:
+    """With sieve.vacation_min_seconds = 0, :seconds 0 answers every message (RFC 6131 §2)."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),
+        queue=cfg.QueueSection(remote_port=peer_port, retry_schedule=(1.0,), poll_interval=1.0),
+        sieve=cfg.SieveSection(vacation_min_seconds=0),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        activate(live, 'require "vacation-seconds"; vacation :seconds 0 "In a meeting.";')
+        send(live, message("first"))
+        send(live, message("second"))
+        replies = wait_for(lambda: len(peer.messages) == 2 and peer.messages, "two replies")
+        assert all(b"In a meeting." in r.content for r in replies)
 
 
 def test_broken_script_keeps_in_inbox(server: LiveServer) -> None:

@@ -35,6 +35,9 @@ pytestmark = pytest.mark.skipif(
     reason="Pigeonhole not installed (apt-get install dovecot-sieve)",
 )
 
+#: Extensions Pigeonhole has but does not enable by default.
+ENABLE = ("-x", "+vacation-seconds")
+
 #: Scripts both compilers must judge alike (valid or not: whichever sievec says).
 CORPUS = [
     # syntax
@@ -221,6 +224,13 @@ CORPUS = [
     'require "reject"; reject ["a"];',
     'reject "no";',
     'require ["reject", "variables"]; reject "${a}";',
+    # vacation-seconds (RFC 6131)
+    'require ["vacation", "vacation-seconds"]; vacation :seconds 1800 "x";',
+    'require "vacation-seconds"; vacation :seconds 0 "x";',
+    'require ["vacation", "vacation-seconds"]; vacation :seconds 10 :days 1 "x";',
+    'require "vacation"; vacation :seconds 10 "x";',
+    'require "vacation-seconds"; vacation :seconds "10" "x";',
+    'require "vacation-seconds"; vacation :seconds "x";',
     # the RFC's examples
     'require "fileinto";\nif header :is "Sender" "owner-ietf-mta-filters@imc.org" '
     '{ fileinto "filter"; }\nelsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
@@ -282,7 +292,7 @@ def _sievec_accepts(script: str, directory: Path) -> bool:
     source = directory / "script.sieve"
     source.write_text(script, encoding="utf-8")
     result = subprocess.run(
-        ["sievec", str(source), str(directory / "script.svbin")],
+        ["sievec", *ENABLE, str(source), str(directory / "script.svbin")],
         capture_output=True,
         text=True,
         timeout=30,
@@ -424,6 +434,11 @@ if not mailboxexists ["Lists", "Nope"] {
     if header :contains "subject" "money" { fileinto :create "Money"; }
 }
 """,
+    "vacation-seconds": """require ["vacation-seconds", "fileinto"];
+if header :contains "subject" ["report", "lunch"] {
+    vacation :seconds 1800 :subject "In a meeting" "Back in half an hour.";
+}
+""",
     "redirects": """require "copy";
 if header :contains "subject" ["lunch", "digest"] {
     redirect :copy "a@example.net";
@@ -488,7 +503,7 @@ def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
             (maildir / folder / sub).mkdir(parents=True, exist_ok=True)
     for path in (maildir, *maildir.rglob("*")):
         path.chmod(0o777)
-    command = ["sieve-test", "-l", f"maildir:{maildir}", "-f", SENDER, "-r", RECIPIENT]
+    command = ["sieve-test", *ENABLE, "-l", f"maildir:{maildir}", "-f", SENDER, "-r", RECIPIENT]
     command += ["-a", RECIPIENT]
     if os.geteuid() == 0:  # Dovecot's tools refuse to run as root
         user = unprivileged_user()

@@ -88,6 +88,7 @@ def test_extensions_listed() -> None:
         "relational",
         "subaddress",
         "vacation",
+        "vacation-seconds",
         "variables",
     )
 
@@ -1022,5 +1023,36 @@ def test_reject_conflicts_are_runtime_errors_that_keep(script: str, error: str) 
     ],
 )
 def test_reject_compile_errors(script: str, message_part: str) -> None:
+    with pytest.raises(SieveError, match=re.escape(message_part)):
+        compile_script(script)
+
+
+# -- vacation-seconds (RFC 6131) -----------------------------------------------------------------
+
+
+def test_vacation_seconds() -> None:
+    """RFC 6131 §2's example; "vacation-seconds" implies "vacation" (§3)."""
+    [vacation, keep] = run(
+        'require "vacation-seconds";\n'
+        'vacation :addresses ["tjs@example.edu"] :seconds 1800\n'
+        '  "I am in a meeting, and do not have access to email.";\n'
+    ).actions
+    assert keep == Keep()
+    assert isinstance(vacation, Vacation)
+    assert (vacation.seconds, vacation.days) == (1800, None)
+    [vacation, _] = run('require "vacation-seconds"; vacation :seconds 0 "x";').actions
+    assert isinstance(vacation, Vacation) and vacation.seconds == 0
+
+
+@pytest.mark.parametrize(
+    ("script", "message_part"),
+    [
+        ('require "vacation"; vacation :seconds 10 "x";', "needs require 'vacation-seconds'"),
+        ('require "vacation-seconds"; vacation :seconds 10 :days 1 "x";', "exclude each other"),
+        ('require "vacation-seconds"; vacation :seconds "10" "x";', "expected a number"),
+        ('require "vacation-seconds"; vacation "x" :seconds;', "after the positional"),
+    ],
+)
+def test_vacation_seconds_compile_errors(script: str, message_part: str) -> None:
     with pytest.raises(SieveError, match=re.escape(message_part)):
         compile_script(script)

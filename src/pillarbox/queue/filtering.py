@@ -114,6 +114,7 @@ class LocalDelivery:
         create_max_mailboxes: int = 500,
         hostname: str = "localhost",
         bounce_original_limit: int = 262_144,
+        vacation_min_seconds: int = 300,
     ) -> None:
         self._store = store
         self._router = router
@@ -127,6 +128,7 @@ class LocalDelivery:
         self._create_max_mailboxes = create_max_mailboxes
         self._hostname = hostname
         self._bounce_original_limit = bounce_original_limit
+        self._vacation_min_seconds = vacation_min_seconds
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -163,6 +165,7 @@ class LocalDelivery:
             create_max_mailboxes=section.create_max_mailboxes,
             hostname=services.hostname,
             bounce_original_limit=config.queue.bounce_original_limit,
+            vacation_min_seconds=section.vacation_min_seconds,
         )
 
     async def deliver(
@@ -421,7 +424,13 @@ class LocalDelivery:
         *,
         spam: bool,
     ) -> None:
-        days = action.days if action.days is not None else self._default_days
+        if action.seconds is not None:
+            # RFC 6131 §2: a site minimum (at most a day), the :days maximum on top.
+            seconds = max(action.seconds, self._vacation_min_seconds)
+            period = timedelta(seconds=min(seconds, self._max_days * 86400))
+        else:
+            days = action.days if action.days is not None else self._default_days
+            period = timedelta(days=min(max(days, 1), self._max_days))  # RFC 5230 §4.1
         reply_from = ""
         if action.from_ is not None:
             if await self._may_send_as(account, action.from_):
@@ -433,7 +442,7 @@ class LocalDelivery:
         request = vacation.ScriptReply(
             reason=action.reason,
             handle=action.handle,
-            days=min(max(days, 1), self._max_days),  # RFC 5230 §4.1: site bounds
+            period=period,
             subject=action.subject or "",
             sender=reply_from,
             addresses=action.addresses,

@@ -40,8 +40,9 @@ class Discard:
 @dataclass(frozen=True, slots=True)
 class Vacation:
     """An auto-reply (RFC 5230 §4), subject to the once-per-``days`` rule delivery enforces.
-    ``days`` is None when the script gave none (the site default applies); ``handle`` is the
-    script's :handle or, without one, a digest of the parameters (§4.2)."""
+    ``days`` is None when the script gave none (the site default applies), ``seconds`` the
+    RFC 6131 period given instead; ``handle`` is the script's :handle or, without one, a
+    digest of the parameters (§4.2)."""
 
     reason: str
     handle: str
@@ -50,6 +51,7 @@ class Vacation:
     addresses: tuple[str, ...] = ()
     days: int | None = None
     mime: bool = False
+    seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

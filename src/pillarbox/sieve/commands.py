@@ -107,7 +107,8 @@ SPECS: dict[str, Spec] = {
             "vacation",
             extension="vacation",
             tags=(
-                TagSpec("days", N),
+                TagSpec("days", N, "period"),
+                TagSpec("seconds", N, "period", "vacation-seconds"),  # RFC 6131 §2
                 TagSpec("subject", S),
                 TagSpec("from", S),
                 TagSpec("addresses", L),

@@ -465,4 +465,5 @@ def _vacation(
         addresses=addresses,
         days=node.tag_number("days"),
         mime=mime,
+        seconds=node.tag_number("seconds"),
     )

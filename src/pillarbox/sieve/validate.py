@@ -41,6 +41,7 @@ EXTENSIONS: tuple[str, ...] = (
     "relational",
     "subaddress",
     "vacation",
+    "vacation-seconds",
     "variables",
 )
 #: RFC 5228 §2.7.3: these two are always available; requiring them is allowed.
@@ -88,6 +89,8 @@ def compile_commands(
     rest = list(commands)
     while rest and rest[0].name == "require":
         requires |= _require(rest.pop(0))
+    if "vacation-seconds" in requires:
+        requires.add("vacation")  # RFC 6131 §3: it implies "vacation" (as in Pigeonhole)
     compiler = _Compiler(frozenset(requires), max_variables)
     return frozenset(requires), compiler.block(rest)
 
