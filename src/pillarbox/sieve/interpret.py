@@ -128,6 +128,7 @@ class _Run:
         self.redirects = 0
         self.bodies: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
         self.expanding = "variables" in requires
+        self.rejecting = "reject" in requires or "ereject" in requires
         self.variables: dict[str, str] = {}
         #: ${0}, ${1}, … of the last :matches that succeeded (RFC 5229 §3.2).
         self.matched: tuple[str, ...] = ()
@@ -236,6 +237,8 @@ class _Run:
     def check_reject(self, action: Action) -> None:
         """RFC 5429 §2.1: one reject per run, and none beside an action that delivers the
         message or answers its sender."""
+        if isinstance(action, Discard):
+            return
         rejected = any(isinstance(a, Reject) for a in self.actions)
         if isinstance(action, Reject):
             if rejected:
@@ -256,7 +259,7 @@ class _Run:
 
     def add(self, action: Action) -> None:
         """Append ``action``, or merge it into the same earlier one (RFC 5228 §2.10.3)."""
-        if isinstance(action, Reject | Keep | FileInto | Redirect | Vacation):
+        if self.rejecting:
             self.check_reject(action)
         for index, earlier in enumerate(self.actions):
             if isinstance(action, Keep) and isinstance(earlier, Keep):
