@@ -367,13 +367,13 @@ def test_spam_kept_goes_to_junk_and_is_never_redirected(server: LiveServer, peer
 
 
 def test_reject_bounces_to_the_sender(server: LiveServer, peer: Recorder) -> None:
-    """RFC 5429: after the 250, a reject (and an ereject) is a DSN to the envelope sender;
-    nothing is stored."""
+    """RFC 5429: after the 250, a reject is a DSN to the envelope sender; nothing is
+    stored."""
     activate(
         server,
-        'require ["reject", "ereject", "variables"];\n'
+        'require ["reject", "variables"];\n'
         'if header :matches "subject" "ads *" { reject "No ads about ${1}, please."; }\n'
-        'elsif header :contains "subject" "offer" { ereject "No offers."; }\n',
+        'elsif header :contains "subject" "offer" { reject "No offers."; }\n',
     )
     send(server, message("ads shoes"))
     send(server, message("an offer"))
@@ -390,6 +390,40 @@ def test_reject_bounces_to_the_sender(server: LiveServer, peer: Recorder) -> Non
         assert b"Diagnostic-Code: smtp; 550 5.7.1 " + reason in content
         assert b"Content-Type: text/rfc822-headers" in content  # the header, not the body
     assert imap_read(server, INBOX) == []
+
+
+def test_ereject_refuses_in_smtp_when_every_recipient_does(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """RFC 5429 §2.2: the only recipient erejects: DATA gets 550 5.7.1 with the reason, and
+    no report is sent (the client learns it in the protocol)."""
+    activate(server, 'require "ereject"; ereject "No mail on Sundays,\r\n please.";')
+    with (
+        smtplib.SMTP("127.0.0.1", server.port("smtp"), local_hostname="client.test") as client,
+        pytest.raises(smtplib.SMTPDataError) as refused,
+    ):
+        client.sendmail("sender@outside.test", [ALICE], message("sunday"))
+    assert refused.value.smtp_code == 550
+    assert refused.value.smtp_error == b"5.7.1 No mail on Sundays, please."
+    settle(server)
+    assert peer.messages == []
+    assert imap_read(server, INBOX) == []
+
+
+def test_ereject_beside_a_delivered_copy_becomes_a_report(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """Bob takes the message, so the transaction's one reply must be 250: Alice's ereject is
+    then a report, as reject's is — Bob's copy is not lost to a 550."""
+    activate(server, 'require "ereject"; ereject "Not for me.";')
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), local_hostname="client.test") as client:
+        refused = client.sendmail("sender@outside.test", [ALICE, BOB], message("both"))
+    assert refused == {}
+    [report] = wait_for(lambda: peer.messages, "the report")
+    assert b"Diagnostic-Code: smtp; 550 5.7.1 Not for me." in report.content
+    assert b"Final-Recipient: rfc822; alice@example.org" in report.content
+    assert imap_read(server, INBOX) == []
+    assert [s for _, s in imap_read(server, INBOX, BOB)] == [b"Subject: both"]
 
 
 def test_reject_never_answers_spam_or_the_null_sender(server: LiveServer, peer: Recorder) -> None:

@@ -29,8 +29,10 @@ Implementation notes (the rules are also in docs/sieve.md):
   as diagnostic, the header returned) to the envelope sender through :mod:`.bounce` — never
   to the null sender (a report about a report: the message is dropped, logged) and never for
   spam (the sender is likely forged: backscatter; the message stays in Junk instead, as a
-  redirect not done does). ereject is the same here: see docs/sieve.md for why no SMTP-time
-  refusal.
+  redirect not done does). **ereject** at intake is handed back to the caller instead
+  (``refusals``): when every recipient of the transaction refused it and nothing else was
+  stored, queued or forwarded, intake answers DATA with 550 5.7.1 (RFC 5429 §2.2: in the
+  protocol); otherwise the caller sends the reports as for reject.
 - **vacation** goes through :mod:`.vacation` (RFC 3834 rules, once per sender per handle per
   ``:days``); ``:from`` is used only if the account may send as it (RFC 5230 §4.3 lets us
   ignore others), so a script cannot make us sign mail for an address its owner does not own.
@@ -83,6 +85,18 @@ from pillarbox.store.types import (
 )
 
 _log = Log("sieve")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An ereject (RFC 5429 §2.2) not yet answered: intake refuses the transaction in SMTP
+    if it can, else sends its report (:meth:`LocalDelivery.send_refusals`)."""
+
+    account: Account
+    reason: str
+    message: bytes
+    sender: str
+    rcpt: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +193,15 @@ class LocalDelivery:
         *,
         addressed: Sequence[str] = (),
         submitted: bool = False,
+        refusals: list[Refusal] | None = None,
     ) -> DeliveryStatus:
         """Final delivery of one copy of ``received + body`` (with the policy's fields on top,
         to its mailbox, when judged): STORED (discarded counts), else why it was not (the
         queue retries it).
         ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed.
-        ``addressed`` are the RCPT addresses that reached the account (for vacation)."""
+        ``addressed`` are the RCPT addresses that reached the account (for vacation).
+        With ``refusals``, an ereject that would send a report is appended there instead
+        (the module notes)."""
         account = recipient.account
         mailbox, headers = (judged.mailbox, judged.headers) if judged else (INBOX, b"")
         spam = judged is not None and judged.verdict.is_spam
@@ -239,8 +256,19 @@ class LocalDelivery:
         if plan.vacation is not None:
             await self._reply(account, plan.vacation, message, sender, addressed, spam=spam)
         if rejection is not None:
-            await self._refuse(account, rejection, message, sender, recipient.original, spam)
+            if rejection.extended and refusals is not None and sender and not spam:
+                refusals.append(
+                    Refusal(account, rejection.reason, message, sender, recipient.original)
+                )
+            else:
+                await self._refuse(account, rejection, message, sender, recipient.original, spam)
         return DeliveryStatus.STORED
+
+    async def send_refusals(self, refusals: Sequence[Refusal]) -> None:
+        """The reports of erejects intake could not refuse in SMTP (RFC 5429 §2.2)."""
+        for r in refusals:
+            rejection = Reject(r.reason, extended=True)
+            await self._refuse(r.account, rejection, r.message, r.sender, r.rcpt, spam=False)
 
     async def _refuse(
         self,
