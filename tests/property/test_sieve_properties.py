@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,12 +18,14 @@ from pillarbox.sieve import (
     FileInto,
     Keep,
     Redirect,
+    Reject,
     SieveError,
     SieveMessage,
     compile_script,
 )
 from pillarbox.sieve.match import glob_captures, glob_matches
 
+NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 MESSAGE = SieveMessage.from_bytes(
     b"From: a+b@example.com\r\nTo: g: c@example.org;\r\nSubject: =?utf-8?q?x_y?=\r\n\r\nbody\r\n",
     envelope_from="s@example.net",
@@ -38,6 +41,7 @@ WORDS = [
     '"copy"', '"envelope"', '"vacation"', '"relational"', '"subaddress"', '"body"',
     '"subject"', '"from"', '"to"', '"x*"', '"a@b.c"', '"gt"', '"i;octet"', "10K", "0",
     '["a", "b"]', "set", "string", '"variables"', '"${a}"', '"${1}"', ":lower", ":length",
+    "reject", "ereject", '"reject"', '"ereject"', ":seconds", '"vacation-seconds"',
     "date", "currentdate", ":zone", ":originalzone", ":index", ":last", '"date"', '"year"',
     '"+0100"', "mailboxexists", ":create", '"mailbox"', '"index"',
     "text:\nx\n.\n", "{", "}", "(", ")", ",", ";", "[", "]", "#c\n", "/*c*/",
@@ -65,11 +69,11 @@ def test_token_soup_compiles_or_raises_sieve_error(words: list[str]) -> None:
         script = compile_script(text)
     except SieveError:
         return
-    outcome = script.run(MESSAGE)
+    outcome = script.run(MESSAGE, now=NOW)
     assert outcome.actions
     stored = [a for a in outcome.actions if isinstance(a, Keep | FileInto)]
-    if not stored:  # nothing kept: discarded or sent on, never silently gone
-        assert any(isinstance(a, Discard | Redirect) for a in outcome.actions)
+    if not stored:  # nothing kept: discarded, sent on or refused, never silently gone
+        assert any(isinstance(a, Discard | Redirect | Reject) for a in outcome.actions)
 
 
 def _reference(pattern: str, value: str, casemap: bool) -> bool:
