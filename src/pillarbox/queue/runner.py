@@ -850,11 +850,12 @@ def mta_sts_for(
 
 def _dane_enabled(configured: bool, resolver: Resolver) -> bool:
     """DANE needs authenticated answers: without a trusted AD bit it could never apply, and
-    the operator is told so once, at start."""
+    the operator is told so once, at start. Info, not a warning: it is the default on any
+    host whose resolver is not a validating one on loopback (docs/dane.md), the demo's too."""
     if configured and not resolver.trusts_ad:
-        _log.warning(
-            "DANE is on (queue.dane) but the resolver's AD bit is not trusted (dns.trust_ad);"
-            " no host will be authenticated by TLSA records"
+        _log.info(
+            "DANE off: the resolver's AD bit is not trusted (dns.trust_ad; a validating"
+            " resolver on this host enables it)"
         )
     return configured and resolver.trusts_ad
 
