@@ -229,16 +229,27 @@ def test_sieve_sees_the_verdict_on_the_retry_and_spam_is_not_redirected(
 
 
 def test_a_forged_verdict_field_does_not_route_the_retry(server: LiveServer) -> None:
+    """The decision comes from the store, and a sender's own X-Pillarbox-Spam is removed at
+    intake (docs/sieve.md), so a script testing the verdict cannot be fooled either."""
+    create_mailbox(server, "Clean")
+    activate(
+        server,
+        'require "fileinto";\n'
+        'if header :contains "X-Pillarbox-Spam" "action=inbox" { fileinto "Clean"; }\n',
+    )
     forged_ham = "X-Pillarbox-Spam: score=-50.0; action=inbox; reasons=ALLOW_LIST(+0.0)\r\n"
     forged_spam = "X-Pillarbox-Spam: score=50.0; action=junk; reasons=GTUBE(+50.0)\r\n"
     set_quota(server, ALICE, 1)
     send(server, SPAMMER, [ALICE, DAVE], message(SPAMMER, "cheap offer", top=forged_ham))
     send(server, FRIEND, [ALICE, DAVE], message(FRIEND, "meeting notes", top=forged_spam))
+    assert len(queued_filings(server)) == 2
 
     make_room_and_retry(server)
     [junk] = messages(server, "Junk")
-    [inbox] = messages(server, INBOX)
-    assert b"Subject: cheap offer" in junk and forged_ham.encode() in junk
-    assert b"Subject: meeting notes" in inbox and forged_spam.encode() in inbox
-    # Our field is the one on top, the one the web UI shows.
-    assert shown_verdict(junk) == "junk" and shown_verdict(inbox) == "inbox"
+    [clean] = messages(server, "Clean")
+    assert messages(server, INBOX) == []
+    assert b"Subject: cheap offer" in junk and b"Subject: meeting notes" in clean
+    for copy in (junk, clean):
+        assert copy.count(b"X-Pillarbox-Spam:") == 1
+        assert b"score=-50.0" not in copy and b"score=50.0" not in copy
+    assert shown_verdict(junk) == "junk" and shown_verdict(clean) == "inbox"
