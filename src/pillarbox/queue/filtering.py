@@ -3,6 +3,9 @@
 
 Implementation notes (the rules are also in docs/sieve.md):
 
+- **The policy's decision** (a :class:`~pillarbox.store.types.Filing`: mailbox, spam, fields)
+  is intake's judgement of the message, or, for a copy retried from the queue, that same
+  judgement as intake kept it with the queued recipient — never re-read from the message.
 - **No script, or a broken one, is the old delivery**: the mailbox the inbound policy chose
   (INBOX, or Junk for spam). A script that does not compile (stored before a limit changed, or
   by a tool that skipped the check) and a runtime error (RFC 5228 §2.10.6) both mean the
