@@ -253,3 +253,31 @@ def test_a_forged_verdict_field_does_not_route_the_retry(server: LiveServer) -> 
         assert copy.count(b"X-Pillarbox-Spam:") == 1
         assert b"score=-50.0" not in copy and b"score=50.0" not in copy
     assert shown_verdict(junk) == "junk" and shown_verdict(clean) == "inbox"
+
+
+def test_a_copy_that_never_fits_is_reported_as_before(tmp_path: Path, dns_port: int) -> None:
+    """The decision rides on the queued recipient, not in the queued message: the report of a
+    copy that never fit returns the message as it arrived, with no verdict of ours in it."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp",),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),
+        queue=cfg.QueueSection(retry_schedule=(0.5,), lifetime=1.0, poll_interval=0.5),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        for address in (ALICE, BOB, DAVE):
+            live.add_account(address, TEST_PASSWORD)
+        block(live, ALICE, DAVE)  # Alice judges Dave's mail spam
+        set_quota(live, ALICE, 1)
+        send(live, DAVE, [ALICE, BOB], message(DAVE, "never fits"))
+        [(_, filing)] = queued_filings(live)
+        assert filing is not None and filing.spam
+        wait_for(lambda: not live.call(live.store.list_queue()), "the queue to give up")
+        [report] = messages(live, INBOX, DAVE)
+        assert b"Content-Type: multipart/report; report-type=delivery-status" in report
+        assert b"Final-Recipient: rfc822; alice@example.org" in report
+        assert b"Subject: never fits" in report
+        assert b"X-Pillarbox-Spam" not in report and b"Authentication-Results" not in report
+        assert messages(live, "Junk") == [] and messages(live, INBOX) == []
