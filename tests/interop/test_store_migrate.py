@@ -29,6 +29,7 @@ from pillarbox.store.types import (
     AttemptOutcome,
     DeliveryTarget,
     DkimKeyRecord,
+    Filing,
     FlagOp,
     NewQueueRecipient,
     RecipientState,
@@ -100,7 +101,12 @@ async def _populate(store: Store) -> None:
     queued = await store.enqueue(
         USER,
         _message(9, "outgoing")[0],
-        [NewQueueRecipient("a@far.example"), NewQueueRecipient("b@far.example")],
+        [
+            NewQueueRecipient("a@far.example"),
+            NewQueueRecipient("b@far.example"),
+            # A local copy waiting for room, with the policy's decision on it.
+            NewQueueRecipient(USER, filing=Filing("Junk", True, b"X-Pillarbox-Spam: x\r\n")),
+        ],
     )
     await store.claim_due(queued.queued_at, limit=1, lease_seconds=1, owner="old-node")
     await store.record_attempts(

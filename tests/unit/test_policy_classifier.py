@@ -150,6 +150,21 @@ def test_forged_fields_are_found_however_written(raw: bytes) -> None:
     assert b"mx.test" not in stripped.lower()
 
 
+def test_every_arriving_spam_verdict_field_is_removed() -> None:
+    """X-Pillarbox-Spam is ours alone: whatever its value, a copy that arrives is a forgery."""
+    raw = (
+        b"x-pillarbox-spam : score=-9.0; action=inbox; reasons=none\r\n"
+        b"Subject: hi\r\n"
+        b"X-Pillarbox-Spam: score=0.0;\r\n action=inbox\r\n"
+        b"X-Pillarbox-Spam-Other: stays\r\n"
+        b"\r\nX-Pillarbox-Spam: in the body stays\r\n"
+    )
+    assert authresults.strip_forged(raw, "mx.test") == (
+        b"Subject: hi\r\nX-Pillarbox-Spam-Other: stays\r\n"
+        b"\r\nX-Pillarbox-Spam: in the body stays\r\n"
+    )
+
+
 def test_mail_without_our_fields_is_returned_as_it_is() -> None:
     for raw in (
         b"Subject: hi\r\n\r\nAuthentication-Results: mx.test; in the body\r\n",

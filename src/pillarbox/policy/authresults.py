@@ -9,6 +9,9 @@ Implementation notes:
 - RFC 8601 §5: a field that carries *our* authserv-id but was not added by us is a forgery
   meant to fool our own users' clients; every such field is removed before ours is added
   (authserv-ids compare case-insensitively). Fields of other hosts stay: they are history.
+  So, for the same reason, goes every ``X-Pillarbox-Spam`` field a message arrives with: the
+  field is ours alone, added at delivery, and a copy the sender wrote would tell a Sieve
+  script that tests the verdict (docs/sieve.md) whatever the sender liked.
 - Values are written as tokens where RFC 8601's grammar allows (``pvalue`` = value /
   [local-part "@"] domain-name); anything else goes into a comment, never a quoted string the
   reader has to undo.
@@ -25,6 +28,7 @@ from pillarbox.policy.arc import ArcOutcome
 from pillarbox.policy.dkim import SignatureResult
 from pillarbox.policy.dmarc import DmarcOutcome
 from pillarbox.policy.spf import SpfOutcome
+from pillarbox.policy.verdict import SPAM_HEADER
 
 FIELD = "Authentication-Results"
 _COMMENT = re.compile(r"\([^()]*\)")
@@ -52,23 +56,29 @@ def authserv_id(value: bytes) -> str:
     return head.split()[0].lower() if head else ""
 
 
-#: The start of an ``Authentication-Results`` field, as :func:`scan_header` reads field names.
-_AR_FIELD = re.compile(rb"(?:^|\n)authentication-results[ \t]*:", re.IGNORECASE)
+#: The start of an ``Authentication-Results`` or ``X-Pillarbox-Spam`` field, as
+#: :func:`scan_header` reads field names.
+_OUR_FIELD = re.compile(
+    rb"(?:^|\n)(?:authentication-results|" + SPAM_HEADER.encode() + rb")[ \t]*:", re.IGNORECASE
+)
+_SPAM_KEY = SPAM_HEADER.lower()
 
 
 def strip_forged(raw: bytes, our_id: str) -> bytes:
-    """``raw`` without the header's ``Authentication-Results`` fields that claim ``our_id``;
-    ``raw`` itself when there are none."""
+    """``raw`` without the header's ``Authentication-Results`` fields that claim ``our_id``
+    and its ``X-Pillarbox-Spam`` fields (see the module notes); ``raw`` itself when there are
+    none."""
     # Most mail has no such field: a search up to the first empty line (the header cannot end
     # later) settles that for a fraction of reading the header field by field.
     blank = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
-    if not _AR_FIELD.search(raw, 0, min(blank) + 1 if blank else len(raw)):
+    if not _OUR_FIELD.search(raw, 0, min(blank) + 1 if blank else len(raw)):
         return raw
     block = scan_header(raw, 0, len(raw), max_fields=10_000)
     spans = [
         (f.start, f.end)
         for f in block.fields
-        if f.key == "authentication-results" and authserv_id(f.value) == our_id.lower()
+        if f.key == _SPAM_KEY
+        or (f.key == "authentication-results" and authserv_id(f.value) == our_id.lower())
     ]
     if not spans:
         return raw

@@ -58,7 +58,7 @@ from pillarbox.policy.failurereport import FailedMessage, FailureSink
 from pillarbox.policy.headerfacts import POINTS, header_reasons, message_facts
 from pillarbox.policy.verdict import Action, Reason, Thresholds, Verdict, decide
 from pillarbox.store.interface import Store
-from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind, SpamCounts
+from pillarbox.store.types import INBOX, Filing, SenderListEntry, SenderListKind, SpamCounts
 
 #: Where spam goes (every account has it, see ``store.types.DEFAULT_MAILBOXES``).
 JUNK_MAILBOX = "Junk"
@@ -562,6 +562,11 @@ class Copy:
     mailbox: str
     headers: bytes
     verdict: Verdict
+
+    @property
+    def filing(self) -> Filing:
+        """What delivery needs of this decision, and what a queued retry of it keeps."""
+        return Filing(self.mailbox, self.verdict.is_spam, self.headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,9 @@
 
 Implementation notes (the rules are also in docs/sieve.md):
 
+- **The policy's decision** (a :class:`~pillarbox.store.types.Filing`: mailbox, spam, fields)
+  is intake's judgement of the message, or, for a copy retried from the queue, that same
+  judgement as intake kept it with the queued recipient — never re-read from the message.
 - **No script, or a broken one, is the old delivery**: the mailbox the inbound policy chose
   (INBOX, or Junk for spam). A script that does not compile (stored before a limit changed, or
   by a tool that skipped the check) and a runtime error (RFC 5228 §2.10.6) both mean the
@@ -54,7 +57,6 @@ from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
-from pillarbox.policy.pipeline import Copy
 from pillarbox.queue import bounce, forwarding, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
 from pillarbox.queue.local import parse, parse_with_fields
@@ -81,6 +83,7 @@ from pillarbox.store.types import (
     DeliveryResult,
     DeliveryStatus,
     DeliveryTarget,
+    Filing,
     NewQueueRecipient,
 )
 
@@ -189,22 +192,22 @@ class LocalDelivery:
         received: bytes,
         body: bytes,
         body_info: MessageInfo | None,
-        judged: Copy | None,
+        filing: Filing | None,
         *,
         addressed: Sequence[str] = (),
         submitted: bool = False,
         refusals: list[Refusal] | None = None,
     ) -> DeliveryStatus:
         """Final delivery of one copy of ``received + body`` (with the policy's fields on top,
-        to its mailbox, when judged): STORED (discarded counts), else why it was not (the
-        queue retries it).
+        to its mailbox, when judged: ``filing``, at intake or kept in the queue): STORED
+        (discarded counts), else why it was not (the queue retries it).
         ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed.
         ``addressed`` are the RCPT addresses that reached the account (for vacation).
         With ``refusals``, an ereject that would send a report is appended there instead
         (the module notes)."""
         account = recipient.account
-        mailbox, headers = (judged.mailbox, judged.headers) if judged else (INBOX, b"")
-        spam = judged is not None and judged.verdict.is_spam
+        mailbox, headers = (filing.mailbox, filing.fields) if filing else (INBOX, b"")
+        spam = filing is not None and filing.spam
         fields = (
             trace.return_path(sender) + trace.delivered_to(account.address) + headers + received
         )

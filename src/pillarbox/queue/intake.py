@@ -13,6 +13,9 @@ Implementation notes:
 - **Per-recipient outcome**: a local recipient whose mailbox is full at the end of DATA does not
   fail the others; it is queued and retried like a remote delivery (and bounced if it never
   fits). Only when nothing at all could be stored is the whole message refused (452 4.2.2).
+  The queued recipient is the account's address (never an alias) and keeps the policy's
+  decision on its copy in the store (:class:`~pillarbox.store.types.Filing`: mailbox, spam,
+  fields), so the retry is filed, filtered and answered as this delivery would have been.
 - **Forwarding and auto-replies** are applied here, once per arriving message, after the
   verdict: an account's forwarding and an alias's remote targets are queued as forwarded
   copies (:mod:`.forwarding`: SRS, ARC, loops, never spam), and vacation replies sent
@@ -53,6 +56,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     DeliveryStatus,
+    Filing,
     NewQueueRecipient,
 )
 
@@ -296,7 +300,7 @@ class Intake:
                         received,
                         clean,
                         clean_info,
-                        copies.get(a),
+                        _filing(copies.get(a)),
                         addressed=plan.addressed[a],
                         submitted=origin.account is not None,
                         refusals=refusals,
@@ -305,9 +309,12 @@ class Intake:
                 ]
             )
             outcomes = [s is DeliveryStatus.STORED for s in statuses]
+        # Each keeps its account's judged decision (and fields) in the store, so the retry
+        # files it as it would have been filed now; the queued message is the one shared
+        # ``received + clean`` (a report that it never fit returns what was sent, as before).
         retry_local = [
-            NewQueueRecipient(recipient.account.address)
-            for recipient, stored in zip(storing.values(), outcomes, strict=True)
+            NewQueueRecipient(recipient.account.address, filing=_filing(copies.get(a)))
+            for (a, recipient), stored in zip(storing.items(), outcomes, strict=True)
             if not stored
         ]
         if not plan.plain and not forwards and storing and not any(outcomes):
@@ -495,6 +502,10 @@ class Intake:
             if not await self.owns(account, parsed):
                 return NOT_YOUR_FROM
         return None
+
+
+def _filing(judged: Copy | None) -> Filing | None:
+    return judged.filing if judged is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,10 @@
 """Final delivery of queued mail to hosted mailboxes: recipients whose mailbox was full when the
 message arrived (intake queues them), and delivery reports addressed to our own users.
 
-Copies for accounts go through their Sieve scripts (:mod:`.filtering`), as at intake. The copy
+Copies for accounts go through their Sieve scripts (:mod:`.filtering`), as at intake, with the
+inbound policy's decision intake kept on the queued recipient (``QueuedRecipient.filing``: the
+mailbox, spam or not, the ``X-Pillarbox-Spam`` and ``Authentication-Results`` fields) — from
+the store, never from the message, whose fields any sender can write. The copy
 gets the same trace fields as intake's direct delivery (``Return-Path``,
 ``Delivered-To``, RFC 5321 §4.4, RFC 9228) and goes through :meth:`Store.deliver`, fsync'd
 before the reply. An address that now resolves to several accounts (an alias) is delivered to
@@ -23,7 +26,7 @@ from pillarbox.queue.routing import Router
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.interface import Store
-from pillarbox.store.types import DeliveryStatus, DeliveryTarget
+from pillarbox.store.types import DeliveryStatus, DeliveryTarget, Filing
 
 if TYPE_CHECKING:
     from pillarbox.queue.filtering import LocalDelivery
@@ -60,12 +63,14 @@ async def deliver_local(
     raw: bytes,
     *,
     delivery: LocalDelivery | None = None,
+    filing: Filing | None = None,
 ) -> Reply:
     """Store ``raw`` for the hosted ``address``; the reply the queue records for it.
 
     With ``delivery``, each account's copy takes the same path as at intake (its Sieve
-    script: :mod:`.filtering`); without, straight to INBOX — for the reports we write
-    ourselves (DSNs, auto-replies), which no script should bounce around again."""
+    script: :mod:`.filtering`; ``filing`` the policy's decision made then, if any); without,
+    straight to INBOX — for the reports we write ourselves (DSNs, auto-replies), which no
+    script should bounce around again."""
     try:
         parsed = parse_address(address)
     except InvalidName:
@@ -75,7 +80,7 @@ async def deliver_local(
         return replies.MAILBOX_UNKNOWN
     for recipient in resolution.local:
         if delivery is not None:
-            status = await delivery.deliver(sender, recipient, b"", raw, None, None)
+            status = await delivery.deliver(sender, recipient, b"", raw, None, filing)
             if status is not DeliveryStatus.STORED:
                 return _STATUS_REPLIES[status]
             continue

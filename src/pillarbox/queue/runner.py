@@ -41,8 +41,9 @@ Implementation notes:
   (RFC 8689 §4.2.2, the reports themselves) are delivered to their own sessions with
   opportunistic TLS only — neither MTA-STS nor DANE can stop them (RFC 8460 §5.3) — and are
   not counted.
-- **Local recipients** in the queue (a mailbox that was full) are delivered through the store;
-  so are reports to local senders (:mod:`.bounce`).
+- **Local recipients** in the queue (a mailbox that was full) are delivered through the store,
+  with the policy's decision intake kept for each (:func:`.local.deliver_local`); so are
+  reports to local senders (:mod:`.bounce`).
 - **Wake-ups**: intake sets ``Services.queue_wakeup`` after queueing; the runner also wakes at
   the earliest retry it scheduled and every ``poll_interval`` (for retries requested through
   the CLI or other nodes). A message that fails for a reason of ours (a store error) is left
@@ -394,6 +395,7 @@ class QueueRunner:
                 recipient.address,
                 delivery.raw,
                 delivery=self._local_delivery,
+                filing=recipient.filing,
             )
             delivery.answers[recipient.id] = Answer(reply, None)
         if not parts:
@@ -850,11 +852,12 @@ def mta_sts_for(
 
 def _dane_enabled(configured: bool, resolver: Resolver) -> bool:
     """DANE needs authenticated answers: without a trusted AD bit it could never apply, and
-    the operator is told so once, at start."""
+    the operator is told so once, at start. Info, not a warning: it is the default on any
+    host whose resolver is not a validating one on loopback (docs/dane.md), the demo's too."""
     if configured and not resolver.trusts_ad:
-        _log.warning(
-            "DANE is on (queue.dane) but the resolver's AD bit is not trusted (dns.trust_ad);"
-            " no host will be authenticated by TLSA records"
+        _log.info(
+            "DANE off: the resolver's AD bit is not trusted (dns.trust_ad; a validating"
+            " resolver on this host enables it)"
         )
     return configured and resolver.trusts_ad
 

@@ -304,11 +304,27 @@ class RecipientState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Filing:
+    """The inbound policy's decision on one account's copy, kept with a queued local recipient
+    (its mailbox was full at intake) so the retry delivers it as intake would have: to this
+    mailbox, with these fields on top, spam or not (spam is never redirected or answered).
+    Kept in the store, not read back from the message, so a sender cannot write it."""
+
+    #: INBOX, or Junk for spam (``pillarbox.policy.pipeline.Copy.mailbox``).
+    mailbox: str
+    spam: bool
+    #: ``X-Pillarbox-Spam`` and ``Authentication-Results``, CRLF-terminated.
+    fields: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class NewQueueRecipient:
     address: str
     #: RFC 3461 NOTIFY values (``SUCCESS``, ``FAILURE``, ``DELAY``, or ``NEVER``); empty = default.
     notify: frozenset[str] = frozenset()
     orcpt: str | None = None
+    #: For a hosted account judged at intake: the policy's decision on its copy.
+    filing: Filing | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +339,7 @@ class QueuedRecipient:
     notify: frozenset[str]
     orcpt: str | None
     delay_notified: bool
+    filing: Filing | None = None
 
 
 @dataclass(frozen=True, slots=True)

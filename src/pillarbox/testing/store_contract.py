@@ -53,6 +53,7 @@ from pillarbox.store.types import (
     DeliveryStatus,
     DeliveryTarget,
     DmarcObservation,
+    Filing,
     FlagOp,
     Mailbox,
     NewQueueRecipient,
@@ -912,6 +913,25 @@ class StoreContract:
         assert await store.get_queued(10**9) is None
         with pytest.raises(InvalidName):
             await store.enqueue("a@b.org", b"x", [])
+
+    async def test_queued_recipient_keeps_its_filing(self, store: Store) -> None:
+        """A local recipient queued for a retry keeps the policy's decision on its copy."""
+        junk = Filing("Junk", True, b"X-Pillarbox-Spam: score=7.0; action=junk\r\n\x00\xff")
+        ham = Filing(INBOX, False, b"")
+        queued = await store.enqueue(
+            "a@x.org",
+            b"payload",
+            [
+                NewQueueRecipient("spam@y.org", filing=junk),
+                NewQueueRecipient("ham@y.org", filing=ham),
+                NewQueueRecipient("plain@y.org"),
+            ],
+        )
+        assert [r.filing for r in queued.recipients] == [junk, ham, None]
+        assert await store.get_queued(queued.id) == queued
+        now = queued.queued_at + timedelta(seconds=1)
+        [claimed] = await store.claim_due(now, limit=1, lease_seconds=60, owner="a")
+        assert [r.filing for r in claimed.recipients] == [junk, ham, None]
 
     async def test_claim_due_leases(self, store: Store) -> None:
         queued = await store.enqueue("", b"bounce", [NewQueueRecipient("r@y.org")])

@@ -204,7 +204,8 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         _Table(
             "queue_recipients",
             "SELECT id, message_id, address, state, attempts, next_attempt, last_reply, notify, "
-            "orcpt, delay_notified FROM queue_recipients",
+            "orcpt, delay_notified, filed_mailbox, filed_spam, filed_fields "
+            "FROM queue_recipients",
             (
                 "id",
                 "message_id",
@@ -216,8 +217,21 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "notify",
                 "orcpt",
                 "delay_notified",
+                "filed_mailbox",
+                "filed_spam",
+                "filed_fields",
             ),
-            lambda r: (*r[:5], _time(r[5]), r[6], _words(r[7]), r[8], bool(r[9])),
+            lambda r: (
+                *r[:5],
+                _time(r[5]),
+                r[6],
+                _words(r[7]),
+                r[8],
+                bool(r[9]),
+                r[10],
+                bool(r[11]),
+                r[12],
+            ),
         ),
         _Table(
             "account_settings",

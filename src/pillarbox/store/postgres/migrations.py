@@ -474,6 +474,14 @@ CREATE TABLE tls_results (
 CREATE INDEX tls_results_recorded ON tls_results(recorded);
 """
 
+# A hosted account's copy queued because its mailbox was full keeps the inbound policy's
+# decision (store.types.Filing): the mailbox (NULL: not judged), spam or not, and the fields.
+_V11_SQL = r"""
+ALTER TABLE queue_recipients ADD COLUMN filed_mailbox text;
+ALTER TABLE queue_recipients ADD COLUMN filed_spam boolean NOT NULL DEFAULT false;
+ALTER TABLE queue_recipients ADD COLUMN filed_fields bytea;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -489,6 +497,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "DMARC evaluations: policy override and discovery method", _V8_SQL),
     Migration(9, "Sieve filter scripts", _V9_SQL),
     Migration(10, "TLS-RPT session results kept for reports", _V10_SQL),
+    Migration(11, "queued local recipients keep the policy's decision", _V11_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -67,6 +67,7 @@ from pillarbox.errors import (
     UserError,
 )
 from pillarbox.mail.model import MessageInfo
+from pillarbox.store import filingrows
 from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -1302,11 +1303,14 @@ class PostgresStore:
             )
             assert row is not None
             message_id = int(row[0])
+            filings = [filingrows.filing_row(rcpt.filing) for rcpt in recipients]
             await conn.execute(
                 "INSERT INTO queue_recipients (message_id, address, state, next_attempt, "
-                "notify, orcpt) SELECT %s, r.address, %s, %s, string_to_array(r.notify, ' '), "
-                "r.orcpt FROM unnest(%s::text[], %s::text[], %s::text[]) "
-                "WITH ORDINALITY AS r(address, notify, orcpt, n) ORDER BY r.n",
+                f"notify, orcpt, {filingrows.COLUMNS}) SELECT %s, r.address, %s, %s, "
+                "string_to_array(r.notify, ' '), r.orcpt, r.mailbox, r.spam, r.fields "
+                "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[], "
+                "%s::bytea[]) WITH ORDINALITY AS r(address, notify, orcpt, mailbox, spam, "
+                "fields, n) ORDER BY r.n",
                 (
                     message_id,
                     RecipientState.PENDING.value,
@@ -1314,6 +1318,9 @@ class PostgresStore:
                     [rcpt.address for rcpt in recipients],
                     [" ".join(sorted(rcpt.notify)) for rcpt in recipients],
                     [rcpt.orcpt for rcpt in recipients],
+                    [f[0] for f in filings],
+                    [f[1] for f in filings],
+                    [f[2] for f in filings],
                 ),
             )
             [queued] = await _queued(conn, [message_id], due_at=None)
@@ -2025,7 +2032,8 @@ async def _queued(
     rows = await _all(
         conn,
         "SELECT id, message_id, address, state, attempts, next_attempt, last_reply, notify, "
-        "orcpt, delay_notified FROM queue_recipients WHERE message_id = ANY(%(ids)s) "
+        f"orcpt, delay_notified, {filingrows.COLUMNS} FROM queue_recipients "
+        "WHERE message_id = ANY(%(ids)s) "
         "AND (%(due)s::timestamptz IS NULL OR state = ANY(%(open)s) AND next_attempt <= %(due)s) "
         "ORDER BY id",
         {"ids": message_ids, "due": due_at, "open": _OPEN_STATES},
@@ -2044,6 +2052,7 @@ async def _queued(
                 frozenset(row[7]),
                 row[8],
                 row[9],
+                filingrows.filing_of(row[10], row[11], row[12]),
             )
         )
     found = {

@@ -450,6 +450,14 @@ CREATE TABLE tls_results (
 CREATE INDEX tls_results_recorded ON tls_results(recorded);
 """
 
+# A hosted account's copy queued because its mailbox was full keeps the inbound policy's
+# decision (store.types.Filing): the mailbox (NULL: not judged), spam or not, and the fields.
+_V16_SQL = r"""
+ALTER TABLE queue_recipients ADD COLUMN filed_mailbox TEXT;
+ALTER TABLE queue_recipients ADD COLUMN filed_spam INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queue_recipients ADD COLUMN filed_fields BLOB;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -466,6 +474,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(13, "DMARC evaluations: policy override and discovery method", _V13_SQL),
     Migration(14, "Sieve filter scripts", _V14_SQL),
     Migration(15, "TLS-RPT session results kept for reports", _V15_SQL),
+    Migration(16, "queued local recipients keep the policy's decision", _V16_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

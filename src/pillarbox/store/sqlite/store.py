@@ -61,6 +61,7 @@ from pillarbox.errors import (
     UserError,
 )
 from pillarbox.mail.model import MessageInfo
+from pillarbox.store import filingrows
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -1536,7 +1537,8 @@ class SqliteStore:
             ).fetchone()
             conn.executemany(
                 "INSERT INTO queue_recipients (message_id, address, state, next_attempt, notify, "
-                "orcpt) VALUES (?, ?, ?, ?, ?, ?)",
+                f"orcpt, {filingrows.COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         message_id,
@@ -1545,6 +1547,7 @@ class SqliteStore:
                         now,
                         " ".join(sorted(rcpt.notify)),
                         rcpt.orcpt,
+                        *filingrows.filing_row(rcpt.filing),
                     )
                     for rcpt in recipients
                 ],
@@ -2044,7 +2047,8 @@ def _queued(conn: sqlite3.Connection, message_id: int, *, due_at: int | None) ->
     ).fetchone()
     sql = (
         "SELECT id, address, state, attempts, next_attempt, last_reply, notify, orcpt, "
-        "delay_notified FROM queue_recipients WHERE message_id = ?"
+        f"delay_notified, {filingrows.COLUMNS} FROM queue_recipients "
+        "WHERE message_id = ?"
     )
     params: tuple[int, ...] = (message_id,)
     if due_at is not None:
@@ -2062,6 +2066,7 @@ def _queued(conn: sqlite3.Connection, message_id: int, *, due_at: int | None) ->
             frozenset(row[6].split()),
             row[7],
             bool(row[8]),
+            filingrows.filing_of(row[9], row[10], row[11]),
         )
         for row in conn.execute(sql + " ORDER BY id", params)
     )
