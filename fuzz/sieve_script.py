@@ -9,6 +9,8 @@ Input: a script (bytes, read as UTF-8 with surrogates). Asserted, beyond "no exc
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import atheris
 import harness
 
@@ -18,16 +20,19 @@ with atheris.instrument_imports(include=["pillarbox"]):
         FileInto,
         Keep,
         Redirect,
+        Reject,
         SieveError,
         SieveMessage,
         compile_script,
     )
 
+NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 MESSAGE = SieveMessage.from_bytes(
     b"From: Ken <ken+lists@example.org>\r\nTo: g: me@example.com;, x@example.net\r\n"
     b"Subject: =?utf-8?q?caf=C3=A9?= $$$\r\nX-Spam-Score: 12\r\n\r\nBody text.\r\n",
     envelope_from="bounce@example.net",
     envelope_to="me+sieve@example.com",
+    mailboxes=("INBOX", "Lists"),
 )
 
 
@@ -39,10 +44,10 @@ def check(data: bytes) -> None:
         line = exc.line
         assert 1 <= line <= text.count("\n") + 1, (line, text)
         return
-    outcome = script.run(MESSAGE)
+    outcome = script.run(MESSAGE, now=NOW)
     assert outcome.actions, text
     if not any(isinstance(a, Keep | FileInto) for a in outcome.actions):
-        assert any(isinstance(a, Discard | Redirect) for a in outcome.actions), outcome
+        assert any(isinstance(a, Discard | Redirect | Reject) for a in outcome.actions), outcome
 
 
 def seeds() -> list[bytes]:
@@ -57,6 +62,13 @@ def seeds() -> list[bytes]:
         b'require ["envelope", "subaddress", "encoded-character", "body"];\r\n'
         b'if allof (envelope :detail "to" "sieve", not exists "x",\r\n'
         b'  body :raw :matches "*${hex:42}ody*") { keep; }\r\n/* c */ # d\r\n',
+        b'require ["variables", "fileinto", "mailbox", "date", "index", "relational"];\r\n'
+        b'if header :matches :index 1 "subject" "* $*" { set :upperfirst "w" "${1}"; }\r\n'
+        b'if allof (mailboxexists "Lists", string :count "ge" ["${w}", ""] "1",\r\n'
+        b'  currentdate :value "ge" "date" "2020-01-01") { fileinto :create "L/${w}"; }\r\n',
+        b'require ["reject", "date", "vacation-seconds"];\r\n'
+        b'if date :is :zone "+0100" "date" "weekday" "0" { reject "Not on Sundays."; }\r\n'
+        b'else { vacation :seconds 1800 "In a meeting."; }\r\n',
     ]
 
 

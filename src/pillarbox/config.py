@@ -384,7 +384,19 @@ class SieveSection:
     vacation_max_days: int = _f(
         90, "Largest :days a Sieve vacation may give; larger values are lowered (RFC 5230 §4.1)."
     )
+    vacation_min_seconds: int = _f(
+        300, "Smallest vacation :seconds (RFC 6131); smaller values are raised (0 to 86400)."
+    )
     cache_entries: int = _f(256, "Compiled scripts kept in memory per process, by content.")
+    max_variables: int = _f(
+        255, "Variables one Sieve script may set (RFC 5229); more is refused at compile time."
+    )
+    max_variable_size: int = _f(
+        4096, "Octets of UTF-8 a Sieve variable holds; longer values are cut (RFC 5229 §6)."
+    )
+    create_max_mailboxes: int = _f(
+        500, "fileinto :create makes a mailbox only while the account has fewer (RFC 5490)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -827,6 +839,9 @@ def _validate(config: Config) -> None:
         ("sieve.max_nesting", config.sieve.max_nesting),
         ("sieve.vacation_max_days", config.sieve.vacation_max_days),
         ("sieve.cache_entries", config.sieve.cache_entries),
+        ("sieve.max_variables", config.sieve.max_variables),
+        ("sieve.max_variable_size", config.sieve.max_variable_size),
+        ("sieve.create_max_mailboxes", config.sieve.create_max_mailboxes),
         ("managesieve.max_errors", config.managesieve.max_errors),
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),
@@ -842,6 +857,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("imap.idle_timeout", "must be at least 1800 s (RFC 9051 §5.4)")
     if config.pop3.idle_timeout < 600:
         raise ConfigError("pop3.idle_timeout", "must be at least 600 s (RFC 1939 §3)")
+    if not 0 <= config.sieve.vacation_min_seconds <= 86400:
+        # RFC 6131 §2: a site minimum of at most one day.
+        raise ConfigError("sieve.vacation_min_seconds", "must be 0 to 86400")
     if config.managesieve.idle_timeout < 1800:
         raise ConfigError("managesieve.idle_timeout", "must be at least 1800 s (RFC 5804 §1.2)")
     if config.managesieve.max_line_length < 1024:

@@ -82,5 +82,6 @@ class Services:
                 max_entries=section.cache_entries,
                 max_size=section.max_script_size,
                 max_nesting=section.max_nesting,
+                max_variables=section.max_variables,
             )
         return self._sieve_scripts

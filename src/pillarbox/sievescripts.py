@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pillarbox.config import SieveSection
 from pillarbox.errors import NotFound, QuotaExceeded, UserError
-from pillarbox.sieve import DEFAULT_MAX_NESTING, SieveError, compile_script
+from pillarbox.sieve import DEFAULT_MAX_NESTING, DEFAULT_MAX_VARIABLES, SieveError, compile_script
 from pillarbox.store.interface import Store
 from pillarbox.store.types import SieveScript, sieve_script_name
 
@@ -32,6 +32,8 @@ class ScriptLimits:
     max_scripts: int = 16
     #: Deepest nesting a script may have (the compiler's stack bound, ``sieve.max_nesting``).
     max_nesting: int = DEFAULT_MAX_NESTING
+    #: Variables a script may set (``sieve.max_variables``, RFC 5229 §6).
+    max_variables: int = DEFAULT_MAX_VARIABLES
 
     @classmethod
     def of(cls, sieve: SieveSection) -> ScriptLimits:
@@ -40,6 +42,7 @@ class ScriptLimits:
             max_script_size=sieve.max_script_size,
             max_scripts=sieve.max_scripts,
             max_nesting=sieve.max_nesting,
+            max_variables=sieve.max_variables,
         )
 
 
@@ -81,7 +84,7 @@ def decode_script(data: bytes) -> str:
 def check_script(text: str, limits: ScriptLimits) -> None:
     """Compile ``text``; :class:`InvalidScript` with the compiler's line and message if not."""
     try:
-        compile_script(text, max_nesting=limits.max_nesting)
+        compile_script(text, max_nesting=limits.max_nesting, max_variables=limits.max_variables)
     except SieveError as exc:
         raise InvalidScript(exc.message, exc.line) from None
 

@@ -8,7 +8,9 @@ import imaplib
 import re
 import secrets
 import smtplib
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -152,6 +154,101 @@ def test_fileinto_a_missing_folder_keeps_in_inbox(server: LiveServer) -> None:
     assert imap_read(server, INBOX) == [("$Lost", b"Subject: where to?")]
 
 
+def test_fileinto_a_folder_named_by_variables(server: LiveServer) -> None:
+    """RFC 5229: the list's tag in the subject names the folder, modifiers shape it."""
+    create_mailbox(server, "Lists/Dev")
+    activate(
+        server,
+        'require ["fileinto", "variables", "imap4flags"];\n'
+        'if header :matches "subject" "[*] *" {\n'
+        '  set :lower :upperfirst "list" "${1}";\n'
+        '  setflag "tag" "$List-${list}";\n'
+        '  fileinto :flags "${tag}" "Lists/${list}";\n'
+        "}\n",
+    )
+    send(server, message("[DEV] release on Friday"))
+    assert imap_read(server, "Lists/Dev") == [("$List-Dev", b"Subject: [DEV] release on Friday")]
+    assert imap_read(server, INBOX) == []
+
+
+def test_fileinto_create_makes_the_folder_once(server: LiveServer) -> None:
+    """RFC 5490 §3.2: the folder (and its superior) is made at the first delivery, reused by
+    the second; mailboxexists sees the account's folders; an invalid name keeps the copy."""
+    activate(
+        server,
+        'require ["fileinto", "mailbox", "variables", "imap4flags"];\n'
+        'if header :matches "subject" "[*] *" {\n'
+        '  if mailboxexists "Lists/${1}" { addflag "existed"; }\n'
+        '  fileinto :create "Lists/${1}";\n'
+        "}\n",
+    )
+    send(server, message("[dev] one"))
+    send(server, message("[dev] two"))
+    send(server, message("[bad//name] three"))
+    assert imap_read(server, "Lists/dev") == [
+        ("", b"Subject: [dev] one"),
+        ("existed", b"Subject: [dev] two"),
+    ]
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        typ, listed = imap.list('""', "Lists*")
+    assert typ == "OK"
+    assert sorted(line.rsplit(b" ", 1)[-1] for line in listed if isinstance(line, bytes)) == [
+        b"Lists",
+        b"Lists/dev",
+    ]
+    assert imap_read(server, INBOX) == [("", b"Subject: [bad//name] three")]
+
+
+def test_fileinto_create_stops_at_the_mailbox_bound(tmp_path: Path, dns_port: int) -> None:
+    """sieve.create_max_mailboxes: a new account has six mailboxes; with a bound of seven the
+    script makes one folder, then keeps in INBOX."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),
+        sieve=cfg.SieveSection(create_max_mailboxes=7),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        activate(
+            live,
+            'require ["fileinto", "mailbox", "variables"];\n'
+            'if header :matches "subject" "*" { fileinto :create "${1}"; }\n',
+        )
+        for subject in ("first", "second", "first"):
+            send(live, message(subject))
+        assert imap_read(live, "first") == [("", b"Subject: first"), ("", b"Subject: first")]
+        assert imap_read(live, INBOX) == [("", b"Subject: second")]
+
+
+def test_currentdate_files_by_the_delivery_date(server: LiveServer) -> None:
+    """RFC 5260 §5: the rule reads the time of delivery (the server's clock, handed to the
+    run), and date reads the message's Date field."""
+    activate(
+        server,
+        'require ["fileinto", "mailbox", "date", "variables", "relational"];\n'
+        'if currentdate :matches "year" "*" { set "year" "${1}"; }\n'
+        'if currentdate :value "lt" "date" "2000-01-01" { fileinto "Past"; stop; }\n'
+        'if date :is :originalzone "date" "year" "2025" {\n'
+        '  fileinto :create "Filed ${year}/From 2025";\n'
+        "}\n",
+    )
+    before = datetime.now().astimezone().year
+    send(server, message("dated"))
+    after = datetime.now().astimezone().year
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        typ, listed = imap.list('""', "Filed*/*")
+    assert typ == "OK"
+    [line] = [item for item in listed if isinstance(item, bytes)]
+    # a delivery at New Year's midnight may see either year
+    [name] = [f"Filed {y}/From 2025" for y in {before, after} if f'"Filed {y}/' in line.decode()]
+    assert imap_read(server, name) == [("", b"Subject: dated")]
+
+
 def test_discard_stores_nothing(server: LiveServer) -> None:
     activate(server, 'if header :is "subject" "junk mail" { discard; }')
     send(server, message("junk mail"))  # still 250: discarded is delivered
@@ -210,6 +307,39 @@ def test_vacation_replies_once_per_sender(server: LiveServer, peer: Recorder) ->
     assert len(imap_read(server, INBOX)) == 2  # vacation leaves the implicit keep
 
 
+def test_vacation_seconds_is_raised_to_the_site_minimum(server: LiveServer, peer: Recorder) -> None:
+    """RFC 6131: :seconds 1 under the default sieve.vacation_min_seconds (300): one reply."""
+    activate(server, 'require "vacation-seconds"; vacation :seconds 1 "In a meeting.";')
+    send(server, message("first"))
+    wait_for(lambda: peer.messages, "the auto-reply")
+    time.sleep(1.5)  # past the script's second, well within the site's minimum
+    send(server, message("second"))
+    settle(server)
+    assert len(peer.messages) == 1
+
+
+def test_vacation_seconds_zero_replies_every_time(
+    tmp_path: Path, dns_port: int, peer: Recorder, peer_port: int
+) -> None:
+    """With sieve.vacation_min_seconds = 0, :seconds 0 answers every message (RFC 6131 §2)."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),
+        queue=cfg.QueueSection(remote_port=peer_port, retry_schedule=(1.0,), poll_interval=1.0),
+        sieve=cfg.SieveSection(vacation_min_seconds=0),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        activate(live, 'require "vacation-seconds"; vacation :seconds 0 "In a meeting.";')
+        send(live, message("first"))
+        send(live, message("second"))
+        replies = wait_for(lambda: len(peer.messages) == 2 and peer.messages, "two replies")
+        assert all(b"In a meeting." in r.content for r in replies)
+
+
 def test_broken_script_keeps_in_inbox(server: LiveServer) -> None:
     """The store takes any text; a script that does not compile must not lose mail."""
     activate(server, 'if header :frobnicate "subject" "x" { discard; }')
@@ -233,6 +363,89 @@ def test_spam_kept_goes_to_junk_and_is_never_redirected(server: LiveServer, peer
     assert peer.messages == []
     junk = [s for _, s in imap_read(server, "Junk")]
     assert junk == [b"Subject: keep me", b"Subject: fwd me"]  # the redirect kept it instead
+    assert imap_read(server, INBOX) == []
+
+
+def test_reject_bounces_to_the_sender(server: LiveServer, peer: Recorder) -> None:
+    """RFC 5429: after the 250, a reject is a DSN to the envelope sender; nothing is
+    stored."""
+    activate(
+        server,
+        'require ["reject", "variables"];\n'
+        'if header :matches "subject" "ads *" { reject "No ads about ${1}, please."; }\n'
+        'elsif header :contains "subject" "offer" { reject "No offers."; }\n',
+    )
+    send(server, message("ads shoes"))
+    send(server, message("an offer"))
+    reports = wait_for(lambda: len(peer.messages) == 2 and peer.messages, "the two reports")
+    contents = sorted(r.content.replace(b"\r\n ", b" ") for r in reports)  # any order
+    assert all(r.mail_from == "<>" for r in reports)  # RFC 5321 §4.5.5: no report of a report
+    assert all(r.rcpt_tos == ["sender@outside.test"] for r in reports)
+    reasons = [b"No ads about shoes, please.", b"No offers."]
+    for reason in reasons:
+        [content] = [c for c in contents if b"550 5.7.1 " + reason in c]
+        assert b"Content-Type: multipart/report; report-type=delivery-status" in content
+        assert b"Final-Recipient: rfc822; alice@example.org" in content
+        assert b"Action: failed" in content and b"Status: 5.7.1" in content
+        assert b"Diagnostic-Code: smtp; 550 5.7.1 " + reason in content
+        assert b"Content-Type: text/rfc822-headers" in content  # the header, not the body
+    assert imap_read(server, INBOX) == []
+
+
+def test_ereject_refuses_in_smtp_when_every_recipient_does(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """RFC 5429 §2.2: the only recipient erejects: DATA gets 550 5.7.1 with the reason, and
+    no report is sent (the client learns it in the protocol)."""
+    activate(server, 'require "ereject"; ereject "No mail on Sundays,\r\n please.";')
+    with (
+        smtplib.SMTP("127.0.0.1", server.port("smtp"), local_hostname="client.test") as client,
+        pytest.raises(smtplib.SMTPDataError) as refused,
+    ):
+        client.sendmail("sender@outside.test", [ALICE], message("sunday"))
+    assert refused.value.smtp_code == 550
+    assert refused.value.smtp_error == b"5.7.1 No mail on Sundays, please."
+    settle(server)
+    assert peer.messages == []
+    assert imap_read(server, INBOX) == []
+
+
+def test_ereject_beside_a_delivered_copy_becomes_a_report(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """Bob takes the message, so the transaction's one reply must be 250: Alice's ereject is
+    then a report, as reject's is — Bob's copy is not lost to a 550."""
+    activate(server, 'require "ereject"; ereject "Not for me.";')
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), local_hostname="client.test") as client:
+        refused = client.sendmail("sender@outside.test", [ALICE, BOB], message("both"))
+    assert refused == {}
+    [report] = wait_for(lambda: peer.messages, "the report")
+    assert b"Diagnostic-Code: smtp; 550 5.7.1 Not for me." in report.content
+    assert b"Final-Recipient: rfc822; alice@example.org" in report.content
+    assert imap_read(server, INBOX) == []
+    assert [s for _, s in imap_read(server, INBOX, BOB)] == [b"Subject: both"]
+
+
+def test_reject_never_answers_spam_or_the_null_sender(server: LiveServer, peer: Recorder) -> None:
+    """Spam gets no report (its sender is likely forged) and stays in Junk; a message from
+    the null sender (a report itself) is dropped without one."""
+
+    async def block() -> None:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        await server.store.set_sender_entry(
+            account.id, SenderListEntry("spammer.test", SenderListKind.BLOCK)
+        )
+
+    server.call(block())
+    activate(server, 'require "reject"; reject "Not wanted.";')
+    send(server, message("spam", sender="x@spammer.test"), sender="x@spammer.test")
+    send(server, message("a report", sender="mailer-daemon@outside.test"), sender="")
+    send(server, message("plain"))
+    [report] = wait_for(lambda: peer.messages, "the one report")
+    settle(server)
+    assert len(peer.messages) == 1 and b"Subject: plain" in report.content
+    assert [s for _, s in imap_read(server, "Junk")] == [b"Subject: spam"]
     assert imap_read(server, INBOX) == []
 
 

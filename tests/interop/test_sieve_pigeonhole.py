@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from pillarbox.sieve import (
     FileInto,
     Keep,
     Redirect,
+    Reject,
     SieveError,
     SieveMessage,
     Vacation,
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.skipif(
     shutil.which("sievec") is None or shutil.which("sieve-test") is None,
     reason="Pigeonhole not installed (apt-get install dovecot-sieve)",
 )
+
+#: Extensions Pigeonhole has but does not enable by default.
+ENABLE = ("-x", "+vacation-seconds")
 
 #: Scripts both compilers must judge alike (valid or not: whichever sievec says).
 CORPUS = [
@@ -150,6 +155,82 @@ CORPUS = [
     'require "body"; if body :raw :text "a" {}',
     'if body "a" {}',
     'require ["body", "relational"]; if body :count "gt" "1" {}',
+    # variables (RFC 5229)
+    'require "variables"; set "a" "b";',
+    'require "variables"; set "A_1" "${a}${1}${A_1}";',
+    'set "a" "b";',
+    'require "variables"; set "1" "b";',
+    'require "variables"; set "a.b" "c";',
+    'require "variables"; set "" "c";',
+    'require "variables"; set "a";',
+    'require "variables"; set ["a"] "b";',
+    'require "variables"; set :lower :upper "a" "b";',
+    'require "variables"; set :upperfirst :lowerfirst "a" "b";',
+    'require "variables"; set :lower :upperfirst :quotewildcard :length "a" "b";',
+    'require "variables"; set :length :length "a" "b";',
+    'require "variables"; set :bogus "a" "b";',
+    'require ["variables", "fileinto"]; fileinto "${doh!} ${ a } ${}";',
+    'require "fileinto"; fileinto "${a.b}";',
+    'require "variables"; if string "a" "b" {}',
+    'require "variables"; if string :matches ["a", "b"] ["*"] {}',
+    'require ["variables", "relational"]; if string :count "eq" "a" "1" {}',
+    'require "variables"; if string "a" {}',
+    'if string "a" "b" {}',
+    'require "variables"; if address "${h}" "a" {}',
+    'require "variables"; redirect "${to}";',
+    'require ["variables", "imap4flags"]; setflag "f" "a"; addflag "f" "b"; removeflag "f" "a";',
+    'require ["variables", "imap4flags"]; if hasflag ["f", "g"] "a" {}',
+    'require ["variables", "imap4flags"]; setflag "1" "a";',
+    # mailbox (RFC 5490)
+    'require ["fileinto", "mailbox"]; fileinto :create "a";',
+    'require ["fileinto", "mailbox", "copy", "imap4flags"]; fileinto :create :copy :flags "x" "a";',
+    'require "fileinto"; fileinto :create "a";',
+    'require "mailbox"; fileinto :create "a";',
+    'require ["fileinto", "mailbox"]; fileinto :create :create "a";',
+    'require ["fileinto", "mailbox"]; keep :create;',
+    'require "mailbox"; if mailboxexists "a" {}',
+    'require "mailbox"; if mailboxexists ["a", "b"] {}',
+    'if mailboxexists "a" {}',
+    'require "mailbox"; if mailboxexists {}',
+    'require "mailbox"; if mailboxexists "a" "b" {}',
+    'require "mailbox"; if mailboxexists :is "a" {}',
+    # date and index (RFC 5260)
+    'require "date"; if date "date" "year" "2025" {}',
+    'require "date"; if date :zone "+0100" "received" "iso8601" "x" {}',
+    'require "date"; if date :originalzone "date" "DATE" "x" {}',
+    'require "date"; if date :originalzone :zone "+0100" "date" "year" "1" {}',
+    'require "date"; if date :zone "+0100" :zone "+0200" "date" "year" "1" {}',
+    'require "date"; if date "date" "year" {}',
+    'require "date"; if date "date" ["year"] "1" {}',
+    'require "date"; if currentdate :zone "-0330" "weekday" "0" {}',
+    'require "date"; if currentdate :originalzone "year" "1" {}',
+    'require "date"; if currentdate "year" {}',
+    'if currentdate "year" "1" {}',
+    'require ["date", "relational"]; if currentdate :value "ge" "date" "2025-01-01" {}',
+    'require ["date", "variables"]; if date :zone "${z}" "date" "${p}" "1" {}',
+    'require ["date", "index"]; if date :index 1 :last "received" "date" "1" {}',
+    'require ["date", "index"]; if date :last "received" "date" "1" {}',
+    'require "date"; if date :index 1 "received" "date" "1" {}',
+    'require "index"; if header :index 2 :last "x" "y" {}',
+    'require "index"; if address :index 1 :domain "to" "y" {}',
+    'require "index"; if address :index 0 "to" "y" {}',
+    'require "index"; if exists :index 1 "to" {}',
+    'require ["index", "envelope"]; if envelope :index 1 "to" "y" {}',
+    # reject (RFC 5429); Pigeonhole 2.3 has no ereject (see DIFFERENCES)
+    'require "reject"; reject "no";',
+    'require "reject"; reject text:\nGo away.\n.\n;',
+    'require "reject"; reject;',
+    'require "reject"; reject "a" "b";',
+    'require "reject"; reject ["a"];',
+    'reject "no";',
+    'require ["reject", "variables"]; reject "${a}";',
+    # vacation-seconds (RFC 6131)
+    'require ["vacation", "vacation-seconds"]; vacation :seconds 1800 "x";',
+    'require "vacation-seconds"; vacation :seconds 0 "x";',
+    'require ["vacation", "vacation-seconds"]; vacation :seconds 10 :days 1 "x";',
+    'require "vacation"; vacation :seconds 10 "x";',
+    'require "vacation-seconds"; vacation :seconds "10" "x";',
+    'require "vacation-seconds"; vacation :seconds "x";',
     # the RFC's examples
     'require "fileinto";\nif header :is "Sender" "owner-ietf-mta-filters@imc.org" '
     '{ fileinto "filter"; }\nelsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
@@ -180,6 +261,30 @@ DIFFERENCES = [
         'RFC 5231 §4 writes the operators as ABNF quoted strings ("gt"), which RFC 5234 §2.3 '
         "makes case-insensitive; Pigeonhole takes lowercase only.",
     ),
+    Difference(
+        'require ["variables", "fileinto"]; fileinto "${a.b}";',
+        False,
+        "RFC 5229 §3: a reference to a namespace no extension provides MUST cause an error; "
+        "sievec prints that error but exits 0 and keeps the script.",
+    ),
+    Difference(
+        'require "date"; if date :zone "0100" "date" "year" "2025" {}',
+        False,
+        "RFC 5260 §4.1: a zone is +hhmm or -hhmm; sievec only warns (and at run time uses the "
+        "local zone); a test that can never mean what it says is refused at upload here.",
+    ),
+    Difference(
+        'require "ereject"; ereject "no";',
+        True,
+        "RFC 5429 §2.2 ereject: Dovecot Pigeonhole 2.3 does not have it (its tools refuse the "
+        "require); ours checks it as reject's twin.",
+    ),
+    Difference(
+        'require "date"; if date "date" "fortnight" "1" {}',
+        False,
+        "RFC 5260 §4.2 lists the date-parts; sievec only warns of another (and the test is "
+        "then false); refused at upload here.",
+    ),
 ]
 
 
@@ -187,7 +292,7 @@ def _sievec_accepts(script: str, directory: Path) -> bool:
     source = directory / "script.sieve"
     source.write_text(script, encoding="utf-8")
     result = subprocess.run(
-        ["sievec", str(source), str(directory / "script.svbin")],
+        ["sievec", *ENABLE, str(source), str(directory / "script.svbin")],
         capture_output=True,
         text=True,
         timeout=30,
@@ -235,18 +340,24 @@ def test_known_differences_are_still_differences(difference: Difference, workdir
 
 SENDER = "bounce@lists.example.net"
 RECIPIENT = "me+sieve@example.org"
+#: The account's mailboxes (for mailboxexists): ours get the names, sieve-test a Maildir++
+#: with these folders (flat names: Maildir++ separates levels with ".").
+MAILBOXES = ("INBOX", "Lists", "Boss")
 
 MESSAGES = {
     "report": (
+        b"Date: Sun, 1 Jun 2025 10:15:07 +0200\r\n"
         b"From: Boss <boss@example.com>\r\nTo: me+sieve@example.org\r\n"
         b"Subject: =?utf-8?q?Quarterly_report?=\r\nX-Spam-Score: 7\r\n\r\nNumbers.\r\n"
     ),
     "list": (
+        b"Date: Tue, 3 Jun 2025 23:30:00 -0500\r\n"
         b"From: someone@example.net\r\nTo: Team: a@example.org, me@example.org;\r\n"
         b"Cc: c@example.org, d@example.org\r\nSender: owner-list@example.net\r\n"
         b"Subject: weekly digest\r\nList-Id: <list.example.net>\r\n\r\nDigest.\r\n"
     ),
     "spammy": (
+        b"Date: not really a date\r\n"
         b"From: win@prize.example\r\nTo: me@example.org\r\n"
         b"Subject: make MONEY fast\r\nX-Spam-Score: 12\r\n\r\nClick.\r\n"
     ),
@@ -281,6 +392,53 @@ if not exists "list-id" {
 }
 setflag "\\\\Seen";
 """,
+    "variables": r"""require ["fileinto", "variables", "imap4flags", "envelope"];
+if address :matches ["to", "cc"] "*@*.org" { setflag "seen" "\\Seen ${1}"; }
+if envelope :matches "to" "*+*@*" { addflag "seen" "$${2}"; }
+if string :matches "${seen}" "*\\Seen*" { addflag "${seen}"; }
+if header :matches "List-Id" "*<*.*>" { fileinto "Lists/${2}"; }
+if header :matches "Subject" ["*[*]*", "* *"] {
+    set :lower :upperfirst "word" "${2}";
+    set :length "n" "${0}";
+    fileinto "Words/${word}/${n}";
+}
+set :quotewildcard "q" "*";
+if header :matches "Subject" "${q}" { fileinto "never"; }
+if header :matches "Subject" "*${q}*" { fileinto "never"; }
+""",
+    "dates": """require ["fileinto", "date", "index", "relational", "variables", "imap4flags"];
+if date :value "lt" :originalzone "date" "hour" "12" { fileinto "Morning"; }
+if date :matches :zone "-0700" "date" "std11" "*" { addflag "${1}"; }
+if date :matches "date" "iso8601" "*" { addflag "$${0}"; }
+if date :is :originalzone "date" "weekday" ["0", "6"] { fileinto "Weekend"; }
+if date :is :zone "+0930" "date" "julian" "60827" { fileinto "Julian"; }
+if currentdate :value "ge" "date" "2025-01-01" { addflag "$Recent"; }
+if currentdate :value "lt" "year" "2000" { fileinto "never"; }
+if header :index 1 :last :matches "to" "*" { addflag "$LastTo"; }
+if address :index 2 :is :domain ["to", "cc"] "example.org" { addflag "$SecondTo"; }
+""",
+    "reject": """require ["reject", "fileinto", "variables", "imap4flags"];
+if header :matches "subject" "*money*" { reject "No ${2} here, thanks."; stop; }
+if header :contains "subject" "digest" { fileinto "Lists"; reject "conflict: kept"; }
+if address :is "from" "friend@example.org" { addflag "\\\\Seen"; reject "Not today."; }
+""",
+    "mailbox": """require ["fileinto", "mailbox", "variables"];
+if mailboxexists "Boss" {
+    if address :domain "from" "example.com" { fileinto "Boss"; }
+}
+if mailboxexists ["INBOX", "Lists"] {
+    if header :matches "list-id" "<*.example.net>" { fileinto :create "Lists/${1}"; }
+}
+if mailboxexists "Nope" { fileinto "never"; }
+if not mailboxexists ["Lists", "Nope"] {
+    if header :contains "subject" "money" { fileinto :create "Money"; }
+}
+""",
+    "vacation-seconds": """require ["vacation-seconds", "fileinto"];
+if header :contains "subject" ["report", "lunch"] {
+    vacation :seconds 1800 :subject "In a meeting" "Back in half an hour.";
+}
+""",
     "redirects": """require "copy";
 if header :contains "subject" ["lunch", "digest"] {
     redirect :copy "a@example.net";
@@ -298,13 +456,21 @@ class Decision:
     stores: frozenset[tuple[str, frozenset[str]]]
     redirects: frozenset[str]
     vacation: bool
+    reject: str | None = None
+    #: A runtime error (RFC 5228 §2.10.6): only the implicit keep, in both.
+    failed: bool = False
 
 
 def _ours(script: str, raw: bytes) -> Decision:
     outcome = compile_script(script).run(
-        SieveMessage.from_bytes(raw, envelope_from=SENDER, envelope_to=RECIPIENT)
+        SieveMessage.from_bytes(
+            raw, envelope_from=SENDER, envelope_to=RECIPIENT, mailboxes=MAILBOXES
+        ),
+        now=datetime.now(UTC),  # sieve-test runs with TZ=UTC: the same local zone
     )
-    assert outcome.error is None
+    if outcome.error is not None:
+        assert outcome.actions == (Keep(),)
+        return Decision(frozenset({("INBOX", frozenset())}), frozenset(), False, failed=True)
     stores = set()
     for action in outcome.actions:
         if isinstance(action, Keep):
@@ -315,12 +481,14 @@ def _ours(script: str, raw: bytes) -> Decision:
         frozenset(stores),
         frozenset(a.address for a in outcome.actions if isinstance(a, Redirect)),
         any(isinstance(a, Vacation) for a in outcome.actions),
+        next((a.reason for a in outcome.actions if isinstance(a, Reject)), None),
     )
 
 
 _STORE = re.compile(r"^\s*\* store message in folder: (.*)$")
 _FLAGS = re.compile(r"^\s*\+ add IMAP flags: (.*)$")
 _REDIRECT = re.compile(r"^\s*\* redirect message to: <?([^>]*)>?$")
+_REJECT = re.compile(r"^\s*\* reject message with reason: (.*)$")
 
 
 def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
@@ -329,7 +497,14 @@ def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
     message.write_bytes(raw)
     for path in (source, message):
         path.chmod(0o644)
-    command = ["sieve-test", "-f", SENDER, "-r", RECIPIENT, "-a", RECIPIENT]
+    maildir = directory / "Maildir"
+    for folder in ("", *(f".{m}" for m in MAILBOXES if m != "INBOX")):
+        for sub in ("cur", "new", "tmp"):
+            (maildir / folder / sub).mkdir(parents=True, exist_ok=True)
+    for path in (maildir, *maildir.rglob("*")):
+        path.chmod(0o777)
+    command = ["sieve-test", *ENABLE, "-l", f"maildir:{maildir}", "-f", SENDER, "-r", RECIPIENT]
+    command += ["-a", RECIPIENT]
     if os.geteuid() == 0:  # Dovecot's tools refuse to run as root
         user = unprivileged_user()
         command = [
@@ -345,11 +520,15 @@ def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
         text=True,
         timeout=30,
         check=False,
-        env={**os.environ, "HOME": str(directory)},
+        env={**os.environ, "HOME": str(directory), "TZ": "UTC"},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
+        assert "resolved with successful implicit keep" in output, output
+        return Decision(frozenset({("INBOX", frozenset())}), frozenset(), False, failed=True)
     stores: dict[str, set[str]] = {}
     redirects: set[str] = set()
+    reject: str | None = None
     current: str | None = None
     in_message = False
     for line in result.stdout.splitlines():
@@ -367,12 +546,16 @@ def _pigeonhole(script: str, raw: bytes, directory: Path) -> Decision:
         elif m := _REDIRECT.match(line):
             redirects.add(m.group(1))
             current = None
+        elif m := _REJECT.match(line):
+            reject = m.group(1)
+            current = None
         elif line.lstrip().startswith("* "):
             current = None
     return Decision(
         frozenset((k, frozenset(v)) for k, v in stores.items()),
         frozenset(redirects),
         "* send vacation message" in result.stdout,
+        reject,
     )
 
 

@@ -23,6 +23,7 @@ from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.dsn import (
+    Action,
     DeliveryReport,
     RecipientReport,
     ReportMessage,
@@ -58,9 +59,50 @@ def report_for(
         envid=message.envid,
     )
     ret = {"FULL": ReturnContent.FULL, "HDRS": ReturnContent.HEADERS}.get(message.ret or "")
+    return _built(report, raw, message.sender, hostname, now, max_original, ret)
+
+
+#: The longest Sieve reject reason a refusal report carries, in characters.
+MAX_REASON = 1000
+
+
+def refusal_for(
+    raw: bytes,
+    sender: str,
+    recipient: str,
+    reason: str,
+    *,
+    hostname: str,
+    now: datetime,
+    max_original: int,
+) -> bytes:
+    """The DSN for a message ``recipient``'s Sieve script refused (RFC 5429 §2.1.2: a DSN or
+    an MDN; ours is a DSN, Action failed, 5.7.1, the reason as its diagnostic), carrying the
+    refused message's header only: a refusal need not return what was refused."""
+    text = " ".join(reason.split())[:MAX_REASON] or "rejected"
+    entry = RecipientReport(
+        final_recipient=recipient,
+        action=Action.FAILED,
+        status="5.7.1",
+        diagnostic=f"550 5.7.1 {text}",
+        last_attempt=now,
+    )
+    report = DeliveryReport(reporting_mta=hostname, arrival_date=now, recipients=(entry,))
+    return _built(report, raw, sender, hostname, now, max_original, ReturnContent.HEADERS)
+
+
+def _built(
+    report: DeliveryReport,
+    raw: bytes,
+    sender: str,
+    hostname: str,
+    now: datetime,
+    max_original: int,
+    ret: ReturnContent | None,
+) -> bytes:
     header = ReportMessage(
         from_address=f"{MAILER_DAEMON}@{hostname}",
-        to_address=message.sender,
+        to_address=sender,
         date=now,
         message_id=trace.make_message_id(secrets.token_hex(12), hostname),
         boundary_seed=f"pb-report-{secrets.token_hex(8)}",

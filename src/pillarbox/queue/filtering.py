@@ -16,10 +16,26 @@ Implementation notes (the rules are also in docs/sieve.md):
   copy in the policy's mailbox instead, with the fileinto's flags, logged (RFC 5228 §4.1
   leaves it to the implementation; creating folders from a script would let a typo make one).
   Keep and fileinto of the same mailbox are one copy (§2.10.3), their imap4flags united.
+- **fileinto :create** (RFC 5490 §3.2) creates a missing mailbox through the store (its name
+  checks: ``normalize_mailbox_name``; superiors made too), as a plain folder — never with a
+  special use — and only while the account has fewer than ``sieve.create_max_mailboxes``, so
+  a script filing by header values cannot flood it. A creation that fails (an invalid name,
+  the bound) is the §3.2 error: the copy goes where a missing mailbox's would, logged.
+- **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
+  script that requires "mailbox".
 - **discard** stores nothing and logs it; the message still counts as delivered.
 - **redirect** queues a copy through :mod:`.forwarding` (SRS, ARC, ``Delivered-To`` loop
   check). Spam is never redirected, as it is never forwarded; a redirect that is not done (spam,
   or a loop) keeps the message instead if nothing else would.
+- **reject / ereject** (RFC 5429) happen at final delivery, after (or for a queued retry,
+  long after) the SMTP transaction took the message: the refusal is a DSN (5.7.1, the reason
+  as diagnostic, the header returned) to the envelope sender through :mod:`.bounce` — never
+  to the null sender (a report about a report: the message is dropped, logged) and never for
+  spam (the sender is likely forged: backscatter; the message stays in Junk instead, as a
+  redirect not done does). **ereject** at intake is handed back to the caller instead
+  (``refusals``): when every recipient of the transaction refused it and nothing else was
+  stored, queued or forwarded, intake answers DATA with 550 5.7.1 (RFC 5429 §2.2: in the
+  protocol); otherwise the caller sends the reports as for reject.
 - **vacation** goes through :mod:`.vacation` (RFC 3834 rules, once per sender per handle per
   ``:days``); ``:from`` is used only if the account may send as it (RFC 5230 §4.3 lets us
   ignore others), so a script cannot make us sign mail for an address its owner does not own.
@@ -36,12 +52,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.blocking import run_sized
-from pillarbox.errors import InvalidName
+from pillarbox.errors import AlreadyExists, InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
-from pillarbox.queue import forwarding, vacation
+from pillarbox.queue import bounce, forwarding, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
 from pillarbox.queue.local import parse, parse_with_fields
 from pillarbox.queue.routing import LocalRecipient, Router
@@ -52,6 +68,7 @@ from pillarbox.sieve import (
     Keep,
     Outcome,
     Redirect,
+    Reject,
     RunLimits,
     SieveError,
     SieveMessage,
@@ -74,12 +91,26 @@ _log = Log("sieve")
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """An ereject (RFC 5429 §2.2) not yet answered: intake refuses the transaction in SMTP
+    if it can, else sends its report (:meth:`LocalDelivery.send_refusals`)."""
+
+    account: Account
+    reason: str
+    message: bytes
+    sender: str
+    rcpt: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Plan:
     """What to do with one copy: the mailboxes (with flags), the redirects, the reply."""
 
     targets: tuple[DeliveryTarget, ...]
     redirects: tuple[str, ...]
     vacation: Vacation | None
+    #: The targets' mailboxes a ``fileinto :create`` named (RFC 5490 §3.2).
+    create: frozenset[str] = frozenset()
 
 
 class LocalDelivery:
@@ -97,6 +128,10 @@ class LocalDelivery:
         limits: RunLimits,
         default_days: int,
         max_days: int,
+        create_max_mailboxes: int = 500,
+        hostname: str = "localhost",
+        bounce_original_limit: int = 262_144,
+        vacation_min_seconds: int = 300,
     ) -> None:
         self._store = store
         self._router = router
@@ -107,6 +142,10 @@ class LocalDelivery:
         self._limits = limits
         self._default_days = default_days
         self._max_days = max_days
+        self._create_max_mailboxes = create_max_mailboxes
+        self._hostname = hostname
+        self._bounce_original_limit = bounce_original_limit
+        self._vacation_min_seconds = vacation_min_seconds
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -133,9 +172,17 @@ class LocalDelivery:
             forwarder,
             responder,
             services.queue_wakeup,
-            limits=RunLimits(max_actions=section.max_actions, max_redirects=section.max_redirects),
+            limits=RunLimits(
+                max_actions=section.max_actions,
+                max_redirects=section.max_redirects,
+                max_variable_size=section.max_variable_size,
+            ),
             default_days=max(1, round(config.vacation.interval_days)),
             max_days=section.vacation_max_days,
+            create_max_mailboxes=section.create_max_mailboxes,
+            hostname=services.hostname,
+            bounce_original_limit=config.queue.bounce_original_limit,
+            vacation_min_seconds=section.vacation_min_seconds,
         )
 
     async def deliver(
@@ -149,12 +196,15 @@ class LocalDelivery:
         *,
         addressed: Sequence[str] = (),
         submitted: bool = False,
+        refusals: list[Refusal] | None = None,
     ) -> DeliveryStatus:
         """Final delivery of one copy of ``received + body`` (with the policy's fields on top,
         to its mailbox, when judged: ``filing``, at intake or kept in the queue): STORED
         (discarded counts), else why it was not (the queue retries it).
         ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed.
-        ``addressed`` are the RCPT addresses that reached the account (for vacation)."""
+        ``addressed`` are the RCPT addresses that reached the account (for vacation).
+        With ``refusals``, an ereject that would send a report is appended there instead
+        (the module notes)."""
         account = recipient.account
         mailbox, headers = (filing.mailbox, filing.fields) if filing else (INBOX, b"")
         spam = filing is not None and filing.spam
@@ -171,7 +221,8 @@ class LocalDelivery:
         outcome = await self._outcome(account, copy, info, sender, recipient.original)
         redirects = any(isinstance(a, Redirect) for a in outcome.actions)
         may_redirect = redirects and not spam and not forwarding.looped(message, account.address)
-        plan = _plan(outcome, account.id, mailbox, may_redirect)
+        rejection = next((a for a in outcome.actions if isinstance(a, Reject)), None)
+        plan = _plan(outcome, account.id, mailbox, may_redirect, keep_rejected=spam)
         if (
             not plan.targets
             and not outcome.error
@@ -180,6 +231,8 @@ class LocalDelivery:
             _log.info("discarded by sieve", account=account.address)
         if plan.targets:
             results = await self._store.deliver(copy, info, list(plan.targets))
+            if plan.create:
+                results = await self._created(account, copy, info, results, plan.create)
             results = await self._missing_mailboxes(copy, info, results, mailbox)
             if not any(r.status is DeliveryStatus.STORED for r in results):
                 _log.info(
@@ -205,7 +258,48 @@ class LocalDelivery:
                 await self._redirect(account, plan.redirects, sender, message, headers, submitted)
         if plan.vacation is not None:
             await self._reply(account, plan.vacation, message, sender, addressed, spam=spam)
+        if rejection is not None:
+            if rejection.extended and refusals is not None and sender and not spam:
+                refusals.append(
+                    Refusal(account, rejection.reason, message, sender, recipient.original)
+                )
+            else:
+                await self._refuse(account, rejection, message, sender, recipient.original, spam)
         return DeliveryStatus.STORED
+
+    async def send_refusals(self, refusals: Sequence[Refusal]) -> None:
+        """The reports of erejects intake could not refuse in SMTP (RFC 5429 §2.2)."""
+        for r in refusals:
+            rejection = Reject(r.reason, extended=True)
+            await self._refuse(r.account, rejection, r.message, r.sender, r.rcpt, spam=False)
+
+    async def _refuse(
+        self,
+        account: Account,
+        rejection: Reject,
+        message: bytes,
+        sender: str,
+        rcpt: str,
+        spam: bool,
+    ) -> None:
+        """RFC 5429 §2.1.2: the refusal as a DSN to the envelope sender (module notes)."""
+        if spam:
+            _log.info("sieve reject not done: spam, kept", account=account.address)
+            return
+        if not sender:
+            _log.info("sieve reject: null sender, discarded", account=account.address)
+            return
+        report = bounce.refusal_for(
+            message,
+            sender,
+            rcpt,
+            rejection.reason,
+            hostname=self._hostname,
+            now=datetime.now(UTC),
+            max_original=self._bounce_original_limit,
+        )
+        await bounce.send_report(self._store, self._router, self._wakeup, report, sender)
+        _log.info("rejected by sieve", account=account.address, ereject=rejection.extended)
 
     async def _outcome(
         self, account: Account, copy: bytes, info: MessageInfo, sender: str, rcpt: str
@@ -224,9 +318,15 @@ class LocalDelivery:
                 error=str(exc),
             )
             return Outcome((Keep(),), error=str(exc))
-        view = SieveMessage.of(copy, info, envelope_from=sender, envelope_to=rcpt)
+        mailboxes: list[str] = []
+        if "mailbox" in script.requires:  # RFC 5490 §3.1 mailboxexists
+            mailboxes = [m.name for m in await self._store.list_mailboxes(account.id)]
+        view = SieveMessage.of(
+            copy, info, envelope_from=sender, envelope_to=rcpt, mailboxes=mailboxes
+        )
         try:
-            outcome = await run_sized(len(copy), script.run, view, self._limits)
+            now = datetime.now(UTC).astimezone()  # RFC 5260: the local zone, time of delivery
+            outcome = await run_sized(len(copy), script.run, view, self._limits, now=now)
         except Exception as exc:  # a fault of ours must not lose the message: keep it
             _log.error("sieve run failed: kept", account=account.address, error=repr(exc))
             return Outcome((Keep(),), error=repr(exc))
@@ -238,6 +338,51 @@ class LocalDelivery:
                 error=outcome.error,
             )
         return outcome
+
+    async def _created(
+        self,
+        account: Account,
+        copy: bytes,
+        info: MessageInfo,
+        results: list[DeliveryResult],
+        create: frozenset[str],
+    ) -> list[DeliveryResult]:
+        """RFC 5490 §3.2: targets a ``fileinto :create`` named that were missing, created and
+        delivered again; those that cannot be created stay missing (see the module notes)."""
+        out: list[DeliveryResult] = []
+        for result in results:
+            target = result.target
+            if result.status is not DeliveryStatus.NO_MAILBOX or target.mailbox not in create:
+                out.append(result)
+                continue
+            count = len(await self._store.list_mailboxes(account.id))
+            if count >= self._create_max_mailboxes:
+                _log.warning(
+                    "sieve fileinto :create: too many mailboxes",
+                    account=account.address,
+                    mailbox=target.mailbox,
+                    limit=self._create_max_mailboxes,
+                )
+                out.append(result)
+                continue
+            try:
+                await self._store.create_mailbox(account.id, target.mailbox)
+            except InvalidName as exc:
+                _log.info(
+                    "sieve fileinto :create: invalid name",
+                    account=account.address,
+                    mailbox=target.mailbox,
+                    error=str(exc),
+                )
+                out.append(result)
+                continue
+            except AlreadyExists:
+                pass  # made meanwhile (another delivery, an IMAP CREATE): deliver into it
+            else:
+                _log.info("sieve fileinto :create", account=account.address, mailbox=target.mailbox)
+            [again] = await self._store.deliver(copy, info, [target])
+            out.append(again)
+        return out
 
     async def _missing_mailboxes(
         self,
@@ -310,7 +455,13 @@ class LocalDelivery:
         *,
         spam: bool,
     ) -> None:
-        days = action.days if action.days is not None else self._default_days
+        if action.seconds is not None:
+            # RFC 6131 §2: a site minimum (at most a day), the :days maximum on top.
+            seconds = max(action.seconds, self._vacation_min_seconds)
+            period = timedelta(seconds=min(seconds, self._max_days * 86400))
+        else:
+            days = action.days if action.days is not None else self._default_days
+            period = timedelta(days=min(max(days, 1), self._max_days))  # RFC 5230 §4.1
         reply_from = ""
         if action.from_ is not None:
             if await self._may_send_as(account, action.from_):
@@ -322,7 +473,7 @@ class LocalDelivery:
         request = vacation.ScriptReply(
             reason=action.reason,
             handle=action.handle,
-            days=min(max(days, 1), self._max_days),  # RFC 5230 §4.1: site bounds
+            period=period,
             subject=action.subject or "",
             sender=reply_from,
             addresses=action.addresses,
@@ -345,12 +496,21 @@ class LocalDelivery:
         return await self._router.owns(account, address)
 
 
-def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -> _Plan:
+def _plan(
+    outcome: Outcome,
+    account_id: int,
+    mailbox: str,
+    may_redirect: bool,
+    *,
+    keep_rejected: bool = False,
+) -> _Plan:
     """The targets, redirects and reply of an outcome; ``mailbox`` is the policy's choice.
-    Redirects that may not be done leave a keep behind when nothing else stores the copy."""
+    Redirects that may not be done, and a reject when ``keep_rejected`` (spam), leave a keep
+    behind when nothing else stores the copy."""
     targets: dict[str, DeliveryTarget] = {}
     redirects: list[str] = []
     reply: Vacation | None = None
+    create: set[str] = set()
 
     def add(name: str, flags: tuple[str, ...]) -> None:
         key = name.upper() if name.upper() == INBOX else name
@@ -364,6 +524,8 @@ def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -
             add(mailbox, action.flags)
         elif isinstance(action, FileInto):
             add(action.mailbox, action.flags)
+            if action.create:
+                create.add(action.mailbox)
         elif isinstance(action, Redirect):
             if may_redirect:
                 redirects.append(action.address)
@@ -371,6 +533,8 @@ def _plan(outcome: Outcome, account_id: int, mailbox: str, may_redirect: bool) -
                 kept_for_redirect = True
         elif isinstance(action, Vacation):
             reply = action
+        elif isinstance(action, Reject) and keep_rejected:
+            kept_for_redirect = True
     if kept_for_redirect and not targets:
         add(mailbox, ())
-    return _Plan(tuple(targets.values()), tuple(redirects), reply)
+    return _Plan(tuple(targets.values()), tuple(redirects), reply, frozenset(create))

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 
 from pillarbox.concurrently import concurrently
 from pillarbox.errors import InvalidName
-from pillarbox.mail import trace
+from pillarbox.mail import dsn, trace
 from pillarbox.mail.address import Address, parse_address
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
@@ -43,7 +43,7 @@ from pillarbox.policy.authresults import strip_forged
 from pillarbox.policy.pipeline import Arrival, Assessment, Copy, Judgement
 from pillarbox.policy.verdict import Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
-from pillarbox.queue.filtering import LocalDelivery
+from pillarbox.queue.filtering import LocalDelivery, Refusal
 from pillarbox.queue.forwarding import Forward
 from pillarbox.queue.local import parse
 from pillarbox.queue.routing import LocalRecipient, Resolution
@@ -66,6 +66,11 @@ QUEUED = replies.MESSAGE_ACCEPTED
 #: The inbound policy refused the message for every recipient (DMARC p=reject, spam score);
 #: the text says why (never a silent drop).
 POLICY_REFUSED = replies.POLICY_REJECTED
+#: RFC 5429 §2.2: every recipient's Sieve script erejected the message (the text is the
+#: first script's reason, when it has one that fits a reply line).
+SIEVE_REFUSED = replies.POLICY_REJECTED.with_text("refused by the recipient's filter")
+#: Characters of an ereject reason put in the reply line (RFC 5321 §4.5.3.1.5: 512 octets).
+MAX_REFUSAL_TEXT = 400
 SPAM_NOT_FORWARDED = "message judged spam; not forwarded"
 #: Every recipient is an alias that would send the message back where it came from
 #: (RFC 3463 X.4.6: routing loop detected).
@@ -282,6 +287,7 @@ class Intake:
         if not storing and not forwards and not plan.plain:
             return FORWARDING_LOOP  # every recipient would forward it back
         outcomes: list[bool] = []
+        refusals: list[Refusal] = []
         if storing:
             clean_info = info if clean is body else None
             if clean_info is None and len(storing) > 1:
@@ -297,6 +303,7 @@ class Intake:
                         _filing(copies.get(a)),
                         addressed=plan.addressed[a],
                         submitted=origin.account is not None,
+                        refusals=refusals,
                     )
                     for a, r in storing.items()
                 ]
@@ -313,6 +320,14 @@ class Intake:
         if not plan.plain and not forwards and storing and not any(outcomes):
             self._log.info("refused: every mailbox full", id=queue_id, sender=sender)
             return replies.MAILBOX_FULL
+        if refusals and len(refusals) == len(storing) and not plan.plain and not forwards:
+            # RFC 5429 §2.2: every recipient's script erejected it and no copy went anywhere:
+            # refused in the protocol, so no report is needed.
+            self._log.info("refused by sieve ereject", id=queue_id, sender=sender)
+            text = dsn.clean(" ".join(refusals[0].reason.split()))[:MAX_REFUSAL_TEXT]
+            return SIEVE_REFUSED.with_text(text) if text else SIEVE_REFUSED
+        if refusals:
+            await self._delivery.send_refusals(refusals)
         to_queue = plan.plain + retry_local
         if to_queue:
             # Signed once, as it will leave, and only what a logged-in owner of the From

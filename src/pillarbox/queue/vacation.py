@@ -190,12 +190,13 @@ def compose_reply(
 
 @dataclass(frozen=True, slots=True)
 class ScriptReply:
-    """A Sieve ``vacation`` action as delivery resolved it (RFC 5230 §4): ``days`` within the
-    site's bounds, ``sender`` a From the account may use or "" for the default."""
+    """A Sieve ``vacation`` action as delivery resolved it (RFC 5230 §4): ``period`` (from
+    :days or RFC 6131 :seconds) within the site's bounds, ``sender`` a From the account may use
+    or "" for the default."""
 
     reason: str
     handle: str
-    days: int
+    period: timedelta
     subject: str = ""
     sender: str = ""
     addresses: tuple[str, ...] = ()
@@ -269,9 +270,8 @@ class Responder:
         # newline no address can hold, hashed to a fixed length.
         handle = hashlib.sha256(request.handle.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         key = f"{message.sender}\nsieve:{handle}"
-        interval = timedelta(days=request.days)
         if reason is None and not await self._store.claim_vacation_reply(
-            account.id, key, now, interval
+            account.id, key, now, request.period
         ):
             reason = "already replied to this sender"
         if reason is not None:

@@ -7,6 +7,7 @@ values — storing, sending and replying are delivery's (``pillarbox.queue.filte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pillarbox.sieve.actions import (
     Action,
@@ -15,6 +16,7 @@ from pillarbox.sieve.actions import (
     Keep,
     Outcome,
     Redirect,
+    Reject,
     Vacation,
 )
 from pillarbox.sieve.errors import SieveError
@@ -22,9 +24,10 @@ from pillarbox.sieve.grammar import parse
 from pillarbox.sieve.interpret import RunLimits, run
 from pillarbox.sieve.message import SieveMessage
 from pillarbox.sieve.program import Node
-from pillarbox.sieve.validate import EXTENSIONS, compile_commands
+from pillarbox.sieve.validate import DEFAULT_MAX_VARIABLES, EXTENSIONS, compile_commands
 
 __all__ = [
+    "DEFAULT_MAX_VARIABLES",
     "EXTENSIONS",
     "Action",
     "Discard",
@@ -32,6 +35,7 @@ __all__ = [
     "Keep",
     "Outcome",
     "Redirect",
+    "Reject",
     "RunLimits",
     "Script",
     "SieveError",
@@ -51,17 +55,32 @@ class Script:
     requires: frozenset[str]
     commands: tuple[Node, ...]
 
-    def run(self, message: SieveMessage, limits: RunLimits | None = None) -> Outcome:
-        """The actions for ``message``; never raises for anything the message holds."""
-        return run(self.commands, self.requires, message, limits or RunLimits())
+    def run(
+        self,
+        message: SieveMessage,
+        limits: RunLimits | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> Outcome:
+        """The actions for ``message``; never raises for anything the message holds. ``now``
+        (an aware datetime, in the server's local zone) is the time of the run: the core never
+        reads the clock (RFC 5260 currentdate and the local zone of date come from it)."""
+        return run(self.commands, self.requires, message, limits or RunLimits(), now)
 
 
 def compile_script(
-    text: str, *, max_size: int | None = None, max_nesting: int = DEFAULT_MAX_NESTING
+    text: str,
+    *,
+    max_size: int | None = None,
+    max_nesting: int = DEFAULT_MAX_NESTING,
+    max_variables: int = DEFAULT_MAX_VARIABLES,
 ) -> Script:
     """Compile ``text``; :class:`SieveError` (with the line) if it is not a valid script.
-    ``max_size`` bounds its UTF-8 size in bytes (``sieve.max_script_size``)."""
+    ``max_size`` bounds its UTF-8 size in bytes (``sieve.max_script_size``),
+    ``max_variables`` the variables it may ``set`` (``sieve.max_variables``)."""
     if max_size is not None and len(text.encode("utf-8", "surrogatepass")) > max_size:
         raise SieveError(1, f"script larger than {max_size} bytes")
-    requires, commands = compile_commands(parse(text, max_nesting=max_nesting))
+    requires, commands = compile_commands(
+        parse(text, max_nesting=max_nesting), max_variables=max_variables
+    )
     return Script(requires, commands)

@@ -15,11 +15,13 @@ class Keep:
 
 @dataclass(frozen=True, slots=True)
 class FileInto:
-    """Store in ``mailbox`` (RFC 5228 §4.1). ``copy`` (RFC 3894) left the implicit keep on."""
+    """Store in ``mailbox`` (RFC 5228 §4.1). ``copy`` (RFC 3894) left the implicit keep on;
+    ``create`` (RFC 5490 §3.2) asks delivery to create the mailbox if it is missing."""
 
     mailbox: str
     flags: tuple[str, ...] = ()
     copy: bool = False
+    create: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +40,9 @@ class Discard:
 @dataclass(frozen=True, slots=True)
 class Vacation:
     """An auto-reply (RFC 5230 §4), subject to the once-per-``days`` rule delivery enforces.
-    ``days`` is None when the script gave none (the site default applies); ``handle`` is the
-    script's :handle or, without one, a digest of the parameters (§4.2)."""
+    ``days`` is None when the script gave none (the site default applies), ``seconds`` the
+    RFC 6131 period given instead; ``handle`` is the script's :handle or, without one, a
+    digest of the parameters (§4.2)."""
 
     reason: str
     handle: str
@@ -48,9 +51,19 @@ class Vacation:
     addresses: tuple[str, ...] = ()
     days: int | None = None
     mime: bool = False
+    seconds: int | None = None
 
 
-Action = Keep | FileInto | Redirect | Discard | Vacation
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Refuse the message with ``reason`` (RFC 5429 §2.1); ``extended`` for ereject (§2.2),
+    which asks for a refusal in the protocol where one can still be given."""
+
+    reason: str
+    extended: bool = False
+
+
+Action = Keep | FileInto | Redirect | Discard | Vacation | Reject
 
 
 @dataclass(frozen=True, slots=True)

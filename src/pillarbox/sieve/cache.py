@@ -11,7 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
-from pillarbox.sieve import DEFAULT_MAX_NESTING, Script, SieveError, compile_script
+from pillarbox.sieve import (
+    DEFAULT_MAX_NESTING,
+    DEFAULT_MAX_VARIABLES,
+    Script,
+    SieveError,
+    compile_script,
+)
 
 
 class ScriptCache:
@@ -21,11 +27,13 @@ class ScriptCache:
         max_entries: int = 256,
         max_size: int | None = None,
         max_nesting: int = DEFAULT_MAX_NESTING,
+        max_variables: int = DEFAULT_MAX_VARIABLES,
     ) -> None:
         self._entries: OrderedDict[bytes, Script | SieveError] = OrderedDict()
         self._max_entries = max_entries
         self._max_size = max_size
         self._max_nesting = max_nesting
+        self._max_variables = max_variables
         #: Compilations done (a test reads it to see the cache work).
         self.compiled = 0
 
@@ -36,7 +44,12 @@ class ScriptCache:
         if entry is None:
             self.compiled += 1
             try:
-                entry = compile_script(text, max_size=self._max_size, max_nesting=self._max_nesting)
+                entry = compile_script(
+                    text,
+                    max_size=self._max_size,
+                    max_nesting=self._max_nesting,
+                    max_variables=self._max_variables,
+                )
             except SieveError as exc:
                 entry = exc
             self._entries[key] = entry

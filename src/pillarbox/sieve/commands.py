@@ -43,6 +43,9 @@ class Spec:
     block: bool = False
     #: A group one of whose tags must be given (``size`` needs :over or :under).
     required_group: str | None = None
+    #: With "variables", a first positional argument naming variables may come before the
+    #: others (RFC 5232 §3, §4: ``setflag "var" "flags"``, ``hasflag ["v"] "flag"``).
+    variable_first: Arg | None = None
 
     def tag(self, name: str) -> TagSpec | None:
         return next((t for t in self.tags if t.name == name), None)
@@ -66,6 +69,11 @@ ADDRESS_PART = (
     TagSpec("detail", group="address-part", extension="subaddress"),
 )
 FLAGS = TagSpec("flags", L, extension="imap4flags")  # RFC 5232 §5
+INDEX = (  # RFC 5260 §6
+    TagSpec("index", N, extension="index"),
+    TagSpec("last", extension="index"),
+)
+ZONE = TagSpec("zone", S, "zone")  # RFC 5260 §4.1
 COPY = TagSpec("copy", extension="copy")  # RFC 3894 §3
 
 SPECS: dict[str, Spec] = {
@@ -81,17 +89,26 @@ SPECS: dict[str, Spec] = {
         Spec("keep", tags=(FLAGS,)),
         Spec("discard"),
         Spec("redirect", tags=(COPY,), positional=(S,)),
-        Spec("fileinto", extension="fileinto", tags=(FLAGS, COPY), positional=(S,)),
+        Spec(
+            "fileinto",
+            extension="fileinto",
+            tags=(FLAGS, COPY, TagSpec("create", extension="mailbox")),  # RFC 5490 §3.2
+            positional=(S,),
+        ),
+        # RFC 5429 §2.1, §2.2
+        Spec("reject", extension="reject", positional=(S,)),
+        Spec("ereject", extension="ereject", positional=(S,)),
         # RFC 5232 §3 (without "variables": only the internal variable)
-        Spec("setflag", extension="imap4flags", positional=(L,)),
-        Spec("addflag", extension="imap4flags", positional=(L,)),
-        Spec("removeflag", extension="imap4flags", positional=(L,)),
+        Spec("setflag", extension="imap4flags", positional=(L,), variable_first=S),
+        Spec("addflag", extension="imap4flags", positional=(L,), variable_first=S),
+        Spec("removeflag", extension="imap4flags", positional=(L,), variable_first=S),
         # RFC 5230 §4
         Spec(
             "vacation",
             extension="vacation",
             tags=(
-                TagSpec("days", N),
+                TagSpec("days", N, "period"),
+                TagSpec("seconds", N, "period", "vacation-seconds"),  # RFC 6131 §2
                 TagSpec("subject", S),
                 TagSpec("from", S),
                 TagSpec("addresses", L),
@@ -100,8 +117,27 @@ SPECS: dict[str, Spec] = {
             ),
             positional=(S,),
         ),
+        # RFC 5229 §4: modifiers of one precedence are one group
+        Spec(
+            "set",
+            extension="variables",
+            tags=(
+                TagSpec("lower", group="case"),
+                TagSpec("upper", group="case"),
+                TagSpec("lowerfirst", group="casefirst"),
+                TagSpec("upperfirst", group="casefirst"),
+                TagSpec("quotewildcard"),
+                TagSpec("length"),
+            ),
+            positional=(S, S),
+        ),
         # RFC 5228 §5: tests
-        Spec("address", True, tags=COMPARATOR + ADDRESS_PART + MATCH_TYPE, positional=(L, L)),
+        Spec(
+            "address",
+            True,
+            tags=COMPARATOR + ADDRESS_PART + MATCH_TYPE + INDEX,
+            positional=(L, L),
+        ),
         Spec("allof", True, tests=Tests.LIST),
         Spec("anyof", True, tests=Tests.LIST),
         Spec(
@@ -113,7 +149,7 @@ SPECS: dict[str, Spec] = {
         ),
         Spec("exists", True, positional=(L,)),
         Spec("false", True),
-        Spec("header", True, tags=COMPARATOR + MATCH_TYPE, positional=(L, L)),
+        Spec("header", True, tags=COMPARATOR + MATCH_TYPE + INDEX, positional=(L, L)),
         Spec("not", True, tests=Tests.ONE),
         Spec(
             "size",
@@ -122,9 +158,35 @@ SPECS: dict[str, Spec] = {
             required_group="size",
         ),
         Spec("true", True),
+        # RFC 5260 §4, §5
+        Spec(
+            "date",
+            True,
+            extension="date",
+            tags=COMPARATOR + MATCH_TYPE + INDEX + (ZONE, TagSpec("originalzone", group="zone")),
+            positional=(S, S, L),
+        ),
+        Spec(
+            "currentdate",
+            True,
+            extension="date",
+            tags=COMPARATOR + MATCH_TYPE + (ZONE,),
+            positional=(S, L),
+        ),
+        # RFC 5490 §3.1
+        Spec("mailboxexists", True, extension="mailbox", positional=(L,)),
+        # RFC 5229 §5
+        Spec(
+            "string", True, extension="variables", tags=COMPARATOR + MATCH_TYPE, positional=(L, L)
+        ),
         # RFC 5232 §4
         Spec(
-            "hasflag", True, extension="imap4flags", tags=COMPARATOR + MATCH_TYPE, positional=(L,)
+            "hasflag",
+            True,
+            extension="imap4flags",
+            tags=COMPARATOR + MATCH_TYPE,
+            positional=(L,),
+            variable_first=L,
         ),
         # RFC 5173 §5
         Spec(

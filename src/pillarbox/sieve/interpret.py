@@ -9,8 +9,15 @@ Invariants:
 - Duplicates collapse (§2.10.3): one Keep, one FileInto per mailbox, one Redirect per
   address; their flags are united.
 - A runtime error (§2.10.6) — more actions or redirects than the limits allow, a second
-  vacation (RFC 5230 §4.7) — drops every action and leaves only the implicit keep, without
-  flags: a failing script never loses the message.
+  vacation (RFC 5230 §4.7), an invalid address made of variables, a second reject or a reject
+  with an action that delivers or answers the message (RFC 5429 §2.1: with vacation MUST be
+  refused, with keep/fileinto/redirect NOT RECOMMENDED; Pigeonhole refuses both) — drops
+  every action and leaves only the implicit keep, without flags: a failing script never
+  loses the message.
+- With "variables" (RFC 5229) every string a command or test reads goes through
+  :meth:`_Run.text` — except ``set``'s name, comparator names and relational operators, which
+  stay as compiled. Match variables change only when a :matches test succeeds (§3.2); ``body``
+  sets none (as in Pigeonhole).
 """
 
 from __future__ import annotations
@@ -18,13 +25,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timezone
+from typing import TypeVar
 
-from pillarbox.sieve.actions import Action, Discard, FileInto, Keep, Outcome, Redirect, Vacation
+from pillarbox.errors import InvalidName
+from pillarbox.sieve import dates, variables
+from pillarbox.sieve.actions import (
+    Action,
+    Discard,
+    FileInto,
+    Keep,
+    Outcome,
+    Redirect,
+    Reject,
+    Vacation,
+)
 from pillarbox.sieve.errors import SieveRuntimeError
-from pillarbox.sieve.match import matches_any
+from pillarbox.sieve.match import first_captures, fold, matches_any
 from pillarbox.sieve.message import SieveMessage
 from pillarbox.sieve.program import Node
-from pillarbox.sieve.validate import sieve_address
+from pillarbox.sieve.validate import ENVELOPE_PARTS, sieve_address
 
 #: RFC 5233 §4: the separator of user and detail; the same as Pillarbox's routing uses
 #: (``pillarbox.queue.routing.PLUS_DELIMITER``, held equal by a test).
@@ -40,6 +60,8 @@ class RunLimits:
 
     max_actions: int = 32
     max_redirects: int = 4
+    #: Octets of UTF-8 a variable (or an expanded string) holds at most (RFC 5229 §6).
+    max_variable_size: int = 4096
 
 
 class _Stop(Exception):
@@ -47,9 +69,16 @@ class _Stop(Exception):
 
 
 def run(
-    nodes: Sequence[Node], requires: frozenset[str], message: SieveMessage, limits: RunLimits
+    nodes: Sequence[Node],
+    requires: frozenset[str],
+    message: SieveMessage,
+    limits: RunLimits,
+    now: datetime | None = None,
 ) -> Outcome:
-    state = _Run(message, requires, limits)
+    """``now`` (aware) is the time ``currentdate`` sees and its zone the local one ``date``
+    converts to (RFC 5260 §4.1); without it, currentdate holds for nothing and dates are
+    shown in UTC."""
+    state = _Run(message, requires, limits, now)
     try:
         state.block(nodes)
     except _Stop:
@@ -79,8 +108,17 @@ def _united(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class _Run:
-    def __init__(self, message: SieveMessage, requires: frozenset[str], limits: RunLimits) -> None:
+    def __init__(
+        self,
+        message: SieveMessage,
+        requires: frozenset[str],
+        limits: RunLimits,
+        now: datetime | None,
+    ) -> None:
         self.message = message
+        self.now = now
+        offset = None if now is None else now.utcoffset()
+        self.local_zone = UTC if offset is None else timezone(offset)
         self.requires = requires
         self.limits = limits
         self.flags: list[str] = []
@@ -89,12 +127,43 @@ class _Run:
         self.discarded = False
         self.redirects = 0
         self.bodies: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+        self.expanding = "variables" in requires
+        self.rejecting = "reject" in requires or "ereject" in requires
+        self.variables: dict[str, str] = {}
+        #: ${0}, ${1}, … of the last :matches that succeeded (RFC 5229 §3.2).
+        self.matched: tuple[str, ...] = ()
+
+    # -- strings (RFC 5229 §3) ---------------------------------------------------------------
+    def text(self, value: str) -> str:
+        if not self.expanding:
+            return value
+        return variables.expand(value, self.variables, self.matched, self.limits.max_variable_size)
+
+    def strings(self, node: Node, index: int) -> tuple[str, ...]:
+        values = node.strings(index)
+        return tuple(self.text(v) for v in values) if self.expanding else values
+
+    def string(self, node: Node, index: int) -> str:
+        return self.text(node.string(index))
+
+    def tag_strings(self, node: Node, name: str) -> tuple[str, ...] | None:
+        values = node.tag_strings(name)
+        if values is None or not self.expanding:
+            return values
+        return tuple(self.text(v) for v in values)
+
+    def address(self, text: str, what: str) -> str:
+        try:
+            return sieve_address(text)
+        except InvalidName:
+            # Only a string made of variables gets here: constants are checked at compile time.
+            raise SieveRuntimeError(f"{what}: invalid address {text!r}") from None
 
     def outcome(self) -> Outcome:
         if self.implicit_keep:
             self.add(Keep(tuple(self.flags)))
         actions = self.actions
-        if self.discarded and not any(isinstance(a, Keep | FileInto) for a in actions):
+        if self.discarded and not any(isinstance(a, Keep | FileInto | Reject) for a in actions):
             actions = [*actions, Discard()]
         return Outcome(tuple(actions))
 
@@ -121,33 +190,77 @@ class _Run:
         elif name == "fileinto":
             copy = "copy" in node.tags
             self.implicit_keep = self.implicit_keep and copy
-            self.add(FileInto(node.string(0), self.action_flags(node), copy))
+            create = "create" in node.tags
+            self.add(FileInto(self.string(node, 0), self.action_flags(node), copy, create))
         elif name == "redirect":
             copy = "copy" in node.tags
             self.implicit_keep = self.implicit_keep and copy
-            self.add(Redirect(sieve_address(node.string(0)), copy))
-        elif name == "setflag":
-            self.flags = _flag_list(node.strings(0))
-        elif name == "addflag":
-            self.flags = _flag_list([*self.flags, *node.strings(0)])
-        elif name == "removeflag":
-            gone = {f.lower() for f in _flag_list(node.strings(0))}
-            self.flags = [f for f in self.flags if f.lower() not in gone]
+            self.add(Redirect(self.address(self.string(node, 0), "redirect"), copy))
+        elif name in ("setflag", "addflag", "removeflag"):
+            self.change_flags(node)
+        elif name == "set":
+            value = variables.modified(self.string(node, 1), list(node.tags))
+            self.variables[fold(node.string(0))] = variables.truncated(
+                value, self.limits.max_variable_size
+            )
+        elif name in ("reject", "ereject"):
+            self.implicit_keep = False
+            self.add(Reject(self.string(node, 0), extended=name == "ereject"))
         elif name == "vacation":
             if any(isinstance(a, Vacation) for a in self.actions):
                 raise SieveRuntimeError("vacation executed twice (RFC 5230 §4.7)")
-            self.add(_vacation(node))
+            self.add(self.vacation(node))
         else:  # pragma: no cover - validate admits nothing else
             raise AssertionError(name)
 
+    def change_flags(self, node: Node) -> None:
+        """setflag, addflag, removeflag (RFC 5232 §3) on the internal variable or, given a
+        first argument, on the named variable (a space-separated list; not expanded, as
+        ``set``'s name is not)."""
+        given = self.strings(node, len(node.args) - 1)
+        target = fold(node.string(0)) if len(node.args) == 2 else None
+        current = self.flags if target is None else _flag_list([self.variables.get(target, "")])
+        if node.name == "setflag":
+            flags = _flag_list(given)
+        elif node.name == "addflag":
+            flags = _flag_list([*current, *given])
+        else:
+            gone = {f.lower() for f in _flag_list(given)}
+            flags = [f for f in current if f.lower() not in gone]
+        if target is None:
+            self.flags = flags
+        else:
+            self.variables[target] = variables.truncated(
+                " ".join(flags), self.limits.max_variable_size
+            )
+
+    def check_reject(self, action: Action) -> None:
+        """RFC 5429 §2.1: one reject per run, and none beside an action that delivers the
+        message or answers its sender."""
+        if isinstance(action, Discard):
+            return
+        rejected = any(isinstance(a, Reject) for a in self.actions)
+        if isinstance(action, Reject):
+            if rejected:
+                raise SieveRuntimeError("reject executed twice (RFC 5429 §2.1)")
+            other = next((a for a in self.actions if not isinstance(a, Discard)), None)
+            if other is not None:
+                raise SieveRuntimeError(
+                    f"reject with {type(other).__name__.lower()} (RFC 5429 §2.1)"
+                )
+        elif rejected:
+            raise SieveRuntimeError(f"{type(action).__name__.lower()} after reject (RFC 5429 §2.1)")
+
     def action_flags(self, node: Node) -> tuple[str, ...]:
-        given = node.tag_strings("flags")
+        given = self.tag_strings(node, "flags")
         if given is not None:
             return tuple(_flag_list(given))
         return tuple(self.flags)
 
     def add(self, action: Action) -> None:
         """Append ``action``, or merge it into the same earlier one (RFC 5228 §2.10.3)."""
+        if self.rejecting:
+            self.check_reject(action)
         for index, earlier in enumerate(self.actions):
             if isinstance(action, Keep) and isinstance(earlier, Keep):
                 self.actions[index] = Keep(_united(earlier.flags, action.flags))
@@ -158,7 +271,9 @@ class _Run:
                 and earlier.mailbox == action.mailbox
             ):
                 flags = _united(earlier.flags, action.flags)
-                self.actions[index] = FileInto(action.mailbox, flags, earlier.copy and action.copy)
+                copy = earlier.copy and action.copy
+                create = earlier.create or action.create
+                self.actions[index] = FileInto(action.mailbox, flags, copy, create)
                 return
             if (
                 isinstance(action, Redirect)
@@ -190,7 +305,9 @@ class _Run:
         if name == "anyof":
             return any(self.test(t) for t in node.tests)
         if name == "exists":
-            return all(message.exists(h) for h in node.strings(0))
+            return all(message.exists(h) for h in self.strings(node, 0))
+        if name == "mailboxexists":
+            return all(message.mailbox_exists(n) for n in self.strings(node, 0))
         if name == "size":
             over = node.tag_number("over")
             if over is not None:
@@ -199,28 +316,90 @@ class _Run:
             assert under is not None
             return message.size < under
         if name == "header":
-            values = (v for h in node.strings(0) for v in message.header_values(h))
-            return matches_any(node.match, values, node.strings(1))
+            values = [v for h in self.strings(node, 0) for v in message.header_values(h)]
+            return self.compared(node, _indexed(node, values), self.strings(node, 1))
         if name == "address":
-            pairs = (a for h in node.strings(0) for a in message.addresses(h))
-            return matches_any(node.match, _parts(node, pairs), node.strings(1))
+            fields = [f for h in self.strings(node, 0) for f in message.address_fields(h)]
+            pairs = (a for field in _indexed(node, fields) for a in field)
+            return self.compared(node, list(_parts(node, pairs)), self.strings(node, 1))
+        if name == "date":
+            header = self.string(node, 0)
+            values = list(message.header_values(header))
+            # RFC 5260 §4.1 reads one field: the first, or the one :index names (§6).
+            chosen = _indexed(node, values) if "index" in node.tags else values[:1]
+            moments = (dates.header_date(header, v) for v in chosen)
+            parts = [self.date_part(node, m, 1) for m in moments if m is not None]
+            return self.compared(node, [p for p in parts if p is not None], self.strings(node, 2))
+        if name == "currentdate":
+            if self.now is None:
+                return False
+            text = self.date_part(node, self.now, 0)
+            return self.compared(node, [] if text is None else [text], self.strings(node, 1))
         if name == "envelope":
-            return matches_any(node.match, self.envelope_values(node), node.strings(1))
+            return self.compared(node, list(self.envelope_values(node)), self.strings(node, 1))
         if name == "hasflag":
-            keys = [f for k in node.strings(0) for f in k.split()]
-            return matches_any(node.match, self.flags, keys)
+            keys = [f for k in self.strings(node, len(node.args) - 1) for f in k.split()]
+            flags = self.flags
+            if len(node.args) == 2:  # RFC 5232 §4: the flags held in the named variables
+                names = node.strings(0)
+                flags = [f for n in names for f in self.variables.get(fold(n), "").split()]
+            return self.compared(node, flags, keys)
+        if name == "string":
+            sources = self.strings(node, 0)
+            if node.match.kind == "count":
+                # RFC 5229 §5: the empty string counts 0, any other 1.
+                sources = tuple(s for s in sources if s)
+            return self.compared(node, list(sources), self.strings(node, 1))
         if name == "body":
-            content = node.tag_strings("content")
+            content = self.tag_strings(node, "content")
             transform = "raw" if "raw" in node.tags else "content" if content else "text"
             key = (transform, content or ())
             texts = self.bodies.get(key)
             if texts is None:  # decoded once per run, however many body tests read it
                 texts = self.bodies[key] = tuple(message.body_texts(*key))
-            return matches_any(node.match, texts, node.strings(0))
+            return matches_any(node.match, texts, self.strings(node, 0))
         raise AssertionError(name)  # pragma: no cover - validate admits nothing else
 
+    def date_part(self, node: Node, moment: datetime, index: int) -> str | None:
+        """The date-part (positional ``index``) of ``moment`` in the zone the test asks for
+        (RFC 5260 §4.1): :zone's, the field's own (:originalzone), else the local one. None
+        for a zone or date-part made of variables that is not one."""
+        if "originalzone" not in node.tags:
+            given = self.tag_strings(node, "zone")
+            zone = self.local_zone if given is None else dates.zone(given[0])
+            if zone is None:
+                return None
+            moment = moment.astimezone(zone)
+        return dates.part(moment, self.string(node, index))
+
+    def compared(self, node: Node, values: Sequence[str], keys: Sequence[str]) -> bool:
+        """:func:`matches_any`, keeping the match variables of a :matches that succeeds."""
+        if not (self.expanding and node.match.kind == "matches"):
+            return matches_any(node.match, values, keys)
+        found = first_captures(node.match, values, keys)
+        if found is None:
+            return False
+        limit = self.limits.max_variable_size
+        self.matched = tuple(variables.truncated(v, limit) for v in found)
+        return True
+
+    def vacation(self, node: Node) -> Vacation:
+        sender = self.tag_strings(node, "from")
+        if sender is not None:
+            self.address(sender[0], "vacation :from")
+        return _vacation(
+            node,
+            self.string(node, 0),
+            self.tag_strings(node, "subject"),
+            sender,
+            self.tag_strings(node, "handle"),
+            self.tag_strings(node, "addresses") or (),
+        )
+
     def envelope_values(self, node: Node) -> Iterator[str]:
-        for part in node.strings(0):
+        for part in self.strings(node, 0):
+            if part.lower() not in ENVELOPE_PARTS:
+                continue  # made of variables (RFC 5228 §5.4 knows no other part)
             address = (
                 self.message.envelope_from if part.lower() == "from" else self.message.envelope_to
             )
@@ -230,6 +409,20 @@ class _Run:
                 continue
             local, _, domain = address.rpartition("@")
             yield from _parts(node, iter([(local, domain)]))
+
+
+_T = TypeVar("_T")
+
+
+def _indexed(node: Node, items: list[_T]) -> list[_T]:
+    """RFC 5260 §6: only the :index'th item (counted from 1, from the end with :last) — of
+    the fields of every name given, in the order given, as Pigeonhole counts them."""
+    index = node.tag_number("index")
+    if index is None:
+        return items
+    if index > len(items):
+        return []
+    return [items[-index] if "last" in node.tags else items[index - 1]]
 
 
 def _parts(node: Node, pairs: Iterator[tuple[str, str]]) -> Iterator[str]:
@@ -248,11 +441,14 @@ def _parts(node: Node, pairs: Iterator[tuple[str, str]]) -> Iterator[str]:
             yield local.partition(SUBADDRESS_SEPARATOR)[2]
 
 
-def _vacation(node: Node) -> Vacation:
-    reason = node.string(0)
-    subject = node.tag_strings("subject")
-    sender = node.tag_strings("from")
-    handle = node.tag_strings("handle")
+def _vacation(
+    node: Node,
+    reason: str,
+    subject: tuple[str, ...] | None,
+    sender: tuple[str, ...] | None,
+    handle: tuple[str, ...] | None,
+    addresses: tuple[str, ...],
+) -> Vacation:
     mime = "mime" in node.tags
     if handle is None:
         # RFC 5230 §4.2: without :handle, replies are told apart by their parameters —
@@ -269,7 +465,8 @@ def _vacation(node: Node) -> Vacation:
         handle=handle_text,
         subject=subject[0] if subject else None,
         from_=sender[0] if sender else None,
-        addresses=node.tag_strings("addresses") or (),
+        addresses=addresses,
         days=node.tag_number("days"),
         mime=mime,
+        seconds=node.tag_number("seconds"),
     )

@@ -30,6 +30,8 @@ class _Glob:
     pieces: tuple[re.Pattern[str], ...]
     lengths: tuple[int, ...]
     starred: bool
+    #: Where each piece's ``?`` wildcards are, as offsets into the piece (RFC 5229 §3.2).
+    singles: tuple[tuple[int, ...], ...]
 
 
 @lru_cache(maxsize=1024)
@@ -38,6 +40,7 @@ def _glob(pattern: str, casemap: bool) -> _Glob:
     next character."""
     pieces: list[list[str]] = [[]]
     lengths = [0]
+    singles: list[list[int]] = [[]]
     escaped = False
     for c in pattern:
         if escaped or c not in "\\*?":
@@ -48,36 +51,69 @@ def _glob(pattern: str, casemap: bool) -> _Glob:
             escaped = True
         elif c == "?":
             pieces[-1].append(".")
+            singles[-1].append(lengths[-1])
             lengths[-1] += 1
         else:
             pieces.append([])
             lengths.append(0)
+            singles.append([])
     flags = re.DOTALL | (re.ASCII | re.IGNORECASE if casemap else 0)
     compiled = tuple(re.compile("".join(p), flags) for p in pieces)
-    return _Glob(compiled, tuple(lengths), len(pieces) > 1)
+    return _Glob(compiled, tuple(lengths), len(pieces) > 1, tuple(tuple(s) for s in singles))
 
 
-def glob_matches(pattern: str, value: str, casemap: bool) -> bool:
-    """Whether ``value`` matches the :matches ``pattern``, in time linear in the value per
-    piece: the first piece is anchored at the start, the last at the end, and each one between
-    taken at its leftmost place (which is always right when stars separate them), so no input
-    can make it backtrack the way a regular expression with many ``.*`` does."""
-    glob = _glob(pattern, casemap)
+def _placed(glob: _Glob, value: str) -> list[int] | None:
+    """Where each piece of ``glob`` starts in ``value``, or None if it does not match — in time
+    linear in the value per piece: the first piece is anchored at the start, the last at the
+    end, and each one between taken at its leftmost place (which is always right when stars
+    separate them), so no input can make it backtrack the way a regular expression with many
+    ``.*`` does. Leftmost places make every star but the last match as little as it can, which
+    is what RFC 5229 §3.2's examples capture ("[*] *" on "[a] [b] c": "a", "[b] c")."""
     pieces, lengths = glob.pieces, glob.lengths
     if not glob.starred:
-        return pieces[0].fullmatch(value) is not None
+        return [0] if pieces[0].fullmatch(value) is not None else None
     end = len(value) - lengths[-1]
     if end < lengths[0] or pieces[0].match(value, 0) is None:
-        return False
+        return None
+    starts = [0]
     pos = lengths[0]
     for piece, length in zip(pieces[1:-1], lengths[1:-1], strict=True):
         if length == 0:
+            starts.append(pos)
             continue
         found = piece.search(value, pos, end)
         if found is None:
-            return False
+            return None
+        starts.append(found.start())
         pos = found.end()
-    return pieces[-1].fullmatch(value, end) is not None
+    if pieces[-1].fullmatch(value, end) is None:
+        return None
+    starts.append(end)
+    return starts
+
+
+def glob_matches(pattern: str, value: str, casemap: bool) -> bool:
+    """Whether ``value`` matches the :matches ``pattern`` (see :func:`_placed`)."""
+    return _placed(_glob(pattern, casemap), value) is not None
+
+
+def glob_captures(pattern: str, value: str, casemap: bool) -> tuple[str, ...] | None:
+    """RFC 5229 §3.2 match variables of ``value`` against the :matches ``pattern``: the whole
+    value (``${0}``), then what each wildcard (``*`` or ``?``) matched, in pattern order; None
+    if it does not match."""
+    glob = _glob(pattern, casemap)
+    starts = _placed(glob, value)
+    if starts is None:
+        return None
+    out = [value]
+    last = len(glob.pieces) - 1
+    for index, (start, length, singles) in enumerate(
+        zip(starts, glob.lengths, glob.singles, strict=True)
+    ):
+        out.extend(value[start + offset] for offset in singles)
+        if index < last:
+            out.append(value[start + length : starts[index + 1]])
+    return tuple(out)
 
 
 def _numeric(text: str) -> float:
@@ -127,6 +163,21 @@ def matches_one(match: Match, value: str, key: str) -> bool:
         return glob_matches(key, value, comparator == "i;ascii-casemap")
     assert kind == "value"
     return bool(_RELATIONS[match.relation](_ordered(comparator, value, key)))
+
+
+def first_captures(
+    match: Match, values: Iterable[str], keys: Iterable[str]
+) -> tuple[str, ...] | None:
+    """The match variables of the first value (then key) that a :matches ``match`` matches
+    (RFC 5229 §3.2), in the order :func:`matches_any` tries them; None if none does."""
+    keys = tuple(keys)
+    casemap = match.comparator == "i;ascii-casemap"
+    for value in values:
+        for key in keys:
+            found = glob_captures(key, value, casemap)
+            if found is not None:
+                return found
+    return None
 
 
 def matches_any(match: Match, values: Iterable[str], keys: Iterable[str]) -> bool:

@@ -5,13 +5,15 @@ the tests name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from pillarbox.errors import InvalidName
 from pillarbox.mail.decode import decode_words, header_bytes_to_text
 from pillarbox.mail.headers import HeaderField, parse_addresses, raw_text, scan_header, unfold
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import parse_message, part_text
+from pillarbox.store.types import normalize_mailbox_name
 
 #: Header fields a script can see (a hostile header stays bounded).
 MAX_FIELDS = 1000
@@ -22,7 +24,9 @@ MAX_ADDRESSES = 1000
 @dataclass(frozen=True, slots=True)
 class SieveMessage:
     """What tests read. ``envelope_from`` is "" for the null reverse-path; ``envelope_to`` the
-    recipient address the message was delivered through (RCPT TO)."""
+    recipient address the message was delivered through (RCPT TO); ``mailboxes`` the
+    account's mailbox names (normalised, :func:`~pillarbox.store.types.normalize_mailbox_name`)
+    for ``mailboxexists`` — delivery reads them only for a script that requires "mailbox"."""
 
     fields: tuple[HeaderField, ...]
     size: int
@@ -30,18 +34,36 @@ class SieveMessage:
     envelope_to: str = ""
     raw: bytes = b""
     info: MessageInfo | None = None
+    mailboxes: frozenset[str] = frozenset()
 
     @classmethod
     def of(
-        cls, raw: bytes, info: MessageInfo, *, envelope_from: str = "", envelope_to: str = ""
+        cls,
+        raw: bytes,
+        info: MessageInfo,
+        *,
+        envelope_from: str = "",
+        envelope_to: str = "",
+        mailboxes: Iterable[str] = (),
     ) -> SieveMessage:
         block = scan_header(raw, 0, info.body.body_start, max_fields=MAX_FIELDS)
-        return cls(block.fields, len(raw), envelope_from, envelope_to, raw, info)
+        names = frozenset(mailboxes)
+        return cls(block.fields, len(raw), envelope_from, envelope_to, raw, info, names)
 
     @classmethod
-    def from_bytes(cls, raw: bytes, **envelope: str) -> SieveMessage:
+    def from_bytes(
+        cls, raw: bytes, *, mailboxes: Iterable[str] = (), **envelope: str
+    ) -> SieveMessage:
         """For tests and tools: the message parsed here."""
-        return cls.of(raw, parse_message(raw), **envelope)
+        return cls.of(raw, parse_message(raw), mailboxes=mailboxes, **envelope)
+
+    def mailbox_exists(self, name: str) -> bool:
+        """RFC 5490 §3.1: whether the account has ``name`` (compared as the store compares:
+        NFC, INBOX in any case); a name the store would refuse exists nowhere."""
+        try:
+            return normalize_mailbox_name(name) in self.mailboxes
+        except InvalidName:
+            return False
 
     def exists(self, name: str) -> bool:
         key = name.lower()
@@ -57,14 +79,20 @@ class SieveMessage:
     def addresses(self, name: str) -> Iterator[tuple[str, str]]:
         """(local part, domain) of each address in the named fields; group names are not
         addresses (RFC 5228 §5.1), group members are."""
+        for field in self.address_fields(name):
+            yield from field
+
+    def address_fields(self, name: str) -> Iterator[list[tuple[str, str]]]:
+        """The addresses of each named field, one list per field (RFC 5260 §6 :index counts
+        fields, not addresses)."""
         key = name.lower()
         for f in self.fields:
             if f.key != key:
                 continue
             found, _ = parse_addresses(raw_text(f.value), limit=MAX_ADDRESSES)
-            for address in found:
-                if address.mailbox is not None and address.host is not None:
-                    yield address.mailbox, address.host
+            yield [
+                (a.mailbox, a.host) for a in found if a.mailbox is not None and a.host is not None
+            ]
 
     def body_texts(self, transform: str, types: tuple[str, ...]) -> Iterator[str]:
         """RFC 5173 §5: the raw body (:raw), decoded text parts (:text) or the decoded parts

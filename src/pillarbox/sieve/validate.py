@@ -5,7 +5,10 @@ Checked here: unknown commands and tests, extensions used without ``require`` (�
 ``require`` only at the start, if/elsif/else placement (§3.1), argument types and counts,
 unknown, repeated and mutually exclusive tags (§2.6.2, §2.7), unsupported comparators and
 comparator/match-type pairs (§2.7.3), relational operators (RFC 5231 §5), address headers
-(§5.1), envelope parts (§5.4), the addresses of redirect and vacation :from (§2.4.2.3).
+(§5.1), envelope parts (§5.4), the addresses of redirect and vacation :from (§2.4.2.3); with
+"variables" (RFC 5229): namespaces (§3), ``set`` names (§4) and their number
+(``max_variables``). A value that refers to a variable is known only when the script runs, so
+the checks of values above are made then instead (by the interpreter).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from collections.abc import Sequence
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
-from pillarbox.sieve import encoded
+from pillarbox.sieve import dates, encoded, variables
 from pillarbox.sieve.commands import SPECS, Arg, Spec, Tests
 from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import Argument, Command, Number, StringList, Tag, Test
+from pillarbox.sieve.match import fold
 from pillarbox.sieve.program import Match, Node, Positional, TagValue
 
 #: Capabilities this implementation supports (RFC 5228 §6.1 strings).
@@ -25,13 +29,20 @@ EXTENSIONS: tuple[str, ...] = (
     "body",
     "comparator-i;ascii-numeric",
     "copy",
+    "date",
     "encoded-character",
     "envelope",
+    "ereject",
     "fileinto",
     "imap4flags",
+    "index",
+    "mailbox",
+    "reject",
     "relational",
     "subaddress",
     "vacation",
+    "vacation-seconds",
+    "variables",
 )
 #: RFC 5228 §2.7.3: these two are always available; requiring them is allowed.
 IMPLICIT = frozenset({"comparator-i;octet", "comparator-i;ascii-casemap"})
@@ -66,15 +77,22 @@ ADDRESS_HEADERS = frozenset(
     }
 )
 ENVELOPE_PARTS = frozenset({"from", "to"})  # RFC 5228 §5.4
+#: Variables one script may ``set`` (RFC 5229 §6 lets us bound it; Pigeonhole's default).
+DEFAULT_MAX_VARIABLES = 255
 
 
-def compile_commands(commands: Sequence[Command]) -> tuple[frozenset[str], tuple[Node, ...]]:
+def compile_commands(
+    commands: Sequence[Command], *, max_variables: int = DEFAULT_MAX_VARIABLES
+) -> tuple[frozenset[str], tuple[Node, ...]]:
     """The script's required capabilities and its compiled top-level commands."""
     requires: set[str] = set()
     rest = list(commands)
     while rest and rest[0].name == "require":
         requires |= _require(rest.pop(0))
-    return frozenset(requires), _Compiler(frozenset(requires)).block(rest)
+    if "vacation-seconds" in requires:
+        requires.add("vacation")  # RFC 6131 §3: it implies "vacation" (as in Pigeonhole)
+    compiler = _Compiler(frozenset(requires), max_variables)
+    return frozenset(requires), compiler.block(rest)
 
 
 def _require(command: Command) -> set[str]:
@@ -88,8 +106,11 @@ def _require(command: Command) -> set[str]:
 
 
 class _Compiler:
-    def __init__(self, requires: frozenset[str]) -> None:
+    def __init__(self, requires: frozenset[str], max_variables: int) -> None:
         self.requires = requires
+        self.max_variables = max_variables
+        #: The names ``set`` gives, folded (RFC 5229 §3: names compare without case).
+        self.variables: set[str] = set()
 
     def block(self, commands: Sequence[Command]) -> tuple[Node, ...]:
         out: list[Node] = []
@@ -123,6 +144,7 @@ class _Compiler:
         if not spec.block and command.block is not None:
             raise SieveError(command.line, f"{spec.name} takes no block")
         tags, args = self.decoded(command.line, tags, args)
+        self.check_variables(spec, command.line, tags, args)
         node = Node(spec.name, command.line, tags, args)
         if spec.block:
             assert command.block is not None
@@ -139,6 +161,7 @@ class _Compiler:
         tags, args = _check_shape(test, spec, self.requires)
         self.check_tests(spec, test.tests, test.line, test.test_list)
         tags, args = self.decoded(test.line, tags, args)
+        self.check_variables(spec, test.line, tags, args)
         node = Node(
             spec.name,
             test.line,
@@ -180,6 +203,35 @@ class _Compiler:
         except encoded.EncodingError as exc:
             raise SieveError(line, str(exc)) from None
 
+    def check_variables(
+        self, spec: Spec, line: int, tags: dict[str, TagValue], args: tuple[Positional, ...]
+    ) -> None:
+        """RFC 5229 §3: a reference to a namespace we do not have is an error; §4: ``set``
+        names an identifier; at most ``max_variables`` names per script."""
+        if "variables" not in self.requires:
+            return
+        strings = [
+            v for value in (*tags.values(), *args) if isinstance(value, tuple) for v in value
+        ]
+        for text in strings:
+            for namespace in variables.namespaces(text):
+                raise SieveError(
+                    line, f"variable namespace {namespace!r} is not supported (RFC 5229 §3)"
+                )
+        if spec.name == "set":
+            named: tuple[Positional, ...] = args[:1]
+        elif spec.variable_first is not None and len(args) > len(spec.positional):
+            named = args[:1]  # RFC 5232 §3, §4: flag variables
+        else:
+            return
+        assert isinstance(named[0], tuple)
+        for name in named[0]:
+            if variables.IDENTIFIER.fullmatch(name) is None:
+                raise SieveError(line, f"{spec.name}: invalid variable name {name!r} (RFC 5229 §4)")
+            self.variables.add(fold(name))
+        if len(self.variables) > self.max_variables:
+            raise SieveError(line, f"more than {self.max_variables} variables")
+
     def match(self, spec: Spec, tags: dict[str, TagValue], line: int) -> Match:
         kind = next((t.name for t in spec.tags if t.group == "match" and t.name in tags), "is")
         comparator_value = tags.get("comparator")
@@ -207,16 +259,17 @@ class _Compiler:
 
     @staticmethod
     def check_values(node: Node) -> None:
-        """Checks of argument values the grammar cannot express."""
+        """Checks of argument values the grammar cannot express (values that refer to
+        variables are checked when the script runs)."""
         if node.name == "address":
             for header in node.strings(0):
-                if header.lower() not in ADDRESS_HEADERS:
+                if header.lower() not in ADDRESS_HEADERS and not variables.refers(header):
                     raise SieveError(
                         node.line, f"header {header!r} holds no addresses (RFC 5228 §5.1)"
                     )
         elif node.name == "envelope":
             for part in node.strings(0):
-                if part.lower() not in ENVELOPE_PARTS:
+                if part.lower() not in ENVELOPE_PARTS and not variables.refers(part):
                     raise SieveError(node.line, f"unsupported envelope part {part!r}")
         elif node.name == "redirect":
             _check_address(node.line, node.string(0), "redirect")
@@ -224,6 +277,13 @@ class _Compiler:
             sender = node.tag_strings("from")
             if sender is not None:
                 _check_address(node.line, sender[0], "vacation :from")
+        elif node.name in ("date", "currentdate"):
+            _check_date(node)
+        if "last" in node.tags and "index" not in node.tags:
+            raise SieveError(node.line, ":last needs :index (RFC 5260 §6)")
+        index = node.tag_number("index")
+        if index is not None and index < 1:
+            raise SieveError(node.line, ":index counts from 1 (RFC 5260 §6)")
 
 
 def sieve_address(text: str) -> str:
@@ -235,7 +295,20 @@ def sieve_address(text: str) -> str:
     return parse_address(text).normalised
 
 
+def _check_date(node: Node) -> None:
+    """RFC 5260 §4.1, §4.2: a zone as +hhmm/-hhmm and a known date-part (Pigeonhole only
+    warns of either; such a test could never hold, so we refuse it)."""
+    given = node.tag_strings("zone")
+    if given is not None and dates.zone(given[0]) is None and not variables.refers(given[0]):
+        raise SieveError(node.line, f"invalid :zone {given[0]!r} (RFC 5260 §4.1: +hhmm or -hhmm)")
+    date_part = node.string(1 if node.name == "date" else 0)
+    if date_part.lower() not in dates.DATE_PARTS and not variables.refers(date_part):
+        raise SieveError(node.line, f"unknown date-part {date_part!r} (RFC 5260 §4.2)")
+
+
 def _check_address(line: int, text: str, what: str) -> None:
+    if variables.refers(text):
+        return
     try:
         sieve_address(text)
     except InvalidName:
@@ -295,14 +368,21 @@ def _check_shape(
             raise SieveError(
                 argument.line, f"tag ':{argument.name}' after the positional arguments"
             )
-    if len(rest) != len(spec.positional):
+    positional = spec.positional
+    if (
+        spec.variable_first is not None
+        and "variables" in requires
+        and len(rest) == len(positional) + 1
+    ):
+        positional = (spec.variable_first, *positional)
+    if len(rest) != len(positional):
         raise SieveError(
             node.line,
             f"{spec.name} takes {len(spec.positional)} positional argument(s), got {len(rest)}",
         )
     args = tuple(
         _value(a, kind, f"{spec.name} argument {i + 1}", node.line)
-        for i, (a, kind) in enumerate(zip(rest, spec.positional, strict=True))
+        for i, (a, kind) in enumerate(zip(rest, positional, strict=True))
     )
     return tags, args
 
