@@ -85,25 +85,6 @@ def set_quota(live: LiveServer, address: str, quota_bytes: int | None) -> None:
     live.call(go())
 
 
-def activate(live: LiveServer, script: str, address: str = ALICE) -> None:
-    async def go() -> None:
-        account = await live.store.get_account(address)
-        assert account is not None
-        await live.store.put_sieve_script(account.id, "main", script)
-        await live.store.set_active_sieve_script(account.id, "main")
-
-    live.call(go())
-
-
-def create_mailbox(live: LiveServer, name: str, address: str = ALICE) -> None:
-    async def go() -> None:
-        account = await live.store.get_account(address)
-        assert account is not None
-        await live.store.create_mailbox(account.id, name)
-
-    live.call(go())
-
-
 def message(sender: str, subject: str, *, top: str = "") -> bytes:
     """A message; ``top`` is a field the sender writes above its others."""
     return (
@@ -199,9 +180,9 @@ def test_ham_for_a_full_mailbox_is_retried_into_inbox_with_its_fields(
 def test_sieve_sees_the_verdict_on_the_retry_and_spam_is_not_redirected(
     server: LiveServer,
 ) -> None:
-    create_mailbox(server, "Suspect")
-    activate(
-        server,
+    server.create_mailbox(ALICE, "Suspect")
+    server.activate_sieve(
+        ALICE,
         'require ["fileinto", "copy"];\n'
         'if header :contains "X-Pillarbox-Spam" "action=junk" { fileinto "Suspect"; }\n'
         f'if header :contains "subject" "pass on" {{ redirect :copy "{BOB}"; }}\n',
@@ -231,9 +212,9 @@ def test_sieve_sees_the_verdict_on_the_retry_and_spam_is_not_redirected(
 def test_a_forged_verdict_field_does_not_route_the_retry(server: LiveServer) -> None:
     """The decision comes from the store, and a sender's own X-Pillarbox-Spam is removed at
     intake (docs/sieve.md), so a script testing the verdict cannot be fooled either."""
-    create_mailbox(server, "Clean")
-    activate(
-        server,
+    server.create_mailbox(ALICE, "Clean")
+    server.activate_sieve(
+        ALICE,
         'require "fileinto";\n'
         'if header :contains "X-Pillarbox-Spam" "action=inbox" { fileinto "Clean"; }\n',
     )

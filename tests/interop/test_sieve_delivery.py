@@ -68,25 +68,6 @@ def server(tmp_path: Path, dns_port: int, peer: Recorder, peer_port: int) -> Ite
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def activate(live: LiveServer, script: str, address: str = ALICE) -> None:
-    async def go() -> None:
-        account = await live.store.get_account(address)
-        assert account is not None
-        await live.store.put_sieve_script(account.id, "main", script)
-        await live.store.set_active_sieve_script(account.id, "main")
-
-    live.call(go())
-
-
-def create_mailbox(live: LiveServer, name: str, address: str = ALICE) -> None:
-    async def go() -> None:
-        account = await live.store.get_account(address)
-        assert account is not None
-        await live.store.create_mailbox(account.id, name)
-
-    live.call(go())
-
-
 def message(subject: str, *, sender: str = "sender@outside.test", to: str = ALICE) -> bytes:
     return (
         f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
@@ -129,9 +110,9 @@ def imap_read(live: LiveServer, mailbox: str, address: str = ALICE) -> list[tupl
 
 
 def test_fileinto_a_folder_with_flags(server: LiveServer) -> None:
-    create_mailbox(server, "Reports")
-    activate(
-        server,
+    server.create_mailbox(ALICE, "Reports")
+    server.activate_sieve(
+        ALICE,
         'require ["fileinto", "imap4flags"];\n'
         'if header :contains "subject" "report" {\n'
         '  fileinto :flags ["\\\\Flagged", "$Report"] "Reports";\n'
@@ -149,16 +130,18 @@ def test_fileinto_a_folder_with_flags(server: LiveServer) -> None:
 
 
 def test_fileinto_a_missing_folder_keeps_in_inbox(server: LiveServer) -> None:
-    activate(server, 'require ["fileinto", "imap4flags"]; fileinto :flags "$Lost" "Nowhere";')
+    server.activate_sieve(
+        ALICE, 'require ["fileinto", "imap4flags"]; fileinto :flags "$Lost" "Nowhere";'
+    )
     send(server, message("where to?"))
     assert imap_read(server, INBOX) == [("$Lost", b"Subject: where to?")]
 
 
 def test_fileinto_a_folder_named_by_variables(server: LiveServer) -> None:
     """RFC 5229: the list's tag in the subject names the folder, modifiers shape it."""
-    create_mailbox(server, "Lists/Dev")
-    activate(
-        server,
+    server.create_mailbox(ALICE, "Lists/Dev")
+    server.activate_sieve(
+        ALICE,
         'require ["fileinto", "variables", "imap4flags"];\n'
         'if header :matches "subject" "[*] *" {\n'
         '  set :lower :upperfirst "list" "${1}";\n'
@@ -174,8 +157,8 @@ def test_fileinto_a_folder_named_by_variables(server: LiveServer) -> None:
 def test_fileinto_create_makes_the_folder_once(server: LiveServer) -> None:
     """RFC 5490 §3.2: the folder (and its superior) is made at the first delivery, reused by
     the second; mailboxexists sees the account's folders; an invalid name keeps the copy."""
-    activate(
-        server,
+    server.activate_sieve(
+        ALICE,
         'require ["fileinto", "mailbox", "variables", "imap4flags"];\n'
         'if header :matches "subject" "[*] *" {\n'
         '  if mailboxexists "Lists/${1}" { addflag "existed"; }\n'
@@ -213,8 +196,8 @@ def test_fileinto_create_stops_at_the_mailbox_bound(tmp_path: Path, dns_port: in
     with LiveServer(config) as live:
         live.add_domain("example.org")
         live.add_account(ALICE, TEST_PASSWORD)
-        activate(
-            live,
+        live.activate_sieve(
+            ALICE,
             'require ["fileinto", "mailbox", "variables"];\n'
             'if header :matches "subject" "*" { fileinto :create "${1}"; }\n',
         )
@@ -227,8 +210,8 @@ def test_fileinto_create_stops_at_the_mailbox_bound(tmp_path: Path, dns_port: in
 def test_currentdate_files_by_the_delivery_date(server: LiveServer) -> None:
     """RFC 5260 §5: the rule reads the time of delivery (the server's clock, handed to the
     run), and date reads the message's Date field."""
-    activate(
-        server,
+    server.activate_sieve(
+        ALICE,
         'require ["fileinto", "mailbox", "date", "variables", "relational"];\n'
         'if currentdate :matches "year" "*" { set "year" "${1}"; }\n'
         'if currentdate :value "lt" "date" "2000-01-01" { fileinto "Past"; stop; }\n'
@@ -250,14 +233,14 @@ def test_currentdate_files_by_the_delivery_date(server: LiveServer) -> None:
 
 
 def test_discard_stores_nothing(server: LiveServer) -> None:
-    activate(server, 'if header :is "subject" "junk mail" { discard; }')
+    server.activate_sieve(ALICE, 'if header :is "subject" "junk mail" { discard; }')
     send(server, message("junk mail"))  # still 250: discarded is delivered
     send(server, message("real mail"))
     assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: real mail"]
 
 
 def test_redirect_to_another_account(server: LiveServer) -> None:
-    activate(server, f'redirect "{BOB}";')
+    server.activate_sieve(ALICE, f'redirect "{BOB}";')
     send(server, message("for bob"))
     settle(server)
     assert imap_read(server, INBOX) == []
@@ -269,7 +252,7 @@ def test_redirect_to_another_account(server: LiveServer) -> None:
 def test_redirect_copy_to_a_remote_domain_through_the_queue(
     server: LiveServer, peer: Recorder
 ) -> None:
-    activate(server, 'require "copy"; redirect :copy "carol@remote.test";')
+    server.activate_sieve(ALICE, 'require "copy"; redirect :copy "carol@remote.test";')
     send(server, message("for carol"))
     [got] = wait_for(lambda: peer.messages, "the redirected copy")
     assert got.rcpt_tos == ["carol@remote.test"]
@@ -281,7 +264,7 @@ def test_redirect_copy_to_a_remote_domain_through_the_queue(
 
 def test_too_many_redirects_keeps_and_sends_nothing(server: LiveServer, peer: Recorder) -> None:
     """sieve.max_redirects = 2: a third is a runtime error, and the implicit keep."""
-    activate(server, "".join(f'redirect "r{n}@remote.test";' for n in range(3)))
+    server.activate_sieve(ALICE, "".join(f'redirect "r{n}@remote.test";' for n in range(3)))
     send(server, message("many"))
     settle(server)
     assert peer.messages == []
@@ -289,8 +272,8 @@ def test_too_many_redirects_keeps_and_sends_nothing(server: LiveServer, peer: Re
 
 
 def test_vacation_replies_once_per_sender(server: LiveServer, peer: Recorder) -> None:
-    activate(
-        server,
+    server.activate_sieve(
+        ALICE,
         'require "vacation";\n'
         'vacation :days 3 :subject "Away until Monday" "I am hiking; back on Monday.";\n',
     )
@@ -309,7 +292,7 @@ def test_vacation_replies_once_per_sender(server: LiveServer, peer: Recorder) ->
 
 def test_vacation_seconds_is_raised_to_the_site_minimum(server: LiveServer, peer: Recorder) -> None:
     """RFC 6131: :seconds 1 under the default sieve.vacation_min_seconds (300): one reply."""
-    activate(server, 'require "vacation-seconds"; vacation :seconds 1 "In a meeting.";')
+    server.activate_sieve(ALICE, 'require "vacation-seconds"; vacation :seconds 1 "In a meeting.";')
     send(server, message("first"))
     wait_for(lambda: peer.messages, "the auto-reply")
     time.sleep(1.5)  # past the script's second, well within the site's minimum
@@ -333,7 +316,9 @@ def test_vacation_seconds_zero_replies_every_time(
     with LiveServer(config) as live:
         live.add_domain("example.org")
         live.add_account(ALICE, TEST_PASSWORD)
-        activate(live, 'require "vacation-seconds"; vacation :seconds 0 "In a meeting.";')
+        live.activate_sieve(
+            ALICE, 'require "vacation-seconds"; vacation :seconds 0 "In a meeting.";'
+        )
         send(live, message("first"))
         send(live, message("second"))
         replies = wait_for(lambda: len(peer.messages) == 2 and peer.messages, "two replies")
@@ -342,7 +327,7 @@ def test_vacation_seconds_zero_replies_every_time(
 
 def test_broken_script_keeps_in_inbox(server: LiveServer) -> None:
     """The store takes any text; a script that does not compile must not lose mail."""
-    activate(server, 'if header :frobnicate "subject" "x" { discard; }')
+    server.activate_sieve(ALICE, 'if header :frobnicate "subject" "x" { discard; }')
     send(server, message("still here"))
     assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: still here"]
 
@@ -356,7 +341,9 @@ def test_spam_kept_goes_to_junk_and_is_never_redirected(server: LiveServer, peer
         )
 
     server.call(block())
-    activate(server, 'if header :contains "subject" "fwd" { redirect "carol@remote.test"; }')
+    server.activate_sieve(
+        ALICE, 'if header :contains "subject" "fwd" { redirect "carol@remote.test"; }'
+    )
     send(server, message("keep me", sender="x@spammer.test"), sender="x@spammer.test")
     send(server, message("fwd me", sender="x@spammer.test"), sender="x@spammer.test")
     settle(server)
@@ -369,8 +356,8 @@ def test_spam_kept_goes_to_junk_and_is_never_redirected(server: LiveServer, peer
 def test_reject_bounces_to_the_sender(server: LiveServer, peer: Recorder) -> None:
     """RFC 5429: after the 250, a reject is a DSN to the envelope sender; nothing is
     stored."""
-    activate(
-        server,
+    server.activate_sieve(
+        ALICE,
         'require ["reject", "variables"];\n'
         'if header :matches "subject" "ads *" { reject "No ads about ${1}, please."; }\n'
         'elsif header :contains "subject" "offer" { reject "No offers."; }\n',
@@ -397,7 +384,7 @@ def test_ereject_refuses_in_smtp_when_every_recipient_does(
 ) -> None:
     """RFC 5429 §2.2: the only recipient erejects: DATA gets 550 5.7.1 with the reason, and
     no report is sent (the client learns it in the protocol)."""
-    activate(server, 'require "ereject"; ereject "No mail on Sundays,\r\n please.";')
+    server.activate_sieve(ALICE, 'require "ereject"; ereject "No mail on Sundays,\r\n please.";')
     with (
         smtplib.SMTP("127.0.0.1", server.port("smtp"), local_hostname="client.test") as client,
         pytest.raises(smtplib.SMTPDataError) as refused,
@@ -415,7 +402,7 @@ def test_ereject_beside_a_delivered_copy_becomes_a_report(
 ) -> None:
     """Bob takes the message, so the transaction's one reply must be 250: Alice's ereject is
     then a report, as reject's is — Bob's copy is not lost to a 550."""
-    activate(server, 'require "ereject"; ereject "Not for me.";')
+    server.activate_sieve(ALICE, 'require "ereject"; ereject "Not for me.";')
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), local_hostname="client.test") as client:
         refused = client.sendmail("sender@outside.test", [ALICE, BOB], message("both"))
     assert refused == {}
@@ -438,7 +425,7 @@ def test_reject_never_answers_spam_or_the_null_sender(server: LiveServer, peer: 
         )
 
     server.call(block())
-    activate(server, 'require "reject"; reject "Not wanted.";')
+    server.activate_sieve(ALICE, 'require "reject"; reject "Not wanted.";')
     send(server, message("spam", sender="x@spammer.test"), sender="x@spammer.test")
     send(server, message("a report", sender="mailer-daemon@outside.test"), sender="")
     send(server, message("plain"))
@@ -452,8 +439,8 @@ def test_reject_never_answers_spam_or_the_null_sender(server: LiveServer, peer: 
 def test_queued_local_delivery_is_filtered_too(server: LiveServer) -> None:
     """Mail for a local account that waits in the queue (its mailbox was full at intake) goes
     through the script when the queue delivers it."""
-    create_mailbox(server, "Later")
-    activate(server, 'require "fileinto"; fileinto "Later";')
+    server.create_mailbox(ALICE, "Later")
+    server.activate_sieve(ALICE, 'require "fileinto"; fileinto "Later";')
     queued = server.store.enqueue(
         "sender@outside.test", message("queued"), [NewQueueRecipient(ALICE)]
     )
@@ -466,11 +453,13 @@ def test_queued_local_delivery_is_filtered_too(server: LiveServer) -> None:
 def test_vacation_from_only_an_address_the_account_owns(server: LiveServer, peer: Recorder) -> None:
     """RFC 5230 §4.3: :from is used when the account may send as it, else ignored."""
     server.call(server.store.add_alias("team@example.org", [ALICE]))
-    activate(server, 'require "vacation"; vacation :from "Team <team@example.org>" "Away.";')
+    server.activate_sieve(
+        ALICE, 'require "vacation"; vacation :from "Team <team@example.org>" "Away.";'
+    )
     send(server, message("one", sender="ann@outside.test"), sender="ann@outside.test")
     [reply] = wait_for(lambda: peer.messages, "the auto-reply")
     assert b"\r\nFrom: Team <team@example.org>\r\n" in reply.content
-    activate(server, 'require "vacation"; vacation :from "ceo@example.org" "Gone.";', ALICE)
+    server.activate_sieve(ALICE, 'require "vacation"; vacation :from "ceo@example.org" "Gone.";')
     send(server, message("two", sender="bea@outside.test"), sender="bea@outside.test")
     wait_for(lambda: len(peer.messages) == 2, "the second auto-reply")
     assert b"\r\nFrom: alice@example.org\r\n" in peer.messages[1].content
@@ -479,18 +468,20 @@ def test_vacation_from_only_an_address_the_account_owns(server: LiveServer, peer
 def test_vacation_only_when_the_account_is_addressed(server: LiveServer, peer: Recorder) -> None:
     """RFC 5230 §4.5: not to a message that names none of the account's addresses (a Bcc or
     list copy) — unless :addresses names one it does."""
-    activate(server, 'require "vacation"; vacation "Away.";')
+    server.activate_sieve(ALICE, 'require "vacation"; vacation "Away.";')
     send(server, message("bcc", to="someone@example.net"))
     settle(server)
     assert peer.messages == []
-    activate(server, 'require "vacation"; vacation :addresses "someone@example.net" "Away.";')
+    server.activate_sieve(
+        ALICE, 'require "vacation"; vacation :addresses "someone@example.net" "Away.";'
+    )
     send(server, message("bcc again", to="someone@example.net"))
     wait_for(lambda: peer.messages, "the auto-reply")
 
 
 def test_redirect_back_to_a_forwarding_loop_is_kept(server: LiveServer, peer: Recorder) -> None:
     """A message that already went out through this account is not redirected again."""
-    activate(server, 'redirect "carol@remote.test";')
+    server.activate_sieve(ALICE, 'redirect "carol@remote.test";')
     looped = b"Delivered-To: alice@example.org\r\n" + message("round again")
     send(server, looped)
     settle(server)
@@ -499,8 +490,8 @@ def test_redirect_back_to_a_forwarding_loop_is_kept(server: LiveServer, peer: Re
 
 
 def test_keep_and_fileinto_inbox_are_one_copy_with_united_flags(server: LiveServer) -> None:
-    activate(
-        server,
+    server.activate_sieve(
+        ALICE,
         'require ["fileinto", "imap4flags"];\n'
         'keep :flags "$One"; fileinto :flags "$Two" "INBOX"; fileinto :flags "$Two" "inbox";',
     )
@@ -511,7 +502,7 @@ def test_keep_and_fileinto_inbox_are_one_copy_with_united_flags(server: LiveServ
 
 
 def test_script_is_compiled_once_for_many_deliveries(server: LiveServer) -> None:
-    activate(server, 'if header :contains "subject" "drop" { discard; }')
+    server.activate_sieve(ALICE, 'if header :contains "subject" "drop" { discard; }')
     assert server.server.context is not None
     cache = server.server.context.sieve_scripts
     before = cache.compiled

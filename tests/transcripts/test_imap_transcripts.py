@@ -49,7 +49,12 @@ from pillarbox.store.open import open_store
 from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
 from pillarbox.testing.imapcore import core_session
 from pillarbox.testing.live import TEST_PASSWORD, LiveServerPool, loopback_config
-from pillarbox.testing.transcript import LineReader, unverified_client_tls
+from pillarbox.testing.transcript import (
+    CollectedOutput,
+    LineReader,
+    compare_lines,
+    unverified_client_tls,
+)
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "imap").glob("*.txt"))
 
@@ -241,22 +246,7 @@ def _config(tmp: Path, transcript: Transcript) -> cfg.Config:
     return dataclasses.replace(base, imap=imap)
 
 
-def _compare(name: str, pending: list[str], expect: list[str]) -> None:
-    for pattern in expect:
-        assert pending, f"{name}: expected {pattern!r}, got nothing more"
-        line = pending.pop(0)
-        assert _matches(pattern, line), f"{name}: expected {pattern!r}, got {line!r}"
-
-
 # -- the core ---------------------------------------------------------------------------------
-
-
-class _Collect:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def write(self, data: bytes) -> None:
-        self.data += data
 
 
 async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
@@ -270,7 +260,7 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
 
         now = time.time()
         session = core_session(store, config, now=now, tls_active=transcript.tls)
-        out = _Collect()
+        out = CollectedOutput()
         out.data += session.greeting()
         pending: list[str] = []
         closed = False
@@ -303,7 +293,7 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
             text = out.data.decode("utf-8", "replace")
             out.data.clear()
             pending += text.split("\r\n")[:-1]
-            _compare(transcript.name, pending, step.expect)
+            compare_lines(transcript.name, pending, step.expect, _matches)
             if step.close:
                 assert closed, f"{transcript.name}: expected the server to close"
         assert not pending, f"{transcript.name}: unexpected output {pending!r}"
@@ -354,7 +344,7 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
             if step.send:
                 sock.sendall(step.send)
             pending += reader.lines(max(0, len(step.expect) - len(pending)))
-            _compare(transcript.name, pending, step.expect)
+            compare_lines(transcript.name, pending, step.expect, _matches)
             if step.starttls:
                 sock = unverified_client_tls().wrap_socket(sock)
                 reader = LineReader(sock)

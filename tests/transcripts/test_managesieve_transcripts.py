@@ -39,7 +39,12 @@ from pillarbox.net.managesieve import session_settings
 from pillarbox.observability.log import Log
 from pillarbox.store.open import open_store
 from pillarbox.testing.live import TEST_AUTH, TEST_PASSWORD, LiveServerPool, loopback_config
-from pillarbox.testing.transcript import LineReader, match_line, unverified_client_tls
+from pillarbox.testing.transcript import (
+    CollectedOutput,
+    LineReader,
+    compare_lines,
+    unverified_client_tls,
+)
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "managesieve").glob("*.txt"))
 #: Failed logins of every transcript come from 127.0.0.1 to one live server: throttling
@@ -131,22 +136,7 @@ def _config(tmp: Path, transcript: Transcript) -> cfg.Config:
     )
 
 
-def _compare(name: str, pending: list[str], expect: list[str]) -> None:
-    for pattern in expect:
-        assert pending, f"{name}: expected {pattern!r}, got nothing more"
-        line = pending.pop(0)
-        assert match_line(pattern, line), f"{name}: expected {pattern!r}, got {line!r}"
-
-
 # -- the core ---------------------------------------------------------------------------------
-
-
-class _Collect:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def write(self, data: bytes) -> None:
-        self.data += data
 
 
 async def run_on_core(transcript: Transcript, tmp: Path, user: str, *, bytewise: bool) -> None:
@@ -169,7 +159,7 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str, *, bytewise:
             now=now,
             log=Log("managesieve-test"),
         )
-        out = _Collect()
+        out = CollectedOutput()
         out.data += session.greeting()
         pending: list[str] = []
         closed = False
@@ -195,7 +185,7 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str, *, bytewise:
                         break
             pending += out.data.decode("utf-8", "replace").split("\r\n")[:-1]
             out.data.clear()
-            _compare(transcript.name, pending, step.expect)
+            compare_lines(transcript.name, pending, step.expect)
             if step.close:
                 assert closed, f"{transcript.name}: expected the server to close"
         assert not pending, f"{transcript.name}: unexpected output {pending!r}"
@@ -237,7 +227,7 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
             if step.send:
                 sock.sendall(step.send)
             pending += reader.lines(max(0, len(step.expect) - len(pending)))
-            _compare(transcript.name, pending, step.expect)
+            compare_lines(transcript.name, pending, step.expect)
             if step.starttls:
                 sock = unverified_client_tls().wrap_socket(sock)
                 reader = LineReader(sock)

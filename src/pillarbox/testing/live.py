@@ -170,6 +170,28 @@ class LiveServer:
             provisioning.add_account(self.store, self.config, address, password, **options)
         )
 
+    def create_mailbox(self, address: str, name: str) -> None:
+        """A folder for one account, as a mail app would create it."""
+
+        async def go() -> None:
+            account = await self.store.get_account(address)
+            assert account is not None, address
+            await self.store.create_mailbox(account.id, name)
+
+        self.call(go())
+
+    def activate_sieve(self, address: str, script: str, name: str = "main") -> None:
+        """Store ``script`` for one account and make it the active one (no compile check: a
+        test may want a broken script in place)."""
+
+        async def go() -> None:
+            account = await self.store.get_account(address)
+            assert account is not None, address
+            await self.store.put_sieve_script(account.id, name, script)
+            await self.store.set_active_sieve_script(account.id, name)
+
+        self.call(go())
+
     def mailbox_messages(self, address: str, mailbox: str) -> list[bytes]:
         """The stored bytes of every message in one account's mailbox, in UID order."""
 

@@ -377,3 +377,28 @@ def unverified_client_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def compare_lines(
+    name: str,
+    pending: list[str],
+    expect: list[str],
+    matches: Callable[[str, str], bool] = match_line,
+) -> None:
+    """Take ``expect``'s lines off the front of ``pending``, each matching its pattern
+    (AssertionError naming the transcript otherwise): the comparison of the IMAP and
+    ManageSieve transcripts, whose expected lines may arrive with others still pending."""
+    for pattern in expect:
+        assert pending, f"{name}: expected {pattern!r}, got nothing more"
+        line = pending.pop(0)
+        assert matches(pattern, line), f"{name}: expected {pattern!r}, got {line!r}"
+
+
+class CollectedOutput:
+    """An ``Output`` for a session core run in a test: everything written, kept in order."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self.data += data
