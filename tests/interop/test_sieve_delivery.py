@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.sieve import INLINE_COMPILE_SIZE
 from pillarbox.store.types import INBOX, NewQueueRecipient, SenderListEntry, SenderListKind
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord
@@ -510,3 +511,24 @@ def test_script_is_compiled_once_for_many_deliveries(server: LiveServer) -> None
         send(server, message(f"keep {n}"))
     assert cache.compiled - before == 1
     assert len(imap_read(server, INBOX)) == 3
+
+
+def test_a_large_script_is_compiled_off_the_loop_once_and_applied(server: LiveServer) -> None:
+    """A script past INLINE_COMPILE_SIZE takes the worker pool's path: compiled once, and
+    its last rule (after 200 others) still files the message."""
+    rules = "".join(
+        f'if header :is "subject" "rule {n} of many" {{ discard; }}\n' for n in range(200)
+    )
+    script = (
+        f'require "fileinto";\n{rules}if header :contains "subject" "big" {{ fileinto "Big"; }}\n'
+    )
+    assert len(script) > INLINE_COMPILE_SIZE
+    server.create_mailbox(ALICE, "Big")
+    server.activate_sieve(ALICE, script)
+    assert server.server.context is not None
+    cache = server.server.context.sieve_scripts
+    before = cache.compiled
+    send(server, message("big one"))
+    send(server, message("big two"))
+    assert cache.compiled - before == 1
+    assert [s for _, s in imap_read(server, "Big")] == [b"Subject: big one", b"Subject: big two"]

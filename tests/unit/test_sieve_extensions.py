@@ -26,7 +26,7 @@ from pillarbox.sieve import (
     compile_script,
 )
 from pillarbox.sieve.cache import ScriptCache
-from pillarbox.sievescripts import InvalidScript, ScriptLimits, check_script
+from pillarbox.sievescripts import InvalidScript, ScriptLimits, compile_checked
 
 MESSAGE = (
     b"From: Ken <ken+lists@example.org>\r\n"
@@ -729,10 +729,10 @@ def test_config_bounds_reach_the_compiler_and_the_run() -> None:
     section = SieveSection(max_variables=1, max_variable_size=8)
     script = 'require "variables"; set "a" "1"; set "b" "2";'
     with pytest.raises(InvalidScript, match="more than 1 variables"):
-        check_script(script, ScriptLimits.of(section))
+        compile_checked(script, ScriptLimits.of(section))
     with pytest.raises(SieveError, match="more than 1 variables"):
         ScriptCache(max_variables=section.max_variables).script(script)
-    check_script(script, ScriptLimits.of(SieveSection()))
+    compile_checked(script, ScriptLimits.of(SieveSection()))
 
 
 # -- mailbox (RFC 5490) --------------------------------------------------------------------------

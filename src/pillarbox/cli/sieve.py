@@ -172,5 +172,5 @@ def sieve_rename(state: CliState, account: str, old: str, new: str) -> None:
 @click.argument("source", metavar="FILE|-")
 def sieve_check(source: str) -> None:
     """Compile FILE (or standard input) and report the first error; stores nothing."""
-    sievescripts.check_script(_read(source), ScriptLimits())
+    sievescripts.compile_checked(_read(source), ScriptLimits())
     click.echo("script is valid")

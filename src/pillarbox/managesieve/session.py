@@ -534,7 +534,7 @@ class ManageSieveSession:
         (content,) = self._args(command, 1, 1)
         try:
             text = sievescripts.decode_script(self._string(command, content))
-            sievescripts.check_script(text, self.settings.scripts)
+            await sievescripts.check_script(text, self.settings.scripts)
         except sievescripts.InvalidScript as exc:
             raise self._script_failure(exc, "checkscript") from None
         return r.CHECKSCRIPT_DONE

@@ -51,7 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pillarbox.blocking import run_sized
+from pillarbox.blocking import run_blocking, run_sized
 from pillarbox.errors import AlreadyExists, InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
@@ -63,6 +63,7 @@ from pillarbox.queue.local import parse, parse_with_fields
 from pillarbox.queue.routing import LocalRecipient, Router
 from pillarbox.services import Services
 from pillarbox.sieve import (
+    INLINE_COMPILE_SIZE,
     Discard,
     FileInto,
     Keep,
@@ -70,11 +71,12 @@ from pillarbox.sieve import (
     Redirect,
     Reject,
     RunLimits,
+    Script,
     SieveError,
     SieveMessage,
     Vacation,
 )
-from pillarbox.sieve.cache import ScriptCache
+from pillarbox.sieve.cache import ScriptCache, unwrap
 from pillarbox.sieve.validate import sieve_address
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
@@ -301,6 +303,18 @@ class LocalDelivery:
         await bounce.send_report(self._store, self._router, self._wakeup, report, sender)
         _log.info("rejected by sieve", account=account.address, ereject=rejection.extended)
 
+    async def _compiled(self, text: str) -> Script | SieveError:
+        """The compiled script from the cache; compiled once per text, a large one on the
+        worker pool (a 64 KB script takes ~50 ms: the loop keeps serving meanwhile)."""
+        entry = self._scripts.lookup(text)
+        if entry is None:
+            if len(text) <= INLINE_COMPILE_SIZE:
+                entry = self._scripts.compile(text)
+            else:
+                entry = await run_blocking(self._scripts.compile, text)
+            self._scripts.remember(text, entry)
+        return entry
+
     async def _outcome(
         self, account: Account, copy: bytes, info: MessageInfo, sender: str, rcpt: str
     ) -> Outcome:
@@ -309,7 +323,7 @@ class LocalDelivery:
         if stored is None:
             return Outcome((Keep(),))
         try:
-            script = self._scripts.script(stored.content)
+            script = unwrap(await self._compiled(stored.content))
         except SieveError as exc:
             _log.warning(
                 "sieve script does not compile: kept",

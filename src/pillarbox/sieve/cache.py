@@ -38,25 +38,49 @@ class ScriptCache:
         self.compiled = 0
 
     def script(self, text: str) -> Script:
-        """The compiled ``text``; :class:`SieveError` if it does not compile."""
-        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-        entry = self._entries.get(key)
+        """The compiled ``text``; :class:`SieveError` if it does not compile. Compiles on the
+        caller's thread when it is not cached (see :meth:`lookup` for the loop's way)."""
+        entry = self.lookup(text)
         if entry is None:
-            self.compiled += 1
-            try:
-                entry = compile_script(
-                    text,
-                    max_size=self._max_size,
-                    max_nesting=self._max_nesting,
-                    max_variables=self._max_variables,
-                )
-            except SieveError as exc:
-                entry = exc
-            self._entries[key] = entry
-            if len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
-        else:
+            entry = self.remember(text, self.compile(text))
+        return unwrap(entry)
+
+    def lookup(self, text: str) -> Script | SieveError | None:
+        """The cached result for ``text`` (a script or its error), None if not compiled yet."""
+        key = _key(text)
+        entry = self._entries.get(key)
+        if entry is not None:
             self._entries.move_to_end(key)
-        if isinstance(entry, SieveError):
-            raise entry
         return entry
+
+    def compile(self, text: str) -> Script | SieveError:
+        """Compile ``text`` under the cache's limits without touching the cache: safe on a
+        worker thread, with :meth:`remember` back on the owner's."""
+        try:
+            return compile_script(
+                text,
+                max_size=self._max_size,
+                max_nesting=self._max_nesting,
+                max_variables=self._max_variables,
+            )
+        except SieveError as exc:
+            return exc
+
+    def remember(self, text: str, entry: Script | SieveError) -> Script | SieveError:
+        """Keep ``entry`` (what :meth:`compile` made of ``text``); returns it."""
+        self.compiled += 1
+        self._entries[_key(text)] = entry
+        if len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+        return entry
+
+
+def _key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def unwrap(entry: Script | SieveError) -> Script:
+    """The script, or its compile error raised."""
+    if isinstance(entry, SieveError):
+        raise entry
+    return entry
