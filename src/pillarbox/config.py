@@ -69,7 +69,10 @@ class Listeners:
     imaps: Listener = _listener(993)
     pop3: Listener = _listener(110)
     pop3s: Listener = _listener(995)
-    managesieve: Listener = _listener(4190)
+    # Off unless a config turns it on (`pillarbox init`, the dev config and the demo do): a
+    # config written before it existed would otherwise bind 4190 on upgrade, where the host's
+    # Dovecot may already serve ManageSieve, and the server would not start.
+    managesieve: Listener = _listener(4190, enabled=False)
     http: Listener = _listener(8080)
     # Off unless a config turns it on: a config written before it existed would otherwise
     # bind 443 on upgrade (root only). `pillarbox init` and the dev config turn it on.

@@ -85,3 +85,39 @@ def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "listeners.smtp.port" in result.stderr
+
+
+@pytest.mark.parametrize("listener", ["smtp", "http"], ids=["stream-listener", "web-listener"])
+def test_serve_names_a_listener_whose_port_is_taken(tmp_path: Path, listener: str) -> None:
+    """Another server on the port (Dovecot on 4190, a web server on 8080): a configuration
+    error naming the key and the port, exit 2, no traceback, nothing left listening."""
+    import dataclasses
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        config = cfg.dev_config(str(tmp_path / "data"))
+        listeners = cfg.Listeners(
+            **{
+                name: cfg.Listener(port=taken)
+                if name == listener
+                # The others on free ports, so only the taken one can fail.
+                else cfg.Listener(port=0, enabled=name in LISTENERS)
+                for name in cfg.LISTENER_DOCS
+            }
+        )
+        path = tmp_path / "pillarbox.toml"
+        path.write_text(cfg.render_toml(dataclasses.replace(config, listeners=listeners)))
+        result = subprocess.run(
+            [sys.executable, "-m", "pillarbox.cli", "--config", str(path), "serve"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 2, result.stderr
+    assert f"listeners.{listener}" in result.stderr
+    assert f"127.0.0.1:{taken}" in result.stderr
+    assert "Traceback" not in result.stderr

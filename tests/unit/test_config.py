@@ -224,3 +224,14 @@ def test_a_config_from_before_the_https_listener_does_not_start_it(tmp_path: Pat
     for fresh in (cfg.production_config("d", "mail.example.org"), cfg.dev_config("d")):
         written = cfg.load(write(tmp_path, cfg.render_toml(fresh)), environ={})
         assert written.listeners.https.enabled
+
+
+def test_a_config_from_before_managesieve_does_not_start_it(tmp_path: Path) -> None:
+    """Likewise ``[listeners.managesieve]``: an upgraded server must not try 4190, which the
+    host's Dovecot may hold (a bind that fails stops the whole server); new files turn it on."""
+    old = cfg.load(write(tmp_path, "[listeners.http]\nport = 8080\n"), environ={})
+    assert not old.listeners.managesieve.enabled
+    for fresh in (cfg.production_config("d", "mail.example.org"), cfg.dev_config("d")):
+        written = cfg.load(write(tmp_path, cfg.render_toml(fresh)), environ={})
+        assert written.listeners.managesieve.enabled
+        assert written.listeners.managesieve.port == 4190

@@ -14,18 +14,19 @@ or not acknowledged at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pillarbox import blocking, provisioning
 from pillarbox.config import LISTENER_DOCS, Config
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones
-from pillarbox.errors import StorageError
+from pillarbox.errors import ConfigError, StorageError
 from pillarbox.net.http import HttpListener, origin
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
@@ -147,7 +148,8 @@ class Server:
                         grace=config.server.shutdown_grace,
                         tls=tls if WEB_LISTENERS[name] else None,
                     )
-                    http.bind(settings.address, settings.port)
+                    with _bind_error(name, settings.address, settings.port):
+                        http.bind(settings.address, settings.port)
                     self.listeners[name] = http
                     web.append(http)
                     continue
@@ -161,7 +163,8 @@ class Server:
                     counters[group],
                     tls=tls if implicit_tls else None,
                 )
-                await listener.start(settings.address, settings.port)
+                with _bind_error(name, settings.address, settings.port):
+                    await listener.start(settings.address, settings.port)
                 self.listeners[name] = listener
                 self.log.info("listening", listener=name, on=_where(listener.ports))
             await self._serve_web(context, web)
@@ -326,3 +329,18 @@ def _loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
         return asyncio.run
     runner: Callable[[Coroutine[Any, Any, None]], None] = module.run
     return runner
+
+
+@contextlib.contextmanager
+def _bind_error(name: str, address: str, port: int) -> Iterator[None]:
+    """A listener that cannot bind (the port taken by another server, an address this host
+    does not have) is a configuration error naming its key, not a traceback: the operator
+    moves the port or turns the listener off."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            f"listeners.{name}",
+            f"cannot listen on {address}:{port} ({reason}); change its port or set enabled = false",
+        ) from None
