@@ -33,9 +33,10 @@ from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, RecipientState
+from pillarbox.store.types import INBOX, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.outbound import deliver_once, rcpts
 from pillarbox.testing.testca import CertAuthority, make_ca
 
 GOOD_MX = "127.0.0.4"  # certificate for mx.good.test
@@ -236,16 +237,7 @@ def runner(
 
 
 async def deliver(store: SqliteStore, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:
-    """Queue one message to ``recipient``, run one attempt; the recipient if still queued."""
-    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(recipient)])
-    await queue.claim()
-    await queue.idle()
-    queued = await store.list_queue()
-    return queued[0].recipients[0] if queued else None
-
-
-def rcpts(recorder: Recorder) -> list[str]:
-    return [r for received in recorder.messages for r in received.rcpt_tos]
+    return await deliver_once(store, queue, recipient, RAW)
 
 
 # -- the cases ------------------------------------------------------------------------------------
