@@ -353,10 +353,10 @@ class QueueSection:
     tls_policy: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}),
         metadata={
-            "doc": "TLS per destination, as Postfix's smtp_tls_policy_maps: domain, .domain (subdomains) or"
-            " [smarthost] = none | may | encrypt | dane | dane-only | verify | secure, with"
-            " match=name:name for the last two; an entry overrides MTA-STS and DANE discovery"
-            " (docs/tls-policy.md)."
+            "doc": "TLS per destination, as Postfix's smtp_tls_policy_maps: a domain, .domain"
+            " (its subdomains) or [smarthost] mapped to none, may, encrypt, dane, dane-only,"
+            " verify or secure (the last two with optional match=name:name); an entry overrides"
+            " MTA-STS and DANE discovery (docs/tls-policy.md)."
         },
     )
 

@@ -33,6 +33,14 @@ Implementation notes:
   authenticates a host, the domain's MTA-STS policy is not applied to it (RFC 8461 §2: STS
   never overrides DANE; DNSSEC already vouches for the MX host, so neither the policy's MX
   list nor its PKIX check applies); elsewhere MTA-STS applies as before.
+- **TLS policy** (``queue.tls_policy``, :mod:`.tlspolicy`): a destination with an entry (the
+  smart host's ``[host]`` entry through a smart host) gets that level instead of discovery:
+  no MTA-STS fetch, TLSA lookups only for ``dane``/``dane-only`` (even with ``queue.dane``
+  off). A host that cannot meet a mandatory level is a failed host (4.7.10 no STARTTLS, 4.7.5
+  a certificate refused or, for ``dane-only``, no usable secure TLSA records, RFC 7672 §6);
+  the recipients are deferred with the reason once no host is left. ``TLS-Required: No``
+  lowers every level but ``none`` to ``may``. Only TLSA-decided sessions of such destinations
+  go to the TLS report: our levels are not the domain's published policy.
 - **TLS reports** (RFC 8460, :mod:`.tlsrpt`, with ``tls_reports``): each host tried by MX
   leaves one result in the store — success, or a §4.3 failure (STARTTLS missing, a certificate
   the policy refused, a TLSA lookup that failed, an MX host the MTA-STS policy does not
