@@ -130,6 +130,20 @@ def zone(peers: Peers) -> list[ZoneRecord]:
         ZoneRecord("plain.test", "MX", "10 mx.plain.test."),
         ZoneRecord("mx.plain.test", "A", KEY_B_MX),
         ZoneRecord(at("mx.plain.test"), "TLSA", key_a),
+        # §2.2.2 "Insecure CNAME": signed aliases of unsigned hosts. The alias's own TLSA
+        # records count (key A's at mx-cname-a, which presents key A; key A's at
+        # mx-cname-b, which presents key B: a mismatch).
+        ZoneRecord("cname-a.signed.test", "MX", "10 mx-cname-a.signed.test."),
+        ZoneRecord("mx-cname-a.signed.test", "CNAME", "mx-a.unsigned.test."),
+        ZoneRecord("mx-a.unsigned.test", "A", KEY_A_MX),
+        ZoneRecord(at("mx-cname-a.signed.test"), "TLSA", key_a),
+        ZoneRecord("cname-b.signed.test", "MX", "10 mx-cname-b.signed.test."),
+        ZoneRecord("mx-cname-b.signed.test", "CNAME", "mx.unsigned.test."),
+        ZoneRecord(at("mx-cname-b.signed.test"), "TLSA", key_a),
+        # An unsigned alias of an unsigned host: no DANE, key A's record there is not looked at.
+        ZoneRecord("cname-plain.signed.test", "MX", "10 mx.alias.test."),
+        ZoneRecord("mx.alias.test", "CNAME", "mx.unsigned.test."),
+        ZoneRecord(at("mx.alias.test"), "TLSA", key_a),
         # A signed MX RRset pointing at an unsigned host: no TLSA lookup (§2.2.2).
         ZoneRecord("halfway.signed.test", "MX", "10 mx.unsigned.test."),
         ZoneRecord("mx.unsigned.test", "A", KEY_B_MX),
@@ -318,6 +332,29 @@ async def test_an_unsigned_mx_host_gets_no_tlsa_lookup(
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@halfway.signed.test") is None
     assert rcpts(peers.key_b.recorder) == ["x@halfway.signed.test"]
+
+
+async def test_an_insecure_cname_uses_the_aliass_own_records(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """§2.2.2 "Insecure CNAME": the alias's own CNAME record is secure, so its TLSA records
+    apply (the SNI is the alias), though the host's addresses are not."""
+    assert await deliver(store, runner(store, resolver, peers), "x@cname-a.signed.test") is None
+    assert rcpts(peers.key_a.recorder) == ["x@cname-a.signed.test"]
+    assert peers.key_a.sni == ["mx-cname-a.signed.test"]
+    left = await deliver(store, runner(store, resolver, peers), "x@cname-b.signed.test")
+    assert left is not None and left.state is RecipientState.DEFERRED
+    assert left.last_reply is not None
+    assert "451 4.7.5 DANE (TLSA of mx-cname-b.signed.test, authenticate)" in left.last_reply
+    assert peers.key_b.recorder.messages == []
+
+
+async def test_an_insecure_alias_of_an_insecure_host_gets_no_dane(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    assert await deliver(store, runner(store, resolver, peers), "x@cname-plain.signed.test") is None
+    assert rcpts(peers.key_b.recorder) == ["x@cname-plain.signed.test"]
+    assert peers.key_b.sni == ["mx.alias.test"]
 
 
 async def test_dane_off_ignores_tlsa_records(

@@ -92,6 +92,7 @@ from pillarbox.queue.dane import (
     base_domains,
     is_mismatch,
     lookup_failed,
+    needs_alias_check,
     plan_for,
     tlsa_name,
 )
@@ -765,11 +766,24 @@ class QueueRunner:
         """What the host's TLSA records ask (RFC 7672 §2.2); :data:`.dane.NO_DANE` when DANE
         cannot apply (the MX answer or the host's addresses are insecure, or no candidate base
         domain has secure TLSA records, §2.2.3)."""
+        alias_secure = False
+        if needs_alias_check(
+            host, addresses.canonical, mx_secure=route.secure, addresses_secure=addresses.authentic
+        ):
+            # §2.2.2 "Insecure CNAME": is the alias itself in a signed zone?
+            try:
+                alias = await self._resolver.records(host, "CNAME")
+            except (DnsTemporaryError, InvalidName) as exc:
+                reason = exc.problem if isinstance(exc, DnsTemporaryError) else str(exc)
+                _log.warning("DANE: CNAME lookup failed", domain=domain, host=host, reason=reason)
+                return lookup_failed(host, f"CNAME lookup of {host}: {reason}")
+            alias_secure = alias.authentic and bool(alias.records)
         bases = base_domains(
             host,
             addresses.canonical,
             mx_secure=route.secure,
             addresses_secure=addresses.authentic,
+            alias_secure=alias_secure,
         )
         for base in bases:
             try:
