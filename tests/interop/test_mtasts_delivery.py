@@ -31,6 +31,7 @@ from pillarbox.queue.dane import tlsa_for_certificate
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
+from pillarbox.queue.tlspolicy import PolicyTable
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import INBOX, QueuedRecipient, RecipientState
@@ -211,6 +212,7 @@ def runner(
     policy_port: int | None = None,
     tls_reports: bool = False,
     dane: bool = False,
+    tls_policy: dict[str, str] | None = None,
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
     return QueueRunner(
@@ -232,6 +234,7 @@ def runner(
         ),
         tls_reports=tls_reports,
         dane=dane,
+        tls_policy=PolicyTable.parse(tls_policy or {}),
         limits=RunnerLimits(per_domain=1),
     )
 
@@ -294,6 +297,17 @@ async def test_enforce_refuses_an_mx_without_starttls(
         " mx.notls.test does not offer STARTTLS"
     )
     assert peers.no_tls.messages == []
+
+
+async def test_a_tls_policy_entry_replaces_the_domains_policy(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """docs/tls-policy.md: an administrator's entry is the whole policy of its destination;
+    the MTA-STS policy (which would refuse mx.badcert.test's certificate) is not fetched."""
+    queue = runner(store, resolver, peers, tls_policy={"badcert.test": "encrypt"})
+    assert await deliver(store, queue, "x@badcert.test") is None
+    assert rcpts(peers.wrong_cert) == ["x@badcert.test"]
+    assert peers.policy_asked == []
 
 
 async def test_testing_mode_delivers_and_logs_the_failure(
