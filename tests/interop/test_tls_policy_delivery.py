@@ -8,6 +8,7 @@ peers saw (transactions, TLS handshakes by their SNI name)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.net.smtp_client import (
     SessionSettings,
@@ -29,11 +31,12 @@ from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.queue.tlspolicy import PolicyTable
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import QueuedRecipient, RecipientState
+from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord, serve_records
-from pillarbox.testing.live import free_port
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.outbound import deliver_once, rcpts, tls_peer_context
+from pillarbox.testing.polling import wait_for
 from pillarbox.testing.testca import make_ca
 
 TRUSTED_MX = "127.0.0.41"  # STARTTLS, a certificate for mx.tls.test from the trusted CA
@@ -396,3 +399,62 @@ async def test_tls_reports_keep_only_what_the_domain_published(
     results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
     seen = {(r.policy_domain, r.policy_type, r.result_type) for r in results}
     assert seen == {("good.signed.test", "tlsa", "")}
+
+
+# -- from the config file, to our own MX ----------------------------------------------------------
+
+
+@pytest.fixture
+def our_mx(tmp_path: Path) -> Iterator[LiveServer]:
+    """Our own server as the receiving MX: STARTTLS with its self-signed certificate."""
+    with LiveServer(loopback_config(tmp_path / "mx", only=["smtp"])) as live:
+        live.add_domain("far.test")
+        live.add_account("bob@far.test", TEST_PASSWORD)
+        yield live
+
+
+def sender(tmp_path: Path, relay_port: int, table: dict[str, str]) -> LiveServer:
+    """A server relaying through ``our_mx`` as its smart host (certificate verified unless the
+    table says otherwise), with ``table`` as its ``[queue.tls_policy]``, validated as a file's
+    would be."""
+    queue = cfg.from_mapping(
+        {
+            "queue": {
+                "smarthost": f"127.0.0.1:{relay_port}",
+                "retry_schedule": [3600.0],
+                "poll_interval": 0.5,
+                "tls_policy": table,
+            }
+        }
+    ).queue
+    base = loopback_config(tmp_path / "out", only=["submission"])
+    server = dataclasses.replace(base.server, hostname="out.test")
+    return LiveServer(dataclasses.replace(base, server=server, queue=queue))
+
+
+def queue_of(live: LiveServer) -> list[QueuedRecipient]:
+    return [r for m in live.call(live.store.list_queue()) for r in m.recipients]
+
+
+def test_a_smart_host_entry_from_the_config_file(tmp_path: Path, our_mx: LiveServer) -> None:
+    """``encrypt`` for the smart host: our MX's self-signed certificate is taken (without the
+    entry ``smarthost_verify_tls`` would refuse it); ``verify`` refuses it, and the message
+    stays queued with the reason."""
+    relay_port = our_mx.port("smtp")
+    with sender(tmp_path / "a", relay_port, {f"[127.0.0.1]:{relay_port}": "encrypt"}) as out:
+        out.call(out.store.enqueue("alice@out.test", RAW, [NewQueueRecipient("bob@far.test")]))
+        wait_for(lambda: our_mx.mailbox_messages("bob@far.test", "INBOX"), "the relayed message")
+        wait_for(lambda: not queue_of(out), "the queue to empty")
+    with sender(tmp_path / "b", relay_port, {"[127.0.0.1]": "verify"}) as out:
+        out.call(out.store.enqueue("alice@out.test", RAW, [NewQueueRecipient("bob@far.test")]))
+
+        def deferred_reply() -> str:
+            left = queue_of(out)
+            if left and left[0].state is RecipientState.DEFERRED:
+                return left[0].last_reply or ""
+            return ""
+
+        reply = wait_for(deferred_reply, "the deferral")
+        assert reply.startswith("127.0.0.1: 451 4.7.5 TLS policy verify ([127.0.0.1]): TLS with")
+        assert "certificate verify failed" in reply
+    assert len(our_mx.mailbox_messages("bob@far.test", "INBOX")) == 1
