@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -232,14 +233,50 @@ async def test_encrypt_takes_any_certificate(
 
 
 async def test_encrypt_without_starttls_defers_and_sends_nothing(
-    store: SqliteStore, resolver: DnsResolver, peers: Peers
+    store: SqliteStore, resolver: DnsResolver, peers: Peers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    left = await attempt(store, resolver, peers, {"plain.test": "encrypt"}, "x@plain.test")
+    with caplog.at_level(logging.WARNING, logger="pillarbox"):
+        left = await attempt(store, resolver, peers, {"plain.test": "encrypt"}, "x@plain.test")
     assert deferred(left) == (
         "mx.plain.test: 451 4.7.10 TLS policy encrypt (plain.test):"
         " mx.plain.test does not offer STARTTLS"
     )
     assert peers.no_tls.recorder.messages == []
+    [record] = [r for r in caplog.records if r.getMessage() == "TLS policy: delivery refused"]
+    fields = record.__dict__["fields"]
+    assert (fields["domain"], fields["host"], fields["level"]) == (
+        "plain.test",
+        "mx.plain.test",
+        "encrypt",
+    )
+
+
+async def test_none_keeps_smart_host_credentials_off_the_wire(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers, our_mx: LiveServer
+) -> None:
+    """AUTH only over TLS, whatever the level: ``none`` for a smart host that wants
+    credentials defers the mail (4.7.10) rather than send the password in clear."""
+    port = our_mx.port("submission")
+    session = SessionSettings(
+        client=SmtpClientSettings(hostname="mx.a.test"),
+        connect_timeout=2.0,
+        tls=opportunistic_context(),
+        require_tls=True,
+        credentials=("bob@far.test", TEST_PASSWORD),
+    )
+    queue = QueueRunner(
+        store=store,
+        router=Router(store),
+        resolver=resolver,
+        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
+        hostname="mx.a.test",
+        wakeup=asyncio.Event(),
+        session=session,
+        relay=Relay("127.0.0.1", port, session),
+        tls_policy=PolicyTable.parse({"[127.0.0.1]": "none"}),
+    )
+    left = await deliver_once(store, queue, "x@tls.test", RAW)
+    assert deferred(left) == "127.0.0.1: 451 4.7.10 credentials are only sent over TLS"
 
 
 async def test_a_dot_key_covers_subdomains_not_the_domain(
@@ -407,7 +444,7 @@ async def test_tls_reports_keep_only_what_the_domain_published(
 @pytest.fixture
 def our_mx(tmp_path: Path) -> Iterator[LiveServer]:
     """Our own server as the receiving MX: STARTTLS with its self-signed certificate."""
-    with LiveServer(loopback_config(tmp_path / "mx", only=["smtp"])) as live:
+    with LiveServer(loopback_config(tmp_path / "mx", only=["smtp", "submission"])) as live:
         live.add_domain("far.test")
         live.add_account("bob@far.test", TEST_PASSWORD)
         yield live
