@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,7 +36,7 @@ from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientS
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord, serve_records
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
-from pillarbox.testing.outbound import deliver_once, rcpts, tls_peer_context
+from pillarbox.testing.outbound import deliver_once, inbox, rcpts, tls_peer_context
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.testca import make_ca
 
@@ -132,6 +132,8 @@ def runner(
     dane: bool = True,
     relay: str = "",
     tls_reports: bool = False,
+    retry: RetryPolicy | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
     smarthost = None
@@ -144,7 +146,7 @@ def runner(
         store=store,
         router=Router(store),
         resolver=resolver,
-        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
+        policy=retry or RetryPolicy(schedule=(60.0,), lifetime=3600.0),
         hostname="mx.a.test",
         wakeup=asyncio.Event(),
         remote_port=peers.port,
@@ -155,6 +157,7 @@ def runner(
         verified_tls=chain_verifying_context(peers.ca_bundle),
         tls_reports=tls_reports,
         limits=RunnerLimits(per_domain=1),
+        clock=clock,
     )
 
 
@@ -277,6 +280,22 @@ async def test_none_keeps_smart_host_credentials_off_the_wire(
     )
     left = await deliver_once(store, queue, "x@tls.test", RAW)
     assert deferred(left) == "127.0.0.1: 451 4.7.10 credentials are only sent over TLS"
+
+
+async def test_the_delay_report_says_why(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """The sender's delay DSN (RFC 3464) carries the refusal as its Diagnostic-Code."""
+    later = datetime.now(UTC) + timedelta(hours=5)  # past the delay warning's 4 hours
+    retry = RetryPolicy(schedule=(60.0,), lifetime=86400.0, delay_warning=4 * 3600.0)
+    queue = runner(
+        store, resolver, peers, {"plain.test": "encrypt"}, retry=retry, clock=lambda: later
+    )
+    assert await deliver_once(store, queue, "x@plain.test", RAW) is not None
+    [report] = await inbox(store, "alice@a.test")
+    assert b"Action: delayed" in report
+    assert b"Status: 4.7.10" in report
+    assert b"Diagnostic-Code: smtp; 451 4.7.10 TLS policy encrypt (plain.test)" in report
 
 
 async def test_a_dot_key_covers_subdomains_not_the_domain(

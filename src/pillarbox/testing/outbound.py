@@ -1,6 +1,7 @@
 """Outbound delivery in tests: one queue attempt for one recipient, what a receiving peer
-(:mod:`.capture`) got, and receiving peers' TLS contexts that record the SNI names asked for
-(the DANE, MTA-STS and TLS policy delivery tests share them)."""
+(:mod:`.capture`) got, the reports the sender got back, and receiving peers' TLS contexts
+that record the SNI names asked for (the queue, DANE, MTA-STS and TLS policy delivery tests
+share them)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pillarbox.queue.runner import QueueRunner
 from pillarbox.store.interface import Store
-from pillarbox.store.types import NewQueueRecipient, QueuedRecipient
+from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient
 from pillarbox.testing.capture import Recorder
 from pillarbox.testing.testca import CertAuthority
 
@@ -30,6 +31,14 @@ async def deliver_once(
     await queue.idle()
     left = await store.get_queued(message.id)
     return left.recipients[0] if left is not None else None
+
+
+async def inbox(store: Store, address: str) -> list[bytes]:
+    """The messages in the INBOX of the account ``address`` (the sender's reports)."""
+    account = await store.get_account(address)
+    assert account is not None
+    box = await store.get_mailbox(account.id, INBOX)
+    return [await store.read_blob(r.blob_id) for r in await store.list_messages(box.id)]
 
 
 def rcpts(recorder: Recorder) -> list[str]:
