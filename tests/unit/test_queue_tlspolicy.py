@@ -56,6 +56,9 @@ def test_the_entry_for_a_smart_host() -> None:
     plain = TABLE.for_relay("Relay.ISP.example", 25)
     assert plain is not None and plain.level is Level.ENCRYPT
     assert TABLE.for_relay("example.org", 25) is None  # domain keys are not smart hosts
+    literal = PolicyTable.parse({"[192.0.2.1]": "encrypt"})  # or an address-literal domain
+    assert literal.for_domain("[192.0.2.1]") is not None
+    assert literal.for_domain("[192.0.2.10]") is None
 
 
 def test_match_names_default_as_postfix() -> None:

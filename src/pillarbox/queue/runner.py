@@ -1005,7 +1005,7 @@ def _check_tls_policy(table: PolicyTable, relay: Relay | None, resolver: Resolve
                 keys=", ".join(ignored),
             )
     elif any(k.startswith("[") for k in table.entries):
-        _log.warning("TLS policy: [host] entries name a smart host, and none is configured")
+        _log.info("TLS policy: [host] entries apply to address-literal recipients only here")
     dane_keys = sorted(k for k, v in table.entries.items() if v.level.dane)
     if dane_keys and not resolver.trusts_ad:
         _log.warning(
