@@ -34,7 +34,7 @@ from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
-from pillarbox.testing.dnszone import ZoneRecord, serve_records
+from pillarbox.testing.dnszone import ZoneRecord, serve_records, serve_test_zones
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.outbound import deliver_once, inbox, rcpts, tls_peer_context
 from pillarbox.testing.polling import wait_for
@@ -357,6 +357,22 @@ async def test_dane_only_defers_without_usable_secure_tlsa(
         " mx.tls.test: the MX records of tls.test are not DNSSEC-signed"
     )
     assert peers.trusted.recorder.messages == [] and peers.trusted.sni == []
+
+
+async def test_dane_levels_without_a_trusted_resolver(store: SqliteStore, peers: Peers) -> None:
+    """No trusted AD bit (``dns.trust_ad``): ``dane`` is ``may`` (the wrong TLSA record is
+    not looked at), ``dane-only`` defers even a host that DANE would authenticate."""
+    async with serve_test_zones(zone(peers), secure=["signed.test"]) as server:
+        untrusted = DnsResolver(nameserver=f"127.0.0.1:{server.port}", trust_ad="never")
+        table = {"good.signed.test": "dane-only", "wrong.signed.test": "dane"}
+        left = await attempt(store, untrusted, peers, table, "x@good.signed.test")
+        assert deferred(left) == (
+            "mx-good.signed.test: 451 4.7.5 TLS policy dane-only (good.signed.test):"
+            " mx-good.signed.test: the resolver is not trusted to validate DNSSEC (dns.trust_ad)"
+        )
+        assert peers.trusted.recorder.messages == []
+        assert await attempt(store, untrusted, peers, table, "x@wrong.signed.test") is None
+        assert rcpts(peers.untrusted.recorder) == ["x@wrong.signed.test"]
 
 
 # -- verify, secure -------------------------------------------------------------------------------
