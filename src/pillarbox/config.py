@@ -20,10 +20,12 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pillarbox.certificates import acme_names
 from pillarbox.errors import ConfigError, InvalidName
+from pillarbox.queue.tlspolicy import PolicyTable
 
 ENV_PREFIX = "PILLARBOX__"
 CONFIG_ENV = "PILLARBOX_CONFIG"
@@ -334,7 +336,9 @@ class QueueSection:
         True, "Honour recipient domains' MTA-STS policies (RFC 8461) when delivering by MX."
     )
     mta_sts_ca_bundle: str = _f(
-        "", "PEM CA certificates trusted for MTA-STS policy and MX hosts (empty: the system's)."
+        "",
+        "PEM CA certificates trusted for MTA-STS policy hosts and for MX hosts whose certificate"
+        " is verified (MTA-STS, `tls_policy` verify/secure) (empty: the system's).",
     )
     mta_sts_fetch_timeout: float = _f(
         60.0, "Seconds to fetch an MTA-STS policy over HTTPS (RFC 8461 §3.3 suggests 60)."
@@ -345,6 +349,15 @@ class QueueSection:
     dane: bool = _f(
         True,
         "Authenticate MX hosts by DNSSEC-signed TLSA records (RFC 7672); needs `dns.trust_ad`.",
+    )
+    tls_policy: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}),
+        metadata={
+            "doc": "TLS per destination, as Postfix's smtp_tls_policy_maps: a domain, .domain"
+            " (its subdomains) or [smarthost] mapped to none, may, encrypt, dane, dane-only,"
+            " verify or secure (the last two with optional match=name:name); an entry overrides"
+            " MTA-STS and DANE discovery (docs/tls-policy.md)."
+        },
     )
 
 
@@ -704,6 +717,8 @@ def _field_type(keys: list[str]) -> Any:
         if key not in fields:
             raise ConfigError(".".join(keys[: i + 1]), "unknown key (from the environment)")
         cls = _hints(cls)[key]
+        if not dataclasses.is_dataclass(cls) and i < len(keys) - 1:
+            raise ConfigError(".".join(keys), "override the whole value, not a part of it")
     if dataclasses.is_dataclass(cls):
         raise ConfigError(".".join(keys), "is a section; override its keys one by one")
     return cls
@@ -747,6 +762,13 @@ def _convert(typ: Any, value: Any, key: str) -> Any:
             choices = ", ".join(repr(a) for a in get_args(typ))
             raise ConfigError(key, f"expected one of {choices}, got {value!r}")
         return value
+    if origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a table, got {value!r}")
+        item_type = get_args(typ)[1]
+        return MappingProxyType(
+            {str(k): _convert(item_type, v, f'{key}."{k}"') for k, v in value.items()}
+        )
     if origin in (types.UnionType, typing.Union):
         raise TypeError(f"{key}: unions are not supported in config")  # pragma: no cover
     if origin is tuple:
@@ -880,6 +902,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("queue.retry_schedule", "intervals must be positive")
     if not 0 < config.queue.remote_port <= 65535:
         raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
+    PolicyTable.parse(config.queue.tls_policy)
     if config.forwarding.srs_max_age_days >= 1024:
         # Two base32 characters of days: an older address could not be told from a new one.
         raise ConfigError("forwarding.srs_max_age_days", "must be below 1024 (SRS timestamps wrap)")
@@ -986,6 +1009,10 @@ def _toml_value(value: Any) -> str:
         return f'"{escaped}"'
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return (
+            "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        )
     raise TypeError(f"cannot write {value!r} as TOML")  # pragma: no cover
 
 

@@ -9,15 +9,12 @@ runner is given no CA bundle at all."""
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.net.smtp_client import SessionSettings, opportunistic_context
@@ -31,7 +28,8 @@ from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientS
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord, serve_records, serve_test_zones
 from pillarbox.testing.live import free_port
-from pillarbox.testing.testca import CertAuthority, make_ca
+from pillarbox.testing.outbound import deliver_once, rcpts, tls_peer_context
+from pillarbox.testing.testca import make_ca
 
 KEY_A_MX = "127.0.0.21"  # presents the certificate with key A
 KEY_B_MX = "127.0.0.22"  # presents the certificate with key B
@@ -54,17 +52,6 @@ class Peers:
     key_b: Peer
     no_tls: Peer
     port: int
-
-
-def tls_peer_context(ca: CertAuthority, name: str, sni: list[str]) -> tuple[ssl.SSLContext, bytes]:
-    cert_path, key_path = ca.issue(name)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    context.sni_callback = lambda _obj, server_name, _ctx: sni.append(server_name or "") or None
-    der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(
-        serialization.Encoding.DER
-    )
-    return context, der
 
 
 @pytest.fixture
@@ -143,6 +130,20 @@ def zone(peers: Peers) -> list[ZoneRecord]:
         ZoneRecord("plain.test", "MX", "10 mx.plain.test."),
         ZoneRecord("mx.plain.test", "A", KEY_B_MX),
         ZoneRecord(at("mx.plain.test"), "TLSA", key_a),
+        # §2.2.2 "Insecure CNAME": signed aliases of unsigned hosts. The alias's own TLSA
+        # records count (key A's at mx-cname-a, which presents key A; key A's at
+        # mx-cname-b, which presents key B: a mismatch).
+        ZoneRecord("cname-a.signed.test", "MX", "10 mx-cname-a.signed.test."),
+        ZoneRecord("mx-cname-a.signed.test", "CNAME", "mx-a.unsigned.test."),
+        ZoneRecord("mx-a.unsigned.test", "A", KEY_A_MX),
+        ZoneRecord(at("mx-cname-a.signed.test"), "TLSA", key_a),
+        ZoneRecord("cname-b.signed.test", "MX", "10 mx-cname-b.signed.test."),
+        ZoneRecord("mx-cname-b.signed.test", "CNAME", "mx.unsigned.test."),
+        ZoneRecord(at("mx-cname-b.signed.test"), "TLSA", key_a),
+        # An unsigned alias of an unsigned host: no DANE, key A's record there is not looked at.
+        ZoneRecord("cname-plain.signed.test", "MX", "10 mx.alias.test."),
+        ZoneRecord("mx.alias.test", "CNAME", "mx.unsigned.test."),
+        ZoneRecord(at("mx.alias.test"), "TLSA", key_a),
         # A signed MX RRset pointing at an unsigned host: no TLSA lookup (§2.2.2).
         ZoneRecord("halfway.signed.test", "MX", "10 mx.unsigned.test."),
         ZoneRecord("mx.unsigned.test", "A", KEY_B_MX),
@@ -182,16 +183,7 @@ def runner(
 
 
 async def deliver(store: SqliteStore, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:
-    """Queue one message to ``recipient``, run one attempt; the recipient if still queued."""
-    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(recipient)])
-    await queue.claim()
-    await queue.idle()
-    queued = await store.list_queue()
-    return queued[0].recipients[0] if queued else None
-
-
-def rcpts(peer: Peer) -> list[str]:
-    return [r for received in peer.recorder.messages for r in received.rcpt_tos]
+    return await deliver_once(store, queue, recipient, RAW)
 
 
 # -- the resolver's view ---------------------------------------------------------------------------
@@ -221,7 +213,7 @@ async def test_a_matching_3_1_1_record_delivers(
     store: SqliteStore, resolver: DnsResolver, peers: Peers
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@good.signed.test") is None
-    assert rcpts(peers.key_a) == ["x@good.signed.test"]
+    assert rcpts(peers.key_a.recorder) == ["x@good.signed.test"]
     assert peers.key_a.sni == ["mx-a.signed.test"]  # §8.1: SNI is the TLSA base domain
 
 
@@ -229,14 +221,14 @@ async def test_any_of_several_records_may_match(
     store: SqliteStore, resolver: DnsResolver, peers: Peers
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@multi.signed.test") is None
-    assert rcpts(peers.key_b) == ["x@multi.signed.test"]
+    assert rcpts(peers.key_b.recorder) == ["x@multi.signed.test"]
 
 
 async def test_an_alias_uses_the_expanded_names_records_first(
     store: SqliteStore, resolver: DnsResolver, peers: Peers
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@alias.signed.test") is None
-    assert rcpts(peers.key_a) == ["x@alias.signed.test"]
+    assert rcpts(peers.key_a.recorder) == ["x@alias.signed.test"]
     assert peers.key_a.sni == ["mx-a.signed.test"]  # the base domain: the expanded name
 
 
@@ -245,7 +237,7 @@ async def test_an_alias_falls_back_to_its_own_records(
 ) -> None:
     """§2.2.3: no TLSA at the expanded name: the unexpanded name is the next candidate."""
     assert await deliver(store, runner(store, resolver, peers), "x@hosted.signed.test") is None
-    assert rcpts(peers.key_b) == ["x@hosted.signed.test"]
+    assert rcpts(peers.key_b.recorder) == ["x@hosted.signed.test"]
     assert peers.key_b.sni == ["mx-hosted.signed.test"]
 
 
@@ -266,7 +258,8 @@ async def test_a_mismatch_goes_on_to_the_next_mx(
     store: SqliteStore, resolver: DnsResolver, peers: Peers
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@mixed.signed.test") is None
-    assert peers.key_b.recorder.messages == [] and rcpts(peers.key_a) == ["x@mixed.signed.test"]
+    assert peers.key_b.recorder.messages == []
+    assert rcpts(peers.key_a.recorder) == ["x@mixed.signed.test"]
     assert peers.key_b.sni == ["mx-b.signed.test"]  # it was tried, over TLS
 
 
@@ -287,7 +280,7 @@ async def test_a_failed_tlsa_lookup_goes_on_to_the_next_mx(
     store: SqliteStore, resolver: DnsResolver, peers: Peers
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@failover.signed.test") is None
-    assert rcpts(peers.key_a) == ["x@failover.signed.test"]
+    assert rcpts(peers.key_a.recorder) == ["x@failover.signed.test"]
     assert peers.key_a.sni == ["mx-a.signed.test"]
 
 
@@ -307,7 +300,8 @@ async def test_unusable_records_still_require_tls(
     store: SqliteStore, resolver: DnsResolver, peers: Peers
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@ta.signed.test") is None
-    assert rcpts(peers.key_b) == ["x@ta.signed.test"] and peers.key_b.sni == ["mx-ta.signed.test"]
+    assert rcpts(peers.key_b.recorder) == ["x@ta.signed.test"]
+    assert peers.key_b.sni == ["mx-ta.signed.test"]
     left = await deliver(store, runner(store, resolver, peers), "y@ta-notls.signed.test")
     assert left is not None and left.state is RecipientState.DEFERRED
     assert left.last_reply == (
@@ -321,7 +315,7 @@ async def test_signed_without_tlsa_delivers_opportunistically(
     store: SqliteStore, resolver: DnsResolver, peers: Peers
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@none.signed.test") is None
-    assert rcpts(peers.no_tls) == ["x@none.signed.test"]  # plaintext: nothing was promised
+    assert rcpts(peers.no_tls.recorder) == ["x@none.signed.test"]  # plaintext: nothing was promised
 
 
 async def test_an_insecure_zone_delivers_opportunistically(
@@ -329,7 +323,7 @@ async def test_an_insecure_zone_delivers_opportunistically(
 ) -> None:
     # The TLSA record there names key A, but the zone is unsigned: it is not looked at.
     assert await deliver(store, runner(store, resolver, peers), "x@plain.test") is None
-    assert rcpts(peers.key_b) == ["x@plain.test"]
+    assert rcpts(peers.key_b.recorder) == ["x@plain.test"]
     assert peers.key_b.sni == ["mx.plain.test"]
 
 
@@ -337,7 +331,30 @@ async def test_an_unsigned_mx_host_gets_no_tlsa_lookup(
     store: SqliteStore, resolver: DnsResolver, peers: Peers
 ) -> None:
     assert await deliver(store, runner(store, resolver, peers), "x@halfway.signed.test") is None
-    assert rcpts(peers.key_b) == ["x@halfway.signed.test"]
+    assert rcpts(peers.key_b.recorder) == ["x@halfway.signed.test"]
+
+
+async def test_an_insecure_cname_uses_the_aliass_own_records(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """§2.2.2 "Insecure CNAME": the alias's own CNAME record is secure, so its TLSA records
+    apply (the SNI is the alias), though the host's addresses are not."""
+    assert await deliver(store, runner(store, resolver, peers), "x@cname-a.signed.test") is None
+    assert rcpts(peers.key_a.recorder) == ["x@cname-a.signed.test"]
+    assert peers.key_a.sni == ["mx-cname-a.signed.test"]
+    left = await deliver(store, runner(store, resolver, peers), "x@cname-b.signed.test")
+    assert left is not None and left.state is RecipientState.DEFERRED
+    assert left.last_reply is not None
+    assert "451 4.7.5 DANE (TLSA of mx-cname-b.signed.test, authenticate)" in left.last_reply
+    assert peers.key_b.recorder.messages == []
+
+
+async def test_an_insecure_alias_of_an_insecure_host_gets_no_dane(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    assert await deliver(store, runner(store, resolver, peers), "x@cname-plain.signed.test") is None
+    assert rcpts(peers.key_b.recorder) == ["x@cname-plain.signed.test"]
+    assert peers.key_b.sni == ["mx.alias.test"]
 
 
 async def test_dane_off_ignores_tlsa_records(
@@ -345,7 +362,7 @@ async def test_dane_off_ignores_tlsa_records(
 ) -> None:
     queue = runner(store, resolver, peers, dane=False)
     assert await deliver(store, queue, "x@bad.signed.test") is None
-    assert rcpts(peers.key_b) == ["x@bad.signed.test"]
+    assert rcpts(peers.key_b.recorder) == ["x@bad.signed.test"]
 
 
 # -- TLS reporting (RFC 8460) ---------------------------------------------------------------------
@@ -395,5 +412,5 @@ async def test_tls_required_no_is_delivered_despite_dane_and_not_counted(
     await queue.claim()
     await queue.idle()
     assert await store.list_queue() == []
-    assert rcpts(peers.key_b) == ["x@bad.signed.test"]
+    assert rcpts(peers.key_b.recorder) == ["x@bad.signed.test"]
     assert await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC)) == []

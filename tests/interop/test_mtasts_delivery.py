@@ -31,11 +31,13 @@ from pillarbox.queue.dane import tlsa_for_certificate
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
+from pillarbox.queue.tlspolicy import PolicyTable
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, RecipientState
+from pillarbox.store.types import INBOX, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.outbound import deliver_once, rcpts
 from pillarbox.testing.testca import CertAuthority, make_ca
 
 GOOD_MX = "127.0.0.4"  # certificate for mx.good.test
@@ -210,6 +212,7 @@ def runner(
     policy_port: int | None = None,
     tls_reports: bool = False,
     dane: bool = False,
+    tls_policy: dict[str, str] | None = None,
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
     return QueueRunner(
@@ -231,21 +234,13 @@ def runner(
         ),
         tls_reports=tls_reports,
         dane=dane,
+        tls_policy=PolicyTable.parse(tls_policy or {}),
         limits=RunnerLimits(per_domain=1),
     )
 
 
 async def deliver(store: SqliteStore, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:
-    """Queue one message to ``recipient``, run one attempt; the recipient if still queued."""
-    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(recipient)])
-    await queue.claim()
-    await queue.idle()
-    queued = await store.list_queue()
-    return queued[0].recipients[0] if queued else None
-
-
-def rcpts(recorder: Recorder) -> list[str]:
-    return [r for received in recorder.messages for r in received.rcpt_tos]
+    return await deliver_once(store, queue, recipient, RAW)
 
 
 # -- the cases ------------------------------------------------------------------------------------
@@ -302,6 +297,17 @@ async def test_enforce_refuses_an_mx_without_starttls(
         " mx.notls.test does not offer STARTTLS"
     )
     assert peers.no_tls.messages == []
+
+
+async def test_a_tls_policy_entry_replaces_the_domains_policy(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """docs/tls-policy.md: an administrator's entry is the whole policy of its destination;
+    the MTA-STS policy (which would refuse mx.badcert.test's certificate) is not fetched."""
+    queue = runner(store, resolver, peers, tls_policy={"badcert.test": "encrypt"})
+    assert await deliver(store, queue, "x@badcert.test") is None
+    assert rcpts(peers.wrong_cert) == ["x@badcert.test"]
+    assert peers.policy_asked == []
 
 
 async def test_testing_mode_delivers_and_logs_the_failure(

@@ -21,9 +21,10 @@ from pillarbox.queue.runner import QueueRunner, Relay, RunnerLimits
 from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import INBOX, NewQueueRecipient, RecipientState
+from pillarbox.store.types import NewQueueRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.outbound import inbox
 
 RECEIVER = "127.0.0.4"
 NOBODY_HOME = "127.0.0.5"  # nothing listens there: connections are refused
@@ -85,13 +86,6 @@ def runner(
 async def run_once(queue: QueueRunner) -> None:
     await queue.claim()
     await queue.idle()
-
-
-async def inbox(store: SqliteStore, address: str) -> list[bytes]:
-    account = await store.get_account(address)
-    assert account is not None
-    box = await store.get_mailbox(account.id, INBOX)
-    return [await store.read_blob(r.blob_id) for r in await store.list_messages(box.id)]
 
 
 async def test_several_messages_share_one_connection(

@@ -127,7 +127,11 @@ def test_markdown_reference_documents_every_field() -> None:
     raw = tomllib.loads(cfg.render_toml(cfg.Config()))
 
     def documented(table: str, keys: dict[str, object]) -> None:
-        inner = {k: v for k, v in keys.items() if isinstance(v, dict)}
+        # A TOML table is a table of the reference, or a key whose value is a table
+        # (``queue.tls_policy``, rendered inline).
+        inner = {
+            k: v for k, v in keys.items() if isinstance(v, dict) and f"## `[{table}.{k}]`" in text
+        }
         if len(inner) < len(keys) or not keys:  # a table with keys of its own
             assert f"## `[{table}]`" in text
             assert all(f"| `{k}` |" in text for k in keys if k not in inner)
@@ -235,3 +239,59 @@ def test_a_config_from_before_managesieve_does_not_start_it(tmp_path: Path) -> N
         written = cfg.load(write(tmp_path, cfg.render_toml(fresh)), environ={})
         assert written.listeners.managesieve.enabled
         assert written.listeners.managesieve.port == 4190
+
+
+def test_a_tls_policy_table_loads_and_renders_back(tmp_path: Path) -> None:
+    text = (
+        "[queue.tls_policy]\n"
+        '"partner.example" = "secure match=nexthop:.mail.partner.example"\n'
+        '".bank.example" = "encrypt"\n'
+        '"[relay.isp.example]:587" = "verify"\n'
+    )
+    config = cfg.load(write(tmp_path, text), environ={})
+    assert dict(config.queue.tls_policy) == {
+        "partner.example": "secure match=nexthop:.mail.partner.example",
+        ".bank.example": "encrypt",
+        "[relay.isp.example]:587": "verify",
+    }
+    rendered = cfg.render_toml(config)
+    assert '"partner.example" = "secure match=nexthop:.mail.partner.example"' in rendered
+    assert cfg.load(write(tmp_path, rendered), environ={}) == config
+    env = {"PILLARBOX__QUEUE__TLS_POLICY": '{ "a.example" = "dane-only" }'}
+    assert dict(cfg.load(write(tmp_path, ""), environ=env).queue.tls_policy) == {
+        "a.example": "dane-only"
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "problem"),
+    [
+        ('"p.example" = "must"', 'queue.tls_policy."p.example"', "unknown level 'must'"),
+        ('"p.example" = 3', 'queue.tls_policy."p.example"', "expected a string"),
+        ('"p.example" = ""', 'queue.tls_policy."p.example"', "empty policy"),
+        ('"a b" = "may"', 'queue.tls_policy."a b"', "expected a domain"),
+        ('"[relay.example]" = "dane"', 'queue.tls_policy."[relay.example]"', "smart host"),
+        ('"[relay.example]:0" = "may"', 'queue.tls_policy."[relay.example]:0"', "expected a"),
+        ('"p.example" = "encrypt match=p.example"', 'queue.tls_policy."p.example"', "match="),
+        ('"p.example" = "verify protocols=!SSLv3"', 'queue.tls_policy."p.example"', "only match"),
+        ('"p.example" = "secure match=a..b"', 'queue.tls_policy."p.example"', "bad match"),
+        ('"P.example" = "may"\n"p.EXAMPLE" = "none"', 'queue.tls_policy."p.EXAMPLE"', "twice"),
+    ],
+)
+def test_a_bad_tls_policy_entry_is_named(
+    tmp_path: Path, entry: str, key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        cfg.load(write(tmp_path, f"[queue.tls_policy]\n{entry}\n"), environ={})
+    assert refused.value.key == key
+    assert problem in refused.value.problem
+
+
+def test_a_tls_policy_is_a_table_and_overridden_whole(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        cfg.load(write(tmp_path, '[queue]\ntls_policy = "encrypt"\n'), environ={})
+    assert refused.value.key == "queue.tls_policy"
+    env = {"PILLARBOX__QUEUE__TLS_POLICY__P.EXAMPLE": "encrypt"}
+    with pytest.raises(ConfigError) as refused:
+        cfg.load(write(tmp_path, ""), environ=env)
+    assert refused.value.key == "queue.tls_policy.p.example"

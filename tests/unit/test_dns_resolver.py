@@ -20,6 +20,7 @@ from pillarbox.dns.resolver import (
     parse_nameserver,
 )
 from pillarbox.errors import ConfigError, InvalidName
+from pillarbox.testing.dnszone import ZoneRecord, serve_records
 
 RECORDS = [
     DnsRecord("a.test", "MX", "20 backup.a.test.", 300),
@@ -350,3 +351,27 @@ async def test_the_query_is_cancelled_when_every_caller_gives_up(silent_port: in
     await asyncio.gather(*callers, return_exceptions=True)
     await asyncio.sleep(0.01)
     assert asyncio.all_tasks() == {asyncio.current_task()}  # no query left behind
+
+
+async def test_a_cname_chain_the_server_left_unfinished_is_followed() -> None:
+    """An authoritative server answers a CNAME leaving its zone with the CNAME alone; the
+    addresses come from following it, secure only if every link was (RFC 7672 §2.1.2)."""
+    records = [
+        ZoneRecord("to-plain.signed.test", "CNAME", "host.plain.test."),
+        ZoneRecord("host.plain.test", "A", "127.0.0.7"),
+        ZoneRecord("to-signed.signed.test", "CNAME", "hop.other.test."),
+        ZoneRecord("hop.other.test", "CNAME", "host.other.test."),
+        ZoneRecord("host.other.test", "A", "127.0.0.8"),
+        ZoneRecord("to-nowhere.signed.test", "CNAME", "gone.plain.test."),
+        ZoneRecord("loop-a.signed.test", "CNAME", "loop-b.other.test."),
+        ZoneRecord("loop-b.other.test", "CNAME", "loop-a.signed.test."),
+    ]
+    async with serve_records(records, secure=["signed.test", "other.test"]) as resolver:
+        insecure = await resolver.host_addresses("to-plain.signed.test")
+        assert insecure.addresses == ("127.0.0.7",) and not insecure.authentic
+        assert insecure.canonical == "host.plain.test"
+        secure = await resolver.host_addresses("to-signed.signed.test")
+        assert secure.addresses == ("127.0.0.8",) and secure.authentic
+        assert secure.canonical == "host.other.test"
+        assert (await resolver.host_addresses("to-nowhere.signed.test")).addresses == ()
+        assert (await resolver.host_addresses("loop-a.signed.test")).addresses == ()

@@ -16,6 +16,7 @@ from pillarbox.queue.dane import (
     Tlsa,
     base_domains,
     certificate_matches,
+    needs_alias_check,
     parse_tlsa,
     plan_for,
     subject_public_key_info,
@@ -93,25 +94,38 @@ def test_usable(record: Tlsa, usable: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("canonical", "mx_secure", "addresses_secure", "bases"),
+    ("canonical", "mx_secure", "addresses_secure", "alias_secure", "bases"),
     [
-        ("", True, True, ("mx.example.com",)),
-        ("mx.example.com", True, True, ("mx.example.com",)),  # the name itself, no alias
-        ("mx.provider.net", True, True, ("mx.provider.net", "mx.example.com")),  # §2.2.3
-        ("", True, False, ()),  # §2.2.2: insecure addresses, no lookup
-        ("mx.provider.net", True, False, ()),  # insecure CNAME (module notes)
-        ("", False, True, ()),  # §2.2.1: insecure MX RRset
+        ("", True, True, False, ("mx.example.com",)),
+        ("mx.example.com", True, True, False, ("mx.example.com",)),  # the name, no alias
+        ("mx.provider.net", True, True, False, ("mx.provider.net", "mx.example.com")),  # §2.2.3
+        ("", True, False, False, ()),  # §2.2.2: insecure addresses, no lookup
+        ("", True, False, True, ()),  # not an alias: the CNAME status does not count
+        ("mx.provider.net", True, False, False, ()),  # §2.2.2 "Insecure CNAME", insecure alias
+        ("mx.provider.net", True, False, True, ("mx.example.com",)),  # ... secure alias
+        ("mx.provider.net", False, False, True, ()),  # §2.2.1: insecure MX RRset
+        ("", False, True, False, ()),
     ],
 )
 def test_base_domains(
-    canonical: str, mx_secure: bool, addresses_secure: bool, bases: tuple[str, ...]
+    canonical: str,
+    mx_secure: bool,
+    addresses_secure: bool,
+    alias_secure: bool,
+    bases: tuple[str, ...],
 ) -> None:
-    assert (
-        base_domains(
-            "mx.example.com", canonical, mx_secure=mx_secure, addresses_secure=addresses_secure
-        )
-        == bases
+    found = base_domains(
+        "mx.example.com",
+        canonical,
+        mx_secure=mx_secure,
+        addresses_secure=addresses_secure,
+        alias_secure=alias_secure,
     )
+    assert found == bases
+    check = needs_alias_check(
+        "mx.example.com", canonical, mx_secure=mx_secure, addresses_secure=addresses_secure
+    )
+    assert check is (mx_secure and not addresses_secure and canonical == "mx.provider.net")
 
 
 def test_tlsa_name() -> None:

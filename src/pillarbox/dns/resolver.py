@@ -5,7 +5,7 @@ Implementation notes:
 * :class:`Resolver` is the seam (a ``typing.Protocol``): the queue, policy checks and
   ``pillarbox dns check`` take any implementation; :class:`DnsResolver` is the real one, a stub
   resolver on dnspython's asyncio resolver that asks the system's recursive server (or the one in
-  ``dns.nameserver``). It never recurses itself.
+  ``dns.nameserver``). It never recurses itself (but finishes a CNAME chain, below).
 * Outcomes are split by permanence, because the queue bounces on a permanent answer and retries on
   a temporary one: a positive answer, NODATA and NXDOMAIN are authoritative answers (permanent);
   SERVFAIL, REFUSED, timeouts, network errors and malformed responses are temporary.
@@ -31,6 +31,12 @@ Implementation notes:
   is told to trust (``trust_ad``, ``dns.trust_ad``): RFC 4035 §4.9.3 forbids relying on
   validation done elsewhere unless the channel to that server is secure, which loopback is.
   Without that trust every answer is reported unauthenticated, and DANE is never applied.
+* **CNAME chains**: an address answer that ends at a CNAME whose target the server did not
+  resolve (an authoritative server stops at its zone's edge, RFC 1034 §4.3.2; some
+  forwarders too) is followed here, one query per link, at most :data:`MAX_CNAME_LINKS`;
+  the result is authentic only if every link was (RFC 7672 §2.1.2: an insecure link makes
+  all that follows insecure). Recursive servers return whole chains, so this costs nothing
+  behind one.
 * Names are parsed once per distinct text (:func:`_name`, a bounded LRU shared by all
   resolvers), so an answer from the cache costs two dictionary lookups and no parse.
 """
@@ -290,6 +296,10 @@ def parse_nameserver(text: str) -> tuple[str, int] | None:
     return host, int(port_text)
 
 
+#: CNAME links followed after the server's answer (:meth:`DnsResolver.host_addresses`).
+MAX_CNAME_LINKS = 8
+
+
 class _Name(NamedTuple):
     name: dns.name.Name
     #: The name's key in the answer cache: lowercase presentation form.
@@ -434,6 +444,23 @@ class DnsResolver:
         self._cache.put(key, outcome, answer.chaining_result.minimum_ttl)
         return outcome
 
+    async def _followed(self, target: _Name, rdtype: dns.rdatatype.RdataType) -> _Outcome:
+        """:meth:`_query`, with a CNAME chain the server left unfinished followed (module
+        notes); ``canonical`` is the last name reached, ``authentic`` that of every link."""
+        outcome = await self._query(target, rdtype)
+        authentic, canonical = outcome.authentic, outcome.canonical
+        for _ in range(MAX_CNAME_LINKS):
+            if outcome.records or outcome.nxdomain or not outcome.canonical:
+                break
+            following = _name(outcome.canonical)
+            if following is None or following.key == target.key:
+                break
+            target = following
+            outcome = await self._query(target, rdtype)
+            authentic = authentic and outcome.authentic
+            canonical = outcome.canonical or canonical
+        return _Outcome(outcome.records, outcome.nxdomain, authentic, canonical)
+
     async def mx(self, domain: str) -> MxResult:
         name = _name(domain)
         domain = domain.strip().rstrip(".").lower()
@@ -492,7 +519,7 @@ class DnsResolver:
         if not self._prefer_ipv6:
             families = families[::-1]
         results = await asyncio.gather(
-            *(self._query(name, rdtype) for rdtype in families), return_exceptions=True
+            *(self._followed(name, rdtype) for rdtype in families), return_exceptions=True
         )
         found: list[str] = []
         failure: DnsTemporaryError | None = None

@@ -14,7 +14,9 @@ Implementation notes:
   a failed handshake fails the host (no fallback to plaintext on the same host, which an
   active attacker could force). Under DANE (RFC 7672) the runner passes the host's usable
   TLSA records: the handshake accepts any certificate (§3.1.1: names and dates do not
-  count), and the leaf certificate must then match one of the records, before EHLO. A smart
+  count), and the leaf certificate must then match one of the records, before EHLO. Under a
+  ``verify``/``secure`` TLS policy the handshake verifies the chain (not the name) and the
+  certificate must then carry one of the policy's names (``tls_match``), before EHLO. A smart
   host may require TLS and a verified certificate, and gets the credentials (AUTH PLAIN,
   RFC 4954/4616) only over TLS.
 - A failure before the first transaction (connection refused, no 220, EHLO/HELO refused, TLS,
@@ -46,6 +48,11 @@ from pillarbox.queue.remote import (
     Envelope,
     Part,
     envelope,
+)
+from pillarbox.queue.tlspolicy import (
+    NAME_MISMATCH,
+    NAME_MISMATCH_MARKER,
+    certificate_matches_names,
 )
 from pillarbox.smtp.client import (
     AuthChallenge,
@@ -88,6 +95,10 @@ class SessionSettings:
     tlsa: tuple[Tlsa, ...] = ()
     #: The SNI name when it is not the host's: the TLSA base domain (RFC 7672 §8.1).
     tls_name: str | None = None
+    #: Names (``.suffix``: any subdomain) one of which the certificate must carry after a
+    #: verifying handshake (``tls_policy`` verify/secure, :mod:`pillarbox.queue.tlspolicy`);
+    #: empty: no name check here (the context's own, if any). Set with ``require_tls``.
+    tls_match: tuple[str, ...] = ()
 
 
 def opportunistic_context() -> ssl.SSLContext:
@@ -95,6 +106,16 @@ def opportunistic_context() -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def chain_verifying_context(cafile: str | None = None) -> ssl.SSLContext:
+    """PKIX without the name check: a certificate chaining to the system's roots (or those
+    in ``cafile``), its names checked afterwards against a TLS policy's ``match`` list, which
+    may hold several names and subdomain patterns (:mod:`pillarbox.queue.tlspolicy`)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
@@ -186,6 +207,10 @@ class SmtpSession:
                 mismatch = self._dane_mismatch(self._settings.tlsa)
                 if mismatch is not None:
                     return mismatch
+            if self._settings.tls_match:
+                mismatch = self._name_mismatch(self._settings.tls_match)
+                if mismatch is not None:
+                    return mismatch
             self._conn.tls_established()
             reply = await self._hello()
             if reply is not None:
@@ -208,6 +233,17 @@ class SmtpSession:
             )
         self._log.info("DANE authenticated", base=self._settings.tls_name or self.host)
         return None
+
+    def _name_mismatch(self, wanted: tuple[str, ...]) -> Reply | None:
+        """The verified certificate carries one of the ``wanted`` names (RFC 6125 §6.4), or
+        the failure."""
+        ssl_object = self._channel.ssl_object
+        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if certificate and certificate_matches_names(certificate, wanted):
+            return None
+        return NAME_MISMATCH.with_text(
+            f"{self.host}: the certificate {NAME_MISMATCH_MARKER} {', '.join(wanted)}"
+        )
 
     async def _hello(self) -> Reply | None:
         self._conn.ehlo()

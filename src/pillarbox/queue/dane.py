@@ -15,10 +15,11 @@ Implementation notes:
   lookup comes first (§2.2.2: it tells whether the TLSA lookup is worth making). The
   candidate TLSA base domains (:func:`base_domains`, §2.2.3) are the host name, or for an
   alias the CNAME-expanded name and then the host name; the first with a secure TLSA RRset
-  is the base domain. An alias whose expanded addresses are insecure gets no DANE: the
-  separate CNAME query that would tell whether the alias itself is secure (§2.2.2
-  "Insecure CNAME") is not made. Address literals and smart hosts get no DANE (§2.2; a smart
-  host keeps ``queue.smarthost_verify_tls``).
+  is the base domain. An alias whose expanded addresses are insecure gets a separate CNAME
+  query of its own name (§2.2.2 "Insecure CNAME", §2.1.2): a secure CNAME record makes the
+  alias itself the only candidate base domain, an insecure one means no DANE, a failed
+  lookup makes the host unusable (§2.2.2: errors delay delivery). Address literals and
+  smart hosts get no DANE (§2.2; a smart host keeps ``queue.smarthost_verify_tls``).
 - **What** (§2.2): a secure RRset with a usable record → STARTTLS mandatory and the
   certificate authenticated (:data:`DanePlanKind.AUTHENTICATE`); a secure RRset whose records
   are all unusable → STARTTLS mandatory, any certificate (:data:`DanePlanKind.ENCRYPT`); an
@@ -166,17 +167,39 @@ class DanePlan:
 NO_DANE = DanePlan(DanePlanKind.NONE)
 
 
-def base_domains(
+def is_alias(host: str, canonical: str) -> bool:
+    return bool(canonical) and canonical != host
+
+
+def needs_alias_check(
     host: str, canonical: str, *, mx_secure: bool, addresses_secure: bool
+) -> bool:
+    """RFC 7672 §2.2.2 "Insecure CNAME": a host from a secure MX RRset that is an alias whose
+    expanded addresses are insecure; a separate CNAME query of the host tells whether the alias
+    itself is secure (§2.1.2: the AD bit of the address answer covers the whole chain)."""
+    return mx_secure and not addresses_secure and is_alias(host, canonical)
+
+
+def base_domains(
+    host: str,
+    canonical: str,
+    *,
+    mx_secure: bool,
+    addresses_secure: bool,
+    alias_secure: bool = False,
 ) -> tuple[str, ...]:
     """The candidate TLSA base domains of ``host``, in the order to try them; none when no
-    TLSA lookup is due. Only for a name from a secure MX RRset with secure addresses (RFC 7672
-    §2.2.1; §2.2.2 "SHOULD NOT proceed" when insecure); an alias (``canonical``, its
+    TLSA lookup is due. Only for a name from a secure MX RRset (RFC 7672 §2.2.1) with secure
+    addresses (§2.2.2 "SHOULD NOT proceed" when insecure); an alias (``canonical``, its
     CNAME-expanded name) tries the expanded name first, then its own (§2.2.2 "Secure CNAME",
-    §2.2.3)."""
-    if not (mx_secure and addresses_secure):
+    §2.2.3). An alias with insecure addresses whose own CNAME record is secure
+    (``alias_secure``, :func:`needs_alias_check`) tries its own name alone (§2.2.2
+    "Insecure CNAME")."""
+    if not mx_secure:
         return ()
-    if canonical and canonical != host:
+    if not addresses_secure:
+        return (host,) if alias_secure and is_alias(host, canonical) else ()
+    if is_alias(host, canonical):
         return (canonical, host)
     return (host,)
 

@@ -33,6 +33,14 @@ Implementation notes:
   authenticates a host, the domain's MTA-STS policy is not applied to it (RFC 8461 §2: STS
   never overrides DANE; DNSSEC already vouches for the MX host, so neither the policy's MX
   list nor its PKIX check applies); elsewhere MTA-STS applies as before.
+- **TLS policy** (``queue.tls_policy``, :mod:`.tlspolicy`): a destination with an entry (the
+  smart host's ``[host]`` entry through a smart host) gets that level instead of discovery:
+  no MTA-STS fetch, TLSA lookups only for ``dane``/``dane-only`` (even with ``queue.dane``
+  off). A host that cannot meet a mandatory level is a failed host (4.7.10 no STARTTLS, 4.7.5
+  a certificate refused or, for ``dane-only``, no usable secure TLSA records, RFC 7672 §6);
+  the recipients are deferred with the reason once no host is left. ``TLS-Required: No``
+  lowers every level but ``none`` to ``may``. Only TLSA-decided sessions of such destinations
+  go to the TLS report: our levels are not the domain's published policy.
 - **TLS reports** (RFC 8460, :mod:`.tlsrpt`, with ``tls_reports``): each host tried by MX
   leaves one result in the store — success, or a §4.3 failure (STARTTLS missing, a certificate
   the policy refused, a TLSA lookup that failed, an MX host the MTA-STS policy does not
@@ -55,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import ssl
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
@@ -69,6 +78,7 @@ from pillarbox.net.mtasts import FETCH_TIMEOUT, MtaStsPolicies
 from pillarbox.net.smtp_client import (
     SessionSettings,
     SmtpSession,
+    chain_verifying_context,
     opportunistic_context,
     verifying_context,
 )
@@ -82,6 +92,7 @@ from pillarbox.queue.dane import (
     base_domains,
     is_mismatch,
     lookup_failed,
+    needs_alias_check,
     plan_for,
     tlsa_name,
 )
@@ -115,6 +126,13 @@ from pillarbox.queue.remote import (
 )
 from pillarbox.queue.routing import Router
 from pillarbox.queue.schedule import Attempt, RetryPolicy, Verdict, decide, reply_text
+from pillarbox.queue.tlspolicy import (
+    DANE_REQUIRED,
+    NO_TABLE,
+    DestinationPolicy,
+    Level,
+    PolicyTable,
+)
 from pillarbox.queue.tlsrpt import (
     PolicyType,
     ResultType,
@@ -233,6 +251,8 @@ class QueueRunner:
         relay: Relay | None = None,
         mta_sts: MtaSts | None = None,
         dane: bool = False,
+        tls_policy: PolicyTable = NO_TABLE,
+        verified_tls: ssl.SSLContext | None = None,
         tls_reports: bool = False,
         limits: RunnerLimits = RunnerLimits(),
         clock: Callable[[], datetime] = _utc_now,
@@ -252,6 +272,10 @@ class QueueRunner:
         self._relay = relay
         self._mta_sts = mta_sts
         self._dane = dane
+        self._tls_table = tls_policy
+        #: Chains of ``verify``/``secure`` hosts are checked against these roots.
+        self._verified_tls = verified_tls or chain_verifying_context()
+        self._opportunistic = opportunistic_context()
         self._tls_reports = tls_reports
         self._limits = limits
         self._clock = clock
@@ -566,16 +590,23 @@ class QueueRunner:
             return
         settings = self._relay.session if self._relay is not None else self._session
         optional = destination.tls_optional
-        policy = None if optional else await self._sts_policy(domain)
+        explicit = self._destination_policy(domain, optional)
+        discovery = explicit is None and not optional
+        policy = await self._sts_policy(domain) if discovery else None
         last: Answer | None = None
-        dane_possible = self._dane and route.secure and not optional
+        if explicit is None:
+            dane_enabled = self._dane and not optional
+        else:  # an entry asks for DANE itself, whatever ``queue.dane`` says
+            dane_enabled = explicit.level.dane and self._resolver.trusts_ad
+        dane_possible = dane_enabled and route.secure
         report = (
             self._tls_reports
             and not optional
             and self._relay is None
             and not domain.startswith("[")
+            and (explicit is None or explicit.level.dane)
         )
-        if report and policy is None and self._mta_sts is not None:
+        if report and discovery and policy is None and self._mta_sts is not None:
             # No policy because it could not be had: a policy failure (RFC 8460 §4.3.2.2).
             failure = self._mta_sts.policies.fetch_failure(domain)
             if failure is not None:
@@ -592,13 +623,29 @@ class QueueRunner:
             if isinstance(addresses, Answer):
                 last = addresses
                 continue
-            dane = NO_DANE if optional else await self._dane_plan(domain, route, host, addresses)
+            dane = (
+                await self._dane_plan(domain, route, host, addresses) if dane_enabled else NO_DANE
+            )
             note = self._tls_note(domain, host, policy, plan, dane) if report else None
+            if (
+                explicit is not None
+                and note is not None
+                and note.policy_type is not PolicyType.TLSA
+            ):
+                note = None  # our own policy, not the domain's: nothing to tell its owner
             if dane.kind is DanePlanKind.UNREACHABLE:
                 text = f"{tlsa_name(dane.base, route.port)}: {dane.reason}; {host} is not used"
                 last = Answer(TLSA_LOOKUP_FAILED.with_text(text), host)
                 await self._record_tls(note, "", ResultType.DNSSEC_INVALID, dane.reason)
                 continue
+            host_settings = settings
+            if explicit is not None:
+                if explicit.level is Level.DANE_ONLY and dane.kind is not DanePlanKind.AUTHENTICATE:
+                    last = self._dane_required(domain, route, host, addresses, dane, explicit)
+                    continue
+                host_settings = self._policy_settings(
+                    settings, explicit, host, self._nexthop(domain)
+                )
             if plan.mx_mismatch and dane_possible and dane.kind is not DanePlanKind.AUTHENTICATE:
                 refused = await self._mx_mismatch(domain, host, policy, plan, report)
                 if refused is not None:
@@ -608,9 +655,11 @@ class QueueRunner:
                 if not destination.parts:
                     return
                 session = await self._open(
-                    domain, host, address, route.port, settings, plan, dane, note
+                    domain, host, address, route.port, host_settings, plan, dane, note
                 )
                 if not isinstance(session, SmtpSession):
+                    if explicit is not None:
+                        session = self._policy_failure(domain, host, explicit, session)
                     last = Answer(session, host)
                     continue
                 try:
@@ -632,6 +681,78 @@ class QueueRunner:
             part.give_up()
             self._part_done(part, delivery)
 
+    def _destination_policy(self, domain: str, optional: bool) -> DestinationPolicy | None:
+        """The ``[queue.tls_policy]`` entry for the nexthop (the smart host, or else the
+        domain); None: discovery. ``TLS-Required: No`` lowers it to ``may`` (RFC 8689 §4.2.2),
+        except ``none``, which already asks less."""
+        if self._relay is not None:
+            found = self._tls_table.for_relay(self._relay.host, self._relay.port)
+        else:
+            found = self._tls_table.for_domain(domain)
+        if found is not None and optional and found.level is not Level.NONE:
+            return found.with_level(Level.MAY)
+        return found
+
+    def _nexthop(self, domain: str) -> str:
+        """The ``nexthop`` of ``match=``: the smart host, or the recipient domain."""
+        return self._relay.host if self._relay is not None else domain
+
+    def _policy_settings(
+        self, settings: SessionSettings, explicit: DestinationPolicy, host: str, nexthop: str
+    ) -> SessionSettings:
+        """The session an explicit level asks for (DANE's own demands are added by
+        :meth:`_open` from the host's plan)."""
+        level = explicit.level
+        if level is Level.NONE:
+            # No STARTTLS; credentials for a smart host are then refused by the session.
+            return replace(settings, tls=None, require_tls=False)
+        if level.verifies:
+            names = explicit.match_names(host, nexthop)
+            return replace(settings, tls=self._verified_tls, require_tls=True, tls_match=names)
+        # may, dane, dane-only: any certificate unless DANE asks; encrypt: TLS mandatory.
+        required = settings.require_tls or level is Level.ENCRYPT
+        return replace(settings, tls=self._opportunistic, require_tls=required)
+
+    def _policy_failure(
+        self, domain: str, host: str, explicit: DestinationPolicy, opened: Reply
+    ) -> Reply:
+        """A host that could not meet a mandatory level, said to be one (it stays 4.7.x and
+        temporary: the next host is tried, then the recipients are deferred)."""
+        if not explicit.level.mandatory or explicit.level.dane or not is_tls_failure(opened):
+            return opened
+        _log.warning(
+            "TLS policy: delivery refused",
+            domain=domain,
+            host=host,
+            level=explicit.level.value,
+            reply=opened.text,
+        )
+        return opened.with_text(f"{explicit.describe()}: {opened.text}")
+
+    def _dane_required(
+        self,
+        domain: str,
+        route: Route,
+        host: str,
+        addresses: HostAddresses,
+        dane: DanePlan,
+        explicit: DestinationPolicy,
+    ) -> Answer:
+        """``dane-only`` and a host DANE cannot authenticate: not used (RFC 7672 §6), and
+        why."""
+        if not self._resolver.trusts_ad:
+            why = "the resolver is not trusted to validate DNSSEC (dns.trust_ad)"
+        elif not route.secure:
+            why = f"the MX records of {domain} are not DNSSEC-signed"
+        elif not addresses.authentic:
+            why = f"the addresses of {host} are not DNSSEC-signed"
+        elif dane.kind is DanePlanKind.ENCRYPT:
+            why = f"no usable TLSA record at {tlsa_name(dane.base, route.port)}"
+        else:
+            why = f"no secure TLSA records for {host}"
+        _log.warning("TLS policy: no DANE", domain=domain, host=host, reason=why)
+        return Answer(DANE_REQUIRED.with_text(f"{explicit.describe()}: {host}: {why}"), host)
+
     async def _sts_policy(self, domain: str) -> Policy | None:
         """The domain's MTA-STS policy; none for a smart host or an address literal (RFC 8461
         §3.4: literals have no policy domain)."""
@@ -643,15 +764,26 @@ class QueueRunner:
         self, domain: str, route: Route, host: str, addresses: HostAddresses
     ) -> DanePlan:
         """What the host's TLSA records ask (RFC 7672 §2.2); :data:`.dane.NO_DANE` when DANE
-        cannot apply (it is off, the MX answer or the host's addresses are insecure, or no
-        candidate base domain has secure TLSA records, §2.2.3)."""
-        if not self._dane:
-            return NO_DANE
+        cannot apply (the MX answer or the host's addresses are insecure, or no candidate base
+        domain has secure TLSA records, §2.2.3)."""
+        alias_secure = False
+        if needs_alias_check(
+            host, addresses.canonical, mx_secure=route.secure, addresses_secure=addresses.authentic
+        ):
+            # §2.2.2 "Insecure CNAME": is the alias itself in a signed zone?
+            try:
+                alias = await self._resolver.records(host, "CNAME")
+            except (DnsTemporaryError, InvalidName) as exc:
+                reason = exc.problem if isinstance(exc, DnsTemporaryError) else str(exc)
+                _log.warning("DANE: CNAME lookup failed", domain=domain, host=host, reason=reason)
+                return lookup_failed(host, f"CNAME lookup of {host}: {reason}")
+            alias_secure = alias.authentic and bool(alias.records)
         bases = base_domains(
             host,
             addresses.canonical,
             mx_secure=route.secure,
             addresses_secure=addresses.authentic,
+            alias_secure=alias_secure,
         )
         for base in bases:
             try:
@@ -862,6 +994,27 @@ def _dane_enabled(configured: bool, resolver: Resolver) -> bool:
     return configured and resolver.trusts_ad
 
 
+def _check_tls_policy(table: PolicyTable, relay: Relay | None, resolver: Resolver) -> None:
+    """Say at start what the table cannot do on this host: entries no delivery will look
+    up, DANE levels without a trusted validating resolver."""
+    if relay is not None:
+        ignored = sorted(k for k in table.entries if not k.startswith("["))
+        if ignored:
+            _log.warning(
+                "TLS policy: domain entries unused, all mail goes to the smart host",
+                keys=", ".join(ignored),
+            )
+    elif any(k.startswith("[") for k in table.entries):
+        _log.info("TLS policy: [host] entries apply to address-literal recipients only here")
+    dane_keys = sorted(k for k, v in table.entries.items() if v.level.dane)
+    if dane_keys and not resolver.trusts_ad:
+        _log.warning(
+            "TLS policy: DANE levels without a trusted validating resolver (dns.trust_ad):"
+            " dane is may, dane-only defers everything",
+            keys=", ".join(dane_keys),
+        )
+
+
 def runner_for(services: Services, *, resolver: Resolver | None = None) -> QueueRunner:
     """The runner of a server, configured from ``[queue]`` and ``[dns]``."""
     config = services.config
@@ -893,19 +1046,23 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
         trust_ad=config.dns.trust_ad,
     )
     mta_sts = None
-    if queue.mta_sts and not queue.smarthost:
-        cafile = queue.mta_sts_ca_bundle
-        try:
+    cafile = queue.mta_sts_ca_bundle
+    cafile_path = str(config.resolve_path(cafile)) if cafile else None
+    try:
+        verified_tls = chain_verifying_context(cafile_path)
+        if queue.mta_sts and not queue.smarthost:
             mta_sts = mta_sts_for(
                 resolver,
                 client,
-                cafile=str(config.resolve_path(cafile)) if cafile else None,
+                cafile=cafile_path,
                 connect_timeout=queue.connect_timeout,
                 fetch_timeout=queue.mta_sts_fetch_timeout,
                 max_policy_size=queue.mta_sts_max_policy_size,
             )
-        except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
-            raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
+    except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
+        raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
+    tls_policy = PolicyTable.parse(queue.tls_policy)
+    _check_tls_policy(tls_policy, relay, resolver)
     return QueueRunner(
         store=services.store,
         router=services.router,
@@ -924,6 +1081,8 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
         relay=relay,
         mta_sts=mta_sts,
         dane=_dane_enabled(queue.dane, resolver),
+        tls_policy=tls_policy,
+        verified_tls=verified_tls,
         tls_reports=config.tls_reports.enabled,
         limits=RunnerLimits(
             concurrency=queue.concurrency,
