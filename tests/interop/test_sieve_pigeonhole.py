@@ -27,6 +27,7 @@ from pillarbox.sieve import (
     SieveMessage,
     Vacation,
     compile_script,
+    environment,
 )
 from pillarbox.testing.peers import reachable_dir, require, unprivileged_user
 
@@ -231,6 +232,12 @@ CORPUS = [
     'require "vacation"; vacation :seconds 10 "x";',
     'require "vacation-seconds"; vacation :seconds "10" "x";',
     'require "vacation-seconds"; vacation :seconds "x";',
+    # environment (RFC 5183)
+    'require "environment"; if environment :contains "host" "" {}',
+    'require "environment"; if environment "host" {}',
+    'if environment "host" "x" {}',
+    'require ["environment", "relational"]; if environment :value "gt" "version" "1" {}',
+    'require "environment"; if environment :is "location" ["MDA", "MS"] {}',
     # the RFC's examples
     'require "fileinto";\nif header :is "Sender" "owner-ietf-mta-filters@imc.org" '
     '{ fileinto "filter"; }\nelsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
@@ -439,6 +446,13 @@ if header :contains "subject" ["report", "lunch"] {
     vacation :seconds 1800 :subject "In a meeting" "Back in half an hour.";
 }
 """,
+    "environment": """require ["environment", "fileinto", "variables"];
+if environment :contains "host" "" { fileinto "HasHost"; }
+if environment :matches "no-such-item" "*" { fileinto "never"; }
+if environment :matches "HOST" "*" { fileinto "never"; }
+if environment :is "location" ["MDA", "MS", "MTA", "MUA"] { fileinto "Located"; }
+if environment :is "phase" ["pre", "during", "post"] { fileinto "Phased"; }
+""",
     "redirects": """require "copy";
 if header :contains "subject" ["lunch", "digest"] {
     redirect :copy "a@example.net";
@@ -464,7 +478,11 @@ class Decision:
 def _ours(script: str, raw: bytes) -> Decision:
     outcome = compile_script(script).run(
         SieveMessage.from_bytes(
-            raw, envelope_from=SENDER, envelope_to=RECIPIENT, mailboxes=MAILBOXES
+            raw,
+            envelope_from=SENDER,
+            envelope_to=RECIPIENT,
+            mailboxes=MAILBOXES,
+            environment=environment.items(host="mx.example.org"),
         ),
         now=datetime.now(UTC),  # sieve-test runs with TZ=UTC: the same local zone
     )

@@ -79,6 +79,7 @@ def test_extensions_listed() -> None:
         "date",
         "encoded-character",
         "envelope",
+        "environment",
         "ereject",
         "fileinto",
         "imap4flags",

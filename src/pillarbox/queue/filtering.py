@@ -75,6 +75,7 @@ from pillarbox.sieve import (
     SieveError,
     SieveMessage,
     Vacation,
+    environment,
 )
 from pillarbox.sieve.cache import ScriptCache, unwrap
 from pillarbox.sieve.validate import sieve_address
@@ -199,6 +200,7 @@ class LocalDelivery:
         addressed: Sequence[str] = (),
         submitted: bool = False,
         refusals: list[Refusal] | None = None,
+        remote: tuple[str, str] = ("", ""),
     ) -> DeliveryStatus:
         """Final delivery of one copy of ``received + body`` (with the policy's fields on top,
         to its mailbox, when judged: ``filing``, at intake or kept in the queue): STORED
@@ -206,7 +208,8 @@ class LocalDelivery:
         ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed.
         ``addressed`` are the RCPT addresses that reached the account (for vacation).
         With ``refusals``, an ereject that would send a report is appended there instead
-        (the module notes)."""
+        (the module notes). ``remote`` is the SMTP client's address and name, for the
+        RFC 5183 environment (unknown for a copy retried from the queue)."""
         account = recipient.account
         mailbox, headers = (filing.mailbox, filing.fields) if filing else (INBOX, b"")
         spam = filing is not None and filing.spam
@@ -220,7 +223,7 @@ class LocalDelivery:
             else await parse_with_fields(fields, body, body_info)
         )
         message = received + body
-        outcome = await self._outcome(account, copy, info, sender, recipient.original)
+        outcome = await self._outcome(account, copy, info, sender, recipient.original, remote)
         redirects = any(isinstance(a, Redirect) for a in outcome.actions)
         may_redirect = redirects and not spam and not forwarding.looped(message, account.address)
         rejection = next((a for a in outcome.actions if isinstance(a, Reject)), None)
@@ -316,7 +319,13 @@ class LocalDelivery:
         return entry
 
     async def _outcome(
-        self, account: Account, copy: bytes, info: MessageInfo, sender: str, rcpt: str
+        self,
+        account: Account,
+        copy: bytes,
+        info: MessageInfo,
+        sender: str,
+        rcpt: str,
+        remote: tuple[str, str],
     ) -> Outcome:
         """The script's decision, or the implicit keep when there is no script or it fails."""
         stored = await self._store.active_sieve_script(account.id)
@@ -336,7 +345,14 @@ class LocalDelivery:
         if "mailbox" in script.requires:  # RFC 5490 §3.1 mailboxexists
             mailboxes = [m.name for m in await self._store.list_mailboxes(account.id)]
         view = SieveMessage.of(
-            copy, info, envelope_from=sender, envelope_to=rcpt, mailboxes=mailboxes
+            copy,
+            info,
+            envelope_from=sender,
+            envelope_to=rcpt,
+            mailboxes=mailboxes,
+            environment=environment.items(
+                host=self._hostname, remote_ip=remote[0], remote_host=remote[1]
+            ),
         )
         try:
             now = datetime.now(UTC).astimezone()  # RFC 5260: the local zone, time of delivery

@@ -173,6 +173,14 @@ SPECS: dict[str, Spec] = {
             tags=COMPARATOR + MATCH_TYPE + (ZONE,),
             positional=(S, L),
         ),
+        # RFC 5183 §4
+        Spec(
+            "environment",
+            True,
+            extension="environment",
+            tags=COMPARATOR + MATCH_TYPE,
+            positional=(S, L),
+        ),
         # RFC 5490 §3.1
         Spec("mailboxexists", True, extension="mailbox", positional=(L,)),
         # RFC 5229 §5

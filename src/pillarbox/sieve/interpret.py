@@ -306,6 +306,12 @@ class _Run:
             return any(self.test(t) for t in node.tests)
         if name == "exists":
             return all(message.exists(h) for h in self.strings(node, 0))
+        if name == "environment":
+            # RFC 5183 §4: an item the server does not know fails the test.
+            value = message.environment.get(self.string(node, 0))  # names as Pigeonhole: exact
+            if value is None:
+                return False
+            return self.compared(node, [value], self.strings(node, 1))
         if name == "mailboxexists":
             return all(message.mailbox_exists(n) for n in self.strings(node, 0))
         if name == "size":

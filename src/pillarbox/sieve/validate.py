@@ -32,6 +32,7 @@ EXTENSIONS: tuple[str, ...] = (
     "date",
     "encoded-character",
     "envelope",
+    "environment",
     "ereject",
     "fileinto",
     "imap4flags",
