@@ -15,7 +15,9 @@ script refused over one is refused over the other with the same reason:
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from pillarbox.blocking import run_blocking
 from pillarbox.config import SieveSection
@@ -163,3 +165,24 @@ async def delete_script(store: Store, account_id: int, name: str) -> None:
 async def rename_script(store: Store, account_id: int, old: str, new: str) -> None:
     """NotFound, AlreadyExists (RFC 5804 §2.11); the active flag moves with the script."""
     await store.rename_sieve_script(account_id, sieve_script_name(old), sieve_script_name(new))
+
+
+#: The file name suffix of a site script in ``sieve.global_dir`` (as Pigeonhole's).
+GLOBAL_SUFFIX = ".sieve"
+
+
+def read_global_script(directory: Path, name: str, max_size: int) -> bytes | None:
+    """The site script ``name`` (RFC 6609 ``include :global``) from ``directory``, None if
+    there is none; blocking. The file is found by listing the directory and comparing names,
+    never opened by a path made of ``name``, so no name reaches another directory. At most
+    ``max_size + 1`` octets are read (more is refused by the compiler's size check)."""
+    wanted = name + GLOBAL_SUFFIX
+    try:
+        with os.scandir(directory) as entries:
+            entry = next((e for e in entries if e.name == wanted and e.is_file()), None)
+        if entry is None:
+            return None
+        with open(entry.path, "rb") as f:
+            return f.read(max_size + 1)
+    except FileNotFoundError:
+        return None

@@ -532,3 +532,69 @@ def test_a_large_script_is_compiled_off_the_loop_once_and_applied(server: LiveSe
     send(server, message("big two"))
     assert cache.compiled - before == 1
     assert [s for _, s in imap_read(server, "Big")] == [b"Subject: big one", b"Subject: big two"]
+
+
+# -- include (RFC 6609) and environment (RFC 5183) -------------------------------------------
+
+
+def test_include_personal_and_global_scripts_with_global_variables(
+    tmp_path: Path, dns_port: int
+) -> None:
+    """The active script includes a personal script (from the account's scripts) and a site
+    script (from sieve.global_dir); they share a global variable. Changing the included
+    script takes effect on the next delivery (the cache is by content, the text read each
+    time); a missing include is the implicit keep; the environment test sees this server."""
+    site = tmp_path / "global"
+    site.mkdir()
+    (site / "tag.sieve").write_text(
+        'require ["include", "variables"];\n'
+        'global "folder";\n'
+        'if header :contains "subject" "urgent" { set "folder" "${folder}-Urgent"; }\n'
+    )
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),
+        sieve=cfg.SieveSection(global_dir=str(site)),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        live.put_sieve(
+            ALICE,
+            'require ["include", "variables"];\n'
+            'global "folder";\n'
+            'if header :contains "subject" "report" { set "folder" "Reports"; return; }\n'
+            'set "folder" "Other";\n',
+            "classify",
+        )
+        live.activate_sieve(
+            ALICE,
+            'require ["include", "variables", "fileinto", "mailbox", "environment"];\n'
+            'global "folder";\n'
+            'include :personal "classify";\n'
+            'include :global :once "tag";\n'
+            'if header :contains "subject" "missing" { include "no-such-script"; }\n'
+            'if environment :is "location" "MDA" {\n'
+            '  if environment :matches "remote-ip" "*" { set "ip" "${1}"; }\n'
+            '  fileinto :create "${folder}";\n'
+            '  if environment :is "remote-ip" "127.0.0.1" { fileinto :create "From-${ip}"; }\n'
+            "}\n",
+        )
+        send(live, message("urgent report"))
+        send(live, message("lunch"))
+        assert imap_read(live, "Reports-Urgent") == [("", b"Subject: urgent report")]
+        assert imap_read(live, "Other") == [("", b"Subject: lunch")]
+        assert len(imap_read(live, "From-127.0.0.1")) == 2
+        # the included script changed: the next delivery runs the new text
+        live.put_sieve(
+            ALICE,
+            'require ["include", "variables"]; global "folder"; set "folder" "Changed";',
+            "classify",
+        )
+        send(live, message("after the change"))
+        assert imap_read(live, "Changed") == [("", b"Subject: after the change")]
+        # a missing include (no :optional) is a runtime error: kept in INBOX, nothing filed
+        send(live, message("missing include"))
+        assert imap_read(live, INBOX) == [("", b"Subject: missing include")]

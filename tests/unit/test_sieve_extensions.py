@@ -83,6 +83,7 @@ def test_extensions_listed() -> None:
         "ereject",
         "fileinto",
         "imap4flags",
+        "include",
         "index",
         "mailbox",
         "reject",

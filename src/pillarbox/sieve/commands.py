@@ -117,6 +117,20 @@ SPECS: dict[str, Spec] = {
             ),
             positional=(S,),
         ),
+        # RFC 6609 §3.2–§3.4
+        Spec(
+            "include",
+            extension="include",
+            tags=(
+                TagSpec("personal", group="location"),
+                TagSpec("global", group="location"),
+                TagSpec("once"),
+                TagSpec("optional"),
+            ),
+            positional=(S,),
+        ),
+        Spec("return", extension="include"),
+        Spec("global", extension="include", positional=(L,)),
         # RFC 5229 §4: modifiers of one precedence are one group
         Spec(
             "set",
