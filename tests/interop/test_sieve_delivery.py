@@ -598,3 +598,48 @@ def test_include_personal_and_global_scripts_with_global_variables(
         # a missing include (no :optional) is a runtime error: kept in INBOX, nothing filed
         send(live, message("missing include"))
         assert imap_read(live, INBOX) == [("", b"Subject: missing include")]
+
+
+# -- editheader (RFC 5293) --------------------------------------------------------------------
+
+
+def test_editheader_changes_the_stored_message_fetch_and_search_see(server: LiveServer) -> None:
+    """The added field is in the stored bytes and in the stored parse (SEARCH HEADER reads the
+    header index, FETCH ENVELOPE the envelope): both re-derived from the edited bytes; a
+    deleted Subject is gone from both; Received cannot be deleted."""
+    server.create_mailbox(ALICE, "Tagged")
+    server.activate_sieve(
+        ALICE,
+        'require ["editheader", "fileinto", "variables"];\n'
+        'if header :matches "subject" "tag *" {\n'
+        '  addheader "X-Sieve-Tag" "${1}";\n'
+        '  addheader :last "X-Sieve-Utf" "caf\u00e9";\n'
+        '  deleteheader "subject";\n'
+        '  deleteheader "received";\n'
+        '  if header :is "x-sieve-tag" "${1}" { fileinto "Tagged"; }\n'
+        "}\n",
+    )
+    send(server, message("tag blue"))
+    send(server, message("untouched"))
+    [stored] = server.mailbox_messages(ALICE, "Tagged")
+    assert stored.startswith(b"X-Sieve-Tag: blue\r\n")
+    assert b"\r\nX-Sieve-Utf: =?utf-8?b?Y2Fmw6k=?=\r\n\r\n" in stored  # RFC 5293 §4: encoded
+    assert b"\r\nReceived: " in stored and b"Subject:" not in stored
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        imap.select('"Tagged"', readonly=True)
+        typ, found = imap.search(None, "HEADER", "X-Sieve-Tag", "blue")
+        assert typ == "OK" and found == [b"1"]
+        typ, found = imap.search(None, "HEADER", "X-Sieve-Utf", '""')  # the field is there
+        assert typ == "OK" and found == [b"1"]
+        typ, found = imap.search(None, "HEADER", "Subject", "tag")
+        assert typ == "OK" and found == [b""]
+        typ, fetched = imap.fetch("1", "(ENVELOPE BODY.PEEK[HEADER.FIELDS (X-SIEVE-TAG)])")
+        assert typ == "OK"
+        envelope, field = fetched[0][0], fetched[0][1]  # type: ignore[index]
+        assert b"ENVELOPE (" in envelope and b'"Sun, 1 Jun 2025 10:00:00 +0000" NIL' in envelope
+        assert field.strip() == b"X-Sieve-Tag: blue"
+        imap.select("INBOX", readonly=True)
+        typ, found = imap.search(None, "HEADER", "X-Sieve-Tag", '""')
+        assert typ == "OK" and found == [b""]
+    assert imap_read(server, INBOX) == [("", b"Subject: untouched")]

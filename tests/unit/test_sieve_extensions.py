@@ -77,6 +77,7 @@ def test_extensions_listed() -> None:
         "comparator-i;ascii-numeric",
         "copy",
         "date",
+        "editheader",
         "encoded-character",
         "envelope",
         "environment",

@@ -27,6 +27,10 @@ Implementation notes (the rules are also in docs/sieve.md):
   script changed is a new entry and takes effect on the next message. At most
   ``sieve.max_includes`` are read; one that does not exist, does not compile or loops is the
   run's error when (and only if) the include runs (the implicit keep, logged).
+- **addheader / deleteheader** (RFC 5293) change the copy keep and fileinto store (the
+  header as the script left it at its end, parsed again from those bytes so FETCH and SEARCH
+  see it); redirect, reject and vacation use the message as it arrived (a redirected copy
+  never carries our Return-Path and Delivered-To, which the edited copy begins with).
 - **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
   script that requires "mailbox".
 - **discard** stores nothing and logs it; the message still counts as delivered.
@@ -194,6 +198,7 @@ class LocalDelivery:
                 max_variable_size=section.max_variable_size,
                 max_include_depth=section.max_include_depth,
                 max_includes=section.max_includes,
+                max_header_size=section.max_header_size,
             ),
             default_days=max(1, round(config.vacation.interval_days)),
             max_days=section.vacation_max_days,
@@ -241,6 +246,10 @@ class LocalDelivery:
         )
         message = received + body
         outcome = await self._outcome(account, copy, info, sender, recipient.original, remote)
+        if outcome.message is not None:
+            # RFC 5293: the header as the script left it is stored, parsed from those bytes.
+            copy = outcome.message
+            info = await parse(copy)
         redirects = any(isinstance(a, Redirect) for a in outcome.actions)
         may_redirect = redirects and not spam and not forwarding.looped(message, account.address)
         rejection = next((a for a in outcome.actions if isinstance(a, Reject)), None)

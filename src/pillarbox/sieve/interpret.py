@@ -32,6 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from datetime import UTC, datetime, timezone
 from typing import TypeVar
 
 from pillarbox.errors import InvalidName
-from pillarbox.sieve import dates, variables
+from pillarbox.mail.headers import HeaderField
+from pillarbox.sieve import dates, editheader, variables
 from pillarbox.sieve.actions import (
     Action,
     Discard,
@@ -52,7 +54,7 @@ from pillarbox.sieve.actions import (
 )
 from pillarbox.sieve.errors import SieveError, SieveRuntimeError
 from pillarbox.sieve.match import first_captures, fold, matches_any
-from pillarbox.sieve.message import SieveMessage
+from pillarbox.sieve.message import MAX_FIELDS, SieveMessage, field_value
 from pillarbox.sieve.program import Compiled, IncludeKey, Node
 from pillarbox.sieve.validate import ENVELOPE_PARTS, sieve_address
 
@@ -76,6 +78,8 @@ class RunLimits:
     #: ``max_includes``, are runtime errors (RFC 6609 §3.2; Pigeonhole's defaults).
     max_include_depth: int = 10
     max_includes: int = 255
+    #: Octets an ``addheader`` field may take (RFC 5293; Pigeonhole's default).
+    max_header_size: int = 2048
 
 
 #: What delivery found for each include target: the script, its compile error, or None.
@@ -174,6 +178,9 @@ class _Run:
         includes: Includes,
     ) -> None:
         self.message = message
+        #: The fields as scanned, and whether addheader/deleteheader changed them (RFC 5293).
+        self.original_fields = message.fields
+        self.edited = False
         self.now = now
         offset = None if now is None else now.utcoffset()
         self.local_zone = UTC if offset is None else timezone(offset)
@@ -230,7 +237,10 @@ class _Run:
         actions = self.actions
         if self.discarded and not any(isinstance(a, Keep | FileInto | Reject) for a in actions):
             actions = [*actions, Discard()]
-        return Outcome(tuple(actions))
+        if not self.edited:
+            return Outcome(tuple(actions))
+        edited = editheader.rebuild(self.message.raw, self.original_fields, self.message.fields)
+        return Outcome(tuple(actions), message=edited)
 
     # -- commands ----------------------------------------------------------------------------
     def block(self, nodes: Sequence[Node]) -> None:
@@ -278,12 +288,67 @@ class _Run:
         elif name in ("reject", "ereject"):
             self.implicit_keep = False
             self.add(Reject(self.string(node, 0), extended=name == "ereject"))
+        elif name == "addheader":
+            self.add_header(node)
+        elif name == "deleteheader":
+            self.delete_header(node)
         elif name == "vacation":
             if any(isinstance(a, Vacation) for a in self.actions):
                 raise SieveRuntimeError("vacation executed twice (RFC 5230 §4.7)")
             self.add(self.vacation(node))
         else:  # pragma: no cover - validate admits nothing else
             raise AssertionError(name)
+
+    def field_name(self, node: Node) -> str:
+        name = self.string(node, 0)
+        if not editheader.valid_name(name):  # made of variables: constants are checked before
+            raise SieveRuntimeError(f"{node.name}: invalid header field name {name!r}")
+        return name
+
+    def add_header(self, node: Node) -> None:
+        """RFC 5293 §4: at the top, or at the end with :last."""
+        name = self.field_name(node)
+        try:
+            field = editheader.new_field(name, self.string(node, 1), self.limits.max_header_size)
+        except editheader.HeaderTooLarge as exc:
+            raise SieveRuntimeError(f"addheader: {exc}") from None
+        fields = self.message.fields
+        if len(fields) >= MAX_FIELDS:
+            raise SieveRuntimeError("addheader: the message has too many header fields")
+        fields = (*fields, field) if "last" in node.tags else (field, *fields)
+        self.replace_fields(fields, editheader.size(field))
+
+    def delete_header(self, node: Node) -> None:
+        """RFC 5293 §5: every field of the name, or the :index'th (from the end with :last),
+        if its value matches one of the patterns when there are any; never a protected one."""
+        name = self.field_name(node)
+        key = name.lower()
+        if key in editheader.PROTECTED:
+            return  # silently, as Pigeonhole (module notes of .editheader)
+        named = [i for i, f in enumerate(self.message.fields) if f.key == key]
+        index = node.tag_number("index")
+        if index is not None:
+            if index > len(named):
+                return
+            named = [named[-index] if "last" in node.tags else named[index - 1]]
+        if len(node.args) == 2:
+            patterns = self.strings(node, 1)
+            fields = self.message.fields
+            named = [
+                i for i in named if matches_any(node.match, [field_value(fields[i])], patterns)
+            ]
+        if not named:
+            return
+        gone = set(named)
+        fields = self.message.fields
+        removed = sum(editheader.size(fields[i]) for i in gone)
+        self.replace_fields(tuple(f for i, f in enumerate(fields) if i not in gone), -removed)
+
+    def replace_fields(self, fields: tuple[HeaderField, ...], growth: int) -> None:
+        self.message = dataclasses.replace(
+            self.message, fields=fields, size=self.message.size + growth
+        )
+        self.edited = True
 
     def include(self, node: Node, key: IncludeKey) -> None:
         """RFC 6609 §3.2 (module notes)."""

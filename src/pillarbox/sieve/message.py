@@ -93,7 +93,7 @@ class SieveMessage:
         key = name.lower()
         for f in self.fields:
             if f.key == key:
-                yield decode_words(header_bytes_to_text(unfold(f.value))).strip(" \t")
+                yield field_value(f)
 
     def addresses(self, name: str) -> Iterator[tuple[str, str]]:
         """(local part, domain) of each address in the named fields; group names are not
@@ -126,6 +126,11 @@ class SieveMessage:
         for part in _leaves(info.body):
             if _type_matches(part, wanted):
                 yield part_text(self.raw, part)
+
+
+def field_value(field: HeaderField) -> str:
+    """A field's value as ``header`` compares it (RFC 5228 §5.7)."""
+    return decode_words(header_bytes_to_text(unfold(field.value))).strip(" \t")
 
 
 def _leaves(part: BodyPart) -> Iterator[BodyPart]:

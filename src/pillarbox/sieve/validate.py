@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
-from pillarbox.sieve import dates, encoded, variables
+from pillarbox.sieve import dates, editheader, encoded, variables
 from pillarbox.sieve.commands import SPECS, Arg, Spec, Tests
 from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import Argument, Command, Number, StringList, Tag, Test
@@ -31,6 +31,7 @@ EXTENSIONS: tuple[str, ...] = (
     "comparator-i;ascii-numeric",
     "copy",
     "date",
+    "editheader",
     "encoded-character",
     "envelope",
     "environment",
@@ -152,7 +153,7 @@ class _Compiler:
             raise SieveError(command.line, f"{spec.name} takes no block")
         tags, args = self.decoded(command.line, tags, args)
         self.check_variables(spec, command.line, tags, args)
-        node = Node(spec.name, command.line, tags, args)
+        node = Node(spec.name, command.line, tags, args, match=self.match(spec, tags, command.line))
         if spec.block:
             assert command.block is not None
             test = tests[0] if tests else None
@@ -343,6 +344,14 @@ class _Compiler:
                 _check_address(node.line, sender[0], "vacation :from")
         elif node.name in ("date", "currentdate"):
             _check_date(node)
+        elif node.name in ("addheader", "deleteheader"):
+            name = node.string(0)
+            if not editheader.valid_name(name) and not variables.refers(name):
+                raise SieveError(
+                    node.line, f"{node.name}: invalid header field name {name!r} (RFC 5293 §4)"
+                )
+            if node.name == "addheader":
+                return  # its :last is not index's
         if "last" in node.tags and "index" not in node.tags:
             raise SieveError(node.line, ":last needs :index (RFC 5260 §6)")
         index = node.tag_number("index")
@@ -439,6 +448,8 @@ def _check_shape(
         and len(rest) == len(positional) + 1
     ):
         positional = (spec.variable_first, *positional)
+    if spec.optional_last and len(rest) == len(positional) - 1:
+        positional = positional[:-1]
     if len(rest) != len(positional):
         raise SieveError(
             node.line,
