@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.mail.parse import parse_message
 from pillarbox.sieve import INLINE_COMPILE_SIZE
 from pillarbox.store.types import INBOX, NewQueueRecipient, SenderListEntry, SenderListKind
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.polling import wait_for
+from pillarbox.web.reading import spam_verdict
 
 RECEIVER = "127.0.0.4"
 ALICE = "alice@example.org"
@@ -622,9 +624,15 @@ def test_editheader_changes_the_stored_message_fetch_and_search_see(server: Live
     send(server, message("tag blue"))
     send(server, message("untouched"))
     [stored] = server.mailbox_messages(ALICE, "Tagged")
-    assert stored.startswith(b"X-Sieve-Tag: blue\r\n")
+    # below the fields delivery put on top (Return-Path, Delivered-To, our Received)
+    assert stored.startswith(b"Return-Path: <sender@outside.test>\r\nDelivered-To: ")
+    ours, _, rest = stored.partition(b"\r\nX-Sieve-Tag: blue\r\n")
+    assert b"\r\nX-Pillarbox-Spam: " in ours and b"\r\nReceived: from client.test" in ours
+    assert b"\r\nFrom: " not in ours
+    assert spam_verdict(stored, parse_message(stored)) is not None  # the web UI still reads it
+    assert rest.startswith(b"From: sender@outside.test\r\n")
     assert b"\r\nX-Sieve-Utf: =?utf-8?b?Y2Fmw6k=?=\r\n\r\n" in stored  # RFC 5293 §4: encoded
-    assert b"\r\nReceived: " in stored and b"Subject:" not in stored
+    assert b"Subject:" not in stored
     with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
         imap.login(ALICE, TEST_PASSWORD)
         imap.select('"Tagged"', readonly=True)

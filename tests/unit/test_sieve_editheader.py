@@ -184,3 +184,36 @@ def test_compile_checks(script: str, part: str | None) -> None:
         return
     with pytest.raises(SieveError, match=part):
         compile_script(script)
+
+
+DELIVERED = (
+    b"Return-Path: <a@example.net>\r\n"
+    b"Delivered-To: me@example.org\r\n"
+    b"X-Pillarbox-Spam: score=1.0; action=accept\r\n"
+    b"Received: from client.example by mx.example.org; Sun, 1 Jun 2025 10:00:00 +0000\r\n"
+) + RAW
+
+
+def test_the_fields_delivery_put_on_top_stay_there() -> None:
+    """addheader adds below delivery's block, deleteheader leaves it, and its fields cannot be
+    added (the web UI's verdict and spam learning trust that block)."""
+    message = SieveMessage.from_bytes(DELIVERED, delivery_fields=4)
+    outcome = compile_script(
+        HEAD
+        + 'addheader "X-Top" "t"; deleteheader "delivered-to"; deleteheader "x-pillarbox-spam";'
+        'deleteheader "return-path"; addheader "X-Pillarbox-Spam" "score=-100";'
+        'addheader :last "Authentication-Results" "mx.example.org; dkim=pass header.d=b.example";'
+        'addheader "Delivered-To" "other@example.org"; addheader "Return-Path" "<x@y>";'
+    ).run(message)
+    lines = header(outcome)
+    assert lines[:5] == [*DELIVERED.split(b"\r\n")[:4], b"X-Top: t"]
+    assert sum(line.startswith(b"X-Pillarbox-Spam") for line in lines) == 1
+    assert not any(line.startswith(b"Authentication-Results") for line in lines)
+    assert sum(line.startswith(b"Delivered-To") for line in lines) == 1
+
+
+def test_not_added_names_our_spam_field() -> None:
+    from pillarbox.policy.verdict import SPAM_HEADER
+    from pillarbox.sieve.editheader import NOT_ADDED
+
+    assert SPAM_HEADER.lower() in NOT_ADDED

@@ -29,8 +29,10 @@ Implementation notes (the rules are also in docs/sieve.md):
   run's error when (and only if) the include runs (the implicit keep, logged).
 - **addheader / deleteheader** (RFC 5293) change the copy keep and fileinto store (the
   header as the script left it at its end, parsed again from those bytes so FETCH and SEARCH
-  see it); redirect, reject and vacation use the message as it arrived (a redirected copy
-  never carries our Return-Path and Delivered-To, which the edited copy begins with).
+  see it); the fields delivery put on top stay there, untouched (``delivery_fields``: the web
+  UI's spam verdict and spam learning trust that block); redirect, reject and vacation use
+  the message as it arrived (a redirected copy never carries our Return-Path and
+  Delivered-To, which the edited copy begins with).
 - **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
   script that requires "mailbox".
 - **discard** stores nothing and logs it; the message still counts as delivered.
@@ -66,6 +68,7 @@ from pillarbox.blocking import run_blocking, run_sized
 from pillarbox.errors import AlreadyExists, InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
+from pillarbox.mail.headers import scan_header
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.queue import bounce, forwarding, vacation
@@ -245,7 +248,10 @@ class LocalDelivery:
             else await parse_with_fields(fields, body, body_info)
         )
         message = received + body
-        outcome = await self._outcome(account, copy, info, sender, recipient.original, remote)
+        prepended = len(scan_header(fields, 0, len(fields)).fields)
+        outcome = await self._outcome(
+            account, copy, info, sender, recipient.original, remote, prepended
+        )
         if outcome.message is not None:
             # RFC 5293: the header as the script left it is stored, parsed from those bytes.
             copy = outcome.message
@@ -387,6 +393,7 @@ class LocalDelivery:
         sender: str,
         rcpt: str,
         remote: tuple[str, str],
+        prepended: int,
     ) -> Outcome:
         """The script's decision, or the implicit keep when there is no script or it fails."""
         stored = await self._store.active_sieve_script(account.id)
@@ -414,6 +421,7 @@ class LocalDelivery:
             environment=environment.items(
                 host=self._hostname, remote_ip=remote[0], remote_host=remote[1]
             ),
+            delivery_fields=prepended,
         )
         includes = await self._includes(account, script) if script.includes else None
         try:

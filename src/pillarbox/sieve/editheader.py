@@ -12,8 +12,12 @@ Invariants:
   spaces to 78 columns, its own line breaks unfolded into spaces — a value can never start
   another field. A field longer than ``max_header_size`` octets, or a line of it longer than
   RFC 5322's 998, is refused (a runtime error).
-- Received and Auto-Submitted fields are never deleted (§6: deleting trace fields is
-  forbidden; Pigeonhole protects these two): such a ``deleteheader`` does nothing.
+- Received and Auto-Submitted fields are never deleted (§6; Pigeonhole protects these
+  two): such a ``deleteheader`` does nothing. Nor are the fields delivery put on top
+  (``SieveMessage.delivery_fields``); ``addheader`` adds below them, and never adds the
+  fields that block is made of and that our own code trusts there (:data:`NOT_ADDED`, as
+  Pigeonhole refuses its own X-Sieve-Redirected-From): the web UI's spam verdict and spam
+  learning read that block.
 - Rebuilding keeps every field not deleted as it was, byte for byte; unread fields past
   :data:`~.message.MAX_FIELDS`, the empty line and the body follow unchanged.
 """
@@ -31,6 +35,9 @@ from pillarbox.mail.headers import HeaderField
 FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 #: Fields a script cannot delete (RFC 5293 §6; Pigeonhole's fixed list).
 PROTECTED = frozenset({"received", "auto-submitted"})
+#: Fields a script cannot add: our delivery's own (``pillarbox.policy.verdict.SPAM_HEADER``,
+#: held equal by a test), which the web UI and spam learning trust at the top of a message.
+NOT_ADDED = frozenset({"return-path", "delivered-to", "x-pillarbox-spam", "authentication-results"})
 #: RFC 5322 §2.1.1: a line holds at most 998 characters.
 MAX_LINE = 998
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")

@@ -308,6 +308,8 @@ class _Run:
     def add_header(self, node: Node) -> None:
         """RFC 5293 §4: at the top, or at the end with :last."""
         name = self.field_name(node)
+        if name.lower() in editheader.NOT_ADDED:
+            return  # silently, as Pigeonhole refuses its own fields (module notes of .editheader)
         try:
             field = editheader.new_field(name, self.string(node, 1), self.limits.max_header_size)
         except editheader.HeaderTooLarge as exc:
@@ -315,7 +317,9 @@ class _Run:
         fields = self.message.fields
         if len(fields) >= MAX_FIELDS:
             raise SieveRuntimeError("addheader: the message has too many header fields")
-        fields = (*fields, field) if "last" in node.tags else (field, *fields)
+        top = self.message.delivery_fields
+        last = "last" in node.tags
+        fields = (*fields, field) if last else (*fields[:top], field, *fields[top:])
         self.replace_fields(fields, editheader.size(field))
 
     def delete_header(self, node: Node) -> None:
@@ -337,9 +341,9 @@ class _Run:
             named = [
                 i for i in named if matches_any(node.match, [field_value(fields[i])], patterns)
             ]
-        if not named:
+        gone = {i for i in named if i >= self.message.delivery_fields}
+        if not gone:
             return
-        gone = set(named)
         fields = self.message.fields
         removed = sum(editheader.size(fields[i]) for i in gone)
         self.replace_fields(tuple(f for i, f in enumerate(fields) if i not in gone), -removed)

@@ -27,7 +27,11 @@ class SieveMessage:
     recipient address the message was delivered through (RCPT TO); ``mailboxes`` the
     account's mailbox names (normalised, :func:`~pillarbox.store.types.normalize_mailbox_name`)
     for ``mailboxexists`` — delivery reads them only for a script that requires "mailbox";
-    ``environment`` the RFC 5183 items (:func:`pillarbox.sieve.environment.items`)."""
+    ``environment`` the RFC 5183 items (:func:`pillarbox.sieve.environment.items`);
+    ``delivery_fields`` how many leading fields delivery put on top (Return-Path,
+    Delivered-To, the policy's, our Received): editheader never removes them and adds below
+    them, so the block the web UI and spam learning trust stays ours (RFC 5293 §4's "the
+    beginning of the header" is where the message's own header begins)."""
 
     fields: tuple[HeaderField, ...]
     size: int
@@ -37,6 +41,7 @@ class SieveMessage:
     info: MessageInfo | None = None
     mailboxes: frozenset[str] = frozenset()
     environment: Mapping[str, str] = field(default_factory=dict)
+    delivery_fields: int = 0
 
     @classmethod
     def of(
@@ -48,6 +53,7 @@ class SieveMessage:
         envelope_to: str = "",
         mailboxes: Iterable[str] = (),
         environment: Mapping[str, str] | None = None,
+        delivery_fields: int = 0,
     ) -> SieveMessage:
         block = scan_header(raw, 0, info.body.body_start, max_fields=MAX_FIELDS)
         names = frozenset(mailboxes)
@@ -60,6 +66,7 @@ class SieveMessage:
             info,
             names,
             dict(environment or {}),
+            min(delivery_fields, len(block.fields)),
         )
 
     @classmethod
@@ -69,11 +76,19 @@ class SieveMessage:
         *,
         mailboxes: Iterable[str] = (),
         environment: Mapping[str, str] | None = None,
-        **envelope: str,
+        envelope_from: str = "",
+        envelope_to: str = "",
+        delivery_fields: int = 0,
     ) -> SieveMessage:
         """For tests and tools: the message parsed here."""
         return cls.of(
-            raw, parse_message(raw), mailboxes=mailboxes, environment=environment, **envelope
+            raw,
+            parse_message(raw),
+            envelope_from=envelope_from,
+            envelope_to=envelope_to,
+            mailboxes=mailboxes,
+            environment=environment,
+            delivery_fields=delivery_fields,
         )
 
     def mailbox_exists(self, name: str) -> bool:
