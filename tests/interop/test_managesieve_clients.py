@@ -168,6 +168,9 @@ def test_sievelib_uploads_the_include_environment_and_editheader_extensions(
     assert client.checkscript(script)
     assert client.putscript("with-include", script)
     assert not client.checkscript('require ["include", "variables"]; include "${x}";')
+    # RFC 6609 §3.2: a script including itself by its own name is a loop an upload can see
+    assert not client.putscript("loop", 'require "include"; include "loop";')
+    assert client.putscript("loop", 'require "include"; include :global "loop";')
 
 
 def test_sievelib_quota_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -380,6 +380,8 @@ class LocalDelivery:
         data = await run_blocking(read_global_script, self._global_dir, name, self._max_script_size)
         if data is None:
             return None
+        if len(data) > self._max_script_size:
+            return SieveError(1, f"script larger than {self._max_script_size} bytes")
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
