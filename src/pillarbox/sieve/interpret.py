@@ -256,13 +256,6 @@ class _Run:
                     return
         elif name == "stop":
             raise _Stop
-        elif name == "include":
-            location = "global" if "global" in node.tags else "personal"
-            self.include(node, (location, node.string(0)))
-        elif name == "return":
-            raise _Return
-        elif name == "global":
-            self.variables.declared.update(fold(n) for n in node.strings(0))
         elif name == "keep":
             self.implicit_keep = False
             self.add(Keep(self.action_flags(node)))
@@ -296,6 +289,13 @@ class _Run:
             if any(isinstance(a, Vacation) for a in self.actions):
                 raise SieveRuntimeError("vacation executed twice (RFC 5230 §4.7)")
             self.add(self.vacation(node))
+        elif name == "include":
+            location = "global" if "global" in node.tags else "personal"
+            self.include(node, (location, node.string(0)))
+        elif name == "return":
+            raise _Return
+        elif name == "global":
+            self.variables.declared.update(fold(n) for n in node.strings(0))
         else:  # pragma: no cover - validate admits nothing else
             raise AssertionError(name)
 
@@ -482,12 +482,6 @@ class _Run:
             return any(self.test(t) for t in node.tests)
         if name == "exists":
             return all(message.exists(h) for h in self.strings(node, 0))
-        if name == "environment":
-            # RFC 5183 §4: an item the server does not know fails the test.
-            value = message.environment.get(self.string(node, 0))  # names as Pigeonhole: exact
-            if value is None:
-                return False
-            return self.compared(node, [value], self.strings(node, 1))
         if name == "mailboxexists":
             return all(message.mailbox_exists(n) for n in self.strings(node, 0))
         if name == "size":
@@ -540,6 +534,12 @@ class _Run:
             if texts is None:  # decoded once per run, however many body tests read it
                 texts = self.bodies[key] = tuple(message.body_texts(*key))
             return matches_any(node.match, texts, self.strings(node, 0))
+        if name == "environment":
+            # RFC 5183 §4: an item the server does not know fails the test.
+            value = message.environment.get(self.string(node, 0))  # names as Pigeonhole: exact
+            if value is None:
+                return False
+            return self.compared(node, [value], self.strings(node, 1))
         raise AssertionError(name)  # pragma: no cover - validate admits nothing else
 
     def date_part(self, node: Node, moment: datetime, index: int) -> str | None:
