@@ -283,8 +283,9 @@ CORPUS = [
 ]
 
 
-#: What the corpus's includes find (sievec refuses an include of a script that does not
-#: exist, where an upload accepts it: ``test_missing_include_is_accepted_at_upload``).
+#: What the corpus's includes find: sievec refuses an include of a script that does not
+#: exist, where an upload accepts it, as Pigeonhole's ManageSieve does ("ignored during
+#: upload"; tests/interop/test_managesieve_clients.py checks ours).
 INCLUDE_LIB = {"lib": "keep;", "global/lib": "keep;"}
 
 
