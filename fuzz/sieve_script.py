@@ -4,7 +4,10 @@ Input: a script (bytes, read as UTF-8 with surrogates). Asserted, beyond "no exc
 
 * ``compile_script`` raises nothing but SieveError, whose line lies inside the script;
 * a script that compiles runs on a fixed message without raising and decides something
-  (at least one action; a message not kept or filed was discarded or redirected).
+  (at least one action; a message not kept or filed was discarded or redirected), with each
+  script it includes being itself (RFC 6609: loops and limits are runtime errors);
+* a message edited by addheader/deleteheader (RFC 5293) still has its body and parses back
+  to the header the script left.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ with atheris.instrument_imports(include=["pillarbox"]):
         SieveMessage,
         compile_script,
     )
+    from pillarbox.sieve.environment import items
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 MESSAGE = SieveMessage.from_bytes(
@@ -33,7 +37,9 @@ MESSAGE = SieveMessage.from_bytes(
     envelope_from="bounce@example.net",
     envelope_to="me+sieve@example.com",
     mailboxes=("INBOX", "Lists"),
+    environment=items(host="mx.example.com", remote_ip="192.0.2.1"),
 )
+BODY = b"\r\n\r\nBody text.\r\n"
 
 
 def check(data: bytes) -> None:
@@ -44,8 +50,14 @@ def check(data: bytes) -> None:
         line = exc.line
         assert 1 <= line <= text.count("\n") + 1, (line, text)
         return
-    outcome = script.run(MESSAGE, now=NOW)
+    outcome = script.run(
+        MESSAGE, now=NOW, includes=dict.fromkeys(script.includes, script), name="main"
+    )
     assert outcome.actions, text
+    if outcome.message is not None:
+        assert outcome.message.endswith(BODY), outcome.message
+        edited = SieveMessage.from_bytes(outcome.message)
+        assert edited.raw.count(b"\r\n\r\n") >= 1
     if not any(isinstance(a, Keep | FileInto) for a in outcome.actions):
         assert any(isinstance(a, Discard | Redirect | Reject) for a in outcome.actions), outcome
 
@@ -69,6 +81,13 @@ def seeds() -> list[bytes]:
         b'require ["reject", "date", "vacation-seconds"];\r\n'
         b'if date :is :zone "+0100" "date" "weekday" "0" { reject "Not on Sundays."; }\r\n'
         b'else { vacation :seconds 1800 "In a meeting."; }\r\n',
+        b'require ["include", "variables", "environment", "editheader", "fileinto"];\r\n'
+        b'global "n"; set "n" "${n}+"; include :once "main"; include :optional "main";\r\n'
+        b'if environment :matches "remote-ip" "*" { addheader :last "X-Ip" "${1}"; }\r\n'
+        b'deleteheader :index 1 :last :contains "subject" "$"; return;\r\n',
+        b'require ["editheader", "variables", "index"];\r\n'
+        b'addheader "X-A" "caf\xc3\xa9 ${hex:41}"; deleteheader :matches "to" "*example*";\r\n'
+        b'if header :index 1 "x-a" "*" { addheader :last "X-B" text:\r\nb\r\n c\r\n.\r\n; }\r\n',
     ]
 
 

@@ -413,6 +413,20 @@ class SieveSection:
     create_max_mailboxes: int = _f(
         500, "fileinto :create makes a mailbox only while the account has fewer (RFC 5490)."
     )
+    max_include_depth: int = _f(
+        10, "Sieve includes nested deeper than this are a runtime error: kept (RFC 6609)."
+    )
+    max_includes: int = _f(
+        255, "Distinct scripts one Sieve run may include; more is a runtime error (RFC 6609)."
+    )
+    global_dir: str = _f(
+        "",
+        "Directory of the site's Sieve scripts for include :global, each NAME.sieve (found by "
+        "listing it, never by a path made of the name); empty: there are none.",
+    )
+    max_header_size: int = _f(
+        2048, "Largest header field a Sieve addheader may add, in octets (RFC 5293 §4)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -867,6 +881,9 @@ def _validate(config: Config) -> None:
         ("sieve.max_variables", config.sieve.max_variables),
         ("sieve.max_variable_size", config.sieve.max_variable_size),
         ("sieve.create_max_mailboxes", config.sieve.create_max_mailboxes),
+        ("sieve.max_include_depth", config.sieve.max_include_depth),
+        ("sieve.max_includes", config.sieve.max_includes),
+        ("sieve.max_header_size", config.sieve.max_header_size),
         ("managesieve.max_errors", config.managesieve.max_errors),
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),

@@ -6,7 +6,10 @@ script refused over one is refused over the other with the same reason:
 
 - names go through :func:`~pillarbox.store.types.sieve_script_name` (RFC 5804 §1.6);
 - a script must be UTF-8, at most ``max_script_size`` octets (§2.5 QUOTA/MAXSIZE) and compile
-  (:func:`pillarbox.sieve.compile_script`, §2.6: a script with errors is not stored);
+  (:func:`pillarbox.sieve.compile_script`, §2.6: a script with errors is not stored); one
+  that includes itself by its own name is refused (RFC 6609 §3.2); an include of a script
+  not stored (yet) is not an error (§3.2: it is one when it runs, unless :optional; Pigeonhole's
+  ManageSieve only warns "ignored during upload");
 - an account holds at most ``max_scripts`` scripts (§2.6 QUOTA/MAXSCRIPTS); replacing one
   does not count as a new one;
 - the active script cannot be deleted (§2.10 ACTIVE); deactivate it first.
@@ -15,7 +18,9 @@ script refused over one is refused over the other with the same reason:
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from pillarbox.blocking import run_blocking
 from pillarbox.config import SieveSection
@@ -24,6 +29,7 @@ from pillarbox.sieve import (
     DEFAULT_MAX_NESTING,
     DEFAULT_MAX_VARIABLES,
     INLINE_COMPILE_SIZE,
+    Script,
     SieveError,
     compile_script,
 )
@@ -88,21 +94,22 @@ def decode_script(data: bytes) -> str:
         raise InvalidScript(f"script is not UTF-8 (octet {exc.start + 1})") from None
 
 
-def compile_checked(text: str, limits: ScriptLimits) -> None:
+def compile_checked(text: str, limits: ScriptLimits) -> Script:
     """Compile ``text``; :class:`InvalidScript` with the compiler's line and message if not."""
     try:
-        compile_script(text, max_nesting=limits.max_nesting, max_variables=limits.max_variables)
+        return compile_script(
+            text, max_nesting=limits.max_nesting, max_variables=limits.max_variables
+        )
     except SieveError as exc:
         raise InvalidScript(exc.message, exc.line) from None
 
 
-async def check_script(text: str, limits: ScriptLimits) -> None:
+async def check_script(text: str, limits: ScriptLimits) -> Script:
     """:func:`compile_checked` for a server: a large script on the worker pool, so one upload
     of 64 KB does not hold every other session of the event loop for ~50 ms."""
     if len(text) <= INLINE_COMPILE_SIZE:
-        compile_checked(text, limits)
-    else:
-        await run_blocking(compile_checked, text, limits)
+        return compile_checked(text, limits)
+    return await run_blocking(compile_checked, text, limits)
 
 
 def check_size(size: int, limits: ScriptLimits) -> None:
@@ -135,7 +142,11 @@ async def put_script(
     """Create or replace script ``name`` (its active flag is kept); returns the canonical
     name. Checks in the order a user can act on: quota, then the script's errors."""
     name = await check_space(store, account_id, name, len(text.encode("utf-8")), limits)
-    await check_script(text, limits)
+    script = await check_script(text, limits)
+    if ("personal", name) in script.includes:
+        # RFC 6609 §3.2: a loop; the one an upload can see for certain (others are found
+        # when the script runs, as the scripts they name may change meanwhile).
+        raise InvalidScript(f"the script includes itself ({name!r}; RFC 6609 §3.2)")
     await store.put_sieve_script(account_id, name, text)
     return name
 
@@ -163,3 +174,24 @@ async def delete_script(store: Store, account_id: int, name: str) -> None:
 async def rename_script(store: Store, account_id: int, old: str, new: str) -> None:
     """NotFound, AlreadyExists (RFC 5804 §2.11); the active flag moves with the script."""
     await store.rename_sieve_script(account_id, sieve_script_name(old), sieve_script_name(new))
+
+
+#: The file name suffix of a site script in ``sieve.global_dir`` (as Pigeonhole's).
+GLOBAL_SUFFIX = ".sieve"
+
+
+def read_global_script(directory: Path, name: str, max_size: int) -> bytes | None:
+    """The site script ``name`` (RFC 6609 ``include :global``) from ``directory``, None if
+    there is none; blocking. The file is found by listing the directory and comparing names,
+    never opened by a path made of ``name``, so no name reaches another directory. At most
+    ``max_size + 1`` octets are read (more is refused by the compiler's size check)."""
+    wanted = name + GLOBAL_SUFFIX
+    try:
+        with os.scandir(directory) as entries:
+            entry = next((e for e in entries if e.name == wanted and e.is_file()), None)
+        if entry is None:
+            return None
+        with open(entry.path, "rb") as f:
+            return f.read(max_size + 1)
+    except FileNotFoundError:
+        return None

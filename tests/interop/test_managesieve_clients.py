@@ -151,6 +151,28 @@ def test_sievelib_flows(server: LiveServer, sievelib_client: Any) -> None:
     assert scripts(server) == [SieveScript("other", "keep;", False)]
 
 
+def test_sievelib_uploads_the_include_environment_and_editheader_extensions(
+    server: LiveServer, sievelib_client: Any
+) -> None:
+    """The SIEVE capability lists them; PUTSCRIPT and CHECKSCRIPT accept an include of a
+    script not stored (RFC 6609 §3.2: an error only when it runs, as Pigeonhole's
+    ManageSieve says), and refuse a name made of variables."""
+    client = sievelib_client
+    assert {"include", "environment", "editheader"} <= set(client.get_sieve_capabilities())
+    script = (
+        'require ["include", "variables", "environment", "editheader"];\r\n'
+        'global "x";\r\ninclude "not-yet";\r\ninclude :global :once "site";\r\n'
+        'if environment :matches "host" "*" { addheader :last "X-Host" "${1}"; }\r\n'
+        'deleteheader :index 1 "X-Spam";\r\n'
+    )
+    assert client.checkscript(script)
+    assert client.putscript("with-include", script)
+    assert not client.checkscript('require ["include", "variables"]; include "${x}";')
+    # RFC 6609 §3.2: a script including itself by its own name is a loop an upload can see
+    assert not client.putscript("loop", 'require "include"; include "loop";')
+    assert client.putscript("loop", 'require "include"; include :global "loop";')
+
+
 def test_sievelib_quota_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     managesieve = pytest.importorskip("sievelib.managesieve")
     config = loopback_config(tmp_path / "data", only=("managesieve",))

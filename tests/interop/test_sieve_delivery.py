@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.mail.parse import parse_message
 from pillarbox.sieve import INLINE_COMPILE_SIZE
 from pillarbox.store.types import INBOX, NewQueueRecipient, SenderListEntry, SenderListKind
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.polling import wait_for
+from pillarbox.web.reading import spam_verdict
 
 RECEIVER = "127.0.0.4"
 ALICE = "alice@example.org"
@@ -532,3 +534,120 @@ def test_a_large_script_is_compiled_off_the_loop_once_and_applied(server: LiveSe
     send(server, message("big two"))
     assert cache.compiled - before == 1
     assert [s for _, s in imap_read(server, "Big")] == [b"Subject: big one", b"Subject: big two"]
+
+
+# -- include (RFC 6609) and environment (RFC 5183) -------------------------------------------
+
+
+def test_include_personal_and_global_scripts_with_global_variables(
+    tmp_path: Path, dns_port: int
+) -> None:
+    """The active script includes a personal script (from the account's scripts) and a site
+    script (from sieve.global_dir); they share a global variable. Changing the included
+    script takes effect on the next delivery (the cache is by content, the text read each
+    time); a missing include is the implicit keep; the environment test sees this server."""
+    site = tmp_path / "global"
+    site.mkdir()
+    (site / "tag.sieve").write_text(
+        'require ["include", "variables"];\n'
+        'global "folder";\n'
+        'if header :contains "subject" "urgent" { set "folder" "${folder}-Urgent"; }\n'
+    )
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),
+        sieve=cfg.SieveSection(global_dir=str(site)),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        live.put_sieve(
+            ALICE,
+            'require ["include", "variables"];\n'
+            'global "folder";\n'
+            'if header :contains "subject" "report" { set "folder" "Reports"; return; }\n'
+            'set "folder" "Other";\n',
+            "classify",
+        )
+        live.activate_sieve(
+            ALICE,
+            'require ["include", "variables", "fileinto", "mailbox", "environment"];\n'
+            'global "folder";\n'
+            'include :personal "classify";\n'
+            'include :global :once "tag";\n'
+            'if header :contains "subject" "missing" { include "no-such-script"; }\n'
+            'if environment :is "location" "MDA" {\n'
+            '  if environment :matches "remote-ip" "*" { set "ip" "${1}"; }\n'
+            '  fileinto :create "${folder}";\n'
+            '  if environment :is "remote-ip" "127.0.0.1" { fileinto :create "From-${ip}"; }\n'
+            "}\n",
+        )
+        send(live, message("urgent report"))
+        send(live, message("lunch"))
+        assert imap_read(live, "Reports-Urgent") == [("", b"Subject: urgent report")]
+        assert imap_read(live, "Other") == [("", b"Subject: lunch")]
+        assert len(imap_read(live, "From-127.0.0.1")) == 2
+        # the included script changed: the next delivery runs the new text
+        live.put_sieve(
+            ALICE,
+            'require ["include", "variables"]; global "folder"; set "folder" "Changed";',
+            "classify",
+        )
+        send(live, message("after the change"))
+        assert imap_read(live, "Changed") == [("", b"Subject: after the change")]
+        # a missing include (no :optional) is a runtime error: kept in INBOX, nothing filed
+        send(live, message("missing include"))
+        assert imap_read(live, INBOX) == [("", b"Subject: missing include")]
+
+
+# -- editheader (RFC 5293) --------------------------------------------------------------------
+
+
+def test_editheader_changes_the_stored_message_fetch_and_search_see(server: LiveServer) -> None:
+    """The added field is in the stored bytes and in the stored parse (SEARCH HEADER reads the
+    header index, FETCH ENVELOPE the envelope): both re-derived from the edited bytes; a
+    deleted Subject is gone from both; Received cannot be deleted."""
+    server.create_mailbox(ALICE, "Tagged")
+    server.activate_sieve(
+        ALICE,
+        'require ["editheader", "fileinto", "variables"];\n'
+        'if header :matches "subject" "tag *" {\n'
+        '  addheader "X-Sieve-Tag" "${1}";\n'
+        '  addheader :last "X-Sieve-Utf" "caf\u00e9";\n'
+        '  deleteheader "subject";\n'
+        '  deleteheader "received";\n'
+        '  if header :is "x-sieve-tag" "${1}" { fileinto "Tagged"; }\n'
+        "}\n",
+    )
+    send(server, message("tag blue"))
+    send(server, message("untouched"))
+    [stored] = server.mailbox_messages(ALICE, "Tagged")
+    # below the fields delivery put on top (Return-Path, Delivered-To, our Received)
+    assert stored.startswith(b"Return-Path: <sender@outside.test>\r\nDelivered-To: ")
+    ours, _, rest = stored.partition(b"\r\nX-Sieve-Tag: blue\r\n")
+    assert b"\r\nX-Pillarbox-Spam: " in ours and b"\r\nReceived: from client.test" in ours
+    assert b"\r\nFrom: " not in ours
+    assert spam_verdict(stored, parse_message(stored)) is not None  # the web UI still reads it
+    assert rest.startswith(b"From: sender@outside.test\r\n")
+    assert b"\r\nX-Sieve-Utf: =?utf-8?b?Y2Fmw6k=?=\r\n\r\n" in stored  # RFC 5293 §4: encoded
+    assert b"Subject:" not in stored
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        imap.select('"Tagged"', readonly=True)
+        typ, found = imap.search(None, "HEADER", "X-Sieve-Tag", "blue")
+        assert typ == "OK" and found == [b"1"]
+        typ, found = imap.search(None, "HEADER", "X-Sieve-Utf", '""')  # the field is there
+        assert typ == "OK" and found == [b"1"]
+        typ, found = imap.search(None, "HEADER", "Subject", "tag")
+        assert typ == "OK" and found == [b""]
+        typ, fetched = imap.fetch("1", "(ENVELOPE BODY.PEEK[HEADER.FIELDS (X-SIEVE-TAG)])")
+        assert typ == "OK"
+        envelope, field = fetched[0][0], fetched[0][1]  # type: ignore[index]
+        assert b"ENVELOPE (" in envelope and b'"Sun, 1 Jun 2025 10:00:00 +0000" NIL' in envelope
+        assert field.strip() == b"X-Sieve-Tag: blue"
+        imap.select("INBOX", readonly=True)
+        typ, found = imap.search(None, "HEADER", "X-Sieve-Tag", '""')
+        assert typ == "OK" and found == [b""]
+    assert imap_read(server, INBOX) == [("", b"Subject: untouched")]

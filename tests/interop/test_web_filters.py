@@ -325,6 +325,28 @@ def test_the_raw_editor_compiles_first_and_shows_the_line(
     assert scripts(live, ALICE) == {}
 
 
+def test_the_raw_editor_takes_include_environment_and_editheader(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """RFC 6609 §3.2: an include of a script not stored yet is no error at upload (as in
+    Pigeonhole's ManageSieve); an invalid include name is."""
+    script = (
+        'require ["include", "variables", "environment", "editheader"];\n'
+        'global "folder";\ninclude :optional "later";\ninclude :global "site";\n'
+        'if environment :is "location" "MDA" { addheader "X-Filtered" "yes"; }\n'
+    )
+    saved = alice.post(
+        "/settings/filters/script", {"name": "mine", "content": script, "version": ""}
+    )
+    assert saved.status_code == 303
+    assert scripts(live, ALICE)["mine"].content == script
+    bad = alice.post(
+        "/settings/filters/script",
+        {"name": "bad", "content": 'require "include";\ninclude "a/b";\n', "version": ""},
+    )
+    assert bad.status_code == 400 and error_of(bad.text).startswith("Line 2: include")
+
+
 def test_quotas_come_from_the_sieve_config(tmp_path: Path) -> None:
     config = loopback_config(
         tmp_path / "data",

@@ -21,6 +21,18 @@ Implementation notes (the rules are also in docs/sieve.md):
   special use — and only while the account has fewer than ``sieve.create_max_mailboxes``, so
   a script filing by header values cannot flood it. A creation that fails (an invalid name,
   the bound) is the §3.2 error: the copy goes where a missing mailbox's would, logged.
+- **include** (RFC 6609): before the run, the scripts the active one includes are read —
+  :personal from the account's scripts in the store, :global from ``sieve.global_dir`` — and
+  compiled through the cache, every delivery: the cache is keyed by content, so an included
+  script changed is a new entry and takes effect on the next message. At most
+  ``sieve.max_includes`` are read; one that does not exist, does not compile or loops is the
+  run's error when (and only if) the include runs (the implicit keep, logged).
+- **addheader / deleteheader** (RFC 5293) change the copy keep and fileinto store (the
+  header as the script left it at its end, parsed again from those bytes so FETCH and SEARCH
+  see it); the fields delivery put on top stay there, untouched (``delivery_fields``: the web
+  UI's spam verdict and spam learning trust that block); redirect, reject and vacation use
+  the message as it arrived (a redirected copy never carries our Return-Path and
+  Delivered-To, which the edited copy begins with).
 - **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
   script that requires "mailbox".
 - **discard** stores nothing and logs it; the message still counts as delivered.
@@ -50,11 +62,13 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pillarbox.blocking import run_blocking, run_sized
 from pillarbox.errors import AlreadyExists, InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
+from pillarbox.mail.headers import scan_header
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.queue import bounce, forwarding, vacation
@@ -66,6 +80,7 @@ from pillarbox.sieve import (
     INLINE_COMPILE_SIZE,
     Discard,
     FileInto,
+    IncludeKey,
     Keep,
     Outcome,
     Redirect,
@@ -75,9 +90,11 @@ from pillarbox.sieve import (
     SieveError,
     SieveMessage,
     Vacation,
+    environment,
 )
 from pillarbox.sieve.cache import ScriptCache, unwrap
 from pillarbox.sieve.validate import sieve_address
+from pillarbox.sievescripts import read_global_script
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     INBOX,
@@ -134,6 +151,8 @@ class LocalDelivery:
         hostname: str = "localhost",
         bounce_original_limit: int = 262_144,
         vacation_min_seconds: int = 300,
+        global_dir: Path | None = None,
+        max_script_size: int = 65536,
     ) -> None:
         self._store = store
         self._router = router
@@ -148,6 +167,8 @@ class LocalDelivery:
         self._hostname = hostname
         self._bounce_original_limit = bounce_original_limit
         self._vacation_min_seconds = vacation_min_seconds
+        self._global_dir = global_dir
+        self._max_script_size = max_script_size
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -178,6 +199,9 @@ class LocalDelivery:
                 max_actions=section.max_actions,
                 max_redirects=section.max_redirects,
                 max_variable_size=section.max_variable_size,
+                max_include_depth=section.max_include_depth,
+                max_includes=section.max_includes,
+                max_header_size=section.max_header_size,
             ),
             default_days=max(1, round(config.vacation.interval_days)),
             max_days=section.vacation_max_days,
@@ -185,6 +209,8 @@ class LocalDelivery:
             hostname=services.hostname,
             bounce_original_limit=config.queue.bounce_original_limit,
             vacation_min_seconds=section.vacation_min_seconds,
+            global_dir=config.resolve_path(section.global_dir) if section.global_dir else None,
+            max_script_size=section.max_script_size,
         )
 
     async def deliver(
@@ -199,6 +225,7 @@ class LocalDelivery:
         addressed: Sequence[str] = (),
         submitted: bool = False,
         refusals: list[Refusal] | None = None,
+        remote: tuple[str, str] = ("", ""),
     ) -> DeliveryStatus:
         """Final delivery of one copy of ``received + body`` (with the policy's fields on top,
         to its mailbox, when judged: ``filing``, at intake or kept in the queue): STORED
@@ -206,7 +233,8 @@ class LocalDelivery:
         ``body_info`` is the parse of ``body`` if there is one; else the copy is parsed.
         ``addressed`` are the RCPT addresses that reached the account (for vacation).
         With ``refusals``, an ereject that would send a report is appended there instead
-        (the module notes)."""
+        (the module notes). ``remote`` is the SMTP client's address and name, for the
+        RFC 5183 environment (unknown for a copy retried from the queue)."""
         account = recipient.account
         mailbox, headers = (filing.mailbox, filing.fields) if filing else (INBOX, b"")
         spam = filing is not None and filing.spam
@@ -220,7 +248,14 @@ class LocalDelivery:
             else await parse_with_fields(fields, body, body_info)
         )
         message = received + body
-        outcome = await self._outcome(account, copy, info, sender, recipient.original)
+        prepended = len(scan_header(fields, 0, len(fields)).fields)
+        outcome = await self._outcome(
+            account, copy, info, sender, recipient.original, remote, prepended
+        )
+        if outcome.message is not None:
+            # RFC 5293: the header as the script left it is stored, parsed from those bytes.
+            copy = outcome.message
+            info = await parse(copy)
         redirects = any(isinstance(a, Redirect) for a in outcome.actions)
         may_redirect = redirects and not spam and not forwarding.looped(message, account.address)
         rejection = next((a for a in outcome.actions if isinstance(a, Reject)), None)
@@ -315,8 +350,52 @@ class LocalDelivery:
             self._scripts.remember(text, entry)
         return entry
 
+    async def _includes(
+        self, account: Account, script: Script
+    ) -> dict[IncludeKey, Script | SieveError | None]:
+        """The scripts ``script`` may include, and those they may, compiled (module notes):
+        None for one that does not exist; at most ``max_includes`` read."""
+        found: dict[IncludeKey, Script | SieveError | None] = {}
+        pending = sorted(script.includes)
+        while pending and len(found) < self._limits.max_includes:
+            key = pending.pop(0)
+            if key in found:
+                continue
+            text = await self._included_text(account, key)
+            if text is None or isinstance(text, SieveError):
+                found[key] = text
+                continue
+            entry = found[key] = await self._compiled(text)
+            if isinstance(entry, Script):
+                pending.extend(sorted(entry.includes - found.keys()))
+        return found
+
+    async def _included_text(self, account: Account, key: IncludeKey) -> str | SieveError | None:
+        location, name = key
+        if location == "personal":
+            stored = await self._store.get_sieve_script(account.id, name)
+            return None if stored is None else stored.content
+        if self._global_dir is None:
+            return None
+        data = await run_blocking(read_global_script, self._global_dir, name, self._max_script_size)
+        if data is None:
+            return None
+        if len(data) > self._max_script_size:
+            return SieveError(1, f"script larger than {self._max_script_size} bytes")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return SieveError(1, "script is not UTF-8")
+
     async def _outcome(
-        self, account: Account, copy: bytes, info: MessageInfo, sender: str, rcpt: str
+        self,
+        account: Account,
+        copy: bytes,
+        info: MessageInfo,
+        sender: str,
+        rcpt: str,
+        remote: tuple[str, str],
+        prepended: int,
     ) -> Outcome:
         """The script's decision, or the implicit keep when there is no script or it fails."""
         stored = await self._store.active_sieve_script(account.id)
@@ -336,11 +415,28 @@ class LocalDelivery:
         if "mailbox" in script.requires:  # RFC 5490 §3.1 mailboxexists
             mailboxes = [m.name for m in await self._store.list_mailboxes(account.id)]
         view = SieveMessage.of(
-            copy, info, envelope_from=sender, envelope_to=rcpt, mailboxes=mailboxes
+            copy,
+            info,
+            envelope_from=sender,
+            envelope_to=rcpt,
+            mailboxes=mailboxes,
+            environment=environment.items(
+                host=self._hostname, remote_ip=remote[0], remote_host=remote[1]
+            ),
+            delivery_fields=prepended,
         )
+        includes = await self._includes(account, script) if script.includes else None
         try:
             now = datetime.now(UTC).astimezone()  # RFC 5260: the local zone, time of delivery
-            outcome = await run_sized(len(copy), script.run, view, self._limits, now=now)
+            outcome = await run_sized(
+                len(copy),
+                script.run,
+                view,
+                self._limits,
+                now=now,
+                includes=includes,
+                name=stored.name,
+            )
         except Exception as exc:  # a fault of ours must not lose the message: keep it
             _log.error("sieve run failed: kept", account=account.address, error=repr(exc))
             return Outcome((Keep(),), error=repr(exc))

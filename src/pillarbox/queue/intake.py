@@ -304,6 +304,7 @@ class Intake:
                         addressed=plan.addressed[a],
                         submitted=origin.account is not None,
                         refusals=refusals,
+                        remote=(origin.client_ip, origin.client_host or ""),
                     )
                     for a, r in storing.items()
                 ]

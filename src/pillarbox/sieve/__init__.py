@@ -21,9 +21,9 @@ from pillarbox.sieve.actions import (
 )
 from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import parse
-from pillarbox.sieve.interpret import RunLimits, run
+from pillarbox.sieve.interpret import Includes, RunLimits, run
 from pillarbox.sieve.message import SieveMessage
-from pillarbox.sieve.program import Node
+from pillarbox.sieve.program import IncludeKey, Node, include_targets
 from pillarbox.sieve.validate import DEFAULT_MAX_VARIABLES, EXTENSIONS, compile_commands
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "Action",
     "Discard",
     "FileInto",
+    "IncludeKey",
+    "Includes",
     "Keep",
     "Outcome",
     "Redirect",
@@ -59,6 +61,8 @@ class Script:
 
     requires: frozenset[str]
     commands: tuple[Node, ...]
+    #: The scripts its ``include`` commands name (RFC 6609), for delivery to fetch.
+    includes: frozenset[IncludeKey] = frozenset()
 
     def run(
         self,
@@ -66,11 +70,17 @@ class Script:
         limits: RunLimits | None = None,
         *,
         now: datetime | None = None,
+        includes: Includes | None = None,
+        name: str | None = None,
     ) -> Outcome:
         """The actions for ``message``; never raises for anything the message holds. ``now``
         (an aware datetime, in the server's local zone) is the time of the run: the core never
-        reads the clock (RFC 5260 currentdate and the local zone of date come from it)."""
-        return run(self.commands, self.requires, message, limits or RunLimits(), now)
+        reads the clock (RFC 5260 currentdate and the local zone of date come from it).
+        ``includes`` maps each script an include may reach to its compiled form (None: it
+        does not exist), ``name`` is this script's own (personal) name, to catch a loop."""
+        return run(
+            self.commands, self.requires, message, limits or RunLimits(), now, includes, name
+        )
 
 
 def compile_script(
@@ -88,4 +98,4 @@ def compile_script(
     requires, commands = compile_commands(
         parse(text, max_nesting=max_nesting), max_variables=max_variables
     )
-    return Script(requires, commands)
+    return Script(requires, commands, include_targets(commands))

@@ -69,7 +69,10 @@ Action = Keep | FileInto | Redirect | Discard | Vacation | Reject
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The actions to take, in script order. ``error`` says why the script failed at run time,
-    in which case the actions are only the implicit keep (RFC 5228 §2.10.6)."""
+    in which case the actions are only the implicit keep (RFC 5228 §2.10.6). ``message`` is
+    the message with the header as ``addheader``/``deleteheader`` left it (RFC 5293), None
+    when the script edited nothing: what keep and fileinto store."""
 
     actions: tuple[Action, ...]
     error: str | None = None
+    message: bytes | None = None

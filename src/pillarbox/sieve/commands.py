@@ -46,6 +46,8 @@ class Spec:
     #: With "variables", a first positional argument naming variables may come before the
     #: others (RFC 5232 §3, §4: ``setflag "var" "flags"``, ``hasflag ["v"] "flag"``).
     variable_first: Arg | None = None
+    #: The last positional argument may be left out (RFC 5293 §5 deleteheader's patterns).
+    optional_last: bool = False
 
     def tag(self, name: str) -> TagSpec | None:
         return next((t for t in self.tags if t.name == name), None)
@@ -117,6 +119,29 @@ SPECS: dict[str, Spec] = {
             ),
             positional=(S,),
         ),
+        # RFC 5293 §4, §5 (:index/:last are deleteheader's own, without "index")
+        Spec("addheader", extension="editheader", tags=(TagSpec("last"),), positional=(S, S)),
+        Spec(
+            "deleteheader",
+            extension="editheader",
+            tags=(TagSpec("index", N), TagSpec("last"), *COMPARATOR, *MATCH_TYPE),
+            positional=(S, L),
+            optional_last=True,
+        ),
+        # RFC 6609 §3.2–§3.4
+        Spec(
+            "include",
+            extension="include",
+            tags=(
+                TagSpec("personal", group="location"),
+                TagSpec("global", group="location"),
+                TagSpec("once"),
+                TagSpec("optional"),
+            ),
+            positional=(S,),
+        ),
+        Spec("return", extension="include"),
+        Spec("global", extension="include", positional=(L,)),
         # RFC 5229 §4: modifiers of one precedence are one group
         Spec(
             "set",
@@ -171,6 +196,14 @@ SPECS: dict[str, Spec] = {
             True,
             extension="date",
             tags=COMPARATOR + MATCH_TYPE + (ZONE,),
+            positional=(S, L),
+        ),
+        # RFC 5183 §4
+        Spec(
+            "environment",
+            True,
+            extension="environment",
+            tags=COMPARATOR + MATCH_TYPE,
             positional=(S, L),
         ),
         # RFC 5490 §3.1

@@ -18,18 +18,30 @@ Invariants:
   :meth:`_Run.text` — except ``set``'s name, comparator names and relational operators, which
   stay as compiled. Match variables change only when a :matches test succeeds (§3.2); ``body``
   sets none (as in Pigeonhole).
+- ``include`` (RFC 6609) runs another compiled script in place, with its own local variables,
+  match variables and imap4flags internal variable (as Pigeonhole: an included script's
+  ``addflag`` does not flag its includer's keep); the variables it declares ``global`` (or
+  names ``global.x``) are one store for every script of the run; actions and the implicit
+  keep are the run's.
+  The core fetches nothing: delivery resolves the targets beforehand (``includes``: None for
+  a script that does not exist, a :class:`SieveError` for one that does not compile, absent
+  past ``max_includes``). Missing (without :optional), broken, looping (§3.2), too deep or
+  too many includes are runtime errors when the include runs. ``return`` ends the included
+  script (at the top, the run, §3.3); ``stop`` ends the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 from typing import TypeVar
 
 from pillarbox.errors import InvalidName
-from pillarbox.sieve import dates, variables
+from pillarbox.mail.headers import HeaderField
+from pillarbox.sieve import dates, editheader, variables
 from pillarbox.sieve.actions import (
     Action,
     Discard,
@@ -40,10 +52,10 @@ from pillarbox.sieve.actions import (
     Reject,
     Vacation,
 )
-from pillarbox.sieve.errors import SieveRuntimeError
+from pillarbox.sieve.errors import SieveError, SieveRuntimeError
 from pillarbox.sieve.match import first_captures, fold, matches_any
-from pillarbox.sieve.message import SieveMessage
-from pillarbox.sieve.program import Node
+from pillarbox.sieve.message import MAX_FIELDS, SieveMessage, field_value
+from pillarbox.sieve.program import Compiled, IncludeKey, Node
 from pillarbox.sieve.validate import ENVELOPE_PARTS, sieve_address
 
 #: RFC 5233 §4: the separator of user and detail; the same as Pillarbox's routing uses
@@ -62,10 +74,55 @@ class RunLimits:
     max_redirects: int = 4
     #: Octets of UTF-8 a variable (or an expanded string) holds at most (RFC 5229 §6).
     max_variable_size: int = 4096
+    #: Includes nested deeper than this, and more distinct included scripts than
+    #: ``max_includes``, are runtime errors (RFC 6609 §3.2; Pigeonhole's defaults).
+    max_include_depth: int = 10
+    max_includes: int = 255
+    #: Octets an ``addheader`` field may take (RFC 5293; Pigeonhole's default).
+    max_header_size: int = 2048
+
+
+#: What delivery found for each include target: the script, its compile error, or None.
+Includes = Mapping[IncludeKey, "Compiled | SieveError | None"]
 
 
 class _Stop(Exception):
     """The ``stop`` command (RFC 5228 §3.3)."""
+
+
+class _Return(Exception):
+    """The ``return`` command (RFC 6609 §3.3)."""
+
+
+class _Scope(Mapping[str, str]):
+    """One script's variables (RFC 5229 §3, names folded): its own, and the run's global ones
+    for the names it declared ``global`` and for ``global.name`` (RFC 6609 §3.4, §3.5)."""
+
+    __slots__ = ("declared", "globals", "locals")
+
+    def __init__(self, globals_: dict[str, str]) -> None:
+        self.locals: dict[str, str] = {}
+        self.globals = globals_
+        self.declared: set[str] = set()
+
+    def _where(self, key: str) -> tuple[dict[str, str], str]:
+        if key.startswith("global."):
+            return self.globals, key[7:]
+        return (self.globals if key in self.declared else self.locals), key
+
+    def __getitem__(self, key: str) -> str:
+        where, name = self._where(key)
+        return where[name]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        where, name = self._where(key)
+        where[name] = value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.locals)
+
+    def __len__(self) -> int:
+        return len(self.locals)
 
 
 def run(
@@ -74,14 +131,18 @@ def run(
     message: SieveMessage,
     limits: RunLimits,
     now: datetime | None = None,
+    includes: Includes | None = None,
+    name: str | None = None,
 ) -> Outcome:
     """``now`` (aware) is the time ``currentdate`` sees and its zone the local one ``date``
     converts to (RFC 5260 §4.1); without it, currentdate holds for nothing and dates are
-    shown in UTC."""
-    state = _Run(message, requires, limits, now)
+    shown in UTC. ``includes`` are the scripts ``include`` may run (module notes), ``name``
+    the personal name of this one (an include of it is a loop)."""
+    state = _Run(message, requires, limits, now, includes or {})
+    state.stack.append(("personal", name) if name is not None else ("", ""))
     try:
         state.block(nodes)
-    except _Stop:
+    except (_Stop, _Return):
         pass
     except SieveRuntimeError as exc:
         return Outcome((Keep(),), error=str(exc))
@@ -114,8 +175,12 @@ class _Run:
         requires: frozenset[str],
         limits: RunLimits,
         now: datetime | None,
+        includes: Includes,
     ) -> None:
         self.message = message
+        #: The fields as scanned, and whether addheader/deleteheader changed them (RFC 5293).
+        self.original_fields = message.fields
+        self.edited = False
         self.now = now
         offset = None if now is None else now.utcoffset()
         self.local_zone = UTC if offset is None else timezone(offset)
@@ -128,8 +193,15 @@ class _Run:
         self.redirects = 0
         self.bodies: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
         self.expanding = "variables" in requires
-        self.rejecting = "reject" in requires or "ereject" in requires
-        self.variables: dict[str, str] = {}
+        self.includes = includes
+        every = [requires]
+        every += [s.requires for s in includes.values() if s and not isinstance(s, SieveError)]
+        self.rejecting = any("reject" in r or "ereject" in r for r in every)
+        self.globals: dict[str, str] = {}
+        self.variables = _Scope(self.globals)
+        #: The scripts being run (the main one first, when named) and all included so far.
+        self.stack: list[IncludeKey] = []
+        self.included: set[IncludeKey] = set()
         #: ${0}, ${1}, … of the last :matches that succeeded (RFC 5229 §3.2).
         self.matched: tuple[str, ...] = ()
 
@@ -165,7 +237,10 @@ class _Run:
         actions = self.actions
         if self.discarded and not any(isinstance(a, Keep | FileInto | Reject) for a in actions):
             actions = [*actions, Discard()]
-        return Outcome(tuple(actions))
+        if not self.edited:
+            return Outcome(tuple(actions))
+        edited = editheader.rebuild(self.message.raw, self.original_fields, self.message.fields)
+        return Outcome(tuple(actions), message=edited)
 
     # -- commands ----------------------------------------------------------------------------
     def block(self, nodes: Sequence[Node]) -> None:
@@ -206,12 +281,113 @@ class _Run:
         elif name in ("reject", "ereject"):
             self.implicit_keep = False
             self.add(Reject(self.string(node, 0), extended=name == "ereject"))
+        elif name == "addheader":
+            self.add_header(node)
+        elif name == "deleteheader":
+            self.delete_header(node)
         elif name == "vacation":
             if any(isinstance(a, Vacation) for a in self.actions):
                 raise SieveRuntimeError("vacation executed twice (RFC 5230 §4.7)")
             self.add(self.vacation(node))
+        elif name == "include":
+            location = "global" if "global" in node.tags else "personal"
+            self.include(node, (location, node.string(0)))
+        elif name == "return":
+            raise _Return
+        elif name == "global":
+            self.variables.declared.update(fold(n) for n in node.strings(0))
         else:  # pragma: no cover - validate admits nothing else
             raise AssertionError(name)
+
+    def field_name(self, node: Node) -> str:
+        name = self.string(node, 0)
+        if not editheader.valid_name(name):  # made of variables: constants are checked before
+            raise SieveRuntimeError(f"{node.name}: invalid header field name {name!r}")
+        return name
+
+    def add_header(self, node: Node) -> None:
+        """RFC 5293 §4: at the top, or at the end with :last."""
+        name = self.field_name(node)
+        if name.lower() in editheader.NOT_ADDED:
+            return  # silently, as Pigeonhole refuses its own fields (module notes of .editheader)
+        try:
+            field = editheader.new_field(name, self.string(node, 1), self.limits.max_header_size)
+        except editheader.HeaderTooLarge as exc:
+            raise SieveRuntimeError(f"addheader: {exc}") from None
+        fields = self.message.fields
+        if len(fields) >= MAX_FIELDS:
+            raise SieveRuntimeError("addheader: the message has too many header fields")
+        top = self.message.delivery_fields
+        last = "last" in node.tags
+        fields = (*fields, field) if last else (*fields[:top], field, *fields[top:])
+        self.replace_fields(fields, editheader.size(field))
+
+    def delete_header(self, node: Node) -> None:
+        """RFC 5293 §5: every field of the name, or the :index'th (from the end with :last),
+        if its value matches one of the patterns when there are any; never a protected one."""
+        name = self.field_name(node)
+        key = name.lower()
+        if key in editheader.PROTECTED:
+            return  # silently, as Pigeonhole (module notes of .editheader)
+        named = [i for i, f in enumerate(self.message.fields) if f.key == key]
+        index = node.tag_number("index")
+        if index is not None:
+            if index > len(named):
+                return
+            named = [named[-index] if "last" in node.tags else named[index - 1]]
+        if len(node.args) == 2:
+            patterns = self.strings(node, 1)
+            fields = self.message.fields
+            named = [
+                i for i in named if matches_any(node.match, [field_value(fields[i])], patterns)
+            ]
+        gone = {i for i in named if i >= self.message.delivery_fields}
+        if not gone:
+            return
+        fields = self.message.fields
+        removed = sum(editheader.size(fields[i]) for i in gone)
+        self.replace_fields(tuple(f for i, f in enumerate(fields) if i not in gone), -removed)
+
+    def replace_fields(self, fields: tuple[HeaderField, ...], growth: int) -> None:
+        self.message = dataclasses.replace(
+            self.message, fields=fields, size=self.message.size + growth
+        )
+        self.edited = True
+
+    def include(self, node: Node, key: IncludeKey) -> None:
+        """RFC 6609 §3.2 (module notes)."""
+        if "once" in node.tags and key in self.included:
+            return
+        what = f"included {key[0]} script {key[1]!r}"
+        if key in self.stack:
+            raise SieveRuntimeError(f"{what} includes itself (RFC 6609 §3.2)")
+        if len(self.stack) > self.limits.max_include_depth:
+            raise SieveRuntimeError(f"includes nested deeper than {self.limits.max_include_depth}")
+        if key not in self.includes:
+            raise SieveRuntimeError(f"more than {self.limits.max_includes} included scripts")
+        target = self.includes[key]
+        if target is None:
+            if "optional" in node.tags:
+                return
+            raise SieveRuntimeError(f"{what} does not exist (RFC 6609 §3.2)")
+        if isinstance(target, SieveError):
+            raise SieveRuntimeError(f"{what} does not compile: {target}")
+        self.included.add(key)
+        if len(self.included) > self.limits.max_includes:
+            raise SieveRuntimeError(f"more than {self.limits.max_includes} included scripts")
+        saved = self.variables, self.matched, self.expanding, self.flags
+        self.variables = _Scope(self.globals)
+        self.matched = ()
+        self.flags = []
+        self.expanding = "variables" in target.requires
+        self.stack.append(key)
+        try:
+            self.block(target.commands)
+        except _Return:
+            pass
+        finally:
+            self.stack.pop()
+            self.variables, self.matched, self.expanding, self.flags = saved
 
     def change_flags(self, node: Node) -> None:
         """setflag, addflag, removeflag (RFC 5232 §3) on the internal variable or, given a
@@ -358,6 +534,12 @@ class _Run:
             if texts is None:  # decoded once per run, however many body tests read it
                 texts = self.bodies[key] = tuple(message.body_texts(*key))
             return matches_any(node.match, texts, self.strings(node, 0))
+        if name == "environment":
+            # RFC 5183 §4: an item the server does not know fails the test.
+            value = message.environment.get(self.string(node, 0))  # names as Pigeonhole: exact
+            if value is None:
+                return False
+            return self.compared(node, [value], self.strings(node, 1))
         raise AssertionError(name)  # pragma: no cover - validate admits nothing else
 
     def date_part(self, node: Node, moment: datetime, index: int) -> str | None:

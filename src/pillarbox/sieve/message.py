@@ -5,8 +5,8 @@ the tests name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.decode import decode_words, header_bytes_to_text
@@ -26,7 +26,12 @@ class SieveMessage:
     """What tests read. ``envelope_from`` is "" for the null reverse-path; ``envelope_to`` the
     recipient address the message was delivered through (RCPT TO); ``mailboxes`` the
     account's mailbox names (normalised, :func:`~pillarbox.store.types.normalize_mailbox_name`)
-    for ``mailboxexists`` — delivery reads them only for a script that requires "mailbox"."""
+    for ``mailboxexists`` — delivery reads them only for a script that requires "mailbox";
+    ``environment`` the RFC 5183 items (:func:`pillarbox.sieve.environment.items`);
+    ``delivery_fields`` how many leading fields delivery put on top (Return-Path,
+    Delivered-To, the policy's, our Received): editheader never removes them and adds below
+    them, so the block the web UI and spam learning trust stays ours (RFC 5293 §4's "the
+    beginning of the header" is where the message's own header begins)."""
 
     fields: tuple[HeaderField, ...]
     size: int
@@ -35,6 +40,8 @@ class SieveMessage:
     raw: bytes = b""
     info: MessageInfo | None = None
     mailboxes: frozenset[str] = frozenset()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    delivery_fields: int = 0
 
     @classmethod
     def of(
@@ -45,17 +52,44 @@ class SieveMessage:
         envelope_from: str = "",
         envelope_to: str = "",
         mailboxes: Iterable[str] = (),
+        environment: Mapping[str, str] | None = None,
+        delivery_fields: int = 0,
     ) -> SieveMessage:
         block = scan_header(raw, 0, info.body.body_start, max_fields=MAX_FIELDS)
         names = frozenset(mailboxes)
-        return cls(block.fields, len(raw), envelope_from, envelope_to, raw, info, names)
+        return cls(
+            block.fields,
+            len(raw),
+            envelope_from,
+            envelope_to,
+            raw,
+            info,
+            names,
+            dict(environment or {}),
+            min(delivery_fields, len(block.fields)),
+        )
 
     @classmethod
     def from_bytes(
-        cls, raw: bytes, *, mailboxes: Iterable[str] = (), **envelope: str
+        cls,
+        raw: bytes,
+        *,
+        mailboxes: Iterable[str] = (),
+        environment: Mapping[str, str] | None = None,
+        envelope_from: str = "",
+        envelope_to: str = "",
+        delivery_fields: int = 0,
     ) -> SieveMessage:
         """For tests and tools: the message parsed here."""
-        return cls.of(raw, parse_message(raw), mailboxes=mailboxes, **envelope)
+        return cls.of(
+            raw,
+            parse_message(raw),
+            envelope_from=envelope_from,
+            envelope_to=envelope_to,
+            mailboxes=mailboxes,
+            environment=environment,
+            delivery_fields=delivery_fields,
+        )
 
     def mailbox_exists(self, name: str) -> bool:
         """RFC 5490 §3.1: whether the account has ``name`` (compared as the store compares:
@@ -74,13 +108,13 @@ class SieveMessage:
         key = name.lower()
         for f in self.fields:
             if f.key == key:
-                yield decode_words(header_bytes_to_text(unfold(f.value))).strip(" \t")
+                yield field_value(f)
 
     def addresses(self, name: str) -> Iterator[tuple[str, str]]:
         """(local part, domain) of each address in the named fields; group names are not
         addresses (RFC 5228 §5.1), group members are."""
-        for field in self.address_fields(name):
-            yield from field
+        for addresses in self.address_fields(name):
+            yield from addresses
 
     def address_fields(self, name: str) -> Iterator[list[tuple[str, str]]]:
         """The addresses of each named field, one list per field (RFC 5260 §6 :index counts
@@ -107,6 +141,11 @@ class SieveMessage:
         for part in _leaves(info.body):
             if _type_matches(part, wanted):
                 yield part_text(self.raw, part)
+
+
+def field_value(field: HeaderField) -> str:
+    """A field's value as ``header`` compares it (RFC 5228 §5.7)."""
+    return decode_words(header_bytes_to_text(unfold(field.value))).strip(" \t")
 
 
 def _leaves(part: BodyPart) -> Iterator[BodyPart]:

@@ -7,9 +7,12 @@ bundled in :class:`Match` — so a delivery only walks the tree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 TagValue = tuple[str, ...] | int | bool
 Positional = tuple[str, ...] | int
+#: An ``include``'s target (RFC 6609 §3.2): ("personal" or "global", the script's name).
+IncludeKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +57,27 @@ class Node:
     def tag_number(self, name: str) -> int | None:
         value = self.tags.get(name)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class Compiled(Protocol):
+    """A compiled script as the interpreter runs it (:class:`pillarbox.sieve.Script`)."""
+
+    @property
+    def requires(self) -> frozenset[str]: ...
+
+    @property
+    def commands(self) -> tuple[Node, ...]: ...
+
+
+def include_targets(nodes: tuple[Node, ...]) -> frozenset[IncludeKey]:
+    """The scripts ``nodes`` may include (RFC 6609 §3.2: names are constant strings), so
+    delivery can fetch them before the run."""
+    found: set[IncludeKey] = set()
+    pending = list(nodes)
+    while pending:
+        node = pending.pop()
+        if node.name == "include":
+            found.add(("global" if "global" in node.tags else "personal", node.string(0)))
+        for _, block in node.branches:
+            pending.extend(block)
+    return frozenset(found)

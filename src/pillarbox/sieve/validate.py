@@ -17,12 +17,13 @@ from collections.abc import Sequence
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
-from pillarbox.sieve import dates, encoded, variables
+from pillarbox.sieve import dates, editheader, encoded, variables
 from pillarbox.sieve.commands import SPECS, Arg, Spec, Tests
 from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import Argument, Command, Number, StringList, Tag, Test
 from pillarbox.sieve.match import fold
 from pillarbox.sieve.program import Match, Node, Positional, TagValue
+from pillarbox.store.types import sieve_script_name
 
 #: Capabilities this implementation supports (RFC 5228 §6.1 strings).
 EXTENSIONS: tuple[str, ...] = (
@@ -30,11 +31,14 @@ EXTENSIONS: tuple[str, ...] = (
     "comparator-i;ascii-numeric",
     "copy",
     "date",
+    "editheader",
     "encoded-character",
     "envelope",
+    "environment",
     "ereject",
     "fileinto",
     "imap4flags",
+    "include",
     "index",
     "mailbox",
     "reject",
@@ -111,6 +115,10 @@ class _Compiler:
         self.max_variables = max_variables
         #: The names ``set`` gives, folded (RFC 5229 §3: names compare without case).
         self.variables: set[str] = set()
+        #: Names used as local variables so far, and those declared ``global`` (RFC 6609
+        #: §3.4: a name used locally cannot become global afterwards, as in Pigeonhole).
+        self.locals: set[str] = set()
+        self.globals: set[str] = set()
 
     def block(self, commands: Sequence[Command]) -> tuple[Node, ...]:
         out: list[Node] = []
@@ -145,7 +153,7 @@ class _Compiler:
             raise SieveError(command.line, f"{spec.name} takes no block")
         tags, args = self.decoded(command.line, tags, args)
         self.check_variables(spec, command.line, tags, args)
-        node = Node(spec.name, command.line, tags, args)
+        node = Node(spec.name, command.line, tags, args, match=self.match(spec, tags, command.line))
         if spec.block:
             assert command.block is not None
             test = tests[0] if tests else None
@@ -208,16 +216,45 @@ class _Compiler:
     ) -> None:
         """RFC 5229 §3: a reference to a namespace we do not have is an error; §4: ``set``
         names an identifier; at most ``max_variables`` names per script."""
+        if spec.name == "include":
+            self.check_include(line, args)
+        if spec.name == "global" and "variables" not in self.requires:
+            raise SieveError(line, "global needs require 'variables' (RFC 6609 §3.4)")
         if "variables" not in self.requires:
             return
         strings = [
             v for value in (*tags.values(), *args) if isinstance(value, tuple) for v in value
         ]
+        global_namespace = "include" in self.requires
         for text in strings:
-            for namespace in variables.namespaces(text):
+            for reference in variables.references(text):
+                namespace, dot, rest = reference.partition(".")
+                if not dot:
+                    if not namespace.isdigit():
+                        self.local_use(fold(namespace))
+                    continue
+                # RFC 6609 §3.5: "global.<name>" is the one namespace there is.
+                if global_namespace and fold(namespace) == "global":
+                    if variables.IDENTIFIER.fullmatch(rest) is None:
+                        raise SieveError(
+                            line, f"invalid global variable name {rest!r} (RFC 6609 §3.5)"
+                        )
+                    continue
                 raise SieveError(
                     line, f"variable namespace {namespace!r} is not supported (RFC 5229 §3)"
                 )
+        if spec.name == "global":
+            assert isinstance(args[0], tuple)
+            for name in args[0]:
+                if variables.IDENTIFIER.fullmatch(name) is None:
+                    raise SieveError(line, f"global: invalid variable name {name!r}")
+                key = fold(name)
+                if key in self.locals and key not in self.globals:
+                    raise SieveError(
+                        line, f"global {name!r} was used as a local variable before (RFC 6609 §3.4)"
+                    )
+                self.globals.add(key)
+            return
         if spec.name == "set":
             named: tuple[Positional, ...] = args[:1]
         elif spec.variable_first is not None and len(args) > len(spec.positional):
@@ -226,11 +263,39 @@ class _Compiler:
             return
         assert isinstance(named[0], tuple)
         for name in named[0]:
+            namespace, dot, rest = name.partition(".")
+            if (
+                dot
+                and spec.name == "set"
+                and "include" in self.requires
+                and fold(namespace) == "global"
+            ):
+                name = rest  # RFC 6609 §3.5: set "global.name"
+            elif variables.IDENTIFIER.fullmatch(name) is not None:
+                self.local_use(fold(name))
             if variables.IDENTIFIER.fullmatch(name) is None:
                 raise SieveError(line, f"{spec.name}: invalid variable name {name!r} (RFC 5229 §4)")
             self.variables.add(fold(name))
         if len(self.variables) > self.max_variables:
             raise SieveError(line, f"more than {self.max_variables} variables")
+
+    def local_use(self, key: str) -> None:
+        if key not in self.globals:
+            self.locals.add(key)
+
+    def check_include(self, line: int, args: tuple[Positional, ...]) -> None:
+        """RFC 6609 §3.2: the name is a constant (never made of variables) and a script name
+        (RFC 5804 §1.6; no "/", as in Pigeonhole: names are not paths)."""
+        name = args[0]
+        assert isinstance(name, tuple)
+        if "variables" in self.requires and variables.refers(name[0]):
+            raise SieveError(line, "include needs a constant script name (RFC 6609 §3.2)")
+        try:
+            canonical = sieve_script_name(name[0])
+        except InvalidName as exc:
+            raise SieveError(line, f"include: {exc}") from None
+        if "/" in canonical or canonical != name[0]:
+            raise SieveError(line, f"include: invalid script name {name[0]!r}")
 
     def match(self, spec: Spec, tags: dict[str, TagValue], line: int) -> Match:
         kind = next((t.name for t in spec.tags if t.group == "match" and t.name in tags), "is")
@@ -279,6 +344,14 @@ class _Compiler:
                 _check_address(node.line, sender[0], "vacation :from")
         elif node.name in ("date", "currentdate"):
             _check_date(node)
+        elif node.name in ("addheader", "deleteheader"):
+            name = node.string(0)
+            if not editheader.valid_name(name) and not variables.refers(name):
+                raise SieveError(
+                    node.line, f"{node.name}: invalid header field name {name!r} (RFC 5293 §4)"
+                )
+            if node.name == "addheader":
+                return  # its :last is not index's
         if "last" in node.tags and "index" not in node.tags:
             raise SieveError(node.line, ":last needs :index (RFC 5260 §6)")
         index = node.tag_number("index")
@@ -375,6 +448,8 @@ def _check_shape(
         and len(rest) == len(positional) + 1
     ):
         positional = (spec.variable_first, *positional)
+    if spec.optional_last and len(rest) == len(positional) - 1:
+        positional = positional[:-1]
     if len(rest) != len(positional):
         raise SieveError(
             node.line,

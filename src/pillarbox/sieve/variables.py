@@ -31,10 +31,11 @@ MODIFIERS = {
 _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def namespaces(text: str) -> list[str]:
-    """The namespaces ``text`` refers to (``${a.b}`` names "a"); §3: none is supported here,
-    so any is an error when the script is compiled."""
-    return [m.group(1).partition(".")[0] for m in REFERENCE.finditer(text) if "." in m.group(1)]
+def references(text: str) -> list[str]:
+    """The names ``text`` refers to, namespaced ones whole (``a.b``)."""
+    if "${" not in text:
+        return []
+    return [m.group(1) for m in REFERENCE.finditer(text)]
 
 
 def refers(text: str) -> bool:

@@ -183,12 +183,18 @@ class LiveServer:
     def activate_sieve(self, address: str, script: str, name: str = "main") -> None:
         """Store ``script`` for one account and make it the active one (no compile check: a
         test may want a broken script in place)."""
+        self.put_sieve(address, script, name, active=True)
+
+    def put_sieve(self, address: str, script: str, name: str, *, active: bool = False) -> None:
+        """Store (or replace) one account's script ``name``; ``active`` makes it the one
+        delivery runs (else the active one stays: an included script, RFC 6609)."""
 
         async def go() -> None:
             account = await self.store.get_account(address)
             assert account is not None, address
             await self.store.put_sieve_script(account.id, name, script)
-            await self.store.set_active_sieve_script(account.id, name)
+            if active:
+                await self.store.set_active_sieve_script(account.id, name)
 
         self.call(go())
 
