@@ -77,6 +77,10 @@ class Listeners:
     # Off unless a config turns it on: a config written before it existed would otherwise
     # bind 443 on upgrade (root only). `pillarbox init` and the dev config turn it on.
     https: Listener = _listener(443, enabled=False)
+    # Off unless a config names it: LMTP takes mail for every hosted account without AUTH,
+    # so only an admin who runs a front MTA opens it (on loopback by default, like Dovecot's
+    # inet_listener lmtp). `pillarbox init` writes it off; naming [listeners.lmtp] turns it on.
+    lmtp: Listener = _listener(24, enabled=False)
 
 
 LISTENER_DOCS = {
@@ -90,7 +94,14 @@ LISTENER_DOCS = {
     "managesieve": "ManageSieve with STARTTLS (RFC 5804): mail apps manage Sieve filters.",
     "http": "Webmail, admin and JSON API.",
     "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
+    "lmtp": "LMTP (RFC 2033) for a front MTA (Postfix `lmtp:inet:`): final delivery to hosted "
+    "accounts, one reply per recipient; off unless named. Keep it on loopback: no AUTH.",
 }
+
+_DEFAULT_LISTENERS = Listeners()
+
+#: Listeners that `pillarbox init` and the dev config leave off (see Listeners.lmtp).
+OPT_IN_LISTENERS = frozenset({"lmtp"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -421,6 +432,30 @@ class ManageSieveSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LmtpSection:
+    """The lmtp listener (RFC 2033); message size, recipients, line length, error limit,
+    bare line breaks and timeouts are the ``[smtp]`` knobs of the same names."""
+
+    policy: Literal["content", "none"] = _f(
+        "content",
+        "Spam policy for LMTP deliveries: 'content' (classifier, rules, reputation, allow/block "
+        "lists; Junk filing and X-Pillarbox-Spam; no SPF/DKIM/DMARC/DNSBL, which need the "
+        "sender's connection the front MTA had) or 'none' (every copy goes to INBOX, then Sieve).",
+    )
+    refuse_spam: bool = _f(
+        False,
+        "Refuse (550 5.7.1, for that recipient only) a message whose score reaches "
+        "policy.reject_threshold; false: it is filed in Junk, as the front MTA already accepted it.",
+    )
+    quota_full: Literal["tempfail", "reject"] = _f(
+        "tempfail",
+        "A recipient over quota: 'tempfail' answers 452 4.2.2 (the front MTA keeps the message "
+        "and retries), 'reject' 552 5.2.2 (it bounces at once; Dovecot's default).",
+    )
+    max_connections: int = _f(100, "Concurrent LMTP connections (Postfix opens up to 20).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
@@ -613,6 +648,9 @@ class Config:
     managesieve: ManageSieveSection = _section(
         ManageSieveSection, "ManageSieve limits (the managesieve listener, RFC 5804)."
     )
+    lmtp: LmtpSection = _section(
+        LmtpSection, "LMTP delivery from a front MTA (the lmtp listener, RFC 2033)."
+    )
     auth: AuthSection = _section(AuthSection, "Passwords and login rate limits.")
     queue: QueueSection = _section(QueueSection, "Outbound delivery.")
     forwarding: ForwardingSection = _section(
@@ -734,6 +772,9 @@ def _build(cls: type[T], raw: Any, prefix: str) -> T:
     values: dict[str, Any] = {}
     for name, value in raw.items():
         key = f"{prefix}.{name}" if prefix else name
+        if cls is Listeners and isinstance(value, Mapping):
+            # A named listener without a port takes its service's (lmtp: 24), not 0 (any).
+            value = {"port": getattr(_DEFAULT_LISTENERS, name).port, **value}
         values[name] = _convert(hints[name], value, key)
     return cls(**values)
 
@@ -849,6 +890,7 @@ def _validate(config: Config) -> None:
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),
         ("managesieve.max_connections_per_ip", config.managesieve.max_connections_per_ip),
+        ("lmtp.max_connections", config.lmtp.max_connections),
     ]
     for key, number in positive:
         if number <= 0:
@@ -1071,6 +1113,7 @@ def dev_config(data_dir: str, hostname: str = "localhost") -> Config:
         "http": 8080,
         "https": 8443,
     }
+    # The OPT_IN_LISTENERS keep their default: off.
     listeners = Listeners(**{name: Listener(port=port) for name, port in ports.items()})
     return Config(
         server=ServerSection(hostname=hostname, data_dir=data_dir),
@@ -1091,6 +1134,7 @@ def production_config(data_dir: str, hostname: str) -> Config:
         **{
             name: Listener(port=getattr(defaults, name).port, address="::")
             for name in LISTENER_DOCS
+            if name not in OPT_IN_LISTENERS
         }
     )
     return Config(

@@ -53,6 +53,7 @@ SERVICES: dict[str, tuple[bool, str, str]] = {
     "pop3": (False, "pop3", "pillarbox.net.pop3:pop3_handler"),
     "pop3s": (True, "pop3", "pillarbox.net.pop3:pop3_handler"),
     "managesieve": (False, "managesieve", "pillarbox.net.managesieve:managesieve_handler"),
+    "lmtp": (False, "lmtp", "pillarbox.net.smtp:lmtp_handler"),
 }
 
 #: The listeners served by uvicorn with the web app (one app for both) → implicit TLS?
@@ -132,6 +133,12 @@ class Server:
                 ConnectionLimits(
                     total=config.managesieve.max_connections,
                     per_address=config.managesieve.max_connections_per_ip,
+                )
+            ),
+            # One front MTA, usually: its connections are all from one address.
+            "lmtp": ConnectionCounter(
+                ConnectionLimits(
+                    total=config.lmtp.max_connections, per_address=config.lmtp.max_connections
                 )
             ),
             "http": ConnectionCounter(ConnectionLimits()),

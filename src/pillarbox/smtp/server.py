@@ -635,6 +635,17 @@ class ServerConnection:
         return self.capabilities.keywords if self.hello and self.hello.extended else frozenset()
 
     @property
+    def _hello_first(self) -> Reply:
+        return R.LHLO_FIRST if self.settings.mode is Mode.LMTP else R.HELLO_FIRST
+
+    @property
+    def _no_valid_recipients(self) -> Reply:
+        # RFC 2033 §4.2: in LMTP, DATA without a successful RCPT MUST fail with 503.
+        if self.settings.mode is Mode.LMTP:
+            return R.NO_VALID_RECIPIENTS_LMTP
+        return R.NO_VALID_RECIPIENTS
+
+    @property
     def _txn_smtputf8(self) -> bool:
         return self._txn is not None and self._txn.mail.params.smtputf8
 
@@ -643,7 +654,7 @@ class ServerConnection:
         if state is State.REFUSED:
             return R.BAD_SEQUENCE
         if verb in ("MAIL", "RCPT", "DATA", "AUTH") and state is State.GREETED:
-            return R.HELLO_FIRST
+            return self._hello_first
         if verb == "MAIL":
             return R.NESTED_MAIL
         if verb == "AUTH":
@@ -653,7 +664,7 @@ class ServerConnection:
         if verb in ("RCPT", "DATA") and state is State.READY:
             return R.MAIL_FIRST
         if verb == "DATA" and state is State.MAIL:
-            return R.NO_VALID_RECIPIENTS  # RFC 2920 §3.1: every RCPT failed
+            return self._no_valid_recipients  # RFC 2920 §3.1: every RCPT failed
         return R.BAD_SEQUENCE
 
     def _dispatch(
@@ -795,8 +806,8 @@ class ServerConnection:
             return R.NOT_IMPLEMENTED
         if (self._state, "BDAT") not in TRANSITIONS:
             if self._state is State.MAIL:
-                return R.NO_VALID_RECIPIENTS
-            return R.HELLO_FIRST if self._state is State.GREETED else R.MAIL_FIRST
+                return self._no_valid_recipients
+            return self._hello_first if self._state is State.GREETED else R.MAIL_FIRST
         assert self._txn is not None
         if self._txn.size + command.size > self.settings.max_message_size:
             return R.MESSAGE_TOO_BIG  # RFC 1870 §6.2 with the size known in advance

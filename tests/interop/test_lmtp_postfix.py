@@ -1,0 +1,143 @@
+"""Real Postfix as the front MTA, delivering to our lmtp listener: the Dovecot-LMTP deployment
+(``virtual_transport = lmtp:inet:127.0.0.1:PORT``, docs/lmtp.md). Mail is sent to Postfix's
+smtpd with smtplib and read back over our IMAP with imaplib; Postfix's log shows what it was
+told per recipient. On PostgreSQL too with ``PILLARBOX_TEST_STORE``.
+
+One message to three recipients goes to us in one LMTP transaction: alice's copy is stored
+(250), full@'s mailbox is over quota (452 4.2.2: Postfix defers that recipient alone and keeps
+it in its queue), nobody@ is unknown (550 5.1.1 at RCPT: Postfix bounces it). Postfix sends
+``SIZE=``, so the quota is answered at RCPT already; with ``lmtp_discard_lhlo_keywords = size``
+it is answered after the data, in full@'s own reply of the per-recipient ones (RFC 2033 §4.2).
+Postfix's virtual map accepts every address of example.org, so our replies are what decide.
+"""
+
+from __future__ import annotations
+
+import email
+import imaplib
+import pwd
+import re
+import smtplib
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.peers import PostfixPeer, postfix_peer
+from pillarbox.testing.polling import wait_for
+
+FRONT = "front.test"  # Postfix's name
+ALICE = "alice@example.org"
+FULL = "full@example.org"
+NOBODY = "nobody@example.org"
+WAIT = 20.0
+
+
+@pytest.fixture
+def ports() -> tuple[int, int]:
+    """Our lmtp listener's port and Postfix's smtpd's, known before either starts."""
+    return free_port("127.0.0.1"), free_port("127.0.0.1")
+
+
+@pytest.fixture
+def server(tmp_path: Path, ports: tuple[int, int]) -> Iterator[LiveServer]:
+    config = loopback_config(tmp_path / "data", only=["lmtp", "imap"], ports={"lmtp": ports[0]})
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        live.add_account(FULL, TEST_PASSWORD, quota_bytes=1)
+        yield live
+
+
+def postfix_settings(lmtp_port: int) -> dict[str, object]:
+    """The front MTA's main.cf, as docs/lmtp.md has it (with this test's port)."""
+    return {
+        "myhostname": FRONT,
+        "mydomain": FRONT,
+        "virtual_mailbox_domains": "example.org",
+        "virtual_mailbox_maps": "static:ok",
+        "virtual_transport": f"lmtp:inet:127.0.0.1:{lmtp_port}",
+        "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination",
+        "lmtp_lhlo_name": FRONT,
+    }
+
+
+@pytest.fixture(params=["size", "no-size"])
+def postfix(
+    request: pytest.FixtureRequest, ports: tuple[int, int], server: LiveServer
+) -> Iterator[PostfixPeer]:
+    def configure(directory: Path, owner: pwd.struct_passwd) -> dict[str, object]:
+        settings = postfix_settings(ports[0])
+        if request.param == "no-size":
+            settings["lmtp_discard_lhlo_keywords"] = "size"
+        return settings
+
+    with postfix_peer(ports[1], configure) as peer:
+        yield peer
+
+
+def imap_messages(server: LiveServer, address: str) -> list[bytes]:
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as client:
+        client.login(address, TEST_PASSWORD)
+        client.select("INBOX", readonly=True)
+        _, data = client.search(None, "ALL")
+        found: list[bytes] = []
+        for number in data[0].split():
+            _, parts = client.fetch(number, "(BODY.PEEK[])")
+            item = parts[0]
+            assert isinstance(item, tuple)
+            found.append(item[1])
+        return found
+
+
+def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
+    server: LiveServer, postfix: PostfixPeer, request: pytest.FixtureRequest
+) -> None:
+    after_data = request.node.callspec.params["postfix"] == "no-size"
+    raw = (
+        f"From: someone@{FRONT}\r\nTo: {ALICE}, {FULL}, {NOBODY}\r\n"
+        "Subject: through the front MTA\r\n\r\nHello over LMTP.\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", postfix.port) as client:
+        refused = client.sendmail(f"someone@{FRONT}", [ALICE, FULL, NOBODY], raw)
+    assert refused == {}  # Postfix took all three: our replies decide
+
+    [stored] = wait_for(
+        lambda: imap_messages(server, ALICE),
+        "the message in alice's INBOX over IMAP",
+        timeout=WAIT,
+        context=postfix.log,
+    )
+    message = email.message_from_bytes(stored, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    ours, theirs = message.get_all("Received")[:2]
+    assert ours.startswith(f"from {FRONT} ([127.0.0.1])")
+    assert "by mx.test (Pillarbox) with LMTP id" in ours
+    assert f"by {FRONT} (Postfix) with ESMTP" in theirs
+    assert message["Delivered-To"] == ALICE
+    assert message.get_content().strip() == "Hello over LMTP."
+    assert "X-Pillarbox-Spam" in message  # the content policy ran
+
+    wait_for(
+        lambda: all(f"to=<{a}>" in postfix.log() for a in (FULL, NOBODY)),
+        "Postfix's outcomes for full@ and nobody@",
+        timeout=WAIT,
+        context=postfix.log,
+    )
+    log = postfix.log()
+    lines = {
+        address: next(line for line in log.splitlines() if f"to=<{address}>" in line)
+        for address in (ALICE, FULL, NOBODY)
+    }
+    assert "relay=127.0.0.1[127.0.0.1]" in lines[ALICE] and "status=sent" in lines[ALICE]
+    assert re.search(r"status=sent \(250 2\.0\.0 message accepted as [0-9a-f]+\)", lines[ALICE])
+    assert "status=deferred" in lines[FULL], lines[FULL]
+    stage = "end of DATA command" if after_data else "RCPT TO command"
+    assert f"452 4.2.2 mailbox full (in reply to {stage})" in lines[FULL]
+    assert "status=bounced" in lines[NOBODY], lines[NOBODY]
+    assert "550 5.1.1 mailbox unavailable (in reply to RCPT TO command)" in lines[NOBODY]
+    assert server.mailbox_messages(FULL, "INBOX") == []
+    assert server.call(server.store.list_queue()) == []  # the retry is Postfix's

@@ -1,0 +1,186 @@
+"""The lmtp listener (RFC 2033) on a live server, driven by Python's ``smtplib.LMTP``: one reply
+per accepted recipient after the data, each that recipient's own outcome (stored, over quota,
+erejected by its Sieve script, refused as spam when the admin chose it); the stored copies read
+back from the store (``Received: … with LMTP``, Junk filing and ``X-Pillarbox-Spam`` by the
+content policy). On PostgreSQL too with ``PILLARBOX_TEST_STORE``.
+
+``smtplib.LMTP.sendmail`` reads only the first reply after the data (a limit of the stdlib
+client), so the tests speak the transaction command by command and read the further replies
+with ``getreply()``, as an LMTP client must (RFC 2033 §4.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import smtplib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pillarbox import config as cfg
+from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+FULL = "full@example.org"
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def message(subject: str, body: str = "Hello over LMTP.") -> bytes:
+    return (
+        f"From: sender@outside.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '.')}@outside.test>\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+@pytest.fixture
+def lmtp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """A server with only the lmtp listener, ``[lmtp]`` from the test's ``lmtp`` marker;
+    alice and bob have room, full@ has a one-byte quota."""
+    marker = request.node.get_closest_marker("lmtp")
+    section: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    config = loopback_config(tmp_path / "data", only=("lmtp",))
+    config = dataclasses.replace(config, lmtp=cfg.LmtpSection(**section))
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        server.add_account(BOB, TEST_PASSWORD)
+        server.add_account(FULL, TEST_PASSWORD, quota_bytes=1)
+        yield server
+
+
+def transaction(
+    server: LiveServer, recipients: Sequence[str], data: bytes
+) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+    """LHLO, MAIL, one RCPT per recipient, DATA: the RCPT replies and the replies after the
+    data (one per accepted recipient)."""
+    with smtplib.LMTP("127.0.0.1", server.port("lmtp")) as client:
+        code, _ = client.ehlo("front.example")  # smtplib.LMTP sends LHLO
+        assert code == 250
+        assert client.does_esmtp and client.has_extn("pipelining")
+        assert client.mail("sender@outside.test")[0] == 250
+        rcpt = [client.rcpt(r) for r in recipients]
+        accepted = sum(code == 250 for code, _ in rcpt)
+        after = [client.data(data)]
+        after += [client.getreply() for _ in range(accepted - 1)]
+        return rcpt, after
+
+
+def inbox(server: LiveServer, address: str, mailbox: str = INBOX) -> list[bytes]:
+    return server.mailbox_messages(address, mailbox)
+
+
+def queued(server: LiveServer) -> int:
+    return len(server.call(server.store.list_queue()))
+
+
+def test_one_recipient_over_quota_gets_its_own_reply(lmtp: LiveServer) -> None:
+    rcpt, after = transaction(lmtp, [ALICE, FULL, BOB], message("quota mix"))
+    assert [code for code, _ in rcpt] == [250, 250, 250]
+    assert [code for code, _ in after] == [250, 452, 250]
+    assert after[1][1] == b"4.2.2 mailbox full"
+    assert after[0][1].startswith(b"2.0.0 message accepted as ")
+    for address in (ALICE, BOB):
+        (stored,) = inbox(lmtp, address)
+        assert b"Subject: quota mix" in stored
+        assert b"by mx.test (Pillarbox) with LMTP id " in stored  # RFC 3848 §2
+    assert inbox(lmtp, FULL) == []
+    assert queued(lmtp) == 0  # the front MTA keeps it and retries, not our queue
+
+
+@pytest.mark.lmtp(quota_full="reject")
+def test_quota_full_reject_is_permanent(lmtp: LiveServer) -> None:
+    _, after = transaction(lmtp, [FULL, ALICE], message("quota reject"))
+    assert after == [(552, b"5.2.2 mailbox full"), after[1]]
+    assert after[1][0] == 250
+    assert len(inbox(lmtp, ALICE)) == 1 and inbox(lmtp, FULL) == []
+    assert queued(lmtp) == 0
+
+
+def test_only_hosted_recipients(lmtp: LiveServer) -> None:
+    """No relay: a remote recipient is refused at RCPT, an unknown one too; the message goes
+    to the one accepted recipient only and nothing is queued outbound."""
+    rcpt, after = transaction(
+        lmtp, ["someone@elsewhere.example", "nobody@example.org", ALICE], message("relay")
+    )
+    assert [code for code, _ in rcpt] == [554, 550, 250]
+    assert rcpt[0][1].startswith(b"5.7.1") and rcpt[1][1].startswith(b"5.1.1")
+    assert [code for code, _ in after] == [250]
+    assert len(inbox(lmtp, ALICE)) == 1
+    assert queued(lmtp) == 0
+
+
+def test_helo_and_ehlo_are_refused(lmtp: LiveServer) -> None:
+    """RFC 2033 §4.1: an LMTP server does not take HELO or EHLO."""
+    with smtplib.SMTP("127.0.0.1", lmtp.port("lmtp")) as client:
+        assert client.ehlo("front.example")[0] == 500
+        assert client.helo("front.example")[0] == 500
+        assert client.mail("a@outside.test") == (503, b"5.5.1 send LHLO first")
+
+
+def test_sieve_runs_and_ereject_answers_one_recipient(lmtp: LiveServer) -> None:
+    lmtp.create_mailbox(ALICE, "Lists")
+    lmtp.activate_sieve(
+        ALICE, 'require "fileinto"; if header :contains "subject" "sieve" { fileinto "Lists"; }'
+    )
+    lmtp.activate_sieve(BOB, 'require "ereject"; ereject "bob takes no mail today";')
+    _, after = transaction(lmtp, [ALICE, BOB], message("sieve test"))
+    assert after[0][0] == 250
+    assert after[1] == (550, b"5.7.1 bob takes no mail today")
+    assert len(inbox(lmtp, ALICE, "Lists")) == 1 and inbox(lmtp, ALICE) == []
+    assert inbox(lmtp, BOB) == []
+    assert queued(lmtp) == 0  # answered in the protocol: no report to the sender
+
+
+def test_content_policy_files_spam_in_junk(lmtp: LiveServer) -> None:
+    """The default ``policy = "content"``: GTUBE scores far above the reject threshold, but the
+    front MTA accepted the message, so it is filed in Junk with X-Pillarbox-Spam."""
+    _, after = transaction(lmtp, [ALICE, BOB], message("spam", GTUBE))
+    assert [code for code, _ in after] == [250, 250]
+    for address in (ALICE, BOB):
+        assert inbox(lmtp, address) == []
+        (junk,) = inbox(lmtp, address, "Junk")
+        assert b"X-Pillarbox-Spam: score=" in junk and b"GTUBE" in junk
+        assert b"action=reject" in junk
+
+
+@pytest.mark.lmtp(refuse_spam=True)
+def test_refuse_spam_refuses_per_recipient(lmtp: LiveServer) -> None:
+    lmtp.call(_allow(lmtp, BOB, "sender@outside.test"))
+    _, after = transaction(lmtp, [ALICE, BOB], message("spam refused", GTUBE))
+    assert after[0][0] == 550 and after[0][1].startswith(b"5.7.1 message looks like spam")
+    assert after[1][0] == 250  # bob's allow list lets it in
+    assert inbox(lmtp, ALICE) == [] and inbox(lmtp, ALICE, "Junk") == []
+    assert len(inbox(lmtp, BOB)) == 1
+
+
+@pytest.mark.lmtp(policy="none")
+def test_policy_none_judges_nothing(lmtp: LiveServer) -> None:
+    _, after = transaction(lmtp, [ALICE], message("unjudged", GTUBE))
+    assert [code for code, _ in after] == [250]
+    (stored,) = inbox(lmtp, ALICE)
+    assert b"X-Pillarbox-Spam" not in stored
+
+
+def test_bdat_last_answers_each_recipient(lmtp: LiveServer) -> None:
+    """CHUNKING (RFC 3030) in LMTP: the replies to BDAT LAST are per recipient."""
+    data = message("chunked")
+    with smtplib.LMTP("127.0.0.1", lmtp.port("lmtp")) as client:
+        client.ehlo("front.example")
+        assert client.has_extn("chunking")
+        client.mail("sender@outside.test")
+        client.rcpt(FULL)
+        client.rcpt(ALICE)
+        client.send(f"BDAT {len(data)} LAST\r\n".encode() + data)
+        assert client.getreply() == (452, b"4.2.2 mailbox full")
+        assert client.getreply()[0] == 250
+    assert len(inbox(lmtp, ALICE)) == 1
+
+
+async def _allow(server: LiveServer, address: str, pattern: str) -> None:
+    account = await server.store.get_account(address)
+    assert account is not None
+    await server.store.set_sender_entry(account.id, SenderListEntry(pattern, SenderListKind.ALLOW))
