@@ -453,6 +453,14 @@ class LmtpSection:
         "and retries), 'reject' 552 5.2.2 (it bounces at once; Dovecot's default).",
     )
     max_connections: int = _f(100, "Concurrent LMTP connections (Postfix opens up to 20).")
+    socket: str = _f(
+        "",
+        "Also serve LMTP on this UNIX socket (absolute path; Postfix `lmtp:unix:/path`); empty: none. A stale socket file there is replaced.",
+    )
+    socket_mode: str = _f(
+        "0660",
+        "Permissions of the socket, octal: the front MTA's user must be able to connect (Postfix's lmtp runs as postfix).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -927,6 +935,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("forwarding.srs_max_age_days", "must be below 1024 (SRS timestamps wrap)")
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
+    _validate_lmtp(config.lmtp)
     _validate_policy(config.policy)
     _validate_web(config.web)
     reports = config.dmarc_reports
@@ -976,6 +985,24 @@ def _validate_failure_reports(section: DmarcFailureReportSection, fallback: str)
         raise ConfigError(
             "dmarc_failure_reports.from_address", "needs an address when reports are enabled"
         )
+
+
+def _validate_lmtp(lmtp: LmtpSection) -> None:
+    if lmtp.socket and not Path(lmtp.socket).is_absolute():
+        raise ConfigError("lmtp.socket", f"must be an absolute path, got {lmtp.socket!r}")
+    if socket_mode(lmtp.socket_mode) is None:
+        raise ConfigError(
+            "lmtp.socket_mode", f"expected octal permissions, got {lmtp.socket_mode!r}"
+        )
+
+
+def socket_mode(text: str) -> int | None:
+    """``"0660"`` → 0o660; None unless octal permission bits (at most 0777)."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        return None
+    return mode if 0 <= mode <= 0o777 else None
 
 
 def _validate_policy(policy: PolicySection) -> None:

@@ -9,14 +9,17 @@ it in its queue), nobody@ is unknown (550 5.1.1 at RCPT: Postfix bounces it). Po
 ``SIZE=``, so the quota is answered at RCPT already; with ``lmtp_discard_lhlo_keywords = size``
 it is answered after the data, in full@'s own reply of the per-recipient ones (RFC 2033 §4.2).
 Postfix's virtual map accepts every address of example.org, so our replies are what decide.
+The same over a UNIX socket (``virtual_transport = lmtp:unix:/path``, ``[lmtp] socket``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import imaplib
 import pwd
 import re
+import shutil
 import smtplib
 from collections.abc import Iterator
 from email import policy
@@ -25,8 +28,9 @@ from pathlib import Path
 
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
-from pillarbox.testing.peers import PostfixPeer, postfix_peer
+from pillarbox.testing.peers import PostfixPeer, postfix_peer, reachable_dir
 from pillarbox.testing.polling import wait_for
 
 FRONT = "front.test"  # Postfix's name
@@ -42,9 +46,33 @@ def ports() -> tuple[int, int]:
     return free_port("127.0.0.1"), free_port("127.0.0.1")
 
 
+@pytest.fixture(params=["size", "no-size", "unix"])
+def variant(request: pytest.FixtureRequest) -> str:
+    """How Postfix reaches us: over TCP (announcing SIZE= or not), or over a UNIX socket."""
+    return str(request.param)
+
+
 @pytest.fixture
-def server(tmp_path: Path, ports: tuple[int, int]) -> Iterator[LiveServer]:
+def socket_dir(variant: str) -> Iterator[Path | None]:
+    """Where our UNIX socket goes: a directory Postfix's lmtp (user postfix) can reach."""
+    if variant != "unix":
+        yield None
+        return
+    directory = reachable_dir("pb-lmtp-")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def server(tmp_path: Path, ports: tuple[int, int], socket_dir: Path | None) -> Iterator[LiveServer]:
     config = loopback_config(tmp_path / "data", only=["lmtp", "imap"], ports={"lmtp": ports[0]})
+    if socket_dir is not None:
+        # The socket only (Postfix's lmtp runs as postfix, this test as root: 0666).
+        section = cfg.LmtpSection(socket=str(socket_dir / "lmtp"), socket_mode="0666")
+        listeners = dataclasses.replace(config.listeners, lmtp=cfg.Listener(enabled=False))
+        config = dataclasses.replace(config, lmtp=section, listeners=listeners)
     with LiveServer(config) as live:
         live.add_domain("example.org")
         live.add_account(ALICE, TEST_PASSWORD)
@@ -52,26 +80,29 @@ def server(tmp_path: Path, ports: tuple[int, int]) -> Iterator[LiveServer]:
         yield live
 
 
-def postfix_settings(lmtp_port: int) -> dict[str, object]:
-    """The front MTA's main.cf, as docs/lmtp.md has it (with this test's port)."""
+def postfix_settings(transport: str) -> dict[str, object]:
+    """The front MTA's main.cf, as docs/lmtp.md has it (with this test's transport)."""
     return {
         "myhostname": FRONT,
         "mydomain": FRONT,
         "virtual_mailbox_domains": "example.org",
         "virtual_mailbox_maps": "static:ok",
-        "virtual_transport": f"lmtp:inet:127.0.0.1:{lmtp_port}",
+        "virtual_transport": transport,
         "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination",
         "lmtp_lhlo_name": FRONT,
     }
 
 
-@pytest.fixture(params=["size", "no-size"])
+@pytest.fixture
 def postfix(
-    request: pytest.FixtureRequest, ports: tuple[int, int], server: LiveServer
+    variant: str, ports: tuple[int, int], server: LiveServer, socket_dir: Path | None
 ) -> Iterator[PostfixPeer]:
     def configure(directory: Path, owner: pwd.struct_passwd) -> dict[str, object]:
-        settings = postfix_settings(ports[0])
-        if request.param == "no-size":
+        if socket_dir is not None:
+            settings = postfix_settings(f"lmtp:unix:{socket_dir / 'lmtp'}")
+        else:
+            settings = postfix_settings(f"lmtp:inet:127.0.0.1:{ports[0]}")
+        if variant == "no-size":
             settings["lmtp_discard_lhlo_keywords"] = "size"
         return settings
 
@@ -94,9 +125,9 @@ def imap_messages(server: LiveServer, address: str) -> list[bytes]:
 
 
 def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
-    server: LiveServer, postfix: PostfixPeer, request: pytest.FixtureRequest
+    server: LiveServer, postfix: PostfixPeer, variant: str, socket_dir: Path | None
 ) -> None:
-    after_data = request.node.callspec.params["postfix"] == "no-size"
+    after_data = variant == "no-size"
     raw = (
         f"From: someone@{FRONT}\r\nTo: {ALICE}, {FULL}, {NOBODY}\r\n"
         "Subject: through the front MTA\r\n\r\nHello over LMTP.\r\n"
@@ -114,7 +145,10 @@ def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
     message = email.message_from_bytes(stored, policy=policy.default)
     assert isinstance(message, EmailMessage)
     ours, theirs = message.get_all("Received")[:2]
-    assert ours.startswith(f"from {FRONT} ([127.0.0.1])")
+    # RFC 5321 §4.4: TCP-info is the client's address; a UNIX socket has none.
+    assert ours.startswith(
+        f"from {FRONT} ([127.0.0.1])" if variant != "unix" else f"from {FRONT}\tby mx.test"
+    )
     assert "by mx.test (Pillarbox) with LMTP id" in ours
     assert f"by {FRONT} (Postfix) with ESMTP" in theirs
     assert message["Delivered-To"] == ALICE
@@ -132,7 +166,8 @@ def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
         address: next(line for line in log.splitlines() if f"to=<{address}>" in line)
         for address in (ALICE, FULL, NOBODY)
     }
-    assert "relay=127.0.0.1[127.0.0.1]" in lines[ALICE] and "status=sent" in lines[ALICE]
+    relay = f"[{socket_dir / 'lmtp'}]" if socket_dir else "relay=127.0.0.1[127.0.0.1]"
+    assert relay in lines[ALICE] and "status=sent" in lines[ALICE], lines[ALICE]
     assert re.search(r"status=sent \(250 2\.0\.0 message accepted as [0-9a-f]+\)", lines[ALICE])
     assert "status=deferred" in lines[FULL], lines[FULL]
     stage = "end of DATA command" if after_data else "RCPT TO command"

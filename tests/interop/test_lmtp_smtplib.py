@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import smtplib
+import socket
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.errors import ConfigError
 from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 
@@ -53,11 +56,16 @@ def lmtp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]
 
 
 def transaction(
-    server: LiveServer, recipients: Sequence[str], data: bytes
+    server: LiveServer, recipients: Sequence[str], data: bytes, *, socket: Path | None = None
 ) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
-    """LHLO, MAIL, one RCPT per recipient, DATA: the RCPT replies and the replies after the
-    data (one per accepted recipient)."""
-    with smtplib.LMTP("127.0.0.1", server.port("lmtp")) as client:
+    """LHLO, MAIL, one RCPT per recipient, DATA (over TCP, or the UNIX ``socket``): the RCPT
+    replies and the replies after the data (one per accepted recipient)."""
+    client = (
+        smtplib.LMTP("127.0.0.1", server.port("lmtp"))
+        if socket is None
+        else smtplib.LMTP(str(socket))  # a path: smtplib.LMTP connects over AF_UNIX
+    )
+    with client:
         code, _ = client.ehlo("front.example")  # smtplib.LMTP sends LHLO
         assert code == 250
         assert client.does_esmtp and client.has_extn("pipelining")
@@ -184,3 +192,30 @@ async def _allow(server: LiveServer, address: str, pattern: str) -> None:
     account = await server.store.get_account(address)
     assert account is not None
     await server.store.set_sender_entry(account.id, SenderListEntry(pattern, SenderListKind.ALLOW))
+
+
+def test_unix_socket(tmp_path: Path) -> None:
+    """``[lmtp] socket``: LMTP on a UNIX socket (Postfix ``lmtp:unix:``) with the configured
+    permissions; a stale socket file is replaced, one in use refuses to start a second
+    server, and the file is removed at shutdown. The Received field has no TCP-info."""
+    path = tmp_path / "lmtp.sock"
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(path))  # left behind, as by a crash: nobody listens on it
+    section = cfg.LmtpSection(socket=str(path), socket_mode="0600")
+    config = loopback_config(tmp_path / "data", only=(), lmtp=section)
+    with LiveServer(config) as server:
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        server.add_account(FULL, TEST_PASSWORD, quota_bytes=1)
+        _, after = transaction(server, [ALICE, FULL], message("over a socket"), socket=path)
+        assert [code for code, _ in after] == [250, 452]
+        (stored,) = inbox(server, ALICE)
+        assert b"Received: from front.example\r\n\tby mx.test (Pillarbox) with LMTP id" in stored
+        again = loopback_config(tmp_path / "again", only=(), lmtp=section)
+        with pytest.raises(ConfigError) as busy, LiveServer(again):
+            pass
+        assert busy.value.key == "lmtp.socket"
+        assert path.exists()  # the refused server left the running one's socket alone
+    assert not path.exists()
