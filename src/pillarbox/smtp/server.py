@@ -489,7 +489,10 @@ class ServerConnection:
             case DataEnd():
                 self._end_transaction()
                 for _ in self._per_recipient(event):
-                    self._reply(reply)
+                    self._reply(reply, counted=self._counts_refusals)
+                return
+            case RcptTo():
+                self._reply(reply, counted=self._counts_refusals)
                 return
         self._reply(reply)
 
@@ -519,7 +522,7 @@ class ServerConnection:
         self._pending = None
         self._end_transaction()
         for reply in replies:
-            self._reply(reply)
+            self._reply(reply, counted=self._counts_refusals)
 
     # -- internals ----------------------------------------------------------------------------
     def _take_pending(self) -> _Decision:
@@ -537,9 +540,17 @@ class ServerConnection:
         self._txn = None
         self._state = State.READY
 
-    def _reply(self, reply: Reply) -> None:
+    @property
+    def _counts_refusals(self) -> bool:
+        """Whether the application's refusal of a recipient or a message counts towards
+        ``max_errors``. Not in LMTP: a front MTA relays what its senders wrote, and a mailbox
+        over quota or an unknown recipient says nothing about the client; closing its cached
+        connection after a few would only make it reconnect."""
+        return self.settings.mode is Mode.SMTP
+
+    def _reply(self, reply: Reply, *, counted: bool = True) -> None:
         self._out += reply.render()
-        if reply.code >= 400 and self._state is not State.CLOSED:
+        if counted and reply.code >= 400 and self._state is not State.CLOSED:
             self._errors += 1
             if self._errors >= self.settings.max_errors:
                 self._shutdown(R.TOO_MANY_ERRORS)
