@@ -219,3 +219,19 @@ def test_unix_socket(tmp_path: Path) -> None:
         assert busy.value.key == "lmtp.socket"
         assert path.exists()  # the refused server left the running one's socket alone
     assert not path.exists()
+
+
+def test_an_alias_answers_for_all_its_accounts(lmtp: LiveServer) -> None:
+    """A recipient that is an alias gets one reply: 250 when any of its accounts took the
+    message — then a full one among them is retried by our queue, as the 250 promised — and
+    the failure when none did (not queued: the front MTA retries)."""
+    lmtp.call(lmtp.store.add_alias("team@example.org", [ALICE, FULL]))
+    lmtp.call(lmtp.store.add_alias("quota@example.org", [FULL]))
+    _, after = transaction(lmtp, ["team@example.org"], message("to the team"))
+    assert [code for code, _ in after] == [250]
+    assert len(inbox(lmtp, ALICE)) == 1
+    (entry,) = lmtp.call(lmtp.store.list_queue())
+    assert [r.address for r in entry.recipients] == [FULL]
+    _, after = transaction(lmtp, ["quota@example.org", BOB], message("to quota"))
+    assert after[0] == (452, b"4.2.2 mailbox full") and after[1][0] == 250
+    assert queued(lmtp) == 1  # still only the team message's retry

@@ -355,18 +355,21 @@ class Intake:
             else:
                 forwards.append(Forward(via, tuple(targets), alias_headers))
         storing: dict[int, LocalRecipient] = {}
+        #: Accounts whose forwarding took a copy: the message is theirs whatever the store does.
+        forwarded: set[int] = set()
         for account_id, recipient in plan.local.items():
             forward = self._account_forward(
                 recipient, settings[account_id], copies.get(account_id), body, queue_id
             )
             if forward is not None:
                 forwards.append(forward)
+                forwarded.add(account_id)
                 if not settings[account_id].forward_keep_copy:
                     continue
             storing[account_id] = recipient
         if not storing and not forwards and not plan.plain and each is None:
             return whole(FORWARDING_LOOP)  # every recipient would forward it back
-        outcomes: list[bool] = []
+        statuses: list[DeliveryStatus] = []
         refusals: list[Refusal] = []
         if storing:
             clean_info = info if clean is body else None
@@ -388,7 +391,7 @@ class Intake:
                     for a, r in storing.items()
                 ]
             )
-            outcomes = [s is DeliveryStatus.STORED for s in statuses]
+        outcomes = [s is DeliveryStatus.STORED for s in statuses]
         # Each keeps its account's judged decision (and fields) in the store, so the retry
         # files it as it would have been filed now; the queued message is the one shared
         # ``received + clean`` (a report that it never fit returns what was sent, as before).
@@ -406,8 +409,14 @@ class Intake:
                 return whole(_sieve_refusal(refusals[0]))
         else:
             failed = dict(refused)
-            failed.update((a, each.mailbox_full) for a in unstored)
+            for account_id, status in zip(storing, statuses, strict=True):
+                if status is DeliveryStatus.OVER_QUOTA:
+                    failed[account_id] = each.mailbox_full
+                elif status is not DeliveryStatus.STORED:
+                    failed[account_id] = replies.LOCAL_ERROR
             failed.update((r.account.id, _sieve_refusal(r)) for r in refusals)
+            for account_id in forwarded:
+                failed.pop(account_id, None)  # its copy left: a failed store is retried here
             answers = _answers(recipients, failed, unsent, delivered)
             # Only a recipient answered 250 promises delivery: its full accounts are retried
             # here and its erejects reported; the others were answered in the protocol.
