@@ -436,11 +436,13 @@ class LmtpSection:
     """The lmtp listener (RFC 2033); message size, recipients, line length, error limit,
     bare line breaks and timeouts are the ``[smtp]`` knobs of the same names."""
 
-    policy: Literal["content", "none"] = _f(
+    policy: Literal["content", "full", "none"] = _f(
         "content",
         "Spam policy for LMTP deliveries: 'content' (classifier, rules, reputation, allow/block "
         "lists; Junk filing and X-Pillarbox-Spam; no SPF/DKIM/DMARC/DNSBL, which need the "
-        "sender's connection the front MTA had) or 'none' (every copy goes to INBOX, then Sieve).",
+        "sender's connection the front MTA had), 'full' (also those, on the client the front MTA "
+        "passes with XFORWARD: Postfix lmtp_send_xforward_command = yes; without it, as 'content') "
+        "or 'none' (every copy goes to INBOX, then Sieve).",
     )
     refuse_spam: bool = _f(
         False,

@@ -9,7 +9,10 @@ it in its queue), nobody@ is unknown (550 5.1.1 at RCPT: Postfix bounces it). Po
 ``SIZE=``, so the quota is answered at RCPT already; with ``lmtp_discard_lhlo_keywords = size``
 it is answered after the data, in full@'s own reply of the per-recipient ones (RFC 2033 §4.2).
 Postfix's virtual map accepts every address of example.org, so our replies are what decide.
-The same over a UNIX socket (``virtual_transport = lmtp:unix:/path``, ``[lmtp] socket``).
+The same over a UNIX socket (``virtual_transport = lmtp:unix:/path``, ``[lmtp] socket``), and
+with ``[lmtp] policy = "full"`` and Postfix's ``lmtp_send_xforward_command = yes``: the sending
+client (made to look remote with XFORWARD to Postfix's smtpd) is passed on to us, and SPF is
+checked on its address (our loopback DNS server holds the sender domain's record).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.peers import PostfixPeer, postfix_peer, reachable_dir
 from pillarbox.testing.polling import wait_for
@@ -38,6 +42,14 @@ ALICE = "alice@example.org"
 FULL = "full@example.org"
 NOBODY = "nobody@example.org"
 WAIT = 20.0
+SENDER = "someone@outside.test"
+#: The sending client's address, as Postfix's smtpd is told it and passes it on to us.
+CLIENT = "192.0.2.7"
+
+
+@pytest.fixture
+def dns_records() -> list[ZoneRecord]:
+    return [ZoneRecord("outside.test", "TXT", f"v=spf1 ip4:{CLIENT} -all")]
 
 
 @pytest.fixture
@@ -46,9 +58,10 @@ def ports() -> tuple[int, int]:
     return free_port("127.0.0.1"), free_port("127.0.0.1")
 
 
-@pytest.fixture(params=["size", "no-size", "unix"])
+@pytest.fixture(params=["size", "no-size", "unix", "xforward"])
 def variant(request: pytest.FixtureRequest) -> str:
-    """How Postfix reaches us: over TCP (announcing SIZE= or not), or over a UNIX socket."""
+    """How Postfix reaches us: over TCP (announcing SIZE= or not), over a UNIX socket, or
+    over TCP passing its client with XFORWARD."""
     return str(request.param)
 
 
@@ -66,8 +79,16 @@ def socket_dir(variant: str) -> Iterator[Path | None]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, ports: tuple[int, int], socket_dir: Path | None) -> Iterator[LiveServer]:
-    config = loopback_config(tmp_path / "data", only=["lmtp", "imap"], ports={"lmtp": ports[0]})
+def server(
+    tmp_path: Path, ports: tuple[int, int], socket_dir: Path | None, variant: str, dns_port: int
+) -> Iterator[LiveServer]:
+    config = loopback_config(
+        tmp_path / "data",
+        only=["lmtp", "imap"],
+        ports={"lmtp": ports[0]},
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        lmtp=cfg.LmtpSection(policy="full" if variant == "xforward" else "content"),
+    )
     if socket_dir is not None:
         # The socket only (Postfix's lmtp runs as postfix, this test as root: 0666).
         section = cfg.LmtpSection(socket=str(socket_dir / "lmtp"), socket_mode="0666")
@@ -104,6 +125,9 @@ def postfix(
             settings = postfix_settings(f"lmtp:inet:127.0.0.1:{ports[0]}")
         if variant == "no-size":
             settings["lmtp_discard_lhlo_keywords"] = "size"
+        if variant == "xforward":
+            settings["lmtp_send_xforward_command"] = "yes"
+            settings["smtpd_authorized_xforward_hosts"] = "127.0.0.0/8"  # the test client
         return settings
 
     with postfix_peer(ports[1], configure) as peer:
@@ -129,11 +153,17 @@ def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
 ) -> None:
     after_data = variant == "no-size"
     raw = (
-        f"From: someone@{FRONT}\r\nTo: {ALICE}, {FULL}, {NOBODY}\r\n"
+        f"From: {SENDER}\r\nTo: {ALICE}, {FULL}, {NOBODY}\r\n"
         "Subject: through the front MTA\r\n\r\nHello over LMTP.\r\n"
     )
     with smtplib.SMTP("127.0.0.1", postfix.port) as client:
-        refused = client.sendmail(f"someone@{FRONT}", [ALICE, FULL, NOBODY], raw)
+        if variant == "xforward":
+            client.ehlo("client.example")
+            reply = client.docmd(
+                "XFORWARD", f"ADDR={CLIENT} NAME=[UNAVAILABLE] HELO=mx.outside.test"
+            )
+            assert reply[0] == 250, reply
+        refused = client.sendmail(SENDER, [ALICE, FULL, NOBODY], raw)
     assert refused == {}  # Postfix took all three: our replies decide
 
     [stored] = wait_for(
@@ -154,6 +184,11 @@ def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
     assert message["Delivered-To"] == ALICE
     assert message.get_content().strip() == "Hello over LMTP."
     assert "X-Pillarbox-Spam" in message  # the content policy ran
+    results = str(message["Authentication-Results"])
+    if variant == "xforward":
+        assert "spf=pass smtp.mailfrom=outside.test" in results, results
+    else:
+        assert results == "mx.test; none"  # the sender's connection was Postfix's
 
     wait_for(
         lambda: all(f"to=<{a}>" in postfix.log() for a in (FULL, NOBODY)),

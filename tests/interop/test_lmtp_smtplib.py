@@ -24,6 +24,7 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.errors import ConfigError
 from pillarbox.store.types import INBOX, SenderListEntry, SenderListKind
+from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 
 ALICE = "alice@example.org"
@@ -235,3 +236,49 @@ def test_an_alias_answers_for_all_its_accounts(lmtp: LiveServer) -> None:
     _, after = transaction(lmtp, ["quota@example.org", BOB], message("to quota"))
     assert after[0] == (452, b"4.2.2 mailbox full") and after[1][0] == 250
     assert queued(lmtp) == 1  # still only the team message's retry
+
+
+@pytest.fixture
+def dns_records() -> list[ZoneRecord]:
+    """outside.test sends from 192.0.2.7 only, and asks for DMARC p=reject."""
+    return [
+        ZoneRecord("outside.test", "TXT", "v=spf1 ip4:192.0.2.7 -all"),
+        ZoneRecord("_dmarc.outside.test", "TXT", "v=DMARC1; p=reject"),
+    ]
+
+
+def test_full_policy_checks_the_client_xforward_names(tmp_path: Path, dns_port: int) -> None:
+    """``policy = "full"``: XFORWARD is offered, and SPF/DMARC run on the sender's MTA it names
+    (a client outside trusted_networks), not on the front MTA on loopback. DMARC p=reject files
+    the message in Junk (the front MTA accepted it; refuse_spam is off). Without XFORWARD the
+    message is judged on its content only."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("lmtp",),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        lmtp=cfg.LmtpSection(policy="full"),
+    )
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        for address, subject in (("192.0.2.7", "pass"), ("IPv6:2001:db8::9", "fail"), ("", "none")):
+            with smtplib.LMTP("127.0.0.1", server.port("lmtp")) as client:
+                client.ehlo("front.example")
+                assert client.esmtp_features["xforward"] == "NAME ADDR PROTO HELO SOURCE"
+                if address:
+                    reply = client.docmd("XFORWARD", f"ADDR={address} HELO=mail.outside.test")
+                    assert reply == (250, b"2.0.0 OK")
+                client.sendmail("sender@outside.test", [ALICE], message(subject))
+        inboxed, junk = inbox(server, ALICE), inbox(server, ALICE, "Junk")
+    assert len(inboxed) == 2 and len(junk) == 1
+    passed, unchecked = inboxed
+    assert b"Subject: pass" in passed and b"Subject: none" in unchecked
+    assert b"spf=pass smtp.mailfrom=outside.test" in passed
+    assert b"dmarc=pass" in passed
+    assert b"Authentication-Results: mx.test; none" in unchecked
+    (failed,) = junk
+    assert b"spf=fail smtp.mailfrom=outside.test" in failed and b"dmarc=fail" in failed
+    assert b"override=dmarc-reject" in failed
+    for stored in (passed, failed):
+        # The Received field names the hop we saw: the front MTA.
+        assert b"Received: from front.example ([127.0.0.1])" in stored

@@ -29,6 +29,7 @@ CORE_ONLY = {
     "auth": "scripted AUTH user on an MX without TLS",
     "bdat_size": "max_message_size=16",
     "error_limit": "max_errors=3",
+    "lmtp_xforward": "XFORWARD offered ([lmtp] policy = full; live: tests/interop/test_lmtp_*)",
     "long_lines": "max_command_line=512 max_text_line=20",
     "mail_params": "max_message_size=1000",
     "rcpt_params": "max_recipients=3",

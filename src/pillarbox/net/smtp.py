@@ -26,6 +26,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -39,7 +40,7 @@ from pillarbox.observability.log import Log
 from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, PerRecipient
 from pillarbox.services import Services
 from pillarbox.smtp import replies
-from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls
+from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls, Xforward
 from pillarbox.smtp.sentinels import CLOSED, NEED_DATA, PAUSED
 from pillarbox.smtp.server import (
     AuthAborted,
@@ -86,6 +87,7 @@ def _settings(
         data_timeout=smtp.data_timeout,
         # LMTP is for a front MTA on this host or a trusted network (RFC 2033 §1).
         starttls=smtp.starttls and not implicit_tls and not lmtp,
+        xforward=lmtp and services.config.lmtp.policy == "full",
         auth_mechanisms=mechanisms,
         auth_without_tls=submission and smtp.auth_without_tls,
     )
@@ -170,6 +172,8 @@ class _SmtpSession:
         self.mail: MailFrom | None = None
         self.accepted: list[AcceptedRecipient] = []
         self.spool = bytearray()
+        #: XFORWARD attributes for the next transaction (LMTP with ``policy = "full"``).
+        self.xforward: dict[str, str] = {}
         #: Done once the server begins shutting down, and then interrupts the channel's wait
         #: for a command: made at the first such wait and kept for the session (one per wait,
         #: raced against a task reading, was two tasks more for every command).
@@ -265,7 +269,10 @@ class _SmtpSession:
         match event:
             case Hello():
                 self._reset_transaction()  # RFC 5321 §4.1.4: a hello implies RSET
+                self.xforward = {}
                 core.accept()
+            case Xforward(attributes=attributes):
+                self.xforward.update(attributes)  # already answered 250 by the core
             case StartTls():
                 core.accept()
             case Auth(mechanism=mechanism, initial_response=initial):
@@ -293,6 +300,7 @@ class _SmtpSession:
                 self.log.info("closing", code=reply.code, reason=reply.text)
             case Rset():
                 self._reset_transaction()
+                self.xforward = {}
             case _:
                 pass  # Noop, Help, Vrfy, Quit: already answered by the core
 
@@ -379,8 +387,10 @@ class _SmtpSession:
             ),
             tls=self._tls_summary(),
             account=self.account,
-            judging=Judging.FULL if self.lmtp is None else Judging(self._lmtp_policy),
+            judging=Judging.FULL if self.lmtp is None else self._lmtp_judging,
+            forwarded=self._forwarded_client(),
         )
+        self.xforward = {}  # XFORWARD_README: the attributes last one transaction
         if self.lmtp is not None:
             await self._data_end_each(origin, self.lmtp)
             return
@@ -393,8 +403,26 @@ class _SmtpSession:
         self.core.answer(reply)
 
     @property
-    def _lmtp_policy(self) -> str:
-        return self.services.config.lmtp.policy
+    def _lmtp_judging(self) -> Judging:
+        """``[lmtp] policy``; "full" needs the sender's MTA from XFORWARD, else "content"."""
+        judging = Judging(self.services.config.lmtp.policy)
+        if judging is Judging.FULL and self._forwarded_client() is None:
+            return Judging.CONTENT
+        return judging
+
+    def _forwarded_client(self) -> tuple[str, str] | None:
+        """The sender's MTA as XFORWARD named it: (address, HELO), or None without a usable
+        ADDR. Postfix writes IPv6 addresses as ``IPv6:...``; unknown values are
+        ``[UNAVAILABLE]`` or ``[TEMPUNAVAIL]``."""
+        address = self.xforward.get("ADDR", "")
+        if address[:5].upper() == "IPV6:":
+            address = address[5:]
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        helo = self.xforward.get("HELO", "")
+        return address, "" if helo in ("[UNAVAILABLE]", "[TEMPUNAVAIL]") else helo
 
     async def _data_end_each(self, origin: Origin, each: PerRecipient) -> None:
         """LMTP: one reply per accepted recipient, each its own outcome (RFC 2033 §4.2)."""

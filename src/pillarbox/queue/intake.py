@@ -89,7 +89,8 @@ FORWARDING_LOOP = Reply(554, "5.4.6", "mail forwarding loop")
 class Judging(enum.StrEnum):
     """How much of the inbound policy a message's arrival lets us apply."""
 
-    #: The client is the sender's MTA (the MX): authentication, DNSBL, content, lists.
+    #: Authentication, DNSBL, content, lists: on the client (the MX), or on the sender's MTA
+    #: a trusted front MTA names (LMTP with XFORWARD, :attr:`Origin.forwarded`).
     FULL = "full"
     #: The client is a front MTA that took the message from the sender (LMTP): no SPF,
     #: DKIM/DMARC/ARC verdict or DNSBL (the connection they need was the front MTA's); the
@@ -123,6 +124,9 @@ class Origin:
     account: Account | None = None
     #: What of the inbound policy applies to mail without an ``account``.
     judging: Judging = Judging.FULL
+    #: The sender's MTA as a front MTA passed it (LMTP XFORWARD): its address and HELO, which
+    #: the policy checks instead of the client's (the Received field still names the client).
+    forwarded: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -563,10 +567,11 @@ class Intake:
     ) -> Assessment:
         """The policy's recipient-independent assessment (``pillarbox.policy``)."""
         # CONTENT: the content alone, as the sender's connection was the front MTA's.
+        client_ip, helo = origin.forwarded or (origin.client_ip, origin.helo)
         arrival = (
             None
             if origin.judging is Judging.CONTENT
-            else Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
+            else Arrival(client_ip=client_ip, helo=helo, mail_from=sender)
         )
         hosted = {domain.name for domain in await self._store.list_domains()}
         return await self._services.policy.assess(arrival, body, info, hosted_domains=hosted)

@@ -130,6 +130,8 @@ INVALID_ARGUMENTS = Reply(501, "5.5.4", "invalid command arguments")
 BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "bad sender address syntax")
 BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "bad recipient address syntax")
 NOT_IMPLEMENTED = Reply(502, "5.5.1", "command not implemented")
+#: An XFORWARD attribute not offered (Postfix's smtpd says 501 5.5.4 too).
+XFORWARD_BAD_ATTRIBUTE = Reply(501, "5.5.4", "bad XFORWARD attribute name")
 #: RFC 5321 §4.1.1.11 / §4.3.2: 555 for MAIL/RCPT parameters not recognised or not offered.
 PARAMETER_NOT_IMPLEMENTED = Reply(555, "5.5.4", "parameter not recognized or not implemented")
 

@@ -4,7 +4,7 @@ Implementation notes
 --------------------
 RFCs: 5321 (SMTP), 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8),
 2034/3463 (enhanced status codes), 3207 (STARTTLS), 3030 (CHUNKING), 3461 (DSN parameters),
-4954 (AUTH), 2033 (LMTP).
+4954 (AUTH), 2033 (LMTP); Postfix's XFORWARD (offered only when the settings say so).
 
 Invariants:
 
@@ -59,6 +59,7 @@ from pillarbox.smtp.grammar import (
     Rset,
     StartTls,
     Vrfy,
+    Xforward,
     decode_sasl,
     parse_command,
 )
@@ -118,6 +119,8 @@ class SmtpServerSettings:
     smtputf8: bool = True
     chunking: bool = True
     dsn: bool = True
+    #: Offer XFORWARD (a trusted front MTA passes its client's attributes; LMTP listener).
+    xforward: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_recipients", "max_errors", "max_text_line"):
@@ -160,6 +163,8 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (_S.READY, "STARTTLS"): _S.TLS,
     # RFC 4954 §4: AUTH after EHLO, not during a transaction.
     (_S.READY, "AUTH"): _S.READY,
+    # XFORWARD_README: any time after EHLO/LHLO but inside a transaction (MAIL to the dot).
+    (_S.READY, "XFORWARD"): _S.READY,
     (_S.READY, "MAIL"): _S.MAIL,
     (_S.MAIL, "RCPT"): _S.RCPT,
     (_S.RCPT, "RCPT"): _S.RCPT,
@@ -171,7 +176,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
 
 _VERBS = frozenset(
     {"MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "STARTTLS", "HELP", "VRFY", "EXPN"}
-    | {"AUTH"}
+    | {"AUTH", "XFORWARD"}
 )
 _HELLO_VERBS = {Mode.SMTP: frozenset({"HELO", "EHLO"}), Mode.LMTP: frozenset({"LHLO"})}
 
@@ -257,6 +262,7 @@ Event = (
     | Help
     | Vrfy
     | Quit
+    | Xforward
     | ProtocolError
     | Shutdown
 )
@@ -281,6 +287,7 @@ def _offer(settings: SmtpServerSettings, tls: bool) -> Capabilities:
         (settings.dsn, Extension.DSN),
         (settings.starttls and not tls, Extension.STARTTLS),
         (_auth_offered(settings, tls), Extension.AUTH),
+        (settings.xforward, Extension.XFORWARD),
     )
     keywords.update(ext.value for on, ext in optional if on)
     return Capabilities(frozenset(keywords), settings.max_message_size, settings.auth_mechanisms)
@@ -739,6 +746,12 @@ class ServerConnection:
                 self._reply(reply)
             case Expn():
                 self._refuse(R.NOT_IMPLEMENTED)  # mailing lists are not expanded
+            case Xforward():
+                if not (self.settings.xforward and self.hello and self.hello.extended):
+                    self._refuse(R.NOT_IMPLEMENTED)
+                else:
+                    self._events.append(command)  # the application keeps the attributes
+                    self._reply(R.OK)
             case Quit():
                 self._out += R.CLOSING.render()
                 self._state = State.CLOSED
