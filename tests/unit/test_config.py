@@ -258,8 +258,25 @@ def test_lmtp_is_off_unless_named_and_then_on_loopback_port_24(tmp_path: Path) -
 
 def test_lmtp_section_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        cfg.load(write(tmp_path, '[lmtp]\npolicy = "full"\n'), environ={})
+        cfg.load(write(tmp_path, '[lmtp]\npolicy = "strict"\n'), environ={})
     assert info.value.key == "lmtp.policy"
     with pytest.raises(ConfigError) as info:
         cfg.load(write(tmp_path, "[lmtp]\nmax_connections = 0\n"), environ={})
     assert info.value.key == "lmtp.max_connections"
+
+
+def test_lmtp_socket_settings_are_checked(tmp_path: Path) -> None:
+    """The socket path comes from the admin's file only and must be absolute; the mode is
+    octal permission bits."""
+    for text, key in [
+        ('[lmtp]\nsocket = "run/lmtp"\n', "lmtp.socket"),
+        ('[lmtp]\nsocket_mode = "0999"\n', "lmtp.socket_mode"),
+        ('[lmtp]\nsocket_mode = "01777"\n', "lmtp.socket_mode"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            cfg.load(write(tmp_path, text), environ={})
+        assert info.value.key == key
+    loaded = cfg.load(write(tmp_path, '[lmtp]\nsocket = "/run/pb/lmtp"\n'), environ={})
+    assert (
+        loaded.lmtp.socket == "/run/pb/lmtp" and cfg.socket_mode(loaded.lmtp.socket_mode) == 0o660
+    )

@@ -294,6 +294,7 @@ class _SmtpSession:
             case DataAborted(reply=reply):
                 self.log.info("message refused", code=reply.code, reason=reply.text)
                 self._reset_transaction()
+                self.xforward = {}
             case ProtocolError(reply=reply):
                 self.log.info("protocol error", code=reply.code, reason=reply.text)
             case Shutdown(reply=reply):
