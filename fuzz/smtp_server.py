@@ -1,7 +1,8 @@
 """Fuzz the SMTP server core (pillarbox.smtp.server) with arbitrary client bytes.
 
 Input: byte 0 picks the state the session is driven to first (greeted, after EHLO, in a
-transaction, inside DATA, between BDAT chunks, inside AUTH), SMTP or LMTP mode and the bare
+transaction, inside DATA, between BDAT chunks, inside AUTH), SMTP or LMTP mode (with XFORWARD
+offered) and the bare
 line-break policy; byte 1 how the rest is cut into reads (0: one read); the rest is what the
 client sends. Asserted, beyond "no exception":
 
@@ -53,6 +54,7 @@ def _settings(lmtp: bool, normalise: bool) -> SmtpServerSettings:
         starttls=True,
         auth_mechanisms=("PLAIN", "LOGIN"),
         auth_without_tls=True,
+        xforward=lmtp,
         max_errors=10,
         max_message_size=2048,
         max_recipients=5,
@@ -126,6 +128,7 @@ def seeds() -> list[bytes]:
         b"\x04\x00BDAT 3 LAST\r\nabcQUIT\r\n",
         b"\x05\x00AGEAYg==\r\n*\r\n",
         b"\x12\x00DATA\r\nx\r\n.\r\n",
+        b"\x11\x00XFORWARD ADDR=192.0.2.1 HELO=a+2Eb\r\nXFORWARD NAME\r\nMAIL FROM:<>\r\n",
     ]
     return found
 

@@ -79,6 +79,10 @@ class Listeners:
     # Off unless a config turns it on: a config written before it existed would otherwise
     # bind 443 on upgrade (root only). `pillarbox init` and the dev config turn it on.
     https: Listener = _listener(443, enabled=False)
+    # Off unless a config names it: LMTP takes mail for every hosted account without AUTH,
+    # so only an admin who runs a front MTA opens it (on loopback by default, like Dovecot's
+    # inet_listener lmtp). `pillarbox init` writes it off; naming [listeners.lmtp] turns it on.
+    lmtp: Listener = _listener(24, enabled=False)
 
 
 LISTENER_DOCS = {
@@ -92,7 +96,14 @@ LISTENER_DOCS = {
     "managesieve": "ManageSieve with STARTTLS (RFC 5804): mail apps manage Sieve filters.",
     "http": "Webmail, admin and JSON API.",
     "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
+    "lmtp": "LMTP (RFC 2033) for a front MTA (Postfix `lmtp:inet:`): final delivery to hosted "
+    "accounts, one reply per recipient; off unless named. Keep it on loopback: no AUTH.",
 }
+
+_DEFAULT_LISTENERS = Listeners()
+
+#: Listeners that `pillarbox init` and the dev config leave off (see Listeners.lmtp).
+OPT_IN_LISTENERS = frozenset({"lmtp"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -448,6 +459,40 @@ class ManageSieveSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LmtpSection:
+    """The lmtp listener (RFC 2033); message size, recipients, line length, error limit,
+    bare line breaks and timeouts are the ``[smtp]`` knobs of the same names."""
+
+    policy: Literal["content", "full", "none"] = _f(
+        "content",
+        "Spam policy for LMTP deliveries: 'content' (classifier, rules, reputation, allow/block "
+        "lists; Junk filing and X-Pillarbox-Spam; no SPF/DKIM/DMARC/DNSBL, which need the "
+        "sender's connection the front MTA had), 'full' (also those, on the client the front MTA "
+        "passes with XFORWARD: Postfix lmtp_send_xforward_command = yes; without it, as 'content') "
+        "or 'none' (every copy goes to INBOX, then Sieve).",
+    )
+    refuse_spam: bool = _f(
+        False,
+        "Refuse (550 5.7.1, for that recipient only) a message whose score reaches "
+        "policy.reject_threshold; false: it is filed in Junk, as the front MTA already accepted it.",
+    )
+    quota_full: Literal["tempfail", "reject"] = _f(
+        "tempfail",
+        "A recipient over quota: 'tempfail' answers 452 4.2.2 (the front MTA keeps the message "
+        "and retries), 'reject' 552 5.2.2 (it bounces at once; Dovecot's default).",
+    )
+    max_connections: int = _f(100, "Concurrent LMTP connections (Postfix opens up to 20).")
+    socket: str = _f(
+        "",
+        "Also serve LMTP on this UNIX socket (absolute path; Postfix `lmtp:unix:/path`); empty: none. A stale socket file there is replaced.",
+    )
+    socket_mode: str = _f(
+        "0660",
+        "Permissions of the socket, octal: the front MTA's user must be able to connect (Postfix's lmtp runs as postfix).",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSection:
     nameserver: str = _f("", "Resolver address ('host' or 'host:port'); empty: the system's.")
     timeout: float = _f(5.0, "Seconds for one DNS lookup.")
@@ -640,6 +685,9 @@ class Config:
     managesieve: ManageSieveSection = _section(
         ManageSieveSection, "ManageSieve limits (the managesieve listener, RFC 5804)."
     )
+    lmtp: LmtpSection = _section(
+        LmtpSection, "LMTP delivery from a front MTA (the lmtp listener, RFC 2033)."
+    )
     auth: AuthSection = _section(AuthSection, "Passwords and login rate limits.")
     queue: QueueSection = _section(QueueSection, "Outbound delivery.")
     forwarding: ForwardingSection = _section(
@@ -763,6 +811,9 @@ def _build(cls: type[T], raw: Any, prefix: str) -> T:
     values: dict[str, Any] = {}
     for name, value in raw.items():
         key = f"{prefix}.{name}" if prefix else name
+        if cls is Listeners and isinstance(value, Mapping):
+            # A named listener without a port takes its service's (lmtp: 24), not 0 (any).
+            value = {"port": getattr(_DEFAULT_LISTENERS, name).port, **value}
         values[name] = _convert(hints[name], value, key)
     return cls(**values)
 
@@ -888,6 +939,7 @@ def _validate(config: Config) -> None:
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),
         ("managesieve.max_connections_per_ip", config.managesieve.max_connections_per_ip),
+        ("lmtp.max_connections", config.lmtp.max_connections),
     ]
     for key, number in positive:
         if number <= 0:
@@ -925,6 +977,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("forwarding.srs_max_age_days", "must be below 1024 (SRS timestamps wrap)")
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
+    _validate_lmtp(config.lmtp)
     _validate_policy(config.policy)
     _validate_web(config.web)
     reports = config.dmarc_reports
@@ -974,6 +1027,24 @@ def _validate_failure_reports(section: DmarcFailureReportSection, fallback: str)
         raise ConfigError(
             "dmarc_failure_reports.from_address", "needs an address when reports are enabled"
         )
+
+
+def _validate_lmtp(lmtp: LmtpSection) -> None:
+    if lmtp.socket and not Path(lmtp.socket).is_absolute():
+        raise ConfigError("lmtp.socket", f"must be an absolute path, got {lmtp.socket!r}")
+    if socket_mode(lmtp.socket_mode) is None:
+        raise ConfigError(
+            "lmtp.socket_mode", f"expected octal permissions, got {lmtp.socket_mode!r}"
+        )
+
+
+def socket_mode(text: str) -> int | None:
+    """``"0660"`` → 0o660; None unless octal permission bits (at most 0777)."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        return None
+    return mode if 0 <= mode <= 0o777 else None
 
 
 def _validate_policy(policy: PolicySection) -> None:
@@ -1115,6 +1186,7 @@ def dev_config(data_dir: str, hostname: str = "localhost") -> Config:
         "http": 8080,
         "https": 8443,
     }
+    # The OPT_IN_LISTENERS keep their default: off.
     listeners = Listeners(**{name: Listener(port=port) for name, port in ports.items()})
     return Config(
         server=ServerSection(hostname=hostname, data_dir=data_dir),
@@ -1135,6 +1207,7 @@ def production_config(data_dir: str, hostname: str) -> Config:
         **{
             name: Listener(port=getattr(defaults, name).port, address="::")
             for name in LISTENER_DOCS
+            if name not in OPT_IN_LISTENERS
         }
     )
     return Config(

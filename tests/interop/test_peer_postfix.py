@@ -19,14 +19,11 @@ server gives the destination domain an MX record naming Postfix's address.
 from __future__ import annotations
 
 import email
-import os
 import pwd
 import shutil
 import smtplib
 import ssl
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -39,7 +36,7 @@ from pillarbox.net.tls import ensure_self_signed, tls_paths
 from pillarbox.store.types import INBOX
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
-from pillarbox.testing.peers import reachable_dir, require, run, wait_for_port
+from pillarbox.testing.peers import PostfixPeer, postfix_peer
 from pillarbox.testing.polling import wait_for
 
 POSTFIX_DOMAIN = "postfix.test"  # Postfix's own name and the senders it relays for
@@ -59,16 +56,7 @@ def dns_records() -> list[ZoneRecord]:
     ]
 
 
-@dataclass
-class Postfix:
-    directory: Path
-    port: int
-    process: subprocess.Popen[bytes]
-
-    def log(self) -> str:
-        path = self.directory / "maillog"
-        return path.read_text(errors="replace") if path.exists() else ""
-
+class Postfix(PostfixPeer):
     def delivered(self) -> list[bytes]:
         """Messages in the Maildir that every recipient of ``FAR_DOMAIN`` shares."""
         return [p.read_bytes() for p in sorted((self.directory / "mail").glob("maildir/*/*"))]
@@ -100,123 +88,41 @@ def server(tmp_path: Path, ports: tuple[int, int], dns_port: int) -> Iterator[Li
 
 @pytest.fixture
 def postfix(ports: tuple[int, int], server: LiveServer) -> Iterator[Postfix]:
-    master = require("master", "postfix")
-    if os.geteuid() != 0:
-        pytest.skip("Postfix's master must start as root (its daemons then run as postfix)")
-    try:
-        owner = pwd.getpwnam("postfix")
-    except KeyError:
-        pytest.skip("no postfix user (the Debian package creates it)")
-    directory = reachable_dir("pb-postfix-")
-    try:
-        process = start_postfix(
-            directory,
-            owner,
-            master,
-            mx_port=ports[0],
-            port=ports[1],
-            ca=tls_paths(server.config)[0],
-        )
-        try:
-            yield Postfix(directory, ports[1], process)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    ca = tls_paths(server.config)[0]
 
+    def configure(directory: Path, owner: pwd.struct_passwd) -> dict[str, object]:
+        """Relay example.org to our MX on its port, trusting our certificate there."""
+        conf = directory / "conf"
+        shutil.copy(ca, conf / "pillarbox-ca.pem")
+        ensure_self_signed(conf / "cert.pem", conf / "key.pem", POSTFIX_DOMAIN)
+        (conf / "transport").write_text(f"example.org smtp:[127.0.0.1]:{ports[0]}\n")
+        (conf / "access").write_text(f"gone@{FAR_DOMAIN} 550 5.1.1 no such user here\n")
+        (conf / "tls_policy").write_text(f"[127.0.0.1]:{ports[0]} verify match=mx.test\n")
+        return {
+            "myhostname": POSTFIX_DOMAIN,
+            "mydomain": POSTFIX_DOMAIN,
+            "virtual_mailbox_domains": FAR_DOMAIN,
+            "virtual_mailbox_base": directory / "mail",
+            "virtual_mailbox_maps": "static:maildir/",
+            "virtual_uid_maps": f"static:{owner.pw_uid}",
+            "virtual_gid_maps": f"static:{owner.pw_gid}",
+            "transport_maps": f"texthash:{conf / 'transport'}",
+            "smtpd_recipient_restrictions": (
+                f"check_recipient_access texthash:{conf / 'access'}, permit_mynetworks, "
+                "reject_unauth_destination"
+            ),
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": conf / "cert.pem",
+            "smtpd_tls_key_file": conf / "key.pem",
+            "smtpd_tls_received_header": "yes",
+            "smtp_tls_security_level": "encrypt",
+            "smtp_tls_policy_maps": f"texthash:{conf / 'tls_policy'}",
+            "smtp_tls_CAfile": conf / "pillarbox-ca.pem",
+            "smtp_tls_loglevel": "1",
+        }
 
-def start_postfix(
-    directory: Path, owner: pwd.struct_passwd, master: str, *, mx_port: int, port: int, ca: Path
-) -> subprocess.Popen[bytes]:
-    """A Postfix instance in ``directory`` listening on ``port``, relaying example.org to our
-    MX on ``mx_port`` and trusting ``ca`` (our certificate) there."""
-    conf = directory / "conf"
-    conf.mkdir()
-    shutil.copy(ca, conf / "pillarbox-ca.pem")
-    for name in ("queue", "data", "mail"):
-        (directory / name).mkdir()
-    for name in ("data", "mail"):
-        os.chown(directory / name, owner.pw_uid, owner.pw_gid)
-    ensure_self_signed(conf / "cert.pem", conf / "key.pem", POSTFIX_DOMAIN)
-    (conf / "transport").write_text(f"example.org smtp:[127.0.0.1]:{mx_port}\n")
-    (conf / "access").write_text(f"gone@{FAR_DOMAIN} 550 5.1.1 no such user here\n")
-    (conf / "tls_policy").write_text(f"[127.0.0.1]:{mx_port} verify match=mx.test\n")
-    settings = {
-        "compatibility_level": "3.6",
-        "config_directory": conf,
-        "queue_directory": directory / "queue",
-        "data_directory": directory / "data",
-        "maillog_file": directory / "maillog",
-        "maillog_file_prefixes": directory,
-        "mail_owner": owner.pw_name,
-        "myhostname": POSTFIX_DOMAIN,
-        "mydomain": POSTFIX_DOMAIN,
-        "mydestination": "",
-        "inet_interfaces": "127.0.0.1",
-        "inet_protocols": "ipv4",
-        "mynetworks": "127.0.0.0/8",
-        "smtp_dns_support_level": "disabled",
-        "smtpd_peername_lookup": "no",
-        "biff": "no",
-        "virtual_mailbox_domains": FAR_DOMAIN,
-        "virtual_mailbox_base": directory / "mail",
-        "virtual_mailbox_maps": "static:maildir/",
-        "virtual_uid_maps": f"static:{owner.pw_uid}",
-        "virtual_gid_maps": f"static:{owner.pw_gid}",
-        "transport_maps": f"texthash:{conf / 'transport'}",
-        "smtpd_recipient_restrictions": (
-            f"check_recipient_access texthash:{conf / 'access'}, permit_mynetworks, "
-            "reject_unauth_destination"
-        ),
-        "smtpd_tls_security_level": "may",
-        "smtpd_tls_cert_file": conf / "cert.pem",
-        "smtpd_tls_key_file": conf / "key.pem",
-        "smtpd_tls_received_header": "yes",
-        "smtp_tls_security_level": "encrypt",
-        "smtp_tls_policy_maps": f"texthash:{conf / 'tls_policy'}",
-        "smtp_tls_CAfile": conf / "pillarbox-ca.pem",
-        "smtp_tls_loglevel": "1",
-    }
-    (conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
-    # The delivery agent (virtual) is privileged: it switches to the mailbox owner.
-    services = [
-        f"127.0.0.1:{port} inet n - n - - smtpd",
-        *(
-            f"{name} unix {private} {unprivileged} n - {limit} {command}"
-            for name, private, unprivileged, limit, command in [
-                ("pickup", "n", "-", "1", "pickup"),
-                ("cleanup", "n", "-", "0", "cleanup"),
-                ("qmgr", "n", "-", "1", "qmgr"),
-                ("rewrite", "-", "-", "-", "trivial-rewrite"),
-                ("bounce", "-", "-", "0", "bounce"),
-                ("defer", "-", "-", "0", "bounce"),
-                ("trace", "-", "-", "0", "bounce"),
-                ("verify", "-", "-", "1", "verify"),
-                ("proxymap", "-", "-", "-", "proxymap"),
-                ("smtp", "-", "-", "-", "smtp"),
-                ("relay", "-", "-", "-", "smtp"),
-                ("showq", "n", "-", "-", "showq"),
-                ("error", "-", "-", "-", "error"),
-                ("retry", "-", "-", "-", "error"),
-                ("discard", "-", "-", "-", "discard"),
-                ("virtual", "-", "n", "-", "virtual"),
-                ("anvil", "-", "-", "1", "anvil"),
-                ("scache", "-", "-", "1", "scache"),
-                ("tlsmgr", "-", "-", "1", "tlsmgr"),
-            ]
-        ),
-        "postlog unix-dgram n - n - 1 postlogd",
-    ]
-    (conf / "master.cf").write_text("\n".join(services) + "\n")
-    # ``postfix check`` makes the queue's directories; ``master -d`` stays in the foreground,
-    # a child process the fixture stops.
-    run([require("postfix", "postfix"), "-c", str(conf), "check"], timeout=30)
-    process = subprocess.Popen(
-        [master, "-c", str(conf), "-d"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    wait_for_port(port, process, directory / "maillog")
-    return process
+    with postfix_peer(ports[1], configure) as peer:
+        yield Postfix(peer.directory, peer.port, peer.process)
 
 
 def headers(raw: bytes) -> EmailMessage:

@@ -4,7 +4,8 @@ as on the core — so the adapter adds nothing and loses nothing.
 A transcript runs live when its ``@`` directives hold for a live MX (hosted domain ``mx.test``
 with its accounts, STARTTLS offered or not as the transcript says); the others configure the
 core in ways a live listener is not (LMTP mode, tiny limits, scripted policy, simulated time)
-and are listed with the reason.
+and are listed with the reason. Transcripts in LMTP mode (``@ set mode=lmtp``) run against the
+lmtp listener of the same server, where ``full@mx.test`` is an account over its quota.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from pillarbox.testing.live import LiveServer, loopback_config
 from pillarbox.testing.transcript import parse_transcript, run_on_socket
 
 FILES = sorted((Path(__file__).parent / "smtp").glob("*.txt"))
-USERS = ("b", "c", "d", "x", "y", "alice")
+USERS = ("b", "c", "d", "x", "y", "alice", "full")
 
 CORE_ONLY = {
     "auth": "scripted AUTH user on an MX without TLS",
     "bdat_size": "max_message_size=16",
     "error_limit": "max_errors=3",
-    "lmtp": "LMTP mode",
+    "lmtp_xforward": "XFORWARD offered ([lmtp] policy = full; live: tests/interop/test_lmtp_*)",
     "long_lines": "max_command_line=512 max_text_line=20",
     "mail_params": "max_message_size=1000",
     "rcpt_params": "max_recipients=3",
@@ -42,7 +43,7 @@ LIVE = [p for p in FILES if p.stem not in CORE_ONLY]
 
 
 def _server(tmp: Path, starttls: bool) -> LiveServer:
-    config = loopback_config(tmp, only=["smtp"])
+    config = loopback_config(tmp, only=["smtp", "lmtp"])
     config = dataclasses.replace(
         config, smtp=dataclasses.replace(config.smtp, starttls=starttls, max_line_length=1000)
     )
@@ -58,7 +59,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, Liv
         for server in (plain, tls):
             server.add_domain("mx.test")
             for user in USERS:
-                server.add_account(f"{user}@mx.test", "a long test password")
+                # full@: a one-byte quota that no message fits (452 4.2.2 after the data).
+                quota = 1 if user == "full" else None
+                server.add_account(f"{user}@mx.test", "a long test password", quota_bytes=quota)
             server.add_domain("例子.广告")  # RFC 6531: an IDN domain and a UTF-8 local part
             server.add_account("用户@例子.广告", "a long test password")
         yield {False: plain, True: tls}
@@ -92,10 +95,11 @@ def test_transcript_live(servers: dict[bool, LiveServer], path: Path) -> None:
     context.verify_mode = ssl.CERT_NONE
     transcript = parse_transcript(path.read_text("utf-8"), path.stem)
     server = servers[transcript.settings.get("starttls") == "true"]
+    listener = "lmtp" if transcript.settings.get("mode") == "lmtp" else "smtp"
     run_on_socket(
         transcript,
         "127.0.0.1",
-        server.port("smtp"),
+        server.port(listener),
         tls=context,
         last_message=lambda: last_message(server),
     )

@@ -119,7 +119,8 @@ def test_dev_config_is_loopback_and_unprivileged() -> None:
     for name in cfg.LISTENER_DOCS:
         listener = getattr(config.listeners, name)
         assert listener.address == "127.0.0.1"
-        assert listener.port >= 1024
+        assert listener.port >= 1024 or name in cfg.OPT_IN_LISTENERS
+        assert listener.enabled is (name not in cfg.OPT_IN_LISTENERS)
 
 
 def test_markdown_reference_documents_every_field() -> None:
@@ -295,3 +296,47 @@ def test_a_tls_policy_is_a_table_and_overridden_whole(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         cfg.load(write(tmp_path, ""), environ=env)
     assert refused.value.key == "queue.tls_policy.p.example"
+
+
+def test_lmtp_is_off_unless_named_and_then_on_loopback_port_24(tmp_path: Path) -> None:
+    """LMTP takes mail for every account without AUTH: no file turns it on by itself — not one
+    from before it existed, not the files ``pillarbox init`` writes (off, on loopback, even in
+    the production config that binds everything else on every address). Naming
+    ``[listeners.lmtp]`` turns it on, where Dovecot's LMTP listens: 127.0.0.1:24."""
+    old = cfg.load(write(tmp_path, "[listeners.http]\nport = 8080\n"), environ={})
+    assert not old.listeners.lmtp.enabled
+    for fresh in (cfg.production_config("d", "mail.example.org"), cfg.dev_config("d")):
+        written = cfg.load(write(tmp_path, cfg.render_toml(fresh)), environ={})
+        assert not written.listeners.lmtp.enabled
+        assert written.listeners.lmtp.address == "127.0.0.1"
+    named = cfg.load(write(tmp_path, "[listeners.lmtp]\n"), environ={})
+    assert named.listeners.lmtp == cfg.Listener(enabled=True, address="127.0.0.1", port=24)
+    assert named.lmtp == cfg.LmtpSection()
+    assert named.lmtp.policy == "content" and named.lmtp.quota_full == "tempfail"
+    assert not named.lmtp.refuse_spam
+
+
+def test_lmtp_section_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.load(write(tmp_path, '[lmtp]\npolicy = "strict"\n'), environ={})
+    assert info.value.key == "lmtp.policy"
+    with pytest.raises(ConfigError) as info:
+        cfg.load(write(tmp_path, "[lmtp]\nmax_connections = 0\n"), environ={})
+    assert info.value.key == "lmtp.max_connections"
+
+
+def test_lmtp_socket_settings_are_checked(tmp_path: Path) -> None:
+    """The socket path comes from the admin's file only and must be absolute; the mode is
+    octal permission bits."""
+    for text, key in [
+        ('[lmtp]\nsocket = "run/lmtp"\n', "lmtp.socket"),
+        ('[lmtp]\nsocket_mode = "0999"\n', "lmtp.socket_mode"),
+        ('[lmtp]\nsocket_mode = "01777"\n', "lmtp.socket_mode"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            cfg.load(write(tmp_path, text), environ={})
+        assert info.value.key == key
+    loaded = cfg.load(write(tmp_path, '[lmtp]\nsocket = "/run/pb/lmtp"\n'), environ={})
+    assert (
+        loaded.lmtp.socket == "/run/pb/lmtp" and cfg.socket_mode(loaded.lmtp.socket_mode) == 0o660
+    )

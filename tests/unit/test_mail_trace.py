@@ -90,6 +90,32 @@ def test_received_minimal_and_several_recipients() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("helo", "first"),
+    [
+        ("front.example", b"Received: from front.example\r\n"),
+        ("bad helo!", b'Received: from localhost (invalid HELO "bad helo!")\r\n'),
+    ],
+)
+def test_received_from_a_unix_socket_has_no_tcp_info(helo: str, first: bytes) -> None:
+    """LMTP from a front MTA on a UNIX socket: no client address (RFC 5321 §4.4 Extended-Domain
+    is then the Domain alone)."""
+    field = received(
+        helo=helo,
+        client_ip="",
+        client_host=None,
+        by_host="mx.example.org",
+        protocol="LMTP",
+        queue_id="Q2",
+        date=WHEN,
+        recipients=["a@example.org"],
+    )
+    assert field == first + (
+        b"\tby mx.example.org (Pillarbox) with LMTP id Q2\r\n"
+        b"\tfor <a@example.org>; Tue, 05 Mar 2024 14:07:09 +0100\r\n"
+    )
+
+
 def test_received_does_not_let_the_client_inject() -> None:
     field = received(
         helo="evil)\r\nX-Injected: yes (",

@@ -31,6 +31,7 @@ from pillarbox.smtp.grammar import (
     Rset,
     StartTls,
     Vrfy,
+    Xforward,
     decode_xtext,
     encode_xtext,
     format_command,
@@ -91,6 +92,26 @@ PARSED: list[tuple[bytes, Command]] = [
     (b"AUTH PLAIN", Auth("PLAIN")),
     (b"AUTH plain =", Auth("PLAIN", b"")),
     (b"AUTH PLAIN AGEAYg==", Auth("PLAIN", b"\0a\0b")),
+    # Postfix's XFORWARD (XFORWARD_README): values are xtext; Postfix sends IPv6 as IPv6:…
+    (
+        b"XFORWARD NAME=mail.example.net ADDR=192.0.2.7 PROTO=ESMTP HELO=mail.example.net",
+        Xforward(
+            (
+                ("NAME", "mail.example.net"),
+                ("ADDR", "192.0.2.7"),
+                ("PROTO", "ESMTP"),
+                ("HELO", "mail.example.net"),
+            )
+        ),
+    ),
+    (
+        b"xforward source=REMOTE addr=IPv6:2001:db8::1",
+        Xforward((("SOURCE", "REMOTE"), ("ADDR", "IPv6:2001:db8::1"))),
+    ),
+    (
+        b"XFORWARD HELO=a+20b NAME=[UNAVAILABLE]",
+        Xforward((("HELO", "a b"), ("NAME", "[UNAVAILABLE]"))),
+    ),
 ]
 
 
@@ -151,6 +172,10 @@ REFUSED: list[tuple[bytes, Reply]] = [
     (b"AUTH PLAIN a b", R.INVALID_ARGUMENTS),
     (b"AUTH PLAIN AGEAYg", R.AUTH_BAD_BASE64),
     (b"AUTH PLAIN =AGEAYg==", R.AUTH_BAD_BASE64),
+    (b"XFORWARD", R.INVALID_ARGUMENTS),
+    (b"XFORWARD IDENT=x", R.XFORWARD_BAD_ATTRIBUTE),
+    (b"XFORWARD ADDR", R.XFORWARD_BAD_ATTRIBUTE),
+    (b"XFORWARD HELO=a+zz", R.SYNTAX_ERROR),
 ]
 
 

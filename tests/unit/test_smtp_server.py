@@ -232,6 +232,35 @@ def test_lmtp_answers_each_recipient() -> None:
     assert conn.state is State.READY
 
 
+@pytest.mark.parametrize(("mode", "closed"), [(Mode.LMTP, False), (Mode.SMTP, True)])
+def test_lmtp_delivery_refusals_are_not_client_errors(mode: Mode, closed: bool) -> None:
+    """A front MTA relays what its senders wrote: unknown recipients and full mailboxes are
+    not its errors, so in LMTP they do not count towards ``max_errors`` (in SMTP they do)."""
+    conn = connect(mode=mode, max_errors=3)
+
+    def decide(pending: object) -> None:
+        if isinstance(pending, RcptTo) and str(pending.path).startswith("<u"):
+            conn.reject(R.MAILBOX_UNKNOWN)
+        elif isinstance(pending, DataEnd) and mode is Mode.LMTP:
+            conn.respond_per_recipient([R.MAILBOX_FULL] * len(pending.recipients))
+        else:
+            conn.accept()
+
+    hello = b"LHLO c\r\n" if mode is Mode.LMTP else HELO
+    unknown = b"".join(f"RCPT TO:<u{i}@mx.test>\r\n".encode() for i in range(4))
+    message = MAIL + unknown + RCPT + b"DATA\r\nx\r\n.\r\n"
+    conn.receive_data(hello + message * 3, 0.0)
+    while (event := conn.next_event()) is not CLOSED and event is not NEED_DATA:
+        if event is PAUSED:
+            decide(conn.pending)
+    sent = conn.data_to_send(0.0)
+    assert (conn.state is State.CLOSED) is closed
+    assert (R.TOO_MANY_ERRORS.render() in sent) is closed
+    if not closed:
+        assert sent.count(R.MAILBOX_UNKNOWN.render()) == 12
+        assert sent.count(R.MAILBOX_FULL.render()) == 3
+
+
 def test_smtp_end_of_data_reply_is_one() -> None:
     conn = at(State.RCPT)
     drive(conn, b"RCPT TO:<c@mx.test>\r\n")

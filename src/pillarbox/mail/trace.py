@@ -112,19 +112,30 @@ def received(
 
     ``from HELO (client_host [ip])`` — the verified reverse DNS name, if any, then the address
     literal (TCP-info); a HELO that is not a domain or address literal is replaced by the
-    address literal and quoted in a comment. ``for <rcpt>`` only when there is exactly one
+    address literal and quoted in a comment. An empty ``client_ip`` is a client on a UNIX
+    socket: ``from HELO`` without TCP-info. ``for <rcpt>`` only when there is exactly one
     recipient, so a copy does not reveal the other (Bcc) recipients. ``date`` must be aware.
     """
     if date.tzinfo is None:
         raise ValueError("Received date must be timezone-aware")
     if not _ATOM.fullmatch(queue_id):
         raise ValueError(f"queue id {queue_id!r} is not an RFC 5322 atom")
-    literal = address_literal(client_ip)
-    tcp_info = f"{client_host} {literal}" if client_host and _is_domain(client_host) else literal
-    if helo and _is_domain(helo):
-        from_clause = f"from {helo} ({tcp_info})"
+    if not client_ip:
+        # A client on a UNIX socket (LMTP from a front MTA on this host) has no TCP-info:
+        # RFC 5321 §4.4 Extended-Domain is then the Domain alone.
+        valid = bool(helo) and _is_domain(helo)
+        from_clause = (
+            f"from {helo}" if valid else f'from localhost (invalid HELO "{_comment(helo)}")'
+        )
     else:
-        from_clause = f'from {literal} ({tcp_info}) (invalid HELO "{_comment(helo)}")'
+        literal = address_literal(client_ip)
+        tcp_info = (
+            f"{client_host} {literal}" if client_host and _is_domain(client_host) else literal
+        )
+        if helo and _is_domain(helo):
+            from_clause = f"from {helo} ({tcp_info})"
+        else:
+            from_clause = f'from {literal} ({tcp_info}) (invalid HELO "{_comment(helo)}")'
     lines = [f"Received: {from_clause}"]
     if tls is not None:
         bits = f" ({tls.bits}/{tls.bits} bits)" if tls.bits else ""

@@ -9,8 +9,11 @@ would look like a network fault to the client and make it retry at once.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import ssl
+import stat
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -82,14 +85,18 @@ class Listener:
         self._tls = tls
         self._handshake_timeout = handshake_timeout
         self._server: asyncio.Server | None = None
+        #: The UNIX socket's path, when listening on one (removed at :meth:`finish`).
+        self._path: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = Log(f"net.{name}")
 
     @property
     def ports(self) -> list[tuple[str, int]]:
-        """The bound (address, port) pairs, port 0 resolved."""
+        """The bound (address, port) pairs, port 0 resolved; (path, 0) for a UNIX socket."""
         if self._server is None:
             return []
+        if self._path is not None:
+            return [(self._path, 0)]
         return [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in self._server.sockets]
 
     async def start(self, address: str, port: int) -> None:
@@ -104,6 +111,16 @@ class Listener:
             backlog=1024,
         )
 
+    async def start_unix(self, path: str, mode: int) -> None:
+        """Listen on the UNIX socket ``path`` (from the admin's config only) with permissions
+        ``mode``. A socket file nobody listens on (left by a crash) is replaced; one in use,
+        or a file that is not a socket, is an error (OSError)."""
+        _clear_stale_socket(path)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._make_channel, path=path, backlog=1024)
+        self._path = path
+        os.chmod(path, mode)
+
     def _make_channel(self) -> Channel:
         channel = _AcceptedChannel(self)
         return channel
@@ -116,7 +133,7 @@ class Listener:
     async def _run(self, channel: Channel) -> None:
         address = channel.peer[0]
         sock = channel.extra("socket")
-        if sock is not None:
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection_id = new_connection_id(self.name)
         refusal = self._counter.admit(address)
@@ -157,6 +174,26 @@ class Listener:
                 await asyncio.wait(pending, timeout=5)
         if self._server is not None:
             await self._server.wait_closed()
+        if self._path is not None:
+            _clear_stale_socket(self._path)
+            self._path = None
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Remove the socket file at ``path`` unless a server still accepts on it."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise OSError(errno.EEXIST, "the path exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listening: left over
+            return
+    raise OSError(errno.EADDRINUSE, "another server listens on the socket")
 
 
 class _AcceptedChannel(Channel):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pillarbox import blocking, provisioning
-from pillarbox.config import LISTENER_DOCS, Config
+from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones
 from pillarbox.errors import ConfigError, StorageError
@@ -53,10 +53,13 @@ SERVICES: dict[str, tuple[bool, str, str]] = {
     "pop3": (False, "pop3", "pillarbox.net.pop3:pop3_handler"),
     "pop3s": (True, "pop3", "pillarbox.net.pop3:pop3_handler"),
     "managesieve": (False, "managesieve", "pillarbox.net.managesieve:managesieve_handler"),
+    "lmtp": (False, "lmtp", "pillarbox.net.smtp:lmtp_handler"),
 }
 
 #: The listeners served by uvicorn with the web app (one app for both) → implicit TLS?
 WEB_LISTENERS: dict[str, bool] = {"http": False, "https": True}
+#: The LMTP listener on a UNIX socket (``[lmtp] socket``), beside or instead of the TCP one.
+LMTP_SOCKET = "lmtp-unix"
 #: The listener answering ACME HTTP-01 challenges (``[tls] acme_challenge_listener``).
 ACME_LISTENER = "acme-http"
 
@@ -134,6 +137,12 @@ class Server:
                     per_address=config.managesieve.max_connections_per_ip,
                 )
             ),
+            # One front MTA, usually: its connections are all from one address.
+            "lmtp": ConnectionCounter(
+                ConnectionLimits(
+                    total=config.lmtp.max_connections, per_address=config.lmtp.max_connections
+                )
+            ),
             "http": ConnectionCounter(ConnectionLimits()),
         }
         try:
@@ -148,7 +157,7 @@ class Server:
                         grace=config.server.shutdown_grace,
                         tls=tls if WEB_LISTENERS[name] else None,
                     )
-                    with _bind_error(name, settings.address, settings.port):
+                    with _bind_error(f"listeners.{name}", settings.address, settings.port):
                         http.bind(settings.address, settings.port)
                     self.listeners[name] = http
                     web.append(http)
@@ -163,10 +172,11 @@ class Server:
                     counters[group],
                     tls=tls if implicit_tls else None,
                 )
-                with _bind_error(name, settings.address, settings.port):
+                with _bind_error(f"listeners.{name}", settings.address, settings.port):
                     await listener.start(settings.address, settings.port)
                 self.listeners[name] = listener
                 self.log.info("listening", listener=name, on=_where(listener.ports))
+            await self._start_lmtp_socket(context, counters["lmtp"])
             await self._serve_web(context, web)
             await self._start_acme_listener(context)
             await self._start_dns(context)
@@ -193,6 +203,20 @@ class Server:
             self.log.warning("spam model not read ahead", error=str(exc))
         else:
             self.log.info("spam model read ahead")
+
+    async def _start_lmtp_socket(self, context: Services, counter: ConnectionCounter) -> None:
+        """LMTP on the UNIX socket ``[lmtp] socket`` names (Postfix ``lmtp:unix:``), if any:
+        the same handler as the TCP listener's, sharing its connection limit."""
+        path = self.config.lmtp.socket
+        if not path:
+            return
+        mode = socket_mode(self.config.lmtp.socket_mode)
+        assert mode is not None  # validated with the config
+        listener = Listener(LMTP_SOCKET, _factory(SERVICES["lmtp"][2])(context, "lmtp"), counter)
+        with _bind_error("lmtp.socket", path, None):
+            await listener.start_unix(path, mode)
+        self.listeners[LMTP_SOCKET] = listener
+        self.log.info("listening", listener=LMTP_SOCKET, on=path)
 
     async def _start_acme_listener(self, context: Services) -> None:
         """The HTTP-01 challenge listener (``[tls] acme_challenge_listener``): the CA connects
@@ -286,7 +310,10 @@ class Server:
 
 
 def _where(ports: Sequence[tuple[str, int]]) -> str:
-    return ", ".join(f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in ports)
+    """``host:port`` for each, ``[v6]:port``; a UNIX socket's path as it is."""
+    return ", ".join(
+        a if a.startswith("/") else f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in ports
+    )
 
 
 async def serve_until_signalled(config: Config, banner: Sequence[str] = ()) -> None:
@@ -332,15 +359,20 @@ def _loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 
 
 @contextlib.contextmanager
-def _bind_error(name: str, address: str, port: int) -> Iterator[None]:
+def _bind_error(key: str, address: str, port: int | None) -> Iterator[None]:
     """A listener that cannot bind (the port taken by another server, an address this host
-    does not have) is a configuration error naming its key, not a traceback: the operator
-    moves the port or turns the listener off."""
+    does not have, a socket path in use) is a configuration error naming its key, not a
+    traceback: the operator moves the port or path, or turns the listener off. ``port`` is
+    None for a UNIX socket at the path ``address``."""
     try:
         yield
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ConfigError(
-            f"listeners.{name}",
-            f"cannot listen on {address}:{port} ({reason}); change its port or set enabled = false",
-        ) from None
+        if port is None:
+            fix = f"cannot listen on {address} ({reason}); change the path or remove it"
+        else:
+            fix = (
+                f"cannot listen on {address}:{port} ({reason}); "
+                "change its port or set enabled = false"
+            )
+        raise ConfigError(key, fix) from None

@@ -1,4 +1,5 @@
-"""Asyncio adapter driving the sans-I/O SMTP server core for the MX and submission listeners.
+"""Asyncio adapter driving the sans-I/O SMTP server core for the MX, submission and LMTP
+listeners.
 
 Implementation notes:
 
@@ -8,6 +9,11 @@ Implementation notes:
 - **MX** (port 25): no AUTH; recipients must resolve at hosted domains (RFC 5321 §3.6.2).
   **Submission** (587 STARTTLS, 465 implicit TLS, RFC 6409/8314): AUTH is offered only under
   TLS (unless ``smtp.auth_without_tls``) and required before MAIL (530 5.7.0).
+  **LMTP** (RFC 2033, for a front MTA, loopback by default): the core in LMTP mode (LHLO only,
+  §4.1), no AUTH and no STARTTLS; recipients only at hosted domains, as at the MX (no relay);
+  after the data one reply per accepted recipient (§4.2) from
+  :meth:`~pillarbox.queue.intake.Intake.accept_each`, each sent once its copy is fsync'd.
+  Limits are the ``[smtp]`` knobs; policy and quota replies are ``[lmtp]``.
 - The message body arrives as chunks (already dot-unstuffed, size-limited by the core as they
   arrive) and is spooled in memory up to ``smtp.max_message_size``; the store is written only
   after the final octet, and 250 is sent only after the store has fsync'd (intake).
@@ -20,6 +26,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -30,10 +37,10 @@ from pillarbox.mail import trace
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
-from pillarbox.queue.intake import AcceptedRecipient, Intake, Origin
+from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, PerRecipient
 from pillarbox.services import Services
 from pillarbox.smtp import replies
-from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls
+from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls, Xforward
 from pillarbox.smtp.sentinels import CLOSED, NEED_DATA, PAUSED
 from pillarbox.smtp.server import (
     AuthAborted,
@@ -43,6 +50,7 @@ from pillarbox.smtp.server import (
     DataChunk,
     DataEnd,
     DataStart,
+    Mode,
     ProtocolError,
     ServerConnection,
     Shutdown,
@@ -55,13 +63,16 @@ from pillarbox.store.types import Account
 _IDLE_STATES = frozenset({State.GREETED, State.READY})
 
 
-def _settings(services: Services, *, submission: bool, implicit_tls: bool) -> SmtpServerSettings:
+def _settings(
+    services: Services, *, submission: bool, implicit_tls: bool, lmtp: bool = False
+) -> SmtpServerSettings:
     smtp = services.config.smtp
     mechanisms: tuple[str, ...] = ()
     if submission:
         mechanisms = services.authenticator.mechanisms(secure=True)
     return SmtpServerSettings(
         hostname=services.hostname,
+        mode=Mode.LMTP if lmtp else Mode.SMTP,
         max_message_size=smtp.max_message_size,
         max_recipients=smtp.max_recipients,
         max_command_line=smtp.max_line_length,
@@ -74,7 +85,9 @@ def _settings(services: Services, *, submission: bool, implicit_tls: bool) -> Sm
         ),
         command_timeout=smtp.command_timeout,
         data_timeout=smtp.data_timeout,
-        starttls=smtp.starttls and not implicit_tls,
+        # LMTP is for a front MTA on this host or a trusted network (RFC 2033 §1).
+        starttls=smtp.starttls and not implicit_tls and not lmtp,
+        xforward=lmtp and services.config.lmtp.policy == "full",
         auth_mechanisms=mechanisms,
         auth_without_tls=submission and smtp.auth_without_tls,
     )
@@ -91,17 +104,39 @@ def submission_handler(services: Services, listener: str) -> Handler:
     return _handler(services, settings, submission=True, implicit_tls=implicit_tls)
 
 
+#: ``[lmtp] quota_full`` → the reply to a recipient over quota (RFC 3463 X.2.2: both a
+#: permanent and a persistent transient failure; Dovecot's quota_full_tempfail chooses too).
+LMTP_MAILBOX_FULL = {
+    "tempfail": replies.MAILBOX_FULL,
+    "reject": replies.MAILBOX_FULL_PERMANENT,
+}
+
+
+def lmtp_handler(services: Services, listener: str) -> Handler:
+    settings = _settings(services, submission=False, implicit_tls=False, lmtp=True)
+    section = services.config.lmtp
+    each = PerRecipient(
+        mailbox_full=LMTP_MAILBOX_FULL[section.quota_full], refuse_spam=section.refuse_spam
+    )
+    return _handler(services, settings, submission=False, implicit_tls=False, lmtp=each)
+
+
 def _handler(
-    services: Services, settings: SmtpServerSettings, *, submission: bool, implicit_tls: bool
+    services: Services,
+    settings: SmtpServerSettings,
+    *,
+    submission: bool,
+    implicit_tls: bool,
+    lmtp: PerRecipient | None = None,
 ) -> Handler:
-    intake = Intake(services)
+    intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
             return
         session = _SmtpSession(
-            services, intake, settings, channel, admission, submission, implicit_tls
+            services, intake, settings, channel, admission, submission, implicit_tls, lmtp
         )
         await session.run()
 
@@ -118,20 +153,27 @@ class _SmtpSession:
         admission: Admission,
         submission: bool,
         implicit_tls: bool,
+        lmtp: PerRecipient | None = None,
     ) -> None:
         self.services = services
+        #: How an LMTP session answers each recipient; None for SMTP.
+        self.lmtp = lmtp
         self.intake = intake
         self.channel = channel
         self.submission = submission
         self.loop = asyncio.get_running_loop()
         self.remote_ip = channel.peer[0]
-        self.log = Log("smtp", conn=admission.connection_id, remote=self.remote_ip)
+        self.log = Log(
+            "smtp" if lmtp is None else "lmtp", conn=admission.connection_id, remote=self.remote_ip
+        )
         self.core = ServerConnection(settings, tls=implicit_tls)
         self.account: Account | None = None
         self.sasl: SaslSession | None = None
         self.mail: MailFrom | None = None
         self.accepted: list[AcceptedRecipient] = []
         self.spool = bytearray()
+        #: XFORWARD attributes for the next transaction (LMTP with ``policy = "full"``).
+        self.xforward: dict[str, str] = {}
         #: Done once the server begins shutting down, and then interrupts the channel's wait
         #: for a command: made at the first such wait and kept for the session (one per wait,
         #: raced against a task reading, was two tasks more for every command).
@@ -156,7 +198,8 @@ class _SmtpSession:
 
     async def _converse(self) -> None:
         self.log.info("connected", submission=self.submission, tls=self.channel.tls_active)
-        self.core.greet(replies.service_ready(self.services.hostname))
+        ready = replies.service_ready if self.lmtp is None else replies.lmtp_ready
+        self.core.greet(ready(self.services.hostname))
         core = self.core
         while True:
             event = core.next_event()
@@ -226,7 +269,10 @@ class _SmtpSession:
         match event:
             case Hello():
                 self._reset_transaction()  # RFC 5321 §4.1.4: a hello implies RSET
+                self.xforward = {}
                 core.accept()
+            case Xforward(attributes=attributes):
+                self.xforward.update(attributes)  # already answered 250 by the core
             case StartTls():
                 core.accept()
             case Auth(mechanism=mechanism, initial_response=initial):
@@ -248,12 +294,14 @@ class _SmtpSession:
             case DataAborted(reply=reply):
                 self.log.info("message refused", code=reply.code, reason=reply.text)
                 self._reset_transaction()
+                self.xforward = {}
             case ProtocolError(reply=reply):
                 self.log.info("protocol error", code=reply.code, reason=reply.text)
             case Shutdown(reply=reply):
                 self.log.info("closing", code=reply.code, reason=reply.text)
             case Rset():
                 self._reset_transaction()
+                self.xforward = {}
             case _:
                 pass  # Noop, Help, Vrfy, Quit: already answered by the core
 
@@ -336,10 +384,17 @@ class _SmtpSession:
                 tls=self.core.tls,
                 authenticated=self.account is not None,
                 utf8=self.mail.params.smtputf8,
+                lmtp=self.lmtp is not None,  # RFC 3848 §2: "LMTP"
             ),
             tls=self._tls_summary(),
             account=self.account,
+            judging=Judging.FULL if self.lmtp is None else self._lmtp_judging,
+            forwarded=self._forwarded_client(),
         )
+        self.xforward = {}  # XFORWARD_README: the attributes last one transaction
+        if self.lmtp is not None:
+            await self._data_end_each(origin, self.lmtp)
+            return
         try:
             reply = await self.intake.accept(self.mail, self.accepted, bytes(self.spool), origin)
         except StorageError as exc:
@@ -347,6 +402,49 @@ class _SmtpSession:
             reply = replies.LOCAL_ERROR
         self._reset_transaction()
         self.core.answer(reply)
+
+    @property
+    def _lmtp_judging(self) -> Judging:
+        """``[lmtp] policy``; "full" needs the sender's MTA from XFORWARD, else "content"."""
+        judging = Judging(self.services.config.lmtp.policy)
+        if judging is Judging.FULL and self._forwarded_client() is None:
+            return Judging.CONTENT
+        return judging
+
+    def _forwarded_client(self) -> tuple[str, str] | None:
+        """The sender's MTA as XFORWARD named it: (address, HELO), or None without a usable
+        ADDR. Postfix writes IPv6 addresses as ``IPv6:...``; unknown values are
+        ``[UNAVAILABLE]`` or ``[TEMPUNAVAIL]``."""
+        address = self.xforward.get("ADDR", "")
+        if address[:5].upper() == "IPV6:":
+            address = address[5:]
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        helo = self.xforward.get("HELO", "")
+        return address, "" if helo in ("[UNAVAILABLE]", "[TEMPUNAVAIL]") else helo
+
+    async def _data_end_each(self, origin: Origin, each: PerRecipient) -> None:
+        """LMTP: one reply per accepted recipient, each its own outcome (RFC 2033 §4.2)."""
+        assert self.mail is not None
+        try:
+            answers = await self.intake.accept_each(
+                self.mail, self.accepted, bytes(self.spool), origin, each
+            )
+        except StorageError as exc:
+            self.log.error("storing the message failed", error=str(exc))
+            answers = [replies.LOCAL_ERROR] * len(self.accepted)
+        for accepted, answer in zip(self.accepted, answers, strict=True):
+            if not answer.is_positive:
+                self.log.info(
+                    "recipient not delivered",
+                    rcpt=str(accepted.rcpt.path),
+                    code=answer.code,
+                    reason=answer.text,
+                )
+        self._reset_transaction()
+        self.core.respond_per_recipient(answers)
 
     def _tls_summary(self) -> trace.TlsSummary | None:
         obj = self.channel.ssl_object

@@ -487,11 +487,15 @@ class InboundPolicy:
         if self.settings.use_classifier:
             await self._store.spam_model(None, (_WARM_UP_TOKEN,))
 
-    async def judge(self, assessment: Assessment, account_ids: Sequence[int]) -> Judgement:
-        """Judge the message's one :meth:`assess`-ment for each account; refused only if every
-        account's verdict is ``reject`` (one SMTP reply covers all recipients)."""
+    async def judge(
+        self, assessment: Assessment, account_ids: Sequence[int], *, whole: bool = True
+    ) -> Judgement:
+        """Judge the message's one :meth:`assess`-ment for each account; with ``whole`` (SMTP:
+        one reply covers all recipients) refused only if every account's verdict is
+        ``reject``. Without (LMTP answers each recipient) there is a copy for every account,
+        its verdict saying whether that one is refused."""
         verdicts = await concurrently([self.verdict(assessment, a) for a in account_ids])
-        if verdicts and all(v.action is Action.REJECT for v in verdicts):
+        if whole and verdicts and all(v.action is Action.REJECT for v in verdicts):
             return Judgement(verdicts[0].refusal, {})
         auth = assessment.auth_header(self.hostname)
         copies = {

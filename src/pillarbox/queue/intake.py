@@ -21,6 +21,14 @@ Implementation notes:
   copies (:mod:`.forwarding`: SRS, ARC, loops, never spam), and vacation replies sent
   (:mod:`.vacation`). A bounce to one of our SRS addresses is accepted at RCPT and returned to
   the original sender. The rules: docs/forwarding.md.
+- **LMTP** (RFC 2033, :meth:`Intake.accept_each`): one reply per accepted recipient, each its
+  own outcome: stored (250, after the fsync), over quota (``[lmtp] quota_full``: 452 4.2.2 or
+  552 5.2.2, and not queued here: the front MTA keeps the message and retries), erejected by
+  its Sieve script (550 5.7.1, no report), refused as spam only if ``[lmtp] refuse_spam``.
+  A recipient reached through an alias answers for the alias: 250 if any of its destinations
+  took the message; a full account behind such a 250 is queued and retried as for SMTP. The
+  policy is ``[lmtp] policy`` (:class:`Judging`): the checks that need the sender's connection
+  (SPF, DKIM/DMARC/ARC as our verdict, DNSBL) belong to the front MTA, which had it.
 - **Submission** (RFC 6409): the envelope sender and every header ``From`` address must belong to
   the authenticated account (its address, plus-addresses of it, or aliases that resolve only
   to it); missing ``Date``/``Message-ID`` are added (RFC 6409 §8).
@@ -28,6 +36,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +50,7 @@ from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
 from pillarbox.policy.pipeline import Arrival, Assessment, Copy, Judgement
-from pillarbox.policy.verdict import Verdict, decide
+from pillarbox.policy.verdict import Action, Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
 from pillarbox.queue.filtering import LocalDelivery, Refusal
 from pillarbox.queue.forwarding import Forward
@@ -77,6 +86,30 @@ SPAM_NOT_FORWARDED = "message judged spam; not forwarded"
 FORWARDING_LOOP = Reply(554, "5.4.6", "mail forwarding loop")
 
 
+class Judging(enum.StrEnum):
+    """How much of the inbound policy a message's arrival lets us apply."""
+
+    #: Authentication, DNSBL, content, lists: on the client (the MX), or on the sender's MTA
+    #: a trusted front MTA names (LMTP with XFORWARD, :attr:`Origin.forwarded`).
+    FULL = "full"
+    #: The client is a front MTA that took the message from the sender (LMTP): no SPF,
+    #: DKIM/DMARC/ARC verdict or DNSBL (the connection they need was the front MTA's); the
+    #: content classifier, rules, reputation and allow/block lists, with Junk filing.
+    CONTENT = "content"
+    #: No judgement: every copy is filed in INBOX (and then through Sieve).
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class PerRecipient:
+    """How :meth:`Intake.accept_each` answers each recipient (LMTP, RFC 2033 §4.2)."""
+
+    #: The reply to a recipient over quota (452 4.2.2 or 552 5.2.2, RFC 3463 X.2.2).
+    mailbox_full: Reply = replies.MAILBOX_FULL
+    #: Refuse a recipient whose verdict is ``reject`` (else it is filed in Junk).
+    refuse_spam: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a message came from, for the Received field and the ownership checks."""
@@ -89,6 +122,11 @@ class Origin:
     tls: trace.TlsSummary | None = None
     #: The authenticated submitter; None for mail arriving at the MX.
     account: Account | None = None
+    #: What of the inbound policy applies to mail without an ``account``.
+    judging: Judging = Judging.FULL
+    #: The sender's MTA as a front MTA passed it (LMTP XFORWARD): its address and HELO, which
+    #: the policy checks instead of the client's (the Received field still names the client).
+    forwarded: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +155,10 @@ class _Plan:
 class Intake:
     """Decides MAIL and RCPT, then stores or queues the message at the end of DATA."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, mailbox_full: Reply = replies.MAILBOX_FULL) -> None:
         self._services = services
+        #: The RCPT reply when every mailbox the recipient reaches is too full for SIZE=.
+        self._mailbox_full = mailbox_full
         self._store = services.store
         self._router = services.router
         self._log = Log("intake")
@@ -161,7 +201,7 @@ class Intake:
             and not resolution.remote
             and await self._all_full(resolution.local, size_hint)
         ):
-            return replies.MAILBOX_FULL, None
+            return self._mailbox_full, None
         return replies.RECIPIENT_OK, resolution
 
     def _srs_return(self, mailbox: Address) -> Resolution:
@@ -207,11 +247,42 @@ class Intake:
         origin: Origin,
     ) -> Reply:
         """Store and queue one message for its accepted recipients; the reply to send."""
+        return (await self._accept(mail, recipients, body, origin, None))[0]
+
+    async def accept_each(
+        self,
+        mail: MailFrom,
+        recipients: Sequence[AcceptedRecipient],
+        body: bytes,
+        origin: Origin,
+        each: PerRecipient,
+    ) -> list[Reply]:
+        """Store one message for its accepted recipients and answer each of them (LMTP,
+        RFC 2033 §4.2: one reply per recipient, in RCPT order; see the module notes)."""
+        return await self._accept(mail, recipients, body, origin, each)
+
+    async def _accept(
+        self,
+        mail: MailFrom,
+        recipients: Sequence[AcceptedRecipient],
+        body: bytes,
+        origin: Origin,
+        each: PerRecipient | None,
+    ) -> list[Reply]:
+        """:meth:`accept` (``each`` None: one reply for the message) or :meth:`accept_each`."""
         now = datetime.now(UTC)
         queue_id = secrets.token_hex(8)
         sender = mail.path.mailbox.normalised if mail.path.mailbox else ""
         plan = self._plan(recipients)
-        judged = origin.account is None and self._services.config.policy.enabled
+
+        def whole(reply: Reply) -> list[Reply]:
+            return [reply] * (1 if each is None else len(recipients))
+
+        judged = (
+            origin.account is None
+            and self._services.config.policy.enabled
+            and origin.judging is not Judging.NONE
+        )
         # The one parse of the message (DESIGN principle 4): the From check, the policy and
         # the stored copies (with their fields on top, see parse_with_fields) all use it.
         # Unjudged mail for one mailbox is parsed as that copy instead, which is cheaper.
@@ -225,7 +296,7 @@ class Intake:
             info = await parse(body)
             verdict = await self._check_from_header(origin.account, info)
             if verdict is not None:
-                return verdict
+                return whole(verdict)
         elif judged and (plan.local or plan.aliased):
             info = await parse(body)
         received = trace.received(
@@ -248,19 +319,31 @@ class Intake:
             # Once per message, whoever it is for: DMARC observations and failure reports are
             # made here, and would be doubled for a message to an account and a forward.
             assessment = await self._assess(sender, body, info, origin)
+        #: LMTP: accounts answered with a refusal of their own before delivery (spam).
+        refused: dict[int, Reply] = {}
         if assessment is not None and plan.local:
-            judgement = await self._judge(assessment, list(plan.local))
+            judgement = await self._judge(assessment, list(plan.local), whole=each is None)
             if judgement.refusal:
                 self._log.info("refused by policy", id=queue_id, reason=judgement.refusal)
-                return POLICY_REFUSED.with_text(judgement.refusal)
+                return whole(POLICY_REFUSED.with_text(judgement.refusal))
+            if each is not None and each.refuse_spam:
+                for account_id, copy in judgement.copies.items():
+                    if copy.verdict.action is Action.REJECT:
+                        self._log.info("refused by policy", id=queue_id, account=account_id)
+                        refused[account_id] = POLICY_REFUSED.with_text(copy.verdict.refusal)
+                        del plan.local[account_id]
         alias_headers = b""
+        #: LMTP: alias addresses whose remote targets were not sent the message, and why.
+        unsent: dict[str, Reply] = {}
         if assessment is not None and plan.aliased:
             judged_forward, alias_headers = self._judge_forward(assessment)
             if judged_forward.is_spam:
                 # Spam is never forwarded; with no mailbox of ours to keep it, it is refused.
                 self._log.info("not forwarded: spam", id=queue_id, score=judged_forward.score)
-                if not plan.local and not plan.plain:
-                    return POLICY_REFUSED.with_text(judged_forward.refusal or SPAM_NOT_FORWARDED)
+                spam = POLICY_REFUSED.with_text(judged_forward.refusal or SPAM_NOT_FORWARDED)
+                if not plan.local and not plan.plain and not refused:
+                    return whole(spam)
+                unsent.update(dict.fromkeys(plan.aliased, spam))
                 plan.aliased.clear()
         clean = body
         if judged and (plan.local or plan.aliased):
@@ -272,21 +355,25 @@ class Intake:
         for via, targets in plan.aliased.items():
             if forwarding.looped(body, via):
                 self._log.info("forwarding loop", id=queue_id, via=via)
+                unsent[via] = FORWARDING_LOOP
             else:
                 forwards.append(Forward(via, tuple(targets), alias_headers))
         storing: dict[int, LocalRecipient] = {}
+        #: Accounts whose forwarding took a copy: the message is theirs whatever the store does.
+        forwarded: set[int] = set()
         for account_id, recipient in plan.local.items():
             forward = self._account_forward(
                 recipient, settings[account_id], copies.get(account_id), body, queue_id
             )
             if forward is not None:
                 forwards.append(forward)
+                forwarded.add(account_id)
                 if not settings[account_id].forward_keep_copy:
                     continue
             storing[account_id] = recipient
-        if not storing and not forwards and not plan.plain:
-            return FORWARDING_LOOP  # every recipient would forward it back
-        outcomes: list[bool] = []
+        if not storing and not forwards and not plan.plain and each is None:
+            return whole(FORWARDING_LOOP)  # every recipient would forward it back
+        statuses: list[DeliveryStatus] = []
         refusals: list[Refusal] = []
         if storing:
             clean_info = info if clean is body else None
@@ -309,24 +396,49 @@ class Intake:
                     for a, r in storing.items()
                 ]
             )
-            outcomes = [s is DeliveryStatus.STORED for s in statuses]
+        outcomes = [s is DeliveryStatus.STORED for s in statuses]
         # Each keeps its account's judged decision (and fields) in the store, so the retry
         # files it as it would have been filed now; the queued message is the one shared
         # ``received + clean`` (a report that it never fit returns what was sent, as before).
+        unstored = [a for a, stored in zip(storing, outcomes, strict=True) if not stored]
+        delivered = QUEUED.with_text(f"message accepted as {queue_id}")
+        answers: list[Reply] = []
+        if each is None:
+            if not plan.plain and not forwards and storing and not any(outcomes):
+                self._log.info("refused: every mailbox full", id=queue_id, sender=sender)
+                return whole(replies.MAILBOX_FULL)
+            if refusals and len(refusals) == len(storing) and not plan.plain and not forwards:
+                # RFC 5429 §2.2: every recipient's script erejected it and no copy went
+                # anywhere: refused in the protocol, so no report is needed.
+                self._log.info("refused by sieve ereject", id=queue_id, sender=sender)
+                return whole(_sieve_refusal(refusals[0]))
+        else:
+            failed = dict(refused)
+            for account_id, status in zip(storing, statuses, strict=True):
+                if status is DeliveryStatus.OVER_QUOTA:
+                    failed[account_id] = each.mailbox_full
+                elif status is not DeliveryStatus.STORED:
+                    failed[account_id] = replies.LOCAL_ERROR
+            failed.update((r.account.id, _sieve_refusal(r)) for r in refusals)
+            for account_id in forwarded:
+                failed.pop(account_id, None)  # its copy left: a failed store is retried here
+            answers = _answers(recipients, failed, unsent, delivered)
+            # Only a recipient answered 250 promises delivery: its full accounts are retried
+            # here and its erejects reported; the others were answered in the protocol.
+            covered = {
+                r.account.id
+                for accepted, answer in zip(recipients, answers, strict=True)
+                if answer.is_positive
+                for r in accepted.resolution.local
+            }
+            unstored = [a for a in unstored if a in covered]
+            refusals = [r for r in refusals if r.account.id in covered]
+            for account_id in set(failed) - covered:
+                plan.local.pop(account_id, None)  # no vacation reply for what was not taken
         retry_local = [
-            NewQueueRecipient(recipient.account.address, filing=_filing(copies.get(a)))
-            for (a, recipient), stored in zip(storing.items(), outcomes, strict=True)
-            if not stored
+            NewQueueRecipient(storing[a].account.address, filing=_filing(copies.get(a)))
+            for a in unstored
         ]
-        if not plan.plain and not forwards and storing and not any(outcomes):
-            self._log.info("refused: every mailbox full", id=queue_id, sender=sender)
-            return replies.MAILBOX_FULL
-        if refusals and len(refusals) == len(storing) and not plan.plain and not forwards:
-            # RFC 5429 §2.2: every recipient's script erejected it and no copy went anywhere:
-            # refused in the protocol, so no report is needed.
-            self._log.info("refused by sieve ereject", id=queue_id, sender=sender)
-            text = dsn.clean(" ".join(refusals[0].reason.split()))[:MAX_REFUSAL_TEXT]
-            return SIEVE_REFUSED.with_text(text) if text else SIEVE_REFUSED
         if refusals:
             await self._delivery.send_refusals(refusals)
         to_queue = plan.plain + retry_local
@@ -357,8 +469,9 @@ class Intake:
             queued=len(to_queue),
             forwarded=len(forwards),
             size=len(message),
+            refused=sum(not a.is_positive for a in answers),
         )
-        return QUEUED.with_text(f"message accepted as {queue_id}")
+        return answers if each is not None else [delivered]
 
     @staticmethod
     def _plan(recipients: Sequence[AcceptedRecipient]) -> _Plan:
@@ -454,7 +567,13 @@ class Intake:
         self, sender: str, body: bytes, info: MessageInfo, origin: Origin
     ) -> Assessment:
         """The policy's recipient-independent assessment (``pillarbox.policy``)."""
-        arrival = Arrival(client_ip=origin.client_ip, helo=origin.helo, mail_from=sender)
+        # CONTENT: the content alone, as the sender's connection was the front MTA's.
+        client_ip, helo = origin.forwarded or (origin.client_ip, origin.helo)
+        arrival = (
+            None
+            if origin.judging is Judging.CONTENT
+            else Arrival(client_ip=client_ip, helo=helo, mail_from=sender)
+        )
         hosted = {domain.name for domain in await self._store.list_domains()}
         return await self._services.policy.assess(arrival, body, info, hosted_domains=hosted)
 
@@ -479,9 +598,11 @@ class Intake:
         found = await concurrently([self._store.get_settings(a) for a in account_ids])
         return dict(zip(account_ids, found, strict=True))
 
-    async def _judge(self, assessment: Assessment, account_ids: Sequence[int]) -> Judgement:
+    async def _judge(
+        self, assessment: Assessment, account_ids: Sequence[int], *, whole: bool
+    ) -> Judgement:
         """The inbound policy's verdict for each local account (``pillarbox.policy``)."""
-        judgement = await self._services.policy.judge(assessment, account_ids)
+        judgement = await self._services.policy.judge(assessment, account_ids, whole=whole)
         for account_id, copy in judgement.copies.items():
             verdict = copy.verdict
             self._log.info(
@@ -507,6 +628,33 @@ class Intake:
 
 def _filing(judged: Copy | None) -> Filing | None:
     return judged.filing if judged is not None else None
+
+
+def _sieve_refusal(refusal: Refusal) -> Reply:
+    """The reply to an ereject refused in the protocol: 550 5.7.1 with the script's reason."""
+    text = dsn.clean(" ".join(refusal.reason.split()))[:MAX_REFUSAL_TEXT]
+    return SIEVE_REFUSED.with_text(text) if text else SIEVE_REFUSED
+
+
+def _answers(
+    recipients: Sequence[AcceptedRecipient],
+    failed: Mapping[int, Reply],
+    unsent: Mapping[str, Reply],
+    delivered: Reply,
+) -> list[Reply]:
+    """One reply per recipient (RFC 2033 §4.2): ``delivered`` if any destination it resolved
+    to took the message (an account not in ``failed``; remote targets not in ``unsent``),
+    else the failure of its first destination."""
+    answers: list[Reply] = []
+    for accepted in recipients:
+        outcomes: list[Reply | None] = [failed.get(r.account.id) for r in accepted.resolution.local]
+        if accepted.resolution.remote:
+            mailbox = accepted.rcpt.path.mailbox
+            outcomes.append(unsent.get(mailbox.normalised) if mailbox else None)
+        failures = [o for o in outcomes if o is not None]
+        ok = len(failures) < len(outcomes)
+        answers.append(delivered if ok else (failures[0] if failures else replies.LOCAL_ERROR))
+    return answers
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,13 @@ class Extension(enum.StrEnum):
     CHUNKING = "CHUNKING"  # RFC 3030
     DSN = "DSN"  # RFC 3461
     AUTH = "AUTH"  # RFC 4954
+    #: Postfix's XFORWARD (XFORWARD_README): a front MTA passes its client's attributes.
+    XFORWARD = "XFORWARD"
+
+
+#: The XFORWARD attributes offered (and taken): the original client's host name, address,
+#: protocol, HELO, and whether it was local or remote.
+XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PROTO", "HELO", "SOURCE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,8 @@ class Capabilities:
                 lines.append(f"SIZE {self.size}")
             elif keyword == Extension.AUTH:
                 lines.append(" ".join(("AUTH", *self.auth_mechanisms)))
+            elif keyword == Extension.XFORWARD:
+                lines.append(" ".join(("XFORWARD", *XFORWARD_ATTRIBUTES)))
             else:
                 lines.append(keyword)
         return tuple(lines)

@@ -24,7 +24,7 @@ from pillarbox.errors import InvalidName
 from pillarbox.mail.address import Address, domain_to_ascii, parse_address
 from pillarbox.smtp import replies as R
 from pillarbox.smtp.errors import CommandError
-from pillarbox.smtp.extensions import Extension
+from pillarbox.smtp.extensions import XFORWARD_ATTRIBUTES, Extension
 from pillarbox.smtp.replies import Reply
 
 #: RFC 3461 §4.4 and §4.2: length limits of ENVID and of the whole ORCPT value.
@@ -199,6 +199,15 @@ class Auth:
     initial_response: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Xforward:
+    """Postfix XFORWARD (XFORWARD_README): the original client's attributes as the front MTA
+    saw them, in order, names uppercased, values xtext-decoded (``[UNAVAILABLE]`` and
+    ``[TEMPUNAVAIL]`` kept as sent)."""
+
+    attributes: tuple[tuple[str, str], ...]
+
+
 Command = (
     Hello
     | MailFrom
@@ -213,6 +222,7 @@ Command = (
     | Vrfy
     | Expn
     | Auth
+    | Xforward
 )
 
 _NO_ARGUMENT: dict[bytes, type[Data | Rset | Quit | StartTls]] = {
@@ -285,7 +295,26 @@ def parse_command(
             return Vrfy(arg) if verb == b"VRFY" else Expn(arg)
         case b"AUTH":
             return _parse_auth(arg)
+        case b"XFORWARD":
+            return _parse_xforward(arg)
     raise _fail(R.COMMAND_UNRECOGNIZED, "command unrecognized")
+
+
+def _parse_xforward(arg: str) -> Xforward:
+    """``XFORWARD attr=xtext ...``: one or more of the offered attributes."""
+    attributes: list[tuple[str, str]] = []
+    for word in arg.split():
+        name, equals, value = word.partition("=")
+        name = name.upper()
+        if not equals or name not in XFORWARD_ATTRIBUTES:
+            raise _fail(R.XFORWARD_BAD_ATTRIBUTE, f"bad XFORWARD attribute {name!r}")
+        try:
+            attributes.append((name, decode_xtext(value)))
+        except ValueError:
+            raise _fail(R.SYNTAX_ERROR, "bad XFORWARD value") from None
+    if not attributes:
+        raise _fail(R.INVALID_ARGUMENTS, "XFORWARD needs an attribute")
+    return Xforward(tuple(attributes))
 
 
 def decode_sasl(text: str) -> bytes:
@@ -556,4 +585,6 @@ def format_command(command: Command) -> bytes:
             line = "QUIT"
         case StartTls():
             line = "STARTTLS"
+        case Xforward(attributes):
+            line = " ".join(["XFORWARD", *(f"{n}={encode_xtext(v)}" for n, v in attributes)])
     return line.encode("utf-8") + b"\r\n"

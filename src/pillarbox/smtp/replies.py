@@ -85,6 +85,12 @@ def service_ready(hostname: str) -> Reply:
     return Reply(220, None, f"{hostname} ESMTP Pillarbox")
 
 
+@functools.lru_cache(maxsize=16)
+def lmtp_ready(hostname: str) -> Reply:
+    """The LMTP greeting (RFC 2033 §4: as SMTP's, naming the protocol spoken)."""
+    return Reply(220, None, f"{hostname} LMTP Pillarbox")
+
+
 # -- connection ------------------------------------------------------------------------------
 #: RFC 5321 §3.1: refuse service at connect but stay for QUIT.
 SERVICE_REFUSED = Reply(554, None, "no SMTP service here")
@@ -124,17 +130,23 @@ INVALID_ARGUMENTS = Reply(501, "5.5.4", "invalid command arguments")
 BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "bad sender address syntax")
 BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "bad recipient address syntax")
 NOT_IMPLEMENTED = Reply(502, "5.5.1", "command not implemented")
+#: An XFORWARD attribute not offered (Postfix's smtpd says 501 5.5.4 too).
+XFORWARD_BAD_ATTRIBUTE = Reply(501, "5.5.4", "bad XFORWARD attribute name")
 #: RFC 5321 §4.1.1.11 / §4.3.2: 555 for MAIL/RCPT parameters not recognised or not offered.
 PARAMETER_NOT_IMPLEMENTED = Reply(555, "5.5.4", "parameter not recognized or not implemented")
 
 # -- sequence (RFC 5321 §4.3.2) ----------------------------------------------------------------
 BAD_SEQUENCE = Reply(503, "5.5.1", "bad sequence of commands")
 HELLO_FIRST = Reply(503, "5.5.1", "send EHLO first")
+#: RFC 2033 §4.1: an LMTP session starts with LHLO.
+LHLO_FIRST = Reply(503, "5.5.1", "send LHLO first")
 MAIL_FIRST = Reply(503, "5.5.1", "need MAIL command first")
 RCPT_FIRST = Reply(503, "5.5.1", "need RCPT command first")
 NESTED_MAIL = Reply(503, "5.5.1", "sender already given")
 #: RFC 5321 §3.3 and RFC 2920 §3.1: DATA after every RCPT failed.
 NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "no valid recipients")
+#: RFC 2033 §4.2: LMTP's DATA without a successful RCPT MUST fail with 503.
+NO_VALID_RECIPIENTS_LMTP = Reply(503, "5.5.1", "no valid recipients")
 #: RFC 4954 §4: no AUTH during a transaction or once authenticated.
 AUTH_NOT_NOW = Reply(503, "5.5.1", "AUTH not allowed now")
 TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "TLS already active")
@@ -160,6 +172,9 @@ MAILBOX_UNKNOWN = Reply(550, "5.1.1", "mailbox unavailable")
 RELAY_DENIED = Reply(554, "5.7.1", "relay access denied")
 POLICY_REJECTED = Reply(550, "5.7.1", "message rejected by policy")
 MAILBOX_FULL = Reply(452, "4.2.2", "mailbox full")
+#: RFC 3463 X.2.2 as a permanent failure (LMTP ``quota_full = "reject"``, Dovecot's default;
+#: RFC 5321 §4.5.3.1.10 notes 552 "exceeded storage allocation").
+MAILBOX_FULL_PERMANENT = Reply(552, "5.2.2", "mailbox full")
 LOCAL_ERROR = Reply(451, "4.3.0", "local error in processing")
 #: The server is shutting down and ends idle sessions (RFC 5321 §3.8).
 SHUTTING_DOWN = Reply(421, "4.3.2", "server shutting down, try again later")

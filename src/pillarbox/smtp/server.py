@@ -4,7 +4,7 @@ Implementation notes
 --------------------
 RFCs: 5321 (SMTP), 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8),
 2034/3463 (enhanced status codes), 3207 (STARTTLS), 3030 (CHUNKING), 3461 (DSN parameters),
-4954 (AUTH), 2033 (LMTP).
+4954 (AUTH), 2033 (LMTP); Postfix's XFORWARD (offered only when the settings say so).
 
 Invariants:
 
@@ -59,6 +59,7 @@ from pillarbox.smtp.grammar import (
     Rset,
     StartTls,
     Vrfy,
+    Xforward,
     decode_sasl,
     parse_command,
 )
@@ -118,6 +119,8 @@ class SmtpServerSettings:
     smtputf8: bool = True
     chunking: bool = True
     dsn: bool = True
+    #: Offer XFORWARD (a trusted front MTA passes its client's attributes; LMTP listener).
+    xforward: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_recipients", "max_errors", "max_text_line"):
@@ -160,6 +163,8 @@ TRANSITIONS: dict[tuple[State, str], State] = {
     (_S.READY, "STARTTLS"): _S.TLS,
     # RFC 4954 §4: AUTH after EHLO, not during a transaction.
     (_S.READY, "AUTH"): _S.READY,
+    # XFORWARD_README: any time after EHLO/LHLO but inside a transaction (MAIL to the dot).
+    (_S.READY, "XFORWARD"): _S.READY,
     (_S.READY, "MAIL"): _S.MAIL,
     (_S.MAIL, "RCPT"): _S.RCPT,
     (_S.RCPT, "RCPT"): _S.RCPT,
@@ -171,7 +176,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
 
 _VERBS = frozenset(
     {"MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "STARTTLS", "HELP", "VRFY", "EXPN"}
-    | {"AUTH"}
+    | {"AUTH", "XFORWARD"}
 )
 _HELLO_VERBS = {Mode.SMTP: frozenset({"HELO", "EHLO"}), Mode.LMTP: frozenset({"LHLO"})}
 
@@ -257,6 +262,7 @@ Event = (
     | Help
     | Vrfy
     | Quit
+    | Xforward
     | ProtocolError
     | Shutdown
 )
@@ -281,6 +287,7 @@ def _offer(settings: SmtpServerSettings, tls: bool) -> Capabilities:
         (settings.dsn, Extension.DSN),
         (settings.starttls and not tls, Extension.STARTTLS),
         (_auth_offered(settings, tls), Extension.AUTH),
+        (settings.xforward, Extension.XFORWARD),
     )
     keywords.update(ext.value for on, ext in optional if on)
     return Capabilities(frozenset(keywords), settings.max_message_size, settings.auth_mechanisms)
@@ -489,7 +496,10 @@ class ServerConnection:
             case DataEnd():
                 self._end_transaction()
                 for _ in self._per_recipient(event):
-                    self._reply(reply)
+                    self._reply(reply, counted=self._counts_refusals)
+                return
+            case RcptTo():
+                self._reply(reply, counted=self._counts_refusals)
                 return
         self._reply(reply)
 
@@ -519,7 +529,7 @@ class ServerConnection:
         self._pending = None
         self._end_transaction()
         for reply in replies:
-            self._reply(reply)
+            self._reply(reply, counted=self._counts_refusals)
 
     # -- internals ----------------------------------------------------------------------------
     def _take_pending(self) -> _Decision:
@@ -537,9 +547,17 @@ class ServerConnection:
         self._txn = None
         self._state = State.READY
 
-    def _reply(self, reply: Reply) -> None:
+    @property
+    def _counts_refusals(self) -> bool:
+        """Whether the application's refusal of a recipient or a message counts towards
+        ``max_errors``. Not in LMTP: a front MTA relays what its senders wrote, and a mailbox
+        over quota or an unknown recipient says nothing about the client; closing its cached
+        connection after a few would only make it reconnect."""
+        return self.settings.mode is Mode.SMTP
+
+    def _reply(self, reply: Reply, *, counted: bool = True) -> None:
         self._out += reply.render()
-        if reply.code >= 400 and self._state is not State.CLOSED:
+        if counted and reply.code >= 400 and self._state is not State.CLOSED:
             self._errors += 1
             if self._errors >= self.settings.max_errors:
                 self._shutdown(R.TOO_MANY_ERRORS)
@@ -635,6 +653,17 @@ class ServerConnection:
         return self.capabilities.keywords if self.hello and self.hello.extended else frozenset()
 
     @property
+    def _hello_first(self) -> Reply:
+        return R.LHLO_FIRST if self.settings.mode is Mode.LMTP else R.HELLO_FIRST
+
+    @property
+    def _no_valid_recipients(self) -> Reply:
+        # RFC 2033 §4.2: in LMTP, DATA without a successful RCPT MUST fail with 503.
+        if self.settings.mode is Mode.LMTP:
+            return R.NO_VALID_RECIPIENTS_LMTP
+        return R.NO_VALID_RECIPIENTS
+
+    @property
     def _txn_smtputf8(self) -> bool:
         return self._txn is not None and self._txn.mail.params.smtputf8
 
@@ -643,7 +672,7 @@ class ServerConnection:
         if state is State.REFUSED:
             return R.BAD_SEQUENCE
         if verb in ("MAIL", "RCPT", "DATA", "AUTH") and state is State.GREETED:
-            return R.HELLO_FIRST
+            return self._hello_first
         if verb == "MAIL":
             return R.NESTED_MAIL
         if verb == "AUTH":
@@ -653,7 +682,7 @@ class ServerConnection:
         if verb in ("RCPT", "DATA") and state is State.READY:
             return R.MAIL_FIRST
         if verb == "DATA" and state is State.MAIL:
-            return R.NO_VALID_RECIPIENTS  # RFC 2920 §3.1: every RCPT failed
+            return self._no_valid_recipients  # RFC 2920 §3.1: every RCPT failed
         return R.BAD_SEQUENCE
 
     def _dispatch(
@@ -717,6 +746,12 @@ class ServerConnection:
                 self._reply(reply)
             case Expn():
                 self._refuse(R.NOT_IMPLEMENTED)  # mailing lists are not expanded
+            case Xforward():
+                if not (self.settings.xforward and self.hello and self.hello.extended):
+                    self._refuse(R.NOT_IMPLEMENTED)
+                else:
+                    self._events.append(command)  # the application keeps the attributes
+                    self._reply(R.OK)
             case Quit():
                 self._out += R.CLOSING.render()
                 self._state = State.CLOSED
@@ -795,8 +830,8 @@ class ServerConnection:
             return R.NOT_IMPLEMENTED
         if (self._state, "BDAT") not in TRANSITIONS:
             if self._state is State.MAIL:
-                return R.NO_VALID_RECIPIENTS
-            return R.HELLO_FIRST if self._state is State.GREETED else R.MAIL_FIRST
+                return self._no_valid_recipients
+            return self._hello_first if self._state is State.GREETED else R.MAIL_FIRST
         assert self._txn is not None
         if self._txn.size + command.size > self.settings.max_message_size:
             return R.MESSAGE_TOO_BIG  # RFC 1870 §6.2 with the size known in advance

@@ -9,6 +9,9 @@ Format, one item per line (blank lines and ``#`` comments ignored)::
                                                  normalised address matches the glob (stage
                                                  ``mail``, ``rcpt``, ``data`` (any message) or
                                                  ``hello``)
+    @ reject delivery *full@* 452 4.2.2 mailbox full
+                                                 LMTP: that recipient's reply after the data
+                                                 (the others get 250; RFC 2033 §4.2)
     @ user alice secret                          an account for AUTH PLAIN
     C: EHLO client.example                       client line; CRLF is appended
     C> DATA\\r\\nbody\\n.\\n                        raw client bytes, Python escapes, no CRLF added
@@ -203,6 +206,14 @@ class _ScriptedApplication:
                 refusal = self._rule("data", "*")
                 if refusal is None:
                     self.messages.append(bytes(self.body))
+                if refusal is None and conn.settings.mode is Mode.LMTP:
+                    conn.respond_per_recipient(
+                        [
+                            self._rule("delivery", str(rcpt)[1:-1]) or R.MESSAGE_ACCEPTED
+                            for rcpt in pending.recipients
+                        ]
+                    )
+                    continue
             elif isinstance(pending, Auth | AuthResponse):
                 self._auth(pending)
                 continue
@@ -242,7 +253,8 @@ def run_on_core(transcript: Transcript, *, chunk_size: int | None = None) -> lis
     conn = ServerConnection(server_settings(transcript))
     app = _ScriptedApplication(transcript, conn)
     now = 0.0
-    conn.greet(R.service_ready(conn.settings.hostname))
+    ready = R.lmtp_ready if conn.settings.mode is Mode.LMTP else R.service_ready
+    conn.greet(ready(conn.settings.hostname))
     output = conn.data_to_send(now).decode("utf-8")
     pending_lines = output.split("\r\n")[:-1]
     for step in transcript.steps:
