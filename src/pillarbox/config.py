@@ -559,6 +559,20 @@ class TlsReportSection:
     org_name: str = _f("", "Organization named in reports (default: server.hostname).")
     contact_email: str = _f("", "Contact address in reports (default: from_address).")
     post_timeout: float = _f(60.0, "Seconds to POST one report to an https rua (RFC 8460 §5.4).")
+    max_delay: float = _f(
+        14400.0,
+        "Most seconds after a period ends before its reports leave: a random delay up to it, "
+        "drawn each period, spreads the load on report receivers (RFC 8460 §4.1); 0 sends at "
+        "the boundary. Below interval.",
+    )
+    post_retry: float = _f(
+        300.0, "Seconds before retrying a failed POST; doubles each time (RFC 8460 §5.5)."
+    )
+    post_retry_for: float = _f(
+        86400.0,
+        "Seconds after the first try within which a failed POST is retried (RFC 8460 §5.5: up "
+        "to 24 hours); 0: no retry. Pending retries live in memory: a restart drops them.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -899,6 +913,17 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 f"tls_reports.{key}", f"must be positive, got {getattr(tls_reports, key)}"
             )
+    for key in ("max_delay", "post_retry_for"):
+        if getattr(tls_reports, key) < 0:
+            raise ConfigError(
+                f"tls_reports.{key}", f"must not be negative, got {getattr(tls_reports, key)}"
+            )
+    if tls_reports.max_delay >= tls_reports.interval:
+        raise ConfigError("tls_reports.max_delay", "must be below tls_reports.interval")
+    if tls_reports.post_retry <= 0:
+        raise ConfigError(
+            "tls_reports.post_retry", f"must be positive, got {tls_reports.post_retry}"
+        )
     if tls_reports.enabled and "@" not in (tls_reports.from_address or reports.from_address):
         raise ConfigError("tls_reports.from_address", "needs an address when reports are enabled")
 

@@ -170,6 +170,10 @@ def test_failure_reports_default_to_the_aggregate_sender(tmp_path: Path) -> None
         ("[tls_reports]\nenabled = true\n", "tls_reports.from_address"),
         ("[tls_reports]\ninterval = 0\n", "tls_reports.interval"),
         ("[tls_reports]\npost_timeout = -1\n", "tls_reports.post_timeout"),
+        ("[tls_reports]\ninterval = 3600.0\n", "tls_reports.max_delay"),
+        ("[tls_reports]\nmax_delay = -1\n", "tls_reports.max_delay"),
+        ("[tls_reports]\npost_retry = 0\n", "tls_reports.post_retry"),
+        ("[tls_reports]\npost_retry_for = -5\n", "tls_reports.post_retry_for"),
         ("[dns]\ntrust_ad = 'sometimes'\n", "dns.trust_ad"),
     ],
 )

@@ -7,16 +7,19 @@ on the schedule and with the once-per-cluster claim of the DMARC aggregate repor
 Implementation notes:
 
 - **Period** (§4.1): multiples of ``tls_reports.interval`` since the epoch — each UTC day by
-  default. Results left from periods the server was down for widen the next report's start,
-  as for DMARC. The run claims ``(period end, "tlsrpt:*")`` in the store's report runs, so one
-  node of a cluster sends; results are deleted once every report is queued (or found to
-  have nowhere to go); with the sending account missing nothing is claimed or deleted.
+  default; the run starts a random time up to ``max_delay`` (4 hours) after the boundary, as
+  §4.1 suggests, to spread the load on report receivers. Results left from periods the
+  server was down for widen the next report's start, as for DMARC. The run claims
+  ``(period end, "tlsrpt:*")`` in the store's report runs, so one node of a cluster sends;
+  results are deleted once every report is queued (or found to have nowhere to go); with
+  the sending account missing nothing is claimed or deleted.
 - **Destinations** (§3): the single ``v=TLSRPTv1`` record at ``_smtp._tls.<domain>``, its
   ``rua`` URIs: ``mailto:`` ones get the report by mail, ``https:`` ones by POST (§5.4,
-  :mod:`pillarbox.net.tlsrpt`), each tried once per run (a failed POST is logged; §5.5
-  leaves retries to local policy); other schemes are logged and skipped. A domain with no
-  record, or whose record cannot be looked up now, gets no report: its results are dropped
-  with the others.
+  :mod:`pillarbox.net.tlsrpt`); other schemes are logged and skipped. A failed POST is
+  logged and retried by a task of its own (§5.5: for ``post_retry_for``, 24 hours, with
+  doubling waits from ``post_retry``); those tasks are in memory, so a restart drops them
+  (the report is optional, §5.5). A domain with no record, or whose record cannot be looked
+  up now, gets no report: its results are dropped with the others.
 - **The message** (§5.3) carries ``TLS-Required: No``: our queue delivers it with
   opportunistic TLS whatever the domain's MTA-STS or DANE policy (the failures it reports may
   be what stops the mail), and such deliveries are not counted in the next report.
@@ -24,10 +27,12 @@ Implementation notes:
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from functools import partial
 
-from pillarbox.config import Config
+from pillarbox.config import Config, TlsReportSection
 from pillarbox.dns.resolver import DnsTemporaryError, Resolver
 from pillarbox.errors import InvalidName
 from pillarbox.net.tlsrpt import ReportPostError, post_report
@@ -102,8 +107,12 @@ async def report_once(
             _log.info(
                 "report URI not supported", domain=report.policy_domain, uris=",".join(skipped)
             )
-        timeout = config.tls_reports.post_timeout
-        delivered = [url for url in posted if await _post(report, url, resolver, timeout)]
+        delivered = []
+        for url in posted:
+            if await _post(report, url, resolver, config.tls_reports, attempt=1):
+                delivered.append(url)
+            elif config.tls_reports.post_retry_for > 0:
+                services.spawn(_retry_post(report, url, resolver, config.tls_reports), "tls-rpt")
         now = datetime.now(UTC)
         allowed, ok, reply = await submit_report(
             services,
@@ -125,11 +134,18 @@ async def report_once(
     return sent
 
 
-async def _post(report: TlsReport, url: str, resolver: Resolver, timeout: float) -> bool:
+async def _post(
+    report: TlsReport, url: str, resolver: Resolver, section: TlsReportSection, *, attempt: int
+) -> bool:
     try:
-        await post_report(url, report.gzipped(), resolver, timeout=timeout)
+        await post_report(url, report.gzipped(), resolver, timeout=section.post_timeout)
     except ReportPostError as exc:
-        _log.warning("TLS report not posted", domain=report.policy_domain, reason=str(exc))
+        _log.warning(
+            "TLS report not posted",
+            domain=report.policy_domain,
+            reason=str(exc),
+            attempt=attempt,
+        )
         return False
     _log.info(
         "TLS report posted",
@@ -137,8 +153,27 @@ async def _post(report: TlsReport, url: str, resolver: Resolver, timeout: float)
         to=url,
         sessions=report.sessions,
         failures=report.failures,
+        attempt=attempt,
     )
     return True
+
+
+async def _retry_post(
+    report: TlsReport, url: str, resolver: Resolver, section: TlsReportSection
+) -> None:
+    """Try a failed POST again (§5.5: "for up to 24 hours after the initial attempt", with
+    exponential backoff): after ``post_retry`` seconds, doubling, until ``post_retry_for``
+    has passed since the first try. Runs as a server task: shutdown ends it."""
+    start = time.monotonic()
+    wait = section.post_retry
+    attempt = 1
+    while (left := section.post_retry_for - (time.monotonic() - start)) > 0:
+        await asyncio.sleep(min(wait, left))
+        attempt += 1
+        if await _post(report, url, resolver, section, attempt=attempt):
+            return
+        wait *= 2
+    _log.warning("TLS report given up", domain=report.policy_domain, to=url, attempts=attempt)
 
 
 async def run(services: Services) -> None:
@@ -149,4 +184,5 @@ async def run(services: Services) -> None:
         services.config.tls_reports.interval,
         partial(report_once, services, resolver=resolver),
         _log,
+        max_delay=services.config.tls_reports.max_delay,
     )
