@@ -222,6 +222,11 @@ class SmtpSection:
     max_errors: int = _f(10, "Protocol errors in one session before 421 and close.")
     command_timeout: float = _f(300.0, "Seconds to wait for a command (RFC 5321 §4.5.3.2.7).")
     data_timeout: float = _f(180.0, "Seconds to wait for each DATA block (RFC 5321 §4.5.3.2.6).")
+    login_timeout: float = _f(
+        180.0,
+        "On submission (587, 465): seconds from connecting within which a client must "
+        "authenticate, busy or not; then 421 4.4.2. At most command_timeout. Not on the MX.",
+    )
     max_connections: int = _f(1000, "Concurrent SMTP connections, all listeners together.")
     max_connections_per_ip: int = _f(20, "Concurrent SMTP connections from one client address.")
     bare_newline: Literal["reject", "normalize"] = _f(
@@ -240,6 +245,11 @@ class ImapSection:
     idle_timeout: float = _f(
         1800.0, "Seconds of inactivity before BYE (RFC 9051 §5.4: at least 30 minutes)."
     )
+    login_timeout: float = _f(
+        180.0,
+        "Seconds from connecting within which a client must log in, busy or not; then BYE "
+        "(RFC 9051 §5.4's 30 minutes are for authenticated sessions). At most idle_timeout.",
+    )
     max_errors: int = _f(20, "Consecutive bad commands before BYE.")
     max_connections: int = _f(20000, "Concurrent IMAP connections, both listeners together.")
     max_connections_per_ip: int = _f(100, "Concurrent IMAP connections from one client address.")
@@ -257,6 +267,11 @@ class ImapSection:
 class Pop3Section:
     idle_timeout: float = _f(
         600.0, "Seconds of inactivity before closing (RFC 1939 §3: at least 10 minutes)."
+    )
+    login_timeout: float = _f(
+        180.0,
+        "Seconds from connecting within which a client must log in, busy or not; then -ERR "
+        "and close. At most idle_timeout.",
     )
     max_errors: int = _f(10, "Bad commands before the connection is closed.")
     max_connections: int = _f(1000, "Concurrent POP3 connections, both listeners together.")
@@ -406,6 +421,11 @@ class SieveSection:
 class ManageSieveSection:
     idle_timeout: float = _f(
         1800.0, "Seconds of inactivity before BYE (RFC 5804 §1.2: at least 30 minutes)."
+    )
+    login_timeout: float = _f(
+        180.0,
+        "Seconds from connecting (or UNAUTHENTICATE) within which a client must log in, busy or"
+        " not; then BYE. At most idle_timeout.",
     )
     max_line_length: int = _f(8192, "Longest command line outside literals, in octets.")
     max_skip: int = _f(
@@ -612,7 +632,11 @@ class DmarcFailureReportSection:
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
     format: Literal["text", "json"] = _f("text", "Log line format.")
-    trace_protocol: bool = _f(False, "Log protocol lines (AUTH payloads are still redacted).")
+    trace_protocol: bool = _f(
+        False,
+        "Log protocol lines, both ways (AUTH payloads are still redacted, literals shown as "
+        "their size). Honoured by ManageSieve only so far.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -879,6 +903,19 @@ def _validate(config: Config) -> None:
         raise ConfigError("sieve.vacation_min_seconds", "must be 0 to 86400")
     if config.managesieve.idle_timeout < 1800:
         raise ConfigError("managesieve.idle_timeout", "must be at least 1800 s (RFC 5804 §1.2)")
+    for key, login, idle, idle_key in (
+        ("smtp", config.smtp.login_timeout, config.smtp.command_timeout, "command_timeout"),
+        ("imap", config.imap.login_timeout, config.imap.idle_timeout, "idle_timeout"),
+        ("pop3", config.pop3.login_timeout, config.pop3.idle_timeout, "idle_timeout"),
+        (
+            "managesieve",
+            config.managesieve.login_timeout,
+            config.managesieve.idle_timeout,
+            "idle_timeout",
+        ),
+    ):
+        if not 0 < login <= idle:
+            raise ConfigError(f"{key}.login_timeout", f"must be positive and at most {idle_key}")
     if config.managesieve.max_line_length < 1024:
         raise ConfigError("managesieve.max_line_length", "must be at least 1024")
     if config.managesieve.max_skip < 0:

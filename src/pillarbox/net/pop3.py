@@ -37,7 +37,11 @@ def pop3_handler(services: Services, listener: str) -> Handler:
     settings = pop3.Pop3Settings(
         hostname=services.hostname,
         sasl_mechanisms=services.authenticator.mechanisms(secure=True),
-        limits=pop3.Pop3Limits(max_errors=config.max_errors, idle_timeout=config.idle_timeout),
+        limits=pop3.Pop3Limits(
+            max_errors=config.max_errors,
+            idle_timeout=config.idle_timeout,
+            login_timeout=config.login_timeout,
+        ),
     )
     locks: set[int] = services.maildrop_locks
 

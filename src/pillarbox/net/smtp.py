@@ -74,6 +74,7 @@ def _settings(services: Services, *, submission: bool, implicit_tls: bool) -> Sm
         ),
         command_timeout=smtp.command_timeout,
         data_timeout=smtp.data_timeout,
+        login_timeout=smtp.login_timeout if submission else None,
         starttls=smtp.starttls and not implicit_tls,
         auth_mechanisms=mechanisms,
         auth_without_tls=submission and smtp.auth_without_tls,
