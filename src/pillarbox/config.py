@@ -175,6 +175,11 @@ class TlsSection:
     cert: str = _f("", "PEM certificate chain; empty: a self-signed one in data_dir/tls.")
     key: str = _f("", "PEM private key for `cert`.")
     min_version: Literal["TLSv1.2", "TLSv1.3"] = _f("TLSv1.2", "Lowest TLS version accepted.")
+    handshake_timeout: float = _f(
+        30.0,
+        "Seconds a client has to complete a TLS handshake, on the implicit-TLS ports (993, 995, "
+        "465, https) and after STARTTLS/STLS; then the connection is closed.",
+    )
     acme: bool = _f(
         False,
         "Obtain and renew the certificate from an ACME CA (RFC 8555, HTTP-01); excludes `cert`/`key`.",
@@ -864,6 +869,7 @@ def _validate(config: Config) -> None:
         ("queue.per_domain", config.queue.per_domain),
         ("queue.lifetime", config.queue.lifetime),
         ("queue.connect_timeout", config.queue.connect_timeout),
+        ("tls.handshake_timeout", config.tls.handshake_timeout),
         ("queue.session_linger", config.queue.session_linger),
         ("queue.poll_interval", config.queue.poll_interval),
         ("queue.lease", config.queue.lease),

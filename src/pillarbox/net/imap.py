@@ -218,7 +218,9 @@ class _Connection:
             return False
         if action is Action.START_TLS:
             await self.out.flush()
-            discarded = await self.channel.start_tls(self.services.tls)
+            discarded = await self.channel.start_tls(
+                self.services.tls, self.services.config.tls.handshake_timeout
+            )
             if discarded:
                 self.log.warning("discarded plaintext after STARTTLS", octets=discarded)
             self.session.tls_started()

@@ -148,7 +148,9 @@ class _Connection:
                     if action is Action.CLOSE:
                         return "logout" if data else "peer closed"
                     if action is Action.START_TLS:
-                        discarded = await self.channel.start_tls(self.services.tls)
+                        discarded = await self.channel.start_tls(
+                            self.services.tls, self.services.config.tls.handshake_timeout
+                        )
                         if discarded:
                             self.log.warning("discarded plaintext after STARTTLS", octets=discarded)
                         await self.out.write(session.tls_started())

@@ -129,7 +129,9 @@ class _Pop3Session:
                     await self._sasl_step(data)
                 case pop3.StartTls():
                     await self._flush()
-                    discarded = await self.channel.start_tls(self.services.tls)
+                    discarded = await self.channel.start_tls(
+                        self.services.tls, self.services.config.tls.handshake_timeout
+                    )
                     if discarded:
                         self.log.warning("discarded plaintext after STLS", octets=discarded)
                     core.tls_started()

@@ -147,6 +147,7 @@ class Server:
                         name,
                         grace=config.server.shutdown_grace,
                         tls=tls if WEB_LISTENERS[name] else None,
+                        handshake_timeout=config.tls.handshake_timeout,
                     )
                     with _bind_error(name, settings.address, settings.port):
                         http.bind(settings.address, settings.port)
@@ -162,6 +163,7 @@ class Server:
                     _factory(spec)(context, name),
                     counters[group],
                     tls=tls if implicit_tls else None,
+                    handshake_timeout=config.tls.handshake_timeout,
                 )
                 with _bind_error(name, settings.address, settings.port):
                     await listener.start(settings.address, settings.port)

@@ -208,7 +208,9 @@ class _SmtpSession:
 
     async def _start_tls(self) -> None:
         await self._flush()
-        discarded = await self.channel.start_tls(self.services.tls)
+        discarded = await self.channel.start_tls(
+            self.services.tls, self.services.config.tls.handshake_timeout
+        )
         if discarded:
             self.log.warning("discarded plaintext pipelined after STARTTLS", octets=discarded)
         self.core.tls_established()
