@@ -591,12 +591,14 @@ class TlsReportSection:
         "the boundary. Below interval.",
     )
     post_retry: float = _f(
-        300.0, "Seconds before retrying a failed POST; doubles each time (RFC 8460 §5.5)."
+        300.0,
+        "Seconds before retrying a failed POST, doubling after each try (RFC 8460 §5.5); the "
+        "store is checked for due retries this often, at most every minute.",
     )
     post_retry_for: float = _f(
         86400.0,
         "Seconds after the first try within which a failed POST is retried (RFC 8460 §5.5: up "
-        "to 24 hours); 0: no retry. Pending retries live in memory: a restart drops them.",
+        "to 24 hours); 0: no retry. Pending retries are kept in the store (restarts keep them).",
     )
 
 

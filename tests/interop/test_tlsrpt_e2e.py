@@ -7,6 +7,7 @@ they land in the ``rua`` mailbox (a local account) with the right counts."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email
 import gzip
 import http.server
@@ -17,7 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from pillarbox import config as cfg
 from pillarbox.net.tlsrpt import ReportPostError, post_report
 from pillarbox.queue.dane import tlsa_for_certificate
-from pillarbox.store.types import INBOX, TlsSessionResult
+from pillarbox.store.types import INBOX, TlsReportPost, TlsSessionResult
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord, serve_records
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
@@ -363,12 +364,10 @@ class TestPostRetries:
             ZoneRecord("_smtp._tls.flaky.test", "TXT", f"v=TLSRPTv1; rua={url}"),
         ]
 
-    @pytest.fixture
-    def server(
-        self, tmp_path: Path, dns_port: int, retry_for: float, caplog: pytest.LogCaptureFixture
-    ) -> Iterator[LiveServer]:
-        caplog.set_level(logging.DEBUG, logger="pillarbox.tls-reports")
-        config = loopback_config(
+    def config(
+        self, tmp_path: Path, dns_port: int, *, retry: float, retry_for: float
+    ) -> cfg.Config:
+        return loopback_config(
             tmp_path / "data",
             only=("submission",),
             dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
@@ -377,25 +376,88 @@ class TestPostRetries:
                 interval=INTERVAL,
                 from_address="reports@example.org",
                 max_delay=self.MAX_DELAY,
-                post_retry=self.RETRY,
+                post_retry=retry,
                 post_retry_for=retry_for,
             ),
         )
-        with LiveServer(config) as live:
-            live.add_domain("example.org")
-            live.add_account("reports@example.org", TEST_PASSWORD)
-            result = TlsSessionResult(
-                recorded=datetime.now(UTC),
-                policy_domain="flaky.test",
-                policy_type="no-policy-found",
-                policy_strings=(),
-                mx_patterns=(),
-                result_type="",
-                receiving_mx="mx.flaky.test",
-                receiving_ip="127.0.0.35",
-            )
-            live.with_store(lambda store: store.record_tls_result(result))
+
+    @staticmethod
+    def started(config: cfg.Config) -> LiveServer:
+        """A live server with one session's result kept for flaky.test."""
+        live = LiveServer(config).__enter__()
+        live.add_domain("example.org")
+        live.add_account("reports@example.org", TEST_PASSWORD)
+        result = TlsSessionResult(
+            recorded=datetime.now(UTC),
+            policy_domain="flaky.test",
+            policy_type="no-policy-found",
+            policy_strings=(),
+            mx_patterns=(),
+            result_type="",
+            receiving_mx="mx.flaky.test",
+            receiving_ip="127.0.0.35",
+        )
+        live.with_store(lambda store: store.record_tls_result(result))
+        return live
+
+    @pytest.fixture
+    def server(
+        self, tmp_path: Path, dns_port: int, retry_for: float, caplog: pytest.LogCaptureFixture
+    ) -> Iterator[LiveServer]:
+        caplog.set_level(logging.DEBUG, logger="pillarbox.tls-reports")
+        live = self.started(self.config(tmp_path, dns_port, retry=self.RETRY, retry_for=retry_for))
+        try:
             yield live
+        finally:
+            live.__exit__(None, None, None)
+
+    @pytest.mark.parametrize("failures", [1])
+    def test_a_post_kept_for_retry_survives_a_restart(
+        self,
+        tmp_path: Path,
+        dns_port: int,
+        flaky: tuple[int, list[tuple[str, str, bytes]], list[float]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="pillarbox.tls-reports")
+        _, received, times = flaky
+        # The first server fails once and would retry only after 10 minutes: stopped first.
+        first = self.started(self.config(tmp_path, dns_port, retry=600.0, retry_for=3600.0))
+        try:
+            # Kept in the store: claimed here with the lease it had (no retry before it).
+            def kept() -> TlsReportPost | None:
+                later = datetime.now(UTC) + timedelta(minutes=10)
+                return first.with_store(
+                    lambda store: store.claim_tls_report_post(later + timedelta(days=1), later)
+                )
+
+            wait_for(kept, "the failed POST kept for retry")
+        finally:
+            first.__exit__(None, None, None)
+        assert len(times) == 1 and not received
+        # The same store; polling for due retries every RETRY seconds, not every minute.
+        config = dataclasses.replace(
+            first.config,
+            tls_reports=dataclasses.replace(first.config.tls_reports, post_retry=self.RETRY),
+        )
+        second = LiveServer(config).__enter__()
+        try:
+            # Still in the store: claimed out of turn with a lease that ends now, it is due.
+            now = datetime.now(UTC)
+            post = second.with_store(
+                lambda store: store.claim_tls_report_post(now + timedelta(days=1), now)
+            )
+            assert post is not None and (post.policy_domain, post.attempts) == ("flaky.test", 1)
+            wait_for(lambda: received, "the POST from the restarted server", timeout=60)
+        finally:
+            second.__exit__(None, None, None)
+        [(_, _, body)] = received
+        assert body == post.body
+        assert json.loads(gzip.decompress(body))["policies"][0]["policy"]["policy-domain"] == (
+            "flaky.test"
+        )
+        posted = [r for r in caplog.records if r.getMessage() == "TLS report posted"]
+        assert [r.fields["attempt"] for r in posted] == [2]  # type: ignore[attr-defined]
 
     def test_a_failed_post_is_retried_with_doubling_waits_until_taken(
         self,
