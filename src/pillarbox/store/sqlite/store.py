@@ -1514,6 +1514,10 @@ class SqliteStore:
         return await self._write(lambda conn, fx: tlsdata.add_post(conn, post))
 
     async def claim_tls_report_post(self, now: datetime, lease: datetime) -> TlsReportPost | None:
+        # Polled by every retry loop: a read first keeps the writer (and the indexer's idle
+        # clock) out of it while nothing is due, which is nearly always.
+        if not await self._read(lambda conn: tlsdata.post_due(conn, now)):
+            return None
         return await self._write(lambda conn, fx: tlsdata.claim_post(conn, now, lease))
 
     async def reschedule_tls_report_post(

@@ -57,6 +57,15 @@ def add_post(conn: sqlite3.Connection, p: TlsReportPost) -> int:
     return cur.lastrowid
 
 
+def post_due(conn: sqlite3.Connection, now: datetime) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM tls_report_posts WHERE next_try <= ? LIMIT 1", (microseconds(now),)
+        ).fetchone()
+        is not None
+    )
+
+
 def claim_post(conn: sqlite3.Connection, now: datetime, lease: datetime) -> TlsReportPost | None:
     """In the writer's transaction: the select and the lease are one step."""
     row = conn.execute(
