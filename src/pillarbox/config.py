@@ -188,6 +188,11 @@ class TlsSection:
     cert: str = _f("", "PEM certificate chain; empty: a self-signed one in data_dir/tls.")
     key: str = _f("", "PEM private key for `cert`.")
     min_version: Literal["TLSv1.2", "TLSv1.3"] = _f("TLSv1.2", "Lowest TLS version accepted.")
+    handshake_timeout: float = _f(
+        30.0,
+        "Seconds a client has to complete a TLS handshake, on the implicit-TLS ports (993, 995, "
+        "465, https) and after STARTTLS/STLS; then the connection is closed.",
+    )
     acme: bool = _f(
         False,
         "Obtain and renew the certificate from an ACME CA (RFC 8555, HTTP-01); excludes `cert`/`key`.",
@@ -235,6 +240,11 @@ class SmtpSection:
     max_errors: int = _f(10, "Protocol errors in one session before 421 and close.")
     command_timeout: float = _f(300.0, "Seconds to wait for a command (RFC 5321 §4.5.3.2.7).")
     data_timeout: float = _f(180.0, "Seconds to wait for each DATA block (RFC 5321 §4.5.3.2.6).")
+    login_timeout: float = _f(
+        180.0,
+        "On submission (587, 465): seconds from connecting within which a client must "
+        "authenticate, busy or not; then 421 4.4.2. At most command_timeout. Not on the MX.",
+    )
     max_connections: int = _f(1000, "Concurrent SMTP connections, all listeners together.")
     max_connections_per_ip: int = _f(20, "Concurrent SMTP connections from one client address.")
     bare_newline: Literal["reject", "normalize"] = _f(
@@ -253,6 +263,11 @@ class ImapSection:
     idle_timeout: float = _f(
         1800.0, "Seconds of inactivity before BYE (RFC 9051 §5.4: at least 30 minutes)."
     )
+    login_timeout: float = _f(
+        180.0,
+        "Seconds from connecting within which a client must log in, busy or not; then BYE "
+        "(RFC 9051 §5.4's 30 minutes are for authenticated sessions). At most idle_timeout.",
+    )
     max_errors: int = _f(20, "Consecutive bad commands before BYE.")
     max_connections: int = _f(20000, "Concurrent IMAP connections, both listeners together.")
     max_connections_per_ip: int = _f(100, "Concurrent IMAP connections from one client address.")
@@ -270,6 +285,11 @@ class ImapSection:
 class Pop3Section:
     idle_timeout: float = _f(
         600.0, "Seconds of inactivity before closing (RFC 1939 §3: at least 10 minutes)."
+    )
+    login_timeout: float = _f(
+        180.0,
+        "Seconds from connecting within which a client must log in, busy or not; then -ERR "
+        "and close. At most idle_timeout.",
     )
     max_errors: int = _f(10, "Bad commands before the connection is closed.")
     max_connections: int = _f(1000, "Concurrent POP3 connections, both listeners together.")
@@ -444,6 +464,11 @@ class SieveSection:
 class ManageSieveSection:
     idle_timeout: float = _f(
         1800.0, "Seconds of inactivity before BYE (RFC 5804 §1.2: at least 30 minutes)."
+    )
+    login_timeout: float = _f(
+        180.0,
+        "Seconds from connecting (or UNAUTHENTICATE) within which a client must log in, busy or"
+        " not; then BYE. At most idle_timeout.",
     )
     max_line_length: int = _f(8192, "Longest command line outside literals, in octets.")
     max_skip: int = _f(
@@ -631,6 +656,22 @@ class TlsReportSection:
     org_name: str = _f("", "Organization named in reports (default: server.hostname).")
     contact_email: str = _f("", "Contact address in reports (default: from_address).")
     post_timeout: float = _f(60.0, "Seconds to POST one report to an https rua (RFC 8460 §5.4).")
+    max_delay: float = _f(
+        14400.0,
+        "Most seconds after a period ends before its reports leave: a random delay up to it, "
+        "drawn each period, spreads the load on report receivers (RFC 8460 §4.1); 0 sends at "
+        "the boundary. Below interval.",
+    )
+    post_retry: float = _f(
+        300.0,
+        "Seconds before retrying a failed POST, doubling after each try (RFC 8460 §5.5); the "
+        "store is checked for due retries this often, at most every minute.",
+    )
+    post_retry_for: float = _f(
+        86400.0,
+        "Seconds after the first try within which a failed POST is retried (RFC 8460 §5.5: up "
+        "to 24 hours); 0: no retry. Pending retries are kept in the store (restarts keep them).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -670,7 +711,11 @@ class DmarcFailureReportSection:
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
     format: Literal["text", "json"] = _f("text", "Log line format.")
-    trace_protocol: bool = _f(False, "Log protocol lines (AUTH payloads are still redacted).")
+    trace_protocol: bool = _f(
+        False,
+        "Log protocol lines, both ways (AUTH payloads are still redacted, literals shown as "
+        "their size). Honoured by ManageSieve only so far.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -913,6 +958,7 @@ def _validate(config: Config) -> None:
         ("queue.per_domain", config.queue.per_domain),
         ("queue.lifetime", config.queue.lifetime),
         ("queue.connect_timeout", config.queue.connect_timeout),
+        ("tls.handshake_timeout", config.tls.handshake_timeout),
         ("queue.session_linger", config.queue.session_linger),
         ("queue.poll_interval", config.queue.poll_interval),
         ("queue.lease", config.queue.lease),
@@ -956,6 +1002,19 @@ def _validate(config: Config) -> None:
         raise ConfigError("sieve.vacation_min_seconds", "must be 0 to 86400")
     if config.managesieve.idle_timeout < 1800:
         raise ConfigError("managesieve.idle_timeout", "must be at least 1800 s (RFC 5804 §1.2)")
+    for key, login, idle, idle_key in (
+        ("smtp", config.smtp.login_timeout, config.smtp.command_timeout, "command_timeout"),
+        ("imap", config.imap.login_timeout, config.imap.idle_timeout, "idle_timeout"),
+        ("pop3", config.pop3.login_timeout, config.pop3.idle_timeout, "idle_timeout"),
+        (
+            "managesieve",
+            config.managesieve.login_timeout,
+            config.managesieve.idle_timeout,
+            "idle_timeout",
+        ),
+    ):
+        if not 0 < login <= idle:
+            raise ConfigError(f"{key}.login_timeout", f"must be positive and at most {idle_key}")
     if config.managesieve.max_line_length < 1024:
         raise ConfigError("managesieve.max_line_length", "must be at least 1024")
     if config.managesieve.max_skip < 0:
@@ -992,6 +1051,17 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 f"tls_reports.{key}", f"must be positive, got {getattr(tls_reports, key)}"
             )
+    for key in ("max_delay", "post_retry_for"):
+        if getattr(tls_reports, key) < 0:
+            raise ConfigError(
+                f"tls_reports.{key}", f"must not be negative, got {getattr(tls_reports, key)}"
+            )
+    if tls_reports.max_delay >= tls_reports.interval:
+        raise ConfigError("tls_reports.max_delay", "must be below tls_reports.interval")
+    if tls_reports.post_retry <= 0:
+        raise ConfigError(
+            "tls_reports.post_retry", f"must be positive, got {tls_reports.post_retry}"
+        )
     if tls_reports.enabled and "@" not in (tls_reports.from_address or reports.from_address):
         raise ConfigError("tls_reports.from_address", "needs an address when reports are enabled")
 

@@ -115,3 +115,63 @@ def test_logs_carry_the_connection_and_never_the_credentials(
     assert all(getattr(r, "fields", {}).get("conn", "").startswith("managesieve-") for r in ours)
     for secret in (PLAIN, WRONG, TEST_PASSWORD, "not the password", "secret body"):
         assert secret not in text
+
+
+def test_trace_protocol_logs_both_ways_with_sasl_payloads_and_scripts_elided(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pillarbox.managesieve")
+    live = _server(tmp_path, logging=cfg.LoggingSection(trace_protocol=True))
+    script = "keep; # secret body"
+    try:
+        client = _Client(live.port("managesieve"))
+        client.status()
+        assert client.command(f'AUTHENTICATE "PLAIN" "{WRONG}"').startswith(b"NO")
+        # No initial response: the payload comes as the answer to an empty challenge.
+        client.sock.sendall(b'AUTHENTICATE "PLAIN"\r\n')
+        assert client.line() == b'""'
+        assert client.command(f'"{PLAIN}"') == b'OK "Logged in"'
+        client.command("UNAUTHENTICATE")
+        # The payload as a literal.
+        literal = f'AUTHENTICATE "PLAIN" {{{len(PLAIN)}+}}\r\n{PLAIN}'
+        assert client.command(literal) == b'OK "Logged in"'
+        put = f'PUTSCRIPT "s" {{{len(script)}+}}\r\n{script}'
+        assert client.command(put) == b'OK "Putscript completed"'
+        assert client.command('GETSCRIPT "s"') == b'OK "Getscript completed"'
+        client.command("LOGOUT")
+    finally:
+        live.__exit__(None, None, None)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage()[:3] in ("C: ", "S: ")]
+    assert lines[0] == 'S: "IMPLEMENTATION" "Pillarbox"'  # the greeting, from its first line
+    for expected in (
+        'S: OK "Pillarbox ManageSieve ready"',
+        'C: AUTHENTICATE "PLAIN" <redacted>',
+        'C: AUTHENTICATE "PLAIN"',
+        'S: ""',
+        "C: <redacted SASL response>",
+        'S: OK "Logged in"',
+        f'C: PUTSCRIPT "s" <literal:{len(script)}>',
+        'C: GETSCRIPT "s"',
+        f"S: <literal:{len(script.encode())}>",
+        'S: OK "Getscript completed"',
+        "C: LOGOUT",
+    ):
+        assert expected in lines
+    assert lines.count('C: AUTHENTICATE "PLAIN" <redacted>') == 2  # quoted, then literal
+    text = "\n".join(lines)
+    for secret in (PLAIN, WRONG, TEST_PASSWORD, "secret body"):
+        assert secret not in text
+
+
+def test_without_trace_protocol_no_protocol_line_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pillarbox.managesieve")
+    live = _server(tmp_path)
+    try:
+        client = _Client(live.port("managesieve"))
+        client.status()
+        assert client.command("NOOP") == b'OK "Done"'
+    finally:
+        live.__exit__(None, None, None)
+    assert not [r for r in caplog.records if r.getMessage()[:3] in ("C: ", "S: ")]

@@ -6,16 +6,19 @@ they land in the ``rua`` mailbox (a local account) with the right counts."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import email
 import gzip
 import http.server
 import json
+import logging
 import smtplib
 import ssl
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -27,10 +30,11 @@ from cryptography.hazmat.primitives import serialization
 from pillarbox import config as cfg
 from pillarbox.net.tlsrpt import ReportPostError, post_report
 from pillarbox.queue.dane import tlsa_for_certificate
-from pillarbox.store.types import INBOX
+from pillarbox.store.types import INBOX, TlsReportPost, TlsSessionResult
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord, serve_records
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.polling import wait_for
 from pillarbox.testing.testca import make_ca
 
 KEY_A_MX = "127.0.0.31"
@@ -106,13 +110,17 @@ class Posted(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def collector_web(tmp_path: Path) -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
-    (tmp_path / "web").mkdir()
-    context, _ = _context(tmp_path, "web")  # a CA nobody trusts: §3 lets us not care
+@contextlib.contextmanager
+def https_collector(
+    directory: Path, handler: type[Posted], **attributes: object
+) -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
+    """An HTTPS server on COLLECTOR_WEB answering POSTs with ``handler``; yields its port and
+    what it was sent."""
+    (directory / "web").mkdir(parents=True)
+    context, _ = _context(directory, "web")  # a CA nobody trusts: §3 lets us not care
     received: list[tuple[str, str, bytes]] = []
-    handler = type("Handler", (Posted,), {"received": received})
-    server = http.server.ThreadingHTTPServer((COLLECTOR_WEB, 0), handler)
+    bound = type("Handler", (handler,), {"received": received, **attributes})
+    server = http.server.ThreadingHTTPServer((COLLECTOR_WEB, 0), bound)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -121,6 +129,12 @@ def collector_web(tmp_path: Path) -> Iterator[tuple[int, list[tuple[str, str, by
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def collector_web(tmp_path: Path) -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
+    with https_collector(tmp_path / "web", Posted) as collector:
+        yield collector
 
 
 @pytest.fixture
@@ -165,6 +179,7 @@ def server(tmp_path: Path, dns_port: int, peers: Peers) -> Iterator[LiveServer]:
             interval=INTERVAL,
             from_address="reports@example.org",
             org_name="Example Org",
+            max_delay=0.0,
         ),
     )
     with LiveServer(config) as live:
@@ -288,16 +303,8 @@ class Refusing(Posted):
 
 
 async def test_a_post_that_fails_says_why(tmp_path: Path) -> None:
-    (tmp_path / "refusing").mkdir()
-    context, _ = _context(tmp_path, "refusing")
-    handler = type("Handler", (Refusing,), {"received": []})
-    server = http.server.ThreadingHTTPServer((COLLECTOR_WEB, 0), handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
     records = [ZoneRecord("reports.collector.test", "A", COLLECTOR_WEB)]
-    try:
+    with https_collector(tmp_path / "refusing", Refusing) as (port, _):
         async with serve_records(records) as resolver:
             with pytest.raises(ReportPostError, match="HTTP status 500"):
                 await post_report(f"https://reports.collector.test:{port}/r", b"x", resolver)
@@ -305,6 +312,204 @@ async def test_a_post_that_fails_says_why(tmp_path: Path) -> None:
                 await post_report("https://nowhere.test/r", b"x", resolver)
             with pytest.raises(ReportPostError, match="not an https URL"):
                 await post_report("http://reports.collector.test/r", b"x", resolver)
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+class Flaky(Posted):
+    """Answers 503 to the first ``failures`` POSTs, then 201; keeps when each came."""
+
+    failures: int
+    times: list[float]
+
+    def do_POST(self) -> None:
+        self.times.append(time.time())
+        if len(self.times) <= self.failures:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            super().do_POST()
+
+
+class TestPostRetries:
+    """§5.5 retries of a failed POST, after the §4.1 random delay: one domain's result is
+    kept, its record names only the flaky collector."""
+
+    RETRY = 0.3
+    MAX_DELAY = 0.5
+
+    @pytest.fixture
+    def failures(self) -> int:
+        return 2
+
+    @pytest.fixture
+    def retry_for(self) -> float:
+        return 30.0
+
+    @pytest.fixture
+    def flaky(
+        self, tmp_path: Path, failures: int
+    ) -> Iterator[tuple[int, list[tuple[str, str, bytes]], list[float]]]:
+        times: list[float] = []
+        with https_collector(tmp_path / "flaky", Flaky, failures=failures, times=times) as got:
+            yield got[0], got[1], times
+
+    @pytest.fixture
+    def dns_records(
+        self, flaky: tuple[int, list[tuple[str, str, bytes]], list[float]]
+    ) -> list[ZoneRecord]:
+        url = f"https://reports.collector.test:{flaky[0]}/tlsrpt"
+        return [
+            ZoneRecord("reports.collector.test", "A", COLLECTOR_WEB),
+            ZoneRecord("_smtp._tls.flaky.test", "TXT", f"v=TLSRPTv1; rua={url}"),
+        ]
+
+    def config(
+        self, tmp_path: Path, dns_port: int, *, retry: float, retry_for: float
+    ) -> cfg.Config:
+        return loopback_config(
+            tmp_path / "data",
+            only=("submission",),
+            dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+            tls_reports=cfg.TlsReportSection(
+                enabled=True,
+                interval=INTERVAL,
+                from_address="reports@example.org",
+                max_delay=self.MAX_DELAY,
+                post_retry=retry,
+                post_retry_for=retry_for,
+            ),
+        )
+
+    @staticmethod
+    def started(config: cfg.Config) -> LiveServer:
+        """A live server with one session's result kept for flaky.test."""
+        live = LiveServer(config).__enter__()
+        live.add_domain("example.org")
+        live.add_account("reports@example.org", TEST_PASSWORD)
+        result = TlsSessionResult(
+            recorded=datetime.now(UTC),
+            policy_domain="flaky.test",
+            policy_type="no-policy-found",
+            policy_strings=(),
+            mx_patterns=(),
+            result_type="",
+            receiving_mx="mx.flaky.test",
+            receiving_ip="127.0.0.35",
+        )
+        live.with_store(lambda store: store.record_tls_result(result))
+        return live
+
+    @pytest.fixture
+    def server(
+        self, tmp_path: Path, dns_port: int, retry_for: float, caplog: pytest.LogCaptureFixture
+    ) -> Iterator[LiveServer]:
+        caplog.set_level(logging.DEBUG, logger="pillarbox.tls-reports")
+        live = self.started(self.config(tmp_path, dns_port, retry=self.RETRY, retry_for=retry_for))
+        try:
+            yield live
+        finally:
+            live.__exit__(None, None, None)
+
+    @pytest.mark.parametrize("failures", [1])
+    def test_a_post_kept_for_retry_survives_a_restart(
+        self,
+        tmp_path: Path,
+        dns_port: int,
+        flaky: tuple[int, list[tuple[str, str, bytes]], list[float]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="pillarbox.tls-reports")
+        _, received, times = flaky
+        # The first server fails once and would retry only after 10 minutes: stopped first.
+        first = self.started(self.config(tmp_path, dns_port, retry=600.0, retry_for=3600.0))
+        try:
+            # Kept in the store: claimed here with the lease it had (no retry before it).
+            def kept() -> TlsReportPost | None:
+                later = datetime.now(UTC) + timedelta(minutes=10)
+                return first.with_store(
+                    lambda store: store.claim_tls_report_post(later + timedelta(days=1), later)
+                )
+
+            wait_for(kept, "the failed POST kept for retry")
+        finally:
+            first.__exit__(None, None, None)
+        assert len(times) == 1 and not received
+        # The same store; polling for due retries every RETRY seconds, not every minute.
+        config = dataclasses.replace(
+            first.config,
+            tls_reports=dataclasses.replace(first.config.tls_reports, post_retry=self.RETRY),
+        )
+        second = LiveServer(config).__enter__()
+        try:
+            # Still in the store: claimed out of turn with a lease that ends now, it is due.
+            now = datetime.now(UTC)
+            post = second.with_store(
+                lambda store: store.claim_tls_report_post(now + timedelta(days=1), now)
+            )
+            assert post is not None and (post.policy_domain, post.attempts) == ("flaky.test", 1)
+            wait_for(lambda: received, "the POST from the restarted server", timeout=60)
+        finally:
+            second.__exit__(None, None, None)
+        [(_, _, body)] = received
+        assert body == post.body
+        assert json.loads(gzip.decompress(body))["policies"][0]["policy"]["policy-domain"] == (
+            "flaky.test"
+        )
+        posted = [r for r in caplog.records if r.getMessage() == "TLS report posted"]
+        assert [r.fields["attempt"] for r in posted] == [2]  # type: ignore[attr-defined]
+
+    def test_a_failed_post_is_retried_with_doubling_waits_until_taken(
+        self,
+        server: LiveServer,
+        flaky: tuple[int, list[tuple[str, str, bytes]], list[float]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        _, received, times = flaky
+        wait_for(lambda: received, "the report, on the third POST")
+        assert len(times) == 3
+        [(path, kind, body)] = received
+        assert (path, kind) == ("/tlsrpt", "application/tlsrpt+gzip")
+        document = json.loads(gzip.decompress(body))
+        [policy] = document["policies"]
+        assert policy["policy"]["policy-domain"] == "flaky.test"
+        assert policy["summary"]["total-successful-session-count"] == 1
+        # §5.5: exponential backoff — the second wait is twice the first (each at least it).
+        assert times[1] - times[0] >= self.RETRY
+        assert times[2] - times[1] >= 2 * self.RETRY
+        # §4.1: the first try came after the period's end plus the drawn delay, within bounds.
+        end = datetime.fromisoformat(document["date-range"]["end-datetime"]).timestamp()
+        [due] = [
+            r.fields["due"]  # type: ignore[attr-defined]
+            for r in caplog.get_records("setup") + caplog.records
+            if r.getMessage() == "next run" and r.fields["boundary"] == end  # type: ignore[attr-defined]
+        ]
+        assert end <= due <= end + self.MAX_DELAY
+        assert times[0] >= due - 0.01  # the timer's float rounding, not load
+        outcomes = [
+            (r.getMessage(), r.fields["attempt"])  # type: ignore[attr-defined]
+            for r in caplog.get_records("setup") + caplog.records
+            if r.getMessage().startswith("TLS report")
+        ]
+        assert outcomes == [
+            ("TLS report not posted", 1),
+            ("TLS report not posted", 2),
+            ("TLS report posted", 3),
+        ]
+
+    @pytest.mark.parametrize(("failures", "retry_for"), [(1000, 1.5)])
+    def test_a_post_that_keeps_failing_is_given_up_after_post_retry_for(
+        self,
+        server: LiveServer,
+        flaky: tuple[int, list[tuple[str, str, bytes]], list[float]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        _, received, times = flaky
+
+        def given_up() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage() == "TLS report given up"]
+
+        [record] = wait_for(given_up, "the retries to end")
+        # Tries after 0, 0.3, 0.9 and 1.5 s (the last wait cut short), fewer when slow.
+        assert record.fields["attempts"] == len(times) >= 2  # type: ignore[attr-defined]
+        assert not received

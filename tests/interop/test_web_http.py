@@ -1109,6 +1109,7 @@ def test_api_mail_round_trip(live: LiveServer, alice: WebSession) -> None:
         "IMAP",
         "POP3",
         "SMTP",
+        "ManageSieve",
     }
 
 
@@ -1170,6 +1171,38 @@ def test_client_autoconfiguration(live: LiveServer, alice: WebSession) -> None:
     assert payload["OutgoingMailServerPortNumber"] == live.port("submissions")
     settings = alice.get("/settings").text
     assert str(live.port("submission")) in settings and "STARTTLS" in settings
+    assert "ManageSieve" not in settings  # its listener is off here
+    assert "managesieve" not in thunderbird.text.lower()
+
+
+@pytest.mark.listeners("http", "imaps", "submission", "managesieve")
+def test_client_setup_lists_managesieve_when_its_listener_runs(
+    live: LiveServer, alice: WebSession
+) -> None:
+    sieve = {
+        "protocol": "ManageSieve",
+        "host": "mx.test",
+        "port": live.port("managesieve"),
+        "security": "STARTTLS",
+    }
+    servers = alice.api("GET", "/client-setup").json()
+    assert servers[-1] == sieve and [s["protocol"] for s in servers] == [
+        "IMAP",
+        "SMTP",
+        "ManageSieve",
+    ]
+    page = alice.get("/settings").text
+    row = (
+        f"<tr><td>ManageSieve</td><td>mx.test</td><td>{live.port('managesieve')}</td>"
+        "<td>STARTTLS</td></tr>"
+    )
+    assert row in page and "filter editors" in page
+    # The autoconfig formats have no element for it: the mail servers only.
+    thunderbird = alice.get(
+        "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=alice@example.org"
+    )
+    assert thunderbird.status_code == 200 and str(live.port("managesieve")) not in thunderbird.text
+    assert thunderbird.text.count("<incomingServer") == 1
 
 
 def test_open_event_streams_do_not_hold_up_shutdown(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,3 +247,33 @@ def test_the_acme_challenge_listener_sends_browsers_to_https(
         # Challenges are answered (or 404) over HTTP, never redirected.
         assert client.get(port80 + "/.well-known/acme-challenge/unknown").status_code == 404
         assert client.get(port80 + "/.well-known/mta-sts.txt").status_code == 404
+
+
+@pytest.mark.parametrize("listener", ["https", "imaps"])
+def test_a_client_silent_after_connecting_is_closed_after_the_handshake_timeout(
+    tmp_path: Path, listener: str
+) -> None:
+    """``tls.handshake_timeout`` bounds the TLS handshake on the https listener (uvicorn
+    leaves asyncio's 60 s) as on the implicit-TLS mail ports."""
+    config = loopback_config(
+        tmp_path / "data", only=[listener], tls=cfg.TlsSection(handshake_timeout=0.5)
+    )
+    with LiveServer(config) as live:
+        port = live.port(listener)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as silent:
+            started = time.monotonic()
+            try:
+                received = silent.recv(1024)
+            except ConnectionResetError:
+                received = b""
+            waited = time.monotonic() - started
+        assert received == b""  # closed, and not after asyncio's 60 s (the socket's 20 s)
+        assert waited >= 0.4  # not before the timeout (the connect came a little earlier)
+        # A client that does the handshake is served.
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=20) as raw,
+            context.wrap_socket(raw, server_hostname="mx.test") as tls,
+        ):
+            assert tls.version() is not None

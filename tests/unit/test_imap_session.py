@@ -177,10 +177,25 @@ async def test_end_of_stream_closes(store: Store, tmp_path: Path) -> None:
     assert wire.action is Action.CLOSE
 
 
+async def test_a_client_not_logged_in_by_the_login_deadline_gets_bye(
+    store: Store, tmp_path: Path
+) -> None:
+    wire = make_wire(store, tmp_path, login_timeout=60.0)
+    session, start = wire.session, wire.now
+    assert session.deadline() == start + 60
+    wire.now += 50
+    await wire.send("a NOOP\r\n")
+    assert session.deadline() == start + 60  # input does not move it
+    assert session.handle_timeout(start + 59) is None
+    assert session.handle_timeout(start + 60) == b"* BYE No login in time, disconnecting\r\n"
+    assert session.state is State.LOGOUT
+
+
 async def test_deadline_and_shutdown(store: Store, tmp_path: Path) -> None:
     wire = make_wire(store, tmp_path)
     session = wire.session
-    assert session.deadline() == wire.now + 1800
+    await wire.login()
+    assert session.deadline() == wire.now + 1800  # logged in: the idle timer alone
     assert session.handle_timeout(wire.now + 1799) is None
     wire.now += 1000
     await wire.send("a NOOP\r\n")

@@ -403,11 +403,34 @@ def test_idle_timer_counts_input_and_output() -> None:
     assert server.deadline() is None
 
 
+def test_a_client_not_logged_in_by_the_login_deadline_gets_err_and_is_closed() -> None:
+    server = _server()
+    assert server.deadline() == 180.0
+    assert _reply(server, b"CAPA").startswith(b"+OK")  # at 0: input does not move it
+    assert _feed(server, b"USER mrose\r\n", 100.0) is NEED_DATA
+    assert server.data_to_send(100.0) == b"+OK send PASS\r\n"
+    assert server.deadline() == 180.0
+    server.handle_timeout(179.0)
+    assert not server.closed
+    server.handle_timeout(180.0)
+    assert server.data_to_send(180.0) == b"-ERR no login in time, closing connection\r\n"
+    assert server.next_event() == Disconnect(DisconnectReason.LOGIN_TIMEOUT)
+
+
+def test_the_login_deadline_ends_with_the_login() -> None:
+    server = _logged_in()
+    assert server.deadline() == 600.0  # the idle timer alone
+    server.handle_timeout(180.0)
+    assert not server.closed
+
+
 # -- settings ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("make", "key"),
     [
         (lambda: Pop3Limits(idle_timeout=599), "pop3.limits.idle_timeout"),
+        (lambda: Pop3Limits(login_timeout=0), "pop3.limits.login_timeout"),
+        (lambda: Pop3Limits(login_timeout=601), "pop3.limits.login_timeout"),
         (lambda: Pop3Limits(max_command_line=254), "pop3.limits.max_command_line"),
         (lambda: Pop3Limits(max_sasl_line=300), "pop3.limits.max_sasl_line"),
         (lambda: Pop3Limits(max_buffered_input=100), "pop3.limits.max_buffered_input"),

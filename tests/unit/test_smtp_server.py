@@ -280,6 +280,29 @@ def test_recipient_limit() -> None:
     assert events[1] == ProtocolError(R.TOO_MANY_RECIPIENTS)
 
 
+def test_submission_closes_a_client_not_authenticated_by_the_login_deadline() -> None:
+    conn = connect(auth_mechanisms=("PLAIN",), auth_without_tls=True, login_timeout=30.0)
+    assert conn.deadline() == 30.0  # from the greeting, sent at 0
+    drive(conn, b"EHLO c\r\n", 20.0)
+    conn.data_to_send(20.0)
+    assert conn.deadline() == 30.0  # commands do not move it
+    conn.handle_timeout(29.9)
+    assert conn.state is State.READY
+    conn.handle_timeout(30.0)
+    assert conn.data_to_send(30.0) == R.LOGIN_TIMEOUT.render()
+    assert R.LOGIN_TIMEOUT.render().startswith(b"421 4.4.2 ")
+    assert conn.next_event() == Shutdown(R.LOGIN_TIMEOUT)
+    assert conn.next_event() is CLOSED
+
+
+def test_the_login_deadline_ends_with_authentication() -> None:
+    conn = connect(auth_mechanisms=("PLAIN",), auth_without_tls=True, login_timeout=30.0)
+    assert drive(conn, b"EHLO c\r\nAUTH PLAIN =\r\n", 10.0)[-1] == Auth("PLAIN", b"")
+    assert conn.authenticated
+    conn.data_to_send(10.0)
+    assert conn.deadline() == 10.0 + 300.0  # the command timeout alone
+
+
 def test_auth_exchange() -> None:
     conn = connect(auth_mechanisms=("PLAIN",), auth_without_tls=True)
     conn.receive_data(b"EHLO c\r\nAUTH PLAIN\r\n", 0.0)

@@ -43,6 +43,7 @@ OK_LOGOUT: Final = Reply(OK, "LOGOUT completed")
 BYE_LOGOUT: Final = Reply(BYE, "Logging out")
 OK_ID: Final = Reply(OK, "ID completed")
 BYE_AUTOLOGOUT: Final = Reply(BYE, "Autologout: idle for too long")  # RFC 9051 §5.4
+BYE_LOGIN_TIMEOUT: Final = Reply(BYE, "No login in time, disconnecting")
 BYE_TOO_MANY_ERRORS: Final = Reply(BYE, "Too many invalid commands")
 BYE_SHUTDOWN: Final = Reply(BYE, "Server shutting down", UNAVAILABLE)
 BYE_BUSY: Final = Reply(BYE, "Too many connections, try again later", UNAVAILABLE)

@@ -264,6 +264,10 @@ class SessionSettings:
     max_errors: int = 20
     #: RFC 9051 §5.4: the autologout timer is at least 30 minutes.
     idle_timeout: float = 1800.0
+    #: Seconds from connecting within which the client must log in, busy or not. §5.4's
+    #: 30 minutes protect an authenticated user's session; one that never logs in only holds
+    #: a connection slot (Dovecot's imap-login gives it 3 minutes).
+    login_timeout: float = 180.0
     #: LOGIN and PLAIN before TLS (loopback tests only).
     login_without_tls: bool = False
     #: RFC 2971 §3.3 server identification.
@@ -323,6 +327,7 @@ class ImapSession:
         self._log = log
         self._lexer = Lexer(limits=settings.lexer)
         self._last_activity = now
+        self._connected_at = now
         self._now = now
         self._errors = 0
         self._utf8 = False
@@ -356,15 +361,24 @@ class ImapSession:
         return self._lexer.in_literal
 
     def deadline(self) -> float:
-        """When the autologout timer fires (RFC 9051 §5.4); any received byte resets it."""
-        return self._last_activity + self.settings.idle_timeout
+        """When the autologout timer fires (RFC 9051 §5.4); any received byte resets it.
+        Before login, the login deadline too (no byte moves it)."""
+        idle = self._last_activity + self.settings.idle_timeout
+        if self.state is State.NOT_AUTHENTICATED:
+            return min(idle, self._login_deadline)
+        return idle
+
+    @property
+    def _login_deadline(self) -> float:
+        return self._connected_at + self.settings.login_timeout
 
     def handle_timeout(self, now: float) -> bytes | None:
         """The BYE to send if the deadline has passed (then close), else None."""
         if now < self.deadline():
             return None
+        login = self.state is State.NOT_AUTHENTICATED and now >= self._login_deadline
         self.state = State.LOGOUT
-        return r.BYE_AUTOLOGOUT.untagged()
+        return (r.BYE_LOGIN_TIMEOUT if login else r.BYE_AUTOLOGOUT).untagged()
 
     def shutdown(self) -> bytes:
         self.state = State.LOGOUT

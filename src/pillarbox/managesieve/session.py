@@ -115,6 +115,12 @@ class EventLog(Protocol):
     def exception(self, msg: str, **fields: object) -> None: ...
 
 
+#: ``trace(command, sasl_response)``: each complete command as received (literals included),
+#: and whether it is a SASL response rather than a command — for ``logging.trace_protocol``,
+#: which the adapter implements (and redacts).
+CommandTrace = Callable[[bytes, bool], None]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionSettings:
     """Every knob of a session; the adapter fills it from ``[managesieve]`` and ``[sieve]``."""
@@ -127,6 +133,10 @@ class SessionSettings:
     max_auth_failures: int = 3
     #: Seconds without input before BYE (§1.2: at least 30 minutes).
     idle_timeout: float = MIN_IDLE_TIMEOUT
+    #: Seconds from connecting (or UNAUTHENTICATE) within which the client must log in, busy
+    #: or not: §1.2's 30 minutes are for authenticated sessions; a client that never logs in
+    #: only holds a connection slot (Dovecot's login processes give it 3 minutes).
+    login_timeout: float = 180.0
     #: PLAIN before TLS (loopback tests and local development only).
     login_without_tls: bool = False
     #: IMPLEMENTATION capability (§1.7).
@@ -169,8 +179,10 @@ class ManageSieveSession:
         starttls_available: bool,
         now: float,
         log: EventLog,
+        trace: CommandTrace | None = None,
     ) -> None:
         self.settings = settings
+        self._trace = trace
         self.store = store
         self.authenticator = authenticator
         self.tls_active = tls_active
@@ -184,6 +196,8 @@ class ManageSieveSession:
         self._errors = 0
         self._auth_failures = 0
         self._last_activity = now
+        self._login_since = now
+        self._login_timed_out = False
         self._action = Action.CONTINUE
 
     # -- observation -------------------------------------------------------------------------
@@ -220,15 +234,27 @@ class ManageSieveSession:
         return self._capability_response(r.GREETING)
 
     def deadline(self) -> float:
-        """When :meth:`handle_timeout` is due."""
-        return self._last_activity + self.settings.idle_timeout
+        """When :meth:`handle_timeout` is due: the idle timer, and before login the login
+        deadline too."""
+        idle = self._last_activity + self.settings.idle_timeout
+        if self._state is State.NOT_AUTHENTICATED:
+            return min(idle, self._login_since + self.settings.login_timeout)
+        return idle
+
+    @property
+    def login_timed_out(self) -> bool:
+        """Whether the session was ended by the login deadline (for the adapter's log)."""
+        return self._login_timed_out
 
     def handle_timeout(self, now: float) -> bytes | None:
-        """The BYE to send if the connection has been idle too long (§1.2), else None."""
+        """The BYE to send if the connection has been idle too long (§1.2), or has not logged
+        in in time, else None."""
         if now < self.deadline() or self._state is State.CLOSED:
             return None
+        late = self._state is State.NOT_AUTHENTICATED
+        self._login_timed_out = late and now >= self._login_since + self.settings.login_timeout
         self._state = State.CLOSED
-        return r.BYE_IDLE.encode()
+        return (r.BYE_LOGIN_TIMEOUT if self._login_timed_out else r.BYE_IDLE).encode()
 
     def shutdown(self) -> bytes:
         self._state = State.CLOSED
@@ -268,6 +294,8 @@ class ManageSieveSession:
         return Action.CONTINUE
 
     async def _command(self, data: bytes, out: Output) -> Action:
+        if self._trace is not None:
+            self._trace(data, self._sasl is not None)
         if self._sasl is not None:
             return await self._sasl_response(data, out)
         self._action = Action.CONTINUE
@@ -491,6 +519,7 @@ class ManageSieveSession:
         self._log.info("unauthenticated")
         self._account = None
         self._state = State.NOT_AUTHENTICATED
+        self._login_since = self._last_activity  # a new login, in a new login_timeout
         return r.UNAUTHENTICATED
 
     async def _havespace(self, command: Command, out: Output) -> Reply:

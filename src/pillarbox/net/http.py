@@ -13,6 +13,8 @@ Implementation notes:
   "https" to the app from the transport (the session cookie's ``Secure``, HSTS).
 - **Bind, then serve**: the socket is bound before the app exists (:meth:`HttpListener.bind`),
   so the web app can be built knowing every bound port (client set-up pages, the HTTPS redirect).
+- **The TLS handshake is bounded** by ``tls.handshake_timeout``, as on the other listeners
+  (:class:`_EmbeddedUvicorn` opens the server itself: uvicorn leaves asyncio's 60 s).
 - **Signals belong to ``pillarbox serve``**: uvicorn would install its own SIGINT/SIGTERM
   handlers (and re-raise the signal afterwards); :class:`_EmbeddedUvicorn` disables that, and
   the server stops uvicorn through :meth:`HttpListener.stop_accepting` /
@@ -37,11 +39,45 @@ from pillarbox.observability.log import Log
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without signal handling of its own (the process's owner handles signals)."""
+    """uvicorn without signal handling of its own (the process's owner handles signals), and
+    with a bound on the TLS handshake."""
+
+    def __init__(self, config: uvicorn.Config, *, handshake_timeout: float) -> None:
+        super().__init__(config)
+        self._handshake_timeout = handshake_timeout
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up without sockets, then the server on ours made here: uvicorn's
+        own ``create_server`` passes no ``ssl_handshake_timeout``, and asyncio's default lets
+        a client that never completes the handshake hold a connection for 60 s."""
+        await super().startup(sockets=[])  # the lifespan and server state; no server yet
+        self.started = False
+        config = self.config
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=_loop,
+            )
+            return protocol
+
+        loop = asyncio.get_running_loop()
+        for sock in sockets or []:
+            server = await loop.create_server(
+                create_protocol,
+                sock=sock,
+                ssl=config.ssl,
+                backlog=config.backlog,
+                ssl_handshake_timeout=self._handshake_timeout if config.ssl else None,
+            )
+            self.servers.append(server)
+        self.started = True
 
 
 def _bind(address: str, port: int) -> socket.socket:
@@ -83,9 +119,11 @@ class HttpListener:
         tls: ssl.SSLContext | None = None,
         max_connections: int = 1000,
         keepalive: float = 5.0,
+        handshake_timeout: float = 30.0,
     ) -> None:
         self.name = name
         self.tls = tls
+        self._handshake_timeout = handshake_timeout
         self._grace = grace
         self._max_connections = max_connections
         self._keepalive = keepalive
@@ -125,7 +163,7 @@ class HttpListener:
             # The shared context itself, never a copy: certificate reloads reach this listener.
             ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
         )
-        self._server = _EmbeddedUvicorn(config)
+        self._server = _EmbeddedUvicorn(config, handshake_timeout=self._handshake_timeout)
         self._task = asyncio.get_running_loop().create_task(
             self._server.serve(sockets=[self._socket]), name=f"{self.name}-uvicorn"
         )

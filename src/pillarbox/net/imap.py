@@ -36,7 +36,7 @@ from pillarbox.config import ImapSection
 from pillarbox.imap import replies
 from pillarbox.imap.compress import CompressionError, Deflate
 from pillarbox.imap.lexer import LexerLimits
-from pillarbox.imap.session import Action, ImapSession, SessionSettings
+from pillarbox.imap.session import Action, ImapSession, SessionSettings, State
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
 from pillarbox.net.channel import Channel
@@ -61,6 +61,7 @@ def session_settings(config: ImapSection, hostname: str = "localhost") -> Sessio
         lexer=lexer,
         max_errors=config.max_errors,
         idle_timeout=config.idle_timeout,
+        login_timeout=config.login_timeout,
         login_without_tls=config.login_without_tls,
         hostname=hostname,
         notify_max_mailboxes=config.notify_max_mailboxes,
@@ -182,10 +183,11 @@ class _Connection:
                     self.log.info("closed for shutdown")
                     return
                 else:
+                    before_login = session.state is State.NOT_AUTHENTICATED
                     bye = session.handle_timeout(now)
                     if bye is not None:
                         await self.out.write(bye)
-                        self.log.info("autologout")
+                        self.log.info("login timeout" if before_login else "autologout")
                         return
         finally:
             for task in (receive, changed):
@@ -216,7 +218,9 @@ class _Connection:
             return False
         if action is Action.START_TLS:
             await self.out.flush()
-            discarded = await self.channel.start_tls(self.services.tls)
+            discarded = await self.channel.start_tls(
+                self.services.tls, self.services.config.tls.handshake_timeout
+            )
             if discarded:
                 self.log.warning("discarded plaintext after STARTTLS", octets=discarded)
             self.session.tls_started()

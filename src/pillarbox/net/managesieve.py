@@ -10,7 +10,9 @@ Implementation notes:
 - Login goes through the shared :class:`~pillarbox.auth.directory.Authenticator`, so app
   passwords, SCRAM verifiers and the per-address and per-account rate limits are IMAP's.
 - Logs carry the connection id; the session logs logins and script changes by name, never
-  a SASL payload or a script's content.
+  a SASL payload or a script's content. With ``logging.trace_protocol`` each command and
+  response line is logged too (``C:``/``S:``), SASL payloads redacted and literals (scripts)
+  shown as their size.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import time
 from pillarbox.config import Config
 from pillarbox.managesieve import Action, FramerLimits, ManageSieveSession, SessionSettings
 from pillarbox.managesieve import responses as replies
+from pillarbox.managesieve.session import CommandTrace
 from pillarbox.net.channel import Channel, ChannelClosed
 from pillarbox.net.listener import Admission, Handler
-from pillarbox.observability.log import Log
+from pillarbox.observability.log import Log, redact_line, trace_lines
 from pillarbox.services import Services
 from pillarbox.sieve import EXTENSIONS
 from pillarbox.sievescripts import ScriptLimits
@@ -45,6 +48,7 @@ def session_settings(config: Config) -> SessionSettings:
         max_errors=section.max_errors,
         max_auth_failures=section.max_auth_failures,
         idle_timeout=section.idle_timeout,
+        login_timeout=section.login_timeout,
         login_without_tls=section.login_without_tls,
         sieve_extensions=tuple(EXTENSIONS),
         max_redirects=sieve.max_redirects,
@@ -66,11 +70,26 @@ def managesieve_handler(services: Services, listener: str) -> Handler:
 class _Output:
     """Writes with back-pressure: a GETSCRIPT to a slow reader holds one script, not many."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, trace: Log | None) -> None:
         self._channel = channel
+        self._trace = trace
 
     async def write(self, data: bytes) -> None:
+        if self._trace is not None:
+            for line in trace_lines(data):
+                self._trace.info("S: " + line)
         await self._channel.send(data)
+
+
+def _command_tracer(log: Log) -> CommandTrace:
+    def trace(data: bytes, sasl_response: bool) -> None:
+        if sasl_response:
+            log.info("C: " + redact_line(data, in_sasl_exchange=True).decode())
+            return
+        for line in trace_lines(data):
+            log.info("C: " + redact_line(line.encode()).decode("utf-8", "backslashreplace"))
+
+    return trace
 
 
 class _Connection:
@@ -83,9 +102,10 @@ class _Connection:
     ) -> None:
         self.services = services
         self.channel = channel
-        self.out = _Output(channel)
         remote_ip = channel.peer[0]
         self.log = Log("managesieve", conn=admission.connection_id, remote=remote_ip)
+        tracing = services.config.logging.trace_protocol
+        self.out = _Output(channel, self.log if tracing else None)
         self.session = ManageSieveSession(
             settings,
             services.store,
@@ -95,6 +115,7 @@ class _Connection:
             starttls_available=not channel.tls_active,
             now=time.monotonic(),
             log=self.log,
+            trace=_command_tracer(self.log) if tracing else None,
         )
 
     async def run(self) -> None:
@@ -127,7 +148,9 @@ class _Connection:
                     if action is Action.CLOSE:
                         return "logout" if data else "peer closed"
                     if action is Action.START_TLS:
-                        discarded = await self.channel.start_tls(self.services.tls)
+                        discarded = await self.channel.start_tls(
+                            self.services.tls, self.services.config.tls.handshake_timeout
+                        )
                         if discarded:
                             self.log.warning("discarded plaintext after STARTTLS", octets=discarded)
                         await self.out.write(session.tls_started())
@@ -138,7 +161,7 @@ class _Connection:
                     bye = session.handle_timeout(time.monotonic())
                     if bye is not None:
                         await self.out.write(bye)
-                        return "idle timeout"
+                        return "login timeout" if session.login_timed_out else "idle timeout"
         finally:
             for task in (receive, shutdown):
                 if task is not None:

@@ -37,7 +37,11 @@ def pop3_handler(services: Services, listener: str) -> Handler:
     settings = pop3.Pop3Settings(
         hostname=services.hostname,
         sasl_mechanisms=services.authenticator.mechanisms(secure=True),
-        limits=pop3.Pop3Limits(max_errors=config.max_errors, idle_timeout=config.idle_timeout),
+        limits=pop3.Pop3Limits(
+            max_errors=config.max_errors,
+            idle_timeout=config.idle_timeout,
+            login_timeout=config.login_timeout,
+        ),
     )
     locks: set[int] = services.maildrop_locks
 
@@ -125,7 +129,9 @@ class _Pop3Session:
                     await self._sasl_step(data)
                 case pop3.StartTls():
                     await self._flush()
-                    discarded = await self.channel.start_tls(self.services.tls)
+                    discarded = await self.channel.start_tls(
+                        self.services.tls, self.services.config.tls.handshake_timeout
+                    )
                     if discarded:
                         self.log.warning("discarded plaintext after STLS", octets=discarded)
                     core.tls_started()

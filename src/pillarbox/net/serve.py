@@ -156,6 +156,7 @@ class Server:
                         name,
                         grace=config.server.shutdown_grace,
                         tls=tls if WEB_LISTENERS[name] else None,
+                        handshake_timeout=config.tls.handshake_timeout,
                     )
                     with _bind_error(f"listeners.{name}", settings.address, settings.port):
                         http.bind(settings.address, settings.port)
@@ -171,6 +172,7 @@ class Server:
                     _factory(spec)(context, name),
                     counters[group],
                     tls=tls if implicit_tls else None,
+                    handshake_timeout=config.tls.handshake_timeout,
                 )
                 with _bind_error(f"listeners.{name}", settings.address, settings.port):
                     await listener.start(settings.address, settings.port)

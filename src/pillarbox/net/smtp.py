@@ -85,6 +85,7 @@ def _settings(
         ),
         command_timeout=smtp.command_timeout,
         data_timeout=smtp.data_timeout,
+        login_timeout=smtp.login_timeout if submission else None,
         # LMTP is for a front MTA on this host or a trusted network (RFC 2033 §1).
         starttls=smtp.starttls and not implicit_tls and not lmtp,
         xforward=lmtp and services.config.lmtp.policy == "full",
@@ -250,7 +251,9 @@ class _SmtpSession:
 
     async def _start_tls(self) -> None:
         await self._flush()
-        discarded = await self.channel.start_tls(self.services.tls)
+        discarded = await self.channel.start_tls(
+            self.services.tls, self.services.config.tls.handshake_timeout
+        )
         if discarded:
             self.log.warning("discarded plaintext pipelined after STARTTLS", octets=discarded)
         self.core.tls_established()

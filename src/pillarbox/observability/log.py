@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -118,5 +119,30 @@ def redact_line(line: bytes, in_sasl_exchange: bool = False) -> bytes:
                 keep = mech_end
             elif verb.strip() in (b"AUTH", b"AUTHENTICATE"):
                 return line
-            return line[:keep] + b" <redacted>"
+            return line[:keep].rstrip(b" ") + b" <redacted>"
     return line
+
+
+#: A literal's announcement (IMAP ``{n}``/``{n+}``, RFC 9051 §4.3; ManageSieve, RFC 5804 §4)
+#: and the line break after which its ``n`` octets follow.
+_LITERAL = re.compile(rb"\{(\d{1,12})\+?\}\r\n")
+
+
+def elide_literals(data: bytes) -> bytes:
+    """``data`` with each literal (announcement and octets) replaced by ``<literal:n>``: a
+    protocol trace shows the shape of a command, not the script or message it carries."""
+    out = bytearray()
+    pos = 0
+    while (match := _LITERAL.search(data, pos)) is not None:
+        out += data[pos : match.start()] + b"<literal:%d>" % int(match.group(1))
+        pos = match.end() + int(match.group(1))
+    out += data[pos:]
+    return bytes(out)
+
+
+def trace_lines(data: bytes) -> list[str]:
+    """What a protocol trace logs of ``data``: its lines, literals elided, CRLFs dropped."""
+    lines = elide_literals(data).split(b"\r\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return [line.decode("utf-8", "backslashreplace") for line in lines]

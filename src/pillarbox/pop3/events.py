@@ -90,6 +90,7 @@ class DisconnectReason(enum.Enum):
     QUIT = "quit"
     PEER_CLOSED = "peer-closed"
     IDLE_TIMEOUT = "idle-timeout"
+    LOGIN_TIMEOUT = "login-timeout"
     TOO_MANY_ERRORS = "too-many-errors"
     TOO_MANY_AUTH_FAILURES = "too-many-auth-failures"
     INPUT_OVERFLOW = "input-overflow"

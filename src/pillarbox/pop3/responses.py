@@ -126,6 +126,7 @@ WRONG_ARGUMENTS = Reply(False, "wrong number of arguments for {verb}")
 INVALID_CHARACTERS = Reply(False, "command contains control characters")
 LINE_TOO_LONG = Reply(False, "line too long")
 TOO_MANY_ERRORS = Reply(False, "too many errors, closing connection")
+LOGIN_TIMEOUT = Reply(False, "no login in time, closing connection")
 
 #: Ends every multi-line response (RFC 1939 §3).
 END_OF_MULTILINE = b".\r\n"

@@ -109,6 +109,8 @@ Input = Verb | Step
 _A = State.AUTHORIZATION
 _U = State.USER_GIVEN
 _T = State.TRANSACTION
+#: Where the client's turn is and it has not logged in: the login deadline runs.
+_LOGIN_STATES = frozenset({_A, _U, State.SASL_CLIENT})
 
 #: state x input -> state. For commands, the state reached when the command succeeds; a command
 #: that fails (bad argument, no such message) leaves the state unchanged, and AUTH without a
@@ -237,6 +239,7 @@ class Pop3Server:
         self._out = bytearray()
         self._clock = now
         self._last_activity = now
+        self._login_deadline = now + self._limits.login_timeout
         # A refused login's reply, held until the given time; close after it if the flag is set.
         self._held: tuple[bytes, float, bool] | None = None
         self._errors = 0
@@ -332,6 +335,8 @@ class Pop3Server:
         if self._state is State.CLOSED:
             return None
         idle = self._last_activity + self._limits.idle_timeout
+        if self._state in _LOGIN_STATES:
+            idle = min(idle, self._login_deadline)
         if self._held is not None:
             return min(self._held[1], idle)
         if self._state in APPLICATION_TURN:
@@ -340,11 +345,17 @@ class Pop3Server:
 
     def handle_timeout(self, now: float) -> None:
         """Release a held reply that is due, or end an idle session. RFC 1939 §3: on autologout
-        the server closes "without removing any messages or sending any response"."""
+        the server closes "without removing any messages or sending any response"; a client
+        still not logged in at the login deadline gets an ``-ERR`` first (there is nothing of
+        its to keep, and the reply tells a slow client why)."""
         if self._state is State.CLOSED:
             return
         self._clock = now
         self._release_held()
+        if self._held is None and self._state in _LOGIN_STATES and now >= self._login_deadline:
+            self._send(responses.LOGIN_TIMEOUT)
+            self._close(DisconnectReason.LOGIN_TIMEOUT)
+            return
         if (
             self._held is None
             and not self.closed

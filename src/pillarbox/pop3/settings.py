@@ -43,6 +43,10 @@ class Pop3Limits:
     #: Seconds without input or output before the connection is dropped (no UPDATE).
     #: RFC 1939 §3: an autologout timer "MUST be of at least 10 minutes' duration".
     idle_timeout: float = 600.0
+    #: Seconds from connecting within which the client must log in, busy or not; then
+    #: ``-ERR`` and close. §3's 10 minutes protect a logged-in user's session; one that never
+    #: logs in only holds a connection slot (Dovecot's pop3-login gives it 3 minutes).
+    login_timeout: float = 180.0
 
     def __post_init__(self) -> None:
         if self.max_command_line < 255:
@@ -59,6 +63,8 @@ class Pop3Limits:
             raise ConfigError("pop3.limits.auth_failure_delay", "must not be negative")
         if self.idle_timeout < 600:
             raise ConfigError("pop3.limits.idle_timeout", "must be at least 600 (RFC 1939 §3)")
+        if not 0 < self.login_timeout <= self.idle_timeout:
+            raise ConfigError("pop3.limits.login_timeout", "must be positive, at most idle_timeout")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,16 +7,20 @@ on the schedule and with the once-per-cluster claim of the DMARC aggregate repor
 Implementation notes:
 
 - **Period** (§4.1): multiples of ``tls_reports.interval`` since the epoch — each UTC day by
-  default. Results left from periods the server was down for widen the next report's start,
-  as for DMARC. The run claims ``(period end, "tlsrpt:*")`` in the store's report runs, so one
-  node of a cluster sends; results are deleted once every report is queued (or found to
-  have nowhere to go); with the sending account missing nothing is claimed or deleted.
+  default; the run starts a random time up to ``max_delay`` (4 hours) after the boundary, as
+  §4.1 suggests, to spread the load on report receivers. Results left from periods the
+  server was down for widen the next report's start, as for DMARC. The run claims
+  ``(period end, "tlsrpt:*")`` in the store's report runs, so one node of a cluster sends;
+  results are deleted once every report is queued (or found to have nowhere to go); with
+  the sending account missing nothing is claimed or deleted.
 - **Destinations** (§3): the single ``v=TLSRPTv1`` record at ``_smtp._tls.<domain>``, its
   ``rua`` URIs: ``mailto:`` ones get the report by mail, ``https:`` ones by POST (§5.4,
-  :mod:`pillarbox.net.tlsrpt`), each tried once per run (a failed POST is logged; §5.5
-  leaves retries to local policy); other schemes are logged and skipped. A domain with no
-  record, or whose record cannot be looked up now, gets no report: its results are dropped
-  with the others.
+  :mod:`pillarbox.net.tlsrpt`); other schemes are logged and skipped. A failed POST is
+  logged and kept in the store (``tls_report_posts``) with its bytes, and retried from there
+  (§5.5: for ``post_retry_for``, 24 hours, with doubling waits from ``post_retry``) by any
+  node, each try claimed once; a restart does not lose it. A domain with no record, or
+  whose record cannot be looked up now, gets no report: its results are dropped with the
+  others.
 - **The message** (§5.3) carries ``TLS-Required: No``: our queue delivers it with
   opportunistic TLS whatever the domain's MTA-STS or DANE policy (the failures it reports may
   be what stops the mail), and such deliveries are not counted in the next report.
@@ -24,10 +28,11 @@ Implementation notes:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from pillarbox.config import Config
+from pillarbox.config import Config, TlsReportSection
 from pillarbox.dns.resolver import DnsTemporaryError, Resolver
 from pillarbox.errors import InvalidName
 from pillarbox.net.tlsrpt import ReportPostError, post_report
@@ -42,6 +47,7 @@ from pillarbox.policy.reporting import (
 )
 from pillarbox.queue.tlsrpt import Submitter, TlsReport, build_reports, parse_record, report_message
 from pillarbox.services import Services
+from pillarbox.store.types import TlsReportPost
 
 #: The scope under which a period's run is claimed (beside DMARC's in the same table).
 RUN_SCOPE = "tlsrpt:*"
@@ -102,8 +108,13 @@ async def report_once(
             _log.info(
                 "report URI not supported", domain=report.policy_domain, uris=",".join(skipped)
             )
-        timeout = config.tls_reports.post_timeout
-        delivered = [url for url in posted if await _post(report, url, resolver, timeout)]
+        delivered = []
+        body = report.gzipped()
+        for url in posted:
+            if await _post(body, url, report.policy_domain, resolver, config.tls_reports, 1):
+                delivered.append(url)
+            else:
+                await _keep_for_retry(services, body, url, report.policy_domain)
         now = datetime.now(UTC)
         allowed, ok, reply = await submit_report(
             services,
@@ -125,28 +136,93 @@ async def report_once(
     return sent
 
 
-async def _post(report: TlsReport, url: str, resolver: Resolver, timeout: float) -> bool:
+async def _post(
+    body: bytes,
+    url: str,
+    domain: str,
+    resolver: Resolver,
+    section: TlsReportSection,
+    attempt: int,
+) -> bool:
     try:
-        await post_report(url, report.gzipped(), resolver, timeout=timeout)
+        await post_report(url, body, resolver, timeout=section.post_timeout)
     except ReportPostError as exc:
-        _log.warning("TLS report not posted", domain=report.policy_domain, reason=str(exc))
+        _log.warning("TLS report not posted", domain=domain, reason=str(exc), attempt=attempt)
         return False
-    _log.info(
-        "TLS report posted",
-        domain=report.policy_domain,
-        to=url,
-        sessions=report.sessions,
-        failures=report.failures,
+    _log.info("TLS report posted", domain=domain, to=url, attempt=attempt)
+    return True
+
+
+async def _keep_for_retry(services: Services, body: bytes, url: str, domain: str) -> None:
+    """A failed first POST goes to the store (§5.5), to be retried from there."""
+    section = services.config.tls_reports
+    if section.post_retry_for <= 0:
+        return
+    now = datetime.now(UTC)
+    post = TlsReportPost(
+        url=url,
+        policy_domain=domain,
+        body=body,
+        first_try=now,
+        next_try=now + timedelta(seconds=min(section.post_retry, section.post_retry_for)),
+        attempts=1,
+    )
+    await services.store.add_tls_report_post(post)
+
+
+async def retry_due_post(services: Services, resolver: Resolver) -> bool:
+    """Try again the kept POST due first, if any (§5.5): gone once it succeeds; else due
+    again after ``post_retry`` seconds doubled for each try after the first, and given up
+    once ``post_retry_for`` has passed since the first try. False when none is due.
+
+    The claim leases it for twice ``post_timeout``: no other node tries it meanwhile, and if
+    this one dies mid-try, it is tried again after the lease."""
+    section, store = services.config.tls_reports, services.store
+    now = datetime.now(UTC)
+    post = await store.claim_tls_report_post(now, now + timedelta(seconds=2 * section.post_timeout))
+    if post is None:
+        return False
+    attempt = post.attempts + 1
+    if await _post(post.body, post.url, post.policy_domain, resolver, section, attempt):
+        await store.delete_tls_report_post(post.id)
+        return True
+    deadline = post.first_try + timedelta(seconds=section.post_retry_for)
+    now = datetime.now(UTC)
+    if now >= deadline:
+        _log.warning(
+            "TLS report given up", domain=post.policy_domain, to=post.url, attempts=attempt
+        )
+        await store.delete_tls_report_post(post.id)
+        return True
+    wait = min(section.post_retry * 2 ** min(attempt - 1, 40), section.post_retry_for)
+    await store.reschedule_tls_report_post(
+        post.id, min(now + timedelta(seconds=wait), deadline), attempt
     )
     return True
 
 
+async def retry_posts(services: Services, resolver: Resolver) -> None:
+    """The background task of §5.5 retries: every ``post_retry`` seconds (at most a minute),
+    try the kept POSTs that are due, on every node (the store's claim keeps each to one)."""
+    poll = min(services.config.tls_reports.post_retry, 60.0)
+    while not services.shutdown.is_set():
+        try:
+            while await retry_due_post(services, resolver):
+                pass
+        except Exception as exc:  # a store hiccup must not end the retries: the next poll
+            _log.error("TLS report retries failed", error=str(exc))
+        await asyncio.sleep(poll)
+
+
 async def run(services: Services) -> None:
-    """The background task: at each period boundary, :func:`report_once`."""
+    """The background task: at each period boundary, :func:`report_once`; and beside it
+    :func:`retry_posts`."""
     resolver = report_resolver(services.config)
+    services.spawn(retry_posts(services, resolver), "tls-report-retries")
     await run_periodically(
         services,
         services.config.tls_reports.interval,
         partial(report_once, services, resolver=resolver),
         _log,
+        max_delay=services.config.tls_reports.max_delay,
     )

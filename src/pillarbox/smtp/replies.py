@@ -98,6 +98,8 @@ SERVICE_UNAVAILABLE = Reply(421, "4.3.2", "service not available, closing transm
 CLOSING = Reply(221, "2.0.0", "bye")
 #: RFC 5321 §4.5.3.2.7 server timeout; RFC 3463 X.4.2 "bad connection".
 TIMEOUT = Reply(421, "4.4.2", "timeout exceeded, closing connection")
+#: Submission: no AUTH within the login deadline (X.4.2 as for any timeout).
+LOGIN_TIMEOUT = Reply(421, "4.4.2", "no authentication in time, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "too many errors, closing connection")
 
 # -- positive --------------------------------------------------------------------------------

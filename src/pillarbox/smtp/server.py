@@ -108,6 +108,9 @@ class SmtpServerSettings:
     command_timeout: float = 300.0
     #: Seconds of client silence inside DATA or a BDAT chunk (RFC 5321 §4.5.3.2.5).
     data_timeout: float = 180.0
+    #: Submission: seconds from the greeting within which the client must authenticate, busy
+    #: or not, else ``421 4.4.2``; None (an MX, where nobody logs in): no such deadline.
+    login_timeout: float | None = None
     #: Offer STARTTLS on plaintext connections (a certificate is configured).
     starttls: bool = False
     #: SASL mechanisms offered with AUTH (uppercase); empty: no AUTH (an MX).
@@ -339,6 +342,7 @@ class ServerConnection:
         self._chunk_refusal: tuple[Reply, State] | None = None
         self._errors = 0
         self._last_activity: float | None = None
+        self._login_deadline: float | None = None
         self._capabilities: Capabilities | None = None
 
     # -- inspection ---------------------------------------------------------------------------
@@ -396,6 +400,8 @@ class ServerConnection:
         self._out.clear()
         if out:
             self._last_activity = now
+            if self._login_deadline is None and self.settings.login_timeout is not None:
+                self._login_deadline = now + self.settings.login_timeout  # from the greeting
         return out
 
     def next_event(self) -> Event | Sentinel:
@@ -424,13 +430,21 @@ class ServerConnection:
             return None
         in_data = self._state in (State.DATA, State.CHUNK)
         s = self.settings
-        return self._last_activity + (s.data_timeout if in_data else s.command_timeout)
+        idle = self._last_activity + (s.data_timeout if in_data else s.command_timeout)
+        login = self._pending_login_deadline
+        return idle if login is None else min(idle, login)
+
+    @property
+    def _pending_login_deadline(self) -> float | None:
+        return None if self.authenticated else self._login_deadline
 
     def handle_timeout(self, now: float) -> None:
-        """Close with 421 4.4.2 if the client has been silent past the deadline."""
+        """Close with 421 4.4.2 if the client has been silent past the deadline, or has not
+        authenticated by the login deadline."""
         deadline = self.deadline()
         if deadline is not None and now >= deadline:
-            self._shutdown(R.TIMEOUT)
+            login = self._pending_login_deadline
+            self._shutdown(R.LOGIN_TIMEOUT if login is not None and now >= login else R.TIMEOUT)
 
     def tls_established(self) -> None:
         """The adapter finished the TLS handshake after 220 to STARTTLS: the session starts

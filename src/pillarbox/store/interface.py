@@ -60,6 +60,7 @@ from pillarbox.store.types import (
     SpamEvidence,
     SpecialUse,
     ThreadFields,
+    TlsReportPost,
     TlsSessionResult,
     TokenKind,
 )
@@ -291,6 +292,23 @@ class Store(Protocol):
 
     async def delete_tls_results(self, until: datetime) -> int:
         """Drop the results recorded before ``until`` (they were reported); returns how many."""
+
+    async def add_tls_report_post(self, post: TlsReportPost) -> int:
+        """Keep a report whose POST failed, for retries (RFC 8460 §5.5); returns its id."""
+
+    async def claim_tls_report_post(self, now: datetime, lease: datetime) -> TlsReportPost | None:
+        """The pending POST due first (``next_try`` at or before ``now``), its ``next_try``
+        moved to ``lease`` in the same step: another node (or this one) does not take it
+        again before then, and one that dies while trying leaves it to be retried after.
+        None when nothing is due."""
+
+    async def reschedule_tls_report_post(
+        self, post_id: int, next_try: datetime, attempts: int
+    ) -> None:
+        """After a failed try: try again at ``next_try``; ``attempts`` tries made."""
+
+    async def delete_tls_report_post(self, post_id: int) -> None:
+        """The POST succeeded or was given up."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:

@@ -1,7 +1,8 @@
-"""The row of ``tls_results`` both backends write and read (TLS-RPT, RFC 8460): its column
-order, and a result's values in it. As with :mod:`.dmarcrows`, only the encoded columns
-differ by backend (``recorded``: a ``timestamptz`` or microseconds since the epoch; the two
-string lists: ``jsonb`` or JSON text), so each backend encodes and decodes those.
+"""The rows of ``tls_results`` and ``tls_report_posts`` both backends write and read (TLS-RPT, RFC
+8460): their column order, and a result's values in it. As with :mod:`.dmarcrows`, only the
+encoded columns differ by backend (``recorded``: a ``timestamptz`` or microseconds since the
+epoch; the two string lists: ``jsonb`` or JSON text), so each backend encodes and decodes
+those.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pillarbox.store.types import TlsSessionResult
+from pillarbox.store.types import TlsReportPost, TlsSessionResult
 
 COLUMNS = (
     "recorded, policy_domain, policy_type, policy_strings, mx_patterns, result_type, "
@@ -55,4 +56,21 @@ def result(
         receiving_ip=values[7],
         sending_ip=values[8],
         failure_reason=values[9],
+    )
+
+
+#: The columns of ``tls_report_posts`` after ``id``, in the order :func:`post` reads them.
+POST_COLUMNS = "url, policy_domain, body, first_try, next_try, attempts"
+
+
+def post(row: Sequence[Any], first_try: datetime, next_try: datetime) -> TlsReportPost:
+    """A ``tls_report_posts`` row (``id``, then :data:`POST_COLUMNS`) with its times decoded."""
+    return TlsReportPost(
+        id=int(row[0]),
+        url=str(row[1]),
+        policy_domain=str(row[2]),
+        body=bytes(row[3]),
+        first_try=first_try,
+        next_try=next_try,
+        attempts=int(row[6]),
     )

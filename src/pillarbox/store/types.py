@@ -669,6 +669,24 @@ class TlsSessionResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TlsReportPost:
+    """A TLS-RPT report whose POST to an ``https:`` rua failed, kept to be tried again
+    (RFC 8460 §5.5: for up to 24 hours after the first try) by whichever node comes first."""
+
+    #: The store's id (0 before it is added).
+    id: int = 0
+    url: str
+    policy_domain: str
+    #: The gzipped report, as first POSTed: every try sends the same bytes.
+    body: bytes
+    first_try: datetime
+    #: Not to be tried before; a claim moves it on by the claim's lease.
+    next_try: datetime
+    #: Tries made so far.
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DmarcObservation:
     """One arriving message's DMARC evaluation, kept until it is reported to the domain owner
     (RFC 9990 §3.1: aggregate reports count messages by source, identifiers and results)."""

@@ -64,6 +64,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    TlsReportPost,
     TlsSessionResult,
 )
 
@@ -1255,6 +1256,47 @@ class StoreContract:
         assert await store.tls_results(later) == [second]
         assert await store.delete_tls_results(later) == 1
         assert await store.tls_results(later) == []
+
+    async def test_tls_report_posts_are_claimed_once_and_kept_until_deleted(
+        self, store: Store
+    ) -> None:
+        start = datetime(2026, 3, 2, tzinfo=UTC)
+        post = TlsReportPost(
+            url="https://reports.example.net/v1/tlsrpt",
+            policy_domain="example.net",
+            body=bytes(range(256)),  # gzip: any octet
+            first_try=start,
+            next_try=start + timedelta(minutes=5),
+            attempts=1,
+        )
+        first = await store.add_tls_report_post(post)
+        second = await store.add_tls_report_post(
+            dataclasses.replace(post, policy_domain="example.com", next_try=start)
+        )
+        assert first != second
+        assert await store.claim_tls_report_post(start - timedelta(seconds=1), start) is None
+        lease = start + timedelta(minutes=2)
+        # Due first, leased: its next_try is the lease, the rest as added.
+        assert await store.claim_tls_report_post(start, lease) == dataclasses.replace(
+            post, id=second, policy_domain="example.com", next_try=lease
+        )
+        assert await store.claim_tls_report_post(start + timedelta(minutes=1), lease) is None
+        # Both due: claimed concurrently, each goes to one caller only.
+        now = start + timedelta(minutes=10)
+        claims = await asyncio.gather(
+            *(store.claim_tls_report_post(now, now + timedelta(minutes=2)) for _ in range(3))
+        )
+        assert sorted(c.id for c in claims if c is not None) == sorted([first, second])
+        assert claims.count(None) == 1
+        await store.delete_tls_report_post(second)
+        retry = now + timedelta(minutes=20)
+        await store.reschedule_tls_report_post(first, retry, 2)
+        assert await store.claim_tls_report_post(retry - timedelta(seconds=1), retry) is None
+        claimed = await store.claim_tls_report_post(retry, retry + timedelta(minutes=2))
+        assert claimed is not None and (claimed.id, claimed.attempts) == (first, 2)
+        assert claimed.body == post.body and claimed.first_try == start
+        await store.delete_tls_report_post(first)
+        assert await store.claim_tls_report_post(retry + timedelta(days=1), retry) is None
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

@@ -153,15 +153,22 @@ _CLIENT_LISTENERS = (
     ("pop3", "POP3", "STARTTLS"),
     ("submissions", "SMTP", "TLS"),
     ("submission", "SMTP", "STARTTLS"),
+    # Filters (Sieve scripts) from a mail program's add-on or sieve-connect (RFC 5804: port
+    # 4190, STARTTLS only; also announced by the _sieve._tcp SRV record, §1.8).
+    ("managesieve", "ManageSieve", "STARTTLS"),
 )
+#: The protocols mail programs set up an account with (what autoconfig documents describe).
+MAIL_PROTOCOLS = frozenset({"IMAP", "POP3", "SMTP"})
 
 
-def client_servers(app: Web) -> list[ClientServer]:
+def client_servers(app: Web, *, mail_only: bool = False) -> list[ClientServer]:
+    """The servers a mail program (and, unless ``mail_only``, a Sieve client) connects to,
+    from the listeners that run."""
     host = app.services.hostname
     return [
         ClientServer(protocol, host, app.ports[name], security)
         for name, protocol, security in _CLIENT_LISTENERS
-        if name in app.ports
+        if name in app.ports and (protocol in MAIL_PROTOCOLS or not mail_only)
     ]
 
 

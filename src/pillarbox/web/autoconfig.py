@@ -11,7 +11,9 @@
 
 Only hosted domains are answered (others get 404), so the endpoints do not confirm anything
 about foreign domains; the documents name no account-specific secrets. Servers are listed TLS
-first (RFC 8314 §5), then STARTTLS.
+first (RFC 8314 §5), then STARTTLS. ManageSieve is not in them: none of the three formats has
+an element for it (clients find it by the ``_sieve._tcp`` SRV record, RFC 5804 §1.8, or on the
+settings page, which lists it).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def thunderbird_xml(app: Web, address: str) -> str:
         f"    <displayName>{escape(domain)} mail</displayName>",
         f"    <displayShortName>{escape(domain)}</displayShortName>",
     ]
-    for server in client_servers(app):
+    for server in client_servers(app, mail_only=True):
         kind = {"IMAP": "imap", "POP3": "pop3", "SMTP": "smtp"}[server.protocol]
         element = "outgoingServer" if kind == "smtp" else "incomingServer"
         lines += [
@@ -89,7 +91,7 @@ async def thunderbird(request: Request) -> Response:
 
 def autodiscover_xml(app: Web, address: str) -> str:
     protocols = []
-    for server in client_servers(app):
+    for server in client_servers(app, mail_only=True):
         if server.protocol == "POP3":
             kind = "POP3"
         elif server.protocol == "IMAP":
@@ -132,7 +134,7 @@ async def autodiscover(request: Request) -> Response:
 
 
 def mobileconfig_profile(app: Web, address: str, display_name: str) -> bytes:
-    servers = client_servers(app)
+    servers = client_servers(app, mail_only=True)
     incoming = next((s for s in servers if s.protocol == "IMAP"), None)
     outgoing = next((s for s in servers if s.protocol == "SMTP"), None)
     if incoming is None or outgoing is None:

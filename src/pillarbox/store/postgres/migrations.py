@@ -482,6 +482,22 @@ ALTER TABLE queue_recipients ADD COLUMN filed_spam boolean NOT NULL DEFAULT fals
 ALTER TABLE queue_recipients ADD COLUMN filed_fields bytea;
 """
 
+# TLS-RPT reports whose POST failed (RFC 8460 §5.5, queries in .tlsdata): retried from here, so
+# a restart does not drop them; a claim (FOR UPDATE SKIP LOCKED) moves next_try on by a lease,
+# so one node of a cluster tries each at a time.
+_V12_SQL = r"""
+CREATE TABLE tls_report_posts (
+    id bigserial PRIMARY KEY,
+    url text NOT NULL,
+    policy_domain text NOT NULL,
+    body bytea NOT NULL,
+    first_try timestamptz NOT NULL,
+    next_try timestamptz NOT NULL,
+    attempts integer NOT NULL
+);
+CREATE INDEX tls_report_posts_next_try ON tls_report_posts(next_try);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -498,6 +514,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "Sieve filter scripts", _V9_SQL),
     Migration(10, "TLS-RPT session results kept for reports", _V10_SQL),
     Migration(11, "queued local recipients keep the policy's decision", _V11_SQL),
+    Migration(12, "TLS-RPT reports whose POST failed, kept for retries", _V12_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -115,6 +115,7 @@ from pillarbox.store.types import (
     SpamEvidence,
     SpecialUse,
     ThreadFields,
+    TlsReportPost,
     TlsSessionResult,
     TokenKind,
     activity_series,
@@ -1273,6 +1274,22 @@ class PostgresStore:
 
     async def delete_tls_results(self, until: datetime) -> int:
         return await self._write(lambda conn, _: tlsdata.delete(conn, until))
+
+    async def add_tls_report_post(self, post: TlsReportPost) -> int:
+        return await self._write(lambda conn, _: tlsdata.add_post(conn, post))
+
+    async def claim_tls_report_post(self, now: datetime, lease: datetime) -> TlsReportPost | None:
+        return await self._write(lambda conn, _: tlsdata.claim_post(conn, now, lease))
+
+    async def reschedule_tls_report_post(
+        self, post_id: int, next_try: datetime, attempts: int
+    ) -> None:
+        await self._write(
+            lambda conn, _: tlsdata.reschedule_post(conn, post_id, next_try, attempts)
+        )
+
+    async def delete_tls_report_post(self, post_id: int) -> None:
+        await self._write(lambda conn, _: tlsdata.delete_post(conn, post_id))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:

@@ -1,5 +1,6 @@
-"""PostgreSQL queries of the TLS-RPT session results (table ``tls_results``, RFC 8460); async
-functions over a connection, as in :mod:`.dmarcdata`; the string lists are ``jsonb`` arrays.
+"""PostgreSQL queries of the TLS-RPT session results (table ``tls_results``, RFC 8460) and of
+the reports whose POST failed (``tls_report_posts``, §5.5); async functions over a connection,
+as in :mod:`.dmarcdata`; the string lists are ``jsonb`` arrays.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from pillarbox.store import tlsrows
 from pillarbox.store.postgres.dmarcdata import Conn
-from pillarbox.store.types import TlsSessionResult
+from pillarbox.store.types import TlsReportPost, TlsSessionResult
 
 
 async def record(conn: Conn, r: TlsSessionResult) -> None:
@@ -32,3 +33,38 @@ async def results(conn: Conn, until: datetime) -> list[TlsSessionResult]:
 async def delete(conn: Conn, until: datetime) -> int:
     cur = await conn.execute("DELETE FROM tls_results WHERE recorded < %s", (until,))
     return cur.rowcount
+
+
+async def add_post(conn: Conn, p: TlsReportPost) -> int:
+    cur = await conn.execute(
+        f"INSERT INTO tls_report_posts ({tlsrows.POST_COLUMNS}) "
+        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (p.url, p.policy_domain, p.body, p.first_try, p.next_try, p.attempts),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def claim_post(conn: Conn, now: datetime, lease: datetime) -> TlsReportPost | None:
+    """One statement: the row due first, skipped if another node holds it, leased."""
+    cur = await conn.execute(
+        "UPDATE tls_report_posts SET next_try = %s WHERE id = ("
+        "  SELECT id FROM tls_report_posts WHERE next_try <= %s"
+        "  ORDER BY next_try, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        f") RETURNING id, {tlsrows.POST_COLUMNS}",
+        (lease, now),
+    )
+    row = await cur.fetchone()
+    return None if row is None else tlsrows.post(row, row[4], row[5])
+
+
+async def reschedule_post(conn: Conn, post_id: int, next_try: datetime, attempts: int) -> None:
+    await conn.execute(
+        "UPDATE tls_report_posts SET next_try = %s, attempts = %s WHERE id = %s",
+        (next_try, attempts, post_id),
+    )
+
+
+async def delete_post(conn: Conn, post_id: int) -> None:
+    await conn.execute("DELETE FROM tls_report_posts WHERE id = %s", (post_id,))

@@ -458,6 +458,21 @@ ALTER TABLE queue_recipients ADD COLUMN filed_spam INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE queue_recipients ADD COLUMN filed_fields BLOB;
 """
 
+# TLS-RPT reports whose POST failed (RFC 8460 §5.5, queries in .tlsdata): retried from here, so
+# a restart does not drop them; a claim moves next_try on by a lease (one node tries at a time).
+_V17_SQL = r"""
+CREATE TABLE tls_report_posts (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL,
+    policy_domain TEXT NOT NULL,
+    body BLOB NOT NULL,
+    first_try INTEGER NOT NULL,
+    next_try INTEGER NOT NULL,
+    attempts INTEGER NOT NULL
+);
+CREATE INDEX tls_report_posts_next_try ON tls_report_posts(next_try);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -475,6 +490,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "Sieve filter scripts", _V14_SQL),
     Migration(15, "TLS-RPT session results kept for reports", _V15_SQL),
     Migration(16, "queued local recipients keep the policy's decision", _V16_SQL),
+    Migration(17, "TLS-RPT reports whose POST failed, kept for retries", _V17_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

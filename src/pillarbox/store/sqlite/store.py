@@ -111,6 +111,7 @@ from pillarbox.store.types import (
     SpamEvidence,
     SpecialUse,
     ThreadFields,
+    TlsReportPost,
     TlsSessionResult,
     TokenKind,
     activity_series,
@@ -1508,6 +1509,26 @@ class SqliteStore:
 
     async def delete_tls_results(self, until: datetime) -> int:
         return await self._write(lambda conn, fx: tlsdata.delete(conn, until))
+
+    async def add_tls_report_post(self, post: TlsReportPost) -> int:
+        return await self._write(lambda conn, fx: tlsdata.add_post(conn, post))
+
+    async def claim_tls_report_post(self, now: datetime, lease: datetime) -> TlsReportPost | None:
+        # Polled by every retry loop: a read first keeps the writer (and the indexer's idle
+        # clock) out of it while nothing is due, which is nearly always.
+        if not await self._read(lambda conn: tlsdata.post_due(conn, now)):
+            return None
+        return await self._write(lambda conn, fx: tlsdata.claim_post(conn, now, lease))
+
+    async def reschedule_tls_report_post(
+        self, post_id: int, next_try: datetime, attempts: int
+    ) -> None:
+        await self._write(
+            lambda conn, fx: tlsdata.reschedule_post(conn, post_id, next_try, attempts)
+        )
+
+    async def delete_tls_report_post(self, post_id: int) -> None:
+        await self._write(lambda conn, fx: tlsdata.delete_post(conn, post_id))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:
