@@ -55,6 +55,8 @@ class _EmbeddedUvicorn(uvicorn.Server):
         own ``create_server`` passes no ``ssl_handshake_timeout``, and asyncio's default lets
         a client that never completes the handshake hold a connection for 60 s."""
         await super().startup(sockets=[])  # the lifespan and server state; no server yet
+        if self.should_exit:  # the app's lifespan start-up failed: uvicorn serves nothing
+            return
         self.started = False
         config = self.config
 
