@@ -458,6 +458,35 @@ ALTER TABLE queue_recipients ADD COLUMN filed_spam INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE queue_recipients ADD COLUMN filed_fields BLOB;
 """
 
+# Outbound sending limits (pillarbox.queue.sendlimits, queries in .sendingdata): an account's
+# own limits (NULL: the configured default), one row per message it sent in the window (pruned
+# past it at each write), and every recipient it sent to with the first and last time (kept
+# for [submission_limits] recipient_memory_days after the last: "first-time" means not here).
+_V18_SQL = r"""
+CREATE TABLE sending_limits (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    messages INTEGER,
+    recipients INTEGER,
+    first_time INTEGER
+);
+CREATE TABLE sent_messages (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    sent INTEGER NOT NULL,
+    recipients INTEGER NOT NULL
+);
+CREATE INDEX sent_messages_account ON sent_messages(account_id, sent);
+CREATE TABLE sent_recipients (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    first_sent INTEGER NOT NULL,
+    last_sent INTEGER NOT NULL,
+    PRIMARY KEY (account_id, address)
+) WITHOUT ROWID;
+CREATE INDEX sent_recipients_first ON sent_recipients(account_id, first_sent);
+CREATE INDEX sent_recipients_last ON sent_recipients(account_id, last_sent);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -475,6 +504,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "Sieve filter scripts", _V14_SQL),
     Migration(15, "TLS-RPT session results kept for reports", _V15_SQL),
     Migration(16, "queued local recipients keep the policy's decision", _V16_SQL),
+    # 18, not 17: 17 is taken by another branch; the lead renumbers at merge.
+    Migration(18, "outbound sending limits and the recipients each account sent to", _V18_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
