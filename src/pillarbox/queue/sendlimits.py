@@ -139,7 +139,7 @@ def passes(limit: int, used: int, adding: int = 1) -> bool:
 def limit_reply(limit: Limit, value: int) -> Reply:
     """The 451 4.7.1 a recipient gets that would pass ``limit``."""
     return replies.SENDING_LIMIT.with_text(
-        f"limit of {value} {limit.value} per 24 hours reached for this account; try again later"
+        f"this account's limit of {limit.value} per 24 hours ({value}) is reached; try again later"
     )
 
 

@@ -246,7 +246,7 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
     now = datetime.now(UTC)
     accounts = await store.list_accounts()
     usage = {a.id: await store.quota_usage(a.id) for a in accounts}
-    limits = {
+    sending = {
         a.id: await sendlimits.sending_state(store, a, services.config.submission_limits, now)
         for a in accounts
     }
@@ -256,7 +256,7 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
         status_code,
         accounts=accounts,
         usage=usage,
-        limits=limits,
+        sending=sending,
         error=error,
     )
 
