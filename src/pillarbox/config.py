@@ -243,12 +243,13 @@ class SubmissionLimitsSection:
         "451 4.7.1 at RCPT. 0: unlimited. `pillarbox user limits` sets an account's own.",
     )
     recipients_per_day: int = _f(
-        2000, "Recipients an account may send to in any 24 hours (each once per message; 0: any)."
+        2000,
+        "Recipients an account may send to in any 24 hours (each once per message; 0: unlimited).",
     )
     first_time_recipients_per_day: int = _f(
         200,
         "Addresses an account never sent to before that it may send to in any 24 hours "
-        "(what stolen credentials are used for; 0: any).",
+        "(what stolen credentials are used for; 0: unlimited).",
     )
     recipient_memory_days: int = _f(
         365,

@@ -157,7 +157,7 @@ class Intake:
         mailbox = rcpt.path.mailbox
         if mailbox is None:
             return replies.BAD_RECIPIENT_SYNTAX, None
-        key = mailbox.key
+        given = mailbox
         if mailbox.is_bare_postmaster:
             mailbox = await self._postmaster()
             if mailbox is None:
@@ -176,7 +176,7 @@ class Intake:
         ):
             return replies.MAILBOX_FULL, None
         if allowance is not None:
-            refusal = await allowance.admit(key)
+            refusal = await allowance.admit(given.key)  # as counted by accept()
             if refusal is not None:
                 return refusal, None
         return replies.RECIPIENT_OK, resolution
