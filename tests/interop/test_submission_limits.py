@@ -116,8 +116,9 @@ def test_fourth_message_is_refused_at_rcpt(
     assert usage(live) == (3, 3, 1)
     [warning] = [r for r in caplog.records if r.getMessage() == "sending limit reached"]
     assert warning.levelno == logging.WARNING
-    assert warning.__dict__["fields"]["account"] == ALICE
-    assert warning.__dict__["fields"]["limit"] == "messages"
+    fields = warning.__dict__["fields"]
+    assert (fields["account"], fields["limit"], fields["allowed"]) == (ALICE, "messages", 3)
+    assert fields["remote"] == "127.0.0.1" and fields["conn"]  # the session's line
 
 
 @pytest.mark.parametrize("limits", [limits_of(messages=2, recipients=3)])

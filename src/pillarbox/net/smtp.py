@@ -316,7 +316,7 @@ class _SmtpSession:
             self._reset_transaction()
             self.mail = mail
             if self.account is not None:
-                self.allowance = self.intake.allowance(self.account)
+                self.allowance = self.intake.allowance(self.account, self.log)
         else:
             self.log.info("sender refused", sender=str(mail.path), code=reply.code)
         self.core.answer(reply)

@@ -141,9 +141,9 @@ class Intake:
                 return NOT_YOUR_SENDER
         return replies.SENDER_OK
 
-    def allowance(self, account: Account) -> Allowance:
+    def allowance(self, account: Account, log: Log | None = None) -> Allowance:
         """The sending limits of one transaction of ``account`` (see :mod:`.sendlimits`)."""
-        return self._limiter.allowance(account)
+        return self._limiter.allowance(account, log)
 
     async def check_recipient(
         self,

@@ -8,9 +8,10 @@ Implementation notes:
   **first-time recipients** — addresses the account never sent to before, which is what a
   spammer with stolen credentials sends to while the account's owner mostly writes to people
   they wrote to before (Mox's ``MaxFirstTimeRecipientsPerDay``).
-- Checked **per recipient at RCPT**, after the recipient is known to be deliverable: the one
-  that would pass a limit gets 451 4.7.1 (RFC 3463 §3.8 X.7.1, temporary like Mox's answer: the
-  client may retry once the window has moved on); those accepted before it in the transaction
+- Checked **per recipient at RCPT** (RFC 6409 §6.2), after the recipient is known to be
+  deliverable: the one that would pass a limit gets 451 4.7.1 (RFC 3463 §3.8 X.7.1; temporary
+  like Mox's answer, where §6.2 suggests 550: the client may retry once the window has moved
+  on); those accepted before it in the transaction
   stay accepted. A transaction that would exceed the message limit has every RCPT refused.
 - Counted **only when the message is accepted** (250 after DATA): :meth:`SendingLimiter.record`
   runs at the end of :meth:`pillarbox.queue.intake.Intake.accept`; a refused DATA, an RSET or a
@@ -235,8 +236,10 @@ class SendingLimiter:
         self._clock = clock
         self._log = Log("sendlimits")
 
-    def allowance(self, account: Account) -> Allowance:
-        return Allowance(self._store, account, self._settings, self._clock, self._log)
+    def allowance(self, account: Account, log: Log | None = None) -> Allowance:
+        """The limits of one transaction of ``account``; ``log`` (the session's, with its
+        connection id) says when it hits one."""
+        return Allowance(self._store, account, self._settings, self._clock, log or self._log)
 
     async def record(self, account: Account, recipients: Sequence[str]) -> None:
         """The account's message to ``recipients`` (store keys) was accepted: count it."""
