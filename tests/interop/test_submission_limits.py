@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.policy import reporting
 from pillarbox.store.types import SendingUsage
 from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
@@ -246,6 +247,34 @@ def test_webmail_is_limited_and_says_why(live: LiveServer) -> None:
         assert "(1) is reached" in api.json()["fields"]["to"]
     finally:
         alice.close()
+    assert usage(live) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("limits", [limits_of(messages=1, first_time=1)])
+def test_reports_the_server_sends_are_not_limited(live: LiveServer) -> None:
+    """DMARC and TLS reports go out through submission from an account, to first-time
+    recipients at every domain reported on: the server's own mail, outside the limits."""
+    services = live.server.context
+    assert services is not None
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+
+    def report(to: list[str]) -> bytes:
+        return message(to=", ".join(to), subject="Report Domain: example.net")
+
+    for n in range(3):
+        destinations = [reporting.Destination(f"rua{n}-{k}@example.org") for k in range(2)]
+        allowed, ok, code = live.call(
+            reporting.submit_report(services, account, destinations, report)
+        )
+        assert ok and code == "250" and len(allowed) == 2
+    assert usage(live) == (0, 0, 0)
+    # The account's own mail is still limited, and counted.
+    with submission(live) as client:
+        assert client.sendmail(ALICE, [BOB], message()) == {}
+        client.mail(ALICE)
+        assert client.rcpt(BOB)[0] == 451
+        client.rset()
     assert usage(live) == (1, 1, 1)
 
 

@@ -90,6 +90,9 @@ class Origin:
     tls: trace.TlsSummary | None = None
     #: The authenticated submitter; None for mail arriving at the MX.
     account: Account | None = None
+    #: Whether the message counts against the account's sending limits (:mod:`.sendlimits`):
+    #: not for reports the server itself sends from an account.
+    limited: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +365,7 @@ class Intake:
         if to_queue or forwards:
             self._services.queue_wakeup.set()
         await self._auto_replies(sender, body, plan, settings, copies, now)
-        if origin.account is not None:
+        if origin.account is not None and origin.limited:
             await self._count_sent(origin.account, recipients, queue_id)
         if origin.account is not None and self._services.config.policy.enabled:
             written = [r.rcpt.path.mailbox.normalised for r in recipients if r.rcpt.path.mailbox]
@@ -561,9 +564,11 @@ async def submit(
     client_ip: str = "127.0.0.1",
     helo: str = "webmail",
     tls: bool = False,
+    limited: bool = True,
 ) -> Submitted:
     """Submit a message as ``account`` through the same checks and path as SMTP submission
-    (used by webmail and other in-process senders)."""
+    (used by webmail and other in-process senders); ``limited``: within the account's sending
+    limits and counted (the webmail), not for what the server itself sends (reports)."""
     intake = Intake(services)
     try:
         mail = MailFrom(Path(parse_address(sender)))
@@ -574,7 +579,7 @@ async def submit(
         return Submitted(verdict, ())
     accepted: list[AcceptedRecipient] = []
     refused: list[tuple[str, Reply]] = []
-    allowance = intake.allowance(account)
+    allowance = intake.allowance(account) if limited else None
     for address in recipients:
         try:
             rcpt = RcptTo(Path(parse_address(address)))
@@ -593,6 +598,7 @@ async def submit(
         client_ip=client_ip,
         protocol=trace.with_protocol(esmtp=True, tls=tls, authenticated=True),
         account=account,
+        limited=limited,
     )
     reply = await intake.accept(mail, accepted, raw, origin)
     return Submitted(reply, tuple(refused))
