@@ -257,6 +257,29 @@ class SmtpSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SubmissionLimitsSection:
+    messages_per_day: int = _f(
+        1000,
+        "Messages an account may send (SMTP submission and webmail) in any 24 hours; more get "
+        "451 4.7.1 at RCPT. 0: unlimited. `pillarbox user limits` sets an account's own.",
+    )
+    recipients_per_day: int = _f(
+        2000,
+        "Recipients an account may send to in any 24 hours (each once per message; 0: unlimited).",
+    )
+    first_time_recipients_per_day: int = _f(
+        200,
+        "Addresses an account never sent to before that it may send to in any 24 hours "
+        "(what stolen credentials are used for; 0: unlimited).",
+    )
+    recipient_memory_days: int = _f(
+        365,
+        "Days an address an account sent to stays known (not first-time) after the last "
+        "message to it.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImapSection:
     max_literal_size: int = _f(50 * 1024 * 1024, "Largest literal accepted (APPEND size limit).")
     max_line_length: int = _f(65536, "Longest command line outside literals.")
@@ -725,6 +748,10 @@ class Config:
     tls: TlsSection = _section(TlsSection, "TLS certificate for every listener.")
     listeners: Listeners = _section(Listeners, "Where each service listens.")
     smtp: SmtpSection = _section(SmtpSection, "SMTP limits (MX and submission).")
+    submission_limits: SubmissionLimitsSection = _section(
+        SubmissionLimitsSection,
+        "Per-account outbound sending limits over a sliding 24 hours (docs/submission-limits.md).",
+    )
     imap: ImapSection = _section(ImapSection, "IMAP limits.")
     pop3: Pop3Section = _section(Pop3Section, "POP3 limits.")
     managesieve: ManageSieveSection = _section(
@@ -990,6 +1017,12 @@ def _validate(config: Config) -> None:
     for key, number in positive:
         if number <= 0:
             raise ConfigError(key, f"must be positive, got {number}")
+    limits = config.submission_limits
+    for key in ("messages_per_day", "recipients_per_day", "first_time_recipients_per_day"):
+        if getattr(limits, key) < 0:
+            raise ConfigError(f"submission_limits.{key}", "must be 0 (unlimited) or more")
+    if limits.recipient_memory_days < 1:
+        raise ConfigError("submission_limits.recipient_memory_days", "must be at least 1")
     _validate_store(config.store)
     if config.smtp.max_line_length < 1000:
         raise ConfigError("smtp.max_line_length", "must be at least 1000 (RFC 5321 §4.5.3.1.6)")

@@ -18,9 +18,9 @@ from pillarbox.blocking import run_blocking
 from pillarbox.config import Config
 from pillarbox.errors import AlreadyExists, InvalidName, NotFound, UserError
 from pillarbox.mail.address import domain_to_ascii, parse_address
-from pillarbox.queue import dkim
+from pillarbox.queue import dkim, sendlimits
 from pillarbox.store.interface import Store
-from pillarbox.store.types import Account, Alias, DkimKeyRecord, Domain
+from pillarbox.store.types import Account, Alias, DkimKeyRecord, Domain, SendingLimits
 
 
 def hash_params(config: Config) -> HashParams:
@@ -189,6 +189,13 @@ async def set_password(store: Store, config: Config, address: str, password: str
     account = await get_account(store, address)
     hashed, scram = await _credentials(config, password)
     await store.set_password(account.id, hashed, scram)
+    return account
+
+
+async def set_sending_limits(store: Store, address: str, limits: SendingLimits) -> Account:
+    """Give ``address`` its own sending limits (None: the default, 0: unlimited)."""
+    account = await get_account(store, address)
+    await store.set_sending_limits(account.id, sendlimits.checked(limits))
     return account
 
 

@@ -35,6 +35,8 @@ from pillarbox.store.types import (
     RecipientState,
     SenderListEntry,
     SenderListKind,
+    SendingLimits,
+    SendingUsage,
     SpamCounts,
     TokenKind,
 )
@@ -69,12 +71,16 @@ def _message(serial: int, body: str) -> tuple[bytes, Any]:
     return raw, parse_message(raw)
 
 
+#: When _populate's dated rows were written.
+WHEN = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+
+
 async def _populate(store: Store) -> None:
     """A lived-in store: flags, an expunge, a nested mailbox, a queue entry half-tried, …"""
     account = await store.get_account(USER)
     assert account is not None
     inbox = await store.get_mailbox(account.id, INBOX)
-    when = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    when = WHEN
     for serial in range(1, 7):
         await store.deliver(
             *_message(serial, f"body {serial} \u00e9t\u00e9 \xa0end"),
@@ -98,6 +104,16 @@ async def _populate(store: Store) -> None:
     await store.record_sender_reputation(account.id, ["example.net"], SpamCounts(3, 0))
     await store.set_sender_entry(account.id, SenderListEntry("spam.example", SenderListKind.BLOCK))
     await store.add_dkim_key(DkimKeyRecord(DOMAIN, "s1", "ed25519-sha256", b"-----PEM-----", when))
+    await store.set_sending_limits(account.id, SendingLimits(messages=50, first_time=0))
+    for hours, recipients in ((-30, ["old@far.example"]), (0, ["a@far.example", "b@far.example"])):
+        at = when + timedelta(hours=hours)
+        await store.record_sending(
+            account.id,
+            recipients,
+            at,
+            window_start=at - timedelta(days=2),
+            memory_start=at - timedelta(days=365),
+        )
     queued = await store.enqueue(
         USER,
         _message(9, "outgoing")[0],
@@ -155,6 +171,12 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "trained": await store.spam_training_mark(account.id, "c0ffee"),
         "reputation": await store.sender_reputation(account.id, ["example.net"]),
         "senders": await store.list_sender_entries(account.id),
+        "sending": [
+            await store.sending_usage(account.id, WHEN - timedelta(days=days)) for days in (1, 2)
+        ],
+        "sent_to": await store.known_recipients(
+            account.id, ["old@far.example", "a@far.example", "c@far.example"]
+        ),
     }
 
 
@@ -182,6 +204,9 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert before["mailboxes"][INBOX]["expunged"] == [2]
     assert before["mailboxes"][INBOX]["search"]  # the text index came along
     assert before["spam"][0][1] == {"cheap": SpamCounts(0, 1)} and before["trained"] is True
+    own = SendingLimits(messages=50, first_time=0)
+    assert before["sending"] == [SendingUsage(1, 2, 2, own), SendingUsage(2, 3, 3, own)]
+    assert before["sent_to"] == {"old@far.example", "a@far.example"}
 
     again = run_pillarbox(tmp_path, "store", "migrate", "--to", url)
     assert again.returncode == 1 and "not empty" in again.stderr

@@ -17,7 +17,7 @@ from pillarbox.store.feed import ChangeHub
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS, migrate, schema_version
+from pillarbox.store.sqlite.migrations import MIGRATIONS, migrate, schema_version
 from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
 from pillarbox.testing.store_contract import DOMAIN, StoreContract, StoreFactory, make_message
 
@@ -66,7 +66,9 @@ def _schema(path: Path) -> list[tuple[str, str]]:
 
 
 # -- migrations ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("start", range(LATEST_VERSION), ids=lambda k: f"from-v{k}")
+@pytest.mark.parametrize(
+    "start", [0, *(m.version for m in MIGRATIONS[:-1])], ids=lambda k: f"from-v{k}"
+)
 async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int) -> None:
     fresh = tmp_path / "fresh.sqlite3"
     store = SqliteStore(fresh)

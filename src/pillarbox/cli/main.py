@@ -13,9 +13,10 @@ import json
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -30,6 +31,7 @@ from pillarbox.cli.spam import spam
 from pillarbox.cli.store import store as store_group
 from pillarbox.cli.tls import tls
 from pillarbox.errors import ConfigError, UserError
+from pillarbox.queue import sendlimits
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 
@@ -331,6 +333,72 @@ def user_list(state: CliState, domain_name: str | None, as_json: bool) -> None:
         ],
         as_json,
         [f"{a.address}{' (admin)' if a.is_admin else ''}" for a in accounts] or ["(no accounts)"],
+    )
+
+
+def _limit_option(value: str | None) -> int | Literal["keep"] | None:
+    """A ``--messages``-style value: a count, 0 (unlimited) or ``default``; absent: keep."""
+    if value is None:
+        return "keep"
+    if value == "default":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a count, 0 or 'default'") from None
+
+
+@user.command("limits")
+@click.argument("address")
+@click.option("--messages", default=None, metavar="N|default", help="Messages per 24 hours.")
+@click.option("--recipients", default=None, metavar="N|default", help="Recipients per 24 h.")
+@click.option(
+    "--first-time", default=None, metavar="N|default", help="First-time recipients per 24 h."
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def user_limits(
+    state: CliState,
+    address: str,
+    messages: str | None,
+    recipients: str | None,
+    first_time: str | None,
+    as_json: bool,
+) -> None:
+    """Show or set ADDRESS's sending limits (0: unlimited; default: [submission_limits])."""
+    config = state.load()
+    given = {
+        "messages": _limit_option(messages),
+        "recipients": _limit_option(recipients),
+        "first_time": _limit_option(first_time),
+    }
+
+    async def go(store: Store) -> sendlimits.SendingState:
+        account = await provisioning.get_account(store, address)
+        if any(v != "keep" for v in given.values()):
+            own = await store.sending_limits(account.id)
+            changed = {k: v for k, v in given.items() if v != "keep"}
+            await provisioning.set_sending_limits(store, address, replace(own, **changed))
+        return await sendlimits.sending_state(
+            store, account, config.submission_limits, datetime.now(UTC)
+        )
+
+    shown = run_store(config, go)
+    own, limits, sent = shown.own, shown.limits, shown.usage
+
+    def line(label: str, mine: int | None, value: int, used: int) -> str:
+        source = "default" if mine is None else "own"
+        return f"{label}: {used} sent of {value or 'unlimited'} ({source})"
+
+    emit(
+        shown.as_json(),
+        as_json,
+        [
+            f"{shown.address}, the last 24 hours:",
+            line("  messages", own.messages, limits.messages, sent.messages),
+            line("  recipients", own.recipients, limits.recipients, sent.recipients),
+            line("  first-time recipients", own.first_time, limits.first_time, sent.first_time),
+        ],
     )
 
 

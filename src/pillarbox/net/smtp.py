@@ -38,6 +38,7 @@ from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
 from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, PerRecipient
+from pillarbox.queue.sendlimits import Allowance
 from pillarbox.services import Services
 from pillarbox.smtp import replies
 from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls, Xforward
@@ -172,6 +173,8 @@ class _SmtpSession:
         self.sasl: SaslSession | None = None
         self.mail: MailFrom | None = None
         self.accepted: list[AcceptedRecipient] = []
+        #: The submitter's sending limits for the open transaction (pillarbox.queue.sendlimits).
+        self.allowance: Allowance | None = None
         self.spool = bytearray()
         #: XFORWARD attributes for the next transaction (LMTP with ``policy = "full"``).
         self.xforward: dict[str, str] = {}
@@ -183,6 +186,7 @@ class _SmtpSession:
     def _reset_transaction(self) -> None:
         self.mail = None
         self.accepted = []
+        self.allowance = None
         self.spool = bytearray()
 
     async def _flush(self) -> None:
@@ -362,6 +366,8 @@ class _SmtpSession:
         if reply.is_positive:
             self._reset_transaction()
             self.mail = mail
+            if self.account is not None:
+                self.allowance = self.intake.allowance(self.account, self.log)
         else:
             self.log.info("sender refused", sender=str(mail.path), code=reply.code)
         self.core.answer(reply)
@@ -369,7 +375,7 @@ class _SmtpSession:
     async def _rcpt(self, rcpt: RcptTo) -> None:
         assert self.mail is not None
         reply, resolution = await self.intake.check_recipient(
-            rcpt, self.account, self.mail.params.size
+            rcpt, self.account, self.mail.params.size, self.allowance
         )
         if resolution is not None:
             self.accepted.append(AcceptedRecipient(rcpt, resolution))

@@ -213,7 +213,9 @@ async def submit_report(
         return [], False, ""
     if allowed != addresses:
         raw = build(allowed)
-    result = await submit(services, account, raw, account.address, allowed)
+    # Sent by the server, not by a person: outside the account's sending limits (a busy MX
+    # reports to hundreds of domains a day, each a first-time recipient).
+    result = await submit(services, account, raw, account.address, allowed, limited=False)
     return allowed, result.ok, str(result.reply.code)
 
 

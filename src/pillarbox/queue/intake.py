@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pillarbox.concurrently import concurrently
-from pillarbox.errors import InvalidName
+from pillarbox.errors import InvalidName, StorageError
 from pillarbox.mail import dsn, trace
 from pillarbox.mail.address import Address, parse_address
 from pillarbox.mail.model import MessageInfo
@@ -56,6 +56,7 @@ from pillarbox.queue.filtering import LocalDelivery, Refusal
 from pillarbox.queue.forwarding import Forward
 from pillarbox.queue.local import parse
 from pillarbox.queue.routing import LocalRecipient, Resolution
+from pillarbox.queue.sendlimits import Allowance, SendingLimiter
 from pillarbox.queue.signing import sign_outbound
 from pillarbox.services import Services
 from pillarbox.smtp import replies
@@ -127,6 +128,9 @@ class Origin:
     #: The sender's MTA as a front MTA passed it (LMTP XFORWARD): its address and HELO, which
     #: the policy checks instead of the client's (the Received field still names the client).
     forwarded: tuple[str, str] | None = None
+    #: Whether the message counts against the account's sending limits (:mod:`.sendlimits`):
+    #: not for reports the server itself sends from an account.
+    limited: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,7 @@ class Intake:
         self._delivery = LocalDelivery.of(services)
         self._forwarder = self._delivery.forwarder
         self._responder = self._delivery.responder
+        self._limiter = SendingLimiter(services.store, services.config.submission_limits)
 
     # -- MAIL / RCPT ---------------------------------------------------------------------------
     async def owns(self, account: Account, address: Address) -> bool:
@@ -179,12 +184,23 @@ class Intake:
                 return NOT_YOUR_SENDER
         return replies.SENDER_OK
 
+    def allowance(self, account: Account, log: Log | None = None) -> Allowance:
+        """The sending limits of one transaction of ``account`` (see :mod:`.sendlimits`)."""
+        return self._limiter.allowance(account, log)
+
     async def check_recipient(
-        self, rcpt: RcptTo, account: Account | None, size_hint: int | None
+        self,
+        rcpt: RcptTo,
+        account: Account | None,
+        size_hint: int | None,
+        allowance: Allowance | None = None,
     ) -> tuple[Reply, Resolution | None]:
+        """The reply to RCPT and where the recipient resolved; ``allowance`` (a submitter's)
+        refuses a deliverable recipient that would pass the account's sending limits."""
         mailbox = rcpt.path.mailbox
         if mailbox is None:
             return replies.BAD_RECIPIENT_SYNTAX, None
+        given = mailbox
         if mailbox.is_bare_postmaster:
             mailbox = await self._postmaster()
             if mailbox is None:
@@ -202,6 +218,10 @@ class Intake:
             and await self._all_full(resolution.local, size_hint)
         ):
             return self._mailbox_full, None
+        if allowance is not None:
+            refusal = await allowance.admit(given.key)  # as counted by accept()
+            if refusal is not None:
+                return refusal, None
         return replies.RECIPIENT_OK, resolution
 
     def _srs_return(self, mailbox: Address) -> Resolution:
@@ -458,6 +478,8 @@ class Intake:
         if to_queue or forwards:
             self._services.queue_wakeup.set()
         await self._auto_replies(sender, body, plan, settings, copies, now)
+        if origin.account is not None and origin.limited:
+            await self._count_sent(origin.account, recipients, queue_id)
         if origin.account is not None and self._services.config.policy.enabled:
             written = [r.rcpt.path.mailbox.normalised for r in recipients if r.rcpt.path.mailbox]
             await self._services.policy.record_correspondents(origin.account.id, written)
@@ -472,6 +494,18 @@ class Intake:
             refused=sum(not a.is_positive for a in answers),
         )
         return answers if each is not None else [delivered]
+
+    async def _count_sent(
+        self, account: Account, recipients: Sequence[AcceptedRecipient], queue_id: str
+    ) -> None:
+        """Count the accepted message against the account's sending limits (only now: a
+        refused DATA counts nothing). The message is already stored and queued, so a failure
+        here is logged and the message still accepted (a retry would send it twice)."""
+        keys = [r.rcpt.path.mailbox.key for r in recipients if r.rcpt.path.mailbox]
+        try:
+            await self._limiter.record(account, keys)
+        except StorageError as exc:
+            self._log.error("counting a sent message failed", id=queue_id, error=str(exc))
 
     @staticmethod
     def _plan(recipients: Sequence[AcceptedRecipient]) -> _Plan:
@@ -679,9 +713,11 @@ async def submit(
     client_ip: str = "127.0.0.1",
     helo: str = "webmail",
     tls: bool = False,
+    limited: bool = True,
 ) -> Submitted:
     """Submit a message as ``account`` through the same checks and path as SMTP submission
-    (used by webmail and other in-process senders)."""
+    (used by webmail and other in-process senders); ``limited``: within the account's sending
+    limits and counted (the webmail), not for what the server itself sends (reports)."""
     intake = Intake(services)
     try:
         mail = MailFrom(Path(parse_address(sender)))
@@ -692,13 +728,14 @@ async def submit(
         return Submitted(verdict, ())
     accepted: list[AcceptedRecipient] = []
     refused: list[tuple[str, Reply]] = []
+    allowance = intake.allowance(account) if limited else None
     for address in recipients:
         try:
             rcpt = RcptTo(Path(parse_address(address)))
         except InvalidName:
             refused.append((address, replies.BAD_RECIPIENT_SYNTAX))
             continue
-        reply, resolution = await intake.check_recipient(rcpt, account, len(raw))
+        reply, resolution = await intake.check_recipient(rcpt, account, len(raw), allowance)
         if resolution is None:
             refused.append((address, reply))
         else:
@@ -710,6 +747,7 @@ async def submit(
         client_ip=client_ip,
         protocol=trace.with_protocol(esmtp=True, tls=tls, authenticated=True),
         account=account,
+        limited=limited,
     )
     reply = await intake.accept(mail, accepted, raw, origin)
     return Submitted(reply, tuple(refused))

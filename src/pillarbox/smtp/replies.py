@@ -178,6 +178,10 @@ MAILBOX_FULL = Reply(452, "4.2.2", "mailbox full")
 #: RFC 5321 §4.5.3.1.10 notes 552 "exceeded storage allocation").
 MAILBOX_FULL_PERMANENT = Reply(552, "5.2.2", "mailbox full")
 LOCAL_ERROR = Reply(451, "4.3.0", "local error in processing")
+#: An account's sending limit (pillarbox.queue.sendlimits), refused at RCPT as RFC 6409 §6.2
+#: permits; temporary where §6.2 suggests 550, so the client retries once the 24-hour window
+#: has moved on (as Mox); RFC 3463 §3.8 X.7.1 (delivery not authorized).
+SENDING_LIMIT = Reply(451, "4.7.1", "sending limit reached, try again later")
 #: The server is shutting down and ends idle sessions (RFC 5321 §3.8).
 SHUTTING_DOWN = Reply(421, "4.3.2", "server shutting down, try again later")
 #: RFC 5321 §4.5.3.1.10 and RFC 3463 X.5.3.

@@ -55,6 +55,8 @@ from pillarbox.store.types import (
     QueuedMessage,
     QuotaUsage,
     SenderListEntry,
+    SendingLimits,
+    SendingUsage,
     SieveScript,
     SpamCounts,
     SpamEvidence,
@@ -120,6 +122,39 @@ class Store(Protocol):
     async def quota_usage(self, account_id: int) -> QuotaUsage: ...
 
     # -- aliases -------------------------------------------------------------------------------
+    # -- outbound sending limits (pillarbox.queue.sendlimits) --------------------------------
+    async def sending_limits(self, account_id: int) -> SendingLimits:
+        """The account's own limits (all ``None`` when it has none)."""
+        ...
+
+    async def set_sending_limits(self, account_id: int, limits: SendingLimits) -> None:
+        """Replace the account's own limits; ``NotFound`` for an unknown account."""
+        ...
+
+    async def sending_usage(self, account_id: int, since: datetime) -> SendingUsage:
+        """Messages, recipients and first-time recipients the account sent after ``since``,
+        with its own limits: one indexed read."""
+        ...
+
+    async def known_recipients(self, account_id: int, addresses: Sequence[str]) -> set[str]:
+        """Those of ``addresses`` (store keys) the account has sent to before and still
+        remembers."""
+        ...
+
+    async def record_sending(
+        self,
+        account_id: int,
+        recipients: Sequence[str],
+        at: datetime,
+        *,
+        window_start: datetime,
+        memory_start: datetime,
+    ) -> None:
+        """One message the account sent to ``recipients`` at ``at`` (counted once each);
+        forgets the account's messages sent before ``window_start`` and the recipients last
+        sent to before ``memory_start``."""
+        ...
+
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias: ...
     async def get_alias(self, address: str) -> Alias | None: ...
     async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...

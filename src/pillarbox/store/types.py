@@ -181,6 +181,32 @@ class QuotaUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class SendingLimits:
+    """An account's own outbound sending limits over the sliding window (24 hours, see
+    :mod:`pillarbox.queue.sendlimits`): ``None`` takes the configured default
+    (``[submission_limits]``), 0 is unlimited."""
+
+    #: Messages accepted from the account.
+    messages: int | None = None
+    #: Recipients of those messages (each distinct address once per message).
+    recipients: int | None = None
+    #: Recipients the account had never sent to before (within its memory of them).
+    first_time: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendingUsage:
+    """What an account sent since the start of the window, and its own limits, read together
+    (one query per SMTP transaction)."""
+
+    messages: int
+    recipients: int
+    #: Distinct recipients first sent to in the window.
+    first_time: int
+    limits: SendingLimits
+
+
+@dataclass(frozen=True, slots=True)
 class MessageRecord:
     """One message as it sits in one mailbox. The same blob may sit in several mailboxes."""
 

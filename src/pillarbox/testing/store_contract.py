@@ -60,6 +60,8 @@ from pillarbox.store.types import (
     RecipientState,
     SenderListEntry,
     SenderListKind,
+    SendingLimits,
+    SendingUsage,
     SieveScript,
     SpamCounts,
     SpamEvidence,
@@ -1165,6 +1167,86 @@ class StoreContract:
         assert await store.list_sieve_scripts(account.id) == []
         assert await store.active_sieve_script(account.id) is None
         assert await store.list_sieve_scripts(other.id) == [SieveScript("s", "discard;", False)]
+
+    # -- outbound sending limits ----------------------------------------------------------------
+    async def test_sending_limits_are_per_account(
+        self, store_factory: StoreFactory, store: Store, account: Account
+    ) -> None:
+        other = await store.add_account(f"carol@{DOMAIN}", "h")
+        assert await store.sending_limits(account.id) == SendingLimits()
+        own = SendingLimits(messages=3, recipients=None, first_time=0)
+        await store.set_sending_limits(account.id, own)
+        assert await store.sending_limits(account.id) == own
+        assert await store.sending_limits(other.id) == SendingLimits()
+        elsewhere = store_factory()  # committed: another process reads it
+        await elsewhere.open()
+        try:
+            assert await elsewhere.sending_limits(account.id) == own
+        finally:
+            await elsewhere.close()
+        await store.set_sending_limits(account.id, SendingLimits())
+        assert await store.sending_limits(account.id) == SendingLimits()
+        with pytest.raises(NotFound):
+            await store.set_sending_limits(10**9, own)
+
+    async def test_sending_usage_counts_the_window(self, store: Store, account: Account) -> None:
+        day = timedelta(hours=24)
+        year = timedelta(days=365)
+
+        async def send(at: datetime, *recipients: str) -> None:
+            await store.record_sending(
+                account.id, recipients, at, window_start=at - day, memory_start=at - year
+            )
+
+        empty = await store.sending_usage(account.id, T0 - day)
+        assert empty == SendingUsage(0, 0, 0, SendingLimits())
+        await send(T0, "a@x.org", "b@x.org")
+        await send(T0 + timedelta(hours=1), "a@x.org", "c@y.org", "c@y.org")
+        usage = await store.sending_usage(account.id, T0 + timedelta(hours=1) - day)
+        # Duplicates within one message count once; a@x.org was first sent to once.
+        assert (usage.messages, usage.recipients, usage.first_time) == (2, 4, 3)
+        assert await store.known_recipients(account.id, ["a@x.org", "z@x.org", "c@y.org"]) == {
+            "a@x.org",
+            "c@y.org",
+        }
+        assert await store.known_recipients(account.id, []) == set()
+        # The window slides: a moment past T0 + 24 h, the first message is out of it.
+        later = T0 + day + timedelta(microseconds=1)
+        usage = await store.sending_usage(account.id, later - day)
+        assert (usage.messages, usage.recipients, usage.first_time) == (1, 2, 1)
+        # A recipient first sent to before the window is known, not first-time, again.
+        await send(later, "b@x.org")
+        usage = await store.sending_usage(account.id, later - day)
+        assert (usage.messages, usage.recipients, usage.first_time) == (2, 3, 1)
+        await store.set_sending_limits(account.id, SendingLimits(messages=5))
+        assert (await store.sending_usage(account.id, later - day)).limits == SendingLimits(5)
+
+    async def test_sending_memory_is_pruned(self, store: Store, account: Account) -> None:
+        """Each write forgets the account's messages before the window and its recipients not
+        sent to within the memory; the account's removal takes everything."""
+        other = await store.add_account(f"carol@{DOMAIN}", "h")
+        day = timedelta(hours=24)
+        await store.record_sending(
+            account.id, ["old@x.org"], T0, window_start=T0 - day, memory_start=T0 - day
+        )
+        await store.record_sending(
+            other.id, ["old@x.org"], T0, window_start=T0 - day, memory_start=T0 - day
+        )
+        then = T0 + timedelta(days=10)
+        await store.record_sending(
+            account.id, ["new@x.org"], then, window_start=then - day, memory_start=then - day
+        )
+        assert await store.known_recipients(account.id, ["old@x.org", "new@x.org"]) == {"new@x.org"}
+        usage = await store.sending_usage(account.id, T0 - day)  # even over a wider span
+        assert (usage.messages, usage.recipients, usage.first_time) == (1, 1, 1)
+        # Another account's memory is its own.
+        assert await store.known_recipients(other.id, ["old@x.org"]) == {"old@x.org"}
+        await store.set_sending_limits(account.id, SendingLimits(first_time=1))
+        await store.remove_account(account.id)
+        assert await store.known_recipients(account.id, ["new@x.org"]) == set()
+        assert await store.sending_usage(account.id, T0 - day) == SendingUsage(
+            0, 0, 0, SendingLimits()
+        )
 
     # -- DMARC aggregate reports ----------------------------------------------------------------
     async def test_dmarc_report_run_is_claimed_once(

@@ -17,9 +17,10 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import provisioning
 from pillarbox.dns.records import DomainRecords, required_records
 from pillarbox.errors import NotFound, UserError
+from pillarbox.queue import sendlimits
 from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
 from pillarbox.services import Services
-from pillarbox.store.types import Account, ActivityCounts
+from pillarbox.store.types import Account, ActivityCounts, SendingLimits
 from pillarbox.web.app import (
     MAX_FIELD_NUMBER,
     field_number,
@@ -164,6 +165,33 @@ async def set_quota(
     return account
 
 
+def limits_from_text(messages: str, recipients: str, first_time: str) -> SendingLimits:
+    """Sending limit fields as typed (empty: the default, 0: unlimited)."""
+
+    def count(text: str) -> int | None:
+        return int(text) if text.strip() else None
+
+    try:
+        limits = SendingLimits(count(messages), count(recipients), count(first_time))
+    except ValueError:
+        raise UserError("sending limits must be whole numbers (empty: the default)") from None
+    return sendlimits.checked(limits)
+
+
+async def sending_state(services: Services, address: str) -> sendlimits.SendingState:
+    account = await provisioning.get_account(services.store, address)
+    return await sendlimits.sending_state(
+        services.store, account, services.config.submission_limits, datetime.now(UTC)
+    )
+
+
+async def set_sending_limits(
+    services: Services, address: str, limits: SendingLimits
+) -> sendlimits.SendingState:
+    await provisioning.set_sending_limits(services.store, address, limits)
+    return await sending_state(services, address)
+
+
 async def remove_account(services: Services, admin: Account, address: str) -> None:
     if provisioning.account_key(address) == admin.address:
         raise UserError("you cannot remove the account you are logged in with")
@@ -213,11 +241,23 @@ async def domain_page(request: Request) -> Response:
 
 async def accounts_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:
     await require_admin(request)
-    store = web(request).services.store
+    services = web(request).services
+    store = services.store
+    now = datetime.now(UTC)
     accounts = await store.list_accounts()
     usage = {a.id: await store.quota_usage(a.id) for a in accounts}
+    sending = {
+        a.id: await sendlimits.sending_state(store, a, services.config.submission_limits, now)
+        for a in accounts
+    }
     return await _render(
-        request, "admin_accounts.html", status_code, accounts=accounts, usage=usage, error=error
+        request,
+        "admin_accounts.html",
+        status_code,
+        accounts=accounts,
+        usage=usage,
+        sending=sending,
+        error=error,
     )
 
 
@@ -276,6 +316,13 @@ async def change(request: Request) -> Response:
                     field_text(form, "quota_mb"), field_text(form, "quota_messages")
                 )
                 await set_quota(services, field_text(form, "address"), quota_bytes, quota_messages)
+            case "accounts", "limits":
+                limits = limits_from_text(
+                    field_text(form, "messages"),
+                    field_text(form, "recipients"),
+                    field_text(form, "first_time"),
+                )
+                await provisioning.set_sending_limits(store, field_text(form, "address"), limits)
             case "aliases", "add":
                 targets = [t for t in field_text(form, "targets").replace(",", " ").split() if t]
                 await provisioning.add_alias(store, field_text(form, "address"), targets)

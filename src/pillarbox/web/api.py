@@ -38,6 +38,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    SendingLimits,
     SieveScript,
     SpecialUse,
     TokenKind,
@@ -701,6 +702,20 @@ async def admin_set_quota(call: Call) -> object:
     return {"ok": True, "address": account.address}
 
 
+async def admin_sending_limits(call: Call) -> object:
+    return (await admin_ops.sending_state(call.web.services, call.path("address"))).as_json()
+
+
+async def admin_set_sending_limits(call: Call) -> object:
+    limits = SendingLimits(
+        call.optional_int("messages"),
+        call.optional_int("recipients"),
+        call.optional_int("first_time"),
+    )
+    state = await admin_ops.set_sending_limits(call.web.services, call.path("address"), limits)
+    return state.as_json()
+
+
 async def admin_aliases(call: Call) -> object:
     return [
         {"address": a.address, "targets": list(a.targets)}
@@ -778,6 +793,17 @@ NUMBER: JsonObject = {"type": "number"}
 BOOL: JsonObject = {"type": "boolean"}
 NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
 OK = _obj({"ok": BOOL})
+_SENDING_COUNTS = ("messages", "recipients", "first_time")
+#: pillarbox.queue.sendlimits.SendingState.as_json
+SENDING_STATE = _obj(
+    {
+        "address": STR,
+        "own": _obj(dict.fromkeys(_SENDING_COUNTS, NULLABLE_INT), _SENDING_COUNTS),
+        "limits": _obj(dict.fromkeys(_SENDING_COUNTS, INT), _SENDING_COUNTS),
+        "sent": _obj(dict.fromkeys(_SENDING_COUNTS, INT), _SENDING_COUNTS),
+    },
+    ("address", "own", "limits", "sent"),
+)
 PERSON = _obj({"name": STR, "address": STR})
 
 SCHEMAS: dict[str, JsonObject] = {
@@ -1384,6 +1410,25 @@ OPERATIONS: tuple[Operation, ...] = (
         "admin",
         OK,
         _obj({"quota_bytes": NULLABLE_INT, "quota_messages": NULLABLE_INT}),
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/accounts/{address}/sending-limits",
+        admin_sending_limits,
+        "Sending limits and what the account sent in the last 24 hours",
+        "admin",
+        SENDING_STATE,
+        admin=True,
+    ),
+    Operation(
+        "PUT",
+        "/admin/accounts/{address}/sending-limits",
+        admin_set_sending_limits,
+        "Set the account's own sending limits (null: the default, 0: unlimited)",
+        "admin",
+        SENDING_STATE,
+        _obj({"messages": NULLABLE_INT, "recipients": NULLABLE_INT, "first_time": NULLABLE_INT}),
         admin=True,
     ),
     Operation(

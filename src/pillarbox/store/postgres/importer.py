@@ -291,6 +291,24 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("account_id", "pattern", "kind"),
             lambda r: r,
         ),
+        _Table(
+            "sending_limits",
+            "SELECT account_id, messages, recipients, first_time FROM sending_limits",
+            ("account_id", "messages", "recipients", "first_time"),
+            lambda r: r,
+        ),
+        _Table(
+            "sent_messages",
+            "SELECT account_id, sent, recipients FROM sent_messages",
+            ("account_id", "sent", "recipients"),
+            lambda r: (r[0], _time(r[1]), r[2]),
+        ),
+        _Table(
+            "sent_recipients",
+            "SELECT account_id, address, first_sent, last_sent FROM sent_recipients",
+            ("account_id", "address", "first_sent", "last_sent"),
+            lambda r: (r[0], r[1], _time(r[2]), _time(r[3])),
+        ),
     )
 
 

@@ -498,6 +498,33 @@ CREATE TABLE tls_report_posts (
 CREATE INDEX tls_report_posts_next_try ON tls_report_posts(next_try);
 """
 
+# Outbound sending limits (pillarbox.queue.sendlimits, queries in .sendingdata): as in the
+# SQLite backend's migration 18.
+_V13_SQL = r"""
+CREATE TABLE sending_limits (
+    account_id bigint PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    messages integer,
+    recipients integer,
+    first_time integer
+);
+CREATE TABLE sent_messages (
+    id bigserial PRIMARY KEY,
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    sent timestamptz NOT NULL,
+    recipients integer NOT NULL
+);
+CREATE INDEX sent_messages_account ON sent_messages(account_id, sent);
+CREATE TABLE sent_recipients (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address text NOT NULL,
+    first_sent timestamptz NOT NULL,
+    last_sent timestamptz NOT NULL,
+    PRIMARY KEY (account_id, address)
+);
+CREATE INDEX sent_recipients_first ON sent_recipients(account_id, first_sent);
+CREATE INDEX sent_recipients_last ON sent_recipients(account_id, last_sent);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -515,6 +542,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "TLS-RPT session results kept for reports", _V10_SQL),
     Migration(11, "queued local recipients keep the policy's decision", _V11_SQL),
     Migration(12, "TLS-RPT reports whose POST failed, kept for retries", _V12_SQL),
+    Migration(13, "outbound sending limits and the recipients each account sent to", _V13_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

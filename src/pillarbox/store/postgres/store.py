@@ -72,7 +72,15 @@ from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.postgres import accountdata, dmarcdata, notify, sievedata, spamdata, tlsdata
+from pillarbox.store.postgres import (
+    accountdata,
+    dmarcdata,
+    notify,
+    sendingdata,
+    sievedata,
+    spamdata,
+    tlsdata,
+)
 from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
@@ -110,6 +118,8 @@ from pillarbox.store.types import (
     RecipientState,
     RecordTable,
     SenderListEntry,
+    SendingLimits,
+    SendingUsage,
     SieveScript,
     SpamCounts,
     SpamEvidence,
@@ -1264,6 +1274,36 @@ class PostgresStore:
             return MailboxDelta(status, changed, expunged)
 
         return await self._read(query)
+
+    # -- outbound sending limits (see .sendingdata) --------------------------------------------
+    async def sending_limits(self, account_id: int) -> SendingLimits:
+        return await self._read(lambda conn: sendingdata.limits(conn, account_id))
+
+    async def set_sending_limits(self, account_id: int, limits: SendingLimits) -> None:
+        await self._write(lambda conn, _: sendingdata.set_limits(conn, account_id, limits))
+
+    async def sending_usage(self, account_id: int, since: datetime) -> SendingUsage:
+        return await self._read(lambda conn: sendingdata.usage(conn, account_id, since))
+
+    async def known_recipients(self, account_id: int, addresses: Sequence[str]) -> set[str]:
+        if not addresses:
+            return set()
+        return await self._read(lambda conn: sendingdata.known(conn, account_id, addresses))
+
+    async def record_sending(
+        self,
+        account_id: int,
+        recipients: Sequence[str],
+        at: datetime,
+        *,
+        window_start: datetime,
+        memory_start: datetime,
+    ) -> None:
+        await self._write(
+            lambda conn, _: sendingdata.record(
+                conn, account_id, recipients, at, window_start, memory_start
+            )
+        )
 
     # -- TLS-RPT reports (see .tlsdata) ---------------------------------------------------------
     async def record_tls_result(self, result: TlsSessionResult) -> None:

@@ -473,6 +473,35 @@ CREATE TABLE tls_report_posts (
 CREATE INDEX tls_report_posts_next_try ON tls_report_posts(next_try);
 """
 
+# Outbound sending limits (pillarbox.queue.sendlimits, queries in .sendingdata): an account's
+# own limits (NULL: the configured default), one row per message it sent in the window (pruned
+# past it at each write), and every recipient it sent to with the first and last time (kept
+# for [submission_limits] recipient_memory_days after the last: "first-time" means not here).
+_V18_SQL = r"""
+CREATE TABLE sending_limits (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    messages INTEGER,
+    recipients INTEGER,
+    first_time INTEGER
+);
+CREATE TABLE sent_messages (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    sent INTEGER NOT NULL,
+    recipients INTEGER NOT NULL
+);
+CREATE INDEX sent_messages_account ON sent_messages(account_id, sent);
+CREATE TABLE sent_recipients (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    first_sent INTEGER NOT NULL,
+    last_sent INTEGER NOT NULL,
+    PRIMARY KEY (account_id, address)
+) WITHOUT ROWID;
+CREATE INDEX sent_recipients_first ON sent_recipients(account_id, first_sent);
+CREATE INDEX sent_recipients_last ON sent_recipients(account_id, last_sent);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -491,6 +520,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "TLS-RPT session results kept for reports", _V15_SQL),
     Migration(16, "queued local recipients keep the policy's decision", _V16_SQL),
     Migration(17, "TLS-RPT reports whose POST failed, kept for retries", _V17_SQL),
+    Migration(18, "outbound sending limits and the recipients each account sent to", _V18_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -68,7 +68,15 @@ from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
-from pillarbox.store.sqlite import dkimkeys, dmarcdata, sievedata, spamdata, tlsdata, webdata
+from pillarbox.store.sqlite import (
+    dkimkeys,
+    dmarcdata,
+    sendingdata,
+    sievedata,
+    spamdata,
+    tlsdata,
+    webdata,
+)
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
@@ -106,6 +114,8 @@ from pillarbox.store.types import (
     RecipientState,
     RecordTable,
     SenderListEntry,
+    SendingLimits,
+    SendingUsage,
     SieveScript,
     SpamCounts,
     SpamEvidence,
@@ -1498,6 +1508,36 @@ class SqliteStore:
     async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:
         return await self._write(
             lambda conn, fx: dmarcdata.claim_run(conn, period_end, scope, node)
+        )
+
+    # -- outbound sending limits (see .sendingdata) --------------------------------------------
+    async def sending_limits(self, account_id: int) -> SendingLimits:
+        return await self._read(lambda conn: sendingdata.limits(conn, account_id))
+
+    async def set_sending_limits(self, account_id: int, limits: SendingLimits) -> None:
+        await self._write(lambda conn, fx: sendingdata.set_limits(conn, account_id, limits))
+
+    async def sending_usage(self, account_id: int, since: datetime) -> SendingUsage:
+        return await self._read(lambda conn: sendingdata.usage(conn, account_id, since))
+
+    async def known_recipients(self, account_id: int, addresses: Sequence[str]) -> set[str]:
+        if not addresses:
+            return set()
+        return await self._read(lambda conn: sendingdata.known(conn, account_id, addresses))
+
+    async def record_sending(
+        self,
+        account_id: int,
+        recipients: Sequence[str],
+        at: datetime,
+        *,
+        window_start: datetime,
+        memory_start: datetime,
+    ) -> None:
+        await self._write(
+            lambda conn, fx: sendingdata.record(
+                conn, account_id, recipients, at, window_start, memory_start
+            )
         )
 
     # -- TLS-RPT reports (see .tlsdata) ---------------------------------------------------------
