@@ -79,6 +79,9 @@ class Listeners:
     # Off unless a config turns it on: a config written before it existed would otherwise
     # bind 443 on upgrade (root only). `pillarbox init` and the dev config turn it on.
     https: Listener = _listener(443, enabled=False)
+    # Off unless a config names it (a `[listeners.metrics]` table turns it on): operational
+    # metrics are for the admin's monitoring, on loopback by default. 8010 is Mox's port.
+    metrics: Listener = _listener(8010, enabled=False)
 
 
 LISTENER_DOCS = {
@@ -92,6 +95,7 @@ LISTENER_DOCS = {
     "managesieve": "ManageSieve with STARTTLS (RFC 5804): mail apps manage Sieve filters.",
     "http": "Webmail, admin and JSON API.",
     "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
+    "metrics": "Prometheus metrics over plain HTTP (GET /metrics; docs/metrics.md); see [metrics].",
 }
 
 
@@ -608,6 +612,26 @@ class DmarcFailureReportSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSection:
+    bearer_token: str = _f(
+        "",
+        "If set, a scrape must send `Authorization: Bearer <this>` (or the basic-auth password).",
+    )
+    basic_auth_username: str = _f("prometheus", "User name of basic_auth_password.")
+    basic_auth_password: str = _f(
+        "", "If set, a scrape may authenticate with HTTP basic auth as this user and password."
+    )
+    max_connections: int = _f(16, "Scrapers connected at once; more are answered 503.")
+    request_timeout: float = _f(
+        10.0, "Seconds a client has to send one whole request, and we to send the answer."
+    )
+    idle_timeout: float = _f(30.0, "Seconds a kept-alive connection may wait for its next request.")
+    queue_query_timeout: float = _f(
+        5.0, "Seconds the queue gauges' store query may take before the scrape goes without them."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
     format: Literal["text", "json"] = _f("text", "Log line format.")
@@ -646,6 +670,9 @@ class Config:
     )
     tls_reports: TlsReportSection = _section(
         TlsReportSection, "TLS-RPT reports (RFC 8460) to the domains we deliver to."
+    )
+    metrics: MetricsSection = _section(
+        MetricsSection, "The metrics listener: who may scrape it and its limits (docs/metrics.md)."
     )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
@@ -871,6 +898,10 @@ def _validate(config: Config) -> None:
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),
         ("managesieve.max_connections_per_ip", config.managesieve.max_connections_per_ip),
+        ("metrics.max_connections", config.metrics.max_connections),
+        ("metrics.request_timeout", config.metrics.request_timeout),
+        ("metrics.idle_timeout", config.metrics.idle_timeout),
+        ("metrics.queue_query_timeout", config.metrics.queue_query_timeout),
     ]
     for key, number in positive:
         if number <= 0:
@@ -891,6 +922,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("managesieve.max_line_length", "must be at least 1024")
     if config.managesieve.max_skip < 0:
         raise ConfigError("managesieve.max_skip", "must be 0 or more")
+    if config.metrics.basic_auth_password and not config.metrics.basic_auth_username:
+        raise ConfigError("metrics.basic_auth_username", "needed with basic_auth_password")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
     _validate_acme(config.tls, config.server.hostname)
@@ -1118,6 +1151,7 @@ def production_config(data_dir: str, hostname: str) -> Config:
         **{
             name: Listener(port=getattr(defaults, name).port, address="::")
             for name in LISTENER_DOCS
+            if name != "metrics"  # stays off and on loopback until the admin turns it on
         }
     )
     return Config(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pillarbox.auth.directory import Authenticated, SaslSession
 from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
@@ -30,6 +30,7 @@ from pillarbox.mail import trace
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
+from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
 from pillarbox.queue.intake import AcceptedRecipient, Intake, Origin
 from pillarbox.services import Services
 from pillarbox.smtp import replies
@@ -82,30 +83,43 @@ def _settings(services: Services, *, submission: bool, implicit_tls: bool) -> Sm
 
 def mx_handler(services: Services, listener: str) -> Handler:
     settings = _settings(services, submission=False, implicit_tls=False)
-    return _handler(services, settings, submission=False, implicit_tls=False)
+    return _handler(services, settings, listener, submission=False, implicit_tls=False)
 
 
 def submission_handler(services: Services, listener: str) -> Handler:
     implicit_tls = listener == "submissions"
     settings = _settings(services, submission=True, implicit_tls=implicit_tls)
-    return _handler(services, settings, submission=True, implicit_tls=implicit_tls)
+    return _handler(services, settings, listener, submission=True, implicit_tls=implicit_tls)
 
 
 def _handler(
-    services: Services, settings: SmtpServerSettings, *, submission: bool, implicit_tls: bool
+    services: Services,
+    settings: SmtpServerSettings,
+    listener: str,
+    *,
+    submission: bool,
+    implicit_tls: bool,
 ) -> Handler:
     intake = Intake(services)
+    metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth("smtp"))
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
             return
         session = _SmtpSession(
-            services, intake, settings, channel, admission, submission, implicit_tls
+            services, intake, settings, channel, admission, submission, implicit_tls, metrics
         )
         await session.run()
 
     return handle
+
+
+class _Observed(NamedTuple):
+    """A listener's metrics children, resolved once for all its sessions."""
+
+    messages: SmtpMetrics
+    auth: AuthMetrics
 
 
 class _SmtpSession:
@@ -118,8 +132,10 @@ class _SmtpSession:
         admission: Admission,
         submission: bool,
         implicit_tls: bool,
+        metrics: _Observed,
     ) -> None:
         self.services = services
+        self.metrics = metrics
         self.intake = intake
         self.channel = channel
         self.submission = submission
@@ -247,6 +263,7 @@ class _SmtpSession:
                 await self._data_end()
             case DataAborted(reply=reply):
                 self.log.info("message refused", code=reply.code, reason=reply.text)
+                self.metrics.messages.message(reply.code)
                 self._reset_transaction()
             case ProtocolError(reply=reply):
                 self.log.info("protocol error", code=reply.code, reason=reply.text)
@@ -286,11 +303,13 @@ class _SmtpSession:
             step = await step_of(self.sasl)
         except RateLimited:
             self.log.warning("AUTH rate limited")
+            self.metrics.auth.rate_limited.inc()
             self.sasl = None
             self.core.reject(replies.AUTH_TEMPORARY)
             return
         except AuthenticationFailed as exc:
             self.log.info("AUTH failed", reason=str(exc))
+            self.metrics.auth.credentials.inc()
             self.sasl = None
             self.core.reject(replies.AUTH_FAILED)
             return
@@ -340,6 +359,7 @@ class _SmtpSession:
             tls=self._tls_summary(),
             account=self.account,
         )
+        started = self.loop.time()
         try:
             reply = await self.intake.accept(self.mail, self.accepted, bytes(self.spool), origin)
         except StorageError as exc:
@@ -347,6 +367,9 @@ class _SmtpSession:
             reply = replies.LOCAL_ERROR
         self._reset_transaction()
         self.core.answer(reply)
+        messages = self.metrics.messages
+        messages.data_seconds.observe(self.loop.time() - started)
+        messages.message(reply.code)
 
     def _tls_summary(self) -> trace.TlsSummary | None:
         obj = self.channel.ssl_object

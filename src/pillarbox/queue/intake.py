@@ -41,7 +41,7 @@ from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
 from pillarbox.policy.pipeline import Arrival, Assessment, Copy, Judgement
-from pillarbox.policy.verdict import Verdict, decide
+from pillarbox.policy.verdict import Action, Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
 from pillarbox.queue.filtering import LocalDelivery, Refusal
 from pillarbox.queue.forwarding import Forward
@@ -122,6 +122,8 @@ class Intake:
         self._store = services.store
         self._router = services.router
         self._log = Log("intake")
+        verdicts = services.metrics.policy_verdicts
+        self._verdicts = {action: verdicts.labels(action.value) for action in Action}
         self._delivery = LocalDelivery.of(services)
         self._forwarder = self._delivery.forwarder
         self._responder = self._delivery.responder
@@ -489,6 +491,7 @@ class Intake:
                 action=verdict.action.value,
                 score=verdict.score,
             )
+            self._verdicts[verdict.action].inc()
         return judgement
 
     async def _check_from_header(self, account: Account, info: MessageInfo) -> Reply | None:
