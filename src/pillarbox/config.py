@@ -52,7 +52,7 @@ def _section(factory: Any, doc: str) -> Any:
 class Listener:
     enabled: bool = _f(True, "Start this listener with `pillarbox serve`.")
     address: str = _f("127.0.0.1", "Address to bind: an IPv4/IPv6 literal, or '::' / '0.0.0.0'.")
-    port: int = _f(0, "TCP port.")
+    port: int = _f(0, "TCP port (left out of a listener's table: its standard port, shown here).")
 
 
 def _listener(port: int, enabled: bool = True) -> Any:
@@ -95,7 +95,7 @@ LISTENER_DOCS = {
     "managesieve": "ManageSieve with STARTTLS (RFC 5804): mail apps manage Sieve filters.",
     "http": "Webmail, admin and JSON API.",
     "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
-    "metrics": "Prometheus metrics over plain HTTP (GET /metrics; docs/metrics.md); see [metrics].",
+    "metrics": "Prometheus metrics over plain HTTP (GET /metrics, docs/metrics.md): off unless this table is in the file; see [metrics].",
 }
 
 
@@ -776,6 +776,10 @@ def _build(cls: type[T], raw: Any, prefix: str) -> T:
     values: dict[str, Any] = {}
     for name, value in raw.items():
         key = f"{prefix}.{name}" if prefix else name
+        if cls is Listeners and isinstance(value, Mapping) and "port" not in value:
+            # A listener named without a port takes its standard one (`[listeners.metrics]`
+            # alone: 8010), not the 0 of a bare Listener.
+            value = {**value, "port": getattr(Listeners(), name).port}
         values[name] = _convert(hints[name], value, key)
     return cls(**values)
 

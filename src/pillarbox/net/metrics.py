@@ -188,6 +188,11 @@ async def _next_request(conn: h11.Connection, channel: Channel) -> h11.Request |
     while True:
         event = conn.next_event()
         if isinstance(event, h11.Request):
+            # h11 bounds a head that arrives in pieces; one that came whole is measured here.
+            size = len(event.method) + len(event.target) + 12
+            size += sum(len(name) + len(value) + 4 for name, value in event.headers)
+            if size > MAX_HEAD:
+                raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
             return event
         if event is h11.NEED_DATA:
             conn.receive_data(await channel.receive(None))
