@@ -8,6 +8,7 @@ import base64
 import http.client
 import imaplib
 import smtplib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,10 @@ def scrape(server: LiveServer) -> Samples:
     status, headers, body = _get(server, Authorization=f"Bearer {TOKEN}")
     assert status == 200, body
     assert headers["content-type"].startswith("text/plain")
+    return parse(body)
+
+
+def parse(body: str) -> Samples:
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(body)
@@ -164,3 +169,40 @@ def test_keep_alive_serves_several_scrapes(server: LiveServer) -> None:
             assert b"pillarbox_sessions_total" in response.read()
     finally:
         connection.close()
+
+
+def test_the_endpoint_is_listed_without_tls(server: LiveServer) -> None:
+    lines = server.server.endpoints()
+    assert f"metrics      127.0.0.1:{server.port('metrics')}" in lines
+
+
+def test_a_stalled_scraper_is_cut_off_and_others_still_served(tmp_path: Path) -> None:
+    """Connections that send nothing hold their slots only until request_timeout; past the
+    per-address limit (4) a connection is answered 503 at once; a good scrape still works."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "metrics"),
+        metrics=cfg.MetricsSection(request_timeout=0.5),
+    )
+    with LiveServer(config) as live:
+        port = live.port("metrics")
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(4)]
+        try:
+            stalled[0].sendall(b"GET /metr")  # half a request line, never finished
+
+            def answered_busy() -> bytes | None:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as extra:
+                    reply = extra.recv(4096)
+                return reply if reply.startswith(b"HTTP/1.1 503") else None
+
+            # The four are admitted once the server has accepted them; then a fifth is refused.
+            wait_for(answered_busy, "a fifth connection from one address answered 503")
+            for sock in stalled:
+                assert sock.recv(4096) == b""  # closed by the server, with no answer
+        finally:
+            for sock in stalled:
+                sock.close()
+        status, _, body = _get(live)  # no credentials configured: none needed
+        assert status == 200
+        refused = value(parse(body), "pillarbox_connections_refused_total", listener="metrics")
+        assert refused >= 1

@@ -273,7 +273,7 @@ class Server:
 
     def endpoints(self) -> list[str]:
         lines = [
-            f"{name:<12} {_where(listener.ports)}" + ("  (TLS)" if name.endswith("s") else "")
+            f"{name:<12} {_where(listener.ports)}" + ("  (TLS)" if _implicit_tls(name) else "")
             for name, listener in self.listeners.items()
         ]
         if self.dns is not None:
@@ -314,6 +314,13 @@ class Server:
             await context.store.close()
             self.context = None
         blocking.shutdown()
+
+
+def _implicit_tls(name: str) -> bool:
+    """Whether the listener speaks TLS from the first byte ("metrics" ends in s, yet not)."""
+    if name in SERVICES:
+        return SERVICES[name][0]
+    return WEB_LISTENERS.get(name, False)
 
 
 def _count_of(counter: ConnectionCounter) -> Callable[[], int]:
