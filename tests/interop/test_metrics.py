@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.client
 import imaplib
+import poplib
 import smtplib
 import socket
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     config = loopback_config(
         tmp_path / "data",
-        only=("smtp", "submission", "imap", "metrics"),
+        only=("smtp", "submission", "imap", "pop3", "managesieve", "metrics"),
         smtp=cfg.SmtpSection(
             auth_without_tls=True, max_connections_per_ip=1000, max_message_size=10_000
         ),
@@ -88,7 +89,12 @@ def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
         assert client.rcpt("alice@example.org")[0] == 250
         code, _ = client.data(b"Subject: big\r\n\r\n" + (b"x" * 80 + b"\r\n") * 200)
         assert code == 552
-    # A wrong IMAP password, with a second IMAP session held open while scraping.
+    # Submitted to a domain no DNS answers for: the queue defers it.
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        client.login("alice@example.org", TEST_PASSWORD)
+        client.sendmail("alice@example.org", ["bob@elsewhere.test"], b"Subject: out\r\n\r\nhi\r\n")
+    # Wrong passwords, one per protocol (the default auth.free_failures lets a fourth through,
+    # then throttles the address); a second IMAP session held open while scraping.
     with pytest.raises(imaplib.IMAP4.error):
         imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30).login(
             "alice@example.org", "wrong password"
@@ -99,10 +105,31 @@ def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
         assert value(during, "pillarbox_sessions_active", protocol="imap") == 1
     finally:
         held.logout()
-    # Submitted to a domain no DNS answers for: the queue defers it.
+    # A wrong password over SMTP AUTH and over POP3.
     with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
-        client.login("alice@example.org", TEST_PASSWORD)
-        client.sendmail("alice@example.org", ["bob@elsewhere.test"], b"Subject: out\r\n\r\nhi\r\n")
+        client.ehlo("client.test")
+        client.user, client.password = "alice@example.org", "wrong password"
+        with pytest.raises(smtplib.SMTPAuthenticationError):  # one AUTH (login() tries all)
+            client.auth("PLAIN", client.auth_plain)
+    pop = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=30)
+    try:
+        pop.user("alice@example.org")
+        with pytest.raises(poplib.error_proto):
+            pop.pass_("wrong password")
+    finally:
+        pop.quit()
+    with socket.create_connection(("127.0.0.1", server.port("managesieve")), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        while not reader.readline().startswith(b"OK"):
+            pass
+        plain = base64.b64encode(b"\0alice@example.org\0wrong password").decode()
+        sock.sendall(f'AUTHENTICATE "PLAIN" "{plain}"\r\n'.encode())
+        assert reader.readline().startswith(b"NO")
+    # The address is throttled now: the next login is refused before its password is checked.
+    with pytest.raises(imaplib.IMAP4.error):
+        imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30).login(
+            "alice@example.org", "wrong password"
+        )
 
     def deferred() -> Samples | None:
         # The queue gauges are read at most once a second: they may lag the counter.
@@ -114,8 +141,8 @@ def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
     after = wait_for(deferred, "the queue's first attempt counted as deferred")
     smtp = {"listener": "smtp"}
     assert moved(before, after, "pillarbox_sessions_total", **smtp) == 2
-    assert moved(before, after, "pillarbox_sessions_total", listener="submission") == 1
-    assert moved(before, after, "pillarbox_sessions_total", listener="imap") == 2
+    assert moved(before, after, "pillarbox_sessions_total", listener="submission") == 2
+    assert moved(before, after, "pillarbox_sessions_total", listener="imap") == 3
     messages = "pillarbox_smtp_messages_total"
     assert moved(before, after, messages, outcome="accepted", **smtp) == 1
     assert moved(before, after, messages, outcome="refused_5xx", **smtp) == 1
@@ -125,7 +152,10 @@ def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
     assert moved(before, after, "pillarbox_policy_verdicts_total", action="inbox") == 1
     failures = "pillarbox_auth_failures_total"
     assert moved(before, after, failures, protocol="imap", reason="credentials") == 1
-    assert moved(before, after, failures, protocol="smtp", reason="credentials") == 0
+    assert moved(before, after, failures, protocol="smtp", reason="credentials") == 1
+    assert moved(before, after, failures, protocol="pop3", reason="credentials") == 1
+    assert moved(before, after, failures, protocol="imap", reason="rate_limited") == 1
+    assert moved(before, after, failures, protocol="managesieve", reason="credentials") == 1
     assert moved(before, after, "pillarbox_delivery_attempts_total", result="delivered") == 0
     assert value(after, "pillarbox_queue_messages") == 1
     assert value(after, "pillarbox_queue_recipients", state="deferred") == 1
@@ -206,3 +236,25 @@ def test_a_stalled_scraper_is_cut_off_and_others_still_served(tmp_path: Path) ->
         assert status == 200
         refused = value(parse(body), "pillarbox_connections_refused_total", listener="metrics")
         assert refused >= 1
+
+
+def test_a_failed_starttls_handshake_is_counted(server: LiveServer) -> None:
+    before = scrape(server)
+    with socket.create_connection(("127.0.0.1", server.port("smtp")), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO client.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"STARTTLS\r\n")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"this is no TLS ClientHello\r\n" * 4)
+        assert reader.read() == b""  # the server gives up on the handshake and closes
+
+    def counted() -> Samples | None:
+        now = scrape(server)
+        failures = moved(before, now, "pillarbox_tls_handshake_failures_total", listener="smtp")
+        return now if failures == 1 else None
+
+    after = wait_for(counted, "the failed handshake counted")
+    assert moved(before, after, "pillarbox_tls_handshake_failures_total", listener="imap") == 0
