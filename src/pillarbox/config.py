@@ -52,7 +52,7 @@ def _section(factory: Any, doc: str) -> Any:
 class Listener:
     enabled: bool = _f(True, "Start this listener with `pillarbox serve`.")
     address: str = _f("127.0.0.1", "Address to bind: an IPv4/IPv6 literal, or '::' / '0.0.0.0'.")
-    port: int = _f(0, "TCP port.")
+    port: int = _f(0, "TCP port (left out of a listener's table: its standard port, shown here).")
 
 
 def _listener(port: int, enabled: bool = True) -> Any:
@@ -83,6 +83,9 @@ class Listeners:
     # so only an admin who runs a front MTA opens it (on loopback by default, like Dovecot's
     # inet_listener lmtp). `pillarbox init` writes it off; naming [listeners.lmtp] turns it on.
     lmtp: Listener = _listener(24, enabled=False)
+    # Off unless a config names it (a `[listeners.metrics]` table turns it on): operational
+    # metrics are for the admin's monitoring, on loopback by default. 8010 is Mox's port.
+    metrics: Listener = _listener(8010, enabled=False)
 
 
 LISTENER_DOCS = {
@@ -98,12 +101,14 @@ LISTENER_DOCS = {
     "https": "Webmail, admin, JSON API, autoconfig and the MTA-STS policy over implicit TLS.",
     "lmtp": "LMTP (RFC 2033) for a front MTA (Postfix `lmtp:inet:`): final delivery to hosted "
     "accounts, one reply per recipient; off unless named. Keep it on loopback: no AUTH.",
+    "metrics": "Prometheus metrics over plain HTTP (GET /metrics, docs/metrics.md): off unless this table is in the file; see [metrics].",
 }
 
 _DEFAULT_LISTENERS = Listeners()
 
-#: Listeners that `pillarbox init` and the dev config leave off (see Listeners.lmtp).
-OPT_IN_LISTENERS = frozenset({"lmtp"})
+#: Listeners that `pillarbox init` and the dev config leave off (see Listeners.lmtp and
+#: Listeners.metrics).
+OPT_IN_LISTENERS = frozenset({"lmtp", "metrics"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -731,6 +736,26 @@ class DmarcFailureReportSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSection:
+    bearer_token: str = _f(
+        "",
+        "If set, a scrape must send `Authorization: Bearer <this>` (or the basic-auth password).",
+    )
+    basic_auth_username: str = _f("prometheus", "User name of basic_auth_password.")
+    basic_auth_password: str = _f(
+        "", "If set, a scrape may authenticate with HTTP basic auth as this user and password."
+    )
+    max_connections: int = _f(16, "Scrapers connected at once; more are answered 503.")
+    request_timeout: float = _f(
+        10.0, "Seconds a client has to send one whole request, and we to send the answer."
+    )
+    idle_timeout: float = _f(30.0, "Seconds a kept-alive connection may wait for its next request.")
+    queue_query_timeout: float = _f(
+        5.0, "Seconds the queue gauges' store query may take before the scrape goes without them."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSection:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _f("INFO", "Lowest level written.")
     format: Literal["text", "json"] = _f("text", "Log line format.")
@@ -780,6 +805,9 @@ class Config:
     )
     tls_reports: TlsReportSection = _section(
         TlsReportSection, "TLS-RPT reports (RFC 8460) to the domains we deliver to."
+    )
+    metrics: MetricsSection = _section(
+        MetricsSection, "The metrics listener: who may scrape it and its limits (docs/metrics.md)."
     )
     logging: LoggingSection = _section(LoggingSection, "Logs.")
 
@@ -1013,6 +1041,10 @@ def _validate(config: Config) -> None:
         ("managesieve.max_connections", config.managesieve.max_connections),
         ("managesieve.max_connections_per_ip", config.managesieve.max_connections_per_ip),
         ("lmtp.max_connections", config.lmtp.max_connections),
+        ("metrics.max_connections", config.metrics.max_connections),
+        ("metrics.request_timeout", config.metrics.request_timeout),
+        ("metrics.idle_timeout", config.metrics.idle_timeout),
+        ("metrics.queue_query_timeout", config.metrics.queue_query_timeout),
     ]
     for key, number in positive:
         if number <= 0:
@@ -1052,6 +1084,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("managesieve.max_line_length", "must be at least 1024")
     if config.managesieve.max_skip < 0:
         raise ConfigError("managesieve.max_skip", "must be 0 or more")
+    if config.metrics.basic_auth_password and not config.metrics.basic_auth_username:
+        raise ConfigError("metrics.basic_auth_username", "needed with basic_auth_password")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
     _validate_acme(config.tls, config.server.hostname)

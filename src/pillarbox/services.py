@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pillarbox.auth.directory import Authenticator
 from pillarbox.config import Config
+from pillarbox.observability.metrics import Metrics
 from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
 from pillarbox.queue.srs import SrsSettings
@@ -46,6 +47,8 @@ class Services:
     #: ACME HTTP-01 answers being asked for (token → key authorization, RFC 8555 §8.3), filled
     #: by :mod:`pillarbox.net.acme` and read by the web app's challenge route.
     acme_challenges: dict[str, str] = field(default_factory=dict)
+    #: This server's counters and gauges (the metrics listener serves them; docs/metrics.md).
+    metrics: Metrics = field(default_factory=Metrics)
     _policy: InboundPolicy | None = field(default=None, init=False, repr=False)
     _sieve_scripts: ScriptCache | None = field(default=None, init=False, repr=False)
 

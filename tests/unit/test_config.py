@@ -250,6 +250,38 @@ def test_a_config_from_before_managesieve_does_not_start_it(tmp_path: Path) -> N
         assert written.listeners.managesieve.port == 4190
 
 
+def test_the_metrics_listener_is_off_unless_named(tmp_path: Path) -> None:
+    """No ``[listeners.metrics]``: no metrics listener (nor in the files ``pillarbox init``
+    writes, which leave it off and on loopback); naming the table turns it on, on loopback
+    and Mox's port 8010 unless the table says otherwise."""
+    assert not cfg.Config().listeners.metrics.enabled
+    old = cfg.load(write(tmp_path, "[listeners.http]\nport = 8080\n"), environ={})
+    assert not old.listeners.metrics.enabled
+    for fresh in (cfg.production_config("d", "mail.example.org"), cfg.dev_config("d")):
+        written = cfg.load(write(tmp_path, cfg.render_toml(fresh)), environ={})
+        metrics = written.listeners.metrics
+        assert (metrics.enabled, metrics.address) == (False, "127.0.0.1")
+    named = cfg.load(write(tmp_path, "[listeners.metrics]\n"), environ={})
+    assert named.listeners.metrics == cfg.Listener(address="127.0.0.1", port=8010)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[metrics]\nmax_connections = 0\n", "metrics.max_connections"),
+        ("[metrics]\nrequest_timeout = 0\n", "metrics.request_timeout"),
+        (
+            '[metrics]\nbasic_auth_password = "p"\nbasic_auth_username = ""\n',
+            "metrics.basic_auth_username",
+        ),
+    ],
+)
+def test_metrics_settings_are_checked(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        cfg.load(write(tmp_path, text), environ={})
+    assert caught.value.key == key
+
+
 def test_a_tls_policy_table_loads_and_renders_back(tmp_path: Path) -> None:
     text = (
         "[queue.tls_policy]\n"

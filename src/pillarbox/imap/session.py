@@ -65,6 +65,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from pillarbox.auth.authenticating import Authenticating, LoggedIn, SaslExchange
 from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
 from pillarbox.errors import (
     AlreadyExists,
@@ -222,30 +223,6 @@ def normalise_line_endings(data: bytes) -> bytes:
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
-
-
-class LoggedIn(Protocol):
-    """What a finished SASL exchange yields (``pillarbox.auth.directory.Authenticated``)."""
-
-    @property
-    def account(self) -> Account: ...
-
-
-class SaslExchange(Protocol):
-    async def start(self, initial_response: bytes | None) -> Challenge | LoggedIn: ...
-
-    async def receive(self, response: bytes) -> Challenge | LoggedIn: ...
-
-
-class Authenticating(Protocol):
-    """The part of :class:`pillarbox.auth.directory.Authenticator` a session uses. Failures
-    raise ``AuthenticationFailed`` or ``RateLimited`` (the authenticator rate-limits)."""
-
-    def mechanisms(self, *, secure: bool) -> tuple[str, ...]: ...
-
-    def start_sasl(self, mechanism: str, *, remote_ip: str, secure: bool) -> SaslExchange: ...
-
-    async def check_password(self, username: str, password: str, remote_ip: str) -> Account: ...
 
 
 class FaultLog(Protocol):

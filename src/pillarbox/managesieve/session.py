@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pillarbox import sievescripts
-from pillarbox.auth.directory import Authenticated, Authenticator, SaslSession
+from pillarbox.auth.authenticating import Authenticating, LoggedIn, SaslExchange
 from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
 from pillarbox.errors import (
     AlreadyExists,
@@ -149,7 +149,7 @@ class SessionSettings:
 
 @dataclass(slots=True)
 class _Sasl:
-    exchange: SaslSession
+    exchange: SaslExchange
 
 
 class _Refused(Exception):
@@ -172,7 +172,7 @@ class ManageSieveSession:
         self,
         settings: SessionSettings,
         store: Store,
-        authenticator: Authenticator,
+        authenticator: Authenticating,
         *,
         remote_ip: str,
         tls_active: bool,
@@ -428,7 +428,7 @@ class ManageSieveSession:
         except binascii.Error:
             raise _Refused(r.INVALID_BASE64) from None
 
-    async def _sasl_step(self, step: Awaitable[Challenge | Authenticated], out: Output) -> Reply:
+    async def _sasl_step(self, step: Awaitable[Challenge | LoggedIn], out: Output) -> Reply:
         """Drive the exchange one step: the final reply, or :class:`_ChallengeSent` with the
         challenge to send while ``_sasl`` stays set for the client's response."""
         try:

@@ -46,6 +46,7 @@ class Channel(asyncio.Protocol):
         self._tls_active = False
         self._interrupted = False
         self._timed_out = False
+        self._handshake_failed = False
 
     # -- asyncio.Protocol callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -105,6 +106,11 @@ class Channel(asyncio.Protocol):
     @property
     def tls_active(self) -> bool:
         return self._tls_active
+
+    @property
+    def handshake_failed(self) -> bool:
+        """A STARTTLS handshake on this channel failed (the metrics count it per listener)."""
+        return self._handshake_failed
 
     @property
     def ssl_object(self) -> ssl.SSLObject | None:
@@ -221,8 +227,10 @@ class Channel(asyncio.Protocol):
             )
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             self._lost = _describe_error(exc)
+            self._handshake_failed = True
             raise ChannelClosed(self._lost) from exc
         if new_transport is None:
+            self._handshake_failed = True
             raise ChannelClosed("TLS handshake failed")
         self._transport = new_transport
         self._tls_active = True

@@ -39,6 +39,7 @@ from pillarbox.imap.lexer import LexerLimits
 from pillarbox.imap.session import Action, ImapSession, SessionSettings, State
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
+from pillarbox.net.authcount import CountedAuthenticator
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
@@ -71,12 +72,16 @@ def session_settings(config: ImapSection, hostname: str = "localhost") -> Sessio
 def imap_handler(services: Services, listener: str) -> Handler:
     implicit_tls = listener == "imaps"
     settings = session_settings(services.config.imap, services.hostname)
+    authenticator = CountedAuthenticator(services.authenticator, services.metrics.auth("imap"))
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(replies.BYE_BUSY.untagged())
             return
-        await _Connection(services, settings, channel, admission, implicit_tls).run()
+        connection = _Connection(
+            services, settings, authenticator, channel, admission, implicit_tls
+        )
+        await connection.run()
 
     return handle
 
@@ -110,6 +115,7 @@ class _Connection:
         self,
         services: Services,
         settings: SessionSettings,
+        authenticator: CountedAuthenticator,
         channel: Channel,
         admission: Admission,
         implicit_tls: bool,
@@ -122,7 +128,7 @@ class _Connection:
         self.session = ImapSession(
             settings,
             services.store,
-            services.authenticator,
+            authenticator,
             parse=_parse,
             remote_ip=remote_ip,
             tls_active=implicit_tls,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from pillarbox.net.channel import Channel, ChannelClosed
 from pillarbox.observability.log import Log, new_connection_id
+from pillarbox.observability.metrics import ListenerMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,10 @@ class Listener:
         *,
         tls: ssl.SSLContext | None = None,
         handshake_timeout: float = 30.0,
+        metrics: ListenerMetrics | None = None,
     ) -> None:
         self.name = name
+        self._metrics = metrics
         self._handler = handler
         self._counter = counter
         self._tls = tls
@@ -139,8 +142,13 @@ class Listener:
         refusal = self._counter.admit(address)
         admission = Admission(connection_id, admitted=not refusal, refusal=refusal)
         log = self._log.bind(conn=connection_id, remote=address)
+        metrics = self._metrics
         if refusal:
             log.warning("connection refused", reason=refusal)
+            if metrics is not None:
+                metrics.refused.inc()
+        elif metrics is not None:
+            metrics.sessions.inc()
         try:
             await self._handler(channel, admission)
         except ChannelClosed as exc:
@@ -154,6 +162,9 @@ class Listener:
         finally:
             if not refusal:
                 self._counter.release(address)
+            failures = None if metrics is None else metrics.handshake_failures
+            if failures is not None and channel.handshake_failed:
+                failures.inc()
             await channel.close()
 
     def stop_accepting(self) -> None:

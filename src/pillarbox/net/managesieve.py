@@ -25,6 +25,7 @@ from pillarbox.config import Config
 from pillarbox.managesieve import Action, FramerLimits, ManageSieveSession, SessionSettings
 from pillarbox.managesieve import responses as replies
 from pillarbox.managesieve.session import CommandTrace
+from pillarbox.net.authcount import CountedAuthenticator
 from pillarbox.net.channel import Channel, ChannelClosed
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log, redact_line, trace_lines
@@ -57,12 +58,15 @@ def session_settings(config: Config) -> SessionSettings:
 
 def managesieve_handler(services: Services, listener: str) -> Handler:
     settings = session_settings(services.config)
+    authenticator = CountedAuthenticator(
+        services.authenticator, services.metrics.auth("managesieve")
+    )
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(replies.BYE_BUSY.encode())
             return
-        await _Connection(services, settings, channel, admission).run()
+        await _Connection(services, settings, authenticator, channel, admission).run()
 
     return handle
 
@@ -97,6 +101,7 @@ class _Connection:
         self,
         services: Services,
         settings: SessionSettings,
+        authenticator: CountedAuthenticator,
         channel: Channel,
         admission: Admission,
     ) -> None:
@@ -109,7 +114,7 @@ class _Connection:
         self.session = ManageSieveSession(
             settings,
             services.store,
-            services.authenticator,
+            authenticator,
             remote_ip=remote_ip,
             tls_active=channel.tls_active,
             starttls_available=not channel.tls_active,

@@ -24,6 +24,7 @@ from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, Storag
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
+from pillarbox.observability.metrics import AuthMetrics
 from pillarbox.pop3 import responses
 from pillarbox.services import Services
 from pillarbox.store.types import INBOX, Account, FlagOp, Mailbox
@@ -44,12 +45,15 @@ def pop3_handler(services: Services, listener: str) -> Handler:
         ),
     )
     locks: set[int] = services.maildrop_locks
+    auth_metrics = services.metrics.auth("pop3")
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(responses.SYS_TEMP.encode())
             return
-        session = _Pop3Session(services, settings, locks, channel, admission, implicit_tls)
+        session = _Pop3Session(
+            services, settings, locks, channel, admission, implicit_tls, auth_metrics
+        )
         await session.run()
 
     return handle
@@ -64,8 +68,10 @@ class _Pop3Session:
         channel: Channel,
         admission: Admission,
         implicit_tls: bool,
+        auth_metrics: AuthMetrics,
     ) -> None:
         self.services = services
+        self.auth_metrics = auth_metrics
         self.channel = channel
         self.locks = locks
         self.loop = asyncio.get_running_loop()
@@ -144,6 +150,10 @@ class _Pop3Session:
                 case _:
                     raise AssertionError(f"unhandled POP3 event {event!r}")
 
+    def _count_failure(self, exc: AuthenticationFailed | RateLimited) -> None:
+        metrics = self.auth_metrics
+        (metrics.rate_limited if isinstance(exc, RateLimited) else metrics.credentials).inc()
+
     async def _password_login(self, user: str, password: str) -> None:
         try:
             account = await self.services.authenticator.check_password(
@@ -151,6 +161,7 @@ class _Pop3Session:
             )
         except (AuthenticationFailed, RateLimited) as exc:
             self.log.info("login failed", user=user, reason=type(exc).__name__)
+            self._count_failure(exc)
             self.core.reject_login(responses.AUTH_FAILED)
             return
         await self._open_maildrop(account)
@@ -166,6 +177,7 @@ class _Pop3Session:
             return
         except (AuthenticationFailed, RateLimited) as exc:
             self.log.info("SASL login failed", mechanism=mechanism, reason=type(exc).__name__)
+            self._count_failure(exc)
             self.core.reject_login(responses.AUTH_FAILED)
             return
         await self._sasl_outcome(step)
@@ -176,6 +188,7 @@ class _Pop3Session:
             step = await self.sasl.receive(data)
         except (AuthenticationFailed, RateLimited) as exc:
             self.log.info("SASL login failed", reason=type(exc).__name__)
+            self._count_failure(exc)
             self.core.reject_login(responses.AUTH_FAILED)
             return
         await self._sasl_outcome(step)

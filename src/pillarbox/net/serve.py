@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import ipaddress
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -54,6 +55,7 @@ SERVICES: dict[str, tuple[bool, str, str]] = {
     "pop3s": (True, "pop3", "pillarbox.net.pop3:pop3_handler"),
     "managesieve": (False, "managesieve", "pillarbox.net.managesieve:managesieve_handler"),
     "lmtp": (False, "lmtp", "pillarbox.net.smtp:lmtp_handler"),
+    "metrics": (False, "metrics", "pillarbox.net.metrics:metrics_handler"),
 }
 
 #: The listeners served by uvicorn with the web app (one app for both) → implicit TLS?
@@ -144,7 +146,16 @@ class Server:
                 )
             ),
             "http": ConnectionCounter(ConnectionLimits()),
+            # One scraper cannot take them all: a few per address, and few in total.
+            "metrics": ConnectionCounter(
+                ConnectionLimits(
+                    total=config.metrics.max_connections,
+                    per_address=max(1, min(4, config.metrics.max_connections)),
+                )
+            ),
         }
+        for group in ("smtp", "imap", "pop3", "managesieve"):
+            context.metrics.watch_sessions(group, _count_of(counters[group]))
         try:
             web: list[HttpListener] = []
             for name in LISTENER_DOCS:
@@ -173,11 +184,16 @@ class Server:
                     counters[group],
                     tls=tls if implicit_tls else None,
                     handshake_timeout=config.tls.handshake_timeout,
+                    metrics=context.metrics.listener(
+                        name, starttls=not implicit_tls and group != "metrics"
+                    ),
                 )
                 with _bind_error(f"listeners.{name}", settings.address, settings.port):
                     await listener.start(settings.address, settings.port)
                 self.listeners[name] = listener
                 self.log.info("listening", listener=name, on=_where(listener.ports))
+                if name == "metrics":
+                    self._check_metrics_exposure(settings.address)
             await self._start_lmtp_socket(context, counters["lmtp"])
             await self._serve_web(context, web)
             await self._start_acme_listener(context)
@@ -194,6 +210,21 @@ class Server:
             context.spawn(tlsreporting.run(context), "tls-reports")
         if self.acme is not None:
             context.spawn(self.acme.run(), "acme")
+
+    def _check_metrics_exposure(self, address: str) -> None:
+        """Metrics reachable beyond this host without credentials are worth a warning: they
+        tell anyone how much mail flows and who fails to log in how often."""
+        metrics = self.config.metrics
+        if metrics.bearer_token or metrics.basic_auth_password:
+            return
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(address).is_loopback:
+                return
+        self.log.warning(
+            "metrics listener open beyond loopback without credentials",
+            address=address,
+            hint="set [metrics] bearer_token or basic_auth_password",
+        )
 
     async def _warm_up_policy(self, context: Services) -> None:
         """The policy built and the spam filter's model read before the first message needs
@@ -214,7 +245,12 @@ class Server:
             return
         mode = socket_mode(self.config.lmtp.socket_mode)
         assert mode is not None  # validated with the config
-        listener = Listener(LMTP_SOCKET, _factory(SERVICES["lmtp"][2])(context, "lmtp"), counter)
+        listener = Listener(
+            LMTP_SOCKET,
+            _factory(SERVICES["lmtp"][2])(context, "lmtp"),
+            counter,
+            metrics=context.metrics.listener(LMTP_SOCKET, starttls=False),
+        )
         with _bind_error("lmtp.socket", path, None):
             await listener.start_unix(path, mode)
         self.listeners[LMTP_SOCKET] = listener
@@ -268,7 +304,7 @@ class Server:
 
     def endpoints(self) -> list[str]:
         lines = [
-            f"{name:<12} {_where(listener.ports)}" + ("  (TLS)" if name.endswith("s") else "")
+            f"{name:<12} {_where(listener.ports)}" + ("  (TLS)" if _implicit_tls(name) else "")
             for name, listener in self.listeners.items()
         ]
         if self.dns is not None:
@@ -309,6 +345,17 @@ class Server:
             await context.store.close()
             self.context = None
         blocking.shutdown()
+
+
+def _implicit_tls(name: str) -> bool:
+    """Whether the listener speaks TLS from the first byte ("metrics" ends in s, yet not)."""
+    if name in SERVICES:
+        return SERVICES[name][0]
+    return WEB_LISTENERS.get(name, False)
+
+
+def _count_of(counter: ConnectionCounter) -> Callable[[], int]:
+    return lambda: counter.total
 
 
 def _where(ports: Sequence[tuple[str, int]]) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pillarbox.auth.directory import Authenticated, SaslSession
 from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
@@ -37,11 +37,13 @@ from pillarbox.mail import trace
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
+from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
 from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, PerRecipient
 from pillarbox.queue.sendlimits import Allowance
 from pillarbox.services import Services
 from pillarbox.smtp import replies
 from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls, Xforward
+from pillarbox.smtp.replies import Reply
 from pillarbox.smtp.sentinels import CLOSED, NEED_DATA, PAUSED
 from pillarbox.smtp.server import (
     AuthAborted,
@@ -97,13 +99,13 @@ def _settings(
 
 def mx_handler(services: Services, listener: str) -> Handler:
     settings = _settings(services, submission=False, implicit_tls=False)
-    return _handler(services, settings, submission=False, implicit_tls=False)
+    return _handler(services, settings, listener, submission=False, implicit_tls=False)
 
 
 def submission_handler(services: Services, listener: str) -> Handler:
     implicit_tls = listener == "submissions"
     settings = _settings(services, submission=True, implicit_tls=implicit_tls)
-    return _handler(services, settings, submission=True, implicit_tls=implicit_tls)
+    return _handler(services, settings, listener, submission=True, implicit_tls=implicit_tls)
 
 
 #: ``[lmtp] quota_full`` → the reply to a recipient over quota (RFC 3463 X.2.2: both a
@@ -120,29 +122,46 @@ def lmtp_handler(services: Services, listener: str) -> Handler:
     each = PerRecipient(
         mailbox_full=LMTP_MAILBOX_FULL[section.quota_full], refuse_spam=section.refuse_spam
     )
-    return _handler(services, settings, submission=False, implicit_tls=False, lmtp=each)
+    return _handler(services, settings, listener, submission=False, implicit_tls=False, lmtp=each)
 
 
 def _handler(
     services: Services,
     settings: SmtpServerSettings,
+    listener: str,
     *,
     submission: bool,
     implicit_tls: bool,
     lmtp: PerRecipient | None = None,
 ) -> Handler:
     intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
+    metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth("smtp"))
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
             return
         session = _SmtpSession(
-            services, intake, settings, channel, admission, submission, implicit_tls, lmtp
+            services,
+            intake,
+            settings,
+            channel,
+            admission,
+            submission,
+            implicit_tls,
+            metrics,
+            lmtp,
         )
         await session.run()
 
     return handle
+
+
+class _Observed(NamedTuple):
+    """A listener's metrics children, resolved once for all its sessions."""
+
+    messages: SmtpMetrics
+    auth: AuthMetrics
 
 
 class _SmtpSession:
@@ -155,9 +174,11 @@ class _SmtpSession:
         admission: Admission,
         submission: bool,
         implicit_tls: bool,
+        metrics: _Observed,
         lmtp: PerRecipient | None = None,
     ) -> None:
         self.services = services
+        self.metrics = metrics
         #: How an LMTP session answers each recipient; None for SMTP.
         self.lmtp = lmtp
         self.intake = intake
@@ -300,6 +321,7 @@ class _SmtpSession:
                 await self._data_end()
             case DataAborted(reply=reply):
                 self.log.info("message refused", code=reply.code, reason=reply.text)
+                self.metrics.messages.message(reply.code)
                 self._reset_transaction()
                 self.xforward = {}
             case ProtocolError(reply=reply):
@@ -341,11 +363,13 @@ class _SmtpSession:
             step = await step_of(self.sasl)
         except RateLimited:
             self.log.warning("AUTH rate limited")
+            self.metrics.auth.rate_limited.inc()
             self.sasl = None
             self.core.reject(replies.AUTH_TEMPORARY)
             return
         except AuthenticationFailed as exc:
             self.log.info("AUTH failed", reason=str(exc))
+            self.metrics.auth.credentials.inc()
             self.sasl = None
             self.core.reject(replies.AUTH_FAILED)
             return
@@ -401,16 +425,24 @@ class _SmtpSession:
             forwarded=self._forwarded_client(),
         )
         self.xforward = {}  # XFORWARD_README: the attributes last one transaction
+        started = self.loop.time()
         if self.lmtp is not None:
-            await self._data_end_each(origin, self.lmtp)
-            return
-        try:
-            reply = await self.intake.accept(self.mail, self.accepted, bytes(self.spool), origin)
-        except StorageError as exc:
-            self.log.error("storing the message failed", error=str(exc))
-            reply = replies.LOCAL_ERROR
-        self._reset_transaction()
-        self.core.answer(reply)
+            answers = await self._data_end_each(origin, self.lmtp)
+            # One message, counted by its best outcome: accepted if any recipient took it.
+            reply = next((a for a in answers if a.is_positive), answers[0])
+        else:
+            try:
+                reply = await self.intake.accept(
+                    self.mail, self.accepted, bytes(self.spool), origin
+                )
+            except StorageError as exc:
+                self.log.error("storing the message failed", error=str(exc))
+                reply = replies.LOCAL_ERROR
+            self._reset_transaction()
+            self.core.answer(reply)
+        messages = self.metrics.messages
+        messages.data_seconds.observe(self.loop.time() - started)
+        messages.message(reply.code)
 
     @property
     def _lmtp_judging(self) -> Judging:
@@ -434,8 +466,9 @@ class _SmtpSession:
         helo = self.xforward.get("HELO", "")
         return address, "" if helo in ("[UNAVAILABLE]", "[TEMPUNAVAIL]") else helo
 
-    async def _data_end_each(self, origin: Origin, each: PerRecipient) -> None:
-        """LMTP: one reply per accepted recipient, each its own outcome (RFC 2033 §4.2)."""
+    async def _data_end_each(self, origin: Origin, each: PerRecipient) -> list[Reply]:
+        """LMTP: one reply per accepted recipient, each its own outcome (RFC 2033 §4.2);
+        the replies sent."""
         assert self.mail is not None
         try:
             answers = await self.intake.accept_each(
@@ -454,6 +487,7 @@ class _SmtpSession:
                 )
         self._reset_transaction()
         self.core.respond_per_recipient(answers)
+        return answers
 
     def _tls_summary(self) -> trace.TlsSummary | None:
         obj = self.channel.ssl_object

@@ -166,6 +166,8 @@ class Intake:
         self._store = services.store
         self._router = services.router
         self._log = Log("intake")
+        verdicts = services.metrics.policy_verdicts
+        self._verdicts = {action: verdicts.labels(action.value) for action in Action}
         self._delivery = LocalDelivery.of(services)
         self._forwarder = self._delivery.forwarder
         self._responder = self._delivery.responder
@@ -645,6 +647,7 @@ class Intake:
                 action=verdict.action.value,
                 score=verdict.score,
             )
+            self._verdicts[verdict.action].inc()
         return judgement
 
     async def _check_from_header(self, account: Account, info: MessageInfo) -> Reply | None:

@@ -70,6 +70,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import Counter
+
 from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, HostAddresses, Resolver
 from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.mail.dsn import RecipientReport
@@ -83,6 +85,7 @@ from pillarbox.net.smtp_client import (
     verifying_context,
 )
 from pillarbox.observability.log import Log
+from pillarbox.observability.metrics import Metrics
 from pillarbox.queue import bounce
 from pillarbox.queue.dane import (
     NO_DANE,
@@ -148,6 +151,7 @@ from pillarbox.store.types import (
     AttemptOutcome,
     QueuedMessage,
     QueuedRecipient,
+    RecipientState,
     TlsSessionResult,
 )
 
@@ -257,8 +261,18 @@ class QueueRunner:
         limits: RunnerLimits = RunnerLimits(),
         clock: Callable[[], datetime] = _utc_now,
         local_delivery: LocalDelivery | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        #: Attempts per recipient by the state they leave it in (``FAILED`` is a bounce).
+        self._attempts: dict[RecipientState, Counter] = {}
+        if metrics is not None:
+            attempts = metrics.delivery_attempts
+            self._attempts = {
+                RecipientState.DELIVERED: attempts.labels("delivered"),
+                RecipientState.DEFERRED: attempts.labels("deferred"),
+                RecipientState.FAILED: attempts.labels("bounced"),
+            }
         #: Queued mail for our own accounts (mailbox full at intake) goes through their
         #: Sieve scripts as it would have then; None: straight to INBOX.
         self._local_delivery = local_delivery
@@ -487,6 +501,9 @@ class QueueRunner:
                 host=verdict.host or "-",
                 reply=reply_text(verdict.reply),
             )
+            counter = self._attempts.get(verdict.state)
+            if counter is not None:
+                counter.inc()
             if verdict.next_attempt is not None and (
                 self._next_due is None or verdict.next_attempt < self._next_due
             ):
@@ -1093,4 +1110,5 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
             linger=queue.session_linger,
         ),
         local_delivery=LocalDelivery.of(services),
+        metrics=services.metrics,
     )

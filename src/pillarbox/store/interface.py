@@ -52,6 +52,7 @@ from pillarbox.store.types import (
     MessageQuery,
     MessageRecord,
     NewQueueRecipient,
+    QueueDepth,
     QueuedMessage,
     QuotaUsage,
     SenderListEntry,
@@ -371,6 +372,10 @@ class Store(Protocol):
         all final is removed from the queue."""
 
     async def list_queue(self) -> list[QueuedMessage]: ...
+    async def queue_depth(self) -> QueueDepth:
+        """How much waits in the outbound queue: two aggregate queries, no message read
+        (cheap enough for every metrics scrape)."""
+
     async def get_queued(self, message_id: int) -> QueuedMessage | None: ...
     async def retry_queued(self, message_id: int, now: datetime) -> None:
         """Make every non-final recipient due at ``now``."""

@@ -456,6 +456,19 @@ class MessageQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """The outbound queue at one moment (:meth:`Store.queue_depth`), for the metrics
+    listener: messages waiting, their recipients not yet final by state, and when the oldest
+    message was queued (None for an empty queue). Read from the shared store, so with several
+    nodes on one PostgreSQL it is the cluster's queue, not one node's."""
+
+    messages: int = 0
+    pending: int = 0
+    deferred: int = 0
+    oldest: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActivityCounts:
     """Mail in one interval of time, as far as the store still holds it (see
     :meth:`Store.activity`): copies delivered into mailboxes (by arrival), the part of them

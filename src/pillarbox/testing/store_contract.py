@@ -57,6 +57,7 @@ from pillarbox.store.types import (
     FlagOp,
     Mailbox,
     NewQueueRecipient,
+    QueueDepth,
     RecipientState,
     SenderListEntry,
     SenderListKind,
@@ -916,6 +917,31 @@ class StoreContract:
         assert await store.get_queued(10**9) is None
         with pytest.raises(InvalidName):
             await store.enqueue("a@b.org", b"x", [])
+
+    async def test_queue_depth(self, store: Store) -> None:
+        """The metrics listener's queue gauges: messages, open recipients by state, the
+        oldest message's queueing time; final recipients and removed messages do not count."""
+        assert await store.queue_depth() == QueueDepth()
+        first = await store.enqueue(
+            "a@x.org", b"one", [NewQueueRecipient("ok@y.org"), NewQueueRecipient("wait@y.org")]
+        )
+        second = await store.enqueue("", b"two", [NewQueueRecipient("r@z.org")])
+        assert await store.queue_depth() == QueueDepth(2, 3, 0, first.queued_at)
+        ok, wait = first.recipients
+        now = first.queued_at + timedelta(seconds=1)
+        await store.claim_due(now, limit=5, lease_seconds=60, owner="a")
+        await store.record_attempts(
+            first.id,
+            [
+                AttemptOutcome(ok.id, RecipientState.DELIVERED, "250 ok"),
+                AttemptOutcome(wait.id, RecipientState.DEFERRED, "451 later", now),
+            ],
+        )
+        assert await store.queue_depth() == QueueDepth(2, 1, 1, first.queued_at)
+        await store.remove_queued(first.id)
+        assert await store.queue_depth() == QueueDepth(1, 1, 0, second.queued_at)
+        await store.remove_queued(second.id)
+        assert await store.queue_depth() == QueueDepth()
 
     async def test_queued_recipient_keeps_its_filing(self, store: Store) -> None:
         """A local recipient queued for a retry keeps the policy's decision on its copy."""

@@ -112,6 +112,7 @@ from pillarbox.store.types import (
     MessageQuery,
     MessageRecord,
     NewQueueRecipient,
+    QueueDepth,
     QueuedMessage,
     QueuedRecipient,
     QuotaUsage,
@@ -1453,6 +1454,29 @@ class PostgresStore:
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 ids = [row[0] for row in await _all(conn, "SELECT id FROM queue_messages")]
                 return await _queued(conn, sorted(ids), due_at=None)
+
+        return await self._read(query)
+
+    async def queue_depth(self) -> QueueDepth:
+        async def query(conn: Conn) -> QueueDepth:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                messages, oldest = await _one(
+                    conn, "SELECT count(*), min(queued_at) FROM queue_messages"
+                )
+                rows = await _all(
+                    conn,
+                    "SELECT state, count(*) FROM queue_recipients "
+                    "WHERE state = ANY(%s) GROUP BY state",
+                    (_OPEN_STATES,),
+                )
+            states = {str(state): int(count) for state, count in rows}
+            return QueueDepth(
+                messages=int(messages),
+                pending=states.get(RecipientState.PENDING.value, 0),
+                deferred=states.get(RecipientState.DEFERRED.value, 0),
+                oldest=oldest,
+            )
 
         return await self._read(query)
 

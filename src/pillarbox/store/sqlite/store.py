@@ -108,6 +108,7 @@ from pillarbox.store.types import (
     MessageQuery,
     MessageRecord,
     NewQueueRecipient,
+    QueueDepth,
     QueuedMessage,
     QueuedRecipient,
     QuotaUsage,
@@ -1684,6 +1685,27 @@ class SqliteStore:
             conn.execute("BEGIN")
             ids = [row[0] for row in conn.execute("SELECT id FROM queue_messages ORDER BY id")]
             return [_queued(conn, message_id, due_at=None) for message_id in ids]
+
+        return await self._read(query)
+
+    async def queue_depth(self) -> QueueDepth:
+        def query(conn: sqlite3.Connection) -> QueueDepth:
+            conn.execute("BEGIN")  # both counts from one snapshot
+            messages, oldest = conn.execute(
+                "SELECT count(*), min(queued_at) FROM queue_messages"
+            ).fetchone()
+            states = dict(
+                conn.execute(
+                    "SELECT state, count(*) FROM queue_recipients "
+                    "WHERE state IN ('pending', 'deferred') GROUP BY state"
+                ).fetchall()
+            )
+            return QueueDepth(
+                messages=messages,
+                pending=states.get(RecipientState.PENDING.value, 0),
+                deferred=states.get(RecipientState.DEFERRED.value, 0),
+                oldest=None if oldest is None else _from_us(oldest),
+            )
 
         return await self._read(query)
 

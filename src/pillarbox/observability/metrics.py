@@ -1,0 +1,230 @@
+"""Operational metrics in the Prometheus exposition format (``docs/metrics.md``).
+
+Implementation notes:
+
+- **One registry per server**, held by :class:`pillarbox.services.Services`, never
+  prometheus_client's global one: two servers in one process (the tests, a node pair) count
+  apart, and a scrape shows this process only. With several nodes on one PostgreSQL store each
+  node is scraped on its own; only the queue gauges read the shared store, so they are the
+  cluster's (the same value on every node).
+- **Instrumentation stays in the adapters** (``net/``, the queue runner, intake), at the lines
+  that already log the event; the sans-I/O cores never see this module.
+- **Cheap on the hot path**: a counter increment is a lock and an add. Adapters resolve their
+  labelled children once (per handler or per runner), not per event; gauges of live state
+  (sessions open, the queue) are computed at scrape time (:class:`_LiveCollector`), so they
+  cost nothing between scrapes.
+- **Low cardinality**: labels are listener and protocol names, reply classes and fixed
+  outcome words — never an address, an account, a host or a message id.
+- Series of every known label value exist from the start at 0, so ``rate()`` and alerts see
+  the first event rather than a series appearing out of nowhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pillarbox.store.types import QueueDepth
+
+#: The session groups of :mod:`pillarbox.net.serve` (a protocol's listeners share one count).
+PROTOCOLS = ("smtp", "imap", "pop3", "managesieve")
+#: :class:`pillarbox.policy.verdict.Action` values.
+POLICY_ACTIONS = ("inbox", "junk", "reject")
+#: One outbound delivery attempt for one recipient ended so.
+DELIVERY_RESULTS = ("delivered", "deferred", "bounced")
+#: Why a login failed: wrong or unknown credentials, or the client was throttled first.
+AUTH_REASONS = ("credentials", "rate_limited")
+#: Seconds from a message's last octet to the reply (the store's fsync and the policy's DNS).
+DATA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The server's counters and histograms, and the sources of its live gauges."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self.sessions = Counter(
+            "pillarbox_sessions",
+            "Connections admitted, by listener.",
+            ["listener"],
+            registry=registry,
+        )
+        self.connections_refused = Counter(
+            "pillarbox_connections_refused",
+            "Connections refused at accept by the connection limits, by listener.",
+            ["listener"],
+            registry=registry,
+        )
+        self.tls_handshake_failures = Counter(
+            "pillarbox_tls_handshake_failures",
+            "STARTTLS (STLS) handshakes that failed, by listener.",
+            ["listener"],
+            registry=registry,
+        )
+        self.smtp_messages = Counter(
+            "pillarbox_smtp_messages",
+            "Messages at the end of DATA/BDAT, by listener and outcome "
+            "(accepted, refused_4xx, refused_5xx).",
+            ["listener", "outcome"],
+            registry=registry,
+        )
+        self.smtp_data_seconds = Histogram(
+            "pillarbox_smtp_data_seconds",
+            "Seconds from a message's last octet to the SMTP reply, by listener.",
+            ["listener"],
+            buckets=DATA_BUCKETS,
+            registry=registry,
+        )
+        self.policy_verdicts = Counter(
+            "pillarbox_policy_verdicts",
+            "Inbound policy verdicts, one per local account receiving a message, by action.",
+            ["action"],
+            registry=registry,
+        )
+        self.delivery_attempts = Counter(
+            "pillarbox_delivery_attempts",
+            "Outbound delivery attempts, one per recipient, by result "
+            "(delivered, deferred, bounced).",
+            ["result"],
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "pillarbox_auth_failures",
+            "Failed logins, by protocol and reason (credentials, rate_limited).",
+            ["protocol", "reason"],
+            registry=registry,
+        )
+        self.queue_query_failures = Counter(
+            "pillarbox_queue_query_failures",
+            "Scrapes whose queue query failed (the queue gauges were left out).",
+            registry=registry,
+        )
+        for action in POLICY_ACTIONS:
+            self.policy_verdicts.labels(action)
+        for result in DELIVERY_RESULTS:
+            self.delivery_attempts.labels(result)
+        for protocol in PROTOCOLS:
+            for reason in AUTH_REASONS:
+                self.auth_failures.labels(protocol, reason)
+        self._live = _LiveCollector()
+        registry.register(self._live)
+
+    def watch_sessions(self, protocol: str, count: Callable[[], int]) -> None:
+        """Report ``count()`` at each scrape as the protocol's open sessions."""
+        self._live.sessions[protocol] = count
+
+    def set_queue(self, depth: QueueDepth | None, now: datetime | None = None) -> None:
+        """The queue as last read (None: the read failed, the gauges are left out)."""
+        self._live.queue = depth
+        self._live.queue_read_at = now or datetime.now(UTC)
+
+    def listener(self, name: str, *, starttls: bool) -> ListenerMetrics:
+        """The children a listener updates, resolved once."""
+        return ListenerMetrics(self, name, starttls=starttls)
+
+    def smtp(self, listener: str) -> SmtpMetrics:
+        return SmtpMetrics(self, listener)
+
+    def auth(self, protocol: str) -> AuthMetrics:
+        return AuthMetrics(self, protocol)
+
+
+class ListenerMetrics:
+    """One listener's series, created (at 0) when the listener is; a handshake-failure series
+    only where STARTTLS is offered (see docs/metrics.md about implicit TLS)."""
+
+    __slots__ = ("handshake_failures", "refused", "sessions")
+
+    def __init__(self, metrics: Metrics, name: str, *, starttls: bool) -> None:
+        self.sessions = metrics.sessions.labels(name)
+        self.refused = metrics.connections_refused.labels(name)
+        self.handshake_failures = metrics.tls_handshake_failures.labels(name) if starttls else None
+
+
+class SmtpMetrics:
+    """One SMTP listener's message series."""
+
+    __slots__ = ("accepted", "data_seconds", "refused_4xx", "refused_5xx")
+
+    def __init__(self, metrics: Metrics, listener: str) -> None:
+        self.accepted = metrics.smtp_messages.labels(listener, "accepted")
+        self.refused_4xx = metrics.smtp_messages.labels(listener, "refused_4xx")
+        self.refused_5xx = metrics.smtp_messages.labels(listener, "refused_5xx")
+        self.data_seconds = metrics.smtp_data_seconds.labels(listener)
+
+    def message(self, code: int) -> None:
+        """Count a message by the reply it got at the end of DATA."""
+        if code < 400:
+            self.accepted.inc()
+        elif code < 500:
+            self.refused_4xx.inc()
+        else:
+            self.refused_5xx.inc()
+
+
+class AuthMetrics:
+    """One protocol's failed-login counters."""
+
+    __slots__ = ("credentials", "rate_limited")
+
+    def __init__(self, metrics: Metrics, protocol: str) -> None:
+        self.credentials = metrics.auth_failures.labels(protocol, "credentials")
+        self.rate_limited = metrics.auth_failures.labels(protocol, "rate_limited")
+
+
+class _LiveCollector(Collector):
+    """Gauges of live state, computed when scraped."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, Callable[[], int]] = {}
+        self.queue: QueueDepth | None = None
+        self.queue_read_at = datetime.now(UTC)
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def _families(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            "pillarbox_sessions_active", "Sessions open now, by protocol.", labels=["protocol"]
+        )
+        for protocol, count in self.sessions.items():
+            active.add_metric([protocol], count())
+        yield active
+        depth = self.queue
+        if depth is None:
+            return
+        yield GaugeMetricFamily(
+            "pillarbox_queue_messages",
+            "Messages in the outbound queue (the shared store's: cluster-wide).",
+            value=depth.messages,
+        )
+        recipients = GaugeMetricFamily(
+            "pillarbox_queue_recipients",
+            "Queued recipients not yet final, by state (pending, deferred; cluster-wide).",
+            labels=["state"],
+        )
+        recipients.add_metric(["pending"], depth.pending)
+        recipients.add_metric(["deferred"], depth.deferred)
+        yield recipients
+        age = 0.0
+        if depth.oldest is not None:
+            age = max(0.0, (self.queue_read_at - depth.oldest).total_seconds())
+        yield GaugeMetricFamily(
+            "pillarbox_queue_oldest_message_age_seconds",
+            "Age of the oldest queued message (0 for an empty queue; cluster-wide).",
+            value=age,
+        )

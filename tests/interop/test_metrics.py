@@ -1,0 +1,291 @@
+"""The metrics listener on a live server: mail in over SMTP (accepted and refused), a wrong
+IMAP password, a submission deferred by the queue; then ``/metrics`` scraped over real HTTP and
+parsed with prometheus_client's own parser. Runs on both stores (``PILLARBOX_TEST_STORE``)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import imaplib
+import poplib
+import smtplib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pillarbox import config as cfg
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.polling import wait_for
+
+TOKEN = "scrape-token-0123456789"
+BASIC_PASSWORD = "basic-password-9876"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "submission", "imap", "pop3", "managesieve", "metrics"),
+        smtp=cfg.SmtpSection(
+            auth_without_tls=True, max_connections_per_ip=1000, max_message_size=10_000
+        ),
+        metrics=cfg.MetricsSection(bearer_token=TOKEN, basic_auth_password=BASIC_PASSWORD),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account("alice@example.org", TEST_PASSWORD)
+        yield live
+
+
+def _get(
+    server: LiveServer, path: str = "/metrics", method: str = "GET", **headers: str
+) -> tuple[int, dict[str, str], str]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port("metrics"), timeout=30)
+    try:
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        body = response.read().decode()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        connection.close()
+
+
+def scrape(server: LiveServer) -> Samples:
+    status, headers, body = _get(server, Authorization=f"Bearer {TOKEN}")
+    assert status == 200, body
+    assert headers["content-type"].startswith("text/plain")
+    return parse(body)
+
+
+def parse(body: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
+    before = scrape(server)
+    assert value(before, "pillarbox_sessions_active", protocol="smtp") == 0
+    # Accepted at the MX, then one refused at the end of DATA (552: over max_message_size).
+    server.deliver("alice@example.org", "counted")
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+        client.ehlo("client.test")
+        assert client.mail("friend@example.net")[0] == 250
+        assert client.rcpt("alice@example.org")[0] == 250
+        code, _ = client.data(b"Subject: big\r\n\r\n" + (b"x" * 80 + b"\r\n") * 200)
+        assert code == 552
+    # Submitted to a domain no DNS answers for: the queue defers it.
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        client.login("alice@example.org", TEST_PASSWORD)
+        client.sendmail("alice@example.org", ["bob@elsewhere.test"], b"Subject: out\r\n\r\nhi\r\n")
+    # Wrong passwords, one per protocol (the default auth.free_failures lets a fourth through,
+    # then throttles the address); a second IMAP session held open while scraping.
+    with pytest.raises(imaplib.IMAP4.error):
+        imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30).login(
+            "alice@example.org", "wrong password"
+        )
+    held = imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30)
+    try:
+        during = scrape(server)
+        assert value(during, "pillarbox_sessions_active", protocol="imap") == 1
+    finally:
+        held.logout()
+    # A wrong password over SMTP AUTH and over POP3.
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        client.ehlo("client.test")
+        client.user, client.password = "alice@example.org", "wrong password"
+        with pytest.raises(smtplib.SMTPAuthenticationError):  # one AUTH (login() tries all)
+            client.auth("PLAIN", client.auth_plain)
+    pop = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=30)
+    try:
+        pop.user("alice@example.org")
+        with pytest.raises(poplib.error_proto):
+            pop.pass_("wrong password")
+    finally:
+        pop.quit()
+    with socket.create_connection(("127.0.0.1", server.port("managesieve")), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        while not reader.readline().startswith(b"OK"):
+            pass
+        plain = base64.b64encode(b"\0alice@example.org\0wrong password").decode()
+        sock.sendall(f'AUTHENTICATE "PLAIN" "{plain}"\r\n'.encode())
+        assert reader.readline().startswith(b"NO")
+    # The address is throttled now: the next login is refused before its password is checked.
+    with pytest.raises(imaplib.IMAP4.error):
+        imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30).login(
+            "alice@example.org", "wrong password"
+        )
+
+    def deferred() -> Samples | None:
+        # The queue gauges are read at most once a second: they may lag the counter.
+        now = scrape(server)
+        attempts = moved(before, now, "pillarbox_delivery_attempts_total", result="deferred")
+        waiting = value(now, "pillarbox_queue_recipients", state="deferred")
+        return now if attempts >= 1 and waiting else None
+
+    after = wait_for(deferred, "the queue's first attempt counted as deferred")
+    smtp = {"listener": "smtp"}
+    assert moved(before, after, "pillarbox_sessions_total", **smtp) == 2
+    assert moved(before, after, "pillarbox_sessions_total", listener="submission") == 2
+    assert moved(before, after, "pillarbox_sessions_total", listener="imap") == 3
+    messages = "pillarbox_smtp_messages_total"
+    assert moved(before, after, messages, outcome="accepted", **smtp) == 1
+    assert moved(before, after, messages, outcome="refused_5xx", **smtp) == 1
+    assert moved(before, after, messages, outcome="refused_4xx", **smtp) == 0
+    assert moved(before, after, messages, outcome="accepted", listener="submission") == 1
+    assert moved(before, after, "pillarbox_smtp_data_seconds_count", **smtp) == 1
+    assert moved(before, after, "pillarbox_policy_verdicts_total", action="inbox") == 1
+    failures = "pillarbox_auth_failures_total"
+    assert moved(before, after, failures, protocol="imap", reason="credentials") == 1
+    assert moved(before, after, failures, protocol="smtp", reason="credentials") == 1
+    assert moved(before, after, failures, protocol="pop3", reason="credentials") == 1
+    assert moved(before, after, failures, protocol="imap", reason="rate_limited") == 1
+    assert moved(before, after, failures, protocol="managesieve", reason="credentials") == 1
+    assert moved(before, after, "pillarbox_delivery_attempts_total", result="delivered") == 0
+    assert value(after, "pillarbox_queue_messages") == 1
+    assert value(after, "pillarbox_queue_recipients", state="deferred") == 1
+    assert value(after, "pillarbox_queue_recipients", state="pending") == 0
+    assert value(after, "pillarbox_queue_oldest_message_age_seconds") >= 0
+    assert value(after, "pillarbox_sessions_active", protocol="imap") == 0
+    assert value(after, "process_cpu_seconds_total") > 0  # prometheus_client's collectors
+
+
+def test_the_endpoint_asks_for_credentials(server: LiveServer) -> None:
+    status, headers, _ = _get(server)
+    assert status == 401
+    assert headers["www-authenticate"].startswith('Bearer realm="pillarbox metrics"')
+    assert _get(server, Authorization="Bearer not-the-token")[0] == 401
+    assert _get(server, Authorization=f"Bearer {TOKEN}x")[0] == 401
+    basic = base64.b64encode(f"prometheus:{BASIC_PASSWORD}".encode()).decode()
+    assert _get(server, Authorization=f"Basic {basic}")[0] == 200
+    wrong_user = base64.b64encode(f"admin:{BASIC_PASSWORD}".encode()).decode()
+    assert _get(server, Authorization=f"Basic {wrong_user}")[0] == 401
+    assert _get(server, Authorization="Basic !!!")[0] == 401
+    token = {"Authorization": f"Bearer {TOKEN}"}
+    assert _get(server, "/", **token)[0] == 404
+    assert _get(server, method="POST", **token)[0] == 405
+    status, headers, body = _get(server, method="HEAD", **token)
+    assert (status, body) == (200, "")
+    assert int(headers["content-length"]) > 0
+
+
+def test_an_oversized_request_head_is_refused(server: LiveServer) -> None:
+    status, _, _ = _get(server, Authorization=f"Bearer {TOKEN}", Padding="x" * 20_000)
+    assert status == 431
+
+
+def test_keep_alive_serves_several_scrapes(server: LiveServer) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port("metrics"), timeout=30)
+    try:
+        for _ in range(3):
+            connection.request("GET", "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+            response = connection.getresponse()
+            assert response.status == 200
+            assert b"pillarbox_sessions_total" in response.read()
+    finally:
+        connection.close()
+
+
+def test_the_endpoint_is_listed_without_tls(server: LiveServer) -> None:
+    lines = server.server.endpoints()
+    assert f"metrics      127.0.0.1:{server.port('metrics')}" in lines
+
+
+def test_a_stalled_scraper_is_cut_off_and_others_still_served(tmp_path: Path) -> None:
+    """Connections that send nothing hold their slots only until request_timeout; past the
+    per-address limit (4) a connection is answered 503 at once; a good scrape still works."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "metrics"),
+        metrics=cfg.MetricsSection(request_timeout=0.5),
+    )
+    with LiveServer(config) as live:
+        port = live.port("metrics")
+        stalled = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(4)]
+        try:
+            stalled[0].sendall(b"GET /metr")  # half a request line, never finished
+
+            def answered_busy() -> bytes | None:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as extra:
+                    reply = extra.recv(4096)
+                return reply if reply.startswith(b"HTTP/1.1 503") else None
+
+            # The four are admitted once the server has accepted them; then a fifth is refused.
+            wait_for(answered_busy, "a fifth connection from one address answered 503")
+            for sock in stalled:
+                assert sock.recv(4096) == b""  # closed by the server, with no answer
+        finally:
+            for sock in stalled:
+                sock.close()
+        status, _, body = _get(live)  # no credentials configured: none needed
+        assert status == 200
+        refused = value(parse(body), "pillarbox_connections_refused_total", listener="metrics")
+        assert refused >= 1
+
+
+def test_a_failed_starttls_handshake_is_counted(server: LiveServer) -> None:
+    before = scrape(server)
+    with socket.create_connection(("127.0.0.1", server.port("smtp")), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO client.test\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"STARTTLS\r\n")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"this is no TLS ClientHello\r\n" * 4)
+        assert reader.read() == b""  # the server gives up on the handshake and closes
+
+    def counted() -> Samples | None:
+        now = scrape(server)
+        failures = moved(before, now, "pillarbox_tls_handshake_failures_total", listener="smtp")
+        return now if failures == 1 else None
+
+    after = wait_for(counted, "the failed handshake counted")
+    assert moved(before, after, "pillarbox_tls_handshake_failures_total", listener="imap") == 0
+
+
+def test_lmtp_messages_are_counted_on_their_listener(tmp_path: Path) -> None:
+    """An LMTP transaction is one message: accepted when any recipient took it, else
+    refused by its first recipient's reply."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("lmtp", "metrics"),
+        metrics=cfg.MetricsSection(bearer_token=TOKEN),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account("alice@example.org", TEST_PASSWORD)
+        live.add_account("full@example.org", TEST_PASSWORD, quota_bytes=100)
+        before = scrape(live)
+        message = b"From: a@example.net\r\nSubject: lmtp\r\n\r\n" + b"x" * 500 + b"\r\n"
+        with smtplib.LMTP("127.0.0.1", live.port("lmtp")) as client:
+            assert client.ehlo("front.example")[0] == 250  # LHLO
+            # smtplib reads one reply after the data; LMTP sends one per recipient.
+            assert client.mail("a@example.net")[0] == 250
+            assert client.rcpt("alice@example.org")[0] == 250
+            assert client.rcpt("full@example.org")[0] == 250
+            assert [client.data(message)[0], client.getreply()[0]] == [250, 452]
+            assert client.mail("a@example.net")[0] == 250
+            assert client.rcpt("full@example.org")[0] == 250
+            assert client.data(message)[0] == 452
+        after = scrape(live)
+    messages = "pillarbox_smtp_messages_total"
+    assert moved(before, after, messages, listener="lmtp", outcome="accepted") == 1
+    assert moved(before, after, messages, listener="lmtp", outcome="refused_4xx") == 1
+    assert moved(before, after, "pillarbox_smtp_data_seconds_count", listener="lmtp") == 2
