@@ -482,6 +482,19 @@ ALTER TABLE queue_recipients ADD COLUMN filed_spam boolean NOT NULL DEFAULT fals
 ALTER TABLE queue_recipients ADD COLUMN filed_fields bytea;
 """
 
+# ACME DNS-01 challenge records (RFC 8555 §8.4, queries in .acmedata): TXT values the
+# authoritative DNS server publishes in a hosted domain's zone while an attempt lasts.
+_V12_SQL = r"""
+CREATE TABLE acme_challenges (
+    domain text NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    name text NOT NULL,
+    value text NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (name, value)
+);
+CREATE INDEX acme_challenges_domain ON acme_challenges(domain);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -498,6 +511,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "Sieve filter scripts", _V9_SQL),
     Migration(10, "TLS-RPT session results kept for reports", _V10_SQL),
     Migration(11, "queued local recipients keep the policy's decision", _V11_SQL),
+    Migration(12, "ACME DNS-01 challenge records", _V12_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -72,7 +72,15 @@ from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
-from pillarbox.store.postgres import accountdata, dmarcdata, notify, sievedata, spamdata, tlsdata
+from pillarbox.store.postgres import (
+    accountdata,
+    acmedata,
+    dmarcdata,
+    notify,
+    sievedata,
+    spamdata,
+    tlsdata,
+)
 from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
@@ -83,6 +91,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    AcmeChallengeRecord,
     ActivityCounts,
     Alias,
     AttemptOutcome,
@@ -1484,6 +1493,16 @@ class PostgresStore:
         await self._write(
             lambda conn, _: accountdata.retire_dkim_key(conn, domain, selector, _utc(when))
         )
+
+    # -- ACME DNS-01 challenge records (see .acmedata) ------------------------------------------
+    async def add_acme_challenge(self, record: AcmeChallengeRecord) -> None:
+        await self._write(lambda conn, _: acmedata.add_challenge(conn, record))
+
+    async def remove_acme_challenge(self, name: str, value: str) -> None:
+        await self._write(lambda conn, _: acmedata.remove_challenge(conn, name, value))
+
+    async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
+        return await self._read(lambda conn: acmedata.list_challenges(conn, domain, _utc(now)))
 
     # -- spam filter (see .spamdata) -------------------------------------------------------------
     async def spam_model(

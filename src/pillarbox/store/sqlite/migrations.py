@@ -458,6 +458,19 @@ ALTER TABLE queue_recipients ADD COLUMN filed_spam INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE queue_recipients ADD COLUMN filed_fields BLOB;
 """
 
+# ACME DNS-01 challenge records (RFC 8555 §8.4, queries in .acmedata): TXT values the
+# authoritative DNS server publishes in a hosted domain's zone while an attempt lasts.
+_V17_SQL = r"""
+CREATE TABLE acme_challenges (
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (name, value)
+) WITHOUT ROWID;
+CREATE INDEX acme_challenges_domain ON acme_challenges(domain);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -475,6 +488,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "Sieve filter scripts", _V14_SQL),
     Migration(15, "TLS-RPT session results kept for reports", _V15_SQL),
     Migration(16, "queued local recipients keep the policy's decision", _V16_SQL),
+    Migration(17, "ACME DNS-01 challenge records", _V17_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -68,7 +68,15 @@ from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
-from pillarbox.store.sqlite import dkimkeys, dmarcdata, sievedata, spamdata, tlsdata, webdata
+from pillarbox.store.sqlite import (
+    acmedata,
+    dkimkeys,
+    dmarcdata,
+    sievedata,
+    spamdata,
+    tlsdata,
+    webdata,
+)
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
@@ -79,6 +87,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    AcmeChallengeRecord,
     ActivityCounts,
     Alias,
     AttemptOutcome,
@@ -1389,6 +1398,16 @@ class SqliteStore:
 
     async def retire_dkim_key(self, domain: str, selector: str, when: datetime) -> None:
         await self._write(lambda conn, fx: dkimkeys.retire_key(conn, domain, selector, when))
+
+    # -- ACME DNS-01 challenge records (see .acmedata) --------------------------------------------
+    async def add_acme_challenge(self, record: AcmeChallengeRecord) -> None:
+        await self._write(lambda conn, fx: acmedata.add_challenge(conn, record))
+
+    async def remove_acme_challenge(self, name: str, value: str) -> None:
+        await self._write(lambda conn, fx: acmedata.remove_challenge(conn, name, value))
+
+    async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
+        return await self._read(lambda conn: acmedata.list_challenges(conn, domain, now))
 
     # -- spam filter (see .spamdata) ---------------------------------------------------------------
     async def spam_model(
