@@ -177,7 +177,7 @@ class TlsSection:
     min_version: Literal["TLSv1.2", "TLSv1.3"] = _f("TLSv1.2", "Lowest TLS version accepted.")
     acme: bool = _f(
         False,
-        "Obtain and renew the certificate from an ACME CA (RFC 8555, HTTP-01); excludes `cert`/`key`.",
+        "Obtain and renew the certificate from an ACME CA (RFC 8555); excludes `cert`/`key`.",
     )
     acme_directory: str = _f(
         LETS_ENCRYPT_DIRECTORY,
@@ -186,7 +186,12 @@ class TlsSection:
     )
     acme_email: str = _f("", "Contact address given to the CA for expiry and policy notices.")
     acme_names: tuple[str, ...] = _f(
-        (), "Host names the certificate covers (DNS must point them here); empty: server.hostname."
+        (),
+        "Host names the certificate covers (DNS must point them here; wildcards like '*.example.org' need dns-01); empty: server.hostname.",
+    )
+    acme_challenges: tuple[Literal["http-01", "dns-01"], ...] = _f(
+        ("http-01",),
+        "Challenge types to answer, in order of preference: 'http-01' (port 80 reachable), 'dns-01' (a TXT record in our own authoritative DNS server, which must serve the name's hosted domain).",
     )
     acme_renew_days: int = _f(30, "Renew when fewer than this many days of validity remain.")
     acme_ca_bundle: str = _f(
@@ -871,7 +876,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("managesieve.max_skip", "must be 0 or more")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
-    _validate_acme(config.tls, config.server.hostname)
+    _validate_acme(config.tls, config.server.hostname, config.dns)
     if config.auth.free_failures >= config.auth.lockout_failures:
         raise ConfigError("auth.free_failures", "must be smaller than auth.lockout_failures")
     if not config.queue.retry_schedule:
@@ -903,7 +908,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("tls_reports.from_address", "needs an address when reports are enabled")
 
 
-def _validate_acme(tls: TlsSection, hostname: str) -> None:
+def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection) -> None:
     if not tls.acme:
         return
     if tls.cert:
@@ -917,9 +922,22 @@ def _validate_acme(tls: TlsSection, hostname: str) -> None:
             raise ConfigError(f"tls.{key}", f"must be positive, got {getattr(tls, key)}")
     if not 0 <= tls.acme_http_port <= 65535:
         raise ConfigError("tls.acme_http_port", f"must be 0–65535, got {tls.acme_http_port}")
+    if not tls.acme_challenges:
+        raise ConfigError("tls.acme_challenges", "needs at least one challenge type")
+    if len(set(tls.acme_challenges)) != len(tls.acme_challenges):
+        raise ConfigError("tls.acme_challenges", "names a challenge type twice")
+    dns01 = "dns-01" in tls.acme_challenges
+    if dns01 and not dns.authoritative_enabled:
+        # The built-in path is the only one: the TXT record is published by our own server.
+        raise ConfigError(
+            "tls.acme_challenges",
+            "dns-01 needs [dns] authoritative_enabled: the TXT record is published by "
+            "Pillarbox's own authoritative DNS server",
+        )
     key = "tls.acme_names" if tls.acme_names else "server.hostname"
     try:
-        acme_names(tls.acme_names, hostname)
+        # RFC 8555 §7.1.3, §8.4: only dns-01 proves a wildcard.
+        acme_names(tls.acme_names, hostname, wildcards=dns01)
     except InvalidName as exc:
         raise ConfigError(key, str(exc)) from None
 
