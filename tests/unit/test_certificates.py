@@ -200,8 +200,8 @@ def test_acme_config_checks() -> None:
 def test_wildcards_need_dns01_and_dns01_our_authoritative_server() -> None:
     dns = cfg.DnsSection(authoritative_enabled=True)
     wildcard = {"acme_names": ("mail.example.org", "*.example.org")}
-    for challenges in (("dns-01",), ("http-01", "dns-01")):
-        config = dataclasses.replace(acme_config(acme_challenges=challenges, **wildcard), dns=dns)
+    for preference in (("dns-01",), ("http-01", "dns-01")):
+        config = dataclasses.replace(acme_config(acme_challenges=preference, **wildcard), dns=dns)
         cfg._validate(config)
     # RFC 8555 §8.3: HTTP-01 cannot prove a wildcard; the dotted key names the culprit.
     http_only = dataclasses.replace(acme_config(**wildcard), dns=dns)
