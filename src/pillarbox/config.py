@@ -191,7 +191,18 @@ class TlsSection:
     )
     acme_challenges: tuple[Literal["http-01", "dns-01"], ...] = _f(
         ("http-01",),
-        "Challenge types to answer, in order of preference: 'http-01' (port 80 reachable), 'dns-01' (a TXT record in our own authoritative DNS server, which must serve the name's hosted domain).",
+        "Challenge types to answer, in order of preference: 'http-01' (port 80 reachable), 'dns-01' (a TXT record published by our own authoritative DNS server for a hosted domain's zone, else by acme_dns_hook).",
+    )
+    acme_dns_hook: tuple[str, ...] = _f(
+        (),
+        "For dns-01 in zones our DNS server does not serve: an executable (absolute path) and fixed arguments, run without a shell with the record name and TXT value appended (also in PILLARBOX_ACME_RECORD/_VALUE, CERTBOT_DOMAIN/_VALIDATION); it must exit 0 once the record is published.",
+    )
+    acme_dns_cleanup_hook: tuple[str, ...] = _f(
+        (),
+        "Run like acme_dns_hook after the attempt, to remove the record (empty: not removed).",
+    )
+    acme_dns_hook_timeout: float = _f(
+        120.0, "Seconds a dns hook may run before it is killed and the attempt fails."
     )
     acme_renew_days: int = _f(30, "Renew when fewer than this many days of validity remain.")
     acme_ca_bundle: str = _f(
@@ -926,13 +937,21 @@ def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection) -> None:
         raise ConfigError("tls.acme_challenges", "needs at least one challenge type")
     if len(set(tls.acme_challenges)) != len(tls.acme_challenges):
         raise ConfigError("tls.acme_challenges", "names a challenge type twice")
+    for key in ("acme_dns_hook", "acme_dns_cleanup_hook"):
+        command = getattr(tls, key)
+        if command and not command[0].startswith("/"):
+            # Run without a shell or a PATH search: the administrator names the very file.
+            raise ConfigError(f"tls.{key}", f"the command must be an absolute path: {command[0]!r}")
+    if tls.acme_dns_cleanup_hook and not tls.acme_dns_hook:
+        raise ConfigError("tls.acme_dns_cleanup_hook", "needs tls.acme_dns_hook")
+    if tls.acme_dns_hook_timeout <= 0:
+        raise ConfigError("tls.acme_dns_hook_timeout", "must be positive")
     dns01 = "dns-01" in tls.acme_challenges
-    if dns01 and not dns.authoritative_enabled:
-        # The built-in path is the only one: the TXT record is published by our own server.
+    if dns01 and not (dns.authoritative_enabled or tls.acme_dns_hook):
         raise ConfigError(
             "tls.acme_challenges",
-            "dns-01 needs [dns] authoritative_enabled: the TXT record is published by "
-            "Pillarbox's own authoritative DNS server",
+            "dns-01 needs [dns] authoritative_enabled (our own DNS server publishes the TXT "
+            "record) or tls.acme_dns_hook (a command publishes it elsewhere)",
         )
     key = "tls.acme_names" if tls.acme_names else "server.hostname"
     try:

@@ -8,11 +8,12 @@ import dataclasses
 import datetime
 import stat
 from pathlib import Path
+from typing import Any
 
 import httpx
 import josepy
 import pytest
-from acme import challenges
+from acme import challenges, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,6 +34,7 @@ from pillarbox.certificates import (
     retry_delay,
 )
 from pillarbox.errors import ConfigError, InvalidName
+from pillarbox.net.acme import AcmeError, choose_challenge
 from pillarbox.web.acme import challenge_app
 
 #: The modulus of the RSA key of RFC 7638 §3.1 (base64url).
@@ -215,6 +217,71 @@ def test_wildcards_need_dns01_and_dns01_our_authoritative_server() -> None:
         with pytest.raises(ConfigError) as raised:
             cfg._validate(dataclasses.replace(odd, dns=dns))
         assert raised.value.key == "tls.acme_names", name
+
+
+def test_dns_hooks_config() -> None:
+    hook = {"acme_challenges": ("dns-01",), "acme_names": ("*.example.org",)}
+    # A hook alone (zones served elsewhere) is enough for dns-01.
+    cfg._validate(acme_config(acme_dns_hook=("/usr/local/bin/dns-hook", "add"), **hook))
+    bad = [
+        ({"acme_dns_hook": ("dns-hook",)}, "tls.acme_dns_hook"),  # no PATH search
+        ({"acme_dns_hook": ("/x",), "acme_dns_cleanup_hook": ("rm",)}, "tls.acme_dns_cleanup_hook"),
+        ({"acme_dns_cleanup_hook": ("/x",)}, "tls.acme_dns_cleanup_hook"),  # without a hook
+        ({"acme_dns_hook": ("/x",), "acme_dns_hook_timeout": 0.0}, "tls.acme_dns_hook_timeout"),
+    ]
+    for settings, key in bad:
+        with pytest.raises(ConfigError) as raised:
+            cfg._validate(acme_config(**hook, **settings))
+        assert raised.value.key == key, settings
+
+
+def test_challenge_choice_per_authorization() -> None:
+    """The first type of the preference the CA offers and we can answer: http-01 never for a
+    wildcard, dns-01 only where a zone (ours, or the hook's) takes the record."""
+    key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+    def authorization(name: str, *types: type[challenges.Challenge], wildcard: bool = False) -> Any:
+        bodies = [
+            messages.ChallengeBody(
+                chall=kind(token=b"t" * 32),
+                uri=f"https://ca.test/{i}",
+                status=messages.STATUS_PENDING,
+            )
+            for i, kind in enumerate(types)
+        ]
+        identifier = messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name)
+        return messages.Authorization(
+            identifier=identifier, challenges=bodies, wildcard=wildcard or None
+        )
+
+    both = (challenges.HTTP01, challenges.DNS01)
+    ours = {"example.org": "example.org", "mail.example.org": "example.org"}
+    chosen = choose_challenge(
+        authorization("mail.example.org", *both), key, ("http-01", "dns-01"), ours
+    )
+    assert chosen.record is None and chosen.body.chall.typ == "http-01"
+    assert chosen.key_authorization.partition(".")[0] == chosen.token  # RFC 8555 §8.1
+    chosen = choose_challenge(
+        authorization("mail.example.org", *both), key, ("dns-01", "http-01"), ours
+    )
+    assert chosen.record is not None
+    assert chosen.record.name == "_acme-challenge.mail.example.org"
+    assert chosen.record.domain == "example.org"
+    assert chosen.record.value == dns01_txt_value(chosen.key_authorization)
+    # A wildcard skips http-01 whatever the order.
+    wildcard = authorization("example.org", challenges.DNS01, wildcard=True)
+    chosen = choose_challenge(wildcard, key, ("http-01", "dns-01"), ours)
+    assert chosen.record is not None and chosen.record.name == "_acme-challenge.example.org"
+    # Nothing answerable: the reasons, one per type tried.
+    with pytest.raises(AcmeError) as raised:
+        choose_challenge(wildcard, key, ("http-01", "dns-01"), {})
+    assert "*.example.org" in str(raised.value)
+    assert "the CA offers no http-01" in str(raised.value)
+    assert "dns-01 needs our DNS server to serve _acme-challenge.example.org" in str(raised.value)
+    with pytest.raises(AcmeError, match="cannot prove a wildcard"):
+        choose_challenge(
+            authorization("example.org", *both, wildcard=True), key, ("http-01",), ours
+        )
 
 
 def test_acme_challenges_from_toml(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ import dns.exception
 import dns.message
 import dns.rdatatype
 
+from pillarbox.certificates import DNS01_LABEL
 from pillarbox.dns.hosted import CHALLENGE_CACHE_SECONDS, HostedZones
 from pillarbox.store.interface import Store
 from pillarbox.store.types import AcmeChallengeRecord
@@ -48,11 +49,17 @@ class NotAnswerable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ChallengeRecord:
-    """One DNS-01 answer: ``value`` under ``name`` in the zone of the hosted ``domain``."""
+    """One DNS-01 answer: ``value`` under ``name`` in the zone of the hosted ``domain`` (empty
+    for a zone served elsewhere, where the administrator's hook publishes it)."""
 
     domain: str
     name: str
     value: str
+
+    @property
+    def identifier(self) -> str:
+        """The name being validated (RFC 8555 §8.4: the record is ``_acme-challenge.<it>``)."""
+        return self.name.removeprefix(DNS01_LABEL + ".")
 
 
 def _query_address(host: str) -> str:

@@ -76,6 +76,7 @@ from pillarbox.certificates import (
 from pillarbox.config import Config, TlsSection
 from pillarbox.dns.acmerecords import AcmeChallengeRecords, ChallengeRecord, NotAnswerable
 from pillarbox.errors import PillarboxError, StorageError
+from pillarbox.net.acmehook import HookFailed, run_hook
 from pillarbox.observability.log import Log
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
@@ -175,6 +176,8 @@ def _account_key(path: Path) -> JWKEC:
 
 HTTP01 = "http-01"
 DNS01 = "dns-01"
+#: The ``domain`` of a dns-01 record our DNS server does not serve: ``acme_dns_hook`` publishes it.
+EXTERNAL_ZONE = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +232,7 @@ def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.Clien
     return acme
 
 
-def _choose(
+def choose_challenge(
     authorization: messages.Authorization,
     account_key: JWKEC,
     preference: tuple[str, ...],
@@ -250,7 +253,7 @@ def _choose(
         elif kind == DNS01 and name not in dns_domains:
             reasons.append(
                 f"dns-01 needs our DNS server to serve {dns01_record_name(name)} "
-                "(no hosted domain's zone holds it)"
+                "(no hosted domain's zone holds it) or tls.acme_dns_hook"
             )
         else:
             response, _ = body.response_and_validation(account_key)
@@ -283,7 +286,9 @@ def _place_order(
     for authorization in order.authorizations:
         if authorization.body.status == messages.STATUS_VALID:
             continue  # RFC 8555 §7.1.3: the CA may reuse an authorization already proven
-        prepared.append(_choose(authorization.body, account_key, tls.acme_challenges, dns_domains))
+        prepared.append(
+            choose_challenge(authorization.body, account_key, tls.acme_challenges, dns_domains)
+        )
     return _Order(acme, order, tuple(prepared), key_pem)
 
 
@@ -416,17 +421,12 @@ class CertificateManager:
             _place_order, self._tls, self._ca_bundle, names, self.files.account_key, dns_domains
         )
         stop = threading.Event()
+        published: list[ChallengeRecord] = []
         try:
             for challenge in placed.challenges:
                 if challenge.record is None:
                     self._responses[challenge.token] = challenge.key_authorization
-            if placed.records:
-                assert self.dns_records is not None  # dns_domains was empty otherwise
-                log.info("publishing dns-01 records", records=len(placed.records))
-                try:
-                    await self.dns_records.publish_and_wait(placed.records, self._tls.acme_timeout)
-                except NotAnswerable as exc:
-                    raise AcmeError(str(exc)) from None
+            await self._publish(placed.records, published)
             chain = await run_blocking(_finish_order, placed, self._tls.acme_timeout, stop)
         except asyncio.CancelledError:
             stop.set()
@@ -434,7 +434,7 @@ class CertificateManager:
         finally:
             for challenge in placed.challenges:
                 self._responses.pop(challenge.token, None)
-            await self._withdraw(placed.records)
+            await self._withdraw(published)
         facts = certificate_facts(chain)
         await run_blocking(self._store, placed.key_pem, chain)
         try:
@@ -451,27 +451,67 @@ class CertificateManager:
         return facts
 
     async def _dns_domains(self) -> dict[str, str]:
-        """Identifier → hosted domain whose zone our DNS server holds its dns-01 record in,
-        for the names dns-01 can answer (none when dns-01 is not wanted)."""
-        if DNS01 not in self._tls.acme_challenges or self.dns_records is None:
+        """Identifier → where dns-01 can publish its record: the hosted domain whose zone our
+        DNS server holds it in, else "" for the hook (``acme_dns_hook``); identifiers neither
+        can serve are left out (none at all when dns-01 is not wanted)."""
+        if DNS01 not in self._tls.acme_challenges:
             return {}
         found: dict[str, str] = {}
         for name in self._names:
             identifier = acme_identifier(name)
-            domain = await self.dns_records.hosted_domain_of(dns01_record_name(identifier))
+            domain = None
+            if self.dns_records is not None:
+                domain = await self.dns_records.hosted_domain_of(dns01_record_name(identifier))
             if domain is not None:
                 found[identifier] = domain
+            elif self._tls.acme_dns_hook:
+                found[identifier] = EXTERNAL_ZONE
         return found
 
-    async def _withdraw(self, records: tuple[ChallengeRecord, ...]) -> None:
-        """Withdraw an attempt's dns-01 records; one the store cannot remove now lapses at its
-        expiry (a warning, not the attempt's failure)."""
-        if not records or self.dns_records is None:
+    async def _publish(
+        self, records: tuple[ChallengeRecord, ...], published: list[ChallengeRecord]
+    ) -> None:
+        """Publish the dns-01 records (ours through our DNS server, others by the hook), each
+        added to ``published`` as it goes out; return once all are answerable (RFC 8555 §8.4)."""
+        if not records:
             return
-        try:
-            await asyncio.shield(self.dns_records.withdraw(records))
-        except (StorageError, asyncio.CancelledError) as exc:
-            self._log.warning("dns-01 records left to expire", error=str(exc) or type(exc).__name__)
+        ours = tuple(r for r in records if r.domain != EXTERNAL_ZONE)
+        self._log.info(
+            "publishing dns-01 records", records=len(records), by_hook=len(records) - len(ours)
+        )
+        for record in records:
+            if record.domain == EXTERNAL_ZONE:
+                published.append(record)  # a hook that fails halfway may have published it
+                try:
+                    await run_hook(self._tls.acme_dns_hook, record, self._tls.acme_dns_hook_timeout)
+                except HookFailed as exc:
+                    raise AcmeError(f"dns hook for {record.name}: {exc}") from None
+        if ours:
+            assert self.dns_records is not None  # no hosted domain was found otherwise
+            published.extend(ours)
+            try:
+                await self.dns_records.publish_and_wait(ours, self._tls.acme_timeout)
+            except NotAnswerable as exc:
+                raise AcmeError(str(exc)) from None
+
+    async def _withdraw(self, records: list[ChallengeRecord]) -> None:
+        """Withdraw an attempt's dns-01 records; one that cannot be removed now is logged (ours
+        lapse at their expiry) and does not fail the attempt."""
+        ours = tuple(r for r in records if r.domain != EXTERNAL_ZONE)
+        if ours and self.dns_records is not None:
+            try:
+                await asyncio.shield(self.dns_records.withdraw(ours))
+            except (StorageError, asyncio.CancelledError) as exc:
+                reason = str(exc) or type(exc).__name__
+                self._log.warning("dns-01 records left to expire", error=reason)
+        cleanup = self._tls.acme_dns_cleanup_hook
+        for record in records:
+            if record.domain != EXTERNAL_ZONE or not cleanup:
+                continue
+            try:
+                await run_hook(cleanup, record, self._tls.acme_dns_hook_timeout)
+            except HookFailed as exc:
+                self._log.warning("dns cleanup hook failed", record=record.name, error=str(exc))
 
     def _store(self, key_pem: bytes, chain: bytes) -> None:
         write_atomically(self.files.key, key_pem, 0o600)
