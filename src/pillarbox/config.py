@@ -211,7 +211,7 @@ class TlsSection:
     )
     acme_challenge_listener: bool = _f(
         True,
-        "Answer HTTP-01 challenges on a listener of their own; false: only the web listener answers them (it must then be reachable on port 80).",
+        "Answer HTTP-01 challenges on a listener of their own (started only when acme_challenges has http-01); false: only the web listener answers them (it must then be reachable on port 80).",
     )
     acme_http_address: str = _f("::", "Address of the HTTP-01 challenge listener.")
     acme_http_port: int = _f(

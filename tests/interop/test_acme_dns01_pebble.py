@@ -25,6 +25,7 @@ from pillarbox import provisioning
 from pillarbox.dns.acmerecords import txt_values
 from pillarbox.store.open import open_store
 from pillarbox.testing import pebble as pebble_server
+from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 from pillarbox.testing.pebble import Pebble, presented_certificate
 from pillarbox.testing.polling import wait_for
@@ -124,6 +125,14 @@ def test_wildcard_certificate_through_our_own_dns_server(
         with pytest.raises(ssl.SSLCertVerificationError):
             presented_certificate(server.port("imaps"), pebble.root_pem, f"a.b.{DOMAIN}")
         assert attempt_status(config)["result"] == "ok"
+        config_path = tmp_path / "pillarbox.toml"
+        config_path.write_text(cfg.render_toml(config))
+        status = run_pillarbox(tmp_path, "tls", "status", "--json")
+        assert status.returncode == 0, status.stderr
+        shown = json.loads(status.stdout)
+        assert shown["source"] == "acme" and shown["serial"] == f"{manager.facts.serial:x}"
+        assert shown["acme"]["names"] == [HOST, WILDCARD]
+        assert shown["acme"]["challenges"] == ["dns-01"]
 
         # Both authorizations were answered with DNS-01 records (Pebble logs no challenge
         # types; nothing listens on its HTTP-01 port anyway).
