@@ -13,13 +13,14 @@ Implementation notes:
   attempt removes its tokens when it ends.
 - **Challenge choice** (``[tls] acme_challenges``, in order of preference), per authorization:
   http-01 for a name that is not a wildcard; dns-01 when our authoritative DNS server serves the
-  hosted domain whose zone holds ``_acme-challenge.<name>``. A wildcard's authorization is for
-  its base name and only dns-01 can prove it (RFC 8555 §7.1.3, §8.4). No choice left fails the
-  attempt naming the name.
-- **DNS-01 answers** are TXT records published through the store in that zone
+  hosted domain whose zone holds ``_acme-challenge.<name>``, or else when ``acme_dns_hook`` is
+  set. A wildcard's authorization is for its base name and only dns-01 can prove it (RFC 8555
+  §7.1.3, §8.4). No choice left fails the attempt naming the name and each type's reason.
+- **DNS-01 answers** in our zones are TXT records published through the store
   (:mod:`pillarbox.dns.acmerecords`), so every node's DNS server serves them; the CA is told to
-  validate only once our own server answers them (§8.4), and they are withdrawn when the
-  attempt ends, validated or not.
+  validate only once our own server answers them (§8.4). Elsewhere the administrator's command
+  publishes them (:mod:`pillarbox.net.acmehook`) and must return once they are visible. Either
+  way they are withdrawn when the attempt ends, validated or not.
 - **Files** under ``data_dir/tls/acme/``: ``account.key`` and ``key.pem`` (mode 0600),
   ``cert.pem`` (leaf and chain), ``cert.directory`` (the CA directory it came from: a
   certificate from another directory, say staging's, is replaced at once), ``status.json``
@@ -355,6 +356,7 @@ _ATTEMPT_ERRORS = (
     requests.RequestException,
     OSError,
     ValueError,
+    StorageError,  # publishing dns-01 records
 )
 
 
@@ -477,7 +479,10 @@ class CertificateManager:
             return
         ours = tuple(r for r in records if r.domain != EXTERNAL_ZONE)
         self._log.info(
-            "publishing dns-01 records", records=len(records), by_hook=len(records) - len(ours)
+            "publishing dns-01 records",
+            names=",".join(r.name for r in records),
+            records=len(records),
+            by_hook=len(records) - len(ours),
         )
         for record in records:
             if record.domain == EXTERNAL_ZONE:
@@ -500,10 +505,10 @@ class CertificateManager:
         ours = tuple(r for r in records if r.domain != EXTERNAL_ZONE)
         if ours and self.dns_records is not None:
             try:
+                # Shielded: a stop arriving meanwhile does not cut the removal short.
                 await asyncio.shield(self.dns_records.withdraw(ours))
-            except (StorageError, asyncio.CancelledError) as exc:
-                reason = str(exc) or type(exc).__name__
-                self._log.warning("dns-01 records left to expire", error=reason)
+            except StorageError as exc:
+                self._log.warning("dns-01 records left to expire", error=str(exc))
         cleanup = self._tls.acme_dns_cleanup_hook
         for record in records:
             if record.domain != EXTERNAL_ZONE or not cleanup:
