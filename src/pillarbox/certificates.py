@@ -7,7 +7,9 @@ everything here is a pure function of its arguments (the clock is an argument to
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,24 +21,28 @@ MAX_LABEL = 63  # RFC 1035 §2.3.4
 _LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
-def acme_name(name: str) -> str:
-    """``name`` in canonical form (lowercase, no final dot) if an HTTP-01 certificate can be
-    issued for it, else :class:`InvalidName` saying why.
+def acme_name(name: str, *, wildcard: bool = False) -> str:
+    """``name`` in canonical form (lowercase, no final dot) if a certificate can be issued for
+    it, else :class:`InvalidName` saying why.
 
     A host name of letters, digits and hyphens (RFC 1123 §2.1), at least two labels (CAs do
-    not issue for single-label names), no IP literal (RFC 8738 validates those differently)
-    and no wildcard (RFC 8555 §8.3: HTTP-01 cannot prove a wildcard).
+    not issue for single-label names), no IP literal (RFC 8738 validates those differently).
+    A wildcard (``*.`` as the whole leftmost label, then a host name) only with ``wildcard``:
+    HTTP-01 cannot prove one (RFC 8555 §8.3), only DNS-01 can (§7.1.3, §8.4).
     """
     text = name.strip().rstrip(".").lower()
+    host = text
     if text.startswith("*."):
-        raise InvalidName(f"{name!r}: a wildcard cannot be validated over HTTP-01")
+        if not wildcard:
+            raise InvalidName(f"{name!r}: a wildcard can be validated only over dns-01")
+        host = text[2:]
     try:
-        ipaddress.ip_address(text)
+        ipaddress.ip_address(host)
     except ValueError:
         pass
     else:
         raise InvalidName(f"{name!r}: an IP address, not a host name")
-    labels = text.split(".")
+    labels = host.split(".")
     if len(labels) < 2:
         raise InvalidName(f"{name!r}: needs at least two labels (e.g. mail.example.org)")
     if len(text) > MAX_NAME or any(
@@ -51,11 +57,36 @@ def acme_name(name: str) -> str:
     return text
 
 
-def acme_names(configured: Iterable[str], hostname: str) -> tuple[str, ...]:
+def acme_names(
+    configured: Iterable[str], hostname: str, *, wildcards: bool = False
+) -> tuple[str, ...]:
     """The names to request, validated and without repeats: ``configured``, else the server's
-    own host name (the name every hosted domain's MX record points to)."""
+    own host name (the name every hosted domain's MX record points to); wildcards only with
+    ``wildcards`` (DNS-01 among the challenge types)."""
     wanted = tuple(configured) or (hostname,)
-    return tuple(dict.fromkeys(acme_name(name) for name in wanted))
+    return tuple(dict.fromkeys(acme_name(name, wildcard=wildcards) for name in wanted))
+
+
+def acme_identifier(name: str) -> str:
+    """The DNS identifier an authorization for ``name`` carries: a wildcard's is its base
+    domain, flagged ``"wildcard": true`` (RFC 8555 §7.1.3, §7.1.4)."""
+    return name[2:] if name.startswith("*.") else name
+
+
+#: RFC 8555 §8.4: the label a DNS-01 TXT record is published under.
+DNS01_LABEL = "_acme-challenge"
+
+
+def dns01_record_name(identifier: str) -> str:
+    """Owner name of the DNS-01 TXT record for an identifier (RFC 8555 §8.4)."""
+    return f"{DNS01_LABEL}.{identifier}"
+
+
+def dns01_txt_value(key_authorization: str) -> str:
+    """The DNS-01 TXT value: the base64url SHA-256 digest of the key authorization, without
+    padding (RFC 8555 §8.4; §8.1 defines the key authorization, ``token.thumbprint``)."""
+    digest = hashlib.sha256(key_authorization.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)

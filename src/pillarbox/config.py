@@ -200,7 +200,7 @@ class TlsSection:
     )
     acme: bool = _f(
         False,
-        "Obtain and renew the certificate from an ACME CA (RFC 8555, HTTP-01); excludes `cert`/`key`.",
+        "Obtain and renew the certificate from an ACME CA (RFC 8555); excludes `cert`/`key`.",
     )
     acme_directory: str = _f(
         LETS_ENCRYPT_DIRECTORY,
@@ -209,7 +209,23 @@ class TlsSection:
     )
     acme_email: str = _f("", "Contact address given to the CA for expiry and policy notices.")
     acme_names: tuple[str, ...] = _f(
-        (), "Host names the certificate covers (DNS must point them here); empty: server.hostname."
+        (),
+        "Host names the certificate covers (DNS must point them here; wildcards like '*.example.org' need dns-01); empty: server.hostname.",
+    )
+    acme_challenges: tuple[Literal["http-01", "dns-01"], ...] = _f(
+        ("http-01",),
+        "Challenge types to answer, in order of preference: 'http-01' (port 80 reachable), 'dns-01' (a TXT record published by our own authoritative DNS server for a hosted domain's zone, else by acme_dns_hook).",
+    )
+    acme_dns_hook: tuple[str, ...] = _f(
+        (),
+        "For dns-01 in zones our DNS server does not serve: an executable (absolute path) and fixed arguments, run without a shell with the record name and TXT value appended (also in PILLARBOX_ACME_RECORD/_VALUE, CERTBOT_DOMAIN/_VALIDATION); it must exit 0 once the record is published.",
+    )
+    acme_dns_cleanup_hook: tuple[str, ...] = _f(
+        (),
+        "Run like acme_dns_hook after the attempt, to remove the record (empty: not removed).",
+    )
+    acme_dns_hook_timeout: float = _f(
+        120.0, "Seconds a dns hook may run before it is killed and the attempt fails."
     )
     acme_renew_days: int = _f(30, "Renew when fewer than this many days of validity remain.")
     acme_ca_bundle: str = _f(
@@ -218,7 +234,7 @@ class TlsSection:
     )
     acme_challenge_listener: bool = _f(
         True,
-        "Answer HTTP-01 challenges on a listener of their own; false: only the web listener answers them (it must then be reachable on port 80).",
+        "Answer HTTP-01 challenges on a listener of their own (started only when acme_challenges has http-01); false: only the web listener answers them (it must then be reachable on port 80).",
     )
     acme_http_address: str = _f("::", "Address of the HTTP-01 challenge listener.")
     acme_http_port: int = _f(
@@ -1088,7 +1104,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("metrics.basic_auth_username", "needed with basic_auth_password")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
-    _validate_acme(config.tls, config.server.hostname)
+    _validate_acme(config.tls, config.server.hostname, config.dns)
     if config.auth.free_failures >= config.auth.lockout_failures:
         raise ConfigError("auth.free_failures", "must be smaller than auth.lockout_failures")
     if not config.queue.retry_schedule:
@@ -1133,7 +1149,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("tls_reports.from_address", "needs an address when reports are enabled")
 
 
-def _validate_acme(tls: TlsSection, hostname: str) -> None:
+def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection) -> None:
     if not tls.acme:
         return
     if tls.cert:
@@ -1147,9 +1163,30 @@ def _validate_acme(tls: TlsSection, hostname: str) -> None:
             raise ConfigError(f"tls.{key}", f"must be positive, got {getattr(tls, key)}")
     if not 0 <= tls.acme_http_port <= 65535:
         raise ConfigError("tls.acme_http_port", f"must be 0–65535, got {tls.acme_http_port}")
+    if not tls.acme_challenges:
+        raise ConfigError("tls.acme_challenges", "needs at least one challenge type")
+    if len(set(tls.acme_challenges)) != len(tls.acme_challenges):
+        raise ConfigError("tls.acme_challenges", "names a challenge type twice")
+    for key in ("acme_dns_hook", "acme_dns_cleanup_hook"):
+        command = getattr(tls, key)
+        if command and not command[0].startswith("/"):
+            # Run without a shell or a PATH search: the administrator names the very file.
+            raise ConfigError(f"tls.{key}", f"the command must be an absolute path: {command[0]!r}")
+    if tls.acme_dns_cleanup_hook and not tls.acme_dns_hook:
+        raise ConfigError("tls.acme_dns_cleanup_hook", "needs tls.acme_dns_hook")
+    if tls.acme_dns_hook_timeout <= 0:
+        raise ConfigError("tls.acme_dns_hook_timeout", "must be positive")
+    dns01 = "dns-01" in tls.acme_challenges
+    if dns01 and not (dns.authoritative_enabled or tls.acme_dns_hook):
+        raise ConfigError(
+            "tls.acme_challenges",
+            "dns-01 needs [dns] authoritative_enabled (our own DNS server publishes the TXT "
+            "record) or tls.acme_dns_hook (a command publishes it elsewhere)",
+        )
     key = "tls.acme_names" if tls.acme_names else "server.hostname"
     try:
-        acme_names(tls.acme_names, hostname)
+        # RFC 8555 §7.1.3, §8.4: only dns-01 proves a wildcard.
+        acme_names(tls.acme_names, hostname, wildcards=dns01)
     except InvalidName as exc:
         raise ConfigError(key, str(exc)) from None
 

@@ -27,7 +27,7 @@ from pillarbox import config as cfg
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
-from pillarbox.testing.pebble import Pebble
+from pillarbox.testing.pebble import Pebble, presented_certificate
 from pillarbox.testing.polling import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -83,19 +83,7 @@ def acme_config(
 
 def presented(port: int, root_pem: bytes | None) -> x509.Certificate:
     """The certificate a listener presents; verified against ``root_pem`` for NAME when given."""
-    if root_pem is None:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context = ssl.create_default_context(cadata=root_pem.decode())
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        context.wrap_socket(raw, server_hostname=NAME) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der)
+    return presented_certificate(port, root_pem, NAME)
 
 
 def presented_after_starttls(port: int, root_pem: bytes) -> x509.Certificate:

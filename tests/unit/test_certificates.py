@@ -3,13 +3,17 @@ config checks, and the challenge route of the web app."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import stat
 from pathlib import Path
+from typing import Any
 
 import httpx
+import josepy
 import pytest
+from acme import challenges, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,16 +23,27 @@ from pillarbox import config as cfg
 from pillarbox.atomicfile import write_atomically
 from pillarbox.certificates import (
     CertificateFacts,
+    acme_identifier,
     acme_name,
     acme_names,
     certificate_facts,
+    dns01_record_name,
+    dns01_txt_value,
     renewal_reason,
     renewal_time,
     retry_delay,
 )
 from pillarbox.errors import ConfigError, InvalidName
+from pillarbox.net.acme import AcmeError, choose_challenge
 from pillarbox.web.acme import challenge_app
 
+#: The modulus of the RSA key of RFC 7638 §3.1 (base64url).
+RFC7638_N = (
+    "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECP"
+    "ebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2Qvzq"
+    "Y368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu"
+    "0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+)
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
 
 
@@ -66,6 +81,11 @@ def test_acme_name_accepts_host_names(given: str, canonical: str) -> None:
 def test_acme_name_refuses_what_http01_cannot_prove(given: str) -> None:
     with pytest.raises(InvalidName):
         acme_name(given)
+
+
+def test_acme_name_takes_wildcards_only_when_asked() -> None:
+    assert acme_name("*.Example.org.", wildcard=True) == "*.example.org"
+    assert acme_name("mail.example.org", wildcard=True) == "mail.example.org"
 
 
 def test_acme_names_default_to_the_hostname_without_repeats() -> None:
@@ -163,6 +183,10 @@ def test_acme_config_checks() -> None:
         ({"acme_retry": -1.0}, "tls.acme_retry"),
         ({"acme_http_port": 70000}, "tls.acme_http_port"),
         ({"acme_names": ("*.example.org",)}, "tls.acme_names"),
+        ({"acme_challenges": ()}, "tls.acme_challenges"),
+        ({"acme_challenges": ("http-01", "http-01")}, "tls.acme_challenges"),
+        # dns-01 is answered by our own authoritative server, off by default.
+        ({"acme_challenges": ("dns-01",)}, "tls.acme_challenges"),
     ]
     for settings, key in bad:
         with pytest.raises(ConfigError) as raised:
@@ -173,6 +197,128 @@ def test_acme_config_checks() -> None:
     with pytest.raises(ConfigError) as raised:
         cfg._validate(localhost)
     assert raised.value.key == "server.hostname"
+
+
+def test_wildcards_need_dns01_and_dns01_our_authoritative_server() -> None:
+    dns = cfg.DnsSection(authoritative_enabled=True)
+    wildcard = {"acme_names": ("mail.example.org", "*.example.org")}
+    for preference in (("dns-01",), ("http-01", "dns-01")):
+        config = dataclasses.replace(acme_config(acme_challenges=preference, **wildcard), dns=dns)
+        cfg._validate(config)
+    # RFC 8555 §8.3: HTTP-01 cannot prove a wildcard; the dotted key names the culprit.
+    http_only = dataclasses.replace(acme_config(**wildcard), dns=dns)
+    with pytest.raises(ConfigError) as raised:
+        cfg._validate(http_only)
+    assert raised.value.key == "tls.acme_names"
+    assert "dns-01" in str(raised.value)
+    # A wildcard only as the whole leftmost label.
+    for name in ("a.*.example.org", "*a.example.org", "*.org", "*.*.example.org"):
+        odd = acme_config(acme_challenges=("dns-01",), acme_names=(name,))
+        with pytest.raises(ConfigError) as raised:
+            cfg._validate(dataclasses.replace(odd, dns=dns))
+        assert raised.value.key == "tls.acme_names", name
+
+
+def test_dns_hooks_config() -> None:
+    hook = {"acme_challenges": ("dns-01",), "acme_names": ("*.example.org",)}
+    # A hook alone (zones served elsewhere) is enough for dns-01.
+    cfg._validate(acme_config(acme_dns_hook=("/usr/local/bin/dns-hook", "add"), **hook))
+    bad = [
+        ({"acme_dns_hook": ("dns-hook",)}, "tls.acme_dns_hook"),  # no PATH search
+        ({"acme_dns_hook": ("/x",), "acme_dns_cleanup_hook": ("rm",)}, "tls.acme_dns_cleanup_hook"),
+        ({"acme_dns_cleanup_hook": ("/x",)}, "tls.acme_dns_cleanup_hook"),  # without a hook
+        ({"acme_dns_hook": ("/x",), "acme_dns_hook_timeout": 0.0}, "tls.acme_dns_hook_timeout"),
+    ]
+    for settings, key in bad:
+        with pytest.raises(ConfigError) as raised:
+            cfg._validate(acme_config(**hook, **settings))
+        assert raised.value.key == key, settings
+
+
+def test_challenge_choice_per_authorization() -> None:
+    """The first type of the preference the CA offers and we can answer: http-01 never for a
+    wildcard, dns-01 only where a zone (ours, or the hook's) takes the record."""
+    key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+    def authorization(name: str, *types: type[challenges.Challenge], wildcard: bool = False) -> Any:
+        bodies = [
+            messages.ChallengeBody(
+                chall=kind(token=b"t" * 32),
+                uri=f"https://ca.test/{i}",
+                status=messages.STATUS_PENDING,
+            )
+            for i, kind in enumerate(types)
+        ]
+        identifier = messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name)
+        return messages.Authorization(
+            identifier=identifier, challenges=bodies, wildcard=wildcard or None
+        )
+
+    both = (challenges.HTTP01, challenges.DNS01)
+    ours = {"example.org": "example.org", "mail.example.org": "example.org"}
+    chosen = choose_challenge(
+        authorization("mail.example.org", *both), key, ("http-01", "dns-01"), ours
+    )
+    assert chosen.record is None and chosen.body.chall.typ == "http-01"
+    assert chosen.key_authorization.partition(".")[0] == chosen.token  # RFC 8555 §8.1
+    chosen = choose_challenge(
+        authorization("mail.example.org", *both), key, ("dns-01", "http-01"), ours
+    )
+    assert chosen.record is not None
+    assert chosen.record.name == "_acme-challenge.mail.example.org"
+    assert chosen.record.domain == "example.org"
+    assert chosen.record.value == dns01_txt_value(chosen.key_authorization)
+    # A wildcard skips http-01 whatever the order.
+    wildcard = authorization("example.org", challenges.DNS01, wildcard=True)
+    chosen = choose_challenge(wildcard, key, ("http-01", "dns-01"), ours)
+    assert chosen.record is not None and chosen.record.name == "_acme-challenge.example.org"
+    # Nothing answerable: the reasons, one per type tried.
+    with pytest.raises(AcmeError) as raised:
+        choose_challenge(wildcard, key, ("http-01", "dns-01"), {})
+    assert "*.example.org" in str(raised.value)
+    assert "the CA offers no http-01" in str(raised.value)
+    assert "dns-01 needs our DNS server to serve _acme-challenge.example.org" in str(raised.value)
+    with pytest.raises(AcmeError, match="cannot prove a wildcard"):
+        choose_challenge(
+            authorization("example.org", *both, wildcard=True), key, ("http-01",), ours
+        )
+
+
+def test_acme_challenges_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "pillarbox.toml"
+    path.write_text(
+        '[server]\nhostname = "mail.example.org"\n[dns]\nauthoritative_enabled = true\n'
+        '[tls]\nacme = true\nacme_challenges = ["dns-01", "http-01"]\n'
+        'acme_names = ["*.example.org"]\n'
+    )
+    assert cfg.load(path).tls.acme_challenges == ("dns-01", "http-01")
+    path.write_text('[tls]\nacme_challenges = ["tls-alpn-01"]\n')
+    with pytest.raises(ConfigError) as raised:
+        cfg.load(path)
+    assert raised.value.key == "tls.acme_challenges[0]"
+    # Existing configs (no acme_challenges) keep HTTP-01.
+    assert cfg.TlsSection().acme_challenges == ("http-01",)
+
+
+def test_dns01_txt_value_of_the_rfc_key_authorization() -> None:
+    """RFC 8555 §8.1: key authorization = token "." base64url(JWK thumbprint); §8.4: the TXT
+    value is base64url(SHA-256(key authorization)). The account key is RFC 7638 §3.1's, whose
+    thumbprint the RFC gives; the token is RFC 8555 §8.4's example."""
+    jwk = josepy.JWK.from_json({"kty": "RSA", "n": RFC7638_N, "e": "AQAB"})
+    thumbprint = base64.urlsafe_b64encode(jwk.thumbprint()).rstrip(b"=").decode()
+    assert thumbprint == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"  # RFC 7638 §3.1
+    token = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+    challenge = challenges.DNS01(token=josepy.b64.b64decode(token))
+    key_authorization = challenge.key_authorization(jwk)
+    assert key_authorization == f"{token}.{thumbprint}"
+    value = dns01_txt_value(key_authorization)
+    assert value == "ZTRx1Ckl1-tM05o5zaizTTA0yUy5AGereMgSNWC6Ll8"
+    assert value == challenge.validation(jwk)  # certbot's library agrees
+    assert len(value) == 43 and "=" not in value  # 32 octets, unpadded
+    assert dns01_record_name(acme_identifier("*.example.org")) == "_acme-challenge.example.org"
+    assert dns01_record_name(acme_identifier("mail.example.org")) == (
+        "_acme-challenge.mail.example.org"
+    )
 
 
 def test_write_atomically_replaces_whole_files_with_their_mode(tmp_path: Path) -> None:

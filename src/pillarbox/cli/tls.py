@@ -63,13 +63,22 @@ def tls_status(state: CliState, as_json: bool) -> None:
         f"valid until  {facts.not_after:%Y-%m-%d %H:%M} UTC ({data['days_left']} days left)",
     ]
     if config.tls.acme:
-        wanted = acme_names(config.tls.acme_names, config.server.hostname)
+        wanted = acme_names(
+            config.tls.acme_names,
+            config.server.hostname,
+            wildcards="dns-01" in config.tls.acme_challenges,
+        )
         data["acme"] = {
             "directory": config.tls.acme_directory,
             "names": list(wanted),
+            "challenges": list(config.tls.acme_challenges),
             "last_attempt": files.read_status(),
         }
-        lines += [f"acme CA      {config.tls.acme_directory}", f"acme names   {', '.join(wanted)}"]
+        lines += [
+            f"acme CA      {config.tls.acme_directory}",
+            f"acme names   {', '.join(wanted)}",
+            f"challenges   {', '.join(config.tls.acme_challenges)}",
+        ]
         if source == "acme":
             due = renewal_time(facts, config.tls.acme_renew_days)
             data["acme"]["renewal_due"] = due.isoformat()

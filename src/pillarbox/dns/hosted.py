@@ -2,6 +2,13 @@
 records``/``dns check`` and as the :class:`~pillarbox.dns.authoritative.ZoneSource` of the
 optional authoritative server.
 
+The zones also carry the TXT records answering ACME DNS-01 challenges (RFC 8555 §8.4), from
+the store's ``acme_challenges``: the node running an attempt writes them there, so every node
+serving the zone (each runs this source over the shared store) publishes them. They are read
+again every :data:`CHALLENGE_CACHE_SECONDS` rather than with the rest of the zone, so another
+node answers within that bound; the writing node calls :meth:`HostedZones.forget_challenges`
+and answers at once.
+
 The DKIM records are the public halves of the stored keys: every active key, and each retired
 key for :data:`RETIRED_KEY_PUBLISHED` after its retirement, so mail signed just before a
 rotation still verifies while it is in transit or in a verifier's queue.
@@ -11,10 +18,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.dns.authoritative import StaticZone
-from pillarbox.dns.records import DEFAULT_POLICY, DomainRecords, RecordPolicy, required_records
+from pillarbox.dns.records import (
+    DEFAULT_POLICY,
+    DnsRecord,
+    DomainRecords,
+    RecordPolicy,
+    required_records,
+)
 from pillarbox.queue import dkim
 from pillarbox.store.interface import Store
 from pillarbox.store.types import DkimKeyRecord
@@ -23,6 +37,12 @@ from pillarbox.store.types import DkimKeyRecord
 RETIRED_KEY_PUBLISHED = timedelta(days=7)
 #: Seconds a zone built from the store is served before it is built again.
 ZONE_CACHE_SECONDS = 30.0
+#: Seconds the ACME challenge records of a zone are served before they are read again: the
+#: longest another node takes to publish a record one node wrote.
+CHALLENGE_CACHE_SECONDS = 1.0
+#: TTL of an ACME challenge record: short, so a resolver never holds a stale value into the
+#: next attempt (RFC 8555 §8.4 leaves it to the client; certbot's DNS plugins use 10 to 120).
+CHALLENGE_TTL = 10
 
 
 def published_keys(keys: Sequence[DkimKeyRecord], now: datetime) -> dict[str, str]:
@@ -57,6 +77,18 @@ async def hosted_records(
     )
 
 
+@dataclass(slots=True)
+class _CachedZone:
+    """A hosted domain's zone as last built: its records from the store (None: not hosted)
+    until ``expires``, and its challenge records until ``challenges_expire``."""
+
+    expires: float
+    records: tuple[DnsRecord, ...] | None
+    challenges: tuple[DnsRecord, ...] = ()
+    challenges_expire: float = 0.0
+    zone: StaticZone | None = None
+
+
 class HostedZones:
     """A zone per hosted domain, built from the store and kept for a short while."""
 
@@ -78,7 +110,7 @@ class HostedZones:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._wall_clock = wall_clock
-        self._zones: dict[str, tuple[float, StaticZone | None]] = {}
+        self._zones: dict[str, _CachedZone] = {}
 
     async def zone_for(self, name: str) -> StaticZone | None:
         candidate = name
@@ -90,23 +122,48 @@ class HostedZones:
                 return None
             candidate = candidate.partition(".")[2]
 
+    async def hosted_domain_of(self, name: str) -> str | None:
+        """The hosted domain whose zone ``name`` (lowercase, no final dot) is in: the closest
+        enclosing one, as :meth:`zone_for` chooses."""
+        zone = await self.zone_for(name)
+        return None if zone is None else zone.origin
+
+    def forget_challenges(self, domain: str) -> None:
+        """Read ``domain``'s challenge records again at the next query (they were changed)."""
+        cached = self._zones.get(domain)
+        if cached is not None:
+            cached.challenges_expire = 0.0
+
     async def _zone(self, domain: str) -> StaticZone | None:
         now = self._clock()
         cached = self._zones.get(domain)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        zone = None
-        if await self._store.get_domain(domain) is not None:
-            records = await hosted_records(
-                self._store,
-                domain,
-                mail_host=self._mail_host,
-                addresses=self._addresses,
-                now=self._wall_clock(),
-                policy=self._policy,
+        if cached is None or cached.expires <= now:
+            records = None
+            if await self._store.get_domain(domain) is not None:
+                built = await hosted_records(
+                    self._store,
+                    domain,
+                    mail_host=self._mail_host,
+                    addresses=self._addresses,
+                    now=self._wall_clock(),
+                    policy=self._policy,
+                )
+                records = tuple(built.records)
+            if len(self._zones) > 10_000:
+                self._zones.clear()  # names asked for at random must not grow the cache forever
+            cached = _CachedZone(now + self._cache_seconds, records)
+            self._zones[domain] = cached
+        if cached.records is None:
+            return None
+        if cached.zone is None or cached.challenges_expire <= now:
+            rows = await self._store.list_acme_challenges(domain, self._wall_clock())
+            challenges = tuple(
+                DnsRecord(row.name, "TXT", row.value, CHALLENGE_TTL)
+                for row in rows
+                if row.name.endswith("." + domain)
             )
-            zone = StaticZone(domain, records.records)
-        if len(self._zones) > 10_000:
-            self._zones.clear()  # names asked for at random must not grow the cache forever
-        self._zones[domain] = (now + self._cache_seconds, zone)
-        return zone
+            if cached.zone is None or challenges != cached.challenges:
+                cached.zone = StaticZone(domain, cached.records + challenges)
+                cached.challenges = challenges
+            cached.challenges_expire = now + CHALLENGE_CACHE_SECONDS
+        return cached.zone

@@ -1,5 +1,5 @@
-"""ACME certificates (RFC 8555) for every TLS listener: obtained with HTTP-01, renewed in the
-background, swapped into the shared TLS context without a restart.
+"""ACME certificates (RFC 8555) for every TLS listener: obtained with HTTP-01 or DNS-01, renewed
+in the background, swapped into the shared TLS context without a restart.
 
 Implementation notes:
 
@@ -11,6 +11,16 @@ Implementation notes:
   (``Services.acme_challenges``), that the web app's ``/.well-known/acme-challenge/`` route
   and the dedicated challenge listener look tokens up in; a token never becomes a path. Each
   attempt removes its tokens when it ends.
+- **Challenge choice** (``[tls] acme_challenges``, in order of preference), per authorization:
+  http-01 for a name that is not a wildcard; dns-01 when our authoritative DNS server serves the
+  hosted domain whose zone holds ``_acme-challenge.<name>``, or else when ``acme_dns_hook`` is
+  set. A wildcard's authorization is for its base name and only dns-01 can prove it (RFC 8555
+  §7.1.3, §8.4). No choice left fails the attempt naming the name and each type's reason.
+- **DNS-01 answers** in our zones are TXT records published through the store
+  (:mod:`pillarbox.dns.acmerecords`), so every node's DNS server serves them; the CA is told to
+  validate only once our own server answers them (§8.4). Elsewhere the administrator's command
+  publishes them (:mod:`pillarbox.net.acmehook`) and must return once they are visible. Either
+  way they are withdrawn when the attempt ends, validated or not.
 - **Files** under ``data_dir/tls/acme/``: ``account.key`` and ``key.pem`` (mode 0600),
   ``cert.pem`` (leaf and chain), ``cert.directory`` (the CA directory it came from: a
   certificate from another directory, say staging's, is replaced at once), ``status.json``
@@ -38,7 +48,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,14 +65,19 @@ from pillarbox.atomicfile import write_atomically
 from pillarbox.blocking import run_blocking
 from pillarbox.certificates import (
     CertificateFacts,
+    acme_identifier,
     acme_names,
     certificate_facts,
+    dns01_record_name,
+    dns01_txt_value,
     renewal_reason,
     renewal_time,
     retry_delay,
 )
 from pillarbox.config import Config, TlsSection
-from pillarbox.errors import PillarboxError
+from pillarbox.dns.acmerecords import AcmeChallengeRecords, ChallengeRecord, NotAnswerable
+from pillarbox.errors import PillarboxError, StorageError
+from pillarbox.net.acmehook import HookFailed, run_hook
 from pillarbox.observability.log import Log
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
@@ -160,22 +175,36 @@ def _account_key(path: Path) -> JWKEC:
     return JWKEC(key=key)
 
 
+HTTP01 = "http-01"
+DNS01 = "dns-01"
+#: The ``domain`` of a dns-01 record our DNS server does not serve: ``acme_dns_hook`` publishes it.
+EXTERNAL_ZONE = ""
+
+
 @dataclass(frozen=True, slots=True)
 class _Challenge:
+    """One challenge chosen and its answer: for http-01 the token and key authorization the
+    challenge route serves, for dns-01 the TXT record to publish."""
+
     body: messages.ChallengeBody
     response: challenges.ChallengeResponse
     token: str
     key_authorization: str
+    record: ChallengeRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Order:
-    """An order placed, its HTTP-01 challenges not yet answered."""
+    """An order placed, its challenges not yet answered."""
 
     client: client.ClientV2
     order: messages.OrderResource
     challenges: tuple[_Challenge, ...]
     key_pem: bytes
+
+    @property
+    def records(self) -> tuple[ChallengeRecord, ...]:
+        return tuple(c.record for c in self.challenges if c.record is not None)
 
 
 def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.ClientV2:
@@ -204,10 +233,52 @@ def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.Clien
     return acme
 
 
+def choose_challenge(
+    authorization: messages.Authorization,
+    account_key: JWKEC,
+    preference: tuple[str, ...],
+    dns_domains: Mapping[str, str],
+) -> _Challenge:
+    """The first challenge type of ``preference`` the CA offers and we can answer for this
+    authorization, with its answer; :class:`AcmeError` naming why when there is none."""
+    name = authorization.identifier.value
+    shown = f"*.{name}" if authorization.wildcard else name
+    offered = {getattr(body.chall, "typ", ""): body for body in authorization.challenges}
+    reasons = []
+    for kind in preference:
+        body = offered.get(kind)
+        if body is None:
+            reasons.append(f"the CA offers no {kind}")
+        elif kind == HTTP01 and authorization.wildcard:
+            reasons.append("http-01 cannot prove a wildcard (RFC 8555 §8.3)")
+        elif kind == DNS01 and name not in dns_domains:
+            reasons.append(
+                f"dns-01 needs our DNS server to serve {dns01_record_name(name)} "
+                "(no hosted domain's zone holds it) or tls.acme_dns_hook"
+            )
+        else:
+            response, _ = body.response_and_validation(account_key)
+            key_authorization = response.key_authorization
+            record = None
+            if kind == DNS01:
+                # RFC 8555 §8.4: the TXT record under _acme-challenge.<identifier>.
+                record = ChallengeRecord(
+                    dns_domains[name], dns01_record_name(name), dns01_txt_value(key_authorization)
+                )
+            return _Challenge(body, response, body.chall.encode("token"), key_authorization, record)
+    raise AcmeError(f"no challenge for {shown} can be answered: {'; '.join(reasons)}")
+
+
 def _place_order(
-    tls: TlsSection, ca_bundle: str, names: tuple[str, ...], account_key_path: Path
+    tls: TlsSection,
+    ca_bundle: str,
+    names: tuple[str, ...],
+    account_key_path: Path,
+    dns_domains: Mapping[str, str],
 ) -> _Order:
-    """Blocking: log in, order a certificate for ``names``, prepare every HTTP-01 answer."""
+    """Blocking: log in, order a certificate for ``names``, choose a challenge per pending
+    authorization and prepare its answer (``dns_domains``: identifier → the hosted domain
+    whose zone our DNS server serves its record in, for those dns-01 can answer)."""
     account_key = _account_key(account_key_path)
     acme = _client(tls, account_key, ca_bundle)
     key_pem = _new_key_pem()
@@ -216,16 +287,9 @@ def _place_order(
     for authorization in order.authorizations:
         if authorization.body.status == messages.STATUS_VALID:
             continue  # RFC 8555 §7.1.3: the CA may reuse an authorization already proven
-        name = authorization.body.identifier.value
-        body = next(
-            (c for c in authorization.body.challenges if isinstance(c.chall, challenges.HTTP01)),
-            None,
+        prepared.append(
+            choose_challenge(authorization.body, account_key, tls.acme_challenges, dns_domains)
         )
-        if body is None:
-            raise AcmeError(f"the CA offers no http-01 challenge for {name}")
-        response, key_authorization = body.response_and_validation(account_key)
-        token = body.chall.encode("token")
-        prepared.append(_Challenge(body, response, token, key_authorization))
     return _Order(acme, order, tuple(prepared), key_pem)
 
 
@@ -292,6 +356,7 @@ _ATTEMPT_ERRORS = (
     requests.RequestException,
     OSError,
     ValueError,
+    StorageError,  # publishing dns-01 records
 )
 
 
@@ -310,9 +375,16 @@ class CertificateManager:
         self._ca_bundle = (
             str(config.resolve_path(config.tls.acme_ca_bundle)) if config.tls.acme_ca_bundle else ""
         )
-        self._names = acme_names(config.tls.acme_names, config.server.hostname)
+        self._names = acme_names(
+            config.tls.acme_names,
+            config.server.hostname,
+            wildcards=DNS01 in config.tls.acme_challenges,
+        )
         self._context = context
         self._responses = responses
+        #: Where dns-01 answers are published: set by ``pillarbox serve`` once the
+        #: authoritative DNS server runs (None: dns-01 cannot be answered).
+        self.dns_records: AcmeChallengeRecords | None = None
         self.files = AcmeFiles.of(config)
         #: The certificate the context presents, when it is an ACME one.
         self.facts: CertificateFacts | None = None
@@ -346,13 +418,17 @@ class CertificateManager:
         names = self._names
         log = self._log.bind(names=",".join(names))
         log.info("requesting certificate", reason=reason, ca=self._tls.acme_directory)
+        dns_domains = await self._dns_domains()
         placed = await run_blocking(
-            _place_order, self._tls, self._ca_bundle, names, self.files.account_key
+            _place_order, self._tls, self._ca_bundle, names, self.files.account_key, dns_domains
         )
-        for challenge in placed.challenges:
-            self._responses[challenge.token] = challenge.key_authorization
         stop = threading.Event()
+        published: list[ChallengeRecord] = []
         try:
+            for challenge in placed.challenges:
+                if challenge.record is None:
+                    self._responses[challenge.token] = challenge.key_authorization
+            await self._publish(placed.records, published)
             chain = await run_blocking(_finish_order, placed, self._tls.acme_timeout, stop)
         except asyncio.CancelledError:
             stop.set()
@@ -360,6 +436,7 @@ class CertificateManager:
         finally:
             for challenge in placed.challenges:
                 self._responses.pop(challenge.token, None)
+            await self._withdraw(published)
         facts = certificate_facts(chain)
         await run_blocking(self._store, placed.key_pem, chain)
         try:
@@ -374,6 +451,72 @@ class CertificateManager:
             not_after=_utc_text(facts.not_after),
         )
         return facts
+
+    async def _dns_domains(self) -> dict[str, str]:
+        """Identifier → where dns-01 can publish its record: the hosted domain whose zone our
+        DNS server holds it in, else "" for the hook (``acme_dns_hook``); identifiers neither
+        can serve are left out (none at all when dns-01 is not wanted)."""
+        if DNS01 not in self._tls.acme_challenges:
+            return {}
+        found: dict[str, str] = {}
+        for name in self._names:
+            identifier = acme_identifier(name)
+            domain = None
+            if self.dns_records is not None:
+                domain = await self.dns_records.hosted_domain_of(dns01_record_name(identifier))
+            if domain is not None:
+                found[identifier] = domain
+            elif self._tls.acme_dns_hook:
+                found[identifier] = EXTERNAL_ZONE
+        return found
+
+    async def _publish(
+        self, records: tuple[ChallengeRecord, ...], published: list[ChallengeRecord]
+    ) -> None:
+        """Publish the dns-01 records (ours through our DNS server, others by the hook), each
+        added to ``published`` as it goes out; return once all are answerable (RFC 8555 §8.4)."""
+        if not records:
+            return
+        ours = tuple(r for r in records if r.domain != EXTERNAL_ZONE)
+        self._log.info(
+            "publishing dns-01 records",
+            names=",".join(r.name for r in records),
+            records=len(records),
+            by_hook=len(records) - len(ours),
+        )
+        for record in records:
+            if record.domain == EXTERNAL_ZONE:
+                published.append(record)  # a hook that fails halfway may have published it
+                try:
+                    await run_hook(self._tls.acme_dns_hook, record, self._tls.acme_dns_hook_timeout)
+                except HookFailed as exc:
+                    raise AcmeError(f"dns hook for {record.name}: {exc}") from None
+        if ours:
+            assert self.dns_records is not None  # no hosted domain was found otherwise
+            published.extend(ours)
+            try:
+                await self.dns_records.publish_and_wait(ours, self._tls.acme_timeout)
+            except NotAnswerable as exc:
+                raise AcmeError(str(exc)) from None
+
+    async def _withdraw(self, records: list[ChallengeRecord]) -> None:
+        """Withdraw an attempt's dns-01 records; one that cannot be removed now is logged (ours
+        lapse at their expiry) and does not fail the attempt."""
+        ours = tuple(r for r in records if r.domain != EXTERNAL_ZONE)
+        if ours and self.dns_records is not None:
+            try:
+                # Shielded: a stop arriving meanwhile does not cut the removal short.
+                await asyncio.shield(self.dns_records.withdraw(ours))
+            except StorageError as exc:
+                self._log.warning("dns-01 records left to expire", error=str(exc))
+        cleanup = self._tls.acme_dns_cleanup_hook
+        for record in records:
+            if record.domain != EXTERNAL_ZONE or not cleanup:
+                continue
+            try:
+                await run_hook(cleanup, record, self._tls.acme_dns_hook_timeout)
+            except HookFailed as exc:
+                self._log.warning("dns cleanup hook failed", record=record.name, error=str(exc))
 
     def _store(self, key_pem: bytes, chain: bytes) -> None:
         write_atomically(self.files.key, key_pem, 0o600)

@@ -261,8 +261,8 @@ class Server:
         to port 80, where the web listener usually is not; browsers landing there are sent on
         to the https listener when ``[web] redirect_http``."""
         tls = self.config.tls
-        if not (tls.acme and tls.acme_challenge_listener):
-            return
+        if not (tls.acme and tls.acme_challenge_listener and "http-01" in tls.acme_challenges):
+            return  # dns-01 only: port 80 may be closed or another server's
         from pillarbox.web.acme import challenge_app
 
         https = self.listeners.get("https")
@@ -287,6 +287,12 @@ class Server:
         self.dns = AuthoritativeServer(zones)
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)
         self.log.info("dns listening", on=_where([(self.dns.host, self.dns.port)]))
+        if self.acme is not None and "dns-01" in self.config.tls.acme_challenges:
+            from pillarbox.dns.acmerecords import AcmeChallengeRecords
+
+            self.acme.dns_records = AcmeChallengeRecords(
+                context.store, zones, self.dns.host, self.dns.port
+            )
 
     async def _serve_web(self, context: Services, web: Sequence[HttpListener]) -> None:
         """The web app on the bound web listeners: built last, once every port is known, so

@@ -33,6 +33,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    AcmeChallengeRecord,
     ActivityCounts,
     Alias,
     AttemptOutcome,
@@ -426,6 +427,17 @@ class Store(Protocol):
     async def retire_dkim_key(self, domain: str, selector: str, when: datetime) -> None:
         """Stop signing with a key (it stays listed as retired); ``NotFound`` if absent.
         Retiring a retired key keeps its first retirement time."""
+
+    # -- ACME DNS-01 challenge records (pillarbox.net.acme; served by pillarbox.dns.hosted) -------
+    async def add_acme_challenge(self, record: AcmeChallengeRecord) -> None:
+        """Publish a challenge record; ``NotFound`` for an unknown domain. The same name and
+        value again only moves its expiry. Records already expired go meanwhile."""
+
+    async def remove_acme_challenge(self, name: str, value: str) -> None:
+        """Withdraw a challenge record; nothing happens if it is not there."""
+
+    async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
+        """The records of ``domain``'s zone not expired at ``now``, by name and value."""
 
     # -- spam filter (pillarbox.policy) ---------------------------------------------------------
     async def spam_model(

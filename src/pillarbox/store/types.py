@@ -576,6 +576,23 @@ class AccountToken:
 
 
 @dataclass(frozen=True, slots=True)
+class AcmeChallengeRecord:
+    """A TXT record answering an ACME DNS-01 challenge (RFC 8555 §8.4), published in the zone of
+    the hosted ``domain`` by every node's authoritative DNS server until it is removed or
+    ``expires`` (a crashed attempt leaves nothing published for long).
+
+    ``name`` is ``_acme-challenge.<identifier>`` (lowercase, no final dot), at or below
+    ``domain``; ``value`` is the base64url SHA-256 digest of the key authorization. One name may
+    carry several values at once (``example.org`` and ``*.example.org`` share one name).
+    """
+
+    domain: str
+    name: str
+    value: str
+    expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DkimKeyRecord:
     """One stored DKIM key of a hosted domain (``pillarbox.queue.dkim.DkimKey`` plus its life).
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from cryptography import x509
 
 from pillarbox.testing.live import free_port
 from pillarbox.testing.testca import make_ca
@@ -35,6 +38,24 @@ def write_https_identity(directory: Path) -> tuple[Path, Path, Path]:
     ca = make_ca(directory, "pillarbox test CA for pebble")
     cert, key = ca.issue("localhost", "127.0.0.1")
     return Path(ca.bundle), cert, key
+
+
+def presented_certificate(port: int, root_pem: bytes | None, name: str) -> x509.Certificate:
+    """The certificate a loopback implicit-TLS listener presents for ``name`` (SNI); verified
+    against ``root_pem`` for ``name`` when given, taken unverified otherwise."""
+    if root_pem is None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cadata=root_pem.decode())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
 
 
 class Pebble:

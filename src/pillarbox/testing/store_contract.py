@@ -46,6 +46,7 @@ from pillarbox.store.types import (
     INBOX,
     Account,
     AccountSettings,
+    AcmeChallengeRecord,
     ActivityCounts,
     AttemptOutcome,
     Change,
@@ -196,6 +197,50 @@ class StoreContract:
             await store.remove_domain("nowhere.example")
         with pytest.raises(UserError):
             await store.remove_domain(DOMAIN)  # the account uses it
+
+    # -- ACME DNS-01 challenge records ---------------------------------------------------------
+    async def test_acme_challenges_published_listed_and_withdrawn(self, store: Store) -> None:
+        await store.add_domain("a.example")
+        await store.add_domain("b.example")
+        now = datetime.now(UTC)
+        later = now + timedelta(minutes=10)
+        apex = AcmeChallengeRecord("a.example", "_acme-challenge.a.example", "v2", later)
+        wildcard = replace(apex, value="v1")  # *.a.example shares the apex's name
+        host = AcmeChallengeRecord("a.example", "_acme-challenge.mail.a.example", "v3", later)
+        other = AcmeChallengeRecord("b.example", "_acme-challenge.b.example", "v4", later)
+        for record in (apex, wildcard, host, other):
+            await store.add_acme_challenge(record)
+        assert await store.list_acme_challenges("a.example", now) == [wildcard, apex, host]
+        # Published again: one record, its expiry moved.
+        moved = replace(apex, expires=later + timedelta(minutes=5))
+        await store.add_acme_challenge(moved)
+        assert await store.list_acme_challenges("a.example", now) == [wildcard, moved, host]
+        # Expired records are not served.
+        assert await store.list_acme_challenges("a.example", later) == [moved]
+        await store.remove_acme_challenge(apex.name, "v2")
+        await store.remove_acme_challenge(apex.name, "v2")  # gone already: no error
+        assert await store.list_acme_challenges("a.example", now) == [wildcard, host]
+        assert await store.list_acme_challenges("b.example", now) == [other]
+        # The domain's removal takes its records.
+        await store.remove_domain("b.example")
+        assert await store.list_acme_challenges("b.example", now) == []
+
+    async def test_acme_challenge_errors_and_expiry(self, store: Store) -> None:
+        now = datetime.now(UTC)
+        record = AcmeChallengeRecord(
+            "nowhere.example", "_acme-challenge.nowhere.example", "v", now + timedelta(hours=1)
+        )
+        with pytest.raises(NotFound):
+            await store.add_acme_challenge(record)
+        await store.add_domain("a.example")
+        stale = replace(record, domain="a.example", name="_acme-challenge.a.example")
+        await store.add_acme_challenge(replace(stale, expires=now - timedelta(seconds=1)))
+        assert await store.list_acme_challenges("a.example", now - timedelta(hours=1)) != []
+        # The next write deletes what expired: not even a reader with an older clock sees it.
+        await store.add_acme_challenge(replace(stale, value="fresh"))
+        assert [r.value for r in await store.list_acme_challenges("a.example", now)] == ["fresh"]
+        old = await store.list_acme_challenges("a.example", now - timedelta(hours=1))
+        assert [r.value for r in old] == ["fresh"]
 
     # -- accounts ------------------------------------------------------------------------------
     async def test_account_gets_default_mailboxes(self, store: Store, account: Account) -> None:

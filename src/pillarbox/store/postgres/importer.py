@@ -16,6 +16,8 @@ Invariants:
 - **Ids keep their values**, and each identity sequence restarts above the highest id the
   source ever gave (``sqlite_sequence``), so no id of a deleted row comes back.
 - **Bytes are verified**: every blob read back from PostgreSQL must hash to its id.
+- **ACME challenge records are not copied**: they live for one certificate attempt (minutes)
+  and the server is stopped during a migration; the next attempt publishes its own.
 """
 
 from __future__ import annotations

@@ -525,6 +525,19 @@ CREATE INDEX sent_recipients_first ON sent_recipients(account_id, first_sent);
 CREATE INDEX sent_recipients_last ON sent_recipients(account_id, last_sent);
 """
 
+# ACME DNS-01 challenge records (RFC 8555 §8.4, queries in .acmedata): TXT values the
+# authoritative DNS server publishes in a hosted domain's zone while an attempt lasts.
+_V14_SQL = r"""
+CREATE TABLE acme_challenges (
+    domain text NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    name text NOT NULL,
+    value text NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (name, value)
+);
+CREATE INDEX acme_challenges_domain ON acme_challenges(domain);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -543,6 +556,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "queued local recipients keep the policy's decision", _V11_SQL),
     Migration(12, "TLS-RPT reports whose POST failed, kept for retries", _V12_SQL),
     Migration(13, "outbound sending limits and the recipients each account sent to", _V13_SQL),
+    Migration(14, "ACME DNS-01 challenge records", _V14_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -74,6 +74,7 @@ from pillarbox.store.evidencecache import SpamEvidenceCache
 from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.postgres import (
     accountdata,
+    acmedata,
     dmarcdata,
     notify,
     sendingdata,
@@ -91,6 +92,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    AcmeChallengeRecord,
     ActivityCounts,
     Alias,
     AttemptOutcome,
@@ -1565,6 +1567,16 @@ class PostgresStore:
         await self._write(
             lambda conn, _: accountdata.retire_dkim_key(conn, domain, selector, _utc(when))
         )
+
+    # -- ACME DNS-01 challenge records (see .acmedata) ------------------------------------------
+    async def add_acme_challenge(self, record: AcmeChallengeRecord) -> None:
+        await self._write(lambda conn, _: acmedata.add_challenge(conn, record))
+
+    async def remove_acme_challenge(self, name: str, value: str) -> None:
+        await self._write(lambda conn, _: acmedata.remove_challenge(conn, name, value))
+
+    async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
+        return await self._read(lambda conn: acmedata.list_challenges(conn, domain, _utc(now)))
 
     # -- spam filter (see .spamdata) -------------------------------------------------------------
     async def spam_model(

@@ -502,6 +502,19 @@ CREATE INDEX sent_recipients_first ON sent_recipients(account_id, first_sent);
 CREATE INDEX sent_recipients_last ON sent_recipients(account_id, last_sent);
 """
 
+# ACME DNS-01 challenge records (RFC 8555 §8.4, queries in .acmedata): TXT values the
+# authoritative DNS server publishes in a hosted domain's zone while an attempt lasts.
+_V19_SQL = r"""
+CREATE TABLE acme_challenges (
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (name, value)
+) WITHOUT ROWID;
+CREATE INDEX acme_challenges_domain ON acme_challenges(domain);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -521,6 +534,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "queued local recipients keep the policy's decision", _V16_SQL),
     Migration(17, "TLS-RPT reports whose POST failed, kept for retries", _V17_SQL),
     Migration(18, "outbound sending limits and the recipients each account sent to", _V18_SQL),
+    Migration(19, "ACME DNS-01 challenge records", _V19_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -69,6 +69,7 @@ from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.sqlite import (
+    acmedata,
     dkimkeys,
     dmarcdata,
     sendingdata,
@@ -87,6 +88,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    AcmeChallengeRecord,
     ActivityCounts,
     Alias,
     AttemptOutcome,
@@ -1401,6 +1403,16 @@ class SqliteStore:
 
     async def retire_dkim_key(self, domain: str, selector: str, when: datetime) -> None:
         await self._write(lambda conn, fx: dkimkeys.retire_key(conn, domain, selector, when))
+
+    # -- ACME DNS-01 challenge records (see .acmedata) --------------------------------------------
+    async def add_acme_challenge(self, record: AcmeChallengeRecord) -> None:
+        await self._write(lambda conn, fx: acmedata.add_challenge(conn, record))
+
+    async def remove_acme_challenge(self, name: str, value: str) -> None:
+        await self._write(lambda conn, fx: acmedata.remove_challenge(conn, name, value))
+
+    async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
+        return await self._read(lambda conn: acmedata.list_challenges(conn, domain, now))
 
     # -- spam filter (see .spamdata) ---------------------------------------------------------------
     async def spam_model(

@@ -1,0 +1,104 @@
+"""The hosted zones as the authoritative server serves them (``pillarbox.dns.hosted``): the
+ACME DNS-01 records among them, as the writing node and as another node over the same store
+see them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from pillarbox import provisioning
+from pillarbox.dns.authoritative import respond
+from pillarbox.dns.hosted import CHALLENGE_CACHE_SECONDS, CHALLENGE_TTL, HostedZones
+from pillarbox.store.sqlite.store import SqliteStore
+from pillarbox.store.types import AcmeChallengeRecord
+
+DOMAIN = "example.org"
+NAME = f"_acme-challenge.{DOMAIN}"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    await store.open()
+    await provisioning.add_domain(store, DOMAIN)
+    await provisioning.add_domain(store, f"sub.{DOMAIN}")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def txt(zones: HostedZones, name: str) -> tuple[int, list[str], list[int]]:
+    """(RCODE, TXT values, TTLs) of the authoritative answer for ``name``."""
+    query = dns.message.make_query(name, dns.rdatatype.TXT)
+    wire = await respond(zones, query.to_wire(), udp=True)
+    assert wire is not None
+    reply = dns.message.from_wire(wire)
+    values = sorted(b"".join(rd.strings).decode() for rrset in reply.answer for rd in rrset)
+    return reply.rcode(), values, [rrset.ttl for rrset in reply.answer]
+
+
+def record(value: str, name: str = NAME, domain: str = DOMAIN) -> AcmeChallengeRecord:
+    return AcmeChallengeRecord(domain, name, value, datetime.now(UTC) + timedelta(minutes=5))
+
+
+async def test_challenge_records_are_served_and_withdrawn(store: SqliteStore) -> None:
+    clock = Clock()
+    ours = HostedZones(store, mail_host=f"mail.{DOMAIN}", clock=clock)
+    other_node = HostedZones(store, mail_host=f"mail.{DOMAIN}", clock=clock)
+    assert (await txt(ours, NAME))[0] == dns.rcode.NXDOMAIN
+    assert (await txt(other_node, NAME))[0] == dns.rcode.NXDOMAIN
+
+    # The apex and its wildcard share one name: one RRset with both values, a short TTL.
+    await store.add_acme_challenge(record("apex-value"))
+    await store.add_acme_challenge(record("wildcard-value"))
+    ours.forget_challenges(DOMAIN)
+    assert await txt(ours, NAME) == (
+        dns.rcode.NOERROR,
+        ["apex-value", "wildcard-value"],
+        [CHALLENGE_TTL],
+    )
+    # Another node serving the same store still has its last reading, for at most
+    # CHALLENGE_CACHE_SECONDS (its zone's other records are cached for far longer).
+    assert (await txt(other_node, NAME))[1] == []
+    clock.now += CHALLENGE_CACHE_SECONDS
+    assert (await txt(other_node, NAME))[1] == ["apex-value", "wildcard-value"]
+
+    # A host's record goes in the closest enclosing hosted zone, not a parent's.
+    deep = f"_acme-challenge.mail.sub.{DOMAIN}"
+    await store.add_acme_challenge(record("deep", deep, f"sub.{DOMAIN}"))
+    ours.forget_challenges(f"sub.{DOMAIN}")
+    assert (await txt(ours, deep))[1] == ["deep"]
+    assert await ours.hosted_domain_of(deep) == f"sub.{DOMAIN}"
+    assert await ours.hosted_domain_of(NAME) == DOMAIN
+    assert await ours.hosted_domain_of("_acme-challenge.elsewhere.example") is None
+
+    await store.remove_acme_challenge(NAME, "apex-value")
+    await store.remove_acme_challenge(NAME, "wildcard-value")
+    ours.forget_challenges(DOMAIN)
+    assert (await txt(ours, NAME))[0] == dns.rcode.NXDOMAIN
+    # The zone's own records stay.
+    assert (await txt(ours, f"_dmarc.{DOMAIN}"))[1] != []
+
+
+async def test_an_expired_record_is_not_served(store: SqliteStore) -> None:
+    clock = Clock()
+    zones = HostedZones(store, mail_host=f"mail.{DOMAIN}", clock=clock)
+    expired = AcmeChallengeRecord(DOMAIN, NAME, "old", datetime.now(UTC) - timedelta(seconds=1))
+    await store.add_acme_challenge(expired)
+    assert (await txt(zones, NAME))[0] == dns.rcode.NXDOMAIN
