@@ -23,6 +23,7 @@ from cryptography import x509
 from pillarbox import config as cfg
 from pillarbox import provisioning
 from pillarbox.dns.acmerecords import txt_values
+from pillarbox.net.acme import AcmeFiles
 from pillarbox.store.open import open_store
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.command import run_pillarbox
@@ -88,16 +89,6 @@ def host_domain(config: cfg.Config) -> None:
     asyncio.run(go())
 
 
-def attempt_status(config: cfg.Config) -> dict[str, object]:
-    try:
-        status: dict[str, object] = json.loads(
-            (config.data_dir / "tls" / "acme" / "status.json").read_text()
-        )
-    except (OSError, ValueError):
-        return {}
-    return status
-
-
 def test_wildcard_certificate_through_our_own_dns_server(
     tmp_path: Path, pebble: Pebble, our_dns_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -124,7 +115,7 @@ def test_wildcard_certificate_through_our_own_dns_server(
         # A name outside the wildcard's one label is not covered.
         with pytest.raises(ssl.SSLCertVerificationError):
             presented_certificate(server.port("imaps"), pebble.root_pem, f"a.b.{DOMAIN}")
-        assert attempt_status(config)["result"] == "ok"
+        assert AcmeFiles.of(config).read_status()["result"] == "ok"
         config_path = tmp_path / "pillarbox.toml"
         config_path.write_text(cfg.render_toml(config))
         status = run_pillarbox(tmp_path, "tls", "status", "--json")
@@ -155,11 +146,11 @@ def test_a_name_outside_our_zones_fails_with_the_reason(
     config = dns01_config(tmp_path, pebble, our_dns_port)
     with LiveServer(config) as server:
         wait_for(
-            lambda: attempt_status(config).get("result") == "failed",
+            lambda: AcmeFiles.of(config).read_status().get("result") == "failed",
             "the failed attempt",
             timeout=60,
         )
-        error = str(attempt_status(config)["error"])
+        error = str(AcmeFiles.of(config).read_status()["error"])
         assert WILDCARD in error or HOST in error
         assert "dns-01 needs our DNS server to serve _acme-challenge." in error
         assert server.server.acme is not None and server.server.acme.facts is None

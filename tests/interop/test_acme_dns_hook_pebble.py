@@ -24,6 +24,7 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.dns.authoritative import AuthoritativeServer, StaticZone
 from pillarbox.dns.records import DnsRecord
+from pillarbox.net.acme import AcmeFiles
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 from pillarbox.testing.pebble import Pebble, presented_certificate
@@ -133,16 +134,6 @@ def calls(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def attempt_status(config: cfg.Config) -> dict[str, object]:
-    try:
-        status: dict[str, object] = json.loads(
-            (config.data_dir / "tls" / "acme" / "status.json").read_text()
-        )
-    except (OSError, ValueError):
-        return {}
-    return status
-
-
 def test_hooks_publish_and_remove_records_in_a_zone_served_elsewhere(
     tmp_path: Path, pebble: Pebble, hook: Path, zone_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -192,10 +183,10 @@ def test_a_failing_hook_fails_the_attempt_with_its_output(
     config = hook_config(tmp_path, pebble, (str(hook), "fail", str(zone_file), str(log)))
     with LiveServer(config) as server:
         wait_for(
-            lambda: attempt_status(config).get("result") == "failed",
+            lambda: AcmeFiles.of(config).read_status().get("result") == "failed",
             "the failed attempt",
             timeout=60,
         )
-        error = str(attempt_status(config)["error"])
+        error = str(AcmeFiles.of(config).read_status()["error"])
         assert "exited with status 3" in error and "the provider's API said no" in error
         assert server.server.acme is not None and server.server.acme.facts is None

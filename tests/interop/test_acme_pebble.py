@@ -24,6 +24,7 @@ import pytest
 from cryptography import x509
 
 from pillarbox import config as cfg
+from pillarbox.net.acme import AcmeFiles
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
@@ -108,15 +109,6 @@ def presented_after_starttls(port: int, root_pem: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
-def attempts(server: LiveServer) -> dict[str, object]:
-    status_path = server.config.data_dir / "tls" / "acme" / "status.json"
-    try:
-        status: dict[str, object] = json.loads(status_path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return status
-
-
 def tls_cli(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pillarbox.cli", "--config", str(config_path), "tls", *args],
@@ -172,7 +164,7 @@ def test_obtains_serves_and_renews_without_restart(
         assert failed.returncode == 1
         assert "renewal failed" in failed.stderr
         assert "failed" in failed.stdout
-        assert attempts(server)["result"] == "failed"
+        assert AcmeFiles.of(server.config).read_status()["result"] == "failed"
         assert presented(server.port("imaps"), pebble.root_pem).serial_number == second.serial
 
     # A restart installs the stored certificate before the first connection.
@@ -215,9 +207,11 @@ def test_unreachable_challenge_is_logged_and_the_self_signed_certificate_stays(
     config = acme_config(tmp_path, pebble, challenge_port, acme_challenge_listener=False)
     with LiveServer(config) as server:
         wait_for(
-            lambda: attempts(server).get("result") == "failed", "the failed attempt", timeout=60
+            lambda: AcmeFiles.of(server.config).read_status().get("result") == "failed",
+            "the failed attempt",
+            timeout=60,
         )
-        error = str(attempts(server)["error"])
+        error = str(AcmeFiles.of(server.config).read_status()["error"])
         assert NAME in error and "challenge failed" in error
         failures = [r for r in caplog.records if r.getMessage() == "certificate not obtained"]
         assert failures, caplog.text
@@ -280,7 +274,10 @@ def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
             "a new certificate",
             timeout=60,
         )
-        assert attempts(server)["reason"] == "issued through another CA directory"
+        assert (
+            AcmeFiles.of(server.config).read_status()["reason"]
+            == "issued through another CA directory"
+        )
 
 
 def test_a_stop_during_validation_does_not_wait_for_the_ca(
@@ -304,4 +301,4 @@ def test_a_stop_during_validation_does_not_wait_for_the_ca(
         stopped_in = time.monotonic() - started
         assert silent.fileno() >= 0
     assert stopped_in < 5.0, stopped_in
-    assert attempts(server).get("result") != "ok"
+    assert AcmeFiles.of(server.config).read_status().get("result") != "ok"
