@@ -525,6 +525,23 @@ CREATE INDEX sent_recipients_first ON sent_recipients(account_id, first_sent);
 CREATE INDEX sent_recipients_last ON sent_recipients(account_id, last_sent);
 """
 
+#: RFC 5464 METADATA: a mailbox's entries go with it (deleted with it; a rename keeps its id),
+#: server entries with the account.
+_V14_SQL = r"""
+CREATE TABLE mailbox_metadata (
+    mailbox_id bigint NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    name text NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (mailbox_id, name)
+);
+CREATE TABLE server_metadata (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name text NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -543,6 +560,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "queued local recipients keep the policy's decision", _V11_SQL),
     Migration(12, "TLS-RPT reports whose POST failed, kept for retries", _V12_SQL),
     Migration(13, "outbound sending limits and the recipients each account sent to", _V13_SQL),
+    Migration(14, "IMAP METADATA entries of mailboxes and of the server", _V14_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
