@@ -539,7 +539,7 @@ class Notifier:
         affected: dict[str, str | None] = {}  # name → old name (renames)
         for old_name, new_name in renamed.items():
             parent = _parent(old_name)
-            if parent is not None and renamed.get(parent) == _parent(new_name):
+            if parent in renamed and renamed[parent] == _parent(new_name):
                 continue  # §5.4: renamed with its parent, no event of its own
             affected[new_name] = old_name
         created = [name for i, name in current.items() if i not in old]
