@@ -1179,9 +1179,12 @@ class ImapSession:
     async def _getmetadata(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.GetMetadata)
         mailbox = await self._metadata_target(cmd.mailbox)
-        stored = await self.store.get_metadata(
-            self._account.id, None if mailbox is None else mailbox.id, cmd.entries
-        )
+        try:
+            stored = await self.store.get_metadata(
+                self._account.id, None if mailbox is None else mailbox.id, cmd.entries
+            )
+        except NotFound:  # deleted since the lookup: not the selected mailbox's BYE
+            return r.NO_NO_MAILBOX
         entries = {**stored, **self._computed_metadata(mailbox)}
         items = md.select(entries, cmd.entries, cmd.depth)
         longest = 0
@@ -1213,6 +1216,8 @@ class ImapSession:
             await self.store.set_metadata(
                 self._account.id, mailbox_id, entries, self.settings.metadata_limits
             )
+        except NotFound:  # deleted since the lookup: not the selected mailbox's BYE
+            return r.NO_NO_MAILBOX
         except TooManyEntries:
             return r.NO_METADATA_TOOMANY
         except QuotaExceeded:
