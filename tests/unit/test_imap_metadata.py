@@ -206,3 +206,20 @@ async def test_notify_follows_mailboxes_created_and_renamed_later(wire: Wire, st
     await store.set_metadata(account.id, work.id, {"/private/a": None}, limits)
     out = await wire.hint(Change(account.id, work.id, ChangeKind.METADATA, 0))
     assert out == "* METADATA Work /private/a\r\n"
+
+
+async def test_utf8_values_are_quoted_once_utf8_is_enabled(wire: Wire) -> None:
+    comment = "Caf\u00e9".encode()
+    out = await wire.send("b SETMETADATA INBOX (/private/comment {5}\r\n")
+    assert out == "+ Ready for literal data\r\n"
+    assert await wire.send(comment.decode() + ")\r\n") == "b OK SETMETADATA completed\r\n"
+    out = await wire.send("c GETMETADATA INBOX /private/comment\r\n")
+    assert (
+        out
+        == "* METADATA INBOX (/private/comment {5}\r\nCaf\u00e9)\r\nc OK GETMETADATA completed\r\n"
+    )
+    assert "d OK" in await wire.send("d ENABLE UTF8=ACCEPT\r\n")
+    out = await wire.send("e GETMETADATA INBOX /private/comment\r\n")
+    assert (
+        out == '* METADATA INBOX (/private/comment "Caf\u00e9")\r\ne OK GETMETADATA completed\r\n'
+    )

@@ -88,15 +88,17 @@ def select(
     return list(result.items())
 
 
-def value(data: bytes | None) -> bytes:
-    """RFC 5464 §5 ``value = nstring / literal8``: literal8 only when NUL demands it."""
+def value(data: bytes | None, *, utf8: bool = False) -> bytes:
+    """RFC 5464 §5 ``value = nstring / literal8``: literal8 only when NUL demands it; UTF-8
+    text quoted once the client enabled UTF-8 (RFC 9755 §3), a literal before."""
     if data is None:
         return strings.NIL
     if b"\x00" in data:
         return strings.literal8(data)
-    return strings.string(data)
+    return strings.string(data, utf8=utf8)
 
 
-def entry_values(items: Iterable[tuple[str, bytes | None]]) -> bytes:
+def entry_values(items: Iterable[tuple[str, bytes | None]], *, utf8: bool = False) -> bytes:
     """``(entry value entry value …)`` (RFC 5464 §5 entry-values)."""
-    return b"(" + b" ".join(strings.astring(n) + b" " + value(v) for n, v in items) + b")"
+    pairs = (strings.astring(n) + b" " + value(v, utf8=utf8) for n, v in items)
+    return b"(" + b" ".join(pairs) + b")"

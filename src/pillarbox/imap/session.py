@@ -1195,7 +1195,9 @@ class ImapSession:
             items = [(n, v) for n, v in items if v is None or len(v) <= cmd.maxsize]
         if items:
             await out.write(
-                responses.metadata(cmd.mailbox, md.entry_values(items), utf8=self._utf8)
+                responses.metadata(
+                    cmd.mailbox, md.entry_values(items, utf8=self._utf8), utf8=self._utf8
+                )
             )
         if longest:
             return r.OK_GETMETADATA.with_code(responses.metadata_longentries(longest))
