@@ -93,6 +93,8 @@ def seeds() -> list[bytes]:
         b'\x01a SELECT "&AOQ-" (QRESYNC (1 2 1:5 (1:3 4:6)))\r\n',
         b"\x00a SEARCH CHARSET UTF-8 OR (FROM x) NOT SINCE 1-Jan-2020 ~{3+}\r\nabc\r\n",
         b"\x00a NOTIFY SET (selected MessageNew (UID BODY[HEADER]) MessageExpunge)\r\n",
+        b'\x00a SETMETADATA "" (/private/vendor/v/k ~{3+}\r\n\x00\xff\x01 /shared/c NIL)\r\n',
+        b"\x01a GETMETADATA (MAXSIZE 9 DEPTH infinity) INBOX (/private /shared/comment)\r\n",
     ]
     return found
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -322,6 +323,27 @@ class ImapSection:
         1000,
         "Mailboxes one IMAP NOTIFY may watch for message events; more is refused or stops"
         " notifications with [NOTIFICATIONOVERFLOW] (RFC 5465 §5.8).",
+    )
+    metadata_max_value_size: int = _f(
+        16 * 1024,
+        "Largest METADATA entry value SETMETADATA accepts, in octets; larger is refused with"
+        " [METADATA MAXSIZE n] (RFC 5464 §4.3: at least 1024). Values above 64 KiB also need"
+        " the command literal limit, which follows this setting.",
+    )
+    metadata_max_entries: int = _f(
+        100,
+        "METADATA entries per mailbox, and server entries per account; a new one beyond is"
+        " refused with [METADATA TOOMANY] (RFC 5464 §4.1: at least 10).",
+    )
+    metadata_max_total: int = _f(
+        1024 * 1024,
+        "Octets of METADATA entry names and values per account, all mailboxes and the server"
+        " entries together; a write growing past it is refused with [OVERQUOTA].",
+    )
+    metadata_admin: str = _f(
+        "",
+        "The server's /shared/admin METADATA entry: a URI to reach the administrator (RFC 5464"
+        " §3.2.1.1: e.g. mailto:postmaster@example.org); empty for none. Read-only to clients.",
     )
 
 
@@ -1024,6 +1046,7 @@ def _validate(config: Config) -> None:
         ("smtp.max_connections_per_ip", config.smtp.max_connections_per_ip),
         ("imap.max_literal_size", config.imap.max_literal_size),
         ("imap.notify_max_mailboxes", config.imap.notify_max_mailboxes),
+        ("imap.metadata_max_total", config.imap.metadata_max_total),
         ("server.workers", config.server.workers),
         ("queue.concurrency", config.queue.concurrency),
         ("queue.per_domain", config.queue.per_domain),
@@ -1120,6 +1143,7 @@ def _validate(config: Config) -> None:
     if not 0 <= config.dns.authoritative_port <= 65535:
         raise ConfigError("dns.authoritative_port", "must be 0–65535")
     _validate_lmtp(config.lmtp)
+    _validate_imap_metadata(config.imap)
     _validate_policy(config.policy)
     _validate_web(config.web)
     reports = config.dmarc_reports
@@ -1200,6 +1224,19 @@ def _validate_failure_reports(section: DmarcFailureReportSection, fallback: str)
     if section.enabled and "@" not in (section.from_address or fallback):
         raise ConfigError(
             "dmarc_failure_reports.from_address", "needs an address when reports are enabled"
+        )
+
+
+def _validate_imap_metadata(imap: ImapSection) -> None:
+    """RFC 5464 §4.1: a server MUST accept values of 1024 octets and 10 entries."""
+    if imap.metadata_max_value_size < 1024:
+        raise ConfigError("imap.metadata_max_value_size", "must be at least 1024 (RFC 5464 §4.1)")
+    if imap.metadata_max_entries < 10:
+        raise ConfigError("imap.metadata_max_entries", "must be at least 10 (RFC 5464 §4.1)")
+    admin = imap.metadata_admin
+    if admin and not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:\S+", admin):
+        raise ConfigError(
+            "imap.metadata_admin", f"must be a URI (mailto:, tel:, https:), got {admin!r}"
         )
 
 

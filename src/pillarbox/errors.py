@@ -43,6 +43,10 @@ class QuotaExceeded(UserError):
     """Storing this would take an account over its quota."""
 
 
+class TooManyEntries(UserError):
+    """A new METADATA entry would pass the number allowed for its mailbox or server."""
+
+
 class AuthenticationFailed(UserError):
     """Credentials were wrong, or the account may not log in."""
 

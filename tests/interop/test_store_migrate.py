@@ -31,6 +31,7 @@ from pillarbox.store.types import (
     DkimKeyRecord,
     Filing,
     FlagOp,
+    MetadataLimits,
     NewQueueRecipient,
     RecipientState,
     SenderListEntry,
@@ -92,6 +93,11 @@ async def _populate(store: Store) -> None:
     projects = await store.create_mailbox(account.id, "Projects/2025")
     await store.copy_messages(inbox.id, [1, 4], projects.id)
     await store.set_subscribed(account.id, "Projects/2025", True)
+    metadata_limits = MetadataLimits(max_entries=10, max_total=10_000)
+    await store.set_metadata(
+        account.id, projects.id, {"/shared/comment": b"\x00\xffbinary"}, metadata_limits
+    )
+    await store.set_metadata(account.id, None, {"/private/vendor/v/t": b"tok"}, metadata_limits)
     await store.add_alias(f"info@{DOMAIN}", [USER])
     await store.set_settings(
         account.id,
@@ -161,6 +167,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "usage": await store.quota_usage(account.id),
         "mailboxes": mailboxes,
         "subscriptions": await store.list_subscriptions(account.id),
+        "metadata": await store.list_metadata(account.id),
         "aliases": await store.list_aliases(),
         "domains": await store.list_domains(),
         "queue": await store.list_queue(),

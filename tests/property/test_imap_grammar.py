@@ -1,5 +1,6 @@
 """Properties of the IMAP grammar: parse(format(cmd)) == cmd over generated commands, any bytes
-give a command or a ParseError (never another exception), mUTF-7 and sequence-set laws."""
+give a command or a ParseError (never another exception), mUTF-7 and sequence-set laws, METADATA
+entry names (RFC 5464 §3.2)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from pillarbox.imap import search as s
 from pillarbox.imap.commands import format_command
 from pillarbox.imap.errors import Mutf7Error, ParseError
 from pillarbox.imap.lexer import CommandReady, Lexer, LexerLimits
+from pillarbox.imap.metadata import BadEntry, entry_name
 from pillarbox.imap.parser import parse_command
 from pillarbox.imap.sequence import LAST_RESULT, MAX_NUMBER, STAR, SequenceSet
-from pillarbox.imap.strings import ATOM_CHARS, TAG_CHARS
+from pillarbox.imap.strings import ATOM_CHARS, TAG_CHARS, astring
 from pillarbox.store.types import FlagOp
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -208,6 +210,18 @@ no_argument = st.sampled_from(
     [c.Capability, c.Noop, c.Logout, c.StartTLS, c.Namespace, c.Idle, c.Check, c.Close, c.Unselect]
 )
 
+#: RFC 5464 §3.2 entry-name components: ASCII from 0x1A, no "/", "*" or "%" (canonical case).
+_ENTRY_CHARS = "".join(chr(n) for n in range(0x1A, 0x80) if chr(n) not in "/*%").lower()
+components = st.text(alphabet=_ENTRY_CHARS, min_size=1, max_size=6).filter(
+    lambda part: part != "vendor"
+)
+entry_names = st.builds(
+    lambda scope, parts: "/".join(("", scope, *parts)),
+    st.sampled_from(["private", "shared"]),
+    st.lists(components, min_size=1, max_size=3),
+)
+metadata_values = st.none() | st.binary(max_size=20)
+
 commands = st.one_of(
     st.builds(lambda factory, tag: factory(tag), no_argument, tags),
     st.builds(
@@ -276,6 +290,20 @@ commands = st.one_of(
         tags,
         texts,
         st.lists(st.tuples(upper_atoms, st.integers(0, MAX64)), max_size=3).map(tuple),
+    ),
+    st.builds(
+        c.GetMetadata,
+        tags,
+        mailboxes,
+        st.lists(entry_names, min_size=1, max_size=3).map(tuple),
+        st.none() | st.integers(0, MAX_NUMBER),
+        st.sampled_from([0, 1, None]),
+    ),
+    st.builds(
+        c.SetMetadata,
+        tags,
+        mailboxes,
+        st.lists(st.tuples(entry_names, metadata_values), min_size=1, max_size=3).map(tuple),
     ),
 )
 
@@ -399,3 +427,28 @@ def test_from_numbers_is_exact(members: set[int]) -> None:
     assert set(compact.resolve(500)) == members
     starts = [first for first, _ in compact.ranges]
     assert starts == sorted(starts)
+
+
+@SETTINGS
+@given(entry_names, st.booleans())
+def test_entry_names_round_trip_case_insensitively(name: str, upper: bool) -> None:
+    """RFC 5464 §3.2: an entry name read from the wire in any case is the canonical one."""
+    wire = astring(name.upper() if upper else name)
+    parsed = parse_command(b"t GETMETADATA INBOX " + wire)
+    assert isinstance(parsed, c.GetMetadata)
+    assert parsed.entries == (name,)
+    assert entry_name(name.encode(), settable=True) == name
+
+
+@SETTINGS
+@given(entry_names, st.sampled_from(["//", "/*", "%", "\x00", "\x19", "é", "/"]), st.booleans())
+def test_invalid_entry_names_are_refused(name: str, bad: str, at_end: bool) -> None:
+    """§3.2: "*", "%", 0x00-0x19, non-ASCII, "//" and a final "/" never make a name."""
+    spoiled = name + bad if at_end else name[:2] + bad + name[2:]
+    if bad == "/" and not at_end:
+        spoiled = name + "//x"
+    try:
+        entry_name(spoiled.encode())
+    except BadEntry:
+        return
+    raise AssertionError(f"{spoiled!r} accepted")

@@ -16,11 +16,14 @@ Transcript format, one item per line (blank lines and ``#`` comments ignored):
 ``F: uid flag``          another client adds ``flag`` to INBOX's message ``uid``
 ``O: verb NAME [NEW]``   another client's ``create``, ``delete``, ``rename``, ``subscribe`` or
                          ``unsubscribe`` of mailbox NAME
+``A: NAME ENTRY [VALUE]`` another client's SETMETADATA of ENTRY on mailbox NAME (``""``: the
+                         server entries) to VALUE (Python escapes), or without VALUE its removal
 ``@ sample N``           before connecting, N numbered sample messages are delivered to INBOX
 ``@ mailbox NAME``       before connecting, mailbox NAME is created
 ``@ core-only``          the transcript needs a clock (T:) and only runs on the core
 ``@ set key=value``      an ``[imap]`` setting: ``login_without_tls``, ``max_errors``,
-                         ``notify_max_mailboxes``
+                         ``notify_max_mailboxes``, ``metadata_max_value_size``,
+                         ``metadata_max_entries``, ``metadata_max_total``, ``metadata_admin``
 ``@ tls``                the connection starts in TLS (port 993 live)
 
 ``$USER`` and ``$PASS`` stand for a fresh account made for each transcript and its password,
@@ -46,7 +49,14 @@ from pillarbox.imap.session import Action
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
-from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
+from pillarbox.store.types import (
+    INBOX,
+    Change,
+    ChangeKind,
+    DeliveryTarget,
+    FlagOp,
+    MetadataLimits,
+)
 from pillarbox.testing.imapcore import core_session
 from pillarbox.testing.live import TEST_PASSWORD, LiveServerPool, loopback_config
 from pillarbox.testing.transcript import (
@@ -71,6 +81,8 @@ class Step:
     other: tuple[str, int, str] | None = None
     #: Another client's mailbox operation: (verb, name, new name or "").
     mailbox_op: tuple[str, str, str] | None = None
+    #: Another client's SETMETADATA: (mailbox or "", entry, value or None).
+    metadata: tuple[str, str, bytes | None] | None = None
 
 
 @dataclass
@@ -112,7 +124,7 @@ def load(path: Path, user: str) -> Transcript:
             send += (rest + "\r\n").encode() if tag == "C:" else _unescape(rest)
         elif tag == "S:":
             expect.append(rest)
-        elif tag in ("S!", "T:", "D:", "E:", "F:", "O:"):
+        elif tag in ("S!", "T:", "D:", "E:", "F:", "O:", "A:"):
             flush()
             if tag == "S!":
                 if rest not in ("closed", "starttls"):
@@ -125,6 +137,11 @@ def load(path: Path, user: str) -> Transcript:
             elif tag == "F:":
                 uid, flag = rest.split()
                 transcript.steps.append(Step(other=("flag", int(uid), flag)))
+            elif tag == "A:":
+                name, entry, *value = rest.split(" ", 2)
+                mailbox = "" if name == '""' else name
+                data = _unescape(value[0]) if value else None
+                transcript.steps.append(Step(metadata=(mailbox, entry, data)))
             elif tag == "O:":
                 verb, name, *new = rest.split()
                 transcript.steps.append(Step(mailbox_op=(verb, name, "".join(new))))
@@ -233,10 +250,31 @@ async def mailbox_op(store: Store, user: str, op: tuple[str, str, str]) -> list[
     return [Change(account.id, mailbox.id, ChangeKind.MAILBOXES, 0)]
 
 
+async def set_metadata(
+    store: Store, user: str, change: tuple[str, str, bytes | None]
+) -> list[Change]:
+    account = await store.get_account(user)
+    assert account is not None
+    name, entry, value = change
+    mailbox_id = None if name == "" else (await store.get_mailbox(account.id, name)).id
+    limits = MetadataLimits(max_entries=1000, max_total=10**9)
+    await store.set_metadata(account.id, mailbox_id, {entry: value}, limits)
+    return [Change(account.id, mailbox_id or 0, ChangeKind.METADATA, 0)]
+
+
 def _config(tmp: Path, transcript: Transcript) -> cfg.Config:
     base = loopback_config(tmp, only=["imap", "imaps"])
+    settings = transcript.settings
     imap = dataclasses.replace(
         base.imap,
+        metadata_max_value_size=int(
+            settings.get("metadata_max_value_size", base.imap.metadata_max_value_size)
+        ),
+        metadata_max_entries=int(
+            settings.get("metadata_max_entries", base.imap.metadata_max_entries)
+        ),
+        metadata_max_total=int(settings.get("metadata_max_total", base.imap.metadata_max_total)),
+        metadata_admin=settings.get("metadata_admin", base.imap.metadata_admin),
         login_without_tls=transcript.settings.get("login_without_tls", "true") == "true",
         max_errors=int(transcript.settings.get("max_errors", base.imap.max_errors)),
         notify_max_mailboxes=int(
@@ -272,6 +310,8 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
                 changes += await other_client(store, user, step.other)
             if step.mailbox_op is not None:
                 changes += await mailbox_op(store, user, step.mailbox_op)
+            if step.metadata is not None:
+                changes += await set_metadata(store, user, step.metadata)
             if changes:
                 # What the adapter does on a change-feed wake-up.
                 for change in changes:
@@ -341,6 +381,8 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
                 server.call(other_client(server.store, user, step.other))
             if step.mailbox_op is not None:
                 server.call(mailbox_op(server.store, user, step.mailbox_op))
+            if step.metadata is not None:
+                server.call(set_metadata(server.store, user, step.metadata))
             if step.send:
                 sock.sendall(step.send)
             pending += reader.lines(max(0, len(step.expect) - len(pending)))

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from pillarbox.errors import ConfigError, NotFound, StorageError
+from pillarbox.errors import ConfigError, NotFound, StorageError, TooManyEntries
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
@@ -38,6 +38,7 @@ from pillarbox.store.types import (
     DeliveryTarget,
     FlagOp,
     Mailbox,
+    MetadataLimits,
     NewQueueRecipient,
     SenderListEntry,
     SenderListKind,
@@ -273,6 +274,41 @@ async def test_change_feed_crosses_nodes(nodes: tuple[PostgresStore, PostgresSto
     assert result.record is not None
     assert change == Change(account.id, inbox.id, ChangeKind.EXISTS, result.record.modseq)
     await subscription.close()
+
+
+async def test_metadata_changes_cross_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:
+    """IMAP NOTIFY's MailboxMetadataChange/ServerMetadataChange (RFC 5465 §5.6, §5.7) on
+    another node hang on these hints."""
+    a, b = nodes
+    account, inbox = await add_bob(a)
+    subscription = b.subscribe(account.id)
+    feed = aiter(subscription)
+    limits = MetadataLimits(max_entries=10, max_total=10_000)
+    await a.set_metadata(account.id, inbox.id, {"/shared/comment": b"x"}, limits)
+    change = await asyncio.wait_for(anext(feed), 2)
+    assert change == Change(account.id, inbox.id, ChangeKind.METADATA, 0)
+    await a.set_metadata(account.id, None, {"/private/vendor/v/t": b"y"}, limits)
+    assert await asyncio.wait_for(anext(feed), 2) == Change(account.id, 0, ChangeKind.METADATA, 0)
+    await subscription.close()
+
+
+async def test_metadata_limits_are_exact_across_nodes(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Writers on two nodes take turns on the account's row: never more entries than allowed."""
+    a, b = nodes
+    account, inbox = await add_bob(a)
+    limits = MetadataLimits(max_entries=10, max_total=10**6)
+    results = await asyncio.gather(
+        *(
+            (a if i % 2 else b).set_metadata(account.id, inbox.id, {f"/private/e{i}": b"v"}, limits)
+            for i in range(30)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 10
+    assert all(r is None or isinstance(r, TooManyEntries) for r in results)
+    assert len(await b.get_metadata(account.id, inbox.id)) == 10
 
 
 async def test_a_rolled_back_write_announces_nothing(

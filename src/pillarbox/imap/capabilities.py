@@ -51,6 +51,8 @@ BASE: Final = (
     "QUOTA=RES-MESSAGE",  # RFC 9208 §5.2
     "OBJECTID",  # RFC 8474
     "NOTIFY",  # RFC 5465
+    "METADATA",  # RFC 5464 §1: mailbox and server entries
+    "METADATA-SERVER",  # RFC 5464 §1: server entries (implied by METADATA)
 )
 
 #: ENABLE arguments that take effect (RFC 5161 §3.1); both switch mailbox names and quoted

@@ -416,6 +416,27 @@ class SetQuota:
     limits: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class GetMetadata:
+    """GETMETADATA (RFC 5464 §4.2): ``mailbox`` "" names the server; ``entries`` are
+    canonical (:func:`pillarbox.imap.metadata.entry_name`); ``depth`` None is "infinity"."""
+
+    tag: str
+    mailbox: str
+    entries: tuple[str, ...]
+    maxsize: int | None = None
+    depth: int | None = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SetMetadata:
+    """SETMETADATA (RFC 5464 §4.3): (entry, value) pairs, None to remove the entry."""
+
+    tag: str
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
 Command = (
     Capability
     | Noop
@@ -453,6 +474,8 @@ Command = (
     | GetQuota
     | GetQuotaRoot
     | SetQuota
+    | GetMetadata
+    | SetMetadata
 )
 
 _NO_ARGUMENTS: Final = {
@@ -616,6 +639,30 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
         case SetQuota(root=root, limits=limits):
             resources = b" ".join(b"%s %d" % (n.encode("ascii"), v) for n, v in limits)
             return b"SETQUOTA " + strings.astring(root) + b" (" + resources + b")"
+        case GetMetadata(mailbox=name, entries=entries, maxsize=maxsize, depth=depth):
+            out = b"GETMETADATA "
+            wanted = [] if maxsize is None else [b"MAXSIZE %d" % maxsize]
+            if depth != 0:
+                wanted.append(b"DEPTH " + (b"infinity" if depth is None else b"%d" % depth))
+            if wanted:
+                out += b"(" + b" ".join(wanted) + b") "
+            names = [strings.astring(entry) for entry in entries]
+            listed = names[0] if len(names) == 1 else b"(" + b" ".join(names) + b")"
+            return out + mailbox(name) + b" " + listed
+        case SetMetadata(mailbox=name, entries=pairs):
+            values = (
+                strings.astring(entry)
+                + b" "
+                + (
+                    strings.NIL
+                    if value is None
+                    else strings.literal8(value, non_sync=literal_plus)
+                    if b"\x00" in value
+                    else strings.string(value, utf8=utf8)
+                )
+                for entry, value in pairs
+            )
+            return b"SETMETADATA " + mailbox(name) + b" (" + b" ".join(values) + b")"
     raise TypeError(f"not a command: {cmd!r}")  # pragma: no cover - the match is exhaustive
 
 

@@ -10,7 +10,8 @@ Implementation notes:
   :class:`~pillarbox.imap.selected.SelectedView` (EXISTS, EXPUNGE, FETCH); only whether and
   when they are pushed, and MessageNew's fetch attributes, come from the plan.
 - **Hints, then the truth.** A hint only marks a mailbox (or the mailbox list, or the
-  subscriptions) as worth a look; the notifier re-reads the store and compares with what it
+  subscriptions, or a mailbox's METADATA) as worth a look; the notifier re-reads the store
+  and compares with what it
   last told the client, so coalesced or duplicated hints (see :mod:`pillarbox.store.feed`)
   change nothing. STATUS carries what changed: UIDNEXT and MESSAGES for MessageNew and
   MessageExpunge (§5.2, §5.3), HIGHESTMODSEQ with them once CONDSTORE is on, HIGHESTMODSEQ and
@@ -20,15 +21,22 @@ Implementation notes:
   creation, a lost one a deletion (``\\NonExistent``), a new name a rename (``OLDNAME``),
   reported once for the top of a renamed subtree; a created or deleted mailbox's parent is
   listed too, with its new attributes. **Subscriptions** (§5.5) are a diff of the name set.
+- **METADATA** (§5.6, §5.7): the notifier keeps a digest of every entry of the account
+  (server entries under mailbox id 0), taken at NOTIFY SET; a METADATA hint re-reads that
+  mailbox's (or the server's) entries and reports, by name only (RFC 5464 §4.4.2), exactly
+  the entries that were added, changed or removed (removed ones always, §5.6). Entries of a
+  mailbox created later start from none; a deleted mailbox's go with it, unreported (its
+  MailboxName event says it). The hints cross nodes on PostgreSQL like every other change.
 - **The client's own changes** are not echoed (§5 SHOULD): after its own CREATE, RENAME,
   DELETE, (UN)SUBSCRIBE, APPEND or COPY the session calls :meth:`Notifier.absorb`, which takes
-  the new state in silently. A change by another session landing in the same instant may be
-  absorbed with it; the next change of that mailbox is reported as usual.
+  the new state in silently (SETMETADATA: :meth:`Notifier.absorb_metadata`). A change by
+  another session landing in the same instant may be absorbed with it; the next change of
+  that mailbox is reported as usual.
 - **Scope.** One personal namespace, no ACLs (RFC 4314): every mailbox is LISTable and
   readable, so §3.1's access checks never refuse and ``\\NoAccess`` never appears. "inboxes"
   is "personal" (§6.3 allows it: plus-addressing can deliver to any mailbox). Unsupported
-  events (AnnotationChange, the METADATA ones, unknown ones) are refused with
-  ``NO [BADEVENT (...)]`` listing the supported ones (§3.1).
+  events (AnnotationChange: no per-message annotations, RFC 5257; unknown ones) are refused
+  with ``NO [BADEVENT (...)]`` listing the supported ones (§3.1).
 - **Overflow** (§5.8): more watched mailboxes than ``max_mailboxes`` refuses NOTIFY SET with
   ``NO [NOTIFICATIONOVERFLOW]``; if the account grows past it later, the notifier says
   ``* OK [NOTIFICATIONOVERFLOW]`` once and behaves as after NOTIFY NONE.
@@ -36,7 +44,8 @@ Implementation notes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,6 +77,8 @@ SUPPORTED_EVENTS: Final = (
     "FlagChange",
     "MailboxName",
     "SubscriptionChange",
+    "MailboxMetadataChange",
+    "ServerMetadataChange",
 )
 
 NOTIFICATIONOVERFLOW: Final = Code("NOTIFICATIONOVERFLOW")  # RFC 5465 §5.8
@@ -104,6 +115,8 @@ class Watch:
     flags: bool = False  # FlagChange
     names: bool = False  # MailboxName
     subscriptions: bool = False  # SubscriptionChange
+    metadata: bool = False  # MailboxMetadataChange
+    server_metadata: bool = False  # ServerMetadataChange (of any group: not per mailbox)
 
     def __or__(self, other: Watch) -> Watch:
         return Watch(
@@ -111,6 +124,8 @@ class Watch:
             self.flags or other.flags,
             self.names or other.names,
             self.subscriptions or other.subscriptions,
+            self.metadata or other.metadata,
+            self.server_metadata or other.server_metadata,
         )
 
 
@@ -155,6 +170,16 @@ class NotifyPlan:
                 result |= group.watch
         return result
 
+    @property
+    def server_metadata(self) -> bool:
+        """ServerMetadataChange (§5.7) in any group: server entries are no mailbox's."""
+        return any(group.watch.server_metadata for group in self.groups)
+
+    @property
+    def metadata(self) -> bool:
+        """Whether any METADATA event was asked for (the notifier then keeps entry digests)."""
+        return any(group.watch.metadata or group.watch.server_metadata for group in self.groups)
+
 
 def plan(command: c.Notify) -> NotifyPlan:
     """Check a NOTIFY command (RFC 5465 §3.1, §5, §6.1, §8) and return what it asks for.
@@ -185,6 +210,8 @@ def plan(command: c.Notify) -> NotifyPlan:
             flags="FlagChange" in events,
             names="MailboxName" in events,
             subscriptions="SubscriptionChange" in events,
+            metadata="MailboxMetadataChange" in events,
+            server_metadata="ServerMetadataChange" in events,
         )
         if not is_selected:
             groups.append(_Group(group.filter, group.mailboxes, watch))
@@ -265,6 +292,14 @@ def _status_line(name: str, counts: _Counts, items: set[str], *, utf8: bool) -> 
     return responses.status(name, ordered, utf8=utf8)
 
 
+def _digests(entries: Mapping[str, bytes]) -> dict[str, bytes]:
+    """What the notifier keeps of a mailbox's entries: enough to tell a change, not the
+    values (up to ``imap.metadata_max_total`` per account and session otherwise)."""
+    return {
+        name: hashlib.blake2b(value, digest_size=16).digest() for name, value in entries.items()
+    }
+
+
 def _parent(name: str) -> str | None:
     head, sep, _ = name.rpartition(DELIMITER)
     return head if sep else None
@@ -276,6 +311,8 @@ class Notifier:
     __slots__ = (
         "_dirty",
         "_known",
+        "_metadata",
+        "_metadata_dirty",
         "_names",
         "_names_dirty",
         "_subscriptions",
@@ -299,6 +336,10 @@ class Notifier:
         self._dirty: dict[int, set[ChangeKind]] = {}
         self._names_dirty = False
         self._subscriptions_dirty = False
+        #: Digests of every entry the client knows, by mailbox id (0: the server's).
+        self._metadata: dict[int, dict[str, bytes]] = {}
+        #: Mailbox ids (0: the server) whose entries were hinted at.
+        self._metadata_dirty: set[int] = set()
 
     @property
     def active(self) -> bool:
@@ -319,6 +360,9 @@ class Notifier:
         watched = self._watched(boxes)
         if len(watched) > self.max_mailboxes:
             raise NotifyRefused(NO_OVERFLOW)
+        if self.plan.metadata:
+            every = await store.list_metadata(self.account_id)
+            self._metadata = {key: _digests(entries) for key, entries in every.items()}
         lines = []
         for box, watch in watched:
             try:
@@ -342,6 +386,9 @@ class Notifier:
             return
         if change.kind is ChangeKind.MAILBOXES:
             self._names_dirty = True
+        elif change.kind is ChangeKind.METADATA:
+            if self.plan.metadata:
+                self._metadata_dirty.add(change.mailbox_id)
         elif change.kind is ChangeKind.SUBSCRIPTIONS:
             self._subscriptions_dirty = True
         else:
@@ -349,7 +396,48 @@ class Notifier:
 
     @property
     def pending(self) -> bool:
-        return bool(self._dirty) or self._names_dirty or self._subscriptions_dirty
+        return (
+            bool(self._dirty)
+            or self._names_dirty
+            or self._subscriptions_dirty
+            or bool(self._metadata_dirty)
+        )
+
+    async def absorb_metadata(self, store: Store, mailbox_id: int) -> None:
+        """Take in this session's own SETMETADATA silently (``mailbox_id`` 0: the server)."""
+        if self.plan.metadata:
+            self._metadata[mailbox_id] = _digests(await self._entries(store, mailbox_id))
+
+    async def _entries(self, store: Store, mailbox_id: int) -> dict[str, bytes]:
+        try:
+            return await store.get_metadata(self.account_id, mailbox_id or None)
+        except NotFound:
+            return {}  # deleted meanwhile: its MailboxName event tells
+
+    async def _metadata_changes(self, store: Store, *, utf8: bool) -> list[bytes]:
+        """RFC 5465 §5.6, §5.7: one unsolicited METADATA (names only) per mailbox or server
+        whose entries changed, listing exactly the added, changed and removed ones."""
+        dirty, self._metadata_dirty = self._metadata_dirty, set()
+        lines = []
+        for mailbox_id in sorted(dirty):
+            if mailbox_id == 0:
+                name = ""
+                asked = self.plan.server_metadata
+            else:
+                found = self._names.get(mailbox_id)
+                if found is None:
+                    continue  # unknown yet (created meanwhile) or gone
+                name = found
+                asked = self.plan.watch(name, self._subscriptions).metadata
+            after = _digests(await self._entries(store, mailbox_id))
+            before = self._metadata.get(mailbox_id, {})
+            self._metadata[mailbox_id] = after
+            changed = sorted(
+                n for n in after.keys() | before.keys() if after.get(n) != before.get(n)
+            )
+            if asked and changed:
+                lines.append(responses.metadata_names(name, changed, utf8=utf8))
+        return lines
 
     async def absorb(self, store: Store, *, mailbox_id: int | None = None) -> None:
         """Take in this session's own change silently (RFC 5465 §5: not echoed)."""
@@ -390,6 +478,8 @@ class Notifier:
                 self.plan = NotifyPlan()  # §5.8: as if NOTIFY NONE had been received
                 self._dirty.clear()
                 return [*lines, OVERFLOW.untagged()]
+        if self._metadata_dirty:
+            lines += await self._metadata_changes(store, utf8=utf8)
         dirty, self._dirty = self._dirty, {}
         for mailbox_id, kinds in sorted(dirty.items()):
             name = self._names.get(mailbox_id)
@@ -449,7 +539,7 @@ class Notifier:
         affected: dict[str, str | None] = {}  # name → old name (renames)
         for old_name, new_name in renamed.items():
             parent = _parent(old_name)
-            if parent is not None and renamed.get(parent) == _parent(new_name):
+            if parent in renamed and renamed[parent] == _parent(new_name):
                 continue  # §5.4: renamed with its parent, no event of its own
             affected[new_name] = old_name
         created = [name for i, name in current.items() if i not in old]

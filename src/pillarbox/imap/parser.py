@@ -5,7 +5,8 @@ Implementation notes
   RFC 3502 (MULTIAPPEND), RFC 3516 (BINARY), RFC 4731/5182 (ESEARCH, SEARCHRES), RFC 4978
   (COMPRESS), RFC 5032 (WITHIN), RFC 5161 (ENABLE), RFC 5256 (SORT, THREAD), RFC 5258/5819/6154
   (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE), RFC 6851 (MOVE), RFC 7162 (CONDSTORE, QRESYNC),
-  RFC 8474 (OBJECTID), RFC 8514 (SAVEDATE), RFC 8970 (PREVIEW), RFC 9208 (QUOTA), RFC 6855 APPEND
+  RFC 8474 (OBJECTID), RFC 8514 (SAVEDATE), RFC 8970 (PREVIEW), RFC 9208 (QUOTA), RFC 5464
+  (METADATA: the §4.4.1 examples' unparenthesised entry lists accepted), RFC 6855 APPEND
   UTF8 (withdrawn by RFC 9755, still accepted).
 - Input is what :class:`pillarbox.imap.lexer.Lexer` yields: the command without its final CRLF,
   every literal as ``{n}`` CRLF followed by exactly n octets.
@@ -30,6 +31,7 @@ from pillarbox.imap import mutf7, strings
 from pillarbox.imap import search as s
 from pillarbox.imap.dates import parse_date, parse_date_time
 from pillarbox.imap.errors import Mutf7Error, ParseError
+from pillarbox.imap.metadata import BadEntry, entry_name
 from pillarbox.imap.sequence import MAX_NUMBER, SequenceSet
 from pillarbox.store.types import FlagOp
 
@@ -995,6 +997,85 @@ def _setquota(cur: _Cursor, tag: str) -> c.Command:
     return c.SetQuota(tag, root, tuple(limits))
 
 
+def _entry(cur: _Cursor, *, settable: bool = False) -> str:
+    """RFC 5464 §5 ``entry = astring``, held to §3.2 (BAD otherwise)."""
+    try:
+        return entry_name(cur.astring(), settable=settable)
+    except BadEntry as exc:
+        raise cur.error(str(exc)) from None
+
+
+def _getmetadata_options(cur: _Cursor) -> tuple[int | None, int | None]:
+    """RFC 5464 §5 getmetadata-options: (MAXSIZE, DEPTH; None is infinity). RFC 4466 §2.1:
+    unknown options are BAD."""
+    maxsize: int | None = None
+    depth: int | None = 0
+    seen: set[str] = set()
+    cur.expect(b"(")
+    while True:
+        option = cur.word("GETMETADATA option")
+        if option in seen or option not in ("MAXSIZE", "DEPTH"):
+            raise cur.error(f"unknown or repeated GETMETADATA option {option}")
+        seen.add(option)
+        cur.sp()
+        if option == "MAXSIZE":
+            maxsize = cur.number()
+        elif cur.skip_keyword(b"INFINITY"):
+            depth = None
+        elif cur.skip(b"0"):
+            depth = 0
+        elif cur.skip(b"1"):
+            depth = 1
+        else:
+            raise cur.error("DEPTH is 0, 1 or infinity")
+        if not cur.skip(b" "):
+            break
+    cur.expect(b")")
+    return maxsize, depth
+
+
+def _getmetadata(cur: _Cursor, tag: str) -> c.Command:
+    cur.sp()
+    options: tuple[int | None, int | None] | None = None
+    if cur.peek() == 0x28:
+        options = _getmetadata_options(cur)
+        cur.sp()
+    mailbox = cur.mailbox()
+    cur.sp()
+    # RFC 5464's §4.2.1/§4.2.2 examples put the options after the mailbox: accepted too (an
+    # entry list starts with "/" or a quote, an option list with a letter).
+    if options is None and cur.peek() == 0x28 and cur.data[cur.pos + 1 : cur.pos + 2].isalpha():
+        options = _getmetadata_options(cur)
+        cur.sp()
+    maxsize, depth = options if options is not None else (None, 0)
+    entries = []
+    parenthesised = cur.skip(b"(")
+    entries.append(_entry(cur))
+    while cur.skip(b" "):  # RFC 5464 §4.4.1's examples list entries without parentheses
+        entries.append(_entry(cur))
+    if parenthesised:
+        cur.expect(b")")
+    return c.GetMetadata(tag, mailbox, tuple(entries), maxsize, depth)
+
+
+def _setmetadata(cur: _Cursor, tag: str) -> c.Command:
+    cur.sp()
+    mailbox = cur.mailbox()
+    cur.sp()
+    cur.expect(b"(")
+    pairs: list[tuple[str, bytes | None]] = []
+    while True:
+        name = _entry(cur, settable=True)
+        cur.sp()
+        # RFC 5464 §5 value = nstring / literal8
+        value = cur.literal(binary=True) if cur.peek() == 0x7E else cur.nstring()
+        pairs.append((name, value))
+        if not cur.skip(b" "):
+            break
+    cur.expect(b")")
+    return c.SetMetadata(tag, mailbox, tuple(pairs))
+
+
 # -- search keys --------------------------------------------------------------------------
 
 _DATE_KEYS: Final = {
@@ -1153,6 +1234,8 @@ _COMMANDS: Final[dict[str, _Parser]] = {
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _setquota,
+    "GETMETADATA": _getmetadata,
+    "SETMETADATA": _setmetadata,
 }
 #: RFC 9051 §6.4.9 UID command, with RFC 4315 UID EXPUNGE, RFC 6851 UID MOVE, RFC 5256.
 _UID_COMMANDS: Final[dict[str, _Parser]] = {

@@ -18,6 +18,7 @@ from pillarbox.imap.responses import (
     COMPRESSIONACTIVE,
     EXPUNGEISSUED,
     HASCHILDREN,
+    METADATA_TOOMANY,
     NONEXISTENT,
     NOPERM,
     OVERQUOTA,
@@ -74,6 +75,13 @@ OK_GETQUOTA: Final = Reply(OK, "GETQUOTA completed")
 OK_GETQUOTAROOT: Final = Reply(OK, "GETQUOTAROOT completed")
 NO_NO_QUOTA_ROOT: Final = Reply(NO, "No such quota root", NONEXISTENT)  # RFC 9208 §4.2
 NO_SETQUOTA: Final = Reply(NO, "Quotas are set by the administrator", NOPERM)
+OK_GETMETADATA: Final = Reply(OK, "GETMETADATA completed")  # RFC 5464 §4.2
+OK_SETMETADATA: Final = Reply(OK, "SETMETADATA completed")  # RFC 5464 §4.3
+NO_METADATA_MAXSIZE: Final = Reply(NO, "Entry value too large")  # code added: the limit
+NO_METADATA_TOOMANY: Final = Reply(NO, "Too many entries", METADATA_TOOMANY)
+NO_METADATA_OVERQUOTA: Final = Reply(NO, "Entries exceed the account's limit", OVERQUOTA)
+#: RFC 5464 §3.2.1.1 /shared/admin; RFC 6154 §4 /private/specialuse (set by CREATE (USE)).
+NO_METADATA_READ_ONLY: Final = Reply(NO, "Entry is read-only", NOPERM)
 OK_COMPRESS: Final = Reply(OK, "DEFLATE active")  # RFC 4978 §3
 NO_COMPRESSION_ACTIVE: Final = Reply(NO, "DEFLATE active via COMPRESS", COMPRESSIONACTIVE)
 BAD_COMPRESS_MECHANISM: Final = Reply(BAD, "Only DEFLATE is supported")

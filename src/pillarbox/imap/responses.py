@@ -87,6 +87,20 @@ USEATTR: Final = Code("USEATTR")  # RFC 6154 §6
 COMPRESSIONACTIVE: Final = Code("COMPRESSIONACTIVE")  # RFC 4978 §3
 
 
+#: RFC 5464 §4.3 SETMETADATA failures.
+METADATA_TOOMANY: Final = Code("METADATA", b"TOOMANY")
+
+
+def metadata_maxsize(octets: int) -> Code:
+    """RFC 5464 §4.3 ``[METADATA MAXSIZE n]``: the largest value the server accepts."""
+    return Code("METADATA", b"MAXSIZE %d" % octets)
+
+
+def metadata_longentries(octets: int) -> Code:
+    """RFC 5464 §4.2.1 ``[METADATA LONGENTRIES n]``: the largest value MAXSIZE left out."""
+    return Code("METADATA", b"LONGENTRIES %d" % octets)
+
+
 def capability_code(capabilities: Iterable[str]) -> Code:
     return Code("CAPABILITY", " ".join(capabilities).encode("ascii"))
 
@@ -422,6 +436,17 @@ def quotaroot(mailbox: str, roots: Iterable[str], *, utf8: bool = False) -> byte
     for root in roots:
         out += b" " + strings.astring(root)
     return out + CRLF
+
+
+def metadata(mailbox: str, entries: bytes, *, utf8: bool = False) -> bytes:
+    """``* METADATA mailbox entries`` (RFC 5464 §4.4): ``entries`` is the parenthesised
+    entry-values of :func:`pillarbox.imap.metadata.entry_values`, or names alone (§4.4.2)."""
+    return b"* METADATA %s %s\r\n" % (encode_mailbox(mailbox, utf8=utf8), entries)
+
+
+def metadata_names(mailbox: str, names: Iterable[str], *, utf8: bool = False) -> bytes:
+    """Unsolicited ``* METADATA mailbox entry …`` without values (RFC 5464 §4.4.2)."""
+    return metadata(mailbox, b" ".join(strings.astring(name) for name in names), utf8=utf8)
 
 
 # -- FETCH (RFC 9051 §7.5.2) ---------------------------------------------------------------

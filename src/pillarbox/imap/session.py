@@ -47,6 +47,11 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   administrator's). An APPEND, COPY or MOVE over quota is ``NO [OVERQUOTA]``.
 - **COMPRESS=DEFLATE** (RFC 4978): the core answers and returns
   :attr:`Action.START_COMPRESS`; the adapter puts the :mod:`.compress` streams under TLS.
+- **METADATA** (RFC 5464, :mod:`.metadata`): GETMETADATA and SETMETADATA on a mailbox or,
+  with the name "", on the server entries (kept per account); the limits are the store's, in
+  the write's transaction, so two sessions cannot pass them together. ENABLE METADATA turns
+  nothing on: unsolicited METADATA responses (§4.4.2) go out only for NOTIFY's
+  MailboxMetadataChange and ServerMetadataChange (RFC 5465 §5.6, §5.7).
 - **NOTIFY** (RFC 5465, :mod:`.notify`): once used, :meth:`ImapSession.push_updates` sends
   exactly the events the client asked for, whether it idles or not (§3.1, §4), and the
   adapter calls it whenever :attr:`ImapSession.wants_push`. Before any NOTIFY only IDLE
@@ -75,8 +80,10 @@ from pillarbox.errors import (
     QuotaExceeded,
     RateLimited,
     StorageError,
+    TooManyEntries,
 )
 from pillarbox.imap import commands as c
+from pillarbox.imap import metadata as md
 from pillarbox.imap import replies as r
 from pillarbox.imap import responses
 from pillarbox.imap.capabilities import ENABLEABLE, capabilities
@@ -108,6 +115,7 @@ from pillarbox.store.types import (
     FlagOp,
     Mailbox,
     MessageRecord,
+    MetadataLimits,
     SpecialUse,
 )
 
@@ -161,6 +169,8 @@ _AUTHENTICATED: Final = _ANY | {
     c.SetQuota,
     c.Compress,
     c.Notify,
+    c.GetMetadata,
+    c.SetMetadata,
 }
 #: RFC 9051 §6: the commands each state accepts. ENABLE is for the authenticated state only
 #: (RFC 5161 §3.1); CHECK stays for IMAP4rev1 clients (RFC 3501 §6.4.1).
@@ -253,6 +263,14 @@ class SessionSettings:
     hostname: str = "localhost"
     #: Mailboxes one NOTIFY may watch for message events (RFC 5465 §5.8 overflow beyond).
     notify_max_mailboxes: int = 1000
+    #: RFC 5464 §4.3: the largest entry value SETMETADATA accepts ([METADATA MAXSIZE]).
+    metadata_max_value_size: int = 16 * 1024
+    #: What the store enforces per write (TOOMANY, OVERQUOTA).
+    metadata_limits: MetadataLimits = field(
+        default_factory=lambda: MetadataLimits(max_entries=100, max_total=1024 * 1024)
+    )
+    #: RFC 5464 §3.2.1.1: the server's /shared/admin URI (none when empty).
+    metadata_admin: str = ""
 
 
 @dataclass(slots=True)
@@ -1119,6 +1137,74 @@ class ImapSession:
     async def _setquota(self, cmd: c.Command, out: Output) -> Reply:
         return r.NO_SETQUOTA  # RFC 9208 §4.2: limits are set by the administrator
 
+    # -- METADATA (RFC 5464) ---------------------------------------------------------------
+
+    async def _metadata_target(self, name: str) -> Mailbox | None:
+        """The mailbox a METADATA command names, None for the server (""); NO [NONEXISTENT]
+        for a mailbox that does not exist (§3.3)."""
+        return None if name == "" else await self._mailbox(name)
+
+    def _computed_metadata(self, mailbox: Mailbox | None) -> dict[str, bytes]:
+        """The read-only entries the server provides (module notes of :mod:`.metadata`)."""
+        if mailbox is None:
+            admin = self.settings.metadata_admin
+            return {md.ADMIN: admin.encode("utf-8")} if admin else {}
+        if mailbox.special_use is None:
+            return {}
+        return {md.SPECIALUSE: mailbox.special_use.value.encode("ascii")}
+
+    async def _getmetadata(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.GetMetadata)
+        mailbox = await self._metadata_target(cmd.mailbox)
+        try:
+            stored = await self.store.get_metadata(
+                self._account.id, None if mailbox is None else mailbox.id, cmd.entries
+            )
+        except NotFound:  # deleted since the lookup: not the selected mailbox's BYE
+            return r.NO_NO_MAILBOX
+        entries = {**stored, **self._computed_metadata(mailbox)}
+        items = md.select(entries, cmd.entries, cmd.depth)
+        longest = 0
+        if cmd.maxsize is not None:  # §4.2.1
+            longest = max(
+                (len(v) for _, v in items if v is not None and len(v) > cmd.maxsize), default=0
+            )
+            items = [(n, v) for n, v in items if v is None or len(v) <= cmd.maxsize]
+        if items:
+            await out.write(
+                responses.metadata(
+                    cmd.mailbox, md.entry_values(items, utf8=self._utf8), utf8=self._utf8
+                )
+            )
+        if longest:
+            return r.OK_GETMETADATA.with_code(responses.metadata_longentries(longest))
+        return r.OK_GETMETADATA
+
+    async def _setmetadata(self, cmd: c.Command, out: Output) -> Reply:
+        assert isinstance(cmd, c.SetMetadata)
+        mailbox = await self._metadata_target(cmd.mailbox)
+        entries = dict(cmd.entries)  # a name given twice: the last value stands
+        read_only = md.SPECIALUSE if mailbox is not None else md.ADMIN
+        if read_only in entries:
+            return r.NO_METADATA_READ_ONLY
+        limit = self.settings.metadata_max_value_size
+        if any(value is not None and len(value) > limit for value in entries.values()):
+            return r.NO_METADATA_MAXSIZE.with_code(responses.metadata_maxsize(limit))  # §4.3
+        mailbox_id = None if mailbox is None else mailbox.id
+        try:
+            await self.store.set_metadata(
+                self._account.id, mailbox_id, entries, self.settings.metadata_limits
+            )
+        except NotFound:  # deleted since the lookup: not the selected mailbox's BYE
+            return r.NO_NO_MAILBOX
+        except TooManyEntries:
+            return r.NO_METADATA_TOOMANY
+        except QuotaExceeded:
+            return r.NO_METADATA_OVERQUOTA
+        if self._notifier is not None:  # RFC 5465 §5: the session's own change is not echoed
+            await self._notifier.absorb_metadata(self.store, mailbox_id or 0)
+        return r.OK_SETMETADATA
+
     async def _compress(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Compress)
         if cmd.mechanism != "DEFLATE":
@@ -1479,6 +1565,8 @@ def _handlers() -> dict[type, Handler]:
         c.SetQuota: s._setquota,
         c.Compress: s._compress,
         c.Notify: s._notify,
+        c.GetMetadata: s._getmetadata,
+        c.SetMetadata: s._setmetadata,
     }
     return table
 

@@ -45,6 +45,7 @@ from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.interface import ChangeSubscription
+from pillarbox.store.types import MetadataLimits
 
 #: Gathered output is written once it reaches this size (and before every wait for input).
 FLUSH_AT = 64 * 1024
@@ -55,6 +56,9 @@ def session_settings(config: ImapSection, hostname: str = "localhost") -> Sessio
     default = LexerLimits()
     lexer = LexerLimits(
         max_line=config.max_line_length,
+        # A METADATA value up to its limit must get through the framer, to be refused (if
+        # at all) with RFC 5464's [METADATA MAXSIZE] rather than [TOOBIG].
+        max_literal=max(default.max_literal, config.metadata_max_value_size),
         max_append_literal=config.max_literal_size,
         max_command=max(default.max_command, config.max_literal_size + config.max_line_length),
     )
@@ -66,6 +70,11 @@ def session_settings(config: ImapSection, hostname: str = "localhost") -> Sessio
         login_without_tls=config.login_without_tls,
         hostname=hostname,
         notify_max_mailboxes=config.notify_max_mailboxes,
+        metadata_max_value_size=config.metadata_max_value_size,
+        metadata_limits=MetadataLimits(
+            max_entries=config.metadata_max_entries, max_total=config.metadata_max_total
+        ),
+        metadata_admin=config.metadata_admin,
     )
 
 

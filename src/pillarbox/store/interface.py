@@ -52,6 +52,7 @@ from pillarbox.store.types import (
     MessagePage,
     MessageQuery,
     MessageRecord,
+    MetadataLimits,
     NewQueueRecipient,
     QueueDepth,
     QueuedMessage,
@@ -180,6 +181,35 @@ class Store(Protocol):
     async def list_subscriptions(self, account_id: int) -> set[str]: ...
     async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
         """Subscriptions may name mailboxes that do not exist (RFC 9051 §6.3.7)."""
+
+    # -- METADATA (RFC 5464): entries of a mailbox, or the account's server entries ----------
+    # ``mailbox_id`` None names the server entries. Names are canonical (lowercase, checked by
+    # the caller: ``pillarbox.imap.metadata``); values are octets. A mailbox's entries go with
+    # it when it is deleted and follow it when renamed (§4.1); renaming INBOX copies INBOX's
+    # entries to the new mailbox and INBOX keeps them. Each write publishes one
+    # ``ChangeKind.METADATA`` change (``mailbox_id`` 0 for server entries).
+    async def get_metadata(
+        self, account_id: int, mailbox_id: int | None, names: Sequence[str] | None = None
+    ) -> dict[str, bytes]:
+        """The entries named in ``names`` and every entry below one of them (``/a`` covers
+        ``/a/b``), all of them with None; ``NotFound`` if the account has no such mailbox."""
+
+    async def set_metadata(
+        self,
+        account_id: int,
+        mailbox_id: int | None,
+        entries: Mapping[str, bytes | None],
+        limits: MetadataLimits,
+    ) -> None:
+        """Set each entry (None removes it), all or none (RFC 5464 §4.3): ``TooManyEntries``
+        when a new entry would pass ``limits.max_entries`` for its mailbox or server,
+        ``QuotaExceeded`` when the account's entries would grow past ``limits.max_total``
+        octets (writes that do not grow them pass even above it); ``NotFound`` for a missing
+        mailbox or account."""
+
+    async def list_metadata(self, account_id: int) -> dict[int, dict[str, bytes]]:
+        """Every entry of the account by mailbox id (0: server entries); mailboxes without
+        entries are left out (IMAP NOTIFY's picture of what the client knows)."""
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
     async def claim_recent(self, mailbox_id: int) -> int:

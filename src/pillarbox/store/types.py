@@ -402,6 +402,10 @@ class ChangeKind(enum.Enum):
     #: RFC 9051 §6.3.7, and may name no mailbox). IMAP NOTIFY's SubscriptionChange (RFC 5465
     #: §5.5) and its "subscribed" mailbox set (§6.4) follow it.
     SUBSCRIPTIONS = "subscriptions"
+    #: A mailbox's METADATA entries changed (RFC 5464), or the account's server entries
+    #: (``mailbox_id`` 0). IMAP NOTIFY's MailboxMetadataChange and ServerMetadataChange (RFC
+    #: 5465 §5.6, §5.7) follow it.
+    METADATA = "metadata"
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +421,17 @@ class Change:
     mailbox_id: int
     kind: ChangeKind
     modseq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataLimits:
+    """What :meth:`Store.set_metadata` enforces in its transaction (RFC 5464 §4.1 allows a
+    server to bound the number and size of annotations; ``[imap]`` sets them)."""
+
+    #: Entries of one mailbox, and server entries of one account.
+    max_entries: int
+    #: Octets of entry names and values together, over all of an account's entries.
+    max_total: int
 
 
 # -- web list, account settings and tokens ---------------------------------------------------

@@ -36,6 +36,7 @@ from pillarbox.errors import (
     NotFound,
     QuotaExceeded,
     StorageError,
+    TooManyEntries,
     UserError,
 )
 from pillarbox.mail.model import BodyPart, Envelope, EnvelopeAddress, MessageInfo
@@ -57,6 +58,7 @@ from pillarbox.store.types import (
     Filing,
     FlagOp,
     Mailbox,
+    MetadataLimits,
     NewQueueRecipient,
     QueueDepth,
     RecipientState,
@@ -1238,6 +1240,96 @@ class StoreContract:
         assert await store.list_sieve_scripts(account.id) == []
         assert await store.active_sieve_script(account.id) is None
         assert await store.list_sieve_scripts(other.id) == [SieveScript("s", "discard;", False)]
+
+    # -- METADATA (RFC 5464) --------------------------------------------------------------------
+    async def test_metadata_entries_of_mailboxes_and_server(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        limits = MetadataLimits(max_entries=10, max_total=10_000)
+        assert await store.get_metadata(account.id, inbox.id) == {}
+        subscription = store.subscribe(account.id)
+        feed = aiter(subscription)
+        binary = bytes(range(256))
+        await store.set_metadata(
+            account.id,
+            inbox.id,
+            {
+                "/private/comment": b"mine",
+                "/shared/vendor/x/a": binary,
+                "/shared/vendor/x/a/b": b"",
+            },
+            limits,
+        )
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert change == Change(account.id, inbox.id, ChangeKind.METADATA, 0)
+        await store.set_metadata(account.id, None, {"/private/vendor/v/push": b"token"}, limits)
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert change == Change(account.id, 0, ChangeKind.METADATA, 0)
+        await subscription.close()
+        # A name covers itself and what lies below it, never a mere prefix of a component.
+        got = await store.get_metadata(account.id, inbox.id, ["/shared/vendor/x/a", "/shared/v"])
+        assert got == {"/shared/vendor/x/a": binary, "/shared/vendor/x/a/b": b""}
+        assert await store.get_metadata(account.id, inbox.id, ["/private"]) == {
+            "/private/comment": b"mine"
+        }
+        assert await store.get_metadata(account.id, None) == {"/private/vendor/v/push": b"token"}
+        await store.set_metadata(
+            account.id, inbox.id, {"/private/comment": None, "/shared/vendor/x/a/b": b"new"}, limits
+        )
+        assert await store.list_metadata(account.id) == {
+            0: {"/private/vendor/v/push": b"token"},
+            inbox.id: {"/shared/vendor/x/a": binary, "/shared/vendor/x/a/b": b"new"},
+        }
+        other = await store.add_account(f"other@{DOMAIN}", "h")
+        with pytest.raises(NotFound):  # another account's mailbox
+            await store.get_metadata(other.id, inbox.id)
+        with pytest.raises(NotFound):
+            await store.set_metadata(other.id, inbox.id, {"/shared/comment": b"x"}, limits)
+        assert await store.get_metadata(other.id, None) == {}
+
+    async def test_metadata_follows_its_mailbox(self, store: Store, account: Account) -> None:
+        limits = MetadataLimits(max_entries=10, max_total=10_000)
+        box = await store.create_mailbox(account.id, "Box")
+        child = await store.create_mailbox(account.id, "Box/Child")
+        await store.set_metadata(account.id, box.id, {"/shared/comment": b"box"}, limits)
+        await store.set_metadata(account.id, child.id, {"/shared/comment": b"child"}, limits)
+        await store.rename_mailbox(account.id, "Box", "Renamed")  # RFC 5464 §4.1
+        renamed = await store.get_mailbox(account.id, "Renamed/Child")
+        assert await store.get_metadata(account.id, renamed.id) == {"/shared/comment": b"child"}
+        await store.delete_mailbox(renamed.id)
+        again = await store.create_mailbox(account.id, "Renamed/Child")
+        assert await store.get_metadata(account.id, again.id) == {}  # nothing inherited
+        inbox = await store.get_mailbox(account.id, INBOX)
+        await store.set_metadata(account.id, inbox.id, {"/private/comment": b"in"}, limits)
+        await store.rename_mailbox(account.id, INBOX, "Old")  # copied; INBOX keeps its own
+        old = await store.get_mailbox(account.id, "Old")
+        assert await store.get_metadata(account.id, old.id) == {"/private/comment": b"in"}
+        assert await store.get_metadata(account.id, inbox.id) == {"/private/comment": b"in"}
+        await store.remove_account(account.id)
+        assert await store.list_metadata(account.id) == {}
+
+    async def test_metadata_limits(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        limits = MetadataLimits(max_entries=2, max_total=40)
+        await store.set_metadata(account.id, inbox.id, {"/a/b": b"1", "/a/c": b"2"}, limits)
+        with pytest.raises(TooManyEntries):  # all or nothing: /a/b stays
+            await store.set_metadata(
+                account.id, inbox.id, {"/a/b": None, "/a/d": b"3", "/a/e": b""}, limits
+            )
+        assert await store.get_metadata(account.id, inbox.id) == {"/a/b": b"1", "/a/c": b"2"}
+        # Replacing and removing within the count is fine; the server has its own count.
+        await store.set_metadata(account.id, inbox.id, {"/a/b": None, "/a/d": b"3"}, limits)
+        await store.set_metadata(account.id, None, {"/s/a": b"1", "/s/b": b"2"}, limits)
+        # 4 entries of 5 octets: 20 of 40; 21 more would make 41.
+        with pytest.raises(QuotaExceeded):
+            await store.set_metadata(account.id, None, {"/s/b": b"2" + b"x" * 21}, limits)
+        await store.set_metadata(account.id, None, {"/s/b": b"2" + b"x" * 20}, limits)
+        # Below a lowered limit, writes that do not grow the total or count still pass.
+        tight = MetadataLimits(max_entries=1, max_total=10)
+        await store.set_metadata(account.id, None, {"/s/b": b"2"}, tight)
+        with pytest.raises(QuotaExceeded):
+            await store.set_metadata(account.id, None, {"/s/b": b"22"}, tight)
+        with pytest.raises(TooManyEntries):
+            await store.set_metadata(account.id, inbox.id, {"/a/e": b""}, tight)
 
     # -- outbound sending limits ----------------------------------------------------------------
     async def test_sending_limits_are_per_account(

@@ -311,6 +311,18 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("account_id", "address", "first_sent", "last_sent"),
             lambda r: (r[0], r[1], _time(r[2]), _time(r[3])),
         ),
+        _Table(
+            "server_metadata",
+            "SELECT account_id, name, value FROM server_metadata",
+            ("account_id", "name", "value"),
+            lambda r: (r[0], r[1], bytes(r[2])),
+        ),
+        _Table(
+            "mailbox_metadata",
+            "SELECT mailbox_id, name, value FROM mailbox_metadata",
+            ("mailbox_id", "name", "value"),
+            lambda r: (r[0], r[1], bytes(r[2])),
+        ),
     )
 
 

@@ -538,6 +538,23 @@ CREATE TABLE acme_challenges (
 CREATE INDEX acme_challenges_domain ON acme_challenges(domain);
 """
 
+#: RFC 5464 METADATA: a mailbox's entries go with it (deleted with it; a rename keeps its id),
+#: server entries with the account.
+_V15_SQL = r"""
+CREATE TABLE mailbox_metadata (
+    mailbox_id bigint NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    name text NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (mailbox_id, name)
+);
+CREATE TABLE server_metadata (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name text NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -557,6 +574,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(12, "TLS-RPT reports whose POST failed, kept for retries", _V12_SQL),
     Migration(13, "outbound sending limits and the recipients each account sent to", _V13_SQL),
     Migration(14, "ACME DNS-01 challenge records", _V14_SQL),
+    Migration(15, "IMAP METADATA entries of mailboxes and of the server", _V15_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

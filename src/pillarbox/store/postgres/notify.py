@@ -60,6 +60,7 @@ _LETTER = {
     ChangeKind.EXPUNGE: "x",
     ChangeKind.MAILBOXES: "m",
     ChangeKind.SUBSCRIPTIONS: "s",
+    ChangeKind.METADATA: "d",
 }
 _KIND = {letter: kind for kind, letter in _LETTER.items()}
 

@@ -76,6 +76,7 @@ from pillarbox.store.postgres import (
     accountdata,
     acmedata,
     dmarcdata,
+    metadata,
     notify,
     sendingdata,
     sievedata,
@@ -113,6 +114,7 @@ from pillarbox.store.types import (
     MessagePage,
     MessageQuery,
     MessageRecord,
+    MetadataLimits,
     NewQueueRecipient,
     QueueDepth,
     QueuedMessage,
@@ -790,6 +792,7 @@ class PostgresStore:
                     now=now,
                     remove_source=True,
                 )
+                await metadata.copy_entries(conn, source.id, target.id)  # RFC 5464 §4.1
             else:
                 prefix = old_name + DELIMITER
                 try:
@@ -833,6 +836,30 @@ class PostgresStore:
             changes.append(Change(account_id, 0, ChangeKind.SUBSCRIPTIONS, 0))
 
         await self._write(op)
+
+    # -- METADATA (see .metadata) ------------------------------------------------------------
+    async def get_metadata(
+        self, account_id: int, mailbox_id: int | None, names: Sequence[str] | None = None
+    ) -> dict[str, bytes]:
+        return await self._read(
+            lambda conn: metadata.get_entries(conn, account_id, mailbox_id, names)
+        )
+
+    async def set_metadata(
+        self,
+        account_id: int,
+        mailbox_id: int | None,
+        entries: Mapping[str, bytes | None],
+        limits: MetadataLimits,
+    ) -> None:
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            await metadata.set_entries(conn, account_id, mailbox_id, entries, limits)
+            changes.append(Change(account_id, mailbox_id or 0, ChangeKind.METADATA, 0))
+
+        await self._write(op)
+
+    async def list_metadata(self, account_id: int) -> dict[int, dict[str, bytes]]:
+        return await self._read(lambda conn: metadata.list_entries(conn, account_id))
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
         return await self._read(lambda conn: _status(conn, mailbox_id))

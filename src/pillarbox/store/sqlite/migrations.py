@@ -515,6 +515,23 @@ CREATE TABLE acme_challenges (
 CREATE INDEX acme_challenges_domain ON acme_challenges(domain);
 """
 
+#: RFC 5464 METADATA: a mailbox's entries go with it (deleted with it; a rename keeps its id),
+#: server entries with the account.
+_V20_SQL = r"""
+CREATE TABLE mailbox_metadata (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (mailbox_id, name)
+) WITHOUT ROWID;
+CREATE TABLE server_metadata (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -535,6 +552,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(17, "TLS-RPT reports whose POST failed, kept for retries", _V17_SQL),
     Migration(18, "outbound sending limits and the recipients each account sent to", _V18_SQL),
     Migration(19, "ACME DNS-01 challenge records", _V19_SQL),
+    Migration(20, "IMAP METADATA entries of mailboxes and of the server", _V20_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -72,6 +72,7 @@ from pillarbox.store.sqlite import (
     acmedata,
     dkimkeys,
     dmarcdata,
+    metadata,
     sendingdata,
     sievedata,
     spamdata,
@@ -109,6 +110,7 @@ from pillarbox.store.types import (
     MessagePage,
     MessageQuery,
     MessageRecord,
+    MetadataLimits,
     NewQueueRecipient,
     QueueDepth,
     QueuedMessage,
@@ -758,6 +760,7 @@ class SqliteStore:
                     )
                 ]
                 self._transfer(conn, fx, source, uids, target=target, now=now, remove_source=True)
+                metadata.copy_entries(conn, source.id, target.id)  # RFC 5464 §4.1
             else:
                 prefix = old_name + DELIMITER
                 try:
@@ -802,6 +805,30 @@ class SqliteStore:
             fx.changes.append(Change(account_id, 0, ChangeKind.SUBSCRIPTIONS, 0))
 
         await self._write(op)
+
+    # -- METADATA (see .metadata) ------------------------------------------------------------
+    async def get_metadata(
+        self, account_id: int, mailbox_id: int | None, names: Sequence[str] | None = None
+    ) -> dict[str, bytes]:
+        return await self._read(
+            lambda conn: metadata.get_entries(conn, account_id, mailbox_id, names)
+        )
+
+    async def set_metadata(
+        self,
+        account_id: int,
+        mailbox_id: int | None,
+        entries: Mapping[str, bytes | None],
+        limits: MetadataLimits,
+    ) -> None:
+        def op(conn: sqlite3.Connection, fx: WriteEffects) -> None:
+            metadata.set_entries(conn, account_id, mailbox_id, entries, limits)
+            fx.changes.append(Change(account_id, mailbox_id or 0, ChangeKind.METADATA, 0))
+
+        await self._write(op)
+
+    async def list_metadata(self, account_id: int) -> dict[int, dict[str, bytes]]:
+        return await self._read(lambda conn: metadata.list_entries(conn, account_id))
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
         return await self._read(lambda conn: _status(conn, mailbox_id))
