@@ -525,6 +525,12 @@ CREATE INDEX sent_recipients_first ON sent_recipients(account_id, first_sent);
 CREATE INDEX sent_recipients_last ON sent_recipients(account_id, last_sent);
 """
 
+# RFC 8689 §4.1: a queued message received with the REQUIRETLS MAIL parameter is tagged so
+# the queue relays it only over authenticated TLS to servers offering REQUIRETLS.
+_V15_SQL = r"""
+ALTER TABLE queue_messages ADD COLUMN requiretls boolean NOT NULL DEFAULT false;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -543,6 +549,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "queued local recipients keep the policy's decision", _V11_SQL),
     Migration(12, "TLS-RPT reports whose POST failed, kept for retries", _V12_SQL),
     Migration(13, "outbound sending limits and the recipients each account sent to", _V13_SQL),
+    Migration(15, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V15_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -502,6 +502,12 @@ CREATE INDEX sent_recipients_first ON sent_recipients(account_id, first_sent);
 CREATE INDEX sent_recipients_last ON sent_recipients(account_id, last_sent);
 """
 
+# RFC 8689 §4.1: a queued message received with the REQUIRETLS MAIL parameter is tagged so
+# the queue relays it only over authenticated TLS to servers offering REQUIRETLS.
+_V20_SQL = r"""
+ALTER TABLE queue_messages ADD COLUMN requiretls INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -521,6 +527,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "queued local recipients keep the policy's decision", _V16_SQL),
     Migration(17, "TLS-RPT reports whose POST failed, kept for retries", _V17_SQL),
     Migration(18, "outbound sending limits and the recipients each account sent to", _V18_SQL),
+    Migration(20, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V20_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
