@@ -504,6 +504,7 @@ class Intake:
             forwarded=len(forwards),
             size=len(message),
             refused=sum(not a.is_positive for a in answers),
+            requiretls=mail.params.requiretls,
         )
         return answers if each is not None else [delivered]
 
