@@ -41,6 +41,16 @@ Implementation notes:
   the recipients are deferred with the reason once no host is left. ``TLS-Required: No``
   lowers every level but ``none`` to ``may``. Only TLSA-decided sessions of such destinations
   go to the TLS report: our levels are not the domain's published policy.
+- **REQUIRETLS** (RFC 8689 §4.2.1): a message tagged REQUIRETLS with a reverse-path gets
+  sessions of its own and only hosts authenticated — by DANE, by a DNSSEC-signed MX answer
+  and a certificate that chains and names the host, by MTA-STS "enforce" listing it, or by a
+  ``verify``/``secure`` entry (for a smart host: a certificate naming it) — whose EHLO after
+  STARTTLS offers REQUIRETLS; the parameter goes on MAIL. An unauthenticated host is 550
+  5.7.10, one not offering REQUIRETLS 550 5.7.30 (both permanent: what the domain publishes
+  and its servers' software, not a passing state); TLS failures stay 4.7.x and are retried;
+  a temporary failure of one host outweighs a permanent one of another. Its
+  ``TLS-Required: No`` is ignored (§4.1). Reports on tagged messages are tagged (§5) but,
+  with their null reverse-path, go the usual way, the parameter given where offered.
 - **TLS reports** (RFC 8460, :mod:`.tlsrpt`, with ``tls_reports``): each host tried by MX
   leaves one result in the store — success, or a §4.3 failure (STARTTLS missing, a certificate
   the policy refused, a TLSA lookup that failed, an MX host the MTA-STS policy does not
