@@ -343,3 +343,50 @@ def test_submission_takes_requiretls_under_tls_and_queues_it_tagged(
         return any(m.requiretls and m.recipients[0].address == "someone@far.test" for m in queued)
 
     wait_for(lambda: live.call(tagged()), "the submitted message queued with its tag")
+
+
+def _relay_in(address: str, port: int, recipients: list[str]) -> None:
+    """A message given to the MX over STARTTLS with REQUIRETLS."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP(address, port, timeout=30) as client:
+        client.starttls(context=context)
+        client.ehlo("relay.test")
+        assert client.docmd("MAIL FROM:<carol@elsewhere.test> REQUIRETLS")[0] == 250
+        for recipient in recipients:
+            assert client.docmd(f"RCPT TO:<{recipient}>")[0] == 250
+        client.data(b"Subject: onwards\r\n\r\nSecret.\r\n")
+
+
+def test_aliased_forwarded_and_redirected_copies_keep_the_tag(receivers: Receivers) -> None:
+    """§4.1: "all instances of the message MUST be tagged in the same manner"; §6 for a
+    Sieve redirect."""
+    live = receivers.offering
+    live.call(live.store.add_alias("list@good.signed.test", ["one@far.test"]))
+    forwarding = live.add_account("fwd@good.signed.test", TEST_PASSWORD)
+    settings = live.call(live.store.get_settings(forwarding.id))
+    live.call(
+        live.store.set_settings(
+            forwarding.id, dataclasses.replace(settings, forward_to=("two@far.test",))
+        )
+    )
+    live.add_account("sieve@good.signed.test", TEST_PASSWORD)
+    live.activate_sieve("sieve@good.signed.test", 'redirect "three@far.test";')
+    wanted = {"one@far.test", "two@far.test", "three@far.test"}
+    _relay_in(
+        REQUIRETLS_MX,
+        receivers.port,
+        ["list@good.signed.test", "fwd@good.signed.test", "sieve@good.signed.test"],
+    )
+
+    async def tags() -> dict[str, bool]:
+        return {
+            r.address: m.requiretls
+            for m in await live.store.list_queue()
+            for r in m.recipients
+            if r.address in wanted
+        }
+
+    found = wait_for(lambda: len(live.call(tags())) == 3 and live.call(tags()), "the copies")
+    assert found == dict.fromkeys(wanted, True)

@@ -412,6 +412,7 @@ class Intake:
                         submitted=origin.account is not None,
                         refusals=refusals,
                         remote=(origin.client_ip, origin.client_host or ""),
+                        requiretls=mail.params.requiretls,
                     )
                     for a, r in storing.items()
                 ]

@@ -443,6 +443,7 @@ class QueueRunner:
                 delivery.raw,
                 delivery=self._local_delivery,
                 filing=recipient.filing,
+                requiretls=message.requiretls,
             )
             delivery.answers[recipient.id] = Answer(reply, None)
         if not parts:
