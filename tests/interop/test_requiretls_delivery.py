@@ -30,7 +30,7 @@ from pillarbox.net.smtp_client import (
 )
 from pillarbox.queue.dane import tlsa_for_certificate
 from pillarbox.queue.routing import Router
-from pillarbox.queue.runner import QueueRunner, RunnerLimits
+from pillarbox.queue.runner import QueueRunner, Relay, RunnerLimits
 from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
@@ -117,6 +117,8 @@ def zone(receivers: Receivers) -> list[ZoneRecord]:
         # Unsigned, no MTA-STS: the same server, but nothing authenticates it.
         ZoneRecord("plain.test", "MX", "10 mx.plain.test."),
         ZoneRecord("mx.plain.test", "A", REQUIRETLS_MX),
+        # Another name of the REQUIRETLS server, which its certificate does not carry.
+        ZoneRecord("mx-alias.signed.test", "A", REQUIRETLS_MX),
     ]
 
 
@@ -126,8 +128,15 @@ async def resolver(receivers: Receivers) -> AsyncIterator[DnsResolver]:
         yield resolver
 
 
-def runner(store: SqliteStore, resolver: DnsResolver, receivers: Receivers) -> QueueRunner:
+def runner(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    receivers: Receivers,
+    *,
+    smarthost: str | None = None,
+) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
+    session = SessionSettings(client=client, connect_timeout=5.0, tls=opportunistic_context())
     return QueueRunner(
         store=store,
         router=Router(store),
@@ -136,7 +145,9 @@ def runner(store: SqliteStore, resolver: DnsResolver, receivers: Receivers) -> Q
         hostname="mx.a.test",
         wakeup=asyncio.Event(),
         remote_port=receivers.port,
-        session=SessionSettings(client=client, connect_timeout=5.0, tls=opportunistic_context()),
+        session=session,
+        # A smart host with queue.smarthost_verify_tls off: opportunistic for other mail.
+        relay=Relay(smarthost, receivers.port, session) if smarthost else None,
         dane=True,
         verified_tls=chain_verifying_context(receivers.ca.bundle),
         limits=RunnerLimits(per_domain=1),
@@ -307,6 +318,39 @@ async def test_the_report_still_goes_to_a_host_without_requiretls(
         receivers.lacking.mailbox_messages, "bob@lacking.signed.test", INBOX
     )
     assert b"Status: 5.7.30" in report and b"The secret." not in report
+
+
+async def test_a_smart_host_must_offer_requiretls_over_verified_tls(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    receivers: Receivers,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through a smart host its certificate must chain and name it (whatever
+    smarthost_verify_tls says), and it must offer REQUIRETLS; the recipient domain's DNS
+    does not matter (plain.test has nothing that would authenticate its MX)."""
+    queue = runner(store, resolver, receivers, smarthost="mx-rt.signed.test")
+    with caplog.at_level(logging.INFO, logger="pillarbox"):
+        message_id = await attempt(store, queue, "x@plain.test")
+    assert await store.get_queued(message_id) is None
+    assert await asyncio.to_thread(receivers.offering.mailbox_messages, "x@plain.test", INBOX)
+    assert [f["requiretls"] for f in accepted(caplog)] == [True]
+    lacking = runner(store, resolver, receivers, smarthost="mx-lacking.signed.test")
+    await attempt(store, lacking, "x@lacking.signed.test")
+    [report] = await inbox(store, "alice@a.test")
+    assert (
+        b"550 5.7.30 REQUIRETLS support required: mx-lacking.signed.test does not offer it"
+        in unfolded(report)
+    )
+    # The same smart host by a name its certificate does not carry: not used, retried.
+    misnamed = runner(store, resolver, receivers, smarthost="mx-alias.signed.test")
+    message_id = await attempt(store, misnamed, "x@good.signed.test")
+    queued = await store.get_queued(message_id)
+    assert queued is not None
+    [left] = queued.recipients
+    assert left.state is RecipientState.DEFERRED
+    assert left.last_reply is not None
+    assert "REQUIRETLS: mx-alias.signed.test: the certificate" in left.last_reply
 
 
 def _submit(live: LiveServer, address: str) -> tuple[list[str], list[str], tuple[int, bytes]]:
