@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from pillarbox import config as cfg
+from pillarbox.cli.main import cli
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.net.smtp_client import (
     SessionSettings,
@@ -81,7 +83,7 @@ def receivers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receivers]:
     tmp = tmp_path_factory.mktemp("requiretls")
     ca = make_ca(tmp)
     port = free_port(REQUIRETLS_MX, LACKING_MX)
-    cert_a, key_a = ca.issue("mx-rt.signed.test", "mx-pkix.signed.test")
+    cert_a, key_a = ca.issue("mx-rt.signed.test", "mx-pkix.signed.test", REQUIRETLS_MX)
     cert_b, key_b = ca.issue("mx-lacking.signed.test")
     offering = _receiver(tmp / "a", REQUIRETLS_MX, port, cert_a, key_a, offer=True)
     lacking = _receiver(tmp / "b", LACKING_MX, port, cert_b, key_b, offer=False)
@@ -387,6 +389,37 @@ def test_submission_takes_requiretls_under_tls_and_queues_it_tagged(
         return any(m.requiretls and m.recipients[0].address == "someone@far.test" for m in queued)
 
     wait_for(lambda: live.call(tagged()), "the submitted message queued with its tag")
+
+
+def test_pillarbox_mail_send_require_tls(receivers: Receivers, tmp_path: Path) -> None:
+    """``pillarbox mail send --require-tls`` on submission (STARTTLS) gives the parameter."""
+    live = receivers.offering
+    env = {"PILLARBOX_MAIL_HOME": str(tmp_path)}
+    added = CliRunner().invoke(
+        cli,
+        ["mail", "account", "add", "bob", "--address", "bob@good.signed.test", "--smtp-host",
+         REQUIRETLS_MX, "--smtp-port", str(live.port("submission")), "--tls", "starttls",
+         "--password-stdin"],
+        input=TEST_PASSWORD + "\n",
+        env=env,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    sent = CliRunner().invoke(
+        cli,
+        ["mail", "--cafile", receivers.ca.bundle, "send", "--require-tls", "--to",
+         "cli@far.test", "--subject", "by the CLI"],
+        input="Secret.\n",
+        env=env,
+    )  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+
+    async def tagged() -> bool:
+        return any(
+            m.requiretls and m.recipients[0].address == "cli@far.test"
+            for m in await live.store.list_queue()
+        )
+
+    wait_for(lambda: live.call(tagged()), "the CLI's message queued with its tag")
 
 
 def _relay_in(address: str, port: int, recipients: list[str]) -> None:
