@@ -765,13 +765,13 @@ class QueueRunner:
             # The smart host is our own choice, named in the configuration: its certificate
             # must chain to a trusted root and name it (RFC 6125), whatever
             # queue.smarthost_verify_tls says for other mail.
-            return replace(
-                settings, tls=self._verified_tls, require_tls=True, tls_match=(self._relay.host,)
-            )
+            name = self._relay.host.lower().rstrip(".")
+            return replace(settings, tls=self._verified_tls, require_tls=True, tls_match=(name,))
         elif route.secure:
             # A DNSSEC-signed MX answer vouches for the host name (step 2); the certificate
             # must chain to a trusted root and carry that name (step 4, RFC 6125).
-            return replace(settings, tls=self._verified_tls, require_tls=True, tls_match=(host,))
+            name = host.lower().rstrip(".")
+            return replace(settings, tls=self._verified_tls, require_tls=True, tls_match=(name,))
         elif domain.startswith("["):
             why = "an address literal has no MX record to authenticate"
         else:
