@@ -276,6 +276,12 @@ class SmtpSection:
         False, "Offer AUTH on submission before STARTTLS (only for loopback tests)."
     )
     starttls: bool = _f(True, "Offer STARTTLS on the MX and on submission port 587.")
+    requiretls: bool = _f(
+        True,
+        "Offer REQUIRETLS (RFC 8689) on TLS sessions of the MX and submission: mail given"
+        " with it is relayed only over authenticated TLS (DANE or MTA-STS enforce) to servers"
+        " offering it too, else returned (docs/tls-policy.md).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -135,3 +135,27 @@ def test_implicit_tls_to_a_cleartext_port_fails_cleanly(tmp_path: Path) -> None:
         result = run(tmp_path, "--io-timeout", "5", "send", "--to", "you@example.net", stdin="x")
         assert result.exit_code == 3
         assert "(implicit): TLS failed: WRONG_VERSION_NUMBER" in result.output
+
+
+def test_require_tls_refused_where_not_offered(
+    tmp_path: Path, cert: tuple[Path, ssl.SSLContext]
+) -> None:
+    """RFC 8689 §4.3: aiosmtpd offers no REQUIRETLS: nothing is sent (nor the password)."""
+    cafile, context = cert
+    for handler, port in sink(ssl_context=context, auth_required=True, auth_require_tls=False):
+        account(tmp_path, port, "implicit")
+        result = run(
+            tmp_path, "--cafile", str(cafile), "send", "--require-tls", "--to", "you@example.net",
+            stdin="hi\n",
+        )  # fmt: skip
+        assert result.exit_code == 3, result.output
+        assert "does not offer REQUIRETLS (RFC 8689)" in result.output
+        assert handler.received == []
+    for handler, port in sink(auth_required=True, auth_require_tls=False):
+        account(tmp_path / "plain", port, "none")
+        result = run(
+            tmp_path / "plain", "send", "--require-tls", "--to", "you@example.net", stdin="hi\n"
+        )
+        assert result.exit_code == 3, result.output
+        assert "REQUIRETLS needs TLS" in result.output
+        assert handler.received == []

@@ -34,13 +34,14 @@ from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.queue.tlspolicy import PolicyTable
 from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import INBOX, QueuedRecipient, RecipientState
+from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
-from pillarbox.testing.outbound import deliver_once, rcpts
+from pillarbox.testing.outbound import deliver_once, inbox, rcpts
 from pillarbox.testing.testca import CertAuthority, make_ca
 
 GOOD_MX = "127.0.0.4"  # certificate for mx.good.test
+RECEIVER = "127.0.0.9"  # our own servers (see the end)
 WRONG_CERT_MX = "127.0.0.7"  # certificate for wrong.test only
 NO_TLS_MX = "127.0.0.8"  # offers no STARTTLS
 POLICY_HOST = "127.0.0.6"
@@ -71,6 +72,8 @@ POLICIES = {
     # DNSSEC-signed, its MX host authenticated by DANE: the policy, which does not list that
     # host, is not applied to it (RFC 8461 §2, docs/dane.md).
     "both.signed.test": ("d1", policy("enforce", "mx.elsewhere.test")),
+    # Enforced, its MX one of our servers (REQUIRETLS, RFC 8689).
+    "rt.test": ("r1", policy("enforce", "mx.rt.test")),
 }
 
 
@@ -145,6 +148,8 @@ def zones(good_certificate: Path | None = None, smtp_port: int = 25) -> StaticZo
         DnsRecord("notls.test", "MX", "10 mx.notls.test."),
         DnsRecord("trial.test", "MX", "10 mx.trial.test."),
         DnsRecord("plain.test", "MX", "10 mx.plain.test."),  # no policy at all
+        DnsRecord("rt.test", "MX", "10 mx.rt.test."),
+        DnsRecord("mx.rt.test", "A", RECEIVER),
     ]
     for domain, (policy_id, _) in POLICIES.items():
         records.append(DnsRecord(f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={policy_id};"))
@@ -465,8 +470,6 @@ async def test_a_policy_host_that_never_answers_times_out(resolver: DnsResolver)
 
 # -- end to end: our own MX and our own policy, served by our web app ----------------------------
 
-RECEIVER = "127.0.0.9"
-
 
 @contextlib.asynccontextmanager
 async def tls_front(context: ssl.SSLContext, host: str, upstream: int) -> AsyncIterator[int]:
@@ -545,3 +548,68 @@ async def test_our_policy_from_our_web_app_to_our_mx(
     assert fetched.__dict__["fields"]["mx"] == "mx.b.test"
     failures = [r for r in caplog.records if "would fail" in r.getMessage()]
     assert len(failures) == (0 if mx_certificate == "from the CA" else 1)
+
+
+# -- REQUIRETLS (RFC 8689) ------------------------------------------------------------------------
+
+
+async def requiretls_attempt(store: SqliteStore, queue: QueueRunner, recipient: str) -> str:
+    """One attempt for a message tagged REQUIRETLS that fails: the reply it failed with."""
+    message = await store.enqueue(
+        "alice@a.test", RAW, [NewQueueRecipient(recipient)], requiretls=True
+    )
+    await queue.claim()
+    await queue.idle()
+    assert await store.get_queued(message.id) is None  # failed, final
+    [report] = await inbox(store, "alice@a.test")
+    [line] = [x for x in report.replace(b"\r\n ", b" ").split(b"\r\n") if b"Diagnostic" in x]
+    return line.decode()
+
+
+async def test_requiretls_enforce_authenticates_but_the_mx_must_offer_it(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """§4.2.1: "enforce" listing the host vouches for it; aiosmtpd offers no REQUIRETLS."""
+    reply = await requiretls_attempt(store, runner(store, resolver, peers), "x@good.test")
+    assert reply == (
+        "Diagnostic-Code: smtp; 550 5.7.30 REQUIRETLS support required: mx.good.test does not"
+        " offer it"
+    )
+    assert peers.good.messages == []
+
+
+async def test_requiretls_testing_mode_does_not_authenticate(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    reply = await requiretls_attempt(store, runner(store, resolver, peers), "x@trial.test")
+    assert reply.startswith("Diagnostic-Code: smtp; 550 5.7.10 REQUIRETLS: the host is not")
+    assert peers.wrong_cert.messages == []
+
+
+async def test_requiretls_to_our_mx_under_enforce(
+    store: SqliteStore,
+    peers: Peers,
+    resolver: DnsResolver,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Our server as rt.test's MX, the policy "enforce": the parameter reaches it."""
+    cert, key = peers.ca.issue("mx.rt.test")
+    tls = cfg.TlsSection(cert=str(cert), key=str(key))
+    with LiveServer(
+        loopback_config(tmp_path / "rt", only=["smtp"], address=RECEIVER, tls=tls)
+    ) as live:
+        live.add_domain("rt.test")
+        live.add_account("x@rt.test", TEST_PASSWORD)
+        queue = runner(store, resolver, peers, smtp_port=live.port("smtp"))
+        message = await store.enqueue(
+            "alice@a.test", RAW, [NewQueueRecipient("x@rt.test")], requiretls=True
+        )
+        with caplog.at_level(logging.INFO, logger="pillarbox"):
+            await queue.claim()
+            await queue.idle()
+        [stored] = await asyncio.to_thread(live.mailbox_messages, "x@rt.test", INBOX)
+    assert await store.get_queued(message.id) is None
+    assert stored.endswith(RAW)
+    [fields] = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "accepted"]
+    assert fields["requiretls"] is True

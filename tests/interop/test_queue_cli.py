@@ -50,7 +50,7 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def enqueue(site: Path, *recipients: str) -> int:
+def enqueue(site: Path, *recipients: str, requiretls: bool = False) -> int:
     async def go() -> int:
         store = SqliteStore(site / "data" / "pillarbox.sqlite3")
         await store.open()
@@ -61,6 +61,7 @@ def enqueue(site: Path, *recipients: str) -> int:
                 [NewQueueRecipient(r) for r in recipients],
                 ret="HDRS",
                 envid="e-1",
+                requiretls=requiretls,
             )
             return queued.id
         finally:
@@ -72,9 +73,11 @@ def enqueue(site: Path, *recipients: str) -> int:
 def test_queue_list_show_retry_remove(site: Path) -> None:
     assert run(site, "queue", "list").stdout.strip() == "(queue is empty)"
     first = enqueue(site, "x@far.test", "y@far.test")
-    second = enqueue(site, "z@far.test")
+    second = enqueue(site, "z@far.test", requiretls=True)
     listed = json.loads(run(site, "queue", "list", "--json").stdout)
     assert [m["id"] for m in listed] == [first, second]
+    assert [m["requiretls"] for m in listed] == [False, True]  # RFC 8689 §4.1 tag
+    assert "bytes  REQUIRETLS" in run(site, "queue", "show", str(second)).stdout
     assert [r["address"] for r in listed[0]["recipients"]] == ["x@far.test", "y@far.test"]
     assert {r["state"] for r in listed[0]["recipients"]} == {"pending"}
     text = run(site, "queue", "list").stdout

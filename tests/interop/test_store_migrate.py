@@ -129,6 +129,7 @@ async def _populate(store: Store) -> None:
             # A local copy waiting for room, with the policy's decision on it.
             NewQueueRecipient(USER, filing=Filing("Junk", True, b"X-Pillarbox-Spam: x\r\n")),
         ],
+        requiretls=True,  # RFC 8689: the tag goes with the message
     )
     await store.claim_due(queued.queued_at, limit=1, lease_seconds=1, owner="old-node")
     await store.record_attempts(

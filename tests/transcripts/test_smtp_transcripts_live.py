@@ -34,6 +34,7 @@ CORE_ONLY = {
     "mail_params": "max_message_size=1000",
     "rcpt_params": "max_recipients=3",
     "relay_paths": "scripted relay rule (the live relay rules: tests/interop/test_smtp_smtplib)",
+    "requiretls_off": "requiretls=false (live: tests/interop/test_requiretls_delivery)",
     "size_excess": "max_message_size=10",
     "smuggling_normalise": "bare_linebreaks=normalise",
     "timeout": "simulated time",

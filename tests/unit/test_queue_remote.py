@@ -11,6 +11,7 @@ from pillarbox.queue.remote import (
     MX_LOOP,
     NO_ADDRESS,
     NULL_MX,
+    REQUIRETLS_UNSUPPORTED,
     SMTPUTF8_UNSUPPORTED,
     TLS_FAILED,
     TLS_UNAVAILABLE,
@@ -145,6 +146,24 @@ def test_envelope_refusals(
     changes: dict[str, object], offered: Capabilities, expected: Reply
 ) -> None:
     assert envelope(job(**changes), offered) == expected
+
+
+@pytest.mark.parametrize("sender", ["alice@a.test", ""])
+def test_requiretls_goes_on_mail_when_offered(sender: str) -> None:
+    """RFC 8689 §4.2.1: the parameter is issued on MAIL to a server offering it."""
+    offered = Capabilities(FULL.keywords | {"REQUIRETLS"}, FULL.size)
+    env = envelope(job(sender=sender, requiretls=True), offered)
+    assert isinstance(env, Envelope) and env.mail.params.requiretls
+    plain = envelope(job(sender=sender), offered)
+    assert isinstance(plain, Envelope) and not plain.mail.params.requiretls
+
+
+def test_requiretls_is_never_dropped_for_a_message_but_is_for_a_report() -> None:
+    """§4.2.1: no server without REQUIRETLS gets a tagged message (5.7.30); §5: a tagged
+    report (null reverse-path) still goes, without the parameter."""
+    assert envelope(job(requiretls=True), FULL) == REQUIRETLS_UNSUPPORTED
+    report = envelope(job(sender="", requiretls=True), FULL)
+    assert isinstance(report, Envelope) and not report.mail.params.requiretls
 
 
 def test_utf8_is_requested_when_offered() -> None:

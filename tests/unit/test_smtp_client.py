@@ -164,6 +164,8 @@ def test_dsn_params_need_the_offer() -> None:
         client.send_mail(MailFrom(Path(parse_address("jörg@x.example"))), [X])
     with pytest.raises(LocalProtocolError):
         client.send_mail(MAIL, [])
+    with pytest.raises(LocalProtocolError, match="REQUIRETLS"):
+        client.send_mail(MailFrom(MAIL.path, MailParams(requiretls=True)), [X])
 
 
 def test_without_pipelining_refused_mail_fails_everyone() -> None:

@@ -59,6 +59,8 @@ PARSED: list[tuple[bytes, Command]] = [
             MailParams(size=42, body=Body.EIGHT_BIT_MIME, ret=Ret.HDRS, envid="x+y", auth="<>"),
         ),
     ),
+    # RFC 8689 §2 item 8: a parameter without a value.
+    (b"MAIL FROM:<> requiretls", MailFrom(Path(None), MailParams(requiretls=True))),
     (
         b"MAIL FROM:<@r1.example,@R2.example:a@b.example>",
         MailFrom(Path(parse_address("a@b.example"), ("r1.example", "r2.example"))),

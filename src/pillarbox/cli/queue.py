@@ -37,6 +37,7 @@ def message_data(message: QueuedMessage) -> dict[str, Any]:
         "queued_at": message.queued_at.isoformat(),
         "ret": message.ret,
         "envid": message.envid,
+        "requiretls": message.requiretls,
         "recipients": [
             {
                 "id": r.id,
@@ -57,6 +58,7 @@ def message_data(message: QueuedMessage) -> dict[str, Any]:
 def message_lines(message: QueuedMessage, *, detail: bool) -> list[str]:
     lines = [
         f"{message.id:>6}  {_time(message.queued_at)}  <{message.sender}>  {message.size} bytes"
+        + ("  REQUIRETLS" if message.requiretls else "")
     ]
     for r in message.recipients:
         line = f"        {r.state.value:<9} {r.address}  attempts={r.attempts}"

@@ -94,6 +94,7 @@ def _settings(
         xforward=lmtp and services.config.lmtp.policy == "full",
         auth_mechanisms=mechanisms,
         auth_without_tls=submission and smtp.auth_without_tls,
+        requiretls=smtp.requiretls,
     )
 
 

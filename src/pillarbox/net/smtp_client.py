@@ -67,7 +67,7 @@ from pillarbox.smtp.client import (
     SmtpClientSettings,
 )
 from pillarbox.smtp.errors import LocalProtocolError
-from pillarbox.smtp.extensions import Extension
+from pillarbox.smtp.extensions import Capabilities, Extension
 from pillarbox.smtp.replies import Reply
 from pillarbox.smtp.sentinels import CLOSED, IDLE, NEED_DATA, Sentinel
 
@@ -151,6 +151,11 @@ class SmtpSession:
     @property
     def tls(self) -> bool:
         return self._conn.tls
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the server's last EHLO reply offered (after STARTTLS, the encrypted one)."""
+        return self._conn.capabilities
 
     @property
     def local_address(self) -> str:

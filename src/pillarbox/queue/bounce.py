@@ -10,6 +10,11 @@ Implementation notes:
 - A sender at a hosted domain gets the report in their INBOX at once; when that cannot be done
   now (mailbox full) it is queued for a local retry like any other local recipient. Other
   senders get it through the queue, by MX.
+- **REQUIRETLS** (RFC 8689 §5): a report on a message received with REQUIRETLS carries the
+  original's header only, whatever RET asked (RET=HDRS, RET=FULL disregarded), and is queued
+  with the REQUIRETLS tag itself, so the runner gives the parameter to every next hop offering
+  it; with its null reverse-path it is not held to §4.2.1 and still goes to one that does not
+  (§5: such a report SHOULD NOT be discarded).
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ def report_for(
         envid=message.envid,
     )
     ret = {"FULL": ReturnContent.FULL, "HDRS": ReturnContent.HEADERS}.get(message.ret or "")
+    if message.requiretls:
+        ret = ReturnContent.HEADERS  # RFC 8689 §5: as if RET=HDRS, RET=FULL disregarded
     return _built(report, raw, message.sender, hostname, now, max_original, ret)
 
 
@@ -112,9 +119,17 @@ def _built(
 
 
 async def send_report(
-    store: Store, router: Router, wakeup: asyncio.Event, report: bytes, to: str
+    store: Store,
+    router: Router,
+    wakeup: asyncio.Event,
+    report: bytes,
+    to: str,
+    *,
+    requiretls: bool = False,
 ) -> None:
-    """Deliver or queue ``report`` for ``to`` with the null sender (see the module notes)."""
+    """Deliver or queue ``report`` for ``to`` with the null sender (see the module notes);
+    ``requiretls``: the report is on a REQUIRETLS message and is queued with the tag
+    (RFC 8689 §5)."""
     try:
         address = parse_address(to)
     except InvalidName:
@@ -128,6 +143,6 @@ async def send_report(
         if classify(reply) is RecipientState.FAILED:
             _log.warning("report dropped: no such local sender", to=to, reply=reply.code)
             return
-    await store.enqueue("", report, [NewQueueRecipient(address.normalised)])
+    await store.enqueue("", report, [NewQueueRecipient(address.normalised)], requiretls=requiretls)
     wakeup.set()
-    _log.info("report queued", to=to)
+    _log.info("report queued", to=to, requiretls=requiretls)

@@ -226,6 +226,7 @@ class LocalDelivery:
         submitted: bool = False,
         refusals: list[Refusal] | None = None,
         remote: tuple[str, str] = ("", ""),
+        requiretls: bool = False,
     ) -> DeliveryStatus:
         """Final delivery of one copy of ``received + body`` (with the policy's fields on top,
         to its mailbox, when judged: ``filing``, at intake or kept in the queue): STORED
@@ -234,7 +235,8 @@ class LocalDelivery:
         ``addressed`` are the RCPT addresses that reached the account (for vacation).
         With ``refusals``, an ereject that would send a report is appended there instead
         (the module notes). ``remote`` is the SMTP client's address and name, for the
-        RFC 5183 environment (unknown for a copy retried from the queue)."""
+        RFC 5183 environment (unknown for a copy retried from the queue). ``requiretls``: the
+        message's RFC 8689 tag, which a redirected copy keeps (§6)."""
         account = recipient.account
         mailbox, headers = (filing.mailbox, filing.fields) if filing else (INBOX, b"")
         spam = filing is not None and filing.spam
@@ -292,7 +294,9 @@ class LocalDelivery:
                 reason = "spam" if spam else "forwarding loop"
                 _log.info("sieve redirect not done", account=account.address, reason=reason)
             elif plan.redirects:
-                await self._redirect(account, plan.redirects, sender, message, headers, submitted)
+                await self._redirect(
+                    account, plan.redirects, sender, message, headers, submitted, requiretls
+                )
         if plan.vacation is not None:
             await self._reply(account, plan.vacation, message, sender, addressed, spam=spam)
         if rejection is not None:
@@ -539,8 +543,10 @@ class LocalDelivery:
         message: bytes,
         headers: bytes,
         submitted: bool,
+        requiretls: bool,
     ) -> None:
-        """RFC 5228 §4.2: the message as it arrived, to each address, as a forward would go."""
+        """RFC 5228 §4.2: the message as it arrived, to each address, as a forward would go
+        (RFC 8689 §6: with its REQUIRETLS tag, as a mediator applies it to what it resends)."""
         domain = sender.rpartition("@")[2]
         hosted_sender = bool(sender) and await self._router.is_hosted(domain)
         targets = tuple(NewQueueRecipient(a) for a in addresses)
@@ -551,6 +557,7 @@ class LocalDelivery:
             submitted=submitted,
             hosted_sender=hosted_sender,
             now=datetime.now(UTC),
+            requiretls=requiretls,
         )
         self._wakeup.set()
         _log.info("redirected by sieve", account=account.address, recipients=len(addresses))

@@ -120,8 +120,10 @@ class Forwarder:
         now: datetime,
         ret: str | None = None,
         envid: str | None = None,
+        requiretls: bool = False,
     ) -> int:
-        """Queue ``message`` for ``forward.targets``; the queue id."""
+        """Queue ``message`` for ``forward.targets``; the queue id. ``requiretls``: the
+        message's RFC 8689 tag, which its copies keep (§4.1, §6)."""
         domain = forward.via.rpartition("@")[2]
         copy = trace.delivered_to(forward.via) + forward.headers + message
         if submitted:
@@ -130,7 +132,7 @@ class Forwarder:
             copy = await self._sealed(copy, domain) + copy
         envelope = self._envelope_sender(sender, domain, hosted_sender, now)
         queued = await self._store.enqueue(
-            envelope, copy, list(forward.targets), ret=ret, envid=envid
+            envelope, copy, list(forward.targets), ret=ret, envid=envid, requiretls=requiretls
         )
         _log.info("forwarded", via=forward.via, queue=queued.id, recipients=len(forward.targets))
         return queued.id

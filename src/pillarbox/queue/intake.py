@@ -414,6 +414,7 @@ class Intake:
                         submitted=origin.account is not None,
                         refusals=refusals,
                         remote=(origin.client_ip, origin.client_host or ""),
+                        requiretls=mail.params.requiretls,
                     )
                     for a, r in storing.items()
                 ]
@@ -471,10 +472,22 @@ class Intake:
             signs = plan.plain and origin.account is not None
             outbound = await sign_outbound(self._store, message) if signs else message
             ret = mail.params.ret.value if mail.params.ret else None
+            # RFC 8689 §4.1: REQUIRETLS tags the queued message (TLS-Required is then moot).
             queued = await self._store.enqueue(
-                sender, outbound, to_queue, ret=ret, envid=mail.params.envid
+                sender,
+                outbound,
+                to_queue,
+                ret=ret,
+                envid=mail.params.envid,
+                requiretls=mail.params.requiretls,
             )
-            self._log.info("queued", id=queue_id, queue=queued.id, recipients=len(to_queue))
+            self._log.info(
+                "queued",
+                id=queue_id,
+                queue=queued.id,
+                recipients=len(to_queue),
+                requiretls=mail.params.requiretls,
+            )
         if forwards:
             await self._forward(forwards, sender, message, origin, mail, now)
         if to_queue or forwards:
@@ -494,6 +507,7 @@ class Intake:
             forwarded=len(forwards),
             size=len(message),
             refused=sum(not a.is_positive for a in answers),
+            requiretls=mail.params.requiretls,
         )
         return answers if each is not None else [delivered]
 
@@ -572,6 +586,8 @@ class Intake:
                 now=now,
                 ret=mail.params.ret.value if mail.params.ret else None,
                 envid=mail.params.envid,
+                # RFC 8689 §4.1: every aliased or forwarded copy is tagged as the message was.
+                requiretls=mail.params.requiretls,
             )
 
     async def _auto_replies(

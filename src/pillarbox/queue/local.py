@@ -64,13 +64,15 @@ async def deliver_local(
     *,
     delivery: LocalDelivery | None = None,
     filing: Filing | None = None,
+    requiretls: bool = False,
 ) -> Reply:
     """Store ``raw`` for the hosted ``address``; the reply the queue records for it.
 
     With ``delivery``, each account's copy takes the same path as at intake (its Sieve
     script: :mod:`.filtering`; ``filing`` the policy's decision made then, if any); without,
     straight to INBOX — for the reports we write ourselves (DSNs, auto-replies), which no
-    script should bounce around again."""
+    script should bounce around again. ``requiretls``: the message's RFC 8689 tag, kept by
+    what its script redirects."""
     try:
         parsed = parse_address(address)
     except InvalidName:
@@ -80,7 +82,9 @@ async def deliver_local(
         return replies.MAILBOX_UNKNOWN
     for recipient in resolution.local:
         if delivery is not None:
-            status = await delivery.deliver(sender, recipient, b"", raw, None, filing)
+            status = await delivery.deliver(
+                sender, recipient, b"", raw, None, filing, requiretls=requiretls
+            )
             if status is not DeliveryStatus.STORED:
                 return _STATUS_REPLIES[status]
             continue

@@ -20,13 +20,16 @@ Implementation notes:
   queue issues "relayed" reports itself (§5.2.2). SMTPUTF8 only when the message needs it; a
   server that does not offer it gets nothing and the recipient fails with 553 5.6.7 (RFC 6531
   §3.2: no downgrade is attempted). A message larger than the server's declared SIZE fails
-  with 552 5.3.4 without being sent (RFC 1870 §6).
+  with 552 5.3.4 without being sent (RFC 1870 §6). REQUIRETLS (RFC 8689 §4.2.1) goes on MAIL
+  for a tagged message whenever the server offers it; a tagged message with a reverse-path is
+  never given to a server that does not (550 5.7.30; the runner has already moved on from
+  such a host), a tagged report (null reverse-path) still is (§5).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pillarbox.dns.resolver import MxResult, MxStatus
 from pillarbox.errors import ConfigError, InvalidName
@@ -75,6 +78,19 @@ TLS_UNAVAILABLE = Reply(451, "4.7.10", "TLS is required for this host but not of
 RELAY_AUTH_FAILED = Reply(451, "4.7.8", "the smart host refused our credentials")
 #: A recipient address that no longer parses (RFC 3463 X.1.3).
 BAD_ADDRESS = Reply(553, "5.1.3", "recipient address is not valid")
+#: RFC 8689 §4.2.1, §7: the host (after verified TLS) does not offer REQUIRETLS. Permanent:
+#: a server's extensions are its software's, not a passing state.
+REQUIRETLS_UNSUPPORTED = Reply(550, "5.7.30", "REQUIRETLS support required")
+#: RFC 8689 §4.2.1 steps 2 and 4, 5.7.10 "Encryption needed": no DNSSEC-signed MX answer and no
+#: MTA-STS "enforce" policy listing the host (nor a verifying ``[queue.tls_policy]`` entry),
+#: so the host cannot be authenticated. Permanent: the domain publishes no such means.
+REQUIRETLS_UNAUTHENTICATED = Reply(
+    550, "5.7.10", "REQUIRETLS: the host is not authenticated by DNSSEC, DANE or MTA-STS"
+)
+#: As above, but the domain's MTA-STS policy could not be fetched this time: retried.
+REQUIRETLS_POLICY_UNAVAILABLE = Reply(
+    451, "4.7.10", "REQUIRETLS: the MTA-STS policy that would authenticate the host is unavailable"
+)
 
 #: Replies that end the session rather than answer a recipient: try the next host.
 _SESSION_FAILURES = frozenset({R.CLIENT_TIMEOUT, R.CONNECTION_LOST, MALFORMED_REPLY})
@@ -190,6 +206,8 @@ class Job:
     utf8: bool = False
     #: The message has octets above 127 (BODY=8BITMIME when offered, RFC 6152).
     eight_bit: bool = False
+    #: The message is tagged REQUIRETLS (RFC 8689 §4.1): the parameter goes on MAIL.
+    requiretls: bool = False
 
 
 def content_flags(raw: bytes) -> tuple[bool, bool]:
@@ -204,17 +222,7 @@ def split_jobs(job: Job, limit: int = MAX_RECIPIENTS) -> Iterator[Job]:
     """The job as transactions of at most ``limit`` recipients each."""
     step = max(1, limit)
     for start in range(0, len(job.recipients), step):
-        batch = job.recipients[start : start + step]
-        yield Job(
-            message_id=job.message_id,
-            sender=job.sender,
-            recipients=batch,
-            size=job.size,
-            ret=job.ret,
-            envid=job.envid,
-            utf8=job.utf8,
-            eight_bit=job.eight_bit,
-        )
+        yield replace(job, recipients=job.recipients[start : start + step])
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,12 +255,16 @@ def envelope(job: Job, offered: Capabilities) -> Envelope | Reply:
     if Extension.SIZE in offered and offered.size and job.size > offered.size:
         return TOO_BIG
     dsn = Extension.DSN in offered
+    requiretls = job.requiretls and Extension.REQUIRETLS in offered
+    if job.requiretls and job.sender and not requiretls:
+        return REQUIRETLS_UNSUPPORTED  # RFC 8689 §4.2.1 step 5 (the runner checks it first)
     params = MailParams(
         size=job.size if Extension.SIZE in offered else None,
         body=Body.EIGHT_BIT_MIME if job.eight_bit and Extension.EIGHTBITMIME in offered else None,
         smtputf8=utf8,
         ret=Ret(job.ret) if dsn and job.ret in ("FULL", "HDRS") else None,
         envid=job.envid if dsn else None,
+        requiretls=requiretls,  # RFC 8689 §4.2.1 last step; §5 for tagged reports
     )
     rcpts = []
     for recipient, address in zip(job.recipients, addresses, strict=True):
@@ -297,16 +309,7 @@ class Part:
 
     def open_job(self) -> Job:
         """The job restricted to the recipients still open."""
-        return Job(
-            message_id=self.job.message_id,
-            sender=self.job.sender,
-            recipients=self.open,
-            size=self.job.size,
-            ret=self.job.ret,
-            envid=self.job.envid,
-            utf8=self.job.utf8,
-            eight_bit=self.job.eight_bit,
-        )
+        return replace(self.job, recipients=self.open)
 
     def record(self, recipient_id: int, reply: Reply, host: str | None, *, dsn: bool) -> None:
         """A recipient's reply from ``host``; session failures leave it open."""

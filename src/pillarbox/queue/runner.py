@@ -41,6 +41,16 @@ Implementation notes:
   the recipients are deferred with the reason once no host is left. ``TLS-Required: No``
   lowers every level but ``none`` to ``may``. Only TLSA-decided sessions of such destinations
   go to the TLS report: our levels are not the domain's published policy.
+- **REQUIRETLS** (RFC 8689 §4.2.1): a message tagged REQUIRETLS with a reverse-path gets
+  sessions of its own and only hosts authenticated — by DANE, by a DNSSEC-signed MX answer
+  and a certificate that chains and names the host, by MTA-STS "enforce" listing it, or by a
+  ``verify``/``secure`` entry (for a smart host: a certificate naming it) — whose EHLO after
+  STARTTLS offers REQUIRETLS; the parameter goes on MAIL. An unauthenticated host is 550
+  5.7.10, one not offering REQUIRETLS 550 5.7.30 (both permanent: what the domain publishes
+  and its servers' software, not a passing state); TLS failures stay 4.7.x and are retried;
+  a temporary failure of one host outweighs a permanent one of another. Its
+  ``TLS-Required: No`` is ignored (§4.1). Reports on tagged messages are tagged (§5) but,
+  with their null reverse-path, go the usual way, the parameter given where offered.
 - **TLS reports** (RFC 8460, :mod:`.tlsrpt`, with ``tls_reports``): each host tried by MX
   leaves one result in the store — success, or a §4.3 failure (STARTTLS missing, a certificate
   the policy refused, a TLSA lookup that failed, an MX host the MTA-STS policy does not
@@ -114,6 +124,9 @@ from pillarbox.queue.remote import (
     DNS_FAILURE,
     MAX_RECIPIENTS,
     NO_ADDRESS,
+    REQUIRETLS_POLICY_UNAVAILABLE,
+    REQUIRETLS_UNAUTHENTICATED,
+    REQUIRETLS_UNSUPPORTED,
     TLS_UNAVAILABLE,
     Answer,
     Job,
@@ -145,6 +158,7 @@ from pillarbox.queue.tlsrpt import (
 )
 from pillarbox.services import Services
 from pillarbox.smtp.client import SmtpClientSettings
+from pillarbox.smtp.extensions import Extension
 from pillarbox.smtp.replies import LOCAL_ERROR, Reply
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
@@ -215,12 +229,16 @@ class _Destination:
     #: Messages marked ``TLS-Required: No`` (RFC 8689 §4.2.2): no MTA-STS, no DANE, not
     #: counted in TLS reports. They get sessions of their own.
     tls_optional: bool = False
+    #: Messages tagged REQUIRETLS with a reverse-path (RFC 8689 §4.2.1): only hosts
+    #: authenticated by DNSSEC/DANE or MTA-STS "enforce", verified TLS, REQUIRETLS offered.
+    #: Sessions of their own too.
+    requiretls: bool = False
     parts: deque[tuple[Part, _Delivery]] = field(default_factory=deque)
     workers: int = 0
 
 
-#: A destination: the domain, and whether it is the TLS-optional one.
-_DestinationKey = tuple[str, bool]
+#: A destination: the domain, whether it is the TLS-optional one, the REQUIRETLS one.
+_DestinationKey = tuple[str, bool, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +418,11 @@ class QueueRunner:
         message = delivery.message
         header_utf8, eight_bit = content_flags(delivery.raw)
         header = scan_header(delivery.raw, 0, len(delivery.raw))
-        optional = tls_optional((f.key, f.value) for f in header.fields)
+        # RFC 8689 §4.1: with the REQUIRETLS parameter the TLS-Required field is ignored.
+        optional = not message.requiretls and tls_optional((f.key, f.value) for f in header.fields)
+        # §4.2.1 is for a message "for which the MAIL FROM return-path is not empty": a tagged
+        # report (§5) only passes the parameter on where it is offered.
+        required = message.requiretls and bool(message.sender)
         remote: dict[str, list[QueuedRecipient]] = {}
         local: list[QueuedRecipient] = []
         for recipient in message.recipients:
@@ -422,6 +444,7 @@ class QueueRunner:
                 envid=message.envid,
                 utf8=header_utf8,
                 eight_bit=eight_bit,
+                requiretls=message.requiretls,
             )
             parts += [(domain, Part(j)) for j in split_jobs(job, self._limits.max_recipients)]
         delivery.parts_left = len(parts)
@@ -434,12 +457,13 @@ class QueueRunner:
                 delivery.raw,
                 delivery=self._local_delivery,
                 filing=recipient.filing,
+                requiretls=message.requiretls,
             )
             delivery.answers[recipient.id] = Answer(reply, None)
         if not parts:
             delivery.finished.set()
         for domain, part in parts:
-            self._dispatch((domain, optional), part, delivery)
+            self._dispatch((domain, optional, required), part, delivery)
 
     def _started(self) -> None:
         """One claimed delivery has handed out its parts (or failed before)."""
@@ -544,14 +568,19 @@ class QueueRunner:
             max_original=self._limits.bounce_original_limit,
         )
         await bounce.send_report(
-            self._store, self._router, self._wakeup, report, delivery.message.sender
+            self._store,
+            self._router,
+            self._wakeup,
+            report,
+            delivery.message.sender,
+            requiretls=delivery.message.requiretls,
         )
 
     # -- destinations ----------------------------------------------------------------------------
     def _dispatch(self, key: _DestinationKey, part: Part, delivery: _Delivery) -> None:
         destination = self._destinations.get(key)
         if destination is None:
-            destination = self._destinations[key] = _Destination(key[0], key[1])
+            destination = self._destinations[key] = _Destination(*key)
         destination.parts.append((part, delivery))
         self._staff(key, destination)
 
@@ -607,6 +636,7 @@ class QueueRunner:
             return
         settings = self._relay.session if self._relay is not None else self._session
         optional = destination.tls_optional
+        required = destination.requiretls
         explicit = self._destination_policy(domain, optional)
         discovery = explicit is None and not optional
         policy = await self._sts_policy(domain) if discovery else None
@@ -623,12 +653,18 @@ class QueueRunner:
             and not domain.startswith("[")
             and (explicit is None or explicit.level.dane)
         )
+        unfetched_policy = False
+        if discovery and policy is None and self._mta_sts is not None:
+            unfetched_policy = self._mta_sts.policies.fetch_failure(domain) is not None
         if report and discovery and policy is None and self._mta_sts is not None:
             # No policy because it could not be had: a policy failure (RFC 8460 §4.3.2.2).
             failure = self._mta_sts.policies.fetch_failure(domain)
             if failure is not None:
                 unfetched = _TlsNote(domain, "", PolicyType.STS)
                 await self._record_tls(unfetched, "", failure.result_type, failure.reason)
+        #: REQUIRETLS: a temporary failure seen on some host; it outweighs a permanent refusal
+        #: of another (that host may take the message later).
+        transient: Answer | None = None
         for host in route.hosts:
             plan = host_plan(policy, host)
             if plan.mx_mismatch and not dane_possible:
@@ -668,6 +704,16 @@ class QueueRunner:
                 if refused is not None:
                     last = refused
                     continue
+            if required:
+                if last is not None and last.reply.is_transient:
+                    transient = last
+                authenticated = self._requiretls_settings(
+                    domain, route, host, plan, dane, explicit, host_settings, unfetched_policy
+                )
+                if isinstance(authenticated, Answer):
+                    last = authenticated
+                    continue
+                host_settings = authenticated
             for address in addresses.addresses:
                 if not destination.parts:
                     return
@@ -677,8 +723,19 @@ class QueueRunner:
                 if not isinstance(session, SmtpSession):
                     if explicit is not None:
                         session = self._policy_failure(domain, host, explicit, session)
+                    if required and is_tls_failure(session):
+                        session = session.with_text(f"REQUIRETLS: {session.text}")
                     last = Answer(session, host)
                     continue
+                if required and Extension.REQUIRETLS not in session.capabilities:
+                    # RFC 8689 §4.2.1 step 5: QUIT, and the next MX host.
+                    await session.close()
+                    if last is not None and last.reply.is_transient:
+                        transient = last
+                    _log.warning("REQUIRETLS: not offered", domain=domain, host=host)
+                    text = f"REQUIRETLS support required: {host} does not offer it"
+                    last = Answer(REQUIRETLS_UNSUPPORTED.with_text(text), host)
+                    break
                 try:
                     while session.usable and await self._parts_may_come(destination):
                         part, delivery = destination.parts.popleft()
@@ -691,12 +748,55 @@ class QueueRunner:
                     await session.close()
         if destination.workers > 1:
             return  # the other workers still have hosts to try for what is left
+        if required and transient is not None and last is not None and last.reply.code >= 500:
+            last = transient
         while destination.parts:
             part, delivery = destination.parts.popleft()
             if part.last_failure is None and last is not None:
                 part.fail_session(last.reply, last.host)
             part.give_up()
             self._part_done(part, delivery)
+
+    def _requiretls_settings(
+        self,
+        domain: str,
+        route: Route,
+        host: str,
+        plan: HostPlan,
+        dane: DanePlan,
+        explicit: DestinationPolicy | None,
+        settings: SessionSettings,
+        unfetched_policy: bool,
+    ) -> SessionSettings | Answer:
+        """RFC 8689 §4.2.1 steps 2 and 4 for a REQUIRETLS message: the session settings that
+        authenticate ``host`` (its name, then its certificate), or why it cannot be used."""
+        if explicit is not None and explicit.level is Level.NONE:
+            why = f"the TLS policy for {self._nexthop(domain)} is none"
+        elif dane.kind is DanePlanKind.AUTHENTICATE:
+            return settings  # RFC 7672: DNSSEC MX and addresses, TLSA-matched certificate
+        elif explicit is not None and explicit.level.verifies:
+            return settings  # the administrator's names, PKIX-verified (_policy_settings)
+        elif plan.tls is TlsPlan.VERIFIED and self._mta_sts is not None:
+            return settings  # "enforce" lists the host: _open verifies it (RFC 8461 §4.1, §4.2)
+        elif self._relay is not None:
+            # The smart host is our own choice, named in the configuration: its certificate
+            # must chain to a trusted root and name it (RFC 6125), whatever
+            # queue.smarthost_verify_tls says for other mail.
+            name = self._relay.host.lower().rstrip(".")
+            return replace(settings, tls=self._verified_tls, require_tls=True, tls_match=(name,))
+        elif route.secure:
+            # A DNSSEC-signed MX answer vouches for the host name (step 2); the certificate
+            # must chain to a trusted root and carry that name (step 4, RFC 6125).
+            name = host.lower().rstrip(".")
+            return replace(settings, tls=self._verified_tls, require_tls=True, tls_match=(name,))
+        elif domain.startswith("["):
+            why = "an address literal has no MX record to authenticate"
+        else:
+            why = f"the MX records of {domain} are not DNSSEC-signed and no MTA-STS policy"
+            why += " in enforce mode lists the host"
+        reply = REQUIRETLS_POLICY_UNAVAILABLE if unfetched_policy else REQUIRETLS_UNAUTHENTICATED
+        _log.warning("REQUIRETLS: host not authenticated", domain=domain, host=host, reason=why)
+        return Answer(reply.with_text(f"{reply.text}: {host}: {why}"), host)
 
     def _destination_policy(self, domain: str, optional: bool) -> DestinationPolicy | None:
         """The ``[queue.tls_policy]`` entry for the nexthop (the smart host, or else the

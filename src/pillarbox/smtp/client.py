@@ -387,6 +387,7 @@ class ClientConnection:
             or p.envid is not None
             or any(r.params.notify is not None or r.params.orcpt is not None for r in recipients),
             Extension.AUTH: p.auth is not None,
+            Extension.REQUIRETLS: p.requiretls,
         }
         missing = [ext.value for ext, used in needed.items() if used and ext not in offered]
         if p.body is Body.BINARY_MIME and "BINARYMIME" not in offered:

@@ -24,6 +24,8 @@ class Extension(enum.StrEnum):
     CHUNKING = "CHUNKING"  # RFC 3030
     DSN = "DSN"  # RFC 3461
     AUTH = "AUTH"  # RFC 4954
+    #: RFC 8689 §2: offered only once TLS is in effect (the MAIL parameter needs it).
+    REQUIRETLS = "REQUIRETLS"
     #: Postfix's XFORWARD (XFORWARD_README): a front MTA passes its client's attributes.
     XFORWARD = "XFORWARD"
 

@@ -111,6 +111,7 @@ class MailParams:
     ret: Ret | None = None  # RFC 3461 §4.3
     envid: str | None = None  # RFC 3461 §4.4, xtext decoded
     auth: str | None = None  # RFC 4954 §5, xtext decoded ("<>" when unknown)
+    requiretls: bool = False  # RFC 8689 §2 item 8, no value
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,11 +240,12 @@ _PARAM_EXTENSION = {
     "RET": Extension.DSN,
     "ENVID": Extension.DSN,
     "AUTH": Extension.AUTH,
+    "REQUIRETLS": Extension.REQUIRETLS,
     "NOTIFY": Extension.DSN,
     "ORCPT": Extension.DSN,
 }
 _NO_RCPT_PARAMS = RcptParams()
-_MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"})
+_MAIL_PARAMS = frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH", "REQUIRETLS"})
 _RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
 
 
@@ -440,6 +442,7 @@ def _parse_mail(arg: str, offered: frozenset[str]) -> MailFrom:
         ret=_enum(Ret, raw["RET"]) if "RET" in raw else None,
         envid=_xtext(raw["ENVID"], MAX_ENVID) if "ENVID" in raw else None,
         auth=_xtext(raw["AUTH"], None) if "AUTH" in raw else None,
+        requiretls=_flag(raw, "REQUIRETLS"),
     )
     if params.body is Body.BINARY_MIME and "BINARYMIME" not in offered:
         raise _fail(R.PARAMETER_NOT_IMPLEMENTED, "BINARYMIME not offered")
@@ -555,6 +558,7 @@ def format_command(command: Command) -> bytes:
             words += [f"RET={p.ret}"] if p.ret is not None else []
             words += [f"ENVID={encode_xtext(p.envid)}"] if p.envid is not None else []
             words += [f"AUTH={encode_xtext(p.auth)}"] if p.auth is not None else []
+            words += ["REQUIRETLS"] if p.requiretls else []
             line = "MAIL " + " ".join(words)
         case RcptTo(path, p):
             words = [f"TO:{path}"]

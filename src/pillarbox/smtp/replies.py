@@ -168,6 +168,8 @@ AUTH_TEMPORARY = Reply(454, "4.7.0", "temporary authentication failure, try agai
 #: RFC 3207 §4.
 TLS_REQUIRED = Reply(530, "5.7.0", "must issue a STARTTLS command first")
 TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
+#: RFC 8689 §2: MAIL ... REQUIRETLS outside TLS (RFC 3463 5.7.10 "Encryption needed").
+REQUIRETLS_WITHOUT_TLS = Reply(530, "5.7.10", "REQUIRETLS needs TLS: issue STARTTLS first")
 
 # -- envelope decisions (used by the application) --------------------------------------------
 MAILBOX_UNKNOWN = Reply(550, "5.1.1", "mailbox unavailable")

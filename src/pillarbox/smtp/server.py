@@ -4,7 +4,8 @@ Implementation notes
 --------------------
 RFCs: 5321 (SMTP), 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8),
 2034/3463 (enhanced status codes), 3207 (STARTTLS), 3030 (CHUNKING), 3461 (DSN parameters),
-4954 (AUTH), 2033 (LMTP); Postfix's XFORWARD (offered only when the settings say so).
+4954 (AUTH), 2033 (LMTP), 8689 (REQUIRETLS, offered under TLS only); Postfix's XFORWARD (offered
+only when the settings say so).
 
 Invariants:
 
@@ -124,6 +125,9 @@ class SmtpServerSettings:
     dsn: bool = True
     #: Offer XFORWARD (a trusted front MTA passes its client's attributes; LMTP listener).
     xforward: bool = False
+    #: Offer REQUIRETLS (RFC 8689) once TLS is in effect: the promise that mail given with it
+    #: leaves only over authenticated TLS to servers that offer it in turn.
+    requiretls: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_recipients", "max_errors", "max_text_line"):
@@ -291,6 +295,9 @@ def _offer(settings: SmtpServerSettings, tls: bool) -> Capabilities:
         (settings.starttls and not tls, Extension.STARTTLS),
         (_auth_offered(settings, tls), Extension.AUTH),
         (settings.xforward, Extension.XFORWARD),
+        # RFC 8689 §2: the option is only for a TLS session, and the server advertises it
+        # in the EHLO reply that follows STARTTLS (Appendix A): never in the clear.
+        (settings.requiretls and tls, Extension.REQUIRETLS),
     )
     keywords.update(ext.value for on, ext in optional if on)
     return Capabilities(frozenset(keywords), settings.max_message_size, settings.auth_mechanisms)
@@ -664,7 +671,12 @@ class ServerConnection:
     @property
     def _offered(self) -> frozenset[str]:
         """Parameters are only valid for extensions offered by an EHLO/LHLO (RFC 5321 §4.1.1.11)."""
-        return self.capabilities.keywords if self.hello and self.hello.extended else frozenset()
+        if not (self.hello and self.hello.extended):
+            return frozenset()
+        if self.settings.requiretls and not self.tls:
+            # Parsed so that MAIL can say why it is refused (RFC 8689 §2: TLS first).
+            return self.capabilities.keywords | {Extension.REQUIRETLS.value}
+        return self.capabilities.keywords
 
     @property
     def _hello_first(self) -> Reply:
@@ -713,6 +725,8 @@ class ServerConnection:
             case MailFrom(params=params):
                 if params.size is not None and params.size > self.settings.max_message_size:
                     self._refuse(R.MESSAGE_TOO_BIG)  # RFC 1870 §6.1
+                elif params.requiretls and not self.tls:
+                    self._refuse(R.REQUIRETLS_WITHOUT_TLS)  # RFC 8689 §2: the session MUST be TLS
                 else:
                     self._pause(command)
             case RcptTo():

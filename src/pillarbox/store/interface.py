@@ -390,7 +390,10 @@ class Store(Protocol):
         *,
         ret: str | None = None,
         envid: str | None = None,
-    ) -> QueuedMessage: ...
+        requiretls: bool = False,
+    ) -> QueuedMessage:
+        """Queue ``raw`` for ``recipients``; ``requiretls``: the RFC 8689 tag (kept with the
+        message, read back in :attr:`QueuedMessage.requiretls`)."""
 
     async def claim_due(
         self, now: datetime, *, limit: int, lease_seconds: float, owner: str

@@ -379,6 +379,9 @@ class QueuedMessage:
     ret: str | None
     envid: str | None
     recipients: tuple[QueuedRecipient, ...]
+    #: Received with the REQUIRETLS MAIL parameter (RFC 8689 §4.1: the message is tagged):
+    #: relayed only over authenticated TLS to servers offering REQUIRETLS (queue.runner).
+    requiretls: bool = False
 
 
 @dataclass(frozen=True, slots=True)

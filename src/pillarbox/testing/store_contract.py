@@ -990,6 +990,18 @@ class StoreContract:
         await store.remove_queued(second.id)
         assert await store.queue_depth() == QueueDepth()
 
+    async def test_queued_message_keeps_requiretls(self, store: Store) -> None:
+        """RFC 8689 §4.1: the REQUIRETLS tag is kept with the message, claimed or listed."""
+        tagged = await store.enqueue(
+            "a@x.org", b"m", [NewQueueRecipient("b@y.org")], requiretls=True
+        )
+        plain = await store.enqueue("a@x.org", b"m", [NewQueueRecipient("c@y.org")])
+        assert (tagged.requiretls, plain.requiretls) == (True, False)
+        assert [m.requiretls for m in await store.list_queue()] == [True, False]
+        now = plain.queued_at + timedelta(seconds=1)
+        claimed = await store.claim_due(now, limit=10, lease_seconds=60, owner="n1")
+        assert {m.id: m.requiretls for m in claimed} == {tagged.id: True, plain.id: False}
+
     async def test_queued_recipient_keeps_its_filing(self, store: Store) -> None:
         """A local recipient queued for a retry keeps the policy's decision on its copy."""
         junk = Filing("Junk", True, b"X-Pillarbox-Spam: score=7.0; action=junk\r\n\x00\xff")

@@ -146,7 +146,9 @@ class Client:
         ) as session:
             yield session
 
-    def submit(self, outgoing: compose.Outgoing) -> dict[str, tuple[int, bytes]]:
+    def submit(
+        self, outgoing: compose.Outgoing, *, require_tls: bool = False
+    ) -> dict[str, tuple[int, bytes]]:
         from pillarbox.cli.mail.smtp import submit
 
         return submit(
@@ -156,6 +158,7 @@ class Client:
             outgoing,
             context=self.tls(),
             timeout=self.options.timeout,
+            require_tls=require_tls,
         )
 
     def emit(self, data: Any, text: str) -> None:
@@ -344,8 +347,11 @@ def _body(body_file: Path | None, template: str = "") -> str:
     return edited
 
 
-def _deliver(client: Client, outgoing: compose.Outgoing, dry_run: bool) -> bool:
-    """Send (or print, for --dry-run); True if every recipient was accepted."""
+def _deliver(
+    client: Client, outgoing: compose.Outgoing, dry_run: bool, *, require_tls: bool = False
+) -> bool:
+    """Send (or print, for --dry-run); True if every recipient was accepted. ``require_tls``:
+    given with REQUIRETLS (RFC 8689)."""
     message_id = str(outgoing.message["Message-ID"])
     if dry_run:
         if client.options.as_json:
@@ -364,7 +370,7 @@ def _deliver(client: Client, outgoing: compose.Outgoing, dry_run: bool) -> bool:
             if outgoing.bcc:
                 click.echo(f"(Bcc, envelope only: {', '.join(outgoing.bcc)})", err=True)
         return True
-    refused = client.submit(outgoing)
+    refused = client.submit(outgoing, require_tls=require_tls)
     accepted = [r for r in outgoing.recipients if r not in refused]
     client.emit(
         {
@@ -403,6 +409,12 @@ def _finish(all_accepted: bool) -> None:
     help="Body text (UTF-8); default: standard input, or $EDITOR on a terminal.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the message instead of sending it.")
+@click.option(
+    "--require-tls",
+    is_flag=True,
+    help="REQUIRETLS (RFC 8689): the message travels only over authenticated TLS, or comes"
+    " back; refused here if the server does not offer it.",
+)
 @client_options
 def send(
     to: tuple[str, ...],
@@ -412,6 +424,7 @@ def send(
     attach: tuple[Path, ...],
     body_file: Path | None,
     dry_run: bool,
+    require_tls: bool,
 ) -> None:
     """Compose a message and submit it over SMTP."""
     if not (to or cc or bcc):
@@ -427,7 +440,7 @@ def send(
         body=_body(body_file),
         attachments=[compose.file_attachment(p) for p in attach],
     )
-    _finish(_deliver(client, compose.build(draft), dry_run))
+    _finish(_deliver(client, compose.build(draft), dry_run, require_tls=require_tls))
 
 
 # -- reading ------------------------------------------------------------------------------------

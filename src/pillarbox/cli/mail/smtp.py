@@ -4,6 +4,9 @@ TLS first, then AUTH: implicit TLS (RFC 8314 §3) or STARTTLS (RFC 3207), which 
 when the account says so — a server that does not offer it is a failure, never a silent
 downgrade to cleartext. AUTH prefers SCRAM-SHA-256 (RFC 7677) when the server offers it, so the
 password itself never crosses the wire; otherwise smtplib's PLAIN/LOGIN, inside TLS.
+With ``require_tls`` the message is given with REQUIRETLS (RFC 8689 §4.3: negotiate STARTTLS
+and REQUIRETLS, then the MAIL parameter); a server that does not offer it after TLS is a
+failure, before the password is sent.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def submit(
     *,
     context: ssl.SSLContext,
     timeout: float,
+    require_tls: bool = False,
 ) -> dict[str, tuple[int, bytes]]:
     """Send ``outgoing``; returns the recipients the server refused (empty if none was).
 
@@ -41,9 +45,13 @@ def submit(
     with translated_errors(what):
         client = _connect(endpoint, context, timeout)
         try:
+            options = _requiretls(client, endpoint) if require_tls else []
             _authenticate(client, username, password)
             refused = client.sendmail(
-                outgoing.sender, list(outgoing.recipients), outgoing.as_bytes()
+                outgoing.sender,
+                list(outgoing.recipients),
+                outgoing.as_bytes(),
+                mail_options=options,
             )
         finally:
             try:
@@ -73,6 +81,17 @@ def _connect(endpoint: Endpoint, context: ssl.SSLContext, timeout: float) -> smt
         client.close()
         raise
     return client
+
+
+def _requiretls(client: smtplib.SMTP, endpoint: Endpoint) -> list[str]:
+    """The MAIL parameter asking RFC 8689 handling, once the session is TLS and offers it."""
+    if endpoint.tls is TlsMode.NONE:
+        raise ConnectionFailed(
+            f"REQUIRETLS needs TLS; the account's SMTP server {endpoint} has none"
+        )
+    if not client.has_extn("requiretls"):
+        raise ConnectionFailed(f"SMTP server {endpoint} does not offer REQUIRETLS (RFC 8689)")
+    return ["REQUIRETLS"]
 
 
 def _authenticate(client: smtplib.SMTP, username: str, password: str) -> None:

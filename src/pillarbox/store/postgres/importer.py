@@ -188,8 +188,8 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         ),
         _Table(
             "queue_messages",
-            "SELECT id, sender, blob, size, queued_at, ret, envid, lease_owner, lease_until "
-            "FROM queue_messages",
+            "SELECT id, sender, blob, size, queued_at, ret, envid, lease_owner, lease_until, "
+            "requiretls FROM queue_messages",
             (
                 "id",
                 "sender",
@@ -200,8 +200,9 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "envid",
                 "lease_owner",
                 "lease_until",
+                "requiretls",
             ),
-            lambda r: (*r[:4], _time(r[4]), r[5], r[6], r[7], _time(r[8])),
+            lambda r: (*r[:4], _time(r[4]), r[5], r[6], r[7], _time(r[8]), bool(r[9])),
         ),
         _Table(
             "queue_recipients",

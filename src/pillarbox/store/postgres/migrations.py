@@ -555,6 +555,12 @@ CREATE TABLE server_metadata (
 );
 """
 
+# RFC 8689 §4.1: a queued message received with the REQUIRETLS MAIL parameter is tagged so
+# the queue relays it only over authenticated TLS to servers offering REQUIRETLS.
+_V16_SQL = r"""
+ALTER TABLE queue_messages ADD COLUMN requiretls boolean NOT NULL DEFAULT false;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -575,6 +581,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(13, "outbound sending limits and the recipients each account sent to", _V13_SQL),
     Migration(14, "ACME DNS-01 challenge records", _V14_SQL),
     Migration(15, "IMAP METADATA entries of mailboxes and of the server", _V15_SQL),
+    Migration(16, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V16_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1374,6 +1374,7 @@ class PostgresStore:
         *,
         ret: str | None = None,
         envid: str | None = None,
+        requiretls: bool = False,
     ) -> QueuedMessage:
         if not recipients:
             raise InvalidName("a queued message needs at least one recipient")
@@ -1384,9 +1385,9 @@ class PostgresStore:
             blob_row = await _put_blob(conn, blob)
             row = await _one(
                 conn,
-                "INSERT INTO queue_messages (sender, blob, size, queued_at, ret, envid) "
-                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                (sender, blob_row, blob.size, now, ret, envid),
+                "INSERT INTO queue_messages (sender, blob, size, queued_at, ret, envid, "
+                "requiretls) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (sender, blob_row, blob.size, now, ret, envid, requiretls),
             )
             assert row is not None
             message_id = int(row[0])
@@ -2145,7 +2146,7 @@ async def _queued(
         return []
     messages = await _all(
         conn,
-        "SELECT q.id, q.sender, b.sha256, q.size, q.queued_at, q.ret, q.envid "
+        "SELECT q.id, q.sender, b.sha256, q.size, q.queued_at, q.ret, q.envid, q.requiretls "
         "FROM queue_messages q JOIN blobs b ON b.id = q.blob WHERE q.id = ANY(%s)",
         (message_ids,),
     )
@@ -2185,6 +2186,7 @@ async def _queued(
             row[5],
             row[6],
             tuple(recipients.get(row[0], ())),
+            bool(row[7]),
         )
         for row in messages
     }

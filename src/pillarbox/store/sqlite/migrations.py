@@ -532,6 +532,12 @@ CREATE TABLE server_metadata (
 ) WITHOUT ROWID;
 """
 
+# RFC 8689 §4.1: a queued message received with the REQUIRETLS MAIL parameter is tagged so
+# the queue relays it only over authenticated TLS to servers offering REQUIRETLS.
+_V21_SQL = r"""
+ALTER TABLE queue_messages ADD COLUMN requiretls INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -553,6 +559,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(18, "outbound sending limits and the recipients each account sent to", _V18_SQL),
     Migration(19, "ACME DNS-01 challenge records", _V19_SQL),
     Migration(20, "IMAP METADATA entries of mailboxes and of the server", _V20_SQL),
+    Migration(21, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V21_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

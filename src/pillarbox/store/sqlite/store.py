@@ -1623,6 +1623,7 @@ class SqliteStore:
         *,
         ret: str | None = None,
         envid: str | None = None,
+        requiretls: bool = False,
     ) -> QueuedMessage:
         if not recipients:
             raise InvalidName("a queued message needs at least one recipient")
@@ -1632,9 +1633,9 @@ class SqliteStore:
             now = self._now()
             blob_row = self._put_blob(conn, fx, blob)
             (message_id,) = conn.execute(
-                "INSERT INTO queue_messages (sender, blob, size, queued_at, ret, envid) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (sender, blob_row, blob.size, now, ret, envid),
+                "INSERT INTO queue_messages (sender, blob, size, queued_at, ret, envid, "
+                "requiretls) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (sender, blob_row, blob.size, now, ret, envid, int(requiretls)),
             ).fetchone()
             conn.executemany(
                 "INSERT INTO queue_recipients (message_id, address, state, next_attempt, notify, "
@@ -2162,8 +2163,8 @@ def _index_pending(conn: sqlite3.Connection, *, limit: int) -> bool:
 
 def _queued(conn: sqlite3.Connection, message_id: int, *, due_at: int | None) -> QueuedMessage:
     """One queue entry with its recipients (only those due at ``due_at`` when given)."""
-    sender, blob_id, size, queued_at, ret, envid = conn.execute(
-        "SELECT q.sender, b.sha256, q.size, q.queued_at, q.ret, q.envid "
+    sender, blob_id, size, queued_at, ret, envid, requiretls = conn.execute(
+        "SELECT q.sender, b.sha256, q.size, q.queued_at, q.ret, q.envid, q.requiretls "
         "FROM queue_messages q JOIN blobs b ON b.id = q.blob WHERE q.id = ?",
         (message_id,),
     ).fetchone()
@@ -2193,5 +2194,13 @@ def _queued(conn: sqlite3.Connection, message_id: int, *, due_at: int | None) ->
         for row in conn.execute(sql + " ORDER BY id", params)
     )
     return QueuedMessage(
-        message_id, sender, blob_id, size, _from_us(queued_at), ret, envid, recipients
+        message_id,
+        sender,
+        blob_id,
+        size,
+        _from_us(queued_at),
+        ret,
+        envid,
+        recipients,
+        bool(requiretls),
     )
