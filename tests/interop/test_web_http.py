@@ -20,7 +20,7 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message, part_text
-from pillarbox.store.types import INBOX, NewQueueRecipient, SpecialUse
+from pillarbox.store.types import INBOX, MetadataLimits, NewQueueRecipient, SpecialUse
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import (
     WebSession,
@@ -839,6 +839,21 @@ def test_server_sent_events_announce_new_mail(live: LiveServer, alice: WebSessio
                 break
         event = json.loads(seen[-1].removeprefix("data: "))
         assert "event: change" in seen and event == {"mailbox": box, "kind": "exists"}
+
+
+def test_server_sent_events_skip_what_no_page_shows(live: LiveServer, alice: WebSession) -> None:
+    """A METADATA change (an IMAP client's annotation) sends no event: the next event is the
+    new mail that came after it."""
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    with alice.client.stream("GET", "/events", timeout=10) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 3000"
+        limits = MetadataLimits(max_entries=10, max_total=10_000)
+        live.call(live.store.set_metadata(account.id, None, {"/private/comment": b"x"}, limits))
+        box, _ = deliver(live, ALICE, simple_message("after the annotation"))
+        data = next(line for line in lines if line.startswith("data:"))
+        assert json.loads(data.removeprefix("data: ")) == {"mailbox": box, "kind": "exists"}
 
 
 # -- settings ------------------------------------------------------------------------------------

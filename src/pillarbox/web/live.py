@@ -2,7 +2,8 @@
 
 Each open page holds one ``GET /events`` stream. A change to any of the account's mailboxes
 becomes one ``change`` event naming the mailbox and kind; the page then re-reads what it shows
-(changes are hints, see ``store.types.Change``). A comment line every ``sse_keepalive``
+(changes are hints, see ``store.types.Change``). Kinds no page shows (IMAP METADATA entries)
+are not sent: each event costs the page a reload. A comment line every ``sse_keepalive``
 seconds keeps proxies from closing an idle stream and lets the server notice a gone client.
 The stream ends when the server shuts down, so a graceful stop is not held up by open pages.
 """
@@ -20,8 +21,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from pillarbox.errors import RateLimited
-from pillarbox.store.types import Change
+from pillarbox.store.types import Change, ChangeKind
 from pillarbox.web.app import current_account, web
+
+#: Changes of things no page shows.
+UNSHOWN = frozenset({ChangeKind.METADATA})
 
 
 def event(change: Change) -> str:
@@ -62,7 +66,8 @@ async def events(request: Request) -> Response:
                     except StopAsyncIteration:
                         return  # the store closed
                     following = None
-                    yield event(change)
+                    if change.kind not in UNSHOWN:
+                        yield event(change)
                 elif not done:
                     yield ": keep-alive\n\n"
         finally:
