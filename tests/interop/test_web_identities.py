@@ -101,14 +101,17 @@ def test_settings_take_only_addresses_the_submission_accepts(
 def test_compose_offers_identities_and_sends_as_the_chosen_one(
     live: LiveServer, alice: WebSession
 ) -> None:
-    assert add_identity(
-        alice,
-        "alice+work@example.org",
-        display_name="Alice at Work",
-        reply_to="desk@example.org",
-        signature="Alice\r\nExample Works  \r\n",
-        is_default="1",
-    ).status_code == 303
+    assert (
+        add_identity(
+            alice,
+            "alice+work@example.org",
+            display_name="Alice at Work",
+            reply_to="desk@example.org",
+            signature="Alice\r\nExample Works  \r\n",
+            is_default="1",
+        ).status_code
+        == 303
+    )
     page = alice.get("/compose").text
     options = identity_options(page)
     assert [(label, selected) for _, label, selected in options] == [
@@ -198,7 +201,8 @@ def test_saved_draft_keeps_its_identity_and_one_signature(
     work = next(v for v, label, _ in identity_options(page) if "alice+work" in label)
     body = "Draft text\n\n-- \nWork sig\n"
     saved = alice.post(
-        "/compose", {"identity": work, "to": BOB, "subject": "Later", "body": body, "action": "save"}
+        "/compose",
+        {"identity": work, "to": BOB, "subject": "Later", "body": body, "action": "save"},
     )
     assert saved.status_code == 200 and "Draft saved" in saved.text
     drafts = special_mailbox_id(live, ALICE, SpecialUse.DRAFTS)
