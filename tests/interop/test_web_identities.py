@@ -58,7 +58,8 @@ def identity_options(page: str) -> list[tuple[str, str, bool]]:
 
 
 def body_field(page: str) -> str:
-    match = re.search(r'<textarea id="f-body" name="body" rows="16">(.*?)</textarea>', page, re.S)
+    # The parser drops the newline that follows the start tag (HTML "textarea" parsing).
+    match = re.search(r'<textarea id="f-body" name="body" rows="16">\n(.*?)</textarea>', page, re.S)
     assert match is not None
     return html.unescape(match.group(1))
 

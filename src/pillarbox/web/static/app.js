@@ -227,9 +227,11 @@
       const text = body.value.replace(/\r\n/g, "\n");
       if (before) {
         const at = text.indexOf(`\n${before}`);
-        // Only a whole block: followed by the end, or by the blank line before a quote.
+        // Only the block as inserted: followed by the end (a line end at most), or by the
+        // blank line before a quote; a line added to it makes it the writer's.
         const end = at + 1 + before.length;
-        if (at < 0 || (end !== text.length && text[end] !== "\n")) return;
+        const following = text.slice(end);
+        if (at < 0 || !(/^\n?$/.test(following) || following.startsWith("\n\n"))) return;
         body.value = after ? text.slice(0, at + 1) + after + text.slice(end)
                            : text.slice(0, at).replace(/\n+$/, "") + text.slice(end);
       } else {
