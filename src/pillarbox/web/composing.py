@@ -187,7 +187,7 @@ def reply_draft(
     if info.message_id and info.message_id not in references:
         references.append(info.message_id)
     author = people(info.envelope.from_)
-    # RFC 3676 §4.3: the separator lets a reply leave the signature out of the quote.
+    # The original's signature (below its RFC 3676 §4.3 "-- " line) is left out of the quote.
     text = strip_signature(text)
     attribution = f"On {_when(info, received)}, {author[0] if author else 'someone'} wrote:"
     return Draft(

@@ -14,8 +14,8 @@ Implementation notes:
   once, when the compose page is first built — below the cursor's (empty) first paragraph, so
   above a reply's quote or a forward's summary, as Thunderbird and Roundcube's "above the
   quote" do. A saved draft re-opened, or a form shown again after an error, already holds it.
-  Replies quote the original without its signature (the separator exists so that readers can
-  cut it, §4.3), so signatures never pile up down a thread.
+  Replies quote the original without its signature (cut at its ``-- `` line, as Thunderbird
+  and Roundcube do), so signatures never pile up down a thread.
 - **Replying picks the identity the original was addressed to** (its To, then Cc), the default
   otherwise; a re-opened draft keeps the identity of its From.
 """

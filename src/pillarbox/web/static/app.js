@@ -169,7 +169,7 @@
 
   // -- compose: size check and unsent text kept across a re-login ----------------------------
   const form = $("#compose-form");
-  const fields = ["to", "cc", "bcc", "subject", "body", "html", "in_reply_to", "references", "replying_to", "forwarding"];
+  const fields = ["identity", "to", "cc", "bcc", "subject", "body", "html", "in_reply_to", "references", "replying_to", "forwarding"];
   if (new URLSearchParams(window.location.search).get("sent") === "1") {
     sessionStorage.removeItem(DRAFT_KEY);
   }
@@ -205,6 +205,7 @@
         $("#restore-button").addEventListener("click", () => {
           fields.forEach((name) => { if (form.elements[name] && name in data) form.elements[name].value = data[name]; });
           if (editor && data.html) editor.load(data.html);
+          form.dispatchEvent(new Event("pillarbox:restored"));
           banner.hidden = true;
         });
       }
@@ -220,6 +221,8 @@
     const body = $("#f-body", form);
     const block = (option) => (option && option.dataset.signature ? `-- \n${option.dataset.signature}` : "");
     let previous = identity.selectedOptions[0];
+    // Text brought back after a re-login comes with its own identity and signature.
+    form.addEventListener("pillarbox:restored", () => { previous = identity.selectedOptions[0]; });
     identity.addEventListener("change", () => {
       const before = block(previous), after = block(identity.selectedOptions[0]);
       previous = identity.selectedOptions[0];
