@@ -676,6 +676,9 @@ class WebSection:
     max_form_bytes: int = _f(1 * MIB, "Largest body of any other request (forms, JSON).")
     max_attachments: int = _f(20, "Attachments one message composed on the web may carry.")
     max_recipients: int = _f(100, "To + Cc + Bcc addresses of one message composed on the web.")
+    max_identities: int = _f(
+        20, "Sending identities (From address, name, signature) one account may keep."
+    )
     session_ttl: float = _f(
         12 * 3600.0, "Seconds a web session lives without activity (refreshed while used)."
     )
@@ -1291,7 +1294,13 @@ def _validate_web(web: WebSection) -> None:
     for key in ("max_upload_bytes", "max_form_bytes"):
         if getattr(web, key) < 1024:
             raise ConfigError(f"web.{key}", "must be at least 1024 bytes")
-    for key in ("max_attachments", "max_recipients", "sse_per_account", "max_action_uids"):
+    for key in (
+        "max_attachments",
+        "max_recipients",
+        "max_identities",
+        "sse_per_account",
+        "max_action_uids",
+    ):
         if getattr(web, key) < 1:
             raise ConfigError(f"web.{key}", "must be at least 1")
     for key in ("session_ttl", "sse_keepalive"):

@@ -530,3 +530,90 @@ def test_a_filter_made_in_the_browser_files_mail_from_the_boss(
     row = page.locator("table.messages tr", has_text="Quarterly review")
     expect(row).to_have_class(re.compile(r"\bflagged\b"))
     expect(page.locator("table.messages")).not_to_contain_text("Lunch?")
+
+
+def test_identity_with_signature_is_chosen_swapped_and_sent(
+    server: LiveServer, new_page: Any
+) -> None:
+    expect = sync_api.expect
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/settings")
+    new = page.get_by_role("form", name="New identity")
+    new.get_by_label("Address").fill("alice+work@example.org")
+    new.get_by_label("Name").fill("Alice at Work")
+    new.get_by_label("Signature (plain text)").fill("Alice\nWork Inc.")
+    new.get_by_role("button", name="Add identity").click()
+    page.wait_for_url(re.compile(r"saved=identities"))
+    own = page.get_by_role("form", name=f"Identity {ALICE}")
+    own.get_by_label("Signature (plain text)").fill("Alice (home)")
+    own.get_by_label("Default for new messages").check()
+    own.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"saved=identities"))
+
+    page.goto(base(server) + "/compose")
+    sender = page.get_by_label("From", exact=True)
+    body = page.get_by_label("Message", exact=True)
+    expect(sender.locator("option:checked")).to_have_text(f"Alice <{ALICE}>")
+    expect(body).to_have_value("\n\n-- \nAlice (home)\n")
+    sender.select_option(label="Alice at Work <alice+work@example.org>")
+    expect(body).to_have_value("\n\n-- \nAlice\nWork Inc.\n")  # swapped, not added
+    body.press("Control+Home")
+    body.type("Hello Bob.")
+    # Back and forth: the block is still as inserted, so it follows the choice each time.
+    sender.select_option(label=f"Alice <{ALICE}>")
+    expect(body).to_have_value("Hello Bob.\n\n-- \nAlice (home)\n")
+    sender.select_option(label="Alice at Work <alice+work@example.org>")
+    expect(body).to_have_value("Hello Bob.\n\n-- \nAlice\nWork Inc.\n")
+    page.get_by_label("To", exact=True).fill(BOB)
+    page.get_by_label("Subject", exact=True).fill("From work")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+
+    async def received() -> bytes:
+        account = await server.store.get_account(BOB)
+        assert account is not None
+        box = await server.store.get_mailbox(account.id, INBOX)
+        [record] = await server.store.list_messages(box.id)
+        return await server.store.read_blob(record.blob_id)
+
+    raw = server.call(received())
+    assert b"From: Alice at Work <alice+work@example.org>\r\n" in raw
+    assert b"\r\n\r\nHello Bob.\r\n\r\n-- \r\nAlice\r\nWork Inc.\r\n" in raw
+
+    # An edited signature is the writer's own: switching leaves it alone.
+    page.goto(base(server) + "/compose")
+    expect(body).to_have_value("\n\n-- \nAlice (home)\n")
+    body.press("Control+End")
+    body.type("Call me.")
+    sender.select_option(label="Alice at Work <alice+work@example.org>")
+    expect(sender.locator("option:checked")).to_have_text("Alice at Work <alice+work@example.org>")
+    expect(body).to_have_value("\n\n-- \nAlice (home)\nCall me.")
+
+
+def test_recipient_completion_suggests_a_previous_correspondent(
+    server: LiveServer, new_page: Any
+) -> None:
+    expect = sync_api.expect
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill("Bob <bob@example.org>")
+    page.get_by_label("Subject", exact=True).fill("First")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+
+    page.goto(base(server) + "/compose")
+    to = page.get_by_role("combobox", name="To")
+    to.fill("carol@example.net, BO")
+    suggestions = page.get_by_role("listbox", name="Suggested addresses")
+    expect(suggestions.get_by_role("option")).to_have_text([BOB])
+    expect(to).to_have_attribute("aria-expanded", "true")
+    to.press("ArrowDown")
+    expect(suggestions.get_by_role("option", name=BOB)).to_have_attribute("aria-selected", "true")
+    to.press("Enter")  # takes the suggestion; does not send
+    expect(to).to_have_value(f"carol@example.net, {BOB}, ")
+    expect(suggestions).to_be_hidden()
+    assert "/compose" in page.url
+    to.press_sequentially("zz")
+    expect(to).to_have_attribute("aria-expanded", "false")  # nobody starts with "zz"

@@ -31,6 +31,7 @@ from pillarbox.store.types import (
     DkimKeyRecord,
     Filing,
     FlagOp,
+    Identity,
     MetadataLimits,
     NewQueueRecipient,
     RecipientState,
@@ -104,6 +105,9 @@ async def _populate(store: Store) -> None:
         AccountSettings(vacation_enabled=True, vacation_subject="away", forward_to=("x@y.org",)),
     )
     await store.add_token(account.id, TokenKind.APP_PASSWORD, "phone", "ab" * 32)
+    await store.save_identity(
+        account.id, Identity(address=USER, signature="-- \nme", is_default=True), limit=5
+    )
     for model in (account.id, None):
         await store.train_spam_model(model, SpamCounts(2, 1), {"cheap": SpamCounts(0, 1)})
     await store.set_spam_training_mark(account.id, "c0ffee", spam=True)
@@ -173,6 +177,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "domains": await store.list_domains(),
         "queue": await store.list_queue(),
         "settings": await store.get_settings(account.id),
+        "identities": await store.list_identities(account.id),
         "token": await store.find_token(TokenKind.APP_PASSWORD, "ab" * 32),
         "dkim": await store.list_dkim_keys(DOMAIN, include_retired=True),
         "spam": [await store.spam_model(m, ["cheap", "x"]) for m in (account.id, None)],
@@ -215,6 +220,15 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     own = SendingLimits(messages=50, first_time=0)
     assert before["sending"] == [SendingUsage(1, 2, 2, own), SendingUsage(2, 3, 3, own)]
     assert before["sent_to"] == {"old@far.example", "a@far.example"}
+    # The identity ids continue after the copied ones.
+    first = before["identities"][0]
+    added = asyncio.run(
+        _with_store(
+            PostgresStore(url),
+            lambda s: s.save_identity(before["account"].id, Identity(address=USER), limit=5),
+        )
+    )
+    assert added.id > first.id
 
     again = run_pillarbox(tmp_path, "store", "migrate", "--to", url)
     assert again.returncode == 1 and "not empty" in again.stderr

@@ -161,7 +161,14 @@ def test_event_stream_requires_login(live: LiveServer) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/me"), ("GET", "/mailboxes"), ("POST", "/send"), ("GET", "/admin/domains")],
+    [
+        ("GET", "/me"),
+        ("GET", "/mailboxes"),
+        ("POST", "/send"),
+        ("GET", "/admin/domains"),
+        ("GET", "/addresses"),
+        ("POST", "/identities"),
+    ],
 )
 def test_api_requires_credentials(live: LiveServer, method: str, path: str) -> None:
     response = WebSession(live).client.request(method, "/api/v1" + path, json={})
@@ -178,6 +185,7 @@ CSRF_POSTS = [
     ("/settings/profile", {"display_name": "Mallory"}),
     ("/settings/api-token", {"label": "stolen"}),
     ("/settings/vacation", {"vacation_enabled": "1", "vacation_body": "forged"}),
+    ("/settings/identities", {"id": "", "address": "alice+forged@example.org"}),
 ]
 
 
@@ -199,6 +207,7 @@ def test_state_changes_without_csrf_are_refused(
     assert alice.get("/settings").status_code == 200  # still logged in
     account = live.call(live.store.get_account(ALICE))
     assert account is not None and account.display_name == ""
+    assert live.call(live.store.list_identities(account.id)) == []
 
 
 def test_api_session_calls_need_the_csrf_header(alice: WebSession) -> None:

@@ -45,6 +45,7 @@ from pillarbox.store.types import (
     Domain,
     FlagOp,
     FlagUpdate,
+    Identity,
     Mailbox,
     MailboxDelta,
     MailboxSnapshot,
@@ -421,6 +422,24 @@ class Store(Protocol):
         """The account's settings (the defaults until first set); ``NotFound`` for no account."""
 
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None: ...
+
+    async def list_identities(self, account_id: int) -> list[Identity]:
+        """The account's sending identities, the default first, then by address."""
+
+    async def save_identity(self, account_id: int, identity: Identity, *, limit: int) -> Identity:
+        """Add (``id`` 0) or replace one of the account's identities and return it as stored;
+        one made the default takes that from the others in the same transaction. ``NotFound``
+        for no such account or an id that is not the account's; ``UserError`` when adding one
+        would pass ``limit`` identities."""
+
+    async def delete_identity(self, account_id: int, identity_id: int) -> None:
+        """``NotFound`` unless the identity is the account's."""
+
+    async def correspondents(self, account_id: int, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` addresses the account sent mail to that start with ``prefix``
+        (case-insensitive), most recent first: the recipients remembered for sending limits,
+        then those of the reputation's correspondent tallies, most written to first. Only the
+        account's own rows are read (recipient completion must not enumerate other data)."""
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta

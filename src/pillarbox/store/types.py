@@ -572,6 +572,22 @@ def vacation_renewed(before: AccountSettings, after: AccountSettings) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    """A "send as" choice of the webmail (Roundcube's and SOGo's identities): the From address
+    and name, an optional Reply-To and a plain-text signature. Which addresses an account may
+    use is decided when it sends (the submission From check), not by the store."""
+
+    #: 0 for one not yet stored (:meth:`Store.save_identity` gives it an id).
+    id: int = 0
+    address: str
+    display_name: str = ""
+    reply_to: str = ""
+    signature: str = ""
+    #: Preselected in a new message; at most one of an account's identities.
+    is_default: bool = False
+
+
 class TokenKind(enum.Enum):
     """What a random secret issued to an account may be used for."""
 

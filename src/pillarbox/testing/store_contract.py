@@ -57,6 +57,7 @@ from pillarbox.store.types import (
     DmarcObservation,
     Filing,
     FlagOp,
+    Identity,
     Mailbox,
     MetadataLimits,
     NewQueueRecipient,
@@ -381,6 +382,84 @@ class StoreContract:
         assert not await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
         await store.set_settings(account.id, replace(away, vacation_body="Away until May."))
         assert await store.claim_vacation_reply(account.id, "ann@example.com", now, week)
+
+    # -- sending identities and correspondents -------------------------------------------------
+    async def test_identities_added_changed_and_removed(
+        self, store: Store, account: Account
+    ) -> None:
+        assert await store.list_identities(account.id) == []
+        work = await store.save_identity(
+            account.id,
+            Identity(address=f"bob+work@{DOMAIN}", display_name="Bob at work", signature="B."),
+            limit=3,
+        )
+        home = await store.save_identity(
+            account.id, Identity(address=f"bob@{DOMAIN}", is_default=True), limit=3
+        )
+        assert work.id > 0 and home.id not in (0, work.id)
+        assert await store.list_identities(account.id) == [home, work]  # the default first
+        # Making another the default takes it from the first, in the same write.
+        work = await store.save_identity(
+            account.id, replace(work, is_default=True, reply_to="desk@example.com"), limit=3
+        )
+        listed = await store.list_identities(account.id)
+        assert listed == [work, replace(home, is_default=False)]
+        await store.save_identity(account.id, Identity(address=f"x@{DOMAIN}"), limit=3)
+        with pytest.raises(UserError):
+            await store.save_identity(account.id, Identity(address=f"y@{DOMAIN}"), limit=3)
+        await store.delete_identity(account.id, home.id)
+        assert [i.address for i in await store.list_identities(account.id)] == [
+            f"bob+work@{DOMAIN}",
+            f"x@{DOMAIN}",
+        ]
+        with pytest.raises(NotFound):
+            await store.delete_identity(account.id, home.id)
+        with pytest.raises(NotFound):
+            await store.save_identity(account.id, home, limit=3)  # gone: not re-created
+        with pytest.raises(NotFound):
+            await store.save_identity(account.id + 1000, Identity(address="a@b.test"), limit=3)
+
+    async def test_identities_are_the_accounts_own(self, store: Store, account: Account) -> None:
+        other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")
+        mine = await store.save_identity(account.id, Identity(address=f"bob@{DOMAIN}"), limit=5)
+        with pytest.raises(NotFound):
+            await store.save_identity(other.id, replace(mine, signature="hijacked"), limit=5)
+        with pytest.raises(NotFound):
+            await store.delete_identity(other.id, mine.id)
+        assert await store.list_identities(other.id) == []
+        assert await store.list_identities(account.id) == [mine]
+        await store.remove_account(account.id)
+        assert await store.list_identities(account.id) == []
+
+    async def test_correspondents_by_prefix(self, store: Store, account: Account) -> None:
+        other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")
+        day = timedelta(days=1)
+        for at, address in ((T0, "ann@x.org"), (T0 + day, "anton@y.org"), (T0, "zed@x.org")):
+            await store.record_sending(
+                account.id, [address], at, window_start=at - day, memory_start=at - 9 * day
+            )
+        await store.record_sending(
+            other.id, ["anna@secret.org"], T0, window_start=T0 - day, memory_start=T0 - day
+        )
+        ham = SpamCounts(ham=1)
+        await store.record_sender_reputation(account.id, ["sent:andy@z.org"], ham)
+        await store.record_sender_reputation(account.id, ["sent:ann@x.org", "from:al@z.org"], ham)
+        await store.record_sender_reputation(other.id, ["sent:anita@secret.org"], ham)
+        # Most recent first, then the reputation's; no duplicates, nothing of the other account.
+        assert await store.correspondents(account.id, "an", 10) == [
+            "anton@y.org",
+            "ann@x.org",
+            "andy@z.org",
+        ]
+        assert await store.correspondents(account.id, "AN", 2) == ["anton@y.org", "ann@x.org"]
+        assert await store.correspondents(account.id, "al", 10) == []  # not written to
+        assert await store.correspondents(account.id, "%", 10) == []
+        assert await store.correspondents(account.id, "", 10) == [
+            "anton@y.org",
+            "ann@x.org",
+            "zed@x.org",
+            "andy@z.org",
+        ]
 
     # -- mailboxes -----------------------------------------------------------------------------
     @pytest.mark.parametrize("spelling", ["INBOX", "inbox", "InBoX"])

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -17,9 +18,11 @@ from pillarbox.errors import AuthenticationFailed, UserError
 from pillarbox.net.http import origin
 from pillarbox.services import Services
 from pillarbox.store.types import Account, AccountSettings, AccountToken, TokenKind
+from pillarbox.web import identities
 from pillarbox.web.app import (
     Web,
     client_ip,
+    field_number,
     field_text,
     posted_form,
     redirect,
@@ -196,6 +199,9 @@ async def _page(
         app_passwords=await store.list_tokens(account.id, TokenKind.APP_PASSWORD),
         api_tokens=await store.list_tokens(account.id, TokenKind.API),
         servers=client_servers(app),
+        identities=await identities.identities_of(app.services, account),
+        owned=sorted(await app.services.router.owned_addresses(account)),
+        can_add=len(await store.list_identities(account.id)) < app.limits.max_identities,
         **extra,
     )
 
@@ -250,11 +256,33 @@ async def _apply(request: Request, section: str) -> Response:
                     forward_to=field_text(form, "forward_to"),
                     keep_copy=form.get("forward_keep_copy") == "1",
                 )
+            case "identities":
+                await _apply_identity(services, account, form)
             case _:
                 raise UserError("unknown settings section")
     except UserError as exc:
         return await _page(request, account, status_code=400, errors={section: str(exc)})
     return redirect(f"/settings?saved={section}#{section}")
+
+
+async def _apply_identity(services: Services, account: Account, form: FormData) -> None:
+    """Add, change or remove one identity (the form's ``id``: 0 for a new one, or for the
+    account's own address before anything is stored for it)."""
+    identity_id = field_number(field_text(form, "id")) or 0
+    if field_text(form, "action") == "delete":
+        await services.store.delete_identity(account.id, identity_id)
+        return
+    identity = await identities.checked_identity(
+        services,
+        account,
+        identity_id=identity_id,
+        address=field_text(form, "address"),
+        display_name=field_text(form, "display_name"),
+        reply_to=field_text(form, "reply_to"),
+        signature=field_text(form, "signature"),
+        is_default=form.get("is_default") == "1",
+    )
+    await identities.save(services, account, identity)
 
 
 def _now() -> float:

@@ -38,6 +38,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    Identity,
     SendingLimits,
     SieveScript,
     SpecialUse,
@@ -46,6 +47,7 @@ from pillarbox.store.types import (
 from pillarbox.web import account as account_ops
 from pillarbox.web import admin as admin_ops
 from pillarbox.web import filters as filter_ops
+from pillarbox.web import identities
 from pillarbox.web.app import (
     MAX_FIELD_NUMBER,
     LoginRequired,
@@ -70,6 +72,9 @@ from pillarbox.web.sieverules import (
 from pillarbox.web.webmail import ListParams, apply_action, list_params, part_response, safe_html
 
 PREFIX = "/api/v1"
+#: Suggestions per recipient completion request, and the longest prefix asked for (an address).
+COMPLETION_LIMIT = 10
+MAX_COMPLETION_PREFIX = 254
 JsonObject = dict[str, Any]
 
 
@@ -410,6 +415,7 @@ def _draft(call: Call) -> Draft:
         replying_to=call.text("replying_to"),
         forwarding=call.text("forwarding"),
         draft_uid=call.optional_int("draft_uid"),
+        identity=call.optional_int("identity"),
     )
 
 
@@ -432,6 +438,58 @@ async def save_draft(call: Call) -> object:
 
 
 # -- handlers: settings ------------------------------------------------------------------------
+
+
+def identity_json(identity: Identity) -> JsonObject:
+    return {
+        "id": identity.id,
+        "address": identity.address,
+        "display_name": identity.display_name,
+        "reply_to": identity.reply_to,
+        "signature": identity.signature,
+        "is_default": identity.is_default,
+    }
+
+
+async def list_identities(call: Call) -> object:
+    return [identity_json(i) for i in await call.access.identities()]
+
+
+async def _save_identity(call: Call, identity_id: int) -> Identity:
+    identity = await identities.checked_identity(
+        call.web.services,
+        call.account,
+        identity_id=identity_id,
+        address=call.text("address"),
+        display_name=call.text("display_name"),
+        reply_to=call.text("reply_to"),
+        signature=call.text("signature"),
+        is_default=call.flag("is_default"),
+    )
+    return await identities.save(call.web.services, call.account, identity)
+
+
+async def add_identity(call: Call) -> object:
+    return identity_json(await _save_identity(call, 0))
+
+
+async def put_identity(call: Call) -> object:
+    return identity_json(await _save_identity(call, call.path("identity")))
+
+
+async def delete_identity(call: Call) -> object:
+    await call.web.services.store.delete_identity(call.account.id, call.path("identity"))
+    return {"ok": True}
+
+
+async def addresses(call: Call) -> object:
+    """Recipient completion: the account's own correspondents only (see
+    :meth:`pillarbox.store.interface.Store.correspondents`)."""
+    prefix = call.request.query_params.get("prefix", "").strip()
+    if len(prefix) > MAX_COMPLETION_PREFIX:
+        raise UserError(f"prefix is longer than {MAX_COMPLETION_PREFIX} characters")
+    found = await call.web.services.store.correspondents(call.account.id, prefix, COMPLETION_LIMIT)
+    return {"addresses": found}
 
 
 async def get_settings(call: Call) -> object:
@@ -900,6 +958,11 @@ SCHEMAS: dict[str, JsonObject] = {
             "replying_to": {"type": "string", "description": "'mailbox:uid' answered"},
             "forwarding": {"type": "string", "description": "'mailbox:uid' forwarded"},
             "draft_uid": NULLABLE_INT,
+            "identity": {
+                "type": ["integer", "null"],
+                "description": "id of the identity to send as (GET /identities); "
+                "absent or null: the default",
+            },
             "attachments": _list(
                 _obj(
                     {
@@ -924,6 +987,16 @@ SCHEMAS: dict[str, JsonObject] = {
                 }
             ),
             "forwarding": _obj({"to": _list(STR), "keep_copy": BOOL}),
+        }
+    ),
+    "Identity": _obj(
+        {
+            "id": {"type": "integer", "description": "0: the account's own address, not stored"},
+            "address": STR,
+            "display_name": STR,
+            "reply_to": STR,
+            "signature": {"type": "string", "description": "plain text, without the '-- ' line"},
+            "is_default": BOOL,
         }
     ),
     "Token": _obj(
@@ -988,6 +1061,11 @@ _LIST_QUERY = (
     ("before", "string", "YYYY-MM-DD (inclusive)"),
     ("unseen", "string", "1: unread only"),
     ("flagged", "string", "1: flagged only"),
+)
+
+_IDENTITY_BODY = _obj(
+    {"address": STR, "display_name": STR, "reply_to": STR, "signature": STR, "is_default": BOOL},
+    ("address",),
 )
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -1108,6 +1186,50 @@ OPERATIONS: tuple[Operation, ...] = (
         _obj({"mailbox": INT, "uid": INT}),
         _ref("Draft"),
         status=201,
+    ),
+    Operation(
+        "GET",
+        "/addresses",
+        addresses,
+        f"Recipient completion: up to {COMPLETION_LIMIT} addresses this account wrote to",
+        "mail",
+        _obj({"addresses": _list(STR)}),
+        query=(("prefix", "string", "the start of the address typed (any case)"),),
+    ),
+    Operation(
+        "GET",
+        "/identities",
+        list_identities,
+        "Addresses to send as, with their signatures (the default first)",
+        "account",
+        _list(_ref("Identity")),
+    ),
+    Operation(
+        "POST",
+        "/identities",
+        add_identity,
+        "Add an identity (an address the account may send as)",
+        "account",
+        _ref("Identity"),
+        _IDENTITY_BODY,
+        status=201,
+    ),
+    Operation(
+        "PUT",
+        "/identities/{identity:int}",
+        put_identity,
+        "Change an identity",
+        "account",
+        _ref("Identity"),
+        _IDENTITY_BODY,
+    ),
+    Operation(
+        "DELETE",
+        "/identities/{identity:int}",
+        delete_identity,
+        "Remove an identity",
+        "account",
+        OK,
     ),
     Operation(
         "GET",

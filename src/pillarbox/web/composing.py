@@ -35,6 +35,8 @@ _MAX_PLAIN_LINE = 78
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.I)
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
 _LINE_BREAKS = re.compile(r"[\r\n]+")
+#: RFC 3676 §4.3: "a line consisting of dash dash space" starts a signature.
+SIGNATURE_SEPARATOR = "-- "
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,9 @@ class Draft:
     forwarding: str = ""
     #: UID in Drafts of the saved version this one replaces.
     draft_uid: int | None = None
+    #: Id of the sending identity chosen (:mod:`.identities`; 0 the account's own address,
+    #: None the default).
+    identity: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,16 @@ def forward_subject(subject: str) -> str:
     return subject if _FORWARD_PREFIX.match(subject) else f"Fwd: {subject}"
 
 
+def strip_signature(text: str) -> str:
+    """``text`` without its signature: everything from the last ``-- `` line on (RFC 3676
+    §4.3). ``--`` without the space is not taken: it is too often a plain rule."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index] == SIGNATURE_SEPARATOR:
+            return "\n".join(lines[:index]).rstrip("\n") + "\n"
+    return text
+
+
 def quote(text: str) -> str:
     """Plain-text quoting: ``> `` before each line (``>`` alone before a blank one)."""
     lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
@@ -172,6 +187,8 @@ def reply_draft(
     if info.message_id and info.message_id not in references:
         references.append(info.message_id)
     author = people(info.envelope.from_)
+    # The original's signature (below its RFC 3676 §4.3 "-- " line) is left out of the quote.
+    text = strip_signature(text)
     attribution = f"On {_when(info, received)}, {author[0] if author else 'someone'} wrote:"
     return Draft(
         to=", ".join(map(str, to)),
@@ -241,6 +258,7 @@ def build_message(
     now: datetime,
     include_bcc: bool,
     message_id: str | None = None,
+    reply_to: Person | None = None,
 ) -> tuple[bytes, str]:
     """The RFC 5322 message and its Message-ID. ``include_bcc`` is for the sender's own copies
     (Sent, Drafts); the submitted message never carries Bcc (RFC 5322 §3.6.3)."""
@@ -248,6 +266,8 @@ def build_message(
     message_id = message_id or make_message_id(secrets.token_hex(12), hostname)
     message["Date"] = format_datetime(now)
     message["From"] = _header_address(sender)
+    if reply_to is not None:
+        message["Reply-To"] = _header_address(reply_to)
     for name, group in (("To", recipients.to), ("Cc", recipients.cc)):
         if group:
             message[name] = [_header_address(p) for p in group]

@@ -16,18 +16,20 @@ from pillarbox.errors import InvalidName, NotFound, QuotaExceeded, UserError
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message, part_text
 from pillarbox.policy import learning
-from pillarbox.queue.intake import submit
+from pillarbox.queue.intake import NOT_YOUR_FROM, NOT_YOUR_SENDER, submit
 from pillarbox.services import Services
 from pillarbox.store.types import (
     INBOX,
     Account,
     FlagOp,
+    Identity,
     Mailbox,
     MailboxStatus,
     MessageQuery,
     MessageRecord,
     SpecialUse,
 )
+from pillarbox.web import identities
 from pillarbox.web.composing import (
     Draft,
     Upload,
@@ -389,6 +391,10 @@ class MailAccess:
         recipients = check_recipients(draft, max_recipients=max_recipients)
         if recipients.errors:
             return SendResult(False, dict(recipients.errors))
+        try:
+            identity = identities.chosen(await self.identities(), draft.identity)
+        except UserError as exc:
+            return SendResult(False, {"identity": str(exc)})
         if draft.forwarding:
             draft = replace(
                 draft,
@@ -396,25 +402,31 @@ class MailAccess:
             )
         now = datetime.now(UTC)
         hostname = self.services.hostname
+        sender = identities.sender(identity, self.account)
+        reply_to = identities.reply_to(identity)
         raw, message_id = build_message(
-            draft, sender=self.me, recipients=recipients, hostname=hostname, now=now,
-            include_bcc=False,
+            draft, sender=sender, recipients=recipients, hostname=hostname, now=now,
+            include_bcc=False, reply_to=reply_to,
         )  # fmt: skip
+        # The chosen address is the envelope sender too (as Roundcube sends): bounces come
+        # back to it, and SPF aligns with the From's domain. The intake checks both.
         submitted = await submit(
             self.services,
             self.account,
             raw,
-            self.account.address,
+            identity.address,
             recipients.envelope,
             client_ip=client_ip,
             tls=tls,
         )
         refused = "; ".join(f"{address}: {reply.text}" for address, reply in submitted.refused)
         if not submitted.ok:
+            if submitted.reply in (NOT_YOUR_SENDER, NOT_YOUR_FROM):
+                return SendResult(False, {"identity": submitted.reply.text})
             return SendResult(False, {"to": refused or submitted.reply.text})
         copy, _ = build_message(
-            draft, sender=self.me, recipients=recipients, hostname=hostname, now=now,
-            include_bcc=True, message_id=message_id,
+            draft, sender=sender, recipients=recipients, hostname=hostname, now=now,
+            include_bcc=True, message_id=message_id, reply_to=reply_to,
         )  # fmt: skip
         warning = f"not delivered to {refused}" if refused else ""
         try:
@@ -426,6 +438,10 @@ class MailAccess:
             warning = "sent, but your mailbox is full: no copy was kept in Sent"
         await self._after_send(draft)
         return SendResult(True, {}, warning)
+
+    async def identities(self) -> list[Identity]:
+        """The identities this account may send as (see :mod:`.identities`)."""
+        return await identities.identities_of(self.services, self.account)
 
     async def _after_send(self, draft: Draft) -> None:
         if draft.replying_to:
@@ -443,9 +459,14 @@ class MailAccess:
     async def save_draft(self, draft: Draft) -> int:
         """Store the draft in Drafts (replacing its previous version); returns its new UID."""
         drafts = await self.special(SpecialUse.DRAFTS)
+        try:
+            identity = identities.chosen(await self.identities(), draft.identity)
+        except UserError:
+            identity = identities.default_identity(await self.identities())
         raw, _ = build_message(
             draft,
-            sender=self.me,
+            sender=identities.sender(identity, self.account),
+            reply_to=identities.reply_to(identity),
             recipients=draft_people(draft),
             hostname=self.services.hostname,
             now=datetime.now(UTC),
@@ -467,7 +488,9 @@ class MailAccess:
         return part_text(opened.raw, part) if part is not None else ""
 
     async def own_addresses(self) -> set[str]:
-        return {a.lower() for a in await self.services.router.owned_addresses(self.account)}
+        """The account's addresses, its aliases and its identities' (left out of reply-all)."""
+        owned = await self.services.router.owned_addresses(self.account)
+        return {a.lower() for a in owned} | {i.address.lower() for i in await self.identities()}
 
 
 def _row_date(row: Row) -> datetime:

@@ -19,7 +19,8 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
-from pillarbox.store.types import MessageQuery, SortKey, SpecialUse
+from pillarbox.store.types import Identity, MessageQuery, SortKey, SpecialUse
+from pillarbox.web import identities
 from pillarbox.web.app import (
     client_ip,
     current_account,
@@ -473,7 +474,9 @@ async def message_source(request: Request) -> Response:
 async def compose_page(request: Request) -> Response:
     access = await _access(request)
     params = request.query_params
+    choices = await access.identities()
     draft = Draft(to=params.get("to", ""), subject=params.get("subject", ""))
+    identity = identities.default_identity(choices)
     if params.get("reply"):
         parent = await access.open_reference(params["reply"])
         draft = reply_draft(
@@ -484,6 +487,7 @@ async def compose_page(request: Request) -> Response:
             origin=params["reply"],
             received=parent.record.internal_date,
         )
+        identity = identities.identity_for(choices, _addressed(parent))
     elif params.get("forward"):
         original = await access.open_reference(params["forward"])
         draft = forward_draft(
@@ -492,6 +496,7 @@ async def compose_page(request: Request) -> Response:
             origin=params["forward"],
             received=original.record.internal_date,
         )
+        identity = identities.identity_for(choices, _addressed(original))
     elif params.get("draft"):
         saved = await access.open_reference(params["draft"])
         if saved.mailbox.special_use is not SpecialUse.DRAFTS:
@@ -499,12 +504,25 @@ async def compose_page(request: Request) -> Response:
         draft = draft_from_message(
             saved.info, access.text_of(saved), uid=saved.record.uid, html=access.html_of(saved)
         )
-    return _compose(request, draft)
+        # A saved draft holds its signature already: only the identity is found again.
+        froms = [p.address for p in people(saved.info.envelope.from_)]
+        return _compose(
+            request, replace(draft, identity=identities.identity_for(choices, froms).id), choices
+        )
+    body = identities.insert_signature(draft.body, identity.signature)
+    return _compose(request, replace(draft, body=body, identity=identity.id), choices)
+
+
+def _addressed(opened: Opened) -> list[str]:
+    """The addresses a message was sent to, To before Cc (the identity a reply goes out as)."""
+    envelope = opened.info.envelope
+    return [p.address for p in (*people(envelope.to), *people(envelope.cc))]
 
 
 def _compose(
     request: Request,
     draft: Draft,
+    choices: list[Identity],
     *,
     errors: Mapping[str, str] | None = None,
     notice: str = "",
@@ -516,6 +534,8 @@ def _compose(
         "compose.html",
         status_code=status_code,
         draft=draft,
+        identities=choices,
+        selected=identities.chosen_or_default(choices, draft.identity),
         errors=errors or {},
         notice=notice,
         max_upload=app.limits.max_upload_bytes,
@@ -545,6 +565,7 @@ async def _draft_from_form(form: FormData) -> Draft:
         replying_to=field_text(form, "replying_to"),
         forwarding=field_text(form, "forwarding"),
         draft_uid=field_number(draft_uid),
+        identity=field_number(field_text(form, "identity")),
     )
 
 
@@ -559,6 +580,7 @@ async def compose_submit(request: Request) -> Response:
         return _compose(
             request,
             replace(draft, draft_uid=uid, attachments=()),
+            await access.identities(),
             notice=f"Draft saved at {datetime.now(UTC):%H:%M:%S} UTC.{again}",
         )
     result = await access.send(
@@ -572,6 +594,7 @@ async def compose_submit(request: Request) -> Response:
         return _compose(
             request,
             replace(draft, attachments=()),
+            await access.identities(),
             errors=result.errors,
             notice="Not sent: fix the fields marked below." + note,
             status_code=400,

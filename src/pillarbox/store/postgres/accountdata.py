@@ -10,6 +10,7 @@ database's collation.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +18,12 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
 
-from pillarbox.errors import AlreadyExists, NotFound
+from pillarbox.errors import AlreadyExists, NotFound, UserError
 from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
     DkimKeyRecord,
+    Identity,
     MessageQuery,
     SortKey,
     ThreadFields,
@@ -288,3 +290,107 @@ async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[Threa
             await cursor.fetchall()
         )
     ]
+
+
+# -- sending identities and correspondents (migration 17; sent_recipients from 13) --------------
+
+_IDENTITY_COLUMNS = "id, address, display_name, reply_to, signature, is_default"
+
+
+def _identity(row: tuple[Any, ...]) -> Identity:
+    id_, address, name, reply_to, signature, is_default = row
+    return Identity(
+        id=id_,
+        address=address,
+        display_name=name,
+        reply_to=reply_to,
+        signature=signature,
+        is_default=is_default,
+    )
+
+
+async def list_identities(conn: Conn, account_id: int) -> list[Identity]:
+    cur = await conn.execute(
+        f"SELECT {_IDENTITY_COLUMNS} FROM identities WHERE account_id = %s "
+        'ORDER BY is_default DESC, address COLLATE "C", id',
+        (account_id,),
+    )
+    return [_identity(row) for row in await cur.fetchall()]
+
+
+async def save_identity(conn: Conn, account_id: int, identity: Identity, limit: int) -> Identity:
+    # The account row is locked first: one identity write per account at a time, so the
+    # count below holds and two "make default" never deadlock on each other's rows.
+    cur = await conn.execute(
+        "SELECT 1 FROM accounts WHERE id = %s FOR NO KEY UPDATE", (account_id,)
+    )
+    if await cur.fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    values = (
+        identity.address,
+        identity.display_name,
+        identity.reply_to,
+        identity.signature,
+        identity.is_default,
+    )
+    if identity.id == 0:
+        cur = await conn.execute(
+            "SELECT count(*) FROM identities WHERE account_id = %s", (account_id,)
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0] >= limit:
+            raise UserError(f"at most {limit} identities")
+        cur = await conn.execute(
+            "INSERT INTO identities (account_id, address, display_name, reply_to, signature, "
+            "is_default) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (account_id, *values),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        stored = replace(identity, id=row[0])
+    else:
+        cur = await conn.execute(
+            "UPDATE identities SET address = %s, display_name = %s, reply_to = %s, "
+            "signature = %s, is_default = %s WHERE id = %s AND account_id = %s",
+            (*values, identity.id, account_id),
+        )
+        if cur.rowcount == 0:
+            raise NotFound(f"no identity {identity.id}")
+        stored = identity
+    if stored.is_default:
+        await conn.execute(
+            "UPDATE identities SET is_default = false WHERE account_id = %s AND id != %s "
+            "AND is_default",
+            (account_id, stored.id),
+        )
+    return stored
+
+
+async def delete_identity(conn: Conn, account_id: int, identity_id: int) -> None:
+    cur = await conn.execute(
+        "DELETE FROM identities WHERE id = %s AND account_id = %s", (identity_id, account_id)
+    )
+    if cur.rowcount == 0:
+        raise NotFound(f"no identity {identity_id}")
+
+
+async def correspondents(conn: Conn, account_id: int, prefix: str, limit: int) -> list[str]:
+    # Both scans stay within the account's rows (the primary keys start with account_id).
+    prefix = prefix.lower()
+    cur = await conn.execute(
+        "SELECT address FROM sent_recipients WHERE account_id = %s "
+        'AND starts_with(lower(address), %s) ORDER BY last_sent DESC, address COLLATE "C" '
+        "LIMIT %s",
+        (account_id, prefix, limit),
+    )
+    found: dict[str, None] = dict.fromkeys(address for (address,) in await cur.fetchall())
+    cur = await conn.execute(
+        "SELECT substr(key, 6) FROM sender_reputation WHERE account_id = %s "
+        'AND starts_with(key, %s) ORDER BY ham DESC, key COLLATE "C" LIMIT %s',
+        (account_id, "sent:" + prefix, limit),
+    )
+    seen = {a.lower() for a in found}
+    for (address,) in await cur.fetchall():
+        if address.lower() not in seen:
+            found[address] = None
+    return list(found)[:limit]

@@ -45,7 +45,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Tables whose emptiness makes a target acceptable.
 _CONTENT_TABLES = ("domains", "accounts", "blobs", "queue_messages")
 #: Identity columns whose sequences continue after the copy (SQLite AUTOINCREMENT tables).
-_SEQUENCES = ("accounts", "mailboxes", "blobs", "queue_messages", "queue_recipients")
+_SEQUENCES = (
+    "accounts",
+    "mailboxes",
+    "blobs",
+    "queue_messages",
+    "queue_recipients",
+    "identities",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +318,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             "SELECT account_id, address, first_sent, last_sent FROM sent_recipients",
             ("account_id", "address", "first_sent", "last_sent"),
             lambda r: (r[0], r[1], _time(r[2]), _time(r[3])),
+        ),
+        _Table(
+            "identities",
+            "SELECT id, account_id, address, display_name, reply_to, signature, is_default "
+            "FROM identities",
+            ("id", "account_id", "address", "display_name", "reply_to", "signature", "is_default"),
+            lambda r: (*r[:6], bool(r[6])),
         ),
         _Table(
             "server_metadata",

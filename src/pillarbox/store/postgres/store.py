@@ -107,6 +107,7 @@ from pillarbox.store.types import (
     Domain,
     FlagOp,
     FlagUpdate,
+    Identity,
     Mailbox,
     MailboxDelta,
     MailboxSnapshot,
@@ -1549,6 +1550,24 @@ class PostgresStore:
     async def set_settings(self, account_id: int, settings: AccountSettings) -> None:
         await self._write(
             lambda conn, _: accountdata.set_settings(conn, account_id, settings), forget=_DIRECTORY
+        )
+
+    async def list_identities(self, account_id: int) -> list[Identity]:
+        return await self._read(lambda conn: accountdata.list_identities(conn, account_id))
+
+    async def save_identity(self, account_id: int, identity: Identity, *, limit: int) -> Identity:
+        return await self._write(
+            lambda conn, _: accountdata.save_identity(conn, account_id, identity, limit)
+        )
+
+    async def delete_identity(self, account_id: int, identity_id: int) -> None:
+        await self._write(
+            lambda conn, _: accountdata.delete_identity(conn, account_id, identity_id)
+        )
+
+    async def correspondents(self, account_id: int, prefix: str, limit: int) -> list[str]:
+        return await self._read(
+            lambda conn: accountdata.correspondents(conn, account_id, prefix, limit)
         )
 
     async def claim_vacation_reply(

@@ -538,6 +538,20 @@ _V21_SQL = r"""
 ALTER TABLE queue_messages ADD COLUMN requiretls INTEGER NOT NULL DEFAULT 0;
 """
 
+# Webmail sending identities ("send as"): the account's From choices with their signatures.
+_V22_SQL = r"""
+CREATE TABLE identities (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    reply_to TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    is_default INTEGER NOT NULL
+);
+CREATE INDEX identities_account ON identities(account_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -560,6 +574,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(19, "ACME DNS-01 challenge records", _V19_SQL),
     Migration(20, "IMAP METADATA entries of mailboxes and of the server", _V20_SQL),
     Migration(21, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V21_SQL),
+    Migration(22, "webmail sending identities and signatures", _V22_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

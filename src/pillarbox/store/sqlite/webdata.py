@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from pillarbox.errors import AlreadyExists, NotFound
+from pillarbox.errors import AlreadyExists, NotFound, UserError
 from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
+    Identity,
     MessageQuery,
     SortKey,
     ThreadFields,
@@ -313,3 +315,100 @@ def find_token(conn: sqlite3.Connection, kind: TokenKind, digest: str) -> Accoun
         (kind.value, digest),
     ).fetchone()
     return None if row is None else _token(row)
+
+
+# -- sending identities and correspondents (migration 22; sent_recipients from 18) --------------
+
+_IDENTITY_COLUMNS = "id, address, display_name, reply_to, signature, is_default"
+
+
+def _identity(row: tuple[int, str, str, str, str, int]) -> Identity:
+    id_, address, name, reply_to, signature, is_default = row
+    return Identity(
+        id=id_,
+        address=address,
+        display_name=name,
+        reply_to=reply_to,
+        signature=signature,
+        is_default=bool(is_default),
+    )
+
+
+def list_identities(conn: sqlite3.Connection, account_id: int) -> list[Identity]:
+    rows = conn.execute(
+        f"SELECT {_IDENTITY_COLUMNS} FROM identities WHERE account_id = ? "
+        "ORDER BY is_default DESC, address, id",
+        (account_id,),
+    )
+    return [_identity(row) for row in rows]
+
+
+def save_identity(
+    conn: sqlite3.Connection, account_id: int, identity: Identity, limit: int
+) -> Identity:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    values = (
+        identity.address,
+        identity.display_name,
+        identity.reply_to,
+        identity.signature,
+        int(identity.is_default),
+    )
+    if identity.id == 0:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM identities WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        if count >= limit:
+            raise UserError(f"at most {limit} identities")
+        cursor = conn.execute(
+            "INSERT INTO identities (account_id, address, display_name, reply_to, signature, "
+            "is_default) VALUES (?, ?, ?, ?, ?, ?)",
+            (account_id, *values),
+        )
+        stored = replace(identity, id=int(cursor.lastrowid or 0))
+    else:
+        cursor = conn.execute(
+            "UPDATE identities SET address = ?, display_name = ?, reply_to = ?, signature = ?, "
+            "is_default = ? WHERE id = ? AND account_id = ?",
+            (*values, identity.id, account_id),
+        )
+        if cursor.rowcount == 0:
+            raise NotFound(f"no identity {identity.id}")
+        stored = identity
+    if stored.is_default:
+        conn.execute(
+            "UPDATE identities SET is_default = 0 WHERE account_id = ? AND id != ?",
+            (account_id, stored.id),
+        )
+    return stored
+
+
+def delete_identity(conn: sqlite3.Connection, account_id: int, identity_id: int) -> None:
+    cursor = conn.execute(
+        "DELETE FROM identities WHERE id = ? AND account_id = ?", (identity_id, account_id)
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"no identity {identity_id}")
+
+
+def correspondents(conn: sqlite3.Connection, account_id: int, prefix: str, limit: int) -> list[str]:
+    # Both scans stay within the account's rows (the primary keys start with account_id).
+    prefix = prefix.lower()
+    found: dict[str, None] = {}
+    recent = conn.execute(
+        "SELECT address FROM sent_recipients WHERE account_id = ?1 "
+        "AND substr(lower(address), 1, length(?2)) = ?2 ORDER BY last_sent DESC, address LIMIT ?3",
+        (account_id, prefix, limit),
+    )
+    found.update(dict.fromkeys(address for (address,) in recent))
+    key = "sent:" + prefix
+    tallied = conn.execute(
+        "SELECT substr(key, 6) FROM sender_reputation WHERE account_id = ?1 "
+        "AND substr(key, 1, length(?2)) = ?2 ORDER BY ham DESC, key LIMIT ?3",
+        (account_id, key, limit),
+    )
+    for (address,) in tallied:
+        if address.lower() not in {a.lower() for a in found}:
+            found[address] = None
+    return list(found)[:limit]

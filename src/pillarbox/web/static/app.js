@@ -2,8 +2,9 @@
 // Everything works without this file; it adds keyboard navigation (j/k, enter, x, r, a, f, c,
 // u, #, /), live updates from the server-sent change feed, confirmation of destructive buttons,
 // an upload size check, message-frame sizing, keeping unsent text across a forced re-login,
-// the simple rich-text editor of compose (the server sanitises what it posts), and showing only
-// the inputs a filter rule's chosen condition or action uses.
+// the simple rich-text editor of compose (the server sanitises what it posts), the signature
+// following the chosen identity, recipient completion, and showing only the inputs a filter
+// rule's chosen condition or action uses.
 "use strict";
 (function () {
   const DRAFT_KEY = "pillarbox.unsent";
@@ -168,7 +169,7 @@
 
   // -- compose: size check and unsent text kept across a re-login ----------------------------
   const form = $("#compose-form");
-  const fields = ["to", "cc", "bcc", "subject", "body", "html", "in_reply_to", "references", "replying_to", "forwarding"];
+  const fields = ["identity", "to", "cc", "bcc", "subject", "body", "html", "in_reply_to", "references", "replying_to", "forwarding"];
   if (new URLSearchParams(window.location.search).get("sent") === "1") {
     sessionStorage.removeItem(DRAFT_KEY);
   }
@@ -204,11 +205,126 @@
         $("#restore-button").addEventListener("click", () => {
           fields.forEach((name) => { if (form.elements[name] && name in data) form.elements[name].value = data[name]; });
           if (editor && data.html) editor.load(data.html);
+          form.dispatchEvent(new Event("pillarbox:restored"));
           banner.hidden = true;
         });
       }
     }
   }
+
+  // -- compose: the signature follows the chosen identity --------------------------------------
+  // The server put the default identity's signature below a "-- " line (RFC 3676 §4.3). On a
+  // change of identity the old block is replaced by the new one only if the body still holds it
+  // unmodified: a signature the writer edited is theirs and left alone. Plain-text editing only.
+  const identity = $("#f-identity");
+  if (identity && form) {
+    const body = $("#f-body", form);
+    const block = (option) => (option && option.dataset.signature ? `-- \n${option.dataset.signature}` : "");
+    let previous = identity.selectedOptions[0];
+    // Text brought back after a re-login comes with its own identity and signature.
+    form.addEventListener("pillarbox:restored", () => { previous = identity.selectedOptions[0]; });
+    identity.addEventListener("change", () => {
+      const before = block(previous), after = block(identity.selectedOptions[0]);
+      previous = identity.selectedOptions[0];
+      if (!body || body.hidden || before === after) return;
+      const text = body.value.replace(/\r\n/g, "\n");
+      if (before) {
+        const at = text.indexOf(`\n${before}`);
+        // Only the block as inserted: followed by the end (a line end at most), or by the
+        // blank line before a quote; a line added to it makes it the writer's.
+        const end = at + 1 + before.length;
+        const following = text.slice(end);
+        if (at < 0 || !(/^\n?$/.test(following) || following.startsWith("\n\n"))) return;
+        body.value = after ? text.slice(0, at + 1) + after + text.slice(end)
+                           : text.slice(0, at).replace(/\n+$/, "") + text.slice(end);
+      } else {
+        // None before: below the line the cursor is on, as the server puts one at the top.
+        const stop = text.indexOf("\n", body.selectionStart || 0);
+        const cut = stop < 0 ? text.length : stop;
+        const head = text.slice(0, cut).replace(/\n+$/, ""), tail = text.slice(cut).replace(/^\n+/, "");
+        body.value = `${head}\n\n${after}\n` + (tail ? `\n${tail}` : "");
+      }
+      body.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+  }
+
+  // -- compose: recipient completion --------------------------------------------------------
+  // An ARIA 1.2 combobox over To/Cc/Bcc: the part after the last comma is looked up among the
+  // account's correspondents (GET /api/v1/addresses, the session cookie; no CSRF for a GET),
+  // arrows move through the listbox, Enter or Tab takes a suggestion, Escape closes it.
+  $$("input[data-complete]").forEach((input) => {
+    const list = document.createElement("ul");
+    list.id = `${input.id}-suggestions`;
+    list.className = "suggestions";
+    list.setAttribute("role", "listbox");
+    list.setAttribute("aria-label", "Suggested addresses");
+    list.hidden = true;
+    input.after(list);
+    input.setAttribute("role", "combobox");
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-controls", list.id);
+    input.setAttribute("aria-expanded", "false");
+    let asked = 0, active = -1;
+    const options = () => $$("li", list);
+    const close = () => {
+      list.hidden = true; active = -1;
+      input.setAttribute("aria-expanded", "false");
+      input.removeAttribute("aria-activedescendant");
+    };
+    const mark = (index) => {
+      options().forEach((li, i) => li.setAttribute("aria-selected", String(i === index)));
+      active = index;
+      if (index >= 0) input.setAttribute("aria-activedescendant", options()[index].id);
+      else input.removeAttribute("aria-activedescendant");
+    };
+    const token = () => {
+      const value = input.value, comma = value.lastIndexOf(",");
+      return { head: comma < 0 ? "" : value.slice(0, comma + 1) + " ", word: value.slice(comma + 1).trim() };
+    };
+    const take = (address) => {
+      input.value = `${token().head}${address}, `;
+      close();
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+      input.focus();
+    };
+    input.addEventListener("input", async (event) => {
+      if (!event.isTrusted) return;  // our own dispatch after taking one
+      const { word } = token();
+      const ask = ++asked;
+      if (!word) { close(); return; }
+      let found = [];
+      try {
+        const reply = await fetch(`${input.dataset.complete}?prefix=${encodeURIComponent(word)}`, { credentials: "same-origin", headers: { accept: "application/json" } });
+        if (reply.ok) found = (await reply.json()).addresses || [];
+      } catch (_) { found = []; }
+      if (ask !== asked) return;  // a later keystroke's answer wins
+      list.replaceChildren(...found.map((address, i) => {
+        const li = document.createElement("li");
+        li.id = `${list.id}-${i}`;
+        li.setAttribute("role", "option");
+        li.setAttribute("aria-selected", "false");
+        li.textContent = address;
+        li.addEventListener("mousedown", (e) => { e.preventDefault(); take(address); });
+        return li;
+      }));
+      if (!found.length) { close(); return; }
+      list.hidden = false;
+      input.setAttribute("aria-expanded", "true");
+      mark(-1);
+    });
+    input.addEventListener("keydown", (event) => {
+      if (list.hidden) return;
+      const count = options().length;
+      if (event.key === "ArrowDown") { event.preventDefault(); mark((active + 1) % count); }
+      else if (event.key === "ArrowUp") { event.preventDefault(); mark(active <= 0 ? count - 1 : active - 1); }
+      else if (event.key === "Escape") { event.preventDefault(); close(); }
+      else if ((event.key === "Enter" || event.key === "Tab") && active >= 0) {
+        event.preventDefault();
+        take(options()[active].textContent);
+      }
+    });
+    input.addEventListener("blur", close);
+  });
 
   // -- filter rules: show only the inputs the chosen condition or action uses -----------------
   // (the server ignores the others; without this file every input is simply shown)
