@@ -229,6 +229,14 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
         )
     )
     assert added.id > first.id
+    # So do the token ids (an app password made after the move must not take a copied id).
+    token = asyncio.run(
+        _with_store(
+            PostgresStore(url),
+            lambda s: s.add_token(before["account"].id, TokenKind.API, "after", "cd" * 32),
+        )
+    )
+    assert token.id > before["token"].id
 
     again = run_pillarbox(tmp_path, "store", "migrate", "--to", url)
     assert again.returncode == 1 and "not empty" in again.stderr

@@ -51,6 +51,7 @@ _SEQUENCES = (
     "blobs",
     "queue_messages",
     "queue_recipients",
+    "account_tokens",
     "identities",
 )
 
