@@ -31,6 +31,7 @@ from typing import Protocol
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.types import (
     Account,
+    AclEntry,
     AccountSettings,
     AccountToken,
     AcmeChallengeRecord,
@@ -58,6 +59,7 @@ from pillarbox.store.types import (
     QueuedMessage,
     QuotaUsage,
     SenderListEntry,
+    SharedMailbox,
     SendingLimits,
     SendingUsage,
     SieveScript,
@@ -210,6 +212,21 @@ class Store(Protocol):
     async def list_metadata(self, account_id: int) -> dict[int, dict[str, bytes]]:
         """Every entry of the account by mailbox id (0: server entries); mailboxes without
         entries are left out (IMAP NOTIFY's picture of what the client knows)."""
+
+    # -- access control lists (RFC 4314) ---------------------------------------------------
+    async def get_acl(self, mailbox_id: int) -> list[AclEntry]:
+        """A mailbox's ACL entries, accounts by address, ordered by identifier; the owner's
+        implicit rights are not stored (RFC 4314 §2). NotFound if the mailbox is gone."""
+
+    async def set_acl(self, mailbox_id: int, grantee: int | str, rights: str) -> None:
+        """Set the entry of ``grantee`` (an account id, or one of ``ACL_SPECIAL_IDENTIFIERS``)
+        to ``rights`` (letters of ``aclrows.STORED_RIGHTS``); empty rights remove it. NotFound
+        if the mailbox or the account is gone. Entries go with their mailbox or grantee
+        account and stay through a rename (the mailbox id is kept)."""
+
+    async def shared_with(self, account_id: int) -> list[SharedMailbox]:
+        """The other accounts' mailboxes on which an entry gives this account any right,
+        directly or through "anyone"/"authenticated"; one per mailbox, rights merged."""
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
     async def claim_recent(self, mailbox_id: int) -> int:

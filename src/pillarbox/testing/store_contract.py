@@ -46,6 +46,7 @@ from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     INBOX,
     Account,
+    AclEntry,
     AccountSettings,
     AcmeChallengeRecord,
     ActivityCounts,
@@ -1319,6 +1320,50 @@ class StoreContract:
         assert await store.get_metadata(account.id, inbox.id) == {"/private/comment": b"in"}
         await store.remove_account(account.id)
         assert await store.list_metadata(account.id) == {}
+
+    async def test_acl_entries_and_shared_mailboxes(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """RFC 4314: entries by account and special identifier, the grantee's view of them,
+        kept through a rename, gone with the mailbox or the grantee."""
+        bob = await store.add_account(f"grantee@{DOMAIN}", "h")
+        carol = await store.add_account(f"anyone-else@{DOMAIN}", "h")
+        support = await store.create_mailbox(account.id, "Support")
+        assert await store.get_acl(support.id) == []
+        await store.set_acl(support.id, bob.id, "rl")  # stored in RFC 4314 §2.1 order
+        await store.set_acl(support.id, "anyone", "l")
+        assert await store.get_acl(support.id) == [
+            AclEntry("anyone", "l"),
+            AclEntry(f"grantee@{DOMAIN}", "lr"),
+        ]
+        await store.set_acl(support.id, bob.id, "lrswi")  # replaces
+        shared = await store.shared_with(bob.id)
+        assert [(s.mailbox.id, s.owner, s.rights) for s in shared] == [
+            (support.id, account.address, "lrswi")
+        ]
+        # carol has only what "anyone" gives; the owner sees none of their own mailboxes.
+        assert [(s.mailbox.name, s.rights) for s in await store.shared_with(carol.id)] == [
+            ("Support", "l")
+        ]
+        assert await store.shared_with(account.id) == []
+        await store.rename_mailbox(account.id, "Support", "Help")
+        assert [s.mailbox.name for s in await store.shared_with(bob.id)] == ["Help"]
+        await store.set_acl(support.id, "anyone", "")  # empty rights remove the entry
+        assert await store.shared_with(carol.id) == []
+        await store.set_acl(support.id, carol.id, "l")
+        await store.remove_account(carol.id)  # the grantee's entries go with it
+        assert await store.get_acl(support.id) == [AclEntry(f"grantee@{DOMAIN}", "lrswi")]
+        with pytest.raises(NotFound):
+            await store.set_acl(support.id, "nobody", "l")
+        with pytest.raises(NotFound):
+            await store.set_acl(support.id, carol.id, "l")
+        await store.set_acl(inbox.id, bob.id, "lr")
+        await store.delete_mailbox(support.id)
+        assert [s.mailbox.id for s in await store.shared_with(bob.id)] == [inbox.id]
+        with pytest.raises(NotFound):
+            await store.get_acl(support.id)
+        with pytest.raises(NotFound):
+            await store.set_acl(support.id, bob.id, "l")
 
     async def test_metadata_limits(self, store: Store, account: Account, inbox: Mailbox) -> None:
         limits = MetadataLimits(max_entries=2, max_total=40)
