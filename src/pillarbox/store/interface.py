@@ -31,9 +31,9 @@ from typing import Protocol
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store.types import (
     Account,
-    AclEntry,
     AccountSettings,
     AccountToken,
+    AclEntry,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -59,9 +59,9 @@ from pillarbox.store.types import (
     QueuedMessage,
     QuotaUsage,
     SenderListEntry,
-    SharedMailbox,
     SendingLimits,
     SendingUsage,
+    SharedMailbox,
     SieveScript,
     SpamCounts,
     SpamEvidence,

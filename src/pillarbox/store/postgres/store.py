@@ -89,14 +89,13 @@ from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
 from pillarbox.store.types import (
     ACL_SPECIAL_IDENTIFIERS,
-    AclEntry,
-    SharedMailbox,
     DEFAULT_MAILBOXES,
     DELIMITER,
     INBOX,
     Account,
     AccountSettings,
     AccountToken,
+    AclEntry,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -129,6 +128,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SendingLimits,
     SendingUsage,
+    SharedMailbox,
     SieveScript,
     SpamCounts,
     SpamEvidence,

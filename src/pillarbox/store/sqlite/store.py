@@ -85,14 +85,13 @@ from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.types import (
     ACL_SPECIAL_IDENTIFIERS,
-    AclEntry,
-    SharedMailbox,
     DEFAULT_MAILBOXES,
     DELIMITER,
     INBOX,
     Account,
     AccountSettings,
     AccountToken,
+    AclEntry,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -125,6 +124,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SendingLimits,
     SendingUsage,
+    SharedMailbox,
     SieveScript,
     SpamCounts,
     SpamEvidence,
