@@ -80,6 +80,10 @@ class ChangeSubscription(Protocol):
 
     async def close(self) -> None: ...
 
+    def watch(self, mailbox_id: int | None) -> None:
+        """Also carry the changes of this mailbox of another account (RFC 4314 sharing);
+        None stops. One mailbox at a time."""
+
 
 class Store(Protocol):
     """Everything that persists. Backends: :mod:`.sqlite` (embedded default), PostgreSQL (later)."""
