@@ -923,6 +923,28 @@ class StoreContract:
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(feed), 5)
 
+    async def test_change_feed_watches_a_shared_mailbox(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """RFC 4314 sharing: a grantee's subscription hears the one mailbox of another
+        account it watches (the selected one), and nothing else of that account."""
+        grantee = await store.add_account(f"watcher@{DOMAIN}", "h")
+        support = await store.create_mailbox(account.id, "Support")
+        subscription = store.subscribe(grantee.id)
+        subscription.watch(support.id)
+        feed = aiter(subscription)
+        await store.append(inbox.id, *make_message(1))  # not watched
+        record = await store.append(support.id, *make_message(2))
+        change = await asyncio.wait_for(anext(feed), 5)
+        assert change == Change(account.id, support.id, ChangeKind.EXISTS, record.modseq)
+        subscription.watch(None)
+        await store.append(support.id, *make_message(3))
+        own = await store.get_mailbox(grantee.id, INBOX)
+        mine = await store.append(own.id, *make_message(4))
+        change = await asyncio.wait_for(anext(feed), 5)  # the next is the grantee's own
+        assert change == Change(grantee.id, own.id, ChangeKind.EXISTS, mine.modseq)
+        await subscription.close()
+
     async def test_change_feed_coalesces_for_slow_readers(
         self, store: Store, account: Account, inbox: Mailbox
     ) -> None:
