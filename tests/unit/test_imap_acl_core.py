@@ -139,6 +139,10 @@ async def test_close_without_e_keeps_deleted_messages(store: Store, tmp_path: Pa
 async def test_lsub_quota_and_the_owner_view(store: Store, tmp_path: Path) -> None:
     box = await support(store, "lr")
     bob = await login(store, tmp_path, GRANTEE)
+    # The namespace root is a \\Noselect level of the top (mutt's browser starts there).
+    out = await bob.send('a LIST "" %\r\n')
+    assert '* LIST (\\Noselect \\HasChildren) "/" "Other Users"\r\n' in out
+    assert "Other Users/" not in out
     assert "OK" in await bob.send(f"b SUBSCRIBE {SHARED}\r\n")
     out = await bob.send('c LSUB "" "Other Users/*"\r\n')
     assert out == f'* LSUB () "/" {SHARED}\r\nc OK LSUB completed\r\n'
