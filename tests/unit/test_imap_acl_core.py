@@ -124,6 +124,10 @@ async def test_create_below_needs_k_and_inherits_the_acl(store: Store, tmp_path:
     renamed = await store.get_mailbox(box.account_id, "Support/2027")
     assert renamed.id == created.id  # RFC 4314 §4: the ACL stays with it
     assert "g OK" in await bob.send(f"g DELETE {target}\r\n")
+    inbox = await store.get_mailbox(box.account_id, "INBOX")
+    await store.set_acl(inbox.id, grantee.id, "lx")
+    out = await bob.send(f'h DELETE "Other Users/{OWNER}/INBOX"\r\n')
+    assert out == "h NO [CANNOT] INBOX cannot be deleted\r\n"
 
 
 async def test_close_without_e_keeps_deleted_messages(store: Store, tmp_path: Path) -> None:

@@ -52,6 +52,12 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   the write's transaction, so two sessions cannot pass them together. ENABLE METADATA turns
   nothing on: unsolicited METADATA responses (§4.4.2) go out only for NOTIFY's
   MailboxMetadataChange and ServerMetadataChange (RFC 5465 §5.6, §5.7).
+- **ACL** (RFC 4314, :mod:`.acl`): another user's mailbox is named
+  ``Other Users/<address>/<name>`` (RFC 2342 §5); :meth:`ImapSession._locate` resolves a name
+  to the store's (account, name) with the user's rights, and answers for a mailbox the user
+  may not see exactly as for one that does not exist (§4). Rights are read at SELECT and kept
+  on the view (§5.1.1 allows it); the adapter adds the selected shared mailbox to the change
+  feed (:attr:`ImapSession.watched_mailbox`), so IDLE hears the owner's changes.
 - **NOTIFY** (RFC 5465, :mod:`.notify`): once used, :meth:`ImapSession.push_updates` sends
   exactly the events the client asked for, whether it idles or not (§3.1, §4), and the
   adapter calls it whenever :attr:`ImapSession.wants_push`. Before any NOTIFY only IDLE
@@ -1097,6 +1103,8 @@ class ImapSession:
         if cmd.mailbox == INBOX:
             return r.NO_DELETE_INBOX
         _, mailbox = await self._located(cmd.mailbox, "x")  # RFC 4314 §4
+        if mailbox.name == INBOX:  # another user's INBOX, named through Other Users
+            return r.NO_DELETE_INBOX
         prefix = mailbox.name + DELIMITER
         # RFC 9051 §6.3.5: inferiors would be left without their superior; refuse instead.
         if any(
