@@ -160,3 +160,26 @@ async def test_lsub_quota_and_the_owner_view(store: Store, tmp_path: Path) -> No
     assert "OK" in await bob.send(f"f SELECT {SHARED}\r\n")
     assert await bob.send("g STORE 1 FLAGS (\\Seen)\r\n") == "g NO [NOPERM] Permission denied\r\n"
     assert [r.flags for r in await store.list_messages(box.id)] == [frozenset()]
+
+
+async def test_anyone_entries_and_list_extended(store: Store, tmp_path: Path) -> None:
+    """An "anyone" entry opens a mailbox to every user of the server; LIST (SUBSCRIBED)
+    (RFC 5258) covers other users' mailboxes as the user's own."""
+    await support(store, "l")
+    owner = await store.get_account(OWNER)
+    assert owner is not None
+    news = await store.create_mailbox(owner.id, "News")
+    await store.set_acl(news.id, "anyone", "lr")
+    bob = await login(store, tmp_path, GRANTEE)
+    out = await bob.send(f'b MYRIGHTS "Other Users/{OWNER}/News"\r\n')
+    assert out == f'* MYRIGHTS "Other Users/{OWNER}/News" lr\r\nb OK MYRIGHTS completed\r\n'
+    assert "c OK" in await bob.send(f'c SUBSCRIBE "Other Users/{OWNER}/News"\r\n')
+    out = await bob.send('d LIST (SUBSCRIBED) "" "Other Users/*"\r\n')
+    assert out == (
+        f'* LIST (\\HasNoChildren \\Subscribed) "/" "Other Users/{OWNER}/News"\r\n'
+        "d OK LIST completed\r\n"
+    )
+    # Once the entry goes, the name is as unknown as any other (RFC 4314 §4).
+    await store.set_acl(news.id, "anyone", "")
+    out = await bob.send(f'e STATUS "Other Users/{OWNER}/News" (MESSAGES)\r\n')
+    assert out == "e NO [NONEXISTENT] No such mailbox\r\n"
