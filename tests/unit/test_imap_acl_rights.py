@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pillarbox.imap import acl
+from pillarbox.store.aclrows import changed_rights
 
 
 @pytest.mark.parametrize(
@@ -33,10 +34,11 @@ def test_unknown_rights_are_refused(text: str) -> None:
 
 
 def test_rights_changes_apply() -> None:
-    current = frozenset("lrs")
-    assert acl.parse_rights("+wi").apply(current) == frozenset("lrswi")
-    assert acl.parse_rights("-s").apply(current) == frozenset("lr")
-    assert acl.parse_rights("l").apply(current) == frozenset("l")
+    assert changed_rights("lrs", "wi", "+") == "lrswi"
+    assert changed_rights("lrs", "sx", "-") == "lr"
+    assert changed_rights("lrs", "l", "=") == "l"
+    with pytest.raises(ValueError, match="unknown ACL modification"):
+        changed_rights("lrs", "l", "*")
 
 
 @pytest.mark.parametrize(

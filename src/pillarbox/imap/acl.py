@@ -47,15 +47,8 @@ class BadRights(ValueError):
 class RightsChange:
     """A parsed SETACL third argument: "+" adds, "-" removes, neither replaces (§3.1)."""
 
-    mode: str  # "+", "-" or "="
+    mode: str  # "+", "-" or "=": applied by the store (``aclrows.changed_rights``)
     rights: frozenset[str]
-
-    def apply(self, current: frozenset[str]) -> frozenset[str]:
-        if self.mode == "+":
-            return current | self.rights
-        if self.mode == "-":
-            return current - self.rights
-        return self.rights
 
 
 def parse_rights(text: str) -> RightsChange:

@@ -19,6 +19,18 @@ def canonical_rights(rights: Iterable[str]) -> str:
     return "".join(letter for letter in STORED_RIGHTS if letter in given)
 
 
+def changed_rights(current: str, rights: str, mode: str) -> str:
+    """What an entry holds after SETACL's modification (RFC 4314 §3.1): "+" adds, "-"
+    removes, "=" replaces."""
+    if mode == "+":
+        return canonical_rights(set(current) | set(rights))
+    if mode == "-":
+        return canonical_rights(set(current) - set(rights))
+    if mode != "=":
+        raise ValueError(f"unknown ACL modification {mode!r}")
+    return canonical_rights(rights)
+
+
 def merge_shared(rows: Iterable[tuple[Mailbox, str, str]]) -> list[SharedMailbox]:
     """Rows of (mailbox, owner address, rights of one entry), possibly several per mailbox
     (the user's own entry, "anyone", "authenticated"), as one :class:`SharedMailbox` per

@@ -222,11 +222,14 @@ class Store(Protocol):
         """A mailbox's ACL entries, accounts by address, ordered by identifier; the owner's
         implicit rights are not stored (RFC 4314 §2). NotFound if the mailbox is gone."""
 
-    async def set_acl(self, mailbox_id: int, grantee: int | str, rights: str) -> None:
+    async def set_acl(
+        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+    ) -> None:
         """Set the entry of ``grantee`` (an account id, or one of ``ACL_SPECIAL_IDENTIFIERS``)
-        to ``rights`` (letters of ``aclrows.STORED_RIGHTS``); empty rights remove it. NotFound
-        if the mailbox or the account is gone. Entries go with their mailbox or grantee
-        account and stay through a rename (the mailbox id is kept)."""
+        to ``rights`` (letters of ``aclrows.STORED_RIGHTS``), or with ``mode`` "+" or "-" add
+        or remove them, in one transaction (RFC 4314 §3.1); no rights left removes the entry.
+        NotFound if the mailbox or the account is gone. Entries go with their mailbox or
+        grantee account and stay through a rename (the mailbox id is kept)."""
 
     async def shared_with(self, account_id: int) -> list[SharedMailbox]:
         """The other accounts' mailboxes on which an entry gives this account any right,

@@ -1368,9 +1368,13 @@ class StoreContract:
             AclEntry(f"grantee@{DOMAIN}", "lr"),
         ]
         await store.set_acl(support.id, bob.id, "lrswi")  # replaces
+        await store.set_acl(support.id, bob.id, "ae", "+")  # RFC 4314 §3.1 modifiers
+        await store.set_acl(support.id, bob.id, "ax", "-")
+        with pytest.raises(ValueError, match="unknown ACL modification"):
+            await store.set_acl(support.id, bob.id, "l", "*")
         shared = await store.shared_with(bob.id)
         assert [(s.mailbox.id, s.owner, s.rights) for s in shared] == [
-            (support.id, account.address, "lrswi")
+            (support.id, account.address, "lrswie")
         ]
         # carol has only what "anyone" gives; the owner sees none of their own mailboxes.
         assert [(s.mailbox.name, s.rights) for s in await store.shared_with(carol.id)] == [
@@ -1383,7 +1387,7 @@ class StoreContract:
         assert await store.shared_with(carol.id) == []
         await store.set_acl(support.id, carol.id, "l")
         await store.remove_account(carol.id)  # the grantee's entries go with it
-        assert await store.get_acl(support.id) == [AclEntry(f"grantee@{DOMAIN}", "lrswi")]
+        assert await store.get_acl(support.id) == [AclEntry(f"grantee@{DOMAIN}", "lrswie")]
         with pytest.raises(NotFound):
             await store.set_acl(support.id, "nobody", "l")
         with pytest.raises(NotFound):

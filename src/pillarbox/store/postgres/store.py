@@ -68,7 +68,7 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
-from pillarbox.store.aclrows import canonical_rights, merge_shared
+from pillarbox.store.aclrows import changed_rights, merge_shared
 from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -888,8 +888,10 @@ class PostgresStore:
 
         return await self._read(query)
 
-    async def set_acl(self, mailbox_id: int, grantee: int | str, rights: str) -> None:
-        stored = canonical_rights(rights)
+    async def set_acl(
+        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+    ) -> None:
+        changed_rights("", rights, mode)  # an unknown mode fails before the transaction
         account, special = (grantee, None) if isinstance(grantee, int) else (None, grantee)
         if special is not None and special not in ACL_SPECIAL_IDENTIFIERS:
             raise NotFound(f"no identifier {special}")
@@ -898,15 +900,14 @@ class PostgresStore:
             mailbox = await _lock_mailbox(conn, mailbox_id)
             if account is not None:
                 await _require_account(conn, account)
-                await conn.execute(
-                    b"DELETE FROM mailbox_acl WHERE mailbox_id = %s AND grantee_id = %s",
-                    (mailbox_id, account),
-                )
+                where = "mailbox_id = %s AND grantee_id = %s"
             else:
-                await conn.execute(
-                    b"DELETE FROM mailbox_acl WHERE mailbox_id = %s AND special = %s",
-                    (mailbox_id, special),
-                )
+                where = "mailbox_id = %s AND special = %s"
+            key = (mailbox_id, account if account is not None else special)
+            # The mailbox row is locked: SETACLs of one mailbox run one after the other.
+            row = await _one(conn, f"SELECT rights FROM mailbox_acl WHERE {where}", key)
+            stored = changed_rights(row[0] if row else "", rights, mode)
+            await conn.execute(f"DELETE FROM mailbox_acl WHERE {where}".encode(), key)
             if stored:
                 await conn.execute(
                     b"INSERT INTO mailbox_acl (mailbox_id, grantee_id, special, rights) "

@@ -62,7 +62,7 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
-from pillarbox.store.aclrows import canonical_rights, merge_shared
+from pillarbox.store.aclrows import changed_rights, merge_shared
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -855,8 +855,10 @@ class SqliteStore:
 
         return await self._read(query)
 
-    async def set_acl(self, mailbox_id: int, grantee: int | str, rights: str) -> None:
-        stored = canonical_rights(rights)
+    async def set_acl(
+        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+    ) -> None:
+        changed_rights("", rights, mode)  # an unknown mode fails before the transaction
         account, special = (grantee, None) if isinstance(grantee, int) else (None, grantee)
         if special is not None and special not in ACL_SPECIAL_IDENTIFIERS:
             raise NotFound(f"no identifier {special}")
@@ -865,15 +867,13 @@ class SqliteStore:
             mailbox = _require_mailbox(conn, mailbox_id)
             if account is not None:
                 _require_account(conn, account)
-                conn.execute(
-                    "DELETE FROM mailbox_acl WHERE mailbox_id = ? AND grantee_id = ?",
-                    (mailbox_id, account),
-                )
+                where = "mailbox_id = ? AND grantee_id = ?"
             else:
-                conn.execute(
-                    "DELETE FROM mailbox_acl WHERE mailbox_id = ? AND special = ?",
-                    (mailbox_id, special),
-                )
+                where = "mailbox_id = ? AND special = ?"
+            key = (mailbox_id, account if account is not None else special)
+            row = conn.execute(f"SELECT rights FROM mailbox_acl WHERE {where}", key).fetchone()
+            stored = changed_rights(row[0] if row else "", rights, mode)
+            conn.execute(f"DELETE FROM mailbox_acl WHERE {where}", key)
             if stored:
                 conn.execute(
                     "INSERT INTO mailbox_acl (mailbox_id, grantee_id, special, rights) "
