@@ -99,6 +99,7 @@ async def _populate(store: Store) -> None:
         account.id, projects.id, {"/shared/comment": b"\x00\xffbinary"}, metadata_limits
     )
     await store.set_metadata(account.id, None, {"/private/vendor/v/t": b"tok"}, metadata_limits)
+    await store.set_acl(projects.id, "anyone", "lr")  # RFC 4314
     await store.add_alias(f"info@{DOMAIN}", [USER])
     await store.set_settings(
         account.id,
@@ -173,6 +174,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "mailboxes": mailboxes,
         "subscriptions": await store.list_subscriptions(account.id),
         "metadata": await store.list_metadata(account.id),
+        "acl": await store.get_acl((await store.get_mailbox(account.id, "Projects/2025")).id),
         "aliases": await store.list_aliases(),
         "domains": await store.list_domains(),
         "queue": await store.list_queue(),

@@ -305,6 +305,12 @@ commands = st.one_of(
         mailboxes,
         st.lists(st.tuples(entry_names, metadata_values), min_size=1, max_size=3).map(tuple),
     ),
+    # RFC 4314 §3: identifiers are UTF-8 astrings; rights any string (checked by the session).
+    st.builds(c.SetAcl, tags, mailboxes, texts, texts),
+    st.builds(c.DeleteAcl, tags, mailboxes, texts),
+    st.builds(c.GetAcl, tags, mailboxes),
+    st.builds(c.ListRights, tags, mailboxes, texts),
+    st.builds(c.MyRights, tags, mailboxes),
 )
 
 

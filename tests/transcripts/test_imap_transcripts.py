@@ -18,6 +18,7 @@ Transcript format, one item per line (blank lines and ``#`` comments ignored):
                          ``unsubscribe`` of mailbox NAME
 ``A: NAME ENTRY [VALUE]`` another client's SETMETADATA of ENTRY on mailbox NAME (``""``: the
                          server entries) to VALUE (Python escapes), or without VALUE its removal
+``P: mailbox raw``       a message is delivered to the peer's mailbox right now (RFC 4314)
 ``@ sample N``           before connecting, N numbered sample messages are delivered to INBOX
 ``@ mailbox NAME``       before connecting, mailbox NAME is created
 ``@ core-only``          the transcript needs a clock (T:) and only runs on the core
@@ -25,9 +26,12 @@ Transcript format, one item per line (blank lines and ``#`` comments ignored):
                          ``notify_max_mailboxes``, ``metadata_max_value_size``,
                          ``metadata_max_entries``, ``metadata_max_total``, ``metadata_admin``
 ``@ tls``                the connection starts in TLS (port 993 live)
+``@ peer-mailbox NAME``  before connecting, a second account, ``$PEER``, gets mailbox NAME
+``@ peer-acl NAME RIGHTS`` before connecting, the peer grants ``$USER`` RIGHTS on NAME
 
 ``$USER`` and ``$PASS`` stand for a fresh account made for each transcript and its password,
-``$PLAIN`` for their SASL PLAIN response in base64 (RFC 4616).
+``$PLAIN`` for their SASL PLAIN response in base64 (RFC 4616), ``$PEER`` for a second account
+(made with each transcript; RFC 4314 sharing).
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ class Step:
     mailbox_op: tuple[str, str, str] | None = None
     #: Another client's SETMETADATA: (mailbox or "", entry, value or None).
     metadata: tuple[str, str, bytes | None] | None = None
+    #: A delivery to the peer's mailbox: (mailbox, raw).
+    peer_deliver: tuple[str, bytes] | None = None
 
 
 @dataclass
@@ -94,6 +100,17 @@ class Transcript:
     core_only: bool = False
     tls: bool = False
     settings: dict[str, str] = field(default_factory=dict)
+    #: Whether the transcript uses the second account (made only then).
+    peer: bool = False
+    peer_mailboxes: list[str] = field(default_factory=list)
+    #: (peer's mailbox, rights granted to the transcript's user).
+    peer_acl: list[tuple[str, str]] = field(default_factory=list)
+
+
+def peer_of(user: str) -> str:
+    """The second account of a transcript."""
+    local, _, domain = user.partition("@")
+    return f"{local}-peer@{domain}"
 
 
 def _unescape(text: str) -> bytes:
@@ -114,7 +131,8 @@ def load(path: Path, user: str) -> Transcript:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         plain = base64.b64encode(f"\0{user}\0{TEST_PASSWORD}".encode()).decode()
         line = line.replace("$USER", user).replace("$PASS", TEST_PASSWORD)
-        line = line.replace("$PLAIN", plain)
+        transcript.peer = transcript.peer or "$PEER" in line or line.startswith(("@ peer", "P:"))
+        line = line.replace("$PLAIN", plain).replace("$PEER", peer_of(user))
         if not line.strip() or line.startswith("#"):
             continue
         tag, rest = line[:2], line[3:]
@@ -124,7 +142,7 @@ def load(path: Path, user: str) -> Transcript:
             send += (rest + "\r\n").encode() if tag == "C:" else _unescape(rest)
         elif tag == "S:":
             expect.append(rest)
-        elif tag in ("S!", "T:", "D:", "E:", "F:", "O:", "A:"):
+        elif tag in ("S!", "T:", "D:", "E:", "F:", "O:", "A:", "P:"):
             flush()
             if tag == "S!":
                 if rest not in ("closed", "starttls"):
@@ -145,6 +163,9 @@ def load(path: Path, user: str) -> Transcript:
             elif tag == "O:":
                 verb, name, *new = rest.split()
                 transcript.steps.append(Step(mailbox_op=(verb, name, "".join(new))))
+            elif tag == "P:":
+                mailbox, _, raw = rest.partition(" ")
+                transcript.steps.append(Step(peer_deliver=(mailbox, _unescape(raw))))
             else:
                 mailbox, _, raw = rest.partition(" ")
                 transcript.steps.append(Step(deliver=(mailbox, _unescape(raw))))
@@ -158,6 +179,10 @@ def load(path: Path, user: str) -> Transcript:
                 transcript.core_only = True
             elif words[0] == "tls":
                 transcript.tls = True
+            elif words[0] == "peer-mailbox":
+                transcript.peer_mailboxes.append(words[1])
+            elif words[0] == "peer-acl":
+                transcript.peer_acl.append((words[1], words[2]))
             elif words[0] == "set":
                 transcript.settings.update(w.split("=", 1) for w in words[1:])  # type: ignore[misc]
             else:
@@ -197,6 +222,13 @@ async def prepare(store: Store, transcript: Transcript, user: str) -> None:
     for n in range(1, transcript.samples + 1):
         raw = sample(n)
         await store.deliver(raw, parse_message(raw), [DeliveryTarget(account.id)])
+    peer = await store.get_account(peer_of(user))
+    if peer is None:
+        return
+    for name in transcript.peer_mailboxes:
+        await store.create_mailbox(peer.id, name)
+    for name, rights in transcript.peer_acl:
+        await store.set_acl((await store.get_mailbox(peer.id, name)).id, account.id, rights)
 
 
 async def _hint(store: Store, account_id: int, mailbox_id: int, kind: ChangeKind) -> Change:
@@ -294,6 +326,8 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
     try:
         await provisioning.add_domain(store, "example.org")
         await provisioning.add_account(store, config, user, TEST_PASSWORD)
+        if transcript.peer:
+            await provisioning.add_account(store, config, peer_of(user), TEST_PASSWORD)
         await prepare(store, transcript, user)
 
         now = time.time()
@@ -312,6 +346,8 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
                 changes += await mailbox_op(store, user, step.mailbox_op)
             if step.metadata is not None:
                 changes += await set_metadata(store, user, step.metadata)
+            if step.peer_deliver is not None:  # the feed carries a watched mailbox's changes
+                changes += await deliver(store, peer_of(user), *step.peer_deliver)
             if changes:
                 # What the adapter does on a change-feed wake-up.
                 for change in changes:
@@ -366,6 +402,8 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
     transcript = load(path, user)
     server = servers.get(transcript.settings, lambda: _config(tmp_path / "live", transcript))
     server.add_account(user, TEST_PASSWORD)
+    if transcript.peer:
+        server.add_account(peer_of(user), TEST_PASSWORD)
     server.call(prepare(server.store, transcript, user))
     port = server.port("imaps" if transcript.tls else "imap")
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -383,6 +421,8 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
                 server.call(mailbox_op(server.store, user, step.mailbox_op))
             if step.metadata is not None:
                 server.call(set_metadata(server.store, user, step.metadata))
+            if step.peer_deliver is not None:
+                server.call(deliver(server.store, peer_of(user), *step.peer_deliver))
             if step.send:
                 sock.sendall(step.send)
             pending += reader.lines(max(0, len(step.expect) - len(pending)))

@@ -18,12 +18,11 @@ from pillarbox.imap import commands as c
 from pillarbox.imap.errors import ParseError
 from pillarbox.imap.metadata import select
 from pillarbox.imap.parser import parse_command
-from pillarbox.imap.session import ImapSession
 from pillarbox.net.imap import session_settings
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.types import Change, ChangeKind, MetadataLimits
-from pillarbox.testing.imapcore import core_session
+from pillarbox.testing.imapcore import CoreWire, core_session
 from pillarbox.testing.live import TEST_PASSWORD, loopback_config
 
 USER = "alice@example.org"
@@ -123,30 +122,6 @@ def test_limits_come_from_the_configuration_within_the_rfc_minimums() -> None:
     assert admin.imap.metadata_admin == "mailto:postmaster@example.org"
 
 
-class Wire:
-    def __init__(self, session: ImapSession) -> None:
-        self.session = session
-        self.data = bytearray()
-
-    async def write(self, data: bytes) -> None:
-        self.data += data
-
-    async def send(self, text: str) -> str:
-        await self.session.receive_data(text.encode(), self, 0.0)
-        out = self.data.decode()
-        self.data.clear()
-        return out
-
-    async def hint(self, change: Change) -> str:
-        """What the adapter does on a change-feed wake-up."""
-        self.session.notify(change)
-        if self.session.wants_push:
-            await self.session.push_updates(self, 0.0)
-        out = self.data.decode()
-        self.data.clear()
-        return out
-
-
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     store = open_store("sqlite:", tmp_path)
@@ -158,13 +133,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def wire(store: Store, tmp_path: Path) -> Wire:
-    wire = Wire(core_session(store, loopback_config(tmp_path), now=0.0))
+async def wire(store: Store, tmp_path: Path) -> CoreWire:
+    wire = CoreWire(core_session(store, loopback_config(tmp_path), now=0.0))
     assert "OK" in await wire.send(f'a LOGIN {USER} "{TEST_PASSWORD}"\r\n')
     return wire
 
 
-async def test_selected_state_and_enable(wire: Wire) -> None:
+async def test_selected_state_and_enable(wire: CoreWire) -> None:
     assert "b OK" in await wire.send("b SELECT INBOX\r\n")
     out = await wire.send("c GETMETADATA INBOX /private/comment\r\n")
     assert out == "* METADATA INBOX (/private/comment NIL)\r\nc OK GETMETADATA completed\r\n"
@@ -174,7 +149,9 @@ async def test_selected_state_and_enable(wire: Wire) -> None:
     assert await wire.send("f ENABLE METADATA\r\n") == "* ENABLED\r\nf OK ENABLE completed\r\n"
 
 
-async def test_notify_follows_mailboxes_created_and_renamed_later(wire: Wire, store: Store) -> None:
+async def test_notify_follows_mailboxes_created_and_renamed_later(
+    wire: CoreWire, store: Store
+) -> None:
     account = await store.get_account(USER)
     assert account is not None
     out = await wire.send("b NOTIFY SET (subtree Work (MailboxMetadataChange MailboxName))\r\n")
@@ -208,7 +185,7 @@ async def test_notify_follows_mailboxes_created_and_renamed_later(wire: Wire, st
     assert out == "* METADATA Work /private/a\r\n"
 
 
-async def test_utf8_values_are_quoted_once_utf8_is_enabled(wire: Wire) -> None:
+async def test_utf8_values_are_quoted_once_utf8_is_enabled(wire: CoreWire) -> None:
     comment = "Caf\u00e9".encode()
     out = await wire.send("b SETMETADATA INBOX (/private/comment {5}\r\n")
     assert out == "+ Ready for literal data\r\n"

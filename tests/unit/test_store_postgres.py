@@ -292,6 +292,27 @@ async def test_metadata_changes_cross_nodes(nodes: tuple[PostgresStore, Postgres
     await subscription.close()
 
 
+async def test_shared_mailbox_changes_cross_nodes(
+    nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """RFC 4314: a grantee idling on node b hears the owner's delivery on node a to the shared
+    mailbox it watches."""
+    a, b = nodes
+    owner, _ = await add_bob(a)
+    grantee = await a.add_account(f"carol@{DOMAIN}", "h")
+    support = await a.create_mailbox(owner.id, "Support")
+    await a.set_acl(support.id, grantee.id, "lr")
+    subscription = b.subscribe(grantee.id)
+    subscription.watch(support.id)
+    feed = aiter(subscription)
+    record = await a.append(support.id, *make_message(1))
+    change = await asyncio.wait_for(anext(feed), 5)
+    while change.kind is ChangeKind.MAILBOXES:  # earlier writes' hints may come late
+        change = await asyncio.wait_for(anext(feed), 5)
+    assert change == Change(owner.id, support.id, ChangeKind.EXISTS, record.modseq)
+    await subscription.close()
+
+
 async def test_metadata_limits_are_exact_across_nodes(
     nodes: tuple[PostgresStore, PostgresStore],
 ) -> None:

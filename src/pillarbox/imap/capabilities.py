@@ -53,6 +53,8 @@ BASE: Final = (
     "NOTIFY",  # RFC 5465
     "METADATA",  # RFC 5464 §1: mailbox and server entries
     "METADATA-SERVER",  # RFC 5464 §1: server entries (implied by METADATA)
+    "ACL",  # RFC 4314
+    "RIGHTS=texk",  # RFC 4314 §2.1, §5.1.1
 )
 
 #: ENABLE arguments that take effect (RFC 5161 §3.1); both switch mailbox names and quoted

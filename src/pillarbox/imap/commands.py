@@ -417,6 +417,50 @@ class SetQuota:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAcl:
+    """SETACL (RFC 4314 §3.1): ``rights`` as sent, with its "+" or "-" modifier if any."""
+
+    tag: str
+    mailbox: str
+    identifier: str
+    rights: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteAcl:
+    """DELETEACL (RFC 4314 §3.2)."""
+
+    tag: str
+    mailbox: str
+    identifier: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetAcl:
+    """GETACL (RFC 4314 §3.3)."""
+
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListRights:
+    """LISTRIGHTS (RFC 4314 §3.4)."""
+
+    tag: str
+    mailbox: str
+    identifier: str
+
+
+@dataclass(frozen=True, slots=True)
+class MyRights:
+    """MYRIGHTS (RFC 4314 §3.5)."""
+
+    tag: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
 class GetMetadata:
     """GETMETADATA (RFC 5464 §4.2): ``mailbox`` "" names the server; ``entries`` are
     canonical (:func:`pillarbox.imap.metadata.entry_name`); ``depth`` None is "infinity"."""
@@ -476,6 +520,11 @@ Command = (
     | SetQuota
     | GetMetadata
     | SetMetadata
+    | SetAcl
+    | DeleteAcl
+    | GetAcl
+    | ListRights
+    | MyRights
 )
 
 _NO_ARGUMENTS: Final = {
@@ -494,6 +543,8 @@ _ONE_MAILBOX: Final = {
     Subscribe: b"SUBSCRIBE",
     Unsubscribe: b"UNSUBSCRIBE",
     GetQuotaRoot: b"GETQUOTAROOT",
+    GetAcl: b"GETACL",
+    MyRights: b"MYRIGHTS",
 }
 
 
@@ -663,6 +714,20 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
                 for entry, value in pairs
             )
             return b"SETMETADATA " + mailbox(name) + b" (" + b" ".join(values) + b")"
+        case SetAcl(mailbox=name, identifier=identifier, rights=rights):
+            ident = strings.astring(identifier, utf8=utf8)
+            return (
+                b"SETACL "
+                + mailbox(name)
+                + b" "
+                + ident
+                + b" "
+                + strings.astring(rights, utf8=utf8)
+            )
+        case DeleteAcl(mailbox=name, identifier=identifier):
+            return b"DELETEACL " + mailbox(name) + b" " + strings.astring(identifier, utf8=utf8)
+        case ListRights(mailbox=name, identifier=identifier):
+            return b"LISTRIGHTS " + mailbox(name) + b" " + strings.astring(identifier, utf8=utf8)
     raise TypeError(f"not a command: {cmd!r}")  # pragma: no cover - the match is exhaustive
 
 

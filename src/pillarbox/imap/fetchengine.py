@@ -164,7 +164,9 @@ class FetchEngine:
         atts = self._normalise(atts)
         needs_info = any(_needs_info(att) for att in atts)
         needs_raw = any(_needs_raw(att) for att in atts)
-        marks_seen = not self._view.read_only and any(sets_seen(att) for att in atts)
+        view = self._view
+        may_seen = view.rights is None or "s" in view.rights  # RFC 4314 §4
+        marks_seen = not view.read_only and may_seen and any(sets_seen(att) for att in atts)
         if not (needs_info or needs_raw or marks_seen):
             await self._light(uids, atts)
         else:

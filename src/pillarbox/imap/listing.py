@@ -8,7 +8,9 @@ into ``* LIST``/``* LSUB`` lines (and ``* STATUS`` for LIST-STATUS).
   reference and the pattern are joined before matching. A first level spelling INBOX in any
   case means INBOX (RFC 9051 §5.1).
 - The store creates every superior of a mailbox, so the hierarchy has no holes; \\Noselect
-  only appears for the empty-pattern delimiter query and for LSUB's implied parents.
+  only appears for the empty-pattern delimiter query, for LSUB's implied parents, and for the
+  ``placeholders`` of the other users' namespace (RFC 2342 §5: ``Other Users`` and one level
+  per owner; RFC 4314 §4: a mailbox without "l" is as absent as one that does not exist).
 - \\HasChildren/\\HasNoChildren (RFC 3348, RFC 5258 §4) and the special-use attributes
   (RFC 6154 §2) are always returned: RFC 5258 allows it, clients use them, they cost nothing.
 """
@@ -72,6 +74,7 @@ def list_mailboxes(
     patterns: Iterable[str],
     selection: frozenset[str] = frozenset(),
     return_options: frozenset[str] = frozenset(),
+    placeholders: frozenset[str] = frozenset(),
 ) -> list[ListEntry]:
     """The LIST response entries, INBOX first, then by name."""
     existing = {box.name: box for box in mailboxes}
@@ -83,7 +86,7 @@ def list_mailboxes(
 
     only_subscribed = "SUBSCRIBED" in selection
     show_subscribed = only_subscribed or "SUBSCRIBED" in return_options
-    candidates = set(subscriptions) if only_subscribed else set(existing)
+    candidates = set(subscriptions) if only_subscribed else set(existing) | placeholders
     if "SPECIAL-USE" in selection:  # RFC 6154 §3: only mailboxes with a special use
         candidates = {n for n in candidates if n in existing and existing[n].special_use}
     entries: dict[str, ListEntry] = {}
@@ -92,7 +95,9 @@ def list_mailboxes(
             continue
         box = existing.get(name)
         attributes: list[str] = []
-        if box is None:
+        if box is None and name in placeholders:
+            attributes.extend((NOSELECT, HAS_CHILDREN))
+        elif box is None:
             attributes.append(NON_EXISTENT)
         else:
             attributes.append(HAS_CHILDREN if name in parents else HAS_NO_CHILDREN)

@@ -33,6 +33,8 @@ MAX_NAME: Final = 1024
 ADMIN: Final = "/shared/admin"
 #: RFC 6154 §4: a mailbox's special-use attributes as metadata.
 SPECIALUSE: Final = "/private/specialuse"
+#: RFC 5464 §3.2: the entries every user of a mailbox shares (all a grantee may read).
+SHARED_PREFIX: Final = "/shared/"
 #: RFC 5464 §4.2.2 DEPTH "infinity".
 INFINITY: Final = None
 #: RFC 5464 §3.2: 0x00-0x19, "*" and "%" are never part of a name; nor is non-ASCII.

@@ -483,6 +483,40 @@ def _one_mailbox(factory: Callable[[str, str], c.Command]) -> Callable[[_Cursor,
     return parse
 
 
+def _identifier(cur: _Cursor) -> str:
+    """An RFC 4314 §3 identifier (an astring): an account address or a special name."""
+    raw = cur.astring()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise cur.error("identifier is not UTF-8") from None
+
+
+def _mailbox_identifier(
+    factory: Callable[[str, str, str], c.Command],
+) -> Callable[[_Cursor, str], c.Command]:
+    """DELETEACL and LISTRIGHTS (RFC 4314 §3.2, §3.4): a mailbox and an identifier."""
+
+    def parse(cur: _Cursor, tag: str) -> c.Command:
+        cur.sp()
+        name = cur.mailbox()
+        cur.sp()
+        return factory(tag, name, _identifier(cur))
+
+    return parse
+
+
+def _setacl(cur: _Cursor, tag: str) -> c.Command:
+    """SETACL mailbox identifier mod-rights (RFC 4314 §3.1); the rights are checked by the
+    session (an unknown right is a BAD there, with the command understood)."""
+    cur.sp()
+    name = cur.mailbox()
+    cur.sp()
+    identifier = _identifier(cur)
+    cur.sp()
+    return c.SetAcl(tag, name, identifier, cur.astring().decode("utf-8", "surrogateescape"))
+
+
 def _rename(cur: _Cursor, tag: str) -> c.Command:
     cur.sp()
     old = cur.mailbox()
@@ -1236,6 +1270,11 @@ _COMMANDS: Final[dict[str, _Parser]] = {
     "SETQUOTA": _setquota,
     "GETMETADATA": _getmetadata,
     "SETMETADATA": _setmetadata,
+    "SETACL": _setacl,
+    "DELETEACL": _mailbox_identifier(c.DeleteAcl),
+    "GETACL": _one_mailbox(c.GetAcl),
+    "LISTRIGHTS": _mailbox_identifier(c.ListRights),
+    "MYRIGHTS": _one_mailbox(c.MyRights),
 }
 #: RFC 9051 §6.4.9 UID command, with RFC 4315 UID EXPUNGE, RFC 6851 UID MOVE, RFC 5256.
 _UID_COMMANDS: Final[dict[str, _Parser]] = {

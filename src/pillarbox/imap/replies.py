@@ -82,6 +82,19 @@ NO_METADATA_TOOMANY: Final = Reply(NO, "Too many entries", METADATA_TOOMANY)
 NO_METADATA_OVERQUOTA: Final = Reply(NO, "Entries exceed the account's limit", OVERQUOTA)
 #: RFC 5464 §3.2.1.1 /shared/admin; RFC 6154 §4 /private/specialuse (set by CREATE (USE)).
 NO_METADATA_READ_ONLY: Final = Reply(NO, "Entry is read-only", NOPERM)
+#: RFC 4314 (ACL); NOPERM is RFC 5530 §3's "the access control system does not permit".
+OK_SETACL: Final = Reply(OK, "SETACL completed")
+OK_DELETEACL: Final = Reply(OK, "DELETEACL completed")
+OK_GETACL: Final = Reply(OK, "GETACL completed")
+OK_LISTRIGHTS: Final = Reply(OK, "LISTRIGHTS completed")
+OK_MYRIGHTS: Final = Reply(OK, "MYRIGHTS completed")
+NO_PERMISSION: Final = Reply(NO, "Permission denied", NOPERM)
+BAD_RIGHTS: Final = Reply(BAD, "Unknown right in rights list")  # RFC 4314 §3.1: MUST be BAD
+NO_NEGATIVE_RIGHTS: Final = Reply(NO, "Negative rights are not supported", CANNOT)
+NO_OWNER_RIGHTS: Final = Reply(NO, "The owner always has every right", CANNOT)  # §2
+NO_UNKNOWN_IDENTIFIER: Final = Reply(NO, "No such user on this server", CANNOT)
+NO_OTHER_USERS_NAME: Final = Reply(NO, "Names below Other Users are other users'", CANNOT)
+NO_SHARED_RENAME: Final = Reply(NO, "Mailboxes cannot be renamed across owners", CANNOT)
 OK_COMPRESS: Final = Reply(OK, "DEFLATE active")  # RFC 4978 §3
 NO_COMPRESSION_ACTIVE: Final = Reply(NO, "DEFLATE active via COMPRESS", COMPRESSIONACTIVE)
 BAD_COMPRESS_MECHANISM: Final = Reply(BAD, "Only DEFLATE is supported")

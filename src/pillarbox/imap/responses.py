@@ -438,6 +438,33 @@ def quotaroot(mailbox: str, roots: Iterable[str], *, utf8: bool = False) -> byte
     return out + CRLF
 
 
+def acl(mailbox: str, entries: Iterable[tuple[str, str]], *, utf8: bool = False) -> bytes:
+    """``* ACL mailbox identifier rights ...`` (RFC 4314 §3.6)."""
+    out = b"* ACL " + encode_mailbox(mailbox, utf8=utf8)
+    for identifier, rights in entries:
+        out += b" " + strings.astring(identifier, utf8=utf8) + b" " + strings.astring(rights)
+    return out + CRLF
+
+
+def listrights(
+    mailbox: str, identifier: str, required: str, optional: Iterable[str], *, utf8: bool = False
+) -> bytes:
+    """``* LISTRIGHTS mailbox identifier required optional ...`` (RFC 4314 §3.7)."""
+    out = b"* LISTRIGHTS %s %s %s" % (
+        encode_mailbox(mailbox, utf8=utf8),
+        strings.astring(identifier, utf8=utf8),
+        strings.astring(required),
+    )
+    for rights in optional:
+        out += b" " + strings.astring(rights)
+    return out + CRLF
+
+
+def myrights(mailbox: str, rights: str, *, utf8: bool = False) -> bytes:
+    """``* MYRIGHTS mailbox rights`` (RFC 4314 §3.8)."""
+    return b"* MYRIGHTS %s %s\r\n" % (encode_mailbox(mailbox, utf8=utf8), strings.astring(rights))
+
+
 def metadata(mailbox: str, entries: bytes, *, utf8: bool = False) -> bytes:
     """``* METADATA mailbox entries`` (RFC 5464 §4.4): ``entries`` is the parenthesised
     entry-values of :func:`pillarbox.imap.metadata.entry_values`, or names alone (§4.4.2)."""

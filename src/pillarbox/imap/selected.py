@@ -72,6 +72,9 @@ class SelectedView:
         self.name = mailbox.name
         self.uidvalidity = mailbox.uidvalidity
         self.read_only = read_only
+        #: RFC 4314: the user's rights on another user's mailbox; None for the user's own
+        #: (every right). FETCH sets no implicit \\Seen without "s" (§4).
+        self.rights: frozenset[str] | None = None
         #: The records as SELECT read them (made as they are used: a cold SELECT of a large
         #: mailbox makes none), and those learned since, which take precedence.
         self._table = records if isinstance(records, RecordTable) else RecordTable.of(records)

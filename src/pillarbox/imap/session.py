@@ -52,6 +52,12 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   the write's transaction, so two sessions cannot pass them together. ENABLE METADATA turns
   nothing on: unsolicited METADATA responses (§4.4.2) go out only for NOTIFY's
   MailboxMetadataChange and ServerMetadataChange (RFC 5465 §5.6, §5.7).
+- **ACL** (RFC 4314, :mod:`.acl`): another user's mailbox is named
+  ``Other Users/<address>/<name>`` (RFC 2342 §5); :meth:`ImapSession._locate` resolves a name
+  to the store's (account, name) with the user's rights, and answers for a mailbox the user
+  may not see exactly as for one that does not exist (§4). Rights are read at SELECT and kept
+  on the view (§5.1.1 allows it); the adapter adds the selected shared mailbox to the change
+  feed (:attr:`ImapSession.watched_mailbox`), so IDLE hears the owner's changes.
 - **NOTIFY** (RFC 5465, :mod:`.notify`): once used, :meth:`ImapSession.push_updates` sends
   exactly the events the client asked for, whether it idles or not (§3.1, §4), and the
   adapter calls it whenever :attr:`ImapSession.wants_push`. Before any NOTIFY only IDLE
@@ -64,9 +70,10 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import dataclasses
 import enum
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -82,10 +89,10 @@ from pillarbox.errors import (
     StorageError,
     TooManyEntries,
 )
+from pillarbox.imap import acl, responses
 from pillarbox.imap import commands as c
 from pillarbox.imap import metadata as md
 from pillarbox.imap import replies as r
-from pillarbox.imap import responses
 from pillarbox.imap.capabilities import ENABLEABLE, capabilities
 from pillarbox.imap.errors import ParseError
 from pillarbox.imap.fetch import FetchItem
@@ -171,6 +178,11 @@ _AUTHENTICATED: Final = _ANY | {
     c.Notify,
     c.GetMetadata,
     c.SetMetadata,
+    c.SetAcl,
+    c.DeleteAcl,
+    c.GetAcl,
+    c.ListRights,
+    c.MyRights,
 }
 #: RFC 9051 §6: the commands each state accepts. ENABLE is for the authenticated state only
 #: (RFC 5161 §3.1); CHECK stays for IMAP4rev1 clients (RFC 3501 §6.4.1).
@@ -206,6 +218,8 @@ _NO_EXPUNGE: Final = frozenset({c.Fetch, c.Store, c.Search, c.Sort, c.Thread})
 QUOTA_ROOT: Final = ""
 _BARE_LF: Final = re.compile(rb"(?<!\r)\n")
 _NAMESPACE: Final = (("", DELIMITER),)
+#: RFC 2342 §5 / RFC 4314: other users' mailboxes shared with this user (:mod:`.acl`).
+_OTHER_NAMESPACE: Final = ((acl.OTHER_PREFIX, DELIMITER),)
 _SPECIAL_USES: Final = {use.value.upper(): use for use in SpecialUse}
 
 
@@ -291,6 +305,25 @@ class _Abort(Exception):
         self.reply = reply
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A mailbox a command names, resolved through the namespaces: the store's (account,
+    name) and, for another user's mailbox (RFC 4314), the owner's address and the user's
+    rights (None for the user's own: every right)."""
+
+    account_id: int
+    name: str
+    owner: str | None = None
+    rights: frozenset[str] | None = None
+
+    def display(self, name: str) -> str:
+        """``name`` (the store's) as this user sees it."""
+        return name if self.owner is None else acl.shared_name(self.owner, name)
+
+    def has(self, rights: str) -> bool:
+        return self.rights is None or set(rights) <= self.rights
+
+
 Handler = Callable[["ImapSession", c.Command, Output], Awaitable[Reply | None]]
 
 
@@ -331,6 +364,8 @@ class ImapSession:
         self._qresync = False  # RFC 7162 §3.2.3: ENABLE QRESYNC was issued
         self._compressing = False
         self._selected: SelectedView | None = None
+        #: How the selected mailbox was reached (another user's, RFC 4314, or the user's own).
+        self._target: _Target | None = None
         #: A hint said the selected mailbox was renamed or deleted (no MODSEQ tells that).
         self._dirty = False
         #: The highest MODSEQ a hint reported for the selected mailbox's messages.
@@ -394,6 +429,15 @@ class ImapSession:
             and not self._lexer.in_literal
         )
 
+    @property
+    def watched_mailbox(self) -> int | None:
+        """The selected mailbox when it is another user's (RFC 4314): the adapter adds it to
+        the change feed, which otherwise carries the user's own account only."""
+        target = self._target
+        if self._selected is None or target is None or target.owner is None:
+            return None
+        return self._selected.mailbox_id
+
     def notify(self, change: Change) -> None:
         """A change-feed hint: the selected mailbox may have changed (the truth is re-read)."""
         view = self._selected
@@ -402,7 +446,9 @@ class ImapSession:
                 self._dirty = True
             else:
                 self._hinted = max(self._hinted, change.modseq)
-        if self._notifier is not None:
+        # NOTIFY watches the user's own mailboxes; a watched shared one only wakes the view.
+        account = self.account
+        if self._notifier is not None and account is not None and change.account_id == account.id:
             self._notifier.hint(change)
 
     @property
@@ -570,7 +616,7 @@ class ImapSession:
             delta = await self.store.mailbox_delta(view.mailbox_id, view.modseq)
         except NotFound:
             raise _MailboxGone from None
-        view.name = delta.status.mailbox.name
+        view.name = self._shown(delta.status.mailbox.name)
         highest = delta.status.mailbox.highestmodseq
         if highest > view.modseq:
             view.apply(delta.changed, delta.expunged, highest)
@@ -637,6 +683,13 @@ class ImapSession:
             raise _Abort(r.BAD_BAD_SEQUENCE)
         return view.resolve(sequence, uid=uid, saved=self._saved)
 
+    @staticmethod
+    def _require(view: SelectedView, rights: str) -> None:
+        """NO [NOPERM] unless the user has ``rights`` on the selected mailbox (RFC 4314 §4;
+        rights are read at SELECT, which §5.1.1 allows)."""
+        if view.rights is not None and not set(rights) <= view.rights:
+            raise _Abort(r.NO_PERMISSION)
+
     def _writable(self) -> SelectedView:
         view = self._view
         if view.read_only:
@@ -681,7 +734,63 @@ class ImapSession:
         except (NotFound, InvalidName):
             raise _Abort(missing) from None
 
-    async def _status_line(self, mailbox: Mailbox, items: Sequence[str]) -> bytes:
+    def _shown(self, name: str) -> str:
+        """The selected mailbox's store name as the client knows it."""
+        return name if self._target is None else self._target.display(name)
+
+    async def _rights_on(self, mailbox: Mailbox) -> frozenset[str]:
+        """RFC 4314 §2: the union of the entries naming the user, "anyone" and
+        "authenticated" (no negative rights here)."""
+        me = self._account.address.lower()
+        rights: set[str] = set()
+        for entry in await self.store.get_acl(mailbox.id):
+            identifier = entry.identifier.lower()
+            if identifier == me or acl.is_special(identifier):
+                rights.update(entry.rights)
+        return frozenset(rights)
+
+    async def _owner(self, address: str) -> Account | None:
+        owner = await self.store.get_account(address)
+        if owner is None and address != address.lower():
+            owner = await self.store.get_account(address.lower())
+        return owner
+
+    async def _locate(self, name: str, needs: str, missing: Reply = r.NO_NO_MAILBOX) -> _Target:
+        """Where ``name`` is, if the user may do what needs ``needs`` there (RFC 4314 §4).
+
+        The user's own names are not looked up here (the store says NotFound). Another
+        user's mailbox on which the user has no right at all, or lacks a needed right and
+        "l", answers exactly as a mailbox that does not exist (§4: no information leak);
+        one the user can see but not use answers NO [NOPERM] (RFC 5530)."""
+        if not acl.is_other_users(name):
+            return _Target(self._account.id, name)
+        parts = acl.split_shared(name)
+        if parts is None:
+            raise _Abort(missing)
+        owner = await self._owner(parts[0])
+        if owner is None or owner.id == self._account.id:
+            raise _Abort(missing)
+        try:
+            mailbox = await self.store.get_mailbox(owner.id, parts[1])
+        except (NotFound, InvalidName):
+            raise _Abort(missing) from None
+        rights = await self._rights_on(mailbox)
+        if not rights or not set(needs) <= rights:
+            raise _Abort(r.NO_PERMISSION if "l" in rights else missing)
+        return _Target(owner.id, mailbox.name, owner.address, rights)
+
+    async def _located(
+        self, name: str, needs: str, missing: Reply = r.NO_NO_MAILBOX
+    ) -> tuple[_Target, Mailbox]:
+        target = await self._locate(name, needs, missing)
+        try:
+            return target, await self.store.get_mailbox(target.account_id, target.name)
+        except (NotFound, InvalidName):
+            raise _Abort(missing) from None
+
+    async def _status_line(
+        self, mailbox: Mailbox, items: Sequence[str], name: str | None = None
+    ) -> bytes:
         status = await self.store.mailbox_status(mailbox.id)
         box = status.mailbox
         view = self._selected
@@ -704,7 +813,8 @@ class ImapSession:
                 for record in await self.store.list_messages(box.id)
                 if "\\Deleted" in record.flags
             )
-        return responses.status(box.name, [(item, values[item]) for item in items], utf8=self._utf8)
+        shown = box.name if name is None else name
+        return responses.status(shown, [(item, values[item]) for item in items], utf8=self._utf8)
 
     async def _check_status_items(self, items: Sequence[str], out: Output) -> None:
         """STATUS (HIGHESTMODSEQ) is a CONDSTORE enabling command (RFC 7162 §3.1)."""
@@ -850,19 +960,28 @@ class ImapSession:
             self._selected = None
             await out.write(r.CLOSED_PREVIOUS.untagged())  # RFC 9051 §7.1 CLOSED
         self._saved = []  # RFC 5182 §2.1
+        self._target = None
+        target = await self._locate(cmd.mailbox, "r")  # RFC 4314 §4
         try:
-            snapshot = await self.store.open_mailbox(self._account.id, cmd.mailbox)
+            snapshot = await self.store.open_mailbox(target.account_id, target.name)
         except (NotFound, InvalidName):
             return r.NO_NO_MAILBOX
         status, mailbox = snapshot.status, snapshot.status.mailbox
         view = SelectedView(
             mailbox, snapshot.records, read_only=cmd.read_only, modseq=mailbox.highestmodseq
         )
+        view.name = target.display(mailbox.name)
+        view.rights = target.rights
         if self._claims_recent(view) and view.uids and view.uids[-1] >= status.recent_uid:
             first = await self.store.claim_recent(mailbox.id)
             view.recent = {uid for uid in view.uids if uid >= first}
         lines = [responses.flags(SYSTEM_FLAGS | view.keywords())]
-        permanent = responses.permanent_flags(SYSTEM_FLAGS) if not view.read_only else None
+        permanent = None
+        if not view.read_only:  # RFC 4314 §5.1.1: the flags this user's rights let change
+            rights = acl.ALL_RIGHTS if target.rights is None else target.rights
+            permanent = responses.permanent_flags(
+                acl.allowed_flags(SYSTEM_FLAGS, rights), new_keywords="w" in rights
+            )
         lines.append(
             r.OK_PERMANENTFLAGS.with_code(permanent or Code("PERMANENTFLAGS", b"()")).untagged()
         )
@@ -886,6 +1005,7 @@ class ImapSession:
         if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
             await self._resync(view, cmd.qresync, out)
         self._selected = view
+        self._target = target
         self._dirty = False
         self._hinted = 0
         return r.OK_EXAMINE_RO if view.read_only else r.OK_SELECT_RW
@@ -934,20 +1054,57 @@ class ImapSession:
             if len(known) != 1 or known[0] is None:
                 return r.NO_USEATTR
             use = known[0]
+        target = await self._creation_target(name)
         try:
-            created = await self.store.create_mailbox(self._account.id, name, use)
+            created = await self.store.create_mailbox(target.account_id, target.name, use)
         except AlreadyExists:
             return r.NO_EXISTS
         except InvalidName:
             return r.NO_BAD_NAME
+        await self._inherit_acl(created)
         await self._absorb()
         return r.OK_CREATE.with_code(responses.mailboxid(mailbox_id(created)))  # RFC 8474 §4.1
+
+    async def _creation_target(self, name: str) -> _Target:
+        """Where CREATE (or RENAME's new name) puts ``name``: the user's own account, or
+        another user's below a mailbox on which the user has "k" (RFC 4314 §4: the right on
+        the nearest existing parent; here the parent itself must exist, the top level of
+        another user's account being theirs alone)."""
+        if not acl.is_other_users(name):
+            return _Target(self._account.id, name)
+        parent, _, leaf = name.rpartition(DELIMITER)
+        if acl.split_shared(parent) is None or not leaf:
+            raise _Abort(r.NO_OTHER_USERS_NAME)
+        above = await self._locate(parent, "k", r.NO_PERMISSION)
+        return _Target(above.account_id, above.name + DELIMITER + leaf, above.owner, above.rights)
+
+    async def _inherit_acl(self, created: Mailbox) -> None:
+        """RFC 4314 §4: a new mailbox SHOULD inherit its parent's ACL, so that what a team
+        shares stays shared as it grows, and a grantee sees what they create."""
+        parent, _, _ = created.name.rpartition(DELIMITER)
+        if not parent:
+            return
+        try:
+            superior = await self.store.get_mailbox(created.account_id, parent)
+            entries = await self.store.get_acl(superior.id)
+        except NotFound:
+            return
+        for entry in entries:
+            grantee: int | str = entry.identifier
+            if not acl.is_special(entry.identifier):
+                account = await self.store.get_account(entry.identifier)
+                if account is None:
+                    continue
+                grantee = account.id
+            await self.store.set_acl(created.id, grantee, entry.rights)
 
     async def _delete(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Delete)
         if cmd.mailbox == INBOX:
             return r.NO_DELETE_INBOX
-        mailbox = await self._mailbox(cmd.mailbox)
+        _, mailbox = await self._located(cmd.mailbox, "x")  # RFC 4314 §4
+        if mailbox.name == INBOX:  # another user's INBOX, named through Other Users
+            return r.NO_DELETE_INBOX
         prefix = mailbox.name + DELIMITER
         # RFC 9051 §6.3.5: inferiors would be left without their superior; refuse instead.
         if any(
@@ -967,8 +1124,15 @@ class ImapSession:
     async def _rename(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Rename)
         new_name = cmd.new_name.rstrip(DELIMITER) or cmd.new_name
+        # RFC 4314 §4: "x" on the mailbox, "k" on the new parent; within one owner only.
+        source = await self._locate(cmd.mailbox, "x")
+        if acl.is_other_users(new_name) and source.owner is None:
+            return r.NO_OTHER_USERS_NAME
+        destination = await self._creation_target(new_name)
+        if destination.account_id != source.account_id:
+            return r.NO_SHARED_RENAME
         try:
-            await self.store.rename_mailbox(self._account.id, cmd.mailbox, new_name)
+            await self.store.rename_mailbox(source.account_id, source.name, destination.name)
         except NotFound:
             return r.NO_NO_MAILBOX
         except AlreadyExists:
@@ -1000,17 +1164,22 @@ class ImapSession:
             await out.write(responses.list_item((NOSELECT,), DELIMITER, "", utf8=self._utf8))
             return r.OK_LIST
         account_id = self._account.id
-        mailboxes = await self.store.list_mailboxes(account_id)
+        mailboxes = [
+            m for m in await self.store.list_mailboxes(account_id) if not acl.is_other_users(m.name)
+        ]
+        shared = await self._shared_mailboxes()
         subscriptions: set[str] = set()
         if "SUBSCRIBED" in cmd.selection or "SUBSCRIBED" in cmd.return_options:
             subscriptions = await self.store.list_subscriptions(account_id)
+        readable = {mailbox.id for mailbox, rights in shared.values() if "r" in rights}
         entries = list_mailboxes(
-            mailboxes,
+            [*mailboxes, *(mailbox for mailbox, _ in shared.values())],
             subscriptions,
             reference=cmd.reference,
             patterns=patterns,
             selection=cmd.selection,
             return_options=cmd.return_options,
+            placeholders=_placeholders(shared),
         )
         for entry in entries:
             line = responses.list_item(
@@ -1020,16 +1189,37 @@ class ImapSession:
                 utf8=self._utf8,
                 childinfo=entry.childinfo,
             )
-            if cmd.return_status is not None and entry.mailbox is not None:
-                line += await self._status_line(entry.mailbox, cmd.return_status)  # RFC 5819
+            box = entry.mailbox
+            # RFC 5819; RFC 4314 §4: another user's mailbox only with "r".
+            if (
+                cmd.return_status is not None
+                and box is not None
+                and (entry.name not in shared or box.id in readable)
+            ):
+                line += await self._status_line(box, cmd.return_status, entry.name)
             await out.write(line)
         return r.OK_LIST
+
+    async def _shared_mailboxes(self) -> dict[str, tuple[Mailbox, frozenset[str]]]:
+        """Other users' mailboxes this user may list (RFC 4314 "l"), by their name here; each
+        Mailbox carries that name."""
+        return {
+            name: (dataclasses.replace(s.mailbox, name=name), frozenset(s.rights))
+            for s in await self.store.shared_with(self._account.id)
+            if "l" in s.rights
+            for name in (acl.shared_name(s.owner, s.mailbox.name),)
+        }
 
     async def _lsub(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Lsub)
         account_id = self._account.id
         subscriptions = await self.store.list_subscriptions(account_id)
-        existing = {m.name for m in await self.store.list_mailboxes(account_id)}
+        existing = {
+            m.name
+            for m in await self.store.list_mailboxes(account_id)
+            if not acl.is_other_users(m.name)
+        }
+        existing.update(await self._shared_mailboxes())  # RFC 4314 §4: LSUB needs "l"
         for entry in list_subscribed(
             subscriptions, existing, reference=cmd.reference, pattern=cmd.pattern
         ):
@@ -1041,14 +1231,14 @@ class ImapSession:
         return r.OK_LSUB
 
     async def _namespace(self, cmd: c.Command, out: Output) -> Reply:
-        await out.write(responses.namespace(_NAMESPACE, None, None, utf8=self._utf8))
+        await out.write(responses.namespace(_NAMESPACE, _OTHER_NAMESPACE, None, utf8=self._utf8))
         return r.OK_NAMESPACE
 
     async def _status(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Status)
         await self._check_status_items(cmd.items, out)
-        mailbox = await self._mailbox(cmd.mailbox)
-        await out.write(await self._status_line(mailbox, cmd.items))
+        target, mailbox = await self._located(cmd.mailbox, "r")  # RFC 4314 §4
+        await out.write(await self._status_line(mailbox, cmd.items, target.display(mailbox.name)))
         return r.OK_STATUS
 
     async def _append(self, cmd: c.Command, out: Output) -> Reply:
@@ -1061,7 +1251,9 @@ class ImapSession:
         assert isinstance(cmd, c.Append)
         if any("\\Recent" in m.flags for m in cmd.messages):
             return r.BAD_RECENT_FLAG
-        mailbox = await self._mailbox(cmd.mailbox, r.NO_TRYCREATE)  # RFC 9051 §6.3.12
+        # RFC 9051 §6.3.12 TRYCREATE; RFC 4314 §4: "i", and flags only as "s", "w", "t" allow.
+        target, mailbox = await self._located(cmd.mailbox, "i", r.NO_TRYCREATE)
+        rights = acl.ALL_RIGHTS if target.rights is None else target.rights
         raws = [normalise_line_endings(m.data) for m in cmd.messages]
         if not all(raws):
             return r.NO_EMPTY_MESSAGE
@@ -1073,7 +1265,7 @@ class ImapSession:
                     mailbox.id,
                     raw,
                     info,
-                    flags=frozenset(message.flags),
+                    flags=acl.allowed_flags(frozenset(message.flags), rights),
                     internal_date=message.internal_date,
                 )
                 records.append(record)
@@ -1125,7 +1317,11 @@ class ImapSession:
         """RFC 9208 §4.3: every mailbox of the account shares its one root (none when the
         account is unlimited)."""
         assert isinstance(cmd, c.GetQuotaRoot)
-        mailbox = await self._mailbox(cmd.mailbox)
+        target, mailbox = await self._located(cmd.mailbox, "r")
+        if target.owner is not None:  # the owner's quota is not the user's to see
+            shown = target.display(mailbox.name)
+            await out.write(responses.quotaroot(shown, [], utf8=self._utf8))
+            return r.OK_GETQUOTAROOT
         resources = await self._quota_resources()
         roots = [QUOTA_ROOT] if resources else []
         lines = [responses.quotaroot(mailbox.name, roots, utf8=self._utf8)]
@@ -1139,10 +1335,16 @@ class ImapSession:
 
     # -- METADATA (RFC 5464) ---------------------------------------------------------------
 
-    async def _metadata_target(self, name: str) -> Mailbox | None:
+    async def _metadata_target(self, name: str) -> tuple[_Target | None, Mailbox | None]:
         """The mailbox a METADATA command names, None for the server (""); NO [NONEXISTENT]
-        for a mailbox that does not exist (§3.3)."""
-        return None if name == "" else await self._mailbox(name)
+        for a mailbox that does not exist (§3.3), NO [NOPERM] for another user's mailbox
+        without "l" and one of "rswip" (§3.3 with RFC 4314)."""
+        if name == "":
+            return None, None
+        target, mailbox = await self._located(name, "l")
+        if target.rights is not None and not target.rights & set("rswip"):
+            raise _Abort(r.NO_PERMISSION)
+        return target, mailbox
 
     def _computed_metadata(self, mailbox: Mailbox | None) -> dict[str, bytes]:
         """The read-only entries the server provides (module notes of :mod:`.metadata`)."""
@@ -1155,13 +1357,18 @@ class ImapSession:
 
     async def _getmetadata(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.GetMetadata)
-        mailbox = await self._metadata_target(cmd.mailbox)
+        target, mailbox = await self._metadata_target(cmd.mailbox)
+        account_id = self._account.id if target is None else target.account_id
         try:
             stored = await self.store.get_metadata(
-                self._account.id, None if mailbox is None else mailbox.id, cmd.entries
+                account_id, None if mailbox is None else mailbox.id, cmd.entries
             )
         except NotFound:  # deleted since the lookup: not the selected mailbox's BYE
             return r.NO_NO_MAILBOX
+        if target is not None and target.owner is not None:
+            # The owner's /private entries are the owner's (module notes of .metadata); a
+            # grantee reads the /shared ones (RFC 5464 §3.3 with RFC 4314).
+            stored = {n: v for n, v in stored.items() if n.startswith(md.SHARED_PREFIX)}
         entries = {**stored, **self._computed_metadata(mailbox)}
         items = md.select(entries, cmd.entries, cmd.depth)
         longest = 0
@@ -1182,7 +1389,9 @@ class ImapSession:
 
     async def _setmetadata(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.SetMetadata)
-        mailbox = await self._metadata_target(cmd.mailbox)
+        target, mailbox = await self._metadata_target(cmd.mailbox)
+        if target is not None and target.owner is not None:
+            return r.NO_PERMISSION  # another user's entries are read-only here
         entries = dict(cmd.entries)  # a name given twice: the last value stands
         read_only = md.SPECIALUSE if mailbox is not None else md.ADMIN
         if read_only in entries:
@@ -1204,6 +1413,76 @@ class ImapSession:
         if self._notifier is not None:  # RFC 5465 §5: the session's own change is not echoed
             await self._notifier.absorb_metadata(self.store, mailbox_id or 0)
         return r.OK_SETMETADATA
+
+    # -- ACL (RFC 4314, :mod:`.acl`) ---------------------------------------------------------
+
+    async def _grantee(self, identifier: str) -> int | str:
+        """An identifier's store form: an account id, or "anyone"/"authenticated"."""
+        if acl.is_special(identifier):
+            return identifier.lower()
+        account = await self._owner(identifier)
+        if account is None:
+            raise _Abort(r.NO_UNKNOWN_IDENTIFIER)
+        return account.id
+
+    async def _setacl(self, cmd: c.Command, out: Output) -> Reply:
+        """SETACL and DELETEACL (RFC 4314 §3.1, §3.2): "a" on the mailbox (§4)."""
+        assert isinstance(cmd, c.SetAcl | c.DeleteAcl)
+        change = acl.RightsChange("=", frozenset())  # DELETEACL: no rights, no entry
+        if isinstance(cmd, c.SetAcl):
+            try:
+                change = acl.parse_rights(cmd.rights)
+            except acl.BadRights:
+                return r.BAD_RIGHTS
+        _, mailbox = await self._located(cmd.mailbox, "a")
+        if cmd.identifier.startswith("-"):
+            return r.NO_NEGATIVE_RIGHTS  # §2: negative rights, not offered here
+        grantee = await self._grantee(cmd.identifier)
+        if grantee == mailbox.account_id:
+            return r.NO_OWNER_RIGHTS
+        # "+" and "-" apply in the store's transaction: concurrent SETACLs lose nothing.
+        await self.store.set_acl(mailbox.id, grantee, "".join(change.rights), change.mode)
+        return r.OK_SETACL if isinstance(cmd, c.SetAcl) else r.OK_DELETEACL
+
+    async def _getacl(self, cmd: c.Command, out: Output) -> Reply:
+        """GETACL (RFC 4314 §3.3): the owner's implicit entry first, then the stored ones."""
+        assert isinstance(cmd, c.GetAcl)
+        target, mailbox = await self._located(cmd.mailbox, "a")
+        owner = self._account.address if target.owner is None else target.owner
+        entries = [(owner, acl.format_rights(acl.ALL_RIGHTS))]
+        entries += [
+            (entry.identifier, acl.format_rights(entry.rights))
+            for entry in await self.store.get_acl(mailbox.id)
+        ]
+        await out.write(responses.acl(target.display(mailbox.name), entries, utf8=self._utf8))
+        return r.OK_GETACL
+
+    async def _listrights(self, cmd: c.Command, out: Output) -> Reply:
+        """LISTRIGHTS (RFC 4314 §3.4): the owner has every right, required; anyone else may
+        be granted each right alone (and "c", "d", §2.1.1)."""
+        assert isinstance(cmd, c.ListRights)
+        target, mailbox = await self._located(cmd.mailbox, "a")
+        if cmd.identifier.startswith("-"):
+            return r.NO_NEGATIVE_RIGHTS
+        grantee = await self._grantee(cmd.identifier)
+        shown = target.display(mailbox.name)
+        if grantee == mailbox.account_id:
+            line = responses.listrights(
+                shown, cmd.identifier, acl.format_rights(acl.ALL_RIGHTS), (), utf8=self._utf8
+            )
+        else:
+            line = responses.listrights(shown, cmd.identifier, "", acl.GRANTABLE, utf8=self._utf8)
+        await out.write(line)
+        return r.OK_LISTRIGHTS
+
+    async def _myrights(self, cmd: c.Command, out: Output) -> Reply:
+        """MYRIGHTS (RFC 4314 §3.5): any right at all lets the user ask (§4)."""
+        assert isinstance(cmd, c.MyRights)
+        target, mailbox = await self._located(cmd.mailbox, "")
+        rights = acl.ALL_RIGHTS if target.rights is None else target.rights
+        shown = target.display(mailbox.name)
+        await out.write(responses.myrights(shown, acl.format_rights(rights), utf8=self._utf8))
+        return r.OK_MYRIGHTS
 
     async def _compress(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Compress)
@@ -1241,7 +1520,9 @@ class ImapSession:
 
     async def _close(self, cmd: c.Command, out: Output) -> Reply:
         view = self._view
-        if isinstance(cmd, c.Close) and not view.read_only:
+        # RFC 4314 §4: without "e", CLOSE closes without expunging, and still answers OK.
+        may_expunge = view.rights is None or "e" in view.rights
+        if isinstance(cmd, c.Close) and not view.read_only and may_expunge:
             with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to expunge
                 await self.store.expunge(view.mailbox_id)  # RFC 9051 §6.4.1: silently
         self._selected = None
@@ -1251,6 +1532,7 @@ class ImapSession:
     async def _expunge(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Expunge)
         view = self._writable()
+        self._require(view, "e")  # RFC 4314 §4
         uids = None if cmd.uids is None else self._resolve(cmd.uids, uid=True)
         if uids != []:
             await self.store.expunge(view.mailbox_id, uids)
@@ -1359,6 +1641,12 @@ class ImapSession:
             await self._enable_condstore(out)
         # \Recent is the server's (RFC 3501 §2.3.2): a client cannot set or clear it.
         flags = frozenset(cmd.flags) - {"\\Recent"}
+        # RFC 4314 §4: "s" for \\Seen, "t" for \\Deleted, "w" for the others; replacing the
+        # flags changes them all.
+        if cmd.mode is FlagOp.REPLACE:
+            self._require(view, "stw")
+        else:
+            self._require(view, "".join(acl.flag_right(flag) for flag in flags))
         refused: tuple[int, ...] = ()
         if uids and (flags or cmd.mode is FlagOp.REPLACE or conditional):
             update = await self.store.store_flags(
@@ -1473,8 +1761,11 @@ class ImapSession:
         assert isinstance(cmd, c.Copy | c.Move)
         move = isinstance(cmd, c.Move)
         view = self._writable() if move else self._view
+        if move:
+            self._require(view, "te")  # RFC 6851 §3.3 with RFC 4314 §4
         uids = self._resolve(cmd.sequence, uid=cmd.uid)
-        target = await self._mailbox(cmd.mailbox, r.NO_TRYCREATE)  # RFC 9051 §6.4.7
+        # RFC 9051 §6.4.7 TRYCREATE; RFC 4314 §4: "i" on the target.
+        where, target = await self._located(cmd.mailbox, "i", r.NO_TRYCREATE)
         done = r.OK_MOVE if move else r.OK_COPY
         if not uids:
             return done
@@ -1492,6 +1783,8 @@ class ImapSession:
             return done
         if target.id == view.mailbox_id:
             self._own_arrivals.update(new for _, new in pairs)
+        if where.rights is not None:
+            await self._drop_unpermitted_flags(view, target, pairs, where.rights)
         await self._absorb(target.id)
         await self._learn(view.mailbox_id, target, pairs)
         code = responses.copyuid(
@@ -1507,6 +1800,21 @@ class ImapSession:
         if target.id == view.mailbox_id:
             await self._sync()
         return done.with_code(code)
+
+    async def _drop_unpermitted_flags(
+        self,
+        view: SelectedView,
+        target: Mailbox,
+        pairs: list[tuple[int, int]],
+        rights: frozenset[str],
+    ) -> None:
+        """RFC 4314 §4: a copy into another user's mailbox keeps only the flags the user's
+        rights there allow (the copy itself does not fail)."""
+        for old, new in pairs:
+            flags = view.record(old).flags
+            allowed = acl.allowed_flags(flags, rights)
+            if allowed != flags:
+                await self.store.store_flags(target.id, [new], FlagOp.REPLACE, allowed)
 
     async def _learn(self, source_id: int, target: Mailbox, pairs: list[tuple[int, int]]) -> None:
         """Moving or copying into Junk teaches the spam filter "spam", out of it "ham"."""
@@ -1524,6 +1832,17 @@ class ImapSession:
             [record for record in records if record is not None],
             hostname=self.settings.hostname,
         )
+
+
+def _placeholders(shared: Iterable[str]) -> frozenset[str]:
+    """The \\Noselect levels above other users' mailboxes (RFC 2342 §5): the namespace
+    root and one per owner."""
+    names: set[str] = set()
+    for name in shared:
+        parts = acl.split_shared(name)
+        if parts is not None:
+            names.update((acl.OTHER_USERS, acl.OTHER_PREFIX + parts[0]))
+    return frozenset(names)
 
 
 def _handlers() -> dict[type, Handler]:
@@ -1567,6 +1886,11 @@ def _handlers() -> dict[type, Handler]:
         c.Notify: s._notify,
         c.GetMetadata: s._getmetadata,
         c.SetMetadata: s._setmetadata,
+        c.SetAcl: s._setacl,
+        c.DeleteAcl: s._setacl,
+        c.GetAcl: s._getacl,
+        c.ListRights: s._listrights,
+        c.MyRights: s._myrights,
     }
     return table
 

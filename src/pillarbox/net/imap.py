@@ -229,6 +229,8 @@ class _Connection:
         """Carry out the session's request; False when the connection is to close."""
         if self.feed is None and self.session.account is not None:
             self._subscribe(self.session.account.id)
+        if self.feed is not None:  # a shared mailbox selected (RFC 4314): hear its owner's
+            self.feed.watch(self.session.watched_mailbox)
         if action is Action.CLOSE:
             return False
         if action is Action.START_TLS:

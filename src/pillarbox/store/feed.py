@@ -11,6 +11,13 @@ Changes are hints (see ``Change``), which lets a slow subscriber cost bounded me
 changes are coalesced per ``(mailbox, kind)`` keeping the highest MODSEQ, so a subscriber holds
 at most four entries per mailbox however far behind it falls, and still learns that something
 happened where. The reader re-reads the truth by MODSEQ.
+
+A subscription may also **watch one mailbox of another account** (:meth:`FeedSubscription.watch`):
+an IMAP session that selected a mailbox shared with its user (RFC 4314) hears that mailbox's
+changes as if they were its own account's. The hub indexes watchers by mailbox id, so a publish
+costs one dictionary look-up per changed mailbox whoever watches; on PostgreSQL the LISTEN
+connection publishes every node's changes here, so a grantee on one node hears the owner's
+writes on another.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class FeedSubscription:
         self._pending: dict[tuple[int, ChangeKind], Change] = {}
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        #: The other account's mailbox watched (:meth:`watch`), if any.
+        self.watched: int | None = None
 
     def __aiter__(self) -> FeedSubscription:
         return self
@@ -51,6 +60,12 @@ class FeedSubscription:
     async def close(self) -> None:
         self._hub.unsubscribe(self)
         self.end()
+
+    def watch(self, mailbox_id: int | None) -> None:
+        """Hear the changes of ``mailbox_id`` too, whoever owns it (None: stop); one at a
+        time — the selected mailbox."""
+        if mailbox_id != self.watched:
+            self._hub.watch(self, mailbox_id)
 
     def end(self) -> None:
         """Finish iteration once the pending changes are consumed (also called by the hub)."""
@@ -102,6 +117,7 @@ class ChangeHub:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscriptions: dict[int, set[FeedSubscription]] = {}
+        self._watchers: dict[int, set[FeedSubscription]] = {}
 
     def subscribe(self, account_id: int) -> FeedSubscription:
         subscription = FeedSubscription(self, account_id)
@@ -109,8 +125,27 @@ class ChangeHub:
             self._subscriptions.setdefault(account_id, set()).add(subscription)
         return subscription
 
+    def watch(self, subscription: FeedSubscription, mailbox_id: int | None) -> None:
+        with self._lock:
+            self._unwatch(subscription)
+            subscription.watched = mailbox_id
+            if mailbox_id is not None:
+                self._watchers.setdefault(mailbox_id, set()).add(subscription)
+
+    def _unwatch(self, subscription: FeedSubscription) -> None:
+        """Under the lock: forget what ``subscription`` watches."""
+        old = subscription.watched
+        if old is not None:
+            watchers = self._watchers.get(old)
+            if watchers is not None:
+                watchers.discard(subscription)
+                if not watchers:
+                    del self._watchers[old]
+        subscription.watched = None
+
     def unsubscribe(self, subscription: FeedSubscription) -> None:
         with self._lock:
+            self._unwatch(subscription)
             subscribers = self._subscriptions.get(subscription.account_id)
             if subscribers is not None:
                 subscribers.discard(subscription)
@@ -119,14 +154,22 @@ class ChangeHub:
 
     def publish(self, changes: Iterable[Change]) -> None:
         by_account: dict[int, list[Change]] = {}
+        by_mailbox: dict[int, list[Change]] = {}
         for change in changes:
             by_account.setdefault(change.account_id, []).append(change)
+            by_mailbox.setdefault(change.mailbox_id, []).append(change)
         with self._lock:
             targets = [
                 (subscription, batch)
                 for account_id, batch in by_account.items()
                 for subscription in self._subscriptions.get(account_id, ())
             ]
+            if self._watchers:
+                targets += [
+                    (subscription, batch)
+                    for mailbox_id, batch in by_mailbox.items()
+                    for subscription in self._watchers.get(mailbox_id, ())
+                ]
         waiters = [subscription.push(batch) for subscription, batch in targets]
         _wake_all(waiter for waiter in waiters if waiter is not None)
 
@@ -135,5 +178,6 @@ class ChangeHub:
         with self._lock:
             subscriptions = [s for group in self._subscriptions.values() for s in group]
             self._subscriptions.clear()
+            self._watchers.clear()
         for subscription in subscriptions:
             subscription.end()

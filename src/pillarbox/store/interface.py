@@ -33,6 +33,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    AclEntry,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -61,6 +62,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SendingLimits,
     SendingUsage,
+    SharedMailbox,
     SieveScript,
     SpamCounts,
     SpamEvidence,
@@ -78,6 +80,10 @@ class ChangeSubscription(Protocol):
     def __aiter__(self) -> AsyncIterator[Change]: ...
 
     async def close(self) -> None: ...
+
+    def watch(self, mailbox_id: int | None) -> None:
+        """Also carry the changes of this mailbox of another account (RFC 4314 sharing);
+        None stops. One mailbox at a time."""
 
 
 class Store(Protocol):
@@ -211,6 +217,24 @@ class Store(Protocol):
     async def list_metadata(self, account_id: int) -> dict[int, dict[str, bytes]]:
         """Every entry of the account by mailbox id (0: server entries); mailboxes without
         entries are left out (IMAP NOTIFY's picture of what the client knows)."""
+
+    # -- access control lists (RFC 4314) ---------------------------------------------------
+    async def get_acl(self, mailbox_id: int) -> list[AclEntry]:
+        """A mailbox's ACL entries, accounts by address, ordered by identifier; the owner's
+        implicit rights are not stored (RFC 4314 §2). NotFound if the mailbox is gone."""
+
+    async def set_acl(
+        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+    ) -> None:
+        """Set the entry of ``grantee`` (an account id, or one of ``ACL_SPECIAL_IDENTIFIERS``)
+        to ``rights`` (letters of ``aclrows.STORED_RIGHTS``), or with ``mode`` "+" or "-" add
+        or remove them, in one transaction (RFC 4314 §3.1); no rights left removes the entry.
+        NotFound if the mailbox or the account is gone. Entries go with their mailbox or
+        grantee account and stay through a rename (the mailbox id is kept)."""
+
+    async def shared_with(self, account_id: int) -> list[SharedMailbox]:
+        """The other accounts' mailboxes on which an entry gives this account any right,
+        directly or through "anyone"/"authenticated"; one per mailbox, rights merged."""
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
     async def claim_recent(self, mailbox_id: int) -> int:

@@ -426,6 +426,34 @@ class Change:
     modseq: int
 
 
+#: RFC 4314 §2: the identifiers an ACL entry may name besides an account ("anyone" is every
+#: user, anonymous ones too; here every IMAP user has logged in, so both mean the same).
+ACL_SPECIAL_IDENTIFIERS = ("anyone", "authenticated")
+
+
+@dataclass(frozen=True, slots=True)
+class AclEntry:
+    """One entry of a mailbox's access control list (RFC 4314 §2).
+
+    ``identifier`` is the grantee account's address, or one of
+    :data:`ACL_SPECIAL_IDENTIFIERS`; ``rights`` the stored rights letters (the RFC 4314 §2.1
+    set, in its order, without the virtual "c" and "d" of §2.1.1: the IMAP layer maps those)."""
+
+    identifier: str
+    rights: str
+
+
+@dataclass(frozen=True, slots=True)
+class SharedMailbox:
+    """A mailbox of another account that an ACL opens to a user (RFC 4314 §2, the "l" right
+    and others): the mailbox, its owner's address and the user's rights on it, the union of
+    the entries naming the user and those naming "anyone" or "authenticated"."""
+
+    mailbox: Mailbox
+    owner: str
+    rights: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetadataLimits:
     """What :meth:`Store.set_metadata` enforces in its transaction (RFC 5464 §4.1 allows a

@@ -11,6 +11,7 @@ from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
 from pillarbox.net.imap import session_settings
 from pillarbox.store.interface import Store
+from pillarbox.store.types import Change
 
 
 def core_session(
@@ -33,3 +34,30 @@ def core_session(
 async def _parse(raw: bytes) -> MessageInfo:
     # Inline, not on the executor as the server does: the tests' messages are small.
     return parse_message(raw)
+
+
+class CoreWire:
+    """A session core with a collecting output: ``send`` returns what the server answered,
+    ``hint`` what it pushes on a change-feed wake-up (as the adapter drives it)."""
+
+    def __init__(self, session: ImapSession) -> None:
+        self.session = session
+        self.data = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self.data += data
+
+    def take(self) -> str:
+        out = self.data.decode()
+        self.data.clear()
+        return out
+
+    async def send(self, text: str) -> str:
+        await self.session.receive_data(text.encode(), self, 0.0)
+        return self.take()
+
+    async def hint(self, change: Change) -> str:
+        self.session.notify(change)
+        if self.session.wants_push:
+            await self.session.push_updates(self, 0.0)
+        return self.take()

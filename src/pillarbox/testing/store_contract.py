@@ -47,6 +47,7 @@ from pillarbox.store.types import (
     INBOX,
     Account,
     AccountSettings,
+    AclEntry,
     AcmeChallengeRecord,
     ActivityCounts,
     AttemptOutcome,
@@ -1001,6 +1002,37 @@ class StoreContract:
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(feed), 5)
 
+    async def test_change_feed_watches_a_shared_mailbox(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """RFC 4314 sharing: a grantee's subscription hears the one mailbox of another
+        account it watches (the selected one), and nothing else of that account."""
+        grantee = await store.add_account(f"watcher@{DOMAIN}", "h")
+        support = await store.create_mailbox(account.id, "Support")
+        subscription = store.subscribe(grantee.id)
+        subscription.watch(support.id)
+        feed = aiter(subscription)
+
+        async def next_message_change() -> Change:
+            """The next change but mailbox creations (on PostgreSQL the hints of the
+            accounts' and Support's creation may arrive after the subscription)."""
+            while True:
+                change = await asyncio.wait_for(anext(feed), 5)
+                if change.kind is not ChangeKind.MAILBOXES:
+                    return change
+
+        await store.append(inbox.id, *make_message(1))  # not watched
+        record = await store.append(support.id, *make_message(2))
+        change = await next_message_change()
+        assert change == Change(account.id, support.id, ChangeKind.EXISTS, record.modseq)
+        subscription.watch(None)
+        await store.append(support.id, *make_message(3))
+        own = await store.get_mailbox(grantee.id, INBOX)
+        mine = await store.append(own.id, *make_message(4))
+        change = await next_message_change()  # the next is the grantee's own
+        assert change == Change(grantee.id, own.id, ChangeKind.EXISTS, mine.modseq)
+        await subscription.close()
+
     async def test_change_feed_coalesces_for_slow_readers(
         self, store: Store, account: Account, inbox: Mailbox
     ) -> None:
@@ -1398,6 +1430,54 @@ class StoreContract:
         assert await store.get_metadata(account.id, inbox.id) == {"/private/comment": b"in"}
         await store.remove_account(account.id)
         assert await store.list_metadata(account.id) == {}
+
+    async def test_acl_entries_and_shared_mailboxes(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """RFC 4314: entries by account and special identifier, the grantee's view of them,
+        kept through a rename, gone with the mailbox or the grantee."""
+        bob = await store.add_account(f"grantee@{DOMAIN}", "h")
+        carol = await store.add_account(f"anyone-else@{DOMAIN}", "h")
+        support = await store.create_mailbox(account.id, "Support")
+        assert await store.get_acl(support.id) == []
+        await store.set_acl(support.id, bob.id, "rl")  # stored in RFC 4314 §2.1 order
+        await store.set_acl(support.id, "anyone", "l")
+        assert await store.get_acl(support.id) == [
+            AclEntry("anyone", "l"),
+            AclEntry(f"grantee@{DOMAIN}", "lr"),
+        ]
+        await store.set_acl(support.id, bob.id, "lrswi")  # replaces
+        await store.set_acl(support.id, bob.id, "ae", "+")  # RFC 4314 §3.1 modifiers
+        await store.set_acl(support.id, bob.id, "ax", "-")
+        with pytest.raises(ValueError, match="unknown ACL modification"):
+            await store.set_acl(support.id, bob.id, "l", "*")
+        shared = await store.shared_with(bob.id)
+        assert [(s.mailbox.id, s.owner, s.rights) for s in shared] == [
+            (support.id, account.address, "lrswie")
+        ]
+        # carol has only what "anyone" gives; the owner sees none of their own mailboxes.
+        assert [(s.mailbox.name, s.rights) for s in await store.shared_with(carol.id)] == [
+            ("Support", "l")
+        ]
+        assert await store.shared_with(account.id) == []
+        await store.rename_mailbox(account.id, "Support", "Help")
+        assert [s.mailbox.name for s in await store.shared_with(bob.id)] == ["Help"]
+        await store.set_acl(support.id, "anyone", "")  # empty rights remove the entry
+        assert await store.shared_with(carol.id) == []
+        await store.set_acl(support.id, carol.id, "l")
+        await store.remove_account(carol.id)  # the grantee's entries go with it
+        assert await store.get_acl(support.id) == [AclEntry(f"grantee@{DOMAIN}", "lrswie")]
+        with pytest.raises(NotFound):
+            await store.set_acl(support.id, "nobody", "l")
+        with pytest.raises(NotFound):
+            await store.set_acl(support.id, carol.id, "l")
+        await store.set_acl(inbox.id, bob.id, "lr")
+        await store.delete_mailbox(support.id)
+        assert [s.mailbox.id for s in await store.shared_with(bob.id)] == [inbox.id]
+        with pytest.raises(NotFound):
+            await store.get_acl(support.id)
+        with pytest.raises(NotFound):
+            await store.set_acl(support.id, bob.id, "l")
 
     async def test_metadata_limits(self, store: Store, account: Account, inbox: Mailbox) -> None:
         limits = MetadataLimits(max_entries=2, max_total=40)

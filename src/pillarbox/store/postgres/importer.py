@@ -339,6 +339,12 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("mailbox_id", "name", "value"),
             lambda r: (r[0], r[1], bytes(r[2])),
         ),
+        _Table(
+            "mailbox_acl",
+            "SELECT mailbox_id, grantee_id, special, rights FROM mailbox_acl",
+            ("mailbox_id", "grantee_id", "special", "rights"),
+            lambda r: r,
+        ),
     )
 
 

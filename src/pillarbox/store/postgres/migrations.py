@@ -575,6 +575,22 @@ CREATE TABLE identities (
 CREATE INDEX identities_account ON identities(account_id);
 """
 
+# RFC 4314 ACL (SQLite migration 23's notes). Numbered 18 while another branch holds 17.
+_V18_SQL = r"""
+CREATE TABLE mailbox_acl (
+    mailbox_id bigint NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    grantee_id bigint REFERENCES accounts(id) ON DELETE CASCADE,
+    special text CHECK (special IN ('anyone', 'authenticated')),
+    rights text NOT NULL,
+    CHECK ((grantee_id IS NULL) <> (special IS NULL))
+);
+CREATE UNIQUE INDEX mailbox_acl_account ON mailbox_acl(mailbox_id, grantee_id)
+    WHERE grantee_id IS NOT NULL;
+CREATE UNIQUE INDEX mailbox_acl_special ON mailbox_acl(mailbox_id, special)
+    WHERE special IS NOT NULL;
+CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -597,6 +613,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "IMAP METADATA entries of mailboxes and of the server", _V15_SQL),
     Migration(16, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V16_SQL),
     Migration(17, "webmail sending identities and signatures", _V17_SQL),
+    Migration(18, "IMAP ACL entries of mailboxes (RFC 4314)", _V18_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -68,6 +68,7 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
+from pillarbox.store.aclrows import changed_rights, merge_shared
 from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -87,12 +88,14 @@ from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
 from pillarbox.store.types import (
+    ACL_SPECIAL_IDENTIFIERS,
     DEFAULT_MAILBOXES,
     DELIMITER,
     INBOX,
     Account,
     AccountSettings,
     AccountToken,
+    AclEntry,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -126,6 +129,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SendingLimits,
     SendingUsage,
+    SharedMailbox,
     SieveScript,
     SpamCounts,
     SpamEvidence,
@@ -151,6 +155,19 @@ _HASH_OFF_LOOP = 64 * 1024
 _FINAL_STATES = [RecipientState.DELIVERED.value, RecipientState.FAILED.value]
 _OPEN_STATES = [RecipientState.PENDING.value, RecipientState.DEFERRED.value]
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
+#: RFC 4314: a mailbox's entries, accounts by address (the special identifiers by name).
+_ACL_ENTRIES = (
+    "SELECT coalesce(a.address, e.special) AS identifier, e.rights FROM mailbox_acl e "
+    "LEFT JOIN accounts a ON a.id = e.grantee_id WHERE e.mailbox_id = %s "
+    'ORDER BY coalesce(a.address, e.special) COLLATE "C"'
+)
+#: The other accounts' mailboxes an entry opens to an account, one row per entry.
+_SHARED_WITH = (
+    f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, o.address, e.rights "
+    "FROM mailbox_acl e JOIN mailboxes m ON m.id = e.mailbox_id "
+    "JOIN accounts o ON o.id = m.account_id "
+    "WHERE (e.grantee_id = %s OR e.special IS NOT NULL) AND m.account_id <> %s"
+)
 _RECORD_COLUMNS = (
     "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, b.sha256 "
     "FROM messages m JOIN blobs b ON b.id = m.blob"
@@ -861,6 +878,53 @@ class PostgresStore:
 
     async def list_metadata(self, account_id: int) -> dict[int, dict[str, bytes]]:
         return await self._read(lambda conn: metadata.list_entries(conn, account_id))
+
+    # -- ACL (RFC 4314; tables in migration 18) ---------------------------------------------
+    async def get_acl(self, mailbox_id: int) -> list[AclEntry]:
+        async def query(conn: Conn) -> list[AclEntry]:
+            if await _one(conn, "SELECT 1 FROM mailboxes WHERE id = %s", (mailbox_id,)) is None:
+                raise NotFound(f"no mailbox {mailbox_id}")
+            rows = await _all(conn, _ACL_ENTRIES, (mailbox_id,))
+            return [AclEntry(row[0], row[1]) for row in rows]
+
+        return await self._read(query)
+
+    async def set_acl(
+        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+    ) -> None:
+        changed_rights("", rights, mode)  # an unknown mode fails before the transaction
+        account, special = (grantee, None) if isinstance(grantee, int) else (None, grantee)
+        if special is not None and special not in ACL_SPECIAL_IDENTIFIERS:
+            raise NotFound(f"no identifier {special}")
+
+        async def op(conn: Conn, changes: list[Change]) -> None:
+            mailbox = await _lock_mailbox(conn, mailbox_id)
+            if account is not None:
+                await _require_account(conn, account)
+                where = "mailbox_id = %s AND grantee_id = %s"
+            else:
+                where = "mailbox_id = %s AND special = %s"
+            key = (mailbox_id, account if account is not None else special)
+            # The mailbox row is locked: SETACLs of one mailbox run one after the other.
+            row = await _one(conn, f"SELECT rights FROM mailbox_acl WHERE {where}", key)
+            stored = changed_rights(row[0] if row else "", rights, mode)
+            await conn.execute(f"DELETE FROM mailbox_acl WHERE {where}".encode(), key)
+            if stored:
+                await conn.execute(
+                    b"INSERT INTO mailbox_acl (mailbox_id, grantee_id, special, rights) "
+                    b"VALUES (%s, %s, %s, %s)",
+                    (mailbox_id, account, special, stored),
+                )
+            changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.MAILBOXES, 0))
+
+        await self._write(op)
+
+    async def shared_with(self, account_id: int) -> list[SharedMailbox]:
+        async def query(conn: Conn) -> list[SharedMailbox]:
+            rows = await _all(conn, _SHARED_WITH, (account_id, account_id))
+            return merge_shared((_mailbox(row[:7]), row[7], row[8]) for row in rows)
+
+        return await self._read(query)
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
         return await self._read(lambda conn: _status(conn, mailbox_id))

@@ -552,6 +552,24 @@ CREATE TABLE identities (
 CREATE INDEX identities_account ON identities(account_id);
 """
 
+# RFC 4314 ACL: entries go with their mailbox (a rename keeps its id) and with the grantee
+# account; a grantee is an account or one of the special identifiers, never both. Numbered 23
+# while another branch holds 22 (renumbered at merge).
+_V23_SQL = r"""
+CREATE TABLE mailbox_acl (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    grantee_id INTEGER REFERENCES accounts(id) ON DELETE CASCADE,
+    special TEXT CHECK (special IN ('anyone', 'authenticated')),
+    rights TEXT NOT NULL,
+    CHECK ((grantee_id IS NULL) <> (special IS NULL))
+);
+CREATE UNIQUE INDEX mailbox_acl_account ON mailbox_acl(mailbox_id, grantee_id)
+    WHERE grantee_id IS NOT NULL;
+CREATE UNIQUE INDEX mailbox_acl_special ON mailbox_acl(mailbox_id, special)
+    WHERE special IS NOT NULL;
+CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -575,6 +593,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(20, "IMAP METADATA entries of mailboxes and of the server", _V20_SQL),
     Migration(21, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V21_SQL),
     Migration(22, "webmail sending identities and signatures", _V22_SQL),
+    Migration(23, "IMAP ACL entries of mailboxes (RFC 4314)", _V23_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

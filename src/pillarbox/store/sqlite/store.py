@@ -62,6 +62,7 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
+from pillarbox.store.aclrows import changed_rights, merge_shared
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -83,12 +84,14 @@ from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.types import (
+    ACL_SPECIAL_IDENTIFIERS,
     DEFAULT_MAILBOXES,
     DELIMITER,
     INBOX,
     Account,
     AccountSettings,
     AccountToken,
+    AclEntry,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -122,6 +125,7 @@ from pillarbox.store.types import (
     SenderListEntry,
     SendingLimits,
     SendingUsage,
+    SharedMailbox,
     SieveScript,
     SpamCounts,
     SpamEvidence,
@@ -155,6 +159,19 @@ _DELIVERY_MAILBOX = (
     "a.used_bytes, a.used_messages, a.quota_bytes, a.quota_messages "
     "FROM mailboxes m JOIN accounts a ON a.id = m.account_id "
     "WHERE m.account_id = ? AND m.name = ?"
+)
+#: RFC 4314: a mailbox's entries, accounts by address (the special identifiers by name).
+_ACL_ENTRIES = (
+    "SELECT coalesce(a.address, e.special) AS identifier, e.rights FROM mailbox_acl e "
+    "LEFT JOIN accounts a ON a.id = e.grantee_id WHERE e.mailbox_id = ? "
+    "ORDER BY identifier"
+)
+#: The other accounts' mailboxes an entry opens to an account, one row per entry.
+_SHARED_WITH = (
+    f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, o.address, e.rights "
+    "FROM mailbox_acl e JOIN mailboxes m ON m.id = e.mailbox_id "
+    "JOIN accounts o ON o.id = m.account_id "
+    "WHERE (e.grantee_id = ? OR e.special IS NOT NULL) AND m.account_id <> ?"
 )
 _RECORD_FIELDS = "m.uid, m.modseq, m.flags, m.internal_date, m.saved_date, m.size, m.digest"
 _RECORD_COLUMNS = f"{_RECORD_FIELDS} FROM messages m"
@@ -830,6 +847,50 @@ class SqliteStore:
 
     async def list_metadata(self, account_id: int) -> dict[int, dict[str, bytes]]:
         return await self._read(lambda conn: metadata.list_entries(conn, account_id))
+
+    # -- ACL (RFC 4314; tables in migration 23) ---------------------------------------------
+    async def get_acl(self, mailbox_id: int) -> list[AclEntry]:
+        def query(conn: sqlite3.Connection) -> list[AclEntry]:
+            _require_mailbox(conn, mailbox_id)
+            return [AclEntry(row[0], row[1]) for row in conn.execute(_ACL_ENTRIES, (mailbox_id,))]
+
+        return await self._read(query)
+
+    async def set_acl(
+        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+    ) -> None:
+        changed_rights("", rights, mode)  # an unknown mode fails before the transaction
+        account, special = (grantee, None) if isinstance(grantee, int) else (None, grantee)
+        if special is not None and special not in ACL_SPECIAL_IDENTIFIERS:
+            raise NotFound(f"no identifier {special}")
+
+        def op(conn: sqlite3.Connection, fx: WriteEffects) -> None:
+            mailbox = _require_mailbox(conn, mailbox_id)
+            if account is not None:
+                _require_account(conn, account)
+                where = "mailbox_id = ? AND grantee_id = ?"
+            else:
+                where = "mailbox_id = ? AND special = ?"
+            key = (mailbox_id, account if account is not None else special)
+            row = conn.execute(f"SELECT rights FROM mailbox_acl WHERE {where}", key).fetchone()
+            stored = changed_rights(row[0] if row else "", rights, mode)
+            conn.execute(f"DELETE FROM mailbox_acl WHERE {where}", key)
+            if stored:
+                conn.execute(
+                    "INSERT INTO mailbox_acl (mailbox_id, grantee_id, special, rights) "
+                    "VALUES (?, ?, ?, ?)",
+                    (mailbox_id, account, special, stored),
+                )
+            fx.changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.MAILBOXES, 0))
+
+        await self._write(op)
+
+    async def shared_with(self, account_id: int) -> list[SharedMailbox]:
+        def query(conn: sqlite3.Connection) -> list[SharedMailbox]:
+            rows = conn.execute(_SHARED_WITH, (account_id, account_id)).fetchall()
+            return merge_shared((_mailbox(row[:7]), row[7], row[8]) for row in rows)
+
+        return await self._read(query)
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
         return await self._read(lambda conn: _status(conn, mailbox_id))
