@@ -1,0 +1,152 @@
+"""``pillarbox import …`` and ``pillarbox export …``: an account's mail in and out.
+
+Progress goes to standard error, the summary to standard output (``--json``: one object).
+Exit 0 when every message was imported or was there already; 1 when some failed (each named
+in the summary) or the run stopped (quota: the message says how far it got; run the same
+command again to continue); 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from pillarbox import provisioning
+from pillarbox.errors import ConfigError, UserError
+from pillarbox.store.interface import Store
+from pillarbox.store.open import open_store
+from pillarbox.transfer import files
+from pillarbox.transfer.importer import Importer, ImportStopped
+
+if TYPE_CHECKING:
+    from pillarbox.cli.main import CliState
+    from pillarbox.config import Config
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def run_import(
+    config: Config,
+    address: str,
+    as_json: bool,
+    work: Callable[[Importer], Awaitable[None]],
+) -> None:
+    """Open the store, run ``work`` with an importer for ``address``, print the summary; exit
+    1 if anything failed or the run stopped."""
+    from pillarbox.cli.main import emit
+
+    async def go() -> tuple[Importer, ImportStopped | None]:
+        store = open_store(config.store.url, config.data_dir, config.store)
+        await store.open()
+        try:
+            account = await provisioning.get_account(store, address)
+            importer = Importer(
+                store,
+                account,
+                max_message_size=config.smtp.max_message_size,
+                progress=_progress,
+            )
+            await importer.start()
+            try:
+                await work(importer)
+            except ImportStopped as exc:
+                return importer, exc
+            return importer, None
+        finally:
+            await store.close()
+
+    importer, stopped = asyncio.run(go())
+    summary = importer.summary
+    data = summary.as_json()
+    if stopped is not None:
+        data["stopped"] = str(stopped)
+    emit(data, as_json, summary.lines())
+    if stopped is not None:
+        raise stopped
+    if summary.failed:
+        raise UserError(f"{summary.failed} message(s) could not be imported (listed above)")
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import mail into an account (mbox, Maildir, another IMAP server); re-runs skip what is
+    there already."""
+
+
+@import_group.command("mbox")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--mailbox", default=None, help="Target mailbox for one file (default INBOX).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_mbox(
+    state: CliState, path: Path, address: str, mailbox: str | None, as_json: bool
+) -> None:
+    """Import an mbox file, or a directory of NAME.mbox files (one per mailbox)."""
+    run_import(state.load(), address, as_json, lambda imp: files.import_mbox(imp, path, mailbox))
+
+
+@import_group.command("maildir")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_maildir(state: CliState, directory: Path, address: str, as_json: bool) -> None:
+    """Import a Maildir++ tree (INBOX and its .Folder.Sub directories)."""
+    run_import(state.load(), address, as_json, lambda imp: files.import_maildir(imp, directory))
+
+
+@click.command("export")
+@click.option("--account", "address", required=True, help="The account to export.")
+@click.option(
+    "--mbox",
+    "mbox_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="mbox file (with --mailbox), else a directory of NAME.mbox files.",
+)
+@click.option(
+    "--maildir",
+    "maildir_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Maildir++ directory (new or empty).",
+)
+@click.option("--mailbox", default=None, help="Only this mailbox.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def export(
+    state: CliState,
+    address: str,
+    mbox_path: Path | None,
+    maildir_path: Path | None,
+    mailbox: str | None,
+    as_json: bool,
+) -> None:
+    """Write an account's mail (flags, internal dates, folders) as mbox or Maildir."""
+    from pillarbox.cli.main import emit, run_store
+
+    if (mbox_path is None) == (maildir_path is None):
+        raise ConfigError("", "give exactly one of --mbox FILE and --maildir DIR")
+    config = state.load()
+
+    async def go(store: Store) -> files.ExportSummary:
+        account = await provisioning.get_account(store, address)
+        if mbox_path is not None:
+            return await files.export_mbox(store, account, mbox_path, mailbox, _progress)
+        assert maildir_path is not None
+        return await files.export_maildir(store, account, maildir_path, mailbox, _progress)
+
+    summary = run_store(config, go)
+    target = mbox_path or maildir_path
+    emit(
+        {"messages": summary.messages, "mailboxes": summary.mailboxes, "path": str(target)},
+        as_json,
+        [f"exported {summary.messages} messages from {summary.mailboxes} mailbox(es) to {target}"],
+    )
