@@ -178,6 +178,8 @@ class Importer:
         if dropped:
             self.progress(f"{where}: flags left out: {' '.join(sorted(dropped))}")
         info = await run_sized(len(data), parse_message, data)
+        if internal_date is None:  # an mbox From line without a date: the Date header, else now
+            internal_date = info.sent_date
         try:
             await self.store.append(mailbox.id, data, info, flags=kept, internal_date=internal_date)
         except QuotaExceeded as exc:
