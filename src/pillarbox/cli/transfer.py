@@ -102,6 +102,60 @@ def import_maildir(state: CliState, directory: Path, address: str, as_json: bool
     run_import(state.load(), address, as_json, lambda imp: files.import_maildir(imp, directory))
 
 
+@import_group.command("imap")
+@click.option("--host", required=True, help="The server to copy from.")
+@click.option("--port", type=int, default=None, help="Default: 993 (implicit TLS), 143.")
+@click.option(
+    "--tls",
+    "tls_mode",
+    type=click.Choice(["implicit", "starttls"]),
+    default="implicit",
+    show_default=True,
+)
+@click.option("--user", "remote_user", required=True, help="Login name on that server.")
+@click.option("--password-stdin", is_flag=True, help="Read its password from stdin.")
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--mailbox", "mailboxes", multiple=True, help="Only this remote folder (repeatable).")
+@click.option("--cafile", type=click.Path(path_type=Path), default=None, help="Trust this CA.")
+@click.option("--insecure", is_flag=True, help="Do not check the server's certificate.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_imap(
+    state: CliState,
+    host: str,
+    port: int | None,
+    tls_mode: str,
+    remote_user: str,
+    password_stdin: bool,
+    address: str,
+    mailboxes: tuple[str, ...],
+    cafile: Path | None,
+    insecure: bool,
+    as_json: bool,
+) -> None:
+    """Copy every folder of a remote IMAP account, with flags and dates; a re-run copies only
+    what arrived since."""
+    from pillarbox.cli.mail.transport import ConnectionFailed, Endpoint, TlsMode, TlsPolicy
+    from pillarbox.cli.main import read_password
+    from pillarbox.transfer.imapsource import ImportState, Remote, import_imap
+
+    config = state.load()
+    mode = TlsMode(tls_mode)
+    endpoint = Endpoint(host, port or (993 if mode is TlsMode.IMPLICIT else 143), mode)
+    context = TlsPolicy(cafile=cafile, insecure=insecure).context()
+    password = read_password(password_stdin, confirm=False)
+    remote = Remote(endpoint, remote_user, password, context)
+    progress = ImportState(
+        ImportState.path_for(config.data_dir, remote, provisioning.account_key(address))
+    )
+    try:
+        run_import(
+            config, address, as_json, lambda imp: import_imap(imp, remote, progress, mailboxes)
+        )
+    except ConnectionFailed as exc:
+        raise UserError(str(exc)) from exc
+
+
 @click.command("export")
 @click.option("--account", "address", required=True, help="The account to export.")
 @click.option(

@@ -109,11 +109,13 @@ class Importer:
         """Our mailbox name for a foreign folder (see :func:`map_folder`)."""
         return map_folder(levels, self._specials, special_use)
 
-    async def folder(self, levels: list[str], where: str) -> Mailbox | None:
+    async def folder(
+        self, levels: list[str], where: str, special_use: SpecialUse | None = None
+    ) -> Mailbox | None:
         """Our mailbox for a foreign folder, created if absent; None (and a failure counted)
         if its name cannot be ours (too long, a control character…)."""
         try:
-            return await self.mailbox(self.target_name(levels))
+            return await self.mailbox(self.target_name(levels, special_use))
         except InvalidName as exc:
             self.summary.failures.append((where, f"folder skipped: {exc}"))
             return None
