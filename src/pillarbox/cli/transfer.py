@@ -204,3 +204,55 @@ def export(
         as_json,
         [f"exported {summary.messages} messages from {summary.mailboxes} mailbox(es) to {target}"],
     )
+
+
+@click.command("backup")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def backup_command(state: CliState, directory: Path, as_json: bool) -> None:
+    """Copy the store (a consistent snapshot, also while serving), config and keys into
+    DIRECTORY (new or empty)."""
+    from pillarbox.cli.main import emit
+    from pillarbox.transfer import backup
+
+    config = state.load()
+    result = backup.backup(config, directory, progress=_progress)
+    if not result.store_copied:
+        raise UserError(backup.postgres_advice(config, directory))
+    emit(
+        {
+            "path": str(result.path),
+            "messages": result.messages,
+            "blob_files": result.blobs,
+            "files": result.files,
+            "snapshots": result.snapshots,
+        },
+        as_json,
+        [
+            f"backed up {result.messages} messages ({result.blobs} blob files), the config "
+            f"and {result.files} data file(s) to {result.path}"
+        ],
+    )
+
+
+@click.command("restore")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Move an existing config and data directory aside.")
+@click.pass_obj
+def restore_command(state: CliState, directory: Path, force: bool) -> None:
+    """Restore a backup: the config to --config's path, the data directory where it says."""
+    from pillarbox.transfer import backup
+
+    result = backup.restore(directory, state.config_path, force=force)
+    for moved in result.moved_aside:
+        click.echo(f"moved aside: {moved}")
+    click.echo(
+        f"restored {result.messages} messages ({result.blobs} blob files) into "
+        f"{result.data_dir}, config {result.config}"
+    )
+    for item in result.external:
+        click.echo(
+            f"not restored (outside the data directory): {item['original']}; "
+            f"the copy is {directory / item['saved']}"
+        )
