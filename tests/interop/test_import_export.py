@@ -298,3 +298,18 @@ def test_export_one_mailbox_to_an_mbox_file(site: Path, tmp_path: Path) -> None:
     assert both.returncode == 2
     missing = run_pillarbox(site, "export", "--account", USER, "--mbox", "z", "--mailbox", "Nope")
     assert missing.returncode == 1
+
+
+def test_a_placeholder_from_line_date_gives_way_to_the_date_header(
+    site: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "lore.mbox"
+    path.write_bytes(
+        b"From mboxrd@z Thu Jan  1 00:00:00 1970\n"
+        b"Date: Wed, 5 Jun 2024 14:30:00 +0200\nSubject: patch\n\n>From a quoted line\n\n"
+    )
+    result = run_pillarbox(site, "import", "mbox", str(path), "--account", USER)
+    assert result.returncode == 0, result.stderr
+    ((raw, _, when),) = _contents(site, USER)["INBOX"]
+    assert when == int(datetime(2024, 6, 5, 12, 30, tzinfo=UTC).timestamp())
+    assert raw.endswith(b"\r\n\r\nFrom a quoted line\r\n")

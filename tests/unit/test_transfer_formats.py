@@ -72,6 +72,14 @@ def test_from_line_dates(line: bytes, expected: datetime | None) -> None:
     assert mbox.parse_from_line(line) == expected
 
 
+def test_placeholder_from_line_dates_are_no_internal_date() -> None:
+    data = (
+        b"From mboxrd@z Thu Jan  1 00:00:00 1970\nSubject: lore\n\n\n"
+        b"From 0123abc Mon Sep 17 00:00:00 2001\nSubject: git format-patch\n\n"
+    )
+    assert [m.internal_date for m in mbox.read_mbox(io.BytesIO(data))] == [None, None]
+
+
 def test_an_mbox_entry_reads_back_as_the_message_its_flags_and_date() -> None:
     raw = (
         b"From: a@example.org\r\nSubject: quoting\r\n\r\nFrom me\r\n>From you\r\n"

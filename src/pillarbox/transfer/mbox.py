@@ -9,7 +9,8 @@ describe the message's state in *that* mailbox (``Status``, ``X-Status``, ``X-Ke
 ``X-UID``, ``X-IMAP``, ``X-IMAPbase``; what Dovecot, mutt, Pine and Thunderbird write) become
 flags and are removed from the header: ``Status: R`` → ``\\Seen``, ``X-Status`` ``A`` / ``F`` /
 ``D`` / ``T`` → ``\\Answered`` / ``\\Flagged`` / ``\\Deleted`` / ``\\Draft``. The date of the
-``From `` line (UTC, asctime format) is the internal date.
+``From `` line (UTC, asctime format) is the internal date, unless it is a known placeholder
+(:data:`PLACEHOLDER_DATES`) or missing: then the Date header is.
 
 The file is read line by line; only one message is held in memory at a time.
 
@@ -52,6 +53,18 @@ class MboxMessage:
     internal_date: datetime | None
     number: int
     offset: int
+
+
+#: ``From `` line dates that are fixed placeholders, not the date of the message: public-inbox
+#: and lore archives write the epoch, ``git format-patch`` a date of its own. The message's
+#: Date header is the better internal date then.
+PLACEHOLDER_DATES = frozenset({datetime(1970, 1, 1, tzinfo=UTC), datetime(2001, 9, 17, tzinfo=UTC)})
+
+
+def message_date(line: bytes) -> datetime | None:
+    """The internal date a ``From `` line gives: its date unless none or a placeholder."""
+    when = parse_from_line(line)
+    return None if when in PLACEHOLDER_DATES else when
 
 
 def parse_from_line(line: bytes) -> datetime | None:
@@ -163,7 +176,7 @@ def read_mbox(stream: BinaryIO) -> Iterator[MboxMessage]:
             number += 1
             start = at
             lines = []
-            date = parse_from_line(line.rstrip(b"\r\n"))
+            date = message_date(line.rstrip(b"\r\n"))
             previous_blank = False
             continue
         previous_blank = line in (b"\n", b"\r\n")
