@@ -219,3 +219,46 @@ def test_wrong_password_is_refused_with_exit_1(dovecot: Dovecot, tmp_path: Path)
     )
     assert untrusted.returncode == 1
     assert "certificate not trusted" in untrusted.stderr
+
+
+def test_a_courier_style_inbox_prefix_is_not_kept(tmp_path: Path) -> None:
+    """Courier and Cyrus put every folder below INBOX (NAMESPACE prefix ``INBOX.``): their
+    ``INBOX.Projects.2025`` is our ``Projects/2025``, ``INBOX.Junk E-mail`` our Junk."""
+    if DOVECOT is None:
+        pytest.skip("dovecot not installed (apt-get install -y dovecot-imapd)")
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv to drop privileges for dovecot")
+    dovecot = start_dovecot(
+        PASSWORD,
+        [REMOTE],
+        separator=".",
+        prefix="INBOX.",
+        mailboxes="mailbox Sent {\n  auto = create\n  special_use = \\Sent\n}\n",
+    )
+    try:
+        client = _remote(dovecot)
+        try:
+            folders = {name for _, _, name in client.list_folders()}
+            assert "INBOX.Sent" in folders
+            client.create_folder("INBOX.Projects.2025")
+            client.create_folder("INBOX.Junk E-mail")
+            client.append("INBOX", _message(1), msg_time=_when(1))
+            client.append("INBOX.Sent", _message(2), msg_time=_when(2))
+            client.append("INBOX.Projects.2025", _message(3), msg_time=_when(3))
+            client.append("INBOX.Junk E-mail", _message(4), msg_time=_when(4))
+        finally:
+            client.logout()
+        site = tmp_path / "site"
+        site.mkdir()
+        init_site(site, USER, PASSWORD)
+        summary = _import(site, dovecot)
+        assert summary["imported"] == 4
+        got = {name: [m[0] for m in msgs] for name, msgs in _contents(site).items() if msgs}
+        assert got == {
+            "INBOX": [_message(1)],
+            "Sent": [_message(2)],
+            "Projects/2025": [_message(3)],
+            "Junk": [_message(4)],
+        }
+    finally:
+        stop_dovecot(dovecot)

@@ -181,3 +181,13 @@ def test_maildir_writer_writes_what_the_reader_reads(tmp_path: Path) -> None:
 def test_a_directory_that_is_no_maildir_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a Maildir"):
         maildir.read_folders(tmp_path)
+
+
+def test_a_message_over_the_size_limit_is_read_past_not_held() -> None:
+    data = (
+        b"From a Mon Mar  3 10:00:00 2025\nSubject: big\n\n" + b"x" * 100 + b"\n\n"
+        b"From a Mon Mar  3 10:00:00 2025\nSubject: small\n\n"
+    )
+    big, small = mbox.read_mbox(io.BytesIO(data), max_size=60)
+    assert (big.raw, big.too_large) == (b"", 116)  # as in the file, separator included
+    assert (small.raw, small.too_large) == (b"Subject: small\n", 0)

@@ -36,13 +36,19 @@ class Dovecot:
 
 
 def start_dovecot(
-    password: str, users: Sequence[str], *, separator: str = ".", mailboxes: str = ""
+    password: str,
+    users: Sequence[str],
+    *,
+    separator: str = ".",
+    prefix: str = "",
+    mailboxes: str = "",
 ) -> Dovecot:
     """An unprivileged Dovecot with ``users`` (all with ``password``), Maildir storage: as
     root, everything runs as ``nobody`` (setpriv), otherwise as the current user; all files in
     a fresh directory others may traverse. ``separator`` is the INBOX namespace's hierarchy
-    separator; ``mailboxes`` adds ``mailbox NAME { … }`` blocks to it (auto-created folders
-    with their special use), beside the default Trash."""
+    separator, ``prefix`` its prefix (``INBOX.`` as Courier and Cyrus have it); ``mailboxes``
+    adds ``mailbox NAME { … }`` blocks to it (auto-created folders with their special use),
+    beside the default Trash."""
     assert DOVECOT is not None
     directory = Path(tempfile.mkdtemp(prefix="pbmail-dovecot-"))
     directory.chmod(0o755)
@@ -81,6 +87,7 @@ def start_dovecot(
         namespace inbox {{
           inbox = yes
           separator = {separator}
+          prefix = {prefix}
           {textwrap.indent(mailboxes, "          ").strip()}
           mailbox Trash {{
             auto = create

@@ -55,9 +55,12 @@ async def import_mbox_file(importer: Importer, path: Path, target: Mailbox) -> N
     stream = await run_blocking(_open_for_reading, path)
     importer.progress(f"{path} -> {target.name}")
     with stream:
-        messages = mbox.read_mbox(stream)
+        messages = mbox.read_mbox(stream, importer.max_message_size)
         while (message := await run_blocking(next, messages, None)) is not None:
             where = f"{path.name} message {message.number} (byte {message.offset})"
+            if message.too_large:
+                importer.too_large(message.too_large, where)
+                continue
             await importer.add(target, message.raw, message.flags, message.internal_date, where)
 
 

@@ -33,9 +33,14 @@ from typing import Any
 from pillarbox.atomicfile import write_atomically
 from pillarbox.blocking import run_blocking
 from pillarbox.cli.mail.imap import FullMessage, ImapSession, Listed, open_imap
-from pillarbox.cli.mail.transport import Endpoint, translated_errors
-from pillarbox.store.types import SpecialUse
-from pillarbox.transfer.importer import Importer
+from pillarbox.cli.mail.transport import (
+    ConnectionFailed,
+    Endpoint,
+    ServerRefused,
+    translated_errors,
+)
+from pillarbox.store.types import INBOX, SpecialUse
+from pillarbox.transfer.importer import Importer, ImportStopped
 
 #: RFC 6154 §2 attributes of the folders we have one of.
 SPECIAL_ATTRIBUTES = {
@@ -129,9 +134,11 @@ class _Connection:
         assert self.session is not None
         return self.session
 
-    def listing(self) -> list[Listed]:
+    def listing(self) -> tuple[str, list[Listed]]:
+        """The personal namespace's prefix and every folder."""
         with translated_errors(f"IMAP server {self.remote.endpoint}"):
-            return self._session().listing()
+            session = self._session()
+            return session.personal_prefix(), session.listing()
 
     def folder_state(self, folder: str) -> tuple[int, int]:
         with translated_errors(f"IMAP server {self.remote.endpoint}"):
@@ -179,9 +186,17 @@ async def import_imap(
 ) -> None:
     """Copy the remote account's folders (all, or those named in ``only``) into the account."""
     connection = _Connection(remote)
-    await run_blocking(connection.open)
+    await run_blocking(connection.open)  # a refused login or bad certificate: nothing began
     try:
         await _copy(importer, connection, state, only)
+    except (ConnectionFailed, ServerRefused) as exc:
+        with contextlib.suppress(ConnectionFailed, ServerRefused):
+            await run_blocking(connection.close, exc)
+        summary = importer.summary
+        raise ImportStopped(
+            f"{exc}; stopped after importing {summary.imported} message(s), skipping "
+            f"{summary.skipped}; run the same command again to continue"
+        ) from exc
     except BaseException as exc:
         await run_blocking(connection.close, exc)
         raise
@@ -191,7 +206,7 @@ async def import_imap(
 async def _copy(
     importer: Importer, connection: _Connection, state: ImportState, only: Sequence[str]
 ) -> None:
-    listed = await run_blocking(connection.listing)
+    prefix, listed = await run_blocking(connection.listing)
     plan = _plan(listed, only)
     present = {f.name.lower() for f in plan}
     for name in only:
@@ -204,7 +219,10 @@ async def _copy(
         for attribute, use in SPECIAL_ATTRIBUTES.items():
             if attribute in attributes:
                 special = use
-        levels = folder.name.split(folder.delimiter) if folder.delimiter else [folder.name]
+        name = folder.name
+        if prefix and name.upper() != INBOX and name.startswith(prefix):
+            name = name[len(prefix) :]  # Courier, Cyrus: "INBOX.Sent" is the folder Sent
+        levels = name.split(folder.delimiter) if folder.delimiter else [name]
         target = await importer.folder(levels, folder.name, special)
         if target is None:
             continue

@@ -147,6 +147,12 @@ class Importer:
                 return True
         return False
 
+    def too_large(self, size: int, where: str) -> None:
+        """Count a message over ``smtp.max_message_size`` (what SMTP and APPEND refuse too)."""
+        self.summary.failures.append(
+            (where, f"{size} bytes, larger than the limit of {self.max_message_size}")
+        )
+
     async def add(
         self,
         mailbox: Mailbox,
@@ -167,9 +173,7 @@ class Importer:
             self.summary.failures.append((where, "empty message"))
             return False
         if len(data) > self.max_message_size:
-            self.summary.failures.append(
-                (where, f"{len(data)} bytes, larger than the limit of {self.max_message_size}")
-            )
+            self.too_large(len(data), where)
             return False
         present = await self._present_in(mailbox)
         blob_id = blob_id_of(data)

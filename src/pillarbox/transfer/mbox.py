@@ -53,6 +53,9 @@ class MboxMessage:
     internal_date: datetime | None
     number: int
     offset: int
+    #: The message's size when it was larger than ``max_size``: then ``raw`` is empty (the
+    #: message was read past, never held in memory).
+    too_large: int = 0
 
 
 #: ``From `` line dates that are fixed placeholders, not the date of the message: public-inbox
@@ -147,9 +150,11 @@ def _unquote(line: bytes) -> bytes:
     return line[1:] if _QUOTED_FROM.match(line) else line
 
 
-def read_mbox(stream: BinaryIO) -> Iterator[MboxMessage]:
-    """Every message of an mbox file, in order (see the module docstring)."""
+def read_mbox(stream: BinaryIO, max_size: int | None = None) -> Iterator[MboxMessage]:
+    """Every message of an mbox file, in order (see the module docstring). A message larger
+    than ``max_size`` bytes comes with ``too_large`` set and no bytes."""
     lines: list[bytes] = []
+    size = 0
     date: datetime | None = None
     number = 0
     offset = 0
@@ -158,6 +163,8 @@ def read_mbox(stream: BinaryIO) -> Iterator[MboxMessage]:
     seen_any = False
 
     def finish() -> MboxMessage:
+        if max_size is not None and size > max_size:
+            return MboxMessage(b"", frozenset(), date, number, start, too_large=size)
         body = lines
         if body and body[-1] in (b"\n", b"\r\n"):
             body = body[:-1]  # the separator before the next From line
@@ -176,12 +183,17 @@ def read_mbox(stream: BinaryIO) -> Iterator[MboxMessage]:
             number += 1
             start = at
             lines = []
+            size = 0
             date = message_date(line.rstrip(b"\r\n"))
             previous_blank = False
             continue
         previous_blank = line in (b"\n", b"\r\n")
         if seen_any:
-            lines.append(_unquote(line))
+            size += len(line)
+            if max_size is None or size <= max_size:
+                lines.append(_unquote(line))
+            elif lines:
+                lines = []  # too large: count the rest, keep nothing
     if seen_any:
         yield finish()
 

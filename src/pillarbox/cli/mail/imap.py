@@ -248,6 +248,14 @@ class ImapSession:
             for flags, delimiter, name in self._client.list_folders()
         ]
 
+    def personal_prefix(self) -> str:
+        """The prefix of the personal namespace (RFC 2342 §5): ``INBOX.`` on Courier and
+        Cyrus, where every folder lies below INBOX; empty without NAMESPACE."""
+        if "NAMESPACE" not in self.capabilities:
+            return ""
+        personal = self._client.namespace().personal or ()
+        return _text(personal[0][0]) if personal else ""
+
     def folder_state(self, folder: str) -> tuple[int, int]:
         """``(UIDVALIDITY, UIDNEXT)`` of a folder, selected read-only (RFC 9051 §7.1)."""
         self._selected = None
