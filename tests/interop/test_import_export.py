@@ -19,6 +19,7 @@ from pillarbox import config as cfg
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.testing.command import init_site, run_pillarbox
+from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
 T = TypeVar("T")
 
@@ -62,11 +63,19 @@ def _contents(site: Path, address: str) -> dict[str, list[tuple[bytes, frozenset
     return _with_store(site, read)
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A site with two accounts, on each store backend (PostgreSQL skipped when unreachable)."""
     site = tmp_path / "site"
     site.mkdir()
-    init_site(site, USER, PASSWORD)
+    if request.param == "postgresql":
+        reason = unreachable_reason()
+        if reason is not None:
+            pytest.skip(reason)
+        database: TestDatabase = request.getfixturevalue("database")
+        init_site(site, USER, PASSWORD, "--store", database.new_store_url())
+    else:
+        init_site(site, USER, PASSWORD)
     added = run_pillarbox(site, "user", "add", OTHER, "--password-stdin", stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr
     return site
