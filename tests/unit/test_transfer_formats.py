@@ -191,3 +191,33 @@ def test_a_message_over_the_size_limit_is_read_past_not_held() -> None:
     big, small = mbox.read_mbox(io.BytesIO(data), max_size=60)
     assert (big.raw, big.too_large) == (b"", 116)  # as in the file, separator included
     assert (small.raw, small.too_large) == (b"Subject: small\n", 0)
+
+
+def test_mbox_directories_of_thunderbird_apple_mail_and_our_export(tmp_path: Path) -> None:
+    from pillarbox.transfer.files import mbox_files
+
+    entry = b"From a Mon Mar  3 10:00:00 2025\nSubject: x\n\n"
+    for relative in (
+        "tb/Inbox",
+        "tb/Archives",
+        "tb/Archives.sbd/2024",
+        "tb/v1.2",
+        "apple/Inbox.mbox/mbox",
+        "apple/Projects.mbox/mbox",
+        "apple/Projects.mbox/Old.mbox/mbox",
+        "ours/Archive.2024.mbox",
+        "ours/a%2eb.mbox",
+    ):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(entry)
+    (tmp_path / "tb" / "Inbox.msf").write_bytes(b'// <!-- <mdb:mork:z v="1.4"/> -->')
+    (tmp_path / "apple" / "Inbox.mbox" / "Info.plist").write_bytes(b"<?xml")
+
+    def names(directory: str) -> list[str]:
+        return ["/".join(levels) for levels, _ in mbox_files(tmp_path / directory)]
+
+    assert names("tb") == ["Archives", "Archives/2024", "Inbox", "v1.2"]
+    assert names("apple") == ["Inbox", "Projects", "Projects/Old"]
+    assert names("ours") == ["Archive/2024", "a.b"]
+    assert folders.map_folder(["Archives", "2024"], OURS) == "Archive/2024"
+    assert folders.map_folder(["Inbox"], OURS) == "INBOX"

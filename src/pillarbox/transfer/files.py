@@ -28,19 +28,50 @@ from pillarbox.transfer.importer import Importer
 MBOX_SUFFIX = ".mbox"
 
 
-def mbox_files(directory: Path) -> list[tuple[list[str], Path]]:
-    """The mbox files of a directory (by content: they open with ``From ``), each with the
-    mailbox levels its name stands for (``Archive.2024.mbox`` → ``["Archive", "2024"]``)."""
+def mbox_files(
+    directory: Path, prefix: tuple[str, ...] = (), *, bundle: bool = False
+) -> list[tuple[list[str], Path]]:
+    """The mbox files below a directory (by content: they open with ``From ``), each with the
+    mailbox levels it stands for:
+
+    - ``NAME.mbox`` (what ``export --mbox`` writes): ``NAME`` is a Maildir++ folder name
+      (``Archive.2024.mbox`` → ``Archive/2024``);
+    - any other file (Thunderbird, mutt, Evolution): its name is the folder's name, as is;
+    - ``NAME.sbd/`` (Thunderbird): the subfolders of ``NAME``;
+    - ``NAME.mbox/mbox`` (an Apple Mail export bundle): the folder ``NAME``, whose subfolders
+      are the bundles inside it.
+
+    Hidden files and Thunderbird's ``.msf`` indexes (which are not mbox) are left out."""
     found: list[tuple[list[str], Path]] = []
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+        if entry.name.startswith("."):
             continue
-        with open(entry.path, "rb") as stream:
-            if not mbox.is_mbox(stream.read(5)):
-                continue
-        stem = entry.name.removesuffix(MBOX_SUFFIX)
-        found.append((folders.mailbox_levels(stem), Path(entry.path)))
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name.endswith(".sbd"):
+                found += mbox_files(path, (*prefix, entry.name.removesuffix(".sbd")))
+            elif entry.name.endswith(MBOX_SUFFIX):
+                levels = (*prefix, entry.name.removesuffix(MBOX_SUFFIX))
+                bundle = path / "mbox"
+                if bundle.is_file() and not bundle.is_symlink() and _starts_like_mbox(bundle):
+                    found.append((list(levels), bundle))
+                found += mbox_files(path, levels, bundle=True)
+            continue
+        if bundle and entry.name == "mbox":
+            continue  # the bundle's own messages, listed by the caller
+        if not entry.is_file(follow_symlinks=False) or not _starts_like_mbox(path):
+            continue
+        if entry.name.endswith(MBOX_SUFFIX):
+            levels_of = folders.mailbox_levels(entry.name.removesuffix(MBOX_SUFFIX))
+        else:
+            levels_of = [entry.name]
+        found.append(([*prefix, *levels_of], path))
     return found
+
+
+def _starts_like_mbox(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        return mbox.is_mbox(stream.read(5))
 
 
 def _open_for_reading(path: Path) -> BinaryIO:
