@@ -52,9 +52,9 @@ def mbox_files(
                 found += mbox_files(path, (*prefix, entry.name.removesuffix(".sbd")))
             elif entry.name.endswith(MBOX_SUFFIX):
                 levels = (*prefix, entry.name.removesuffix(MBOX_SUFFIX))
-                bundle = path / "mbox"
-                if bundle.is_file() and not bundle.is_symlink() and _starts_like_mbox(bundle):
-                    found.append((list(levels), bundle))
+                own = path / "mbox"
+                if own.is_file() and not own.is_symlink() and _starts_like_mbox(own):
+                    found.append((list(levels), own))
                 found += mbox_files(path, levels, bundle=True)
             continue
         if bundle and entry.name == "mbox":
