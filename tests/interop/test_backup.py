@@ -103,7 +103,7 @@ def test_backup_while_serving_then_restore_and_read_over_imap(tmp_path: Path) ->
     assert restored.returncode == 0, restored.stderr
     assert f"restored {result.messages} messages" in restored.stdout
     again = run_pillarbox(fresh, "restore", str(tmp_path / "backup"))
-    assert again.returncode == 1 and "exists; use --force" in again.stderr
+    assert again.returncode == 1 and "in the way" in again.stderr
 
     restored_config = cfg.load(fresh / "pillarbox.toml")
     assert restored_config.data_dir == fresh / "data"
@@ -133,8 +133,8 @@ def test_restore_refuses_a_non_empty_data_dir_unless_forced(tmp_path: Path) -> N
     (target / "data").mkdir(parents=True)
     (target / "data" / "something").write_text("x")
     refused = run_pillarbox(target, "restore", str(tmp_path / "b"))
-    assert refused.returncode == 1 and "is not empty" in refused.stderr
-    (target / "pillarbox.toml").unlink()
+    assert refused.returncode == 1 and f"{target / 'data'}: in the way" in refused.stderr
+    assert not (target / "pillarbox.toml").exists()
     forced = run_pillarbox(target, "restore", str(tmp_path / "b"), "--force")
     assert forced.returncode == 0, forced.stderr
     assert "moved aside" in forced.stdout
@@ -164,3 +164,38 @@ def test_backup_of_a_postgres_site_says_what_to_do(tmp_path: Path) -> None:
 def _no_test_store(monkeypatch: pytest.MonkeyPatch) -> None:
     """These sites choose their store themselves (SQLite with blob files)."""
     monkeypatch.delenv("PILLARBOX_TEST_STORE", raising=False)
+
+
+def test_a_database_outside_the_data_dir_is_backed_up_and_put_back(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    database = tmp_path / "db" / "mail.sqlite3"
+    config = loopback_config(
+        Path("data"), only=["imap"], store=cfg.StoreSection(url=f"sqlite://{database}")
+    )
+    (site / "pillarbox.toml").write_text(cfg.render_toml(config), "utf-8")
+    with LiveServer(cfg.load(site / "pillarbox.toml")) as live:
+        live.add_domain("example.org")
+        live.add_account(USER, TEST_PASSWORD)
+        live.create_mailbox(USER, "Kept")
+    made = run_pillarbox(site, "backup", str(tmp_path / "b"))
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "b" / "store" / "mail.sqlite3").is_file()
+    assert not (tmp_path / "b" / "data" / "mail.sqlite3").exists()
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    refused = run_pillarbox(fresh, "restore", str(tmp_path / "b"))
+    assert refused.returncode == 1 and f"{database}: in the way" in refused.stderr
+    assert list(fresh.iterdir()) == []  # nothing written
+    database.unlink()
+    restored = run_pillarbox(fresh, "restore", str(tmp_path / "b"))
+    assert restored.returncode == 0, restored.stderr
+    with LiveServer(cfg.load(fresh / "pillarbox.toml")) as server:
+        client = imaplib.IMAP4("127.0.0.1", server.port("imap"))
+        try:
+            client.login(USER, TEST_PASSWORD)
+            _, listed = client.list()
+        finally:
+            client.logout()
+    assert any(b'"Kept"' in line or b" Kept" in line for line in listed if isinstance(line, bytes))

@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import time
@@ -344,35 +345,43 @@ def restore(source: Path, config_path: Path, *, force: bool) -> RestoreResult:
             "this backup holds no mail (a PostgreSQL store: restore the database with "
             "pg_restore; the config and data directory are in the backup to copy by hand)"
         )
-    moved: list[Path] = []
-    if config_path.exists():
-        if not force:
-            raise UserError(f"{config_path} exists; use --force to move it aside")
-        moved.append(_aside(config_path))
+    # Everything in the way is found before anything is written: a refused restore leaves
+    # no trace. The config is staged beside its place, where its relative paths resolve.
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    _copy_file(source / "pillarbox.toml", config_path)
-    config = cfg.load(config_path)
-    data_dir = config.data_dir
-    if data_dir.exists() and any(data_dir.iterdir()):
-        if not force:
+    staged = config_path.with_name(f".{config_path.name}.restore-{secrets.token_hex(4)}")
+    _copy_file(source / "pillarbox.toml", staged)
+    try:
+        config = cfg.load(staged)
+        data_dir = config.data_dir
+        store = open_store(config.store.url, data_dir, config.store)
+        if not isinstance(store, SqliteStore):
+            raise UserError(f"the backed-up config's store {config.store.url} is not SQLite")
+        database = Path(store_info["database"])
+        outside = database.parts[0] == "store"
+        in_the_way = [config_path] if config_path.exists() else []
+        if data_dir.exists() and any(data_dir.iterdir()):
+            in_the_way.append(data_dir)
+        if outside:
+            in_the_way += [
+                path
+                for suffix in _STORE_SUFFIXES
+                for path in [store.path.with_name(store.path.name + suffix)]
+                if path.exists()
+            ]
+        if in_the_way and not force:
             raise UserError(
-                f"the data directory {data_dir} is not empty; use --force to move it aside"
+                f"{', '.join(map(str, in_the_way))}: in the way (a non-empty data directory "
+                "or existing files); use --force to move them aside"
             )
-        moved.append(_aside(data_dir))
-    store = open_store(config.store.url, data_dir, config.store)
-    if not isinstance(store, SqliteStore):
-        raise UserError(
-            f"the restored config's store {config.store.url} is not SQLite; the backup is"
-        )
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    moved = [_aside(path) for path in in_the_way]
+    os.replace(staged, config_path)
     result = BackupResult(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _copy_tree(source / "data", data_dir, lambda p: False, result)
-    database = Path(store_info["database"])
-    if database.parts[0] == "store":
-        if store.path.exists():
-            if not force:
-                raise UserError(f"{store.path} exists; use --force to move it aside")
-            moved.append(_aside(store.path))
+    if outside:
         _copy_file(source / database, store.path)
     conn = sqlite3.connect(store.path)
     try:
