@@ -322,3 +322,33 @@ def test_a_placeholder_from_line_date_gives_way_to_the_date_header(
     ((raw, _, when),) = _contents(site, USER)["INBOX"]
     assert when == int(datetime(2024, 6, 5, 12, 30, tzinfo=UTC).timestamp())
     assert raw.endswith(b"\r\n\r\nFrom a quoted line\r\n")
+
+
+def test_import_while_the_server_runs_shows_up_over_imap(tmp_path: Path) -> None:
+    """The importer is one more writer of the store the server uses: a session that has the
+    mailbox selected sees the imported messages arrive (EXISTS on NOOP)."""
+    import imaplib
+
+    from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+
+    site = tmp_path / "live"
+    site.mkdir()
+    config = loopback_config(Path("data"), only=["imap"], store=cfg.StoreSection(url="sqlite:"))
+    (site / "pillarbox.toml").write_text(cfg.render_toml(config), "utf-8")
+    with LiveServer(cfg.load(site / "pillarbox.toml")) as live:
+        live.add_domain("example.org")
+        live.add_account(USER, TEST_PASSWORD)
+        client = imaplib.IMAP4("127.0.0.1", live.port("imap"))
+        try:
+            client.login(USER, TEST_PASSWORD)
+            assert client.select("INBOX")[1] == [b"0"]
+            path = tmp_path / "in.mbox"
+            path.write_bytes(MBOX)
+            result = run_pillarbox(site, "import", "mbox", str(path), "--account", USER)
+            assert result.returncode == 1, result.stderr  # the empty message
+            client.noop()
+            assert client.untagged_responses["EXISTS"][-1] == b"2"
+            _, data = client.uid("FETCH", "1:*", "(FLAGS)")
+            assert b"\\Seen" in data[0] and b"\\Flagged" in data[1]
+        finally:
+            client.logout()
