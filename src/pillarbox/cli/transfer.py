@@ -1,4 +1,5 @@
-"""``pillarbox import …`` and ``pillarbox export …``: an account's mail in and out.
+"""``pillarbox import …`` and ``pillarbox export …``: an account's mail in and out; ``pillarbox
+backup`` and ``restore``: the whole site (see :mod:`pillarbox.transfer.backup`).
 
 Progress goes to standard error, the summary to standard output (``--json``: one object).
 Exit 0 when every message was imported or was there already; 1 when some failed (each named
