@@ -262,3 +262,67 @@ def test_a_courier_style_inbox_prefix_is_not_kept(tmp_path: Path) -> None:
         }
     finally:
         stop_dovecot(dovecot)
+
+
+def test_import_from_another_pillarbox_over_starttls(tmp_path: Path) -> None:
+    """Our own server as the source: STARTTLS with its certificate as the CA, special-use
+    folders, a nested folder, flags, keywords and dates."""
+    from pillarbox.net.tls import tls_paths
+    from pillarbox.store.types import SpecialUse
+    from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+
+    source = loopback_config(tmp_path / "source-data", only=["imap"])
+    with LiveServer(source) as live:
+        live.add_domain("gmail.example")
+        account = live.add_account(REMOTE, TEST_PASSWORD)
+        live.create_mailbox(REMOTE, "Projects/2025")
+
+        async def fill(store: Store) -> None:
+            from pillarbox.mail.parse import parse_message
+
+            boxes = {m.name: m for m in await store.list_mailboxes(account.id)}
+            assert boxes["Sent"].special_use is SpecialUse.SENT
+            for name, n, flags in (
+                ("INBOX", 1, {"\\Seen", "$Label"}),
+                ("Sent", 2, {"\\Seen"}),
+                ("Projects/2025", 3, {"\\Flagged"}),
+            ):
+                raw = _message(n)
+                await store.append(
+                    boxes[name].id,
+                    raw,
+                    parse_message(raw),
+                    flags=frozenset(flags),
+                    internal_date=_when(n),
+                )
+
+        live.with_store(fill)
+        site = tmp_path / "site"
+        site.mkdir()
+        init_site(site, USER, PASSWORD)
+        result = run_pillarbox(
+            site,
+            "import",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(live.port("imap")),
+            "--tls",
+            "starttls",
+            "--user",
+            REMOTE,
+            "--password-stdin",
+            "--account",
+            USER,
+            "--cafile",
+            str(tls_paths(live.config)[0]),
+            stdin=TEST_PASSWORD + "\n",
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    got = {name: msgs for name, msgs in _contents(site).items() if msgs}
+    assert got == {
+        "INBOX": [(_message(1), frozenset({"\\Seen", "$Label"}), _when(1))],
+        "Sent": [(_message(2), frozenset({"\\Seen"}), _when(2))],
+        "Projects/2025": [(_message(3), frozenset({"\\Flagged"}), _when(3))],
+    }
