@@ -19,6 +19,7 @@ from pillarbox import config as cfg
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.testing.command import init_site, run_pillarbox
+from pillarbox.testing.mailstore import account_contents
 from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
 T = TypeVar("T")
@@ -44,23 +45,10 @@ def _with_store(site: Path, action: Callable[[Store], Awaitable[T]]) -> T:
 
 def _contents(site: Path, address: str) -> dict[str, list[tuple[bytes, frozenset[str], int]]]:
     """Every mailbox of ``address`` with (bytes, flags, internal date in seconds) per message."""
-
-    async def read(store: Store) -> dict[str, list[tuple[bytes, frozenset[str], int]]]:
-        account = await store.get_account(address)
-        assert account is not None
-        out: dict[str, list[tuple[bytes, frozenset[str], int]]] = {}
-        for box in await store.list_mailboxes(account.id):
-            out[box.name] = [
-                (
-                    await store.read_blob(r.blob_id),
-                    r.flags,
-                    int(r.internal_date.timestamp()),
-                )
-                for r in await store.list_messages(box.id)
-            ]
-        return out
-
-    return _with_store(site, read)
+    return {
+        name: [(raw, flags, int(when.timestamp())) for raw, flags, when in messages]
+        for name, messages in account_contents(site, address).items()
+    }
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

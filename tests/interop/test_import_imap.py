@@ -8,7 +8,6 @@ Skipped when Dovecot is not installed (``apt-get install -y dovecot-imapd``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -20,11 +19,10 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from pillarbox import config as cfg
 from pillarbox.store.interface import Store
-from pillarbox.store.open import open_store
 from pillarbox.testing.command import init_site, run_pillarbox
 from pillarbox.testing.dovecot import DOVECOT, Dovecot, start_dovecot, stop_dovecot
+from pillarbox.testing.mailstore import Stored, account_contents
 
 PASSWORD = "correct horse battery"
 REMOTE = "alice@gmail.example"
@@ -79,26 +77,8 @@ def _when(n: int) -> datetime:
     return datetime(2023, 1, n, 12, 0, 0, tzinfo=UTC)
 
 
-def _contents(site: Path) -> dict[str, list[tuple[bytes, frozenset[str], datetime]]]:
-    config = cfg.load(site / "pillarbox.toml")
-
-    async def read() -> dict[str, list[tuple[bytes, frozenset[str], datetime]]]:
-        store: Store = open_store(config.store.url, config.data_dir, config.store)
-        await store.open()
-        try:
-            account = await store.get_account(USER)
-            assert account is not None
-            return {
-                box.name: [
-                    (await store.read_blob(r.blob_id), r.flags, r.internal_date)
-                    for r in await store.list_messages(box.id)
-                ]
-                for box in await store.list_mailboxes(account.id)
-            }
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
+def _contents(site: Path) -> dict[str, list[Stored]]:
+    return account_contents(site, USER)
 
 
 def _import(site: Path, dovecot: Dovecot, *extra: str, code: int = 0) -> dict[str, object]:

@@ -8,7 +8,6 @@ Skipped when Dovecot is not installed (``apt-get install -y dovecot-imapd``).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import ssl
@@ -19,11 +18,9 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from pillarbox import config as cfg
-from pillarbox.store.interface import Store
-from pillarbox.store.open import open_store
 from pillarbox.testing.command import init_site, run_pillarbox
 from pillarbox.testing.dovecot import DOVECOT, Dovecot, start_dovecot, stop_dovecot
+from pillarbox.testing.mailstore import Stored, account_contents
 
 PASSWORD = "correct horse battery"
 REMOTE = "alice@old.example"
@@ -96,26 +93,8 @@ def _site(tmp_path: Path) -> Path:
     return site
 
 
-def _contents(site: Path) -> dict[str, list[tuple[bytes, frozenset[str], datetime]]]:
-    config = cfg.load(site / "pillarbox.toml")
-
-    async def read() -> dict[str, list[tuple[bytes, frozenset[str], datetime]]]:
-        store: Store = open_store(config.store.url, config.data_dir, config.store)
-        await store.open()
-        try:
-            account = await store.get_account(USER)
-            assert account is not None
-            return {
-                box.name: [
-                    (await store.read_blob(r.blob_id), r.flags, r.internal_date)
-                    for r in await store.list_messages(box.id)
-                ]
-                for box in await store.list_mailboxes(account.id)
-            }
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
+def _contents(site: Path) -> dict[str, list[Stored]]:
+    return account_contents(site, USER)
 
 
 def test_import_the_maildir_dovecot_wrote(dovecot: Dovecot, tmp_path: Path) -> None:

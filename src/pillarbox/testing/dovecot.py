@@ -42,13 +42,15 @@ def start_dovecot(
     separator: str = ".",
     prefix: str = "",
     mailboxes: str = "",
+    mail_location: str = "maildir:~/Maildir",
 ) -> Dovecot:
     """An unprivileged Dovecot with ``users`` (all with ``password``), Maildir storage: as
     root, everything runs as ``nobody`` (setpriv), otherwise as the current user; all files in
     a fresh directory others may traverse. ``separator`` is the INBOX namespace's hierarchy
     separator, ``prefix`` its prefix (``INBOX.`` as Courier and Cyrus have it); ``mailboxes``
     adds ``mailbox NAME { … }`` blocks to it (auto-created folders with their special use),
-    beside the default Trash."""
+    beside the default Trash; ``mail_location`` is Dovecot's (``mbox:~/mail:INBOX=~/mail/inbox``
+    for mbox storage)."""
     assert DOVECOT is not None
     directory = Path(tempfile.mkdtemp(prefix="pbmail-dovecot-"))
     directory.chmod(0o755)
@@ -82,7 +84,7 @@ def start_dovecot(
         default_internal_group = {group_name}
         default_login_user = {user.pw_name}
         first_valid_uid = {min(user.pw_uid, 1) if user.pw_uid else 0}
-        mail_location = maildir:~/Maildir
+        mail_location = {mail_location}
         pop3_uidl_format = %08Xu%08Xv
         namespace inbox {{
           inbox = yes

@@ -192,9 +192,13 @@ async def export_mbox(
         out = await run_blocking(_create_new, file)
         progress(f"{box.name} -> {file}")
         with out:
-            for record in await store.list_messages(box.id):
+            records = await store.list_messages(box.id)
+            keywords = sorted({f for r in records for f in r.flags if not f.startswith("\\")})
+            first = mbox.imapbase(box.uidvalidity, box.uidnext, keywords) if keywords else b""
+            for record in records:
                 raw = await store.read_blob(record.blob_id)
-                entry = mbox.mbox_entry(raw, record.flags, record.internal_date)
+                entry = mbox.mbox_entry(raw, record.flags, record.internal_date, first)
+                first = b""
                 await run_blocking(out.write, entry)
                 summary.messages += 1
             await run_blocking(_sync, out)

@@ -4,19 +4,25 @@ Reading: a message starts at a ``From `` line that opens the file, follows an em
 carries a valid date (mutt's ``is_from`` rule; an unquoted ``From `` in an mboxo body that is
 not preceded by an empty line stays body). ``>From `` quoting is undone the mboxrd way (one
 ``>`` removed from every ``>…>From `` line), which is also right for every line an mboxo writer
-quoted. The empty line a writer puts between messages is removed. Mail-store headers that
-describe the message's state in *that* mailbox (``Status``, ``X-Status``, ``X-Keywords``,
-``X-UID``, ``X-IMAP``, ``X-IMAPbase``; what Dovecot, mutt, Pine and Thunderbird write) become
-flags and are removed from the header: ``Status: R`` → ``\\Seen``, ``X-Status`` ``A`` / ``F`` /
-``D`` / ``T`` → ``\\Answered`` / ``\\Flagged`` / ``\\Deleted`` / ``\\Draft``. The date of the
-``From `` line (UTC, asctime format) is the internal date, unless it is a known placeholder
-(:data:`PLACEHOLDER_DATES`) or missing: then the Date header is.
+quoted. A ``Content-Length`` header that holds (the file ends, or an empty line and a ``From ``
+line follow that many body bytes: Dovecot's own check) makes the body verbatim: Dovecot writes
+its mboxes so, without quoting ``From `` lines. The empty line a writer puts between messages
+is removed. Mail-store headers that describe the message's state in *that* mailbox
+(``Status``, ``X-Status``, ``X-Keywords``, ``X-UID``, ``X-IMAP``, ``X-IMAPbase``,
+``Content-Length``: what Dovecot, mutt, Pine and Thunderbird write, and Dovecot hides from its
+clients) become flags and are removed from the header: ``Status: R`` → ``\\Seen``,
+``X-Status`` ``A`` / ``F`` / ``D`` / ``T`` → ``\\Answered`` / ``\\Flagged`` / ``\\Deleted`` /
+``\\Draft``, ``X-Keywords`` → keywords. The date of the ``From `` line (UTC, asctime format) is
+the internal date, unless it is a known placeholder (:data:`PLACEHOLDER_DATES`) or missing:
+then the Date header is.
 
 The file is read line by line; only one message is held in memory at a time.
 
 Writing is the inverse: a ``From MAILER-DAEMON <asctime>`` line, the message with LF line
-endings, the state headers added at the end of the header, every ``>*From `` line quoted with
-one more ``>``, and an empty line.
+endings, the state headers added at the end of the header (the mailbox's first message also
+carries ``X-IMAPbase`` with the keywords used, which Dovecot needs to take ``X-Keywords``),
+every ``>*From `` line quoted with one more ``>``, and an empty line. Dovecot does not undo
+that quoting (it relies on Content-Length): to move mail into Dovecot, Maildir is exact.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 #: The state headers an mbox writer keeps in the message (see the module docstring).
-STATE_HEADERS = (b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase")
+STATE_HEADERS = (
+    b"status",
+    b"x-status",
+    b"x-keywords",
+    b"x-uid",
+    b"x-imap",
+    b"x-imapbase",
+    b"content-length",
+)
 _X_STATUS_FLAGS = {"A": "\\Answered", "F": "\\Flagged", "D": "\\Deleted", "T": "\\Draft"}
 _QUOTED_FROM = re.compile(rb"^>+From ")
 _ANY_FROM = re.compile(rb"^(>*From )", re.MULTILINE)
@@ -150,6 +164,29 @@ def _unquote(line: bytes) -> bytes:
     return line[1:] if _QUOTED_FROM.match(line) else line
 
 
+def _content_length(header: list[bytes]) -> int | None:
+    for line in header:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"content-length":
+            text = value.strip()
+            return int(text) if text.isdigit() else None
+    return None
+
+
+def _length_holds(stream: BinaryIO, length: int) -> bool:
+    """Whether ``length`` bytes from here end the message: then the file ends, or an empty
+    line and a ``From `` line follow (Dovecot's check; a wrong Content-Length is ignored)."""
+    if not stream.seekable():
+        return False
+    here = stream.tell()
+    try:
+        stream.seek(here + length)
+        after = stream.read(8)
+    finally:
+        stream.seek(here)
+    return after in (b"", b"\n", b"\r\n") or after.startswith((b"\nFrom ", b"\r\nFrom "))
+
+
 def read_mbox(stream: BinaryIO, max_size: int | None = None) -> Iterator[MboxMessage]:
     """Every message of an mbox file, in order (see the module docstring). A message larger
     than ``max_size`` bytes comes with ``too_large`` set and no bytes."""
@@ -161,6 +198,9 @@ def read_mbox(stream: BinaryIO, max_size: int | None = None) -> Iterator[MboxMes
     start = 0
     previous_blank = True
     seen_any = False
+    in_header = False
+    #: Body bytes still covered by a Content-Length that holds: taken verbatim.
+    counted = 0
 
     def finish() -> MboxMessage:
         if max_size is not None and size > max_size:
@@ -171,9 +211,18 @@ def read_mbox(stream: BinaryIO, max_size: int | None = None) -> Iterator[MboxMes
         kept, flags = strip_state(body)
         return MboxMessage(b"".join(kept), flags, date, number, start)
 
-    for line in stream:
+    for line in iter(stream.readline, b""):
         at = offset
         offset += len(line)
+        if counted > 0:
+            counted -= len(line)
+            size += len(line)
+            if max_size is None or size <= max_size:
+                lines.append(line)
+            elif lines:
+                lines = []
+            previous_blank = False
+            continue
         if line.startswith(b"From ") and (
             previous_blank or not seen_any or parse_from_line(line) is not None
         ):
@@ -184,16 +233,23 @@ def read_mbox(stream: BinaryIO, max_size: int | None = None) -> Iterator[MboxMes
             start = at
             lines = []
             size = 0
+            in_header = True
             date = message_date(line.rstrip(b"\r\n"))
             previous_blank = False
             continue
         previous_blank = line in (b"\n", b"\r\n")
-        if seen_any:
-            size += len(line)
-            if max_size is None or size <= max_size:
-                lines.append(_unquote(line))
-            elif lines:
-                lines = []  # too large: count the rest, keep nothing
+        if not seen_any:
+            continue
+        if in_header and previous_blank:
+            in_header = False
+            length = _content_length(lines)
+            if length and _length_holds(stream, length):
+                counted = length
+        size += len(line)
+        if max_size is None or size <= max_size:
+            lines.append(_unquote(line))
+        elif lines:
+            lines = []  # too large: count the rest, keep nothing
     if seen_any:
         yield finish()
 
@@ -212,9 +268,18 @@ def asctime(when: datetime) -> str:
     )
 
 
-def state_headers(flags: frozenset[str]) -> bytes:
-    """The Status / X-Status / X-Keywords lines that stand for ``flags`` (empty for none)."""
-    out = b""
+def imapbase(uidvalidity: int, uidnext: int, keywords: list[str]) -> bytes:
+    """The ``X-IMAPbase`` line of a mailbox's first message (UIDVALIDITY, UIDNEXT and every
+    keyword the mailbox uses): Dovecot takes an ``X-Keywords`` word only if it is listed
+    there, and UW-IMAP wrote it so."""
+    words = " ".join([str(uidvalidity), f"{uidnext:010d}", *keywords])
+    return b"X-IMAPbase: " + words.encode("utf-8") + b"\n"
+
+
+def state_headers(flags: frozenset[str], first: bytes = b"") -> bytes:
+    """The Status / X-Status / X-Keywords lines that stand for ``flags`` (empty for none),
+    after ``first`` (a mailbox's :func:`imapbase` line)."""
+    out = first
     if "\\Seen" in flags:
         out += b"Status: RO\n"
     letters = "".join(letter for letter, flag in sorted(_X_STATUS_FLAGS.items()) if flag in flags)
@@ -226,9 +291,9 @@ def state_headers(flags: frozenset[str]) -> bytes:
     return out
 
 
-def with_state(text: bytes, flags: frozenset[str]) -> bytes:
+def with_state(text: bytes, flags: frozenset[str], first: bytes = b"") -> bytes:
     """``text`` (LF line ends) with the state headers added at the end of its header."""
-    extra = state_headers(flags)
+    extra = state_headers(flags, first)
     if not extra:
         return text
     if text.startswith(b"\n"):  # no header at all
@@ -241,11 +306,14 @@ def with_state(text: bytes, flags: frozenset[str]) -> bytes:
     return text[: end + 1] + extra + text[end + 1 :]
 
 
-def mbox_entry(raw: bytes, flags: frozenset[str], internal_date: datetime) -> bytes:
-    """One message as an mboxrd entry: From line, quoted text with LF line ends, empty line."""
+def mbox_entry(
+    raw: bytes, flags: frozenset[str], internal_date: datetime, first: bytes = b""
+) -> bytes:
+    """One message as an mboxrd entry: From line, quoted text with LF line ends, empty line;
+    ``first`` is the :func:`imapbase` line a mailbox's first message carries."""
     text = raw.replace(b"\r\n", b"\n")
     if not text.endswith(b"\n"):
         text += b"\n"
-    text = with_state(text, flags)
+    text = with_state(text, flags, first)
     text = _ANY_FROM.sub(rb">\1", text)
     return b"From MAILER-DAEMON " + asctime(internal_date).encode() + b"\n" + text + b"\n"
