@@ -221,3 +221,18 @@ def test_mbox_directories_of_thunderbird_apple_mail_and_our_export(tmp_path: Pat
     assert names("ours") == ["Archive/2024", "a.b"]
     assert folders.map_folder(["Archives", "2024"], OURS) == "Archive/2024"
     assert folders.map_folder(["Inbox"], OURS) == "INBOX"
+
+
+def test_a_content_length_that_holds_makes_the_body_verbatim() -> None:
+    body = b"\nFrom an unquoted line\n>From kept as is\n"
+    data = (
+        b"From a Mon Mar  3 10:00:00 2025\nSubject: cl\nContent-Length: %d\n\n" % len(body)
+        + body
+        + b"\nFrom b Mon Mar  3 10:00:00 2025\nSubject: wrong length\nContent-Length: 3\n\n"
+        b"From here\n>From there\n"
+    )
+    first, second, third = mbox.read_mbox(io.BytesIO(data))
+    assert first.raw == b"Subject: cl\n\n" + body
+    # A Content-Length that does not end the message is ignored: the usual rules apply.
+    assert second.raw == b"Subject: wrong length\n"
+    assert third.raw == b"From there\n"
