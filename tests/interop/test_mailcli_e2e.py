@@ -17,13 +17,10 @@ from __future__ import annotations
 import asyncio
 import email
 import os
-import pwd
 import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,10 +38,10 @@ from pillarbox.cli.mail.transport import Endpoint, TlsMode
 from pillarbox.cli.main import cli
 from pillarbox.mail.parse import parse_message
 from pillarbox.net.serve import SERVICES
-from pillarbox.net.tls import ensure_self_signed, tls_paths
+from pillarbox.net.tls import tls_paths
 from pillarbox.store.types import DeliveryTarget
+from pillarbox.testing.dovecot import DOVECOT, Dovecot, start_dovecot, stop_dovecot
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port
-from pillarbox.testing.peers import wait_for_port
 
 pytestmark = pytest.mark.listeners("imap", "submission", "pop3")
 
@@ -107,133 +104,6 @@ def pillarbox_world(live: LiveServer) -> World:
 
 
 # -- the Dovecot + aiosmtpd world ---------------------------------------------------------------
-
-DOVECOT = shutil.which("dovecot") or (
-    "/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None
-)
-
-
-@dataclass
-class Dovecot:
-    directory: Path
-    imaps_port: int
-    pop3_port: int
-    process: subprocess.Popen[bytes]
-
-
-def start_dovecot(password: str) -> Dovecot:
-    """An unprivileged Dovecot: as root, everything runs as ``nobody`` (setpriv), otherwise as
-    the current user; all files in a fresh directory others may traverse."""
-    assert DOVECOT is not None
-    directory = Path(tempfile.mkdtemp(prefix="pbmail-dovecot-"))
-    directory.chmod(0o755)
-    as_root = os.geteuid() == 0
-    user = pwd.getpwnam("nobody") if as_root else pwd.getpwuid(os.geteuid())
-    group_name = _group_name(user.pw_gid)
-    ensure_self_signed(directory / "cert.pem", directory / "key.pem", "localhost")
-    (directory / "passwd").write_text(
-        "".join(
-            f"{u}:{{PLAIN}}{password}:{user.pw_uid}:{user.pw_gid}::{directory}/home/{u}\n"
-            for u in USERS
-        ),
-        encoding="utf-8",
-    )
-    imaps_port, pop3_port = free_port("127.0.0.1"), free_port("127.0.0.1")
-    config = textwrap.dedent(
-        f"""\
-        base_dir = {directory}/run
-        state_dir = {directory}/state
-        log_path = {directory}/dovecot.log
-        protocols = imap pop3
-        listen = 127.0.0.1
-        ssl = yes
-        ssl_cert = <{directory}/cert.pem
-        ssl_key = <{directory}/key.pem
-        ssl_min_protocol = TLSv1.2
-        disable_plaintext_auth = yes
-        auth_mechanisms = plain login
-        auth_failure_delay = 0
-        default_internal_user = {user.pw_name}
-        default_internal_group = {group_name}
-        default_login_user = {user.pw_name}
-        first_valid_uid = {min(user.pw_uid, 1) if user.pw_uid else 0}
-        mail_location = maildir:~/Maildir
-        pop3_uidl_format = %08Xu%08Xv
-        namespace inbox {{
-          inbox = yes
-          mailbox Trash {{
-            auto = create
-            special_use = \\Trash
-          }}
-        }}
-        passdb {{
-          driver = passwd-file
-          args = scheme=PLAIN username_format=%u {directory}/passwd
-        }}
-        userdb {{
-          driver = passwd-file
-          args = username_format=%u {directory}/passwd
-        }}
-        service imap-login {{
-          chroot =
-          inet_listener imap {{
-            port = 0
-          }}
-          inet_listener imaps {{
-            port = {imaps_port}
-            ssl = yes
-          }}
-        }}
-        service pop3-login {{
-          chroot =
-          inet_listener pop3 {{
-            port = {pop3_port}
-          }}
-          inet_listener pop3s {{
-            port = 0
-          }}
-        }}
-        service anvil {{
-          chroot =
-          unix_listener anvil-auth-penalty {{
-            mode = 0
-          }}
-        }}
-        """
-    )
-    (directory / "dovecot.conf").write_text(config, encoding="utf-8")
-    command = [DOVECOT, "-F", "-c", str(directory / "dovecot.conf")]
-    if as_root:
-        shutil.chown(directory, user.pw_uid, user.pw_gid)
-        for path in directory.iterdir():
-            shutil.chown(path, user.pw_uid, user.pw_gid)
-        command = [
-            "setpriv",
-            f"--reuid={user.pw_uid}",
-            f"--regid={user.pw_gid}",
-            "--clear-groups",
-            *command,
-        ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(imaps_port, process, directory / "dovecot.log")
-    wait_for_port(pop3_port, process, directory / "dovecot.log")
-    return Dovecot(directory, imaps_port, pop3_port, process)
-
-
-def _group_name(gid: int) -> str:
-    import grp
-
-    return grp.getgrgid(gid).gr_name
-
-
-def stop_dovecot(dovecot: Dovecot) -> None:
-    dovecot.process.terminate()
-    try:
-        dovecot.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        dovecot.process.kill()
-        dovecot.process.wait()
-    shutil.rmtree(dovecot.directory, ignore_errors=True)
 
 
 def append_to_dovecot(dovecot: Dovecot, address: str, password: str, raw: bytes) -> None:
@@ -299,7 +169,7 @@ def dovecot() -> Iterator[Dovecot]:
         pytest.skip("dovecot not installed (apt-get install -y dovecot-imapd dovecot-pop3d)")
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv to drop privileges for dovecot")
-    instance = start_dovecot(TEST_PASSWORD)
+    instance = start_dovecot(TEST_PASSWORD, USERS)
     yield instance
     stop_dovecot(instance)
 

@@ -30,6 +30,7 @@ from pillarbox.cli.sieve import sieve
 from pillarbox.cli.spam import spam
 from pillarbox.cli.store import store as store_group
 from pillarbox.cli.tls import tls
+from pillarbox.cli.transfer import backup_command, export, import_group, restore_command
 from pillarbox.errors import ConfigError, UserError
 from pillarbox.queue import sendlimits
 from pillarbox.store.interface import Store
@@ -473,7 +474,7 @@ cli.add_command(spam)
 cli.add_command(dmarc)
 cli.add_command(tls)
 cli.add_command(sieve)
-for _group in (queue, dns, dkim):
+for _group in (queue, dns, dkim, import_group, export, backup_command, restore_command):
     cli.add_command(_group)
 
 

@@ -46,6 +46,9 @@ IDLE_RECHECK = 5.0
 POLL_INTERVAL = 15.0
 
 _SUMMARY_ITEMS = ["ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822.SIZE"]
+#: UIDs per FETCH RFC822.SIZE when listing a folder's sizes (imapclient sends every UID
+#: spelled out; servers limit command lines, Dovecot to 64 KB).
+_SIZE_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,23 @@ class Summary:
     subject: str
     flags: tuple[str, ...]
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A LIST answer: folder name, attributes (``\\Noselect``, ``\\Sent``…), delimiter."""
+
+    name: str
+    attributes: tuple[str, ...]
+    delimiter: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FullMessage:
+    uid: int
+    raw: bytes
+    flags: frozenset[str]
+    internal_date: datetime | None
 
 
 class ImapSession:
@@ -217,6 +237,67 @@ class ImapSession:
 
     def append(self, folder: str, raw: bytes, flags: Sequence[str] = ()) -> None:
         self._client.append(folder, raw, flags=list(flags))
+
+    # -- copying a whole account (``pillarbox import imap``) ------------------------------------
+
+    def listing(self) -> list[Listed]:
+        """Every folder with its attributes (LIST, RFC 9051 §6.3.9; with the RFC 6154
+        special-use attributes where the server gives them there, as Dovecot and Gmail do)."""
+        return [
+            Listed(name, tuple(_text(f) for f in flags), _text(delimiter) if delimiter else None)
+            for flags, delimiter, name in self._client.list_folders()
+        ]
+
+    def personal_prefix(self) -> str:
+        """The prefix of the personal namespace (RFC 2342 §5): ``INBOX.`` on Courier and
+        Cyrus, where every folder lies below INBOX; empty without NAMESPACE."""
+        if "NAMESPACE" not in self.capabilities:
+            return ""
+        personal = self._client.namespace().personal or ()
+        return _text(personal[0][0]) if personal else ""
+
+    def folder_state(self, folder: str) -> tuple[int, int]:
+        """``(UIDVALIDITY, UIDNEXT)`` of a folder, selected read-only (RFC 9051 §7.1)."""
+        self._selected = None
+        info = self._select(folder, readonly=True)
+        uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else self._highest() + 1
+        return int(info[b"UIDVALIDITY"]), uidnext
+
+    def sizes_after(self, folder: str, uid: int) -> dict[int, int]:
+        """UID → size of every message above ``uid`` (``n:*`` names the last message even when
+        it is below ``n``, RFC 9051 §6.4.8, so that one is left out)."""
+        self._select(folder, readonly=True)
+        uids = sorted(u for u in (int(n) for n in self._client.search(["UID", f"{uid + 1}:*"])))
+        sizes: dict[int, int] = {}
+        for start in range(0, len(uids), _SIZE_CHUNK):  # keep each command line short
+            chunk = [u for u in uids[start : start + _SIZE_CHUNK] if u > uid]
+            if chunk:
+                fetched = self._client.fetch(chunk, ["RFC822.SIZE"])
+                sizes.update({int(u): int(d[b"RFC822.SIZE"]) for u, d in fetched.items()})
+        return sizes
+
+    def full_messages(self, folder: str, uids: Sequence[int]) -> list[FullMessage]:
+        """Bytes, flags and internal date of each of ``uids`` still there, in UID order;
+        ``BODY.PEEK[]`` leaves ``\\Seen`` alone (RFC 9051 §6.4.5)."""
+        self._select(folder, readonly=True)
+        fetched = self._client.fetch(list(uids), ["FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
+        wanted = set(uids)
+        found: list[FullMessage] = []
+        for uid in sorted(int(u) for u in fetched):
+            data = fetched[uid]
+            if uid not in wanted or b"BODY[]" not in data:
+                continue
+            when = data.get(b"INTERNALDATE")
+            found.append(
+                FullMessage(
+                    uid,
+                    bytes(data[b"BODY[]"]),
+                    frozenset(_text(f) for f in data.get(b"FLAGS", ())),
+                    # imapclient gives local time without a zone: make it aware
+                    when.astimezone() if isinstance(when, datetime) else None,
+                )
+            )
+        return found
 
 
 @contextmanager

@@ -1,0 +1,259 @@
+"""``pillarbox import …`` and ``pillarbox export …``: an account's mail in and out; ``pillarbox
+backup`` and ``restore``: the whole site (see :mod:`pillarbox.transfer.backup`).
+
+Progress goes to standard error, the summary to standard output (``--json``: one object).
+Exit 0 when every message was imported or was there already; 1 when some failed (each named
+in the summary) or the run stopped (quota: the message says how far it got; run the same
+command again to continue); 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from pillarbox import provisioning
+from pillarbox.errors import ConfigError, UserError
+from pillarbox.store.interface import Store
+from pillarbox.store.open import open_store
+from pillarbox.transfer import files
+from pillarbox.transfer.importer import Importer, ImportStopped
+
+if TYPE_CHECKING:
+    from pillarbox.cli.main import CliState
+    from pillarbox.config import Config
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def run_import(
+    config: Config,
+    address: str,
+    as_json: bool,
+    work: Callable[[Importer], Awaitable[None]],
+) -> None:
+    """Open the store, run ``work`` with an importer for ``address``, print the summary; exit
+    1 if anything failed or the run stopped."""
+    from pillarbox.cli.main import emit
+
+    async def go() -> tuple[Importer, ImportStopped | None]:
+        store = open_store(config.store.url, config.data_dir, config.store)
+        await store.open()
+        try:
+            account = await provisioning.get_account(store, address)
+            importer = Importer(
+                store,
+                account,
+                max_message_size=config.smtp.max_message_size,
+                progress=_progress,
+            )
+            await importer.start()
+            try:
+                await work(importer)
+            except ImportStopped as exc:
+                return importer, exc
+            return importer, None
+        finally:
+            await store.close()
+
+    importer, stopped = asyncio.run(go())
+    summary = importer.summary
+    data = summary.as_json()
+    if stopped is not None:
+        data["stopped"] = str(stopped)
+    emit(data, as_json, summary.lines())
+    if stopped is not None:
+        raise stopped
+    if summary.failed:
+        raise UserError(f"{summary.failed} message(s) could not be imported (listed above)")
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import mail into an account (mbox, Maildir, another IMAP server); re-runs skip what is
+    there already."""
+
+
+@import_group.command("mbox")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--mailbox", default=None, help="Target mailbox for one file (default INBOX).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_mbox(
+    state: CliState, path: Path, address: str, mailbox: str | None, as_json: bool
+) -> None:
+    """Import an mbox file, or a directory of NAME.mbox files (one per mailbox)."""
+    run_import(state.load(), address, as_json, lambda imp: files.import_mbox(imp, path, mailbox))
+
+
+@import_group.command("maildir")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_maildir(state: CliState, directory: Path, address: str, as_json: bool) -> None:
+    """Import a Maildir++ tree (INBOX and its .Folder.Sub directories)."""
+    run_import(state.load(), address, as_json, lambda imp: files.import_maildir(imp, directory))
+
+
+@import_group.command("imap")
+@click.option("--host", required=True, help="The server to copy from.")
+@click.option("--port", type=int, default=None, help="Default: 993 (implicit TLS), 143.")
+@click.option(
+    "--tls",
+    "tls_mode",
+    type=click.Choice(["implicit", "starttls"]),
+    default="implicit",
+    show_default=True,
+)
+@click.option("--user", "remote_user", required=True, help="Login name on that server.")
+@click.option("--password-stdin", is_flag=True, help="Read its password from stdin.")
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--mailbox", "mailboxes", multiple=True, help="Only this remote folder (repeatable).")
+@click.option("--cafile", type=click.Path(path_type=Path), default=None, help="Trust this CA.")
+@click.option("--insecure", is_flag=True, help="Do not check the server's certificate.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_imap(
+    state: CliState,
+    host: str,
+    port: int | None,
+    tls_mode: str,
+    remote_user: str,
+    password_stdin: bool,
+    address: str,
+    mailboxes: tuple[str, ...],
+    cafile: Path | None,
+    insecure: bool,
+    as_json: bool,
+) -> None:
+    """Copy every folder of a remote IMAP account, with flags and dates; a re-run copies only
+    what arrived since."""
+    from pillarbox.cli.mail.transport import ConnectionFailed, Endpoint, TlsMode, TlsPolicy
+    from pillarbox.cli.main import read_password
+    from pillarbox.transfer.imapsource import ImportState, Remote, import_imap
+
+    config = state.load()
+    mode = TlsMode(tls_mode)
+    endpoint = Endpoint(host, port or (993 if mode is TlsMode.IMPLICIT else 143), mode)
+    context = TlsPolicy(cafile=cafile, insecure=insecure).context()
+    password = read_password(password_stdin, confirm=False)
+    remote = Remote(endpoint, remote_user, password, context)
+    progress = ImportState(
+        ImportState.path_for(config.data_dir, remote, provisioning.account_key(address))
+    )
+    try:
+        run_import(
+            config, address, as_json, lambda imp: import_imap(imp, remote, progress, mailboxes)
+        )
+    except ConnectionFailed as exc:
+        raise UserError(str(exc)) from exc
+
+
+@click.command("export")
+@click.option("--account", "address", required=True, help="The account to export.")
+@click.option(
+    "--mbox",
+    "mbox_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="mbox file (with --mailbox), else a directory of NAME.mbox files.",
+)
+@click.option(
+    "--maildir",
+    "maildir_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Maildir++ directory (new or empty).",
+)
+@click.option("--mailbox", default=None, help="Only this mailbox.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def export(
+    state: CliState,
+    address: str,
+    mbox_path: Path | None,
+    maildir_path: Path | None,
+    mailbox: str | None,
+    as_json: bool,
+) -> None:
+    """Write an account's mail (flags, internal dates, folders) as mbox or Maildir."""
+    from pillarbox.cli.main import emit, run_store
+
+    if (mbox_path is None) == (maildir_path is None):
+        raise ConfigError("", "give exactly one of --mbox FILE and --maildir DIR")
+    config = state.load()
+
+    async def go(store: Store) -> files.ExportSummary:
+        account = await provisioning.get_account(store, address)
+        if mbox_path is not None:
+            return await files.export_mbox(store, account, mbox_path, mailbox, _progress)
+        assert maildir_path is not None
+        return await files.export_maildir(store, account, maildir_path, mailbox, _progress)
+
+    summary = run_store(config, go)
+    target = mbox_path or maildir_path
+    emit(
+        {"messages": summary.messages, "mailboxes": summary.mailboxes, "path": str(target)},
+        as_json,
+        [f"exported {summary.messages} messages from {summary.mailboxes} mailbox(es) to {target}"],
+    )
+
+
+@click.command("backup")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def backup_command(state: CliState, directory: Path, as_json: bool) -> None:
+    """Copy the store (a consistent snapshot, also while serving), config and keys into
+    DIRECTORY (new or empty)."""
+    from pillarbox.cli.main import emit
+    from pillarbox.transfer import backup
+
+    config = state.load()
+    result = backup.backup(config, directory, progress=_progress)
+    if not result.store_copied:
+        raise UserError(backup.postgres_advice(config, directory))
+    emit(
+        {
+            "path": str(result.path),
+            "messages": result.messages,
+            "blob_files": result.blobs,
+            "files": result.files,
+            "snapshots": result.snapshots,
+        },
+        as_json,
+        [
+            f"backed up {result.messages} messages ({result.blobs} blob files), the config "
+            f"and {result.files} data file(s) to {result.path}"
+        ],
+    )
+
+
+@click.command("restore")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Move an existing config and data directory aside.")
+@click.pass_obj
+def restore_command(state: CliState, directory: Path, force: bool) -> None:
+    """Restore a backup: the config to --config's path, the data directory where it says."""
+    from pillarbox.transfer import backup
+
+    result = backup.restore(directory, state.config_path, force=force)
+    for moved in result.moved_aside:
+        click.echo(f"moved aside: {moved}")
+    click.echo(
+        f"restored {result.messages} messages ({result.blobs} blob files) into "
+        f"{result.data_dir}, config {result.config}"
+    )
+    for item in result.external:
+        click.echo(
+            f"not restored (outside the data directory): {item['original']}; "
+            f"the copy is {directory / item['saved']}"
+        )
