@@ -34,9 +34,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from click.testing import CliRunner, Result
 from imapclient import IMAPClient
 
-from pillarbox.cli.mail.transport import Endpoint, TlsMode
 from pillarbox.cli.main import cli
 from pillarbox.mail.parse import parse_message
+from pillarbox.mailclient.transport import Endpoint, TlsMode
 from pillarbox.net.serve import SERVICES
 from pillarbox.net.tls import tls_paths
 from pillarbox.store.types import DeliveryTarget

@@ -40,7 +40,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def login(store: Store, tmp_path: Path, user: str) -> CoreWire:
     wire = CoreWire(core_session(store, loopback_config(tmp_path), now=0.0))
-    assert "OK" in await wire.send(f'a LOGIN {user} "{TEST_PASSWORD}"\r\n')
+    await wire.login(user, TEST_PASSWORD)
     return wire
 
 

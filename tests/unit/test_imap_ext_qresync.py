@@ -12,6 +12,7 @@ from test_imap_session import USER, deliver, make_wire, store  # noqa: F401
 
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, Change, ChangeKind, FlagOp
+from pillarbox.testing.live import TEST_PASSWORD
 
 
 def _code(text: str, name: str) -> int:
@@ -24,14 +25,14 @@ async def test_qresync_after_expunges_in_another_session(store: Store, tmp_path:
     for n in range(1, 7):
         await deliver(store, f"message {n}")
     first = make_wire(store, tmp_path)
-    await first.login()
+    await first.login(USER, TEST_PASSWORD)
     await first.send("e ENABLE QRESYNC\r\n")
     selected = await first.send("s SELECT INBOX\r\n")
     validity, modseq = _code(selected, "UIDVALIDITY"), _code(selected, "HIGHESTMODSEQ")
     await first.send("z LOGOUT\r\n")
 
     other = make_wire(store, tmp_path)
-    await other.login()
+    await other.login(USER, TEST_PASSWORD)
     await other.send("s SELECT INBOX\r\n")
     await other.send("f STORE 2,5 +FLAGS (\\Deleted)\r\n")
     await other.send("x EXPUNGE\r\n")  # UIDs 2 and 5 go
@@ -39,7 +40,7 @@ async def test_qresync_after_expunges_in_another_session(store: Store, tmp_path:
     await deliver(store, "message 7")  # a new arrival is EXISTS, not a FETCH
 
     again = make_wire(store, tmp_path)
-    await again.login()
+    await again.login(USER, TEST_PASSWORD)
     await again.send("e ENABLE QRESYNC\r\n")
     answer = await again.send(f"q SELECT INBOX (QRESYNC ({validity} {modseq} 1:6))\r\n")
     lines = answer.splitlines()
@@ -66,7 +67,7 @@ async def test_vanished_replaces_expunge_for_an_idling_qresync_client(
     for n in range(1, 4):
         await deliver(store, f"message {n}")
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     await wire.send("e ENABLE QRESYNC\r\n")
     await wire.send("s SELECT INBOX\r\n")
     assert (await wire.send("i IDLE\r\n")).startswith("+ ")
@@ -89,7 +90,7 @@ async def test_quota_roots_and_over_quota_append(store: Store, tmp_path: Path) -
     account = await store.get_account(USER)
     assert account is not None
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     await store.set_quota(account.id, None, None)
     unlimited = await wire.send("a GETQUOTAROOT INBOX\r\n")
     assert unlimited == "* QUOTAROOT INBOX\r\na OK GETQUOTAROOT completed\r\n"
@@ -118,7 +119,7 @@ async def test_quota_roots_and_over_quota_append(store: Store, tmp_path: Path) -
 async def test_object_ids(store: Store, tmp_path: Path) -> None:
     await deliver(store, "one")
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     created = await wire.send("c CREATE Projects\r\n")
     box_id = re.search(r"MAILBOXID \((\S+)\)", created)
     assert box_id is not None

@@ -135,7 +135,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 @pytest.fixture
 async def wire(store: Store, tmp_path: Path) -> CoreWire:
     wire = CoreWire(core_session(store, loopback_config(tmp_path), now=0.0))
-    assert "OK" in await wire.send(f'a LOGIN {USER} "{TEST_PASSWORD}"\r\n')
+    await wire.login(USER, TEST_PASSWORD)
     return wire
 
 

@@ -15,12 +15,11 @@ from pillarbox.imap import commands as c
 from pillarbox.imap import notify
 from pillarbox.imap.fetch import FetchItem
 from pillarbox.imap.parser import parse_command
-from pillarbox.imap.session import ImapSession
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.types import Change, ChangeKind, DeliveryTarget, FlagOp
-from pillarbox.testing.imapcore import core_session
+from pillarbox.testing.imapcore import CoreWire, core_session
 from pillarbox.testing.live import TEST_PASSWORD, loopback_config
 
 USER = "alice@example.org"
@@ -69,32 +68,12 @@ def test_plan_of_the_rfc_example() -> None:
     assert _plan("NONE") == notify.NotifyPlan() == _plan("SET (selected NONE)")
 
 
-class Wire:
-    def __init__(self, session: ImapSession) -> None:
-        self.session = session
-        self.data = bytearray()
-
-    async def write(self, data: bytes) -> None:
-        self.data += data
-
-    def take(self) -> str:
-        out = self.data.decode()
-        self.data.clear()
-        return out
-
-    async def send(self, text: str) -> str:
-        await self.session.receive_data(text.encode(), self, 0.0)
-        return self.take()
-
-    async def hint(self, store: Store, mailbox: str, kind: ChangeKind) -> str:
-        """What the adapter does on a change-feed wake-up (hints carry the MODSEQ reached)."""
-        account = await store.get_account(USER)
-        assert account is not None
-        box = await store.get_mailbox(account.id, mailbox)
-        self.session.notify(Change(account.id, box.id, kind, box.highestmodseq))
-        if self.session.wants_push:
-            await self.session.push_updates(self, 0.0)
-        return self.take()
+async def hint(wire: CoreWire, store: Store, mailbox: str, kind: ChangeKind) -> str:
+    """What the adapter does on a change-feed wake-up (hints carry the MODSEQ reached)."""
+    account = await store.get_account(USER)
+    assert account is not None
+    box = await store.get_mailbox(account.id, mailbox)
+    return await wire.hint(Change(account.id, box.id, kind, box.highestmodseq))
 
 
 @pytest.fixture
@@ -108,13 +87,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def wire(store: Store, tmp_path: Path) -> Wire:
-    wire = Wire(core_session(store, loopback_config(tmp_path), now=0.0))
-    assert "OK" in await wire.send(f'a LOGIN {USER} "{TEST_PASSWORD}"\r\n')
+async def wire(store: Store, tmp_path: Path) -> CoreWire:
+    wire = CoreWire(core_session(store, loopback_config(tmp_path), now=0.0))
+    await wire.login(USER, TEST_PASSWORD)
     return wire
 
 
-async def test_pushes_are_wanted_between_commands_once_notify_asks(wire: Wire) -> None:
+async def test_pushes_are_wanted_between_commands_once_notify_asks(wire: CoreWire) -> None:
     session = wire.session
     assert not session.wants_push  # before NOTIFY, only IDLE pushes (RFC 5465 §3.1)
     assert "b OK" in await wire.send("b NOTIFY SET (personal (MailboxName))\r\n")
@@ -129,34 +108,36 @@ async def test_pushes_are_wanted_between_commands_once_notify_asks(wire: Wire) -
     assert not session.wants_push
 
 
-async def test_renaming_inbox_reports_the_new_mailbox_only(wire: Wire, store: Store) -> None:
+async def test_renaming_inbox_reports_the_new_mailbox_only(wire: CoreWire, store: Store) -> None:
     assert "b OK" in await wire.send("b NOTIFY SET (personal (MailboxName))\r\n")
     account = await store.get_account(USER)
     assert account is not None
     await store.rename_mailbox(account.id, "INBOX", "Old")  # by another client
     # RFC 5465 §5.4: a new INBOX is assumed created, and no event is sent for INBOX.
-    assert await wire.hint(store, "Old", ChangeKind.MAILBOXES) == (
+    assert await hint(wire, store, "Old", ChangeKind.MAILBOXES) == (
         '* LIST (\\HasNoChildren) "/" Old\r\n'
     )
 
 
-async def test_own_changes_are_not_echoed(wire: Wire, store: Store) -> None:
+async def test_own_changes_are_not_echoed(wire: CoreWire, store: Store) -> None:
     assert "b OK" in await wire.send(
         "b NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))\r\n"
     )
     assert "c OK" in await wire.send("c APPEND Junk {14+}\r\n" + MESSAGE.decode() + "\r\n")
-    assert await wire.hint(store, "Junk", ChangeKind.EXISTS) == ""
+    assert await hint(wire, store, "Junk", ChangeKind.EXISTS) == ""
     assert "d OK" in await wire.send("d CREATE Fresh\r\n")
-    assert await wire.hint(store, "Fresh", ChangeKind.MAILBOXES) == ""
+    assert await hint(wire, store, "Fresh", ChangeKind.MAILBOXES) == ""
     account = await store.get_account(USER)
     assert account is not None
     await store.deliver(MESSAGE, parse_message(MESSAGE), [DeliveryTarget(account.id, "Junk")])
-    assert await wire.hint(store, "Junk", ChangeKind.EXISTS) == (
+    assert await hint(wire, store, "Junk", ChangeKind.EXISTS) == (
         "* STATUS Junk (UIDNEXT 3 MESSAGES 2)\r\n"
     )
 
 
-async def test_no_message_new_fetch_for_the_clients_own_append(wire: Wire, store: Store) -> None:
+async def test_no_message_new_fetch_for_the_clients_own_append(
+    wire: CoreWire, store: Store
+) -> None:
     assert "b OK" in await wire.send("b SELECT INBOX\r\n")
     assert "c OK" in await wire.send(
         "c NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge))\r\n"
@@ -166,7 +147,7 @@ async def test_no_message_new_fetch_for_the_clients_own_append(wire: Wire, store
     account = await store.get_account(USER)
     assert account is not None
     await store.deliver(MESSAGE, parse_message(MESSAGE), [DeliveryTarget(account.id)])
-    pushed = await wire.hint(store, "INBOX", ChangeKind.EXISTS)
+    pushed = await hint(wire, store, "INBOX", ChangeKind.EXISTS)
     assert pushed == "* 2 EXISTS\r\n* 2 RECENT\r\n* 2 FETCH (UID 2 FLAGS (\\Recent))\r\n"
 
 
@@ -183,7 +164,7 @@ FLAGGED = "* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))\r\n"
     ids=["without-flagchange", "with-flagchange"],
 )
 async def test_selected_flag_changes_are_pushed_only_when_asked(
-    wire: Wire, store: Store, events: str, pushed: str
+    wire: CoreWire, store: Store, events: str, pushed: str
 ) -> None:
     """RFC 5465 §5: omitting FlagChange asks the server not to push another session's flag
     change; the next command still carries it, as plain IMAP does (RFC 9051 §7.5.1)."""
@@ -194,7 +175,7 @@ async def test_selected_flag_changes_are_pushed_only_when_asked(
     assert "c OK" in await wire.send(f"c NOTIFY SET (selected ({events}))\r\n")
     inbox = await store.get_mailbox(account.id, "INBOX")
     await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Flagged"}))
-    assert await wire.hint(store, "INBOX", ChangeKind.FLAGS) == pushed
+    assert await hint(wire, store, "INBOX", ChangeKind.FLAGS) == pushed
     later = await wire.send("d NOOP\r\n")
     if pushed:
         assert "FETCH" not in later

@@ -21,7 +21,6 @@ from pillarbox.imap.session import (
     ALLOWED,
     TRANSITIONS,
     Action,
-    ImapSession,
     State,
     normalise_line_endings,
 )
@@ -29,33 +28,11 @@ from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget
-from pillarbox.testing.imapcore import core_session
+from pillarbox.testing.imapcore import CoreWire, core_session
 from pillarbox.testing.live import TEST_PASSWORD, loopback_config
 
 USER = "alice@example.org"
-
-
-class Wire:
-    """A session with a collecting output; ``send`` returns what the server answered."""
-
-    def __init__(self, session: ImapSession) -> None:
-        self.session = session
-        self.data = bytearray()
-        self.now = 1_700_000_000.0
-        self.action = Action.CONTINUE
-
-    async def write(self, data: bytes) -> None:
-        self.data += data
-
-    async def send(self, text: str | bytes) -> str:
-        raw = text.encode() if isinstance(text, str) else text
-        self.action = await self.session.receive_data(raw, self, self.now)
-        out = self.data.decode()
-        self.data.clear()
-        return out
-
-    async def login(self) -> None:
-        assert "OK" in await self.send(f'L1 LOGIN {USER} "{TEST_PASSWORD}"\r\n')
+NOW = 1_700_000_000.0
 
 
 @pytest.fixture
@@ -69,10 +46,10 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
-def make_wire(store: Store, tmp_path: Path, **imap: object) -> Wire:
+def make_wire(store: Store, tmp_path: Path, **imap: object) -> CoreWire:
     config = loopback_config(tmp_path)
     config = dataclasses.replace(config, imap=dataclasses.replace(config.imap, **imap))
-    return Wire(core_session(store, config, now=1_700_000_000.0))
+    return CoreWire(core_session(store, config, now=NOW), now=NOW)
 
 
 async def deliver(store: Store, subject: str) -> int:
@@ -114,7 +91,7 @@ def test_normalise_line_endings() -> None:
 
 async def test_pipelined_commands_are_answered_in_order(store: Store, tmp_path: Path) -> None:
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     out = await wire.send("a NOOP\r\nb SELECT INBOX\r\nc FETCH 1:* FLAGS\r\nd LOGOUT\r\n")
     tags = [line.split(" ")[0] for line in out.splitlines() if not line.startswith("*")]
     assert tags == ["a", "b", "c", "d"]
@@ -151,7 +128,7 @@ async def test_non_synchronising_literal_over_the_limit_is_skipped(
     store: Store, tmp_path: Path
 ) -> None:
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     big = "x" * 70_000
     out = await wire.send(f"a CREATE {{70000+}}\r\n{big}\r\nb NOOP\r\n")
     assert out == ("a BAD [TOOBIG] Non-synchronizing literal too large\r\nb OK NOOP completed\r\n")
@@ -166,7 +143,7 @@ async def test_literal_too_large_to_skip_closes(store: Store, tmp_path: Path) ->
 
 async def test_append_limit_comes_from_configuration(store: Store, tmp_path: Path) -> None:
     wire = make_wire(store, tmp_path, max_literal_size=1000)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     assert "APPENDLIMIT=1000" in await wire.send("a CAPABILITY\r\n")
     assert await wire.send("b APPEND INBOX {1001}\r\n") == "b NO [TOOBIG] Literal too large\r\n"
 
@@ -194,7 +171,7 @@ async def test_a_client_not_logged_in_by_the_login_deadline_gets_bye(
 async def test_deadline_and_shutdown(store: Store, tmp_path: Path) -> None:
     wire = make_wire(store, tmp_path)
     session = wire.session
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     assert session.deadline() == wire.now + 1800  # logged in: the idle timer alone
     assert session.handle_timeout(wire.now + 1799) is None
     wire.now += 1000
@@ -209,7 +186,7 @@ async def test_deadline_and_shutdown(store: Store, tmp_path: Path) -> None:
 async def test_hints_bring_changes_to_the_next_command(store: Store, tmp_path: Path) -> None:
     await deliver(store, "one")
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     await wire.send("s SELECT INBOX\r\n")
     await deliver(store, "two")
     # Without a hint a FETCH does not look (only NOOP, CHECK and IDLE poll) ...
@@ -228,7 +205,7 @@ async def test_hints_bring_changes_to_the_next_command(store: Store, tmp_path: P
 
 async def test_idle_pushes_only_when_hinted(store: Store, tmp_path: Path) -> None:
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     await wire.send("s SELECT INBOX\r\n")
     assert await wire.send("i IDLE\r\n") == "+ idling\r\n"
     assert wire.session.idling
@@ -247,12 +224,12 @@ async def test_idle_pushes_only_when_hinted(store: Store, tmp_path: Path) -> Non
 
 async def test_deleting_the_selected_mailbox(store: Store, tmp_path: Path) -> None:
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     await wire.send("a CREATE Box\r\nb SELECT Box\r\n")
     assert await wire.send("c DELETE Box\r\n") == "c OK DELETE completed\r\n"
     assert wire.session.state is State.AUTHENTICATED
     other = make_wire(store, tmp_path)
-    await other.login()
+    await other.login(USER, TEST_PASSWORD)
     await wire.send("d CREATE Box2\r\ne SELECT Box2\r\n")
     await other.send("x DELETE Box2\r\n")
     out = await wire.send("f NOOP\r\n")
@@ -265,7 +242,7 @@ async def test_multiappend_is_all_or_nothing(store: Store, tmp_path: Path) -> No
     assert account is not None
     await store.set_quota(account.id, None, 1)
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     out = await wire.send("a APPEND INBOX {3+}\r\nA:b {3+}\r\nA:c\r\n")
     assert out == "a NO [OVERQUOTA] Over quota\r\n"
     inbox = await store.get_mailbox(account.id, INBOX)
@@ -275,7 +252,7 @@ async def test_multiappend_is_all_or_nothing(store: Store, tmp_path: Path) -> No
 async def test_fetch_sets_seen_once_and_reports_it(store: Store, tmp_path: Path) -> None:
     await deliver(store, "one")
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     await wire.send("e ENABLE IMAP4rev2\r\ns SELECT INBOX\r\n")
     out = await wire.send("f UID FETCH 1 BODY[TEXT]\r\n")
     assert out == (
@@ -288,7 +265,7 @@ async def test_fetch_sets_seen_once_and_reports_it(store: Store, tmp_path: Path)
 async def test_examine_never_sets_seen(store: Store, tmp_path: Path) -> None:
     await deliver(store, "one")
     wire = make_wire(store, tmp_path)
-    await wire.login()
+    await wire.login(USER, TEST_PASSWORD)
     await wire.send("s EXAMINE INBOX\r\n")
     out = await wire.send("f FETCH 1 (RFC822.TEXT)\r\n")
     assert "\\Seen" not in out

@@ -1,5 +1,6 @@
 """STYLE §1: protocol cores do no I/O. Walks the source of every core module and fails if one
-imports asyncio, socket, ssl, time, threading or selectors (directly or as ``from x import``)."""
+imports asyncio, socket, ssl, time, threading or selectors (directly or as ``from x import``).
+Also: the command line is the top of the stack, so no library module imports from it."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def test_only_net_and_runtime_modules_import_sockets() -> None:
         "testing",
         "auth",
         "transfer",  # import/export/backup: files and a remote IMAP account, like cli
+        "mailclient",  # blocking IMAP client and TLS settings shared by cli and transfer
     }
     offenders = []
     for path in SRC.rglob("*.py"):
@@ -76,3 +78,58 @@ def test_only_net_and_runtime_modules_import_sockets() -> None:
         if imported_roots(path) & {"socket", "ssl", "selectors"}:
             offenders.append(str(path.relative_to(SRC)))
     assert offenders == []
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """Every module ``source`` (a module of ``package``) imports, relative imports resolved;
+    ``from a import b`` counts as importing both ``a`` and ``a.b`` (b may be a submodule)."""
+    parts = package.split(".")
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            modules.add(module)
+            modules.update(f"{module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+def test_imported_modules_sees_every_spelling() -> None:
+    source = (
+        "import pillarbox.cli.main\n"
+        "from pillarbox import cli\n"
+        "from ..cli.mail import commands\n"
+        "def late():\n"
+        "    from . import sibling\n"
+    )
+    found = imported_modules(source, "pillarbox.transfer")
+    assert {
+        "pillarbox.cli.main",
+        "pillarbox.cli",
+        "pillarbox.cli.mail.commands",
+        "pillarbox.transfer.sibling",
+    } <= found
+
+
+def _module_package(path: Path) -> str:
+    return ".".join(["pillarbox", *path.relative_to(SRC).parent.parts])
+
+
+def test_nothing_outside_cli_imports_from_cli() -> None:
+    """``pillarbox.cli`` uses the library, never the other way round: code two commands (or a
+    command and a server part) share lives in a library package (as :mod:`pillarbox.mailclient`
+    does for ``pillarbox mail`` and ``pillarbox import imap``)."""
+    offenders = {}
+    for path in sorted(SRC.rglob("*.py")):
+        if path.relative_to(SRC).parts[0] == "cli":
+            continue
+        from_cli = sorted(
+            m
+            for m in imported_modules(path.read_text(encoding="utf-8"), _module_package(path))
+            if m == "pillarbox.cli" or m.startswith("pillarbox.cli.")
+        )
+        if from_cli:
+            offenders[str(path.relative_to(SRC))] = from_cli
+    assert offenders == {}

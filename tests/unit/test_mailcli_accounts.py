@@ -13,9 +13,9 @@ from click.testing import CliRunner, Result
 
 from pillarbox.cli.mail import accounts as acct
 from pillarbox.cli.mail import autoconfig
-from pillarbox.cli.mail.transport import Endpoint, TlsMode
 from pillarbox.cli.main import cli
 from pillarbox.errors import UserError
+from pillarbox.mailclient.transport import Endpoint, TlsMode
 
 
 @pytest.fixture

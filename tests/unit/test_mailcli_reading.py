@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pillarbox.cli.mail import render
-from pillarbox.cli.mail.imap import search_criteria
 from pillarbox.cli.mail.localmail import Maildir, Mbox
 from pillarbox.cli.mail.reading import attachment_targets, readable, safe_filename
+from pillarbox.cli.mail.search import search_criteria
 from pillarbox.errors import UserError
 
 ALTERNATIVE = (

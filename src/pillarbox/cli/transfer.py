@@ -136,8 +136,8 @@ def import_imap(
 ) -> None:
     """Copy every folder of a remote IMAP account, with flags and dates; a re-run copies only
     what arrived since."""
-    from pillarbox.cli.mail.transport import ConnectionFailed, Endpoint, TlsMode, TlsPolicy
     from pillarbox.cli.main import read_password
+    from pillarbox.mailclient.transport import ConnectionFailed, Endpoint, TlsMode, TlsPolicy
     from pillarbox.transfer.imapsource import ImportState, Remote, import_imap
 
     config = state.load()

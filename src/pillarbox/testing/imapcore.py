@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
-from pillarbox.imap.session import ImapSession
+from pillarbox.imap.session import Action, ImapSession
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
 from pillarbox.net.imap import session_settings
@@ -38,11 +38,15 @@ async def _parse(raw: bytes) -> MessageInfo:
 
 class CoreWire:
     """A session core with a collecting output: ``send`` returns what the server answered,
-    ``hint`` what it pushes on a change-feed wake-up (as the adapter drives it)."""
+    ``hint`` what it pushes on a change-feed wake-up (as the adapter drives it). ``now`` is the
+    clock the core is given (a test moves it to reach a timer); ``action`` is what the core
+    asked of the connection after the last input (``CLOSE`` after LOGOUT or a fatal error)."""
 
-    def __init__(self, session: ImapSession) -> None:
+    def __init__(self, session: ImapSession, *, now: float = 0.0) -> None:
         self.session = session
         self.data = bytearray()
+        self.now = now
+        self.action = Action.CONTINUE
 
     async def write(self, data: bytes) -> None:
         self.data += data
@@ -52,12 +56,17 @@ class CoreWire:
         self.data.clear()
         return out
 
-    async def send(self, text: str) -> str:
-        await self.session.receive_data(text.encode(), self, 0.0)
+    async def send(self, text: str | bytes) -> str:
+        raw = text.encode() if isinstance(text, str) else text
+        self.action = await self.session.receive_data(raw, self, self.now)
         return self.take()
+
+    async def login(self, user: str, password: str) -> None:
+        answer = await self.send(f'L1 LOGIN {user} "{password}"\r\n')
+        assert "L1 OK" in answer, answer
 
     async def hint(self, change: Change) -> str:
         self.session.notify(change)
         if self.session.wants_push:
-            await self.session.push_updates(self, 0.0)
+            await self.session.push_updates(self, self.now)
         return self.take()

@@ -32,8 +32,8 @@ from typing import Any
 
 from pillarbox.atomicfile import write_atomically
 from pillarbox.blocking import run_blocking
-from pillarbox.cli.mail.imap import FullMessage, ImapSession, Listed, open_imap
-from pillarbox.cli.mail.transport import (
+from pillarbox.mailclient.imap import FullMessage, ImapSession, Listed, open_imap
+from pillarbox.mailclient.transport import (
     ConnectionFailed,
     Endpoint,
     ServerRefused,

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pillarbox.atomicfile import write_atomically
-from pillarbox.cli.mail.transport import Endpoint, TlsMode
 from pillarbox.errors import AlreadyExists, ConfigError, NotFound, UserError
+from pillarbox.mailclient.transport import Endpoint, TlsMode
 
 ACCOUNTS_FILE = "accounts.toml"
 KEYRING_SERVICE = "pillarbox-mail"

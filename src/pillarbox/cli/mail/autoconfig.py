@@ -22,8 +22,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pillarbox.cli.mail.transport import Endpoint, TlsMode
 from pillarbox.errors import UserError
+from pillarbox.mailclient.transport import Endpoint, TlsMode
 
 DEFAULT_URL_TEMPLATES = (
     "https://autoconfig.{domain}/mail/config-v1.1.xml?emailaddress={address}",

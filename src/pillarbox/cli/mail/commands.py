@@ -22,7 +22,9 @@ import click
 
 from pillarbox.cli.mail import accounts as acct
 from pillarbox.cli.mail import compose, render
-from pillarbox.cli.mail.imap import (
+from pillarbox.cli.mail.reading import ReadableMessage, attachment_targets, readable
+from pillarbox.errors import ConfigError, UserError
+from pillarbox.mailclient.imap import (
     ANSWERED,
     FLAGGED,
     FORWARDED,
@@ -31,9 +33,7 @@ from pillarbox.cli.mail.imap import (
     Summary,
     open_imap,
 )
-from pillarbox.cli.mail.reading import ReadableMessage, attachment_targets, readable
-from pillarbox.cli.mail.transport import ConnectionFailed, Endpoint, TlsMode, TlsPolicy
-from pillarbox.errors import ConfigError, UserError
+from pillarbox.mailclient.transport import ConnectionFailed, Endpoint, TlsMode, TlsPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -495,7 +495,7 @@ def ls(folder: str, unread: bool, limit: int) -> None:
 def search(query: tuple[str, ...], folder: str, limit: int) -> None:
     """Search FOLDER. Words match anywhere; also from:X to:X cc:X subject:X body:X
     since:YYYY-MM-DD before:YYYY-MM-DD on:YYYY-MM-DD unread read flagged unflagged answered."""
-    from pillarbox.cli.mail.imap import search_criteria
+    from pillarbox.cli.mail.search import search_criteria
 
     criteria = search_criteria(" ".join(query))
     client = current_client()

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pillarbox.cli.mail.localmail import Destination
-from pillarbox.cli.mail.transport import (
+from pillarbox.errors import ConfigError
+from pillarbox.mailclient.transport import (
     ConnectionFailed,
     Endpoint,
     ServerRefused,
     TlsMode,
     translated_errors,
 )
-from pillarbox.errors import ConfigError
 
 UIDL_STATE_FILE = "pop3-uidl.json"
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pillarbox.cli.mail.imap import Folder, Summary
 from pillarbox.cli.mail.reading import ReadableMessage
+from pillarbox.mailclient.imap import Folder, Summary
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 

@@ -16,7 +16,7 @@ import ssl
 
 from pillarbox.auth.sasl import SaslClientError, ScramClient
 from pillarbox.cli.mail.compose import Outgoing
-from pillarbox.cli.mail.transport import (
+from pillarbox.mailclient.transport import (
     ConnectionFailed,
     Endpoint,
     ServerRefused,

@@ -1,34 +1,33 @@
 """Reading and managing mail over IMAP (RFC 9051 / RFC 3501), through imapclient.
 
-imapclient is untyped; this module is the typed face the commands use, and every value that
-comes back from it is converted here. Messages are addressed by UID (RFC 9051 §2.3.1.1), which
-stays valid across sessions, unlike sequence numbers. Fetching uses ``BODY.PEEK[]`` (RFC 9051
-§6.4.5), so only an explicit choice marks a message seen: ``read`` does (unless ``--peek``);
-``reply``, ``forward`` and ``save-attachments`` do not.
+imapclient is untyped; this module is the typed face that ``pillarbox mail`` and
+``pillarbox import imap`` use, and every value that comes back from it is converted here.
+Messages are addressed by UID (RFC 9051 §2.3.1.1), which stays valid across sessions, unlike
+sequence numbers. Fetching uses ``BODY.PEEK[]`` (RFC 9051 §6.4.5), so only an explicit choice
+marks a message seen: ``read`` does (unless ``--peek``); ``reply``, ``forward`` and
+``save-attachments`` do not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import imaplib
-import re
-import shlex
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from pillarbox.cli.mail.transport import (
+from pillarbox.errors import NotFound
+from pillarbox.mail.decode import decode_words, header_bytes_to_text
+from pillarbox.mailclient.transport import (
     ConnectionFailed,
     Endpoint,
     TlsMode,
     translated_errors,
 )
-from pillarbox.errors import NotFound, UserError
-from pillarbox.mail.decode import decode_words, header_bytes_to_text
 
 SEEN = "\\Seen"
 FLAGGED = "\\Flagged"
@@ -335,52 +334,6 @@ def open_imap(
             with contextlib.suppress(OSError, imaplib.IMAP4.error):  # keep the first error
                 client.shutdown()
             raise
-
-
-# -- the search language ------------------------------------------------------------------------
-
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_FIELD_KEYS = {"from": "FROM", "to": "TO", "cc": "CC", "subject": "SUBJECT", "body": "BODY"}
-_DATE_KEYS = {"since": "SINCE", "before": "BEFORE", "on": "ON"}
-_FLAG_WORDS = {
-    "unread": ["UNSEEN"],
-    "read": ["SEEN"],
-    "flagged": ["FLAGGED"],
-    "unflagged": ["UNFLAGGED"],
-    "answered": ["ANSWERED"],
-    "all": ["ALL"],
-}
-
-
-def search_criteria(query: str) -> list[object]:
-    """Translate the query language into IMAP SEARCH keys (RFC 9051 §6.4.4), all ANDed:
-    bare words → TEXT; ``from:`` ``to:`` ``cc:`` ``subject:`` ``body:`` → that key;
-    ``since:``/``before:``/``on:YYYY-MM-DD`` → dates; ``unread`` ``read`` ``flagged``
-    ``unflagged`` ``answered`` → flags. Quotes group words: ``subject:"two words"``."""
-    try:
-        tokens = shlex.split(query)
-    except ValueError as exc:
-        raise UserError(f"search query: {exc}") from exc
-    criteria: list[object] = []
-    for token in tokens:
-        key, colon, value = token.partition(":")
-        lowered = key.lower()
-        if colon and lowered in _FIELD_KEYS:
-            if not value:
-                raise UserError(f"search query: {key}: needs a value")
-            criteria += [_FIELD_KEYS[lowered], value]
-        elif colon and lowered in _DATE_KEYS:
-            if not _DATE.fullmatch(value):
-                raise UserError(f"search query: {key}: needs a date as YYYY-MM-DD, got {value!r}")
-            try:
-                criteria += [_DATE_KEYS[lowered], date.fromisoformat(value)]
-            except ValueError as exc:
-                raise UserError(f"search query: {key}: {exc}") from exc
-        elif not colon and lowered in _FLAG_WORDS:
-            criteria += _FLAG_WORDS[lowered]
-        else:
-            criteria += ["TEXT", token]
-    return criteria or ["ALL"]
 
 
 # -- conversions from imapclient's values -------------------------------------------------------
