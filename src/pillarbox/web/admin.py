@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning
+from pillarbox.dns.hosted import record_policy
 from pillarbox.dns.records import DomainRecords, required_records
 from pillarbox.errors import NotFound, UserError
 from pillarbox.queue import sendlimits
@@ -140,7 +141,9 @@ async def domain_records(services: Services, name: str) -> DomainRecords:
         )
         for key in await services.store.list_dkim_keys(domain, include_retired=True)
     }
-    return required_records(domain, mail_host=services.hostname, dkim=dkim)
+    return required_records(
+        domain, mail_host=services.hostname, dkim=dkim, policy=record_policy(services.config)
+    )
 
 
 def quota_from_text(megabytes: str, messages: str) -> tuple[int | None, int | None]:
