@@ -384,8 +384,8 @@ class Store(Protocol):
         kind: str | None = None,
         limit: int = 1000,
     ) -> list[ReceivedReport]:
-        """The kept reports whose period ends at or after ``since`` (of ``domain`` and
-        ``kind`` if given), newest end first, at most ``limit``."""
+        """The kept reports whose period ends at or after ``since`` (of ``domain`` or its
+        subdomains, and of ``kind``, if given), newest end first, at most ``limit``."""
         ...
 
     async def delete_received_reports(self, until: datetime) -> int:

@@ -1691,6 +1691,14 @@ class StoreContract:
         assert await store.add_received_report(other)
         assert await store.delete_received_reports(start + timedelta(days=1, hours=1)) == 2
         assert await store.received_reports(start) == [tls]
+        # A domain's reports include its subdomains' — not another domain ending the same.
+        sub = dataclasses.replace(tls, report_id="sub", domain="mail.example.com")
+        assert await store.add_received_report(sub)
+        assert await store.add_received_report(
+            dataclasses.replace(tls, report_id="other", domain="ample.com")
+        )
+        assert await store.received_reports(start, domain="example.com") == [sub, tls]
+        assert len(await store.received_reports(start, domain="ample.com")) == 1
 
     # -- TLS-RPT reports ------------------------------------------------------------------------
     async def test_tls_results(self, store: Store) -> None:

@@ -36,10 +36,12 @@ async def reports(
     conn: Conn, since: datetime, domain: str | None, kind: str | None, limit: int
 ) -> list[ReceivedReport]:
     cur = await conn.execute(
-        f"SELECT {receivedrows.COLUMNS} FROM received_reports WHERE date_end >= %s "
-        "AND (%s::text IS NULL OR domain = %s) AND (%s::text IS NULL OR kind = %s) "
-        "ORDER BY date_end DESC, id DESC LIMIT %s",
-        (since, domain, domain, kind, kind, limit),
+        f"SELECT {receivedrows.COLUMNS} FROM received_reports WHERE date_end >= %(since)s "
+        "AND (%(domain)s::text IS NULL OR domain = %(domain)s "
+        "OR right(domain, length(%(domain)s) + 1) = '.' || %(domain)s) "
+        "AND (%(kind)s::text IS NULL OR kind = %(kind)s) "
+        "ORDER BY date_end DESC, id DESC LIMIT %(limit)s",
+        {"since": since, "domain": domain, "kind": kind, "limit": limit},
     )
     return [
         receivedrows.report(row, row[4], row[5], row[6], row[9]) for row in await cur.fetchall()

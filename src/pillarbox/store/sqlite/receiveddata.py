@@ -32,10 +32,12 @@ def reports(
     conn: sqlite3.Connection, since: datetime, domain: str | None, kind: str | None, limit: int
 ) -> list[ReceivedReport]:
     rows = conn.execute(
-        f"SELECT {receivedrows.COLUMNS} FROM received_reports WHERE date_end >= ? "
-        "AND (? IS NULL OR domain = ?) AND (? IS NULL OR kind = ?) "
-        "ORDER BY date_end DESC, id DESC LIMIT ?",
-        (microseconds(since), domain, domain, kind, kind, limit),
+        f"SELECT {receivedrows.COLUMNS} FROM received_reports "
+        "WHERE (?1 IS NULL OR domain = ?1 OR substr(domain, -length(?1) - 1) = '.' || ?1) "
+        "AND (?1 IS NULL OR domain = ?1 OR substr(domain, -length(?1) - 1) = '.' || ?1) "
+        "AND (?2 IS NULL OR kind = ?2) "
+        "AND date_end >= ?3 ORDER BY date_end DESC, id DESC LIMIT ?4",
+        (domain, kind, microseconds(since), limit),
     )
     return [
         receivedrows.report(
