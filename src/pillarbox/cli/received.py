@@ -35,7 +35,8 @@ def show_received(state: CliState, kind: str, domain: str | None, days: int, as_
         click.echo(json.dumps([receivedreports.report_json(r) for r in reports], indent=2))
         return
     if not reports:
-        click.echo(f"no {kind} reports received in the last {days} days")
+        label = "DMARC aggregate" if kind == "dmarc" else "TLS"
+        click.echo(f"no {label} reports received in the last {days} days")
         return
     for r in reports:
         click.echo(

@@ -5,6 +5,7 @@ example, and the messages carrying them (gzip, zip or plain)."""
 
 from __future__ import annotations
 
+import email.policy
 import gzip
 import io
 import json
@@ -131,7 +132,7 @@ def report_message(
     else:
         message.set_content("This is an aggregate report.\n")
         message.add_attachment(payload, maintype=maintype, subtype=subtype, filename=filename)
-    return message.as_bytes()
+    return message.as_bytes(policy=email.policy.SMTP)
 
 
 def gzipped(document: bytes) -> bytes:
