@@ -49,7 +49,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.parsers import expat
 
@@ -424,11 +424,13 @@ class Intake:
         *,
         local_parts: frozenset[str],
         limits: Limits,
+        keep: timedelta | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._local_parts = local_parts
         self._limits = limits
+        self._keep = keep
         self._clock = clock
 
     @classmethod
@@ -442,6 +444,7 @@ class Intake:
             store,
             local_parts=parts,
             limits=Limits(max_size=section.max_size, max_parts=section.max_parts),
+            keep=timedelta(days=section.keep_days) if section.keep_days else None,
         )
 
     def wants(self, local_part: str) -> bool:
@@ -488,6 +491,10 @@ class Intake:
                     org=report.org_name[:100],
                     report_id=report.report_id[:200],
                 )
+        if kept and self._keep is not None:
+            # Retention runs here, where reports arrive: a few a day per reporter, an indexed
+            # delete each; no periodic job needed.
+            await self._store.delete_received_reports(self._clock() - self._keep)
         return kept
 
     async def _hosted(self, domain: str) -> bool:
