@@ -226,8 +226,26 @@ def test_reports_about_other_domains_are_not_kept(
         "refusal logged",
     )
     assert kept(live) == []
+    # A report older than keep_days (400) is not kept either.
+    old = reports.dmarc_xml(report_id="old", begin=1_000_000_000)
+    send(live, DMARC_TO, reports.report_message(DMARC_TO, old, "text/xml", "o.xml"))
+    wait_for(
+        lambda: (
+            [
+                r
+                for r in caplog.records
+                if r.getMessage() == "received report refused"
+                and r.__dict__["fields"]["reason"] == "older than received_reports.keep_days"
+            ]
+            or None
+        ),
+        "old report refused",
+    )
+    assert len(live.mailbox_messages(DMARC_TO, INBOX)) == 2
     # A subdomain of ours is ours.
-    sub = reports.dmarc_xml("mail.example.org", report_id="sub")
+    sub = reports.dmarc_xml(
+        "mail.example.org", report_id="sub", begin=int(datetime.now(UTC).timestamp())
+    )
     send(live, DMARC_TO, reports.report_message(DMARC_TO, sub, "text/xml", "s.xml"))
     [report] = wait_for(lambda: kept(live) or None, "subdomain report kept")
     assert report.domain == "mail.example.org"

@@ -464,7 +464,16 @@ class Intake:
         if not reading.reports and not reading.refused:
             _log.info("no report in message to report address", rcpt=rcpt)
         kept = []
+        oldest = self._clock() - self._keep if self._keep is not None else None
         for report in reading.reports:
+            if oldest is not None and report.end < oldest:
+                _log.warning(
+                    "received report refused",
+                    rcpt=rcpt,
+                    reason="older than received_reports.keep_days",
+                    report_id=report.report_id[:200],
+                )
+                continue
             if not await self._hosted(report.domain):
                 _log.warning(
                     "received report refused",
@@ -494,7 +503,8 @@ class Intake:
         if kept and self._keep is not None:
             # Retention runs here, where reports arrive: a few a day per reporter, an indexed
             # delete each; no periodic job needed.
-            await self._store.delete_received_reports(self._clock() - self._keep)
+            assert oldest is not None
+            await self._store.delete_received_reports(oldest)
         return kept
 
     async def _hosted(self, domain: str) -> bool:
