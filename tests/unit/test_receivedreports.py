@@ -3,11 +3,17 @@ and encodings reporters use, and the refusals — bombs, DTDs, malformed documen
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import json
 from datetime import UTC, datetime
 
 import pytest
 
+from pillarbox import config as cfg
+from pillarbox.dns.hosted import record_policy
+from pillarbox.dns.records import required_records
+from pillarbox.errors import ConfigError
 from pillarbox.policy import dmarcreport, receivedreports
 from pillarbox.policy.receivedreports import Limits, ReportError, read_message
 from pillarbox.store.types import DmarcObservation
@@ -202,3 +208,37 @@ def test_by_source_sums_reports() -> None:
         ("198.51.100.7", 4, 1, 3, 2),
         ("192.0.2.25", 12, 12, 0, 1),
     ]
+
+
+def test_odd_json_shapes_are_read_or_refused_per_part() -> None:
+    document = json.loads(reports.tls_json())
+    document["policies"][0]["failure-details"] = 7
+    document["policies"][0]["summary"] = {"total-successful-session-count": "many"}
+    raw = reports.report_message(
+        "tls-reports@example.org", json.dumps(document).encode(), "application/tlsrpt+json", "r"
+    )
+    [row] = read_one(raw).rows
+    assert (row.messages, row.failed, row.detail) == (0, 0, "")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    raw = reports.report_message("t@example.org", b"{" + deep[1:], "application/tlsrpt+json", "r")
+    assert len(read_message(raw, NOW, LIMITS).refused) == 1
+
+
+def test_the_generated_records_name_the_configured_addresses() -> None:
+    config = cfg.Config(
+        received_reports=cfg.ReceivedReportSection(dmarc_local_part="dmarc-rua", tls_local_part="")
+    )
+    records = required_records(
+        "example.org", mail_host="mx.example.org", policy=record_policy(config)
+    )
+    values = {r.name: r.value for r in records.records}
+    assert values["_dmarc.example.org"].endswith("; rua=mailto:dmarc-rua@example.org")
+    assert "_smtp._tls.example.org" not in values
+    intake = receivedreports.Intake.of(None, config.received_reports)  # type: ignore[arg-type]
+    assert intake is not None and intake.wants("DMARC-RUA") and not intake.wants("tls-reports")
+    off = dataclasses.replace(config.received_reports, enabled=False)
+    assert receivedreports.Intake.of(None, off) is None  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"received_reports\.dmarc_local_part"):
+        cfg.from_mapping({"received_reports": {"dmarc_local_part": "a@b"}})
+    with pytest.raises(ConfigError, match=r"received_reports\.max_size"):
+        cfg.from_mapping({"received_reports": {"max_size": 0}})

@@ -349,7 +349,8 @@ def tls_report(document: Any, received: datetime) -> ReceivedReport:
         ok = _count(summary.get("total-successful-session-count"))
         failed = _count(summary.get("total-failure-session-count"))
         details = []
-        for d in entry.get("failure-details") or ():
+        found = entry.get("failure-details")
+        for d in found if isinstance(found, list) else ():
             if not isinstance(d, dict):
                 continue
             where = " ".join(
@@ -412,6 +413,8 @@ def read_message(raw: bytes, received: datetime, limits: Limits) -> Reading:
             reports.append(read_document(inflate(encoding, payload, limits.max_size), received))
         except ReportError as e:
             refused.append(str(e))
+        except Exception as e:  # a shape no check above foresaw: this part only, logged
+            refused.append(f"unreadable report: {type(e).__name__}")
     return Reading(tuple(reports), tuple(refused))
 
 
