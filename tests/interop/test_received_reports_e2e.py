@@ -147,6 +147,9 @@ def test_reports_are_read_kept_once_and_shown(
         assert "sts example.org" in text and "Company-X" in text and "Enterprise Outlook" in text
         assert "certificate-expired ×100" in text
         assert admin.get("/admin/domains/nowhere.example/reports").status_code == 404
+        recent = admin.get("/admin/domains/example.org/reports", params={"days": "1"}).text
+        assert '<option value="30">' in recent and "Enterprise Outlook" in recent
+        assert "10387712312983794876" not in recent  # google's report ended two days ago
         # The domain page links there, and its DNS records name the addresses read.
         domain_page = admin.get("/admin/domains/example.org").text
         assert "/admin/domains/example.org/reports" in domain_page
