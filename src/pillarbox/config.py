@@ -750,6 +750,35 @@ class TlsReportSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedReportSection:
+    enabled: bool = _f(
+        True,
+        "Read the DMARC aggregate (RFC 7489 §7.2, RFC 9990) and TLS-RPT (RFC 8460) reports other "
+        "providers send to our report addresses, and keep a summary of each for the admin page, "
+        "the API and `pillarbox reports`. The message is delivered as usual either way.",
+    )
+    dmarc_local_part: str = _f(
+        "dmarc-reports",
+        "Local part, at each hosted domain, of the rua=mailto: address the generated DMARC "
+        "record names; mail delivered to it is read as aggregate reports. Empty: ask for none.",
+    )
+    tls_local_part: str = _f(
+        "tls-reports",
+        "Local part, at each hosted domain, of the rua=mailto: address the generated _smtp._tls "
+        "record names; mail delivered to it is read as TLS reports. Empty: publish no record.",
+    )
+    max_size: int = _f(
+        16 * 1024 * 1024,
+        "Most bytes one report may decompress to (gzip, zip); a larger one (a decompression "
+        "bomb) is refused, logged, and the message delivered unread.",
+    )
+    max_parts: int = _f(4, "Most report attachments read from one message.")
+    keep_days: int = _f(
+        400, "Days a received report's summary is kept (by its end date); 0 keeps them forever."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DmarcFailureReportSection:
     enabled: bool = _f(
         False,
@@ -852,6 +881,10 @@ class Config:
     )
     tls_reports: TlsReportSection = _section(
         TlsReportSection, "TLS-RPT reports (RFC 8460) to the domains we deliver to."
+    )
+    received_reports: ReceivedReportSection = _section(
+        ReceivedReportSection,
+        "DMARC and TLS-RPT reports other providers send about our domains (docs/dmarc.md).",
     )
     metrics: MetricsSection = _section(
         MetricsSection, "The metrics listener: who may scrape it and its limits (docs/metrics.md)."
@@ -1155,6 +1188,7 @@ def _validate(config: Config) -> None:
     _validate_imap_metadata(config.imap)
     _validate_policy(config.policy)
     _validate_web(config.web)
+    _validate_received_reports(config.received_reports)
     reports = config.dmarc_reports
     if reports.interval <= 0:
         raise ConfigError("dmarc_reports.interval", f"must be positive, got {reports.interval}")
@@ -1286,6 +1320,20 @@ def _validate_policy(policy: PolicySection) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError("policy.trusted_networks", f"not a network: {network!r}") from None
+
+
+def _validate_received_reports(section: ReceivedReportSection) -> None:
+    for key in ("max_size", "max_parts"):
+        if getattr(section, key) <= 0:
+            raise ConfigError(
+                f"received_reports.{key}", f"must be positive, got {getattr(section, key)}"
+            )
+    if section.keep_days < 0:
+        raise ConfigError("received_reports.keep_days", "must not be negative")
+    for key in ("dmarc_local_part", "tls_local_part"):
+        value = getattr(section, key)
+        if value and not re.fullmatch(r"[A-Za-z0-9._+-]+", value):
+            raise ConfigError(f"received_reports.{key}", f"not a plain local part: {value!r}")
 
 
 def _validate_web(web: WebSection) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pillarbox.cli.received import received_command
 from pillarbox.errors import UserError
 from pillarbox.store.interface import Store
 
@@ -72,3 +73,11 @@ def dmarc_report(state: CliState, send: bool, domain: str | None) -> None:
 
     for line in run_store(config, go):
         click.echo(line)
+
+
+dmarc.add_command(
+    received_command(
+        "dmarc", "The aggregate reports other providers sent about our domains (RFC 9990)."
+    ),
+    name="received",
+)

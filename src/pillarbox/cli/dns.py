@@ -17,7 +17,7 @@ import click
 from pillarbox import provisioning
 from pillarbox.config import Config
 from pillarbox.dns.check import FindingStatus, check_records, format_findings
-from pillarbox.dns.hosted import hosted_records
+from pillarbox.dns.hosted import hosted_records, record_policy
 from pillarbox.dns.records import DomainRecords
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.errors import NotFound
@@ -39,6 +39,7 @@ async def _records(
         mail_host=config.server.hostname,
         addresses=(*config.dns.addresses, *extra_addresses),
         now=datetime.now(UTC),
+        policy=record_policy(config),
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pillarbox.cli.received import received_command
 from pillarbox.errors import UserError
 
 if TYPE_CHECKING:
@@ -128,3 +129,11 @@ def tls_renew(state: CliState, wait: float) -> None:
         f"no running server took the request within {wait:.0f} s; "
         "`pillarbox serve` will take it up when it starts"
     )
+
+
+tls.add_command(
+    received_command(
+        "tlsrpt", "The TLS-RPT reports (RFC 8460) other providers sent about our domains."
+    ),
+    name="reports",
+)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pillarbox.config import Config
 from pillarbox.dns.authoritative import StaticZone
 from pillarbox.dns.records import (
     DEFAULT_POLICY,
@@ -55,6 +56,13 @@ def published_keys(keys: Sequence[DkimKeyRecord], now: datetime) -> dict[str, st
             )
             published[key.selector] = dkim.public_record(value)
     return published
+
+
+def record_policy(config: Config) -> RecordPolicy:
+    """The record choices the config makes: the report addresses ``rua=`` names are the ones
+    :mod:`pillarbox.policy.receivedreports` reads (``[received_reports]``)."""
+    section = config.received_reports
+    return RecordPolicy(dmarc_reports=section.dmarc_local_part, tls_reports=section.tls_local_part)
 
 
 async def hosted_records(

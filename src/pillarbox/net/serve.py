@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pillarbox import blocking, provisioning
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
-from pillarbox.dns.hosted import HostedZones
+from pillarbox.dns.hosted import HostedZones, record_policy
 from pillarbox.errors import ConfigError, StorageError
 from pillarbox.net.http import HttpListener, origin
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
@@ -282,7 +282,10 @@ class Server:
         if not dns.authoritative_enabled:
             return
         zones = HostedZones(
-            context.store, mail_host=self.config.server.hostname, addresses=dns.addresses
+            context.store,
+            mail_host=self.config.server.hostname,
+            addresses=dns.addresses,
+            policy=record_policy(self.config),
         )
         self.dns = AuthoritativeServer(zones)
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)

@@ -71,6 +71,7 @@ from pillarbox.mail.address import parse_address
 from pillarbox.mail.headers import scan_header
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
+from pillarbox.policy import receivedreports
 from pillarbox.queue import bounce, forwarding, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
 from pillarbox.queue.local import parse, parse_with_fields
@@ -153,6 +154,7 @@ class LocalDelivery:
         vacation_min_seconds: int = 300,
         global_dir: Path | None = None,
         max_script_size: int = 65536,
+        reports: receivedreports.Intake | None = None,
     ) -> None:
         self._store = store
         self._router = router
@@ -169,6 +171,7 @@ class LocalDelivery:
         self._vacation_min_seconds = vacation_min_seconds
         self._global_dir = global_dir
         self._max_script_size = max_script_size
+        self._reports = reports
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -211,6 +214,7 @@ class LocalDelivery:
             vacation_min_seconds=section.vacation_min_seconds,
             global_dir=config.resolve_path(section.global_dir) if section.global_dir else None,
             max_script_size=section.max_script_size,
+            reports=receivedreports.Intake.of(services.store, config.received_reports),
         )
 
     async def deliver(
@@ -306,7 +310,29 @@ class LocalDelivery:
                 )
             else:
                 await self._refuse(account, rejection, message, sender, recipient.original, spam)
+        await self._read_reports(recipient, message, spam)
         return DeliveryStatus.STORED
+
+    async def _read_reports(self, recipient: LocalRecipient, message: bytes, spam: bool) -> None:
+        """A copy for a report address (``[received_reports]``): its DMARC / TLS-RPT reports
+        are read and kept — after the copy is stored, so a report never changes where the
+        message goes (:mod:`pillarbox.policy.receivedreports`). Spam is not read: a report
+        the filter doubts is left for a person to look at."""
+        if self._reports is None:
+            return
+        try:
+            address = parse_address(recipient.original)
+        except InvalidName:
+            return
+        local = address.local
+        if recipient.tag is not None:
+            local = local[: -len(recipient.tag) - 1]
+        if not self._reports.wants(local):
+            return
+        if spam:
+            _log.info("received report not read: spam", rcpt=recipient.original)
+            return
+        await self._reports.take(recipient.original, message)
 
     async def send_refusals(self, refusals: Sequence[Refusal]) -> None:
         """The reports of erejects intake could not refuse in SMTP (RFC 5429 §2.2)."""

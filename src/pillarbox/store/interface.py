@@ -59,6 +59,7 @@ from pillarbox.store.types import (
     QueueDepth,
     QueuedMessage,
     QuotaUsage,
+    ReceivedReport,
     SenderListEntry,
     SendingLimits,
     SendingUsage,
@@ -368,6 +369,28 @@ class Store(Protocol):
     async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
         """Drop the evaluations received before ``until`` (they were reported), only those of
         policy domain ``domain`` if given; returns how many."""
+
+    # -- reports received about our domains (pillarbox.policy.receivedreports) ---------------
+    async def add_received_report(self, report: ReceivedReport) -> bool:
+        """Keep ``report``'s summary; False (and nothing changed) if a report of the same
+        kind, organization and report id is already kept: one received twice counts once."""
+        ...
+
+    async def received_reports(
+        self,
+        since: datetime,
+        *,
+        domain: str | None = None,
+        kind: str | None = None,
+        limit: int = 1000,
+    ) -> list[ReceivedReport]:
+        """The kept reports whose period ends at or after ``since`` (of ``domain`` or its
+        subdomains, and of ``kind``, if given), newest end first, at most ``limit``."""
+        ...
+
+    async def delete_received_reports(self, until: datetime) -> int:
+        """Forget the reports whose period ended before ``until``; how many."""
+        ...
 
     async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:
         """Claim the report run of ``period_end`` for ``scope`` (a policy domain, or ``*`` for

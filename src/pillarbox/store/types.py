@@ -835,3 +835,53 @@ class DmarcObservation:
     override_comment: str = ""
     #: How the record was found: ``psl`` or ``treewalk`` (RFC 9990 §3.1.1.5).
     discovery: str = "psl"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedReportRow:
+    """One line of a report another provider sent about one of our domains.
+
+    A DMARC aggregate report's record: ``source`` the sending IP, ``messages`` its count,
+    ``failed`` the messages failing DMARC (neither aligned DKIM nor aligned SPF passed),
+    ``disposition``/``dkim``/``spf`` the policy evaluated (RFC 7489 Appendix C), ``detail``
+    the raw authentication results. A TLS report's policy: ``source`` the policy type and
+    its domain, ``messages`` the sessions, ``failed`` the failed sessions, ``detail`` the
+    failure details (RFC 8460 §4.4)."""
+
+    source: str
+    messages: int
+    failed: int
+    disposition: str = ""
+    dkim: str = ""
+    spf: str = ""
+    header_from: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedReport:
+    """The summary kept of one received report (:mod:`pillarbox.policy.receivedreports`);
+    ``(kind, org_name, report_id)`` names it: a report received twice is kept once."""
+
+    #: ``dmarc`` (aggregate, RFC 7489 §7.2) or ``tlsrpt`` (RFC 8460).
+    kind: str
+    org_name: str
+    report_id: str
+    #: The policy domain the report is about (ours).
+    domain: str
+    begin: datetime
+    end: datetime
+    received: datetime
+    #: Who sent it: the reporter's contact address from the report.
+    contact: str = ""
+    #: DMARC: the policy published as the reporter saw it (``p=reject``), else "".
+    policy: str = ""
+    rows: tuple[ReceivedReportRow, ...] = ()
+
+    @property
+    def messages(self) -> int:
+        return sum(r.messages for r in self.rows)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.failed for r in self.rows)

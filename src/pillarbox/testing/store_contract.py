@@ -63,6 +63,8 @@ from pillarbox.store.types import (
     MetadataLimits,
     NewQueueRecipient,
     QueueDepth,
+    ReceivedReport,
+    ReceivedReportRow,
     RecipientState,
     SenderListEntry,
     SenderListKind,
@@ -1633,6 +1635,70 @@ class StoreContract:
         assert await store.dmarc_observations(later) == [second]
         assert await store.delete_dmarc_observations(later, "example.net") == 1
         assert await store.dmarc_observations(later) == []
+
+    # -- reports received about our domains ----------------------------------------------------
+    async def test_received_reports_kept_once_and_listed(self, store: Store) -> None:
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        dmarc = ReceivedReport(
+            kind="dmarc",
+            org_name="google.com",
+            report_id="1234567890",
+            domain="example.org",
+            begin=start,
+            end=start + timedelta(days=1),
+            received=start + timedelta(days=1, hours=2),
+            contact="noreply-dmarc-support@google.com",
+            policy="p=quarantine",
+            rows=(
+                ReceivedReportRow(
+                    source="192.0.2.25",
+                    messages=7,
+                    failed=0,
+                    disposition="none",
+                    dkim="pass",
+                    spf="pass",
+                    header_from="example.org",
+                    detail="dkim example.org/s1 pass; spf example.org pass",
+                ),
+                ReceivedReportRow(
+                    source="2001:db8::bad", messages=2, failed=2, disposition="quarantine"
+                ),
+            ),
+        )
+        tls = dataclasses.replace(
+            dmarc,
+            kind="tlsrpt",
+            org_name="Company-X",
+            report_id="5065427c-23d3-47ca-b6e0-946ea0e8c4be",
+            domain="example.com",
+            begin=start + timedelta(days=1),
+            end=start + timedelta(days=2),
+            policy="",
+            rows=(ReceivedReportRow(source="sts example.com", messages=5326, failed=303),),
+        )
+        assert await store.add_received_report(dmarc)
+        assert await store.add_received_report(tls)
+        # The same report again (another copy, a resend): kept once, the first one stays.
+        assert not await store.add_received_report(dataclasses.replace(dmarc, rows=()))
+        assert await store.received_reports(start) == [tls, dmarc]
+        assert await store.received_reports(start, domain="example.org") == [dmarc]
+        assert await store.received_reports(start, kind="tlsrpt") == [tls]
+        assert await store.received_reports(start, limit=1) == [tls]
+        assert await store.received_reports(start + timedelta(days=1, hours=1)) == [tls]
+        assert dmarc.messages == 9 and dmarc.failed == 2
+        # The same id from another organization is another report.
+        other = dataclasses.replace(dmarc, org_name="Yahoo")
+        assert await store.add_received_report(other)
+        assert await store.delete_received_reports(start + timedelta(days=1, hours=1)) == 2
+        assert await store.received_reports(start) == [tls]
+        # A domain's reports include its subdomains' — not another domain ending the same.
+        sub = dataclasses.replace(tls, report_id="sub", domain="mail.example.com")
+        assert await store.add_received_report(sub)
+        assert await store.add_received_report(
+            dataclasses.replace(tls, report_id="other", domain="ample.com")
+        )
+        assert await store.received_reports(start, domain="example.com") == [sub, tls]
+        assert len(await store.received_reports(start, domain="ample.com")) == 1
 
     # -- TLS-RPT reports ------------------------------------------------------------------------
     async def test_tls_results(self, store: Store) -> None:

@@ -15,12 +15,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning
+from pillarbox.dns.hosted import record_policy
 from pillarbox.dns.records import DomainRecords, required_records
 from pillarbox.errors import NotFound, UserError
+from pillarbox.policy import receivedreports
 from pillarbox.queue import sendlimits
 from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
 from pillarbox.services import Services
-from pillarbox.store.types import Account, ActivityCounts, SendingLimits
+from pillarbox.store.types import Account, ActivityCounts, ReceivedReport, SendingLimits
 from pillarbox.web.app import (
     MAX_FIELD_NUMBER,
     field_number,
@@ -140,7 +142,37 @@ async def domain_records(services: Services, name: str) -> DomainRecords:
         )
         for key in await services.store.list_dkim_keys(domain, include_retired=True)
     }
-    return required_records(domain, mail_host=services.hostname, dkim=dkim)
+    return required_records(
+        domain, mail_host=services.hostname, dkim=dkim, policy=record_policy(services.config)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedView:
+    """The reports other providers sent about one domain over the last ``days`` days."""
+
+    domain: str
+    days: int
+    reports: list[ReceivedReport]
+
+    def sources(self, kind: str) -> list[receivedreports.SourceTotal]:
+        return receivedreports.by_source(r for r in self.reports if r.kind == kind)
+
+
+async def received_reports(services: Services, name: str, days_text: str = "") -> ReceivedView:
+    """The DMARC aggregate and TLS-RPT reports kept for a hosted domain and its subdomains
+    (:mod:`pillarbox.policy.receivedreports`), newest first."""
+    domain = provisioning.normalise_domain(name)
+    if await services.store.get_domain(domain) is None:
+        raise NotFound(f"no such domain: {domain}")
+    try:
+        days = int(days_text) if days_text else receivedreports.DEFAULT_DAYS
+    except ValueError:
+        raise UserError("days must be a number") from None
+    if not 1 <= days <= 3660:
+        raise UserError("days must be 1–3660")
+    since = datetime.now(UTC) - timedelta(days=days)
+    return ReceivedView(domain, days, await services.store.received_reports(since, domain=domain))
 
 
 def quota_from_text(megabytes: str, messages: str) -> tuple[int | None, int | None]:
@@ -237,6 +269,14 @@ async def domain_page(request: Request) -> Response:
     await require_admin(request)
     records = await domain_records(web(request).services, request.path_params["name"])
     return await _render(request, "admin_domain.html", records=records)
+
+
+async def reports_page(request: Request) -> Response:
+    await require_admin(request)
+    view = await received_reports(
+        web(request).services, request.path_params["name"], request.query_params.get("days", "")
+    )
+    return await _render(request, "admin_reports.html", view=view)
 
 
 async def accounts_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:
@@ -356,6 +396,7 @@ def routes() -> list[BaseRoute]:
         Route("/admin", dashboard_page),
         Route("/admin/domains", domains_page),
         Route("/admin/domains/{name}", domain_page),
+        Route("/admin/domains/{name}/reports", reports_page),
         Route("/admin/accounts", accounts_page),
         Route("/admin/aliases", aliases_page),
         Route("/admin/queue", queue_page),

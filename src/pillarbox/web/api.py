@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import provisioning
 from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
+from pillarbox.policy import receivedreports
 from pillarbox.sievescripts import InvalidScript
 from pillarbox.store.types import (
     Account,
@@ -715,6 +716,30 @@ async def admin_domain_dns(call: Call) -> object:
         ],
         "zone": records.zone(),
         "mta_sts_policy": records.mta_sts_policy,
+    }
+
+
+async def admin_domain_reports(call: Call) -> object:
+    query = call.request.query_params
+    view = await admin_ops.received_reports(
+        call.web.services, call.path("name"), query.get("days", "")
+    )
+    return {
+        "domain": view.domain,
+        "days": view.days,
+        "sources": [
+            {
+                "kind": s.kind,
+                "source": s.source,
+                "messages": s.messages,
+                "passed": s.passed,
+                "failed": s.failed,
+                "reports": s.reports,
+            }
+            for kind in ("dmarc", "tlsrpt")
+            for s in view.sources(kind)
+        ],
+        "reports": [receivedreports.report_json(r) for r in view.reports],
     }
 
 
@@ -1471,6 +1496,33 @@ OPERATIONS: tuple[Operation, ...] = (
                     _obj({"name": STR, "type": STR, "value": STR, "ttl": INT, "purpose": STR})
                 ),
                 "zone": STR,
+            }
+        ),
+        admin=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/domains/{name}/reports",
+        admin_domain_reports,
+        "DMARC and TLS reports received about the domain (query days, default 30)",
+        "admin",
+        _obj(
+            {
+                "domain": STR,
+                "days": INT,
+                "sources": _list(
+                    _obj(
+                        {
+                            "kind": STR,
+                            "source": STR,
+                            "messages": INT,
+                            "passed": INT,
+                            "failed": INT,
+                            "reports": INT,
+                        }
+                    )
+                ),
+                "reports": _list(_obj({"kind": STR, "organization": STR, "report_id": STR})),
             }
         ),
         admin=True,

@@ -591,6 +591,28 @@ CREATE UNIQUE INDEX mailbox_acl_special ON mailbox_acl(mailbox_id, special)
 CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
 """
 
+# Summaries of the DMARC aggregate and TLS-RPT reports other providers send about our domains
+# (pillarbox.policy.receivedreports); a report is named by its kind, organization and id, so one
+# received twice is kept once. Numbered 20 while other branches hold 19 (renumbered at merge).
+_V20_SQL = r"""
+CREATE TABLE received_reports (
+    id bigserial PRIMARY KEY,
+    kind text NOT NULL,
+    org_name text NOT NULL,
+    report_id text NOT NULL,
+    domain text NOT NULL,
+    date_begin timestamptz NOT NULL,
+    date_end timestamptz NOT NULL,
+    received timestamptz NOT NULL,
+    contact text NOT NULL,
+    policy text NOT NULL,
+    rows_json jsonb NOT NULL,
+    UNIQUE (kind, org_name, report_id)
+);
+CREATE INDEX received_reports_domain ON received_reports(domain, date_end);
+CREATE INDEX received_reports_end ON received_reports(date_end);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -614,6 +636,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V16_SQL),
     Migration(17, "webmail sending identities and signatures", _V17_SQL),
     Migration(18, "IMAP ACL entries of mailboxes (RFC 4314)", _V18_SQL),
+    Migration(20, "DMARC and TLS-RPT reports received about our domains", _V20_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -79,6 +79,7 @@ from pillarbox.store.postgres import (
     dmarcdata,
     metadata,
     notify,
+    receiveddata,
     sendingdata,
     sievedata,
     spamdata,
@@ -124,6 +125,7 @@ from pillarbox.store.types import (
     QueuedMessage,
     QueuedRecipient,
     QuotaUsage,
+    ReceivedReport,
     RecipientState,
     RecordTable,
     SenderListEntry,
@@ -1788,6 +1790,23 @@ class PostgresStore:
             lambda conn, _: sievedata.rename_script(conn, account_id, old, new),
             forget=_DIRECTORY,
         )
+
+    # -- reports received about our domains (see .receiveddata) -------------------------------
+    async def add_received_report(self, report: ReceivedReport) -> bool:
+        return await self._write(lambda conn, _: receiveddata.add(conn, report))
+
+    async def received_reports(
+        self,
+        since: datetime,
+        *,
+        domain: str | None = None,
+        kind: str | None = None,
+        limit: int = 1000,
+    ) -> list[ReceivedReport]:
+        return await self._read(lambda conn: receiveddata.reports(conn, since, domain, kind, limit))
+
+    async def delete_received_reports(self, until: datetime) -> int:
+        return await self._write(lambda conn, _: receiveddata.delete(conn, until))
 
     # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
     async def record_dmarc_observation(self, observation: DmarcObservation) -> None:

@@ -570,6 +570,28 @@ CREATE UNIQUE INDEX mailbox_acl_special ON mailbox_acl(mailbox_id, special)
 CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
 """
 
+# Summaries of the DMARC aggregate and TLS-RPT reports other providers send about our domains
+# (pillarbox.policy.receivedreports); a report is named by its kind, organization and id, so one
+# received twice is kept once. Numbered 25 while other branches hold 24 (renumbered at merge).
+_V25_SQL = r"""
+CREATE TABLE received_reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    org_name TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    date_begin INTEGER NOT NULL,
+    date_end INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    contact TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    rows_json TEXT NOT NULL,
+    UNIQUE (kind, org_name, report_id)
+);
+CREATE INDEX received_reports_domain ON received_reports(domain, date_end);
+CREATE INDEX received_reports_end ON received_reports(date_end);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -594,6 +616,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(21, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V21_SQL),
     Migration(22, "webmail sending identities and signatures", _V22_SQL),
     Migration(23, "IMAP ACL entries of mailboxes (RFC 4314)", _V23_SQL),
+    Migration(25, "DMARC and TLS-RPT reports received about our domains", _V25_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -74,6 +74,7 @@ from pillarbox.store.sqlite import (
     dkimkeys,
     dmarcdata,
     metadata,
+    receiveddata,
     sendingdata,
     sievedata,
     spamdata,
@@ -120,6 +121,7 @@ from pillarbox.store.types import (
     QueuedMessage,
     QueuedRecipient,
     QuotaUsage,
+    ReceivedReport,
     RecipientState,
     RecordTable,
     SenderListEntry,
@@ -1612,6 +1614,23 @@ class SqliteStore:
         await self._write_directory(
             lambda conn, fx: sievedata.rename_script(conn, account_id, old, new)
         )
+
+    # -- reports received about our domains (see .receiveddata) -------------------------------
+    async def add_received_report(self, report: ReceivedReport) -> bool:
+        return await self._write(lambda conn, fx: receiveddata.add(conn, report))
+
+    async def received_reports(
+        self,
+        since: datetime,
+        *,
+        domain: str | None = None,
+        kind: str | None = None,
+        limit: int = 1000,
+    ) -> list[ReceivedReport]:
+        return await self._read(lambda conn: receiveddata.reports(conn, since, domain, kind, limit))
+
+    async def delete_received_reports(self, until: datetime) -> int:
+        return await self._write(lambda conn, fx: receiveddata.delete(conn, until))
 
     # -- DMARC aggregate reports (see .dmarcdata) ------------------------------------------------
     async def record_dmarc_observation(self, observation: DmarcObservation) -> None:
