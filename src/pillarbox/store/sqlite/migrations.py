@@ -570,6 +570,23 @@ CREATE UNIQUE INDEX mailbox_acl_special ON mailbox_acl(mailbox_id, special)
 CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
 """
 
+# Second factor of the web login (RFC 6238): the sealed secret, the last accepted time step
+# (replay protection), recovery codes by digest. Numbered 24 while other branches hold the
+# numbers before it (renumbered at merge).
+_V24_SQL = r"""
+CREATE TABLE account_totp (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    sealed_secret TEXT NOT NULL,
+    last_step INTEGER NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE account_totp_recovery (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (account_id, digest)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -594,6 +611,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(21, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V21_SQL),
     Migration(22, "webmail sending identities and signatures", _V22_SQL),
     Migration(23, "IMAP ACL entries of mailboxes (RFC 4314)", _V23_SQL),
+    Migration(24, "second factor of the web login (RFC 6238 TOTP)", _V24_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
