@@ -192,3 +192,17 @@ def test_bearer_tokens_and_app_passwords_work_the_mail_protocols_do_not_take_the
     bearer = {"authorization": f"Bearer {token.group(1)}"}
     me = httpx.get(f"{alice.base}/api/v1/me", headers=bearer)
     assert me.status_code == 200 and me.json()["address"] == ALICE
+
+
+def test_admin_accounts_page_shows_who_has_two_factor_login(
+    live: LiveServer, alice: WebSession
+) -> None:
+    live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    admin = WebSession(live)
+    assert admin.login("root@example.org").status_code == 303
+    page = admin.get("/admin/accounts").text
+    assert page.count('<td class="two-factor">on</td>') == 0
+    enrol(alice)
+    page = admin.get("/admin/accounts").text
+    assert page.count('<td class="two-factor">on</td>') == 1
+    assert page.count('<td class="two-factor">off</td>') == 2
