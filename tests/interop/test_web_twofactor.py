@@ -136,6 +136,26 @@ def test_wrong_codes_count_into_the_login_limits(live: LiveServer, alice: WebSes
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
 
 
+def test_new_recovery_codes_replace_the_old_ones(live: LiveServer, alice: WebSession) -> None:
+    key, codes = enrol(alice)
+    refused = alice.post("/settings/2fa/recovery", {"password": TEST_PASSWORD, "code": "x"})
+    assert refused.status_code == 400 and "code is wrong" in refused.text
+    renewed = alice.post(
+        "/settings/2fa/recovery", {"password": TEST_PASSWORD, "code": next_code(key)}
+    )
+    assert renewed.status_code == 200
+    fresh = re.findall(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", renewed.text)
+    assert len(fresh) == 10 and not set(fresh) & set(codes)
+    assert "10 recovery codes left" in alice.get("/settings").text
+    old = alice.post("/settings/2fa/disable", {"password": TEST_PASSWORD, "code": codes[0]})
+    assert old.status_code == 400  # the old sheet stopped working
+    # Wrong codes count into the login limits here too.
+    for _ in range(4):
+        last = alice.post("/settings/2fa/disable", {"password": TEST_PASSWORD, "code": "x"})
+    assert last.status_code == 429 and "too many failed attempts" in last.text
+    assert live.call(live.store.get_totp(alice_id(live))) is not None
+
+
 def test_turning_off_needs_password_and_code(live: LiveServer, alice: WebSession) -> None:
     _, codes = enrol(alice)
     refused = alice.post("/settings/2fa/disable", {"password": "wrong", "code": codes[0]})

@@ -513,6 +513,10 @@ class Store(Protocol):
         """Consume the account's recovery code with this digest; False if it has none such
         (never issued, or used already)."""
 
+    async def replace_recovery_codes(self, account_id: int, digests: Sequence[str]) -> bool:
+        """Replace the account's recovery codes (the secret and last used step stay); False
+        if the account has no enrolment."""
+
     async def totp_accounts(self) -> set[int]:
         """The ids of the accounts with a second factor (the admin's account list)."""
 

@@ -453,6 +453,13 @@ class StoreContract:
         assert await store.use_recovery_code(account.id, "r1")
         assert not await store.use_recovery_code(account.id, "r1")  # used
         assert (await store.get_totp(account.id)) == TotpEnrolment(account.id, "sealed-1", 101, 2)
+        # New recovery codes replace the old ones; the secret and the used step stay.
+        assert await store.replace_recovery_codes(account.id, ["n1", "n2", "n3", "n4"])
+        assert (await store.get_totp(account.id)) == TotpEnrolment(account.id, "sealed-1", 101, 4)
+        assert not await store.use_recovery_code(account.id, "r2")
+        assert await store.use_recovery_code(account.id, "n2")
+        assert not await store.replace_recovery_codes(other.id, ["z"])  # no enrolment
+        assert not await store.use_recovery_code(other.id, "z")
         # Enrolling again replaces the secret, the step and every code.
         await store.enable_totp(account.id, "sealed-2", ["r9"])
         assert await store.get_totp(account.id) == TotpEnrolment(account.id, "sealed-2", 0, 1)

@@ -26,8 +26,8 @@ Implementation notes:
   256-bit secret of its own) and app passwords for the mail protocols, which cannot ask for a
   code — with a second factor, those protocols take app passwords only
   (:mod:`pillarbox.auth.directory`).
-- **Turning it off** needs the password and a current code (or a recovery code), so a
-  session left open on a shared computer cannot remove the factor.
+- **Turning it off**, and replacing the recovery codes, need the password and a current code
+  (or a recovery code), so a session left open on a shared computer cannot do either.
 """
 
 from __future__ import annotations
@@ -189,31 +189,63 @@ async def confirm(request: Request) -> Response:
     return await render_settings(request, account, recovery_codes=codes)
 
 
-async def disable(request: Request) -> Response:
+async def _prove_owner(request: Request, account: Account) -> None:
+    """Check the form's password and current (or recovery) code; ``UserError`` otherwise. A
+    wrong code counts into the login limits."""
     app = web(request)
-    account = await require_account(request)
     form = await posted_form(request)
     services = app.services
+    enrolment = await services.store.get_totp(account.id)
+    if enrolment is None:
+        raise UserError("two-factor login is not on")
     try:
-        enrolment = await services.store.get_totp(account.id)
-        if enrolment is None:
-            raise UserError("two-factor login is not on")
-        try:
-            await services.authenticator.check_password(
-                account.address, field_text(form, "password"), client_ip(request), interactive=True
-            )
-        except AuthenticationFailed:
-            raise UserError("the password is wrong") from None
-        if not await check_code(
-            services, app.codec, account, enrolment, field_text(form, "code"), _now()
-        ):
-            services.authenticator.second_factor_failed(client_ip(request), account.address)
-            raise UserError("the code is wrong or was used already")
+        await services.authenticator.check_password(
+            account.address, field_text(form, "password"), client_ip(request), interactive=True
+        )
+    except AuthenticationFailed:
+        raise UserError("the password is wrong") from None
+    if not await check_code(
+        services, app.codec, account, enrolment, field_text(form, "code"), _now()
+    ):
+        services.authenticator.second_factor_failed(client_ip(request), account.address)
+        raise UserError("the code is wrong or was used already")
+
+
+async def _refused(request: Request, account: Account, exc: UserError) -> Response:
+    if isinstance(exc, RateLimited):
+        text = f"too many failed attempts; try again in {exc.retry_after:.0f} seconds"
+        response = await render_settings(request, account, status_code=429, errors={"2fa": text})
+        response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
+        return response
+    return await render_settings(request, account, status_code=400, errors={"2fa": str(exc)})
+
+
+async def disable(request: Request) -> Response:
+    account = await require_account(request)
+    try:
+        await _prove_owner(request, account)
     except UserError as exc:
-        return await render_settings(request, account, status_code=400, errors={"2fa": str(exc)})
-    await services.store.disable_totp(account.id)
+        return await _refused(request, account, exc)
+    await web(request).services.store.disable_totp(account.id)
     _log.info("two-factor login disabled", account=account.address)
     return redirect("/settings?saved=2fa#2fa")
+
+
+async def new_recovery_codes(request: Request) -> Response:
+    """Replace the recovery codes (all used, or the sheet lost): the old ones stop working."""
+    account = await require_account(request)
+    try:
+        await _prove_owner(request, account)
+    except UserError as exc:
+        return await _refused(request, account, exc)
+    codes = totp.new_recovery_codes()
+    digests = [totp.recovery_digest(c) for c in codes]
+    if not await web(request).services.store.replace_recovery_codes(account.id, digests):
+        return await render_settings(
+            request, account, status_code=400, errors={"2fa": "two-factor login is not on"}
+        )
+    _log.info("new recovery codes issued", account=account.address)
+    return await render_settings(request, account, recovery_codes=codes)
 
 
 # -- the login's second step -----------------------------------------------------------------------
@@ -307,4 +339,5 @@ def routes() -> list[BaseRoute]:
         Route("/settings/2fa/setup", begin, methods=["POST"]),
         Route("/settings/2fa/confirm", confirm, methods=["POST"]),
         Route("/settings/2fa/disable", disable, methods=["POST"]),
+        Route("/settings/2fa/recovery", new_recovery_codes, methods=["POST"]),
     ]

@@ -287,6 +287,22 @@ async def use_recovery_code(conn: Conn, account_id: int, digest: str) -> bool:
     return cur.rowcount == 1
 
 
+async def replace_recovery_codes(conn: Conn, account_id: int, digests: Sequence[str]) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM account_totp WHERE account_id = %s FOR UPDATE", (account_id,)
+    )
+    if await cur.fetchone() is None:
+        return False
+    await conn.execute("DELETE FROM account_totp_recovery WHERE account_id = %s", (account_id,))
+    if digests:
+        await conn.execute(
+            "INSERT INTO account_totp_recovery (account_id, digest) "
+            "SELECT %s, d FROM unnest(%s::text[]) AS d ON CONFLICT DO NOTHING",
+            (account_id, list(digests)),
+        )
+    return True
+
+
 async def totp_accounts(conn: Conn) -> set[int]:
     cur = await conn.execute("SELECT account_id FROM account_totp")
     return {row[0] for row in await cur.fetchall()}

@@ -1690,6 +1690,11 @@ class PostgresStore:
             lambda conn, _: accountdata.use_recovery_code(conn, account_id, digest)
         )
 
+    async def replace_recovery_codes(self, account_id: int, digests: Sequence[str]) -> bool:
+        return await self._write(
+            lambda conn, _: accountdata.replace_recovery_codes(conn, account_id, digests)
+        )
+
     async def totp_accounts(self) -> set[int]:
         return await self._read(accountdata.totp_accounts)
 

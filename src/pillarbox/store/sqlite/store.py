@@ -1522,6 +1522,11 @@ class SqliteStore:
             lambda conn, fx: webdata.use_recovery_code(conn, account_id, digest)
         )
 
+    async def replace_recovery_codes(self, account_id: int, digests: Sequence[str]) -> bool:
+        return await self._write(
+            lambda conn, fx: webdata.replace_recovery_codes(conn, account_id, digests)
+        )
+
     async def totp_accounts(self) -> set[int]:
         return await self._read(webdata.totp_accounts)
 

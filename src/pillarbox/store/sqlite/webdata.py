@@ -375,6 +375,22 @@ def use_recovery_code(conn: sqlite3.Connection, account_id: int, digest: str) ->
     return cursor.rowcount == 1
 
 
+def replace_recovery_codes(
+    conn: sqlite3.Connection, account_id: int, digests: Sequence[str]
+) -> bool:
+    if (
+        conn.execute("SELECT 1 FROM account_totp WHERE account_id = ?", (account_id,)).fetchone()
+        is None
+    ):
+        return False
+    conn.execute("DELETE FROM account_totp_recovery WHERE account_id = ?", (account_id,))
+    conn.executemany(
+        "INSERT OR IGNORE INTO account_totp_recovery (account_id, digest) VALUES (?, ?)",
+        [(account_id, digest) for digest in digests],
+    )
+    return True
+
+
 def totp_accounts(conn: sqlite3.Connection) -> set[int]:
     return {row[0] for row in conn.execute("SELECT account_id FROM account_totp")}
 
