@@ -636,6 +636,7 @@ def test_two_factor_enrolment_and_login(server: LiveServer, new_page: Any) -> No
     qr = page.locator("#totp-qr")
     sync_api.expect(qr).to_be_visible()
     assert qr.evaluate("img => img.complete && img.naturalWidth > 0")  # decoded, not blocked
+    page.locator("#totp-password").fill(TEST_PASSWORD)
     page.get_by_label("Code the app shows now").fill(totp.totp(key, time.time()))
     page.get_by_role("button", name="Turn on").click()
     sync_api.expect(page.locator("#recovery-codes li")).to_have_count(10)

@@ -46,14 +46,21 @@ def enrol(web: WebSession) -> tuple[bytes, list[str]]:
     assert html.unescape(uri.group(1)).startswith("otpauth://totp/Pillarbox%20")
     assert f"secret={shown.group(1).replace(' ', '')}" in html.unescape(uri.group(1))
     wrong = f"{(int(totp.totp(key, time.time())) + 1) % 10**6:06d}"
-    refused = web.post("/settings/2fa/confirm", {"sealed": sealed.group(1), "code": wrong})
+    form = {"sealed": sealed.group(1), "password": TEST_PASSWORD, "code": wrong}
+    refused = web.post("/settings/2fa/confirm", form)
     assert refused.status_code == 400 and "not the current one" in refused.text
-    done = web.post(
-        "/settings/2fa/confirm", {"sealed": sealed.group(1), "code": totp.totp(key, time.time())}
-    )
+    assert shown.group(1) in refused.text  # the same key, to try again
+    form["code"] = totp.totp(key, time.time())
+    no_password = web.post("/settings/2fa/confirm", {**form, "password": "not it"})
+    assert no_password.status_code == 400 and "password is wrong" in no_password.text
+    done = web.post("/settings/2fa/confirm", form)
     assert done.status_code == 200, done.text[:300]
     codes = re.findall(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", done.text)
     assert len(codes) == 10
+    # Replacing the factor goes through turning it off, never around it.
+    again = web.post("/settings/2fa/setup")
+    assert again.status_code == 400 and "turn it off first" in again.text
+    assert web.post("/settings/2fa/confirm", form).status_code == 400
     return key, codes
 
 
@@ -205,10 +212,11 @@ def test_bearer_tokens_and_app_passwords_work_the_mail_protocols_do_not_take_the
     assert imap_login(TEST_PASSWORD) and smtp_login(TEST_PASSWORD)
     enrol(alice)
     assert "app passwords only" in alice.get("/settings").text
-    assert not imap_login(TEST_PASSWORD)
-    assert not smtp_login(TEST_PASSWORD)
     assert imap_login(app_password.group(1))
     assert smtp_login(app_password.group(1))
+    # Last: these failures count into the address's limits (smtplib tries PLAIN, then LOGIN).
+    assert not imap_login(TEST_PASSWORD)
+    assert not smtp_login(TEST_PASSWORD)
     bearer = {"authorization": f"Bearer {token.group(1)}"}
     me = httpx.get(f"{alice.base}/api/v1/me", headers=bearer)
     assert me.status_code == 200 and me.json()["address"] == ALICE

@@ -10,9 +10,11 @@ Implementation notes:
   has both (for SQLite the database lives there: its file mode is then the protection). The
   secret is never logged. Losing ``web-secret`` makes every enrolment unusable — the admin
   removes it with ``pillarbox user 2fa ADDRESS --disable`` and the owner enrols again.
-- **Enrolment** makes a 160-bit secret and shows it three ways (QR code of the
+- **Enrolment** (only when none is on; changing the app means turning it off first) makes a
+  160-bit secret and shows it three ways (QR code of the
   ``otpauth://`` URI, the URI, the base32 text); the confirm form carries it back sealed (no
-  server state for an unfinished set-up). One valid code turns it on — proving the app has
+  server state for an unfinished set-up). The password and one valid code turn it on (the
+  password, because a stolen session must not be able to lock the owner out) — proving the app has
   it — and that code's step is claimed at once. Ten recovery codes are shown once and stored
   as SHA-256 digests, each usable once.
 - **The login** with a second factor has two steps: the password step leaves an anonymous
@@ -155,10 +157,25 @@ def setup_view(codec: SessionCodec, hostname: str, account: Account, key: bytes)
 # -- settings --------------------------------------------------------------------------------------
 
 
+async def _not_enrolled(request: Request, account: Account) -> Response | None:
+    """An error page if the account has a second factor already: replacing it goes through
+    turning it off (password and code), never around it."""
+    if await web(request).services.store.get_totp(account.id) is None:
+        return None
+    return await render_settings(
+        request,
+        account,
+        status_code=400,
+        errors={"2fa": "two-factor login is on already; turn it off first to change the app"},
+    )
+
+
 async def begin(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
     await posted_form(request)
+    if (refused := await _not_enrolled(request, account)) is not None:
+        return refused
     view = setup_view(app.codec, app.services.hostname, account, totp.new_secret())
     return await render_settings(request, account, totp_setup=view)
 
@@ -167,15 +184,30 @@ async def confirm(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
     form = await posted_form(request)
+    if (refused := await _not_enrolled(request, account)) is not None:
+        return refused
     key = unseal(app.codec, account.id, field_text(form, "sealed"), "enrol")
     if key is None:
         return await render_settings(
             request, account, status_code=400, errors={"2fa": "start the set-up again"}
         )
+    view = setup_view(app.codec, app.services.hostname, account, key)
+    try:
+        # The password again: a stolen session must not lock the owner out of the web login
+        # and, with it, the mail protocols' password.
+        await app.services.authenticator.check_password(
+            account.address, field_text(form, "password"), client_ip(request), interactive=True
+        )
+    except AuthenticationFailed:
+        error = "the password is wrong"
+        return await render_settings(
+            request, account, status_code=400, totp_setup=view, errors={"2fa": error}
+        )
+    except RateLimited as exc:
+        return await _refused(request, account, exc)
     now = _now()
     step = totp.matching_step(key, field_text(form, "code"), now)
     if step is None:
-        view = setup_view(app.codec, app.services.hostname, account, key)
         error = "that code is not the current one: check the app's clock, and try the next code"
         return await render_settings(
             request, account, status_code=400, totp_setup=view, errors={"2fa": error}
