@@ -514,3 +514,7 @@ async def test_second_factor_failures_count_like_wrong_passwords(
         auth.check_limits(PEER)
     with pytest.raises(RateLimited):
         auth.check_limits("192.0.2.99", "alice@example.org")  # the account too
+    auth.second_factor_passed("alice@example.org")
+    auth.check_limits("192.0.2.99", "alice@example.org")  # the account's count is cleared
+    with pytest.raises(RateLimited):
+        auth.check_limits(PEER)  # the address's is not

@@ -268,6 +268,11 @@ class Authenticator:
         address and the account: the code's 10^6 values must not be guessable at leisure."""
         self._record_failure(remote_ip, _limit_key(username))
 
+    def second_factor_passed(self, username: str) -> None:
+        """The owner got in: forget the account's failures (never the address's, as for a
+        password)."""
+        self._by_account.record_success(_limit_key(username))
+
     def check_limits(self, remote_ip: str, username: str | None = None) -> None:
         """Raise :class:`RateLimited` if ``remote_ip`` (or the account named ``username``) must
         wait; adapters may call it early, e.g. before answering POP3 ``USER``."""

@@ -359,6 +359,7 @@ async def code_submit(request: Request) -> Response:
         _log.info("wrong second-factor code", account=account.address, remote_ip=ip)
         return code_page(request, target, status_code=401, error="Wrong or already used code.")
     # Removed by the admin meanwhile (enrolment None): the password step stands alone.
+    services.authenticator.second_factor_passed(account.address)
     done = redirect(target)
     set_session(request, done, app.codec.login(account.id, account.password_hash, now))
     return done
