@@ -84,6 +84,30 @@ def test_user_add_refusals(initialised: Path, address: str, password: str, messa
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_user_2fa_shown_and_disabled_by_the_admin(initialised: Path) -> None:
+    config = cfg.load(initialised / "pillarbox.toml")
+
+    async def enrol(store: Store) -> None:
+        account = await store.get_account("alice@example.org")
+        assert account is not None
+        await store.enable_totp(account.id, "sealed", ["d1", "d2"])
+
+    off = run_pillarbox(initialised, "user", "2fa", "alice@example.org")
+    assert off.stdout.strip() == "alice@example.org: two-factor login off"
+    run_store(config, enrol)
+    on = run_pillarbox(initialised, "user", "2fa", "Alice@Example.org", "--json")
+    assert json.loads(on.stdout) == {
+        "address": "alice@example.org", "enabled": True, "recovery_codes_left": 2
+    }  # fmt: skip
+    removed = run_pillarbox(initialised, "user", "2fa", "alice@example.org", "--disable")
+    assert removed.stdout.strip() == "two-factor login removed for alice@example.org"
+    assert run_store(config, lambda store: store.totp_accounts()) == set()
+    again = run_pillarbox(initialised, "user", "2fa", "alice@example.org", "--disable")
+    assert again.stdout.strip() == "alice@example.org had no second factor"
+    unknown = run_pillarbox(initialised, "user", "2fa", "nobody@example.org")
+    assert unknown.returncode == 1
+
+
 def test_user_passwd_and_remove(initialised: Path) -> None:
     changed = run_pillarbox(
         initialised,

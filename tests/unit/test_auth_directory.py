@@ -465,3 +465,56 @@ async def test_app_password_logs_in_only_its_own_account(
     await store.add_token(alice.id, TokenKind.API, "script", token_digest("api-token-xyz"))
     with pytest.raises(AuthenticationFailed):
         await auth.check_password("alice@example.org", "api-token-xyz", PEER)
+
+
+async def test_second_factor_leaves_mail_protocols_app_passwords_only(
+    make_auth: Callable[..., Authenticator], store: Store, alice: Account
+) -> None:
+    """With two-factor login, the account password (PLAIN, LOGIN, SCRAM, and from the login
+    cache too) is refused outside the web login; app passwords keep working."""
+    from pillarbox.auth.tokens import token_digest
+    from pillarbox.store.types import TokenKind
+
+    secret = "app-secret-for-alices-phone-0123456789"
+    await store.add_token(alice.id, TokenKind.APP_PASSWORD, "phone", token_digest(secret))
+    auth = make_auth()
+    assert (await auth.check_password("alice@example.org", PASSWORD, PEER)).id == alice.id
+    assert (await _scram_login(auth, "alice@example.org", PASSWORD)).account.id == alice.id
+    await store.enable_totp(alice.id, "sealed", [])
+    with pytest.raises(AuthenticationFailed):  # cached from the login above: still refused
+        await auth.check_password("alice@example.org", PASSWORD, PEER)
+    with pytest.raises(AuthenticationFailed):
+        await make_auth().check_password("alice@example.org", PASSWORD, PEER)
+    with pytest.raises(AuthenticationFailed):
+        await _scram_login(auth, "alice@example.org", PASSWORD)
+    with pytest.raises(AuthenticationFailed):
+        await _run(
+            auth.start_sasl("PLAIN", remote_ip=PEER, secure=True),
+            PlainClient("alice@example.org", PASSWORD),
+        )
+    assert (await auth.check_password("alice@example.org", secret, PEER)).id == alice.id
+    plain = await _run(
+        auth.start_sasl("PLAIN", remote_ip=PEER, secure=True),
+        PlainClient("alice@example.org", secret),
+    )
+    assert plain.account.id == alice.id
+    web = await auth.check_password("alice@example.org", PASSWORD, PEER, interactive=True)
+    assert web.id == alice.id  # the web login asks for the code next
+    await store.disable_totp(alice.id)
+    assert (await auth.check_password("alice@example.org", PASSWORD, PEER)).id == alice.id
+
+
+async def test_second_factor_failures_count_like_wrong_passwords(
+    make_auth: Callable[..., Authenticator], alice: Account
+) -> None:
+    auth = make_auth()
+    for _ in range(AuthLimits().per_account.free_failures + 1):
+        auth.second_factor_failed(PEER, "Alice@example.org")
+    with pytest.raises(RateLimited):
+        auth.check_limits(PEER)
+    with pytest.raises(RateLimited):
+        auth.check_limits("192.0.2.99", "alice@example.org")  # the account too
+    auth.second_factor_passed("alice@example.org")
+    auth.check_limits("192.0.2.99", "alice@example.org")  # the account's count is cleared
+    with pytest.raises(RateLimited):
+        auth.check_limits(PEER)  # the address's is not

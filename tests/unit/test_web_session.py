@@ -77,3 +77,21 @@ def test_secret_is_made_once_private(tmp_path: Path) -> None:
 
 def test_token_digest_is_sha256_hex() -> None:
     assert token_digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_password_step_session_grants_nothing_and_expires() -> None:
+    from pillarbox.web.session import PENDING_SECONDS
+
+    codec = SessionCodec(b"k" * 32, ttl=3600)
+    pending = codec.password_step(7, "$argon2id$hash", 1000.0)
+    assert not pending.authenticated and pending.account_id is None
+    decoded = codec.decode(codec.encode(pending), 1001.0)
+    assert decoded == pending
+    assert decoded.pending(1001.0) == 7
+    assert decoded.pending(1000.0 + PENDING_SECONDS + 1) is None  # too late for the code
+    assert decoded.fingerprint == codec.fingerprint("$argon2id$hash")
+    # A logged-in session is never "pending", and an old four-field cookie still decodes.
+    full = codec.login(7, "$argon2id$hash", 1000.0)
+    assert codec.decode(codec.encode(full), 1001.0) == full
+    assert full.pending(1001.0) is None
+    assert SessionCodec(b"other key" * 4, ttl=3600).decode(codec.encode(pending), 1001.0) is None

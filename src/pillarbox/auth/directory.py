@@ -18,6 +18,11 @@ Implementation notes:
   change invalidates it at once. The account is still read from the store on every login.
 - **Argon2 runs off the event loop** (``pillarbox.blocking.run_blocking``); SCRAM needs only a
   few HMACs and runs inline.
+- **Second factor** (RFC 6238, :mod:`pillarbox.web.twofactor`): IMAP, POP3, SMTP and
+  ManageSieve cannot ask for a code, so an account that enrolled one logs in there by app
+  password only (as Fastmail and Google do): its account password, and SCRAM (whose verifier
+  is derived from it), are refused like a wrong password, with a log line saying why. Only the
+  web login (``interactive=True``), which asks for the code next, takes the account password.
 - **Upgrade on login.** After a correct password, a hash made with old parameters is rehashed and
   a missing SCRAM verifier is derived, so SCRAM becomes available without a password reset.
 """
@@ -236,20 +241,37 @@ class Authenticator:
         return SaslSession(self, mech, remote_ip)
 
     # -- plain username + password (IMAP LOGIN, POP3 USER/PASS, web login) ----------------------
-    async def check_password(self, username: str, password: str, remote_ip: str) -> Account:
+    async def check_password(
+        self, username: str, password: str, remote_ip: str, *, interactive: bool = False
+    ) -> Account:
         """The account if ``password`` is right for ``username``.
+
+        ``interactive``: the web login, which checks a second factor after this; otherwise
+        an account with a second factor accepts only its app passwords.
 
         Raises :class:`RateLimited` (with ``retry_after``) when the address or account is
         throttled, :class:`AuthenticationFailed` for any wrong or unknown credentials.
         """
         account_key = _limit_key(username)
         self.check_limits(remote_ip, account_key)
-        account = await self._verify(normalize_username(username), password)
+        account = await self._verify(
+            normalize_username(username), password, interactive=interactive
+        )
         if account is None:
             self._record_failure(remote_ip, account_key)
             raise AuthenticationFailed("invalid credentials")
         self._by_account.record_success(account_key)
         return account
+
+    def second_factor_failed(self, remote_ip: str, username: str) -> None:
+        """Count a wrong one-time or recovery code like a wrong password, against the client
+        address and the account: the code's 10^6 values must not be guessable at leisure."""
+        self._record_failure(remote_ip, _limit_key(username))
+
+    def second_factor_passed(self, username: str) -> None:
+        """The owner got in: forget the account's failures (never the address's, as for a
+        password)."""
+        self._by_account.record_success(_limit_key(username))
 
     def check_limits(self, remote_ip: str, username: str | None = None) -> None:
         """Raise :class:`RateLimited` if ``remote_ip`` (or the account named ``username``) must
@@ -268,11 +290,13 @@ class Authenticator:
         if account_key is not None:
             self._by_account.record_failure(account_key, now)
 
-    async def _verify(self, address: str | None, password: str) -> Account | None:
+    async def _verify(
+        self, address: str | None, password: str, *, interactive: bool = False
+    ) -> Account | None:
         """The account if the password is right; the same argon2 cost whatever goes wrong."""
         account = await self._store.get_account(address) if address is not None else None
         if account is not None and self._cache.verified(account, password, self._clock()):
-            return account
+            return await self._account_password_allowed(account, interactive)
         if account is not None and await self._is_app_password(account, password):
             return account
         if account is not None and is_password_hash(account.password_hash):
@@ -282,7 +306,20 @@ class Authenticator:
         if not await run_blocking(verify_password, target, password) or candidate is None:
             return None
         self._cache.remember(candidate, password, self._clock())
-        return await self._upgrade(candidate, password)
+        upgraded = await self._upgrade(candidate, password)
+        return await self._account_password_allowed(upgraded, interactive)
+
+    async def _account_password_allowed(
+        self, account: Account, interactive: bool
+    ) -> Account | None:
+        """``account``, unless it has a second factor and the login cannot ask for it."""
+        if interactive or await self._store.get_totp(account.id) is None:
+            return account
+        _log.info(
+            "account password refused: the account has two-factor login; use an app password",
+            account=account.address,
+        )
+        return None
 
     async def _is_app_password(self, account: Account, password: str) -> bool:
         """An app password issued to this account (web settings) logs in like the password,
@@ -336,6 +373,11 @@ class Authenticator:
         """The account and its verifier; for an unknown account or one without a verifier, a
         decoy (stable per name) that no proof can match."""
         account = await self._store.get_account(address) if address is not None else None
+        if account is not None and await self._store.get_totp(account.id) is not None:
+            # SCRAM proves the account password, which a second factor takes off the mail
+            # protocols (app passwords have no verifier): the decoy below refuses it.
+            _log.info("SCRAM refused: the account has two-factor login", account=account.address)
+            account = None
         if account is not None and account.scram_sha256 is not None:
             try:
                 return account, parse_scram_verifier(account.scram_sha256)

@@ -415,6 +415,35 @@ def user_passwd(state: CliState, address: str, password_stdin: bool) -> None:
     click.echo(f"password changed for {provisioning.account_key(address)}")
 
 
+@user.command("2fa")
+@click.argument("address")
+@click.option(
+    "--disable", is_flag=True, help="Remove the second factor (the owner lost the device)."
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def user_2fa(state: CliState, address: str, disable: bool, as_json: bool) -> None:
+    """Show ADDRESS's two-factor login, or remove it (account recovery by the admin: the
+    owner then logs in with the password alone and may enrol a new device)."""
+
+    async def go(store: Store) -> tuple[str, bool, int]:
+        account = await provisioning.get_account(store, address)
+        enrolment = await store.get_totp(account.id)
+        if disable and enrolment is not None:
+            await store.disable_totp(account.id)
+        return account.address, enrolment is not None, enrolment.recovery_left if enrolment else 0
+
+    key, enrolled, left = run_store(state.load(), go)
+    if disable:
+        text = f"two-factor login removed for {key}" if enrolled else f"{key} had no second factor"
+    elif enrolled:
+        text = f"{key}: two-factor login on, {left} recovery codes left"
+    else:
+        text = f"{key}: two-factor login off"
+    emit({"address": key, "enabled": enrolled and not disable, "recovery_codes_left": left},
+         as_json, [text])  # fmt: skip
+
+
 @user.command("remove")
 @click.argument("address")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")

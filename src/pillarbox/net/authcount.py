@@ -44,9 +44,13 @@ class CountedAuthenticator:
         exchange = self._inner.start_sasl(mechanism, remote_ip=remote_ip, secure=secure)
         return _CountedExchange(exchange, self._metrics)
 
-    async def check_password(self, username: str, password: str, remote_ip: str) -> Account:
+    async def check_password(
+        self, username: str, password: str, remote_ip: str, *, interactive: bool = False
+    ) -> Account:
         with _counting(self._metrics):
-            return await self._inner.check_password(username, password, remote_ip)
+            return await self._inner.check_password(
+                username, password, remote_ip, interactive=interactive
+            )
 
 
 class _CountedExchange:

@@ -72,6 +72,7 @@ from pillarbox.store.types import (
     TlsReportPost,
     TlsSessionResult,
     TokenKind,
+    TotpEnrolment,
 )
 
 
@@ -511,6 +512,36 @@ class Store(Protocol):
 
     async def find_token(self, kind: TokenKind, digest: str) -> AccountToken | None:
         """The token of that kind with that digest (a login by app password or API token)."""
+
+    # -- second factor (web login, RFC 6238) ---------------------------------------------------
+    async def enable_totp(
+        self, account_id: int, sealed_secret: str, recovery_digests: Sequence[str]
+    ) -> None:
+        """Turn on the account's second factor with this secret and these recovery code
+        digests, replacing any earlier enrolment (and its codes) in one write; the last used
+        step starts at 0. ``NotFound`` for an unknown account."""
+
+    async def get_totp(self, account_id: int) -> TotpEnrolment | None:
+        """The account's enrolment, or None when it has no second factor."""
+
+    async def disable_totp(self, account_id: int) -> bool:
+        """Remove the enrolment and its recovery codes; False if there was none."""
+
+    async def claim_totp_step(self, account_id: int, step: int) -> bool:
+        """Record that a code of time ``step`` was accepted, unless a code of this step or a
+        later one already was (atomic: of two logins racing with one code, one wins). False
+        also when the account has no enrolment."""
+
+    async def use_recovery_code(self, account_id: int, digest: str) -> bool:
+        """Consume the account's recovery code with this digest; False if it has none such
+        (never issued, or used already)."""
+
+    async def replace_recovery_codes(self, account_id: int, digests: Sequence[str]) -> bool:
+        """Replace the account's recovery codes (the secret and last used step stay); False
+        if the account has no enrolment."""
+
+    async def totp_accounts(self) -> set[int]:
+        """The ids of the accounts with a second factor (the admin's account list)."""
 
     # -- DKIM keys -----------------------------------------------------------------------------
     async def add_dkim_key(self, key: DkimKeyRecord) -> None:

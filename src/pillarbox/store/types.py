@@ -634,6 +634,21 @@ class AccountToken:
     created: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    """An account's second factor for the web login (RFC 6238 TOTP). The secret is kept
+    sealed (encrypted by the web app under a key in the data directory, see
+    ``pillarbox.web.twofactor``); recovery codes only as SHA-256 digests."""
+
+    account_id: int
+    sealed_secret: str
+    #: The last RFC 6238 time step a code was accepted for: no code of it or before is taken
+    #: again (replay protection).
+    last_step: int
+    #: Recovery codes not yet used.
+    recovery_left: int
+
+
 # -- DKIM signing keys (outbound delivery) ---------------------------------------------------------
 
 

@@ -76,6 +76,7 @@ from pillarbox.store.types import (
     SpecialUse,
     TlsReportPost,
     TlsSessionResult,
+    TotpEnrolment,
 )
 
 StoreFactory = Callable[[], Store]
@@ -433,6 +434,48 @@ class StoreContract:
         assert await store.list_identities(account.id) == [mine]
         await store.remove_account(account.id)
         assert await store.list_identities(account.id) == []
+
+    async def test_totp_enrolment_steps_and_recovery_codes(
+        self, store: Store, account: Account
+    ) -> None:
+        """The second factor: replaced whole, steps claimed only forwards, recovery codes
+        used once, gone with the account."""
+        other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")
+        assert await store.get_totp(account.id) is None
+        assert not await store.claim_totp_step(account.id, 5)
+        await store.enable_totp(account.id, "sealed-1", ["r1", "r2", "r3"])
+        assert await store.get_totp(account.id) == TotpEnrolment(account.id, "sealed-1", 0, 3)
+        assert await store.totp_accounts() == {account.id}
+        assert await store.claim_totp_step(account.id, 100)
+        assert not await store.claim_totp_step(account.id, 100)  # replayed
+        assert not await store.claim_totp_step(account.id, 99)  # older
+        assert await store.claim_totp_step(account.id, 101)
+        assert (await store.get_totp(account.id)) == TotpEnrolment(account.id, "sealed-1", 101, 3)
+        assert not await store.use_recovery_code(other.id, "r1")  # not eve's
+        assert await store.use_recovery_code(account.id, "r1")
+        assert not await store.use_recovery_code(account.id, "r1")  # used
+        assert (await store.get_totp(account.id)) == TotpEnrolment(account.id, "sealed-1", 101, 2)
+        # New recovery codes replace the old ones; the secret and the used step stay.
+        assert await store.replace_recovery_codes(account.id, ["n1", "n2", "n3", "n4"])
+        assert (await store.get_totp(account.id)) == TotpEnrolment(account.id, "sealed-1", 101, 4)
+        assert not await store.use_recovery_code(account.id, "r2")
+        assert await store.use_recovery_code(account.id, "n2")
+        assert not await store.replace_recovery_codes(other.id, ["z"])  # no enrolment
+        assert not await store.use_recovery_code(other.id, "z")
+        # Enrolling again replaces the secret, the step and every code.
+        await store.enable_totp(account.id, "sealed-2", ["r9"])
+        assert await store.get_totp(account.id) == TotpEnrolment(account.id, "sealed-2", 0, 1)
+        assert not await store.use_recovery_code(account.id, "r2")
+        with pytest.raises(NotFound):
+            await store.enable_totp(999_999, "sealed", [])
+        assert await store.disable_totp(account.id)
+        assert not await store.disable_totp(account.id)
+        assert await store.get_totp(account.id) is None
+        assert not await store.use_recovery_code(account.id, "r9")
+        await store.enable_totp(other.id, "sealed-3", ["x"])
+        await store.remove_account(other.id)
+        assert await store.get_totp(other.id) is None
+        assert await store.totp_accounts() == set()
 
     async def test_correspondents_by_prefix(self, store: Store, account: Account) -> None:
         other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")

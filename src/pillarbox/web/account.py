@@ -54,7 +54,9 @@ async def change_password(
 ) -> Account:
     """Change the password after checking the current one (rate-limited like any login)."""
     try:
-        await services.authenticator.check_password(account.address, current, remote_ip)
+        await services.authenticator.check_password(
+            account.address, current, remote_ip, interactive=True
+        )
     except AuthenticationFailed:
         raise UserError("the current password is wrong") from None
     await provisioning.set_password(services.store, services.config, account.address, new)
@@ -186,7 +188,7 @@ def webmail_url(app: Web) -> str | None:
 # -- pages ---------------------------------------------------------------------------------------
 
 
-async def _page(
+async def render_settings(
     request: Request, account: Account, *, status_code: int = 200, **extra: object
 ) -> Response:
     app = web(request)
@@ -202,6 +204,7 @@ async def _page(
         identities=await identities.identities_of(app.services, account),
         owned=sorted(await app.services.router.owned_addresses(account)),
         can_add=len(await store.list_identities(account.id)) < app.limits.max_identities,
+        totp=await store.get_totp(account.id),
         **extra,
     )
 
@@ -209,7 +212,7 @@ async def _page(
 async def settings_page(request: Request) -> Response:
     account = await require_account(request)
     saved = request.query_params.get("saved", "")
-    return await _page(request, account, notice="Saved." if saved else "")
+    return await render_settings(request, account, notice="Saved." if saved else "")
 
 
 async def _apply(request: Request, section: str) -> Response:
@@ -239,7 +242,7 @@ async def _apply(request: Request, section: str) -> Response:
                 token, secret = await issue_token(
                     services, account, kind, field_text(form, "label")
                 )
-                return await _page(request, account, new_secret=(token, secret))
+                return await render_settings(request, account, new_secret=(token, secret))
             case "vacation":
                 await update_vacation(
                     services,
@@ -261,7 +264,7 @@ async def _apply(request: Request, section: str) -> Response:
             case _:
                 raise UserError("unknown settings section")
     except UserError as exc:
-        return await _page(request, account, status_code=400, errors={section: str(exc)})
+        return await render_settings(request, account, status_code=400, errors={section: str(exc)})
     return redirect(f"/settings?saved={section}#{section}")
 
 

@@ -297,6 +297,7 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
         accounts=accounts,
         usage=usage,
         sending=sending,
+        two_factor=await store.totp_accounts(),
         error=error,
     )
 

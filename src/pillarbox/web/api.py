@@ -5,7 +5,10 @@ Implementation notes:
 - **Authentication**: ``Authorization: Bearer <API token>`` (issued in the settings; stored as a
   SHA-256 digest), or the browser session cookie — then every request other than GET must carry
   the CSRF token in ``X-CSRF-Token``, as the pages' forms do. A bearer request carries no
-  ambient credential, so it needs no CSRF token.
+  ambient credential, so it needs no CSRF token. Bearer tokens are the second-factor-free
+  path by design: a token is issued only from a session that passed the whole login (with the
+  code when the account has two-factor login), is a 256-bit secret of its own, and is revoked
+  in the settings; the session cookie of a login still waiting for its code grants nothing.
 - **The table is the truth**: each :class:`Operation` names its method, path, handler, schemas
   and summary; routing and ``/api/v1/openapi.json`` are both built from it, so the document
   cannot drift from what is served.
@@ -1716,7 +1719,12 @@ def openapi_document(version: str = "1") -> JsonObject:
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "API token"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API token (needs no two-factor code: issue it from the "
+                    "settings of a fully logged-in session; revoke it there)",
+                },
                 "session": {"type": "apiKey", "in": "cookie", "name": "pb_session"},
                 "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
             },

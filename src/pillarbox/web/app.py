@@ -343,6 +343,13 @@ def set_session(request: Request, response: Response, session: Session) -> None:
     )
 
 
+def next_target(value: str) -> str:
+    """Only paths of this site (never ``//host`` or a scheme): no open redirect."""
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/mail"
+
+
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -460,6 +467,7 @@ def create_app(
         filters,
         live,
         mtasts,
+        twofactor,
         webmail,
     )
 
@@ -473,6 +481,7 @@ def create_app(
     }
     state = Web(services, limits, codec, _templates(), dict(ports or configured))
     routes: list[BaseRoute] = [
+        *twofactor.routes(),
         *webmail.routes(),
         *filters.routes(),
         *account.routes(),

@@ -11,6 +11,12 @@ Implementation notes:
   seconds after they were last refreshed (refreshed when half that time has passed, so an
   active user stays logged in and an idle one does not).
 - **Fixation.** Logging in always issues a new session id.
+- **Two steps** (accounts with a second factor, :mod:`.twofactor`): a correct password
+  issues a session that is still anonymous (``account_id`` None, so no page, API call or
+  form accepts it) and names the account in ``pending_account`` with the time the password
+  was checked; only the code step turns it into a logged-in session, with a new id. The
+  pending state lives in this browser's signed cookie (bound to it, nothing to steal from
+  the server) and expires after ``PENDING_SECONDS``.
 - **CSRF** (OWASP "synchronizer token", stateless variant): the token is
   ``HMAC(secret, "csrf" || session id)``; every state-changing request carries it in a form
   field or the ``X-CSRF-Token`` header and is refused without it. Anonymous visitors have a
@@ -34,6 +40,8 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 SECRET_FILE = "web-secret"
 _SECRET_BYTES = 32
+#: Seconds between the password step of a two-step login and its code step at most.
+PENDING_SECONDS = 300.0
 
 
 def load_secret(data_dir: Path) -> bytes:
@@ -60,11 +68,22 @@ class Session:
     sid: str
     issued: float
     account_id: int | None = None
+    #: Of the logged-in account's password hash; of the pending one's during a two-step login.
     fingerprint: str = ""
+    #: The account whose password was right and whose second factor is still to come.
+    pending_account: int | None = None
+    #: When that password was checked.
+    pending_since: float = 0.0
 
     @property
     def authenticated(self) -> bool:
         return self.account_id is not None
+
+    def pending(self, now: float) -> int | None:
+        """The account waiting for its second factor, if its password step is recent."""
+        if self.account_id is None and now - PENDING_SECONDS <= self.pending_since <= now + 60:
+            return self.pending_account
+        return None
 
 
 def _b64(data: bytes) -> str:
@@ -85,6 +104,10 @@ class SessionCodec:
     def _mac(self, purpose: bytes, data: bytes) -> bytes:
         return hmac.digest(self._secret, purpose + b"\x00" + data, hashlib.sha256)
 
+    def subkey(self, purpose: bytes) -> bytes:
+        """A 256-bit key for another use of the server secret (sealing TOTP secrets)."""
+        return self._mac(b"subkey", purpose)
+
     def fingerprint(self, password_hash: str) -> str:
         return _b64(self._mac(b"password", password_hash.encode()))[:22]
 
@@ -99,11 +122,23 @@ class SessionCodec:
             fingerprint=self.fingerprint(password_hash),
         )
 
+    def password_step(self, account_id: int, password_hash: str, now: float) -> Session:
+        """An anonymous session (new id) waiting for ``account_id``'s second factor."""
+        return Session(
+            sid=secrets.token_urlsafe(18),
+            issued=now,
+            fingerprint=self.fingerprint(password_hash),
+            pending_account=account_id,
+            pending_since=now,
+        )
+
     def encode(self, session: Session) -> str:
-        payload = json.dumps(
-            [session.sid, session.issued, session.account_id, session.fingerprint],
-            separators=(",", ":"),
-        ).encode()
+        fields: list[object] = [
+            session.sid, session.issued, session.account_id, session.fingerprint
+        ]  # fmt: skip
+        if session.pending_account is not None:
+            fields += [session.pending_account, session.pending_since]
+        payload = json.dumps(fields, separators=(",", ":")).encode()
         return f"{_b64(payload)}.{_b64(self._mac(b'session', payload))}"
 
     def decode(self, value: str, now: float) -> Session | None:
@@ -114,16 +149,26 @@ class SessionCodec:
             valid = hmac.compare_digest(_unb64(mac), self._mac(b"session", payload))
             if not valid:
                 return None
-            sid, issued, account_id, fingerprint = json.loads(payload)
+            sid, issued, account_id, fingerprint, *pending = json.loads(payload)
         except (ValueError, TypeError):
             return None
+        pending_account: int | None = None
+        pending_since = 0.0
+        if pending:
+            if len(pending) != 2 or not isinstance(pending[0], int):
+                return None
+            if not isinstance(pending[1], (int, float)):
+                return None
+            pending_account, pending_since = pending[0], float(pending[1])
         if not isinstance(sid, str) or not isinstance(issued, (int, float)):
             return None
         if not now - self.ttl <= issued <= now + 60:
             return None
         if account_id is not None and not isinstance(account_id, int):
             return None
-        return Session(sid, float(issued), account_id, str(fingerprint))
+        return Session(
+            sid, float(issued), account_id, str(fingerprint), pending_account, pending_since
+        )
 
     def needs_refresh(self, session: Session, now: float) -> bool:
         return now - session.issued > self.ttl / 2

@@ -20,12 +20,13 @@ from starlette.routing import BaseRoute, Route
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import Identity, MessageQuery, SortKey, SpecialUse
-from pillarbox.web import identities
+from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
     client_ip,
     current_account,
     field_number,
     field_text,
+    next_target,
     posted_form,
     redirect,
     require_account,
@@ -140,21 +141,14 @@ _REASONS = {
 }
 
 
-def _next_target(value: str) -> str:
-    """Only paths of this site (never ``//host`` or a scheme): no open redirect."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/mail"
-
-
 async def login_page(request: Request) -> Response:
     app = web(request)
     if await current_account(request) is not None:
-        return redirect(_next_target(request.query_params.get("next", "/mail")))
+        return redirect(next_target(request.query_params.get("next", "/mail")))
     return app.render(
         request,
         "login.html",
-        next=_next_target(request.query_params.get("next", "/mail")),
+        next=next_target(request.query_params.get("next", "/mail")),
         notice=_REASONS.get(request.query_params.get("reason", ""), ""),
     )
 
@@ -163,10 +157,10 @@ async def login(request: Request) -> Response:
     app = web(request)
     form = await posted_form(request)
     username = field_text(form, "username").strip()
-    target = _next_target(field_text(form, "next", "/mail"))
+    target = next_target(field_text(form, "next", "/mail"))
     try:
         account = await app.services.authenticator.check_password(
-            username, field_text(form, "password"), client_ip(request)
+            username, field_text(form, "password"), client_ip(request), interactive=True
         )
     except RateLimited as exc:
         response = app.render(
@@ -188,6 +182,8 @@ async def login(request: Request) -> Response:
             username=username,
             error="Wrong address or password.",
         )
+    if await twofactor.needs_second_factor(app.services, account):
+        return twofactor.password_step(request, account, target)
     done = redirect(target)
     session = app.codec.login(account.id, account.password_hash, datetime.now(UTC).timestamp())
     set_session(request, done, session)
@@ -279,7 +275,7 @@ async def actions(request: Request) -> Response:
     mailbox_id: int = request.path_params["mailbox"]
     uids = await _uids(form, app.limits.max_action_uids)
     action = field_text(form, "action")
-    back = _next_target(field_text(form, "back", f"/mail/{mailbox_id}"))
+    back = next_target(field_text(form, "back", f"/mail/{mailbox_id}"))
     await apply_action(access, mailbox_id, uids, action, field_text(form, "target"))
     if action in _LEAVES_MESSAGE and re.fullmatch(r"/mail/\d+/\d+", back):
         back = f"/mail/{mailbox_id}"  # back to the list: the message left, or would be re-read

@@ -10,6 +10,7 @@ database's collation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from pillarbox.store.types import (
     SortKey,
     ThreadFields,
     TokenKind,
+    TotpEnrolment,
     vacation_renewed,
 )
 
@@ -225,6 +227,85 @@ async def find_token(conn: Conn, kind: TokenKind, digest: str) -> AccountToken |
     )
     row = await cur.fetchone()
     return None if row is None else _token(row)
+
+
+# -- second factor (migration 19) ---------------------------------------------------------------
+
+
+async def enable_totp(
+    conn: Conn,
+    account_id: int,
+    sealed_secret: str,
+    recovery_digests: Sequence[str],
+    now: datetime,
+) -> None:
+    await _require_account(conn, account_id)
+    await disable_totp(conn, account_id)
+    await conn.execute(
+        "INSERT INTO account_totp (account_id, sealed_secret, last_step, created) "
+        "VALUES (%s, %s, 0, %s)",
+        (account_id, sealed_secret, now),
+    )
+    if recovery_digests:
+        await conn.execute(
+            "INSERT INTO account_totp_recovery (account_id, digest) "
+            "SELECT %s, d FROM unnest(%s::text[]) AS d ON CONFLICT DO NOTHING",
+            (account_id, list(recovery_digests)),
+        )
+
+
+async def get_totp(conn: Conn, account_id: int) -> TotpEnrolment | None:
+    cur = await conn.execute(
+        "SELECT sealed_secret, last_step, "
+        "(SELECT count(*) FROM account_totp_recovery r WHERE r.account_id = t.account_id) "
+        "FROM account_totp t WHERE account_id = %s",
+        (account_id,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else TotpEnrolment(account_id, row[0], row[1], row[2])
+
+
+async def disable_totp(conn: Conn, account_id: int) -> bool:
+    await conn.execute("DELETE FROM account_totp_recovery WHERE account_id = %s", (account_id,))
+    cur = await conn.execute("DELETE FROM account_totp WHERE account_id = %s", (account_id,))
+    return cur.rowcount == 1
+
+
+async def claim_totp_step(conn: Conn, account_id: int, step: int) -> bool:
+    cur = await conn.execute(
+        "UPDATE account_totp SET last_step = %s WHERE account_id = %s AND last_step < %s",
+        (step, account_id, step),
+    )
+    return cur.rowcount == 1
+
+
+async def use_recovery_code(conn: Conn, account_id: int, digest: str) -> bool:
+    cur = await conn.execute(
+        "DELETE FROM account_totp_recovery WHERE account_id = %s AND digest = %s",
+        (account_id, digest),
+    )
+    return cur.rowcount == 1
+
+
+async def replace_recovery_codes(conn: Conn, account_id: int, digests: Sequence[str]) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM account_totp WHERE account_id = %s FOR UPDATE", (account_id,)
+    )
+    if await cur.fetchone() is None:
+        return False
+    await conn.execute("DELETE FROM account_totp_recovery WHERE account_id = %s", (account_id,))
+    if digests:
+        await conn.execute(
+            "INSERT INTO account_totp_recovery (account_id, digest) "
+            "SELECT %s, d FROM unnest(%s::text[]) AS d ON CONFLICT DO NOTHING",
+            (account_id, list(digests)),
+        )
+    return True
+
+
+async def totp_accounts(conn: Conn) -> set[int]:
+    cur = await conn.execute("SELECT account_id FROM account_totp")
+    return {row[0] for row in await cur.fetchall()}
 
 
 # -- DKIM keys (never deleted by rotation, only retired: see the SQLite dkimkeys notes) ----------

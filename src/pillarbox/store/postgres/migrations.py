@@ -575,7 +575,7 @@ CREATE TABLE identities (
 CREATE INDEX identities_account ON identities(account_id);
 """
 
-# RFC 4314 ACL (SQLite migration 23's notes). Numbered 18 while another branch holds 17.
+# RFC 4314 ACL (SQLite migration 23's notes).
 _V18_SQL = r"""
 CREATE TABLE mailbox_acl (
     mailbox_id bigint NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
@@ -591,9 +591,24 @@ CREATE UNIQUE INDEX mailbox_acl_special ON mailbox_acl(mailbox_id, special)
 CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
 """
 
+# Second factor of the web login (SQLite migration 24's notes).
+_V19_SQL = r"""
+CREATE TABLE account_totp (
+    account_id bigint PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    sealed_secret text NOT NULL,
+    last_step bigint NOT NULL,
+    created timestamptz NOT NULL
+);
+CREATE TABLE account_totp_recovery (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    digest text NOT NULL,
+    PRIMARY KEY (account_id, digest)
+);
+"""
+
 # Summaries of the DMARC aggregate and TLS-RPT reports other providers send about our domains
 # (pillarbox.policy.receivedreports); a report is named by its kind, organization and id, so one
-# received twice is kept once. Numbered 20 while other branches hold 19 (renumbered at merge).
+# received twice is kept once.
 _V20_SQL = r"""
 CREATE TABLE received_reports (
     id bigserial PRIMARY KEY,
@@ -636,6 +651,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V16_SQL),
     Migration(17, "webmail sending identities and signatures", _V17_SQL),
     Migration(18, "IMAP ACL entries of mailboxes (RFC 4314)", _V18_SQL),
+    Migration(19, "second factor of the web login (RFC 6238 TOTP)", _V19_SQL),
     Migration(20, "DMARC and TLS-RPT reports received about our domains", _V20_SQL),
 )
 

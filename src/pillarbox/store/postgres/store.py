@@ -140,6 +140,7 @@ from pillarbox.store.types import (
     TlsReportPost,
     TlsSessionResult,
     TokenKind,
+    TotpEnrolment,
     activity_series,
     canonical_flags,
     normalize_mailbox_name,
@@ -1664,6 +1665,40 @@ class PostgresStore:
 
     async def find_token(self, kind: TokenKind, digest: str) -> AccountToken | None:
         return await self._read(lambda conn: accountdata.find_token(conn, kind, digest))
+
+    # -- second factor (see .accountdata) ---------------------------------------------------------
+    async def enable_totp(
+        self, account_id: int, sealed_secret: str, recovery_digests: Sequence[str]
+    ) -> None:
+        await self._write(
+            lambda conn, _: accountdata.enable_totp(
+                conn, account_id, sealed_secret, recovery_digests, self._now()
+            )
+        )
+
+    async def get_totp(self, account_id: int) -> TotpEnrolment | None:
+        return await self._read(lambda conn: accountdata.get_totp(conn, account_id))
+
+    async def disable_totp(self, account_id: int) -> bool:
+        return await self._write(lambda conn, _: accountdata.disable_totp(conn, account_id))
+
+    async def claim_totp_step(self, account_id: int, step: int) -> bool:
+        return await self._write(
+            lambda conn, _: accountdata.claim_totp_step(conn, account_id, step)
+        )
+
+    async def use_recovery_code(self, account_id: int, digest: str) -> bool:
+        return await self._write(
+            lambda conn, _: accountdata.use_recovery_code(conn, account_id, digest)
+        )
+
+    async def replace_recovery_codes(self, account_id: int, digests: Sequence[str]) -> bool:
+        return await self._write(
+            lambda conn, _: accountdata.replace_recovery_codes(conn, account_id, digests)
+        )
+
+    async def totp_accounts(self) -> set[int]:
+        return await self._read(accountdata.totp_accounts)
 
     # -- DKIM keys (see .accountdata) ------------------------------------------------------------
     async def add_dkim_key(self, key: DkimKeyRecord) -> None:

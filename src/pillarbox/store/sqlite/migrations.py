@@ -553,8 +553,7 @@ CREATE INDEX identities_account ON identities(account_id);
 """
 
 # RFC 4314 ACL: entries go with their mailbox (a rename keeps its id) and with the grantee
-# account; a grantee is an account or one of the special identifiers, never both. Numbered 23
-# while another branch holds 22 (renumbered at merge).
+# account; a grantee is an account or one of the special identifiers, never both.
 _V23_SQL = r"""
 CREATE TABLE mailbox_acl (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
@@ -570,9 +569,25 @@ CREATE UNIQUE INDEX mailbox_acl_special ON mailbox_acl(mailbox_id, special)
 CREATE INDEX mailbox_acl_grantee ON mailbox_acl(grantee_id);
 """
 
+# Second factor of the web login (RFC 6238): the sealed secret, the last accepted time step
+# (replay protection), recovery codes by digest.
+_V24_SQL = r"""
+CREATE TABLE account_totp (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    sealed_secret TEXT NOT NULL,
+    last_step INTEGER NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE account_totp_recovery (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (account_id, digest)
+) WITHOUT ROWID;
+"""
+
 # Summaries of the DMARC aggregate and TLS-RPT reports other providers send about our domains
 # (pillarbox.policy.receivedreports); a report is named by its kind, organization and id, so one
-# received twice is kept once. Numbered 25 while other branches hold 24 (renumbered at merge).
+# received twice is kept once.
 _V25_SQL = r"""
 CREATE TABLE received_reports (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -616,6 +631,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(21, "queued messages keep the REQUIRETLS tag (RFC 8689)", _V21_SQL),
     Migration(22, "webmail sending identities and signatures", _V22_SQL),
     Migration(23, "IMAP ACL entries of mailboxes (RFC 4314)", _V23_SQL),
+    Migration(24, "second factor of the web login (RFC 6238 TOTP)", _V24_SQL),
     Migration(25, "DMARC and TLS-RPT reports received about our domains", _V25_SQL),
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +26,7 @@ from pillarbox.store.types import (
     SortKey,
     ThreadFields,
     TokenKind,
+    TotpEnrolment,
     vacation_renewed,
 )
 
@@ -315,6 +317,82 @@ def find_token(conn: sqlite3.Connection, kind: TokenKind, digest: str) -> Accoun
         (kind.value, digest),
     ).fetchone()
     return None if row is None else _token(row)
+
+
+# -- second factor (migration 24) ---------------------------------------------------------------
+
+
+def enable_totp(
+    conn: sqlite3.Connection,
+    account_id: int,
+    sealed_secret: str,
+    recovery_digests: Sequence[str],
+    now: int,
+) -> None:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    disable_totp(conn, account_id)
+    conn.execute(
+        "INSERT INTO account_totp (account_id, sealed_secret, last_step, created) "
+        "VALUES (?, ?, 0, ?)",
+        (account_id, sealed_secret, now),
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO account_totp_recovery (account_id, digest) VALUES (?, ?)",
+        [(account_id, digest) for digest in recovery_digests],
+    )
+
+
+def get_totp(conn: sqlite3.Connection, account_id: int) -> TotpEnrolment | None:
+    row = conn.execute(
+        "SELECT sealed_secret, last_step, "
+        "(SELECT count(*) FROM account_totp_recovery r WHERE r.account_id = t.account_id) "
+        "FROM account_totp t WHERE account_id = ?",
+        (account_id,),
+    ).fetchone()
+    return None if row is None else TotpEnrolment(account_id, row[0], row[1], row[2])
+
+
+def disable_totp(conn: sqlite3.Connection, account_id: int) -> bool:
+    conn.execute("DELETE FROM account_totp_recovery WHERE account_id = ?", (account_id,))
+    cursor = conn.execute("DELETE FROM account_totp WHERE account_id = ?", (account_id,))
+    return cursor.rowcount == 1
+
+
+def claim_totp_step(conn: sqlite3.Connection, account_id: int, step: int) -> bool:
+    cursor = conn.execute(
+        "UPDATE account_totp SET last_step = ? WHERE account_id = ? AND last_step < ?",
+        (step, account_id, step),
+    )
+    return cursor.rowcount == 1
+
+
+def use_recovery_code(conn: sqlite3.Connection, account_id: int, digest: str) -> bool:
+    cursor = conn.execute(
+        "DELETE FROM account_totp_recovery WHERE account_id = ? AND digest = ?",
+        (account_id, digest),
+    )
+    return cursor.rowcount == 1
+
+
+def replace_recovery_codes(
+    conn: sqlite3.Connection, account_id: int, digests: Sequence[str]
+) -> bool:
+    if (
+        conn.execute("SELECT 1 FROM account_totp WHERE account_id = ?", (account_id,)).fetchone()
+        is None
+    ):
+        return False
+    conn.execute("DELETE FROM account_totp_recovery WHERE account_id = ?", (account_id,))
+    conn.executemany(
+        "INSERT OR IGNORE INTO account_totp_recovery (account_id, digest) VALUES (?, ?)",
+        [(account_id, digest) for digest in digests],
+    )
+    return True
+
+
+def totp_accounts(conn: sqlite3.Connection) -> set[int]:
+    return {row[0] for row in conn.execute("SELECT account_id FROM account_totp")}
 
 
 # -- sending identities and correspondents (migration 22; sent_recipients from 18) --------------

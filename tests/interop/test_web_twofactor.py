@@ -1,0 +1,236 @@
+"""Two-factor web login (TOTP, RFC 6238) over real HTTP, IMAP and SMTP against the live server:
+enrolment, the two-step login (wrong, replayed and recovery codes), the pending state granting
+nothing, rate limits, turning it off, bearer tokens, and the mail protocols taking app
+passwords only."""
+
+from __future__ import annotations
+
+import html
+import imaplib
+import re
+import smtplib
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pillarbox.auth import totp
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.testing.webclient import WebSession
+
+pytestmark = pytest.mark.listeners("http", "imap", "submission")
+
+ALICE = "alice@example.org"
+
+
+@pytest.fixture
+def alice(live: LiveServer) -> Iterator[WebSession]:
+    session = WebSession(live)
+    assert session.login(ALICE).status_code == 303
+    yield session
+    session.close()
+
+
+def enrol(web: WebSession) -> tuple[bytes, list[str]]:
+    """Turn two-factor login on from the settings page; the key and the recovery codes."""
+    page = web.post("/settings/2fa/setup")
+    assert page.status_code == 200
+    shown = re.search(r'id="totp-secret">([^<]+)<', page.text)
+    sealed = re.search(r'name="sealed" value="([^"]+)"', page.text)
+    uri = re.search(r'id="totp-uri">([^<]+)<', page.text)
+    assert shown and sealed and uri
+    assert 'src="data:image/svg+xml' in page.text  # the QR code
+    key = totp.decode_secret(shown.group(1))
+    assert key is not None and len(key) == 20
+    assert html.unescape(uri.group(1)).startswith("otpauth://totp/Pillarbox%20")
+    assert f"secret={shown.group(1).replace(' ', '')}" in html.unescape(uri.group(1))
+    wrong = f"{(int(totp.totp(key, time.time())) + 1) % 10**6:06d}"
+    form = {"sealed": sealed.group(1), "password": TEST_PASSWORD, "code": wrong}
+    refused = web.post("/settings/2fa/confirm", form)
+    assert refused.status_code == 400 and "not the current one" in refused.text
+    assert shown.group(1) in refused.text  # the same key, to try again
+    form["code"] = totp.totp(key, time.time())
+    no_password = web.post("/settings/2fa/confirm", {**form, "password": "not it"})
+    assert no_password.status_code == 400 and "password is wrong" in no_password.text
+    done = web.post("/settings/2fa/confirm", form)
+    assert done.status_code == 200, done.text[:300]
+    codes = re.findall(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", done.text)
+    assert len(codes) == 10
+    # Replacing the factor goes through turning it off, never around it.
+    again = web.post("/settings/2fa/setup")
+    assert again.status_code == 400 and "turn it off first" in again.text
+    assert web.post("/settings/2fa/confirm", form).status_code == 400
+    return key, codes
+
+
+def next_code(key: bytes) -> str:
+    """The code of the next time step: later than the one enrolment used up, and inside the
+    ±1 window whenever the server checks it."""
+    return totp.totp(key, time.time() + totp.STEP_SECONDS)
+
+
+def password_step(live: LiveServer, password: str = TEST_PASSWORD) -> WebSession:
+    web = WebSession(live)
+    response = web.login(ALICE, password)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login/code?next=%2Fmail"
+    return web
+
+
+def code_step(web: WebSession, code: str) -> httpx.Response:
+    token = web.csrf("/login/code?next=%2Fmail")
+    return web.client.post("/login/code", data={"csrf": token, "code": code, "next": "/mail"})
+
+
+def test_two_step_login_codes_replay_and_recovery(live: LiveServer, alice: WebSession) -> None:
+    key, codes = enrol(alice)
+    assert "Two-factor login" in alice.get("/settings").text
+    assert "10 recovery codes left" in alice.get("/settings").text
+
+    # The password step alone grants nothing: no page, no form, no API call.
+    web = password_step(live)
+    assert web.get("/mail").status_code == 303
+    assert web.get("/settings").headers["location"].startswith("/login")
+    assert web.api("GET", "/me").status_code == 401
+    assert web.client.post("/api/v1/mailboxes", json={"name": "X"}).status_code == 401
+    profile = web.client.post(
+        "/settings/profile", data={"csrf": web.csrf("/login/code"), "display_name": "Eve"}
+    )
+    assert profile.status_code == 303 and profile.headers["location"].startswith("/login")
+    wrong = code_step(web, f"{(int(next_code(key)) + 1) % 10**6:06d}")
+    assert wrong.status_code == 401 and "Wrong or already used code" in wrong.text
+    code = next_code(key)
+    ok = code_step(web, code)
+    assert ok.status_code == 303 and ok.headers["location"] == "/mail"
+    assert web.api("GET", "/me").json()["address"] == ALICE
+
+    # The same code again, from another browser that knows the password: refused.
+    replay = password_step(live)
+    assert code_step(replay, code).status_code == 401
+    assert replay.get("/settings").status_code == 303
+
+    # A recovery code works once, however it is typed.
+    recovered = code_step(replay, codes[0].upper().replace("-", " "))
+    assert recovered.status_code == 303
+    assert recovered.headers["location"] == "/mail"
+    again = password_step(live)
+    assert code_step(again, codes[0]).status_code == 401
+    assert "9 recovery codes left" in alice.get("/settings").text
+
+
+def test_pending_state_is_bound_to_the_browser_and_needs_the_password(
+    live: LiveServer, alice: WebSession
+) -> None:
+    key, _ = enrol(alice)
+    stranger = WebSession(live)
+    assert stranger.get("/login/code").headers["location"].startswith("/login?")
+    assert code_step(stranger, next_code(key)).headers["location"].startswith("/login?")
+    assert stranger.get("/settings").status_code == 303
+    wrong_password = WebSession(live)
+    assert wrong_password.login(ALICE, "not it").status_code == 401
+
+
+def test_wrong_codes_count_into_the_login_limits(live: LiveServer, alice: WebSession) -> None:
+    key, _ = enrol(alice)
+    web = password_step(live)
+    statuses = []
+    bad = f"{(int(next_code(key)) + 1) % 10**6:06d}"
+    for _ in range(8):
+        statuses.append(code_step(web, bad).status_code)
+    assert statuses[0] == 401 and 429 in statuses
+    limited = code_step(web, next_code(key))  # even the right code waits now
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_new_recovery_codes_replace_the_old_ones(live: LiveServer, alice: WebSession) -> None:
+    key, codes = enrol(alice)
+    refused = alice.post("/settings/2fa/recovery", {"password": TEST_PASSWORD, "code": "x"})
+    assert refused.status_code == 400 and "code is wrong" in refused.text
+    renewed = alice.post(
+        "/settings/2fa/recovery", {"password": TEST_PASSWORD, "code": next_code(key)}
+    )
+    assert renewed.status_code == 200
+    fresh = re.findall(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", renewed.text)
+    assert len(fresh) == 10 and not set(fresh) & set(codes)
+    assert "10 recovery codes left" in alice.get("/settings").text
+    old = alice.post("/settings/2fa/disable", {"password": TEST_PASSWORD, "code": codes[0]})
+    assert old.status_code == 400  # the old sheet stopped working
+    # Wrong codes count into the login limits here too.
+    for _ in range(4):
+        last = alice.post("/settings/2fa/disable", {"password": TEST_PASSWORD, "code": "x"})
+    assert last.status_code == 429 and "too many failed attempts" in last.text
+    assert live.call(live.store.get_totp(alice_id(live))) is not None
+
+
+def test_turning_off_needs_password_and_code(live: LiveServer, alice: WebSession) -> None:
+    _, codes = enrol(alice)
+    refused = alice.post("/settings/2fa/disable", {"password": "wrong", "code": codes[0]})
+    assert refused.status_code == 400 and "password is wrong" in refused.text
+    refused = alice.post("/settings/2fa/disable", {"password": TEST_PASSWORD, "code": "123"})
+    assert refused.status_code == 400 and "code is wrong" in refused.text
+    done = alice.post("/settings/2fa/disable", {"password": TEST_PASSWORD, "code": codes[0]})
+    assert done.status_code == 303
+    assert WebSession(live).login(ALICE).headers["location"] == "/mail"  # one step again
+    assert live.call(live.store.get_totp(alice_id(live))) is None
+
+
+def alice_id(live: LiveServer) -> int:
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    return account.id
+
+
+def test_bearer_tokens_and_app_passwords_work_the_mail_protocols_do_not_take_the_password(
+    live: LiveServer, alice: WebSession
+) -> None:
+    page = alice.post("/settings/api-token", {"label": "script"})
+    token = re.search(r'id="new-secret">([^<]+)<', page.text)
+    page = alice.post("/settings/app-password", {"label": "phone"})
+    app_password = re.search(r'id="new-secret">([^<]+)<', page.text)
+    assert token and app_password
+    imap_port, smtp_port = live.port("imap"), live.port("submission")
+
+    def imap_login(password: str) -> bool:
+        client = imaplib.IMAP4("127.0.0.1", imap_port)
+        try:
+            client.login(ALICE, password)
+            return True
+        except imaplib.IMAP4.error:
+            return False
+        finally:
+            client.shutdown()
+
+    def smtp_login(password: str) -> bool:
+        with smtplib.SMTP("127.0.0.1", smtp_port) as client:
+            try:
+                client.login(ALICE, password)
+                return True
+            except smtplib.SMTPAuthenticationError:
+                return False
+
+    assert imap_login(TEST_PASSWORD) and smtp_login(TEST_PASSWORD)
+    enrol(alice)
+    assert "app passwords only" in alice.get("/settings").text
+    assert imap_login(app_password.group(1))
+    assert smtp_login(app_password.group(1))
+    # Last: these failures count into the address's limits (smtplib tries PLAIN, then LOGIN).
+    assert not imap_login(TEST_PASSWORD)
+    assert not smtp_login(TEST_PASSWORD)
+    bearer = {"authorization": f"Bearer {token.group(1)}"}
+    me = httpx.get(f"{alice.base}/api/v1/me", headers=bearer)
+    assert me.status_code == 200 and me.json()["address"] == ALICE
+
+
+def test_admin_accounts_page_shows_who_has_two_factor_login(
+    live: LiveServer, alice: WebSession
+) -> None:
+    live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    admin = WebSession(live)
+    assert admin.login("root@example.org").status_code == 303
+    page = admin.get("/admin/accounts").text
+    assert page.count('<td class="two-factor">on</td>') == 0
+    enrol(alice)
+    page = admin.get("/admin/accounts").text
+    assert page.count('<td class="two-factor">on</td>') == 1
+    assert page.count('<td class="two-factor">off</td>') == 2
