@@ -34,6 +34,8 @@ from pillarbox.store.types import (
     Identity,
     MetadataLimits,
     NewQueueRecipient,
+    ReceivedReport,
+    ReceivedReportRow,
     RecipientState,
     SenderListEntry,
     SenderListKind,
@@ -106,6 +108,26 @@ async def _populate(store: Store) -> None:
         AccountSettings(vacation_enabled=True, vacation_subject="away", forward_to=("x@y.org",)),
     )
     await store.add_token(account.id, TokenKind.APP_PASSWORD, "phone", "ab" * 32)
+    await store.enable_totp(account.id, "sealed-secret", ["cd" * 32])  # RFC 6238 2FA
+    await store.claim_totp_step(account.id, 55_000_000)
+    await store.add_received_report(
+        ReceivedReport(
+            kind="dmarc",
+            org_name="google.com",
+            report_id="r1",
+            domain=DOMAIN,
+            begin=when - timedelta(days=1),
+            end=when,
+            received=when,
+            contact="noreply-dmarc-support@google.com",
+            policy="p=reject",
+            rows=(
+                ReceivedReportRow(
+                    source="192.0.2.1", messages=3, failed=1, disposition="none", dkim="pass"
+                ),
+            ),
+        )
+    )
     await store.save_identity(
         account.id, Identity(address=USER, signature="-- \nme", is_default=True), limit=5
     )
@@ -181,6 +203,8 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "settings": await store.get_settings(account.id),
         "identities": await store.list_identities(account.id),
         "token": await store.find_token(TokenKind.APP_PASSWORD, "ab" * 32),
+        "totp": await store.get_totp(account.id),
+        "reports": await store.received_reports(WHEN - timedelta(days=30)),
         "dkim": await store.list_dkim_keys(DOMAIN, include_retired=True),
         "spam": [await store.spam_model(m, ["cheap", "x"]) for m in (account.id, None)],
         "trained": await store.spam_training_mark(account.id, "c0ffee"),
@@ -222,6 +246,8 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     own = SendingLimits(messages=50, first_time=0)
     assert before["sending"] == [SendingUsage(1, 2, 2, own), SendingUsage(2, 3, 3, own)]
     assert before["sent_to"] == {"old@far.example", "a@far.example"}
+    assert before["totp"] is not None and before["totp"].last_step == 55_000_000
+    assert [r.report_id for r in before["reports"]] == ["r1"]
     # The identity ids continue after the copied ones.
     first = before["identities"][0]
     added = asyncio.run(
@@ -248,6 +274,10 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     config = loopback_config(tmp_path / "live", only=["imap"], store=cfg.StoreSection(url=url))
     with LiveServer(config) as server:
         client = imaplib.IMAP4("127.0.0.1", server.port("imap"))
+        # 2FA came along: the account password is refused on IMAP (app passwords only).
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            client.login(USER, PASSWORD)
+        assert server.call(server.store.disable_totp(before["account"].id))
         client.login(USER, PASSWORD)
         status, _ = client.select("INBOX")
         assert status == "OK"

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
 
 from pillarbox.errors import StorageError, UserError
 from pillarbox.store.blobs import FileBlobStore
@@ -53,6 +54,7 @@ _SEQUENCES = (
     "queue_recipients",
     "account_tokens",
     "identities",
+    "received_reports",
 )
 
 
@@ -344,6 +346,46 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             "SELECT mailbox_id, grantee_id, special, rights FROM mailbox_acl",
             ("mailbox_id", "grantee_id", "special", "rights"),
             lambda r: r,
+        ),
+        # The sealed secret is bound to the account id, which the copy keeps: 2FA stays on.
+        _Table(
+            "account_totp",
+            "SELECT account_id, sealed_secret, last_step, created FROM account_totp",
+            ("account_id", "sealed_secret", "last_step", "created"),
+            lambda r: (r[0], r[1], r[2], _time(r[3])),
+        ),
+        _Table(
+            "account_totp_recovery",
+            "SELECT account_id, digest FROM account_totp_recovery",
+            ("account_id", "digest"),
+            lambda r: r,
+        ),
+        _Table(
+            "received_reports",
+            "SELECT id, kind, org_name, report_id, domain, date_begin, date_end, received, "
+            "contact, policy, rows_json FROM received_reports",
+            (
+                "id",
+                "kind",
+                "org_name",
+                "report_id",
+                "domain",
+                "date_begin",
+                "date_end",
+                "received",
+                "contact",
+                "policy",
+                "rows_json",
+            ),
+            lambda r: (
+                *r[:5],
+                _time(r[5]),
+                _time(r[6]),
+                _time(r[7]),
+                r[8],
+                r[9],
+                Jsonb(json.loads(r[10])),
+            ),
         ),
     )
 
