@@ -29,6 +29,7 @@ from pillarbox.store.types import (
     AttemptOutcome,
     DeliveryTarget,
     DkimKeyRecord,
+    DmarcObservation,
     Filing,
     FlagOp,
     Identity,
@@ -42,6 +43,7 @@ from pillarbox.store.types import (
     SendingLimits,
     SendingUsage,
     SpamCounts,
+    TlsSessionResult,
     TokenKind,
 )
 from pillarbox.testing.command import init_site, run_pillarbox
@@ -109,6 +111,39 @@ async def _populate(store: Store) -> None:
     )
     await store.add_token(account.id, TokenKind.APP_PASSWORD, "phone", "ab" * 32)
     await store.enable_totp(account.id, "sealed-secret", ["cd" * 32])  # RFC 6238 2FA
+    await store.put_sieve_script(account.id, "rules", 'require "fileinto"; fileinto "Projects";')
+    await store.put_sieve_script(account.id, "old", "keep;")
+    await store.set_active_sieve_script(account.id, "rules")
+    assert await store.claim_vacation_reply(account.id, "boss@far.example", when, timedelta(1))
+    # What the next DMARC and TLS reports will count.
+    await store.record_dmarc_observation(
+        DmarcObservation(
+            received=when,
+            policy_domain=DOMAIN,
+            header_from=DOMAIN,
+            envelope_from="",
+            source_ip="192.0.2.7",
+            disposition="none",
+            dkim_aligned=True,
+            spf_aligned=False,
+            spf_domain=DOMAIN,
+            spf_result="softfail",
+            dkim=((DOMAIN, "s1", "pass"),),
+            policy_record="v=DMARC1; p=none",
+        )
+    )
+    await store.record_tls_result(
+        TlsSessionResult(
+            recorded=when,
+            policy_domain="far.example",
+            policy_type="sts",
+            policy_strings=("version: STSv1", "mode: enforce"),
+            mx_patterns=("*.far.example",),
+            result_type="certificate-expired",
+            receiving_mx="mx.far.example",
+            receiving_ip="192.0.2.9",
+        )
+    )
     await store.claim_totp_step(account.id, 55_000_000)
     await store.add_received_report(
         ReceivedReport(
@@ -204,6 +239,12 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "identities": await store.list_identities(account.id),
         "token": await store.find_token(TokenKind.APP_PASSWORD, "ab" * 32),
         "totp": await store.get_totp(account.id),
+        "sieve": await store.list_sieve_scripts(account.id),
+        "vacation_again": await store.claim_vacation_reply(
+            account.id, "boss@far.example", WHEN + timedelta(hours=1), timedelta(days=1)
+        ),
+        "dmarc": await store.dmarc_observations(WHEN + timedelta(days=1)),
+        "tls": await store.tls_results(WHEN + timedelta(days=1)),
         "reports": await store.received_reports(WHEN - timedelta(days=30)),
         "dkim": await store.list_dkim_keys(DOMAIN, include_retired=True),
         "spam": [await store.spam_model(m, ["cheap", "x"]) for m in (account.id, None)],
@@ -248,6 +289,9 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert before["sent_to"] == {"old@far.example", "a@far.example"}
     assert before["totp"] is not None and before["totp"].last_step == 55_000_000
     assert [r.report_id for r in before["reports"]] == ["r1"]
+    assert [(s.name, s.active) for s in before["sieve"]] == [("old", False), ("rules", True)]
+    assert before["vacation_again"] is False  # replied within the day: not again
+    assert len(before["dmarc"]) == 1 and len(before["tls"]) == 1
     # The identity ids continue after the copied ones.
     first = before["identities"][0]
     added = asyncio.run(

@@ -55,6 +55,24 @@ _SEQUENCES = (
     "account_tokens",
     "identities",
     "received_reports",
+    "dmarc_observations",
+    "tls_results",
+    "tls_report_posts",
+)
+
+#: SQLite tables the copy leaves behind: the schema's own bookkeeping, the full-text index
+#: (PostgreSQL builds its own from the copied messages), and ACME challenge records, which
+#: live for one certificate attempt.
+NOT_COPIED = frozenset(
+    {
+        "schema_version",
+        "message_text",
+        "message_text_config",
+        "message_text_data",
+        "message_text_docsize",
+        "message_text_idx",
+        "acme_challenges",
+    }
 )
 
 
@@ -81,6 +99,11 @@ class _Table:
     select: str
     columns: tuple[str, ...]
     convert: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+
+
+def copied_tables() -> frozenset[str]:
+    """The SQLite tables :func:`copy_sqlite_store` copies (the others: :data:`NOT_COPIED`)."""
+    return frozenset(table.name for table in _tables(lambda _id, _sha: b""))
 
 
 def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
@@ -346,6 +369,95 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             "SELECT mailbox_id, grantee_id, special, rights FROM mailbox_acl",
             ("mailbox_id", "grantee_id", "special", "rights"),
             lambda r: r,
+        ),
+        _Table(
+            "sieve_scripts",
+            "SELECT account_id, name, content, active FROM sieve_scripts",
+            ("account_id", "name", "content", "active"),
+            lambda r: (r[0], r[1], r[2], bool(r[3])),
+        ),
+        _Table(
+            "vacation_replies",
+            "SELECT account_id, sender, replied FROM vacation_replies",
+            ("account_id", "sender", "replied"),
+            lambda r: (r[0], r[1], _time(r[2])),
+        ),
+        # What the next DMARC and TLS reports will count, the periods already reported, and
+        # TLS reports waiting for another POST: a move does not lose a day of reporting.
+        _Table(
+            "dmarc_observations",
+            "SELECT id, received, policy_domain, header_from, envelope_from, source_ip, "
+            "disposition, dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, "
+            "policy_record, override, override_comment, discovery FROM dmarc_observations",
+            (
+                "id",
+                "received",
+                "policy_domain",
+                "header_from",
+                "envelope_from",
+                "source_ip",
+                "disposition",
+                "dkim_aligned",
+                "spf_aligned",
+                "spf_domain",
+                "spf_result",
+                "dkim",
+                "policy_record",
+                "override",
+                "override_comment",
+                "discovery",
+            ),
+            lambda r: (
+                r[0],
+                _time(r[1]),
+                *r[2:7],
+                bool(r[7]),
+                bool(r[8]),
+                r[9],
+                r[10],
+                Jsonb(json.loads(r[11])),
+                *r[12:],
+            ),
+        ),
+        _Table(
+            "dmarc_report_runs",
+            "SELECT period_end, scope, node FROM dmarc_report_runs",
+            ("period_end", "scope", "node"),
+            lambda r: (_time(r[0]), r[1], r[2]),
+        ),
+        _Table(
+            "tls_results",
+            "SELECT id, recorded, policy_domain, policy_type, policy_strings, mx_patterns, "
+            "result_type, receiving_mx, receiving_ip, sending_ip, failure_reason FROM tls_results",
+            (
+                "id",
+                "recorded",
+                "policy_domain",
+                "policy_type",
+                "policy_strings",
+                "mx_patterns",
+                "result_type",
+                "receiving_mx",
+                "receiving_ip",
+                "sending_ip",
+                "failure_reason",
+            ),
+            lambda r: (
+                r[0],
+                _time(r[1]),
+                r[2],
+                r[3],
+                Jsonb(json.loads(r[4])),
+                Jsonb(json.loads(r[5])),
+                *r[6:],
+            ),
+        ),
+        _Table(
+            "tls_report_posts",
+            "SELECT id, url, policy_domain, body, first_try, next_try, attempts "
+            "FROM tls_report_posts",
+            ("id", "url", "policy_domain", "body", "first_try", "next_try", "attempts"),
+            lambda r: (r[0], r[1], r[2], bytes(r[3]), _time(r[4]), _time(r[5]), r[6]),
         ),
         # The sealed secret is bound to the account id, which the copy keeps: 2FA stays on.
         _Table(
