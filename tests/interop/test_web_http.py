@@ -913,12 +913,24 @@ def test_api_tokens_authenticate_and_revoke(live: LiveServer, alice: WebSession)
     assert client.get("/api/v1/me", headers=bearer).status_code == 401
 
 
-def test_app_passwords_are_issued_and_listed(alice: WebSession) -> None:
+def test_app_passwords_are_issued_and_listed(live: LiveServer, alice: WebSession) -> None:
     page = alice.post("/settings/app-password", {"label": "Thunderbird"})
     secret = re.search(r'id="new-secret">([^<]+)<', page.text)
     assert secret is not None and re.fullmatch(r"([a-z2-9]{5}-){3}[a-z2-9]{5}", secret.group(1))
     assert "Thunderbird" in alice.get("/settings").text
     assert secret.group(1) not in alice.get("/settings").text  # shown once
+    # A mail program's password (IMAP takes it: tests/unit/test_auth_directory.py), not the
+    # web's: no web login, no password change with it.
+    assert WebSession(live).login(ALICE, secret.group(1)).status_code == 401
+    changed = alice.post(
+        "/settings/password",
+        {
+            "current_password": secret.group(1),
+            "new_password": "taken over by the phone",
+            "confirm_password": "taken over by the phone",
+        },
+    )
+    assert changed.status_code == 400 and "current password is wrong" in changed.text
 
 
 def test_vacation_and_forwarding_are_stored(live: LiveServer, alice: WebSession) -> None:

@@ -461,6 +461,10 @@ async def test_app_password_logs_in_only_its_own_account(
     with pytest.raises(AuthenticationFailed):
         await auth.check_password("bob@example.org", secret, PEER)
     assert bob.id != alice.id
+    # a mail program's password, not the web's: no web login, no password change with it
+    with pytest.raises(AuthenticationFailed):
+        await auth.check_password("alice@example.org", secret, PEER, interactive=True)
+    assert (await auth.check_password("alice@example.org", PASSWORD, PEER, interactive=True)).id
     # an API token is not a password
     await store.add_token(alice.id, TokenKind.API, "script", token_digest("api-token-xyz"))
     with pytest.raises(AuthenticationFailed):

@@ -23,6 +23,9 @@ Implementation notes:
   password only (as Fastmail and Google do): its account password, and SCRAM (whose verifier
   is derived from it), are refused like a wrong password, with a log line saying why. Only the
   web login (``interactive=True``), which asks for the code next, takes the account password.
+- **App passwords are for mail programs**: an interactive (web) check takes only the account
+  password, so an app password copied off a phone cannot open the webmail, its settings, or
+  change the account password (Google and Fastmail scope them the same way).
 - **Upgrade on login.** After a correct password, a hash made with old parameters is rehashed and
   a missing SCRAM verifier is derived, so SCRAM becomes available without a password reset.
 """
@@ -246,8 +249,11 @@ class Authenticator:
     ) -> Account:
         """The account if ``password`` is right for ``username``.
 
-        ``interactive``: the web login, which checks a second factor after this; otherwise
-        an account with a second factor accepts only its app passwords.
+        ``interactive``: a person at the web (login, or confirming a change), who must give
+        the account password — app passwords are for mail programs, and one copied from a
+        phone must not open the web settings or change the password — and whose second
+        factor is checked after this; otherwise an account with a second factor accepts only
+        its app passwords.
 
         Raises :class:`RateLimited` (with ``retry_after``) when the address or account is
         throttled, :class:`AuthenticationFailed` for any wrong or unknown credentials.
@@ -297,7 +303,11 @@ class Authenticator:
         account = await self._store.get_account(address) if address is not None else None
         if account is not None and self._cache.verified(account, password, self._clock()):
             return await self._account_password_allowed(account, interactive)
-        if account is not None and await self._is_app_password(account, password):
+        if (
+            account is not None
+            and not interactive
+            and await self._is_app_password(account, password)
+        ):
             return account
         if account is not None and is_password_hash(account.password_hash):
             candidate, target = account, account.password_hash
@@ -323,7 +333,8 @@ class Authenticator:
 
     async def _is_app_password(self, account: Account, password: str) -> bool:
         """An app password issued to this account (web settings) logs in like the password,
-        for IMAP, POP3 and SMTP alike; it cannot be used for another account."""
+        for IMAP, POP3, SMTP and ManageSieve alike (never the web); it cannot be used for
+        another account."""
         token = await self._store.find_token(TokenKind.APP_PASSWORD, token_digest(password))
         return token is not None and token.account_id == account.id
 
