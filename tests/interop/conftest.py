@@ -16,6 +16,7 @@ from pillarbox.store.sqlite import SqliteStore
 from pillarbox.testing.dnszone import ZoneRecord, build_zones
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import LiveServer, loopback_config
+from pillarbox.testing.webclient import WebSession
 
 
 @pytest.fixture
@@ -65,6 +66,15 @@ def _listeners(request: pytest.FixtureRequest) -> tuple[str, ...] | None:
 def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     """A server with two accounts; ``@pytest.mark.listeners("pop3", …)`` limits its listeners."""
     yield from _serve_two_accounts(loopback_config(tmp_path / "data", only=_listeners(request)))
+
+
+@pytest.fixture
+def alice(live: LiveServer) -> Iterator[WebSession]:
+    """alice@example.org logged in to ``live``'s webmail over http."""
+    session = WebSession(live)
+    assert session.login("alice@example.org").status_code == 303
+    yield session
+    session.close()
 
 
 @pytest.fixture

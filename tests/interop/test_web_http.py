@@ -38,14 +38,6 @@ BOB = "bob@example.org"
 
 
 @pytest.fixture
-def alice(live: LiveServer) -> Iterator[WebSession]:
-    session = WebSession(live)
-    assert session.login(ALICE).status_code == 303
-    yield session
-    session.close()
-
-
-@pytest.fixture
 def admin(live: LiveServer) -> Iterator[WebSession]:
     live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
     session = WebSession(live)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -27,14 +26,6 @@ pytestmark = pytest.mark.listeners("http")
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
-
-
-@pytest.fixture
-def alice(live: LiveServer) -> Iterator[WebSession]:
-    session = WebSession(live)
-    assert session.login(ALICE).status_code == 303
-    yield session
-    session.close()
 
 
 def add_identity(session: WebSession, address: str, **fields: str) -> httpx.Response:

@@ -10,7 +10,6 @@ import imaplib
 import re
 import smtplib
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,14 +21,6 @@ from pillarbox.testing.webclient import WebSession
 pytestmark = pytest.mark.listeners("http", "imap", "submission")
 
 ALICE = "alice@example.org"
-
-
-@pytest.fixture
-def alice(live: LiveServer) -> Iterator[WebSession]:
-    session = WebSession(live)
-    assert session.login(ALICE).status_code == 303
-    yield session
-    session.close()
 
 
 def enrol(web: WebSession) -> tuple[bytes, list[str]]:
