@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
 from pillarbox.testing.command import init_site, run_pillarbox
-from pillarbox.testing.dovecot import DOVECOT, Dovecot, start_dovecot, stop_dovecot
+from pillarbox.testing.dovecot import (
+    DOVECOT,
+    Dovecot,
+    imap_client,
+    served_contents,
+    start_dovecot,
+    stop_dovecot,
+)
 from pillarbox.testing.mailstore import Stored, account_contents
 
 PASSWORD = "correct horse battery"
@@ -37,14 +42,6 @@ def dovecot() -> Iterator[Dovecot]:
     instance = start_dovecot(PASSWORD, [REMOTE])
     yield instance
     stop_dovecot(instance)
-
-
-def _client(dovecot: Dovecot) -> IMAPClient:
-    context = ssl.create_default_context(cafile=str(dovecot.directory / "cert.pem"))
-    client = IMAPClient("127.0.0.1", port=dovecot.imaps_port, ssl_context=context, timeout=10)
-    client.login(REMOTE, PASSWORD)
-    client.normalise_times = False
-    return client
 
 
 def _message(n: int) -> bytes:
@@ -65,27 +62,6 @@ MESSAGES = [
 OURS = {"INBOX": "INBOX", "Entwürfe": "Drafts", "Work.2024": "Work/2024"}
 
 
-def _remote_contents(dovecot: Dovecot) -> dict[str, list[tuple[bytes, frozenset[str], datetime]]]:
-    client = _client(dovecot)
-    out: dict[str, list[tuple[bytes, frozenset[str], datetime]]] = {}
-    try:
-        for _, _, name in client.list_folders():
-            client.select_folder(name, readonly=True)
-            uids = client.search(["ALL"])
-            fetched = client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]) if uids else {}
-            out[name] = [
-                (
-                    data[b"BODY[]"],
-                    frozenset(f.decode() for f in data[b"FLAGS"]) - {"\\Recent"},
-                    data[b"INTERNALDATE"].astimezone(UTC),
-                )
-                for _, data in sorted(fetched.items())
-            ]
-    finally:
-        client.logout()
-    return out
-
-
 def _site(tmp_path: Path) -> Path:
     site = tmp_path / "site"
     site.mkdir()
@@ -98,7 +74,7 @@ def _contents(site: Path) -> dict[str, list[Stored]]:
 
 
 def test_import_the_maildir_dovecot_wrote(dovecot: Dovecot, tmp_path: Path) -> None:
-    client = _client(dovecot)
+    client = imap_client(dovecot, REMOTE, PASSWORD)
     try:
         for folder in FOLDERS[1:]:
             client.create_folder(folder)
@@ -166,7 +142,7 @@ def test_dovecot_serves_what_export_maildir_wrote(dovecot: Dovecot, tmp_path: Pa
         owner = (dovecot.directory / "passwd").stat()
         for path in [home, *home.rglob("*")]:
             os.chown(path, owner.st_uid, owner.st_gid)
-    served = {name: msgs for name, msgs in _remote_contents(dovecot).items() if msgs}
+    served = served_contents(dovecot, REMOTE, PASSWORD)
     assert set(served) == {"INBOX", "Résumé", "Work.2024"}
     assert set(ours) == {"INBOX", "Résumé", "Work/2024"}
     for name, messages in ours.items():

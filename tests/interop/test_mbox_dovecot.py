@@ -12,16 +12,21 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
 from pillarbox.testing.command import init_site, run_pillarbox
-from pillarbox.testing.dovecot import DOVECOT, Dovecot, start_dovecot, stop_dovecot
+from pillarbox.testing.dovecot import (
+    DOVECOT,
+    Dovecot,
+    imap_client,
+    served_contents,
+    start_dovecot,
+    stop_dovecot,
+)
 from pillarbox.testing.mailstore import Stored, account_contents
 
 PASSWORD = "correct horse battery"
@@ -49,14 +54,6 @@ def dovecot() -> Iterator[Dovecot]:
     stop_dovecot(instance)
 
 
-def _client(dovecot: Dovecot) -> IMAPClient:
-    context = ssl.create_default_context(cafile=str(dovecot.directory / "cert.pem"))
-    client = IMAPClient("127.0.0.1", port=dovecot.imaps_port, ssl_context=context, timeout=10)
-    client.login(REMOTE, PASSWORD)
-    client.normalise_times = False
-    return client
-
-
 def _when(n: int) -> datetime:
     return datetime(2021, 5, n + 1, 6, 7, 8, tzinfo=UTC)
 
@@ -66,27 +63,6 @@ def _expected() -> dict[str, list[tuple[bytes, frozenset[str], datetime]]]:
     for n, (folder, raw, flags) in enumerate(MESSAGES):
         out.setdefault(folder, []).append((raw, frozenset(flags), _when(n)))
     return out
-
-
-def _served(dovecot: Dovecot) -> dict[str, list[tuple[bytes, frozenset[str], datetime]]]:
-    client = _client(dovecot)
-    out: dict[str, list[tuple[bytes, frozenset[str], datetime]]] = {}
-    try:
-        for _, _, name in client.list_folders():
-            client.select_folder(name, readonly=True)
-            uids = client.search(["ALL"])
-            fetched = client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]) if uids else {}
-            out[name] = [
-                (
-                    data[b"BODY[]"],
-                    frozenset(f.decode() for f in data[b"FLAGS"]) - {"\\Recent"},
-                    data[b"INTERNALDATE"].astimezone(UTC),
-                )
-                for _, data in sorted(fetched.items())
-            ]
-    finally:
-        client.logout()
-    return {name: messages for name, messages in out.items() if messages}
 
 
 def _site(tmp_path: Path) -> Path:
@@ -101,7 +77,7 @@ def _ours(site: Path) -> dict[str, list[Stored]]:
 
 
 def test_import_the_mbox_files_dovecot_wrote(dovecot: Dovecot, tmp_path: Path) -> None:
-    client = _client(dovecot)
+    client = imap_client(dovecot, REMOTE, PASSWORD)
     try:
         client.create_folder("Work")
         for n, (folder, raw, flags) in enumerate(MESSAGES):
@@ -159,7 +135,7 @@ def test_dovecot_serves_what_export_mbox_wrote(dovecot: Dovecot, tmp_path: Path)
         folder: [(re.sub(rb"(?m)^(>*From )", rb">\1", raw), flags, when) for raw, flags, when in m]
         for folder, m in _expected().items()
     }
-    served = _served(dovecot)
+    served = served_contents(dovecot, REMOTE, PASSWORD)
     assert set(served) == set(quoted)
     for folder, messages in quoted.items():
         assert len(served[folder]) == len(messages), folder

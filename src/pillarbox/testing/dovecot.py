@@ -11,12 +11,16 @@ import grp
 import os
 import pwd
 import shutil
+import ssl
 import subprocess
 import tempfile
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+
+from imapclient import IMAPClient  # type: ignore[import-untyped]
 
 from pillarbox.net.tls import ensure_self_signed
 from pillarbox.testing.live import free_port
@@ -162,3 +166,39 @@ def stop_dovecot(dovecot: Dovecot) -> None:
         dovecot.process.kill()
         dovecot.process.wait()
     shutil.rmtree(dovecot.directory, ignore_errors=True)
+
+
+#: What a mailbox holds, as a test compares it: each message's bytes, flags and internal date.
+Contents = dict[str, list[tuple[bytes, frozenset[str], datetime]]]
+
+
+def imap_client(dovecot: Dovecot, user: str, password: str) -> IMAPClient:
+    """``user`` logged in to ``dovecot`` over IMAPS, trusting its own certificate; internal
+    dates as the server gives them (with their zone)."""
+    context = ssl.create_default_context(cafile=str(dovecot.directory / "cert.pem"))
+    client = IMAPClient("127.0.0.1", port=dovecot.imaps_port, ssl_context=context, timeout=10)
+    client.login(user, password)
+    client.normalise_times = False
+    return client
+
+
+def served_contents(dovecot: Dovecot, user: str, password: str) -> Contents:
+    """Every non-empty folder of ``user`` as Dovecot serves it (\\Recent left out)."""
+    client = imap_client(dovecot, user, password)
+    out: Contents = {}
+    try:
+        for _, _, name in client.list_folders():
+            client.select_folder(name, readonly=True)
+            uids = client.search(["ALL"])
+            fetched = client.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]) if uids else {}
+            out[name] = [
+                (
+                    data[b"BODY[]"],
+                    frozenset(f.decode() for f in data[b"FLAGS"]) - {"\\Recent"},
+                    data[b"INTERNALDATE"].astimezone(UTC),
+                )
+                for _, data in sorted(fetched.items())
+            ]
+    finally:
+        client.logout()
+    return {name: messages for name, messages in out.items() if messages}
