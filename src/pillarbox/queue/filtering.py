@@ -320,11 +320,9 @@ class LocalDelivery:
         the filter doubts is left for a person to look at."""
         if self._reports is None:
             return
-        try:
-            address = parse_address(recipient.original)
-        except InvalidName:
-            return
-        local = address.local
+        # Every local copy passes here: the RCPT's local part, split off without a parse
+        # (routing parsed it already; a quoted one names no report address).
+        local = recipient.original.rpartition("@")[0]
         if recipient.tag is not None:
             local = local[: -len(recipient.tag) - 1]
         if not self._reports.wants(local):
