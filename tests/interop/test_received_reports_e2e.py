@@ -253,3 +253,13 @@ def test_reports_about_other_domains_are_not_kept(
     [report] = wait_for(lambda: kept(live) or None, "subdomain report kept")
     assert report.domain == "mail.example.org"
     assert report.end < datetime.now(UTC) + timedelta(days=1)
+
+
+def test_a_plus_tagged_report_address_is_read(live: LiveServer) -> None:
+    """``rua=mailto:dmarc-reports+google@…`` reaches the same account, and is read too."""
+    tagged = "dmarc-reports+google@example.org"
+    xml = reports.dmarc_xml(report_id="tagged", begin=int(datetime.now(UTC).timestamp()))
+    send(live, tagged, reports.report_message(tagged, xml, "text/xml", "t.xml"))
+    [report] = wait_for(lambda: kept(live) or None, "tagged report kept")
+    assert report.report_id == "tagged"
+    assert len(live.mailbox_messages(DMARC_TO, INBOX)) == 1
