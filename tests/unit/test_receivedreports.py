@@ -242,3 +242,20 @@ def test_the_generated_records_name_the_configured_addresses() -> None:
         cfg.from_mapping({"received_reports": {"dmarc_local_part": "a@b"}})
     with pytest.raises(ConfigError, match=r"received_reports\.max_size"):
         cfg.from_mapping({"received_reports": {"max_size": 0}})
+
+
+def test_corrupt_and_encrypted_zips_are_refused() -> None:
+    """Not a zip, a zip cut short, and a member flagged encrypted (zipfile raises
+    RuntimeError for it): each a refused report, never an exception out of delivery."""
+    whole = reports.zipped("r.xml", b"<feedback/>")
+    with pytest.raises(ReportError, match="bad zip data"):
+        receivedreports.inflate("zip", b"PK\x03\x04 not really", 1024)
+    with pytest.raises(ReportError, match="bad zip data"):
+        receivedreports.inflate("zip", whole[: len(whole) // 2], 1024)
+    # General purpose bit 0 (encrypted) set in the local header and the central directory.
+    central = whole.rindex(b"PK\x01\x02")
+    flagged = bytearray(whole)
+    flagged[6] |= 1
+    flagged[central + 8] |= 1
+    with pytest.raises(ReportError, match="bad zip data"):
+        receivedreports.inflate("zip", bytes(flagged), 1024)
