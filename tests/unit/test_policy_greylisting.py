@@ -1,11 +1,14 @@
 """Greylisting's decisions (RFC 6647): the timing rule both store backends run
 (:meth:`GreylistRules.step`, time an argument), the triplet's parts (client network, sender
-normalisation) and the ``[greylisting]`` config checks. The store's side is in the contract
-suite; the MX's in tests/interop/test_greylisting.py."""
+normalisation), the ``[greylisting]`` config checks and the pruning job (on a real SQLite
+store). The store's side is in the contract suite; the MX's in tests/interop/test_greylisting.py
+and tests/interop/test_greylisting_postfix.py."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +16,15 @@ from pillarbox import config as cfg
 from pillarbox.errors import ConfigError
 from pillarbox.mail.address import parse_address
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES
-from pillarbox.policy.greylisting import ALLOWED, client_network, rules_of, sender_key
-from pillarbox.store.types import GreylistRules, GreyOutcome, Sighting
+from pillarbox.policy.greylisting import (
+    ALLOWED,
+    client_network,
+    prune_periodically,
+    rules_of,
+    sender_key,
+)
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import GreylistRules, GreyOutcome, GreyTriplet, Sighting
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RULES = GreylistRules(
@@ -200,3 +210,21 @@ def test_config_errors_name_the_key(raw: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         cfg.from_mapping({"greylisting": {"enabled": True, **raw}})
     assert info.value.key == key
+
+
+async def test_the_pruning_job_forgets_expired_triplets(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "pillarbox.sqlite3")
+    await store.open()
+    try:
+        triplet = GreyTriplet("192.0.2.0/24", "bob@example.net", "alice@example.org")
+        long_ago = datetime.now(UTC) - timedelta(days=3)
+        assert await store.check_greylist(triplet, long_ago, RULES) is GreyOutcome.NEW
+        stopping = asyncio.Event()
+        job = asyncio.create_task(prune_periodically(store, 0.05, stopping))
+        await asyncio.sleep(0.2)
+        stopping.set()
+        await asyncio.wait_for(job, 1.0)
+        # Already gone: the job removed it (without the job, this prune would find it).
+        assert await store.prune_greylist(datetime.now(UTC)) == 0
+    finally:
+        await store.close()

@@ -205,7 +205,10 @@ class Server:
             raise
         context.spawn(runner_for(context).run(), "queue-runner")
         if config.greylisting.enabled:
-            context.spawn(greylisting.prune_periodically(context), "greylist-prune")
+            pruning = greylisting.prune_periodically(
+                context.store, config.greylisting.prune_interval, context.shutdown
+            )
+            context.spawn(pruning, "greylist-prune")
         if config.dmarc_reports.enabled:
             context.spawn(reporting.run(context), "dmarc-reports")
         if config.tls_reports.enabled:

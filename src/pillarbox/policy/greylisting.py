@@ -40,7 +40,6 @@ from pillarbox.mail.address import Address
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
 from pillarbox.policy.pipeline import in_networks
-from pillarbox.services import Services
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.interface import Store
@@ -164,16 +163,17 @@ class Greylist:
         )
 
 
-async def prune_periodically(services: Services) -> None:
-    """The background task: every ``prune_interval`` seconds, forget the expired triplets (on
-    every node; a prune finding nothing costs one indexed DELETE)."""
+async def prune_periodically(store: Store, interval: float, stopping: asyncio.Event) -> None:
+    """The background task: every ``interval`` seconds (``prune_interval``) until
+    ``stopping`` is set, forget the expired triplets (on every node: a prune finding nothing
+    costs one indexed DELETE)."""
     log = Log("greylisting")
-    while not services.shutdown.is_set():
+    while not stopping.is_set():
         try:
-            removed = await services.store.prune_greylist(datetime.now(UTC))
+            removed = await store.prune_greylist(datetime.now(UTC))
         except StorageError as exc:  # a store hiccup must not end the job: the next one retries
             log.error("pruning expired triplets failed", error=str(exc))
         else:
             if removed:
                 log.info("expired triplets removed", count=removed)
-        await asyncio.sleep(services.config.greylisting.prune_interval)
+        await asyncio.sleep(interval)
