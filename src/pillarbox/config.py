@@ -652,7 +652,8 @@ class PolicySection:
         (), "Domain blocklist zones for From/MAIL FROM/link domains, each 'zone=score'."
     )
     trusted_networks: tuple[str, ...] = _f(
-        ("127.0.0.0/8", "::1/128"), "Clients whose mail skips the DNS checks (local injection)."
+        ("127.0.0.0/8", "::1/128"),
+        "Clients whose mail skips the DNS checks and greylisting (local injection).",
     )
     timeout: float = _f(
         10.0,
