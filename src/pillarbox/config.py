@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pillarbox.certificates import acme_names
 from pillarbox.errors import ConfigError, InvalidName
+from pillarbox.mail.address import domain_to_ascii
 from pillarbox.queue.tlspolicy import PolicyTable
 
 ENV_PREFIX = "PILLARBOX__"
@@ -1390,8 +1391,12 @@ def _validate_greylisting(section: GreylistingSection) -> None:
         except ValueError:
             raise ConfigError("greylisting.allow_networks", f"not a network: {network!r}") from None
     for domain in section.allow_sender_domains:
-        if not domain.strip(". ") or "@" in domain:
-            raise ConfigError("greylisting.allow_sender_domains", f"not a domain: {domain!r}")
+        try:
+            domain_to_ascii(domain)
+        except InvalidName:
+            raise ConfigError(
+                "greylisting.allow_sender_domains", f"not a domain: {domain!r}"
+            ) from None
 
 
 def _validate_received_reports(section: ReceivedReportSection) -> None:

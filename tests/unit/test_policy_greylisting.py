@@ -204,6 +204,7 @@ def test_off_by_default() -> None:
         ({"allow_networks": ["192.0.2.300/24"]}, "greylisting.allow_networks"),
         ({"allow_sender_domains": ["bob@example.com"]}, "greylisting.allow_sender_domains"),
         ({"allow_sender_domains": ["."]}, "greylisting.allow_sender_domains"),
+        ({"allow_sender_domains": ["exa mple.com"]}, "greylisting.allow_sender_domains"),
     ],
 )
 def test_config_errors_name_the_key(raw: dict[str, object], key: str) -> None:

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 from pillarbox.config import GreylistingSection
 from pillarbox.errors import StorageError
-from pillarbox.mail.address import Address
+from pillarbox.mail.address import Address, domain_to_ascii
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
 from pillarbox.policy.pipeline import in_networks
@@ -112,7 +112,7 @@ class Greylist:
         self._store = store
         exempt = (*trusted_networks, *section.allow_networks)
         self._exempt = [ipaddress.ip_network(n, strict=False) for n in exempt]
-        self._domains = tuple(d.lower().strip(".") for d in section.allow_sender_domains)
+        self._domains = tuple(domain_to_ascii(d) for d in section.allow_sender_domains)
         decisions = metrics.greylisting_decisions
         self._counted = {outcome: decisions.labels(outcome) for outcome in GREYLIST_OUTCOMES}
 
