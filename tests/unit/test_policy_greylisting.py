@@ -15,14 +15,17 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.errors import ConfigError
 from pillarbox.mail.address import parse_address
-from pillarbox.observability.metrics import GREYLIST_OUTCOMES
+from pillarbox.observability.log import Log
+from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
 from pillarbox.policy.greylisting import (
     ALLOWED,
+    Greylist,
     client_network,
     prune_periodically,
     rules_of,
     sender_key,
 )
+from pillarbox.smtp import replies
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import GreylistRules, GreyOutcome, GreyTriplet, Sighting
 
@@ -229,3 +232,36 @@ async def test_the_pruning_job_forgets_expired_triplets(tmp_path: Path) -> None:
         assert await store.prune_greylist(datetime.now(UTC)) == 0
     finally:
         await store.close()
+
+
+async def test_greylist_answers_per_attempt_and_a_store_failure_is_a_server_fault(
+    tmp_path: Path,
+) -> None:
+    section = cfg.GreylistingSection(
+        enabled=True, allow_networks=("198.51.100.0/24",), allow_sender_domains=("bücher.example",)
+    )
+    store = SqliteStore(tmp_path / "pillarbox.sqlite3")
+    metrics = Metrics()
+    greylist = Greylist(section, ("127.0.0.0/8",), store, metrics)
+    assert greylist.exempt("127.0.0.1") and greylist.exempt("::ffff:198.51.100.9")
+    assert not greylist.exempt("192.0.2.1")
+    log = Log("test")
+    alice = parse_address("alice@example.org")
+    await store.open()
+    try:
+        bob = parse_address("bob@example.net")
+        assert await greylist.check("192.0.2.1", bob, alice, log) == replies.GREYLISTED
+        # An allowed sender domain (given as a U-label), with its subdomains: never deferred.
+        news = parse_address("news@lists.xn--bcher-kva.example")
+        assert await greylist.check("192.0.2.1", news, alice, log) is None
+    finally:
+        await store.close()
+    # A closed store stands for a broken one: a temporary server fault, not a pass.
+    assert await greylist.check("192.0.2.1", bob, alice, log) == replies.LOCAL_ERROR
+    counted = {
+        o: metrics.registry.get_sample_value(
+            "pillarbox_greylisting_decisions_total", {"outcome": o}
+        )
+        for o in GREYLIST_OUTCOMES
+    }
+    assert counted == {o: 1.0 if o in ("new", ALLOWED) else 0.0 for o in GREYLIST_OUTCOMES}

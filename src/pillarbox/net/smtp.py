@@ -418,6 +418,7 @@ class _SmtpSession:
         reply, resolution = await self.intake.check_recipient(
             rcpt, self.account, self.mail.params.size, self.allowance
         )
+        # The MX offers no AUTH; the account test keeps a logged-in sender out should it ever.
         if resolution is not None and self.greylist is not None and self.account is None:
             assert rcpt.path.mailbox is not None  # it resolved
             deferred = await self.greylist.check(

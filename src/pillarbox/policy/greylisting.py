@@ -9,9 +9,9 @@ Implementation notes:
   (an unknown one gets its 550 as before, so a deferral tells nothing about who exists), and
   never for an authenticated client or one in ``policy.trusted_networks``; submission and
   LMTP never see it (:mod:`pillarbox.net.smtp` builds a :class:`Greylist` for the MX only).
-- **Per recipient**: a deferred recipient gets ``replies.GREYLISTED`` (451 4.7.1) and the others of
-  the transaction are answered on their own (STYLE §7), so a message to a known and a new
-  recipient goes to the known one now and to the new one at the retry.
+- **Per recipient**: a deferred recipient gets ``replies.GREYLISTED`` (451 4.7.1) and the
+  others of the transaction are answered on their own (STYLE §7), so a message to a known and
+  a new recipient goes to the known one now and to the new one at the retry.
 - **The triplet**: the client's network (``ipv4_prefix``/``ipv6_prefix``, as postgrey
   ``--lookup-by-subnet``: a sender's outbound pool retries from a neighbouring address; an
   IPv4-mapped IPv6 address counts as the IPv4 one), the envelope sender by
@@ -132,7 +132,6 @@ class Greylist:
         sender: Address | None,
         recipient: Address,
         log: Log,
-        now: datetime | None = None,
     ) -> Reply | None:
         """The reply deferring ``recipient`` of a transaction from ``client_ip`` by
         ``sender``, or None when it passes; one log line and one count per decision."""
@@ -143,9 +142,7 @@ class Greylist:
             self._record(log, ALLOWED, triplet)
             return None
         try:
-            outcome = await self._store.check_greylist(
-                triplet, now or datetime.now(UTC), self._rules
-            )
+            outcome = await self._store.check_greylist(triplet, datetime.now(UTC), self._rules)
         except StorageError as exc:
             log.error("greylisting failed", error=str(exc), rcpt=triplet.recipient)
             return replies.LOCAL_ERROR
