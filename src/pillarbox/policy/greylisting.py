@@ -20,7 +20,7 @@ Implementation notes:
   triplet's memory and the time, which the store runs atomically with the read and the write
   (:meth:`~pillarbox.store.interface.Store.check_greylist`): nodes sharing PostgreSQL share
   the memory, and two attempts at once are decided one after the other.
-- **Cost to legitimate senders** (RFC 6647 §3.2): their first message to a recipient waits for
+- **Cost to legitimate senders** (RFC 6647 §3): their first message to a recipient waits for
   their queue's retry, minutes to an hour; ``auto_allow_clients`` and the allow lists limit it
   to the first few. A store failure answers 451 4.3.0 (a server fault, retried like the rest).
 - Expired triplets are removed by :func:`prune_periodically` on the server loop.
