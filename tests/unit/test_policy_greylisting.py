@@ -82,13 +82,16 @@ def passed(last: datetime = T0) -> Sighting:
             GreyOutcome.NEW,
             waiting(T0 + RULES.retry_window + timedelta(seconds=1)),
         ),
-        # A passed triplet passes and its lifetime is renewed from now.
+        # A passed triplet passes; its memory is not rewritten within a day of its renewal...
+        (passed(), 0, minutes(60), GreyOutcome.KNOWN, passed()),
+        (passed(), 0, minutes(24 * 60 - 1), GreyOutcome.KNOWN, passed()),
+        # ... and renewed from now after that.
         (
             passed(),
             0,
-            minutes(60),
+            minutes(24 * 60),
             GreyOutcome.KNOWN,
-            Sighting(passed().first_seen, True, minutes(60) + RULES.lifetime),
+            Sighting(passed().first_seen, True, minutes(24 * 60) + RULES.lifetime),
         ),
         # ... until its lifetime ends: then it starts over.
         (

@@ -960,6 +960,11 @@ class GreylistRules:
         client network with ``client_passes`` live passed triplets, and its memory after it."""
         live = seen if seen is not None and seen.expires >= now else None
         if live is not None and live.passed:
+            # Renewed at most once per slack (a day, or half a short lifetime), so a sender
+            # that keeps writing costs the store one write a day, not one per recipient.
+            slack = min(timedelta(days=1), self.lifetime / 2)
+            if live.expires - now > self.lifetime - slack:
+                return GreyOutcome.KNOWN, live
             return GreyOutcome.KNOWN, Sighting(live.first_seen, True, now + self.lifetime)
         if self.auto_allow_clients and client_passes >= self.auto_allow_clients:
             return GreyOutcome.CLIENT, Sighting(now, True, now + self.lifetime)

@@ -1761,9 +1761,11 @@ class StoreContract:
         assert await at(4) is GreyOutcome.EARLY  # the delay runs from the first attempt
         assert await at(5) is GreyOutcome.RETRIED
         assert await at(6) is GreyOutcome.KNOWN
-        # Each use renews the lifetime: a day after the last use, not after the pass.
-        assert await at(6 + 24 * 60) is GreyOutcome.KNOWN
-        assert await at(6 + 3 * 24 * 60) is GreyOutcome.NEW  # forgotten: starts over
+        # A use renews the lifetime once half of it is gone (at most daily): a day after that
+        # use, not after the pass (which alone would have been forgotten at minute 5 + 24 h).
+        assert await at(12 * 60 + 10) is GreyOutcome.KNOWN
+        assert await at(25 * 60) is GreyOutcome.KNOWN
+        assert await at(25 * 60 + 3 * 24 * 60) is GreyOutcome.NEW  # forgotten: starts over
         # Another recipient, sender or network is another triplet.
         other = GreyTriplet("192.0.2.0/24", "bob@example.net", "carol@example.org")
         assert await at(0, other) is GreyOutcome.NEW
