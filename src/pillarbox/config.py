@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pillarbox.certificates import acme_names
 from pillarbox.errors import ConfigError, InvalidName
+from pillarbox.mail.address import domain_to_ascii
 from pillarbox.queue.tlspolicy import PolicyTable
 
 ENV_PREFIX = "PILLARBOX__"
@@ -652,7 +653,8 @@ class PolicySection:
         (), "Domain blocklist zones for From/MAIL FROM/link domains, each 'zone=score'."
     )
     trusted_networks: tuple[str, ...] = _f(
-        ("127.0.0.0/8", "::1/128"), "Clients whose mail skips the DNS checks (local injection)."
+        ("127.0.0.0/8", "::1/128"),
+        "Clients whose mail skips the DNS checks and greylisting (local injection).",
     )
     timeout: float = _f(
         10.0,
@@ -664,6 +666,50 @@ class PolicySection:
 
 
 MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GreylistingSection:
+    """Greylisting at the MX (RFC 6647, docs/greylisting.md); the triplet is the client's
+    network, the normalised envelope sender and the recipient."""
+
+    enabled: bool = _f(
+        False,
+        "Greylist at the MX: an unknown (client network, sender, recipient) gets 451 4.7.1 at "
+        "RCPT until it retries after `delay`. Never on submission, LMTP, authenticated clients or "
+        "policy.trusted_networks.",
+    )
+    delay: float = _f(
+        300.0, "Seconds a new triplet is deferred: a retry sooner is deferred again (postgrey's)."
+    )
+    retry_window: float = _f(
+        2 * 86400.0,
+        "Seconds after the first attempt within which the retry must come; later, the triplet "
+        "starts over (postgrey: 2 days).",
+    )
+    lifetime: float = _f(
+        35 * 86400.0,
+        "Seconds a passed triplet is remembered after it was last seen (postgrey --max-age: 35 "
+        "days); each use renews it.",
+    )
+    ipv4_prefix: int = _f(24, "Prefix length of an IPv4 client's network in the triplet (0–32).")
+    ipv6_prefix: int = _f(64, "Prefix length of an IPv6 client's network in the triplet (0–128).")
+    auto_allow_clients: int = _f(
+        5,
+        "A client network with this many passed triplets (not yet expired) is no longer "
+        "greylisted (postgrey --auto-whitelist-clients); 0: off.",
+    )
+    allow_networks: tuple[str, ...] = _f(
+        (), "Client networks never greylisted (CIDR, e.g. a partner's or a big provider's)."
+    )
+    allow_sender_domains: tuple[str, ...] = _f(
+        (),
+        "Envelope sender domains never greylisted, each with its subdomains (the sender is "
+        "unauthenticated at RCPT: anyone may claim one).",
+    )
+    prune_interval: float = _f(
+        3600.0, "Seconds between removals of expired triplets from the store."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -872,6 +918,9 @@ class Config:
     )
     dns: DnsSection = _section(DnsSection, "DNS resolution.")
     policy: PolicySection = _section(PolicySection, "Inbound mail policy and spam filter.")
+    greylisting: GreylistingSection = _section(
+        GreylistingSection, "Greylisting at the MX (RFC 6647, docs/greylisting.md); off by default."
+    )
     web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
     dmarc_reports: DmarcReportSection = _section(
         DmarcReportSection, "DMARC aggregate reports sent to the domains whose mail we receive."
@@ -1187,6 +1236,7 @@ def _validate(config: Config) -> None:
     _validate_lmtp(config.lmtp)
     _validate_imap_metadata(config.imap)
     _validate_policy(config.policy)
+    _validate_greylisting(config.greylisting)
     _validate_web(config.web)
     _validate_received_reports(config.received_reports)
     reports = config.dmarc_reports
@@ -1320,6 +1370,33 @@ def _validate_policy(policy: PolicySection) -> None:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
             raise ConfigError("policy.trusted_networks", f"not a network: {network!r}") from None
+
+
+def _validate_greylisting(section: GreylistingSection) -> None:
+    for key in ("delay", "retry_window", "lifetime", "prune_interval"):
+        if getattr(section, key) <= 0:
+            raise ConfigError(
+                f"greylisting.{key}", f"must be positive, got {getattr(section, key)}"
+            )
+    if section.retry_window <= section.delay:
+        raise ConfigError("greylisting.retry_window", "must be longer than greylisting.delay")
+    for key, most in (("ipv4_prefix", 32), ("ipv6_prefix", 128)):
+        if not 0 <= getattr(section, key) <= most:
+            raise ConfigError(f"greylisting.{key}", f"must be 0–{most}")
+    if section.auto_allow_clients < 0:
+        raise ConfigError("greylisting.auto_allow_clients", "must be 0 (off) or more")
+    for network in section.allow_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError("greylisting.allow_networks", f"not a network: {network!r}") from None
+    for domain in section.allow_sender_domains:
+        try:
+            domain_to_ascii(domain)
+        except InvalidName:
+            raise ConfigError(
+                "greylisting.allow_sender_domains", f"not a domain: {domain!r}"
+            ) from None
 
 
 def _validate_received_reports(section: ReceivedReportSection) -> None:

@@ -32,6 +32,9 @@ from pillarbox.store.types import (
     DmarcObservation,
     Filing,
     FlagOp,
+    GreylistRules,
+    GreyOutcome,
+    GreyTriplet,
     Identity,
     MetadataLimits,
     NewQueueRecipient,
@@ -79,6 +82,11 @@ def _message(serial: int, body: str) -> tuple[bytes, Any]:
 
 #: When _populate's dated rows were written.
 WHEN = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+#: A greylisting triplet _populate lets pass, and the rules it passed by.
+GREY = GreyTriplet("192.0.2.0/24", "bob@example.net", USER)
+GREY_RULES = GreylistRules(
+    delay=timedelta(minutes=5), retry_window=timedelta(days=2), lifetime=timedelta(days=35)
+)
 
 
 async def _populate(store: Store) -> None:
@@ -145,6 +153,9 @@ async def _populate(store: Store) -> None:
         )
     )
     await store.claim_totp_step(account.id, 55_000_000)
+    assert await store.check_greylist(GREY, when, GREY_RULES) is GreyOutcome.NEW
+    retried = await store.check_greylist(GREY, when + timedelta(minutes=10), GREY_RULES)
+    assert retried is GreyOutcome.RETRIED
     await store.add_received_report(
         ReceivedReport(
             kind="dmarc",
@@ -246,6 +257,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "dmarc": await store.dmarc_observations(WHEN + timedelta(days=1)),
         "tls": await store.tls_results(WHEN + timedelta(days=1)),
         "reports": await store.received_reports(WHEN - timedelta(days=30)),
+        "greylist": await store.check_greylist(GREY, WHEN + timedelta(days=1), GREY_RULES),
         "dkim": await store.list_dkim_keys(DOMAIN, include_retired=True),
         "spam": [await store.spam_model(m, ["cheap", "x"]) for m in (account.id, None)],
         "trained": await store.spam_training_mark(account.id, "c0ffee"),
@@ -289,6 +301,7 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert before["sent_to"] == {"old@far.example", "a@far.example"}
     assert before["totp"] is not None and before["totp"].last_step == 55_000_000
     assert [r.report_id for r in before["reports"]] == ["r1"]
+    assert before["greylist"] is GreyOutcome.KNOWN  # passed, and still passed on the copy
     assert [(s.name, s.active) for s in before["sieve"]] == [("old", False), ("rules", True)]
     assert before["vacation_again"] is False  # replied within the day: not again
     assert len(before["dmarc"]) == 1 and len(before["tls"]) == 1

@@ -3,12 +3,12 @@
 Start-up order: store (migrations) → TLS (the stored ACME certificate, when ``tls.acme``) →
 listeners → the ACME challenge listener → the authoritative DNS server (when enabled) → the
 policy and its spam model read ahead (when enabled) → background tasks (the queue runner, the
-ACME renewal task); then print where to connect. Shutdown on SIGTERM/SIGINT in reverse: stop
-accepting, tell sessions to wind down (``context.shutdown``), give in-flight transactions
-``server.shutdown_grace`` seconds, stop background tasks (a delivery cut short stays claimed by
-this node's name and is taken up again at the next start), close the store — so an
-acknowledged message is never lost and a message in flight is either acknowledged and stored
-or not acknowledged at all.
+ACME renewal task, the greylist pruning when greylisting is on); then print where to connect.
+Shutdown on SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down
+(``context.shutdown``), give in-flight transactions ``server.shutdown_grace`` seconds, stop
+background tasks (a delivery cut short stays claimed by this node's name and is taken up again
+at the next start), close the store — so an acknowledged message is never lost and a message
+in flight is either acknowledged and stored or not acknowledged at all.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler,
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
-from pillarbox.policy import reporting
+from pillarbox.policy import greylisting, reporting
 from pillarbox.queue import tlsreporting
 from pillarbox.queue.forwarding import srs_settings
 from pillarbox.queue.routing import Router
@@ -204,6 +204,11 @@ class Server:
             await self.stop()
             raise
         context.spawn(runner_for(context).run(), "queue-runner")
+        if config.greylisting.enabled:
+            pruning = greylisting.prune_periodically(
+                context.store, config.greylisting.prune_interval, context.shutdown
+            )
+            context.spawn(pruning, "greylist-prune")
         if config.dmarc_reports.enabled:
             context.spawn(reporting.run(context), "dmarc-reports")
         if config.tls_reports.enabled:

@@ -7,6 +7,8 @@ Implementation notes:
   this adapter only moves bytes, runs the TLS handshake, and answers the core's decisions
   through :class:`pillarbox.queue.intake.Intake` (relay rules, routing, durable storage).
 - **MX** (port 25): no AUTH; recipients must resolve at hosted domains (RFC 5321 §3.6.2).
+  With ``[greylisting]`` on, a recipient that resolved is then greylisted (RFC 6647,
+  :mod:`pillarbox.policy.greylisting`) unless the client is trusted: 451 4.7.1 for it alone.
   **Submission** (587 STARTTLS, 465 implicit TLS, RFC 6409/8314): AUTH is offered only under
   TLS (unless ``smtp.auth_without_tls``) and required before MAIL (530 5.7.0).
   **LMTP** (RFC 2033, for a front MTA, loopback by default): the core in LMTP mode (LHLO only,
@@ -38,6 +40,7 @@ from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
+from pillarbox.policy.greylisting import Greylist
 from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, PerRecipient
 from pillarbox.queue.sendlimits import Allowance
 from pillarbox.services import Services
@@ -100,7 +103,15 @@ def _settings(
 
 def mx_handler(services: Services, listener: str) -> Handler:
     settings = _settings(services, submission=False, implicit_tls=False)
-    return _handler(services, settings, listener, submission=False, implicit_tls=False)
+    config = services.config
+    greylist = None
+    if config.greylisting.enabled:
+        greylist = Greylist(
+            config.greylisting, config.policy.trusted_networks, services.store, services.metrics
+        )
+    return _handler(
+        services, settings, listener, submission=False, implicit_tls=False, greylist=greylist
+    )
 
 
 def submission_handler(services: Services, listener: str) -> Handler:
@@ -134,6 +145,7 @@ def _handler(
     submission: bool,
     implicit_tls: bool,
     lmtp: PerRecipient | None = None,
+    greylist: Greylist | None = None,
 ) -> Handler:
     intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
     metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth("smtp"))
@@ -152,6 +164,7 @@ def _handler(
             implicit_tls,
             metrics,
             lmtp,
+            greylist,
         )
         await session.run()
 
@@ -177,16 +190,19 @@ class _SmtpSession:
         implicit_tls: bool,
         metrics: _Observed,
         lmtp: PerRecipient | None = None,
+        greylist: Greylist | None = None,
     ) -> None:
         self.services = services
         self.metrics = metrics
         #: How an LMTP session answers each recipient; None for SMTP.
         self.lmtp = lmtp
+        self.remote_ip = channel.peer[0]
+        #: The MX's greylisting (None elsewhere, or when off); decided once for the client.
+        self.greylist = None if greylist is None or greylist.exempt(self.remote_ip) else greylist
         self.intake = intake
         self.channel = channel
         self.submission = submission
         self.loop = asyncio.get_running_loop()
-        self.remote_ip = channel.peer[0]
         self.log = Log(
             "smtp" if lmtp is None else "lmtp", conn=admission.connection_id, remote=self.remote_ip
         )
@@ -402,6 +418,14 @@ class _SmtpSession:
         reply, resolution = await self.intake.check_recipient(
             rcpt, self.account, self.mail.params.size, self.allowance
         )
+        # The MX offers no AUTH; the account test keeps a logged-in sender out should it ever.
+        if resolution is not None and self.greylist is not None and self.account is None:
+            assert rcpt.path.mailbox is not None  # it resolved
+            deferred = await self.greylist.check(
+                self.remote_ip, self.mail.path.mailbox, rcpt.path.mailbox, self.log
+            )
+            if deferred is not None:
+                reply, resolution = deferred, None
         if resolution is not None:
             self.accepted.append(AcceptedRecipient(rcpt, resolution))
         else:

@@ -43,6 +43,9 @@ PROTOCOLS = ("smtp", "imap", "pop3", "managesieve")
 POLICY_ACTIONS = ("inbox", "junk", "reject")
 #: One outbound delivery attempt for one recipient ended so.
 DELIVERY_RESULTS = ("delivered", "deferred", "bounced")
+#: A greylisting decision at RCPT: the sender or client is on an allow list, or the store's
+#: :class:`pillarbox.store.types.GreyOutcome` (new and early are deferrals).
+GREYLIST_OUTCOMES = ("allowed", "new", "early", "retried", "known", "client")
 #: Why a login failed: wrong or unknown credentials, or the client was throttled first.
 AUTH_REASONS = ("credentials", "rate_limited")
 #: Seconds from a message's last octet to the reply (the store's fsync and the policy's DNS).
@@ -108,6 +111,13 @@ class Metrics:
             ["protocol", "reason"],
             registry=registry,
         )
+        self.greylisting_decisions = Counter(
+            "pillarbox_greylisting_decisions",
+            "Greylisting decisions at the MX, one per recipient checked, by outcome "
+            "(allowed, new, early, retried, known, client; new and early were deferred).",
+            ["outcome"],
+            registry=registry,
+        )
         self.queue_query_failures = Counter(
             "pillarbox_queue_query_failures",
             "Scrapes whose queue query failed (the queue gauges were left out).",
@@ -115,6 +125,8 @@ class Metrics:
         )
         for action in POLICY_ACTIONS:
             self.policy_verdicts.labels(action)
+        for outcome in GREYLIST_OUTCOMES:
+            self.greylisting_decisions.labels(outcome)
         for result in DELIVERY_RESULTS:
             self.delivery_attempts.labels(result)
         for protocol in PROTOCOLS:

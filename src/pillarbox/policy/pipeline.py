@@ -208,7 +208,7 @@ def author_domains(info: MessageInfo) -> tuple[str, ...]:
     return tuple(dict.fromkeys(domains))
 
 
-def _in_networks(
+def in_networks(
     ip: str, networks: Collection[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> bool:
     try:
@@ -355,13 +355,13 @@ class InboundPolicy:
         )
 
     def _is_trusted(self, client_ip: str) -> bool:
-        """:func:`_in_networks` of the trusted networks, kept per address (at most
+        """:func:`in_networks` of the trusted networks, kept per address (at most
         :data:`_TRUSTED_CLIENTS_KEPT`: past that, all are forgotten)."""
         known = self._trusted_clients.get(client_ip)
         if known is None:
             if len(self._trusted_clients) >= _TRUSTED_CLIENTS_KEPT:
                 self._trusted_clients.clear()
-            known = self._trusted_clients[client_ip] = _in_networks(client_ip, self._trusted)
+            known = self._trusted_clients[client_ip] = in_networks(client_ip, self._trusted)
         return known
 
     def _forced(

@@ -184,6 +184,9 @@ LOCAL_ERROR = Reply(451, "4.3.0", "local error in processing")
 #: permits; temporary where §6.2 suggests 550, so the client retries once the 24-hour window
 #: has moved on (as Mox); RFC 3463 §3.8 X.7.1 (delivery not authorized).
 SENDING_LIMIT = Reply(451, "4.7.1", "sending limit reached, try again later")
+#: Greylisting (pillarbox.policy.greylisting) defers an unknown triplet at RCPT (RFC 6647 §2.2);
+#: RFC 3463 §3.8 X.7.1 (delivery not authorized), temporary, with a text that says what to do.
+GREYLISTED = Reply(451, "4.7.1", "greylisted, please try again later")
 #: The server is shutting down and ends idle sessions (RFC 5321 §3.8).
 SHUTTING_DOWN = Reply(421, "4.3.2", "server shutting down, try again later")
 #: RFC 5321 §4.5.3.1.10 and RFC 3463 X.5.3.

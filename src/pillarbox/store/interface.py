@@ -46,6 +46,9 @@ from pillarbox.store.types import (
     Domain,
     FlagOp,
     FlagUpdate,
+    GreylistRules,
+    GreyOutcome,
+    GreyTriplet,
     Identity,
     Mailbox,
     MailboxDelta,
@@ -391,6 +394,20 @@ class Store(Protocol):
 
     async def delete_received_reports(self, until: datetime) -> int:
         """Forget the reports whose period ended before ``until``; how many."""
+        ...
+
+    # -- greylisting (pillarbox.policy.greylisting) ---------------------------------------------
+    async def check_greylist(
+        self, triplet: GreyTriplet, now: datetime, rules: GreylistRules
+    ) -> GreyOutcome:
+        """Decide one attempt of ``triplet`` at ``now`` by :meth:`GreylistRules.step` and
+        record its memory, atomically: two attempts at once (two nodes) are decided one after
+        the other. The step's client count is of the client network's passed, unexpired
+        triplets, counted up to ``rules.auto_allow_clients`` (not at all when that is 0)."""
+        ...
+
+    async def prune_greylist(self, now: datetime) -> int:
+        """Forget the triplets whose memory expired before ``now``; how many."""
         ...
 
     async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:

@@ -900,3 +900,77 @@ class ReceivedReport:
     @property
     def failed(self) -> int:
         return sum(r.failed for r in self.rows)
+
+
+@dataclass(frozen=True, slots=True)
+class GreyTriplet:
+    """What greylisting remembers (RFC 6647 §2.2), already normalised by
+    :mod:`pillarbox.policy.greylisting`: the client's network (``192.0.2.0/24``), the envelope
+    sender ("" for the null sender) and the recipient."""
+
+    client: str
+    sender: str
+    recipient: str
+
+
+class GreyOutcome(enum.Enum):
+    """What :meth:`~pillarbox.store.interface.Store.check_greylist` decided for a triplet."""
+
+    #: Never seen, or its memory expired: recorded now, deferred.
+    NEW = "new"
+    #: Seen, but the retry came before the delay was over: deferred again.
+    EARLY = "early"
+    #: The retry came after the delay, within the retry window: passes, and is remembered.
+    RETRIED = "retried"
+    #: Passed before and still remembered: passes, and its memory is renewed.
+    KNOWN = "known"
+    #: Its client network has passed enough other triplets: passes, and is remembered.
+    CLIENT = "client"
+
+    @property
+    def passes(self) -> bool:
+        return self not in (GreyOutcome.NEW, GreyOutcome.EARLY)
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A triplet's memory in the store: when it was first tried, whether it passed, and when
+    the memory ends (the retry window for one that has not passed, else its lifetime)."""
+
+    first_seen: datetime
+    passed: bool
+    expires: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GreylistRules:
+    """The timing of greylisting (``[greylisting]``); :meth:`step` is the whole rule, run by
+    both backends inside the transaction that reads and writes the triplet."""
+
+    delay: timedelta
+    retry_window: timedelta
+    lifetime: timedelta
+    #: Passed triplets that make a client network pass everything; 0: never.
+    auto_allow_clients: int = 0
+
+    def step(
+        self, seen: Sighting | None, client_passes: int, now: datetime
+    ) -> tuple[GreyOutcome, Sighting]:
+        """The outcome of one attempt of a triplet whose memory is ``seen`` (None: none) from a
+        client network with ``client_passes`` live passed triplets, and its memory after it."""
+        live = seen if seen is not None and seen.expires >= now else None
+        if live is not None and live.passed:
+            # Renewed at most once per slack (a day, or half a short lifetime), so a sender
+            # that keeps writing costs the store one write a day, not one per recipient.
+            slack = min(timedelta(days=1), self.lifetime / 2)
+            if live.expires - now > self.lifetime - slack:
+                return GreyOutcome.KNOWN, live
+            return GreyOutcome.KNOWN, Sighting(live.first_seen, True, now + self.lifetime)
+        if self.auto_allow_clients and client_passes >= self.auto_allow_clients:
+            return GreyOutcome.CLIENT, Sighting(now, True, now + self.lifetime)
+        if live is None:
+            return GreyOutcome.NEW, Sighting(now, False, now + self.retry_window)
+        if now - live.first_seen < self.delay:
+            # The delay runs from the first attempt, not the last (postgrey's).
+            return GreyOutcome.EARLY, live
+        return GreyOutcome.RETRIED, Sighting(live.first_seen, True, now + self.lifetime)

@@ -114,6 +114,7 @@ _TABLES_CHILDREN_FIRST = (
     "blob_data",
     "blobs",
     "meta",
+    "greylist",
 )
 
 _shared: TestDatabase | None = None

@@ -58,6 +58,9 @@ from pillarbox.store.types import (
     DmarcObservation,
     Filing,
     FlagOp,
+    GreylistRules,
+    GreyOutcome,
+    GreyTriplet,
     Identity,
     Mailbox,
     MetadataLimits,
@@ -1742,6 +1745,71 @@ class StoreContract:
         )
         assert await store.received_reports(start, domain="example.com") == [sub, tls]
         assert len(await store.received_reports(start, domain="ample.com")) == 1
+
+    # -- greylisting ----------------------------------------------------------------------------
+    async def test_greylist_defers_until_a_timely_retry_then_remembers(self, store: Store) -> None:
+        rules = GreylistRules(
+            delay=timedelta(minutes=5), retry_window=timedelta(hours=4), lifetime=timedelta(days=1)
+        )
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        grey = GreyTriplet("192.0.2.0/24", "bob@example.net", "alice@example.org")
+
+        async def at(minutes: float, triplet: GreyTriplet = grey) -> GreyOutcome:
+            return await store.check_greylist(triplet, start + timedelta(minutes=minutes), rules)
+
+        assert await at(0) is GreyOutcome.NEW
+        assert await at(4) is GreyOutcome.EARLY  # the delay runs from the first attempt
+        assert await at(5) is GreyOutcome.RETRIED
+        assert await at(6) is GreyOutcome.KNOWN
+        # A use renews the lifetime once half of it is gone (at most daily): a day after that
+        # use, not after the pass (which alone would have been forgotten at minute 5 + 24 h).
+        assert await at(12 * 60 + 10) is GreyOutcome.KNOWN
+        assert await at(25 * 60) is GreyOutcome.KNOWN
+        assert await at(25 * 60 + 3 * 24 * 60) is GreyOutcome.NEW  # forgotten: starts over
+        # Another recipient, sender or network is another triplet.
+        other = GreyTriplet("192.0.2.0/24", "bob@example.net", "carol@example.org")
+        assert await at(0, other) is GreyOutcome.NEW
+        # Retried after the window: too late, it starts over.
+        assert await at(5 * 60, other) is GreyOutcome.NEW
+        assert await at(5 * 60 + 5, other) is GreyOutcome.RETRIED
+        # The memory is durable.
+        assert await at(5 * 60 + 6, other) is GreyOutcome.KNOWN
+
+    async def test_greylist_auto_allows_a_client_network_and_prunes(self, store: Store) -> None:
+        rules = GreylistRules(
+            delay=timedelta(minutes=5),
+            retry_window=timedelta(hours=4),
+            lifetime=timedelta(days=1),
+            auto_allow_clients=2,
+        )
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        later = start + timedelta(minutes=10)
+        for n in range(2):
+            passing = GreyTriplet("198.51.100.0/24", f"s{n}@example.net", "alice@example.org")
+            assert await store.check_greylist(passing, start, rules) is GreyOutcome.NEW
+            assert await store.check_greylist(passing, later, rules) is GreyOutcome.RETRIED
+        fresh = GreyTriplet("198.51.100.0/24", "new@example.com", "bob@example.org")
+        assert await store.check_greylist(fresh, later, rules) is GreyOutcome.CLIENT
+        assert await store.check_greylist(fresh, later, rules) is GreyOutcome.KNOWN
+        elsewhere = GreyTriplet("203.0.113.0/24", "new@example.com", "bob@example.org")
+        assert await store.check_greylist(elsewhere, later, rules) is GreyOutcome.NEW
+        # Unpassed triplets expire with their retry window, passed ones with their lifetime.
+        assert await store.prune_greylist(later + timedelta(hours=5)) == 1
+        assert await store.prune_greylist(later + timedelta(days=2)) == 3
+        assert await store.check_greylist(fresh, later + timedelta(days=2), rules) is (
+            GreyOutcome.NEW
+        )
+
+    async def test_greylist_attempts_at_once_are_decided_one_after_the_other(
+        self, store: Store
+    ) -> None:
+        rules = GreylistRules(
+            delay=timedelta(minutes=5), retry_window=timedelta(hours=4), lifetime=timedelta(days=1)
+        )
+        now = datetime(2026, 3, 1, tzinfo=UTC)
+        grey = GreyTriplet("2001:db8::/64", "", "alice@example.org")
+        outcomes = await asyncio.gather(*(store.check_greylist(grey, now, rules) for _ in range(8)))
+        assert sorted(o.value for o in outcomes) == ["early"] * 7 + ["new"]
 
     # -- TLS-RPT reports ------------------------------------------------------------------------
     async def test_tls_results(self, store: Store) -> None:

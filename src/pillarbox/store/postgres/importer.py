@@ -499,6 +499,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 Jsonb(json.loads(r[10])),
             ),
         ),
+        # Passed triplets stay passed: a legitimate sender is not greylisted again for the move.
+        _Table(
+            "greylist",
+            "SELECT client, sender, recipient, first_seen, passed, expires FROM greylist",
+            ("client", "sender", "recipient", "first_seen", "passed", "expires"),
+            lambda r: (r[0], r[1], r[2], _time(r[3]), bool(r[4]), _time(r[5])),
+        ),
     )
 
 

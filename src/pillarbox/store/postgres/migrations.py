@@ -628,6 +628,22 @@ CREATE INDEX received_reports_domain ON received_reports(domain, date_end);
 CREATE INDEX received_reports_end ON received_reports(date_end);
 """
 
+# Greylisting (pillarbox.policy.greylisting, RFC 6647): one row per triplet; ``expires`` is the
+# end of the retry window for a triplet not yet passed, else of its lifetime (renewed by each
+# use). The client prefix of the key serves the count of a client network's passed triplets.
+_V21_SQL = r"""
+CREATE TABLE greylist (
+    client text NOT NULL,
+    sender text NOT NULL,
+    recipient text NOT NULL,
+    first_seen timestamptz NOT NULL,
+    passed boolean NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (client, sender, recipient)
+);
+CREATE INDEX greylist_expires ON greylist(expires);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -653,6 +669,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(18, "IMAP ACL entries of mailboxes (RFC 4314)", _V18_SQL),
     Migration(19, "second factor of the web login (RFC 6238 TOTP)", _V19_SQL),
     Migration(20, "DMARC and TLS-RPT reports received about our domains", _V20_SQL),
+    Migration(21, "greylisting triplets (RFC 6647)", _V21_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -77,6 +77,7 @@ from pillarbox.store.postgres import (
     accountdata,
     acmedata,
     dmarcdata,
+    greylistdata,
     metadata,
     notify,
     receiveddata,
@@ -111,6 +112,9 @@ from pillarbox.store.types import (
     Domain,
     FlagOp,
     FlagUpdate,
+    GreylistRules,
+    GreyOutcome,
+    GreyTriplet,
     Identity,
     Mailbox,
     MailboxDelta,
@@ -1825,6 +1829,15 @@ class PostgresStore:
             lambda conn, _: sievedata.rename_script(conn, account_id, old, new),
             forget=_DIRECTORY,
         )
+
+    # -- greylisting (see .greylistdata) -------------------------------------------------------
+    async def check_greylist(
+        self, triplet: GreyTriplet, now: datetime, rules: GreylistRules
+    ) -> GreyOutcome:
+        return await self._write(lambda conn, _: greylistdata.check(conn, triplet, now, rules))
+
+    async def prune_greylist(self, now: datetime) -> int:
+        return await self._write(lambda conn, _: greylistdata.prune(conn, now))
 
     # -- reports received about our domains (see .receiveddata) -------------------------------
     async def add_received_report(self, report: ReceivedReport) -> bool:

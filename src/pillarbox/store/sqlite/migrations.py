@@ -607,6 +607,22 @@ CREATE INDEX received_reports_domain ON received_reports(domain, date_end);
 CREATE INDEX received_reports_end ON received_reports(date_end);
 """
 
+# Greylisting (pillarbox.policy.greylisting, RFC 6647): one row per triplet; ``expires`` is the
+# end of the retry window for a triplet not yet passed, else of its lifetime (renewed by each
+# use). The client prefix of the key serves the count of a client network's passed triplets.
+_V26_SQL = r"""
+CREATE TABLE greylist (
+    client TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    passed INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (client, sender, recipient)
+) WITHOUT ROWID;
+CREATE INDEX greylist_expires ON greylist(expires);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -633,6 +649,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(23, "IMAP ACL entries of mailboxes (RFC 4314)", _V23_SQL),
     Migration(24, "second factor of the web login (RFC 6238 TOTP)", _V24_SQL),
     Migration(25, "DMARC and TLS-RPT reports received about our domains", _V25_SQL),
+    Migration(26, "greylisting triplets (RFC 6647)", _V26_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -73,6 +73,7 @@ from pillarbox.store.sqlite import (
     acmedata,
     dkimkeys,
     dmarcdata,
+    greylistdata,
     metadata,
     receiveddata,
     sendingdata,
@@ -107,6 +108,9 @@ from pillarbox.store.types import (
     Domain,
     FlagOp,
     FlagUpdate,
+    GreylistRules,
+    GreyOutcome,
+    GreyTriplet,
     Identity,
     Mailbox,
     MailboxDelta,
@@ -1647,6 +1651,15 @@ class SqliteStore:
         await self._write_directory(
             lambda conn, fx: sievedata.rename_script(conn, account_id, old, new)
         )
+
+    # -- greylisting (see .greylistdata) -------------------------------------------------------
+    async def check_greylist(
+        self, triplet: GreyTriplet, now: datetime, rules: GreylistRules
+    ) -> GreyOutcome:
+        return await self._write(lambda conn, fx: greylistdata.check(conn, triplet, now, rules))
+
+    async def prune_greylist(self, now: datetime) -> int:
+        return await self._write(lambda conn, fx: greylistdata.prune(conn, now))
 
     # -- reports received about our domains (see .receiveddata) -------------------------------
     async def add_received_report(self, report: ReceivedReport) -> bool:
