@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import ssl
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,26 +82,31 @@ def _contents(site: Path) -> dict[str, list[Stored]]:
     return account_contents(site, USER)
 
 
-def _import(site: Path, dovecot: Dovecot, *extra: str, code: int = 0) -> dict[str, object]:
-    result = run_pillarbox(
+def _run_import(
+    site: Path, port: int, *options: str, password: str = PASSWORD
+) -> subprocess.CompletedProcess[str]:
+    """``pillarbox import imap`` of the remote ``REMOTE`` into ``USER``, password on stdin."""
+    return run_pillarbox(
         site,
         "import",
         "imap",
         "--host",
         "127.0.0.1",
         "--port",
-        str(dovecot.imaps_port),
+        str(port),
         "--user",
         REMOTE,
         "--password-stdin",
         "--account",
         USER,
-        "--cafile",
-        str(dovecot.directory / "cert.pem"),
-        "--json",
-        *extra,
-        stdin=PASSWORD + "\n",
+        *options,
+        stdin=password + "\n",
     )
+
+
+def _import(site: Path, dovecot: Dovecot, *extra: str, code: int = 0) -> dict[str, object]:
+    cafile = str(dovecot.directory / "cert.pem")
+    result = _run_import(site, dovecot.imaps_port, "--cafile", cafile, "--json", *extra)
     assert result.returncode == code, result.stdout + result.stderr
     summary: dict[str, object] = json.loads(result.stdout)
     return summary
@@ -163,40 +169,11 @@ def test_wrong_password_is_refused_with_exit_1(dovecot: Dovecot, tmp_path: Path)
     site = tmp_path / "site"
     site.mkdir()
     init_site(site, USER, PASSWORD)
-    result = run_pillarbox(
-        site,
-        "import",
-        "imap",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(dovecot.imaps_port),
-        "--user",
-        REMOTE,
-        "--password-stdin",
-        "--account",
-        USER,
-        "--cafile",
-        str(dovecot.directory / "cert.pem"),
-        stdin="wrong\n",
-    )
+    cafile = str(dovecot.directory / "cert.pem")
+    result = _run_import(site, dovecot.imaps_port, "--cafile", cafile, password="wrong")
     assert result.returncode == 1
     assert "IMAP server 127.0.0.1" in result.stderr
-    untrusted = run_pillarbox(
-        site,
-        "import",
-        "imap",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(dovecot.imaps_port),
-        "--user",
-        REMOTE,
-        "--password-stdin",
-        "--account",
-        USER,
-        stdin=PASSWORD + "\n",
-    )
+    untrusted = _run_import(site, dovecot.imaps_port)
     assert untrusted.returncode == 1
     assert "certificate not trusted" in untrusted.stderr
 
@@ -280,24 +257,14 @@ def test_import_from_another_pillarbox_over_starttls(tmp_path: Path) -> None:
         site = tmp_path / "site"
         site.mkdir()
         init_site(site, USER, PASSWORD)
-        result = run_pillarbox(
+        result = _run_import(
             site,
-            "import",
-            "imap",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(live.port("imap")),
+            live.port("imap"),
             "--tls",
             "starttls",
-            "--user",
-            REMOTE,
-            "--password-stdin",
-            "--account",
-            USER,
             "--cafile",
             str(tls_paths(live.config)[0]),
-            stdin=TEST_PASSWORD + "\n",
+            password=TEST_PASSWORD,
         )
         assert result.returncode == 0, result.stdout + result.stderr
     got = {name: msgs for name, msgs in _contents(site).items() if msgs}
