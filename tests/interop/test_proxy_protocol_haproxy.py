@@ -12,6 +12,8 @@ clients connect to HAProxy from 127.0.0.1, or from 127.0.0.2 where the client ca
     and the Received field names the client (ESMTPSA).
 (c) Every other mail listener — LMTP, IMAP and POP3 with STARTTLS/STLS, IMAPS, POP3S,
     ManageSieve — logs the client's address for the session, over either version.
+(d) HAProxy's health check (``check check-send-proxy`` with v2) sends a LOCAL header: a
+    session from the balancer's own address, not a refused connection.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from email import policy
 from pathlib import Path
 
@@ -35,7 +37,8 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.store.types import INBOX
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
-from pillarbox.testing.peers import require, wait_for_port
+from pillarbox.testing.peers import require
+from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import server_trust
 
 BALANCER = "127.0.0.3"
@@ -77,15 +80,23 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
         yield server
 
 
+def listening(ports: Iterable[int]) -> bool:
+    """Whether every one of ``ports`` is listening on IPv4 (Linux's /proc/net/tcp): asked
+    there rather than by connecting, since HAProxy would relay a probe to us as a session."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    bound = {int(row[1].rsplit(":", 1)[1], 16) for row in rows if row[3] == "0A"}
+    return set(ports) <= bound
+
+
 @contextlib.contextmanager
-def haproxy(directory: Path, backends: Mapping[str, int]) -> Iterator[dict[str, int]]:
+def haproxy(
+    directory: Path, backends: Mapping[str, int], server_options: str = ""
+) -> Iterator[dict[str, int]]:
     """HAProxy in TCP mode with one frontend per entry of ``backends`` ("smtp-1": our port;
-    the number is the PROXY protocol version it sends); yields each frontend's port."""
+    the number is the PROXY protocol version it sends), ``server_options`` added to each
+    server line; yields each frontend's port."""
     binary = require("haproxy", "haproxy")
     ports = {name: free_port("127.0.0.1") for name in backends}
-    # Probed for readiness instead of the frontends (all are bound at once): a probe of a
-    # frontend would be relayed to us as a session of its own.
-    ready = free_port("127.0.0.1")
     lines = [
         "global",
         "    maxconn 256",
@@ -94,16 +105,14 @@ def haproxy(directory: Path, backends: Mapping[str, int]) -> Iterator[dict[str, 
         "    timeout connect 5s",
         "    timeout client 30s",
         "    timeout server 30s",
-        "listen ready",
-        f"    bind 127.0.0.1:{ready}",
-        "    tcp-request connection reject",
     ]
     for name, backend in backends.items():
         version = int(name.rsplit("-", 1)[1])
         lines += [
             f"listen {name}",
             f"    bind 127.0.0.1:{ports[name]}",
-            f"    server pillarbox 127.0.0.1:{backend} {SEND_PROXY[version]} source {BALANCER}",
+            f"    server pillarbox 127.0.0.1:{backend} {SEND_PROXY[version]} source {BALANCER}"
+            f" {server_options}",
         ]
     (directory / "haproxy.cfg").write_text("\n".join(lines) + "\n")
     log = directory / "haproxy.log"
@@ -114,7 +123,13 @@ def haproxy(directory: Path, backends: Mapping[str, int]) -> Iterator[dict[str, 
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for_port(ready, process, log)
+        wait_for(
+            lambda: process.poll() is not None or listening(ports.values()),
+            "HAProxy's frontends",
+            context=log.read_text,
+        )
+        if process.poll() is not None:
+            pytest.fail(f"haproxy exited {process.returncode}:\n{log.read_text()}")
         yield ports
     finally:
         process.terminate()
@@ -248,3 +263,30 @@ def test_sessions_log_the_client_address(
         if r.name == f"pillarbox.{logger}" and r.getMessage() == "connected"
     ]
     assert [(c["remote"], c["tls"]) for c in connected] == [("127.0.0.1", implicit_tls)]
+
+
+def test_health_check_is_the_balancers_own_session(
+    tmp_path: Path, live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pillarbox")
+    directory = tmp_path / "haproxy"
+    directory.mkdir()
+    checked = {"smtp-2": live.port("smtp")}
+    with haproxy(directory, checked, "check check-send-proxy inter 200"):
+        wait_for(
+            lambda: [r for r in caplog.records if r.getMessage() == "connected"],
+            "a health check's session",
+            context=(directory / "haproxy.log").read_text,
+        )
+    sessions = [
+        getattr(r, "fields", {})["remote"]
+        for r in caplog.records
+        if r.name == "pillarbox.smtp" and r.getMessage() == "connected"
+    ]
+    assert sessions and set(sessions) == {BALANCER}
+    assert [
+        getattr(r, "fields", {})["reason"]
+        for r in caplog.records
+        if r.getMessage() == "PROXY header names no client"
+    ][:1] == ["LOCAL"]
+    assert not [r for r in caplog.records if r.getMessage().startswith("connection refused")]
