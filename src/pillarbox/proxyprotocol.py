@@ -85,7 +85,8 @@ class HeaderReader:
         self._buffer = bytearray()
 
     def wanted(self) -> int:
-        """How many bytes may be read next without reading past the header (at least 1)."""
+        """How many bytes may be read next without reading past the header: at least 1 until
+        the header is complete (raises :class:`ProxyHeaderError` once the bytes are not one)."""
         return _still_wanted(bytes(self._buffer))
 
     def receive_data(self, data: bytes) -> ProxyHeader | None:
