@@ -55,6 +55,26 @@ class Listener:
     enabled: bool = _f(True, "Start this listener with `pillarbox serve`.")
     address: str = _f("127.0.0.1", "Address to bind: an IPv4/IPv6 literal, or '::' / '0.0.0.0'.")
     port: int = _f(0, "TCP port (left out of a listener's table: its standard port, shown here).")
+    proxy_protocol: bool = _f(
+        False,
+        "Behind a TCP load balancer: read a PROXY protocol header (HAProxy v1 or v2) before "
+        "anything else and take its client address as the peer's; connections from outside "
+        "proxy_networks are refused (docs/load-balancer.md). Not on http/https: see "
+        "forwarded_headers.",
+    )
+    forwarded_headers: bool = _f(
+        False,
+        "http/https only: take the client's address and scheme from X-Forwarded-For and "
+        "X-Forwarded-Proto on connections from proxy_networks (ignored from anyone else).",
+    )
+    proxy_networks: tuple[str, ...] = _f(
+        (),
+        "Networks of the load balancers (CIDR, e.g. '10.0.0.0/24') trusted to send the PROXY "
+        "header or the forwarded headers; needed by either.",
+    )
+    proxy_timeout: float = _f(
+        5.0, "Seconds a load balancer has to send the whole PROXY header (Postfix: 5 s)."
+    )
 
 
 def _listener(port: int, enabled: bool = True) -> Any:
@@ -1127,6 +1147,7 @@ def _validate(config: Config) -> None:
         listener: Listener = getattr(config.listeners, name)
         if not 0 <= listener.port <= 65535:
             raise ConfigError(f"listeners.{name}.port", f"must be 0–65535, got {listener.port}")
+        _validate_upstream_proxy(name, listener)
     positive: list[tuple[str, float]] = [
         ("smtp.max_message_size", config.smtp.max_message_size),
         ("smtp.max_recipients", config.smtp.max_recipients),
@@ -1264,6 +1285,33 @@ def _validate(config: Config) -> None:
         )
     if tls_reports.enabled and "@" not in (tls_reports.from_address or reports.from_address):
         raise ConfigError("tls_reports.from_address", "needs an address when reports are enabled")
+
+
+#: The listeners uvicorn serves: it reads no PROXY header, only the forwarded headers.
+WEB_LISTENER_NAMES = frozenset({"http", "https"})
+
+
+def _validate_upstream_proxy(name: str, listener: Listener) -> None:
+    """``proxy_protocol`` and ``forwarded_headers`` need the balancers' networks, each on the
+    listeners that can honour it."""
+    key = f"listeners.{name}"
+    web = name in WEB_LISTENER_NAMES
+    if listener.proxy_protocol and web:
+        raise ConfigError(
+            f"{key}.proxy_protocol", "the web server reads no PROXY header; use forwarded_headers"
+        )
+    if listener.forwarded_headers and not web:
+        raise ConfigError(f"{key}.forwarded_headers", "only for the http and https listeners")
+    for network in listener.proxy_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}.proxy_networks", f"not a network: {network!r}") from None
+    if (listener.proxy_protocol or listener.forwarded_headers) and not listener.proxy_networks:
+        # Trusting every peer would let any client name any address.
+        raise ConfigError(f"{key}.proxy_networks", "needed to trust a load balancer")
+    if listener.proxy_timeout <= 0:
+        raise ConfigError(f"{key}.proxy_timeout", f"must be positive, got {listener.proxy_timeout}")
 
 
 def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection) -> None:

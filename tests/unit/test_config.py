@@ -380,3 +380,49 @@ def test_lmtp_socket_settings_are_checked(tmp_path: Path) -> None:
     assert (
         loaded.lmtp.socket == "/run/pb/lmtp" and cfg.socket_mode(loaded.lmtp.socket_mode) == 0o660
     )
+
+
+def test_a_listener_behind_a_load_balancer(tmp_path: Path) -> None:
+    text = (
+        "[listeners.imaps]\nproxy_protocol = true\nproxy_networks = ['10.0.0.0/24', 'fd00::/8']\n"
+        "[listeners.https]\nenabled = true\nforwarded_headers = true\n"
+        "proxy_networks = ['10.0.0.5']\n"
+    )
+    config = cfg.load(write(tmp_path, text), environ={})
+    imaps = config.listeners.imaps
+    assert (imaps.port, imaps.proxy_protocol, imaps.proxy_timeout) == (993, True, 5.0)
+    assert imaps.proxy_networks == ("10.0.0.0/24", "fd00::/8")
+    assert config.listeners.https.forwarded_headers
+    assert not config.listeners.smtp.proxy_protocol  # off unless turned on
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[listeners.smtp]\nproxy_protocol = true", "listeners.smtp.proxy_networks", "needed"),
+        ("[listeners.http]\nforwarded_headers = true", "listeners.http.proxy_networks", "needed"),
+        (
+            "[listeners.http]\nproxy_protocol = true\nproxy_networks = ['10.0.0.1']",
+            "listeners.http.proxy_protocol",
+            "use forwarded_headers",
+        ),
+        (
+            "[listeners.imap]\nforwarded_headers = true\nproxy_networks = ['10.0.0.1']",
+            "listeners.imap.forwarded_headers",
+            "only for the http and https",
+        ),
+        (
+            "[listeners.pop3]\nproxy_protocol = true\nproxy_networks = ['10.0.0.300/8']",
+            "listeners.pop3.proxy_networks",
+            "not a network",
+        ),
+        ("[listeners.lmtp]\nproxy_timeout = 0", "listeners.lmtp.proxy_timeout", "positive"),
+    ],
+)
+def test_load_balancer_settings_are_checked(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        cfg.load(write(tmp_path, text), environ={})
+    assert caught.value.key == key
+    assert problem in caught.value.problem

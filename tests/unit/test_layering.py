@@ -20,6 +20,7 @@ CORE_MODULES = (
     "queue/dane.py",
     "queue/tlsrpt.py",
     "web/sieverules.py",
+    "proxyprotocol.py",
 )
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "threading", "selectors", "subprocess"}
 

@@ -47,6 +47,8 @@ class Channel(asyncio.Protocol):
         self._interrupted = False
         self._timed_out = False
         self._handshake_failed = False
+        #: The client's and the balancer's endpoints from a PROXY header (see :meth:`relay`).
+        self._relayed: tuple[tuple[str, int], tuple[str, int]] | None = None
 
     # -- asyncio.Protocol callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,17 +91,23 @@ class Channel(asyncio.Protocol):
     def extra(self, name: str) -> Any:
         return self._transport.get_extra_info(name) if self._transport else None
 
+    def relay(self, source: tuple[str, int], destination: tuple[str, int]) -> None:
+        """Take a trusted PROXY header's endpoints as :attr:`peer` and :attr:`local`: the
+        client's address is then the one every log line, limit and policy check sees."""
+        self._relayed = (source, destination)
+
     @property
     def peer(self) -> tuple[str, int]:
-        """Remote address and port (IPv4-mapped IPv6 addresses are shown as IPv4)."""
-        peer = self.extra("peername") or ("", 0)
-        host = str(peer[0])
-        if host.startswith("::ffff:") and "." in host:
-            host = host[7:]
-        return host, int(peer[1])
+        """Remote address and port (IPv4-mapped IPv6 addresses are shown as IPv4); the
+        client's, from the PROXY header, behind a load balancer."""
+        if self._relayed is not None:
+            return self._relayed[0]
+        return plain_peer(self.extra("peername"))
 
     @property
     def local(self) -> tuple[str, int]:
+        if self._relayed is not None:
+            return self._relayed[1]
         sock = self.extra("sockname") or ("", 0)
         return str(sock[0]), int(sock[1])
 
@@ -250,6 +258,16 @@ class Channel(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def plain_peer(peername: Any) -> tuple[str, int]:
+    """A transport's ``peername`` as (address, port), IPv4-mapped IPv6 shown as IPv4, and
+    ("", 0) for a UNIX socket's peer."""
+    peer = peername or ("", 0)
+    host = str(peer[0])
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, int(peer[1])
 
 
 def _describe_error(exc: BaseException) -> str:

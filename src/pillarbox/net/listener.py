@@ -4,6 +4,10 @@ Admission limits (connections in total and per client address) are checked at ac
 connection is still handed to the protocol's handler with ``admitted=False`` so it can say the
 protocol's own "busy" reply (421, ``* BYE``, ``-ERR [SYS/TEMP]``) before closing — a silent close
 would look like a network fault to the client and make it retry at once.
+
+Behind a load balancer (``proxy_protocol``), a connection is first read for its PROXY header
+(:mod:`pillarbox.net.proxyheader`); only then is it admitted — counted under the client's
+address, not the balancer's — and, on an implicit-TLS listener, its TLS handshake made.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pillarbox.net.channel import Channel, ChannelClosed
+from pillarbox.net.proxyheader import HeaderProtocol, UpstreamProxy
 from pillarbox.observability.log import Log, new_connection_id
 from pillarbox.observability.metrics import ListenerMetrics
+from pillarbox.proxyprotocol import ProxyHeader
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +86,11 @@ class Listener:
         tls: ssl.SSLContext | None = None,
         handshake_timeout: float = 30.0,
         metrics: ListenerMetrics | None = None,
+        proxy: UpstreamProxy | None = None,
     ) -> None:
         self.name = name
+        #: Read a PROXY header first (then TLS, if ``tls``, is started by :meth:`_run`).
+        self._proxy = proxy
         self._metrics = metrics
         self._handler = handler
         self._counter = counter
@@ -104,12 +113,13 @@ class Listener:
 
     async def start(self, address: str, port: int) -> None:
         loop = asyncio.get_running_loop()
+        tls = None if self._proxy else self._tls  # behind a balancer: TLS after the header
         self._server = await loop.create_server(
             self._make_channel,
             host=address,
             port=port,
-            ssl=self._tls,
-            ssl_handshake_timeout=self._handshake_timeout if self._tls else None,
+            ssl=tls,
+            ssl_handshake_timeout=self._handshake_timeout if tls else None,
             reuse_address=True,
             backlog=1024,
         )
@@ -124,9 +134,21 @@ class Listener:
         self._path = path
         os.chmod(path, mode)
 
-    def _make_channel(self) -> Channel:
+    def _make_channel(self) -> asyncio.BaseProtocol:
+        if self._proxy is not None:
+            return HeaderProtocol(self._proxy, self._relayed, self._log, self._metrics)
+        return _AcceptedChannel(self)
+
+    def _relayed(self, transport: asyncio.Transport, header: ProxyHeader) -> None:
+        """The PROXY header is read: the connection becomes a channel whose peer is the
+        header's client (the connection's own, for a header naming none)."""
         channel = _AcceptedChannel(self)
-        return channel
+        if header.source is not None and header.destination is not None:
+            channel.relay(header.source, header.destination)
+        transport.set_protocol(channel)
+        channel.connection_made(transport)
+        if self._tls is None:
+            transport.resume_reading()  # with TLS, loop.start_tls resumes it
 
     def _spawn(self, channel: Channel) -> None:
         task = asyncio.get_running_loop().create_task(self._run(channel))
@@ -150,6 +172,8 @@ class Listener:
         elif metrics is not None:
             metrics.sessions.inc()
         try:
+            if self._proxy is not None and self._tls is not None:
+                await channel.start_tls(self._tls, self._handshake_timeout)
             await self._handler(channel, admission)
         except ChannelClosed as exc:
             log.info("connection lost", reason=exc.reason)

@@ -30,6 +30,7 @@ from pillarbox.dns.hosted import HostedZones, record_policy
 from pillarbox.errors import ConfigError, StorageError
 from pillarbox.net.http import HttpListener, origin
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
+from pillarbox.net.proxyheader import UpstreamProxy
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
@@ -168,6 +169,7 @@ class Server:
                         grace=config.server.shutdown_grace,
                         tls=tls if WEB_LISTENERS[name] else None,
                         handshake_timeout=config.tls.handshake_timeout,
+                        forwarded=settings.proxy_networks if settings.forwarded_headers else (),
                     )
                     with _bind_error(f"listeners.{name}", settings.address, settings.port):
                         http.bind(settings.address, settings.port)
@@ -187,6 +189,7 @@ class Server:
                     metrics=context.metrics.listener(
                         name, starttls=not implicit_tls and group != "metrics"
                     ),
+                    proxy=UpstreamProxy.of(settings),
                 )
                 with _bind_error(f"listeners.{name}", settings.address, settings.port):
                     await listener.start(settings.address, settings.port)

@@ -68,7 +68,8 @@ class Metrics:
         )
         self.connections_refused = Counter(
             "pillarbox_connections_refused",
-            "Connections refused at accept by the connection limits, by listener.",
+            "Connections refused at accept by the connection limits or the PROXY header check, "
+            "by listener.",
             ["listener"],
             registry=registry,
         )
