@@ -23,10 +23,11 @@ from pillarbox.errors import InvalidName, NotFound, PermissionDenied, QuotaExcee
 from pillarbox.imap import acl
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message, part_text
+from pillarbox.observability.log import Log
 from pillarbox.policy import learning
 from pillarbox.queue.intake import NOT_YOUR_FROM, NOT_YOUR_SENDER, submit
 from pillarbox.services import Services
-from pillarbox.store.aclrows import flag_right
+from pillarbox.store.aclrows import canonical_rights, flag_right
 from pillarbox.store.types import (
     INBOX,
     Account,
@@ -50,6 +51,7 @@ from pillarbox.web.composing import (
 from pillarbox.web.reading import Person, body_parts, body_text, part_at
 from pillarbox.web.threads import MAX_THREAD_LINES, ThreadCache
 
+_log = Log("web.mail")
 #: Folder order: INBOX, then the special-use folders in the order people use them.
 _SPECIAL_ORDER = (
     SpecialUse.DRAFTS,
@@ -279,6 +281,9 @@ class MailAccess:
             if shared.may(needs):
                 return shared
             if "l" in shared.rights:
+                _log.info("shared folder action refused", account=self.account.address,
+                          mailbox=mailbox_id, rights="".join(sorted(shared.rights)),
+                          needs=needs)  # fmt: skip
                 raise PermissionDenied(
                     f"your rights on {shared.owner}'s folder {shared.mailbox.name} "
                     f"({acl.format_rights(shared.rights)}) do not allow this"
@@ -328,27 +333,33 @@ class MailAccess:
         return Sharing(place.mailbox, place.owner or self.account.address, entries)
 
     async def share(self, mailbox_id: int, identifier: str, rights: str) -> None:
-        """Give ``identifier`` exactly ``rights`` (SETACL's replace, RFC 4314 §3.1): letters
-        of §2.1, "c" and "d" as §2.1.1 reads them."""
+        """Give ``identifier`` exactly ``rights`` (SETACL's replace, RFC 4314 §3.1)."""
         place = await self.place(mailbox_id, NEEDS["share"])
-        grantee = await self._grantee(place, identifier)
-        letters = rights.strip()
-        if letters[:1] in ("+", "-"):
-            raise UserError("give the rights as letters, without + or -")
         try:
-            change = acl.parse_rights(letters)
-        except acl.BadRights as exc:
-            raise UserError(
-                f"“{exc}” is not a right: use the letters {acl.format_rights(acl.ALL_RIGHTS)}"
-            ) from None
-        if not change.rights:
-            raise UserError("choose at least one right, or stop sharing instead")
-        await self.store.set_acl(place.mailbox.id, grantee, "".join(sorted(change.rights)))
+            grantee = await self._grantee(place, identifier)
+            given = _given_rights(rights)
+        except UserError as exc:
+            self._refused(place, identifier, exc)
+            raise
+        await self.store.set_acl(place.mailbox.id, grantee, given)
+        _log.info("folder shared", account=self.account.address, mailbox=place.mailbox.id,
+                  grantee=identifier.strip(), rights=given)  # fmt: skip
 
     async def unshare(self, mailbox_id: int, identifier: str) -> None:
         """Remove ``identifier``'s entry (DELETEACL, RFC 4314 §3.2)."""
         place = await self.place(mailbox_id, NEEDS["share"])
-        await self.store.set_acl(place.mailbox.id, await self._grantee(place, identifier), "")
+        try:
+            grantee = await self._grantee(place, identifier)
+        except UserError as exc:
+            self._refused(place, identifier, exc)
+            raise
+        await self.store.set_acl(place.mailbox.id, grantee, "")
+        _log.info("folder unshared", account=self.account.address, mailbox=place.mailbox.id,
+                  grantee=identifier.strip())  # fmt: skip
+
+    def _refused(self, place: Place, identifier: str, exc: UserError) -> None:
+        _log.info("sharing refused", account=self.account.address, mailbox=place.mailbox.id,
+                  grantee=identifier.strip(), reason=str(exc))  # fmt: skip
 
     async def _grantee(self, place: Place, identifier: str) -> int | str:
         """An identifier's store form (an account id, "anyone" or "authenticated"), as IMAP's
@@ -653,6 +664,23 @@ class MailAccess:
         """The account's addresses, its aliases and its identities' (left out of reply-all)."""
         owned = await self.services.router.owned_addresses(self.account)
         return {a.lower() for a in owned} | {i.address.lower() for i in await self.identities()}
+
+
+def _given_rights(text: str) -> str:
+    """The rights a sharing form or API call gives, as stored: RFC 4314 §2.1 letters, "c" and
+    "d" as §2.1.1 reads them; no "+" or "-" (a form says the whole set) and not none."""
+    letters = text.strip()
+    if letters[:1] in ("+", "-"):
+        raise UserError("give the rights as letters, without + or -")
+    try:
+        change = acl.parse_rights(letters)
+    except acl.BadRights as exc:
+        raise UserError(
+            f"“{exc}” is not a right: use the letters {acl.format_rights(acl.ALL_RIGHTS)}"
+        ) from None
+    if not change.rights:
+        raise UserError("choose at least one right, or stop sharing instead")
+    return canonical_rights(change.rights)
 
 
 def _row_date(row: Row) -> datetime:
