@@ -661,7 +661,8 @@ def test_two_factor_enrolment_and_login(server: LiveServer, new_page: Any) -> No
 
 def test_sharing_a_folder_from_the_browser(server: LiveServer, new_page: Any) -> None:
     """Alice creates "Support" and shares it with Bob read-only on its sharing page; Bob finds
-    it under "Shared with me", reads the message and is offered neither Delete nor Flag; Alice
+    it under "Shared with me" (new mail there appears without a reload), reads the message and
+    is offered neither Delete nor Flag; Alice
     makes him read/write and he flags it; she stops sharing and it is gone from his list."""
     expect = sync_api.expect
     alice, bob = new_page(), new_page()
@@ -693,6 +694,11 @@ def test_sharing_a_folder_from_the_browser(server: LiveServer, new_page: Any) ->
     expect(shared).to_contain_text(ALICE)
     shared.get_by_role("link", name="Support").click()
     expect(bob.locator("#shared-by")).to_contain_text(f"Shared with you by {ALICE}")
+    bob.evaluate("window.__sameDocument = true")
+    bob.wait_for_timeout(300)  # let the EventSource connect
+    deliver(server, ALICE, message("Toner low"), "Support")  # alice's change, live for bob
+    bob.locator("table.messages").get_by_text("Toner low").wait_for(timeout=10_000)
+    assert bob.evaluate("window.__sameDocument") is True
     bob.get_by_role("link", name="Printer on fire").click()
     expect(bob.locator("pre.body-text")).to_contain_text("Please help.")
     actions = bob.locator("nav.message-actions")

@@ -10,6 +10,7 @@ layer itself too (:class:`~pillarbox.web.mailaccess.MailAccess`), not only throu
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,3 +328,29 @@ def test_mail_access_enforces_the_rights(live: LiveServer, support: tuple[int, i
     grant("lrx")
     live.call(bob.delete_folder(box))
     assert [m.name for m in live.call(live.store.list_mailboxes(owner.id))].count("Support") == 0
+
+
+def test_live_updates_of_the_shared_folder_shown(
+    live: LiveServer, support: tuple[int, int]
+) -> None:
+    """The page of a shared folder names it to the event stream, which then carries its
+    owner's changes; a folder the account may not read is not followed (the next event is
+    bob's own new mail, not carol's)."""
+    box, _ = support
+    live.call(live.store.set_acl(box, account(live, BOB).id, "lr"))
+    bob = session(live, BOB)
+    assert f'data-mailbox="{box}"' in bob.get(f"/mail/{box}").text
+    with bob.client.stream("GET", f"/events?mailbox={box}", timeout=10) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 3000"
+        deliver(live, ALICE, simple_message("Toner low", "Again."), "Support")
+        data = next(line for line in lines if line.startswith("data:"))
+        assert json.loads(data.removeprefix("data: ")) == {"mailbox": box, "kind": "exists"}
+    carol_inbox = mailbox_id(live, CAROL)
+    with bob.client.stream("GET", f"/events?mailbox={carol_inbox}", timeout=10) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 3000"
+        deliver(live, CAROL, simple_message("Private", "x", to=CAROL))
+        mine, _ = deliver(live, BOB, simple_message("Mine", "x", to=BOB))
+        data = next(line for line in lines if line.startswith("data:"))
+        assert json.loads(data.removeprefix("data: ")) == {"mailbox": mine, "kind": "exists"}
