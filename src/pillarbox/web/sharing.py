@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox.errors import NotFound, PermissionDenied, UserError
-from pillarbox.store.aclrows import STORED_RIGHTS, canonical_rights
+from pillarbox.store.aclrows import canonical_rights
 from pillarbox.web.app import field_text, posted_form, redirect, web
 from pillarbox.web.webmail import mail_access
 
@@ -51,7 +51,6 @@ RIGHT_LABELS: dict[str, str] = {
     "e": "remove deleted messages for good",
     "a": "change who may use it",
 }
-assert "".join(RIGHT_LABELS) == STORED_RIGHTS
 
 
 def chosen_rights(preset: str, custom: list[str]) -> str:
