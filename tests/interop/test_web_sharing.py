@@ -20,7 +20,7 @@ from imapclient import IMAPClient
 
 from pillarbox import config as cfg
 from pillarbox.errors import NotFound, PermissionDenied, UserError
-from pillarbox.store.types import Account, SpecialUse
+from pillarbox.store.types import Account, AclEntry, SpecialUse
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import WebSession, deliver, mailbox_id, simple_message
 from pillarbox.web.mailaccess import MailAccess
@@ -323,7 +323,10 @@ def test_mail_access_enforces_the_rights(live: LiveServer, support: tuple[int, i
     assert live.call(bob.sharing(box)).owner == ALICE
     with pytest.raises(UserError, match="owner always has every right"):
         live.call(bob.share(box, ALICE, "lr"))
-    live.call(bob.unshare(box, CAROL))
+    assert live.call(bob.unshare(box, CAROL)).entries == (AclEntry(BOB, "lra"),)
+    after = live.call(bob.share(box, BOB, "lr"))  # his own "a" given up: the list still comes
+    assert after.entries == (AclEntry(BOB, "lr"),)
+    assert refused(bob.sharing(box)) is PermissionDenied
 
     grant("lrx")
     live.call(bob.delete_folder(box))

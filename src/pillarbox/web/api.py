@@ -312,15 +312,14 @@ async def get_acl(call: Call) -> object:
 
 
 async def put_acl(call: Call) -> object:
-    access = call.access
-    await access.share(call.path("mailbox"), call.path("identifier"), call.text("rights"))
-    return sharing_json(await access.sharing(call.path("mailbox")))
+    sharing = await call.access.share(
+        call.path("mailbox"), call.path("identifier"), call.text("rights")
+    )
+    return sharing_json(sharing)
 
 
 async def delete_acl(call: Call) -> object:
-    access = call.access
-    await access.unshare(call.path("mailbox"), call.path("identifier"))
-    return sharing_json(await access.sharing(call.path("mailbox")))
+    return sharing_json(await call.access.unshare(call.path("mailbox"), call.path("identifier")))
 
 
 def _page_params(call: Call) -> ListParams:

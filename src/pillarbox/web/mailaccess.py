@@ -328,12 +328,15 @@ class MailAccess:
     # -- sharing (RFC 4314) --------------------------------------------------------------------
     async def sharing(self, mailbox_id: int) -> Sharing:
         """Who may use the folder and how (GETACL's answer; "a" needed, as there)."""
-        place = await self.place(mailbox_id, NEEDS["share"])
+        return await self._sharing_of(await self.place(mailbox_id, NEEDS["share"]))
+
+    async def _sharing_of(self, place: Place) -> Sharing:
         entries = tuple(await self.store.get_acl(place.mailbox.id))
         return Sharing(place.mailbox, place.owner or self.account.address, entries)
 
-    async def share(self, mailbox_id: int, identifier: str, rights: str) -> None:
-        """Give ``identifier`` exactly ``rights`` (SETACL's replace, RFC 4314 §3.1)."""
+    async def share(self, mailbox_id: int, identifier: str, rights: str) -> Sharing:
+        """Give ``identifier`` exactly ``rights`` (SETACL's replace, RFC 4314 §3.1); the list
+        after (an "a" holder may just have taken their own "a" away)."""
         place = await self.place(mailbox_id, NEEDS["share"])
         try:
             grantee = await self._grantee(place, identifier)
@@ -344,9 +347,10 @@ class MailAccess:
         await self.store.set_acl(place.mailbox.id, grantee, given)
         _log.info("folder shared", account=self.account.address, mailbox=place.mailbox.id,
                   grantee=identifier.strip(), rights=given)  # fmt: skip
+        return await self._sharing_of(place)
 
-    async def unshare(self, mailbox_id: int, identifier: str) -> None:
-        """Remove ``identifier``'s entry (DELETEACL, RFC 4314 §3.2)."""
+    async def unshare(self, mailbox_id: int, identifier: str) -> Sharing:
+        """Remove ``identifier``'s entry (DELETEACL, RFC 4314 §3.2); the list after."""
         place = await self.place(mailbox_id, NEEDS["share"])
         try:
             grantee = await self._grantee(place, identifier)
@@ -356,6 +360,7 @@ class MailAccess:
         await self.store.set_acl(place.mailbox.id, grantee, "")
         _log.info("folder unshared", account=self.account.address, mailbox=place.mailbox.id,
                   grantee=identifier.strip())  # fmt: skip
+        return await self._sharing_of(place)
 
     def _refused(self, place: Place, identifier: str, exc: UserError) -> None:
         _log.info("sharing refused", account=self.account.address, mailbox=place.mailbox.id,
