@@ -328,6 +328,16 @@ def test_mail_access_enforces_the_rights(live: LiveServer, support: tuple[int, i
     assert after.entries == (AclEntry(BOB, "lr"),)
     assert refused(bob.sharing(box)) is PermissionDenied
 
+    # Another account's Drafts opens for reading, never as one's own draft to edit (saving
+    # it would remove the old version from the wrong Drafts).
+    drafts = live.call(MailAccess(services, owner).special(SpecialUse.DRAFTS)).id
+    live.call(live.store.set_acl(drafts, account(live, BOB).id, "lr"))
+    draft_uid = deliver(live, ALICE, simple_message("Half-written"), "Drafts")[1]
+    web = session(live, BOB)
+    assert web.get(f"/mail/{drafts}/{draft_uid}").status_code == 200
+    assert "Edit draft" not in web.get(f"/mail/{drafts}/{draft_uid}").text
+    assert web.get(f"/compose?draft={drafts}:{draft_uid}").status_code == 404
+
     grant("lrx")
     live.call(bob.delete_folder(box))
     assert [m.name for m in live.call(live.store.list_mailboxes(owner.id))].count("Support") == 0

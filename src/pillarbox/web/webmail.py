@@ -503,7 +503,9 @@ async def compose_page(request: Request) -> Response:
         identity = identities.identity_for(choices, _addressed(original))
     elif params.get("draft"):
         saved = await access.open_reference(params["draft"])
-        if saved.mailbox.special_use is not SpecialUse.DRAFTS:
+        # Only from this account's Drafts: sending or saving removes the old version there.
+        mine = saved.mailbox.account_id == access.account.id
+        if saved.mailbox.special_use is not SpecialUse.DRAFTS or not mine:
             raise NotFound("not a draft")
         draft = draft_from_message(
             saved.info, access.text_of(saved), uid=saved.record.uid, html=access.html_of(saved)
