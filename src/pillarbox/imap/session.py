@@ -57,7 +57,9 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   to the store's (account, name) with the user's rights, and answers for a mailbox the user
   may not see exactly as for one that does not exist (§4). Rights are read at SELECT and kept
   on the view (§5.1.1 allows it); the adapter adds the selected shared mailbox to the change
-  feed (:attr:`ImapSession.watched_mailbox`), so IDLE hears the owner's changes.
+  feed (:attr:`ImapSession.watched_mailbox`), so IDLE hears the owner's changes. A STORE
+  changes only the flags the rights cover and keeps the others, in the store's transaction
+  (§4: it "SHOULD NOT fail" if one flag may change); NO [NOPERM] when none may.
 - **NOTIFY** (RFC 5465, :mod:`.notify`): once used, :meth:`ImapSession.push_updates` sends
   exactly the events the client asked for, whether it idles or not (§3.1, §4), and the
   adapter calls it whenever :attr:`ImapSession.wants_push`. Before any NOTIFY only IDLE
