@@ -31,6 +31,10 @@ class NotFound(UserError):
     """A named thing (domain, account, mailbox, message) does not exist."""
 
 
+class PermissionDenied(UserError):
+    """The caller may see the thing but its rights do not allow this (an ACL, RFC 4314)."""
+
+
 class AlreadyExists(UserError):
     """A thing to be created exists already."""
 

@@ -19,6 +19,7 @@ import pytest
 
 from pillarbox.store.types import INBOX
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.webclient import deliver
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -656,3 +657,66 @@ def test_two_factor_enrolment_and_login(server: LiveServer, new_page: Any) -> No
     other.get_by_role("button", name="Log in").click()
     other.wait_for_url(re.compile(r"/mail/\d+$"))
     sync_api.expect(other.locator("table.messages")).to_be_visible()
+
+
+def test_sharing_a_folder_from_the_browser(server: LiveServer, new_page: Any) -> None:
+    """Alice creates "Support" and shares it with Bob read-only on its sharing page; Bob finds
+    it under "Shared with me" (new mail there appears without a reload), reads the message and
+    is offered neither Delete nor Flag; Alice
+    makes him read/write and he flags it; she stops sharing and it is gone from his list."""
+    expect = sync_api.expect
+    alice, bob = new_page(), new_page()
+    login(alice, server)
+    alice.locator("summary", has_text="New folder").click()
+    alice.get_by_label("Name (use / for subfolders)").fill("Support")
+    alice.get_by_role("button", name="Create").click()
+    expect(alice.locator("h1#list-title")).to_have_text("Support")
+    box, uid = deliver(server, ALICE, message("Printer on fire", "Please help."), "Support")
+    alice.get_by_role("link", name="Sharing").click()
+    # A mistake is shown beside the form, with what was typed kept.
+    alice.get_by_label("Address of an account on this server").fill("nobody@example.org")
+    alice.get_by_role("button", name="Share").click()
+    expect(alice.get_by_role("alert")).to_have_text(
+        "there is no account nobody@example.org on this server"
+    )
+    expect(alice.get_by_label("Address of an account on this server")).to_have_value(
+        "nobody@example.org"
+    )
+    alice.get_by_label("Address of an account on this server").fill(BOB)
+    alice.get_by_label("Read only").check()
+    alice.get_by_role("button", name="Share").click()
+    expect(alice.get_by_role("status")).to_have_text("Shared.")
+    expect(alice.locator(f'tr[data-grantee="{BOB}"]')).to_contain_text("Read only")
+
+    login(bob, server, BOB)
+    shared = bob.locator("section.shared-folders")
+    expect(shared).to_contain_text("Shared with me")
+    expect(shared).to_contain_text(ALICE)
+    shared.get_by_role("link", name="Support").click()
+    expect(bob.locator("#shared-by")).to_contain_text(f"Shared with you by {ALICE}")
+    bob.evaluate("window.__sameDocument = true")
+    bob.wait_for_timeout(300)  # let the EventSource connect
+    deliver(server, ALICE, message("Toner low"), "Support")  # alice's change, live for bob
+    bob.locator("table.messages").get_by_text("Toner low").wait_for(timeout=10_000)
+    assert bob.evaluate("window.__sameDocument") is True
+    bob.get_by_role("link", name="Printer on fire").click()
+    expect(bob.locator("pre.body-text")).to_contain_text("Please help.")
+    actions = bob.locator("nav.message-actions")
+    expect(actions.get_by_role("button", name="Delete")).to_have_count(0)
+    expect(actions.get_by_role("button", name="Flag")).to_have_count(0)
+
+    alice.get_by_label("Address of an account on this server").fill(BOB)
+    alice.get_by_label("Read and write").check()
+    alice.get_by_role("button", name="Share").click()
+    expect(alice.locator(f'tr[data-grantee="{BOB}"]')).to_contain_text("Read and write")
+    bob.reload()
+    bob.locator("nav.message-actions").get_by_role("button", name="Flag").click()
+    expect(bob.locator("nav.message-actions").get_by_role("button", name="Unflag")).to_have_count(1)
+    record = server.call(server.store.get_message(box, uid))
+    assert record is not None and "\\Flagged" in record.flags
+
+    alice.get_by_role("button", name=f"Stop sharing with {BOB}").click()
+    expect(alice.get_by_role("status")).to_have_text("No longer shared.")
+    bob.goto(base(server) + "/mail")
+    expect(bob.locator("h1#list-title")).to_have_text("INBOX")
+    expect(bob.locator("section.shared-folders")).to_have_count(0)

@@ -99,6 +99,30 @@ async def test_append_and_copy_keep_only_permitted_flags(store: Store, tmp_path:
     assert [record.flags for record in records] == [frozenset({"\\Seen"})] * 2
 
 
+async def test_store_replace_keeps_the_flags_the_rights_do_not_cover(
+    store: Store, tmp_path: Path
+) -> None:
+    """§4: a grantee with "s" alone replacing the flags changes \\Seen only; the owner's
+    \\Flagged and \\Deleted stay, and the FETCH response says so."""
+    box = await support(store, "lrs")
+    await put(store, box.id, frozenset({"\\Flagged", "\\Deleted", "$Owner"}))
+    bob = await login(store, tmp_path, GRANTEE)
+    assert "OK [READ-WRITE]" in await bob.send(f"a SELECT {SHARED}\r\n")
+    out = await bob.send("b STORE 1 FLAGS (\\Seen \\Answered)\r\n")
+    assert out == (
+        "* 1 FETCH (UID 1 FLAGS ($Owner \\Deleted \\Flagged \\Recent \\Seen))\r\n"
+        "b OK STORE completed\r\n"
+    )
+    out = await bob.send("c STORE 1 FLAGS ()\r\n")
+    assert out == (
+        "* 1 FETCH (UID 1 FLAGS ($Owner \\Deleted \\Flagged \\Recent))\r\nc OK STORE completed\r\n"
+    )
+    out = await bob.send("d STORE 1 -FLAGS (\\Flagged \\Deleted $Owner)\r\n")
+    assert out == "d NO [NOPERM] Permission denied\r\n"
+    [record] = await store.list_messages(box.id)
+    assert record.flags == {"\\Flagged", "\\Deleted", "$Owner"}
+
+
 async def test_create_below_needs_k_and_inherits_the_acl(store: Store, tmp_path: Path) -> None:
     box = await support(store, "lr")
     bob = await login(store, tmp_path, GRANTEE)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pillarbox.imap import acl
-from pillarbox.store.aclrows import changed_rights
+from pillarbox.store.aclrows import changed_rights, flags_after
+from pillarbox.store.types import FlagOp
 
 
 @pytest.mark.parametrize(
@@ -85,3 +86,27 @@ def test_flag_rights() -> None:
     assert acl.allowed_flags(flags, frozenset("lrw")) == {"\\Answered", "$Label"}
     assert acl.allowed_flags(flags, frozenset("lrswt")) == flags
     assert acl.allowed_flags(flags, frozenset("lri")) == frozenset()
+
+
+OWNERS = frozenset({"\\Seen", "\\Deleted", "\\Flagged", "$Label"})
+
+
+@pytest.mark.parametrize(
+    ("op", "flags", "rights", "after"),
+    [
+        # STORE with every right (rights None) is plain RFC 9051 §6.4.6.
+        (FlagOp.ADD, {"\\Answered"}, None, OWNERS | {"\\Answered"}),
+        (FlagOp.REPLACE, {"\\Answered"}, None, {"\\Answered"}),
+        # RFC 4314 §4: the flags the rights do not cover keep their state.
+        (FlagOp.REPLACE, {"\\Answered"}, "s", OWNERS - {"\\Seen"}),
+        (FlagOp.REPLACE, set(), "w", {"\\Seen", "\\Deleted"}),
+        (FlagOp.REPLACE, {"\\Answered", "\\Seen"}, "st", {"\\Seen", "\\Flagged", "$Label"}),
+        (FlagOp.REMOVE, OWNERS, "t", OWNERS - {"\\Deleted"}),
+        (FlagOp.ADD, {"$New", "\\Draft"}, "s", OWNERS),
+        (FlagOp.ADD, {"$New"}, "w", OWNERS | {"$New"}),
+    ],
+)  # fmt: skip
+def test_flags_after_keeps_what_the_rights_do_not_cover(
+    op: FlagOp, flags: set[str], rights: str | None, after: set[str]
+) -> None:
+    assert flags_after(OWNERS, op, frozenset(flags), rights) == after

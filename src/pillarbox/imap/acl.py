@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from pillarbox.store.aclrows import STORED_RIGHTS, canonical_rights
+from pillarbox.store.aclrows import STORED_RIGHTS, canonical_rights, flag_right
 from pillarbox.store.types import DELIMITER
 
 #: RFC 2342 §5 prefix of the "Other Users' Namespace".
@@ -99,16 +99,6 @@ def split_shared(name: str) -> tuple[str, str] | None:
 
 def shared_name(owner: str, mailbox: str) -> str:
     return f"{OTHER_PREFIX}{owner}{DELIMITER}{mailbox}"
-
-
-def flag_right(flag: str) -> str:
-    """RFC 4314 §4: the right that changes ``flag`` — "s" for \\Seen, "t" for \\Deleted, "w"
-    for every other flag."""
-    if flag == "\\Seen":
-        return "s"
-    if flag == "\\Deleted":
-        return "t"
-    return "w"
 
 
 def allowed_flags(flags: frozenset[str], rights: frozenset[str]) -> frozenset[str]:

@@ -57,7 +57,9 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   to the store's (account, name) with the user's rights, and answers for a mailbox the user
   may not see exactly as for one that does not exist (§4). Rights are read at SELECT and kept
   on the view (§5.1.1 allows it); the adapter adds the selected shared mailbox to the change
-  feed (:attr:`ImapSession.watched_mailbox`), so IDLE hears the owner's changes.
+  feed (:attr:`ImapSession.watched_mailbox`), so IDLE hears the owner's changes. A STORE
+  changes only the flags the rights cover and keeps the others, in the store's transaction
+  (§4: it "SHOULD NOT fail" if one flag may change); NO [NOPERM] when none may.
 - **NOTIFY** (RFC 5465, :mod:`.notify`): once used, :meth:`ImapSession.push_updates` sends
   exactly the events the client asked for, whether it idles or not (§3.1, §4), and the
   adapter calls it whenever :attr:`ImapSession.wants_push`. Before any NOTIFY only IDLE
@@ -111,6 +113,7 @@ from pillarbox.imap.sort import needs_metadata, sort_uids
 from pillarbox.imap.thread import ALGORITHMS, renumber, thread_message
 from pillarbox.mail.model import MessageInfo
 from pillarbox.policy import learning
+from pillarbox.store.aclrows import flag_right
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
@@ -689,6 +692,24 @@ class ImapSession:
         rights are read at SELECT, which §5.1.1 allows)."""
         if view.rights is not None and not set(rights) <= view.rights:
             raise _Abort(r.NO_PERMISSION)
+
+    @staticmethod
+    def _flag_rights(view: SelectedView, mode: FlagOp, flags: frozenset[str]) -> str | None:
+        """Which of "s", "t" and "w" a STORE may use (None: all). RFC 4314 §4: \\Seen needs
+        "s", \\Deleted "t", the others "w"; the STORE "SHOULD NOT fail if the user has rights
+        to modify at least one flag specified", so the flags it may not change are left as
+        they are, and only a STORE that could change none answers NO [NOPERM]. A replace
+        specifies every flag: it needs one of the three."""
+        if view.rights is None or set("stw") <= view.rights:
+            return None
+        limit = "".join(right for right in "stw" if right in view.rights)
+        if mode is FlagOp.REPLACE:
+            usable = bool(limit)
+        else:
+            usable = not flags or any(flag_right(flag) in limit for flag in flags)
+        if not usable:
+            raise _Abort(r.NO_PERMISSION)
+        return limit
 
     def _writable(self) -> SelectedView:
         view = self._view
@@ -1641,16 +1662,18 @@ class ImapSession:
             await self._enable_condstore(out)
         # \Recent is the server's (RFC 3501 §2.3.2): a client cannot set or clear it.
         flags = frozenset(cmd.flags) - {"\\Recent"}
-        # RFC 4314 §4: "s" for \\Seen, "t" for \\Deleted, "w" for the others; replacing the
-        # flags changes them all.
-        if cmd.mode is FlagOp.REPLACE:
-            self._require(view, "stw")
-        else:
-            self._require(view, "".join(acl.flag_right(flag) for flag in flags))
+        limit = self._flag_rights(view, cmd.mode, flags)
+        if limit is not None:
+            flags = acl.allowed_flags(flags, frozenset(limit))
         refused: tuple[int, ...] = ()
         if uids and (flags or cmd.mode is FlagOp.REPLACE or conditional):
             update = await self.store.store_flags(
-                view.mailbox_id, uids, cmd.mode, flags, unchanged_since=cmd.unchanged_since
+                view.mailbox_id,
+                uids,
+                cmd.mode,
+                flags,
+                unchanged_since=cmd.unchanged_since,
+                rights=limit,
             )
             view.own_flags(update.changed)
             refused = update.modified

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from pillarbox.store.types import Mailbox, SharedMailbox
+from pillarbox.store.types import FlagOp, Mailbox, SharedMailbox
 
 #: RFC 4314 §2.1: the standard rights, in the order ACL and MYRIGHTS responses list them.
 STORED_RIGHTS: Final = "lrswipkxtea"
@@ -17,6 +17,36 @@ def canonical_rights(rights: Iterable[str]) -> str:
     (anything else — the IMAP layer validated and mapped it — is dropped)."""
     given = set(rights)
     return "".join(letter for letter in STORED_RIGHTS if letter in given)
+
+
+def flag_right(flag: str) -> str:
+    """RFC 4314 §4: the right that changes ``flag`` — "s" for \\Seen, "t" for \\Deleted, "w"
+    for every other flag."""
+    if flag == "\\Seen":
+        return "s"
+    if flag == "\\Deleted":
+        return "t"
+    return "w"
+
+
+def flags_after(
+    current: frozenset[str], op: FlagOp, flags: frozenset[str], rights: str | None
+) -> frozenset[str]:
+    """A message's flags after STORE's ``op`` with ``flags`` (RFC 9051 §6.4.6). With
+    ``rights`` (RFC 4314 §4), a flag those rights do not cover keeps its state: a replace by
+    a user who may change only \\Seen sets or clears \\Seen and leaves every other flag."""
+    if op is FlagOp.ADD:
+        wanted = current | flags
+    elif op is FlagOp.REMOVE:
+        wanted = current - flags
+    else:
+        wanted = flags
+    if rights is None:
+        return wanted
+    return frozenset(
+        {flag for flag in wanted if flag_right(flag) in rights}
+        | {flag for flag in current if flag_right(flag) not in rights}
+    )
 
 
 def changed_rights(current: str, rights: str, mode: str) -> str:

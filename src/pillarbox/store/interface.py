@@ -304,7 +304,11 @@ class Store(Protocol):
         flags: frozenset[str],
         *,
         unchanged_since: int | None = None,
-    ) -> FlagUpdate: ...
+        rights: str | None = None,
+    ) -> FlagUpdate:
+        """Add, remove or replace flags (``aclrows.flags_after``); with ``rights``, the ACL
+        rights of a user other than the owner (RFC 4314 §4), flags they do not cover keep
+        their state, within the same transaction."""
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove messages flagged ``\\Deleted`` (only those in ``uids`` when given, as UID

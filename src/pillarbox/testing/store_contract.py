@@ -827,6 +827,23 @@ class StoreContract:
         assert [r.uid for r in update.changed] == [1]
         assert (await store.get_message(inbox.id, 2)) == second
 
+    async def test_store_flags_within_rights(self, store: Store, inbox: Mailbox) -> None:
+        """RFC 4314 §4: with ``rights``, flags those rights do not cover keep their state —
+        a replace by a user with "s" alone sets \\Seen and keeps \\Flagged and \\Deleted."""
+        await store.append(inbox.id, *make_message(1))
+        await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Flagged", "\\Deleted"}))
+        replaced = await store.store_flags(
+            inbox.id, [1], FlagOp.REPLACE, frozenset({"\\Seen", "$a"}), rights="s"
+        )
+        assert replaced.changed[0].flags == {"\\Seen", "\\Flagged", "\\Deleted"}
+        removed = await store.store_flags(
+            inbox.id, [1], FlagOp.REMOVE, frozenset({"\\Seen", "\\Deleted"}), rights="tw"
+        )
+        assert removed.changed[0].flags == {"\\Seen", "\\Flagged"}
+        none = await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"$a"}), rights="st")
+        assert none.unchanged == (1,) and none.changed == ()
+        assert (await store.get_message(inbox.id, 1)) == removed.changed[0]
+
     async def test_expunge(self, store: Store, inbox: Mailbox) -> None:
         for i in range(4):
             await store.append(inbox.id, *make_message(i))

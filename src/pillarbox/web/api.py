@@ -13,7 +13,8 @@ Implementation notes:
   and summary; routing and ``/api/v1/openapi.json`` are both built from it, so the document
   cannot drift from what is served.
 - Errors are ``{"error": "..."}`` with 400 (bad input), 401 (no credentials), 403 (not an
-  admin), 404 (absent — or another account's, indistinguishably), 409 (exists), 413, 429.
+  admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
+  indistinguishably), 409 (exists), 413, 429.
 - The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`.
 """
 
@@ -38,6 +39,7 @@ from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.policy import receivedreports
 from pillarbox.sievescripts import InvalidScript
+from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import (
     Account,
     AccountSettings,
@@ -61,7 +63,7 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.composing import Draft, Upload
-from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row
+from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row, Sharing
 from pillarbox.web.reading import Person, authentication_results, people, spam_verdict
 from pillarbox.web.session import CSRF_HEADER
 from pillarbox.web.sieverules import (
@@ -152,6 +154,16 @@ def folder_json(folder: Folder) -> JsonObject:
         "messages": folder.status.messages,
         "unseen": folder.status.unseen,
         "size": folder.status.size,
+        "owner": folder.owner,
+        "rights": canonical_rights(folder.rights),
+    }
+
+
+def sharing_json(sharing: Sharing) -> JsonObject:
+    return {
+        "mailbox": sharing.mailbox.id,
+        "owner": sharing.owner,
+        "entries": [{"identifier": e.identifier, "rights": e.rights} for e in sharing.entries],
     }
 
 
@@ -293,6 +305,21 @@ async def rename_mailbox(call: Call) -> object:
 async def delete_mailbox(call: Call) -> object:
     await call.access.delete_folder(call.path("mailbox"))
     return {"ok": True}
+
+
+async def get_acl(call: Call) -> object:
+    return sharing_json(await call.access.sharing(call.path("mailbox")))
+
+
+async def put_acl(call: Call) -> object:
+    sharing = await call.access.share(
+        call.path("mailbox"), call.path("identifier"), call.text("rights")
+    )
+    return sharing_json(sharing)
+
+
+async def delete_acl(call: Call) -> object:
+    return sharing_json(await call.access.unshare(call.path("mailbox"), call.path("identifier")))
 
 
 def _page_params(call: Call) -> ListParams:
@@ -915,6 +942,31 @@ SCHEMAS: dict[str, JsonObject] = {
             "messages": INT,
             "unseen": INT,
             "size": INT,
+            "owner": {
+                "type": ["string", "null"],
+                "description": "the sharing account's address; null for your own folders",
+            },
+            "rights": {
+                "type": "string",
+                "description": "your RFC 4314 rights on it (lrswipkxtea on your own)",
+            },
+        }
+    ),
+    "Sharing": _obj(
+        {
+            "mailbox": INT,
+            "owner": {"type": "string", "description": "has every right, always"},
+            "entries": _list(
+                _obj(
+                    {
+                        "identifier": {
+                            "type": "string",
+                            "description": "an account's address, or anyone / authenticated",
+                        },
+                        "rights": {"type": "string", "description": "RFC 4314 §2.1 letters"},
+                    }
+                )
+            ),
         }
     ),
     "MessageSummary": _obj(
@@ -1195,6 +1247,40 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "POST", "/mailboxes/{mailbox:int}/empty", empty_mailbox, "Empty Trash or Junk", "mail", OK
+    ),
+    Operation(
+        "GET",
+        "/mailboxes/{mailbox:int}/acl",
+        get_acl,
+        "Who may use a folder (RFC 4314 GETACL; needs the a right)",
+        "sharing",
+        _ref("Sharing"),
+    ),
+    Operation(
+        "PUT",
+        "/mailboxes/{mailbox:int}/acl/{identifier}",
+        put_acl,
+        "Share a folder: give an account of this server (or anyone) exactly these rights",
+        "sharing",
+        _ref("Sharing"),
+        _obj(
+            {
+                "rights": {
+                    "type": "string",
+                    "description": "RFC 4314 letters, e.g. lr (read only), lrs (read and mark "
+                    "read), lrswite (read/write), lrswipkxtea (full)",
+                }
+            },
+            ("rights",),
+        ),
+    ),
+    Operation(
+        "DELETE",
+        "/mailboxes/{mailbox:int}/acl/{identifier}",
+        delete_acl,
+        "Stop sharing a folder with someone",
+        "sharing",
+        _ref("Sharing"),
     ),
     Operation(
         "POST",

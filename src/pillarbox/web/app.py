@@ -16,7 +16,8 @@ Implementation notes:
   (308, so a form's method survives), except under ``/.well-known/``: the ACME CA fetches its
   challenge over HTTP (RFC 8555 §8.3), and autoconfig clients may not follow a redirect. Off
   by default: behind a TLS-terminating proxy every request arrives as plain HTTP.
-- **Errors** map once, here: ``NotFound`` → 404, ``UserError`` → 400 (shown beside the form
+- **Errors** map once, here: ``NotFound`` → 404, ``PermissionDenied`` (a shared folder's
+  rights do not allow it) → 403, ``UserError`` → 400 (shown beside the form
   where the page handles it itself), a bad CSRF token or a missing session → back to login.
 - Pages never change state on GET; every POST checks the CSRF token before anything else.
 """
@@ -42,9 +43,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pillarbox.config import LISTENER_DOCS, WebSection
-from pillarbox.errors import NotFound, RateLimited, UserError
+from pillarbox.errors import NotFound, PermissionDenied, RateLimited, UserError
 from pillarbox.net.http import origin
 from pillarbox.services import Services
+from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account
 from pillarbox.web.session import (
     COOKIE,
@@ -371,6 +373,7 @@ def _templates() -> Environment:
     env.filters["size"] = human_size
     env.filters["when"] = short_date
     env.filters["urlquote"] = lambda s: quote(str(s), safe="")
+    env.filters["rights"] = canonical_rights  # RFC 4314 §2.1 letters, in its order
     return env
 
 
@@ -429,6 +432,10 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return await _error_page(request, 404, str(exc) or "not found")
 
 
+async def _permission_denied(request: Request, exc: Exception) -> Response:
+    return await _error_page(request, 403, str(exc))
+
+
 async def _user_error(request: Request, exc: Exception) -> Response:
     return await _error_page(request, 400, str(exc))
 
@@ -467,6 +474,7 @@ def create_app(
         filters,
         live,
         mtasts,
+        sharing,
         twofactor,
         webmail,
     )
@@ -483,6 +491,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *twofactor.routes(),
         *webmail.routes(),
+        *sharing.routes(),
         *filters.routes(),
         *account.routes(),
         *admin.routes(),
@@ -498,6 +507,7 @@ def create_app(
         exception_handlers={
             LoginRequired: _login_required,
             NotFound: _not_found,
+            PermissionDenied: _permission_denied,
             RateLimited: _rate_limited,
             UserError: _user_error,
             HTTPException: _http_error,

@@ -6,6 +6,11 @@ becomes one ``change`` event naming the mailbox and kind; the page then re-reads
 are not sent: each event costs the page a reload. A comment line every ``sse_keepalive``
 seconds keeps proxies from closing an idle stream and lets the server notice a gone client.
 The stream ends when the server shuts down, so a graceful stop is not held up by open pages.
+
+A page showing a folder another account shares with this one (RFC 4314) names it
+(``/events?mailbox=ID``): the stream then carries that folder's changes too (the feed's
+``watch``, as an IMAP session's IDLE on a selected shared mailbox), if the account may read it
+when the stream opens — rights are read then, as IMAP reads them at SELECT.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from pillarbox.errors import RateLimited
-from pillarbox.store.types import Change, ChangeKind
-from pillarbox.web.app import current_account, web
+from pillarbox.errors import NotFound, PermissionDenied, RateLimited
+from pillarbox.store.types import Account, Change, ChangeKind
+from pillarbox.web.app import current_account, field_number, web
+from pillarbox.web.mailaccess import MailAccess
 
 #: Changes of things no page shows.
 UNSHOWN = frozenset({ChangeKind.METADATA})
@@ -31,6 +37,19 @@ UNSHOWN = frozenset({ChangeKind.METADATA})
 def event(change: Change) -> str:
     data = json.dumps({"mailbox": change.mailbox_id, "kind": change.kind.value})
     return f"event: change\ndata: {data}\n\n"
+
+
+async def _shared_shown(request: Request, account: Account) -> int | None:
+    """The shared folder the page shows (``?mailbox=``), if the account may read it; None for
+    its own folders, whose changes the stream carries anyway."""
+    mailbox_id = field_number(request.query_params.get("mailbox"))
+    if mailbox_id is None:
+        return None
+    try:
+        place = await MailAccess(web(request).services, account).place(mailbox_id)
+    except (NotFound, PermissionDenied):
+        return None
+    return None if place.owner is None else mailbox_id
 
 
 async def events(request: Request) -> Response:
@@ -42,12 +61,14 @@ async def events(request: Request) -> Response:
         return Response("authentication required", status_code=401)
     if app.streams.get(account.id, 0) >= app.limits.sse_per_account:
         raise RateLimited("too many open live-update streams", retry_after=30)
+    shared = await _shared_shown(request, account)
     app.streams[account.id] = app.streams.get(account.id, 0) + 1
     shutdown = app.services.shutdown
     keepalive = app.limits.sse_keepalive
 
     async def stream() -> AsyncIterator[str]:
         subscription = app.services.store.subscribe(account.id)
+        subscription.watch(shared)
         changes = aiter(subscription)
         stop = asyncio.ensure_future(shutdown.wait())
         following: asyncio.Task[Change] | None = None

@@ -3,6 +3,13 @@
 Invariant: every mailbox and message is looked up *within the account* — an id that belongs to
 another account is :class:`~pillarbox.errors.NotFound`, exactly like an id that does not exist,
 so ids cannot be probed across accounts.
+
+The one exception is a folder another account shares with this one (IMAP ACL, RFC 4314): it is
+reached by its id with the rights the store's entries give (``Store.shared_with``, what IMAP
+lists), and every operation checks the right RFC 4314 §4 asks of the IMAP command doing the
+same thing (:data:`NEEDS`), with IMAP's answers: without any right, or without the needed one
+and "l", the folder is NotFound like any other account's; with "l", PermissionDenied. Hiding a
+button is the page's courtesy, not the check.
 """
 
 from __future__ import annotations
@@ -12,15 +19,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from pillarbox.errors import InvalidName, NotFound, QuotaExceeded, UserError
+from pillarbox.errors import InvalidName, NotFound, PermissionDenied, QuotaExceeded, UserError
+from pillarbox.imap import acl
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message, part_text
+from pillarbox.observability.log import Log
 from pillarbox.policy import learning
 from pillarbox.queue.intake import NOT_YOUR_FROM, NOT_YOUR_SENDER, submit
 from pillarbox.services import Services
+from pillarbox.store.aclrows import canonical_rights, flag_right
 from pillarbox.store.types import (
     INBOX,
     Account,
+    AclEntry,
     FlagOp,
     Identity,
     Mailbox,
@@ -40,6 +51,7 @@ from pillarbox.web.composing import (
 from pillarbox.web.reading import Person, body_parts, body_text, part_at
 from pillarbox.web.threads import MAX_THREAD_LINES, ThreadCache
 
+_log = Log("web.mail")
 #: Folder order: INBOX, then the special-use folders in the order people use them.
 _SPECIAL_ORDER = (
     SpecialUse.DRAFTS,
@@ -64,16 +76,79 @@ DRAFT = "\\Draft"
 #: RFC 5788 keywords a spam filter learns from.
 JUNK_KEYWORD = "$Junk"
 NOT_JUNK_KEYWORD = "$NotJunk"
+#: RFC 4314 §4: the rights an operation needs on a folder, as its IMAP command would — a list
+#: or a message is SELECT's "r"; a message leaving (move, delete, empty) is MOVE's "t" and "e"
+#: on the source; arriving is COPY's "i"; rename is "x" and "k", delete "x", sharing "a".
+#: Flags need :func:`~pillarbox.store.aclrows.flag_right` of each.
+NEEDS = {
+    "read": "r",
+    "leave": "rte",
+    "arrive": "i",
+    "rename": "xk",
+    "delete": "x",
+    "share": "a",
+}
+#: What the webmail lists of another account's folders: "l" (IMAP LIST) and "r" (it can be
+#: opened); one without "r" is not shown, as it could show nothing.
+LISTED = frozenset("lr")
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A folder this account may reach: its own, or one another account shares with it."""
+
+    mailbox: Mailbox
+    #: The sharing account's address (None: the folder is this account's).
+    owner: str | None = None
+    #: This account's rights on it (RFC 4314 §2.1 letters): every right on its own folders.
+    rights: frozenset[str] = acl.ALL_RIGHTS
+
+    def may(self, rights: str) -> bool:
+        return set(rights) <= self.rights
+
+    @property
+    def label(self) -> str:
+        """The folder's name as lists show it: a shared one with its owner."""
+        name = self.mailbox.name
+        return name if self.owner is None else f"{name} ({self.owner})"
 
 
 @dataclass(frozen=True, slots=True)
 class Folder:
-    mailbox: Mailbox
+    place: Place
     status: MailboxStatus
+
+    @property
+    def mailbox(self) -> Mailbox:
+        return self.place.mailbox
+
+    @property
+    def owner(self) -> str | None:
+        return self.place.owner
+
+    @property
+    def rights(self) -> frozenset[str]:
+        return self.place.rights
+
+    @property
+    def label(self) -> str:
+        return self.place.label
 
     @property
     def depth(self) -> int:
         return self.mailbox.name.count("/")
+
+    def may(self, rights: str) -> bool:
+        return self.place.may(rights)
+
+
+@dataclass(frozen=True, slots=True)
+class Sharing:
+    """A folder's access list as its owner (or an "a" holder) manages it."""
+
+    mailbox: Mailbox
+    owner: str
+    entries: tuple[AclEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +216,8 @@ class Opened:
     record: MessageRecord
     info: MessageInfo
     raw: bytes
+    #: This account's rights on the folder (every right on its own).
+    rights: frozenset[str] = acl.ALL_RIGHTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,16 +256,43 @@ class MailAccess:
         return sorted(await self.store.list_mailboxes(self.account.id), key=folder_sort_key)
 
     async def folders(self) -> list[Folder]:
+        """The account's folders, then those shared with it (:data:`LISTED`), by owner."""
+        places = [Place(mailbox) for mailbox in await self.mailboxes()]
+        places += [place for place in await self._shared() if place.may("".join(LISTED))]
         return [
-            Folder(mailbox, await self.store.mailbox_status(mailbox.id))
-            for mailbox in await self.mailboxes()
+            Folder(place, await self.store.mailbox_status(place.mailbox.id)) for place in places
         ]
 
-    async def mailbox(self, mailbox_id: int) -> Mailbox:
+    async def _shared(self) -> list[Place]:
+        return [
+            Place(s.mailbox, s.owner, frozenset(s.rights))
+            for s in await self.store.shared_with(self.account.id)
+        ]
+
+    async def place(self, mailbox_id: int, needs: str = NEEDS["read"]) -> Place:
+        """The folder ``mailbox_id`` if this account may do what needs ``needs`` there (see
+        the module's notes)."""
         for mailbox in await self.store.list_mailboxes(self.account.id):
             if mailbox.id == mailbox_id:
-                return mailbox
+                return Place(mailbox)
+        for shared in await self._shared():
+            if shared.mailbox.id != mailbox_id:
+                continue
+            if shared.may(needs):
+                return shared
+            if "l" in shared.rights:
+                _log.info("shared folder action refused", account=self.account.address,
+                          mailbox=mailbox_id, rights="".join(sorted(shared.rights)),
+                          needs=needs)  # fmt: skip
+                raise PermissionDenied(
+                    f"your rights on {shared.owner}'s folder {shared.mailbox.name} "
+                    f"({acl.format_rights(shared.rights)}) do not allow this"
+                )
+            break
         raise NotFound("no such folder")
+
+    async def mailbox(self, mailbox_id: int, needs: str = NEEDS["read"]) -> Mailbox:
+        return (await self.place(mailbox_id, needs)).mailbox
 
     async def inbox(self) -> Mailbox:
         return await self.store.get_mailbox(self.account.id, INBOX)
@@ -208,16 +312,79 @@ class MailAccess:
         return await self.store.create_mailbox(self.account.id, name.strip())
 
     async def rename_folder(self, mailbox_id: int, new_name: str) -> None:
-        mailbox = await self.mailbox(mailbox_id)
+        """Within the folder's own account: a shared folder stays its owner's (as IMAP's
+        RENAME of another user's mailbox does)."""
+        mailbox = await self.mailbox(mailbox_id, NEEDS["rename"])
         if mailbox.name == INBOX or mailbox.special_use is not None:
             raise InvalidName("INBOX and special folders keep their names here")
-        await self.store.rename_mailbox(self.account.id, mailbox.name, new_name.strip())
+        await self.store.rename_mailbox(mailbox.account_id, mailbox.name, new_name.strip())
 
     async def delete_folder(self, mailbox_id: int) -> None:
-        mailbox = await self.mailbox(mailbox_id)
+        mailbox = await self.mailbox(mailbox_id, NEEDS["delete"])
         if mailbox.name == INBOX or mailbox.special_use is not None:
             raise InvalidName("INBOX and special folders cannot be deleted")
         await self.store.delete_mailbox(mailbox.id)
+
+    # -- sharing (RFC 4314) --------------------------------------------------------------------
+    async def sharing(self, mailbox_id: int) -> Sharing:
+        """Who may use the folder and how (GETACL's answer; "a" needed, as there)."""
+        return await self._sharing_of(await self.place(mailbox_id, NEEDS["share"]))
+
+    async def _sharing_of(self, place: Place) -> Sharing:
+        entries = tuple(await self.store.get_acl(place.mailbox.id))
+        return Sharing(place.mailbox, place.owner or self.account.address, entries)
+
+    async def share(self, mailbox_id: int, identifier: str, rights: str) -> Sharing:
+        """Give ``identifier`` exactly ``rights`` (SETACL's replace, RFC 4314 §3.1); the list
+        after (an "a" holder may just have taken their own "a" away)."""
+        place = await self.place(mailbox_id, NEEDS["share"])
+        try:
+            grantee = await self._grantee(place, identifier)
+            given = _given_rights(rights)
+        except UserError as exc:
+            self._refused(place, identifier, exc)
+            raise
+        await self.store.set_acl(place.mailbox.id, grantee, given)
+        _log.info("folder shared", account=self.account.address, mailbox=place.mailbox.id,
+                  grantee=identifier.strip(), rights=given)  # fmt: skip
+        return await self._sharing_of(place)
+
+    async def unshare(self, mailbox_id: int, identifier: str) -> Sharing:
+        """Remove ``identifier``'s entry (DELETEACL, RFC 4314 §3.2); the list after."""
+        place = await self.place(mailbox_id, NEEDS["share"])
+        try:
+            grantee = await self._grantee(place, identifier)
+        except UserError as exc:
+            self._refused(place, identifier, exc)
+            raise
+        await self.store.set_acl(place.mailbox.id, grantee, "")
+        _log.info("folder unshared", account=self.account.address, mailbox=place.mailbox.id,
+                  grantee=identifier.strip())  # fmt: skip
+        return await self._sharing_of(place)
+
+    def _refused(self, place: Place, identifier: str, exc: UserError) -> None:
+        _log.info("sharing refused", account=self.account.address, mailbox=place.mailbox.id,
+                  grantee=identifier.strip(), reason=str(exc))  # fmt: skip
+
+    async def _grantee(self, place: Place, identifier: str) -> int | str:
+        """An identifier's store form (an account id, "anyone" or "authenticated"), as IMAP's
+        SETACL takes it: an account of this server, never the owner (whose rights cannot be
+        taken, RFC 4314 §2), never a negative entry (not offered, docs/shared-mailboxes.md)."""
+        identifier = identifier.strip()
+        if not identifier:
+            raise UserError("say whom to share the folder with")
+        if identifier.startswith("-"):
+            raise UserError("negative rights (a “-” before the name) are not offered")
+        if acl.is_special(identifier):
+            return identifier.lower()
+        grantee = await self.store.get_account(identifier)
+        if grantee is None and identifier != identifier.lower():
+            grantee = await self.store.get_account(identifier.lower())
+        if grantee is None:
+            raise UserError(f"there is no account {identifier} on this server")
+        if grantee.id == place.mailbox.account_id:
+            raise UserError("the owner always has every right on their folder")
+        return grantee.id
 
     # -- lists ---------------------------------------------------------------------------------
     async def page(self, mailbox: Mailbox, query: MessageQuery, *, offset: int, limit: int) -> Page:
@@ -264,14 +431,15 @@ class MailAccess:
 
     # -- one message ---------------------------------------------------------------------------
     async def open(self, mailbox_id: int, uid: int) -> Opened:
-        mailbox = await self.mailbox(mailbox_id)
+        place = await self.place(mailbox_id)
+        mailbox = place.mailbox
         record = await self.store.get_message(mailbox.id, uid)
         if record is None:
             raise NotFound("no such message")
         infos = await self.store.message_infos(mailbox.id, [uid])
         raw = await self.store.read_blob(record.blob_id)
         info = infos.get(uid) or parse_message(raw)
-        return Opened(mailbox, record, info, raw)
+        return Opened(mailbox, record, info, raw, place.rights)
 
     async def thread(self, opened: Opened) -> list[Row]:
         """Messages of the same conversation (References / In-Reply-To, RFC 5256 §2.2's
@@ -293,20 +461,21 @@ class MailAccess:
         return sorted(rows, key=_row_date)
 
     async def mark_seen(self, opened: Opened) -> None:
-        if SEEN not in opened.record.flags:
+        """Reading marks read only with "s" (RFC 4314 §4, FETCH's implicit \\Seen)."""
+        if SEEN not in opened.record.flags and flag_right(SEEN) in opened.rights:
             await self.store.store_flags(
                 opened.mailbox.id, [opened.record.uid], FlagOp.ADD, frozenset({SEEN})
             )
 
     # -- actions on many -----------------------------------------------------------------------
     async def set_flag(self, mailbox_id: int, uids: Sequence[int], flag: str, on: bool) -> None:
-        mailbox = await self.mailbox(mailbox_id)
+        mailbox = await self.mailbox(mailbox_id, NEEDS["read"] + flag_right(flag))
         op = FlagOp.ADD if on else FlagOp.REMOVE
         await self.store.store_flags(mailbox.id, uids, op, frozenset({flag}))
 
     async def move(self, mailbox_id: int, uids: Sequence[int], target_id: int) -> None:
-        source = await self.mailbox(mailbox_id)
-        target = await self.mailbox(target_id)
+        source = await self.mailbox(mailbox_id, NEEDS["leave"])
+        target = await self.mailbox(target_id, NEEDS["arrive"])
         if source.id != target.id:
             await self._move(source, uids, target)
 
@@ -324,8 +493,9 @@ class MailAccess:
         )
 
     async def delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
-        """To Trash; deleting in Trash (or Junk) removes for good."""
-        source = await self.mailbox(mailbox_id)
+        """To Trash; deleting in Trash (or Junk) removes for good. From a shared folder, to
+        this account's Trash."""
+        source = await self.mailbox(mailbox_id, NEEDS["leave"])
         if source.special_use in (SpecialUse.TRASH, SpecialUse.JUNK):
             await self._expunge(source, uids)
             return
@@ -334,7 +504,7 @@ class MailAccess:
 
     async def empty(self, mailbox_id: int) -> None:
         """Remove everything from Trash or Junk (other folders refuse: too easy to regret)."""
-        mailbox = await self.mailbox(mailbox_id)
+        mailbox = await self.mailbox(mailbox_id, NEEDS["leave"])
         if mailbox.special_use not in (SpecialUse.TRASH, SpecialUse.JUNK):
             raise UserError("only Trash and Junk can be emptied")
         uids = [r.uid for r in await self.store.list_messages(mailbox.id)]
@@ -346,12 +516,16 @@ class MailAccess:
             await self.store.expunge(mailbox.id, list(uids))
 
     async def mark_junk(self, mailbox_id: int, uids: Sequence[int], junk: bool) -> None:
-        """Mark as spam (to Junk, keyword ``$Junk``) or not spam (to INBOX, ``$NotJunk``)."""
-        source = await self.mailbox(mailbox_id)
+        """Mark as spam (to Junk, keyword ``$Junk``) or not spam (to INBOX, ``$NotJunk``):
+        this account's Junk or INBOX, also from a shared folder."""
+        target = await self.special(SpecialUse.JUNK) if junk else await self.inbox()
+        needs = NEEDS["read"] + flag_right(JUNK_KEYWORD)
+        source = await self.mailbox(
+            mailbox_id, needs if target.id == mailbox_id else needs + NEEDS["leave"]
+        )
         add, remove = (JUNK_KEYWORD, NOT_JUNK_KEYWORD) if junk else (NOT_JUNK_KEYWORD, JUNK_KEYWORD)
         await self.store.store_flags(source.id, uids, FlagOp.REMOVE, frozenset({remove}))
         await self.store.store_flags(source.id, uids, FlagOp.ADD, frozenset({add}))
-        target = await self.special(SpecialUse.JUNK) if junk else await self.inbox()
         if target.id != source.id:
             await self._move(source, uids, target)
 
@@ -445,16 +619,20 @@ class MailAccess:
 
     async def _after_send(self, draft: Draft) -> None:
         if draft.replying_to:
-            try:
-                parent = await self.open_reference(draft.replying_to)
-                await self.store.store_flags(
-                    parent.mailbox.id, [parent.record.uid], FlagOp.ADD, frozenset({ANSWERED})
-                )
-            except NotFound:
-                pass  # the original was moved or deleted meanwhile
+            await self._mark_answered(draft.replying_to)
         if draft.draft_uid is not None:
             drafts = await self.special(SpecialUse.DRAFTS)
             await self._expunge(drafts, [draft.draft_uid])
+
+    async def _mark_answered(self, reference: str) -> None:
+        try:
+            parent = await self.open_reference(reference)
+        except (NotFound, PermissionDenied):
+            return  # the original was moved, deleted or unshared meanwhile
+        if flag_right(ANSWERED) in parent.rights:  # RFC 4314 §4: else left unmarked
+            await self.store.store_flags(
+                parent.mailbox.id, [parent.record.uid], FlagOp.ADD, frozenset({ANSWERED})
+            )
 
     async def save_draft(self, draft: Draft) -> int:
         """Store the draft in Drafts (replacing its previous version); returns its new UID."""
@@ -491,6 +669,23 @@ class MailAccess:
         """The account's addresses, its aliases and its identities' (left out of reply-all)."""
         owned = await self.services.router.owned_addresses(self.account)
         return {a.lower() for a in owned} | {i.address.lower() for i in await self.identities()}
+
+
+def _given_rights(text: str) -> str:
+    """The rights a sharing form or API call gives, as stored: RFC 4314 §2.1 letters, "c" and
+    "d" as §2.1.1 reads them; no "+" or "-" (a form says the whole set) and not none."""
+    letters = text.strip()
+    if letters[:1] in ("+", "-"):
+        raise UserError("give the rights as letters, without + or -")
+    try:
+        change = acl.parse_rights(letters)
+    except acl.BadRights as exc:
+        raise UserError(
+            f"“{exc}” is not a right: use the letters {acl.format_rights(acl.ALL_RIGHTS)}"
+        ) from None
+    if not change.rights:
+        raise UserError("choose at least one right, or stop sharing instead")
+    return canonical_rights(change.rights)
 
 
 def _row_date(row: Row) -> datetime:

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
-from pillarbox.store.types import Identity, MessageQuery, SortKey, SpecialUse
+from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
 from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
     client_ip,
@@ -40,7 +40,7 @@ from pillarbox.web.composing import (
     forward_draft,
     reply_draft,
 )
-from pillarbox.web.mailaccess import FLAGGED, SEEN, MailAccess, Opened
+from pillarbox.web.mailaccess import FLAGGED, NEEDS, SEEN, Folder, MailAccess, Opened
 from pillarbox.web.reading import (
     authentication_results,
     body_parts,
@@ -201,7 +201,7 @@ async def logout(request: Request) -> Response:
 # -- folders and lists -----------------------------------------------------------------------------
 
 
-async def _access(request: Request) -> MailAccess:
+async def mail_access(request: Request) -> MailAccess:
     return MailAccess(web(request).services, await require_account(request))
 
 
@@ -211,14 +211,15 @@ async def home(request: Request) -> Response:
 
 
 async def inbox(request: Request) -> Response:
-    access = await _access(request)
+    access = await mail_access(request)
     return redirect(f"/mail/{(await access.inbox()).id}")
 
 
 async def message_list(request: Request) -> Response:
     app = web(request)
-    access = await _access(request)
-    mailbox = await access.mailbox(request.path_params["mailbox"])
+    access = await mail_access(request)
+    place = await access.place(request.path_params["mailbox"])
+    mailbox = place.mailbox
     params = list_params(
         request.query_params,
         page_size=app.limits.page_size,
@@ -246,16 +247,23 @@ async def message_list(request: Request) -> Response:
         "mail.html",
         folders=folders,
         mailbox=mailbox,
+        place=place,
         page=page,
         threaded=threaded,
         wants_threads=wants_threads,
         params=params,
         query_string=lambda **changes: "?" + urlencode({**base, **changes}),
-        targets=[f.mailbox for f in folders if f.mailbox.id != mailbox.id],
-        emptiable=mailbox.special_use in (SpecialUse.TRASH, SpecialUse.JUNK),
+        targets=move_targets(folders, mailbox.id),
+        emptiable=mailbox.special_use in (SpecialUse.TRASH, SpecialUse.JUNK) and place.may("te"),
         is_junk=mailbox.special_use is SpecialUse.JUNK,
-        unread=sum(f.status.unseen for f in folders if f.mailbox.name == "INBOX"),
+        unread=sum(f.status.unseen for f in folders if f.owner is None and f.mailbox.name == INBOX),
     )
+
+
+def move_targets(folders: list[Folder], source_id: int) -> list[Folder]:
+    """Where messages may move: the other folders this account may put messages into ("i",
+    RFC 4314 §4; every own folder)."""
+    return [f for f in folders if f.mailbox.id != source_id and f.may(NEEDS["arrive"])]
 
 
 async def _uids(form: FormData, limit: int) -> list[int]:
@@ -270,7 +278,7 @@ async def _uids(form: FormData, limit: int) -> list[int]:
 
 async def actions(request: Request) -> Response:
     app = web(request)
-    access = await _access(request)
+    access = await mail_access(request)
     form = await posted_form(request)
     mailbox_id: int = request.path_params["mailbox"]
     uids = await _uids(form, app.limits.max_action_uids)
@@ -308,7 +316,7 @@ async def apply_action(
 
 
 async def empty_folder(request: Request) -> Response:
-    access = await _access(request)
+    access = await mail_access(request)
     await posted_form(request)
     mailbox_id: int = request.path_params["mailbox"]
     await access.empty(mailbox_id)
@@ -316,21 +324,21 @@ async def empty_folder(request: Request) -> Response:
 
 
 async def create_folder(request: Request) -> Response:
-    access = await _access(request)
+    access = await mail_access(request)
     form = await posted_form(request)
     mailbox = await access.create_folder(field_text(form, "name"))
     return redirect(f"/mail/{mailbox.id}")
 
 
 async def rename_folder(request: Request) -> Response:
-    access = await _access(request)
+    access = await mail_access(request)
     form = await posted_form(request)
     await access.rename_folder(request.path_params["mailbox"], field_text(form, "name"))
     return redirect(f"/mail/{request.path_params['mailbox']}")
 
 
 async def delete_folder(request: Request) -> Response:
-    access = await _access(request)
+    access = await mail_access(request)
     await posted_form(request)
     await access.delete_folder(request.path_params["mailbox"])
     return redirect("/mail")
@@ -340,7 +348,7 @@ async def delete_folder(request: Request) -> Response:
 
 
 async def _opened(request: Request) -> tuple[MailAccess, Opened]:
-    access = await _access(request)
+    access = await mail_access(request)
     opened = await access.open(request.path_params["mailbox"], request.path_params["uid"])
     return access, opened
 
@@ -398,7 +406,7 @@ async def message_view(request: Request) -> Response:
         text=access.text_of(opened) if html is None else "",
         attachments=[a for a in opened.info.attachments if not (a.inline and a.content_id)],
         thread=await access.thread(opened),
-        targets=[f.mailbox for f in folders if f.mailbox.id != opened.mailbox.id],
+        targets=move_targets(folders, opened.mailbox.id),
         flagged=FLAGGED in opened.record.flags,
         is_junk=opened.mailbox.special_use is SpecialUse.JUNK,
         sandbox=FRAME_SANDBOX,
@@ -468,7 +476,7 @@ async def message_source(request: Request) -> Response:
 
 
 async def compose_page(request: Request) -> Response:
-    access = await _access(request)
+    access = await mail_access(request)
     params = request.query_params
     choices = await access.identities()
     draft = Draft(to=params.get("to", ""), subject=params.get("subject", ""))
@@ -495,7 +503,9 @@ async def compose_page(request: Request) -> Response:
         identity = identities.identity_for(choices, _addressed(original))
     elif params.get("draft"):
         saved = await access.open_reference(params["draft"])
-        if saved.mailbox.special_use is not SpecialUse.DRAFTS:
+        # Only from this account's Drafts: sending or saving removes the old version there.
+        mine = saved.mailbox.account_id == access.account.id
+        if saved.mailbox.special_use is not SpecialUse.DRAFTS or not mine:
             raise NotFound("not a draft")
         draft = draft_from_message(
             saved.info, access.text_of(saved), uid=saved.record.uid, html=access.html_of(saved)
@@ -567,7 +577,7 @@ async def _draft_from_form(form: FormData) -> Draft:
 
 async def compose_submit(request: Request) -> Response:
     app = web(request)
-    access = await _access(request)
+    access = await mail_access(request)
     form = await posted_form(request, files=True)
     draft = await _draft_from_form(form)
     if field_text(form, "action") == "save":

@@ -62,7 +62,7 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
-from pillarbox.store.aclrows import changed_rights, merge_shared
+from pillarbox.store.aclrows import changed_rights, flags_after, merge_shared
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -1186,6 +1186,7 @@ class SqliteStore:
         flags: frozenset[str],
         *,
         unchanged_since: int | None = None,
+        rights: str | None = None,
     ) -> FlagUpdate:
         requested = frozenset(canonical_flags(flags).split())
 
@@ -1204,12 +1205,7 @@ class SqliteStore:
                 if unchanged_since is not None and record.modseq > unchanged_since:
                     modified.append(record.uid)  # RFC 7162 §3.1.3
                     continue
-                if op is FlagOp.ADD:
-                    new_flags = record.flags | requested
-                elif op is FlagOp.REMOVE:
-                    new_flags = record.flags - requested
-                else:
-                    new_flags = requested
+                new_flags = flags_after(record.flags, op, requested, rights)
                 if new_flags == record.flags:
                     unchanged.append(record.uid)
                 else:

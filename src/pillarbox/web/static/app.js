@@ -92,7 +92,9 @@
     document.title = doc.title;
   }
   if ($("#folders") && window.EventSource) {
-    const source = new EventSource("/events");
+    // A shared folder's changes are not this account's: the stream is told which one is shown.
+    const shown = $("#list") && $("#list").dataset.mailbox;
+    const source = new EventSource(shown ? "/events?mailbox=" + shown : "/events");
     let pending = null;
     source.addEventListener("change", () => {
       // Coalesce bursts (a move is an expunge here and an arrival there).
