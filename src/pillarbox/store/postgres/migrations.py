@@ -628,6 +628,13 @@ CREATE INDEX received_reports_domain ON received_reports(domain, date_end);
 CREATE INDEX received_reports_end ON received_reports(date_end);
 """
 
+# Numbered 22: 21 was assigned to another branch in the same release.
+_V22_SQL = r"""
+ALTER TABLE accounts ADD COLUMN quota_warned integer NOT NULL DEFAULT 0;
+ALTER TABLE account_settings ADD COLUMN junk_days integer;
+ALTER TABLE account_settings ADD COLUMN trash_days integer;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -653,6 +660,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(18, "IMAP ACL entries of mailboxes (RFC 4314)", _V18_SQL),
     Migration(19, "second factor of the web login (RFC 6238 TOTP)", _V19_SQL),
     Migration(20, "DMARC and TLS-RPT reports received about our domains", _V20_SQL),
+    Migration(22, "quota warning levels and Junk/Trash retention per account", _V22_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

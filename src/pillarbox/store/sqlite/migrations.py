@@ -607,6 +607,13 @@ CREATE INDEX received_reports_domain ON received_reports(domain, date_end);
 CREATE INDEX received_reports_end ON received_reports(date_end);
 """
 
+# Numbered 27: 26 was assigned to another branch in the same release.
+_V27_SQL = r"""
+ALTER TABLE accounts ADD COLUMN quota_warned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account_settings ADD COLUMN junk_days INTEGER;
+ALTER TABLE account_settings ADD COLUMN trash_days INTEGER;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -633,6 +640,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(23, "IMAP ACL entries of mailboxes (RFC 4314)", _V23_SQL),
     Migration(24, "second factor of the web login (RFC 6238 TOTP)", _V24_SQL),
     Migration(25, "DMARC and TLS-RPT reports received about our domains", _V25_SQL),
+    Migration(27, "quota warning levels and Junk/Trash retention per account", _V27_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
