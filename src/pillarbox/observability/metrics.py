@@ -43,6 +43,8 @@ PROTOCOLS = ("smtp", "imap", "pop3", "managesieve")
 POLICY_ACTIONS = ("inbox", "junk", "reject")
 #: One outbound delivery attempt for one recipient ended so.
 DELIVERY_RESULTS = ("delivered", "deferred", "bounced")
+#: The mailboxes the retention job empties of old mail (``[retention]``).
+RETENTION_MAILBOXES = ("junk", "trash")
 #: Why a login failed: wrong or unknown credentials, or the client was throttled first.
 AUTH_REASONS = ("credentials", "rate_limited")
 #: Seconds from a message's last octet to the reply (the store's fsync and the policy's DNS).
@@ -108,6 +110,17 @@ class Metrics:
             ["protocol", "reason"],
             registry=registry,
         )
+        self.quota_warnings = Counter(
+            "pillarbox_quota_warnings",
+            "Quota warnings stored in an account's INBOX ([quota] warning_thresholds).",
+            registry=registry,
+        )
+        self.retention_expunged = Counter(
+            "pillarbox_retention_expunged",
+            "Messages expunged by the retention job ([retention]), by mailbox (junk, trash).",
+            ["mailbox"],
+            registry=registry,
+        )
         self.queue_query_failures = Counter(
             "pillarbox_queue_query_failures",
             "Scrapes whose queue query failed (the queue gauges were left out).",
@@ -117,6 +130,8 @@ class Metrics:
             self.policy_verdicts.labels(action)
         for result in DELIVERY_RESULTS:
             self.delivery_attempts.labels(result)
+        for mailbox in RETENTION_MAILBOXES:
+            self.retention_expunged.labels(mailbox)
         for protocol in PROTOCOLS:
             for reason in AUTH_REASONS:
                 self.auth_failures.labels(protocol, reason)

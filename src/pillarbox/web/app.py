@@ -45,6 +45,7 @@ from pillarbox.config import LISTENER_DOCS, WebSection
 from pillarbox.errors import NotFound, RateLimited, UserError
 from pillarbox.net.http import origin
 from pillarbox.services import Services
+from pillarbox.sizes import human_size
 from pillarbox.store.types import Account
 from pillarbox.web.session import (
     COOKIE,
@@ -372,15 +373,6 @@ def _templates() -> Environment:
     env.filters["when"] = short_date
     env.filters["urlquote"] = lambda s: quote(str(s), safe="")
     return env
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def short_date(value: datetime | None) -> str:
