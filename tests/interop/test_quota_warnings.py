@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ ALICE = "alice@example.org"
 WARNING = b"Subject: Your mailbox is "
 
 
+@contextmanager
 def serve(tmp_path: Path, thresholds: tuple[int, ...]) -> Iterator[LiveServer]:
     config = loopback_config(
         tmp_path / "data",
@@ -35,7 +37,8 @@ def serve(tmp_path: Path, thresholds: tuple[int, ...]) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
-    yield from serve(tmp_path, (80, 95))
+    with serve(tmp_path, (80, 95)) as server:
+        yield server
 
 
 def set_quota_and_fill(live: LiveServer, messages: int, filled: int) -> None:
@@ -107,7 +110,7 @@ def test_a_drop_below_and_a_new_crossing_warn_again(live: LiveServer) -> None:
 
 
 def test_warning_is_stored_in_a_mailbox_the_delivery_filled(tmp_path: Path) -> None:
-    for live in serve(tmp_path, (100,)):
+    with serve(tmp_path, (100,)) as live:
         set_quota_and_fill(live, 3, 2)
         live.deliver(ALICE, "the last that fits")  # 3 of 3: 100 %
         [warning] = warnings(live)
