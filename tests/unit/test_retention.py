@@ -1,7 +1,7 @@
 """The retention job (pillarbox.retention): how long each account's Junk and Trash keep mail,
 and one run over a real store whose clock dated the mail weeks ago (no sleeping for days).
 The live server's side — the periodic task, IDLE sessions seeing the expunges — is
-tests/interop/test_retention.py."""
+tests/interop/test_retention_server.py."""
 
 from __future__ import annotations
 
