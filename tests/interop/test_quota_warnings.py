@@ -83,7 +83,8 @@ def test_one_warning_per_threshold_crossed(live: LiveServer) -> None:
         client.sendmail("friend@example.net", [ALICE], b"Subject: more\r\n\r\nHi.\r\n")
     assert len(warnings(live)) == 2
     assert live.server.context is not None
-    assert live.server.context.metrics.quota_warnings._value.get() == 2
+    registry = live.server.context.metrics.registry
+    assert registry.get_sample_value("pillarbox_quota_warnings_total") == 2
 
 
 def test_a_drop_below_and_a_new_crossing_warn_again(live: LiveServer) -> None:
