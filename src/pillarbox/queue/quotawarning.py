@@ -20,6 +20,9 @@ Implementation notes:
   Sieve, forwarding or vacation: it is about this mailbox), with the null ``Return-Path``,
   ``From: postmaster@<the account's domain>`` and ``Auto-Submitted: auto-generated``
   (RFC 3834 §5), so no vacation responder answers it.
+- **The delivery stands** whatever happens to its warning: a warning the store fails to keep
+  is logged (``quota warning not stored``), never turned into a failure of the message that
+  was stored already (the sender would send it again).
 - Only final delivery checks (intake, queued retries: :mod:`.filtering`). Usage raised by an
   IMAP APPEND or COPY is warned of at the account's next delivery (its level is above the
   one stored), not at once.
@@ -37,6 +40,7 @@ from email.utils import format_datetime
 
 from prometheus_client import Counter
 
+from pillarbox.errors import NotFound, StorageError
 from pillarbox.mail import trace
 from pillarbox.mail.parse import parse_message
 from pillarbox.observability.log import Log
@@ -168,16 +172,21 @@ class QuotaWarnings:
         step = quota_step(after, added, len(stored), self._thresholds)
         if step is None:
             return False
-        if step.level != after.warned and not await self._store.set_quota_warned(
-            account.id, after.warned, step.level
-        ):
-            return False  # another delivery moved the level first: it warns, if one is due
-        if not step.warn:
+        try:
+            if step.level != after.warned and not await self._store.set_quota_warned(
+                account.id, after.warned, step.level
+            ):
+                return False  # another delivery moved the level first: it warns, if one is due
+            if not step.warn:
+                return False
+            raw = warning_message(account, after, step.level, now=now or datetime.now(UTC))
+            copy = trace.return_path("") + trace.delivered_to(account.address) + raw
+            target = DeliveryTarget(account.id, beyond_quota=True)
+            [result] = await self._store.deliver(copy, parse_message(copy), [target])
+        except (StorageError, NotFound) as exc:
+            # The delivery that called is stored: failing it now would have it sent again.
+            _log.error("quota warning not stored", account=account.address, error=str(exc))
             return False
-        raw = warning_message(account, after, step.level, now=now or datetime.now(UTC))
-        copy = trace.return_path("") + trace.delivered_to(account.address) + raw
-        target = DeliveryTarget(account.id, beyond_quota=True)
-        [result] = await self._store.deliver(copy, parse_message(copy), [target])
         _log.info(
             "quota warning", account=account.address, level=step.level, status=result.status.value
         )
