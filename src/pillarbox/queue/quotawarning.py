@@ -156,12 +156,10 @@ class QuotaWarnings:
         #: ``pillarbox_quota_warnings`` (docs/metrics.md), when the server counts.
         self._sent = sent
 
-    async def after_delivery(
-        self, account: Account, results: Sequence[DeliveryResult], *, now: datetime | None = None
-    ) -> bool:
+    async def after_delivery(self, account: Account, results: Sequence[DeliveryResult]) -> bool:
         """Warn ``account`` if its copies in ``results`` took it past a threshold; whether a
         warning was stored."""
-        stored = [r for r in results if r.status is DeliveryStatus.STORED and r.usage]
+        stored = [r for r in results if r.status is DeliveryStatus.STORED and r.usage is not None]
         if not stored or not self._thresholds:
             return False
         after = stored[-1].usage
@@ -179,7 +177,7 @@ class QuotaWarnings:
                 return False  # another delivery moved the level first: it warns, if one is due
             if not step.warn:
                 return False
-            raw = warning_message(account, after, step.level, now=now or datetime.now(UTC))
+            raw = warning_message(account, after, step.level, now=datetime.now(UTC))
             copy = trace.return_path("") + trace.delivered_to(account.address) + raw
             target = DeliveryTarget(account.id, beyond_quota=True)
             [result] = await self._store.deliver(copy, parse_message(copy), [target])
