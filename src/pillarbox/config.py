@@ -509,6 +509,34 @@ class VacationSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionSection:
+    junk_days: int = _f(
+        0,
+        "Days a message stays in an account's Junk mailbox after it was saved there (RFC 8514 "
+        "SAVEDATE) before it is expunged; 0: until deleted. Per account: pillarbox user "
+        "retention.",
+    )
+    trash_days: int = _f(
+        0, "Days a message stays in an account's Trash mailbox after it was saved there; 0: ditto."
+    )
+    interval: float = _f(3600.0, "Seconds between runs of the retention job (docs/retention.md).")
+    batch_size: int = _f(
+        500,
+        "Messages expunged per store write: a mailbox with more old mail takes several writes, "
+        "so no one write holds the store, or the sessions on that mailbox, long.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaSection:
+    warning_thresholds: tuple[int, ...] = _f(
+        (80, 95),
+        "Percentages of an account's quota (bytes or messages, the fuller) at which one warning "
+        "goes to its INBOX, once each time usage rises past one; empty: no warnings.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SieveSection:
     max_script_size: int = _f(
         65536, "Largest Sieve script an account may store, in bytes of UTF-8 (RFC 5804 QUOTA)."
@@ -933,6 +961,10 @@ class Config:
         ForwardingSection, "Forwarding at delivery: SRS and ARC sealing."
     )
     vacation: VacationSection = _section(VacationSection, "Vacation auto-replies (RFC 3834).")
+    retention: RetentionSection = _section(
+        RetentionSection, "Automatic expunge of old mail in Junk and Trash."
+    )
+    quota: QuotaSection = _section(QuotaSection, "Warnings to accounts filling their quota.")
     sieve: SieveSection = _section(
         SieveSection, "Sieve mail filters (RFC 5228): limits on the scripts accounts store."
     )
@@ -1260,6 +1292,8 @@ def _validate(config: Config) -> None:
     _validate_greylisting(config.greylisting)
     _validate_web(config.web)
     _validate_received_reports(config.received_reports)
+    _validate_retention(config.retention)
+    _validate_quota(config.quota)
     reports = config.dmarc_reports
     if reports.interval <= 0:
         raise ConfigError("dmarc_reports.interval", f"must be positive, got {reports.interval}")
@@ -1312,6 +1346,28 @@ def _validate_upstream_proxy(name: str, listener: Listener) -> None:
         raise ConfigError(f"{key}.proxy_networks", "needed to trust a load balancer")
     if listener.proxy_timeout <= 0:
         raise ConfigError(f"{key}.proxy_timeout", f"must be positive, got {listener.proxy_timeout}")
+
+
+def _validate_retention(retention: RetentionSection) -> None:
+    for key in ("junk_days", "trash_days"):
+        if getattr(retention, key) < 0:
+            raise ConfigError(
+                f"retention.{key}", f"must not be negative, got {getattr(retention, key)}"
+            )
+    for key in ("interval", "batch_size"):
+        if getattr(retention, key) <= 0:
+            raise ConfigError(
+                f"retention.{key}", f"must be positive, got {getattr(retention, key)}"
+            )
+
+
+def _validate_quota(quota: QuotaSection) -> None:
+    thresholds = quota.warning_thresholds
+    for i, percent in enumerate(thresholds):
+        if not 1 <= percent <= 100:
+            raise ConfigError(f"quota.warning_thresholds[{i}]", f"must be 1–100, got {percent}")
+    if len(set(thresholds)) != len(thresholds):
+        raise ConfigError("quota.warning_thresholds", "names a percentage twice")
 
 
 def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection) -> None:

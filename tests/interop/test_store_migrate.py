@@ -115,8 +115,15 @@ async def _populate(store: Store) -> None:
     await store.add_alias(f"info@{DOMAIN}", [USER])
     await store.set_settings(
         account.id,
-        AccountSettings(vacation_enabled=True, vacation_subject="away", forward_to=("x@y.org",)),
+        AccountSettings(
+            vacation_enabled=True,
+            vacation_subject="away",
+            forward_to=("x@y.org",),
+            junk_days=14,
+            trash_days=0,
+        ),
     )
+    assert await store.set_quota_warned(account.id, 0, 80)  # a quota warning was sent
     await store.add_token(account.id, TokenKind.APP_PASSWORD, "phone", "ab" * 32)
     await store.enable_totp(account.id, "sealed-secret", ["cd" * 32])  # RFC 6238 2FA
     await store.put_sieve_script(account.id, "rules", 'require "fileinto"; fileinto "Projects";')

@@ -50,6 +50,10 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[web]\nsse_per_account = 0", "web.sse_per_account", "at least 1"),
         ("[web]\nsession_ttl = -1", "web.session_ttl", "must be positive"),
         ("[policy]\ndmarc_discovery = 'dns'", "policy.dmarc_discovery", "expected one of"),
+        ("[retention]\njunk_days = -1", "retention.junk_days", "must not be negative"),
+        ("[retention]\nbatch_size = 0", "retention.batch_size", "must be positive"),
+        ("[quota]\nwarning_thresholds = [80, 0]", "quota.warning_thresholds[1]", "1–100"),
+        ("[quota]\nwarning_thresholds = [90, 90]", "quota.warning_thresholds", "twice"),
         (
             "[dmarc_failure_reports]\nenabled = true",
             "dmarc_failure_reports.from_address",

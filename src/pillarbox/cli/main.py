@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import click
 
 from pillarbox import config as cfg
-from pillarbox import provisioning
+from pillarbox import provisioning, retention
 from pillarbox.cli.dmarc import dmarc
 from pillarbox.cli.dns import dkim, dns
 from pillarbox.cli.mail import mail
@@ -35,6 +35,7 @@ from pillarbox.errors import ConfigError, UserError
 from pillarbox.queue import sendlimits
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
+from pillarbox.store.types import AccountSettings, SpecialUse
 
 T = TypeVar("T")
 
@@ -401,6 +402,49 @@ def user_limits(
             line("  first-time recipients", own.first_time, limits.first_time, sent.first_time),
         ],
     )
+
+
+@user.command("retention")
+@click.argument("address")
+@click.option("--junk-days", default=None, metavar="N|default", help="Days mail stays in Junk.")
+@click.option("--trash-days", default=None, metavar="N|default", help="Days mail stays in Trash.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def user_retention(
+    state: CliState, address: str, junk_days: str | None, trash_days: str | None, as_json: bool
+) -> None:
+    """Show or set how long ADDRESS's Junk and Trash keep mail (days after it was saved there;
+    0: until deleted; default: [retention])."""
+    config = state.load()
+    junk, trash = _limit_option(junk_days), _limit_option(trash_days)
+    if any(isinstance(v, int) and v < 0 for v in (junk, trash)):
+        raise click.BadParameter("days must not be negative")
+
+    async def go(store: Store) -> tuple[str, AccountSettings]:
+        account = await provisioning.get_account(store, address)
+        settings = before = await store.get_settings(account.id)
+        if junk != "keep":
+            settings = replace(settings, junk_days=junk)
+        if trash != "keep":
+            settings = replace(settings, trash_days=trash)
+        if settings != before:
+            await store.set_settings(account.id, settings)
+        return account.address, settings
+
+    key, settings = run_store(config, go)
+    shown = {}
+    for name, special_use in (("junk", SpecialUse.JUNK), ("trash", SpecialUse.TRASH)):
+        own = getattr(settings, f"{name}_days")
+        shown[name] = {
+            "days": retention.retention_days(config.retention, settings, special_use),
+            "source": "default" if own is None else "own",
+        }
+
+    def line(name: str) -> str:
+        days, source = shown[name]["days"], shown[name]["source"]
+        return f"  {name}: {f'{days} days' if days else 'kept until deleted'} ({source})"
+
+    emit({"address": key, **shown}, as_json, [f"{key}:", line("junk"), line("trash")])
 
 
 @user.command("passwd")

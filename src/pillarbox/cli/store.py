@@ -12,10 +12,12 @@ new URL and start the nodes.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
 
+from pillarbox import retention
 from pillarbox.errors import ConfigError, UserError
 from pillarbox.store.blobs import BlobMode
 from pillarbox.store.open import open_store
@@ -28,7 +30,28 @@ if TYPE_CHECKING:
 
 @click.group("store")
 def store() -> None:
-    """The store itself: move it to another backend."""
+    """The store itself: move it to another backend, expunge old Junk and Trash."""
+
+
+@store.command("expunge-old")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def expunge_old(state: CliState, as_json: bool) -> None:
+    """Run the retention job once now: expunge the Junk and Trash mail older than
+    [retention] (or each account's own days) allows."""
+    from pillarbox.cli.main import emit, run_store
+
+    config = state.load()
+    now = datetime.now(UTC)
+    result = run_store(config, lambda s: retention.expunge_old(s, config.retention, now))
+    emit(
+        {"accounts": result.accounts, **result.counts},
+        as_json,
+        [
+            f"expunged {result.counts['junk']} from Junk and {result.counts['trash']} from "
+            f"Trash in {result.accounts} accounts"
+        ],
+    )
 
 
 @store.command("migrate")

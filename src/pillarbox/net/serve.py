@@ -3,7 +3,8 @@
 Start-up order: store (migrations) → TLS (the stored ACME certificate, when ``tls.acme``) →
 listeners → the ACME challenge listener → the authoritative DNS server (when enabled) → the
 policy and its spam model read ahead (when enabled) → background tasks (the queue runner, the
-ACME renewal task, the greylist pruning when greylisting is on); then print where to connect.
+ACME renewal task, the greylist pruning when greylisting is on, the retention job); then print
+where to connect.
 Shutdown on SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down
 (``context.shutdown``), give in-flight transactions ``server.shutdown_grace`` seconds, stop
 background tasks (a delivery cut short stays claimed by this node's name and is taken up again
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pillarbox import blocking, provisioning
+from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones, record_policy
@@ -212,6 +213,7 @@ class Server:
                 context.store, config.greylisting.prune_interval, context.shutdown
             )
             context.spawn(pruning, "greylist-prune")
+        context.spawn(retention.run(context), "retention")
         if config.dmarc_reports.enabled:
             context.spawn(reporting.run(context), "dmarc-reports")
         if config.tls_reports.enabled:

@@ -46,6 +46,8 @@ DELIVERY_RESULTS = ("delivered", "deferred", "bounced")
 #: A greylisting decision at RCPT: the sender or client is on an allow list, or the store's
 #: :class:`pillarbox.store.types.GreyOutcome` (new and early are deferrals).
 GREYLIST_OUTCOMES = ("allowed", "new", "early", "retried", "known", "client")
+#: The mailboxes the retention job empties of old mail (``[retention]``).
+RETENTION_MAILBOXES = ("junk", "trash")
 #: Why a login failed: wrong or unknown credentials, or the client was throttled first.
 AUTH_REASONS = ("credentials", "rate_limited")
 #: Seconds from a message's last octet to the reply (the store's fsync and the policy's DNS).
@@ -119,6 +121,17 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.quota_warnings = Counter(
+            "pillarbox_quota_warnings",
+            "Quota warnings stored in an account's INBOX ([quota] warning_thresholds).",
+            registry=registry,
+        )
+        self.retention_expunged = Counter(
+            "pillarbox_retention_expunged",
+            "Messages expunged by the retention job ([retention]), by mailbox (junk, trash).",
+            ["mailbox"],
+            registry=registry,
+        )
         self.queue_query_failures = Counter(
             "pillarbox_queue_query_failures",
             "Scrapes whose queue query failed (the queue gauges were left out).",
@@ -130,6 +143,8 @@ class Metrics:
             self.greylisting_decisions.labels(outcome)
         for result in DELIVERY_RESULTS:
             self.delivery_attempts.labels(result)
+        for mailbox in RETENTION_MAILBOXES:
+            self.retention_expunged.labels(mailbox)
         for protocol in PROTOCOLS:
             for reason in AUTH_REASONS:
                 self.auth_failures.labels(protocol, reason)

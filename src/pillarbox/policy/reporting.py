@@ -254,7 +254,8 @@ async def run_periodically(
     max_delay: float = 0.0,
 ) -> None:
     """Run ``job(boundary)`` at each period boundary (multiples of ``interval`` since the
-    epoch) until shutdown: the schedule of every periodic report (DMARC, TLS-RPT).
+    epoch) until shutdown: the schedule of every periodic report (DMARC, TLS-RPT) and of the
+    retention job (:mod:`pillarbox.retention`).
 
     With ``max_delay`` (below ``interval``) each run waits a random time up to it after its
     boundary (RFC 8460 §4.1), drawn anew each period and on each node: the first node to wake
@@ -276,7 +277,7 @@ async def run_periodically(
         try:
             await job(boundary)
         except Exception as exc:  # a bad run must not end the job: the next one retries
-            log.error("aggregate reports failed", error=str(exc))
+            log.error("periodic run failed", error=str(exc))
 
 
 async def run(services: Services) -> None:

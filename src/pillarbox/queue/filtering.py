@@ -51,6 +51,9 @@ Implementation notes (the rules are also in docs/sieve.md):
 - **vacation** goes through :mod:`.vacation` (RFC 3834 rules, once per sender per handle per
   ``:days``); ``:from`` is used only if the account may send as it (RFC 5230 §4.3 lets us
   ignore others), so a script cannot make us sign mail for an address its owner does not own.
+- **Quota warnings** (:mod:`.quotawarning`) are judged on the stored copies' results, after
+  them: a copy that takes the account past ``[quota] warning_thresholds`` is followed by
+  the warning in its INBOX.
 - **Durability**: the copy is stored before any redirect or reply is sent; a copy that does
   not fit (over quota) is reported so and nothing else happens, so the queue's retry runs the
   script again from the start.
@@ -75,6 +78,7 @@ from pillarbox.policy import receivedreports
 from pillarbox.queue import bounce, forwarding, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
 from pillarbox.queue.local import parse, parse_with_fields
+from pillarbox.queue.quotawarning import QuotaWarnings
 from pillarbox.queue.routing import LocalRecipient, Router
 from pillarbox.services import Services
 from pillarbox.sieve import (
@@ -155,6 +159,7 @@ class LocalDelivery:
         global_dir: Path | None = None,
         max_script_size: int = 65536,
         reports: receivedreports.Intake | None = None,
+        quota_warnings: QuotaWarnings | None = None,
     ) -> None:
         self._store = store
         self._router = router
@@ -172,6 +177,7 @@ class LocalDelivery:
         self._global_dir = global_dir
         self._max_script_size = max_script_size
         self._reports = reports
+        self._quota_warnings = quota_warnings
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -215,6 +221,11 @@ class LocalDelivery:
             global_dir=config.resolve_path(section.global_dir) if section.global_dir else None,
             max_script_size=section.max_script_size,
             reports=receivedreports.Intake.of(services.store, config.received_reports),
+            quota_warnings=QuotaWarnings(
+                services.store,
+                config.quota.warning_thresholds,
+                sent=services.metrics.quota_warnings,
+            ),
         )
 
     async def deliver(
@@ -293,6 +304,8 @@ class LocalDelivery:
                         mailbox=result.target.mailbox,
                         status=result.status.value,
                     )
+            if self._quota_warnings is not None:
+                await self._quota_warnings.after_delivery(account, results)
         if redirects:
             if not may_redirect:
                 reason = "spam" if spam else "forwarding loop"

@@ -135,6 +135,10 @@ class Store(Protocol):
         """Remove an account with its mailboxes and messages."""
 
     async def quota_usage(self, account_id: int) -> QuotaUsage: ...
+    async def set_quota_warned(self, account_id: int, expected: int, level: int) -> bool:
+        """Set the account's quota warning level (:attr:`QuotaUsage.warned`) to ``level`` if
+        it is still ``expected``; True if it was: of deliveries racing to announce the same
+        crossing, one wins. ``NotFound`` for an unknown account."""
 
     # -- aliases -------------------------------------------------------------------------------
     # -- outbound sending limits (pillarbox.queue.sendlimits) --------------------------------
@@ -260,7 +264,8 @@ class Store(Protocol):
     ) -> list[DeliveryResult]:
         """Store one incoming message into several mailboxes with one shared blob.
 
-        One result per target, in order; a target over quota or without the mailbox fails alone.
+        One result per target, in order; a target over quota (unless ``beyond_quota``) or
+        without the mailbox fails alone. A stored one carries the account's usage after it.
         """
 
     async def append(
@@ -309,6 +314,11 @@ class Store(Protocol):
         """Add, remove or replace flags (``aclrows.flags_after``); with ``rights``, the ACL
         rights of a user other than the owner (RFC 4314 §4), flags they do not cover keep
         their state, within the same transaction."""
+
+    async def saved_before(self, mailbox_id: int, before: datetime, limit: int) -> list[int]:
+        """UIDs of the mailbox's messages saved into it before ``before`` (their RFC 8514
+        SAVEDATE, not their Date or INTERNALDATE), ascending, at most ``limit``: what the
+        retention job expunges. ``NotFound`` for an unknown mailbox."""
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove messages flagged ``\\Deleted`` (only those in ``uids`` when given, as UID

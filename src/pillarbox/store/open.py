@@ -15,6 +15,8 @@ Accepted URLs (``store.url`` in the config):
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,16 +30,23 @@ DEFAULT_SQLITE_NAME = "pillarbox.sqlite3"
 _KEY = "store.url"
 
 
-def open_store(url: str, data_dir: Path, tuning: StoreSection | None = None) -> Store:
+def open_store(
+    url: str,
+    data_dir: Path,
+    tuning: StoreSection | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Store:
     """A store for ``url``, not yet opened: the caller awaits ``store.open()`` (migrations run
-    there, off the event loop) and ``store.close()`` at shutdown."""
+    there, off the event loop) and ``store.close()`` at shutdown. ``clock`` dates what it
+    stores (a test's mail saved weeks ago)."""
     parts = urlsplit(url)
     if parts.scheme in {"postgresql", "postgres"}:
         from pillarbox.store.postgres import PostgresStore
 
         if not parts.path.strip("/"):
             raise ConfigError(_KEY, "name the database: postgresql://host/dbname")
-        return PostgresStore(url, limits=(tuning or StoreSection()).postgres)
+        return PostgresStore(url, limits=(tuning or StoreSection()).postgres, clock=clock)
     if parts.scheme != "sqlite":
         raise ConfigError(
             _KEY, f"unknown store scheme {parts.scheme!r} (expected sqlite: or postgresql:)"
@@ -62,4 +71,5 @@ def open_store(url: str, data_dir: Path, tuning: StoreSection | None = None) -> 
         blob_mode=blob_mode,
         blob_dir=data_dir / "blobs",
         limits=(tuning or StoreSection()).sqlite,
+        clock=clock,
     )

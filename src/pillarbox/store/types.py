@@ -172,6 +172,9 @@ class QuotaUsage:
     messages: int
     bytes_limit: int | None
     messages_limit: int | None
+    #: The ``[quota] warning_thresholds`` percentage the account was last warned of; 0: none
+    #: (kept by :meth:`Store.set_quota_warned`, read by :mod:`pillarbox.queue.quotawarning`).
+    warned: int = 0
 
     def fits(self, size: int, count: int = 1) -> bool:
         """Whether ``count`` more messages of ``size`` octets in total stay within the quota."""
@@ -305,6 +308,9 @@ class DeliveryTarget:
     account_id: int
     mailbox: str = INBOX
     flags: frozenset[str] = frozenset()
+    #: Stored even past the account's quota: only for the server's own notice about that
+    #: quota (a quota warning must reach the full mailbox it warns about).
+    beyond_quota: bool = False
 
 
 class DeliveryStatus(enum.Enum):
@@ -320,6 +326,9 @@ class DeliveryResult:
     target: DeliveryTarget
     status: DeliveryStatus
     record: MessageRecord | None = None
+    #: The account's usage right after this copy was stored (STORED only), read in the
+    #: delivery's own transaction: what quota warnings are judged on, at no extra read.
+    usage: QuotaUsage | None = None
 
 
 class RecipientState(enum.Enum):
@@ -587,6 +596,11 @@ class AccountSettings:
     forward_to: tuple[str, ...] = ()
     #: Keep a copy in the account's INBOX when forwarding.
     forward_keep_copy: bool = True
+    #: Days a message stays in the Junk mailbox after it was saved there; None: the server's
+    #: ``[retention] junk_days``; 0: kept until deleted (:mod:`pillarbox.retention`).
+    junk_days: int | None = None
+    #: The same for the Trash mailbox (``[retention] trash_days``).
+    trash_days: int | None = None
 
 
 def vacation_renewed(before: AccountSettings, after: AccountSettings) -> bool:

@@ -66,6 +66,7 @@ from pillarbox.store.types import (
     MetadataLimits,
     NewQueueRecipient,
     QueueDepth,
+    QuotaUsage,
     ReceivedReport,
     ReceivedReportRow,
     RecipientState,
@@ -333,6 +334,29 @@ class StoreContract:
         await store.delete_mailbox(trash.id)
         usage = await store.quota_usage(account.id)
         assert (usage.bytes_used, usage.messages) == (0, 0)
+
+    async def test_quota_warned_is_compared_and_set(self, store: Store, account: Account) -> None:
+        assert (await store.quota_usage(account.id)).warned == 0
+        assert await store.set_quota_warned(account.id, 0, 80)
+        assert not await store.set_quota_warned(account.id, 0, 95)  # no longer 0
+        assert (await store.quota_usage(account.id)).warned == 80
+        # Of two deliveries racing to announce the same crossing, one wins.
+        raced = await asyncio.gather(*(store.set_quota_warned(account.id, 80, 95) for _ in "ab"))
+        assert sorted(raced) == [False, True]
+        assert await store.set_quota_warned(account.id, 95, 0)  # usage fell below them all
+        assert (await store.quota_usage(account.id)).warned == 0
+        with pytest.raises(NotFound):
+            await store.set_quota_warned(10**9, 0, 80)
+
+    async def test_retention_days_are_account_settings(
+        self, store: Store, account: Account
+    ) -> None:
+        assert (await store.get_settings(account.id)).junk_days is None
+        settings = AccountSettings(junk_days=14, trash_days=0, forward_to=("x@example.com",))
+        await store.set_settings(account.id, settings)
+        assert await store.get_settings(account.id) == settings
+        await store.set_settings(account.id, replace(settings, junk_days=None))
+        assert (await store.get_settings(account.id)).junk_days is None
 
     # -- aliases -------------------------------------------------------------------------------
     async def test_aliases(self, store: Store, account: Account) -> None:
@@ -771,6 +795,47 @@ class StoreContract:
             DeliveryStatus.STORED,
         ]
         assert [r.record is None for r in results] == [True] * 5 + [False]
+
+    async def test_deliver_reports_usage_and_stores_beyond_quota(
+        self, store: Store, account: Account
+    ) -> None:
+        raw, info = make_message(1)
+        await store.set_quota(account.id, 10 * len(raw), 2)
+        assert await store.set_quota_warned(account.id, 0, 80)
+        first, second = await store.deliver(
+            raw, info, [DeliveryTarget(account.id), DeliveryTarget(account.id, "Archive")]
+        )
+        # Each copy's usage counts the copies before it in the same delivery.
+        assert first.usage == QuotaUsage(len(raw), 1, 10 * len(raw), 2, warned=80)
+        assert second.usage == QuotaUsage(2 * len(raw), 2, 10 * len(raw), 2, warned=80)
+        [full] = await store.deliver(raw, info, [DeliveryTarget(account.id)])
+        assert (full.status, full.record, full.usage) == (DeliveryStatus.OVER_QUOTA, None, None)
+        [notice] = await store.deliver(raw, info, [DeliveryTarget(account.id, beyond_quota=True)])
+        assert notice.status is DeliveryStatus.STORED and notice.record is not None
+        assert notice.usage == QuotaUsage(3 * len(raw), 3, 10 * len(raw), 2, warned=80)
+        assert await store.quota_usage(account.id) == notice.usage
+
+    async def test_saved_before_is_the_save_date_in_that_mailbox(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        records = []
+        for serial in range(3):
+            records.append(await store.append(inbox.id, *make_message(serial), internal_date=T0))
+            await asyncio.sleep(0.002)  # distinct save dates, microseconds apart at least
+        saved = [r.saved_date for r in records]
+        assert saved == sorted(saved) and len(set(saved)) == 3
+        assert await store.saved_before(inbox.id, saved[0], 10) == []
+        assert await store.saved_before(inbox.id, saved[2], 10) == [1, 2]
+        later = saved[2] + timedelta(seconds=1)
+        assert await store.saved_before(inbox.id, later, 10) == [1, 2, 3]
+        assert await store.saved_before(inbox.id, later, 2) == [1, 2]
+        # A copy is saved into its mailbox when copied (RFC 8514 §3), not when first stored.
+        trash = await store.get_mailbox(account.id, "Trash")
+        await store.copy_messages(inbox.id, [1], trash.id)
+        assert await store.saved_before(trash.id, saved[2], 10) == []
+        assert await store.saved_before(trash.id, later + timedelta(minutes=1), 10) == [1]
+        with pytest.raises(NotFound):
+            await store.saved_before(10**9, later, 10)
 
     async def test_deliver_with_no_stored_copy_leaves_no_blob(
         self, store: Store, account: Account

@@ -46,6 +46,7 @@ from pillarbox.config import LISTENER_DOCS, WebSection
 from pillarbox.errors import NotFound, PermissionDenied, RateLimited, UserError
 from pillarbox.net.http import origin
 from pillarbox.services import Services
+from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account
 from pillarbox.web.session import (
@@ -375,15 +376,6 @@ def _templates() -> Environment:
     env.filters["urlquote"] = lambda s: quote(str(s), safe="")
     env.filters["rights"] = canonical_rights  # RFC 4314 §2.1 letters, in its order
     return env
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def short_date(value: datetime | None) -> str:

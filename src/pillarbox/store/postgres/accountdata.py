@@ -116,14 +116,14 @@ async def _require_account(conn: Conn, account_id: int) -> None:
 async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
     cur = await conn.execute(
         "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
-        "forward_keep_copy FROM account_settings WHERE account_id = %s",
+        "forward_keep_copy, junk_days, trash_days FROM account_settings WHERE account_id = %s",
         (account_id,),
     )
     row = await cur.fetchone()
     if row is None:
         await _require_account(conn, account_id)
         return AccountSettings()
-    enabled, subject, body, until, forward_to, keep = row
+    enabled, subject, body, until, forward_to, keep, junk_days, trash_days = row
     return AccountSettings(
         vacation_enabled=enabled,
         vacation_subject=subject,
@@ -131,6 +131,8 @@ async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
         vacation_until=until,
         forward_to=tuple(forward_to),
         forward_keep_copy=keep,
+        junk_days=junk_days,
+        trash_days=trash_days,
     )
 
 
@@ -139,12 +141,13 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
         await conn.execute("DELETE FROM vacation_replies WHERE account_id = %s", (account_id,))
     await conn.execute(
         "INSERT INTO account_settings (account_id, vacation_enabled, vacation_subject, "
-        "vacation_body, vacation_until, forward_to, forward_keep_copy) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET "
+        "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET "
         "vacation_enabled = excluded.vacation_enabled, "
         "vacation_subject = excluded.vacation_subject, vacation_body = excluded.vacation_body, "
         "vacation_until = excluded.vacation_until, forward_to = excluded.forward_to, "
-        "forward_keep_copy = excluded.forward_keep_copy",
+        "forward_keep_copy = excluded.forward_keep_copy, junk_days = excluded.junk_days, "
+        "trash_days = excluded.trash_days",
         (
             account_id,
             settings.vacation_enabled,
@@ -153,6 +156,8 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
             settings.vacation_until,
             list(settings.forward_to),
             settings.forward_keep_copy,
+            settings.junk_days,
+            settings.trash_days,
         ),
     )
 

@@ -117,7 +117,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         _Table(
             "accounts",
             "SELECT id, address, domain, display_name, password_hash, scram_sha256, is_admin, "
-            "quota_bytes, quota_messages, created FROM accounts",
+            "quota_bytes, quota_messages, created, quota_warned FROM accounts",
             (
                 "id",
                 "address",
@@ -129,8 +129,9 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "quota_bytes",
                 "quota_messages",
                 "created",
+                "quota_warned",
             ),
-            lambda r: (*r[:6], bool(r[6]), r[7], r[8], _time(r[9])),
+            lambda r: (*r[:6], bool(r[6]), r[7], r[8], _time(r[9]), r[10]),
         ),
         _Table(
             "aliases",
@@ -272,7 +273,8 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         _Table(
             "account_settings",
             "SELECT account_id, vacation_enabled, vacation_subject, vacation_body, "
-            "vacation_until, forward_to, forward_keep_copy FROM account_settings",
+            "vacation_until, forward_to, forward_keep_copy, junk_days, trash_days "
+            "FROM account_settings",
             (
                 "account_id",
                 "vacation_enabled",
@@ -281,8 +283,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "vacation_until",
                 "forward_to",
                 "forward_keep_copy",
+                "junk_days",
+                "trash_days",
             ),
-            lambda r: (r[0], bool(r[1]), r[2], r[3], _time(r[4]), json.loads(r[5]), bool(r[6])),
+            lambda r: (
+                *(r[0], bool(r[1]), r[2], r[3], _time(r[4]), json.loads(r[5]), bool(r[6])),
+                *r[7:],
+            ),
         ),
         _Table(
             "account_tokens",

@@ -644,6 +644,14 @@ CREATE TABLE greylist (
 CREATE INDEX greylist_expires ON greylist(expires);
 """
 
+# The quota warning level last sent (pillarbox.queue.quotawarning) and each account's own
+# Junk/Trash retention days (NULL: the server's [retention]).
+_V22_SQL = r"""
+ALTER TABLE accounts ADD COLUMN quota_warned integer NOT NULL DEFAULT 0;
+ALTER TABLE account_settings ADD COLUMN junk_days integer;
+ALTER TABLE account_settings ADD COLUMN trash_days integer;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -670,6 +678,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(19, "second factor of the web login (RFC 6238 TOTP)", _V19_SQL),
     Migration(20, "DMARC and TLS-RPT reports received about our domains", _V20_SQL),
     Migration(21, "greylisting triplets (RFC 6647)", _V21_SQL),
+    Migration(22, "quota warning levels and Junk/Trash retention per account", _V22_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -660,7 +660,7 @@ class PostgresStore:
         async def query(conn: Conn) -> QuotaUsage:
             row = await _one(
                 conn,
-                "SELECT used_bytes, used_messages, quota_bytes, quota_messages "
+                "SELECT used_bytes, used_messages, quota_bytes, quota_messages, quota_warned "
                 "FROM accounts WHERE id = %s",
                 (account_id,),
             )
@@ -669,6 +669,18 @@ class PostgresStore:
             return QuotaUsage(*row)
 
         return await self._read(query)
+
+    async def set_quota_warned(self, account_id: int, expected: int, level: int) -> bool:
+        async def op(conn: Conn, changes: list[Change]) -> bool:
+            cur = await conn.execute(
+                "UPDATE accounts SET quota_warned = %s WHERE id = %s AND quota_warned = %s",
+                (level, account_id, expected),
+            )
+            if not cur.rowcount:
+                await _require_account(conn, account_id)
+            return bool(cur.rowcount)
+
+        return await self._write(op)
 
     # -- aliases ---------------------------------------------------------------------------------
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
@@ -988,7 +1000,7 @@ class PostgresStore:
                     results.append(DeliveryResult(target, DeliveryStatus.NO_MAILBOX))
                     continue
                 quota = usage[mailbox.account_id]
-                if not quota.fits(blob.size):
+                if not (target.beyond_quota or quota.fits(blob.size)):
                     results.append(DeliveryResult(target, DeliveryStatus.OVER_QUOTA))
                     continue
                 record = await _add_message(
@@ -1002,10 +1014,10 @@ class PostgresStore:
                     now=now,
                     keys=keys,
                 )
-                usage[mailbox.account_id] = dataclasses.replace(
+                usage[mailbox.account_id] = after = dataclasses.replace(
                     quota, bytes_used=quota.bytes_used + blob.size, messages=quota.messages + 1
                 )
-                results.append(DeliveryResult(target, DeliveryStatus.STORED, record))
+                results.append(DeliveryResult(target, DeliveryStatus.STORED, record, after))
             if not any(r.record for r in results):
                 await conn.execute("DELETE FROM blobs WHERE id = %s AND refcount <= 0", (blob_row,))
             return results
@@ -1189,6 +1201,19 @@ class PostgresStore:
             return FlagUpdate(tuple(changed), tuple(unchanged), tuple(modified))
 
         return await self._write(write)
+
+    async def saved_before(self, mailbox_id: int, before: datetime, limit: int) -> list[int]:
+        async def query(conn: Conn) -> list[int]:
+            await _require_mailbox(conn, mailbox_id)
+            rows = await _all(
+                conn,
+                "SELECT uid FROM messages WHERE mailbox_id = %s AND saved_date < %s "
+                "ORDER BY uid LIMIT %s",
+                (mailbox_id, _utc(before), max(0, limit)),
+            )
+            return [int(row[0]) for row in rows]
+
+        return await self._read(query)
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         async def op(conn: Conn, changes: list[Change]) -> list[int]:
@@ -2032,8 +2057,8 @@ async def _lock_accounts(conn: Conn, account_ids: set[int]) -> dict[int, QuotaUs
         return {}
     rows = await _all(
         conn,
-        "SELECT id, used_bytes, used_messages, quota_bytes, quota_messages FROM accounts "
-        "WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+        "SELECT id, used_bytes, used_messages, quota_bytes, quota_messages, quota_warned "
+        "FROM accounts WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
         (sorted(account_ids),),
     )
     return {row[0]: QuotaUsage(*row[1:]) for row in rows}

@@ -623,6 +623,14 @@ CREATE TABLE greylist (
 CREATE INDEX greylist_expires ON greylist(expires);
 """
 
+# The quota warning level last sent (pillarbox.queue.quotawarning) and each account's own
+# Junk/Trash retention days (NULL: the server's [retention]).
+_V27_SQL = r"""
+ALTER TABLE accounts ADD COLUMN quota_warned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE account_settings ADD COLUMN junk_days INTEGER;
+ALTER TABLE account_settings ADD COLUMN trash_days INTEGER;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -650,6 +658,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(24, "second factor of the web login (RFC 6238 TOTP)", _V24_SQL),
     Migration(25, "DMARC and TLS-RPT reports received about our domains", _V25_SQL),
     Migration(26, "greylisting triplets (RFC 6647)", _V26_SQL),
+    Migration(27, "quota warning levels and Junk/Trash retention per account", _V27_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -163,7 +163,7 @@ _FINAL_STATES = (RecipientState.DELIVERED.value, RecipientState.FAILED.value)
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
 _DELIVERY_MAILBOX = (
     f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, "
-    "a.used_bytes, a.used_messages, a.quota_bytes, a.quota_messages "
+    "a.used_bytes, a.used_messages, a.quota_bytes, a.quota_messages, a.quota_warned "
     "FROM mailboxes m JOIN accounts a ON a.id = m.account_id "
     "WHERE m.account_id = ? AND m.name = ?"
 )
@@ -646,7 +646,7 @@ class SqliteStore:
     async def quota_usage(self, account_id: int) -> QuotaUsage:
         def query(conn: sqlite3.Connection) -> QuotaUsage:
             row = conn.execute(
-                "SELECT used_bytes, used_messages, quota_bytes, quota_messages "
+                "SELECT used_bytes, used_messages, quota_bytes, quota_messages, quota_warned "
                 "FROM accounts WHERE id = ?",
                 (account_id,),
             ).fetchone()
@@ -655,6 +655,18 @@ class SqliteStore:
             return QuotaUsage(*row)
 
         return await self._read(query)
+
+    async def set_quota_warned(self, account_id: int, expected: int, level: int) -> bool:
+        def op(conn: sqlite3.Connection, fx: WriteEffects) -> bool:
+            changed = conn.execute(
+                "UPDATE accounts SET quota_warned = ? WHERE id = ? AND quota_warned = ?",
+                (level, account_id, expected),
+            ).rowcount
+            if not changed:
+                _require_account(conn, account_id)
+            return bool(changed)
+
+        return await self._write(op)
 
     # -- aliases ---------------------------------------------------------------------------------
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
@@ -941,10 +953,12 @@ class SqliteStore:
                 except InvalidName:
                     results.append(DeliveryResult(target, DeliveryStatus.NO_MAILBOX))
                     continue
-                mailbox, fits = _delivery_mailbox(conn, target.account_id, name, blob.size)
-                if mailbox is None:
+                found = _delivery_mailbox(conn, target.account_id, name)
+                if found is None:
                     results.append(DeliveryResult(target, DeliveryStatus.NO_MAILBOX))
-                elif not fits:
+                    continue
+                mailbox, usage = found
+                if not (target.beyond_quota or usage.fits(blob.size)):
                     results.append(DeliveryResult(target, DeliveryStatus.OVER_QUOTA))
                 else:
                     record = _add_message(
@@ -958,7 +972,11 @@ class SqliteStore:
                         now=now,
                         keys=keys,
                     )
-                    results.append(DeliveryResult(target, DeliveryStatus.STORED, record))
+                    # The triggers have counted it; the next target of the account reads that.
+                    after = dataclasses.replace(
+                        usage, bytes_used=usage.bytes_used + blob.size, messages=usage.messages + 1
+                    )
+                    results.append(DeliveryResult(target, DeliveryStatus.STORED, record, after))
             return results
 
         return await self._submit_with_blob(op, blob)
@@ -1224,6 +1242,18 @@ class SqliteStore:
             return FlagUpdate(tuple(changed), tuple(unchanged), tuple(modified))
 
         return await self._write(write)
+
+    async def saved_before(self, mailbox_id: int, before: datetime, limit: int) -> list[int]:
+        def query(conn: sqlite3.Connection) -> list[int]:
+            _require_mailbox(conn, mailbox_id)
+            rows = conn.execute(
+                "SELECT uid FROM messages INDEXED BY messages_records "
+                "WHERE mailbox_id = ? AND saved_date < ? ORDER BY uid LIMIT ?",
+                (mailbox_id, _to_us(before), max(0, limit)),
+            )
+            return [int(row[0]) for row in rows]
+
+        return await self._read(query)
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         def op(conn: sqlite3.Connection, fx: WriteEffects) -> list[int]:
@@ -2116,19 +2146,15 @@ def _create_superiors(
 
 
 def _delivery_mailbox(
-    conn: sqlite3.Connection, account_id: int, name: str, size: int
-) -> tuple[Mailbox | None, bool]:
-    """The mailbox ``name`` of an account (None if either is missing) and whether one more
-    message of ``size`` fits the account's quota: one statement where a delivery made two.
-    Each statement costs the writer thread a hand-back of the GIL, which under load it waits
-    for (docs/performance.md, "Session 6")."""
+    conn: sqlite3.Connection, account_id: int, name: str
+) -> tuple[Mailbox, QuotaUsage] | None:
+    """The mailbox ``name`` of an account (None if either is missing) and the account's quota
+    usage: one statement where a delivery made two. Each statement costs the writer thread a
+    hand-back of the GIL, which under load it waits for (docs/performance.md, "Session 6")."""
     row = conn.execute(_DELIVERY_MAILBOX, (account_id, name)).fetchone()
     if row is None:
-        return None, False
-    used_bytes, used_messages, quota_bytes, quota_messages = row[7:]
-    return _mailbox(row[:7]), _within_quota(
-        used_bytes, used_messages, quota_bytes, quota_messages, size, 1
-    )
+        return None
+    return _mailbox(row[:7]), QuotaUsage(*row[7:])
 
 
 def _fits_quota(conn: sqlite3.Connection, account_id: int, size: int, count: int) -> bool:

@@ -1,0 +1,130 @@
+"""The retention job: mail kept in Junk and Trash longer than ``[retention]`` allows is
+expunged (Dovecot's ``autoexpunge``, Stalwart's trash and junk retention). docs/retention.md.
+
+Implementation notes:
+
+- **Age is the save date** (RFC 8514 §3: when the message entered that mailbox; a move gives
+  it a new one), never its Date field or INTERNALDATE: a year-old message deleted today stays
+  its full time in Trash. The mailboxes are found by special use (RFC 6154 ``\\Junk``,
+  ``\\Trash``), so a renamed Trash is still the Trash.
+- **Per account**: the account's own days (:attr:`AccountSettings.junk_days`,
+  ``trash_days``; ``pillarbox user retention``) before the server's; 0 keeps mail until
+  the user deletes it.
+- **The normal expunge path**: each batch of at most ``batch_size`` old messages is flagged
+  ``\\Deleted`` and expunged by UID (UID EXPUNGE's two writes), so IMAP sessions (IDLE,
+  NOTIFY, QRESYNC's VANISHED) and the webmail see an expunge like any other, the quota
+  usage drops and blobs no other mailbox holds are freed. A message whose ``\\Deleted`` a
+  client took back between the two writes stays (it is found again next run).
+- **Time is an argument** (:func:`expunge_old`'s ``now``); the server's task runs it every
+  ``interval`` seconds with the clock. Every node of a cluster runs it: the work is
+  idempotent (what one node expunged the other no longer finds), only the reads repeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pillarbox.config import RetentionSection
+from pillarbox.errors import NotFound
+from pillarbox.observability.log import Log
+from pillarbox.observability.metrics import Metrics
+from pillarbox.policy.reporting import run_periodically
+from pillarbox.services import Services
+from pillarbox.store.interface import Store
+from pillarbox.store.types import AccountSettings, FlagOp, SpecialUse
+
+_log = Log("retention")
+_DELETED = frozenset({"\\Deleted"})
+#: The mailboxes the job empties, by special use, with their metrics label.
+RETAINED = {SpecialUse.JUNK: "junk", SpecialUse.TRASH: "trash"}
+
+
+def retention_days(
+    section: RetentionSection, settings: AccountSettings, special_use: SpecialUse
+) -> int:
+    """Days mail stays in the account's mailbox of ``special_use`` (Junk or Trash); 0: until
+    deleted."""
+    if special_use is SpecialUse.JUNK:
+        own, default = settings.junk_days, section.junk_days
+    else:
+        own, default = settings.trash_days, section.trash_days
+    return default if own is None else own
+
+
+def cutoff(now: datetime, days: int) -> datetime | None:
+    """Messages saved before this are expunged; None when ``days`` keeps them."""
+    return now - timedelta(days=days) if days > 0 else None
+
+
+@dataclass
+class Expunged:
+    """What one run removed: messages by mailbox label (``junk``, ``trash``)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETAINED.values(), 0))
+    accounts: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+async def expunge_old(
+    store: Store, section: RetentionSection, now: datetime, *, metrics: Metrics | None = None
+) -> Expunged:
+    """One run over every account (see the module notes)."""
+    result = Expunged()
+    for account in await store.list_accounts():
+        try:
+            removed = await _expunge_account(store, section, account.id, now, metrics)
+        except NotFound:
+            continue  # the account (or a mailbox) went meanwhile
+        if removed:
+            result.accounts += 1
+            _log.info("expunged old mail", account=account.address, **removed)
+            for label, count in removed.items():
+                result.counts[label] += count
+    return result
+
+
+async def _expunge_account(
+    store: Store,
+    section: RetentionSection,
+    account_id: int,
+    now: datetime,
+    metrics: Metrics | None,
+) -> dict[str, int]:
+    settings: AccountSettings | None = None
+    removed: dict[str, int] = {}
+    for mailbox in await store.list_mailboxes(account_id):
+        if mailbox.special_use not in RETAINED:
+            continue
+        if settings is None:
+            settings = await store.get_settings(account_id)
+        before = cutoff(now, retention_days(section, settings, mailbox.special_use))
+        if before is None:
+            continue
+        label = RETAINED[mailbox.special_use]
+        while uids := await store.saved_before(mailbox.id, before, section.batch_size):
+            await store.store_flags(mailbox.id, uids, FlagOp.ADD, _DELETED)
+            gone = await store.expunge(mailbox.id, uids)
+            if gone:
+                removed[label] = removed.get(label, 0) + len(gone)
+                if metrics is not None:
+                    metrics.retention_expunged.labels(label).inc(len(gone))
+            if len(gone) < section.batch_size:
+                break  # the last batch, or one a client kept (no progress to repeat)
+    return removed
+
+
+async def run(services: Services) -> None:
+    """The background task: :func:`expunge_old` every ``[retention] interval`` seconds."""
+    section = services.config.retention
+
+    async def once(boundary: int) -> None:
+        result = await expunge_old(
+            services.store, section, datetime.now(UTC), metrics=services.metrics
+        )
+        _log.info("retention run", expunged=result.total, accounts=result.accounts, **result.counts)
+
+    await run_periodically(services, section.interval, once, _log)

@@ -1,0 +1,129 @@
+"""The retention job (pillarbox.retention): how long each account's Junk and Trash keep mail,
+and one run over a real store whose clock dated the mail weeks ago (no sleeping for days).
+The live server's side — the periodic task, IDLE sessions seeing the expunges — is
+tests/interop/test_retention_server.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pillarbox.config import RetentionSection
+from pillarbox.errors import NotFound
+from pillarbox.observability.metrics import Metrics
+from pillarbox.retention import cutoff, expunge_old, retention_days
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import INBOX, AccountSettings, SpecialUse
+from pillarbox.testing.store_contract import DOMAIN, make_message
+
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+SECTION = RetentionSection(junk_days=30, trash_days=7, batch_size=2)
+
+
+@pytest.mark.parametrize(
+    ("settings", "junk", "trash"),
+    [
+        (AccountSettings(), 30, 7),  # the server's days
+        (AccountSettings(junk_days=90), 90, 7),  # the account's own
+        (AccountSettings(junk_days=0, trash_days=1), 0, 1),  # 0: kept until deleted
+    ],
+)
+def test_retention_days_prefers_the_accounts_own(
+    settings: AccountSettings, junk: int, trash: int
+) -> None:
+    assert retention_days(SECTION, settings, SpecialUse.JUNK) == junk
+    assert retention_days(SECTION, settings, SpecialUse.TRASH) == trash
+
+
+def test_cutoff() -> None:
+    assert cutoff(NOW, 30) == datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
+    assert cutoff(NOW, 0) is None
+
+
+class Clock:
+    """The store's clock: what it stamps as the save date."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now.timestamp()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "db.sqlite3", clock=clock)
+    await store.open()
+    await store.add_domain(DOMAIN)
+    yield store
+    await store.close()
+
+
+async def test_one_run_expunges_old_junk_and_trash_in_batches(
+    store: SqliteStore, clock: Clock
+) -> None:
+    alice = await store.add_account(f"alice@{DOMAIN}", "h")
+    keeper = await store.add_account(f"keeper@{DOMAIN}", "h")
+    await store.set_settings(keeper.id, AccountSettings(junk_days=0))
+    boxes = {}
+    for account in (alice, keeper):
+        for name in (INBOX, "Junk", "Trash"):
+            boxes[account.id, name] = (await store.get_mailbox(account.id, name)).id
+    # Trash renamed by a mail app stays the Trash (found by its special use).
+    await store.rename_mailbox(alice.id, "Trash", "Deleted Items")
+    serial = 0
+
+    async def save(account_id: int, name: str, age: timedelta, count: int = 1) -> None:
+        nonlocal serial
+        clock.now = NOW - age
+        for _ in range(count):
+            serial += 1
+            await store.append(boxes[account_id, name], *make_message(serial))
+
+    await save(alice.id, "Junk", timedelta(days=31), count=5)  # three batches of two
+    await save(alice.id, "Junk", timedelta(days=29))
+    await save(alice.id, "Trash", timedelta(days=8))
+    await save(alice.id, "Trash", timedelta(days=6))
+    await save(alice.id, INBOX, timedelta(days=400))
+    await save(keeper.id, "Junk", timedelta(days=400))
+    await save(keeper.id, "Trash", timedelta(days=8))
+    old_blob = (await store.list_messages(boxes[alice.id, "Junk"]))[0].blob_id
+    metrics = Metrics()
+
+    result = await expunge_old(store, SECTION, NOW, metrics=metrics)
+
+    assert result.counts == {"junk": 5, "trash": 2} and result.accounts == 2
+    assert [r.uid for r in await store.list_messages(boxes[alice.id, "Junk"])] == [6]
+    assert [r.uid for r in await store.list_messages(boxes[alice.id, "Trash"])] == [2]
+    assert len(await store.list_messages(boxes[alice.id, INBOX])) == 1
+    assert len(await store.list_messages(boxes[keeper.id, "Junk"])) == 1  # its own 0 days
+    assert await store.list_messages(boxes[keeper.id, "Trash"]) == []
+    with pytest.raises(NotFound):
+        await store.read_blob(old_blob)  # freed like any expunged message's
+    assert (await store.quota_usage(alice.id)).messages == 3
+    for mailbox, count in (("junk", 5), ("trash", 2)):
+        labels = {"mailbox": mailbox}
+        assert (
+            metrics.registry.get_sample_value("pillarbox_retention_expunged_total", labels) == count
+        )
+    # The next run finds nothing more.
+    again = await expunge_old(store, SECTION, NOW)
+    assert again.total == 0 and again.accounts == 0
+
+
+async def test_nothing_configured_expunges_nothing(store: SqliteStore, clock: Clock) -> None:
+    account = await store.add_account(f"alice@{DOMAIN}", "h")
+    junk = await store.get_mailbox(account.id, "Junk")
+    clock.now = NOW - timedelta(days=3650)
+    await store.append(junk.id, *make_message(1))
+    result = await expunge_old(store, RetentionSection(), NOW)
+    assert result.total == 0
+    assert len(await store.list_messages(junk.id)) == 1
