@@ -530,6 +530,14 @@ class SieveSection:
     max_header_size: int = _f(
         2048, "Largest header field a Sieve addheader may add, in octets (RFC 5293 §4)."
     )
+    max_notify_recipients: int = _f(
+        8, "Recipients one Sieve notify may name; more is a runtime error: kept (RFC 5435 §8)."
+    )
+    max_notifications: int = _f(
+        16,
+        "Notification recipients one Sieve run may reach in all; more is a runtime error: kept "
+        "(RFC 5435 §8).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1117,6 +1125,8 @@ def _validate(config: Config) -> None:
         ("sieve.max_include_depth", config.sieve.max_include_depth),
         ("sieve.max_includes", config.sieve.max_includes),
         ("sieve.max_header_size", config.sieve.max_header_size),
+        ("sieve.max_notify_recipients", config.sieve.max_notify_recipients),
+        ("sieve.max_notifications", config.sieve.max_notifications),
         ("managesieve.max_errors", config.managesieve.max_errors),
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),

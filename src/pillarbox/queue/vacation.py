@@ -85,7 +85,7 @@ def is_active(settings: AccountSettings, now: datetime) -> bool:
     return until is None or now < until + timedelta(days=1)
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """A header value taken from the sender's header: no control characters (a bare CR would
     end the field), and bytes that were not UTF-8 (kept as surrogates by the scan) as U+FFFD."""
     cleaned = _CONTROLS.sub(" ", text)
@@ -174,7 +174,7 @@ def compose_reply(
     reply["From"] = sender or default_from
     reply["To"] = message.sender
     original = message.values("subject")
-    reply["Subject"] = subject or "Auto: " + _printable(original[0] if original else "")
+    reply["Subject"] = subject or "Auto: " + printable(original[0] if original else "")
     reply["Date"] = format_datetime(now)
     reply["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
     ids = [i for v in message.values("message-id") for i in parse_msg_ids(v, limit=1)][:1]
