@@ -716,6 +716,28 @@ def test_no_notification_for_automatic_mail_and_none_from_the_null_sender(
     wait_for(lambda: len(imap_headers(server, BOB)) == 1, "bob's notification")
 
 
+def test_notify_skips_the_accounts_own_address_and_uses_an_owned_from(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """A notification to the address the message came to would loop (RFC 5436 §2.7): only
+    Bob gets one; :from is an alias Alice owns, so it is the From and the envelope sender."""
+    server.call(server.store.add_alias("team@example.org", [ALICE]))
+    server.activate_sieve(
+        ALICE,
+        'require "enotify";\n'
+        'notify :from "team@example.org" "mailto:alice@example.org?cc=bob@example.org";\n'
+        'notify :from "ceo@example.org" "mailto:carol@remote.test";\n',
+    )
+    send(server, message("self"))
+    [header] = wait_for(lambda: imap_headers(server, BOB), "the notification to bob")
+    assert b"\r\nFrom: team@example.org\r\n" in header
+    assert header.startswith(b"Return-Path: <team@example.org>\r\n")
+    [remote] = wait_for(lambda: peer.messages, "the notification to carol")
+    assert b"\r\nFrom: alice@example.org\r\n" in remote.content  # ceo@ is not Alice's
+    settle(server)
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: self"]
+
+
 def test_notify_of_an_unsupported_method_in_variables_keeps_and_sends_nothing(
     server: LiveServer, peer: Recorder
 ) -> None:

@@ -34,7 +34,14 @@ Implementation notes (the rules are also in docs/sieve.md):
   the message as it arrived (a redirected copy never carries our Return-Path and
   Delivered-To, which the edited copy begins with).
 - **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
-  script that requires "mailbox".
+  script that requires "mailbox" (or includes one that does).
+- **metadata tests** (RFC 5490 §3.3–§3.6) read METADATA entries (RFC 5464), read-only: before
+  the run, only the entries the scripts' tests name (``Script.metadata``), or all of the
+  account's when a name is made of variables, with IMAP's computed ones; the run stays
+  sans-I/O.
+- **notify** (RFC 5435, mailto RFC 5436) goes through :mod:`.notification` after the copy is
+  stored, as vacation does: none about an Auto-Submitted message or spam, none to the
+  account's own addresses; ``:from`` only if the account may send as it.
 - **discard** stores nothing and logs it; the message still counts as delivered.
 - **redirect** queues a copy through :mod:`.forwarding` (SRS, ARC, ``Delivered-To`` loop
   check). Spam is never redirected, as it is never forwarded; a redirect that is not done (spam,
