@@ -281,6 +281,10 @@ def test_mailto_parse() -> None:
         parse("mailto:a@x.example#fragment")
 
 
+def composed(action: Notify, incoming: Incoming, sender: str = "") -> bytes:
+    return compose(action, incoming, ALICE, sender=sender, now=NOW, max_field_size=2048)
+
+
 def test_the_notification_message() -> None:
     """RFC 5436 §2.7: Auto-Submitted first with owner-email; From the account; To/Cc as the
     URI gives them; Subject from :message; Importance for :importance 1."""
@@ -291,7 +295,7 @@ def test_the_notification_message() -> None:
         importance=1,
         message="From Knitting list: A new sweater",
     )
-    raw = compose(action, Incoming.of("list@example.com", MESSAGE), ALICE, sender="", now=NOW)
+    raw = composed(action, Incoming.of("list@example.com", MESSAGE))
     assert raw.startswith(b'Auto-Submitted: auto-notified; owner-email="alice@example.org"\r\n')
     parsed = email.message_from_bytes(raw, policy=default)
     assert parsed["From"] == "Alice Liddell <alice@example.org>"
@@ -315,16 +319,39 @@ def test_notification_subject_and_body_fall_back() -> None:
     uri = "mailto:a@b.example?subject=New%20mail&body=Look%21"
     action = Notify(uri, parse(uri), ("a@b.example",), importance=3)
     parsed = email.message_from_bytes(
-        compose(action, incoming, ALICE, sender="alias@example.org", now=NOW), policy=default
+        composed(action, incoming, sender="alias@example.org"), policy=default
     )
     assert parsed["Subject"] == "New mail"
     assert parsed["From"] == "alias@example.org"
     assert parsed["Importance"] == "low"
     assert parsed.get_content() == "Look!\r\n"
     plain = Notify("mailto:a@b.example", parse("mailto:a@b.example"), ("a@b.example",))
-    parsed = email.message_from_bytes(compose(plain, incoming, ALICE, sender="", now=NOW))
+    parsed = email.message_from_bytes(composed(plain, incoming))
     assert parsed["Subject"] == "[Knitting] A new sweater"
     assert parsed["Importance"] is None
+
+
+def test_uri_fields_are_written_as_text_never_parsed() -> None:
+    """A URI field is written as addheader writes one (RFC 2047, folded, one line), with
+    its first letter in capitals (RFC 5436 §2.7's suggestion); a value no structured parse
+    would take is still just text."""
+    uri = "mailto:a@b.example?reply-to=a%2Cb%3C&keywords=%C3%A9t%C3%A9&x-nl=a%0D%0AX-Evil:%201"
+    action = Notify(uri, parse(uri), ("a@b.example",))
+    raw = composed(action, Incoming.of("x@y.example", MESSAGE))
+    header = raw.partition(b"\r\n\r\n")[0]
+    assert b"\r\nReply-to: a,b<\r\n" in header
+    assert b"\r\nKeywords: =?utf-8?b?w6l0w6k=?=\r\n" in header
+    assert header.endswith(b"\r\nX-nl: a X-Evil: 1")
+    assert b"\r\nX-Evil" not in header
+
+
+def test_a_uri_field_too_large_is_a_runtime_error() -> None:
+    """The fields are bounded as addheader's (sieve.max_header_size)."""
+    script = 'require "enotify"; notify "mailto:a@b.example?x-big=' + "a" * 60 + '";'
+    assert notifies(run(script))
+    outcome = run(script, RunLimits(max_header_size=40))
+    assert outcome.actions == (Keep(),)
+    assert outcome.error is not None and "larger than 40 octets" in outcome.error
 
 
 @pytest.mark.parametrize(

@@ -569,6 +569,7 @@ class LocalDelivery:
             sender=author,
             spam=spam,
             now=datetime.now(UTC),
+            max_field_size=self._limits.max_header_size,
         )
 
     async def _created(

@@ -45,7 +45,7 @@ from pillarbox.queue import bounce
 from pillarbox.queue.routing import Router
 from pillarbox.queue.signing import sign_outbound
 from pillarbox.queue.vacation import Incoming, printable
-from pillarbox.sieve import Notify
+from pillarbox.sieve import Notify, editheader
 from pillarbox.store.interface import Store
 from pillarbox.store.types import Account
 
@@ -65,10 +65,19 @@ def reason_not_to_notify(message: Incoming, *, spam: bool) -> str | None:
 
 
 def compose(
-    action: Notify, message: Incoming, account: Account, *, sender: str, now: datetime
+    action: Notify,
+    message: Incoming,
+    account: Account,
+    *,
+    sender: str,
+    now: datetime,
+    max_field_size: int,
 ) -> bytes:
     """The notification about ``message`` (see the notes); ``sender`` is its From address,
-    "" for the account's own (with its display name)."""
+    "" for the account's own (with its display name). The URI's fields are written as
+    ``addheader`` writes one (RFC 2047 words, folded, line breaks as spaces), never parsed
+    as structured fields; the run checked them against ``max_field_size`` (the same
+    ``sieve.max_header_size``), so they fit."""
     out = EmailMessage(policy=SMTP)
     own = account.address
     # RFC 5436 §2.7.1: a trace field, with the owner's address as the parameter.
@@ -86,8 +95,6 @@ def compose(
     out["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
     if action.importance in IMPORTANCE_VALUES:
         out["Importance"] = IMPORTANCE_VALUES[action.importance]
-    for name, value in mailto.fields:
-        out[name] = printable(value)
     body = mailto.body
     if body is None:
         summary = [
@@ -97,7 +104,13 @@ def compose(
         ]
         body = "\n".join(["A new message arrived for " + own + ".", "", *summary])
     out.set_content(body.replace("\r\n", "\n"), cte="quoted-printable")
-    return out.as_bytes()
+    head, _, content = out.as_bytes().partition(b"\r\n\r\n")
+    extra = b""
+    for name, value in mailto.fields:
+        # RFC 5436 §2.7 suggests the first letter of a URI field's name in capitals.
+        field = editheader.new_field(name[:1].upper() + name[1:], value, max_field_size)
+        extra += field.name.encode("ascii") + b":" + field.value + b"\r\n"
+    return head + b"\r\n" + extra + b"\r\n" + content
 
 
 async def send(
@@ -112,6 +125,7 @@ async def send(
     sender: str,
     spam: bool,
     now: datetime,
+    max_field_size: int,
 ) -> None:
     """Send ``action``'s notification about ``message`` (see the notes). ``own`` are the
     addresses that reached the account (with its own), ``sender`` an accepted ``:from``
@@ -126,7 +140,10 @@ async def send(
         _log.info("sieve notify: not to the account's own address", account=account.address)
     if not recipients:
         return
-    raw = await sign_outbound(store, compose(action, message, account, sender=sender, now=now))
+    notification = compose(
+        action, message, account, sender=sender, now=now, max_field_size=max_field_size
+    )
+    raw = await sign_outbound(store, notification)
     # RFC 5436 §2.7: null after a null sender (no loop of reports), else the author.
     envelope = (sender or account.address) if message.sender else ""
     for recipient in recipients:

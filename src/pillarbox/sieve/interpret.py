@@ -610,6 +610,11 @@ class _Run:
         sender = self.tag_strings(node, "from")
         if sender is not None:
             self.address(sender[0], "notify :from")
+        for field_name, value in mailto.fields:  # written as addheader writes (RFC 5293)
+            try:
+                editheader.new_field(field_name, value, self.limits.max_header_size)
+            except editheader.HeaderTooLarge as exc:
+                raise SieveRuntimeError(f"notify: {exc}") from None
         if len(mailto.recipients) > self.limits.max_notify_recipients:
             raise SieveRuntimeError(
                 f"notify: more than {self.limits.max_notify_recipients} recipients"

@@ -30,9 +30,9 @@ METHODS: Final = ("mailto",)
 IMPORTANCE: Final = ("1", "2", "3")
 #: RFC 5435 §3.5: optionname = l-d *l-d-p, value = *(%x01-09 / %x0B-0C / %x0E-FF).
 _OPTION: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*=[^\x00\r\n]*")
-#: URI header fields never copied: RFC 5436 §2.7's unsafe ones (MUST be ignored), the
-#: recipients' (``to``/``cc`` are read as recipients; a ``bcc`` would hide one), and those
-#: delivery writes itself (trace, MIME structure, the importance, our verdict fields).
+#: URI header fields never copied: RFC 5436 §2.7's unsafe ones (MUST be ignored), ``bcc``
+#: (it would hide a recipient; ``to`` and ``cc`` are read as recipients), and those delivery
+#: writes itself (trace, MIME structure, the importance, our verdict fields).
 IGNORED_FIELDS: Final = frozenset(
     {
         "auto-submitted",
@@ -41,8 +41,6 @@ IGNORED_FIELDS: Final = frozenset(
         "message-id",
         "date",
         "sender",
-        "to",
-        "cc",
         "bcc",
         "return-path",
         "delivered-to",
