@@ -528,7 +528,9 @@ class SieveSection:
         "listing it, never by a path made of the name); empty: there are none.",
     )
     max_header_size: int = _f(
-        2048, "Largest header field a Sieve addheader may add, in octets (RFC 5293 §4)."
+        2048,
+        "Largest header field a Sieve addheader may add, or a notify URI may name, in octets "
+        "(RFC 5293 §4).",
     )
     max_notify_recipients: int = _f(
         8, "Recipients one Sieve notify may name; more is a runtime error: kept (RFC 5435 §8)."

@@ -44,7 +44,7 @@ from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
 from pillarbox.queue.routing import Router
 from pillarbox.queue.signing import sign_outbound
-from pillarbox.queue.vacation import Incoming, printable
+from pillarbox.queue.vacation import Incoming, account_from, printable
 from pillarbox.sieve import Notify, editheader
 from pillarbox.store.interface import Store
 from pillarbox.store.types import Account
@@ -82,7 +82,7 @@ def compose(
     own = account.address
     # RFC 5436 §2.7.1: a trace field, with the owner's address as the parameter.
     out["Auto-Submitted"] = f'auto-notified; owner-email="{own}"'
-    out["From"] = sender or (f"{account.display_name} <{own}>" if account.display_name else own)
+    out["From"] = sender or account_from(account)
     mailto = action.mailto
     if mailto.to:
         out["To"] = ", ".join(mailto.to)
