@@ -18,6 +18,12 @@ Invariants:
   :meth:`_Run.text` — except ``set``'s name, comparator names and relational operators, which
   stay as compiled. Match variables change only when a :matches test succeeds (§3.2); ``body``
   sets none (as in Pigeonhole).
+- ``notify`` (RFC 5435) never touches the implicit keep and goes with every action, reject
+  included (§7); each address is notified once per run (a later notify skips it); a method,
+  :importance, option or :from made of variables that is not valid is a runtime error
+  (§3.2), as are more recipients than ``max_notify_recipients`` in one notify or
+  ``max_notifications`` in the run (§8). The metadata tests (RFC 5490 §3.3–§3.6) read only
+  what delivery put in the message view.
 - ``include`` (RFC 6609) runs another compiled script in place, with its own local variables,
   match variables and imap4flags internal variable (as Pigeonhole: an included script's
   ``addflag`` does not flag its includer's keep); the variables it declares ``global`` (or
