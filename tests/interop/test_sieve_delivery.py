@@ -738,6 +738,26 @@ def test_notify_skips_the_accounts_own_address_and_uses_an_owned_from(
     assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: self"]
 
 
+def test_an_included_script_reads_folders_and_metadata_its_includer_does_not_name(
+    server: LiveServer,
+) -> None:
+    """Delivery reads what the included scripts need too: the folder list for
+    mailboxexists (RFC 5490 §3.1) and the entries their metadata tests name."""
+    server.create_mailbox(ALICE, "Work")
+    server.put_sieve(
+        ALICE,
+        'require ["mailbox", "fileinto", "servermetadata"];\n'
+        'if allof (mailboxexists "Work", not servermetadataexists "/private/x/y") {\n'
+        '    fileinto "Work";\n'
+        "}\n",
+        "lib",
+    )
+    server.activate_sieve(ALICE, 'require "include"; include :personal "lib";')
+    send(server, message("included"))
+    settle(server)
+    assert [s for _, s in imap_read(server, "Work")] == [b"Subject: included"]
+
+
 def test_notify_of_an_unsupported_method_in_variables_keeps_and_sends_nothing(
     server: LiveServer, peer: Recorder
 ) -> None:
