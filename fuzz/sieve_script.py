@@ -3,7 +3,8 @@
 Input: a script (bytes, read as UTF-8 with surrogates). Asserted, beyond "no exception":
 
 * ``compile_script`` raises nothing but SieveError, whose line lies inside the script;
-* a script that compiles runs on a fixed message without raising and decides something
+* a script that compiles runs on a fixed message (with METADATA entries, RFC 5490) without
+  raising and decides something
   (at least one action; a message not kept or filed was discarded or redirected), with each
   script it includes being itself (RFC 6609: loops and limits are runtime errors);
 * a message edited by addheader/deleteheader (RFC 5293) still has its body and parses back
@@ -38,6 +39,7 @@ MESSAGE = SieveMessage.from_bytes(
     envelope_to="me+sieve@example.com",
     mailboxes=("INBOX", "Lists"),
     environment=items(host="mx.example.com", remote_ip="192.0.2.1"),
+    metadata={("INBOX", "/private/comment"): "caf\u00e9", (None, "/shared/admin"): "mailto:a@b.c"},
 )
 BODY = b"\r\n\r\nBody text.\r\n"
 
@@ -88,6 +90,12 @@ def seeds() -> list[bytes]:
         b'require ["editheader", "variables", "index"];\r\n'
         b'addheader "X-A" "caf\xc3\xa9 ${hex:41}"; deleteheader :matches "to" "*example*";\r\n'
         b'if header :index 1 "x-a" "*" { addheader :last "X-B" text:\r\nb\r\n c\r\n.\r\n; }\r\n',
+        b'require ["enotify", "variables", "mboxmetadata", "servermetadata", "reject"];\r\n'
+        b'set :encodeurl "s" "caf\xc3\xa9 & co";\r\n'
+        b'if metadata :matches "INBOX" "/private/comment" "*"\r\n'
+        b'{ notify :importance "1" :message "${1}" "mailto:a@b.c%2Cd@e.f?subject=${s}&x-a=b"; }\r\n'
+        b'if allof (servermetadataexists "/shared/admin", valid_notify_method "mailto:",\r\n'
+        b'  notify_method_capability "mailto:x@y.z" "online" "maybe") { reject "no"; }\r\n',
     ]
 
 

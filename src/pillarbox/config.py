@@ -577,7 +577,17 @@ class SieveSection:
         "listing it, never by a path made of the name); empty: there are none.",
     )
     max_header_size: int = _f(
-        2048, "Largest header field a Sieve addheader may add, in octets (RFC 5293 §4)."
+        2048,
+        "Largest header field a Sieve addheader may add, or a notify URI may name, in octets "
+        "(RFC 5293 §4).",
+    )
+    max_notify_recipients: int = _f(
+        8, "Recipients one Sieve notify may name; more is a runtime error: kept (RFC 5435 §8)."
+    )
+    max_notifications: int = _f(
+        16,
+        "Notification recipients one Sieve run may reach in all; more is a runtime error: kept "
+        "(RFC 5435 §8).",
     )
 
 
@@ -1219,6 +1229,8 @@ def _validate(config: Config) -> None:
         ("sieve.max_include_depth", config.sieve.max_include_depth),
         ("sieve.max_includes", config.sieve.max_includes),
         ("sieve.max_header_size", config.sieve.max_header_size),
+        ("sieve.max_notify_recipients", config.sieve.max_notify_recipients),
+        ("sieve.max_notifications", config.sieve.max_notifications),
         ("managesieve.max_errors", config.managesieve.max_errors),
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),

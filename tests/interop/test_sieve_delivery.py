@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
 from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message
@@ -651,3 +652,163 @@ def test_editheader_changes_the_stored_message_fetch_and_search_see(server: Live
         typ, found = imap.search(None, "HEADER", "X-Sieve-Tag", '""')
         assert typ == "OK" and found == [b""]
     assert imap_read(server, INBOX) == [("", b"Subject: untouched")]
+
+
+# -- enotify (RFC 5435, RFC 5436) and metadata (RFC 5490) ------------------------------------
+
+
+def imap_headers(live: LiveServer, address: str) -> list[bytes]:
+    """The header of each message in the INBOX of ``address``, read with imaplib."""
+    with imaplib.IMAP4("127.0.0.1", live.port("imap")) as imap:
+        imap.login(address, TEST_PASSWORD)
+        typ, data = imap.select(INBOX, readonly=True)
+        assert typ == "OK", data
+        if int(data[0] or 0) == 0:
+            return []
+        typ, fetched = imap.fetch("1:*", "(BODY.PEEK[HEADER])")
+        assert typ == "OK"
+        return [item[1] for item in fetched if isinstance(item, tuple)]
+
+
+NOTIFY_SCRIPT = (
+    'require ["enotify", "variables"];\n'
+    'if header :matches "subject" "*" { set "s" "${1}"; }\n'
+    'notify :importance "1" :message "New: ${s}" "mailto:bob@example.org?cc=carol@remote.test";\n'
+)
+
+
+def test_notify_mails_a_local_account_and_a_remote_address(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """RFC 5436 §2.7: a new message, Auto-Submitted: auto-notified, From the account, the
+    :message as Subject; to Bob's INBOX (read over IMAP) and through the queue to Carol;
+    the triggering message itself is kept (RFC 5435 §7)."""
+    server.activate_sieve(ALICE, NOTIFY_SCRIPT)
+    send(server, message("lunch"))
+    [remote] = wait_for(lambda: peer.messages, "the notification to carol")
+    assert remote.rcpt_tos == ["carol@remote.test"]
+    assert remote.mail_from == ALICE  # §2.7: the author, the trigger's sender was not null
+    [header] = wait_for(lambda: imap_headers(server, BOB), "the notification to bob")
+    for content in (header, remote.content):
+        assert b'\r\nAuto-Submitted: auto-notified; owner-email="alice@example.org"\r\n' in content
+        assert b"\r\nFrom: alice@example.org\r\n" in content
+        assert b"\r\nTo: bob@example.org\r\nCc: carol@remote.test\r\n" in content
+        assert b"\r\nSubject: New: lunch\r\n" in content
+        assert b"\r\nImportance: high\r\n" in content
+    assert b"\r\nFrom: sender@outside.test" in remote.content  # the note about the trigger
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: lunch"]
+
+
+def test_no_notification_for_automatic_mail_and_none_from_the_null_sender(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """RFC 5436 §2.7: none about an Auto-Submitted message (other than "no"); a message from
+    the null sender notifies, from the null sender."""
+    server.activate_sieve(ALICE, NOTIFY_SCRIPT)
+    send(server, b"Auto-Submitted: auto-replied\r\n" + message("out of office"))
+    settle(server)
+    assert peer.messages == []
+    assert imap_headers(server, BOB) == []
+    assert len(imap_read(server, INBOX)) == 1  # delivered all the same
+    send(server, b"Auto-Submitted: no\r\n" + message("report"), sender="")
+    [remote] = wait_for(lambda: peer.messages, "the notification")
+    assert remote.mail_from == "<>"
+    wait_for(lambda: len(imap_headers(server, BOB)) == 1, "bob's notification")
+
+
+def test_notify_skips_the_accounts_own_address_and_uses_an_owned_from(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """A notification to the address the message came to would loop (RFC 5436 §2.7): only
+    Bob gets one; :from is an alias Alice owns, so it is the From and the envelope sender."""
+    server.call(server.store.add_alias("team@example.org", [ALICE]))
+    server.activate_sieve(
+        ALICE,
+        'require "enotify";\n'
+        'notify :from "team@example.org" "mailto:alice@example.org?cc=bob@example.org";\n'
+        'notify :from "ceo@example.org" "mailto:carol@remote.test";\n',
+    )
+    send(server, message("self"))
+    [header] = wait_for(lambda: imap_headers(server, BOB), "the notification to bob")
+    assert b"\r\nFrom: team@example.org\r\n" in header
+    assert header.startswith(b"Return-Path: <team@example.org>\r\n")
+    [remote] = wait_for(lambda: peer.messages, "the notification to carol")
+    assert b"\r\nFrom: alice@example.org\r\n" in remote.content  # ceo@ is not Alice's
+    settle(server)
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: self"]
+
+
+def test_an_included_script_reads_folders_and_metadata_its_includer_does_not_name(
+    server: LiveServer,
+) -> None:
+    """Delivery reads what the included scripts need too: the folder list for
+    mailboxexists (RFC 5490 §3.1) and the entries their metadata tests name."""
+    server.create_mailbox(ALICE, "Work")
+    server.put_sieve(
+        ALICE,
+        'require ["mailbox", "fileinto", "servermetadata"];\n'
+        'if allof (mailboxexists "Work", not servermetadataexists "/private/x/y") {\n'
+        '    fileinto "Work";\n'
+        "}\n",
+        "lib",
+    )
+    server.activate_sieve(ALICE, 'require "include"; include :personal "lib";')
+    send(server, message("included"))
+    settle(server)
+    assert [s for _, s in imap_read(server, "Work")] == [b"Subject: included"]
+
+
+def test_notify_of_an_unsupported_method_in_variables_keeps_and_sends_nothing(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """RFC 5435 §3.2: an unsupported method MUST cause an error: at run time, the implicit
+    keep (RFC 5228 §2.10.6), no fileinto, no notification."""
+    server.create_mailbox(ALICE, "Lists")
+    server.activate_sieve(
+        ALICE,
+        'require ["enotify", "variables", "fileinto"]; set "m" "xmpp:bob@example.org";\n'
+        'notify "mailto:bob@example.org"; notify "${m}"; fileinto "Lists";',
+    )
+    send(server, message("xmpp"))
+    settle(server)
+    assert imap_headers(server, BOB) == []
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: xmpp"]
+    assert imap_read(server, "Lists") == []
+
+
+def test_metadata_set_over_imap_is_what_the_script_tests(server: LiveServer) -> None:
+    """RFC 5490 §3.3–§3.6 over RFC 5464: entries set with SETMETADATA (imapclient's raw
+    command) steer delivery; the script reads them, never writes."""
+    server.create_mailbox(ALICE, "Work")
+    server.activate_sieve(
+        ALICE,
+        'require ["mboxmetadata", "servermetadata", "fileinto", "variables"];\n'
+        'if servermetadata :matches "/private/vendor/pillarbox/mode" "away*" {\n'
+        '    fileinto "Away${1}";\n'
+        '} elsif allof (metadataexists "Work" "/private/comment",\n'
+        '               metadata :contains "Work" "/private/comment" "route here") {\n'
+        '    fileinto "Work";\n'
+        "}\n",
+    )
+    send(server, message("before"))
+    settle(server)
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: before"]
+    imap = IMAPClient("127.0.0.1", port=server.port("imap"), ssl=False, timeout=10)
+    imap.login(ALICE, TEST_PASSWORD)
+    typ, data = imap._raw_command(
+        b"SETMETADATA", [b"Work", b'(/private/comment "Please ROUTE HERE")'], uid=False
+    )
+    assert typ == "OK", data
+    send(server, message("work mail"))
+    settle(server)
+    assert [s for _, s in imap_read(server, "Work")] == [b"Subject: work mail"]
+    server.create_mailbox(ALICE, "Away-2")
+    typ, data = imap._raw_command(
+        b"SETMETADATA", [b'""', b'(/private/vendor/pillarbox/mode "away-2")'], uid=False
+    )
+    assert typ == "OK", data
+    imap.logout()
+    send(server, message("while away"))
+    settle(server)
+    assert [s for _, s in imap_read(server, "Away-2")] == [b"Subject: while away"]
+    assert len(imap_read(server, "Work")) == 1

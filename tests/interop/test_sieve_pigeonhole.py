@@ -22,6 +22,7 @@ from pillarbox.sieve import (
     FileInto,
     IncludeKey,
     Keep,
+    Notify,
     Redirect,
     Reject,
     Script,
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 #: Extensions Pigeonhole has but does not enable by default.
-ENABLE = ("-x", "+vacation-seconds +editheader")
+ENABLE = ("-x", "+vacation-seconds +editheader +mboxmetadata +servermetadata")
 
 #: Scripts both compilers must judge alike (valid or not: whichever sievec says).
 CORPUS = [
@@ -274,6 +275,42 @@ CORPUS = [
     'require ["editheader", "relational"]; deleteheader :count "gt" "X-A" "1";',
     'require ["editheader", "variables"]; addheader "${n}" "b";',
     'require "editheader"; deleteheader "received";',
+    # enotify (RFC 5435) with mailto (RFC 5436, RFC 6068)
+    'require "enotify"; notify "mailto:a@example.net";',
+    'notify "mailto:a@example.net";',
+    'require "enotify"; notify "xmpp:a@example.net";',
+    'require "enotify"; notify "no scheme";',
+    'require "enotify"; notify "MAILTO:a@example.net%2Cb@example.net?cc=c@example.net";',
+    'require "enotify"; notify "mailto:";',
+    'require "enotify"; notify "mailto:nobody";',
+    'require "enotify"; notify "mailto:a@example.net?cc=nobody";',
+    'require "enotify"; notify "mailto:a b@example.net";',
+    'require "enotify"; notify "mailto:a@example.net?subject=%ZZ";',
+    'require "enotify"; notify "mailto:a@example.net?subject=%FF";',
+    'require "enotify"; notify :importance "4" "mailto:a@example.net";',
+    'require "enotify"; notify :importance "1" :message "m" :from "me@example.org" '
+    '"mailto:a@example.net?subject=x&body=y";',
+    'require "enotify"; notify :options "=b" "mailto:a@example.net";',
+    'require "enotify"; notify :options "a=b" "mailto:a@example.net";',
+    'require "enotify"; notify :from "not an address" "mailto:a@example.net";',
+    'require "enotify"; notify :message 1 "mailto:a@example.net";',
+    'require ["enotify", "variables"]; set :encodeurl "a" "b c";',
+    'require "variables"; set :encodeurl "a" "b";',
+    'require "enotify"; set :encodeurl "a" "b";',
+    'require "enotify"; if valid_notify_method ["mailto:a@b.example", "xmpp:x"] {}',
+    'require "enotify"; if notify_method_capability "xmpp:a@b.example" "online" "maybe" {}',
+    'require "enotify"; if notify_method_capability "mailto:a@b.example" "online" {}',
+    'require ["enotify", "relational"]; '
+    'if notify_method_capability :count "eq" "mailto:a@b.example" "online" "1" {}',
+    # mboxmetadata, servermetadata (RFC 5490 §3.3-§3.6)
+    'require "mboxmetadata"; if metadata "INBOX" "/private/comment" "x" {}',
+    'require "mboxmetadata"; if metadataexists "INBOX" ["/private/comment", "/shared/x"] {}',
+    'require "mboxmetadata"; if metadata "INBOX" "comment" "x" {}',
+    'require "servermetadata"; if servermetadata :contains "/shared/admin" "x" {}',
+    'require "servermetadata"; if servermetadataexists "/shared/admin" {}',
+    'if metadata "INBOX" "/private/comment" "x" {}',
+    'require "mboxmetadata"; if servermetadataexists "/shared/admin" {}',
+    'require "servermetadata"; if metadataexists "INBOX" "/private/comment" {}',
     # the RFC's examples
     'require "fileinto";\nif header :is "Sender" "owner-ietf-mta-filters@imc.org" '
     '{ fileinto "filter"; }\nelsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
@@ -338,6 +375,17 @@ DIFFERENCES = [
         True,
         "RFC 5429 §2.2 ereject: Dovecot Pigeonhole 2.3 does not have it (its tools refuse the "
         "require); ours checks it as reject's twin.",
+    ),
+    Difference(
+        'require "enotify"; notify "mailto:a@example.net,b@example.net";',
+        True,
+        'RFC 6068 §2: to = addr-spec *("," addr-spec), its §6.1 example lists two '
+        "recipients so; sievec takes only the encoded %2C.",
+    ),
+    Difference(
+        'require "enotify"; notify "mailto:a@example.net?subject";',
+        False,
+        'RFC 6068 §2: hfield = hfname "=" hfvalue; sievec takes a field without "=".',
     ),
     Difference(
         'require "date"; if date "date" "fortnight" "1" {}',
@@ -566,6 +614,22 @@ if header :contains "x-spam-score" "" {
     if not exists "x-spam-score" { fileinto "SpamGone"; }
 }
 """,
+    "notify": """require ["enotify", "variables", "fileinto", "imap4flags"];
+if header :matches "subject" "*" { set "s" "${1}"; }
+notify :importance "3" :message "New: ${s}" "mailto:alice@example.org?cc=bob@example.org";
+if header :contains "subject" ["lunch", "digest"] {
+    notify :importance "1" "mailto:bob@example.org%2Ccarol@example.net";
+}
+if valid_notify_method ["mailto:x@example.net", "xmpp:x@example.net"] { fileinto "Lists"; }
+if notify_method_capability "mailto:x@example.net" "Online" "MAYBE" { addflag "\\\\Flagged"; }
+set :encodeurl "e" "${s}";
+if string :matches "${e}" "*%20*" { fileinto "Boss"; }
+""",
+    "notify_errors": """require ["enotify", "variables"];
+set "m" "xmpp:x@example.net";
+notify "mailto:a@example.net";
+if header :contains "subject" "lunch" { notify "${m}"; }
+""",
     "redirects": """require "copy";
 if header :contains "subject" ["lunch", "digest"] {
     redirect :copy "a@example.net";
@@ -586,6 +650,8 @@ class Decision:
     reject: str | None = None
     #: A runtime error (RFC 5228 §2.10.6): only the implicit keep, in both.
     failed: bool = False
+    #: Notifications (RFC 5435): (their recipients, their importance).
+    notifications: frozenset[tuple[frozenset[str], int]] = frozenset()
 
 
 def _ours(script: str, raw: bytes, included: dict[str, str] | None = None) -> Decision:
@@ -621,6 +687,11 @@ def _ours(script: str, raw: bytes, included: dict[str, str] | None = None) -> De
         frozenset(a.address for a in outcome.actions if isinstance(a, Redirect)),
         any(isinstance(a, Vacation) for a in outcome.actions),
         next((a.reason for a in outcome.actions if isinstance(a, Reject)), None),
+        notifications=frozenset(
+            (frozenset(a.recipients), a.importance)
+            for a in outcome.actions
+            if isinstance(a, Notify)
+        ),
     )
 
 
@@ -628,6 +699,9 @@ _STORE = re.compile(r"^\s*\* store message in folder: (.*)$")
 _FLAGS = re.compile(r"^\s*\+ add IMAP flags: (.*)$")
 _REDIRECT = re.compile(r"^\s*\* redirect message to: <?([^>]*)>?$")
 _REJECT = re.compile(r"^\s*\* reject message with reason: (.*)$")
+_NOTIFY = re.compile(r"^\s*\* send notification with method 'mailto:':$")
+_IMPORTANCE = re.compile(r"^\s*=> importance\s*: ([123])$")
+_NOTIFIED = re.compile(r"^\s*\+ (?:To|Cc): (.*)$")
 
 
 def _pigeonhole(
@@ -672,6 +746,7 @@ def _pigeonhole(
     stores: dict[str, set[str]] = {}
     redirects: set[str] = set()
     reject: str | None = None
+    notifications: list[tuple[set[str], list[int]]] = []
     current: str | None = None
     in_message = False
     for line in result.stdout.splitlines():
@@ -692,6 +767,13 @@ def _pigeonhole(
         elif m := _REJECT.match(line):
             reject = m.group(1)
             current = None
+        elif _NOTIFY.match(line):
+            notifications.append((set(), []))
+            current = None
+        elif notifications and (m := _IMPORTANCE.match(line)):
+            notifications[-1][1].append(int(m.group(1)))
+        elif notifications and (m := _NOTIFIED.match(line)):
+            notifications[-1][0].add(m.group(1))
         elif line.lstrip().startswith("* "):
             current = None
     return Decision(
@@ -699,6 +781,7 @@ def _pigeonhole(
         frozenset(redirects),
         "* send vacation message" in result.stdout,
         reject,
+        notifications=frozenset((frozenset(to), i) for to, [i] in notifications),
     )
 
 

@@ -3,6 +3,7 @@ all is tested on the live server (tests/interop/test_forwarding.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 from datetime import UTC, datetime
 from email.policy import default
@@ -54,6 +55,19 @@ def test_headers_of_a_reply() -> None:
     assert reply["References"] == "<m0@outside.test> <m1@outside.test> <m2@outside.test>"
     assert reply["Message-ID"].endswith("@example.org>")
     assert reply.get_content().strip() == "Away."
+
+
+def test_display_names_and_subjects_that_need_care() -> None:
+    """A display name with RFC 5322 specials is quoted (it was written bare: the From named
+    a group); a Subject holding a line separator (U+2028) becomes one line — the email
+    package refuses it, which failed the reply."""
+    account = dataclasses.replace(ALICE, display_name='Liddell, Alice "Al"')
+    original = "From: ann@outside.test\r\nSubject: a\u2028b\r\n\r\nHi\r\n".encode()
+    raw = build_reply(Incoming.of("ann@outside.test", original), account, AWAY, now=NOW)
+    reply = email.message_from_bytes(raw, policy=default)
+    [author] = reply["From"].addresses
+    assert (author.display_name, author.addr_spec) == ('Liddell, Alice "Al"', ALICE.address)
+    assert reply["Subject"] == "Auto: a b"
 
 
 def test_no_message_id_no_threading_fields() -> None:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from pillarbox.imap import strings
+from pillarbox.store.types import Mailbox
 
 #: Longest entry name accepted (octets); RFC 5464 sets none, a bound keeps every read small.
 MAX_NAME: Final = 1024
@@ -64,6 +65,16 @@ def entry_name(raw: bytes, *, settable: bool = False) -> str:
     if settable and (len(parts) < 3 or (parts[2] == "vendor" and len(parts) < 5)):
         raise BadEntry("entry name too short (RFC 5464 §3.2)")
     return name
+
+
+def computed_entries(mailbox: Mailbox | None, admin: str) -> dict[str, bytes]:
+    """The read-only entries the server provides (module notes): a mailbox's
+    ``/private/specialuse``, or the server's ``/shared/admin`` (``admin``, "" for none)."""
+    if mailbox is None:
+        return {ADMIN: admin.encode("utf-8")} if admin else {}
+    if mailbox.special_use is None:
+        return {}
+    return {SPECIALUSE: mailbox.special_use.value.encode("ascii")}
 
 
 def _below(name: str, base: str, depth: int | None) -> bool:

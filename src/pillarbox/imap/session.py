@@ -1367,15 +1367,6 @@ class ImapSession:
             raise _Abort(r.NO_PERMISSION)
         return target, mailbox
 
-    def _computed_metadata(self, mailbox: Mailbox | None) -> dict[str, bytes]:
-        """The read-only entries the server provides (module notes of :mod:`.metadata`)."""
-        if mailbox is None:
-            admin = self.settings.metadata_admin
-            return {md.ADMIN: admin.encode("utf-8")} if admin else {}
-        if mailbox.special_use is None:
-            return {}
-        return {md.SPECIALUSE: mailbox.special_use.value.encode("ascii")}
-
     async def _getmetadata(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.GetMetadata)
         target, mailbox = await self._metadata_target(cmd.mailbox)
@@ -1390,7 +1381,7 @@ class ImapSession:
             # The owner's /private entries are the owner's (module notes of .metadata); a
             # grantee reads the /shared ones (RFC 5464 §3.3 with RFC 4314).
             stored = {n: v for n, v in stored.items() if n.startswith(md.SHARED_PREFIX)}
-        entries = {**stored, **self._computed_metadata(mailbox)}
+        entries = {**stored, **md.computed_entries(mailbox, self.settings.metadata_admin)}
         items = md.select(entries, cmd.entries, cmd.depth)
         longest = 0
         if cmd.maxsize is not None:  # §4.2.1

@@ -145,6 +145,8 @@ class SessionSettings:
     sieve_extensions: tuple[str, ...] = ()
     #: MAXREDIRECTS capability; None leaves it out.
     max_redirects: int | None = None
+    #: NOTIFY capability: the enotify methods (§1.7: present only with "enotify" in SIEVE).
+    notify_methods: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -221,6 +223,8 @@ class ManageSieveSession:
             and not self.tls_active
         ):
             lines.append(("STARTTLS", None))
+        if settings.notify_methods:
+            lines.append(("NOTIFY", " ".join(settings.notify_methods)))
         if settings.max_redirects is not None:
             lines.append(("MAXREDIRECTS", str(settings.max_redirects)))
         if self._account is not None:

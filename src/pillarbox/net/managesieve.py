@@ -31,6 +31,7 @@ from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log, redact_line, trace_lines
 from pillarbox.services import Services
 from pillarbox.sieve import EXTENSIONS
+from pillarbox.sieve.notify import METHODS
 from pillarbox.sievescripts import ScriptLimits
 
 
@@ -53,6 +54,7 @@ def session_settings(config: Config) -> SessionSettings:
         login_without_tls=section.login_without_tls,
         sieve_extensions=tuple(EXTENSIONS),
         max_redirects=sieve.max_redirects,
+        notify_methods=METHODS,
     )
 
 

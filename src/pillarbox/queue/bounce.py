@@ -126,9 +126,11 @@ async def send_report(
     to: str,
     *,
     requiretls: bool = False,
+    sender: str = "",
 ) -> None:
-    """Deliver or queue ``report`` for ``to`` with the null sender (see the module notes);
-    ``requiretls``: the report is on a REQUIRETLS message and is queued with the tag
+    """Deliver or queue ``report`` for ``to`` with the null sender (see the module notes),
+    or ``sender`` when the message is one that names another (a Sieve notification, RFC 5436
+    §2.7); ``requiretls``: the report is on a REQUIRETLS message and is queued with the tag
     (RFC 8689 §5)."""
     try:
         address = parse_address(to)
@@ -136,13 +138,15 @@ async def send_report(
         _log.warning("report dropped: sender address unusable", to=to)
         return
     if not address.is_literal and await router.is_hosted(address.domain):
-        reply = await deliver_local(store, router, "", address.normalised, report)
+        reply = await deliver_local(store, router, sender, address.normalised, report)
         if reply.is_positive:
             _log.info("report delivered", to=to)
             return
         if classify(reply) is RecipientState.FAILED:
             _log.warning("report dropped: no such local sender", to=to, reply=reply.code)
             return
-    await store.enqueue("", report, [NewQueueRecipient(address.normalised)], requiretls=requiretls)
+    await store.enqueue(
+        sender, report, [NewQueueRecipient(address.normalised)], requiretls=requiretls
+    )
     wakeup.set()
     _log.info("report queued", to=to, requiretls=requiretls)

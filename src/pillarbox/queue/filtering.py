@@ -34,7 +34,14 @@ Implementation notes (the rules are also in docs/sieve.md):
   the message as it arrived (a redirected copy never carries our Return-Path and
   Delivered-To, which the edited copy begins with).
 - **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
-  script that requires "mailbox".
+  script that requires "mailbox" (or includes one that does).
+- **metadata tests** (RFC 5490 §3.3–§3.6) read METADATA entries (RFC 5464), read-only: before
+  the run, only the entries the scripts' tests name (``Script.metadata``), or all of the
+  account's when a name is made of variables, with IMAP's computed ones; the run stays
+  sans-I/O.
+- **notify** (RFC 5435, mailto RFC 5436) goes through :mod:`.notification` after the copy is
+  stored, as vacation does: none about an Auto-Submitted message or spam, none to the
+  account's own addresses; ``:from`` only if the account may send as it.
 - **discard** stores nothing and logs it; the message still counts as delivered.
 - **redirect** queues a copy through :mod:`.forwarding` (SRS, ARC, ``Delivered-To`` loop
   check). Spam is never redirected, as it is never forwarded; a redirect that is not done (spam,
@@ -68,14 +75,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pillarbox.blocking import run_blocking, run_sized
-from pillarbox.errors import AlreadyExists, InvalidName
+from pillarbox.errors import AlreadyExists, InvalidName, NotFound
+from pillarbox.imap.metadata import computed_entries
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.headers import scan_header
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
-from pillarbox.queue import bounce, forwarding, vacation
+from pillarbox.queue import bounce, forwarding, notification, vacation
 from pillarbox.queue.forwarding import Forward, Forwarder
 from pillarbox.queue.local import parse, parse_with_fields
 from pillarbox.queue.quotawarning import QuotaWarnings
@@ -87,6 +95,8 @@ from pillarbox.sieve import (
     FileInto,
     IncludeKey,
     Keep,
+    MetadataKey,
+    Notify,
     Outcome,
     Redirect,
     Reject,
@@ -98,6 +108,7 @@ from pillarbox.sieve import (
     environment,
 )
 from pillarbox.sieve.cache import ScriptCache, unwrap
+from pillarbox.sieve.message import metadata_key
 from pillarbox.sieve.validate import sieve_address
 from pillarbox.sievescripts import read_global_script
 from pillarbox.store.interface import Store
@@ -160,6 +171,7 @@ class LocalDelivery:
         max_script_size: int = 65536,
         reports: receivedreports.Intake | None = None,
         quota_warnings: QuotaWarnings | None = None,
+        metadata_admin: str = "",
     ) -> None:
         self._store = store
         self._router = router
@@ -178,6 +190,7 @@ class LocalDelivery:
         self._max_script_size = max_script_size
         self._reports = reports
         self._quota_warnings = quota_warnings
+        self._metadata_admin = metadata_admin
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -211,6 +224,8 @@ class LocalDelivery:
                 max_include_depth=section.max_include_depth,
                 max_includes=section.max_includes,
                 max_header_size=section.max_header_size,
+                max_notify_recipients=section.max_notify_recipients,
+                max_notifications=section.max_notifications,
             ),
             default_days=max(1, round(config.vacation.interval_days)),
             max_days=section.vacation_max_days,
@@ -226,6 +241,7 @@ class LocalDelivery:
                 config.quota.warning_thresholds,
                 sent=services.metrics.quota_warnings,
             ),
+            metadata_admin=config.imap.metadata_admin,
         )
 
     async def deliver(
@@ -316,6 +332,9 @@ class LocalDelivery:
                 )
         if plan.vacation is not None:
             await self._reply(account, plan.vacation, message, sender, addressed, spam=spam)
+        for action in outcome.actions:
+            if isinstance(action, Notify):
+                await self._notify(account, action, message, sender, addressed, spam=spam)
         if rejection is not None:
             if rejection.extended and refusals is not None and sender and not spam:
                 refusals.append(
@@ -452,9 +471,15 @@ class LocalDelivery:
                 error=str(exc),
             )
             return Outcome((Keep(),), error=str(exc))
+        includes = await self._includes(account, script) if script.includes else None
+        scripts = [script, *(s for s in (includes or {}).values() if isinstance(s, Script))]
+        requires = frozenset().union(*(s.requires for s in scripts))
         mailboxes: list[str] = []
-        if "mailbox" in script.requires:  # RFC 5490 §3.1 mailboxexists
+        if "mailbox" in requires:  # RFC 5490 §3.1 mailboxexists
             mailboxes = [m.name for m in await self._store.list_mailboxes(account.id)]
+        metadata: dict[MetadataKey, str] = {}
+        if requires & {"mboxmetadata", "servermetadata"}:  # RFC 5490 §3.3–§3.6
+            metadata = await self._metadata(account, scripts)
         view = SieveMessage.of(
             copy,
             info,
@@ -465,8 +490,8 @@ class LocalDelivery:
                 host=self._hostname, remote_ip=remote[0], remote_host=remote[1]
             ),
             delivery_fields=prepended,
+            metadata=metadata,
         )
-        includes = await self._includes(account, script) if script.includes else None
         try:
             now = datetime.now(UTC).astimezone()  # RFC 5260: the local zone, time of delivery
             outcome = await run_sized(
@@ -489,6 +514,76 @@ class LocalDelivery:
                 error=outcome.error,
             )
         return outcome
+
+    async def _metadata(
+        self, account: Account, scripts: Sequence[Script]
+    ) -> dict[MetadataKey, str]:
+        """The METADATA entries (RFC 5464) the scripts' tests name, read-only: only those,
+        unless a name is made of variables (then all of the account's), with the computed
+        ones IMAP shows (``/shared/admin``, ``/private/specialuse``). Values are UTF-8 text
+        to a script; octets that are not are replaced."""
+        named = [compiled.metadata for compiled in scripts]
+        boxes = {m.name: m for m in await self._store.list_mailboxes(account.id)}
+        entries: dict[MetadataKey, bytes] = {}
+        targets: set[str | None]
+        if any(n is None for n in named):
+            names_by_id = {m.id: m.name for m in boxes.values()}
+            for box_id, stored in (await self._store.list_metadata(account.id)).items():
+                owner = names_by_id.get(box_id) if box_id else None
+                if box_id and owner is None:
+                    continue  # deleted meanwhile
+                entries.update(((owner, n), v) for n, v in stored.items())
+            targets = {None, *boxes}
+        else:
+            wanted = frozenset().union(*(n for n in named if n is not None))
+            keys = {k for k in (metadata_key(m, n) for m, n in wanted) if k is not None}
+            targets = {m for m, _ in keys if m is None or m in boxes}
+            for target in targets:
+                names = sorted(n for m, n in keys if m == target)
+                mailbox_id = None if target is None else boxes[target].id
+                try:
+                    stored = await self._store.get_metadata(account.id, mailbox_id, names)
+                except NotFound:
+                    continue  # deleted meanwhile: it has no entries
+                entries.update(((target, n), v) for n, v in stored.items() if n in names)
+        for target in targets:
+            computed = computed_entries(
+                None if target is None else boxes[target], self._metadata_admin
+            )
+            entries.update(((target, n), v) for n, v in computed.items())
+        return {k: v.decode("utf-8", "replace") for k, v in entries.items()}
+
+    async def _notify(
+        self,
+        account: Account,
+        action: Notify,
+        message: bytes,
+        sender: str,
+        addressed: Sequence[str],
+        *,
+        spam: bool,
+    ) -> None:
+        """RFC 5435 / RFC 5436: the notification (:mod:`.notification`); ``:from`` is used
+        only if the account may send as it (RFC 5435 §3.3: others ignored), as vacation's."""
+        author = ""
+        if action.from_ is not None:
+            if await self._may_send_as(account, action.from_):
+                author = sieve_address(action.from_)
+            else:
+                _log.info("sieve notify :from ignored: not the account's", account=account.address)
+        await notification.send(
+            self._store,
+            self._router,
+            self._wakeup,
+            action,
+            vacation.Incoming.of(sender, message),
+            account,
+            own=addressed,
+            sender=author,
+            spam=spam,
+            now=datetime.now(UTC),
+            max_field_size=self._limits.max_header_size,
+        )
 
     async def _created(
         self,

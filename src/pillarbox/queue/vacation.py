@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from email import message_from_string
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 
 from pillarbox.mail import trace
 from pillarbox.mail.headers import (
@@ -56,7 +56,7 @@ RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc", "rese
 #: Header fields read for the decision (a hostile header stays bounded).
 MAX_FIELDS = 1000
 REFERENCES_LIMIT = 20
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 _log = Log("vacation")
 
@@ -85,11 +85,18 @@ def is_active(settings: AccountSettings, now: datetime) -> bool:
     return until is None or now < until + timedelta(days=1)
 
 
-def _printable(text: str) -> str:
-    """A header value taken from the sender's header: no control characters (a bare CR would
-    end the field), and bytes that were not UTF-8 (kept as surrogates by the scan) as U+FFFD."""
+def printable(text: str) -> str:
+    """A header value taken from the sender's header (or a script): no control characters or
+    line separators (a bare CR, or U+2028, would end the field; the email package refuses
+    them), and bytes that were not UTF-8 (kept as surrogates by the scan) as U+FFFD."""
     cleaned = _CONTROLS.sub(" ", text)
     return "".join("\ufffd" if "\udc80" <= c <= "\udcff" else c for c in cleaned)
+
+
+def account_from(account: Account) -> str:
+    """The account as a From value: its display name (quoted as RFC 5322 §3.2.5 needs) and
+    address."""
+    return formataddr((account.display_name, account.address))
 
 
 def _robot(sender: str) -> bool:
@@ -169,12 +176,10 @@ def compose_reply(
         reply["MIME-Version"] = "1.0"
     else:
         reply = EmailMessage(policy=SMTP)
-    own = account.address
-    default_from = f"{account.display_name} <{own}>" if account.display_name else own
-    reply["From"] = sender or default_from
+    reply["From"] = sender or account_from(account)
     reply["To"] = message.sender
     original = message.values("subject")
-    reply["Subject"] = subject or "Auto: " + _printable(original[0] if original else "")
+    reply["Subject"] = subject or "Auto: " + printable(original[0] if original else "")
     reply["Date"] = format_datetime(now)
     reply["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
     ids = [i for v in message.values("message-id") for i in parse_msg_ids(v, limit=1)][:1]

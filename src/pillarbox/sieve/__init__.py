@@ -14,6 +14,7 @@ from pillarbox.sieve.actions import (
     Discard,
     FileInto,
     Keep,
+    Notify,
     Outcome,
     Redirect,
     Reject,
@@ -23,7 +24,13 @@ from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import parse
 from pillarbox.sieve.interpret import Includes, RunLimits, run
 from pillarbox.sieve.message import SieveMessage
-from pillarbox.sieve.program import IncludeKey, Node, include_targets
+from pillarbox.sieve.program import (
+    IncludeKey,
+    MetadataKey,
+    Node,
+    include_targets,
+    metadata_targets,
+)
 from pillarbox.sieve.validate import DEFAULT_MAX_VARIABLES, EXTENSIONS, compile_commands
 
 __all__ = [
@@ -36,6 +43,8 @@ __all__ = [
     "IncludeKey",
     "Includes",
     "Keep",
+    "MetadataKey",
+    "Notify",
     "Outcome",
     "Redirect",
     "Reject",
@@ -63,6 +72,9 @@ class Script:
     commands: tuple[Node, ...]
     #: The scripts its ``include`` commands name (RFC 6609), for delivery to fetch.
     includes: frozenset[IncludeKey] = frozenset()
+    #: The METADATA entries its tests name (RFC 5490), for delivery to read; None when a
+    #: name is made of variables (any entry may be read).
+    metadata: frozenset[MetadataKey] | None = frozenset()
 
     def run(
         self,
@@ -98,4 +110,4 @@ def compile_script(
     requires, commands = compile_commands(
         parse(text, max_nesting=max_nesting), max_variables=max_variables
     )
-    return Script(requires, commands, include_targets(commands))
+    return Script(requires, commands, include_targets(commands), metadata_targets(commands))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pillarbox.sieve.notify import Mailto
+
 
 @dataclass(frozen=True, slots=True)
 class Keep:
@@ -63,7 +65,22 @@ class Reject:
     extended: bool = False
 
 
-Action = Keep | FileInto | Redirect | Discard | Vacation | Reject
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A notification (RFC 5435 §3) by mailto (RFC 5436): ``method`` is the URI as the script
+    gave it, ``mailto`` its parse; ``recipients`` those of its addresses no earlier notify
+    of the run reached (RFC 5435 §7 lets a method collapse notifications; as Pigeonhole);
+    ``importance`` 1 (high) to 3 (low); ``from_`` and ``message`` the script's or None."""
+
+    method: str
+    mailto: Mailto
+    recipients: tuple[str, ...]
+    importance: int = 2
+    from_: str | None = None
+    message: str | None = None
+
+
+Action = Keep | FileInto | Redirect | Discard | Vacation | Reject | Notify
 
 
 @dataclass(frozen=True, slots=True)

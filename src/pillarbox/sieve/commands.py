@@ -119,6 +119,18 @@ SPECS: dict[str, Spec] = {
             ),
             positional=(S,),
         ),
+        # RFC 5435 §3.1
+        Spec(
+            "notify",
+            extension="enotify",
+            tags=(
+                TagSpec("from", S),
+                TagSpec("importance", S),
+                TagSpec("options", L),
+                TagSpec("message", S),
+            ),
+            positional=(S,),
+        ),
         # RFC 5293 §4, §5 (:index/:last are deleteheader's own, without "index")
         Spec("addheader", extension="editheader", tags=(TagSpec("last"),), positional=(S, S)),
         Spec(
@@ -152,6 +164,7 @@ SPECS: dict[str, Spec] = {
                 TagSpec("lowerfirst", group="casefirst"),
                 TagSpec("upperfirst", group="casefirst"),
                 TagSpec("quotewildcard"),
+                TagSpec("encodeurl", extension="enotify"),  # RFC 5435 §6
                 TagSpec("length"),
             ),
             positional=(S, S),
@@ -208,6 +221,32 @@ SPECS: dict[str, Spec] = {
         ),
         # RFC 5490 §3.1
         Spec("mailboxexists", True, extension="mailbox", positional=(L,)),
+        # RFC 5490 §3.3–§3.6
+        Spec(
+            "metadata",
+            True,
+            extension="mboxmetadata",
+            tags=COMPARATOR + MATCH_TYPE,
+            positional=(S, S, L),
+        ),
+        Spec("metadataexists", True, extension="mboxmetadata", positional=(S, L)),
+        Spec(
+            "servermetadata",
+            True,
+            extension="servermetadata",
+            tags=COMPARATOR + MATCH_TYPE,
+            positional=(S, L),
+        ),
+        Spec("servermetadataexists", True, extension="servermetadata", positional=(L,)),
+        # RFC 5435 §4, §5
+        Spec("valid_notify_method", True, extension="enotify", positional=(L,)),
+        Spec(
+            "notify_method_capability",
+            True,
+            extension="enotify",
+            tags=COMPARATOR + MATCH_TYPE,
+            positional=(S, S, L),
+        ),
         # RFC 5229 §5
         Spec(
             "string", True, extension="variables", tags=COMPARATOR + MATCH_TYPE, positional=(L, L)

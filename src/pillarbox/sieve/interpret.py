@@ -18,6 +18,12 @@ Invariants:
   :meth:`_Run.text` — except ``set``'s name, comparator names and relational operators, which
   stay as compiled. Match variables change only when a :matches test succeeds (§3.2); ``body``
   sets none (as in Pigeonhole).
+- ``notify`` (RFC 5435) never touches the implicit keep and goes with every action, reject
+  included (§7); each address is notified once per run (a later notify skips it); a method,
+  :importance, option or :from made of variables that is not valid is a runtime error
+  (§3.2), as are more recipients than ``max_notify_recipients`` in one notify or
+  ``max_notifications`` in the run (§8). The metadata tests (RFC 5490 §3.3–§3.6) read only
+  what delivery put in the message view.
 - ``include`` (RFC 6609) runs another compiled script in place, with its own local variables,
   match variables and imap4flags internal variable (as Pigeonhole: an included script's
   ``addflag`` does not flag its includer's keep); the variables it declares ``global`` (or
@@ -41,12 +47,13 @@ from typing import TypeVar
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.headers import HeaderField
-from pillarbox.sieve import dates, editheader, variables
+from pillarbox.sieve import dates, editheader, notify, variables
 from pillarbox.sieve.actions import (
     Action,
     Discard,
     FileInto,
     Keep,
+    Notify,
     Outcome,
     Redirect,
     Reject,
@@ -80,6 +87,10 @@ class RunLimits:
     max_includes: int = 255
     #: Octets an ``addheader`` field may take (RFC 5293; Pigeonhole's default).
     max_header_size: int = 2048
+    #: Recipients one ``notify`` may name, and all notifies of a run may reach (RFC 5435
+    #: §8: an administrator MUST be able to limit notify); more is a runtime error.
+    max_notify_recipients: int = 8
+    max_notifications: int = 16
 
 
 #: What delivery found for each include target: the script, its compile error, or None.
@@ -191,6 +202,8 @@ class _Run:
         self.implicit_keep = True
         self.discarded = False
         self.redirects = 0
+        #: The addresses notified so far (a later notify skips them, RFC 5435 §7).
+        self.notified: set[str] = set()
         self.bodies: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
         self.expanding = "variables" in requires
         self.includes = includes
@@ -285,6 +298,10 @@ class _Run:
             self.add_header(node)
         elif name == "deleteheader":
             self.delete_header(node)
+        elif name == "notify":
+            action = self.notify(node)
+            if action is not None:
+                self.add(action)
         elif name == "vacation":
             if any(isinstance(a, Vacation) for a in self.actions):
                 raise SieveRuntimeError("vacation executed twice (RFC 5230 §4.7)")
@@ -413,13 +430,13 @@ class _Run:
     def check_reject(self, action: Action) -> None:
         """RFC 5429 §2.1: one reject per run, and none beside an action that delivers the
         message or answers its sender."""
-        if isinstance(action, Discard):
-            return
+        if isinstance(action, Discard | Notify):
+            return  # RFC 5435 §7: notify goes with every action
         rejected = any(isinstance(a, Reject) for a in self.actions)
         if isinstance(action, Reject):
             if rejected:
                 raise SieveRuntimeError("reject executed twice (RFC 5429 §2.1)")
-            other = next((a for a in self.actions if not isinstance(a, Discard)), None)
+            other = next((a for a in self.actions if not isinstance(a, Discard | Notify)), None)
             if other is not None:
                 raise SieveRuntimeError(
                     f"reject with {type(other).__name__.lower()} (RFC 5429 §2.1)"
@@ -484,6 +501,22 @@ class _Run:
             return all(message.exists(h) for h in self.strings(node, 0))
         if name == "mailboxexists":
             return all(message.mailbox_exists(n) for n in self.strings(node, 0))
+        if name in ("metadata", "servermetadata"):
+            mailbox = self.string(node, 0) if name == "metadata" else None
+            value = message.metadata_value(mailbox, self.string(node, len(node.args) - 2))
+            values = [] if value is None else [value]
+            return self.compared(node, values, self.strings(node, len(node.args) - 1))
+        if name in ("metadataexists", "servermetadataexists"):
+            mailbox = self.string(node, 0) if name == "metadataexists" else None
+            names = self.strings(node, len(node.args) - 1)
+            return all(message.metadata_value(mailbox, n) is not None for n in names)
+        if name == "valid_notify_method":
+            return all(notify.valid(uri) for uri in self.strings(node, 0))
+        if name == "notify_method_capability":
+            # RFC 5435 §5: false, never an error, for a URI or capability we do not know.
+            value = notify.capability(self.string(node, 0), self.string(node, 1))
+            values = [] if value is None else [value]
+            return self.compared(node, values, self.strings(node, 2))
         if name == "size":
             over = node.tag_number("over")
             if over is not None:
@@ -564,6 +597,51 @@ class _Run:
         limit = self.limits.max_variable_size
         self.matched = tuple(variables.truncated(v, limit) for v in found)
         return True
+
+    def notify(self, node: Node) -> Notify | None:
+        """RFC 5435 §3: the notification, checked as at compile time for the values made of
+        variables (an invalid one is a runtime error, §3.2); None when every recipient was
+        notified earlier in the run."""
+        method = self.string(node, 0)
+        try:
+            mailto = notify.parse(method)
+        except notify.InvalidMethod as exc:
+            raise SieveRuntimeError(f"notify: {exc} (RFC 5435 §3.2)") from None
+        importance = self.tag_strings(node, "importance")
+        if importance is not None and importance[0] not in notify.IMPORTANCE:
+            raise SieveRuntimeError(f"notify: invalid :importance {importance[0]!r}")
+        for option in self.tag_strings(node, "options") or ():
+            if not notify.valid_option(option):
+                raise SieveRuntimeError(f"notify: invalid option {option!r} (RFC 5435 §3.5)")
+        sender = self.tag_strings(node, "from")
+        if sender is not None:
+            self.address(sender[0], "notify :from")
+        for field_name, value in mailto.fields:  # written as addheader writes (RFC 5293)
+            try:
+                editheader.new_field(field_name, value, self.limits.max_header_size)
+            except editheader.HeaderTooLarge as exc:
+                raise SieveRuntimeError(f"notify: {exc}") from None
+        if len(mailto.recipients) > self.limits.max_notify_recipients:
+            raise SieveRuntimeError(
+                f"notify: more than {self.limits.max_notify_recipients} recipients"
+            )
+        fresh = tuple(r for r in mailto.recipients if r not in self.notified)
+        if not fresh:
+            return None
+        self.notified.update(fresh)
+        if len(self.notified) > self.limits.max_notifications:
+            raise SieveRuntimeError(
+                f"more than {self.limits.max_notifications} notification recipients"
+            )
+        message = self.tag_strings(node, "message")
+        return Notify(
+            method,
+            mailto,
+            fresh,
+            importance=int(importance[0]) if importance else 2,
+            from_=sender[0] if sender else None,
+            message=message[0] if message else None,
+        )
 
     def vacation(self, node: Node) -> Vacation:
         sender = self.tag_strings(node, "from")

@@ -9,10 +9,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pillarbox.errors import InvalidName
+from pillarbox.imap.metadata import BadEntry, entry_name
 from pillarbox.mail.decode import decode_words, header_bytes_to_text
 from pillarbox.mail.headers import HeaderField, parse_addresses, raw_text, scan_header, unfold
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import parse_message, part_text
+from pillarbox.sieve.program import MetadataKey
 from pillarbox.store.types import normalize_mailbox_name
 
 #: Header fields a script can see (a hostile header stays bounded).
@@ -28,6 +30,9 @@ class SieveMessage:
     account's mailbox names (normalised, :func:`~pillarbox.store.types.normalize_mailbox_name`)
     for ``mailboxexists`` — delivery reads them only for a script that requires "mailbox";
     ``environment`` the RFC 5183 items (:func:`pillarbox.sieve.environment.items`);
+    ``metadata`` the METADATA entries (RFC 5464) the script's tests may read (RFC 5490
+    §3.3–§3.6), by (normalised mailbox name, or None for the server's; lowercase entry name),
+    as delivery read them (:func:`pillarbox.sieve.program.metadata_targets`);
     ``delivery_fields`` how many leading fields delivery put on top (Return-Path,
     Delivered-To, the policy's, our Received): editheader never removes them and adds below
     them, so the block the web UI and spam learning trust stays ours (RFC 5293 §4's "the
@@ -42,6 +47,7 @@ class SieveMessage:
     mailboxes: frozenset[str] = frozenset()
     environment: Mapping[str, str] = field(default_factory=dict)
     delivery_fields: int = 0
+    metadata: Mapping[MetadataKey, str] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -54,6 +60,7 @@ class SieveMessage:
         mailboxes: Iterable[str] = (),
         environment: Mapping[str, str] | None = None,
         delivery_fields: int = 0,
+        metadata: Mapping[MetadataKey, str] | None = None,
     ) -> SieveMessage:
         block = scan_header(raw, 0, info.body.body_start, max_fields=MAX_FIELDS)
         names = frozenset(mailboxes)
@@ -67,6 +74,7 @@ class SieveMessage:
             names,
             dict(environment or {}),
             min(delivery_fields, len(block.fields)),
+            dict(metadata or {}),
         )
 
     @classmethod
@@ -79,6 +87,7 @@ class SieveMessage:
         envelope_from: str = "",
         envelope_to: str = "",
         delivery_fields: int = 0,
+        metadata: Mapping[MetadataKey, str] | None = None,
     ) -> SieveMessage:
         """For tests and tools: the message parsed here."""
         return cls.of(
@@ -89,7 +98,15 @@ class SieveMessage:
             mailboxes=mailboxes,
             environment=environment,
             delivery_fields=delivery_fields,
+            metadata=metadata,
         )
+
+    def metadata_value(self, mailbox: str | None, name: str) -> str | None:
+        """RFC 5490 §3.3–§3.6: the value of entry ``name`` of ``mailbox`` (None: the
+        server's), or None when there is none — also for a mailbox or entry name that cannot
+        be one (names compare as the store and IMAP compare them)."""
+        key = metadata_key(mailbox, name)
+        return None if key is None else self.metadata.get(key)
 
     def mailbox_exists(self, name: str) -> bool:
         """RFC 5490 §3.1: whether the account has ``name`` (compared as the store compares:
@@ -141,6 +158,17 @@ class SieveMessage:
         for part in _leaves(info.body):
             if _type_matches(part, wanted):
                 yield part_text(self.raw, part)
+
+
+def metadata_key(mailbox: str | None, name: str) -> MetadataKey | None:
+    """The canonical key of an entry (:attr:`SieveMessage.metadata`): the mailbox name as
+    the store keeps it (NFC, ``INBOX`` in any case), the entry name in lowercase (RFC 5464
+    §3.2); None for names that cannot be one."""
+    try:
+        canonical = entry_name(name.encode("ascii"))
+        return (None if mailbox is None else normalize_mailbox_name(mailbox), canonical)
+    except (BadEntry, InvalidName, UnicodeEncodeError):
+        return None
 
 
 def field_value(field: HeaderField) -> str:

@@ -13,6 +13,16 @@ TagValue = tuple[str, ...] | int | bool
 Positional = tuple[str, ...] | int
 #: An ``include``'s target (RFC 6609 §3.2): ("personal" or "global", the script's name).
 IncludeKey = tuple[str, str]
+#: A METADATA entry a test reads (RFC 5490 §3.3–§3.6): (the mailbox, None for the server's
+#: entries; the entry name).
+MetadataKey = tuple[str | None, str]
+#: The tests that read entries, with whether they name a mailbox (the first argument).
+METADATA_TESTS = {
+    "metadata": True,
+    "metadataexists": True,
+    "servermetadata": False,
+    "servermetadataexists": False,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,4 +90,28 @@ def include_targets(nodes: tuple[Node, ...]) -> frozenset[IncludeKey]:
             found.add(("global" if "global" in node.tags else "personal", node.string(0)))
         for _, block in node.branches:
             pending.extend(block)
+    return frozenset(found)
+
+
+def metadata_targets(nodes: tuple[Node, ...]) -> frozenset[MetadataKey] | None:
+    """The entries the metadata tests of ``nodes`` name, as written (delivery reads only
+    those); None when a mailbox or entry name refers to a variable (``${`` in it): known
+    only when the script runs, so every entry of the account may be asked for."""
+    found: set[MetadataKey] = set()
+    pending = list(nodes)
+    while pending:
+        node = pending.pop()
+        pending.extend(node.tests)
+        for test, block in node.branches:
+            pending.extend(block)
+            if test is not None:
+                pending.append(test)
+        named = METADATA_TESTS.get(node.name)
+        if named is None:
+            continue
+        mailbox = node.string(0) if named else None
+        names = node.strings(1 if named else 0)
+        if any("${" in s for s in (*names, mailbox or "")):
+            return None
+        found.update((mailbox, name) for name in names)
     return frozenset(found)

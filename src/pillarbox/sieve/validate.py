@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
-from pillarbox.sieve import dates, editheader, encoded, variables
+from pillarbox.sieve import dates, editheader, encoded, notify, variables
 from pillarbox.sieve.commands import SPECS, Arg, Spec, Tests
 from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import Argument, Command, Number, StringList, Tag, Test
@@ -33,6 +33,7 @@ EXTENSIONS: tuple[str, ...] = (
     "date",
     "editheader",
     "encoded-character",
+    "enotify",
     "envelope",
     "environment",
     "ereject",
@@ -41,8 +42,10 @@ EXTENSIONS: tuple[str, ...] = (
     "include",
     "index",
     "mailbox",
+    "mboxmetadata",
     "reject",
     "relational",
+    "servermetadata",
     "subaddress",
     "vacation",
     "vacation-seconds",
@@ -344,6 +347,8 @@ class _Compiler:
                 _check_address(node.line, sender[0], "vacation :from")
         elif node.name in ("date", "currentdate"):
             _check_date(node)
+        elif node.name == "notify":
+            _check_notify(node)
         elif node.name in ("addheader", "deleteheader"):
             name = node.string(0)
             if not editheader.valid_name(name) and not variables.refers(name):
@@ -377,6 +382,35 @@ def _check_date(node: Node) -> None:
     date_part = node.string(1 if node.name == "date" else 0)
     if date_part.lower() not in dates.DATE_PARTS and not variables.refers(date_part):
         raise SieveError(node.line, f"unknown date-part {date_part!r} (RFC 5260 §4.2)")
+
+
+def _check_notify(node: Node) -> None:
+    """RFC 5435 §3.2–§3.5: a method we can send to (a valid mailto URI), a :from address
+    (RFC 5436: mailto's authors are addresses), :importance "1"–"3", options as
+    ``name=value`` — each when it is a constant."""
+    method = node.string(0)
+    if not variables.refers(method):
+        try:
+            notify.parse(method)
+        except notify.InvalidMethod as exc:
+            raise SieveError(node.line, f"notify: {exc} (RFC 5435 §3.2)") from None
+    sender = node.tag_strings("from")
+    if sender is not None:
+        _check_address(node.line, sender[0], "notify :from")
+    importance = node.tag_strings("importance")
+    if (
+        importance is not None
+        and not variables.refers(importance[0])
+        and importance[0] not in notify.IMPORTANCE
+    ):
+        raise SieveError(
+            node.line, f"notify: :importance {importance[0]!r} is not 1, 2 or 3 (RFC 5435 §3.4)"
+        )
+    for option in node.tag_strings("options") or ():
+        if not variables.refers(option) and not notify.valid_option(option):
+            raise SieveError(
+                node.line, f"notify: option {option!r} is not name=value (RFC 5435 §3.5)"
+            )
 
 
 def _check_address(line: int, text: str, what: str) -> None:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from pillarbox.sieve.match import fold
+from pillarbox.sieve.notify import encode_url
 
 #: RFC 5229 §3: variable-ref = "${" [namespace] variable-name "}", namespace = identifier "."
 #: *sub-namespace, variable-name = num-variable / identifier.
@@ -26,6 +27,7 @@ MODIFIERS = {
     "lowerfirst": 30,
     "upperfirst": 30,
     "quotewildcard": 20,
+    "encodeurl": 15,  # RFC 5435 §6
     "length": 10,
 }
 _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -84,6 +86,8 @@ def modified(value: str, modifiers: Sequence[str]) -> str:
             value = value[:1].translate(_UPPER) + value[1:]
         elif name == "quotewildcard":
             value = re.sub(r"([*?\\])", r"\\\1", value)
+        elif name == "encodeurl":
+            value = encode_url(value)
         else:  # length: characters, not octets (§4.1)
             value = str(len(value))
     return value
