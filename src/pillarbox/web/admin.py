@@ -29,6 +29,8 @@ from pillarbox.web.app import (
     field_text,
     posted_form,
     redirect,
+    refusal_status,
+    refused,
     require_admin,
     web,
 )
@@ -381,7 +383,7 @@ async def change(request: Request) -> Response:
         page = pages.get(what)
         if page is None:
             raise
-        return await page(request, error=str(exc), status_code=400)
+        return refused(await page(request, error=str(exc), status_code=refusal_status(exc)), exc)
     return redirect(f"/admin/{what}")
 
 

@@ -16,13 +16,16 @@ Implementation notes:
   (308, so a form's method survives), except under ``/.well-known/``: the ACME CA fetches its
   challenge over HTTP (RFC 8555 §8.3), and autoconfig clients may not follow a redirect. Off
   by default: behind a TLS-terminating proxy every request arrives as plain HTTP.
-- **Errors** map once, here: ``NotFound`` → 404, ``UserError`` → 400 (shown beside the form
-  where the page handles it itself), a bad CSRF token or a missing session → back to login.
+- **Errors** map once, here: ``NotFound`` → 404, ``RateLimited`` → 429 with ``Retry-After``,
+  any other ``UserError`` → 400, a bad CSRF token or a missing session → back to login. A page
+  that shows the error beside its form itself takes the status from :func:`refusal_status`
+  and the header from :func:`refused`, so a throttled form answers 429 as well.
 - Pages never change state on GET; every POST checks the CSRF token before anything else.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -354,6 +357,20 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+def refusal_status(exc: UserError) -> int:
+    """The status of a form or call refused with ``exc``: 429 for a rate limit (RFC 6585 §4:
+    the client may try again later, unlike after a 400), else 400."""
+    return 429 if isinstance(exc, RateLimited) else 400
+
+
+def refused(response: Response, exc: UserError) -> Response:
+    """``response``, with ``Retry-After`` in whole seconds (RFC 9110 §10.2.3) when ``exc`` is a
+    rate limit: rounded up, so a client waiting that long is not refused again."""
+    if isinstance(exc, RateLimited):
+        response.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
+
+
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "0.0.0.0"
 
@@ -435,9 +452,8 @@ async def _user_error(request: Request, exc: Exception) -> Response:
 
 async def _rate_limited(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RateLimited)
-    response = await _error_page(request, 429, f"too many attempts; wait {exc.retry_after:.0f} s")
-    response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
-    return response
+    text = f"too many attempts; wait {math.ceil(exc.retry_after)} s"
+    return refused(await _error_page(request, 429, text), exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

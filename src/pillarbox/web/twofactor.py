@@ -35,6 +35,7 @@ Implementation notes:
 from __future__ import annotations
 
 import base64
+import math
 import secrets
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -51,13 +52,14 @@ from pillarbox.errors import AuthenticationFailed, RateLimited, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, TotpEnrolment
-from pillarbox.web.account import render_settings
+from pillarbox.web.account import render_settings, settings_refusal
 from pillarbox.web.app import (
     client_ip,
     field_text,
     next_target,
     posted_form,
     redirect,
+    refused,
     require_account,
     set_session,
     web,
@@ -204,7 +206,7 @@ async def confirm(request: Request) -> Response:
             request, account, status_code=400, totp_setup=view, errors={"2fa": error}
         )
     except RateLimited as exc:
-        return await _refused(request, account, exc)
+        return await settings_refusal(request, account, "2fa", exc)
     now = _now()
     step = totp.matching_step(key, field_text(form, "code"), now)
     if step is None:
@@ -243,21 +245,12 @@ async def _prove_owner(request: Request, account: Account) -> None:
         raise UserError("the code is wrong or was used already")
 
 
-async def _refused(request: Request, account: Account, exc: UserError) -> Response:
-    if isinstance(exc, RateLimited):
-        text = f"too many failed attempts; try again in {exc.retry_after:.0f} seconds"
-        response = await render_settings(request, account, status_code=429, errors={"2fa": text})
-        response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
-        return response
-    return await render_settings(request, account, status_code=400, errors={"2fa": str(exc)})
-
-
 async def disable(request: Request) -> Response:
     account = await require_account(request)
     try:
         await _prove_owner(request, account)
     except UserError as exc:
-        return await _refused(request, account, exc)
+        return await settings_refusal(request, account, "2fa", exc)
     await web(request).services.store.disable_totp(account.id)
     _log.info("two-factor login disabled", account=account.address)
     return redirect("/settings?saved=2fa#2fa")
@@ -269,7 +262,7 @@ async def new_recovery_codes(request: Request) -> Response:
     try:
         await _prove_owner(request, account)
     except UserError as exc:
-        return await _refused(request, account, exc)
+        return await settings_refusal(request, account, "2fa", exc)
     codes = totp.new_recovery_codes()
     digests = [totp.recovery_digest(c) for c in codes]
     if not await web(request).services.store.replace_recovery_codes(account.id, digests):
@@ -342,14 +335,8 @@ async def code_submit(request: Request) -> Response:
     try:
         services.authenticator.check_limits(ip, account.address)
     except RateLimited as exc:
-        response = code_page(
-            request,
-            target,
-            status_code=429,
-            error=f"Too many failed attempts. Try again in {exc.retry_after:.0f} seconds.",
-        )
-        response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
-        return response
+        error = f"Too many failed attempts. Try again in {math.ceil(exc.retry_after)} seconds."
+        return refused(code_page(request, target, status_code=429, error=error), exc)
     enrolment = await services.store.get_totp(account.id)
     now = _now()
     if enrolment is not None and not await check_code(
