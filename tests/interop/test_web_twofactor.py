@@ -225,3 +225,38 @@ def test_admin_accounts_page_shows_who_has_two_factor_login(
     page = admin.get("/admin/accounts").text
     assert page.count('<td class="two-factor">on</td>') == 1
     assert page.count('<td class="two-factor">off</td>') == 2
+
+
+def test_admin_removes_a_second_factor_from_the_accounts_page(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Account recovery from the web admin (the owner lost the device): the button on the
+    accounts page, as a browser submits it; CSRF-protected and for admins only."""
+    live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    admin = WebSession(live)
+    assert admin.login("root@example.org").status_code == 303
+    assert "/admin/accounts/2fa-remove" not in admin.get("/admin/accounts").text
+    enrol(alice)
+    forms = re.findall(
+        r'<form method="post" action="/admin/accounts/2fa-remove"[^>]*>(.*?)</form>',
+        admin.get("/admin/accounts").text,
+    )
+    assert len(forms) == 1  # only the enrolled account has the button
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', forms[0]))
+    assert fields["address"] == ALICE and fields["csrf"]
+
+    forged = admin.client.post("/admin/accounts/2fa-remove", data={"address": ALICE})
+    assert forged.status_code == 303 and forged.headers["location"].startswith("/login?")
+    not_admin = alice.post("/admin/accounts/2fa-remove", {"address": ALICE})
+    assert not_admin.status_code == 403
+    assert live.call(live.store.get_totp(alice_id(live))) is not None
+
+    removed = admin.client.post("/admin/accounts/2fa-remove", data=fields)
+    assert removed.status_code == 303 and removed.headers["location"] == "/admin/accounts"
+    assert live.call(live.store.get_totp(alice_id(live))) is None
+    page = admin.get("/admin/accounts").text
+    assert '<td class="two-factor">on</td>' not in page
+    assert "/admin/accounts/2fa-remove" not in page
+    assert WebSession(live).login(ALICE).headers["location"] == "/mail"  # one step again
+    unknown = admin.post("/admin/accounts/2fa-remove", {"address": "nobody@example.org"})
+    assert unknown.status_code == 400 and "nobody@example.org" in unknown.text

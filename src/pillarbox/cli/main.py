@@ -427,10 +427,11 @@ def user_2fa(state: CliState, address: str, disable: bool, as_json: bool) -> Non
     owner then logs in with the password alone and may enrol a new device)."""
 
     async def go(store: Store) -> tuple[str, bool, int]:
+        if disable:
+            account, removed = await provisioning.remove_second_factor(store, address)
+            return account.address, removed, 0
         account = await provisioning.get_account(store, address)
         enrolment = await store.get_totp(account.id)
-        if disable and enrolment is not None:
-            await store.disable_totp(account.id)
         return account.address, enrolment is not None, enrolment.recovery_left if enrolment else 0
 
     key, enrolled, left = run_store(state.load(), go)

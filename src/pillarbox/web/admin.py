@@ -1,5 +1,6 @@
 """Administration for accounts with the admin role: domains (and their DNS records), accounts,
-aliases, the outbound queue, a dashboard with a chart of mail over time. Every change goes
+aliases, the outbound queue, a dashboard with a chart of mail over time; an account's two-factor
+login can be removed here (account recovery, as ``pillarbox user 2fa --disable``). Every change goes
 through :mod:`pillarbox.provisioning` so the CLI's rules apply here too; the operations are
 shared with the JSON API."""
 
@@ -18,6 +19,7 @@ from pillarbox import provisioning
 from pillarbox.dns.hosted import record_policy
 from pillarbox.dns.records import DomainRecords, required_records
 from pillarbox.errors import NotFound, UserError
+from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
 from pillarbox.queue import sendlimits
 from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
@@ -37,6 +39,7 @@ from pillarbox.web.app import (
 from pillarbox.web.charts import Series, line_chart
 
 MIB = 1024 * 1024
+_log = Log("web.admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +357,16 @@ async def change(request: Request) -> Response:
                     field_text(form, "address"),
                     field_text(form, "password"),
                 )
+            case "accounts", "2fa-remove":
+                account, removed = await provisioning.remove_second_factor(
+                    store, field_text(form, "address")
+                )
+                if removed:
+                    _log.info(
+                        "two-factor login removed by an admin",
+                        account=account.address,
+                        admin=admin.address,
+                    )
             case "accounts", "quota":
                 quota_bytes, quota_messages = quota_from_text(
                     field_text(form, "quota_mb"), field_text(form, "quota_messages")

@@ -9,7 +9,8 @@ Implementation notes:
   the PostgreSQL server alone therefore give no codes away; whoever reads the data directory
   has both (for SQLite the database lives there: its file mode is then the protection). The
   secret is never logged. Losing ``web-secret`` makes every enrolment unusable — the admin
-  removes it with ``pillarbox user 2fa ADDRESS --disable`` and the owner enrols again.
+  removes it (``pillarbox user 2fa ADDRESS --disable``, or "Remove 2FA" on the admin's
+  accounts page) and the owner enrols again.
 - **Enrolment** (only when none is on; changing the app means turning it off first) makes a
   160-bit secret and shows it three ways (QR code of the
   ``otpauth://`` URI, the URI, the base32 text); the confirm form carries it back sealed (no
