@@ -14,16 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pillarbox import config as cfg
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
+from pillarbox.testing.scrape import Samples, get_metrics, moved, parse, value
+from pillarbox.testing.scrape import scrape as scrape_metrics
 
 TOKEN = "scrape-token-0123456789"
 BASIC_PASSWORD = "basic-password-9876"
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -42,40 +41,8 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-def _get(
-    server: LiveServer, path: str = "/metrics", method: str = "GET", **headers: str
-) -> tuple[int, dict[str, str], str]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port("metrics"), timeout=30)
-    try:
-        connection.request(method, path, headers=headers)
-        response = connection.getresponse()
-        body = response.read().decode()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        connection.close()
-
-
 def scrape(server: LiveServer) -> Samples:
-    status, headers, body = _get(server, Authorization=f"Bearer {TOKEN}")
-    assert status == 200, body
-    assert headers["content-type"].startswith("text/plain")
-    return parse(body)
-
-
-def parse(body: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
+    return scrape_metrics(server, Authorization=f"Bearer {TOKEN}")
 
 
 def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
@@ -166,26 +133,26 @@ def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
 
 
 def test_the_endpoint_asks_for_credentials(server: LiveServer) -> None:
-    status, headers, _ = _get(server)
+    status, headers, _ = get_metrics(server)
     assert status == 401
     assert headers["www-authenticate"].startswith('Bearer realm="pillarbox metrics"')
-    assert _get(server, Authorization="Bearer not-the-token")[0] == 401
-    assert _get(server, Authorization=f"Bearer {TOKEN}x")[0] == 401
+    assert get_metrics(server, Authorization="Bearer not-the-token")[0] == 401
+    assert get_metrics(server, Authorization=f"Bearer {TOKEN}x")[0] == 401
     basic = base64.b64encode(f"prometheus:{BASIC_PASSWORD}".encode()).decode()
-    assert _get(server, Authorization=f"Basic {basic}")[0] == 200
+    assert get_metrics(server, Authorization=f"Basic {basic}")[0] == 200
     wrong_user = base64.b64encode(f"admin:{BASIC_PASSWORD}".encode()).decode()
-    assert _get(server, Authorization=f"Basic {wrong_user}")[0] == 401
-    assert _get(server, Authorization="Basic !!!")[0] == 401
+    assert get_metrics(server, Authorization=f"Basic {wrong_user}")[0] == 401
+    assert get_metrics(server, Authorization="Basic !!!")[0] == 401
     token = {"Authorization": f"Bearer {TOKEN}"}
-    assert _get(server, "/", **token)[0] == 404
-    assert _get(server, method="POST", **token)[0] == 405
-    status, headers, body = _get(server, method="HEAD", **token)
+    assert get_metrics(server, "/", **token)[0] == 404
+    assert get_metrics(server, method="POST", **token)[0] == 405
+    status, headers, body = get_metrics(server, method="HEAD", **token)
     assert (status, body) == (200, "")
     assert int(headers["content-length"]) > 0
 
 
 def test_an_oversized_request_head_is_refused(server: LiveServer) -> None:
-    status, _, _ = _get(server, Authorization=f"Bearer {TOKEN}", Padding="x" * 20_000)
+    status, _, _ = get_metrics(server, Authorization=f"Bearer {TOKEN}", Padding="x" * 20_000)
     assert status == 431
 
 
@@ -232,7 +199,7 @@ def test_a_stalled_scraper_is_cut_off_and_others_still_served(tmp_path: Path) ->
         finally:
             for sock in stalled:
                 sock.close()
-        status, _, body = _get(live)  # no credentials configured: none needed
+        status, _, body = get_metrics(live)  # no credentials configured: none needed
         assert status == 200
         refused = value(parse(body), "pillarbox_connections_refused_total", listener="metrics")
         assert refused >= 1
