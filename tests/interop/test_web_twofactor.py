@@ -16,9 +16,10 @@ import pytest
 
 from pillarbox.auth import totp
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.testing.scrape import moved, scrape
 from pillarbox.testing.webclient import WebSession
 
-pytestmark = pytest.mark.listeners("http", "imap", "submission")
+pytestmark = pytest.mark.listeners("http", "imap", "submission", "metrics")
 
 ALICE = "alice@example.org"
 
@@ -122,8 +123,12 @@ def test_pending_state_is_bound_to_the_browser_and_needs_the_password(
     assert wrong_password.login(ALICE, "not it").status_code == 401
 
 
-def test_wrong_codes_count_into_the_login_limits(live: LiveServer, alice: WebSession) -> None:
-    key, _ = enrol(alice)
+def test_wrong_codes_count_into_the_login_limits_and_the_metrics(
+    live: LiveServer, alice: WebSession
+) -> None:
+    key, codes = enrol(alice)
+    before = scrape(live)
+    assert code_step(password_step(live), codes[0]).status_code == 303
     web = password_step(live)
     statuses = []
     bad = f"{(int(next_code(key)) + 1) % 10**6:06d}"
@@ -132,6 +137,11 @@ def test_wrong_codes_count_into_the_login_limits(live: LiveServer, alice: WebSes
     assert statuses[0] == 401 and 429 in statuses
     limited = code_step(web, next_code(key))  # even the right code waits now
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    after = scrape(live)
+    outcomes = "pillarbox_web_second_factor_logins_total"
+    assert moved(before, after, outcomes, outcome="passed") == 1
+    assert moved(before, after, outcomes, outcome="wrong_code") == statuses.count(401)
+    assert moved(before, after, outcomes, outcome="rate_limited") == statuses.count(429) + 1
 
 
 def test_new_recovery_codes_replace_the_old_ones(live: LiveServer, alice: WebSession) -> None:

@@ -45,6 +45,9 @@ POLICY_ACTIONS = ("inbox", "junk", "reject")
 DELIVERY_RESULTS = ("delivered", "deferred", "bounced")
 #: Why a login failed: wrong or unknown credentials, or the client was throttled first.
 AUTH_REASONS = ("credentials", "rate_limited")
+#: How the code step of a two-step web login ended: the code (or a recovery code) was right,
+#: it was wrong or used already, or the address or account was throttled before it was checked.
+SECOND_FACTOR_OUTCOMES = ("passed", "wrong_code", "rate_limited")
 #: Seconds from a message's last octet to the reply (the store's fsync and the policy's DNS).
 DATA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -108,6 +111,16 @@ class Metrics:
             ["protocol", "reason"],
             registry=registry,
         )
+        self.second_factor_logins = Counter(
+            "pillarbox_web_second_factor_logins",
+            "Code steps of two-step web logins, by outcome (passed, wrong_code, rate_limited).",
+            ["outcome"],
+            registry=registry,
+        )
+        #: Outcome word → its child, resolved once.
+        self.second_factor = {
+            outcome: self.second_factor_logins.labels(outcome) for outcome in SECOND_FACTOR_OUTCOMES
+        }
         self.queue_query_failures = Counter(
             "pillarbox_queue_query_failures",
             "Scrapes whose queue query failed (the queue gauges were left out).",

@@ -332,10 +332,12 @@ async def code_submit(request: Request) -> Response:
     if account is None:
         return redirect(f"/login?next={_quote(target)}&reason=expired")
     services = app.services
+    outcomes = services.metrics.second_factor
     ip = client_ip(request)
     try:
         services.authenticator.check_limits(ip, account.address)
     except RateLimited as exc:
+        outcomes["rate_limited"].inc()
         error = f"Too many failed attempts. Try again in {math.ceil(exc.retry_after)} seconds."
         return refused(code_page(request, target, status_code=429, error=error), exc)
     enrolment = await services.store.get_totp(account.id)
@@ -344,10 +346,12 @@ async def code_submit(request: Request) -> Response:
         services, app.codec, account, enrolment, field_text(form, "code"), now
     ):
         services.authenticator.second_factor_failed(ip, account.address)
+        outcomes["wrong_code"].inc()
         _log.info("wrong second-factor code", account=account.address, remote_ip=ip)
         return code_page(request, target, status_code=401, error="Wrong or already used code.")
     # Removed by the admin meanwhile (enrolment None): the password step stands alone.
     services.authenticator.second_factor_passed(account.address)
+    outcomes["passed"].inc()
     done = redirect(target)
     set_session(request, done, app.codec.login(account.id, account.password_hash, now))
     return done
