@@ -10,14 +10,18 @@ import imaplib
 import re
 import smtplib
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from pillarbox.auth import totp
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.store.interface import Store
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.scrape import moved, scrape
 from pillarbox.testing.webclient import WebSession
+from pillarbox.web.session import SECRET_FILE
+from pillarbox.web.totpseal import TotpSealer
 
 pytestmark = pytest.mark.listeners("http", "imap", "submission", "metrics")
 
@@ -270,3 +274,59 @@ def test_admin_removes_a_second_factor_from_the_accounts_page(
     assert WebSession(live).login(ALICE).headers["location"] == "/mail"  # one step again
     unknown = admin.post("/admin/accounts/2fa-remove", {"address": "nobody@example.org"})
     assert unknown.status_code == 400 and "nobody@example.org" in unknown.text
+
+
+def test_replacing_the_web_secret_ends_sessions_and_keeps_two_factor_login(
+    tmp_path: Path,
+) -> None:
+    """The operator replaces data_dir/web-secret to end every session: the sessions end, the
+    enrolments (sealed under data_dir/totp-key) keep working."""
+    config = loopback_config(tmp_path / "data", only=("http",))
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        before = WebSession(live)
+        assert before.login(ALICE).status_code == 303
+        key, _ = enrol(before)
+        cookies = before.client.cookies
+    (tmp_path / "data" / SECRET_FILE).unlink()
+    with LiveServer(config) as live:
+        stale = WebSession(live)
+        stale.client.cookies = cookies
+        assert stale.get("/settings").headers["location"].startswith("/login")
+        done = code_step(password_step(live), next_code(key))
+        assert done.status_code == 303 and done.headers["location"] == "/mail"
+
+
+def test_a_secret_that_does_not_open_is_said_so_and_recovery_still_works(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """An enrolment sealed under another key (a node without the shared totp-key, or the file
+    lost): the code step says what is wrong and still takes a recovery code; the admin sees
+    it as unreadable; the metrics count it."""
+    key, codes = enrol(alice)
+    account_id = alice_id(live)
+    elsewhere = TotpSealer(b"another node's key, not ours!!!!").seal(account_id, key)
+
+    async def sealed_elsewhere(store: Store) -> None:
+        await store.disable_totp(account_id)
+        await store.enable_totp(account_id, elsewhere, [totp.recovery_digest(c) for c in codes])
+
+    live.with_store(sealed_elsewhere)
+    before = scrape(live)
+    web = password_step(live)
+    refused = code_step(web, next_code(key))
+    assert refused.status_code == 401 and "cannot read your authenticator" in refused.text
+    assert "recovery code" in refused.text
+    after = scrape(live)
+    outcomes = "pillarbox_web_second_factor_logins_total"
+    assert moved(before, after, outcomes, outcome="unreadable_secret") == 1
+    assert moved(before, after, outcomes, outcome="wrong_code") == 0
+    assert code_step(web, codes[1]).headers["location"] == "/mail"
+
+    live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    admin = WebSession(live)
+    assert admin.login("root@example.org").status_code == 303
+    page = admin.get("/admin/accounts").text
+    assert page.count("on, unreadable</strong></td>") == 1
+    assert "/admin/accounts/2fa-remove" in page

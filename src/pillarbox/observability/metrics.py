@@ -46,8 +46,9 @@ DELIVERY_RESULTS = ("delivered", "deferred", "bounced")
 #: Why a login failed: wrong or unknown credentials, or the client was throttled first.
 AUTH_REASONS = ("credentials", "rate_limited")
 #: How the code step of a two-step web login ended: the code (or a recovery code) was right,
-#: it was wrong or used already, or the address or account was throttled before it was checked.
-SECOND_FACTOR_OUTCOMES = ("passed", "wrong_code", "rate_limited")
+#: it was wrong or used already, the address or account was throttled before it was checked,
+#: or the stored secret does not open under this server's key (``data_dir/totp-key``).
+SECOND_FACTOR_OUTCOMES = ("passed", "wrong_code", "rate_limited", "unreadable_secret")
 #: Seconds from a message's last octet to the reply (the store's fsync and the policy's DNS).
 DATA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -113,7 +114,8 @@ class Metrics:
         )
         self.second_factor_logins = Counter(
             "pillarbox_web_second_factor_logins",
-            "Code steps of two-step web logins, by outcome (passed, wrong_code, rate_limited).",
+            "Code steps of two-step web logins, by outcome "
+            "(passed, wrong_code, rate_limited, unreadable_secret).",
             ["outcome"],
             registry=registry,
         )

@@ -295,6 +295,7 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
         a.id: await sendlimits.sending_state(store, a, services.config.submission_limits, now)
         for a in accounts
     }
+    two_factor = await store.totp_accounts()
     return await _render(
         request,
         "admin_accounts.html",
@@ -302,9 +303,22 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
         accounts=accounts,
         usage=usage,
         sending=sending,
-        two_factor=await store.totp_accounts(),
+        two_factor=two_factor,
+        unreadable=await _unreadable_enrolments(request, two_factor),
         error=error,
     )
+
+
+async def _unreadable_enrolments(request: Request, accounts: set[int]) -> set[int]:
+    """Those of ``accounts`` whose two-factor secret does not open under this server's key:
+    their owners cannot log in with a code; removing the enrolment is the way out."""
+    app = web(request)
+    unreadable = set()
+    for account_id in accounts:
+        enrolment = await app.services.store.get_totp(account_id)
+        if enrolment is not None and not app.sealer.opens(enrolment):
+            unreadable.add(account_id)
+    return unreadable
 
 
 async def aliases_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:

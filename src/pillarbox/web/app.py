@@ -58,6 +58,7 @@ from pillarbox.web.session import (
     load_secret,
 )
 from pillarbox.web.threads import ThreadCache
+from pillarbox.web.totpseal import TotpSealer, load_key
 
 #: Paths whose requests may carry attachments (the larger body limit applies).
 UPLOAD_PATHS = ("/compose", "/api/v1/send", "/api/v1/drafts")
@@ -105,6 +106,8 @@ class Web:
     #: The ``[web]`` config section: page sizes, body limits, session and stream limits.
     limits: WebSection
     codec: SessionCodec
+    #: Seals and opens the two-factor login secrets (``data_dir/totp-key``).
+    sealer: TotpSealer
     templates: Environment
     #: Listener name → port clients should use (bound ports where known), for client setup.
     ports: Mapping[str, int]
@@ -489,13 +492,15 @@ def create_app(
 
     config = services.config
     limits = config.web
+    # The TOTP key first: made from an existing web-secret (the upgrade), never from a new one.
+    sealer = TotpSealer(load_key(config.data_dir))
     codec = SessionCodec(load_secret(config.data_dir), ttl=limits.session_ttl)
     configured = {
         name: getattr(config.listeners, name).port
         for name in LISTENER_DOCS
         if getattr(config.listeners, name).enabled
     }
-    state = Web(services, limits, codec, _templates(), dict(ports or configured))
+    state = Web(services, limits, codec, sealer, _templates(), dict(ports or configured))
     routes: list[BaseRoute] = [
         *twofactor.routes(),
         *webmail.routes(),
