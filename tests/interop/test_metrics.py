@@ -4,16 +4,19 @@ parsed with prometheus_client's own parser. Runs on both stores (``PILLARBOX_TES
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import imaplib
 import poplib
 import smtplib
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from pillarbox import config as cfg
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
@@ -225,6 +228,43 @@ def test_a_failed_starttls_handshake_is_counted(server: LiveServer) -> None:
 
     after = wait_for(counted, "the failed handshake counted")
     assert moved(before, after, "pillarbox_tls_handshake_failures_total", listener="imap") == 0
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_failed_implicit_tls_handshakes_are_counted(tmp_path: Path, loop: str) -> None:
+    """On 993/995/465 the handshake comes first: bytes that are no TLS, and a client refusing
+    our certificate, count on their listener; a good handshake does not. On both event loops
+    (each runs that handshake itself, before the connection reaches Pillarbox)."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("imaps", "pop3s", "submissions", "metrics"),
+        metrics=cfg.MetricsSection(bearer_token=TOKEN),
+    )
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with LiveServer(config, loop_factory=factory) as live:
+        before = scrape(live)
+        for name in ("imaps", "pop3s", "submissions"):
+            with socket.create_connection(("127.0.0.1", live.port(name)), timeout=30) as sock:
+                sock.sendall(b"this is no TLS ClientHello\r\n" * 4)
+                while sock.recv(4096):  # an alert, perhaps; then the server closes
+                    pass
+        verifying = ssl.create_default_context()  # our certificate is self-signed
+        with pytest.raises(ssl.SSLCertVerificationError):
+            imaplib.IMAP4_SSL("127.0.0.1", live.port("imaps"), ssl_context=verifying, timeout=30)
+        trusting = ssl.create_default_context()
+        trusting.check_hostname, trusting.verify_mode = False, ssl.CERT_NONE
+        imaplib.IMAP4_SSL("127.0.0.1", live.port("imaps"), ssl_context=trusting).logout()
+
+        def counted() -> Samples | None:
+            now = scrape(live)
+            imaps = moved(before, now, "pillarbox_tls_handshake_failures_total", listener="imaps")
+            return now if imaps == 2 else None
+
+        after = wait_for(counted, "the failed imaps handshakes counted")
+        failures = "pillarbox_tls_handshake_failures_total"
+        assert moved(before, after, failures, listener="pop3s") == 1
+        assert moved(before, after, failures, listener="submissions") == 1
+        assert moved(before, after, "pillarbox_sessions_total", listener="imaps") == 1
 
 
 def test_lmtp_messages_are_counted_on_their_listener(tmp_path: Path) -> None:

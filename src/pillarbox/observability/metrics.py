@@ -75,7 +75,7 @@ class Metrics:
         )
         self.tls_handshake_failures = Counter(
             "pillarbox_tls_handshake_failures",
-            "STARTTLS (STLS) handshakes that failed, by listener.",
+            "TLS handshakes that failed (STARTTLS/STLS, or on an implicit-TLS port), by listener.",
             ["listener"],
             registry=registry,
         )
@@ -147,9 +147,10 @@ class Metrics:
         self._live.queue = depth
         self._live.queue_read_at = now or datetime.now(UTC)
 
-    def listener(self, name: str, *, starttls: bool) -> ListenerMetrics:
-        """The children a listener updates, resolved once."""
-        return ListenerMetrics(self, name, starttls=starttls)
+    def listener(self, name: str, *, tls: bool) -> ListenerMetrics:
+        """The children a listener updates, resolved once (``tls``: it offers TLS, implicit
+        or by STARTTLS)."""
+        return ListenerMetrics(self, name, tls=tls)
 
     def smtp(self, listener: str) -> SmtpMetrics:
         return SmtpMetrics(self, listener)
@@ -160,14 +161,14 @@ class Metrics:
 
 class ListenerMetrics:
     """One listener's series, created (at 0) when the listener is; a handshake-failure series
-    only where STARTTLS is offered (see docs/metrics.md about implicit TLS)."""
+    only where TLS is offered."""
 
     __slots__ = ("handshake_failures", "refused", "sessions")
 
-    def __init__(self, metrics: Metrics, name: str, *, starttls: bool) -> None:
+    def __init__(self, metrics: Metrics, name: str, *, tls: bool) -> None:
         self.sessions = metrics.sessions.labels(name)
         self.refused = metrics.connections_refused.labels(name)
-        self.handshake_failures = metrics.tls_handshake_failures.labels(name) if starttls else None
+        self.handshake_failures = metrics.tls_handshake_failures.labels(name) if tls else None
 
 
 class SmtpMetrics:
