@@ -23,6 +23,7 @@ from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.scrape import Samples, get_metrics, moved, parse, value
 from pillarbox.testing.scrape import scrape as scrape_metrics
+from pillarbox.testing.webclient import WebSession
 
 TOKEN = "scrape-token-0123456789"
 BASIC_PASSWORD = "basic-password-9876"
@@ -265,6 +266,40 @@ def test_failed_implicit_tls_handshakes_are_counted(tmp_path: Path, loop: str) -
         assert moved(before, after, failures, listener="pop3s") == 1
         assert moved(before, after, failures, listener="submissions") == 1
         assert moved(before, after, "pillarbox_sessions_total", listener="imaps") == 1
+
+
+def test_web_requests_are_counted_by_route_template(tmp_path: Path) -> None:
+    """Web requests by the route that took them (its template, never the raw path a client
+    chose) and status class, with their time to the response head."""
+    config = loopback_config(
+        tmp_path / "data", only=("http", "metrics"), metrics=cfg.MetricsSection(bearer_token=TOKEN)
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account("alice@example.org", TEST_PASSWORD)
+        before = scrape(live)
+        web = WebSession(live)
+        assert web.get("/login").status_code == 200
+        assert web.login("alice@example.org", "wrong password").status_code == 401
+        assert web.login("alice@example.org").status_code == 303
+        for mailbox in (424242, 434343):  # two paths, one route: no such folder
+            assert web.get(f"/mail/{mailbox}").status_code == 404
+        assert web.get("/no/such/page-4711").status_code == 404
+        assert web.client.put("/login").status_code == 405
+        after = scrape(live)
+
+    requests = "pillarbox_web_requests_total"
+    assert moved(before, after, requests, route="/login", status="2xx") == 3  # + each login's form
+    assert moved(before, after, requests, route="/login", status="3xx") == 1
+    assert moved(before, after, requests, route="/login", status="4xx") == 2  # 401, 405
+    assert moved(before, after, requests, route="/mail/{mailbox:int}", status="4xx") == 2
+    assert moved(before, after, requests, route="unmatched", status="4xx") == 1
+    seconds = "pillarbox_web_request_seconds"
+    assert moved(before, after, f"{seconds}_count", route="/login") == 6
+    assert moved(before, after, f"{seconds}_sum", route="/login") > 0
+    assert moved(before, after, f"{seconds}_bucket", route="/login", le="+Inf") == 6
+    raw = {v for _, labels in after for _, v in labels}
+    assert not any("4242" in v or "4711" in v for v in raw)  # bounded labels
 
 
 def test_lmtp_messages_are_counted_on_their_listener(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ Implementation notes:
 - **Every request** passes :class:`Guard`: a body limit enforced while the body streams in (a
   ``Content-Length`` over the limit is refused before a byte is read), the session cookie
   decoded, security headers added to every response (a strict CSP: scripts and styles only
-  from this origin, no inline script; framing only by ourselves).
+  from this origin, no inline script; framing only by ourselves), and the response counted
+  in the metrics by its route's template, never its raw path (``docs/metrics.md``).
 - **HTTPS** (the "https" listener; ``scope["scheme"]`` says which): the session cookie is
   ``Secure`` and responses carry HSTS; plain HTTP never does (RFC 6797 §7.2). With
   ``[web] redirect_http`` and an https listener, plain-HTTP requests are redirected there
@@ -47,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pillarbox.config import LISTENER_DOCS, WebSection
 from pillarbox.errors import NotFound, RateLimited, UserError
 from pillarbox.net.http import origin
+from pillarbox.observability.metrics import UNMATCHED_ROUTE, WebMetrics
 from pillarbox.services import Services
 from pillarbox.store.types import Account
 from pillarbox.web.session import (
@@ -138,8 +140,8 @@ def web(request: Request) -> Web:
 
 
 class Guard:
-    """ASGI middleware: body limits, session cookie in and out, security headers, HSTS and
-    the redirect to HTTPS."""
+    """ASGI middleware: body limits, session cookie in and out, security headers, HSTS, the
+    redirect to HTTPS, and the request metrics (``metrics``; None: not counted)."""
 
     def __init__(
         self,
@@ -149,6 +151,7 @@ class Guard:
         limits: WebSection,
         hostname: str,
         https_port: int | None = None,
+        metrics: WebMetrics | None = None,
     ) -> None:
         self.app = app
         self.codec = codec
@@ -158,11 +161,16 @@ class Guard:
         #: The https listener's port; None when it is not running.
         self.https_port = https_port
         self._hsts = f"max-age={limits.hsts_max_age}".encode() if limits.hsts_max_age else None
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        metrics = self.metrics
+        if metrics is not None:
+            send = _counted(send, scope, metrics, started)
         path: str = scope["path"]
         secure = scope.get("scheme") == "https"
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -185,7 +193,6 @@ class Guard:
         if declared.isdigit() and int(declared) > limit:
             await _too_large(limit, scope, send)
             return
-        started = time.perf_counter()
         now = time.time()
         session, fresh = self._session(headers.get("cookie", ""), now)
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
@@ -243,6 +250,19 @@ class Guard:
         attributes = f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
         attributes += f"; Max-Age={int(self.codec.ttl)}"
         return attributes + ("; Secure" if secure else "")
+
+
+def _counted(send: Send, scope: Scope, metrics: WebMetrics, started: float) -> Send:
+    """``send``, counting the response by its route's template (Starlette's router leaves the
+    route it chose in the scope) when its head goes out."""
+
+    async def counted_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            metrics.request(route, message["status"], time.perf_counter() - started)
+        await send(message)
+
+    return counted_send
 
 
 def https_location(scope: Scope, fallback_host: str, port: int) -> str:
@@ -531,6 +551,7 @@ def create_app(
         limits=limits,
         hostname=services.hostname,
         https_port=state.ports.get("https"),
+        metrics=services.metrics.web(),
     )
     app.state.web = state
     app.state.acme_challenges = services.acme_challenges
