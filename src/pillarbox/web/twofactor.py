@@ -96,7 +96,8 @@ async def check_code(
     now: float,
 ) -> CodeCheck:
     """Whether ``code`` is a current one-time code (then its step is used up) or an unused
-    recovery code (then it is)."""
+    recovery code (then it is); UNREADABLE when it is no recovery code and the stored secret
+    does not open, so nothing but a recovery code could pass."""
     if totp.looks_like_recovery_code(code):
         used = await services.store.use_recovery_code(account.id, totp.recovery_digest(code))
         if used:
@@ -161,8 +162,8 @@ async def begin(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
     await posted_form(request)
-    if (refused := await _not_enrolled(request, account)) is not None:
-        return refused
+    if (enrolled_already := await _not_enrolled(request, account)) is not None:
+        return enrolled_already
     view = setup_view(app.sealer, app.services.hostname, account, totp.new_secret())
     return await render_settings(request, account, totp_setup=view)
 
@@ -171,8 +172,8 @@ async def confirm(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
     form = await posted_form(request)
-    if (refused := await _not_enrolled(request, account)) is not None:
-        return refused
+    if (enrolled_already := await _not_enrolled(request, account)) is not None:
+        return enrolled_already
     key = app.sealer.unseal(account.id, field_text(form, "sealed"), "enrol")
     if key is None:
         return await render_settings(
