@@ -199,6 +199,14 @@ async def set_sending_limits(store: Store, address: str, limits: SendingLimits) 
     return account
 
 
+async def remove_second_factor(store: Store, address: str) -> tuple[Account, bool]:
+    """Remove ``address``'s two-factor web login and its recovery codes — account recovery
+    when the owner lost the device (or its secret no longer opens): the owner then logs in
+    with the password alone and may enrol again. Whether there was one."""
+    account = await get_account(store, address)
+    return account, await store.disable_totp(account.id)
+
+
 async def remove_account(store: Store, address: str) -> None:
     account = await get_account(store, address)
     await store.remove_account(account.id)

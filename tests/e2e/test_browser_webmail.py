@@ -720,3 +720,36 @@ def test_sharing_a_folder_from_the_browser(server: LiveServer, new_page: Any) ->
     bob.goto(base(server) + "/mail")
     expect(bob.locator("h1#list-title")).to_have_text("INBOX")
     expect(bob.locator("section.shared-folders")).to_have_count(0)
+
+
+def test_admin_removes_a_second_factor_after_confirming(server: LiveServer, new_page: Any) -> None:
+    """The admin's "Remove 2FA" button asks first: dismissed, nothing changes; accepted, the
+    form (with its CSRF token) removes the enrolment and the page shows it off."""
+    from pillarbox.auth import totp
+
+    async def enrol() -> None:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        key = totp.new_secret()
+        await server.store.enable_totp(account.id, f"sealed-{key.hex()}", ["d"])
+
+    server.call(enrol())
+    server.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    page = new_page()
+    login(page, server, "root@example.org")
+    page.goto(base(server) + "/admin/accounts")
+    row = page.locator("tr", has_text=ALICE)
+    sync_api.expect(row.locator("td.two-factor")).to_have_text("on, unreadable")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    row.get_by_role("button", name="Remove 2FA").click()
+    assert asked and ALICE in asked[0]
+    sync_api.expect(row.locator("td.two-factor")).to_have_text("on, unreadable")
+    alice = server.call(server.store.get_account(ALICE))
+    assert alice is not None and server.call(server.store.get_totp(alice.id)) is not None
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Remove 2FA").click()
+    page.wait_for_url(re.compile(r"/admin/accounts$"))
+    sync_api.expect(page.locator("tr", has_text=ALICE).locator("td.two-factor")).to_have_text("off")
+    sync_api.expect(page.get_by_role("button", name="Remove 2FA")).to_have_count(0)
+    assert server.call(server.store.get_totp(alice.id)) is None

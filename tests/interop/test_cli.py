@@ -16,6 +16,7 @@ from pillarbox.cli.main import run_store
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, DmarcObservation
 from pillarbox.testing.command import init_site, run_pillarbox
+from pillarbox.web import totpseal
 
 PASSWORD = "correct horse battery"
 
@@ -97,8 +98,24 @@ def test_user_2fa_shown_and_disabled_by_the_admin(initialised: Path) -> None:
     run_store(config, enrol)
     on = run_pillarbox(initialised, "user", "2fa", "Alice@Example.org", "--json")
     assert json.loads(on.stdout) == {
-        "address": "alice@example.org", "enabled": True, "recovery_codes_left": 2
+        "address": "alice@example.org", "enabled": True, "recovery_codes_left": 2,
+        "secret_readable": None,  # no data_dir/totp-key yet: nothing to tell
     }  # fmt: skip
+    # With the server's key: a secret that does not open under it is named, with the way out.
+    sealer = totpseal.TotpSealer(totpseal.load_key(config.data_dir))
+    unreadable = run_pillarbox(initialised, "user", "2fa", "alice@example.org")
+    assert "its secret does not open under" in unreadable.stdout
+    assert "--disable" in unreadable.stdout
+
+    async def seal_properly(store: Store) -> None:
+        account = await store.get_account("alice@example.org")
+        assert account is not None
+        await store.disable_totp(account.id)
+        await store.enable_totp(account.id, sealer.seal(account.id, b"k" * 20), ["d1"])
+
+    run_store(config, seal_properly)
+    readable = run_pillarbox(initialised, "user", "2fa", "alice@example.org", "--json")
+    assert json.loads(readable.stdout)["secret_readable"] is True
     removed = run_pillarbox(initialised, "user", "2fa", "alice@example.org", "--disable")
     assert removed.stdout.strip() == "two-factor login removed for alice@example.org"
     assert run_store(config, lambda store: store.totp_accounts()) == set()

@@ -4,26 +4,29 @@ parsed with prometheus_client's own parser. Runs on both stores (``PILLARBOX_TES
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import imaplib
 import poplib
 import smtplib
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+import uvloop
 
 from pillarbox import config as cfg
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
+from pillarbox.testing.scrape import Samples, get_metrics, moved, parse, value
+from pillarbox.testing.scrape import scrape as scrape_metrics
+from pillarbox.testing.webclient import WebSession
 
 TOKEN = "scrape-token-0123456789"
 BASIC_PASSWORD = "basic-password-9876"
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -42,40 +45,8 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
 
 
-def _get(
-    server: LiveServer, path: str = "/metrics", method: str = "GET", **headers: str
-) -> tuple[int, dict[str, str], str]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port("metrics"), timeout=30)
-    try:
-        connection.request(method, path, headers=headers)
-        response = connection.getresponse()
-        body = response.read().decode()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        connection.close()
-
-
 def scrape(server: LiveServer) -> Samples:
-    status, headers, body = _get(server, Authorization=f"Bearer {TOKEN}")
-    assert status == 200, body
-    assert headers["content-type"].startswith("text/plain")
-    return parse(body)
-
-
-def parse(body: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
+    return scrape_metrics(server, Authorization=f"Bearer {TOKEN}")
 
 
 def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
@@ -166,26 +137,26 @@ def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
 
 
 def test_the_endpoint_asks_for_credentials(server: LiveServer) -> None:
-    status, headers, _ = _get(server)
+    status, headers, _ = get_metrics(server)
     assert status == 401
     assert headers["www-authenticate"].startswith('Bearer realm="pillarbox metrics"')
-    assert _get(server, Authorization="Bearer not-the-token")[0] == 401
-    assert _get(server, Authorization=f"Bearer {TOKEN}x")[0] == 401
+    assert get_metrics(server, Authorization="Bearer not-the-token")[0] == 401
+    assert get_metrics(server, Authorization=f"Bearer {TOKEN}x")[0] == 401
     basic = base64.b64encode(f"prometheus:{BASIC_PASSWORD}".encode()).decode()
-    assert _get(server, Authorization=f"Basic {basic}")[0] == 200
+    assert get_metrics(server, Authorization=f"Basic {basic}")[0] == 200
     wrong_user = base64.b64encode(f"admin:{BASIC_PASSWORD}".encode()).decode()
-    assert _get(server, Authorization=f"Basic {wrong_user}")[0] == 401
-    assert _get(server, Authorization="Basic !!!")[0] == 401
+    assert get_metrics(server, Authorization=f"Basic {wrong_user}")[0] == 401
+    assert get_metrics(server, Authorization="Basic !!!")[0] == 401
     token = {"Authorization": f"Bearer {TOKEN}"}
-    assert _get(server, "/", **token)[0] == 404
-    assert _get(server, method="POST", **token)[0] == 405
-    status, headers, body = _get(server, method="HEAD", **token)
+    assert get_metrics(server, "/", **token)[0] == 404
+    assert get_metrics(server, method="POST", **token)[0] == 405
+    status, headers, body = get_metrics(server, method="HEAD", **token)
     assert (status, body) == (200, "")
     assert int(headers["content-length"]) > 0
 
 
 def test_an_oversized_request_head_is_refused(server: LiveServer) -> None:
-    status, _, _ = _get(server, Authorization=f"Bearer {TOKEN}", Padding="x" * 20_000)
+    status, _, _ = get_metrics(server, Authorization=f"Bearer {TOKEN}", Padding="x" * 20_000)
     assert status == 431
 
 
@@ -232,7 +203,7 @@ def test_a_stalled_scraper_is_cut_off_and_others_still_served(tmp_path: Path) ->
         finally:
             for sock in stalled:
                 sock.close()
-        status, _, body = _get(live)  # no credentials configured: none needed
+        status, _, body = get_metrics(live)  # no credentials configured: none needed
         assert status == 200
         refused = value(parse(body), "pillarbox_connections_refused_total", listener="metrics")
         assert refused >= 1
@@ -258,6 +229,77 @@ def test_a_failed_starttls_handshake_is_counted(server: LiveServer) -> None:
 
     after = wait_for(counted, "the failed handshake counted")
     assert moved(before, after, "pillarbox_tls_handshake_failures_total", listener="imap") == 0
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_failed_implicit_tls_handshakes_are_counted(tmp_path: Path, loop: str) -> None:
+    """On 993/995/465 the handshake comes first: bytes that are no TLS, and a client refusing
+    our certificate, count on their listener; a good handshake does not. On both event loops
+    (each runs that handshake itself, before the connection reaches Pillarbox)."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("imaps", "pop3s", "submissions", "metrics"),
+        metrics=cfg.MetricsSection(bearer_token=TOKEN),
+    )
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with LiveServer(config, loop_factory=factory) as live:
+        before = scrape(live)
+        for name in ("imaps", "pop3s", "submissions"):
+            with socket.create_connection(("127.0.0.1", live.port(name)), timeout=30) as sock:
+                sock.sendall(b"this is no TLS ClientHello\r\n" * 4)
+                while sock.recv(4096):  # an alert, perhaps; then the server closes
+                    pass
+        verifying = ssl.create_default_context()  # our certificate is self-signed
+        with pytest.raises(ssl.SSLCertVerificationError):
+            imaplib.IMAP4_SSL("127.0.0.1", live.port("imaps"), ssl_context=verifying, timeout=30)
+        trusting = ssl.create_default_context()
+        trusting.check_hostname, trusting.verify_mode = False, ssl.CERT_NONE
+        imaplib.IMAP4_SSL("127.0.0.1", live.port("imaps"), ssl_context=trusting).logout()
+
+        def counted() -> Samples | None:
+            now = scrape(live)
+            imaps = moved(before, now, "pillarbox_tls_handshake_failures_total", listener="imaps")
+            return now if imaps == 2 else None
+
+        after = wait_for(counted, "the failed imaps handshakes counted")
+        failures = "pillarbox_tls_handshake_failures_total"
+        assert moved(before, after, failures, listener="pop3s") == 1
+        assert moved(before, after, failures, listener="submissions") == 1
+        assert moved(before, after, "pillarbox_sessions_total", listener="imaps") == 1
+
+
+def test_web_requests_are_counted_by_route_template(tmp_path: Path) -> None:
+    """Web requests by the route that took them (its template, never the raw path a client
+    chose) and status class, with their time to the response head."""
+    config = loopback_config(
+        tmp_path / "data", only=("http", "metrics"), metrics=cfg.MetricsSection(bearer_token=TOKEN)
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account("alice@example.org", TEST_PASSWORD)
+        before = scrape(live)
+        web = WebSession(live)
+        assert web.get("/login").status_code == 200
+        assert web.login("alice@example.org", "wrong password").status_code == 401
+        assert web.login("alice@example.org").status_code == 303
+        for mailbox in (424242, 434343):  # two paths, one route: no such folder
+            assert web.get(f"/mail/{mailbox}").status_code == 404
+        assert web.get("/no/such/page-4711").status_code == 404
+        assert web.client.put("/login").status_code == 405
+        after = scrape(live)
+
+    requests = "pillarbox_web_requests_total"
+    assert moved(before, after, requests, route="/login", status="2xx") == 3  # + each login's form
+    assert moved(before, after, requests, route="/login", status="3xx") == 1
+    assert moved(before, after, requests, route="/login", status="4xx") == 2  # 401, 405
+    assert moved(before, after, requests, route="/mail/{mailbox:int}", status="4xx") == 2
+    assert moved(before, after, requests, route="unmatched", status="4xx") == 1
+    seconds = "pillarbox_web_request_seconds"
+    assert moved(before, after, f"{seconds}_count", route="/login") == 6
+    assert moved(before, after, f"{seconds}_sum", route="/login") > 0
+    assert moved(before, after, f"{seconds}_bucket", route="/login", le="+Inf") == 6
+    raw = {v for _, labels in after for _, v in labels}
+    assert not any("4242" in v or "4711" in v for v in raw)  # bounded labels
 
 
 def test_lmtp_messages_are_counted_on_their_listener(tmp_path: Path) -> None:

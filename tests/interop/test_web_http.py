@@ -889,6 +889,22 @@ def test_display_name_and_password_change(live: LiveServer, alice: WebSession) -
     assert WebSession(live).login(ALICE, "another long password").status_code == 303
 
 
+def test_password_change_rate_limited_is_429_with_retry_after(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """A throttled current-password check is "too many requests" (RFC 6585 §4), in the
+    settings form and the JSON API alike — never a 400 the client would not retry."""
+    form = {"current_password": "nope", "new_password": "x" * 20, "confirm_password": "x" * 20}
+    statuses = [alice.post("/settings/password", form).status_code for _ in range(6)]
+    assert statuses[0] == 400 and statuses[-1] == 429
+    limited = alice.post("/settings/password", {**form, "current_password": TEST_PASSWORD})
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert "too many failed attempts" in limited.text and 'id="password"' in limited.text
+    api = alice.api("POST", "/password", {"current": TEST_PASSWORD, "new": "y" * 20})
+    assert api.status_code == 429 and int(api.headers["retry-after"]) >= 1
+    assert "too many" in api.json()["error"]
+
+
 def test_api_tokens_authenticate_and_revoke(live: LiveServer, alice: WebSession) -> None:
     page = alice.post("/settings/api-token", {"label": "script"})
     secret = re.search(r'id="new-secret">([^<]+)<', page.text)

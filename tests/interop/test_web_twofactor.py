@@ -10,15 +10,20 @@ import imaplib
 import re
 import smtplib
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from pillarbox.auth import totp
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.store.interface import Store
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.scrape import moved, scrape
 from pillarbox.testing.webclient import WebSession
+from pillarbox.web.session import SECRET_FILE
+from pillarbox.web.totpseal import TotpSealer
 
-pytestmark = pytest.mark.listeners("http", "imap", "submission")
+pytestmark = pytest.mark.listeners("http", "imap", "submission", "metrics")
 
 ALICE = "alice@example.org"
 
@@ -122,8 +127,12 @@ def test_pending_state_is_bound_to_the_browser_and_needs_the_password(
     assert wrong_password.login(ALICE, "not it").status_code == 401
 
 
-def test_wrong_codes_count_into_the_login_limits(live: LiveServer, alice: WebSession) -> None:
-    key, _ = enrol(alice)
+def test_wrong_codes_count_into_the_login_limits_and_the_metrics(
+    live: LiveServer, alice: WebSession
+) -> None:
+    key, codes = enrol(alice)
+    before = scrape(live)
+    assert code_step(password_step(live), codes[0]).status_code == 303
     web = password_step(live)
     statuses = []
     bad = f"{(int(next_code(key)) + 1) % 10**6:06d}"
@@ -132,6 +141,11 @@ def test_wrong_codes_count_into_the_login_limits(live: LiveServer, alice: WebSes
     assert statuses[0] == 401 and 429 in statuses
     limited = code_step(web, next_code(key))  # even the right code waits now
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    after = scrape(live)
+    outcomes = "pillarbox_web_second_factor_logins_total"
+    assert moved(before, after, outcomes, outcome="passed") == 1
+    assert moved(before, after, outcomes, outcome="wrong_code") == statuses.count(401)
+    assert moved(before, after, outcomes, outcome="rate_limited") == statuses.count(429) + 1
 
 
 def test_new_recovery_codes_replace_the_old_ones(live: LiveServer, alice: WebSession) -> None:
@@ -225,3 +239,94 @@ def test_admin_accounts_page_shows_who_has_two_factor_login(
     page = admin.get("/admin/accounts").text
     assert page.count('<td class="two-factor">on</td>') == 1
     assert page.count('<td class="two-factor">off</td>') == 2
+
+
+def test_admin_removes_a_second_factor_from_the_accounts_page(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Account recovery from the web admin (the owner lost the device): the button on the
+    accounts page, as a browser submits it; CSRF-protected and for admins only."""
+    live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    admin = WebSession(live)
+    assert admin.login("root@example.org").status_code == 303
+    assert "/admin/accounts/2fa-remove" not in admin.get("/admin/accounts").text
+    enrol(alice)
+    forms = re.findall(
+        r'<form method="post" action="/admin/accounts/2fa-remove"[^>]*>(.*?)</form>',
+        admin.get("/admin/accounts").text,
+    )
+    assert len(forms) == 1  # only the enrolled account has the button
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', forms[0]))
+    assert fields["address"] == ALICE and fields["csrf"]
+
+    forged = admin.client.post("/admin/accounts/2fa-remove", data={"address": ALICE})
+    assert forged.status_code == 303 and forged.headers["location"].startswith("/login?")
+    not_admin = alice.post("/admin/accounts/2fa-remove", {"address": ALICE})
+    assert not_admin.status_code == 403
+    assert live.call(live.store.get_totp(alice_id(live))) is not None
+
+    removed = admin.client.post("/admin/accounts/2fa-remove", data=fields)
+    assert removed.status_code == 303 and removed.headers["location"] == "/admin/accounts"
+    assert live.call(live.store.get_totp(alice_id(live))) is None
+    page = admin.get("/admin/accounts").text
+    assert '<td class="two-factor">on</td>' not in page
+    assert "/admin/accounts/2fa-remove" not in page
+    assert WebSession(live).login(ALICE).headers["location"] == "/mail"  # one step again
+    unknown = admin.post("/admin/accounts/2fa-remove", {"address": "nobody@example.org"})
+    assert unknown.status_code == 400 and "nobody@example.org" in unknown.text
+
+
+def test_replacing_the_web_secret_ends_sessions_and_keeps_two_factor_login(
+    tmp_path: Path,
+) -> None:
+    """The operator replaces data_dir/web-secret to end every session: the sessions end, the
+    enrolments (sealed under data_dir/totp-key) keep working."""
+    config = loopback_config(tmp_path / "data", only=("http",))
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        before = WebSession(live)
+        assert before.login(ALICE).status_code == 303
+        key, _ = enrol(before)
+        cookies = before.client.cookies
+    (tmp_path / "data" / SECRET_FILE).unlink()
+    with LiveServer(config) as live:
+        stale = WebSession(live)
+        stale.client.cookies = cookies
+        assert stale.get("/settings").headers["location"].startswith("/login")
+        done = code_step(password_step(live), next_code(key))
+        assert done.status_code == 303 and done.headers["location"] == "/mail"
+
+
+def test_a_secret_that_does_not_open_is_said_so_and_recovery_still_works(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """An enrolment sealed under another key (a node without the shared totp-key, or the file
+    lost): the code step says what is wrong and still takes a recovery code; the admin sees
+    it as unreadable; the metrics count it."""
+    key, codes = enrol(alice)
+    account_id = alice_id(live)
+    elsewhere = TotpSealer(b"another node's key, not ours!!!!").seal(account_id, key)
+
+    async def sealed_elsewhere(store: Store) -> None:
+        await store.disable_totp(account_id)
+        await store.enable_totp(account_id, elsewhere, [totp.recovery_digest(c) for c in codes])
+
+    live.with_store(sealed_elsewhere)
+    before = scrape(live)
+    web = password_step(live)
+    refused = code_step(web, next_code(key))
+    assert refused.status_code == 401 and "cannot read your authenticator" in refused.text
+    assert "recovery code" in refused.text
+    after = scrape(live)
+    outcomes = "pillarbox_web_second_factor_logins_total"
+    assert moved(before, after, outcomes, outcome="unreadable_secret") == 1
+    assert moved(before, after, outcomes, outcome="wrong_code") == 0
+    assert code_step(web, codes[1]).headers["location"] == "/mail"
+
+    live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    admin = WebSession(live)
+    assert admin.login("root@example.org").status_code == 303
+    page = admin.get("/admin/accounts").text
+    assert page.count("on, unreadable</strong></td>") == 1
+    assert "/admin/accounts/2fa-remove" in page

@@ -36,6 +36,7 @@ from pillarbox.queue import sendlimits
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.types import AccountSettings, SpecialUse
+from pillarbox.web import totpseal
 
 T = TypeVar("T")
 
@@ -468,24 +469,38 @@ def user_passwd(state: CliState, address: str, password_stdin: bool) -> None:
 @click.pass_obj
 def user_2fa(state: CliState, address: str, disable: bool, as_json: bool) -> None:
     """Show ADDRESS's two-factor login, or remove it (account recovery by the admin: the
-    owner then logs in with the password alone and may enrol a new device)."""
+    owner then logs in with the password alone and may enrol a new device). The JSON's
+    secret_readable says whether the secret opens under the data directory's totp-key (null:
+    no key file there, or nothing enrolled)."""
+    config = state.load()
+    key_file = None if disable else totpseal.read_key(config.data_dir)
+    sealer = None if key_file is None else totpseal.TotpSealer(key_file)
 
-    async def go(store: Store) -> tuple[str, bool, int]:
+    async def go(store: Store) -> tuple[str, bool, int, bool | None]:
+        if disable:
+            account, removed = await provisioning.remove_second_factor(store, address)
+            return account.address, removed, 0, None
         account = await provisioning.get_account(store, address)
         enrolment = await store.get_totp(account.id)
-        if disable and enrolment is not None:
-            await store.disable_totp(account.id)
-        return account.address, enrolment is not None, enrolment.recovery_left if enrolment else 0
+        if enrolment is None:
+            return account.address, False, 0, None
+        readable = None if sealer is None else sealer.opens(enrolment)
+        return account.address, True, enrolment.recovery_left, readable
 
-    key, enrolled, left = run_store(state.load(), go)
+    key, enrolled, left, readable = run_store(config, go)
     if disable:
         text = f"two-factor login removed for {key}" if enrolled else f"{key} had no second factor"
     elif enrolled:
         text = f"{key}: two-factor login on, {left} recovery codes left"
+        if readable is False:
+            text += (
+                f"; its secret does not open under {config.data_dir / totpseal.KEY_FILE}: "
+                "restore that file, or remove the enrolment with --disable"
+            )
     else:
         text = f"{key}: two-factor login off"
-    emit({"address": key, "enabled": enrolled and not disable, "recovery_codes_left": left},
-         as_json, [text])  # fmt: skip
+    emit({"address": key, "enabled": enrolled and not disable, "recovery_codes_left": left,
+          "secret_readable": readable}, as_json, [text])  # fmt: skip
 
 
 @user.command("remove")

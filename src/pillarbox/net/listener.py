@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from pillarbox.net.channel import Channel, ChannelClosed
 from pillarbox.net.proxyheader import HeaderProtocol, UpstreamProxy
+from pillarbox.net.tls import HANDSHAKE_FAILED
 from pillarbox.observability.log import Log, new_connection_id
 from pillarbox.observability.metrics import ListenerMetrics
 from pillarbox.proxyprotocol import ProxyHeader
@@ -114,15 +115,23 @@ class Listener:
     async def start(self, address: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         tls = None if self._proxy else self._tls  # behind a balancer: TLS after the header
-        self._server = await loop.create_server(
-            self._make_channel,
-            host=address,
-            port=port,
-            ssl=tls,
-            ssl_handshake_timeout=self._handshake_timeout if tls else None,
-            reuse_address=True,
-            backlog=1024,
-        )
+        failures = None if self._metrics is None else self._metrics.handshake_failures
+        # Implicit TLS: the accepted connections' handshakes report to this listener's
+        # counter (pillarbox.net.tls); they run in a copy of the context serving starts in.
+        # Behind a balancer the channel makes the handshake and :meth:`_run` counts it.
+        reporting = HANDSHAKE_FAILED.set(failures.inc if tls and failures else None)
+        try:
+            self._server = await loop.create_server(
+                self._make_channel,
+                host=address,
+                port=port,
+                ssl=tls,
+                ssl_handshake_timeout=self._handshake_timeout if tls else None,
+                reuse_address=True,
+                backlog=1024,
+            )
+        finally:
+            HANDSHAKE_FAILED.reset(reporting)
 
     async def start_unix(self, path: str, mode: int) -> None:
         """Listen on the UNIX socket ``path`` (from the admin's config only) with permissions

@@ -187,9 +187,8 @@ class Server:
                     counters[group],
                     tls=tls if implicit_tls else None,
                     handshake_timeout=config.tls.handshake_timeout,
-                    metrics=context.metrics.listener(
-                        name, starttls=not implicit_tls and group != "metrics"
-                    ),
+                    # Every listener but the metrics one offers TLS, implicit or by STARTTLS.
+                    metrics=context.metrics.listener(name, tls=group != "metrics"),
                     proxy=UpstreamProxy.of(settings),
                 )
                 with _bind_error(f"listeners.{name}", settings.address, settings.port):
@@ -259,7 +258,7 @@ class Server:
             LMTP_SOCKET,
             _factory(SERVICES["lmtp"][2])(context, "lmtp"),
             counter,
-            metrics=context.metrics.listener(LMTP_SOCKET, starttls=False),
+            metrics=context.metrics.listener(LMTP_SOCKET, tls=False),
         )
         with _bind_error("lmtp.socket", path, None):
             await listener.start_unix(path, mode)

@@ -2,6 +2,16 @@
 
 Only public ``ssl`` APIs are used (STYLE: no ``asyncio.sslproto``). TLS 1.2 is the floor
 (RFC 8996 deprecates 1.0/1.1; RFC 8314 §4.1 asks for current versions).
+
+Failed handshakes on the implicit-TLS listeners are counted here, not in the listener: asyncio
+and uvloop do that handshake before the connection reaches Pillarbox and tell no one when it
+fails, and taking it over in Pillarbox's own task would race the client's ClientHello under
+uvloop (it starts reading right after ``connection_made``). So the server context's
+``sslobject_class`` (a public ``ssl`` hook) is :class:`_CountedSSLObject`, whose handshake
+reports a TLS error to whatever :data:`HANDSHAKE_FAILED` holds in the running context; an
+implicit-TLS listener sets it while it starts serving, so the connections it accepts (their
+callbacks run in a copy of that context, on both loops) report to its counter. STARTTLS
+upgrades run where it is unset: the channel counts those itself.
 """
 
 from __future__ import annotations
@@ -9,6 +19,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 from cryptography import x509
@@ -69,10 +81,33 @@ def ensure_self_signed(cert_path: Path, key_path: Path, hostname: str) -> bool:
     return True
 
 
+#: What a failed server-side handshake reports to (see the module notes); None: nothing.
+HANDSHAKE_FAILED: ContextVar[Callable[[], None] | None] = ContextVar(
+    "handshake_failed", default=None
+)
+
+
+class _CountedSSLObject(ssl.SSLObject):
+    """An ``SSLObject`` whose failed handshake (a TLS error: not TLS at all, no common version
+    or cipher, the client refusing our certificate) is reported to :data:`HANDSHAKE_FAILED`."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise  # more bytes to come: not a failure
+        except ssl.SSLError:
+            report = HANDSHAKE_FAILED.get()
+            if report is not None:
+                report()
+            raise
+
+
 def server_context(config: Config) -> ssl.SSLContext:
     """The server-side context every listener shares."""
     cert, key = tls_paths(config)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.sslobject_class = _CountedSSLObject
     context.minimum_version = (
         ssl.TLSVersion.TLSv1_3 if config.tls.min_version == "TLSv1.3" else ssl.TLSVersion.TLSv1_2
     )

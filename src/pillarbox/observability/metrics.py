@@ -50,6 +50,15 @@ GREYLIST_OUTCOMES = ("allowed", "new", "early", "retried", "known", "client")
 RETENTION_MAILBOXES = ("junk", "trash")
 #: Why a login failed: wrong or unknown credentials, or the client was throttled first.
 AUTH_REASONS = ("credentials", "rate_limited")
+#: How the code step of a two-step web login ended: the code (or a recovery code) was right,
+#: it was wrong or used already, the address or account was throttled before it was checked,
+#: or the stored secret does not open under this server's key (``data_dir/totp-key``).
+SECOND_FACTOR_OUTCOMES = ("passed", "wrong_code", "rate_limited", "unreadable_secret")
+#: Seconds from a web request's arrival to its response head (pages, API calls, downloads).
+WEB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: The route label of web requests no route took: unknown paths (404), redirects to HTTPS,
+#: bodies refused before routing — never the raw path, which the client chooses.
+UNMATCHED_ROUTE = "unmatched"
 #: Seconds from a message's last octet to the reply (the store's fsync and the policy's DNS).
 DATA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -77,7 +86,7 @@ class Metrics:
         )
         self.tls_handshake_failures = Counter(
             "pillarbox_tls_handshake_failures",
-            "STARTTLS (STLS) handshakes that failed, by listener.",
+            "TLS handshakes that failed (STARTTLS/STLS, or on an implicit-TLS port), by listener.",
             ["listener"],
             registry=registry,
         )
@@ -132,6 +141,30 @@ class Metrics:
             ["mailbox"],
             registry=registry,
         )
+        self.second_factor_logins = Counter(
+            "pillarbox_web_second_factor_logins",
+            "Code steps of two-step web logins, by outcome "
+            "(passed, wrong_code, rate_limited, unreadable_secret).",
+            ["outcome"],
+            registry=registry,
+        )
+        #: Outcome word → its child, resolved once.
+        self.second_factor = {
+            outcome: self.second_factor_logins.labels(outcome) for outcome in SECOND_FACTOR_OUTCOMES
+        }
+        self.web_requests = Counter(
+            "pillarbox_web_requests",
+            "Web requests answered, by route template and status class (1xx…5xx).",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.web_request_seconds = Histogram(
+            "pillarbox_web_request_seconds",
+            "Seconds from a web request's arrival to its response head, by route template.",
+            ["route"],
+            buckets=WEB_BUCKETS,
+            registry=registry,
+        )
         self.queue_query_failures = Counter(
             "pillarbox_queue_query_failures",
             "Scrapes whose queue query failed (the queue gauges were left out).",
@@ -160,9 +193,10 @@ class Metrics:
         self._live.queue = depth
         self._live.queue_read_at = now or datetime.now(UTC)
 
-    def listener(self, name: str, *, starttls: bool) -> ListenerMetrics:
-        """The children a listener updates, resolved once."""
-        return ListenerMetrics(self, name, starttls=starttls)
+    def listener(self, name: str, *, tls: bool) -> ListenerMetrics:
+        """The children a listener updates, resolved once (``tls``: it offers TLS, implicit
+        or by STARTTLS)."""
+        return ListenerMetrics(self, name, tls=tls)
 
     def smtp(self, listener: str) -> SmtpMetrics:
         return SmtpMetrics(self, listener)
@@ -170,17 +204,20 @@ class Metrics:
     def auth(self, protocol: str) -> AuthMetrics:
         return AuthMetrics(self, protocol)
 
+    def web(self) -> WebMetrics:
+        return WebMetrics(self)
+
 
 class ListenerMetrics:
     """One listener's series, created (at 0) when the listener is; a handshake-failure series
-    only where STARTTLS is offered (see docs/metrics.md about implicit TLS)."""
+    only where TLS is offered."""
 
     __slots__ = ("handshake_failures", "refused", "sessions")
 
-    def __init__(self, metrics: Metrics, name: str, *, starttls: bool) -> None:
+    def __init__(self, metrics: Metrics, name: str, *, tls: bool) -> None:
         self.sessions = metrics.sessions.labels(name)
         self.refused = metrics.connections_refused.labels(name)
-        self.handshake_failures = metrics.tls_handshake_failures.labels(name) if starttls else None
+        self.handshake_failures = metrics.tls_handshake_failures.labels(name) if tls else None
 
 
 class SmtpMetrics:
@@ -212,6 +249,30 @@ class AuthMetrics:
     def __init__(self, metrics: Metrics, protocol: str) -> None:
         self.credentials = metrics.auth_failures.labels(protocol, "credentials")
         self.rate_limited = metrics.auth_failures.labels(protocol, "rate_limited")
+
+
+class WebMetrics:
+    """The web app's request series. A route's children are made on its first request and
+    kept: the labels are the route table's templates (bounded, and known only to the app),
+    so they do not all exist from the start as other series do."""
+
+    __slots__ = ("_children", "_requests", "_seconds")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._requests = metrics.web_requests
+        self._seconds = metrics.web_request_seconds
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        """Count one answered request of ``route`` (its template, or
+        :data:`UNMATCHED_ROUTE`)."""
+        kind = status // 100
+        children = self._children.get((route, kind))
+        if children is None:
+            children = (self._requests.labels(route, f"{kind}xx"), self._seconds.labels(route))
+            self._children[route, kind] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _LiveCollector(Collector):

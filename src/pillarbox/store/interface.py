@@ -105,7 +105,9 @@ class Store(Protocol):
     async def get_domain(self, name: str) -> Domain | None: ...
     async def list_domains(self) -> list[Domain]: ...
     async def remove_domain(self, name: str) -> None:
-        """Remove a domain; refused with ``UserError`` while accounts or aliases use it."""
+        """Remove a domain, with its ACME challenge records and the received reports about it
+        and its subdomains that no other hosted domain covers (a hosted subdomain or parent
+        keeps its own); refused with ``UserError`` while accounts or aliases use it."""
 
     # -- accounts ------------------------------------------------------------------------------
     async def add_account(

@@ -651,8 +651,8 @@ class AccountToken:
 @dataclass(frozen=True, slots=True)
 class TotpEnrolment:
     """An account's second factor for the web login (RFC 6238 TOTP). The secret is kept
-    sealed (encrypted by the web app under a key in the data directory, see
-    ``pillarbox.web.twofactor``); recovery codes only as SHA-256 digests."""
+    sealed (encrypted by the web app under ``data_dir/totp-key``, see
+    ``pillarbox.web.totpseal``); recovery codes only as SHA-256 digests."""
 
     account_id: int
     sealed_secret: str

@@ -115,9 +115,16 @@ def loopback_config(
 class LiveServer:
     """``with LiveServer(config) as server:`` — started on enter, stopped gracefully on exit."""
 
-    def __init__(self, config: cfg.Config) -> None:
+    def __init__(
+        self,
+        config: cfg.Config,
+        *,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    ) -> None:
+        """``loop_factory``: the event loop to serve on (``uvloop.new_event_loop`` to run as
+        production does where uvloop is installed)."""
         self.config = config
-        self._loop = asyncio.new_event_loop()
+        self._loop = loop_factory()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.server = Server(config)
 

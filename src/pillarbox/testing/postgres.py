@@ -17,6 +17,7 @@ import atexit
 import os
 import secrets
 import threading
+from graphlib import TopologicalSorter
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -81,7 +82,7 @@ class TestDatabase:
             found = conn.execute("SELECT to_regclass('schema_version')").fetchone()
             if found is None or found[0] is None:
                 return  # never opened: nothing to empty
-            for table in _TABLES_CHILDREN_FIRST:
+            for table in _children_first(conn):
                 conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
 
     def drop(self) -> None:
@@ -91,31 +92,24 @@ class TestDatabase:
             )
 
 
-#: Every table of the PostgreSQL store's schema, each before the tables it refers to.
-_TABLES_CHILDREN_FIRST = (
-    "spam_tokens",
-    "spam_models",
-    "spam_trained",
-    "sender_reputation",
-    "sender_lists",
-    "messages",
-    "expunged",
-    "subscriptions",
-    "account_settings",
-    "account_tokens",
-    "mailboxes",
-    "accounts",
-    "aliases",
-    "dkim_keys",
-    "domains",
-    "queue_recipients",
-    "queue_messages",
-    "blob_text",
-    "blob_data",
-    "blobs",
-    "meta",
-    "greylist",
-)
+def _children_first(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Every table of the connection's schema but the migrations' bookkeeping, each before the
+    tables its foreign keys refer to — read from the catalogue: a list kept by hand fell
+    behind the migrations, and the rows it missed leaked from one test into the next."""
+    tables = conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+        "AND tablename <> 'schema_version'"
+    ).fetchall()
+    referrers: dict[str, set[str]] = {str(name): set() for (name,) in tables}
+    for child, parent in conn.execute(
+        "SELECT c.relname, p.relname FROM pg_constraint k "
+        "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid "
+        "WHERE k.contype = 'f' AND k.connamespace = current_schema()::regnamespace"
+    ):
+        if child != parent:
+            referrers[str(parent)].add(str(child))
+    return list(TopologicalSorter(referrers).static_order())
+
 
 _shared: TestDatabase | None = None
 _shared_lock = threading.Lock()

@@ -1893,6 +1893,57 @@ class StoreContract:
         outcomes = await asyncio.gather(*(store.check_greylist(grey, now, rules) for _ in range(8)))
         assert sorted(o.value for o in outcomes) == ["early"] * 7 + ["new"]
 
+    async def test_received_reports_go_with_their_domain(
+        self, store: Store, account: Account
+    ) -> None:
+        """A removed domain's reports go, its subdomains' too — unless another hosted domain
+        (a hosted subdomain, or a hosted parent) still covers them; a refused removal keeps
+        everything."""
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        for name in ("example.org", "lists.example.org", "example.net", "mail.example.net"):
+            await store.add_domain(name)
+        report = ReceivedReport(
+            kind="dmarc",
+            org_name="google.com",
+            report_id="",
+            domain="",
+            begin=start,
+            end=start + timedelta(days=1),
+            received=start + timedelta(days=1, hours=2),
+            contact="",
+            policy="p=none",
+            rows=(ReceivedReportRow(source="192.0.2.25", messages=1, failed=0),),
+        )
+        about = (
+            "example.org",
+            "mail.example.org",
+            "lists.example.org",
+            "x.lists.example.org",
+            "notexample.org",
+            "mail.example.net",
+            DOMAIN,
+        )
+        for domain in about:
+            assert await store.add_received_report(replace(report, report_id=domain, domain=domain))
+
+        async def kept() -> set[str]:
+            return {r.domain for r in await store.received_reports(start)}
+
+        with pytest.raises(UserError):
+            await store.remove_domain(DOMAIN)  # the account uses it
+        assert await kept() == set(about)
+        await store.remove_domain("example.org")
+        assert await kept() == set(about) - {"example.org", "mail.example.org"}
+        await store.remove_domain("mail.example.net")  # example.net still covers it
+        assert "mail.example.net" in await kept()
+        await store.remove_domain("example.net")
+        assert await kept() == {
+            "lists.example.org",
+            "x.lists.example.org",
+            "notexample.org",
+            DOMAIN,
+        }
+
     # -- TLS-RPT reports ------------------------------------------------------------------------
     async def test_tls_results(self, store: Store) -> None:
         start = datetime(2026, 3, 1, tzinfo=UTC)

@@ -3,6 +3,7 @@ forwarding, and how to set up a mail client. The operations are shared with the 
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning
 from pillarbox.auth.tokens import token_digest
-from pillarbox.errors import AuthenticationFailed, UserError
+from pillarbox.errors import AuthenticationFailed, RateLimited, UserError
 from pillarbox.net.http import origin
 from pillarbox.services import Services
 from pillarbox.store.types import Account, AccountSettings, AccountToken, TokenKind
@@ -26,6 +27,8 @@ from pillarbox.web.app import (
     field_text,
     posted_form,
     redirect,
+    refusal_status,
+    refused,
     require_account,
     set_session,
     web,
@@ -209,6 +212,20 @@ async def render_settings(
     )
 
 
+async def settings_refusal(
+    request: Request, account: Account, section: str, exc: UserError, **extra: object
+) -> Response:
+    """The settings page with ``exc`` shown beside ``section``: 429 with ``Retry-After`` when
+    it is a rate limit (a wrong password or code checked too often), else 400."""
+    text = str(exc)
+    if isinstance(exc, RateLimited):
+        text = f"too many failed attempts; try again in {math.ceil(exc.retry_after)} seconds"
+    response = await render_settings(
+        request, account, status_code=refusal_status(exc), errors={section: text}, **extra
+    )
+    return refused(response, exc)
+
+
 async def settings_page(request: Request) -> Response:
     account = await require_account(request)
     saved = request.query_params.get("saved", "")
@@ -264,7 +281,7 @@ async def _apply(request: Request, section: str) -> Response:
             case _:
                 raise UserError("unknown settings section")
     except UserError as exc:
-        return await render_settings(request, account, status_code=400, errors={section: str(exc)})
+        return await settings_refusal(request, account, section, exc)
     return redirect(f"/settings?saved={section}#{section}")
 
 

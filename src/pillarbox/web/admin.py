@@ -1,5 +1,6 @@
 """Administration for accounts with the admin role: domains (and their DNS records), accounts,
-aliases, the outbound queue, a dashboard with a chart of mail over time. Every change goes
+aliases, the outbound queue, a dashboard with a chart of mail over time; an account's two-factor
+login can be removed here (account recovery, as ``pillarbox user 2fa --disable``). Every change goes
 through :mod:`pillarbox.provisioning` so the CLI's rules apply here too; the operations are
 shared with the JSON API."""
 
@@ -18,6 +19,7 @@ from pillarbox import provisioning
 from pillarbox.dns.hosted import record_policy
 from pillarbox.dns.records import DomainRecords, required_records
 from pillarbox.errors import NotFound, UserError
+from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
 from pillarbox.queue import sendlimits
 from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
@@ -29,12 +31,15 @@ from pillarbox.web.app import (
     field_text,
     posted_form,
     redirect,
+    refusal_status,
+    refused,
     require_admin,
     web,
 )
 from pillarbox.web.charts import Series, line_chart
 
 MIB = 1024 * 1024
+_log = Log("web.admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +295,7 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
         a.id: await sendlimits.sending_state(store, a, services.config.submission_limits, now)
         for a in accounts
     }
+    two_factor = await store.totp_accounts()
     return await _render(
         request,
         "admin_accounts.html",
@@ -297,9 +303,22 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
         accounts=accounts,
         usage=usage,
         sending=sending,
-        two_factor=await store.totp_accounts(),
+        two_factor=two_factor,
+        unreadable=await _unreadable_enrolments(request, two_factor),
         error=error,
     )
+
+
+async def _unreadable_enrolments(request: Request, accounts: set[int]) -> set[int]:
+    """Those of ``accounts`` whose two-factor secret does not open under this server's key:
+    their owners cannot log in with a code; removing the enrolment is the way out."""
+    app = web(request)
+    unreadable = set()
+    for account_id in accounts:
+        enrolment = await app.services.store.get_totp(account_id)
+        if enrolment is not None and not app.sealer.opens(enrolment):
+            unreadable.add(account_id)
+    return unreadable
 
 
 async def aliases_page(request: Request, *, error: str = "", status_code: int = 200) -> Response:
@@ -352,6 +371,16 @@ async def change(request: Request) -> Response:
                     field_text(form, "address"),
                     field_text(form, "password"),
                 )
+            case "accounts", "2fa-remove":
+                account, removed = await provisioning.remove_second_factor(
+                    store, field_text(form, "address")
+                )
+                if removed:
+                    _log.info(
+                        "two-factor login removed by an admin",
+                        account=account.address,
+                        admin=admin.address,
+                    )
             case "accounts", "quota":
                 quota_bytes, quota_messages = quota_from_text(
                     field_text(form, "quota_mb"), field_text(form, "quota_messages")
@@ -381,7 +410,7 @@ async def change(request: Request) -> Response:
         page = pages.get(what)
         if page is None:
             raise
-        return await page(request, error=str(exc), status_code=400)
+        return refused(await page(request, error=str(exc), status_code=refusal_status(exc)), exc)
     return redirect(f"/admin/{what}")
 
 

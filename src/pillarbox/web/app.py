@@ -9,7 +9,8 @@ Implementation notes:
 - **Every request** passes :class:`Guard`: a body limit enforced while the body streams in (a
   ``Content-Length`` over the limit is refused before a byte is read), the session cookie
   decoded, security headers added to every response (a strict CSP: scripts and styles only
-  from this origin, no inline script; framing only by ourselves).
+  from this origin, no inline script; framing only by ourselves), and the response counted
+  in the metrics by its route's template, never its raw path (``docs/metrics.md``).
 - **HTTPS** (the "https" listener; ``scope["scheme"]`` says which): the session cookie is
   ``Secure`` and responses carry HSTS; plain HTTP never does (RFC 6797 §7.2). With
   ``[web] redirect_http`` and an https listener, plain-HTTP requests are redirected there
@@ -17,13 +18,16 @@ Implementation notes:
   challenge over HTTP (RFC 8555 §8.3), and autoconfig clients may not follow a redirect. Off
   by default: behind a TLS-terminating proxy every request arrives as plain HTTP.
 - **Errors** map once, here: ``NotFound`` → 404, ``PermissionDenied`` (a shared folder's
-  rights do not allow it) → 403, ``UserError`` → 400 (shown beside the form
-  where the page handles it itself), a bad CSRF token or a missing session → back to login.
+  rights do not allow it) → 403, ``RateLimited`` → 429 with ``Retry-After``, any other
+  ``UserError`` → 400, a bad CSRF token or a missing session → back to login. A page that
+  shows the error beside its form itself takes the status from :func:`refusal_status` and the
+  header from :func:`refused`, so a throttled form answers 429 as well.
 - Pages never change state on GET; every POST checks the CSRF token before anything else.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -45,6 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pillarbox.config import LISTENER_DOCS, WebSection
 from pillarbox.errors import NotFound, PermissionDenied, RateLimited, UserError
 from pillarbox.net.http import origin
+from pillarbox.observability.metrics import UNMATCHED_ROUTE, WebMetrics
 from pillarbox.services import Services
 from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
@@ -58,6 +63,7 @@ from pillarbox.web.session import (
     load_secret,
 )
 from pillarbox.web.threads import ThreadCache
+from pillarbox.web.totpseal import TotpSealer, load_key
 
 #: Paths whose requests may carry attachments (the larger body limit applies).
 UPLOAD_PATHS = ("/compose", "/api/v1/send", "/api/v1/drafts")
@@ -105,6 +111,8 @@ class Web:
     #: The ``[web]`` config section: page sizes, body limits, session and stream limits.
     limits: WebSection
     codec: SessionCodec
+    #: Seals and opens the two-factor login secrets (``data_dir/totp-key``).
+    sealer: TotpSealer
     templates: Environment
     #: Listener name → port clients should use (bound ports where known), for client setup.
     ports: Mapping[str, int]
@@ -135,8 +143,8 @@ def web(request: Request) -> Web:
 
 
 class Guard:
-    """ASGI middleware: body limits, session cookie in and out, security headers, HSTS and
-    the redirect to HTTPS."""
+    """ASGI middleware: body limits, session cookie in and out, security headers, HSTS, the
+    redirect to HTTPS, and the request metrics (``metrics``; None: not counted)."""
 
     def __init__(
         self,
@@ -146,6 +154,7 @@ class Guard:
         limits: WebSection,
         hostname: str,
         https_port: int | None = None,
+        metrics: WebMetrics | None = None,
     ) -> None:
         self.app = app
         self.codec = codec
@@ -155,11 +164,16 @@ class Guard:
         #: The https listener's port; None when it is not running.
         self.https_port = https_port
         self._hsts = f"max-age={limits.hsts_max_age}".encode() if limits.hsts_max_age else None
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        metrics = self.metrics
+        if metrics is not None:
+            send = _counted(send, scope, metrics, started)
         path: str = scope["path"]
         secure = scope.get("scheme") == "https"
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -182,7 +196,6 @@ class Guard:
         if declared.isdigit() and int(declared) > limit:
             await _too_large(limit, scope, send)
             return
-        started = time.perf_counter()
         now = time.time()
         session, fresh = self._session(headers.get("cookie", ""), now)
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
@@ -240,6 +253,19 @@ class Guard:
         attributes = f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
         attributes += f"; Max-Age={int(self.codec.ttl)}"
         return attributes + ("; Secure" if secure else "")
+
+
+def _counted(send: Send, scope: Scope, metrics: WebMetrics, started: float) -> Send:
+    """``send``, counting the response by its route's template (Starlette's router leaves the
+    route it chose in the scope) when its head goes out."""
+
+    async def counted_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            metrics.request(route, message["status"], time.perf_counter() - started)
+        await send(message)
+
+    return counted_send
 
 
 def https_location(scope: Scope, fallback_host: str, port: int) -> str:
@@ -357,6 +383,23 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+def refusal_status(exc: UserError) -> int:
+    """The status of a form or call refused with ``exc``: 429 for a rate limit (RFC 6585 §4:
+    the client may try again later, unlike after a 400), 403 for what the user's rights do not
+    allow, else 400."""
+    if isinstance(exc, RateLimited):
+        return 429
+    return 403 if isinstance(exc, PermissionDenied) else 400
+
+
+def refused(response: Response, exc: UserError) -> Response:
+    """``response``, with ``Retry-After`` in whole seconds (RFC 9110 §10.2.3) when ``exc`` is a
+    rate limit: rounded up, so a client waiting that long is not refused again."""
+    if isinstance(exc, RateLimited):
+        response.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
+
+
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "0.0.0.0"
 
@@ -434,9 +477,8 @@ async def _user_error(request: Request, exc: Exception) -> Response:
 
 async def _rate_limited(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RateLimited)
-    response = await _error_page(request, 429, f"too many attempts; wait {exc.retry_after:.0f} s")
-    response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
-    return response
+    text = f"too many attempts; wait {math.ceil(exc.retry_after)} s"
+    return refused(await _error_page(request, 429, text), exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -473,13 +515,15 @@ def create_app(
 
     config = services.config
     limits = config.web
+    # The TOTP key first: made from an existing web-secret (the upgrade), never from a new one.
+    sealer = TotpSealer(load_key(config.data_dir))
     codec = SessionCodec(load_secret(config.data_dir), ttl=limits.session_ttl)
     configured = {
         name: getattr(config.listeners, name).port
         for name in LISTENER_DOCS
         if getattr(config.listeners, name).enabled
     }
-    state = Web(services, limits, codec, _templates(), dict(ports or configured))
+    state = Web(services, limits, codec, sealer, _templates(), dict(ports or configured))
     routes: list[BaseRoute] = [
         *twofactor.routes(),
         *webmail.routes(),
@@ -512,6 +556,7 @@ def create_app(
         limits=limits,
         hostname=services.hostname,
         https_port=state.ports.get("https"),
+        metrics=services.metrics.web(),
     )
     app.state.web = state
     app.state.acme_challenges = services.acme_challenges

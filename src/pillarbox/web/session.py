@@ -104,10 +104,6 @@ class SessionCodec:
     def _mac(self, purpose: bytes, data: bytes) -> bytes:
         return hmac.digest(self._secret, purpose + b"\x00" + data, hashlib.sha256)
 
-    def subkey(self, purpose: bytes) -> bytes:
-        """A 256-bit key for another use of the server secret (sealing TOTP secrets)."""
-        return self._mac(b"subkey", purpose)
-
     def fingerprint(self, password_hash: str) -> str:
         return _b64(self._mac(b"password", password_hash.encode()))[:22]
 

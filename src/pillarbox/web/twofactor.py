@@ -3,13 +3,15 @@ login, turning it off.
 
 Implementation notes:
 
-- **The secret at rest** is sealed with AES-256-GCM under a key derived from the web secret
-  (``data_dir/web-secret``, mode 0600), with the account id as associated data (a sealed
-  secret copied onto another account's row does not open). A database dump, a backup of it or
-  the PostgreSQL server alone therefore give no codes away; whoever reads the data directory
-  has both (for SQLite the database lives there: its file mode is then the protection). The
-  secret is never logged. Losing ``web-secret`` makes every enrolment unusable — the admin
-  removes it with ``pillarbox user 2fa ADDRESS --disable`` and the owner enrols again.
+- **The secret at rest** is sealed with AES-256-GCM under ``data_dir/totp-key``
+  (:mod:`.totpseal`: a key of its own, so replacing ``web-secret`` ends sessions and nothing
+  else), with the account id as associated data. A database dump, a backup of it or the
+  PostgreSQL server alone therefore give no codes away; whoever reads the data directory has
+  both (for SQLite the database lives there: its file mode is then the protection). The
+  secret is never logged. A secret that does not open (the key file lost, or nodes with
+  different ones) is said so at the code step, which still takes recovery codes, and shown
+  as unreadable on the admin's accounts page; the admin removes the enrolment there (or
+  ``pillarbox user 2fa ADDRESS --disable``) and the owner enrols again.
 - **Enrolment** (only when none is on; changing the app means turning it off first) makes a
   160-bit secret and shows it three ways (QR code of the
   ``otpauth://`` URI, the URI, the base32 text); the confirm form carries it back sealed (no
@@ -34,14 +36,12 @@ Implementation notes:
 
 from __future__ import annotations
 
-import base64
-import secrets
+import math
 from datetime import UTC, datetime
+from enum import Enum
 from urllib.parse import quote
 
 import segno
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -51,55 +51,24 @@ from pillarbox.errors import AuthenticationFailed, RateLimited, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, TotpEnrolment
-from pillarbox.web.account import render_settings
+from pillarbox.web.account import render_settings, settings_refusal
 from pillarbox.web.app import (
     client_ip,
     field_text,
     next_target,
     posted_form,
     redirect,
+    refused,
     require_account,
     set_session,
     web,
 )
-from pillarbox.web.session import Session, SessionCodec
+from pillarbox.web.session import Session
+from pillarbox.web.totpseal import TotpSealer
 
 _log = Log("web.2fa")
-_SEAL_VERSION = "v1:"
-_NONCE_BYTES = 12
 #: The issuer shown in authenticator apps, before the host name.
 ISSUER = "Pillarbox"
-
-
-# -- sealing ---------------------------------------------------------------------------------------
-
-
-def _aead(codec: SessionCodec) -> AESGCM:
-    return AESGCM(codec.subkey(b"totp-secret"))
-
-
-def seal(codec: SessionCodec, account_id: int, key: bytes, purpose: str = "stored") -> str:
-    """``key`` encrypted for ``account_id`` (``purpose`` keeps an enrolment form's value from
-    being taken for a stored one and back)."""
-    nonce = secrets.token_bytes(_NONCE_BYTES)
-    sealed = _aead(codec).encrypt(nonce, key, f"{purpose}:{account_id}".encode())
-    return _SEAL_VERSION + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
-
-
-def unseal(
-    codec: SessionCodec, account_id: int, text: str, purpose: str = "stored"
-) -> bytes | None:
-    """The key sealed by :func:`seal`, or None if it was not sealed for this account and
-    purpose under this server's secret."""
-    if not text.startswith(_SEAL_VERSION):
-        return None
-    try:
-        blob = base64.urlsafe_b64decode(text[len(_SEAL_VERSION) :])
-        return _aead(codec).decrypt(
-            blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], f"{purpose}:{account_id}".encode()
-        )
-    except (ValueError, InvalidTag):
-        return None
 
 
 # -- operations ------------------------------------------------------------------------------------
@@ -109,31 +78,50 @@ def _now() -> float:
     return datetime.now(UTC).timestamp()
 
 
+class CodeCheck(Enum):
+    """What a submitted code proved."""
+
+    PASSED = "passed"
+    WRONG = "wrong"
+    #: Not a recovery code, and the stored secret does not open under this server's key.
+    UNREADABLE = "unreadable"
+
+
 async def check_code(
     services: Services,
-    codec: SessionCodec,
+    sealer: TotpSealer,
     account: Account,
     enrolment: TotpEnrolment,
     code: str,
     now: float,
-) -> bool:
+) -> CodeCheck:
     """Whether ``code`` is a current one-time code (then its step is used up) or an unused
-    recovery code (then it is)."""
+    recovery code (then it is); UNREADABLE when it is no recovery code and the stored secret
+    does not open, so nothing but a recovery code could pass."""
     if totp.looks_like_recovery_code(code):
         used = await services.store.use_recovery_code(account.id, totp.recovery_digest(code))
         if used:
             _log.info("recovery code used", account=account.address)
-        return used
-    key = unseal(codec, account.id, enrolment.sealed_secret)
+        return CodeCheck.PASSED if used else CodeCheck.WRONG
+    key = sealer.unseal(account.id, enrolment.sealed_secret)
     if key is None:
         _log.error(
-            "stored TOTP secret does not open: web-secret changed? "
-            "(pillarbox user 2fa ADDRESS --disable)",
+            "stored TOTP secret does not open under data_dir/totp-key: restore that file, or "
+            "remove the enrolment (admin accounts page, pillarbox user 2fa ADDRESS --disable)",
             account=account.address,
         )
-        return False
+        return CodeCheck.UNREADABLE
     step = totp.matching_step(key, code, now, after=enrolment.last_step)
-    return step is not None and await services.store.claim_totp_step(account.id, step)
+    if step is not None and await services.store.claim_totp_step(account.id, step):
+        return CodeCheck.PASSED
+    return CodeCheck.WRONG
+
+
+#: Said when the secret does not open: only a recovery code, or the admin, can help.
+UNREADABLE_TEXT = (
+    "this server cannot read your authenticator's key: use a recovery code, "
+    "or ask the administrator to remove two-factor login"
+)
 
 
 def qr_data_uri(uri: str) -> str:
@@ -144,13 +132,13 @@ def qr_data_uri(uri: str) -> str:
     return value
 
 
-def setup_view(codec: SessionCodec, hostname: str, account: Account, key: bytes) -> dict[str, str]:
+def setup_view(sealer: TotpSealer, hostname: str, account: Account, key: bytes) -> dict[str, str]:
     uri = totp.key_uri(key, issuer=f"{ISSUER} {hostname}", account=account.address)
     return {
         "secret": totp.encode_secret(key),
         "uri": uri,
         "qr": qr_data_uri(uri),
-        "sealed": seal(codec, account.id, key, "enrol"),
+        "sealed": sealer.seal(account.id, key, "enrol"),
     }
 
 
@@ -174,9 +162,9 @@ async def begin(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
     await posted_form(request)
-    if (refused := await _not_enrolled(request, account)) is not None:
-        return refused
-    view = setup_view(app.codec, app.services.hostname, account, totp.new_secret())
+    if (enrolled_already := await _not_enrolled(request, account)) is not None:
+        return enrolled_already
+    view = setup_view(app.sealer, app.services.hostname, account, totp.new_secret())
     return await render_settings(request, account, totp_setup=view)
 
 
@@ -184,14 +172,14 @@ async def confirm(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
     form = await posted_form(request)
-    if (refused := await _not_enrolled(request, account)) is not None:
-        return refused
-    key = unseal(app.codec, account.id, field_text(form, "sealed"), "enrol")
+    if (enrolled_already := await _not_enrolled(request, account)) is not None:
+        return enrolled_already
+    key = app.sealer.unseal(account.id, field_text(form, "sealed"), "enrol")
     if key is None:
         return await render_settings(
             request, account, status_code=400, errors={"2fa": "start the set-up again"}
         )
-    view = setup_view(app.codec, app.services.hostname, account, key)
+    view = setup_view(app.sealer, app.services.hostname, account, key)
     try:
         # The password again: a stolen session must not lock the owner out of the web login
         # and, with it, the mail protocols' password.
@@ -204,7 +192,7 @@ async def confirm(request: Request) -> Response:
             request, account, status_code=400, totp_setup=view, errors={"2fa": error}
         )
     except RateLimited as exc:
-        return await _refused(request, account, exc)
+        return await settings_refusal(request, account, "2fa", exc)
     now = _now()
     step = totp.matching_step(key, field_text(form, "code"), now)
     if step is None:
@@ -214,7 +202,7 @@ async def confirm(request: Request) -> Response:
         )
     codes = totp.new_recovery_codes()
     await app.services.store.enable_totp(
-        account.id, seal(app.codec, account.id, key), [totp.recovery_digest(c) for c in codes]
+        account.id, app.sealer.seal(account.id, key), [totp.recovery_digest(c) for c in codes]
     )
     await app.services.store.claim_totp_step(account.id, step)
     _log.info("two-factor login enabled", account=account.address)
@@ -236,20 +224,14 @@ async def _prove_owner(request: Request, account: Account) -> None:
         )
     except AuthenticationFailed:
         raise UserError("the password is wrong") from None
-    if not await check_code(
-        services, app.codec, account, enrolment, field_text(form, "code"), _now()
-    ):
+    checked = await check_code(
+        services, app.sealer, account, enrolment, field_text(form, "code"), _now()
+    )
+    if checked is CodeCheck.UNREADABLE:
+        raise UserError(UNREADABLE_TEXT)
+    if checked is CodeCheck.WRONG:
         services.authenticator.second_factor_failed(client_ip(request), account.address)
         raise UserError("the code is wrong or was used already")
-
-
-async def _refused(request: Request, account: Account, exc: UserError) -> Response:
-    if isinstance(exc, RateLimited):
-        text = f"too many failed attempts; try again in {exc.retry_after:.0f} seconds"
-        response = await render_settings(request, account, status_code=429, errors={"2fa": text})
-        response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
-        return response
-    return await render_settings(request, account, status_code=400, errors={"2fa": str(exc)})
 
 
 async def disable(request: Request) -> Response:
@@ -257,7 +239,7 @@ async def disable(request: Request) -> Response:
     try:
         await _prove_owner(request, account)
     except UserError as exc:
-        return await _refused(request, account, exc)
+        return await settings_refusal(request, account, "2fa", exc)
     await web(request).services.store.disable_totp(account.id)
     _log.info("two-factor login disabled", account=account.address)
     return redirect("/settings?saved=2fa#2fa")
@@ -269,7 +251,7 @@ async def new_recovery_codes(request: Request) -> Response:
     try:
         await _prove_owner(request, account)
     except UserError as exc:
-        return await _refused(request, account, exc)
+        return await settings_refusal(request, account, "2fa", exc)
     codes = totp.new_recovery_codes()
     digests = [totp.recovery_digest(c) for c in codes]
     if not await web(request).services.store.replace_recovery_codes(account.id, digests):
@@ -338,28 +320,31 @@ async def code_submit(request: Request) -> Response:
     if account is None:
         return redirect(f"/login?next={_quote(target)}&reason=expired")
     services = app.services
+    outcomes = services.metrics.second_factor
     ip = client_ip(request)
     try:
         services.authenticator.check_limits(ip, account.address)
     except RateLimited as exc:
-        response = code_page(
-            request,
-            target,
-            status_code=429,
-            error=f"Too many failed attempts. Try again in {exc.retry_after:.0f} seconds.",
-        )
-        response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
-        return response
+        outcomes["rate_limited"].inc()
+        error = f"Too many failed attempts. Try again in {math.ceil(exc.retry_after)} seconds."
+        return refused(code_page(request, target, status_code=429, error=error), exc)
     enrolment = await services.store.get_totp(account.id)
     now = _now()
-    if enrolment is not None and not await check_code(
-        services, app.codec, account, enrolment, field_text(form, "code"), now
-    ):
+    checked = CodeCheck.PASSED  # removed by the admin meanwhile: the password step stands alone
+    if enrolment is not None:
+        code = field_text(form, "code")
+        checked = await check_code(services, app.sealer, account, enrolment, code, now)
+    if checked is CodeCheck.UNREADABLE:
+        outcomes["unreadable_secret"].inc()
+        error = UNREADABLE_TEXT[0].upper() + UNREADABLE_TEXT[1:] + "."
+        return code_page(request, target, status_code=401, error=error)
+    if checked is CodeCheck.WRONG:
         services.authenticator.second_factor_failed(ip, account.address)
+        outcomes["wrong_code"].inc()
         _log.info("wrong second-factor code", account=account.address, remote_ip=ip)
         return code_page(request, target, status_code=401, error="Wrong or already used code.")
-    # Removed by the admin meanwhile (enrolment None): the password step stands alone.
     services.authenticator.second_factor_passed(account.address)
+    outcomes["passed"].inc()
     done = redirect(target)
     set_session(request, done, app.codec.login(account.id, account.password_hash, now))
     return done

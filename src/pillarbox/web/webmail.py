@@ -6,6 +6,7 @@ Every page is plain server-rendered HTML with forms that work without JavaScript
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from pillarbox.web.app import (
     next_target,
     posted_form,
     redirect,
+    refused,
     require_account,
     set_session,
     web,
@@ -169,10 +171,9 @@ async def login(request: Request) -> Response:
             status_code=429,
             next=target,
             username=username,
-            error=f"Too many failed attempts. Try again in {exc.retry_after:.0f} seconds.",
+            error=f"Too many failed attempts. Try again in {math.ceil(exc.retry_after)} seconds.",
         )
-        response.headers["retry-after"] = str(max(1, int(exc.retry_after)))
-        return response
+        return refused(response, exc)
     except AuthenticationFailed:
         return app.render(
             request,

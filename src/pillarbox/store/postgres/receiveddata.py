@@ -51,3 +51,17 @@ async def reports(
 async def delete(conn: Conn, until: datetime) -> int:
     cur = await conn.execute("DELETE FROM received_reports WHERE date_end < %s", (until,))
     return cur.rowcount
+
+
+async def delete_domain(conn: Conn, name: str) -> int:
+    """Forget the reports about ``name`` (a domain being removed, gone from ``domains``
+    already) and its subdomains, except those another hosted domain still covers (a hosted
+    subdomain of it, or a hosted parent); how many."""
+    cur = await conn.execute(
+        "DELETE FROM received_reports r "
+        "WHERE (r.domain = %(name)s OR right(r.domain, length(%(name)s) + 1) = '.' || %(name)s) "
+        "AND NOT EXISTS (SELECT 1 FROM domains h WHERE r.domain = h.name "
+        "OR right(r.domain, length(h.name) + 1) = '.' || h.name)",
+        {"name": name},
+    )
+    return cur.rowcount

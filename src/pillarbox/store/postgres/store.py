@@ -525,6 +525,7 @@ class PostgresStore:
             if in_use is not None and in_use[0]:
                 raise UserError(f"domain {name} still has accounts or aliases")
             await conn.execute("DELETE FROM domains WHERE name = %s", (name,))
+            await receiveddata.delete_domain(conn, name)
 
         await self._write(op, forget=_DIRECTORY)
 

@@ -54,3 +54,17 @@ def reports(
 def delete(conn: sqlite3.Connection, until: datetime) -> int:
     cursor = conn.execute("DELETE FROM received_reports WHERE date_end < ?", (microseconds(until),))
     return cursor.rowcount
+
+
+def delete_domain(conn: sqlite3.Connection, name: str) -> int:
+    """Forget the reports about ``name`` (a domain being removed, gone from ``domains``
+    already) and its subdomains, except those another hosted domain still covers (a hosted
+    subdomain of it, or a hosted parent); how many."""
+    cursor = conn.execute(
+        "DELETE FROM received_reports "
+        "WHERE (domain = ?1 OR substr(domain, -length(?1) - 1) = '.' || ?1) "
+        "AND NOT EXISTS (SELECT 1 FROM domains h WHERE received_reports.domain = h.name "
+        "OR substr(received_reports.domain, -length(h.name) - 1) = '.' || h.name)",
+        (name,),
+    )
+    return cursor.rowcount

@@ -508,6 +508,7 @@ class SqliteStore:
             if in_use:
                 raise UserError(f"domain {name} still has accounts or aliases")
             conn.execute("DELETE FROM domains WHERE name = ?", (name,))
+            receiveddata.delete_domain(conn, name)
 
         await self._write_directory(op)
 
