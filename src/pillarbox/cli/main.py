@@ -417,8 +417,12 @@ def user_retention(
     0: until deleted; default: [retention])."""
     config = state.load()
     junk, trash = _limit_option(junk_days), _limit_option(trash_days)
-    if any(isinstance(v, int) and v < 0 for v in (junk, trash)):
-        raise click.BadParameter("days must not be negative")
+    try:
+        for days, what in ((junk, "Junk"), (trash, "Trash")):
+            if days != "keep":
+                retention.checked_days(config.retention, days, what)
+    except UserError as exc:
+        raise click.BadParameter(str(exc)) from None
 
     async def go(store: Store) -> tuple[str, AccountSettings]:
         account = await provisioning.get_account(store, address)
