@@ -52,6 +52,15 @@ def retention_days(
     return default if own is None else own
 
 
+def described(section: RetentionSection, settings: AccountSettings, special_use: SpecialUse) -> str:
+    """The days in force for the account's Junk or Trash and where they come from, as
+    ``pillarbox user retention`` and the admin's account list show them."""
+    days = retention_days(section, settings, special_use)
+    own = settings.junk_days if special_use is SpecialUse.JUNK else settings.trash_days
+    source = "default" if own is None else "own"
+    return f"{f'{days} days' if days else 'kept until deleted'} ({source})"
+
+
 def checked_days(section: RetentionSection, days: int | None, what: str) -> int | None:
     """An account's own ``days`` for its ``what`` ("Junk", "Trash") as given, None (the
     server's) included; ``UserError`` beyond 0–``max_days`` (the webmail, the API and the

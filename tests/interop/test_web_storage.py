@@ -186,3 +186,18 @@ def test_a_draft_saved_past_a_threshold_warns_at_once(live: LiveServer, alice: W
     assert alice.post("/compose", draft).status_code == 200  # 4 of 5: 80 %
     warnings = [m for m in live.mailbox_messages(ALICE, INBOX) if WARNING in m]
     assert len(warnings) == 1 and b"Subject: Your mailbox is 80% full\r\n" in warnings[0]
+
+
+def test_the_admin_account_list_shows_each_accounts_days(
+    live: LiveServer, alice: WebSession
+) -> None:
+    live.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+    admin = WebSession(live)
+    assert admin.login("root@example.org").status_code == 303
+    saved = alice.post("/settings/storage", {"junk": "keep", "trash": "days", "trash_days": "9"})
+    assert saved.status_code == 303
+    page = admin.get("/admin/accounts").text
+    admin.close()
+    rows = re.findall(r'<span class="meta retention">([^<]*)</span>', page)
+    assert "Junk: kept until deleted (own); Trash: 9 days (own)" in rows
+    assert "Junk: 30 days (default); Trash: kept until deleted (default)" in rows  # root's

@@ -444,11 +444,11 @@ def user_retention(
             "source": "default" if own is None else "own",
         }
 
-    def line(name: str) -> str:
-        days, source = shown[name]["days"], shown[name]["source"]
-        return f"  {name}: {f'{days} days' if days else 'kept until deleted'} ({source})"
-
-    emit({"address": key, **shown}, as_json, [f"{key}:", line("junk"), line("trash")])
+    lines = [
+        f"  {name}: {retention.described(config.retention, settings, special_use)}"
+        for name, special_use in (("junk", SpecialUse.JUNK), ("trash", SpecialUse.TRASH))
+    ]
+    emit({"address": key, **shown}, as_json, [f"{key}:", *lines])
 
 
 @user.command("passwd")
