@@ -171,3 +171,25 @@ def test_a_multiappend_past_two_thresholds_warns_once_of_the_higher(live: LiveSe
     assert b"\r\nb OK [APPENDUID " in replies
     [warning] = warnings(live)
     assert b"Subject: Your mailbox is 95% full\r\n" in warning
+
+
+def test_an_append_into_a_shared_mailbox_warns_its_owner(live: LiveServer) -> None:
+    """RFC 4314: the message counts in the owner's quota, so the owner is warned."""
+    bob = "bob@example.org"
+    live.add_account(bob, TEST_PASSWORD)
+
+    async def share() -> None:
+        owner, grantee = await live.store.get_account(ALICE), await live.store.get_account(bob)
+        assert owner is not None and grantee is not None
+        box = await live.store.create_mailbox(owner.id, "Support")
+        await live.store.set_acl(box.id, grantee.id, "lri")
+
+    live.call(share())
+    set_quota_and_fill(live, 20, 15)
+    client = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    client.login(bob, TEST_PASSWORD)
+    client.append(f"Other Users/{ALICE}/Support", b"Subject: for alice\r\n\r\nhi\r\n")
+    [warning] = warnings(live)  # 16 of 20, in alice's INBOX
+    assert b"To: alice@example.org\r\n" in warning and b"messages: 16 of 20 (80%)" in warning
+    assert live.mailbox_messages(bob, INBOX) == []
+    client.logout()
