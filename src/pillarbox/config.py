@@ -519,6 +519,11 @@ class RetentionSection:
     trash_days: int = _f(
         0, "Days a message stays in an account's Trash mailbox after it was saved there; 0: ditto."
     )
+    max_days: int = _f(
+        3650,
+        "The most days an account may choose for its own Junk or Trash (webmail, JSON API, "
+        "pillarbox user retention); junk_days and trash_days may not exceed it either.",
+    )
     interval: float = _f(3600.0, "Seconds between runs of the retention job (docs/retention.md).")
     batch_size: int = _f(
         500,
@@ -1360,11 +1365,21 @@ def _validate_upstream_proxy(name: str, listener: Listener) -> None:
         raise ConfigError(f"{key}.proxy_timeout", f"must be positive, got {listener.proxy_timeout}")
 
 
+#: The most ``[retention] max_days`` may be: a century, far inside what date arithmetic
+#: on the save dates handles.
+MAX_RETENTION_DAYS = 36_500
+
+
 def _validate_retention(retention: RetentionSection) -> None:
+    if not 1 <= retention.max_days <= MAX_RETENTION_DAYS:
+        raise ConfigError(
+            "retention.max_days", f"must be 1–{MAX_RETENTION_DAYS}, got {retention.max_days}"
+        )
     for key in ("junk_days", "trash_days"):
-        if getattr(retention, key) < 0:
+        if not 0 <= getattr(retention, key) <= retention.max_days:
             raise ConfigError(
-                f"retention.{key}", f"must not be negative, got {getattr(retention, key)}"
+                f"retention.{key}",
+                f"must be 0–{retention.max_days} (max_days), got {getattr(retention, key)}",
             )
     for key in ("interval", "batch_size"):
         if getattr(retention, key) <= 0:

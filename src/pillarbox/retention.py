@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.config import RetentionSection
-from pillarbox.errors import NotFound
+from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import Metrics
 from pillarbox.policy.reporting import run_periodically
@@ -50,6 +50,26 @@ def retention_days(
     else:
         own, default = settings.trash_days, section.trash_days
     return default if own is None else own
+
+
+def described(section: RetentionSection, settings: AccountSettings, special_use: SpecialUse) -> str:
+    """The days in force for the account's Junk or Trash and where they come from, as
+    ``pillarbox user retention`` and the admin's account list show them."""
+    days = retention_days(section, settings, special_use)
+    own = settings.junk_days if special_use is SpecialUse.JUNK else settings.trash_days
+    source = "default" if own is None else "own"
+    return f"{f'{days} days' if days else 'kept until deleted'} ({source})"
+
+
+def checked_days(section: RetentionSection, days: int | None, what: str) -> int | None:
+    """An account's own ``days`` for its ``what`` ("Junk", "Trash") as given, None (the
+    server's) included; ``UserError`` beyond 0–``max_days`` (the webmail, the API and the
+    CLI take the same bounds, so no account's setting breaks the job's date arithmetic)."""
+    if days is not None and not 0 <= days <= section.max_days:
+        raise UserError(
+            f"days for {what} must be 0 (keep until deleted) to {section.max_days}, got {days}"
+        )
+    return days
 
 
 def cutoff(now: datetime, days: int) -> datetime | None:

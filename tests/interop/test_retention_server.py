@@ -171,7 +171,9 @@ def test_an_accounts_own_days_and_a_run_from_the_command_line(site: Path) -> Non
     assert shown["junk"] == {"days": 0, "source": "own"}  # kept from before
     assert shown["trash"] == {"days": 60, "source": "own"}
     refused = run_pillarbox(site, "user", "retention", ALICE, "--trash-days", "-1")
-    assert refused.returncode == 2 and "negative" in refused.stderr
+    assert refused.returncode == 2 and "must be 0 (keep until deleted) to 3650" in refused.stderr
+    refused = run_pillarbox(site, "user", "retention", ALICE, "--junk-days", "3651")
+    assert refused.returncode == 2 and "days for Junk must be 0" in refused.stderr
 
     config = cfg.load(site / "pillarbox.toml", environ={})
     asyncio.run(save_days_ago(config, 400, ALICE, ["Junk", "Trash"]))

@@ -55,7 +55,7 @@ async def support(store: Store, rights: str) -> Mailbox:
 
 async def put(store: Store, mailbox_id: int, flags: frozenset[str] = frozenset()) -> MessageRecord:
     raw = MESSAGE.encode()
-    return await store.append(mailbox_id, raw, parse_message(raw), flags=flags)
+    return (await store.append(mailbox_id, raw, parse_message(raw), flags=flags)).record
 
 
 async def test_metadata_shared_entries_are_readable_private_ones_not(

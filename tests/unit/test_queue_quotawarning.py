@@ -1,16 +1,25 @@
 """Quota warnings' decisions (pillarbox.queue.quotawarning): which threshold usage reached,
 when a delivery's usage calls for a warning (once per upward crossing), and the warning's
-text. Usage is an argument; the live server's side is tests/interop/test_quota_warnings.py."""
+text; what an APPEND or COPY's usage leads to, on a real SQLite store. Usage is an argument;
+the live server's side is tests/interop/test_quota_warnings.py."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from pillarbox.mail.parse import parse_message
-from pillarbox.queue.quotawarning import QuotaStep, quota_step, reached, warning_message
-from pillarbox.store.types import Account, QuotaUsage
+from pillarbox.queue.quotawarning import (
+    QuotaStep,
+    QuotaWarnings,
+    quota_step,
+    reached,
+    warning_message,
+)
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import INBOX, Account, Appended, QuotaUsage
 
 THRESHOLDS = (80, 95)
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -117,3 +126,43 @@ def test_warning_message_says_who_what_and_how_to_make_room() -> None:
     assert "8.2 MB of 10.0 MB (82%)" in text
     assert "120 of 1000 (12%)" in text
     assert "empty" in text and "Trash and Junk" in text and "larger quota" in text
+
+
+@pytest.mark.parametrize(
+    ("usage", "percents"),
+    [
+        (QuotaUsage(10**9, 10**6, None, None), (None, None, None)),
+        (QuotaUsage(999, 3, 1000, None), (99, None, 99)),  # whole percent, rounded down
+        (QuotaUsage(100, 15, 1000, 20), (10, 75, 75)),  # the fuller limit
+        (QuotaUsage(0, 0, 0, None), (100, None, 100)),  # a zero quota is full
+    ],
+)
+def test_usage_percentages(usage: QuotaUsage, percents: tuple[int | None, ...]) -> None:
+    assert (usage.bytes_percent, usage.messages_percent, usage.percent) == percents
+
+
+async def test_after_saving_warns_the_owner_once_and_never_raises(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        await store.add_domain("example.org")
+        account = await store.add_account("alice@example.org", "h", quota_messages=10)
+        warnings = QuotaWarnings(store, THRESHOLDS)
+        inbox = await store.get_mailbox(account.id, INBOX)
+        raw = b"Subject: mine\r\n\r\nkept\r\n"
+        saved = [await store.append(inbox.id, raw, parse_message(raw)) for _ in range(8)]
+        assert not await warnings.after_saving(account.id, None, 0, 0)  # nothing added
+        for appended in saved[:-1]:  # up to 7 of 10
+            assert not await warnings.after_saving(account.id, *_added(appended))
+        assert await warnings.after_saving(account.id, *_added(saved[-1]))  # 8 of 10: 80 %
+        assert not await warnings.after_saving(account.id, *_added(saved[-1]))  # told once
+        assert len(await store.list_messages(inbox.id)) == 9
+        # An account gone meanwhile: logged, not raised into the APPEND that called.
+        gone = QuotaUsage(9, 9, None, 10)
+        assert not await warnings.after_saving(10**9, gone, 1, 1)
+    finally:
+        await store.close()
+
+
+def _added(appended: Appended) -> tuple[QuotaUsage, int, int]:
+    return appended.usage, appended.size, appended.count

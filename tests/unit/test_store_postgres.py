@@ -305,7 +305,7 @@ async def test_shared_mailbox_changes_cross_nodes(
     subscription = b.subscribe(grantee.id)
     subscription.watch(support.id)
     feed = aiter(subscription)
-    record = await a.append(support.id, *make_message(1))
+    record = (await a.append(support.id, *make_message(1))).record
     change = await asyncio.wait_for(anext(feed), 5)
     while change.kind is ChangeKind.MAILBOXES:  # earlier writes' hints may come late
         change = await asyncio.wait_for(anext(feed), 5)
@@ -342,7 +342,7 @@ async def test_a_rolled_back_write_announces_nothing(
     [refused] = await a.deliver(*make_message(1), [DeliveryTarget(account.id)])
     assert refused.record is None
     await a.set_quota(account.id, None, None)
-    record = await a.append(inbox.id, *make_message(2))
+    record = (await a.append(inbox.id, *make_message(2))).record
     assert await asyncio.wait_for(anext(feed), 2) == Change(
         account.id, inbox.id, ChangeKind.EXISTS, record.modseq
     )
@@ -506,7 +506,7 @@ async def test_message_infos_without_text(nodes: tuple[PostgresStore, PostgresSt
     a, _ = nodes
     _, inbox = await add_bob(a)
     raw, info = make_message(1, body="the text")
-    record = await a.append(inbox.id, raw, info)
+    record = (await a.append(inbox.id, raw, info)).record
     assert await a.message_infos(inbox.id, [record.uid]) == {record.uid: info}
     bare = await a.message_infos(inbox.id, [record.uid], with_text=False)
     assert bare == {record.uid: dataclasses.replace(info, header_text="", body_text="")}

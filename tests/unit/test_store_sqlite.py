@@ -321,7 +321,7 @@ async def test_file_blobs_are_sharded_and_freed(tmp_path: Path) -> None:
         account = await store.add_account(f"a@{DOMAIN}", "h")
         inbox = await store.get_mailbox(account.id, INBOX)
         raw, info = make_message(1)
-        record = await store.append(inbox.id, raw, info)
+        record = (await store.append(inbox.id, raw, info)).record
         path = tmp_path / "b" / record.blob_id[:2] / record.blob_id
         assert record.blob_id == blob_id_of(raw)
         assert path.read_bytes() == raw

@@ -418,8 +418,12 @@ def user_retention(
     0: until deleted; default: [retention])."""
     config = state.load()
     junk, trash = _limit_option(junk_days), _limit_option(trash_days)
-    if any(isinstance(v, int) and v < 0 for v in (junk, trash)):
-        raise click.BadParameter("days must not be negative")
+    try:
+        for days, what in ((junk, "Junk"), (trash, "Trash")):
+            if days != "keep":
+                retention.checked_days(config.retention, days, what)
+    except UserError as exc:
+        raise click.BadParameter(str(exc)) from None
 
     async def go(store: Store) -> tuple[str, AccountSettings]:
         account = await provisioning.get_account(store, address)
@@ -441,11 +445,11 @@ def user_retention(
             "source": "default" if own is None else "own",
         }
 
-    def line(name: str) -> str:
-        days, source = shown[name]["days"], shown[name]["source"]
-        return f"  {name}: {f'{days} days' if days else 'kept until deleted'} ({source})"
-
-    emit({"address": key, **shown}, as_json, [f"{key}:", line("junk"), line("trash")])
+    lines = [
+        f"  {name}: {retention.described(config.retention, settings, special_use)}"
+        for name, special_use in (("junk", SpecialUse.JUNK), ("trash", SpecialUse.TRASH))
+    ]
+    emit({"address": key, **shown}, as_json, [f"{key}:", *lines])
 
 
 @user.command("passwd")

@@ -44,7 +44,9 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   thread the matches on metadata stored at ingest (:mod:`.sort`, :mod:`.thread`).
 - **QUOTA** (RFC 9208): one quota root per account, named ``""``, with the STORAGE (KiB)
   and MESSAGE resources the account's limits set; SETQUOTA is refused (limits are the
-  administrator's). An APPEND, COPY or MOVE over quota is ``NO [OVERQUOTA]``.
+  administrator's). An APPEND, COPY or MOVE over quota is ``NO [OVERQUOTA]``; one that
+  added to an account's usage is reported to the :class:`QuotaWatch` with the usage the
+  store's write returned (quota warnings), after it is stored and before its ``OK``.
 - **COMPRESS=DEFLATE** (RFC 4978): the core answers and returns
   :attr:`Action.START_COMPRESS`; the adapter puts the :mod:`.compress` streams under TLS.
 - **METADATA** (RFC 5464, :mod:`.metadata`): GETMETADATA and SETMETADATA on a mailbox or,
@@ -126,6 +128,7 @@ from pillarbox.store.types import (
     Mailbox,
     MessageRecord,
     MetadataLimits,
+    QuotaUsage,
     SpecialUse,
 )
 
@@ -259,6 +262,16 @@ class FaultLog(Protocol):
 MessageParser = Callable[[bytes], Awaitable[MessageInfo]]
 
 
+class QuotaWatch(Protocol):
+    """Told of each APPEND, COPY and MOVE that added to an account's usage, with the usage
+    the store read in that write (:class:`~pillarbox.queue.quotawarning.QuotaWarnings`). It
+    logs its own store failures: what was saved stands whatever it does."""
+
+    async def after_saving(
+        self, account_id: int, usage: QuotaUsage | None, size: int, count: int
+    ) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionSettings:
     """Every limit of a session; the adapter fills it from ``config.imap``."""
@@ -345,6 +358,7 @@ class ImapSession:
         starttls_available: bool,
         now: float,
         log: FaultLog | None = None,
+        quota_watch: QuotaWatch | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -356,6 +370,7 @@ class ImapSession:
         self._remote_ip = remote_ip
         self._starttls_available = starttls_available
         self._log = log
+        self._quota_watch = quota_watch
         self._lexer = Lexer(limits=settings.lexer)
         self._last_activity = now
         self._connected_at = now
@@ -1279,17 +1294,19 @@ class ImapSession:
         if not all(raws):
             return r.NO_EMPTY_MESSAGE
         records: list[MessageRecord] = []
+        usage: QuotaUsage | None = None
         try:
             for message, raw in zip(cmd.messages, raws, strict=True):
                 info = await self._parse(raw)
-                record = await self.store.append(
+                appended = await self.store.append(
                     mailbox.id,
                     raw,
                     info,
                     flags=acl.allowed_flags(frozenset(message.flags), rights),
                     internal_date=message.internal_date,
                 )
-                records.append(record)
+                records.append(appended.record)
+                usage = appended.usage
         except QuotaExceeded:
             await self._undo_append(mailbox.id, [record.uid for record in records])
             return r.NO_OVERQUOTA
@@ -1304,8 +1321,18 @@ class ImapSession:
             if not all(view.own_write(record.modseq) for record in records):
                 await self._sync()
         await self._absorb(mailbox.id)
+        # The owner's usage (another user's mailbox: theirs), as the last append left it.
+        await self._watch_quota(
+            mailbox.account_id, usage, sum(record.size for record in records), len(records)
+        )
         code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers(stored))
         return r.OK_APPEND.with_code(code)
+
+    async def _watch_quota(
+        self, account_id: int, usage: QuotaUsage | None, size: int, count: int
+    ) -> None:
+        if self._quota_watch is not None:
+            await self._quota_watch.after_saving(account_id, usage, size, count)
 
     async def _undo_append(self, mailbox_id: int, uids: list[int]) -> None:
         if uids:
@@ -1785,16 +1812,18 @@ class ImapSession:
             return done
         try:
             if move:
-                pairs = await self.store.move_messages(view.mailbox_id, uids, target.id)
+                copied = await self.store.move_messages(view.mailbox_id, uids, target.id)
             else:
-                pairs = await self.store.copy_messages(view.mailbox_id, uids, target.id)
+                copied = await self.store.copy_messages(view.mailbox_id, uids, target.id)
         except QuotaExceeded:
             return r.NO_OVERQUOTA
         except NotFound:
             await self._sync()  # raises _MailboxGone if it was the source that went
             return r.NO_TRYCREATE
+        pairs = copied.pairs
         if not pairs:
             return done
+        await self._watch_quota(target.account_id, copied.usage, copied.size, copied.count)
         if target.id == view.mailbox_id:
             self._own_arrivals.update(new for _, new in pairs)
         if where.rights is not None:

@@ -43,6 +43,7 @@ from pillarbox.net.authcount import CountedAuthenticator
 from pillarbox.net.channel import Channel
 from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
+from pillarbox.queue.quotawarning import QuotaWarnings
 from pillarbox.services import Services
 from pillarbox.store.interface import ChangeSubscription
 from pillarbox.store.types import MetadataLimits
@@ -82,13 +83,14 @@ def imap_handler(services: Services, listener: str) -> Handler:
     implicit_tls = listener == "imaps"
     settings = session_settings(services.config.imap, services.hostname)
     authenticator = CountedAuthenticator(services.authenticator, services.metrics.auth("imap"))
+    quota_warnings = QuotaWarnings.of(services)
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(replies.BYE_BUSY.untagged())
             return
         connection = _Connection(
-            services, settings, authenticator, channel, admission, implicit_tls
+            services, settings, authenticator, quota_warnings, channel, admission, implicit_tls
         )
         await connection.run()
 
@@ -125,6 +127,7 @@ class _Connection:
         services: Services,
         settings: SessionSettings,
         authenticator: CountedAuthenticator,
+        quota_warnings: QuotaWarnings,
         channel: Channel,
         admission: Admission,
         implicit_tls: bool,
@@ -144,6 +147,7 @@ class _Connection:
             starttls_available=not implicit_tls,
             now=time.time(),
             log=self.log,
+            quota_watch=quota_warnings,
         )
         self.feed: ChangeSubscription | None = None
         self.changed = asyncio.Event()

@@ -236,11 +236,7 @@ class LocalDelivery:
             global_dir=config.resolve_path(section.global_dir) if section.global_dir else None,
             max_script_size=section.max_script_size,
             reports=receivedreports.Intake.of(services.store, config.received_reports),
-            quota_warnings=QuotaWarnings(
-                services.store,
-                config.quota.warning_thresholds,
-                sent=services.metrics.quota_warnings,
-            ),
+            quota_warnings=QuotaWarnings.of(services),
             metadata_admin=config.imap.metadata_admin,
         )
 

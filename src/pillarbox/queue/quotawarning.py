@@ -1,5 +1,5 @@
 """Quota warnings (Dovecot's ``quota_warning``): a message into an account's INBOX when a
-delivery takes its usage past one of ``[quota] warning_thresholds``.
+delivery, an APPEND or a COPY takes its usage past one of ``[quota] warning_thresholds``.
 
 Implementation notes:
 
@@ -23,9 +23,15 @@ Implementation notes:
 - **The delivery stands** whatever happens to its warning: a warning the store fails to keep
   is logged (``quota warning not stored``), never turned into a failure of the message that
   was stored already (the sender would send it again).
-- Only final delivery checks (intake, queued retries: :mod:`.filtering`). Usage raised by an
-  IMAP APPEND or COPY is warned of at the account's next delivery (its level is above the
-  one stored), not at once.
+- **Every way mail is added checks**: final delivery (intake, queued retries:
+  :mod:`.filtering`) through :meth:`QuotaWarnings.after_delivery`; an IMAP APPEND, COPY or
+  MOVE and the webmail's saves (drafts, Sent copies, moves) through
+  :meth:`QuotaWarnings.after_saving`, on the usage :meth:`Store.append` and
+  ``copy_messages`` return from their own transactions (:class:`Appended`,
+  :class:`Copied`), so these cost no round trip either. One rule (:func:`quota_step`)
+  for all. The account is read only when a warning is due.
+- A warning never fails the APPEND or COPY it follows: as for a delivery, a store failure
+  is logged and the save stands.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from pillarbox.errors import NotFound, StorageError
 from pillarbox.mail import trace
 from pillarbox.mail.parse import parse_message
 from pillarbox.observability.log import Log
+from pillarbox.services import Services
 from pillarbox.sizes import human_size
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
@@ -101,18 +108,13 @@ def usage_figures(usage: QuotaUsage) -> list[str]:
     if usage.bytes_limit is not None:
         lines.append(
             f"  size:     {human_size(usage.bytes_used)} of {human_size(usage.bytes_limit)} "
-            f"({_percent(usage.bytes_used, usage.bytes_limit)}%)"
+            f"({usage.bytes_percent}%)"
         )
     if usage.messages_limit is not None:
         lines.append(
-            f"  messages: {usage.messages} of {usage.messages_limit} "
-            f"({_percent(usage.messages, usage.messages_limit)}%)"
+            f"  messages: {usage.messages} of {usage.messages_limit} ({usage.messages_percent}%)"
         )
     return lines
-
-
-def _percent(used: int, limit: int) -> int:
-    return used * 100 // limit if limit else 100
 
 
 def warning_message(account: Account, usage: QuotaUsage, level: int, *, now: datetime) -> bytes:
@@ -156,34 +158,65 @@ class QuotaWarnings:
         #: ``pillarbox_quota_warnings`` (docs/metrics.md), when the server counts.
         self._sent = sent
 
+    @classmethod
+    def of(cls, services: Services) -> QuotaWarnings:
+        """The server's, from ``[quota]``, counted in its metrics."""
+        return cls(
+            services.store,
+            services.config.quota.warning_thresholds,
+            sent=services.metrics.quota_warnings,
+        )
+
     async def after_delivery(self, account: Account, results: Sequence[DeliveryResult]) -> bool:
         """Warn ``account`` if its copies in ``results`` took it past a threshold; whether a
         warning was stored."""
         stored = [r for r in results if r.status is DeliveryStatus.STORED and r.usage is not None]
-        if not stored or not self._thresholds:
-            return False
-        after = stored[-1].usage
-        assert after is not None
-        if after.bytes_limit is None and after.messages_limit is None:
+        if not stored:
             return False
         added = sum(r.record.size for r in stored if r.record is not None)
-        step = quota_step(after, added, len(stored), self._thresholds)
+        return await self._judge(account.id, account, stored[-1].usage, added, len(stored))
+
+    async def after_saving(
+        self, account_id: int, usage: QuotaUsage | None, size: int, count: int
+    ) -> bool:
+        """Warn the account if ``count`` messages of ``size`` octets, saved by an APPEND, COPY
+        or MOVE (IMAP or the webmail) that left its usage at ``usage``, took it past a
+        threshold; whether a warning was stored. ``usage`` None (nothing added): nothing."""
+        return await self._judge(account_id, None, usage, size, count)
+
+    async def _judge(
+        self,
+        account_id: int,
+        account: Account | None,
+        after: QuotaUsage | None,
+        added: int,
+        count: int,
+    ) -> bool:
+        if after is None or not count or not self._thresholds:
+            return False
+        if after.bytes_limit is None and after.messages_limit is None:
+            return False
+        step = quota_step(after, added, count, self._thresholds)
         if step is None:
             return False
         try:
             if step.level != after.warned and not await self._store.set_quota_warned(
-                account.id, after.warned, step.level
+                account_id, after.warned, step.level
             ):
-                return False  # another delivery moved the level first: it warns, if one is due
+                return False  # another writer moved the level first: it warns, if one is due
             if not step.warn:
                 return False
+            account = account or await self._store.get_account_by_id(account_id)
+            if account is None:
+                return False  # removed meanwhile
             raw = warning_message(account, after, step.level, now=datetime.now(UTC))
             copy = trace.return_path("") + trace.delivered_to(account.address) + raw
             target = DeliveryTarget(account.id, beyond_quota=True)
             [result] = await self._store.deliver(copy, parse_message(copy), [target])
         except (StorageError, NotFound) as exc:
-            # The delivery that called is stored: failing it now would have it sent again.
-            _log.error("quota warning not stored", account=account.address, error=str(exc))
+            # What called is stored: failing a delivery now would have it sent again, an
+            # APPEND would be retried and stored twice.
+            _log.error("quota warning not stored", account=account_id, error=str(exc))
             return False
         _log.info(
             "quota warning", account=account.address, level=step.level, status=result.status.value

@@ -37,8 +37,10 @@ from pillarbox.store.types import (
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
+    Appended,
     AttemptOutcome,
     Change,
+    Copied,
     DeliveryResult,
     DeliveryTarget,
     DkimKeyRecord,
@@ -278,8 +280,9 @@ class Store(Protocol):
         *,
         flags: frozenset[str] = frozenset(),
         internal_date: datetime | None = None,
-    ) -> MessageRecord:
-        """Append one message; ``QuotaExceeded`` if it does not fit."""
+    ) -> Appended:
+        """Append one message; ``QuotaExceeded`` if it does not fit. With the record, the
+        account's usage after it (what a quota warning is judged on)."""
 
     async def list_messages(
         self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
@@ -328,14 +331,15 @@ class Store(Protocol):
 
     async def copy_messages(
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
-    ) -> list[tuple[int, int]]:
-        """Copy messages (flags kept); returns ``(source uid, new uid)`` pairs in source order.
-        ``QuotaExceeded`` stores nothing."""
+    ) -> Copied:
+        """Copy messages (flags kept): ``(source uid, new uid)`` pairs in source order, and the
+        target account's usage after. ``QuotaExceeded`` stores nothing."""
 
     async def move_messages(
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
-    ) -> list[tuple[int, int]]:
-        """Atomic copy + expunge from the source (RFC 6851)."""
+    ) -> Copied:
+        """Atomic copy + expunge from the source (RFC 6851); a move within one account
+        changes no usage (:attr:`Copied.usage` None)."""
 
     async def search_text(
         self, mailbox_id: int, terms: Sequence[str], *, body_only: bool = False

@@ -182,6 +182,39 @@ class QuotaUsage:
             return False
         return self.messages_limit is None or self.messages + count <= self.messages_limit
 
+    def added(self, size: int, count: int = 1) -> QuotaUsage:
+        """This usage with ``count`` more messages of ``size`` octets in total."""
+        # Not dataclasses.replace: that costs ~2 µs, on every append and delivery.
+        return QuotaUsage(
+            self.bytes_used + size,
+            self.messages + count,
+            self.bytes_limit,
+            self.messages_limit,
+            self.warned,
+        )
+
+    @property
+    def bytes_percent(self) -> int | None:
+        """Whole percent of the size limit used (None without one; 100 for a zero limit)."""
+        return _percent(self.bytes_used, self.bytes_limit)
+
+    @property
+    def messages_percent(self) -> int | None:
+        """Whole percent of the message limit used (None without one)."""
+        return _percent(self.messages, self.messages_limit)
+
+    @property
+    def percent(self) -> int | None:
+        """How full the quota is: the fuller of the two limits; None without limits."""
+        shares = [p for p in (self.bytes_percent, self.messages_percent) if p is not None]
+        return max(shares) if shares else None
+
+
+def _percent(used: int, limit: int | None) -> int | None:
+    if limit is None:
+        return None
+    return used * 100 // limit if limit else 100
+
 
 @dataclass(frozen=True, slots=True)
 class SendingLimits:
@@ -329,6 +362,44 @@ class DeliveryResult:
     #: The account's usage right after this copy was stored (STORED only), read in the
     #: delivery's own transaction: what quota warnings are judged on, at no extra read.
     usage: QuotaUsage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What :meth:`Store.append` stored: the record, and the account's usage right after it,
+    read in the append's own transaction (as :attr:`DeliveryResult.usage`)."""
+
+    record: MessageRecord
+    usage: QuotaUsage
+
+    @property
+    def size(self) -> int:
+        """Octets added to the usage."""
+        return self.record.size
+
+    @property
+    def count(self) -> int:
+        """Messages added to the usage."""
+        return 1
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """What :meth:`Store.copy_messages` or ``move_messages`` did: ``(source uid, new uid)``
+    pairs in source order, and what it added to the target account's usage, read in the
+    copy's own transaction (as :attr:`DeliveryResult.usage`)."""
+
+    pairs: list[tuple[int, int]]
+    #: The target account's usage right after; None when the copy added nothing to it (no
+    #: message copied, or a move within one account).
+    usage: QuotaUsage | None = None
+    #: Octets the copy added to that usage.
+    size: int = 0
+
+    @property
+    def count(self) -> int:
+        """Messages added to the usage (0 without :attr:`usage`)."""
+        return len(self.pairs) if self.usage is not None else 0
 
 
 class RecipientState(enum.Enum):

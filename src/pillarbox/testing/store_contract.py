@@ -53,6 +53,7 @@ from pillarbox.store.types import (
     AttemptOutcome,
     Change,
     ChangeKind,
+    Copied,
     DeliveryStatus,
     DeliveryTarget,
     DmarcObservation,
@@ -165,7 +166,7 @@ class StoreContract:
         account = await first.add_account(f"bob@{DOMAIN}", "h")
         inbox = await first.get_mailbox(account.id, INBOX)
         raw, info = make_message(1)
-        record = await first.append(inbox.id, raw, info, flags=frozenset({"\\Seen"}))
+        record = (await first.append(inbox.id, raw, info, flags=frozenset({"\\Seen"}))).record
         queued = await first.enqueue("a@x.org", b"queued", [NewQueueRecipient("r@y.org")])
         await first.close()
 
@@ -311,7 +312,7 @@ class StoreContract:
         self, store: Store, account: Account, inbox: Mailbox
     ) -> None:
         raw, info = make_message(1)
-        record = await store.append(inbox.id, raw, info)
+        record = (await store.append(inbox.id, raw, info)).record
         await store.remove_account(account.id)
         assert await store.get_account_by_id(account.id) is None
         assert await store.list_mailboxes(account.id) == []
@@ -324,7 +325,7 @@ class StoreContract:
     ) -> None:
         await store.set_quota(account.id, 10_000, 10)
         raw, info = make_message(1)
-        record = await store.append(inbox.id, raw, info, flags=frozenset({"\\Deleted"}))
+        record = (await store.append(inbox.id, raw, info, flags=frozenset({"\\Deleted"}))).record
         trash = await store.get_mailbox(account.id, "Trash")
         await store.copy_messages(inbox.id, [record.uid], trash.id)
         usage = await store.quota_usage(account.id)
@@ -599,7 +600,7 @@ class StoreContract:
         parent = await store.create_mailbox(account.id, "p")
         child = await store.create_mailbox(account.id, "p/c")
         raw, info = make_message(1)
-        record = await store.append(parent.id, raw, info)
+        record = (await store.append(parent.id, raw, info)).record
         await store.delete_mailbox(parent.id)
         with pytest.raises(NotFound):
             await store.get_mailbox(account.id, "p")
@@ -615,7 +616,7 @@ class StoreContract:
         child = await store.create_mailbox(account.id, "a/b")
         lookalike = await store.create_mailbox(account.id, "ab")
         raw, info = make_message(1)
-        record = await store.append(child.id, raw, info)
+        record = (await store.append(child.id, raw, info)).record
         await store.rename_mailbox(account.id, "a", "x/y")
         renamed = await store.get_mailbox(account.id, "x/y")
         assert (renamed.id, renamed.uidvalidity) == (top.id, top.uidvalidity)  # §6.3.6
@@ -645,7 +646,7 @@ class StoreContract:
     ) -> None:
         child = await store.create_mailbox(account.id, "INBOX/kept")
         records = [
-            await store.append(inbox.id, *make_message(i), flags=frozenset({"\\Flagged"}))
+            (await store.append(inbox.id, *make_message(i), flags=frozenset({"\\Flagged"}))).record
             for i in range(3)
         ]
         await store.rename_mailbox(account.id, "inbox", "Old")
@@ -701,9 +702,11 @@ class StoreContract:
     async def test_append_and_read_back(self, store: Store, inbox: Mailbox) -> None:
         raw, info = make_message(1)
         when = datetime(2020, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-        record = await store.append(
-            inbox.id, raw, info, flags=frozenset({"\\seen", "$Label"}), internal_date=when
-        )
+        record = (
+            await store.append(
+                inbox.id, raw, info, flags=frozenset({"\\seen", "$Label"}), internal_date=when
+            )
+        ).record
         assert (record.mailbox_id, record.uid, record.size) == (inbox.id, 1, len(raw))
         assert record.flags == frozenset({"\\Seen", "$Label"})
         assert record.internal_date == when
@@ -735,7 +738,7 @@ class StoreContract:
             await store.read_blob("../../etc/passwd")
 
     async def test_list_messages_ranges(self, store: Store, inbox: Mailbox) -> None:
-        records = [await store.append(inbox.id, *make_message(i)) for i in range(5)]
+        records = [(await store.append(inbox.id, *make_message(i))).record for i in range(5)]
         assert await store.list_messages(inbox.id) == records
         assert await store.list_messages(inbox.id, uid_min=2, uid_max=4) == records[1:4]
         assert await store.list_messages(inbox.id, uid_min=4) == records[3:]
@@ -815,12 +818,33 @@ class StoreContract:
         assert notice.usage == QuotaUsage(3 * len(raw), 3, 10 * len(raw), 2, warned=80)
         assert await store.quota_usage(account.id) == notice.usage
 
+    async def test_append_and_copy_report_usage(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """APPEND and COPY return the usage their own write left (quota warnings), as deliver
+        does; a move within the account changes none."""
+        raw, info = make_message(1)
+        await store.set_quota(account.id, 10 * len(raw), None)
+        assert await store.set_quota_warned(account.id, 0, 80)
+        appended = await store.append(inbox.id, raw, info)
+        assert (appended.size, appended.count) == (len(raw), 1)
+        assert appended.usage == QuotaUsage(len(raw), 1, 10 * len(raw), None, warned=80)
+        await store.append(inbox.id, *make_message(2))
+        archive = await store.get_mailbox(account.id, "Archive")
+        copied = await store.copy_messages(inbox.id, [1, 2], archive.id)
+        assert (copied.size, copied.count) == (2 * len(raw), 2)
+        assert copied.usage == await store.quota_usage(account.id)
+        assert copied.usage.messages == 4
+        moved = await store.move_messages(archive.id, [1], inbox.id)
+        assert (moved.usage, moved.size, moved.count, len(moved.pairs)) == (None, 0, 0, 1)
+
     async def test_saved_before_is_the_save_date_in_that_mailbox(
         self, store: Store, account: Account, inbox: Mailbox
     ) -> None:
         records = []
         for serial in range(3):
-            records.append(await store.append(inbox.id, *make_message(serial), internal_date=T0))
+            appended = await store.append(inbox.id, *make_message(serial), internal_date=T0)
+            records.append(appended.record)
             await asyncio.sleep(0.002)  # distinct save dates, microseconds apart at least
         saved = [r.saved_date for r in records]
         assert saved == sorted(saved) and len(set(saved)) == 3
@@ -883,8 +907,8 @@ class StoreContract:
             await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Bogus"}))
 
     async def test_store_flags_unchanged_since(self, store: Store, inbox: Mailbox) -> None:
-        first = await store.append(inbox.id, *make_message(1))
-        second = await store.append(inbox.id, *make_message(2))
+        first = (await store.append(inbox.id, *make_message(1))).record
+        second = (await store.append(inbox.id, *make_message(2))).record
         update = await store.store_flags(
             inbox.id, [1, 2], FlagOp.ADD, frozenset({"\\Flagged"}), unchanged_since=first.modseq
         )
@@ -922,7 +946,7 @@ class StoreContract:
         assert await store.expunged_since(inbox.id, before) == [1, 2, 4]
         after_first = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq - 1
         assert await store.expunged_since(inbox.id, after_first) == [1]
-        new = await store.append(inbox.id, *make_message(9))
+        new = (await store.append(inbox.id, *make_message(9))).record
         assert new.uid == 5
 
     async def test_changes_since(self, store: Store, inbox: Mailbox) -> None:
@@ -931,7 +955,7 @@ class StoreContract:
         mark = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
         assert await store.changes_since(inbox.id, mark) == []
         update = await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Seen"}))
-        arrival = await store.append(inbox.id, *make_message(3))
+        arrival = (await store.append(inbox.id, *make_message(3))).record
         assert await store.changes_since(inbox.id, mark) == [*update.changed, arrival]
         assert len(await store.changes_since(inbox.id, 0)) == 4
 
@@ -950,7 +974,7 @@ class StoreContract:
         await store.expunge(inbox.id, [1])  # nothing flagged \Deleted: no change
         await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Deleted"}))
         await store.expunge(inbox.id)
-        arrival = await store.append(inbox.id, *make_message(3))
+        arrival = (await store.append(inbox.id, *make_message(3))).record
         patched = (await store.open_mailbox(account.id, INBOX)).records
         assert (patched.uids, patched[-1]) == ([2, 3, 4], arrival)
 
@@ -962,7 +986,7 @@ class StoreContract:
         assert (quiet.status.messages, quiet.changed, quiet.expunged) == (4, (), ())
         update = await store.store_flags(inbox.id, [2, 3], FlagOp.ADD, frozenset({"\\Deleted"}))
         await store.expunge(inbox.id, [3])
-        arrival = await store.append(inbox.id, *make_message(4))
+        arrival = (await store.append(inbox.id, *make_message(4))).record
         delta = await store.mailbox_delta(inbox.id, mark)
         assert delta.status == await store.mailbox_status(inbox.id)
         assert delta.changed == (update.changed[0], arrival)
@@ -978,15 +1002,15 @@ class StoreContract:
             await store.append(inbox.id, *make_message(i), flags=frozenset({"$k"}))
         archive = await store.get_mailbox(account.id, "Archive")
         await store.append(archive.id, *make_message(10))
-        pairs = await store.copy_messages(inbox.id, [3, 1, 42], archive.id)
-        assert pairs == [(1, 2), (3, 3)]
+        copied = await store.copy_messages(inbox.id, [3, 1, 42], archive.id)
+        assert copied.pairs == [(1, 2), (3, 3)]
         copies = await store.list_messages(archive.id)
         originals = {m.uid: m for m in await store.list_messages(inbox.id)}
         assert [c.blob_id for c in copies[1:]] == [originals[1].blob_id, originals[3].blob_id]
         assert all(c.flags == {"$k"} for c in copies[1:])
         assert copies[1].internal_date == originals[1].internal_date
         assert len(originals) == 3
-        assert await store.copy_messages(inbox.id, [], archive.id) == []
+        assert await store.copy_messages(inbox.id, [], archive.id) == Copied([])
         with pytest.raises(NotFound):
             await store.copy_messages(inbox.id, [1], 10**9)
 
@@ -1009,7 +1033,8 @@ class StoreContract:
         trash = await store.get_mailbox(account.id, "Trash")
         mark = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
         blobs = {m.uid: m.blob_id for m in await store.list_messages(inbox.id)}
-        assert await store.move_messages(inbox.id, [2, 3], trash.id) == [(2, 1), (3, 2)]
+        moved = await store.move_messages(inbox.id, [2, 3], trash.id)
+        assert moved == Copied([(2, 1), (3, 2)])  # within the account: no usage changed
         assert [m.uid for m in await store.list_messages(inbox.id)] == [1]
         assert [m.blob_id for m in await store.list_messages(trash.id)] == [blobs[2], blobs[3]]
         assert await store.expunged_since(inbox.id, mark) == [2, 3]
@@ -1113,7 +1138,7 @@ class StoreContract:
         other = await store.add_account(f"other@{DOMAIN}", "h")
         subscription = store.subscribe(account.id)
         feed = aiter(subscription)
-        record = await store.append(inbox.id, *make_message(1))
+        record = (await store.append(inbox.id, *make_message(1))).record
         await store.deliver(*make_message(2), [DeliveryTarget(other.id)])
         change = await asyncio.wait_for(anext(feed), 5)
         assert change == Change(account.id, inbox.id, ChangeKind.EXISTS, record.modseq)
@@ -1152,13 +1177,13 @@ class StoreContract:
                     return change
 
         await store.append(inbox.id, *make_message(1))  # not watched
-        record = await store.append(support.id, *make_message(2))
+        record = (await store.append(support.id, *make_message(2))).record
         change = await next_message_change()
         assert change == Change(account.id, support.id, ChangeKind.EXISTS, record.modseq)
         subscription.watch(None)
         await store.append(support.id, *make_message(3))
         own = await store.get_mailbox(grantee.id, INBOX)
-        mine = await store.append(own.id, *make_message(4))
+        mine = (await store.append(own.id, *make_message(4))).record
         change = await next_message_change()  # the next is the grantee's own
         assert change == Change(grantee.id, own.id, ChangeKind.EXISTS, mine.modseq)
         await subscription.close()
@@ -1345,7 +1370,7 @@ class StoreContract:
     async def test_queue_and_mailbox_share_blobs(self, store: Store, inbox: Mailbox) -> None:
         raw, info = make_message(1)
         queued = await store.enqueue("a@x.org", raw, [NewQueueRecipient("r@y.org")])
-        record = await store.append(inbox.id, raw, info)
+        record = (await store.append(inbox.id, raw, info)).record
         assert record.blob_id == queued.blob_id
         assert await store.message_infos(inbox.id, [record.uid]) == {record.uid: info}
         await store.remove_queued(queued.id)
@@ -2139,7 +2164,7 @@ def store_state_machine(fresh_store: StoreFactory) -> type[RuleBasedStateMachine
             uids = data.draw(st.lists(st.sampled_from(sorted(self.flags[src])), min_size=1))
             call = self.store.move_messages if move else self.store.copy_messages
             floor = self.highest[dest]
-            pairs = _run(self.loop, call(src, uids, dest))
+            pairs = _run(self.loop, call(src, uids, dest)).pairs
             assert [old for old, _ in pairs] == sorted(set(uids))
             moved_flags = {old: self.flags[src][old] for old, _ in pairs}
             if move:

@@ -1,5 +1,6 @@
 """Account settings: password, display name, app passwords, API tokens, vacation reply,
-forwarding, and how to set up a mail client. The operations are shared with the JSON API."""
+forwarding, storage (quota usage, Junk and Trash retention), and how to set up a mail client.
+The operations are shared with the JSON API."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from pillarbox import provisioning
+from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
 from pillarbox.errors import AuthenticationFailed, RateLimited, UserError
 from pillarbox.net.http import origin
@@ -143,6 +144,39 @@ async def update_forwarding(
     return settings
 
 
+async def update_retention(
+    services: Services, account: Account, *, junk_days: int | None, trash_days: int | None
+) -> AccountSettings:
+    """Store how long the account's Junk and Trash keep mail (None: the server's
+    ``[retention]``; 0: until deleted; at most ``max_days``); the retention job applies it."""
+    section = services.config.retention
+    current = await services.store.get_settings(account.id)
+    settings = replace(
+        current,
+        junk_days=retention.checked_days(section, junk_days, "Junk"),
+        trash_days=retention.checked_days(section, trash_days, "Trash"),
+    )
+    await services.store.set_settings(account.id, settings)
+    return settings
+
+
+def days_chosen(form: FormData, name: str, what: str) -> int | None:
+    """One retention choice of the settings form: ``name`` is ``default`` (None), ``keep``
+    (0) or ``days``, with the number in ``<name>_days``."""
+    match field_text(form, name):
+        case "default":
+            return None
+        case "keep":
+            return 0
+        case "days":
+            days = field_number(field_text(form, f"{name}_days").strip())
+            if not days:
+                raise UserError(f"give the number of days {what} keeps mail (1 or more)")
+            return days
+        case _:
+            raise UserError(f"choose how long {what} keeps mail")
+
+
 @dataclass(frozen=True, slots=True)
 class ClientServer:
     """One line of the client set-up table."""
@@ -208,6 +242,9 @@ async def render_settings(
         owned=sorted(await app.services.router.owned_addresses(account)),
         can_add=len(await store.list_identities(account.id)) < app.limits.max_identities,
         totp=await store.get_totp(account.id),
+        quota=await store.quota_usage(account.id),
+        retention=app.services.config.retention,
+        quota_marks=app.services.config.quota.warning_thresholds,
         **extra,
     )
 
@@ -275,6 +312,13 @@ async def _apply(request: Request, section: str) -> Response:
                     account,
                     forward_to=field_text(form, "forward_to"),
                     keep_copy=form.get("forward_keep_copy") == "1",
+                )
+            case "storage":
+                await update_retention(
+                    services,
+                    account,
+                    junk_days=days_chosen(form, "junk", "Junk"),
+                    trash_days=days_chosen(form, "trash", "Trash"),
                 )
             case "identities":
                 await _apply_identity(services, account, form)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from pillarbox import provisioning
+from pillarbox import provisioning, retention
 from pillarbox.dns.hosted import record_policy
 from pillarbox.dns.records import DomainRecords, required_records
 from pillarbox.errors import NotFound, UserError
@@ -291,6 +291,7 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
     now = datetime.now(UTC)
     accounts = await store.list_accounts()
     usage = {a.id: await store.quota_usage(a.id) for a in accounts}
+    kept = {a.id: await store.get_settings(a.id) for a in accounts}
     sending = {
         a.id: await sendlimits.sending_state(store, a, services.config.submission_limits, now)
         for a in accounts
@@ -302,6 +303,13 @@ async def accounts_page(request: Request, *, error: str = "", status_code: int =
         status_code,
         accounts=accounts,
         usage=usage,
+        retention={
+            a.id: {
+                label: retention.described(services.config.retention, kept[a.id], special_use)
+                for special_use, label in retention.RETAINED.items()
+            }
+            for a in accounts
+        },
         sending=sending,
         two_factor=two_factor,
         unreadable=await _unreadable_enrolments(request, two_factor),

@@ -34,8 +34,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pillarbox import provisioning
+from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
+from pillarbox.config import RetentionSection
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.policy import receivedreports
 from pillarbox.sievescripts import InvalidScript
@@ -45,6 +46,7 @@ from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
     Identity,
+    QuotaUsage,
     SendingLimits,
     SieveScript,
     SpecialUse,
@@ -258,6 +260,31 @@ def settings_json(account: Account, settings: AccountSettings) -> JsonObject:
             "until": f"{settings.vacation_until:%Y-%m-%d}" if settings.vacation_until else None,
         },
         "forwarding": {"to": list(settings.forward_to), "keep_copy": settings.forward_keep_copy},
+    }
+
+
+def retention_json(section: RetentionSection, settings: AccountSettings) -> JsonObject:
+    """Each of Junk and Trash: the account's own days (null: the server's), the server's,
+    and the days in force (0: kept until deleted)."""
+    shown: JsonObject = {"max_days": section.max_days}
+    for name, special_use in (("junk", SpecialUse.JUNK), ("trash", SpecialUse.TRASH)):
+        shown[name] = {
+            "days": getattr(settings, f"{name}_days"),
+            "default": getattr(section, f"{name}_days"),
+            "effective": retention.retention_days(section, settings, special_use),
+        }
+    return shown
+
+
+def quota_json(usage: QuotaUsage) -> JsonObject:
+    return {
+        "bytes_used": usage.bytes_used,
+        "bytes_limit": usage.bytes_limit,
+        "bytes_percent": usage.bytes_percent,
+        "messages": usage.messages,
+        "messages_limit": usage.messages_limit,
+        "messages_percent": usage.messages_percent,
+        "percent": usage.percent,
     }
 
 
@@ -524,7 +551,25 @@ async def addresses(call: Call) -> object:
 
 
 async def get_settings(call: Call) -> object:
-    return settings_json(call.account, await call.web.services.store.get_settings(call.account.id))
+    settings = await call.web.services.store.get_settings(call.account.id)
+    return {
+        **settings_json(call.account, settings),
+        "retention": retention_json(call.web.services.config.retention, settings),
+    }
+
+
+async def put_retention(call: Call) -> object:
+    settings = await account_ops.update_retention(
+        call.web.services,
+        call.account,
+        junk_days=call.optional_int("junk_days"),
+        trash_days=call.optional_int("trash_days"),
+    )
+    return retention_json(call.web.services.config.retention, settings)
+
+
+async def get_quota(call: Call) -> object:
+    return quota_json(await call.web.services.store.quota_usage(call.account.id))
 
 
 async def put_profile(call: Call) -> object:
@@ -1067,6 +1112,40 @@ SCHEMAS: dict[str, JsonObject] = {
                 }
             ),
             "forwarding": _obj({"to": _list(STR), "keep_copy": BOOL}),
+            "retention": _ref("Retention"),
+        }
+    ),
+    "Retention": _obj(
+        {
+            "max_days": {"type": "integer", "description": "the most days an account may set"},
+            **{
+                name: _obj(
+                    {
+                        "days": {
+                            "type": ["integer", "null"],
+                            "description": f"the account's own days for {name}; null: the "
+                            "server's; 0: kept until deleted",
+                        },
+                        "default": {"type": "integer", "description": "the server's days"},
+                        "effective": {"type": "integer", "description": "the days in force"},
+                    }
+                )
+                for name in ("junk", "trash")
+            },
+        }
+    ),
+    "Quota": _obj(
+        {
+            "bytes_used": INT,
+            "bytes_limit": NULLABLE_INT,
+            "bytes_percent": NULLABLE_INT,
+            "messages": INT,
+            "messages_limit": NULLABLE_INT,
+            "messages_percent": NULLABLE_INT,
+            "percent": {
+                "type": ["integer", "null"],
+                "description": "whole percent of the fuller limit; null without limits",
+            },
         }
     ),
     "Identity": _obj(
@@ -1349,7 +1428,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/settings",
         get_settings,
-        "Display name, vacation reply, forwarding",
+        "Display name, vacation reply, forwarding, Junk and Trash retention",
         "account",
         _ref("Settings"),
     ),
@@ -1371,6 +1450,24 @@ OPERATIONS: tuple[Operation, ...] = (
         _obj({}),
         _obj({"enabled": BOOL, "subject": STR, "body": STR, "until": {"type": ["string", "null"]}}),
     ),
+    Operation(
+        "PUT",
+        "/settings/retention",
+        put_retention,
+        "Set how long Junk and Trash keep mail (days after it was put there)",
+        "account",
+        _ref("Retention"),
+        _obj(
+            {
+                "junk_days": {
+                    "type": ["integer", "null"],
+                    "description": "null or absent: the server's days; 0: until deleted",
+                },
+                "trash_days": {"type": ["integer", "null"], "description": "the same for Trash"},
+            }
+        ),
+    ),
+    Operation("GET", "/quota", get_quota, "Quota usage", "account", _ref("Quota")),
     Operation(
         "PUT",
         "/settings/forwarding",

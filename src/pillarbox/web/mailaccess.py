@@ -26,12 +26,15 @@ from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_me
 from pillarbox.observability.log import Log
 from pillarbox.policy import learning
 from pillarbox.queue.intake import NOT_YOUR_FROM, NOT_YOUR_SENDER, submit
+from pillarbox.queue.quotawarning import QuotaWarnings
 from pillarbox.services import Services
 from pillarbox.store.aclrows import canonical_rights, flag_right
 from pillarbox.store.types import (
     INBOX,
     Account,
     AclEntry,
+    Appended,
+    Copied,
     FlagOp,
     Identity,
     Mailbox,
@@ -250,6 +253,9 @@ class MailAccess:
         self.services = services
         self.store = services.store
         self.account = account
+        #: Drafts, Sent copies and moves into another account's folders add to usage as an
+        #: IMAP APPEND or COPY does, and warn the same way (docs/retention.md).
+        self.quota_warnings = QuotaWarnings.of(services)
 
     # -- folders -------------------------------------------------------------------------------
     async def mailboxes(self) -> list[Mailbox]:
@@ -482,7 +488,8 @@ class MailAccess:
     async def _move(self, source: Mailbox, uids: Sequence[int], target: Mailbox) -> None:
         """Move, and let the spam filter learn from it (into Junk: spam; out of it: ham)."""
         records = [r for r in [await self.store.get_message(source.id, u) for u in uids] if r]
-        await self.store.move_messages(source.id, uids, target.id)
+        moved = await self.store.move_messages(source.id, uids, target.id)
+        await self._watch_quota(target.account_id, moved)
         await learning.on_moved(
             self.store,
             self.account.id,
@@ -500,7 +507,12 @@ class MailAccess:
             await self._expunge(source, uids)
             return
         trash = await self.special(SpecialUse.TRASH)
-        await self.store.move_messages(source.id, uids, trash.id)
+        moved = await self.store.move_messages(source.id, uids, trash.id)
+        await self._watch_quota(trash.account_id, moved)
+
+    async def _watch_quota(self, account_id: int, saved: Appended | Copied) -> None:
+        """Warn the account whose usage ``saved`` raised if that took it past a threshold."""
+        await self.quota_warnings.after_saving(account_id, saved.usage, saved.size, saved.count)
 
     async def empty(self, mailbox_id: int) -> None:
         """Remove everything from Trash or Junk (other folders refuse: too easy to regret)."""
@@ -605,11 +617,13 @@ class MailAccess:
         warning = f"not delivered to {refused}" if refused else ""
         try:
             sent = await self.special(SpecialUse.SENT)
-            await self.store.append(
+            appended = await self.store.append(
                 sent.id, copy, parse_message(copy), flags=frozenset({SEEN}), internal_date=now
             )
         except QuotaExceeded:
             warning = "sent, but your mailbox is full: no copy was kept in Sent"
+        else:
+            await self._watch_quota(sent.account_id, appended)
         await self._after_send(draft)
         return SendResult(True, {}, warning)
 
@@ -650,12 +664,13 @@ class MailAccess:
             now=datetime.now(UTC),
             include_bcc=True,
         )
-        record = await self.store.append(
+        appended = await self.store.append(
             drafts.id, raw, parse_message(raw), flags=frozenset({SEEN, DRAFT})
         )
+        await self._watch_quota(drafts.account_id, appended)
         if draft.draft_uid is not None:
             await self._expunge(drafts, [draft.draft_uid])
-        return record.uid
+        return appended.record.uid
 
     def text_of(self, opened: Opened) -> str:
         return body_text(opened.raw, opened.info)

@@ -101,9 +101,11 @@ from pillarbox.store.types import (
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
+    Appended,
     AttemptOutcome,
     Change,
     ChangeKind,
+    Copied,
     DeliveryResult,
     DeliveryStatus,
     DeliveryTarget,
@@ -1015,9 +1017,7 @@ class PostgresStore:
                     now=now,
                     keys=keys,
                 )
-                usage[mailbox.account_id] = after = dataclasses.replace(
-                    quota, bytes_used=quota.bytes_used + blob.size, messages=quota.messages + 1
-                )
+                usage[mailbox.account_id] = after = quota.added(blob.size)
                 results.append(DeliveryResult(target, DeliveryStatus.STORED, record, after))
             if not any(r.record for r in results):
                 await conn.execute("DELETE FROM blobs WHERE id = %s AND refcount <= 0", (blob_row,))
@@ -1036,20 +1036,20 @@ class PostgresStore:
         *,
         flags: frozenset[str] = frozenset(),
         internal_date: datetime | None = None,
-    ) -> MessageRecord:
+    ) -> Appended:
         canonical = canonical_flags(flags)
         blob = await _prepare_blob(raw, info)
         keys = _SortKeys.of(info)
 
-        async def op(conn: Conn, changes: list[Change]) -> MessageRecord:
+        async def op(conn: Conn, changes: list[Change]) -> Appended:
             mailbox = await _lock_mailbox(conn, mailbox_id)
-            usage = await _lock_accounts(conn, {mailbox.account_id})
-            if not usage[mailbox.account_id].fits(blob.size):
+            usage = (await _lock_accounts(conn, {mailbox.account_id}))[mailbox.account_id]
+            if not usage.fits(blob.size):
                 raise QuotaExceeded(f"message of {blob.size} bytes exceeds the quota")
             now = self._now()
             arrived = _utc(internal_date) if internal_date is not None else now
             blob_row = await _put_blob(conn, blob)
-            return await _add_message(
+            record = await _add_message(
                 conn,
                 changes,
                 mailbox,
@@ -1060,6 +1060,7 @@ class PostgresStore:
                 now=now,
                 keys=keys,
             )
+            return Appended(record, usage.added(blob.size))
 
         try:
             return await self._write(op, pipelined=True)
@@ -1236,18 +1237,18 @@ class PostgresStore:
 
     async def copy_messages(
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
-    ) -> list[tuple[int, int]]:
+    ) -> Copied:
         return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=False)
 
     async def move_messages(
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
-    ) -> list[tuple[int, int]]:
+    ) -> Copied:
         return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=True)
 
     async def _copy_or_move(
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int, *, move: bool
-    ) -> list[tuple[int, int]]:
-        async def op(conn: Conn, changes: list[Change]) -> list[tuple[int, int]]:
+    ) -> Copied:
+        async def op(conn: Conn, changes: list[Change]) -> Copied:
             rows = await _all(
                 conn,
                 f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY(%s) "
@@ -2248,12 +2249,12 @@ async def _transfer(
     target: Mailbox,
     now: datetime,
     remove_source: bool,
-) -> list[tuple[int, int]]:
+) -> Copied:
     """Copy ``uids`` (ascending, present) into ``target``, flags and dates kept; with
     ``remove_source`` also expunge them from ``source`` (RFC 6851 MOVE). The caller holds both
     mailboxes' locks."""
     if not uids:
-        return []
+        return Copied([])
     usage = await _lock_accounts(conn, {source.account_id, target.account_id})
     row = await _one(
         conn,
@@ -2261,11 +2262,12 @@ async def _transfer(
         (source.id, uids),
     )
     total = int(row[0])
+    after: QuotaUsage | None = None
     # A move within one account leaves its usage unchanged; anything else must fit.
-    if not (remove_source and source.account_id == target.account_id) and not usage[
-        target.account_id
-    ].fits(total, len(uids)):
-        raise QuotaExceeded(f"{len(uids)} messages of {total} bytes exceed the quota")
+    if not (remove_source and source.account_id == target.account_id):
+        if not usage[target.account_id].fits(total, len(uids)):
+            raise QuotaExceeded(f"{len(uids)} messages of {total} bytes exceed the quota")
+        after = usage[target.account_id].added(total, len(uids))
     alloc = await _one(
         conn,
         "UPDATE mailboxes SET uidnext = uidnext + %s, highestmodseq = highestmodseq + 1 "
@@ -2286,7 +2288,7 @@ async def _transfer(
     if remove_source:
         removed_modseq = await _remove_messages(conn, source.id, uids)
         changes.append(Change(source.account_id, source.id, ChangeKind.EXPUNGE, removed_modseq))
-    return pairs
+    return Copied(pairs, after, total if after is not None else 0)
 
 
 async def _records_between(

@@ -97,9 +97,11 @@ from pillarbox.store.types import (
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
+    Appended,
     AttemptOutcome,
     Change,
     ChangeKind,
+    Copied,
     DeliveryResult,
     DeliveryStatus,
     DeliveryTarget,
@@ -645,17 +647,7 @@ class SqliteStore:
         await self._write_then_forget(op, self._directory.invalidate, self._evidence.invalidate)
 
     async def quota_usage(self, account_id: int) -> QuotaUsage:
-        def query(conn: sqlite3.Connection) -> QuotaUsage:
-            row = conn.execute(
-                "SELECT used_bytes, used_messages, quota_bytes, quota_messages, quota_warned "
-                "FROM accounts WHERE id = ?",
-                (account_id,),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no account {account_id}")
-            return QuotaUsage(*row)
-
-        return await self._read(query)
+        return await self._read(lambda conn: _quota_usage(conn, account_id))
 
     async def set_quota_warned(self, account_id: int, expected: int, level: int) -> bool:
         def op(conn: sqlite3.Connection, fx: WriteEffects) -> bool:
@@ -974,10 +966,11 @@ class SqliteStore:
                         keys=keys,
                     )
                     # The triggers have counted it; the next target of the account reads that.
-                    after = dataclasses.replace(
-                        usage, bytes_used=usage.bytes_used + blob.size, messages=usage.messages + 1
+                    results.append(
+                        DeliveryResult(
+                            target, DeliveryStatus.STORED, record, usage.added(blob.size)
+                        )
                     )
-                    results.append(DeliveryResult(target, DeliveryStatus.STORED, record, after))
             return results
 
         return await self._submit_with_blob(op, blob)
@@ -990,19 +983,20 @@ class SqliteStore:
         *,
         flags: frozenset[str] = frozenset(),
         internal_date: datetime | None = None,
-    ) -> MessageRecord:
+    ) -> Appended:
         canonical = canonical_flags(flags)
         blob = await self._prepare_blob(raw, info)
         keys = _SortKeys.of(info)
 
-        def op(conn: sqlite3.Connection, fx: WriteEffects) -> MessageRecord:
+        def op(conn: sqlite3.Connection, fx: WriteEffects) -> Appended:
             mailbox = _require_mailbox(conn, mailbox_id)
-            if not _fits_quota(conn, mailbox.account_id, blob.size, 1):
+            usage = _quota_usage(conn, mailbox.account_id)
+            if not usage.fits(blob.size):
                 raise QuotaExceeded(f"message of {blob.size} bytes exceeds the quota")
             now = self._now()
             arrived = _to_us(internal_date) if internal_date is not None else now
             blob_row = self._put_blob(conn, fx, blob)
-            return _add_message(
+            record = _add_message(
                 conn,
                 fx,
                 mailbox,
@@ -1013,6 +1007,8 @@ class SqliteStore:
                 now=now,
                 keys=keys,
             )
+            # The triggers have counted it; what the row read before plus this message.
+            return Appended(record, usage.added(blob.size))
 
         return await self._submit_with_blob(op, blob)
 
@@ -1282,18 +1278,18 @@ class SqliteStore:
 
     async def copy_messages(
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
-    ) -> list[tuple[int, int]]:
+    ) -> Copied:
         return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=False)
 
     async def move_messages(
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
-    ) -> list[tuple[int, int]]:
+    ) -> Copied:
         return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=True)
 
     async def _copy_or_move(
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int, *, move: bool
-    ) -> list[tuple[int, int]]:
-        def op(conn: sqlite3.Connection, fx: WriteEffects) -> list[tuple[int, int]]:
+    ) -> Copied:
+        def op(conn: sqlite3.Connection, fx: WriteEffects) -> Copied:
             source = _require_mailbox(conn, src_mailbox_id)
             target = _require_mailbox(conn, dest_mailbox_id)
             present = [
@@ -1320,21 +1316,23 @@ class SqliteStore:
         target: Mailbox,
         now: int,
         remove_source: bool,
-    ) -> list[tuple[int, int]]:
+    ) -> Copied:
         """Copy ``uids`` (ascending, present) into ``target``, flags and dates kept; with
         ``remove_source`` also expunge them from ``source`` (RFC 6851 MOVE)."""
         if not uids:
-            return []
+            return Copied([])
         (total,) = conn.execute(
             "SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = ? "
             "AND uid IN (SELECT value FROM json_each(?))",
             (source.id, json.dumps(uids)),
         ).fetchone()
+        after: QuotaUsage | None = None
         # A move within one account leaves its usage unchanged; anything else must fit.
-        if not (remove_source and source.account_id == target.account_id) and not _fits_quota(
-            conn, target.account_id, total, len(uids)
-        ):
-            raise QuotaExceeded(f"{len(uids)} messages of {total} bytes exceed the quota")
+        if not (remove_source and source.account_id == target.account_id):
+            usage = _quota_usage(conn, target.account_id)
+            if not usage.fits(total, len(uids)):
+                raise QuotaExceeded(f"{len(uids)} messages of {total} bytes exceed the quota")
+            after = usage.added(total, len(uids))
         uid_first, modseq = _allocate_uids(conn, target.id, len(uids))
         pairs = [(uid, uid_first + index) for index, uid in enumerate(uids)]
         conn.executemany(
@@ -1352,7 +1350,7 @@ class SqliteStore:
             fx.changes.append(
                 Change(source.account_id, source.id, ChangeKind.EXPUNGE, removed_modseq)
             )
-        return pairs
+        return Copied(pairs, after, total if after is not None else 0)
 
     async def search_text(
         self, mailbox_id: int, terms: Sequence[str], *, body_only: bool = False
@@ -2158,28 +2156,17 @@ def _delivery_mailbox(
     return _mailbox(row[:7]), QuotaUsage(*row[7:])
 
 
-def _fits_quota(conn: sqlite3.Connection, account_id: int, size: int, count: int) -> bool:
+def _quota_usage(conn: sqlite3.Connection, account_id: int) -> QuotaUsage:
+    """The account's usage, read in the caller's write: what its quota check and the quota
+    warnings after it (:class:`Appended`, :class:`Copied`) are judged on."""
     row = conn.execute(
-        "SELECT used_bytes, used_messages, quota_bytes, quota_messages FROM accounts WHERE id = ?",
+        "SELECT used_bytes, used_messages, quota_bytes, quota_messages, quota_warned "
+        "FROM accounts WHERE id = ?",
         (account_id,),
     ).fetchone()
     if row is None:
         raise NotFound(f"no account {account_id}")
-    used_bytes, used_messages, quota_bytes, quota_messages = row
-    return _within_quota(used_bytes, used_messages, quota_bytes, quota_messages, size, count)
-
-
-def _within_quota(
-    used_bytes: int,
-    used_messages: int,
-    quota_bytes: int | None,
-    quota_messages: int | None,
-    size: int,
-    count: int,
-) -> bool:
-    return (quota_bytes is None or used_bytes + size <= quota_bytes) and (
-        quota_messages is None or used_messages + count <= quota_messages
-    )
+    return QuotaUsage(*row)
 
 
 def _next_modseq(conn: sqlite3.Connection, mailbox_id: int) -> int:
