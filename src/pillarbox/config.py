@@ -772,18 +772,21 @@ class GreylistingSection:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContactsSection:
-    """The webmail's address book (docs/webmail.md#contacts): how much one account may keep."""
+    """The webmail's address book (docs/contacts.md): how much one account may keep."""
 
     max_per_account: int = _f(
         5000, "Contacts one account may keep (a vCard import past it is refused)."
     )
     max_emails: int = _f(10, "Email addresses of one contact.")
     max_phones: int = _f(10, "Phone numbers of one contact.")
-    max_name: int = _f(200, "Characters of a contact's display name and of its organisation.")
+    max_name: int = _f(
+        200, "Characters of a contact's display name, organisation, each phone number and UID."
+    )
     max_note: int = _f(4000, "Characters of a contact's note.")
     max_import_bytes: int = _f(
         2 * MIB,
-        "Largest .vcf file imported at once (web form or JSON API); refused as it streams in.",
+        "Largest .vcf file imported at once (web form or JSON API): 413 past it. The request "
+        "as it streams in is bounded by `[web] max_upload_bytes`.",
     )
 
 
