@@ -15,7 +15,8 @@ Implementation notes:
 - Errors are ``{"error": "..."}`` with 400 (bad input), 401 (no credentials), 403 (not an
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
   indistinguishably), 409 (exists), 413, 429.
-- The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`.
+- The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`,
+  :mod:`.contacts`.
 """
 
 from __future__ import annotations
