@@ -8,9 +8,9 @@ Implementation notes:
   parses every property into objects and reads vCard 4.0 only partly; it would add a
   dependency (and ``python-dateutil``) for what is a page of code here, tested byte by byte.
 - **Read**: vCard 3.0 and 4.0 (a ``VERSION`` other than those, 2.1's quoted-printable
-  included, makes the card bad); ``FN`` (else one built from ``N``), ``EMAIL``, ``TEL``
-  (``tel:`` URIs become their number), ``ORG`` (its units joined with ", "), ``NOTE``, ``UID``;
-  ``PREF`` (4.0) and ``TYPE=pref`` (3.0) put an address or number first. Groups
+  included, makes the card bad); ``FN`` (else one built from ``N``), ``EMAIL``, ``TEL`` (a
+  ``VALUE=uri`` ``tel:`` URI becomes its number), ``ORG`` (its units joined with ", "),
+  ``NOTE``, ``UID``; ``PREF`` (4.0) and ``TYPE=pref`` (3.0) put an address or number first. Groups
   (``item1.EMAIL``) are read as the bare property; every other property is ignored. Lines
   folded with a space or a tab, and ends of line CRLF or bare LF, are accepted.
 - **Bad cards are skipped, not fatal**: a card without ``END:VCARD``, with a line that is not
@@ -135,8 +135,10 @@ def _preference(line: _Line) -> int:
 
 def _phone(line: _Line) -> str:
     value = unescape(line.value).strip()
-    # RFC 6350 §6.4.1: 4.0 writes TEL as a tel: URI (RFC 3966); the number is what is kept.
-    return value[4:] if value.lower().startswith("tel:") else value
+    # RFC 6350 §6.4.1: TEL may be reset to a URI (VALUE=uri, a tel: URI, RFC 3966); the
+    # number is what is kept. Without VALUE=uri the value is text, "tel:" and all.
+    is_uri = any(v.lower() == "uri" for v in line.params.get("VALUE", []))
+    return value[4:].strip() if is_uri and value.lower().startswith("tel:") else value
 
 
 def _card(lines: list[_Line]) -> Contact:
@@ -166,7 +168,7 @@ def _card(lines: list[_Line]) -> Contact:
                 units = [u.strip() for u in _components(line.value) if u.strip()]
                 organization = organization or ", ".join(units)
             case "NOTE":
-                note = note or unescape(line.value).replace("\r\n", "\n")
+                note = note or unescape(line.value).replace("\r\n", "\n").replace("\r", "\n")
             case "UID":
                 uid = uid or unescape(line.value).strip()
     name = full_name or structured

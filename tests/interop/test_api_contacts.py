@@ -86,13 +86,17 @@ def test_import_and_export(alice: WebSession) -> None:
         "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:u-1\r\nFN:One\r\nEMAIL:one@example.com\r\n"
         "END:VCARD\r\nBEGIN:VCARD\r\nVERSION:3.0\r\nFN:Two\r\nEND:VCARD\r\n"
         "BEGIN:VCARD\r\nVERSION:4.0\r\nNOTE:nothing\r\nEND:VCARD\r\n"
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Broken\r\nEMAIL:nope\r\nEND:VCARD\r\n"
     )
     done = alice.api("POST", "/contacts/import", {"vcard": text})
     assert done.status_code == 200
     assert done.json() == {
         "imported": 2,
-        "skipped": 1,
-        "reasons": ["card 3: neither a name nor an email address"],
+        "skipped": 2,
+        "reasons": [
+            "card 3: neither a name nor an email address",
+            "card Broken: not a valid address: nope",
+        ],
     }
     exported = alice.api("GET", "/contacts/export")
     assert exported.headers["content-type"] == "text/vcard; charset=utf-8"

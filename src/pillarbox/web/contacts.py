@@ -20,7 +20,6 @@ Implementation notes:
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from pillarbox import vcard
 from pillarbox.config import ContactsSection
 from pillarbox.errors import InvalidName, NotFound, UserError
 from pillarbox.mail.address import parse_address
+from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Contact
 from pillarbox.web.app import (
@@ -46,7 +46,7 @@ from pillarbox.web.app import (
     web,
 )
 
-log = logging.getLogger(__name__)
+_log = Log("web.contacts")
 
 #: Contacts the Contacts page lists at once (a search narrows it), and the longest search.
 PAGE_LIMIT = 500
@@ -144,20 +144,23 @@ async def import_vcards(services: Services, account: Account, data: bytes) -> Im
     parsed = vcard.parse(text)
     good: list[Contact] = []
     reasons = list(parsed.reasons)
-    for number, card in enumerate(parsed.contacts, start=1):
+    for card in parsed.contacts:
         try:
             good.append(checked_contact(limits, card))
         except UserError as exc:
-            reasons.append(f"card {card.display_name or number!s}: {exc}")
+            reasons.append(f"card {card.label}: {exc}")
     if good:
         await services.store.save_contacts(
             account.id, good, now=datetime.now(UTC), limit=limits.max_per_account
         )
     skipped = parsed.skipped + len(parsed.contacts) - len(good)
     if skipped:
-        log.info(
-            "vCard import skipped cards",
-            extra={"account": account.address, "skipped": skipped, "reasons": reasons[:5]},
+        _log.info(
+            "vcard cards skipped",
+            account=account.address,
+            stored=len(good),
+            skipped=skipped,
+            reasons="; ".join(reasons[:5]),
         )
     return Imported(len(good), skipped, tuple(reasons))
 
