@@ -32,19 +32,20 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import vcard
 from pillarbox.config import ContactsSection
-from pillarbox.errors import InvalidName, NotFound, UserError
-from pillarbox.mail.address import parse_address
+from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Contact
 from pillarbox.web.app import (
     BodyTooLarge,
+    field_number,
     field_text,
     posted_form,
     redirect,
     require_account,
     web,
 )
+from pillarbox.web.composing import parse_people
 
 _log = Log("web.contacts")
 
@@ -84,14 +85,12 @@ def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
     note = contact.note.replace("\r\n", "\n").replace("\r", "\n").strip()
     emails: list[str] = []
     for text in contact.emails:
-        try:
-            parsed = parse_address(text.strip())
-        except InvalidName:
-            raise UserError(f"not a valid address: {text.strip() or '(empty)'}") from None
-        if parsed.is_literal or "." not in parsed.domain:
-            raise UserError(f"not a valid address: {text.strip()}")
-        if parsed.normalised.lower() not in {e.lower() for e in emails}:
-            emails.append(parsed.normalised)
+        # The compose page's own check of a recipient: what it takes, a contact may hold.
+        found, invalid = parse_people(text)
+        if invalid or len(found) != 1:
+            raise UserError(f"not a valid address: {text.strip() or '(empty)'}")
+        if found[0].address.lower() not in {e.lower() for e in emails}:
+            emails.append(found[0].address)
     phones = list(dict.fromkeys(" ".join(p.split()) for p in contact.phones if p.strip()))
     if not name and not emails:
         raise UserError("give a name or an email address")
@@ -238,8 +237,9 @@ async def _render(
         editing=editing or Contact(uid=""),
         error=error,
         notice=notice or _NOTICES.get(request.query_params.get("done", ""), ""),
-        imported=request.query_params.get("imported", ""),
-        skipped=request.query_params.get("skipped", ""),
+        # The counts of an import just done (the redirect after it carries them).
+        imported=field_number(request.query_params.get("imported")),
+        skipped=field_number(request.query_params.get("skipped")) or 0,
         contact_limits=app.services.config.contacts,
     )
 
