@@ -221,7 +221,6 @@ async def _render(
     *,
     editing: Contact | None = None,
     error: str = "",
-    notice: str = "",
     status_code: int = 200,
 ) -> Response:
     app = web(request)
@@ -236,7 +235,7 @@ async def _render(
         search=search,
         editing=editing or Contact(uid=""),
         error=error,
-        notice=notice or _NOTICES.get(request.query_params.get("done", ""), ""),
+        notice=_NOTICES.get(request.query_params.get("done", ""), ""),
         # The counts of an import just done (the redirect after it carries them).
         imported=field_number(request.query_params.get("imported")),
         skipped=field_number(request.query_params.get("skipped")) or 0,
