@@ -776,6 +776,26 @@ class GreylistingSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ContactsSection:
+    """The webmail's address book (docs/contacts.md): how much one account may keep."""
+
+    max_per_account: int = _f(
+        5000, "Contacts one account may keep (a vCard import past it is refused)."
+    )
+    max_emails: int = _f(10, "Email addresses of one contact.")
+    max_phones: int = _f(10, "Phone numbers of one contact.")
+    max_name: int = _f(
+        200, "Characters of a contact's display name, organisation, each phone number and UID."
+    )
+    max_note: int = _f(4000, "Characters of a contact's note.")
+    max_import_bytes: int = _f(
+        2 * MIB,
+        "Largest .vcf file imported at once (web form or JSON API): 413 past it. The request "
+        "as it streams in is bounded by `[web] max_upload_bytes`.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WebSection:
     page_size: int = _f(50, "Messages (or threads) per page of the webmail message list.")
     max_page_size: int = _f(200, "Largest page a reader or API client may ask for.")
@@ -989,6 +1009,9 @@ class Config:
         GreylistingSection, "Greylisting at the MX (RFC 6647, docs/greylisting.md); off by default."
     )
     web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
+    contacts: ContactsSection = _section(
+        ContactsSection, "The webmail's address book: limits per account and per contact."
+    )
     dmarc_reports: DmarcReportSection = _section(
         DmarcReportSection, "DMARC aggregate reports sent to the domains whose mail we receive."
     )
@@ -1308,6 +1331,7 @@ def _validate(config: Config) -> None:
     _validate_policy(config.policy)
     _validate_greylisting(config.greylisting)
     _validate_web(config.web)
+    _validate_contacts(config.contacts)
     _validate_received_reports(config.received_reports)
     _validate_retention(config.retention)
     _validate_quota(config.quota)
@@ -1564,6 +1588,14 @@ def _validate_web(web: WebSection) -> None:
             raise ConfigError(f"web.{key}", "must be positive")
     if web.hsts_max_age < 0:
         raise ConfigError("web.hsts_max_age", "must be 0 or more")
+
+
+def _validate_contacts(section: ContactsSection) -> None:
+    for key in ("max_per_account", "max_emails", "max_phones", "max_name", "max_note"):
+        if getattr(section, key) < 1:
+            raise ConfigError(f"contacts.{key}", "must be at least 1")
+    if section.max_import_bytes < 1024:
+        raise ConfigError("contacts.max_import_bytes", "must be at least 1024 bytes")
 
 
 # -- writing and documenting -----------------------------------------------------------------

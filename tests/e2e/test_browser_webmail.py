@@ -621,6 +621,35 @@ def test_recipient_completion_suggests_a_previous_correspondent(
     expect(to).to_have_attribute("aria-expanded", "false")  # nobody starts with "zz"
 
 
+def test_a_contact_added_in_the_browser_is_completed_in_compose(
+    server: LiveServer, new_page: Any
+) -> None:
+    expect = sync_api.expect
+    page = new_page()
+    login(page, server)
+    page.get_by_role("link", name="Contacts").click()
+    page.wait_for_url(re.compile(r"/contacts$"))
+    form = page.locator("#contact-form")
+    form.get_by_label("Name", exact=True).fill("Dana Scully")
+    form.get_by_label("Email addresses (one a line)").fill("dana@fbi.example")
+    form.get_by_label("Organisation").fill("FBI, X-Files")
+    form.get_by_role("button", name="Add contact").click()
+    page.wait_for_url(re.compile(r"/contacts/\d+\?done=saved$"))
+    expect(page.get_by_role("status")).to_have_text("Contact saved.")
+    expect(page.locator("#contact-list tbody tr")).to_have_count(1)
+    expect(page.locator("#contact-list")).to_contain_text("FBI, X-Files")
+
+    page.goto(base(server) + "/compose")
+    to = page.get_by_role("combobox", name="To")
+    to.press_sequentially("scul")  # part of the name: only a contact can match it
+    suggestions = page.get_by_role("listbox", name="Suggested addresses")
+    expect(suggestions.get_by_role("option")).to_have_text(["Dana Scully <dana@fbi.example>"])
+    to.press("ArrowDown")
+    to.press("Enter")
+    expect(to).to_have_value("Dana Scully <dana@fbi.example>, ")
+    expect(suggestions).to_be_hidden()
+
+
 def test_two_factor_enrolment_and_login(server: LiveServer, new_page: Any) -> None:
     """Set up two-factor login from the settings (the QR code renders under the page's CSP),
     then log in from another browser with a code computed from the key the page showed."""

@@ -27,6 +27,7 @@ from pillarbox.store.types import (
     INBOX,
     AccountSettings,
     AttemptOutcome,
+    Contact,
     DeliveryTarget,
     DkimKeyRecord,
     DmarcObservation,
@@ -184,6 +185,21 @@ async def _populate(store: Store) -> None:
     await store.save_identity(
         account.id, Identity(address=USER, signature="-- \nme", is_default=True), limit=5
     )
+    await store.save_contacts(
+        account.id,
+        [
+            Contact(
+                uid="urn:uuid:c1",
+                display_name="Zoë Martin",
+                emails=("zoe@far.example", "z@far.example"),
+                phones=("+33 1 23",),
+                organization="Far",
+                note="met in Lyon",
+            )
+        ],
+        now=when,
+        limit=10,
+    )
     for model in (account.id, None):
         await store.train_spam_model(model, SpamCounts(2, 1), {"cheap": SpamCounts(0, 1)})
     await store.set_spam_training_mark(account.id, "c0ffee", spam=True)
@@ -255,6 +271,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "queue": await store.list_queue(),
         "settings": await store.get_settings(account.id),
         "identities": await store.list_identities(account.id),
+        "contacts": await store.list_contacts(account.id, "zoë"),
         "token": await store.find_token(TokenKind.APP_PASSWORD, "ab" * 32),
         "totp": await store.get_totp(account.id),
         "sieve": await store.list_sieve_scripts(account.id),
@@ -312,6 +329,7 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert [(s.name, s.active) for s in before["sieve"]] == [("old", False), ("rules", True)]
     assert before["vacation_again"] is False  # replied within the day: not again
     assert len(before["dmarc"]) == 1 and len(before["tls"]) == 1
+    assert [c.emails for c in before["contacts"]] == [("zoe@far.example", "z@far.example")]
     # The identity ids continue after the copied ones.
     first = before["identities"][0]
     added = asyncio.run(

@@ -40,6 +40,7 @@ from pillarbox.store.types import (
     Appended,
     AttemptOutcome,
     Change,
+    Contact,
     Copied,
     DeliveryResult,
     DeliveryTarget,
@@ -525,6 +526,29 @@ class Store(Protocol):
         (case-insensitive), most recent first: the recipients remembered for sending limits,
         then those of the reputation's correspondent tallies, most written to first. Only the
         account's own rows are read (recipient completion must not enumerate other data)."""
+
+    async def list_contacts(
+        self, account_id: int, search: str = "", limit: int | None = None
+    ) -> list[Contact]:
+        """The account's contacts ordered by label (name, else first address; case-folded),
+        only those whose name, addresses or organisation contain ``search`` (case-insensitive)
+        when it is given; at most ``limit``."""
+
+    async def get_contact(self, account_id: int, contact_id: int) -> Contact:
+        """``NotFound`` unless the contact is the account's."""
+
+    async def save_contacts(
+        self, account_id: int, contacts: Sequence[Contact], *, now: datetime, limit: int
+    ) -> list[Contact]:
+        """Store ``contacts`` in one transaction and return them as stored. One with ``id`` 0
+        is added, or replaces the account's contact with the same ``uid`` (its id and creation
+        time kept: a re-imported card updates, RFC 6350 §6.7.6); one with an id replaces that
+        contact, keeping its uid. ``NotFound`` for no such account or an id that is not the
+        account's; ``UserError`` when the account would pass ``limit`` contacts (nothing is
+        stored then)."""
+
+    async def delete_contact(self, account_id: int, contact_id: int) -> None:
+        """``NotFound`` unless the contact is the account's."""
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta

@@ -701,6 +701,31 @@ class Identity:
     is_default: bool = False
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contact:
+    """One entry of an account's address book (the webmail's Contacts, vCard's FN, EMAIL,
+    TEL, ORG, NOTE and UID). The store keeps what it is given; lengths and counts are checked
+    by the web layer against ``[contacts]``."""
+
+    #: 0 for one not yet stored (:meth:`Store.save_contacts` gives it an id).
+    id: int = 0
+    #: RFC 6350 §6.7.6: the card's stable identity; an import with the same UID replaces it.
+    uid: str
+    display_name: str = ""
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    organization: str = ""
+    note: str = ""
+    #: Set by the store: when first saved, and when last replaced.
+    created: datetime | None = None
+    updated: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        """What a list shows and sorts by: the name, else the first address."""
+        return self.display_name or (self.emails[0] if self.emails else "")
+
+
 class TokenKind(enum.Enum):
     """What a random secret issued to an account may be used for."""
 

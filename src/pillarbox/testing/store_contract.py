@@ -53,6 +53,7 @@ from pillarbox.store.types import (
     AttemptOutcome,
     Change,
     ChangeKind,
+    Contact,
     Copied,
     DeliveryStatus,
     DeliveryTarget,
@@ -462,6 +463,98 @@ class StoreContract:
         assert await store.list_identities(account.id) == [mine]
         await store.remove_account(account.id)
         assert await store.list_identities(account.id) == []
+
+    # -- address book ---------------------------------------------------------------------------
+    async def test_contacts_added_searched_replaced_and_removed(
+        self, store: Store, account: Account
+    ) -> None:
+        t0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        assert await store.list_contacts(account.id) == []
+        zoe, ann = await store.save_contacts(
+            account.id,
+            [
+                Contact(
+                    uid="urn:uuid:1",
+                    display_name="Zoë Émond",
+                    emails=("zoe@example.com", "ZE@work.example"),
+                    phones=("+33 1 23 45 67 89",),
+                    organization="Acme",
+                    note="line one\nline two",
+                ),
+                Contact(uid="urn:uuid:2", emails=("ann@example.net",)),
+            ],
+            now=t0,
+            limit=3,
+        )
+        assert zoe.id > 0 and ann.id not in (0, zoe.id)
+        assert zoe.created == zoe.updated == t0
+        # Ordered by label (the name, else the first address), case-folded.
+        assert await store.list_contacts(account.id) == [ann, zoe]
+        assert await store.get_contact(account.id, zoe.id) == zoe
+        # Search: name, address or organisation, any case, non-ASCII folded alike.
+        assert await store.list_contacts(account.id, "ÉMOND") == [zoe]
+        assert await store.list_contacts(account.id, "ze@WORK") == [zoe]
+        assert await store.list_contacts(account.id, "acme") == [zoe]
+        assert await store.list_contacts(account.id, "example") == [ann, zoe]
+        assert await store.list_contacts(account.id, "example", limit=1) == [ann]
+        assert await store.list_contacts(account.id, "nobody") == []
+        # Replaced by id: the uid and creation time stay, the update time moves.
+        t1 = t0 + timedelta(days=1)
+        (changed,) = await store.save_contacts(
+            account.id,
+            [replace(zoe, uid="urn:uuid:ignored", display_name="Zoë", phones=())],
+            now=t1,
+            limit=3,
+        )
+        assert (changed.uid, changed.created, changed.updated) == ("urn:uuid:1", t0, t1)
+        assert await store.get_contact(account.id, zoe.id) == changed
+        # Added again under a uid it has: replaces that contact (a re-imported card).
+        (again,) = await store.save_contacts(
+            account.id, [Contact(uid="urn:uuid:2", display_name="Ann")], now=t1, limit=3
+        )
+        assert (again.id, again.created, again.emails) == (ann.id, t0, ())
+        # The limit counts what the account would hold; past it nothing is stored.
+        with pytest.raises(UserError):
+            await store.save_contacts(
+                account.id,
+                [Contact(uid="urn:uuid:3"), Contact(uid="urn:uuid:4")],
+                now=t1,
+                limit=3,
+            )
+        assert len(await store.list_contacts(account.id)) == 2
+        await store.delete_contact(account.id, ann.id)
+        assert await store.list_contacts(account.id) == [changed]
+        with pytest.raises(NotFound):
+            await store.delete_contact(account.id, ann.id)
+        with pytest.raises(NotFound):
+            await store.get_contact(account.id, ann.id)
+        with pytest.raises(NotFound):
+            await store.save_contacts(account.id, [again], now=t1, limit=3)  # gone
+        with pytest.raises(NotFound):
+            await store.save_contacts(account.id + 1000, [Contact(uid="x")], now=t1, limit=3)
+
+    async def test_contacts_are_the_accounts_own(self, store: Store, account: Account) -> None:
+        other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")
+        now = datetime(2025, 3, 1, tzinfo=UTC)
+        (mine,) = await store.save_contacts(
+            account.id, [Contact(uid="u1", emails=("a@example.com",))], now=now, limit=5
+        )
+        with pytest.raises(NotFound):
+            await store.get_contact(other.id, mine.id)
+        with pytest.raises(NotFound):
+            await store.save_contacts(other.id, [replace(mine, note="x")], now=now, limit=5)
+        with pytest.raises(NotFound):
+            await store.delete_contact(other.id, mine.id)
+        assert await store.list_contacts(other.id, "example") == []
+        # The same uid in another account is another contact.
+        (theirs,) = await store.save_contacts(
+            other.id, [Contact(uid="u1", emails=("b@example.com",))], now=now, limit=5
+        )
+        assert theirs.id != mine.id
+        assert await store.list_contacts(account.id) == [mine]
+        await store.remove_account(account.id)
+        assert await store.list_contacts(account.id) == []
+        assert await store.list_contacts(other.id) == [theirs]
 
     async def test_totp_enrolment_steps_and_recovery_codes(
         self, store: Store, account: Account

@@ -15,7 +15,8 @@ Implementation notes:
 - Errors are ``{"error": "..."}`` with 400 (bad input), 401 (no credentials), 403 (not an
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
   indistinguishably), 409 (exists), 413, 429.
-- The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`.
+- The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`,
+  :mod:`.contacts`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    Contact,
     Identity,
     QuotaUsage,
     SendingLimits,
@@ -54,6 +56,7 @@ from pillarbox.store.types import (
 )
 from pillarbox.web import account as account_ops
 from pillarbox.web import admin as admin_ops
+from pillarbox.web import contacts as contact_ops
 from pillarbox.web import filters as filter_ops
 from pillarbox.web import identities
 from pillarbox.web.app import (
@@ -106,6 +109,12 @@ class Call:
         value = self.body.get(key, default)
         if not isinstance(value, str):
             raise UserError(f"{key} must be a string")
+        return value
+
+    def texts(self, key: str) -> list[str]:
+        value = self.body.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"{key} must be a list of strings")
         return value
 
     def flag(self, key: str, default: bool = False) -> bool:
@@ -541,13 +550,79 @@ async def delete_identity(call: Call) -> object:
 
 
 async def addresses(call: Call) -> object:
-    """Recipient completion: the account's own correspondents only (see
-    :meth:`pillarbox.store.interface.Store.correspondents`)."""
+    """Recipient completion: the account's contacts, then its own correspondents (see
+    :func:`pillarbox.web.contacts.completions`); nothing of another account's."""
     prefix = call.request.query_params.get("prefix", "").strip()
     if len(prefix) > MAX_COMPLETION_PREFIX:
         raise UserError(f"prefix is longer than {MAX_COMPLETION_PREFIX} characters")
-    found = await call.web.services.store.correspondents(call.account.id, prefix, COMPLETION_LIMIT)
+    found = await contact_ops.completions(call.web.services, call.account, prefix, COMPLETION_LIMIT)
     return {"addresses": found}
+
+
+def contact_json(contact: Contact) -> JsonObject:
+    return {
+        "id": contact.id,
+        "uid": contact.uid,
+        "display_name": contact.display_name,
+        "emails": list(contact.emails),
+        "phones": list(contact.phones),
+        "organization": contact.organization,
+        "note": contact.note,
+        "created": contact.created.isoformat() if contact.created else None,
+        "updated": contact.updated.isoformat() if contact.updated else None,
+    }
+
+
+async def list_contacts(call: Call) -> object:
+    search = call.request.query_params.get("q", "").strip()
+    if len(search) > contact_ops.MAX_SEARCH:
+        raise UserError(f"q is longer than {contact_ops.MAX_SEARCH} characters")
+    found = await call.web.services.store.list_contacts(call.account.id, search)
+    return [contact_json(c) for c in found]
+
+
+async def get_contact(call: Call) -> object:
+    contact = await call.web.services.store.get_contact(call.account.id, call.path("contact"))
+    return contact_json(contact)
+
+
+def _contact_body(call: Call, contact_id: int) -> Contact:
+    return Contact(
+        id=contact_id,
+        uid="" if contact_id else call.text("uid"),
+        display_name=call.text("display_name"),
+        emails=tuple(call.texts("emails")),
+        phones=tuple(call.texts("phones")),
+        organization=call.text("organization"),
+        note=call.text("note"),
+    )
+
+
+async def add_contact(call: Call) -> object:
+    return contact_json(
+        await contact_ops.save(call.web.services, call.account, _contact_body(call, 0))
+    )
+
+
+async def put_contact(call: Call) -> object:
+    contact = _contact_body(call, call.path("contact"))
+    return contact_json(await contact_ops.save(call.web.services, call.account, contact))
+
+
+async def delete_contact(call: Call) -> object:
+    await call.web.services.store.delete_contact(call.account.id, call.path("contact"))
+    return {"ok": True}
+
+
+async def import_contacts(call: Call) -> object:
+    done = await contact_ops.import_vcards(
+        call.web.services, call.account, call.text("vcard").encode()
+    )
+    return {"imported": done.stored, "skipped": done.skipped, "reasons": list(done.reasons)}
+
+
+async def export_contacts(call: Call) -> object:
+    return await contact_ops.export_vcards(call.web.services, call.account)
 
 
 async def get_settings(call: Call) -> object:
@@ -1158,6 +1233,19 @@ SCHEMAS: dict[str, JsonObject] = {
             "is_default": BOOL,
         }
     ),
+    "Contact": _obj(
+        {
+            "id": INT,
+            "uid": {"type": "string", "description": "RFC 6350 UID (urn:uuid: when made here)"},
+            "display_name": STR,
+            "emails": _list(STR),
+            "phones": _list(STR),
+            "organization": STR,
+            "note": STR,
+            "created": {"type": ["string", "null"], "description": "ISO 8601"},
+            "updated": {"type": ["string", "null"], "description": "ISO 8601"},
+        }
+    ),
     "Token": _obj(
         {"id": INT, "kind": {"enum": ["api", "app-password"]}, "label": STR, "created": STR}
     ),
@@ -1220,6 +1308,20 @@ _LIST_QUERY = (
     ("before", "string", "YYYY-MM-DD (inclusive)"),
     ("unseen", "string", "1: unread only"),
     ("flagged", "string", "1: flagged only"),
+)
+
+_CONTACT_FIELDS: dict[str, JsonObject] = {
+    "display_name": STR,
+    "emails": _list(STR),
+    "phones": _list(STR),
+    "organization": STR,
+    "note": STR,
+}
+_CONTACT_BODY = _obj(
+    {
+        **_CONTACT_FIELDS,
+        "uid": {"type": "string", "description": "kept if given (an existing one is replaced)"},
+    }
 )
 
 _IDENTITY_BODY = _obj(
@@ -1384,10 +1486,18 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/addresses",
         addresses,
-        f"Recipient completion: up to {COMPLETION_LIMIT} addresses this account wrote to",
+        f"Recipient completion: up to {COMPLETION_LIMIT} recipients, the account's contacts "
+        "(name <address>) first, then addresses it wrote to",
         "mail",
         _obj({"addresses": _list(STR)}),
-        query=(("prefix", "string", "the start of the address typed (any case)"),),
+        query=(
+            (
+                "prefix",
+                "string",
+                "what was typed (any case): the start of an address it wrote to, or part of a "
+                "contact's name, address or organisation",
+            ),
+        ),
     ),
     Operation(
         "GET",
@@ -1423,6 +1533,57 @@ OPERATIONS: tuple[Operation, ...] = (
         "Remove an identity",
         "account",
         OK,
+    ),
+    Operation(
+        "GET",
+        "/contacts",
+        list_contacts,
+        "The address book, by name; q: only those whose name, address or organisation contains it",
+        "contacts",
+        _list(_ref("Contact")),
+        query=(("q", "string", "search text (any case)"),),
+    ),
+    Operation(
+        "POST",
+        "/contacts",
+        add_contact,
+        "Add a contact (a name or an address at least)",
+        "contacts",
+        _ref("Contact"),
+        _CONTACT_BODY,
+        status=201,
+    ),
+    Operation(
+        "GET",
+        "/contacts/export",
+        export_contacts,
+        "Every contact as one vCard 4.0 file (text/vcard)",
+        "contacts",
+        STR,
+    ),
+    Operation(
+        "POST",
+        "/contacts/import",
+        import_contacts,
+        "Import a .vcf file (vCard 3.0/4.0): cards stored, and cards skipped with why",
+        "contacts",
+        _obj({"imported": INT, "skipped": INT, "reasons": _list(STR)}),
+        _obj({"vcard": {"type": "string", "description": "the file's text"}}, ("vcard",)),
+    ),
+    Operation(
+        "GET", "/contacts/{contact:int}", get_contact, "One contact", "contacts", _ref("Contact")
+    ),
+    Operation(
+        "PUT",
+        "/contacts/{contact:int}",
+        put_contact,
+        "Replace a contact's fields (its UID stays)",
+        "contacts",
+        _ref("Contact"),
+        _obj(_CONTACT_FIELDS),
+    ),
+    Operation(
+        "DELETE", "/contacts/{contact:int}", delete_contact, "Delete a contact", "contacts", OK
     ),
     Operation(
         "GET",

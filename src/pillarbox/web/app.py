@@ -65,8 +65,14 @@ from pillarbox.web.session import (
 from pillarbox.web.threads import ThreadCache
 from pillarbox.web.totpseal import TotpSealer, load_key
 
-#: Paths whose requests may carry attachments (the larger body limit applies).
-UPLOAD_PATHS = ("/compose", "/api/v1/send", "/api/v1/drafts")
+#: Paths whose requests may carry attachments or a vCard file (the larger body limit applies).
+UPLOAD_PATHS = (
+    "/compose",
+    "/api/v1/send",
+    "/api/v1/drafts",
+    "/contacts/import",
+    "/api/v1/contacts/import",
+)
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'; "
@@ -505,6 +511,7 @@ def create_app(
         admin,
         api,
         autoconfig,
+        contacts,
         filters,
         live,
         mtasts,
@@ -527,6 +534,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *twofactor.routes(),
         *webmail.routes(),
+        *contacts.routes(),
         *sharing.routes(),
         *filters.routes(),
         *account.routes(),

@@ -54,6 +54,7 @@ _SEQUENCES = (
     "queue_recipients",
     "account_tokens",
     "identities",
+    "contacts",
     "received_reports",
     "dmarc_observations",
     "tls_results",
@@ -358,6 +359,33 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             "FROM identities",
             ("id", "account_id", "address", "display_name", "reply_to", "signature", "is_default"),
             lambda r: (*r[:6], bool(r[6])),
+        ),
+        # The address book keeps its ids (web links) and UIDs (vCard clients' own copies).
+        _Table(
+            "contacts",
+            "SELECT id, account_id, uid, display_name, emails, phones, organization, note, "
+            "search, created, updated FROM contacts",
+            (
+                "id",
+                "account_id",
+                "uid",
+                "display_name",
+                "emails",
+                "phones",
+                "organization",
+                "note",
+                "search",
+                "created",
+                "updated",
+            ),
+            lambda r: (
+                *r[:4],
+                json.loads(r[4]),
+                json.loads(r[5]),
+                *r[6:9],
+                _time(r[9]),
+                _time(r[10]),
+            ),
         ),
         _Table(
             "server_metadata",

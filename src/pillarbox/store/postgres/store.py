@@ -76,6 +76,7 @@ from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.postgres import (
     accountdata,
     acmedata,
+    contactdata,
     dmarcdata,
     greylistdata,
     metadata,
@@ -105,6 +106,7 @@ from pillarbox.store.types import (
     AttemptOutcome,
     Change,
     ChangeKind,
+    Contact,
     Copied,
     DeliveryResult,
     DeliveryStatus,
@@ -1663,6 +1665,27 @@ class PostgresStore:
         return await self._read(
             lambda conn: accountdata.correspondents(conn, account_id, prefix, limit)
         )
+
+    # -- address book (see .contactdata) ----------------------------------------------------
+    async def list_contacts(
+        self, account_id: int, search: str = "", limit: int | None = None
+    ) -> list[Contact]:
+        return await self._read(
+            lambda conn: contactdata.list_contacts(conn, account_id, search, limit)
+        )
+
+    async def get_contact(self, account_id: int, contact_id: int) -> Contact:
+        return await self._read(lambda conn: contactdata.get_contact(conn, account_id, contact_id))
+
+    async def save_contacts(
+        self, account_id: int, contacts: Sequence[Contact], *, now: datetime, limit: int
+    ) -> list[Contact]:
+        return await self._write(
+            lambda conn, _: contactdata.save_contacts(conn, account_id, contacts, now, limit)
+        )
+
+    async def delete_contact(self, account_id: int, contact_id: int) -> None:
+        await self._write(lambda conn, _: contactdata.delete_contact(conn, account_id, contact_id))
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta

@@ -631,6 +631,26 @@ ALTER TABLE account_settings ADD COLUMN junk_days INTEGER;
 ALTER TABLE account_settings ADD COLUMN trash_days INTEGER;
 """
 
+# The webmail's address book (pillarbox.web.contacts): addresses and phones as JSON arrays;
+# ``search`` is the case-folded text searches match and the list sorts by (.contactrows).
+_V28_SQL = r"""
+CREATE TABLE contacts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    uid TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    emails TEXT NOT NULL,
+    phones TEXT NOT NULL,
+    organization TEXT NOT NULL,
+    note TEXT NOT NULL,
+    search TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    UNIQUE (account_id, uid)
+);
+CREATE INDEX contacts_account ON contacts(account_id, search);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -659,6 +679,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(25, "DMARC and TLS-RPT reports received about our domains", _V25_SQL),
     Migration(26, "greylisting triplets (RFC 6647)", _V26_SQL),
     Migration(27, "quota warning levels and Junk/Trash retention per account", _V27_SQL),
+    Migration(28, "webmail contacts (address book)", _V28_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -71,6 +71,7 @@ from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import SpamModelCache
 from pillarbox.store.sqlite import (
     acmedata,
+    contactdata,
     dkimkeys,
     dmarcdata,
     greylistdata,
@@ -101,6 +102,7 @@ from pillarbox.store.types import (
     AttemptOutcome,
     Change,
     ChangeKind,
+    Contact,
     Copied,
     DeliveryResult,
     DeliveryStatus,
@@ -1503,6 +1505,27 @@ class SqliteStore:
         return await self._read(
             lambda conn: webdata.correspondents(conn, account_id, prefix, limit)
         )
+
+    # -- address book (see .contactdata) ----------------------------------------------------
+    async def list_contacts(
+        self, account_id: int, search: str = "", limit: int | None = None
+    ) -> list[Contact]:
+        return await self._read(
+            lambda conn: contactdata.list_contacts(conn, account_id, search, limit)
+        )
+
+    async def get_contact(self, account_id: int, contact_id: int) -> Contact:
+        return await self._read(lambda conn: contactdata.get_contact(conn, account_id, contact_id))
+
+    async def save_contacts(
+        self, account_id: int, contacts: Sequence[Contact], *, now: datetime, limit: int
+    ) -> list[Contact]:
+        return await self._write(
+            lambda conn, fx: contactdata.save_contacts(conn, account_id, contacts, now, limit)
+        )
+
+    async def delete_contact(self, account_id: int, contact_id: int) -> None:
+        await self._write(lambda conn, fx: contactdata.delete_contact(conn, account_id, contact_id))
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta

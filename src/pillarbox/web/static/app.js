@@ -252,8 +252,9 @@
 
   // -- compose: recipient completion --------------------------------------------------------
   // An ARIA 1.2 combobox over To/Cc/Bcc: the part after the last comma is looked up among the
-  // account's correspondents (GET /api/v1/addresses, the session cookie; no CSRF for a GET),
-  // arrows move through the listbox, Enter or Tab takes a suggestion, Escape closes it.
+  // account's contacts, then its correspondents (GET /api/v1/addresses, the session cookie; no
+  // CSRF for a GET), arrows move through the listbox, Enter or Tab takes a suggestion, Escape
+  // closes it.
   $$("input[data-complete]").forEach((input) => {
     const list = document.createElement("ul");
     list.id = `${input.id}-suggestions`;

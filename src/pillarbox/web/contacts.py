@@ -1,0 +1,325 @@
+"""The webmail's address book: the Contacts page, "add to contacts" from a message, vCard
+import and export, and the contacts half of recipient completion. The JSON API calls the same
+functions (:mod:`.api`).
+
+Implementation notes:
+
+- **One check for every way in**: a contact from the page's form, the API or a vCard card
+  passes :func:`checked_contact` against ``[contacts]``: a name or an address at least, each
+  address valid (stored normalised, as the compose page would send to it), counts and lengths
+  within limits. A card of an import that fails it is skipped and counted like a malformed one.
+- **UIDs** (RFC 6350 §6.7.6): a contact made here gets ``urn:uuid:`` and a random UUID; an
+  imported card keeps its own, so importing the same file again updates instead of
+  duplicating (the store replaces by UID).
+- **Import size**: ``[contacts] max_import_bytes``, checked on the file (the page) or the
+  text (the API) before parsing: 413 past it. The request itself may be as large as a compose
+  request (``[web] max_upload_bytes``), the limit the body is refused at as it streams in.
+- **Completion** offers the account's contacts first (name and address, as a recipient field
+  takes them), then the correspondents the store remembers; never another account's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from pillarbox import vcard
+from pillarbox.config import ContactsSection
+from pillarbox.errors import NotFound, UserError
+from pillarbox.observability.log import Log
+from pillarbox.services import Services
+from pillarbox.store.types import Account, Contact
+from pillarbox.web.app import (
+    BodyTooLarge,
+    field_number,
+    field_text,
+    posted_form,
+    redirect,
+    require_account,
+    web,
+)
+from pillarbox.web.composing import parse_people
+
+_log = Log("web.contacts")
+
+#: Contacts the Contacts page lists at once (a search narrows it), and the longest search.
+PAGE_LIMIT = 500
+MAX_SEARCH = 254
+#: RFC 5322 §3.2.3 atext, plus the space between words: a display name of these needs no quotes.
+_PLAIN_NAME = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ "
+)
+VCARD_TYPE = "text/vcard; charset=utf-8"  # RFC 6350 §10.1
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What an import did: cards stored (added or updated by UID) and cards skipped."""
+
+    stored: int
+    skipped: int
+    reasons: tuple[str, ...]
+
+
+def new_uid() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+def _lines(text: str) -> list[str]:
+    """The entries of a one-per-line (or comma-separated) field, blanks dropped."""
+    return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
+
+
+def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
+    """``contact`` as stored — names and phones with runs of blanks made one, addresses
+    normalised, duplicates dropped — or ``UserError`` saying what is wrong."""
+    name = " ".join(contact.display_name.split())
+    organization = " ".join(contact.organization.split())
+    note = contact.note.replace("\r\n", "\n").replace("\r", "\n").strip()
+    emails: list[str] = []
+    for text in contact.emails:
+        # The compose page's own check of a recipient: what it takes, a contact may hold.
+        found, invalid = parse_people(text)
+        if invalid or len(found) != 1:
+            raise UserError(f"not a valid address: {text.strip() or '(empty)'}")
+        if found[0].address.lower() not in {e.lower() for e in emails}:
+            emails.append(found[0].address)
+    phones = list(dict.fromkeys(" ".join(p.split()) for p in contact.phones if p.strip()))
+    if not name and not emails:
+        raise UserError("give a name or an email address")
+    if len(emails) > limits.max_emails:
+        raise UserError(f"at most {limits.max_emails} email addresses")
+    if len(phones) > limits.max_phones:
+        raise UserError(f"at most {limits.max_phones} phone numbers")
+    for label, value in (("name", name), ("organisation", organization)):
+        if len(value) > limits.max_name:
+            raise UserError(f"the {label} is longer than {limits.max_name} characters")
+    if any(len(phone) > limits.max_name for phone in phones):
+        raise UserError(f"a phone number is longer than {limits.max_name} characters")
+    if len(note) > limits.max_note:
+        raise UserError(f"the note is longer than {limits.max_note} characters")
+    if len(contact.uid) > limits.max_name:
+        raise UserError(f"the UID is longer than {limits.max_name} characters")
+    return replace(
+        contact,
+        uid=contact.uid or new_uid(),
+        display_name=name,
+        emails=tuple(emails),
+        phones=tuple(phones),
+        organization=organization,
+        note=note,
+    )
+
+
+async def save(services: Services, account: Account, contact: Contact) -> Contact:
+    """Check and store one contact (``id`` 0: a new one)."""
+    limits = services.config.contacts
+    (stored,) = await services.store.save_contacts(
+        account.id,
+        [checked_contact(limits, contact)],
+        now=datetime.now(UTC),
+        limit=limits.max_per_account,
+    )
+    return stored
+
+
+async def import_vcards(services: Services, account: Account, data: bytes) -> Imported:
+    """Store every good card of a .vcf file; ``BodyTooLarge`` past ``max_import_bytes``,
+    ``UserError`` for a file that is not UTF-8 or would take the account past its limit."""
+    limits = services.config.contacts
+    if len(data) > limits.max_import_bytes:
+        raise BodyTooLarge(limits.max_import_bytes)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError("the file is not UTF-8 text (vCard 4.0 is UTF-8)") from None
+    parsed = vcard.parse(text)
+    good: list[Contact] = []
+    reasons = list(parsed.reasons)
+    for card in parsed.contacts:
+        try:
+            good.append(checked_contact(limits, card))
+        except UserError as exc:
+            reasons.append(f"card {card.label}: {exc}")
+    if good:
+        await services.store.save_contacts(
+            account.id, good, now=datetime.now(UTC), limit=limits.max_per_account
+        )
+    skipped = parsed.skipped + len(parsed.contacts) - len(good)
+    if skipped:
+        _log.info(
+            "vcard cards skipped",
+            account=account.address,
+            stored=len(good),
+            skipped=skipped,
+            reasons="; ".join(reasons[:5]),
+        )
+    return Imported(len(good), skipped, tuple(reasons))
+
+
+async def export_vcards(services: Services, account: Account) -> Response:
+    """Every contact of the account as one vCard 4.0 file (a download)."""
+    contacts = await services.store.list_contacts(account.id)
+    response = Response(vcard.format_cards(contacts).encode(), media_type=VCARD_TYPE)
+    response.headers["content-disposition"] = 'attachment; filename="contacts.vcf"'
+    response.headers["cache-control"] = "private, no-store"
+    return response
+
+
+def recipient_text(name: str, address: str) -> str:
+    """``name <address>`` as a recipient field takes it: the name quoted (RFC 5322 §3.2.4)
+    unless it is plain words (a comma in it would otherwise split the field)."""
+    if not name:
+        return address
+    if not all(char in _PLAIN_NAME or ord(char) > 127 for char in name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
+
+
+async def completions(services: Services, account: Account, prefix: str, limit: int) -> list[str]:
+    """Recipients for a typed ``prefix``: matching contacts' addresses (with their names)
+    first, then the correspondents the store remembers, each address once."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for contact in await services.store.list_contacts(account.id, prefix, limit):
+        for address in contact.emails:
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                found.append(recipient_text(contact.display_name, address))
+    for address in await services.store.correspondents(account.id, prefix, limit):
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            found.append(address)
+    return found[:limit]
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+def _form_contact(form: FormData, contact_id: int) -> Contact:
+    return Contact(
+        id=contact_id,
+        uid="",
+        display_name=field_text(form, "display_name"),
+        emails=tuple(_lines(field_text(form, "emails"))),
+        phones=tuple(field_text(form, "phones").splitlines()),
+        organization=field_text(form, "organization"),
+        note=field_text(form, "note"),
+    )
+
+
+async def _render(
+    request: Request,
+    account: Account,
+    *,
+    editing: Contact | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    app = web(request)
+    search = request.query_params.get("q", "").strip()[:MAX_SEARCH]
+    listed = await app.services.store.list_contacts(account.id, search, PAGE_LIMIT + 1)
+    return app.render(
+        request,
+        "contacts.html",
+        status_code=status_code,
+        contacts=listed[:PAGE_LIMIT],
+        more=len(listed) > PAGE_LIMIT,
+        search=search,
+        editing=editing or Contact(uid=""),
+        error=error,
+        notice=_NOTICES.get(request.query_params.get("done", ""), ""),
+        # The counts of an import just done (the redirect after it carries them).
+        imported=field_number(request.query_params.get("imported")),
+        skipped=field_number(request.query_params.get("skipped")) or 0,
+        contact_limits=app.services.config.contacts,
+    )
+
+
+_NOTICES = {"saved": "Contact saved.", "added": "Added to your contacts.", "deleted": "Deleted."}
+
+
+async def contacts_page(request: Request) -> Response:
+    return await _render(request, await require_account(request))
+
+
+async def contact_page(request: Request) -> Response:
+    """The list, with one contact's form open for editing."""
+    app = web(request)
+    account = await require_account(request)
+    contact = await app.services.store.get_contact(account.id, request.path_params["contact"])
+    return await _render(request, account, editing=contact)
+
+
+async def contact_submit(request: Request) -> Response:
+    """Create (``/contacts``), save or delete (``/contacts/{id}``) one contact; an error is
+    shown in the form, with what was typed."""
+    app = web(request)
+    account = await require_account(request)
+    form = await posted_form(request)
+    contact_id: int = request.path_params.get("contact", 0)
+    if field_text(form, "action") == "delete":
+        await app.services.store.delete_contact(account.id, contact_id)
+        return redirect("/contacts?done=deleted")
+    typed = _form_contact(form, contact_id)
+    try:
+        stored = await save(app.services, account, typed)
+    except NotFound:
+        raise  # another account's, or deleted since: the 404 page, not a form error
+    except UserError as exc:
+        return await _render(request, account, editing=typed, error=str(exc), status_code=400)
+    return redirect(f"/contacts/{stored.id}?done=saved")
+
+
+async def add_sender(request: Request) -> Response:
+    """ "Add to contacts" on a message: the sender becomes a contact (or, already one, is
+    opened), and the page to complete it is shown."""
+    app = web(request)
+    account = await require_account(request)
+    form = await posted_form(request)
+    address = field_text(form, "address").strip()
+    for known in await app.services.store.list_contacts(account.id, address):
+        if address.lower() in (e.lower() for e in known.emails):
+            return redirect(f"/contacts/{known.id}")
+    contact = Contact(uid="", display_name=field_text(form, "name"), emails=(address,))
+    stored = await save(app.services, account, contact)
+    return redirect(f"/contacts/{stored.id}?done=added")
+
+
+async def import_page(request: Request) -> Response:
+    app = web(request)
+    account = await require_account(request)
+    form = await posted_form(request, files=True)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return await _render(request, account, error="choose a .vcf file", status_code=400)
+    limit = app.services.config.contacts.max_import_bytes
+    data = await upload.read(limit + 1)
+    try:
+        done = await import_vcards(app.services, account, data)
+    except UserError as exc:
+        return await _render(request, account, error=str(exc), status_code=400)
+    return redirect("/contacts?" + urlencode({"imported": done.stored, "skipped": done.skipped}))
+
+
+async def export_page(request: Request) -> Response:
+    return await export_vcards(web(request).services, await require_account(request))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/contacts", contacts_page, methods=["GET"]),
+        Route("/contacts", contact_submit, methods=["POST"]),
+        Route("/contacts/add", add_sender, methods=["POST"]),
+        Route("/contacts/import", import_page, methods=["POST"]),
+        Route("/contacts/export.vcf", export_page, methods=["GET"]),
+        Route("/contacts/{contact:int}", contact_page, methods=["GET"]),
+        Route("/contacts/{contact:int}", contact_submit, methods=["POST"]),
+    ]

@@ -1,0 +1,220 @@
+"""vCard (RFC 6350 4.0, RFC 2426 3.0) as the address book reads and writes it: byte-exact
+cards written, folding and escaping both ways, round trips, and malformed cards skipped and
+counted without losing the good ones around them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pillarbox import vcard
+from pillarbox.store.types import Contact
+
+UPDATED = datetime(2025, 3, 1, 9, 30, 5, tzinfo=UTC)
+
+
+def test_a_card_is_written_byte_for_byte() -> None:
+    contact = Contact(
+        id=7,
+        uid="urn:uuid:4fbe8971-0bc3-424c-9c26-36c3e1eff6b1",
+        display_name="Doe, Jane; Dr.",
+        emails=("jane@example.com", "jd@work.example"),
+        phones=("+1 555 0100",),
+        organization="ACME\\Labs",
+        note="first line\nsecond, with comma",
+        updated=UPDATED,
+    )
+    assert vcard.format_card(contact) == (
+        "BEGIN:VCARD\r\n"
+        "VERSION:4.0\r\n"
+        "UID:urn:uuid:4fbe8971-0bc3-424c-9c26-36c3e1eff6b1\r\n"
+        "FN:Doe\\, Jane\\; Dr.\r\n"
+        "EMAIL:jane@example.com\r\n"
+        "EMAIL:jd@work.example\r\n"
+        "TEL:+1 555 0100\r\n"
+        "ORG:ACME\\\\Labs\r\n"
+        "NOTE:first line\\nsecond\\, with comma\r\n"
+        "REV:20250301T093005Z\r\n"
+        "END:VCARD\r\n"
+    )
+
+
+def test_without_a_name_the_first_address_is_the_fn() -> None:
+    card = vcard.format_card(Contact(uid="u1", emails=("a@example.com",)))
+    assert card == (
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:u1\r\nFN:a@example.com\r\n"
+        "EMAIL:a@example.com\r\nEND:VCARD\r\n"
+    )
+
+
+def test_a_uid_a_uri_cannot_carry_is_written_as_text() -> None:
+    card = vcard.format_card(Contact(uid="a,b;c", display_name="X"))
+    assert "\r\nUID;VALUE=text:a\\,b\\;c\r\n" in card
+    assert vcard.parse(card).contacts[0].uid == "a,b;c"
+
+
+def test_long_lines_fold_at_75_octets_never_inside_a_utf8_sequence() -> None:
+    note = "é" * 100  # two octets each: a fold must fall between characters
+    card = vcard.format_card(Contact(uid="u", display_name="N", note=note))
+    physical = card.encode().split(b"\r\n")
+    assert max(len(line) for line in physical) <= vcard.MAX_LINE_OCTETS
+    for line in physical:
+        line.decode()  # each physical line is whole UTF-8
+    note_lines = [line for line in physical if line.startswith((b"NOTE:", b" "))]
+    assert note_lines[0] == b"NOTE:" + "é".encode() * 35  # 5 + 70 octets
+    assert all(line.startswith(b" ") for line in note_lines[1:])
+    assert vcard.parse(card).contacts[0].note == note
+
+
+def test_fold_exact_boundary() -> None:
+    assert vcard.fold("A" * 75) == "A" * 75 + "\r\n"
+    assert vcard.fold("A" * 76) == "A" * 75 + "\r\n A\r\n"
+    assert vcard.fold("A" * 150) == "A" * 75 + "\r\n " + "A" * 74 + "\r\n A\r\n"
+
+
+def test_vcard_4_read_with_folding_escapes_groups_and_preference() -> None:
+    text = (
+        "BEGIN:VCARD\r\n"
+        "VERSION:4.0\r\n"
+        "UID:urn:uuid:1\r\n"
+        "FN:Simon\r\n"
+        "  Perreault\r\n"  # RFC 6350 §3.2: the fold removes CRLF and one space
+        "N:Perreault;Simon;;;ing. jr,M.Sc.\r\n"
+        "item1.EMAIL;TYPE=work:simon@example.com\r\n"
+        "EMAIL;PREF=1:sp@home.example\r\n"
+        'TEL;VALUE=uri;TYPE="voice,home":tel:+1-418-262-6501\r\n'
+        "ORG:Viagenie;Research\\; Dev\r\n"
+        "NOTE:line\\none\\, two\\\\three\\Nfour\r\n"
+        'X-UNKNOWN;X-P="a:b":ignored\r\n'
+        "END:VCARD\r\n"
+    )
+    parsed = vcard.parse(text)
+    assert (parsed.skipped, parsed.reasons) == (0, ())
+    assert parsed.contacts == (
+        Contact(
+            uid="urn:uuid:1",
+            display_name="Simon Perreault",
+            emails=("sp@home.example", "simon@example.com"),
+            phones=("+1-418-262-6501",),
+            organization="Viagenie, Research; Dev",
+            note="line\none, two\\three\nfour",
+        ),
+    )
+
+
+def test_vcard_3_read_with_bare_lf_tab_folds_and_the_n_when_no_fn() -> None:
+    text = (
+        "begin:vcard\n"
+        "version:3.0\n"
+        "N:Stenerson;Derik;;Mr.;\n"
+        "EMAIL;TYPE=INTERNET:d@example.com\n"
+        "EMAIL;TYPE=INTERNET,pref:pref@\n"
+        "\texample.com\n"
+        "TEL;CELL:+1 (555) 0101\n"
+        "end:vcard\n"
+    )
+    (contact,) = vcard.parse(text).contacts
+    assert contact.display_name == "Mr. Derik Stenerson"
+    assert contact.emails == ("pref@example.com", "d@example.com")
+    assert contact.phones == ("+1 (555) 0101",)
+    assert contact.uid == ""
+
+
+def test_several_cards_and_bad_ones_skipped_and_counted() -> None:
+    good = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Good {n}\r\nEND:VCARD\r\n"
+    text = (
+        good.format(n=1)
+        + "BEGIN:VCARD\r\nVERSION:2.1\r\nFN:Old\r\nEND:VCARD\r\n"  # unsupported version
+        + "BEGIN:VCARD\r\nVERSION:4.0\r\nthis is no content line\r\nEND:VCARD\r\n"
+        + "BEGIN:VCARD\r\nVERSION:4.0\r\nNOTE:nothing to keep\r\nEND:VCARD\r\n"
+        + "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Cut short\r\n"  # no END before the next BEGIN
+        + good.format(n=2)
+        + "BEGIN:VCARD\r\nFN:No version\r\nEND:VCARD\r\n"
+        + "stray text between cards\r\n"
+        + good.format(n=3)
+        + "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Truncated\r\n"  # the file ends inside it
+    )
+    parsed = vcard.parse(text)
+    assert [c.display_name for c in parsed.contacts] == ["Good 1", "Good 2", "Good 3"]
+    assert parsed.skipped == 6
+    assert parsed.reasons == (
+        "card 2: unsupported VERSION 2.1",
+        "card 3: not a content line: 'this is no content line'",
+        "card 4: neither a name nor an email address",
+        "card 5: no END:VCARD before the next card",
+        "card 7: unsupported VERSION (none)",
+        "card 9: no END:VCARD at the end of the file",
+    )
+
+
+def test_empty_and_garbage_files_hold_no_cards() -> None:
+    assert vcard.parse("") == vcard.Parsed((), 0, ())
+    assert vcard.parse("\x00\x01 not a vcard").contacts == ()
+
+
+def test_a_whole_file_round_trips() -> None:
+    contacts = [
+        Contact(uid="urn:uuid:a", display_name="Ann", emails=("ann@example.com",)),
+        Contact(
+            uid="b",
+            display_name="Zoë “Z” Müller",
+            emails=("z@example.com", "z2@example.com"),
+            phones=("+49 30 1234", "tel:1,2"),  # text, not a URI: kept as written
+            organization="Grüne, GmbH",
+            note="a\\b;c,d\n\ne" * 20,
+        ),
+    ]
+    text = vcard.format_cards(contacts)
+    assert text.count("BEGIN:VCARD\r\n") == 2
+    assert vcard.parse(text).contacts == tuple(contacts)
+
+
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r\n"),
+    max_size=120,
+)
+
+
+@given(
+    name=_text.map(lambda s: " ".join(s.split())).filter(bool),
+    note=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300),
+    organization=_text.map(lambda s: " ".join(s.replace(",", " ").split())),
+    phones=st.lists(_text.map(str.strip).filter(bool)),
+)
+def test_parse_of_format_is_identity(
+    name: str, note: str, organization: str, phones: list[str]
+) -> None:
+    note = note.replace("\r\n", "\n").replace("\r", "\n")  # written as \n, any line end
+    contact = Contact(
+        uid="urn:uuid:x",
+        display_name=name,
+        phones=tuple(phones),
+        organization=organization,
+        note=note,
+    )
+    assert vcard.parse(vcard.format_card(contact)).contacts == (contact,)
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "BEGIN:VCARD", "END:VCARD", "VERSION:4.0", "VERSION:3.0", "FN:", "N:", "EMAIL:",
+        "TEL;VALUE=uri:tel:", "ORG:", "NOTE:", "UID:", "item1.", ";TYPE=pref", ";PREF=1",
+        '"', ":", ";", ",", "\\", "\\n", "\\,", "\r\n", "\n", "\r\n ", "\n\t", " ", "é",
+        "a@b.example", "x",
+    ]
+)  # fmt: skip
+
+
+@given(st.lists(_FRAGMENTS, max_size=60).map("".join))
+def test_any_text_parses_and_what_was_read_writes_back_stably(text: str) -> None:
+    """No input raises; the cards read write out as a file that reads back to the same
+    cards, none skipped, and writing those again changes nothing (a fixed point after one
+    pass: e.g. FN is the address when a card had no name)."""
+    first = vcard.parse(text)
+    assert first.skipped == len(first.reasons)
+    second = vcard.parse(vcard.format_cards(list(first.contacts)))
+    assert second.skipped == 0 and len(second.contacts) == len(first.contacts)
+    third = vcard.parse(vcard.format_cards(list(second.contacts)))
+    assert third == second
