@@ -33,7 +33,7 @@ ORIGINAL = (
 
 def test_parse_people_separates_valid_and_invalid() -> None:
     valid, invalid = parse_people('"Bob B." <bob@example.org>, carol@EXAMPLE.net, oops, x@y, a@')
-    assert [str(p) for p in valid] == ["Bob B. <bob@example.org>", "carol@example.net"]
+    assert [str(p) for p in valid] == ['"Bob B." <bob@example.org>', "carol@example.net"]
     assert invalid == ["oops", "x@y", "a"]
     assert parse_people("  ") == ([], [])
 
@@ -66,6 +66,21 @@ def test_reply_all_threads_quotes_and_drops_self() -> None:
     assert draft.replying_to == "5:9"
     single = reply_draft(info, "x", own_addresses=set(), reply_all=False, origin="", received=NOW)
     assert single.cc == ""
+
+
+def test_reply_all_keeps_a_display_name_with_a_comma_one_recipient() -> None:
+    """A name the original quoted (RFC 5322 §3.2.4) is quoted again in the draft: unquoted,
+    its comma would split the field into two invalid recipients."""
+    info = parse_message(
+        ORIGINAL.replace(b"carol@example.net", b'"Doe, John" <john@example.net>', 1)
+    )
+    draft = reply_draft(
+        info, "x", own_addresses={"alice@example.org"}, reply_all=True, origin="", received=NOW
+    )
+    assert draft.cc == '"Doe, John" <john@example.net>, dave@example.net'
+    checked = check_recipients(draft, max_recipients=10)
+    assert checked.errors == {}
+    assert checked.envelope == ["bob.reply@example.org", "john@example.net", "dave@example.net"]
 
 
 def test_subject_prefixes_are_not_stacked() -> None:

@@ -46,16 +46,13 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.composing import parse_people
+from pillarbox.web.reading import recipient_text
 
 _log = Log("web.contacts")
 
 #: Contacts the Contacts page lists at once (a search narrows it), and the longest search.
 PAGE_LIMIT = 500
 MAX_SEARCH = 254
-#: RFC 5322 §3.2.3 atext, plus the space between words: a display name of these needs no quotes.
-_PLAIN_NAME = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ "
-)
 VCARD_TYPE = "text/vcard; charset=utf-8"  # RFC 6350 §10.1
 
 
@@ -171,16 +168,6 @@ async def export_vcards(services: Services, account: Account) -> Response:
     response.headers["content-disposition"] = 'attachment; filename="contacts.vcf"'
     response.headers["cache-control"] = "private, no-store"
     return response
-
-
-def recipient_text(name: str, address: str) -> str:
-    """``name <address>`` as a recipient field takes it: the name quoted (RFC 5322 §3.2.4)
-    unless it is plain words (a comma in it would otherwise split the field)."""
-    if not name:
-        return address
-    if not all(char in _PLAIN_NAME or ord(char) > 127 for char in name):
-        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"{name} <{address}>"
 
 
 async def completions(services: Services, account: Account, prefix: str, limit: int) -> list[str]:

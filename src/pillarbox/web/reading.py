@@ -16,6 +16,21 @@ from pillarbox.mail.parse import find_part, part_text
 from pillarbox.policy import headerfacts
 from pillarbox.policy.verdict import SPAM_HEADER
 
+#: RFC 5322 §3.2.3 atext, plus the space between words: a display name of these needs no quotes.
+_PLAIN_NAME = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~ "
+)
+
+
+def recipient_text(name: str, address: str) -> str:
+    """``name <address>`` as a recipient field takes it: the name quoted (RFC 5322 §3.2.4)
+    unless it is plain words (a comma in it would otherwise split the field)."""
+    if not name:
+        return address
+    if not all(char in _PLAIN_NAME or ord(char) > 127 for char in name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
+
 
 @dataclass(frozen=True, slots=True)
 class Person:
@@ -25,9 +40,7 @@ class Person:
     address: str
 
     def __str__(self) -> str:
-        if not self.name:
-            return self.address
-        return f"{self.name} <{self.address}>"
+        return recipient_text(self.name, self.address)
 
     @property
     def label(self) -> str:
