@@ -366,3 +366,13 @@ def test_who_may_reach_what(live: LiveServer, dav: httpx.Client) -> None:
         assert put.status_code == 201
         assert bob.get(BOOK + "x.vcf").status_code == 404
     assert dav.get(BOOK + "x.vcf").status_code == 404
+
+    # With two-factor login the password is refused (no code can be asked); the app password
+    # still syncs. The authenticator looks at the enrolment only, so a stored one is enough.
+    account_id = live_account_id(live)
+    live.with_store(lambda s: s.enable_totp(account_id, "sealed", ["d1"]))
+    assert dav.request("PROPFIND", BOOK, headers={"depth": "0"}).status_code == 401
+    with_app_password = httpx.request(
+        "PROPFIND", base + BOOK, headers={"depth": "0"}, auth=(ALICE, app_password.group(1))
+    )
+    assert with_app_password.status_code == 207
