@@ -110,6 +110,11 @@ def test_discovery_from_the_well_known_url_to_the_address_book(dav: httpx.Client
     assert options.headers["dav"] == "1, 3, addressbook"
     assert "REPORT" in options.headers["allow"]
     assert dav.request("PROPFIND", BOOK).status_code == 403  # no Depth: infinity
+    not_here = dav.delete(BOOK)
+    assert (not_here.status_code, not_here.headers["allow"]) == (
+        405,
+        "OPTIONS, GET, HEAD, PROPFIND, REPORT",
+    )
 
 
 def test_book_properties_clients_ask_for(dav: httpx.Client) -> None:

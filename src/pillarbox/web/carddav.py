@@ -215,8 +215,7 @@ def _address_data_types() -> Element:
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """One resource's properties (name → filled element), and the hrefs below it that a
-    Depth: 1 PROPFIND lists."""
+    """One resource's href and its properties (name → filled element)."""
 
     href: str
     props: dict[str, Element]
@@ -388,7 +387,8 @@ async def dav(request: Request) -> Response:
     except RateLimited as exc:
         return refused(_text("too many authentication failures\n", 429), exc)
     except AuthenticationFailed as exc:
-        _log.info("carddav authentication failed", reason=str(exc), ip=client_ip(request))
+        if "authorization" in request.headers:  # not a client's first, anonymous request
+            _log.info("carddav authentication failed", reason=str(exc), ip=client_ip(request))
         return Response(
             UNAUTHORIZED, 401, {"www-authenticate": REALM}, media_type="text/plain; charset=utf-8"
         )
@@ -413,14 +413,21 @@ async def _dispatch(request: Request, account: Account, found: Target) -> Respon
     if found.kind != "card":
         if method in ("GET", "HEAD") and found.kind == "book":
             return _text(f"{BOOK_NAME}: use a CardDAV client\n", 200)
-        return _text("not allowed on a collection\n", 405)
+        return _not_allowed("OPTIONS, GET, HEAD, PROPFIND, REPORT")
     if method in ("GET", "HEAD"):
         return await _get(request, account, found.name)
     if method == "PUT":
         return await _put(request, account, found.name)
     if method == "DELETE":
         return await _delete(request, account, found.name)
-    return _text("not allowed on a card\n", 405)
+    return _not_allowed("OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND")
+
+
+def _not_allowed(allow: str) -> Response:
+    """RFC 9110 §15.5.6: 405 with the methods the resource takes."""
+    response = _text("method not allowed here\n", 405)
+    response.headers["allow"] = allow
+    return response
 
 
 async def _contacts(request: Request, account: Account) -> list[Contact]:
