@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from xml.etree.ElementTree import Element, fromstring
 
 import httpx
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox import vcard
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import WebSession, server_trust
 
 pytestmark = pytest.mark.listeners("http", "https")
@@ -381,3 +383,40 @@ def test_who_may_reach_what(live: LiveServer, dav: httpx.Client) -> None:
         "PROPFIND", base + BOOK, headers={"depth": "0"}, auth=(ALICE, app_password.group(1))
     )
     assert with_app_password.status_code == 207
+
+
+def test_contacts_limits(tmp_path: Path) -> None:
+    limits = cfg.ContactsSection(max_per_account=2, max_emails=1, max_import_bytes=1024)
+    config = loopback_config(tmp_path / "data", only=["http"], contacts=limits)
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        base = f"http://127.0.0.1:{live.port('http')}"
+        with httpx.Client(base_url=base, auth=(ALICE, TEST_PASSWORD)) as dav:
+            size = text_of(
+                responses(propfind(dav, BOOK, "<c:max-resource-size/>"))[BOOK],
+                f"{C}max-resource-size",
+            )
+            assert size == "1024"
+            vcf = {"content-type": "text/vcard"}
+            for uid in ("one", "two"):
+                put = dav.put(
+                    BOOK + f"{uid}.vcf", content=card(uid, uid, f"{uid}@e.net"), headers=vcf
+                )
+                assert put.status_code == 201
+            full = dav.put(BOOK + "three.vcf", content=card("three", "T", "t@e.net"), headers=vcf)
+            assert full.status_code == 507 and "at most 2 contacts" in full.text
+            # Replacing one of them is no new contact.
+            again = dav.put(BOOK + "one.vcf", content=card("one", "Uno", "one@e.net"), headers=vcf)
+            assert again.status_code == 204
+            two_addresses = card("one", "Uno", "one@e.net").replace(
+                "END:VCARD", "EMAIL:uno@e.net\r\nEND:VCARD"
+            )
+            refused = dav.put(BOOK + "one.vcf", content=two_addresses, headers=vcf)
+            assert refused.status_code == 400
+            assert "at most 1 email addresses" in refused.text
+            large = card("one", "Uno", "one@e.net").replace(
+                "END:VCARD", "NOTE:" + "x" * 1024 + "\r\nEND:VCARD"
+            )
+            assert dav.put(BOOK + "one.vcf", content=large, headers=vcf).status_code == 413
+            assert "Uno" in dav.get(BOOK + "one.vcf").text
