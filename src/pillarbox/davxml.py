@@ -57,6 +57,8 @@ class PropFind:
     names: tuple[str, ...] = ()
     allprop: bool = False
     propname: bool = False
+    #: The vCard version ``address-data`` asks for (RFC 6352 §10.4: 3.0 unless it says 4.0).
+    vcard_version: str = "3.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,9 @@ def _props(root: Element) -> PropFind:
     prop = root.find(tag(DAV, "prop"))
     if prop is None:
         return PropFind(allprop=True)
-    return PropFind(names=tuple(child.tag for child in prop))
+    data = prop.find(tag(CARDDAV, "address-data"))
+    version = "4.0" if data is not None and data.get("version") == "4.0" else "3.0"
+    return PropFind(names=tuple(child.tag for child in prop), vcard_version=version)
 
 
 def propfind(body: bytes) -> PropFind:

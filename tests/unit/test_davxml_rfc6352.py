@@ -41,6 +41,9 @@ def test_propfind_bodies() -> None:
     assert davxml.propfind(body) == PropFind(
         names=("{DAV:}getetag", f"{{{CARDDAV}}}address-data", "{http://example.com/}other")
     )
+    # RFC 6352 §10.4: address-data is vCard 3.0 unless it asks for 4.0.
+    v4 = body.replace(b"<c:address-data/>", b'<c:address-data version="4.0"/>')
+    assert davxml.propfind(v4).vcard_version == "4.0"
 
 
 @pytest.mark.parametrize(
