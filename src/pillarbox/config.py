@@ -791,7 +791,8 @@ class ContactsSection:
     max_import_bytes: int = _f(
         2 * MIB,
         "Largest .vcf file imported at once (web form or JSON API): 413 past it. The request "
-        "as it streams in is bounded by `[web] max_upload_bytes`.",
+        "as it streams in is bounded by `[web] max_upload_bytes`. Also the largest card a "
+        "CardDAV client may PUT (then within `[web] max_form_bytes` as well).",
     )
 
 

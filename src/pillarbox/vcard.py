@@ -16,11 +16,12 @@ Implementation notes:
 - **Bad cards are skipped, not fatal**: a card without ``END:VCARD``, with a line that is not
   a content line, an unknown version, or nothing to keep (no name and no address) is counted
   in :attr:`Parsed.skipped` with a reason, and reading goes on at the next ``BEGIN:VCARD``.
-- **Written**: vCard 4.0 only, UTF-8, CRLF, lines folded at 75 octets without splitting a
-  UTF-8 sequence (§3.2), text escaped per §3.4 (backslash, comma, semicolon, newline); ``FN``
-  (the label when there is no name: FN is required, §6.2.1), ``UID``, ``EMAIL``, ``TEL``,
-  ``ORG``, ``NOTE``, ``REV`` (the last update, §6.7.4). ``N`` is not written: it is optional
-  in 4.0 and the store keeps no structured name.
+- **Written**: vCard 4.0, or 3.0 for a CardDAV client that asks (RFC 6352 §10.4), UTF-8,
+  CRLF, lines folded at 75 octets without splitting a UTF-8 sequence (§3.2), text escaped per
+  §3.4 (backslash, comma, semicolon, newline); ``FN`` (the label when there is no name: FN is
+  required, §6.2.1), ``UID``, ``EMAIL``, ``TEL``, ``ORG``, ``NOTE``, ``REV`` (the last update,
+  §6.7.4). ``N`` is written in 3.0 only (required there, RFC 2426 §5; optional in 4.0), made
+  from the display name: the store keeps no structured name.
 - Pure: no I/O, no clock; sizes are the caller's (``[contacts]``).
 """
 
@@ -248,9 +249,21 @@ def _uid_line(uid: str) -> str:
     return f"UID:{uid}"
 
 
-def format_card(contact: Contact) -> str:
-    """One vCard 4.0 of ``contact`` (its ``label`` as FN when it has no name)."""
-    lines = ["BEGIN:VCARD", "VERSION:4.0", _uid_line(contact.uid), f"FN:{escape(contact.label)}"]
+def _structured_name(name: str) -> str:
+    """RFC 2426 §3.1.2 ``N`` (family; given; additional; prefixes; suffixes) from a display
+    name: its last word the family name, the words before it the given name."""
+    *given, family = name.split() or [""]
+    return ";".join((escape(family), escape(" ".join(given)), "", "", ""))
+
+
+def format_card(contact: Contact, version: str = "4.0") -> str:
+    """One vCard of ``contact`` (its ``label`` as FN when it has no name): 4.0, or 3.0 for a
+    CardDAV client asking for it (RFC 6352 §10.4's default), which adds the ``N`` that 3.0
+    requires (RFC 2426 §5)."""
+    lines = ["BEGIN:VCARD", f"VERSION:{version}", _uid_line(contact.uid)]
+    lines.append(f"FN:{escape(contact.label)}")
+    if version == "3.0":
+        lines.append(f"N:{_structured_name(contact.display_name)}")
     lines += [f"EMAIL:{escape(address)}" for address in contact.emails]
     lines += [f"TEL:{escape(number)}" for number in contact.phones]
     if contact.organization:

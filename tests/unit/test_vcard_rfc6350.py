@@ -4,6 +4,7 @@ counted without losing the good ones around them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from hypothesis import given
@@ -39,6 +40,27 @@ def test_a_card_is_written_byte_for_byte() -> None:
         "REV:20250301T093005Z\r\n"
         "END:VCARD\r\n"
     )
+
+
+def test_a_vcard_3_card_adds_the_n_it_requires() -> None:
+    contact = Contact(uid="u3", display_name="Jane van Doe", emails=("j@example.com",))
+    assert vcard.format_card(replace(contact, updated=UPDATED), "3.0") == (
+        "BEGIN:VCARD\r\n"
+        "VERSION:3.0\r\n"
+        "UID:u3\r\n"
+        "FN:Jane van Doe\r\n"
+        "N:Doe;Jane van;;;\r\n"
+        "EMAIL:j@example.com\r\n"
+        "REV:20250301T093005Z\r\n"
+        "END:VCARD\r\n"
+    )
+    # No name (the address is the FN): an empty N; a name with a comma: escaped.
+    nameless = vcard.format_card(Contact(uid="u", emails=("a@example.com",)), "3.0")
+    assert "\r\nN:;;;;\r\n" in nameless
+    assert "\r\nN:Jane;Doe\\,;;;\r\n" in vcard.format_card(
+        replace(contact, display_name="Doe, Jane"), "3.0"
+    )
+    assert vcard.parse(vcard.format_card(contact, "3.0")).contacts == (contact,)
 
 
 def test_without_a_name_the_first_address_is_the_fn() -> None:

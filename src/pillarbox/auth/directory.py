@@ -18,11 +18,12 @@ Implementation notes:
   change invalidates it at once. The account is still read from the store on every login.
 - **Argon2 runs off the event loop** (``pillarbox.blocking.run_blocking``); SCRAM needs only a
   few HMACs and runs inline.
-- **Second factor** (RFC 6238, :mod:`pillarbox.web.twofactor`): IMAP, POP3, SMTP and
-  ManageSieve cannot ask for a code, so an account that enrolled one logs in there by app
-  password only (as Fastmail and Google do): its account password, and SCRAM (whose verifier
-  is derived from it), are refused like a wrong password, with a log line saying why. Only the
-  web login (``interactive=True``), which asks for the code next, takes the account password.
+- **Second factor** (RFC 6238, :mod:`pillarbox.web.twofactor`): IMAP, POP3, SMTP,
+  ManageSieve and CardDAV cannot ask for a code, so an account that enrolled one logs in there
+  by app password only (as Fastmail and Google do): its account password, and SCRAM (whose
+  verifier is derived from it), are refused like a wrong password, with a log line saying why.
+  Only the web login (``interactive=True``), which asks for the code next, takes the account
+  password.
 - **App passwords are for mail programs**: an interactive (web) check takes only the account
   password, so an app password copied off a phone cannot open the webmail, its settings, or
   change the account password (Google and Fastmail scope them the same way).

@@ -2080,6 +2080,16 @@ def openapi_document(version: str = "1") -> JsonObject:
 # -- dispatch --------------------------------------------------------------------------------------
 
 
+async def token_account(app: Web, secret: str) -> Account:
+    """The account an API token (``Authorization: Bearer``) was issued to;
+    ``AuthenticationFailed`` for an unknown or revoked one."""
+    token = await app.services.store.find_token(TokenKind.API, token_digest(secret.strip()))
+    account = await app.services.store.get_account_by_id(token.account_id) if token else None
+    if account is None:
+        raise AuthenticationFailed("unknown or revoked API token")
+    return account
+
+
 async def api_account(request: Request) -> Account:
     """The caller: by bearer token, else by session (+ CSRF header unless GET)."""
     app = web(request)
@@ -2088,11 +2098,7 @@ async def api_account(request: Request) -> Account:
         scheme, _, secret = authorization.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise AuthenticationFailed("use Authorization: Bearer <API token>")
-        token = await app.services.store.find_token(TokenKind.API, token_digest(secret.strip()))
-        account = await app.services.store.get_account_by_id(token.account_id) if token else None
-        if account is None:
-            raise AuthenticationFailed("unknown or revoked API token")
-        return account
+        return await token_account(app, secret)
     account = await current_account(request)
     if account is None:
         raise LoginRequired()
