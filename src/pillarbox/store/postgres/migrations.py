@@ -674,24 +674,28 @@ CREATE SEQUENCE thread_ids;
 
 
 async def _thread_backfill(conn: Conn) -> None:
-    """Thread the stored mail account by account, in arrival order, in memory (.threadrows);
-    the results go back with COPY (bench/bench_threadid.py measures it)."""
-    cur = await conn.execute(
-        "SELECT b.account_id, m.mailbox_id, m.uid, m.message_id, m.in_reply_to, m.refs, s.sha256 "
-        "FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN blobs s ON s.id = m.blob "
-        "ORDER BY b.account_id, m.internal_date, m.mailbox_id, m.uid"
-    )
+    """Thread the stored mail account by account, in arrival order, in memory (.threadrows),
+    the messages read through a server-side cursor; the results go back with COPY
+    (bench/threadid.py measures it)."""
     assigner = ThreadAssigner(1)
     account: object = None
     threaded: list[tuple[object, object, int]] = []
     keys: list[tuple[object, str, int]] = []
-    for account_id, mailbox_id, uid, message_id, in_reply_to, refs, digest in await cur.fetchall():
-        if account_id != account:
-            keys.extend((account, key, thread) for key, thread in assigner.keys.items())
-            account, assigner = account_id, ThreadAssigner(assigner.next_thread)
-        assert isinstance(refs, list)
-        found = thread_keys(str(message_id), str(in_reply_to), refs, str(digest))
-        threaded.append((mailbox_id, uid, assigner.assign(found)))
+    async with conn.cursor(name="threading") as cur:
+        cur.itersize = 5000
+        await cur.execute(
+            "SELECT b.account_id, m.mailbox_id, m.uid, m.message_id, m.in_reply_to, m.refs, "
+            "s.sha256 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+            "JOIN blobs s ON s.id = m.blob ORDER BY b.account_id, m.internal_date, m.mailbox_id, "
+            "m.uid"
+        )
+        async for account_id, mailbox_id, uid, message_id, in_reply_to, refs, digest in cur:
+            if account_id != account:
+                keys.extend((account, key, thread) for key, thread in assigner.keys.items())
+                account, assigner = account_id, ThreadAssigner(assigner.next_thread)
+            assert isinstance(refs, list)
+            found = thread_keys(str(message_id), str(in_reply_to), refs, str(digest))
+            threaded.append((mailbox_id, uid, assigner.assign(found)))
     keys.extend((account, key, thread) for key, thread in assigner.keys.items())
     await conn.execute(
         "CREATE TEMPORARY TABLE threaded (mailbox_id bigint, uid bigint, thread bigint) "
