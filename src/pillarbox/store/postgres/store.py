@@ -2245,21 +2245,19 @@ async def _add_message(
 
 async def _thread_of(conn: Conn, account_id: int, keys: list[str]) -> int:
     """The thread a new message of the account joins (the rule: .threadrows), its keys
-    recorded: one probe of the key table's primary key per key. The caller holds the
-    account's lock, so two related messages arriving together on two nodes still meet."""
+    recorded, in one statement: one probe of the key table's primary key per key. The caller
+    holds the account's lock, so two related messages arriving together on two nodes meet."""
     row = await _one(
         conn,
-        "SELECT coalesce(min(thread), nextval('thread_ids')) FROM thread_keys "
-        "WHERE account_id = %s AND key = ANY(%s)",
-        (account_id, keys),
+        "WITH found AS (SELECT coalesce(min(thread), nextval('thread_ids')) AS thread "
+        "FROM thread_keys WHERE account_id = %(account)s AND key = ANY(%(keys)s)), "
+        "added AS (INSERT INTO thread_keys (account_id, key, thread) "
+        "SELECT %(account)s, k, found.thread FROM found, unnest(%(keys)s::text[]) AS k "
+        "ON CONFLICT (account_id, key) DO NOTHING) "
+        "SELECT thread FROM found",
+        {"account": account_id, "keys": keys},
     )
-    thread = int(row[0])
-    await conn.execute(
-        "INSERT INTO thread_keys (account_id, key, thread) "
-        "SELECT %s, k, %s FROM unnest(%s::text[]) AS k ON CONFLICT (account_id, key) DO NOTHING",
-        (account_id, thread, keys),
-    )
-    return thread
+    return int(row[0])
 
 
 async def _remove_messages(conn: Conn, mailbox_id: int, uids: list[int]) -> int:
