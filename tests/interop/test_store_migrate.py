@@ -258,6 +258,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
             "bytes": [await store.read_blob(r.blob_id) for r in records],
             "expunged": await store.expunged_since(box.id, 0),
             "search": await store.search_text(box.id, ["\u00c9T\u00c9"]),
+            "threads": await store.thread_ids(box.id, [r.uid for r in records]),
         }
     return {
         "account": account,
@@ -319,6 +320,11 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert after == before
     assert before["mailboxes"][INBOX]["expunged"] == [2]
     assert before["mailboxes"][INBOX]["search"]  # the text index came along
+    threads = before["mailboxes"][INBOX]["threads"]  # RFC 8474 THREADID: copies share them
+    assert list(before["mailboxes"]["Projects/2025"]["threads"].values()) == [
+        threads[1],
+        threads[4],
+    ]
     assert before["spam"][0][1] == {"cheap": SpamCounts(0, 1)} and before["trained"] is True
     own = SendingLimits(messages=50, first_time=0)
     assert before["sending"] == [SendingUsage(1, 2, 2, own), SendingUsage(2, 3, 3, own)]
@@ -378,3 +384,7 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
             lambda s: s.deliver(*_message(30, "new"), [DeliveryTarget(account.id)])
         )
         assert stored.record is not None and stored.record.uid == inbox["box"].uidnext
+        # ... and new threads are numbered after the copied ones.
+        uid = stored.record.uid
+        [thread] = server.with_store(lambda s: s.thread_ids(inbox["box"].id, [uid])).values()
+        assert thread > max(threads.values())

@@ -29,6 +29,11 @@ Transcript format, one item per line (blank lines and ``#`` comments ignored):
 ``@ peer-mailbox NAME``  before connecting, a second account, ``$PEER``, gets mailbox NAME
 ``@ peer-acl NAME RIGHTS`` before connecting, the peer grants ``$USER`` RIGHTS on NAME
 
+``$(name)`` in an S line captures a server-assigned object id (``[A-Za-z0-9_-]+``, RFC 8474
+§4) the first time, and must be that same id after; in a C line it is replaced by the id
+captured: a transcript can show two messages sharing an id and search by it, byte for byte,
+whatever numbering the store is at.
+
 ``$USER`` and ``$PASS`` stand for a fresh account made for each transcript and its password,
 ``$PLAIN`` for their SASL PLAIN response in base64 (RFC 4616), ``$PEER`` for a second account
 (made with each transcript; RFC 4314 sharing).
@@ -193,12 +198,49 @@ def load(path: Path, user: str) -> Transcript:
     return transcript
 
 
-def _matches(pattern: str, line: str) -> bool:
-    """``*`` is a wildcard except as the untagged-response marker at the start of a line."""
-    literal_star = pattern.startswith("* ")
-    body = pattern[2:] if literal_star else pattern
-    regex = ".*".join(re.escape(part) for part in body.split("*"))
-    return re.fullmatch(("\\* " if literal_star else "") + regex, line, re.DOTALL) is not None
+_CAPTURE = re.compile(r"\$\(([a-z0-9_]+)\)")
+
+
+class Captures:
+    """The ids one run of a transcript captured (``$(name)``), and line matching with them."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def matches(self, pattern: str, line: str) -> bool:
+        """``*`` is a wildcard except as the untagged-response marker at the start of a line."""
+        literal_star = pattern.startswith("* ")
+        body = pattern[2:] if literal_star else pattern
+        regex = ".*".join(self._part(part) for part in body.split("*"))
+        found = re.fullmatch(("\\* " if literal_star else "") + regex, line, re.DOTALL)
+        if found is None:
+            return False
+        self.values.update(found.groupdict())
+        return True
+
+    def _part(self, text: str) -> str:
+        pieces: list[str] = []
+        opened: set[str] = set()
+        last = 0
+        for capture in _CAPTURE.finditer(text):
+            pieces.append(re.escape(text[last : capture.start()]))
+            name = capture.group(1)
+            if name in self.values:
+                pieces.append(re.escape(self.values[name]))
+            elif name in opened:
+                pieces.append(f"(?P={name})")
+            else:
+                opened.add(name)
+                pieces.append(f"(?P<{name}>[A-Za-z0-9_-]+)")
+            last = capture.end()
+        pieces.append(re.escape(text[last:]))
+        return "".join(pieces)
+
+    def fill(self, data: bytes) -> bytes:
+        """A client write with each ``$(name)`` replaced by its captured id."""
+        return _CAPTURE.sub(
+            lambda found: self.values[found.group(1)], data.decode("latin-1")
+        ).encode("latin-1")
 
 
 def sample(n: int) -> bytes:
@@ -332,6 +374,7 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
 
         now = time.time()
         session = core_session(store, config, now=now, tls_active=transcript.tls)
+        captures = Captures()
         out = CollectedOutput()
         out.data += session.greeting()
         pending: list[str] = []
@@ -362,14 +405,14 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
                     closed = True
             if step.send:
                 assert not closed, f"{transcript.name}: sending after close"
-                action = await session.receive_data(step.send, out, now)
+                action = await session.receive_data(captures.fill(step.send), out, now)
                 if action is Action.START_TLS:
                     session.tls_started()
                 closed = closed or action is Action.CLOSE
             text = out.data.decode("utf-8", "replace")
             out.data.clear()
             pending += text.split("\r\n")[:-1]
-            compare_lines(transcript.name, pending, step.expect, _matches)
+            compare_lines(transcript.name, pending, step.expect, captures.matches)
             if step.close:
                 assert closed, f"{transcript.name}: expected the server to close"
         assert not pending, f"{transcript.name}: unexpected output {pending!r}"
@@ -410,6 +453,7 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
     if transcript.tls:
         sock = unverified_client_tls().wrap_socket(sock)
     reader = LineReader(sock)
+    captures = Captures()
     pending = reader.lines(1)
     try:
         for step in transcript.steps:
@@ -424,9 +468,9 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
             if step.peer_deliver is not None:
                 server.call(deliver(server.store, peer_of(user), *step.peer_deliver))
             if step.send:
-                sock.sendall(step.send)
+                sock.sendall(captures.fill(step.send))
             pending += reader.lines(max(0, len(step.expect) - len(pending)))
-            compare_lines(transcript.name, pending, step.expect, _matches)
+            compare_lines(transcript.name, pending, step.expect, captures.matches)
             if step.starttls:
                 sock = unverified_client_tls().wrap_socket(sock)
                 reader = LineReader(sock)

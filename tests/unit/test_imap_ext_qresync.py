@@ -128,7 +128,7 @@ async def test_object_ids(store: Store, tmp_path: Path) -> None:
     assert f"(MAILBOXID ({box_id.group(1)}))" in status  # RFC 8474 §4.1: kept by RENAME
     await wire.send("s SELECT INBOX\r\n")
     fetched = await wire.send("f FETCH 1 (EMAILID THREADID)\r\n")
-    email = re.search(r"EMAILID \((E[0-9a-f]+)\) THREADID NIL", fetched)
+    email = re.search(r"EMAILID \((E[0-9a-f]+)\) THREADID \((T\d+)\)", fetched)
     assert email is not None
     copied = await wire.send("k COPY 1 Work\r\n")
     assert copied.startswith("k OK")
@@ -136,3 +136,5 @@ async def test_object_ids(store: Store, tmp_path: Path) -> None:
     assert f"EMAILID ({email.group(1)})" in await wire.send("g FETCH 1 (EMAILID)\r\n")
     assert "* SEARCH 1\r\n" in await wire.send(f"h SEARCH EMAILID {email.group(1)}\r\n")
     assert "* SEARCH\r\n" in await wire.send(f"i SEARCH THREADID {email.group(1)}\r\n")
+    # RFC 8474 §5.2: the copy keeps the thread id.
+    assert "* SEARCH 1\r\n" in await wire.send(f"j SEARCH THREADID {email.group(2)}\r\n")

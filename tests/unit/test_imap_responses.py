@@ -248,7 +248,7 @@ def test_section_items() -> None:
     assert r.section_item(f.FetchItem.RFC822_HEADER, b"") == b"RFC822.HEADER {0}\r\n"
     assert r.section_item(f.BodySection(f.Section((9,))), None) == b"BODY[9] NIL"
     assert r.binary_size_item(f.BinarySize((1, 2)), 77) == b"BINARY.SIZE[1.2] 77"
-    assert r.threadid_item(None) == b"THREADID NIL"
+    assert r.threadid_item("T42") == b"THREADID (T42)"
     assert r.emailid_item("M6d99") == b"EMAILID (M6d99)"
     assert r.modseq_item(12) == b"MODSEQ (12)"
     assert r.savedate_item(None) == b"SAVEDATE NIL"

@@ -49,7 +49,9 @@ from pillarbox.testing.store_contract import (
     DOMAIN,
     StoreContract,
     StoreFactory,
+    check_backfilled_threads,
     make_message,
+    store_backfill_mail,
     store_state_machine,
 )
 
@@ -102,6 +104,25 @@ async def test_references_are_backfilled_by_migration_4(migrated_url: str) -> No
         inbox = await upgraded.get_mailbox(account.id, INBOX)
         [fields] = await upgraded.thread_fields(inbox.id)
         assert fields.references == ("a@x", "b@x") and fields.in_reply_to == "b@x"
+    finally:
+        await upgraded.close()
+
+
+async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> None:
+    """Mail stored before migration 24 is threaded by it, as delivery would have done."""
+    store = PostgresStore(migrated_url)
+    await store.open()
+    await store_backfill_mail(store)
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        await conn.execute(  # the schema as version 23 had it
+            "ALTER TABLE messages DROP COLUMN thread; DROP TABLE thread_keys; "
+            "DROP SEQUENCE thread_ids; DELETE FROM schema_version WHERE version = 24"
+        )
+    upgraded = PostgresStore(migrated_url)
+    await upgraded.open()
+    try:
+        await check_backfilled_threads(upgraded)
     finally:
         await upgraded.close()
 

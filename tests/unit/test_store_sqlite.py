@@ -19,7 +19,14 @@ from pillarbox.store.open import open_store
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.sqlite.migrations import MIGRATIONS, migrate, schema_version
 from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
-from pillarbox.testing.store_contract import DOMAIN, StoreContract, StoreFactory, make_message
+from pillarbox.testing.store_contract import (
+    DOMAIN,
+    StoreContract,
+    StoreFactory,
+    check_backfilled_threads,
+    make_message,
+    store_backfill_mail,
+)
 
 
 class _SqliteContract(StoreContract):
@@ -150,6 +157,27 @@ async def test_references_are_backfilled_by_migration_8(tmp_path: Path) -> None:
         inbox = await upgraded.get_mailbox(account.id, INBOX)
         [fields] = await upgraded.thread_fields(inbox.id)
         assert fields.references == ("a@x", "b@x") and fields.in_reply_to == "b@x"
+    finally:
+        await upgraded.close()
+
+
+async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None:
+    """Mail stored before migration 29 is threaded by it, as delivery would have done."""
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store_backfill_mail(store)
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(  # the schema as version 27 had it
+        "ALTER TABLE messages DROP COLUMN thread; DROP TABLE thread_keys; "
+        "DELETE FROM meta WHERE key = 'next_thread'; DELETE FROM schema_version WHERE version = 29;"
+    )
+    conn.close()
+    upgraded = SqliteStore(path)
+    await upgraded.open()
+    try:
+        await check_backfilled_threads(upgraded)
     finally:
         await upgraded.close()
 

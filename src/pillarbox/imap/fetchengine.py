@@ -21,7 +21,8 @@ Implementation notes (RFC 9051 §6.4.5, §7.5.2; RFC 3516 BINARY; RFC 3501 RFC82
 - **CONDSTORE** (RFC 7162 §3.1.4): MODSEQ is answered from the view; once the client is
   CONDSTORE-aware every response carrying FLAGS carries MODSEQ too (§3.1), so its cache learns
   the MODSEQ of each flag state it sees. **OBJECTID** (RFC 8474 §5): EMAILID is derived from
-  the content-addressed blob, THREADID is NIL (:mod:`.objectid`).
+  the content-addressed blob, THREADID is the store's thread of the message, read per batch
+  (:mod:`.objectid`).
 - A section that does not exist is NIL; a partial ``<o.n>`` past the end is the empty string
   (§6.4.5); BINARY of a part in an unknown transfer encoding ends ``NO [UNKNOWN-CTE]``
   (RFC 3516 §4.3).
@@ -45,7 +46,7 @@ from pillarbox.imap.fetch import (
     Preview,
     sets_seen,
 )
-from pillarbox.imap.objectid import email_id
+from pillarbox.imap.objectid import email_id, thread_id
 from pillarbox.imap.selected import RECENT, SelectedView
 from pillarbox.mail.decode import UnknownTransferEncoding
 from pillarbox.mail.model import MessageInfo
@@ -159,19 +160,24 @@ class FetchEngine:
         self._condstore = condstore
         self._expunged = False
         self._unknown_cte = False
+        #: The current batch's threads, when THREADID is asked for.
+        self._threads: dict[int, int] = {}
 
     async def run(self, uids: Sequence[int], atts: Sequence[FetchAtt]) -> FetchOutcome:
         atts = self._normalise(atts)
         needs_info = any(_needs_info(att) for att in atts)
         needs_raw = any(_needs_raw(att) for att in atts)
+        needs_threads = FetchItem.THREADID in atts
         view = self._view
         may_seen = view.rights is None or "s" in view.rights  # RFC 4314 §4
         marks_seen = not view.read_only and may_seen and any(sets_seen(att) for att in atts)
-        if not (needs_info or needs_raw or marks_seen):
+        if not (needs_info or needs_raw or marks_seen or needs_threads):
             await self._light(uids, atts)
         else:
             for start in range(0, len(uids), BATCH):
                 batch = uids[start : start + BATCH]
+                if needs_threads:
+                    self._threads = await self._store.thread_ids(view.mailbox_id, batch)
                 await self._heavy(batch, atts, needs_info, needs_raw, marks_seen)
         await self._gather.flush()
         return FetchOutcome(self._expunged, self._unknown_cte)
@@ -251,7 +257,7 @@ class FetchEngine:
             case FetchItem.EMAILID:
                 return responses.emailid_item(email_id(record))
             case FetchItem.THREADID:
-                return responses.threadid_item(None)
+                return responses.threadid_item(thread_id(self._threads[uid]))
         raise AssertionError(f"{att!r} is not answered from the view")  # pragma: no cover
 
     # -- metadata and bytes --------------------------------------------------------------
@@ -292,7 +298,11 @@ class FetchEngine:
                     raw = await store.read_blob(record.blob_id)
                 except NotFound:
                     raw = None
-            if (needs_info and info is None) or (needs_raw and raw is None):
+            if (
+                (needs_info and info is None)
+                or (needs_raw and raw is None)
+                or (FetchItem.THREADID in atts and uid not in self._threads)
+            ):
                 self._expunged = True
                 continue
             wanted = atts

@@ -6,7 +6,10 @@
 - **MAILBOXID** (§4) is the store's mailbox id with its UIDVALIDITY: RENAME keeps both (§4.1:
   the id survives a rename), a mailbox deleted and created again under the same name gets a
   new UIDVALIDITY and so a new id, even if a backend reuses the row id.
-- **THREADID** (§5.2) is NIL: this server does not assign thread ids.
+- **THREADID** (§5.2) is the store's thread number, assigned when the message is stored and
+  never changed, shared by the related messages of the account in every mailbox
+  (:mod:`pillarbox.store.threadrows` has the rule). Its ``T`` prefix keeps it apart from every
+  EMAILID (§5.2: the two must never share a value).
 
 Every id is 1 to 255 characters of ``[A-Za-z0-9_-]`` starting with a letter (§3).
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from pillarbox.store.types import Mailbox, MessageRecord
 
-__all__ = ["email_id", "mailbox_id"]
+__all__ = ["email_id", "mailbox_id", "thread_id"]
 
 
 def email_id(record: MessageRecord) -> str:
@@ -24,3 +27,7 @@ def email_id(record: MessageRecord) -> str:
 
 def mailbox_id(mailbox: Mailbox) -> str:
     return f"F{mailbox.id}-{mailbox.uidvalidity}"
+
+
+def thread_id(thread: int) -> str:
+    return f"T{thread}"

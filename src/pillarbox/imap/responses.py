@@ -521,10 +521,8 @@ def emailid_item(object_id: str) -> bytes:
     return b"EMAILID (" + object_id.encode("ascii") + b")"
 
 
-def threadid_item(object_id: str | None) -> bytes:
-    """RFC 8474 §5.2: NIL when the server does not thread this message."""
-    if object_id is None:
-        return b"THREADID NIL"
+def threadid_item(object_id: str) -> bytes:
+    """RFC 8474 §5.3 (never NIL here: every stored message has a thread)."""
     return b"THREADID (" + object_id.encode("ascii") + b")"
 
 

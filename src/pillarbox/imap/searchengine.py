@@ -5,8 +5,9 @@ Implementation notes (RFC 9051 §6.4.4, RFC 3501 §6.4.4, RFC 5032, RFC 8514, RF
 - **Nothing is re-parsed** (DESIGN principle 4). Keys are answered from three sources, cheapest
   first: the view's records (flags, sizes, dates, numbers), the store's full-text index
   (TEXT, BODY: :meth:`~pillarbox.store.interface.Store.search_text` matches decoded text,
-  RFC 9051 §6.4.4), and the parsed metadata stored at ingest (envelope, decoded subject and
-  header text, Date:), loaded only for the messages still in question.
+  RFC 9051 §6.4.4) and thread ids (THREADID, RFC 8474 §6), and the parsed metadata stored at
+  ingest (envelope, decoded subject and header text, Date:), loaded only for the messages
+  still in question.
 - **Narrowing.** Every key is evaluated against a candidate set, never the whole mailbox when
   less will do: the keys of an AND run cheapest first and each sees only what the previous
   ones left; OR evaluates its right side only on what the left did not match; NOT is the
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date
 
 from pillarbox.imap import search as s
-from pillarbox.imap.objectid import email_id
+from pillarbox.imap.objectid import email_id, thread_id
 from pillarbox.imap.selected import SelectedView
 from pillarbox.imap.sequence import SequenceSet
 from pillarbox.mail.decode import decode_words, escaped_to_text
@@ -41,7 +42,7 @@ _METADATA = 2
 
 def _cost(key: s.SearchKey) -> int:
     match key:
-        case s.StringKey(field="BODY" | "TEXT"):
+        case s.StringKey(field="BODY" | "TEXT") | s.ObjectIdKey(thread=True):
             return _INDEXED
         case s.StringKey() | s.HeaderKey() | s.DateKey(field=s.DateField.SENT):
             return _METADATA
@@ -160,6 +161,8 @@ class SearchEngine:
                     self._view.mailbox_id, [value], body_only=body_only
                 )
                 return candidates & found
+            case s.ObjectIdKey(thread=True, object_id=object_id):
+                return await self._in_thread(candidates, object_id)
             case s.StringKey(field=field, value=value):
                 wanted = value.casefold()
                 return await self._filter_info(
@@ -208,9 +211,8 @@ class SearchEngine:
             case s.ModSeqKey(modseq=modseq):
                 # RFC 7162 §3.1.5: one MODSEQ per message, so the entry name is moot.
                 return record(uid).modseq >= modseq
-            case s.ObjectIdKey(thread=thread, object_id=object_id):
-                # RFC 8474 §6: no thread ids are assigned, so THREADID matches nothing.
-                return not thread and email_id(record(uid)) == object_id
+            case s.ObjectIdKey(object_id=object_id):  # RFC 8474 §6 EMAILID
+                return email_id(record(uid)) == object_id
         raise AssertionError(f"{key!r} is not a cheap key")  # pragma: no cover
 
     def _sequence_uids(self, sequence: SequenceSet, by_uid: bool) -> frozenset[int]:
@@ -225,6 +227,18 @@ class SearchEngine:
         for start in range(0, len(missing), INFO_BATCH):
             batch = missing[start : start + INFO_BATCH]
             self._infos.update(await self._store.message_infos(self._view.mailbox_id, batch))
+
+    async def _in_thread(self, candidates: set[int], object_id: str) -> set[int]:
+        """RFC 8474 §6 THREADID: the candidates whose thread is exactly ``object_id``, the
+        threads read per batch (a message expunged meanwhile has none and does not match)."""
+        found: set[int] = set()
+        ordered = sorted(candidates)
+        for start in range(0, len(ordered), INFO_BATCH):
+            threads = await self._store.thread_ids(
+                self._view.mailbox_id, ordered[start : start + INFO_BATCH]
+            )
+            found.update(uid for uid, thread in threads.items() if thread_id(thread) == object_id)
+        return found
 
     async def _filter_info(
         self, candidates: set[int], test: Callable[[MessageInfo], bool]

@@ -356,6 +356,11 @@ class Store(Protocol):
         35,000-message mailbox costs no more than reading its keys once. ``NotFound`` for an
         unknown mailbox."""
 
+    async def thread_ids(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, int]:
+        """The thread of each given message (absent UIDs are left out): a number shared by
+        the related messages of the mailbox's account, assigned when each was stored and
+        never changed (RFC 8474 §5.2; the rule: :mod:`pillarbox.store.threadrows`)."""
+
     async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
         """Threading inputs of the live messages with UID ``uid_min`` or above, in UID order,
         read from the ingest metadata without decoding whole structures (a threaded list of a

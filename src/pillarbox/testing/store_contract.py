@@ -129,6 +129,51 @@ def make_message(
     return raw, info
 
 
+_BACKFILLED = (
+    # (account, internal date in hours after T0, headers): stored in this order.
+    ("bob", 1, "Message-ID: <p@x>\r\n"),
+    ("bob", 0, "Message-ID: <r@x>\r\nReferences: <p@x>\r\n"),  # the reply arrived first
+    ("bob", 2, "Message-ID: <o@x>\r\n"),
+    ("carol", 0, "Message-ID: <p@x>\r\n"),
+)
+
+
+async def store_backfill_mail(store: Store) -> None:
+    """Mail whose threads a migration's backfill must rebuild (:func:`check_backfilled_threads`):
+    a reply older than its parent, an unrelated message, the same Message-ID in another
+    account."""
+    await store.add_domain(DOMAIN)
+    for name in ("bob", "carol"):
+        await store.add_account(f"{name}@{DOMAIN}", "h")
+    for name, hours, head in _BACKFILLED:
+        account = await store.get_account(f"{name}@{DOMAIN}")
+        assert account is not None
+        inbox = await store.get_mailbox(account.id, INBOX)
+        raw = f"From: ann@example.org\r\n{head}\r\nbody\r\n".encode()
+        await store.append(
+            inbox.id, raw, parse_message(raw), internal_date=T0 + timedelta(hours=hours)
+        )
+
+
+async def check_backfilled_threads(store: Store) -> None:
+    """The threads of :func:`store_backfill_mail` after a backfill, and a new thread after it
+    numbered apart from every backfilled one."""
+    boxes = []
+    for name in ("bob", "carol"):
+        account = await store.get_account(f"{name}@{DOMAIN}")
+        assert account is not None
+        boxes.append(await store.get_mailbox(account.id, INBOX))
+    bob, carol = boxes
+    threads = await store.thread_ids(bob.id, [1, 2, 3])
+    [carols] = (await store.thread_ids(carol.id, [1])).values()
+    assert threads[1] == threads[2]
+    assert len({threads[1], threads[3], carols}) == 3
+    raw = b"From: ann@example.org\r\nMessage-ID: <n@x>\r\n\r\nnew\r\n"
+    record = await store.append(bob.id, raw, parse_message(raw))
+    [new] = (await store.thread_ids(bob.id, [record.uid])).values()
+    assert new not in {*threads.values(), carols}
+
+
 def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
     return loop.run_until_complete(coro)
 
@@ -1188,6 +1233,104 @@ class StoreContract:
         assert [f.uid for f in await store.thread_fields(inbox.id, uid_min=2)] == [3]
         with pytest.raises(NotFound):
             await store.thread_fields(inbox.id + 1000)
+
+    async def _put_threaded(self, store: Store, mailbox: Mailbox, head: str) -> int:
+        """Append a message with the given threading headers; its UID."""
+        raw = f"From: ann@example.org\r\nSubject: s\r\n{head}\r\nbody {head!r}\r\n".encode()
+        return (await store.append(mailbox.id, raw, parse_message(raw))).uid
+
+    async def _thread_of(self, store: Store, mailbox: Mailbox, uid: int) -> int:
+        return (await store.thread_ids(mailbox.id, [uid]))[uid]
+
+    async def test_thread_ids_join_replies_in_either_order(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """RFC 8474 §5.2: a reply stored before its parent, in another mailbox of the account,
+        still shares its thread; so do a sibling and a grandchild; an unrelated message not."""
+        archive = await store.get_mailbox(account.id, "Archive")
+        reply = await self._put_threaded(
+            store, inbox, "Message-ID: <r@x>\r\nIn-Reply-To: <p@x>\r\nReferences: <p@x>\r\n"
+        )
+        parent = await self._put_threaded(store, archive, "Message-ID: <p@x>\r\n")
+        sibling = await self._put_threaded(
+            store, inbox, "Message-ID: <s@x>\r\nIn-Reply-To: <p@x>\r\n"
+        )
+        grandchild = await self._put_threaded(
+            store, archive, "Message-ID: <g@x>\r\nReferences: <s@x>\r\n"
+        )
+        other = await self._put_threaded(store, inbox, "Message-ID: <o@x>\r\n")
+        threads = await store.thread_ids(inbox.id, [reply, sibling, other, 99])
+        assert threads.keys() == {reply, sibling, other}  # an absent UID is left out
+        assert threads[sibling] == threads[reply] != threads[other]
+        assert await self._thread_of(store, archive, parent) == threads[reply]
+        assert await self._thread_of(store, archive, grandchild) == threads[reply]
+
+    async def test_thread_ids_never_merge_threads(self, store: Store, inbox: Mailbox) -> None:
+        """A message referring to two threads joins the older; the newer keeps its id
+        (RFC 8474 §5.2: a THREADID once reported never changes)."""
+        first = await self._put_threaded(store, inbox, "Message-ID: <a@x>\r\n")
+        second = await self._put_threaded(store, inbox, "Message-ID: <b@x>\r\n")
+        before = await store.thread_ids(inbox.id, [first, second])
+        assert before[first] != before[second]
+        bridge = await self._put_threaded(
+            store, inbox, "Message-ID: <c@x>\r\nReferences: <b@x> <a@x>\r\n"
+        )
+        after = await store.thread_ids(inbox.id, [first, second, bridge])
+        assert after == {**before, bridge: before[first]}
+
+    async def test_thread_ids_of_identical_messages_without_message_id(
+        self, store: Store, inbox: Mailbox
+    ) -> None:
+        """RFC 8474 §5.2: the same EMAILID (content) means the same thread, Message-ID or not."""
+        raw = b"From: ann@example.org\r\nSubject: no id\r\n\r\nsame\r\n"
+        first = await store.append(inbox.id, raw, parse_message(raw))
+        again = await store.append(inbox.id, raw, parse_message(raw))
+        different = await self._put_threaded(store, inbox, "X-No-Id: 1\r\n")
+        threads = await store.thread_ids(inbox.id, [first.uid, again.uid, different])
+        assert threads[first.uid] == threads[again.uid] != threads[different]
+
+    async def test_thread_ids_kept_by_copy_and_move(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        root = await self._put_threaded(store, inbox, "Message-ID: <a@x>\r\n")
+        reply = await self._put_threaded(store, inbox, "Message-ID: <b@x>\r\nReferences: <a@x>\r\n")
+        thread = await self._thread_of(store, inbox, root)
+        archive = await store.get_mailbox(account.id, "Archive")
+        trash = await store.get_mailbox(account.id, "Trash")
+        [(_, copied)] = await store.copy_messages(inbox.id, [root], archive.id)
+        [(_, moved)] = await store.move_messages(inbox.id, [reply], trash.id)
+        assert await self._thread_of(store, archive, copied) == thread
+        assert await self._thread_of(store, trash, moved) == thread
+        # The original's keys stay with the account after it is gone: a late reply still joins.
+        await store.store_flags(inbox.id, [root], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        late = await self._put_threaded(store, inbox, "Message-ID: <c@x>\r\nIn-Reply-To: <b@x>\r\n")
+        assert await self._thread_of(store, inbox, late) == thread
+
+    async def test_thread_ids_are_never_shared_between_accounts(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """One delivery to two accounts, and a copy into another account's mailbox: each
+        account threads its own mail (RFC 8474 §5.2), joining its own related messages."""
+        other = await store.add_account(f"carol@{DOMAIN}", "h")
+        other_inbox = await store.get_mailbox(other.id, INBOX)
+        root = await self._put_threaded(store, other_inbox, "Message-ID: <a@x>\r\n")
+        raw = b"From: ann@example.org\r\nMessage-ID: <b@x>\r\nReferences: <a@x>\r\n\r\nhi\r\n"
+        mine, theirs = await store.deliver(
+            raw, parse_message(raw), [DeliveryTarget(account.id), DeliveryTarget(other.id)]
+        )
+        assert mine.record is not None and theirs.record is not None
+        their_thread = await self._thread_of(store, other_inbox, root)
+        assert await self._thread_of(store, other_inbox, theirs.record.uid) == their_thread
+        my_thread = await self._thread_of(store, inbox, mine.record.uid)
+        assert my_thread != their_thread
+        [(_, copied)] = await store.copy_messages(other_inbox.id, [root], inbox.id)
+        assert await self._thread_of(store, inbox, copied) == my_thread  # joins <b@x>'s thread
+        mine_alone = await self._put_threaded(store, inbox, "Message-ID: <z@x>\r\n")
+        theirs_alone = await self._put_threaded(store, other_inbox, "Message-ID: <z@x>\r\n")
+        assert await self._thread_of(store, inbox, mine_alone) != await self._thread_of(
+            store, other_inbox, theirs_alone
+        )
 
     @pytest.mark.parametrize("settled", [False, True], ids=["unindexed", "indexed"])
     async def test_search_text(self, store: Store, inbox: Mailbox, settled: bool) -> None:

@@ -43,6 +43,8 @@ from pillarbox.store.sqlite.migrations import schema_version as sqlite_schema_ve
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+#: The SQLite ``meta`` row numbering new threads; PostgreSQL has the ``thread_ids`` sequence.
+_THREAD_COUNTER = "next_thread"
 #: Tables whose emptiness makes a target acceptable.
 _CONTENT_TABLES = ("domains", "accounts", "blobs", "queue_messages")
 #: Identity columns whose sequences continue after the copy (SQLite AUTOINCREMENT tables).
@@ -183,8 +185,8 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         _Table(
             "messages",
             "SELECT mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob, "
-            "sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs "
-            "FROM messages ORDER BY mailbox_id, uid",
+            "sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs, "
+            "thread FROM messages ORDER BY mailbox_id, uid",
             (
                 "mailbox_id",
                 "uid",
@@ -202,6 +204,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "message_id",
                 "in_reply_to",
                 "refs",
+                "thread",
             ),
             lambda r: (
                 *r[:3],
@@ -213,6 +216,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 _time(r[8]),
                 *r[9:15],
                 json.loads(r[15]),
+                r[16],
             ),
         ),
         _Table(
@@ -304,7 +308,19 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("domain", "selector", "algorithm", "private_pem", "created", "retired"),
             lambda r: (r[0], r[1], r[2], bytes(r[3]), _time(r[4]), _time(r[5])),
         ),
-        _Table("meta", "SELECT key, value FROM meta", ("key", "value"), lambda r: r),
+        # The thread counter becomes the sequence (``_continue_sequences``).
+        _Table(
+            "meta",
+            f"SELECT key, value FROM meta WHERE key <> '{_THREAD_COUNTER}'",
+            ("key", "value"),
+            lambda r: r,
+        ),
+        _Table(
+            "thread_keys",
+            "SELECT account_id, key, thread FROM thread_keys",
+            ("account_id", "key", "thread"),
+            lambda r: r,
+        ),
         _Table(
             "spam_models",
             "SELECT account_id, ham, spam FROM spam_models",
@@ -626,6 +642,10 @@ def _rows(conn: sqlite3.Connection, query: str) -> Iterator[tuple[Any, ...]]:
 
 
 def _continue_sequences(src: sqlite3.Connection, dest: psycopg.Connection[TupleRow]) -> None:
+    (next_thread,) = src.execute(
+        "SELECT value FROM meta WHERE key = ?", (_THREAD_COUNTER,)
+    ).fetchone()
+    dest.execute("SELECT setval('thread_ids', %s, false)", (int(next_thread),))
     issued = dict(src.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
     for table in _SEQUENCES:
         dest.execute(

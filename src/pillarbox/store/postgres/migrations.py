@@ -25,11 +25,15 @@ Schema invariants the backend relies on (kept by triggers, so no code path can f
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psycopg
 
 from pillarbox.errors import StorageError
+from pillarbox.store.threadrows import ThreadAssigner, thread_keys
+
+Conn = psycopg.AsyncConnection[tuple[object, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,8 @@ class Migration:
     version: int
     description: str
     sql: str
+    #: Work SQL cannot express, run after ``sql`` in the same transaction.
+    backfill: Callable[[Conn], Awaitable[None]] | None = None
 
 
 _V1_SQL = r"""
@@ -671,6 +677,63 @@ CREATE TABLE contacts (
 CREATE INDEX contacts_account ON contacts(account_id, search COLLATE "C");
 """
 
+# RFC 8474 §5.2 THREADID: each message's thread, and each account's thread keys (the Message-IDs
+# its messages carry or mention, .threadrows); the sequence numbers new threads. Existing mail
+# is threaded by :func:`_thread_backfill`.
+_V24_SQL = r"""
+ALTER TABLE messages ADD COLUMN thread bigint NOT NULL DEFAULT 0;
+CREATE TABLE thread_keys (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    key text NOT NULL,
+    thread bigint NOT NULL,
+    PRIMARY KEY (account_id, key)
+);
+CREATE SEQUENCE thread_ids;
+"""
+
+
+async def _thread_backfill(conn: Conn) -> None:
+    """Thread the stored mail account by account, in arrival order, in memory (.threadrows),
+    the messages read through a server-side cursor; the results go back with COPY
+    (bench/threadid.py measures it)."""
+    assigner = ThreadAssigner(1)
+    account: object = None
+    threaded: list[tuple[object, object, int]] = []
+    keys: list[tuple[object, str, int]] = []
+    async with conn.cursor(name="threading") as cur:
+        cur.itersize = 5000
+        await cur.execute(
+            "SELECT b.account_id, m.mailbox_id, m.uid, m.message_id, m.in_reply_to, m.refs, "
+            "s.sha256 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+            "JOIN blobs s ON s.id = m.blob ORDER BY b.account_id, m.internal_date, m.mailbox_id, "
+            "m.uid"
+        )
+        async for account_id, mailbox_id, uid, message_id, in_reply_to, refs, digest in cur:
+            if account_id != account:
+                keys.extend((account, key, thread) for key, thread in assigner.keys.items())
+                account, assigner = account_id, ThreadAssigner(assigner.next_thread)
+            assert isinstance(refs, list)
+            found = thread_keys(str(message_id), str(in_reply_to), refs, str(digest))
+            threaded.append((mailbox_id, uid, assigner.assign(found)))
+    keys.extend((account, key, thread) for key, thread in assigner.keys.items())
+    await conn.execute(
+        "CREATE TEMPORARY TABLE threaded (mailbox_id bigint, uid bigint, thread bigint) "
+        "ON COMMIT DROP"
+    )
+    async with conn.cursor() as cursor:
+        async with cursor.copy("COPY threaded (mailbox_id, uid, thread) FROM STDIN") as copy:
+            for row in threaded:
+                await copy.write_row(row)
+        async with cursor.copy("COPY thread_keys (account_id, key, thread) FROM STDIN") as copy:
+            for row in keys:
+                await copy.write_row(row)
+    await conn.execute(
+        "UPDATE messages m SET thread = t.thread FROM threaded t "
+        "WHERE m.mailbox_id = t.mailbox_id AND m.uid = t.uid"
+    )
+    await conn.execute("SELECT setval('thread_ids', %s, false)", (assigner.next_thread,))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -699,6 +762,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(21, "greylisting triplets (RFC 6647)", _V21_SQL),
     Migration(22, "quota warning levels and Junk/Trash retention per account", _V22_SQL),
     Migration(23, "webmail contacts (address book)", _V23_SQL),
+    Migration(24, "thread ids of messages (RFC 8474 THREADID)", _V24_SQL, _thread_backfill),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -707,7 +771,7 @@ LATEST_VERSION = MIGRATIONS[-1].version
 _MIGRATION_LOCK = 0x70696C6C61726278
 
 
-async def schema_version(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
+async def schema_version(conn: Conn) -> int:
     """The version the current schema is at; 0 for an empty one."""
     cur = await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")
     row = await cur.fetchone()
@@ -718,9 +782,7 @@ async def schema_version(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> i
     return int(row[0]) if row is not None else 0  # type: ignore[call-overload]
 
 
-async def migrate(
-    conn: psycopg.AsyncConnection[tuple[object, ...]], target: int = LATEST_VERSION
-) -> int:
+async def migrate(conn: Conn, target: int = LATEST_VERSION) -> int:
     """Apply every migration above the current version up to ``target``; returns the version.
 
     ``conn`` must be in autocommit mode: each migration is its own transaction.
@@ -743,6 +805,8 @@ async def migrate(
                 "description text NOT NULL, applied timestamptz NOT NULL DEFAULT now())"
             )
             await conn.execute(migration.sql.encode())
+            if migration.backfill is not None:
+                await migration.backfill(conn)
             await conn.execute(
                 "INSERT INTO schema_version (version, description) VALUES (%s, %s)",
                 (migration.version, migration.description),

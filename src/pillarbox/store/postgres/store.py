@@ -90,6 +90,7 @@ from pillarbox.store.postgres import (
 from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
+from pillarbox.store.threadrows import thread_keys
 from pillarbox.store.types import (
     ACL_SPECIAL_IDENTIFIERS,
     DEFAULT_MAILBOXES,
@@ -189,7 +190,7 @@ _ACCOUNT_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "mailbox_id, uid, modseq, flags, internal_date, saved_date, size, blob, sent_date, "
-    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs"
+    "subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, refs, thread"
 )
 #: What a write to domains, accounts, aliases or settings makes every node forget.
 _DIRECTORY = (notify.DIRECTORY,)
@@ -225,7 +226,7 @@ class _SortKeys:
     cc_addr: str
     message_id: str
     in_reply_to: str
-    #: Threading reads them for a whole mailbox.
+    #: Threading reads them for a whole mailbox; they are thread keys too (.threadrows).
     references: list[str]
 
     @classmethod
@@ -1334,6 +1335,17 @@ class PostgresStore:
 
         return await self._read(query)
 
+    async def thread_ids(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, int]:
+        async def query(conn: Conn) -> dict[int, int]:
+            rows = await _all(
+                conn,
+                "SELECT uid, thread FROM messages WHERE mailbox_id = %s AND uid = ANY(%s)",
+                (mailbox_id, list(uids)),
+            )
+            return {int(uid): int(thread) for uid, thread in rows}
+
+        return await self._read(query)
+
     async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
         async def query(conn: Conn) -> list[ThreadFields]:
             async with conn.transaction():
@@ -2206,6 +2218,12 @@ async def _add_message(
     now: datetime,
     keys: _SortKeys,
 ) -> MessageRecord:
+    # The caller holds the account's lock, so threading sees every earlier message of it.
+    thread = await _thread_of(
+        conn,
+        mailbox.account_id,
+        thread_keys(keys.message_id, keys.in_reply_to, keys.references, blob.blob_id),
+    )
     # One statement: reserve the UID and MODSEQ (the mailbox row stays locked to COMMIT) and
     # insert the message with them.
     row = await _one(
@@ -2216,7 +2234,8 @@ async def _add_message(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
         "SELECT %(mailbox)s, alloc.uid, alloc.modseq, string_to_array(%(flags)s, ' '), "
         "%(internal)s, %(now)s, %(size)s, %(blob)s, %(sent)s, %(subject)s, %(from)s, %(to)s, "
-        "%(cc)s, %(message_id)s, %(in_reply_to)s, %(refs)s FROM alloc RETURNING uid, modseq",
+        "%(cc)s, %(message_id)s, %(in_reply_to)s, %(refs)s, %(thread)s FROM alloc "
+        "RETURNING uid, modseq",
         {
             "mailbox": mailbox.id,
             "flags": flags,
@@ -2232,6 +2251,7 @@ async def _add_message(
             "message_id": keys.message_id,
             "in_reply_to": keys.in_reply_to,
             "refs": keys.references,
+            "thread": thread,
         },
     )
     uid, modseq = int(row[0]), int(row[1])
@@ -2246,6 +2266,23 @@ async def _add_message(
         blob.size,
         blob.blob_id,
     )
+
+
+async def _thread_of(conn: Conn, account_id: int, keys: list[str]) -> int:
+    """The thread a new message of the account joins (the rule: .threadrows), its keys
+    recorded, in one statement: one probe of the key table's primary key per key. The caller
+    holds the account's lock, so two related messages arriving together on two nodes meet."""
+    row = await _one(
+        conn,
+        "WITH found AS (SELECT coalesce(min(thread), nextval('thread_ids')) AS thread "
+        "FROM thread_keys WHERE account_id = %(account)s AND key = ANY(%(keys)s)), "
+        "added AS (INSERT INTO thread_keys (account_id, key, thread) "
+        "SELECT %(account)s, k, found.thread FROM found, unnest(%(keys)s::text[]) AS k "
+        "ON CONFLICT (account_id, key) DO NOTHING) "
+        "SELECT thread FROM found",
+        {"account": account_id, "keys": keys},
+    )
+    return int(row[0])
 
 
 async def _remove_messages(conn: Conn, mailbox_id: int, uids: list[int]) -> int:
@@ -2299,13 +2336,35 @@ async def _transfer(
     )
     uid_first, modseq = int(alloc[0]), int(alloc[1])
     pairs = [(uid, uid_first + index) for index, uid in enumerate(uids)]
+    # RFC 8474 §5.2: a copy keeps its thread within the account; a thread belongs to its
+    # account, so a copy into another account's mailbox is threaded anew there.
+    threads: dict[int, int | None] = dict.fromkeys(uids)
+    if target.account_id != source.account_id:
+        for uid, message_id, in_reply_to, refs, digest in await _all(
+            conn,
+            "SELECT m.uid, m.message_id, m.in_reply_to, m.refs, b.sha256 FROM messages m "
+            "JOIN blobs b ON b.id = m.blob WHERE m.mailbox_id = %s AND m.uid = ANY(%s) "
+            "ORDER BY m.uid",
+            (source.id, uids),
+        ):
+            keys = thread_keys(message_id, in_reply_to, refs, digest)
+            threads[uid] = await _thread_of(conn, target.account_id, keys)
     await conn.execute(
         f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
         "SELECT %s, p.new, %s, m.flags, m.internal_date, %s, m.size, m.blob, m.sent_date, "
-        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to, m.refs "
-        "FROM messages m JOIN unnest(%s::bigint[], %s::bigint[]) AS p(old, new) "
-        "ON m.uid = p.old WHERE m.mailbox_id = %s",
-        (target.id, modseq, now, [old for old, _ in pairs], [new for _, new in pairs], source.id),
+        "m.subject, m.from_addr, m.to_addr, m.cc_addr, m.message_id, m.in_reply_to, m.refs, "
+        "coalesce(p.thread, m.thread) "
+        "FROM messages m JOIN unnest(%s::bigint[], %s::bigint[], %s::bigint[]) "
+        "AS p(old, new, thread) ON m.uid = p.old WHERE m.mailbox_id = %s",
+        (
+            target.id,
+            modseq,
+            now,
+            [old for old, _ in pairs],
+            [new for _, new in pairs],
+            [threads[old] for old, _ in pairs],
+            source.id,
+        ),
     )
     changes.append(Change(target.account_id, target.id, ChangeKind.EXISTS, modseq))
     if remove_source:

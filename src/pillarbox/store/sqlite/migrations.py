@@ -23,10 +23,13 @@ Schema invariants the backend relies on (kept by triggers, so no code path can f
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pillarbox.errors import StorageError
+from pillarbox.store.threadrows import ThreadAssigner, thread_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,8 @@ class Migration:
     version: int
     description: str
     sql: str
+    #: Work SQL cannot express, run after ``sql`` in the same transaction.
+    backfill: Callable[[sqlite3.Connection], None] | None = None
 
 
 _V1_SQL = r"""
@@ -651,6 +656,51 @@ CREATE TABLE contacts (
 CREATE INDEX contacts_account ON contacts(account_id, search);
 """
 
+# RFC 8474 §5.2 THREADID: each message's thread, and each account's thread keys (the Message-IDs
+# its messages carry or mention, .threadrows); ``meta.next_thread`` numbers new threads.
+# Existing mail is threaded by :func:`_thread_backfill`.
+_V29_SQL = r"""
+ALTER TABLE messages ADD COLUMN thread INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE thread_keys (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    thread INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;
+"""
+
+
+def _thread_backfill(conn: sqlite3.Connection) -> None:
+    """Thread the stored mail account by account, in arrival order, in memory (.threadrows):
+    0.5 to 1.6 s for 35,000 messages on the development VM (bench/threadid.py)."""
+    rows = conn.execute(
+        "SELECT b.account_id, m.mailbox_id, m.uid, m.message_id, m.in_reply_to, m.refs, m.digest "
+        "FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+        "ORDER BY b.account_id, m.internal_date, m.mailbox_id, m.uid"
+    )
+    assigner = ThreadAssigner(1)
+    account: int | None = None
+    updates: list[tuple[int, int, int]] = []
+    for account_id, mailbox_id, uid, message_id, in_reply_to, refs, digest in rows:
+        if account_id != account:
+            _save_thread_keys(conn, account, assigner)
+            account, assigner = account_id, ThreadAssigner(assigner.next_thread)
+        keys = thread_keys(message_id, in_reply_to, json.loads(refs), digest)
+        updates.append((assigner.assign(keys), mailbox_id, uid))
+    _save_thread_keys(conn, account, assigner)
+    conn.executemany("UPDATE messages SET thread = ? WHERE mailbox_id = ? AND uid = ?", updates)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('next_thread', ?)", (assigner.next_thread,))
+
+
+def _save_thread_keys(
+    conn: sqlite3.Connection, account_id: int | None, assigner: ThreadAssigner
+) -> None:
+    conn.executemany(
+        "INSERT INTO thread_keys (account_id, key, thread) VALUES (?, ?, ?)",
+        [(account_id, key, thread) for key, thread in assigner.keys.items()],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -680,6 +730,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(26, "greylisting triplets (RFC 6647)", _V26_SQL),
     Migration(27, "quota warning levels and Junk/Trash retention per account", _V27_SQL),
     Migration(28, "webmail contacts (address book)", _V28_SQL),
+    Migration(29, "thread ids of messages (RFC 8474 THREADID)", _V29_SQL, _thread_backfill),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -718,6 +769,8 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST_VERSION) -> int:
                 # executescript would COMMIT first; run the statements one by one instead.
                 for statement in _statements(migration.sql):
                     conn.execute(statement)
+                if migration.backfill is not None:
+                    migration.backfill(conn)
                 conn.execute(
                     "INSERT INTO schema_version (version, description) VALUES (?, ?)",
                     (migration.version, migration.description),

@@ -86,6 +86,7 @@ from pillarbox.store.sqlite import (
 from pillarbox.store.sqlite.migrations import migrate
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
+from pillarbox.store.threadrows import thread_keys
 from pillarbox.store.types import (
     ACL_SPECIAL_IDENTIFIERS,
     DEFAULT_MAILBOXES,
@@ -228,11 +229,13 @@ class _SortKeys:
     in_reply_to: str
     #: References as a JSON array (threading reads them for a whole mailbox).
     references: str
+    #: References as they are (the thread keys, .threadrows).
+    reference_ids: tuple[str, ...]
 
     @classmethod
     def of(cls, info: MessageInfo | None) -> _SortKeys:
         if info is None:
-            return cls(None, "", "", "", "", "", "", "[]")
+            return cls(None, "", "", "", "", "", "", "[]", ())
         return cls(
             _to_us(info.sent_date) if info.sent_date is not None else None,
             info.subject,
@@ -242,6 +245,7 @@ class _SortKeys:
             info.message_id,
             info.in_reply_to,
             json.dumps(info.references),
+            info.references,
         )
 
 
@@ -1337,14 +1341,25 @@ class SqliteStore:
             after = usage.added(total, len(uids))
         uid_first, modseq = _allocate_uids(conn, target.id, len(uids))
         pairs = [(uid, uid_first + index) for index, uid in enumerate(uids)]
+        # RFC 8474 §5.2: a copy keeps its thread within the account; a thread belongs to its
+        # account, so a copy into another account's mailbox is threaded anew there.
+        threads: dict[int, int | None] = dict.fromkeys(uids)
+        if target.account_id != source.account_id:
+            for uid, message_id, in_reply_to, refs, digest in conn.execute(
+                "SELECT uid, message_id, in_reply_to, refs, digest FROM messages "
+                "WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+                (source.id, json.dumps(uids)),
+            ).fetchall():
+                keys = thread_keys(message_id, in_reply_to, json.loads(refs), digest)
+                threads[uid] = _thread_of(conn, target.account_id, keys)
         conn.executemany(
             "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, "
             "size, blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
-            "in_reply_to, refs) "
+            "in_reply_to, refs, thread) "
             "SELECT ?, ?, ?, flags, internal_date, ?, size, blob, digest, sent_date, subject, "
-            "from_addr, to_addr, cc_addr, message_id, in_reply_to, refs FROM messages "
-            "WHERE mailbox_id = ? AND uid = ?",
-            [(target.id, new, modseq, now, source.id, old) for old, new in pairs],
+            "from_addr, to_addr, cc_addr, message_id, in_reply_to, refs, coalesce(?, thread) "
+            "FROM messages WHERE mailbox_id = ? AND uid = ?",
+            [(target.id, new, modseq, now, threads[old], source.id, old) for old, new in pairs],
         )
         fx.changes.append(Change(target.account_id, target.id, ChangeKind.EXISTS, modseq))
         if remove_source:
@@ -1416,6 +1431,18 @@ class SqliteStore:
             return MessagePage(total, tuple(by_uid[uid] for uid in uids if uid in by_uid))
 
         return await self._read(read)
+
+    async def thread_ids(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, int]:
+        def query(conn: sqlite3.Connection) -> dict[int, int]:
+            return dict(
+                conn.execute(
+                    "SELECT uid, thread FROM messages "
+                    "WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+                    (mailbox_id, json.dumps(list(uids))),
+                ).fetchall()
+            )
+
+        return await self._read(query)
 
     async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
         def query(conn: sqlite3.Connection) -> list[ThreadFields]:
@@ -2224,11 +2251,16 @@ def _add_message(
     keys: _SortKeys,
 ) -> MessageRecord:
     uid, modseq = _allocate_uids(conn, mailbox.id, 1)
+    thread = _thread_of(
+        conn,
+        mailbox.account_id,
+        thread_keys(keys.message_id, keys.in_reply_to, keys.reference_ids, blob.blob_id),
+    )
     conn.execute(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, size, "
         "blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, in_reply_to, "
-        "refs) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "refs, thread) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             mailbox.id,
             uid,
@@ -2247,6 +2279,7 @@ def _add_message(
             keys.message_id,
             keys.in_reply_to,
             keys.references,
+            thread,
         ),
     )
     fx.changes.append(Change(mailbox.account_id, mailbox.id, ChangeKind.EXISTS, modseq))
@@ -2260,6 +2293,27 @@ def _add_message(
         blob.size,
         blob.blob_id,
     )
+
+
+def _thread_of(conn: sqlite3.Connection, account_id: int, keys: list[str]) -> int:
+    """The thread a new message of the account joins (the rule: .threadrows), its keys
+    recorded: one lookup on the key table's primary key per key."""
+    encoded = json.dumps(keys)
+    (thread,) = conn.execute(
+        "SELECT min(thread) FROM thread_keys WHERE account_id = ? "
+        "AND key IN (SELECT value FROM json_each(?))",
+        (account_id, encoded),
+    ).fetchone()
+    if thread is None:
+        (thread,) = conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'next_thread' RETURNING value - 1"
+        ).fetchone()
+    conn.execute(
+        "INSERT OR IGNORE INTO thread_keys (account_id, key, thread) "
+        "SELECT ?, value, ? FROM json_each(?)",
+        (account_id, thread, encoded),
+    )
+    return int(thread)
 
 
 def _remove_messages(conn: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> int:
