@@ -170,7 +170,7 @@ async def check_backfilled_threads(store: Store) -> None:
     assert len({threads[1], threads[3], carols}) == 3
     raw = b"From: ann@example.org\r\nMessage-ID: <n@x>\r\n\r\nnew\r\n"
     record = await store.append(bob.id, raw, parse_message(raw))
-    [new] = (await store.thread_ids(bob.id, [record.uid])).values()
+    [new] = (await store.thread_ids(bob.id, [record.record.uid])).values()
     assert new not in {*threads.values(), carols}
 
 
@@ -1237,7 +1237,7 @@ class StoreContract:
     async def _put_threaded(self, store: Store, mailbox: Mailbox, head: str) -> int:
         """Append a message with the given threading headers; its UID."""
         raw = f"From: ann@example.org\r\nSubject: s\r\n{head}\r\nbody {head!r}\r\n".encode()
-        return (await store.append(mailbox.id, raw, parse_message(raw))).uid
+        return (await store.append(mailbox.id, raw, parse_message(raw))).record.uid
 
     async def _thread_of(self, store: Store, mailbox: Mailbox, uid: int) -> int:
         return (await store.thread_ids(mailbox.id, [uid]))[uid]
@@ -1286,8 +1286,9 @@ class StoreContract:
         first = await store.append(inbox.id, raw, parse_message(raw))
         again = await store.append(inbox.id, raw, parse_message(raw))
         different = await self._put_threaded(store, inbox, "X-No-Id: 1\r\n")
-        threads = await store.thread_ids(inbox.id, [first.uid, again.uid, different])
-        assert threads[first.uid] == threads[again.uid] != threads[different]
+        first_uid, again_uid = first.record.uid, again.record.uid
+        threads = await store.thread_ids(inbox.id, [first_uid, again_uid, different])
+        assert threads[first_uid] == threads[again_uid] != threads[different]
 
     async def test_thread_ids_kept_by_copy_and_move(
         self, store: Store, account: Account, inbox: Mailbox
@@ -1297,8 +1298,8 @@ class StoreContract:
         thread = await self._thread_of(store, inbox, root)
         archive = await store.get_mailbox(account.id, "Archive")
         trash = await store.get_mailbox(account.id, "Trash")
-        [(_, copied)] = await store.copy_messages(inbox.id, [root], archive.id)
-        [(_, moved)] = await store.move_messages(inbox.id, [reply], trash.id)
+        [(_, copied)] = (await store.copy_messages(inbox.id, [root], archive.id)).pairs
+        [(_, moved)] = (await store.move_messages(inbox.id, [reply], trash.id)).pairs
         assert await self._thread_of(store, archive, copied) == thread
         assert await self._thread_of(store, trash, moved) == thread
         # The original's keys stay with the account after it is gone: a late reply still joins.
@@ -1324,7 +1325,7 @@ class StoreContract:
         assert await self._thread_of(store, other_inbox, theirs.record.uid) == their_thread
         my_thread = await self._thread_of(store, inbox, mine.record.uid)
         assert my_thread != their_thread
-        [(_, copied)] = await store.copy_messages(other_inbox.id, [root], inbox.id)
+        [(_, copied)] = (await store.copy_messages(other_inbox.id, [root], inbox.id)).pairs
         assert await self._thread_of(store, inbox, copied) == my_thread  # joins <b@x>'s thread
         mine_alone = await self._put_threaded(store, inbox, "Message-ID: <z@x>\r\n")
         theirs_alone = await self._put_threaded(store, other_inbox, "Message-ID: <z@x>\r\n")
