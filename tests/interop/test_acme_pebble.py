@@ -274,9 +274,13 @@ def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
             "a new certificate",
             timeout=60,
         )
-        assert (
-            AcmeFiles.of(server.config).read_status()["reason"]
-            == "issued through another CA directory"
+        # status.json is written once the attempt has finished, just after the certificate
+        # is taken into use: wait for it rather than read it at once.
+        files = AcmeFiles.of(server.config)
+        wait_for(
+            lambda: files.read_status().get("reason") == "issued through another CA directory",
+            "the attempt's status",
+            timeout=30,
         )
 
 

@@ -39,7 +39,7 @@ def test_people_are_decoded_and_groups_dropped() -> None:
     info = parse_message(ALTERNATIVE)
     assert [str(p) for p in people(info.envelope.from_)] == [
         "Jörg <jorg@example.net>",
-        "Ann, B. <ann@example.net>",
+        '"Ann, B." <ann@example.net>',  # quoted again: a recipient field needs it
     ]
     assert people(info.envelope.to) == []
 
