@@ -671,6 +671,11 @@ CREATE TABLE contacts (
 CREATE INDEX contacts_account ON contacts(account_id, search COLLATE "C");
 """
 
+# The vCard as last received (SQLite migration 30's notes). 24 is another branch's.
+_V25_SQL = r"""
+ALTER TABLE contacts ADD COLUMN card text;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -699,6 +704,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(21, "greylisting triplets (RFC 6647)", _V21_SQL),
     Migration(22, "quota warning levels and Junk/Trash retention per account", _V22_SQL),
     Migration(23, "webmail contacts (address book)", _V23_SQL),
+    Migration(25, "contacts keep the vCard as received", _V25_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

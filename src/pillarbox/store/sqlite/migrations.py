@@ -651,6 +651,12 @@ CREATE TABLE contacts (
 CREATE INDEX contacts_account ON contacts(account_id, search);
 """
 
+# The vCard as last received (a CardDAV PUT or an import), NULL for one made in the webmail
+# (pillarbox.vcard keeps it in step with the columns). 29 is another branch's.
+_V30_SQL = r"""
+ALTER TABLE contacts ADD COLUMN card TEXT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -680,6 +686,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(26, "greylisting triplets (RFC 6647)", _V26_SQL),
     Migration(27, "quota warning levels and Junk/Trash retention per account", _V27_SQL),
     Migration(28, "webmail contacts (address book)", _V28_SQL),
+    Migration(30, "contacts keep the vCard as received", _V30_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
