@@ -419,6 +419,14 @@ class _Revision:
         return "".join(text + "".join(self.added.get(i, [])) for i, text in enumerate(self.text))
 
 
+def with_uid(card: str, uid: str) -> str:
+    """A kept card that has no UID with ``uid`` added (RFC 6352 §5.1: an address object
+    resource's card has one; a CardDAV PUT without it takes its resource name)."""
+    revision = _Revision(card)
+    revision.add([], _uid_line(uid))
+    return revision.card()
+
+
 def revise(card: str, before: Contact, after: Contact) -> str:
     """A kept card (whose fields, as stored, are ``before``) edited in the webmail to
     ``after``: only the properties the webmail owns (:data:`OWNED`) that changed are
