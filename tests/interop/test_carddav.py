@@ -250,6 +250,12 @@ def test_a_rich_card_round_trips_and_survives_a_webmail_edit(
     assert after.headers["etag"] != got.headers["etag"]
     # The export writes it as kept.
     assert alice.api("GET", "/contacts/export").text == after.text
+    # The API's add under the card's UID replaces the fields, and still only those lines.
+    added = {"uid": "rich-1", "display_name": "Zoë Dupont", "emails": ["zoe@far.example"]}
+    assert alice.api("POST", "/contacts", added).status_code == 201
+    assert dav.get(href).text == after.text.replace(
+        "TEL;type=CELL;type=VOICE;type=pref:+33 6 12 34 56 78\r\n", ""
+    ).replace("TEL;type=WORK;type=VOICE:+33 1 00 00 00 00\r\n", "")
     # A card changed on the way (a byte-order mark dropped) is stored but answers no ETag.
     bom = dav.put(href, content=b"\xef\xbb\xbf" + RICH.encode(), headers={"if-match": "*"})
     assert bom.status_code == 204 and "etag" not in bom.headers

@@ -383,3 +383,11 @@ def test_a_revised_card_reads_back_as_the_edit() -> None:
     read = replace(_kept(revised), card=None)
     # The order of addresses is the card's (a kept line keeps its place and its pref).
     assert read == replace(after, emails=("zoe@far.example", "new@far.example"))
+
+
+def test_a_uid_is_added_before_the_end_of_a_card_without_one() -> None:
+    card = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:No Uid\r\nBDAY:--0402\r\nEND:VCARD\r\n"
+    assert vcard.with_uid(card, "a,b") == card.replace("END:", "UID;VALUE=text:a\\,b\r\nEND:")
+    assert vcard.with_uid(card.replace("\r\n", "\n"), "u") == (
+        "BEGIN:VCARD\nVERSION:4.0\nFN:No Uid\nBDAY:--0402\nUID:u\nEND:VCARD\n"
+    )

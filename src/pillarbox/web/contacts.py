@@ -124,17 +124,22 @@ def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
 
 async def save(services: Services, account: Account, contact: Contact) -> Contact:
     """Check and store one contact (``id`` 0: a new one, or one replacing the contact of its
-    UID with the card it carries). An edit of a stored contact that has a kept card
-    rewrites only what changed in that card (:func:`pillarbox.vcard.revise`), so what a phone
-    put there and the webmail does not show stays."""
+    UID). An edit of a stored contact that has a kept card — by id, or by UID without a card
+    of its own (the JSON API's add) — rewrites only what changed in that card
+    (:func:`pillarbox.vcard.revise`), so what a phone put there and the webmail does not
+    show stays."""
     limits = services.config.contacts
     checked = checked_contact(limits, contact)
+    current: Contact | None = None
     if checked.id:
         current = await services.store.get_contact(account.id, checked.id)
-        kept = current.card
-        checked = replace(
-            checked, card=None if kept is None else vcard.revise(kept, current, checked)
-        )
+    elif contact.uid and contact.card is None:
+        try:
+            current = await services.store.contact_by_uid(account.id, contact.uid)
+        except NotFound:
+            current = None
+    if current is not None and current.card is not None and checked.card is None:
+        checked = replace(checked, card=vcard.revise(current.card, current, checked))
     (stored,) = await services.store.save_contacts(
         account.id,
         [checked],
