@@ -321,9 +321,15 @@ def format_cards(contacts: list[Contact]) -> str:
 OWNED = frozenset({"FN", "N", "EMAIL", "TEL", "ORG", "NOTE"})
 
 
-def _match_key(value: str) -> str:
-    """What makes two addresses or numbers the same one: case and runs of blanks aside."""
-    return " ".join(value.split()).casefold()
+def _match_key(name: str, value: str) -> str:
+    """What makes two numbers the same one (runs of blanks aside) or two addresses (the
+    domain's case aside: the local part's may matter, RFC 5321 §2.4, and an edit of it is
+    written)."""
+    value = " ".join(value.split())
+    if name == "EMAIL":
+        local, at, domain = value.rpartition("@")
+        return f"{local}{at}{domain.lower()}"
+    return value
 
 
 def _tel_value(line: _Line, number: str) -> str:
@@ -396,13 +402,13 @@ class _Revision:
         after the property's last line, a line left over dropped."""
         lines = [(i, line) for i in self.indexes(name) if (line := self.parsed[i]) is not None]
         wanted = list(values)
-        wanted_keys = [_match_key(v) for v in wanted]
+        wanted_keys = [_match_key(name, v) for v in wanted]
         gone: list[tuple[int, _Line]] = []
         for index, line in lines:
             value = _phone(line) if name == "TEL" else unescape(line.value).strip()
             if not value:
                 continue  # never read: left as received
-            key = _match_key(value)
+            key = _match_key(name, value)
             if key in wanted_keys:
                 del wanted[wanted_keys.index(key)]
                 wanted_keys.remove(key)

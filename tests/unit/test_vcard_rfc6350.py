@@ -391,3 +391,40 @@ def test_a_uid_is_added_before_the_end_of_a_card_without_one() -> None:
     assert vcard.with_uid(card.replace("\r\n", "\n"), "u") == (
         "BEGIN:VCARD\nVERSION:4.0\nFN:No Uid\nBDAY:--0402\nUID:u\nEND:VCARD\n"
     )
+
+
+_ADDRESSES = st.sampled_from(
+    ["zoe@far.example", "zm@work.example", "new@far.example", "ZOE@far.example", "x@y.example"]
+)
+_NUMBERS = st.sampled_from(["+33 6 12 34 56 78", "+33 1 23 45 67 89", "+1 555 0100", "112"])
+
+
+@given(
+    name=_text.map(lambda s: " ".join(s.split())).filter(bool),
+    emails=st.lists(_ADDRESSES, max_size=4, unique_by=str.casefold),
+    phones=st.lists(_NUMBERS, max_size=4, unique=True),
+    organization=_text.map(lambda s: " ".join(s.replace(",", " ").split())),
+    note=_text.map(str.strip),
+)
+def test_any_edit_reads_back_as_made_and_keeps_every_other_line(
+    name: str, emails: list[str], phones: list[str], organization: str, note: str
+) -> None:
+    before = _kept(RICH)
+    after = replace(
+        before,
+        display_name=name,
+        emails=tuple(emails),
+        phones=tuple(phones),
+        organization=organization,
+        note=note,
+        card=None,
+    )
+    revised = vcard.revise(RICH, before, after)
+    read = _kept(revised)
+    assert (read.display_name, read.organization, read.note) == (name, organization, note)
+    # The same addresses and numbers (the card's order and preference, not the edit's).
+    assert sorted(read.emails) == sorted(emails) and sorted(read.phones) == sorted(phones)
+    for line in ("PRODID:", "item1.X-ABLabel:", "ADR;", "BDAY:", "X-SOCIALPROFILE;", "UID:"):
+        kept = next(raw for raw in RICH.split("\r\n") if raw.startswith(line))
+        assert kept + "\r\n" in revised
+    assert vcard.fold(_PHOTO) in revised
