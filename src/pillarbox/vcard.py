@@ -20,8 +20,9 @@ Implementation notes:
   folds and line ends as they were) in :attr:`Contact.card`; the store keeps it, CardDAV serves
   it and the export writes it, so what the fields do not hold (ADR, BDAY, PHOTO, TYPE and
   other parameters, groups, X- properties) is never lost. :func:`revise` applies a webmail
-  edit to such a card: only the changed properties of :data:`OWNED` are rewritten, a changed
-  address or number in the place (and with the parameters) of the one it replaced.
+  edit to such a card: only the changed properties it owns (FN, N, EMAIL, TEL, ORG, NOTE)
+  are rewritten, a changed address or number in the place (and with the parameters) of the
+  one it replaced.
 - **Written** (a contact without a kept card): vCard 4.0, or 3.0 for a CardDAV client that
   asks (RFC 6352 §10.4), UTF-8, CRLF, lines folded at 75 octets without splitting a UTF-8
   sequence (§3.2), text escaped per §3.4 (backslash, comma, semicolon, newline); ``FN`` (the
@@ -317,10 +318,6 @@ def format_cards(contacts: list[Contact]) -> str:
 
 # -- editing a kept card ---------------------------------------------------------------------------
 
-#: The properties the webmail edits; :func:`revise` rewrites only these in a kept card.
-OWNED = frozenset({"FN", "N", "EMAIL", "TEL", "ORG", "NOTE"})
-
-
 def _match_key(name: str, value: str) -> str:
     """What makes two numbers the same one (runs of blanks aside) or two addresses (the
     domain's case aside: the local part's may matter, RFC 5321 §2.4, and an edit of it is
@@ -435,8 +432,8 @@ def with_uid(card: str, uid: str) -> str:
 
 def revise(card: str, before: Contact, after: Contact) -> str:
     """A kept card (whose fields, as stored, are ``before``) edited in the webmail to
-    ``after``: only the properties the webmail owns (:data:`OWNED`) that changed are
-    rewritten; every other line — ADR, BDAY, PHOTO, X- properties, groups — and every
+    ``after``: only the properties the webmail owns (FN, N, EMAIL, TEL, ORG, NOTE) that
+    changed are rewritten; every other line — ADR, BDAY, PHOTO, X- properties, groups — and every
     unchanged line stays byte for byte as received. ``FN`` follows the label, ``N`` (when the
     card has one) is derived again from a changed name as :func:`format_card` derives it;
     EMAIL and TEL keep the lines of the values still there (see :meth:`_Revision.several`)."""

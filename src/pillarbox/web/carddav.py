@@ -157,10 +157,12 @@ def _href_target(href: str) -> Target | None:
 
 def served(contact: Contact, version: str) -> str:
     """The card a GET or a REPORT answers: the kept card as received, in the version it was
-    sent in whatever ``version`` asks (converting it would drop every property the address
-    book does not model, and the client would put the poorer card back: RFC 6352 §6.3.2
-    lets a server answer the versions it keeps); a contact made in the webmail written in
-    ``version``."""
+    sent in whatever ``version`` asks; a contact made in the webmail written in ``version``.
+    RFC 6352 §5.1.1 makes conversion between versions optional, and a server that does not
+    convert may refuse (``supported-address-data-conversion``, §8.7); converting here would
+    drop every property the address book does not model (the client would then put the
+    poorer card back) and a refusal would stop the client's sync, so the card is served as
+    it is: every CardDAV client reads both versions."""
     return contact.card if contact.card is not None else vcard.format_card(contact, version)
 
 
