@@ -318,6 +318,7 @@ def format_cards(contacts: list[Contact]) -> str:
 
 # -- editing a kept card ---------------------------------------------------------------------------
 
+
 def _match_key(name: str, value: str) -> str:
     """What makes two numbers the same one (runs of blanks aside) or two addresses (the
     domain's case aside: the local part's may matter, RFC 5321 §2.4, and an edit of it is
