@@ -322,5 +322,9 @@ def error(*conditions: Element) -> bytes:
 
 
 def document(root: Element) -> bytes:
+    """``root`` serialised. A carriage return (a vCard's CRLF line ends, RFC 6350 §3.2, in
+    ``address-data``) is written as ``&#13;``: written raw, every XML parser would turn CRLF
+    into LF (XML 1.0 §2.11) and the client would not get the card byte for byte. Element
+    text is the only place one can be (ElementTree escapes it in attributes already)."""
     body: bytes = tostring(root, encoding="utf-8", xml_declaration=True)
-    return body
+    return body.replace(b"\r", b"&#13;")

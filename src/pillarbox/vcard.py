@@ -11,17 +11,25 @@ Implementation notes:
   included, makes the card bad); ``FN`` (else one built from ``N``), ``EMAIL``, ``TEL`` (a
   ``VALUE=uri`` ``tel:`` URI becomes its number), ``ORG`` (its units joined with ", "),
   ``NOTE``, ``UID``; ``PREF`` (4.0) and ``TYPE=pref`` (3.0) put an address or number first. Groups
-  (``item1.EMAIL``) are read as the bare property; every other property is ignored. Lines
+  (``item1.EMAIL``) are read as the bare property; every other property is only kept. Lines
   folded with a space or a tab, and ends of line CRLF or bare LF, are accepted.
 - **Bad cards are skipped, not fatal**: a card without ``END:VCARD``, with a line that is not
   a content line, an unknown version, or nothing to keep (no name and no address) is counted
   in :attr:`Parsed.skipped` with a reason, and reading goes on at the next ``BEGIN:VCARD``.
-- **Written**: vCard 4.0, or 3.0 for a CardDAV client that asks (RFC 6352 §10.4), UTF-8,
-  CRLF, lines folded at 75 octets without splitting a UTF-8 sequence (§3.2), text escaped per
-  §3.4 (backslash, comma, semicolon, newline); ``FN`` (the label when there is no name: FN is
-  required, §6.2.1), ``UID``, ``EMAIL``, ``TEL``, ``ORG``, ``NOTE``, ``REV`` (the last update,
-  §6.7.4). ``N`` is written in 3.0 only (required there, RFC 2426 §5; optional in 4.0), made
-  from the display name: the store keeps no structured name.
+- **Kept as received**: each card read carries its text as received (BEGIN to END line,
+  folds and line ends as they were) in :attr:`Contact.card`; the store keeps it, CardDAV serves
+  it and the export writes it, so what the fields do not hold (ADR, BDAY, PHOTO, TYPE and
+  other parameters, groups, X- properties) is never lost. :func:`revise` applies a webmail
+  edit to such a card: only the changed properties it owns (FN, N, EMAIL, TEL, ORG, NOTE)
+  are rewritten, a changed address or number in the place (and with the parameters) of the
+  one it replaced.
+- **Written** (a contact without a kept card): vCard 4.0, or 3.0 for a CardDAV client that
+  asks (RFC 6352 §10.4), UTF-8, CRLF, lines folded at 75 octets without splitting a UTF-8
+  sequence (§3.2), text escaped per §3.4 (backslash, comma, semicolon, newline); ``FN`` (the
+  label when there is no name: FN is required, §6.2.1), ``UID``, ``EMAIL``, ``TEL``, ``ORG``,
+  ``NOTE``, ``REV`` (the last update, §6.7.4). ``N`` is written in 3.0 only (required there,
+  RFC 2426 §5; optional in 4.0), made from the display name: the store keeps no structured
+  name.
 - Pure: no I/O, no clock; sizes are the caller's (``[contacts]``).
 """
 
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 
 from pillarbox.store.types import Contact
@@ -38,8 +46,6 @@ from pillarbox.store.types import Contact
 MAX_LINE_OCTETS = 75
 CRLF = "\r\n"
 VERSIONS = frozenset({"3.0", "4.0"})
-#: RFC 6350 §3.2: a line break followed by one white space character is a fold.
-_FOLD = re.compile(r"\r?\n[ \t]")
 #: RFC 6350 §3.3: ``[group "."] name`` — letters, digits and dashes.
 _NAME = re.compile(r"(?:[A-Za-z0-9-]+\.)?([A-Za-z0-9-]+)")
 _UNESCAPE = re.compile(r"\\(.)", re.S)
@@ -67,10 +73,6 @@ class _Line:
 
 class _BadCard(Exception):
     pass
-
-
-def _unfold(text: str) -> list[str]:
-    return _FOLD.sub("", text).replace("\r\n", "\n").split("\n")
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
@@ -185,34 +187,64 @@ def _card(lines: list[_Line]) -> Contact:
     )
 
 
-def _cards(lines: list[str]) -> Iterator[list[str] | _BadCard]:
-    """The lines of each ``BEGIN:VCARD`` … ``END:VCARD``, or the reason one is broken."""
-    current: list[str] | None = None
-    for line in lines:
-        upper = line.strip().upper()
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """One content line as received: its physical lines (``text``, folds and line ends
+    included) and the line they unfold to (``logical``)."""
+
+    text: str
+    logical: str
+
+
+def _raw_lines(text: str) -> list[_Raw]:
+    """The content lines of ``text`` as received: a physical line starting with a space or a
+    tab continues the one before (RFC 6350 §3.2); ends of line CRLF or bare LF."""
+    raws: list[_Raw] = []
+    for physical in re.split(r"(?<=\n)", text):
+        if not physical:
+            continue
+        unended = physical.removesuffix("\n").removesuffix("\r")
+        if raws and physical[0] in " \t":
+            last = raws[-1]
+            raws[-1] = _Raw(last.text + physical, last.logical + unended[1:])
+        else:
+            raws.append(_Raw(physical, unended))
+    return raws
+
+
+def _cards(text: str) -> Iterator[tuple[list[str], str] | _BadCard]:
+    """The content lines of each ``BEGIN:VCARD`` … ``END:VCARD`` with the card's text as
+    received (from its BEGIN line to its END line's end), or the reason one is broken."""
+    current: list[_Raw] | None = None
+    for raw in _raw_lines(text):
+        upper = raw.logical.strip().upper()
         if upper == "BEGIN:VCARD":
             if current is not None:
                 yield _BadCard("no END:VCARD before the next card")
-            current = []
+            current = [raw]
         elif upper == "END:VCARD":
             if current is not None:
-                yield current
+                inner = [r.logical for r in current[1:] if r.logical.strip()]
+                yield inner, "".join(r.text for r in current) + raw.text
             current = None
-        elif current is not None and line.strip():
-            current.append(line)
+        elif current is not None:
+            current.append(raw)
     if current is not None:
         yield _BadCard("no END:VCARD at the end of the file")
 
 
 def parse(text: str) -> Parsed:
-    """Every card of a .vcf file (already decoded: vCard 4.0 is UTF-8, RFC 6350 §3.1)."""
+    """Every card of a .vcf file (already decoded: vCard 4.0 is UTF-8, RFC 6350 §3.1), each
+    contact with its card as received (:attr:`Contact.card`)."""
     contacts: list[Contact] = []
     reasons: list[str] = []
-    for number, card in enumerate(_cards(_unfold(text)), start=1):
+    for number, card in enumerate(_cards(text), start=1):
         try:
             if isinstance(card, _BadCard):
                 raise card
-            contacts.append(_card([_content_line(line) for line in card]))
+            lines, received = card
+            contact = _card([_content_line(line) for line in lines])
+            contacts.append(replace(contact, card=received))
         except _BadCard as exc:
             reasons.append(f"card {number}: {exc}")
     return Parsed(tuple(contacts), len(reasons), tuple(reasons))
@@ -278,5 +310,146 @@ def format_card(contact: Contact, version: str = "4.0") -> str:
 
 
 def format_cards(contacts: list[Contact]) -> str:
-    """A .vcf file of ``contacts``, one card after another (RFC 6350 §3.1)."""
-    return "".join(format_card(contact) for contact in contacts)
+    """A .vcf file of ``contacts``, one card after another (RFC 6350 §3.1): a kept card as
+    it was received (ended by a line break if it had none), the others written."""
+    cards = (c.card if c.card is not None else format_card(c) for c in contacts)
+    return "".join(card if card.endswith("\n") else card + CRLF for card in cards)
+
+
+# -- editing a kept card ---------------------------------------------------------------------------
+
+
+def _match_key(name: str, value: str) -> str:
+    """What makes two numbers the same one (runs of blanks aside) or two addresses (the
+    domain's case aside: the local part's may matter, RFC 5321 §2.4, and an edit of it is
+    written)."""
+    value = " ".join(value.split())
+    if name == "EMAIL":
+        local, at, domain = value.rpartition("@")
+        return f"{local}{at}{domain.lower()}"
+    return value
+
+
+def _tel_value(line: _Line, number: str) -> str:
+    """A TEL value for ``number`` written where ``line`` was: a ``tel:`` URI (RFC 3966,
+    blanks as its visual separator "-") when that line was one, else text."""
+    if any(v.lower() == "uri" for v in line.params.get("VALUE", [])):
+        return "tel:" + "-".join(number.split())
+    return escape(number)
+
+
+class _Revision:
+    """The kept card's lines, each kept as received (``text``), rewritten or dropped (""),
+    and the lines to add before ``END:VCARD``."""
+
+    def __init__(self, card: str) -> None:
+        self.raws = _raw_lines(card)
+        self.text = [raw.text for raw in self.raws]
+        self.eol = "\n" if self.raws and not self.raws[0].text.endswith("\r\n") else CRLF
+        self.parsed: list[_Line | None] = []
+        for raw in self.raws:
+            try:
+                self.parsed.append(_content_line(raw.logical) if raw.logical.strip() else None)
+            except _BadCard:
+                self.parsed.append(None)
+        self.end = max(
+            (i for i, raw in enumerate(self.raws) if raw.logical.strip().upper() == "END:VCARD"),
+            default=len(self.raws),
+        )
+        self.added: dict[int, list[str]] = {}
+
+    def indexes(self, name: str) -> list[int]:
+        return [
+            i
+            for i, line in enumerate(self.parsed)
+            if line is not None and line.name == name and i < self.end
+        ]
+
+    def line(self, logical: str) -> str:
+        """A new line, folded, ended as the card's own lines are."""
+        return fold(logical).replace(CRLF, self.eol)
+
+    def rewrite(self, index: int, value: str) -> None:
+        """Line ``index`` with a new value, its group and parameters kept."""
+        head = _split_outside_quotes(self.raws[index].logical, ":")[0]
+        self.text[index] = self.line(f"{head}:{value}")
+
+    def add(self, after: list[int], logical: str) -> None:
+        """A new line after the last of ``after`` (the property's other lines), else at
+        the end of the card."""
+        self.added.setdefault(max(after, default=self.end - 1), []).append(self.line(logical))
+
+    def single(self, name: str, value: str) -> None:
+        """A property of one value: the first line rewritten (the others dropped), added
+        when there is none, dropped when ``value`` is empty."""
+        found = self.indexes(name)
+        for index in found[1:]:
+            self.text[index] = ""
+        if not value:
+            for index in found[:1]:
+                self.text[index] = ""
+        elif found:
+            self.rewrite(found[0], value)
+        else:
+            self.add([], f"{name}:{value}")
+
+    def several(self, name: str, values: tuple[str, ...]) -> None:
+        """EMAIL or TEL: a line whose value is still there is kept as received; the values
+        gone and the values new are paired in order, each new one written in the place (group
+        and parameters: TYPE, PREF…) of the one it replaced; a new value left over is added
+        after the property's last line, a line left over dropped."""
+        lines = [(i, line) for i in self.indexes(name) if (line := self.parsed[i]) is not None]
+        wanted = list(values)
+        wanted_keys = [_match_key(name, v) for v in wanted]
+        gone: list[tuple[int, _Line]] = []
+        for index, line in lines:
+            value = _phone(line) if name == "TEL" else unescape(line.value).strip()
+            if not value:
+                continue  # never read: left as received
+            key = _match_key(name, value)
+            if key in wanted_keys:
+                del wanted[wanted_keys.index(key)]
+                wanted_keys.remove(key)
+            else:
+                gone.append((index, line))
+        for (index, line), value in zip(gone, wanted, strict=False):
+            self.rewrite(index, _tel_value(line, value) if name == "TEL" else escape(value))
+        for index, _ in gone[len(wanted) :]:
+            self.text[index] = ""
+        for value in wanted[len(gone) :]:
+            self.add(self.indexes(name), f"{name}:{escape(value)}")
+
+    def card(self) -> str:
+        return "".join(text + "".join(self.added.get(i, [])) for i, text in enumerate(self.text))
+
+
+def with_uid(card: str, uid: str) -> str:
+    """A kept card that has no UID with ``uid`` added (RFC 6352 §5.1: an address object
+    resource's card has one; a CardDAV PUT without it takes its resource name)."""
+    revision = _Revision(card)
+    revision.add([], _uid_line(uid))
+    return revision.card()
+
+
+def revise(card: str, before: Contact, after: Contact) -> str:
+    """A kept card (whose fields, as stored, are ``before``) edited in the webmail to
+    ``after``: only the properties the webmail owns (FN, N, EMAIL, TEL, ORG, NOTE) that
+    changed are rewritten; every other line — ADR, BDAY, PHOTO, X- properties, groups — and every
+    unchanged line stays byte for byte as received. ``FN`` follows the label, ``N`` (when the
+    card has one) is derived again from a changed name as :func:`format_card` derives it;
+    EMAIL and TEL keep the lines of the values still there (see :meth:`_Revision.several`)."""
+    revision = _Revision(card)
+    if after.label != before.label:
+        revision.single("FN", escape(after.label))
+    if after.display_name != before.display_name:
+        for index in revision.indexes("N")[:1]:
+            revision.rewrite(index, _structured_name(after.display_name))
+    if after.emails != before.emails:
+        revision.several("EMAIL", after.emails)
+    if after.phones != before.phones:
+        revision.several("TEL", after.phones)
+    if after.organization != before.organization:
+        revision.single("ORG", escape(after.organization))
+    if after.note != before.note:
+        revision.single("NOTE", escape(after.note))
+    return revision.card()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree.ElementTree import Element, fromstring
 
@@ -15,6 +16,7 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox import vcard
+from pillarbox.store.types import Contact
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import WebSession, server_trust
 
@@ -149,21 +151,17 @@ def test_put_get_delete_with_etags_and_preconditions(dav: httpx.Client, live: Li
     href = BOOK + "zoe-1.vcf"
     before = found(responses(propfind(dav, BOOK, "<cs:getctag/>"))[BOOK], f"{CS}getctag")
     vcf = {"content-type": "text/vcard; charset=utf-8"}
-    created = dav.put(href, content=card("zoe-1", "Zoë Martin", "Zoe@Example.com"), headers=vcf)
+    sent = card("zoe-1", "Zoë Martin", "Zoe@Example.com")
+    created = dav.put(href, content=sent, headers=vcf)
     assert created.status_code == 201
-    assert "etag" not in created.headers  # the stored card is not the one sent (no ADR)
     got = dav.get(href)
     assert got.status_code == 200 and got.headers["content-type"].startswith("text/vcard")
+    # Stored as sent, so the PUT gave the ETag (RFC 6352 §6.3.2.3) and the GET serves the card
+    # byte for byte, in the version it was sent in even to a client asking for the other.
     tag = got.headers["etag"]
-    stored = vcard.parse(got.text).contacts[0]
-    assert (stored.uid, stored.display_name, stored.emails) == (
-        "zoe-1",
-        "Zoë Martin",
-        ("Zoe@example.com",),
-    )
-    assert "VERSION:3.0\r\n" in got.text and "N:Martin;Zoë;;;\r\n" in got.text
+    assert (got.text, created.headers["etag"]) == (sent, tag)
     v4 = dav.get(href, headers={"accept": "text/vcard; version=4.0"})
-    assert "VERSION:4.0\r\n" in v4.text and v4.headers["etag"] == tag
+    assert (v4.text, v4.headers["etag"]) == (sent, tag)
     assert dav.head(href).headers["etag"] == tag
     listed = responses(propfind(dav, BOOK, "<d:getetag/><cs:getctag/>", depth="1"))
     assert text_of(listed[href], f"{D}getetag") == tag
@@ -193,6 +191,76 @@ def test_put_get_delete_with_etags_and_preconditions(dav: httpx.Client, live: Li
     assert dav.get(href).status_code == 404
     assert dav.delete(href).status_code == 404
 
+    # A contact made in the webmail has no kept card: it is written, 3.0 (with the N that
+    # 3.0 requires) unless 4.0 is asked for, under one ETag.
+    made = Contact(uid="web-1", display_name="Zoë Martin", emails=("z@example.com",))
+    live.with_store(
+        lambda s: s.save_contacts(live_account_id(live), [made], now=datetime.now(UTC), limit=9)
+    )
+    v3 = dav.get(BOOK + "web-1.vcf")
+    assert "VERSION:3.0\r\n" in v3.text and "N:Martin;Zoë;;;\r\n" in v3.text
+    v4 = dav.get(BOOK + "web-1.vcf", headers={"accept": "text/vcard; version=4.0"})
+    assert "VERSION:4.0\r\n" in v4.text and v4.headers["etag"] == v3.headers["etag"]
+
+
+#: A phone's card: a postal address, a birthday, a folded base64 photo, typed phones and
+#: addresses, a grouped address with its label, an X- property.
+RICH = (
+    "BEGIN:VCARD\r\n"
+    "VERSION:3.0\r\n"
+    "PRODID:-//Apple Inc.//iPhone OS 17.0//EN\r\n"
+    "N:Martin;Zoë;;;\r\n"
+    "FN:Zoë Martin\r\n"
+    "item1.EMAIL;type=INTERNET;type=HOME;type=pref:zoe@far.example\r\n"
+    "item1.X-ABLabel:_$!<Home>!$_\r\n"
+    "TEL;type=CELL;type=VOICE;type=pref:+33 6 12 34 56 78\r\n"
+    "TEL;type=WORK;type=VOICE:+33 1 23 45 67 89\r\n"
+    "ADR;type=HOME;type=pref:;;1 rue de la Paix;Lyon;;69001;France\r\n"
+    "BDAY:1980-04-02\r\n"
+    + vcard.fold("PHOTO;ENCODING=b;TYPE=JPEG:" + "/9j/4AAQSkZJRgABAQ" * 8)
+    + "X-SOCIALPROFILE;type=mastodon:https://example.social/@zoe\r\n"
+    "UID:rich-1\r\n"
+    "END:VCARD\r\n"
+)
+
+
+def test_a_rich_card_round_trips_and_survives_a_webmail_edit(
+    dav: httpx.Client, alice: WebSession
+) -> None:
+    href = BOOK + "rich-1.vcf"
+    put = dav.put(href, content=RICH.encode(), headers={"content-type": "text/vcard"})
+    assert put.status_code == 201
+    got = dav.get(href)
+    assert got.content == RICH.encode() and got.headers["etag"] == put.headers["etag"]
+    # The webmail renames the contact and corrects the work number: FN, N and that TEL line
+    # change (the number keeps its TYPE), everything else stays byte for byte.
+    (stored,) = alice.api("GET", "/contacts").json()
+    edited = {
+        **stored,
+        "display_name": "Zoë Dupont",
+        "phones": ["+33 6 12 34 56 78", "+33 1 00 00 00 00"],
+    }
+    assert alice.api("PUT", f"/contacts/{stored['id']}", edited).status_code == 200
+    after = dav.get(href)
+    assert after.text == (
+        RICH.replace("N:Martin;Zoë;;;", "N:Dupont;Zoë;;;")
+        .replace("FN:Zoë Martin", "FN:Zoë Dupont")
+        .replace("WORK;type=VOICE:+33 1 23 45 67 89", "WORK;type=VOICE:+33 1 00 00 00 00")
+    )
+    assert after.headers["etag"] != got.headers["etag"]
+    # The export writes it as kept.
+    assert alice.api("GET", "/contacts/export").text == after.text
+    # The API's add under the card's UID replaces the fields, and still only those lines.
+    added = {"uid": "rich-1", "display_name": "Zoë Dupont", "emails": ["zoe@far.example"]}
+    assert alice.api("POST", "/contacts", added).status_code == 201
+    assert dav.get(href).text == after.text.replace(
+        "TEL;type=CELL;type=VOICE;type=pref:+33 6 12 34 56 78\r\n", ""
+    ).replace("TEL;type=WORK;type=VOICE:+33 1 00 00 00 00\r\n", "")
+    # A card changed on the way (a byte-order mark dropped) is stored but answers no ETag.
+    bom = dav.put(href, content=b"\xef\xbb\xbf" + RICH.encode(), headers={"if-match": "*"})
+    assert bom.status_code == 204 and "etag" not in bom.headers
+    assert dav.get(href).content == RICH.encode()
+
 
 def live_account_id(live: LiveServer) -> int:
     account = live.with_store(lambda s: s.get_account(ALICE))
@@ -205,8 +273,9 @@ def test_a_card_without_uid_takes_its_name_and_a_mismatched_one_is_refused(
 ) -> None:
     vcf = {"content-type": "text/vcard"}
     bare = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:No Uid\r\nEND:VCARD\r\n"
-    assert dav.put(BOOK + "named.vcf", content=bare, headers=vcf).status_code == 201
-    assert vcard.parse(dav.get(BOOK + "named.vcf").text).contacts[0].uid == "named"
+    named = dav.put(BOOK + "named.vcf", content=bare, headers=vcf)
+    assert named.status_code == 201 and "etag" not in named.headers  # a UID was added
+    assert dav.get(BOOK + "named.vcf").text == bare.replace("END:", "UID:named\r\nEND:")
     other = dav.put(BOOK + "x.vcf", content=card("y", "Y", "y@example.net"), headers=vcf)
     assert other.status_code == 403
     conflict = fromstring(other.content).find(f"{C}no-uid-conflict/{D}href")
@@ -288,8 +357,8 @@ def test_multiget_and_query(dav: httpx.Client) -> None:
         "/dav/addressbooks/bob@example.org/contacts/a.vcf",
     ]
     data = found(got[BOOK + "a.vcf"], f"{C}address-data")
-    assert data is not None and "VERSION:4.0" in (data.text or "")
-    assert vcard.parse(data.text or "").contacts[0].display_name == "Anne Dupont"
+    # The card as it was put (3.0, its CRLFs carried as &#13;), though 4.0 was asked for.
+    assert data is not None and data.text == card("a", "Anne Dupont", "anne@example.org")
     assert text_of(got[BOOK + "a.vcf"], f"{D}getetag") == dav.get(BOOK + "a.vcf").headers["etag"]
     for href in (BOOK + "gone.vcf", "/dav/addressbooks/bob@example.org/contacts/a.vcf"):
         assert "404" in got[href].findtext(f"{D}status", "")

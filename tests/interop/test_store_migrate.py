@@ -195,6 +195,7 @@ async def _populate(store: Store) -> None:
                 phones=("+33 1 23",),
                 organization="Far",
                 note="met in Lyon",
+                card="BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:c1\r\nBDAY:19800101\r\nEND:VCARD\r\n",
             )
         ],
         now=when,
@@ -336,6 +337,7 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert before["vacation_again"] is False  # replied within the day: not again
     assert len(before["dmarc"]) == 1 and len(before["tls"]) == 1
     assert [c.emails for c in before["contacts"]] == [("zoe@far.example", "z@far.example")]
+    assert "BDAY:19800101" in (before["contacts"][0].card or "")  # the card as received
     # The identity ids continue after the copied ones.
     first = before["identities"][0]
     added = asyncio.run(

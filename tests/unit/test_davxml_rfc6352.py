@@ -5,6 +5,8 @@ byte."""
 
 from __future__ import annotations
 
+from xml.etree.ElementTree import fromstring
+
 import pytest
 
 from pillarbox import davxml
@@ -198,3 +200,11 @@ def test_multistatus_byte_for_byte() -> None:
         b'<d:error xmlns:card="urn:ietf:params:xml:ns:carddav" xmlns:d="DAV:">'
         b"<card:valid-address-data>bad &amp; worse</card:valid-address-data></d:error>"
     )
+
+
+def test_address_data_keeps_its_crlf_through_an_xml_parser() -> None:
+    card = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\nEND:VCARD\r\n"
+    body = davxml.multistatus([Found("/dav/a.vcf", [element(tag(CARDDAV, "address-data"), card)])])
+    assert b"BEGIN:VCARD&#13;\nVERSION:3.0&#13;\n" in body
+    parsed = fromstring(body).find(f".//{{{CARDDAV}}}address-data")
+    assert parsed is not None and parsed.text == card

@@ -60,7 +60,8 @@ def test_a_vcard_3_card_adds_the_n_it_requires() -> None:
     assert "\r\nN:Jane;Doe\\,;;;\r\n" in vcard.format_card(
         replace(contact, display_name="Doe, Jane"), "3.0"
     )
-    assert vcard.parse(vcard.format_card(contact, "3.0")).contacts == (contact,)
+    card = vcard.format_card(contact, "3.0")
+    assert vcard.parse(card).contacts == (replace(contact, card=card),)
 
 
 def test_without_a_name_the_first_address_is_the_fn() -> None:
@@ -122,6 +123,7 @@ def test_vcard_4_read_with_folding_escapes_groups_and_preference() -> None:
             phones=("+1-418-262-6501",),
             organization="Viagenie, Research; Dev",
             note="line\none, two\\three\nfour",
+            card=text,  # as received, folds and all
         ),
     )
 
@@ -190,7 +192,9 @@ def test_a_whole_file_round_trips() -> None:
     ]
     text = vcard.format_cards(contacts)
     assert text.count("BEGIN:VCARD\r\n") == 2
-    assert vcard.parse(text).contacts == tuple(contacts)
+    parsed = vcard.parse(text).contacts
+    assert tuple(replace(c, card=None) for c in parsed) == tuple(contacts)
+    assert "".join(c.card or "" for c in parsed) == text  # each card as it was in the file
 
 
 _text = st.text(
@@ -216,7 +220,8 @@ def test_parse_of_format_is_identity(
         organization=organization,
         note=note,
     )
-    assert vcard.parse(vcard.format_card(contact)).contacts == (contact,)
+    card = vcard.format_card(contact)
+    assert vcard.parse(card).contacts == (replace(contact, card=card),)
 
 
 _FRAGMENTS = st.sampled_from(
@@ -240,3 +245,186 @@ def test_any_text_parses_and_what_was_read_writes_back_stably(text: str) -> None
     assert second.skipped == 0 and len(second.contacts) == len(first.contacts)
     third = vcard.parse(vcard.format_cards(list(second.contacts)))
     assert third == second
+
+
+# -- kept cards: edited in the webmail, exported as received ---------------------------------------
+
+_PHOTO = "PHOTO;ENCODING=b;TYPE=JPEG:" + "/9j/4AAQSkZJRgABAQ" * 6
+#: A phone's card (iOS writes 3.0): ADR, BDAY, a folded base64 PHOTO, grouped and typed
+#: properties, an X- property — all of it must survive a webmail edit byte for byte.
+RICH = (
+    "BEGIN:VCARD\r\n"
+    "VERSION:3.0\r\n"
+    "PRODID:-//Apple Inc.//iPhone OS 17.0//EN\r\n"
+    "N:Martin;Zoë;;;\r\n"
+    "FN:Zoë Martin\r\n"
+    "ORG:Far;Sales\r\n"
+    "item1.EMAIL;type=INTERNET;type=HOME;type=pref:zoe@far.example\r\n"
+    "item1.X-ABLabel:_$!<Home>!$_\r\n"
+    "EMAIL;type=INTERNET;type=WORK:zm@work.example\r\n"
+    "TEL;type=CELL;type=VOICE;type=pref:+33 6 12 34 56 78\r\n"
+    "TEL;type=WORK;type=VOICE:+33 1 23 45 67 89\r\n"
+    "ADR;type=HOME;type=pref:;;1 rue de la Paix;Lyon;;69001;France\r\n"
+    "BDAY:1980-04-02\r\n"
+    + vcard.fold(_PHOTO)
+    + "X-SOCIALPROFILE;type=mastodon:https://example.social/@zoe\r\n"
+    "UID:3F2504E0-4F89-11D3-9A0C-0305E82C3301\r\n"
+    "END:VCARD\r\n"
+)
+
+
+def _kept(card: str) -> Contact:
+    (contact,) = vcard.parse(card).contacts
+    return contact
+
+
+def test_a_rich_card_is_read_with_its_text_kept_byte_for_byte() -> None:
+    assert "\r\n " in RICH  # the photo is folded
+    contact = _kept(RICH)
+    assert contact.card == RICH
+    assert (contact.display_name, contact.emails, contact.phones, contact.organization) == (
+        "Zoë Martin",
+        ("zoe@far.example", "zm@work.example"),
+        ("+33 6 12 34 56 78", "+33 1 23 45 67 89"),
+        "Far, Sales",
+    )
+    # Exported as kept; written again from the fields only when there is no kept card.
+    assert vcard.format_cards([contact, contact]) == RICH + RICH
+    unended = RICH.removesuffix("\r\n")
+    assert vcard.format_cards([replace(contact, card=unended)]) == RICH
+
+
+def test_an_unchanged_edit_leaves_the_card_as_received() -> None:
+    contact = _kept(RICH)
+    assert vcard.revise(RICH, contact, replace(contact, card=None)) == RICH
+
+
+def test_a_name_edit_rewrites_fn_and_n_only() -> None:
+    contact = _kept(RICH)
+    edited = vcard.revise(RICH, contact, replace(contact, display_name="Zoë Dupont-Martin"))
+    assert edited == RICH.replace("N:Martin;Zoë;;;", "N:Dupont-Martin;Zoë;;;").replace(
+        "FN:Zoë Martin", "FN:Zoë Dupont-Martin"
+    )
+
+
+def test_a_changed_number_keeps_the_type_of_the_line_it_replaces() -> None:
+    contact = _kept(RICH)
+    # The mobile number corrected, the work number kept, a third one added, the second
+    # address removed, the organisation and a note changed.
+    after = replace(
+        contact,
+        emails=("zoe@far.example",),
+        phones=("+33 6 00 00 00 00", "+33 1 23 45 67 89", "+1 555 0100"),
+        organization="Far",
+        note="met in Lyon; twice",
+    )
+    assert vcard.revise(RICH, contact, after) == (
+        RICH.replace(
+            "TEL;type=CELL;type=VOICE;type=pref:+33 6 12 34 56 78\r\n",
+            "TEL;type=CELL;type=VOICE;type=pref:+33 6 00 00 00 00\r\n",
+        )
+        .replace("EMAIL;type=INTERNET;type=WORK:zm@work.example\r\n", "")
+        .replace(
+            "TEL;type=WORK;type=VOICE:+33 1 23 45 67 89\r\n",
+            "TEL;type=WORK;type=VOICE:+33 1 23 45 67 89\r\nTEL:+1 555 0100\r\n",
+        )
+        .replace("ORG:Far;Sales\r\n", "ORG:Far\r\n")
+        .replace("END:VCARD\r\n", "NOTE:met in Lyon\\; twice\r\nEND:VCARD\r\n")
+    )
+    # Emptied: the properties go, the rest stays.
+    emptied = vcard.revise(RICH, contact, replace(after, phones=(), organization="", note=""))
+    assert "TEL" not in emptied and "ORG" not in emptied
+    assert "ADR;type=HOME" in emptied and vcard.fold(_PHOTO) in emptied
+
+
+def test_a_4_0_card_with_lf_ends_a_tel_uri_and_a_long_note() -> None:
+    card = (
+        "BEGIN:VCARD\n"
+        "VERSION:4.0\n"
+        "UID:urn:uuid:9\n"
+        "FN:Ann\n"
+        'TEL;VALUE=uri;TYPE="cell,voice":tel:+1-555-0100\n'
+        'group.X-KEEP;X-P="a:b":value\n'
+        "END:VCARD"
+    )
+    contact = _kept(card)
+    after = replace(contact, phones=("+1 555 0199",), note="é" * 40)
+    assert vcard.revise(card, contact, after) == (
+        "BEGIN:VCARD\n"
+        "VERSION:4.0\n"
+        "UID:urn:uuid:9\n"
+        "FN:Ann\n"
+        'TEL;VALUE=uri;TYPE="cell,voice":tel:+1-555-0199\n'
+        'group.X-KEEP;X-P="a:b":value\n'
+        "NOTE:" + "é" * 35 + "\n"
+        " " + "é" * 5 + "\n"
+        "END:VCARD"
+    )
+    # A name given to a card without FN (one read from N) adds the FN; no N is made up.
+    nameless = "BEGIN:VCARD\r\nVERSION:4.0\r\nEMAIL:a@example.com\r\nEND:VCARD\r\n"
+    kept = _kept(nameless)
+    assert vcard.revise(nameless, kept, replace(kept, display_name="Ann Lee")) == (
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nEMAIL:a@example.com\r\nFN:Ann Lee\r\nEND:VCARD\r\n"
+    )
+
+
+def test_a_revised_card_reads_back_as_the_edit() -> None:
+    contact = _kept(RICH)
+    after = replace(
+        contact,
+        display_name="Zed",
+        emails=("new@far.example", "zoe@far.example"),
+        phones=("+44 20 7946 0000",),
+        organization="Near",
+        note="a\nb",
+        card=None,
+    )
+    revised = vcard.revise(RICH, contact, after)
+    read = replace(_kept(revised), card=None)
+    # The order of addresses is the card's (a kept line keeps its place and its pref).
+    assert read == replace(after, emails=("zoe@far.example", "new@far.example"))
+
+
+def test_a_uid_is_added_before_the_end_of_a_card_without_one() -> None:
+    card = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:No Uid\r\nBDAY:--0402\r\nEND:VCARD\r\n"
+    assert vcard.with_uid(card, "a,b") == card.replace("END:", "UID;VALUE=text:a\\,b\r\nEND:")
+    assert vcard.with_uid(card.replace("\r\n", "\n"), "u") == (
+        "BEGIN:VCARD\nVERSION:4.0\nFN:No Uid\nBDAY:--0402\nUID:u\nEND:VCARD\n"
+    )
+
+
+_ADDRESSES = st.sampled_from(
+    ["zoe@far.example", "zm@work.example", "new@far.example", "ZOE@far.example", "x@y.example"]
+)
+_NUMBERS = st.sampled_from(["+33 6 12 34 56 78", "+33 1 23 45 67 89", "+1 555 0100", "112"])
+
+
+@given(
+    name=_text.map(lambda s: " ".join(s.split())).filter(bool),
+    emails=st.lists(_ADDRESSES, max_size=4, unique_by=str.casefold),
+    phones=st.lists(_NUMBERS, max_size=4, unique=True),
+    organization=_text.map(lambda s: " ".join(s.replace(",", " ").split())),
+    note=_text.map(str.strip),
+)
+def test_any_edit_reads_back_as_made_and_keeps_every_other_line(
+    name: str, emails: list[str], phones: list[str], organization: str, note: str
+) -> None:
+    before = _kept(RICH)
+    after = replace(
+        before,
+        display_name=name,
+        emails=tuple(emails),
+        phones=tuple(phones),
+        organization=organization,
+        note=note,
+        card=None,
+    )
+    revised = vcard.revise(RICH, before, after)
+    read = _kept(revised)
+    assert (read.display_name, read.organization, read.note) == (name, organization, note)
+    # The same addresses and numbers (the card's order and preference, not the edit's).
+    assert sorted(read.emails) == sorted(emails) and sorted(read.phones) == sorted(phones)
+    for line in ("PRODID:", "item1.X-ABLabel:", "ADR;", "BDAY:", "X-SOCIALPROFILE;", "UID:"):
+        kept = next(raw for raw in RICH.split("\r\n") if raw.startswith(line))
+        assert kept + "\r\n" in revised
+    assert vcard.fold(_PHOTO) in revised

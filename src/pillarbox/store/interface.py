@@ -542,6 +542,10 @@ class Store(Protocol):
     async def get_contact(self, account_id: int, contact_id: int) -> Contact:
         """``NotFound`` unless the contact is the account's."""
 
+    async def contact_by_uid(self, account_id: int, uid: str) -> Contact:
+        """The account's contact with that vCard UID (what a CardDAV path names);
+        ``NotFound`` when it has none."""
+
     async def save_contacts(
         self, account_id: int, contacts: Sequence[Contact], *, now: datetime, limit: int
     ) -> list[Contact]:

@@ -716,6 +716,10 @@ class Contact:
     phones: tuple[str, ...] = ()
     organization: str = ""
     note: str = ""
+    #: The vCard as last received (a CardDAV PUT or an import), kept so that what the
+    #: fields above do not hold (ADR, BDAY, PHOTO, types, groups…) survives; None for a
+    #: contact made in the webmail. :mod:`pillarbox.vcard` keeps it in step with the fields.
+    card: str | None = None
     #: Set by the store: when first saved, and when last replaced.
     created: datetime | None = None
     updated: datetime | None = None

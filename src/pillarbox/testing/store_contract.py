@@ -601,6 +601,40 @@ class StoreContract:
         assert await store.list_contacts(account.id) == []
         assert await store.list_contacts(other.id) == [theirs]
 
+    async def test_contacts_keep_their_card_and_are_found_by_uid(
+        self, store: Store, account: Account
+    ) -> None:
+        other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")
+        now = datetime(2025, 3, 1, tzinfo=UTC)
+        # The card as received, byte for byte: CRLF, folds, a non-ASCII name, a long PHOTO.
+        card = (
+            "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c-1\r\nFN:Zoë\r\n"
+            "PHOTO;ENCODING=b;TYPE=JPEG:" + "QUJD" * 40 + "\r\n ZA==\r\nEND:VCARD\r\n"
+        )
+        (kept, plain) = await store.save_contacts(
+            account.id,
+            [Contact(uid="c-1", display_name="Zoë", card=card), Contact(uid="c-2")],
+            now=now,
+            limit=5,
+        )
+        assert (kept.card, plain.card) == (card, None)
+        assert await store.contact_by_uid(account.id, "c-1") == kept
+        assert await store.get_contact(account.id, kept.id) == kept
+        assert await store.list_contacts(account.id) == [plain, kept]
+        # Replaced by uid (a PUT) or by id (a webmail edit), the card goes with the fields;
+        # None drops it.
+        (put,) = await store.save_contacts(
+            account.id, [Contact(uid="c-2", card="BEGIN:VCARD\r\n")], now=now, limit=5
+        )
+        assert (await store.contact_by_uid(account.id, "c-2")).card == "BEGIN:VCARD\r\n"
+        await store.save_contacts(account.id, [replace(put, card=None)], now=now, limit=5)
+        assert (await store.contact_by_uid(account.id, "c-2")).card is None
+        # Another account's UID, or an absent one, is not found.
+        with pytest.raises(NotFound):
+            await store.contact_by_uid(other.id, "c-1")
+        with pytest.raises(NotFound):
+            await store.contact_by_uid(account.id, "c-3")
+
     async def test_totp_enrolment_steps_and_recovery_codes(
         self, store: Store, account: Account
     ) -> None:

@@ -20,18 +20,25 @@ Implementation notes:
   refused (403, ``no-uid-conflict`` naming where that UID lives). Clients that name a new card
   after its UID (DAVx⁵, iOS, Thunderbird, vdirsyncer for UIDs of letters, digits and ``-_.+``)
   are served; others see the refusal.
-- **What is stored is what the address book keeps**: FN/N, EMAIL, TEL, ORG, NOTE and UID
-  (:mod:`pillarbox.vcard`); other properties of a PUT card (ADR, BDAY, PHOTO…) are dropped,
-  so a PUT never answers an ETag (RFC 6352 §6.3.2.3: the stored card is not the one sent) and
-  the client fetches the card back.
-- **ETags** are a digest of the card as written (vCard 4.0 with ``REV``): stable while the
-  contact is unchanged, new on every change. The collection's ``getctag`` is a digest of every
+- **Cards are kept as sent**: a PUT card is stored byte for byte beside the fields the
+  address book reads (FN/N, EMAIL, TEL, ORG, NOTE, UID; :mod:`pillarbox.vcard`), and GET and
+  the REPORTs serve it as it was sent, so ADR, BDAY, PHOTO, types and groups round-trip. The
+  PUT answers its ETag (RFC 6352 §6.3.2.3, RFC 4918 §9.7.1) unless the card was changed on
+  the way (a UID added to a card without one, a byte-order mark or text outside the card
+  dropped), when the client fetches it back. A webmail edit rewrites only what it changed
+  inside the kept card (:func:`pillarbox.vcard.revise`).
+- **ETags** are the digest of what is served (the kept card; for a contact made in the
+  webmail, its vCard 4.0 form, one tag for both versions): stable while the contact is
+  unchanged, new on every change. The collection's ``getctag`` is a digest of every
   contact's ETag and UID, so adding, changing and deleting all change it. No
   ``sync-collection`` (RFC 6578): the store keeps no record of deletions to report, so it is
-  neither answered nor advertised; clients compare the ctag and the ETags instead.
-- **vCard versions**: GET answers vCard 3.0 unless the client's Accept names ``version=4.0``;
-  ``address-data`` in a REPORT is 3.0 unless it asks for 4.0 (3.0 is RFC 6352's default and
-  the version it requires, §6.3.2); one ETag serves both.
+  neither answered nor advertised; clients compare the ctag and the ETags instead. A card is
+  found by the store's UID index (:meth:`Store.contact_by_uid`), not by listing the book.
+- **vCard versions**: a kept card is served in the version it was sent in, whatever the
+  client asks: converting it would drop what the address book does not model, and the
+  client would put the poorer card back. A contact made in the webmail is written as 3.0
+  unless the client's Accept (GET) or ``address-data`` (REPORT) asks for 4.0 (3.0 is RFC
+  6352's default and the version it requires, §6.3.2).
 - **Limits**: a PUT card up to ``[contacts] max_import_bytes`` (and the web's body limit, the
   smaller is advertised as ``max-resource-size``), ``max_per_account`` cards, every field
   checked as the Contacts page checks it. XML bodies are bounded by ``[web] max_form_bytes``
@@ -58,7 +65,7 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import davxml, vcard
 from pillarbox.auth.directory import normalize_username
 from pillarbox.davxml import CALENDARSERVER, CARDDAV, DAV, Found, element, tag
-from pillarbox.errors import AuthenticationFailed, RateLimited, UserError
+from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.observability.log import Log
 from pillarbox.store.types import Account, Contact
 from pillarbox.web.api import token_account
@@ -148,9 +155,22 @@ def _href_target(href: str) -> Target | None:
 # -- properties ------------------------------------------------------------------------------------
 
 
+def served(contact: Contact, version: str) -> str:
+    """The card a GET or a REPORT answers: the kept card as received, in the version it was
+    sent in whatever ``version`` asks; a contact made in the webmail written in ``version``.
+    RFC 6352 §5.1.1 makes conversion between versions optional, and a server that does not
+    convert may refuse (``supported-address-data-conversion``, §8.7); converting here would
+    drop every property the address book does not model (the client would then put the
+    poorer card back) and a refusal would stop the client's sync, so the card is served as
+    it is: every CardDAV client reads both versions."""
+    return contact.card if contact.card is not None else vcard.format_card(contact, version)
+
+
 def etag(contact: Contact) -> str:
-    """A strong ETag (RFC 9110 §8.8.3) of the card as written: new on every change."""
-    return '"' + hashlib.sha256(vcard.format_card(contact).encode()).hexdigest()[:32] + '"'
+    """A strong ETag (RFC 9110 §8.8.3), new on every change: the digest of the kept card,
+    exactly what is served; for a contact without one, of its vCard 4.0 form (one ETag for
+    both versions, so a client asking 4.0 sees the ETag a PROPFIND lists)."""
+    return '"' + hashlib.sha256(served(contact, "4.0").encode()).hexdigest()[:32] + '"'
 
 
 def ctag(contacts: Sequence[Contact]) -> str:
@@ -372,7 +392,7 @@ def _card_version(accept: str) -> str:
 def _address_data(contact: Contact, asked: davxml.PropFind) -> Element:
     """The card as a REPORT's ``address-data`` asks, in its vCard version (the properties it
     may list are not narrowed: every card is small)."""
-    return element(tag(CARDDAV, "address-data"), vcard.format_card(contact, asked.vcard_version))
+    return element(tag(CARDDAV, "address-data"), served(contact, asked.vcard_version))
 
 
 async def dav(request: Request) -> Response:
@@ -432,8 +452,12 @@ async def _contacts(request: Request, account: Account) -> list[Contact]:
     return await web(request).services.store.list_contacts(account.id)
 
 
-def _by_uid(contacts: Sequence[Contact], uid: str) -> Contact | None:
-    return next((c for c in contacts if c.uid == uid), None)
+async def _by_uid(request: Request, account: Account, uid: str) -> Contact | None:
+    """The card a path names, by the store's UID index (not a listing of the book)."""
+    try:
+        return await web(request).services.store.contact_by_uid(account.id, uid)
+    except NotFound:
+        return None
 
 
 async def _propfind(request: Request, account: Account, found: Target) -> Response:
@@ -441,7 +465,7 @@ async def _propfind(request: Request, account: Account, found: Target) -> Respon
     depth = _depth(request)
     address = account.address
     if found.kind == "card":
-        contact = _by_uid(await _contacts(request, account), found.name)
+        contact = await _by_uid(request, account, found.name)
         if contact is None:
             return _text(NOT_FOUND, 404)
         return _xml(davxml.multistatus([answer(card_resource(address, contact), asked)]))
@@ -475,21 +499,24 @@ async def _report(request: Request, account: Account) -> Response:
     if isinstance(asked, davxml.OtherReport):
         _log.info("carddav report not supported", account=account.address, report=asked.name)
         return _xml(SUPPORTED_REPORT, 403)
-    contacts = await _contacts(request, account)
     address = account.address
     responses: list[Found] = []
     if isinstance(asked, davxml.Multiget):
-        by_uid = {c.uid: c for c in contacts}
         for href in asked.hrefs:
             named = _href_target(href)
-            contact = by_uid.get(named.name) if named and named.kind == "card" else None
             mine = named is not None and normalize_username(named.address or "") == address
-            if contact is None or not mine:
+            contact = (
+                await _by_uid(request, account, named.name)
+                if named is not None and named.kind == "card" and mine
+                else None
+            )
+            if contact is None:
                 responses.append(Found(href, status=404))
                 continue
             data = _address_data(contact, asked.props)
             responses.append(answer(card_resource(address, contact), asked.props, data))
     else:
+        contacts = await _contacts(request, account)
         chosen = [c for c in contacts if davxml.matches(asked, c)]
         for contact in chosen[: asked.limit]:
             data = _address_data(contact, asked.props)
@@ -515,11 +542,11 @@ def _precondition(request: Request, current: Contact | None) -> bool:
 
 
 async def _get(request: Request, account: Account, uid: str) -> Response:
-    contact = _by_uid(await _contacts(request, account), uid)
+    contact = await _by_uid(request, account, uid)
     if contact is None:
         return _text(NOT_FOUND, 404)
     version = _card_version(request.headers.get("accept", ""))
-    body = vcard.format_card(contact, version).encode()
+    body = served(contact, version).encode()
     headers = {"etag": etag(contact), "cache-control": "private, no-cache"}
     return Response(body, headers=headers, media_type="text/vcard; charset=utf-8")
 
@@ -542,32 +569,41 @@ async def _put(request: Request, account: Account, uid: str) -> Response:
         _log.info("carddav card refused", account=account.address, reason=reason)
         return _xml(_valid_data(reason), 400)
     card = parsed.contacts[0]
-    if card.uid and card.uid != uid:
+    if not card.uid:
+        card = replace(card, card=vcard.with_uid(card.card or "", uid))
+    elif card.uid != uid:
         conflict = element(
             tag(CARDDAV, "no-uid-conflict"),
             None,
             element(tag(DAV, "href"), card_href(account.address, card.uid)),
         )
         return _xml(davxml.error(conflict), 403)
-    contacts = await _contacts(request, account)
-    current = _by_uid(contacts, uid)
+    current = await _by_uid(request, account, uid)
     if not _precondition(request, current):
         return _text(PRECONDITION_FAILED, 412)
     limit = app.services.config.contacts.max_per_account
-    if current is None and len(contacts) >= limit:
+    if (
+        current is None
+        and len(await app.services.store.list_contacts(account.id, limit=limit)) >= limit
+    ):
         # RFC 4918 §11.5 Insufficient Storage (RFC 6352 has no precondition for a count).
         return _text(f"at most {limit} contacts\n", 507)
     try:
-        await save(app.services, account, replace(card, uid=uid))
+        stored = await save(app.services, account, replace(card, uid=uid))
     except UserError as exc:
         _log.info("carddav card refused", account=account.address, reason=str(exc))
         return _xml(_valid_data(str(exc)), 400)
-    # RFC 6352 §6.3.2.3: no ETag, since what is stored is not byte for byte what was sent.
-    return Response(status_code=204 if current is not None else 201)
+    response = Response(status_code=204 if current is not None else 201)
+    if stored.card is not None and stored.card.encode() == data:
+        # RFC 6352 §6.3.2.3 (RFC 4918 §9.7.1): the card is stored as sent, so its ETag is
+        # given; one changed on the way (a UID added, a byte-order mark or text outside the
+        # card dropped) gets none and the client fetches it back.
+        response.headers["etag"] = etag(stored)
+    return response
 
 
 async def _delete(request: Request, account: Account, uid: str) -> Response:
-    current = _by_uid(await _contacts(request, account), uid)
+    current = await _by_uid(request, account, uid)
     if current is None:
         return _text(NOT_FOUND, 404)
     if not _precondition(request, current):

@@ -104,9 +104,16 @@ def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
         raise UserError(f"the note is longer than {limits.max_note} characters")
     if len(contact.uid) > limits.max_name:
         raise UserError(f"the UID is longer than {limits.max_name} characters")
+    uid, card = contact.uid, contact.card
+    if not uid:
+        uid = new_uid()
+        # A kept card without a UID gets the one made (RFC 6350 §6.7.6), so that its export
+        # imported again replaces it rather than doubling it.
+        card = None if card is None else vcard.with_uid(card, uid)
     return replace(
         contact,
-        uid=contact.uid or new_uid(),
+        uid=uid,
+        card=card,
         display_name=name,
         emails=tuple(emails),
         phones=tuple(phones),
@@ -116,11 +123,26 @@ def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
 
 
 async def save(services: Services, account: Account, contact: Contact) -> Contact:
-    """Check and store one contact (``id`` 0: a new one)."""
+    """Check and store one contact (``id`` 0: a new one, or one replacing the contact of its
+    UID). An edit of a stored contact that has a kept card — by id, or by UID without a card
+    of its own (the JSON API's add) — rewrites only what changed in that card
+    (:func:`pillarbox.vcard.revise`), so what a phone put there and the webmail does not
+    show stays."""
     limits = services.config.contacts
+    checked = checked_contact(limits, contact)
+    current: Contact | None = None
+    if checked.id:
+        current = await services.store.get_contact(account.id, checked.id)
+    elif contact.uid and contact.card is None:
+        try:
+            current = await services.store.contact_by_uid(account.id, contact.uid)
+        except NotFound:
+            current = None
+    if current is not None and current.card is not None and checked.card is None:
+        checked = replace(checked, card=vcard.revise(current.card, current, checked))
     (stored,) = await services.store.save_contacts(
         account.id,
-        [checked_contact(limits, contact)],
+        [checked],
         now=datetime.now(UTC),
         limit=limits.max_per_account,
     )

@@ -1,4 +1,4 @@
-"""PostgreSQL queries of the webmail's address book (migration 23; SQLite's ``contactdata``
+"""PostgreSQL queries of the webmail's address book (migrations 23 and 25; SQLite's ``contactdata``
 has the notes). Addresses and phones are ``text[]``; ``search`` is compared byte-wise
 (``COLLATE "C"``) so both backends list contacts in the same order."""
 
@@ -17,11 +17,11 @@ from pillarbox.store.contactrows import search_key, search_text
 from pillarbox.store.types import Contact
 
 Conn = AsyncConnection[TupleRow]
-_COLUMNS = "id, uid, display_name, emails, phones, organization, note, created, updated"
+_COLUMNS = "id, uid, display_name, emails, phones, organization, note, card, created, updated"
 
 
 def _contact(row: tuple[Any, ...]) -> Contact:
-    id_, uid, name, emails, phones, organization, note, created, updated = row
+    id_, uid, name, emails, phones, organization, note, card, created, updated = row
     return Contact(
         id=id_,
         uid=uid,
@@ -30,6 +30,7 @@ def _contact(row: tuple[Any, ...]) -> Contact:
         phones=tuple(phones),
         organization=organization,
         note=note,
+        card=card,
         created=created,
         updated=updated,
     )
@@ -57,6 +58,16 @@ async def get_contact(conn: Conn, account_id: int, contact_id: int) -> Contact:
     return _contact(row)
 
 
+async def contact_by_uid(conn: Conn, account_id: int, uid: str) -> Contact:
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM contacts WHERE account_id = %s AND uid = %s", (account_id, uid)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no contact with UID {uid!r}")
+    return _contact(row)
+
+
 async def save_contacts(
     conn: Conn, account_id: int, contacts: Sequence[Contact], now: datetime, limit: int
 ) -> list[Contact]:
@@ -75,25 +86,26 @@ async def save_contacts(
             list(contact.phones),
             contact.organization,
             contact.note,
+            contact.card,
             search_text(contact),
             now,
         )
         if contact.id == 0:
             cur = await conn.execute(
                 "INSERT INTO contacts (account_id, uid, display_name, emails, phones, "
-                "organization, note, search, updated, created) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "organization, note, card, search, updated, created) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (account_id, uid) DO UPDATE SET display_name = excluded.display_name, "
                 "emails = excluded.emails, phones = excluded.phones, "
                 "organization = excluded.organization, note = excluded.note, "
-                "search = excluded.search, updated = excluded.updated "
+                "card = excluded.card, search = excluded.search, updated = excluded.updated "
                 "RETURNING id, uid, created, updated",
                 (account_id, contact.uid, *values, now),
             )
         else:
             cur = await conn.execute(
                 "UPDATE contacts SET display_name = %s, emails = %s, phones = %s, "
-                "organization = %s, note = %s, search = %s, updated = %s "
+                "organization = %s, note = %s, card = %s, search = %s, updated = %s "
                 "WHERE id = %s AND account_id = %s RETURNING id, uid, created, updated",
                 (*values, contact.id, account_id),
             )

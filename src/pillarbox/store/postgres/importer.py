@@ -380,7 +380,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         _Table(
             "contacts",
             "SELECT id, account_id, uid, display_name, emails, phones, organization, note, "
-            "search, created, updated FROM contacts",
+            "card, search, created, updated FROM contacts",
             (
                 "id",
                 "account_id",
@@ -390,6 +390,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "phones",
                 "organization",
                 "note",
+                "card",
                 "search",
                 "created",
                 "updated",
@@ -398,9 +399,9 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 *r[:4],
                 json.loads(r[4]),
                 json.loads(r[5]),
-                *r[6:9],
-                _time(r[9]),
+                *r[6:10],
                 _time(r[10]),
+                _time(r[11]),
             ),
         ),
         _Table(

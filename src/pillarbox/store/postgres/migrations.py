@@ -734,6 +734,11 @@ async def _thread_backfill(conn: Conn) -> None:
     await conn.execute("SELECT setval('thread_ids', %s, false)", (assigner.next_thread,))
 
 
+# The vCard as last received (SQLite migration 30's notes).
+_V25_SQL = r"""
+ALTER TABLE contacts ADD COLUMN card text;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -763,6 +768,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(22, "quota warning levels and Junk/Trash retention per account", _V22_SQL),
     Migration(23, "webmail contacts (address book)", _V23_SQL),
     Migration(24, "thread ids of messages (RFC 8474 THREADID)", _V24_SQL, _thread_backfill),
+    Migration(25, "contacts keep the vCard as received", _V25_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1689,6 +1689,9 @@ class PostgresStore:
     async def get_contact(self, account_id: int, contact_id: int) -> Contact:
         return await self._read(lambda conn: contactdata.get_contact(conn, account_id, contact_id))
 
+    async def contact_by_uid(self, account_id: int, uid: str) -> Contact:
+        return await self._read(lambda conn: contactdata.contact_by_uid(conn, account_id, uid))
+
     async def save_contacts(
         self, account_id: int, contacts: Sequence[Contact], *, now: datetime, limit: int
     ) -> list[Contact]:

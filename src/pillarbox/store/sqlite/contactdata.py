@@ -1,4 +1,4 @@
-"""SQLite queries of the webmail's address book (migration 28): plain functions over a
+"""SQLite queries of the webmail's address book (migrations 28 and 30): plain functions over a
 connection, run by :class:`~.store.SqliteStore` on its readers or its writer. Addresses and
 phones are JSON arrays; the ``search`` column (:mod:`pillarbox.store.contactrows`) is matched
 with ``instr`` and orders the list."""
@@ -17,13 +17,13 @@ from pillarbox.store.types import Contact
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_COLUMNS = "id, uid, display_name, emails, phones, organization, note, created, updated"
+_COLUMNS = "id, uid, display_name, emails, phones, organization, note, card, created, updated"
 
-_Row = tuple[int, str, str, str, str, str, str, int, int]
+_Row = tuple[int, str, str, str, str, str, str, str | None, int, int]
 
 
 def _contact(row: _Row) -> Contact:
-    id_, uid, name, emails, phones, organization, note, created, updated = row
+    id_, uid, name, emails, phones, organization, note, card, created, updated = row
     return Contact(
         id=id_,
         uid=uid,
@@ -32,6 +32,7 @@ def _contact(row: _Row) -> Contact:
         phones=tuple(json.loads(phones)),
         organization=organization,
         note=note,
+        card=card,
         created=_EPOCH + created * _MICROSECOND,
         updated=_EPOCH + updated * _MICROSECOND,
     )
@@ -58,6 +59,16 @@ def get_contact(conn: sqlite3.Connection, account_id: int, contact_id: int) -> C
     return _contact(row)
 
 
+def contact_by_uid(conn: sqlite3.Connection, account_id: int, uid: str) -> Contact:
+    # The UNIQUE (account_id, uid) constraint's index finds it.
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM contacts WHERE account_id = ? AND uid = ?", (account_id, uid)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no contact with UID {uid!r}")
+    return _contact(row)
+
+
 def save_contacts(
     conn: sqlite3.Connection,
     account_id: int,
@@ -76,25 +87,26 @@ def save_contacts(
             json.dumps(list(contact.phones)),
             contact.organization,
             contact.note,
+            contact.card,
             search_text(contact),
             at,
         )
         if contact.id == 0:
             row = conn.execute(
                 "INSERT INTO contacts (account_id, uid, display_name, emails, phones, "
-                "organization, note, search, updated, created) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) "
+                "organization, note, card, search, updated, created) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) "
                 "ON CONFLICT (account_id, uid) DO UPDATE SET display_name = excluded.display_name, "
                 "emails = excluded.emails, phones = excluded.phones, "
                 "organization = excluded.organization, note = excluded.note, "
-                "search = excluded.search, updated = excluded.updated "
+                "card = excluded.card, search = excluded.search, updated = excluded.updated "
                 "RETURNING id, uid, created",
                 (account_id, contact.uid, *values),
             ).fetchone()
         else:
             row = conn.execute(
                 "UPDATE contacts SET display_name = ?, emails = ?, phones = ?, organization = ?, "
-                "note = ?, search = ?, updated = ? WHERE id = ? AND account_id = ? "
+                "note = ?, card = ?, search = ?, updated = ? WHERE id = ? AND account_id = ? "
                 "RETURNING id, uid, created",
                 (*values, contact.id, account_id),
             ).fetchone()

@@ -701,6 +701,12 @@ def _save_thread_keys(
     )
 
 
+# The vCard as last received (a CardDAV PUT or an import), NULL for one made in the webmail
+# (pillarbox.vcard keeps it in step with the columns).
+_V30_SQL = r"""
+ALTER TABLE contacts ADD COLUMN card TEXT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -731,6 +737,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(27, "quota warning levels and Junk/Trash retention per account", _V27_SQL),
     Migration(28, "webmail contacts (address book)", _V28_SQL),
     Migration(29, "thread ids of messages (RFC 8474 THREADID)", _V29_SQL, _thread_backfill),
+    Migration(30, "contacts keep the vCard as received", _V30_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
