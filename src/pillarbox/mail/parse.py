@@ -160,7 +160,9 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
         references=(
             ()
             if references is None
-            else parse_msg_ids(raw_text(references), limit=limits.max_list_items)
+            else tuple(
+                map(_id_key, parse_msg_ids(raw_text(references), limit=limits.max_list_items))
+            )
         ),
         header_text=_header_text(block, limits.max_header_text),
         body_text="\n".join(collector.texts),
@@ -530,7 +532,17 @@ def _address_text(address: EnvelopeAddress | None) -> str:
 
 def _first_id(text: str | None) -> str:
     ids = () if text is None else parse_msg_ids(text, limit=1)
-    return ids[0] if ids else ""
+    return _id_key(ids[0]) if ids else ""
+
+
+def _id_key(ident: str) -> str:
+    """A msg-id as the store keeps it for threading: valid Unicode, whatever the field held.
+    Bytes that are not UTF-8 (surrogate escapes in the raw text) become ``\\xNN``, so the
+    same bytes always give the same key, and the store's text columns can hold it (a raw
+    ``<\\xff@x>`` made every delivery of such a message fail)."""
+    if ident.isascii():
+        return ident
+    return ident.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _header_text(block: HeaderBlock, limit: int) -> str:

@@ -1342,6 +1342,23 @@ class StoreContract:
         late = await self._put_threaded(store, inbox, "Message-ID: <c@x>\r\nIn-Reply-To: <b@x>\r\n")
         assert await self._thread_of(store, inbox, late) == thread
 
+    async def test_ids_that_are_not_utf8_are_stored_and_thread(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """Raw 8-bit Message-ID and References that are not UTF-8 (spam has them) are stored —
+        every delivery of such a message used to fail in the text columns — and the same
+        bytes in a reply's References still find the thread."""
+        root = b"From: a@example.net\r\nMessage-ID: <\xff\xfe@x>\r\nSubject: s \xff\r\n\r\nhi\r\n"
+        reply = b"From: b@example.net\r\nReferences: <ok@y> <\xff\xfe@x>\r\n\r\nre\r\n"
+        target = [DeliveryTarget(account.id)]
+        [first] = await store.deliver(root, parse_message(root), target)
+        [second] = await store.deliver(reply, parse_message(reply), target)
+        assert first.record is not None and second.record is not None
+        threads = await store.thread_ids(inbox.id, [first.record.uid, second.record.uid])
+        assert threads[first.record.uid] == threads[second.record.uid]
+        stored = await store.get_message(inbox.id, first.record.uid)
+        assert stored is not None and stored.size == len(root)
+
     async def test_thread_ids_are_never_shared_between_accounts(
         self, store: Store, account: Account, inbox: Mailbox
     ) -> None:
