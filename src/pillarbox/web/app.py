@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pillarbox.config import LISTENER_DOCS, WebSection
 from pillarbox.errors import NotFound, PermissionDenied, RateLimited, UserError
+from pillarbox.net.authcount import CountedAuthenticator
 from pillarbox.net.http import origin
 from pillarbox.observability.metrics import UNMATCHED_ROUTE, WebMetrics
 from pillarbox.services import Services
@@ -124,6 +125,19 @@ class Web:
     ports: Mapping[str, int]
     streams: dict[int, int] = field(default_factory=dict)
     threads: ThreadCache = field(default_factory=ThreadCache)
+
+    @property
+    def logins(self) -> CountedAuthenticator:
+        """The login form's password check, its failures counted as protocol ``web``
+        (``pillarbox_auth_failures_total``, as the mail protocols' are)."""
+        return CountedAuthenticator(self.services.authenticator, self.services.metrics.auth("web"))
+
+    @property
+    def dav_logins(self) -> CountedAuthenticator:
+        """CardDAV's Basic password check, counted as protocol ``carddav``."""
+        return CountedAuthenticator(
+            self.services.authenticator, self.services.metrics.auth("carddav")
+        )
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any

@@ -370,7 +370,7 @@ async def _account(request: Request) -> Account:
     user, colon, password = decoded.partition(":")
     if not colon:
         raise AuthenticationFailed("malformed Basic credentials")
-    return await app.services.authenticator.check_password(user, password, client_ip(request))
+    return await app.dav_logins.check_password(user, password, client_ip(request))
 
 
 def _depth(request: Request) -> int | None:

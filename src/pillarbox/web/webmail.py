@@ -161,7 +161,7 @@ async def login(request: Request) -> Response:
     username = field_text(form, "username").strip()
     target = next_target(field_text(form, "next", "/mail"))
     try:
-        account = await app.services.authenticator.check_password(
+        account = await app.logins.check_password(
             username, field_text(form, "password"), client_ip(request), interactive=True
         )
     except RateLimited as exc:
