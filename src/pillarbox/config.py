@@ -753,7 +753,7 @@ class GreylistingSection:
     lifetime: float = _f(
         35 * 86400.0,
         "Seconds a passed triplet is remembered after it was last seen (postgrey --max-age: 35 "
-        "days); each use renews it.",
+        "days); a use renews it (at most once a day, or once per half of a shorter lifetime).",
     )
     ipv4_prefix: int = _f(24, "Prefix length of an IPv4 client's network in the triplet (0–32).")
     ipv6_prefix: int = _f(64, "Prefix length of an IPv6 client's network in the triplet (0–128).")

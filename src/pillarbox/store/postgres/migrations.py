@@ -635,8 +635,9 @@ CREATE INDEX received_reports_end ON received_reports(date_end);
 """
 
 # Greylisting (pillarbox.policy.greylisting, RFC 6647): one row per triplet; ``expires`` is the
-# end of the retry window for a triplet not yet passed, else of its lifetime (renewed by each
-# use). The client prefix of the key serves the count of a client network's passed triplets.
+# end of the retry window for a triplet not yet passed, else of its lifetime (renewed by a
+# use, at most daily). The client prefix of the key serves the count of a client network's
+# passed triplets.
 _V21_SQL = r"""
 CREATE TABLE greylist (
     client text NOT NULL,
