@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox import vcard
 from pillarbox.store.types import Contact
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.vcards import RICH_CARD as RICH
 from pillarbox.testing.webclient import WebSession, server_trust
 
 pytestmark = pytest.mark.listeners("http", "https")
@@ -201,27 +201,6 @@ def test_put_get_delete_with_etags_and_preconditions(dav: httpx.Client, live: Li
     assert "VERSION:3.0\r\n" in v3.text and "N:Martin;Zoë;;;\r\n" in v3.text
     v4 = dav.get(BOOK + "web-1.vcf", headers={"accept": "text/vcard; version=4.0"})
     assert "VERSION:4.0\r\n" in v4.text and v4.headers["etag"] == v3.headers["etag"]
-
-
-#: A phone's card: a postal address, a birthday, a folded base64 photo, typed phones and
-#: addresses, a grouped address with its label, an X- property.
-RICH = (
-    "BEGIN:VCARD\r\n"
-    "VERSION:3.0\r\n"
-    "PRODID:-//Apple Inc.//iPhone OS 17.0//EN\r\n"
-    "N:Martin;Zoë;;;\r\n"
-    "FN:Zoë Martin\r\n"
-    "item1.EMAIL;type=INTERNET;type=HOME;type=pref:zoe@far.example\r\n"
-    "item1.X-ABLabel:_$!<Home>!$_\r\n"
-    "TEL;type=CELL;type=VOICE;type=pref:+33 6 12 34 56 78\r\n"
-    "TEL;type=WORK;type=VOICE:+33 1 23 45 67 89\r\n"
-    "ADR;type=HOME;type=pref:;;1 rue de la Paix;Lyon;;69001;France\r\n"
-    "BDAY:1980-04-02\r\n"
-    + vcard.fold("PHOTO;ENCODING=b;TYPE=JPEG:" + "/9j/4AAQSkZJRgABAQ" * 8)
-    + "X-SOCIALPROFILE;type=mastodon:https://example.social/@zoe\r\n"
-    "UID:rich-1\r\n"
-    "END:VCARD\r\n"
-)
 
 
 def test_a_rich_card_round_trips_and_survives_a_webmail_edit(

@@ -18,6 +18,7 @@ from pillarbox import vcard
 from pillarbox.net.tls import tls_paths
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer
 from pillarbox.testing.peers import require, run
+from pillarbox.testing.vcards import RICH_CARD as RICH
 from pillarbox.testing.webclient import WebSession
 
 pytestmark = pytest.mark.listeners("http", "https")
@@ -87,25 +88,6 @@ def local_card(uid: str, name: str, email: str) -> str:
         f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name}\r\nN:{name};;;;\r\n"
         f"EMAIL:{email}\r\nEND:VCARD\r\n"
     )
-
-
-#: A phone's card, as iOS writes one.
-RICH = (
-    "BEGIN:VCARD\r\n"
-    "VERSION:3.0\r\n"
-    "PRODID:-//Apple Inc.//iPhone OS 17.0//EN\r\n"
-    "N:Martin;Zoë;;;\r\n"
-    "FN:Zoë Martin\r\n"
-    "item1.EMAIL;type=INTERNET;type=HOME;type=pref:zoe@far.example\r\n"
-    "item1.X-ABLabel:_$!<Home>!$_\r\n"
-    "TEL;type=CELL;type=VOICE;type=pref:+33 6 12 34 56 78\r\n"
-    "ADR;type=HOME;type=pref:;;1 rue de la Paix;Lyon;;69001;France\r\n"
-    "BDAY:1980-04-02\r\n"
-    + vcard.fold("PHOTO;ENCODING=b;TYPE=JPEG:" + "/9j/4AAQSkZJRgABAQ" * 8)
-    + "X-SOCIALPROFILE;type=mastodon:https://example.social/@zoe\r\n"
-    "UID:rich-1\r\n"
-    "END:VCARD\r\n"
-)
 
 
 def test_vdirsyncer_syncs_both_ways(live: LiveServer, alice: WebSession, tmp_path: Path) -> None:

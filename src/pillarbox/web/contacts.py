@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox import vcard
+from pillarbox.blocking import run_sized
 from pillarbox.config import ContactsSection
 from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
@@ -159,7 +160,8 @@ async def import_vcards(services: Services, account: Account, data: bytes) -> Im
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UserError("the file is not UTF-8 text (vCard 4.0 is UTF-8)") from None
-    parsed = vcard.parse(text)
+    # Up to max_import_bytes (2 MiB) of pure-Python parsing: off the loop past mail size.
+    parsed = await run_sized(len(data), vcard.parse, text)
     good: list[Contact] = []
     reasons = list(parsed.reasons)
     for card in parsed.contacts:
