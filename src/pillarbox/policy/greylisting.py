@@ -39,7 +39,7 @@ from pillarbox.errors import StorageError
 from pillarbox.mail.address import Address, domain_to_ascii
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import GREYLIST_OUTCOMES, Metrics
-from pillarbox.policy.pipeline import in_networks
+from pillarbox.policy.pipeline import client_address, in_networks
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
 from pillarbox.store.interface import Store
@@ -78,12 +78,9 @@ def sender_key(sender: Address | None) -> str:
 def client_network(client_ip: str, ipv4_prefix: int, ipv6_prefix: int) -> str:
     """The client's network as the triplet has it (``192.0.2.0/24``); an address that does not
     parse (a UNIX socket peer) stands for itself."""
-    try:
-        address = ipaddress.ip_address(client_ip)
-    except ValueError:
+    address = client_address(client_ip)
+    if address is None:
         return client_ip
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     prefix = ipv4_prefix if address.version == 4 else ipv6_prefix
     return str(ipaddress.ip_network((address, prefix), strict=False))
 

@@ -208,16 +208,23 @@ def author_domains(info: MessageInfo) -> tuple[str, ...]:
     return tuple(dict.fromkeys(domains))
 
 
-def in_networks(
-    ip: str, networks: Collection[ipaddress.IPv4Network | ipaddress.IPv6Network]
-) -> bool:
+def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address, an IPv4-mapped IPv6 one as the IPv4 address it is; None for one
+    that does not parse (a UNIX socket peer)."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        return False
+        return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in net for net in networks)
+        return address.ipv4_mapped
+    return address
+
+
+def in_networks(
+    ip: str, networks: Collection[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    address = client_address(ip)
+    return address is not None and any(address in net for net in networks)
 
 
 def _auth_reasons(summary: AuthSummary, scores: Scores) -> list[Reason]:
