@@ -48,7 +48,8 @@ class QuotaExceeded(UserError):
 
 
 class TooManyEntries(UserError):
-    """A new METADATA entry would pass the number allowed for its mailbox or server."""
+    """New entries would pass the number allowed: METADATA entries for a mailbox or the
+    server, contacts for an account."""
 
 
 class AuthenticationFailed(UserError):

@@ -65,7 +65,13 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import davxml, vcard
 from pillarbox.auth.directory import normalize_username
 from pillarbox.davxml import CALENDARSERVER, CARDDAV, DAV, Found, element, tag
-from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
+from pillarbox.errors import (
+    AuthenticationFailed,
+    NotFound,
+    RateLimited,
+    TooManyEntries,
+    UserError,
+)
 from pillarbox.observability.log import Log
 from pillarbox.store.types import Account, Contact
 from pillarbox.web.api import token_account
@@ -581,15 +587,12 @@ async def _put(request: Request, account: Account, uid: str) -> Response:
     current = await _by_uid(request, account, uid)
     if not _precondition(request, current):
         return _text(PRECONDITION_FAILED, 412)
-    limit = app.services.config.contacts.max_per_account
-    if (
-        current is None
-        and len(await app.services.store.list_contacts(account.id, limit=limit)) >= limit
-    ):
-        # RFC 4918 §11.5 Insufficient Storage (RFC 6352 has no precondition for a count).
-        return _text(f"at most {limit} contacts\n", 507)
     try:
         stored = await save(app.services, account, replace(card, uid=uid))
+    except TooManyEntries as exc:
+        # RFC 4918 §11.5 Insufficient Storage (RFC 6352 has no precondition for a count); the
+        # store counts in the transaction that would add the card.
+        return _text(f"{exc}\n", 507)
     except UserError as exc:
         _log.info("carddav card refused", account=account.address, reason=str(exc))
         return _xml(_valid_data(str(exc)), 400)

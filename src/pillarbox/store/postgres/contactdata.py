@@ -12,7 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
-from pillarbox.errors import NotFound, UserError
+from pillarbox.errors import NotFound, TooManyEntries
 from pillarbox.store.contactrows import search_key, search_text
 from pillarbox.store.types import Contact
 
@@ -118,7 +118,7 @@ async def save_contacts(
     counted = await cur.fetchone()
     if counted is not None and counted[0] > limit:
         # Raised inside the transaction: it rolls back, nothing of the call is kept.
-        raise UserError(f"at most {limit} contacts")
+        raise TooManyEntries(f"at most {limit} contacts")
     return stored
 
 

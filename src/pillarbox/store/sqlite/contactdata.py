@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from pillarbox.errors import NotFound, UserError
+from pillarbox.errors import NotFound, TooManyEntries
 from pillarbox.store.contactrows import search_key, search_text
 from pillarbox.store.types import Contact
 
@@ -127,7 +127,7 @@ def save_contacts(
     ).fetchone()
     if count > limit:
         # The writer rolls this operation back (its savepoint): nothing of the call is kept.
-        raise UserError(f"at most {limit} contacts")
+        raise TooManyEntries(f"at most {limit} contacts")
     return stored
 
 
