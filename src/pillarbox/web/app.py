@@ -405,11 +405,8 @@ def redirect(url: str) -> RedirectResponse:
 
 def refusal_status(exc: UserError) -> int:
     """The status of a form or call refused with ``exc``: 429 for a rate limit (RFC 6585 §4:
-    the client may try again later, unlike after a 400), 403 for what the user's rights do not
-    allow, else 400."""
-    if isinstance(exc, RateLimited):
-        return 429
-    return 403 if isinstance(exc, PermissionDenied) else 400
+    the client may try again later, unlike after a 400), else 400."""
+    return 429 if isinstance(exc, RateLimited) else 400
 
 
 def refused(response: Response, exc: UserError) -> Response:
