@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import secrets
 import smtplib
 import socket
 import threading
@@ -51,13 +52,18 @@ TEST_STORE_ENV = "PILLARBOX_TEST_STORE"
 NO_DNS = "127.0.0.1:9"
 
 
+#: Ports :func:`free_port` draws from: below the kernel's ephemeral range (Linux's default
+#: starts at 32768), so that no client connection made meanwhile — by this test or a run
+#: beside it — is given the port before its server binds it.
+_FREE_PORTS = range(20000, 32768)
+
+
 def free_port(*addresses: str) -> int:
     """A port free for TCP and UDP on every one of ``addresses`` (loopback IPs), for servers
-    that must share one port number on several addresses (SMTP's remote port, DNS)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = int(probe.getsockname()[1])
+    that must share one port number on several addresses (SMTP's remote port, DNS), or that
+    are bound later by another program (a peer's configured port)."""
+    for _ in range(200):
+        port = secrets.choice(_FREE_PORTS)  # not `random`: tests may seed it
         try:
             for address in addresses:
                 for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
