@@ -1,8 +1,9 @@
 """``pillarbox import imap`` copying a real remote account: Dovecot from Debian set up like Gmail
 (``[Gmail]/Sent Mail`` as ``\\Sent``, ``[Gmail]/All Mail`` as ``\\All``, ``[Gmail]/Starred`` as
 ``\\Flagged``, ``[Gmail]/Important`` as ``\\Important``, ``Spam`` as ``\\Junk``; a message with
-two labels in both folders and in All Mail, as Gmail lists it), then read back from our store: bytes, flags, internal
-dates, folders; a re-run that copies only what arrived since; the source left unread.
+two labels in both folders and in All Mail, as Gmail lists it), then read back from our store:
+bytes, flags, internal dates, folders; a re-run that copies only what arrived since; the
+source left unread.
 
 Skipped when Dovecot is not installed (``apt-get install -y dovecot-imapd``).
 """
