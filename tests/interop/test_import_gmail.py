@@ -2,11 +2,15 @@
 ``From <id>@xxx`` line with its ``+0000`` date, ``X-GM-THRID`` and ``X-Gmail-Labels`` above
 the message, CRLF lines), run as an operator runs it into a serving site, then read the way a
 user does: over IMAP with imapclient (folders, hierarchy, flags, bytes, dates), and a re-run
-that adds nothing."""
+that adds nothing; and a Takeout after an IMAP import of the same account (a Dovecot set up
+like Gmail), which finds every message there already."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +19,8 @@ import pytest
 from imapclient import IMAPClient
 
 from pillarbox import config as cfg
-from pillarbox.testing.command import run_pillarbox
+from pillarbox.testing.command import init_site, run_pillarbox
+from pillarbox.testing.dovecot import DOVECOT, start_dovecot, stop_dovecot
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.mailstore import account_contents
 
@@ -176,3 +181,59 @@ def test_import_mbox_of_a_takeout_file_points_to_import_gmail(
     # Everything in the one mailbox, as asked, the fields left as they are.
     inbox = account_contents(site, USER)["INBOX"]
     assert [raw.startswith(b"X-GM-THRID: ") for raw, _, _ in inbox] == [True, True]
+
+
+def test_a_takeout_after_an_imap_import_of_the_same_account_adds_nothing(tmp_path: Path) -> None:
+    """Gmail's IMAP serves a message without Takeout's two fields; with them removed, the
+    Takeout of the same account finds each message in its folder already (Dovecot set up like
+    Gmail: ``[Gmail]/All Mail`` as ``\\All``)."""
+    if DOVECOT is None:
+        pytest.skip("dovecot not installed (apt-get install -y dovecot-imapd)")
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv to drop privileges for dovecot")
+    remote = "alice@gmail.example"
+    all_mail = 'mailbox "[Gmail]/All Mail" {\n  auto = create\n  special_use = \\All\n}\n'
+    dovecot = start_dovecot(TEST_PASSWORD, [remote], separator="/", mailboxes=all_mail)
+    try:
+        context = ssl.create_default_context(cafile=str(dovecot.directory / "cert.pem"))
+        client = IMAPClient("127.0.0.1", port=dovecot.imaps_port, ssl_context=context)
+        client.login(remote, TEST_PASSWORD)
+        try:
+            client.create_folder("Work/2024")
+            for folder, n in (("INBOX", 1), ("INBOX", 2), ("Work/2024", 2)):
+                client.append(folder, _body(n), flags=["\\Seen"], msg_time=_when(n))
+            for n in (1, 2, 6):  # 6 is archived: in All Mail only
+                client.append("[Gmail]/All Mail", _body(n), flags=["\\Seen"], msg_time=_when(n))
+        finally:
+            client.logout()
+        site = tmp_path / "site"
+        site.mkdir()
+        init_site(site, USER, TEST_PASSWORD)
+        copied = run_pillarbox(
+            site,
+            "import",
+            "imap",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(dovecot.imaps_port),
+            "--cafile",
+            str(dovecot.directory / "cert.pem"),
+            "--user",
+            remote,
+            "--password-stdin",
+            "--account",
+            USER,
+            stdin=TEST_PASSWORD + "\n",
+        )
+        assert copied.returncode == 0, copied.stdout + copied.stderr
+    finally:
+        stop_dovecot(dovecot)
+    before = account_contents(site, USER)
+    mbox = tmp_path / "takeout.mbox"
+    mbox.write_bytes(
+        _entry(1, b"Inbox,Opened") + _entry(2, b"Inbox,Work/2024,Opened") + _entry(6, b"Opened")
+    )
+    summary = _import(site, mbox, code=0)
+    assert (summary["imported"], summary["skipped"]) == (0, 4)
+    assert account_contents(site, USER) == before
