@@ -52,7 +52,8 @@ THREAD_HEADER = b"x-gm-thrid"
 #: The header fields Takeout adds to each message (removed: see the module docstring).
 TAKEOUT_HEADERS = (LABELS_HEADER, THREAD_HEADER)
 
-#: ``Important``'s keyword (RFC 8457, the one Gmail's own IMAP documents for it).
+#: ``Important``'s keyword: RFC 8457 registers ``$Important`` for what a user (or a server's
+#: heuristics) finds important, which is what Gmail's label means.
 IMPORTANT_KEYWORD = "$Important"
 #: Gmail's inbox tabs ("Category Promotions"), one word after the prefix.
 _CATEGORY = re.compile(r"category ([A-Za-z]+)", re.IGNORECASE)
@@ -107,11 +108,16 @@ def parse_labels(value: bytes) -> list[str]:
     return [label.strip() for label in record if label.strip()]
 
 
+def _header_length(raw: bytes) -> int:
+    """Where the header ends (before the empty line): only the header is split into lines."""
+    end = _HEADER_END.search(raw)
+    return end.start() + 1 if end is not None else len(raw)
+
+
 def split_message(raw: bytes) -> tuple[bytes, list[str]]:
     """A Takeout message without its ``X-Gmail-Labels`` and ``X-GM-THRID`` fields, and its
     labels (none when it has no labels field)."""
-    end = _HEADER_END.search(raw)
-    cut = end.start() + 1 if end is not None else len(raw)
+    cut = _header_length(raw)
     kept, taken = take_headers(raw[:cut].splitlines(keepends=True), TAKEOUT_HEADERS)
     labels = [
         label for name, value in taken if name == LABELS_HEADER for label in parse_labels(value)
@@ -122,11 +128,9 @@ def split_message(raw: bytes) -> tuple[bytes, list[str]]:
 def has_labels(raw: bytes) -> bool:
     """Whether a message carries Takeout's labels field (the hint that a file is a Takeout
     export)."""
-    end = _HEADER_END.search(raw)
-    header = raw[: end.start() + 1 if end is not None else len(raw)]
     return any(
         line.split(b":", 1)[0].strip().lower() == LABELS_HEADER
-        for line in header.splitlines()
+        for line in raw[: _header_length(raw)].splitlines()
         if b":" in line
     )
 
@@ -150,7 +154,7 @@ def placement(labels: list[str]) -> Placement:
         elif lower in _FLAG_LABELS:
             flags.add(_FLAG_LABELS[lower])
         elif lower in _ONLY_FOLDER_LABELS:
-            # Spam before Trash: a message with both is never filed where mail is read.
+            # Spam wins over Trash: a message marked as spam stays marked as spam.
             if only is None or only is TRASH:
                 only = _ONLY_FOLDER_LABELS[lower]
         elif lower in _FOLDER_LABELS:
