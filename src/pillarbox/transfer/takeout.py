@@ -26,8 +26,8 @@ Labels become what Gmail's own IMAP server shows (so both imports give the same 
   explicitly). ``Starred`` → ``\\Flagged``. ``Important`` → the ``$Important`` keyword
   (RFC 8457). ``Category Social`` and the other inbox tabs → the keyword ``$Category-Social``
   (an IMAP atom, RFC 3501 §9 ``flag-keyword``): not folders, since Gmail's IMAP shows them as
-  none, but kept, so a search or a Sieve rule can still sort by them. ``Archived`` (written
-  on some messages and not others) is ignored: archiving is having no folder label.
+  none, but kept, so that a search (``SEARCH KEYWORD``) can still find them. ``Archived``
+  (written on some messages and not others) is ignored: archiving is having no folder label.
 - ``Chat`` (old Hangouts transcripts) is a user label like any other: a folder ``Chat``.
 
 System labels are matched in English, in any case. Takeout writes them in the account's
