@@ -1,7 +1,9 @@
 """``pillarbox import imap`` copying a real remote account: Dovecot from Debian set up like Gmail
 (``[Gmail]/Sent Mail`` as ``\\Sent``, ``[Gmail]/All Mail`` as ``\\All``, ``[Gmail]/Starred`` as
-``\\Flagged``, ``Spam`` as ``\\Junk``), then read back from our store: bytes, flags, internal
-dates, folders; a re-run that copies only what arrived since; the source left unread.
+``\\Flagged``, ``[Gmail]/Important`` as ``\\Important``, ``Spam`` as ``\\Junk``; a message with
+two labels in both folders and in All Mail, as Gmail lists it), then read back from our store:
+bytes, flags, internal dates, folders; a re-run that copies only what arrived since; the
+source left unread.
 
 Skipped when Dovecot is not installed (``apt-get install -y dovecot-imapd``).
 """
@@ -41,6 +43,10 @@ mailbox "[Gmail]/All Mail" {
 mailbox "[Gmail]/Starred" {
   auto = create
   special_use = \Flagged
+}
+mailbox "[Gmail]/Important" {
+  auto = create
+  special_use = \Important
 }
 mailbox Spam {
   auto = create
@@ -127,6 +133,13 @@ def test_import_a_gmail_like_account_from_dovecot_then_only_what_is_new(
         client.append("[Gmail]/All Mail", _message(1), flags=["\\Seen"], msg_time=_when(1))
         client.append("[Gmail]/All Mail", _message(6), flags=["\\Seen"], msg_time=_when(6))
         client.append("[Gmail]/Starred", _message(2), flags=["\\Flagged"], msg_time=_when(2))
+        client.append("[Gmail]/Important", _message(1), flags=["\\Seen"], msg_time=_when(1))
+        # 8 has two labels (INBOX and Work/2024): Gmail lists it in both, and in All Mail.
+        client.append("INBOX", _message(8), flags=["\\Seen"], msg_time=_when(8))
+        client.append("Work/2024", _message(8), flags=["\\Seen"], msg_time=_when(8))
+        client.append("[Gmail]/All Mail", _message(8), flags=["\\Seen"], msg_time=_when(8))
+        listed = {name: set(flags) for flags, _, name in client.list_folders()}
+        assert "\\Important" in {f.decode() for f in listed["[Gmail]/Important"]}
     finally:
         client.logout()
 
@@ -134,17 +147,23 @@ def test_import_a_gmail_like_account_from_dovecot_then_only_what_is_new(
     site.mkdir()
     init_site(site, USER, PASSWORD)
     summary = _import(site, dovecot)
-    assert (summary["imported"], summary["skipped"], summary["failed"]) == (6, 1, 0)
+    # All Mail's 1 and 8 skipped (filed already); Starred and Important never read.
+    assert (summary["imported"], summary["skipped"], summary["failed"]) == (8, 2, 0)
     got = _contents(site)
     assert got["INBOX"] == [
         (_message(1), frozenset({"\\Seen"}), _when(1)),
         (_message(2), frozenset({"\\Flagged", "$Label"}), _when(2)),
+        (_message(8), frozenset({"\\Seen"}), _when(8)),
     ]
     assert got["Sent"] == [(_message(3), frozenset({"\\Seen"}), _when(3))]
     assert got["Junk"] == [(_message(4), frozenset(), _when(4))]
-    assert got["Work/2024"] == [(_message(5), frozenset({"\\Answered"}), _when(5))]
+    assert got["Work/2024"] == [
+        (_message(5), frozenset({"\\Answered"}), _when(5)),
+        (_message(8), frozenset({"\\Seen"}), _when(8)),
+    ]
     assert got["Archive"] == [(_message(6), frozenset({"\\Seen"}), _when(6))]
     assert not any(name.startswith("[Gmail]") for name in got)
+    assert sum(len(messages) for messages in got.values()) == 8  # nothing twice in a folder
     (state,) = (site / "data" / "imports").iterdir()
     assert state.stat().st_mode & 0o777 == 0o600
     assert REMOTE not in state.name and "INBOX" in json.loads(state.read_text())["folders"]
@@ -159,7 +178,7 @@ def test_import_a_gmail_like_account_from_dovecot_then_only_what_is_new(
         client.logout()
     again = _import(site, dovecot)
     assert (again["imported"], again["skipped"], again["failed"]) == (1, 0, 0)
-    assert [m[0] for m in _contents(site)["INBOX"]] == [_message(n) for n in (1, 2, 7)]
+    assert [m[0] for m in _contents(site)["INBOX"]] == [_message(n) for n in (1, 2, 8, 7)]
 
     only = _import(site, dovecot, "--mailbox", "Nope", code=1)
     assert only["failures"] == [{"where": "Nope", "reason": "no such folder on the server"}]

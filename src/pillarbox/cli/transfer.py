@@ -76,8 +76,8 @@ def run_import(
 
 @click.group("import")
 def import_group() -> None:
-    """Import mail into an account (mbox, Maildir, another IMAP server); re-runs skip what is
-    there already."""
+    """Import mail into an account (mbox, Gmail's Takeout, Maildir, another IMAP server);
+    re-runs skip what is there already."""
 
 
 @import_group.command("mbox")
@@ -91,6 +91,17 @@ def import_mbox(
 ) -> None:
     """Import an mbox file, or a directory of NAME.mbox files (one per mailbox)."""
     run_import(state.load(), address, as_json, lambda imp: files.import_mbox(imp, path, mailbox))
+
+
+@import_group.command("gmail")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_gmail(state: CliState, path: Path, address: str, as_json: bool) -> None:
+    """Import a Google Takeout mbox (or a directory of them): folders and flags from each
+    message's Gmail labels."""
+    run_import(state.load(), address, as_json, lambda imp: files.import_gmail(imp, path))
 
 
 @import_group.command("maildir")

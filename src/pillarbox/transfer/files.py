@@ -7,13 +7,16 @@ Layouts (the same for import and export, so ``import(export(x))`` restores ``x``
   ``Archive.2024.mbox``; see :mod:`.folders`).
 - ``--maildir DIR``: a Maildir++ tree (see :mod:`.maildir`).
 
+``import gmail`` reads a Google Takeout mbox, filing each message by its Gmail labels
+(:mod:`.takeout`).
+
 Exports refuse to write over existing files; they read the store one message at a time.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +25,7 @@ from pillarbox.blocking import run_blocking
 from pillarbox.errors import UserError
 from pillarbox.store.interface import Store
 from pillarbox.store.types import INBOX, Account, Mailbox
-from pillarbox.transfer import folders, maildir, mbox
+from pillarbox.transfer import folders, maildir, mbox, takeout
 from pillarbox.transfer.importer import Importer
 
 MBOX_SUFFIX = ".mbox"
@@ -81,10 +84,14 @@ def _open_for_reading(path: Path) -> BinaryIO:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-async def import_mbox_file(importer: Importer, path: Path, target: Mailbox) -> None:
-    """Every message of one mbox file into ``target``."""
+async def _each_message(
+    importer: Importer,
+    path: Path,
+    handle: Callable[[mbox.MboxMessage, str], Awaitable[None]],
+) -> None:
+    """Every message of one mbox file to ``handle`` with where it was; one over the size limit
+    is counted instead."""
     stream = await run_blocking(_open_for_reading, path)
-    importer.progress(f"{path} -> {target.name}")
     with stream:
         messages = mbox.read_mbox(stream, importer.max_message_size)
         while (message := await run_blocking(next, messages, None)) is not None:
@@ -92,7 +99,22 @@ async def import_mbox_file(importer: Importer, path: Path, target: Mailbox) -> N
             if message.too_large:
                 importer.too_large(message.too_large, where)
                 continue
-            await importer.add(target, message.raw, message.flags, message.internal_date, where)
+            await handle(message, where)
+
+
+async def import_mbox_file(importer: Importer, path: Path, target: Mailbox) -> None:
+    """Every message of one mbox file into ``target``."""
+    importer.progress(f"{path} -> {target.name}")
+
+    async def store(message: mbox.MboxMessage, where: str) -> None:
+        if message.number == 1 and takeout.has_labels(message.raw):
+            importer.progress(
+                f"{path.name} is a Google Takeout export: `pillarbox import gmail` files its "
+                "messages by their Gmail labels"
+            )
+        await importer.add(target, message.raw, message.flags, message.internal_date, where)
+
+    await _each_message(importer, path, store)
 
 
 async def import_mbox(importer: Importer, path: Path, mailbox: str | None) -> None:
@@ -113,6 +135,42 @@ async def import_mbox(importer: Importer, path: Path, mailbox: str | None) -> No
         raise UserError(f"{path} is neither an mbox file nor a directory")
     target = await importer.mailbox(mailbox or INBOX)
     await import_mbox_file(importer, path, target)
+
+
+async def import_gmail(importer: Importer, path: Path) -> None:
+    """A Google Takeout mbox, or every mbox file below a directory, each message into the
+    folders its Gmail labels stand for, with the flags they stand for (:mod:`.takeout`)."""
+    if await run_blocking(path.is_dir):
+        paths = [file for _, file in await run_blocking(mbox_files, path)]
+        if not paths:
+            raise UserError(f"{path} holds no mbox files")
+    elif await run_blocking(path.is_file):
+        paths = [path]
+    else:
+        raise UserError(f"{path} is neither an mbox file nor a directory")
+    mailboxes: dict[takeout.Folder, Mailbox | None] = {}
+
+    async def mailbox_of(folder: takeout.Folder) -> Mailbox | None:
+        if folder not in mailboxes:  # a label our names refuse is reported once, not per message
+            where = "Gmail label " + takeout.GMAIL_DELIMITER.join(folder.levels)
+            mailboxes[folder] = await importer.folder(
+                list(folder.levels), where, folder.special_use
+            )
+        return mailboxes[folder]
+
+    async def store(message: mbox.MboxMessage, where: str) -> None:
+        raw, labels = takeout.split_message(message.raw)
+        place = takeout.placement(labels)
+        targets = [box for f in place.folders if (box := await mailbox_of(f)) is not None]
+        if not targets:  # its only label cannot be a folder here: kept in Archive, not lost
+            archive = await mailbox_of(takeout.ARCHIVE)
+            targets = [archive] if archive is not None else []
+        for target in targets:
+            await importer.add(target, raw, place.flags, message.internal_date, where)
+
+    for file in paths:
+        importer.progress(f"{file} -> folders by Gmail label")
+        await _each_message(importer, file, store)
 
 
 async def import_maildir(importer: Importer, root: Path) -> None:

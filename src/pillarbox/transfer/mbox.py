@@ -125,12 +125,15 @@ def _state_flags(name: bytes, value: bytes) -> set[str]:
     return set()
 
 
-def strip_state(lines: list[bytes]) -> tuple[list[bytes], frozenset[str]]:
-    """Remove the state headers (with their continuation lines) from a message's header and
-    return the remaining lines and the flags they stood for."""
+def take_headers(
+    lines: list[bytes], names: tuple[bytes, ...]
+) -> tuple[list[bytes], list[tuple[bytes, bytes]]]:
+    """Remove the header fields named in ``names`` (lower-case), with their continuation lines,
+    from a message's lines; return the remaining lines and each removed field as (lower-case
+    name, value with its folding kept), in order."""
     kept: list[bytes] = []
-    flags: set[str] = set()
-    current: bytes | None = None  # the state header being skipped, with its value so far
+    taken: list[tuple[bytes, bytes]] = []
+    current: bytes | None = None  # the field being removed, with its value so far
     current_name = b""
     in_header = True
     for line in lines:
@@ -140,7 +143,7 @@ def strip_state(lines: list[bytes]) -> tuple[list[bytes], frozenset[str]]:
         if line in (b"\n", b"\r\n"):
             in_header = False
             if current is not None:
-                flags |= _state_flags(current_name, current)
+                taken.append((current_name, current))
                 current = None
             kept.append(line)
             continue
@@ -148,15 +151,25 @@ def strip_state(lines: list[bytes]) -> tuple[list[bytes], frozenset[str]]:
             current += line
             continue
         if current is not None:
-            flags |= _state_flags(current_name, current)
+            taken.append((current_name, current))
             current = None
         name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() in STATE_HEADERS:
+        if colon and name.strip().lower() in names:
             current_name, current = name.strip().lower(), value
             continue
         kept.append(line)
     if current is not None:
-        flags |= _state_flags(current_name, current)
+        taken.append((current_name, current))
+    return kept, taken
+
+
+def strip_state(lines: list[bytes]) -> tuple[list[bytes], frozenset[str]]:
+    """Remove the state headers from a message's header and return the remaining lines and
+    the flags they stood for."""
+    kept, taken = take_headers(lines, STATE_HEADERS)
+    flags: set[str] = set()
+    for name, value in taken:
+        flags |= _state_flags(name, value)
     return kept, frozenset(flags)
 
 
