@@ -1,0 +1,141 @@
+"""What a TLS ClientHello offers, read from the bytes before OpenSSL takes them: the server
+name (SNI) and the ALPN protocols.
+
+Python's ``ssl`` lets a server switch certificates from the SNI callback, which runs before
+ALPN is negotiated and is not told which protocols were offered; tls-alpn-01 (RFC 8737 §3)
+needs both to decide whether a handshake is a CA's validation. So the hello is read here,
+without I/O: the caller passes every byte received so far and gets None until the whole
+hello has arrived.
+
+Implementation notes:
+
+- Only what the decision needs is parsed (RFC 8446 §4.1.2 framing, RFC 6066 §3 SNI, RFC 7301
+  §3.1 ALPN); anything malformed raises :class:`ValueError` and the caller leaves the
+  handshake to OpenSSL, which refuses it with the proper alert.
+- The hello may span several handshake records (RFC 8446 §5.1); they are joined up to
+  :data:`MAX_HELLO` bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: RFC 8446 §5.1: ContentType handshake; §4: HandshakeType client_hello.
+HANDSHAKE_RECORD = 22
+CLIENT_HELLO = 1
+#: Extension numbers: RFC 6066 §3 server_name, RFC 7301 §3.1 application_layer_protocol_negotiation.
+SERVER_NAME = 0
+ALPN = 16
+#: RFC 6066 §3: NameType host_name.
+HOST_NAME = 0
+#: The largest hello read; a longer one is left to OpenSSL undecided. Real hellos are a few
+#: KiB (post-quantum key shares included); the record layer caps a record at 2^14 (§5.1).
+MAX_HELLO = 16384 + 5
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHello:
+    """What the hello offered: the SNI host name (lower case; "" without one) and the ALPN
+    protocol names in the client's order (empty without the extension)."""
+
+    server_name: str
+    alpn: tuple[str, ...]
+
+
+class _Reader:
+    """Length-prefixed fields of a byte string, each read failing loudly past its end."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._at = 0
+
+    def take(self, size: int) -> bytes:
+        end = self._at + size
+        if end > len(self._data):
+            raise ValueError("field runs past its end")
+        chunk = self._data[self._at : end]
+        self._at = end
+        return chunk
+
+    def number(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "big")
+
+    def vector(self, length_size: int) -> bytes:
+        return self.take(self.number(length_size))
+
+    @property
+    def done(self) -> bool:
+        return self._at == len(self._data)
+
+
+def _handshake_bytes(data: bytes) -> bytes | None:
+    """The handshake layer's bytes in the records received so far (None: not one whole
+    record yet)."""
+    joined = bytearray()
+    at = 0
+    while at + 5 <= len(data):
+        content_type, length = data[at], int.from_bytes(data[at + 3 : at + 5], "big")
+        if content_type != HANDSHAKE_RECORD:
+            raise ValueError("not a handshake record")
+        if at + 5 + length > len(data):
+            break
+        joined += data[at + 5 : at + 5 + length]
+        at += 5 + length
+    return bytes(joined) if joined else None
+
+
+def parse_client_hello(data: bytes) -> ClientHello | None:
+    """The offer of the ClientHello at the start of ``data``; None while it is incomplete.
+
+    Raises :class:`ValueError` for bytes that are not a ClientHello, or one longer than
+    :data:`MAX_HELLO`.
+    """
+    if data and data[0] != HANDSHAKE_RECORD:
+        raise ValueError("not a TLS handshake")
+    handshake = _handshake_bytes(data)
+    if handshake is None or len(handshake) < 4:
+        if len(data) >= MAX_HELLO:
+            raise ValueError("hello too long")
+        return None
+    if handshake[0] != CLIENT_HELLO:
+        raise ValueError("not a ClientHello")
+    length = int.from_bytes(handshake[1:4], "big")
+    if 4 + length > MAX_HELLO:
+        raise ValueError("hello too long")
+    if len(handshake) < 4 + length:
+        return None
+    hello = _Reader(handshake[4 : 4 + length])
+    hello.take(2 + 32)  # legacy_version, random (RFC 8446 §4.1.2)
+    hello.vector(1)  # legacy_session_id
+    hello.vector(2)  # cipher_suites
+    hello.vector(1)  # legacy_compression_methods
+    if hello.done:
+        return ClientHello("", ())  # RFC 5246 §7.4.1.2: extensions may be absent
+    extensions = _Reader(hello.vector(2))
+    server_name, alpn = "", tuple[str, ...]()
+    while not extensions.done:
+        kind, body = extensions.number(2), extensions.vector(2)
+        if kind == SERVER_NAME:
+            server_name = _server_name(body)
+        elif kind == ALPN:
+            alpn = _protocols(body)
+    return ClientHello(server_name, alpn)
+
+
+def _server_name(body: bytes) -> str:
+    """RFC 6066 §3: the host_name entry of the ServerNameList (ASCII, A-labels)."""
+    names = _Reader(_Reader(body).vector(2))
+    while not names.done:
+        kind, name = names.number(1), names.vector(2)
+        if kind == HOST_NAME:
+            return name.decode("ascii").lower()  # UnicodeDecodeError is a ValueError
+    return ""
+
+
+def _protocols(body: bytes) -> tuple[str, ...]:
+    """RFC 7301 §3.1: ProtocolNameList, each name a non-empty byte string."""
+    names = _Reader(_Reader(body).vector(2))
+    found = []
+    while not names.done:
+        found.append(names.vector(1).decode("ascii"))
+    return tuple(found)
