@@ -30,7 +30,9 @@ ALPN = 16
 HOST_NAME = 0
 #: The largest hello read; a longer one is left to OpenSSL undecided. Real hellos are a few
 #: KiB (post-quantum key shares included); the record layer caps a record at 2^14 (§5.1).
-MAX_HELLO = 16384 + 5
+MAX_HELLO = 16384
+#: The most bytes read for one hello, record headers included (a hello cut into tiny records).
+MAX_RECEIVED = 2 * MAX_HELLO
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,34 +70,32 @@ class _Reader:
         return self._at == len(self._data)
 
 
-def _handshake_bytes(data: bytes) -> bytes | None:
-    """The handshake layer's bytes in the records received so far (None: not one whole
-    record yet)."""
+def _handshake_bytes(data: bytes) -> bytes:
+    """The handshake layer's bytes received so far: the records' contents joined, the last
+    record's as far as it has arrived."""
     joined = bytearray()
     at = 0
     while at + 5 <= len(data):
-        content_type, length = data[at], int.from_bytes(data[at + 3 : at + 5], "big")
-        if content_type != HANDSHAKE_RECORD:
+        if data[at] != HANDSHAKE_RECORD:
             raise ValueError("not a handshake record")
-        if at + 5 + length > len(data):
-            break
+        length = int.from_bytes(data[at + 3 : at + 5], "big")
         joined += data[at + 5 : at + 5 + length]
         at += 5 + length
-    return bytes(joined) if joined else None
+    return bytes(joined)
 
 
 def parse_client_hello(data: bytes) -> ClientHello | None:
     """The offer of the ClientHello at the start of ``data``; None while it is incomplete.
 
     Raises :class:`ValueError` for bytes that are not a ClientHello, or one longer than
-    :data:`MAX_HELLO`.
+    :data:`MAX_HELLO` (or :data:`MAX_RECEIVED` with its record headers).
     """
     if data and data[0] != HANDSHAKE_RECORD:
         raise ValueError("not a TLS handshake")
+    if len(data) > MAX_RECEIVED:
+        raise ValueError("hello too long")
     handshake = _handshake_bytes(data)
-    if handshake is None or len(handshake) < 4:
-        if len(data) >= MAX_HELLO:
-            raise ValueError("hello too long")
+    if len(handshake) < 4:
         return None
     if handshake[0] != CLIENT_HELLO:
         raise ValueError("not a ClientHello")
