@@ -156,7 +156,7 @@ def test_only_acme_tls_1_handshakes_for_a_pending_name_see_the_validation_certif
         server.call(make_pending())
 
         # The CA's handshake: the validation certificate, acme-tls/1 agreed, and nothing
-        # served after it (RFC 8737 §3): the request gets no HTTP answer.
+        # served after it (RFC 8737 §4): the request gets no HTTP answer.
         agreed, cert, answer = handshake(https_port, [ACME_TLS_1])
         assert agreed == ACME_TLS_1 and is_validation(cert)
         assert answer == b""

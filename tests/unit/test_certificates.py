@@ -289,7 +289,7 @@ def test_challenge_choice_per_authorization() -> None:
         choose_challenge(
             authorization("example.org", *both, wildcard=True), key, ("http-01",), ours
         )
-    # tls-alpn-01 (RFC 8737): by its name, never for a wildcard either (§3).
+    # tls-alpn-01 (RFC 8737): by its name, never for a wildcard either.
     three = (*both, TLSALPN01)
     chosen = choose_challenge(
         authorization("mail.example.org", *three), key, ("tls-alpn-01", "http-01"), ours
@@ -300,7 +300,7 @@ def test_challenge_choice_per_authorization() -> None:
         authorization("example.org", *three, wildcard=True), key, ("tls-alpn-01", "dns-01"), ours
     )
     assert chosen.kind == "dns-01"
-    with pytest.raises(AcmeError, match=r"tls-alpn-01 cannot prove a wildcard \(RFC 8737"):
+    with pytest.raises(AcmeError, match=r"tls-alpn-01 cannot prove a wildcard"):
         choose_challenge(
             authorization("example.org", *three, wildcard=True), key, ("tls-alpn-01",), ours
         )

@@ -13,9 +13,9 @@ Implementation notes:
   and the dedicated challenge listener look tokens up in; a token never becomes a path. Each
   attempt removes its tokens when it ends.
 - **Challenge choice** (``[tls] acme_challenges``, in order of preference), per authorization:
-  http-01 or tls-alpn-01 for a name that is not a wildcard (RFC 8737 §3 excludes wildcards
-  too); tls-alpn-01 needs the https listener, which ``pillarbox serve`` hands
-  :attr:`CertificateManager.tls_alpn` to; dns-01 when our authoritative DNS server serves the
+  http-01 or tls-alpn-01 for a name that is not a wildcard (each proves the one name it is
+  asked under), tls-alpn-01 answered by the https listener, which ``pillarbox serve`` hands
+  :attr:`CertificateManager.tls_alpn`; dns-01 when our authoritative DNS server serves the
   hosted domain whose zone holds ``_acme-challenge.<name>``, or else when ``acme_dns_hook`` is
   set. A wildcard's authorization is for its base name and only dns-01 can prove it (RFC 8555
   §7.1.3, §8.4). No choice left fails the attempt naming the name and each type's reason.
@@ -263,7 +263,7 @@ def choose_challenge(
         elif kind == HTTP01 and authorization.wildcard:
             reasons.append("http-01 cannot prove a wildcard (RFC 8555 §8.3)")
         elif kind == TLS_ALPN01 and authorization.wildcard:
-            reasons.append("tls-alpn-01 cannot prove a wildcard (RFC 8737 §3)")
+            reasons.append("tls-alpn-01 cannot prove a wildcard (CAs take dns-01 only)")
         elif kind == DNS01 and name not in dns_domains:
             reasons.append(
                 f"dns-01 needs our DNS server to serve {dns01_record_name(name)} "

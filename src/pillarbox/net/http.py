@@ -50,7 +50,7 @@ from pillarbox.observability.log import Log
 
 class ValidationGuard(asyncio.Protocol):
     """The https listener's protocol in front of the web app's: a connection whose handshake
-    negotiated ``acme-tls/1`` is closed at once and never reaches the app (RFC 8737 §3: no
+    negotiated ``acme-tls/1`` is closed at once and never reaches the app (RFC 8737 §4: no
     data follows the handshake); every other one is handed over untouched."""
 
     def __init__(self, inner: asyncio.Protocol) -> None:

@@ -10,7 +10,7 @@ Implementation notes:
   validation certificate and negotiating only ``acme-tls/1`` (RFC 8737 §3); every other
   handshake keeps the shared context, its certificate and its ALPN untouched. A hello offering
   ``acme-tls/1`` for a name without a pending challenge is refused (logged).
-- **Nothing after the handshake** (RFC 8737 §3, §6.2: the protocol carries no application
+- **Nothing after the handshake** (RFC 8737 §4: the protocol carries no application
   data): the https listener closes such a connection once the handshake is done, and the web
   app never sees it (:class:`pillarbox.net.http.ValidationGuard`).
 - **The certificate**: self-signed, a P-256 key of its own, one dNSName SAN (the name), and
