@@ -4,6 +4,7 @@ validations (fed the bytes a real ``ssl`` client writes)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ssl
 
@@ -151,12 +152,17 @@ def test_client_hello_split_across_records() -> None:
         b"GET / HTTP/1.1\r\n",  # not TLS
         b"\x17\x03\x03\x00\x01x",  # application data first
         b"\x16\x03\x01\x00\x04\x02\x00\x00\x00",  # a ServerHello
+        # An empty ALPN name (RFC 7301 §3.1), found by fuzz/tls_client_hello.py.
+        base64.b64decode(
+            "FgMBAC4BAABYAwMAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAhMBAQAAFgMBAC4tAAAAGAAW"
+            "AAATbWFpbC5waWxsYXJib3gudGVzdAAQAA0AAQAAAAAAAG1scy8x"
+        ),
         # A ClientHello whose session id runs past its end.
         b"\x16\x03\x01\x00\x2b\x01\x00\x00\x27\x03\x03" + bytes(32) + b"\xff" + bytes(4),
     ],
 )
 def test_client_hello_rejects_what_is_not_one(data: bytes) -> None:
-    with pytest.raises(ValueError, match=r"not a|past its end"):
+    with pytest.raises(ValueError, match=r"not a|past its end|empty ALPN"):
         parse_client_hello(data)
 
 

@@ -44,30 +44,23 @@ class ClientHello:
     alpn: tuple[str, ...]
 
 
-class _Reader:
-    """Length-prefixed fields of a byte string, each read failing loudly past its end."""
+def _vector(data: bytes, at: int, length_size: int) -> tuple[bytes, int]:
+    """The length-prefixed field at ``at`` and the offset after it; :class:`ValueError` if
+    it runs past the end of ``data``."""
+    start = at + length_size
+    end = start + int.from_bytes(data[at:start], "big")
+    if end > len(data):  # a cut-short length prefix too: then start > len(data)
+        raise ValueError("field runs past its end")
+    return data[start:end], end
 
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._at = 0
 
-    def take(self, size: int) -> bytes:
-        end = self._at + size
-        if end > len(self._data):
-            raise ValueError("field runs past its end")
-        chunk = self._data[self._at : end]
-        self._at = end
-        return chunk
-
-    def number(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big")
-
-    def vector(self, length_size: int) -> bytes:
-        return self.take(self.number(length_size))
-
-    @property
-    def done(self) -> bool:
-        return self._at == len(self._data)
+def _items(data: bytes, length_size: int) -> list[bytes]:
+    """The length-prefixed items of a list (e.g. RFC 7301's ProtocolNameList)."""
+    items, at = [], 0
+    while at < len(data):
+        item, at = _vector(data, at, length_size)
+        items.append(item)
+    return items
 
 
 def _handshake_bytes(data: bytes) -> bytes:
@@ -104,17 +97,19 @@ def parse_client_hello(data: bytes) -> ClientHello | None:
         raise ValueError("hello too long")
     if len(handshake) < 4 + length:
         return None
-    hello = _Reader(handshake[4 : 4 + length])
-    hello.take(2 + 32)  # legacy_version, random (RFC 8446 §4.1.2)
-    hello.vector(1)  # legacy_session_id
-    hello.vector(2)  # cipher_suites
-    hello.vector(1)  # legacy_compression_methods
-    if hello.done:
+    hello = handshake[4 : 4 + length]
+    at = 2 + 32  # legacy_version, random (RFC 8446 §4.1.2)
+    _, at = _vector(hello, at, 1)  # legacy_session_id
+    _, at = _vector(hello, at, 2)  # cipher_suites
+    _, at = _vector(hello, at, 1)  # legacy_compression_methods
+    if at == len(hello):
         return ClientHello("", ())  # RFC 5246 §7.4.1.2: extensions may be absent
-    extensions = _Reader(hello.vector(2))
+    extensions, _ = _vector(hello, at, 2)
     server_name, alpn = "", tuple[str, ...]()
-    while not extensions.done:
-        kind, body = extensions.number(2), extensions.vector(2)
+    at = 0
+    while at < len(extensions):
+        kind = int.from_bytes(extensions[at : at + 2], "big")
+        body, at = _vector(extensions, at + 2, 2)
         if kind == SERVER_NAME:
             server_name = _server_name(body)
         elif kind == ALPN:
@@ -124,9 +119,11 @@ def parse_client_hello(data: bytes) -> ClientHello | None:
 
 def _server_name(body: bytes) -> str:
     """RFC 6066 §3: the host_name entry of the ServerNameList (ASCII, A-labels)."""
-    names = _Reader(_Reader(body).vector(2))
-    while not names.done:
-        kind, name = names.number(1), names.vector(2)
+    names, _ = _vector(body, 0, 2)
+    at = 0
+    while at < len(names):
+        kind = names[at]
+        name, at = _vector(names, at + 1, 2)
         if kind == HOST_NAME:
             return name.decode("ascii").lower()  # UnicodeDecodeError is a ValueError
     return ""
@@ -134,8 +131,8 @@ def _server_name(body: bytes) -> str:
 
 def _protocols(body: bytes) -> tuple[str, ...]:
     """RFC 7301 §3.1: ProtocolNameList, each name a non-empty byte string."""
-    names = _Reader(_Reader(body).vector(2))
-    found = []
-    while not names.done:
-        found.append(names.vector(1).decode("ascii"))
-    return tuple(found)
+    names, _ = _vector(body, 0, 2)
+    found = tuple(name.decode("ascii") for name in _items(names, 1))
+    if "" in found:
+        raise ValueError("an empty ALPN protocol name")  # §3.1: "MUST NOT be included"
+    return found

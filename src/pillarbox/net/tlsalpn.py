@@ -104,11 +104,11 @@ def validation_certificate(name: str, key_authorization: str) -> tuple[bytes, by
 
 def validation_context(name: str, key_authorization: str) -> ssl.SSLContext:
     """A server context presenting the validation certificate for ``name`` and negotiating
-    only ``acme-tls/1``. Blocking (key generation, a private temporary file: ``ssl`` loads
-    certificates from files only)."""
+    only ``acme-tls/1`` (a handshake switched to it keeps the shared context's TLS versions,
+    which meet RFC 8737 §4's floor of 1.2). Blocking (key generation, a private temporary
+    file: ``ssl`` loads certificates from files only)."""
     cert, key = validation_certificate(name, key_authorization)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8737 §4: TLS 1.2 or later
     context.set_alpn_protocols([ACME_TLS_1])
     with tempfile.TemporaryDirectory(prefix="pillarbox-tlsalpn-") as scratch:
         pair = Path(scratch) / "pair.pem"  # the directory is the creator's only (0700)
