@@ -70,7 +70,9 @@ def tls_alpn_config(
     )
 
 
-def client_context(alpn: list[str] | None, root_pem: bytes | None = None) -> ssl.SSLContext:
+def client_context(
+    alpn: list[str] | None, root_pem: bytes | None = None, *, tls12: bool = False
+) -> ssl.SSLContext:
     if root_pem is None:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -79,17 +81,25 @@ def client_context(alpn: list[str] | None, root_pem: bytes | None = None) -> ssl
         context = ssl.create_default_context(cadata=root_pem.decode())
     if alpn:
         context.set_alpn_protocols(alpn)
+    if tls12:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
 def handshake(
-    port: int, alpn: list[str] | None, name: str = NAME, root_pem: bytes | None = None
+    port: int,
+    alpn: list[str] | None,
+    name: str = NAME,
+    root_pem: bytes | None = None,
+    *,
+    tls12: bool = False,
 ) -> tuple[str | None, x509.Certificate, bytes]:
     """A handshake offering ``alpn`` with SNI ``name``, then an HTTP request: the ALPN agreed,
     the certificate presented, and what came back (b"" when the server closed)."""
+    context = client_context(alpn, root_pem, tls12=tls12)
     with (
         socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        client_context(alpn, root_pem).wrap_socket(raw, server_hostname=name) as tls,
+        context.wrap_socket(raw, server_hostname=name) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
         assert der is not None
@@ -158,6 +168,11 @@ def test_only_acme_tls_1_handshakes_for_a_pending_name_see_the_validation_certif
         # The CA's handshake: the validation certificate, acme-tls/1 agreed, and nothing
         # served after it (RFC 8737 §4): the request gets no HTTP answer.
         agreed, cert, answer = handshake(https_port, [ACME_TLS_1])
+        assert agreed == ACME_TLS_1 and is_validation(cert)
+        assert answer == b""
+        # A validator speaking TLS 1.2 (RFC 8737 §4's floor): the server's Finished, written
+        # as the server's side completes, still goes out before the close.
+        agreed, cert, answer = handshake(https_port, [ACME_TLS_1], tls12=True)
         assert agreed == ACME_TLS_1 and is_validation(cert)
         assert answer == b""
         # The same, its ClientHello arriving in pieces.
