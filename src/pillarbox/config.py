@@ -234,9 +234,9 @@ class TlsSection:
         (),
         "Host names the certificate covers (DNS must point them here; wildcards like '*.example.org' need dns-01); empty: server.hostname.",
     )
-    acme_challenges: tuple[Literal["http-01", "dns-01"], ...] = _f(
+    acme_challenges: tuple[Literal["http-01", "tls-alpn-01", "dns-01"], ...] = _f(
         ("http-01",),
-        "Challenge types to answer, in order of preference: 'http-01' (port 80 reachable), 'dns-01' (a TXT record published by our own authoritative DNS server for a hosted domain's zone, else by acme_dns_hook).",
+        "Challenge types to answer, in order of preference: 'http-01' (port 80 reachable), 'tls-alpn-01' (RFC 8737: port 443 reaches the https listener, port 80 not needed), 'dns-01' (a TXT record published by our own authoritative DNS server for a hosted domain's zone, else by acme_dns_hook).",
     )
     acme_dns_hook: tuple[str, ...] = _f(
         (),
@@ -1312,7 +1312,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("metrics.basic_auth_username", "needed with basic_auth_password")
     if bool(config.tls.cert) != bool(config.tls.key):
         raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
-    _validate_acme(config.tls, config.server.hostname, config.dns)
+    _validate_acme(
+        config.tls, config.server.hostname, config.dns, https_enabled=config.listeners.https.enabled
+    )
     if config.auth.free_failures >= config.auth.lockout_failures:
         raise ConfigError("auth.free_failures", "must be smaller than auth.lockout_failures")
     if not config.queue.retry_schedule:
@@ -1422,7 +1424,7 @@ def _validate_quota(quota: QuotaSection) -> None:
         raise ConfigError("quota.warning_thresholds", "names a percentage twice")
 
 
-def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection) -> None:
+def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection, *, https_enabled: bool) -> None:
     if not tls.acme:
         return
     if tls.cert:
@@ -1455,6 +1457,12 @@ def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection) -> None:
             "tls.acme_challenges",
             "dns-01 needs [dns] authoritative_enabled (our own DNS server publishes the TXT "
             "record) or tls.acme_dns_hook (a command publishes it elsewhere)",
+        )
+    if "tls-alpn-01" in tls.acme_challenges and not https_enabled:
+        raise ConfigError(
+            "tls.acme_challenges",
+            "tls-alpn-01 is answered by the https listener: enable [listeners.https] "
+            "(the CA connects to port 443)",
         )
     key = "tls.acme_names" if tls.acme_names else "server.hostname"
     try:

@@ -35,6 +35,7 @@ from pillarbox.certificates import (
 )
 from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.net.acme import AcmeError, choose_challenge
+from pillarbox.net.tlsalpn import TLSALPN01
 from pillarbox.web.acme import challenge_app
 
 #: The modulus of the RSA key of RFC 7638 §3.1 (base64url).
@@ -187,11 +188,17 @@ def test_acme_config_checks() -> None:
         ({"acme_challenges": ("http-01", "http-01")}, "tls.acme_challenges"),
         # dns-01 is answered by our own authoritative server, off by default.
         ({"acme_challenges": ("dns-01",)}, "tls.acme_challenges"),
+        # tls-alpn-01 by the https listener, off by default too.
+        ({"acme_challenges": ("tls-alpn-01",)}, "tls.acme_challenges"),
     ]
     for settings, key in bad:
         with pytest.raises(ConfigError) as raised:
             cfg._validate(acme_config(**settings))
         assert raised.value.key == key, settings
+    https = cfg.Listeners(https=cfg.Listener(port=443, enabled=True))
+    cfg._validate(
+        dataclasses.replace(acme_config(acme_challenges=("tls-alpn-01",)), listeners=https)
+    )
     # Without acme_names the server's own name must be one a CA can issue for.
     localhost = dataclasses.replace(acme_config(), server=cfg.ServerSection(hostname="localhost"))
     with pytest.raises(ConfigError) as raised:
@@ -282,6 +289,21 @@ def test_challenge_choice_per_authorization() -> None:
         choose_challenge(
             authorization("example.org", *both, wildcard=True), key, ("http-01",), ours
         )
+    # tls-alpn-01 (RFC 8737): by its name, never for a wildcard either.
+    three = (*both, TLSALPN01)
+    chosen = choose_challenge(
+        authorization("mail.example.org", *three), key, ("tls-alpn-01", "http-01"), ours
+    )
+    assert chosen.kind == "tls-alpn-01" and chosen.name == "mail.example.org"
+    assert chosen.record is None and chosen.response.to_partial_json() == {}  # RFC 8555 §7.5.1
+    chosen = choose_challenge(
+        authorization("example.org", *three, wildcard=True), key, ("tls-alpn-01", "dns-01"), ours
+    )
+    assert chosen.kind == "dns-01"
+    with pytest.raises(AcmeError, match=r"tls-alpn-01 cannot prove a wildcard"):
+        choose_challenge(
+            authorization("example.org", *three, wildcard=True), key, ("tls-alpn-01",), ours
+        )
 
 
 def test_acme_challenges_from_toml(tmp_path: Path) -> None:
@@ -292,7 +314,7 @@ def test_acme_challenges_from_toml(tmp_path: Path) -> None:
         'acme_names = ["*.example.org"]\n'
     )
     assert cfg.load(path).tls.acme_challenges == ("dns-01", "http-01")
-    path.write_text('[tls]\nacme_challenges = ["tls-alpn-01"]\n')
+    path.write_text('[tls]\nacme_challenges = ["tls-sni-01"]\n')  # RFC 8737 §1: gone
     with pytest.raises(ConfigError) as raised:
         cfg.load(path)
     assert raised.value.key == "tls.acme_challenges[0]"

@@ -1,5 +1,6 @@
-"""ACME certificates (RFC 8555) for every TLS listener: obtained with HTTP-01 or DNS-01, renewed
-in the background, swapped into the shared TLS context without a restart.
+"""ACME certificates (RFC 8555) for every TLS listener: obtained with HTTP-01, DNS-01 or
+TLS-ALPN-01 (RFC 8737), renewed in the background, swapped into the shared TLS context without
+a restart.
 
 Implementation notes:
 
@@ -12,10 +13,15 @@ Implementation notes:
   and the dedicated challenge listener look tokens up in; a token never becomes a path. Each
   attempt removes its tokens when it ends.
 - **Challenge choice** (``[tls] acme_challenges``, in order of preference), per authorization:
-  http-01 for a name that is not a wildcard; dns-01 when our authoritative DNS server serves the
+  http-01 or tls-alpn-01 for a name that is not a wildcard (each proves the one name it is
+  asked under), tls-alpn-01 answered by the https listener, which ``pillarbox serve`` hands
+  :attr:`CertificateManager.tls_alpn`; dns-01 when our authoritative DNS server serves the
   hosted domain whose zone holds ``_acme-challenge.<name>``, or else when ``acme_dns_hook`` is
   set. A wildcard's authorization is for its base name and only dns-01 can prove it (RFC 8555
   §7.1.3, §8.4). No choice left fails the attempt naming the name and each type's reason.
+- **TLS-ALPN-01 answers** are a context per name presenting its validation certificate
+  (:mod:`pillarbox.net.tlsalpn`), made off the loop before the CA is told to validate and
+  dropped when the attempt ends; like http-01's tokens they are this process's.
 - **DNS-01 answers** in our zones are TXT records published through the store
   (:mod:`pillarbox.dns.acmerecords`), so every node's DNS server serves them; the CA is told to
   validate only once our own server answers them (§8.4). Elsewhere the administrator's command
@@ -78,6 +84,7 @@ from pillarbox.config import Config, TlsSection
 from pillarbox.dns.acmerecords import AcmeChallengeRecords, ChallengeRecord, NotAnswerable
 from pillarbox.errors import PillarboxError, StorageError
 from pillarbox.net.acmehook import HookFailed, run_hook
+from pillarbox.net.tlsalpn import TlsAlpnAnswers, validation_context
 from pillarbox.observability.log import Log
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
@@ -177,6 +184,7 @@ def _account_key(path: Path) -> JWKEC:
 
 HTTP01 = "http-01"
 DNS01 = "dns-01"
+TLS_ALPN01 = "tls-alpn-01"  # registered with the acme library by pillarbox.net.tlsalpn
 #: The ``domain`` of a dns-01 record our DNS server does not serve: ``acme_dns_hook`` publishes it.
 EXTERNAL_ZONE = ""
 
@@ -184,10 +192,13 @@ EXTERNAL_ZONE = ""
 @dataclass(frozen=True, slots=True)
 class _Challenge:
     """One challenge chosen and its answer: for http-01 the token and key authorization the
-    challenge route serves, for dns-01 the TXT record to publish."""
+    challenge route serves, for tls-alpn-01 the name and key authorization the validation
+    certificate is made of, for dns-01 the TXT record to publish."""
 
     body: messages.ChallengeBody
     response: challenges.ChallengeResponse
+    kind: str
+    name: str
     token: str
     key_authorization: str
     record: ChallengeRecord | None = None
@@ -251,6 +262,8 @@ def choose_challenge(
             reasons.append(f"the CA offers no {kind}")
         elif kind == HTTP01 and authorization.wildcard:
             reasons.append("http-01 cannot prove a wildcard (RFC 8555 §8.3)")
+        elif kind == TLS_ALPN01 and authorization.wildcard:
+            reasons.append("tls-alpn-01 cannot prove a wildcard (CAs take dns-01 only)")
         elif kind == DNS01 and name not in dns_domains:
             reasons.append(
                 f"dns-01 needs our DNS server to serve {dns01_record_name(name)} "
@@ -265,7 +278,8 @@ def choose_challenge(
                 record = ChallengeRecord(
                     dns_domains[name], dns01_record_name(name), dns01_txt_value(key_authorization)
                 )
-            return _Challenge(body, response, body.chall.encode("token"), key_authorization, record)
+            token = body.chall.encode("token")
+            return _Challenge(body, response, kind, name, token, key_authorization, record)
     raise AcmeError(f"no challenge for {shown} can be answered: {'; '.join(reasons)}")
 
 
@@ -382,6 +396,8 @@ class CertificateManager:
         )
         self._context = context
         self._responses = responses
+        #: The tls-alpn-01 answers the https listener presents (None: not wanted).
+        self.tls_alpn = TlsAlpnAnswers() if TLS_ALPN01 in config.tls.acme_challenges else None
         #: Where dns-01 answers are published: set by ``pillarbox serve`` once the
         #: authoritative DNS server runs (None: dns-01 cannot be answered).
         self.dns_records: AcmeChallengeRecords | None = None
@@ -426,8 +442,10 @@ class CertificateManager:
         published: list[ChallengeRecord] = []
         try:
             for challenge in placed.challenges:
-                if challenge.record is None:
+                if challenge.kind == HTTP01:
                     self._responses[challenge.token] = challenge.key_authorization
+                elif challenge.kind == TLS_ALPN01:
+                    await self._present(challenge)
             await self._publish(placed.records, published)
             chain = await run_blocking(_finish_order, placed, self._tls.acme_timeout, stop)
         except asyncio.CancelledError:
@@ -436,6 +454,8 @@ class CertificateManager:
         finally:
             for challenge in placed.challenges:
                 self._responses.pop(challenge.token, None)
+                if self.tls_alpn is not None:
+                    self.tls_alpn.remove(challenge.name)
             await self._withdraw(published)
         facts = certificate_facts(chain)
         await run_blocking(self._store, placed.key_pem, chain)
@@ -451,6 +471,14 @@ class CertificateManager:
             not_after=_utc_text(facts.not_after),
         )
         return facts
+
+    async def _present(self, challenge: _Challenge) -> None:
+        """Make the https listener answer ``challenge`` (tls-alpn-01)."""
+        assert self.tls_alpn is not None  # chosen only when wanted
+        context = await run_blocking(
+            validation_context, challenge.name, challenge.key_authorization
+        )
+        self.tls_alpn.add(challenge.name, context)
 
     async def _dns_domains(self) -> dict[str, str]:
         """Identifier → where dns-01 can publish its record: the hosted domain whose zone our

@@ -24,6 +24,9 @@ Implementation notes:
   handlers (and re-raise the signal afterwards); :class:`_EmbeddedUvicorn` disables that, and
   the server stops uvicorn through :meth:`HttpListener.stop_accepting` /
   :meth:`HttpListener.finish`, like every other listener.
+- **ACME tls-alpn-01** (``acme_tls_alpn``): the listener's handshakes read the ClientHello and
+  answer a CA's ``acme-tls/1`` validation (:mod:`pillarbox.net.tls`); such a connection is
+  closed after its handshake by :class:`ValidationGuard`, before uvicorn sees it.
 - **Graceful stop**: uvicorn closes the socket, asks keep-alive connections to close and gives
   in-flight requests ``grace`` seconds; the web app's live-update streams end by themselves
   once ``Services.shutdown`` is set, so they do not hold the stop up.
@@ -36,21 +39,62 @@ import contextlib
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from pillarbox.net.tls import ACME_TLS_1, ACME_TLS_ALPN
 from pillarbox.observability.log import Log
+
+
+class ValidationGuard(asyncio.Protocol):
+    """The https listener's protocol in front of the web app's: a connection whose handshake
+    negotiated ``acme-tls/1`` is closed at once and never reaches the app (RFC 8737 §4: no
+    data follows the handshake); every other one is handed over untouched."""
+
+    def __init__(self, inner: asyncio.Protocol) -> None:
+        self._inner = inner
+        self._validation = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == ACME_TLS_1:
+            self._validation = True
+            transport.close()  # after the pending handshake bytes, with a close_notify
+            return
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._validation:
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._validation:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None if self._validation else self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        if not self._validation:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if not self._validation:
+            self._inner.resume_writing()
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
     """uvicorn without signal handling of its own (the process's owner handles signals), and
     with a bound on the TLS handshake."""
 
-    def __init__(self, config: uvicorn.Config, *, handshake_timeout: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, *, handshake_timeout: float, guarded: bool = False
+    ) -> None:
         super().__init__(config)
         self._handshake_timeout = handshake_timeout
+        self._guarded = guarded
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -73,7 +117,7 @@ class _EmbeddedUvicorn(uvicorn.Server):
                 app_state=self.lifespan.state,
                 _loop=_loop,
             )
-            return protocol
+            return ValidationGuard(protocol) if self._guarded else protocol
 
         loop = asyncio.get_running_loop()
         for sock in sockets or []:
@@ -142,9 +186,12 @@ class HttpListener:
         keepalive: float = 5.0,
         handshake_timeout: float = 30.0,
         forwarded: tuple[str, ...] = (),
+        acme_tls_alpn: Callable[[str], ssl.SSLContext | None] | None = None,
     ) -> None:
         self.name = name
         self.tls = tls
+        #: SNI name → the context answering its tls-alpn-01 challenge (None: not answered).
+        self._acme_tls_alpn = acme_tls_alpn
         #: Networks whose X-Forwarded-For/-Proto are believed; empty: nobody's.
         self._forwarded = forwarded
         self._handshake_timeout = handshake_timeout
@@ -188,10 +235,18 @@ class HttpListener:
             # The shared context itself, never a copy: certificate reloads reach this listener.
             ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
         )
-        self._server = _EmbeddedUvicorn(config, handshake_timeout=self._handshake_timeout)
-        self._task = asyncio.get_running_loop().create_task(
-            self._server.serve(sockets=[self._socket]), name=f"{self.name}-uvicorn"
+        answering = tls is not None and self._acme_tls_alpn is not None
+        self._server = _EmbeddedUvicorn(
+            config, handshake_timeout=self._handshake_timeout, guarded=answering
         )
+        # Set while the task is made: its connections' handshakes run in copies of its context.
+        answers = ACME_TLS_ALPN.set(self._acme_tls_alpn if answering else None)
+        try:
+            self._task = asyncio.get_running_loop().create_task(
+                self._server.serve(sockets=[self._socket]), name=f"{self.name}-uvicorn"
+            )
+        finally:
+            ACME_TLS_ALPN.reset(answers)
         while not self._server.started:  # startup is a few loop turns; fail fast if it died
             if self._task.done():
                 self._task.result()

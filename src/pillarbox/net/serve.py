@@ -20,6 +20,7 @@ import gc
 import importlib
 import ipaddress
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -171,6 +172,7 @@ class Server:
                         tls=tls if WEB_LISTENERS[name] else None,
                         handshake_timeout=config.tls.handshake_timeout,
                         forwarded=settings.proxy_networks if settings.forwarded_headers else (),
+                        acme_tls_alpn=self._tls_alpn_answers(name),
                     )
                     with _bind_error(f"listeners.{name}", settings.address, settings.port):
                         http.bind(settings.address, settings.port)
@@ -264,6 +266,13 @@ class Server:
             await listener.start_unix(path, mode)
         self.listeners[LMTP_SOCKET] = listener
         self.log.info("listening", listener=LMTP_SOCKET, on=path)
+
+    def _tls_alpn_answers(self, listener: str) -> Callable[[str], ssl.SSLContext | None] | None:
+        """What the https listener answers tls-alpn-01 with (RFC 8737: the CA connects to
+        port 443); None for other listeners or without tls-alpn-01."""
+        if listener != "https" or self.acme is None or self.acme.tls_alpn is None:
+            return None
+        return self.acme.tls_alpn.context_for
 
     async def _start_acme_listener(self, context: Services) -> None:
         """The HTTP-01 challenge listener (``[tls] acme_challenge_listener``): the CA connects

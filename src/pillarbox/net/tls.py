@@ -12,6 +12,13 @@ reports a TLS error to whatever :data:`HANDSHAKE_FAILED` holds in the running co
 implicit-TLS listener sets it while it starts serving, so the connections it accepts (their
 callbacks run in a copy of that context, on both loops) report to its counter. STARTTLS
 upgrades run where it is unset: the channel counts those itself.
+
+ACME tls-alpn-01 (RFC 8737) is answered in the same hook: the https listener sets
+:data:`ACME_TLS_ALPN` while it starts serving, and each of its handshakes first reads the
+ClientHello from the incoming buffer (:meth:`ServerContext.wrap_bio` hands the buffer to the
+object); one offering ``acme-tls/1`` is switched to the context answering the challenge for
+its SNI name (:mod:`pillarbox.net.tlsalpn`), or refused when there is none. Other listeners,
+and the https listener without tls-alpn-01, never read the hello.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from cryptography.x509.oid import NameOID
 
 from pillarbox.atomicfile import write_atomically
 from pillarbox.config import Config
+from pillarbox.net.clienthello import parse_client_hello
 
 SELF_SIGNED_DAYS = 825
 
@@ -87,26 +95,92 @@ HANDSHAKE_FAILED: ContextVar[Callable[[], None] | None] = ContextVar(
 )
 
 
+#: RFC 8737 §6.2: the ALPN protocol name of an ACME tls-alpn-01 validation handshake.
+ACME_TLS_1 = "acme-tls/1"
+
+#: For the https listener answering tls-alpn-01: SNI name → the context presenting that name's
+#: validation certificate, or None to refuse the handshake (see the module notes).
+ACME_TLS_ALPN: ContextVar[Callable[[str], ssl.SSLContext | None] | None] = ContextVar(
+    "acme_tls_alpn", default=None
+)
+
+
+class TlsAlpnRefused(ssl.SSLError):
+    """A handshake offering ``acme-tls/1`` for a name without a pending challenge."""
+
+
 class _CountedSSLObject(ssl.SSLObject):
     """An ``SSLObject`` whose failed handshake (a TLS error: not TLS at all, no common version
-    or cipher, the client refusing our certificate) is reported to :data:`HANDSHAKE_FAILED`."""
+    or cipher, the client refusing our certificate) is reported to :data:`HANDSHAKE_FAILED`,
+    and which answers tls-alpn-01 where :data:`ACME_TLS_ALPN` is set."""
+
+    #: Set by :meth:`ServerContext.wrap_bio` where tls-alpn-01 is answered, until the
+    #: ClientHello has been read.
+    _incoming: ssl.MemoryBIO | None = None
+    _answers: Callable[[str], ssl.SSLContext | None] | None = None
 
     def do_handshake(self) -> None:
         try:
+            if self._incoming is not None:
+                self._read_hello(self._incoming)
             super().do_handshake()
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise  # more bytes to come: not a failure
+        except TlsAlpnRefused:
+            raise  # a validation nobody asked for: logged where refused, not a TLS failure
         except ssl.SSLError:
             report = HANDSHAKE_FAILED.get()
             if report is not None:
                 report()
             raise
 
+    def _read_hello(self, incoming: ssl.MemoryBIO) -> None:
+        """Hold the handshake until the whole ClientHello is in ``incoming``, then switch to
+        the tls-alpn-01 context if it asks for one (module notes)."""
+        # The whole buffer read and written back: the bytes stay for OpenSSL, in order.
+        data = incoming.read()
+        incoming.write(data)
+        try:
+            hello = parse_client_hello(data)
+        except ValueError:
+            hello = None  # not a hello we read: OpenSSL refuses it with the proper alert
+        else:
+            if hello is None:
+                raise ssl.SSLWantReadError("the ClientHello is incomplete")
+        self._incoming = None
+        answers = self._answers
+        if hello is None or answers is None or ACME_TLS_1 not in hello.alpn:
+            return
+        context = answers(hello.server_name)
+        if context is None:
+            raise TlsAlpnRefused(f"no tls-alpn-01 challenge pending for {hello.server_name!r}")
+        self.context = context
+
+
+class ServerContext(ssl.SSLContext):
+    """The server context: each ``SSLObject`` it makes where :data:`ACME_TLS_ALPN` is set is
+    given its incoming buffer, to read the ClientHello from (module notes)."""
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        wrapped = super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        answers = ACME_TLS_ALPN.get()
+        if server_side and answers is not None and isinstance(wrapped, _CountedSSLObject):
+            wrapped._incoming = incoming
+            wrapped._answers = answers
+        return wrapped
+
 
 def server_context(config: Config) -> ssl.SSLContext:
     """The server-side context every listener shares."""
     cert, key = tls_paths(config)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = ServerContext(ssl.PROTOCOL_TLS_SERVER)
     context.sslobject_class = _CountedSSLObject
     context.minimum_version = (
         ssl.TLSVersion.TLSv1_3 if config.tls.min_version == "TLSv1.3" else ssl.TLSVersion.TLSv1_2

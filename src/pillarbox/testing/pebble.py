@@ -1,8 +1,9 @@
 """Pebble, Let's Encrypt's ACME test server (Debian's ``pebble``), on loopback for tests.
 
-Pebble validates HTTP-01 challenges by connecting to the name's address on its ``httpPort``
-and resolves names through the DNS server given with ``-dnsserver``: tests point it at a
-loopback server of ours (:mod:`pillarbox.testing.dnszone`) answering A 127.0.0.1. Its directory
+Pebble validates HTTP-01 challenges by connecting to the name's address on its ``httpPort``,
+TLS-ALPN-01 ones on its ``tlsPort`` (where a CA connects to 443), and resolves names through
+the DNS server given with ``-dnsserver``: tests point it at a loopback server of ours
+(:mod:`pillarbox.testing.dnszone`) answering A 127.0.0.1. Its directory
 is served over HTTPS with a certificate made here (Debian's package ships none), from a CA the
 ACME client is told to trust (``[tls] acme_ca_bundle``). It issues from a root it generates at
 each start; :attr:`Pebble.root_pem` is that root, fetched from its management port.
@@ -60,11 +61,15 @@ def presented_certificate(port: int, root_pem: bytes | None, name: str) -> x509.
 
 class Pebble:
     """``with Pebble(workdir, http_port=…, dns_port=…) as pebble:`` — started and ready on
-    enter (its directory at :attr:`directory_url`), stopped on exit."""
+    enter (its directory at :attr:`directory_url`), stopped on exit. ``tls_port``: where it
+    validates TLS-ALPN-01 (default: a port nothing listens on)."""
 
-    def __init__(self, workdir: Path, *, http_port: int, dns_port: int) -> None:
+    def __init__(
+        self, workdir: Path, *, http_port: int, dns_port: int, tls_port: int | None = None
+    ) -> None:
         self.workdir = workdir
         self.http_port = http_port
+        self.tls_port = free_port("127.0.0.1") if tls_port is None else tls_port
         self.dns_port = dns_port
         self.port = free_port("127.0.0.1")
         self.management_port = free_port("127.0.0.1")
@@ -91,7 +96,7 @@ class Pebble:
                 "certificate": str(self._cert),
                 "privateKey": str(self._key),
                 "httpPort": self.http_port,
-                "tlsPort": free_port("127.0.0.1"),
+                "tlsPort": self.tls_port,
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": False,
             }

@@ -1,0 +1,145 @@
+"""ACME tls-alpn-01 (RFC 8737): the CA opens TLS to port 443 offering ALPN ``acme-tls/1``
+with the name being validated as SNI, and expects a self-signed certificate proving the key
+authorization; the https listener answers it.
+
+Implementation notes:
+
+- **Which handshakes**: only those whose ClientHello offers ``acme-tls/1`` (read from the
+  bytes before OpenSSL takes them, :mod:`pillarbox.net.clienthello`) and names as SNI a name
+  with a pending challenge. They are switched to a context of their own presenting the
+  validation certificate and negotiating only ``acme-tls/1`` (RFC 8737 §3); every other
+  handshake keeps the shared context, its certificate and its ALPN untouched. A hello offering
+  ``acme-tls/1`` for a name without a pending challenge is refused (logged).
+- **Nothing after the handshake** (RFC 8737 §4: the protocol carries no application
+  data): the https listener closes such a connection once the handshake is done, and the web
+  app never sees it (:class:`pillarbox.net.http.ValidationGuard`).
+- **The certificate**: self-signed, a P-256 key of its own, one dNSName SAN (the name), and
+  the critical id-pe-acmeIdentifier extension holding the SHA-256 digest of the key
+  authorization as a DER OCTET STRING (RFC 8737 §3). Built once per challenge.
+- **State is this process's**: the node that runs the attempt answers; behind a balancer the
+  CA's connection must reach that node (see docs/tls.md).
+- The ``acme`` library no longer knows tls-alpn-01 (certbot dropped it); :class:`TLSALPN01`
+  registers it through the library's own registry, as its http-01 and dns-01 are.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from acme import challenges
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+from josepy.jwk import JWK
+
+from pillarbox.net.tls import ACME_TLS_1
+from pillarbox.observability.log import Log
+
+#: RFC 8737 §6.1: id-pe-acmeIdentifier, { id-pe 31 }.
+ID_PE_ACME_IDENTIFIER = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+#: How long a validation certificate is valid: the CA checks it within the attempt.
+VALIDATION_CERT_DAYS = 7
+
+
+@challenges.ChallengeResponse.register
+class TLSALPN01Response(challenges.KeyAuthorizationChallengeResponse):
+    """The answer posted to a tls-alpn-01 challenge (RFC 8555 §7.5.1: an empty object)."""
+
+    typ = "tls-alpn-01"
+
+
+@challenges.Challenge.register
+class TLSALPN01(challenges.KeyAuthorizationChallenge):
+    """The tls-alpn-01 challenge (RFC 8737 §3)."""
+
+    response_cls = TLSALPN01Response
+    typ = response_cls.typ
+
+    def validation(self, account_key: JWK, **unused: Any) -> bytes:
+        """The SHA-256 digest of the key authorization, the acmeIdentifier's content."""
+        return acme_identifier_digest(self.key_authorization(account_key))
+
+
+def acme_identifier_digest(key_authorization: str) -> bytes:
+    """RFC 8737 §3: the SHA-256 digest of the key authorization (RFC 8555 §8.1)."""
+    return hashlib.sha256(key_authorization.encode("ascii")).digest()
+
+
+def validation_certificate(name: str, key_authorization: str) -> tuple[bytes, bytes]:
+    """The self-signed validation certificate for ``name`` and its key, PEM: (cert, key)."""
+    digest = acme_identifier_digest(key_authorization)
+    # RFC 8737 §3: extnValue is the DER of Authorization ::= OCTET STRING (SIZE (32)):
+    # tag 0x04, length 32, the digest. cryptography has no public OCTET STRING encoder.
+    value = bytes((0x04, len(digest))) + digest
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALIDATION_CERT_DAYS))
+        # RFC 8737 §3: one dNSName, the name validated, and nothing else.
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        # RFC 8737 §3: critical, so no other software takes the certificate for its own.
+        .add_extension(x509.UnrecognizedExtension(ID_PE_ACME_IDENTIFIER, value), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def validation_context(name: str, key_authorization: str) -> ssl.SSLContext:
+    """A server context presenting the validation certificate for ``name`` and negotiating
+    only ``acme-tls/1`` (a handshake switched to it keeps the shared context's TLS versions,
+    which meet RFC 8737 §4's floor of 1.2). Blocking (key generation, a private temporary
+    file: ``ssl`` loads certificates from files only)."""
+    cert, key = validation_certificate(name, key_authorization)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_alpn_protocols([ACME_TLS_1])
+    with tempfile.TemporaryDirectory(prefix="pillarbox-tlsalpn-") as scratch:
+        pair = Path(scratch) / "pair.pem"  # the directory is the creator's only (0700)
+        pair.write_bytes(key + cert)
+        context.load_cert_chain(pair)
+    return context
+
+
+class TlsAlpnAnswers:
+    """The pending tls-alpn-01 challenges of this process: name → the context answering it.
+    Filled and emptied by the ACME attempt, read by the https listener's handshakes."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._log = Log("acme")
+
+    def add(self, name: str, context: ssl.SSLContext) -> None:
+        self._contexts[name.lower()] = context
+
+    def remove(self, name: str) -> None:
+        self._contexts.pop(name.lower(), None)
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    def context_for(self, server_name: str) -> ssl.SSLContext | None:
+        """The context for a handshake offering ``acme-tls/1`` with SNI ``server_name``; None
+        (logged) when no challenge for it is pending: the handshake is then refused."""
+        context = self._contexts.get(server_name)
+        if context is None:
+            self._log.info("tls-alpn-01 handshake refused: no pending challenge", sni=server_name)
+        else:
+            self._log.info("tls-alpn-01 validation handshake", sni=server_name)
+        return context
