@@ -111,7 +111,7 @@ def test_discovery_from_the_well_known_url_to_the_address_book(dav: httpx.Client
     missing = [p for p in book.findall(f"{D}propstat") if "404" in p.findtext(f"{D}status", "")]
     assert [e.tag for e in missing[0].iterfind(f"{D}prop/*")] == [f"{D}sync-token"]
     options = dav.options(BOOK)
-    assert options.headers["dav"] == "1, 3, addressbook"
+    assert options.headers["dav"] == "1, 3, addressbook, calendar-access"
     assert "REPORT" in options.headers["allow"]
     assert dav.request("PROPFIND", BOOK).status_code == 403  # no Depth: infinity
     not_here = dav.delete(BOOK)

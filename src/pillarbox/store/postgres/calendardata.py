@@ -54,7 +54,9 @@ async def list_calendars(conn: Conn, account_id: int) -> list[Calendar]:
     return [_calendar(row) for row in await cur.fetchall()]
 
 
-async def _calendar_named(conn: Conn, account_id: int, name: str, *, lock: bool = False) -> Calendar:
+async def _calendar_named(
+    conn: Conn, account_id: int, name: str, *, lock: bool = False
+) -> Calendar:
     cur = await conn.execute(
         f"SELECT {_CALENDAR} FROM calendars WHERE account_id = %s AND name = %s"
         + (" FOR NO KEY UPDATE" if lock else ""),

@@ -39,7 +39,9 @@ def _calendar(row: tuple[int, str, str, str, int, int]) -> Calendar:
     )
 
 
-def _object(row: tuple[int, str, str, str, bytes, int | None, int | None, int, int]) -> CalendarObject:
+def _object(
+    row: tuple[int, str, str, str, bytes, int | None, int | None, int, int],
+) -> CalendarObject:
     id_, name, uid, component, data, starts, ends, modseq, updated = row
     return CalendarObject(
         id=id_,
@@ -228,8 +230,7 @@ def calendar_changes(
         (found.id, since),
     )
     deleted = conn.execute(
-        "SELECT name FROM calendar_tombstones WHERE calendar_id = ? AND modseq > ? "
-        "ORDER BY modseq",
+        "SELECT name FROM calendar_tombstones WHERE calendar_id = ? AND modseq > ? ORDER BY modseq",
         (found.id, since),
     )
     return CalendarChanges(

@@ -1,0 +1,216 @@
+"""iCalendar objects (RFC 5545) as CalDAV keeps and queries them (RFC 4791 §4.1, §9.7, §9.9).
+
+Implementation notes:
+
+- **Parsed by ``icalendar``, recurrences expanded by ``recurring-ical-events``** (RRULE, RDATE,
+  EXDATE, overridden instances by RECURRENCE-ID): well-kept libraries, not a hand-written
+  RRULE engine. Both are pure Python and slow on big or many-instance objects, so callers run
+  every function here off the event loop (:func:`pillarbox.blocking.run_blocking`), on
+  objects no bigger than ``[calendars] max_object_bytes``.
+- **Checked on PUT** (:func:`read_object`): UTF-8, parseable, no property the parser could not
+  read (``valid-calendar-data``); one VCALENDAR, no METHOD, components (besides VTIMEZONE) of
+  one type sharing one UID (``valid-calendar-object-resource``); that type VEVENT or VTODO
+  (``supported-calendar-component``). The object itself is kept as sent: nothing here
+  rewrites it.
+- **Time bounds**: the first instance's start and the last instance's end, each widened by
+  :data:`SLACK` (a floating time or a date is read as UTC here, while a client may mean any
+  zone), None when unbounded (an RRULE with neither COUNT nor UNTIL, more than
+  ``max_instances`` instances, a to-do without dates). The store narrows a time-range query
+  by them; :func:`matches` then decides exactly.
+- **Floating times** in a time-range test are read as UTC (RFC 4791 §9.9 lets the
+  ``calendar-timezone`` decide; Pillarbox stores none).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import icalendar
+import recurring_ical_events
+from icalendar.prop import vBroken
+
+from pillarbox.caldavxml import CompFilter, PropFilter, TimeRange, UnsupportedFilter
+from pillarbox.davxml import text_matches
+
+#: RFC 4791 §5.2.3: the component types a calendar collection takes.
+COMPONENTS = ("VEVENT", "VTODO")
+#: How far an object's stored bounds are widened each way (floating times, dates: UTC±14h).
+SLACK = timedelta(days=1)
+_FAR_PAST = datetime(1, 1, 2, tzinfo=UTC)
+_FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+class InvalidObject(Exception):
+    """A PUT object fails an RFC 4791 §5.3.2.1 precondition, named by ``condition``."""
+
+    def __init__(self, condition: str, reason: str) -> None:
+        super().__init__(reason)
+        self.condition = condition
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What the store keeps beside an object: its UID, component type and time bounds."""
+
+    uid: str
+    component: str
+    starts: datetime | None
+    ends: datetime | None
+
+
+def _calendar(data: bytes) -> icalendar.Calendar:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidObject("valid-calendar-data", "not UTF-8 text") from None
+    try:
+        calendars = icalendar.Calendar.from_ical(text, multiple=True)
+    except ValueError as exc:
+        raise InvalidObject("valid-calendar-data", str(exc)[:200]) from None
+    if len(calendars) != 1 or calendars[0].name != "VCALENDAR":
+        # RFC 4791 §4.1: one VCALENDAR per calendar object resource.
+        raise InvalidObject("valid-calendar-object-resource", "expected one VCALENDAR")
+    calendar: icalendar.Calendar = calendars[0]
+    for component in calendar.walk():
+        for name, value in component.property_items(recursive=False):
+            if isinstance(value, vBroken):
+                raise InvalidObject("valid-calendar-data", f"{name} cannot be read")
+    if calendar.get("VERSION") != "2.0":
+        raise InvalidObject("valid-calendar-data", "VERSION:2.0 is required (RFC 5545 §3.7.4)")
+    return calendar
+
+
+def read_object(data: bytes, max_instances: int) -> ObjectInfo:
+    """The object's UID, type and bounds; :class:`InvalidObject` when RFC 4791 §4.1 or
+    §5.3.2.1 refuses it."""
+    calendar = _calendar(data)
+    if "METHOD" in calendar:
+        # RFC 4791 §4.1: "MUST NOT specify the iCalendar METHOD property".
+        raise InvalidObject("valid-calendar-object-resource", "METHOD is not allowed")
+    components = [c for c in calendar.subcomponents if c.name != "VTIMEZONE"]
+    kinds = {c.name for c in components}
+    if len(kinds) != 1:
+        # RFC 4791 §4.1: one type of component per resource (VTIMEZONE aside).
+        raise InvalidObject("valid-calendar-object-resource", "expected one component type")
+    (kind,) = kinds
+    if kind not in COMPONENTS:
+        raise InvalidObject("supported-calendar-component", f"{kind} is not supported")
+    uids = {str(c.get("UID", "")) for c in components}
+    if len(uids) != 1 or "" in uids:
+        # RFC 4791 §4.1: every component of the resource has the same UID.
+        raise InvalidObject("valid-calendar-object-resource", "expected one UID")
+    (uid,) = uids
+    starts, ends = _bounds(calendar, kind, components, max_instances)
+    return ObjectInfo(uid, kind, starts, ends)
+
+
+def _utc(value: date | datetime) -> datetime:
+    """A DATE or DATE-TIME as UTC (a date at midnight, a floating time as if UTC)."""
+    if not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _span(instance: icalendar.Component) -> tuple[datetime, datetime]:
+    """An instance (as the library gives it: DTSTART and DTEND, or DUE for a to-do) in UTC."""
+    start = _utc(instance.decoded("DTSTART"))
+    end = instance.decoded("DTEND", None) or instance.decoded("DUE", None)
+    return start, start if end is None else max(start, _utc(end))
+
+
+def _instances(calendar: icalendar.Calendar, kind: str) -> Iterable[icalendar.Component]:
+    query = recurring_ical_events.of(calendar, components=(kind,), skip_bad_series=True)
+    instances: Iterable[icalendar.Component] = query.all()
+    return instances
+
+
+def _bounds(
+    calendar: icalendar.Calendar,
+    kind: str,
+    components: Sequence[icalendar.Component],
+    max_instances: int,
+) -> tuple[datetime | None, datetime | None]:
+    if not any("DTSTART" in c or "DUE" in c for c in components):
+        return None, None  # RFC 4791 §9.9: a to-do without dates is in every range
+    infinite = any(
+        "COUNT" not in rule and "UNTIL" not in rule for c in components for rule in _rules(c)
+    )
+    spans = [_span(i) for i in itertools.islice(_instances(calendar, kind), max_instances + 1)]
+    if not spans:
+        return None, None
+    starts = min(s for s, _ in spans) - SLACK
+    if infinite or len(spans) > max_instances:
+        return starts, None
+    return starts, max(e for _, e in spans) + SLACK
+
+
+def _rules(component: icalendar.Component) -> list[icalendar.vRecur]:
+    rules = component.get("RRULE")
+    if rules is None:
+        return []
+    return list(rules) if isinstance(rules, list) else [rules]
+
+
+# -- calendar-query (RFC 4791 §9.7) ----------------------------------------------------------------
+
+
+def select(objects: Sequence[bytes], query: CompFilter) -> list[bool]:
+    """For each stored object, whether it passes the query's filter (one call per REPORT, off
+    the loop). ``UnsupportedFilter`` for a filter this server does not evaluate."""
+    return [_comp_matches(_calendar(data), query, None) for data in objects]
+
+
+def _in_range(calendar: icalendar.Component, kind: str, wanted: TimeRange) -> bool:
+    """RFC 4791 §9.9: whether any instance of the object overlaps ``[start, end)``."""
+    start, end = wanted.start or _FAR_PAST, wanted.end or _FAR_FUTURE
+    query = recurring_ical_events.of(calendar, components=(kind,), skip_bad_series=True)
+    # ``after`` yields the instances ending after ``start``, earliest start first.
+    for instance in query.after(start):
+        instance_start, instance_end = _span(instance)
+        if instance_start == instance_end:
+            return start <= instance_start < end
+        return instance_start < end
+    return False
+
+
+def _comp_matches(
+    component: icalendar.Component, wanted: CompFilter, calendar: icalendar.Component | None
+) -> bool:
+    """RFC 4791 §9.7.1 for ``component`` (the VCALENDAR at the top, then its children)."""
+    if wanted.is_not_defined:
+        return False
+    if wanted.time_range is not None:
+        if calendar is None or component.name not in COMPONENTS:
+            raise UnsupportedFilter("time-range only on VEVENT and VTODO")
+        if not _in_range(calendar, component.name, wanted.time_range):
+            return False
+    top = calendar if calendar is not None else component
+    for prop in wanted.props:
+        if not _prop_matches(component, prop):
+            return False
+    for child in wanted.comps:
+        found = [c for c in component.subcomponents if c.name == child.name]
+        if child.is_not_defined:
+            if found:
+                return False
+            continue
+        if not any(_comp_matches(c, child, top) for c in found):
+            return False
+    return True
+
+
+def _prop_matches(component: icalendar.Component, wanted: PropFilter) -> bool:
+    """RFC 4791 §9.7.2: present, absent, or its text matching."""
+    values = component.get(wanted.name)
+    present = [] if values is None else values if isinstance(values, list) else [values]
+    if wanted.is_not_defined:
+        return not present
+    if wanted.text_match is None:
+        return bool(present)
+    texts = [v.to_ical().decode() if hasattr(v, "to_ical") else str(v) for v in present]
+    if not texts:
+        return False
+    return any(text_matches(wanted.text_match, t) for t in texts)
