@@ -39,6 +39,11 @@ from pillarbox.davxml import text_matches
 COMPONENTS = ("VEVENT", "VTODO")
 #: How far an object's stored bounds are widened each way (floating times, dates: UTC±14h).
 SLACK = timedelta(days=1)
+#: RFC 5545 §3.6.1 and §3.6.2: properties a component has at most once (the ones this module
+#: and the recurrence library read).
+_ONCE = frozenset(
+    {"UID", "DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID", "DTSTAMP", "VERSION"}
+)
 _FAR_PAST = datetime(1, 1, 2, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
 
@@ -68,16 +73,22 @@ def _calendar(data: bytes) -> icalendar.Calendar:
         raise InvalidObject("valid-calendar-data", "not UTF-8 text") from None
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
-    except ValueError as exc:
+    except Exception as exc:
+        # The parser fails on malformed input with more than ValueError (AttributeError,
+        # TypeError on a repeated TZID, found by fuzz/ical.py): all of it is bad data.
         raise InvalidObject("valid-calendar-data", str(exc)[:200]) from None
     if len(calendars) != 1 or calendars[0].name != "VCALENDAR":
         # RFC 4791 §4.1: one VCALENDAR per calendar object resource.
         raise InvalidObject("valid-calendar-object-resource", "expected one VCALENDAR")
     calendar: icalendar.Calendar = calendars[0]
     for component in calendar.walk():
+        seen: set[str] = set()
         for name, value in component.property_items(recursive=False):
             if isinstance(value, vBroken):
                 raise InvalidObject("valid-calendar-data", f"{name} cannot be read")
+            if name in _ONCE and name in seen:
+                raise InvalidObject("valid-calendar-data", f"{name} more than once")
+            seen.add(name)
     if calendar.get("VERSION") != "2.0":
         raise InvalidObject("valid-calendar-data", "VERSION:2.0 is required (RFC 5545 §3.7.4)")
     return calendar
@@ -103,7 +114,13 @@ def read_object(data: bytes, max_instances: int) -> ObjectInfo:
         # RFC 4791 §4.1: every component of the resource has the same UID.
         raise InvalidObject("valid-calendar-object-resource", "expected one UID")
     (uid,) = uids
-    starts, ends = _bounds(calendar, kind, components, max_instances)
+    try:
+        starts, ends = _bounds(calendar, kind, components, max_instances)
+    except Exception as exc:
+        # Recurrence expansion of what the parser accepted can still fail in many ways (an
+        # RRULE the library cannot expand, dates out of range): the object is refused, as
+        # one this server cannot answer time-range queries on.
+        raise InvalidObject("valid-calendar-data", f"cannot expand: {exc}"[:200]) from None
     return ObjectInfo(uid, kind, starts, ends)
 
 
@@ -160,7 +177,19 @@ def _rules(component: icalendar.Component) -> list[icalendar.vRecur]:
 def select(objects: Sequence[bytes], query: CompFilter) -> list[bool]:
     """For each stored object, whether it passes the query's filter (one call per REPORT, off
     the loop). ``UnsupportedFilter`` for a filter this server does not evaluate."""
-    return [_comp_matches(_calendar(data), query, None) for data in objects]
+    return [_passes(data, query) for data in objects]
+
+
+def _passes(data: bytes, query: CompFilter) -> bool:
+    try:
+        return _comp_matches(_calendar(data), query, None)
+    except UnsupportedFilter:
+        raise
+    except Exception:
+        # Every stored object was parsed and expanded on PUT; should a query's range still
+        # make the library fail, the object is answered (RFC 4791 §7.8 lets a client filter
+        # again) rather than failing the whole REPORT.
+        return True
 
 
 def _in_range(calendar: icalendar.Component, kind: str, wanted: TimeRange) -> bool:
