@@ -233,7 +233,8 @@ def test_calendars_made_changed_and_removed(dav: httpx.Client) -> None:
         f'<?xml version="1.0"?><c:mkcalendar {NS}><d:set><d:prop>'
         "<d:displayname>Work</d:displayname><ical:calendar-color>#3366ccff</ical:calendar-color>"
         "<c:calendar-description>Office hours</c:calendar-description>"
-        '<c:supported-calendar-component-set><c:comp name="VEVENT"/></c:supported-calendar-component-set>'
+        '<c:supported-calendar-component-set><c:comp name="VEVENT"/>'
+        "</c:supported-calendar-component-set>"
         "</d:prop></d:set></c:mkcalendar>"
     )
     made = dav.request("MKCALENDAR", work, content=body)

@@ -205,18 +205,25 @@ def test_reports_read() -> None:
     assert isinstance(caldavxml.report(f"<c:free-busy-query {NS}/>".encode()), OtherReport)
 
 
+def _query(inner: str) -> str:
+    """A calendar-query whose VCALENDAR filter holds ``inner``."""
+    return (
+        f'<c:calendar-query {NS}><c:filter><c:comp-filter name="VCALENDAR">{inner}'
+        "</c:comp-filter></c:filter></c:calendar-query>"
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [
         f"<c:calendar-query {NS}><c:filter/></c:calendar-query>",
-        f'<c:calendar-query {NS}><c:filter><c:comp-filter name="VEVENT"/></c:filter></c:calendar-query>',
-        f'<c:calendar-query {NS}><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
-        "<c:time-range/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>",
-        f'<c:calendar-query {NS}><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
-        '<c:time-range start="20250102T000000Z" end="20250101T000000Z"/></c:comp-filter>'
-        "</c:comp-filter></c:filter></c:calendar-query>",
-        f'<c:calendar-query {NS}><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
-        '<c:time-range start="2025-01-01"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>',
+        _query("").replace("VCALENDAR", "VEVENT"),
+        _query('<c:comp-filter name="VEVENT"><c:time-range/></c:comp-filter>'),
+        _query(
+            '<c:comp-filter name="VEVENT">'
+            '<c:time-range start="20250102T000000Z" end="20250101T000000Z"/></c:comp-filter>'
+        ),
+        _query('<c:comp-filter name="VEVENT"><c:time-range start="2025-01-01"/></c:comp-filter>'),
     ],
 )
 def test_bad_queries_are_400(body: str) -> None:
