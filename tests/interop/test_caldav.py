@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from pillarbox import config as cfg
+from pillarbox.testing.davclient import dav_client, error_of, found, responses, text_of
 from pillarbox.testing.icalendars import WEEKLY, event
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
-from pillarbox.testing.webclient import server_trust
 
 pytestmark = pytest.mark.listeners("http", "https")
 
@@ -37,12 +37,7 @@ ICS = {"content-type": "text/calendar; charset=utf-8"}
 @pytest.fixture
 def dav(live: LiveServer) -> Iterator[httpx.Client]:
     """alice's CalDAV client over HTTPS, with her account password (no second factor)."""
-    with httpx.Client(
-        base_url=f"https://127.0.0.1:{live.port('https')}",
-        auth=(ALICE, TEST_PASSWORD),
-        verify=server_trust(live),
-        timeout=30,
-    ) as client:
+    with dav_client(live, ALICE) as client:
         yield client
 
 
@@ -55,36 +50,6 @@ def report(client: httpx.Client, path: str, body: str) -> httpx.Response:
     return client.request(
         "REPORT", path, content=f'<?xml version="1.0"?>{body}', headers={"depth": "1"}
     )
-
-
-def responses(response: httpx.Response) -> dict[str, Element]:
-    """href → its DAV:response element, of a 207 multistatus."""
-    assert response.status_code == 207, response.text
-    assert response.headers["content-type"].startswith("application/xml")
-    root = fromstring(response.content)
-    return {r.findtext(f"{D}href", ""): r for r in root.findall(f"{D}response")}
-
-
-def found(response: Element, name: str) -> Element | None:
-    """Property ``name`` in the response's 200 propstat."""
-    for propstat in response.findall(f"{D}propstat"):
-        if "200" in propstat.findtext(f"{D}status", ""):
-            return propstat.find(f"{D}prop/{name}")
-    return None
-
-
-def text_of(response: Element, name: str) -> str:
-    value = found(response, name)
-    assert value is not None, name
-    return value.text or ""
-
-
-def error_of(response: httpx.Response) -> list[str]:
-    """The conditions a DAV:error body names."""
-    assert response.headers["content-type"].startswith("application/xml"), response.text
-    root = fromstring(response.content)
-    assert root.tag == f"{D}error"
-    return [child.tag for child in root]
 
 
 def ctag(client: httpx.Client, path: str = CAL) -> str:

@@ -16,10 +16,10 @@ from xml.etree.ElementTree import fromstring
 import httpx
 import pytest
 
+from pillarbox.testing.davclient import dav_client
 from pillarbox.testing.icalendars import WEEKLY, event
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.testing.live import LiveServer
 from pillarbox.testing.vdirsyncer import Vdirsyncer
-from pillarbox.testing.webclient import server_trust
 
 pytestmark = pytest.mark.listeners("http", "https")
 
@@ -33,12 +33,7 @@ ICS = {"content-type": "text/calendar; charset=utf-8"}
 def phone(live: LiveServer) -> Iterator[httpx.Client]:
     """Another CalDAV client of alice's (what her phone would be), making changes on the
     server."""
-    with httpx.Client(
-        base_url=f"https://127.0.0.1:{live.port('https')}",
-        auth=(ALICE, TEST_PASSWORD),
-        verify=server_trust(live),
-        timeout=30,
-    ) as client:
+    with dav_client(live, ALICE) as client:
         yield client
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import quote
 from xml.etree.ElementTree import Element
@@ -419,7 +420,7 @@ async def _sync(
         responses += [
             Found(object_href(address, calendar.name, name), status=404) for name in changes.deleted
         ]
-    token = sync_token(Calendar(id=calendar.id, name=calendar.name, sync_token=changes.token))
+    token = sync_token(replace(calendar, sync_token=changes.token))
     return xml(davxml.multistatus(responses, sync_token=token))
 
 
@@ -429,28 +430,24 @@ async def _sync(
 def _settable(
     update: caldavxml.PropertyUpdate, calendar: Calendar, extra: frozenset[str]
 ) -> tuple[Calendar, list[str], list[str]]:
-    """The calendar with the update's display name and colour applied, the properties set,
-    and those refused (anything else but ``extra``, accepted and dropped; a bad value)."""
+    """The calendar with the update's display name and colour applied, the properties done,
+    and those refused (any other but ``extra``, accepted and dropped; a bad value)."""
     changed, done, refused = calendar, [], []
     for name, prop in update.set.items():
         value = (prop.text or "").strip()
         if name == tag(DAV, "displayname") and len(value) <= MAX_DISPLAY_NAME:
-            changed = Calendar(
-                id=changed.id, name=changed.name, display_name=value, color=changed.color
-            )
+            changed = replace(changed, display_name=value)
         elif name == tag(APPLE_ICAL, "calendar-color") and (not value or COLOR.fullmatch(value)):
-            changed = Calendar(
-                id=changed.id, name=changed.name, display_name=changed.display_name, color=value
-            )
+            changed = replace(changed, color=value)
         elif name not in extra:
             refused.append(name)
             continue
         done.append(name)
     for name in update.remove:
         if name == tag(DAV, "displayname"):
-            changed = Calendar(id=changed.id, name=changed.name, color=changed.color)
+            changed = replace(changed, display_name="")
         elif name == tag(APPLE_ICAL, "calendar-color"):
-            changed = Calendar(id=changed.id, name=changed.name, display_name=changed.display_name)
+            changed = replace(changed, color="")
         else:
             refused.append(name)
             continue
@@ -538,21 +535,16 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
         data = await read(request, _max_object(request))
     except BodyTooLarge:
         return xml(_condition("max-resource-size"), 403)  # RFC 4791 §5.3.2.1
+    current = await _object(request, account, calendar, name)
+    if not precondition(request, current.etag if current is not None else None):
+        return text(PRECONDITION_FAILED, 412)
     limits = app.services.config.calendars
     try:
         # Parsing and recurrence expansion (bounded by max_instances): off the event loop.
         info = await run_blocking(ical.read_object, data, limits.max_instances)
     except ical.InvalidObject as exc:
         _log.info("caldav object refused", account=account.address, reason=str(exc))
-        return xml(
-            _condition(
-                exc.condition,
-            ),
-            403,
-        )
-    current = await _object(request, account, calendar, name)
-    if not precondition(request, current.etag if current is not None else None):
-        return text(PRECONDITION_FAILED, 412)
+        return xml(_condition(exc.condition), 403)
     store = app.services.store
     try:
         holder = await store.calendar_object_by_uid(account.id, calendar.name, info.uid)
