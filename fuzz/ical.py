@@ -39,7 +39,7 @@ def check(data: bytes) -> None:
             return
         assert info.uid and info.component in ical.COMPONENTS
         assert info.starts is None or info.ends is None or info.starts <= info.ends
-        ical.select([body], CompFilter("VCALENDAR", comps=(_ANY_TIME,)))
+        ical.select([body], CompFilter("VCALENDAR", comps=(_ANY_TIME,)), 200)
         return
     try:
         parsed = caldavxml.report(body)
@@ -47,7 +47,7 @@ def check(data: bytes) -> None:
         return
     if isinstance(parsed, caldavxml.CalendarQuery):
         with contextlib.suppress(UnsupportedFilter):
-            ical.select([WEEKLY.encode()], parsed.filter)
+            ical.select([WEEKLY.encode()], parsed.filter, 100)
 
 
 def seeds() -> list[bytes]:

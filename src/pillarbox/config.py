@@ -810,9 +810,10 @@ class CalendarsSection:
         "past it), then within `[web] max_form_bytes` as well.",
     )
     max_instances: int = _f(
-        5000,
-        "Instances of a recurring event counted when its time bounds are stored: one with "
-        "more is stored as open-ended (time-range queries then check it every time).",
+        1000,
+        "Instances of a recurring event expanded for one object: a finite series with more "
+        "is stored open-ended, and a time-range query that would expand more (an endless "
+        "series asked about far past its start) takes the object as matching unexpanded.",
     )
 
 

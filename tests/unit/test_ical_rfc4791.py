@@ -19,6 +19,8 @@ def utc(text: str) -> datetime:
 
 
 ONE = event("one", "20250301T100000Z").encode()
+#: A to-do without dates.
+TODO = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
 
 
 @pytest.mark.parametrize(
@@ -85,7 +87,7 @@ def test_objects_refused_with_their_precondition(body: bytes, condition: str) ->
             "20250105T080000Z",
         ),
         (
-            b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n",
+            TODO,
             None,
             None,
         ),
@@ -102,7 +104,7 @@ def test_bounds_are_the_instances_widened(
 def _in(body: bytes, start: str | None, end: str | None, kind: str = "VEVENT") -> bool:
     window = TimeRange(start and utc(start), end and utc(end))
     query = CompFilter("VCALENDAR", comps=(CompFilter(kind, time_range=window),))
-    (passed,) = ical.select([body], query)
+    (passed,) = ical.select([body], query, 100)
     return passed
 
 
@@ -127,6 +129,24 @@ def test_time_range_over_a_recurring_series(
     assert _in(WEEKLY.encode(), start, end) is expected
 
 
+def test_endless_series_are_not_expanded_past_the_limit() -> None:
+    """An endless daily series asked about past ``max_instances`` days from its start is
+    answered as matching without expansion (the cost is bounded, not the answer exact); a
+    range before it starts is not in it, whatever the limit."""
+    daily = event("d", "20250101T070000Z", extra="RRULE:FREQ=DAILY\r\n").encode()
+    window = TimeRange(utc("20250201T000000Z"), utc("20250201T060000Z"))  # no instance
+    query = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", time_range=window),))
+    assert ical.select([daily], query, 100) == [False]  # 31 days in: expanded, exact
+    assert ical.select([daily], query, 10) == [True]  # past the limit: not expanded
+    before = TimeRange(None, utc("20241201T000000Z"))
+    early = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", time_range=before),))
+    assert ical.select([daily], early, 10) == [False]
+    minutely = event("m", "20250101T070000Z", extra="RRULE:FREQ=MINUTELY\r\n").encode()
+    far = TimeRange(utc("20990101T000000Z"), None)
+    late = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", time_range=far),))
+    assert ical.select([minutely], late, 1000) == [True]  # at once, not 39 million instances
+
+
 def test_time_range_edges_of_single_events() -> None:
     instant = event("i", "20250301T100000Z").replace("DURATION:PT1H", "DURATION:PT0S").encode()
     # RFC 4791 §9.9: an event of no duration is in a range starting at it, not one ending at it.
@@ -140,18 +160,14 @@ def test_time_range_edges_of_single_events() -> None:
     )
     assert _in(all_day, "20250301T230000Z", "20250302T000000Z")
     assert not _in(all_day, "20250302T000000Z", "20250303T000000Z")
-    todo = (
-        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
-    )
-    assert _in(todo, "20250101T000000Z", "20250102T000000Z", "VTODO")  # undated: any range
-    assert not _in(todo, "20250101T000000Z", "20250102T000000Z", "VEVENT")
+    assert _in(TODO, "20250101T000000Z", "20250102T000000Z", "VTODO")  # undated: any range
+    assert not _in(TODO, "20250101T000000Z", "20250102T000000Z", "VEVENT")
 
 
 def test_prop_filters() -> None:
     def passes(*props: PropFilter) -> bool:
-        (passed,) = ical.select(
-            [ONE], CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", props=props),))
-        )
+        query = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", props=props),))
+        (passed,) = ical.select([ONE], query, 100)
         return passed
 
     assert passes(PropFilter("UID", text_match=TextMatch("ON", "i;ascii-casemap")))
@@ -249,4 +265,30 @@ def test_filters_not_evaluated_are_refused() -> None:
         ),
     )
     with pytest.raises(caldavxml.UnsupportedFilter):
-        ical.select([WEEKLY.encode()], deep)
+        ical.select([WEEKLY.encode()], deep, 100)
+
+
+@pytest.mark.parametrize(
+    ("query", "kinds"),
+    [
+        (CompFilter("VCALENDAR"), {"VEVENT", "VTODO"}),
+        (CompFilter("VCALENDAR", comps=(CompFilter("VTODO"),)), {"VTODO"}),
+        (CompFilter("VCALENDAR", comps=(CompFilter("VTODO"), CompFilter("VEVENT"))), set()),
+        (CompFilter("VCALENDAR", comps=(CompFilter("VTIMEZONE"),)), None),
+        (CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", is_not_defined=True),)), None),
+        (CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", props=(PropFilter("UID"),)),)), None),
+        (
+            CompFilter(
+                "VCALENDAR",
+                comps=(CompFilter("VEVENT", time_range=TimeRange(None, utc("20250101T000000Z"))),),
+            ),
+            None,
+        ),
+    ],
+)
+def test_filters_answered_by_the_stored_type(query: CompFilter, kinds: set[str] | None) -> None:
+    """A filter naming only types is answered without parsing; it agrees with the parse."""
+    found = ical.kinds_only(query)
+    assert found == (None if kinds is None else frozenset(kinds))
+    if found is not None:
+        assert ical.select([ONE, TODO], query, 100) == ["VEVENT" in found, "VTODO" in found]

@@ -382,8 +382,17 @@ async def _query(
         start=window.start if window else None,
         end=window.end if window else None,
     )
-    # Parsing and recurrence expansion of every candidate: off the event loop.
-    passed = await run_blocking(ical.select, [o.data for o in objects], asked.filter)
+    kinds = ical.kinds_only(asked.filter)
+    if kinds is not None:
+        passed = [o.component in kinds for o in objects]
+    else:
+        # Parsing and recurrence expansion of every candidate: off the event loop.
+        passed = await run_blocking(
+            ical.select,
+            [o.data for o in objects],
+            asked.filter,
+            web(request).services.config.calendars.max_instances,
+        )
     responses = [
         answer(object_resource(account.address, calendar.name, o), asked.props, _calendar_data(o))
         for o, ok in zip(objects, passed, strict=True)
