@@ -797,6 +797,27 @@ class ContactsSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CalendarsSection:
+    """CalDAV calendars (docs/calendars.md): how much one account may keep."""
+
+    max_per_account: int = _f(20, "Calendar collections one account may have (MKCALENDAR: 507).")
+    max_objects: int = _f(
+        10000, "Events and to-dos one calendar may hold (a new one past it: 507)."
+    )
+    max_object_bytes: int = _f(
+        256 * 1024,
+        "Largest iCalendar object a client may PUT (advertised as `max-resource-size`; 403 "
+        "past it), then within `[web] max_form_bytes` as well.",
+    )
+    max_instances: int = _f(
+        1000,
+        "Instances of a recurring event expanded for one object: a finite series with more "
+        "is stored open-ended, and a time-range query that would expand more (an endless "
+        "series asked about far past its start) takes the object as matching unexpanded.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WebSection:
     page_size: int = _f(50, "Messages (or threads) per page of the webmail message list.")
     max_page_size: int = _f(200, "Largest page a reader or API client may ask for.")
@@ -1012,6 +1033,9 @@ class Config:
     web: WebSection = _section(WebSection, "Webmail, admin and JSON API (the http listener).")
     contacts: ContactsSection = _section(
         ContactsSection, "The webmail's address book: limits per account and per contact."
+    )
+    calendars: CalendarsSection = _section(
+        CalendarsSection, "CalDAV calendars: limits per account and per calendar."
     )
     dmarc_reports: DmarcReportSection = _section(
         DmarcReportSection, "DMARC aggregate reports sent to the domains whose mail we receive."
@@ -1335,6 +1359,7 @@ def _validate(config: Config) -> None:
     _validate_greylisting(config.greylisting)
     _validate_web(config.web)
     _validate_contacts(config.contacts)
+    _validate_calendars(config.calendars)
     _validate_received_reports(config.received_reports)
     _validate_retention(config.retention)
     _validate_quota(config.quota)
@@ -1605,6 +1630,14 @@ def _validate_contacts(section: ContactsSection) -> None:
             raise ConfigError(f"contacts.{key}", "must be at least 1")
     if section.max_import_bytes < 1024:
         raise ConfigError("contacts.max_import_bytes", "must be at least 1024 bytes")
+
+
+def _validate_calendars(section: CalendarsSection) -> None:
+    for key in ("max_per_account", "max_objects", "max_instances"):
+        if getattr(section, key) < 1:
+            raise ConfigError(f"calendars.{key}", "must be at least 1")
+    if section.max_object_bytes < 1024:
+        raise ConfigError("calendars.max_object_bytes", "must be at least 1024 bytes")
 
 
 # -- writing and documenting -----------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""WebDAV (RFC 4918) and CardDAV (RFC 6352) XML: request bodies read, multistatus written.
+"""WebDAV (RFC 4918) and CardDAV (RFC 6352) XML: request bodies read, multistatus written
+(CalDAV's own bodies: :mod:`pillarbox.caldavxml`).
 
 Implementation notes:
 
@@ -30,6 +31,8 @@ from pillarbox.store.types import Contact
 
 DAV = "DAV:"
 CARDDAV = "urn:ietf:params:xml:ns:carddav"  # RFC 6352 §10.1
+CALDAV = "urn:ietf:params:xml:ns:caldav"  # RFC 4791 §4
+APPLE_ICAL = "http://apple.com/ns/ical/"  # calendar-color's namespace
 CALENDARSERVER = "http://calendarserver.org/ns/"  # getctag's namespace
 #: How deep a request's elements may nest (a PROPFIND or REPORT needs five or six).
 MAX_DEPTH = 32
@@ -37,7 +40,13 @@ MAX_DEPTH = 32
 COLLATIONS = frozenset({"i;octet", "i;ascii-casemap", "i;unicode-casemap"})
 MATCH_TYPES = frozenset({"equals", "contains", "starts-with", "ends-with"})  # RFC 6352 §10.5.4
 
-for _namespace, _prefix in ((DAV, "d"), (CARDDAV, "card"), (CALENDARSERVER, "cs")):
+for _namespace, _prefix in (
+    (DAV, "d"),
+    (CARDDAV, "card"),
+    (CALDAV, "cal"),
+    (CALENDARSERVER, "cs"),
+    (APPLE_ICAL, "ical"),
+):
     register_namespace(_prefix, _namespace)
 
 
@@ -142,7 +151,8 @@ def _clark(name: str) -> str:
     return f"{{{namespace}}}{local}" if namespace else local
 
 
-def _props(root: Element) -> PropFind:
+def asked_props(root: Element) -> PropFind:
+    """The ``prop``/``allprop``/``propname`` child of a PROPFIND or REPORT body."""
     if root.find(tag(DAV, "propname")) is not None:
         return PropFind(propname=True)
     prop = root.find(tag(DAV, "prop"))
@@ -160,11 +170,13 @@ def propfind(body: bytes) -> PropFind:
     root = parse(body)
     if root.tag != tag(DAV, "propfind"):
         raise BadRequestBody("expected DAV:propfind")
-    return _props(root)
+    return asked_props(root)
 
 
-def _text_match(element: Element) -> TextMatch:
-    collation = element.get("collation", "i;unicode-casemap")
+def text_match(element: Element, default_collation: str = "i;unicode-casemap") -> TextMatch:
+    """A ``text-match`` (RFC 6352 §10.5.4; RFC 4791 §9.7.5 has no match-type and defaults to
+    ``i;ascii-casemap``)."""
+    collation = element.get("collation", default_collation)
     match_type = element.get("match-type", "contains")
     if collation not in COLLATIONS:
         raise BadRequestBody(f"unsupported collation {collation[:40]!r}")
@@ -180,7 +192,7 @@ def _prop_filter(element: Element) -> PropFilter:
         raise BadRequestBody("prop-filter without a name")
     return PropFilter(
         name=name,
-        matches=tuple(_text_match(m) for m in element.iter(tag(CARDDAV, "text-match"))),
+        matches=tuple(text_match(m) for m in element.iter(tag(CARDDAV, "text-match"))),
         is_not_defined=element.find(tag(CARDDAV, "is-not-defined")) is not None,
         anyof=element.get("test", "anyof") != "allof",
     )
@@ -190,7 +202,7 @@ def report(body: bytes) -> Multiget | Query | OtherReport:
     root = parse(body)
     if root.tag == tag(CARDDAV, "addressbook-multiget"):
         hrefs = tuple((h.text or "").strip() for h in root.findall(tag(DAV, "href")))
-        return Multiget(_props(root), hrefs)
+        return Multiget(asked_props(root), hrefs)
     if root.tag != tag(CARDDAV, "addressbook-query"):
         return OtherReport(root.tag)
     filter_element = root.find(tag(CARDDAV, "filter"))
@@ -208,7 +220,7 @@ def report(body: bytes) -> Multiget | Query | OtherReport:
         if not text.isascii() or not text.isdigit() or len(text) > 9:
             raise BadRequestBody("nresults must be a number")
         limit = int(text)
-    return Query(_props(root), filters, anyof, limit)
+    return Query(asked_props(root), filters, anyof, limit)
 
 
 # -- addressbook-query matching --------------------------------------------------------------------
@@ -240,7 +252,7 @@ def _fold(text: str, collation: str) -> str:
     return text.casefold()
 
 
-def _text_matches(match: TextMatch, value: str) -> bool:
+def text_matches(match: TextMatch, value: str) -> bool:
     wanted, have = _fold(match.text, match.collation), _fold(value, match.collation)
     found = {
         "equals": have == wanted,
@@ -258,7 +270,7 @@ def _prop_matches(prop: PropFilter, contact: Contact) -> bool:
     if not prop.matches:
         return bool(values)
     # RFC 6352 §10.5.4: a text-match matches a property if any of its values matches.
-    results = (any(_text_matches(m, v) for v in values) for m in prop.matches)
+    results = (any(text_matches(m, v) for v in values) for m in prop.matches)
     return any(results) if prop.anyof else all(results)
 
 
@@ -282,9 +294,17 @@ class Found:
     props: Sequence[Element] = ()
     missing: Sequence[str] = ()
     status: int | None = None
+    #: Properties answered with another status (a PROPPATCH's 403 and 424), by status.
+    others: Sequence[tuple[int, Sequence[str]]] = ()
 
 
-_REASONS = {200: "OK", 403: "Forbidden", 404: "Not Found"}
+_REASONS = {
+    200: "OK",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    424: "Failed Dependency",
+}
 
 
 def _status(code: int) -> str:
@@ -299,8 +319,9 @@ def element(name: str, text: str | None = None, *children: Element) -> Element:
     return made
 
 
-def multistatus(responses: Sequence[Found]) -> bytes:
-    """RFC 4918 §13: the 207 body."""
+def multistatus(responses: Sequence[Found], sync_token: str | None = None) -> bytes:
+    """RFC 4918 §13: the 207 body (with RFC 6578 §6.4's ``sync-token`` after the responses
+    of a sync-collection report)."""
     root = Element(tag(DAV, "multistatus"))
     for found in responses:
         response = SubElement(root, tag(DAV, "response"))
@@ -308,11 +329,18 @@ def multistatus(responses: Sequence[Found]) -> bytes:
         if found.status is not None:
             SubElement(response, tag(DAV, "status")).text = _status(found.status)
             continue
-        for props, code in ((found.props, 200), ([Element(n) for n in found.missing], 404)):
+        named = [([Element(n) for n in names], code) for code, names in found.others]
+        for props, code in [
+            (found.props, 200),
+            ([Element(n) for n in found.missing], 404),
+            *named,
+        ]:
             if props:
                 propstat = SubElement(response, tag(DAV, "propstat"))
                 SubElement(propstat, tag(DAV, "prop")).extend(props)
                 SubElement(propstat, tag(DAV, "status")).text = _status(code)
+    if sync_token is not None:
+        SubElement(root, tag(DAV, "sync-token")).text = sync_token
     return document(root)
 
 

@@ -9,16 +9,17 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from xml.etree.ElementTree import Element, fromstring
+from xml.etree.ElementTree import fromstring
 
 import httpx
 import pytest
 
 from pillarbox import config as cfg
 from pillarbox.store.types import Contact
+from pillarbox.testing.davclient import dav_client, found, responses, text_of
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.vcards import RICH_CARD as RICH
-from pillarbox.testing.webclient import WebSession, server_trust
+from pillarbox.testing.webclient import WebSession
 
 pytestmark = pytest.mark.listeners("http", "https")
 
@@ -43,12 +44,7 @@ def card(uid: str, name: str, email: str, version: str = "3.0") -> str:
 @pytest.fixture
 def dav(live: LiveServer) -> Iterator[httpx.Client]:
     """alice's CardDAV client over HTTPS, with her account password (no second factor)."""
-    with httpx.Client(
-        base_url=f"https://127.0.0.1:{live.port('https')}",
-        auth=(ALICE, TEST_PASSWORD),
-        verify=server_trust(live),
-        timeout=30,
-    ) as client:
+    with dav_client(live, ALICE) as client:
         yield client
 
 
@@ -59,28 +55,6 @@ def propfind(client: httpx.Client, path: str, props: str, depth: str = "0") -> h
         content=PROPFIND.format(props),
         headers={"depth": depth, "content-type": "application/xml"},
     )
-
-
-def responses(response: httpx.Response) -> dict[str, Element]:
-    """href → its DAV:response element, of a 207 multistatus."""
-    assert response.status_code == 207, response.text
-    assert response.headers["content-type"].startswith("application/xml")
-    root = fromstring(response.content)
-    return {r.findtext(f"{D}href", ""): r for r in root.findall(f"{D}response")}
-
-
-def found(response: Element, name: str) -> Element | None:
-    """Property ``name`` in the response's 200 propstat."""
-    for propstat in response.findall(f"{D}propstat"):
-        if "200" in propstat.findtext(f"{D}status", ""):
-            return propstat.find(f"{D}prop/{name}")
-    return None
-
-
-def text_of(response: Element, name: str) -> str:
-    value = found(response, name)
-    assert value is not None, name
-    return value.text or ""
 
 
 def test_discovery_from_the_well_known_url_to_the_address_book(dav: httpx.Client) -> None:
@@ -111,7 +85,7 @@ def test_discovery_from_the_well_known_url_to_the_address_book(dav: httpx.Client
     missing = [p for p in book.findall(f"{D}propstat") if "404" in p.findtext(f"{D}status", "")]
     assert [e.tag for e in missing[0].iterfind(f"{D}prop/*")] == [f"{D}sync-token"]
     options = dav.options(BOOK)
-    assert options.headers["dav"] == "1, 3, addressbook"
+    assert options.headers["dav"] == "1, 3, addressbook, calendar-access"
     assert "REPORT" in options.headers["allow"]
     assert dav.request("PROPFIND", BOOK).status_code == 403  # no Depth: infinity
     not_here = dav.delete(BOOK)

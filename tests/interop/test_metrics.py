@@ -286,7 +286,8 @@ def test_web_requests_are_counted_by_route_template(tmp_path: Path) -> None:
             assert web.get(f"/mail/{mailbox}").status_code == 404
         assert web.get("/no/such/page-4711").status_code == 404
         assert web.client.put("/login").status_code == 405
-        # CardDAV: a request without credentials (every client's first) is no failed login.
+        # CardDAV and CalDAV: a request without credentials (every client's first) is no failed
+        # login.
         assert web.client.request("PROPFIND", "/dav/").status_code == 401
         wrong = base64.b64encode(b"alice@example.org:wrong password").decode()
         dav = web.client.request("PROPFIND", "/dav/", headers={"Authorization": f"Basic {wrong}"})
@@ -295,7 +296,7 @@ def test_web_requests_are_counted_by_route_template(tmp_path: Path) -> None:
 
     failures = "pillarbox_auth_failures_total"
     assert moved(before, after, failures, protocol="web", reason="credentials") == 1
-    assert moved(before, after, failures, protocol="carddav", reason="credentials") == 1
+    assert moved(before, after, failures, protocol="dav", reason="credentials") == 1
     requests = "pillarbox_web_requests_total"
     assert moved(before, after, requests, route="/login", status="2xx") == 3  # + each login's form
     assert moved(before, after, requests, route="/login", status="3xx") == 1

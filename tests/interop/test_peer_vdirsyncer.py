@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from pillarbox import vcard
-from pillarbox.net.tls import tls_paths
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer
-from pillarbox.testing.peers import require, run
+from pillarbox.testing.live import LiveServer
 from pillarbox.testing.vcards import RICH_CARD as RICH
+from pillarbox.testing.vdirsyncer import Vdirsyncer
 from pillarbox.testing.webclient import WebSession
 
 pytestmark = pytest.mark.listeners("http", "https")
@@ -29,33 +28,11 @@ ALICE = "alice@example.org"
 Book = set[tuple[str, str, tuple[str, ...]]]
 
 
-class Vdirsyncer:
-    """One vdirsyncer set-up: its config, the local vdir and its status directory."""
+class Contacts(Vdirsyncer):
+    """vdirsyncer syncing the address book."""
 
     def __init__(self, root: Path, live: LiveServer) -> None:
-        self.program = require("vdirsyncer", "vdirsyncer")
-        self.local = root / "contacts"
-        self.config = root / "config"
-        self.config.write_text(
-            f'[general]\nstatus_path = "{root}/status/"\n\n'
-            '[pair book]\na = "local"\nb = "server"\ncollections = ["from b"]\n'
-            'conflict_resolution = "b wins"\n\n'
-            f'[storage local]\ntype = "filesystem"\npath = "{self.local}/"\n'
-            'fileext = ".vcf"\n\n'
-            '[storage server]\ntype = "carddav"\n'
-            # The host alone: the address book is found through /.well-known/carddav.
-            f'url = "https://127.0.0.1:{live.port("https")}/"\n'
-            f'username = "{ALICE}"\npassword = "{TEST_PASSWORD}"\n'
-            f'verify = "{tls_paths(live.config)[0]}"\n'
-        )
-
-    def sync(self) -> str:
-        """One run of discovery and sync; what it did (a line per item copied or deleted)."""
-        env = {"VDIRSYNCER_CONFIG": str(self.config)}
-        run([self.program, "discover"], env=env, stdin="y\n" * 3, timeout=60)
-        result = run([self.program, "sync"], env=env, timeout=60)
-        assert "error" not in result.stderr.lower(), result.stderr
-        return result.stderr
+        super().__init__(root, live, ALICE, "carddav", ".vcf")
 
     @property
     def collection(self) -> Path:
@@ -91,7 +68,7 @@ def local_card(uid: str, name: str, email: str) -> str:
 
 
 def test_vdirsyncer_syncs_both_ways(live: LiveServer, alice: WebSession, tmp_path: Path) -> None:
-    client = Vdirsyncer(tmp_path, live)
+    client = Contacts(tmp_path, live)
     made = alice.api(
         "POST", "/contacts", {"display_name": "Web Made", "emails": ["web@example.net"]}
     )
@@ -140,7 +117,7 @@ def test_a_rich_card_syncs_there_and_back_unchanged(
     """A phone's card (ADR, BDAY, a folded PHOTO, types, a group, an X- property) made in
     the local vdir reaches the server as it is, comes back unchanged, and a rename in the
     webmail reaches the vdir with all of it kept."""
-    client = Vdirsyncer(tmp_path, live)
+    client = Contacts(tmp_path, live)
     client.sync()
     path = client.collection / "rich-1.vcf"
     path.write_bytes(RICH.encode())

@@ -27,6 +27,8 @@ from pillarbox.store.types import (
     INBOX,
     AccountSettings,
     AttemptOutcome,
+    Calendar,
+    CalendarObject,
     Contact,
     DeliveryTarget,
     DkimKeyRecord,
@@ -185,6 +187,26 @@ async def _populate(store: Store) -> None:
     await store.save_identity(
         account.id, Identity(address=USER, signature="-- \nme", is_default=True), limit=5
     )
+    # A calendar with an object kept as sent, one deleted (its tombstone), a bounded event.
+    await store.create_calendar(
+        account.id, Calendar(name="work", display_name="Work", color="#336699"), now=WHEN, limit=5
+    )
+    for name in ("a.ics", "gone.ics"):
+        await store.save_calendar_object(
+            account.id,
+            "work",
+            CalendarObject(
+                name=name,
+                uid=name,
+                component="VEVENT",
+                data=b"BEGIN:VCALENDAR\r\n\xc3\xa9\r\nEND:VCALENDAR\r\n",
+                starts=WHEN,
+                ends=WHEN + timedelta(hours=1),
+            ),
+            now=WHEN,
+            limit=10,
+        )
+    await store.delete_calendar_object(account.id, "work", "gone.ics")
     await store.save_contacts(
         account.id,
         [
@@ -274,6 +296,9 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "settings": await store.get_settings(account.id),
         "identities": await store.list_identities(account.id),
         "contacts": await store.list_contacts(account.id, "zoë"),
+        "calendars": await store.list_calendars(account.id),
+        "calendar_changes": await store.calendar_changes(account.id, "work", 0),
+        "tombstones": await store.calendar_changes(account.id, "work", 2),
         "token": await store.find_token(TokenKind.APP_PASSWORD, "ab" * 32),
         "totp": await store.get_totp(account.id),
         "sieve": await store.list_sieve_scripts(account.id),
@@ -338,6 +363,12 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert len(before["dmarc"]) == 1 and len(before["tls"]) == 1
     assert [c.emails for c in before["contacts"]] == [("zoe@far.example", "z@far.example")]
     assert "BDAY:19800101" in (before["contacts"][0].card or "")  # the card as received
+    # Calendars keep their ids and sync counters (clients' tokens), objects their bytes and
+    # bounds, deletions their tombstones.
+    assert [(c.name, c.sync_token) for c in before["calendars"]] == [("work", 4)]
+    (kept,) = before["calendar_changes"].changed
+    assert (kept.name, kept.ends) == ("a.ics", WHEN + timedelta(hours=1))
+    assert before["tombstones"].deleted == ["gone.ics"]
     # The identity ids continue after the copied ones.
     first = before["identities"][0]
     added = asyncio.run(

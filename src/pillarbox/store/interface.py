@@ -39,6 +39,9 @@ from pillarbox.store.types import (
     Alias,
     Appended,
     AttemptOutcome,
+    Calendar,
+    CalendarChanges,
+    CalendarObject,
     Change,
     Contact,
     Copied,
@@ -558,6 +561,60 @@ class Store(Protocol):
 
     async def delete_contact(self, account_id: int, contact_id: int) -> None:
         """``NotFound`` unless the contact is the account's."""
+
+    async def list_calendars(self, account_id: int) -> list[Calendar]:
+        """The account's calendar collections, by name."""
+
+    async def create_calendar(
+        self, account_id: int, calendar: Calendar, *, now: datetime, limit: int
+    ) -> Calendar:
+        """Add a calendar and return it as stored. ``AlreadyExists`` for a name the account
+        has, ``TooManyEntries`` past ``limit`` calendars, ``NotFound`` for no such account."""
+
+    async def update_calendar(self, account_id: int, calendar: Calendar) -> Calendar:
+        """Set the display name and colour of the account's calendar of that name (its sync
+        token is raised: clients see the change); ``NotFound`` when it has none."""
+
+    async def delete_calendar(self, account_id: int, name: str) -> None:
+        """Remove the calendar and every object in it; ``NotFound`` unless it is the
+        account's."""
+
+    async def calendar_objects(
+        self,
+        account_id: int,
+        calendar: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[CalendarObject]:
+        """The calendar's objects by name; with ``start`` or ``end``, only those whose bounds
+        (:attr:`CalendarObject.starts`, ``ends``) meet ``[start, end)``. ``NotFound`` for no
+        such calendar of the account."""
+
+    async def calendar_object(self, account_id: int, calendar: str, name: str) -> CalendarObject:
+        """``NotFound`` unless the account's calendar holds an object of that name."""
+
+    async def calendar_object_by_uid(
+        self, account_id: int, calendar: str, uid: str
+    ) -> CalendarObject:
+        """The calendar's object with that UID; ``NotFound`` when it has none."""
+
+    async def save_calendar_object(
+        self, account_id: int, calendar: str, obj: CalendarObject, *, now: datetime, limit: int
+    ) -> CalendarObject:
+        """Add the object, or replace the calendar's object of the same name, and return it
+        as stored (the calendar's sync token raised, and the object's ``modseq`` set to it).
+        ``AlreadyExists`` when another object of the calendar has its UID (RFC 4791 §4.1),
+        ``TooManyEntries`` when the calendar would pass ``limit`` objects, ``NotFound`` for no
+        such calendar of the account; nothing is stored then."""
+
+    async def delete_calendar_object(self, account_id: int, calendar: str, name: str) -> None:
+        """Remove the object, leaving a tombstone for :meth:`calendar_changes`; ``NotFound``
+        unless the account's calendar holds it."""
+
+    async def calendar_changes(self, account_id: int, calendar: str, since: int) -> CalendarChanges:
+        """The objects changed and the names deleted after sync token ``since`` (0: every
+        object), and the calendar's current token. ``NotFound`` for no such calendar."""
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta

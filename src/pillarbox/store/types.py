@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import hashlib
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -728,6 +729,62 @@ class Contact:
     def label(self) -> str:
         """What a list shows and sorts by: the name, else the first address."""
         return self.display_name or (self.emails[0] if self.emails else "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Calendar:
+    """One of an account's calendar collections (CalDAV, RFC 4791 §4.2). The store keeps what
+    it is given; names, lengths and counts are checked by the web layer against
+    ``[calendars]``."""
+
+    #: 0 for one not yet stored (:meth:`Store.create_calendar` gives it an id).
+    id: int = 0
+    #: The collection's path segment, unique per account.
+    name: str
+    display_name: str = ""
+    #: Apple's ``calendar-color`` as the client set it ("#RRGGBB" or "#RRGGBBAA"), or "".
+    color: str = ""
+    #: RFC 6578 §3.2: raised by every change to the calendar or its objects (also its ctag).
+    sync_token: int = 0
+    created: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CalendarObject:
+    """One calendar object resource (RFC 4791 §4.1): the iCalendar object kept as received,
+    byte for byte, with what the web layer read from it once, on PUT."""
+
+    id: int = 0
+    #: The resource's name in its calendar (the last path segment, e.g. ``<uid>.ics``).
+    name: str
+    #: RFC 4791 §4.1: the one UID of the object's components, unique in its calendar.
+    uid: str
+    #: "VEVENT" or "VTODO": the object's one kind of component.
+    component: str
+    data: bytes
+    #: The earliest start and latest end of any instance (UTC), None when unbounded that way
+    #: (an infinite RRULE, a to-do without dates): a time-range query (RFC 4791 §9.9) keeps
+    #: only objects whose bounds meet its range, before the exact check.
+    starts: datetime | None = None
+    ends: datetime | None = None
+    #: The calendar's ``sync_token`` when the object last changed (set by the store).
+    modseq: int = 0
+    updated: datetime | None = None
+
+    @property
+    def etag(self) -> str:
+        """A strong ETag (RFC 9110 §8.8.3): the digest of the bytes served."""
+        return '"' + hashlib.sha256(self.data).hexdigest()[:32] + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarChanges:
+    """What changed in a calendar after a sync token (RFC 6578 §3.2): the objects added or
+    changed, the names of those deleted, and the token that covers them."""
+
+    changed: list[CalendarObject]
+    deleted: list[str]
+    token: int
 
 
 class TokenKind(enum.Enum):

@@ -51,6 +51,8 @@ from pillarbox.store.types import (
     AcmeChallengeRecord,
     ActivityCounts,
     AttemptOutcome,
+    Calendar,
+    CalendarObject,
     Change,
     ChangeKind,
     Contact,
@@ -577,6 +579,152 @@ class StoreContract:
             await store.save_contacts(account.id, [again], now=t1, limit=3)  # gone
         with pytest.raises(NotFound):
             await store.save_contacts(account.id + 1000, [Contact(uid="x")], now=t1, limit=3)
+
+    # -- calendars ------------------------------------------------------------------------------
+    async def test_calendars_made_renamed_counted_and_removed(
+        self, store: Store, account: Account
+    ) -> None:
+        now = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        assert await store.list_calendars(account.id) == []
+        work = await store.create_calendar(
+            account.id, Calendar(name="work", display_name="Work"), now=now, limit=2
+        )
+        home = await store.create_calendar(
+            account.id, Calendar(name="home", color="#ff0000ff"), now=now, limit=2
+        )
+        assert work.id > 0 and work.sync_token == 1 and work.created == now
+        assert await store.list_calendars(account.id) == [home, work]
+        with pytest.raises(AlreadyExists):
+            await store.create_calendar(account.id, Calendar(name="work"), now=now, limit=5)
+        with pytest.raises(TooManyEntries):
+            await store.create_calendar(account.id, Calendar(name="third"), now=now, limit=2)
+        renamed = await store.update_calendar(
+            account.id, replace(work, display_name="Office", color="#00ff00")
+        )
+        assert (renamed.display_name, renamed.color, renamed.sync_token) == (
+            "Office",
+            "#00ff00",
+            2,
+        )
+        await store.delete_calendar(account.id, "home")
+        assert await store.list_calendars(account.id) == [renamed]
+        with pytest.raises(NotFound):
+            await store.delete_calendar(account.id, "home")
+        with pytest.raises(NotFound):
+            await store.update_calendar(account.id, home)
+        with pytest.raises(NotFound):
+            await store.create_calendar(account.id + 1000, Calendar(name="x"), now=now, limit=5)
+
+    async def test_calendar_objects_stored_as_sent_narrowed_by_time_and_synced(
+        self, store: Store, account: Account
+    ) -> None:
+        now = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        await store.create_calendar(account.id, Calendar(name="cal"), now=now, limit=5)
+        day = timedelta(days=1)
+        meeting = CalendarObject(
+            name="m.ics",
+            uid="m",
+            component="VEVENT",
+            data=b"BEGIN:VCALENDAR\r\n\xc3\xa9 kept\r\nEND:VCALENDAR\r\n",
+            starts=now,
+            ends=now + day,
+        )
+        weekly = CalendarObject(
+            name="w.ics", uid="w", component="VEVENT", data=b"weekly", starts=now - 9 * day
+        )
+        todo = CalendarObject(name="t.ics", uid="t", component="VTODO", data=b"todo")
+        stored = [
+            await store.save_calendar_object(account.id, "cal", o, now=now, limit=3)
+            for o in (meeting, weekly, todo)
+        ]
+        assert [o.modseq for o in stored] == [2, 3, 4]
+        assert stored[0].data == meeting.data and stored[0].etag.startswith('"')
+        listed = await store.calendar_objects(account.id, "cal")
+        assert [o.name for o in listed] == ["m.ics", "t.ics", "w.ics"]
+        assert listed[0] == stored[0]
+        assert await store.calendar_object(account.id, "cal", "m.ics") == stored[0]
+        assert await store.calendar_object_by_uid(account.id, "cal", "w") == stored[1]
+
+        async def between(start: datetime | None, end: datetime | None) -> list[str]:
+            found = await store.calendar_objects(account.id, "cal", start=start, end=end)
+            return [o.name for o in found]
+
+        # Bounds meet [start, end) or are open: the open-ended weekly and the undated to-do
+        # always, the meeting only when its day is met.
+        assert await between(now + day, now + 2 * day) == ["t.ics", "w.ics"]
+        assert await between(now - day, now) == ["t.ics", "w.ics"]
+        assert await between(now - day, now + timedelta(seconds=1)) == ["m.ics", "t.ics", "w.ics"]
+        assert await between(None, now - 10 * day) == ["t.ics"]
+        assert await between(now + day - timedelta(seconds=1), None) == ["m.ics", "t.ics", "w.ics"]
+
+        # Another object of the UID, the count past the limit: refused, nothing kept.
+        with pytest.raises(AlreadyExists):
+            await store.save_calendar_object(
+                account.id, "cal", replace(todo, name="other.ics"), now=now, limit=5
+            )
+        with pytest.raises(TooManyEntries):
+            await store.save_calendar_object(
+                account.id, "cal", replace(todo, name="4.ics", uid="4"), now=now, limit=3
+            )
+        assert len(await store.calendar_objects(account.id, "cal")) == 3
+        (calendar,) = await store.list_calendars(account.id)
+        assert calendar.sync_token == 4
+
+        # Replaced by name (a new UID is allowed), deleted with a tombstone; changes since a
+        # token name both.
+        later = now + day
+        changed = await store.save_calendar_object(
+            account.id, "cal", replace(meeting, data=b"changed"), now=later, limit=3
+        )
+        assert (changed.id, changed.modseq, changed.updated) == (stored[0].id, 5, later)
+        await store.delete_calendar_object(account.id, "cal", "t.ics")
+        changes = await store.calendar_changes(account.id, "cal", 4)
+        assert ([o.name for o in changes.changed], changes.deleted, changes.token) == (
+            ["m.ics"],
+            ["t.ics"],
+            6,
+        )
+        everything = await store.calendar_changes(account.id, "cal", 0)
+        assert [o.name for o in everything.changed] == ["w.ics", "m.ics"]
+        with pytest.raises(NotFound):
+            await store.delete_calendar_object(account.id, "cal", "t.ics")
+        with pytest.raises(NotFound):
+            await store.calendar_object(account.id, "cal", "t.ics")
+        # Put back: no longer a deletion.
+        await store.save_calendar_object(account.id, "cal", todo, now=later, limit=3)
+        again = await store.calendar_changes(account.id, "cal", 6)
+        assert ([o.name for o in again.changed], again.deleted) == (["t.ics"], [])
+
+        # Deleting the calendar takes its objects.
+        await store.delete_calendar(account.id, "cal")
+        await store.create_calendar(account.id, Calendar(name="cal"), now=now, limit=5)
+        assert await store.calendar_objects(account.id, "cal") == []
+        assert (await store.calendar_changes(account.id, "cal", 0)).deleted == []
+
+    async def test_calendars_are_the_accounts_own(self, store: Store, account: Account) -> None:
+        other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")
+        now = datetime(2025, 3, 1, tzinfo=UTC)
+        await store.create_calendar(account.id, Calendar(name="cal"), now=now, limit=5)
+        mine = CalendarObject(name="a.ics", uid="a", component="VEVENT", data=b"x")
+        await store.save_calendar_object(account.id, "cal", mine, now=now, limit=5)
+        assert await store.list_calendars(other.id) == []
+        for attempt in (
+            store.calendar_objects(other.id, "cal"),
+            store.calendar_object(other.id, "cal", "a.ics"),
+            store.calendar_object_by_uid(other.id, "cal", "a"),
+            store.save_calendar_object(other.id, "cal", mine, now=now, limit=5),
+            store.delete_calendar_object(other.id, "cal", "a.ics"),
+            store.calendar_changes(other.id, "cal", 0),
+            store.delete_calendar(other.id, "cal"),
+        ):
+            with pytest.raises(NotFound):
+                await attempt
+        # Another account may have a calendar of the same name, and the same UIDs in it.
+        await store.create_calendar(other.id, Calendar(name="cal"), now=now, limit=5)
+        await store.save_calendar_object(other.id, "cal", mine, now=now, limit=5)
+        await store.remove_account(account.id)
+        assert await store.list_calendars(account.id) == []
+        assert len(await store.calendar_objects(other.id, "cal")) == 1
 
     async def test_contacts_are_the_accounts_own(self, store: Store, account: Account) -> None:
         other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")

@@ -134,10 +134,9 @@ class Web:
 
     @property
     def dav_logins(self) -> CountedAuthenticator:
-        """CardDAV's Basic password check, counted as protocol ``carddav``."""
-        return CountedAuthenticator(
-            self.services.authenticator, self.services.metrics.auth("carddav")
-        )
+        """CardDAV's and CalDAV's Basic password check (one login for ``/dav/``), counted as
+        protocol ``dav``."""
+        return CountedAuthenticator(self.services.authenticator, self.services.metrics.auth("dav"))
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any
@@ -522,8 +521,8 @@ def create_app(
         admin,
         api,
         autoconfig,
-        carddav,
         contacts,
+        dav,
         filters,
         live,
         mtasts,
@@ -547,7 +546,7 @@ def create_app(
         *twofactor.routes(),
         *webmail.routes(),
         *contacts.routes(),
-        *carddav.routes(),
+        *dav.routes(),
         *sharing.routes(),
         *filters.routes(),
         *account.routes(),

@@ -57,6 +57,8 @@ _SEQUENCES = (
     "account_tokens",
     "identities",
     "contacts",
+    "calendars",
+    "calendar_objects",
     "received_reports",
     "dmarc_observations",
     "tls_results",
@@ -403,6 +405,37 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 _time(r[10]),
                 _time(r[11]),
             ),
+        ),
+        # Calendars keep their ids and change counters: a client's sync token names both.
+        _Table(
+            "calendars",
+            "SELECT id, account_id, name, display_name, color, sync_token, created FROM calendars",
+            ("id", "account_id", "name", "display_name", "color", "sync_token", "created"),
+            lambda r: (*r[:6], _time(r[6])),
+        ),
+        _Table(
+            "calendar_objects",
+            "SELECT id, calendar_id, name, uid, component, data, starts, ends, modseq, updated "
+            "FROM calendar_objects",
+            (
+                "id",
+                "calendar_id",
+                "name",
+                "uid",
+                "component",
+                "data",
+                "starts",
+                "ends",
+                "modseq",
+                "updated",
+            ),
+            lambda r: (*r[:5], bytes(r[5]), _time(r[6]), _time(r[7]), r[8], _time(r[9])),
+        ),
+        _Table(
+            "calendar_tombstones",
+            "SELECT calendar_id, name, modseq FROM calendar_tombstones",
+            ("calendar_id", "name", "modseq"),
+            lambda r: r,
         ),
         _Table(
             "server_metadata",

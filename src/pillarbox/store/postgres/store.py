@@ -76,6 +76,7 @@ from pillarbox.store.feed import ChangeHub, FeedSubscription
 from pillarbox.store.postgres import (
     accountdata,
     acmedata,
+    calendardata,
     contactdata,
     dmarcdata,
     greylistdata,
@@ -105,6 +106,9 @@ from pillarbox.store.types import (
     Alias,
     Appended,
     AttemptOutcome,
+    Calendar,
+    CalendarChanges,
+    CalendarObject,
     Change,
     ChangeKind,
     Contact,
@@ -1701,6 +1705,68 @@ class PostgresStore:
 
     async def delete_contact(self, account_id: int, contact_id: int) -> None:
         await self._write(lambda conn, _: contactdata.delete_contact(conn, account_id, contact_id))
+
+    # -- calendars (see .calendardata) -------------------------------------------------------
+    async def list_calendars(self, account_id: int) -> list[Calendar]:
+        return await self._read(lambda conn: calendardata.list_calendars(conn, account_id))
+
+    async def create_calendar(
+        self, account_id: int, calendar: Calendar, *, now: datetime, limit: int
+    ) -> Calendar:
+        return await self._write(
+            lambda conn, _: calendardata.create_calendar(conn, account_id, calendar, now, limit)
+        )
+
+    async def update_calendar(self, account_id: int, calendar: Calendar) -> Calendar:
+        return await self._write(
+            lambda conn, _: calendardata.update_calendar(conn, account_id, calendar)
+        )
+
+    async def delete_calendar(self, account_id: int, name: str) -> None:
+        await self._write(lambda conn, _: calendardata.delete_calendar(conn, account_id, name))
+
+    async def calendar_objects(
+        self,
+        account_id: int,
+        calendar: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[CalendarObject]:
+        return await self._read(
+            lambda conn: calendardata.calendar_objects(conn, account_id, calendar, start, end)
+        )
+
+    async def calendar_object(self, account_id: int, calendar: str, name: str) -> CalendarObject:
+        return await self._read(
+            lambda conn: calendardata.calendar_object(conn, account_id, calendar, "name", name)
+        )
+
+    async def calendar_object_by_uid(
+        self, account_id: int, calendar: str, uid: str
+    ) -> CalendarObject:
+        return await self._read(
+            lambda conn: calendardata.calendar_object(conn, account_id, calendar, "uid", uid)
+        )
+
+    async def save_calendar_object(
+        self, account_id: int, calendar: str, obj: CalendarObject, *, now: datetime, limit: int
+    ) -> CalendarObject:
+        return await self._write(
+            lambda conn, _: calendardata.save_calendar_object(
+                conn, account_id, calendar, obj, now, limit
+            )
+        )
+
+    async def delete_calendar_object(self, account_id: int, calendar: str, name: str) -> None:
+        await self._write(
+            lambda conn, _: calendardata.delete_calendar_object(conn, account_id, calendar, name)
+        )
+
+    async def calendar_changes(self, account_id: int, calendar: str, since: int) -> CalendarChanges:
+        return await self._read(
+            lambda conn: calendardata.calendar_changes(conn, account_id, calendar, since)
+        )
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta

@@ -708,6 +708,45 @@ _V30_SQL = r"""
 ALTER TABLE contacts ADD COLUMN card TEXT;
 """
 
+# CalDAV (RFC 4791, pillarbox.web.caldav): each account's calendars and the iCalendar objects in
+# them, kept as received (``data``). ``starts``/``ends`` bound every instance of an object in
+# microseconds since the epoch (NULL: unbounded that way) so a time-range query reads only
+# the objects that may match. ``sync_token`` counts a calendar's changes; an object's
+# ``modseq`` and a deleted object's tombstone carry the token of their change (RFC 6578).
+_V31_SQL = r"""
+CREATE TABLE calendars (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    color TEXT NOT NULL,
+    sync_token INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    UNIQUE (account_id, name)
+);
+CREATE TABLE calendar_objects (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    component TEXT NOT NULL,
+    data BLOB NOT NULL,
+    starts INTEGER,
+    ends INTEGER,
+    modseq INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    UNIQUE (calendar_id, name),
+    UNIQUE (calendar_id, uid)
+);
+CREATE INDEX calendar_objects_modseq ON calendar_objects(calendar_id, modseq);
+CREATE TABLE calendar_tombstones (
+    calendar_id INTEGER NOT NULL REFERENCES calendars(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (calendar_id, name)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -739,6 +778,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(28, "webmail contacts (address book)", _V28_SQL),
     Migration(29, "thread ids of messages (RFC 8474 THREADID)", _V29_SQL, _thread_backfill),
     Migration(30, "contacts keep the vCard as received", _V30_SQL),
+    Migration(31, "CalDAV calendars, their objects and tombstones", _V31_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

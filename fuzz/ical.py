@@ -1,0 +1,68 @@
+"""Fuzz the iCalendar objects CalDAV clients PUT (pillarbox.ical) and the calendar REPORT
+bodies (pillarbox.caldavxml) with arbitrary bytes.
+
+Input: byte 0 even — an object as a PUT body; odd — a REPORT body on a calendar. Asserted,
+beyond "no exception" other than ``InvalidObject``, ``BadRequestBody`` and
+``UnsupportedFilter``:
+
+* an accepted object has a UID and a VEVENT or VTODO type, its bounds in order, and answers a
+  time-range query (the recurrence expansion, bounded by ``max_instances``) without raising;
+* a parsed calendar-query's filter runs against a fixed recurring event without raising.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+import atheris
+import harness
+
+with atheris.instrument_imports(include=["pillarbox"]):
+    from pillarbox import caldavxml, ical
+    from pillarbox.caldavxml import CompFilter, TimeRange, UnsupportedFilter
+    from pillarbox.davxml import BadRequestBody
+    from pillarbox.testing.icalendars import WEEKLY
+
+#: A time-range every instance from 2025 on meets (any VEVENT or VTODO's expansion runs).
+_ANY_TIME = CompFilter("VEVENT", time_range=TimeRange(datetime(2025, 1, 1, tzinfo=UTC), None))
+
+
+def check(data: bytes) -> None:
+    if not data:
+        return
+    body = data[1:]
+    if data[0] % 2 == 0:
+        try:
+            info = ical.read_object(body, max_instances=200)
+        except ical.InvalidObject:
+            return
+        assert info.uid and info.component in ical.COMPONENTS
+        assert info.starts is None or info.ends is None or info.starts <= info.ends
+        ical.select([body], CompFilter("VCALENDAR", comps=(_ANY_TIME,)), 200)
+        return
+    try:
+        parsed = caldavxml.report(body)
+    except BadRequestBody:
+        return
+    if isinstance(parsed, caldavxml.CalendarQuery):
+        with contextlib.suppress(UnsupportedFilter):
+            ical.select([WEEKLY.encode()], parsed.filter, 100)
+
+
+def seeds() -> list[bytes]:
+    ns = b'xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"'
+    return [
+        b"\x00" + WEEKLY.encode(),
+        b"\x00BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\n"
+        b"END:VCALENDAR\r\n",
+        b"\x01<c:calendar-query " + ns + b'><c:filter><c:comp-filter name="VCALENDAR">'
+        b'<c:comp-filter name="VEVENT"><c:time-range start="20250101T000000Z"/>'
+        b'<c:prop-filter name="UID"><c:text-match>x</c:text-match></c:prop-filter>'
+        b"</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>",
+        b"\x01<d:sync-collection " + ns + b"><d:sync-token/><d:prop/></d:sync-collection>",
+    ]
+
+
+if __name__ == "__main__":
+    harness.main("ical", check, seeds(), max_len=65536)

@@ -1,0 +1,194 @@
+"""CalDAV (RFC 4791) and WebDAV sync (RFC 6578) request bodies: the REPORTs a calendar
+answers, MKCALENDAR and PROPPATCH. Parsing is :func:`pillarbox.davxml.parse` (no DTD, bounded
+depth); anything malformed raises :class:`~pillarbox.davxml.BadRequestBody` (400).
+
+Implementation notes:
+
+- **REPORTs read**: ``calendar-multiget`` (RFC 4791 §7.9, the same shape as CardDAV's, so a
+  :class:`~pillarbox.davxml.Multiget`), ``calendar-query`` (§7.8: its filter as
+  :class:`CompFilter`), ``sync-collection`` (RFC 6578 §3.2: token, level, limit); any other
+  root is an :class:`~pillarbox.davxml.OtherReport`.
+- **Filters** (§9.7): nested ``comp-filter`` with ``is-not-defined`` or ``time-range``,
+  ``prop-filter`` with ``is-not-defined`` or one ``text-match`` (§9.7.5: ``i;ascii-casemap``
+  by default, substring, ``negate-condition``). A ``param-filter`` or a ``time-range`` on a
+  property is not evaluated: :class:`UnsupportedFilter` (403 ``supported-filter``, §7.7).
+- Pure: no I/O; :mod:`pillarbox.ical` evaluates the filters against stored objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from xml.etree.ElementTree import Element
+
+from pillarbox.davxml import (
+    CALDAV,
+    DAV,
+    BadRequestBody,
+    Multiget,
+    OtherReport,
+    PropFind,
+    TextMatch,
+    asked_props,
+    parse,
+    tag,
+    text_match,
+)
+
+#: RFC 4791 §9.9: time-range values are UTC date-times "with UTC time".
+_UTC_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+class UnsupportedFilter(Exception):
+    """A calendar-query filter this server does not evaluate (RFC 4791 §7.7
+    ``supported-filter``, 403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """RFC 4791 §9.9: ``[start, end)``, either end open."""
+
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PropFilter:
+    """RFC 4791 §9.7.2: an iCalendar property present, absent, or matching a text."""
+
+    name: str
+    is_not_defined: bool = False
+    text_match: TextMatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompFilter:
+    """RFC 4791 §9.7.1: a component present (with its own filters met) or absent."""
+
+    name: str
+    is_not_defined: bool = False
+    time_range: TimeRange | None = None
+    props: tuple[PropFilter, ...] = ()
+    comps: tuple[CompFilter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarQuery:
+    props: PropFind
+    filter: CompFilter
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCollection:
+    """RFC 6578 §6.1: the token the client last had ("" for an initial sync)."""
+
+    props: PropFind
+    token: str
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyUpdate:
+    """A PROPPATCH (RFC 4918 §14.19) or MKCALENDAR (RFC 4791 §5.3.1) body: the properties set
+    (name → element, in document order) and removed."""
+
+    set: dict[str, Element]
+    remove: tuple[str, ...] = ()
+
+
+def _time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value.strip(), _UTC_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise BadRequestBody(f"time-range value {value[:40]!r} is not a UTC date-time") from None
+
+
+def _time_range(element: Element | None) -> TimeRange | None:
+    if element is None:
+        return None
+    found = TimeRange(_time(element.get("start")), _time(element.get("end")))
+    if found.start is None and found.end is None:
+        raise BadRequestBody("time-range needs a start or an end")  # RFC 4791 §9.9
+    if found.start is not None and found.end is not None and found.end <= found.start:
+        raise BadRequestBody("time-range ends before it starts")
+    return found
+
+
+def _prop_filter(element: Element) -> PropFilter:
+    name = element.get("name", "").upper()
+    if not name:
+        raise BadRequestBody("prop-filter without a name")
+    if element.find(tag(CALDAV, "time-range")) is not None:
+        raise UnsupportedFilter("time-range on a property")
+    if element.find(tag(CALDAV, "param-filter")) is not None:
+        raise UnsupportedFilter("param-filter")
+    matched = element.find(tag(CALDAV, "text-match"))
+    return PropFilter(
+        name=name,
+        is_not_defined=element.find(tag(CALDAV, "is-not-defined")) is not None,
+        text_match=None if matched is None else text_match(matched, "i;ascii-casemap"),
+    )
+
+
+def _comp_filter(element: Element) -> CompFilter:
+    name = element.get("name", "").upper()
+    if not name:
+        raise BadRequestBody("comp-filter without a name")
+    return CompFilter(
+        name=name,
+        is_not_defined=element.find(tag(CALDAV, "is-not-defined")) is not None,
+        time_range=_time_range(element.find(tag(CALDAV, "time-range"))),
+        props=tuple(_prop_filter(p) for p in element.findall(tag(CALDAV, "prop-filter"))),
+        comps=tuple(_comp_filter(c) for c in element.findall(tag(CALDAV, "comp-filter"))),
+    )
+
+
+def _limit(element: Element | None) -> int | None:
+    if element is None:
+        return None
+    text = (element.text or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise BadRequestBody("nresults must be a number")
+    return int(text)
+
+
+def report(body: bytes) -> Multiget | CalendarQuery | SyncCollection | OtherReport:
+    """A REPORT on a calendar."""
+    root = parse(body)
+    if root.tag == tag(CALDAV, "calendar-multiget"):
+        hrefs = tuple((h.text or "").strip() for h in root.findall(tag(DAV, "href")))
+        return Multiget(asked_props(root), hrefs)
+    if root.tag == tag(CALDAV, "calendar-query"):
+        # RFC 4791 §9.7: exactly one comp-filter, for VCALENDAR, in the filter.
+        top = root.findall(f"{tag(CALDAV, 'filter')}/{tag(CALDAV, 'comp-filter')}")
+        if len(top) != 1 or top[0].get("name", "").upper() != "VCALENDAR":
+            raise BadRequestBody("calendar-query needs one VCALENDAR comp-filter")
+        return CalendarQuery(asked_props(root), _comp_filter(top[0]))
+    if root.tag == tag(DAV, "sync-collection"):
+        token = (root.findtext(tag(DAV, "sync-token")) or "").strip()
+        nresults = root.find(f"{tag(DAV, 'limit')}/{tag(DAV, 'nresults')}")
+        return SyncCollection(asked_props(root), token, _limit(nresults))
+    return OtherReport(root.tag)
+
+
+def property_update(body: bytes, root_tag: str) -> PropertyUpdate:
+    """A PROPPATCH (``root_tag`` DAV:propertyupdate) or MKCALENDAR (CALDAV:mkcalendar) body;
+    an empty MKCALENDAR body sets nothing."""
+    if not body.strip():
+        return PropertyUpdate({})
+    root = parse(body)
+    if root.tag != root_tag:
+        raise BadRequestBody(f"expected {root_tag}")
+    found: dict[str, Element] = {}
+    removed: list[str] = []
+    for instruction in root:
+        if instruction.tag not in (tag(DAV, "set"), tag(DAV, "remove")):
+            continue
+        for prop in instruction.iterfind(f"{tag(DAV, 'prop')}/*"):
+            if instruction.tag == tag(DAV, "set"):
+                found[prop.tag] = prop
+            else:
+                removed.append(prop.tag)
+    return PropertyUpdate(found, tuple(removed))

@@ -1,0 +1,604 @@
+"""CalDAV (RFC 4791 on WebDAV, RFC 4918; sync-collection, RFC 6578): the calendars synced by
+phones and desktop clients (iOS and macOS Calendar, Thunderbird, DAVx⁵, vdirsyncer).
+
+Implementation notes:
+
+- **Where things are**: the calendar home is ``/dav/calendars/<address>/`` (the principal's
+  ``calendar-home-set``, :mod:`.dav`); each calendar is a collection in it, each event or
+  to-do a resource ``<name>`` in that (the name the client chose, usually ``<UID>.ics``).
+  An account without calendars is given one, ``personal/`` ("Calendar"), on its first
+  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects).
+- **Objects are kept as sent**, byte for byte (``GET`` and ``calendar-data`` answer exactly
+  the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives. It is
+  checked (:func:`pillarbox.ical.read_object`, off the event loop) against RFC 4791 §4.1:
+  refusals carry the §5.3.2.1 precondition — 403 for ``valid-calendar-data``,
+  ``valid-calendar-object-resource``, ``supported-calendar-data``,
+  ``supported-calendar-component`` and ``max-resource-size``, 409 for ``no-uid-conflict``
+  (another resource of the calendar has the UID: the request could succeed in another state,
+  RFC 3253 §1.6), 412 for a failed ``If-Match`` / ``If-None-Match``, 507 past the object
+  count; a PUT into a calendar that does not exist is 409 (RFC 4918 §9.7.1).
+- **REPORTs**: ``calendar-multiget`` (§7.9), ``calendar-query`` (§7.8; the store narrows a
+  top-level ``time-range`` by each object's stored bounds, :mod:`pillarbox.ical` decides
+  with its recurrences expanded), ``sync-collection`` (RFC 6578: the store keeps a
+  tombstone per deleted object; a token is the calendar's id and change counter, one of
+  another calendar or from the future is ``valid-sync-token``, 403).
+- **Properties**: PROPPATCH sets ``displayname`` and Apple's ``calendar-color`` (all or none,
+  RFC 4918 §9.2: others answer 403, the rest 424); MKCALENDAR takes the same two and
+  ``supported-calendar-component-set`` (a subset of VEVENT, VTODO), and drops the others it is
+  given (``calendar-description``, ``calendar-timezone``): no dead properties are kept.
+- **Not here**: scheduling (RFC 6638 inbox and outbox, iTIP), free-busy, ``expand`` and
+  ``limit-recurrence-set`` in ``calendar-data`` (the whole object is always answered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from urllib.parse import quote
+from xml.etree.ElementTree import Element
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pillarbox import caldavxml, davxml, ical
+from pillarbox.blocking import run_blocking
+from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, element, tag
+from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
+from pillarbox.observability.log import Log
+from pillarbox.store.types import Account, Calendar, CalendarObject
+from pillarbox.web.app import BodyTooLarge, web
+from pillarbox.web.webdav import (
+    FINITE_DEPTH,
+    NOT_FOUND,
+    OWNER_PRIVILEGES,
+    PRECONDITION_FAILED,
+    ROOT,
+    SUPPORTED_REPORT,
+    Resource,
+    Target,
+    answer,
+    collection,
+    common,
+    depth,
+    not_allowed,
+    owned_target,
+    precondition,
+    privileges,
+    props,
+    read,
+    read_xml,
+    report_set,
+    text,
+    xml,
+)
+
+_log = Log("web.caldav")
+
+WELL_KNOWN = "/.well-known/caldav"
+#: The path segment below ``/dav/`` of the calendar homes.
+SECTION = "calendars"
+DEFAULT = "personal"
+DEFAULT_NAME = "Calendar"
+CALENDAR_TYPE = "text/calendar"
+#: What a calendar's or an object's name may be: a path segment every client can write.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=~-]{0,254}")
+COLOR = re.compile(r"#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?")
+MAX_DISPLAY_NAME = 200
+SYNC_TOKEN = re.compile(r"urn:x-pillarbox:sync:(\d{1,18})-(\d{1,18})")
+_COLLECTION_METHODS = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, REPORT, DELETE"
+
+
+def _condition(name: str, *children: Element) -> bytes:
+    return davxml.error(element(tag(CALDAV, name), None, *children))
+
+
+# -- paths -----------------------------------------------------------------------------------------
+
+
+def home_href(address: str) -> str:
+    return f"{ROOT}{SECTION}/{quote(address, safe='@')}/"
+
+
+def calendar_href(address: str, calendar: str) -> str:
+    return f"{home_href(address)}{quote(calendar, safe='')}/"
+
+
+def object_href(address: str, calendar: str, name: str) -> str:
+    return calendar_href(address, calendar) + quote(name, safe="@")
+
+
+def target(path: str) -> Target | None:
+    """The resource a decoded path below ``/dav/calendars/`` names ("home", "calendar" or
+    "object"), or None."""
+    match path.split("/", 2):
+        case [address] | [address, ""]:
+            return Target("home", address)
+        case [address, calendar] | [address, calendar, ""]:
+            return Target("calendar", address, calendar)
+        case [address, calendar, name] if "/" not in name:
+            return Target("object", address, calendar, name)
+    return None
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+
+def sync_token(calendar: Calendar) -> str:
+    """RFC 6578 §3.2: a URI naming the calendar (its id: a calendar deleted and made again
+    under its name does not take its tokens) and its change counter."""
+    return f"urn:x-pillarbox:sync:{calendar.id}-{calendar.sync_token}"
+
+
+def _components() -> Element:
+    """RFC 4791 §5.2.3 ``supported-calendar-component-set``."""
+    made = [element(tag(CALDAV, "comp")) for _ in ical.COMPONENTS]
+    for comp, name in zip(made, ical.COMPONENTS, strict=True):
+        comp.set("name", name)
+    return element(tag(CALDAV, "supported-calendar-component-set"), None, *made)
+
+
+def _data_types() -> Element:
+    """RFC 4791 §5.2.4 ``supported-calendar-data``."""
+    data = element(tag(CALDAV, "calendar-data"))
+    data.set("content-type", CALENDAR_TYPE)
+    data.set("version", "2.0")
+    return element(tag(CALDAV, "supported-calendar-data"), None, data)
+
+
+def calendar_resource(address: str, calendar: Calendar, max_size: int) -> Resource:
+    found = props(
+        collection(element(tag(CALDAV, "calendar"))),
+        element(tag(DAV, "displayname"), calendar.display_name or calendar.name),
+        element(tag(CALENDARSERVER, "getctag"), f'"{calendar.id}-{calendar.sync_token}"'),
+        element(tag(DAV, "sync-token"), sync_token(calendar)),
+        _components(),
+        _data_types(),
+        element(tag(CALDAV, "max-resource-size"), str(max_size)),  # RFC 4791 §5.2.5
+        report_set(
+            tag(CALDAV, "calendar-multiget"),
+            tag(CALDAV, "calendar-query"),
+            tag(DAV, "sync-collection"),
+        ),
+        privileges(*OWNER_PRIVILEGES),
+        *common(address),
+    )
+    if calendar.color:
+        found[tag(APPLE_ICAL, "calendar-color")] = element(
+            tag(APPLE_ICAL, "calendar-color"), calendar.color
+        )
+    return Resource(calendar_href(address, calendar.name), found)
+
+
+def object_resource(address: str, calendar: str, obj: CalendarObject) -> Resource:
+    return Resource(
+        object_href(address, calendar, obj.name),
+        props(
+            element(tag(DAV, "resourcetype")),
+            element(tag(DAV, "getetag"), obj.etag),
+            element(
+                tag(DAV, "getcontenttype"),
+                f"{CALENDAR_TYPE}; charset=utf-8; component={obj.component.lower()}",
+            ),
+            element(tag(DAV, "getcontentlength"), str(len(obj.data))),
+            privileges(*OWNER_PRIVILEGES),
+            *common(address),
+        ),
+    )
+
+
+def home_resource(address: str) -> Resource:
+    return Resource(
+        home_href(address),
+        props(
+            collection(),
+            element(
+                tag(CALDAV, "calendar-home-set"),
+                None,
+                element(tag(DAV, "href"), home_href(address)),
+            ),
+            privileges("read", "bind", "unbind"),
+            *common(address),
+        ),
+    )
+
+
+def _calendar_data(obj: CalendarObject) -> Element:
+    """The object as received (validated UTF-8 on PUT) for a REPORT's ``calendar-data``."""
+    return element(tag(CALDAV, "calendar-data"), obj.data.decode("utf-8"))
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+
+def _max_object(request: Request) -> int:
+    app = web(request)
+    return min(app.services.config.calendars.max_object_bytes, app.limits.max_form_bytes)
+
+
+async def _calendars(request: Request, account: Account) -> list[Calendar]:
+    """The account's calendars; an account with none is given the default one first."""
+    app = web(request)
+    found = await app.services.store.list_calendars(account.id)
+    if found:
+        return found
+    default = Calendar(name=DEFAULT, display_name=DEFAULT_NAME)
+    with contextlib.suppress(AlreadyExists):  # made by a request beside this one
+        await app.services.store.create_calendar(
+            account.id,
+            default,
+            now=datetime.now(UTC),
+            limit=app.services.config.calendars.max_per_account,
+        )
+    return await app.services.store.list_calendars(account.id)
+
+
+async def handle(request: Request, account: Account, found: Target) -> Response:
+    """A request on the calendar home, a calendar or an object of the caller's."""
+    calendars = {c.name: c for c in await _calendars(request, account)}
+    method = request.method
+    if found.kind == "home":
+        if method == "PROPFIND":
+            return await _propfind_home(request, account, list(calendars.values()))
+        return not_allowed("OPTIONS, PROPFIND")
+    calendar = calendars.get(found.collection)
+    if found.kind == "calendar":
+        if method == "MKCALENDAR":
+            return await _mkcalendar(request, account, found.collection, calendar)
+        if calendar is None:
+            return text(NOT_FOUND, 404)
+        return await _on_calendar(request, account, calendar)
+    if method == "MKCALENDAR":
+        # RFC 4791 §5.3.1.1: calendars are made in the home only.
+        return xml(_condition("calendar-collection-location-ok"), 403)
+    if calendar is None:
+        if method == "PUT":
+            return text("no such calendar: make it first (MKCALENDAR)\n", 409)
+        return text(NOT_FOUND, 404)
+    if method in ("GET", "HEAD"):
+        return await _get(request, account, calendar, found.name)
+    if method == "PUT":
+        return await _put(request, account, calendar, found.name)
+    if method == "DELETE":
+        return await _delete(request, account, calendar, found.name)
+    if method == "PROPFIND":
+        obj = await _object(request, account, calendar, found.name)
+        if obj is None:
+            return text(NOT_FOUND, 404)
+        asked = davxml.propfind(await read_xml(request))
+        resource = object_resource(account.address, calendar.name, obj)
+        return xml(davxml.multistatus([answer(resource, asked)]))
+    return not_allowed("OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND")
+
+
+async def _on_calendar(request: Request, account: Account, calendar: Calendar) -> Response:
+    method = request.method
+    if method == "PROPFIND":
+        return await _propfind_calendar(request, account, calendar)
+    if method == "REPORT":
+        return await _report(request, account, calendar)
+    if method == "PROPPATCH":
+        return await _proppatch(request, account, calendar)
+    if method == "DELETE":
+        await web(request).services.store.delete_calendar(account.id, calendar.name)
+        return Response(status_code=204)
+    if method in ("GET", "HEAD"):
+        return text(f"{calendar.display_name}: use a CalDAV client\n", 200)
+    return not_allowed(_COLLECTION_METHODS)
+
+
+async def _object(
+    request: Request, account: Account, calendar: Calendar, name: str
+) -> CalendarObject | None:
+    try:
+        return await web(request).services.store.calendar_object(account.id, calendar.name, name)
+    except NotFound:
+        return None
+
+
+async def _propfind_home(
+    request: Request, account: Account, calendars: Sequence[Calendar]
+) -> Response:
+    asked = davxml.propfind(await read_xml(request))
+    levels = depth(request)
+    if levels is None:
+        return xml(FINITE_DEPTH, 403)  # RFC 4918 §9.1
+    resources = [home_resource(account.address)]
+    if levels:
+        resources += [
+            calendar_resource(account.address, c, _max_object(request)) for c in calendars
+        ]
+    return xml(davxml.multistatus([answer(r, asked) for r in resources]))
+
+
+async def _propfind_calendar(request: Request, account: Account, calendar: Calendar) -> Response:
+    asked = davxml.propfind(await read_xml(request))
+    levels = depth(request)
+    if levels is None:
+        return xml(FINITE_DEPTH, 403)  # RFC 4918 §9.1
+    resources = [calendar_resource(account.address, calendar, _max_object(request))]
+    if levels:
+        objects = await web(request).services.store.calendar_objects(account.id, calendar.name)
+        resources += [object_resource(account.address, calendar.name, o) for o in objects]
+    return xml(davxml.multistatus([answer(r, asked) for r in resources]))
+
+
+# -- REPORT ----------------------------------------------------------------------------------------
+
+
+async def _report(request: Request, account: Account, calendar: Calendar) -> Response:
+    try:
+        asked = caldavxml.report(await read_xml(request))
+        if isinstance(asked, davxml.OtherReport):
+            _log.info("caldav report not supported", account=account.address, report=asked.name)
+            return xml(SUPPORTED_REPORT, 403)
+        if isinstance(asked, davxml.Multiget):
+            return await _multiget(request, account, asked)
+        if isinstance(asked, caldavxml.SyncCollection):
+            return await _sync(request, account, calendar, asked)
+        return await _query(request, account, calendar, asked)
+    except caldavxml.UnsupportedFilter as exc:
+        _log.info("caldav filter not supported", account=account.address, reason=str(exc))
+        return xml(_condition("supported-filter"), 403)  # RFC 4791 §7.7
+
+
+async def _multiget(request: Request, account: Account, asked: davxml.Multiget) -> Response:
+    """RFC 4791 §7.9: each href answered, 404 for one that is not an object of the caller's."""
+    responses: list[Found] = []
+    for href in asked.hrefs:
+        named = owned_target(href, SECTION, target, account.address)
+        obj = None
+        if named is not None and named.kind == "object":
+            with contextlib.suppress(NotFound):
+                obj = await web(request).services.store.calendar_object(
+                    account.id, named.collection, named.name
+                )
+        if named is None or obj is None:
+            responses.append(Found(href, status=404))
+            continue
+        resource = object_resource(account.address, named.collection, obj)
+        responses.append(answer(resource, asked.props, _calendar_data(obj)))
+    return xml(davxml.multistatus(responses))
+
+
+def _narrowed(query: caldavxml.CompFilter) -> caldavxml.TimeRange | None:
+    """The time range every match must meet, when the filter has one at the component level
+    (``VCALENDAR`` → one ``VEVENT`` or ``VTODO`` with a ``time-range``)."""
+    ranges = [c.time_range for c in query.comps if not c.is_not_defined]
+    return ranges[0] if len(ranges) == 1 else None
+
+
+async def _query(
+    request: Request, account: Account, calendar: Calendar, asked: caldavxml.CalendarQuery
+) -> Response:
+    """RFC 4791 §7.8: the objects passing the filter; the store narrows by a top-level time
+    range, the library's check decides."""
+    window = _narrowed(asked.filter)
+    objects = await web(request).services.store.calendar_objects(
+        account.id,
+        calendar.name,
+        start=window.start if window else None,
+        end=window.end if window else None,
+    )
+    kinds = ical.kinds_only(asked.filter)
+    if kinds is not None:
+        passed = [o.component in kinds for o in objects]
+    else:
+        # Parsing and recurrence expansion of every candidate: off the event loop.
+        passed = await run_blocking(
+            ical.select,
+            [o.data for o in objects],
+            asked.filter,
+            web(request).services.config.calendars.max_instances,
+        )
+    responses = [
+        answer(object_resource(account.address, calendar.name, o), asked.props, _calendar_data(o))
+        for o, ok in zip(objects, passed, strict=True)
+        if ok
+    ]
+    return xml(davxml.multistatus(responses))
+
+
+async def _sync(
+    request: Request, account: Account, calendar: Calendar, asked: caldavxml.SyncCollection
+) -> Response:
+    """RFC 6578 §3.2: what changed since the client's token (everything, for none)."""
+    since = 0
+    if asked.token:
+        matched = SYNC_TOKEN.fullmatch(asked.token)
+        if (
+            matched is None
+            or int(matched[1]) != calendar.id
+            or int(matched[2]) > calendar.sync_token
+        ):
+            return xml(davxml.error(element(tag(DAV, "valid-sync-token"))), 403)
+        since = int(matched[2])
+    changes = await web(request).services.store.calendar_changes(account.id, calendar.name, since)
+    if asked.limit is not None and len(changes.changed) + len(changes.deleted) > asked.limit:
+        # RFC 6578 §3.6: a limit the server will not page through.
+        return xml(davxml.error(element(tag(DAV, "number-of-matches-within-limits"))), 507)
+    address = account.address
+    responses = [
+        answer(object_resource(address, calendar.name, o), asked.props, _calendar_data(o))
+        for o in changes.changed
+    ]
+    if asked.token:
+        # RFC 6578 §3.5.2: a member removed since the token is a bare 404.
+        responses += [
+            Found(object_href(address, calendar.name, name), status=404) for name in changes.deleted
+        ]
+    token = sync_token(replace(calendar, sync_token=changes.token))
+    return xml(davxml.multistatus(responses, sync_token=token))
+
+
+# -- collections -----------------------------------------------------------------------------------
+
+
+def _settable(
+    update: caldavxml.PropertyUpdate, calendar: Calendar, extra: frozenset[str]
+) -> tuple[Calendar, list[str], list[str]]:
+    """The calendar with the update's display name and colour applied, the properties done,
+    and those refused (any other but ``extra``, accepted and dropped; a bad value)."""
+    changed, done, refused = calendar, [], []
+    for name, prop in update.set.items():
+        value = (prop.text or "").strip()
+        if name == tag(DAV, "displayname") and len(value) <= MAX_DISPLAY_NAME:
+            changed = replace(changed, display_name=value)
+        elif name == tag(APPLE_ICAL, "calendar-color") and (not value or COLOR.fullmatch(value)):
+            changed = replace(changed, color=value)
+        elif name not in extra:
+            refused.append(name)
+            continue
+        done.append(name)
+    for name in update.remove:
+        if name == tag(DAV, "displayname"):
+            changed = replace(changed, display_name="")
+        elif name == tag(APPLE_ICAL, "calendar-color"):
+            changed = replace(changed, color="")
+        else:
+            refused.append(name)
+            continue
+        done.append(name)
+    return changed, done, refused
+
+
+async def _proppatch(request: Request, account: Account, calendar: Calendar) -> Response:
+    """RFC 4918 §9.2: every instruction done, or none (403 for those refused, 424 for the
+    rest)."""
+    update = caldavxml.property_update(await read_xml(request), tag(DAV, "propertyupdate"))
+    changed, done, refused = _settable(update, calendar, frozenset())
+    href = calendar_href(account.address, calendar.name)
+    if refused:
+        others = [(403, refused), (424, done)] if done else [(403, refused)]
+        return xml(davxml.multistatus([Found(href, others=others)]))
+    await web(request).services.store.update_calendar(account.id, changed)
+    return xml(davxml.multistatus([Found(href, [element(n) for n in done])]))
+
+
+#: MKCALENDAR properties taken and not kept (RFC 4791 §5.2.2 and §5.2.1): clients send them
+#: with every new calendar, refusing them would refuse the calendar.
+_DROPPED = frozenset(
+    {
+        tag(CALDAV, "calendar-description"),
+        tag(CALDAV, "calendar-timezone"),
+        tag(CALDAV, "supported-calendar-component-set"),
+    }
+)
+
+
+async def _mkcalendar(
+    request: Request, account: Account, name: str, existing: Calendar | None
+) -> Response:
+    """RFC 4791 §5.3.1: a new calendar in the home, 201."""
+    update = caldavxml.property_update(await read_xml(request), tag(CALDAV, "mkcalendar"))
+    if existing is not None:
+        # RFC 4791 §5.3.1.1 (DAV:resource-must-be-null).
+        return xml(davxml.error(element(tag(DAV, "resource-must-be-null"))), 403)
+    if not NAME.fullmatch(name):
+        return text("a calendar's name is letters, digits and ._@+=~- (up to 255)\n", 403)
+    components = update.set.get(tag(CALDAV, "supported-calendar-component-set"))
+    if components is not None and not {
+        c.get("name", "").upper() for c in components.iter(tag(CALDAV, "comp"))
+    } <= set(ical.COMPONENTS):
+        return xml(_condition("supported-calendar-component"), 403)
+    calendar, _, refused = _settable(update, Calendar(name=name), _DROPPED)
+    if refused:
+        href = calendar_href(account.address, name)
+        return xml(davxml.multistatus([Found(href, others=[(403, refused)])]), 403)
+    app = web(request)
+    try:
+        await app.services.store.create_calendar(
+            account.id,
+            calendar,
+            now=datetime.now(UTC),
+            limit=app.services.config.calendars.max_per_account,
+        )
+    except AlreadyExists:
+        return xml(davxml.error(element(tag(DAV, "resource-must-be-null"))), 403)
+    except TooManyEntries as exc:
+        return text(f"{exc}\n", 507)  # RFC 4918 §11.5
+    return Response(status_code=201)
+
+
+# -- objects ---------------------------------------------------------------------------------------
+
+
+async def _get(request: Request, account: Account, calendar: Calendar, name: str) -> Response:
+    obj = await _object(request, account, calendar, name)
+    if obj is None:
+        return text(NOT_FOUND, 404)
+    headers = {"etag": obj.etag, "cache-control": "private, no-cache"}
+    return Response(obj.data, headers=headers, media_type=f"{CALENDAR_TYPE}; charset=utf-8")
+
+
+async def _put(request: Request, account: Account, calendar: Calendar, name: str) -> Response:
+    app = web(request)
+    media = request.headers.get("content-type", CALENDAR_TYPE).split(";")[0].strip().lower()
+    if media != CALENDAR_TYPE:
+        return xml(_condition("supported-calendar-data"), 403)  # RFC 4791 §5.3.2.1
+    if not NAME.fullmatch(name):
+        return text("a resource name is letters, digits and ._@+=~- (up to 255)\n", 403)
+    try:
+        data = await read(request, _max_object(request))
+    except BodyTooLarge:
+        return xml(_condition("max-resource-size"), 403)  # RFC 4791 §5.3.2.1
+    current = await _object(request, account, calendar, name)
+    if not precondition(request, current.etag if current is not None else None):
+        return text(PRECONDITION_FAILED, 412)
+    limits = app.services.config.calendars
+    try:
+        # Parsing and recurrence expansion (bounded by max_instances): off the event loop.
+        info = await run_blocking(ical.read_object, data, limits.max_instances)
+    except ical.InvalidObject as exc:
+        _log.info("caldav object refused", account=account.address, reason=str(exc))
+        return xml(_condition(exc.condition), 403)
+    store = app.services.store
+    try:
+        holder = await store.calendar_object_by_uid(account.id, calendar.name, info.uid)
+    except NotFound:
+        holder = None
+    if holder is not None and holder.name != name:
+        return _uid_conflict(account, calendar, holder.name)
+    obj = CalendarObject(
+        name=name,
+        uid=info.uid,
+        component=info.component,
+        data=data,
+        starts=info.starts,
+        ends=info.ends,
+    )
+    try:
+        stored = await store.save_calendar_object(
+            account.id, calendar.name, obj, now=datetime.now(UTC), limit=limits.max_objects
+        )
+    except AlreadyExists:
+        return _uid_conflict(account, calendar, None)
+    except TooManyEntries as exc:
+        return text(f"{exc}\n", 507)  # RFC 4918 §11.5
+    # RFC 4791 §5.3.4: stored as sent, so the ETag is given.
+    return Response(status_code=204 if current is not None else 201, headers={"etag": stored.etag})
+
+
+def _uid_conflict(account: Account, calendar: Calendar, holder: str | None) -> Response:
+    """RFC 4791 §5.3.2.1 ``no-uid-conflict``, naming the resource that has the UID."""
+    hrefs = (
+        []
+        if holder is None
+        else [element(tag(DAV, "href"), object_href(account.address, calendar.name, holder))]
+    )
+    return xml(_condition("no-uid-conflict", *hrefs), 409)
+
+
+async def _delete(request: Request, account: Account, calendar: Calendar, name: str) -> Response:
+    current = await _object(request, account, calendar, name)
+    if current is None:
+        return text(NOT_FOUND, 404)
+    if not precondition(request, current.etag):
+        return text(PRECONDITION_FAILED, 412)
+    try:
+        await web(request).services.store.delete_calendar_object(account.id, calendar.name, name)
+    except NotFound:
+        return text(NOT_FOUND, 404)
+    return Response(status_code=204)
