@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from pillarbox.mail.parse import parse_message
 from pillarbox.web.composing import (
     Draft,
@@ -135,3 +137,31 @@ def test_built_message_headers_and_parts() -> None:
 
 def test_angle() -> None:
     assert angle("a@b") == "<a@b>" and angle("<a@b>") == "<a@b>" and angle(" ") == ""
+
+
+@pytest.mark.parametrize(
+    ("header", "written"),
+    [
+        # Found by fuzz/thread_keys.py: the parsed id drops the quotes ("quoted local@x"), the
+        # reply wrote <quoted local@x>, which reads back as quotedlocal@x: out of the thread.
+        (b'<"quoted local"@example.org>', b'<"quoted local"@example.org>'),
+        (b'<"a\\\\b \\"c"@x>', b'<"a\\\\b \\"c"@x>'),
+        # A UTF-8 id (RFC 6532) was written as an encoded word (RFC 2047 §5 forbids it there).
+        (b"<caf\xc3\xa9@example.org>", None),
+    ],
+)
+def test_a_reply_names_the_id_it_answers_as_it_reads_back(
+    header: bytes, written: bytes | None
+) -> None:
+    info = parse_message(b"From: bob@example.org\r\nMessage-ID: " + header + b"\r\n\r\nhi\r\n")
+    draft = reply_draft(info, "", own_addresses=set(), reply_all=False, origin="", received=NOW)
+    recipients = check_recipients(Draft(to="bob@example.org"), max_recipients=5)
+    raw, _ = build_message(
+        draft, sender=ME, recipients=recipients, hostname="mx.test", now=NOW, include_bcc=False
+    )
+    reply = parse_message(raw)
+    if written is None:
+        assert b"In-Reply-To" not in raw and b"References" not in raw
+        return
+    assert b"In-Reply-To: " + written + b"\r\n" in raw
+    assert reply.in_reply_to == info.message_id and reply.references == (info.message_id,)

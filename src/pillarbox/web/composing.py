@@ -35,6 +35,8 @@ _MAX_PLAIN_LINE = 78
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.I)
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
 _LINE_BREAKS = re.compile(r"[\r\n]+")
+#: RFC 5322 §3.2.3 dot-atom-text.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 #: RFC 3676 §4.3: "a line consisting of dash dash space" starts a signature.
 SIGNATURE_SEPARATOR = "-- "
 
@@ -233,9 +235,21 @@ def _one_line(text: str) -> str:
 
 
 def angle(message_id: str) -> str:
-    """A msg-id in its header form ``<id>`` (the parsed model keeps ids without brackets)."""
+    """A msg-id in its header form ``<id>``, "" for one an ASCII header cannot carry.
+
+    The parsed model keeps ids without brackets and without the quotes of a quoted id-left
+    (RFC 5322 §3.6.4 obs-id-left is a local-part: ``<"a b"@x>`` is kept as ``a b@x``); an
+    id-left that is not a dot-atom is quoted again, so that the reply's field reads back to
+    the same id (written bare, its blanks would be dropped and the reply left the thread). A
+    UTF-8 id (RFC 6532 §3.2) is left out: the email package would write it as an encoded
+    word, which RFC 2047 §5 forbids in a msg-id, and the reply would no longer name it."""
     bare = _one_line(message_id).strip("<>")
-    return f"<{bare}>" if bare else ""
+    if not bare or not bare.isascii():
+        return ""
+    left, at, right = bare.rpartition("@")
+    if at and not _DOT_ATOM.fullmatch(left):
+        left = '"' + left.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"<{left}{at}{right}>"
 
 
 def _line_ended(text: str) -> str:
