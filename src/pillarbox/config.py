@@ -820,7 +820,7 @@ class WebSection:
     max_html_tags: int = _f(
         5000,
         "Tags of an HTML mail body the webmail shows; the rest is cut, and the reader told (the "
-        "sanitiser's parser is quadratic in nesting: 5000 tags cost at most about half a second).",
+        "sanitiser's parser is quadratic in nesting: 5000 tags cost it up to about a second).",
     )
     redirect_http: bool = _f(
         False,

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pillarbox.blocking import run_sized
+from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
@@ -361,7 +361,8 @@ def message_base(opened: Opened) -> str:
 
 
 async def safe_html(opened: Opened, *, load_remote: bool, max_tags: int) -> SafeHtml | None:
-    """The sanitised HTML body, or None; off the loop past mail size (see :mod:`.sanitize`)."""
+    """The sanitised HTML body, or None; always off the loop: nh3 releases the GIL, so
+    the loop runs on while it works (up to a second at ``max_html_tags``, see :mod:`.sanitize`)."""
     html_part = body_parts(opened.info).html
     if html_part is None:
         return None
@@ -372,13 +373,8 @@ async def safe_html(opened: Opened, *, load_remote: bool, max_tags: int) -> Safe
         return f"{base}/part/{section}?inline=1" if section else None
 
     text = part_text(opened.raw, html_part)
-    return await run_sized(
-        len(text),
-        sanitize_html,
-        text,
-        load_remote=load_remote,
-        cid_url=cid_url,
-        max_tags=max_tags,
+    return await run_blocking(
+        sanitize_html, text, load_remote=load_remote, cid_url=cid_url, max_tags=max_tags
     )
 
 
