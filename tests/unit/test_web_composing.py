@@ -146,6 +146,9 @@ def test_angle() -> None:
         # reply wrote <quoted local@x>, which reads back as quotedlocal@x: out of the thread.
         (b'<"quoted local"@example.org>', b'<"quoted local"@example.org>'),
         (b'<"a\\\\b \\"c"@x>', b'<"a\\\\b \\"c"@x>'),
+        # The email package wrote an id too long for a 78-character line as encoded words
+        # (RFC 2047 §5 forbids them in a msg-id): a reply to a long Message-ID left the thread.
+        (b"<" + b"x" * 90 + b"@example.org>", b"<" + b"x" * 90 + b"@example.org>"),
         # A UTF-8 id (RFC 6532) was written as an encoded word (RFC 2047 §5 forbids it there).
         (b"<caf\xc3\xa9@example.org>", None),
     ],

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address as HeaderAddress
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime
+from typing import Any
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
@@ -37,6 +40,11 @@ _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 #: RFC 5322 §3.2.3 dot-atom-text.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+#: RFC 5322 §3.6.4 no-fold-literal.
+_NO_FOLD_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
+#: The longest msg-id written: its field, "In-Reply-To: <id>", within one line of 998
+#: characters (RFC 5322 §2.1.1).
+_MAX_ID = 998 - len("In-Reply-To: <>")
 #: RFC 3676 §4.3: "a line consisting of dash dash space" starts a signature.
 SIGNATURE_SEPARATOR = "-- "
 
@@ -244,12 +252,38 @@ def angle(message_id: str) -> str:
     UTF-8 id (RFC 6532 §3.2) is left out: the email package would write it as an encoded
     word, which RFC 2047 §5 forbids in a msg-id, and the reply would no longer name it."""
     bare = _one_line(message_id).strip("<>")
-    if not bare or not bare.isascii():
+    if not bare or not bare.isascii() or len(bare) > _MAX_ID:
         return ""
     left, at, right = bare.rpartition("@")
+    if at and not (_DOT_ATOM.fullmatch(right) or _NO_FOLD_LITERAL.fullmatch(right)):
+        return ""  # RFC 5322 §3.6.4 id-right: no quoting would make it read back the same
     if at and not _DOT_ATOM.fullmatch(left):
         left = '"' + left.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"<{left}{at}{right}>"
+
+
+class _MsgIdsHeader(BaseHeader):
+    """In-Reply-To and References as :func:`angle` writes them, folded between ids only and
+    never as encoded words: the email package writes a token too long for a 78-character line
+    as encoded words, which RFC 2047 §5 forbids in a msg-id; a reply to a message whose id
+    was longer than about 65 characters (common) named no id and left the thread."""
+
+    max_count = 1  # RFC 5322 §3.6: each field at most once
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["parse_tree"] = None
+        kwds["decoded"] = value
+
+    def fold(self, *, policy: Policy) -> str:
+        # RFC 5322 §3.2.2: a line break may go before any blank; unfolding removes only it.
+        return f"{self.name}: {self.replace('> <', f'>{policy.linesep} <')}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("in-reply-to", _MsgIdsHeader)
+_HEADERS.map_to_type("references", _MsgIdsHeader)
+_POLICY = policy.SMTP.clone(header_factory=_HEADERS)
 
 
 def _line_ended(text: str) -> str:
@@ -276,7 +310,7 @@ def build_message(
 ) -> tuple[bytes, str]:
     """The RFC 5322 message and its Message-ID. ``include_bcc`` is for the sender's own copies
     (Sent, Drafts); the submitted message never carries Bcc (RFC 5322 §3.6.3)."""
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     message_id = message_id or make_message_id(secrets.token_hex(12), hostname)
     message["Date"] = format_datetime(now)
     message["From"] = _header_address(sender)
