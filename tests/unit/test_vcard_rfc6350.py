@@ -7,11 +7,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pillarbox import vcard
+from pillarbox.config import ContactsSection
+from pillarbox.errors import UserError
 from pillarbox.store.types import Contact
+from pillarbox.web.contacts import checked_contact
 
 UPDATED = datetime(2025, 3, 1, 9, 30, 5, tzinfo=UTC)
 
@@ -442,3 +446,13 @@ def test_a_card_with_a_nul_is_skipped() -> None:
     parsed = vcard.parse(good + "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:N\x00l\r\nEND:VCARD\r\n")
     assert [c.display_name for c in parsed.contacts] == ["Good"]
     assert parsed.reasons == ("card 2: a NUL character",)
+
+
+def test_a_uid_with_a_carriage_return_is_refused() -> None:
+    """Found by fuzz/vcard.py: a bare CR inside a UID was kept, and written back (vCard text
+    escapes only newlines, §3.4) as a newline: the exported card's UID was another one, and
+    importing it again made a second contact."""
+    [card] = vcard.parse("BEGIN:VCARD\r\nVERSION:4.0\r\nUID:a\rb\r\nFN:X\r\nEND:VCARD\r\n").contacts
+    assert card.uid == "a\rb"
+    with pytest.raises(UserError, match="carriage return"):
+        checked_contact(ContactsSection(), card)

@@ -109,6 +109,10 @@ def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
         raise UserError(f"the note is longer than {limits.max_note} characters")
     if len(contact.uid) > limits.max_name:
         raise UserError(f"the UID is longer than {limits.max_name} characters")
+    if "\r" in contact.uid:
+        # vCard text has no escape for a carriage return (RFC 6350 §3.4): written as a
+        # newline, the UID would read back as another card's.
+        raise UserError("the UID holds a carriage return")
     uid, card = contact.uid, contact.card
     if not uid:
         uid = new_uid()
