@@ -40,6 +40,9 @@ _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 #: RFC 5322 §3.2.3 dot-atom-text.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+#: A msg-id both of the readers of :func:`~pillarbox.mail.headers.parse_msg_ids` take
+#: verbatim: printable ASCII but quotes, parentheses, backslashes and brackets.
+_PLAIN_ID = re.compile(r"[!#-\'*-;=?-\[\]-~]+")
 #: RFC 5322 §3.6.4 no-fold-literal.
 _NO_FOLD_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 #: The longest msg-id written: its field, "In-Reply-To: <id>", within one line of 998
@@ -243,23 +246,26 @@ def _one_line(text: str) -> str:
 
 
 def angle(message_id: str) -> str:
-    """A msg-id in its header form ``<id>``, "" for one an ASCII header cannot carry.
+    """A msg-id in its header form ``<id>``, "" for one no header would read back as it.
 
     The parsed model keeps ids without brackets and without the quotes of a quoted id-left
-    (RFC 5322 §3.6.4 obs-id-left is a local-part: ``<"a b"@x>`` is kept as ``a b@x``); an
-    id-left that is not a dot-atom is quoted again, so that the reply's field reads back to
-    the same id (written bare, its blanks would be dropped and the reply left the thread). A
-    UTF-8 id (RFC 6532 §3.2) is left out: the email package would write it as an encoded
-    word, which RFC 2047 §5 forbids in a msg-id, and the reply would no longer name it."""
+    (RFC 5322 §3.6.4 obs-id-left is a local-part: ``<"a b"@x>`` is kept as ``a b@x``). An id
+    of printable ASCII without blanks, quotes, parentheses or backslashes is written as it
+    is (the reader takes it verbatim); another has its id-left quoted again, so the reply's
+    field reads back to the same id (written bare, its blanks would be dropped and the reply
+    left the thread). A UTF-8 id (RFC 6532 §3.2) is left out: the reply would need SMTPUTF8
+    for it, and the email package would write it as encoded words, which RFC 2047 §5
+    forbids in a msg-id. So is one too long for a line (RFC 5322 §2.1.1) or whose id-right
+    no quoting can carry."""
     bare = _one_line(message_id).strip("<>")
     if not bare or not bare.isascii() or len(bare) > _MAX_ID:
         return ""
+    if _PLAIN_ID.fullmatch(bare):
+        return f"<{bare}>"
     left, at, right = bare.rpartition("@")
-    if at and not (_DOT_ATOM.fullmatch(right) or _NO_FOLD_LITERAL.fullmatch(right)):
-        return ""  # RFC 5322 §3.6.4 id-right: no quoting would make it read back the same
-    if at and not _DOT_ATOM.fullmatch(left):
-        left = '"' + left.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"<{left}{at}{right}>"
+    if not at or not (_DOT_ATOM.fullmatch(right) or _NO_FOLD_LITERAL.fullmatch(right)):
+        return ""
+    return '<"' + left.replace("\\", "\\\\").replace('"', '\\"') + f'"@{right}>'
 
 
 class _MsgIdsHeader(BaseHeader):
