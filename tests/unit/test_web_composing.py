@@ -149,6 +149,8 @@ def test_angle() -> None:
         # The email package wrote an id too long for a 78-character line as encoded words
         # (RFC 2047 §5 forbids them in a msg-id): a reply to a long Message-ID left the thread.
         (b"<" + b"x" * 90 + b"@example.org>", b"<" + b"x" * 90 + b"@example.org>"),
+        # Specials but no blank or quote: written as it is, read back verbatim.
+        (b"<a,b@exa;mple.org>", b"<a,b@exa;mple.org>"),
         # A UTF-8 id (RFC 6532) was written as an encoded word (RFC 2047 §5 forbids it there).
         (b"<caf\xc3\xa9@example.org>", None),
     ],
