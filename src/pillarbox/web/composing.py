@@ -282,8 +282,11 @@ class _MsgIdsHeader(BaseHeader):
         kwds["decoded"] = value
 
     def fold(self, *, policy: Policy) -> str:
+        line = f"{self.name}: {self}"
+        if policy.max_line_length is None or len(line) <= policy.max_line_length:
+            return line + policy.linesep
         # RFC 5322 §3.2.2: a line break may go before any blank; unfolding removes only it.
-        return f"{self.name}: {self.replace('> <', f'>{policy.linesep} <')}{policy.linesep}"
+        return line.replace("> <", f">{policy.linesep} <") + policy.linesep
 
 
 _HEADERS = HeaderRegistry()
