@@ -12,7 +12,8 @@ exception":
   deterministic;
 * the webmail's reply to the message (``reply_draft``, ``build_message``) is built without
   raising and, read back, has the keys that put it in the original's thread: the original's
-  own id and every reference it kept (those an ASCII header can carry: see ``angle``).
+  own id and every reference it kept (those a header can carry so that they read back:
+  ``angle`` leaves out UTF-8 ids and ids with controls or blanks in their id-right).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ with atheris.instrument_imports(include=["pillarbox"]):
         ThreadAssigner,
         thread_keys,
     )
-    from pillarbox.web.composing import Recipients, build_message, reply_draft
+    from pillarbox.web.composing import Recipients, angle, build_message, reply_draft
     from pillarbox.web.reading import Person
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
@@ -65,7 +66,7 @@ def check(data: bytes) -> None:
         include_bcc=False,
     )  # fmt: skip
     reply_keys = _keys(reply)
-    kept = [k for k in (info.message_id, *info.references) if k in keys and k.isascii()]
+    kept = [k for k in (info.message_id, *info.references) if k in keys and angle(k)]
     assert all(key in reply_keys for key in kept), (kept, reply_keys, reply)
     threads = ThreadAssigner(1)
     if kept and threads.assign(keys) != threads.assign(reply_keys):
