@@ -137,6 +137,8 @@ def test_built_message_headers_and_parts() -> None:
 
 def test_angle() -> None:
     assert angle("a@b") == "<a@b>" and angle("<a@b>") == "<a@b>" and angle(" ") == ""
+    # Found by fuzz/thread_keys.py: the parsed id ",1@x>" was written <,1@x>, another id.
+    assert angle(",1@x>") == "" and angle("<<a@b>>") == ""
 
 
 @pytest.mark.parametrize(

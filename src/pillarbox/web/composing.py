@@ -257,7 +257,9 @@ def angle(message_id: str) -> str:
     for it, and the email package would write it as encoded words, which RFC 2047 §5
     forbids in a msg-id. So is one too long for a line (RFC 5322 §2.1.1) or whose id-right
     no quoting can carry."""
-    bare = _one_line(message_id).strip("<>")
+    bare = _one_line(message_id)
+    if bare.startswith("<") and bare.endswith(">"):
+        bare = bare[1:-1]  # one pair: a bracket inside the id makes it one no field carries
     if not bare or not bare.isascii() or len(bare) > _MAX_ID:
         return ""
     if _PLAIN_ID.fullmatch(bare):
