@@ -135,6 +135,18 @@ def test_built_message_headers_and_parts() -> None:
     assert same_id == message_id and b"Bcc: secret@example.net" in copy
 
 
+def test_a_reply_to_a_subject_with_any_line_break_builds() -> None:
+    """Found by fuzz/thread_keys.py: the email package refuses whatever ``str.splitlines``
+    breaks at (a form feed, U+2028…) in a header value; only CR and LF were made blanks."""
+    info = parse_message(b"Subject: a\x0cb\xe2\x80\xa8c\x1cd\r\nMessage-ID: <m@x>\r\n\r\nhi\r\n")
+    draft = reply_draft(info, "", own_addresses=set(), reply_all=False, origin="", received=NOW)
+    recipients = check_recipients(Draft(to="bob@example.org"), max_recipients=5)
+    raw, _ = build_message(
+        draft, sender=ME, recipients=recipients, hostname="mx.test", now=NOW, include_bcc=False
+    )
+    assert parse_message(raw).subject == "Re: a b c d"
+
+
 def test_angle() -> None:
     assert angle("a@b") == "<a@b>" and angle("<a@b>") == "<a@b>" and angle(" ") == ""
     # Found by fuzz/thread_keys.py: the parsed id ",1@x>" was written <,1@x>, another id.

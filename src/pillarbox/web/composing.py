@@ -37,7 +37,9 @@ from pillarbox.web.richtext import html_document, plain_alternative, sanitize_co
 _MAX_PLAIN_LINE = 78
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.I)
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
-_LINE_BREAKS = re.compile(r"[\r\n]+")
+#: What ``str.splitlines`` breaks at, which the email package refuses in a header value
+#: (a reply to a subject holding a form feed or U+2028 raised, and the send failed).
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 #: RFC 5322 §3.2.3 dot-atom-text.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 #: A msg-id both of the readers of :func:`~pillarbox.mail.headers.parse_msg_ids` take
