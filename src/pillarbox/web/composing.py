@@ -257,12 +257,12 @@ def angle(message_id: str) -> str:
     field reads back to the same id (written bare, its blanks would be dropped and the reply
     left the thread). A UTF-8 id (RFC 6532 §3.2) is left out: the reply would need SMTPUTF8
     for it, and the email package would write it as encoded words, which RFC 2047 §5
-    forbids in a msg-id. So is one too long for a line (RFC 5322 §2.1.1) or whose id-right
-    no quoting can carry."""
-    bare = _one_line(message_id)
+    forbids in a msg-id. So is one too long for a line (RFC 5322 §2.1.1), holding a line
+    break, or whose id-right no quoting can carry."""
+    bare = message_id.strip()
     if bare.startswith("<") and bare.endswith(">"):
         bare = bare[1:-1]  # one pair: a bracket inside the id makes it one no field carries
-    if not bare or not bare.isascii() or len(bare) > _MAX_ID:
+    if not bare or not bare.isascii() or len(bare) > _MAX_ID or _LINE_BREAKS.search(bare):
         return ""
     if _PLAIN_ID.fullmatch(bare):
         return f"<{bare}>"
