@@ -151,7 +151,7 @@ def test_angle() -> None:
     assert angle("a@b") == "<a@b>" and angle("<a@b>") == "<a@b>" and angle(" ") == ""
     # Found by fuzz/thread_keys.py: the parsed id ",1@x>" was written <,1@x>, another id.
     assert angle(",1@x>") == "" and angle("<<a@b>>") == ""
-    assert angle("a\x1cb@x") == "" and angle("a\r\nb@x") == ""  # not another id with a blank
+    assert angle("a\x1cb@x") == angle("\x1cb@x") == angle("a\r\nb@x") == ""  # not another id
 
 
 @pytest.mark.parametrize(
