@@ -838,6 +838,11 @@ class WebSection:
     )
     sse_per_account: int = _f(8, "Live-update streams one account may hold open at once.")
     max_action_uids: int = _f(5000, "Messages one 'select many' action may name at once.")
+    max_html_tags: int = _f(
+        5000,
+        "Tags of an HTML mail body the webmail shows; the rest is cut, and the reader told (the "
+        "sanitiser's parser is quadratic in nesting: 5000 tags cost it up to about a second).",
+    )
     redirect_http: bool = _f(
         False,
         "Redirect plain-HTTP requests to the https listener (not /.well-known/: ACME "
@@ -1614,6 +1619,7 @@ def _validate_web(web: WebSection) -> None:
         "max_identities",
         "sse_per_account",
         "max_action_uids",
+        "max_html_tags",
     ):
         if getattr(web, key) < 1:
             raise ConfigError(f"web.{key}", "must be at least 1")

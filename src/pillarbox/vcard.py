@@ -14,8 +14,9 @@ Implementation notes:
   (``item1.EMAIL``) are read as the bare property; every other property is only kept. Lines
   folded with a space or a tab, and ends of line CRLF or bare LF, are accepted.
 - **Bad cards are skipped, not fatal**: a card without ``END:VCARD``, with a line that is not
-  a content line, an unknown version, or nothing to keep (no name and no address) is counted
-  in :attr:`Parsed.skipped` with a reason, and reading goes on at the next ``BEGIN:VCARD``.
+  a content line or a NUL character, an unknown version, or nothing to keep (no name and no
+  address) is counted in :attr:`Parsed.skipped` with a reason, and reading goes on at the
+  next ``BEGIN:VCARD``.
 - **Kept as received**: each card read carries its text as received (BEGIN to END line,
   folds and line ends as they were) in :attr:`Contact.card`; the store keeps it, CardDAV serves
   it and the export writes it, so what the fields do not hold (ADR, BDAY, PHOTO, TYPE and
@@ -243,6 +244,10 @@ def parse(text: str) -> Parsed:
             if isinstance(card, _BadCard):
                 raise card
             lines, received = card
+            if "\x00" in received:
+                # RFC 6350 §3.3: no content line holds a control character but HTAB; NUL is
+                # the one a store cannot keep (PostgreSQL's text refuses it).
+                raise _BadCard("a NUL character")
             contact = _card([_content_line(line) for line in lines])
             contacts.append(replace(contact, card=received))
         except _BadCard as exc:

@@ -555,7 +555,10 @@ class TestMalformed:
     def test_nul_bytes(self) -> None:
         raw = b"Subject: a\x00b\r\n\r\nbody\x00with nul"
         info = parse_message(raw)
-        assert info.subject == "a\x00b"
+        # The text the stores keep holds U+FFFD for NUL (PostgreSQL's text refuses NUL); the
+        # bytes are as received.
+        assert info.subject == "a\ufffdb" and info.body_text == info.preview == "body\ufffdwith nul"
+        assert "\x00" not in info.header_text
         assert body_of(raw, info.body) == b"body\x00with nul"
 
     def test_deep_nesting_is_capped(self) -> None:

@@ -161,6 +161,10 @@ def test_every_outcome_has_its_metric_series() -> None:
             "srs1=#=first.example==#=#=orig.example=bob@fwd.example",
         ),
         ("+only@example.com", "+only@example.com"),  # nothing before the +: kept
+        # Found by fuzz/greylist_keys.py: a general address literal may hold "@" (RFC 5321
+        # §4.1.3); the key was split at it, the domain cut and its numbers replaced.
+        ("a+b@[x-tag:1@2]", "a@[x-tag:1@2]"),
+        ("bounce-7@[x-tag:1@2]", "bounce-#@[x-tag:1@2]"),
     ],
 )
 def test_sender_key(sender: str | None, key: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from pillarbox.mail.parse import parse_message
 from pillarbox.web.composing import (
     Draft,
@@ -133,5 +135,53 @@ def test_built_message_headers_and_parts() -> None:
     assert same_id == message_id and b"Bcc: secret@example.net" in copy
 
 
+def test_a_reply_to_a_subject_with_any_line_break_builds() -> None:
+    """Found by fuzz/thread_keys.py: the email package refuses whatever ``str.splitlines``
+    breaks at (a form feed, U+2028…) in a header value; only CR and LF were made blanks."""
+    info = parse_message(b"Subject: a\x0cb\xe2\x80\xa8c\x1cd\r\nMessage-ID: <m@x>\r\n\r\nhi\r\n")
+    draft = reply_draft(info, "", own_addresses=set(), reply_all=False, origin="", received=NOW)
+    recipients = check_recipients(Draft(to="bob@example.org"), max_recipients=5)
+    raw, _ = build_message(
+        draft, sender=ME, recipients=recipients, hostname="mx.test", now=NOW, include_bcc=False
+    )
+    assert parse_message(raw).subject == "Re: a b c d"
+
+
 def test_angle() -> None:
     assert angle("a@b") == "<a@b>" and angle("<a@b>") == "<a@b>" and angle(" ") == ""
+    # Found by fuzz/thread_keys.py: the parsed id ",1@x>" was written <,1@x>, another id.
+    assert angle(",1@x>") == "" and angle("<<a@b>>") == ""
+    assert angle("a\x1cb@x") == angle("\x1cb@x") == angle("a\r\nb@x") == ""  # not another id
+
+
+@pytest.mark.parametrize(
+    ("header", "written"),
+    [
+        # Found by fuzz/thread_keys.py: the parsed id drops the quotes ("quoted local@x"), the
+        # reply wrote <quoted local@x>, which reads back as quotedlocal@x: out of the thread.
+        (b'<"quoted local"@example.org>', b'<"quoted local"@example.org>'),
+        (b'<"a\\\\b \\"c"@x>', b'<"a\\\\b \\"c"@x>'),
+        # The email package wrote an id too long for a 78-character line as encoded words
+        # (RFC 2047 §5 forbids them in a msg-id): a reply to a long Message-ID left the thread.
+        (b"<" + b"x" * 90 + b"@example.org>", b"<" + b"x" * 90 + b"@example.org>"),
+        # Specials but no blank or quote: written as it is, read back verbatim.
+        (b"<a,b@exa;mple.org>", b"<a,b@exa;mple.org>"),
+        # A UTF-8 id (RFC 6532) was written as an encoded word (RFC 2047 §5 forbids it there).
+        (b"<caf\xc3\xa9@example.org>", None),
+    ],
+)
+def test_a_reply_names_the_id_it_answers_as_it_reads_back(
+    header: bytes, written: bytes | None
+) -> None:
+    info = parse_message(b"From: bob@example.org\r\nMessage-ID: " + header + b"\r\n\r\nhi\r\n")
+    draft = reply_draft(info, "", own_addresses=set(), reply_all=False, origin="", received=NOW)
+    recipients = check_recipients(Draft(to="bob@example.org"), max_recipients=5)
+    raw, _ = build_message(
+        draft, sender=ME, recipients=recipients, hostname="mx.test", now=NOW, include_bcc=False
+    )
+    reply = parse_message(raw)
+    if written is None:
+        assert b"In-Reply-To" not in raw and b"References" not in raw
+        return
+    assert b"In-Reply-To: " + written + b"\r\n" in raw
+    assert reply.in_reply_to == info.message_id and reply.references == (info.message_id,)

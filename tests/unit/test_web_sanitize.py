@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from html.parser import HTMLParser
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pillarbox.config import WebSection
 from pillarbox.web.sanitize import frame_csp, frame_document, sanitize_html
 
 
@@ -16,8 +18,39 @@ def clean(html: str, *, load_remote: bool = False) -> tuple[str, int]:
         html,
         load_remote=load_remote,
         cid_url=lambda cid: "/mail/1/2/part/3?inline=1" if cid == "logo@x" else None,
+        max_tags=WebSection().max_html_tags,
     )
     return result.html, result.blocked_images
+
+
+@pytest.mark.parametrize(
+    "src", ["\x01http://e/t.png", "ht\ttp://e/t.png", "h\ntt\rps://e/t.png", "//e/t.png\x00"]
+)
+def test_a_remote_image_spelled_with_url_noise_is_held_back(src: str) -> None:
+    """Found by fuzz/html_sanitize.py: a URL parser drops leading controls and tabs or
+    newlines anywhere, so these are http URLs; the check read them as relative and left
+    them, and the image loaded although remote images were held back."""
+    html, blocked = clean(f'<img src="{src}">')
+    assert (html, blocked) == ("<img>", 1)
+
+
+def test_deep_nesting_is_cut_at_max_tags_in_bounded_time() -> None:
+    """Found by fuzz/html_sanitize.py: nh3's parser (html5ever) is quadratic in the open
+    elements, and 224 KB of ``<b></p>`` took over a minute to sanitise (on the event loop,
+    stalling every listener). Past ``max_tags`` the HTML is cut, which the reader is told."""
+    hostile = "<b></p>" * 32000
+    start = time.perf_counter()
+    result = sanitize_html(hostile, load_remote=False, cid_url=lambda cid: None, max_tags=5000)
+    assert time.perf_counter() - start < 5
+    assert result.truncated and result.html.count("<b>") == 2500
+    whole = sanitize_html(
+        "<b>x</b><!-- c --><p>y", load_remote=False, cid_url=lambda cid: None, max_tags=4
+    )
+    assert not whole.truncated and whole.html == "<b>x</b><p>y</p>"
+    cut = sanitize_html(
+        "<b>x</b><!-- c --><p>y", load_remote=False, cid_url=lambda cid: None, max_tags=3
+    )
+    assert cut.truncated and cut.html == "<b>x</b>"
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,10 @@ Implementation notes (RFC 5322, RFC 2045–2049, RFC 2231, RFC 2047, RFC 6532, R
   (see :func:`~pillarbox.mail.headers.merge_rfc2231`); decoded file names are in ``attachments``.
 - **lines** is the number of text lines of the body as transmitted: line feeds, plus one for a
   last line without one (inside a multipart the final CRLF belongs to the delimiter).
+- **Text the stores hold**: the text fields the stores keep in columns and index (subject,
+  addresses, ids, header and body text, preview) never hold NUL: PostgreSQL's ``text`` refuses
+  it, and one NUL byte in a body or an encoded word (``=?utf-8?q?=00?=``) made every delivery
+  of the message fail there. It becomes U+FFFD, as HTML parsers replace it.
 - **Robustness**: no input makes :func:`parse_message` raise; what was wrong is listed in
   ``MessageInfo.defects``. Time is linear in the message size for a fixed nesting depth (each
   nesting level scans its own region once for its boundary).
@@ -150,11 +154,13 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
         envelope=envelope,
         body=body,
         sent_date=parse_date(envelope.date) if envelope.date is not None else None,
-        subject=_decoded_value(subject) if subject is not None else "",
-        from_addr=_address_text(first_from),
-        from_name=decode_words(escaped_to_text(first_from.name or "")) if first_from else "",
-        to_addr=_address_text(_first_mailbox(envelope.to)),
-        cc_addr=_address_text(_first_mailbox(envelope.cc)),
+        subject=_storable(_decoded_value(subject)) if subject is not None else "",
+        from_addr=_storable(_address_text(first_from)),
+        from_name=(
+            _storable(decode_words(escaped_to_text(first_from.name or ""))) if first_from else ""
+        ),
+        to_addr=_storable(_address_text(_first_mailbox(envelope.to))),
+        cc_addr=_storable(_address_text(_first_mailbox(envelope.cc))),
         message_id=_first_id(envelope.message_id),
         in_reply_to=_first_id(envelope.in_reply_to),
         references=(
@@ -164,9 +170,9 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
                 map(_id_key, parse_msg_ids(raw_text(references), limit=limits.max_list_items))
             )
         ),
-        header_text=_header_text(block, limits.max_header_text),
-        body_text="\n".join(collector.texts),
-        preview=collector.preview,
+        header_text=_storable(_header_text(block, limits.max_header_text)),
+        body_text=_storable("\n".join(collector.texts)),
+        preview=_storable(collector.preview),
         attachments=tuple(collector.attachments),
         defects=tuple(parser.defects),
     )
@@ -539,10 +545,16 @@ def _id_key(ident: str) -> str:
     """A msg-id as the store keeps it for threading: valid Unicode, whatever the field held.
     Bytes that are not UTF-8 (surrogate escapes in the raw text) become ``\\xNN``, so the
     same bytes always give the same key, and the store's text columns can hold it (a raw
-    ``<\\xff@x>`` made every delivery of such a message fail)."""
-    if ident.isascii():
-        return ident
-    return ident.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    ``<\\xff@x>`` made every delivery of such a message fail); so does NUL (:func:`_storable`)."""
+    if not ident.isascii():
+        ident = ident.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _storable(ident)
+
+
+def _storable(text: str) -> str:
+    """``text`` with each NUL as U+FFFD: PostgreSQL's ``text`` cannot hold NUL (see the
+    module notes)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _header_text(block: HeaderBlock, limit: int) -> str:

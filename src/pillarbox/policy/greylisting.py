@@ -64,7 +64,11 @@ def sender_key(sender: Address | None) -> str:
     each number standing alone (``bounce-1234-5@`` → ``bounce-#-#@``)."""
     if sender is None:
         return ""
-    local, _, domain = sender.key.rpartition("@")
+    if sender.is_bare_postmaster:
+        return sender.key
+    # The address's own parts, not the key split at its last "@": a general address literal
+    # may hold one (RFC 5321 §4.1.3 dcontent), and "a+b@[x:1@2]" became "a@2]".
+    local, domain = sender.wire_local.lower(), sender.domain
     local = _BATV.sub("", local, count=1) if local.startswith("prvs=") else local
     if _SRS0.match(local):
         local = _SRS0.sub("srs0=#=#=", local, count=1)

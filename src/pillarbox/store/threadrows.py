@@ -23,26 +23,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["MAX_KEY_BYTES", "ThreadAssigner", "thread_keys"]
+__all__ = ["CONTENT_KEY", "MAX_KEY_BYTES", "ThreadAssigner", "thread_keys"]
 
 #: A msg-id longer than a header line (RFC 5322 §2.1.1: 998 characters) is no real id; it is
 #: not used as a key (it would also exceed PostgreSQL's index entry size).
 MAX_KEY_BYTES = 998
-#: Prefix of a content key; a msg-id has no spaces (they are removed when it is parsed).
-_CONTENT_KEY = " sha256:"
+#: Prefix of a content key. A msg-id may start with it: an id-left may be a quoted-string
+#: (RFC 5322 §3.6.4, obs-id-left = local-part), and the parsed id keeps its blanks
+#: (``<" sha256:…"@x>``); such an id is not used as a key, or a sender could put its
+#: message in the thread of a message without a Message-ID.
+CONTENT_KEY = " sha256:"
 
 
 def thread_keys(
     message_id: str, in_reply_to: str, references: Sequence[str], digest: str
 ) -> list[str]:
-    """The keys of one message, its own id first, duplicates and oversized ids left out."""
+    """The keys of one message, its own id first, duplicates, oversized ids and ids posing
+    as a content key left out."""
     keys = dict.fromkeys(
         key
         for key in (message_id, *references, in_reply_to)
-        if key and len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
+        if key
+        and len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
+        and not key.startswith(CONTENT_KEY)
     )
     if not message_id:
-        keys[_CONTENT_KEY + digest] = None
+        keys[CONTENT_KEY + digest] = None
     return list(keys)
 
 

@@ -1472,6 +1472,36 @@ class StoreContract:
         threads = await store.thread_ids(inbox.id, [first_uid, again_uid, different])
         assert threads[first_uid] == threads[again_uid] != threads[different]
 
+    async def test_an_id_posing_as_a_content_key_is_no_thread_key(
+        self, store: Store, inbox: Mailbox
+    ) -> None:
+        """Found by fuzz/thread_keys.py: a quoted id-left keeps its blanks, so a Message-ID of
+        ``<" sha256:<digest>">`` was the content key of the message of that digest without a
+        Message-ID, and joined its thread."""
+        raw = b"From: ann@example.org\r\nSubject: no id\r\n\r\nsame\r\n"
+        target = (await store.append(inbox.id, raw, parse_message(raw))).record
+        forged = await self._put_threaded(
+            store, inbox, f'Message-ID: <" sha256:{target.blob_id}">\r\n'
+        )
+        threads = await store.thread_ids(inbox.id, [target.uid, forged])
+        assert threads[target.uid] != threads[forged]
+
+    async def test_text_with_nul_is_stored(self, store: Store, inbox: Mailbox) -> None:
+        """Found by fuzz/thread_keys.py: a NUL in a subject's encoded word, a Message-ID or a
+        body made every delivery of the message fail on PostgreSQL (its text refuses NUL);
+        the parse keeps U+FFFD in their place."""
+        raw = (
+            b"From: ann@example.org\r\nSubject: =?utf-8?q?a=00b?=\r\nMessage-ID: <a\x00b@x>\r\n"
+            b"References: <c\x00d@x>\r\n\r\nbo\x00dy\r\n"
+        )
+        results = await store.deliver(raw, parse_message(raw), [DeliveryTarget(inbox.account_id)])
+        assert [r.status for r in results] == [DeliveryStatus.STORED]
+        [fields] = await store.thread_fields(inbox.id)
+        assert (fields.subject, fields.message_id) == ("a\ufffdb", "a\ufffdb@x")
+        assert fields.references == ("c\ufffdd@x",)
+        record = results[0].record
+        assert record is not None and await store.read_blob(record.blob_id) == raw
+
     async def test_thread_ids_kept_by_copy_and_move(
         self, store: Store, account: Account, inbox: Mailbox
     ) -> None:

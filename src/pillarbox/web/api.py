@@ -211,11 +211,12 @@ def _spam_json(opened: Opened) -> JsonObject | None:
     }
 
 
-def message_json(call: Call, opened: Opened, thread: list[Row]) -> JsonObject:
+async def message_json(call: Call, opened: Opened, thread: list[Row]) -> JsonObject:
     info = opened.info
     envelope = info.envelope
     base = f"{PREFIX}/mailboxes/{opened.mailbox.id}/messages/{opened.record.uid}"
-    html = safe_html(opened, load_remote=False)
+    max_tags = call.web.services.config.web.max_html_tags
+    html = await safe_html(opened, load_remote=False, max_tags=max_tags)
     return {
         "mailbox": opened.mailbox.id,
         "uid": opened.record.uid,
@@ -231,8 +232,9 @@ def message_json(call: Call, opened: Opened, thread: list[Row]) -> JsonObject:
         "in_reply_to": info.in_reply_to,
         "references": list(info.references),
         "text": call.access.text_of(opened),
-        "html": html[0] if html else None,
-        "blocked_remote_images": html[1] if html else 0,
+        "html": html.html if html else None,
+        "blocked_remote_images": html.blocked_images if html else 0,
+        "html_truncated": html.truncated if html else False,
         "attachments": [
             {
                 "section": a.section,
@@ -410,7 +412,7 @@ async def get_message(call: Call) -> object:
     opened = await access.open(call.path("mailbox"), call.path("uid"))
     if call.request.query_params.get("mark_seen", "1") != "0":
         await access.mark_seen(opened)
-    return message_json(call, opened, await access.thread(opened))
+    return await message_json(call, opened, await access.thread(opened))
 
 
 async def raw_message(call: Call) -> object:

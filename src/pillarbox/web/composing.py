@@ -19,8 +19,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address as HeaderAddress
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime
+from typing import Any
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
@@ -34,7 +37,19 @@ from pillarbox.web.richtext import html_document, plain_alternative, sanitize_co
 _MAX_PLAIN_LINE = 78
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.I)
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
-_LINE_BREAKS = re.compile(r"[\r\n]+")
+#: What ``str.splitlines`` breaks at, which the email package refuses in a header value
+#: (a reply to a subject holding a form feed or U+2028 raised, and the send failed).
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
+#: RFC 5322 §3.2.3 dot-atom-text.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+#: A msg-id both of the readers of :func:`~pillarbox.mail.headers.parse_msg_ids` take
+#: verbatim: printable ASCII but quotes, parentheses, backslashes and brackets.
+_PLAIN_ID = re.compile(r"[!#-\'*-;=?-\[\]-~]+")
+#: RFC 5322 §3.6.4 no-fold-literal.
+_NO_FOLD_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
+#: The longest msg-id written: its field, "In-Reply-To: <id>", within one line of 998
+#: characters (RFC 5322 §2.1.1).
+_MAX_ID = 998 - len("In-Reply-To: <>")
 #: RFC 3676 §4.3: "a line consisting of dash dash space" starts a signature.
 SIGNATURE_SEPARATOR = "-- "
 
@@ -233,9 +248,55 @@ def _one_line(text: str) -> str:
 
 
 def angle(message_id: str) -> str:
-    """A msg-id in its header form ``<id>`` (the parsed model keeps ids without brackets)."""
-    bare = _one_line(message_id).strip("<>")
-    return f"<{bare}>" if bare else ""
+    """A msg-id in its header form ``<id>``, "" for one no header would read back as it.
+
+    The parsed model keeps ids without brackets and without the quotes of a quoted id-left
+    (RFC 5322 §3.6.4 obs-id-left is a local-part: ``<"a b"@x>`` is kept as ``a b@x``). An id
+    of printable ASCII without blanks, quotes, parentheses or backslashes is written as it
+    is (the reader takes it verbatim); another has its id-left quoted again, so the reply's
+    field reads back to the same id (written bare, its blanks would be dropped and the reply
+    left the thread). A UTF-8 id (RFC 6532 §3.2) is left out: the reply would need SMTPUTF8
+    for it, and the email package would write it as encoded words, which RFC 2047 §5
+    forbids in a msg-id. So is one too long for a line (RFC 5322 §2.1.1), holding a line
+    break, or whose id-right no quoting can carry."""
+    bare = message_id.strip(" \t")  # str.strip would take a leading \x1c off the id
+    if bare.startswith("<") and bare.endswith(">"):
+        bare = bare[1:-1]  # one pair: a bracket inside the id makes it one no field carries
+    if not bare or not bare.isascii() or len(bare) > _MAX_ID or _LINE_BREAKS.search(bare):
+        return ""
+    if _PLAIN_ID.fullmatch(bare):
+        return f"<{bare}>"
+    left, at, right = bare.rpartition("@")
+    if not at or not (_DOT_ATOM.fullmatch(right) or _NO_FOLD_LITERAL.fullmatch(right)):
+        return ""
+    return '<"' + left.replace("\\", "\\\\").replace('"', '\\"') + f'"@{right}>'
+
+
+class _MsgIdsHeader(BaseHeader):
+    """In-Reply-To and References as :func:`angle` writes them, folded between ids only and
+    never as encoded words: the email package writes a token too long for a 78-character line
+    as encoded words, which RFC 2047 §5 forbids in a msg-id; a reply to a message whose id
+    was longer than about 65 characters (common) named no id and left the thread."""
+
+    max_count = 1  # RFC 5322 §3.6: each field at most once
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["parse_tree"] = None
+        kwds["decoded"] = value
+
+    def fold(self, *, policy: Policy) -> str:
+        line = f"{self.name}: {self}"
+        if policy.max_line_length is None or len(line) <= policy.max_line_length:
+            return line + policy.linesep
+        # RFC 5322 §3.2.2: a line break may go before any blank; unfolding removes only it.
+        return line.replace("> <", f">{policy.linesep} <") + policy.linesep
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("in-reply-to", _MsgIdsHeader)
+_HEADERS.map_to_type("references", _MsgIdsHeader)
+_POLICY = policy.SMTP.clone(header_factory=_HEADERS)
 
 
 def _line_ended(text: str) -> str:
@@ -262,7 +323,7 @@ def build_message(
 ) -> tuple[bytes, str]:
     """The RFC 5322 message and its Message-ID. ``include_bcc`` is for the sender's own copies
     (Sent, Drafts); the submitted message never carries Bcc (RFC 5322 §3.6.3)."""
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     message_id = message_id or make_message_id(secrets.token_hex(12), hostname)
     message["Date"] = format_datetime(now)
     message["From"] = _header_address(sender)

@@ -78,6 +78,10 @@ def _lines(text: str) -> list[str]:
 def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
     """``contact`` as stored — names and phones with runs of blanks made one, addresses
     normalised, duplicates dropped — or ``UserError`` saying what is wrong."""
+    fields = (contact.uid, contact.display_name, contact.organization, contact.note)
+    if any("\x00" in text for text in (*fields, *contact.emails, *contact.phones)):
+        # PostgreSQL's text refuses NUL (and no vCard content line holds one, RFC 6350 §3.3).
+        raise UserError("a field holds a NUL character")
     name = " ".join(contact.display_name.split())
     organization = " ".join(contact.organization.split())
     note = contact.note.replace("\r\n", "\n").replace("\r", "\n").strip()
@@ -105,6 +109,10 @@ def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
         raise UserError(f"the note is longer than {limits.max_note} characters")
     if len(contact.uid) > limits.max_name:
         raise UserError(f"the UID is longer than {limits.max_name} characters")
+    if "\r" in contact.uid:
+        # vCard text has no escape for a carriage return (RFC 6350 §3.4): written as a
+        # newline, the UID would read back as another card's.
+        raise UserError("the UID holds a carriage return")
     uid, card = contact.uid, contact.card
     if not uid:
         uid = new_uid()

@@ -10,7 +10,14 @@ Implementation notes — two independent layers, so a gap in one is not a hole:
    ``url()``). Remote images lose their ``src`` unless the reader asked for them; ``cid:``
    images are rewritten to the message's own parts. Links open in a new browsing context with
    ``rel="noopener noreferrer"`` so the message cannot reach the webmail window.
-2. **Frame** (:func:`frame_csp`): the HTML is served as its own document inside an
+2. **Bounded time**: nh3's parser (html5ever) builds the tree in time quadratic in the
+   number of open elements, with no depth cap (html5ever issues #289, #788): 220 KB of
+   ``<b></p>`` took a minute. Each tag costs at most a walk over the elements before it, so
+   the sanitiser reads at most ``[web] max_html_tags`` tags (every ``<`` that may open one
+   is counted, a linear scan over-counting what the parser sees) and cuts the HTML before
+   the next: :attr:`SafeHtml.truncated`, which the reader is told. It runs off the event
+   loop (nh3 releases the GIL).
+3. **Frame** (:func:`frame_csp`): the HTML is served as its own document inside an
    ``<iframe sandbox>`` with a CSP that forbids script, forms, plugins and every fetch but images
    from this origin (and remote images only after "load images"); ``sandbox`` without
    ``allow-scripts`` means that even a sanitiser bug cannot run code.
@@ -19,6 +26,7 @@ Implementation notes — two independent layers, so a gap in one is not a hole:
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,21 +61,39 @@ _STYLE_PROPERTIES = frozenset(
 )  # fmt: skip
 _SCHEMES = frozenset({"http", "https", "mailto", "cid"})
 _REMOTE = ("http:", "https:", "//")
+#: What may open a tag, a comment or a declaration in HTML (WHATWG HTML §13.2.5.6, tag open
+#: state): ``<`` and a letter, ``/``, ``!`` or ``?``.
+_TAG_OPEN = re.compile(r"<[A-Za-z/!?]")
+#: What a URL parser drops before reading the scheme (WHATWG URL §4.4 basic URL parser:
+#: leading and trailing C0 controls and spaces; ASCII tabs and newlines anywhere).
+_URL_NOISE = re.compile(r"^[\x00-\x20]+|[\x00-\x20]+$|[\t\n\r]")
 
 
 @dataclass(frozen=True, slots=True)
 class SafeHtml:
-    """Sanitised HTML and how many remote images were held back (0: no "load images" button)."""
+    """Sanitised HTML, how many remote images were held back (0: no "load images" button),
+    and whether the HTML was cut at ``max_html_tags`` (the reader is told)."""
 
     html: str
     blocked_images: int
+    truncated: bool = False
+
+
+def _bounded(source: str, max_tags: int) -> tuple[str, bool]:
+    """``source`` cut before its tag number ``max_tags + 1``, and whether it was."""
+    for count, match in enumerate(_TAG_OPEN.finditer(source), start=1):
+        if count > max_tags:
+            return source[: match.start()], True
+    return source, False
 
 
 def sanitize_html(
-    source: str, *, load_remote: bool, cid_url: Callable[[str], str | None]
+    source: str, *, load_remote: bool, cid_url: Callable[[str], str | None], max_tags: int
 ) -> SafeHtml:
-    """Sanitise one HTML body (see the module notes). ``cid_url(content_id)`` gives the URL of
-    a part of the same message, or None when there is no such part (the image is dropped)."""
+    """Sanitise one HTML body (see the module notes), of at most ``max_tags`` tags.
+    ``cid_url(content_id)`` gives the URL of a part of the same message, or None when there
+    is no such part (the image is dropped)."""
+    source, truncated = _bounded(source, max_tags)
     blocked = 0
     rewritten: set[str] = set()
 
@@ -75,9 +101,12 @@ def sanitize_html(
         nonlocal blocked
         if tag != "img" or name != "src":
             return value
-        lowered = value.strip().lower()
+        # Read as the browser's URL parser (and ammonia's) will: "\x01http:" and "ht\ttp:"
+        # are http URLs, and were shown although remote images were held back.
+        cleaned = _URL_NOISE.sub("", value)
+        lowered = cleaned.lower()
         if lowered.startswith("cid:"):
-            url = cid_url(value.strip()[4:].strip("<>"))
+            url = cid_url(cleaned[4:].strip("<>"))
             if url is not None:
                 rewritten.add(url)
             return url
@@ -99,7 +128,7 @@ def sanitize_html(
         set_tag_attribute_values={"a": {"target": "_blank"}},
         link_rel="noopener noreferrer",
     )
-    return SafeHtml(cleaned, blocked)
+    return SafeHtml(cleaned, blocked, truncated)
 
 
 def frame_csp(*, load_remote: bool) -> str:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
@@ -54,6 +55,7 @@ from pillarbox.web.reading import (
 from pillarbox.web.richtext import sanitize_composed
 from pillarbox.web.sanitize import (
     FRAME_SANDBOX,
+    SafeHtml,
     frame_csp,
     frame_document,
     sanitize_html,
@@ -358,8 +360,9 @@ def message_base(opened: Opened) -> str:
     return f"/mail/{opened.mailbox.id}/{opened.record.uid}"
 
 
-def safe_html(opened: Opened, *, load_remote: bool) -> tuple[str, int] | None:
-    """The sanitised HTML body and the count of remote images held back, or None."""
+async def safe_html(opened: Opened, *, load_remote: bool, max_tags: int) -> SafeHtml | None:
+    """The sanitised HTML body, or None; always off the loop: nh3 releases the GIL, so
+    the loop runs on while it works (up to a second at ``max_html_tags``, see :mod:`.sanitize`)."""
     html_part = body_parts(opened.info).html
     if html_part is None:
         return None
@@ -369,8 +372,10 @@ def safe_html(opened: Opened, *, load_remote: bool) -> tuple[str, int] | None:
         section = section_of_content_id(opened.info, content_id)
         return f"{base}/part/{section}?inline=1" if section else None
 
-    safe = sanitize_html(part_text(opened.raw, html_part), load_remote=load_remote, cid_url=cid_url)
-    return safe.html, safe.blocked_images
+    text = part_text(opened.raw, html_part)
+    return await run_blocking(
+        sanitize_html, text, load_remote=load_remote, cid_url=cid_url, max_tags=max_tags
+    )
 
 
 async def message_view(request: Request) -> Response:
@@ -381,7 +386,10 @@ async def message_view(request: Request) -> Response:
     bodies = body_parts(opened.info)
     images = request.query_params.get("images") == "1"
     view = request.query_params.get("view", "")
-    html = safe_html(opened, load_remote=images) if view != "plain" else None
+    max_tags = app.services.config.web.max_html_tags
+    html = (
+        await safe_html(opened, load_remote=images, max_tags=max_tags) if view != "plain" else None
+    )
     envelope = opened.info.envelope
     reference = f"{opened.mailbox.id}:{opened.record.uid}"
     return app.render(
@@ -419,10 +427,11 @@ async def message_frame(request: Request) -> Response:
     """The HTML body as its own sandboxed document (see :mod:`.sanitize`)."""
     _, opened = await _opened(request)
     images = request.query_params.get("images") == "1"
-    html = safe_html(opened, load_remote=images)
+    max_tags = web(request).services.config.web.max_html_tags
+    html = await safe_html(opened, load_remote=images, max_tags=max_tags)
     if html is None:
         raise NotFound("this message has no HTML body")
-    response = Response(frame_document(html[0]), media_type="text/html; charset=utf-8")
+    response = Response(frame_document(html.html), media_type="text/html; charset=utf-8")
     response.headers["content-security-policy"] = frame_csp(load_remote=images)
     response.headers["cache-control"] = "private, no-store"
     return response
