@@ -362,7 +362,8 @@ def message_base(opened: Opened) -> str:
 
 async def safe_html(opened: Opened, *, load_remote: bool, max_tags: int) -> SafeHtml | None:
     """The sanitised HTML body, or None; always off the loop: nh3 releases the GIL, so
-    the loop runs on while it works (up to a second at ``max_html_tags``, see :mod:`.sanitize`)."""
+    the loop runs on while it works (under half a second at the default ``max_html_tags``,
+    see :mod:`.sanitize`)."""
     html_part = body_parts(opened.info).html
     if html_part is None:
         return None
