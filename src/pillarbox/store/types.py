@@ -645,6 +645,8 @@ class ThreadFields:
     message_id: str
     in_reply_to: str
     references: tuple[str, ...]
+    #: The stored thread (RFC 8474 THREADID): the conversation the message belongs to.
+    thread: int
 
 
 @dataclass(frozen=True, slots=True)

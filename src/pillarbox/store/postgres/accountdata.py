@@ -366,13 +366,15 @@ async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[Threa
     """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
     migration 4), so no MessageInfo is read or decoded."""
     cursor = await conn.execute(
-        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread "
         "FROM messages WHERE mailbox_id = %s AND uid >= %s ORDER BY uid",
         (mailbox_id, uid_min),
     )
     return [
-        ThreadFields(uid, internal, sent, subject, message_id, in_reply_to, tuple(references))
-        for uid, internal, sent, subject, message_id, in_reply_to, references in (
+        ThreadFields(
+            uid, internal, sent, subject, message_id, in_reply_to, tuple(references), thread
+        )
+        for uid, internal, sent, subject, message_id, in_reply_to, references, thread in (
             await cursor.fetchall()
         )
     ]

@@ -708,6 +708,16 @@ _V30_SQL = r"""
 ALTER TABLE contacts ADD COLUMN card TEXT;
 """
 
+
+# RFC 8474 §6 SEARCH THREADID and the threaded web list read a mailbox's messages by thread
+# (the index holds the UID too: the table is WITHOUT ROWID, keyed by (mailbox_id, uid)); the
+# keys of a thread are pruned by thread when its last message goes (docs/threading.md).
+_V32_SQL = r"""
+CREATE INDEX messages_thread ON messages(mailbox_id, thread);
+CREATE INDEX thread_keys_thread ON thread_keys(thread);
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -739,6 +749,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(28, "webmail contacts (address book)", _V28_SQL),
     Migration(29, "thread ids of messages (RFC 8474 THREADID)", _V29_SQL, _thread_backfill),
     Migration(30, "contacts keep the vCard as received", _V30_SQL),
+    Migration(32, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V32_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -58,7 +58,7 @@ def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> li
     """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
     migration 8), so no MessageInfo is read or decoded."""
     rows = conn.execute(
-        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread "
         "FROM messages WHERE mailbox_id = ? AND uid >= ? ORDER BY uid",
         (mailbox_id, uid_min),
     )
@@ -71,8 +71,9 @@ def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> li
             message_id,
             in_reply_to,
             tuple(json.loads(references)),
+            thread,
         )
-        for uid, internal, sent, subject, message_id, in_reply_to, references in rows
+        for uid, internal, sent, subject, message_id, in_reply_to, references, thread in rows
     ]
 
 
