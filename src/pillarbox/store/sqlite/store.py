@@ -2339,14 +2339,10 @@ def _remove_messages(conn: sqlite3.Connection, mailbox_id: int, uids: list[int])
     modseq = _next_modseq(conn, mailbox_id)
     encoded = json.dumps(uids)
     threads = conn.execute(
-        "SELECT DISTINCT thread FROM messages "
-        "WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+        "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) "
+        "RETURNING thread",
         (mailbox_id, encoded),
     ).fetchall()
-    conn.execute(
-        "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
-        (mailbox_id, encoded),
-    )
     conn.execute(
         "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) "
         "SELECT ?, value, ? FROM json_each(?)",
@@ -2355,7 +2351,7 @@ def _remove_messages(conn: sqlite3.Connection, mailbox_id: int, uids: list[int])
     (account_id,) = conn.execute(
         "SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)
     ).fetchone()
-    _prune_thread_keys(conn, account_id, [thread for (thread,) in threads])
+    _prune_thread_keys(conn, account_id, sorted({thread for (thread,) in threads}))
     return modseq
 
 
