@@ -564,8 +564,8 @@ class MessageQuery:
 
     Every filter narrows (they combine with AND). ``*_contains`` are case-insensitive
     substrings of the stored sort keys (first From/To/Cc address, decoded subject); ``uids``
-    restricts to a set computed elsewhere (e.g. by :meth:`Store.search_text`);
-    ``message_ids`` keeps messages whose Message-ID or In-Reply-To is in the set.
+    restricts to a set computed elsewhere (e.g. by :meth:`Store.search_text`,
+    :meth:`Store.thread_uids`).
     """
 
     sort: SortKey = SortKey.ARRIVAL
@@ -578,7 +578,6 @@ class MessageQuery:
     unseen: bool = False
     flagged: bool = False
     uids: frozenset[int] | None = None
-    message_ids: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

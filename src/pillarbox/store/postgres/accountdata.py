@@ -73,10 +73,6 @@ def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
     if query.uids is not None:
         clauses.append("uid = ANY(%s)")
         params.append(sorted(query.uids))
-    if query.message_ids is not None:
-        ids = sorted(query.message_ids)
-        clauses.append("(message_id = ANY(%s) OR in_reply_to = ANY(%s))")
-        params += [ids, ids]
     return " AND ".join(clauses), params
 
 

@@ -102,13 +102,6 @@ def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
     if query.uids is not None:
         clauses.append("uid IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(sorted(query.uids)))
-    if query.message_ids is not None:
-        ids = json.dumps(sorted(query.message_ids))
-        clauses.append(
-            "(message_id IN (SELECT value FROM json_each(?)) "
-            "OR in_reply_to IN (SELECT value FROM json_each(?)))"
-        )
-        params += [ids, ids]
     return " AND ".join(clauses), params
 
 
