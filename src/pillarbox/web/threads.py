@@ -20,8 +20,12 @@ Implementation notes:
   MODSEQ only) reuses the threads.
   Measured on the 35,000-message linux-mips archive: the first threading takes about 2 s of
   CPU (reading 0.3 s, base subjects 1 s, REFERENCES 1 s), a re-run after new mail about 1 s,
-  a page from the cache a few milliseconds. The algorithm is not incremental; that is the
-  next step if folders that large get mail every few seconds.
+  a page from the cache a few milliseconds (before the grouping by stored thread; running
+  REFERENCES once per conversation instead of once over the folder cost the same on
+  bench/threadid.py's 35,000-message corpus, three alternating runs each, within the noise
+  of a loaded VM). The algorithm is not incremental; the stored ids would let a page build
+  only its own conversations (docs/threading.md), the next step if folders that large get
+  mail every few seconds.
 - A page is a run of whole threads holding about ``page_size`` messages (one long thread may
   fill a page alone, shown up to :data:`MAX_THREAD_LINES` lines); only that page's messages are
   read from the store.
