@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from imapclient import IMAPClient
 
 from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message, part_text
@@ -498,6 +499,53 @@ def test_threaded_list_groups_conversations(live: LiveServer, alice: WebSession)
     # A filtered list shows matches, not conversations.
     filtered = alice.get(f"/mail/{box}?view=threads&subject=plan")
     assert thread_rows(filtered) == [] and "search results are listed flat" in filtered.text
+
+
+@pytest.mark.listeners("http", "imap")
+def test_threaded_list_shows_the_imap_threads(live: LiveServer, alice: WebSession) -> None:
+    """The web's conversations are the stored threads, the ones IMAP clients see through
+    THREADID (RFC 8474 §5.2): a message linked through a reply filed in another folder joins
+    the conversation; a message that only shares a subject does not (RFC 5256 REFERENCES
+    would group it). Each conversation counts its unread messages."""
+    box, plan = deliver(live, ALICE, dated("Plan", 10, "a@x"))
+    deliver(live, ALICE, dated("Re: Plan", 11, "b@x", parent="a@x"), "Archive")
+    _, budget = deliver(live, ALICE, dated("Budget", 12, "c@x", parent="b@x"))
+    _, lunch = deliver(live, ALICE, dated("Lunch", 9, "l@x"))
+    _, same_subject = deliver(live, ALICE, dated("Re: Lunch", 13, "d@x"))
+    page = alice.get(f"/mail/{box}?view=threads")
+    assert "3 conversations, 4 messages" in page.text
+    assert thread_rows(page) == [
+        (same_subject, 0, True),
+        (plan, 0, True),
+        (budget, 0, False),  # its parent is in Archive: a second tree of the conversation
+        (lunch, 0, True),
+    ]
+    assert '<span class="thread-unread" title="2 unread in this conversation">' in page.text
+    alice.post(f"/mail/{box}/actions", {"action": "read", "uid": [plan], "back": "/"})
+    api = alice.api("GET", f"/mailboxes/{box}/threads").json()
+    assert [(c["thread"], c["unread"]) for c in api["conversations"]][1:2] == [
+        (re.findall(r'data-thread="(T\d+)"', page.text)[1], 1)
+    ]
+    client = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    try:
+        client.login(ALICE, TEST_PASSWORD)
+        client.select_folder(INBOX)
+        fetched = client.fetch([plan, budget, lunch, same_subject], ["THREADID"])
+        ids = {uid: data[b"THREADID"][0].decode() for uid, data in fetched.items()}
+        assert [[m["uid"] for m in c["messages"]] for c in api["conversations"]] == [
+            client.search(["THREADID", ids[uid]]) for uid in (same_subject, plan, lunch)
+        ]
+        assert [c["thread"] for c in api["conversations"]] == [
+            ids[same_subject],
+            ids[plan],
+            ids[lunch],
+        ]
+        assert ids[plan] == ids[budget]
+    finally:
+        client.logout()
+    # The message view lists the same conversation.
+    opened = alice.get(f"/mail/{box}/{budget}")
+    assert "Conversation (2)" in opened.text and "Lunch" not in opened.text.split("Conversation")[1]
 
 
 # -- actions -------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from pillarbox.store.types import Mailbox, MessageRecord
 
-__all__ = ["email_id", "mailbox_id", "thread_id"]
+__all__ = ["email_id", "mailbox_id", "thread_id", "thread_number"]
+
+#: Thread numbers are the stores' 64-bit integers (SQLite INTEGER, PostgreSQL bigint).
+_MAX_THREAD = 2**63 - 1
 
 
 def email_id(record: MessageRecord) -> str:
@@ -31,3 +34,13 @@ def mailbox_id(mailbox: Mailbox) -> str:
 
 def thread_id(thread: int) -> str:
     return f"T{thread}"
+
+
+def thread_number(object_id: str) -> int | None:
+    """The thread :func:`thread_id` made ``object_id`` from; None when it made no such id
+    (another spelling of a number, ``T017``, names no thread: ids compare as strings, §3)."""
+    digits = object_id[1:]
+    if not object_id.startswith("T") or not digits.isascii() or not digits.isdigit():
+        return None
+    thread = int(digits)
+    return thread if thread <= _MAX_THREAD and thread_id(thread) == object_id else None

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date
 
 from pillarbox.imap import search as s
-from pillarbox.imap.objectid import email_id, thread_id
+from pillarbox.imap.objectid import email_id, thread_number
 from pillarbox.imap.selected import SelectedView
 from pillarbox.imap.sequence import SequenceSet
 from pillarbox.mail.decode import decode_words, escaped_to_text
@@ -230,15 +230,12 @@ class SearchEngine:
 
     async def _in_thread(self, candidates: set[int], object_id: str) -> set[int]:
         """RFC 8474 §6 THREADID: the candidates whose thread is exactly ``object_id``, the
-        threads read per batch (a message expunged meanwhile has none and does not match)."""
-        found: set[int] = set()
-        ordered = sorted(candidates)
-        for start in range(0, len(ordered), INFO_BATCH):
-            threads = await self._store.thread_ids(
-                self._view.mailbox_id, ordered[start : start + INFO_BATCH]
-            )
-            found.update(uid for uid, thread in threads.items() if thread_id(thread) == object_id)
-        return found
+        thread's UIDs read from the store's index (a message expunged meanwhile is not there
+        and does not match); an id no thread has matches nothing."""
+        thread = thread_number(object_id)
+        if thread is None:
+            return set()
+        return candidates.intersection(await self._store.thread_uids(self._view.mailbox_id, thread))
 
     async def _filter_info(
         self, candidates: set[int], test: Callable[[MessageInfo], bool]

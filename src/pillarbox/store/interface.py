@@ -364,6 +364,11 @@ class Store(Protocol):
         the related messages of the mailbox's account, assigned when each was stored and
         never changed (RFC 8474 §5.2; the rule: :mod:`pillarbox.store.threadrows`)."""
 
+    async def thread_uids(self, mailbox_id: int, thread: int) -> list[int]:
+        """UIDs of the mailbox's messages in ``thread``, ascending: RFC 8474 §6 SEARCH
+        THREADID and the web's conversation view, one probe of the ``(mailbox, thread)``
+        index however large the mailbox (empty for an unknown mailbox or thread)."""
+
     async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
         """Threading inputs of the live messages with UID ``uid_min`` or above, in UID order,
         read from the ingest metadata without decoding whole structures (a threaded list of a

@@ -12,8 +12,10 @@ and two replies to a parent never received share one thread.
 Threads are never merged: a message linking two existing threads joins the older one and the
 other keeps its id, since RFC 8474 §5.2 forbids changing a THREADID once reported (JMAP,
 RFC 8621 §3, likewise keeps a message's threadId for life). A COPY or MOVE within the account
-keeps the id (§5.2: the same id in every mailbox, and for the same EMAILID). Keys stay when
-their messages are expunged, so a late reply still finds the thread; they go with the account.
+keeps the id (§5.2: the same id in every mailbox, and for the same EMAILID). Keys stay while
+the account holds any message of their thread, so a late reply still finds it after its
+parent was expunged; the expunge of a thread's last message prunes them (no message carries
+that id any more), and all go with the account.
 
 A message without a Message-ID gets a key from its content digest instead, so identical copies
 (same EMAILID) always share a thread, as §5.2 requires.

@@ -565,8 +565,8 @@ class MessageQuery:
 
     Every filter narrows (they combine with AND). ``*_contains`` are case-insensitive
     substrings of the stored sort keys (first From/To/Cc address, decoded subject); ``uids``
-    restricts to a set computed elsewhere (e.g. by :meth:`Store.search_text`);
-    ``message_ids`` keeps messages whose Message-ID or In-Reply-To is in the set.
+    restricts to a set computed elsewhere (e.g. by :meth:`Store.search_text`,
+    :meth:`Store.thread_uids`).
     """
 
     sort: SortKey = SortKey.ARRIVAL
@@ -579,7 +579,6 @@ class MessageQuery:
     unseen: bool = False
     flagged: bool = False
     uids: frozenset[int] | None = None
-    message_ids: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,6 +645,8 @@ class ThreadFields:
     message_id: str
     in_reply_to: str
     references: tuple[str, ...]
+    #: The stored thread (RFC 8474 THREADID): the conversation the message belongs to.
+    thread: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1409,6 +1409,8 @@ class StoreContract:
         ]
         assert fields[0].sent_date == datetime(2025, 3, 3, 12, tzinfo=UTC)
         assert fields[1].sent_date is None and fields[1].internal_date == T0
+        threads = await store.thread_ids(inbox.id, [1, 2, 3])
+        assert [f.thread for f in fields] == [threads[1]] * 3  # one conversation
         await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
         await store.expunge(inbox.id)
         assert [f.uid for f in await store.thread_fields(inbox.id)] == [1, 3]
@@ -1514,11 +1516,84 @@ class StoreContract:
         [(_, moved)] = (await store.move_messages(inbox.id, [reply], trash.id)).pairs
         assert await self._thread_of(store, archive, copied) == thread
         assert await self._thread_of(store, trash, moved) == thread
-        # The original's keys stay with the account after it is gone: a late reply still joins.
+        # The copies hold the thread after the original is gone: a late reply still joins.
         await store.store_flags(inbox.id, [root], FlagOp.ADD, frozenset({"\\Deleted"}))
         await store.expunge(inbox.id)
         late = await self._put_threaded(store, inbox, "Message-ID: <c@x>\r\nIn-Reply-To: <b@x>\r\n")
         assert await self._thread_of(store, inbox, late) == thread
+
+    async def _expunge(self, store: Store, mailbox: Mailbox, uids: list[int]) -> None:
+        await store.store_flags(mailbox.id, uids, FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(mailbox.id, uids)
+
+    async def test_thread_uids(self, store: Store, account: Account, inbox: Mailbox) -> None:
+        """SEARCH THREADID's read: the mailbox's UIDs of one thread, ascending, and nothing
+        of other mailboxes, other threads, expunged messages or threads that do not exist."""
+        archive = await store.get_mailbox(account.id, "Archive")
+        root = await self._put_threaded(store, inbox, "Message-ID: <a@x>\r\n")
+        await self._put_threaded(store, inbox, "Message-ID: <o@x>\r\n")
+        reply = await self._put_threaded(store, inbox, "Message-ID: <b@x>\r\nReferences: <a@x>\r\n")
+        await self._put_threaded(store, archive, "Message-ID: <c@x>\r\nReferences: <a@x>\r\n")
+        last = await self._put_threaded(store, inbox, "Message-ID: <d@x>\r\nReferences: <b@x>\r\n")
+        thread = await self._thread_of(store, inbox, root)
+        assert await store.thread_uids(inbox.id, thread) == [root, reply, last]
+        assert await store.thread_uids(archive.id, thread) == [1]
+        await self._expunge(store, inbox, [reply])
+        assert await store.thread_uids(inbox.id, thread) == [root, last]
+        assert await store.thread_uids(inbox.id, thread + 1000) == []
+        assert await store.thread_uids(inbox.id + 1000, thread) == []
+
+    async def test_thread_keys_pruned_with_the_last_message(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """A thread's keys stay while the account holds any of its messages, so a reply to
+        an expunged parent still joins its sibling's thread (RFC 8474 §5.2: the ids of the
+        messages left never change); once the last is expunged they go, and a reply to the
+        thread starts a new one (no message carries the old id any more)."""
+        parent = await self._put_threaded(store, inbox, "Message-ID: <p@x>\r\n")
+        sibling = await self._put_threaded(
+            store, inbox, "Message-ID: <s@x>\r\nIn-Reply-To: <p@x>\r\n"
+        )
+        thread = await self._thread_of(store, inbox, parent)
+        await self._expunge(store, inbox, [parent])
+        late = await self._put_threaded(store, inbox, "Message-ID: <l@x>\r\nIn-Reply-To: <p@x>\r\n")
+        assert await self._thread_of(store, inbox, late) == thread
+        assert await self._thread_of(store, inbox, sibling) == thread
+        await self._expunge(store, inbox, [sibling, late])
+        later = await self._put_threaded(
+            store, inbox, "Message-ID: <m@x>\r\nIn-Reply-To: <p@x>\r\n"
+        )
+        assert await self._thread_of(store, inbox, later) != thread
+
+    async def test_thread_keys_kept_by_move_pruned_with_mailbox(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """A MOVE within the account keeps the thread's keys (its message is still held);
+        deleting the mailbox that held a thread's last message prunes them, as an expunge
+        does, while a thread with a copy elsewhere keeps its keys."""
+        archive = await store.get_mailbox(account.id, "Archive")
+        gone = await store.create_mailbox(account.id, "Old")
+        moved = await self._put_threaded(store, inbox, "Message-ID: <a@x>\r\n")
+        copied = await self._put_threaded(store, inbox, "Message-ID: <b@x>\r\n")
+        moved_thread = await self._thread_of(store, inbox, moved)
+        copied_thread = await self._thread_of(store, inbox, copied)
+        await store.move_messages(inbox.id, [moved], gone.id)
+        reply = await self._put_threaded(
+            store, archive, "Message-ID: <r@x>\r\nReferences: <a@x>\r\n"
+        )
+        assert await self._thread_of(store, archive, reply) == moved_thread
+        await store.move_messages(archive.id, [reply], gone.id)
+        await store.copy_messages(inbox.id, [copied], archive.id)
+        await store.move_messages(inbox.id, [copied], gone.id)
+        await store.delete_mailbox(gone.id)
+        after_move = await self._put_threaded(
+            store, inbox, "Message-ID: <x@x>\r\nReferences: <a@x>\r\n"
+        )
+        after_copy = await self._put_threaded(
+            store, inbox, "Message-ID: <y@x>\r\nReferences: <b@x>\r\n"
+        )
+        assert await self._thread_of(store, inbox, after_move) not in {moved_thread, copied_thread}
+        assert await self._thread_of(store, inbox, after_copy) == copied_thread
 
     async def test_ids_that_are_not_utf8_are_stored_and_thread(
         self, store: Store, account: Account, inbox: Mailbox

@@ -399,10 +399,14 @@ async def list_threads(call: Call) -> object:
         "pages": page.pages,
         "conversations": [
             {
-                "messages": [{**row_json(item.row), "depth": item.depth} for item in rows],
-                "more": more,
+                "thread": conversation.thread_id,
+                "messages": [
+                    {**row_json(item.row), "depth": item.depth} for item in conversation.rows
+                ],
+                "more": conversation.more,
+                "unread": conversation.unread,
             }
-            for rows, more in page.conversations
+            for conversation in page.conversations
         ],
     }
 
@@ -1369,7 +1373,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/mailboxes/{mailbox:int}/threads",
         list_threads,
-        "A page of conversations (RFC 5256 REFERENCES), newest activity first",
+        "A page of conversations (the messages sharing an RFC 8474 THREADID, replies placed "
+        "by RFC 5256 REFERENCES), newest activity first",
         "mail",
         _obj(
             {
@@ -1380,10 +1385,12 @@ OPERATIONS: tuple[Operation, ...] = (
                 "conversations": _list(
                     _obj(
                         {
+                            "thread": STR,
                             "messages": _list(
                                 {"allOf": [_ref("MessageSummary"), _obj({"depth": INT})]}
                             ),
                             "more": INT,
+                            "unread": INT,
                         }
                     )
                 ),

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from pillarbox.errors import InvalidName, NotFound, PermissionDenied, QuotaExceeded, UserError
 from pillarbox.imap import acl
+from pillarbox.imap.objectid import thread_id
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message, part_text
 from pillarbox.observability.log import Log
@@ -76,6 +77,8 @@ FLAGGED = "\\Flagged"
 ANSWERED = "\\Answered"
 DELETED = "\\Deleted"
 DRAFT = "\\Draft"
+#: Messages of one conversation listed under an opened message, per folder (oldest first).
+MAX_CONVERSATION = 100
 #: RFC 5788 keywords a spam filter learns from.
 JUNK_KEYWORD = "$Junk"
 NOT_JUNK_KEYWORD = "$NotJunk"
@@ -195,6 +198,23 @@ class ThreadRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadedConversation:
+    """One conversation of a threaded list: its messages in the folder, as shown."""
+
+    #: Its RFC 8474 THREADID, the id IMAP clients see on the same messages.
+    thread_id: str
+    rows: tuple[ThreadRow, ...]
+    #: Messages of the conversation beyond those shown (MAX_THREAD_LINES).
+    more: int
+    #: Its messages in the folder without ``\Seen``, shown or not.
+    unread: int
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + self.more
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadedPage:
     """A page of whole conversations (see :mod:`pillarbox.web.threads`)."""
 
@@ -203,8 +223,7 @@ class ThreadedPage:
     messages: int
     number: int
     pages: int
-    #: Each conversation's rows, and how many more it has than are shown.
-    conversations: tuple[tuple[tuple[ThreadRow, ...], int], ...]
+    conversations: tuple[ThreadedConversation, ...]
 
     @property
     def has_next(self) -> bool:
@@ -421,19 +440,25 @@ class MailAccess:
             query = MessageQuery(uids=frozenset(uids))
             page = await self.page(mailbox, query, offset=0, limit=len(uids))
             rows = {row.record.uid: row for row in page.rows}
-        conversations = tuple(
-            (
-                tuple(
-                    ThreadRow(rows[line.uid], line.depth)
-                    for line in thread.lines[:MAX_THREAD_LINES]
-                    if line.uid in rows  # expunged since the threads were computed
-                ),
-                max(0, thread.size - MAX_THREAD_LINES),
+        conversations = []
+        for thread in shown:
+            lines = [
+                ThreadRow(rows[line.uid], line.depth)
+                for line in thread.lines[:MAX_THREAD_LINES]
+                if line.uid in rows  # expunged since the threads were computed
+            ]
+            hidden = [line.uid for line in thread.lines[MAX_THREAD_LINES:]]
+            unread = sum(not line.row.seen for line in lines)
+            if hidden:  # rare (a conversation past MAX_THREAD_LINES): count, read no rows
+                query = MessageQuery(uids=frozenset(hidden), unseen=True)
+                unread += (await self.page(mailbox, query, offset=0, limit=0)).total
+            conversations.append(
+                ThreadedConversation(thread_id(thread.thread), tuple(lines), len(hidden), unread)
             )
-            for thread in shown
-        )
         pages = len(forest.page_starts(page_size)) if forest.threads else 0
-        return ThreadedPage(len(forest.threads), forest.messages, number, pages, conversations)
+        return ThreadedPage(
+            len(forest.threads), forest.messages, number, pages, tuple(conversations)
+        )
 
     # -- one message ---------------------------------------------------------------------------
     async def open(self, mailbox_id: int, uid: int) -> Opened:
@@ -448,19 +473,25 @@ class MailAccess:
         return Opened(mailbox, record, info, raw, place.rights)
 
     async def thread(self, opened: Opened) -> list[Row]:
-        """Messages of the same conversation (References / In-Reply-To, RFC 5256 §2.2's
-        inputs) in this folder, INBOX and Sent, oldest first."""
-        info = opened.info
-        ids = {i for i in (*info.references, info.in_reply_to, info.message_id) if i}
-        if not ids:
-            return []
+        """Messages of the same conversation (the stored thread, RFC 8474 THREADID: what the
+        threaded list and IMAP clients group) in this folder, INBOX and Sent, oldest first,
+        the first MAX_CONVERSATION of each. A thread is its account's, so in another user's
+        shared folder only that folder is looked in."""
+        uid = opened.record.uid
+        threads = await self.store.thread_ids(opened.mailbox.id, [uid])
+        if uid not in threads:
+            return []  # expunged since it was opened
         places = {opened.mailbox.id: opened.mailbox}
         for mailbox in (await self.inbox(), await self.special(SpecialUse.SENT)):
-            places.setdefault(mailbox.id, mailbox)
+            if mailbox.account_id == opened.mailbox.account_id:
+                places.setdefault(mailbox.id, mailbox)
         rows: list[Row] = []
         for mailbox in places.values():
-            query = MessageQuery(message_ids=frozenset(ids), descending=False)
-            page = await self.page(mailbox, query, offset=0, limit=100)
+            uids = await self.store.thread_uids(mailbox.id, threads[uid])
+            if not uids:
+                continue
+            query = MessageQuery(uids=frozenset(uids), descending=False)
+            page = await self.page(mailbox, query, offset=0, limit=MAX_CONVERSATION)
             rows += page.rows
         if len(rows) <= 1:
             return []

@@ -2,11 +2,16 @@
 
 Implementation notes:
 
-- Conversations are RFC 5256 §3 REFERENCES threads computed by
-  :func:`pillarbox.imap.thread.thread_references` — the very threads IMAP ``THREAD=REFERENCES``
-  returns for the folder. Only the order of the threads differs: latest activity first, as
-  people read mail (RFC 5256 orders roots by their first message); inside a thread the RFC's
-  order stands (depth first, siblings by sent date).
+- Conversations are the store's threads (RFC 8474 THREADID, :mod:`pillarbox.store.threadrows`):
+  the messages of the folder sharing a thread id, the conversations an IMAP client sees
+  through ``FETCH THREADID`` / ``SEARCH THREADID``, account wide and never re-split, so the
+  web and IMAP clients group mail alike (no grouping by subject: a new message with an old
+  subject and no References is a conversation of its own, as for THREADID). Inside a
+  conversation, who answers whom (the indentation) is RFC 5256 §3 REFERENCES
+  (:func:`pillarbox.imap.thread.thread_references`) run over its messages alone, in the RFC's
+  order (depth first, siblings by sent date); a conversation whose messages link only through
+  one held in another folder shows as several trees, one after the other. Conversations are
+  ordered by latest activity first, as people read mail.
 - Threading needs every message of the folder, so the inputs are cached per mailbox in
   :class:`ThreadCache`, keyed by UIDVALIDITY. A change of UIDNEXT or of the message count is
   caught up incrementally: new UIDs from :meth:`Store.thread_fields` (``uid_min``), removed ones
@@ -15,8 +20,12 @@ Implementation notes:
   MODSEQ only) reuses the threads.
   Measured on the 35,000-message linux-mips archive: the first threading takes about 2 s of
   CPU (reading 0.3 s, base subjects 1 s, REFERENCES 1 s), a re-run after new mail about 1 s,
-  a page from the cache a few milliseconds. The algorithm is not incremental; that is the
-  next step if folders that large get mail every few seconds.
+  a page from the cache a few milliseconds (before the grouping by stored thread; running
+  REFERENCES once per conversation instead of once over the folder cost the same on
+  bench/threadid.py's 35,000-message corpus, three alternating runs each, within the noise
+  of a loaded VM). The algorithm is not incremental; the stored ids would let a page build
+  only its own conversations (docs/threading.md), the next step if folders that large get
+  mail every few seconds.
 - A page is a run of whole threads holding about ``page_size`` messages (one long thread may
   fill a page alone, shown up to :data:`MAX_THREAD_LINES` lines); only that page's messages are
   read from the store.
@@ -26,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -71,6 +80,8 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
+    #: The store's thread (RFC 8474 THREADID) of its messages.
+    thread: int
     lines: tuple[Line, ...]
     #: Date of its newest message: the order of the list.
     latest: datetime
@@ -94,13 +105,18 @@ def _lines(root: ThreadNode) -> list[Line]:
     return lines
 
 
-def conversations(messages: Sequence[ThreadMessage]) -> list[Conversation]:
-    """The folder's threads, newest activity first. CPU work: run it off the loop."""
-    dates = {m.uid: m.date for m in messages}
+def conversations(
+    messages: Sequence[ThreadMessage], thread_of: Mapping[int, int]
+) -> list[Conversation]:
+    """The folder's conversations (``messages`` grouped by their stored thread,
+    ``thread_of``), newest activity first. CPU work: run it off the loop."""
+    groups: dict[int, list[ThreadMessage]] = {}
+    for message in messages:
+        groups.setdefault(thread_of[message.uid], []).append(message)
     result = []
-    for root in thread_references(messages):
-        lines = tuple(_lines(root))
-        result.append(Conversation(lines, max(dates[line.uid] for line in lines)))
+    for thread, members in groups.items():
+        lines = tuple(line for root in thread_references(members) for line in _lines(root))
+        result.append(Conversation(thread, lines, max(m.date for m in members)))
     # Equal dates: the thread that got mail last (highest UID) first.
     result.sort(key=lambda c: (c.latest, max(line.uid for line in c.lines)), reverse=True)
     return result
@@ -115,6 +131,8 @@ class Forest:
     messages: int
     highestmodseq: int
     inputs: dict[int, ThreadMessage]
+    #: The stored thread of each message (RFC 8474 THREADID: never changes, so kept).
+    thread_of: dict[int, int]
     threads: list[Conversation]
     #: Start index of each page, by page size.
     _pages: dict[int, list[int]] = field(default_factory=dict)
@@ -142,16 +160,16 @@ class Forest:
 
 
 def _taken_in(
-    inputs: dict[int, ThreadMessage], new: Sequence[ThreadFields]
-) -> dict[int, ThreadMessage]:
-    """``inputs`` with ``new`` added. CPU work (base subjects, a second for 35,000 messages):
-    run it off the loop."""
+    inputs: dict[int, ThreadMessage], thread_of: dict[int, int], new: Sequence[ThreadFields]
+) -> None:
+    """Add ``new`` to ``inputs`` and ``thread_of``. CPU work (base subjects, a second for
+    35,000 messages): run it off the loop."""
     inputs.update((fields.uid, thread_input(fields)) for fields in new)
-    return inputs
+    thread_of.update((fields.uid, fields.thread) for fields in new)
 
 
-def _threads_of(inputs: dict[int, ThreadMessage]) -> list[Conversation]:
-    return conversations([inputs[uid] for uid in sorted(inputs)])
+def _threads_of(inputs: dict[int, ThreadMessage], thread_of: dict[int, int]) -> list[Conversation]:
+    return conversations([inputs[uid] for uid in sorted(inputs)], thread_of)
 
 
 class ThreadCache:
@@ -181,19 +199,27 @@ class ThreadCache:
         if cached is not None and cached.uidvalidity == mailbox.uidvalidity:
             if (cached.uidnext, cached.messages) == (mailbox.uidnext, status.messages):
                 return cached
-            inputs = dict(cached.inputs)
+            inputs, thread_of = dict(cached.inputs), dict(cached.thread_of)
             for uid in await store.expunged_since(mailbox.id, cached.highestmodseq):
                 inputs.pop(uid, None)
+                thread_of.pop(uid, None)
             new = await store.thread_fields(mailbox.id, uid_min=cached.uidnext)
         else:
-            inputs = {}
+            inputs, thread_of = {}, {}
             new = await store.thread_fields(mailbox.id)
-        inputs = await run_blocking(_taken_in, inputs, new)
+        await run_blocking(_taken_in, inputs, thread_of, new)
         uidnext = max(mailbox.uidnext, new[-1].uid + 1 if new else 0)
         if len(inputs) != status.messages:
             # Expunges the record no longer holds, or writes between the two reads: read all.
-            inputs = await run_blocking(_taken_in, {}, await store.thread_fields(mailbox.id))
-        threads = await run_blocking(_threads_of, inputs)
+            inputs, thread_of = {}, {}
+            await run_blocking(_taken_in, inputs, thread_of, await store.thread_fields(mailbox.id))
+        threads = await run_blocking(_threads_of, inputs, thread_of)
         return Forest(
-            mailbox.uidvalidity, uidnext, len(inputs), mailbox.highestmodseq, inputs, threads
+            mailbox.uidvalidity,
+            uidnext,
+            len(inputs),
+            mailbox.highestmodseq,
+            inputs,
+            thread_of,
+            threads,
         )

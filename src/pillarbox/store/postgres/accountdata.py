@@ -73,10 +73,6 @@ def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
     if query.uids is not None:
         clauses.append("uid = ANY(%s)")
         params.append(sorted(query.uids))
-    if query.message_ids is not None:
-        ids = sorted(query.message_ids)
-        clauses.append("(message_id = ANY(%s) OR in_reply_to = ANY(%s))")
-        params += [ids, ids]
     return " AND ".join(clauses), params
 
 
@@ -366,13 +362,15 @@ async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[Threa
     """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
     migration 4), so no MessageInfo is read or decoded."""
     cursor = await conn.execute(
-        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread "
         "FROM messages WHERE mailbox_id = %s AND uid >= %s ORDER BY uid",
         (mailbox_id, uid_min),
     )
     return [
-        ThreadFields(uid, internal, sent, subject, message_id, in_reply_to, tuple(references))
-        for uid, internal, sent, subject, message_id, in_reply_to, references in (
+        ThreadFields(
+            uid, internal, sent, subject, message_id, in_reply_to, tuple(references), thread
+        )
+        for uid, internal, sent, subject, message_id, in_reply_to, references, thread in (
             await cursor.fetchall()
         )
     ]

@@ -775,6 +775,15 @@ CREATE TABLE calendar_tombstones (
 );
 """
 
+
+# Messages and thread keys by thread (SQLite migration 32's notes); the UID is in the index so
+# SEARCH THREADID reads the index alone.
+_V27_SQL = r"""
+CREATE INDEX messages_thread ON messages (mailbox_id, thread, uid);
+CREATE INDEX thread_keys_thread ON thread_keys (thread);
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -806,6 +815,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(24, "thread ids of messages (RFC 8474 THREADID)", _V24_SQL, _thread_backfill),
     Migration(25, "contacts keep the vCard as received", _V25_SQL),
     Migration(26, "CalDAV calendars, their objects and tombstones", _V26_SQL),
+    Migration(27, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V27_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

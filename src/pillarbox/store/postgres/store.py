@@ -797,7 +797,12 @@ class PostgresStore:
             mailbox = await _lock_mailbox(conn, mailbox_id)
             if mailbox.name == INBOX:
                 raise InvalidName("INBOX cannot be deleted")  # RFC 9051 §6.3.5
+            await _lock_accounts(conn, {mailbox.account_id})  # the thread keys' (_prune_...)
+            rows = await _all(
+                conn, "SELECT DISTINCT thread FROM messages WHERE mailbox_id = %s", (mailbox_id,)
+            )
             await conn.execute("DELETE FROM mailboxes WHERE id = %s", (mailbox_id,))
+            await _prune_thread_keys(conn, mailbox.account_id, {thread for (thread,) in rows})
             changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.MAILBOXES, 0))
 
         await self._write(op)
@@ -1347,6 +1352,17 @@ class PostgresStore:
                 (mailbox_id, list(uids)),
             )
             return {int(uid): int(thread) for uid, thread in rows}
+
+        return await self._read(query)
+
+    async def thread_uids(self, mailbox_id: int, thread: int) -> list[int]:
+        async def query(conn: Conn) -> list[int]:
+            rows = await _all(
+                conn,
+                "SELECT uid FROM messages WHERE mailbox_id = %s AND thread = %s ORDER BY uid",
+                (mailbox_id, thread),
+            )
+            return [int(uid) for (uid,) in rows]
 
         return await self._read(query)
 
@@ -2355,18 +2371,40 @@ async def _thread_of(conn: Conn, account_id: int, keys: list[str]) -> int:
 
 
 async def _remove_messages(conn: Conn, mailbox_id: int, uids: list[int]) -> int:
-    """Delete messages and remember them as expunged (QRESYNC); returns the expunge MODSEQ.
-    The caller holds the mailbox and account locks."""
+    """Delete messages and remember them as expunged (QRESYNC), the keys of threads left
+    without a message pruned; returns the expunge MODSEQ. The caller holds the mailbox and
+    account locks."""
     modseq = await _next_modseq(conn, mailbox_id)
-    await conn.execute(
-        "DELETE FROM messages WHERE mailbox_id = %s AND uid = ANY(%s)", (mailbox_id, uids)
+    rows = await _all(
+        conn,
+        "DELETE FROM messages WHERE mailbox_id = %s AND uid = ANY(%s) "
+        "RETURNING thread, (SELECT account_id FROM mailboxes WHERE id = %s)",
+        (mailbox_id, uids, mailbox_id),
     )
     await conn.execute(
         "INSERT INTO expunged (mailbox_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) "
         "AS u ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq",
         (mailbox_id, modseq, uids),
     )
+    if rows:
+        await _prune_thread_keys(conn, rows[0][1], {thread for thread, _ in rows})
     return modseq
+
+
+async def _prune_thread_keys(conn: Conn, account_id: int, threads: set[int]) -> None:
+    """Forget the keys of those of ``threads`` the account holds no message of any more
+    (docs/threading.md, "Pruning"): one probe of ``messages_thread`` per mailbox of the
+    account and thread. A thread with a message left keeps every key, so a late reply still
+    joins it; a thread without one has no THREADID left to keep (RFC 8474 §5.2). The caller
+    holds the account's lock, as a delivery does while it looks keys up, so a delivery cannot
+    join a thread whose keys are being pruned."""
+    await conn.execute(
+        "DELETE FROM thread_keys WHERE account_id = %(account)s AND thread IN ("
+        "SELECT t FROM unnest(%(threads)s::bigint[]) AS t WHERE NOT EXISTS ("
+        "SELECT 1 FROM mailboxes b JOIN messages m ON m.mailbox_id = b.id AND m.thread = t "
+        "WHERE b.account_id = %(account)s))",
+        {"account": account_id, "threads": sorted(threads)},
+    )
 
 
 async def _transfer(

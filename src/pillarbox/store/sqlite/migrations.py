@@ -747,6 +747,16 @@ CREATE TABLE calendar_tombstones (
 ) WITHOUT ROWID;
 """
 
+
+# RFC 8474 §6 SEARCH THREADID and the threaded web list read a mailbox's messages by thread
+# (the index holds the UID too: the table is WITHOUT ROWID, keyed by (mailbox_id, uid)); the
+# keys of a thread are pruned by thread when its last message goes (docs/threading.md).
+_V32_SQL = r"""
+CREATE INDEX messages_thread ON messages(mailbox_id, thread);
+CREATE INDEX thread_keys_thread ON thread_keys(thread);
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -779,6 +789,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(29, "thread ids of messages (RFC 8474 THREADID)", _V29_SQL, _thread_backfill),
     Migration(30, "contacts keep the vCard as received", _V30_SQL),
     Migration(31, "CalDAV calendars, their objects and tombstones", _V31_SQL),
+    Migration(32, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V32_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -766,7 +766,11 @@ class SqliteStore:
             mailbox = _require_mailbox(conn, mailbox_id)
             if mailbox.name == INBOX:
                 raise InvalidName("INBOX cannot be deleted")  # RFC 9051 §6.3.5
+            threads = conn.execute(
+                "SELECT DISTINCT thread FROM messages WHERE mailbox_id = ?", (mailbox_id,)
+            ).fetchall()
             conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+            _prune_thread_keys(conn, mailbox.account_id, [thread for (thread,) in threads])
             fx.changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.MAILBOXES, 0))
 
         await self._write(op)
@@ -1445,6 +1449,16 @@ class SqliteStore:
                     (mailbox_id, json.dumps(list(uids))),
                 ).fetchall()
             )
+
+        return await self._read(query)
+
+    async def thread_uids(self, mailbox_id: int, thread: int) -> list[int]:
+        def query(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                "SELECT uid FROM messages WHERE mailbox_id = ? AND thread = ? ORDER BY uid",
+                (mailbox_id, thread),
+            )
+            return [uid for (uid,) in rows]
 
         return await self._read(query)
 
@@ -2386,19 +2400,39 @@ def _thread_of(conn: sqlite3.Connection, account_id: int, keys: list[str]) -> in
 
 
 def _remove_messages(conn: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> int:
-    """Delete messages and remember them as expunged (QRESYNC); returns the expunge MODSEQ."""
+    """Delete messages and remember them as expunged (QRESYNC), the keys of threads left
+    without a message pruned; returns the expunge MODSEQ."""
     modseq = _next_modseq(conn, mailbox_id)
     encoded = json.dumps(uids)
-    conn.execute(
-        "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))",
+    threads = conn.execute(
+        "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) "
+        "RETURNING thread",
         (mailbox_id, encoded),
-    )
+    ).fetchall()
     conn.execute(
         "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) "
         "SELECT ?, value, ? FROM json_each(?)",
         (mailbox_id, modseq, encoded),
     )
+    (account_id,) = conn.execute(
+        "SELECT account_id FROM mailboxes WHERE id = ?", (mailbox_id,)
+    ).fetchone()
+    _prune_thread_keys(conn, account_id, sorted({thread for (thread,) in threads}))
     return modseq
+
+
+def _prune_thread_keys(conn: sqlite3.Connection, account_id: int, threads: list[int]) -> None:
+    """Forget the keys of those of ``threads`` the account holds no message of any more
+    (docs/threading.md, "Pruning"): one probe of ``messages_thread`` per mailbox of the
+    account and thread. A thread with a message left keeps every key, so a late reply still
+    joins it; a thread without one has no THREADID left to keep (RFC 8474 §5.2)."""
+    conn.execute(
+        "DELETE FROM thread_keys WHERE account_id = ? AND thread IN ("
+        "SELECT t.value FROM json_each(?) AS t WHERE NOT EXISTS ("
+        "SELECT 1 FROM mailboxes b JOIN messages m ON m.mailbox_id = b.id AND m.thread = t.value "
+        "WHERE b.account_id = ?))",
+        (account_id, json.dumps(threads), account_id),
+    )
 
 
 def _store_text(conn: sqlite3.Connection, blob_row: int, blob: _Blob) -> None:

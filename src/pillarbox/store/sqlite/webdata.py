@@ -58,7 +58,7 @@ def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> li
     """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
     migration 8), so no MessageInfo is read or decoded."""
     rows = conn.execute(
-        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs "
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread "
         "FROM messages WHERE mailbox_id = ? AND uid >= ? ORDER BY uid",
         (mailbox_id, uid_min),
     )
@@ -71,8 +71,9 @@ def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> li
             message_id,
             in_reply_to,
             tuple(json.loads(references)),
+            thread,
         )
-        for uid, internal, sent, subject, message_id, in_reply_to, references in rows
+        for uid, internal, sent, subject, message_id, in_reply_to, references, thread in rows
     ]
 
 
@@ -101,13 +102,6 @@ def _where(mailbox_id: int, query: MessageQuery) -> tuple[str, list[object]]:
     if query.uids is not None:
         clauses.append("uid IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(sorted(query.uids)))
-    if query.message_ids is not None:
-        ids = json.dumps(sorted(query.message_ids))
-        clauses.append(
-            "(message_id IN (SELECT value FROM json_each(?)) "
-            "OR in_reply_to IN (SELECT value FROM json_each(?)))"
-        )
-        params += [ids, ids]
     return " AND ".join(clauses), params
 
 
