@@ -251,7 +251,8 @@ def test_full_policy_checks_the_client_xforward_names(tmp_path: Path, dns_port: 
     """``policy = "full"``: XFORWARD is offered, and SPF/DMARC run on the sender's MTA it names
     (a client outside trusted_networks), not on the front MTA on loopback. DMARC p=reject files
     the message in Junk (the front MTA accepted it; refuse_spam is off). Without XFORWARD the
-    message is judged on its content only."""
+    message is judged on its content only, as it is when XFORWARD names no usable ADDR (only
+    the HELO, or Postfix's ``[UNAVAILABLE]``)."""
     config = loopback_config(
         tmp_path / "data",
         only=("lmtp",),
@@ -261,21 +262,29 @@ def test_full_policy_checks_the_client_xforward_names(tmp_path: Path, dns_port: 
     with LiveServer(config) as server:
         server.add_domain("example.org")
         server.add_account(ALICE, TEST_PASSWORD)
-        for address, subject in (("192.0.2.7", "pass"), ("IPv6:2001:db8::9", "fail"), ("", "none")):
+        for attributes, subject in (
+            ("ADDR=192.0.2.7 HELO=mail.outside.test", "pass"),
+            ("ADDR=IPv6:2001:db8::9 HELO=mail.outside.test", "fail"),
+            ("", "none"),
+            ("HELO=mail.outside.test", "helo only"),
+            ("ADDR=[UNAVAILABLE] HELO=mail.outside.test", "unavailable"),
+        ):
             with smtplib.LMTP("127.0.0.1", server.port("lmtp")) as client:
                 client.ehlo("front.example")
                 assert client.esmtp_features["xforward"] == "NAME ADDR PROTO HELO SOURCE"
-                if address:
-                    reply = client.docmd("XFORWARD", f"ADDR={address} HELO=mail.outside.test")
+                if attributes:
+                    reply = client.docmd("XFORWARD", attributes)
                     assert reply == (250, b"2.0.0 OK")
                 client.sendmail("sender@outside.test", [ALICE], message(subject))
         inboxed, junk = inbox(server, ALICE), inbox(server, ALICE, "Junk")
-    assert len(inboxed) == 2 and len(junk) == 1
-    passed, unchecked = inboxed
-    assert b"Subject: pass" in passed and b"Subject: none" in unchecked
+    assert len(inboxed) == 4 and len(junk) == 1
+    passed, *unchecked = inboxed
+    assert b"Subject: pass" in passed
     assert b"spf=pass smtp.mailfrom=outside.test" in passed
     assert b"dmarc=pass" in passed
-    assert b"Authentication-Results: mx.test; none" in unchecked
+    for stored, subject in zip(unchecked, (b"none", b"helo only", b"unavailable"), strict=True):
+        assert b"Subject: " + subject in stored
+        assert b"Authentication-Results: mx.test; none" in stored
     (failed,) = junk
     assert b"spf=fail smtp.mailfrom=outside.test" in failed and b"dmarc=fail" in failed
     assert b"override=dmarc-reject" in failed

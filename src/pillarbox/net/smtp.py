@@ -434,6 +434,7 @@ class _SmtpSession:
 
     async def _data_end(self) -> None:
         assert self.mail is not None
+        forwarded = self._forwarded_client()
         origin = Origin(
             helo=self.core.hello.domain if self.core.hello else "",
             client_ip=self.remote_ip,
@@ -446,8 +447,8 @@ class _SmtpSession:
             ),
             tls=self._tls_summary(),
             account=self.account,
-            judging=Judging.FULL if self.lmtp is None else self._lmtp_judging,
-            forwarded=self._forwarded_client(),
+            judging=Judging.FULL if self.lmtp is None else self._lmtp_judging(forwarded),
+            forwarded=forwarded,
         )
         self.xforward = {}  # XFORWARD_README: the attributes last one transaction
         started = self.loop.time()
@@ -469,11 +470,11 @@ class _SmtpSession:
         messages.data_seconds.observe(self.loop.time() - started)
         messages.message(reply.code)
 
-    @property
-    def _lmtp_judging(self) -> Judging:
-        """``[lmtp] policy``; "full" needs the sender's MTA from XFORWARD, else "content"."""
+    def _lmtp_judging(self, forwarded: tuple[str, str] | None) -> Judging:
+        """``[lmtp] policy``; "full" needs the sender's MTA from XFORWARD (``forwarded``),
+        else "content"."""
         judging = Judging(self.services.config.lmtp.policy)
-        if judging is Judging.FULL and self._forwarded_client() is None:
+        if judging is Judging.FULL and forwarded is None:
             return Judging.CONTENT
         return judging
 
@@ -481,7 +482,9 @@ class _SmtpSession:
         """The sender's MTA as XFORWARD named it: (address, HELO), or None without a usable
         ADDR. Postfix writes IPv6 addresses as ``IPv6:...``; unknown values are
         ``[UNAVAILABLE]`` or ``[TEMPUNAVAIL]``."""
-        address = self.xforward.get("ADDR", "")
+        address = self.xforward.get("ADDR")
+        if address is None:
+            return None  # every MX message: XFORWARD is only offered to an LMTP front MTA
         if address[:5].upper() == "IPV6:":
             address = address[5:]
         try:

@@ -277,9 +277,8 @@ class LocalDelivery:
             else await parse_with_fields(fields, body, body_info)
         )
         message = received + body
-        prepended = len(scan_header(fields, 0, len(fields)).fields)
         outcome = await self._outcome(
-            account, copy, info, sender, recipient.original, remote, prepended
+            account, copy, info, sender, recipient.original, remote, fields
         )
         if outcome.message is not None:
             # RFC 5293: the header as the script left it is stored, parsed from those bytes.
@@ -451,9 +450,10 @@ class LocalDelivery:
         sender: str,
         rcpt: str,
         remote: tuple[str, str],
-        prepended: int,
+        fields: bytes,
     ) -> Outcome:
-        """The script's decision, or the implicit keep when there is no script or it fails."""
+        """The script's decision, or the implicit keep when there is no script or it fails.
+        ``fields`` are the ones delivery put on top of ``copy``, hidden from the script."""
         stored = await self._store.active_sieve_script(account.id)
         if stored is None:
             return Outcome((Keep(),))
@@ -485,7 +485,7 @@ class LocalDelivery:
             environment=environment.items(
                 host=self._hostname, remote_ip=remote[0], remote_host=remote[1]
             ),
-            delivery_fields=prepended,
+            delivery_fields=len(scan_header(fields, 0, len(fields)).fields),
             metadata=metadata,
         )
         try:

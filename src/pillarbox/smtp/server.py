@@ -280,10 +280,18 @@ def _auth_offered(settings: SmtpServerSettings, tls: bool) -> bool:
     return bool(settings.auth_mechanisms) and (tls or settings.auth_without_tls)
 
 
+@dataclass(frozen=True, slots=True)
+class Offer(Capabilities):
+    """What EHLO/LHLO offers, and ``parsed``: the keywords whose MAIL/RCPT parameters are
+    taken (RFC 5321 §4.1.1.11), which every such command asks for."""
+
+    parsed: frozenset[str] = frozenset()
+
+
 # Both are the same for every session of a listener (and working them out, with the reply
 # rendered, was ~10 µs of a one-message session), so they are made once per settings value.
 @functools.lru_cache(maxsize=64)
-def _offer(settings: SmtpServerSettings, tls: bool) -> Capabilities:
+def _offer(settings: SmtpServerSettings, tls: bool) -> Offer:
     """What EHLO offers under ``settings``, on a connection encrypted or not."""
     keywords = {Extension.SIZE.value, Extension.ENHANCEDSTATUSCODES.value}
     optional = (
@@ -300,7 +308,11 @@ def _offer(settings: SmtpServerSettings, tls: bool) -> Capabilities:
         (settings.requiretls and tls, Extension.REQUIRETLS),
     )
     keywords.update(ext.value for on, ext in optional if on)
-    return Capabilities(frozenset(keywords), settings.max_message_size, settings.auth_mechanisms)
+    offered = frozenset(keywords)
+    # REQUIRETLS is parsed in the clear too, so that MAIL can say why it is refused
+    # (RFC 8689 §2: TLS first).
+    parsed = offered | {Extension.REQUIRETLS.value} if settings.requiretls else offered
+    return Offer(offered, settings.max_message_size, settings.auth_mechanisms, parsed=parsed)
 
 
 @functools.lru_cache(maxsize=64)
@@ -350,7 +362,7 @@ class ServerConnection:
         self._errors = 0
         self._last_activity: float | None = None
         self._login_deadline: float | None = None
-        self._capabilities: Capabilities | None = None
+        self._capabilities: Offer | None = None
 
     # -- inspection ---------------------------------------------------------------------------
     @property
@@ -365,7 +377,7 @@ class ServerConnection:
         return self._pending
 
     @property
-    def capabilities(self) -> Capabilities:
+    def capabilities(self) -> Offer:
         """What EHLO offers on this connection now (STARTTLS and AUTH depend on TLS). Every
         command line asks (its parameters must belong to an offered extension), so it is
         looked up once per connection and again after STARTTLS."""
@@ -673,10 +685,7 @@ class ServerConnection:
         """Parameters are only valid for extensions offered by an EHLO/LHLO (RFC 5321 §4.1.1.11)."""
         if not (self.hello and self.hello.extended):
             return frozenset()
-        if self.settings.requiretls and not self.tls:
-            # Parsed so that MAIL can say why it is refused (RFC 8689 §2: TLS first).
-            return self.capabilities.keywords | {Extension.REQUIRETLS.value}
-        return self.capabilities.keywords
+        return self.capabilities.parsed
 
     @property
     def _hello_first(self) -> Reply:
