@@ -115,9 +115,10 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
     await store_backfill_mail(store)
     await store.close()
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
-        await conn.execute(  # the schema as version 23 had it: 24 undone, and 25 after it
+        await conn.execute(  # the schema as version 23 had it: 24 undone, and those after it
             "ALTER TABLE messages DROP COLUMN thread; DROP TABLE thread_keys; "
             "DROP SEQUENCE thread_ids; ALTER TABLE contacts DROP COLUMN card; "
+            "DROP TABLE acme_answers; "
             "DELETE FROM schema_version WHERE version >= 24"
         )
     upgraded = PostgresStore(migrated_url)

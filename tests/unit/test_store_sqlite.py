@@ -169,9 +169,10 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
     await store_backfill_mail(store)
     await store.close()
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.executescript(  # the schema as version 28 had it: 29 undone, and 30 after it
+    conn.executescript(  # the schema as version 28 had it: 29 undone, and those after it
         "ALTER TABLE messages DROP COLUMN thread; DROP TABLE thread_keys; "
         "DELETE FROM meta WHERE key = 'next_thread'; ALTER TABLE contacts DROP COLUMN card; "
+        "DROP TABLE acme_answers; "
         "DELETE FROM schema_version WHERE version >= 29;"
     )
     conn.close()

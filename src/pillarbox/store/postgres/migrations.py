@@ -740,6 +740,18 @@ _V25_SQL = r"""
 ALTER TABLE contacts ADD COLUMN card text;
 """
 
+#: ACME http-01 and tls-alpn-01 answers (queries in .acmedata): what every node answers the
+#: CA's validation with while an attempt lasts, whichever node runs it.
+_V28_SQL = r"""
+CREATE TABLE acme_answers (
+    kind text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -770,6 +782,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(23, "webmail contacts (address book)", _V23_SQL),
     Migration(24, "thread ids of messages (RFC 8474 THREADID)", _V24_SQL, _thread_backfill),
     Migration(25, "contacts keep the vCard as received", _V25_SQL),
+    Migration(28, "ACME http-01 and tls-alpn-01 answers shared by the nodes", _V28_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

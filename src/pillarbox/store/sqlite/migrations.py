@@ -708,6 +708,18 @@ _V30_SQL = r"""
 ALTER TABLE contacts ADD COLUMN card TEXT;
 """
 
+#: ACME http-01 and tls-alpn-01 answers (queries in .acmedata): what every node answers the
+#: CA's validation with while an attempt lasts, whichever node runs it.
+_V33_SQL = r"""
+CREATE TABLE acme_answers (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -739,6 +751,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(28, "webmail contacts (address book)", _V28_SQL),
     Migration(29, "thread ids of messages (RFC 8474 THREADID)", _V29_SQL, _thread_backfill),
     Migration(30, "contacts keep the vCard as received", _V30_SQL),
+    Migration(33, "ACME http-01 and tls-alpn-01 answers shared by the nodes", _V33_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
