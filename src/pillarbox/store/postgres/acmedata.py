@@ -1,7 +1,9 @@
 """PostgreSQL queries for ACME DNS-01 challenge records (table ``acme_challenges``, migration
-12) and http-01/tls-alpn-01 answers (table ``acme_answers``, migration 28): plain async functions over a connection, run by :class:`~.store.PostgresStore`. The life
-of a record is that of the SQLite backend's (its ``acmedata`` notes): read while unexpired,
-deleted by its attempt or by the next write after it expired.
+12) and http-01/tls-alpn-01 answers (table ``acme_answers``, migration 28): plain async
+functions over a connection, run by :class:`~.store.PostgresStore`. The life of a record is
+that of the SQLite backend's (its ``acmedata`` notes): read while unexpired, deleted by its
+attempt or by the next write after it expired. Adds of answers take an advisory lock per kind,
+so that two nodes adding at once cannot both pass the limit or both claim one key.
 """
 
 from __future__ import annotations
@@ -47,15 +49,17 @@ async def list_challenges(conn: Conn, domain: str, now: datetime) -> list[AcmeCh
 
 
 async def add_answer(conn: Conn, answer: AcmeAnswer, limit: int) -> None:
-    # Serialises adds of one kind across nodes, so the limit and the one value per key hold.
-    await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_ANSWER_LOCK, answer.kind))
+    lock = (_ANSWER_LOCK, answer.kind)
+    await conn.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", lock)
     await conn.execute("DELETE FROM acme_answers WHERE expires <= %s", (datetime.now(UTC),))
     cur = await conn.execute(
         "SELECT value FROM acme_answers WHERE kind = %s AND key = %s", (answer.kind, answer.key)
     )
     row = await cur.fetchone()
     if row is None:
-        cur = await conn.execute("SELECT count(*) FROM acme_answers WHERE kind = %s", (answer.kind,))
+        cur = await conn.execute(
+            "SELECT count(*) FROM acme_answers WHERE kind = %s", (answer.kind,)
+        )
         counted = await cur.fetchone()
         pending = counted[0] if counted else 0
         if pending >= limit:

@@ -1,10 +1,11 @@
 """SQLite queries for ACME DNS-01 challenge records (table ``acme_challenges``, schema version
-17) and http-01/tls-alpn-01 answers (table ``acme_answers``, schema version 33): plain functions over a connection, run by :class:`~.store.SqliteStore` on its reader
-threads or its writer.
+17) and http-01/tls-alpn-01 answers (table ``acme_answers``, schema version 33): plain
+functions over a connection, run by :class:`~.store.SqliteStore` on its reader threads or its
+writer.
 
-A record (or an answer) lives from the attempt that publishes it to the end of that attempt, or to its expiry
-if the attempt never ends (a crash): expired rows are left out of every read and deleted by the
-next write. Removing the domain removes its records (``ON DELETE CASCADE``).
+A record (or an answer) lives from the attempt that publishes it to the end of that attempt, or
+to its expiry if the attempt never ends (a crash): expired rows are left out of every read and
+deleted by the next write. Removing the domain removes its records (``ON DELETE CASCADE``).
 """
 
 from __future__ import annotations
@@ -98,4 +99,7 @@ def list_answers(
         "ORDER BY key LIMIT ?",
         (kind, _us(now), limit),
     )
-    return [AcmeAnswer(kind, key, value, _EPOCH + expires * _MICROSECOND) for key, value, expires in rows]
+    return [
+        AcmeAnswer(kind, key, value, _EPOCH + expires * _MICROSECOND)
+        for key, value, expires in rows
+    ]
