@@ -474,11 +474,12 @@ class CertificateManager:
             stop.set()
             raise
         finally:
+            # Out of the store first: a node's refresh skips the names it answers itself.
+            await self._unshare(shared)
             for challenge in placed.challenges:
                 self._responses.pop(challenge.token, None)
                 if self.tls_alpn is not None:
                     self.tls_alpn.remove(challenge.name)
-            await self._unshare(shared)
             await self._withdraw(published)
         facts = certificate_facts(chain)
         await run_blocking(self._store, placed.key_pem, chain)

@@ -150,14 +150,17 @@ class TlsAlpnAnswers:
         self._contexts.pop(name.lower(), None)
 
     def __len__(self) -> int:
-        return len(self._contexts) + len(self._shared.keys() - self._contexts.keys())
+        return len(self._contexts.keys() | self._shared.keys())
 
     async def refresh(self, store: Store, limit: int) -> None:
         """Copy the store's pending answers: a context made (off the loop) for each new name or
-        key authorization, those no longer pending dropped."""
+        key authorization, those no longer pending dropped; names this node's own attempt
+        answers are skipped (it has their context already)."""
         rows = await store.list_acme_answers(KIND, datetime.datetime.now(datetime.UTC), limit)
         shared: dict[str, tuple[str, ssl.SSLContext]] = {}
         for row in rows:
+            if row.key in self._contexts:
+                continue
             known = self._shared.get(row.key)
             if known is not None and known[0] == row.value:
                 shared[row.key] = known
