@@ -25,8 +25,9 @@ Implementation notes:
 - **TLS-ALPN-01 answers** are a context per name presenting its validation certificate
   (:mod:`pillarbox.net.tlsalpn`), made off the loop before the CA is told to validate and
   dropped when the attempt ends; the name and key authorization go to the store too, where
-  every other node's copy picks them up, and the CA is told to validate once they have
-  (:data:`~pillarbox.net.tlsalpn.REFRESH_SECONDS`).
+  every other node's copy picks them up, and the CA is told to validate once they have (twice
+  :data:`~pillarbox.net.tlsalpn.REFRESH_SECONDS`: a refresh may have read the store just
+  before).
 - **Concurrent attempts**: every node holds its own certificate (``data_dir``) and so runs its
   own attempts, with its own ACME account. A name's tls-alpn-01 answer can be only one key
   authorization at a time: the store refuses a second node's while the first is pending, and
@@ -531,7 +532,8 @@ class CertificateManager:
                 raise AcmeError(f"{challenge.kind} answer for {challenge.name}: {exc}") from None
             shared.append(answer)
         if any(answer.kind == TLS_ALPN01 for answer in shared):
-            await asyncio.sleep(REFRESH_SECONDS)
+            # One refresh interval, and one more for a refresh that read the store just before.
+            await asyncio.sleep(2 * REFRESH_SECONDS)
 
     async def _unshare(self, shared: list[AcmeAnswer]) -> None:
         """Remove an attempt's answers from the store; one that cannot be removed now is logged

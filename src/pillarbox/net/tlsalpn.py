@@ -21,8 +21,8 @@ Implementation notes:
   ``acme_answers``; never a private key), read every :data:`REFRESH_SECONDS` and turned into
   validation contexts of its own (the CA checks only the SAN and the extension's digest, not
   which key signed). The node running the attempt answers from its own entry at once, and tells
-  the CA to validate only :data:`REFRESH_SECONDS` after sharing it, when every other node has
-  read it. At most ``[tls] acme_shared_answers_max`` answers are read; with none pending a
+  the CA to validate only two :data:`REFRESH_SECONDS` after sharing it, when every other node
+  has read it (one interval, and one more for a refresh under way as it was written). At most ``[tls] acme_shared_answers_max`` answers are read; with none pending a
   refresh is one indexed query that returns nothing.
 - The ``acme`` library no longer knows tls-alpn-01 (certbot dropped it); :class:`TLSALPN01`
   registers it through the library's own registry, as its http-01 and dns-01 are.
@@ -57,8 +57,8 @@ ID_PE_ACME_IDENTIFIER = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 VALIDATION_CERT_DAYS = 7
 #: The store's ``kind`` of a tls-alpn-01 answer (keyed by the name validated).
 KIND = "tls-alpn-01"
-#: Seconds between two reads of the cluster's pending answers: what the node running an
-#: attempt waits before the CA may connect to another node.
+#: Seconds between two reads of the cluster's pending answers (the node running an attempt
+#: waits two before the CA may connect to another node).
 REFRESH_SECONDS = 1.0
 
 
