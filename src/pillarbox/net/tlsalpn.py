@@ -22,8 +22,9 @@ Implementation notes:
   validation contexts of its own (the CA checks only the SAN and the extension's digest, not
   which key signed). The node running the attempt answers from its own entry at once, and tells
   the CA to validate only two :data:`REFRESH_SECONDS` after sharing it, when every other node
-  has read it (one interval, and one more for a refresh under way as it was written). At most ``[tls] acme_shared_answers_max`` answers are read; with none pending a
-  refresh is one indexed query that returns nothing.
+  has read it (one interval, and one more for a refresh under way as it was written). At most
+  ``[tls] acme_shared_answers_max`` answers are read; with none pending a refresh is one
+  indexed query that returns nothing.
 - The ``acme`` library no longer knows tls-alpn-01 (certbot dropped it); :class:`TLSALPN01`
   registers it through the library's own registry, as its http-01 and dns-01 are.
 """
