@@ -269,6 +269,10 @@ class TlsSection:
     acme_timeout: float = _f(
         90.0, "Seconds an order may take to be validated and issued before the attempt fails."
     )
+    acme_shared_answers_max: int = _f(
+        1000,
+        "Pending http-01 and tls-alpn-01 answers the store holds for the whole cluster, each kind (any node answers the CA from there); an attempt that would add more fails.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -36,6 +36,8 @@ from pillarbox.certificates import (
 from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.net.acme import AcmeError, choose_challenge
 from pillarbox.net.tlsalpn import TLSALPN01
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import AcmeAnswer
 from pillarbox.web.acme import challenge_app
 
 #: The modulus of the RSA key of RFC 7638 §3.1 (base64url).
@@ -354,7 +356,7 @@ def test_write_atomically_replaces_whole_files_with_their_mode(tmp_path: Path) -
 
 async def test_challenge_route_answers_known_tokens_only() -> None:
     answers = {"tok-EN_123": "tok-EN_123.thumbprint"}
-    transport = httpx.ASGITransport(app=challenge_app(answers))
+    transport = httpx.ASGITransport(app=challenge_app(answers, None))
     async with httpx.AsyncClient(transport=transport, base_url="http://mail.example.org") as client:
         found = await client.get("/.well-known/acme-challenge/tok-EN_123")
         assert found.status_code == 200
@@ -369,3 +371,31 @@ async def test_challenge_route_answers_known_tokens_only() -> None:
             assert (await client.get(path)).status_code == 404, path
         posted = await client.post("/.well-known/acme-challenge/tok-EN_123")
         assert posted.status_code == 405
+
+
+async def test_challenge_route_answers_other_nodes_tokens_from_the_store(tmp_path: Path) -> None:
+    """A token this node does not hold is looked up in the store, where another node's attempt
+    shared it: unexpired ones are answered, unknown and expired ones are 404."""
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        now = datetime.datetime.now(datetime.UTC)
+        hour = datetime.timedelta(hours=1)
+        await store.add_acme_answer(AcmeAnswer("http-01", "shared", "shared.thumb", now + hour), 9)
+        await store.add_acme_answer(AcmeAnswer("http-01", "stale", "stale.thumb", now), 9)
+        await store.add_acme_answer(AcmeAnswer("tls-alpn-01", "alpn", "alpn.thumb", now + hour), 9)
+        app = challenge_app({"local": "local.thumb"}, store)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mx.example") as client:
+            for token, body in (("local", b"local.thumb"), ("shared", b"shared.thumb")):
+                found = await client.get(f"/.well-known/acme-challenge/{token}")
+                assert (found.status_code, found.content) == (200, body), token
+            for token in ("unknown", "stale", "alpn", "SHARED", "a.b"):
+                missing = await client.get(f"/.well-known/acme-challenge/{token}")
+                assert missing.status_code == 404, token
+            # Without the store, only this node's own tokens.
+            alone = httpx.ASGITransport(app=challenge_app({}, None))
+            async with httpx.AsyncClient(transport=alone, base_url="http://mx.example") as other:
+                assert (await other.get("/.well-known/acme-challenge/shared")).status_code == 404
+    finally:
+        await store.close()

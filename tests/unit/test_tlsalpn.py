@@ -5,8 +5,10 @@ validations (fed the bytes a real ``ssl`` client writes)."""
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import ssl
+from pathlib import Path
 
 import josepy
 import pytest
@@ -18,11 +20,15 @@ from pillarbox.net.clienthello import MAX_RECEIVED, ClientHello, parse_client_he
 from pillarbox.net.tls import ACME_TLS_1
 from pillarbox.net.tlsalpn import (
     ID_PE_ACME_IDENTIFIER,
+    KIND,
     TLSALPN01,
     TLSALPN01Response,
+    TlsAlpnAnswers,
     validation_certificate,
     validation_context,
 )
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import AcmeAnswer
 
 NAME = "mail.example.org"
 KEY_AUTHORIZATION = (
@@ -178,3 +184,40 @@ def test_client_hello_length_is_bounded() -> None:
     assert parse_client_hello(records[: MAX_RECEIVED // 2]) is None
     with pytest.raises(ValueError, match="too long"):
         parse_client_hello(records)
+
+
+async def test_answers_copy_the_stores_pending_names(tmp_path: Path) -> None:
+    """Another node's pending answers become contexts here (the same context while its key
+    authorization is unchanged, a new one when it changes), capped, and go when withdrawn or
+    expired; this node's own entry is answered whatever the store holds."""
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        answers = TlsAlpnAnswers()
+        now = datetime.datetime.now(datetime.UTC)
+        hour = datetime.timedelta(hours=1)
+        first = AcmeAnswer(KIND, "a.example", "ka-1", now + hour)
+        await store.add_acme_answer(first, 10)
+        await store.add_acme_answer(AcmeAnswer(KIND, "b.example", "kb", now + hour), 10)
+        await store.add_acme_answer(AcmeAnswer(KIND, "gone.example", "kg", now), 10)
+        await answers.refresh(store, 10)
+        assert len(answers) == 2 and answers.context_for("gone.example") is None
+        context = answers.context_for("a.example")
+        assert context is not None and answers.context_for("b.example") is not None
+        await answers.refresh(store, 10)
+        assert answers.context_for("a.example") is context  # not rebuilt
+        await store.remove_acme_answer(KIND, "a.example", "ka-1")
+        await store.add_acme_answer(AcmeAnswer(KIND, "a.example", "ka-2", now + hour), 10)
+        await answers.refresh(store, 10)
+        assert answers.context_for("a.example") not in (None, context)
+        await answers.refresh(store, 1)  # the cap: only the first name by order
+        assert len(answers) == 1 and answers.context_for("b.example") is None
+        await store.remove_acme_answer(KIND, "a.example", "ka-2")
+        own = validation_context("own.example", "ko")
+        answers.add("own.example", own)
+        await store.add_acme_answer(AcmeAnswer(KIND, "own.example", "ko", now + hour), 10)
+        await answers.refresh(store, 10)
+        assert answers.context_for("a.example") is None
+        assert answers.context_for("own.example") is own and len(answers) == 2  # and b
+    finally:
+        await store.close()

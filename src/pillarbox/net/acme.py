@@ -8,10 +8,13 @@ Implementation notes:
   calls run on the bounded pool (:func:`pillarbox.blocking.run_blocking`); an attempt is two
   blocking steps (order and challenges; answers, validation and issuance) with the challenge
   table filled on the event loop between them.
-- **Challenge responses** live in one dict, token → key authorization
+- **Challenge responses** (http-01) live in one dict, token → key authorization
   (``Services.acme_challenges``), that the web app's ``/.well-known/acme-challenge/`` route
-  and the dedicated challenge listener look tokens up in; a token never becomes a path. Each
-  attempt removes its tokens when it ends.
+  and the dedicated challenge listener look tokens up in, and in the store (``acme_answers``),
+  where those of every other node look a token they do not hold up: behind a balancer the
+  CA's request may reach any node. A token never becomes a path. Each attempt removes its
+  tokens when it ends; their expiry (the attempt's timeout and
+  :data:`~pillarbox.dns.acmerecords.EXPIRY_MARGIN`) is the backstop after a crash.
 - **Challenge choice** (``[tls] acme_challenges``, in order of preference), per authorization:
   http-01 or tls-alpn-01 for a name that is not a wildcard (each proves the one name it is
   asked under), tls-alpn-01 answered by the https listener, which ``pillarbox serve`` hands
@@ -21,7 +24,15 @@ Implementation notes:
   §7.1.3, §8.4). No choice left fails the attempt naming the name and each type's reason.
 - **TLS-ALPN-01 answers** are a context per name presenting its validation certificate
   (:mod:`pillarbox.net.tlsalpn`), made off the loop before the CA is told to validate and
-  dropped when the attempt ends; like http-01's tokens they are this process's.
+  dropped when the attempt ends; the name and key authorization go to the store too, where
+  every other node's copy picks them up, and the CA is told to validate once they have (twice
+  :data:`~pillarbox.net.tlsalpn.REFRESH_SECONDS`: a refresh may have read the store just
+  before).
+- **Concurrent attempts**: every node holds its own certificate (``data_dir``) and so runs its
+  own attempts, with its own ACME account. A name's tls-alpn-01 answer can be only one key
+  authorization at a time: the store refuses a second node's while the first is pending, and
+  that attempt fails and is retried with the back-off (http-01 tokens differ per attempt and
+  never collide; dns-01 names carry several values).
 - **DNS-01 answers** in our zones are TXT records published through the store
   (:mod:`pillarbox.dns.acmerecords`), so every node's DNS server serves them; the CA is told to
   validate only once our own server answers them (§8.4). Elsewhere the administrator's command
@@ -81,11 +92,18 @@ from pillarbox.certificates import (
     retry_delay,
 )
 from pillarbox.config import Config, TlsSection
-from pillarbox.dns.acmerecords import AcmeChallengeRecords, ChallengeRecord, NotAnswerable
-from pillarbox.errors import PillarboxError, StorageError
+from pillarbox.dns.acmerecords import (
+    EXPIRY_MARGIN,
+    AcmeChallengeRecords,
+    ChallengeRecord,
+    NotAnswerable,
+)
+from pillarbox.errors import AlreadyExists, PillarboxError, StorageError, TooManyEntries
 from pillarbox.net.acmehook import HookFailed, run_hook
-from pillarbox.net.tlsalpn import TlsAlpnAnswers, validation_context
+from pillarbox.net.tlsalpn import REFRESH_SECONDS, TlsAlpnAnswers, validation_context
 from pillarbox.observability.log import Log
+from pillarbox.store.interface import Store
+from pillarbox.store.types import AcmeAnswer
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
 REQUEST_POLL = 2.0
@@ -401,6 +419,9 @@ class CertificateManager:
         #: Where dns-01 answers are published: set by ``pillarbox serve`` once the
         #: authoritative DNS server runs (None: dns-01 cannot be answered).
         self.dns_records: AcmeChallengeRecords | None = None
+        #: Where http-01 and tls-alpn-01 answers are shared with the other nodes: set by
+        #: ``pillarbox serve`` once the store is open (None: this node alone answers).
+        self.store: Store | None = None
         self.files = AcmeFiles.of(config)
         #: The certificate the context presents, when it is an ACME one.
         self.facts: CertificateFacts | None = None
@@ -440,18 +461,22 @@ class CertificateManager:
         )
         stop = threading.Event()
         published: list[ChallengeRecord] = []
+        shared: list[AcmeAnswer] = []
         try:
             for challenge in placed.challenges:
                 if challenge.kind == HTTP01:
                     self._responses[challenge.token] = challenge.key_authorization
                 elif challenge.kind == TLS_ALPN01:
                     await self._present(challenge)
+            await self._share(placed.challenges, shared)
             await self._publish(placed.records, published)
             chain = await run_blocking(_finish_order, placed, self._tls.acme_timeout, stop)
         except asyncio.CancelledError:
             stop.set()
             raise
         finally:
+            # Out of the store first: a node's refresh skips the names it answers itself.
+            await self._unshare(shared)
             for challenge in placed.challenges:
                 self._responses.pop(challenge.token, None)
                 if self.tls_alpn is not None:
@@ -479,6 +504,53 @@ class CertificateManager:
             validation_context, challenge.name, challenge.key_authorization
         )
         self.tls_alpn.add(challenge.name, context)
+
+    async def _share(self, chosen: tuple[_Challenge, ...], shared: list[AcmeAnswer]) -> None:
+        """Put the http-01 and tls-alpn-01 answers in the store for the other nodes, each added
+        to ``shared`` once written; with a tls-alpn-01 one, return only once every node's copy
+        has been refreshed (an http-01 token is looked up in the store when asked for)."""
+        if self.store is None:
+            return
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+            seconds=self._tls.acme_timeout + EXPIRY_MARGIN
+        )
+        for challenge in chosen:
+            if challenge.kind == HTTP01:
+                key = challenge.token
+            elif challenge.kind == TLS_ALPN01:
+                key = challenge.name.lower()
+            else:
+                continue
+            answer = AcmeAnswer(challenge.kind, key, challenge.key_authorization, expires)
+            try:
+                await self.store.add_acme_answer(answer, self._tls.acme_shared_answers_max)
+            except AlreadyExists:
+                raise AcmeError(
+                    f"another node's {challenge.kind} attempt for {challenge.name} is pending"
+                ) from None
+            except TooManyEntries as exc:
+                raise AcmeError(f"{challenge.kind} answer for {challenge.name}: {exc}") from None
+            shared.append(answer)
+        if any(answer.kind == TLS_ALPN01 for answer in shared):
+            # One refresh interval, and one more for a refresh that read the store just before.
+            await asyncio.sleep(2 * REFRESH_SECONDS)
+
+    async def _unshare(self, shared: list[AcmeAnswer]) -> None:
+        """Remove an attempt's answers from the store; one that cannot be removed now is logged
+        (it lapses at its expiry) and does not fail the attempt."""
+        if self.store is None or not shared:
+            return
+        store = self.store
+
+        async def remove_all() -> None:
+            for answer in shared:
+                await store.remove_acme_answer(answer.kind, answer.key, answer.value)
+
+        try:
+            # Shielded: a stop arriving meanwhile does not cut the removal short.
+            await asyncio.shield(remove_all())
+        except StorageError as exc:
+            self._log.warning("shared answers left to expire", error=str(exc))
 
     async def _dns_domains(self) -> dict[str, str]:
         """Identifier → where dns-01 can publish its record: the hosted domain whose zone our

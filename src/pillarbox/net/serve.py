@@ -220,6 +220,12 @@ class Server:
         if config.tls_reports.enabled:
             context.spawn(tlsreporting.run(context), "tls-reports")
         if self.acme is not None:
+            self.acme.store = context.store
+            if self.acme.tls_alpn is not None:
+                following = self.acme.tls_alpn.follow(
+                    context.store, config.tls.acme_shared_answers_max
+                )
+                context.spawn(following, "acme-tls-alpn")
             context.spawn(self.acme.run(), "acme")
 
     def _check_metrics_exposure(self, address: str) -> None:
@@ -286,6 +292,7 @@ class Server:
         https = self.listeners.get("https")
         app = challenge_app(
             context.acme_challenges,
+            context.store,
             hostname=self.config.server.hostname,
             https_port=https.ports[0][1] if https and self.config.web.redirect_http else None,
         )

@@ -16,14 +16,22 @@ Implementation notes:
 - **The certificate**: self-signed, a P-256 key of its own, one dNSName SAN (the name), and
   the critical id-pe-acmeIdentifier extension holding the SHA-256 digest of the key
   authorization as a DER OCTET STRING (RFC 8737 §3). Built once per challenge.
-- **State is this process's**: the node that runs the attempt answers; behind a balancer the
-  CA's connection must reach that node (see docs/tls.md).
+- **Every node answers**: the handshake cannot wait for the store, so each node keeps a local
+  copy of the cluster's pending answers (name and key authorization, from the store's
+  ``acme_answers``; never a private key), read every :data:`REFRESH_SECONDS` and turned into
+  validation contexts of its own (the CA checks only the SAN and the extension's digest, not
+  which key signed). The node running the attempt answers from its own entry at once, and tells
+  the CA to validate only two :data:`REFRESH_SECONDS` after sharing it, when every other node
+  has read it (one interval, and one more for a refresh under way as it was written). At most
+  ``[tls] acme_shared_answers_max`` answers are read; with none pending a refresh is one
+  indexed query that returns nothing.
 - The ``acme`` library no longer knows tls-alpn-01 (certbot dropped it); :class:`TLSALPN01`
   registers it through the library's own registry, as its http-01 and dns-01 are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import ssl
@@ -38,13 +46,21 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 from josepy.jwk import JWK
 
+from pillarbox.blocking import run_blocking
+from pillarbox.errors import StorageError
 from pillarbox.net.tls import ACME_TLS_1
 from pillarbox.observability.log import Log
+from pillarbox.store.interface import Store
 
 #: RFC 8737 §6.1: id-pe-acmeIdentifier, { id-pe 31 }.
 ID_PE_ACME_IDENTIFIER = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 #: How long a validation certificate is valid: the CA checks it within the attempt.
 VALIDATION_CERT_DAYS = 7
+#: The store's ``kind`` of a tls-alpn-01 answer (keyed by the name validated).
+KIND = "tls-alpn-01"
+#: Seconds between two reads of the cluster's pending answers (the node running an attempt
+#: waits two before the CA may connect to another node).
+REFRESH_SECONDS = 1.0
 
 
 @challenges.ChallengeResponse.register
@@ -118,11 +134,14 @@ def validation_context(name: str, key_authorization: str) -> ssl.SSLContext:
 
 
 class TlsAlpnAnswers:
-    """The pending tls-alpn-01 challenges of this process: name → the context answering it.
-    Filled and emptied by the ACME attempt, read by the https listener's handshakes."""
+    """The pending tls-alpn-01 challenges this node answers: name → the context answering it.
+    Its own attempt's are added and removed by the attempt; the other nodes' are copied from
+    the store by :meth:`follow`. Read by the https listener's handshakes."""
 
     def __init__(self) -> None:
         self._contexts: dict[str, ssl.SSLContext] = {}
+        #: Other attempts' answers read from the store: name → (key authorization, context).
+        self._shared: dict[str, tuple[str, ssl.SSLContext]] = {}
         self._log = Log("acme")
 
     def add(self, name: str, context: ssl.SSLContext) -> None:
@@ -132,12 +151,41 @@ class TlsAlpnAnswers:
         self._contexts.pop(name.lower(), None)
 
     def __len__(self) -> int:
-        return len(self._contexts)
+        return len(self._contexts.keys() | self._shared.keys())
+
+    async def refresh(self, store: Store, limit: int) -> None:
+        """Copy the store's pending answers: a context made (off the loop) for each new name or
+        key authorization, those no longer pending dropped; names this node's own attempt
+        answers are skipped (it has their context already)."""
+        rows = await store.list_acme_answers(KIND, datetime.datetime.now(datetime.UTC), limit)
+        shared: dict[str, tuple[str, ssl.SSLContext]] = {}
+        for row in rows:
+            if row.key in self._contexts:
+                continue
+            known = self._shared.get(row.key)
+            if known is not None and known[0] == row.value:
+                shared[row.key] = known
+            else:
+                context = await run_blocking(validation_context, row.key, row.value)
+                shared[row.key] = (row.value, context)
+        self._shared = shared
+
+    async def follow(self, store: Store, limit: int) -> None:
+        """The task of ``pillarbox serve``: :meth:`refresh` every :data:`REFRESH_SECONDS`; a
+        store that cannot be read keeps the last copy (logged)."""
+        while True:
+            try:
+                await self.refresh(store, limit)
+            except StorageError as exc:
+                self._log.warning("tls-alpn-01 answers not refreshed", error=str(exc))
+            await asyncio.sleep(REFRESH_SECONDS)
 
     def context_for(self, server_name: str) -> ssl.SSLContext | None:
         """The context for a handshake offering ``acme-tls/1`` with SNI ``server_name``; None
         (logged) when no challenge for it is pending: the handshake is then refused."""
         context = self._contexts.get(server_name)
+        if context is None and (shared := self._shared.get(server_name)) is not None:
+            context = shared[1]
         if context is None:
             self._log.info("tls-alpn-01 handshake refused: no pending challenge", sni=server_name)
         else:

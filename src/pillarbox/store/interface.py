@@ -34,6 +34,7 @@ from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
     AclEntry,
+    AcmeAnswer,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -700,6 +701,23 @@ class Store(Protocol):
 
     async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
         """The records of ``domain``'s zone not expired at ``now``, by name and value."""
+
+    # -- ACME http-01 and tls-alpn-01 answers (pillarbox.net.acme; every node answers them) ------
+    async def add_acme_answer(self, answer: AcmeAnswer, limit: int) -> None:
+        """Share an answer until ``answer.expires``; the same kind, key and value again only
+        moves its expiry. ``AlreadyExists`` when the key holds another unexpired value (another
+        attempt's), ``TooManyEntries`` when ``limit`` answers of the kind are pending. Answers
+        already expired go meanwhile."""
+
+    async def remove_acme_answer(self, kind: str, key: str, value: str) -> None:
+        """Withdraw an answer (only with that value: another attempt's is left alone); nothing
+        happens if it is not there."""
+
+    async def acme_answer(self, kind: str, key: str, now: datetime) -> str | None:
+        """The value under ``kind`` and ``key`` unexpired at ``now``; None if there is none."""
+
+    async def list_acme_answers(self, kind: str, now: datetime, limit: int) -> list[AcmeAnswer]:
+        """At most ``limit`` answers of ``kind`` unexpired at ``now``, by key."""
 
     # -- spam filter (pillarbox.policy) ---------------------------------------------------------
     async def spam_model(

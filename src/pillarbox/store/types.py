@@ -842,6 +842,23 @@ class AcmeChallengeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AcmeAnswer:
+    """An answer to an ACME http-01 or tls-alpn-01 challenge, shared through the store so that
+    whichever node the CA's validation reaches answers it, until removed or ``expires``.
+
+    ``kind`` is ``"http-01"`` (``key`` the token, RFC 8555 §8.3) or ``"tls-alpn-01"`` (``key``
+    the lowercase name validated, RFC 8737 §3); ``value`` is the key authorization. A key
+    holds one value at a time: a second attempt's different value is refused while the first
+    one's is pending.
+    """
+
+    kind: str
+    key: str
+    value: str
+    expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class DkimKeyRecord:
     """One stored DKIM key of a hosted domain (``pillarbox.queue.dkim.DkimKey`` plus its life).
 

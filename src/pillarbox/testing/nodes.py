@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,11 +37,17 @@ class Node:
         store_url: str,
         *,
         listeners: Iterable[str] = ("smtp", "submission", "imap"),
+        ports: Mapping[str, int] | None = None,
         **sections: Any,
     ) -> None:
+        """``ports``: listeners' ports chosen by the test (another server connects there);
+        the others get free loopback ports."""
         self.name = name
         wanted = tuple(listeners)
-        self.ports = {listener: free_port("127.0.0.1") for listener in wanted}
+        chosen = ports or {}
+        self.ports = {
+            listener: chosen.get(listener) or free_port("127.0.0.1") for listener in wanted
+        }
         base = loopback_config(
             root / name,
             only=wanted,

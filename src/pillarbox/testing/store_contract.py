@@ -48,6 +48,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AclEntry,
+    AcmeAnswer,
     AcmeChallengeRecord,
     ActivityCounts,
     AttemptOutcome,
@@ -301,6 +302,55 @@ class StoreContract:
         assert [r.value for r in await store.list_acme_challenges("a.example", now)] == ["fresh"]
         old = await store.list_acme_challenges("a.example", now - timedelta(hours=1))
         assert [r.value for r in old] == ["fresh"]
+
+    # -- ACME http-01 and tls-alpn-01 answers ---------------------------------------------------
+    async def test_acme_answers_shared_looked_up_and_withdrawn(self, store: Store) -> None:
+        now = datetime.now(UTC)
+        later = now + timedelta(minutes=10)
+        token = AcmeAnswer("http-01", "tok-B", "tok-B.thumb", later)
+        other = AcmeAnswer("http-01", "tok-A", "tok-A.thumb", later)
+        name = AcmeAnswer("tls-alpn-01", "mail.a.example", "alpn.thumb", later)
+        for answer in (token, other, name):
+            await store.add_acme_answer(answer, 10)
+        assert await store.acme_answer("http-01", "tok-B", now) == "tok-B.thumb"
+        assert await store.acme_answer("http-01", "mail.a.example", now) is None  # kinds apart
+        assert await store.acme_answer("http-01", "tok-b", now) is None  # tokens are exact
+        assert await store.list_acme_answers("http-01", now, 10) == [other, token]
+        assert await store.list_acme_answers("http-01", now, 1) == [other]
+        assert await store.list_acme_answers("tls-alpn-01", now, 10) == [name]
+        # Expired answers are not given out.
+        assert await store.acme_answer("http-01", "tok-B", later) is None
+        assert await store.list_acme_answers("tls-alpn-01", later, 10) == []
+        # The same answer again moves its expiry; another value for the key is refused.
+        moved = replace(name, expires=later + timedelta(minutes=5))
+        await store.add_acme_answer(moved, 10)
+        assert await store.list_acme_answers("tls-alpn-01", later, 10) == [moved]
+        with pytest.raises(AlreadyExists):
+            await store.add_acme_answer(replace(name, value="another.thumb"), 10)
+        # Removal takes only the value given (another attempt's stays).
+        await store.remove_acme_answer("tls-alpn-01", name.key, "another.thumb")
+        assert await store.acme_answer("tls-alpn-01", name.key, now) == "alpn.thumb"
+        await store.remove_acme_answer("tls-alpn-01", name.key, "alpn.thumb")
+        await store.remove_acme_answer("tls-alpn-01", name.key, "alpn.thumb")  # gone: no error
+        assert await store.acme_answer("tls-alpn-01", name.key, now) is None
+        await store.add_acme_answer(replace(name, value="another.thumb"), 10)  # free again
+
+    async def test_acme_answers_limit_and_expiry(self, store: Store) -> None:
+        now = datetime.now(UTC)
+        fresh = now + timedelta(hours=1)
+        await store.add_acme_answer(AcmeAnswer("http-01", "t1", "v1", fresh), 2)
+        await store.add_acme_answer(AcmeAnswer("http-01", "t2", "v2", fresh), 2)
+        with pytest.raises(TooManyEntries):
+            await store.add_acme_answer(AcmeAnswer("http-01", "t3", "v3", fresh), 2)
+        await store.add_acme_answer(AcmeAnswer("http-01", "t2", "v2", fresh), 2)  # not more
+        await store.add_acme_answer(AcmeAnswer("tls-alpn-01", "a.example", "v", fresh), 2)
+        # An expired answer neither counts nor holds its key: the next add deletes it.
+        await store.remove_acme_answer("http-01", "t1", "v1")
+        stale = AcmeAnswer("http-01", "t1", "old", now - timedelta(seconds=1))
+        await store.add_acme_answer(stale, 2)
+        assert await store.acme_answer("http-01", "t1", now - timedelta(hours=1)) == "old"
+        await store.add_acme_answer(AcmeAnswer("http-01", "t1", "new", fresh), 2)
+        assert await store.acme_answer("http-01", "t1", now - timedelta(hours=1)) == "new"
 
     # -- accounts ------------------------------------------------------------------------------
     async def test_account_gets_default_mailboxes(self, store: Store, account: Account) -> None:

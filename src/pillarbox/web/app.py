@@ -580,5 +580,9 @@ def create_app(
     )
     app.state.web = state
     app.state.acme_challenges = services.acme_challenges
+    # Unknown tokens are looked up in the store only while ACME may have shared some there.
+    tls = services.config.tls
+    http01 = tls.acme and "http-01" in tls.acme_challenges
+    app.state.acme_store = services.store if http01 else None
     app.state.guard = guard
     return guard

@@ -66,8 +66,8 @@ _SEQUENCES = (
 )
 
 #: SQLite tables the copy leaves behind: the schema's own bookkeeping, the full-text index
-#: (PostgreSQL builds its own from the copied messages), and ACME challenge records, which
-#: live for one certificate attempt.
+#: (PostgreSQL builds its own from the copied messages), and ACME challenge records and
+#: answers, which live for one certificate attempt.
 NOT_COPIED = frozenset(
     {
         "schema_version",
@@ -77,6 +77,7 @@ NOT_COPIED = frozenset(
         "message_text_docsize",
         "message_text_idx",
         "acme_challenges",
+        "acme_answers",
     }
 )
 

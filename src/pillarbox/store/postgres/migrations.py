@@ -784,6 +784,18 @@ CREATE INDEX thread_keys_thread ON thread_keys (thread);
 """
 
 
+#: ACME http-01 and tls-alpn-01 answers (queries in .acmedata): what every node answers the
+#: CA's validation with while an attempt lasts, whichever node runs it.
+_V28_SQL = r"""
+CREATE TABLE acme_answers (
+    kind text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -816,6 +828,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(25, "contacts keep the vCard as received", _V25_SQL),
     Migration(26, "CalDAV calendars, their objects and tombstones", _V26_SQL),
     Migration(27, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V27_SQL),
+    Migration(28, "ACME http-01 and tls-alpn-01 answers shared by the nodes", _V28_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

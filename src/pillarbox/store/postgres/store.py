@@ -101,6 +101,7 @@ from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
     AclEntry,
+    AcmeAnswer,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -1872,6 +1873,19 @@ class PostgresStore:
 
     async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
         return await self._read(lambda conn: acmedata.list_challenges(conn, domain, _utc(now)))
+
+    # -- ACME http-01 and tls-alpn-01 answers (see .acmedata) -------------------------------------
+    async def add_acme_answer(self, answer: AcmeAnswer, limit: int) -> None:
+        await self._write(lambda conn, _: acmedata.add_answer(conn, answer, limit))
+
+    async def remove_acme_answer(self, kind: str, key: str, value: str) -> None:
+        await self._write(lambda conn, _: acmedata.remove_answer(conn, kind, key, value))
+
+    async def acme_answer(self, kind: str, key: str, now: datetime) -> str | None:
+        return await self._read(lambda conn: acmedata.answer_value(conn, kind, key, _utc(now)))
+
+    async def list_acme_answers(self, kind: str, now: datetime, limit: int) -> list[AcmeAnswer]:
+        return await self._read(lambda conn: acmedata.list_answers(conn, kind, _utc(now), limit))
 
     # -- spam filter (see .spamdata) -------------------------------------------------------------
     async def spam_model(

@@ -1,10 +1,11 @@
 """SQLite queries for ACME DNS-01 challenge records (table ``acme_challenges``, schema version
-17): plain functions over a connection, run by :class:`~.store.SqliteStore` on its reader
-threads or its writer.
+17) and http-01/tls-alpn-01 answers (table ``acme_answers``, schema version 33): plain
+functions over a connection, run by :class:`~.store.SqliteStore` on its reader threads or its
+writer.
 
-A record lives from the attempt that publishes it to the end of that attempt, or to its expiry
-if the attempt never ends (a crash): expired rows are left out of every read and deleted by the
-next write. Removing the domain removes its records (``ON DELETE CASCADE``).
+A record (or an answer) lives from the attempt that publishes it to the end of that attempt, or
+to its expiry if the attempt never ends (a crash): expired rows are left out of every read and
+deleted by the next write. Removing the domain removes its records (``ON DELETE CASCADE``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from pillarbox.errors import NotFound
-from pillarbox.store.types import AcmeChallengeRecord
+from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
+from pillarbox.store.types import AcmeAnswer, AcmeChallengeRecord
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -53,4 +54,52 @@ def list_challenges(
     return [
         AcmeChallengeRecord(domain, name, value, _EPOCH + expires * _MICROSECOND)
         for domain, name, value, expires in rows
+    ]
+
+
+def add_answer(conn: sqlite3.Connection, answer: AcmeAnswer, limit: int) -> None:
+    conn.execute("DELETE FROM acme_answers WHERE expires <= ?", (_us(datetime.now(UTC)),))
+    row = conn.execute(
+        "SELECT value FROM acme_answers WHERE kind = ? AND key = ?", (answer.kind, answer.key)
+    ).fetchone()
+    if row is None:
+        (pending,) = conn.execute(
+            "SELECT count(*) FROM acme_answers WHERE kind = ?", (answer.kind,)
+        ).fetchone()
+        if pending >= limit:
+            raise TooManyEntries(f"{pending} {answer.kind} answers pending (limit {limit})")
+    elif row[0] != answer.value:
+        raise AlreadyExists(f"another attempt's {answer.kind} answer for {answer.key} is pending")
+    conn.execute(
+        "INSERT INTO acme_answers (kind, key, value, expires) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (kind, key) DO UPDATE SET expires = excluded.expires",
+        (answer.kind, answer.key, answer.value, _us(answer.expires)),
+    )
+
+
+def remove_answer(conn: sqlite3.Connection, kind: str, key: str, value: str) -> None:
+    conn.execute(
+        "DELETE FROM acme_answers WHERE kind = ? AND key = ? AND value = ?", (kind, key, value)
+    )
+
+
+def answer_value(conn: sqlite3.Connection, kind: str, key: str, now: datetime) -> str | None:
+    row = conn.execute(
+        "SELECT value FROM acme_answers WHERE kind = ? AND key = ? AND expires > ?",
+        (kind, key, _us(now)),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def list_answers(
+    conn: sqlite3.Connection, kind: str, now: datetime, limit: int
+) -> list[AcmeAnswer]:
+    rows = conn.execute(
+        "SELECT key, value, expires FROM acme_answers WHERE kind = ? AND expires > ? "
+        "ORDER BY key LIMIT ?",
+        (kind, _us(now), limit),
+    )
+    return [
+        AcmeAnswer(kind, key, value, _EPOCH + expires * _MICROSECOND)
+        for key, value, expires in rows
     ]

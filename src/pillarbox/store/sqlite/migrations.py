@@ -757,6 +757,18 @@ CREATE INDEX thread_keys_thread ON thread_keys(thread);
 """
 
 
+#: ACME http-01 and tls-alpn-01 answers (queries in .acmedata): what every node answers the
+#: CA's validation with while an attempt lasts, whichever node runs it.
+_V33_SQL = r"""
+CREATE TABLE acme_answers (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -790,6 +802,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(30, "contacts keep the vCard as received", _V30_SQL),
     Migration(31, "CalDAV calendars, their objects and tombstones", _V31_SQL),
     Migration(32, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V32_SQL),
+    Migration(33, "ACME http-01 and tls-alpn-01 answers shared by the nodes", _V33_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -97,6 +97,7 @@ from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
     AclEntry,
+    AcmeAnswer,
     AcmeChallengeRecord,
     ActivityCounts,
     Alias,
@@ -1715,6 +1716,19 @@ class SqliteStore:
 
     async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
         return await self._read(lambda conn: acmedata.list_challenges(conn, domain, now))
+
+    # -- ACME http-01 and tls-alpn-01 answers (see .acmedata) -------------------------------------
+    async def add_acme_answer(self, answer: AcmeAnswer, limit: int) -> None:
+        await self._write(lambda conn, fx: acmedata.add_answer(conn, answer, limit))
+
+    async def remove_acme_answer(self, kind: str, key: str, value: str) -> None:
+        await self._write(lambda conn, fx: acmedata.remove_answer(conn, kind, key, value))
+
+    async def acme_answer(self, kind: str, key: str, now: datetime) -> str | None:
+        return await self._read(lambda conn: acmedata.answer_value(conn, kind, key, now))
+
+    async def list_acme_answers(self, kind: str, now: datetime, limit: int) -> list[AcmeAnswer]:
+        return await self._read(lambda conn: acmedata.list_answers(conn, kind, now, limit))
 
     # -- spam filter (see .spamdata) ---------------------------------------------------------------
     async def spam_model(
