@@ -20,7 +20,6 @@ from pillarbox.net.clienthello import MAX_RECEIVED, ClientHello, parse_client_he
 from pillarbox.net.tls import ACME_TLS_1
 from pillarbox.net.tlsalpn import (
     ID_PE_ACME_IDENTIFIER,
-    KIND,
     TLSALPN01,
     TLSALPN01Response,
     TlsAlpnAnswers,
@@ -28,6 +27,7 @@ from pillarbox.net.tlsalpn import (
     validation_context,
 )
 from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import ACME_TLS_ALPN01 as KIND
 from pillarbox.store.types import AcmeAnswer
 
 NAME = "mail.example.org"

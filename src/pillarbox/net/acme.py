@@ -103,7 +103,7 @@ from pillarbox.net.acmehook import HookFailed, run_hook
 from pillarbox.net.tlsalpn import REFRESH_SECONDS, TlsAlpnAnswers, validation_context
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
-from pillarbox.store.types import AcmeAnswer
+from pillarbox.store.types import ACME_HTTP01, ACME_TLS_ALPN01, AcmeAnswer
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
 REQUEST_POLL = 2.0
@@ -200,9 +200,9 @@ def _account_key(path: Path) -> JWKEC:
     return JWKEC(key=key)
 
 
-HTTP01 = "http-01"
+HTTP01 = ACME_HTTP01
 DNS01 = "dns-01"
-TLS_ALPN01 = "tls-alpn-01"  # registered with the acme library by pillarbox.net.tlsalpn
+TLS_ALPN01 = ACME_TLS_ALPN01  # registered with the acme library by pillarbox.net.tlsalpn
 #: The ``domain`` of a dns-01 record our DNS server does not serve: ``acme_dns_hook`` publishes it.
 EXTERNAL_ZONE = ""
 

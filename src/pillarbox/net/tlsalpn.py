@@ -51,13 +51,12 @@ from pillarbox.errors import StorageError
 from pillarbox.net.tls import ACME_TLS_1
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
+from pillarbox.store.types import ACME_TLS_ALPN01
 
 #: RFC 8737 §6.1: id-pe-acmeIdentifier, { id-pe 31 }.
 ID_PE_ACME_IDENTIFIER = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 #: How long a validation certificate is valid: the CA checks it within the attempt.
 VALIDATION_CERT_DAYS = 7
-#: The store's ``kind`` of a tls-alpn-01 answer (keyed by the name validated).
-KIND = "tls-alpn-01"
 #: Seconds between two reads of the cluster's pending answers (the node running an attempt
 #: waits two before the CA may connect to another node).
 REFRESH_SECONDS = 1.0
@@ -67,7 +66,7 @@ REFRESH_SECONDS = 1.0
 class TLSALPN01Response(challenges.KeyAuthorizationChallengeResponse):
     """The answer posted to a tls-alpn-01 challenge (RFC 8555 §7.5.1: an empty object)."""
 
-    typ = "tls-alpn-01"
+    typ = ACME_TLS_ALPN01
 
 
 @challenges.Challenge.register
@@ -157,7 +156,9 @@ class TlsAlpnAnswers:
         """Copy the store's pending answers: a context made (off the loop) for each new name or
         key authorization, those no longer pending dropped; names this node's own attempt
         answers are skipped (it has their context already)."""
-        rows = await store.list_acme_answers(KIND, datetime.datetime.now(datetime.UTC), limit)
+        rows = await store.list_acme_answers(
+            ACME_TLS_ALPN01, datetime.datetime.now(datetime.UTC), limit
+        )
         shared: dict[str, tuple[str, ssl.SSLContext]] = {}
         for row in rows:
             if row.key in self._contexts:

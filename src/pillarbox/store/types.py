@@ -841,6 +841,12 @@ class AcmeChallengeRecord:
     expires: datetime
 
 
+#: :attr:`AcmeAnswer.kind` of an http-01 token and of a tls-alpn-01 name: the challenge types'
+#: own names, the one spelling the attempting node writes and every other node reads.
+ACME_HTTP01 = "http-01"
+ACME_TLS_ALPN01 = "tls-alpn-01"
+
+
 @dataclass(frozen=True, slots=True)
 class AcmeAnswer:
     """An answer to an ACME http-01 or tls-alpn-01 challenge, shared through the store so that

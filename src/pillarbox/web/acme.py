@@ -27,11 +27,10 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox.errors import StorageError
 from pillarbox.store.interface import Store
+from pillarbox.store.types import ACME_HTTP01
 
 #: RFC 8555 §8.1: a token is base64url without padding (at least 128 bits of entropy).
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
-#: The store's ``kind`` of an http-01 answer (keyed by the token).
-KIND = "http-01"
 #: Seconds the store's answer to a token lookup is awaited.
 STORE_LOOKUP_TIMEOUT = 5.0
 
@@ -46,7 +45,7 @@ async def _answer(request: Request) -> Response:
     if answer is None and store is not None:
         try:
             async with asyncio.timeout(STORE_LOOKUP_TIMEOUT):
-                answer = await store.acme_answer(KIND, token, datetime.now(UTC))
+                answer = await store.acme_answer(ACME_HTTP01, token, datetime.now(UTC))
         except (TimeoutError, StorageError):
             return PlainTextResponse("challenges unavailable\n", status_code=503)
     if answer is None:
