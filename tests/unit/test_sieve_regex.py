@@ -391,3 +391,11 @@ def test_limits_at_compile_and_run_time() -> None:
 def test_config_defaults_match_the_core() -> None:
     section = SieveSection()
     assert RegexLimits(section.regex_max_length, section.regex_max_memory) == RegexLimits()
+
+
+def test_hasflag_keys_are_checked_flag_by_flag() -> None:
+    """hasflag's keys are space-separated flag lists (RFC 5232 §4): each is a pattern."""
+    with pytest.raises(SieveError, match="unmatched"):
+        compile_script('require ["regex", "imap4flags"]; if hasflag :regex "( )" {}')
+    script = 'require ["regex", "imap4flags"]; addflag "b"; if hasflag :regex "^a ^b$" { discard; }'
+    assert run(script).actions == (Discard(),)

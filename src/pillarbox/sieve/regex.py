@@ -165,10 +165,8 @@ class _Translator:
         return self.pattern[index] if index < len(self.pattern) else ""
 
     def translate(self) -> str:
-        out = self.alternation()
-        if self.at < len(self.pattern):  # pragma: no cover - alternation stops only at ")"
-            self.fail("unexpected ')'")
-        return out
+        # At the top an unmatched ")" is a literal, so the alternation reads to the end.
+        return self.alternation()
 
     def alternation(self) -> str:
         branches = [self.branch()]

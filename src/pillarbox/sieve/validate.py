@@ -380,7 +380,10 @@ class _Compiler:
             return
         casemap = node.match.comparator == "i;ascii-casemap"
         expanding = "variables" in self.requires
-        for key in node.strings(len(node.args) - 1):
+        keys = node.strings(len(node.args) - 1)
+        if node.name == "hasflag":  # its keys are flag lists, split as the interpreter does
+            keys = tuple(flag for key in keys for flag in key.split())
+        for key in keys:
             if expanding and variables.refers(key):
                 continue
             try:
