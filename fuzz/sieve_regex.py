@@ -6,7 +6,7 @@ Input: the first byte picks the comparator (odd: i;ascii-casemap), the rest is a
 * ``translate`` and ``check`` raise nothing but RegexError (RE2's own refusals included);
 * a pattern that compiles searches a fixed value and the pattern's own text without raising,
   and what it finds lies in the value (``${0}`` and every group are substrings of it);
-* ``quote`` of the input always compiles and matches the input itself (draft §4.2).
+* ``quote`` of the input always compiles and matches the input itself (the draft).
 """
 
 from __future__ import annotations

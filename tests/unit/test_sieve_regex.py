@@ -203,7 +203,7 @@ def test_search(pattern: str, value: str, casemap: bool, expected: tuple[str, ..
 )
 @pytest.mark.parametrize("casemap", [False, True])
 def test_quote_matches_itself_only(text: str, casemap: bool) -> None:
-    """draft-ietf-sieve-regex-01 §4.2: a quoted string matches a literal occurrence."""
+    """draft-ietf-sieve-regex-01 (:quoteregex): a quoted string matches a literal occurrence."""
     pattern = "^" + quote(text) + "$"
     assert search(pattern, text, casemap, RegexLimits()) == (text,)
     if text:
@@ -284,7 +284,7 @@ def test_deleteheader_regex() -> None:
 
 
 def test_match_variables() -> None:
-    """draft §4: ${0} the matched part, ${1}… the groups (all of them, beyond 9 too), from
+    """The draft: ${0} the matched part, ${1}… the groups (all of them, beyond 9 too), from
     the first value and key that match; a failed :regex leaves the last ones."""
     script = r"""require ["regex", "variables", "fileinto", "envelope"];
 if header :regex "subject" ["(nomatch)", "\\[([a-z]+)\\] (release) ([0-9.]+)"] {

@@ -62,7 +62,7 @@ MATCH_TYPE = (
     TagSpec("matches", group="match"),
     TagSpec("value", S, "match", "relational"),  # RFC 5231 §4.1
     TagSpec("count", S, "match", "relational"),  # RFC 5231 §4.2
-    TagSpec("regex", group="match", extension="regex"),  # draft-ietf-sieve-regex-01 §3
+    TagSpec("regex", group="match", extension="regex"),  # draft-ietf-sieve-regex-01
 )
 ADDRESS_PART = (
     TagSpec("all", group="address-part"),  # RFC 5228 §2.7.4
@@ -165,7 +165,7 @@ SPECS: dict[str, Spec] = {
                 TagSpec("lowerfirst", group="casefirst"),
                 TagSpec("upperfirst", group="casefirst"),
                 TagSpec("quotewildcard", group="quote"),
-                # draft-ietf-sieve-regex-01 §4.2: precedence 20, as :quotewildcard
+                # draft-ietf-sieve-regex-01: :quoteregex has precedence 20, as :quotewildcard
                 TagSpec("quoteregex", group="quote", extension="regex"),
                 TagSpec("encodeurl", extension="enotify"),  # RFC 5435 §6
                 TagSpec("length"),

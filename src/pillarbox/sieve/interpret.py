@@ -17,7 +17,7 @@ Invariants:
 - With "variables" (RFC 5229) every string a command or test reads goes through
   :meth:`_Run.text` — except ``set``'s name, comparator names and relational operators, which
   stay as compiled. Match variables change only when a :matches or :regex test succeeds
-  (§3.2, draft-ietf-sieve-regex-01 §4); ``body`` sets none (as in Pigeonhole). A :regex
+  (§3.2, draft-ietf-sieve-regex-01); ``body`` sets none (as in Pigeonhole). A :regex
   pattern made of variables that is not a valid one is a runtime error.
 - ``notify`` (RFC 5435) never touches the implicit keep and goes with every action, reject
   included (§7); each address is notified once per run (a later notify skips it); a method,

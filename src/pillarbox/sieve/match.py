@@ -186,7 +186,7 @@ def first_captures(
     match: Match, values: Iterable[str], keys: Iterable[str], limits: regex.RegexLimits
 ) -> tuple[str, ...] | None:
     """The match variables of the first value (then key) that a :matches or :regex ``match``
-    matches (RFC 5229 §3.2, draft-ietf-sieve-regex-01 §4), in the order :func:`matches_any`
+    matches (RFC 5229 §3.2, draft-ietf-sieve-regex-01), in the order :func:`matches_any`
     tries them; None if none does."""
     keys = tuple(keys)
     casemap = match.comparator == "i;ascii-casemap"

@@ -1,19 +1,20 @@
 """The "regex" extension (draft-ietf-sieve-regex-01): the ``:regex`` match type and the
 ``:quoteregex`` modifier of ``set``.
 
-Patterns are POSIX extended regular expressions (draft §3: IEEE 1003.2) read as Dovecot
-Pigeonhole reads them — glibc's ``regcomp`` with ``REG_EXTENDED``, and ``REG_ICASE`` under
-``i;ascii-casemap`` — but run on RE2 (``google-re2``), whose matching time is linear in the
-text whatever the pattern: Python's ``re`` backtracks, and a user's pattern against a sender's
-header must not be able to take a delivery's CPU. RE2's syntax is not POSIX's, so
-:func:`translate` parses the POSIX pattern and writes it out again in RE2's: every literal as
-``\\x{…}``, bracket expressions member by member (a backslash is literal in them, ``]`` first
-is a member, ``[:class:]``, ``[=c=]``, ``[.c.]``), stacked repetitions (``a**``, ``a+?``: in
-POSIX a repetition of a repetition, not a lazy one) as groups, ``{,n}`` as ``{0,n}``. What
-has no faithful translation is refused, with the reason: back-references (``\\1``: not
-regular; no linear matcher has them), ``\\<``/``\\>``, an escaped letter other than glibc's
-``\\w \\W \\s \\S \\b \\B`` (undefined in POSIX; glibc's ``REG_ICASE`` makes ``\\d`` match nothing
-at all), multi-character collating elements, counts over 1000 (RE2's bound).
+Patterns are POSIX extended regular expressions (IEEE 1003.2, as the draft requires) read as
+Dovecot Pigeonhole reads them — glibc's ``regcomp`` with ``REG_EXTENDED``, and ``REG_ICASE``
+under ``i;ascii-casemap`` — but run on RE2 (``google-re2``), whose matching time is linear in
+the text whatever the pattern: Python's ``re`` backtracks, and a user's pattern against a
+sender's header must not be able to take a delivery's CPU. RE2's syntax is not POSIX's, so
+:func:`translate` parses the POSIX pattern and writes it out again in RE2's: each literal but
+ASCII letters and digits as ``\\x{…}``, bracket expressions member by member (a backslash is
+literal in them, ``]`` first is a member, ``[:class:]``, ``[=c=]``, ``[.c.]``), stacked
+repetitions (``a**``, ``a+?``: in POSIX a repetition of a repetition, not a lazy one) as
+groups, ``{,n}`` as ``{0,n}``. What has no faithful translation is refused, with the reason:
+back-references (``\\1``: not regular; no linear matcher has them), ``\\<``/``\\>``, an
+escaped letter other than glibc's ``\\w \\W \\s \\S \\b \\B`` (undefined in POSIX; glibc's
+``REG_ICASE`` makes ``\\d`` match nothing at all), multi-character collating elements, counts
+over 1000 (RE2's bound).
 
 Invariants (each checked against Pigeonhole in ``tests/interop/test_sieve_pigeonhole.py``):
 
@@ -24,7 +25,7 @@ Invariants (each checked against Pigeonhole in ``tests/interop/test_sieve_pigeon
   literals (bracket members and range ends too) are compared in ASCII upper case; an escaped
   character is not translated; ``[:lower:]`` and ``[:upper:]`` mean ``[:alpha:]``; a range
   that is empty once in upper case (``[_-a]``) is invalid. Nothing outside ASCII is folded.
-- Match variables (draft §4): ``${0}`` is the matched part of the value, ``${1}``… the groups
+- Match variables (the draft): ``${0}`` is the matched part of the value, ``${1}``… the groups
   (empty when a group took no part), all of them, cut from the value as given.
 - A character is a Unicode character (as ``:matches``), where Pigeonhole's glibc sees octets
   (``^.$`` does not match ``é`` there, and ``(.)`` can capture half of one): a deliberate
@@ -39,7 +40,7 @@ from typing import Any, NoReturn
 
 import re2
 
-#: draft-ietf-sieve-regex-01 §4.2: the characters :quoteregex prefixes with a backslash.
+#: draft-ietf-sieve-regex-01: the characters :quoteregex prefixes with a backslash.
 SPECIAL = frozenset("\\^$.[]|()*+?{}")
 #: POSIX character class names (IEEE 1003.2 §2.8.3.2, glibc's set: no "word").
 CLASSES = frozenset(
@@ -83,7 +84,7 @@ DEFAULT_LIMITS = RegexLimits()
 
 
 def quote(value: str) -> str:
-    """draft-ietf-sieve-regex-01 §4.2 ``:quoteregex``: ``value`` as a pattern that matches
+    """draft-ietf-sieve-regex-01 ``:quoteregex``: ``value`` as a pattern that matches
     only itself."""
     return "".join("\\" + c if c in SPECIAL else c for c in value)
 
@@ -101,7 +102,7 @@ def check(pattern: str, casemap: bool, limits: RegexLimits) -> None:
 
 
 def search(pattern: str, value: str, casemap: bool, limits: RegexLimits) -> tuple[str, ...] | None:
-    """The match variables of ``pattern`` found in ``value`` (draft §4: the matched part,
+    """The match variables of ``pattern`` found in ``value`` (per the draft: the matched part,
     then each group's, empty for a group that took no part); None if it does not match."""
     regex = _compiled(pattern, casemap, limits)
     text = value.translate(_UPPER) if casemap else value

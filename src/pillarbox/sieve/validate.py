@@ -6,7 +6,7 @@ Checked here: unknown commands and tests, extensions used without ``require`` (�
 unknown, repeated and mutually exclusive tags (§2.6.2, §2.7), unsupported comparators and
 comparator/match-type pairs (§2.7.3), relational operators (RFC 5231 §5), address headers
 (§5.1), envelope parts (§5.4), the addresses of redirect and vacation :from (§2.4.2.3), :regex
-patterns (draft-ietf-sieve-regex-01 §3: valid, translatable, within ``regex_limits``); with
+patterns (draft-ietf-sieve-regex-01: valid, translatable, within ``regex_limits``); with
 "variables" (RFC 5229): namespaces (§3), ``set`` names (§4) and their number
 (``max_variables``). A value that refers to a variable is known only when the script runs, so
 the checks of values above are made then instead (by the interpreter).
@@ -373,7 +373,7 @@ class _Compiler:
             raise SieveError(node.line, ":index counts from 1 (RFC 5260 §6)")
 
     def check_patterns(self, node: Node) -> None:
-        """draft-ietf-sieve-regex-01 §3: every constant key is a valid pattern we can run (as
+        """draft-ietf-sieve-regex-01: every constant key is a valid pattern we can run (as
         Pigeonhole's sievec refuses an invalid one); the keys are the last argument (absent
         from a deleteheader without value patterns)."""
         if node.name == "deleteheader" and len(node.args) < 2:

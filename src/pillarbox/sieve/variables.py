@@ -28,7 +28,7 @@ MODIFIERS = {
     "lowerfirst": 30,
     "upperfirst": 30,
     "quotewildcard": 20,
-    "quoteregex": 20,  # draft-ietf-sieve-regex-01 §4.2
+    "quoteregex": 20,  # draft-ietf-sieve-regex-01
     "encodeurl": 15,  # RFC 5435 §6
     "length": 10,
 }
