@@ -598,6 +598,16 @@ class SieveSection:
         "Notification recipients one Sieve run may reach in all; more is a runtime error: kept "
         "(RFC 5435 §8).",
     )
+    regex_max_length: int = _f(
+        4096,
+        "Characters a Sieve :regex pattern may have (draft-ietf-sieve-regex); longer is refused "
+        "at upload, or a runtime error (kept) when made of variables.",
+    )
+    regex_max_memory: int = _f(
+        1048576,
+        "Octets RE2 may use for one compiled Sieve :regex pattern (at least 65536); a pattern "
+        "needing more is refused, a match outgrowing it runs slower (still linear).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1294,6 +1304,7 @@ def _validate(config: Config) -> None:
         ("sieve.max_header_size", config.sieve.max_header_size),
         ("sieve.max_notify_recipients", config.sieve.max_notify_recipients),
         ("sieve.max_notifications", config.sieve.max_notifications),
+        ("sieve.regex_max_length", config.sieve.regex_max_length),
         ("managesieve.max_errors", config.managesieve.max_errors),
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),
@@ -1320,6 +1331,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("imap.idle_timeout", "must be at least 1800 s (RFC 9051 §5.4)")
     if config.pop3.idle_timeout < 600:
         raise ConfigError("pop3.idle_timeout", "must be at least 600 s (RFC 1939 §3)")
+    if config.sieve.regex_max_memory < 65536:
+        # Below it RE2 cannot hold the program of even a short pattern with a class.
+        raise ConfigError("sieve.regex_max_memory", "must be at least 65536")
     if not 0 <= config.sieve.vacation_min_seconds <= 86400:
         # RFC 6131 §2: a site minimum of at most one day.
         raise ConfigError("sieve.vacation_min_seconds", "must be 0 to 86400")

@@ -19,6 +19,7 @@ from pillarbox.observability.metrics import Metrics
 from pillarbox.policy.pipeline import InboundPolicy, inbound_policy
 from pillarbox.queue.routing import Router
 from pillarbox.queue.srs import SrsSettings
+from pillarbox.sieve import RegexLimits
 from pillarbox.sieve.cache import ScriptCache
 from pillarbox.store.interface import Store
 
@@ -86,5 +87,6 @@ class Services:
                 max_size=section.max_script_size,
                 max_nesting=section.max_nesting,
                 max_variables=section.max_variables,
+                regex_limits=RegexLimits(section.regex_max_length, section.regex_max_memory),
             )
         return self._sieve_scripts

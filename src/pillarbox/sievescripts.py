@@ -28,7 +28,9 @@ from pillarbox.errors import NotFound, QuotaExceeded, UserError
 from pillarbox.sieve import (
     DEFAULT_MAX_NESTING,
     DEFAULT_MAX_VARIABLES,
+    DEFAULT_REGEX_LIMITS,
     INLINE_COMPILE_SIZE,
+    RegexLimits,
     Script,
     SieveError,
     compile_script,
@@ -47,6 +49,8 @@ class ScriptLimits:
     max_nesting: int = DEFAULT_MAX_NESTING
     #: Variables a script may set (``sieve.max_variables``, RFC 5229 §6).
     max_variables: int = DEFAULT_MAX_VARIABLES
+    #: What a :regex pattern may cost (``sieve.regex_max_length``, ``regex_max_memory``).
+    regex: RegexLimits = DEFAULT_REGEX_LIMITS
 
     @classmethod
     def of(cls, sieve: SieveSection) -> ScriptLimits:
@@ -56,6 +60,7 @@ class ScriptLimits:
             max_scripts=sieve.max_scripts,
             max_nesting=sieve.max_nesting,
             max_variables=sieve.max_variables,
+            regex=RegexLimits(sieve.regex_max_length, sieve.regex_max_memory),
         )
 
 
@@ -98,7 +103,10 @@ def compile_checked(text: str, limits: ScriptLimits) -> Script:
     """Compile ``text``; :class:`InvalidScript` with the compiler's line and message if not."""
     try:
         return compile_script(
-            text, max_nesting=limits.max_nesting, max_variables=limits.max_variables
+            text,
+            max_nesting=limits.max_nesting,
+            max_variables=limits.max_variables,
+            regex_limits=limits.regex,
         )
     except SieveError as exc:
         raise InvalidScript(exc.message, exc.line) from None

@@ -173,6 +173,24 @@ def test_sievelib_uploads_the_include_environment_and_editheader_extensions(
     assert client.putscript("loop", 'require "include"; include :global "loop";')
 
 
+def test_sievelib_uploads_regex_scripts(server: LiveServer, sievelib_client: Any) -> None:
+    """draft-ietf-sieve-regex: SIEVE lists "regex"; a script as Roundcube's managesieve plugin
+    writes it is stored; an invalid pattern is refused at upload, with the reason."""
+    client = sievelib_client
+    assert "regex" in client.get_sieve_capabilities()
+    roundcube = (
+        'require ["fileinto","regex"];\r\n# rule:[lists]\r\n'
+        'if header :regex "subject" "^\\\\[(dev|ops)\\\\]" { fileinto "Lists"; }\r\n'
+    )
+    assert client.putscript("roundcube", roundcube)
+    assert scripts(server) == [SieveScript("roundcube", roundcube, False)]
+    assert not client.checkscript('require "regex"; if header :regex "subject" "(a" { stop; }')
+    assert not client.putscript(
+        "backref", 'require "regex"; if header :regex "subject" "(a)\\\\1" { stop; }'
+    )
+    assert [s.name for s in scripts(server)] == ["roundcube"]  # "backref" was refused
+
+
 def test_sievelib_quota_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     managesieve = pytest.importorskip("sievelib.managesieve")
     config = loopback_config(tmp_path / "data", only=("managesieve",))

@@ -211,6 +211,39 @@ def test_fileinto_create_stops_at_the_mailbox_bound(tmp_path: Path, dns_port: in
         assert imap_read(live, INBOX) == [("", b"Subject: second")]
 
 
+def test_regex_files_by_the_groups_within_the_configured_limits(
+    tmp_path: Path, dns_port: int
+) -> None:
+    """draft-ietf-sieve-regex: a rule as Roundcube writes it files by a group of the subject;
+    a pattern made of variables longer than sieve.regex_max_length is a runtime error at
+    delivery (kept in INBOX), where the same pattern within it files."""
+    config = loopback_config(
+        tmp_path / "data",
+        only=("smtp", "imap"),
+        dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
+        policy=cfg.PolicySection(trusted_networks=()),
+        sieve=cfg.SieveSection(regex_max_length=24),
+    )
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        live.create_mailbox(ALICE, "Lists/Dev")  # ${1} is cut from the value as written
+        live.create_mailbox(ALICE, "Long")
+        live.activate_sieve(
+            ALICE,
+            'require ["fileinto", "regex", "variables"];\n'
+            'if header :regex "subject" "^\\\\[([a-z]+)\\\\] " { fileinto "Lists/${1}"; stop; }\n'
+            'if header :regex "subject" "^(x+)$" { set "p" "^${1}$"; }\n'
+            'if header :regex "subject" "${p}" { fileinto "Long"; }\n',
+        )
+        send(live, message("[Dev] release on Friday"))
+        send(live, message("x" * 10))
+        send(live, message("x" * 30))
+        assert imap_read(live, "Lists/Dev") == [("", b"Subject: [Dev] release on Friday")]
+        assert imap_read(live, "Long") == [("", b"Subject: " + b"x" * 10)]
+        assert imap_read(live, INBOX) == [("", b"Subject: " + b"x" * 30)]
+
+
 def test_currentdate_files_by_the_delivery_date(server: LiveServer) -> None:
     """RFC 5260 §5: the rule reads the time of delivery (the server's clock, handed to the
     run), and date reads the message's Date field."""

@@ -44,6 +44,7 @@ WORDS = [
     "reject", "ereject", '"reject"', '"ereject"', ":seconds", '"vacation-seconds"',
     "date", "currentdate", ":zone", ":originalzone", ":index", ":last", '"date"', '"year"',
     '"+0100"', "mailboxexists", ":create", '"mailbox"', '"index"',
+    ":regex", '"regex"', ":quoteregex", '"^a(b|c)*$"', '"[[:alpha:]]+"', '"a("',
     "text:\nx\n.\n", "{", "}", "(", ")", ",", ";", "[", "]", "#c\n", "/*c*/",
 ]  # fmt: skip
 

@@ -56,6 +56,8 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[retention]\ntrash_days = 4000", "retention.trash_days", "must be 0–3650"),
         ("[retention]\nmax_days = 100000", "retention.max_days", "must be 1–36500"),
         ("[retention]\nbatch_size = 0", "retention.batch_size", "must be positive"),
+        ("[sieve]\nregex_max_memory = 4096", "sieve.regex_max_memory", "at least 65536"),
+        ("[sieve]\nregex_max_length = 0", "sieve.regex_max_length", "positive"),
         ("[quota]\nwarning_thresholds = [80, 0]", "quota.warning_thresholds[1]", "1–100"),
         ("[quota]\nwarning_thresholds = [90, 90]", "quota.warning_thresholds", "twice"),
         (

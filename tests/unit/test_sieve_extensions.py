@@ -89,6 +89,7 @@ def test_extensions_listed() -> None:
         "index",
         "mailbox",
         "mboxmetadata",
+        "regex",
         "reject",
         "relational",
         "servermetadata",

@@ -31,10 +31,13 @@ from pillarbox.sieve.program import (
     include_targets,
     metadata_targets,
 )
+from pillarbox.sieve.regex import DEFAULT_LIMITS as DEFAULT_REGEX_LIMITS
+from pillarbox.sieve.regex import RegexLimits
 from pillarbox.sieve.validate import DEFAULT_MAX_VARIABLES, EXTENSIONS, compile_commands
 
 __all__ = [
     "DEFAULT_MAX_VARIABLES",
+    "DEFAULT_REGEX_LIMITS",
     "EXTENSIONS",
     "INLINE_COMPILE_SIZE",
     "Action",
@@ -47,6 +50,7 @@ __all__ = [
     "Notify",
     "Outcome",
     "Redirect",
+    "RegexLimits",
     "Reject",
     "RunLimits",
     "Script",
@@ -101,13 +105,17 @@ def compile_script(
     max_size: int | None = None,
     max_nesting: int = DEFAULT_MAX_NESTING,
     max_variables: int = DEFAULT_MAX_VARIABLES,
+    regex_limits: RegexLimits = DEFAULT_REGEX_LIMITS,
 ) -> Script:
     """Compile ``text``; :class:`SieveError` (with the line) if it is not a valid script.
     ``max_size`` bounds its UTF-8 size in bytes (``sieve.max_script_size``),
-    ``max_variables`` the variables it may ``set`` (``sieve.max_variables``)."""
+    ``max_variables`` the variables it may ``set`` (``sieve.max_variables``),
+    ``regex_limits`` its :regex patterns (``sieve.regex_max_length``, ``regex_max_memory``)."""
     if max_size is not None and len(text.encode("utf-8", "surrogatepass")) > max_size:
         raise SieveError(1, f"script larger than {max_size} bytes")
     requires, commands = compile_commands(
-        parse(text, max_nesting=max_nesting), max_variables=max_variables
+        parse(text, max_nesting=max_nesting),
+        max_variables=max_variables,
+        regex_limits=regex_limits,
     )
     return Script(requires, commands, include_targets(commands), metadata_targets(commands))

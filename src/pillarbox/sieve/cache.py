@@ -14,6 +14,8 @@ from collections import OrderedDict
 from pillarbox.sieve import (
     DEFAULT_MAX_NESTING,
     DEFAULT_MAX_VARIABLES,
+    DEFAULT_REGEX_LIMITS,
+    RegexLimits,
     Script,
     SieveError,
     compile_script,
@@ -28,12 +30,14 @@ class ScriptCache:
         max_size: int | None = None,
         max_nesting: int = DEFAULT_MAX_NESTING,
         max_variables: int = DEFAULT_MAX_VARIABLES,
+        regex_limits: RegexLimits = DEFAULT_REGEX_LIMITS,
     ) -> None:
         self._entries: OrderedDict[bytes, Script | SieveError] = OrderedDict()
         self._max_entries = max_entries
         self._max_size = max_size
         self._max_nesting = max_nesting
         self._max_variables = max_variables
+        self._regex_limits = regex_limits
         #: Compilations done (a test reads it to see the cache work).
         self.compiled = 0
 
@@ -62,6 +66,7 @@ class ScriptCache:
                 max_size=self._max_size,
                 max_nesting=self._max_nesting,
                 max_variables=self._max_variables,
+                regex_limits=self._regex_limits,
             )
         except SieveError as exc:
             return exc

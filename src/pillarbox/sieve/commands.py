@@ -62,6 +62,7 @@ MATCH_TYPE = (
     TagSpec("matches", group="match"),
     TagSpec("value", S, "match", "relational"),  # RFC 5231 §4.1
     TagSpec("count", S, "match", "relational"),  # RFC 5231 §4.2
+    TagSpec("regex", group="match", extension="regex"),  # draft-ietf-sieve-regex-01
 )
 ADDRESS_PART = (
     TagSpec("all", group="address-part"),  # RFC 5228 §2.7.4
@@ -163,7 +164,9 @@ SPECS: dict[str, Spec] = {
                 TagSpec("upper", group="case"),
                 TagSpec("lowerfirst", group="casefirst"),
                 TagSpec("upperfirst", group="casefirst"),
-                TagSpec("quotewildcard"),
+                TagSpec("quotewildcard", group="quote"),
+                # draft-ietf-sieve-regex-01: :quoteregex has precedence 20, as :quotewildcard
+                TagSpec("quoteregex", group="quote", extension="regex"),
                 TagSpec("encodeurl", extension="enotify"),  # RFC 5435 §6
                 TagSpec("length"),
             ),

@@ -16,8 +16,9 @@ Invariants:
   loses the message.
 - With "variables" (RFC 5229) every string a command or test reads goes through
   :meth:`_Run.text` — except ``set``'s name, comparator names and relational operators, which
-  stay as compiled. Match variables change only when a :matches test succeeds (§3.2); ``body``
-  sets none (as in Pigeonhole).
+  stay as compiled. Match variables change only when a :matches or :regex test succeeds
+  (§3.2, draft-ietf-sieve-regex-01); ``body`` sets none (as in Pigeonhole). A :regex
+  pattern made of variables that is not a valid one is a runtime error.
 - ``notify`` (RFC 5435) never touches the implicit keep and goes with every action, reject
   included (§7); each address is notified once per run (a later notify skips it); a method,
   :importance, option or :from made of variables that is not valid is a runtime error
@@ -63,6 +64,8 @@ from pillarbox.sieve.errors import SieveError, SieveRuntimeError
 from pillarbox.sieve.match import first_captures, fold, matches_any
 from pillarbox.sieve.message import MAX_FIELDS, SieveMessage, field_value
 from pillarbox.sieve.program import Compiled, IncludeKey, Node
+from pillarbox.sieve.regex import DEFAULT_LIMITS as DEFAULT_REGEX_LIMITS
+from pillarbox.sieve.regex import RegexLimits
 from pillarbox.sieve.validate import ENVELOPE_PARTS, sieve_address
 
 #: RFC 5233 §4: the separator of user and detail; the same as Pillarbox's routing uses
@@ -91,6 +94,9 @@ class RunLimits:
     #: §8: an administrator MUST be able to limit notify); more is a runtime error.
     max_notify_recipients: int = 8
     max_notifications: int = 16
+    #: What one :regex pattern may cost (draft-ietf-sieve-regex-01; the compile-time check
+    #: covers constant patterns, this one those made of variables).
+    regex: RegexLimits = DEFAULT_REGEX_LIMITS
 
 
 #: What delivery found for each include target: the script, its compile error, or None.
@@ -356,7 +362,9 @@ class _Run:
             patterns = self.strings(node, 1)
             fields = self.message.fields
             named = [
-                i for i in named if matches_any(node.match, [field_value(fields[i])], patterns)
+                i
+                for i in named
+                if matches_any(node.match, [field_value(fields[i])], patterns, self.limits.regex)
             ]
         gone = {i for i in named if i >= self.message.delivery_fields}
         if not gone:
@@ -566,7 +574,7 @@ class _Run:
             texts = self.bodies.get(key)
             if texts is None:  # decoded once per run, however many body tests read it
                 texts = self.bodies[key] = tuple(message.body_texts(*key))
-            return matches_any(node.match, texts, self.strings(node, 0))
+            return matches_any(node.match, texts, self.strings(node, 0), self.limits.regex)
         if name == "environment":
             # RFC 5183 §4: an item the server does not know fails the test.
             value = message.environment.get(self.string(node, 0))  # names as Pigeonhole: exact
@@ -588,10 +596,12 @@ class _Run:
         return dates.part(moment, self.string(node, index))
 
     def compared(self, node: Node, values: Sequence[str], keys: Sequence[str]) -> bool:
-        """:func:`matches_any`, keeping the match variables of a :matches that succeeds."""
-        if not (self.expanding and node.match.kind == "matches"):
-            return matches_any(node.match, values, keys)
-        found = first_captures(node.match, values, keys)
+        """:func:`matches_any`, keeping the match variables of a :matches or :regex that
+        succeeds."""
+        limits = self.limits.regex
+        if not (self.expanding and node.match.kind in ("matches", "regex")):
+            return matches_any(node.match, values, keys, limits)
+        found = first_captures(node.match, values, keys, limits)
         if found is None:
             return False
         limit = self.limits.max_variable_size

@@ -1,5 +1,5 @@
-"""String comparison (RFC 5228 §2.7): match types, comparators (RFC 4790 §9) and the
-relational extension (RFC 5231).
+"""String comparison (RFC 5228 §2.7): match types, comparators (RFC 4790 §9), the
+relational extension (RFC 5231) and :regex (draft-ietf-sieve-regex-01, :mod:`.regex`).
 
 ``i;ascii-casemap`` folds only A–Z (RFC 4790 §9.2), which is what ``re.ASCII | re.IGNORECASE``
 does for :matches patterns. ``i;octet`` compares code points, whose order is the order of
@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from pillarbox.sieve import regex
+from pillarbox.sieve.errors import SieveRuntimeError
 from pillarbox.sieve.program import Match
 
 _FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -145,10 +147,25 @@ _RELATIONS = {
 }
 
 
-def matches_one(match: Match, value: str, key: str) -> bool:
-    """Whether one ``value`` matches one ``key`` (any match type but :count)."""
+def regex_captures(
+    match: Match, value: str, key: str, limits: regex.RegexLimits
+) -> tuple[str, ...] | None:
+    """The match variables of :regex ``key`` in ``value``, None if it does not match. A key
+    that is not a valid pattern can only be made of variables (constants are checked at
+    compile time): a runtime error."""
+    try:
+        return regex.search(key, value, match.comparator == "i;ascii-casemap", limits)
+    except regex.RegexError as exc:
+        raise SieveRuntimeError(f":regex {key!r}: {exc}") from None
+
+
+def matches_one(match: Match, value: str, key: str, limits: regex.RegexLimits) -> bool:
+    """Whether one ``value`` matches one ``key`` (any match type but :count); ``limits``
+    bound a :regex pattern."""
     comparator = match.comparator
     kind = match.kind
+    if kind == "regex":
+        return regex_captures(match, value, key, limits) is not None
     if kind == "is":
         if comparator == "i;ascii-numeric":
             return _numeric(value) == _numeric(key)
@@ -166,25 +183,31 @@ def matches_one(match: Match, value: str, key: str) -> bool:
 
 
 def first_captures(
-    match: Match, values: Iterable[str], keys: Iterable[str]
+    match: Match, values: Iterable[str], keys: Iterable[str], limits: regex.RegexLimits
 ) -> tuple[str, ...] | None:
-    """The match variables of the first value (then key) that a :matches ``match`` matches
-    (RFC 5229 §3.2), in the order :func:`matches_any` tries them; None if none does."""
+    """The match variables of the first value (then key) that a :matches or :regex ``match``
+    matches (RFC 5229 §3.2, draft-ietf-sieve-regex-01), in the order :func:`matches_any`
+    tries them; None if none does."""
     keys = tuple(keys)
     casemap = match.comparator == "i;ascii-casemap"
     for value in values:
         for key in keys:
-            found = glob_captures(key, value, casemap)
+            if match.kind == "regex":
+                found = regex_captures(match, value, key, limits)
+            else:
+                found = glob_captures(key, value, casemap)
             if found is not None:
                 return found
     return None
 
 
-def matches_any(match: Match, values: Iterable[str], keys: Iterable[str]) -> bool:
+def matches_any(
+    match: Match, values: Iterable[str], keys: Iterable[str], limits: regex.RegexLimits
+) -> bool:
     """RFC 5228 §2.7: true if any value matches any key; for RFC 5231 :count, the number of
     values compared (as a number in text) against each key."""
     keys = tuple(keys)
     if match.kind == "count":
         count = str(sum(1 for _ in values))
         return any(_RELATIONS[match.relation](_ordered(match.comparator, count, k)) for k in keys)
-    return any(matches_one(match, v, k) for v in values for k in keys)
+    return any(matches_one(match, v, k, limits) for v in values for k in keys)

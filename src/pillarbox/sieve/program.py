@@ -29,7 +29,7 @@ METADATA_TESTS = {
 class Match:
     """How a test compares (RFC 5228 §2.7): match type, comparator, address part."""
 
-    #: "is", "contains", "matches", "value" or "count".
+    #: "is", "contains", "matches", "value", "count" or "regex".
     kind: str = "is"
     comparator: str = "i;ascii-casemap"
     #: The RFC 5231 relational operator for :value and :count ("gt", "ge", …).

@@ -5,7 +5,8 @@ Checked here: unknown commands and tests, extensions used without ``require`` (�
 ``require`` only at the start, if/elsif/else placement (§3.1), argument types and counts,
 unknown, repeated and mutually exclusive tags (§2.6.2, §2.7), unsupported comparators and
 comparator/match-type pairs (§2.7.3), relational operators (RFC 5231 §5), address headers
-(§5.1), envelope parts (§5.4), the addresses of redirect and vacation :from (§2.4.2.3); with
+(§5.1), envelope parts (§5.4), the addresses of redirect and vacation :from (§2.4.2.3), :regex
+patterns (draft-ietf-sieve-regex-01: valid, translatable, within ``regex_limits``); with
 "variables" (RFC 5229): namespaces (§3), ``set`` names (§4) and their number
 (``max_variables``). A value that refers to a variable is known only when the script runs, so
 the checks of values above are made then instead (by the interpreter).
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
-from pillarbox.sieve import dates, editheader, encoded, notify, variables
+from pillarbox.sieve import dates, editheader, encoded, notify, regex, variables
 from pillarbox.sieve.commands import SPECS, Arg, Spec, Tests
 from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import Argument, Command, Number, StringList, Tag, Test
@@ -43,6 +44,7 @@ EXTENSIONS: tuple[str, ...] = (
     "index",
     "mailbox",
     "mboxmetadata",
+    "regex",
     "reject",
     "relational",
     "servermetadata",
@@ -89,7 +91,10 @@ DEFAULT_MAX_VARIABLES = 255
 
 
 def compile_commands(
-    commands: Sequence[Command], *, max_variables: int = DEFAULT_MAX_VARIABLES
+    commands: Sequence[Command],
+    *,
+    max_variables: int = DEFAULT_MAX_VARIABLES,
+    regex_limits: regex.RegexLimits = regex.DEFAULT_LIMITS,
 ) -> tuple[frozenset[str], tuple[Node, ...]]:
     """The script's required capabilities and its compiled top-level commands."""
     requires: set[str] = set()
@@ -98,7 +103,7 @@ def compile_commands(
         requires |= _require(rest.pop(0))
     if "vacation-seconds" in requires:
         requires.add("vacation")  # RFC 6131 §3: it implies "vacation" (as in Pigeonhole)
-    compiler = _Compiler(frozenset(requires), max_variables)
+    compiler = _Compiler(frozenset(requires), max_variables, regex_limits)
     return frozenset(requires), compiler.block(rest)
 
 
@@ -113,9 +118,12 @@ def _require(command: Command) -> set[str]:
 
 
 class _Compiler:
-    def __init__(self, requires: frozenset[str], max_variables: int) -> None:
+    def __init__(
+        self, requires: frozenset[str], max_variables: int, regex_limits: regex.RegexLimits
+    ) -> None:
         self.requires = requires
         self.max_variables = max_variables
+        self.regex_limits = regex_limits
         #: The names ``set`` gives, folded (RFC 5229 §3: names compare without case).
         self.variables: set[str] = set()
         #: Names used as local variables so far, and those declared ``global`` (RFC 6609
@@ -325,10 +333,11 @@ class _Compiler:
         )
         return Match(kind, comparator, relation, part)
 
-    @staticmethod
-    def check_values(node: Node) -> None:
+    def check_values(self, node: Node) -> None:
         """Checks of argument values the grammar cannot express (values that refer to
         variables are checked when the script runs)."""
+        if node.match.kind == "regex":
+            self.check_patterns(node)
         if node.name == "address":
             for header in node.strings(0):
                 if header.lower() not in ADDRESS_HEADERS and not variables.refers(header):
@@ -362,6 +371,25 @@ class _Compiler:
         index = node.tag_number("index")
         if index is not None and index < 1:
             raise SieveError(node.line, ":index counts from 1 (RFC 5260 §6)")
+
+    def check_patterns(self, node: Node) -> None:
+        """draft-ietf-sieve-regex-01: every constant key is a valid pattern we can run (as
+        Pigeonhole's sievec refuses an invalid one); the keys are the last argument (absent
+        from a deleteheader without value patterns)."""
+        if node.name == "deleteheader" and len(node.args) < 2:
+            return
+        casemap = node.match.comparator == "i;ascii-casemap"
+        expanding = "variables" in self.requires
+        keys = node.strings(len(node.args) - 1)
+        if node.name == "hasflag":  # its keys are flag lists, split as the interpreter does
+            keys = tuple(flag for key in keys for flag in key.split())
+        for key in keys:
+            if expanding and variables.refers(key):
+                continue
+            try:
+                regex.check(key, casemap, self.regex_limits)
+            except regex.RegexError as exc:
+                raise SieveError(node.line, f"invalid regular expression {key!r}: {exc}") from None
 
 
 def sieve_address(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from pillarbox.sieve import regex
 from pillarbox.sieve.match import fold
 from pillarbox.sieve.notify import encode_url
 
@@ -27,6 +28,7 @@ MODIFIERS = {
     "lowerfirst": 30,
     "upperfirst": 30,
     "quotewildcard": 20,
+    "quoteregex": 20,  # draft-ietf-sieve-regex-01
     "encodeurl": 15,  # RFC 5435 §6
     "length": 10,
 }
@@ -86,6 +88,8 @@ def modified(value: str, modifiers: Sequence[str]) -> str:
             value = value[:1].translate(_UPPER) + value[1:]
         elif name == "quotewildcard":
             value = re.sub(r"([*?\\])", r"\\\1", value)
+        elif name == "quoteregex":
+            value = regex.quote(value)
         elif name == "encodeurl":
             value = encode_url(value)
         else:  # length: characters, not octets (§4.1)
