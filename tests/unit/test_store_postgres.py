@@ -118,6 +118,8 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
         await conn.execute(  # the schema as version 23 had it: 24 undone, and those after it
             "ALTER TABLE messages DROP COLUMN thread; DROP TABLE thread_keys; "
             "DROP SEQUENCE thread_ids; ALTER TABLE contacts DROP COLUMN card; "
+            "DROP TABLE contact_books, contact_tombstones; "
+            "ALTER TABLE contacts DROP COLUMN modseq, DROP COLUMN etag; "
             "DROP TABLE calendar_tombstones, calendar_objects, calendars; "
             "DROP TABLE acme_answers; "
             "DELETE FROM schema_version WHERE version >= 24"

@@ -173,6 +173,8 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
         "DROP INDEX messages_thread; ALTER TABLE messages DROP COLUMN thread; "
         "DROP TABLE thread_keys; DELETE FROM meta WHERE key = 'next_thread'; "
         "ALTER TABLE contacts DROP COLUMN card; "
+        "DROP TABLE contact_books; DROP TABLE contact_tombstones; DROP INDEX contacts_modseq; "
+        "ALTER TABLE contacts DROP COLUMN modseq; ALTER TABLE contacts DROP COLUMN etag; "
         "DROP TABLE calendar_tombstones; DROP TABLE calendar_objects; DROP TABLE calendars; "
         "DROP TABLE acme_answers; "
         "DELETE FROM schema_version WHERE version >= 29;"
