@@ -194,9 +194,10 @@ def sync_report(
 ) -> Response:
     """RFC 6578 §3.2: the members changed since the client's token (``changed`` answers one)
     and, for a token, those deleted (``deleted`` is the href of a deleted member's name)."""
-    if not changes.answers(since):
+    if asked.token and not changes.answers(since):
         # §3.7: a token from the future, or older than the oldest change kept (tombstones
-        # pruned): the client must sync in full.
+        # pruned): the client must sync in full (an initial sync, without a token, is always
+        # answered).
         _log.info("sync token refused", scope=scope, token=since, oldest=changes.oldest)
         return xml(INVALID_SYNC_TOKEN, 403)
     if asked.limit is not None and len(changes.changed) + len(changes.deleted) > asked.limit:
