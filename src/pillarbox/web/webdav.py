@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,8 +110,11 @@ def props(*made: Element) -> dict[str, Element]:
     return {e.tag: e for e in made}
 
 
+@functools.lru_cache(maxsize=8)
 def privileges(*names: str) -> Element:
-    """RFC 3744 §5.4 ``current-user-privilege-set``."""
+    """RFC 3744 §5.4 ``current-user-privilege-set``. One element for every resource that
+    answers it (a listing of a thousand members builds it once): elements are only read
+    after they are built, never changed."""
     return element(
         tag(DAV, "current-user-privilege-set"),
         None,
@@ -122,13 +126,15 @@ def href_prop(name: str, href: str) -> Element:
     return element(name, None, element(tag(DAV, "href"), href))
 
 
-def common(address: str) -> list[Element]:
-    """The properties every resource of an account has: whose it is."""
-    return [
+@functools.lru_cache(maxsize=64)
+def common(address: str) -> tuple[Element, ...]:
+    """The properties every resource of an account has: whose it is (built once per
+    account, as :func:`privileges`)."""
+    return (
         href_prop(tag(DAV, "current-user-principal"), principal_href(address)),
         href_prop(tag(DAV, "principal-URL"), principal_href(address)),
         href_prop(tag(DAV, "owner"), principal_href(address)),
-    ]
+    )
 
 
 def collection(*types: Element) -> Element:
