@@ -824,6 +824,16 @@ class CalendarsSection:
         "is stored open-ended, and a time-range query that would expand more (an endless "
         "series asked about far past its start) takes the object as matching unexpanded.",
     )
+    max_description: int = _f(
+        4000,
+        "Characters of a calendar's description (RFC 4791 calendar-description; MKCALENDAR "
+        "and PROPPATCH refuse a longer one, 403).",
+    )
+    max_timezone_bytes: int = _f(
+        64 * 1024,
+        "Bytes of a calendar's time zone (RFC 4791 calendar-timezone, one VTIMEZONE; a longer "
+        "one is refused, 403).",
+    )
     sync_history_days: int = _f(
         90,
         "Days a deleted event's tombstone is kept for CalDAV sync (RFC 6578); the retention "
@@ -1663,7 +1673,13 @@ def _validate_history(section: str, days: int) -> None:
 
 
 def _validate_calendars(section: CalendarsSection) -> None:
-    for key in ("max_per_account", "max_objects", "max_instances"):
+    for key in (
+        "max_per_account",
+        "max_objects",
+        "max_instances",
+        "max_description",
+        "max_timezone_bytes",
+    ):
         if getattr(section, key) < 1:
             raise ConfigError(f"calendars.{key}", "must be at least 1")
     if section.max_object_bytes < 1024:

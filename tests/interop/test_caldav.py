@@ -510,7 +510,13 @@ def test_who_may_reach_what(live: LiveServer, dav: httpx.Client) -> None:
 
 
 def test_calendar_limits(tmp_path: Path) -> None:
-    limits = cfg.CalendarsSection(max_per_account=2, max_objects=2, max_object_bytes=1024)
+    limits = cfg.CalendarsSection(
+        max_per_account=2,
+        max_objects=2,
+        max_object_bytes=1024,
+        max_description=10,
+        max_timezone_bytes=100,
+    )
     config = loopback_config(tmp_path / "data", only=["http"], calendars=limits)
     with LiveServer(config) as live:
         live.add_domain("example.org")
@@ -541,3 +547,26 @@ def test_calendar_limits(tmp_path: Path) -> None:
             assert dav.request("MKCALENDAR", HOME + "second/").status_code == 201
             third = dav.request("MKCALENDAR", HOME + "third/")
             assert third.status_code == 507 and "at most 2 calendars" in third.text
+            # A description or a time zone past its limit: refused (403), the other kept.
+            for prop, value in (
+                ("calendar-description", "x" * 11),
+                ("calendar-timezone", escape(PARIS)),
+            ):
+                patch = dav.request(
+                    "PROPPATCH",
+                    CAL,
+                    content=f"<d:propertyupdate {NS}><d:set><d:prop><c:{prop}>{value}</c:{prop}>"
+                    "</d:prop></d:set></d:propertyupdate>",
+                )
+                assert patch.status_code == 207
+                (refused,) = responses(patch).values()
+                assert refused.findtext(f"{D}propstat/{D}status") == "HTTP/1.1 403 Forbidden"
+            fits = dav.request(
+                "PROPPATCH",
+                CAL,
+                content=f"<d:propertyupdate {NS}><d:set><d:prop>"
+                "<c:calendar-description>ten chars.</c:calendar-description>"
+                "</d:prop></d:set></d:propertyupdate>",
+            )
+            (kept,) = responses(fits).values()
+            assert kept.findtext(f"{D}propstat/{D}status") == "HTTP/1.1 200 OK"

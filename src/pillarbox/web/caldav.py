@@ -50,6 +50,7 @@ from starlette.responses import Response
 
 from pillarbox import caldavxml, davxml, ical
 from pillarbox.blocking import run_blocking
+from pillarbox.config import CalendarsSection
 from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, element, tag
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
 from pillarbox.observability.log import Log
@@ -96,10 +97,6 @@ CALENDAR_TYPE = "text/calendar"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=~-]{0,254}")
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?")
 MAX_DISPLAY_NAME = 200
-#: RFC 4791 §5.2.1 and §5.2.2: the longest description and time zone kept (a VTIMEZONE with
-#: its history of rules runs to a few KiB).
-MAX_DESCRIPTION = 4000
-MAX_TIMEZONE = 64 * 1024
 _COLLECTION_METHODS = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, REPORT, DELETE"
 
 
@@ -452,15 +449,15 @@ _KEPT: dict[str, Callable[[Calendar, str], Calendar]] = {
 }
 
 
-async def _valid(name: str, value: str) -> bool:
+async def _valid(limits: CalendarsSection, name: str, value: str) -> bool:
     """Whether a value given for one of :data:`_KEPT` may be kept."""
     if name == tag(DAV, "displayname"):
         return len(value) <= MAX_DISPLAY_NAME
     if name == tag(APPLE_ICAL, "calendar-color"):
         return not value or COLOR.fullmatch(value) is not None
     if name == tag(CALDAV, "calendar-description"):
-        return len(value) <= MAX_DESCRIPTION
-    if len(value) > MAX_TIMEZONE:
+        return len(value) <= limits.max_description
+    if len(value.encode()) > limits.max_timezone_bytes:
         return False
     try:
         # RFC 4791 §5.2.2: one VTIMEZONE in an iCalendar object; parsed off the event loop.
@@ -471,7 +468,10 @@ async def _valid(name: str, value: str) -> bool:
 
 
 async def _settable(
-    update: caldavxml.PropertyUpdate, calendar: Calendar, extra: frozenset[str]
+    limits: CalendarsSection,
+    update: caldavxml.PropertyUpdate,
+    calendar: Calendar,
+    extra: frozenset[str],
 ) -> tuple[Calendar, list[str], list[str]]:
     """The calendar with the update's properties (:data:`_KEPT`) applied, the properties
     done, and those refused (any other but ``extra``, accepted and dropped; a bad value)."""
@@ -479,7 +479,7 @@ async def _settable(
     for name, prop in update.set.items():
         value = (prop.text or "").strip()
         take = _KEPT.get(name)
-        if take is not None and await _valid(name, value):
+        if take is not None and await _valid(limits, name, value):
             changed = take(changed, value)
         elif name not in extra:
             refused.append(name)
@@ -499,7 +499,8 @@ async def _proppatch(request: Request, account: Account, calendar: Calendar) -> 
     """RFC 4918 §9.2: every instruction done, or none (403 for those refused, 424 for the
     rest)."""
     update = caldavxml.property_update(await read_xml(request), tag(DAV, "propertyupdate"))
-    changed, done, refused = await _settable(update, calendar, frozenset())
+    limits = web(request).services.config.calendars
+    changed, done, refused = await _settable(limits, update, calendar, frozenset())
     href = calendar_href(account.address, calendar.name)
     if refused:
         others = [(403, refused), (424, done)] if done else [(403, refused)]
@@ -528,7 +529,8 @@ async def _mkcalendar(
         c.get("name", "").upper() for c in components.iter(tag(CALDAV, "comp"))
     } <= set(ical.COMPONENTS):
         return xml(_condition("supported-calendar-component"), 403)
-    calendar, _, refused = await _settable(update, Calendar(name=name), _DROPPED)
+    limits = web(request).services.config.calendars
+    calendar, _, refused = await _settable(limits, update, Calendar(name=name), _DROPPED)
     if refused:
         href = calendar_href(account.address, name)
         return xml(davxml.multistatus([Found(href, others=[(403, refused)])]), 403)
