@@ -189,6 +189,56 @@ async def check_backfilled_threads(store: Store) -> None:
     assert new not in {*threads.values(), carols}
 
 
+#: When :func:`store_backfill_dav` wrote.
+DAV_BACKFILLED = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+async def store_backfill_dav(store: Store) -> None:
+    """Contacts and calendar objects whose ETags and sync state a migration's backfill must
+    set (:func:`check_backfilled_dav`): a contact made in the webmail (its ETag is its written
+    card's, REV included), one with a kept card, an event, a deleted event's tombstone."""
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"dana@{DOMAIN}", "h")
+    now = DAV_BACKFILLED
+    await store.save_contacts(
+        account.id,
+        [
+            Contact(uid="web", display_name="Web", emails=("w@example.com",)),
+            Contact(uid="bob", card=_CARD),
+        ],
+        now=now,
+        limit=5,
+    )
+    await store.create_calendar(account.id, Calendar(name="cal"), now=now, limit=5)
+    for name in ("kept.ics", "gone.ics"):
+        obj = CalendarObject(name=name, uid=name, component="VEVENT", data=name.encode() * 50)
+        await store.save_calendar_object(account.id, "cal", obj, now=now, limit=5)
+    await store.delete_calendar_object(account.id, "cal", "gone.ics", now=now)
+
+
+async def check_backfilled_dav(store: Store) -> None:
+    """What :func:`store_backfill_dav` stored, after the backfill: every ETag as a write now
+    computes it, the book's first token, the tombstone kept (dated at the migration, so not
+    pruned by an old cutoff), and writes after it numbered on."""
+    account = await store.get_account(f"dana@{DOMAIN}")
+    assert account is not None
+    web, bob = sorted(await store.list_contacts(account.id), key=lambda c: c.uid, reverse=True)
+    assert web.etag == vcard.etag(web) and bob.etag == data_etag(_CARD.encode())
+    assert [(m.name, m.etag) for m in await store.contact_members(account.id)] == [
+        ("bob", bob.etag),
+        ("web", web.etag),
+    ]
+    book = await store.contact_changes(account.id, 0)
+    assert (sorted(c.uid for c in book.changed), book.token, book.oldest) == (["bob", "web"], 1, 0)
+    (kept,) = await store.calendar_members(account.id, "cal")
+    assert (kept.name, kept.etag, kept.size) == ("kept.ics", data_etag(b"kept.ics" * 50), 400)
+    assert await store.prune_tombstones(calendars_before=DAV_BACKFILLED, contacts_before=None) == 0
+    assert (await store.calendar_changes(account.id, "cal", 2)).deleted == ["gone.ics"]
+    await store.delete_contact(account.id, web.id, now=DAV_BACKFILLED)
+    after = await store.contact_changes(account.id, 1)
+    assert (after.deleted, after.token) == (["web"], 2)
+
+
 def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
     return loop.run_until_complete(coro)
 
