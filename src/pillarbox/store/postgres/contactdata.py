@@ -143,6 +143,8 @@ async def save_contacts(
 
 
 async def delete_contact(conn: Conn, account_id: int, contact_id: int, now: datetime) -> None:
+    # The book's row first, as a save takes it before the contacts' rows: no lock cycle.
+    token = await _next_token(conn, account_id)
     cur = await conn.execute(
         "DELETE FROM contacts WHERE id = %s AND account_id = %s RETURNING uid",
         (contact_id, account_id),
@@ -154,7 +156,7 @@ async def delete_contact(conn: Conn, account_id: int, contact_id: int, now: date
         "INSERT INTO contact_tombstones (account_id, uid, modseq, deleted) "
         "VALUES (%s, %s, %s, %s) ON CONFLICT (account_id, uid) DO UPDATE "
         "SET modseq = excluded.modseq, deleted = excluded.deleted",
-        (account_id, row[0], await _next_token(conn, account_id), now),
+        (account_id, row[0], token, now),
     )
 
 
