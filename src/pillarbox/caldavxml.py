@@ -28,9 +28,11 @@ from pillarbox.davxml import (
     Multiget,
     OtherReport,
     PropFind,
+    SyncCollection,
     TextMatch,
     asked_props,
     parse,
+    sync_collection,
     tag,
     text_match,
 )
@@ -76,15 +78,6 @@ class CompFilter:
 class CalendarQuery:
     props: PropFind
     filter: CompFilter
-
-
-@dataclass(frozen=True, slots=True)
-class SyncCollection:
-    """RFC 6578 §6.1: the token the client last had ("" for an initial sync)."""
-
-    props: PropFind
-    token: str
-    limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +138,6 @@ def _comp_filter(element: Element) -> CompFilter:
     )
 
 
-def _limit(element: Element | None) -> int | None:
-    if element is None:
-        return None
-    text = (element.text or "").strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 9:
-        raise BadRequestBody("nresults must be a number")
-    return int(text)
-
-
 def report(body: bytes) -> Multiget | CalendarQuery | SyncCollection | OtherReport:
     """A REPORT on a calendar."""
     root = parse(body)
@@ -167,9 +151,7 @@ def report(body: bytes) -> Multiget | CalendarQuery | SyncCollection | OtherRepo
             raise BadRequestBody("calendar-query needs one VCALENDAR comp-filter")
         return CalendarQuery(asked_props(root), _comp_filter(top[0]))
     if root.tag == tag(DAV, "sync-collection"):
-        token = (root.findtext(tag(DAV, "sync-token")) or "").strip()
-        nresults = root.find(f"{tag(DAV, 'limit')}/{tag(DAV, 'nresults')}")
-        return SyncCollection(asked_props(root), token, _limit(nresults))
+        return sync_collection(root)
     return OtherReport(root.tag)
 
 

@@ -808,6 +808,11 @@ class ContactsSection:
         "as it streams in is bounded by `[web] max_upload_bytes`. Also the largest card a "
         "CardDAV client may PUT (then within `[web] max_form_bytes` as well).",
     )
+    sync_history_days: int = _f(
+        90,
+        "Days a deleted contact's tombstone is kept for CardDAV sync (RFC 6578); the retention "
+        "job removes older ones, and a client whose last sync is older syncs in full; 0: kept.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -828,6 +833,21 @@ class CalendarsSection:
         "Instances of a recurring event expanded for one object: a finite series with more "
         "is stored open-ended, and a time-range query that would expand more (an endless "
         "series asked about far past its start) takes the object as matching unexpanded.",
+    )
+    max_description: int = _f(
+        4000,
+        "Characters of a calendar's description (RFC 4791 calendar-description; MKCALENDAR "
+        "and PROPPATCH refuse a longer one, 403).",
+    )
+    max_timezone_bytes: int = _f(
+        64 * 1024,
+        "Bytes of a calendar's time zone (RFC 4791 calendar-timezone, one VTIMEZONE; a longer "
+        "one is refused, 403).",
+    )
+    sync_history_days: int = _f(
+        90,
+        "Days a deleted event's tombstone is kept for CalDAV sync (RFC 6578); the retention "
+        "job removes older ones, and a client whose last sync is older syncs in full; 0: kept.",
     )
 
 
@@ -1655,14 +1675,30 @@ def _validate_contacts(section: ContactsSection) -> None:
             raise ConfigError(f"contacts.{key}", "must be at least 1")
     if section.max_import_bytes < 1024:
         raise ConfigError("contacts.max_import_bytes", "must be at least 1024 bytes")
+    _validate_history("contacts", section.sync_history_days)
+
+
+def _validate_history(section: str, days: int) -> None:
+    """A ``sync_history_days``: 0 (kept) to what date arithmetic handles."""
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise ConfigError(
+            f"{section}.sync_history_days", f"must be 0–{MAX_RETENTION_DAYS}, got {days}"
+        )
 
 
 def _validate_calendars(section: CalendarsSection) -> None:
-    for key in ("max_per_account", "max_objects", "max_instances"):
+    for key in (
+        "max_per_account",
+        "max_objects",
+        "max_instances",
+        "max_description",
+        "max_timezone_bytes",
+    ):
         if getattr(section, key) < 1:
             raise ConfigError(f"calendars.{key}", "must be at least 1")
     if section.max_object_bytes < 1024:
         raise ConfigError("calendars.max_object_bytes", "must be at least 1024 bytes")
+    _validate_history("calendars", section.sync_history_days)
 
 
 # -- writing and documenting -----------------------------------------------------------------

@@ -12,7 +12,8 @@ Implementation notes:
 - **What is read**: PROPFIND (``prop``, ``allprop``, ``propname``; an empty body is
   ``allprop``, RFC 4918 §9.1), REPORT ``addressbook-multiget`` (RFC 6352 §8.7: the requested
   properties and hrefs) and ``addressbook-query`` (§8.6: ``prop-filter`` with ``text-match``
-  or ``is-not-defined``, ``anyof``/``allof``, ``limit``); any other REPORT is named so the
+  or ``is-not-defined``, ``anyof``/``allof``, ``limit``), ``sync-collection`` (RFC 6578 §3.2,
+  on a calendar or the address book: token, limit); any other REPORT is named so the
   caller can refuse it (RFC 4918 §9.x / RFC 3253 §3.6: ``supported-report``).
 - **Matching** (:func:`matches`) reads a stored :class:`Contact`, the only properties the store
   keeps: FN, EMAIL, TEL, ORG, NOTE, UID. Collations (RFC 4790): ``i;octet`` compares as is,
@@ -102,6 +103,15 @@ class Query:
     props: PropFind
     filters: tuple[PropFilter, ...] = ()
     anyof: bool = True  # RFC 6352 §10.5: the filter's test, "anyof" by default
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCollection:
+    """RFC 6578 §6.1: the token the client last had ("" for an initial sync)."""
+
+    props: PropFind
+    token: str
     limit: int | None = None
 
 
@@ -198,11 +208,30 @@ def _prop_filter(element: Element) -> PropFilter:
     )
 
 
-def report(body: bytes) -> Multiget | Query | OtherReport:
+def nresults(element: Element | None) -> int | None:
+    """A ``limit``'s ``nresults`` (RFC 6352 §10.6, RFC 5323 §5.17), None when not given."""
+    if element is None:
+        return None
+    text = (element.text or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise BadRequestBody("nresults must be a number")
+    return int(text)
+
+
+def sync_collection(root: Element) -> SyncCollection:
+    """RFC 6578 §6.1: a ``sync-collection`` REPORT's token, properties and limit."""
+    token = (root.findtext(tag(DAV, "sync-token")) or "").strip()
+    limit = nresults(root.find(f"{tag(DAV, 'limit')}/{tag(DAV, 'nresults')}"))
+    return SyncCollection(asked_props(root), token, limit)
+
+
+def report(body: bytes) -> Multiget | Query | SyncCollection | OtherReport:
     root = parse(body)
     if root.tag == tag(CARDDAV, "addressbook-multiget"):
         hrefs = tuple((h.text or "").strip() for h in root.findall(tag(DAV, "href")))
         return Multiget(asked_props(root), hrefs)
+    if root.tag == tag(DAV, "sync-collection"):
+        return sync_collection(root)
     if root.tag != tag(CARDDAV, "addressbook-query"):
         return OtherReport(root.tag)
     filter_element = root.find(tag(CARDDAV, "filter"))
@@ -213,13 +242,7 @@ def report(body: bytes) -> Multiget | Query | OtherReport:
             _prop_filter(f) for f in filter_element.findall(tag(CARDDAV, "prop-filter"))
         )
         anyof = filter_element.get("test", "anyof") != "allof"
-    limit = None
-    nresults = root.find(f"{tag(CARDDAV, 'limit')}/{tag(CARDDAV, 'nresults')}")
-    if nresults is not None:
-        text = (nresults.text or "").strip()
-        if not text.isascii() or not text.isdigit() or len(text) > 9:
-            raise BadRequestBody("nresults must be a number")
-        limit = int(text)
+    limit = nresults(root.find(f"{tag(CARDDAV, 'limit')}/{tag(CARDDAV, 'nresults')}"))
     return Query(asked_props(root), filters, anyof, limit)
 
 

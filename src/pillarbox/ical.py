@@ -18,7 +18,7 @@ Implementation notes:
   ``max_instances`` instances, a to-do without dates). The store narrows a time-range query
   by them; :func:`matches` then decides exactly.
 - **Floating times** in a time-range test are read as UTC (RFC 4791 §9.9 lets the
-  ``calendar-timezone`` decide; Pillarbox stores none).
+  ``calendar-timezone`` decide; it is kept and served, not yet used here).
 """
 
 from __future__ import annotations
@@ -93,6 +93,14 @@ def _calendar(data: bytes) -> icalendar.Calendar:
     if calendar.get("VERSION") != "2.0":
         raise InvalidObject("valid-calendar-data", "VERSION:2.0 is required (RFC 5545 §3.7.4)")
     return calendar
+
+
+def check_timezone(data: bytes) -> None:
+    """RFC 4791 §5.2.2: a ``calendar-timezone`` is an iCalendar object holding exactly one
+    VTIMEZONE (and nothing else); :class:`InvalidObject` otherwise."""
+    calendar = _calendar(data)
+    if [c.name for c in calendar.subcomponents] != ["VTIMEZONE"]:
+        raise InvalidObject("valid-calendar-data", "expected one VTIMEZONE")
 
 
 def read_object(data: bytes, max_instances: int) -> ObjectInfo:

@@ -1,5 +1,7 @@
 """The retention job: mail kept in Junk and Trash longer than ``[retention]`` allows is
-expunged (Dovecot's ``autoexpunge``, Stalwart's trash and junk retention). docs/retention.md.
+expunged (Dovecot's ``autoexpunge``, Stalwart's trash and junk retention), and the tombstones
+of deleted calendar objects and contacts older than ``[calendars]`` and ``[contacts]
+sync_history_days`` are pruned (:func:`prune_sync_history`). docs/retention.md.
 
 Implementation notes:
 
@@ -15,6 +17,9 @@ Implementation notes:
   NOTIFY, QRESYNC's VANISHED) and the webmail see an expunge like any other, the quota
   usage drops and blobs no other mailbox holds are freed. A message whose ``\\Deleted`` a
   client took back between the two writes stays (it is found again next run).
+- **Sync history** (RFC 6578): a tombstone tells a syncing client what was deleted since its
+  token; once pruned, the store refuses tokens older than the last pruned change (§3.7
+  ``valid-sync-token``) and the client syncs in full, so nothing deleted is missed.
 - **Time is an argument** (:func:`expunge_old`'s ``now``); the server's task runs it every
   ``interval`` seconds with the clock. Every node of a cluster runs it: the work is
   idempotent (what one node expunged the other no longer finds), only the reads repeat.
@@ -25,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pillarbox.config import RetentionSection
+from pillarbox.config import Config, RetentionSection
 from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import Metrics
@@ -73,7 +78,7 @@ def checked_days(section: RetentionSection, days: int | None, what: str) -> int 
 
 
 def cutoff(now: datetime, days: int) -> datetime | None:
-    """Messages saved before this are expunged; None when ``days`` keeps them."""
+    """What was saved (or deleted) before this goes; None when ``days`` keeps it."""
     return now - timedelta(days=days) if days > 0 else None
 
 
@@ -137,14 +142,30 @@ async def _expunge_account(
     return removed
 
 
+async def prune_sync_history(store: Store, config: Config, now: datetime) -> int:
+    """Remove the calendar and contact tombstones older than their ``sync_history_days`` (0
+    keeps them); how many went."""
+    return await store.prune_tombstones(
+        calendars_before=cutoff(now, config.calendars.sync_history_days),
+        contacts_before=cutoff(now, config.contacts.sync_history_days),
+    )
+
+
 async def run(services: Services) -> None:
-    """The background task: :func:`expunge_old` every ``[retention] interval`` seconds."""
+    """The background task: :func:`expunge_old` and :func:`prune_sync_history` every
+    ``[retention] interval`` seconds."""
     section = services.config.retention
 
     async def once(boundary: int) -> None:
-        result = await expunge_old(
-            services.store, section, datetime.now(UTC), metrics=services.metrics
+        now = datetime.now(UTC)
+        result = await expunge_old(services.store, section, now, metrics=services.metrics)
+        pruned = await prune_sync_history(services.store, services.config, now)
+        _log.info(
+            "retention run",
+            expunged=result.total,
+            accounts=result.accounts,
+            tombstones=pruned,
+            **result.counts,
         )
-        _log.info("retention run", expunged=result.total, accounts=result.accounts, **result.counts)
 
     await run_periodically(services, section.interval, once, _log)

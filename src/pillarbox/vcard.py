@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC
 
-from pillarbox.store.types import Contact
+from pillarbox.store.types import Contact, data_etag
 
 #: RFC 6350 §3.2: "Lines of text SHOULD NOT be longer than 75 octets, excluding the line break."
 MAX_LINE_OCTETS = 75
@@ -312,6 +312,14 @@ def format_card(contact: Contact, version: str = "4.0") -> str:
         lines.append(f"REV:{contact.updated.astimezone(UTC):%Y%m%dT%H%M%SZ}")
     lines.append("END:VCARD")
     return "".join(fold(line) for line in lines)
+
+
+def etag(contact: Contact) -> str:
+    """A contact's strong ETag (RFC 9110 §8.8.3), new on every change: the digest of exactly
+    what CardDAV serves, the kept card; for a contact without one, of its vCard 4.0 form (one
+    ETag for both versions, so that a client asking 4.0 sees the ETag a PROPFIND lists). The
+    store computes it on every write and keeps it beside the contact."""
+    return data_etag((contact.card if contact.card is not None else format_card(contact)).encode())
 
 
 def format_cards(contacts: list[Contact]) -> str:

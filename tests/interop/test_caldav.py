@@ -7,8 +7,10 @@ time-range over recurrences), sync-collection, limits, and who may reach what.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.etree.ElementTree import Element, fromstring
+from xml.sax.saxutils import escape
 
 import httpx
 import pytest
@@ -32,6 +34,13 @@ NS = (
     'xmlns:cs="http://calendarserver.org/ns/" xmlns:ical="http://apple.com/ns/ical/"'
 )
 ICS = {"content-type": "text/calendar; charset=utf-8"}
+#: RFC 4791 §5.2.2's example of a calendar-timezone: one VTIMEZONE in a VCALENDAR.
+PARIS = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Example//EN\r\nBEGIN:VTIMEZONE\r\n"
+    "TZID:Europe/Paris\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n"
+    "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\n"
+    "END:STANDARD\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n"
+)
 
 
 @pytest.fixture
@@ -212,10 +221,20 @@ def test_calendars_made_changed_and_removed(dav: httpx.Client) -> None:
     assert error_of(refused) == [f"{C}supported-calendar-component"]
     nested = dav.request("MKCALENDAR", work + "inner", content="")
     assert nested.status_code == 403 and error_of(nested) == [f"{C}calendar-collection-location-ok"]
-    listed = responses(propfind(dav, HOME, "<d:displayname/><ical:calendar-color/>", "1"))
+    listed = responses(
+        propfind(
+            dav,
+            HOME,
+            "<d:displayname/><ical:calendar-color/><c:calendar-description/><c:calendar-timezone/>",
+            "1",
+        )
+    )
     assert list(listed) == [HOME, CAL, work]
     assert text_of(listed[work], f"{D}displayname") == "Work"
     assert text_of(listed[work], f"{ICAL}calendar-color") == "#3366ccff"
+    # RFC 4791 §5.2.1: the description given to MKCALENDAR is kept; no time zone was given.
+    assert text_of(listed[work], f"{C}calendar-description") == "Office hours"
+    assert found(listed[work], f"{C}calendar-timezone") is None
 
     def proppatch(inner: str) -> httpx.Response:
         return dav.request(
@@ -251,6 +270,43 @@ def test_calendars_made_changed_and_removed(dav: httpx.Client) -> None:
     responses(proppatch("<d:remove><d:prop><ical:calendar-color/></d:prop></d:remove>"))
     listed = responses(propfind(dav, work, "<ical:calendar-color/>"))
     assert found(listed[work], f"{ICAL}calendar-color") is None
+    # RFC 4791 §5.2.2: a time zone is one VTIMEZONE in an iCalendar object, kept as the XML
+    # carries it (raw CRLFs read as LF, XML 1.0 §2.11) and answered by PROPFIND; anything else
+    # is refused (403).
+    described = responses(
+        proppatch(
+            "<d:set><d:prop><c:calendar-description>Team &amp; clients</c:calendar-description>"
+            f"<c:calendar-timezone>{escape(PARIS)}</c:calendar-timezone></d:prop></d:set>"
+        )
+    )[work]
+    assert [p.findtext(f"{D}status") for p in described.findall(f"{D}propstat")] == [
+        "HTTP/1.1 200 OK"
+    ]
+    listed = responses(propfind(dav, work, "<c:calendar-description/><c:calendar-timezone/>"))
+    assert text_of(listed[work], f"{C}calendar-description") == "Team & clients"
+    assert text_of(listed[work], f"{C}calendar-timezone") == PARIS.strip().replace("\r\n", "\n")
+    for bad in (event("x", "20250101T100000Z"), "not iCalendar", PARIS.replace("VTIMEZONE", "X")):
+        refused = responses(
+            proppatch(
+                "<d:set><d:prop><c:calendar-timezone>"
+                f"{escape(bad)}</c:calendar-timezone></d:prop></d:set>"
+            )
+        )[work]
+        assert refused.findtext(f"{D}propstat/{D}status") == "HTTP/1.1 403 Forbidden", bad
+    zoned = body.replace(
+        "</d:prop>", f"<c:calendar-timezone>{escape(PARIS)}</c:calendar-timezone></d:prop>"
+    )
+    assert dav.request("MKCALENDAR", HOME + "zoned/", content=zoned).status_code == 201
+    listed = responses(propfind(dav, HOME + "zoned/", "<c:calendar-timezone/>"))
+    assert text_of(listed[HOME + "zoned/"], f"{C}calendar-timezone") == PARIS.strip().replace(
+        "\r\n", "\n"
+    )
+    bad_zone = body.replace("</d:prop>", "<c:calendar-timezone>x</c:calendar-timezone></d:prop>")
+    assert dav.request("MKCALENDAR", HOME + "badzone/", content=bad_zone).status_code == 403
+    assert dav.delete(HOME + "zoned/").status_code == 204
+    responses(proppatch("<d:remove><d:prop><c:calendar-description/></d:prop></d:remove>"))
+    listed = responses(propfind(dav, work, "<c:calendar-description/>"))
+    assert found(listed[work], f"{C}calendar-description") is None
 
     assert dav.put(work + "e.ics", content=event("e", "20250101T100000Z")).status_code == 201
     assert dav.delete(work).status_code == 204
@@ -364,7 +420,7 @@ def test_multiget_and_query_with_recurrences(dav: httpx.Client) -> None:
     assert other.status_code == 403 and error_of(other) == [f"{D}supported-report"]
 
 
-def test_sync_collection_reports_changes_and_deletions(dav: httpx.Client) -> None:
+def test_sync_collection_reports_changes_and_deletions(dav: httpx.Client, live: LiveServer) -> None:
     def sync(token: str) -> tuple[dict[str, Element], str]:
         body = (
             f"<d:sync-collection {NS}><d:sync-token>{token}</d:sync-token>"
@@ -397,6 +453,33 @@ def test_sync_collection_reports_changes_and_deletions(dav: httpx.Client) -> Non
             "<d:sync-level>1</d:sync-level><d:prop/></d:sync-collection>",
         )
         assert refused.status_code == 403 and error_of(refused) == [f"{D}valid-sync-token"]
+    # The tombstone of b.ics pruned (the retention job, past [calendars] sync_history_days):
+    # the token from before its deletion is refused, so the client syncs in full (§3.7).
+    later = datetime.now(UTC) + timedelta(days=1)
+    live.with_store(lambda s: s.prune_tombstones(calendars_before=later, contacts_before=None))
+    stale = report(
+        dav,
+        CAL,
+        f"<d:sync-collection {NS}><d:sync-token>{token}</d:sync-token>"
+        "<d:sync-level>1</d:sync-level><d:prop/></d:sync-collection>",
+    )
+    assert stale.status_code == 403 and error_of(stale) == [f"{D}valid-sync-token"]
+    assert sync(newer)[0] == {}  # a token after the pruned change still works
+    full, _ = sync("")
+    assert sorted(full) == [CAL + "a.ics", CAL + "c.ics"]
+
+
+def test_a_listing_answers_the_stored_etags_and_sizes(dav: httpx.Client) -> None:
+    """A Depth-1 PROPFIND answers each object's ETag and size from beside it (no bytes read),
+    the same as GET gives."""
+    for uid in ("a", "b"):
+        put = dav.put(CAL + f"{uid}.ics", content=event(uid, "20250101T100000Z"), headers=ICS)
+        assert put.status_code == 201
+    listed = responses(propfind(dav, CAL, "<d:getetag/><d:getcontentlength/>", "1"))
+    for uid in ("a", "b"):
+        got = dav.get(CAL + f"{uid}.ics")
+        assert text_of(listed[CAL + f"{uid}.ics"], f"{D}getetag") == got.headers["etag"]
+        assert text_of(listed[CAL + f"{uid}.ics"], f"{D}getcontentlength") == str(len(got.content))
 
 
 def test_who_may_reach_what(live: LiveServer, dav: httpx.Client) -> None:
@@ -427,7 +510,13 @@ def test_who_may_reach_what(live: LiveServer, dav: httpx.Client) -> None:
 
 
 def test_calendar_limits(tmp_path: Path) -> None:
-    limits = cfg.CalendarsSection(max_per_account=2, max_objects=2, max_object_bytes=1024)
+    limits = cfg.CalendarsSection(
+        max_per_account=2,
+        max_objects=2,
+        max_object_bytes=1024,
+        max_description=10,
+        max_timezone_bytes=100,
+    )
     config = loopback_config(tmp_path / "data", only=["http"], calendars=limits)
     with LiveServer(config) as live:
         live.add_domain("example.org")
@@ -458,3 +547,26 @@ def test_calendar_limits(tmp_path: Path) -> None:
             assert dav.request("MKCALENDAR", HOME + "second/").status_code == 201
             third = dav.request("MKCALENDAR", HOME + "third/")
             assert third.status_code == 507 and "at most 2 calendars" in third.text
+            # A description or a time zone past its limit: refused (403), the other kept.
+            for prop, value in (
+                ("calendar-description", "x" * 11),
+                ("calendar-timezone", escape(PARIS)),
+            ):
+                patch = dav.request(
+                    "PROPPATCH",
+                    CAL,
+                    content=f"<d:propertyupdate {NS}><d:set><d:prop><c:{prop}>{value}</c:{prop}>"
+                    "</d:prop></d:set></d:propertyupdate>",
+                )
+                assert patch.status_code == 207
+                (refused,) = responses(patch).values()
+                assert refused.findtext(f"{D}propstat/{D}status") == "HTTP/1.1 403 Forbidden"
+            fits = dav.request(
+                "PROPPATCH",
+                CAL,
+                content=f"<d:propertyupdate {NS}><d:set><d:prop>"
+                "<c:calendar-description>ten chars.</c:calendar-description>"
+                "</d:prop></d:set></d:propertyupdate>",
+            )
+            (kept,) = responses(fits).values()
+            assert kept.findtext(f"{D}propstat/{D}status") == "HTTP/1.1 200 OK"

@@ -81,9 +81,8 @@ def test_discovery_from_the_well_known_url_to_the_address_book(dav: httpx.Client
     kinds = found(book, f"{D}resourcetype")
     assert kinds is not None and [k.tag for k in kinds] == [f"{D}collection", f"{C}addressbook"]
     assert text_of(book, f"{D}displayname") == "Contacts"
-    # No sync-collection: the token is reported missing, not advertised.
-    missing = [p for p in book.findall(f"{D}propstat") if "404" in p.findtext(f"{D}status", "")]
-    assert [e.tag for e in missing[0].iterfind(f"{D}prop/*")] == [f"{D}sync-token"]
+    # RFC 6578 §4: the book's sync token (account and change counter; no change yet).
+    assert re.fullmatch(r"urn:x-pillarbox:sync:contacts\.\d+-0", text_of(book, f"{D}sync-token"))
     options = dav.options(BOOK)
     assert options.headers["dav"] == "1, 3, addressbook, calendar-access"
     assert "REPORT" in options.headers["allow"]
@@ -105,7 +104,7 @@ def test_book_properties_clients_ask_for(dav: httpx.Client) -> None:
         )
     )[BOOK]
     ctag = found(book, f"{CS}getctag")
-    assert ctag is not None and re.fullmatch(r'"[0-9a-f]{32}"', ctag.text or "")
+    assert ctag is not None and re.fullmatch(r'"\d+-0"', ctag.text or "")
     types = found(book, f"{C}supported-address-data")
     assert types is not None
     assert [t.get("version") for t in types] == ["3.0", "4.0"]
@@ -117,6 +116,7 @@ def test_book_properties_clients_ask_for(dav: httpx.Client) -> None:
     assert [r[0][0].tag for r in reports] == [
         f"{C}addressbook-multiget",
         f"{C}addressbook-query",
+        f"{D}sync-collection",
     ]
     assert text_of(book, f"{C}max-resource-size") == str(1024 * 1024)
 
@@ -271,13 +271,9 @@ def test_bad_cards_and_bad_xml(dav: httpx.Client) -> None:
     ):
         malformed = dav.request("PROPFIND", BOOK, content=body, headers={"depth": "0"})
         assert malformed.status_code == 400, body
-    sync = dav.request(
-        "REPORT",
-        BOOK,
-        content=b'<d:sync-collection xmlns:d="DAV:"><d:sync-token/></d:sync-collection>',
-    )
-    assert sync.status_code == 403
-    assert fromstring(sync.content).find(f"{D}supported-report") is not None
+    other = dav.request("REPORT", BOOK, content=b'<d:expand-property xmlns:d="DAV:"/>')
+    assert other.status_code == 403
+    assert fromstring(other.content).find(f"{D}supported-report") is not None
 
 
 def test_multiget_and_query(dav: httpx.Client) -> None:

@@ -206,7 +206,12 @@ async def _populate(store: Store) -> None:
             now=WHEN,
             limit=10,
         )
-    await store.delete_calendar_object(account.id, "work", "gone.ics")
+    await store.delete_calendar_object(account.id, "work", "gone.ics", now=WHEN)
+    (dropped,) = await store.save_contacts(
+        account.id, [Contact(uid="dropped", display_name="Gone")], now=when, limit=10
+    )
+    await store.delete_contact(account.id, dropped.id, now=when)
+    await store.prune_tombstones(calendars_before=None, contacts_before=when + timedelta(1))
     await store.save_contacts(
         account.id,
         [
@@ -299,6 +304,8 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "calendars": await store.list_calendars(account.id),
         "calendar_changes": await store.calendar_changes(account.id, "work", 0),
         "tombstones": await store.calendar_changes(account.id, "work", 2),
+        "contact_changes": await store.contact_changes(account.id, 0),
+        "contact_members": await store.contact_members(account.id),
         "token": await store.find_token(TokenKind.APP_PASSWORD, "ab" * 32),
         "totp": await store.get_totp(account.id),
         "sieve": await store.list_sieve_scripts(account.id),
@@ -369,6 +376,10 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     (kept,) = before["calendar_changes"].changed
     assert (kept.name, kept.ends) == ("a.ics", WHEN + timedelta(hours=1))
     assert before["tombstones"].deleted == ["gone.ics"]
+    # The address book keeps its counter, its pruned history and each card's stored ETag.
+    book = before["contact_changes"]
+    assert (book.token, book.oldest, [c.uid for c in book.changed]) == (3, 2, ["urn:uuid:c1"])
+    assert [m.etag for m in before["contact_members"]] == [book.changed[0].etag]
     # The identity ids continue after the copied ones.
     first = before["identities"][0]
     added = asyncio.run(

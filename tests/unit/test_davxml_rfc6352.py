@@ -19,6 +19,7 @@ from pillarbox.davxml import (
     PropFilter,
     PropFind,
     Query,
+    SyncCollection,
     TextMatch,
     element,
     tag,
@@ -111,8 +112,15 @@ def test_report_bodies() -> None:
         anyof=False,
         limit=5,
     )
-    sync = b"<d:sync-collection xmlns:d='DAV:'/>"
-    assert davxml.report(sync) == OtherReport("{DAV:}sync-collection")
+    # RFC 6578 §6.1 on the address book too.
+    sync = (
+        b"<d:sync-collection xmlns:d='DAV:'><d:sync-token>urn:x</d:sync-token>"
+        b"<d:limit><d:nresults>7</d:nresults></d:limit><d:prop><d:getetag/></d:prop>"
+        b"</d:sync-collection>"
+    )
+    assert davxml.report(sync) == SyncCollection(PropFind(names=("{DAV:}getetag",)), "urn:x", 7)
+    other = b"<d:expand-property xmlns:d='DAV:'/>"
+    assert davxml.report(other) == OtherReport("{DAV:}expand-property")
     for bad, reason in (
         (b'<c:text-match collation="i;klingon">x</c:text-match>', "unsupported collation"),
         (b'<c:text-match match-type="regex">x</c:text-match>', "unsupported match-type"),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pillarbox import caldavxml, ical
+from pillarbox import caldavxml, davxml, ical
 from pillarbox.caldavxml import CompFilter, PropFilter, TimeRange
 from pillarbox.davxml import BadRequestBody, Multiget, OtherReport, TextMatch
 from pillarbox.testing.icalendars import WEEKLY, event
@@ -217,7 +217,7 @@ def test_reports_read() -> None:
         f"<d:sync-collection {NS}><d:sync-token>t</d:sync-token><d:limit><d:nresults>5"
         "</d:nresults></d:limit><d:prop><d:getetag/></d:prop></d:sync-collection>".encode()
     )
-    assert sync == caldavxml.SyncCollection(sync.props, "t", 5)  # type: ignore[union-attr]
+    assert sync == davxml.SyncCollection(sync.props, "t", 5)  # type: ignore[union-attr]
     assert isinstance(caldavxml.report(f"<c:free-busy-query {NS}/>".encode()), OtherReport)
 
 

@@ -11,12 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from pillarbox.config import RetentionSection
-from pillarbox.errors import NotFound
+from pillarbox.config import RetentionSection, from_mapping
+from pillarbox.errors import ConfigError, NotFound
 from pillarbox.observability.metrics import Metrics
-from pillarbox.retention import cutoff, expunge_old, retention_days
+from pillarbox.retention import cutoff, expunge_old, prune_sync_history, retention_days
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import INBOX, AccountSettings, SpecialUse
+from pillarbox.store.types import (
+    INBOX,
+    AccountSettings,
+    Calendar,
+    CalendarObject,
+    Contact,
+    SpecialUse,
+)
 from pillarbox.testing.store_contract import DOMAIN, make_message
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -127,3 +134,38 @@ async def test_nothing_configured_expunges_nothing(store: SqliteStore, clock: Cl
     result = await expunge_old(store, RetentionSection(), NOW)
     assert result.total == 0
     assert len(await store.list_messages(junk.id)) == 1
+
+
+async def test_sync_history_pruned_by_each_kinds_days(store: SqliteStore) -> None:
+    """Tombstones older than ``sync_history_days`` go, each kind by its own section (0 keeps
+    them); a collection that lost one refuses older tokens (RFC 6578 §3.7)."""
+    alice = await store.add_account(f"alice@{DOMAIN}", "h")
+    await store.create_calendar(alice.id, Calendar(name="cal"), now=NOW, limit=5)
+    for name, age in (("old.ics", 40), ("new.ics", 5)):
+        obj = CalendarObject(name=name, uid=name, component="VEVENT", data=b"x")
+        await store.save_calendar_object(alice.id, "cal", obj, now=NOW, limit=5)
+        await store.delete_calendar_object(alice.id, "cal", name, now=NOW - timedelta(days=age))
+    old, young = await store.save_contacts(
+        alice.id, [Contact(uid="old"), Contact(uid="young")], now=NOW, limit=5
+    )
+    await store.delete_contact(alice.id, old.id, now=NOW - timedelta(days=400))
+    await store.delete_contact(alice.id, young.id, now=NOW - timedelta(days=40))
+    config = from_mapping({"calendars": {"sync_history_days": 30}, "contacts": {}})
+    assert config.contacts.sync_history_days == 90  # the default
+
+    assert await prune_sync_history(store, config, NOW) == 2  # old.ics, and the contact "old"
+    calendar = await store.calendar_changes(alice.id, "cal", 0)
+    assert (calendar.oldest, calendar.answers(2)) == (3, False)  # saved 2, deleted 3
+    assert (await store.calendar_changes(alice.id, "cal", 3)).deleted == ["new.ics"]
+    book = await store.contact_changes(alice.id, 1)
+    assert (book.oldest, book.deleted) == (2, ["young"])
+    # 0 keeps every tombstone.
+    keep = from_mapping(
+        {"calendars": {"sync_history_days": 0}, "contacts": {"sync_history_days": 0}}
+    )
+    assert await prune_sync_history(store, keep, NOW + timedelta(days=900)) == 0
+
+
+def test_sync_history_days_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"contacts\.sync_history_days"):
+        from_mapping({"contacts": {"sync_history_days": -1}})

@@ -49,8 +49,10 @@ from pillarbox.testing.store_contract import (
     DOMAIN,
     StoreContract,
     StoreFactory,
+    check_backfilled_dav,
     check_backfilled_threads,
     make_message,
+    store_backfill_dav,
     store_backfill_mail,
     store_state_machine,
 )
@@ -118,6 +120,8 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
         await conn.execute(  # the schema as version 23 had it: 24 undone, and those after it
             "ALTER TABLE messages DROP COLUMN thread; DROP TABLE thread_keys; "
             "DROP SEQUENCE thread_ids; ALTER TABLE contacts DROP COLUMN card; "
+            "DROP TABLE contact_books, contact_tombstones; "
+            "ALTER TABLE contacts DROP COLUMN modseq, DROP COLUMN etag; "
             "DROP TABLE calendar_tombstones, calendar_objects, calendars; "
             "DROP TABLE acme_answers; "
             "DELETE FROM schema_version WHERE version >= 24"
@@ -126,6 +130,30 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
     await upgraded.open()
     try:
         await check_backfilled_threads(upgraded)
+    finally:
+        await upgraded.close()
+
+
+async def test_dav_etags_and_sync_state_are_backfilled_by_migration_29(migrated_url: str) -> None:
+    """Contacts and calendar objects stored before migration 29 get their ETags (as a write
+    computes them) and the address book its first sync token."""
+    store = PostgresStore(migrated_url)
+    await store.open()
+    await store_backfill_dav(store)
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        await conn.execute(  # the schema as version 28 had it
+            "DROP TABLE contact_books, contact_tombstones; "
+            "ALTER TABLE contacts DROP COLUMN modseq, DROP COLUMN etag; "
+            "ALTER TABLE calendars DROP COLUMN description, DROP COLUMN timezone, "
+            "DROP COLUMN oldest_token; ALTER TABLE calendar_objects DROP COLUMN etag; "
+            "ALTER TABLE calendar_tombstones DROP COLUMN deleted; "
+            "DELETE FROM schema_version WHERE version >= 29"
+        )
+    upgraded = PostgresStore(migrated_url)
+    await upgraded.open()
+    try:
+        await check_backfilled_dav(upgraded)
     finally:
         await upgraded.close()
 

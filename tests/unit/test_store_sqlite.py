@@ -23,8 +23,10 @@ from pillarbox.testing.store_contract import (
     DOMAIN,
     StoreContract,
     StoreFactory,
+    check_backfilled_dav,
     check_backfilled_threads,
     make_message,
+    store_backfill_dav,
     store_backfill_mail,
 )
 
@@ -173,6 +175,8 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
         "DROP INDEX messages_thread; ALTER TABLE messages DROP COLUMN thread; "
         "DROP TABLE thread_keys; DELETE FROM meta WHERE key = 'next_thread'; "
         "ALTER TABLE contacts DROP COLUMN card; "
+        "DROP TABLE contact_books; DROP TABLE contact_tombstones; DROP INDEX contacts_modseq; "
+        "ALTER TABLE contacts DROP COLUMN modseq; ALTER TABLE contacts DROP COLUMN etag; "
         "DROP TABLE calendar_tombstones; DROP TABLE calendar_objects; DROP TABLE calendars; "
         "DROP TABLE acme_answers; "
         "DELETE FROM schema_version WHERE version >= 29;"
@@ -182,6 +186,35 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
     await upgraded.open()
     try:
         await check_backfilled_threads(upgraded)
+    finally:
+        await upgraded.close()
+
+
+async def test_dav_etags_and_sync_state_are_backfilled_by_migration_34(tmp_path: Path) -> None:
+    """Contacts and calendar objects stored before migration 34 get their ETags (as a write
+    computes them) and the address book its first sync token."""
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store_backfill_dav(store)
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(  # the schema as version 33 had it
+        "DROP TABLE contact_books; DROP TABLE contact_tombstones; DROP INDEX contacts_modseq; "
+        "ALTER TABLE contacts DROP COLUMN modseq; ALTER TABLE contacts DROP COLUMN etag; "
+        "ALTER TABLE calendars DROP COLUMN description; "
+        "ALTER TABLE calendars DROP COLUMN timezone; "
+        "ALTER TABLE calendars DROP COLUMN oldest_token; "
+        "ALTER TABLE calendar_objects DROP COLUMN etag; "
+        "DROP INDEX calendar_tombstones_deleted; "
+        "ALTER TABLE calendar_tombstones DROP COLUMN deleted; "
+        "DELETE FROM schema_version WHERE version >= 34;"
+    )
+    conn.close()
+    upgraded = SqliteStore(path)
+    await upgraded.open()
+    try:
+        await check_backfilled_dav(upgraded)
     finally:
         await upgraded.close()
 

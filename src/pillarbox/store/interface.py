@@ -41,7 +41,6 @@ from pillarbox.store.types import (
     Appended,
     AttemptOutcome,
     Calendar,
-    CalendarChanges,
     CalendarObject,
     Change,
     Contact,
@@ -61,6 +60,7 @@ from pillarbox.store.types import (
     MailboxDelta,
     MailboxSnapshot,
     MailboxStatus,
+    Member,
     MessagePage,
     MessageQuery,
     MessageRecord,
@@ -78,6 +78,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    SyncChanges,
     ThreadFields,
     TlsReportPost,
     TlsSessionResult,
@@ -561,12 +562,26 @@ class Store(Protocol):
         """Store ``contacts`` in one transaction and return them as stored. One with ``id`` 0
         is added, or replaces the account's contact with the same ``uid`` (its id and creation
         time kept: a re-imported card updates, RFC 6350 §6.7.6); one with an id replaces that
-        contact, keeping its uid. ``NotFound`` for no such account or an id that is not the
-        account's; ``UserError`` when the account would pass ``limit`` contacts (nothing is
-        stored then)."""
+        contact, keeping its uid. The address book's sync token is raised once and each
+        contact stamped with it (``modseq``), with its ETag (:func:`pillarbox.vcard.etag`).
+        ``NotFound`` for no such account or an id that is not the account's; ``UserError``
+        when the account would pass ``limit`` contacts (nothing is stored then)."""
 
-    async def delete_contact(self, account_id: int, contact_id: int) -> None:
-        """``NotFound`` unless the contact is the account's."""
+    async def delete_contact(self, account_id: int, contact_id: int, *, now: datetime) -> None:
+        """Remove the contact, leaving a tombstone of its UID (dated ``now``) for
+        :meth:`contact_changes`; ``NotFound`` unless the contact is the account's."""
+
+    async def contact_members(self, account_id: int) -> list[Member]:
+        """The account's contacts as the address book lists them (UID, ETag, label), by UID,
+        without reading their cards."""
+
+    async def contacts_sync_token(self, account_id: int) -> int:
+        """The address book's change counter (RFC 6578 §3.2; also its ctag): raised by every
+        contact saved or deleted; 0 before the first."""
+
+    async def contact_changes(self, account_id: int, since: int) -> SyncChanges[Contact]:
+        """The contacts changed and the UIDs deleted after sync token ``since`` (0: every
+        contact), the book's current token and the oldest it still answers."""
 
     async def list_calendars(self, account_id: int) -> list[Calendar]:
         """The account's calendar collections, by name."""
@@ -578,8 +593,9 @@ class Store(Protocol):
         has, ``TooManyEntries`` past ``limit`` calendars, ``NotFound`` for no such account."""
 
     async def update_calendar(self, account_id: int, calendar: Calendar) -> Calendar:
-        """Set the display name and colour of the account's calendar of that name (its sync
-        token is raised: clients see the change); ``NotFound`` when it has none."""
+        """Set the display name, colour, description and time zone of the account's calendar
+        of that name (its sync token is raised: clients see the change); ``NotFound`` when it
+        has none."""
 
     async def delete_calendar(self, account_id: int, name: str) -> None:
         """Remove the calendar and every object in it; ``NotFound`` unless it is the
@@ -596,6 +612,10 @@ class Store(Protocol):
         """The calendar's objects by name; with ``start`` or ``end``, only those whose bounds
         (:attr:`CalendarObject.starts`, ``ends``) meet ``[start, end)``. ``NotFound`` for no
         such calendar of the account."""
+
+    async def calendar_members(self, account_id: int, calendar: str) -> list[Member]:
+        """The calendar's objects as a listing shows them (name, ETag, component, size), by
+        name, without reading their bytes. ``NotFound`` for no such calendar."""
 
     async def calendar_object(self, account_id: int, calendar: str, name: str) -> CalendarObject:
         """``NotFound`` unless the account's calendar holds an object of that name."""
@@ -614,13 +634,26 @@ class Store(Protocol):
         ``TooManyEntries`` when the calendar would pass ``limit`` objects, ``NotFound`` for no
         such calendar of the account; nothing is stored then."""
 
-    async def delete_calendar_object(self, account_id: int, calendar: str, name: str) -> None:
-        """Remove the object, leaving a tombstone for :meth:`calendar_changes`; ``NotFound``
-        unless the account's calendar holds it."""
+    async def delete_calendar_object(
+        self, account_id: int, calendar: str, name: str, *, now: datetime
+    ) -> None:
+        """Remove the object, leaving a tombstone (dated ``now``) for :meth:`calendar_changes`;
+        ``NotFound`` unless the account's calendar holds it."""
 
-    async def calendar_changes(self, account_id: int, calendar: str, since: int) -> CalendarChanges:
+    async def calendar_changes(
+        self, account_id: int, calendar: str, since: int
+    ) -> SyncChanges[CalendarObject]:
         """The objects changed and the names deleted after sync token ``since`` (0: every
-        object), and the calendar's current token. ``NotFound`` for no such calendar."""
+        object), the calendar's current token and the oldest it still answers. ``NotFound``
+        for no such calendar."""
+
+    async def prune_tombstones(
+        self, *, calendars_before: datetime | None, contacts_before: datetime | None
+    ) -> int:
+        """Remove the tombstones of calendar objects deleted before ``calendars_before`` and of
+        contacts deleted before ``contacts_before`` (None: keep that kind); each collection
+        that lost one then refuses tokens older than the last change pruned (RFC 6578 §3.7).
+        Returns how many were removed."""
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta

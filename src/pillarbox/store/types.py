@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import overload
+from typing import Generic, TypeVar, overload
 
 from pillarbox.errors import InvalidName
 
@@ -725,6 +725,11 @@ class Contact:
     #: Set by the store: when first saved, and when last replaced.
     created: datetime | None = None
     updated: datetime | None = None
+    #: Set by the store on every write: the address book's sync token of the change (RFC 6578),
+    #: and the card's strong ETag (:func:`pillarbox.vcard.etag`), kept so that a listing of
+    #: the book neither writes nor hashes a card.
+    modseq: int = 0
+    etag: str = ""
 
     @property
     def label(self) -> str:
@@ -745,6 +750,10 @@ class Calendar:
     display_name: str = ""
     #: Apple's ``calendar-color`` as the client set it ("#RRGGBB" or "#RRGGBBAA"), or "".
     color: str = ""
+    #: RFC 4791 §5.2.1 ``calendar-description`` and §5.2.2 ``calendar-timezone`` (a
+    #: VCALENDAR holding one VTIMEZONE), as the client set them, or "".
+    description: str = ""
+    timezone: str = ""
     #: RFC 6578 §3.2: raised by every change to the calendar or its objects (also its ctag).
     sync_token: int = 0
     created: datetime | None = None
@@ -774,18 +783,52 @@ class CalendarObject:
 
     @property
     def etag(self) -> str:
-        """A strong ETag (RFC 9110 §8.8.3): the digest of the bytes served."""
-        return '"' + hashlib.sha256(self.data).hexdigest()[:32] + '"'
+        """A strong ETag (RFC 9110 §8.8.3): the digest of the bytes served (also kept beside
+        them, for listings: :class:`Member`)."""
+        return data_etag(self.data)
+
+
+def data_etag(data: bytes) -> str:
+    """A strong ETag (RFC 9110 §8.8.3) of a resource served as ``data``."""
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """A calendar object or a contact as a collection's Depth-1 PROPFIND lists it (RFC 4918
+    §9.1): what its properties need, read from the store without the object's bytes."""
+
+    #: The calendar object's resource name; the contact's UID.
+    name: str
+    #: The ETag stored beside the object at its last write.
+    etag: str
+    #: The calendar object's component ("VEVENT", "VTODO"); "" for a contact.
+    component: str = ""
+    #: The contact's label (:attr:`Contact.label`); "" for a calendar object.
+    label: str = ""
+    #: The calendar object's size in bytes; None for a contact (one made in the webmail is
+    #: written when served).
+    size: int | None = None
+
+
+_Changed = TypeVar("_Changed")
 
 
 @dataclass(frozen=True, slots=True)
-class CalendarChanges:
-    """What changed in a calendar after a sync token (RFC 6578 §3.2): the objects added or
-    changed, the names of those deleted, and the token that covers them."""
+class SyncChanges(Generic[_Changed]):
+    """What changed in a collection after a sync token (RFC 6578 §3.2): the members added or
+    changed, the names of those deleted (a calendar object's name, a contact's UID), the
+    token that covers them, and the oldest token the collection still answers (a client
+    presenting an older one missed pruned deletions: §3.7 ``valid-sync-token``)."""
 
-    changed: list[CalendarObject]
+    changed: list[_Changed]
     deleted: list[str]
     token: int
+    oldest: int = 0
+
+    def answers(self, since: int) -> bool:
+        """Whether a client's token ``since`` is one this collection can sync from."""
+        return self.oldest <= since <= self.token
 
 
 class TokenKind(enum.Enum):

@@ -30,6 +30,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from pillarbox import vcard
 from pillarbox.errors import (
     AlreadyExists,
     InvalidName,
@@ -68,6 +69,7 @@ from pillarbox.store.types import (
     GreyTriplet,
     Identity,
     Mailbox,
+    Member,
     MetadataLimits,
     NewQueueRecipient,
     QueueDepth,
@@ -86,6 +88,7 @@ from pillarbox.store.types import (
     TlsReportPost,
     TlsSessionResult,
     TotpEnrolment,
+    data_etag,
 )
 
 StoreFactory = Callable[[], Store]
@@ -132,6 +135,15 @@ def make_message(
     return raw, info
 
 
+#: A card as a phone PUTs it (kept byte for byte) and a calendar's time zone (RFC 4791 §5.2.2).
+_CARD = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:bob\r\nFN:bob\r\nBDAY:1990-01-01\r\nEND:VCARD\r\n"
+_VTIMEZONE = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//y//EN\r\nBEGIN:VTIMEZONE\r\n"
+    "TZID:Europe/Paris\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n"
+    "TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+    "END:VCALENDAR\r\n"
+)
+
 _BACKFILLED = (
     # (account, internal date in hours after T0, headers): stored in this order.
     ("bob", 1, "Message-ID: <p@x>\r\n"),
@@ -175,6 +187,56 @@ async def check_backfilled_threads(store: Store) -> None:
     record = await store.append(bob.id, raw, parse_message(raw))
     [new] = (await store.thread_ids(bob.id, [record.record.uid])).values()
     assert new not in {*threads.values(), carols}
+
+
+#: When :func:`store_backfill_dav` wrote.
+DAV_BACKFILLED = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+async def store_backfill_dav(store: Store) -> None:
+    """Contacts and calendar objects whose ETags and sync state a migration's backfill must
+    set (:func:`check_backfilled_dav`): a contact made in the webmail (its ETag is its written
+    card's, REV included), one with a kept card, an event, a deleted event's tombstone."""
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"dana@{DOMAIN}", "h")
+    now = DAV_BACKFILLED
+    await store.save_contacts(
+        account.id,
+        [
+            Contact(uid="web", display_name="Web", emails=("w@example.com",)),
+            Contact(uid="bob", card=_CARD),
+        ],
+        now=now,
+        limit=5,
+    )
+    await store.create_calendar(account.id, Calendar(name="cal"), now=now, limit=5)
+    for name in ("kept.ics", "gone.ics"):
+        obj = CalendarObject(name=name, uid=name, component="VEVENT", data=name.encode() * 50)
+        await store.save_calendar_object(account.id, "cal", obj, now=now, limit=5)
+    await store.delete_calendar_object(account.id, "cal", "gone.ics", now=now)
+
+
+async def check_backfilled_dav(store: Store) -> None:
+    """What :func:`store_backfill_dav` stored, after the backfill: every ETag as a write now
+    computes it, the book's first token, the tombstone kept (dated at the migration, so not
+    pruned by an old cutoff), and writes after it numbered on."""
+    account = await store.get_account(f"dana@{DOMAIN}")
+    assert account is not None
+    web, bob = sorted(await store.list_contacts(account.id), key=lambda c: c.uid, reverse=True)
+    assert web.etag == vcard.etag(web) and bob.etag == data_etag(_CARD.encode())
+    assert [(m.name, m.etag) for m in await store.contact_members(account.id)] == [
+        ("bob", bob.etag),
+        ("web", web.etag),
+    ]
+    book = await store.contact_changes(account.id, 0)
+    assert (sorted(c.uid for c in book.changed), book.token, book.oldest) == (["bob", "web"], 1, 0)
+    (kept,) = await store.calendar_members(account.id, "cal")
+    assert (kept.name, kept.etag, kept.size) == ("kept.ics", data_etag(b"kept.ics" * 50), 400)
+    assert await store.prune_tombstones(calendars_before=DAV_BACKFILLED, contacts_before=None) == 0
+    assert (await store.calendar_changes(account.id, "cal", 2)).deleted == ["gone.ics"]
+    await store.delete_contact(account.id, web.id, now=DAV_BACKFILLED)
+    after = await store.contact_changes(account.id, 1)
+    assert (after.deleted, after.token) == (["web"], 2)
 
 
 def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -619,16 +681,116 @@ class StoreContract:
                 limit=3,
             )
         assert len(await store.list_contacts(account.id)) == 2
-        await store.delete_contact(account.id, ann.id)
+        await store.delete_contact(account.id, ann.id, now=t1)
         assert await store.list_contacts(account.id) == [changed]
         with pytest.raises(NotFound):
-            await store.delete_contact(account.id, ann.id)
+            await store.delete_contact(account.id, ann.id, now=t1)
         with pytest.raises(NotFound):
             await store.get_contact(account.id, ann.id)
         with pytest.raises(NotFound):
             await store.save_contacts(account.id, [again], now=t1, limit=3)  # gone
         with pytest.raises(NotFound):
             await store.save_contacts(account.id + 1000, [Contact(uid="x")], now=t1, limit=3)
+
+    async def test_contact_changes_tombstones_and_stored_etags(
+        self, store: Store, account: Account
+    ) -> None:
+        """RFC 6578 for the address book: every write raises the book's token and stamps what
+        it saved; a deletion leaves a tombstone of the UID; the ETag is kept with the card."""
+        t0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        assert await store.contacts_sync_token(account.id) == 0
+        assert await store.contact_members(account.id) == []
+        first = await store.contact_changes(account.id, 0)
+        assert (first.changed, first.deleted, first.token, first.oldest) == ([], [], 0, 0)
+        ann, bob = await store.save_contacts(
+            account.id,
+            [
+                Contact(uid="ann", display_name="Ann", emails=("ann@example.com",)),
+                Contact(uid="bob", emails=("bob@example.com",), card=_CARD),
+            ],
+            now=t0,
+            limit=5,
+        )
+        # One token for one write; the ETag is the one CardDAV serves (the kept card's digest,
+        # else the written 4.0 card's, REV included).
+        assert (ann.modseq, bob.modseq) == (1, 1)
+        assert ann.etag == vcard.etag(ann) and bob.etag == data_etag(_CARD.encode())
+        assert await store.get_contact(account.id, ann.id) == ann
+        assert await store.contact_members(account.id) == [
+            Member(name="ann", etag=ann.etag, label="Ann"),
+            Member(name="bob", etag=bob.etag, label="bob@example.com"),
+        ]
+        t1 = t0 + timedelta(minutes=1)
+        (edited,) = await store.save_contacts(
+            account.id, [replace(ann, note="met in Lyon")], now=t1, limit=5
+        )
+        assert edited.modseq == 2 and edited.etag not in ("", ann.etag)
+        assert edited.etag == vcard.etag(edited)
+        await store.delete_contact(account.id, bob.id, now=t1)
+        assert await store.contacts_sync_token(account.id) == 3
+        since = await store.contact_changes(account.id, 1)
+        assert ([c.uid for c in since.changed], since.deleted, since.token) == (["ann"], ["bob"], 3)
+        assert since.changed == [edited]
+        assert (await store.contact_changes(account.id, 3)).changed == []
+        # An import putting the UID back: a change again, no longer a deletion.
+        (back,) = await store.save_contacts(
+            account.id, [Contact(uid="bob", display_name="Bob")], now=t1, limit=5
+        )
+        again = await store.contact_changes(account.id, 3)
+        assert (again.changed, again.deleted, again.token) == ([back], [], 4)
+        assert [m.name for m in await store.contact_members(account.id)] == ["ann", "bob"]
+        # Removing the account takes the book's state with it.
+        await store.remove_account(account.id)
+        assert await store.contacts_sync_token(account.id) == 0
+
+    async def test_tombstones_pruned_by_age_raise_the_oldest_token(
+        self, store: Store, account: Account
+    ) -> None:
+        """RFC 6578 §3.7: tombstones older than the history kept go, and each collection that
+        lost one answers no token older than the last change pruned."""
+        t0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        t1, t2 = t0 + timedelta(days=10), t0 + timedelta(days=20)
+        await store.create_calendar(account.id, Calendar(name="cal"), now=t0, limit=5)
+        await store.create_calendar(account.id, Calendar(name="quiet"), now=t0, limit=5)
+        for name in ("a", "b", "c"):
+            obj = CalendarObject(name=f"{name}.ics", uid=name, component="VEVENT", data=b"x")
+            await store.save_calendar_object(account.id, "cal", obj, now=t0, limit=5)
+        await store.delete_calendar_object(account.id, "cal", "a.ics", now=t0)  # token 5
+        await store.delete_calendar_object(account.id, "cal", "b.ics", now=t2)  # token 6
+        old, young = await store.save_contacts(
+            account.id, [Contact(uid="old"), Contact(uid="young")], now=t0, limit=5
+        )
+        await store.delete_contact(account.id, old.id, now=t0)  # token 2
+        await store.delete_contact(account.id, young.id, now=t2)  # token 3
+        # None keeps that kind.
+        assert await store.prune_tombstones(calendars_before=None, contacts_before=None) == 0
+        assert await store.prune_tombstones(calendars_before=t1, contacts_before=t1) == 2
+        cal = await store.calendar_changes(account.id, "cal", 5)
+        assert (cal.deleted, cal.oldest, cal.answers(4), cal.answers(5)) == (
+            ["b.ics"],
+            5,
+            False,
+            True,
+        )
+        book = await store.contact_changes(account.id, 2)
+        assert (book.deleted, book.oldest, book.answers(1), book.answers(2)) == (
+            ["young"],
+            2,
+            False,
+            True,
+        )
+        # A calendar without old tombstones keeps every token.
+        assert (await store.calendar_changes(account.id, "quiet", 0)).oldest == 0
+        assert (await store.calendar_changes(account.id, "cal", 0)).changed[0].name == "c.ics"
+        # Pruning again, later: the oldest only moves forward.
+        assert (
+            await store.prune_tombstones(
+                calendars_before=t2 + timedelta(days=1), contacts_before=None
+            )
+            == 1
+        )
+        assert (await store.calendar_changes(account.id, "cal", 6)).oldest == 6
+        assert (await store.contact_changes(account.id, 2)).oldest == 2
 
     # -- calendars ------------------------------------------------------------------------------
     async def test_calendars_made_renamed_counted_and_removed(
@@ -648,14 +810,31 @@ class StoreContract:
             await store.create_calendar(account.id, Calendar(name="work"), now=now, limit=5)
         with pytest.raises(TooManyEntries):
             await store.create_calendar(account.id, Calendar(name="third"), now=now, limit=2)
+        assert (work.description, work.timezone) == ("", "")
         renamed = await store.update_calendar(
-            account.id, replace(work, display_name="Office", color="#00ff00")
+            account.id,
+            replace(
+                work,
+                display_name="Office",
+                color="#00ff00",
+                description="Meetings\nand more",
+                timezone=_VTIMEZONE,
+            ),
         )
         assert (renamed.display_name, renamed.color, renamed.sync_token) == (
             "Office",
             "#00ff00",
             2,
         )
+        assert (renamed.description, renamed.timezone) == ("Meetings\nand more", _VTIMEZONE)
+        described = await store.create_calendar(
+            account.id,
+            Calendar(name="third", description="d", timezone=_VTIMEZONE),
+            now=now,
+            limit=5,
+        )
+        assert (described.description, described.timezone) == ("d", _VTIMEZONE)
+        await store.delete_calendar(account.id, "third")
         await store.delete_calendar(account.id, "home")
         assert await store.list_calendars(account.id) == [renamed]
         with pytest.raises(NotFound):
@@ -694,6 +873,11 @@ class StoreContract:
         assert listed[0] == stored[0]
         assert await store.calendar_object(account.id, "cal", "m.ics") == stored[0]
         assert await store.calendar_object_by_uid(account.id, "cal", "w") == stored[1]
+        # A listing: the ETag and size kept beside each object, no bytes.
+        assert await store.calendar_members(account.id, "cal") == [
+            Member(name=o.name, etag=o.etag, component=o.component, size=len(o.data))
+            for o in (stored[0], stored[2], stored[1])
+        ]
 
         async def between(start: datetime | None, end: datetime | None) -> list[str]:
             found = await store.calendar_objects(account.id, "cal", start=start, end=end)
@@ -727,7 +911,7 @@ class StoreContract:
             account.id, "cal", replace(meeting, data=b"changed"), now=later, limit=3
         )
         assert (changed.id, changed.modseq, changed.updated) == (stored[0].id, 5, later)
-        await store.delete_calendar_object(account.id, "cal", "t.ics")
+        await store.delete_calendar_object(account.id, "cal", "t.ics", now=later)
         changes = await store.calendar_changes(account.id, "cal", 4)
         assert ([o.name for o in changes.changed], changes.deleted, changes.token) == (
             ["m.ics"],
@@ -737,7 +921,7 @@ class StoreContract:
         everything = await store.calendar_changes(account.id, "cal", 0)
         assert [o.name for o in everything.changed] == ["w.ics", "m.ics"]
         with pytest.raises(NotFound):
-            await store.delete_calendar_object(account.id, "cal", "t.ics")
+            await store.delete_calendar_object(account.id, "cal", "t.ics", now=later)
         with pytest.raises(NotFound):
             await store.calendar_object(account.id, "cal", "t.ics")
         # Put back: no longer a deletion.
@@ -763,7 +947,8 @@ class StoreContract:
             store.calendar_object(other.id, "cal", "a.ics"),
             store.calendar_object_by_uid(other.id, "cal", "a"),
             store.save_calendar_object(other.id, "cal", mine, now=now, limit=5),
-            store.delete_calendar_object(other.id, "cal", "a.ics"),
+            store.delete_calendar_object(other.id, "cal", "a.ics", now=now),
+            store.calendar_members(other.id, "cal"),
             store.calendar_changes(other.id, "cal", 0),
             store.delete_calendar(other.id, "cal"),
         ):
@@ -787,7 +972,7 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.save_contacts(other.id, [replace(mine, note="x")], now=now, limit=5)
         with pytest.raises(NotFound):
-            await store.delete_contact(other.id, mine.id)
+            await store.delete_contact(other.id, mine.id, now=now)
         assert await store.list_contacts(other.id, "example") == []
         # The same uid in another account is another contact.
         (theirs,) = await store.save_contacts(

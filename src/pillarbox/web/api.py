@@ -616,7 +616,9 @@ async def put_contact(call: Call) -> object:
 
 
 async def delete_contact(call: Call) -> object:
-    await call.web.services.store.delete_contact(call.account.id, call.path("contact"))
+    await call.web.services.store.delete_contact(
+        call.account.id, call.path("contact"), now=datetime.now(UTC)
+    )
     return {"ok": True}
 
 

@@ -20,12 +20,17 @@ Implementation notes:
 - **REPORTs**: ``calendar-multiget`` (§7.9), ``calendar-query`` (§7.8; the store narrows a
   top-level ``time-range`` by each object's stored bounds, :mod:`pillarbox.ical` decides
   with its recurrences expanded), ``sync-collection`` (RFC 6578: the store keeps a
-  tombstone per deleted object; a token is the calendar's id and change counter, one of
-  another calendar or from the future is ``valid-sync-token``, 403).
-- **Properties**: PROPPATCH sets ``displayname`` and Apple's ``calendar-color`` (all or none,
-  RFC 4918 §9.2: others answer 403, the rest 424); MKCALENDAR takes the same two and
-  ``supported-calendar-component-set`` (a subset of VEVENT, VTODO), and drops the others it is
-  given (``calendar-description``, ``calendar-timezone``): no dead properties are kept.
+  tombstone per deleted object, for ``[calendars] sync_history_days``; a token is the
+  calendar's id and change counter, one of another calendar, from the future or older than
+  the tombstones kept is ``valid-sync-token``, 403: :func:`.webdav.sync_report`).
+- **Properties**: PROPPATCH sets ``displayname``, Apple's ``calendar-color``,
+  ``calendar-description`` (§5.2.1) and ``calendar-timezone`` (§5.2.2: an iCalendar object
+  with exactly one VTIMEZONE, else 403 ``valid-calendar-data``), all or none (RFC 4918 §9.2:
+  others answer 403, the rest 424); MKCALENDAR takes the same four and
+  ``supported-calendar-component-set`` (a subset of VEVENT, VTODO: every calendar holds
+  both, so it is not kept). No other (dead) properties are kept.
+- **Listings read no object's bytes**: a Depth-1 PROPFIND answers each object's ETag, kept
+  beside it on PUT, and its size (:meth:`Store.calendar_members`).
 - **Not here**: scheduling (RFC 6638 inbox and outbox, iTIP), free-busy, ``expand`` and
   ``limit-recurrence-set`` in ``calendar-data`` (the whole object is always answered).
 """
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -45,13 +50,15 @@ from starlette.responses import Response
 
 from pillarbox import caldavxml, davxml, ical
 from pillarbox.blocking import run_blocking
+from pillarbox.config import CalendarsSection
 from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, element, tag
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
 from pillarbox.observability.log import Log
-from pillarbox.store.types import Account, Calendar, CalendarObject
+from pillarbox.store.types import Account, Calendar, CalendarObject, Member
 from pillarbox.web.app import BodyTooLarge, web
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
+    INVALID_SYNC_TOKEN,
     NOT_FOUND,
     OWNER_PRIVILEGES,
     PRECONDITION_FAILED,
@@ -71,6 +78,9 @@ from pillarbox.web.webdav import (
     read,
     read_xml,
     report_set,
+    sync_report,
+    sync_since,
+    sync_token,
     text,
     xml,
 )
@@ -87,7 +97,6 @@ CALENDAR_TYPE = "text/calendar"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=~-]{0,254}")
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}([0-9A-Fa-f]{2})?")
 MAX_DISPLAY_NAME = 200
-SYNC_TOKEN = re.compile(r"urn:x-pillarbox:sync:(\d{1,18})-(\d{1,18})")
 _COLLECTION_METHODS = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, REPORT, DELETE"
 
 
@@ -126,10 +135,9 @@ def target(path: str) -> Target | None:
 # -- properties ------------------------------------------------------------------------------------
 
 
-def sync_token(calendar: Calendar) -> str:
-    """RFC 6578 §3.2: a URI naming the calendar (its id: a calendar deleted and made again
-    under its name does not take its tokens) and its change counter."""
-    return f"urn:x-pillarbox:sync:{calendar.id}-{calendar.sync_token}"
+def _scope(calendar: Calendar) -> str:
+    """What a calendar's sync tokens name it by (:func:`.webdav.sync_token`): its id."""
+    return str(calendar.id)
 
 
 def _components() -> Element:
@@ -153,7 +161,7 @@ def calendar_resource(address: str, calendar: Calendar, max_size: int) -> Resour
         collection(element(tag(CALDAV, "calendar"))),
         element(tag(DAV, "displayname"), calendar.display_name or calendar.name),
         element(tag(CALENDARSERVER, "getctag"), f'"{calendar.id}-{calendar.sync_token}"'),
-        element(tag(DAV, "sync-token"), sync_token(calendar)),
+        element(tag(DAV, "sync-token"), sync_token(_scope(calendar), calendar.sync_token)),
         _components(),
         _data_types(),
         element(tag(CALDAV, "max-resource-size"), str(max_size)),  # RFC 4791 §5.2.5
@@ -165,14 +173,19 @@ def calendar_resource(address: str, calendar: Calendar, max_size: int) -> Resour
         privileges(*OWNER_PRIVILEGES),
         *common(address),
     )
-    if calendar.color:
-        found[tag(APPLE_ICAL, "calendar-color")] = element(
-            tag(APPLE_ICAL, "calendar-color"), calendar.color
-        )
+    for name, value in (
+        (tag(APPLE_ICAL, "calendar-color"), calendar.color),
+        (tag(CALDAV, "calendar-description"), calendar.description),  # RFC 4791 §5.2.1
+        (tag(CALDAV, "calendar-timezone"), calendar.timezone),  # RFC 4791 §5.2.2
+    ):
+        if value:
+            found[name] = element(name, value)
     return Resource(calendar_href(address, calendar.name), found)
 
 
-def object_resource(address: str, calendar: str, obj: CalendarObject) -> Resource:
+def object_resource(address: str, calendar: str, obj: CalendarObject | Member) -> Resource:
+    """An object's properties, from the object or from its listing (:class:`Member`)."""
+    size = len(obj.data) if isinstance(obj, CalendarObject) else obj.size
     return Resource(
         object_href(address, calendar, obj.name),
         props(
@@ -182,7 +195,7 @@ def object_resource(address: str, calendar: str, obj: CalendarObject) -> Resourc
                 tag(DAV, "getcontenttype"),
                 f"{CALENDAR_TYPE}; charset=utf-8; component={obj.component.lower()}",
             ),
-            element(tag(DAV, "getcontentlength"), str(len(obj.data))),
+            element(tag(DAV, "getcontentlength"), str(size)),
             privileges(*OWNER_PRIVILEGES),
             *common(address),
         ),
@@ -320,8 +333,9 @@ async def _propfind_calendar(request: Request, account: Account, calendar: Calen
         return xml(FINITE_DEPTH, 403)  # RFC 4918 §9.1
     resources = [calendar_resource(account.address, calendar, _max_object(request))]
     if levels:
-        objects = await web(request).services.store.calendar_objects(account.id, calendar.name)
-        resources += [object_resource(account.address, calendar.name, o) for o in objects]
+        # The stored ETags and sizes: no object's bytes are read.
+        members = await web(request).services.store.calendar_members(account.id, calendar.name)
+        resources += [object_resource(account.address, calendar.name, m) for m in members]
     return xml(davxml.multistatus([answer(r, asked) for r in resources]))
 
 
@@ -336,7 +350,7 @@ async def _report(request: Request, account: Account, calendar: Calendar) -> Res
             return xml(SUPPORTED_REPORT, 403)
         if isinstance(asked, davxml.Multiget):
             return await _multiget(request, account, asked)
-        if isinstance(asked, caldavxml.SyncCollection):
+        if isinstance(asked, davxml.SyncCollection):
             return await _sync(request, account, calendar, asked)
         return await _query(request, account, calendar, asked)
     except caldavxml.UnsupportedFilter as exc:
@@ -402,64 +416,81 @@ async def _query(
 
 
 async def _sync(
-    request: Request, account: Account, calendar: Calendar, asked: caldavxml.SyncCollection
+    request: Request, account: Account, calendar: Calendar, asked: davxml.SyncCollection
 ) -> Response:
     """RFC 6578 §3.2: what changed since the client's token (everything, for none)."""
-    since = 0
-    if asked.token:
-        matched = SYNC_TOKEN.fullmatch(asked.token)
-        if (
-            matched is None
-            or int(matched[1]) != calendar.id
-            or int(matched[2]) > calendar.sync_token
-        ):
-            return xml(davxml.error(element(tag(DAV, "valid-sync-token"))), 403)
-        since = int(matched[2])
+    since = sync_since(asked, _scope(calendar))
+    if since is None:
+        _log.info("caldav sync token refused", account=account.address, token=asked.token)
+        return xml(INVALID_SYNC_TOKEN, 403)
     changes = await web(request).services.store.calendar_changes(account.id, calendar.name, since)
-    if asked.limit is not None and len(changes.changed) + len(changes.deleted) > asked.limit:
-        # RFC 6578 §3.6: a limit the server will not page through.
-        return xml(davxml.error(element(tag(DAV, "number-of-matches-within-limits"))), 507)
     address = account.address
-    responses = [
-        answer(object_resource(address, calendar.name, o), asked.props, _calendar_data(o))
-        for o in changes.changed
-    ]
-    if asked.token:
-        # RFC 6578 §3.5.2: a member removed since the token is a bare 404.
-        responses += [
-            Found(object_href(address, calendar.name, name), status=404) for name in changes.deleted
-        ]
-    token = sync_token(replace(calendar, sync_token=changes.token))
-    return xml(davxml.multistatus(responses, sync_token=token))
+    return sync_report(
+        asked,
+        _scope(calendar),
+        since,
+        changes,
+        lambda o: answer(
+            object_resource(address, calendar.name, o), asked.props, _calendar_data(o)
+        ),
+        lambda name: object_href(address, calendar.name, name),
+    )
 
 
 # -- collections -----------------------------------------------------------------------------------
 
 
-def _settable(
-    update: caldavxml.PropertyUpdate, calendar: Calendar, extra: frozenset[str]
+#: The properties PROPPATCH and MKCALENDAR set, each with how a calendar takes its value.
+_KEPT: dict[str, Callable[[Calendar, str], Calendar]] = {
+    tag(DAV, "displayname"): lambda c, v: replace(c, display_name=v),
+    tag(APPLE_ICAL, "calendar-color"): lambda c, v: replace(c, color=v),
+    tag(CALDAV, "calendar-description"): lambda c, v: replace(c, description=v),  # §5.2.1
+    tag(CALDAV, "calendar-timezone"): lambda c, v: replace(c, timezone=v),  # RFC 4791 §5.2.2
+}
+
+
+async def _valid(limits: CalendarsSection, name: str, value: str) -> bool:
+    """Whether a value given for one of :data:`_KEPT` may be kept."""
+    if name == tag(DAV, "displayname"):
+        return len(value) <= MAX_DISPLAY_NAME
+    if name == tag(APPLE_ICAL, "calendar-color"):
+        return not value or COLOR.fullmatch(value) is not None
+    if name == tag(CALDAV, "calendar-description"):
+        return len(value) <= limits.max_description
+    if len(value.encode()) > limits.max_timezone_bytes:
+        return False
+    try:
+        # RFC 4791 §5.2.2: one VTIMEZONE in an iCalendar object; parsed off the event loop.
+        await run_blocking(ical.check_timezone, value.encode())
+    except ical.InvalidObject:
+        return False
+    return True
+
+
+async def _settable(
+    limits: CalendarsSection,
+    update: caldavxml.PropertyUpdate,
+    calendar: Calendar,
+    extra: frozenset[str],
 ) -> tuple[Calendar, list[str], list[str]]:
-    """The calendar with the update's display name and colour applied, the properties done,
-    and those refused (any other but ``extra``, accepted and dropped; a bad value)."""
+    """The calendar with the update's properties (:data:`_KEPT`) applied, the properties
+    done, and those refused (any other but ``extra``, accepted and dropped; a bad value)."""
     changed, done, refused = calendar, [], []
     for name, prop in update.set.items():
         value = (prop.text or "").strip()
-        if name == tag(DAV, "displayname") and len(value) <= MAX_DISPLAY_NAME:
-            changed = replace(changed, display_name=value)
-        elif name == tag(APPLE_ICAL, "calendar-color") and (not value or COLOR.fullmatch(value)):
-            changed = replace(changed, color=value)
+        take = _KEPT.get(name)
+        if take is not None and await _valid(limits, name, value):
+            changed = take(changed, value)
         elif name not in extra:
             refused.append(name)
             continue
         done.append(name)
     for name in update.remove:
-        if name == tag(DAV, "displayname"):
-            changed = replace(changed, display_name="")
-        elif name == tag(APPLE_ICAL, "calendar-color"):
-            changed = replace(changed, color="")
-        else:
+        take = _KEPT.get(name)
+        if take is None:
             refused.append(name)
             continue
+        changed = take(changed, "")
         done.append(name)
     return changed, done, refused
 
@@ -468,7 +499,8 @@ async def _proppatch(request: Request, account: Account, calendar: Calendar) -> 
     """RFC 4918 §9.2: every instruction done, or none (403 for those refused, 424 for the
     rest)."""
     update = caldavxml.property_update(await read_xml(request), tag(DAV, "propertyupdate"))
-    changed, done, refused = _settable(update, calendar, frozenset())
+    limits = web(request).services.config.calendars
+    changed, done, refused = await _settable(limits, update, calendar, frozenset())
     href = calendar_href(account.address, calendar.name)
     if refused:
         others = [(403, refused), (424, done)] if done else [(403, refused)]
@@ -477,15 +509,9 @@ async def _proppatch(request: Request, account: Account, calendar: Calendar) -> 
     return xml(davxml.multistatus([Found(href, [element(n) for n in done])]))
 
 
-#: MKCALENDAR properties taken and not kept (RFC 4791 §5.2.2 and §5.2.1): clients send them
-#: with every new calendar, refusing them would refuse the calendar.
-_DROPPED = frozenset(
-    {
-        tag(CALDAV, "calendar-description"),
-        tag(CALDAV, "calendar-timezone"),
-        tag(CALDAV, "supported-calendar-component-set"),
-    }
-)
+#: The MKCALENDAR property checked and not kept (RFC 4791 §5.2.3): every calendar holds
+#: both components.
+_DROPPED = frozenset({tag(CALDAV, "supported-calendar-component-set")})
 
 
 async def _mkcalendar(
@@ -503,7 +529,8 @@ async def _mkcalendar(
         c.get("name", "").upper() for c in components.iter(tag(CALDAV, "comp"))
     } <= set(ical.COMPONENTS):
         return xml(_condition("supported-calendar-component"), 403)
-    calendar, _, refused = _settable(update, Calendar(name=name), _DROPPED)
+    limits = web(request).services.config.calendars
+    calendar, _, refused = await _settable(limits, update, Calendar(name=name), _DROPPED)
     if refused:
         href = calendar_href(account.address, name)
         return xml(davxml.multistatus([Found(href, others=[(403, refused)])]), 403)
@@ -598,7 +625,9 @@ async def _delete(request: Request, account: Account, calendar: Calendar, name: 
     if not precondition(request, current.etag):
         return text(PRECONDITION_FAILED, 412)
     try:
-        await web(request).services.store.delete_calendar_object(account.id, calendar.name, name)
+        await web(request).services.store.delete_calendar_object(
+            account.id, calendar.name, name, now=datetime.now(UTC)
+        )
     except NotFound:
         return text(NOT_FOUND, 404)
     return Response(status_code=204)

@@ -1,5 +1,5 @@
-"""CardDAV (RFC 6352 on WebDAV, RFC 4918): the address book synced by phones and desktop
-clients (iOS and macOS Contacts, Thunderbird, DAVx⁵, vdirsyncer).
+"""CardDAV (RFC 6352 on WebDAV, RFC 4918; sync-collection, RFC 6578): the address book synced
+by phones and desktop clients (iOS and macOS Contacts, Thunderbird, DAVx⁵, vdirsyncer).
 
 Implementation notes:
 
@@ -22,12 +22,16 @@ Implementation notes:
   dropped), when the client fetches it back. A webmail edit rewrites only what it changed
   inside the kept card (:func:`pillarbox.vcard.revise`).
 - **ETags** are the digest of what is served (the kept card; for a contact made in the
-  webmail, its vCard 4.0 form, one tag for both versions): stable while the contact is
-  unchanged, new on every change. The collection's ``getctag`` is a digest of every
-  contact's ETag and UID, so adding, changing and deleting all change it. No
-  ``sync-collection`` (RFC 6578): the store keeps no record of deletions to report, so it is
-  neither answered nor advertised; clients compare the ctag and the ETags instead. A card is
-  found by the store's UID index (:meth:`Store.contact_by_uid`), not by listing the book.
+  webmail, its vCard 4.0 form, one tag for both versions: :func:`pillarbox.vcard.etag`),
+  computed by the store on every write and kept beside the contact, so a Depth-1 PROPFIND
+  reads no card (:meth:`Store.contact_members`). A card is found by the store's UID index
+  (:meth:`Store.contact_by_uid`), not by listing the book.
+- **Sync** (RFC 6578): every write of the address book — here, the webmail's Contacts page,
+  the JSON API, an import — raises the book's change counter and stamps the contacts it
+  saved; a deletion leaves a tombstone of the UID (kept ``[contacts] sync_history_days``).
+  ``sync-collection`` answers what changed after a client's token (a URI naming the account
+  and the counter, also the ``getctag``); one of another account, from the future or older
+  than the tombstones kept is ``valid-sync-token``, 403 (:func:`.webdav.sync_report`).
 - **vCard versions**: a kept card is served in the version it was sent in, whatever the
   client asks: converting it would drop what the address book does not model, and the
   client would put the poorer card back. A contact made in the webmail is written as 3.0
@@ -44,9 +48,8 @@ Implementation notes:
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from urllib.parse import quote
 from xml.etree.ElementTree import Element
 
@@ -57,11 +60,12 @@ from pillarbox import davxml, vcard
 from pillarbox.davxml import CALENDARSERVER, CARDDAV, DAV, Found, element, tag
 from pillarbox.errors import NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
-from pillarbox.store.types import Account, Contact
+from pillarbox.store.types import Account, Contact, Member
 from pillarbox.web.app import web
 from pillarbox.web.contacts import save
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
+    INVALID_SYNC_TOKEN,
     NOT_FOUND,
     OWNER_PRIVILEGES,
     PRECONDITION_FAILED,
@@ -82,6 +86,9 @@ from pillarbox.web.webdav import (
     read,
     read_xml,
     report_set,
+    sync_report,
+    sync_since,
+    sync_token,
     text,
     xml,
 )
@@ -147,19 +154,10 @@ def served(contact: Contact, version: str) -> str:
     return contact.card if contact.card is not None else vcard.format_card(contact, version)
 
 
-def etag(contact: Contact) -> str:
-    """A strong ETag (RFC 9110 §8.8.3), new on every change: the digest of the kept card,
-    exactly what is served; for a contact without one, of its vCard 4.0 form (one ETag for
-    both versions, so a client asking 4.0 sees the ETag a PROPFIND lists)."""
-    return '"' + hashlib.sha256(served(contact, "4.0").encode()).hexdigest()[:32] + '"'
-
-
-def ctag(contacts: Sequence[Contact]) -> str:
-    """The collection's tag: changes when any contact is added, changed or deleted."""
-    digest = hashlib.sha256()
-    for contact in sorted(contacts, key=lambda c: c.uid):
-        digest.update(f"{contact.uid}\0{etag(contact)}\0".encode())
-    return '"' + digest.hexdigest()[:32] + '"'
+def scope(account: Account) -> str:
+    """What the address book's sync tokens name it by (:func:`.webdav.sync_token`): the
+    account's id, so an account removed and made again does not take its tokens."""
+    return f"contacts.{account.id}"
 
 
 def _address_data_types() -> Element:
@@ -171,12 +169,14 @@ def _address_data_types() -> Element:
     return element(tag(CARDDAV, "supported-address-data"), None, *types)
 
 
-def card_resource(address: str, contact: Contact) -> Resource:
+def card_resource(address: str, contact: Contact | Member) -> Resource:
+    """A card's properties, from the contact or from its listing (:class:`Member`)."""
+    uid = contact.uid if isinstance(contact, Contact) else contact.name
     return Resource(
-        card_href(address, contact.uid),
+        card_href(address, uid),
         props(
             element(tag(DAV, "resourcetype")),
-            element(tag(DAV, "getetag"), etag(contact)),
+            element(tag(DAV, "getetag"), contact.etag),
             element(tag(DAV, "getcontenttype"), "text/vcard; charset=utf-8"),
             element(tag(DAV, "displayname"), contact.label),
             privileges(*OWNER_PRIVILEGES),
@@ -185,17 +185,24 @@ def card_resource(address: str, contact: Contact) -> Resource:
     )
 
 
-def book_resource(address: str, contacts: Sequence[Contact], max_size: int) -> Resource:
+def book_resource(account: Account, token: int, max_size: int) -> Resource:
+    """The address book's properties; ``token`` its change counter (the store's)."""
+    address = account.address
     return Resource(
         book_href(address),
         props(
             collection(element(tag(CARDDAV, "addressbook"))),
             element(tag(DAV, "displayname"), BOOK_NAME),
-            element(tag(CALENDARSERVER, "getctag"), ctag(contacts)),
+            element(tag(CALENDARSERVER, "getctag"), f'"{account.id}-{token}"'),
+            element(tag(DAV, "sync-token"), sync_token(scope(account), token)),
             element(tag(CARDDAV, "addressbook-description"), "The webmail's address book"),
             _address_data_types(),
             element(tag(CARDDAV, "max-resource-size"), str(max_size)),  # RFC 6352 §6.2.3
-            report_set(tag(CARDDAV, "addressbook-multiget"), tag(CARDDAV, "addressbook-query")),
+            report_set(
+                tag(CARDDAV, "addressbook-multiget"),
+                tag(CARDDAV, "addressbook-query"),
+                tag(DAV, "sync-collection"),
+            ),
             privileges(*OWNER_PRIVILEGES),
             *common(address),
         ),
@@ -254,6 +261,11 @@ async def _contacts(request: Request, account: Account) -> list[Contact]:
     return await web(request).services.store.list_contacts(account.id)
 
 
+async def _book(request: Request, account: Account) -> Resource:
+    token = await web(request).services.store.contacts_sync_token(account.id)
+    return book_resource(account, token, _max_card(request))
+
+
 async def _by_uid(request: Request, account: Account, uid: str) -> Contact | None:
     """The card a path names, by the store's UID index (not a listing of the book)."""
     try:
@@ -279,13 +291,13 @@ async def _propfind(request: Request, account: Account, found: Target) -> Respon
         case "home":
             resources.append(home_resource(address))
             if levels:
-                contacts = await _contacts(request, account)
-                resources.append(book_resource(address, contacts, _max_card(request)))
+                resources.append(await _book(request, account))
         case "book":
-            contacts = await _contacts(request, account)
-            resources.append(book_resource(address, contacts, _max_card(request)))
+            resources.append(await _book(request, account))
             if levels:
-                resources += [card_resource(address, c) for c in contacts]
+                # The stored ETags: no card is read, formatted or hashed.
+                members = await web(request).services.store.contact_members(account.id)
+                resources += [card_resource(address, m) for m in members]
     return xml(davxml.multistatus([answer(r, asked) for r in resources]))
 
 
@@ -296,6 +308,8 @@ async def _report(request: Request, account: Account) -> Response:
         _log.info("carddav report not supported", account=account.address, report=asked.name)
         return xml(SUPPORTED_REPORT, 403)
     address = account.address
+    if isinstance(asked, davxml.SyncCollection):
+        return await _sync(request, account, asked)
     responses: list[Found] = []
     if isinstance(asked, davxml.Multiget):
         for href in asked.hrefs:
@@ -319,13 +333,32 @@ async def _report(request: Request, account: Account) -> Response:
     return xml(davxml.multistatus(responses))
 
 
+async def _sync(request: Request, account: Account, asked: davxml.SyncCollection) -> Response:
+    """RFC 6578 §3.2: the cards changed since the client's token (every card, for none), and
+    the UIDs deleted."""
+    since = sync_since(asked, scope(account))
+    if since is None:
+        _log.info("carddav sync token refused", account=account.address, token=asked.token)
+        return xml(INVALID_SYNC_TOKEN, 403)
+    changes = await web(request).services.store.contact_changes(account.id, since)
+    address = account.address
+    return sync_report(
+        asked,
+        scope(account),
+        since,
+        changes,
+        lambda c: answer(card_resource(address, c), asked.props, _address_data(c, asked.props)),
+        lambda uid: card_href(address, uid),
+    )
+
+
 async def _get(request: Request, account: Account, uid: str) -> Response:
     contact = await _by_uid(request, account, uid)
     if contact is None:
         return text(NOT_FOUND, 404)
     version = _card_version(request.headers.get("accept", ""))
     body = served(contact, version).encode()
-    headers = {"etag": etag(contact), "cache-control": "private, no-cache"}
+    headers = {"etag": contact.etag, "cache-control": "private, no-cache"}
     return Response(body, headers=headers, media_type="text/vcard; charset=utf-8")
 
 
@@ -357,7 +390,7 @@ async def _put(request: Request, account: Account, uid: str) -> Response:
         )
         return xml(davxml.error(conflict), 403)
     current = await _by_uid(request, account, uid)
-    if not precondition(request, etag(current) if current is not None else None):
+    if not precondition(request, current.etag if current is not None else None):
         return text(PRECONDITION_FAILED, 412)
     try:
         stored = await save(app.services, account, replace(card, uid=uid))
@@ -373,7 +406,7 @@ async def _put(request: Request, account: Account, uid: str) -> Response:
         # RFC 6352 §6.3.2.3 (RFC 4918 §9.7.1): the card is stored as sent, so its ETag is
         # given; one changed on the way (a UID added, a byte-order mark or text outside the
         # card dropped) gets none and the client fetches it back.
-        response.headers["etag"] = etag(stored)
+        response.headers["etag"] = stored.etag
     return response
 
 
@@ -381,7 +414,7 @@ async def _delete(request: Request, account: Account, uid: str) -> Response:
     current = await _by_uid(request, account, uid)
     if current is None:
         return text(NOT_FOUND, 404)
-    if not precondition(request, etag(current) if current is not None else None):
+    if not precondition(request, current.etag if current is not None else None):
         return text(PRECONDITION_FAILED, 412)
-    await web(request).services.store.delete_contact(account.id, current.id)
+    await web(request).services.store.delete_contact(account.id, current.id, now=datetime.now(UTC))
     return Response(status_code=204)

@@ -285,7 +285,7 @@ async def contact_submit(request: Request) -> Response:
     form = await posted_form(request)
     contact_id: int = request.path_params.get("contact", 0)
     if field_text(form, "action") == "delete":
-        await app.services.store.delete_contact(account.id, contact_id)
+        await app.services.store.delete_contact(account.id, contact_id, now=datetime.now(UTC))
         return redirect("/contacts?done=deleted")
     typed = _form_contact(form, contact_id)
     try:

@@ -13,14 +13,21 @@ Implementation notes:
 - **Properties**: a resource is its href and a map of filled property elements; PROPFIND and
   the REPORTs answer the asked names from it (:func:`answer`), the missing ones as 404.
 - **ETags** are strong (RFC 9110 §8.8.3) and compared as strings by :func:`precondition`.
+- **Sync** (RFC 6578, :func:`sync_report`): a token is a URI naming the collection and its
+  change counter; one of another collection, from the future, or older than the oldest change
+  the store still answers (its tombstones pruned) is 403 ``valid-sync-token`` (§3.2, §3.7),
+  so the client syncs in full again.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 from xml.etree.ElementTree import Element
 
@@ -31,7 +38,8 @@ from pillarbox import davxml
 from pillarbox.auth.directory import normalize_username
 from pillarbox.davxml import DAV, Found, element, tag
 from pillarbox.errors import AuthenticationFailed
-from pillarbox.store.types import Account
+from pillarbox.observability.log import Log
+from pillarbox.store.types import Account, SyncChanges
 from pillarbox.web.api import token_account
 from pillarbox.web.app import BodyTooLarge, client_ip, web
 
@@ -41,6 +49,12 @@ NOT_FOUND = "not found\n"
 PRECONDITION_FAILED = "precondition failed: the resource changed or exists\n"
 FINITE_DEPTH = davxml.error(element(tag(DAV, "propfind-finite-depth")))
 SUPPORTED_REPORT = davxml.error(element(tag(DAV, "supported-report")))
+INVALID_SYNC_TOKEN = davxml.error(element(tag(DAV, "valid-sync-token")))  # RFC 6578 §3.2
+#: RFC 6578 §3.6: a client's limit smaller than the changes (the server does not page).
+TOO_MANY_CHANGES = davxml.error(element(tag(DAV, "number-of-matches-within-limits")))
+_SYNC_TOKEN = re.compile(r"urn:x-pillarbox:sync:(.+)-(\d{1,18})")
+_log = Log("web.webdav")
+_Member = TypeVar("_Member")
 #: RFC 3744 §5.4: what the owner may do with a collection or a resource of it.
 OWNER_PRIVILEGES = ("read", "write", "write-content", "bind", "unbind", "read-acl")
 
@@ -96,8 +110,11 @@ def props(*made: Element) -> dict[str, Element]:
     return {e.tag: e for e in made}
 
 
+@functools.lru_cache(maxsize=8)
 def privileges(*names: str) -> Element:
-    """RFC 3744 §5.4 ``current-user-privilege-set``."""
+    """RFC 3744 §5.4 ``current-user-privilege-set``. One element for every resource that
+    answers it (a listing of a thousand members builds it once): elements are only read
+    after they are built, never changed."""
     return element(
         tag(DAV, "current-user-privilege-set"),
         None,
@@ -109,13 +126,15 @@ def href_prop(name: str, href: str) -> Element:
     return element(name, None, element(tag(DAV, "href"), href))
 
 
-def common(address: str) -> list[Element]:
-    """The properties every resource of an account has: whose it is."""
-    return [
+@functools.lru_cache(maxsize=64)
+def common(address: str) -> tuple[Element, ...]:
+    """The properties every resource of an account has: whose it is (built once per
+    account, as :func:`privileges`)."""
+    return (
         href_prop(tag(DAV, "current-user-principal"), principal_href(address)),
         href_prop(tag(DAV, "principal-URL"), principal_href(address)),
         href_prop(tag(DAV, "owner"), principal_href(address)),
-    ]
+    )
 
 
 def collection(*types: Element) -> Element:
@@ -149,6 +168,52 @@ def answer(resource: Resource, asked: davxml.PropFind, data: Element | None = No
         return Found(resource.href, [p for n, p in found.items() if data is None or n != data.tag])
     listed = [found[name] for name in asked.names if name in found]
     return Found(resource.href, listed, [name for name in asked.names if name not in found])
+
+
+# -- sync (RFC 6578) -------------------------------------------------------------------------------
+
+
+def sync_token(scope: str, token: int) -> str:
+    """RFC 6578 §3.2: a URI naming the collection (``scope``: for a calendar its id, so one
+    deleted and made again under its name does not take its tokens) and its change counter."""
+    return f"urn:x-pillarbox:sync:{scope}-{token}"
+
+
+def sync_since(asked: davxml.SyncCollection, scope: str) -> int | None:
+    """The change counter a sync-collection REPORT's token names for collection ``scope``: 0
+    for no token (an initial sync), None for a token that is not one of this collection's."""
+    if not asked.token:
+        return 0
+    matched = _SYNC_TOKEN.fullmatch(asked.token)
+    if matched is None or matched[1] != scope:
+        return None
+    return int(matched[2])
+
+
+def sync_report(
+    asked: davxml.SyncCollection,
+    scope: str,
+    since: int,
+    changes: SyncChanges[_Member],
+    changed: Callable[[_Member], Found],
+    deleted: Callable[[str], str],
+) -> Response:
+    """RFC 6578 §3.2: the members changed since the client's token (``changed`` answers one)
+    and, for a token, those deleted (``deleted`` is the href of a deleted member's name)."""
+    if asked.token and not changes.answers(since):
+        # §3.7: a token from the future, or older than the oldest change kept (tombstones
+        # pruned): the client must sync in full (an initial sync, without a token, is always
+        # answered).
+        _log.info("sync token refused", scope=scope, token=since, oldest=changes.oldest)
+        return xml(INVALID_SYNC_TOKEN, 403)
+    if asked.limit is not None and len(changes.changed) + len(changes.deleted) > asked.limit:
+        return xml(TOO_MANY_CHANGES, 507)
+    responses = [changed(member) for member in changes.changed]
+    if asked.token:
+        # §3.5.2: a member removed since the token is a bare 404.
+        responses += [Found(deleted(name), status=404) for name in changes.deleted]
+    token = sync_token(scope, changes.token)
+    return xml(davxml.multistatus(responses, sync_token=token))
 
 
 # -- requests --------------------------------------------------------------------------------------

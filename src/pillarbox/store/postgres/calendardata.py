@@ -1,4 +1,4 @@
-"""PostgreSQL queries of CalDAV calendars (migration 26; SQLite's ``calendardata`` has the
+"""PostgreSQL queries of CalDAV calendars (migrations 26 and 29; SQLite's ``calendardata`` has the
 notes). A write locks its calendar's row first (the sync token it raises), so one change per
 calendar at a time: the UID check and the object count hold until the commit."""
 
@@ -12,20 +12,22 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
-from pillarbox.store.types import Calendar, CalendarChanges, CalendarObject
+from pillarbox.store.types import Calendar, CalendarObject, Member, SyncChanges, data_etag
 
 Conn = AsyncConnection[TupleRow]
-_CALENDAR = "id, name, display_name, color, sync_token, created"
+_CALENDAR = "id, name, display_name, color, description, timezone, sync_token, created"
 _OBJECT = "id, name, uid, component, data, starts, ends, modseq, updated"
 
 
 def _calendar(row: tuple[Any, ...]) -> Calendar:
-    id_, name, display_name, color, token, created = row
+    id_, name, display_name, color, description, timezone, token, created = row
     return Calendar(
         id=id_,
         name=name,
         display_name=display_name,
         color=color,
+        description=description,
+        timezone=timezone,
         sync_token=token,
         created=created,
     )
@@ -83,9 +85,18 @@ async def create_calendar(
     if counted is not None and counted[0] >= limit:
         raise TooManyEntries(f"at most {limit} calendars")
     cur = await conn.execute(
-        "INSERT INTO calendars (account_id, name, display_name, color, sync_token, created) "
-        "VALUES (%s, %s, %s, %s, 1, %s) ON CONFLICT (account_id, name) DO NOTHING RETURNING id",
-        (account_id, calendar.name, calendar.display_name, calendar.color, now),
+        "INSERT INTO calendars (account_id, name, display_name, color, description, timezone, "
+        "sync_token, created) VALUES (%s, %s, %s, %s, %s, %s, 1, %s) "
+        "ON CONFLICT (account_id, name) DO NOTHING RETURNING id",
+        (
+            account_id,
+            calendar.name,
+            calendar.display_name,
+            calendar.color,
+            calendar.description,
+            calendar.timezone,
+            now,
+        ),
     )
     row = await cur.fetchone()
     if row is None:
@@ -95,9 +106,16 @@ async def create_calendar(
 
 async def update_calendar(conn: Conn, account_id: int, calendar: Calendar) -> Calendar:
     cur = await conn.execute(
-        "UPDATE calendars SET display_name = %s, color = %s, sync_token = sync_token + 1 "
-        f"WHERE account_id = %s AND name = %s RETURNING {_CALENDAR}",
-        (calendar.display_name, calendar.color, account_id, calendar.name),
+        "UPDATE calendars SET display_name = %s, color = %s, description = %s, timezone = %s, "
+        f"sync_token = sync_token + 1 WHERE account_id = %s AND name = %s RETURNING {_CALENDAR}",
+        (
+            calendar.display_name,
+            calendar.color,
+            calendar.description,
+            calendar.timezone,
+            account_id,
+            calendar.name,
+        ),
     )
     row = await cur.fetchone()
     if row is None:
@@ -125,6 +143,21 @@ async def calendar_objects(
         {"id": found.id, "start": start, "end": end},
     )
     return [_object(row) for row in await cur.fetchall()]
+
+
+async def calendar_members(conn: Conn, account_id: int, calendar: str) -> list[Member]:
+    found = await _calendar_named(conn, account_id, calendar)
+    # octet_length() of a stored bytea reads its header (a TOAST pointer holds the size): the
+    # bytes are not fetched.
+    cur = await conn.execute(
+        "SELECT name, etag, component, octet_length(data) FROM calendar_objects "
+        'WHERE calendar_id = %s ORDER BY name COLLATE "C"',
+        (found.id,),
+    )
+    return [
+        Member(name=name, etag=etag, component=component, size=size)
+        for name, etag, component, size in await cur.fetchall()
+    ]
 
 
 async def calendar_object(
@@ -166,12 +199,23 @@ async def save_calendar_object(
     token = await _next_token(conn, found.id)
     cur = await conn.execute(
         "INSERT INTO calendar_objects (calendar_id, name, uid, component, data, starts, ends, "
-        "modseq, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "modseq, updated, etag) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (calendar_id, name) DO UPDATE SET uid = excluded.uid, "
         "component = excluded.component, data = excluded.data, starts = excluded.starts, "
-        "ends = excluded.ends, modseq = excluded.modseq, updated = excluded.updated "
-        "RETURNING id",
-        (found.id, obj.name, obj.uid, obj.component, obj.data, obj.starts, obj.ends, token, now),
+        "ends = excluded.ends, modseq = excluded.modseq, updated = excluded.updated, "
+        "etag = excluded.etag RETURNING id",
+        (
+            found.id,
+            obj.name,
+            obj.uid,
+            obj.component,
+            obj.data,
+            obj.starts,
+            obj.ends,
+            token,
+            now,
+            data_etag(obj.data),
+        ),
     )
     row = await cur.fetchone()
     assert row is not None
@@ -189,7 +233,9 @@ async def save_calendar_object(
     return replace(obj, id=row[0], modseq=token, updated=now)
 
 
-async def delete_calendar_object(conn: Conn, account_id: int, calendar: str, name: str) -> None:
+async def delete_calendar_object(
+    conn: Conn, account_id: int, calendar: str, name: str, now: datetime
+) -> None:
     found = await _calendar_named(conn, account_id, calendar, lock=True)
     cur = await conn.execute(
         "DELETE FROM calendar_objects WHERE calendar_id = %s AND name = %s", (found.id, name)
@@ -197,16 +243,20 @@ async def delete_calendar_object(conn: Conn, account_id: int, calendar: str, nam
     if cur.rowcount == 0:
         raise NotFound(f"no calendar object {name!r}")
     await conn.execute(
-        "INSERT INTO calendar_tombstones (calendar_id, name, modseq) VALUES (%s, %s, %s) "
-        "ON CONFLICT (calendar_id, name) DO UPDATE SET modseq = excluded.modseq",
-        (found.id, name, await _next_token(conn, found.id)),
+        "INSERT INTO calendar_tombstones (calendar_id, name, modseq, deleted) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT (calendar_id, name) DO UPDATE "
+        "SET modseq = excluded.modseq, deleted = excluded.deleted",
+        (found.id, name, await _next_token(conn, found.id), now),
     )
 
 
 async def calendar_changes(
     conn: Conn, account_id: int, calendar: str, since: int
-) -> CalendarChanges:
+) -> SyncChanges[CalendarObject]:
     found = await _calendar_named(conn, account_id, calendar)
+    cur = await conn.execute("SELECT oldest_token FROM calendars WHERE id = %s", (found.id,))
+    oldest = await cur.fetchone()
+    assert oldest is not None
     cur = await conn.execute(
         f"SELECT {_OBJECT} FROM calendar_objects WHERE calendar_id = %s AND modseq > %s "
         "ORDER BY modseq",
@@ -219,4 +269,17 @@ async def calendar_changes(
         (found.id, since),
     )
     deleted = [name for (name,) in await cur.fetchall()]
-    return CalendarChanges(changed, deleted, found.sync_token)
+    return SyncChanges(changed, deleted, found.sync_token, int(oldest[0]))
+
+
+async def prune_tombstones(conn: Conn, before: datetime) -> int:
+    """Remove the tombstones of objects deleted before ``before``; each calendar that lost one
+    answers no token older than the last change pruned. How many were removed."""
+    await conn.execute(
+        "UPDATE calendars c SET oldest_token = greatest(c.oldest_token, t.last) "
+        "FROM (SELECT calendar_id, max(modseq) AS last FROM calendar_tombstones "
+        "WHERE deleted < %s GROUP BY calendar_id) t WHERE c.id = t.calendar_id",
+        (before,),
+    )
+    cur = await conn.execute("DELETE FROM calendar_tombstones WHERE deleted < %s", (before,))
+    return cur.rowcount

@@ -383,7 +383,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         _Table(
             "contacts",
             "SELECT id, account_id, uid, display_name, emails, phones, organization, note, "
-            "card, search, created, updated FROM contacts",
+            "card, search, created, updated, modseq, etag FROM contacts",
             (
                 "id",
                 "account_id",
@@ -397,6 +397,8 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "search",
                 "created",
                 "updated",
+                "modseq",
+                "etag",
             ),
             lambda r: (
                 *r[:4],
@@ -405,19 +407,45 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 *r[6:10],
                 _time(r[10]),
                 _time(r[11]),
+                *r[12:],
             ),
+        ),
+        # The address book's change counter and tombstones: a client's sync token stays good.
+        _Table(
+            "contact_books",
+            "SELECT account_id, sync_token, oldest_token FROM contact_books",
+            ("account_id", "sync_token", "oldest_token"),
+            lambda r: r,
+        ),
+        _Table(
+            "contact_tombstones",
+            "SELECT account_id, uid, modseq, deleted FROM contact_tombstones",
+            ("account_id", "uid", "modseq", "deleted"),
+            lambda r: (*r[:3], _time(r[3])),
         ),
         # Calendars keep their ids and change counters: a client's sync token names both.
         _Table(
             "calendars",
-            "SELECT id, account_id, name, display_name, color, sync_token, created FROM calendars",
-            ("id", "account_id", "name", "display_name", "color", "sync_token", "created"),
-            lambda r: (*r[:6], _time(r[6])),
+            "SELECT id, account_id, name, display_name, color, description, timezone, "
+            "sync_token, oldest_token, created FROM calendars",
+            (
+                "id",
+                "account_id",
+                "name",
+                "display_name",
+                "color",
+                "description",
+                "timezone",
+                "sync_token",
+                "oldest_token",
+                "created",
+            ),
+            lambda r: (*r[:9], _time(r[9])),
         ),
         _Table(
             "calendar_objects",
-            "SELECT id, calendar_id, name, uid, component, data, starts, ends, modseq, updated "
-            "FROM calendar_objects",
+            "SELECT id, calendar_id, name, uid, component, data, starts, ends, modseq, updated, "
+            "etag FROM calendar_objects",
             (
                 "id",
                 "calendar_id",
@@ -429,14 +457,15 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "ends",
                 "modseq",
                 "updated",
+                "etag",
             ),
-            lambda r: (*r[:5], bytes(r[5]), _time(r[6]), _time(r[7]), r[8], _time(r[9])),
+            lambda r: (*r[:5], bytes(r[5]), _time(r[6]), _time(r[7]), r[8], _time(r[9]), r[10]),
         ),
         _Table(
             "calendar_tombstones",
-            "SELECT calendar_id, name, modseq FROM calendar_tombstones",
-            ("calendar_id", "name", "modseq"),
-            lambda r: r,
+            "SELECT calendar_id, name, modseq, deleted FROM calendar_tombstones",
+            ("calendar_id", "name", "modseq", "deleted"),
+            lambda r: (*r[:3], _time(r[3])),
         ),
         _Table(
             "server_metadata",

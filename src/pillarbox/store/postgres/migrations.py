@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import psycopg
 
+from pillarbox import vcard
 from pillarbox.errors import StorageError
+from pillarbox.store.postgres import contactdata
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
 
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
@@ -796,6 +798,48 @@ CREATE TABLE acme_answers (
 );
 """
 
+# Address book sync, sync history pruning, stored ETags and calendar properties (SQLite
+# migration 34's notes). A calendar object's ETag is SQL's digest of its bytes, as
+# :func:`pillarbox.store.types.data_etag` computes it; a contact's, by :func:`_etag_backfill`.
+_V29_SQL = r"""
+CREATE TABLE contact_books (
+    account_id bigint PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    sync_token bigint NOT NULL,
+    oldest_token bigint NOT NULL DEFAULT 0
+);
+INSERT INTO contact_books (account_id, sync_token) SELECT DISTINCT account_id, 1 FROM contacts;
+ALTER TABLE contacts ADD COLUMN modseq bigint NOT NULL DEFAULT 1;
+ALTER TABLE contacts ADD COLUMN etag text NOT NULL DEFAULT '';
+CREATE INDEX contacts_modseq ON contacts (account_id, modseq);
+CREATE TABLE contact_tombstones (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    uid text NOT NULL,
+    modseq bigint NOT NULL,
+    deleted timestamptz NOT NULL,
+    PRIMARY KEY (account_id, uid)
+);
+CREATE INDEX contact_tombstones_deleted ON contact_tombstones (deleted);
+ALTER TABLE calendars ADD COLUMN description text NOT NULL DEFAULT '';
+ALTER TABLE calendars ADD COLUMN timezone text NOT NULL DEFAULT '';
+ALTER TABLE calendars ADD COLUMN oldest_token bigint NOT NULL DEFAULT 0;
+ALTER TABLE calendar_objects ADD COLUMN etag text NOT NULL DEFAULT '';
+UPDATE calendar_objects SET etag = '"' || left(encode(sha256(data), 'hex'), 32) || '"';
+ALTER TABLE calendar_tombstones ADD COLUMN deleted timestamptz NOT NULL DEFAULT now();
+CREATE INDEX calendar_tombstones_deleted ON calendar_tombstones (deleted);
+"""
+
+
+async def _etag_backfill(conn: Conn) -> None:
+    """Each stored contact's ETag, as a write now computes it."""
+    cur = await conn.execute(f"SELECT {contactdata.COLUMNS} FROM contacts")
+    rows = await cur.fetchall()
+    async with conn.cursor() as update:
+        await update.executemany(
+            "UPDATE contacts SET etag = %s WHERE id = %s",
+            [(vcard.etag(contact), contact.id) for contact in map(contactdata.contact, rows)],
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -829,6 +873,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(26, "CalDAV calendars, their objects and tombstones", _V26_SQL),
     Migration(27, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V27_SQL),
     Migration(28, "ACME http-01 and tls-alpn-01 answers shared by the nodes", _V28_SQL),
+    Migration(
+        29,
+        "address book sync (RFC 6578), sync history pruning, stored ETags, calendar properties",
+        _V29_SQL,
+        _etag_backfill,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,8 +1,11 @@
-"""SQLite queries of CalDAV calendars (migration 31): plain functions over a connection, run by
-:class:`~.store.SqliteStore` on its readers or its writer. Times are microseconds since the
+"""SQLite queries of CalDAV calendars (migrations 31 and 34): plain functions over a connection,
+run by :class:`~.store.SqliteStore` on its readers or its writer. Times are microseconds since the
 epoch; an object's ``starts``/``ends`` are NULL when unbounded that way. Each change raises its
 calendar's ``sync_token`` and stamps the object (or a deleted object's tombstone) with it, so
-RFC 6578 sync-collection reads what changed after a token from ``modseq``."""
+RFC 6578 sync-collection reads what changed after a token from ``modseq``. Tombstones older
+than the sync history kept are pruned (:func:`prune_tombstones`), raising the calendar's
+``oldest_token``: a client's token below it is refused (§3.7). Each object's ETag is kept
+beside it, so a listing (:func:`calendar_members`) reads no object's bytes."""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
-from pillarbox.store.types import Calendar, CalendarChanges, CalendarObject
+from pillarbox.store.types import Calendar, CalendarObject, Member, SyncChanges, data_etag
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_CALENDAR = "id, name, display_name, color, sync_token, created"
+_CALENDAR = "id, name, display_name, color, description, timezone, sync_token, created"
 _OBJECT = "id, name, uid, component, data, starts, ends, modseq, updated"
 
 
@@ -27,13 +30,15 @@ def _time(micros: int | None) -> datetime | None:
     return None if micros is None else _EPOCH + micros * _MICROSECOND
 
 
-def _calendar(row: tuple[int, str, str, str, int, int]) -> Calendar:
-    id_, name, display_name, color, token, created = row
+def _calendar(row: tuple[int, str, str, str, str, str, int, int]) -> Calendar:
+    id_, name, display_name, color, description, timezone, token, created = row
     return Calendar(
         id=id_,
         name=name,
         display_name=display_name,
         color=color,
+        description=description,
+        timezone=timezone,
         sync_token=token,
         created=_time(created),
     )
@@ -83,9 +88,18 @@ def create_calendar(
     if count >= limit:
         raise TooManyEntries(f"at most {limit} calendars")
     row = conn.execute(
-        "INSERT INTO calendars (account_id, name, display_name, color, sync_token, created) "
-        "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (account_id, name) DO NOTHING RETURNING id",
-        (account_id, calendar.name, calendar.display_name, calendar.color, _micros(now)),
+        "INSERT INTO calendars (account_id, name, display_name, color, description, timezone, "
+        "sync_token, created) VALUES (?, ?, ?, ?, ?, ?, 1, ?) "
+        "ON CONFLICT (account_id, name) DO NOTHING RETURNING id",
+        (
+            account_id,
+            calendar.name,
+            calendar.display_name,
+            calendar.color,
+            calendar.description,
+            calendar.timezone,
+            _micros(now),
+        ),
     ).fetchone()
     if row is None:
         raise AlreadyExists(f"calendar {calendar.name!r} exists")
@@ -94,9 +108,16 @@ def create_calendar(
 
 def update_calendar(conn: sqlite3.Connection, account_id: int, calendar: Calendar) -> Calendar:
     row = conn.execute(
-        "UPDATE calendars SET display_name = ?, color = ?, sync_token = sync_token + 1 "
-        f"WHERE account_id = ? AND name = ? RETURNING {_CALENDAR}",
-        (calendar.display_name, calendar.color, account_id, calendar.name),
+        "UPDATE calendars SET display_name = ?, color = ?, description = ?, timezone = ?, "
+        f"sync_token = sync_token + 1 WHERE account_id = ? AND name = ? RETURNING {_CALENDAR}",
+        (
+            calendar.display_name,
+            calendar.color,
+            calendar.description,
+            calendar.timezone,
+            account_id,
+            calendar.name,
+        ),
     ).fetchone()
     if row is None:
         raise NotFound(f"no calendar {calendar.name!r}")
@@ -131,6 +152,20 @@ def calendar_objects(
         ),
     )
     return [_object(row) for row in rows]
+
+
+def calendar_members(conn: sqlite3.Connection, account_id: int, calendar: str) -> list[Member]:
+    found = _calendar_named(conn, account_id, calendar)
+    # length() of a BLOB is read from its record header: the bytes are not loaded.
+    rows = conn.execute(
+        "SELECT name, etag, component, length(data) FROM calendar_objects "
+        "WHERE calendar_id = ? ORDER BY name",
+        (found.id,),
+    )
+    return [
+        Member(name=name, etag=etag, component=component, size=size)
+        for name, etag, component, size in rows
+    ]
 
 
 def calendar_object(
@@ -175,11 +210,11 @@ def save_calendar_object(
     at = _micros(now)
     (id_,) = conn.execute(
         "INSERT INTO calendar_objects (calendar_id, name, uid, component, data, starts, ends, "
-        "modseq, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "modseq, updated, etag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (calendar_id, name) DO UPDATE SET uid = excluded.uid, "
         "component = excluded.component, data = excluded.data, starts = excluded.starts, "
-        "ends = excluded.ends, modseq = excluded.modseq, updated = excluded.updated "
-        "RETURNING id",
+        "ends = excluded.ends, modseq = excluded.modseq, updated = excluded.updated, "
+        "etag = excluded.etag RETURNING id",
         (
             found.id,
             obj.name,
@@ -190,6 +225,7 @@ def save_calendar_object(
             None if obj.ends is None else _micros(obj.ends),
             token,
             at,
+            data_etag(obj.data),
         ),
     ).fetchone()
     conn.execute(
@@ -205,7 +241,7 @@ def save_calendar_object(
 
 
 def delete_calendar_object(
-    conn: sqlite3.Connection, account_id: int, calendar: str, name: str
+    conn: sqlite3.Connection, account_id: int, calendar: str, name: str, now: datetime
 ) -> None:
     found = _calendar_named(conn, account_id, calendar)
     cursor = conn.execute(
@@ -214,16 +250,20 @@ def delete_calendar_object(
     if cursor.rowcount == 0:
         raise NotFound(f"no calendar object {name!r}")
     conn.execute(
-        "INSERT INTO calendar_tombstones (calendar_id, name, modseq) VALUES (?, ?, ?) "
-        "ON CONFLICT (calendar_id, name) DO UPDATE SET modseq = excluded.modseq",
-        (found.id, name, _next_token(conn, found.id)),
+        "INSERT INTO calendar_tombstones (calendar_id, name, modseq, deleted) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (calendar_id, name) DO UPDATE SET modseq = excluded.modseq, "
+        "deleted = excluded.deleted",
+        (found.id, name, _next_token(conn, found.id), _micros(now)),
     )
 
 
 def calendar_changes(
     conn: sqlite3.Connection, account_id: int, calendar: str, since: int
-) -> CalendarChanges:
+) -> SyncChanges[CalendarObject]:
     found = _calendar_named(conn, account_id, calendar)
+    (oldest,) = conn.execute(
+        "SELECT oldest_token FROM calendars WHERE id = ?", (found.id,)
+    ).fetchone()
     changed = conn.execute(
         f"SELECT {_OBJECT} FROM calendar_objects WHERE calendar_id = ? AND modseq > ? "
         "ORDER BY modseq",
@@ -233,6 +273,19 @@ def calendar_changes(
         "SELECT name FROM calendar_tombstones WHERE calendar_id = ? AND modseq > ? ORDER BY modseq",
         (found.id, since),
     )
-    return CalendarChanges(
-        [_object(row) for row in changed], [name for (name,) in deleted], found.sync_token
+    return SyncChanges(
+        [_object(row) for row in changed], [name for (name,) in deleted], found.sync_token, oldest
     )
+
+
+def prune_tombstones(conn: sqlite3.Connection, before: datetime) -> int:
+    """Remove the tombstones of objects deleted before ``before``; each calendar that lost
+    one answers no token older than the last change pruned. How many were removed."""
+    at = _micros(before)
+    conn.execute(
+        "UPDATE calendars SET oldest_token = max(oldest_token, (SELECT max(t.modseq) "
+        "FROM calendar_tombstones t WHERE t.calendar_id = calendars.id AND t.deleted < ?1)) "
+        "WHERE id IN (SELECT calendar_id FROM calendar_tombstones WHERE deleted < ?1)",
+        (at,),
+    )
+    return conn.execute("DELETE FROM calendar_tombstones WHERE deleted < ?", (at,)).rowcount

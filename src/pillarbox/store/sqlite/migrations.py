@@ -28,8 +28,11 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pillarbox import vcard
 from pillarbox.errors import StorageError
+from pillarbox.store.sqlite import contactdata
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
+from pillarbox.store.types import data_etag
 
 
 @dataclass(frozen=True, slots=True)
@@ -769,6 +772,58 @@ CREATE TABLE acme_answers (
 ) WITHOUT ROWID;
 """
 
+# WebDAV sync of the address book and sync history of both kinds (RFC 6578, .contactdata and
+# .calendardata): ``contact_books.sync_token`` counts an account's contact changes, a contact's
+# ``modseq`` and a deleted contact's tombstone carry the token of their change, as for
+# calendars. Tombstones carry when the deletion was (``deleted``, microseconds) so that old ones
+# can be pruned; ``oldest_token`` is then the last change pruned, and older tokens are refused
+# (§3.7). Each object and contact keeps its ETag beside it (``etag``, filled by
+# :func:`_etag_backfill`) so a listing reads no bodies. A calendar keeps RFC 4791 §5.2.1's
+# description and §5.2.2's time zone.
+_V34_SQL = r"""
+CREATE TABLE contact_books (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    sync_token INTEGER NOT NULL,
+    oldest_token INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO contact_books (account_id, sync_token) SELECT DISTINCT account_id, 1 FROM contacts;
+ALTER TABLE contacts ADD COLUMN modseq INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE contacts ADD COLUMN etag TEXT NOT NULL DEFAULT '';
+CREATE INDEX contacts_modseq ON contacts(account_id, modseq);
+CREATE TABLE contact_tombstones (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    uid TEXT NOT NULL,
+    modseq INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    PRIMARY KEY (account_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX contact_tombstones_deleted ON contact_tombstones(deleted);
+ALTER TABLE calendars ADD COLUMN description TEXT NOT NULL DEFAULT '';
+ALTER TABLE calendars ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
+ALTER TABLE calendars ADD COLUMN oldest_token INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calendar_objects ADD COLUMN etag TEXT NOT NULL DEFAULT '';
+ALTER TABLE calendar_tombstones ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+UPDATE calendar_tombstones SET deleted = unixepoch() * 1000000;
+CREATE INDEX calendar_tombstones_deleted ON calendar_tombstones(deleted);
+"""
+
+
+def _etag_backfill(conn: sqlite3.Connection) -> None:
+    """Each stored object's and contact's ETag, as a write now computes it."""
+    conn.executemany(
+        "UPDATE calendar_objects SET etag = ? WHERE id = ?",
+        [
+            (data_etag(bytes(data)), id_)
+            for id_, data in conn.execute("SELECT id, data FROM calendar_objects")
+        ],
+    )
+    rows = conn.execute(f"SELECT {contactdata.COLUMNS} FROM contacts")
+    conn.executemany(
+        "UPDATE contacts SET etag = ? WHERE id = ?",
+        [(vcard.etag(contact), contact.id) for contact in map(contactdata.contact, rows)],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -803,6 +858,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(31, "CalDAV calendars, their objects and tombstones", _V31_SQL),
     Migration(32, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V32_SQL),
     Migration(33, "ACME http-01 and tls-alpn-01 answers shared by the nodes", _V33_SQL),
+    Migration(
+        34,
+        "address book sync (RFC 6578), sync history pruning, stored ETags, calendar properties",
+        _V34_SQL,
+        _etag_backfill,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

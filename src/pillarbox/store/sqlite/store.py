@@ -104,7 +104,6 @@ from pillarbox.store.types import (
     Appended,
     AttemptOutcome,
     Calendar,
-    CalendarChanges,
     CalendarObject,
     Change,
     ChangeKind,
@@ -126,6 +125,7 @@ from pillarbox.store.types import (
     MailboxDelta,
     MailboxSnapshot,
     MailboxStatus,
+    Member,
     MessagePage,
     MessageQuery,
     MessageRecord,
@@ -146,6 +146,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    SyncChanges,
     ThreadFields,
     TlsReportPost,
     TlsSessionResult,
@@ -1573,8 +1574,19 @@ class SqliteStore:
             lambda conn, fx: contactdata.save_contacts(conn, account_id, contacts, now, limit)
         )
 
-    async def delete_contact(self, account_id: int, contact_id: int) -> None:
-        await self._write(lambda conn, fx: contactdata.delete_contact(conn, account_id, contact_id))
+    async def delete_contact(self, account_id: int, contact_id: int, *, now: datetime) -> None:
+        await self._write(
+            lambda conn, fx: contactdata.delete_contact(conn, account_id, contact_id, now)
+        )
+
+    async def contact_members(self, account_id: int) -> list[Member]:
+        return await self._read(lambda conn: contactdata.contact_members(conn, account_id))
+
+    async def contacts_sync_token(self, account_id: int) -> int:
+        return await self._read(lambda conn: contactdata.sync_state(conn, account_id)[0])
+
+    async def contact_changes(self, account_id: int, since: int) -> SyncChanges[Contact]:
+        return await self._read(lambda conn: contactdata.contact_changes(conn, account_id, since))
 
     # -- calendars (see .calendardata) -------------------------------------------------------
     async def list_calendars(self, account_id: int) -> list[Calendar]:
@@ -1607,6 +1619,11 @@ class SqliteStore:
             lambda conn: calendardata.calendar_objects(conn, account_id, calendar, start, end)
         )
 
+    async def calendar_members(self, account_id: int, calendar: str) -> list[Member]:
+        return await self._read(
+            lambda conn: calendardata.calendar_members(conn, account_id, calendar)
+        )
+
     async def calendar_object(self, account_id: int, calendar: str, name: str) -> CalendarObject:
         return await self._read(
             lambda conn: calendardata.calendar_object(conn, account_id, calendar, "name", name)
@@ -1628,15 +1645,34 @@ class SqliteStore:
             )
         )
 
-    async def delete_calendar_object(self, account_id: int, calendar: str, name: str) -> None:
+    async def delete_calendar_object(
+        self, account_id: int, calendar: str, name: str, *, now: datetime
+    ) -> None:
         await self._write(
-            lambda conn, fx: calendardata.delete_calendar_object(conn, account_id, calendar, name)
+            lambda conn, fx: calendardata.delete_calendar_object(
+                conn, account_id, calendar, name, now
+            )
         )
 
-    async def calendar_changes(self, account_id: int, calendar: str, since: int) -> CalendarChanges:
+    async def calendar_changes(
+        self, account_id: int, calendar: str, since: int
+    ) -> SyncChanges[CalendarObject]:
         return await self._read(
             lambda conn: calendardata.calendar_changes(conn, account_id, calendar, since)
         )
+
+    async def prune_tombstones(
+        self, *, calendars_before: datetime | None, contacts_before: datetime | None
+    ) -> int:
+        def prune(conn: sqlite3.Connection, fx: WriteEffects) -> int:
+            removed = 0
+            if calendars_before is not None:
+                removed += calendardata.prune_tombstones(conn, calendars_before)
+            if contacts_before is not None:
+                removed += contactdata.prune_tombstones(conn, contacts_before)
+            return removed
+
+        return await self._write(prune)
 
     async def claim_vacation_reply(
         self, account_id: int, sender: str, now: datetime, interval: timedelta
