@@ -356,6 +356,18 @@ class PostgresStore:
         except (psycopg.Error, PoolTimeout) as exc:
             raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 
+    async def _read_snapshot(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """:meth:`_read` in one read-only REPEATABLE READ transaction: for answers put
+        together from several statements that a concurrent write must not split (a sync
+        report's token, changes and oldest valid token)."""
+
+        async def snapshot(conn: Conn) -> T:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                return await fn(conn)
+
+        return await self._read(snapshot)
+
     @property
     def cross_process_delay(self) -> float:
         """Longest time, in seconds, before another node's write is seen by the lookups this
@@ -1733,7 +1745,9 @@ class PostgresStore:
         return (await self._read(lambda conn: contactdata.sync_state(conn, account_id)))[0]
 
     async def contact_changes(self, account_id: int, since: int) -> SyncChanges[Contact]:
-        return await self._read(lambda conn: contactdata.contact_changes(conn, account_id, since))
+        return await self._read_snapshot(
+            lambda conn: contactdata.contact_changes(conn, account_id, since)
+        )
 
     # -- calendars (see .calendardata) -------------------------------------------------------
     async def list_calendars(self, account_id: int) -> list[Calendar]:
@@ -1804,7 +1818,7 @@ class PostgresStore:
     async def calendar_changes(
         self, account_id: int, calendar: str, since: int
     ) -> SyncChanges[CalendarObject]:
-        return await self._read(
+        return await self._read_snapshot(
             lambda conn: calendardata.calendar_changes(conn, account_id, calendar, since)
         )
 
