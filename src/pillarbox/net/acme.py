@@ -325,38 +325,54 @@ def _place_order(
     return _Order(acme, order, tuple(prepared), key_pem)
 
 
-#: Seconds between two looks at an authorization the CA is still validating.
+#: Seconds between two looks at the authorizations the CA is still validating.
 POLL_INTERVAL = 1.0
+
+
+def _unsettled(authorization: messages.AuthorizationResource) -> bool:
+    return authorization.body.status in (messages.STATUS_PENDING, messages.STATUS_PROCESSING)
 
 
 def _finish_order(placed: _Order, timeout: float, stop: threading.Event) -> bytes:
     """Blocking: answer the challenges, wait for validation and issuance; the PEM chain.
 
-    The wait for validation is polled here rather than by the library, so that ``stop`` (set
-    when the server shuts down) ends it within :data:`POLL_INTERVAL`: the pool's threads are
-    waited for at shutdown.
+    Every authorization still pending is looked at in each round, and the first one the CA
+    calls invalid ends the wait: one authorization's validation may take the CA long (a
+    name whose server holds the connection open; Pebble gives up after 15 s, a real CA's
+    validation from several places may take longer, one never processed lasts to ``timeout``)
+    while another's already failed, and a failure is reported as soon as the CA knows it.
+    The wait is polled here rather than by the library, so that ``stop`` (set when the server
+    shuts down) ends it within :data:`POLL_INTERVAL`: the pool's threads are waited for at
+    shutdown.
     """
     acme = placed.client
     for challenge in placed.challenges:
         acme.answer_challenge(challenge.body, challenge.response)
     deadline = time.monotonic() + timeout
-    settled: list[messages.AuthorizationResource] = []
-    for authorization in placed.order.authorizations:
-        # RFC 8555 §7.1.6: pending until the CA has validated, then valid or invalid.
-        while authorization.body.status in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
-            if stop.wait(POLL_INTERVAL):
-                raise AcmeError("stopped while the CA was validating")
-            if time.monotonic() > deadline:
-                raise acme_errors.TimeoutError()
-            authorization, _ = acme.poll(authorization)
-        settled.append(authorization)
-    failed = [a for a in settled if a.body.status != messages.STATUS_VALID]
-    if failed:
-        raise acme_errors.ValidationError(failed)
+    authorizations = list(placed.order.authorizations)
+    while True:
+        # RFC 8555 §7.1.6: pending until the CA has validated, then valid or invalid (or
+        # deactivated, expired, revoked: none of them will become valid either).
+        waiting = [i for i, a in enumerate(authorizations) if _unsettled(a)]
+        failed = [
+            a
+            for a in authorizations
+            if not _unsettled(a) and a.body.status != messages.STATUS_VALID
+        ]
+        if failed:
+            raise acme_errors.ValidationError(failed)
+        if not waiting:
+            break
+        if stop.wait(POLL_INTERVAL):
+            raise AcmeError("stopped while the CA was validating")
+        if time.monotonic() > deadline:
+            raise acme_errors.TimeoutError()
+        for i in waiting:
+            authorizations[i], _ = acme.poll(authorizations[i])
     # The library compares with naive local time.
     left = max(1.0, deadline - time.monotonic())
     order = acme.finalize_order(
-        placed.order.update(authorizations=settled),
+        placed.order.update(authorizations=authorizations),
         datetime.datetime.now() + datetime.timedelta(seconds=left),
     )
     if not order.fullchain_pem:
