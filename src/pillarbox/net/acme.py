@@ -26,8 +26,8 @@ Implementation notes:
   (:mod:`pillarbox.net.tlsalpn`), made off the loop before the CA is told to validate and
   dropped when the attempt ends; the name and key authorization go to the store too, where
   every other node's copy picks them up, and the CA is told to validate once they have (twice
-  :data:`~pillarbox.net.tlsalpn.REFRESH_SECONDS`: a refresh may have read the store just
-  before).
+  :data:`~pillarbox.store.types.ACME_ANSWER_LAG`: a refresh may have read the store just
+  before). http-01 answers wait as long: a node remembers "none pending" that long.
 - **Concurrent attempts**: every node holds its own certificate (``data_dir``) and so runs its
   own attempts, with its own ACME account. A name's tls-alpn-01 answer can be only one key
   authorization at a time: the store refuses a second node's while the first is pending, and
@@ -100,10 +100,10 @@ from pillarbox.dns.acmerecords import (
 )
 from pillarbox.errors import AlreadyExists, PillarboxError, StorageError, TooManyEntries
 from pillarbox.net.acmehook import HookFailed, run_hook
-from pillarbox.net.tlsalpn import REFRESH_SECONDS, TlsAlpnAnswers, validation_context
+from pillarbox.net.tlsalpn import TlsAlpnAnswers, validation_context
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
-from pillarbox.store.types import ACME_HTTP01, ACME_TLS_ALPN01, AcmeAnswer
+from pillarbox.store.types import ACME_ANSWER_LAG, ACME_HTTP01, ACME_TLS_ALPN01, AcmeAnswer
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
 REQUEST_POLL = 2.0
@@ -523,8 +523,8 @@ class CertificateManager:
 
     async def _share(self, chosen: tuple[_Challenge, ...], shared: list[AcmeAnswer]) -> None:
         """Put the http-01 and tls-alpn-01 answers in the store for the other nodes, each added
-        to ``shared`` once written; with a tls-alpn-01 one, return only once every node's copy
-        has been refreshed (an http-01 token is looked up in the store when asked for)."""
+        to ``shared`` once written; return only once every node sees them (its tls-alpn-01
+        copy refreshed, its memory of "no http-01 answer pending" lapsed)."""
         if self.store is None:
             return
         expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
@@ -547,9 +547,10 @@ class CertificateManager:
             except TooManyEntries as exc:
                 raise AcmeError(f"{challenge.kind} answer for {challenge.name}: {exc}") from None
             shared.append(answer)
-        if any(answer.kind == TLS_ALPN01 for answer in shared):
-            # One refresh interval, and one more for a refresh that read the store just before.
-            await asyncio.sleep(2 * REFRESH_SECONDS)
+        if shared:
+            # One lag, and one more for a read of the store just before the write: every
+            # node's tls-alpn-01 copy has it, and none still believes no http-01 is pending.
+            await asyncio.sleep(2 * ACME_ANSWER_LAG)
 
     async def _unshare(self, shared: list[AcmeAnswer]) -> None:
         """Remove an attempt's answers from the store; one that cannot be removed now is logged

@@ -845,6 +845,10 @@ class AcmeChallengeRecord:
 #: own names, the one spelling the attempting node writes and every other node reads.
 ACME_HTTP01 = "http-01"
 ACME_TLS_ALPN01 = "tls-alpn-01"
+#: Seconds a node may take to see an answer another node shared (its tls-alpn-01 copies are
+#: refreshed this often; "no http-01 answer pending" is believed this long): the attempt
+#: shares its answers and waits twice this before the CA may ask any node.
+ACME_ANSWER_LAG = 1.0
 
 
 @dataclass(frozen=True, slots=True)
