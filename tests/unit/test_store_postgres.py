@@ -119,7 +119,7 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
             "ALTER TABLE messages DROP COLUMN thread; DROP TABLE thread_keys; "
             "DROP SEQUENCE thread_ids; ALTER TABLE contacts DROP COLUMN card; "
             "DROP TABLE calendar_tombstones, calendar_objects, calendars; "
-            "DROP TABLE acme_answers; "
+            "DROP TABLE acme_answers, acme_certificates, acme_leases; "
             "DELETE FROM schema_version WHERE version >= 24"
         )
     upgraded = PostgresStore(migrated_url)

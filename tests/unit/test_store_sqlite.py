@@ -174,7 +174,7 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
         "DROP TABLE thread_keys; DELETE FROM meta WHERE key = 'next_thread'; "
         "ALTER TABLE contacts DROP COLUMN card; "
         "DROP TABLE calendar_tombstones; DROP TABLE calendar_objects; DROP TABLE calendars; "
-        "DROP TABLE acme_answers; "
+        "DROP TABLE acme_answers; DROP TABLE acme_certificates; DROP TABLE acme_leases; "
         "DELETE FROM schema_version WHERE version >= 29;"
     )
     conn.close()

@@ -796,6 +796,23 @@ CREATE TABLE acme_answers (
 );
 """
 
+#: The certificate the nodes share and the lease of the node renewing it (queries in
+#: .acmedata).
+_V30_SQL = r"""
+CREATE TABLE acme_certificates (
+    scope text PRIMARY KEY,
+    chain bytea NOT NULL,
+    key bytea NOT NULL,
+    not_after timestamptz NOT NULL
+);
+CREATE TABLE acme_leases (
+    scope text PRIMARY KEY,
+    holder text NOT NULL,
+    expires timestamptz NOT NULL,
+    failures integer NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -829,6 +846,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(26, "CalDAV calendars, their objects and tombstones", _V26_SQL),
     Migration(27, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V27_SQL),
     Migration(28, "ACME http-01 and tls-alpn-01 answers shared by the nodes", _V28_SQL),
+    Migration(30, "the nodes' shared ACME certificate and its renewal lease", _V30_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

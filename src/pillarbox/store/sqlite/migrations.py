@@ -769,6 +769,23 @@ CREATE TABLE acme_answers (
 ) WITHOUT ROWID;
 """
 
+#: The certificate the nodes of a store share and the lease of the node renewing it (queries
+#: in .acmedata; pillarbox.net.acme uses them with PostgreSQL, but both backends hold them).
+_V35_SQL = r"""
+CREATE TABLE acme_certificates (
+    scope TEXT PRIMARY KEY,
+    chain BLOB NOT NULL,
+    key BLOB NOT NULL,
+    not_after INTEGER NOT NULL
+);
+CREATE TABLE acme_leases (
+    scope TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    failures INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -803,6 +820,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(31, "CalDAV calendars, their objects and tombstones", _V31_SQL),
     Migration(32, "messages and thread keys by thread (SEARCH THREADID, pruning)", _V32_SQL),
     Migration(33, "ACME http-01 and tls-alpn-01 answers shared by the nodes", _V33_SQL),
+    Migration(35, "the nodes' shared ACME certificate and its renewal lease", _V35_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
