@@ -62,6 +62,8 @@ import asyncio
 import contextlib
 import datetime
 import json
+import os
+import socket
 import ssl
 import threading
 import time
@@ -85,6 +87,7 @@ from pillarbox.certificates import (
     acme_identifier,
     acme_names,
     certificate_facts,
+    certificate_scope,
     dns01_record_name,
     dns01_txt_value,
     renewal_reason,
@@ -103,10 +106,20 @@ from pillarbox.net.acmehook import HookFailed, run_hook
 from pillarbox.net.tlsalpn import TlsAlpnAnswers, validation_context
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
-from pillarbox.store.types import ACME_ANSWER_LAG, ACME_HTTP01, ACME_TLS_ALPN01, AcmeAnswer
+from pillarbox.store.open import is_postgresql
+from pillarbox.store.types import (
+    ACME_ANSWER_LAG,
+    ACME_HTTP01,
+    ACME_TLS_ALPN01,
+    AcmeAnswer,
+    AcmeCertificate,
+    AcmeLease,
+)
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
 REQUEST_POLL = 2.0
+#: The reason of an attempt ``pillarbox tls renew`` asked for.
+REQUESTED = "renewal requested (pillarbox tls renew)"
 #: Seconds one HTTP request to the CA may take.
 CA_REQUEST_TIMEOUT = 30
 USER_AGENT = "pillarbox"
@@ -439,6 +452,14 @@ class CertificateManager:
         #: ``pillarbox serve`` once the store is open (None: this node alone answers).
         self.store: Store | None = None
         self.files = AcmeFiles.of(config)
+        #: One certificate for every node of the store (``acme_shared_certificate`` with
+        #: PostgreSQL): renewed under the store's lease, kept there, adopted from there.
+        self.shared = config.tls.acme_shared_certificate and is_postgresql(config.store.url)
+        self._scope = certificate_scope(config.tls.acme_directory, self._names)
+        #: This node, as the lease names it (the host name alone may be every node's).
+        self._holder = f"{config.server.hostname} {socket.gethostname()} pid {os.getpid()}"
+        #: The lease as this node last found it held by another (logged once per change).
+        self._lease_seen: AcmeLease | None = None
         #: The certificate the context presents, when it is an ACME one.
         self.facts: CertificateFacts | None = None
         #: The CA directory :attr:`facts` came from ("" when not known).
@@ -511,6 +532,8 @@ class CertificateManager:
             serial=f"{facts.serial:x}",
             not_after=_utc_text(facts.not_after),
         )
+        if self.shared:
+            await self._put(placed.key_pem, chain, facts)
         return facts
 
     async def _present(self, challenge: _Challenge) -> None:
@@ -640,6 +663,75 @@ class CertificateManager:
         write_atomically(self.files.cert, chain)
         write_atomically(self.files.issuer_directory, self._tls.acme_directory.encode())
 
+    async def _put(self, key_pem: bytes, chain: bytes, facts: CertificateFacts) -> None:
+        """Share this node's certificate through the store; one that cannot be written now is
+        logged, and the next :meth:`sync` offers it again (the certificate is this node's
+        meanwhile, and the attempt did obtain it)."""
+        assert self.store is not None  # shared only once serve has set it
+        certificate = AcmeCertificate(self._scope, chain, key_pem, facts.not_after)
+        try:
+            stored = await self.store.put_acme_certificate(certificate)
+        except StorageError as exc:
+            self._log.warning("certificate not shared", error=str(exc))
+            return
+        if stored:
+            self._log.info("certificate shared", serial=f"{facts.serial:x}")
+
+    async def sync(self) -> None:
+        """Shared mode: present the store's certificate when it expires later than this node's
+        (another node renewed it), or share this node's when it is the later one (a node
+        upgraded from certificates of its own, or a share that failed). One small read when
+        both are the same."""
+        assert self.store is not None  # shared only once serve has set it
+        stored = await self.store.acme_certificate(self._scope)
+        mine = self.facts
+        if stored is not None and (mine is None or stored.not_after > mine.not_after):
+            await self._adopt(stored)
+            return
+        if mine is None or self._issuer_directory != self._tls.acme_directory:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        if renewal_reason(mine, self._names, now, 0):
+            return  # expired, or not for the names: not worth sharing
+        if stored is None or mine.not_after > stored.not_after:
+            try:
+                key_pem, chain = await run_blocking(self._read_pair)
+            except OSError as exc:
+                self._log.warning("certificate not shared", error=str(exc))
+                return
+            if certificate_facts(chain).serial == mine.serial:  # not replaced meanwhile
+                await self._put(key_pem, chain, mine)
+
+    def _read_pair(self) -> tuple[bytes, bytes]:
+        return self.files.key.read_bytes(), self.files.cert.read_bytes()
+
+    async def _adopt(self, stored: AcmeCertificate) -> None:
+        """Present the store's certificate (another node obtained it): written to this node's
+        files (its copy for the next start, and what ``ssl`` loads from), then swapped into
+        the shared context."""
+        try:
+            facts = certificate_facts(stored.chain_pem)
+        except ValueError as exc:
+            self._log.warning("stored certificate not used", error=str(exc))
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        if reason := renewal_reason(facts, self._names, now, 0):
+            self._log.warning("stored certificate not used", reason=reason)
+            return
+        await run_blocking(self._store, stored.key_pem, stored.chain_pem)
+        try:
+            load_pair(self._context, self.files.cert, self.files.key)
+        except ssl.SSLError as exc:
+            self._log.warning("stored certificate not loaded", error=str(exc))
+            return
+        self.facts = facts
+        self._issuer_directory = self._tls.acme_directory
+        self._log.info(
+            "certificate installed from the store",
+            serial=f"{facts.serial:x}",
+            not_after=_utc_text(facts.not_after),
+        )
+
     async def attempt(self, reason: str) -> bool:
         """:meth:`obtain`, its failure logged and counted; the outcome goes to status.json.
 
@@ -669,6 +761,11 @@ class CertificateManager:
             self._failures = 0
             status.update(result="ok", serial=f"{facts.serial:x}")
             ok = True
+        await self._record(status)
+        return ok
+
+    async def _record(self, status: dict[str, Any]) -> None:
+        """Write an attempt's outcome to status.json (``pillarbox tls status`` and ``renew``)."""
         status["finished"] = _utc_text(datetime.datetime.now(datetime.UTC))
         try:
             await run_blocking(
@@ -676,16 +773,94 @@ class CertificateManager:
             )
         except OSError as exc:
             self._log.warning("attempt not recorded", path=str(self.files.status), error=str(exc))
-        return ok
+
+    async def _check_shared(self, *, requested: bool) -> None:
+        """One look in shared mode: the store's certificate taken up if newer, then a renewal
+        if one is still needed (and this node gets the lease). A store that cannot be read
+        now is logged and looked at again at the next check."""
+        try:
+            await self.sync()
+            reason = REQUESTED if requested else self._renewal_reason()
+            if reason:
+                await self.attempt_shared(reason, requested=requested)
+        except StorageError as exc:
+            self._log.warning("shared certificate not checked", error=str(exc))
+
+    async def attempt_shared(self, reason: str, *, requested: bool) -> None:
+        """Shared mode: :meth:`attempt` if this node gets the store's lease (a renewal asked
+        for by hand overrides a back-off, not another node's attempt under way), then the
+        lease given back (a failure leaving the cluster's back-off in it); otherwise another
+        node is renewing, or every node waits out the back-off, and this one looks again at
+        its next :meth:`sync`."""
+        assert self.store is not None  # shared only once serve has set it
+        store, scope, holder = self.store, self._scope, self._holder
+        now = datetime.datetime.now(datetime.UTC)
+        until = now + datetime.timedelta(seconds=self._tls.acme_lease)
+        lease = await store.claim_acme_lease(scope, holder, now, until, force=requested)
+        if lease.holder != holder:
+            if lease != self._lease_seen:
+                self._log.info(
+                    "renewal left to another node" if lease.holder else "renewal backing off",
+                    holder=lease.holder,
+                    until=_utc_text(lease.expires),
+                    failures=lease.failures,
+                )
+            self._lease_seen = lease
+            if requested:
+                await self._record(
+                    {
+                        "reason": reason,
+                        "started": _utc_text(now),
+                        "result": "failed",
+                        "error": f"another node is renewing ({lease.holder}) until "
+                        f"{_utc_text(lease.expires)}",
+                    }
+                )
+            return
+        self._lease_seen = None
+        self._failures = lease.failures
+        ok = False
+        try:
+            # Another node may have stored a certificate since this node last looked.
+            await self.sync()
+            if requested or self._renewal_reason():
+                ok = await self.attempt(reason)
+            else:
+                ok = True
+        finally:
+            retry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+                seconds=self._retry_delay()
+            )
+            try:
+                # Shielded: a stop arriving meanwhile does not leave the lease to lapse.
+                await asyncio.shield(
+                    store.end_acme_lease(scope, holder, 0 if ok else self._failures, retry)
+                )
+            except StorageError as exc:
+                self._log.warning("renewal lease left to lapse", error=str(exc))
+
+    def _renewal_reason(self) -> str:
+        """Why this node needs a certificate now; "" when the one it presents will do."""
+        now = datetime.datetime.now(datetime.UTC)
+        reason = renewal_reason(self.facts, self._names, now, self._tls.acme_renew_days)
+        if not reason and self._issuer_directory != self._tls.acme_directory:
+            reason = "issued through another CA directory"
+        return reason
 
     def _retry_delay(self) -> float:
         return retry_delay(self._failures, self._tls.acme_retry, self._tls.acme_check_interval)
 
     def _next_check(self, now: datetime.datetime) -> float:
         """Seconds to the next look: after a failure, the back-off; else the check interval,
-        or less when the certificate falls due before it."""
+        or less when the certificate falls due before it. Shared, at most ``acme_store_poll``:
+        the back-off is the lease's, and another node's certificate is looked for."""
+        if self.shared:
+            return min(self._tls.acme_store_poll, self._due_in(now))
         if self._failures:
             return self._retry_delay()
+        return self._due_in(now)
+
+    def _due_in(self, now: datetime.datetime) -> float:
         interval = self._tls.acme_check_interval
         if self.facts is None:
             return interval
@@ -702,16 +877,13 @@ class CertificateManager:
 
     async def run(self) -> None:
         """The renewal task of ``pillarbox serve``: a check at start, then at every
-        :meth:`_next_check`, and whenever a renewal is requested."""
+        :meth:`_next_check`, and whenever a renewal is requested; shared, each check first
+        takes up a newer certificate from the store, and only the lease's holder renews."""
         requested = await self._requested()
         while True:
-            now = datetime.datetime.now(datetime.UTC)
-            reason = renewal_reason(self.facts, self._names, now, self._tls.acme_renew_days)
-            if not reason and self._issuer_directory != self._tls.acme_directory:
-                reason = "issued through another CA directory"
-            if requested:
-                reason = "renewal requested (pillarbox tls renew)"
-            if reason:
+            if self.shared:
+                await self._check_shared(requested=requested)
+            elif reason := REQUESTED if requested else self._renewal_reason():
                 await self.attempt(reason)
             loop = asyncio.get_running_loop()
             wake = loop.time() + self._next_check(datetime.datetime.now(datetime.UTC))
