@@ -246,3 +246,54 @@ def test_a_crashed_nodes_lease_lapses_and_another_node_renews(
         assert orders_placed(pebble) == 2
         cert = presented_certificate(b.port("https"), pebble.root_pem, NAME)
         assert f"{cert.serial_number:x}" == files.read_status()["serial"]
+
+
+def test_nodes_of_their_own_then_shared_keep_the_later_certificate(
+    tmp_path: Path, database: TestDatabase, pebble: Pebble, b_ports: dict[str, int]
+) -> None:
+    """With ``acme_shared_certificate = false`` each node orders its own certificate (two
+    orders, two serials), as before; restarted with sharing on (an upgraded cluster), the
+    later-expiring of the two goes to the store and the other node takes it up: both present
+    it and nothing more is ordered."""
+    url = database.new_store_url()
+    own = {"acme_shared_certificate": False}
+    tls_a = shared_tls(pebble, free_port("127.0.0.1"))
+    tls_b = shared_tls(pebble, b_ports["acme-http"])
+    a = Node(tmp_path, "node-a", url, listeners=("https",), tls=dataclasses.replace(tls_a, **own))
+    b = Node(
+        tmp_path,
+        "node-b",
+        url,
+        listeners=("https",),
+        ports={"https": b_ports["https"]},
+        tls=dataclasses.replace(tls_b, **own),
+    )
+    files = [AcmeFiles.of(node.config) for node in (a, b)]
+    with b, a:  # Pebble validates on B's port: B answers A's tokens from the store
+        for node, node_files in zip((a, b), files, strict=True):
+            wait_for(
+                lambda f=node_files: f.read_status().get("result") == "ok",  # type: ignore[misc]
+                f"{node.name}'s own certificate",
+                timeout=90,
+                context=node.log,
+            )
+    own_facts = [f.facts() for f in files]
+    assert None not in own_facts and own_facts[0] != own_facts[1]
+    assert orders_placed(pebble) == 2
+    later = max(own_facts, key=lambda facts: facts.not_after)  # type: ignore[union-attr]
+    assert later is not None
+    a.config = dataclasses.replace(a.config, tls=tls_a)
+    b.config = dataclasses.replace(b.config, tls=tls_b)
+    with b, a:
+        for node in (a, b):
+            wait_for(
+                lambda n=node: (
+                    presented_certificate(  # type: ignore[misc]
+                        n.port("https"), pebble.root_pem, NAME
+                    ).serial_number
+                    == later.serial
+                ),
+                f"{node.name} presenting the later certificate\n{node.log()[-3000:]}",
+                timeout=30,
+            )
+        assert orders_placed(pebble) == 2

@@ -27,6 +27,7 @@ from pillarbox.certificates import (
     acme_name,
     acme_names,
     certificate_facts,
+    certificate_scope,
     dns01_record_name,
     dns01_txt_value,
     renewal_reason,
@@ -430,3 +431,14 @@ async def test_unknown_tokens_cost_no_store_query_while_none_is_pending(tmp_path
         assert await shared.answer("third") == "third.thumb"
     finally:
         await store.close()
+
+
+def test_nodes_configured_alike_share_one_certificate_scope() -> None:
+    """The scope is the directory and the set of names: order and case do not matter, a
+    changed CA or name list is another certificate."""
+    scope = certificate_scope("https://ca/dir", ["mail.example.org", "MTA-STS.example.org"])
+    assert scope == certificate_scope("https://ca/dir", ["mta-sts.example.org", "mail.example.org"])
+    assert scope != certificate_scope(
+        "https://staging/dir", ["mail.example.org", "mta-sts.example.org"]
+    )
+    assert scope != certificate_scope("https://ca/dir", ["mail.example.org"])
