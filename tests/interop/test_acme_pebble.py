@@ -26,6 +26,7 @@ from cryptography import x509
 
 from pillarbox import config as cfg
 from pillarbox.net.acme import AcmeFiles
+from pillarbox.store.open import is_postgresql
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
@@ -148,6 +149,8 @@ def test_obtains_serves_and_renews_without_restart(
         shown = json.loads(status.stdout)
         assert shown["source"] == "acme" and shown["serial"] == f"{first.serial:x}"
         assert shown["acme"]["last_attempt"]["result"] == "ok"
+        # On PostgreSQL (PILLARBOX_TEST_STORE) the certificate is the store's, shared.
+        assert shown["acme"]["shared"] is is_postgresql(config.store.url)
 
         # A renewal forced from the command line: new connections get the new certificate.
         renewed = tls_cli(config_path, "renew", "--wait", "60")
