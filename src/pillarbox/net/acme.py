@@ -28,11 +28,18 @@ Implementation notes:
   every other node's copy picks them up, and the CA is told to validate once they have (twice
   :data:`~pillarbox.store.types.ACME_ANSWER_LAG`: a refresh may have read the store just
   before). http-01 answers wait as long: a node remembers "none pending" that long.
-- **Concurrent attempts**: every node holds its own certificate (``data_dir``) and so runs its
-  own attempts, with its own ACME account. A name's tls-alpn-01 answer can be only one key
-  authorization at a time: the store refuses a second node's while the first is pending, and
-  that attempt fails and is retried with the back-off (http-01 tokens differ per attempt and
-  never collide; dns-01 names carry several values).
+- **One certificate per cluster** (``[tls] acme_shared_certificate`` on a PostgreSQL store):
+  a node renews only while it holds the store's lease for the certificate's scope (CA
+  directory and names), which lapses at its expiry if the node dies; a failed attempt leaves
+  the lease as the cluster's back-off. The chain and its key go to the store
+  (``acme_certificates``), and every node's :meth:`CertificateManager.sync` takes a
+  later-expiring one up (its files, then the context) or offers its own when that is the later
+  one. Without sharing (or with SQLite) every node holds its own certificate (``data_dir``)
+  and runs its own attempts.
+- **Concurrent attempts**: each node has its own ACME account. A name's tls-alpn-01 answer can
+  be only one key authorization at a time: the store refuses a second node's while the first
+  is pending, and that attempt fails and is retried with the back-off (http-01 tokens differ
+  per attempt and never collide; dns-01 names carry several values).
 - **DNS-01 answers** in our zones are TXT records published through the store
   (:mod:`pillarbox.dns.acmerecords`), so every node's DNS server serves them; the CA is told to
   validate only once our own server answers them (§8.4). Elsewhere the administrator's command
@@ -45,13 +52,15 @@ Implementation notes:
   ``pillarbox tls renew``). Each is written to a temporary file in the same directory, synced
   and renamed over the old one. The key goes first: a crash between the two leaves a pair
   that does not match, which :meth:`CertificateManager.install_stored` refuses, so the next
-  attempt replaces both.
+  attempt replaces both. Shared, the files are this node's copy of the store's certificate,
+  what it presents from its start until the store answers.
 - **Hot reload**: ``SSLContext.load_cert_chain`` on the context every listener shares (implicit
   TLS and STARTTLS alike), on the loop's thread: connections accepted afterwards present the
   new certificate, open ones keep theirs. Every certificate here (self-signed and ACME) has a
   P-256 key, so a new one replaces the old in OpenSSL's one slot per key type.
 - **Failures** (CA unreachable, challenge not validated, timeout) are logged with the CA's
-  reason and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
+  reason, as soon as any authorization is invalid (all pending ones are polled each round),
+  and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
   meanwhile the context keeps the certificate it had (an older ACME one, or the self-signed
   one of the first run).
 """
