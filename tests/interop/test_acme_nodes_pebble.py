@@ -8,6 +8,11 @@ does not answer (its own attempts fail), so A's certificate can only come throug
 A's challenge from the store: http-01 by looking the token up, tls-alpn-01 from its refreshed
 copy of pending answers.
 
+The cluster's one certificate: nodes configured alike (one CA, one name) order it once under
+the store's lease and all present it; a node killed mid-attempt holds the others back only
+until its lease lapses; nodes with certificates of their own, restarted with sharing on,
+settle on the later one.
+
 Skipped without Debian's ``pebble`` or a PostgreSQL server.
 """
 
