@@ -138,6 +138,13 @@ def renewal_reason(
     return ""
 
 
+def certificate_scope(directory: str, names: Iterable[str]) -> str:
+    """What the nodes of one store share a certificate by: the CA directory and the names (as a
+    set). Nodes configured alike share one; a changed ``acme_directory`` or ``acme_names``
+    makes another scope, its certificate ordered afresh."""
+    return f"{directory} {','.join(sorted({name.lower() for name in names}))}"
+
+
 def renewal_time(facts: CertificateFacts, renew_days: int) -> datetime.datetime:
     """When the certificate becomes due for renewal."""
     return facts.not_after - datetime.timedelta(days=renew_days)

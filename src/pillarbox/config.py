@@ -273,6 +273,18 @@ class TlsSection:
         1000,
         "Pending http-01 and tls-alpn-01 answers the store holds for the whole cluster, each kind (any node answers the CA from there); an attempt that would add more fails.",
     )
+    acme_shared_certificate: bool = _f(
+        True,
+        "With a PostgreSQL store: one certificate for every node, obtained by one node at a time and kept in the database, private key included (docs/tls.md); false: each node obtains its own into its data_dir, as with SQLite.",
+    )
+    acme_lease: float = _f(
+        900.0,
+        "Seconds a node's claim to renew the shared certificate lasts; should it die mid-attempt, another node takes over after this (more than twice acme_timeout).",
+    )
+    acme_store_poll: float = _f(
+        60.0,
+        "Seconds between two looks at the store for a shared certificate another node obtained (each node then swaps it in).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1502,9 +1514,22 @@ def _validate_acme(tls: TlsSection, hostname: str, dns: DnsSection, *, https_ena
         raise ConfigError(
             "tls.acme_directory", f"expected an http(s) URL, got {tls.acme_directory!r}"
         )
-    for key in ("acme_renew_days", "acme_check_interval", "acme_retry", "acme_timeout"):
+    for key in (
+        "acme_renew_days",
+        "acme_check_interval",
+        "acme_retry",
+        "acme_timeout",
+        "acme_store_poll",
+    ):
         if getattr(tls, key) <= 0:
             raise ConfigError(f"tls.{key}", f"must be positive, got {getattr(tls, key)}")
+    if tls.acme_lease <= 2 * tls.acme_timeout:
+        # An attempt waits up to acme_timeout for dns-01 records, then as long for the CA.
+        raise ConfigError(
+            "tls.acme_lease",
+            f"must exceed twice tls.acme_timeout ({2 * tls.acme_timeout:g}), "
+            f"got {tls.acme_lease:g}",
+        )
     if not 0 <= tls.acme_http_port <= 65535:
         raise ConfigError("tls.acme_http_port", f"must be 0–65535, got {tls.acme_http_port}")
     if not tls.acme_challenges:

@@ -8,14 +8,27 @@ does not answer (its own attempts fail), so A's certificate can only come throug
 A's challenge from the store: http-01 by looking the token up, tls-alpn-01 from its refreshed
 copy of pending answers.
 
+The cluster's one certificate: nodes configured alike (one CA, one name) order it once under
+the store's lease and all present it; a node killed mid-attempt holds the others back only
+until its lease lapses; nodes with certificates of their own, restarted with sharing on,
+settle on the later one.
+
 Skipped without Debian's ``pebble`` or a PostgreSQL server.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import datetime
+import socket
+import ssl
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pillarbox import config as cfg
@@ -115,3 +128,177 @@ def test_a_certificate_attempted_on_node_a_is_validated_through_node_b(
         if challenge == "tls-alpn-01":
             assert "tls-alpn-01 validation handshake" in b.log()
             assert "tls-alpn-01 validation handshake" not in a.log()
+
+
+def orders_placed(pebble: Pebble) -> int:
+    """How many orders reached Pebble (its log names each new-order request)."""
+    return pebble.log_path.read_text().count("POST /order-plz")
+
+
+def shared_tls(pebble: Pebble, http_port: int, **overrides: object) -> cfg.TlsSection:
+    """Both nodes alike, as a cluster's are: one CA, one name, the shared certificate looked
+    for in the store every second."""
+    settings = tls_section(pebble.directory_url, str(pebble.ca_bundle), "http-01", http_port)
+    return dataclasses.replace(settings, acme_store_poll=1.0, **overrides)  # type: ignore[arg-type]
+
+
+def lease_row(url: str) -> tuple[str, datetime.datetime] | None:
+    """The holder and expiry of the store's ACME lease, if there is one."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT holder, expires FROM acme_leases").fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def test_one_node_orders_and_every_node_serves_the_certificate(
+    tmp_path: Path, database: TestDatabase, pebble: Pebble, b_ports: dict[str, int]
+) -> None:
+    """Two nodes configured alike start together: one of them gets the lease and orders (one
+    order reaches Pebble), the other finds the lease held or the certificate already stored,
+    takes the certificate from the store and presents the same one, private key included (a
+    handshake verified for the name). Pebble validates on node B's port whichever node orders
+    (the answer is in the store)."""
+    url = database.new_store_url()
+    a = Node(
+        tmp_path,
+        "node-a",
+        url,
+        listeners=("https",),
+        tls=shared_tls(pebble, free_port("127.0.0.1")),
+    )
+    b = Node(
+        tmp_path,
+        "node-b",
+        url,
+        listeners=("https",),
+        ports={"https": b_ports["https"]},
+        tls=shared_tls(pebble, b_ports["acme-http"]),
+    )
+    with contextlib.ExitStack() as running:
+        running.callback(a.stop)
+        running.callback(b.stop)
+        with ThreadPoolExecutor(2) as starting:  # at once: both find the certificate due
+            list(starting.map(Node.start, (a, b)))
+
+        def serials() -> set[int]:
+            return {
+                presented_certificate(node.port("https"), pebble.root_pem, NAME).serial_number
+                for node in (a, b)
+            }
+
+        def same_certificate() -> bool:
+            try:
+                return len(serials()) == 1
+            except ssl.SSLError:
+                return False  # one still presents its self-signed certificate
+
+        wait_for(same_certificate, "both nodes presenting one certificate", timeout=90)
+        time.sleep(3)  # three more looks at the store each: still nothing to renew
+        assert orders_placed(pebble) == 1
+        logs = {node.name: node.log() for node in (a, b)}
+        [orderer] = [name for name, log in logs.items() if "certificate shared" in log]
+        [other] = set(logs) - {orderer}
+        assert "certificate installed from the store" in logs[other], logs[other][-3000:]
+        assert "requesting certificate" not in logs[other]
+        # Each node keeps a copy in its data_dir, the one it loads at its next start.
+        (serial,) = serials()
+        for node in (a, b):
+            assert AcmeFiles.of(node.config).facts().serial == serial  # type: ignore[union-attr]
+        assert lease_row(url) is None  # given back after the success
+
+
+def test_a_crashed_nodes_lease_lapses_and_another_node_renews(
+    tmp_path: Path, database: TestDatabase, pebble: Pebble, b_ports: dict[str, int]
+) -> None:
+    """Node A takes the lease and is killed (SIGKILL) while Pebble is still validating (its
+    connection to the challenge port hangs); node B, started then, waits for A's lease to
+    expire and only then orders, and obtains the certificate."""
+    url = database.new_store_url()
+    challenge = b_ports["acme-http"]
+    quick = {"acme_timeout": 4.0, "acme_lease": 25.0}
+    a = Node(
+        tmp_path,
+        "node-a",
+        url,
+        listeners=("https",),
+        tls=shared_tls(pebble, free_port("127.0.0.1"), **quick),
+    )
+    with socket.create_server(("127.0.0.1", challenge)), a:
+        wait_for(lambda: "/chalZ/" in pebble.log_path.read_text(), "node A's answer", timeout=60)
+        a.kill()
+    held = lease_row(url)
+    assert held is not None and held[0].startswith("node-a.test "), held
+    expires = held[1]
+    assert expires > datetime.datetime.now(datetime.UTC), "A's lease lapsed before B started"
+    b = Node(
+        tmp_path,
+        "node-b",
+        url,
+        listeners=("https",),
+        ports={"https": b_ports["https"]},
+        tls=shared_tls(pebble, challenge, **quick),
+    )
+    with b:
+        files = AcmeFiles.of(b.config)
+        wait_for(
+            lambda: files.read_status().get("result") == "ok",
+            f"node B's certificate\n{b.log()[-3000:]}",
+            timeout=90,
+        )
+        started = datetime.datetime.fromisoformat(files.read_status()["started"])
+        assert started >= expires, (started, expires)
+        assert "renewal left to another node" in b.log()
+        assert 'holder="node-a.test' in b.log() or "holder=node-a.test" in b.log(), b.log()
+        assert orders_placed(pebble) == 2
+        cert = presented_certificate(b.port("https"), pebble.root_pem, NAME)
+        assert f"{cert.serial_number:x}" == files.read_status()["serial"]
+
+
+def test_nodes_of_their_own_then_shared_keep_the_later_certificate(
+    tmp_path: Path, database: TestDatabase, pebble: Pebble, b_ports: dict[str, int]
+) -> None:
+    """With ``acme_shared_certificate = false`` each node orders its own certificate (two
+    orders, two serials), as before; restarted with sharing on (an upgraded cluster), the
+    later-expiring of the two goes to the store and the other node takes it up: both present
+    it and nothing more is ordered."""
+    url = database.new_store_url()
+    own = {"acme_shared_certificate": False}
+    tls_a = shared_tls(pebble, free_port("127.0.0.1"))
+    tls_b = shared_tls(pebble, b_ports["acme-http"])
+    a = Node(tmp_path, "node-a", url, listeners=("https",), tls=dataclasses.replace(tls_a, **own))
+    b = Node(
+        tmp_path,
+        "node-b",
+        url,
+        listeners=("https",),
+        ports={"https": b_ports["https"]},
+        tls=dataclasses.replace(tls_b, **own),
+    )
+    files = [AcmeFiles.of(node.config) for node in (a, b)]
+    with b, a:  # Pebble validates on B's port: B answers A's tokens from the store
+        for node, node_files in zip((a, b), files, strict=True):
+            wait_for(
+                lambda f=node_files: f.read_status().get("result") == "ok",  # type: ignore[misc]
+                f"{node.name}'s own certificate",
+                timeout=90,
+                context=node.log,
+            )
+    own_facts = [f.facts() for f in files]
+    assert None not in own_facts and own_facts[0] != own_facts[1]
+    assert orders_placed(pebble) == 2
+    later = max(own_facts, key=lambda facts: facts.not_after)  # type: ignore[union-attr]
+    assert later is not None
+    a.config = dataclasses.replace(a.config, tls=tls_a)
+    b.config = dataclasses.replace(b.config, tls=tls_b)
+    with b, a:
+        for node in (a, b):
+            wait_for(
+                lambda n=node: (
+                    presented_certificate(  # type: ignore[misc]
+                        n.port("https"), pebble.root_pem, NAME
+                    ).serial_number
+                    == later.serial
+                ),
+                f"{node.name} presenting the later certificate\n{node.log()[-3000:]}",
+                timeout=30,
+            )
+        assert orders_placed(pebble) == 2

@@ -9,6 +9,7 @@ is what the clients here trust. Skipped where Debian's ``pebble`` is not install
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import socket
@@ -25,6 +26,7 @@ from cryptography import x509
 
 from pillarbox import config as cfg
 from pillarbox.net.acme import AcmeFiles
+from pillarbox.store.open import is_postgresql
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
@@ -36,6 +38,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 NAME = "mail.pillarbox.test"
+#: A name whose address (127.0.0.2) nothing listens on: its validation is refused at once.
+REFUSED = "refused.pillarbox.test"
 #: Implicit-TLS listeners, the web's included; "submission" (STARTTLS) shares their context and
 #: is checked too.
 LISTENERS = ("imaps", "submissions", "https")
@@ -43,7 +47,7 @@ LISTENERS = ("imaps", "submissions", "https")
 
 @pytest.fixture
 def dns_records() -> list[ZoneRecord]:
-    return [ZoneRecord(NAME, "A", "127.0.0.1")]
+    return [ZoneRecord(NAME, "A", "127.0.0.1"), ZoneRecord(REFUSED, "A", "127.0.0.2")]
 
 
 @pytest.fixture
@@ -145,6 +149,8 @@ def test_obtains_serves_and_renews_without_restart(
         shown = json.loads(status.stdout)
         assert shown["source"] == "acme" and shown["serial"] == f"{first.serial:x}"
         assert shown["acme"]["last_attempt"]["result"] == "ok"
+        # On PostgreSQL (PILLARBOX_TEST_STORE) the certificate is the store's, shared.
+        assert shown["acme"]["shared"] is is_postgresql(config.store.url)
 
         # A renewal forced from the command line: new connections get the new certificate.
         renewed = tls_cli(config_path, "renew", "--wait", "60")
@@ -306,3 +312,32 @@ def test_a_stop_during_validation_does_not_wait_for_the_ca(
         assert silent.fileno() >= 0
     assert stopped_in < 5.0, stopped_in
     assert AcmeFiles.of(server.config).read_status().get("result") != "ok"
+
+
+@pytest.mark.parametrize(
+    "names", [(NAME, REFUSED), (REFUSED, NAME)], ids=["hung-first", "refused-first"]
+)
+def test_a_failed_authorization_ends_the_attempt_while_another_is_still_validated(
+    tmp_path: Path, pebble: Pebble, challenge_port: int, names: tuple[str, str]
+) -> None:
+    """Two names: Pebble's validation of NAME hangs on a port that accepts and never answers
+    (Pebble gives up after 15 s), REFUSED's is refused at once. The attempt fails as soon as
+    Pebble calls REFUSED invalid, whichever name is listed first, with Pebble's reason
+    (it used to wait for each authorization in turn: until the hung one settled, and to the
+    whole ``acme_timeout`` for one that never did)."""
+    config = acme_config(
+        tmp_path, pebble, challenge_port, acme_challenge_listener=False, acme_names=names
+    )
+    with socket.create_server(("127.0.0.1", challenge_port)), LiveServer(config) as server:
+        files = AcmeFiles.of(server.config)
+        wait_for(
+            lambda: files.read_status().get("result") == "failed", "the failed attempt", timeout=60
+        )
+        status = files.read_status()
+    error = str(status["error"])
+    assert f"{REFUSED}:" in error and "connection refused" in error, error
+    assert f"{NAME}:" not in error, error  # NAME's validation had not ended
+    took = datetime.datetime.fromisoformat(status["finished"]) - datetime.datetime.fromisoformat(
+        status["started"]
+    )
+    assert took.total_seconds() < 10.0, took

@@ -27,6 +27,7 @@ from pillarbox.certificates import (
     acme_name,
     acme_names,
     certificate_facts,
+    certificate_scope,
     dns01_record_name,
     dns01_txt_value,
     renewal_reason,
@@ -37,8 +38,8 @@ from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.net.acme import AcmeError, choose_challenge
 from pillarbox.net.tlsalpn import TLSALPN01
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import AcmeAnswer
-from pillarbox.web.acme import challenge_app
+from pillarbox.store.types import ACME_ANSWER_LAG, AcmeAnswer
+from pillarbox.web.acme import SharedTokens, challenge_app
 
 #: The modulus of the RSA key of RFC 7638 §3.1 (base64url).
 RFC7638_N = (
@@ -384,7 +385,7 @@ async def test_challenge_route_answers_other_nodes_tokens_from_the_store(tmp_pat
         await store.add_acme_answer(AcmeAnswer("http-01", "shared", "shared.thumb", now + hour), 9)
         await store.add_acme_answer(AcmeAnswer("http-01", "stale", "stale.thumb", now), 9)
         await store.add_acme_answer(AcmeAnswer("tls-alpn-01", "alpn", "alpn.thumb", now + hour), 9)
-        app = challenge_app({"local": "local.thumb"}, store)
+        app = challenge_app({"local": "local.thumb"}, SharedTokens(store, 9))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://mx.example") as client:
             for token, body in (("local", b"local.thumb"), ("shared", b"shared.thumb")):
@@ -399,3 +400,45 @@ async def test_challenge_route_answers_other_nodes_tokens_from_the_store(tmp_pat
                 assert (await other.get("/.well-known/acme-challenge/shared")).status_code == 404
     finally:
         await store.close()
+
+
+async def test_unknown_tokens_cost_no_store_query_while_none_is_pending(tmp_path: Path) -> None:
+    """The store holds no http-01 answer: that is remembered for ACME_ANSWER_LAG seconds, so an
+    answer written meanwhile is not seen (the store was not asked) until the lag has passed;
+    while some are pending every lookup reads the store, an answer added then is seen at once."""
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        now = [100.0]
+        shared = SharedTokens(store, 9, clock=lambda: now[0])
+        later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        assert await shared.answer("first") is None  # read: none pending
+        await store.add_acme_answer(AcmeAnswer("http-01", "first", "first.thumb", later), 9)
+        now[0] += ACME_ANSWER_LAG - 0.01
+        assert await shared.answer("first") is None  # not asked
+        assert await shared.answer("other") is None
+        now[0] += 0.01
+        assert await shared.answer("first") == "first.thumb"
+        assert await shared.answer("unknown") is None  # read: "first" is pending
+        await store.add_acme_answer(AcmeAnswer("http-01", "second", "second.thumb", later), 9)
+        assert await shared.answer("second") == "second.thumb"
+        await store.remove_acme_answer("http-01", "first", "first.thumb")
+        await store.remove_acme_answer("http-01", "second", "second.thumb")
+        assert await shared.answer("second") is None  # read: none pending again
+        await store.add_acme_answer(AcmeAnswer("http-01", "third", "third.thumb", later), 9)
+        assert await shared.answer("third") is None
+        now[0] += ACME_ANSWER_LAG
+        assert await shared.answer("third") == "third.thumb"
+    finally:
+        await store.close()
+
+
+def test_nodes_configured_alike_share_one_certificate_scope() -> None:
+    """The scope is the directory and the set of names: order and case do not matter, a
+    changed CA or name list is another certificate."""
+    scope = certificate_scope("https://ca/dir", ["mail.example.org", "MTA-STS.example.org"])
+    assert scope == certificate_scope("https://ca/dir", ["mta-sts.example.org", "mail.example.org"])
+    assert scope != certificate_scope(
+        "https://staging/dir", ["mail.example.org", "mta-sts.example.org"]
+    )
+    assert scope != certificate_scope("https://ca/dir", ["mail.example.org"])

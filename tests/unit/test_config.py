@@ -60,6 +60,8 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[sieve]\nregex_max_length = 0", "sieve.regex_max_length", "positive"),
         ("[quota]\nwarning_thresholds = [80, 0]", "quota.warning_thresholds[1]", "1–100"),
         ("[quota]\nwarning_thresholds = [90, 90]", "quota.warning_thresholds", "twice"),
+        ("[tls]\nacme = true\nacme_lease = 180.0", "tls.acme_lease", "twice tls.acme_timeout"),
+        ("[tls]\nacme = true\nacme_store_poll = 0", "tls.acme_store_poll", "must be positive"),
         (
             "[dmarc_failure_reports]\nenabled = true",
             "dmarc_failure_reports.from_address",

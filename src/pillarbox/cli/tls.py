@@ -35,6 +35,7 @@ def tls_status(state: CliState, as_json: bool) -> None:
     from pillarbox.cli.main import emit
     from pillarbox.net.acme import AcmeFiles
     from pillarbox.net.tls import tls_paths
+    from pillarbox.store.open import is_postgresql
 
     config = state.load()
     files = AcmeFiles.of(config)
@@ -69,16 +70,24 @@ def tls_status(state: CliState, as_json: bool) -> None:
             config.server.hostname,
             wildcards="dns-01" in config.tls.acme_challenges,
         )
+        shared = config.tls.acme_shared_certificate and is_postgresql(config.store.url)
         data["acme"] = {
             "directory": config.tls.acme_directory,
             "names": list(wanted),
             "challenges": list(config.tls.acme_challenges),
+            "shared": shared,
             "last_attempt": files.read_status(),
         }
         lines += [
             f"acme CA      {config.tls.acme_directory}",
             f"acme names   {', '.join(wanted)}",
             f"challenges   {', '.join(config.tls.acme_challenges)}",
+            "shared       "
+            + (
+                "yes: one certificate for every node, kept in the store (this is its copy)"
+                if shared
+                else "no: this node's own"
+            ),
         ]
         if source == "acme":
             due = renewal_time(facts, config.tls.acme_renew_days)

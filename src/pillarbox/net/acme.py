@@ -26,13 +26,20 @@ Implementation notes:
   (:mod:`pillarbox.net.tlsalpn`), made off the loop before the CA is told to validate and
   dropped when the attempt ends; the name and key authorization go to the store too, where
   every other node's copy picks them up, and the CA is told to validate once they have (twice
-  :data:`~pillarbox.net.tlsalpn.REFRESH_SECONDS`: a refresh may have read the store just
-  before).
-- **Concurrent attempts**: every node holds its own certificate (``data_dir``) and so runs its
-  own attempts, with its own ACME account. A name's tls-alpn-01 answer can be only one key
-  authorization at a time: the store refuses a second node's while the first is pending, and
-  that attempt fails and is retried with the back-off (http-01 tokens differ per attempt and
-  never collide; dns-01 names carry several values).
+  :data:`~pillarbox.store.types.ACME_ANSWER_LAG`: a refresh may have read the store just
+  before). http-01 answers wait as long: a node remembers "none pending" that long.
+- **One certificate per cluster** (``[tls] acme_shared_certificate`` on a PostgreSQL store):
+  a node renews only while it holds the store's lease for the certificate's scope (CA
+  directory and names), which lapses at its expiry if the node dies; a failed attempt leaves
+  the lease as the cluster's back-off. The chain and its key go to the store
+  (``acme_certificates``), and every node's :meth:`CertificateManager.sync` takes a
+  later-expiring one up (its files, then the context) or offers its own when that is the later
+  one. Without sharing (or with SQLite) every node holds its own certificate (``data_dir``)
+  and runs its own attempts.
+- **Concurrent attempts**: each node has its own ACME account. A name's tls-alpn-01 answer can
+  be only one key authorization at a time: the store refuses a second node's while the first
+  is pending, and that attempt fails and is retried with the back-off (http-01 tokens differ
+  per attempt and never collide; dns-01 names carry several values).
 - **DNS-01 answers** in our zones are TXT records published through the store
   (:mod:`pillarbox.dns.acmerecords`), so every node's DNS server serves them; the CA is told to
   validate only once our own server answers them (§8.4). Elsewhere the administrator's command
@@ -45,13 +52,15 @@ Implementation notes:
   ``pillarbox tls renew``). Each is written to a temporary file in the same directory, synced
   and renamed over the old one. The key goes first: a crash between the two leaves a pair
   that does not match, which :meth:`CertificateManager.install_stored` refuses, so the next
-  attempt replaces both.
+  attempt replaces both. Shared, the files are this node's copy of the store's certificate,
+  what it presents from its start until the store answers.
 - **Hot reload**: ``SSLContext.load_cert_chain`` on the context every listener shares (implicit
   TLS and STARTTLS alike), on the loop's thread: connections accepted afterwards present the
   new certificate, open ones keep theirs. Every certificate here (self-signed and ACME) has a
   P-256 key, so a new one replaces the old in OpenSSL's one slot per key type.
 - **Failures** (CA unreachable, challenge not validated, timeout) are logged with the CA's
-  reason and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
+  reason, as soon as any authorization is invalid (all pending ones are polled each round),
+  and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
   meanwhile the context keeps the certificate it had (an older ACME one, or the self-signed
   one of the first run).
 """
@@ -62,6 +71,8 @@ import asyncio
 import contextlib
 import datetime
 import json
+import os
+import socket
 import ssl
 import threading
 import time
@@ -85,6 +96,7 @@ from pillarbox.certificates import (
     acme_identifier,
     acme_names,
     certificate_facts,
+    certificate_scope,
     dns01_record_name,
     dns01_txt_value,
     renewal_reason,
@@ -100,13 +112,23 @@ from pillarbox.dns.acmerecords import (
 )
 from pillarbox.errors import AlreadyExists, PillarboxError, StorageError, TooManyEntries
 from pillarbox.net.acmehook import HookFailed, run_hook
-from pillarbox.net.tlsalpn import REFRESH_SECONDS, TlsAlpnAnswers, validation_context
+from pillarbox.net.tlsalpn import TlsAlpnAnswers, validation_context
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
-from pillarbox.store.types import ACME_HTTP01, ACME_TLS_ALPN01, AcmeAnswer
+from pillarbox.store.open import is_postgresql
+from pillarbox.store.types import (
+    ACME_ANSWER_LAG,
+    ACME_HTTP01,
+    ACME_TLS_ALPN01,
+    AcmeAnswer,
+    AcmeCertificate,
+    AcmeLease,
+)
 
 #: How often the renewal task looks for a ``renew.request`` left by ``pillarbox tls renew``.
 REQUEST_POLL = 2.0
+#: The reason of an attempt ``pillarbox tls renew`` asked for.
+REQUESTED = "renewal requested (pillarbox tls renew)"
 #: Seconds one HTTP request to the CA may take.
 CA_REQUEST_TIMEOUT = 30
 USER_AGENT = "pillarbox"
@@ -325,38 +347,54 @@ def _place_order(
     return _Order(acme, order, tuple(prepared), key_pem)
 
 
-#: Seconds between two looks at an authorization the CA is still validating.
+#: Seconds between two looks at the authorizations the CA is still validating.
 POLL_INTERVAL = 1.0
+
+
+def _unsettled(authorization: messages.AuthorizationResource) -> bool:
+    return authorization.body.status in (messages.STATUS_PENDING, messages.STATUS_PROCESSING)
 
 
 def _finish_order(placed: _Order, timeout: float, stop: threading.Event) -> bytes:
     """Blocking: answer the challenges, wait for validation and issuance; the PEM chain.
 
-    The wait for validation is polled here rather than by the library, so that ``stop`` (set
-    when the server shuts down) ends it within :data:`POLL_INTERVAL`: the pool's threads are
-    waited for at shutdown.
+    Every authorization still pending is looked at in each round, and the first one the CA
+    calls invalid ends the wait: one authorization's validation may take the CA long (a
+    name whose server holds the connection open; Pebble gives up after 15 s, a real CA's
+    validation from several places may take longer, one never processed lasts to ``timeout``)
+    while another's already failed, and a failure is reported as soon as the CA knows it.
+    The wait is polled here rather than by the library, so that ``stop`` (set when the server
+    shuts down) ends it within :data:`POLL_INTERVAL`: the pool's threads are waited for at
+    shutdown.
     """
     acme = placed.client
     for challenge in placed.challenges:
         acme.answer_challenge(challenge.body, challenge.response)
     deadline = time.monotonic() + timeout
-    settled: list[messages.AuthorizationResource] = []
-    for authorization in placed.order.authorizations:
-        # RFC 8555 §7.1.6: pending until the CA has validated, then valid or invalid.
-        while authorization.body.status in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
-            if stop.wait(POLL_INTERVAL):
-                raise AcmeError("stopped while the CA was validating")
-            if time.monotonic() > deadline:
-                raise acme_errors.TimeoutError()
-            authorization, _ = acme.poll(authorization)
-        settled.append(authorization)
-    failed = [a for a in settled if a.body.status != messages.STATUS_VALID]
-    if failed:
-        raise acme_errors.ValidationError(failed)
+    authorizations = list(placed.order.authorizations)
+    while True:
+        # RFC 8555 §7.1.6: pending until the CA has validated, then valid or invalid (or
+        # deactivated, expired, revoked: none of them will become valid either).
+        waiting = [i for i, a in enumerate(authorizations) if _unsettled(a)]
+        failed = [
+            a
+            for a in authorizations
+            if not _unsettled(a) and a.body.status != messages.STATUS_VALID
+        ]
+        if failed:
+            raise acme_errors.ValidationError(failed)
+        if not waiting:
+            break
+        if stop.wait(POLL_INTERVAL):
+            raise AcmeError("stopped while the CA was validating")
+        if time.monotonic() > deadline:
+            raise acme_errors.TimeoutError()
+        for i in waiting:
+            authorizations[i], _ = acme.poll(authorizations[i])
     # The library compares with naive local time.
     left = max(1.0, deadline - time.monotonic())
     order = acme.finalize_order(
-        placed.order.update(authorizations=settled),
+        placed.order.update(authorizations=authorizations),
         datetime.datetime.now() + datetime.timedelta(seconds=left),
     )
     if not order.fullchain_pem:
@@ -423,6 +461,14 @@ class CertificateManager:
         #: ``pillarbox serve`` once the store is open (None: this node alone answers).
         self.store: Store | None = None
         self.files = AcmeFiles.of(config)
+        #: One certificate for every node of the store (``acme_shared_certificate`` with
+        #: PostgreSQL): renewed under the store's lease, kept there, adopted from there.
+        self.shared = config.tls.acme_shared_certificate and is_postgresql(config.store.url)
+        self._scope = certificate_scope(config.tls.acme_directory, self._names)
+        #: This node, as the lease names it (the host name alone may be every node's).
+        self._holder = f"{config.server.hostname} {socket.gethostname()} pid {os.getpid()}"
+        #: The lease as this node last found it held by another (logged once per change).
+        self._lease_seen: AcmeLease | None = None
         #: The certificate the context presents, when it is an ACME one.
         self.facts: CertificateFacts | None = None
         #: The CA directory :attr:`facts` came from ("" when not known).
@@ -495,6 +541,8 @@ class CertificateManager:
             serial=f"{facts.serial:x}",
             not_after=_utc_text(facts.not_after),
         )
+        if self.shared:
+            await self._put(placed.key_pem, chain, facts)
         return facts
 
     async def _present(self, challenge: _Challenge) -> None:
@@ -507,8 +555,8 @@ class CertificateManager:
 
     async def _share(self, chosen: tuple[_Challenge, ...], shared: list[AcmeAnswer]) -> None:
         """Put the http-01 and tls-alpn-01 answers in the store for the other nodes, each added
-        to ``shared`` once written; with a tls-alpn-01 one, return only once every node's copy
-        has been refreshed (an http-01 token is looked up in the store when asked for)."""
+        to ``shared`` once written; return only once every node sees them (its tls-alpn-01
+        copy refreshed, its memory of "no http-01 answer pending" lapsed)."""
         if self.store is None:
             return
         expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
@@ -531,9 +579,10 @@ class CertificateManager:
             except TooManyEntries as exc:
                 raise AcmeError(f"{challenge.kind} answer for {challenge.name}: {exc}") from None
             shared.append(answer)
-        if any(answer.kind == TLS_ALPN01 for answer in shared):
-            # One refresh interval, and one more for a refresh that read the store just before.
-            await asyncio.sleep(2 * REFRESH_SECONDS)
+        if shared:
+            # One lag, and one more for a read of the store just before the write: every
+            # node's tls-alpn-01 copy has it, and none still believes no http-01 is pending.
+            await asyncio.sleep(2 * ACME_ANSWER_LAG)
 
     async def _unshare(self, shared: list[AcmeAnswer]) -> None:
         """Remove an attempt's answers from the store; one that cannot be removed now is logged
@@ -623,6 +672,75 @@ class CertificateManager:
         write_atomically(self.files.cert, chain)
         write_atomically(self.files.issuer_directory, self._tls.acme_directory.encode())
 
+    async def _put(self, key_pem: bytes, chain: bytes, facts: CertificateFacts) -> None:
+        """Share this node's certificate through the store; one that cannot be written now is
+        logged, and the next :meth:`sync` offers it again (the certificate is this node's
+        meanwhile, and the attempt did obtain it)."""
+        assert self.store is not None  # shared only once serve has set it
+        certificate = AcmeCertificate(self._scope, chain, key_pem, facts.not_after)
+        try:
+            stored = await self.store.put_acme_certificate(certificate)
+        except StorageError as exc:
+            self._log.warning("certificate not shared", error=str(exc))
+            return
+        if stored:
+            self._log.info("certificate shared", serial=f"{facts.serial:x}")
+
+    async def sync(self) -> None:
+        """Shared mode: present the store's certificate when it expires later than this node's
+        (another node renewed it), or share this node's when it is the later one (a node
+        upgraded from certificates of its own, or a share that failed). One small read when
+        both are the same."""
+        assert self.store is not None  # shared only once serve has set it
+        stored = await self.store.acme_certificate(self._scope)
+        mine = self.facts
+        if stored is not None and (mine is None or stored.not_after > mine.not_after):
+            await self._adopt(stored)
+            return
+        if mine is None or self._issuer_directory != self._tls.acme_directory:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        if renewal_reason(mine, self._names, now, 0):
+            return  # expired, or not for the names: not worth sharing
+        if stored is None or mine.not_after > stored.not_after:
+            try:
+                key_pem, chain = await run_blocking(self._read_pair)
+            except OSError as exc:
+                self._log.warning("certificate not shared", error=str(exc))
+                return
+            if certificate_facts(chain).serial == mine.serial:  # not replaced meanwhile
+                await self._put(key_pem, chain, mine)
+
+    def _read_pair(self) -> tuple[bytes, bytes]:
+        return self.files.key.read_bytes(), self.files.cert.read_bytes()
+
+    async def _adopt(self, stored: AcmeCertificate) -> None:
+        """Present the store's certificate (another node obtained it): written to this node's
+        files (its copy for the next start, and what ``ssl`` loads from), then swapped into
+        the shared context."""
+        try:
+            facts = certificate_facts(stored.chain_pem)
+        except ValueError as exc:
+            self._log.warning("stored certificate not used", error=str(exc))
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        if reason := renewal_reason(facts, self._names, now, 0):
+            self._log.warning("stored certificate not used", reason=reason)
+            return
+        await run_blocking(self._store, stored.key_pem, stored.chain_pem)
+        try:
+            load_pair(self._context, self.files.cert, self.files.key)
+        except ssl.SSLError as exc:
+            self._log.warning("stored certificate not loaded", error=str(exc))
+            return
+        self.facts = facts
+        self._issuer_directory = self._tls.acme_directory
+        self._log.info(
+            "certificate installed from the store",
+            serial=f"{facts.serial:x}",
+            not_after=_utc_text(facts.not_after),
+        )
+
     async def attempt(self, reason: str) -> bool:
         """:meth:`obtain`, its failure logged and counted; the outcome goes to status.json.
 
@@ -652,6 +770,11 @@ class CertificateManager:
             self._failures = 0
             status.update(result="ok", serial=f"{facts.serial:x}")
             ok = True
+        await self._record(status)
+        return ok
+
+    async def _record(self, status: dict[str, Any]) -> None:
+        """Write an attempt's outcome to status.json (``pillarbox tls status`` and ``renew``)."""
         status["finished"] = _utc_text(datetime.datetime.now(datetime.UTC))
         try:
             await run_blocking(
@@ -659,16 +782,94 @@ class CertificateManager:
             )
         except OSError as exc:
             self._log.warning("attempt not recorded", path=str(self.files.status), error=str(exc))
-        return ok
+
+    async def _check_shared(self, *, requested: bool) -> None:
+        """One look in shared mode: the store's certificate taken up if newer, then a renewal
+        if one is still needed (and this node gets the lease). A store that cannot be read
+        now is logged and looked at again at the next check."""
+        try:
+            await self.sync()
+            reason = REQUESTED if requested else self._renewal_reason()
+            if reason:
+                await self.attempt_shared(reason, requested=requested)
+        except StorageError as exc:
+            self._log.warning("shared certificate not checked", error=str(exc))
+
+    async def attempt_shared(self, reason: str, *, requested: bool) -> None:
+        """Shared mode: :meth:`attempt` if this node gets the store's lease (a renewal asked
+        for by hand overrides a back-off, not another node's attempt under way), then the
+        lease given back (a failure leaving the cluster's back-off in it); otherwise another
+        node is renewing, or every node waits out the back-off, and this one looks again at
+        its next :meth:`sync`."""
+        assert self.store is not None  # shared only once serve has set it
+        store, scope, holder = self.store, self._scope, self._holder
+        now = datetime.datetime.now(datetime.UTC)
+        until = now + datetime.timedelta(seconds=self._tls.acme_lease)
+        lease = await store.claim_acme_lease(scope, holder, now, until, force=requested)
+        if lease.holder != holder:
+            if lease != self._lease_seen:
+                self._log.info(
+                    "renewal left to another node" if lease.holder else "renewal backing off",
+                    holder=lease.holder,
+                    until=_utc_text(lease.expires),
+                    failures=lease.failures,
+                )
+            self._lease_seen = lease
+            if requested:
+                await self._record(
+                    {
+                        "reason": reason,
+                        "started": _utc_text(now),
+                        "result": "failed",
+                        "error": f"another node is renewing ({lease.holder}) until "
+                        f"{_utc_text(lease.expires)}",
+                    }
+                )
+            return
+        self._lease_seen = None
+        self._failures = lease.failures
+        ok = False
+        try:
+            # Another node may have stored a certificate since this node last looked.
+            await self.sync()
+            if requested or self._renewal_reason():
+                ok = await self.attempt(reason)
+            else:
+                ok = True
+        finally:
+            retry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+                seconds=self._retry_delay()
+            )
+            try:
+                # Shielded: a stop arriving meanwhile does not leave the lease to lapse.
+                await asyncio.shield(
+                    store.end_acme_lease(scope, holder, 0 if ok else self._failures, retry)
+                )
+            except StorageError as exc:
+                self._log.warning("renewal lease left to lapse", error=str(exc))
+
+    def _renewal_reason(self) -> str:
+        """Why this node needs a certificate now; "" when the one it presents will do."""
+        now = datetime.datetime.now(datetime.UTC)
+        reason = renewal_reason(self.facts, self._names, now, self._tls.acme_renew_days)
+        if not reason and self._issuer_directory != self._tls.acme_directory:
+            reason = "issued through another CA directory"
+        return reason
 
     def _retry_delay(self) -> float:
         return retry_delay(self._failures, self._tls.acme_retry, self._tls.acme_check_interval)
 
     def _next_check(self, now: datetime.datetime) -> float:
         """Seconds to the next look: after a failure, the back-off; else the check interval,
-        or less when the certificate falls due before it."""
+        or less when the certificate falls due before it. Shared, at most ``acme_store_poll``:
+        the back-off is the lease's, and another node's certificate is looked for."""
+        if self.shared:
+            return min(self._tls.acme_store_poll, self._due_in(now))
         if self._failures:
             return self._retry_delay()
+        return self._due_in(now)
+
+    def _due_in(self, now: datetime.datetime) -> float:
         interval = self._tls.acme_check_interval
         if self.facts is None:
             return interval
@@ -685,16 +886,13 @@ class CertificateManager:
 
     async def run(self) -> None:
         """The renewal task of ``pillarbox serve``: a check at start, then at every
-        :meth:`_next_check`, and whenever a renewal is requested."""
+        :meth:`_next_check`, and whenever a renewal is requested; shared, each check first
+        takes up a newer certificate from the store, and only the lease's holder renews."""
         requested = await self._requested()
         while True:
-            now = datetime.datetime.now(datetime.UTC)
-            reason = renewal_reason(self.facts, self._names, now, self._tls.acme_renew_days)
-            if not reason and self._issuer_directory != self._tls.acme_directory:
-                reason = "issued through another CA directory"
-            if requested:
-                reason = "renewal requested (pillarbox tls renew)"
-            if reason:
+            if self.shared:
+                await self._check_shared(requested=requested)
+            elif reason := REQUESTED if requested else self._renewal_reason():
                 await self.attempt(reason)
             loop = asyncio.get_running_loop()
             wake = loop.time() + self._next_check(datetime.datetime.now(datetime.UTC))

@@ -287,12 +287,12 @@ class Server:
         tls = self.config.tls
         if not (tls.acme and tls.acme_challenge_listener and "http-01" in tls.acme_challenges):
             return  # dns-01 only: port 80 may be closed or another server's
-        from pillarbox.web.acme import challenge_app
+        from pillarbox.web.acme import SharedTokens, challenge_app
 
         https = self.listeners.get("https")
         app = challenge_app(
             context.acme_challenges,
-            context.store,
+            SharedTokens(context.store, tls.acme_shared_answers_max),
             hostname=self.config.server.hostname,
             https_port=https.ports[0][1] if https and self.config.web.redirect_http else None,
         )

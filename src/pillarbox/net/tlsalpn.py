@@ -51,7 +51,7 @@ from pillarbox.errors import StorageError
 from pillarbox.net.tls import ACME_TLS_1
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
-from pillarbox.store.types import ACME_TLS_ALPN01
+from pillarbox.store.types import ACME_ANSWER_LAG, ACME_TLS_ALPN01
 
 #: RFC 8737 §6.1: id-pe-acmeIdentifier, { id-pe 31 }.
 ID_PE_ACME_IDENTIFIER = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
@@ -59,7 +59,7 @@ ID_PE_ACME_IDENTIFIER = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 VALIDATION_CERT_DAYS = 7
 #: Seconds between two reads of the cluster's pending answers (the node running an attempt
 #: waits two before the CA may connect to another node).
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = ACME_ANSWER_LAG
 
 
 @challenges.ChallengeResponse.register

@@ -35,7 +35,9 @@ from pillarbox.store.types import (
     AccountToken,
     AclEntry,
     AcmeAnswer,
+    AcmeCertificate,
     AcmeChallengeRecord,
+    AcmeLease,
     ActivityCounts,
     Alias,
     Appended,
@@ -751,6 +753,26 @@ class Store(Protocol):
 
     async def list_acme_answers(self, kind: str, now: datetime, limit: int) -> list[AcmeAnswer]:
         """At most ``limit`` answers of ``kind`` unexpired at ``now``, by key."""
+
+    # -- the cluster's ACME certificate and who renews it (pillarbox.net.acme) -----------------
+    async def acme_certificate(self, scope: str) -> AcmeCertificate | None:
+        """The certificate stored for ``scope``; None if there is none."""
+
+    async def put_acme_certificate(self, certificate: AcmeCertificate) -> bool:
+        """Store ``certificate`` unless the scope's stored one expires as late or later (two
+        nodes storing at once: the later expiry stays); whether it was stored."""
+
+    async def claim_acme_lease(
+        self, scope: str, holder: str, now: datetime, until: datetime, *, force: bool = False
+    ) -> AcmeLease:
+        """Take the scope's lease for ``holder`` until ``until`` if there is none, it expired
+        at ``now``, ``holder`` has it, or (``force``) it is only a back-off; the lease as it
+        stands afterwards (taken when its holder is ``holder``; its failures are kept)."""
+
+    async def end_acme_lease(self, scope: str, holder: str, failures: int, until: datetime) -> None:
+        """``holder``'s attempt ended: with ``failures`` 0 the lease goes; otherwise it becomes
+        a back-off until ``until`` counting ``failures``. Nothing happens if ``holder`` no
+        longer has it (it lapsed and another node took it)."""
 
     # -- spam filter (pillarbox.policy) ---------------------------------------------------------
     async def spam_model(

@@ -30,6 +30,11 @@ DEFAULT_SQLITE_NAME = "pillarbox.sqlite3"
 _KEY = "store.url"
 
 
+def is_postgresql(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL store: one several nodes may share."""
+    return urlsplit(url).scheme in {"postgresql", "postgres"}
+
+
 def open_store(
     url: str,
     data_dir: Path,
@@ -41,7 +46,7 @@ def open_store(
     there, off the event loop) and ``store.close()`` at shutdown. ``clock`` dates what it
     stores (a test's mail saved weeks ago)."""
     parts = urlsplit(url)
-    if parts.scheme in {"postgresql", "postgres"}:
+    if is_postgresql(url):
         from pillarbox.store.postgres import PostgresStore
 
         if not parts.path.strip("/"):

@@ -888,6 +888,10 @@ class AcmeChallengeRecord:
 #: own names, the one spelling the attempting node writes and every other node reads.
 ACME_HTTP01 = "http-01"
 ACME_TLS_ALPN01 = "tls-alpn-01"
+#: Seconds a node may take to see an answer another node shared (its tls-alpn-01 copies are
+#: refreshed this often; "no http-01 answer pending" is believed this long): the attempt
+#: shares its answers and waits twice this before the CA may ask any node.
+ACME_ANSWER_LAG = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -905,6 +909,40 @@ class AcmeAnswer:
     key: str
     value: str
     expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeCertificate:
+    """The certificate the nodes sharing a store present (``[tls] acme_shared_certificate``):
+    obtained by whichever node held the :class:`AcmeLease`, loaded by every other.
+
+    ``scope`` names what it was ordered for, the CA directory and the names (nodes configured
+    alike share one); ``chain_pem`` is the leaf and its chain, ``key_pem`` its private key
+    (unencrypted PKCS#8 PEM: whoever reads this table can impersonate the server, as with
+    :class:`DkimKeyRecord`); ``not_after`` the leaf's expiry, which orders two certificates
+    of one scope (the later one wins).
+    """
+
+    scope: str
+    chain_pem: bytes
+    key_pem: bytes
+    not_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeLease:
+    """Who may ask the CA for a scope's certificate: one node at a time, cluster-wide.
+
+    ``holder`` is the node running an attempt until ``expires`` (a crashed node's lease lapses
+    then), or ``""`` after a failed attempt: then no node asks before ``expires`` (the
+    back-off, ``failures`` attempts in a row having failed), except for a renewal asked for
+    by hand. No lease at all: any node may ask.
+    """
+
+    scope: str
+    holder: str
+    expires: datetime
+    failures: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,9 @@ from pillarbox.store.types import (
     AccountSettings,
     AclEntry,
     AcmeAnswer,
+    AcmeCertificate,
     AcmeChallengeRecord,
+    AcmeLease,
     ActivityCounts,
     AttemptOutcome,
     Calendar,
@@ -413,6 +415,59 @@ class StoreContract:
         assert await store.acme_answer("http-01", "t1", now - timedelta(hours=1)) == "old"
         await store.add_acme_answer(AcmeAnswer("http-01", "t1", "new", fresh), 2)
         assert await store.acme_answer("http-01", "t1", now - timedelta(hours=1)) == "new"
+
+    # -- the shared ACME certificate and its lease ------------------------------------------------
+    async def test_acme_certificate_the_later_expiry_stays(self, store: Store) -> None:
+        now = datetime.now(UTC)
+        first = AcmeCertificate("dir mail.a.example", b"chain-1", b"key-1", now + timedelta(60))
+        assert await store.acme_certificate(first.scope) is None
+        assert await store.put_acme_certificate(first)
+        assert await store.acme_certificate(first.scope) == first
+        assert await store.acme_certificate("dir other.a.example") is None
+        # One expiring as late, or earlier (a node's older copy), does not replace it.
+        assert not await store.put_acme_certificate(replace(first, chain_pem=b"same-expiry"))
+        older = replace(first, chain_pem=b"older", not_after=now + timedelta(30))
+        assert not await store.put_acme_certificate(older)
+        newer = AcmeCertificate(first.scope, b"chain-2", b"key-2", now + timedelta(90))
+        assert await store.put_acme_certificate(newer)
+        assert await store.acme_certificate(first.scope) == newer
+
+    async def test_acme_lease_one_holder_lapse_and_back_off(self, store: Store) -> None:
+        now = datetime.now(UTC)
+        minute = timedelta(minutes=1)
+        scope = "dir mail.a.example"
+        taken = await store.claim_acme_lease(scope, "node-a", now, now + minute)
+        assert taken == AcmeLease(scope, "node-a", now + minute, 0)
+        # Another node is refused while it runs (forced too: a running attempt is not a
+        # back-off); the holder may take it again, moving its expiry.
+        assert await store.claim_acme_lease(scope, "node-b", now, now + minute) == taken
+        assert await store.claim_acme_lease(scope, "node-b", now, now + minute, force=True) == (
+            taken
+        )
+        again = await store.claim_acme_lease(scope, "node-a", now, now + 2 * minute)
+        assert again.holder == "node-a" and again.expires == now + 2 * minute
+        # Other scopes are apart.
+        other = await store.claim_acme_lease("dir other", "node-b", now, now + minute)
+        assert other.holder == "node-b"
+        # A crashed holder's lease lapses at its expiry.
+        lapsed = await store.claim_acme_lease(scope, "node-b", now + 2 * minute, now + 3 * minute)
+        assert lapsed == AcmeLease(scope, "node-b", now + 3 * minute, 0)
+        # node-a's end no longer counts; node-b's failure leaves a back-off counting it.
+        await store.end_acme_lease(scope, "node-a", 0, now)
+        assert (await store.claim_acme_lease(scope, "node-c", now, now)).holder == "node-b"
+        await store.end_acme_lease(scope, "node-b", 1, now + 5 * minute)
+        backoff = await store.claim_acme_lease(scope, "node-a", now, now + minute)
+        assert backoff == AcmeLease(scope, "", now + 5 * minute, 1)
+        # A renewal asked for by hand overrides a back-off; the failures are kept.
+        forced = await store.claim_acme_lease(scope, "node-a", now, now + minute, force=True)
+        assert forced == AcmeLease(scope, "node-a", now + minute, 1)
+        await store.end_acme_lease(scope, "node-a", 2, now + 10 * minute)
+        after = await store.claim_acme_lease(scope, "node-c", now + 10 * minute, now + 11 * minute)
+        assert after == AcmeLease(scope, "node-c", now + 11 * minute, 2)
+        # Success: the lease goes, and the count with it.
+        await store.end_acme_lease(scope, "node-c", 0, now)
+        fresh = await store.claim_acme_lease(scope, "node-a", now, now + minute)
+        assert fresh == AcmeLease(scope, "node-a", now + minute, 0)
 
     # -- accounts ------------------------------------------------------------------------------
     async def test_account_gets_default_mailboxes(self, store: Store, account: Account) -> None:

@@ -583,6 +583,8 @@ def create_app(
     # Unknown tokens are looked up in the store only while ACME may have shared some there.
     tls = services.config.tls
     http01 = tls.acme and "http-01" in tls.acme_challenges
-    app.state.acme_store = services.store if http01 else None
+    app.state.acme_shared = (
+        acme.SharedTokens(services.store, tls.acme_shared_answers_max) if http01 else None
+    )
     app.state.guard = guard
     return guard

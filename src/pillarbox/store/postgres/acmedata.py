@@ -1,9 +1,12 @@
 """PostgreSQL queries for ACME DNS-01 challenge records (table ``acme_challenges``, migration
-12) and http-01/tls-alpn-01 answers (table ``acme_answers``, migration 28): plain async
+12), http-01/tls-alpn-01 answers (table ``acme_answers``, migration 28) and the shared
+certificate and its lease (``acme_certificates``, ``acme_leases``, migration 30): plain async
 functions over a connection, run by :class:`~.store.PostgresStore`. The life of a record is
 that of the SQLite backend's (its ``acmedata`` notes): read while unexpired, deleted by its
 attempt or by the next write after it expired. Adds of answers take an advisory lock per kind,
-so that two nodes adding at once cannot both pass the limit or both claim one key.
+so that two nodes adding at once cannot both pass the limit or both claim one key. A lease
+(or a certificate) is claimed (stored) by one upsert whose condition PostgreSQL checks on the
+row it locks: of two nodes at once, the second sees the first's row.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
-from pillarbox.store.types import AcmeAnswer, AcmeChallengeRecord
+from pillarbox.store.types import AcmeAnswer, AcmeCertificate, AcmeChallengeRecord, AcmeLease
 
 Conn = psycopg.AsyncConnection[TupleRow]
 
@@ -95,3 +98,55 @@ async def list_answers(conn: Conn, kind: str, now: datetime, limit: int) -> list
         (kind, now, limit),
     )
     return [AcmeAnswer(*row) for row in await cur.fetchall()]
+
+
+async def certificate(conn: Conn, scope: str) -> AcmeCertificate | None:
+    cur = await conn.execute(
+        "SELECT chain, key, not_after FROM acme_certificates WHERE scope = %s", (scope,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return AcmeCertificate(scope, bytes(row[0]), bytes(row[1]), row[2])
+
+
+async def put_certificate(conn: Conn, cert: AcmeCertificate) -> bool:
+    cur = await conn.execute(
+        "INSERT INTO acme_certificates (scope, chain, key, not_after) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (scope) DO UPDATE SET chain = excluded.chain, key = excluded.key, "
+        "not_after = excluded.not_after WHERE acme_certificates.not_after < excluded.not_after "
+        "RETURNING 1",
+        (cert.scope, cert.chain_pem, cert.key_pem, cert.not_after),
+    )
+    return await cur.fetchone() is not None
+
+
+async def claim_lease(
+    conn: Conn, scope: str, holder: str, now: datetime, until: datetime, force: bool
+) -> AcmeLease:
+    await conn.execute(
+        "INSERT INTO acme_leases (scope, holder, expires, failures) VALUES (%s, %s, %s, 0) "
+        "ON CONFLICT (scope) DO UPDATE SET holder = excluded.holder, expires = excluded.expires "
+        "WHERE acme_leases.expires <= %s OR acme_leases.holder = excluded.holder "
+        "OR (%s AND acme_leases.holder = '')",
+        (scope, holder, until, now, force),
+    )
+    cur = await conn.execute(
+        "SELECT holder, expires, failures FROM acme_leases WHERE scope = %s", (scope,)
+    )
+    row = await cur.fetchone()
+    assert row is not None  # written or kept just above, in this transaction
+    return AcmeLease(scope, row[0], row[1], row[2])
+
+
+async def end_lease(conn: Conn, scope: str, holder: str, failures: int, until: datetime) -> None:
+    if failures == 0:
+        await conn.execute(
+            "DELETE FROM acme_leases WHERE scope = %s AND holder = %s", (scope, holder)
+        )
+        return
+    await conn.execute(
+        "UPDATE acme_leases SET holder = '', expires = %s, failures = %s "
+        "WHERE scope = %s AND holder = %s",
+        (until, failures, scope, holder),
+    )

@@ -66,8 +66,10 @@ _SEQUENCES = (
 )
 
 #: SQLite tables the copy leaves behind: the schema's own bookkeeping, the full-text index
-#: (PostgreSQL builds its own from the copied messages), and ACME challenge records and
-#: answers, which live for one certificate attempt.
+#: (PostgreSQL builds its own from the copied messages), ACME challenge records and answers,
+#: which live for one certificate attempt, and the shared ACME certificate and its lease, which
+#: a single SQLite node does not use (its certificate is in its data_dir, and the first node
+#: on PostgreSQL shares it from there).
 NOT_COPIED = frozenset(
     {
         "schema_version",
@@ -78,6 +80,8 @@ NOT_COPIED = frozenset(
         "message_text_idx",
         "acme_challenges",
         "acme_answers",
+        "acme_certificates",
+        "acme_leases",
     }
 )
 

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import psycopg
 
 from pillarbox import vcard
 from pillarbox.errors import StorageError
-from pillarbox.store.postgres import contactdata
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
+from pillarbox.store.types import Contact
 
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
 
@@ -831,14 +832,52 @@ CREATE INDEX calendar_tombstones_deleted ON calendar_tombstones (deleted);
 
 async def _etag_backfill(conn: Conn) -> None:
     """Each stored contact's ETag, as a write now computes it."""
-    cur = await conn.execute(f"SELECT {contactdata.COLUMNS} FROM contacts")
-    rows = await cur.fetchall()
-    async with conn.cursor() as update:
-        await update.executemany(
-            "UPDATE contacts SET etag = %s WHERE id = %s",
-            [(vcard.etag(contact), contact.id) for contact in map(contactdata.contact, rows)],
+    # The columns as of this migration, not the store's current list: a later migration
+    # adding one must not break this one on an older database.
+    cur = await conn.execute(
+        "SELECT id, uid, display_name, emails, phones, organization, note, card, updated "
+        "FROM contacts"
+    )
+    rows = cast(list[tuple[Any, ...]], await cur.fetchall())
+    etags = [
+        (
+            vcard.etag(
+                Contact(
+                    id=id_,
+                    uid=uid,
+                    display_name=name,
+                    emails=tuple(emails),
+                    phones=tuple(phones),
+                    organization=organization,
+                    note=note,
+                    card=card,
+                    updated=updated,
+                )
+            ),
+            id_,
         )
+        for id_, uid, name, emails, phones, organization, note, card, updated in rows
+    ]
+    async with conn.cursor() as update:
+        await update.executemany("UPDATE contacts SET etag = %s WHERE id = %s", etags)
 
+
+#: The certificate the nodes share and the lease of the node renewing it (queries in
+#: .acmedata).
+_V30_SQL = r"""
+CREATE TABLE acme_certificates (
+    scope text PRIMARY KEY,
+    chain bytea NOT NULL,
+    key bytea NOT NULL,
+    not_after timestamptz NOT NULL
+);
+CREATE TABLE acme_leases (
+    scope text PRIMARY KEY,
+    holder text NOT NULL,
+    expires timestamptz NOT NULL,
+    failures integer NOT NULL
+);
+"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -879,6 +918,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _V29_SQL,
         _etag_backfill,
     ),
+    Migration(30, "the nodes' shared ACME certificate and its renewal lease", _V30_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

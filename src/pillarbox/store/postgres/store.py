@@ -102,7 +102,9 @@ from pillarbox.store.types import (
     AccountToken,
     AclEntry,
     AcmeAnswer,
+    AcmeCertificate,
     AcmeChallengeRecord,
+    AcmeLease,
     ActivityCounts,
     Alias,
     Appended,
@@ -1936,6 +1938,25 @@ class PostgresStore:
 
     async def list_acme_answers(self, kind: str, now: datetime, limit: int) -> list[AcmeAnswer]:
         return await self._read(lambda conn: acmedata.list_answers(conn, kind, _utc(now), limit))
+
+    # -- the shared ACME certificate and its lease (see .acmedata) -------------------------------
+    async def acme_certificate(self, scope: str) -> AcmeCertificate | None:
+        return await self._read(lambda conn: acmedata.certificate(conn, scope))
+
+    async def put_acme_certificate(self, certificate: AcmeCertificate) -> bool:
+        return await self._write(lambda conn, _: acmedata.put_certificate(conn, certificate))
+
+    async def claim_acme_lease(
+        self, scope: str, holder: str, now: datetime, until: datetime, *, force: bool = False
+    ) -> AcmeLease:
+        return await self._write(
+            lambda conn, _: acmedata.claim_lease(conn, scope, holder, _utc(now), _utc(until), force)
+        )
+
+    async def end_acme_lease(self, scope: str, holder: str, failures: int, until: datetime) -> None:
+        await self._write(
+            lambda conn, _: acmedata.end_lease(conn, scope, holder, failures, _utc(until))
+        )
 
     # -- spam filter (see .spamdata) -------------------------------------------------------------
     async def spam_model(

@@ -1,5 +1,6 @@
 """SQLite queries for ACME DNS-01 challenge records (table ``acme_challenges``, schema version
-17) and http-01/tls-alpn-01 answers (table ``acme_answers``, schema version 33): plain
+17), http-01/tls-alpn-01 answers (table ``acme_answers``, schema version 33) and the shared
+certificate and its lease (``acme_certificates``, ``acme_leases``, schema version 35): plain
 functions over a connection, run by :class:`~.store.SqliteStore` on its reader threads or its
 writer.
 
@@ -14,7 +15,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
-from pillarbox.store.types import AcmeAnswer, AcmeChallengeRecord
+from pillarbox.store.types import AcmeAnswer, AcmeCertificate, AcmeChallengeRecord, AcmeLease
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -103,3 +104,61 @@ def list_answers(
         AcmeAnswer(kind, key, value, _EPOCH + expires * _MICROSECOND)
         for key, value, expires in rows
     ]
+
+
+def _time(us: int) -> datetime:
+    return _EPOCH + us * _MICROSECOND
+
+
+def certificate(conn: sqlite3.Connection, scope: str) -> AcmeCertificate | None:
+    row = conn.execute(
+        "SELECT chain, key, not_after FROM acme_certificates WHERE scope = ?", (scope,)
+    ).fetchone()
+    if row is None:
+        return None
+    return AcmeCertificate(scope, bytes(row[0]), bytes(row[1]), _time(row[2]))
+
+
+def put_certificate(conn: sqlite3.Connection, cert: AcmeCertificate) -> bool:
+    row = conn.execute(
+        "INSERT INTO acme_certificates (scope, chain, key, not_after) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (scope) DO UPDATE SET chain = excluded.chain, key = excluded.key, "
+        "not_after = excluded.not_after WHERE acme_certificates.not_after < excluded.not_after "
+        "RETURNING 1",
+        (cert.scope, cert.chain_pem, cert.key_pem, _us(cert.not_after)),
+    ).fetchone()
+    return row is not None
+
+
+def claim_lease(
+    conn: sqlite3.Connection,
+    scope: str,
+    holder: str,
+    now: datetime,
+    until: datetime,
+    force: bool,
+) -> AcmeLease:
+    conn.execute(
+        "INSERT INTO acme_leases (scope, holder, expires, failures) VALUES (?, ?, ?, 0) "
+        "ON CONFLICT (scope) DO UPDATE SET holder = excluded.holder, expires = excluded.expires "
+        "WHERE acme_leases.expires <= ? OR acme_leases.holder = excluded.holder "
+        "OR (? AND acme_leases.holder = '')",
+        (scope, holder, _us(until), _us(now), force),
+    )
+    held, expires, failures = conn.execute(
+        "SELECT holder, expires, failures FROM acme_leases WHERE scope = ?", (scope,)
+    ).fetchone()
+    return AcmeLease(scope, held, _time(expires), failures)
+
+
+def end_lease(
+    conn: sqlite3.Connection, scope: str, holder: str, failures: int, until: datetime
+) -> None:
+    if failures == 0:
+        conn.execute("DELETE FROM acme_leases WHERE scope = ? AND holder = ?", (scope, holder))
+        return
+    conn.execute(
+        "UPDATE acme_leases SET holder = '', expires = ?, failures = ? "
+        "WHERE scope = ? AND holder = ?",
+        (_us(until), failures, scope, holder),
+    )

@@ -27,12 +27,12 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from pillarbox import vcard
 from pillarbox.errors import StorageError
-from pillarbox.store.sqlite import contactdata
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
-from pillarbox.store.types import data_etag
+from pillarbox.store.types import Contact, data_etag
 
 
 @dataclass(frozen=True, slots=True)
@@ -817,12 +817,52 @@ def _etag_backfill(conn: sqlite3.Connection) -> None:
             for id_, data in conn.execute("SELECT id, data FROM calendar_objects")
         ],
     )
-    rows = conn.execute(f"SELECT {contactdata.COLUMNS} FROM contacts")
+    # The columns as of this migration, not the store's current list: a later migration
+    # adding one must not break this one on an older database.
+    rows = conn.execute(
+        "SELECT id, uid, display_name, emails, phones, organization, note, card, updated "
+        "FROM contacts"
+    )
     conn.executemany(
         "UPDATE contacts SET etag = ? WHERE id = ?",
-        [(vcard.etag(contact), contact.id) for contact in map(contactdata.contact, rows)],
+        [
+            (
+                vcard.etag(
+                    Contact(
+                        id=id_,
+                        uid=uid,
+                        display_name=name,
+                        emails=tuple(json.loads(emails)),
+                        phones=tuple(json.loads(phones)),
+                        organization=organization,
+                        note=note,
+                        card=card,
+                        updated=datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=updated),
+                    )
+                ),
+                id_,
+            )
+            for id_, uid, name, emails, phones, organization, note, card, updated in rows
+        ],
     )
 
+
+#: The certificate the nodes of a store share and the lease of the node renewing it (queries
+#: in .acmedata; pillarbox.net.acme uses them with PostgreSQL, but both backends hold them).
+_V35_SQL = r"""
+CREATE TABLE acme_certificates (
+    scope TEXT PRIMARY KEY,
+    chain BLOB NOT NULL,
+    key BLOB NOT NULL,
+    not_after INTEGER NOT NULL
+);
+CREATE TABLE acme_leases (
+    scope TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    failures INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
@@ -864,6 +904,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _V34_SQL,
         _etag_backfill,
     ),
+    Migration(35, "the nodes' shared ACME certificate and its renewal lease", _V35_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -98,7 +98,9 @@ from pillarbox.store.types import (
     AccountToken,
     AclEntry,
     AcmeAnswer,
+    AcmeCertificate,
     AcmeChallengeRecord,
+    AcmeLease,
     ActivityCounts,
     Alias,
     Appended,
@@ -1765,6 +1767,23 @@ class SqliteStore:
 
     async def list_acme_answers(self, kind: str, now: datetime, limit: int) -> list[AcmeAnswer]:
         return await self._read(lambda conn: acmedata.list_answers(conn, kind, now, limit))
+
+    # -- the shared ACME certificate and its lease (see .acmedata) -------------------------------
+    async def acme_certificate(self, scope: str) -> AcmeCertificate | None:
+        return await self._read(lambda conn: acmedata.certificate(conn, scope))
+
+    async def put_acme_certificate(self, certificate: AcmeCertificate) -> bool:
+        return await self._write(lambda conn, fx: acmedata.put_certificate(conn, certificate))
+
+    async def claim_acme_lease(
+        self, scope: str, holder: str, now: datetime, until: datetime, *, force: bool = False
+    ) -> AcmeLease:
+        return await self._write(
+            lambda conn, fx: acmedata.claim_lease(conn, scope, holder, now, until, force)
+        )
+
+    async def end_acme_lease(self, scope: str, holder: str, failures: int, until: datetime) -> None:
+        await self._write(lambda conn, fx: acmedata.end_lease(conn, scope, holder, failures, until))
 
     # -- spam filter (see .spamdata) ---------------------------------------------------------------
     async def spam_model(
