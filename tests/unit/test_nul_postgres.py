@@ -1,0 +1,48 @@
+"""NUL in untrusted input never reaches a PostgreSQL ``text`` column, which refuses it (the
+statement fails, and with it whatever the server was doing): each boundary that lets a NUL
+through its grammar refuses or replaces it, as its protocol calls for. Run on PostgreSQL, where
+each of these tests failed before its boundary was fixed; skipped when no server is reachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from pillarbox.policy.receivedreports import Intake, Limits
+from pillarbox.store.postgres import PostgresStore
+from pillarbox.testing import reports
+from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+
+_UNREACHABLE = unreachable_reason()
+pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+
+DOMAIN = "example.org"
+
+
+@pytest.fixture
+async def store(database: TestDatabase) -> AsyncIterator[PostgresStore]:
+    opened = PostgresStore(database.new_store_url())
+    await opened.open()
+    await opened.add_domain(DOMAIN)
+    yield opened
+    await opened.close()
+
+
+async def test_a_tls_report_holding_nul_is_refused_and_the_rest_kept(
+    store: PostgresStore,
+) -> None:
+    """RFC 8460 reports are JSON, which writes NUL as ``\\u0000``."""
+    rcpt = f"tls-reports@{DOMAIN}"
+    intake = Intake(store, local_parts=frozenset({"tls-reports"}), limits=Limits())
+    bad = reports.tls_json(report_id="r-1").replace(b"Company-X", b"Company\\u0000X")
+    raw = reports.report_message(rcpt, bad, "application/tlsrpt+json", "bad.json")
+    assert await intake.take(rcpt, raw) == []
+    good = reports.report_message(
+        rcpt, reports.tls_json(report_id="r-2"), "application/tlsrpt+json", "good.json"
+    )
+    assert [r.report_id for r in await intake.take(rcpt, good)] == ["r-2"]
+    kept = await store.received_reports(datetime(2026, 1, 1, tzinfo=UTC))
+    assert [r.report_id for r in kept] == ["r-2"]
