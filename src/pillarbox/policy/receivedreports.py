@@ -412,9 +412,10 @@ def read_document(document: bytes, received: datetime) -> ReceivedReport:
 
 def _holds_nul(report: ReceivedReport) -> bool:
     """Whether a text of ``report`` or of one of its rows holds NUL."""
+    items: tuple[ReceivedReport | ReceivedReportRow, ...] = (report, *report.rows)
     return any(
         isinstance(value, str) and "\x00" in value
-        for item in (report, *report.rows)
+        for item in items
         for value in (getattr(item, f.name) for f in dataclasses.fields(item))
     )
 
