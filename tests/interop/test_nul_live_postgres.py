@@ -1,10 +1,12 @@
-"""NUL in what a web client sends, against the live server on PostgreSQL, whose ``text``
-refuses NUL: a URL with ``%00``, a JSON body with ``\\u0000``, a form field with ``%00`` and an
-iCalendar object holding one each get a 4xx, where they were server errors (the statement
-failed); the server then goes on serving. Skipped when no PostgreSQL server is reachable."""
+"""NUL in what clients send, against the live server on PostgreSQL, whose ``text`` refuses
+NUL: a URL with ``%00``, a JSON body with ``\\u0000``, a form field with ``%00``, an iCalendar
+object holding one, an SMTP ENVID or ORCPT with ``+00`` each get the protocol's error, where
+they were server errors (the statement failed; SMTP answered 451, so the client retried); the
+server then goes on serving. Skipped when no PostgreSQL server is reachable."""
 
 from __future__ import annotations
 
+import smtplib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +31,7 @@ START = "20260105T100000Z"
 def live(tmp_path: Path, database: TestDatabase) -> Iterator[LiveServer]:
     config = loopback_config(
         tmp_path / "data",
-        only=("http", "https"),
+        only=("http", "https", "submission"),
         store=cfg.StoreSection(url=database.new_store_url()),
     )
     with LiveServer(config) as server:
@@ -86,3 +88,26 @@ def test_an_icalendar_object_with_nul_is_invalid_calendar_data(dav: httpx.Client
     assert refused.status_code == 403
     assert "valid-calendar-data" in refused.text
     assert dav.put(path, content=event("fine", START).encode(), headers=headers).status_code == 201
+
+
+REMOTE = "someone@remote.example"
+MESSAGE = b"From: alice@example.org\r\nTo: someone@remote.example\r\n\r\nHi\r\n"
+
+
+def test_an_envid_with_nul_is_refused_in_smtp(live: LiveServer) -> None:
+    with smtplib.SMTP("127.0.0.1", live.port("submission")) as client:
+        client.login(ALICE, TEST_PASSWORD)
+        assert client.mail(ALICE, ["ENVID=a+00b"]) == (501, b"5.5.4 invalid command arguments")
+        assert client.sendmail(ALICE, [REMOTE], MESSAGE, mail_options=["ENVID=a+2Bb"]) == {}
+
+
+def test_an_orcpt_with_nul_is_refused_in_smtp(live: LiveServer) -> None:
+    with smtplib.SMTP("127.0.0.1", live.port("submission")) as client:
+        client.login(ALICE, TEST_PASSWORD)
+        assert client.mail(ALICE)[0] == 250
+        refused = client.rcpt(REMOTE, ["ORCPT=rfc822;a+00b@example.org"])
+        assert refused == (501, b"5.5.4 invalid command arguments")
+        client.rset()
+        assert (
+            client.sendmail(ALICE, [REMOTE], MESSAGE, rcpt_options=[f"ORCPT=rfc822;{REMOTE}"]) == {}
+        )
