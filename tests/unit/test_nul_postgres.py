@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pillarbox.policy.learning import TrainingBatch, observe
 from pillarbox.policy.receivedreports import Intake, Limits
 from pillarbox.store.postgres import PostgresStore
 from pillarbox.testing import reports
@@ -46,3 +47,17 @@ async def test_a_tls_report_holding_nul_is_refused_and_the_rest_kept(
     assert [r.report_id for r in await intake.take(rcpt, good)] == ["r-2"]
     kept = await store.received_reports(datetime(2026, 1, 1, tzinfo=UTC))
     assert [r.report_id for r in kept] == ["r-2"]
+
+
+async def test_spam_tokens_of_a_header_holding_nul_are_stored_with_u_fffd(
+    store: PostgresStore,
+) -> None:
+    """The message's text is stored with U+FFFD for NUL (mail.parse); its header's tokens,
+    read from the raw bytes, are written the same way."""
+    raw = b"From: a@example.net\r\nX-Mailer: Mail\x00er 1.0\r\nSubject: hi\r\n\r\nHello.\r\n"
+    observed = observe(raw, "mx.test")
+    batch = TrainingBatch()
+    batch.add(observed, spam=True)
+    await batch.commit(store, None)
+    _, counts = await store.spam_model(None, sorted(observed.tokens))
+    assert counts["x-mailer:mail\ufffder"].spam == 1
