@@ -11,6 +11,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pillarbox.policy import dmarc
+from pillarbox.policy.authresults import AuthSummary
+from pillarbox.policy.dkim import DkimResult, SignatureResult
+from pillarbox.policy.dmarcreport import observation
 from pillarbox.policy.learning import TrainingBatch, observe
 from pillarbox.policy.receivedreports import Intake, Limits
 from pillarbox.store.postgres import PostgresStore
@@ -61,3 +65,33 @@ async def test_spam_tokens_of_a_header_holding_nul_are_stored_with_u_fffd(
     await batch.commit(store, None)
     _, counts = await store.spam_model(None, sorted(observed.tokens))
     assert counts["x-mailer:mail\ufffder"].spam == 1
+
+
+async def test_a_dmarc_observation_of_nul_bearing_names_is_kept_with_u_fffd(
+    store: PostgresStore,
+) -> None:
+    """A From domain under one with a DMARC record, a DKIM signature's d= and s=, and the
+    record's own tags may each hold NUL; the message is counted all the same."""
+    record = dmarc.parse_record("v=DMARC1; p=quarantine; rf=af\x00rf; rua=mailto:a@sender.example")
+    assert record is not None
+    outcome = dmarc.DmarcOutcome(
+        dmarc.DmarcResult.FAIL,
+        dmarc.Disposition.QUARANTINE,
+        "a\x00b.sender.example",
+        record,
+        policy_domain="sender.example",
+    )
+    signature = SignatureResult(DkimResult.PERMERROR, "s\x00.example", "k\x001", "", "")
+    kept = observation(
+        outcome,
+        AuthSummary(dkim=(signature,)),
+        source_ip="192.0.2.9",
+        mail_from="",
+        received=datetime(2026, 4, 1, tzinfo=UTC),
+    )
+    assert kept is not None
+    await store.record_dmarc_observation(kept)
+    [stored] = await store.dmarc_observations(datetime(2026, 4, 2, tzinfo=UTC))
+    assert stored.header_from == "a\ufffdb.sender.example"
+    assert stored.dkim == (("s\ufffd.example", "k\ufffd1", "permerror"),)
+    assert "rf=af\ufffdrf" in stored.policy_record
