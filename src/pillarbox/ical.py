@@ -72,6 +72,10 @@ def _calendar(data: bytes) -> icalendar.Calendar:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidObject("valid-calendar-data", "not UTF-8 text") from None
+    if "\x00" in text:
+        # RFC 5545 §3.1: no content line holds a control character but HTAB; NUL is the one
+        # a store cannot keep (PostgreSQL's text refuses it, and the UID is text).
+        raise InvalidObject("valid-calendar-data", "a NUL character")
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
     except Exception as exc:

@@ -8,49 +8,52 @@ be done (unknown domain, duplicate user, weak password…), 2 for usage and conf
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import json
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
-from pillarbox import config as cfg
-from pillarbox import provisioning, retention
-from pillarbox.cli.dmarc import dmarc
-from pillarbox.cli.dns import dkim, dns
-from pillarbox.cli.mail import mail
-from pillarbox.cli.queue import queue
-from pillarbox.cli.sieve import sieve
-from pillarbox.cli.spam import spam
-from pillarbox.cli.store import store as store_group
-from pillarbox.cli.tls import tls
-from pillarbox.cli.transfer import backup_command, export, import_group, restore_command
 from pillarbox.errors import ConfigError, UserError
-from pillarbox.queue import sendlimits
-from pillarbox.store.interface import Store
-from pillarbox.store.open import open_store
-from pillarbox.store.types import AccountSettings, SpecialUse
-from pillarbox.web import totpseal
+
+if TYPE_CHECKING:
+    from pillarbox import config as cfg
+    from pillarbox.store.interface import Store
+    from pillarbox.store.types import AccountSettings
 
 T = TypeVar("T")
 
 
 @dataclass
 class CliState:
-    config_path: Path
+    """``--config`` as given; the config module is imported when a command asks for the path
+    or the config (``--help`` and ``pillarbox mail`` never do)."""
+
+    given_path: Path | None
+
+    @property
+    def config_path(self) -> Path:
+        from pillarbox import config as cfg
+
+        return cfg.config_path(self.given_path)
 
     def load(self) -> cfg.Config:
+        from pillarbox import config as cfg
+
         return cfg.load(self.config_path)
 
 
 def run_store(config: cfg.Config, action: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store, run one coroutine against it, close it."""
+    import asyncio
+
+    from pillarbox.store.open import open_store
 
     async def go() -> T:
         store = open_store(config.store.url, config.data_dir, config.store)
@@ -84,8 +87,89 @@ def emit(data: Any, as_json: bool, lines: Sequence[str]) -> None:
             click.echo(line)
 
 
+@dataclass(frozen=True, slots=True)
+class LazyCommand:
+    """A subcommand imported only when it is run: ``target`` is ``module:attribute``;
+    ``short_help`` is its line in ``pillarbox --help``, so that listing the commands imports
+    none of them (a test holds it equal to what the command itself would print)."""
+
+    target: str
+    short_help: str
+
+
+LAZY_COMMANDS: Mapping[str, LazyCommand] = {
+    "backup": LazyCommand(
+        "pillarbox.cli.transfer:backup_command",
+        "Copy the store (a consistent snapshot, also while serving), config and keys into "
+        "DIRECTORY (new or empty).",
+    ),
+    "dkim": LazyCommand("pillarbox.cli.dns:dkim", "DKIM signing keys of hosted domains."),
+    "dmarc": LazyCommand("pillarbox.cli.dmarc:dmarc", "DMARC aggregate reports (RFC 9990)."),
+    "dns": LazyCommand("pillarbox.cli.dns:dns", "DNS records of hosted domains."),
+    "export": LazyCommand(
+        "pillarbox.cli.transfer:export",
+        "Write an account's mail (flags, internal dates, folders) as mbox or Maildir.",
+    ),
+    "import": LazyCommand(
+        "pillarbox.cli.transfer:import_group",
+        "Import mail into an account (mbox, Gmail's Takeout, Maildir, another IMAP server); "
+        "re-runs skip what is there already.",
+    ),
+    "mail": LazyCommand(
+        "pillarbox.cli.mail:mail",
+        "Send, read, search and fetch mail on any SMTP/IMAP/POP3 server.",
+    ),
+    "queue": LazyCommand("pillarbox.cli.queue:queue", "The outbound queue."),
+    "restore": LazyCommand(
+        "pillarbox.cli.transfer:restore_command",
+        "Restore a backup: the config to --config's path, the data directory where it says.",
+    ),
+    "sieve": LazyCommand(
+        "pillarbox.cli.sieve:sieve",
+        "Accounts' Sieve filter scripts (what ManageSieve clients upload).",
+    ),
+    "spam": LazyCommand("pillarbox.cli.spam:spam", "Train and measure the spam filter."),
+    "store": LazyCommand(
+        "pillarbox.cli.store:store",
+        "The store itself: move it to another backend, expunge old Junk and Trash.",
+    ),
+    "tls": LazyCommand(
+        "pillarbox.cli.tls:tls", "The server's TLS certificate (self-signed, configured, or ACME)."
+    ),
+}
+
+
 class PillarboxGroup(click.Group):
-    """Turns the error tree into exit codes and one-line messages."""
+    """Turns the error tree into exit codes and one-line messages, and loads the
+    :data:`LAZY_COMMANDS` on demand (click's lazy-loading pattern): importing every command's
+    dependencies (the PostgreSQL driver, DKIM, the policy reports…) was most of the time every
+    ``pillarbox`` run took, and scripts and the tests run it many times."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*self.commands, *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = LAZY_COMMANDS.get(cmd_name)
+        if lazy is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = lazy.target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, with a lazy command's line taken from its table entry."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))  # click's spacing
+        rows = []
+        for name in names:
+            lazy = LAZY_COMMANDS.get(name)
+            command = (
+                self.commands[name] if lazy is None else click.Command(name, help=lazy.short_help)
+            )
+            if not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -110,7 +194,7 @@ class PillarboxGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:
     """Pillarbox: a complete mail system (SMTP, IMAP, POP3, webmail)."""
-    ctx.obj = CliState(cfg.config_path(config_path))
+    ctx.obj = CliState(config_path)
 
 
 # -- init / serve / demo / status --------------------------------------------------------------
@@ -187,6 +271,8 @@ def demo(state: CliState, data_dir: str) -> None:
 @click.pass_obj
 def status(state: CliState, as_json: bool) -> None:
     """Show the configuration in force and what the store holds."""
+    from pillarbox import config as cfg
+
     config = state.load()
 
     async def gather(store: Store) -> dict[str, Any]:
@@ -229,6 +315,8 @@ def status(state: CliState, as_json: bool) -> None:
 @cli.command("config-doc")
 def config_doc() -> None:
     """Print the configuration reference (docs/config.md) generated from the config fields."""
+    from pillarbox import config as cfg
+
     click.echo(cfg.render_markdown(), nl=False)
 
 
@@ -245,6 +333,8 @@ def domain() -> None:
 @click.pass_obj
 def domain_add(state: CliState, name: str) -> None:
     """Host mail for NAME."""
+    from pillarbox import provisioning
+
     added = run_store(state.load(), lambda s: provisioning.add_domain(s, name))
     click.echo(f"added domain {added.name}")
 
@@ -267,6 +357,8 @@ def domain_list(state: CliState, as_json: bool) -> None:
 @click.pass_obj
 def domain_remove(state: CliState, name: str) -> None:
     """Stop hosting NAME (refused while accounts or aliases use it)."""
+    from pillarbox import provisioning
+
     run_store(state.load(), lambda s: provisioning.remove_domain(s, name))
     click.echo(f"removed domain {name}")
 
@@ -297,6 +389,8 @@ def user_add(
     password_stdin: bool,
 ) -> None:
     """Create an account for ADDRESS (its domain must be hosted)."""
+    from pillarbox import provisioning
+
     config = state.load()
     provisioning.account_key(address)  # refuse a bad address before asking for a password
     password = read_password(password_stdin)
@@ -369,6 +463,9 @@ def user_limits(
     as_json: bool,
 ) -> None:
     """Show or set ADDRESS's sending limits (0: unlimited; default: [submission_limits])."""
+    from pillarbox import provisioning
+    from pillarbox.queue import sendlimits
+
     config = state.load()
     given = {
         "messages": _limit_option(messages),
@@ -416,6 +513,9 @@ def user_retention(
 ) -> None:
     """Show or set how long ADDRESS's Junk and Trash keep mail (days after it was saved there;
     0: until deleted; default: [retention])."""
+    from pillarbox import provisioning, retention
+    from pillarbox.store.types import SpecialUse
+
     config = state.load()
     junk, trash = _limit_option(junk_days), _limit_option(trash_days)
     try:
@@ -458,6 +558,8 @@ def user_retention(
 @click.pass_obj
 def user_passwd(state: CliState, address: str, password_stdin: bool) -> None:
     """Set a new password for ADDRESS."""
+    from pillarbox import provisioning
+
     config = state.load()
     password = read_password(password_stdin)
     run_store(config, lambda s: provisioning.set_password(s, config, address, password))
@@ -476,6 +578,9 @@ def user_2fa(state: CliState, address: str, disable: bool, as_json: bool) -> Non
     owner then logs in with the password alone and may enrol a new device). The JSON's
     secret_readable says whether the secret opens under the data directory's totp-key (null:
     no key file there, or nothing enrolled)."""
+    from pillarbox import provisioning
+    from pillarbox.web import totpseal
+
     config = state.load()
     key_file = None if disable else totpseal.read_key(config.data_dir)
     sealer = None if key_file is None else totpseal.TotpSealer(key_file)
@@ -513,6 +618,8 @@ def user_2fa(state: CliState, address: str, disable: bool, as_json: bool) -> Non
 @click.pass_obj
 def user_remove(state: CliState, address: str, yes: bool) -> None:
     """Delete ADDRESS with all its mail."""
+    from pillarbox import provisioning
+
     if not yes and sys.stdin.isatty():
         click.confirm(f"Delete {address} and all its mail?", abort=True)
     run_store(state.load(), lambda s: provisioning.remove_account(s, address))
@@ -533,6 +640,8 @@ def alias() -> None:
 @click.pass_obj
 def alias_add(state: CliState, address: str, targets: tuple[str, ...]) -> None:
     """Deliver mail for ADDRESS (or @DOMAIN for a catch-all) to TARGETS."""
+    from pillarbox import provisioning
+
     added = run_store(state.load(), lambda s: provisioning.add_alias(s, address, targets))
     click.echo(f"added alias {added.address} -> {', '.join(added.targets)}")
 
@@ -556,18 +665,10 @@ def alias_list(state: CliState, domain_name: str | None, as_json: bool) -> None:
 @click.pass_obj
 def alias_remove(state: CliState, address: str) -> None:
     """Remove an alias."""
+    from pillarbox import provisioning
+
     run_store(state.load(), lambda s: provisioning.remove_alias(s, address))
     click.echo(f"removed alias {address}")
-
-
-cli.add_command(mail)
-cli.add_command(store_group)
-cli.add_command(spam)
-cli.add_command(dmarc)
-cli.add_command(tls)
-cli.add_command(sieve)
-for _group in (queue, dns, dkim, import_group, export, backup_command, restore_command):
-    cli.add_command(_group)
 
 
 def generated_password() -> str:

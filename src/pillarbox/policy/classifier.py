@@ -348,6 +348,9 @@ def _full_after(tokens: set[str], source: Iterable[str], limit: int) -> bool:
         if not token.isascii():
             # 8-bit header bytes arrive as surrogate escapes: store them as text.
             token = token.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if "\x00" in token:
+            # PostgreSQL's text cannot hold NUL: U+FFFD, as in the stored message text.
+            token = token.replace("\x00", "\ufffd")
         tokens.add(token[:_MAX_TOKEN])
         if len(tokens) >= limit:
             return True

@@ -29,11 +29,12 @@ import gzip
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from typing import Any
 
 from pillarbox import __version__
 from pillarbox.policy.authresults import AuthSummary
@@ -72,23 +73,44 @@ def observation(
     else:
         disposition = outcome.disposition.value
     spf = summary.spf if mail_from and not summary.spf_is_helo else None
-    return DmarcObservation(
-        received=received,
-        policy_domain=outcome.policy_domain or outcome.domain,
-        header_from=outcome.domain,
-        envelope_from=mail_from.rpartition("@")[2].lower(),
-        source_ip=source_ip,
-        disposition=disposition,
-        dkim_aligned="dkim" in outcome.aligned,
-        spf_aligned="spf" in outcome.aligned,
-        spf_domain=spf.domain if spf is not None else "",
-        spf_result=spf.result.value if spf is not None else "",
-        dkim=tuple((s.domain, s.selector, s.result.value) for s in summary.dkim if s.domain),
-        policy_record=record.text(),
-        override=outcome.override.value if outcome.override is not None else "",
-        override_comment=outcome.override_comment,
-        discovery=outcome.discovery.value,
+    return _storable(
+        DmarcObservation(
+            received=received,
+            policy_domain=outcome.policy_domain or outcome.domain,
+            header_from=outcome.domain,
+            envelope_from=mail_from.rpartition("@")[2].lower(),
+            source_ip=source_ip,
+            disposition=disposition,
+            dkim_aligned="dkim" in outcome.aligned,
+            spf_aligned="spf" in outcome.aligned,
+            spf_domain=spf.domain if spf is not None else "",
+            spf_result=spf.result.value if spf is not None else "",
+            dkim=tuple((s.domain, s.selector, s.result.value) for s in summary.dkim if s.domain),
+            policy_record=record.text(),
+            override=outcome.override.value if outcome.override is not None else "",
+            override_comment=outcome.override_comment,
+            discovery=outcome.discovery.value,
+        )
     )
+
+
+def _storable(kept: DmarcObservation) -> DmarcObservation:
+    """``kept`` with each NUL as U+FFFD. A From domain and a DKIM signature's d= and s= are
+    the message's bytes, a record's tags the DNS's: any may hold NUL, which PostgreSQL's text
+    cannot (as in the stored message text, :mod:`pillarbox.mail.parse`); the message is still
+    counted. A From domain under one with a record (``x@a<NUL>b.gmail.com``) made the intake
+    fail on PostgreSQL with a 451."""
+    changed: dict[str, Any] = {
+        f.name: value.replace("\x00", "\ufffd")
+        for f in fields(kept)
+        if isinstance(value := getattr(kept, f.name), str) and "\x00" in value
+    }
+    if any("\x00" in part for signature in kept.dkim for part in signature):
+        changed["dkim"] = tuple(
+            (d.replace("\x00", "\ufffd"), s.replace("\x00", "\ufffd"), result)
+            for d, s, result in kept.dkim
+        )
+    return replace(kept, **changed) if changed else kept
 
 
 @dataclass(frozen=True, slots=True)

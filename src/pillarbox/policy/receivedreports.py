@@ -40,6 +40,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.message
 import email.policy
@@ -399,8 +400,24 @@ def read_document(document: bytes, received: datetime) -> ReceivedReport:
             parsed = json.loads(document)
         except (ValueError, RecursionError) as e:
             raise ReportError(f"malformed JSON: {str(e)[:80]}") from None
-        return tls_report(parsed, received)
+        report = tls_report(parsed, received)
+        if _holds_nul(report):
+            # JSON can write NUL (``\u0000``), PostgreSQL's text cannot hold it, and no
+            # report field means one; XML cannot carry NUL at all (XML 1.0 §2.2, expat refuses
+            # it raw and as ``&#0;``).
+            raise ReportError("NUL character in TLS report")
+        return report
     raise ReportError("neither an XML nor a JSON report")
+
+
+def _holds_nul(report: ReceivedReport) -> bool:
+    """Whether a text of ``report`` or of one of its rows holds NUL."""
+    items: tuple[ReceivedReport | ReceivedReportRow, ...] = (report, *report.rows)
+    return any(
+        isinstance(value, str) and "\x00" in value
+        for item in items
+        for value in (getattr(item, f.name) for f in dataclasses.fields(item))
+    )
 
 
 def read_message(raw: bytes, received: datetime, limits: Limits) -> Reading:

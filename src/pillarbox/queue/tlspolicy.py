@@ -34,9 +34,6 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from pillarbox.errors import ConfigError
 from pillarbox.smtp.replies import Reply
 
@@ -225,6 +222,10 @@ NO_TABLE = PolicyTable({})
 def certificate_names(certificate: bytes) -> tuple[str, ...]:
     """The DNS names of a DER certificate: its dNSName subjectAltNames, or its common name
     when it has none; lowercase, without a trailing dot."""
+    # Imported here: the config imports this module, and every `pillarbox` command the config.
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         cert = x509.load_der_x509_certificate(certificate)
     except ValueError:

@@ -510,6 +510,8 @@ def _orcpt(value: str) -> OriginalRecipient:
     address = _xtext(encoded, None)
     if addr_type.lower() == "utf-8":
         address = _UTF8_ADDR_HEX.sub(lambda m: chr(int(m.group(1), 16)), address)
+        if _CONTROL.search(address):
+            raise _fail(R.INVALID_ARGUMENTS, "control character in ORCPT")
     return OriginalRecipient(addr_type, address)
 
 
@@ -540,9 +542,15 @@ def _xtext(value: str, limit: int | None) -> str:
     if limit is not None and len(value) > limit:
         raise _fail(R.INVALID_ARGUMENTS, "value too long")
     try:
-        return decode_xtext(value)
+        decoded = decode_xtext(value)
     except (ValueError, UnicodeDecodeError):
         raise _fail(R.INVALID_ARGUMENTS, f"invalid xtext {value!r}") from None
+    if _CONTROL.search(decoded):
+        # What xtext carries here is printable text (ENVID, RFC 3461 §4.4) or an address
+        # (ORCPT §4.2, AUTH= RFC 4954 §5), never a control character; a NUL failed the
+        # queue's insert on PostgreSQL (text cannot hold it) with a 451, retried for days.
+        raise _fail(R.INVALID_ARGUMENTS, f"control character in xtext {value!r}")
+    return decoded
 
 
 def format_command(command: Command) -> bytes:

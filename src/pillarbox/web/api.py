@@ -39,6 +39,7 @@ from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
 from pillarbox.config import RetentionSection
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
+from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
 from pillarbox.sievescripts import InvalidScript
 from pillarbox.store.aclrows import canonical_rights
@@ -81,6 +82,8 @@ from pillarbox.web.sieverules import (
     rules_of,
 )
 from pillarbox.web.webmail import ListParams, apply_action, list_params, part_response, safe_html
+
+_log = Log("web.api")
 
 PREFIX = "/api/v1"
 #: Suggestions per recipient completion request, and the longest prefix asked for (an address).
@@ -2120,6 +2123,17 @@ async def api_account(request: Request) -> Account:
     return account
 
 
+def _holds_nul(value: object) -> bool:
+    """Whether a string of the parsed JSON ``value``, key or value, holds NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
@@ -2136,6 +2150,11 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
                 return JSONResponse({"error": "the body must be JSON"}, status_code=400)
             if not isinstance(parsed, dict):
                 return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+            if _holds_nul(parsed):
+                # JSON writes NUL as \u0000; no field means one, and PostgreSQL's text
+                # cannot hold it.
+                _log.info("api request refused", reason="NUL in the body", path=op.path)
+                return JSONResponse({"error": "the body holds a NUL character"}, status_code=400)
             body = parsed
         try:
             result = await op.handler(Call(request, web(request), account, body))

@@ -41,7 +41,13 @@ from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,6 +56,7 @@ from pillarbox.config import LISTENER_DOCS, WebSection
 from pillarbox.errors import NotFound, PermissionDenied, RateLimited, UserError
 from pillarbox.net.authcount import CountedAuthenticator
 from pillarbox.net.http import origin
+from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import UNMATCHED_ROUTE, WebMetrics
 from pillarbox.services import Services
 from pillarbox.sizes import human_size
@@ -90,6 +97,8 @@ _SECURITY_HEADERS = (
 NOT_REDIRECTED_PREFIX = "/.well-known/"
 #: A Host header fit to put in a redirect: a DNS name or an address literal, with its port.
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))(?::[0-9]{1,5})?")
+
+_log = Log("web")
 
 
 class BodyTooLarge(Exception):
@@ -194,6 +203,12 @@ class Guard:
         if metrics is not None:
             send = _counted(send, scope, metrics, started)
         path: str = scope["path"]
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            # PostgreSQL's text cannot hold NUL, so a name looked up with one failed the
+            # request with a server error; no URL of ours has one (RFC 3986 §2.1 allows it).
+            _log.info("request refused", reason="NUL in the path or query", path=path[:200])
+            await _bad_request("NUL (%00) in the URL", scope, send)
+            return
         secure = scope.get("scheme") == "https"
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         if (
@@ -309,6 +324,15 @@ async def _too_large(limit: int, scope: Scope, send: Send) -> None:
     await response(scope, _no_body, send)
 
 
+async def _bad_request(text: str, scope: Scope, send: Send) -> None:
+    response = (
+        JSONResponse({"error": text}, status_code=400)
+        if scope["path"].startswith("/api/")
+        else PlainTextResponse(text + "\n", 400)
+    )
+    await response(scope, _no_body, send)
+
+
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -359,6 +383,10 @@ async def posted_form(request: Request, *, files: bool = False) -> FormData:
     if not isinstance(token, str) or not app.codec.csrf_valid(request.state.session, token):
         reason = "stale" if await current_account(request) is not None else "expired"
         raise LoginRequired(reason, field_text(form, "return_to"))
+    if any(isinstance(value, str) and "\x00" in value for _, value in form.multi_items()):
+        # No form field means a NUL, and PostgreSQL's text cannot hold one.
+        _log.info("form refused", reason="NUL in a field", path=request.url.path[:200])
+        raise HTTPException(400, "a form field holds a NUL character")
     return form
 
 

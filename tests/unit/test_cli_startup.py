@@ -1,0 +1,91 @@
+"""``pillarbox`` imports only what the command run needs: scripts and the test suite start it
+hundreds of times, and importing every command's dependencies was most of each run's time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from pillarbox.cli.main import LAZY_COMMANDS, cli
+from pillarbox.testing.command import init_site
+
+# What only some commands need: the PostgreSQL driver and backend, the report machinery, DKIM,
+# the web app, the provisioning layer (hashing, DKIM keys) and the certificate parser.
+HEAVY = (
+    "psycopg",
+    "pillarbox.store.postgres",
+    "pillarbox.policy.reporting",
+    "dkim",
+    "pillarbox.web.app",
+    "pillarbox.provisioning",
+    "cryptography.x509",
+)
+
+# Runs the command in the child, as the console script would, then reports what it imported.
+_PROBE = """
+import json, sys
+from pillarbox.cli.main import cli
+try:
+    cli.main(sys.argv[1:], prog_name="pillarbox")
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def imported_by(site: Path, *args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, "--config", str(site / "pillarbox.toml"), *args],
+        capture_output=True,
+        text=True,
+        cwd=site,
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(result.stderr.splitlines()[-1])
+    assert report["code"] in (0, None), result.stderr
+    return set(report["modules"])
+
+
+@pytest.mark.parametrize(
+    "args", [["--version"], ["--help"], ["user", "--help"], ["queue", "--help"], ["mail", "--help"]]
+)
+def test_light_commands_import_nothing_heavy(tmp_path: Path, args: list[str]) -> None:
+    assert sorted(imported_by(tmp_path, *args) & set(HEAVY)) == []
+
+
+def test_listing_users_imports_the_store_it_uses_and_nothing_heavy(tmp_path: Path) -> None:
+    init_site(tmp_path, "alice@example.org", "correct horse battery")
+    modules = imported_by(tmp_path, "user", "list")
+    assert {"pillarbox.config", "pillarbox.store.sqlite"} <= modules
+    assert sorted(modules & set(HEAVY)) == []
+
+
+def test_a_lazy_command_is_loaded_when_run(tmp_path: Path) -> None:
+    modules = imported_by(tmp_path, "dkim", "--help")
+    assert "pillarbox.cli.dns" in modules
+    assert "pillarbox.cli.transfer" not in modules
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_help_lists_lazy_commands_as_click_does_after_importing_them(width: int) -> None:
+    """The table's short help is what the command's own docstring gives, at any width."""
+    ctx = click.Context(cli, info_name="pillarbox")
+    lazy, eager = click.HelpFormatter(width=width), click.HelpFormatter(width=width)
+    cli.format_commands(ctx, lazy)
+    click.Group.format_commands(cli, ctx, eager)  # imports every command for its docstring
+    assert lazy.getvalue() == eager.getvalue()
+
+
+def test_every_lazy_command_is_found_under_its_own_name() -> None:
+    ctx = click.Context(cli, info_name="pillarbox")
+    for name in LAZY_COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert isinstance(command, click.Command)
+        assert command.name == name
+    assert not set(LAZY_COMMANDS) & set(cli.commands)
