@@ -389,9 +389,7 @@ async def list_threads(call: Call) -> object:
     access = call.access
     mailbox = await access.mailbox(call.path("mailbox"))
     params = _page_params(call)
-    page = await access.threaded(
-        mailbox, call.web.threads, number=params.page, page_size=params.page_size
-    )
+    page = await access.threaded(mailbox, number=params.page, page_size=params.page_size)
     return {
         "threads": page.threads,
         "messages": page.messages,
