@@ -1183,6 +1183,11 @@ def test_api_mail_round_trip(live: LiveServer, alice: WebSession) -> None:
     uid = page["messages"][0]["uid"]
     message = alice.api("GET", f"/mailboxes/{inbox['id']}/messages/{uid}").json()
     assert message["blocked_remote_images"] == 1 and "<script" not in message["html"]
+    # Every member of the answer is declared in the OpenAPI schema (html_truncated was not).
+    schemas = alice.api("GET", "/openapi.json").json()["components"]["schemas"]
+    declared = schemas["Message"]["properties"]
+    assert list(message) == list(declared)
+    assert list(message["attachments"][0]) == list(declared["attachments"]["items"]["properties"])
     assert alice.api("GET", f"/mailboxes/{inbox['id']}/messages/{uid}/raw").content == HOSTILE
     assert alice.api(
         "POST", f"/mailboxes/{inbox['id']}/actions", {"action": "flag", "uids": [uid]}

@@ -67,11 +67,13 @@ def thread_sizes(conn: sqlite3.Connection, mailbox_id: int) -> list[tuple[int, i
 def thread_fields(
     conn: sqlite3.Connection, mailbox_id: int, threads: Sequence[int]
 ) -> list[ThreadFields]:
-    """The threads' rows found by ``messages_thread``: every field is a column (``refs`` since
-    migration 8), so no MessageInfo is read or decoded."""
+    """The threads' rows found by ``messages_thread``, named: without statistics the planner
+    walks the whole mailbox by the primary key to save the sort by UID (25–55 ms for a page at
+    35,000 messages against 0.2–0.5). Every field is a column (``refs`` since migration 8), so
+    no MessageInfo is read or decoded."""
     rows = conn.execute(
         "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread, "
-        "seen FROM messages "
+        "seen FROM messages INDEXED BY messages_thread "
         "WHERE mailbox_id = ? AND thread IN (SELECT value FROM json_each(?)) ORDER BY uid",
         (mailbox_id, json.dumps(list(threads))),
     )
