@@ -5,14 +5,17 @@ The threaded list's first open is shown on its own line, and so is its first ope
 (each of ``--runs`` rounds delivers one reply into a conversation of the folder, then opens the
 first page): what a list that caches the folder's threads pays when they change.
 
-Usage: ``python bench/web.py [--messages N] [--runs N] [--dir DIR] [--mbox [PATH]]``
+Usage: ``python bench/web.py [--messages N] [--runs N] [--dir DIR] [--mbox [PATH]]
+[--store postgresql://…]``
 
 ``--mbox`` fills the folder from a real archive instead (default: the linux-mips list, densely
 threaded, so the threaded list is measured on real References chains); otherwise the folder gets
 synthetic, unthreaded ~2 KB messages.
 
 With ``--dir`` the data directory is kept, and a later run over the same directory skips
-filling the folder (filling 35,000 messages takes minutes on a small machine).
+filling the folder (filling 35,000 messages takes minutes on a small machine). With ``--store``
+the server uses that PostgreSQL database instead of SQLite in the data directory (kept too: a
+later run over the same database skips the filling).
 
 The server is the real one (``LiveServer``: uvicorn on the server's loop, the SQLite store);
 requests go over loopback with a logged-in session. "Server time" is the app's own
@@ -35,6 +38,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import INBOX, DeliveryTarget
@@ -166,10 +170,12 @@ def main() -> None:
         const=LINUX_MIPS,
         help="fill from this xz mboxrd archive (default: the linux-mips list)",
     )
+    parser.add_argument("--store", help="a postgresql:// URL (default: SQLite in the data dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dir or Path(tmp)
-        config = loopback_config(root / "data", only=["http"])
+        store = {"store": cfg.StoreSection(url=args.store)} if args.store else {}
+        config = loopback_config(root / "data", only=["http"], **store)
         with LiveServer(config) as live:
             box = live.call(existing_folder(live))
             if box is None:
