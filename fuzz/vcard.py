@@ -33,13 +33,13 @@ LIMITS = ContactsSection()
 
 def _fields(contact: Contact) -> tuple[object, ...]:
     """What the store keeps of a checked contact, the lists as sets (an edit or a PREF may
-    reorder them), a number as its digits and blanks: a number edited in a ``tel:`` URI line
-    is written with "-" for its blanks (RFC 3966 visual separators), and read back so."""
+    reorder them); a number as typed (one edited in a ``tel:`` URI line gained "-" for its
+    blanks before, and read back so)."""
     return (
         contact.uid,
         contact.label,
         sorted(contact.emails),
-        sorted(" ".join(p.replace("-", " ").split()) for p in contact.phones),
+        sorted(contact.phones),
         contact.organization,
         contact.note,
     )

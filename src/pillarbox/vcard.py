@@ -343,12 +343,10 @@ def _match_key(name: str, value: str) -> str:
     return value
 
 
-def _tel_value(line: _Line, number: str) -> str:
-    """A TEL value for ``number`` written where ``line`` was: a ``tel:`` URI (RFC 3966,
-    blanks as its visual separator "-") when that line was one, else text."""
-    if any(v.lower() == "uri" for v in line.params.get("VALUE", [])):
-        return "tel:" + "-".join(number.split())
-    return escape(number)
+#: RFC 3966 §3 ``global-number-digits``: "+", then digits and the visual separators "-", ".",
+#: "(" and ")" — a number a ``tel:`` URI holds as written (a local number needs a
+#: phone-context, which an edit does not give).
+_TEL_GLOBAL_NUMBER = re.compile(r"\+[0-9().-]*[0-9][0-9().-]*")
 
 
 class _Revision:
@@ -382,10 +380,27 @@ class _Revision:
         """A new line, folded, ended as the card's own lines are."""
         return fold(logical).replace(CRLF, self.eol)
 
-    def rewrite(self, index: int, value: str) -> None:
-        """Line ``index`` with a new value, its group and parameters kept."""
+    def rewrite(self, index: int, value: str, *, drop: str = "") -> None:
+        """Line ``index`` with a new value, its group and parameters kept (but a parameter
+        ``drop``)."""
         head = _split_outside_quotes(self.raws[index].logical, ":")[0]
+        if drop:
+            name, *params = _split_outside_quotes(head, ";")
+            kept = [p for p in params if p.partition("=")[0].strip().upper() != drop]
+            head = ";".join([name, *kept])
         self.text[index] = self.line(f"{head}:{value}")
+
+    def rewrite_tel(self, index: int, line: _Line, number: str) -> None:
+        """A TEL line ``line`` holding ``number`` now, as the user typed it: a ``tel:`` URI
+        still when it was one and the number can be one as typed, else text, the line's
+        ``VALUE=uri`` dropped (RFC 6350 §6.4.1: TEL's value is text by default). Blanks are
+        no URI's, and turning them into "-" changed the number the user sees."""
+        if not any(v.lower() == "uri" for v in line.params.get("VALUE", [])):
+            self.rewrite(index, escape(number))
+        elif _TEL_GLOBAL_NUMBER.fullmatch(number):
+            self.rewrite(index, "tel:" + number)
+        else:
+            self.rewrite(index, escape(number), drop="VALUE")
 
     def add(self, after: list[int], logical: str) -> None:
         """A new line after the last of ``after`` (the property's other lines), else at
@@ -426,7 +441,10 @@ class _Revision:
             else:
                 gone.append((index, line))
         for (index, line), value in zip(gone, wanted, strict=False):
-            self.rewrite(index, _tel_value(line, value) if name == "TEL" else escape(value))
+            if name == "TEL":
+                self.rewrite_tel(index, line, value)
+            else:
+                self.rewrite(index, escape(value))
         for index, _ in gone[len(wanted) :]:
             self.text[index] = ""
         for value in wanted[len(gone) :]:

@@ -253,6 +253,30 @@ def test_import_then_export_round_trips(live: LiveServer, alice: WebSession) -> 
     ]
 
 
+def test_a_number_edited_over_a_tel_uri_stays_as_typed(live: LiveServer, alice: WebSession) -> None:
+    """Found by fuzz: a number typed in the webmail over a card's ``tel:`` URI was written
+    ``tel:+1-555-0199``, so the card (what CardDAV clients and an export get, and what
+    reads back from them) held dashes the user never typed."""
+    card = (
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:7\r\nFN:Ann\r\n"
+        "TEL;VALUE=uri;TYPE=cell:tel:+1-555-0100\r\nEND:VCARD\r\n"
+    )
+    assert import_file(alice, card.encode()).status_code == 303
+    (ann,) = contacts_of(live, ALICE)
+    edited = alice.post(
+        f"/contacts/{ann.id}", contact_form(display_name="Ann", phones="+1 555 0199")
+    )
+    assert edited.status_code == 303
+    exported = alice.get("/contacts/export.vcf").text
+    assert exported == card.replace(
+        "TEL;VALUE=uri;TYPE=cell:tel:+1-555-0100", "TEL;TYPE=cell:+1 555 0199"
+    )
+    assert import_file(alice, exported.encode()).status_code == 303
+    (ann,) = contacts_of(live, ALICE)
+    assert ann.phones == ("+1 555 0199",)
+    assert "+1 555 0199" in alice.get(f"/contacts/{ann.id}").text
+
+
 def test_import_limits(live: LiveServer, alice: WebSession) -> None:
     card = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:{}\r\nEND:VCARD\r\n"
     too_large = import_file(alice, card.format("x" * 5000).encode())

@@ -31,6 +31,7 @@ from pillarbox.testing.webclient import (
     special_mailbox_id,
 )
 from pillarbox.web.reading import body_parts
+from pillarbox.web.threads import MAX_THREAD_LINES
 
 pytestmark = pytest.mark.listeners("http")
 
@@ -546,6 +547,32 @@ def test_threaded_list_shows_the_imap_threads(live: LiveServer, alice: WebSessio
     # The message view lists the same conversation.
     opened = alice.get(f"/mail/{box}/{budget}")
     assert "Conversation (2)" in opened.text and "Lunch" not in opened.text.split("Conversation")[1]
+
+
+def test_a_long_conversation_fills_a_page_alone(live: LiveServer, alice: WebSession) -> None:
+    """A conversation past MAX_THREAD_LINES shows its first lines and says how many more;
+    its unread count covers them all; it counts MAX_THREAD_LINES toward the page, so the next
+    conversation starts the next page."""
+    box, root = deliver(live, ALICE, dated("Long", 1, "r@x"))
+    replies = MAX_THREAD_LINES + 2
+    for n in range(replies):
+        deliver(live, ALICE, dated("Re: Long", 2, f"r{n}@x", parent="r@x"))
+    _, older = deliver(live, ALICE, dated("Older", 0, "o@x"))
+    alice.post(f"/mail/{box}/actions", {"action": "read", "uid": [root], "back": "/"})
+    first = alice.api("GET", f"/mailboxes/{box}/threads?size=50").json()
+    assert (first["threads"], first["messages"], first["pages"]) == (2, replies + 2, 2)
+    [long] = first["conversations"]
+    assert (len(long["messages"]), long["more"], long["unread"]) == (
+        MAX_THREAD_LINES,
+        replies + 1 - MAX_THREAD_LINES,
+        replies,
+    )
+    assert long["messages"][0]["uid"] == root and long["messages"][1]["depth"] == 1
+    page = alice.get(f"/mail/{box}?view=threads&size=50")
+    assert f"… and {replies + 1 - MAX_THREAD_LINES} more in this conversation" in page.text
+    second = alice.api("GET", f"/mailboxes/{box}/threads?size=50&page=2").json()
+    assert [[m["uid"] for m in c["messages"]] for c in second["conversations"]] == [[older]]
+    assert alice.api("GET", f"/mailboxes/{box}/threads?page=3").json()["conversations"] == []
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -1183,6 +1210,11 @@ def test_api_mail_round_trip(live: LiveServer, alice: WebSession) -> None:
     uid = page["messages"][0]["uid"]
     message = alice.api("GET", f"/mailboxes/{inbox['id']}/messages/{uid}").json()
     assert message["blocked_remote_images"] == 1 and "<script" not in message["html"]
+    # Every member of the answer is declared in the OpenAPI schema (html_truncated was not).
+    schemas = alice.api("GET", "/openapi.json").json()["components"]["schemas"]
+    declared = schemas["Message"]["properties"]
+    assert list(message) == list(declared)
+    assert list(message["attachments"][0]) == list(declared["attachments"]["items"]["properties"])
     assert alice.api("GET", f"/mailboxes/{inbox['id']}/messages/{uid}/raw").content == HOSTILE
     assert alice.api(
         "POST", f"/mailboxes/{inbox['id']}/actions", {"action": "flag", "uids": [uid]}

@@ -157,7 +157,8 @@ async def test_references_are_backfilled_by_migration_8(tmp_path: Path) -> None:
     await upgraded.open()
     try:
         inbox = await upgraded.get_mailbox(account.id, INBOX)
-        [fields] = await upgraded.thread_fields(inbox.id)
+        [(thread, _)] = await upgraded.thread_sizes(inbox.id)
+        [fields] = await upgraded.thread_fields(inbox.id, [thread])
         assert fields.references == ("a@x", "b@x") and fields.in_reply_to == "b@x"
     finally:
         await upgraded.close()

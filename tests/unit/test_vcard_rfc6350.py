@@ -356,7 +356,7 @@ def test_a_4_0_card_with_lf_ends_a_tel_uri_and_a_long_note() -> None:
         "END:VCARD"
     )
     contact = _kept(card)
-    after = replace(contact, phones=("+1 555 0199",), note="é" * 40)
+    after = replace(contact, phones=("+1-555-0199",), note="é" * 40)
     assert vcard.revise(card, contact, after) == (
         "BEGIN:VCARD\n"
         "VERSION:4.0\n"
@@ -374,6 +374,30 @@ def test_a_4_0_card_with_lf_ends_a_tel_uri_and_a_long_note() -> None:
     assert vcard.revise(nameless, kept, replace(kept, display_name="Ann Lee")) == (
         "BEGIN:VCARD\r\nVERSION:4.0\r\nEMAIL:a@example.com\r\nFN:Ann Lee\r\nEND:VCARD\r\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("typed", "written"),
+    [
+        ("+1 555 0199", 'TEL;TYPE="cell,voice":+1 555 0199'),  # blanks: no URI's, so text
+        ("555-0199", 'TEL;TYPE="cell,voice":555-0199'),  # local: a URI would need a context
+        ("+1 (555) 0199;x", 'TEL;TYPE="cell,voice":+1 (555) 0199\\;x'),
+        ("+1.555.(0199)", 'TEL;VALUE=uri;TYPE="cell,voice":tel:+1.555.(0199)'),
+    ],
+)
+def test_an_edited_tel_uri_keeps_the_number_as_typed(typed: str, written: str) -> None:
+    """Found by fuzz: a number typed with blanks over a ``tel:`` URI came back with dashes
+    ("+1 555 0199" written ``tel:+1-555-0199``, read back "+1-555-0199"). A number a URI can
+    hold as typed stays a URI; another is written as text (RFC 6350 §6.4.1's default), the
+    line's other parameters kept; either reads back as typed."""
+    card = (
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Ann\r\n"
+        'TEL;VALUE=uri;TYPE="cell,voice":tel:+1-555-0100\r\nEND:VCARD\r\n'
+    )
+    contact = _kept(card)
+    revised = vcard.revise(card, contact, replace(contact, phones=(typed,)))
+    assert revised == card.replace('TEL;VALUE=uri;TYPE="cell,voice":tel:+1-555-0100', written)
+    assert _kept(revised).phones == (typed,)
 
 
 def test_a_revised_card_reads_back_as_the_edit() -> None:

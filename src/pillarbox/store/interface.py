@@ -373,10 +373,17 @@ class Store(Protocol):
         THREADID and the web's conversation view, one probe of the ``(mailbox, thread)``
         index however large the mailbox (empty for an unknown mailbox or thread)."""
 
-    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
-        """Threading inputs of the live messages with UID ``uid_min`` or above, in UID order,
-        read from the ingest metadata without decoding whole structures (a threaded list of a
-        35,000-message mailbox reads them all once). ``NotFound`` for an unknown mailbox."""
+    async def thread_sizes(self, mailbox_id: int) -> list[tuple[int, int]]:
+        """The mailbox's threads as ``(thread, messages of the mailbox in it)``, newest
+        activity first: by the latest date of their messages (the sent date, else the
+        INTERNALDATE, as RFC 5256 §2.2 dates a message), a tie by the highest UID. One grouped
+        pass over the ``(mailbox, thread)`` index, which holds the dates (no message row is
+        read): what the web's threaded list pages over. Empty for an unknown mailbox."""
+
+    async def thread_fields(self, mailbox_id: int, threads: Sequence[int]) -> list[ThreadFields]:
+        """Threading inputs of the mailbox's messages in ``threads``, in UID order, read from
+        the ingest metadata without decoding whole structures: the conversations of one page
+        of the web's threaded list. Empty for an unknown mailbox."""
 
     async def activity(
         self, since: datetime, step: timedelta, buckets: int

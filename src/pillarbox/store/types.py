@@ -636,7 +636,8 @@ def activity_series(
 @dataclass(frozen=True, slots=True)
 class ThreadFields:
     """What threading (RFC 5256 §3 REFERENCES) reads of one message, as parsed at ingest:
-    the ids normalised (no angle brackets), the decoded subject."""
+    the ids normalised (no angle brackets), the decoded subject; and whether it is read (a
+    conversation's unread count)."""
 
     uid: int
     internal_date: datetime
@@ -647,6 +648,8 @@ class ThreadFields:
     references: tuple[str, ...]
     #: The stored thread (RFC 8474 THREADID): the conversation the message belongs to.
     thread: int
+    #: It has ``\Seen``.
+    seen: bool
 
 
 @dataclass(frozen=True, slots=True)

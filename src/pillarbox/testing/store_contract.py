@@ -1691,22 +1691,69 @@ class StoreContract:
         for head in heads:
             raw = f"From: ann@example.org\r\n{head}\r\nbody\r\n".encode()
             await store.append(inbox.id, raw, parse_message(raw), internal_date=T0)
-        fields = await store.thread_fields(inbox.id)
-        assert [(f.uid, f.subject, f.message_id, f.in_reply_to, f.references) for f in fields] == [
-            (1, "Plan", "a@x", "", ()),
-            (2, "Re: Plan", "b@x", "a@x", ()),
-            (3, "Ré", "c@x", "", ("a@x", "b@x")),  # ids normalised at ingest
+        other = await self._put_threaded(store, inbox, "Message-ID: <o@x>\r\n")
+        await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Seen"}))
+        thread = (await store.thread_ids(inbox.id, [1]))[1]
+        fields = await store.thread_fields(inbox.id, [thread])
+        assert [
+            (f.uid, f.subject, f.message_id, f.in_reply_to, f.references, f.seen) for f in fields
+        ] == [
+            (1, "Plan", "a@x", "", (), False),
+            (2, "Re: Plan", "b@x", "a@x", (), True),
+            (3, "Ré", "c@x", "", ("a@x", "b@x"), False),  # ids normalised at ingest
         ]
         assert fields[0].sent_date == datetime(2025, 3, 3, 12, tzinfo=UTC)
         assert fields[1].sent_date is None and fields[1].internal_date == T0
-        threads = await store.thread_ids(inbox.id, [1, 2, 3])
-        assert [f.thread for f in fields] == [threads[1]] * 3  # one conversation
+        assert [f.thread for f in fields] == [thread] * 3  # one conversation
+        both = await store.thread_fields(
+            inbox.id, [(await self._thread_of(store, inbox, other)), thread]
+        )
+        assert [f.uid for f in both] == [1, 2, 3, other]  # UID order, whatever the threads' order
         await store.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
         await store.expunge(inbox.id)
-        assert [f.uid for f in await store.thread_fields(inbox.id)] == [1, 3]
-        assert [f.uid for f in await store.thread_fields(inbox.id, uid_min=2)] == [3]
-        with pytest.raises(NotFound):
-            await store.thread_fields(inbox.id + 1000)
+        assert [f.uid for f in await store.thread_fields(inbox.id, [thread])] == [1, 3]
+        assert await store.thread_fields(inbox.id, []) == []
+        assert await store.thread_fields(inbox.id + 1000, [thread]) == []
+
+    async def test_thread_sizes_newest_activity_first(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """The web's conversations: each thread with its number of the mailbox's messages,
+        by the latest date of them (the sent date, else INTERNALDATE), a tie by the highest
+        UID; a message of the thread in another mailbox counts there only."""
+        archive = await store.get_mailbox(account.id, "Archive")
+
+        async def put(mailbox: Mailbox, hour: int, ids: str, dated: bool = True) -> int:
+            date = f"Date: Mon, 3 Mar 2025 {hour}:00:00 +0000\r\n" if dated else ""
+            raw = f"From: ann@example.org\r\nSubject: s\r\n{ids}{date}\r\nbody\r\n".encode()
+            when = T0.replace(hour=hour)
+            appended = await store.append(mailbox.id, raw, parse_message(raw), internal_date=when)
+            return appended.record.uid
+
+        plan = await put(inbox, 10, "Message-ID: <a@x>\r\n")
+        lunch = await put(inbox, 11, "Message-ID: <b@x>\r\n")
+        reply = await put(inbox, 14, "Message-ID: <c@x>\r\nIn-Reply-To: <a@x>\r\n")
+        await put(archive, 15, "Message-ID: <d@x>\r\nIn-Reply-To: <b@x>\r\n")
+        undated = await put(inbox, 13, "Message-ID: <e@x>\r\n", dated=False)
+        tie = await put(inbox, 11, "Message-ID: <f@x>\r\n")
+        threads = await store.thread_ids(inbox.id, [plan, lunch, undated, tie])
+        assert threads[plan] == await self._thread_of(store, inbox, reply)
+        assert await store.thread_sizes(inbox.id) == [
+            (threads[plan], 2),
+            (threads[undated], 1),
+            (threads[tie], 1),  # as late as lunch, and its UID is higher
+            (threads[lunch], 1),
+        ]
+        assert await store.thread_sizes(archive.id) == [(threads[lunch], 1)]
+        await store.store_flags(inbox.id, [reply], FlagOp.ADD, frozenset({"\\Deleted"}))
+        await store.expunge(inbox.id)
+        assert [t for t, _ in await store.thread_sizes(inbox.id)] == [
+            threads[undated],
+            threads[tie],
+            threads[lunch],
+            threads[plan],
+        ]
+        assert await store.thread_sizes(inbox.id + 1000) == []
 
     async def _put_threaded(self, store: Store, mailbox: Mailbox, head: str) -> int:
         """Append a message with the given threading headers; its UID."""
@@ -1788,7 +1835,8 @@ class StoreContract:
         )
         results = await store.deliver(raw, parse_message(raw), [DeliveryTarget(inbox.account_id)])
         assert [r.status for r in results] == [DeliveryStatus.STORED]
-        [fields] = await store.thread_fields(inbox.id)
+        [(thread, _)] = await store.thread_sizes(inbox.id)
+        [fields] = await store.thread_fields(inbox.id, [thread])
         assert (fields.subject, fields.message_id) == ("a\ufffdb", "a\ufffdb@x")
         assert fields.references == ("c\ufffdd@x",)
         record = results[0].record

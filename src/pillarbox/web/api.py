@@ -392,9 +392,7 @@ async def list_threads(call: Call) -> object:
     access = call.access
     mailbox = await access.mailbox(call.path("mailbox"))
     params = _page_params(call)
-    page = await access.threaded(
-        mailbox, call.web.threads, number=params.page, page_size=params.page_size
-    )
+    page = await access.threaded(mailbox, number=params.page, page_size=params.page_size)
     return {
         "threads": page.threads,
         "messages": page.messages,
@@ -1123,14 +1121,37 @@ SCHEMAS: dict[str, JsonObject] = {
             "mailbox": INT,
             "uid": INT,
             "flags": _list(STR),
+            "received": {"type": "string", "description": "INTERNALDATE, ISO 8601"},
+            "date": {"type": ["string", "null"], "description": "the Date field; ISO 8601"},
             "subject": STR,
             "from": _list(PERSON),
             "to": _list(PERSON),
             "cc": _list(PERSON),
+            "reply_to": _list(PERSON),
+            "message_id": STR,
+            "in_reply_to": STR,
+            "references": _list(STR),
             "text": STR,
             "html": {"type": ["string", "null"], "description": "sanitised; remote images removed"},
+            "blocked_remote_images": {
+                "type": "integer",
+                "description": "remote images removed from html",
+            },
+            "html_truncated": {
+                "type": "boolean",
+                "description": "html was cut at the server's [web] max_html_tags",
+            },
             "attachments": _list(
-                _obj({"section": STR, "filename": STR, "content_type": STR, "size": INT})
+                _obj(
+                    {
+                        "section": STR,
+                        "filename": STR,
+                        "content_type": STR,
+                        "size": INT,
+                        "content_id": {"type": ["string", "null"]},
+                        "url": STR,
+                    }
+                )
             ),
             "authentication_results": _list(_obj({"method": STR, "result": STR, "detail": STR})),
             "spam": {
@@ -1150,6 +1171,11 @@ SCHEMAS: dict[str, JsonObject] = {
                     ),
                 ],
             },
+            "thread": {
+                **_list(_obj({"mailbox": INT, "uid": INT, "subject": STR})),
+                "description": "the conversation's messages in this folder, INBOX and Sent",
+            },
+            "raw_url": STR,
         }
     ),
     "Draft": _obj(

@@ -70,7 +70,6 @@ from pillarbox.web.session import (
     SessionCodec,
     load_secret,
 )
-from pillarbox.web.threads import ThreadCache
 from pillarbox.web.totpseal import TotpSealer, load_key
 
 #: Paths whose requests may carry attachments or a vCard file (the larger body limit applies).
@@ -133,7 +132,6 @@ class Web:
     #: Listener name → port clients should use (bound ports where known), for client setup.
     ports: Mapping[str, int]
     streams: dict[int, int] = field(default_factory=dict)
-    threads: ThreadCache = field(default_factory=ThreadCache)
 
     @property
     def logins(self) -> CountedAuthenticator:

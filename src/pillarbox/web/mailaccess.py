@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from pillarbox.blocking import run_blocking
 from pillarbox.errors import InvalidName, NotFound, PermissionDenied, QuotaExceeded, UserError
 from pillarbox.imap import acl
 from pillarbox.imap.objectid import thread_id
@@ -53,7 +54,7 @@ from pillarbox.web.composing import (
     draft_people,
 )
 from pillarbox.web.reading import Person, body_parts, body_text, part_at
-from pillarbox.web.threads import MAX_THREAD_LINES, ThreadCache
+from pillarbox.web.threads import MAX_THREAD_LINES, conversations, folder_page
 
 _log = Log("web.mail")
 #: Folder order: INBOX, then the special-use folders in the order people use them.
@@ -428,36 +429,36 @@ class MailAccess:
             query = replace(query, uids=frozenset(await self.store.search_text(mailbox.id, terms)))
         return await self.page(mailbox, query, offset=offset, limit=limit)
 
-    async def threaded(
-        self, mailbox: Mailbox, cache: ThreadCache, *, number: int, page_size: int
-    ) -> ThreadedPage:
-        """Page ``number`` of the folder's conversations, newest activity first."""
-        forest = await cache.forest(self.store, await self.store.mailbox_status(mailbox.id))
-        shown = forest.page(number, page_size)
+    async def threaded(self, mailbox: Mailbox, *, number: int, page_size: int) -> ThreadedPage:
+        """Page ``number`` of the folder's conversations, newest activity first, built from
+        the store's threads (see :mod:`pillarbox.web.threads`)."""
+        sizes = await self.store.thread_sizes(mailbox.id)
+        page = folder_page(sizes, number, page_size)
+        shown = []
+        if page.threads:
+            fields = await self.store.thread_fields(mailbox.id, page.threads)
+            shown = await run_blocking(conversations, fields, page.threads)
         uids = [line.uid for thread in shown for line in thread.lines[:MAX_THREAD_LINES]]
         rows: dict[int, Row] = {}
         if uids:
             query = MessageQuery(uids=frozenset(uids))
-            page = await self.page(mailbox, query, offset=0, limit=len(uids))
-            rows = {row.record.uid: row for row in page.rows}
-        conversations = []
-        for thread in shown:
-            lines = [
-                ThreadRow(rows[line.uid], line.depth)
-                for line in thread.lines[:MAX_THREAD_LINES]
-                if line.uid in rows  # expunged since the threads were computed
-            ]
-            hidden = [line.uid for line in thread.lines[MAX_THREAD_LINES:]]
-            unread = sum(not line.row.seen for line in lines)
-            if hidden:  # rare (a conversation past MAX_THREAD_LINES): count, read no rows
-                query = MessageQuery(uids=frozenset(hidden), unseen=True)
-                unread += (await self.page(mailbox, query, offset=0, limit=0)).total
-            conversations.append(
-                ThreadedConversation(thread_id(thread.thread), tuple(lines), len(hidden), unread)
+            found = await self.page(mailbox, query, offset=0, limit=len(uids))
+            rows = {row.record.uid: row for row in found.rows}
+        threaded = tuple(
+            ThreadedConversation(
+                thread_id(thread.thread),
+                tuple(
+                    ThreadRow(rows[line.uid], line.depth)
+                    for line in thread.lines[:MAX_THREAD_LINES]
+                    if line.uid in rows  # expunged since its thread was read
+                ),
+                max(thread.size - MAX_THREAD_LINES, 0),
+                thread.unread,
             )
-        pages = len(forest.page_starts(page_size)) if forest.threads else 0
+            for thread in shown
+        )
         return ThreadedPage(
-            len(forest.threads), forest.messages, number, pages, tuple(conversations)
+            len(sizes), sum(size for _, size in sizes), number, page.pages, threaded
         )
 
     # -- one message ---------------------------------------------------------------------------

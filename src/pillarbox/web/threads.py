@@ -11,45 +11,38 @@ Implementation notes:
   (:func:`pillarbox.imap.thread.thread_references`) run over its messages alone, in the RFC's
   order (depth first, siblings by sent date); a conversation whose messages link only through
   one held in another folder shows as several trees, one after the other. Conversations are
-  ordered by latest activity first, as people read mail.
-- Threading needs every message of the folder, so the inputs are cached per mailbox in
-  :class:`ThreadCache`, keyed by UIDVALIDITY. A change of UIDNEXT or of the message count is
-  caught up incrementally: new UIDs from :meth:`Store.thread_fields` (``uid_min``), removed ones
-  from :meth:`Store.expunged_since` (the QRESYNC record); then the algorithm re-runs over the
-  cached inputs. Base subjects and threading both run off the event loop. A flag change (new
-  MODSEQ only) reuses the threads.
-  Measured on the 35,000-message linux-mips archive: the first threading takes about 2 s of
-  CPU (reading 0.3 s, base subjects 1 s, REFERENCES 1 s), a re-run after new mail about 1 s,
-  a page from the cache a few milliseconds (before the grouping by stored thread; running
-  REFERENCES once per conversation instead of once over the folder cost the same on
-  bench/threadid.py's 35,000-message corpus, three alternating runs each, within the noise
-  of a loaded VM). The algorithm is not incremental; the stored ids would let a page build
-  only its own conversations (docs/threading.md), the next step if folders that large get
-  mail every few seconds.
-- A page is a run of whole threads holding about ``page_size`` messages (one long thread may
-  fill a page alone, shown up to :data:`MAX_THREAD_LINES` lines); only that page's messages are
-  read from the store.
+  ordered by latest activity first, as people read mail: the latest date of their messages
+  (the sent date, else INTERNALDATE), a tie by the highest UID.
+- A page is built from the store, never from the whole folder: the folder's conversations and
+  their sizes come from one grouped read of the ``(mailbox, thread)`` index, already in list
+  order (:meth:`Store.thread_sizes`, a pair of integers per conversation, no message read);
+  the page is cut from that list; only its conversations' messages are read
+  (:meth:`Store.thread_fields`) and threaded, off the event loop. Nothing is cached, so new
+  mail, a deletion or a flag change costs the next view no more than any other.
+  Measured on the 35,000-message linux-mips archive (docs/threading.md, SQLite): about 15 ms
+  of server CPU a view, first or not, 27 ms right after new mail; threading the whole folder
+  (the list before) cost about 0.9–1.0 s on a first view and 0.27 s after new mail, and 5 ms
+  a view from its cache.
+- A page is a run of whole conversations holding about ``page_size`` messages (one long
+  conversation may fill a page alone, shown up to :data:`MAX_THREAD_LINES` lines): the
+  page boundaries are counted over every conversation's size, integers only.
+- The sizes and the page's messages are two reads: a message stored or removed between them
+  shows in its conversation or not, and a conversation that lost all its messages meanwhile is
+  left out of the page.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from pillarbox.blocking import run_blocking
 from pillarbox.imap.basesubject import base_subject, casemap
 from pillarbox.imap.responses import ThreadNode
 from pillarbox.imap.thread import ThreadMessage, thread_references
-from pillarbox.store.interface import Store
-from pillarbox.store.types import MailboxStatus, ThreadFields
+from pillarbox.store.types import ThreadFields
 
-#: Mailboxes whose threads are kept (a 35,000-message mailbox takes about 8 MB).
-CACHED_MAILBOXES = 8
-#: Lines shown of one thread on a page; the rest is one "more" line (the message view lists
-#: the whole conversation).
+#: Lines shown of one conversation on a page; the rest is one "more" line (the message view
+#: lists the whole conversation).
 MAX_THREAD_LINES = 200
 #: Indentation levels told apart on screen; deeper replies line up with the last.
 MAX_DEPTH = 8
@@ -83,8 +76,8 @@ class Conversation:
     #: The store's thread (RFC 8474 THREADID) of its messages.
     thread: int
     lines: tuple[Line, ...]
-    #: Date of its newest message: the order of the list.
-    latest: datetime
+    #: Its messages without ``\Seen``.
+    unread: int
 
     @property
     def size(self) -> int:
@@ -105,121 +98,49 @@ def _lines(root: ThreadNode) -> list[Line]:
     return lines
 
 
-def conversations(
-    messages: Sequence[ThreadMessage], thread_of: Mapping[int, int]
-) -> list[Conversation]:
-    """The folder's conversations (``messages`` grouped by their stored thread,
-    ``thread_of``), newest activity first. CPU work: run it off the loop."""
-    groups: dict[int, list[ThreadMessage]] = {}
+def conversations(messages: Sequence[ThreadFields], threads: Sequence[int]) -> list[Conversation]:
+    """The conversations ``threads``, in that order, of ``messages`` (theirs, in UID order),
+    each indented by REFERENCES over its own messages; a thread with none of ``messages`` is
+    left out. CPU work (base subjects, threading): run it off the loop."""
+    groups: dict[int, list[ThreadFields]] = {thread: [] for thread in threads}
     for message in messages:
-        groups.setdefault(thread_of[message.uid], []).append(message)
-    result = []
-    for thread, members in groups.items():
-        lines = tuple(line for root in thread_references(members) for line in _lines(root))
-        result.append(Conversation(thread, lines, max(m.date for m in members)))
-    # Equal dates: the thread that got mail last (highest UID) first.
-    result.sort(key=lambda c: (c.latest, max(line.uid for line in c.lines)), reverse=True)
-    return result
-
-
-@dataclass
-class Forest:
-    """The threads of one mailbox at one state (see the module notes)."""
-
-    uidvalidity: int
-    uidnext: int
-    messages: int
-    highestmodseq: int
-    inputs: dict[int, ThreadMessage]
-    #: The stored thread of each message (RFC 8474 THREADID: never changes, so kept).
-    thread_of: dict[int, int]
-    threads: list[Conversation]
-    #: Start index of each page, by page size.
-    _pages: dict[int, list[int]] = field(default_factory=dict)
-
-    def page_starts(self, page_size: int) -> list[int]:
-        starts = self._pages.get(page_size)
-        if starts is None:
-            starts, count = [0], 0
-            for index, thread in enumerate(self.threads):
-                shown = min(thread.size, MAX_THREAD_LINES)
-                if count and count + shown > page_size:
-                    starts.append(index)
-                    count = 0
-                count += shown
-            self._pages[page_size] = starts
-        return starts
-
-    def page(self, number: int, page_size: int) -> list[Conversation]:
-        """Threads of page ``number`` (from 1); empty past the last."""
-        starts = self.page_starts(page_size)
-        if not self.threads or number > len(starts):
-            return []
-        end = starts[number] if number < len(starts) else len(self.threads)
-        return self.threads[starts[number - 1] : end]
-
-
-def _taken_in(
-    inputs: dict[int, ThreadMessage], thread_of: dict[int, int], new: Sequence[ThreadFields]
-) -> None:
-    """Add ``new`` to ``inputs`` and ``thread_of``. CPU work (base subjects, a second for
-    35,000 messages): run it off the loop."""
-    inputs.update((fields.uid, thread_input(fields)) for fields in new)
-    thread_of.update((fields.uid, fields.thread) for fields in new)
-
-
-def _threads_of(inputs: dict[int, ThreadMessage], thread_of: dict[int, int]) -> list[Conversation]:
-    return conversations([inputs[uid] for uid in sorted(inputs)], thread_of)
-
-
-class ThreadCache:
-    """Threads of the mailboxes listed lately; shared by every request of the web app."""
-
-    def __init__(self, entries: int = CACHED_MAILBOXES) -> None:
-        self.entries = entries
-        self._forests: OrderedDict[int, Forest] = OrderedDict()
-        self._locks: dict[int, asyncio.Lock] = {}
-
-    async def forest(self, store: Store, status: MailboxStatus) -> Forest:
-        """The threads of ``status.mailbox`` as of ``status`` (read just before)."""
-        mailbox = status.mailbox
-        lock = self._locks.setdefault(mailbox.id, asyncio.Lock())
-        async with lock:  # one computation per mailbox; concurrent readers wait for it
-            forest = await self._current(store, status)
-            self._forests[mailbox.id] = forest
-            self._forests.move_to_end(mailbox.id)
-            while len(self._forests) > self.entries:
-                gone, _ = self._forests.popitem(last=False)
-                self._locks.pop(gone, None)
-            return forest
-
-    async def _current(self, store: Store, status: MailboxStatus) -> Forest:
-        mailbox = status.mailbox
-        cached = self._forests.get(mailbox.id)
-        if cached is not None and cached.uidvalidity == mailbox.uidvalidity:
-            if (cached.uidnext, cached.messages) == (mailbox.uidnext, status.messages):
-                return cached
-            inputs, thread_of = dict(cached.inputs), dict(cached.thread_of)
-            for uid in await store.expunged_since(mailbox.id, cached.highestmodseq):
-                inputs.pop(uid, None)
-                thread_of.pop(uid, None)
-            new = await store.thread_fields(mailbox.id, uid_min=cached.uidnext)
-        else:
-            inputs, thread_of = {}, {}
-            new = await store.thread_fields(mailbox.id)
-        await run_blocking(_taken_in, inputs, thread_of, new)
-        uidnext = max(mailbox.uidnext, new[-1].uid + 1 if new else 0)
-        if len(inputs) != status.messages:
-            # Expunges the record no longer holds, or writes between the two reads: read all.
-            inputs, thread_of = {}, {}
-            await run_blocking(_taken_in, inputs, thread_of, await store.thread_fields(mailbox.id))
-        threads = await run_blocking(_threads_of, inputs, thread_of)
-        return Forest(
-            mailbox.uidvalidity,
-            uidnext,
-            len(inputs),
-            mailbox.highestmodseq,
-            inputs,
-            thread_of,
-            threads,
+        groups[message.thread].append(message)
+    return [
+        Conversation(
+            thread,
+            tuple(
+                line
+                for root in thread_references([thread_input(m) for m in members])
+                for line in _lines(root)
+            ),
+            sum(not m.seen for m in members),
         )
+        for thread, members in groups.items()
+        if members
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPage:
+    """Which conversations page ``number`` shows, of how many pages."""
+
+    threads: tuple[int, ...]
+    pages: int
+
+
+def folder_page(sizes: Sequence[tuple[int, int]], number: int, page_size: int) -> FolderPage:
+    """Page ``number`` (from 1; none past the last) of a folder whose conversations are
+    ``sizes`` (:meth:`Store.thread_sizes`, in list order): each page takes conversations
+    until the next would take it past ``page_size`` shown lines, and at least one."""
+    starts: list[int] = []
+    count = 0
+    for index, (_, size) in enumerate(sizes):
+        shown = min(size, MAX_THREAD_LINES)
+        if not starts or count + shown > page_size:
+            starts.append(index)
+            count = 0
+        count += shown
+    if not 1 <= number <= len(starts):
+        return FolderPage((), len(starts))
+    end = starts[number] if number < len(starts) else len(sizes)
+    return FolderPage(tuple(thread for thread, _ in sizes[starts[number - 1] : end]), len(starts))

@@ -232,9 +232,7 @@ async def message_list(request: Request) -> Response:
     page = None
     wants_threads = request.query_params.get("view") == "threads"
     if wants_threads and not params.filtered:
-        threaded = await access.threaded(
-            mailbox, app.threads, number=params.page, page_size=params.page_size
-        )
+        threaded = await access.threaded(mailbox, number=params.page, page_size=params.page_size)
     elif params.searching:
         page = await access.search(
             mailbox, params.text, params.query, offset=params.offset, limit=params.page_size

@@ -358,19 +358,30 @@ async def retire_dkim_key(conn: Conn, domain: str, selector: str, when: datetime
         raise NotFound(f"{domain} has no DKIM key with selector {selector}")
 
 
-async def thread_fields(conn: Conn, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
-    """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
+async def thread_sizes(conn: Conn, mailbox_id: int) -> list[tuple[int, int]]:
+    """The range of ``messages_thread`` (mailbox, thread, uid; sent_date and internal_date
+    included: migration 31), grouped; an index-only scan where the visibility map allows."""
+    cursor = await conn.execute(
+        "SELECT thread, count(*) FROM messages WHERE mailbox_id = %s GROUP BY thread "
+        "ORDER BY max(coalesce(sent_date, internal_date)) DESC, max(uid) DESC",
+        (mailbox_id,),
+    )
+    return [(int(thread), int(count)) for thread, count in await cursor.fetchall()]
+
+
+async def thread_fields(conn: Conn, mailbox_id: int, threads: Sequence[int]) -> list[ThreadFields]:
+    """The threads' rows found by ``messages_thread``: every field is a column (``refs`` since
     migration 4), so no MessageInfo is read or decoded."""
     cursor = await conn.execute(
-        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread "
-        "FROM messages WHERE mailbox_id = %s AND uid >= %s ORDER BY uid",
-        (mailbox_id, uid_min),
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread, "
+        "seen FROM messages WHERE mailbox_id = %s AND thread = ANY(%s) ORDER BY uid",
+        (mailbox_id, list(threads)),
     )
     return [
         ThreadFields(
-            uid, internal, sent, subject, message_id, in_reply_to, tuple(references), thread
+            uid, internal, sent, subject, message_id, in_reply_to, tuple(references), thread, seen
         )
-        for uid, internal, sent, subject, message_id, in_reply_to, references, thread in (
+        for uid, internal, sent, subject, message_id, in_reply_to, references, thread, seen in (
             await cursor.fetchall()
         )
     ]

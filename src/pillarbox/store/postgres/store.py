@@ -1382,14 +1382,11 @@ class PostgresStore:
 
         return await self._read(query)
 
-    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
-        async def query(conn: Conn) -> list[ThreadFields]:
-            async with conn.transaction():
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                await _require_mailbox(conn, mailbox_id)
-                return await accountdata.thread_fields(conn, mailbox_id, uid_min)
+    async def thread_sizes(self, mailbox_id: int) -> list[tuple[int, int]]:
+        return await self._read(lambda conn: accountdata.thread_sizes(conn, mailbox_id))
 
-        return await self._read(query)
+    async def thread_fields(self, mailbox_id: int, threads: Sequence[int]) -> list[ThreadFields]:
+        return await self._read(lambda conn: accountdata.thread_fields(conn, mailbox_id, threads))
 
     async def activity(
         self, since: datetime, step: timedelta, buckets: int

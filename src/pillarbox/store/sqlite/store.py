@@ -1466,13 +1466,11 @@ class SqliteStore:
 
         return await self._read(query)
 
-    async def thread_fields(self, mailbox_id: int, *, uid_min: int = 1) -> list[ThreadFields]:
-        def query(conn: sqlite3.Connection) -> list[ThreadFields]:
-            conn.execute("BEGIN")
-            _require_mailbox(conn, mailbox_id)
-            return webdata.thread_fields(conn, mailbox_id, uid_min)
+    async def thread_sizes(self, mailbox_id: int) -> list[tuple[int, int]]:
+        return await self._read(lambda conn: webdata.thread_sizes(conn, mailbox_id))
 
-        return await self._read(query)
+    async def thread_fields(self, mailbox_id: int, threads: Sequence[int]) -> list[ThreadFields]:
+        return await self._read(lambda conn: webdata.thread_fields(conn, mailbox_id, threads))
 
     async def activity(
         self, since: datetime, step: timedelta, buckets: int

@@ -54,13 +54,28 @@ def _us(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
-def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> list[ThreadFields]:
-    """One scan of the mailbox's ``messages`` rows: every field is a column (``refs`` since
-    migration 8), so no MessageInfo is read or decoded."""
+def thread_sizes(conn: sqlite3.Connection, mailbox_id: int) -> list[tuple[int, int]]:
+    """One pass over the range of ``messages_thread`` (mailbox, thread, uid, sent_date,
+    internal_date: migration 36) in thread order, grouped as it goes; then the threads sorted."""
+    return conn.execute(
+        "SELECT thread, count(*) FROM messages WHERE mailbox_id = ? GROUP BY thread "
+        "ORDER BY max(coalesce(sent_date, internal_date)) DESC, max(uid) DESC",
+        (mailbox_id,),
+    ).fetchall()
+
+
+def thread_fields(
+    conn: sqlite3.Connection, mailbox_id: int, threads: Sequence[int]
+) -> list[ThreadFields]:
+    """The threads' rows found by ``messages_thread``, named: without statistics the planner
+    walks the whole mailbox by the primary key to save the sort by UID (25–55 ms for a page at
+    35,000 messages against 0.2–0.5). Every field is a column (``refs`` since migration 8), so
+    no MessageInfo is read or decoded."""
     rows = conn.execute(
-        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread "
-        "FROM messages WHERE mailbox_id = ? AND uid >= ? ORDER BY uid",
-        (mailbox_id, uid_min),
+        "SELECT uid, internal_date, sent_date, subject, message_id, in_reply_to, refs, thread, "
+        "seen FROM messages INDEXED BY messages_thread "
+        "WHERE mailbox_id = ? AND thread IN (SELECT value FROM json_each(?)) ORDER BY uid",
+        (mailbox_id, json.dumps(list(threads))),
     )
     return [
         ThreadFields(
@@ -72,8 +87,9 @@ def thread_fields(conn: sqlite3.Connection, mailbox_id: int, uid_min: int) -> li
             in_reply_to,
             tuple(json.loads(references)),
             thread,
+            bool(seen),
         )
-        for uid, internal, sent, subject, message_id, in_reply_to, references, thread in rows
+        for uid, internal, sent, subject, message_id, in_reply_to, references, thread, seen in rows
     ]
 
 
