@@ -166,8 +166,10 @@ class Intake:
         self._store = services.store
         self._router = services.router
         self._log = Log("intake")
-        verdicts = services.metrics.policy_verdicts
-        self._verdicts = {action: verdicts.labels(action.value) for action in Action}
+        metrics = services.metrics
+        self._verdicts = {
+            action: metrics.count(metrics.policy_verdicts, action.value) for action in Action
+        }
         self._delivery = LocalDelivery.of(services)
         self._forwarder = self._delivery.forwarder
         self._responder = self._delivery.responder
