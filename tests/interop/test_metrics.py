@@ -340,3 +340,27 @@ def test_lmtp_messages_are_counted_on_their_listener(tmp_path: Path) -> None:
     assert moved(before, after, messages, listener="lmtp", outcome="accepted") == 1
     assert moved(before, after, messages, listener="lmtp", outcome="refused_4xx") == 1
     assert moved(before, after, "pillarbox_smtp_data_seconds_count", listener="lmtp") == 2
+
+
+def test_a_server_without_the_listener_counts_nothing_on_the_smtp_path(tmp_path: Path) -> None:
+    """No metrics listener: the message is accepted and judged as ever, and none of the SMTP
+    path's series moves (nothing could scrape them)."""
+    with LiveServer(loopback_config(tmp_path / "data", only=("smtp",))) as live:
+        live.add_domain("example.org")
+        live.add_account("alice@example.org", TEST_PASSWORD)
+        live.deliver("alice@example.org", "not counted")
+        assert live.server.context is not None
+        metrics = live.server.context.metrics
+        assert not metrics.counting
+        sample = metrics.registry.get_sample_value
+        accepted = {"listener": "smtp", "outcome": "accepted"}
+        assert sample("pillarbox_smtp_messages_total", accepted) is None
+        assert sample("pillarbox_sessions_total", {"listener": "smtp"}) is None
+        assert (
+            sum(
+                sample("pillarbox_policy_verdicts_total", {"action": action}) or 0
+                for action in ("inbox", "junk", "reject")
+            )
+            == 0
+        )
+        assert len(live.mailbox_messages("alice@example.org", "INBOX")) == 1

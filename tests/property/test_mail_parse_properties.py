@@ -15,7 +15,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pillarbox.mail import headers
-from pillarbox.mail.headers import _AddressParser, _simple_addresses, parse_date, scan_header
+from pillarbox.mail.headers import (
+    _AddressParser,
+    _simple_addresses,
+    header_fields,
+    parse_date,
+    scan_header,
+)
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import (
     ParseLimits,
@@ -23,6 +29,7 @@ from pillarbox.mail.parse import (
     _header_text,
     find_part,
     parse_message,
+    parse_message_fields,
     prepend_fields,
     section_bytes,
 )
@@ -192,6 +199,38 @@ def test_bulk_header_read_agrees_with_the_field_loop(raw: bytes, max_fields: int
         bulk = scan_header(raw, start, end, max_fields=limit)
         with mock.patch.object(headers, "_LEADING_FIELDS_BYTES", -1):
             assert bulk == scan_header(raw, start, end, max_fields=limit)
+
+
+#: Headers of well-formed fields, often more than a limit below allows.
+field_headers = st.lists(
+    st.sampled_from([b"Subject: s\r\n", b"X-A:b\n", b"To: a@b,\r\n c@d\r\n", b"Received: x\r\n"]),
+    max_size=10,
+).map(lambda fields: b"".join(fields) + b"\r\nbody\r\n")
+
+
+@SETTINGS
+@given(
+    st.one_of(field_headers, header_lines, any_input),
+    st.integers(min_value=1, max_value=8),
+    st.integers(min_value=1, max_value=8),
+)
+@example(b"A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody", 5, 2)
+@example(b"A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody", 2, 5)
+@example(b"A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody", 4, 8)
+def test_the_parse_hands_over_the_fields_a_second_scan_would_read(
+    raw: bytes, parse_limit: int, limit: int
+) -> None:
+    """The policy's tokens and header facts take the parse's read of the header instead of
+    scanning it again (``header_fields``): the same fields, whatever either limit."""
+    info, scanned = parse_message_fields(raw, limits=ParseLimits(max_header_fields=parse_limit))
+    assert info == parse_message(raw, limits=ParseLimits(max_header_fields=parse_limit))
+    again = scan_header(raw, 0, info.header_end, max_fields=limit).fields
+    assert header_fields(raw, info.header_end, limit, scanned) == again
+    kept = scanned.upto(limit)
+    if limit <= parse_limit:
+        assert kept == again  # the parse read at least as far: no second scan
+    else:
+        assert kept is None or kept == again
 
 
 @SETTINGS

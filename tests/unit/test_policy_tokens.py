@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pillarbox.mail.parse import parse_message
+from pillarbox.mail.parse import ParseLimits, parse_message, parse_message_fields
 from pillarbox.policy.classifier import (
     _TRIM,
     _URL,
@@ -220,6 +220,21 @@ def test_tokens_of_headers_html_links_and_attachments() -> None:
     """Header fields, encoded words, a text and an HTML part, links, addresses, long words,
     trimmed punctuation, an attachment."""
     assert tokens(MULTIPART) == MULTIPART_TOKENS
+
+
+def test_the_parse_read_of_the_header_gives_the_same_tokens() -> None:
+    """The intake hands the parse's fields over (no second scan of the header); whether the
+    parse read all of them or stopped at its own limit, the tokens are the same."""
+    info, scanned = parse_message_fields(MULTIPART)
+    assert sorted(message_tokens(MULTIPART, info, header=scanned)) == MULTIPART_TOKENS
+    for parse_limit, token_limit in ((3, 2), (3, 500), (500, 2)):
+        info, scanned = parse_message_fields(
+            MULTIPART, limits=ParseLimits(max_header_fields=parse_limit)
+        )
+        limits = TokenLimits(max_header_fields=token_limit)
+        assert message_tokens(MULTIPART, info, header=scanned, limits=limits) == message_tokens(
+            MULTIPART, info, limits=limits
+        )
 
 
 def test_tokens_of_non_ascii_text() -> None:

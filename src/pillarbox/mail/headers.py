@@ -66,6 +66,33 @@ class HeaderBlock:
 _HEADER_END = re.compile(rb"(?:^|\n)(\r?\n)")
 
 
+@dataclass(frozen=True, slots=True)
+class ScannedFields:
+    """The fields :func:`scan_header` read of a message's header (from its first byte) with
+    ``max_fields``, kept by the parse for whoever reads the same header again with a limit of
+    its own (the policy's tokens and header facts): :func:`header_fields`."""
+
+    fields: tuple[HeaderField, ...]
+    max_fields: int | None
+
+    def upto(self, max_fields: int) -> tuple[HeaderField, ...] | None:
+        """What a scan of the same header with ``max_fields`` reads, or None when this scan
+        stopped short of it. A scan reads field by field, so its first n fields depend
+        neither on its limit nor on how far past the header's end its span reaches."""
+        if self.max_fields is None or max_fields <= self.max_fields:
+            return self.fields[:max_fields]
+        return self.fields if len(self.fields) < self.max_fields else None
+
+
+def header_fields(
+    raw: bytes, end: int, max_fields: int, scanned: ScannedFields | None = None
+) -> tuple[HeaderField, ...]:
+    """``scan_header(raw, 0, end, max_fields=max_fields).fields``, ``end`` being the end of
+    the header block; from ``scanned`` (the parse's read of that header) when it reaches."""
+    kept = None if scanned is None else scanned.upto(max_fields)
+    return kept if kept is not None else scan_header(raw, 0, end, max_fields=max_fields).fields
+
+
 def scan_header(raw: bytes, start: int, end: int, *, max_fields: int | None = None) -> HeaderBlock:
     """Scan the header block at ``raw[start:end]``; linear in its size, never raises.
 

@@ -56,6 +56,7 @@ from pillarbox.mail.headers import (
     MISSING_DOMAIN,
     HeaderBlock,
     HeaderField,
+    ScannedFields,
     param,
     parse_addresses,
     parse_content_header,
@@ -139,6 +140,14 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
 
     Never raises on malformed input; see :attr:`MessageInfo.defects`.
     """
+    return parse_message_fields(raw, limits=limits)[0]
+
+
+def parse_message_fields(
+    raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS
+) -> tuple[MessageInfo, ScannedFields]:
+    """:func:`parse_message`, and the header's fields as it read them: the inbound policy's
+    tokens and header facts would otherwise scan the header again (:func:`header_fields`)."""
     parser = _StructureParser(raw, limits)
     body, block = parser.entity(0, len(raw), 0, _TEXT_PLAIN)
     envelope, heads = parser.envelope(block)
@@ -148,7 +157,7 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
     subject = heads.get("subject")
     references = heads.get("references")
     # The envelope holds the raw text of Date, Message-ID and In-Reply-To already.
-    return MessageInfo(
+    info = MessageInfo(
         size=len(raw),
         header_end=body.body_start,
         envelope=envelope,
@@ -176,6 +185,7 @@ def parse_message(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Messag
         attachments=tuple(collector.attachments),
         defects=tuple(parser.defects),
     )
+    return info, ScannedFields(block.fields, limits.max_header_fields)
 
 
 def prepend_fields(

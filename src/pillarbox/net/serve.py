@@ -36,6 +36,7 @@ from pillarbox.net.proxyheader import UpstreamProxy
 from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
+from pillarbox.observability.metrics import Metrics
 from pillarbox.policy import greylisting, reporting
 from pillarbox.queue import tlsreporting
 from pillarbox.queue.forwarding import srs_settings
@@ -116,6 +117,8 @@ class Server:
             tls=tls,
             srs=srs_settings(config),
             acme_challenges=challenges,
+            # Nothing on the SMTP path is counted that no listener would serve.
+            metrics=Metrics(counting=config.listeners.metrics.enabled),
         )
         counters = {
             "smtp": ConnectionCounter(

@@ -13,6 +13,11 @@ Implementation notes:
   labelled children once (per handler or per runner), not per event; gauges of live state
   (sessions open, the queue) are computed at scrape time (:class:`_LiveCollector`), so they
   cost nothing between scrapes.
+- **Nothing counted that nobody can read**: without a metrics listener (``counting=False``)
+  the children of every connection and message (the listeners', the SMTP messages', the
+  policy verdicts'; :meth:`Metrics.count`, :meth:`Metrics.timing`) are :data:`UNCOUNTED`,
+  whose calls do nothing: at the MX ~1.4 µs a message of locks, adds and a bucket search
+  (0.3 µs an increment, 0.7 an observation) that no scrape would ever show.
 - **Low cardinality**: labels are listener and protocol names, reply classes and fixed
   outcome words — never an address, an account, a host or a message id.
 - Series of every known label value exist from the start at 0, so ``rate()`` and alerts see
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Final, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -63,10 +69,42 @@ UNMATCHED_ROUTE = "unmatched"
 DATA_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class Metrics:
-    """The server's counters and histograms, and the sources of its live gauges."""
+class Count(Protocol):
+    """A counter's child, or :data:`UNCOUNTED`."""
 
-    def __init__(self) -> None:
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class Observe(Protocol):
+    """A histogram's child, or :data:`UNCOUNTED`."""
+
+    def observe(self, amount: float) -> None: ...
+
+
+class _Uncounted:
+    """A child that counts nothing: what a server without a metrics listener updates."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+UNCOUNTED: Final = _Uncounted()
+
+
+class Metrics:
+    """The server's counters and histograms, and the sources of its live gauges.
+
+    ``counting``: a metrics listener will serve them. Without one the series still exist (a
+    test may read the registry of the families counted off the per-message path), but the
+    children resolved through :meth:`count` and :meth:`timing` are :data:`UNCOUNTED`."""
+
+    def __init__(self, *, counting: bool = True) -> None:
+        self.counting = counting
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -184,6 +222,15 @@ class Metrics:
         self._live = _LiveCollector()
         registry.register(self._live)
 
+    def count(self, family: Counter, *labels: str) -> Count:
+        """The child of ``family`` for ``labels`` (resolved once by its user), or
+        :data:`UNCOUNTED` when this server is not counting."""
+        return family.labels(*labels) if self.counting else UNCOUNTED
+
+    def timing(self, family: Histogram, *labels: str) -> Observe:
+        """As :meth:`count`, for a histogram."""
+        return family.labels(*labels) if self.counting else UNCOUNTED
+
     def watch_sessions(self, protocol: str, count: Callable[[], int]) -> None:
         """Report ``count()`` at each scrape as the protocol's open sessions."""
         self._live.sessions[protocol] = count
@@ -215,9 +262,11 @@ class ListenerMetrics:
     __slots__ = ("handshake_failures", "refused", "sessions")
 
     def __init__(self, metrics: Metrics, name: str, *, tls: bool) -> None:
-        self.sessions = metrics.sessions.labels(name)
-        self.refused = metrics.connections_refused.labels(name)
-        self.handshake_failures = metrics.tls_handshake_failures.labels(name) if tls else None
+        self.sessions = metrics.count(metrics.sessions, name)
+        self.refused = metrics.count(metrics.connections_refused, name)
+        self.handshake_failures = (
+            metrics.count(metrics.tls_handshake_failures, name) if tls else None
+        )
 
 
 class SmtpMetrics:
@@ -226,10 +275,10 @@ class SmtpMetrics:
     __slots__ = ("accepted", "data_seconds", "refused_4xx", "refused_5xx")
 
     def __init__(self, metrics: Metrics, listener: str) -> None:
-        self.accepted = metrics.smtp_messages.labels(listener, "accepted")
-        self.refused_4xx = metrics.smtp_messages.labels(listener, "refused_4xx")
-        self.refused_5xx = metrics.smtp_messages.labels(listener, "refused_5xx")
-        self.data_seconds = metrics.smtp_data_seconds.labels(listener)
+        self.accepted = metrics.count(metrics.smtp_messages, listener, "accepted")
+        self.refused_4xx = metrics.count(metrics.smtp_messages, listener, "refused_4xx")
+        self.refused_5xx = metrics.count(metrics.smtp_messages, listener, "refused_5xx")
+        self.data_seconds = metrics.timing(metrics.smtp_data_seconds, listener)
 
     def message(self, code: int) -> None:
         """Count a message by the reply it got at the end of DATA."""

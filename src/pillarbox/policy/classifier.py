@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pillarbox.mail.decode import decode_words, escaped_to_text
-from pillarbox.mail.headers import parse_addresses, raw_text, scan_header
+from pillarbox.mail.headers import ScannedFields, header_fields, parse_addresses, raw_text
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import part_text
 from pillarbox.store.types import SpamCounts
@@ -245,9 +245,10 @@ def _received_tokens(value: str) -> Iterable[str]:
         yield f"received:ip:{a}.{b}.{c}"
 
 
-def _header_tokens(raw: bytes, info: MessageInfo, limits: TokenLimits) -> Iterable[str]:
-    block = scan_header(raw, 0, info.header_end, max_fields=limits.max_header_fields)
-    for field in block.fields:
+def _header_tokens(
+    raw: bytes, info: MessageInfo, limits: TokenLimits, header: ScannedFields | None = None
+) -> Iterable[str]:
+    for field in header_fields(raw, info.header_end, limits.max_header_fields, header):
         key = field.key
         value = raw_text(field.value)
         if key == "received":
@@ -371,14 +372,19 @@ def _full_after_batch(tokens: set[str], batch: list[str], limit: int) -> bool:
 
 
 def message_tokens(
-    raw: bytes, info: MessageInfo, *, limits: TokenLimits = DEFAULT_TOKEN_LIMITS
+    raw: bytes,
+    info: MessageInfo,
+    *,
+    limits: TokenLimits = DEFAULT_TOKEN_LIMITS,
+    header: ScannedFields | None = None,
 ) -> frozenset[str]:
     """The distinct tokens of a message (see the module notes), at most ``limits.max_tokens``:
     the header's, the body's structure and links, the body's words, in that order (the order
-    decides which tokens a message past the limit keeps)."""
+    decides which tokens a message past the limit keeps). ``header``: the parse's read of the
+    header, if kept (the same tokens, without a second scan)."""
     tokens: set[str] = set()
     limit = limits.max_tokens
-    if _full_after(tokens, _header_tokens(raw, info, limits), limit) or _full_after(
+    if _full_after(tokens, _header_tokens(raw, info, limits, header), limit) or _full_after(
         tokens, _body_tokens(raw, info, limits), limit
     ):
         return frozenset(tokens)

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from pillarbox.mail.headers import raw_text, scan_header
+from pillarbox.mail.headers import ScannedFields, header_fields, raw_text
 from pillarbox.mail.model import MessageInfo
 from pillarbox.policy.dmarc import organizational_domain
 from pillarbox.policy.verdict import Reason
@@ -245,12 +245,12 @@ class Header:
     received: tuple[str, ...]
 
 
-def read_header(raw: bytes, end: int) -> Header:
-    """The :class:`Header` of the header block in ``raw[:end]`` (it stops at the empty line)."""
-    block = scan_header(raw, 0, end, max_fields=MAX_FIELDS)
+def read_header(raw: bytes, end: int, scanned: ScannedFields | None = None) -> Header:
+    """The :class:`Header` of the header block in ``raw[:end]`` (it stops at the empty line);
+    ``scanned``: the parse's read of it, if kept."""
     first: dict[str, str] = {}
     received: list[str] = []
-    for field in block.fields:
+    for field in header_fields(raw, end, MAX_FIELDS, scanned):
         value = raw_text(field.value)
         if field.key == "received":
             received.append(value)
@@ -260,14 +260,17 @@ def read_header(raw: bytes, end: int) -> Header:
 
 
 def message_facts(
-    raw: bytes, info: MessageInfo, envelope_sender: str | None = None
+    raw: bytes,
+    info: MessageInfo,
+    envelope_sender: str | None = None,
+    scanned: ScannedFields | None = None,
 ) -> frozenset[str]:
     """The facts that hold for the parsed message ``raw``. ``envelope_sender`` is the MAIL
     FROM of a message arriving over SMTP: the Return-Path its final delivery will record (RFC
     5321 §4.4), which is what the training files' Return-Path was, and it replaces any the
     sender wrote (§4.4: a sending system SHOULD NOT write one). None: ``raw`` comes from a file
-    and its Return-Path field is read."""
-    header = read_header(raw, info.header_end)
+    and its Return-Path field is read. ``scanned``: the parse's read of the header, if kept."""
+    header = read_header(raw, info.header_end, scanned)
     if envelope_sender is None:
         return facts(header, info.from_addr.lower())
     first = {**header.first, "return-path": f"<{envelope_sender}>"}

@@ -43,6 +43,7 @@ from pillarbox.blocking import run_sized
 from pillarbox.concurrently import concurrently
 from pillarbox.config import Config, PolicySection
 from pillarbox.dns.resolver import DnsResolver, Resolver
+from pillarbox.mail.headers import ScannedFields
 from pillarbox.mail.model import MessageInfo
 from pillarbox.policy import arc, dkim, dmarc, dmarcreport, dnsbl, reputation, rules, spf
 from pillarbox.policy.authresults import AuthSummary
@@ -298,15 +299,18 @@ class InboundPolicy:
         info: MessageInfo,
         *,
         hosted_domains: Collection[str] = (),
+        header: ScannedFields | None = None,
     ) -> Assessment:
         """The recipient-independent part (see the module notes). ``raw`` is the message as
         received, before our trace fields; without an ``arrival`` (a message from a file:
-        ``pillarbox spam evaluate``) only the content is judged."""
+        ``pillarbox spam evaluate``) only the content is judged. ``header``: the parse's read
+        of the header (:func:`~pillarbox.mail.parse.parse_message_fields`), read again
+        without it."""
         s = self.settings
         authors = author_domains(info)
         # Tokenising a large message is kept off the event loop (STYLE §9, see run_sized).
         tokens = (
-            await run_sized(len(raw), message_tokens, raw, info)
+            await run_sized(len(raw), message_tokens, raw, info, header=header)
             if s.use_classifier
             else frozenset()
         )
@@ -337,7 +341,8 @@ class InboundPolicy:
         facts: list[Reason] = []
         if s.use_header_facts and (arrival is None or not trusted):
             envelope = arrival.mail_from if arrival is not None else None
-            facts = header_reasons(message_facts(raw, info, envelope), s.scores.header_facts)
+            found = message_facts(raw, info, envelope, header)
+            facts = header_reasons(found, s.scores.header_facts)
         forced, override, refusal = self._forced(summary, authors)
         first_from = info.from_addr.lower() if authors else ""
         verified = [d.domain for d in summary.dkim if d.result is dkim.DkimResult.PASS and d.domain]

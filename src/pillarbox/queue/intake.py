@@ -46,6 +46,7 @@ from pillarbox.concurrently import concurrently
 from pillarbox.errors import InvalidName, StorageError
 from pillarbox.mail import dsn, trace
 from pillarbox.mail.address import Address, parse_address
+from pillarbox.mail.headers import ScannedFields
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
@@ -54,7 +55,7 @@ from pillarbox.policy.verdict import Action, Verdict, decide
 from pillarbox.queue import forwarding, srs, vacation
 from pillarbox.queue.filtering import LocalDelivery, Refusal
 from pillarbox.queue.forwarding import Forward
-from pillarbox.queue.local import parse
+from pillarbox.queue.local import parse, parse_judged
 from pillarbox.queue.routing import LocalRecipient, Resolution
 from pillarbox.queue.sendlimits import Allowance, SendingLimiter
 from pillarbox.queue.signing import sign_outbound
@@ -166,8 +167,10 @@ class Intake:
         self._store = services.store
         self._router = services.router
         self._log = Log("intake")
-        verdicts = services.metrics.policy_verdicts
-        self._verdicts = {action: verdicts.labels(action.value) for action in Action}
+        metrics = services.metrics
+        self._verdicts = {
+            action: metrics.count(metrics.policy_verdicts, action.value) for action in Action
+        }
         self._delivery = LocalDelivery.of(services)
         self._forwarder = self._delivery.forwarder
         self._responder = self._delivery.responder
@@ -309,6 +312,7 @@ class Intake:
         # the stored copies (with their fields on top, see parse_with_fields) all use it.
         # Unjudged mail for one mailbox is parsed as that copy instead, which is cheaper.
         info: MessageInfo | None = None
+        header: ScannedFields | None = None
         if origin.account is not None:
             body = trace.complete_submission(
                 body,
@@ -320,7 +324,7 @@ class Intake:
             if verdict is not None:
                 return whole(verdict)
         elif judged and (plan.local or plan.aliased):
-            info = await parse(body)
+            info, header = await parse_judged(body)
         received = trace.received(
             helo=origin.helo,
             client_ip=origin.client_ip,
@@ -340,7 +344,7 @@ class Intake:
             assert info is not None
             # Once per message, whoever it is for: DMARC observations and failure reports are
             # made here, and would be doubled for a message to an account and a forward.
-            assessment = await self._assess(sender, body, info, origin)
+            assessment = await self._assess(sender, body, info, header, origin)
         #: LMTP: accounts answered with a refusal of their own before delivery (spam).
         refused: dict[int, Reply] = {}
         if assessment is not None and plan.local:
@@ -616,9 +620,15 @@ class Intake:
             )
 
     async def _assess(
-        self, sender: str, body: bytes, info: MessageInfo, origin: Origin
+        self,
+        sender: str,
+        body: bytes,
+        info: MessageInfo,
+        header: ScannedFields | None,
+        origin: Origin,
     ) -> Assessment:
-        """The policy's recipient-independent assessment (``pillarbox.policy``)."""
+        """The policy's recipient-independent assessment (``pillarbox.policy``); ``header``:
+        the parse's read of the header, if it kept one."""
         # CONTENT: the content alone, as the sender's connection was the front MTA's.
         client_ip, helo = origin.forwarded or (origin.client_ip, origin.helo)
         arrival = (
@@ -627,7 +637,9 @@ class Intake:
             else Arrival(client_ip=client_ip, helo=helo, mail_from=sender)
         )
         hosted = {domain.name for domain in await self._store.list_domains()}
-        return await self._services.policy.assess(arrival, body, info, hosted_domains=hosted)
+        return await self._services.policy.assess(
+            arrival, body, info, hosted_domains=hosted, header=header
+        )
 
     def _judge_forward(self, assessment: Assessment) -> tuple[Verdict, bytes]:
         """The verdict on a message our aliases forward to other domains, and our

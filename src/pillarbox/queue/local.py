@@ -20,8 +20,9 @@ from pillarbox.blocking import run_sized
 from pillarbox.errors import InvalidName
 from pillarbox.mail import trace
 from pillarbox.mail.address import parse_address
+from pillarbox.mail.headers import ScannedFields
 from pillarbox.mail.model import MessageInfo
-from pillarbox.mail.parse import parse_message, prepend_fields
+from pillarbox.mail.parse import parse_message, parse_message_fields, prepend_fields
 from pillarbox.queue.routing import Router
 from pillarbox.smtp import replies
 from pillarbox.smtp.replies import Reply
@@ -45,6 +46,11 @@ async def parse(raw: bytes) -> MessageInfo:
     """Parse once at ingest (intake's and this module's), off the loop when the message is
     large."""
     return await run_sized(len(raw), parse_message, raw)
+
+
+async def parse_judged(raw: bytes) -> tuple[MessageInfo, ScannedFields]:
+    """:func:`parse`, and the header's fields as it read them, for the inbound policy."""
+    return await run_sized(len(raw), parse_message_fields, raw)
 
 
 async def parse_with_fields(fields: bytes, raw: bytes, info: MessageInfo) -> MessageInfo:
