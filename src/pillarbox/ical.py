@@ -651,8 +651,9 @@ def free_busy(
         f"DTSTART:{_stamp(start)}",
         f"DTEND:{_stamp(end)}",
     ]
-    for fbtype, periods in sorted(busy.items()):
-        lines += [f"FREEBUSY;FBTYPE={fbtype}:{_stamp(s)}/{_stamp(e)}" for s, e in _merged(periods)]
+    # RFC 5545 §3.8.2.6: periods in order of their starts.
+    merged = sorted((p, fbtype) for fbtype, periods in busy.items() for p in _merged(periods))
+    lines += [f"FREEBUSY;FBTYPE={fbtype}:{_stamp(s)}/{_stamp(e)}" for (s, e), fbtype in merged]
     lines += ["END:VFREEBUSY", "END:VCALENDAR"]
     return "".join(f"{line}\r\n" for line in lines)
 
