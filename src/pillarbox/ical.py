@@ -470,19 +470,7 @@ def _expanded(
     """RFC 4791 §9.6.5: the instances in the range, each its own component with a
     RECURRENCE-ID and no RRULE, RDATE or EXDATE (the library gives them so), times with a
     TZID in UTC, no VTIMEZONE."""
-    kind = _kind(calendar)
-    components = [c for c in calendar.subcomponents if c.name == kind]
-    earliest = _earliest(components, zone)
-    end = wanted.end or _FAR_FUTURE
-    if earliest is not None and _instances_between(components, earliest, end) > max_instances:
-        raise TooManyInstances(f"expanding to {end:%Y-%m-%d}")
-    instances = list(
-        itertools.islice(_overlapping(calendar, kind, wanted, zone), max_instances + 1)
-    )
-    if len(instances) > max_instances:
-        raise TooManyInstances(f"more than {max_instances} instances in the range")
-    if earliest is None:
-        instances = components  # a to-do without dates: in every range (§9.9), as it is
+    instances = _instances_in(calendar, _kind(calendar), wanted, max_instances, zone)
     out = icalendar.Calendar()
     for name, value in calendar.property_items(recursive=False):
         if name not in ("BEGIN", "END"):
@@ -491,6 +479,26 @@ def _expanded(
         out.add_component(_in_utc(instance))
     text: str = out.to_ical().decode("utf-8")
     return text
+
+
+def _instances_in(
+    calendar: icalendar.Calendar, kind: str, wanted: TimeRange, max_instances: int, zone: tzinfo
+) -> list[icalendar.Component]:
+    """The instances overlapping the range (RFC 4791 §9.9); :class:`TooManyInstances` when
+    there are more than ``max_instances``, or reaching the range would walk past that many."""
+    components = [c for c in calendar.subcomponents if c.name == kind]
+    earliest = _earliest(components, zone)
+    if earliest is None:
+        return components  # a to-do without dates: in every range (§9.9), as it is
+    end = wanted.end or _FAR_FUTURE
+    if _instances_between(components, earliest, end) > max_instances:
+        raise TooManyInstances(f"expanding to {end:%Y-%m-%d}")
+    instances = list(
+        itertools.islice(_overlapping(calendar, kind, wanted, zone), max_instances + 1)
+    )
+    if len(instances) > max_instances:
+        raise TooManyInstances(f"more than {max_instances} instances in the range")
+    return instances
 
 
 def _in_utc(component: icalendar.Component) -> icalendar.Component:
@@ -555,7 +563,7 @@ _CONTENT_LINE = re.compile(r"[^\n]*(?:\n|$)(?:[ \t][^\n]*(?:\n|$))*")
 
 
 def _narrowed(text: str, wanted: CompSelect) -> str:
-    """RFC 4791 §9.6.1-§9.6.4: the components and properties asked for, each line kept kept
+    """RFC 4791 §9.6.1-§9.6.4: the components and properties asked for, each line kept
     as stored (folding, parameters, line ends); ``novalue`` ones with an empty value."""
     kept: list[str] = []
     # The selection of each open component; None for one dropped (and all within it).
@@ -628,16 +636,22 @@ def free_busy(
     wanted = TimeRange(start, end)
     busy: dict[str, list[tuple[datetime, datetime]]] = {}
     for data in objects:
-        calendar = _calendar(data)
-        if _kind(calendar) != "VEVENT":
-            continue  # §7.10: only VEVENT (and VFREEBUSY, VAVAILABILITY) give busy time
-        components = [c for c in calendar.subcomponents if c.name == "VEVENT"]
-        earliest = _earliest(components, zone)
-        if earliest is not None and _instances_between(components, earliest, end) > max_instances:
-            raise TooManyInstances(f"busy time up to {end:%Y-%m-%d}")
-        for instance in itertools.islice(
-            _overlapping(calendar, "VEVENT", wanted, zone), max_instances
-        ):
+        try:
+            calendar = _calendar(data)
+            # §7.10: only VEVENT (and VFREEBUSY, VAVAILABILITY: not kept here) is busy time.
+            kind = _kind(calendar)
+            events = (
+                []
+                if kind != "VEVENT"
+                else _instances_in(calendar, kind, wanted, max_instances, zone)
+            )
+        except TooManyInstances:
+            raise
+        except Exception:
+            # Parsed and expanded on PUT; should the library still fail on this range, the
+            # object gives no busy time rather than failing the whole answer.
+            continue
+        for instance in events:
             fbtype = _busy_type(instance)
             begins, ends = _span(instance, zone)
             if fbtype is not None and begins < ends:

@@ -231,20 +231,20 @@ def _calendar_data(obj: CalendarObject) -> Element:
 
 async def _data_as_asked(
     request: Request,
-    calendar: Calendar | None,
+    calendar: Calendar,
     objects: Sequence[CalendarObject],
     asked: caldavxml.CalendarData,
 ) -> list[Element]:
     """Each object's ``calendar-data`` as the REPORT asks for it (RFC 4791 §9.6): as stored,
     or narrowed and expanded off the event loop, floating times in ``calendar``'s zone."""
-    if asked.whole:
+    if asked.whole or not objects:
         return [_calendar_data(o) for o in objects]
     texts = await run_blocking(
         ical.render,
         [o.data for o in objects],
         asked,
         web(request).services.config.calendars.max_instances,
-        calendar.timezone if calendar is not None else "",
+        calendar.timezone,
     )
     return [element(tag(CALDAV, "calendar-data"), t) for t in texts]
 
