@@ -2,12 +2,14 @@
 bodies (pillarbox.caldavxml) with arbitrary bytes.
 
 Input: byte 0 even — an object as a PUT body; odd — a REPORT body on a calendar. Asserted,
-beyond "no exception" other than ``InvalidObject``, ``BadRequestBody`` and
-``UnsupportedFilter``:
+beyond "no exception" other than ``InvalidObject``, ``BadRequestBody``, ``UnsupportedFilter``,
+``UnsupportedCalendarData`` and ``TooManyInstances``:
 
 * an accepted object has a UID and a VEVENT or VTODO type, its bounds in order, and answers a
   time-range query (the recurrence expansion, bounded by ``max_instances``) without raising;
-* a parsed calendar-query's filter runs against a fixed recurring event without raising.
+* a parsed calendar-query's filter runs against a fixed recurring event without raising;
+* a parsed multiget's or query's ``calendar-data`` (narrowing, expand, limit-recurrence-set)
+  renders that event without raising.
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ def check(data: bytes) -> None:
         return
     try:
         parsed = caldavxml.report(body)
-    except BadRequestBody:
+    except (BadRequestBody, caldavxml.UnsupportedCalendarData):
         return
     if isinstance(parsed, caldavxml.CalendarQuery):
         with contextlib.suppress(UnsupportedFilter):
             ical.select([WEEKLY.encode()], parsed.filter, 100)
+    if isinstance(parsed, caldavxml.CalendarQuery | caldavxml.CalendarMultiget):
+        with contextlib.suppress(ical.TooManyInstances):
+            ical.render([WEEKLY.encode()], parsed.data, 100)
 
 
 def seeds() -> list[bytes]:
@@ -61,6 +66,10 @@ def seeds() -> list[bytes]:
         b'<c:prop-filter name="UID"><c:text-match>x</c:text-match></c:prop-filter>'
         b"</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>",
         b"\x01<d:sync-collection " + ns + b"><d:sync-token/><d:prop/></d:sync-collection>",
+        b"\x01<c:calendar-multiget " + ns + b'><d:prop><c:calendar-data><c:comp name="VCALENDAR">'
+        b'<c:comp name="VEVENT"><c:prop name="UID" novalue="yes"/></c:comp></c:comp>'
+        b'<c:expand start="20250101T000000Z" end="20250201T000000Z"/></c:calendar-data>'
+        b"</d:prop><d:href>x.ics</d:href></c:calendar-multiget>",
     ]
 
 

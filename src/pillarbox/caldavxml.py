@@ -4,10 +4,15 @@ depth); anything malformed raises :class:`~pillarbox.davxml.BadRequestBody` (400
 
 Implementation notes:
 
-- **REPORTs read**: ``calendar-multiget`` (RFC 4791 §7.9, the same shape as CardDAV's, so a
-  :class:`~pillarbox.davxml.Multiget`), ``calendar-query`` (§7.8: its filter as
-  :class:`CompFilter`), ``sync-collection`` (RFC 6578 §3.2: token, level, limit); any other
-  root is an :class:`~pillarbox.davxml.OtherReport`.
+- **REPORTs read**: ``calendar-multiget`` (RFC 4791 §7.9: :class:`CalendarMultiget`),
+  ``calendar-query`` (§7.8: its filter as :class:`CompFilter`), ``free-busy-query`` (§7.10:
+  :class:`FreeBusyQuery`), ``sync-collection`` (RFC 6578 §3.2: token, level, limit); any
+  other root is an :class:`~pillarbox.davxml.OtherReport`.
+- **What ``calendar-data`` asks for** (§9.6, in a multiget's or a query's ``prop``): the
+  components and properties to keep (``comp``/``prop``, ``allcomp``/``allprop``), and at most
+  one of ``expand`` and ``limit-recurrence-set``, plus ``limit-freebusy-set``: a
+  :class:`CalendarData`. Any media type but ``text/calendar`` 2.0 is
+  :class:`UnsupportedCalendarData` (403 ``supported-calendar-data``).
 - **Filters** (§9.7): nested ``comp-filter`` with ``is-not-defined`` or ``time-range``,
   ``prop-filter`` with ``is-not-defined`` or one ``text-match`` (§9.7.5: ``i;ascii-casemap``
   by default, substring, ``negate-condition``). A ``param-filter`` or a ``time-range`` on a
@@ -25,7 +30,6 @@ from pillarbox.davxml import (
     CALDAV,
     DAV,
     BadRequestBody,
-    Multiget,
     OtherReport,
     PropFind,
     SyncCollection,
@@ -44,6 +48,11 @@ _UTC_FORMAT = "%Y%m%dT%H%M%SZ"
 class UnsupportedFilter(Exception):
     """A calendar-query filter this server does not evaluate (RFC 4791 §7.7
     ``supported-filter``, 403)."""
+
+
+class UnsupportedCalendarData(Exception):
+    """A ``calendar-data`` asking for a media type or version this server does not answer
+    (RFC 4791 §7.8 and §7.9 precondition ``supported-calendar-data``, 403)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +84,60 @@ class CompFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class PropSelect:
+    """RFC 4791 §9.6.4: a property kept, with its value or (``novalue``) without."""
+
+    name: str
+    novalue: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CompSelect:
+    """RFC 4791 §9.6.1: a component kept, with the properties and components listed in it
+    (None: all of them, for ``allprop``/``allcomp`` or an element that lists neither)."""
+
+    name: str
+    props: tuple[PropSelect, ...] | None = None
+    comps: tuple[CompSelect, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarData:
+    """RFC 4791 §9.6: what of each object a REPORT answers; all None is the whole object."""
+
+    comp: CompSelect | None = None
+    expand: TimeRange | None = None  # §9.6.5
+    limit_recurrence: TimeRange | None = None  # §9.6.6
+    limit_freebusy: TimeRange | None = None  # §9.6.7
+
+    @property
+    def whole(self) -> bool:
+        """Whether the object is answered as stored."""
+        return self.comp is None and self.expand is None and self.limit_recurrence is None
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarMultiget:
+    """RFC 4791 §7.9."""
+
+    props: PropFind
+    hrefs: tuple[str, ...]
+    data: CalendarData = CalendarData()
+
+
+@dataclass(frozen=True, slots=True)
 class CalendarQuery:
     props: PropFind
     filter: CompFilter
+    data: CalendarData = CalendarData()
+
+
+@dataclass(frozen=True, slots=True)
+class FreeBusyQuery:
+    """RFC 4791 §7.10: the busy time of a calendar within a range (both ends given here)."""
+
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,18 +198,88 @@ def _comp_filter(element: Element) -> CompFilter:
     )
 
 
-def report(body: bytes) -> Multiget | CalendarQuery | SyncCollection | OtherReport:
+def _ends(element: Element) -> tuple[datetime, datetime]:
+    """RFC 4791 §9.6.5-§9.6.7 (and §7.10 here): a range with both ends, UTC."""
+    found = _time_range(element)
+    if found is None or found.start is None or found.end is None:
+        raise BadRequestBody(f"{element.tag} needs a start and an end")
+    return found.start, found.end
+
+
+def _bounded(element: Element) -> TimeRange:
+    return TimeRange(*_ends(element))
+
+
+def _comp_select(element: Element) -> CompSelect:
+    name = element.get("name", "").upper()
+    if not name:
+        raise BadRequestBody("comp without a name")
+    props = [
+        PropSelect(p.get("name", "").upper(), p.get("novalue", "no") == "yes")
+        for p in element.findall(tag(CALDAV, "prop"))
+    ]
+    if any(not p.name for p in props):
+        raise BadRequestBody("prop without a name")
+    comps = [_comp_select(c) for c in element.findall(tag(CALDAV, "comp"))]
+    every_prop = element.find(tag(CALDAV, "allprop")) is not None
+    every_comp = element.find(tag(CALDAV, "allcomp")) is not None
+    if not (props or comps or every_prop or every_comp):
+        # An element listing nothing keeps the component whole: RFC 4791 §7.8.1's example asks
+        # for ``<C:comp name="VTIMEZONE"/>`` and answers the whole VTIMEZONE.
+        return CompSelect(name)
+    return CompSelect(
+        name,
+        None if every_prop else tuple(props),
+        None if every_comp else tuple(comps),
+    )
+
+
+def calendar_data(root: Element) -> CalendarData:
+    """What the ``prop``'s ``calendar-data`` of a multiget or query asks for (§9.6)."""
+    asked = root.find(f"{tag(DAV, 'prop')}/{tag(CALDAV, 'calendar-data')}")
+    if asked is None:
+        return CalendarData()
+    if asked.get("content-type", "text/calendar").lower() != "text/calendar" or (
+        asked.get("version", "2.0") != "2.0"
+    ):
+        raise UnsupportedCalendarData(asked.get("content-type", "")[:40])
+    comp = asked.find(tag(CALDAV, "comp"))
+    if comp is not None and comp.get("name", "").upper() != "VCALENDAR":
+        raise BadRequestBody("calendar-data's comp is VCALENDAR")  # RFC 4791 §9.6.1
+    ranges = {
+        name: _bounded(found) if (found := asked.find(tag(CALDAV, name))) is not None else None
+        for name in ("expand", "limit-recurrence-set", "limit-freebusy-set")
+    }
+    if ranges["expand"] is not None and ranges["limit-recurrence-set"] is not None:
+        raise BadRequestBody("expand or limit-recurrence-set, not both")  # RFC 4791 §9.6
+    return CalendarData(
+        None if comp is None else _comp_select(comp),
+        ranges["expand"],
+        ranges["limit-recurrence-set"],
+        ranges["limit-freebusy-set"],
+    )
+
+
+def report(
+    body: bytes,
+) -> CalendarMultiget | CalendarQuery | FreeBusyQuery | SyncCollection | OtherReport:
     """A REPORT on a calendar."""
     root = parse(body)
     if root.tag == tag(CALDAV, "calendar-multiget"):
         hrefs = tuple((h.text or "").strip() for h in root.findall(tag(DAV, "href")))
-        return Multiget(asked_props(root), hrefs)
+        return CalendarMultiget(asked_props(root), hrefs, calendar_data(root))
     if root.tag == tag(CALDAV, "calendar-query"):
         # RFC 4791 §9.7: exactly one comp-filter, for VCALENDAR, in the filter.
         top = root.findall(f"{tag(CALDAV, 'filter')}/{tag(CALDAV, 'comp-filter')}")
         if len(top) != 1 or top[0].get("name", "").upper() != "VCALENDAR":
             raise BadRequestBody("calendar-query needs one VCALENDAR comp-filter")
-        return CalendarQuery(asked_props(root), _comp_filter(top[0]))
+        return CalendarQuery(asked_props(root), _comp_filter(top[0]), calendar_data(root))
+    if root.tag == tag(CALDAV, "free-busy-query"):
+        # RFC 4791 §7.10: exactly one time-range.
+        ranges = root.findall(tag(CALDAV, "time-range"))
+        if len(ranges) != 1:
+            raise BadRequestBody("free-busy-query needs one time-range")
+        return FreeBusyQuery(*_ends(ranges[0]))
     if root.tag == tag(DAV, "sync-collection"):
         return sync_collection(root)
     return OtherReport(root.tag)

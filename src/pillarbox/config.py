@@ -844,7 +844,8 @@ class CalendarsSection:
         1000,
         "Instances of a recurring event expanded for one object: a finite series with more "
         "is stored open-ended, and a time-range query that would expand more (an endless "
-        "series asked about far past its start) takes the object as matching unexpanded.",
+        "series asked about far past its start) takes the object as matching unexpanded; "
+        "an `expand` or free-busy-query that would expand more is refused (507).",
     )
     max_description: int = _f(
         4000,

@@ -2,7 +2,9 @@
 discovery from ``/.well-known/caldav`` to the default calendar, MKCALENDAR, PROPPATCH and
 DELETE of calendars, GET/PUT/DELETE of objects with ETags and their preconditions, the RFC
 4791 §5.3.2.1 refusals, calendar-multiget, calendar-query (comp-filter, prop-filter,
-time-range over recurrences), sync-collection, limits, and who may reach what."""
+time-range over recurrences, floating times in the calendar's zone), calendar-data as asked
+(narrowing, expand, limit-recurrence-set), free-busy-query, sync-collection, limits, and who
+may reach what."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox.testing.davclient import dav_client, error_of, found, responses, text_of
-from pillarbox.testing.icalendars import WEEKLY, event
+from pillarbox.testing.icalendars import NEW_YORK, WEEKLY, event
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 
 pytestmark = pytest.mark.listeners("http", "https")
@@ -104,6 +106,7 @@ def test_discovery_from_the_well_known_url_to_the_default_calendar(dav: httpx.Cl
     assert [r[0][0].tag for r in reports] == [
         f"{C}calendar-multiget",
         f"{C}calendar-query",
+        f"{C}free-busy-query",
         f"{D}sync-collection",
     ]
     # No colour set: reported missing.
@@ -416,7 +419,7 @@ def test_multiget_and_query_with_recurrences(dav: httpx.Client) -> None:
         "</c:comp-filter></c:filter></c:calendar-query>",
     )
     assert bad_range.status_code == 400
-    other = report(dav, CAL, f"<c:free-busy-query {NS}/>")
+    other = report(dav, CAL, f"<c:schedule-query {NS}/>")
     assert other.status_code == 403 and error_of(other) == [f"{D}supported-report"]
 
 
@@ -570,3 +573,159 @@ def test_calendar_limits(tmp_path: Path) -> None:
             )
             (kept,) = responses(fits).values()
             assert kept.findtext(f"{D}propstat/{D}status") == "HTTP/1.1 200 OK"
+
+
+def test_calendar_data_as_asked_and_free_busy(dav: httpx.Client) -> None:
+    """RFC 4791 §9.6 (narrowing, expand, limit-recurrence-set), §9.9 in the calendar's zone,
+    §7.10 free-busy-query, over a calendar whose ``calendar-timezone`` is New York's."""
+    ny = HOME + "ny/"
+    made = dav.request(
+        "MKCALENDAR",
+        ny,
+        content=f'<?xml version="1.0"?><c:mkcalendar {NS}><d:set><d:prop>'
+        f"<c:calendar-timezone>{escape(NEW_YORK).replace(chr(13), '&#13;')}"
+        "</c:calendar-timezone></d:prop></d:set></c:mkcalendar>",
+    )
+    assert made.status_code == 201, made.text
+    all_day = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:all-day\r\n"
+        "DTSTAMP:20250101T000000Z\r\nDTSTART;VALUE=DATE:20250110\r\nSUMMARY:Holiday\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    objects = {
+        "weekly-1.ics": WEEKLY,
+        "floating.ics": event("floating", "20250108T100000", extra="RRULE:FREQ=DAILY;COUNT=2\r\n"),
+        "all-day.ics": all_day,
+        "tentative.ics": event("tentative", "20250107T081500Z", extra="STATUS:TENTATIVE\r\n"),
+        "free.ics": event("free", "20250107T120000Z", extra="TRANSP:TRANSPARENT\r\n"),
+        "cancelled.ics": event("cancelled", "20250107T130000Z", extra="STATUS:CANCELLED\r\n"),
+    }
+    for name, body in objects.items():
+        assert dav.put(ny + name, content=body.encode(), headers=ICS).status_code == 201
+
+    def data(report_body: str) -> dict[str, str]:
+        got = responses(report(dav, ny, report_body))
+        return {h.removeprefix(ny): text_of(r, f"{C}calendar-data") for h, r in got.items()}
+
+    def multiget(asked: str, *names: str) -> dict[str, str]:
+        hrefs = "".join(f"<d:href>{ny}{n}</d:href>" for n in names)
+        return data(
+            f"<c:calendar-multiget {NS}><d:prop><d:getetag/><c:calendar-data>{asked}"
+            f"</c:calendar-data></d:prop>{hrefs}</c:calendar-multiget>"
+        )
+
+    def query(asked: str, start: str, end: str) -> dict[str, str]:
+        return data(
+            f"<c:calendar-query {NS}><d:prop><c:calendar-data>{asked}</c:calendar-data>"
+            f'</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
+            f'<c:time-range start="{start}" end="{end}"/></c:comp-filter></c:comp-filter>'
+            "</c:filter></c:calendar-query>"
+        )
+
+    # §9.6.1-§9.6.4: the stored lines asked for, byte for byte (the folded DESCRIPTION too).
+    summaries = (
+        '<c:comp name="VCALENDAR"><c:prop name="VERSION"/><c:comp name="VEVENT">'
+        '<c:prop name="SUMMARY"/><c:prop name="DESCRIPTION"/>'
+        '<c:prop name="DTSTART" novalue="yes"/></c:comp></c:comp>'
+    )
+    assert multiget(summaries, "weekly-1.ics") == {
+        "weekly-1.ics": "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
+        "BEGIN:VEVENT\r\nDTSTART;TZID=Europe/Paris:\r\nSUMMARY:Réunion d'équipe\r\n"
+        "DESCRIPTION:A long description that a client folds at seve\r\n"
+        " nty-five octets, as RFC 5545 §3.1 says.\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nDTSTART;TZID=Europe/Paris:\r\nSUMMARY:Réunion d'équipe (moved)\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    }
+    everything = '<c:comp name="VCALENDAR"><c:allprop/><c:allcomp/></c:comp>'
+    assert multiget(everything, "weekly-1.ics", "all-day.ics") == {
+        "weekly-1.ics": WEEKLY,
+        "all-day.ics": all_day,
+    }
+
+    # §9.6.5: each instance in the range, in UTC, with its RECURRENCE-ID.
+    expand = '<c:expand start="20250105T000000Z" end="20250122T000000Z"/>'
+    expanded = query(expand, "20250105T000000Z", "20250122T000000Z")
+    assert sorted(expanded) == [
+        "all-day.ics",
+        "cancelled.ics",
+        "floating.ics",
+        "free.ics",
+        "tentative.ics",
+        "weekly-1.ics",
+    ]
+    weekly = expanded["weekly-1.ics"]
+    assert "RRULE" not in weekly and "EXDATE" not in weekly and "VTIMEZONE" not in weekly
+    lines = weekly.split("\r\n")
+    assert [line for line in lines if line.startswith(("DTSTART", "RECURRENCE-ID"))] == [
+        "DTSTART:20250106T080000Z",
+        "RECURRENCE-ID:20250106T080000Z",
+        "DTSTART:20250121T130000Z",
+        "RECURRENCE-ID:20250120T080000Z",
+    ]
+    floating = expanded["floating.ics"].split("\r\n")
+    assert [line for line in floating if line.startswith("RECURRENCE-ID")] == [
+        "RECURRENCE-ID:20250108T100000",
+        "RECURRENCE-ID:20250109T100000",
+    ]
+    # §9.6.6: the master, and the moved instance only when the range holds it.
+    limit = '<c:limit-recurrence-set start="{0}" end="{1}"/>'
+    early = multiget(limit.format("20250101T000000Z", "20250110T000000Z"), "weekly-1.ics")
+    assert "(moved)" not in early["weekly-1.ics"]
+    assert "RRULE:FREQ=WEEKLY;COUNT=10" in early["weekly-1.ics"]
+    late = multiget(limit.format("20250120T000000Z", "20250122T000000Z"), "weekly-1.ics")
+    assert late == {"weekly-1.ics": WEEKLY}
+
+    # §9.9: the floating 10:00 is 15:00 UTC in New York; the all-day event is 10 January
+    # from 05:00 UTC to 05:00 UTC the next day.
+    assert list(query("", "20250108T100000Z", "20250108T110000Z")) == []
+    assert list(query("", "20250108T150000Z", "20250108T153000Z")) == ["floating.ics"]
+    assert list(query("", "20250110T000000Z", "20250110T040000Z")) == []
+    assert list(query("", "20250111T040000Z", "20250111T050000Z")) == ["all-day.ics"]
+
+    # §7.10: one VFREEBUSY, periods merged and in order, the transparent and cancelled left out.
+    free_busy = report(
+        dav,
+        ny,
+        f'<c:free-busy-query {NS}><c:time-range start="20250105T000000Z" '
+        'end="20250112T000000Z"/></c:free-busy-query>',
+    )
+    assert free_busy.status_code == 200
+    assert free_busy.headers["content-type"] == "text/calendar; charset=utf-8"
+    stamp = next(line for line in free_busy.text.split("\r\n") if line.startswith("DTSTAMP:"))
+    assert free_busy.text == (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//CalDAV//EN\r\n"
+        f"BEGIN:VFREEBUSY\r\n{stamp}\r\nDTSTART:20250105T000000Z\r\nDTEND:20250112T000000Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY:20250106T080000Z/20250106T083000Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY-TENTATIVE:20250107T081500Z/20250107T091500Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY:20250108T150000Z/20250108T160000Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY:20250109T150000Z/20250109T160000Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY:20250110T050000Z/20250111T050000Z\r\n"
+        "END:VFREEBUSY\r\nEND:VCALENDAR\r\n"
+    )
+
+    # Refusals: another data type 403, a range without an end 400, and an expansion past
+    # [calendars] max_instances (an endless daily series over ten years) 507.
+    json = report(
+        dav,
+        ny,
+        f'<c:calendar-multiget {NS}><d:prop><c:calendar-data content-type="application/json"/>'
+        f"</d:prop><d:href>{ny}all-day.ics</d:href></c:calendar-multiget>",
+    )
+    assert json.status_code == 403 and error_of(json) == [f"{C}supported-calendar-data"]
+    open_range = report(
+        dav,
+        ny,
+        f'<c:free-busy-query {NS}><c:time-range start="20250105T000000Z"/></c:free-busy-query>',
+    )
+    assert open_range.status_code == 400
+    daily = event("daily", "20250101T070000Z", extra="RRULE:FREQ=DAILY\r\n")
+    assert dav.put(ny + "daily.ics", content=daily.encode(), headers=ICS).status_code == 201
+    too_many = report(
+        dav,
+        ny,
+        f"<c:calendar-multiget {NS}><d:prop><c:calendar-data>"
+        '<c:expand start="20250101T000000Z" end="20350101T000000Z"/></c:calendar-data>'
+        f"</d:prop><d:href>{ny}daily.ics</d:href></c:calendar-multiget>",
+    )
+    assert too_many.status_code == 507
+    assert error_of(too_many) == [f"{D}number-of-matches-within-limits"]

@@ -10,8 +10,8 @@ import pytest
 
 from pillarbox import caldavxml, davxml, ical
 from pillarbox.caldavxml import CompFilter, PropFilter, TimeRange
-from pillarbox.davxml import BadRequestBody, Multiget, OtherReport, TextMatch
-from pillarbox.testing.icalendars import WEEKLY, event
+from pillarbox.davxml import BadRequestBody, OtherReport, TextMatch
+from pillarbox.testing.icalendars import NEW_YORK, WEEKLY, event
 
 
 def utc(text: str) -> datetime:
@@ -189,7 +189,8 @@ def test_reports_read() -> None:
         f"<c:calendar-multiget {NS}><d:prop><c:calendar-data/></d:prop>"
         "<d:href> /dav/calendars/a@b/personal/x.ics </d:href></c:calendar-multiget>".encode()
     )
-    assert isinstance(multiget, Multiget)
+    assert isinstance(multiget, caldavxml.CalendarMultiget)
+    assert multiget.data.whole
     assert multiget.hrefs == ("/dav/calendars/a@b/personal/x.ics",)
     assert multiget.props.names == ("{urn:ietf:params:xml:ns:caldav}calendar-data",)
     query = caldavxml.report(
@@ -218,7 +219,12 @@ def test_reports_read() -> None:
         "</d:nresults></d:limit><d:prop><d:getetag/></d:prop></d:sync-collection>".encode()
     )
     assert sync == davxml.SyncCollection(sync.props, "t", 5)  # type: ignore[union-attr]
-    assert isinstance(caldavxml.report(f"<c:free-busy-query {NS}/>".encode()), OtherReport)
+    free_busy = caldavxml.report(
+        f'<c:free-busy-query {NS}><c:time-range start="20250101T000000Z" '
+        'end="20250201T000000Z"/></c:free-busy-query>'.encode()
+    )
+    assert free_busy == caldavxml.FreeBusyQuery(utc("20250101T000000Z"), utc("20250201T000000Z"))
+    assert isinstance(caldavxml.report(f"<c:schedule-query {NS}/>".encode()), OtherReport)
 
 
 def _query(inner: str) -> str:
@@ -226,6 +232,14 @@ def _query(inner: str) -> str:
     return (
         f'<c:calendar-query {NS}><c:filter><c:comp-filter name="VCALENDAR">{inner}'
         "</c:comp-filter></c:filter></c:calendar-query>"
+    )
+
+
+def _data(inner: str, attributes: str = "") -> str:
+    """A calendar-multiget asking for ``calendar-data`` holding ``inner``."""
+    return (
+        f"<c:calendar-multiget {NS}><d:prop><d:getetag/><c:calendar-data{attributes}>{inner}"
+        "</c:calendar-data></d:prop><d:href>x.ics</d:href></c:calendar-multiget>"
     )
 
 
@@ -240,6 +254,17 @@ def _query(inner: str) -> str:
             '<c:time-range start="20250102T000000Z" end="20250101T000000Z"/></c:comp-filter>'
         ),
         _query('<c:comp-filter name="VEVENT"><c:time-range start="2025-01-01"/></c:comp-filter>'),
+        # RFC 4791 §7.10: one time-range, here with both ends.
+        f"<c:free-busy-query {NS}/>",
+        f'<c:free-busy-query {NS}><c:time-range start="20250101T000000Z"/></c:free-busy-query>',
+        # §9.6: expand and limit-recurrence-set take both ends; one or the other; VCALENDAR.
+        _data('<c:expand start="20250101T000000Z"/>'),
+        _data(
+            '<c:expand start="20250101T000000Z" end="20250201T000000Z"/>'
+            '<c:limit-recurrence-set start="20250101T000000Z" end="20250201T000000Z"/>'
+        ),
+        _data('<c:comp name="VEVENT"/>'),
+        _data('<c:comp name="VCALENDAR"><c:prop/></c:comp>'),
     ],
 )
 def test_bad_queries_are_400(body: str) -> None:
@@ -292,3 +317,264 @@ def test_filters_answered_by_the_stored_type(query: CompFilter, kinds: set[str] 
     assert found == (None if kinds is None else frozenset(kinds))
     if found is not None:
         assert ical.select([ONE, TODO], query, 100) == ["VEVENT" in found, "VTODO" in found]
+
+
+# -- calendar-data (RFC 4791 §9.6) -----------------------------------------------------------------
+
+JANUARY_START, JANUARY_END = utc("20250101T000000Z"), utc("20250125T000000Z")
+JANUARY = TimeRange(JANUARY_START, JANUARY_END)
+#: RFC 4791 §7.8.1's example, narrowed to what WEEKLY has.
+SUMMARIES = (
+    '<c:comp name="VCALENDAR"><c:prop name="VERSION"/><c:comp name="VEVENT">'
+    '<c:prop name="SUMMARY"/><c:prop name="description"/><c:prop name="DTSTART" novalue="yes"/>'
+    '</c:comp><c:comp name="VTIMEZONE"/></c:comp>'
+)
+
+
+@pytest.mark.parametrize(
+    ("inner", "data"),
+    [
+        ("", caldavxml.CalendarData()),
+        (
+            SUMMARIES,
+            caldavxml.CalendarData(
+                caldavxml.CompSelect(
+                    "VCALENDAR",
+                    (caldavxml.PropSelect("VERSION"),),
+                    (
+                        caldavxml.CompSelect(
+                            "VEVENT",
+                            (
+                                caldavxml.PropSelect("SUMMARY"),
+                                caldavxml.PropSelect("DESCRIPTION"),
+                                caldavxml.PropSelect("DTSTART", novalue=True),
+                            ),
+                            (),
+                        ),
+                        caldavxml.CompSelect("VTIMEZONE"),
+                    ),
+                )
+            ),
+        ),
+        (
+            '<c:comp name="VCALENDAR"><c:allprop/><c:allcomp/></c:comp>',
+            caldavxml.CalendarData(caldavxml.CompSelect("VCALENDAR")),
+        ),
+        (
+            '<c:comp name="VCALENDAR"><c:allprop/></c:comp>',
+            caldavxml.CalendarData(caldavxml.CompSelect("VCALENDAR", None, ())),
+        ),
+        (
+            '<c:expand start="20250101T000000Z" end="20250125T000000Z"/>',
+            caldavxml.CalendarData(expand=JANUARY),
+        ),
+        (
+            '<c:limit-recurrence-set start="20250101T000000Z" end="20250125T000000Z"/>'
+            '<c:limit-freebusy-set start="20250101T000000Z" end="20250125T000000Z"/>',
+            caldavxml.CalendarData(limit_recurrence=JANUARY, limit_freebusy=JANUARY),
+        ),
+    ],
+)
+def test_calendar_data_read(inner: str, data: caldavxml.CalendarData) -> None:
+    asked = caldavxml.report(_data(inner).encode())
+    assert isinstance(asked, caldavxml.CalendarMultiget) and asked.data == data
+    query = _query("").replace(
+        "<c:filter>", f"<d:prop><c:calendar-data>{inner}</c:calendar-data></d:prop><c:filter>"
+    )
+    found = caldavxml.report(query.encode())
+    assert isinstance(found, caldavxml.CalendarQuery) and found.data == data
+
+
+@pytest.mark.parametrize(
+    "attributes", [' content-type="application/calendar+json"', ' version="1.0"']
+)
+def test_calendar_data_of_another_type_is_refused(attributes: str) -> None:
+    with pytest.raises(caldavxml.UnsupportedCalendarData):
+        caldavxml.report(_data("", attributes).encode())
+    caldavxml.report(_data("", ' content-type="text/calendar" version="2.0"').encode())
+
+
+def _rendered(data: str, wanted: caldavxml.CalendarData, timezone: str = "") -> str:
+    (text,) = ical.render([data.encode()], wanted, 100, timezone)
+    return text
+
+
+def test_narrowing_keeps_the_stored_lines() -> None:
+    """§9.6.1-§9.6.4: the lines asked for, byte for byte (folding, CRLF, parameters kept);
+    ``novalue`` keeps the parameters; an empty ``comp`` is the whole component."""
+    asked = caldavxml.report(_data(SUMMARIES).encode())
+    assert isinstance(asked, caldavxml.CalendarMultiget)
+    narrowed = _rendered(WEEKLY, asked.data)
+    vtimezone = WEEKLY[WEEKLY.index("BEGIN:VTIMEZONE") : WEEKLY.index("BEGIN:VEVENT")]
+    assert narrowed == (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
+        + vtimezone
+        + "BEGIN:VEVENT\r\nDTSTART;TZID=Europe/Paris:\r\nSUMMARY:Réunion d'équipe\r\n"
+        "DESCRIPTION:A long description that a client folds at seve\r\n"
+        " nty-five octets, as RFC 5545 §3.1 says.\r\nEND:VEVENT\r\n"
+        "BEGIN:VEVENT\r\nDTSTART;TZID=Europe/Paris:\r\nSUMMARY:Réunion d'équipe (moved)\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    every = caldavxml.CalendarData(caldavxml.CompSelect("VCALENDAR"))
+    assert _rendered(WEEKLY, every) == WEEKLY
+    no_alarm = caldavxml.CalendarData(
+        caldavxml.CompSelect("VCALENDAR", None, (caldavxml.CompSelect("VEVENT", None, ()),))
+    )
+    alarm = WEEKLY[WEEKLY.index("BEGIN:VALARM") : WEEKLY.index("END:VALARM\r\n") + 12]
+    vtimezone_gone = WEEKLY.replace(vtimezone, "")
+    assert _rendered(WEEKLY, no_alarm) == vtimezone_gone.replace(alarm, "")
+    quoted = event(
+        "q", "20250301T100000Z", extra='ATTENDEE;CN="Doe: Jane":mailto:j@example.org\r\n'
+    )
+    attendees = caldavxml.CalendarData(
+        caldavxml.CompSelect(
+            "VCALENDAR",
+            (),
+            (caldavxml.CompSelect("VEVENT", (caldavxml.PropSelect("ATTENDEE", True),), ()),),
+        )
+    )
+    assert _rendered(quoted, attendees) == (
+        'BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nATTENDEE;CN="Doe: Jane":\r\nEND:VEVENT\r\n'
+        "END:VCALENDAR\r\n"
+    )
+
+
+def test_expand_gives_each_instance_in_utc() -> None:
+    """§9.6.5: one component per instance in the range, RECURRENCE-ID, no RRULE/EXDATE, no
+    VTIMEZONE, times with a TZID in UTC."""
+    expanded = _rendered(WEEKLY, caldavxml.CalendarData(expand=JANUARY))
+    assert "VTIMEZONE" not in expanded and "TZID" not in expanded
+    assert "RRULE" not in expanded and "EXDATE" not in expanded and "RDATE" not in expanded
+    instances = expanded.split("BEGIN:VEVENT\r\n")[1:]
+    starts = [line for i in instances for line in i.split("\r\n") if line.startswith("DTSTART")]
+    ids = [line for i in instances for line in i.split("\r\n") if line.startswith("RECURRENCE-ID")]
+    # The 13th is an EXDATE, the 20th moved to the 21st (at 14:00 Paris).
+    assert starts == ["DTSTART:20250106T080000Z", "DTSTART:20250121T130000Z"]
+    assert ids == ["RECURRENCE-ID:20250106T080000Z", "RECURRENCE-ID:20250120T080000Z"]
+    assert "BEGIN:VALARM" in instances[0]
+    # Floating times stay floating (§9.6.5 converts only those with a zone), and are read in
+    # the calendar's zone: 10:00 in New York is 15:00 UTC.
+    floating = event("f", "20250301T100000", extra="RRULE:FREQ=DAILY;COUNT=3\r\n")
+    afternoon = caldavxml.CalendarData(
+        expand=TimeRange(utc("20250302T143000Z"), utc("20250302T153000Z"))
+    )
+    assert "DTSTART:20250302T100000\r\n" in _rendered(floating, afternoon, NEW_YORK)
+    assert "BEGIN:VEVENT" not in _rendered(floating, afternoon)  # 10:00 UTC without a zone
+
+
+def test_expand_past_max_instances_is_refused() -> None:
+    daily = event("d", "20250101T070000Z", extra="RRULE:FREQ=DAILY\r\n").encode()
+    years = caldavxml.CalendarData(
+        expand=TimeRange(utc("20250101T000000Z"), utc("20300101T000000Z"))
+    )
+    with pytest.raises(ical.TooManyInstances):
+        ical.render([daily], years, 100)
+    week = caldavxml.CalendarData(
+        expand=TimeRange(utc("20250101T000000Z"), utc("20250108T000000Z"))
+    )
+    assert ical.render([daily], week, 100)[0].count("BEGIN:VEVENT") == 7
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "moved_kept"),
+    [
+        ("20250101T000000Z", "20250110T000000Z", False),
+        ("20250120T000000Z", "20250120T120000Z", True),  # the instance it replaces
+        ("20250121T130000Z", "20250121T140000Z", True),  # where it is now
+        ("20250122T000000Z", "20250201T000000Z", False),
+    ],
+)
+def test_limit_recurrence_set_keeps_the_overrides_in_range(
+    start: str, end: str, moved_kept: bool
+) -> None:
+    """§9.6.6: the master always, an overridden instance only in the range."""
+    wanted = caldavxml.CalendarData(limit_recurrence=TimeRange(utc(start), utc(end)))
+    limited = _rendered(WEEKLY, wanted)
+    assert ("(moved)" in limited) is moved_kept
+    assert "RRULE:FREQ=WEEKLY;COUNT=10" in limited
+    assert (limited == WEEKLY) is moved_kept  # nothing left out: as stored
+
+
+ALL_DAY = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:d\r\n"
+    "DTSTAMP:20250101T000000Z\r\nDTSTART;VALUE=DATE:20250301\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "start", "end", "utc_match", "new_york_match"),
+    [
+        # An all-day event is 1 March from midnight to midnight where the calendar is.
+        (ALL_DAY, "20250301T020000Z", "20250301T030000Z", True, False),
+        (ALL_DAY, "20250302T030000Z", "20250302T040000Z", False, True),
+        # A floating 10:00 is 10:00 UTC, or 15:00 UTC in New York.
+        (
+            event("f", "20250301T100000"),
+            "20250301T100000Z",
+            "20250301T103000Z",
+            True,
+            False,
+        ),
+        (event("f", "20250301T100000"), "20250301T150000Z", "20250301T153000Z", False, True),
+        # A time with its zone is the same instant whatever the calendar's.
+        (WEEKLY, "20250106T080000Z", "20250106T081000Z", True, True),
+    ],
+)
+def test_floating_times_and_dates_are_in_the_calendars_zone(
+    data: str, start: str, end: str, utc_match: bool, new_york_match: bool
+) -> None:
+    """§9.9: floating times and dates in a time-range test are read in the
+    ``calendar-timezone``, UTC when the calendar has none."""
+    query = CompFilter(
+        "VCALENDAR", comps=(CompFilter("VEVENT", time_range=TimeRange(utc(start), utc(end))),)
+    )
+    assert ical.select([data.encode()], query, 100) == [utc_match]
+    assert ical.select([data.encode()], query, 100, NEW_YORK) == [new_york_match]
+
+
+# -- free-busy-query (RFC 4791 §7.10) --------------------------------------------------------------
+
+
+def test_free_busy_from_opaque_events_not_cancelled() -> None:
+    objects = [
+        WEEKLY,
+        event("overlapping", "20250106T081500Z"),  # merged with the weekly's 08:00-08:30
+        event("tentative", "20250107T081500Z", extra="STATUS:TENTATIVE\r\n"),
+        event("free", "20250108T081500Z", extra="TRANSP:TRANSPARENT\r\n"),
+        event("cancelled", "20250109T081500Z", extra="STATUS:CANCELLED\r\n"),
+        event("cut", "20250124T233000Z"),  # cut at the range's end
+        event("outside", "20250301T081500Z"),
+        TODO.decode(),
+    ]
+    answered = ical.free_busy(
+        [o.encode() for o in objects],
+        JANUARY_START,
+        JANUARY_END,
+        utc("20250301T120000Z"),
+        100,
+    )
+    assert answered == (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//CalDAV//EN\r\n"
+        "BEGIN:VFREEBUSY\r\nDTSTAMP:20250301T120000Z\r\n"
+        "DTSTART:20250101T000000Z\r\nDTEND:20250125T000000Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY:20250106T080000Z/20250106T091500Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY-TENTATIVE:20250107T081500Z/20250107T091500Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY:20250121T130000Z/20250121T133000Z\r\n"
+        "FREEBUSY;FBTYPE=BUSY:20250124T233000Z/20250125T000000Z\r\n"
+        "END:VFREEBUSY\r\nEND:VCALENDAR\r\n"
+    )
+    # The all-day event is busy for the day where the calendar is.
+    new_york = ical.free_busy(
+        [ALL_DAY.encode()],
+        utc("20250301T000000Z"),
+        utc("20250303T000000Z"),
+        utc("20250301T000000Z"),
+        100,
+        NEW_YORK,
+    )
+    assert "FREEBUSY;FBTYPE=BUSY:20250301T050000Z/20250302T050000Z\r\n" in new_york
+    daily = event("d", "20250101T070000Z", extra="RRULE:FREQ=DAILY\r\n").encode()
+    with pytest.raises(ical.TooManyInstances):
+        ical.free_busy(
+            [daily], utc("20300101T000000Z"), utc("20300102T000000Z"), utc("20250101T000000Z"), 100
+        )

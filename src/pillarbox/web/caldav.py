@@ -19,7 +19,11 @@ Implementation notes:
   count; a PUT into a calendar that does not exist is 409 (RFC 4918 §9.7.1).
 - **REPORTs**: ``calendar-multiget`` (§7.9), ``calendar-query`` (§7.8; the store narrows a
   top-level ``time-range`` by each object's stored bounds, :mod:`pillarbox.ical` decides
-  with its recurrences expanded), ``sync-collection`` (RFC 6578: the store keeps a
+  with its recurrences expanded, floating times in the calendar's ``calendar-timezone``),
+  both answering ``calendar-data`` as asked (§9.6: ``comp``/``prop`` narrowing, ``expand``,
+  ``limit-recurrence-set``; 507 ``number-of-matches-within-limits`` when that would expand
+  past ``[calendars] max_instances``), ``free-busy-query`` (§7.10: 200 with one VFREEBUSY),
+  ``sync-collection`` (RFC 6578: the store keeps a
   tombstone per deleted object, for ``[calendars] sync_history_days``; a token is the
   calendar's id and change counter, one of another calendar, from the future or older than
   the tombstones kept is ``valid-sync-token``, 403: :func:`.webdav.sync_report`).
@@ -31,8 +35,8 @@ Implementation notes:
   both, so it is not kept). No other (dead) properties are kept.
 - **Listings read no object's bytes**: a Depth-1 PROPFIND answers each object's ETag, kept
   beside it on PUT, and its size (:meth:`Store.calendar_members`).
-- **Not here**: scheduling (RFC 6638 inbox and outbox, iTIP), free-busy, ``expand`` and
-  ``limit-recurrence-set`` in ``calendar-data`` (the whole object is always answered).
+- **Not here**: scheduling (RFC 6638 inbox and outbox, iTIP); ``calendar-data`` in a
+  sync-collection is always the whole object.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from pillarbox.web.webdav import (
     PRECONDITION_FAILED,
     ROOT,
     SUPPORTED_REPORT,
+    TOO_MANY_CHANGES,
     Resource,
     Target,
     answer,
@@ -168,6 +173,7 @@ def calendar_resource(address: str, calendar: Calendar, max_size: int) -> Resour
         report_set(
             tag(CALDAV, "calendar-multiget"),
             tag(CALDAV, "calendar-query"),
+            tag(CALDAV, "free-busy-query"),
             tag(DAV, "sync-collection"),
         ),
         privileges(*OWNER_PRIVILEGES),
@@ -221,6 +227,26 @@ def home_resource(address: str) -> Resource:
 def _calendar_data(obj: CalendarObject) -> Element:
     """The object as received (validated UTF-8 on PUT) for a REPORT's ``calendar-data``."""
     return element(tag(CALDAV, "calendar-data"), obj.data.decode("utf-8"))
+
+
+async def _data_as_asked(
+    request: Request,
+    calendar: Calendar,
+    objects: Sequence[CalendarObject],
+    asked: caldavxml.CalendarData,
+) -> list[Element]:
+    """Each object's ``calendar-data`` as the REPORT asks for it (RFC 4791 §9.6): as stored,
+    or narrowed and expanded off the event loop, floating times in ``calendar``'s zone."""
+    if asked.whole or not objects:
+        return [_calendar_data(o) for o in objects]
+    texts = await run_blocking(
+        ical.render,
+        [o.data for o in objects],
+        asked,
+        web(request).services.config.calendars.max_instances,
+        calendar.timezone,
+    )
+    return [element(tag(CALDAV, "calendar-data"), t) for t in texts]
 
 
 # -- requests --------------------------------------------------------------------------------------
@@ -348,32 +374,52 @@ async def _report(request: Request, account: Account, calendar: Calendar) -> Res
         if isinstance(asked, davxml.OtherReport):
             _log.info("caldav report not supported", account=account.address, report=asked.name)
             return xml(SUPPORTED_REPORT, 403)
-        if isinstance(asked, davxml.Multiget):
+        if isinstance(asked, caldavxml.CalendarMultiget):
             return await _multiget(request, account, asked)
         if isinstance(asked, davxml.SyncCollection):
             return await _sync(request, account, calendar, asked)
+        if isinstance(asked, caldavxml.FreeBusyQuery):
+            return await _free_busy(request, account, calendar, asked)
         return await _query(request, account, calendar, asked)
     except caldavxml.UnsupportedFilter as exc:
         _log.info("caldav filter not supported", account=account.address, reason=str(exc))
         return xml(_condition("supported-filter"), 403)  # RFC 4791 §7.7
+    except caldavxml.UnsupportedCalendarData as exc:
+        _log.info("caldav data type not supported", account=account.address, asked=str(exc))
+        return xml(_condition("supported-calendar-data"), 403)  # RFC 4791 §7.8, §7.9
+    except ical.TooManyInstances as exc:
+        _log.info("caldav report past max_instances", account=account.address, reason=str(exc))
+        # RFC 4791 §7.8's postcondition for what exceeds the server's limits.
+        return xml(TOO_MANY_CHANGES, 507)
 
 
-async def _multiget(request: Request, account: Account, asked: davxml.Multiget) -> Response:
-    """RFC 4791 §7.9: each href answered, 404 for one that is not an object of the caller's."""
-    responses: list[Found] = []
-    for href in asked.hrefs:
+async def _multiget(
+    request: Request, account: Account, asked: caldavxml.CalendarMultiget
+) -> Response:
+    """RFC 4791 §7.9: each href answered, 404 for one that is not an object of the caller's
+    (floating times of each read in its own calendar's zone)."""
+    calendars = {c.name: c for c in await _calendars(request, account)}
+    hits: dict[int, tuple[Calendar, CalendarObject]] = {}
+    for index, href in enumerate(asked.hrefs):
         named = owned_target(href, SECTION, target, account.address)
-        obj = None
-        if named is not None and named.kind == "object":
-            with contextlib.suppress(NotFound):
-                obj = await web(request).services.store.calendar_object(
-                    account.id, named.collection, named.name
-                )
-        if named is None or obj is None:
-            responses.append(Found(href, status=404))
+        if named is None or named.kind != "object" or named.collection not in calendars:
             continue
-        resource = object_resource(account.address, named.collection, obj)
-        responses.append(answer(resource, asked.props, _calendar_data(obj)))
+        with contextlib.suppress(NotFound):
+            obj = await web(request).services.store.calendar_object(
+                account.id, named.collection, named.name
+            )
+            hits[index] = (calendars[named.collection], obj)
+    data: dict[int, Element] = {}
+    for calendar in calendars.values():
+        mine = [i for i, (c, _) in hits.items() if c is calendar]
+        rendered = await _data_as_asked(request, calendar, [hits[i][1] for i in mine], asked.data)
+        data.update(zip(mine, rendered, strict=True))
+    responses = [
+        answer(object_resource(account.address, hits[i][0].name, hits[i][1]), asked.props, data[i])
+        if i in hits
+        else Found(href, status=404)
+        for i, href in enumerate(asked.hrefs)
+    ]
     return xml(davxml.multistatus(responses))
 
 
@@ -406,13 +452,35 @@ async def _query(
             [o.data for o in objects],
             asked.filter,
             web(request).services.config.calendars.max_instances,
+            calendar.timezone,
         )
+    matched = [o for o, ok in zip(objects, passed, strict=True) if ok]
+    data = await _data_as_asked(request, calendar, matched, asked.data)
     responses = [
-        answer(object_resource(account.address, calendar.name, o), asked.props, _calendar_data(o))
-        for o, ok in zip(objects, passed, strict=True)
-        if ok
+        answer(object_resource(account.address, calendar.name, o), asked.props, d)
+        for o, d in zip(matched, data, strict=True)
     ]
     return xml(davxml.multistatus(responses))
+
+
+async def _free_busy(
+    request: Request, account: Account, calendar: Calendar, asked: caldavxml.FreeBusyQuery
+) -> Response:
+    """RFC 4791 §7.10: 200 with one VFREEBUSY of the calendar's busy time in the range (the
+    store narrows by each object's stored bounds)."""
+    objects = await web(request).services.store.calendar_objects(
+        account.id, calendar.name, start=asked.start, end=asked.end
+    )
+    answered = await run_blocking(
+        ical.free_busy,
+        [o.data for o in objects],
+        asked.start,
+        asked.end,
+        datetime.now(UTC),
+        web(request).services.config.calendars.max_instances,
+        calendar.timezone,
+    )
+    return Response(answered, media_type=f"{CALENDAR_TYPE}; charset=utf-8")
 
 
 async def _sync(
