@@ -4,7 +4,7 @@ real CalDAV client library, python-caldav (PyPI ``caldav``), over HTTPS.
 vdirsyncer (test_peer_vdirsyncer_caldav.py) syncs whole objects and asks for neither; this
 client's ``search(..., expand=True, server_expand=True)`` sends ``calendar-data`` with
 ``expand`` and reads the instances back, and ``freebusy_request`` sends a free-busy-query.
-It is not a dependency of the project: the test is skipped where it is not installed.
+It is a development dependency (``.[dev]``); the test is skipped where it is not installed.
 """
 
 from __future__ import annotations
