@@ -64,8 +64,9 @@ class Listener:
     )
     forwarded_headers: bool = _f(
         False,
-        "http/https only: take the client's address and scheme from X-Forwarded-For and "
-        "X-Forwarded-Proto on connections from proxy_networks (ignored from anyone else).",
+        "http/https only: take the client's address and scheme from Forwarded (RFC 7239), or "
+        "X-Forwarded-For and X-Forwarded-Proto, on connections from proxy_networks (ignored "
+        "from anyone else).",
     )
     proxy_networks: tuple[str, ...] = _f(
         (),

@@ -29,15 +29,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pillarbox.config import Config, RetentionSection
 from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import Metrics
-from pillarbox.policy.reporting import run_periodically
-from pillarbox.services import Services
+from pillarbox.periodic import run_periodically
 from pillarbox.store.interface import Store
 from pillarbox.store.types import AccountSettings, FlagOp, SpecialUse
+
+if TYPE_CHECKING:
+    from pillarbox.services import Services
 
 _log = Log("retention")
 _DELETED = frozenset({"\\Deleted"})
@@ -84,10 +87,12 @@ def cutoff(now: datetime, days: int) -> datetime | None:
 
 @dataclass
 class Expunged:
-    """What one run removed: messages by mailbox label (``junk``, ``trash``)."""
+    """What one run removed: messages by mailbox label (``junk``, ``trash``), and the sync
+    tombstones pruned (:func:`run_once`)."""
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETAINED.values(), 0))
     accounts: int = 0
+    tombstones: int = 0
 
     @property
     def total(self) -> int:
@@ -151,21 +156,27 @@ async def prune_sync_history(store: Store, config: Config, now: datetime) -> int
     )
 
 
+async def run_once(
+    store: Store, config: Config, now: datetime, *, metrics: Metrics | None = None
+) -> Expunged:
+    """One whole run, :func:`expunge_old` then :func:`prune_sync_history`: what the server's
+    task does each interval and ``pillarbox store expunge-old`` does now."""
+    result = await expunge_old(store, config.retention, now, metrics=metrics)
+    result.tombstones = await prune_sync_history(store, config, now)
+    _log.info(
+        "retention run",
+        expunged=result.total,
+        accounts=result.accounts,
+        tombstones=result.tombstones,
+        **result.counts,
+    )
+    return result
+
+
 async def run(services: Services) -> None:
-    """The background task: :func:`expunge_old` and :func:`prune_sync_history` every
-    ``[retention] interval`` seconds."""
-    section = services.config.retention
+    """The background task: :func:`run_once` every ``[retention] interval`` seconds."""
 
     async def once(boundary: int) -> None:
-        now = datetime.now(UTC)
-        result = await expunge_old(services.store, section, now, metrics=services.metrics)
-        pruned = await prune_sync_history(services.store, services.config, now)
-        _log.info(
-            "retention run",
-            expunged=result.total,
-            accounts=result.accounts,
-            tombstones=pruned,
-            **result.counts,
-        )
+        await run_once(services.store, services.config, datetime.now(UTC), metrics=services.metrics)
 
-    await run_periodically(services, section.interval, once, _log)
+    await run_periodically(services, services.config.retention.interval, once, _log)

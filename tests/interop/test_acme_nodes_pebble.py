@@ -21,12 +21,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -71,6 +75,21 @@ def pebble(tmp_path: Path, dns_port: int, b_ports: dict[str, int]) -> Iterator[P
         workdir, http_port=b_ports["acme-http"], dns_port=dns_port, tls_port=b_ports["https"]
     ) as server:
         yield server
+
+
+def tls_status(node: Node) -> dict[str, Any]:
+    """``pillarbox tls status --json`` run against ``node``'s configuration."""
+    command = ("tls", "status", "--json")
+    done = subprocess.run(
+        [sys.executable, "-m", "pillarbox.cli", "--config", str(node.config_path), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    shown: dict[str, Any] = json.loads(done.stdout)
+    return shown
 
 
 def tls_section(directory: str, ca_bundle: str, challenge: str, http_port: int) -> cfg.TlsSection:
@@ -204,6 +223,12 @@ def test_one_node_orders_and_every_node_serves_the_certificate(
         for node in (a, b):
             assert AcmeFiles.of(node.config).facts().serial == serial  # type: ignore[union-attr]
         assert lease_row(url) is None  # given back after the success
+        # `tls status` on a node: the store's certificate is its copy, no lease stands.
+        shown = tls_status(a)
+        assert shown["serial"] == f"{serial:x}"
+        assert shown["acme"]["store"]["certificate"]["serial"] == f"{serial:x}"
+        assert shown["acme"]["store"]["certificate"]["this_node_has_it"] is True
+        assert shown["acme"]["store"]["lease"] is None
 
 
 def test_a_crashed_nodes_lease_lapses_and_another_node_renews(
@@ -228,6 +253,12 @@ def test_a_crashed_nodes_lease_lapses_and_another_node_renews(
     held = lease_row(url)
     assert held is not None and held[0].startswith("node-a.test "), held
     expires = held[1]
+    # `tls status` shows the dead node's lease, read without taking it; no certificate yet.
+    store = tls_status(a)["acme"]["store"]
+    assert store["certificate"] is None
+    assert store["lease"]["holder"] == held[0] and store["lease"]["state"] == "held"
+    assert datetime.datetime.fromisoformat(store["lease"]["expires"]) == expires
+    assert lease_row(url) == held
     assert expires > datetime.datetime.now(datetime.UTC), "A's lease lapsed before B started"
     b = Node(
         tmp_path,

@@ -11,8 +11,9 @@ The balancer is 127.0.0.3, the one address in ``proxy_networks``; strangers conn
 (c) A v2 LOCAL header (the balancer's health check) keeps the connection's own address.
 (d) A header and the TLS ClientHello after it in one segment (implicit TLS): the handshake
     gets every byte of the hello.
-(e) The web listener believes X-Forwarded-For and X-Forwarded-Proto from the balancer alone:
-    the login rate limit counts the forwarded client, and the page is treated as HTTPS.
+(e) The web listener believes Forwarded (RFC 7239), X-Forwarded-For and X-Forwarded-Proto
+    from the balancer alone: the login rate limit counts the forwarded client, and the page is
+    treated as HTTPS.
 """
 
 from __future__ import annotations
@@ -201,10 +202,22 @@ def web_client(live: LiveServer, source: str) -> httpx.Client:
     )
 
 
-def failed_login(client: httpx.Client, forwarded_for: str, attempt: int) -> int:
+#: The client's address as each kind of field names it.
+FOR_FIELDS = {
+    "x-forwarded": lambda address: {"X-Forwarded-For": address},
+    "rfc7239": lambda address: {"Forwarded": f"for={address};proto=http"},
+    "rfc7239-ipv6": lambda address: {
+        "Forwarded": f'for="[2001:db8::{address.rsplit(".", 1)[1]}]:4711"'
+    },
+}
+
+
+def failed_login(
+    client: httpx.Client, forwarded_for: str, attempt: int, field: str = "x-forwarded"
+) -> int:
     """A login with a wrong password (for a different account each time: only the address
     limit applies); the status of the answer."""
-    headers = {"X-Forwarded-For": forwarded_for}
+    headers = FOR_FIELDS[field](forwarded_for)
     page = client.get("/login", headers=headers)
     match = _CSRF.search(page.text)
     assert match is not None
@@ -212,25 +225,33 @@ def failed_login(client: httpx.Client, forwarded_for: str, attempt: int) -> int:
     return client.post("/login", data=form, headers=headers).status_code
 
 
-def test_web_login_limit_counts_the_forwarded_client(live: LiveServer) -> None:
+@pytest.mark.parametrize("field", sorted(FOR_FIELDS))
+def test_web_login_limit_counts_the_forwarded_client(live: LiveServer, field: str) -> None:
     with web_client(live, BALANCER) as client:
-        assert [failed_login(client, "198.51.100.7", n) for n in range(3)] == [401, 401, 429]
+        tries = [failed_login(client, "198.51.100.7", n, field) for n in range(3)]
+        assert tries == [401, 401, 429]
         # Another client behind the same balancer is not held back.
-        assert failed_login(client, "198.51.100.8", 3) == 401
+        assert failed_login(client, "198.51.100.8", 3, field) == 401
 
 
-def test_web_ignores_forwarded_headers_from_a_stranger(live: LiveServer) -> None:
+@pytest.mark.parametrize("field", sorted(FOR_FIELDS))
+def test_web_ignores_forwarded_headers_from_a_stranger(live: LiveServer, field: str) -> None:
     with web_client(live, STRANGER) as client:
-        assert [failed_login(client, "198.51.100.9", n) for n in range(2)] == [401, 401]
+        assert [failed_login(client, "198.51.100.9", n, field) for n in range(2)] == [401, 401]
         # The header named someone else, but the address counted is the stranger's own.
-        assert failed_login(client, "198.51.100.10", 2) == 429
+        assert failed_login(client, "198.51.100.10", 2, field) == 429
 
 
+@pytest.mark.parametrize(
+    "proto", [{"X-Forwarded-Proto": "https"}, {"Forwarded": "for=_hidden;proto=https"}]
+)
 @pytest.mark.parametrize(("source", "https"), [(BALANCER, True), (STRANGER, False)])
-def test_web_scheme_from_the_balancer_only(live: LiveServer, source: str, https: bool) -> None:
-    """X-Forwarded-Proto: https from the balancer (which ended TLS): the session cookie is
-    Secure and the answer carries HSTS, as on the https listener."""
+def test_web_scheme_from_the_balancer_only(
+    live: LiveServer, source: str, https: bool, proto: dict[str, str]
+) -> None:
+    """X-Forwarded-Proto: https (or Forwarded's proto=https) from the balancer (which ended
+    TLS): the session cookie is Secure and the answer carries HSTS, as on the https listener."""
     with web_client(live, source) as client:
-        page = client.get("/login", headers={"X-Forwarded-Proto": "https"})
+        page = client.get("/login", headers=proto)
     assert ("; Secure" in page.headers["set-cookie"]) is https
     assert ("strict-transport-security" in page.headers) is https

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from pillarbox import retention
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
-from pillarbox.store.types import INBOX
+from pillarbox.store.types import INBOX, Contact
 from pillarbox.testing.command import init_site, run_pillarbox
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
@@ -60,6 +60,20 @@ async def save_days_ago(
             raw = f"Subject: {name} {days} days\r\n\r\nold\r\n".encode()
             mailbox = await store.get_mailbox(account.id, name)
             await store.append(mailbox.id, raw, parse_message(raw))
+    finally:
+        await store.close()
+
+
+async def delete_contact_days_ago(config: cfg.Config, days: float, address: str) -> None:
+    """A contact of ``address`` deleted ``days`` ago: its sync tombstone is that old."""
+    store: Store = open_store(config.store.url, config.data_dir, config.store)
+    await store.open()
+    try:
+        account = await store.get_account(address)
+        assert account is not None
+        now = datetime.now(UTC)
+        (contact,) = await store.save_contacts(account.id, [Contact(uid="old")], now=now, limit=5)
+        await store.delete_contact(account.id, contact.id, now=now - timedelta(days=days))
     finally:
         await store.close()
 
@@ -178,10 +192,26 @@ def test_an_accounts_own_days_and_a_run_from_the_command_line(site: Path) -> Non
     config = cfg.load(site / "pillarbox.toml", environ={})
     asyncio.run(save_days_ago(config, 400, ALICE, ["Junk", "Trash"]))
     asyncio.run(save_days_ago(config, 61, ALICE, ["Trash"]))
-    assert pillarbox_json(site, "store", "expunge-old") == {"accounts": 1, "junk": 0, "trash": 2}
+    asyncio.run(delete_contact_days_ago(config, 400, ALICE))
+    assert pillarbox_json(site, "store", "expunge-old") == {
+        "accounts": 1,
+        "junk": 0,
+        "trash": 2,
+        "tombstones": 1,  # the same run as the server's prunes the sync history too
+    }
     pillarbox_json(site, "user", "retention", ALICE, "--junk-days", "default")
-    assert pillarbox_json(site, "store", "expunge-old") == {"accounts": 1, "junk": 1, "trash": 0}
-    assert pillarbox_json(site, "store", "expunge-old") == {"accounts": 0, "junk": 0, "trash": 0}
+    assert pillarbox_json(site, "store", "expunge-old") == {
+        "accounts": 1,
+        "junk": 1,
+        "trash": 0,
+        "tombstones": 0,
+    }
+    assert pillarbox_json(site, "store", "expunge-old") == {
+        "accounts": 0,
+        "junk": 0,
+        "trash": 0,
+        "tombstones": 0,
+    }
     text = run_pillarbox(site, "user", "retention", ALICE)
     assert text.stdout.splitlines() == [
         f"{ALICE}:",

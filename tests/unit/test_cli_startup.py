@@ -89,3 +89,12 @@ def test_every_lazy_command_is_found_under_its_own_name() -> None:
         assert isinstance(command, click.Command)
         assert command.name == name
     assert not set(LAZY_COMMANDS) & set(cli.commands)
+
+
+def test_the_retention_run_loads_no_report_machinery(tmp_path: Path) -> None:
+    """``store expunge-old`` is the retention job, which shares only the schedule
+    (``pillarbox.periodic``) with the DMARC and TLS reports."""
+    init_site(tmp_path, "alice@example.org", "correct horse battery")
+    modules = imported_by(tmp_path, "store", "expunge-old")
+    assert {"pillarbox.retention", "pillarbox.periodic"} <= modules
+    assert sorted(modules & set(HEAVY)) == []

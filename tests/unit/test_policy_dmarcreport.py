@@ -12,6 +12,7 @@ from email.message import Message
 
 import pytest
 
+from pillarbox.periodic import period_end
 from pillarbox.policy import dmarc
 from pillarbox.policy.authresults import AuthSummary
 from pillarbox.policy.dkim import DkimResult, SignatureResult
@@ -22,7 +23,7 @@ from pillarbox.policy.dmarcreport import (
     observation,
     report_message,
 )
-from pillarbox.policy.reporting import Destination, period_end, verified_destinations
+from pillarbox.policy.reporting import Destination, verified_destinations
 from pillarbox.policy.spf import SpfOutcome, SpfResult
 from pillarbox.store.types import DmarcObservation
 from pillarbox.testing.dnszone import ZoneRecord, serve_records

@@ -14,7 +14,13 @@ import pytest
 from pillarbox.config import RetentionSection, from_mapping
 from pillarbox.errors import ConfigError, NotFound
 from pillarbox.observability.metrics import Metrics
-from pillarbox.retention import cutoff, expunge_old, prune_sync_history, retention_days
+from pillarbox.retention import (
+    cutoff,
+    expunge_old,
+    prune_sync_history,
+    retention_days,
+    run_once,
+)
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import (
     INBOX,
@@ -164,6 +170,26 @@ async def test_sync_history_pruned_by_each_kinds_days(store: SqliteStore) -> Non
         {"calendars": {"sync_history_days": 0}, "contacts": {"sync_history_days": 0}}
     )
     assert await prune_sync_history(store, keep, NOW + timedelta(days=900)) == 0
+
+
+async def test_one_whole_run_expunges_and_prunes(store: SqliteStore, clock: Clock) -> None:
+    """``run_once`` (the server's task each interval, and ``pillarbox store expunge-old``)
+    expunges old mail and prunes old tombstones in the same run."""
+    alice = await store.add_account(f"alice@{DOMAIN}", "h")
+    trash = await store.get_mailbox(alice.id, "Trash")
+    clock.now = NOW - timedelta(days=10)
+    await store.append(trash.id, *make_message(1))
+    (contact,) = await store.save_contacts(alice.id, [Contact(uid="gone")], now=NOW, limit=5)
+    await store.delete_contact(alice.id, contact.id, now=NOW - timedelta(days=100))
+    config = from_mapping({"retention": {"trash_days": 7}, "contacts": {"sync_history_days": 90}})
+
+    result = await run_once(store, config, NOW)
+
+    assert (result.counts, result.accounts, result.tombstones) == ({"junk": 0, "trash": 1}, 1, 1)
+    assert await store.list_messages(trash.id) == []
+    assert (await store.contact_changes(alice.id, 0)).deleted == []
+    again = await run_once(store, config, NOW)
+    assert (again.total, again.tombstones) == (0, 0)
 
 
 def test_sync_history_days_are_checked() -> None:

@@ -70,7 +70,14 @@ from pillarbox.auth.saslprep import StringprepError
 from pillarbox.auth.scram import SCRAM_SHA_256, ScramVerifier
 from pillarbox.auth.tokens import token_digest
 from pillarbox.blocking import run_blocking
-from pillarbox.errors import AuthenticationFailed, ConfigError, RateLimited, StorageError
+from pillarbox.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    InvalidName,
+    RateLimited,
+    StorageError,
+)
+from pillarbox.mail.address import domain_to_ascii
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
 from pillarbox.store.types import Account, TokenKind
@@ -95,8 +102,8 @@ def normalize_username(raw: str) -> str | None:
     domain = domain.lower()
     if not domain.isascii():
         try:
-            domain = domain.encode("idna").decode("ascii")
-        except UnicodeError:
+            domain = domain_to_ascii(domain)
+        except InvalidName:
             return None
     return f"{local.lower()}@{domain}"
 

@@ -21,7 +21,6 @@ from pillarbox import retention
 from pillarbox.errors import ConfigError, UserError
 from pillarbox.store.blobs import BlobMode
 from pillarbox.store.open import open_store
-from pillarbox.store.postgres import PostgresStore
 from pillarbox.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -38,18 +37,19 @@ def store() -> None:
 @click.pass_obj
 def expunge_old(state: CliState, as_json: bool) -> None:
     """Run the retention job once now: expunge the Junk and Trash mail older than
-    [retention] (or each account's own days) allows."""
+    [retention] (or each account's own days) allows, and prune the calendar and contact
+    sync history older than sync_history_days."""
     from pillarbox.cli.main import emit, run_store
 
     config = state.load()
     now = datetime.now(UTC)
-    result = run_store(config, lambda s: retention.expunge_old(s, config.retention, now))
+    result = run_store(config, lambda s: retention.run_once(s, config, now))
     emit(
-        {"accounts": result.accounts, **result.counts},
+        {"accounts": result.accounts, **result.counts, "tombstones": result.tombstones},
         as_json,
         [
             f"expunged {result.counts['junk']} from Junk and {result.counts['trash']} from "
-            f"Trash in {result.accounts} accounts"
+            f"Trash in {result.accounts} accounts; pruned {result.tombstones} sync tombstones"
         ],
     )
 
@@ -59,7 +59,7 @@ def expunge_old(state: CliState, as_json: bool) -> None:
 @click.pass_obj
 def migrate(state: CliState, target: str) -> None:
     """Copy the configured SQLite store into an empty PostgreSQL store, then verify it."""
-    from pillarbox.store.postgres import importer
+    from pillarbox.store.postgres import PostgresStore, importer
 
     config = state.load()
     source = open_store(config.store.url, config.data_dir, config.store)

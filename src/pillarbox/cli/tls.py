@@ -1,6 +1,11 @@
 """``pillarbox tls status`` / ``pillarbox tls renew``: the certificate the listeners present,
 and a renewal forced by hand.
 
+``status`` reads this node's files; with a shared certificate (PostgreSQL,
+``acme_shared_certificate``) it also reads the store's certificate and renewal lease, the
+cluster's state beside this node's copy (a node lagging behind the store, a lease left by a
+crashed node, a back-off after failures).
+
 ``renew`` does not talk to the CA itself: the running server owns the challenge listener (port
 80) and the TLS context to reload, so the command leaves a request in the data directory that
 the server's renewal task takes up within seconds, and waits for its outcome.
@@ -15,10 +20,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pillarbox.cli.received import received_command
-from pillarbox.errors import UserError
+from pillarbox.errors import StorageError, UserError
 
 if TYPE_CHECKING:
+    from pillarbox.certificates import CertificateFacts
     from pillarbox.cli.main import CliState
+    from pillarbox.config import Config
+    from pillarbox.store.interface import Store
+    from pillarbox.store.types import AcmeCertificate, AcmeLease
 
 
 @click.group()
@@ -46,15 +55,11 @@ def tls_status(state: CliState, as_json: bool) -> None:
         facts = certificate_facts(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise UserError(f"no certificate readable at {path}: {exc}") from None
-    left = facts.not_after - datetime.datetime.now(datetime.UTC)
     data: dict[str, Any] = {
         "source": source,
         "certificate": str(path),
-        "names": list(facts.names),
-        "serial": f"{facts.serial:x}",
+        **_described(facts),
         "issuer": facts.issuer,
-        "not_after": facts.not_after.isoformat(),
-        "days_left": round(left.total_seconds() / 86400, 1),
     }
     lines = [
         f"source       {source}",
@@ -89,12 +94,89 @@ def tls_status(state: CliState, as_json: bool) -> None:
                 else "no: this node's own"
             ),
         ]
+        if shared:
+            data["acme"]["store"], more = _store_state(config, wanted, facts, source == "acme")
+            lines += more
         if source == "acme":
             due = renewal_time(facts, config.tls.acme_renew_days)
             data["acme"]["renewal_due"] = due.isoformat()
             lines.append(f"renewal due  {due:%Y-%m-%d %H:%M} UTC")
         lines.append("last attempt " + _attempt_line(files.read_status()))
     emit(data, as_json, lines)
+
+
+def _described(facts: CertificateFacts) -> dict[str, Any]:
+    left = facts.not_after - datetime.datetime.now(datetime.UTC)
+    return {
+        "names": list(facts.names),
+        "serial": f"{facts.serial:x}",
+        "not_after": facts.not_after.isoformat(),
+        "days_left": round(left.total_seconds() / 86400, 1),
+    }
+
+
+def _store_state(
+    config: Config, names: tuple[str, ...], mine: CertificateFacts, mine_is_acme: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """The store's certificate for this node's scope and its renewal lease, as data and lines;
+    a store that cannot be read is said so (this node's part of the status still shows)."""
+    from pillarbox.certificates import certificate_facts, certificate_scope
+    from pillarbox.cli.main import run_store
+
+    scope = certificate_scope(config.tls.acme_directory, names)
+
+    async def read(store: Store) -> tuple[AcmeCertificate | None, AcmeLease | None]:
+        return await store.acme_certificate(scope), await store.acme_lease(scope)
+
+    try:
+        stored, lease = run_store(config, read)
+    except StorageError as exc:
+        return {"error": str(exc)}, [f"store        unreadable: {exc}"]
+    data: dict[str, Any] = {"scope": scope, "certificate": None, "lease": None}
+    lines = []
+    if stored is None:
+        lines.append("store cert   (none yet)")
+    else:
+        try:
+            facts = certificate_facts(stored.chain_pem)
+        except ValueError as exc:
+            data["certificate"] = {"error": str(exc)}
+            lines.append(f"store cert   unreadable: {exc}")
+        else:
+            same = mine_is_acme and facts.serial == mine.serial
+            data["certificate"] = {**_described(facts), "this_node_has_it": same}
+            lines += [
+                f"store cert   {', '.join(facts.names)}, serial {facts.serial:x}",
+                f"             valid until {facts.not_after:%Y-%m-%d %H:%M} UTC ("
+                f"{data['certificate']['days_left']} days left); "
+                + (
+                    "this node's copy"
+                    if same
+                    else f"not this node's yet (it looks every {config.tls.acme_store_poll:g} s)"
+                ),
+            ]
+    now = datetime.datetime.now(datetime.UTC)
+    if lease is None:
+        lines.append("lease        none: any node may renew when due")
+    else:
+        state = "expired" if lease.expires <= now else "held" if lease.holder else "back-off"
+        data["lease"] = {
+            "holder": lease.holder,
+            "expires": lease.expires.isoformat(),
+            "failures": lease.failures,
+            "state": state,
+        }
+        until = f"{lease.expires:%Y-%m-%d %H:%M:%S} UTC"
+        lines.append(
+            "lease        "
+            + {
+                "held": f"held by {lease.holder} until {until}",
+                "back-off": f"back-off until {until} after {lease.failures} failed attempts",
+                "expired": f"lapsed at {until} ({lease.holder or 'back-off'}): the next node "
+                "to look takes it",
+            }[state]
+        )
+    return data, lines
 
 
 def _attempt_line(status: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pillarbox.errors import InvalidName
+from pillarbox.mail.address import domain_to_ascii
 
 #: RFC 1035 §3.3: a <character-string> is one length octet and at most 255 octets.
 MAX_CHARACTER_STRING = 255
@@ -104,13 +105,17 @@ def normalise_name(name: str) -> str:
     """A host or domain name in canonical text form (lowercase A-labels, no final dot).
 
     Letters, digits, hyphen and underscore (``_dmarc``, ``_domainkey``) only; a Unicode name is
-    converted with Python's IDNA codec.
+    converted label by label as addresses' domains are (IDNA 2008, ``mail.address``), so an
+    underscore label beside it stays as written.
     """
     text = name.strip().rstrip(".").lower()
-    try:
-        text = text.encode("idna").decode("ascii") if not text.isascii() else text
-    except UnicodeError:
-        raise InvalidName(f"{name!r} is not a valid domain name") from None
+    if not text.isascii():
+        try:
+            text = ".".join(
+                label if label.isascii() else domain_to_ascii(label) for label in text.split(".")
+            )
+        except InvalidName:
+            raise InvalidName(f"{name!r} is not a valid domain name") from None
     labels = text.split(".")
     if (
         not text

@@ -12,13 +12,15 @@ parsed and *exposed* on :class:`Address`, never silently rewritten away, so the 
 refuse it. Domains are normalised to lowercase A-labels (RFC 5890 §2.3.2.1), the form DNS and the
 store use; :attr:`Address.domain_unicode` gives the U-label form for display.
 
-IDNA: the stdlib ``encodings.idna`` implements IDNA 2003 (it maps ``ß`` to ``ss``, accepts symbols),
-which IDNA 2008 (RFC 5891) replaced. This module maps input the UTS #46 non-transitional way
-(NFKC + case fold, keeping ß and ς), checks each code point against an approximation of the
-RFC 5892 derived property (letters, marks, digits and hyphen that are stable under NFKC case
-folding, plus the §2.6 exceptions) and encodes with the stdlib Punycode codec (RFC 3492).
-Deliberately not implemented: the CONTEXTJ/CONTEXTO rules (so ZWJ/ZWNJ and the few contextual
-punctuation marks are refused outright) and the Bidi rule of RFC 5893.
+IDNA 2008 comes from the ``idna`` package (kjd/idna), not the stdlib ``encodings.idna``, which is
+IDNA 2003 (it maps ``ß`` to ``ss`` and accepts symbols). Input is mapped the UTS #46 way
+(non-transitional: ß and ς are kept), then each label is checked as RFC 5891 §5.4 asks: the
+RFC 5892 derived property from Unicode's tables, the CONTEXTJ/CONTEXTO rules of its Appendix A
+(ZWJ/ZWNJ after a virama or between joining letters, middle dot, Greek keraia, Hebrew geresh,
+katakana middle dot, digit sets) and, in a name with a right-to-left label, the Bidi rule of
+RFC 5893 on every label. An ASCII name of LDH labels without ``xn--`` needs none of that and
+takes a regex; so does an ASCII label in a Unicode name (as in :func:`domain_to_ascii`'s fast
+path, ``ab--cd`` stays an accepted LDH label).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import re
 import string
 import unicodedata
 from dataclasses import dataclass
+
+import idna
 
 from pillarbox.errors import InvalidName
 
@@ -47,11 +51,8 @@ _ATEXT_CLASS = f"[{re.escape(''.join(sorted(_ATEXT)))}]"
 _ASCII_DOT_STRING = re.compile(rf"{_ATEXT_CLASS}+(?:\.{_ATEXT_CLASS}+)*")
 _ASCII_LDH = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ASCII_DOMAIN = re.compile(rf"{_ASCII_LDH}(?:\.{_ASCII_LDH})*")
-# UTS #46 full stops that separate labels like "." does.
-_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
-# RFC 5892 §2.6 exceptions that are PVALID although NFKC case folding changes them.
-_PVALID_EXCEPTIONS = frozenset("\u00df\u03c2\u06fd\u06fe\u0f0b\u3007")
-_PVALID_CATEGORIES = frozenset({"Ll", "Lo", "Lm", "Mn", "Mc", "Nd"})
+# RFC 5893 §1.4: a "Bidi domain name" has a label with an R, AL or AN code point.
+_RTL_BIDI_CLASSES = frozenset({"R", "AL", "AN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,15 +214,46 @@ def domain_to_ascii(domain: str) -> str:
 
 
 def _domain_to_ascii_by_label(domain: str) -> str:
-    """:func:`domain_to_ascii` for any input: each label mapped and checked on its own."""
+    """:func:`domain_to_ascii` for any input: mapped whole, then each label checked on its own."""
     if not domain:
         raise InvalidName("empty domain")
-    labels = domain.translate(_DOTS).split(".")
-    ascii_labels = [_label_to_ascii(label) for label in labels]
-    result = ".".join(ascii_labels)
+    try:
+        # UTS #46 §4.1 step 1: map (which also turns the ideographic full stops into ".").
+        mapped = idna.uts46_remap(domain, std3_rules=True)
+        labels = [_label_forms(label) for label in mapped.split(".")]
+        # RFC 5893 §2: in a Bidi domain name every label, left-to-right ones included, must
+        # satisfy the Bidi rule (idna checks a label alone only when it has RTL characters).
+        if any(_is_rtl(ulabel) for _, ulabel in labels):
+            for _, ulabel in labels:
+                idna.check_bidi(ulabel, check_ltr=True)
+    except idna.IDNAError as exc:
+        raise InvalidName(f"invalid domain {domain!r}: {exc}") from None
+    result = ".".join(alabel for alabel, _ in labels)
     if len(result) > MAX_DOMAIN:
         raise InvalidName(f"domain longer than {MAX_DOMAIN} octets")
     return result
+
+
+def _label_forms(label: str) -> tuple[str, str]:
+    """A mapped label's A-label and U-label forms, after the checks of RFC 5891 §5.4."""
+    if label.isascii():
+        if not label or len(label) > MAX_LABEL or not _LDH_LABEL.fullmatch(label):
+            raise InvalidName(f"invalid domain label: {label!r}")
+        if not label.startswith("xn--"):
+            return label, label
+        # RFC 5891 §5.4 via idna.ulabel: an A-label must decode to a valid U-label that encodes
+        # back to exactly it.
+        ulabel = idna.ulabel(label)
+        if ulabel.isascii():
+            raise InvalidName(f"A-label of an ASCII label: {label!r}")
+        return label, ulabel
+    return idna.alabel(label).decode("ascii"), label
+
+
+def _is_rtl(label: str) -> bool:
+    return not label.isascii() and any(
+        unicodedata.bidirectional(c) in _RTL_BIDI_CLASSES for c in label
+    )
 
 
 def domain_to_unicode(domain: str) -> str:
@@ -230,59 +262,6 @@ def domain_to_unicode(domain: str) -> str:
         label[4:].encode("ascii").decode("punycode") if label.startswith("xn--") else label
         for label in domain.split(".")
     )
-
-
-def _label_to_ascii(label: str) -> str:
-    if label.isascii():
-        lowered = label.lower()
-        if not lowered or len(lowered) > MAX_LABEL or not _LDH_LABEL.fullmatch(lowered):
-            raise InvalidName(f"invalid domain label: {label!r}")
-        if lowered.startswith("xn--"):
-            # RFC 5891 §5.4: an A-label must decode to a valid U-label that encodes back to it.
-            try:
-                ulabel = lowered[4:].encode("ascii").decode("punycode")
-            except UnicodeError as exc:
-                raise InvalidName(f"invalid A-label: {label!r}") from exc
-            if _ulabel_to_alabel(ulabel) != lowered:
-                raise InvalidName(f"A-label does not round-trip: {label!r}")
-        return lowered
-    # UTS #46 non-transitional mapping: NFKC case folding, keeping the deviation characters.
-    mapped = unicodedata.normalize(
-        "NFC",
-        "".join(
-            c if c in _PVALID_EXCEPTIONS else unicodedata.normalize("NFKC", c).casefold()
-            for c in label
-        ),
-    )
-    if mapped.isascii():
-        return _label_to_ascii(mapped)
-    return _ulabel_to_alabel(mapped)
-
-
-def _ulabel_to_alabel(ulabel: str) -> str:
-    if not ulabel or ulabel.startswith("-") or ulabel.endswith("-"):
-        raise InvalidName(f"invalid domain label: {ulabel!r}")
-    if ulabel.isascii():
-        raise InvalidName(f"A-label of an ASCII label: {ulabel!r}")
-    if unicodedata.normalize("NFC", ulabel) != ulabel:
-        raise InvalidName(f"label not in NFC: {ulabel!r}")  # RFC 5891 §5.3
-    if unicodedata.category(ulabel[0]) in ("Mn", "Mc"):
-        raise InvalidName(f"label starts with a combining mark: {ulabel!r}")  # RFC 5891 §4.2.3.2
-    for c in ulabel:
-        if c == "-" or c in _PVALID_EXCEPTIONS:
-            continue
-        # RFC 5892 §2: letters, marks and digits, unstable ones (§2.3 "Unstable") excluded.
-        if c.isascii():
-            if not ("a" <= c <= "z" or "0" <= c <= "9"):
-                raise InvalidName(f"code point not allowed in a domain: {c!r}")
-        elif unicodedata.category(c) not in _PVALID_CATEGORIES or (
-            unicodedata.normalize("NFKC", c).casefold() != c
-        ):
-            raise InvalidName(f"code point not allowed in a domain: U+{ord(c):04X}")
-    alabel = "xn--" + ulabel.encode("punycode").decode("ascii")
-    if len(alabel) > MAX_LABEL:
-        raise InvalidName(f"domain label longer than {MAX_LABEL} octets")
-    return alabel
 
 
 def _is_atext(c: str, utf8: bool) -> bool:

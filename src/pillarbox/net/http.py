@@ -15,11 +15,11 @@ Implementation notes:
   so the web app can be built knowing every bound port (client set-up pages, the HTTPS redirect).
 - **The TLS handshake is bounded** by ``tls.handshake_timeout``, as on the other listeners
   (:class:`_EmbeddedUvicorn` opens the server itself: uvicorn leaves asyncio's 60 s).
-- **Behind a reverse proxy** (``forwarded_headers``): uvicorn's own proxy-headers middleware
-  takes the client's address and scheme from ``X-Forwarded-For``/``X-Forwarded-Proto`` on
-  connections from the trusted networks only (uvicorn reads no PROXY protocol header). The
-  listener is dual-stack, so an IPv4 balancer arrives as ``::ffff:a.b.c.d``: each IPv4 network
-  is trusted in its IPv4-mapped form too.
+- **Behind a reverse proxy** (``forwarded_headers``): :mod:`pillarbox.net.forwarded` takes
+  the client's address and scheme from ``Forwarded`` (RFC 7239) or
+  ``X-Forwarded-For``/``X-Forwarded-Proto`` on connections from the trusted networks only, in
+  place of uvicorn's proxy-headers middleware (which reads only the X- fields; uvicorn reads no
+  PROXY protocol header).
 - **Signals belong to ``pillarbox serve``**: uvicorn would install its own SIGINT/SIGTERM
   handlers (and re-raise the signal afterwards); :class:`_EmbeddedUvicorn` disables that, and
   the server stops uvicorn through :meth:`HttpListener.stop_accepting` /
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from pillarbox.net.forwarded import ForwardedHeaders
 from pillarbox.net.tls import ACME_TLS_1, ACME_TLS_ALPN
 from pillarbox.observability.log import Log
 
@@ -148,19 +148,6 @@ def _bind(address: str, port: int) -> socket.socket:
     return sock
 
 
-def _trusted_forms(networks: tuple[str, ...]) -> list[str]:
-    """The networks as uvicorn matches them (strict CIDR), each IPv4 one also IPv4-mapped
-    (``::ffff:10.0.0.0/104``), the form a dual-stack socket gives an IPv4 peer."""
-    forms = []
-    for text in networks:
-        network = ipaddress.ip_network(text, strict=False)
-        forms.append(str(network))
-        if isinstance(network, ipaddress.IPv4Network):
-            mapped = ipaddress.IPv6Address(f"::ffff:{network.network_address}")
-            forms.append(f"{mapped}/{96 + network.prefixlen}")
-    return forms
-
-
 #: RFC 9110 §4.2: the port a URL may leave out.
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -192,7 +179,7 @@ class HttpListener:
         self.tls = tls
         #: SNI name → the context answering its tls-alpn-01 challenge (None: not answered).
         self._acme_tls_alpn = acme_tls_alpn
-        #: Networks whose X-Forwarded-For/-Proto are believed; empty: nobody's.
+        #: Networks whose Forwarded and X-Forwarded-For/-Proto are believed; empty: nobody's.
         self._forwarded = forwarded
         self._handshake_timeout = handshake_timeout
         self._grace = grace
@@ -221,14 +208,15 @@ class HttpListener:
         """Run uvicorn with ``app`` on the bound socket; returns once it accepts."""
         assert self._socket is not None, "bind() first"
         tls = self.tls
+        if self._forwarded:
+            app = ForwardedHeaders(app, self._forwarded)
         config = uvicorn.Config(
             app,
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
-            proxy_headers=bool(self._forwarded),
-            forwarded_allow_ips=_trusted_forms(self._forwarded),
+            proxy_headers=False,  # ForwardedHeaders reads them, Forwarded included
             limit_concurrency=self._max_connections,
             timeout_keep_alive=int(self._keepalive),
             timeout_graceful_shutdown=int(max(1, self._grace)),

@@ -160,7 +160,7 @@ def seal(
         headers = dkim.arc_sign(
             raw,
             selector.encode("ascii"),
-            domain.encode("idna"),
+            domain.encode("ascii"),  # a hosted domain: the store keeps A-labels
             private_pem,
             authserv_id.encode("ascii"),
             timestamp=timestamp,

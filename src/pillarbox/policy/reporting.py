@@ -23,12 +23,8 @@ Implementation notes:
 
 from __future__ import annotations
 
-import asyncio
-import math
-import random
 import re
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -38,6 +34,7 @@ from pillarbox.config import Config
 from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, Resolver
 from pillarbox.errors import InvalidName
 from pillarbox.observability.log import Log
+from pillarbox.periodic import period_end, run_periodically
 from pillarbox.policy.dmarc import is_dmarc_text, organizational_domain, parse_record
 from pillarbox.policy.dmarcreport import AggregateReport, Reporter, build_reports, report_message
 from pillarbox.services import Services
@@ -119,11 +116,6 @@ def _override(consent: str, tag: str) -> tuple[str, ...] | None:
         return None
     uris = record.ruf if tag == "ruf" else record.rua
     return uris or None
-
-
-def period_end(now: float, interval: float) -> int:
-    """The last period boundary at or before ``now``."""
-    return int(math.floor(now / interval) * interval)
 
 
 def reporter(config: Config) -> Reporter:
@@ -243,41 +235,6 @@ async def report_once(
 def report_resolver(config: Config) -> DnsResolver:
     """A resolver of its own for the consent lookups (the policy's cache is for mail)."""
     return DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
-
-
-async def run_periodically(
-    services: Services,
-    interval: float,
-    job: Callable[[int], Awaitable[object]],
-    log: Log,
-    *,
-    max_delay: float = 0.0,
-) -> None:
-    """Run ``job(boundary)`` at each period boundary (multiples of ``interval`` since the
-    epoch) until shutdown: the schedule of every periodic report (DMARC, TLS-RPT) and of the
-    retention job (:mod:`pillarbox.retention`).
-
-    With ``max_delay`` (below ``interval``) each run waits a random time up to it after its
-    boundary (RFC 8460 §4.1), drawn anew each period and on each node: the first node to wake
-    claims the period in the store and sends, the others find it claimed. A node started
-    within that window of a boundary still runs for it (the claim stops a second send)."""
-    last: int | None = None
-    while not services.shutdown.is_set():
-        now = time.time()
-        boundary = period_end(now, interval)  # the last one: still due within its window
-        if last is not None or not max_delay or now - boundary >= max_delay:
-            boundary = period_end(now + interval, interval)
-        if last is not None and boundary <= last:
-            # A timer that fired early must not run the same period twice.
-            boundary = period_end(last + interval, interval)
-        due = boundary + (random.uniform(0, max_delay) if max_delay else 0.0)
-        log.debug("next run", boundary=boundary, due=round(due, 3))
-        await asyncio.sleep(max(0.0, due - now))
-        last = boundary
-        try:
-            await job(boundary)
-        except Exception as exc:  # a bad run must not end the job: the next one retries
-            log.error("periodic run failed", error=str(exc))
 
 
 async def run(services: Services) -> None:

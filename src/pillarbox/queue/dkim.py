@@ -215,7 +215,7 @@ def sign(
             out.append(
                 signer.sign(
                     key.selector.encode("ascii"),
-                    domain.encode("idna"),
+                    domain.encode("ascii"),  # a hosted domain: the store keeps A-labels
                     private,
                     signature_algorithm=key.algorithm.value.encode("ascii"),
                     canonicalize=(b"relaxed", b"relaxed"),

@@ -37,12 +37,11 @@ from pillarbox.dns.resolver import DnsTemporaryError, Resolver
 from pillarbox.errors import InvalidName
 from pillarbox.net.tlsrpt import ReportPostError, post_report
 from pillarbox.observability.log import Log
+from pillarbox.periodic import period_end, run_periodically
 from pillarbox.policy.reporting import (
     mailto_destination,
-    period_end,
     report_account,
     report_resolver,
-    run_periodically,
     submit_report,
 )
 from pillarbox.queue.tlsrpt import Submitter, TlsReport, build_reports, parse_record, report_message

@@ -769,6 +769,10 @@ class Store(Protocol):
         """Store ``certificate`` unless the scope's stored one expires as late or later (two
         nodes storing at once: the later expiry stays); whether it was stored."""
 
+    async def acme_lease(self, scope: str) -> AcmeLease | None:
+        """The scope's lease as it stands (expired or not), without taking it; None if there is
+        none. For ``pillarbox tls status``: the renewal's own path claims."""
+
     async def claim_acme_lease(
         self, scope: str, holder: str, now: datetime, until: datetime, *, force: bool = False
     ) -> AcmeLease:

@@ -436,8 +436,10 @@ class StoreContract:
         now = datetime.now(UTC)
         minute = timedelta(minutes=1)
         scope = "dir mail.a.example"
+        assert await store.acme_lease(scope) is None
         taken = await store.claim_acme_lease(scope, "node-a", now, now + minute)
         assert taken == AcmeLease(scope, "node-a", now + minute, 0)
+        assert await store.acme_lease(scope) == taken  # read as it stands, not taken
         # Another node is refused while it runs (forced too: a running attempt is not a
         # back-off); the holder may take it again, moving its expiry.
         assert await store.claim_acme_lease(scope, "node-b", now, now + minute) == taken
@@ -458,6 +460,7 @@ class StoreContract:
         await store.end_acme_lease(scope, "node-b", 1, now + 5 * minute)
         backoff = await store.claim_acme_lease(scope, "node-a", now, now + minute)
         assert backoff == AcmeLease(scope, "", now + 5 * minute, 1)
+        assert await store.acme_lease(scope) == backoff
         # A renewal asked for by hand overrides a back-off; the failures are kept.
         forced = await store.claim_acme_lease(scope, "node-a", now, now + minute, force=True)
         assert forced == AcmeLease(scope, "node-a", now + minute, 1)
@@ -466,6 +469,7 @@ class StoreContract:
         assert after == AcmeLease(scope, "node-c", now + 11 * minute, 2)
         # Success: the lease goes, and the count with it.
         await store.end_acme_lease(scope, "node-c", 0, now)
+        assert await store.acme_lease(scope) is None
         fresh = await store.claim_acme_lease(scope, "node-a", now, now + minute)
         assert fresh == AcmeLease(scope, "node-a", now + minute, 0)
 

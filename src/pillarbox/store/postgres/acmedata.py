@@ -131,12 +131,17 @@ async def claim_lease(
         "OR (%s AND acme_leases.holder = '')",
         (scope, holder, until, now, force),
     )
+    stands = await lease(conn, scope)
+    assert stands is not None  # written or kept just above, in this transaction
+    return stands
+
+
+async def lease(conn: Conn, scope: str) -> AcmeLease | None:
     cur = await conn.execute(
         "SELECT holder, expires, failures FROM acme_leases WHERE scope = %s", (scope,)
     )
     row = await cur.fetchone()
-    assert row is not None  # written or kept just above, in this transaction
-    return AcmeLease(scope, row[0], row[1], row[2])
+    return None if row is None else AcmeLease(scope, row[0], row[1], row[2])
 
 
 async def end_lease(conn: Conn, scope: str, holder: str, failures: int, until: datetime) -> None:

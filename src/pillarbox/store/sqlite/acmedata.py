@@ -145,10 +145,16 @@ def claim_lease(
         "OR (? AND acme_leases.holder = '')",
         (scope, holder, _us(until), _us(now), force),
     )
-    held, expires, failures = conn.execute(
+    stands = lease(conn, scope)
+    assert stands is not None  # written or kept just above, in this transaction
+    return stands
+
+
+def lease(conn: sqlite3.Connection, scope: str) -> AcmeLease | None:
+    row = conn.execute(
         "SELECT holder, expires, failures FROM acme_leases WHERE scope = ?", (scope,)
     ).fetchone()
-    return AcmeLease(scope, held, _time(expires), failures)
+    return None if row is None else AcmeLease(scope, row[0], _time(row[1]), row[2])
 
 
 def end_lease(

@@ -1773,6 +1773,9 @@ class SqliteStore:
     async def put_acme_certificate(self, certificate: AcmeCertificate) -> bool:
         return await self._write(lambda conn, fx: acmedata.put_certificate(conn, certificate))
 
+    async def acme_lease(self, scope: str) -> AcmeLease | None:
+        return await self._read(lambda conn: acmedata.lease(conn, scope))
+
     async def claim_acme_lease(
         self, scope: str, holder: str, now: datetime, until: datetime, *, force: bool = False
     ) -> AcmeLease:
