@@ -61,3 +61,16 @@ def test_python_caldav_expands_on_the_server_and_asks_free_busy(live: LiveServer
         ("BUSY-TENTATIVE", "20250107T081500Z/20250107T091500Z"),
         ("BUSY", "20250121T130000Z/20250121T133000Z"),
     ]
+
+
+def test_python_caldav_given_the_bare_server_url_finds_the_calendars(live: LiveServer) -> None:
+    """A client given ``https://host/`` PROPFINDs ``/`` first: the 301 to ``/dav/`` (as the
+    well-known paths answer) leads it to the principal; GET ``/`` is still the webmail."""
+    client = caldav.DAVClient(
+        f"https://127.0.0.1:{live.port('https')}/",
+        username="alice@example.org",
+        password=TEST_PASSWORD,
+        ssl_verify_cert=str(tls_paths(live.config)[0]),
+    )
+    (calendar,) = client.principal().calendars()
+    assert calendar.url.path.startswith("/dav/calendars/alice@example.org/")

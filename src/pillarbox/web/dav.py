@@ -166,7 +166,9 @@ async def _propfind(request: Request, address: str, found: Target) -> Response:
 
 
 async def well_known(request: Request) -> Response:
-    """RFC 6764 §5: the context path, for clients given only the host name."""
+    """RFC 6764 §5: the context path, for clients given only the host name; also a PROPFIND
+    of ``/``, which clients given the server's bare URL send first (python-caldav, DAVx⁵
+    before it tries the well-known paths). GET ``/`` stays the webmail's."""
     return RedirectResponse(ROOT, status_code=301)
 
 
@@ -174,5 +176,6 @@ def routes() -> list[BaseRoute]:
     return [
         Route(carddav.WELL_KNOWN, well_known, methods=METHODS),
         Route(caldav.WELL_KNOWN, well_known, methods=METHODS),
+        Route("/", well_known, methods=["PROPFIND"]),
         Route(ROOT + "{path:path}", dav, methods=METHODS),
     ]
