@@ -22,7 +22,7 @@ from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
-from pillarbox.web import identities, twofactor
+from pillarbox.web import identities, invitations, twofactor
 from pillarbox.web.app import (
     client_ip,
     current_account,
@@ -36,6 +36,7 @@ from pillarbox.web.app import (
     set_session,
     web,
 )
+from pillarbox.web.calendarpage import reader_zone
 from pillarbox.web.composing import (
     Draft,
     Upload,
@@ -419,6 +420,10 @@ async def message_view(request: Request) -> Response:
         is_junk=opened.mailbox.special_use is SpecialUse.JUNK,
         sandbox=FRAME_SANDBOX,
         defects=opened.info.defects,
+        invitation=await invitations.shown(
+            app.services, access.account, opened, reader_zone(request)
+        ),
+        invitation_notice=request.query_params.get("invitation", "")[:300],
     )
 
 
