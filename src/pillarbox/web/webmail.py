@@ -22,7 +22,7 @@ from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
-from pillarbox.web import identities, invitations, twofactor
+from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
     client_ip,
     current_account,
@@ -36,7 +36,6 @@ from pillarbox.web.app import (
     set_session,
     web,
 )
-from pillarbox.web.calendarpage import reader_zone
 from pillarbox.web.composing import (
     Draft,
     Upload,
@@ -379,6 +378,11 @@ async def safe_html(opened: Opened, *, load_remote: bool, max_tags: int) -> Safe
 
 
 async def message_view(request: Request) -> Response:
+    # The invitation box reaches CalDAV's module, whose WebDAV base imports the API, which
+    # imports this module: imported when first used.
+    from pillarbox.web import invitations
+    from pillarbox.web.calendarpage import reader_zone
+
     app = web(request)
     access, opened = await _opened(request)
     await access.mark_seen(opened)
