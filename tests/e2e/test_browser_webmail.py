@@ -782,3 +782,37 @@ def test_admin_removes_a_second_factor_after_confirming(server: LiveServer, new_
     sync_api.expect(page.locator("tr", has_text=ALICE).locator("td.two-factor")).to_have_text("off")
     sync_api.expect(page.get_by_role("button", name="Remove 2FA")).to_have_count(0)
     assert server.call(server.store.get_totp(alice.id)) is None
+
+
+def test_calendar_month_view_and_a_new_event(server: LiveServer, new_page: Any) -> None:
+    """The Calendar link, the month view, and an event made in the form: shown on its day in
+    the browser's time zone, stored in UTC as the object CalDAV serves."""
+    page = new_page(timezone_id="Europe/Paris")
+    login(page, server)
+    page.get_by_role("link", name="Calendar", exact=True).click()
+    page.wait_for_url(re.compile(r"/calendar$"))
+    assert page.locator("table#month-grid tbody tr").count() >= 4
+    assert "Times in Europe/Paris" in page.locator("main").inner_text()
+    page.goto(base(server) + "/calendar?month=2031-07")
+    page.get_by_label("Title", exact=True).fill("Concert")
+    page.locator("#event-start-date").fill("2031-07-14")
+    page.locator("#event-start-time").fill("20:00")
+    page.locator("#event-end-date").fill("2031-07-14")
+    page.locator("#event-end-time").fill("22:30")
+    page.get_by_label("Location", exact=True).fill("Parc")
+    page.get_by_role("button", name="Add event").click()
+    page.wait_for_url(re.compile(r"/calendar/events/personal/.+done=saved"))
+    assert page.locator("p.notice").inner_text() == "Event saved."
+    page.goto(base(server) + "/calendar?month=2031-07")
+    day = page.locator('td[data-day="2031-07-14"]')
+    assert "20:00 Concert" in day.inner_text()
+
+    async def stored() -> list[bytes]:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        objects = await server.store.calendar_objects(account.id, "personal")
+        return [o.data for o in objects]
+
+    (data,) = server.call(stored())
+    assert b"DTSTART:20310714T180000Z" in data  # 20:00 in Paris in summer: UTC+2
+    assert b"SUMMARY:Concert" in data and b"LOCATION:Parc" in data

@@ -13,8 +13,9 @@
   // -- the reader's time zone, for the calendar's times (the server falls back to UTC) ----------
   try {
     const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (zone && !document.cookie.split("; ").includes("tz=" + encodeURIComponent(zone))) {
-      document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; samesite=lax";
+    // IANA names are letters, digits and "/_+-": a cookie value as they are.
+    if (zone && /^[A-Za-z0-9\/_+-]+$/.test(zone) && !document.cookie.split("; ").includes("tz=" + zone)) {
+      document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
     }
   } catch (error) { /* no Intl: UTC */ }
   const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
