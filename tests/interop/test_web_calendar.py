@@ -116,9 +116,17 @@ def test_create_edit_delete_an_event_seen_over_caldav(live: LiveServer, alice: W
 def test_edit_keeps_what_a_phone_wrote(live: LiveServer, alice: WebSession) -> None:
     """A CalDAV client's weekly series, retitled in the web: its time zone, recurrence,
     exception, overridden instance and alarm stay; the unchanged start keeps its TZID."""
+    todo = WEEKLY.replace("VEVENT", "VTODO").replace("weekly-1", "todo-1").encode()
+    color = (
+        '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" '
+        'xmlns:ical="http://apple.com/ns/ical/"><d:set><d:prop>'
+        "<ical:calendar-color>#FF8800FF</ical:calendar-color></d:prop></d:set>"
+        "</d:propertyupdate>"
+    )
     with dav_client(live, ALICE) as dav:
-        dav.get(CAL)  # the default calendar made
+        assert dav.request("PROPPATCH", CAL, content=color).status_code == 207
         assert dav.put(CAL + "weekly.ics", content=WEEKLY.encode(), headers=ICS).status_code == 201
+        assert dav.put(CAL + "todo.ics", content=todo, headers=ICS).status_code == 201
     # The month view and the agenda expand the series (9 instances, one moved, one excluded).
     page = alice.get("/calendar?month=2025-01").text
     assert page.count("Réunion d&#39;équipe") >= 3
@@ -126,6 +134,11 @@ def test_edit_keeps_what_a_phone_wrote(live: LiveServer, alice: WebSession) -> N
     assert 'data-day="2025-01-13"' in page
     day13 = page.split('data-day="2025-01-13"')[1].split("</td>")[0]
     assert "Réunion" not in day13  # the EXDATE
+    assert 'fill="#FF8800"' in page  # the phone's colour (an SVG fill: the CSP allows no styles)
+    # A to-do is not an event: not shown, and not edited from the form.
+    assert alice.get("/calendar/events/personal/todo.ics").status_code == 404
+    refused = alice.post("/calendar/events/personal/todo.ics", event_form())
+    assert refused.status_code == 400 and "only an event can be edited here" in refused.text
 
     form = alice.get("/calendar/events/personal/weekly.ics").text
     values = dict(

@@ -250,6 +250,13 @@ async def store_event(
         raise UserError(str(exc)) from None
 
 
+def default_calendar(calendars: Sequence[Calendar]) -> str:
+    """Where a new event or an accepted invitation goes: ``personal``, or (the user deleted
+    it over CalDAV) the first calendar."""
+    names = [c.name for c in calendars]
+    return DEFAULT if DEFAULT in names or not names else names[0]
+
+
 def object_name(uid: str) -> str:
     """The resource name of a new object: ``<UID>.ics`` when that is a safe path segment (what
     most clients choose), else a random one."""
@@ -338,7 +345,7 @@ async def _render(
     if editing is None:
         today = now.date().isoformat()
         editing = Editing(
-            DEFAULT if any(c.name == DEFAULT for c in calendars) else calendars[0].name,
+            default_calendar(calendars),
             start_date=today,
             start_time=f"{(now.hour + 1) % 24:02d}:00",
             end_date=today,
@@ -403,7 +410,10 @@ async def event_submit(request: Request) -> Response:
         fields = form_fields(form, reader_zone(request))
         if name:
             current = await services.store.calendar_object(account.id, calendar, name)
-            data = await run_blocking(ical.revised_event, current.data, fields, now)
+            try:
+                data = await run_blocking(ical.revised_event, current.data, fields, now)
+            except ical.InvalidObject:
+                raise UserError("only an event can be edited here") from None
         else:
             if calendar not in {c.name for c in await account_calendars(request, account)}:
                 raise UserError("choose one of your calendars")

@@ -9,16 +9,17 @@ Implementation notes:
   ``icalendar`` off the event loop (:func:`pillarbox.ical.read_invitation`). A part too large,
   not UTF-8, or not a scheduling message gets a note instead of the summary.
 - **REQUEST** (RFC 5546 §3.2.2): Accept, Tentative or Decline store the event in the default
-  calendar (replacing the object of the same UID there, so an updated invitation updates it)
-  without its METHOD (RFC 4791 §4.1) and with the reader's PARTSTAT, through
-  :func:`.calendarpage.store_event` (what a CalDAV PUT does: phones see it), then send a
-  METHOD:REPLY (§3.2.3, :func:`pillarbox.ical.itip_reply`) to the organizer through the
-  submission path the webmail's own sending takes (:func:`pillarbox.queue.intake.submit`:
-  the sender checks, DKIM signing, the queue), from the identity the invitation addressed.
+  calendar (``personal``, else the first; replacing the object of the same UID there, so an
+  updated invitation updates it) without its METHOD (RFC 4791 §4.1) and with the reader's
+  PARTSTAT, through :func:`.calendarpage.store_event` (what a CalDAV PUT does: phones see
+  it), then send a METHOD:REPLY (§3.2.3, :func:`pillarbox.ical.itip_reply`) to the
+  organizer through the submission path the webmail's own sending takes
+  (:func:`pillarbox.queue.intake.submit`: the sender checks, sending limits, DKIM signing,
+  the queue), from the identity the invitation addressed.
 - **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
   calendar of the account holding it.
 - The reader is the attendee whose address is one of the account's identities; a REQUEST
-  naming none of them is still answered, as the account's own address.
+  naming none of them (sent to a list, say) is answered as the default identity.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -46,9 +48,8 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import client_ip, field_text, posted_form, redirect, require_account, web
-from pillarbox.web.caldav import DEFAULT
 from pillarbox.web.caldav import _calendars as account_calendars
-from pillarbox.web.calendarpage import object_name, span_text, store_event
+from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
 from pillarbox.web.mailaccess import MailAccess, Opened
 from pillarbox.web.reading import calendar_part
 
@@ -60,7 +61,7 @@ _VERBS = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Decline
 
 
 @dataclass(frozen=True, slots=True)
-class Shown:
+class Summary:
     """What the message page shows of an invitation: its summary, or a note why not."""
 
     invitation: ical.Invitation | None
@@ -89,7 +90,9 @@ async def _part_data(services: Services, opened: Opened) -> bytes | None:
     return data
 
 
-async def shown(services: Services, account: Account, opened: Opened, zone: tzinfo) -> Shown | None:
+async def shown(
+    services: Services, account: Account, opened: Opened, zone: tzinfo
+) -> Summary | None:
     """The invitation a message carries, as its page shows it (times in ``zone``); None
     without one."""
     try:
@@ -98,21 +101,22 @@ async def shown(services: Services, account: Account, opened: Opened, zone: tzin
             return None
         invitation = await run_blocking(ical.read_invitation, data)
     except UserError as exc:
-        return Shown(None, str(exc))
+        return Summary(None, str(exc))
     except ical.InvalidObject as exc:
         _log.info("invitation unreadable", account=account.address, reason=str(exc))
-        return Shown(None, "this message carries calendar data that cannot be read")
+        return Summary(None, "this message carries calendar data that cannot be read")
     when = "" if invitation.start is None else span_text(invitation.start, invitation.end, zone)
     addresses = {i.address.lower() for i in await identities.identities_of(services, account)}
     mine = next((a for a in invitation.attendees if a.address.lower() in addresses), None)
+    calendar = default_calendar(await services.store.list_calendars(account.id))
     try:
-        stored = await services.store.calendar_object_by_uid(account.id, DEFAULT, invitation.uid)
+        stored = await services.store.calendar_object_by_uid(account.id, calendar, invitation.uid)
     except NotFound:
-        return Shown(invitation, when=when)
+        return Summary(invitation, when=when)
     answered = ""
     if mine is not None:
         answered = await run_blocking(ical.partstat_of, stored.data, mine.address)
-    return Shown(invitation, answered=answered, in_calendar=True, when=when)
+    return Summary(invitation, answered=answered, in_calendar=True, when=when)
 
 
 def reply_message(
@@ -123,7 +127,8 @@ def reply_message(
     ``text/calendar; method=REPLY`` alternative (§2.4: the parameter names the METHOD)."""
     message = EmailMessage(policy=SMTP)
     message["Date"] = format_datetime(now)
-    message["From"] = f"{sender_name} <{sender}>" if sender_name else sender
+    local, _, domain = sender.rpartition("@")
+    message["From"] = Address(sender_name, local, domain)
     message["To"] = invitation.organizer
     title = " ".join(invitation.summary.split()) or "(no title)"
     message["Subject"] = f"{_VERBS[partstat]}: {title}"
@@ -148,13 +153,14 @@ async def _answer(
     identity = identities.identity_for(known, [a.address for a in invitation.attendees])
     attendee = identity.address
     stored = await run_blocking(ical.accepted_object, data, attendee, partstat)
-    await account_calendars(request, account)  # the default calendar, made if need be
+    # The default calendar (made first if the account has none).
+    calendar = default_calendar(await account_calendars(request, account))
     try:
-        current = await services.store.calendar_object_by_uid(account.id, DEFAULT, invitation.uid)
+        current = await services.store.calendar_object_by_uid(account.id, calendar, invitation.uid)
         name = current.name
     except NotFound:
         name = object_name(invitation.uid)
-    await store_event(services, account, DEFAULT, name, stored)
+    await store_event(services, account, calendar, name, stored)
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
     now = datetime.now(UTC)
