@@ -20,6 +20,7 @@ import pytest
 from pillarbox.store.types import INBOX
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import deliver
+from pillarbox.web.session import COOKIE
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -166,8 +167,10 @@ def test_webmail_over_https(tmp_path: Path, new_page: Any) -> None:
         page = new_page(ignore_https_errors=True)
         login(page, live)
         assert page.url.startswith("https://")
-        [cookie] = page.context.cookies()
-        assert cookie["secure"] and cookie["httpOnly"]
+        # The session's cookie; the other is the time zone app.js leaves for the calendar.
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        assert set(cookies) == {COOKIE, "tz"}
+        assert cookies[COOKIE]["secure"] and cookies[COOKIE]["httpOnly"]
         page.get_by_role("link", name="Sealed").click()
         page.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
         assert "Delivered over TLS." in page.locator("pre.body-text").inner_text()
@@ -816,3 +819,10 @@ def test_calendar_month_view_and_a_new_event(server: LiveServer, new_page: Any) 
     (data,) = server.call(stored())
     assert b"DTSTART:20310714T180000Z" in data  # 20:00 in Paris in summer: UTC+2
     assert b"SUMMARY:Concert" in data and b"LOCATION:Parc" in data
+
+    phone = new_page(viewport={"width": 375, "height": 740}, timezone_id="Europe/Paris")
+    login(phone, server)
+    phone.goto(base(server) + "/calendar?month=2031-07")
+    assert "20:00 Concert" in phone.locator('td[data-day="2031-07-14"]').inner_text()
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
