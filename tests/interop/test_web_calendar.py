@@ -189,6 +189,8 @@ def test_time_zone_cookie_and_form_errors(live: LiveServer, alice: WebSession) -
 
 
 def test_forms_need_the_csrf_token(live: LiveServer, alice: WebSession) -> None:
+    for month in ("0001-01", "9999-12", "2031-13", "x"):  # this month instead
+        assert alice.get(f"/calendar?month={month}").status_code == 200
     refused = alice.post("/calendar/events", event_form(), csrf=False)
     assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
     assert dav_objects(live) == {}

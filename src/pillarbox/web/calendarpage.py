@@ -164,10 +164,13 @@ def span_text(start: date | datetime, end: date | datetime | None, zone: tzinfo)
 
 
 def _month(text: str, today: date) -> date:
+    """The first day of the ``YYYY-MM`` asked for, else of this month (also for a year whose
+    grid or neighbours fall outside what dates can hold)."""
     try:
-        return datetime.strptime(text.strip(), "%Y-%m").date()
+        first = datetime.strptime(text.strip(), "%Y-%m").date()
     except ValueError:
         return today.replace(day=1)
+    return first if 1 < first.year < 9999 else today.replace(day=1)
 
 
 # -- the event form --------------------------------------------------------------------------------
