@@ -568,8 +568,8 @@ def read_invitation(data: bytes) -> Invitation:
         method,
         uid,
         str(event.get("SUMMARY", "")),
-        event.decoded("DTSTART", None),
-        event.decoded("DTEND", None),
+        _moment(event.decoded("DTSTART", None)),
+        _moment(event.decoded("DTEND", None)),
         str(event.get("LOCATION", "")),
         _address(organizer),
         str(organizer.params.get("CN", "")) if organizer is not None else "",
@@ -583,6 +583,11 @@ def read_invitation(data: bytes) -> Invitation:
         ),
         int(event.get("SEQUENCE", 0)),
     )
+
+
+def _moment(value: object) -> date | datetime | None:
+    """A DATE or DATE-TIME value; None for anything else the parser gave (a PERIOD)."""
+    return value if isinstance(value, date) else None
 
 
 def _is(value: object, address: str) -> bool:

@@ -88,6 +88,10 @@ def test_read_invitation() -> None:
         ("other@example.org", "NEEDS-ACTION"),
     ]
     assert invitation.sequence == 3
+    period = REQUEST.replace(
+        b"DTSTART:20260510T090000Z", b"DTSTART;VALUE=PERIOD:20260510T090000Z/PT1H"
+    )
+    assert ical.read_invitation(period).start is None  # not a time the summary can show
     for broken in (
         b"BEGIN:VCALENDAR\r\nnot ical\r\n",
         REQUEST.replace(b"METHOD:REQUEST\r\n", b""),
@@ -202,6 +206,8 @@ def test_month_grid_and_span_text() -> None:
         datetime(2026, 6, 1, 8, tzinfo=UTC), datetime(2026, 6, 1, 9, tzinfo=UTC), paris
     )
     assert text == "Mon 01 Jun 2026 10:00 – 11:00 (Europe/Paris)"
+    mixed = span_text(datetime(2026, 6, 1, 8, tzinfo=UTC), date(2026, 6, 2), paris)
+    assert mixed == "Mon 01 Jun 2026 10:00 (Europe/Paris)"  # a broken invitation's end
     grid = month_grid(date(2026, 6, 1), [])
     assert grid[0][0].day == date(2026, 6, 1)  # a Monday
     assert all(len(week) == 7 for week in grid)

@@ -149,7 +149,10 @@ def _last_day(event: Shown) -> date:
 
 def span_text(start: date | datetime, end: date | datetime | None, zone: tzinfo) -> str:
     """An event's time as a reader reads it: "Mon 2 Mar 2026" for a day (with the last day
-    of several), else the start and end times in ``zone``."""
+    of several), else the start and end times in ``zone`` (an end of the other kind than the
+    start, which a broken invitation may have, left out)."""
+    if end is not None and isinstance(end, datetime) != isinstance(start, datetime):
+        end = None
     if not isinstance(start, datetime):
         last = end - timedelta(days=1) if end is not None and end > start else start
         text = f"{start:%a %d %b %Y}"
