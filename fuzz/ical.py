@@ -10,6 +10,9 @@ beyond "no exception" other than ``InvalidObject``, ``BadRequestBody``, ``Unsupp
 * a parsed calendar-query's filter runs against a fixed recurring event without raising;
 * a parsed multiget's or query's ``calendar-data`` (narrowing, expand, limit-recurrence-set)
   renders that event without raising.
+* an even input read as an invitation from mail (the webmail's iMIP box): one that reads
+  gets its REPLY and its object to store made without raising, and the stored object is
+  either accepted or refused with ``InvalidObject``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ with atheris.instrument_imports(include=["pillarbox"]):
     from pillarbox.testing.icalendars import WEEKLY
 
 #: A time-range every instance from 2025 on meets (any VEVENT or VTODO's expansion runs).
+_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 _ANY_TIME = CompFilter("VEVENT", time_range=TimeRange(datetime(2025, 1, 1, tzinfo=UTC), None))
 
 
@@ -35,6 +39,10 @@ def check(data: bytes) -> None:
         return
     body = data[1:]
     if data[0] % 2 == 0:
+        with contextlib.suppress(ical.InvalidObject):
+            ical.read_invitation(body)
+            ical.itip_reply(body, "ann@example.org", "ACCEPTED", _NOW)
+            ical.read_object(ical.accepted_object(body, "ann@example.org", "DECLINED"), 200)
         try:
             info = ical.read_object(body, max_instances=200)
         except ical.InvalidObject:
@@ -59,6 +67,7 @@ def seeds() -> list[bytes]:
     ns = b'xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"'
     return [
         b"\x00" + WEEKLY.encode(),
+        b"\x00" + WEEKLY.replace("VERSION:2.0", "VERSION:2.0\r\nMETHOD:REQUEST").encode(),
         b"\x00BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\n"
         b"END:VCALENDAR\r\n",
         b"\x01<c:calendar-query " + ns + b'><c:filter><c:comp-filter name="VCALENDAR">'

@@ -863,6 +863,14 @@ class CalendarsSection:
         "Days a deleted event's tombstone is kept for CalDAV sync (RFC 6578); the retention "
         "job removes older ones, and a client whose last sync is older syncs in full; 0: kept.",
     )
+    agenda_days: int = _f(
+        30, "Days ahead the webmail's Calendar page lists in its agenda of upcoming events."
+    )
+    max_invitation_bytes: int = _f(
+        256 * 1024,
+        "Largest text/calendar part of a message the webmail reads as an invitation (RFC "
+        "6047); a larger one gets a note instead of the summary and the answer buttons.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1720,6 +1728,8 @@ def _validate_calendars(section: CalendarsSection) -> None:
         "max_instances",
         "max_description",
         "max_timezone_bytes",
+        "agenda_days",
+        "max_invitation_bytes",
     ):
         if getattr(section, key) < 1:
             raise ConfigError(f"calendars.{key}", "must be at least 1")

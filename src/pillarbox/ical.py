@@ -696,3 +696,305 @@ def _merged(periods: list[tuple[datetime, datetime]]) -> list[tuple[datetime, da
 
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+# -- the webmail's calendar page and invitations ---------------------------------------------------
+
+#: RFC 5545 §3.7.3: who wrote the objects made here.
+PRODID = "-//Pillarbox//Webmail//EN"
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One instance of an event as a calendar page shows it: a DATE (all day) or a DATE-TIME
+    (aware, or floating: the reader's zone) start and end."""
+
+    uid: str
+    summary: str
+    start: date | datetime
+    end: date | datetime
+    location: str
+    recurring: bool
+
+    @property
+    def all_day(self) -> bool:
+        return not isinstance(self.start, datetime)
+
+
+def occurrences(
+    data: bytes, start: datetime, end: datetime, max_instances: int
+) -> list[Occurrence]:
+    """The object's event instances meeting ``[start, end)``, recurrences expanded by the
+    library (at most ``max_instances``); none for a to-do, or an object that cannot be read."""
+    try:
+        calendar = _calendar(data)
+        query = recurring_ical_events.of(calendar, components=("VEVENT",), skip_bad_series=True)
+        found = list(itertools.islice(query.between(start, end), max_instances))
+    except Exception:
+        # Stored objects were checked on PUT; one the library still cannot expand over this
+        # range is left out of the page rather than failing it.
+        return []
+    result = []
+    for instance in found:
+        first = instance.decoded("DTSTART")
+        last = instance.decoded("DTEND", None) or first
+        recurring = "RRULE" in instance or "RDATE" in instance or "RECURRENCE-ID" in instance
+        result.append(
+            Occurrence(
+                str(instance.get("UID", "")),
+                str(instance.get("SUMMARY", "")),
+                first,
+                last,
+                str(instance.get("LOCATION", "")),
+                recurring,
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class EventFields:
+    """What the webmail's event form edits of a VEVENT (RFC 5545 §3.6.1); the rest of the
+    object is kept as it was. All-day: ``start`` and ``end`` are dates, ``end`` exclusive."""
+
+    summary: str
+    start: date | datetime
+    end: date | datetime
+    location: str = ""
+    description: str = ""
+
+
+def _master(calendar: icalendar.Calendar) -> icalendar.Component:
+    """The event's series (the VEVENT without RECURRENCE-ID), else its first VEVENT."""
+    events = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+    if not events:
+        raise InvalidObject("supported-calendar-component", "not an event")
+    return next((e for e in events if "RECURRENCE-ID" not in e), events[0])
+
+
+def stored_fields(data: bytes) -> EventFields:
+    """The form's fields of a stored event; :class:`InvalidObject` for a to-do."""
+    return event_fields(_master(_calendar(data)))
+
+
+def event_fields(event: icalendar.Component) -> EventFields:
+    """The form's fields of a VEVENT (its end from DTEND, else DTSTART and DURATION)."""
+    start = event.decoded("DTSTART")
+    end = event.decoded("DTEND", None)
+    if end is None:
+        duration = event.decoded("DURATION", None)
+        default = timedelta(days=1) if not isinstance(start, datetime) else timedelta()
+        end = start + (duration if isinstance(duration, timedelta) else default)
+    return EventFields(
+        str(event.get("SUMMARY", "")),
+        start,
+        end,
+        str(event.get("LOCATION", "")),
+        str(event.get("DESCRIPTION", "")),
+    )
+
+
+def _apply(event: icalendar.Component, fields: EventFields, now: datetime) -> None:
+    """Set the form's fields on ``event``, rewriting only those that changed: an unchanged
+    start keeps its TZID (and so a series its zone's daylight saving time), an unchanged
+    title its LANGUAGE, an unchanged length its DURATION."""
+    current = event_fields(event) if "DTSTART" in event else None
+    for name, value in (
+        ("SUMMARY", fields.summary),
+        ("LOCATION", fields.location),
+        ("DESCRIPTION", fields.description),
+    ):
+        if current is None or value != getattr(current, name.lower()):
+            event.pop(name, None)
+            if value:
+                event.add(name, value)
+    if current is None or not _same(current.start, fields.start):
+        event.pop("DTSTART", None)
+        event.add("DTSTART", fields.start)
+    if current is None or not _same(current.end, fields.end):
+        # RFC 5545 §3.6.1: DTEND or DURATION, not both; DTEND is exclusive for a date.
+        for name in ("DTEND", "DURATION"):
+            event.pop(name, None)
+        event.add("DTEND", fields.end)
+    for name in ("DTSTAMP", "LAST-MODIFIED"):
+        event.pop(name, None)
+        event.add(name, now)  # RFC 5545 §3.8.7.2, §3.8.7.3
+
+
+def _same(old: date | datetime, new: date | datetime) -> bool:
+    """The same DATE, or the same instant (a floating time compared as written)."""
+    if isinstance(old, datetime) != isinstance(new, datetime):
+        return False
+    if (
+        isinstance(old, datetime)
+        and isinstance(new, datetime)
+        and ((old.tzinfo is None) != (new.tzinfo is None))
+    ):
+        return False
+    return old == new
+
+
+def new_event(fields: EventFields, uid: str, now: datetime) -> bytes:
+    """A VCALENDAR holding one VEVENT made from the form (RFC 5545 §3.6.1: UID, DTSTAMP)."""
+    calendar = icalendar.Calendar()
+    calendar.add("VERSION", "2.0")
+    calendar.add("PRODID", PRODID)
+    event = icalendar.Event()
+    event.add("UID", uid)
+    event.add("CREATED", now)
+    _apply(event, fields, now)
+    calendar.add_component(event)
+    return bytes(calendar.to_ical())
+
+
+def revised_event(data: bytes, fields: EventFields, now: datetime) -> bytes:
+    """The stored object with its series' VEVENT changed to the form's fields and its
+    SEQUENCE raised (RFC 5545 §3.8.7.4): every other property and component (time zones,
+    alarms, attendees, overridden instances, X- properties) is kept."""
+    calendar = _calendar(data)
+    event = _master(calendar)
+    _apply(event, fields, now)
+    sequence = int(event.get("SEQUENCE", 0))
+    event.pop("SEQUENCE", None)
+    event.add("SEQUENCE", sequence + 1)
+    return bytes(calendar.to_ical())
+
+
+# -- iTIP (RFC 5546) over iMIP (RFC 6047) ----------------------------------------------------------
+
+#: RFC 5546 §3.2.3: the PARTSTAT values an attendee answers a REQUEST with.
+ANSWERS = ("ACCEPTED", "TENTATIVE", "DECLINED")
+
+
+@dataclass(frozen=True, slots=True)
+class Attendee:
+    address: str
+    name: str
+    partstat: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """A text/calendar part of a message (RFC 6047 §2.4) as its summary shows it."""
+
+    method: str
+    uid: str
+    summary: str
+    start: date | datetime | None
+    end: date | datetime | None
+    location: str
+    organizer: str
+    organizer_name: str
+    attendees: tuple[Attendee, ...]
+    sequence: int
+
+
+def _address(value: object) -> str:
+    """A ``mailto:`` calendar user address (RFC 5545 §3.3.3) as a bare address."""
+    text = str(value or "")
+    return text[7:] if text.lower().startswith("mailto:") else text
+
+
+def read_invitation(data: bytes) -> Invitation:
+    """The scheduling message's method and its event (RFC 5546 §1.4); :class:`InvalidObject`
+    when it is not a VCALENDAR with a METHOD and a VEVENT with a UID (callers bound its size)."""
+    calendar = _calendar(data)
+    method = str(calendar.get("METHOD", "")).upper()
+    if not method:
+        raise InvalidObject("valid-calendar-data", "no METHOD: not a scheduling message")
+    event = _master(calendar)
+    uid = str(event.get("UID", ""))
+    if not uid:
+        raise InvalidObject("valid-calendar-data", "the event has no UID")
+    organizer = event.get("ORGANIZER")
+    attendees = event.get("ATTENDEE")
+    listed = [] if attendees is None else attendees if isinstance(attendees, list) else [attendees]
+    return Invitation(
+        method,
+        uid,
+        str(event.get("SUMMARY", "")),
+        _moment(event.decoded("DTSTART", None)),
+        _moment(event.decoded("DTEND", None)),
+        str(event.get("LOCATION", "")),
+        _address(organizer),
+        str(organizer.params.get("CN", "")) if organizer is not None else "",
+        tuple(
+            Attendee(
+                _address(a),
+                str(a.params.get("CN", "")),
+                str(a.params.get("PARTSTAT", "NEEDS-ACTION")).upper(),
+            )
+            for a in listed
+        ),
+        int(event.get("SEQUENCE", 0)),
+    )
+
+
+def _moment(value: object) -> date | datetime | None:
+    """A DATE or DATE-TIME value; None for anything else the parser gave (a PERIOD)."""
+    return value if isinstance(value, date) else None
+
+
+def _is(value: object, address: str) -> bool:
+    return _address(value).lower() == address.lower()
+
+
+def accepted_object(data: bytes, attendee: str, partstat: str) -> bytes:
+    """The REQUEST's calendar as a calendar object resource: without METHOD (RFC 4791 §4.1)
+    and with ``attendee``'s PARTSTAT set (and RSVP dropped: answered)."""
+    calendar = _calendar(data)
+    calendar.pop("METHOD", None)
+    for event in calendar.walk("VEVENT"):
+        attendees = event.get("ATTENDEE")
+        for value in attendees if isinstance(attendees, list) else [attendees]:
+            if value is not None and _is(value, attendee):
+                value.params["PARTSTAT"] = partstat
+                value.params.pop("RSVP", None)
+    return bytes(calendar.to_ical())
+
+
+def itip_reply(data: bytes, attendee: str, partstat: str, now: datetime) -> bytes:
+    """The METHOD:REPLY (RFC 5546 §3.2.3) of ``attendee`` to a REQUEST: per VEVENT of it,
+    ATTENDEE (only the one replying, with PARTSTAT), DTSTAMP, ORGANIZER, UID, RECURRENCE-ID
+    when the request had one, SEQUENCE when non-zero; SUMMARY and DTSTART as optional
+    context."""
+    if partstat not in ANSWERS:
+        raise ValueError(f"not an answer: {partstat}")
+    request = _calendar(data)
+    reply = icalendar.Calendar()
+    reply.add("PRODID", PRODID)
+    reply.add("VERSION", "2.0")
+    reply.add("METHOD", "REPLY")
+    for event in request.walk("VEVENT"):
+        answer = icalendar.Event()
+        # Copied as the organizer wrote them: the UID, the organizer and the instance answered.
+        for name in ("UID", "ORGANIZER", "RECURRENCE-ID", "DTSTART", "SUMMARY"):
+            if name in event:
+                answer[name] = event[name]
+        attendees = event.get("ATTENDEE")
+        listed = attendees if isinstance(attendees, list) else [attendees]
+        found = next((a for a in listed if a is not None and _is(a, attendee)), None)
+        who = icalendar.vCalAddress(str(found) if found is not None else f"mailto:{attendee}")
+        if found is not None and "CN" in found.params:
+            who.params["CN"] = found.params["CN"]
+        who.params["PARTSTAT"] = partstat
+        answer.add("ATTENDEE", who)
+        answer.add("DTSTAMP", now)
+        sequence = int(event.get("SEQUENCE", 0))
+        if sequence:
+            answer.add("SEQUENCE", sequence)
+        reply.add_component(answer)
+    # A VTIMEZONE a copied DTSTART or RECURRENCE-ID names goes along (RFC 5546 §3.2.3).
+    for zone in request.walk("VTIMEZONE"):
+        reply.add_component(zone)
+    return bytes(reply.to_ical())
+
+
+def partstat_of(data: bytes, attendee: str) -> str:
+    """``attendee``'s PARTSTAT in a stored event (RFC 5545 §3.2.12), "" when not listed."""
+    event = _master(_calendar(data))
+    attendees = event.get("ATTENDEE")
+    for value in attendees if isinstance(attendees, list) else [attendees]:
+        if value is not None and _is(value, attendee):
+            return str(value.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+    return ""

@@ -20,6 +20,7 @@ import pytest
 from pillarbox.store.types import INBOX
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import deliver
+from pillarbox.web.session import COOKIE
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -166,8 +167,10 @@ def test_webmail_over_https(tmp_path: Path, new_page: Any) -> None:
         page = new_page(ignore_https_errors=True)
         login(page, live)
         assert page.url.startswith("https://")
-        [cookie] = page.context.cookies()
-        assert cookie["secure"] and cookie["httpOnly"]
+        # The session's cookie; the other is the time zone app.js leaves for the calendar.
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        assert set(cookies) == {COOKIE, "tz"}
+        assert cookies[COOKIE]["secure"] and cookies[COOKIE]["httpOnly"]
         page.get_by_role("link", name="Sealed").click()
         page.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
         assert "Delivered over TLS." in page.locator("pre.body-text").inner_text()
@@ -782,3 +785,44 @@ def test_admin_removes_a_second_factor_after_confirming(server: LiveServer, new_
     sync_api.expect(page.locator("tr", has_text=ALICE).locator("td.two-factor")).to_have_text("off")
     sync_api.expect(page.get_by_role("button", name="Remove 2FA")).to_have_count(0)
     assert server.call(server.store.get_totp(alice.id)) is None
+
+
+def test_calendar_month_view_and_a_new_event(server: LiveServer, new_page: Any) -> None:
+    """The Calendar link, the month view, and an event made in the form: shown on its day in
+    the browser's time zone, stored in UTC as the object CalDAV serves."""
+    page = new_page(timezone_id="Europe/Paris")
+    login(page, server)
+    page.get_by_role("link", name="Calendar", exact=True).click()
+    page.wait_for_url(re.compile(r"/calendar$"))
+    assert page.locator("table#month-grid tbody tr").count() >= 4
+    assert "Times in Europe/Paris" in page.locator("main").inner_text()
+    page.goto(base(server) + "/calendar?month=2031-07")
+    page.get_by_label("Title", exact=True).fill("Concert")
+    page.locator("#event-start-date").fill("2031-07-14")
+    page.locator("#event-start-time").fill("20:00")
+    page.locator("#event-end-date").fill("2031-07-14")
+    page.locator("#event-end-time").fill("22:30")
+    page.get_by_label("Location", exact=True).fill("Parc")
+    page.get_by_role("button", name="Add event").click()
+    page.wait_for_url(re.compile(r"/calendar/events/personal/.+done=saved"))
+    assert page.locator("p.notice").inner_text() == "Event saved."
+    page.goto(base(server) + "/calendar?month=2031-07")
+    day = page.locator('td[data-day="2031-07-14"]')
+    assert "20:00 Concert" in day.inner_text()
+
+    async def stored() -> list[bytes]:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        objects = await server.store.calendar_objects(account.id, "personal")
+        return [o.data for o in objects]
+
+    (data,) = server.call(stored())
+    assert b"DTSTART:20310714T180000Z" in data  # 20:00 in Paris in summer: UTC+2
+    assert b"SUMMARY:Concert" in data and b"LOCATION:Parc" in data
+
+    phone = new_page(viewport={"width": 375, "height": 740}, timezone_id="Europe/Paris")
+    login(phone, server)
+    phone.goto(base(server) + "/calendar?month=2031-07")
+    assert "20:00 Concert" in phone.locator('td[data-day="2031-07-14"]').inner_text()
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1

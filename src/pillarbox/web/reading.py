@@ -102,6 +102,12 @@ def body_parts(info: MessageInfo) -> Bodies:
     return Bodies(plain, html)
 
 
+def calendar_part(info: MessageInfo) -> BodyPart | None:
+    """The message's first ``text/calendar`` leaf (an iMIP part, RFC 6047 §2.4), or None."""
+    leaves = _leaves(info.body)
+    return next((p for p in leaves if (p.type, p.subtype) == ("text", "calendar")), None)
+
+
 def body_text(raw: bytes, info: MessageInfo) -> str:
     """The message as plain text: its text part, else its HTML part reduced to text."""
     bodies = body_parts(info)

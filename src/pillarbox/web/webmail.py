@@ -378,6 +378,11 @@ async def safe_html(opened: Opened, *, load_remote: bool, max_tags: int) -> Safe
 
 
 async def message_view(request: Request) -> Response:
+    # The invitation box reaches CalDAV's module, whose WebDAV base imports the API, which
+    # imports this module: imported when first used.
+    from pillarbox.web import invitations
+    from pillarbox.web.calendarpage import reader_zone
+
     app = web(request)
     access, opened = await _opened(request)
     await access.mark_seen(opened)
@@ -419,6 +424,10 @@ async def message_view(request: Request) -> Response:
         is_junk=opened.mailbox.special_use is SpecialUse.JUNK,
         sandbox=FRAME_SANDBOX,
         defects=opened.info.defects,
+        invitation=await invitations.shown(
+            app.services, access.account, opened, reader_zone(request)
+        ),
+        invitation_notice=request.query_params.get("invitation", "")[:300],
     )
 
 

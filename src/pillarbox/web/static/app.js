@@ -4,12 +4,20 @@
 // an upload size check, message-frame sizing, keeping unsent text across a forced re-login,
 // the simple rich-text editor of compose (the server sanitises what it posts), the signature
 // following the chosen identity, recipient completion, and showing only the inputs a filter
-// rule's chosen condition or action uses.
+// rule's chosen condition or action uses, and the browser's time zone for the calendar.
 "use strict";
 (function () {
   const DRAFT_KEY = "pillarbox.unsent";
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  // -- the reader's time zone, for the calendar's times (the server falls back to UTC) ----------
+  try {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    // IANA names are letters, digits and "/_+-": a cookie value as they are.
+    if (zone && /^[A-Za-z0-9\/_+-]+$/.test(zone) && !document.cookie.split("; ").includes("tz=" + zone)) {
+      document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
+    }
+  } catch (error) { /* no Intl: UTC */ }
   const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
 
   // -- confirmation of destructive buttons ----------------------------------------------------

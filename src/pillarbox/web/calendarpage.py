@@ -1,0 +1,441 @@
+"""The webmail's Calendar page: the account's CalDAV calendars (RFC 4791) as a month view and
+an agenda of upcoming events, and a form to create, edit and delete a simple event.
+
+Implementation notes:
+
+- **The same objects as CalDAV**: events are read with :meth:`Store.calendar_objects` (the
+  store narrowing by each object's bounds) and expanded by :func:`pillarbox.ical.occurrences`
+  (``recurring-ical-events``, bounded by ``[calendars] max_instances``), off the event loop.
+  An event written here is checked by :func:`pillarbox.ical.read_object` and stored by
+  :func:`store_event` exactly as a CalDAV PUT would store it, so phones see it on their next
+  sync (the calendar's sync token is raised).
+- **Edits keep what the form does not show**: the stored VEVENT is changed in place
+  (:func:`pillarbox.ical.revised_event`): a phone's alarms, attendees, time zones, recurrence
+  and overridden instances stay; only the fields that changed are rewritten.
+- **Time zone**: the reader's IANA zone, as the browser reports it (``static/app.js`` sets the
+  ``tz`` cookie from ``Intl.DateTimeFormat``), UTC without it or for a name this system does
+  not know. Times typed in the form are in that zone and stored in UTC (RFC 5545 §3.3.5 form
+  #2: no VTIMEZONE to carry); an unchanged start keeps its own TZID.
+- **CSRF**: every form is a POST through :func:`.app.posted_form`, like the rest of the webmail.
+"""
+
+from __future__ import annotations
+
+import calendar as monthdays
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from pillarbox import ical
+from pillarbox.blocking import run_blocking
+from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries, UserError
+from pillarbox.observability.log import Log
+from pillarbox.services import Services
+from pillarbox.store.types import Account, Calendar, CalendarObject
+from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
+from pillarbox.web.caldav import DEFAULT, NAME
+from pillarbox.web.caldav import _calendars as account_calendars
+
+_log = Log("web.calendar")
+
+#: The longest title, location and description the form takes (characters).
+MAX_TITLE = 500
+MAX_TEXT = 10_000
+ZONE_COOKIE = "tz"
+
+
+def reader_zone(request: Request) -> tzinfo:
+    """The reader's time zone (the browser's, from the ``tz`` cookie), else UTC."""
+    name = request.cookies.get(ZONE_COOKIE, "")
+    if not name or len(name) > 64 or ".." in name or name.startswith("/"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """One occurrence as the page lists it, in the reader's zone."""
+
+    calendar: Calendar
+    name: str
+    occurrence: ical.Occurrence
+    start: datetime
+    end: datetime
+
+    @property
+    def label(self) -> str:
+        return self.occurrence.summary or "(no title)"
+
+
+def _local(value: date | datetime, zone: tzinfo) -> datetime:
+    """A DATE (midnight) or a floating time as in ``zone``, an aware time converted to it."""
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(), zone)
+    return value.replace(tzinfo=zone) if value.tzinfo is None else value.astimezone(zone)
+
+
+def _expand(
+    found: Sequence[tuple[Calendar, CalendarObject]],
+    start: datetime,
+    end: datetime,
+    zone: tzinfo,
+    max_instances: int,
+) -> list[Shown]:
+    shown = []
+    for calendar, obj in found:
+        if obj.component != "VEVENT":
+            continue
+        for item in ical.occurrences(obj.data, start, end, max_instances):
+            first, last = _local(item.start, zone), _local(item.end, zone)
+            shown.append(Shown(calendar, obj.name, item, first, max(first, last)))
+    shown.sort(key=lambda s: (s.start, s.label))
+    return shown[:max_instances]
+
+
+async def events_between(
+    services: Services, account: Account, calendars: Sequence[Calendar], start: datetime,
+    end: datetime, zone: tzinfo,
+) -> list[Shown]:  # fmt: skip
+    """Every event instance of the calendars meeting ``[start, end)``."""
+    found: list[tuple[Calendar, CalendarObject]] = []
+    for calendar in calendars:
+        objects = await services.store.calendar_objects(
+            account.id, calendar.name, start=start, end=end
+        )
+        found.extend((calendar, obj) for obj in objects)
+    limit = services.config.calendars.max_instances
+    return await run_blocking(_expand, found, start, end, zone, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    day: date
+    in_month: bool
+    events: tuple[Shown, ...]
+
+
+def month_grid(first: date, events: Sequence[Shown]) -> list[list[Day]]:
+    """The weeks (Monday first) covering the month of ``first``, each day with its events
+    (an event over several days on each of them)."""
+    weeks = monthdays.Calendar().monthdatescalendar(first.year, first.month)
+    spans = [(e.start.date(), _last_day(e), e) for e in events]
+    return [
+        [
+            Day(day, day.month == first.month, tuple(e for s, t, e in spans if s <= day <= t))
+            for day in week
+        ]
+        for week in weeks
+    ]
+
+
+def _last_day(event: Shown) -> date:
+    """The event's last day: the end is exclusive (RFC 5545 §3.6.1), so an all-day event, or a
+    timed one ending at midnight, ends the day before its end."""
+    end = event.end
+    if end > event.start and end.time() == time():
+        return end.date() - timedelta(days=1)
+    return end.date()
+
+
+def span_text(start: date | datetime, end: date | datetime | None, zone: tzinfo) -> str:
+    """An event's time as a reader reads it: "Mon 2 Mar 2026" for a day (with the last day
+    of several), else the start and end times in ``zone`` (an end of the other kind than the
+    start, which a broken invitation may have, left out)."""
+    if end is not None and isinstance(end, datetime) != isinstance(start, datetime):
+        end = None
+    if not isinstance(start, datetime):
+        last = end - timedelta(days=1) if end is not None and end > start else start
+        text = f"{start:%a %d %b %Y}"
+        return text if last == start else f"{text} – {last:%a %d %b %Y} (all day)"
+    first = _local(start, zone)
+    text = f"{first:%a %d %b %Y %H:%M}"
+    if end is not None:
+        last = _local(end, zone)
+        same_day = last.date() == first.date()
+        text += f" – {last:%H:%M}" if same_day else f" – {last:%a %d %b %Y %H:%M}"
+    return f"{text} ({zone})"
+
+
+def _month(text: str, today: date) -> date:
+    """The first day of the ``YYYY-MM`` asked for, else of this month (also for a year whose
+    grid or neighbours fall outside what dates can hold)."""
+    try:
+        first = datetime.strptime(text.strip(), "%Y-%m").date()
+    except ValueError:
+        return today.replace(day=1)
+    return first if 1 < first.year < 9999 else today.replace(day=1)
+
+
+# -- the event form --------------------------------------------------------------------------------
+
+
+def _form_date(form: FormData, name: str) -> date:
+    try:
+        return date.fromisoformat(field_text(form, name).strip())
+    except ValueError:
+        raise UserError(f"give the {name.replace('_', ' ')} as a date") from None
+
+
+def _form_time(form: FormData, name: str) -> time:
+    try:
+        return time.fromisoformat(field_text(form, name).strip())
+    except ValueError:
+        raise UserError(f"give the {name.replace('_', ' ')} as a time") from None
+
+
+def form_fields(form: FormData, zone: tzinfo) -> ical.EventFields:
+    """The event the form describes; ``UserError`` saying what is wrong. Timed events are
+    kept in UTC (RFC 5545 §3.3.5 form #2); all-day ones end the day after their last."""
+    title = " ".join(field_text(form, "title").split())
+    location = " ".join(field_text(form, "location").split())
+    description = field_text(form, "description").replace("\r\n", "\n").strip()
+    if not title:
+        raise UserError("give the event a title")
+    if len(title) > MAX_TITLE or len(location) > MAX_TITLE:
+        raise UserError(f"the title and the location are at most {MAX_TITLE} characters")
+    if len(description) > MAX_TEXT:
+        raise UserError(f"the description is at most {MAX_TEXT} characters")
+    if any("\x00" in text for text in (title, location, description)):
+        raise UserError("a field holds a NUL character")  # RFC 5545 §3.1: no control characters
+    first = _form_date(form, "start_date")
+    last = _form_date(form, "end_date") if field_text(form, "end_date").strip() else first
+    if field_text(form, "all_day"):
+        if last < first:
+            raise UserError("the event ends before it starts")
+        return ical.EventFields(title, first, last + timedelta(days=1), location, description)
+    start = datetime.combine(first, _form_time(form, "start_time"), zone).astimezone(UTC)
+    end = datetime.combine(last, _form_time(form, "end_time"), zone).astimezone(UTC)
+    if end < start:
+        raise UserError("the event ends before it starts")
+    return ical.EventFields(title, start, end, location, description)
+
+
+async def store_event(
+    services: Services, account: Account, calendar: str, name: str, data: bytes
+) -> CalendarObject:
+    """Check and store one object as a CalDAV PUT does (RFC 4791 §4.1: one UID per calendar);
+    ``UserError`` when it is refused."""
+    limits = services.config.calendars
+    if len(data) > limits.max_object_bytes:
+        raise UserError(f"the event is larger than {limits.max_object_bytes} bytes")
+    try:
+        info = await run_blocking(ical.read_object, data, limits.max_instances)
+    except ical.InvalidObject as exc:
+        raise UserError(f"the event cannot be stored: {exc}") from None
+    try:
+        holder = await services.store.calendar_object_by_uid(account.id, calendar, info.uid)
+    except NotFound:
+        holder = None
+    if holder is not None and holder.name != name:
+        raise UserError("another event of the calendar has the same UID")
+    obj = CalendarObject(
+        name=name,
+        uid=info.uid,
+        component=info.component,
+        data=data,
+        starts=info.starts,
+        ends=info.ends,
+    )
+    try:
+        return await services.store.save_calendar_object(
+            account.id, calendar, obj, now=datetime.now(UTC), limit=limits.max_objects
+        )
+    except AlreadyExists:
+        raise UserError("another event of the calendar has the same UID") from None
+    except TooManyEntries as exc:
+        raise UserError(str(exc)) from None
+
+
+def default_calendar(calendars: Sequence[Calendar]) -> str:
+    """Where a new event or an accepted invitation goes: ``personal``, or (the user deleted
+    it over CalDAV) the first calendar."""
+    names = [c.name for c in calendars]
+    return DEFAULT if DEFAULT in names or not names else names[0]
+
+
+def object_name(uid: str) -> str:
+    """The resource name of a new object: ``<UID>.ics`` when that is a safe path segment (what
+    most clients choose), else a random one."""
+    name = f"{uid}.ics"
+    return name if NAME.fullmatch(name) else f"{uuid.uuid4()}.ics"
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Editing:
+    """The form's state: the event opened (calendar and name, empty for a new one) and values."""
+
+    calendar: str = ""
+    name: str = ""
+    title: str = ""
+    all_day: bool = False
+    start_date: str = ""
+    start_time: str = ""
+    end_date: str = ""
+    end_time: str = ""
+    location: str = ""
+    description: str = ""
+
+
+def _editing(calendar: str, name: str, fields: ical.EventFields, zone: tzinfo) -> Editing:
+    start, end = _local(fields.start, zone), _local(fields.end, zone)
+    all_day = not isinstance(fields.start, datetime)
+    if all_day:
+        end -= timedelta(days=1)  # the form shows the last day; RFC 5545 stores the day after
+    return Editing(
+        calendar,
+        name,
+        fields.summary,
+        all_day,
+        start.date().isoformat(),
+        "" if all_day else start.strftime("%H:%M"),
+        end.date().isoformat(),
+        "" if all_day else end.strftime("%H:%M"),
+        fields.location,
+        fields.description,
+    )
+
+
+def _typed(form: FormData, calendar: str, name: str) -> Editing:
+    return Editing(
+        calendar,
+        name,
+        field_text(form, "title"),
+        bool(field_text(form, "all_day")),
+        field_text(form, "start_date"),
+        field_text(form, "start_time"),
+        field_text(form, "end_date"),
+        field_text(form, "end_time"),
+        field_text(form, "location"),
+        field_text(form, "description"),
+    )
+
+
+_NOTICES = {"saved": "Event saved.", "deleted": "Event deleted."}
+
+
+async def _render(
+    request: Request,
+    account: Account,
+    *,
+    editing: Editing | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    app = web(request)
+    services = app.services
+    zone = reader_zone(request)
+    now = datetime.now(zone)
+    first = _month(request.query_params.get("month", ""), now.date())
+    calendars = await account_calendars(request, account)
+    weeks = monthdays.Calendar().monthdatescalendar(first.year, first.month)
+    start = datetime.combine(weeks[0][0], time(), zone)
+    end = datetime.combine(weeks[-1][-1] + timedelta(days=1), time(), zone)
+    shown = await events_between(services, account, calendars, start, end, zone)
+    days = services.config.calendars.agenda_days
+    agenda = await events_between(
+        services, account, calendars, now, now + timedelta(days=days), zone
+    )
+    if editing is None:
+        today = now.date().isoformat()
+        editing = Editing(
+            default_calendar(calendars),
+            start_date=today,
+            start_time=f"{(now.hour + 1) % 24:02d}:00",
+            end_date=today,
+            end_time=f"{(now.hour + 2) % 24:02d}:00",
+        )
+    previous = (first - timedelta(days=1)).replace(day=1)
+    following = (first + timedelta(days=31)).replace(day=1)
+    return app.render(
+        request,
+        "calendar.html",
+        status_code=status_code,
+        calendars=calendars,
+        month=first,
+        previous=previous.strftime("%Y-%m"),
+        following=following.strftime("%Y-%m"),
+        today=now.date(),
+        grid=month_grid(first, shown),
+        agenda=agenda,
+        agenda_days=days,
+        zone=str(zone),
+        editing=editing,
+        error=error,
+        notice=_NOTICES.get(request.query_params.get("done", ""), ""),
+        max_title=MAX_TITLE,
+    )
+
+
+async def calendar_page(request: Request) -> Response:
+    return await _render(request, await require_account(request))
+
+
+async def event_page(request: Request) -> Response:
+    """The page with one stored event's form open."""
+    app = web(request)
+    account = await require_account(request)
+    calendar, name = request.path_params["calendar"], request.path_params["name"]
+    obj = await app.services.store.calendar_object(account.id, calendar, name)
+    try:
+        fields = await run_blocking(ical.stored_fields, obj.data)
+    except ical.InvalidObject:
+        raise NotFound("not an event the calendar page can edit") from None
+    editing = _editing(calendar, name, fields, reader_zone(request))
+    return await _render(request, account, editing=editing)
+
+
+async def event_submit(request: Request) -> Response:
+    """Create (``/calendar/events``), save or delete (``/calendar/events/{calendar}/{name}``)
+    one event; an error is shown in the form with what was typed."""
+    app = web(request)
+    services = app.services
+    account = await require_account(request)
+    form = await posted_form(request)
+    calendar = request.path_params.get("calendar") or field_text(form, "calendar")
+    name = request.path_params.get("name", "")
+    now = datetime.now(UTC)
+    if name and field_text(form, "action") == "delete":
+        await services.store.delete_calendar_object(account.id, calendar, name, now=now)
+        _log.info("calendar event deleted", account=account.address, calendar=calendar)
+        return redirect("/calendar?done=deleted")
+    typed = _typed(form, calendar, name)
+    try:
+        fields = form_fields(form, reader_zone(request))
+        if name:
+            current = await services.store.calendar_object(account.id, calendar, name)
+            try:
+                data = await run_blocking(ical.revised_event, current.data, fields, now)
+            except ical.InvalidObject:
+                raise UserError("only an event can be edited here") from None
+        else:
+            if calendar not in {c.name for c in await account_calendars(request, account)}:
+                raise UserError("choose one of your calendars")
+            uid = str(uuid.uuid4())
+            name = object_name(uid)
+            data = ical.new_event(fields, uid, now)
+        await store_event(services, account, calendar, name, data)
+    except UserError as exc:
+        return await _render(request, account, editing=typed, error=str(exc), status_code=400)
+    return redirect(f"/calendar/events/{calendar}/{name}?done=saved")
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/calendar", calendar_page, methods=["GET"]),
+        Route("/calendar/events", event_submit, methods=["POST"]),
+        Route("/calendar/events/{calendar}/{name}", event_page, methods=["GET"]),
+        Route("/calendar/events/{calendar}/{name}", event_submit, methods=["POST"]),
+    ]

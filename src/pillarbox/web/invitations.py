@@ -1,0 +1,234 @@
+"""Invitations in the webmail: a message carrying an iTIP scheduling message (RFC 5546) over
+iMIP (RFC 6047) shows its event with the answers it takes, and an answer updates the account's
+calendar and tells the organizer.
+
+Implementation notes:
+
+- **Which part**: the first ``text/calendar`` leaf of the message (RFC 6047 §2.4; not inside
+  an attached message), no larger than ``[calendars] max_invitation_bytes``; parsed by
+  ``icalendar`` off the event loop (:func:`pillarbox.ical.read_invitation`). A part too large,
+  not UTF-8, or not a scheduling message gets a note instead of the summary.
+- **REQUEST** (RFC 5546 §3.2.2): Accept, Tentative or Decline store the event in the default
+  calendar (``personal``, else the first; replacing the object of the same UID there, so an
+  updated invitation updates it) without its METHOD (RFC 4791 §4.1) and with the reader's
+  PARTSTAT, through :func:`.calendarpage.store_event` (what a CalDAV PUT does: phones see
+  it), then send a METHOD:REPLY (§3.2.3, :func:`pillarbox.ical.itip_reply`) to the
+  organizer through the submission path the webmail's own sending takes
+  (:func:`pillarbox.queue.intake.submit`: the sender checks, sending limits, DKIM signing,
+  the queue), from the identity the invitation addressed.
+- **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
+  calendar of the account holding it.
+- The reader is the attendee whose address is one of the account's identities; a REQUEST
+  naming none of them (sent to a list, say) is answered as the default identity.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from pillarbox import ical
+from pillarbox.blocking import run_blocking
+from pillarbox.errors import NotFound, UserError
+from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part
+from pillarbox.mail.trace import make_message_id
+from pillarbox.observability.log import Log
+from pillarbox.queue.intake import submit
+from pillarbox.services import Services
+from pillarbox.store.types import Account, Identity
+from pillarbox.web import identities
+from pillarbox.web.app import client_ip, field_text, posted_form, redirect, require_account, web
+from pillarbox.web.caldav import _calendars as account_calendars
+from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
+from pillarbox.web.mailaccess import MailAccess, Opened
+from pillarbox.web.reading import calendar_part
+
+_log = Log("web.invitations")
+
+#: The form's answers to a REQUEST and the PARTSTAT each writes (RFC 5546 §3.2.3).
+_ANSWERS = {"accept": "ACCEPTED", "tentative": "TENTATIVE", "decline": "DECLINED"}
+_VERBS = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the message page shows of an invitation: its summary, or a note why not."""
+
+    invitation: ical.Invitation | None
+    note: str = ""
+    #: The reader's answer as the stored event has it ("" when the event is not stored).
+    answered: str = ""
+    in_calendar: bool = False
+    #: When the event is, in the reader's time zone.
+    when: str = ""
+
+
+async def _part_data(services: Services, opened: Opened) -> bytes | None:
+    """The text/calendar part's bytes; ``UserError`` when it cannot be read as one."""
+    part = calendar_part(opened.info)
+    if part is None:
+        return None
+    limit = services.config.calendars.max_invitation_bytes
+    if part.body_end - part.body_start > limit * 2:  # base64 grows a third; bounded early
+        raise UserError("the invitation is too large to show")
+    try:
+        data = decoded_part(opened.raw, part)
+    except UnknownTransferEncoding:
+        raise UserError("the invitation's transfer encoding is unknown") from None
+    if len(data) > limit:
+        raise UserError("the invitation is too large to show")
+    return data
+
+
+async def shown(
+    services: Services, account: Account, opened: Opened, zone: tzinfo
+) -> Summary | None:
+    """The invitation a message carries, as its page shows it (times in ``zone``); None
+    without one."""
+    try:
+        data = await _part_data(services, opened)
+        if data is None:
+            return None
+        invitation = await run_blocking(ical.read_invitation, data)
+    except UserError as exc:
+        return Summary(None, str(exc))
+    except ical.InvalidObject as exc:
+        _log.info("invitation unreadable", account=account.address, reason=str(exc))
+        return Summary(None, "this message carries calendar data that cannot be read")
+    when = "" if invitation.start is None else span_text(invitation.start, invitation.end, zone)
+    addresses = {i.address.lower() for i in await identities.identities_of(services, account)}
+    mine = next((a for a in invitation.attendees if a.address.lower() in addresses), None)
+    calendar = default_calendar(await services.store.list_calendars(account.id))
+    try:
+        stored = await services.store.calendar_object_by_uid(account.id, calendar, invitation.uid)
+    except NotFound:
+        return Summary(invitation, when=when)
+    answered = ""
+    if mine is not None:
+        answered = await run_blocking(ical.partstat_of, stored.data, mine.address)
+    return Summary(invitation, answered=answered, in_calendar=True, when=when)
+
+
+def reply_message(
+    invitation: ical.Invitation, sender: str, sender_name: str, reply: bytes, partstat: str,
+    *, hostname: str, now: datetime,
+) -> bytes:  # fmt: skip
+    """The iMIP REPLY (RFC 6047 §2.4): a short text and the iCalendar object as a
+    ``text/calendar; method=REPLY`` alternative (§2.4: the parameter names the METHOD)."""
+    message = EmailMessage(policy=SMTP)
+    message["Date"] = format_datetime(now)
+    local, _, domain = sender.rpartition("@")
+    message["From"] = Address(sender_name, local, domain)
+    message["To"] = invitation.organizer
+    title = " ".join(invitation.summary.split()) or "(no title)"
+    message["Subject"] = f"{_VERBS[partstat]}: {title}"
+    message["Message-ID"] = make_message_id(secrets.token_hex(12), hostname)
+    who = sender_name or sender
+    message.set_content(f"{who} has answered the invitation: {_VERBS[partstat].lower()}.\n")
+    message.add_alternative(
+        reply, maintype="text", subtype="calendar", params={"method": "REPLY", "charset": "utf-8"}
+    )
+    return message.as_bytes()
+
+
+async def _answer(
+    request: Request, account: Account, opened: Opened, data: bytes, partstat: str
+) -> str:
+    """Store the event with the reader's answer and send the REPLY; the notice to show."""
+    services = web(request).services
+    invitation = await run_blocking(ical.read_invitation, data)
+    if invitation.method != "REQUEST":
+        raise UserError("only an invitation (a REQUEST) takes an answer")
+    known: list[Identity] = await identities.identities_of(services, account)
+    identity = identities.identity_for(known, [a.address for a in invitation.attendees])
+    attendee = identity.address
+    stored = await run_blocking(ical.accepted_object, data, attendee, partstat)
+    # The default calendar (made first if the account has none).
+    calendar = default_calendar(await account_calendars(request, account))
+    try:
+        current = await services.store.calendar_object_by_uid(account.id, calendar, invitation.uid)
+        name = current.name
+    except NotFound:
+        name = object_name(invitation.uid)
+    await store_event(services, account, calendar, name, stored)
+    if not invitation.organizer or "@" not in invitation.organizer:
+        return "Saved in your calendar (the invitation names no organizer to answer)."
+    now = datetime.now(UTC)
+    reply = await run_blocking(ical.itip_reply, data, attendee, partstat, now)
+    sender = identities.sender(identity, account)
+    raw = reply_message(
+        invitation, sender.address, sender.name, reply, partstat,
+        hostname=services.hostname, now=now,
+    )  # fmt: skip
+    submitted = await submit(
+        services,
+        account,
+        raw,
+        attendee,
+        [invitation.organizer],
+        client_ip=client_ip(request),
+        tls=request.url.scheme == "https",
+    )
+    _log.info(
+        "invitation answered",
+        account=account.address,
+        partstat=partstat,
+        reply=str(submitted.reply.code),
+    )
+    if not submitted.ok:
+        return f"Saved in your calendar, but the answer was not sent: {submitted.reply.text}"
+    return f"{_VERBS[partstat]}: saved in your calendar and the organizer told."
+
+
+async def _remove(services: Services, account: Account, uid: str) -> str:
+    removed = 0
+    for calendar in await services.store.list_calendars(account.id):
+        try:
+            found = await services.store.calendar_object_by_uid(account.id, calendar.name, uid)
+        except NotFound:
+            continue
+        await services.store.delete_calendar_object(
+            account.id, calendar.name, found.name, now=datetime.now(UTC)
+        )
+        removed += 1
+    return "Removed from your calendar." if removed else "It was not in your calendar."
+
+
+async def answer(request: Request) -> Response:
+    """POST ``/mail/{mailbox}/{uid}/invitation``: an answer (accept, tentative, decline) to a
+    REQUEST, or ``remove`` for a CANCEL."""
+    services = web(request).services
+    account = await require_account(request)
+    form = await posted_form(request)
+    access = MailAccess(services, account)
+    opened = await access.open(request.path_params["mailbox"], request.path_params["uid"])
+    base = f"/mail/{opened.mailbox.id}/{opened.record.uid}"
+    action = field_text(form, "action")
+    try:
+        data = await _part_data(services, opened)
+        if data is None:
+            raise UserError("this message carries no invitation")
+        if action == "remove":
+            invitation = await run_blocking(ical.read_invitation, data)
+            notice = await _remove(services, account, invitation.uid)
+        elif action in _ANSWERS:
+            notice = await _answer(request, account, opened, data, _ANSWERS[action])
+        else:
+            raise UserError("choose an answer")
+    except ical.InvalidObject:
+        raise UserError("this message carries calendar data that cannot be read") from None
+    return redirect(f"{base}?" + urlencode({"invitation": notice}))
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/mail/{mailbox:int}/{uid:int}/invitation", answer, methods=["POST"])]

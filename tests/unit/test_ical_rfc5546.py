@@ -1,0 +1,214 @@
+"""The webmail's iCalendar writing (pillarbox.ical): the iTIP REPLY (RFC 5546 §3.2.3), the
+REQUEST stored as a calendar object (RFC 4791 §4.1), the event form → VEVENT (RFC 5545
+§3.6.1) and an edit that keeps what the form does not show; and the form's checks
+(pillarbox.web.calendarpage)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import icalendar
+import pytest
+from starlette.datastructures import FormData
+
+from pillarbox import ical
+from pillarbox.errors import UserError
+from pillarbox.testing.icalendars import WEEKLY
+from pillarbox.web.calendarpage import form_fields, month_grid, span_text
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+REQUEST = (
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Org//EN\r\nMETHOD:REQUEST\r\n"
+    b"BEGIN:VEVENT\r\nUID:u-1@example.net\r\nDTSTAMP:20260101T000000Z\r\nSEQUENCE:3\r\n"
+    b"DTSTART:20260510T090000Z\r\nDTEND:20260510T100000Z\r\nSUMMARY:Review\r\n"
+    b"ORGANIZER;CN=Org:mailto:org@example.net\r\n"
+    b"ATTENDEE;CN=Org;PARTSTAT=ACCEPTED:mailto:org@example.net\r\n"
+    b"ATTENDEE;CN=Ann;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:Ann@example.org\r\n"
+    b"ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:other@example.org\r\n"
+    b"X-CUSTOM:kept\r\nEND:VEVENT\r\n"
+    b"BEGIN:VEVENT\r\nUID:u-1@example.net\r\nDTSTAMP:20260101T000000Z\r\nSEQUENCE:3\r\n"
+    b"RECURRENCE-ID:20260517T090000Z\r\nDTSTART:20260518T090000Z\r\n"
+    b"DTEND:20260518T100000Z\r\nSUMMARY:Review (moved)\r\n"
+    b"ORGANIZER;CN=Org:mailto:org@example.net\r\n"
+    b"ATTENDEE;CN=Ann;PARTSTAT=NEEDS-ACTION:mailto:ann@example.org\r\n"
+    b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def test_reply_has_the_properties_rfc5546_requires() -> None:
+    data = ical.itip_reply(REQUEST, "ann@example.org", "TENTATIVE", NOW)
+    reply = icalendar.Calendar.from_ical(data)
+    # §3.2.3: METHOD:REPLY, VERSION, PRODID on the calendar.
+    assert str(reply["METHOD"]) == "REPLY"
+    assert str(reply["VERSION"]) == "2.0"
+    assert "PRODID" in reply
+    series, moved = reply.walk("VEVENT")
+    for event in (series, moved):
+        # ATTENDEE (exactly one: the replier), DTSTAMP, ORGANIZER, UID, SEQUENCE if non-zero.
+        attendee = event["ATTENDEE"]
+        assert not isinstance(attendee, list)
+        assert str(attendee).lower() == "mailto:ann@example.org"
+        assert attendee.params["PARTSTAT"] == "TENTATIVE"
+        assert "RSVP" not in attendee.params
+        assert event.decoded("DTSTAMP") == NOW
+        assert str(event["ORGANIZER"]) == "mailto:org@example.net"
+        assert str(event["UID"]) == "u-1@example.net"
+        assert int(event["SEQUENCE"]) == 3
+        assert "X-CUSTOM" not in event
+    assert series.get("RECURRENCE-ID") is None
+    assert moved.decoded("RECURRENCE-ID") == datetime(2026, 5, 17, 9, 0, tzinfo=UTC)
+    assert series["ATTENDEE"].params["CN"] == "Ann"
+    # The reply is a valid iCalendar object the parser reads back.
+    assert ical.read_invitation(data).method == "REPLY"
+
+
+def test_reply_without_sequence_and_for_an_unlisted_attendee() -> None:
+    request = REQUEST.replace(b"SEQUENCE:3\r\n", b"")
+    reply = icalendar.Calendar.from_ical(ical.itip_reply(request, "x@example.org", "DECLINED", NOW))
+    for event in reply.walk("VEVENT"):
+        assert "SEQUENCE" not in event  # §3.2.3: only when non-zero
+        assert str(event["ATTENDEE"]) == "mailto:x@example.org"
+    with pytest.raises(ValueError, match="not an answer"):
+        ical.itip_reply(REQUEST, "ann@example.org", "NEEDS-ACTION", NOW)
+
+
+def test_read_invitation() -> None:
+    invitation = ical.read_invitation(REQUEST)
+    assert (invitation.method, invitation.uid, invitation.summary) == (
+        "REQUEST",
+        "u-1@example.net",
+        "Review",
+    )
+    assert invitation.organizer == "org@example.net" and invitation.organizer_name == "Org"
+    assert invitation.start == datetime(2026, 5, 10, 9, 0, tzinfo=UTC)
+    assert [(a.address, a.partstat) for a in invitation.attendees] == [
+        ("org@example.net", "ACCEPTED"),
+        ("Ann@example.org", "NEEDS-ACTION"),
+        ("other@example.org", "NEEDS-ACTION"),
+    ]
+    assert invitation.sequence == 3
+    period = REQUEST.replace(
+        b"DTSTART:20260510T090000Z", b"DTSTART;VALUE=PERIOD:20260510T090000Z/PT1H"
+    )
+    assert ical.read_invitation(period).start is None  # not a time the summary can show
+    for broken in (
+        b"BEGIN:VCALENDAR\r\nnot ical\r\n",
+        REQUEST.replace(b"METHOD:REQUEST\r\n", b""),
+        b"\xff\xfe",
+    ):
+        with pytest.raises(ical.InvalidObject):
+            ical.read_invitation(broken)
+
+
+def test_request_stored_as_a_calendar_object() -> None:
+    stored = ical.accepted_object(REQUEST, "ann@example.org", "ACCEPTED")
+    info = ical.read_object(stored, 100)  # RFC 4791 §4.1: no METHOD, one UID
+    assert info.uid == "u-1@example.net"
+    assert ical.partstat_of(stored, "ANN@example.org") == "ACCEPTED"
+    assert ical.partstat_of(stored, "other@example.org") == "NEEDS-ACTION"
+    assert ical.partstat_of(stored, "nobody@example.org") == ""
+    assert b"X-CUSTOM:kept" in stored
+    (series, _) = icalendar.Calendar.from_ical(stored).walk("VEVENT")
+    ann = next(a for a in series["ATTENDEE"] if "Ann" in str(a))
+    assert "RSVP" not in ann.params  # answered
+
+
+def test_new_event_from_the_form() -> None:
+    fields = ical.EventFields(
+        "Lunch, with Bob",
+        datetime(2026, 6, 1, 10, 0, tzinfo=UTC),
+        datetime(2026, 6, 1, 11, 0, tzinfo=UTC),
+        "Café; upstairs",
+        "Line one\nline two",
+    )
+    data = ical.new_event(fields, "uid-9", NOW)
+    info = ical.read_object(data, 100)
+    assert (info.uid, info.component) == ("uid-9", "VEVENT")
+    (event,) = icalendar.Calendar.from_ical(data).walk("VEVENT")
+    # RFC 5545 §3.6.1: UID and DTSTAMP required; DTEND rather than DURATION.
+    assert event.decoded("DTSTAMP") == NOW
+    assert "DURATION" not in event
+    assert ical.stored_fields(data) == fields
+    all_day = ical.EventFields("Trip", date(2026, 6, 1), date(2026, 6, 4))
+    (event,) = icalendar.Calendar.from_ical(ical.new_event(all_day, "u", NOW)).walk("VEVENT")
+    start = event.decoded("DTSTART")
+    assert start == date(2026, 6, 1) and not isinstance(start, datetime)  # VALUE=DATE
+    assert event.decoded("DTEND") == date(2026, 6, 4)
+    assert "LOCATION" not in event and "DESCRIPTION" not in event
+
+
+def test_edit_keeps_what_the_form_does_not_show() -> None:
+    current = ical.stored_fields(WEEKLY.encode())
+    assert current.start == datetime(2025, 1, 6, 9, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    retitled = ical.EventFields(
+        "Stand-up", current.start.astimezone(UTC), current.end.astimezone(UTC), "", ""
+    )
+    data = ical.revised_event(WEEKLY.encode(), retitled, NOW).decode()
+    assert "SUMMARY:Stand-up" in data
+    assert "DTSTART;TZID=Europe/Paris:20250106T090000" in data  # the same instant: kept
+    assert "RRULE:FREQ=WEEKLY;COUNT=10" in data and "BEGIN:VALARM" in data
+    assert "RECURRENCE-ID;TZID=Europe/Paris:20250120T090000" in data
+    assert "SUMMARY:Réunion d'équipe (moved)" in data  # the overridden instance untouched
+    assert "DESCRIPTION" not in data.split("BEGIN:VALARM")[0]  # cleared in the form
+    assert "SEQUENCE:1" in data
+    moved = ical.EventFields(
+        "Stand-up",
+        datetime(2025, 1, 6, 7, 0, tzinfo=UTC),
+        datetime(2025, 1, 6, 7, 15, tzinfo=UTC),
+    )
+    data = ical.revised_event(data.encode(), moved, NOW).decode()
+    assert "DTSTART:20250106T070000Z" in data and "SEQUENCE:2" in data
+    ical.read_object(data.encode(), 100)
+
+
+def test_occurrences_expand_recurrences() -> None:
+    found = ical.occurrences(
+        WEEKLY.encode(), datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC), 100
+    )
+    days = [o.start.date() for o in found]  # type: ignore[union-attr]
+    assert days == [date(2025, 1, 6), date(2025, 1, 21), date(2025, 1, 27)]
+    assert all(o.recurring for o in found)
+    assert ical.occurrences(b"broken", NOW, NOW + timedelta(days=1), 10) == []
+
+
+def form(**fields: str) -> FormData:
+    base = {"title": "T", "start_date": "2026-03-29", "start_time": "01:30"}
+    return FormData({**base, "end_date": "2026-03-29", "end_time": "03:30", **fields})
+
+
+def test_form_fields_in_the_readers_zone() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    fields = form_fields(form(), paris)
+    # 29 March 2026: Paris moves from +01:00 to +02:00 at 02:00.
+    assert fields.start == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    assert fields.end == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    day = form_fields(form(all_day="1", end_date="2026-03-30"), paris)
+    assert (day.start, day.end) == (date(2026, 3, 29), date(2026, 3, 31))
+    for bad, reason in (
+        ({"title": " "}, "title"),
+        ({"start_date": "29/03/2026"}, "start date"),
+        ({"end_time": "00:00"}, "ends before"),
+        ({"title": "x" * 501}, "at most"),
+        ({"description": "a\x00b"}, "NUL"),
+    ):
+        with pytest.raises(UserError, match=reason):
+            form_fields(form(**bad), paris)
+
+
+def test_month_grid_and_span_text() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    assert span_text(date(2026, 6, 1), date(2026, 6, 2), paris) == "Mon 01 Jun 2026"
+    assert span_text(date(2026, 6, 1), date(2026, 6, 4), paris).endswith(
+        "Wed 03 Jun 2026 (all day)"
+    )
+    text = span_text(
+        datetime(2026, 6, 1, 8, tzinfo=UTC), datetime(2026, 6, 1, 9, tzinfo=UTC), paris
+    )
+    assert text == "Mon 01 Jun 2026 10:00 – 11:00 (Europe/Paris)"
+    mixed = span_text(datetime(2026, 6, 1, 8, tzinfo=UTC), date(2026, 6, 2), paris)
+    assert mixed == "Mon 01 Jun 2026 10:00 (Europe/Paris)"  # a broken invitation's end
+    grid = month_grid(date(2026, 6, 1), [])
+    assert grid[0][0].day == date(2026, 6, 1)  # a Monday
+    assert all(len(week) == 7 for week in grid)
+    assert (grid[-1][-1].day, grid[-1][-1].in_month) == (date(2026, 7, 5), False)
