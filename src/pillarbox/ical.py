@@ -618,7 +618,9 @@ def _without_value(unfolded: str, line: str) -> str:
 
 # -- free-busy-query (RFC 4791 §7.10) --------------------------------------------------------------
 
-PRODID = "-//Pillarbox//CalDAV//EN"
+#: RFC 5545 §3.7.3: who wrote the objects made here (free-busy answers, the webmail's events and
+#: invitation replies).
+PRODID = "-//Pillarbox//Pillarbox//EN"
 
 
 def free_busy(
@@ -699,9 +701,6 @@ def _stamp(moment: datetime) -> str:
 
 
 # -- the webmail's calendar page and invitations ---------------------------------------------------
-
-#: RFC 5545 §3.7.3: who wrote the objects made here.
-PRODID = "-//Pillarbox//Webmail//EN"
 
 
 @dataclass(frozen=True, slots=True)

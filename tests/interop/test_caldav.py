@@ -693,7 +693,7 @@ def test_calendar_data_as_asked_and_free_busy(dav: httpx.Client) -> None:
     assert free_busy.headers["content-type"] == "text/calendar; charset=utf-8"
     stamp = next(line for line in free_busy.text.split("\r\n") if line.startswith("DTSTAMP:"))
     assert free_busy.text == (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//CalDAV//EN\r\n"
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//Pillarbox//EN\r\n"
         f"BEGIN:VFREEBUSY\r\n{stamp}\r\nDTSTART:20250105T000000Z\r\nDTEND:20250112T000000Z\r\n"
         "FREEBUSY;FBTYPE=BUSY:20250106T080000Z/20250106T083000Z\r\n"
         "FREEBUSY;FBTYPE=BUSY-TENTATIVE:20250107T081500Z/20250107T091500Z\r\n"

@@ -554,7 +554,7 @@ def test_free_busy_from_opaque_events_not_cancelled() -> None:
         100,
     )
     assert answered == (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//CalDAV//EN\r\n"
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//Pillarbox//EN\r\n"
         "BEGIN:VFREEBUSY\r\nDTSTAMP:20250301T120000Z\r\n"
         "DTSTART:20250101T000000Z\r\nDTEND:20250125T000000Z\r\n"
         "FREEBUSY;FBTYPE=BUSY:20250106T080000Z/20250106T091500Z\r\n"
