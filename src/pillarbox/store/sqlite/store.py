@@ -1888,9 +1888,7 @@ class SqliteStore:
         max_entries: int,
     ) -> None:
         await self._write(
-            lambda conn, fx: sievedata.track_duplicates(
-                conn, account_id, entries, now, max_entries
-            )
+            lambda conn, fx: sievedata.track_duplicates(conn, account_id, entries, now, max_entries)
         )
 
     # -- greylisting (see .greylistdata) -------------------------------------------------------
