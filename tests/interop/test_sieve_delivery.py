@@ -873,7 +873,7 @@ def test_spamtest_reads_the_policys_verdict(server: LiveServer) -> None:
     send(server, message("blocked", sender="x@spammer.test"), sender="x@spammer.test")
     send(server, message("clean"))
     [(flags, _)] = imap_read(server, "Junk")
-    assert set(flags.split()) == {"$L5", "$P34"}  # junk band: 5/15 of the reject threshold
+    assert set(flags.split()) == {"$L5", "$P33"}  # junk band: 5/15 of the reject threshold
     [(flags, _)] = imap_read(server, INBOX)
     [raw] = imap_raw(server, INBOX)
     verdict = spam_verdict(raw, parse_message(raw))

@@ -17,16 +17,16 @@ RAW = b"From: a@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
         (-3.0, "inbox", "1", "0"),  # certainly not spam
         (0.0, "inbox", "1", "0"),
         (1.2, "inbox", "1", "8"),
-        (2.5, "inbox", "3", "17"),
-        (4.9, "inbox", "4", "33"),
-        (5.0, "junk", "5", "34"),
+        (2.5, "inbox", "3", "16"),
+        (4.9, "inbox", "4", "32"),
+        (5.0, "junk", "5", "33"),
         (7.5, "junk", "6", "50"),
         (14.9, "junk", "9", "99"),
         (15.0, "reject", "10", "100"),
         (40.0, "reject", "10", "100"),
         # Overrides move the value into the action's band.
-        (0.0, "junk", "5", "34"),  # a block list
-        (9.0, "inbox", "4", "33"),  # an allow list
+        (0.0, "junk", "5", "33"),  # a block list
+        (9.0, "inbox", "4", "32"),  # an allow list
         (2.0, "reject", "10", "100"),  # a DMARC p=reject
     ],
 )

@@ -11,9 +11,13 @@ judged (submitted, injected locally, the policy off) has none. The mapping:
   above. An action decided by an override (an allow or block list, a DMARC policy) moves the
   level into its band: inbox at most "4", junk at least "5", reject "10".
 - **spamtestplus :percent** (§3.2), "0" to "100": the score as a share of
-  ``reject_threshold``, clamped likewise (inbox below the junk threshold's share, junk at or
-  above it, reject "100"). Not tested is "0" (§3.2: with :percent, "0" cannot tell an untested
-  message from a clean one; as Pigeonhole).
+  ``reject_threshold`` in whole percent (rounded down, as Pigeonhole computes it from a score
+  header with ``sieve_spamtest_max_value`` the reject threshold), clamped likewise (inbox
+  below the junk threshold's share, junk at or above it, reject "100"). Not tested is "0"
+  (§3.2: with :percent, "0" cannot tell an untested message from a clean one; as Pigeonhole).
+- The levels differ from Pigeonhole's linear ``1 + 9 * score / max`` on purpose: here "5" is
+  where our policy starts filing in Junk, so ``spamtest :value "ge" "5"`` means "what we call
+  spam" whatever the thresholds are.
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ def percent(status: SpamStatus | None) -> str:
     """RFC 5235 §3.2: the spamtest :percent value (module notes)."""
     if status is None or status.reject <= 0:
         return "0"
-    value = min(100, max(0, round(100 * status.score / status.reject)))
-    spam_from = min(100, max(1, math.ceil(100 * status.junk / status.reject)))
+    value = min(100, max(0, math.floor(100 * status.score / status.reject)))
+    spam_from = min(100, max(1, math.floor(100 * status.junk / status.reject)))
     return str(_banded(value, status.action, spam_from - 1, spam_from, 100))
 
 
