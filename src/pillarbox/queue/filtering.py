@@ -17,9 +17,10 @@ Implementation notes (the rules are also in docs/sieve.md):
   leaves it to the implementation; creating folders from a script would let a typo make one).
   Keep and fileinto of the same mailbox are one copy (§2.10.3), their imap4flags united.
 - **fileinto :create** (RFC 5490 §3.2) creates a missing mailbox through the store (its name
-  checks: ``normalize_mailbox_name``; superiors made too), as a plain folder — never with a
-  special use — and only while the account has fewer than ``sieve.create_max_mailboxes``, so
-  a script filing by header values cannot flood it. A creation that fails (an invalid name,
+  checks: ``normalize_mailbox_name``; superiors made too), as a plain folder — with a special
+  use only when its :specialuse names one (RFC 8579 §4) — and only while the account has
+  fewer than ``sieve.create_max_mailboxes``, so a script filing by header values cannot flood
+  it. A creation that fails (an invalid name,
   the bound) is the §3.2 error: the copy goes where a missing mailbox's would, logged.
 - **include** (RFC 6609): before the run, the scripts the active one includes are read —
   :personal from the account's scripts in the store, :global from ``sieve.global_dir`` — and
@@ -34,7 +35,19 @@ Implementation notes (the rules are also in docs/sieve.md):
   the message as it arrived (a redirected copy never carries our Return-Path and
   Delivered-To, which the edited copy begins with).
 - **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
-  script that requires "mailbox" (or includes one that does).
+  script that requires "mailbox" (or includes one that does); **specialuse_exists** (RFC 8579
+  §3) their special uses, for one that requires "special-use". **fileinto :specialuse**
+  (§4) files into the account's mailbox with that special use when it has one, else into the
+  mailbox named (the rules above).
+- **spamtest** (RFC 5235) reads the policy's verdict on this copy: the score and action of
+  the ``X-Pillarbox-Spam`` field in the :class:`Filing` intake kept (never the message's
+  fields), with ``[policy]``'s thresholds (:mod:`pillarbox.sieve.spamtest` maps them); a copy
+  no policy judged is "not tested".
+- **duplicate** (RFC 7352): the keys the account's earlier runs recorded and not expired are
+  read before the run (for a script that requires "duplicate"); those the run hands back are
+  recorded after its copy is stored (§3.1: a run that failed, or a copy deferred and run
+  again, records none), expiring after :seconds (``sieve.duplicate_default_seconds``, at
+  most ``duplicate_max_seconds``), at most ``duplicate_max_entries`` per account.
 - **metadata tests** (RFC 5490 §3.3–§3.6) read METADATA entries (RFC 5464), read-only: before
   the run, only the entries the scripts' tests name (``Script.metadata``), or all of the
   account's when a name is made of variables, with IMAP's computed ones; the run stays
@@ -58,6 +71,10 @@ Implementation notes (the rules are also in docs/sieve.md):
 - **vacation** goes through :mod:`.vacation` (RFC 3834 rules, once per sender per handle per
   ``:days``); ``:from`` is used only if the account may send as it (RFC 5230 §4.3 lets us
   ignore others), so a script cannot make us sign mail for an address its owner does not own.
+- **:fcc** (RFC 8580) on vacation and notify: the reply or notification as sent (signed) is
+  stored in the mailbox named, or the one with its :specialuse, with its :flags; a missing
+  one is created only with :create (as fileinto :create), else the copy is not kept, logged
+  — it was sent. No reply sent, no copy.
 - **Quota warnings** (:mod:`.quotawarning`) are judged on the stored copies' results, after
   them: a copy that takes the account past ``[quota] warning_thresholds`` is followed by
   the warning in its INBOX.
