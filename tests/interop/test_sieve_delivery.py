@@ -951,3 +951,26 @@ def imap_raw(live: LiveServer, mailbox: str) -> list[bytes]:
         typ, fetched = imap.fetch("1:*", "(BODY.PEEK[])")
         assert typ == "OK"
         return [item[1] for item in fetched if isinstance(item, tuple)]
+
+
+def test_notify_fcc_creates_its_mailbox_and_a_missing_one_keeps_no_copy(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """RFC 8580: the notification's copy goes into the :fcc mailbox, made with :create; a
+    vacation :fcc into a missing mailbox without :create stores nothing (the reply is sent)."""
+    server.activate_sieve(
+        ALICE,
+        'require ["enotify", "fcc", "mailbox", "vacation"];\n'
+        'notify :fcc "Notes" :create :message "New: mail" "mailto:carol@remote.test";\n'
+        'vacation :fcc "Nowhere" "Away.";\n',
+    )
+    send(server, message("lunch"))
+    wait_for(lambda: len(peer.messages) == 2, "the notification and the reply")
+    [(flags, subject)] = wait_for(lambda: imap_read(server, "Notes"), "the fcc copy")
+    assert (flags, subject) == ("", b"Subject: New: mail")
+    settle(server)
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        typ, _ = imap.select('"Nowhere"', readonly=True)
+    assert typ == "NO"
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: lunch"]
