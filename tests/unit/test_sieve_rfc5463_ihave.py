@@ -64,3 +64,16 @@ def test_error_is_a_runtime_error_with_its_message() -> None:
 def test_compile_errors(script: str) -> None:
     with pytest.raises(SieveError):
         compile_script(script)
+
+
+def test_an_ihave_block_runs_with_its_extensions() -> None:
+    """The capabilities are the run's too: variables expand in the block, and delivery
+    reads what such an extension needs (``Script.requires``)."""
+    script = compile_script(
+        'require "ihave"; if ihave ["variables", "fileinto", "duplicate"] {\n'
+        '  set "box" "Lists"; if duplicate {} fileinto "${box}"; }\n'
+    )
+    assert {"variables", "duplicate"} <= script.requires
+    outcome = script.run(SieveMessage.from_bytes(b"Message-ID: <a@b>\r\n\r\nbody\r\n"))
+    assert outcome.actions == (FileInto("Lists"),)
+    assert len(outcome.duplicates) == 1

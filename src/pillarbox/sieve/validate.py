@@ -116,7 +116,10 @@ def compile_commands(
         requires |= _require(rest.pop(0))
     requires |= _implied(requires)
     compiler = _Compiler(frozenset(requires), max_variables, regex_limits)
-    return frozenset(requires), compiler.block(rest)
+    nodes = compiler.block(rest)
+    # What an ihave block may use counts as required when the script runs (delivery hands
+    # over the data those extensions read; "variables" expands), as Pigeonhole loads it.
+    return frozenset(requires) | compiler.granted, nodes
 
 
 def _implied(capabilities: set[str] | frozenset[str]) -> set[str]:
@@ -146,6 +149,8 @@ class _Compiler:
         #: §3.4: a name used locally cannot become global afterwards, as in Pigeonhole).
         self.locals: set[str] = set()
         self.globals: set[str] = set()
+        #: The capabilities ihave blocks were compiled with (RFC 5463 §4).
+        self.granted: set[str] = set()
 
     def block(self, commands: Sequence[Command]) -> tuple[Node, ...]:
         out: list[Node] = []
@@ -199,6 +204,7 @@ class _Compiler:
             return ()
         outer = self.requires
         self.requires = outer | wanted | _implied(wanted)
+        self.granted |= self.requires - outer
         try:
             return self.block(block)
         finally:
