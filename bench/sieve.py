@@ -9,7 +9,8 @@ RE2 and RE2's compile), a header test, a search through a 1 MB body, and a patte
 backtracking matcher take exponential time. Delivery: N messages over SMTP (smtplib, one
 connection per message, as MX peers do) to a live server on loopback with no script, then with
 the script active — the difference is the script's cost per delivery (reading the active script
-from the store included). Prints a
+from the store included) — and with the script behind a ``duplicate`` test (RFC 7352: each
+delivery reads the account's tracked ids and records its own; every Message-ID new). Prints a
 table; not a timed test.
 """
 
@@ -44,6 +45,11 @@ if anyof (header :contains "list-id" ["dev.example.org", "announce.example.org"]
     fileinto "Receipts";
 }
 """
+
+#: The filter behind a duplicate test: what tracking adds to a delivery.
+DUPLICATE_SCRIPT = SCRIPT.replace('require ["', 'require ["duplicate", "', 1).replace(
+    "if header :value", "if duplicate { discard; stop; }\nif header :value", 1
+)
 
 MESSAGE = (
     b"From: Friend <friend@example.org>\r\nTo: me@bench.test\r\nCc: a@x.test, b@x.test\r\n"
@@ -121,22 +127,24 @@ def regex_costs(message: SieveMessage, big: SieveMessage) -> list[tuple[str, str
     ]
 
 
-def deliveries(count: int, with_script: bool) -> float:
-    """Messages per second delivered over SMTP to a live server."""
+def deliveries(count: int, script: str | None) -> float:
+    """Messages per second delivered over SMTP to a live server, each with its own
+    Message-ID, through ``script`` if given."""
     with tempfile.TemporaryDirectory() as tmp:
         config = loopback_config(Path(tmp) / "data", only=("smtp",))
         with LiveServer(config) as live:
             live.add_domain("bench.test")
             account = live.add_account("me@bench.test", TEST_PASSWORD)
-            if with_script:
+            if script is not None:
                 for name in ("Spam", "Boss", "Lists", "Crowd", "Receipts"):
                     live.call(live.store.create_mailbox(account.id, name))
-                live.call(live.store.put_sieve_script(account.id, "main", SCRIPT))
+                live.call(live.store.put_sieve_script(account.id, "main", script))
                 live.call(live.store.set_active_sieve_script(account.id, "main"))
             start = time.perf_counter()
-            for _ in range(count):
+            for n in range(count):
+                raw = MESSAGE.replace(b"<1@example.org>", f"<{n}@example.org>".encode())
                 with smtplib.SMTP("127.0.0.1", live.port("smtp")) as client:
-                    client.sendmail("friend@example.org", ["me@bench.test"], MESSAGE)
+                    client.sendmail("friend@example.org", ["me@bench.test"], raw)
             return count / (time.perf_counter() - start)
 
 
@@ -145,11 +153,13 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     args = parser.parse_args()
     rows = core()
-    plain = deliveries(args.messages, with_script=False)
-    filtered = deliveries(args.messages, with_script=True)
+    plain = deliveries(args.messages, None)
+    filtered = deliveries(args.messages, SCRIPT)
+    tracked = deliveries(args.messages, DUPLICATE_SCRIPT)
     rows += [
         (f"SMTP deliveries, no script ({args.messages})", f"{plain:.0f} msg/s"),
         (f"SMTP deliveries, script active ({args.messages})", f"{filtered:.0f} msg/s"),
+        (f"SMTP deliveries, script with duplicate ({args.messages})", f"{tracked:.0f} msg/s"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  value")

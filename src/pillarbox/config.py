@@ -621,6 +621,17 @@ class SieveSection:
         "Octets RE2 may use for one compiled Sieve :regex pattern (at least 65536); a pattern "
         "needing more is refused, a match outgrowing it runs slower (still linear).",
     )
+    duplicate_default_seconds: int = _f(
+        604800, "Seconds a Sieve duplicate test remembers an id without :seconds (RFC 7352 §3.3)."
+    )
+    duplicate_max_seconds: int = _f(
+        2592000, "Largest Sieve duplicate :seconds; larger values are lowered (RFC 7352 §3.3)."
+    )
+    duplicate_max_entries: int = _f(
+        10000,
+        "Ids the Sieve duplicate tests of one account remember; past it, those expiring first "
+        "are forgotten (RFC 7352 §3).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1347,6 +1358,9 @@ def _validate(config: Config) -> None:
         ("sieve.max_notify_recipients", config.sieve.max_notify_recipients),
         ("sieve.max_notifications", config.sieve.max_notifications),
         ("sieve.regex_max_length", config.sieve.regex_max_length),
+        ("sieve.duplicate_default_seconds", config.sieve.duplicate_default_seconds),
+        ("sieve.duplicate_max_seconds", config.sieve.duplicate_max_seconds),
+        ("sieve.duplicate_max_entries", config.sieve.duplicate_max_entries),
         ("managesieve.max_errors", config.managesieve.max_errors),
         ("managesieve.max_auth_failures", config.managesieve.max_auth_failures),
         ("managesieve.max_connections", config.managesieve.max_connections),

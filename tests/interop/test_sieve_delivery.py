@@ -18,7 +18,7 @@ from imapclient import IMAPClient
 
 from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message
-from pillarbox.sieve import INLINE_COMPILE_SIZE
+from pillarbox.sieve import INLINE_COMPILE_SIZE, SpamStatus, spamtest
 from pillarbox.store.types import INBOX, NewQueueRecipient, SenderListEntry, SenderListKind
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.dnszone import ZoneRecord
@@ -845,3 +845,132 @@ def test_metadata_set_over_imap_is_what_the_script_tests(server: LiveServer) -> 
     settle(server)
     assert [s for _, s in imap_read(server, "Away-2")] == [b"Subject: while away"]
     assert len(imap_read(server, "Work")) == 1
+
+
+# -- spamtest, duplicate, special-use, fcc -----------------------------------------------------
+
+SPAM_LEVELS = (
+    'require ["spamtestplus", "variables", "imap4flags"];\n'
+    'if spamtest :matches "*" { set "level" "${1}"; }\n'
+    'if spamtest :percent :matches "*" { set "percent" "${1}"; }\n'
+    'addflag "$L${level}"; addflag "$P${percent}";\n'
+)
+
+
+def test_spamtest_reads_the_policys_verdict(server: LiveServer) -> None:
+    """RFC 5235: the MX's verdict, on the documented scales — a sender on the block list is
+    Junk whatever its score (level at least 5); a clean message's level follows its score."""
+
+    async def block() -> None:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        await server.store.set_sender_entry(
+            account.id, SenderListEntry("spammer.test", SenderListKind.BLOCK)
+        )
+
+    server.call(block())
+    server.activate_sieve(ALICE, SPAM_LEVELS)
+    send(server, message("blocked", sender="x@spammer.test"), sender="x@spammer.test")
+    send(server, message("clean"))
+    [(flags, _)] = imap_read(server, "Junk")
+    assert set(flags.split()) == {"$L5", "$P33"}  # junk band: 5/15 of the reject threshold
+    [(flags, _)] = imap_read(server, INBOX)
+    [raw] = imap_raw(server, INBOX)
+    verdict = spam_verdict(raw, parse_message(raw))
+    assert verdict is not None and verdict.action == "inbox"
+    status = SpamStatus(verdict.score, "inbox", 5.0, 15.0)
+    assert set(flags.split()) == {f"$L{spamtest.level(status)}", f"$P{spamtest.percent(status)}"}
+    assert spamtest.level(status) in {"1", "2", "3", "4"}
+
+
+def test_spamtest_of_a_message_not_judged_is_zero(server: LiveServer) -> None:
+    """RFC 5235 §3.1: "0" — a message no policy judged (queued for a full mailbox without
+    a filing: here a copy injected into the queue)."""
+    server.activate_sieve(ALICE, SPAM_LEVELS)
+
+    server.call(
+        server.store.enqueue("sender@outside.test", message("queued"), [NewQueueRecipient(ALICE)])
+    )
+    settle(server)
+    assert imap_read(server, INBOX) == [("$L0 $P0", b"Subject: queued")]
+
+
+def test_duplicate_files_the_second_delivery_of_a_message_id(server: LiveServer) -> None:
+    """RFC 7352: the first delivery of a Message-ID is not a duplicate, the second is; another
+    :handle tracks apart; a run that fails records nothing (§3.1)."""
+    server.create_mailbox(ALICE, "Dups")
+    server.activate_sieve(
+        ALICE,
+        'require ["duplicate", "fileinto", "imap4flags"];\n'
+        'if duplicate { fileinto "Dups"; }\n'
+        'if header :is "subject" "fail" {\n'
+        '  redirect "a@remote.test"; redirect "b@remote.test"; redirect "c@remote.test"; }\n'
+        'if duplicate :handle "other" :header "subject" { addflag "$Subject-again"; }\n',
+    )
+    one = message("same subject")
+    send(server, one)
+    send(server, one)
+    send(server, message("same subject"))
+    # Three redirects: over max_redirects, a runtime error (kept) — its id is not recorded,
+    # so the same Message-ID without the failure is no duplicate.
+    failing = message("fail")
+    send(server, failing)
+    send(server, failing.replace(b"Subject: fail", b"Subject: after the failure"))
+    assert imap_read(server, "Dups") == [("", b"Subject: same subject")]
+    assert imap_read(server, INBOX) == [
+        ("", b"Subject: same subject"),
+        ("$Subject-again", b"Subject: same subject"),
+        ("", b"Subject: fail"),
+        ("", b"Subject: after the failure"),
+    ]
+
+
+def test_fileinto_specialuse_and_vacation_fcc(server: LiveServer, peer: Recorder) -> None:
+    """RFC 8579 §4: :specialuse "\\Junk" files into the account's Junk whatever its name;
+    RFC 8580: the vacation reply's copy is stored in Sent, with its :flags."""
+    server.activate_sieve(
+        ALICE,
+        'require ["fileinto", "special-use", "vacation", "fcc", "imap4flags"];\n'
+        'if specialuse_exists "Junk" "\\\\Junk" { fileinto :specialuse "\\\\Junk" "Spam"; }\n'
+        'vacation :fcc "Outbox" :specialuse "\\\\Sent" :flags "\\\\Seen" "Back on Monday.";\n',
+    )
+    send(server, message("question"))
+    [reply] = wait_for(lambda: peer.messages, "the auto-reply")
+    assert b"Back on Monday." in reply.content
+    assert [s for _, s in imap_read(server, "Junk")] == [b"Subject: question"]
+    [(flags, subject)] = wait_for(lambda: imap_read(server, "Sent"), "the fcc copy")
+    assert flags == "\\Seen" and subject == b"Subject: Auto: question"
+
+
+def imap_raw(live: LiveServer, mailbox: str) -> list[bytes]:
+    """The messages of ``mailbox`` as stored, read with imaplib."""
+    with imaplib.IMAP4("127.0.0.1", live.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        typ, data = imap.select(f'"{mailbox}"', readonly=True)
+        assert typ == "OK", data
+        typ, fetched = imap.fetch("1:*", "(BODY.PEEK[])")
+        assert typ == "OK"
+        return [item[1] for item in fetched if isinstance(item, tuple)]
+
+
+def test_notify_fcc_creates_its_mailbox_and_a_missing_one_keeps_no_copy(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """RFC 8580: the notification's copy goes into the :fcc mailbox, made with :create; a
+    vacation :fcc into a missing mailbox without :create stores nothing (the reply is sent)."""
+    server.activate_sieve(
+        ALICE,
+        'require ["enotify", "fcc", "mailbox", "vacation"];\n'
+        'notify :fcc "Notes" :create :message "New: mail" "mailto:carol@remote.test";\n'
+        'vacation :fcc "Nowhere" "Away.";\n',
+    )
+    send(server, message("lunch"))
+    wait_for(lambda: len(peer.messages) == 2, "the notification and the reply")
+    [(flags, subject)] = wait_for(lambda: imap_read(server, "Notes"), "the fcc copy")
+    assert (flags, subject) == ("", b"Subject: New: mail")
+    settle(server)
+    with imaplib.IMAP4("127.0.0.1", server.port("imap")) as imap:
+        imap.login(ALICE, TEST_PASSWORD)
+        typ, _ = imap.select('"Nowhere"', readonly=True)
+    assert typ == "NO"
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: lunch"]

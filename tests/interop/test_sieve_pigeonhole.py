@@ -28,6 +28,7 @@ from pillarbox.sieve import (
     Script,
     SieveError,
     SieveMessage,
+    SpamStatus,
     Vacation,
     compile_script,
     environment,
@@ -40,7 +41,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 #: Extensions Pigeonhole has but does not enable by default.
-ENABLE = ("-x", "+vacation-seconds +editheader +mboxmetadata +servermetadata")
+ENABLE = (
+    "-x",
+    "+vacation-seconds +editheader +mboxmetadata +servermetadata +spamtest +spamtestplus",
+)
 
 #: Scripts both compilers must judge alike (valid or not: whichever sievec says).
 CORPUS = [
@@ -136,6 +140,32 @@ CORPUS = [
     'require "imap4flags"; keep :flags "a";',
     'require "imap4flags"; keep :flags;',
     'require ["imap4flags", "fileinto"]; fileinto :flags ["a", "b"] "x";',
+    # ihave and error (RFC 5463)
+    'require "ihave"; if ihave "x-frob" { frob :wibble "x"; }',
+    'require "ihave"; if ihave "fileinto" { fileinto "x"; }',
+    'require "ihave"; if ihave "x-frob" {} elsif ihave "fileinto" { fileinto "x"; }',
+    'require "ihave"; if anyof (ihave "x-frob", true) { frob "x"; }',
+    'require "ihave"; if ihave {} {}',
+    'require "ihave"; error "x";',
+    'require "ihave"; error;',
+    'error "x";',
+    'if ihave "fileinto" {}',
+    # duplicate (RFC 7352)
+    'require "duplicate"; if duplicate {}',
+    'require "duplicate"; if duplicate :handle "x" :header "list-id" :seconds 60 :last {}',
+    'require "duplicate"; if duplicate :uniqueid "a" :handle "x" {}',
+    'require "duplicate"; if duplicate :uniqueid "a" :header "x" {}',
+    'require "duplicate"; if duplicate :seconds "5" {}',
+    'require "duplicate"; if duplicate "x" {}',
+    "if duplicate {}",
+    # spamtest and spamtestplus (RFC 5235)
+    'require ["spamtest", "relational", "comparator-i;ascii-numeric"];'
+    ' if spamtest :value "ge" :comparator "i;ascii-numeric" "5" {}',
+    'require "spamtest"; if spamtest "5" {}',
+    'require "spamtest"; if spamtest :percent "5" {}',
+    'require "spamtestplus"; if spamtest :percent "50" {}',
+    'require "spamtest"; if spamtest {}',
+    'if spamtest "5" {}',
     # vacation
     'require "vacation"; vacation "away";',
     'require "vacation"; vacation :days 7 :subject "s" :from "a@example.org" :handle "h" "r";',
@@ -377,6 +407,27 @@ class Difference:
 #: Where we differ from Pigeonhole on purpose: (script, whether we accept it, why).
 DIFFERENCES = [
     Difference(
+        'require ["fileinto", "special-use"]; fileinto :specialuse "\\\\Junk" "Spam";',
+        True,
+        "RFC 8579 special-use: Pigeonhole 2.3 does not have it (0.5.x predates the RFC).",
+    ),
+    Difference(
+        'require "special-use"; if specialuse_exists "INBOX" "\\\\Junk" {}',
+        True,
+        "RFC 8579 specialuse_exists: as above.",
+    ),
+    Difference(
+        'require ["vacation", "fcc"]; vacation :fcc "Sent" "away";',
+        True,
+        "RFC 8580 fcc: Pigeonhole 2.3 does not have it.",
+    ),
+    Difference(
+        'require "ihave"; if ihave "fileinto" {} fileinto "x";',
+        False,
+        "RFC 5463 §4 makes ihave's capabilities usable in the block it guards; Pigeonhole "
+        "loads them for the whole script, so a command outside the block compiles there.",
+    ),
+    Difference(
         'require ["regex", "variables"]; set :quoteregex "a" "b";',
         True,
         "draft-ietf-sieve-regex-01 defines set :quoteregex; Pigeonhole 2.3 does not have it.",
@@ -580,6 +631,10 @@ if header :contains "list-id" "list.example.net" {
 }
 """,
     "rfc-example": CORPUS[-1],
+    "ihave-error": """require ["ihave", "fileinto"];
+if ihave "x-frob" { frob :wibble; } elsif ihave ["fileinto", "copy"] { fileinto "Lists"; }
+if header :contains "subject" "money" { error "no money"; }
+""",
     "discard-and-vacation": """require ["vacation", "imap4flags"];
 if header :matches "subject" "*money*" { discard; stop; }
 if not exists "list-id" {
@@ -734,7 +789,12 @@ class Decision:
     notifications: frozenset[tuple[frozenset[str], int]] = frozenset()
 
 
-def _ours(script: str, raw: bytes, included: dict[str, str] | None = None) -> Decision:
+def _ours(
+    script: str,
+    raw: bytes,
+    included: dict[str, str] | None = None,
+    spam: SpamStatus | None = None,
+) -> Decision:
     includes: dict[IncludeKey, Script | SieveError | None] = {}
     for name, text in (included or {}).items():
         location, _, plain = name.rpartition("/")
@@ -749,6 +809,7 @@ def _ours(script: str, raw: bytes, included: dict[str, str] | None = None) -> De
             envelope_to=RECIPIENT,
             mailboxes=MAILBOXES,
             environment=environment.items(host="mx.example.org"),
+            spam=spam,
         ),
         now=datetime.now(UTC),  # sieve-test runs with TZ=UTC: the same local zone
         includes=includes,
@@ -785,7 +846,11 @@ _NOTIFIED = re.compile(r"^\s*\+ (?:To|Cc): (.*)$")
 
 
 def _pigeonhole(
-    script: str, raw: bytes, directory: Path, included: dict[str, str] | None = None
+    script: str,
+    raw: bytes,
+    directory: Path,
+    included: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
 ) -> Decision:
     _write_includes(directory, included or {})
     source, message = directory / "run.sieve", directory / "message.eml"
@@ -799,7 +864,8 @@ def _pigeonhole(
             (maildir / folder / sub).mkdir(parents=True, exist_ok=True)
     for path in (maildir, *maildir.rglob("*")):
         path.chmod(0o777)
-    command = ["sieve-test", *ENABLE, *_locations(directory), "-l", f"maildir:{maildir}"]
+    command = ["sieve-test", *ENABLE, *_locations(directory), *options]
+    command += ["-l", f"maildir:{maildir}"]
     command += ["-f", SENDER, "-r", RECIPIENT]
     command += ["-a", RECIPIENT]
     if os.geteuid() == 0:  # Dovecot's tools refuse to run as root
@@ -982,3 +1048,56 @@ def test_regex_differences_in_runs(workdir: Path) -> None:
     assert _ours(script, _subject("a(")).failed
     theirs = _pigeonhole(script, _subject("a("), workdir)
     assert not theirs.failed and theirs.stores == frozenset({("N", frozenset())})
+
+
+# -- spamtest (RFC 5235) ---------------------------------------------------------------------
+
+#: Pigeonhole reads the verdict from a header: a score out of the maximum, which is our
+#: reject threshold, so both see the same verdict.
+SPAMTEST_OPTIONS = (
+    "-o",
+    "plugin/sieve_spamtest_status_type=score",
+    "-o",
+    "plugin/sieve_spamtest_status_header=X-Spam-Score",
+    "-o",
+    "plugin/sieve_spamtest_max_value=15",
+)
+SPAMTEST_SCRIPT = """require ["spamtestplus", "variables", "fileinto"];
+if spamtest :matches "*" { set "level" "${1}"; }
+if spamtest :percent :matches "*" { set "percent" "${1}"; }
+fileinto "L${level}";
+fileinto "P${percent}";
+"""
+#: Scores where both give the same level and percent (None: no verdict, "not tested").
+SPAMTEST_AGREE = [None, -3.0, 0.0, 1.2, 14.9, 15.0, 40.0]
+#: Scores where only the level differs, on purpose (pillarbox.sieve.spamtest: our "5" is
+#: where Junk begins; Pigeonhole's levels are linear up to the maximum).
+SPAMTEST_LEVELS_DIFFER = [2.5, 4.9, 5.0, 7.5]
+
+
+def _spam_case(score: float | None) -> tuple[bytes, SpamStatus | None]:
+    raw = MESSAGES["plain"]
+    if score is None:
+        return raw, None
+    action = "reject" if score >= 15 else "junk" if score >= 5 else "inbox"
+    return f"X-Spam-Score: {score}\r\n".encode() + raw, SpamStatus(score, action, 5.0, 15.0)
+
+
+@pytest.mark.parametrize("score", SPAMTEST_AGREE)
+def test_spamtest_as_pigeonhole(score: float | None, workdir: Path) -> None:
+    require("sieve-test", "dovecot-sieve")
+    raw, status = _spam_case(score)
+    ours = _ours(SPAMTEST_SCRIPT, raw, spam=status)
+    assert ours == _pigeonhole(SPAMTEST_SCRIPT, raw, workdir, options=SPAMTEST_OPTIONS)
+
+
+@pytest.mark.parametrize("score", SPAMTEST_LEVELS_DIFFER)
+def test_spamtest_levels_that_differ_on_purpose(score: float, workdir: Path) -> None:
+    """The percent still agrees; the level is ours (the list cannot go stale)."""
+    require("sieve-test", "dovecot-sieve")
+    raw, status = _spam_case(score)
+    ours = _ours(SPAMTEST_SCRIPT, raw, spam=status)
+    theirs = _pigeonhole(SPAMTEST_SCRIPT, raw, workdir, options=SPAMTEST_OPTIONS)
+    ours_percent = {m for m, _ in ours.stores if m.startswith("P")}
+    assert ours_percent == {m for m, _ in theirs.stores if m.startswith("P")}
+    assert ours.stores != theirs.stores

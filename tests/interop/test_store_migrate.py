@@ -133,6 +133,7 @@ async def _populate(store: Store) -> None:
     await store.put_sieve_script(account.id, "old", "keep;")
     await store.set_active_sieve_script(account.id, "rules")
     assert await store.claim_vacation_reply(account.id, "boss@far.example", when, timedelta(1))
+    await store.track_sieve_duplicates(account.id, [("seen", when + timedelta(days=7))], when, 10)
     # What the next DMARC and TLS reports will count.
     await store.record_dmarc_observation(
         DmarcObservation(
@@ -309,6 +310,7 @@ async def _snapshot(store: Store) -> dict[str, Any]:
         "token": await store.find_token(TokenKind.APP_PASSWORD, "ab" * 32),
         "totp": await store.get_totp(account.id),
         "sieve": await store.list_sieve_scripts(account.id),
+        "duplicates": await store.sieve_duplicates(account.id, WHEN + timedelta(hours=1)),
         "vacation_again": await store.claim_vacation_reply(
             account.id, "boss@far.example", WHEN + timedelta(hours=1), timedelta(days=1)
         ),
@@ -367,6 +369,7 @@ def test_migrate_sqlite_store_to_postgres(tmp_path: Path, database: TestDatabase
     assert before["greylist"] is GreyOutcome.KNOWN  # passed, and still passed on the copy
     assert [(s.name, s.active) for s in before["sieve"]] == [("old", False), ("rules", True)]
     assert before["vacation_again"] is False  # replied within the day: not again
+    assert before["duplicates"] == {"seen"}
     assert len(before["dmarc"]) == 1 and len(before["tls"]) == 1
     assert [c.emails for c in before["contacts"]] == [("zoe@far.example", "z@far.example")]
     assert "BDAY:19800101" in (before["contacts"][0].card or "")  # the card as received

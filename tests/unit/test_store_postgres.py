@@ -124,7 +124,7 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
             "DROP TABLE contact_books, contact_tombstones; "
             "ALTER TABLE contacts DROP COLUMN modseq, DROP COLUMN etag; "
             "DROP TABLE calendar_tombstones, calendar_objects, calendars; "
-            "DROP TABLE acme_answers, acme_certificates, acme_leases; "
+            "DROP TABLE acme_answers, acme_certificates, acme_leases, sieve_duplicates; "
             "DELETE FROM schema_version WHERE version >= 24"
         )
     upgraded = PostgresStore(migrated_url)
@@ -149,7 +149,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_29(migrated_
             "ALTER TABLE calendars DROP COLUMN description, DROP COLUMN timezone, "
             "DROP COLUMN oldest_token; ALTER TABLE calendar_objects DROP COLUMN etag; "
             "ALTER TABLE calendar_tombstones DROP COLUMN deleted; "
-            "DROP TABLE acme_certificates, acme_leases; "
+            "DROP TABLE acme_certificates, acme_leases, sieve_duplicates; "
             "DELETE FROM schema_version WHERE version >= 29"
         )
     upgraded = PostgresStore(migrated_url)

@@ -17,9 +17,10 @@ Implementation notes (the rules are also in docs/sieve.md):
   leaves it to the implementation; creating folders from a script would let a typo make one).
   Keep and fileinto of the same mailbox are one copy (§2.10.3), their imap4flags united.
 - **fileinto :create** (RFC 5490 §3.2) creates a missing mailbox through the store (its name
-  checks: ``normalize_mailbox_name``; superiors made too), as a plain folder — never with a
-  special use — and only while the account has fewer than ``sieve.create_max_mailboxes``, so
-  a script filing by header values cannot flood it. A creation that fails (an invalid name,
+  checks: ``normalize_mailbox_name``; superiors made too), as a plain folder — with a special
+  use only when its :specialuse names one (RFC 8579 §4) — and only while the account has
+  fewer than ``sieve.create_max_mailboxes``, so a script filing by header values cannot flood
+  it. A creation that fails (an invalid name,
   the bound) is the §3.2 error: the copy goes where a missing mailbox's would, logged.
 - **include** (RFC 6609): before the run, the scripts the active one includes are read —
   :personal from the account's scripts in the store, :global from ``sieve.global_dir`` — and
@@ -34,7 +35,19 @@ Implementation notes (the rules are also in docs/sieve.md):
   the message as it arrived (a redirected copy never carries our Return-Path and
   Delivered-To, which the edited copy begins with).
 - **mailboxexists** (RFC 5490 §3.1) reads the account's mailbox names, listed only for a
-  script that requires "mailbox" (or includes one that does).
+  script that requires "mailbox" (or includes one that does); **specialuse_exists** (RFC 8579
+  §3) their special uses, for one that requires "special-use". **fileinto :specialuse**
+  (§4) files into the account's mailbox with that special use when it has one, else into the
+  mailbox named (the rules above).
+- **spamtest** (RFC 5235) reads the policy's verdict on this copy: the score and action of
+  the ``X-Pillarbox-Spam`` field in the :class:`Filing` intake kept (never the message's
+  fields), with ``[policy]``'s thresholds (:mod:`pillarbox.sieve.spamtest` maps them); a copy
+  no policy judged is "not tested".
+- **duplicate** (RFC 7352): the keys the account's earlier runs recorded and not expired are
+  read before the run (for a script that requires "duplicate"); those the run hands back are
+  recorded after its copy is stored (§3.1: a run that failed, or a copy deferred and run
+  again, records none), expiring after :seconds (``sieve.duplicate_default_seconds``, at
+  most ``duplicate_max_seconds``), at most ``duplicate_max_entries`` per account.
 - **metadata tests** (RFC 5490 §3.3–§3.6) read METADATA entries (RFC 5464), read-only: before
   the run, only the entries the scripts' tests name (``Script.metadata``), or all of the
   account's when a name is made of variables, with IMAP's computed ones; the run stays
@@ -58,6 +71,10 @@ Implementation notes (the rules are also in docs/sieve.md):
 - **vacation** goes through :mod:`.vacation` (RFC 3834 rules, once per sender per handle per
   ``:days``); ``:from`` is used only if the account may send as it (RFC 5230 §4.3 lets us
   ignore others), so a script cannot make us sign mail for an address its owner does not own.
+- **:fcc** (RFC 8580) on vacation and notify: the reply or notification as sent (signed) is
+  stored in the mailbox named, or the one with its :specialuse, with its :flags; a missing
+  one is created only with :create (as fileinto :create), else the copy is not kept, logged
+  — it was sent. No reply sent, no copy.
 - **Quota warnings** (:mod:`.quotawarning`) are judged on the stored copies' results, after
   them: a copy that takes the account past ``[quota] warning_thresholds`` is followed by
   the warning in its INBOX.
@@ -69,8 +86,9 @@ Implementation notes (the rules are also in docs/sieve.md):
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -92,6 +110,7 @@ from pillarbox.services import Services
 from pillarbox.sieve import (
     INLINE_COMPILE_SIZE,
     Discard,
+    Fcc,
     FileInto,
     IncludeKey,
     Keep,
@@ -105,6 +124,7 @@ from pillarbox.sieve import (
     Script,
     SieveError,
     SieveMessage,
+    SpamStatus,
     Vacation,
     environment,
 )
@@ -120,10 +140,15 @@ from pillarbox.store.types import (
     DeliveryStatus,
     DeliveryTarget,
     Filing,
+    Mailbox,
     NewQueueRecipient,
+    SpecialUse,
 )
 
 _log = Log("sieve")
+#: The score and action of the policy's ``X-Pillarbox-Spam`` field (pillarbox.policy.verdict),
+#: read from the Filing intake kept, never from the message.
+_VERDICT = re.compile(rb"X-Pillarbox-Spam: score=(-?[0-9]+(?:\.[0-9]+)?); action=([a-z]+)", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +170,9 @@ class _Plan:
     targets: tuple[DeliveryTarget, ...]
     redirects: tuple[str, ...]
     vacation: Vacation | None
-    #: The targets' mailboxes a ``fileinto :create`` named (RFC 5490 §3.2).
-    create: frozenset[str] = frozenset()
+    #: The targets' mailboxes a ``fileinto :create`` named (RFC 5490 §3.2), with the
+    #: special use its :specialuse gave (RFC 8579 §4), if any.
+    create: dict[str, SpecialUse | None] = field(default_factory=dict)
 
 
 class LocalDelivery:
@@ -173,6 +199,10 @@ class LocalDelivery:
         reports: receivedreports.Intake | None = None,
         quota_warnings: QuotaWarnings | None = None,
         metadata_admin: str = "",
+        spam_thresholds: tuple[float, float] = (5.0, 15.0),
+        duplicate_seconds: int = 604800,
+        duplicate_max_seconds: int = 2592000,
+        duplicate_max_entries: int = 10000,
     ) -> None:
         self._store = store
         self._router = router
@@ -192,6 +222,10 @@ class LocalDelivery:
         self._reports = reports
         self._quota_warnings = quota_warnings
         self._metadata_admin = metadata_admin
+        self._spam_thresholds = spam_thresholds
+        self._duplicate_seconds = duplicate_seconds
+        self._duplicate_max_seconds = duplicate_max_seconds
+        self._duplicate_max_entries = duplicate_max_entries
 
     @classmethod
     def of(cls, services: Services) -> LocalDelivery:
@@ -240,6 +274,10 @@ class LocalDelivery:
             reports=receivedreports.Intake.of(services.store, config.received_reports),
             quota_warnings=QuotaWarnings.of(services),
             metadata_admin=config.imap.metadata_admin,
+            spam_thresholds=(config.policy.junk_threshold, config.policy.reject_threshold),
+            duplicate_seconds=section.duplicate_default_seconds,
+            duplicate_max_seconds=section.duplicate_max_seconds,
+            duplicate_max_entries=section.duplicate_max_entries,
         )
 
     async def deliver(
@@ -280,12 +318,14 @@ class LocalDelivery:
         )
         message = received + body
         outcome = await self._outcome(
-            account, copy, info, sender, recipient.original, remote, fields
+            account, copy, info, sender, recipient.original, remote, fields, filing
         )
         if outcome.message is not None:
             # RFC 5293: the header as the script left it is stored, parsed from those bytes.
             copy = outcome.message
             info = await parse(copy)
+        if any(isinstance(a, FileInto) and a.specialuse for a in outcome.actions):
+            outcome = await self._special_use_targets(account, outcome)
         redirects = any(isinstance(a, Redirect) for a in outcome.actions)
         may_redirect = redirects and not spam and not forwarding.looped(message, account.address)
         rejection = next((a for a in outcome.actions if isinstance(a, Reject)), None)
@@ -319,6 +359,8 @@ class LocalDelivery:
                     )
             if self._quota_warnings is not None:
                 await self._quota_warnings.after_delivery(account, results)
+        if outcome.duplicates and outcome.error is None:
+            await self._track_duplicates(account, outcome)
         if redirects:
             if not may_redirect:
                 reason = "spam" if spam else "forwarding loop"
@@ -453,9 +495,11 @@ class LocalDelivery:
         rcpt: str,
         remote: tuple[str, str],
         fields: bytes,
+        filing: Filing | None,
     ) -> Outcome:
         """The script's decision, or the implicit keep when there is no script or it fails.
-        ``fields`` are the ones delivery put on top of ``copy``, hidden from the script."""
+        ``fields`` are the ones delivery put on top of ``copy``, hidden from the script;
+        ``filing`` the policy's decision (spamtest reads its verdict)."""
         stored = await self._store.active_sieve_script(account.id)
         if stored is None:
             return Outcome((Keep(),))
@@ -472,9 +516,13 @@ class LocalDelivery:
         includes = await self._includes(account, script) if script.includes else None
         scripts = [script, *(s for s in (includes or {}).values() if isinstance(s, Script))]
         requires = frozenset().union(*(s.requires for s in scripts))
-        mailboxes: list[str] = []
-        if "mailbox" in requires:  # RFC 5490 §3.1 mailboxexists
-            mailboxes = [m.name for m in await self._store.list_mailboxes(account.id)]
+        boxes: list[Mailbox] = []
+        if requires & {"mailbox", "special-use"}:  # RFC 5490 §3.1, RFC 8579 §3
+            boxes = await self._store.list_mailboxes(account.id)
+        duplicates: frozenset[str] = frozenset()
+        now = datetime.now(UTC).astimezone()  # RFC 5260: the local zone, time of delivery
+        if "duplicate" in requires:  # RFC 7352
+            duplicates = await self._store.sieve_duplicates(account.id, now)
         metadata: dict[MetadataKey, str] = {}
         if requires & {"mboxmetadata", "servermetadata"}:  # RFC 5490 §3.3–§3.6
             metadata = await self._metadata(account, scripts)
@@ -483,15 +531,17 @@ class LocalDelivery:
             info,
             envelope_from=sender,
             envelope_to=rcpt,
-            mailboxes=mailboxes,
+            mailboxes=[m.name for m in boxes],
             environment=environment.items(
                 host=self._hostname, remote_ip=remote[0], remote_host=remote[1]
             ),
             delivery_fields=len(scan_header(fields, 0, len(fields)).fields),
             metadata=metadata,
+            spam=self._spam_status(filing),
+            duplicates=duplicates,
+            special_uses={m.name: m.special_use.lower() for m in boxes if m.special_use},
         )
         try:
-            now = datetime.now(UTC).astimezone()  # RFC 5260: the local zone, time of delivery
             outcome = await run_sized(
                 len(copy),
                 script.run,
@@ -512,6 +562,63 @@ class LocalDelivery:
                 error=outcome.error,
             )
         return outcome
+
+    def _spam_status(self, filing: Filing | None) -> SpamStatus | None:
+        """RFC 5235: the policy's verdict on this copy, from the field intake kept with its
+        decision (None: not judged — submitted, injected, the policy off)."""
+        found = _VERDICT.search(filing.fields) if filing is not None else None
+        if found is None:
+            return None
+        junk, reject = self._spam_thresholds
+        return SpamStatus(float(found[1]), found[2].decode().lower(), junk, reject)
+
+    async def _track_duplicates(self, account: Account, outcome: Outcome) -> None:
+        """RFC 7352 §3.1: the ids of a run that finished, recorded once its copy is stored
+        (a deferred copy runs the script again); :seconds bounded by the site (§3.3)."""
+        now = datetime.now(UTC)
+        entries = []
+        for tracked in outcome.duplicates:
+            seconds = self._duplicate_seconds if tracked.seconds is None else tracked.seconds
+            period = timedelta(seconds=min(seconds, self._duplicate_max_seconds))
+            entries.append((tracked.key, now + period))
+        await self._store.track_sieve_duplicates(
+            account.id, entries, now, self._duplicate_max_entries
+        )
+
+    async def _special_use_targets(self, account: Account, outcome: Outcome) -> Outcome:
+        """RFC 8579 §4: a fileinto :specialuse goes to the account's mailbox with that
+        attribute when there is one, else to the mailbox it names."""
+        boxes = await self._store.list_mailboxes(account.id)
+        actions = []
+        for action in outcome.actions:
+            if isinstance(action, FileInto) and action.specialuse:
+                found = _special_use_mailbox(boxes, action.specialuse)
+                if found is not None:
+                    action = replace(action, mailbox=found, create=False)
+            actions.append(action)
+        return replace(outcome, actions=tuple(actions))
+
+    async def _fcc(self, account: Account, fcc: Fcc, sent: bytes) -> None:
+        """RFC 8580 §3: the copy of a reply or notification sent, stored in the mailbox
+        :fcc names (or the one with its :specialuse), with its :flags; a missing mailbox is
+        created only with :create — else the copy is not kept, logged (it was sent)."""
+        boxes = await self._store.list_mailboxes(account.id)
+        name = _special_use_mailbox(boxes, fcc.specialuse) if fcc.specialuse else None
+        target = DeliveryTarget(account.id, name or fcc.mailbox, frozenset(fcc.flags))
+        info = await parse(sent)
+        [result] = await self._store.deliver(sent, info, [target])
+        if result.status is DeliveryStatus.NO_MAILBOX and fcc.create:
+            create = {target.mailbox: _special_use(fcc.specialuse)}
+            [result] = await self._created(account, sent, info, [result], create)
+        if result.status is DeliveryStatus.STORED:
+            _log.info("sieve fcc stored", account=account.address, mailbox=target.mailbox)
+        else:
+            _log.warning(
+                "sieve fcc not stored",
+                account=account.address,
+                mailbox=target.mailbox,
+                status=result.status.value,
+            )
 
     async def _metadata(
         self, account: Account, scripts: Sequence[Script]
@@ -569,7 +676,7 @@ class LocalDelivery:
                 author = sieve_address(action.from_)
             else:
                 _log.info("sieve notify :from ignored: not the account's", account=account.address)
-        await notification.send(
+        sent = await notification.send(
             self._store,
             self._router,
             self._wakeup,
@@ -582,6 +689,8 @@ class LocalDelivery:
             now=datetime.now(UTC),
             max_field_size=self._limits.max_header_size,
         )
+        if sent is not None and action.fcc is not None:
+            await self._fcc(account, action.fcc, sent)
 
     async def _created(
         self,
@@ -589,7 +698,7 @@ class LocalDelivery:
         copy: bytes,
         info: MessageInfo,
         results: list[DeliveryResult],
-        create: frozenset[str],
+        create: dict[str, SpecialUse | None],
     ) -> list[DeliveryResult]:
         """RFC 5490 §3.2: targets a ``fileinto :create`` named that were missing, created and
         delivered again; those that cannot be created stay missing (see the module notes)."""
@@ -610,7 +719,7 @@ class LocalDelivery:
                 out.append(result)
                 continue
             try:
-                await self._store.create_mailbox(account.id, target.mailbox)
+                await self._store.create_mailbox(account.id, target.mailbox, create[target.mailbox])
             except InvalidName as exc:
                 _log.info(
                     "sieve fileinto :create: invalid name",
@@ -726,7 +835,7 @@ class LocalDelivery:
             addresses=action.addresses,
             mime=action.mime,
         )
-        await self.responder.respond_to_script(
+        sent = await self.responder.respond_to_script(
             vacation.Incoming.of(sender, message),
             account,
             addressed,
@@ -734,6 +843,8 @@ class LocalDelivery:
             datetime.now(UTC),
             spam=spam,
         )
+        if sent is not None and action.fcc is not None:
+            await self._fcc(account, action.fcc, sent)
 
     async def _may_send_as(self, account: Account, text: str) -> bool:
         try:
@@ -757,7 +868,7 @@ def _plan(
     targets: dict[str, DeliveryTarget] = {}
     redirects: list[str] = []
     reply: Vacation | None = None
-    create: set[str] = set()
+    create: dict[str, SpecialUse | None] = {}
 
     def add(name: str, flags: tuple[str, ...]) -> None:
         key = name.upper() if name.upper() == INBOX else name
@@ -772,7 +883,7 @@ def _plan(
         elif isinstance(action, FileInto):
             add(action.mailbox, action.flags)
             if action.create:
-                create.add(action.mailbox)
+                create[action.mailbox] = _special_use(action.specialuse)
         elif isinstance(action, Redirect):
             if may_redirect:
                 redirects.append(action.address)
@@ -784,4 +895,16 @@ def _plan(
             kept_for_redirect = True
     if kept_for_redirect and not targets:
         add(mailbox, ())
-    return _Plan(tuple(targets.values()), tuple(redirects), reply, frozenset(create))
+    return _Plan(tuple(targets.values()), tuple(redirects), reply, create)
+
+
+def _special_use(flag: str | None) -> SpecialUse | None:
+    """The attribute a created mailbox gets (RFC 8579 §4), if it is one a mailbox of ours
+    can have (RFC 6154's but \\All and \\Flagged, which are views, not folders)."""
+    return next((u for u in SpecialUse if flag is not None and u.lower() == flag.lower()), None)
+
+
+def _special_use_mailbox(boxes: Sequence[Mailbox], flag: str) -> str | None:
+    return next(
+        (m.name for m in boxes if m.special_use and m.special_use.lower() == flag.lower()), None
+    )

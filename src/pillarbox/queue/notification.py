@@ -126,20 +126,20 @@ async def send(
     spam: bool,
     now: datetime,
     max_field_size: int,
-) -> None:
-    """Send ``action``'s notification about ``message`` (see the notes). ``own`` are the
-    addresses that reached the account (with its own), ``sender`` an accepted ``:from``
-    or ""."""
+) -> bytes | None:
+    """Send ``action``'s notification about ``message`` (see the notes); the notification as
+    sent, or None when none was. ``own`` are the addresses that reached the account (with
+    its own), ``sender`` an accepted ``:from`` or ""."""
     reason = reason_not_to_notify(message, spam=spam)
     if reason is not None:
         _log.info("sieve notify not sent", account=account.address, reason=reason)
-        return
+        return None
     mine = {account.address.lower(), *(a.lower() for a in own)}
     recipients = [r for r in action.recipients if r.lower() not in mine]
     if len(recipients) < len(action.recipients):
         _log.info("sieve notify: not to the account's own address", account=account.address)
     if not recipients:
-        return
+        return None
     notification = compose(
         action, message, account, sender=sender, now=now, max_field_size=max_field_size
     )
@@ -155,3 +155,4 @@ async def send(
         recipients=len(recipients),
         importance=action.importance,
     )
+    return raw

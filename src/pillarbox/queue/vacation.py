@@ -263,8 +263,9 @@ class Responder:
         now: datetime,
         *,
         spam: bool,
-    ) -> bool:
-        """Send a Sieve script's auto-reply (RFC 5230) if one is due; True if sent. The
+    ) -> bytes | None:
+        """Send a Sieve script's auto-reply (RFC 5230) if one is due: the reply as sent, or
+        None. The
         same rules as the account's own, except that the account must be named in the
         header (§4.5 MUST, whatever ``vacation.require_explicit_address`` says), ``:addresses``
         count as its own, and the once-per-sender memory is per ``:handle`` (§4.2) and
@@ -281,7 +282,7 @@ class Responder:
             reason = "already replied to this sender"
         if reason is not None:
             _log.info("no auto-reply", account=account.address, reason=reason, sieve=True)
-            return False
+            return None
         reply = compose_reply(
             message,
             account,
@@ -291,10 +292,10 @@ class Responder:
             sender=request.sender,
             mime=request.mime,
         )
-        await self._send(reply, message, account)
-        return True
+        return await self._send(reply, message, account)
 
-    async def _send(self, reply: bytes, message: Incoming, account: Account) -> None:
+    async def _send(self, reply: bytes, message: Incoming, account: Account) -> bytes:
         signed = await sign_outbound(self._store, reply)
         await bounce.send_report(self._store, self._router, self._wakeup, signed, message.sender)
         _log.info("auto-reply sent", account=account.address)
+        return signed

@@ -12,6 +12,7 @@ from datetime import datetime
 from pillarbox.sieve.actions import (
     Action,
     Discard,
+    Fcc,
     FileInto,
     Keep,
     Notify,
@@ -20,6 +21,7 @@ from pillarbox.sieve.actions import (
     Reject,
     Vacation,
 )
+from pillarbox.sieve.duplicate import Tracked
 from pillarbox.sieve.errors import SieveError
 from pillarbox.sieve.grammar import parse
 from pillarbox.sieve.interpret import Includes, RunLimits, run
@@ -33,6 +35,7 @@ from pillarbox.sieve.program import (
 )
 from pillarbox.sieve.regex import DEFAULT_LIMITS as DEFAULT_REGEX_LIMITS
 from pillarbox.sieve.regex import RegexLimits
+from pillarbox.sieve.spamtest import SpamStatus
 from pillarbox.sieve.validate import DEFAULT_MAX_VARIABLES, EXTENSIONS, compile_commands
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "INLINE_COMPILE_SIZE",
     "Action",
     "Discard",
+    "Fcc",
     "FileInto",
     "IncludeKey",
     "Includes",
@@ -56,6 +60,8 @@ __all__ = [
     "Script",
     "SieveError",
     "SieveMessage",
+    "SpamStatus",
+    "Tracked",
     "Vacation",
     "compile_script",
 ]

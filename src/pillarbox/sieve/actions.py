@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pillarbox.sieve.duplicate import Tracked
 from pillarbox.sieve.notify import Mailto
 
 
@@ -24,6 +25,19 @@ class FileInto:
     flags: tuple[str, ...] = ()
     copy: bool = False
     create: bool = False
+    #: RFC 8579 §4: the mailbox with this special use, when the account has one, instead.
+    specialuse: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fcc:
+    """RFC 8580 §3: store a copy of the reply or notification sent in ``mailbox`` (or the
+    one with the ``specialuse`` attribute), with ``flags``, creating it if ``create``."""
+
+    mailbox: str
+    flags: tuple[str, ...] = ()
+    create: bool = False
+    specialuse: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +68,7 @@ class Vacation:
     days: int | None = None
     mime: bool = False
     seconds: int | None = None
+    fcc: Fcc | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,7 @@ class Notify:
     importance: int = 2
     from_: str | None = None
     message: str | None = None
+    fcc: Fcc | None = None
 
 
 Action = Keep | FileInto | Redirect | Discard | Vacation | Reject | Notify
@@ -88,8 +104,10 @@ class Outcome:
     """The actions to take, in script order. ``error`` says why the script failed at run time,
     in which case the actions are only the implicit keep (RFC 5228 §2.10.6). ``message`` is
     the message with the header as ``addheader``/``deleteheader`` left it (RFC 5293), None
-    when the script edited nothing: what keep and fileinto store."""
+    when the script edited nothing: what keep and fileinto store. ``duplicates`` are the ids
+    its duplicate tests record (RFC 7352 §3.1: none when it failed)."""
 
     actions: tuple[Action, ...]
     error: str | None = None
     message: bytes | None = None
+    duplicates: tuple[Tracked, ...] = ()

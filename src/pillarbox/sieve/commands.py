@@ -48,6 +48,9 @@ class Spec:
     variable_first: Arg | None = None
     #: The last positional argument may be left out (RFC 5293 §5 deleteheader's patterns).
     optional_last: bool = False
+    #: A first positional argument that may be left out (RFC 8579 §3 specialuse_exists's
+    #: mailbox).
+    optional_first: Arg | None = None
 
     def tag(self, name: str) -> TagSpec | None:
         return next((t for t in self.tags if t.name == name), None)
@@ -78,6 +81,11 @@ INDEX = (  # RFC 5260 §6
 )
 ZONE = TagSpec("zone", S, "zone")  # RFC 5260 §4.1
 COPY = TagSpec("copy", extension="copy")  # RFC 3894 §3
+SPECIALUSE = TagSpec("specialuse", S, extension="special-use")  # RFC 8579 §4
+CREATE = TagSpec("create", extension="mailbox")  # RFC 5490 §3.2
+#: RFC 8580 §3: where an auto-reply's or notification's copy is stored; the other three
+#: qualify :fcc (refused without it, in .validate).
+FCC = (TagSpec("fcc", S, extension="fcc"), FLAGS, CREATE, SPECIALUSE)
 
 SPECS: dict[str, Spec] = {
     s.name: s
@@ -95,7 +103,7 @@ SPECS: dict[str, Spec] = {
         Spec(
             "fileinto",
             extension="fileinto",
-            tags=(FLAGS, COPY, TagSpec("create", extension="mailbox")),  # RFC 5490 §3.2
+            tags=(FLAGS, COPY, CREATE, SPECIALUSE),
             positional=(S,),
         ),
         # RFC 5429 §2.1, §2.2
@@ -117,6 +125,7 @@ SPECS: dict[str, Spec] = {
                 TagSpec("addresses", L),
                 TagSpec("mime"),
                 TagSpec("handle", S),
+                *FCC,
             ),
             positional=(S,),
         ),
@@ -129,6 +138,7 @@ SPECS: dict[str, Spec] = {
                 TagSpec("importance", S),
                 TagSpec("options", L),
                 TagSpec("message", S),
+                *FCC,
             ),
             positional=(S,),
         ),
@@ -154,6 +164,8 @@ SPECS: dict[str, Spec] = {
             positional=(S,),
         ),
         Spec("return", extension="include"),
+        # RFC 5463 §5
+        Spec("error", extension="ihave", positional=(S,)),
         Spec("global", extension="include", positional=(L,)),
         # RFC 5229 §4: modifiers of one precedence are one group
         Spec(
@@ -263,6 +275,31 @@ SPECS: dict[str, Spec] = {
             positional=(L,),
             variable_first=L,
         ),
+        # RFC 5463 §4
+        Spec("ihave", True, extension="ihave", positional=(L,)),
+        # RFC 5235 §3.1, §3.2 (it obsoletes RFC 3685): :percent needs "spamtestplus"
+        Spec(
+            "spamtest",
+            True,
+            extension="spamtest",
+            tags=(*COMPARATOR, *MATCH_TYPE, TagSpec("percent", extension="spamtestplus")),
+            positional=(S,),
+        ),
+        # RFC 7352 §3
+        Spec(
+            "duplicate",
+            True,
+            extension="duplicate",
+            tags=(
+                TagSpec("handle", S),
+                TagSpec("header", S, "id"),
+                TagSpec("uniqueid", S, "id"),
+                TagSpec("seconds", N),
+                TagSpec("last"),
+            ),
+        ),
+        # RFC 8579 §3
+        Spec("specialuse_exists", True, extension="special-use", positional=(L,), optional_first=S),
         # RFC 5173 §5
         Spec(
             "body",

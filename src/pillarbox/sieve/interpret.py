@@ -35,6 +35,13 @@ Invariants:
   past ``max_includes``). Missing (without :optional), broken, looping (§3.2), too deep or
   too many includes are runtime errors when the include runs. ``return`` ends the included
   script (at the top, the run, §3.3); ``stop`` ends the run.
+- ``duplicate`` (RFC 7352) answers from the keys delivery read (``SieveMessage.duplicates``);
+  a test of a key seen earlier in the same run gets that test's answer. The keys to record
+  (new ones, and seen ones under :last, §3.3) are the outcome's only when the run finishes
+  (§3.1): a failed run records none. A :header the message lacks is false and records
+  nothing (§3.1).
+- ``error`` (RFC 5463 §5) is a runtime error with the script's message; ``ihave`` (§4) is
+  true when every capability named is one we have.
 """
 
 from __future__ import annotations
@@ -48,10 +55,11 @@ from typing import TypeVar
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.headers import HeaderField
-from pillarbox.sieve import dates, editheader, notify, variables
+from pillarbox.sieve import dates, duplicate, editheader, notify, spamtest, variables
 from pillarbox.sieve.actions import (
     Action,
     Discard,
+    Fcc,
     FileInto,
     Keep,
     Notify,
@@ -66,7 +74,7 @@ from pillarbox.sieve.message import MAX_FIELDS, SieveMessage, field_value
 from pillarbox.sieve.program import Compiled, IncludeKey, Node
 from pillarbox.sieve.regex import DEFAULT_LIMITS as DEFAULT_REGEX_LIMITS
 from pillarbox.sieve.regex import RegexLimits
-from pillarbox.sieve.validate import ENVELOPE_PARTS, sieve_address
+from pillarbox.sieve.validate import ENVELOPE_PARTS, SPECIAL_USE, SUPPORTED, sieve_address
 
 #: RFC 5233 §4: the separator of user and detail; the same as Pillarbox's routing uses
 #: (``pillarbox.queue.routing.PLUS_DELIMITER``, held equal by a test).
@@ -223,6 +231,9 @@ class _Run:
         self.included: set[IncludeKey] = set()
         #: ${0}, ${1}, … of the last :matches that succeeded (RFC 5229 §3.2).
         self.matched: tuple[str, ...] = ()
+        #: RFC 7352: each key tested in this run, with its answer, and those to record.
+        self.seen: dict[str, bool] = {}
+        self.tracked: dict[str, duplicate.Tracked] = {}
 
     # -- strings (RFC 5229 §3) ---------------------------------------------------------------
     def text(self, value: str) -> str:
@@ -256,10 +267,11 @@ class _Run:
         actions = self.actions
         if self.discarded and not any(isinstance(a, Keep | FileInto | Reject) for a in actions):
             actions = [*actions, Discard()]
+        tracked = tuple(self.tracked.values())
         if not self.edited:
-            return Outcome(tuple(actions))
+            return Outcome(tuple(actions), duplicates=tracked)
         edited = editheader.rebuild(self.message.raw, self.original_fields, self.message.fields)
-        return Outcome(tuple(actions), message=edited)
+        return Outcome(tuple(actions), message=edited, duplicates=tracked)
 
     # -- commands ----------------------------------------------------------------------------
     def block(self, nodes: Sequence[Node]) -> None:
@@ -285,7 +297,16 @@ class _Run:
             copy = "copy" in node.tags
             self.implicit_keep = self.implicit_keep and copy
             create = "create" in node.tags
-            self.add(FileInto(self.string(node, 0), self.action_flags(node), copy, create))
+            special = self.tag_strings(node, "specialuse")
+            self.add(
+                FileInto(
+                    self.string(node, 0),
+                    self.action_flags(node),
+                    copy,
+                    create,
+                    self.special_use(special[0], "fileinto") if special else None,
+                )
+            )
         elif name == "redirect":
             copy = "copy" in node.tags
             self.implicit_keep = self.implicit_keep and copy
@@ -317,6 +338,8 @@ class _Run:
             self.include(node, (location, node.string(0)))
         elif name == "return":
             raise _Return
+        elif name == "error":
+            raise SieveRuntimeError(f"error: {self.string(node, 0)} (RFC 5463 §5)")
         elif name == "global":
             self.variables.declared.update(fold(n) for n in node.strings(0))
         else:  # pragma: no cover - validate admits nothing else
@@ -474,7 +497,8 @@ class _Run:
                 flags = _united(earlier.flags, action.flags)
                 copy = earlier.copy and action.copy
                 create = earlier.create or action.create
-                self.actions[index] = FileInto(action.mailbox, flags, copy, create)
+                special = earlier.specialuse or action.specialuse
+                self.actions[index] = FileInto(action.mailbox, flags, copy, create, special)
                 return
             if (
                 isinstance(action, Redirect)
@@ -575,6 +599,17 @@ class _Run:
             if texts is None:  # decoded once per run, however many body tests read it
                 texts = self.bodies[key] = tuple(message.body_texts(*key))
             return matches_any(node.match, texts, self.strings(node, 0), self.limits.regex)
+        if name == "ihave":
+            return all(c in SUPPORTED for c in node.strings(0))
+        if name == "spamtest":
+            status = message.spam
+            value = spamtest.percent(status) if "percent" in node.tags else spamtest.level(status)
+            return self.compared(node, [value], self.strings(node, 0))
+        if name == "duplicate":
+            return self.duplicate(node)
+        if name == "specialuse_exists":
+            mailbox = self.string(node, 0) if len(node.args) == 2 else None
+            return message.special_use_exists(mailbox, self.strings(node, len(node.args) - 1))
         if name == "environment":
             # RFC 5183 §4: an item the server does not know fails the test.
             value = message.environment.get(self.string(node, 0))  # names as Pigeonhole: exact
@@ -607,6 +642,46 @@ class _Run:
         limit = self.limits.max_variable_size
         self.matched = tuple(variables.truncated(v, limit) for v in found)
         return True
+
+    def duplicate(self, node: Node) -> bool:
+        """RFC 7352 §3 (module notes)."""
+        unique = self.tag_strings(node, "uniqueid")
+        if unique is not None:
+            value = unique[0]
+        else:
+            header = self.tag_strings(node, "header")
+            name = header[0] if header is not None else "message-id"
+            first = next(self.message.header_values(name), None)
+            if first is None:
+                return False  # §3.1: no such field, nothing to track
+            value = first
+        handle = self.tag_strings(node, "handle")
+        key = duplicate.key(handle[0] if handle else "", value)
+        found = self.seen.get(key)
+        if found is None:
+            found = self.seen[key] = key in self.message.duplicates
+        if not found or "last" in node.tags:
+            self.tracked[key] = duplicate.Tracked(key, node.tag_number("seconds"))
+        return found
+
+    def special_use(self, flag: str, what: str) -> str:
+        if SPECIAL_USE.fullmatch(flag) is None:  # made of variables: constants checked before
+            raise SieveRuntimeError(f"{what}: invalid special-use attribute {flag!r}")
+        return flag
+
+    def fcc(self, node: Node) -> Fcc | None:
+        """RFC 8580 §3: where the copy of what ``node`` sends is stored, if anywhere."""
+        mailbox = self.tag_strings(node, "fcc")
+        if mailbox is None:
+            return None
+        special = self.tag_strings(node, "specialuse")
+        flags = self.tag_strings(node, "flags")
+        return Fcc(
+            mailbox[0],
+            tuple(_flag_list(flags)) if flags is not None else (),
+            "create" in node.tags,
+            self.special_use(special[0], node.name) if special else None,
+        )
 
     def notify(self, node: Node) -> Notify | None:
         """RFC 5435 §3: the notification, checked as at compile time for the values made of
@@ -651,13 +726,14 @@ class _Run:
             importance=int(importance[0]) if importance else 2,
             from_=sender[0] if sender else None,
             message=message[0] if message else None,
+            fcc=self.fcc(node),
         )
 
     def vacation(self, node: Node) -> Vacation:
         sender = self.tag_strings(node, "from")
         if sender is not None:
             self.address(sender[0], "vacation :from")
-        return _vacation(
+        reply = _vacation(
             node,
             self.string(node, 0),
             self.tag_strings(node, "subject"),
@@ -665,6 +741,8 @@ class _Run:
             self.tag_strings(node, "handle"),
             self.tag_strings(node, "addresses") or (),
         )
+        fcc = self.fcc(node)
+        return reply if fcc is None else dataclasses.replace(reply, fcc=fcc)
 
     def envelope_values(self, node: Node) -> Iterator[str]:
         for part in self.strings(node, 0):

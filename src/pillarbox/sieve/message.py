@@ -15,6 +15,7 @@ from pillarbox.mail.headers import HeaderField, parse_addresses, raw_text, scan_
 from pillarbox.mail.model import BodyPart, MessageInfo
 from pillarbox.mail.parse import parse_message, part_text
 from pillarbox.sieve.program import MetadataKey
+from pillarbox.sieve.spamtest import SpamStatus
 from pillarbox.store.types import normalize_mailbox_name
 
 #: Header fields a script can see (a hostile header stays bounded).
@@ -36,7 +37,11 @@ class SieveMessage:
     ``delivery_fields`` how many leading fields delivery put on top (Return-Path,
     Delivered-To, the policy's, our Received): editheader never removes them and adds below
     them, so the block the web UI and spam learning trust stays ours (RFC 5293 §4's "the
-    beginning of the header" is where the message's own header begins)."""
+    beginning of the header" is where the message's own header begins); ``spam`` the
+    policy's verdict (RFC 5235 spamtest; None: not judged); ``duplicates`` the RFC 7352 keys
+    the account's earlier runs recorded, not expired; ``special_uses`` the special-use
+    attributes (RFC 6154) of the account's mailboxes that have one, lowercase, by normalised
+    name (RFC 8579 specialuse_exists)."""
 
     fields: tuple[HeaderField, ...]
     size: int
@@ -48,6 +53,9 @@ class SieveMessage:
     environment: Mapping[str, str] = field(default_factory=dict)
     delivery_fields: int = 0
     metadata: Mapping[MetadataKey, str] = field(default_factory=dict)
+    spam: SpamStatus | None = None
+    duplicates: frozenset[str] = frozenset()
+    special_uses: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -61,6 +69,9 @@ class SieveMessage:
         environment: Mapping[str, str] | None = None,
         delivery_fields: int = 0,
         metadata: Mapping[MetadataKey, str] | None = None,
+        spam: SpamStatus | None = None,
+        duplicates: frozenset[str] = frozenset(),
+        special_uses: Mapping[str, str] | None = None,
     ) -> SieveMessage:
         block = scan_header(raw, 0, info.body.body_start, max_fields=MAX_FIELDS)
         names = frozenset(mailboxes)
@@ -75,6 +86,9 @@ class SieveMessage:
             dict(environment or {}),
             min(delivery_fields, len(block.fields)),
             dict(metadata or {}),
+            spam,
+            duplicates,
+            dict(special_uses or {}),
         )
 
     @classmethod
@@ -88,6 +102,9 @@ class SieveMessage:
         envelope_to: str = "",
         delivery_fields: int = 0,
         metadata: Mapping[MetadataKey, str] | None = None,
+        spam: SpamStatus | None = None,
+        duplicates: frozenset[str] = frozenset(),
+        special_uses: Mapping[str, str] | None = None,
     ) -> SieveMessage:
         """For tests and tools: the message parsed here."""
         return cls.of(
@@ -99,7 +116,23 @@ class SieveMessage:
             environment=environment,
             delivery_fields=delivery_fields,
             metadata=metadata,
+            spam=spam,
+            duplicates=duplicates,
+            special_uses=special_uses,
         )
+
+    def special_use_exists(self, mailbox: str | None, flags: Iterable[str]) -> bool:
+        """RFC 8579 §3: whether every one of ``flags`` is an attribute of ``mailbox`` (one
+        that does not exist has none), or without a mailbox, of some mailbox."""
+        wanted = {f.lower() for f in flags}
+        if mailbox is None:
+            return wanted <= set(self.special_uses.values())
+        try:
+            name = normalize_mailbox_name(mailbox)
+        except InvalidName:
+            return False
+        have = self.special_uses.get(name)
+        return have is not None and wanted <= {have}
 
     def metadata_value(self, mailbox: str | None, name: str) -> str | None:
         """RFC 5490 §3.3–§3.6: the value of entry ``name`` of ``mailbox`` (None: the

@@ -14,6 +14,7 @@ the checks of values above are made then instead (by the interpreter).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pillarbox.errors import InvalidName
@@ -35,10 +36,13 @@ EXTENSIONS: tuple[str, ...] = (
     "editheader",
     "encoded-character",
     "enotify",
+    "duplicate",
     "envelope",
     "environment",
     "ereject",
+    "fcc",
     "fileinto",
+    "ihave",
     "imap4flags",
     "include",
     "index",
@@ -48,6 +52,9 @@ EXTENSIONS: tuple[str, ...] = (
     "reject",
     "relational",
     "servermetadata",
+    "spamtest",
+    "spamtestplus",
+    "special-use",
     "subaddress",
     "vacation",
     "vacation-seconds",
@@ -55,6 +62,12 @@ EXTENSIONS: tuple[str, ...] = (
 )
 #: RFC 5228 §2.7.3: these two are always available; requiring them is allowed.
 IMPLICIT = frozenset({"comparator-i;octet", "comparator-i;ascii-casemap"})
+#: What ``require`` and ``ihave`` (RFC 5463 §4) accept.
+SUPPORTED = frozenset(EXTENSIONS) | IMPLICIT
+#: Capabilities that bring another with them: RFC 6131 §3 (as in Pigeonhole), RFC 5235 §3.2.
+IMPLIES = {"vacation-seconds": "vacation", "spamtestplus": "spamtest"}
+#: RFC 8579 §4 (RFC 6154 §2): a special-use attribute is "\\" and an atom (RFC 3501 §9).
+SPECIAL_USE = re.compile(r"\\[^(){ %*\"\\\]\x00-\x20\x7f-\uffff]+")
 COMPARATORS = {
     "i;octet": None,
     "i;ascii-casemap": None,
@@ -101,10 +114,16 @@ def compile_commands(
     rest = list(commands)
     while rest and rest[0].name == "require":
         requires |= _require(rest.pop(0))
-    if "vacation-seconds" in requires:
-        requires.add("vacation")  # RFC 6131 §3: it implies "vacation" (as in Pigeonhole)
+    requires |= _implied(requires)
     compiler = _Compiler(frozenset(requires), max_variables, regex_limits)
-    return frozenset(requires), compiler.block(rest)
+    nodes = compiler.block(rest)
+    # What an ihave block may use counts as required when the script runs (delivery hands
+    # over the data those extensions read; "variables" expands), as Pigeonhole loads it.
+    return frozenset(requires) | compiler.granted, nodes
+
+
+def _implied(capabilities: set[str] | frozenset[str]) -> set[str]:
+    return {IMPLIES[c] for c in capabilities if c in IMPLIES}
 
 
 def _require(command: Command) -> set[str]:
@@ -130,6 +149,8 @@ class _Compiler:
         #: §3.4: a name used locally cannot become global afterwards, as in Pigeonhole).
         self.locals: set[str] = set()
         self.globals: set[str] = set()
+        #: The capabilities ihave blocks were compiled with (RFC 5463 §4).
+        self.granted: set[str] = set()
 
     def block(self, commands: Sequence[Command]) -> tuple[Node, ...]:
         out: list[Node] = []
@@ -168,9 +189,26 @@ class _Compiler:
         if spec.block:
             assert command.block is not None
             test = tests[0] if tests else None
-            return Node(node.name, node.line, branches=((test, self.block(command.block)),))
+            return Node(node.name, node.line, branches=((test, self.guarded(test, command.block)),))
         self.check_values(node)
         return node
+
+    def guarded(self, test: Node | None, block: Sequence[Command]) -> tuple[Node, ...]:
+        """RFC 5463 §4: a block whose test is ``ihave`` is compiled with the capabilities it
+        names, when we have them all — and not at all when we do not (the test is false,
+        the block never runs, so what it uses need not exist)."""
+        if test is None or test.name != "ihave":
+            return self.block(block)
+        wanted = frozenset(test.strings(0))
+        if not wanted <= SUPPORTED:
+            return ()
+        outer = self.requires
+        self.requires = outer | wanted | _implied(wanted)
+        self.granted |= self.requires - outer
+        try:
+            return self.block(block)
+        finally:
+            self.requires = outer
 
     def test(self, test: Test) -> Node:
         spec = SPECS.get(test.name)
@@ -229,6 +267,10 @@ class _Compiler:
         names an identifier; at most ``max_variables`` names per script."""
         if spec.name == "include":
             self.check_include(line, args)
+        if spec.name == "ihave" and "variables" in self.requires:
+            assert isinstance(args[0], tuple)
+            if any(variables.refers(c) for c in args[0]):
+                raise SieveError(line, "ihave needs constant capability names (RFC 5463 §4)")
         if spec.name == "global" and "variables" not in self.requires:
             raise SieveError(line, "global needs require 'variables' (RFC 6609 §3.4)")
         if "variables" not in self.requires:
@@ -338,6 +380,11 @@ class _Compiler:
         variables are checked when the script runs)."""
         if node.match.kind == "regex":
             self.check_patterns(node)
+        if node.name in ("vacation", "notify"):
+            _check_fcc(node)
+        special = node.tag_strings("specialuse") if node.name == "fileinto" else None
+        if special is not None:
+            _check_special_use(node.line, special[0])
         if node.name == "address":
             for header in node.strings(0):
                 if header.lower() not in ADDRESS_HEADERS and not variables.refers(header):
@@ -358,6 +405,9 @@ class _Compiler:
             _check_date(node)
         elif node.name == "notify":
             _check_notify(node)
+        elif node.name == "specialuse_exists":
+            for flag in node.strings(len(node.args) - 1):
+                _check_special_use(node.line, flag)
         elif node.name in ("addheader", "deleteheader"):
             name = node.string(0)
             if not editheader.valid_name(name) and not variables.refers(name):
@@ -366,6 +416,8 @@ class _Compiler:
                 )
             if node.name == "addheader":
                 return  # its :last is not index's
+        elif node.name == "duplicate":
+            return  # its :last is its own (RFC 7352 §3.3)
         if "last" in node.tags and "index" not in node.tags:
             raise SieveError(node.line, ":last needs :index (RFC 5260 §6)")
         index = node.tag_number("index")
@@ -441,6 +493,24 @@ def _check_notify(node: Node) -> None:
             )
 
 
+def _check_special_use(line: int, flag: str) -> None:
+    if not variables.refers(flag) and SPECIAL_USE.fullmatch(flag) is None:
+        raise SieveError(line, f"invalid special-use attribute {flag!r} (RFC 8579 §4)")
+
+
+def _check_fcc(node: Node) -> None:
+    """RFC 8580 §3: :flags, :create and :specialuse say how the :fcc copy is stored, so they
+    need :fcc."""
+    if "fcc" not in node.tags:
+        extra = next((t for t in ("flags", "create", "specialuse") if t in node.tags), None)
+        if extra is not None:
+            raise SieveError(node.line, f"{node.name}: :{extra} needs :fcc (RFC 8580 §3)")
+        return
+    special = node.tag_strings("specialuse")
+    if special is not None:
+        _check_special_use(node.line, special[0])
+
+
 def _check_address(line: int, text: str, what: str) -> None:
     if variables.refers(text):
         return
@@ -510,6 +580,8 @@ def _check_shape(
         and len(rest) == len(positional) + 1
     ):
         positional = (spec.variable_first, *positional)
+    if spec.optional_first is not None and len(rest) == len(positional) + 1:
+        positional = (spec.optional_first, *positional)
     if spec.optional_last and len(rest) == len(positional) - 1:
         positional = positional[:-1]
     if len(rest) != len(positional):

@@ -869,3 +869,18 @@ class Store(Protocol):
     async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
         """``NotFound`` for a missing ``old``, ``AlreadyExists`` for a taken ``new``; the
         active flag moves with the script (§2.11.1)."""
+
+    async def sieve_duplicates(self, account_id: int, now: datetime) -> frozenset[str]:
+        """The keys the account's Sieve "duplicate" tests recorded (RFC 7352 §3) that have
+        not expired at ``now``."""
+
+    async def track_sieve_duplicates(
+        self,
+        account_id: int,
+        entries: Sequence[tuple[str, datetime]],
+        now: datetime,
+        max_entries: int,
+    ) -> None:
+        """Record each (key, expiry) of a Sieve run that finished (RFC 7352 §3.1), a key
+        already there getting the new expiry; entries expired at ``now`` are forgotten, and
+        past ``max_entries`` those expiring first. ``NotFound`` for an unknown account."""

@@ -622,6 +622,29 @@ class StoreContract:
         with pytest.raises(NotFound):
             await claim(account.id + 1000, "ann@example.com", start, week)
 
+    async def test_sieve_duplicates_expire_and_are_bounded(
+        self, store: Store, account: Account
+    ) -> None:
+        now = datetime(2025, 6, 1, tzinfo=UTC)
+        hour = timedelta(hours=1)
+        assert await store.sieve_duplicates(account.id, now) == frozenset()
+        await store.track_sieve_duplicates(
+            account.id, [("a", now + hour), ("b", now + 2 * hour)], now, 10
+        )
+        assert await store.sieve_duplicates(account.id, now) == {"a", "b"}
+        assert await store.sieve_duplicates(account.id, now + hour) == {"b"}
+        # A key recorded again gets the new expiry (RFC 7352 §3.3 :last).
+        await store.track_sieve_duplicates(account.id, [("a", now + 3 * hour)], now, 10)
+        assert await store.sieve_duplicates(account.id, now + 2 * hour) == {"a"}
+        # Past the bound, the entries expiring first are forgotten.
+        await store.track_sieve_duplicates(
+            account.id, [("c", now + 4 * hour), ("d", now + 5 * hour)], now, 2
+        )
+        assert await store.sieve_duplicates(account.id, now) == {"c", "d"}
+        assert await store.sieve_duplicates(account.id + 1000, now) == frozenset()
+        with pytest.raises(NotFound):
+            await store.track_sieve_duplicates(account.id + 1000, [("a", now + hour)], now, 2)
+
     async def test_new_vacation_text_forgets_who_had_a_reply(
         self, store: Store, account: Account
     ) -> None:

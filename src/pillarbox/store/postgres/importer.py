@@ -501,6 +501,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("account_id", "sender", "replied"),
             lambda r: (r[0], r[1], _time(r[2])),
         ),
+        # The ids Sieve duplicate tests saw (RFC 7352): a move does not deliver them again.
+        _Table(
+            "sieve_duplicates",
+            "SELECT account_id, key, expires FROM sieve_duplicates",
+            ("account_id", "key", "expires"),
+            lambda r: (r[0], r[1], _time(r[2])),
+        ),
         # What the next DMARC and TLS reports will count, the periods already reported, and
         # TLS reports waiting for another POST: a move does not lose a day of reporting.
         _Table(

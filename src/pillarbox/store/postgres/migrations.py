@@ -888,6 +888,18 @@ CREATE INDEX messages_thread ON messages (mailbox_id, thread, uid)
     INCLUDE (sent_date, internal_date);
 """
 
+# The Sieve "duplicate" test (RFC 7352): the unique ids each account's scripts have seen, as
+# digests of (handle, id), until they expire (queries in .sievedata).
+_V32_SQL = r"""
+CREATE TABLE sieve_duplicates (
+    account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    key text NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (account_id, key)
+);
+CREATE INDEX sieve_duplicates_expiry ON sieve_duplicates (account_id, expires);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -929,6 +941,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(30, "the nodes' shared ACME certificate and its renewal lease", _V30_SQL),
     Migration(31, "messages by thread with their dates (the web's threaded list)", _V31_SQL),
+    Migration(32, "Sieve duplicate tracking (RFC 7352)", _V32_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

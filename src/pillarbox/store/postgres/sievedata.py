@@ -1,5 +1,6 @@
-"""Sieve scripts in PostgreSQL (table ``sieve_scripts``, migration 9): the queries behind the
-store's script methods.
+"""Sieve scripts in PostgreSQL (table ``sieve_scripts``, migration 9) and the "duplicate"
+test's tracking (``sieve_duplicates``, migration 32): the queries behind the store's Sieve
+methods.
 
 At most one script per account is active: a partial unique index enforces it, so activating
 one clears the others in the same transaction first.
@@ -7,6 +8,8 @@ one clears the others in the same transaction first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -79,4 +82,43 @@ async def rename_script(conn: Conn, account_id: int, old: str, new: str) -> None
     await conn.execute(
         "UPDATE sieve_scripts SET name = %s WHERE account_id = %s AND name = %s",
         (new, account_id, old),
+    )
+
+
+# -- the "duplicate" test (RFC 7352; table sieve_duplicates, migration 32) -------------------
+
+
+async def live_duplicates(conn: Conn, account_id: int, now: datetime) -> frozenset[str]:
+    cur = await conn.execute(
+        "SELECT key FROM sieve_duplicates WHERE account_id = %s AND expires > %s",
+        (account_id, now),
+    )
+    return frozenset(key for (key,) in await cur.fetchall())
+
+
+async def track_duplicates(
+    conn: Conn,
+    account_id: int,
+    entries: Sequence[tuple[str, datetime]],
+    now: datetime,
+    max_entries: int,
+) -> None:
+    cur = await conn.execute("SELECT 1 FROM accounts WHERE id = %s", (account_id,))
+    if await cur.fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    await conn.execute(
+        "DELETE FROM sieve_duplicates WHERE account_id = %s AND expires <= %s", (account_id, now)
+    )
+    async with conn.cursor() as many:
+        await many.executemany(
+            "INSERT INTO sieve_duplicates (account_id, key, expires) VALUES (%s, %s, %s) "
+            "ON CONFLICT (account_id, key) DO UPDATE SET expires = excluded.expires",
+            [(account_id, key, expires) for key, expires in entries],
+        )
+    # The bound: the entries that expire first go first.
+    await conn.execute(
+        "DELETE FROM sieve_duplicates WHERE account_id = %s AND key IN ("
+        "SELECT key FROM sieve_duplicates WHERE account_id = %s "
+        'ORDER BY expires DESC, key COLLATE "C" OFFSET %s)',
+        (account_id, account_id, max_entries),
     )

@@ -2058,6 +2058,20 @@ class PostgresStore:
             forget=_DIRECTORY,
         )
 
+    async def sieve_duplicates(self, account_id: int, now: datetime) -> frozenset[str]:
+        return await self._read(lambda conn: sievedata.live_duplicates(conn, account_id, now))
+
+    async def track_sieve_duplicates(
+        self,
+        account_id: int,
+        entries: Sequence[tuple[str, datetime]],
+        now: datetime,
+        max_entries: int,
+    ) -> None:
+        await self._write(
+            lambda conn, _: sievedata.track_duplicates(conn, account_id, entries, now, max_entries)
+        )
+
     # -- greylisting (see .greylistdata) -------------------------------------------------------
     async def check_greylist(
         self, triplet: GreyTriplet, now: datetime, rules: GreylistRules

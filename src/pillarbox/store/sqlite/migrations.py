@@ -873,6 +873,18 @@ DROP INDEX messages_thread;
 CREATE INDEX messages_thread ON messages(mailbox_id, thread, uid, sent_date, internal_date);
 """
 
+# The Sieve "duplicate" test (RFC 7352): the unique ids each account's scripts have seen, as
+# digests of (handle, id), until they expire (queries in .sievedata).
+_V37_SQL = r"""
+CREATE TABLE sieve_duplicates (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;
+CREATE INDEX sieve_duplicates_expiry ON sieve_duplicates(account_id, expires);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -915,6 +927,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(35, "the nodes' shared ACME certificate and its renewal lease", _V35_SQL),
     Migration(36, "messages by thread with their dates (the web's threaded list)", _V36_SQL),
+    Migration(37, "Sieve duplicate tracking (RFC 7352)", _V37_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,5 +1,6 @@
-"""Sieve scripts in SQLite (table ``sieve_scripts``, migration 14): the queries behind the
-store's script methods, run on the reader pool or the writer thread.
+"""Sieve scripts in SQLite (table ``sieve_scripts``, migration 14) and the "duplicate" test's
+tracking (``sieve_duplicates``, migration 37): the queries behind the store's Sieve methods,
+run on the reader pool or the writer thread.
 
 At most one script per account is active: a partial unique index enforces it, so activating
 one clears the others in the same transaction first.
@@ -8,8 +9,11 @@ one clears the others in the same transaction first.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
 
 from pillarbox.errors import AlreadyExists, NotFound
+from pillarbox.store.sqlite.dmarcdata import microseconds
 from pillarbox.store.types import SieveScript
 
 _COLUMNS = "name, content, active"
@@ -81,4 +85,42 @@ def rename_script(conn: sqlite3.Connection, account_id: int, old: str, new: str)
     conn.execute(
         "UPDATE sieve_scripts SET name = ? WHERE account_id = ? AND name = ?",
         (new, account_id, old),
+    )
+
+
+# -- the "duplicate" test (RFC 7352; table sieve_duplicates, migration 37) -------------------
+
+
+def live_duplicates(conn: sqlite3.Connection, account_id: int, now: datetime) -> frozenset[str]:
+    rows = conn.execute(
+        "SELECT key FROM sieve_duplicates WHERE account_id = ? AND expires > ?",
+        (account_id, microseconds(now)),
+    )
+    return frozenset(key for (key,) in rows)
+
+
+def track_duplicates(
+    conn: sqlite3.Connection,
+    account_id: int,
+    entries: Sequence[tuple[str, datetime]],
+    now: datetime,
+    max_entries: int,
+) -> None:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+        raise NotFound(f"no account {account_id}")
+    conn.execute(
+        "DELETE FROM sieve_duplicates WHERE account_id = ? AND expires <= ?",
+        (account_id, microseconds(now)),
+    )
+    conn.executemany(
+        "INSERT INTO sieve_duplicates (account_id, key, expires) VALUES (?, ?, ?) "
+        "ON CONFLICT (account_id, key) DO UPDATE SET expires = excluded.expires",
+        [(account_id, key, microseconds(expires)) for key, expires in entries],
+    )
+    # The bound: the entries that expire first go first.
+    conn.execute(
+        "DELETE FROM sieve_duplicates WHERE account_id = ? AND key IN ("
+        "SELECT key FROM sieve_duplicates WHERE account_id = ? "
+        "ORDER BY expires DESC, key LIMIT -1 OFFSET ?)",
+        (account_id, account_id, max_entries),
     )
