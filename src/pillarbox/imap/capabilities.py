@@ -34,6 +34,7 @@ BASE: Final = (
     "MOVE",  # RFC 6851
     "BINARY",  # RFC 3516
     "MULTIAPPEND",  # RFC 3502
+    "REPLACE",  # RFC 8508
     "UTF8=ACCEPT",  # RFC 9755 (was RFC 6855)
     "STATUS=SIZE",  # RFC 8438
     "WITHIN",  # RFC 5032

@@ -234,6 +234,19 @@ class Append:
 
 
 @dataclass(frozen=True, slots=True)
+class Replace:
+    """REPLACE / UID REPLACE (RFC 8508 §3.2, §3.3): ``message`` (one message, as one of an
+    APPEND's) takes the place of the selected mailbox's message ``target`` — one
+    ``seq-number``, a message number or UID, ``*`` allowed (§5 ABNF) — stored in ``mailbox``."""
+
+    tag: str
+    target: SequenceSet
+    mailbox: str
+    message: AppendMessage
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Idle:
     tag: str
 
@@ -500,6 +513,7 @@ Command = (
     | Namespace
     | Status
     | Append
+    | Replace
     | Idle
     | Check
     | Close
@@ -571,6 +585,19 @@ def _status_items(items: tuple[str, ...]) -> bytes:
     return b"(" + " ".join(items).encode("ascii") + b")"
 
 
+def _append_message(message: AppendMessage, *, literal_plus: bool) -> bytes:
+    """RFC 4466 §2.1 ``append-message``: flags, date and data, space-separated."""
+    parts = []
+    if message.flags:
+        parts.append(_flags(message.flags))
+    if message.internal_date is not None:
+        parts.append(format_date_time(message.internal_date))
+    form = strings.literal8 if message.binary else strings.literal
+    data = form(message.data, non_sync=literal_plus)
+    parts.append(b"UTF8 (" + data + b")" if message.utf8 else data)
+    return b" ".join(parts)
+
+
 def _uid(command: bytes, uid: bool) -> bytes:
     return b"UID " + command if uid else command
 
@@ -614,15 +641,11 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
             return b"STATUS " + mailbox(name) + b" " + _status_items(items)
         case Append(mailbox=name, messages=messages):
             parts = [b"APPEND " + mailbox(name)]
-            for message in messages:
-                if message.flags:
-                    parts.append(_flags(message.flags))
-                if message.internal_date is not None:
-                    parts.append(format_date_time(message.internal_date))
-                form = strings.literal8 if message.binary else strings.literal
-                data = form(message.data, non_sync=literal_plus)
-                parts.append(b"UTF8 (" + data + b")" if message.utf8 else data)
+            parts.extend(_append_message(m, literal_plus=literal_plus) for m in messages)
             return b" ".join(parts)
+        case Replace(target=target, mailbox=name, message=message, uid=uid):
+            out = b"REPLACE " + target.format() + b" " + mailbox(name) + b" "
+            return _uid(out + _append_message(message, literal_plus=literal_plus), uid)
         case Expunge(uids=uids):
             return b"EXPUNGE" if uids is None else b"UID EXPUNGE " + uids.format()
         case Search(key=key, charset=charset, uid=uid, return_options=options):

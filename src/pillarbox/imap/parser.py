@@ -604,25 +604,49 @@ def _append(cur: _Cursor, tag: str) -> c.Command:
     messages = []
     # RFC 4466 §2.1: append = "APPEND" SP mailbox 1*append-message (RFC 3502 MULTIAPPEND).
     while cur.skip(b" "):
-        flags: tuple[str, ...] = ()
-        internal_date = None
-        if cur.peek() == 0x28:
-            flags = cur.flag_list()
-            cur.sp()
-        if cur.peek() == 0x22:
-            internal_date = cur.date_time()
-            cur.sp()
-        utf8 = cur.skip_keyword(b"UTF8")
-        if utf8:
-            cur.expect(b" (")
-        binary = cur.peek() == 0x7E
-        data = cur.literal(binary=True)
-        if utf8:
-            cur.expect(b")")
-        messages.append(c.AppendMessage(data, flags, internal_date, binary, utf8))
+        messages.append(_append_message(cur))
     if not messages:
         raise cur.error("APPEND needs a message")
     return c.Append(tag, mailbox, tuple(messages))
+
+
+def _append_message(cur: _Cursor) -> c.AppendMessage:
+    """RFC 4466 §2.1 ``append-message`` after its leading SP: [flag-list SP] [date-time SP]
+    then the data, a literal or literal8 (RFC 3516 §4.4), bare or in RFC 6855 ``UTF8 (…)``."""
+    flags: tuple[str, ...] = ()
+    internal_date = None
+    if cur.peek() == 0x28:
+        flags = cur.flag_list()
+        cur.sp()
+    if cur.peek() == 0x22:
+        internal_date = cur.date_time()
+        cur.sp()
+    utf8 = cur.skip_keyword(b"UTF8")
+    if utf8:
+        cur.expect(b" (")
+    binary = cur.peek() == 0x7E
+    data = cur.literal(binary=True)
+    if utf8:
+        cur.expect(b")")
+    return c.AppendMessage(data, flags, internal_date, binary, utf8)
+
+
+def _replace(uid: bool) -> Callable[[_Cursor, str], c.Command]:
+    """RFC 8508 §5: ``replace = "REPLACE" SP seq-number SP mailbox append-message``, and
+    ``uid-replace = "UID" SP replace``: one message (§4.7) and one number (or ``*``)."""
+
+    def parse(cur: _Cursor, tag: str) -> c.Command:
+        cur.sp()
+        if cur.skip(b"*"):
+            target = SequenceSet.parse(b"*")
+        else:
+            target = SequenceSet.from_numbers([cur.number(nonzero=True)])
+        cur.sp()
+        mailbox = cur.mailbox()
+        cur.sp()
+        return c.Replace(tag, target, mailbox, _append_message(cur), uid)
+
+    return parse
 
 
 def _expunge(cur: _Cursor, tag: str) -> c.Command:
@@ -1254,6 +1278,7 @@ _COMMANDS: Final[dict[str, _Parser]] = {
     "LSUB": _lsub,
     "STATUS": _status,
     "APPEND": _append,
+    "REPLACE": _replace(uid=False),
     "EXPUNGE": _expunge,
     "SEARCH": _search(uid=False),
     "SORT": _sort(uid=False),
@@ -1276,7 +1301,8 @@ _COMMANDS: Final[dict[str, _Parser]] = {
     "LISTRIGHTS": _mailbox_identifier(c.ListRights),
     "MYRIGHTS": _one_mailbox(c.MyRights),
 }
-#: RFC 9051 §6.4.9 UID command, with RFC 4315 UID EXPUNGE, RFC 6851 UID MOVE, RFC 5256.
+#: RFC 9051 §6.4.9 UID command, with RFC 4315 UID EXPUNGE, RFC 6851 UID MOVE, RFC 5256,
+#: RFC 8508 §3.3 UID REPLACE.
 _UID_COMMANDS: Final[dict[str, _Parser]] = {
     "COPY": _copy_or_move(c.Copy, uid=True),
     "MOVE": _copy_or_move(c.Move, uid=True),
@@ -1286,6 +1312,7 @@ _UID_COMMANDS: Final[dict[str, _Parser]] = {
     "EXPUNGE": _uid_expunge,
     "SORT": _sort(uid=True),
     "THREAD": _thread(uid=True),
+    "REPLACE": _replace(uid=True),  # RFC 8508 §3.3
 }
 
 

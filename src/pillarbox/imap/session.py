@@ -197,7 +197,7 @@ ALLOWED: Final[dict[State, frozenset[type]]] = {
     State.AUTHENTICATED: _AUTHENTICATED,
     State.SELECTED: (_AUTHENTICATED - {c.Enable})
     | {c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move}
-    | {c.Sort, c.Thread},
+    | {c.Sort, c.Thread, c.Replace},
     State.LOGOUT: frozenset(),
 }
 
@@ -1287,16 +1287,33 @@ class ImapSession:
         assert isinstance(cmd, c.Append)
         if any("\\Recent" in m.flags for m in cmd.messages):
             return r.BAD_RECENT_FLAG
-        # RFC 9051 §6.3.12 TRYCREATE; RFC 4314 §4: "i", and flags only as "s", "w", "t" allow.
+        # RFC 9051 §6.3.12 TRYCREATE; RFC 4314 §4: "i".
         target, mailbox = await self._located(cmd.mailbox, "i", r.NO_TRYCREATE)
+        records, usage = await self._store_messages(target, mailbox, cmd.messages)
+        stored = [record.uid for record in records]
+        await self._take_own_arrivals(mailbox, records)
+        await self._absorb(mailbox.id)
+        # The owner's usage (another user's mailbox: theirs), as the last append left it.
+        await self._watch_quota(
+            mailbox.account_id, usage, sum(record.size for record in records), len(records)
+        )
+        code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers(stored))
+        return r.OK_APPEND.with_code(code)
+
+    async def _store_messages(
+        self, target: _Target, mailbox: Mailbox, messages: Sequence[c.AppendMessage]
+    ) -> tuple[list[MessageRecord], QuotaUsage | None]:
+        """Store ``messages`` in ``mailbox``, all or nothing: if one fails, the ones already
+        stored are expunged again (RFC 3502 §6.3.11); over quota is ``NO [OVERQUOTA]``.
+        Flags are kept only as the user's rights there allow (RFC 4314 §4: "s", "w", "t")."""
         rights = acl.ALL_RIGHTS if target.rights is None else target.rights
-        raws = [normalise_line_endings(m.data) for m in cmd.messages]
+        raws = [normalise_line_endings(m.data) for m in messages]
         if not all(raws):
-            return r.NO_EMPTY_MESSAGE
+            raise _Abort(r.NO_EMPTY_MESSAGE)
         records: list[MessageRecord] = []
         usage: QuotaUsage | None = None
         try:
-            for message, raw in zip(cmd.messages, raws, strict=True):
+            for message, raw in zip(messages, raws, strict=True):
                 info = await self._parse(raw)
                 appended = await self.store.append(
                     mailbox.id,
@@ -1309,24 +1326,73 @@ class ImapSession:
                 usage = appended.usage
         except QuotaExceeded:
             await self._undo_append(mailbox.id, [record.uid for record in records])
-            return r.NO_OVERQUOTA
+            raise _Abort(r.NO_OVERQUOTA) from None
         except BaseException:
             await self._undo_append(mailbox.id, [record.uid for record in records])
             raise
-        stored = [record.uid for record in records]
+        return records, usage
+
+    async def _take_own_arrivals(self, mailbox: Mailbox, records: list[MessageRecord]) -> None:
+        """Messages this session stored in the selected mailbox join its view at once, to be
+        announced as EXISTS (RFC 9051 §6.3.12) and not echoed by NOTIFY (RFC 5465 §5)."""
         view = self._selected
-        if view is not None and view.mailbox_id == mailbox.id:
-            self._own_arrivals.update(stored)
-            view.apply(records, (), view.modseq)  # RFC 9051 §6.3.12: announced as EXISTS
-            if not all(view.own_write(record.modseq) for record in records):
-                await self._sync()
+        if view is None or view.mailbox_id != mailbox.id:
+            return
+        self._own_arrivals.update(record.uid for record in records)
+        view.apply(records, (), view.modseq)
+        if not all(view.own_write(record.modseq) for record in records):
+            await self._sync()
+
+    async def _replace(self, cmd: c.Command, out: Output) -> Reply:
+        """REPLACE / UID REPLACE (RFC 8508): the new message is stored, then the old one
+        expunged; if either fails, neither is changed (§3.4).
+
+        The new message is stored as APPEND stores one (§3.2: TRYCREATE, OVERQUOTA, and
+        APPENDLIMIT's TOOBIG from the lexer), before the old message is touched; one message
+        only, even with MULTIAPPEND (§4.7, the grammar's). The old one is expunged alone,
+        whatever its flags, as UID EXPUNGE of its UID would (§4.5). Responses in the §4.3
+        order: ``* OK [APPENDUID …]``, EXISTS when the target is the selected mailbox, then
+        EXPUNGE — VANISHED under QRESYNC, with HIGHESTMODSEQ on the tagged OK (§4.5, RFC 7162
+        §3.2.9). Rights (§4.1 with RFC 4314 §4): "i" on the target, "t" and "e" on the
+        selected mailbox. The store has no transaction spanning both steps: a failure to
+        expunge removes the new message again before the error is answered.
+        """
+        assert isinstance(cmd, c.Replace)
+        view = self._writable()
+        if "\\Recent" in cmd.message.flags:
+            return r.BAD_RECENT_FLAG
+        self._require(view, "te")
+        found = self._resolve(cmd.target, uid=cmd.uid)  # a message number out of range: BAD
+        if not found:
+            return r.NO_REPLACE_NO_MESSAGE  # a UID not (or no longer) in the mailbox
+        old = found[0]
+        target, mailbox = await self._located(cmd.mailbox, "i", r.NO_TRYCREATE)
+        records, usage = await self._store_messages(target, mailbox, (cmd.message,))
+        new = records[0]
+        try:
+            await self.store.store_flags(
+                view.mailbox_id, [old], FlagOp.ADD, frozenset({"\\Deleted"})
+            )
+            removed = await self.store.expunge(view.mailbox_id, [old])
+        except BaseException:
+            await self._undo_append(mailbox.id, [new.uid])
+            raise
+        if not removed:  # expunged by another session meanwhile: nothing was replaced
+            await self._undo_append(mailbox.id, [new.uid])
+            await self._sync()
+            return r.NO_REPLACE_EXPUNGED
+        code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers([new.uid]))
+        await out.write(r.OK_REPLACE_READY.with_code(code).untagged())
+        if mailbox.id == view.mailbox_id:
+            await self._take_own_arrivals(mailbox, records)
+            await self._announce(out, allow_expunge=False)  # the EXISTS before the EXPUNGE
         await self._absorb(mailbox.id)
-        # The owner's usage (another user's mailbox: theirs), as the last append left it.
-        await self._watch_quota(
-            mailbox.account_id, usage, sum(record.size for record in records), len(records)
-        )
-        code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers(stored))
-        return r.OK_APPEND.with_code(code)
+        await self._absorb(view.mailbox_id)
+        await self._watch_quota(mailbox.account_id, usage, new.size, 1)
+        await self._sync()  # the dispatcher announces the old message's EXPUNGE / VANISHED
+        if self._qresync:
+            return r.OK_REPLACE.with_code(responses.highestmodseq(view.modseq))
+        return r.OK_REPLACE
 
     async def _watch_quota(
         self, account_id: int, usage: QuotaUsage | None, size: int, count: int
@@ -1911,6 +1977,7 @@ def _handlers() -> dict[type, Handler]:
         c.Namespace: s._namespace,
         c.Status: s._status,
         c.Append: s._append,
+        c.Replace: s._replace,
         c.Idle: s._idle,
         c.Close: s._close,
         c.Unselect: s._close,
