@@ -256,6 +256,15 @@ commands = st.one_of(
     st.builds(
         c.Append, tags, mailboxes, st.lists(append_messages, min_size=1, max_size=3).map(tuple)
     ),
+    st.builds(
+        c.Replace,  # RFC 8508 §5: one seq-number, one append-message
+        tags,
+        st.just(SequenceSet.parse(b"*"))
+        | st.integers(1, MAX_NUMBER).map(lambda n: SequenceSet.from_numbers([n])),
+        mailboxes,
+        append_messages,
+        st.booleans(),
+    ),
     st.builds(c.Expunge, tags, st.none() | sequences_or_saved),
     st.builds(
         c.Search,
