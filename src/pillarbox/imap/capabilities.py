@@ -4,7 +4,8 @@ IMAP4rev2 folds in many IMAP4rev1 extensions (RFC 9051 Appendix E item 2); they 
 name as well so that IMAP4rev1-only clients find them. Each name below is implemented by
 :mod:`pillarbox.imap.session` (COMPRESS=DEFLATE with the adapter's help, NOTIFY with
 :mod:`pillarbox.imap.notify`). CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 §4) are not offered:
-they require live result updates (UPDATE, CANCELUPDATE); ESORT's PARTIAL is accepted without them.
+they require live result updates (UPDATE, CANCELUPDATE); PARTIAL is RFC 9394's, which needs
+neither.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ BASE: Final = (
     "SORT",  # RFC 5256
     "SORT=DISPLAY",  # RFC 5957
     "ESORT",  # RFC 5267 §3
+    "PARTIAL",  # RFC 9394: SEARCH, SORT and FETCH
     "THREAD=ORDEREDSUBJECT",  # RFC 5256 §3
     "THREAD=REFERENCES",  # RFC 5256 §3
     "QUOTA",  # RFC 9208

@@ -290,6 +290,9 @@ class Search:
     charset: str | None = None
     uid: bool = False
     return_options: frozenset[str] | None = None
+    #: RFC 9394 §3.1 ``PARTIAL``: positions (1-based) in the result, counted from its end when
+    #: negative (``(-1, -100)``: the last hundred), the nearer end first.
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +312,7 @@ class Sort:
     key: SearchKey
     uid: bool = False
     return_options: frozenset[str] | None = None
-    #: RFC 5267 §4.4 ``PARTIAL low:high``: positions (1-based) in the sorted result.
+    #: RFC 5267 §4.4 ``PARTIAL``, as :attr:`Search.partial`, in the sorted result (RFC 9394).
     partial: tuple[int, int] | None = None
 
 
@@ -351,7 +354,8 @@ class Notify:
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    """FETCH / UID FETCH with the RFC 7162 §3.1.4/§3.2.6 modifiers."""
+    """FETCH / UID FETCH with the RFC 7162 §3.1.4/§3.2.6 modifiers and RFC 9394's PARTIAL
+    (positions among the messages the set names, as :attr:`Search.partial`)."""
 
     tag: str
     sequence: SequenceSet
@@ -359,6 +363,7 @@ class Fetch:
     uid: bool = False
     changed_since: int | None = None
     vanished: bool = False
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,6 +603,14 @@ def _append_message(message: AppendMessage, *, literal_plus: bool) -> bytes:
     return b" ".join(parts)
 
 
+def _return(options: frozenset[str], partial: tuple[int, int] | None) -> bytes:
+    """``RETURN (…)`` of SEARCH and SORT, with RFC 9394's ``PARTIAL range`` last."""
+    words = sorted(options)
+    if partial is not None:
+        words.append(f"PARTIAL {partial[0]}:{partial[1]}")
+    return b"RETURN (" + " ".join(words).encode("ascii") + b")"
+
+
 def _uid(command: bytes, uid: bool) -> bytes:
     return b"UID " + command if uid else command
 
@@ -648,10 +661,10 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
             return _uid(out + _append_message(message, literal_plus=literal_plus), uid)
         case Expunge(uids=uids):
             return b"EXPUNGE" if uids is None else b"UID EXPUNGE " + uids.format()
-        case Search(key=key, charset=charset, uid=uid, return_options=options):
+        case Search(key=key, charset=charset, uid=uid, return_options=options, partial=partial):
             out = b"SEARCH"
             if options is not None:
-                out += b" RETURN (" + " ".join(sorted(options)).encode("ascii") + b")"
+                out += b" " + _return(options, partial)
             if charset is not None:
                 out += b" CHARSET " + strings.astring(charset.encode("ascii"))
             program = format_program(key, utf8=utf8, charset=charset or "utf-8")
@@ -668,10 +681,7 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
             program = format_program(key, utf8=utf8, charset=charset)
             out = b"SORT "
             if options is not None:
-                words = sorted(options)
-                if partial is not None:
-                    words.append(f"PARTIAL {partial[0]}:{partial[1]}")
-                out += b"RETURN (" + " ".join(words).encode("ascii") + b") "
+                out += _return(options, partial) + b" "
             out += b"(%s) %s %s" % (sort.encode("ascii"), charset.encode("ascii"), program)
             return _uid(out, uid)
         case Thread(algorithm=algorithm, charset=charset, key=key, uid=uid):
@@ -683,6 +693,8 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
             modifiers = [] if since is None else [b"CHANGEDSINCE %d" % since]
             if vanished:
                 modifiers.append(b"VANISHED")
+            if cmd.partial is not None:
+                modifiers.append(b"PARTIAL %d:%d" % cmd.partial)
             if modifiers:
                 out += b" (" + b" ".join(modifiers) + b")"
             return _uid(out, uid)

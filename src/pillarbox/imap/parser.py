@@ -668,16 +668,11 @@ def _charset(cur: _Cursor) -> tuple[str, str]:
     return name, codec
 
 
-def _return_options(cur: _Cursor, allowed: frozenset[str], what: str) -> frozenset[str] | None:
-    """RFC 4731 §3.1 search-return-opts (RFC 5267 §3 for SORT), with the space after it."""
-    options, _ = _return_options_partial(cur, allowed, what, partial=False)
-    return options
-
-
-def _return_options_partial(
-    cur: _Cursor, allowed: frozenset[str], what: str, *, partial: bool
+def _return_options(
+    cur: _Cursor, allowed: frozenset[str], what: str
 ) -> tuple[frozenset[str] | None, tuple[int, int] | None]:
-    """Return options and, if ``partial`` allows it, RFC 5267 §4.4 ``PARTIAL low:high``."""
+    """RFC 4731 §3.1 search-return-opts (RFC 5267 §3 for SORT), with the space after it, and
+    RFC 9394 §4 ``PARTIAL partial-range`` (once; never beside ALL, RFC 5267 §4.4)."""
     if not cur.skip_keyword(b"RETURN"):
         return None, None
     cur.sp()
@@ -687,12 +682,9 @@ def _return_options_partial(
     if not cur.skip(b")"):
         while True:
             word = cur.word()
-            if word == "PARTIAL" and partial and window is None:
+            if word == "PARTIAL" and window is None:
                 cur.sp()
-                low = cur.number(nonzero=True)
-                cur.expect(b":")
-                high = cur.number(nonzero=True)
-                window = (min(low, high), max(low, high))
+                window = _partial_range(cur)
             elif word in allowed:
                 words.append(word)
             else:
@@ -707,10 +699,25 @@ def _return_options_partial(
     return frozenset(words), window
 
 
+def _partial_range(cur: _Cursor) -> tuple[int, int]:
+    """RFC 9394 §4 ``partial-range-first = nz-number ":" nz-number`` or
+    ``partial-range-last = MINUS nz-number ":" MINUS nz-number``, the nearer end first
+    ("A range 500:400 is the same as 400:500"): ``(1, 100)``, or ``(-1, -100)`` for the last
+    hundred."""
+    last = cur.skip(b"-")
+    first = cur.number(nonzero=True)
+    cur.expect(b":")
+    if cur.skip(b"-") != last:
+        raise cur.error("PARTIAL range ends must have the same sign")
+    second = cur.number(nonzero=True)
+    low, high = min(first, second), max(first, second)
+    return (-low, -high) if last else (low, high)
+
+
 def _search(uid: bool) -> Callable[[_Cursor, str], c.Command]:
     def parse(cur: _Cursor, tag: str) -> c.Command:
         cur.sp()
-        options = _return_options(cur, c.SEARCH_RETURN, "SEARCH")
+        options, partial = _return_options(cur, c.SEARCH_RETURN, "SEARCH")
         charset = None
         codec = "utf-8"
         if cur.skip_keyword(b"CHARSET"):
@@ -718,7 +725,7 @@ def _search(uid: bool) -> Callable[[_Cursor, str], c.Command]:
             charset, codec = _charset(cur)
             cur.sp()
         key = _search_program(cur, codec)
-        return c.Search(tag, key, charset, uid, options)
+        return c.Search(tag, key, charset, uid, options, partial)
 
     return parse
 
@@ -795,7 +802,7 @@ def _search_program(cur: _Cursor, codec: str) -> s.SearchKey:
 def _sort(uid: bool) -> Callable[[_Cursor, str], c.Command]:
     def parse(cur: _Cursor, tag: str) -> c.Command:
         cur.sp()
-        options, partial = _return_options_partial(cur, c.SORT_RETURN, "SORT", partial=True)
+        options, partial = _return_options(cur, c.SORT_RETURN, "SORT")
         words = cur.parenthesised_words()
         criteria = []
         reverse = False
@@ -852,8 +859,10 @@ def _fetch(uid: bool) -> Callable[[_Cursor, str], c.Command]:
                 atts = macro
         changed_since = None
         vanished = False
+        partial = None
         if cur.skip(b" "):
-            # RFC 4466 §2.4 fetch-modifiers; RFC 7162 §3.1.4 CHANGEDSINCE, §3.2.6 VANISHED.
+            # RFC 4466 §2.4 fetch-modifiers; RFC 7162 §3.1.4 CHANGEDSINCE, §3.2.6 VANISHED;
+            # RFC 9394 §4 PARTIAL.
             cur.expect(b"(")
             while True:
                 modifier = cur.word("fetch modifier")
@@ -862,6 +871,9 @@ def _fetch(uid: bool) -> Callable[[_Cursor, str], c.Command]:
                     changed_since = cur.number64(nonzero=True)
                 elif modifier == "VANISHED" and not vanished:
                     vanished = True
+                elif modifier == "PARTIAL" and partial is None:
+                    cur.sp()
+                    partial = _partial_range(cur)
                 else:
                     raise cur.error(f"unknown or repeated fetch modifier {modifier}")
                 if not cur.skip(b" "):
@@ -870,7 +882,7 @@ def _fetch(uid: bool) -> Callable[[_Cursor, str], c.Command]:
         if vanished and (changed_since is None or not uid):
             # RFC 7162 §3.2.6: VANISHED only in UID FETCH, and only with CHANGEDSINCE.
             raise cur.error("VANISHED requires UID FETCH and CHANGEDSINCE")
-        return c.Fetch(tag, sequence, atts, uid, changed_since, vanished)
+        return c.Fetch(tag, sequence, atts, uid, changed_since, vanished, partial)
 
     return parse
 

@@ -142,6 +142,7 @@ __all__ = [
     "SessionSettings",
     "State",
     "normalise_line_endings",
+    "partial_window",
 ]
 
 
@@ -239,6 +240,18 @@ def ordered_set(numbers: Sequence[int]) -> SequenceSet:
         else:
             ranges.append((number, number))
     return SequenceSet(tuple(ranges))
+
+
+def partial_window(numbers: Sequence[int], partial: tuple[int, int]) -> list[int]:
+    """The positions ``partial`` names in ``numbers`` (RFC 9394 §3.1, RFC 5267 §4.4): 1-based,
+    or counted back from the last (-1) when negative; positions past either end are simply
+    not there, so a window wholly outside is empty, not an error."""
+    low, high = partial
+    if low > 0:
+        return list(numbers[low - 1 : high])
+    count = len(numbers)
+    stop = count + low + 1  # low is the nearer end: -1 is the last message
+    return list(numbers[max(count + high, 0) : stop]) if stop > 0 else []
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -1656,29 +1669,33 @@ class ImapSession:
         if options is None:
             await out.write(responses.search(numbers, modseq=modseq))
             return r.OK_SEARCH
-        shown = (options - {"SAVE"}) or ({"ALL"} if "SAVE" not in options else frozenset())
-        if "SAVE" in options:  # RFC 5182 §2.4: what "$" holds depends on the other options
-            if not uids or shown & {"ALL", "COUNT"} or not shown:
-                self._saved = uids
-            else:
-                self._saved = sorted(
-                    {uids[0] if "MIN" in shown else uids[-1]}
-                    | ({uids[-1]} if "MAX" in shown else set())
-                )
-        if shown:
-            await out.write(
-                responses.esearch(
-                    cmd.tag,
-                    uid=cmd.uid,
-                    minimum=numbers[0] if "MIN" in shown and numbers else None,
-                    maximum=numbers[-1] if "MAX" in shown and numbers else None,
-                    all_numbers=(
-                        SequenceSet.from_numbers(numbers) if "ALL" in shown and numbers else None
-                    ),
-                    count=len(numbers) if "COUNT" in shown else None,
-                    modseq=modseq,
-                )
+        partial = cmd.partial
+        shown = options - {"SAVE"}
+        if not shown and partial is None and "SAVE" not in options:
+            shown = frozenset({"ALL"})  # RFC 4731 §3.1: RETURN () is ALL
+        if "SAVE" in options:
+            self._saved = _saved_result(uids, shown, partial)
+        if not shown and partial is None:
+            return r.OK_SEARCH
+        window = None
+        if partial is not None:
+            # RFC 9394 §3.1: the positions asked for, of the result in ascending order.
+            found = partial_window(numbers, partial)
+            window = (partial, SequenceSet.from_numbers(found) if found else None)
+        await out.write(
+            responses.esearch(
+                cmd.tag,
+                uid=cmd.uid,
+                minimum=numbers[0] if "MIN" in shown and numbers else None,
+                maximum=numbers[-1] if "MAX" in shown and numbers else None,
+                all_numbers=(
+                    SequenceSet.from_numbers(numbers) if "ALL" in shown and numbers else None
+                ),
+                count=len(numbers) if "COUNT" in shown else None,
+                modseq=modseq,
+                partial=window,
             )
+        )
         return r.OK_SEARCH
 
     def _search_engine(self) -> SearchEngine:
@@ -1720,6 +1737,10 @@ class ImapSession:
             uids = [uid for uid in uids if view.record(uid).modseq > since]
             if FetchItem.MODSEQ not in atts:
                 atts = (*atts, FetchItem.MODSEQ)
+        if cmd.partial is not None:
+            # RFC 9394 §3 (FETCH): a page of the messages the set names (after CHANGEDSINCE's
+            # filter, so that a client pages through what changed), in UID order.
+            uids = partial_window(uids, cmd.partial)
         engine = FetchEngine(
             view,
             self.store,
@@ -1820,10 +1841,8 @@ class ImapSession:
         shown = options or ({"ALL"} if cmd.partial is None else set())
         partial = None
         if cmd.partial is not None:
-            # RFC 5267 §4.4: positions low..high (1-based) of the sorted result, in sort
-            # order; past its end is not an error, just fewer (or no) results.
-            low, high = cmd.partial
-            window = numbers[low - 1 : high]
+            # RFC 5267 §4.4, RFC 9394 §3.1: positions of the sorted result, in sort order.
+            window = partial_window(numbers, cmd.partial)
             partial = (cmd.partial, ordered_set(window) if window else None)
         # RFC 5267 §3.1: MIN and MAX are the first and last in sort order; ALL keeps the order.
         await out.write(
@@ -1941,6 +1960,22 @@ class ImapSession:
             [record for record in records if record is not None],
             hostname=self.settings.hostname,
         )
+
+
+def _saved_result(
+    uids: list[int], shown: frozenset[str], partial: tuple[int, int] | None
+) -> list[int]:
+    """What ``$`` holds after SEARCH RETURN (SAVE …): RFC 5182 §2.4 — the whole result with
+    ALL or COUNT or nothing else asked; else only what MIN and MAX return, and (by the same
+    rule, RFC 9394 §3.1 with SEARCHRES) the messages PARTIAL returns."""
+    if not uids or shown & {"ALL", "COUNT"} or (not shown and partial is None):
+        return uids
+    kept = set(partial_window(uids, partial)) if partial is not None else set()
+    if "MIN" in shown:
+        kept.add(uids[0])
+    if "MAX" in shown:
+        kept.add(uids[-1])
+    return sorted(kept)
 
 
 def _placeholders(shared: Iterable[str]) -> frozenset[str]:
