@@ -43,6 +43,7 @@ BASE: Final = (
     "PREVIEW",  # RFC 8970
     "CONDSTORE",  # RFC 7162 §3.1
     "QRESYNC",  # RFC 7162 §3.2
+    "UIDONLY",  # RFC 9586
     "SORT",  # RFC 5256
     "SORT=DISPLAY",  # RFC 5957
     "ESORT",  # RFC 5267 §3
@@ -62,7 +63,7 @@ BASE: Final = (
 
 #: ENABLE arguments that take effect (RFC 5161 §3.1); both switch mailbox names and quoted
 #: strings to UTF-8, and IMAP4rev2 switches the other behaviours of RFC 9051 Appendix E.
-ENABLEABLE: Final = frozenset({"IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC"})
+ENABLEABLE: Final = frozenset({"IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC", "UIDONLY"})
 
 
 def capabilities(

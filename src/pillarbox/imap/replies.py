@@ -27,6 +27,7 @@ from pillarbox.imap.responses import (
     READ_WRITE,
     SERVERBUG,
     TRYCREATE,
+    UIDREQUIRED,
     UNAVAILABLE,
     UNKNOWN_CTE,
     USEATTR,
@@ -51,6 +52,7 @@ BYE_BUSY: Final = Reply(BYE, "Too many connections, try again later", UNAVAILABL
 BYE_MAILBOX_GONE: Final = Reply(BYE, "The selected mailbox was deleted by another session")
 BAD_WRONG_STATE: Final = Reply(BAD, "Command not valid in this state")
 BAD_BAD_SEQUENCE: Final = Reply(BAD, "Message sequence number out of range")  # RFC 9051 §9
+BAD_UID_REQUIRED: Final = Reply(BAD, "Message numbers are not used after UIDONLY", UIDREQUIRED)
 NO_SERVER_FAULT: Final = Reply(NO, "Internal server error, try again", SERVERBUG)
 
 # -- not authenticated (RFC 9051 §6.2) ------------------------------------------------------

@@ -108,7 +108,12 @@ from pillarbox.imap.objectid import mailbox_id
 from pillarbox.imap.parser import is_idle_done, parse_command, parse_sasl_response
 from pillarbox.imap.responses import Code, Condition, Reply
 from pillarbox.imap.search import SearchKey
-from pillarbox.imap.searchengine import INFO_BATCH, SearchEngine, uses_modseq
+from pillarbox.imap.searchengine import (
+    INFO_BATCH,
+    SearchEngine,
+    uses_message_numbers,
+    uses_modseq,
+)
 from pillarbox.imap.selected import SelectedView
 from pillarbox.imap.sequence import SequenceSet
 from pillarbox.imap.sort import needs_metadata, sort_uids
@@ -393,6 +398,7 @@ class ImapSession:
         self._rev2 = False
         self._condstore = False  # RFC 7162 §3.1: a CONDSTORE-aware client
         self._qresync = False  # RFC 7162 §3.2.3: ENABLE QRESYNC was issued
+        self._uidonly = False  # RFC 9586 §3: ENABLE UIDONLY was issued
         self._compressing = False
         self._selected: SelectedView | None = None
         #: How the selected mailbox was reached (another user's, RFC 4314, or the user's own).
@@ -577,6 +583,8 @@ class ImapSession:
         kind = type(command)
         if kind not in ALLOWED[self.state]:
             return await self._finish(command.tag, kind, r.BAD_WRONG_STATE, out)
+        if self._uidonly and _uses_message_numbers(command):
+            return await self._finish(command.tag, kind, r.BAD_UID_REQUIRED, out)
         try:
             looks = self._stale or kind in _POLLING
             if self._selected is not None and looks and kind not in _LEAVING:
@@ -664,8 +672,9 @@ class ImapSession:
             allow_expunge=allow_expunge,
             rev1=not self._rev2,
             modseq=self._condstore,
-            vanished=self._qresync,
+            vanished=self._qresync or self._uidonly,  # RFC 9586 §3: VANISHED, never EXPUNGE
             allow_flags=allow_flags,
+            uid_only=self._uidonly,
         )
         if announcement.expunged and self._saved:
             gone = set(announcement.expunged)
@@ -692,6 +701,7 @@ class ImapSession:
                 utf8=self._utf8,
                 with_recent=not self._rev2,
                 condstore=self._condstore,
+                uid_only=self._uidonly,
             )
             await engine.run(news, notifier.plan.fetch_atts)
 
@@ -738,6 +748,13 @@ class ImapSession:
         if not usable:
             raise _Abort(r.NO_PERMISSION)
         return limit
+
+    def _fetch_line(self, view: SelectedView, uid: int, items: list[bytes]) -> bytes:
+        """A FETCH response the server sends of its own, UID first (RFC 9051 §7.5.2, App. E),
+        or under UIDONLY the UIDFETCH that replaces it (RFC 9586 §3)."""
+        if self._uidonly:
+            return responses.uidfetch(uid, items)
+        return responses.fetch(view.seq_of(uid), [responses.uid_item(uid), *items])
 
     def _writable(self) -> SelectedView:
         view = self._view
@@ -996,6 +1013,9 @@ class ImapSession:
             elif name == "QRESYNC" and not self._qresync:
                 self._qresync = self._condstore = True  # RFC 7162 §3.2.3 implies CONDSTORE
                 enabled.append("QRESYNC")
+            elif name == "UIDONLY" and not self._uidonly:
+                self._uidonly = True
+                enabled.append("UIDONLY")
         await out.write(responses.enabled(enabled))
         return r.OK_ENABLE
 
@@ -1037,7 +1057,7 @@ class ImapSession:
         lines.append(responses.exists(view.exists))
         if not self._rev2:
             lines.append(responses.recent(len(view.recent)))
-            unseen = view.first_unseen()
+            unseen = None if self._uidonly else view.first_unseen()  # a message number
             if unseen is not None:
                 lines.append(r.OK_UNSEEN.with_code(Code("UNSEEN", b"%d" % unseen)).untagged())
         lines.append(r.OK_UIDVALIDITY.with_code(responses.uidvalidity(view.uidvalidity)).untagged())
@@ -1079,15 +1099,15 @@ class ImapSession:
         # after its snapshot reach the client later as unsolicited FETCH, in order.
         with_recent = not self._rev2
         lines = [
-            responses.fetch(
-                seq,
-                (
-                    responses.uid_item(uid),
+            self._fetch_line(
+                view,
+                uid,
+                [
                     responses.flags_item(view.flags(uid, with_recent=with_recent)),
                     responses.modseq_item(view.record(uid).modseq),
-                ),
+                ],
             )
-            for seq, uid in enumerate(view.uids, 1)
+            for uid in view.uids
             if view.record(uid).modseq > params.modseq and (known is None or uid in known)
         ]
         if lines:
@@ -1749,6 +1769,7 @@ class ImapSession:
             utf8=self._utf8,
             with_recent=not self._rev2,
             condstore=self._condstore,
+            uid_only=self._uidonly,
         )
         outcome = await engine.run(uids, atts)
         if outcome.unknown_cte:
@@ -1792,12 +1813,12 @@ class ImapSession:
             for uid in uids:
                 if uid in skip:
                     continue
-                items = [responses.uid_item(uid)]
+                items = []
                 if not cmd.silent:
                     items.append(responses.flags_item(view.flags(uid, with_recent=with_recent)))
                 if self._condstore:
                     items.append(responses.modseq_item(view.record(uid).modseq))
-                lines.append(responses.fetch(view.seq_of(uid), items))
+                lines.append(self._fetch_line(view, uid, items))
             if lines:
                 await out.write(b"".join(lines))
         if not refused:
@@ -1960,6 +1981,23 @@ class ImapSession:
             [record for record in records if record is not None],
             hostname=self.settings.hostname,
         )
+
+
+#: Commands whose non-UID form names messages by number (RFC 9586 §3: BAD [UIDREQUIRED]).
+_NUMBERED: Final = (c.Fetch, c.Store, c.Copy, c.Move, c.Search, c.Sort, c.Thread, c.Replace)
+
+
+def _uses_message_numbers(command: c.Command) -> bool:
+    """Whether ``command`` names a message by number: a non-UID form of a command that has
+    a UID one, a message-number set in a search program, or QRESYNC's seq-match data
+    (RFC 7162 §3.2.5.2), all refused once UIDONLY is enabled (RFC 9586 §3)."""
+    if isinstance(command, _NUMBERED) and not command.uid:
+        return True
+    if isinstance(command, c.Search | c.Sort | c.Thread):
+        return uses_message_numbers(command.key)
+    if isinstance(command, c.Select):
+        return command.qresync is not None and command.qresync.seq_match is not None
+    return False
 
 
 def _saved_result(
