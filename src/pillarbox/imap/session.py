@@ -42,6 +42,13 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   accepted and not needed.
 - **SORT/THREAD** (RFC 5256, ESORT of RFC 5267 §3) run the SEARCH engine, then order or
   thread the matches on metadata stored at ingest (:mod:`.sort`, :mod:`.thread`).
+  PARTIAL (RFC 9394) pages a SEARCH or SORT result, or the messages a FETCH set names, by
+  position from either end (:func:`partial_window`).
+- **REPLACE** (RFC 8508) is an APPEND of one message followed by the expunge of the old one
+  alone; the store has no transaction spanning both, so a failed second step undoes the first.
+- **UIDONLY** (RFC 9586): once enabled, a command that names a message by number is BAD
+  [UIDREQUIRED] before it runs (:func:`_uses_message_numbers`); FETCH responses become
+  UIDFETCH and expunges VANISHED, wherever they are made.
 - **QUOTA** (RFC 9208): one quota root per account, named ``""``, with the STORAGE (KiB)
   and MESSAGE resources the account's limits set; SETQUOTA is refused (limits are the
   administrator's). An APPEND, COPY or MOVE over quota is ``NO [OVERQUOTA]``; one that
