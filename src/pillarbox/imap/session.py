@@ -154,7 +154,6 @@ __all__ = [
     "SessionSettings",
     "State",
     "normalise_line_endings",
-    "partial_window",
 ]
 
 
