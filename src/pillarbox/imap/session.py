@@ -2010,8 +2010,8 @@ def _saved_result(
     uids: list[int], shown: frozenset[str], partial: tuple[int, int] | None
 ) -> list[int]:
     """What ``$`` holds after SEARCH RETURN (SAVE …): RFC 5182 §2.4 — the whole result with
-    ALL or COUNT or nothing else asked; else only what MIN and MAX return, and (by the same
-    rule, RFC 9394 §3.1 with SEARCHRES) the messages PARTIAL returns."""
+    ALL or COUNT or nothing else asked; else only what MIN and MAX return, and, by the same
+    rule (this server's reading for RFC 9394's PARTIAL), the messages PARTIAL returns."""
     if not uids or shown & {"ALL", "COUNT"} or (not shown and partial is None):
         return uids
     kept = set(partial_window(uids, partial)) if partial is not None else set()
