@@ -122,7 +122,9 @@ def fetches(draw: st.DrawFn) -> c.Fetch:
     changed_since = draw(st.none() | numbers64)
     vanished = uid and changed_since is not None and draw(st.booleans())
     atts = tuple(draw(st.lists(fetch_atts, min_size=1, max_size=4)))
-    return c.Fetch(draw(tags), draw(sequences_or_saved), atts, uid, changed_since, vanished)
+    partial = draw(st.none() | partial_ranges)  # RFC 9394 §4 fetch-modifier
+    sequence = draw(sequences_or_saved)
+    return c.Fetch(draw(tags), sequence, atts, uid, changed_since, vanished, partial)
 
 
 @st.composite
@@ -171,17 +173,40 @@ sort_criteria = st.lists(
 ).map(tuple)
 
 
+partial_ranges = st.tuples(st.integers(1, MAX_NUMBER), st.integers(1, MAX_NUMBER)).flatmap(
+    # RFC 9394 §4: the nearer end first, from the start or (negative) from the end.
+    lambda ends: st.sampled_from([(min(ends), max(ends)), (-min(ends), -max(ends))])
+)
+
+
 @st.composite
-def sorts(draw: st.DrawFn) -> c.Sort:
-    """SORT, ESORT and (RFC 5267 §4.4) ESORT with PARTIAL, never beside ALL."""
-    options = draw(st.none() | st.sets(st.sampled_from(sorted(c.SORT_RETURN))).map(frozenset))
+def return_options(
+    draw: st.DrawFn, allowed: frozenset[str]
+) -> tuple[frozenset[str] | None, tuple[int, int] | None]:
+    """RETURN options and RFC 9394's PARTIAL (RFC 5267 §4.4: never beside ALL)."""
+    options = draw(st.none() | st.sets(st.sampled_from(sorted(allowed))).map(frozenset))
     partial = None
     if options is not None and "ALL" not in options and draw(st.booleans()):
-        low, high = sorted(draw(st.lists(st.integers(1, MAX_NUMBER), min_size=2, max_size=2)))
-        partial = (low, high)
+        partial = draw(partial_ranges)
+    return options, partial
+
+
+@st.composite
+def sorts(draw: st.DrawFn) -> c.Sort:
+    """SORT, ESORT and ESORT with PARTIAL."""
+    options, partial = draw(return_options(c.SORT_RETURN))
     criteria = draw(sort_criteria)
     key = draw(search_keys)
     return c.Sort(draw(tags), criteria, "UTF-8", key, draw(st.booleans()), options, partial)
+
+
+@st.composite
+def searches(draw: st.DrawFn) -> c.Search:
+    """SEARCH, ESEARCH and ESEARCH with PARTIAL."""
+    options, partial = draw(return_options(c.SEARCH_RETURN))
+    charset = draw(st.sampled_from([None, "UTF-8"]))
+    key = draw(search_keys)
+    return c.Search(draw(tags), key, charset, draw(st.booleans()), options, partial)
 
 
 _KNOWN_EVENTS = {name.upper() for name in c.NOTIFY_EVENTS}
@@ -256,15 +281,17 @@ commands = st.one_of(
     st.builds(
         c.Append, tags, mailboxes, st.lists(append_messages, min_size=1, max_size=3).map(tuple)
     ),
-    st.builds(c.Expunge, tags, st.none() | sequences_or_saved),
     st.builds(
-        c.Search,
+        c.Replace,  # RFC 8508 §5: one seq-number, one append-message
         tags,
-        search_keys,
-        st.sampled_from([None, "UTF-8"]),
+        st.just(SequenceSet.parse(b"*"))
+        | st.integers(1, MAX_NUMBER).map(lambda n: SequenceSet.from_numbers([n])),
+        mailboxes,
+        append_messages,
         st.booleans(),
-        st.none() | st.sets(st.sampled_from(sorted(c.SEARCH_RETURN))).map(frozenset),
     ),
+    st.builds(c.Expunge, tags, st.none() | sequences_or_saved),
+    searches(),
     sorts(),
     notifies,
     st.builds(c.Thread, tags, upper_atoms, st.just("UTF-8"), search_keys, st.booleans()),

@@ -354,7 +354,7 @@ def test_id_pairs() -> None:
         (b'a LIST "" * RETURN (BOGUS)', "a", "unknown or repeated LIST return option"),
         (b"a STATUS x (BOGUS)", "a", "unknown STATUS item"),
         (b"a STATUS x ()", "a", "at least one item"),
-        (b"a SEARCH RETURN (PARTIAL) ALL", "a", "unknown SEARCH return option"),
+        (b"a SEARCH RETURN (PARTIAL) ALL", "a", "expected 'SP'"),
         (b"a SEARCH BOGUS", "a", "unknown search key"),
         (b"a SELECT &Jjo", "a", "modified UTF-7"),
         (b"a SELECT &AGE-", "a", "modified UTF-7"),

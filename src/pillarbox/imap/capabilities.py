@@ -4,7 +4,8 @@ IMAP4rev2 folds in many IMAP4rev1 extensions (RFC 9051 Appendix E item 2); they 
 name as well so that IMAP4rev1-only clients find them. Each name below is implemented by
 :mod:`pillarbox.imap.session` (COMPRESS=DEFLATE with the adapter's help, NOTIFY with
 :mod:`pillarbox.imap.notify`). CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 §4) are not offered:
-they require live result updates (UPDATE, CANCELUPDATE); ESORT's PARTIAL is accepted without them.
+they require live result updates (UPDATE, CANCELUPDATE); PARTIAL is RFC 9394's, which needs
+neither.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ BASE: Final = (
     "MOVE",  # RFC 6851
     "BINARY",  # RFC 3516
     "MULTIAPPEND",  # RFC 3502
+    "REPLACE",  # RFC 8508
     "UTF8=ACCEPT",  # RFC 9755 (was RFC 6855)
     "STATUS=SIZE",  # RFC 8438
     "WITHIN",  # RFC 5032
@@ -41,9 +43,11 @@ BASE: Final = (
     "PREVIEW",  # RFC 8970
     "CONDSTORE",  # RFC 7162 §3.1
     "QRESYNC",  # RFC 7162 §3.2
+    "UIDONLY",  # RFC 9586
     "SORT",  # RFC 5256
     "SORT=DISPLAY",  # RFC 5957
     "ESORT",  # RFC 5267 §3
+    "PARTIAL",  # RFC 9394: SEARCH, SORT and FETCH
     "THREAD=ORDEREDSUBJECT",  # RFC 5256 §3
     "THREAD=REFERENCES",  # RFC 5256 §3
     "QUOTA",  # RFC 9208
@@ -59,7 +63,7 @@ BASE: Final = (
 
 #: ENABLE arguments that take effect (RFC 5161 §3.1); both switch mailbox names and quoted
 #: strings to UTF-8, and IMAP4rev2 switches the other behaviours of RFC 9051 Appendix E.
-ENABLEABLE: Final = frozenset({"IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC"})
+ENABLEABLE: Final = frozenset({"IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC", "UIDONLY"})
 
 
 def capabilities(

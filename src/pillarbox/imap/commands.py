@@ -234,6 +234,19 @@ class Append:
 
 
 @dataclass(frozen=True, slots=True)
+class Replace:
+    """REPLACE / UID REPLACE (RFC 8508 §3.2, §3.3): ``message`` (one message, as one of an
+    APPEND's) takes the place of the selected mailbox's message ``target`` — one
+    ``seq-number``, a message number or UID, ``*`` allowed (§5 ABNF) — stored in ``mailbox``."""
+
+    tag: str
+    target: SequenceSet
+    mailbox: str
+    message: AppendMessage
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Idle:
     tag: str
 
@@ -277,6 +290,9 @@ class Search:
     charset: str | None = None
     uid: bool = False
     return_options: frozenset[str] | None = None
+    #: RFC 9394 §3.1 ``PARTIAL``: positions (1-based) in the result, counted from its end when
+    #: negative (``(-1, -100)``: the last hundred), the nearer end first.
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +312,7 @@ class Sort:
     key: SearchKey
     uid: bool = False
     return_options: frozenset[str] | None = None
-    #: RFC 5267 §4.4 ``PARTIAL low:high``: positions (1-based) in the sorted result.
+    #: RFC 5267 §4.4 ``PARTIAL``, as :attr:`Search.partial`, in the sorted result (RFC 9394).
     partial: tuple[int, int] | None = None
 
 
@@ -338,7 +354,8 @@ class Notify:
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    """FETCH / UID FETCH with the RFC 7162 §3.1.4/§3.2.6 modifiers."""
+    """FETCH / UID FETCH with the RFC 7162 §3.1.4/§3.2.6 modifiers and RFC 9394's PARTIAL
+    (positions among the messages the set names, as :attr:`Search.partial`)."""
 
     tag: str
     sequence: SequenceSet
@@ -346,6 +363,7 @@ class Fetch:
     uid: bool = False
     changed_since: int | None = None
     vanished: bool = False
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +518,7 @@ Command = (
     | Namespace
     | Status
     | Append
+    | Replace
     | Idle
     | Check
     | Close
@@ -571,6 +590,27 @@ def _status_items(items: tuple[str, ...]) -> bytes:
     return b"(" + " ".join(items).encode("ascii") + b")"
 
 
+def _append_message(message: AppendMessage, *, literal_plus: bool) -> bytes:
+    """RFC 4466 §2.1 ``append-message``: flags, date and data, space-separated."""
+    parts = []
+    if message.flags:
+        parts.append(_flags(message.flags))
+    if message.internal_date is not None:
+        parts.append(format_date_time(message.internal_date))
+    form = strings.literal8 if message.binary else strings.literal
+    data = form(message.data, non_sync=literal_plus)
+    parts.append(b"UTF8 (" + data + b")" if message.utf8 else data)
+    return b" ".join(parts)
+
+
+def _return(options: frozenset[str], partial: tuple[int, int] | None) -> bytes:
+    """``RETURN (…)`` of SEARCH and SORT, with RFC 9394's ``PARTIAL range`` last."""
+    words = sorted(options)
+    if partial is not None:
+        words.append(f"PARTIAL {partial[0]}:{partial[1]}")
+    return b"RETURN (" + " ".join(words).encode("ascii") + b")"
+
+
 def _uid(command: bytes, uid: bool) -> bytes:
     return b"UID " + command if uid else command
 
@@ -614,21 +654,17 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
             return b"STATUS " + mailbox(name) + b" " + _status_items(items)
         case Append(mailbox=name, messages=messages):
             parts = [b"APPEND " + mailbox(name)]
-            for message in messages:
-                if message.flags:
-                    parts.append(_flags(message.flags))
-                if message.internal_date is not None:
-                    parts.append(format_date_time(message.internal_date))
-                form = strings.literal8 if message.binary else strings.literal
-                data = form(message.data, non_sync=literal_plus)
-                parts.append(b"UTF8 (" + data + b")" if message.utf8 else data)
+            parts.extend(_append_message(m, literal_plus=literal_plus) for m in messages)
             return b" ".join(parts)
+        case Replace(target=target, mailbox=name, message=message, uid=uid):
+            out = b"REPLACE " + target.format() + b" " + mailbox(name) + b" "
+            return _uid(out + _append_message(message, literal_plus=literal_plus), uid)
         case Expunge(uids=uids):
             return b"EXPUNGE" if uids is None else b"UID EXPUNGE " + uids.format()
-        case Search(key=key, charset=charset, uid=uid, return_options=options):
+        case Search(key=key, charset=charset, uid=uid, return_options=options, partial=partial):
             out = b"SEARCH"
             if options is not None:
-                out += b" RETURN (" + " ".join(sorted(options)).encode("ascii") + b")"
+                out += b" " + _return(options, partial)
             if charset is not None:
                 out += b" CHARSET " + strings.astring(charset.encode("ascii"))
             program = format_program(key, utf8=utf8, charset=charset or "utf-8")
@@ -645,10 +681,7 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
             program = format_program(key, utf8=utf8, charset=charset)
             out = b"SORT "
             if options is not None:
-                words = sorted(options)
-                if partial is not None:
-                    words.append(f"PARTIAL {partial[0]}:{partial[1]}")
-                out += b"RETURN (" + " ".join(words).encode("ascii") + b") "
+                out += _return(options, partial) + b" "
             out += b"(%s) %s %s" % (sort.encode("ascii"), charset.encode("ascii"), program)
             return _uid(out, uid)
         case Thread(algorithm=algorithm, charset=charset, key=key, uid=uid):
@@ -660,6 +693,8 @@ def _body(cmd: Command, *, utf8: bool, literal_plus: bool) -> bytes:
             modifiers = [] if since is None else [b"CHANGEDSINCE %d" % since]
             if vanished:
                 modifiers.append(b"VANISHED")
+            if cmd.partial is not None:
+                modifiers.append(b"PARTIAL %d:%d" % cmd.partial)
             if modifiers:
                 out += b" (" + b" ".join(modifiers) + b")"
             return _uid(out, uid)

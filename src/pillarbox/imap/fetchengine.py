@@ -150,11 +150,15 @@ class FetchEngine:
         utf8: bool,
         with_recent: bool,
         condstore: bool = False,
+        uid_only: bool = False,
     ) -> None:
         self._view = view
         self._store = store
         self._gather = _Gather(out)
-        self._uid_command = uid_command
+        # RFC 9586 §3: with UIDONLY, UIDFETCH lines numbered by UID, UID only when asked.
+        self._uid_command = uid_command and not uid_only
+        self._uid_only = uid_only
+        self._label = b"UIDFETCH" if uid_only else b"FETCH"
         self._utf8 = utf8
         self._with_recent = with_recent
         self._condstore = condstore
@@ -205,8 +209,8 @@ class FetchEngine:
         attribute chosen once, flag lists encoded once per distinct set, one format per line."""
         view = self._view
         renderers = [self._renderer(att) for att in atts]
-        line = b"* %d FETCH (" + b" ".join([b"%s"] * len(renderers)) + b")\r\n"
-        numbered = view.numbered(uids)
+        line = b"* %d " + self._label + b" (" + b" ".join([b"%s"] * len(renderers)) + b")\r\n"
+        numbered = ((uid, uid) for uid in uids) if self._uid_only else view.numbered(uids)
         flag_sets = view.flags_in_order(uids)
         while True:
             lines = [
@@ -311,10 +315,10 @@ class FetchEngine:
                 if self._condstore and FetchItem.MODSEQ not in atts:
                     wanted.append(FetchItem.MODSEQ)
             pieces = [self._item(att, uid, record, info, raw) for att in wanted]
-            await self._emit(view.seq_of(uid), pieces)
+            await self._emit(uid if self._uid_only else view.seq_of(uid), pieces)
 
-    async def _emit(self, seq: int, pieces: list[bytes]) -> None:
-        await self._gather.add(b"* %d FETCH (" % seq)
+    async def _emit(self, number: int, pieces: list[bytes]) -> None:
+        await self._gather.add(b"* %d %s (" % (number, self._label))
         for index, piece in enumerate(pieces):
             if index:
                 await self._gather.add(b" ")

@@ -42,9 +42,9 @@ class LexerLimits:
 
     #: Longest line (between literals), CRLF excluded. Dovecot's default is 64 KiB.
     max_line: int = 65536
-    #: Largest literal in commands other than APPEND.
+    #: Largest literal in commands other than APPEND and REPLACE.
     max_literal: int = 65536
-    #: Largest APPEND message literal (the server advertises it as APPENDLIMIT, RFC 7889).
+    #: Largest APPEND or REPLACE message literal (advertised as APPENDLIMIT, RFC 7889).
     max_append_literal: int = 64 * 1024 * 1024
     #: Largest whole command, lines and literals together (a MULTIAPPEND batch).
     max_command: int = 256 * 1024 * 1024
@@ -245,5 +245,6 @@ class Lexer:
         return pending if discarded else CommandReady(data)
 
 
-#: A command's first line is an APPEND: its literals have their own limit.
-_APPEND_PREFIX: Final = re.compile(rb"[^ ]+ APPEND ", re.IGNORECASE)
+#: A command's first line is an APPEND, or a (UID) REPLACE, which stores its message as APPEND
+#: does (RFC 8508 §3.2; RFC 7889 APPENDLIMIT): its literals have their own limit.
+_APPEND_PREFIX: Final = re.compile(rb"[^ ]+ (?:UID )?(?:APPEND|REPLACE) ", re.IGNORECASE)

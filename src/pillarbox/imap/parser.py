@@ -604,25 +604,49 @@ def _append(cur: _Cursor, tag: str) -> c.Command:
     messages = []
     # RFC 4466 §2.1: append = "APPEND" SP mailbox 1*append-message (RFC 3502 MULTIAPPEND).
     while cur.skip(b" "):
-        flags: tuple[str, ...] = ()
-        internal_date = None
-        if cur.peek() == 0x28:
-            flags = cur.flag_list()
-            cur.sp()
-        if cur.peek() == 0x22:
-            internal_date = cur.date_time()
-            cur.sp()
-        utf8 = cur.skip_keyword(b"UTF8")
-        if utf8:
-            cur.expect(b" (")
-        binary = cur.peek() == 0x7E
-        data = cur.literal(binary=True)
-        if utf8:
-            cur.expect(b")")
-        messages.append(c.AppendMessage(data, flags, internal_date, binary, utf8))
+        messages.append(_append_message(cur))
     if not messages:
         raise cur.error("APPEND needs a message")
     return c.Append(tag, mailbox, tuple(messages))
+
+
+def _append_message(cur: _Cursor) -> c.AppendMessage:
+    """RFC 4466 §2.1 ``append-message`` after its leading SP: [flag-list SP] [date-time SP]
+    then the data, a literal or literal8 (RFC 3516 §4.4), bare or in RFC 6855 ``UTF8 (…)``."""
+    flags: tuple[str, ...] = ()
+    internal_date = None
+    if cur.peek() == 0x28:
+        flags = cur.flag_list()
+        cur.sp()
+    if cur.peek() == 0x22:
+        internal_date = cur.date_time()
+        cur.sp()
+    utf8 = cur.skip_keyword(b"UTF8")
+    if utf8:
+        cur.expect(b" (")
+    binary = cur.peek() == 0x7E
+    data = cur.literal(binary=True)
+    if utf8:
+        cur.expect(b")")
+    return c.AppendMessage(data, flags, internal_date, binary, utf8)
+
+
+def _replace(uid: bool) -> Callable[[_Cursor, str], c.Command]:
+    """RFC 8508 §5: ``replace = "REPLACE" SP seq-number SP mailbox append-message``, and
+    ``uid-replace = "UID" SP replace``: one message (§4.7) and one number (or ``*``)."""
+
+    def parse(cur: _Cursor, tag: str) -> c.Command:
+        cur.sp()
+        if cur.skip(b"*"):
+            target = SequenceSet.parse(b"*")
+        else:
+            target = SequenceSet.from_numbers([cur.number(nonzero=True)])
+        cur.sp()
+        mailbox = cur.mailbox()
+        cur.sp()
+        return c.Replace(tag, target, mailbox, _append_message(cur), uid)
+
+    return parse
 
 
 def _expunge(cur: _Cursor, tag: str) -> c.Command:
@@ -644,16 +668,11 @@ def _charset(cur: _Cursor) -> tuple[str, str]:
     return name, codec
 
 
-def _return_options(cur: _Cursor, allowed: frozenset[str], what: str) -> frozenset[str] | None:
-    """RFC 4731 §3.1 search-return-opts (RFC 5267 §3 for SORT), with the space after it."""
-    options, _ = _return_options_partial(cur, allowed, what, partial=False)
-    return options
-
-
-def _return_options_partial(
-    cur: _Cursor, allowed: frozenset[str], what: str, *, partial: bool
+def _return_options(
+    cur: _Cursor, allowed: frozenset[str], what: str
 ) -> tuple[frozenset[str] | None, tuple[int, int] | None]:
-    """Return options and, if ``partial`` allows it, RFC 5267 §4.4 ``PARTIAL low:high``."""
+    """RFC 4731 §3.1 search-return-opts (RFC 5267 §3 for SORT), with the space after it, and
+    RFC 9394 §4 ``PARTIAL partial-range`` (once; never beside ALL, RFC 5267 §4.4)."""
     if not cur.skip_keyword(b"RETURN"):
         return None, None
     cur.sp()
@@ -663,12 +682,9 @@ def _return_options_partial(
     if not cur.skip(b")"):
         while True:
             word = cur.word()
-            if word == "PARTIAL" and partial and window is None:
+            if word == "PARTIAL" and window is None:
                 cur.sp()
-                low = cur.number(nonzero=True)
-                cur.expect(b":")
-                high = cur.number(nonzero=True)
-                window = (min(low, high), max(low, high))
+                window = _partial_range(cur)
             elif word in allowed:
                 words.append(word)
             else:
@@ -683,10 +699,25 @@ def _return_options_partial(
     return frozenset(words), window
 
 
+def _partial_range(cur: _Cursor) -> tuple[int, int]:
+    """RFC 9394 §4 ``partial-range-first = nz-number ":" nz-number`` or
+    ``partial-range-last = MINUS nz-number ":" MINUS nz-number``, the nearer end first
+    ("A range 500:400 is the same as 400:500"): ``(1, 100)``, or ``(-1, -100)`` for the last
+    hundred."""
+    last = cur.skip(b"-")
+    first = cur.number(nonzero=True)
+    cur.expect(b":")
+    if cur.skip(b"-") != last:
+        raise cur.error("PARTIAL range ends must have the same sign")
+    second = cur.number(nonzero=True)
+    low, high = min(first, second), max(first, second)
+    return (-low, -high) if last else (low, high)
+
+
 def _search(uid: bool) -> Callable[[_Cursor, str], c.Command]:
     def parse(cur: _Cursor, tag: str) -> c.Command:
         cur.sp()
-        options = _return_options(cur, c.SEARCH_RETURN, "SEARCH")
+        options, partial = _return_options(cur, c.SEARCH_RETURN, "SEARCH")
         charset = None
         codec = "utf-8"
         if cur.skip_keyword(b"CHARSET"):
@@ -694,7 +725,7 @@ def _search(uid: bool) -> Callable[[_Cursor, str], c.Command]:
             charset, codec = _charset(cur)
             cur.sp()
         key = _search_program(cur, codec)
-        return c.Search(tag, key, charset, uid, options)
+        return c.Search(tag, key, charset, uid, options, partial)
 
     return parse
 
@@ -771,7 +802,7 @@ def _search_program(cur: _Cursor, codec: str) -> s.SearchKey:
 def _sort(uid: bool) -> Callable[[_Cursor, str], c.Command]:
     def parse(cur: _Cursor, tag: str) -> c.Command:
         cur.sp()
-        options, partial = _return_options_partial(cur, c.SORT_RETURN, "SORT", partial=True)
+        options, partial = _return_options(cur, c.SORT_RETURN, "SORT")
         words = cur.parenthesised_words()
         criteria = []
         reverse = False
@@ -828,8 +859,10 @@ def _fetch(uid: bool) -> Callable[[_Cursor, str], c.Command]:
                 atts = macro
         changed_since = None
         vanished = False
+        partial = None
         if cur.skip(b" "):
-            # RFC 4466 §2.4 fetch-modifiers; RFC 7162 §3.1.4 CHANGEDSINCE, §3.2.6 VANISHED.
+            # RFC 4466 §2.4 fetch-modifiers; RFC 7162 §3.1.4 CHANGEDSINCE, §3.2.6 VANISHED;
+            # RFC 9394 §4 PARTIAL.
             cur.expect(b"(")
             while True:
                 modifier = cur.word("fetch modifier")
@@ -838,6 +871,9 @@ def _fetch(uid: bool) -> Callable[[_Cursor, str], c.Command]:
                     changed_since = cur.number64(nonzero=True)
                 elif modifier == "VANISHED" and not vanished:
                     vanished = True
+                elif modifier == "PARTIAL" and partial is None:
+                    cur.sp()
+                    partial = _partial_range(cur)
                 else:
                     raise cur.error(f"unknown or repeated fetch modifier {modifier}")
                 if not cur.skip(b" "):
@@ -846,7 +882,7 @@ def _fetch(uid: bool) -> Callable[[_Cursor, str], c.Command]:
         if vanished and (changed_since is None or not uid):
             # RFC 7162 §3.2.6: VANISHED only in UID FETCH, and only with CHANGEDSINCE.
             raise cur.error("VANISHED requires UID FETCH and CHANGEDSINCE")
-        return c.Fetch(tag, sequence, atts, uid, changed_since, vanished)
+        return c.Fetch(tag, sequence, atts, uid, changed_since, vanished, partial)
 
     return parse
 
@@ -1254,6 +1290,7 @@ _COMMANDS: Final[dict[str, _Parser]] = {
     "LSUB": _lsub,
     "STATUS": _status,
     "APPEND": _append,
+    "REPLACE": _replace(uid=False),
     "EXPUNGE": _expunge,
     "SEARCH": _search(uid=False),
     "SORT": _sort(uid=False),
@@ -1276,7 +1313,8 @@ _COMMANDS: Final[dict[str, _Parser]] = {
     "LISTRIGHTS": _mailbox_identifier(c.ListRights),
     "MYRIGHTS": _one_mailbox(c.MyRights),
 }
-#: RFC 9051 §6.4.9 UID command, with RFC 4315 UID EXPUNGE, RFC 6851 UID MOVE, RFC 5256.
+#: RFC 9051 §6.4.9 UID command, with RFC 4315 UID EXPUNGE, RFC 6851 UID MOVE, RFC 5256,
+#: RFC 8508 §3.3 UID REPLACE.
 _UID_COMMANDS: Final[dict[str, _Parser]] = {
     "COPY": _copy_or_move(c.Copy, uid=True),
     "MOVE": _copy_or_move(c.Move, uid=True),
@@ -1286,6 +1324,7 @@ _UID_COMMANDS: Final[dict[str, _Parser]] = {
     "EXPUNGE": _uid_expunge,
     "SORT": _sort(uid=True),
     "THREAD": _thread(uid=True),
+    "REPLACE": _replace(uid=True),  # RFC 8508 §3.3
 }
 
 

@@ -27,6 +27,7 @@ from pillarbox.imap.responses import (
     READ_WRITE,
     SERVERBUG,
     TRYCREATE,
+    UIDREQUIRED,
     UNAVAILABLE,
     UNKNOWN_CTE,
     USEATTR,
@@ -51,6 +52,7 @@ BYE_BUSY: Final = Reply(BYE, "Too many connections, try again later", UNAVAILABL
 BYE_MAILBOX_GONE: Final = Reply(BYE, "The selected mailbox was deleted by another session")
 BAD_WRONG_STATE: Final = Reply(BAD, "Command not valid in this state")
 BAD_BAD_SEQUENCE: Final = Reply(BAD, "Message sequence number out of range")  # RFC 9051 §9
+BAD_UID_REQUIRED: Final = Reply(BAD, "Message numbers are not used after UIDONLY", UIDREQUIRED)
 NO_SERVER_FAULT: Final = Reply(NO, "Internal server error, try again", SERVERBUG)
 
 # -- not authenticated (RFC 9051 §6.2) ------------------------------------------------------
@@ -148,4 +150,8 @@ OK_THREAD: Final = Reply(OK, "THREAD completed")
 BAD_THREAD_ALGORITHM: Final = Reply(BAD, "Unknown threading algorithm")
 OK_COPY: Final = Reply(OK, "COPY completed")
 OK_MOVE: Final = Reply(OK, "MOVE completed")
+OK_REPLACE: Final = Reply(OK, "REPLACE completed")  # RFC 8508 §3.2
+OK_REPLACE_READY: Final = Reply(OK, "Replacement message ready")  # RFC 8508 §4.3: APPENDUID
+NO_REPLACE_NO_MESSAGE: Final = Reply(NO, "No such message to replace", NONEXISTENT)
+NO_REPLACE_EXPUNGED: Final = Reply(NO, "The message to replace was expunged", EXPUNGEISSUED)
 OK_MOVE_UIDS: Final = Reply(OK, "Moved")  # the untagged COPYUID carrier (RFC 6851 §4.3)

@@ -85,6 +85,7 @@ TOOBIG: Final = Code("TOOBIG")  # RFC 4469 §5, RFC 7888 §5, RFC 7889 §3
 NOMODSEQ: Final = Code("NOMODSEQ")  # RFC 7162 §3.1.2
 USEATTR: Final = Code("USEATTR")  # RFC 6154 §6
 COMPRESSIONACTIVE: Final = Code("COMPRESSIONACTIVE")  # RFC 4978 §3
+UIDREQUIRED: Final = Code("UIDREQUIRED")  # RFC 9586 §3
 
 
 #: RFC 5464 §4.3 SETMETADATA failures.
@@ -482,6 +483,12 @@ def metadata_names(mailbox: str, names: Iterable[str], *, utf8: bool = False) ->
 def fetch(number: int, items: Iterable[bytes]) -> bytes:
     """``* n FETCH (item item ...)``; each item from the ``*_item`` functions below."""
     return b"* %d FETCH (%s)\r\n" % (number, b" ".join(items))
+
+
+def uidfetch(uid: int, items: Iterable[bytes]) -> bytes:
+    """RFC 9586 §3 ``* uid UIDFETCH (item ...)``: FETCH once UIDONLY is enabled, numbered by
+    UID, without the UID item unless asked for."""
+    return b"* %d UIDFETCH (%s)\r\n" % (uid, b" ".join(items))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -55,19 +55,32 @@ def _cost(key: s.SearchKey) -> int:
     return _CHEAP
 
 
+def _contains(key: s.SearchKey, test: Callable[[s.SearchKey], bool]) -> bool:
+    """Whether ``test`` holds for ``key`` or any key nested in it."""
+    if test(key):
+        return True
+    match key:
+        case s.Not(key=inner):
+            return _contains(inner, test)
+        case s.Or(left=left, right=right):
+            return _contains(left, test) or _contains(right, test)
+        case s.And(keys=keys):
+            return any(_contains(k, test) for k in keys)
+    return False
+
+
 def uses_modseq(key: s.SearchKey) -> bool:
     """Whether a MODSEQ key occurs anywhere in ``key`` (RFC 7162 §3.1.5: then the result
     carries the highest MODSEQ of the matched messages)."""
-    match key:
-        case s.ModSeqKey():
-            return True
-        case s.Not(key=inner):
-            return uses_modseq(inner)
-        case s.Or(left=left, right=right):
-            return uses_modseq(left) or uses_modseq(right)
-        case s.And(keys=keys):
-            return any(uses_modseq(k) for k in keys)
-    return False
+    return _contains(key, lambda k: isinstance(k, s.ModSeqKey))
+
+
+def uses_message_numbers(key: s.SearchKey) -> bool:
+    """Whether ``key`` names messages by message number anywhere: a bare sequence set, not
+    ``UID set`` and not ``$`` (a saved result is kept as UIDs) — refused under RFC 9586."""
+    return _contains(
+        key, lambda k: isinstance(k, s.SequenceKey) and not k.uid and not k.sequence.saved
+    )
 
 
 def _compare(day: date, op: s.DateOp, wanted: date) -> bool:

@@ -287,6 +287,7 @@ class SelectedView:
         modseq: bool = False,
         vanished: bool = False,
         allow_flags: bool = True,
+        uid_only: bool = False,
     ) -> Announcement:
         """The untagged responses for pending changes, made visible as they are sent.
 
@@ -295,18 +296,20 @@ class SelectedView:
         when ``modseq`` (RFC 7162 §3.1); expunges only if ``allow_expunge``, as EXPUNGE lines
         or, when ``vanished``, one ``VANISHED`` (RFC 7162 §3.2.10); arrivals as EXISTS (and
         RECENT for IMAP4rev1 clients). Flag changes stay pending unless ``allow_flags`` (a
-        NOTIFY push the client asked no FlagChange of, RFC 5465 §5).
+        NOTIFY push the client asked no FlagChange of, RFC 5465 §5). With ``uid_only`` (RFC 9586
+        §3) flag changes are ``UIDFETCH`` without the UID item; the caller asks for VANISHED.
         """
         lines: list[bytes] = []
         for uid in sorted(self._flags_changed) if allow_flags else ():
             if self.is_visible(uid) and uid not in self._expunged:
-                items = [
-                    responses.uid_item(uid),
-                    responses.flags_item(self.flags(uid, with_recent=rev1)),
-                ]
+                items = [responses.flags_item(self.flags(uid, with_recent=rev1))]
                 if modseq:
                     items.append(responses.modseq_item(self.record(uid).modseq))
-                lines.append(responses.fetch(self.seq_of(uid), items))
+                if uid_only:
+                    lines.append(responses.uidfetch(uid, items))
+                else:
+                    items.insert(0, responses.uid_item(uid))
+                    lines.append(responses.fetch(self.seq_of(uid), items))
         if allow_flags:
             self._flags_changed.clear()
         gone: list[int] = []

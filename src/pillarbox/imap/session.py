@@ -42,6 +42,13 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   accepted and not needed.
 - **SORT/THREAD** (RFC 5256, ESORT of RFC 5267 §3) run the SEARCH engine, then order or
   thread the matches on metadata stored at ingest (:mod:`.sort`, :mod:`.thread`).
+  PARTIAL (RFC 9394) pages a SEARCH or SORT result, or the messages a FETCH set names, by
+  position from either end (:func:`partial_window`).
+- **REPLACE** (RFC 8508) is an APPEND of one message followed by the expunge of the old one
+  alone; the store has no transaction spanning both, so a failed second step undoes the first.
+- **UIDONLY** (RFC 9586): once enabled, a command that names a message by number is BAD
+  [UIDREQUIRED] before it runs (:func:`_uses_message_numbers`); FETCH responses become
+  UIDFETCH and expunges VANISHED, wherever they are made.
 - **QUOTA** (RFC 9208): one quota root per account, named ``""``, with the STORAGE (KiB)
   and MESSAGE resources the account's limits set; SETQUOTA is refused (limits are the
   administrator's). An APPEND, COPY or MOVE over quota is ``NO [OVERQUOTA]``; one that
@@ -108,7 +115,12 @@ from pillarbox.imap.objectid import mailbox_id
 from pillarbox.imap.parser import is_idle_done, parse_command, parse_sasl_response
 from pillarbox.imap.responses import Code, Condition, Reply
 from pillarbox.imap.search import SearchKey
-from pillarbox.imap.searchengine import INFO_BATCH, SearchEngine, uses_modseq
+from pillarbox.imap.searchengine import (
+    INFO_BATCH,
+    SearchEngine,
+    uses_message_numbers,
+    uses_modseq,
+)
 from pillarbox.imap.selected import SelectedView
 from pillarbox.imap.sequence import SequenceSet
 from pillarbox.imap.sort import needs_metadata, sort_uids
@@ -197,7 +209,7 @@ ALLOWED: Final[dict[State, frozenset[type]]] = {
     State.AUTHENTICATED: _AUTHENTICATED,
     State.SELECTED: (_AUTHENTICATED - {c.Enable})
     | {c.Check, c.Close, c.Unselect, c.Expunge, c.Search, c.Fetch, c.Store, c.Copy, c.Move}
-    | {c.Sort, c.Thread},
+    | {c.Sort, c.Thread, c.Replace},
     State.LOGOUT: frozenset(),
 }
 
@@ -239,6 +251,18 @@ def ordered_set(numbers: Sequence[int]) -> SequenceSet:
         else:
             ranges.append((number, number))
     return SequenceSet(tuple(ranges))
+
+
+def partial_window(numbers: Sequence[int], partial: tuple[int, int]) -> list[int]:
+    """The positions ``partial`` names in ``numbers`` (RFC 9394 §3.1, RFC 5267 §4.4): 1-based,
+    or counted back from the last (-1) when negative; positions past either end are simply
+    not there, so a window wholly outside is empty, not an error."""
+    low, high = partial
+    if low > 0:
+        return list(numbers[low - 1 : high])
+    count = len(numbers)
+    stop = count + low + 1  # low is the nearer end: -1 is the last message
+    return list(numbers[max(count + high, 0) : stop]) if stop > 0 else []
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -380,6 +404,7 @@ class ImapSession:
         self._rev2 = False
         self._condstore = False  # RFC 7162 §3.1: a CONDSTORE-aware client
         self._qresync = False  # RFC 7162 §3.2.3: ENABLE QRESYNC was issued
+        self._uidonly = False  # RFC 9586 §3: ENABLE UIDONLY was issued
         self._compressing = False
         self._selected: SelectedView | None = None
         #: How the selected mailbox was reached (another user's, RFC 4314, or the user's own).
@@ -564,6 +589,8 @@ class ImapSession:
         kind = type(command)
         if kind not in ALLOWED[self.state]:
             return await self._finish(command.tag, kind, r.BAD_WRONG_STATE, out)
+        if self._uidonly and _uses_message_numbers(command):
+            return await self._finish(command.tag, kind, r.BAD_UID_REQUIRED, out)
         try:
             looks = self._stale or kind in _POLLING
             if self._selected is not None and looks and kind not in _LEAVING:
@@ -651,8 +678,9 @@ class ImapSession:
             allow_expunge=allow_expunge,
             rev1=not self._rev2,
             modseq=self._condstore,
-            vanished=self._qresync,
+            vanished=self._qresync or self._uidonly,  # RFC 9586 §3: VANISHED, never EXPUNGE
             allow_flags=allow_flags,
+            uid_only=self._uidonly,
         )
         if announcement.expunged and self._saved:
             gone = set(announcement.expunged)
@@ -679,6 +707,7 @@ class ImapSession:
                 utf8=self._utf8,
                 with_recent=not self._rev2,
                 condstore=self._condstore,
+                uid_only=self._uidonly,
             )
             await engine.run(news, notifier.plan.fetch_atts)
 
@@ -725,6 +754,13 @@ class ImapSession:
         if not usable:
             raise _Abort(r.NO_PERMISSION)
         return limit
+
+    def _fetch_line(self, view: SelectedView, uid: int, items: list[bytes]) -> bytes:
+        """A FETCH response the server sends of its own, UID first (RFC 9051 §7.5.2, App. E),
+        or under UIDONLY the UIDFETCH that replaces it (RFC 9586 §3)."""
+        if self._uidonly:
+            return responses.uidfetch(uid, items)
+        return responses.fetch(view.seq_of(uid), [responses.uid_item(uid), *items])
 
     def _writable(self) -> SelectedView:
         view = self._view
@@ -983,6 +1019,9 @@ class ImapSession:
             elif name == "QRESYNC" and not self._qresync:
                 self._qresync = self._condstore = True  # RFC 7162 §3.2.3 implies CONDSTORE
                 enabled.append("QRESYNC")
+            elif name == "UIDONLY" and not self._uidonly:
+                self._uidonly = True
+                enabled.append("UIDONLY")
         await out.write(responses.enabled(enabled))
         return r.OK_ENABLE
 
@@ -1024,7 +1063,7 @@ class ImapSession:
         lines.append(responses.exists(view.exists))
         if not self._rev2:
             lines.append(responses.recent(len(view.recent)))
-            unseen = view.first_unseen()
+            unseen = None if self._uidonly else view.first_unseen()  # a message number
             if unseen is not None:
                 lines.append(r.OK_UNSEEN.with_code(Code("UNSEEN", b"%d" % unseen)).untagged())
         lines.append(r.OK_UIDVALIDITY.with_code(responses.uidvalidity(view.uidvalidity)).untagged())
@@ -1066,15 +1105,15 @@ class ImapSession:
         # after its snapshot reach the client later as unsolicited FETCH, in order.
         with_recent = not self._rev2
         lines = [
-            responses.fetch(
-                seq,
-                (
-                    responses.uid_item(uid),
+            self._fetch_line(
+                view,
+                uid,
+                [
                     responses.flags_item(view.flags(uid, with_recent=with_recent)),
                     responses.modseq_item(view.record(uid).modseq),
-                ),
+                ],
             )
-            for seq, uid in enumerate(view.uids, 1)
+            for uid in view.uids
             if view.record(uid).modseq > params.modseq and (known is None or uid in known)
         ]
         if lines:
@@ -1287,16 +1326,33 @@ class ImapSession:
         assert isinstance(cmd, c.Append)
         if any("\\Recent" in m.flags for m in cmd.messages):
             return r.BAD_RECENT_FLAG
-        # RFC 9051 §6.3.12 TRYCREATE; RFC 4314 §4: "i", and flags only as "s", "w", "t" allow.
+        # RFC 9051 §6.3.12 TRYCREATE; RFC 4314 §4: "i".
         target, mailbox = await self._located(cmd.mailbox, "i", r.NO_TRYCREATE)
+        records, usage = await self._store_messages(target, mailbox, cmd.messages)
+        stored = [record.uid for record in records]
+        await self._take_own_arrivals(mailbox, records)
+        await self._absorb(mailbox.id)
+        # The owner's usage (another user's mailbox: theirs), as the last append left it.
+        await self._watch_quota(
+            mailbox.account_id, usage, sum(record.size for record in records), len(records)
+        )
+        code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers(stored))
+        return r.OK_APPEND.with_code(code)
+
+    async def _store_messages(
+        self, target: _Target, mailbox: Mailbox, messages: Sequence[c.AppendMessage]
+    ) -> tuple[list[MessageRecord], QuotaUsage | None]:
+        """Store ``messages`` in ``mailbox``, all or nothing: if one fails, the ones already
+        stored are expunged again (RFC 3502 §6.3.11); over quota is ``NO [OVERQUOTA]``.
+        Flags are kept only as the user's rights there allow (RFC 4314 §4: "s", "w", "t")."""
         rights = acl.ALL_RIGHTS if target.rights is None else target.rights
-        raws = [normalise_line_endings(m.data) for m in cmd.messages]
+        raws = [normalise_line_endings(m.data) for m in messages]
         if not all(raws):
-            return r.NO_EMPTY_MESSAGE
+            raise _Abort(r.NO_EMPTY_MESSAGE)
         records: list[MessageRecord] = []
         usage: QuotaUsage | None = None
         try:
-            for message, raw in zip(cmd.messages, raws, strict=True):
+            for message, raw in zip(messages, raws, strict=True):
                 info = await self._parse(raw)
                 appended = await self.store.append(
                     mailbox.id,
@@ -1309,24 +1365,73 @@ class ImapSession:
                 usage = appended.usage
         except QuotaExceeded:
             await self._undo_append(mailbox.id, [record.uid for record in records])
-            return r.NO_OVERQUOTA
+            raise _Abort(r.NO_OVERQUOTA) from None
         except BaseException:
             await self._undo_append(mailbox.id, [record.uid for record in records])
             raise
-        stored = [record.uid for record in records]
+        return records, usage
+
+    async def _take_own_arrivals(self, mailbox: Mailbox, records: list[MessageRecord]) -> None:
+        """Messages this session stored in the selected mailbox join its view at once, to be
+        announced as EXISTS (RFC 9051 §6.3.12) and not echoed by NOTIFY (RFC 5465 §5)."""
         view = self._selected
-        if view is not None and view.mailbox_id == mailbox.id:
-            self._own_arrivals.update(stored)
-            view.apply(records, (), view.modseq)  # RFC 9051 §6.3.12: announced as EXISTS
-            if not all(view.own_write(record.modseq) for record in records):
-                await self._sync()
+        if view is None or view.mailbox_id != mailbox.id:
+            return
+        self._own_arrivals.update(record.uid for record in records)
+        view.apply(records, (), view.modseq)
+        if not all(view.own_write(record.modseq) for record in records):
+            await self._sync()
+
+    async def _replace(self, cmd: c.Command, out: Output) -> Reply:
+        """REPLACE / UID REPLACE (RFC 8508): the new message is stored, then the old one
+        expunged; if either fails, neither is changed (§3.4).
+
+        The new message is stored as APPEND stores one (§3.2: TRYCREATE, OVERQUOTA, and
+        APPENDLIMIT's TOOBIG from the lexer), before the old message is touched; one message
+        only, even with MULTIAPPEND (§4.7, the grammar's). The old one is expunged alone,
+        whatever its flags, as UID EXPUNGE of its UID would (§4.5). Responses in the §4.3
+        order: ``* OK [APPENDUID …]``, EXISTS when the target is the selected mailbox, then
+        EXPUNGE — VANISHED under QRESYNC, with HIGHESTMODSEQ on the tagged OK (§4.5, RFC 7162
+        §3.2.9). Rights (§4.1 with RFC 4314 §4): "i" on the target, "t" and "e" on the
+        selected mailbox. The store has no transaction spanning both steps: a failure to
+        expunge removes the new message again before the error is answered.
+        """
+        assert isinstance(cmd, c.Replace)
+        view = self._writable()
+        if "\\Recent" in cmd.message.flags:
+            return r.BAD_RECENT_FLAG
+        self._require(view, "te")
+        found = self._resolve(cmd.target, uid=cmd.uid)  # a message number out of range: BAD
+        if not found:
+            return r.NO_REPLACE_NO_MESSAGE  # a UID not (or no longer) in the mailbox
+        old = found[0]
+        target, mailbox = await self._located(cmd.mailbox, "i", r.NO_TRYCREATE)
+        records, usage = await self._store_messages(target, mailbox, (cmd.message,))
+        new = records[0]
+        try:
+            await self.store.store_flags(
+                view.mailbox_id, [old], FlagOp.ADD, frozenset({"\\Deleted"})
+            )
+            removed = await self.store.expunge(view.mailbox_id, [old])
+        except BaseException:
+            await self._undo_append(mailbox.id, [new.uid])
+            raise
+        if not removed:  # expunged by another session meanwhile: nothing was replaced
+            await self._undo_append(mailbox.id, [new.uid])
+            await self._sync()
+            return r.NO_REPLACE_EXPUNGED
+        code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers([new.uid]))
+        await out.write(r.OK_REPLACE_READY.with_code(code).untagged())
+        if mailbox.id == view.mailbox_id:
+            await self._take_own_arrivals(mailbox, records)
+            await self._announce(out, allow_expunge=False)  # the EXISTS before the EXPUNGE
         await self._absorb(mailbox.id)
-        # The owner's usage (another user's mailbox: theirs), as the last append left it.
-        await self._watch_quota(
-            mailbox.account_id, usage, sum(record.size for record in records), len(records)
-        )
-        code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers(stored))
-        return r.OK_APPEND.with_code(code)
+        await self._absorb(view.mailbox_id)
+        await self._watch_quota(mailbox.account_id, usage, new.size, 1)
+        await self._sync()  # the dispatcher announces the old message's EXPUNGE / VANISHED
+        if self._qresync:
+            return r.OK_REPLACE.with_code(responses.highestmodseq(view.modseq))
+        return r.OK_REPLACE
 
     async def _watch_quota(
         self, account_id: int, usage: QuotaUsage | None, size: int, count: int
@@ -1590,29 +1695,33 @@ class ImapSession:
         if options is None:
             await out.write(responses.search(numbers, modseq=modseq))
             return r.OK_SEARCH
-        shown = (options - {"SAVE"}) or ({"ALL"} if "SAVE" not in options else frozenset())
-        if "SAVE" in options:  # RFC 5182 §2.4: what "$" holds depends on the other options
-            if not uids or shown & {"ALL", "COUNT"} or not shown:
-                self._saved = uids
-            else:
-                self._saved = sorted(
-                    {uids[0] if "MIN" in shown else uids[-1]}
-                    | ({uids[-1]} if "MAX" in shown else set())
-                )
-        if shown:
-            await out.write(
-                responses.esearch(
-                    cmd.tag,
-                    uid=cmd.uid,
-                    minimum=numbers[0] if "MIN" in shown and numbers else None,
-                    maximum=numbers[-1] if "MAX" in shown and numbers else None,
-                    all_numbers=(
-                        SequenceSet.from_numbers(numbers) if "ALL" in shown and numbers else None
-                    ),
-                    count=len(numbers) if "COUNT" in shown else None,
-                    modseq=modseq,
-                )
+        partial = cmd.partial
+        shown = options - {"SAVE"}
+        if not shown and partial is None and "SAVE" not in options:
+            shown = frozenset({"ALL"})  # RFC 4731 §3.1: RETURN () is ALL
+        if "SAVE" in options:
+            self._saved = _saved_result(uids, shown, partial)
+        if not shown and partial is None:
+            return r.OK_SEARCH
+        window = None
+        if partial is not None:
+            # RFC 9394 §3.1: the positions asked for, of the result in ascending order.
+            found = partial_window(numbers, partial)
+            window = (partial, SequenceSet.from_numbers(found) if found else None)
+        await out.write(
+            responses.esearch(
+                cmd.tag,
+                uid=cmd.uid,
+                minimum=numbers[0] if "MIN" in shown and numbers else None,
+                maximum=numbers[-1] if "MAX" in shown and numbers else None,
+                all_numbers=(
+                    SequenceSet.from_numbers(numbers) if "ALL" in shown and numbers else None
+                ),
+                count=len(numbers) if "COUNT" in shown else None,
+                modseq=modseq,
+                partial=window,
             )
+        )
         return r.OK_SEARCH
 
     def _search_engine(self) -> SearchEngine:
@@ -1654,6 +1763,10 @@ class ImapSession:
             uids = [uid for uid in uids if view.record(uid).modseq > since]
             if FetchItem.MODSEQ not in atts:
                 atts = (*atts, FetchItem.MODSEQ)
+        if cmd.partial is not None:
+            # RFC 9394 §3 (FETCH): a page of the messages the set names (after CHANGEDSINCE's
+            # filter, so that a client pages through what changed), in UID order.
+            uids = partial_window(uids, cmd.partial)
         engine = FetchEngine(
             view,
             self.store,
@@ -1662,6 +1775,7 @@ class ImapSession:
             utf8=self._utf8,
             with_recent=not self._rev2,
             condstore=self._condstore,
+            uid_only=self._uidonly,
         )
         outcome = await engine.run(uids, atts)
         if outcome.unknown_cte:
@@ -1705,12 +1819,12 @@ class ImapSession:
             for uid in uids:
                 if uid in skip:
                     continue
-                items = [responses.uid_item(uid)]
+                items = []
                 if not cmd.silent:
                     items.append(responses.flags_item(view.flags(uid, with_recent=with_recent)))
                 if self._condstore:
                     items.append(responses.modseq_item(view.record(uid).modseq))
-                lines.append(responses.fetch(view.seq_of(uid), items))
+                lines.append(self._fetch_line(view, uid, items))
             if lines:
                 await out.write(b"".join(lines))
         if not refused:
@@ -1754,10 +1868,8 @@ class ImapSession:
         shown = options or ({"ALL"} if cmd.partial is None else set())
         partial = None
         if cmd.partial is not None:
-            # RFC 5267 §4.4: positions low..high (1-based) of the sorted result, in sort
-            # order; past its end is not an error, just fewer (or no) results.
-            low, high = cmd.partial
-            window = numbers[low - 1 : high]
+            # RFC 5267 §4.4, RFC 9394 §3.1: positions of the sorted result, in sort order.
+            window = partial_window(numbers, cmd.partial)
             partial = (cmd.partial, ordered_set(window) if window else None)
         # RFC 5267 §3.1: MIN and MAX are the first and last in sort order; ALL keeps the order.
         await out.write(
@@ -1877,6 +1989,39 @@ class ImapSession:
         )
 
 
+#: Commands whose non-UID form names messages by number (RFC 9586 §3: BAD [UIDREQUIRED]).
+_NUMBERED: Final = (c.Fetch, c.Store, c.Copy, c.Move, c.Search, c.Sort, c.Thread, c.Replace)
+
+
+def _uses_message_numbers(command: c.Command) -> bool:
+    """Whether ``command`` names a message by number: a non-UID form of a command that has
+    a UID one, a message-number set in a search program, or QRESYNC's seq-match data
+    (RFC 7162 §3.2.5.2), all refused once UIDONLY is enabled (RFC 9586 §3)."""
+    if isinstance(command, _NUMBERED) and not command.uid:
+        return True
+    if isinstance(command, c.Search | c.Sort | c.Thread):
+        return uses_message_numbers(command.key)
+    if isinstance(command, c.Select):
+        return command.qresync is not None and command.qresync.seq_match is not None
+    return False
+
+
+def _saved_result(
+    uids: list[int], shown: frozenset[str], partial: tuple[int, int] | None
+) -> list[int]:
+    """What ``$`` holds after SEARCH RETURN (SAVE …): RFC 5182 §2.4 — the whole result with
+    ALL or COUNT or nothing else asked; else only what MIN and MAX return, and, by the same
+    rule (this server's reading for RFC 9394's PARTIAL), the messages PARTIAL returns."""
+    if not uids or shown & {"ALL", "COUNT"} or (not shown and partial is None):
+        return uids
+    kept = set(partial_window(uids, partial)) if partial is not None else set()
+    if "MIN" in shown:
+        kept.add(uids[0])
+    if "MAX" in shown:
+        kept.add(uids[-1])
+    return sorted(kept)
+
+
 def _placeholders(shared: Iterable[str]) -> frozenset[str]:
     """The \\Noselect levels above other users' mailboxes (RFC 2342 §5): the namespace
     root and one per owner."""
@@ -1911,6 +2056,7 @@ def _handlers() -> dict[type, Handler]:
         c.Namespace: s._namespace,
         c.Status: s._status,
         c.Append: s._append,
+        c.Replace: s._replace,
         c.Idle: s._idle,
         c.Close: s._close,
         c.Unselect: s._close,
