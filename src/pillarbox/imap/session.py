@@ -1678,9 +1678,13 @@ class ImapSession:
         view = self._writable()
         self._require(view, "e")  # RFC 4314 §4
         uids = None if cmd.uids is None else self._resolve(cmd.uids, uid=True)
-        if uids != []:
-            await self.store.expunge(view.mailbox_id, uids)
-            await self._sync()
+        if uids == [] or not await self.store.expunge(view.mailbox_id, uids):
+            return r.OK_EXPUNGE
+        await self._sync()
+        if self._qresync:
+            # RFC 7162 §3.2.7, §3.2.9: at least one expunged under QRESYNC, the new
+            # HIGHESTMODSEQ in the tagged OK (a client keeps it as its resync point).
+            return r.OK_EXPUNGE.with_code(responses.highestmodseq(view.modseq))
         return r.OK_EXPUNGE
 
     async def _search(self, cmd: c.Command, out: Output) -> Reply:
@@ -1951,6 +1955,9 @@ class ImapSession:
             # RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGE responses.
             await out.write(r.OK_MOVE_UIDS.with_code(code).untagged())
             await self._sync()
+            if self._qresync:
+                # RFC 6851 §4.4: messages moved, the source's new HIGHESTMODSEQ in the OK.
+                return done.with_code(responses.highestmodseq(view.modseq))
             return done
         if target.id == view.mailbox_id:
             await self._sync()
