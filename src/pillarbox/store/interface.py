@@ -884,3 +884,8 @@ class Store(Protocol):
         """Record each (key, expiry) of a Sieve run that finished (RFC 7352 §3.1), a key
         already there getting the new expiry; entries expired at ``now`` are forgotten, and
         past ``max_entries`` those expiring first. ``NotFound`` for an unknown account."""
+
+    async def prune_sieve_duplicates(self, now: datetime) -> int:
+        """Forget every account's "duplicate" entries expired at ``now`` (RFC 7352 §3.1: an
+        expired one is no duplicate any more), also those of accounts that record nothing
+        new (the retention job's sweep); how many went."""

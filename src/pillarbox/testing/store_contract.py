@@ -645,6 +645,24 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.track_sieve_duplicates(account.id + 1000, [("a", now + hour)], now, 2)
 
+    async def test_sieve_duplicates_pruned_for_every_account(
+        self, store: Store, account: Account
+    ) -> None:
+        """The retention job's sweep forgets what expired in every account, also in one that
+        records nothing new (a track only sweeps its own account's)."""
+        carol = await store.add_account(f"carol@{DOMAIN}", "h")
+        now, hour = datetime(2025, 6, 1, tzinfo=UTC), timedelta(hours=1)
+        await store.track_sieve_duplicates(
+            account.id, [("a", now + hour), ("b", now + 3 * hour)], now, 10
+        )
+        await store.track_sieve_duplicates(carol.id, [("a", now + 2 * hour)], now, 10)
+        assert await store.prune_sieve_duplicates(now) == 0
+        assert await store.prune_sieve_duplicates(now + 2 * hour) == 2
+        # Gone, not hidden: asked as of before they expired, they are still not there.
+        assert await store.sieve_duplicates(account.id, now) == {"b"}
+        assert await store.sieve_duplicates(carol.id, now) == frozenset()
+        assert await store.prune_sieve_duplicates(now + 2 * hour) == 0
+
     async def test_new_vacation_text_forgets_who_had_a_reply(
         self, store: Store, account: Account
     ) -> None:

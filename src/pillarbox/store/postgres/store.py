@@ -2072,6 +2072,9 @@ class PostgresStore:
             lambda conn, _: sievedata.track_duplicates(conn, account_id, entries, now, max_entries)
         )
 
+    async def prune_sieve_duplicates(self, now: datetime) -> int:
+        return await self._write(lambda conn, _: sievedata.prune_duplicates(conn, now))
+
     # -- greylisting (see .greylistdata) -------------------------------------------------------
     async def check_greylist(
         self, triplet: GreyTriplet, now: datetime, rules: GreylistRules

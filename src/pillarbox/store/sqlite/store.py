@@ -1894,6 +1894,9 @@ class SqliteStore:
             lambda conn, fx: sievedata.track_duplicates(conn, account_id, entries, now, max_entries)
         )
 
+    async def prune_sieve_duplicates(self, now: datetime) -> int:
+        return await self._write(lambda conn, fx: sievedata.prune_duplicates(conn, now))
+
     # -- greylisting (see .greylistdata) -------------------------------------------------------
     async def check_greylist(
         self, triplet: GreyTriplet, now: datetime, rules: GreylistRules
