@@ -347,7 +347,10 @@ class SubmissionLimitsSection:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImapSection:
-    max_literal_size: int = _f(50 * 1024 * 1024, "Largest literal accepted (APPEND size limit).")
+    max_literal_size: int = _f(
+        50 * 1024 * 1024,
+        "Largest message an APPEND or REPLACE (RFC 8508) accepts, advertised as APPENDLIMIT.",
+    )
     max_line_length: int = _f(65536, "Longest command line outside literals.")
     idle_timeout: float = _f(
         1800.0, "Seconds of inactivity before BYE (RFC 9051 §5.4: at least 30 minutes)."

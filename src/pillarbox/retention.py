@@ -1,7 +1,8 @@
 """The retention job: mail kept in Junk and Trash longer than ``[retention]`` allows is
-expunged (Dovecot's ``autoexpunge``, Stalwart's trash and junk retention), and the tombstones
+expunged (Dovecot's ``autoexpunge``, Stalwart's trash and junk retention), the tombstones
 of deleted calendar objects and contacts older than ``[calendars]`` and ``[contacts]
-sync_history_days`` are pruned (:func:`prune_sync_history`). docs/retention.md.
+sync_history_days`` are pruned (:func:`prune_sync_history`), and the expired ids of the Sieve
+"duplicate" test are forgotten. docs/retention.md.
 
 Implementation notes:
 
@@ -20,6 +21,9 @@ Implementation notes:
 - **Sync history** (RFC 6578): a tombstone tells a syncing client what was deleted since its
   token; once pruned, the store refuses tokens older than the last pruned change (§3.7
   ``valid-sync-token``) and the client syncs in full, so nothing deleted is missed.
+- **Sieve duplicate ids** (RFC 7352 §3.1) are forgotten once expired: a delivery only sweeps
+  its own account's, so an account whose scripts record nothing new would keep its expired
+  ids for good without this sweep.
 - **Time is an argument** (:func:`expunge_old`'s ``now``); the server's task runs it every
   ``interval`` seconds with the clock. Every node of a cluster runs it: the work is
   idempotent (what one node expunged the other no longer finds), only the reads repeat.
@@ -87,12 +91,13 @@ def cutoff(now: datetime, days: int) -> datetime | None:
 
 @dataclass
 class Expunged:
-    """What one run removed: messages by mailbox label (``junk``, ``trash``), and the sync
-    tombstones pruned (:func:`run_once`)."""
+    """What one run removed: messages by mailbox label (``junk``, ``trash``), the sync
+    tombstones pruned and the expired Sieve duplicate ids forgotten (:func:`run_once`)."""
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETAINED.values(), 0))
     accounts: int = 0
     tombstones: int = 0
+    duplicates: int = 0
 
     @property
     def total(self) -> int:
@@ -159,15 +164,18 @@ async def prune_sync_history(store: Store, config: Config, now: datetime) -> int
 async def run_once(
     store: Store, config: Config, now: datetime, *, metrics: Metrics | None = None
 ) -> Expunged:
-    """One whole run, :func:`expunge_old` then :func:`prune_sync_history`: what the server's
-    task does each interval and ``pillarbox store expunge-old`` does now."""
+    """One whole run, :func:`expunge_old`, :func:`prune_sync_history`, then the expired
+    Sieve duplicate ids: what the server's task does each interval and ``pillarbox store
+    expunge-old`` does now."""
     result = await expunge_old(store, config.retention, now, metrics=metrics)
     result.tombstones = await prune_sync_history(store, config, now)
+    result.duplicates = await store.prune_sieve_duplicates(now)
     _log.info(
         "retention run",
         expunged=result.total,
         accounts=result.accounts,
         tombstones=result.tombstones,
+        sieve_duplicates=result.duplicates,
         **result.counts,
     )
     return result

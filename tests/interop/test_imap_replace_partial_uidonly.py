@@ -70,6 +70,31 @@ def test_imaplib_replaces_a_draft(live: LiveServer) -> None:
     imap.logout()
 
 
+def test_imaplib_replaces_a_draft_in_a_full_mailbox(live: LiveServer) -> None:
+    """The store replaces in one transaction, the quota judged on the net change (RFC 9208
+    §4.3.1): with the message quota reached, an APPEND is NO [OVERQUOTA] while a REPLACE of a
+    draft, which adds no message, is stored."""
+    imap = imaplib_client(live)
+    typ, _ = imap.append("Drafts", "(\\Draft)", None, b"Subject: draft 1\r\n\r\nfirst\r\n")
+    assert typ == "OK"
+
+    async def fill() -> None:
+        account = await live.store.get_account("alice@example.org")
+        assert account is not None
+        await live.store.set_quota(account.id, None, 1)
+
+    live.call(fill())
+    typ, data = imap.append("Drafts", "(\\Draft)", None, b"Subject: more\r\n\r\nmore\r\n")
+    assert typ == "NO" and data[0] is not None and data[0].startswith(b"[OVERQUOTA]")
+    imap.select("Drafts")
+    imap.literal = b"Subject: draft 2\r\n\r\nsecond\r\n"
+    typ, _ = imap.uid("REPLACE", "1", "Drafts", "(\\Draft)")
+    assert typ == "OK"
+    typ, data = imap.uid("FETCH", "1:*", "(BODY.PEEK[TEXT])")
+    assert [item[1] for item in data if isinstance(item, tuple)] == [b"second\r\n"]
+    imap.logout()
+
+
 def test_imaplib_partial_search_from_the_end(live: LiveServer) -> None:
     deliver(live, 12)
     imap = imaplib_client(live)

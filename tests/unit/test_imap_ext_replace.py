@@ -1,6 +1,6 @@
 """RFC 8508 REPLACE on the session core with a real SQLite store: its grammar (§5) as a table,
-and what transcripts cannot show — a literal over APPENDLIMIT, a replacement over quota, and
-a message expunged by another session while this one still shows it."""
+and what transcripts cannot show — a literal over APPENDLIMIT, the quota judged on the net
+change, and a message expunged by another session while this one still shows it."""
 
 # ruff: noqa: F811 -- ``store`` is the fixture imported from test_imap_session, used by name.
 from __future__ import annotations
@@ -106,9 +106,11 @@ async def _inbox_uids(store: Store) -> list[str]:
     return [str(record.uid) for record in await store.list_messages(inbox.id)]
 
 
-async def test_over_quota_changes_nothing(store: Store, tmp_path: Path) -> None:
-    """The new message is stored before the old one goes: at the quota's limit, a REPLACE is
-    NO [OVERQUOTA] and the old message stays (RFC 8508 §3.4: nothing changes on failure)."""
+async def test_quota_is_judged_on_the_net_change(store: Store, tmp_path: Path) -> None:
+    """The store replaces in one transaction, so the quota sees the net change (RFC 9208
+    §4.3.1): at the message limit a REPLACE fits, as it adds no message; one that adds
+    octets past the size limit is NO [OVERQUOTA], and the old message stays (RFC 8508 §3.4:
+    nothing changes on failure)."""
     await deliver(store, "one")
     account = await store.get_account(USER)
     assert account is not None
@@ -117,8 +119,13 @@ async def test_over_quota_changes_nothing(store: Store, tmp_path: Path) -> None:
     await wire.login(USER, TEST_PASSWORD)
     await wire.send("s SELECT INBOX\r\n")
     out = await wire.send("a REPLACE 1 INBOX {8+}\r\nSubject:\r\n")
-    assert out == "a NO [OVERQUOTA] Over quota\r\n"
-    assert await _inbox_uids(store) == ["1"]
+    assert out.endswith("* 1 EXPUNGE\r\na OK REPLACE completed\r\n")
+    assert await _inbox_uids(store) == ["2"]
+    used = (await store.quota_usage(account.id)).bytes_used
+    await store.set_quota(account.id, used, 1)
+    out = await wire.send("b REPLACE 1 INBOX {10+}\r\nSubject: \r\n")
+    assert out == "b NO [OVERQUOTA] Over quota\r\n"
+    assert await _inbox_uids(store) == ["2"]
 
 
 async def test_message_expunged_meanwhile_is_not_replaced(store: Store, tmp_path: Path) -> None:

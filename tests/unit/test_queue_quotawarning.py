@@ -157,6 +157,13 @@ async def test_after_saving_warns_the_owner_once_and_never_raises(tmp_path: Path
         assert await warnings.after_saving(account.id, *_added(saved[-1]))  # 8 of 10: 80 %
         assert not await warnings.after_saving(account.id, *_added(saved[-1]))  # told once
         assert len(await store.list_messages(inbox.id)) == 9
+        # A REPLACE within the account adds octets, no message: past 95 % of the size, warned.
+        used = (await store.quota_usage(account.id)).bytes_used
+        await store.set_quota(account.id, used + 100, None)  # under 95 % while used < 1900
+        bigger = raw + b"x" * 100
+        grown = await store.replace_message(inbox.id, 1, inbox.id, bigger, parse_message(bigger))
+        assert grown is not None and (grown.size, grown.count) == (100, 0)
+        assert await warnings.after_saving(account.id, grown.usage, grown.size, grown.count)
         # An account gone meanwhile: logged, not raised into the APPEND that called.
         gone = QuotaUsage(9, 9, None, 10)
         assert not await warnings.after_saving(10**9, gone, 1, 1)

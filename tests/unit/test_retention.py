@@ -5,6 +5,7 @@ tests/interop/test_retention_server.py."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,8 @@ from pillarbox.retention import (
     retention_days,
     run_once,
 )
+from pillarbox.store.interface import Store
+from pillarbox.store.postgres import PostgresStore
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import (
     INBOX,
@@ -30,6 +33,7 @@ from pillarbox.store.types import (
     Contact,
     SpecialUse,
 )
+from pillarbox.testing.postgres import unreachable_reason
 from pillarbox.testing.store_contract import DOMAIN, make_message
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -190,6 +194,47 @@ async def test_one_whole_run_expunges_and_prunes(store: SqliteStore, clock: Cloc
     assert (await store.contact_changes(alice.id, 0)).deleted == []
     again = await run_once(store, config, NOW)
     assert (again.total, again.tombstones) == (0, 0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A new store of each backend (PostgreSQL skipped when no server is reachable)."""
+    store: Store
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path / "db.sqlite3")
+    else:
+        if (reason := unreachable_reason()) is not None:
+            pytest.skip(reason)
+        store = PostgresStore(request.getfixturevalue("database").new_store_url())
+    await store.open()
+    await store.add_domain(DOMAIN)
+    yield store
+    await store.close()
+
+
+async def test_run_forgets_expired_sieve_duplicates(
+    any_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each run forgets the Sieve "duplicate" ids expired in any account (RFC 7352 §3.1),
+    also in one whose scripts record nothing new, and logs how many."""
+    hour = timedelta(hours=1)
+    alice = await any_store.add_account(f"alice@{DOMAIN}", "h")
+    bob = await any_store.add_account(f"bob@{DOMAIN}", "h")
+    earlier = NOW - 3 * hour
+    await any_store.track_sieve_duplicates(
+        alice.id, [("old", NOW - hour), ("new", NOW + hour)], earlier, 10
+    )
+    await any_store.track_sieve_duplicates(bob.id, [("old", NOW - 2 * hour)], earlier, 10)
+
+    with caplog.at_level(logging.INFO, logger="pillarbox"):
+        result = await run_once(any_store, from_mapping({}), NOW)
+
+    assert result.duplicates == 2
+    [line] = [r for r in caplog.records if r.getMessage() == "retention run"]
+    assert line.__dict__["fields"]["sieve_duplicates"] == 2
+    assert await any_store.sieve_duplicates(alice.id, earlier) == {"new"}
+    assert await any_store.sieve_duplicates(bob.id, earlier) == frozenset()
+    assert (await run_once(any_store, from_mapping({}), NOW)).duplicates == 0
 
 
 def test_sync_history_days_are_checked() -> None:

@@ -44,8 +44,9 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   thread the matches on metadata stored at ingest (:mod:`.sort`, :mod:`.thread`).
   PARTIAL (RFC 9394) pages a SEARCH or SORT result, or the messages a FETCH set names, by
   position from either end (:func:`partial_window`).
-- **REPLACE** (RFC 8508) is an APPEND of one message followed by the expunge of the old one
-  alone; the store has no transaction spanning both, so a failed second step undoes the first.
+- **REPLACE** (RFC 8508) stores one message as APPEND would and expunges the old one alone,
+  in one store transaction (:meth:`Store.replace_message`): both or neither, the quota judged
+  on the net change.
 - **UIDONLY** (RFC 9586): once enabled, a command that names a message by number is BAD
   [UIDREQUIRED] before it runs (:func:`_uses_message_numbers`); FETCH responses become
   UIDFETCH and expunges VANISHED, wherever they are made.
@@ -277,6 +278,22 @@ def normalise_line_endings(data: bytes) -> bytes:
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
+
+
+def _message_bytes(messages: Sequence[c.AppendMessage]) -> list[bytes]:
+    """What APPEND and REPLACE store of each message (:func:`normalise_line_endings`);
+    ``NO [CANNOT]`` for an empty one."""
+    raws = [normalise_line_endings(m.data) for m in messages]
+    if not all(raws):
+        raise _Abort(r.NO_EMPTY_MESSAGE)
+    return raws
+
+
+def _allowed_flags(target: _Target, message: c.AppendMessage) -> frozenset[str]:
+    """The message's flags the user's rights on ``target`` let it keep (RFC 4314 §4: "s",
+    "w", "t")."""
+    rights = acl.ALL_RIGHTS if target.rights is None else target.rights
+    return acl.allowed_flags(frozenset(message.flags), rights)
 
 
 class FaultLog(Protocol):
@@ -1345,10 +1362,7 @@ class ImapSession:
         """Store ``messages`` in ``mailbox``, all or nothing: if one fails, the ones already
         stored are expunged again (RFC 3502 §6.3.11); over quota is ``NO [OVERQUOTA]``.
         Flags are kept only as the user's rights there allow (RFC 4314 §4: "s", "w", "t")."""
-        rights = acl.ALL_RIGHTS if target.rights is None else target.rights
-        raws = [normalise_line_endings(m.data) for m in messages]
-        if not all(raws):
-            raise _Abort(r.NO_EMPTY_MESSAGE)
+        raws = _message_bytes(messages)
         records: list[MessageRecord] = []
         usage: QuotaUsage | None = None
         try:
@@ -1358,7 +1372,7 @@ class ImapSession:
                     mailbox.id,
                     raw,
                     info,
-                    flags=acl.allowed_flags(frozenset(message.flags), rights),
+                    flags=_allowed_flags(target, message),
                     internal_date=message.internal_date,
                 )
                 records.append(appended.record)
@@ -1383,18 +1397,19 @@ class ImapSession:
             await self._sync()
 
     async def _replace(self, cmd: c.Command, out: Output) -> Reply:
-        """REPLACE / UID REPLACE (RFC 8508): the new message is stored, then the old one
-        expunged; if either fails, neither is changed (§3.4).
+        """REPLACE / UID REPLACE (RFC 8508): the new message stored and the old one expunged
+        in one store transaction (:meth:`Store.replace_message`), so either both happen or
+        neither does (§3.4), even across a crash, and the quota is judged on the net change.
 
-        The new message is stored as APPEND stores one (§3.2: TRYCREATE, OVERQUOTA, and
-        APPENDLIMIT's TOOBIG from the lexer), before the old message is touched; one message
-        only, even with MULTIAPPEND (§4.7, the grammar's). The old one is expunged alone,
-        whatever its flags, as UID EXPUNGE of its UID would (§4.5). Responses in the §4.3
-        order: ``* OK [APPENDUID …]``, EXISTS when the target is the selected mailbox, then
-        EXPUNGE — VANISHED under QRESYNC, with HIGHESTMODSEQ on the tagged OK (§4.5, RFC 7162
-        §3.2.9). Rights (§4.1 with RFC 4314 §4): "i" on the target, "t" and "e" on the
-        selected mailbox. The store has no transaction spanning both steps: a failure to
-        expunge removes the new message again before the error is answered.
+        The new message is prepared as APPEND prepares one (§3.2: TRYCREATE, OVERQUOTA, and
+        APPENDLIMIT's TOOBIG from the lexer); one message only, even with MULTIAPPEND (§4.7,
+        the grammar's). The old one is expunged alone, whatever its flags, as UID EXPUNGE of
+        its UID would (§4.5); one that another session expunged meanwhile is ``NO
+        [EXPUNGEISSUED]`` with nothing stored. Responses in the §4.3 order: ``* OK
+        [APPENDUID …]``, EXISTS when the target is the selected mailbox, then EXPUNGE —
+        VANISHED under QRESYNC, with HIGHESTMODSEQ on the tagged OK (§4.5, RFC 7162 §3.2.9).
+        Rights (§4.1 with RFC 4314 §4): "i" on the target, "t" and "e" on the selected
+        mailbox. The replies follow the commit, as APPEND's (DESIGN principle 3).
         """
         assert isinstance(cmd, c.Replace)
         view = self._writable()
@@ -1406,28 +1421,34 @@ class ImapSession:
             return r.NO_REPLACE_NO_MESSAGE  # a UID not (or no longer) in the mailbox
         old = found[0]
         target, mailbox = await self._located(cmd.mailbox, "i", r.NO_TRYCREATE)
-        records, usage = await self._store_messages(target, mailbox, (cmd.message,))
-        new = records[0]
+        [raw] = _message_bytes((cmd.message,))
         try:
-            await self.store.store_flags(
-                view.mailbox_id, [old], FlagOp.ADD, frozenset({"\\Deleted"})
+            replaced = await self.store.replace_message(
+                view.mailbox_id,
+                old,
+                mailbox.id,
+                raw,
+                await self._parse(raw),
+                flags=_allowed_flags(target, cmd.message),
+                internal_date=cmd.message.internal_date,
             )
-            removed = await self.store.expunge(view.mailbox_id, [old])
-        except BaseException:
-            await self._undo_append(mailbox.id, [new.uid])
-            raise
-        if not removed:  # expunged by another session meanwhile: nothing was replaced
-            await self._undo_append(mailbox.id, [new.uid])
+        except QuotaExceeded:
+            return r.NO_OVERQUOTA
+        if replaced is None:  # expunged by another session meanwhile: nothing was replaced
             await self._sync()
             return r.NO_REPLACE_EXPUNGED
+        new = replaced.record
         code = responses.appenduid(mailbox.uidvalidity, SequenceSet.from_numbers([new.uid]))
         await out.write(r.OK_REPLACE_READY.with_code(code).untagged())
         if mailbox.id == view.mailbox_id:
-            await self._take_own_arrivals(mailbox, records)
+            # One write took the old message away with the new one's MODSEQ: the view learns
+            # both, so that MODSEQ counts as its own write (nothing to read back).
+            view.apply((), (old,), view.modseq)
+            await self._take_own_arrivals(mailbox, [new])
             await self._announce(out, allow_expunge=False)  # the EXISTS before the EXPUNGE
         await self._absorb(mailbox.id)
         await self._absorb(view.mailbox_id)
-        await self._watch_quota(mailbox.account_id, usage, new.size, 1)
+        await self._watch_quota(mailbox.account_id, replaced.usage, replaced.size, replaced.count)
         await self._sync()  # the dispatcher announces the old message's EXPUNGE / VANISHED
         if self._qresync:
             return r.OK_REPLACE.with_code(responses.highestmodseq(view.modseq))

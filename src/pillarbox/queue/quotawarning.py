@@ -179,9 +179,10 @@ class QuotaWarnings:
     async def after_saving(
         self, account_id: int, usage: QuotaUsage | None, size: int, count: int
     ) -> bool:
-        """Warn the account if ``count`` messages of ``size`` octets, saved by an APPEND, COPY
-        or MOVE (IMAP or the webmail) that left its usage at ``usage``, took it past a
-        threshold; whether a warning was stored. ``usage`` None (nothing added): nothing."""
+        """Warn the account if ``count`` messages of ``size`` octets, saved by an APPEND, COPY,
+        MOVE or REPLACE (IMAP or the webmail) that left its usage at ``usage``, took it past
+        a threshold; whether a warning was stored. ``usage`` None (nothing added): nothing. A
+        replacement within the account adds octets only (``count`` 0)."""
         return await self._judge(account_id, None, usage, size, count)
 
     async def _judge(
@@ -192,7 +193,7 @@ class QuotaWarnings:
         added: int,
         count: int,
     ) -> bool:
-        if after is None or not count or not self._thresholds:
+        if after is None or (count <= 0 and added <= 0) or not self._thresholds:
             return False
         if after.bytes_limit is None and after.messages_limit is None:
             return False

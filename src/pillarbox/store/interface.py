@@ -72,6 +72,7 @@ from pillarbox.store.types import (
     QueuedMessage,
     QuotaUsage,
     ReceivedReport,
+    Replaced,
     SenderListEntry,
     SendingLimits,
     SendingUsage,
@@ -291,6 +292,26 @@ class Store(Protocol):
     ) -> Appended:
         """Append one message; ``QuotaExceeded`` if it does not fit. With the record, the
         account's usage after it (what a quota warning is judged on)."""
+
+    async def replace_message(
+        self,
+        mailbox_id: int,
+        uid: int,
+        target_id: int,
+        raw: bytes,
+        info: MessageInfo,
+        *,
+        flags: frozenset[str] = frozenset(),
+        internal_date: datetime | None = None,
+    ) -> Replaced | None:
+        """Append one message to ``target_id`` and expunge message ``uid`` of ``mailbox_id``,
+        whatever its flags, in one transaction (RFC 8508 REPLACE): both or neither, even
+        across a crash. None, with nothing stored, when ``uid`` is no longer there.
+
+        The quota is judged on the net change (:attr:`Replaced.size`, :attr:`Replaced.count`):
+        a replacement within one account adds no message, and only the octets the new one has
+        beyond the old; ``QuotaExceeded`` stores nothing. Within one mailbox the arrival and
+        the expunge take the same MODSEQ (one write, module notes)."""
 
     async def list_messages(
         self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
@@ -884,3 +905,8 @@ class Store(Protocol):
         """Record each (key, expiry) of a Sieve run that finished (RFC 7352 §3.1), a key
         already there getting the new expiry; entries expired at ``now`` are forgotten, and
         past ``max_entries`` those expiring first. ``NotFound`` for an unknown account."""
+
+    async def prune_sieve_duplicates(self, now: datetime) -> int:
+        """Forget every account's "duplicate" entries expired at ``now`` (RFC 7352 §3.1: an
+        expired one is no duplicate any more), also those of accounts that record nothing
+        new (the retention job's sweep); how many went."""

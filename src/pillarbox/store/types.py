@@ -178,10 +178,17 @@ class QuotaUsage:
     warned: int = 0
 
     def fits(self, size: int, count: int = 1) -> bool:
-        """Whether ``count`` more messages of ``size`` octets in total stay within the quota."""
-        if self.bytes_limit is not None and self.bytes_used + size > self.bytes_limit:
+        """Whether ``count`` more messages of ``size`` octets in total stay within the quota.
+        A change that adds nothing to a resource (a replacement no larger than the message
+        it replaces: ``size`` ≤ 0, ``count`` 0) never exceeds that one, even in an account
+        already past it (RFC 9208 §4.3.1: refused is what "puts" a mailbox over a limit)."""
+        if self.bytes_limit is not None and size > 0 and self.bytes_used + size > self.bytes_limit:
             return False
-        return self.messages_limit is None or self.messages + count <= self.messages_limit
+        return (
+            self.messages_limit is None
+            or count <= 0
+            or self.messages + count <= self.messages_limit
+        )
 
     def added(self, size: int, count: int = 1) -> QuotaUsage:
         """This usage with ``count`` more messages of ``size`` octets in total."""
@@ -382,6 +389,29 @@ class Appended:
     def count(self) -> int:
         """Messages added to the usage."""
         return 1
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """What :meth:`Store.replace_message` did: the new message's record, and its account's
+    usage right after, read in the replacement's own transaction (as :class:`Appended`)."""
+
+    record: MessageRecord
+    usage: QuotaUsage
+    #: Octets the replacement added to that usage: the new message's size, less the old
+    #: one's when both are that account's (then possibly negative).
+    size: int
+    #: Messages it added to that usage: 0 within one account, else 1.
+    count: int
+
+
+def replacement_change(source: Mailbox, target: Mailbox, new: int, old: int) -> tuple[int, int]:
+    """(octets, messages) that replacing an ``old``-octet message of ``source`` by a
+    ``new``-octet one in ``target`` adds to the target account's usage: the net change
+    within one account, the whole new message in another's."""
+    if source.account_id == target.account_id:
+        return new - old, 0
+    return new, 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -645,6 +645,24 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.track_sieve_duplicates(account.id + 1000, [("a", now + hour)], now, 2)
 
+    async def test_sieve_duplicates_pruned_for_every_account(
+        self, store: Store, account: Account
+    ) -> None:
+        """The retention job's sweep forgets what expired in every account, also in one that
+        records nothing new (a track only sweeps its own account's)."""
+        carol = await store.add_account(f"carol@{DOMAIN}", "h")
+        now, hour = datetime(2025, 6, 1, tzinfo=UTC), timedelta(hours=1)
+        await store.track_sieve_duplicates(
+            account.id, [("a", now + hour), ("b", now + 3 * hour)], now, 10
+        )
+        await store.track_sieve_duplicates(carol.id, [("a", now + 2 * hour)], now, 10)
+        assert await store.prune_sieve_duplicates(now) == 0
+        assert await store.prune_sieve_duplicates(now + 2 * hour) == 2
+        # Gone, not hidden: asked as of before they expired, they are still not there.
+        assert await store.sieve_duplicates(account.id, now) == {"b"}
+        assert await store.sieve_duplicates(carol.id, now) == frozenset()
+        assert await store.prune_sieve_duplicates(now + 2 * hour) == 0
+
     async def test_new_vacation_text_forgets_who_had_a_reply(
         self, store: Store, account: Account
     ) -> None:
@@ -1676,6 +1694,71 @@ class StoreContract:
         assert [m.blob_id for m in await store.list_messages(trash.id)] == [blobs[2], blobs[3]]
         assert await store.expunged_since(inbox.id, mark) == [2, 3]
         assert (await store.quota_usage(account.id)).messages == 3
+
+    async def test_replace_message_in_one_write(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """RFC 8508 REPLACE: the new message stored and the old one expunged, whatever its
+        flags, in one transaction; within one mailbox both take the one MODSEQ of the write."""
+        for i in range(2):
+            await store.append(inbox.id, *make_message(i))
+        mark = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+        raw, info = make_message(7)
+        replaced = await store.replace_message(
+            inbox.id, 1, inbox.id, raw, info, flags=frozenset({"\\Seen"}), internal_date=T0
+        )
+        assert replaced is not None
+        record = replaced.record
+        assert (record.uid, record.modseq, record.flags) == (3, mark + 1, frozenset({"\\Seen"}))
+        assert (record.internal_date, await store.read_blob(record.blob_id)) == (T0, raw)
+        assert [m.uid for m in await store.list_messages(inbox.id)] == [2, 3]
+        assert await store.expunged_since(inbox.id, mark) == [1]
+        assert (await store.mailbox_status(inbox.id)).mailbox.highestmodseq == mark + 1
+        # Into another mailbox: each of the two takes its next MODSEQ.
+        drafts = await store.get_mailbox(account.id, "Drafts")
+        other = await store.replace_message(inbox.id, 2, drafts.id, *make_message(8))
+        assert other is not None and (other.record.mailbox_id, other.record.uid) == (drafts.id, 1)
+        assert [m.uid for m in await store.list_messages(inbox.id)] == [3]
+        assert await store.expunged_since(inbox.id, mark + 1) == [2]
+        # The old message gone (another session expunged it): nothing is stored.
+        status = await store.mailbox_status(inbox.id)
+        gone_raw, gone_info = make_message(9)
+        assert await store.replace_message(inbox.id, 2, inbox.id, gone_raw, gone_info) is None
+        assert await store.mailbox_status(inbox.id) == status
+        with pytest.raises(NotFound):
+            await store.read_blob(hashlib.sha256(gone_raw).hexdigest())
+        with pytest.raises(NotFound):
+            await store.replace_message(inbox.id, 3, 10**9, gone_raw, gone_info)
+        assert [m.uid for m in await store.list_messages(inbox.id)] == [3]
+
+    async def test_replace_message_quota_is_the_net_change(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """A replacement within one account adds no message and only the octets the new one
+        has beyond the old (RFC 9208 §4.3.1): at the limit, a no larger one fits; into another
+        account's mailbox the whole new message counts there."""
+        small, big = make_message(1), make_message(2, size_pad=100)
+        await store.append(inbox.id, *big)
+        await store.set_quota(account.id, len(big[0]), 1)  # full on both counts
+        replaced = await store.replace_message(inbox.id, 1, inbox.id, *small)
+        assert replaced is not None
+        assert (replaced.size, replaced.count) == (len(small[0]) - len(big[0]), 0)
+        assert replaced.usage == await store.quota_usage(account.id)
+        assert (replaced.usage.bytes_used, replaced.usage.messages) == (len(small[0]), 1)
+        with pytest.raises(QuotaExceeded):  # 100 octets more than the limit leaves room for
+            await store.replace_message(inbox.id, 2, inbox.id, *make_message(3, size_pad=200))
+        assert [m.uid for m in await store.list_messages(inbox.id)] == [2]
+        carol = await store.add_account(f"carol@{DOMAIN}", "h", quota_messages=1)
+        carols = await store.get_mailbox(carol.id, INBOX)
+        moved = await store.replace_message(inbox.id, 2, carols.id, *big)
+        assert moved is not None and (moved.size, moved.count) == (len(big[0]), 1)
+        assert moved.usage == await store.quota_usage(carol.id)
+        assert (await store.quota_usage(account.id)).messages == 0
+        await store.set_quota(account.id, None, None)
+        await store.append(inbox.id, *small)
+        with pytest.raises(QuotaExceeded):  # carol is full: a new message there does not fit
+            await store.replace_message(inbox.id, 3, carols.id, *make_message(4))
+        assert [m.uid for m in await store.list_messages(inbox.id)] == [3]
 
     async def test_activity_counts_mail_per_interval(
         self, store: Store, account: Account, inbox: Mailbox

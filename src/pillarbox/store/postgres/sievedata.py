@@ -122,3 +122,13 @@ async def track_duplicates(
         'ORDER BY expires DESC, key COLLATE "C" OFFSET %s)',
         (account_id, account_id, max_entries),
     )
+
+
+async def prune_duplicates(conn: Conn, now: datetime) -> int:
+    # Account by account (one index descent each): the index leads with the account.
+    cur = await conn.execute(
+        "DELETE FROM sieve_duplicates WHERE account_id = ANY(ARRAY(SELECT id FROM accounts)) "
+        "AND expires <= %s",
+        (now,),
+    )
+    return cur.rowcount

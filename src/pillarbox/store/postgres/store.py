@@ -144,6 +144,7 @@ from pillarbox.store.types import (
     ReceivedReport,
     RecipientState,
     RecordTable,
+    Replaced,
     SenderListEntry,
     SendingLimits,
     SendingUsage,
@@ -161,6 +162,7 @@ from pillarbox.store.types import (
     activity_series,
     canonical_flags,
     normalize_mailbox_name,
+    replacement_change,
 )
 
 T = TypeVar("T")
@@ -1095,6 +1097,60 @@ class PostgresStore:
         finally:
             self._text_arrived.set()
 
+    async def replace_message(
+        self,
+        mailbox_id: int,
+        uid: int,
+        target_id: int,
+        raw: bytes,
+        info: MessageInfo,
+        *,
+        flags: frozenset[str] = frozenset(),
+        internal_date: datetime | None = None,
+    ) -> Replaced | None:
+        canonical = canonical_flags(flags)
+        blob = await _prepare_blob(raw, info)
+        keys = _SortKeys.of(info)
+
+        async def op(conn: Conn, changes: list[Change]) -> Replaced | None:
+            boxes = await _lock_mailboxes(conn, mailbox_id, target_id)
+            source, target = boxes[mailbox_id], boxes[target_id]
+            old = await _one(
+                conn,
+                "SELECT size FROM messages WHERE mailbox_id = %s AND uid = %s",
+                (mailbox_id, uid),
+            )
+            if old is None:
+                return None
+            size, count = replacement_change(source, target, blob.size, old[0])
+            usage = (await _lock_accounts(conn, {source.account_id, target.account_id}))[
+                target.account_id
+            ]
+            if not usage.fits(size, count):
+                raise QuotaExceeded(f"message of {blob.size} bytes exceeds the quota")
+            now = self._now()
+            record = await _add_message(
+                conn,
+                changes,
+                target,
+                blob=blob,
+                blob_row=await _put_blob(conn, blob),
+                flags=canonical,
+                internal_date=_utc(internal_date) if internal_date is not None else now,
+                now=now,
+                keys=keys,
+            )
+            # After the arrival: a thread the old message leaves to the new one keeps its keys.
+            same = record.modseq if source.id == target.id else None
+            modseq = await _remove_messages(conn, source.id, [uid], modseq=same)
+            changes.append(Change(source.account_id, source.id, ChangeKind.EXPUNGE, modseq))
+            return Replaced(record, usage.added(size, count), size, count)
+
+        try:
+            return await self._write(op, pipelined=True)
+        finally:
+            self._text_arrived.set()
+
     async def list_messages(
         self, mailbox_id: int, *, uid_min: int = 1, uid_max: int | None = None
     ) -> list[MessageRecord]:
@@ -1277,16 +1333,7 @@ class PostgresStore:
         self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int, *, move: bool
     ) -> Copied:
         async def op(conn: Conn, changes: list[Change]) -> Copied:
-            rows = await _all(
-                conn,
-                f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY(%s) "
-                "ORDER BY id FOR NO KEY UPDATE",
-                ([src_mailbox_id, dest_mailbox_id],),
-            )
-            boxes = {row[0]: _mailbox(row) for row in rows}
-            for wanted in (src_mailbox_id, dest_mailbox_id):
-                if wanted not in boxes:
-                    raise NotFound(f"no mailbox {wanted}")
+            boxes = await _lock_mailboxes(conn, src_mailbox_id, dest_mailbox_id)
             present = await _all(
                 conn,
                 "SELECT uid FROM messages WHERE mailbox_id = %s AND uid = ANY(%s) ORDER BY uid",
@@ -2072,6 +2119,9 @@ class PostgresStore:
             lambda conn, _: sievedata.track_duplicates(conn, account_id, entries, now, max_entries)
         )
 
+    async def prune_sieve_duplicates(self, now: datetime) -> int:
+        return await self._write(lambda conn, _: sievedata.prune_duplicates(conn, now))
+
     # -- greylisting (see .greylistdata) -------------------------------------------------------
     async def check_greylist(
         self, triplet: GreyTriplet, now: datetime, rules: GreylistRules
@@ -2253,6 +2303,22 @@ async def _lock_mailbox(conn: Conn, mailbox_id: int) -> Mailbox:
     if row is None:
         raise NotFound(f"no mailbox {mailbox_id}")
     return _mailbox(row)
+
+
+async def _lock_mailboxes(conn: Conn, *mailbox_ids: int) -> dict[int, Mailbox]:
+    """Lock the mailboxes (in id order, as every writer of several does), by id; ``NotFound``
+    for one that does not exist."""
+    rows = await _all(
+        conn,
+        f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY(%s) "
+        "ORDER BY id FOR NO KEY UPDATE",
+        (list(mailbox_ids),),
+    )
+    boxes = {row[0]: _mailbox(row) for row in rows}
+    for wanted in mailbox_ids:
+        if wanted not in boxes:
+            raise NotFound(f"no mailbox {wanted}")
+    return boxes
 
 
 async def _lock_mailboxes_by_name(
@@ -2469,11 +2535,15 @@ async def _thread_of(conn: Conn, account_id: int, keys: list[str]) -> int:
     return int(row[0])
 
 
-async def _remove_messages(conn: Conn, mailbox_id: int, uids: list[int]) -> int:
+async def _remove_messages(
+    conn: Conn, mailbox_id: int, uids: list[int], *, modseq: int | None = None
+) -> int:
     """Delete messages and remember them as expunged (QRESYNC), the keys of threads left
-    without a message pruned; returns the expunge MODSEQ. The caller holds the mailbox and
-    account locks."""
-    modseq = await _next_modseq(conn, mailbox_id)
+    without a message pruned; returns the expunge MODSEQ: ``modseq`` when the write took one
+    for this mailbox already (a write takes one MODSEQ per mailbox), else the next. The
+    caller holds the mailbox and account locks."""
+    if modseq is None:
+        modseq = await _next_modseq(conn, mailbox_id)
     rows = await _all(
         conn,
         "DELETE FROM messages WHERE mailbox_id = %s AND uid = ANY(%s) "

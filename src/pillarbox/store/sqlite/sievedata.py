@@ -124,3 +124,13 @@ def track_duplicates(
         "ORDER BY expires DESC, key LIMIT -1 OFFSET ?)",
         (account_id, account_id, max_entries),
     )
+
+
+def prune_duplicates(conn: sqlite3.Connection, now: datetime) -> int:
+    # Account by account: the index leads with the account, so each is one range of it, not
+    # a scan of every entry.
+    return conn.execute(
+        "DELETE FROM sieve_duplicates WHERE account_id IN (SELECT id FROM accounts) "
+        "AND expires <= ?",
+        (microseconds(now),),
+    ).rowcount

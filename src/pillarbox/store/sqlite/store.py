@@ -140,6 +140,7 @@ from pillarbox.store.types import (
     ReceivedReport,
     RecipientState,
     RecordTable,
+    Replaced,
     SenderListEntry,
     SendingLimits,
     SendingUsage,
@@ -157,6 +158,7 @@ from pillarbox.store.types import (
     activity_series,
     canonical_flags,
     normalize_mailbox_name,
+    replacement_change,
 )
 
 T = TypeVar("T")
@@ -1030,6 +1032,57 @@ class SqliteStore:
 
         return await self._submit_with_blob(op, blob)
 
+    async def replace_message(
+        self,
+        mailbox_id: int,
+        uid: int,
+        target_id: int,
+        raw: bytes,
+        info: MessageInfo,
+        *,
+        flags: frozenset[str] = frozenset(),
+        internal_date: datetime | None = None,
+    ) -> Replaced | None:
+        canonical = canonical_flags(flags)
+        blob = await self._prepare_blob(raw, info)
+        keys = _SortKeys.of(info)
+
+        def op(conn: sqlite3.Connection, fx: WriteEffects) -> Replaced | None:
+            source = _require_mailbox(conn, mailbox_id)
+            target = source if target_id == mailbox_id else _require_mailbox(conn, target_id)
+            old = conn.execute(
+                "SELECT size FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid)
+            ).fetchone()
+            if old is None:
+                return None
+            size, count = replacement_change(source, target, blob.size, old[0])
+            usage = _quota_usage(conn, target.account_id)
+            if not usage.fits(size, count):
+                raise QuotaExceeded(f"message of {blob.size} bytes exceeds the quota")
+            now = self._now()
+            arrived = _to_us(internal_date) if internal_date is not None else now
+            record = _add_message(
+                conn,
+                fx,
+                target,
+                blob=blob,
+                blob_row=self._put_blob(conn, fx, blob),
+                flags=canonical,
+                internal_date=arrived,
+                now=now,
+                keys=keys,
+            )
+            # After the arrival: a thread the old message leaves to the new one keeps its keys.
+            same = record.modseq if source.id == target.id else None
+            modseq = _remove_messages(conn, source.id, [uid], modseq=same)
+            fx.changes.append(Change(source.account_id, source.id, ChangeKind.EXPUNGE, modseq))
+            return Replaced(record, usage.added(size, count), size, count)
+
+        replaced = await self._submit_with_blob(op, blob)
+        if replaced is None:
+            await self._discard_staged(blob)  # never published: nothing was stored
+        return replaced
+
     async def _prepare_blob(self, raw: bytes, info: MessageInfo | None) -> _Blob:
         info_json = header_text = body_text = None
         if info is not None:
@@ -1059,10 +1112,14 @@ class SqliteStore:
         try:
             return await self._write(op)
         except BaseException:
-            staged, files = blob.staged, self._files
-            if staged is not None and files is not None:
-                await run_blocking(files.discard, staged)
+            await self._discard_staged(blob)
             raise
+
+    async def _discard_staged(self, blob: _Blob) -> None:
+        """Remove the file staged for ``blob``, which no write published."""
+        staged, files = blob.staged, self._files
+        if staged is not None and files is not None:
+            await run_blocking(files.discard, staged)
 
     def _put_blob(self, conn: sqlite3.Connection, fx: WriteEffects, blob: _Blob) -> int:
         """The row id of ``blob``, inserting it (and its bytes, and its text) if it is new."""
@@ -1894,6 +1951,9 @@ class SqliteStore:
             lambda conn, fx: sievedata.track_duplicates(conn, account_id, entries, now, max_entries)
         )
 
+    async def prune_sieve_duplicates(self, now: datetime) -> int:
+        return await self._write(lambda conn, fx: sievedata.prune_duplicates(conn, now))
+
     # -- greylisting (see .greylistdata) -------------------------------------------------------
     async def check_greylist(
         self, triplet: GreyTriplet, now: datetime, rules: GreylistRules
@@ -2483,10 +2543,14 @@ def _thread_of(conn: sqlite3.Connection, account_id: int, keys: list[str]) -> in
     return int(thread)
 
 
-def _remove_messages(conn: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> int:
+def _remove_messages(
+    conn: sqlite3.Connection, mailbox_id: int, uids: list[int], *, modseq: int | None = None
+) -> int:
     """Delete messages and remember them as expunged (QRESYNC), the keys of threads left
-    without a message pruned; returns the expunge MODSEQ."""
-    modseq = _next_modseq(conn, mailbox_id)
+    without a message pruned; returns the expunge MODSEQ: ``modseq`` when the write took
+    one for this mailbox already (a write takes one MODSEQ per mailbox), else the next."""
+    if modseq is None:
+        modseq = _next_modseq(conn, mailbox_id)
     encoded = json.dumps(uids)
     threads = conn.execute(
         "DELETE FROM messages WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) "
