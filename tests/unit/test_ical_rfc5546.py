@@ -214,7 +214,7 @@ def test_month_grid_and_span_text() -> None:
     assert (grid[-1][-1].day, grid[-1][-1].in_month) == (date(2026, 7, 5), False)
 
 
-# -- the organizer's side: REQUEST and CANCEL built, REPLY applied ----------------------------------
+# -- the organizer's side: REQUEST and CANCEL built, REPLY applied -------------------------------
 
 FIELDS = ical.EventFields("Review", NOW + timedelta(days=1), NOW + timedelta(days=1, hours=1))
 
