@@ -430,22 +430,13 @@ def test_attendee_field_limits_and_a_stranger_reply(live: LiveServer, alice: Web
     over = alice.post("/calendar/events", event_form(attendees=many))
     assert over.status_code == 400 and "at most" in over.text
     assert dav_objects(live) == {}
-    made = alice.post("/calendar/events", event_form(title="Sync", attendees=BOB))
-    (data,) = dav_objects(live).values()
-    uid = str(only_event(data)["UID"])
-    reply = (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Eve//EN\r\nMETHOD:REPLY\r\n"
-        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\n"
-        f"ORGANIZER:mailto:{ALICE}\r\nATTENDEE;CN=Eve;PARTSTAT=ACCEPTED:mailto:eve@example.org\r\n"
-        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    assert (
+        alice.post("/calendar/events", event_form(title="Sync", attendees=BOB)).status_code == 303
     )
-    message = EmailMessage(policy=policy.SMTP)
-    message["From"] = BOB
-    message["To"] = ALICE
-    message["Subject"] = "Accepted: Sync (stranger)"
-    message.set_content("Accepted.\n")
-    message.add_alternative(reply, subtype="calendar", params={"method": "REPLY"})
-    send_as_bob(live, message.as_bytes())
+    ((name, data),) = dav_objects(live).items()
+    uid = str(only_event(data)["UID"])
+    for subject, about in (("stranger", uid), ("unknown event", "elsewhere@example.net")):
+        send_as_bob(live, eve_reply(f"Accepted: Sync ({subject})", about))
     box, uid_, _ = wait_for(lambda: newest(live, ALICE, "Accepted: Sync (stranger)"), "reply")
     page = alice.get(f"/mail/{box}/{uid_}").text
     assert "Eve accepted." in page
@@ -453,6 +444,26 @@ def test_attendee_field_limits_and_a_stranger_reply(live: LiveServer, alice: Web
     assert 'value="apply"' not in page
     refused = alice.post(f"/mail/{box}/{uid_}/invitation", {"action": "apply"})
     assert refused.status_code == 400
-    assert partstats(dav_objects(live)[made.headers["location"].split("/")[-1].split("?")[0]]) == {
-        f"mailto:{BOB}": "NEEDS-ACTION"
-    }
+    assert partstats(dav_objects(live)[name]) == {f"mailto:{BOB}": "NEEDS-ACTION"}
+    box, uid_, _ = wait_for(lambda: newest(live, ALICE, "Accepted: Sync (unknown event)"), "2")
+    page = alice.get(f"/mail/{box}/{uid_}").text
+    assert "The event this answers is not in your calendars." in page
+    assert 'value="apply"' not in page
+
+
+def eve_reply(subject: str, uid: str) -> bytes:
+    """Eve's REPLY to Alice's event ``uid``, as Bob sends it (Eve is not an attendee)."""
+    reply = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Eve//EN\r\nMETHOD:REPLY\r\n"
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\n"
+        f"ORGANIZER:mailto:{ALICE}\r\n"
+        "ATTENDEE;CN=Eve;PARTSTAT=ACCEPTED:mailto:eve@example.org\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = BOB
+    message["To"] = ALICE
+    message["Subject"] = subject
+    message.set_content("Accepted.\n")
+    message.add_alternative(reply, subtype="calendar", params={"method": "REPLY"})
+    return message.as_bytes()

@@ -349,3 +349,24 @@ def test_reply_from_a_stranger_or_an_older_sequence_is_not_applied() -> None:
     two = newer.replace(b"END:VEVENT", b"ATTENDEE:mailto:x@example.org\r\nEND:VEVENT")
     with pytest.raises(ical.InvalidObject, match="exactly one ATTENDEE"):
         ical.check_reply(revised, two)
+
+
+def test_reply_to_one_instance_sets_it_there_only() -> None:
+    """A REPLY per VEVENT: the series' answer goes to the series, an instance's (by its
+    RECURRENCE-ID) to that overridden instance only."""
+    stored = organized(("ann@example.org", "Ann"))
+    instance = (
+        b"BEGIN:VEVENT\r\nUID:m-1@example.net\r\nDTSTAMP:20260101T000000Z\r\n"
+        b"RECURRENCE-ID:20260509T120000Z\r\nDTSTART:20260509T130000Z\r\n"
+        b"ORGANIZER:mailto:org@example.net\r\n"
+        b"ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:ann@example.org\r\nEND:VEVENT\r\n"
+    )
+    stored = stored.replace(b"END:VCALENDAR", instance + b"END:VCALENDAR")
+    request = ical.itip_request(stored, "REQUEST", NOW)
+    series_only = ical.itip_reply(request, "ann@example.org", "DECLINED", NOW)
+    series_only = series_only.split(b"BEGIN:VEVENT")
+    reply = b"BEGIN:VEVENT".join([series_only[0], series_only[2]])  # the instance's answer
+    applied = icalendar.Calendar.from_ical(ical.applied_reply(stored, reply))
+    series, moved = applied.walk("VEVENT")
+    assert series["ATTENDEE"].params["PARTSTAT"] == "NEEDS-ACTION"
+    assert moved["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
