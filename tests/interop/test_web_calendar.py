@@ -375,6 +375,9 @@ def test_invitations_sent_from_the_calendar_page(live: LiveServer, alice: WebSes
     assert bob.login(BOB).status_code == 303
     answered = bob.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"})
     assert "organizer+told" in answered.headers["location"]
+    (copy,) = dav_objects(live, BOB)
+    form = bob.get(f"/calendar/events/personal/{copy}").text  # Alice's to change, not Bob's
+    assert f"Organized by {ALICE}" in form and 'name="attendees"' not in form
 
     # Alice's INBOX: Bob's REPLY; applying it sets his PARTSTAT in her stored event.
     ((box, uid, _),) = wait_for(lambda: arrived(live, ALICE, "Accepted: Roadmap"), "reply")
