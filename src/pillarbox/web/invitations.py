@@ -142,14 +142,17 @@ async def _holding(
     held = []
     for calendar in await services.store.list_calendars(account.id):
         try:
-            held.append(
-                (calendar.name, await services.store.calendar_object_by_uid(
-                    account.id, calendar.name, uid
-                ))
-            )  # fmt: skip
+            found = await services.store.calendar_object_by_uid(account.id, calendar.name, uid)
         except NotFound:
             continue
+        held.append((calendar.name, found))
     return held
+
+
+def _replied(check: ical.ReplyCheck) -> str:
+    """What a REPLY says, as the organizer reads it: "Ann accepted"."""
+    who = check.name or check.attendee
+    return f"{who} {_REPLIED.get(check.partstat, check.partstat.lower())}"
 
 
 async def _reply_shown(
@@ -162,9 +165,7 @@ async def _reply_shown(
         check = await run_blocking(ical.check_reply, held[0][1].data, data)
     except ical.InvalidObject as exc:
         return Summary(invitation, f"This answer cannot be applied: {exc}.", when=when)
-    who = check.name or check.attendee
-    replied = f"{who} {_REPLIED.get(check.partstat, check.partstat.lower())}"
-    return Summary(invitation, when=when, in_calendar=True, reply=check, replied=replied)
+    return Summary(invitation, when=when, in_calendar=True, reply=check, replied=_replied(check))
 
 
 def reply_message(
@@ -255,8 +256,7 @@ async def _apply(services: Services, account: Account, data: bytes) -> str:
     await store_event(services, account, calendar, stored.name, updated)
     check = await run_blocking(ical.check_reply, updated, data)
     _log.info("invitation reply applied", account=account.address, partstat=check.partstat)
-    who = check.name or check.attendee
-    return f"Event updated: {who} {_REPLIED.get(check.partstat, check.partstat.lower())}."
+    return f"Event updated: {_replied(check)}."
 
 
 async def answer(request: Request) -> Response:
