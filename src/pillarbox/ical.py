@@ -997,3 +997,158 @@ def partstat_of(data: bytes, attendee: str) -> str:
         if value is not None and _is(value, attendee):
             return str(value.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
     return ""
+
+
+# -- the organizer's side of iTIP: invitations sent and replies applied ---------------------------
+
+#: RFC 5545 §3.2.12: the PARTSTAT values of an attendee of a VEVENT.
+_EVENT_PARTSTATS = frozenset({"NEEDS-ACTION", "ACCEPTED", "DECLINED", "TENTATIVE", "DELEGATED"})
+
+
+def _listed(event: icalendar.Component) -> list[icalendar.vCalAddress]:
+    attendees = event.get("ATTENDEE")
+    return [] if attendees is None else attendees if isinstance(attendees, list) else [attendees]
+
+
+def event_attendees(data: bytes) -> tuple[str, tuple[Attendee, ...]]:
+    """A stored event's organizer (a bare address, "" for none) and its series' attendees."""
+    event = _master(_calendar(data))
+    return _address(event.get("ORGANIZER")), tuple(
+        Attendee(
+            _address(a),
+            str(a.params.get("CN", "")),
+            str(a.params.get("PARTSTAT", "NEEDS-ACTION")).upper(),
+        )
+        for a in _listed(event)
+    )
+
+
+def with_attendees(
+    data: bytes, organizer: str, organizer_name: str, attendees: Sequence[tuple[str, str]]
+) -> bytes:
+    """The event with ``organizer`` as its ORGANIZER and ``attendees`` ((address, name) pairs)
+    as the series' ATTENDEEs: one already listed keeps its line (its answer), a new one is
+    asked to answer (RFC 5546 §3.2.2: PARTSTAT=NEEDS-ACTION, RSVP=TRUE), one no longer given
+    is dropped. Without attendees the ORGANIZER goes too (RFC 5545 §3.8.4.3: an ORGANIZER
+    only on a meeting)."""
+    calendar = _calendar(data)
+    event = _master(calendar)
+    kept = {_address(a).lower(): a for a in _listed(event)}
+    event.pop("ATTENDEE", None)
+    event.pop("ORGANIZER", None)
+    if not attendees:
+        return bytes(calendar.to_ical())
+    who = icalendar.vCalAddress(f"mailto:{organizer}")
+    if organizer_name:
+        who.params["CN"] = organizer_name
+    event.add("ORGANIZER", who)
+    for address, name in attendees:
+        line = kept.get(address.lower())
+        if line is None:
+            line = icalendar.vCalAddress(f"mailto:{address}")
+            if name:
+                line.params["CN"] = name
+            line.params["PARTSTAT"] = "NEEDS-ACTION"
+            line.params["RSVP"] = "TRUE"
+        event.add("ATTENDEE", line)
+    return bytes(calendar.to_ical())
+
+
+def itip_request(data: bytes, method: str, now: datetime) -> bytes:
+    """A stored event as the organizer's scheduling message (RFC 5546 §1.4): ``REQUEST``
+    (§3.2.2: the object as stored, which carries ATTENDEE, DTSTAMP, DTSTART, ORGANIZER, UID,
+    SUMMARY and its SEQUENCE) or ``CANCEL`` (§3.2.5: the series' VEVENT with STATUS:CANCELLED
+    and its SEQUENCE raised, the overridden instances left out: the whole event goes); both
+    with METHOD, and DTSTAMP set to when it is sent (RFC 5546 §2.1.5)."""
+    if method not in ("REQUEST", "CANCEL"):
+        raise ValueError(f"not an organizer's method: {method}")
+    calendar = _calendar(data)
+    if "ORGANIZER" not in _master(calendar) or not _listed(_master(calendar)):
+        raise InvalidObject("valid-calendar-data", "the event has no organizer or attendees")
+    calendar.add("METHOD", method)
+    if method == "CANCEL":
+        master = _master(calendar)
+        calendar.subcomponents = [
+            c for c in calendar.subcomponents if c.name != "VEVENT" or c is master
+        ]
+        master.pop("STATUS", None)
+        master.add("STATUS", "CANCELLED")
+        sequence = int(master.get("SEQUENCE", 0))
+        master.pop("SEQUENCE", None)
+        master.add("SEQUENCE", sequence + 1)
+    for event in calendar.walk("VEVENT"):
+        event.pop("DTSTAMP", None)
+        event.add("DTSTAMP", now)
+    return bytes(calendar.to_ical())
+
+
+class ReplyNotApplied(ValueError):
+    """A REPLY that does not change the organizer's event; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCheck:
+    """A REPLY (RFC 5546 §3.2.3) set against the organizer's stored event."""
+
+    attendee: str
+    name: str
+    partstat: str
+    #: The attendee's PARTSTAT in the stored event ("" when not listed there).
+    current: str
+    #: Why the REPLY is not applied; "" when it can be.
+    problem: str
+
+
+def check_reply(stored: bytes, reply: bytes) -> ReplyCheck:
+    """Whether ``reply`` can be applied to the organizer's ``stored`` event: its one ATTENDEE
+    must be one of the event's, its PARTSTAT an event's, and its SEQUENCE not older than the
+    stored one (RFC 5546 §2.1.5: an older message is out of date)."""
+    answer = _master(_calendar(reply))
+    listed = _listed(answer)
+    if len(listed) != 1:
+        raise InvalidObject("valid-calendar-data", "a REPLY names exactly one ATTENDEE")
+    attendee = listed[0]
+    address = _address(attendee)
+    name = str(attendee.params.get("CN", ""))
+    partstat = str(attendee.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+    event = _master(_calendar(stored))
+    current = next(
+        (
+            str(a.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+            for a in _listed(event)
+            if _is(a, address)
+        ),
+        "",
+    )
+    problem = ""
+    if not current:
+        problem = f"{address} is not an attendee of this event"
+    elif partstat not in _EVENT_PARTSTATS:
+        problem = f"{partstat} is not an answer to an event"
+    elif int(answer.get("SEQUENCE", 0)) < int(event.get("SEQUENCE", 0)):
+        problem = "this answer is to an older version of the event"
+    return ReplyCheck(address, name, partstat, current, problem)
+
+
+def applied_reply(stored: bytes, reply: bytes) -> bytes:
+    """The organizer's event with the replying attendee's PARTSTAT set (RFC 5546 §3.2.3),
+    in the series and in each overridden instance the REPLY answers (by RECURRENCE-ID);
+    nothing else is changed. :class:`ReplyNotApplied` when :func:`check_reply` finds a
+    problem."""
+    check = check_reply(stored, reply)
+    if check.problem:
+        raise ReplyNotApplied(check.problem)
+    calendar = _calendar(stored)
+    answered = {
+        c.decoded("RECURRENCE-ID", None): str(_listed(c)[0].params.get("PARTSTAT", "")).upper()
+        for c in _calendar(reply).walk("VEVENT")
+        if len(_listed(c)) == 1
+    }
+    for event in calendar.walk("VEVENT"):
+        partstat = answered.get(event.decoded("RECURRENCE-ID", None))
+        if partstat not in _EVENT_PARTSTATS:
+            continue
+        for value in _listed(event):
+            if _is(value, check.attendee):
+                value.params["PARTSTAT"] = partstat
+    return bytes(calendar.to_ical())

@@ -2,7 +2,9 @@
 event made, edited and deleted in the page is the object CalDAV serves (an edit keeping what
 a phone wrote), the month view and the agenda expand recurrences, forms without the CSRF
 token are refused, and an invitation sent by SMTP is accepted in the web: the event is in the
-calendar over CalDAV and the organizer gets the iTIP REPLY in his mailbox."""
+calendar over CalDAV and the organizer gets the iTIP REPLY in his mailbox; and the organizer's
+side: an event with attendees made on the Calendar page invites them (REQUEST), an answer
+received updates it, a time change sends the update, a delete the CANCEL."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import icalendar
 import pytest
@@ -63,12 +66,13 @@ def event_form(**fields: str) -> dict[str, str]:
     return {**base, **fields}
 
 
-def dav_objects(live: LiveServer) -> dict[str, bytes]:
-    """name → bytes of alice's default calendar, over CalDAV (PROPFIND, then GET)."""
-    with dav_client(live, ALICE) as dav:
-        listing = dav.request("PROPFIND", CAL, headers={"depth": "1"})
+def dav_objects(live: LiveServer, address: str = ALICE) -> dict[str, bytes]:
+    """name → bytes of the account's default calendar, over CalDAV (PROPFIND, then GET)."""
+    calendar = f"/dav/calendars/{address}/personal/"
+    with dav_client(live, address) as dav:
+        listing = dav.request("PROPFIND", calendar, headers={"depth": "1"})
         names = [h.rsplit("/", 1)[1] for h in responses(listing) if not h.endswith("/")]
-        return {name: dav.get(CAL + name).content for name in names}
+        return {name: dav.get(calendar + name).content for name in names}
 
 
 def only_event(data: bytes) -> icalendar.Event:
@@ -314,3 +318,155 @@ def test_broken_or_oversized_invitation_gets_a_note(live: LiveServer, alice: Web
     box, uid, _ = wait_for(lambda: newest(live, ALICE, "Big invitation"), "the big invite")
     page = alice.get(f"/mail/{box}/{uid}").text
     assert "too large to show" in page
+
+
+def arrived(live: LiveServer, address: str, subject: str) -> list[tuple[int, int, bytes]]:
+    """(mailbox id, uid, bytes) of each INBOX message with that subject, oldest first."""
+    box = mailbox_id(live, address)
+    found = []
+    for record in live.call(live.store.list_messages(box)):
+        raw = live.call(live.store.read_blob(record.blob_id))
+        if f"Subject: {subject}".encode() in raw:
+            found.append((box, record.uid, raw))
+    return found
+
+
+def itip_of(raw: bytes, method: str) -> icalendar.Event:
+    """The iMIP message's one VEVENT, checking the part's method parameter (RFC 6047 §2.4)."""
+    message = message_from_bytes(raw, policy=policy.default)
+    part = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
+    assert part.get_param("method") == method
+    itip = icalendar.Calendar.from_ical(part.get_content())
+    assert str(itip["METHOD"]) == method
+    (event,) = itip.walk("VEVENT")
+    return event
+
+
+def partstats(data: bytes) -> dict[str, str]:
+    event = only_event(data)
+    attendees = event.get("ATTENDEE")
+    listed = attendees if isinstance(attendees, list) else [attendees]
+    return {str(a).lower(): str(a.params["PARTSTAT"]) for a in listed}
+
+
+def test_invitations_sent_from_the_calendar_page(live: LiveServer, alice: WebSession) -> None:
+    """Alice invites Bob from the Calendar page; Bob accepts in the web; Alice applies his
+    answer; a time change sends SEQUENCE 1; the delete sends a CANCEL Bob acts on."""
+    made = alice.post("/calendar/events", event_form(title="Roadmap", attendees=f"Bob <{BOB}>"))
+    assert made.status_code == 303
+    target = made.headers["location"]
+    query = parse_qs(urlsplit(target).query)
+    assert query["done"] == ["invited"] and "warning" not in query  # sent: no warning
+    (name, data), *_ = dav_objects(live).items()
+    event = only_event(data)
+    assert str(event["ORGANIZER"]) == f"mailto:{ALICE}"
+    assert event["ATTENDEE"].params["PARTSTAT"] == "NEEDS-ACTION"
+    assert event["ATTENDEE"].params["RSVP"] == "TRUE"
+    assert "Bob" in alice.get(target.split("?")[0]).text  # the form shows the attendee
+
+    # Bob's INBOX: the REQUEST (a multipart with the summary and the text/calendar part).
+    ((box, uid, raw),) = wait_for(lambda: arrived(live, BOB, "Invitation: Roadmap"), "request")
+    assert b"Alice invites you to Roadmap." in raw
+    request = itip_of(raw, "REQUEST")
+    assert str(request["UID"]) == str(event["UID"])
+    assert str(request["ATTENDEE"]).lower() == f"mailto:{BOB}"
+    assert int(request.get("SEQUENCE", 0)) == 0
+    bob = WebSession(live)
+    assert bob.login(BOB).status_code == 303
+    answered = bob.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"})
+    assert "organizer+told" in answered.headers["location"]
+    (copy,) = dav_objects(live, BOB)
+    form = bob.get(f"/calendar/events/personal/{copy}").text  # Alice's to change, not Bob's
+    assert f"Organized by {ALICE}" in form and 'name="attendees"' not in form
+
+    # Alice's INBOX: Bob's REPLY; applying it sets his PARTSTAT in her stored event.
+    ((box, uid, _),) = wait_for(lambda: arrived(live, ALICE, "Accepted: Roadmap"), "reply")
+    page = alice.get(f"/mail/{box}/{uid}").text
+    assert "Bob accepted." in page and 'value="apply"' in page and "Update the event" in page
+    applied = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "apply"})
+    assert applied.status_code == 303
+    assert "Event+updated%3A+Bob+accepted" in applied.headers["location"]
+    with dav_client(live, ALICE) as dav:
+        stored = dav.get(CAL + name).content
+    assert partstats(stored) == {f"mailto:{BOB}": "ACCEPTED"}
+    assert "already has this answer" in alice.get(f"/mail/{box}/{uid}").text
+
+    # A time change: the update goes to Bob with SEQUENCE 1; his old answer no longer applies.
+    moved = alice.post(f"/calendar/events/personal/{name}", event_form(
+        title="Roadmap", start_time="11:00", end_time="12:00", attendees=BOB,
+    ))  # fmt: skip
+    assert moved.status_code == 303 and "done=invited" in moved.headers["location"]
+    assert int(only_event(dav_objects(live)[name])["SEQUENCE"]) == 1
+    assert partstats(dav_objects(live)[name]) == {f"mailto:{BOB}": "ACCEPTED"}  # kept
+    updates = wait_for(
+        lambda: (found := arrived(live, BOB, "Invitation: Roadmap"))[1:] and found, "update"
+    )
+    update = itip_of(updates[1][2], "REQUEST")
+    assert int(update["SEQUENCE"]) == 1
+    assert update.decoded("DTSTART") == datetime(2031, 3, 4, 11, 0, tzinfo=UTC)
+    page = alice.get(f"/mail/{box}/{uid}").text
+    assert "Not applied: this answer is to an older version of the event." in page
+    assert alice.post(f"/mail/{box}/{uid}/invitation", {"action": "apply"}).status_code == 400
+
+    # The delete: a CANCEL to Bob, whose "Remove from calendar" removes his copy.
+    assert len(dav_objects(live, BOB)) == 1
+    gone = alice.post(f"/calendar/events/personal/{name}", {"action": "delete"})
+    assert gone.status_code == 303 and "done=cancelled" in gone.headers["location"]
+    assert dav_objects(live) == {}
+    ((box, uid, raw),) = wait_for(lambda: arrived(live, BOB, "Cancelled: Roadmap"), "cancel")
+    cancel = itip_of(raw, "CANCEL")
+    assert str(cancel["STATUS"]) == "CANCELLED" and int(cancel["SEQUENCE"]) == 2
+    page = bob.get(f"/mail/{box}/{uid}").text
+    assert "Cancelled: Roadmap" in page and 'value="remove"' in page
+    removed = bob.post(f"/mail/{box}/{uid}/invitation", {"action": "remove"})
+    assert "Removed+from+your+calendar" in removed.headers["location"]
+    assert dav_objects(live, BOB) == {}
+    bob.close()
+
+
+def test_attendee_field_limits_and_a_stranger_reply(live: LiveServer, alice: WebSession) -> None:
+    """The attendees field takes what the compose form's To takes, no more; a REPLY from
+    someone who is not an attendee is shown as such and not applied."""
+    bad = alice.post("/calendar/events", event_form(attendees="bob@, not an address"))
+    assert bad.status_code == 400 and "not a valid attendee address" in bad.text
+    many = ", ".join(f"u{i}@example.net" for i in range(live.config.web.max_recipients + 1))
+    over = alice.post("/calendar/events", event_form(attendees=many))
+    assert over.status_code == 400 and "at most" in over.text
+    assert dav_objects(live) == {}
+    assert (
+        alice.post("/calendar/events", event_form(title="Sync", attendees=BOB)).status_code == 303
+    )
+    ((name, data),) = dav_objects(live).items()
+    uid = str(only_event(data)["UID"])
+    for subject, about in (("stranger", uid), ("unknown event", "elsewhere@example.net")):
+        send_as_bob(live, eve_reply(f"Accepted: Sync ({subject})", about))
+    box, uid_, _ = wait_for(lambda: newest(live, ALICE, "Accepted: Sync (stranger)"), "reply")
+    page = alice.get(f"/mail/{box}/{uid_}").text
+    assert "Eve accepted." in page
+    assert "Not applied: eve@example.org is not an attendee of this event." in page
+    assert 'value="apply"' not in page
+    refused = alice.post(f"/mail/{box}/{uid_}/invitation", {"action": "apply"})
+    assert refused.status_code == 400
+    assert partstats(dav_objects(live)[name]) == {f"mailto:{BOB}": "NEEDS-ACTION"}
+    box, uid_, _ = wait_for(lambda: newest(live, ALICE, "Accepted: Sync (unknown event)"), "2")
+    page = alice.get(f"/mail/{box}/{uid_}").text
+    assert "The event this answers is not in your calendars." in page
+    assert 'value="apply"' not in page
+
+
+def eve_reply(subject: str, uid: str) -> bytes:
+    """Eve's REPLY to Alice's event ``uid``, as Bob sends it (Eve is not an attendee)."""
+    reply = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Eve//EN\r\nMETHOD:REPLY\r\n"
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\n"
+        f"ORGANIZER:mailto:{ALICE}\r\n"
+        "ATTENDEE;CN=Eve;PARTSTAT=ACCEPTED:mailto:eve@example.org\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = BOB
+    message["To"] = ALICE
+    message["Subject"] = subject
+    message.set_content("Accepted.\n")
+    message.add_alternative(reply, subtype="calendar", params={"method": "REPLY"})
+    return message.as_bytes()

@@ -212,3 +212,161 @@ def test_month_grid_and_span_text() -> None:
     assert grid[0][0].day == date(2026, 6, 1)  # a Monday
     assert all(len(week) == 7 for week in grid)
     assert (grid[-1][-1].day, grid[-1][-1].in_month) == (date(2026, 7, 5), False)
+
+
+# -- the organizer's side: REQUEST and CANCEL built, REPLY applied -------------------------------
+
+FIELDS = ical.EventFields("Review", NOW + timedelta(days=1), NOW + timedelta(days=1, hours=1))
+
+
+def organized(*attendees: tuple[str, str]) -> bytes:
+    """A new event of org@example.net's with ``attendees``."""
+    event = ical.new_event(FIELDS, "m-1@example.net", NOW)
+    return ical.with_attendees(event, "org@example.net", "Org", attendees)
+
+
+def test_with_attendees_asks_new_ones_and_keeps_answers() -> None:
+    data = organized(("ann@example.org", "Ann"), ("bob@example.org", ""))
+    organizer, attendees = ical.event_attendees(data)
+    assert organizer == "org@example.net"
+    assert [(a.address, a.name, a.partstat) for a in attendees] == [
+        ("ann@example.org", "Ann", "NEEDS-ACTION"),
+        ("bob@example.org", "", "NEEDS-ACTION"),
+    ]
+    event = only(data)
+    assert all(a.params["RSVP"] == "TRUE" for a in event["ATTENDEE"])
+    assert event["ORGANIZER"].params["CN"] == "Org"
+    answered = data.replace(
+        b"PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:ann", b"PARTSTAT=ACCEPTED:mailto:ann"
+    )
+    assert ical.event_attendees(answered)[1][0].partstat == "ACCEPTED"
+    # Bob removed, Cy added: Ann keeps her answer (and her line as it was).
+    again = ical.with_attendees(
+        answered, "org@example.net", "Org", [("ANN@example.org", ""), ("cy@example.org", "")]
+    )
+    assert [(a.address, a.partstat) for a in ical.event_attendees(again)[1]] == [
+        ("ann@example.org", "ACCEPTED"),
+        ("cy@example.org", "NEEDS-ACTION"),
+    ]
+    # None left: the ORGANIZER goes too (RFC 5545 §3.8.4.3: only on a meeting).
+    alone = ical.with_attendees(again, "org@example.net", "Org", [])
+    assert ical.event_attendees(alone) == ("", ())
+    with pytest.raises(ical.InvalidObject, match="no organizer or attendees"):
+        ical.itip_request(alone, "REQUEST", NOW)
+
+
+def only(data: bytes) -> icalendar.Event:
+    (event,) = icalendar.Calendar.from_ical(data).walk("VEVENT")
+    return event
+
+
+def test_request_has_the_properties_rfc5546_requires() -> None:
+    later = NOW + timedelta(hours=2)
+    revised = ical.revised_event(
+        organized(("ann@example.org", "Ann")),
+        ical.EventFields(
+            "Review", FIELDS.start + timedelta(hours=1), FIELDS.end + timedelta(hours=1)
+        ),
+        NOW,
+    )
+    request = icalendar.Calendar.from_ical(ical.itip_request(revised, "REQUEST", later))
+    # §3.2.2: METHOD, PRODID, VERSION; ATTENDEE, DTSTAMP, DTSTART, ORGANIZER, SEQUENCE (when
+    # non-zero), SUMMARY, UID on the VEVENT.
+    assert (str(request["METHOD"]), str(request["VERSION"])) == ("REQUEST", "2.0")
+    assert "PRODID" in request
+    (event,) = request.walk("VEVENT")
+    assert str(event["ATTENDEE"]) == "mailto:ann@example.org"
+    assert event["ATTENDEE"].params["RSVP"] == "TRUE"
+    assert event.decoded("DTSTAMP") == later  # when sent
+    assert event.decoded("DTSTART") == FIELDS.start + timedelta(hours=1)
+    assert str(event["ORGANIZER"]) == "mailto:org@example.net"
+    assert int(event["SEQUENCE"]) == 1  # the time changed: raised by the edit
+    assert (str(event["SUMMARY"]), str(event["UID"])) == ("Review", "m-1@example.net")
+    assert ical.read_invitation(ical.itip_request(revised, "REQUEST", later)).method == "REQUEST"
+    with pytest.raises(ValueError, match="not an organizer's method"):
+        ical.itip_request(revised, "REPLY", later)
+
+
+def test_cancel_has_the_properties_rfc5546_requires() -> None:
+    moved = (
+        b"BEGIN:VEVENT\r\nUID:m-1@example.net\r\nDTSTAMP:20260101T000000Z\r\n"
+        b"RECURRENCE-ID:20260509T120000Z\r\nDTSTART:20260509T130000Z\r\nEND:VEVENT\r\n"
+    )
+    data = organized(("ann@example.org", "Ann")).replace(b"END:VCALENDAR", moved + b"END:VCALENDAR")
+    cancel = icalendar.Calendar.from_ical(ical.itip_request(data, "CANCEL", NOW))
+    assert str(cancel["METHOD"]) == "CANCEL"
+    # §3.2.5: ATTENDEE, DTSTAMP, ORGANIZER, SEQUENCE (raised), UID, STATUS:CANCELLED for the
+    # whole event: the series alone, no overridden instance.
+    (event,) = cancel.walk("VEVENT")
+    assert "RECURRENCE-ID" not in event
+    assert str(event["STATUS"]) == "CANCELLED"
+    assert int(event["SEQUENCE"]) == 1
+    assert str(event["ATTENDEE"]) == "mailto:ann@example.org"
+    assert str(event["ORGANIZER"]) == "mailto:org@example.net"
+    assert (str(event["UID"]), event.decoded("DTSTAMP")) == ("m-1@example.net", NOW)
+
+
+def test_reply_applied_sets_only_that_attendees_partstat() -> None:
+    stored = organized(("ann@example.org", "Ann"), ("bob@example.org", "Bob"))
+    stored = stored.replace(b"END:VEVENT", b"X-PHONE:kept\r\nEND:VEVENT")
+    request = ical.itip_request(stored, "REQUEST", NOW)
+    reply = ical.itip_reply(request, "bob@example.org", "ACCEPTED", NOW)
+    check = ical.check_reply(stored, reply)
+    assert (check.attendee, check.name, check.partstat, check.current, check.problem) == (
+        "bob@example.org", "Bob", "ACCEPTED", "NEEDS-ACTION", "",
+    )  # fmt: skip
+    applied = ical.applied_reply(stored, reply)
+    assert [(a.address, a.partstat) for a in ical.event_attendees(applied)[1]] == [
+        ("ann@example.org", "NEEDS-ACTION"),
+        ("bob@example.org", "ACCEPTED"),
+    ]
+    event = only(applied)
+    assert str(event["X-PHONE"]) == "kept"
+    assert int(event.get("SEQUENCE", 0)) == int(only(stored).get("SEQUENCE", 0))  # not raised
+    assert ical.check_reply(applied, reply).current == "ACCEPTED"
+
+
+def test_reply_from_a_stranger_or_an_older_sequence_is_not_applied() -> None:
+    stored = organized(("ann@example.org", "Ann"))
+    request = ical.itip_request(stored, "REQUEST", NOW)
+    stranger = ical.itip_reply(request, "eve@example.org", "ACCEPTED", NOW)
+    assert ical.check_reply(stored, stranger).problem == (
+        "eve@example.org is not an attendee of this event"
+    )
+    with pytest.raises(ical.ReplyNotApplied, match="not an attendee"):
+        ical.applied_reply(stored, stranger)
+    old = ical.itip_reply(request, "ann@example.org", "DECLINED", NOW)  # to SEQUENCE 0
+    revised = ical.revised_event(stored, FIELDS, NOW)  # SEQUENCE 1 now
+    assert (
+        ical.check_reply(revised, old).problem == "this answer is to an older version of the event"
+    )
+    with pytest.raises(ical.ReplyNotApplied, match="older version"):
+        ical.applied_reply(revised, old)
+    newer = ical.itip_reply(
+        ical.itip_request(revised, "REQUEST", NOW), "ann@example.org", "DECLINED", NOW
+    )
+    assert ical.event_attendees(ical.applied_reply(revised, newer))[1][0].partstat == "DECLINED"
+    two = newer.replace(b"END:VEVENT", b"ATTENDEE:mailto:x@example.org\r\nEND:VEVENT")
+    with pytest.raises(ical.InvalidObject, match="exactly one ATTENDEE"):
+        ical.check_reply(revised, two)
+
+
+def test_reply_to_one_instance_sets_it_there_only() -> None:
+    """A REPLY per VEVENT: the series' answer goes to the series, an instance's (by its
+    RECURRENCE-ID) to that overridden instance only."""
+    stored = organized(("ann@example.org", "Ann"))
+    instance = (
+        b"BEGIN:VEVENT\r\nUID:m-1@example.net\r\nDTSTAMP:20260101T000000Z\r\n"
+        b"RECURRENCE-ID:20260509T120000Z\r\nDTSTART:20260509T130000Z\r\n"
+        b"ORGANIZER:mailto:org@example.net\r\n"
+        b"ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:ann@example.org\r\nEND:VEVENT\r\n"
+    )
+    stored = stored.replace(b"END:VCALENDAR", instance + b"END:VCALENDAR")
+    request = ical.itip_request(stored, "REQUEST", NOW)
+    series_only = ical.itip_reply(request, "ann@example.org", "DECLINED", NOW)
+    series_only = series_only.split(b"BEGIN:VEVENT")
+    reply = b"BEGIN:VEVENT".join([series_only[0], series_only[2]])  # the instance's answer
+    applied = icalendar.Calendar.from_ical(ical.applied_reply(stored, reply))
+    series, moved = applied.walk("VEVENT")
+    assert series["ATTENDEE"].params["PARTSTAT"] == "NEEDS-ACTION"
+    assert moved["ATTENDEE"].params["PARTSTAT"] == "DECLINED"

@@ -16,6 +16,11 @@ Implementation notes:
   ``tz`` cookie from ``Intl.DateTimeFormat``), UTC without it or for a name this system does
   not know. Times typed in the form are in that zone and stored in UTC (RFC 5545 §3.3.5 form
   #2: no VTIMEZONE to carry); an unchanged start keeps its own TZID.
+- **Attendees** (RFC 5546 over RFC 6047, :mod:`.scheduling`): an event the account
+  organizes (or a new one) takes attendees; saving it with some stores ORGANIZER and ATTENDEE
+  lines and sends each attendee the event as a METHOD:REQUEST (an edit: the update, its
+  SEQUENCE raised by the edit), one removed from the list a CANCEL; deleting it sends them a
+  CANCEL. The event is saved even when sending fails: the page says what was not sent.
 - **CSRF**: every form is a POST through :func:`.app.posted_form`, like the rest of the webmail.
 """
 
@@ -26,6 +31,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.datastructures import FormData
@@ -39,9 +45,17 @@ from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject
+from pillarbox.web import identities
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import DEFAULT, NAME
 from pillarbox.web.caldav import _calendars as account_calendars
+from pillarbox.web.scheduling import (
+    Meeting,
+    attendees_field,
+    meeting_of,
+    send_itip,
+    send_updates,
+)
 
 _log = Log("web.calendar")
 
@@ -287,9 +301,21 @@ class Editing:
     end_time: str = ""
     location: str = ""
     description: str = ""
+    #: The Attendees field: addresses, comma-separated.
+    attendees: str = ""
+    #: The organizer when it is someone else (the attendees are then not the account's to edit).
+    organizer: str = ""
+    #: The stored attendees with their answers.
+    answers: tuple[ical.Attendee, ...] = ()
 
 
-def _editing(calendar: str, name: str, fields: ical.EventFields, zone: tzinfo) -> Editing:
+def _attendees_text(attendees: Sequence[ical.Attendee]) -> str:
+    return ", ".join(f'"{a.name}" <{a.address}>' if a.name else a.address for a in attendees)
+
+
+def _editing(
+    calendar: str, name: str, fields: ical.EventFields, zone: tzinfo, meeting: Meeting
+) -> Editing:
     start, end = _local(fields.start, zone), _local(fields.end, zone)
     all_day = not isinstance(fields.start, datetime)
     if all_day:
@@ -305,6 +331,9 @@ def _editing(calendar: str, name: str, fields: ical.EventFields, zone: tzinfo) -
         "" if all_day else end.strftime("%H:%M"),
         fields.location,
         fields.description,
+        _attendees_text(meeting.attendees),
+        "" if meeting.organizer is not None else meeting.organizer_address,
+        meeting.attendees,
     )
 
 
@@ -320,10 +349,16 @@ def _typed(form: FormData, calendar: str, name: str) -> Editing:
         field_text(form, "end_time"),
         field_text(form, "location"),
         field_text(form, "description"),
+        field_text(form, "attendees"),
     )
 
 
-_NOTICES = {"saved": "Event saved.", "deleted": "Event deleted."}
+_NOTICES = {
+    "saved": "Event saved.",
+    "deleted": "Event deleted.",
+    "invited": "Event saved and the attendees invited.",
+    "cancelled": "Event deleted and the attendees told.",
+}
 
 
 async def _render(
@@ -375,6 +410,7 @@ async def _render(
         editing=editing,
         error=error,
         notice=_NOTICES.get(request.query_params.get("done", ""), ""),
+        warning=request.query_params.get("warning", "")[:300],
         max_title=MAX_TITLE,
     )
 
@@ -393,13 +429,15 @@ async def event_page(request: Request) -> Response:
         fields = await run_blocking(ical.stored_fields, obj.data)
     except ical.InvalidObject:
         raise NotFound("not an event the calendar page can edit") from None
-    editing = _editing(calendar, name, fields, reader_zone(request))
+    meeting = await meeting_of(app.services, account, obj.data)
+    editing = _editing(calendar, name, fields, reader_zone(request), meeting)
     return await _render(request, account, editing=editing)
 
 
 async def event_submit(request: Request) -> Response:
     """Create (``/calendar/events``), save or delete (``/calendar/events/{calendar}/{name}``)
-    one event; an error is shown in the form with what was typed."""
+    one event, inviting its attendees (see the notes); an error is shown in the form with
+    what was typed."""
     app = web(request)
     services = app.services
     account = await require_account(request)
@@ -408,14 +446,28 @@ async def event_submit(request: Request) -> Response:
     name = request.path_params.get("name", "")
     now = datetime.now(UTC)
     if name and field_text(form, "action") == "delete":
+        current = await services.store.calendar_object(account.id, calendar, name)
+        meeting = await _meeting_or_none(services, account, current.data)
         await services.store.delete_calendar_object(account.id, calendar, name, now=now)
         _log.info("calendar event deleted", account=account.address, calendar=calendar)
-        return redirect("/calendar?done=deleted")
+        if meeting is None or meeting.organizer is None or not meeting.attendees:
+            return redirect("/calendar?done=deleted")
+        # RFC 5546 §3.2.5: the whole event cancelled, to every attendee.
+        warning = await send_itip(
+            request, services, account, meeting.organizer, current.data, "CANCEL",
+            [a.address for a in meeting.attendees],
+        )  # fmt: skip
+        return redirect("/calendar?" + urlencode({"done": "cancelled", "warning": warning}))
     typed = _typed(form, calendar, name)
     try:
         fields = form_fields(form, reader_zone(request))
+        invited = attendees_field(
+            field_text(form, "attendees"), max_recipients=app.limits.max_recipients
+        )
+        previous: bytes | None = None
         if name:
             current = await services.store.calendar_object(account.id, calendar, name)
+            previous = current.data
             try:
                 data = await run_blocking(ical.revised_event, current.data, fields, now)
             except ical.InvalidObject:
@@ -426,10 +478,29 @@ async def event_submit(request: Request) -> Response:
             uid = str(uuid.uuid4())
             name = object_name(uid)
             data = ical.new_event(fields, uid, now)
+        meeting = await meeting_of(services, account, previous)
+        if meeting.organizer is not None and (invited or meeting.attendees):
+            person = identities.sender(meeting.organizer, account)
+            data = await run_blocking(
+                ical.with_attendees, data, person.address, person.name,
+                [(p.address, p.name) for p in invited],
+            )  # fmt: skip
         await store_event(services, account, calendar, name, data)
     except UserError as exc:
         return await _render(request, account, editing=typed, error=str(exc), status_code=400)
-    return redirect(f"/calendar/events/{calendar}/{name}?done=saved")
+    target = f"/calendar/events/{calendar}/{name}"
+    if meeting.organizer is None or not (invited or meeting.attendees):
+        return redirect(f"{target}?done=saved")
+    warning = await send_updates(request, services, account, meeting, data, previous, invited)
+    return redirect(f"{target}?" + urlencode({"done": "invited", "warning": warning}))
+
+
+async def _meeting_or_none(services: Services, account: Account, data: bytes) -> Meeting | None:
+    """The scheduling of a stored object, None for one that is not an event (a to-do)."""
+    try:
+        return await meeting_of(services, account, data)
+    except ical.InvalidObject:
+        return None
 
 
 def routes() -> list[BaseRoute]:

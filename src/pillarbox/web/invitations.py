@@ -18,19 +18,21 @@ Implementation notes:
   the queue), from the identity the invitation addressed.
 - **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
   calendar of the account holding it.
+- **REPLY** (§3.2.3), the organizer's side: the event of that UID in the account's calendars
+  (the first holding it) is checked against the answer (:func:`pillarbox.ical.check_reply`:
+  the replier one of its attendees, the SEQUENCE not older than the stored one); "Update the
+  event" sets only that attendee's PARTSTAT in the stored object, edited in place (what a
+  phone wrote stays), and stored as a CalDAV PUT stores it. The From of the message is not
+  held against the ATTENDEE (RFC 6047 §3 leaves that to the receiver): the organizer sees
+  who answered and decides.
 - The reader is the attendee whose address is one of the account's identities; a REQUEST
   naming none of them (sent to a list, say) is answered as the default identity.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -41,23 +43,31 @@ from pillarbox import ical
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part
-from pillarbox.mail.trace import make_message_id
 from pillarbox.observability.log import Log
 from pillarbox.queue.intake import submit
 from pillarbox.services import Services
-from pillarbox.store.types import Account, Identity
+from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import client_ip, field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import _calendars as account_calendars
 from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
 from pillarbox.web.mailaccess import MailAccess, Opened
-from pillarbox.web.reading import calendar_part
+from pillarbox.web.reading import Person, calendar_part
+from pillarbox.web.scheduling import imip_message
 
 _log = Log("web.invitations")
 
 #: The form's answers to a REQUEST and the PARTSTAT each writes (RFC 5546 §3.2.3).
 _ANSWERS = {"accept": "ACCEPTED", "tentative": "TENTATIVE", "decline": "DECLINED"}
 _VERBS = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
+#: A REPLY's PARTSTAT as the organizer reads it (RFC 5545 §3.2.12).
+_REPLIED = {
+    "ACCEPTED": "accepted",
+    "TENTATIVE": "accepted tentatively",
+    "DECLINED": "declined",
+    "DELEGATED": "delegated",
+    "NEEDS-ACTION": "has not decided yet",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +81,10 @@ class Summary:
     in_calendar: bool = False
     #: When the event is, in the reader's time zone.
     when: str = ""
+    #: A REPLY set against the organizer's stored event (None: not a REPLY, or no such event).
+    reply: ical.ReplyCheck | None = None
+    #: What a REPLY says, as a sentence ("Ann accepted").
+    replied: str = ""
 
 
 async def _part_data(services: Services, opened: Opened) -> bytes | None:
@@ -106,6 +120,8 @@ async def shown(
         _log.info("invitation unreadable", account=account.address, reason=str(exc))
         return Summary(None, "this message carries calendar data that cannot be read")
     when = "" if invitation.start is None else span_text(invitation.start, invitation.end, zone)
+    if invitation.method == "REPLY":
+        return await _reply_shown(services, account, invitation, data, when)
     addresses = {i.address.lower() for i in await identities.identities_of(services, account)}
     mine = next((a for a in invitation.attendees if a.address.lower() in addresses), None)
     calendar = default_calendar(await services.store.list_calendars(account.id))
@@ -119,26 +135,51 @@ async def shown(
     return Summary(invitation, answered=answered, in_calendar=True, when=when)
 
 
+async def _holding(
+    services: Services, account: Account, uid: str
+) -> list[tuple[str, CalendarObject]]:
+    """(calendar, object) of each of the account's calendars holding an event of ``uid``."""
+    held = []
+    for calendar in await services.store.list_calendars(account.id):
+        try:
+            found = await services.store.calendar_object_by_uid(account.id, calendar.name, uid)
+        except NotFound:
+            continue
+        held.append((calendar.name, found))
+    return held
+
+
+def _replied(check: ical.ReplyCheck) -> str:
+    """What a REPLY says, as the organizer reads it: "Ann accepted"."""
+    who = check.name or check.attendee
+    return f"{who} {_REPLIED.get(check.partstat, check.partstat.lower())}"
+
+
+async def _reply_shown(
+    services: Services, account: Account, invitation: ical.Invitation, data: bytes, when: str
+) -> Summary:
+    held = await _holding(services, account, invitation.uid)
+    if not held:
+        return Summary(invitation, "The event this answers is not in your calendars.", when=when)
+    try:
+        check = await run_blocking(ical.check_reply, held[0][1].data, data)
+    except ical.InvalidObject as exc:
+        return Summary(invitation, f"This answer cannot be applied: {exc}.", when=when)
+    return Summary(invitation, when=when, in_calendar=True, reply=check, replied=_replied(check))
+
+
 def reply_message(
     invitation: ical.Invitation, sender: str, sender_name: str, reply: bytes, partstat: str,
     *, hostname: str, now: datetime,
 ) -> bytes:  # fmt: skip
-    """The iMIP REPLY (RFC 6047 §2.4): a short text and the iCalendar object as a
-    ``text/calendar; method=REPLY`` alternative (§2.4: the parameter names the METHOD)."""
-    message = EmailMessage(policy=SMTP)
-    message["Date"] = format_datetime(now)
-    local, _, domain = sender.rpartition("@")
-    message["From"] = Address(sender_name, local, domain)
-    message["To"] = invitation.organizer
+    """The iMIP REPLY (RFC 6047 §2.4) to the organizer, subject "Accepted: …"."""
     title = " ".join(invitation.summary.split()) or "(no title)"
-    message["Subject"] = f"{_VERBS[partstat]}: {title}"
-    message["Message-ID"] = make_message_id(secrets.token_hex(12), hostname)
     who = sender_name or sender
-    message.set_content(f"{who} has answered the invitation: {_VERBS[partstat].lower()}.\n")
-    message.add_alternative(
-        reply, maintype="text", subtype="calendar", params={"method": "REPLY", "charset": "utf-8"}
-    )
-    return message.as_bytes()
+    return imip_message(
+        Person(sender_name, sender), [invitation.organizer], f"{_VERBS[partstat]}: {title}",
+        f"{who} has answered the invitation: {_VERBS[partstat].lower()}.\n", reply, "REPLY",
+        hostname=hostname, now=now,
+    )  # fmt: skip
 
 
 async def _answer(
@@ -191,22 +232,36 @@ async def _answer(
 
 
 async def _remove(services: Services, account: Account, uid: str) -> str:
-    removed = 0
-    for calendar in await services.store.list_calendars(account.id):
-        try:
-            found = await services.store.calendar_object_by_uid(account.id, calendar.name, uid)
-        except NotFound:
-            continue
+    held = await _holding(services, account, uid)
+    for calendar, found in held:
         await services.store.delete_calendar_object(
-            account.id, calendar.name, found.name, now=datetime.now(UTC)
+            account.id, calendar, found.name, now=datetime.now(UTC)
         )
-        removed += 1
-    return "Removed from your calendar." if removed else "It was not in your calendar."
+    return "Removed from your calendar." if held else "It was not in your calendar."
+
+
+async def _apply(services: Services, account: Account, data: bytes) -> str:
+    """Set the replying attendee's PARTSTAT in the organizer's event (RFC 5546 §3.2.3)."""
+    invitation = await run_blocking(ical.read_invitation, data)
+    if invitation.method != "REPLY":
+        raise UserError("only an answer (a REPLY) updates an event")
+    held = await _holding(services, account, invitation.uid)
+    if not held:
+        raise UserError("the event this answers is not in your calendars")
+    calendar, stored = held[0]
+    try:
+        updated = await run_blocking(ical.applied_reply, stored.data, data)
+    except ical.ReplyNotApplied as exc:
+        raise UserError(str(exc)) from None
+    await store_event(services, account, calendar, stored.name, updated)
+    check = await run_blocking(ical.check_reply, updated, data)
+    _log.info("invitation reply applied", account=account.address, partstat=check.partstat)
+    return f"Event updated: {_replied(check)}."
 
 
 async def answer(request: Request) -> Response:
     """POST ``/mail/{mailbox}/{uid}/invitation``: an answer (accept, tentative, decline) to a
-    REQUEST, or ``remove`` for a CANCEL."""
+    REQUEST, ``remove`` for a CANCEL, ``apply`` for a REPLY."""
     services = web(request).services
     account = await require_account(request)
     form = await posted_form(request)
@@ -221,6 +276,8 @@ async def answer(request: Request) -> Response:
         if action == "remove":
             invitation = await run_blocking(ical.read_invitation, data)
             notice = await _remove(services, account, invitation.uid)
+        elif action == "apply":
+            notice = await _apply(services, account, data)
         elif action in _ANSWERS:
             notice = await _answer(request, account, opened, data, _ANSWERS[action])
         else:
