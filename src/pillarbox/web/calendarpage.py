@@ -12,10 +12,10 @@ Implementation notes:
 - **Edits keep what the form does not show**: the stored VEVENT is changed in place
   (:func:`pillarbox.ical.revised_event`): a phone's alarms, attendees, time zones, recurrence
   and overridden instances stay; only the fields that changed are rewritten.
-- **Time zone**: the reader's IANA zone, as the browser reports it (``static/app.js`` sets the
-  ``tz`` cookie from ``Intl.DateTimeFormat``), UTC without it or for a name this system does
-  not know. Times typed in the form are in that zone and stored in UTC (RFC 5545 §3.3.5 form
-  #2: no VTIMEZONE to carry); an unchanged start keeps its own TZID.
+- **Time zone**: the reader's, as every page has it (:mod:`pillarbox.web.zone`: the account's
+  setting, else the browser's, else UTC). Times typed in the form are in that zone and stored
+  in UTC (RFC 5545 §3.3.5 form #2: no VTIMEZONE to carry); an unchanged start keeps its own
+  TZID.
 - **CSRF**: every form is a POST through :func:`.app.posted_form`, like the rest of the webmail.
 """
 
@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -42,24 +41,13 @@ from pillarbox.store.types import Account, Calendar, CalendarObject
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import DEFAULT, NAME
 from pillarbox.web.caldav import _calendars as account_calendars
+from pillarbox.web.zone import reader_zone
 
 _log = Log("web.calendar")
 
 #: The longest title, location and description the form takes (characters).
 MAX_TITLE = 500
 MAX_TEXT = 10_000
-ZONE_COOKIE = "tz"
-
-
-def reader_zone(request: Request) -> tzinfo:
-    """The reader's time zone (the browser's, from the ``tz`` cookie), else UTC."""
-    name = request.cookies.get(ZONE_COOKIE, "")
-    if not name or len(name) > 64 or ".." in name or name.startswith("/"):
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 @dataclass(frozen=True, slots=True)
