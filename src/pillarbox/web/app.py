@@ -164,7 +164,7 @@ class Web:
             csrf=self.codec.csrf_token(session),
             me=account,
             limits=self.limits,
-            zone=zone_of(request),
+            reader_zone=zone_of(request),
             **context,
         )
         return HTMLResponse(html, status_code=status_code)
@@ -486,7 +486,7 @@ def _when(context: Context, value: datetime | None, style: Style = "short") -> s
     reader's zone (:mod:`pillarbox.web.zone`; :meth:`Web.render` puts it in the context)."""
     if value is None:
         return ""
-    zone: ReaderZone = context["zone"]
+    zone: ReaderZone = context["reader_zone"]
     return when(value, zone.tz, style, now=datetime.now(UTC))
 
 

@@ -53,7 +53,6 @@ from pillarbox.web.reading import (
     spam_verdict,
 )
 from pillarbox.web.richtext import sanitize_composed
-from pillarbox.web.zone import reader_zone, when
 from pillarbox.web.sanitize import (
     FRAME_SANDBOX,
     SafeHtml,
@@ -61,6 +60,7 @@ from pillarbox.web.sanitize import (
     frame_document,
     sanitize_html,
 )
+from pillarbox.web.zone import reader_zone, when
 
 #: Parts served inline under their own type; everything else is a download.
 _INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})

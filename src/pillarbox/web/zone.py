@@ -63,10 +63,15 @@ class ReaderZone:
 _DEFAULT = ReaderZone("UTC", UTC, Source.DEFAULT)
 
 
+#: Files of the tz directories that are not zones a reader lives in: the server's own zone (a
+#: Debian symlink to /etc/localtime) and the tz database's "zone not set" placeholder.
+_NOT_ZONES = frozenset({"localtime", "Factory"})
+
+
 @cache
 def zone_names() -> tuple[str, ...]:
     """Every IANA zone name this system knows, sorted (the Settings choice)."""
-    return tuple(sorted(available_timezones()))
+    return tuple(sorted(available_timezones() - _NOT_ZONES))
 
 
 @cache
