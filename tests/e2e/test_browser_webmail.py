@@ -167,7 +167,7 @@ def test_webmail_over_https(tmp_path: Path, new_page: Any) -> None:
         page = new_page(ignore_https_errors=True)
         login(page, live)
         assert page.url.startswith("https://")
-        # The session's cookie; the other is the time zone app.js leaves for the calendar.
+        # The session's cookie; the other is the time zone app.js leaves for the pages' times.
         cookies = {c["name"]: c for c in page.context.cookies()}
         assert set(cookies) == {COOKIE, "tz"}
         assert cookies[COOKIE]["secure"] and cookies[COOKIE]["httpOnly"]
@@ -826,3 +826,32 @@ def test_calendar_month_view_and_a_new_event(server: LiveServer, new_page: Any) 
     assert "20:00 Concert" in phone.locator('td[data-day="2031-07-14"]').inner_text()
     overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
+
+
+def test_the_list_shows_the_browsers_local_time(server: LiveServer, new_page: Any) -> None:
+    """Times in the browser's zone with nothing set up: app.js reports the zone in the ``tz``
+    cookie on the login page, so the first list is local; a page drawn in another zone (a zone
+    changed since, here a stale cookie) is fetched again once, in the browser's."""
+    dated = message("Late night", extra="").replace(
+        b"Mon, 01 Jan 2024 10:00:00 +0000", b"Sat, 29 Jun 2024 23:30:00 +0000"
+    )
+    smtp_deliver(server, dated)
+    tokyo = new_page(timezone_id="Asia/Tokyo")
+    login(tokyo, server)
+    cell = tokyo.locator("table.messages tbody tr td.date time")
+    assert cell.inner_text() == "30 Jun 2024"  # 08:30 on the 30th in Tokyo
+    assert cell.get_attribute("title") == "Sun, 30 Jun 2024 08:30 JST"
+    tokyo.get_by_role("link", name="Late night").click()
+    tokyo.wait_for_url(re.compile(r"/mail/\d+/\d+$"))
+    assert "Sun, 30 Jun 2024 08:30 JST" in tokyo.locator("dl.headers").inner_text()
+
+    new_york = new_page(timezone_id="America/New_York")
+    login(new_york, server)
+    inbox = new_york.url
+    assert new_york.locator("table.messages td.date time").inner_text() == "29 Jun 2024"
+    new_york.context.add_cookies([{"name": "tz", "value": "Asia/Tokyo", "url": base(server)}])
+    new_york.goto(inbox)  # drawn in Tokyo's time, then again in the browser's
+    sync_api.expect(new_york.locator("html")).to_have_attribute("data-zone", "America/New_York")
+    cell = new_york.locator("table.messages td.date time")
+    assert cell.get_attribute("title") == "Sat, 29 Jun 2024 19:30 EDT"
+    assert cell.inner_text() == "29 Jun 2024"

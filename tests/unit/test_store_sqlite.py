@@ -180,7 +180,7 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
         "ALTER TABLE contacts DROP COLUMN modseq; ALTER TABLE contacts DROP COLUMN etag; "
         "DROP TABLE calendar_tombstones; DROP TABLE calendar_objects; DROP TABLE calendars; "
         "DROP TABLE acme_answers; DROP TABLE acme_certificates; DROP TABLE acme_leases; "
-        "DROP TABLE sieve_duplicates; "
+        "DROP TABLE sieve_duplicates; ALTER TABLE account_settings DROP COLUMN time_zone; "
         "DELETE FROM schema_version WHERE version >= 29;"
     )
     conn.close()
@@ -211,6 +211,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_34(tmp_path:
         "DROP INDEX calendar_tombstones_deleted; "
         "ALTER TABLE calendar_tombstones DROP COLUMN deleted; "
         "DROP TABLE acme_certificates; DROP TABLE acme_leases; DROP TABLE sieve_duplicates; "
+        "ALTER TABLE account_settings DROP COLUMN time_zone; "
         "DELETE FROM schema_version WHERE version >= 34;"
     )
     conn.close()

@@ -707,6 +707,8 @@ class AccountSettings:
     junk_days: int | None = None
     #: The same for the Trash mailbox (``[retention] trash_days``).
     trash_days: int | None = None
+    #: The IANA zone the webmail shows times in; "": the browser's (:mod:`pillarbox.web.zone`).
+    time_zone: str = ""
 
 
 def vacation_renewed(before: AccountSettings, after: AccountSettings) -> bool:

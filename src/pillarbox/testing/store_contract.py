@@ -578,6 +578,14 @@ class StoreContract:
         await store.set_settings(account.id, replace(settings, junk_days=None))
         assert (await store.get_settings(account.id)).junk_days is None
 
+    async def test_time_zone_is_an_account_setting(self, store: Store, account: Account) -> None:
+        assert (await store.get_settings(account.id)).time_zone == ""  # the browser's
+        settings = AccountSettings(time_zone="America/New_York", junk_days=3)
+        await store.set_settings(account.id, settings)
+        assert await store.get_settings(account.id) == settings
+        await store.set_settings(account.id, replace(settings, time_zone=""))
+        assert (await store.get_settings(account.id)).time_zone == ""
+
     # -- aliases -------------------------------------------------------------------------------
     async def test_aliases(self, store: Store, account: Account) -> None:
         alias = await store.add_alias(f"info@{DOMAIN}", [account.address, "x@elsewhere.org"])

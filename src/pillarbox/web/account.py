@@ -1,5 +1,6 @@
 """Account settings: password, display name, app passwords, API tokens, vacation reply,
-forwarding, storage (quota usage, Junk and Trash retention), and how to set up a mail client.
+forwarding, storage (quota usage, Junk and Trash retention), the time zone of the pages, and how
+to set up a mail client.
 The operations are shared with the JSON API."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pillarbox.errors import AuthenticationFailed, RateLimited, UserError
 from pillarbox.net.http import origin
 from pillarbox.services import Services
 from pillarbox.store.types import Account, AccountSettings, AccountToken, TokenKind
-from pillarbox.web import identities
+from pillarbox.web import identities, zone
 from pillarbox.web.app import (
     Web,
     client_ip,
@@ -160,6 +161,16 @@ async def update_retention(
     return settings
 
 
+async def update_time_zone(services: Services, account: Account, name: str) -> AccountSettings:
+    """Store the zone the webmail shows times in ("": the browser's, :mod:`.zone`)."""
+    if name and zone.known_zone(name) is None:
+        raise UserError(f"unknown time zone: {name[: zone.MAX_ZONE_NAME]}")
+    current = await services.store.get_settings(account.id)
+    settings = replace(current, time_zone=name)
+    await services.store.set_settings(account.id, settings)
+    return settings
+
+
 def days_chosen(form: FormData, name: str, what: str) -> int | None:
     """One retention choice of the settings form: ``name`` is ``default`` (None), ``keep``
     (0) or ``days``, with the number in ``<name>_days``."""
@@ -245,6 +256,7 @@ async def render_settings(
         quota=await store.quota_usage(account.id),
         retention=app.services.config.retention,
         quota_marks=app.services.config.quota.warning_thresholds,
+        zone_names=zone.zone_names(),
         **extra,
     )
 
@@ -322,6 +334,8 @@ async def _apply(request: Request, section: str) -> Response:
                 )
             case "identities":
                 await _apply_identity(services, account, form)
+            case "time-zone":
+                await update_time_zone(services, account, field_text(form, "time_zone"))
             case _:
                 raise UserError("unknown settings section")
     except UserError as exc:

@@ -36,7 +36,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -71,6 +72,14 @@ from pillarbox.web.session import (
     load_secret,
 )
 from pillarbox.web.totpseal import TotpSealer, load_key
+from pillarbox.web.zone import (
+    ReaderZone,
+    Style,
+    remember_zone,
+    when,
+    zone_of,
+    zone_remembered,
+)
 
 #: Paths whose requests may carry attachments or a vCard file (the larger body limit applies).
 UPLOAD_PATHS = (
@@ -155,6 +164,7 @@ class Web:
             csrf=self.codec.csrf_token(session),
             me=account,
             limits=self.limits,
+            reader_zone=zone_of(request),
             **context,
         )
         return HTMLResponse(html, status_code=status_code)
@@ -355,9 +365,16 @@ async def current_account(request: Request) -> Account | None:
 
 
 async def require_account(request: Request) -> Account:
+    """The session's account (LoginRequired without one), its pages' time zone resolved: the
+    account's setting before the browser's, read here once so that the synchronous render has
+    it (:mod:`pillarbox.web.zone`; the JSON API and the live feed, which show no times, do not
+    pay for it)."""
     account = await current_account(request)
     if account is None:
         raise LoginRequired("expired")
+    if not zone_remembered(request):
+        settings = await web(request).services.store.get_settings(account.id)
+        remember_zone(request, settings.time_zone)
     return account
 
 
@@ -457,22 +474,20 @@ def _templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["size"] = human_size
-    env.filters["when"] = short_date
+    env.filters["when"] = _when
     env.filters["urlquote"] = lambda s: quote(str(s), safe="")
     env.filters["rights"] = canonical_rights  # RFC 4314 §2.1 letters, in its order
     return env
 
 
-def short_date(value: datetime | None) -> str:
+@pass_context
+def _when(context: Context, value: datetime | None, style: Style = "short") -> str:
+    """``{{ value|when }}`` / ``{{ value|when('full') }}``: every time a page shows, in the
+    reader's zone (:mod:`pillarbox.web.zone`; :meth:`Web.render` puts it in the context)."""
     if value is None:
         return ""
-    now = datetime.now(UTC)
-    local = value.astimezone(UTC)
-    if local.date() == now.date():
-        return local.strftime("%H:%M")
-    if local.year == now.year:
-        return local.strftime("%d %b")
-    return local.strftime("%d %b %Y")
+    zone: ReaderZone = context["reader_zone"]
+    return when(value, zone.tz, style, now=datetime.now(UTC))
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -257,7 +257,7 @@ def _max_object(request: Request) -> int:
     return min(app.services.config.calendars.max_object_bytes, app.limits.max_form_bytes)
 
 
-async def _calendars(request: Request, account: Account) -> list[Calendar]:
+async def account_calendars(request: Request, account: Account) -> list[Calendar]:
     """The account's calendars; an account with none is given the default one first."""
     app = web(request)
     found = await app.services.store.list_calendars(account.id)
@@ -276,7 +276,7 @@ async def _calendars(request: Request, account: Account) -> list[Calendar]:
 
 async def handle(request: Request, account: Account, found: Target) -> Response:
     """A request on the calendar home, a calendar or an object of the caller's."""
-    calendars = {c.name: c for c in await _calendars(request, account)}
+    calendars = {c.name: c for c in await account_calendars(request, account)}
     method = request.method
     if found.kind == "home":
         if method == "PROPFIND":
@@ -398,7 +398,7 @@ async def _multiget(
 ) -> Response:
     """RFC 4791 §7.9: each href answered, 404 for one that is not an object of the caller's
     (floating times of each read in its own calendar's zone)."""
-    calendars = {c.name: c for c in await _calendars(request, account)}
+    calendars = {c.name: c for c in await account_calendars(request, account)}
     hits: dict[int, tuple[Calendar, CalendarObject]] = {}
     for index, href in enumerate(asked.hrefs):
         named = owned_target(href, SECTION, target, account.address)

@@ -12,10 +12,10 @@ Implementation notes:
 - **Edits keep what the form does not show**: the stored VEVENT is changed in place
   (:func:`pillarbox.ical.revised_event`): a phone's alarms, attendees, time zones, recurrence
   and overridden instances stay; only the fields that changed are rewritten.
-- **Time zone**: the reader's IANA zone, as the browser reports it (``static/app.js`` sets the
-  ``tz`` cookie from ``Intl.DateTimeFormat``), UTC without it or for a name this system does
-  not know. Times typed in the form are in that zone and stored in UTC (RFC 5545 §3.3.5 form
-  #2: no VTIMEZONE to carry); an unchanged start keeps its own TZID.
+- **Time zone**: the reader's, as every page has it (:mod:`pillarbox.web.zone`: the account's
+  setting, else the browser's, else UTC). Times typed in the form are in that zone and stored
+  in UTC (RFC 5545 §3.3.5 form #2: no VTIMEZONE to carry); an unchanged start keeps its own
+  TZID.
 - **Attendees** (RFC 5546 over RFC 6047, :mod:`.scheduling`): an event the account
   organizes (or a new one) takes attendees; saving it with some stores ORGANIZER and ATTENDEE
   lines and sends each attendee the event as a METHOD:REQUEST (an edit: the update, its
@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -47,8 +46,7 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject
 from pillarbox.web import identities
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
-from pillarbox.web.caldav import DEFAULT, NAME
-from pillarbox.web.caldav import _calendars as account_calendars
+from pillarbox.web.caldav import DEFAULT, NAME, account_calendars
 from pillarbox.web.scheduling import (
     Meeting,
     attendees_field,
@@ -56,24 +54,13 @@ from pillarbox.web.scheduling import (
     send_itip,
     send_updates,
 )
+from pillarbox.web.zone import reader_zone
 
 _log = Log("web.calendar")
 
 #: The longest title, location and description the form takes (characters).
 MAX_TITLE = 500
 MAX_TEXT = 10_000
-ZONE_COOKIE = "tz"
-
-
-def reader_zone(request: Request) -> tzinfo:
-    """The reader's time zone (the browser's, from the ``tz`` cookie), else UTC."""
-    name = request.cookies.get(ZONE_COOKIE, "")
-    if not name or len(name) > 64 or ".." in name or name.startswith("/"):
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 @dataclass(frozen=True, slots=True)

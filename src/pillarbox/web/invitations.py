@@ -49,7 +49,7 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import client_ip, field_text, posted_form, redirect, require_account, web
-from pillarbox.web.caldav import _calendars as account_calendars
+from pillarbox.web.caldav import account_calendars
 from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
 from pillarbox.web.mailaccess import MailAccess, Opened
 from pillarbox.web.reading import Person, calendar_part

@@ -60,6 +60,7 @@ from pillarbox.web.sanitize import (
     frame_document,
     sanitize_html,
 )
+from pillarbox.web.zone import reader_zone, when
 
 #: Parts served inline under their own type; everything else is a download.
 _INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
@@ -381,7 +382,6 @@ async def message_view(request: Request) -> Response:
     # The invitation box reaches CalDAV's module, whose WebDAV base imports the API, which
     # imports this module: imported when first used.
     from pillarbox.web import invitations
-    from pillarbox.web.calendarpage import reader_zone
 
     app = web(request)
     access, opened = await _opened(request)
@@ -601,11 +601,12 @@ async def compose_submit(request: Request) -> Response:
     if field_text(form, "action") == "save":
         uid = await access.save_draft(draft)
         again = " Attach files again before sending." if draft.attachments else ""
+        now = datetime.now(UTC)
         return _compose(
             request,
             replace(draft, draft_uid=uid, attachments=()),
             await access.identities(),
-            notice=f"Draft saved at {datetime.now(UTC):%H:%M:%S} UTC.{again}",
+            notice=f"Draft saved at {when(now, reader_zone(request), 'time', now=now)}.{again}",
         )
     result = await access.send(
         draft,

@@ -112,14 +112,15 @@ async def _require_account(conn: Conn, account_id: int) -> None:
 async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
     cur = await conn.execute(
         "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
-        "forward_keep_copy, junk_days, trash_days FROM account_settings WHERE account_id = %s",
+        "forward_keep_copy, junk_days, trash_days, time_zone FROM account_settings "
+        "WHERE account_id = %s",
         (account_id,),
     )
     row = await cur.fetchone()
     if row is None:
         await _require_account(conn, account_id)
         return AccountSettings()
-    enabled, subject, body, until, forward_to, keep, junk_days, trash_days = row
+    enabled, subject, body, until, forward_to, keep, junk_days, trash_days, zone = row
     return AccountSettings(
         vacation_enabled=enabled,
         vacation_subject=subject,
@@ -129,6 +130,7 @@ async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
         forward_keep_copy=keep,
         junk_days=junk_days,
         trash_days=trash_days,
+        time_zone=zone,
     )
 
 
@@ -137,13 +139,14 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
         await conn.execute("DELETE FROM vacation_replies WHERE account_id = %s", (account_id,))
     await conn.execute(
         "INSERT INTO account_settings (account_id, vacation_enabled, vacation_subject, "
-        "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET "
+        "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days, "
+        "time_zone) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET "
         "vacation_enabled = excluded.vacation_enabled, "
         "vacation_subject = excluded.vacation_subject, vacation_body = excluded.vacation_body, "
         "vacation_until = excluded.vacation_until, forward_to = excluded.forward_to, "
         "forward_keep_copy = excluded.forward_keep_copy, junk_days = excluded.junk_days, "
-        "trash_days = excluded.trash_days",
+        "trash_days = excluded.trash_days, time_zone = excluded.time_zone",
         (
             account_id,
             settings.vacation_enabled,
@@ -154,6 +157,7 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
             settings.forward_keep_copy,
             settings.junk_days,
             settings.trash_days,
+            settings.time_zone,
         ),
     )
 

@@ -900,6 +900,11 @@ CREATE TABLE sieve_duplicates (
 CREATE INDEX sieve_duplicates_expiry ON sieve_duplicates (account_id, expires);
 """
 
+# The zone the webmail shows an account's times in ("": the browser's; pillarbox.web.zone).
+_V33_SQL = r"""
+ALTER TABLE account_settings ADD COLUMN time_zone text NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -942,6 +947,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(30, "the nodes' shared ACME certificate and its renewal lease", _V30_SQL),
     Migration(31, "messages by thread with their dates (the web's threaded list)", _V31_SQL),
     Migration(32, "Sieve duplicate tracking (RFC 7352)", _V32_SQL),
+    Migration(33, "the webmail's time zone per account", _V33_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -885,6 +885,11 @@ CREATE TABLE sieve_duplicates (
 CREATE INDEX sieve_duplicates_expiry ON sieve_duplicates(account_id, expires);
 """
 
+# The zone the webmail shows an account's times in ("": the browser's; pillarbox.web.zone).
+_V38_SQL = r"""
+ALTER TABLE account_settings ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -928,6 +933,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(35, "the nodes' shared ACME certificate and its renewal lease", _V35_SQL),
     Migration(36, "messages by thread with their dates (the web's threaded list)", _V36_SQL),
     Migration(37, "Sieve duplicate tracking (RFC 7352)", _V37_SQL),
+    Migration(38, "the webmail's time zone per account", _V38_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

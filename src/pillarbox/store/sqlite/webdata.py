@@ -216,14 +216,15 @@ def _count(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
 def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
     row = conn.execute(
         "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
-        "forward_keep_copy, junk_days, trash_days FROM account_settings WHERE account_id = ?",
+        "forward_keep_copy, junk_days, trash_days, time_zone FROM account_settings "
+        "WHERE account_id = ?",
         (account_id,),
     ).fetchone()
     if row is None:
         if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
             raise NotFound(f"no account {account_id}")
         return AccountSettings()
-    enabled, subject, body, until, forward_to, keep, junk_days, trash_days = row
+    enabled, subject, body, until, forward_to, keep, junk_days, trash_days, zone = row
     return AccountSettings(
         vacation_enabled=bool(enabled),
         vacation_subject=subject,
@@ -233,6 +234,7 @@ def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
         forward_keep_copy=bool(keep),
         junk_days=junk_days,
         trash_days=trash_days,
+        time_zone=zone,
     )
 
 
@@ -242,8 +244,9 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
     until = settings.vacation_until
     conn.execute(
         "INSERT OR REPLACE INTO account_settings (account_id, vacation_enabled, vacation_subject, "
-        "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days, "
+        "time_zone) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             account_id,
             int(settings.vacation_enabled),
@@ -254,6 +257,7 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
             int(settings.forward_keep_copy),
             settings.junk_days,
             settings.trash_days,
+            settings.time_zone,
         ),
     )
 

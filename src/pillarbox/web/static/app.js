@@ -4,20 +4,31 @@
 // an upload size check, message-frame sizing, keeping unsent text across a forced re-login,
 // the simple rich-text editor of compose (the server sanitises what it posts), the signature
 // following the chosen identity, recipient completion, and showing only the inputs a filter
-// rule's chosen condition or action uses, and the browser's time zone for the calendar.
+// rule's chosen condition or action uses, and the browser's time zone for the pages' times.
 "use strict";
 (function () {
   const DRAFT_KEY = "pillarbox.unsent";
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
-  // -- the reader's time zone, for the calendar's times (the server falls back to UTC) ----------
+  // -- the reader's time zone, for every time the pages show (the server falls back to UTC) -----
+  // A page written in another zone than this browser's (the cookie was new, or the zone changed)
+  // when the account leaves it automatic (data-zone-auto) and shows times is fetched again, once
+  // per zone and tab: a zone the server does not know (it keeps UTC) cannot loop.
   try {
     const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
     // IANA names are letters, digits and "/_+-": a cookie value as they are.
-    if (zone && /^[A-Za-z0-9\/_+-]+$/.test(zone) && !document.cookie.split("; ").includes("tz=" + zone)) {
-      document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
+    const cookie = "tz=" + zone;
+    if (zone && /^[A-Za-z0-9\/_+-]+$/.test(zone) && !document.cookie.split("; ").includes(cookie)) {
+      document.cookie = cookie + "; path=/; max-age=31536000; samesite=lax";
+      const root = document.documentElement;
+      if (root.hasAttribute("data-zone-auto") && root.dataset.zone !== zone && $("time")
+          && document.cookie.split("; ").includes(cookie)
+          && sessionStorage.getItem("pillarbox.zone-reload") !== zone) {
+        sessionStorage.setItem("pillarbox.zone-reload", zone);
+        window.location.reload();
+      }
     }
-  } catch (error) { /* no Intl: UTC */ }
+  } catch (error) { /* no Intl or no storage: UTC until the next page */ }
   const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
 
   // -- confirmation of destructive buttons ----------------------------------------------------
