@@ -506,3 +506,45 @@ def test_a_message_not_from_whom_it_names_is_warned(live: LiveServer, alice: Web
     page = html.unescape(alice.get(f"/mail/{box}/{uid_}").text)
     assert f"sent by Bob <{BOB}>, not by the organizer it names ({carol})" in page
     assert 'value="accept"' in page  # a warning, not a refusal: the invitee decides
+
+
+def test_deleting_an_event_someone_else_organizes_declines_it(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """RFC 5546 §3.2.3: Alice deletes, from the Calendar page, an event Bob organizes that she
+    accepted; the page offers the decline, and Bob's INBOX gets her REPLY with
+    PARTSTAT=DECLINED. Without the tick, nothing is sent; her own event offers nothing."""
+    send_as_bob(live, invitation("REQUEST"))
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning (REQUEST)"), "invite")
+    assert alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"}).status_code == 303
+    wait_for(lambda: newest(live, BOB, "Accepted: Planning"), "the acceptance")
+    ((name, _),) = dav_objects(live).items()
+    page = html.unescape(alice.get(f"/calendar/events/personal/{name}").text)
+    assert 'id="event-decline"' in page
+    assert f"tell {BOB} you will not attend (a decline from {ALICE})" in page
+    deleted = alice.post(
+        f"/calendar/events/personal/{name}", {"action": "delete", "decline": "yes"}
+    )
+    assert deleted.status_code == 303
+    query = parse_qs(urlsplit(deleted.headers["location"]).query)
+    assert query["done"] == ["declined"] and "warning" not in query
+    assert "the organizer told you will not attend" in alice.get(deleted.headers["location"]).text
+    assert dav_objects(live) == {}
+    _, _, raw = wait_for(lambda: newest(live, BOB, "Declined: Planning"), "the decline")
+    assert message_from_bytes(raw, policy=policy.default)["From"] == f"Alice <{ALICE}>"
+    event = itip_of(raw, "REPLY")
+    assert str(event["UID"]) == "plan-42@example.org"
+    assert str(event["ATTENDEE"]).lower() == f"mailto:{ALICE}"
+    assert event["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+
+    # Accepted again, deleted without the tick: deleted, and Bob is sent nothing more.
+    assert alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"}).status_code == 303
+    wait_for(lambda: len(arrived(live, BOB, "Accepted: Planning")) == 2, "the second acceptance")
+    ((name, _),) = dav_objects(live).items()
+    quiet = alice.post(f"/calendar/events/personal/{name}", {"action": "delete"})
+    assert quiet.headers["location"] == "/calendar?done=deleted"
+    assert dav_objects(live) == {}
+    assert len(arrived(live, BOB, "Declined: Planning")) == 1
+
+    own = alice.post("/calendar/events", event_form(title="Mine", attendees=BOB))
+    assert 'id="event-decline"' not in alice.get(own.headers["location"]).text

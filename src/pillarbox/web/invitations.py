@@ -12,10 +12,9 @@ Implementation notes:
   calendar (``personal``, else the first; replacing the object of the same UID there, so an
   updated invitation updates it) without its METHOD (RFC 4791 §4.1) and with the reader's
   PARTSTAT, through :func:`.calendarpage.store_event` (what a CalDAV PUT does: phones see
-  it), then send a METHOD:REPLY (§3.2.3, :func:`pillarbox.ical.itip_reply`) to the
-  organizer through the submission path the webmail's own sending takes
-  (:func:`pillarbox.queue.intake.submit`: the sender checks, sending limits, DKIM signing,
-  the queue), from the identity the invitation addressed.
+  it), then send a METHOD:REPLY (§3.2.3, :func:`.answering.send_answer`) to the organizer
+  through the submission path the webmail's own sending takes, from the identity the
+  invitation addressed.
 - **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
   calendar of the account holding it.
 - **REPLY** (§3.2.3), the organizer's side: the event of that UID in the account's calendars
@@ -48,22 +47,20 @@ from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.model import Envelope
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part
 from pillarbox.observability.log import Log
-from pillarbox.queue.intake import submit
 from pillarbox.services import Services
 from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
-from pillarbox.web.app import client_ip, field_text, posted_form, redirect, require_account, web
+from pillarbox.web.answering import VERBS, send_answer
+from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import account_calendars
 from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
 from pillarbox.web.mailaccess import MailAccess, Opened
-from pillarbox.web.reading import Person, calendar_part, people
-from pillarbox.web.scheduling import imip_message
+from pillarbox.web.reading import calendar_part, people
 
 _log = Log("web.invitations")
 
 #: The form's answers to a REQUEST and the PARTSTAT each writes (RFC 5546 §3.2.3).
 _ANSWERS = {"accept": "ACCEPTED", "tentative": "TENTATIVE", "decline": "DECLINED"}
-_VERBS = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
 #: A REPLY's PARTSTAT as the organizer reads it (RFC 5545 §3.2.12).
 _REPLIED = {
     "ACCEPTED": "accepted",
@@ -196,20 +193,6 @@ async def _reply_shown(
     )  # fmt: skip
 
 
-def reply_message(
-    invitation: ical.Invitation, sender: str, sender_name: str, reply: bytes, partstat: str,
-    *, hostname: str, now: datetime,
-) -> bytes:  # fmt: skip
-    """The iMIP REPLY (RFC 6047 §2.4) to the organizer, subject "Accepted: …"."""
-    title = " ".join(invitation.summary.split()) or "(no title)"
-    who = sender_name or sender
-    return imip_message(
-        Person(sender_name, sender), [invitation.organizer], f"{_VERBS[partstat]}: {title}",
-        f"{who} has answered the invitation: {_VERBS[partstat].lower()}.\n", reply, "REPLY",
-        hostname=hostname, now=now,
-    )  # fmt: skip
-
-
 async def _answer(
     request: Request, account: Account, opened: Opened, data: bytes, partstat: str
 ) -> str:
@@ -220,8 +203,7 @@ async def _answer(
         raise UserError("only an invitation (a REQUEST) takes an answer")
     known: list[Identity] = await identities.identities_of(services, account)
     identity = identities.identity_for(known, [a.address for a in invitation.attendees])
-    attendee = identity.address
-    stored = await run_blocking(ical.accepted_object, data, attendee, partstat)
+    stored = await run_blocking(ical.accepted_object, data, identity.address, partstat)
     # The default calendar (made first if the account has none).
     calendar = default_calendar(await account_calendars(request, account))
     try:
@@ -232,31 +214,13 @@ async def _answer(
     await store_event(services, account, calendar, name, stored)
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
-    now = datetime.now(UTC)
-    reply = await run_blocking(ical.itip_reply, data, attendee, partstat, now)
-    sender = identities.sender(identity, account)
-    raw = reply_message(
-        invitation, sender.address, sender.name, reply, partstat,
-        hostname=services.hostname, now=now,
+    submitted = await send_answer(
+        request, services, account, identity, data, partstat,
+        organizer=invitation.organizer, summary=invitation.summary,
     )  # fmt: skip
-    submitted = await submit(
-        services,
-        account,
-        raw,
-        attendee,
-        [invitation.organizer],
-        client_ip=client_ip(request),
-        tls=request.url.scheme == "https",
-    )
-    _log.info(
-        "invitation answered",
-        account=account.address,
-        partstat=partstat,
-        reply=str(submitted.reply.code),
-    )
     if not submitted.ok:
         return f"Saved in your calendar, but the answer was not sent: {submitted.reply.text}"
-    return f"{_VERBS[partstat]}: saved in your calendar and the organizer told."
+    return f"{VERBS[partstat]}: saved in your calendar and the organizer told."
 
 
 async def _remove(services: Services, account: Account, uid: str) -> str:
@@ -286,7 +250,7 @@ async def _apply(
     warning = originator_warning(opened.info.envelope, check.attendee, "attendee")
     if warning and not trusted:
         _log.info("invitation reply not from its attendee", account=account.address)
-        raise UserError(f"{warning} Tick \"apply it anyway\" to update the event all the same")
+        raise UserError(f'{warning} Tick "apply it anyway" to update the event all the same')
     updated = await run_blocking(ical.applied_reply, stored.data, data)
     await store_event(services, account, calendar, stored.name, updated)
     check = await run_blocking(ical.check_reply, updated, data)
