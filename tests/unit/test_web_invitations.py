@@ -25,7 +25,7 @@ def _warning(envelope: Envelope, named: str, role: str = "attendee") -> str:
 
 
 @pytest.mark.parametrize(
-    "envelope, named",
+    ("envelope", "named"),
     [
         (_envelope("bob@example.org"), "bob@example.org"),
         (_envelope("Bob@Example.ORG"), "bob@example.org"),  # addresses compared caselessly
