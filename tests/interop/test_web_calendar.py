@@ -203,7 +203,9 @@ def test_forms_need_the_csrf_token(live: LiveServer, alice: WebSession) -> None:
     outsider.close()
 
 
-def invitation(method: str, sequence: int = 0, *, extra: str = "") -> bytes:
+def invitation(
+    method: str, sequence: int = 0, *, extra: str = "", organizer: str = "CN=Bob:mailto:" + BOB
+) -> bytes:
     start = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0, second=0, minute=0)
     calendar = (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Bob//Calendar//EN\r\n"
@@ -211,7 +213,7 @@ def invitation(method: str, sequence: int = 0, *, extra: str = "") -> bytes:
         f"DTSTAMP:20250101T000000Z\r\nSEQUENCE:{sequence}\r\n"
         f"DTSTART:{start:%Y%m%dT%H%M%SZ}\r\nDTEND:{start + timedelta(hours=1):%Y%m%dT%H%M%SZ}\r\n"
         f"SUMMARY:Planning\r\nLOCATION:Room 4\r\n{extra}"
-        "ORGANIZER;CN=Bob:mailto:bob@example.org\r\n"
+        f"ORGANIZER;{organizer}\r\n"
         "ATTENDEE;CN=Bob;PARTSTAT=ACCEPTED:mailto:bob@example.org\r\n"
         "ATTENDEE;CN=Alice;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:alice@example.org\r\n"
         "END:VEVENT\r\nEND:VCALENDAR\r\n"
@@ -248,6 +250,7 @@ def test_invitation_accepted_in_the_web(live: LiveServer, alice: WebSession) -> 
     assert 'id="invitation"' in page and "Invitation: Planning" in page
     assert "Room 4" in page and "Bob &lt;bob@example.org&gt;" in page
     assert 'value="accept"' in page and 'value="decline"' in page
+    assert 'id="invitation-warning"' not in page  # sent by its organizer
 
     forged = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"}, csrf=False)
     assert forged.status_code == 303 and forged.headers["location"].startswith("/login")
@@ -454,13 +457,14 @@ def test_attendee_field_limits_and_a_stranger_reply(live: LiveServer, alice: Web
     assert 'value="apply"' not in page
 
 
-def eve_reply(subject: str, uid: str) -> bytes:
-    """Eve's REPLY to Alice's event ``uid``, as Bob sends it (Eve is not an attendee)."""
+def eve_reply(subject: str, uid: str, attendee: str = "eve@example.org") -> bytes:
+    """Eve's REPLY to Alice's event ``uid``, as Bob sends it (Eve is not an attendee); or
+    that of another ``attendee``."""
     reply = (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Eve//EN\r\nMETHOD:REPLY\r\n"
         f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20310101T000000Z\r\n"
         f"ORGANIZER:mailto:{ALICE}\r\n"
-        "ATTENDEE;CN=Eve;PARTSTAT=ACCEPTED:mailto:eve@example.org\r\n"
+        f"ATTENDEE;CN=Eve;PARTSTAT=ACCEPTED:mailto:{attendee}\r\n"
         "END:VEVENT\r\nEND:VCALENDAR\r\n"
     )
     message = EmailMessage(policy=policy.SMTP)
@@ -470,3 +474,79 @@ def eve_reply(subject: str, uid: str) -> bytes:
     message.set_content("Accepted.\n")
     message.add_alternative(reply, subtype="calendar", params={"method": "REPLY"})
     return message.as_bytes()
+
+
+def test_a_message_not_from_whom_it_names_is_warned(live: LiveServer, alice: WebSession) -> None:
+    """RFC 6047 §3: a REPLY sent by someone other than the attendee it names is shown with a
+    warning and applied only when the organizer ticks "apply it anyway"; a REQUEST whose
+    ORGANIZER is not its sender gets the warning line."""
+    carol = "carol@example.org"
+    made = alice.post("/calendar/events", event_form(title="Sync", attendees=f"{BOB}, {carol}"))
+    assert made.status_code == 303
+    ((name, data),) = dav_objects(live).items()
+    uid = str(only_event(data)["UID"])
+    send_as_bob(live, eve_reply("Accepted: Sync (for Carol)", uid, attendee=carol))
+    box, uid_, _ = wait_for(lambda: newest(live, ALICE, "Accepted: Sync (for Carol)"), "reply")
+    page = html.unescape(alice.get(f"/mail/{box}/{uid_}").text)
+    assert 'id="invitation-warning"' in page
+    assert f"sent by {BOB}, not by the attendee it names ({carol})" in page
+    assert 'value="apply"' in page and 'name="trust" value="yes" required' in page
+    refused = alice.post(f"/mail/{box}/{uid_}/invitation", {"action": "apply"})
+    assert refused.status_code == 400 and "apply it anyway" in html.unescape(refused.text)
+    assert partstats(dav_objects(live)[name])[f"mailto:{carol}"] == "NEEDS-ACTION"
+    applied = alice.post(f"/mail/{box}/{uid_}/invitation", {"action": "apply", "trust": "yes"})
+    assert applied.status_code == 303 and "Event+updated" in applied.headers["location"]
+    assert partstats(dav_objects(live)[name]) == {
+        f"mailto:{BOB}": "NEEDS-ACTION",
+        f"mailto:{carol}": "ACCEPTED",
+    }
+
+    send_as_bob(live, invitation("REQUEST", organizer=f"CN=Carol:mailto:{carol}"))
+    box, uid_, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning (REQUEST)"), "req")
+    page = html.unescape(alice.get(f"/mail/{box}/{uid_}").text)
+    assert f"sent by Bob <{BOB}>, not by the organizer it names ({carol})" in page
+    assert 'value="accept"' in page  # a warning, not a refusal: the invitee decides
+
+
+def test_deleting_an_event_someone_else_organizes_declines_it(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """RFC 5546 §3.2.3: Alice deletes, from the Calendar page, an event Bob organizes that she
+    accepted; the page offers the decline, and Bob's INBOX gets her REPLY with
+    PARTSTAT=DECLINED. Without the tick, nothing is sent; her own event offers nothing."""
+    send_as_bob(live, invitation("REQUEST"))
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning (REQUEST)"), "invite")
+    assert alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"}).status_code == 303
+    wait_for(lambda: newest(live, BOB, "Accepted: Planning"), "the acceptance")
+    ((name, _),) = dav_objects(live).items()
+    page = html.unescape(alice.get(f"/calendar/events/personal/{name}").text)
+    assert 'id="event-decline"' in page
+    assert f"tell {BOB} you will not attend (a decline from {ALICE})" in page
+    deleted = alice.post(
+        f"/calendar/events/personal/{name}", {"action": "delete", "decline": "yes"}
+    )
+    assert deleted.status_code == 303
+    query = parse_qs(urlsplit(deleted.headers["location"]).query)
+    assert query["done"] == ["declined"] and "warning" not in query
+    assert "the organizer told you will not attend" in alice.get(deleted.headers["location"]).text
+    assert dav_objects(live) == {}
+    _, _, raw = wait_for(lambda: newest(live, BOB, "Declined: Planning"), "the decline")
+    assert message_from_bytes(raw, policy=policy.default)["From"] == f"Alice <{ALICE}>"
+    event = itip_of(raw, "REPLY")
+    assert str(event["UID"]) == "plan-42@example.org"
+    assert str(event["ATTENDEE"]).lower() == f"mailto:{ALICE}"
+    assert event["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+
+    # Accepted again, deleted without the tick: deleted, and Bob is sent nothing more.
+    assert alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"}).status_code == 303
+    wait_for(lambda: len(arrived(live, BOB, "Accepted: Planning")) == 2, "the second acceptance")
+    ((name, _),) = dav_objects(live).items()
+    quiet = alice.post(f"/calendar/events/personal/{name}", {"action": "delete"})
+    assert quiet.headers["location"] == "/calendar?done=deleted"
+    assert dav_objects(live) == {}
+
+    own = alice.post("/calendar/events", event_form(title="Mine", attendees=BOB))
+    assert 'id="event-decline"' not in alice.get(own.headers["location"]).text
+    # Mail sent after the quiet delete has arrived: a decline from it would have too.
+    wait_for(lambda: newest(live, BOB, "Invitation: Mine"), "the invitation sent after it")
+    assert len(arrived(live, BOB, "Declined: Planning")) == 1

@@ -1437,3 +1437,22 @@ def test_quotas_beyond_what_the_store_holds_are_refused(
         )
         assert answer.status_code == 400, (megabytes, messages)
     assert live.call(live.store.get_account("erin@example.com")) is None
+
+
+def test_api_time_zone_round_trip(alice: WebSession) -> None:
+    """The account's time zone over the JSON API: read in /settings, set by name, an unknown
+    name refused 400 (the settings form's check), "" back to the browser's; every member of
+    the answers declared in the schema."""
+    schemas = alice.api("GET", "/openapi.json").json()["components"]["schemas"]
+    settings = alice.api("GET", "/settings").json()
+    assert list(settings) == list(schemas["Settings"]["properties"])
+    assert settings["time_zone"] == ""
+    answer = alice.api("PUT", "/settings/time-zone", {"time_zone": "America/New_York"})
+    assert answer.status_code == 200 and answer.json() == {"time_zone": "America/New_York"}
+    assert alice.api("GET", "/settings").json()["time_zone"] == "America/New_York"
+    unknown = alice.api("PUT", "/settings/time-zone", {"time_zone": "Mars/Olympus_Mons"})
+    assert unknown.status_code == 400 and "unknown time zone" in unknown.json()["error"]
+    assert alice.api("PUT", "/settings/time-zone", {"time_zone": 3}).status_code == 400
+    assert alice.api("GET", "/settings").json()["time_zone"] == "America/New_York"
+    assert alice.api("PUT", "/settings/time-zone", {"time_zone": ""}).json() == {"time_zone": ""}
+    assert alice.api("GET", "/settings").json()["time_zone"] == ""

@@ -274,6 +274,7 @@ def settings_json(account: Account, settings: AccountSettings) -> JsonObject:
             "until": f"{settings.vacation_until:%Y-%m-%d}" if settings.vacation_until else None,
         },
         "forwarding": {"to": list(settings.forward_to), "keep_copy": settings.forward_keep_copy},
+        "time_zone": settings.time_zone,
     }
 
 
@@ -659,6 +660,13 @@ async def get_quota(call: Call) -> object:
 async def put_profile(call: Call) -> object:
     await account_ops.set_display_name(call.web.services, call.account, call.text("display_name"))
     return {"ok": True}
+
+
+async def put_time_zone(call: Call) -> object:
+    settings = await account_ops.update_time_zone(
+        call.web.services, call.account, call.text("time_zone")
+    )
+    return {"time_zone": settings.time_zone}
 
 
 async def put_vacation(call: Call) -> object:
@@ -1047,6 +1055,11 @@ SENDING_STATE = _obj(
     ("address", "own", "limits", "sent"),
 )
 PERSON = _obj({"name": STR, "address": STR})
+#: AccountSettings.time_zone, checked by pillarbox.web.zone.known_zone.
+_TIME_ZONE: JsonObject = {
+    "type": "string",
+    "description": 'an IANA zone name ("Europe/Paris"); "": the browser\'s zone',
+}
 
 SCHEMAS: dict[str, JsonObject] = {
     "Error": _obj(
@@ -1224,6 +1237,7 @@ SCHEMAS: dict[str, JsonObject] = {
                 }
             ),
             "forwarding": _obj({"to": _list(STR), "keep_copy": BOOL}),
+            "time_zone": _TIME_ZONE,
             "retention": _ref("Retention"),
         }
     ),
@@ -1629,7 +1643,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/settings",
         get_settings,
-        "Display name, vacation reply, forwarding, Junk and Trash retention",
+        "Display name, vacation reply, forwarding, time zone, Junk and Trash retention",
         "account",
         _ref("Settings"),
     ),
@@ -1641,6 +1655,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "account",
         OK,
         _obj({"display_name": STR}, ("display_name",)),
+    ),
+    Operation(
+        "PUT",
+        "/settings/time-zone",
+        put_time_zone,
+        "Set the time zone the webmail shows times in (an unknown name is 400)",
+        "account",
+        _obj({"time_zone": _TIME_ZONE}),
+        _obj({"time_zone": _TIME_ZONE}, ("time_zone",)),
     ),
     Operation(
         "PUT",

@@ -21,6 +21,10 @@ Implementation notes:
   lines and sends each attendee the event as a METHOD:REQUEST (an edit: the update, its
   SEQUENCE raised by the edit), one removed from the list a CANCEL; deleting it sends them a
   CANCEL. The event is saved even when sending fails: the page says what was not sent.
+- **Someone else's event**: deleting an event another organizes, that one of the account's
+  identities attends, offers (ticked) to tell the organizer: a METHOD:REPLY with
+  PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.answering.send_answer`),
+  sent before the event is deleted; the event is deleted even when sending fails.
 - **CSRF**: every form is a POST through :func:`.app.posted_form`, like the rest of the webmail.
 """
 
@@ -43,8 +47,9 @@ from pillarbox.blocking import run_blocking
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
-from pillarbox.store.types import Account, Calendar, CalendarObject
+from pillarbox.store.types import Account, Calendar, CalendarObject, Identity
 from pillarbox.web import identities
+from pillarbox.web.answering import send_answer
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import DEFAULT, NAME, account_calendars
 from pillarbox.web.scheduling import (
@@ -294,6 +299,9 @@ class Editing:
     organizer: str = ""
     #: The stored attendees with their answers.
     answers: tuple[ical.Attendee, ...] = ()
+    #: The account's address among the attendees of someone else's event ("" otherwise):
+    #: deleting it offers to send the organizer a decline from it.
+    attending: str = ""
 
 
 def _attendees_text(attendees: Sequence[ical.Attendee]) -> str:
@@ -301,8 +309,9 @@ def _attendees_text(attendees: Sequence[ical.Attendee]) -> str:
 
 
 def _editing(
-    calendar: str, name: str, fields: ical.EventFields, zone: tzinfo, meeting: Meeting
-) -> Editing:
+    calendar: str, name: str, fields: ical.EventFields, zone: tzinfo, meeting: Meeting,
+    attending: Identity | None,
+) -> Editing:  # fmt: skip
     start, end = _local(fields.start, zone), _local(fields.end, zone)
     all_day = not isinstance(fields.start, datetime)
     if all_day:
@@ -321,6 +330,7 @@ def _editing(
         _attendees_text(meeting.attendees),
         "" if meeting.organizer is not None else meeting.organizer_address,
         meeting.attendees,
+        "" if attending is None else attending.address,
     )
 
 
@@ -345,6 +355,7 @@ _NOTICES = {
     "deleted": "Event deleted.",
     "invited": "Event saved and the attendees invited.",
     "cancelled": "Event deleted and the attendees told.",
+    "declined": "Event deleted and the organizer told you will not attend.",
 }
 
 
@@ -380,6 +391,8 @@ async def _render(
             end_time=f"{(now.hour + 2) % 24:02d}:00",
         )
     previous = (first - timedelta(days=1)).replace(day=1)
+    done = request.query_params.get("done", "")
+    warning = request.query_params.get("warning", "")[:300]
     following = (first + timedelta(days=31)).replace(day=1)
     return app.render(
         request,
@@ -396,8 +409,8 @@ async def _render(
         zone=str(zone),
         editing=editing,
         error=error,
-        notice=_NOTICES.get(request.query_params.get("done", ""), ""),
-        warning=request.query_params.get("warning", "")[:300],
+        notice=_NOTICES.get(done, ""),
+        warning=warning and f"{'Your decline' if done == 'declined' else 'Invitations'} {warning}",
         max_title=MAX_TITLE,
     )
 
@@ -417,7 +430,8 @@ async def event_page(request: Request) -> Response:
     except ical.InvalidObject:
         raise NotFound("not an event the calendar page can edit") from None
     meeting = await meeting_of(app.services, account, obj.data)
-    editing = _editing(calendar, name, fields, reader_zone(request), meeting)
+    attending = await _attending(app.services, account, meeting)
+    editing = _editing(calendar, name, fields, reader_zone(request), meeting, attending)
     return await _render(request, account, editing=editing)
 
 
@@ -435,8 +449,15 @@ async def event_submit(request: Request) -> Response:
     if name and field_text(form, "action") == "delete":
         current = await services.store.calendar_object(account.id, calendar, name)
         meeting = await _meeting_or_none(services, account, current.data)
+        attending = None if meeting is None else await _attending(services, account, meeting)
+        declining = attending if field_text(form, "decline") else None
+        warning = ""
+        if declining is not None and meeting is not None:
+            warning = await _decline(request, services, account, declining, meeting, current)
         await services.store.delete_calendar_object(account.id, calendar, name, now=now)
         _log.info("calendar event deleted", account=account.address, calendar=calendar)
+        if declining is not None:
+            return redirect("/calendar?" + urlencode({"done": "declined", "warning": warning}))
         if meeting is None or meeting.organizer is None or not meeting.attendees:
             return redirect("/calendar?done=deleted")
         # RFC 5546 §3.2.5: the whole event cancelled, to every attendee.
@@ -480,6 +501,33 @@ async def event_submit(request: Request) -> Response:
         return redirect(f"{target}?done=saved")
     warning = await send_updates(request, services, account, meeting, data, previous, invited)
     return redirect(f"{target}?" + urlencode({"done": "invited", "warning": warning}))
+
+
+async def _attending(services: Services, account: Account, meeting: Meeting) -> Identity | None:
+    """The account's identity among the attendees of an event someone else organizes (the
+    one a decline goes out from); None for its own event, or when none of them attends."""
+    if meeting.organizer is not None or "@" not in meeting.organizer_address:
+        return None
+    listed = {a.address.lower() for a in meeting.attendees}
+    known = await identities.identities_of(services, account)
+    return next((i for i in known if i.address.lower() in listed), None)
+
+
+async def _decline(
+    request: Request, services: Services, account: Account, attending: Identity,
+    meeting: Meeting, current: CalendarObject,
+) -> str:  # fmt: skip
+    """Tell the organizer ``attending`` will not come (RFC 5546 §3.2.3: a REPLY with
+    PARTSTAT=DECLINED): "" when the submission took it, else why not."""
+    try:
+        summary = (await run_blocking(ical.stored_fields, current.data)).summary
+    except ical.InvalidObject:
+        summary = ""
+    submitted = await send_answer(
+        request, services, account, attending, current.data, "DECLINED",
+        organizer=meeting.organizer_address, summary=summary,
+    )  # fmt: skip
+    return "" if submitted.ok else f"was not sent: {submitted.reply.text}"
 
 
 async def _meeting_or_none(services: Services, account: Account, data: bytes) -> Meeting | None:

@@ -12,19 +12,21 @@ Implementation notes:
   calendar (``personal``, else the first; replacing the object of the same UID there, so an
   updated invitation updates it) without its METHOD (RFC 4791 §4.1) and with the reader's
   PARTSTAT, through :func:`.calendarpage.store_event` (what a CalDAV PUT does: phones see
-  it), then send a METHOD:REPLY (§3.2.3, :func:`pillarbox.ical.itip_reply`) to the
-  organizer through the submission path the webmail's own sending takes
-  (:func:`pillarbox.queue.intake.submit`: the sender checks, sending limits, DKIM signing,
-  the queue), from the identity the invitation addressed.
+  it), then send a METHOD:REPLY (§3.2.3, :func:`.answering.send_answer`) to the organizer
+  through the submission path the webmail's own sending takes, from the identity the
+  invitation addressed.
 - **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
   calendar of the account holding it.
 - **REPLY** (§3.2.3), the organizer's side: the event of that UID in the account's calendars
   (the first holding it) is checked against the answer (:func:`pillarbox.ical.check_reply`:
   the replier one of its attendees, the SEQUENCE not older than the stored one); "Update the
   event" sets only that attendee's PARTSTAT in the stored object, edited in place (what a
-  phone wrote stays), and stored as a CalDAV PUT stores it. The From of the message is not
-  held against the ATTENDEE (RFC 6047 §3 leaves that to the receiver): the organizer sees
-  who answered and decides.
+  phone wrote stays), and stored as a CalDAV PUT stores it.
+- **Who sent it** (RFC 6047 §3, without S/MIME to tell the signer): the message's From and
+  Sender (each of its mailboxes) are held against the ATTENDEE a REPLY names, and against a
+  REQUEST's ORGANIZER. When one differs, the page warns (:func:`originator_warning`); a
+  REPLY is then applied only when the organizer ticks "apply it anyway" (§3 step 2: warn,
+  encourage ignoring it, let the user decide), and the POST is refused without that tick.
 - The reader is the attendee whose address is one of the account's identities; a REQUEST
   naming none of them (sent to a list, say) is answered as the default identity.
 """
@@ -42,24 +44,23 @@ from starlette.routing import BaseRoute, Route
 from pillarbox import ical
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import NotFound, UserError
+from pillarbox.mail.model import Envelope
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part
 from pillarbox.observability.log import Log
-from pillarbox.queue.intake import submit
 from pillarbox.services import Services
 from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
-from pillarbox.web.app import client_ip, field_text, posted_form, redirect, require_account, web
+from pillarbox.web.answering import VERBS, send_answer
+from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import account_calendars
 from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
 from pillarbox.web.mailaccess import MailAccess, Opened
-from pillarbox.web.reading import Person, calendar_part
-from pillarbox.web.scheduling import imip_message
+from pillarbox.web.reading import calendar_part, people
 
 _log = Log("web.invitations")
 
 #: The form's answers to a REQUEST and the PARTSTAT each writes (RFC 5546 §3.2.3).
 _ANSWERS = {"accept": "ACCEPTED", "tentative": "TENTATIVE", "decline": "DECLINED"}
-_VERBS = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
 #: A REPLY's PARTSTAT as the organizer reads it (RFC 5545 §3.2.12).
 _REPLIED = {
     "ACCEPTED": "accepted",
@@ -85,6 +86,8 @@ class Summary:
     reply: ical.ReplyCheck | None = None
     #: What a REPLY says, as a sentence ("Ann accepted").
     replied: str = ""
+    #: Why the message may not come from whom it names (RFC 6047 §3); "" when it does.
+    warning: str = ""
 
 
 async def _part_data(services: Services, opened: Opened) -> bytes | None:
@@ -121,18 +124,36 @@ async def shown(
         return Summary(None, "this message carries calendar data that cannot be read")
     when = "" if invitation.start is None else span_text(invitation.start, invitation.end, zone)
     if invitation.method == "REPLY":
-        return await _reply_shown(services, account, invitation, data, when)
+        return await _reply_shown(services, account, opened, invitation, data, when)
+    warning = ""
+    if invitation.method == "REQUEST" and invitation.organizer:
+        warning = originator_warning(opened.info.envelope, invitation.organizer, "organizer")
     addresses = {i.address.lower() for i in await identities.identities_of(services, account)}
     mine = next((a for a in invitation.attendees if a.address.lower() in addresses), None)
     calendar = default_calendar(await services.store.list_calendars(account.id))
     try:
         stored = await services.store.calendar_object_by_uid(account.id, calendar, invitation.uid)
     except NotFound:
-        return Summary(invitation, when=when)
+        return Summary(invitation, when=when, warning=warning)
     answered = ""
     if mine is not None:
         answered = await run_blocking(ical.partstat_of, stored.data, mine.address)
-    return Summary(invitation, answered=answered, in_calendar=True, when=when)
+    return Summary(invitation, answered=answered, in_calendar=True, when=when, warning=warning)
+
+
+def originator_warning(envelope: Envelope, named: str, role: str) -> str:
+    """Why the message may not be from ``named`` (the REPLY's ATTENDEE or the REQUEST's
+    ORGANIZER, whose ``role`` the sentence names): a mailbox of its From or Sender that is
+    not that address (RFC 6047 §3; the parser gives Sender the From's value when absent,
+    RFC 5322 §3.6.2); "" when every one is."""
+    senders = {p.address.lower(): p for p in [*people(envelope.from_), *people(envelope.sender)]}
+    others = [str(p) for address, p in senders.items() if address != named.lower()]
+    if not others:
+        return ""
+    return (
+        f"This message was sent by {', '.join(others)}, not by the {role} it names "
+        f"({named}): it may not come from them."
+    )
 
 
 async def _holding(
@@ -156,8 +177,9 @@ def _replied(check: ical.ReplyCheck) -> str:
 
 
 async def _reply_shown(
-    services: Services, account: Account, invitation: ical.Invitation, data: bytes, when: str
-) -> Summary:
+    services: Services, account: Account, opened: Opened, invitation: ical.Invitation,
+    data: bytes, when: str,
+) -> Summary:  # fmt: skip
     held = await _holding(services, account, invitation.uid)
     if not held:
         return Summary(invitation, "The event this answers is not in your calendars.", when=when)
@@ -165,20 +187,9 @@ async def _reply_shown(
         check = await run_blocking(ical.check_reply, held[0][1].data, data)
     except ical.InvalidObject as exc:
         return Summary(invitation, f"This answer cannot be applied: {exc}.", when=when)
-    return Summary(invitation, when=when, in_calendar=True, reply=check, replied=_replied(check))
-
-
-def reply_message(
-    invitation: ical.Invitation, sender: str, sender_name: str, reply: bytes, partstat: str,
-    *, hostname: str, now: datetime,
-) -> bytes:  # fmt: skip
-    """The iMIP REPLY (RFC 6047 §2.4) to the organizer, subject "Accepted: …"."""
-    title = " ".join(invitation.summary.split()) or "(no title)"
-    who = sender_name or sender
-    return imip_message(
-        Person(sender_name, sender), [invitation.organizer], f"{_VERBS[partstat]}: {title}",
-        f"{who} has answered the invitation: {_VERBS[partstat].lower()}.\n", reply, "REPLY",
-        hostname=hostname, now=now,
+    return Summary(
+        invitation, when=when, in_calendar=True, reply=check, replied=_replied(check),
+        warning=originator_warning(opened.info.envelope, check.attendee, "attendee"),
     )  # fmt: skip
 
 
@@ -192,8 +203,7 @@ async def _answer(
         raise UserError("only an invitation (a REQUEST) takes an answer")
     known: list[Identity] = await identities.identities_of(services, account)
     identity = identities.identity_for(known, [a.address for a in invitation.attendees])
-    attendee = identity.address
-    stored = await run_blocking(ical.accepted_object, data, attendee, partstat)
+    stored = await run_blocking(ical.accepted_object, data, identity.address, partstat)
     # The default calendar (made first if the account has none).
     calendar = default_calendar(await account_calendars(request, account))
     try:
@@ -204,31 +214,13 @@ async def _answer(
     await store_event(services, account, calendar, name, stored)
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
-    now = datetime.now(UTC)
-    reply = await run_blocking(ical.itip_reply, data, attendee, partstat, now)
-    sender = identities.sender(identity, account)
-    raw = reply_message(
-        invitation, sender.address, sender.name, reply, partstat,
-        hostname=services.hostname, now=now,
+    submitted = await send_answer(
+        request, services, account, identity, data, partstat,
+        organizer=invitation.organizer, summary=invitation.summary,
     )  # fmt: skip
-    submitted = await submit(
-        services,
-        account,
-        raw,
-        attendee,
-        [invitation.organizer],
-        client_ip=client_ip(request),
-        tls=request.url.scheme == "https",
-    )
-    _log.info(
-        "invitation answered",
-        account=account.address,
-        partstat=partstat,
-        reply=str(submitted.reply.code),
-    )
     if not submitted.ok:
         return f"Saved in your calendar, but the answer was not sent: {submitted.reply.text}"
-    return f"{_VERBS[partstat]}: saved in your calendar and the organizer told."
+    return f"{VERBS[partstat]}: saved in your calendar and the organizer told."
 
 
 async def _remove(services: Services, account: Account, uid: str) -> str:
@@ -240,8 +232,11 @@ async def _remove(services: Services, account: Account, uid: str) -> str:
     return "Removed from your calendar." if held else "It was not in your calendar."
 
 
-async def _apply(services: Services, account: Account, data: bytes) -> str:
-    """Set the replying attendee's PARTSTAT in the organizer's event (RFC 5546 §3.2.3)."""
+async def _apply(
+    services: Services, account: Account, opened: Opened, data: bytes, *, trusted: bool
+) -> str:
+    """Set the replying attendee's PARTSTAT in the organizer's event (RFC 5546 §3.2.3); from
+    a message not sent by that attendee only when the organizer ``trusted`` it (RFC 6047 §3)."""
     invitation = await run_blocking(ical.read_invitation, data)
     if invitation.method != "REPLY":
         raise UserError("only an answer (a REPLY) updates an event")
@@ -249,10 +244,14 @@ async def _apply(services: Services, account: Account, data: bytes) -> str:
     if not held:
         raise UserError("the event this answers is not in your calendars")
     calendar, stored = held[0]
-    try:
-        updated = await run_blocking(ical.applied_reply, stored.data, data)
-    except ical.ReplyNotApplied as exc:
-        raise UserError(str(exc)) from None
+    check = await run_blocking(ical.check_reply, stored.data, data)
+    if check.problem:
+        raise UserError(check.problem)
+    warning = originator_warning(opened.info.envelope, check.attendee, "attendee")
+    if warning and not trusted:
+        _log.info("invitation reply not from its attendee", account=account.address)
+        raise UserError(f'{warning} Tick "apply it anyway" to update the event all the same')
+    updated = await run_blocking(ical.applied_reply, stored.data, data)
     await store_event(services, account, calendar, stored.name, updated)
     check = await run_blocking(ical.check_reply, updated, data)
     _log.info("invitation reply applied", account=account.address, partstat=check.partstat)
@@ -277,7 +276,8 @@ async def answer(request: Request) -> Response:
             invitation = await run_blocking(ical.read_invitation, data)
             notice = await _remove(services, account, invitation.uid)
         elif action == "apply":
-            notice = await _apply(services, account, data)
+            trusted = field_text(form, "trust") == "yes"
+            notice = await _apply(services, account, opened, data, trusted=trusted)
         elif action in _ANSWERS:
             notice = await _answer(request, account, opened, data, _ANSWERS[action])
         else:
