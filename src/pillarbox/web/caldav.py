@@ -735,42 +735,52 @@ async def _schedule(
     DELETE (``data`` None) of an event: the organizer's REQUESTs and CANCELs (§3.2.1), an
     attendee's REPLY (§3.2.2). The object is stored whatever happens here: a message not
     sent is logged."""
+    try:
+        warning = await _scheduled(request, account, previous, data)
+    except ical.InvalidObject as exc:
+        # Stored (RFC 4791 §4.1 holds) but not an iTIP message iCalendar can make of it.
+        warning = str(exc)
+    if warning:
+        _log.warning("caldav scheduling message not sent", account=account.address, why=warning)
+
+
+async def _scheduled(
+    request: Request, account: Account, previous: bytes | None, data: bytes | None
+) -> str:
+    """What :func:`_schedule` sends; what was not sent, "" when all was (or nothing had to)."""
     services = web(request).services
     before = await _scheduling_of(request, account, previous)
     after = await _scheduling_of(request, account, data)
     organized = after if after is not None and after[0].organizer_address else before
     if organized is None or not organized[0].organizer_address:
-        return  # RFC 6638 §3.1: not a scheduling object resource (no ORGANIZER)
+        return ""  # RFC 6638 §3.1: not a scheduling object resource (no ORGANIZER)
     meeting, by_client = organized
     if meeting.organizer_address.lower() in by_client:
-        return  # RFC 6638 §7.1: SCHEDULE-AGENT=CLIENT (or NONE): the client schedules
+        return ""  # RFC 6638 §7.1: SCHEDULE-AGENT=CLIENT (or NONE): the client schedules
     if meeting.organizer is None:
-        warning = await _reply(request, account, before, after, data or previous)
-    elif data is None:
+        return await _reply(request, account, before, after, data or previous)
+    if data is None:
         # RFC 6638 §3.2.1: the organizer deleted the event: a CANCEL to every attendee.
         gone = _attendees(before) if before is not None else ()
-        warning = ""
-        if gone and previous is not None:
-            warning = await send_itip(
-                request, services, account, meeting.organizer, previous, "CANCEL",
-                [a.address for a in gone],
-            )  # fmt: skip
-    else:
-        changed = previous is None or (
-            await run_blocking(ical.scheduled_content, previous)
-            != await run_blocking(ical.scheduled_content, data)
-        )
-        known = Meeting(
-            meeting.organizer, meeting.organizer_address,
-            _attendees(before) if before is not None else (),
+        if not gone or previous is None:
+            return ""
+        return await send_itip(
+            request, services, account, meeting.organizer, previous, "CANCEL",
+            [a.address for a in gone],
         )  # fmt: skip
-        asked = _attendees(after) if after is not None else ()
-        warning = await send_updates(
-            request, services, account, known, data, previous,
-            [Person(a.name, a.address) for a in asked], changed=changed,
-        )  # fmt: skip
-    if warning:
-        _log.warning("caldav scheduling message not sent", account=account.address, why=warning)
+    changed = previous is None or (
+        await run_blocking(ical.scheduled_content, previous)
+        != await run_blocking(ical.scheduled_content, data)
+    )
+    known = Meeting(
+        meeting.organizer, meeting.organizer_address,
+        _attendees(before) if before is not None else (),
+    )  # fmt: skip
+    asked = _attendees(after) if after is not None else ()
+    return await send_updates(
+        request, services, account, known, data, previous,
+        [Person(a.name, a.address) for a in asked], changed=changed,
+    )  # fmt: skip
 
 
 async def _scheduling_of(
