@@ -58,7 +58,9 @@ def check(data: bytes) -> None:
     if isinstance(parsed, caldavxml.CalendarQuery):
         with contextlib.suppress(UnsupportedFilter):
             ical.select([WEEKLY.encode()], parsed.filter, 100)
-    if isinstance(parsed, caldavxml.CalendarQuery | caldavxml.CalendarMultiget):
+    if isinstance(
+        parsed, caldavxml.CalendarQuery | caldavxml.CalendarMultiget | caldavxml.CalendarSync
+    ):
         with contextlib.suppress(ical.TooManyInstances):
             ical.render([WEEKLY.encode()], parsed.data, 100)
 

@@ -126,6 +126,15 @@ class CalendarMultiget:
 
 
 @dataclass(frozen=True, slots=True)
+class CalendarSync:
+    """RFC 6578 §3.2's ``sync-collection`` on a calendar, with the ``calendar-data`` asked
+    (RFC 4791 §9.6)."""
+
+    sync: SyncCollection
+    data: CalendarData = CalendarData()
+
+
+@dataclass(frozen=True, slots=True)
 class CalendarQuery:
     props: PropFind
     filter: CompFilter
@@ -235,7 +244,7 @@ def _comp_select(element: Element) -> CompSelect:
 
 
 def calendar_data(root: Element) -> CalendarData:
-    """What the ``prop``'s ``calendar-data`` of a multiget or query asks for (§9.6)."""
+    """What the ``prop``'s ``calendar-data`` of a multiget, query or sync asks for (§9.6)."""
     asked = root.find(f"{tag(DAV, 'prop')}/{tag(CALDAV, 'calendar-data')}")
     if asked is None:
         return CalendarData()
@@ -262,7 +271,7 @@ def calendar_data(root: Element) -> CalendarData:
 
 def report(
     body: bytes,
-) -> CalendarMultiget | CalendarQuery | FreeBusyQuery | SyncCollection | OtherReport:
+) -> CalendarMultiget | CalendarQuery | FreeBusyQuery | CalendarSync | OtherReport:
     """A REPORT on a calendar."""
     root = parse(body)
     if root.tag == tag(CALDAV, "calendar-multiget"):
@@ -281,7 +290,7 @@ def report(
             raise BadRequestBody("free-busy-query needs one time-range")
         return FreeBusyQuery(*_ends(ranges[0]))
     if root.tag == tag(DAV, "sync-collection"):
-        return sync_collection(root)
+        return CalendarSync(sync_collection(root), calendar_data(root))
     return OtherReport(root.tag)
 
 

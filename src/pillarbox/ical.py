@@ -1152,3 +1152,43 @@ def applied_reply(stored: bytes, reply: bytes) -> bytes:
             if _is(value, check.attendee):
                 value.params["PARTSTAT"] = partstat
     return bytes(calendar.to_ical())
+
+
+# -- implicit scheduling of CalDAV objects (RFC 6638) ----------------------------------------------
+
+#: What of an event its attendees' copies hold (RFC 5546 §2.1.4: a change to these is an
+#: update to send; an answer written back, an alarm or a colour is not).
+_SCHEDULED = frozenset(
+    {
+        "DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID",
+        "SUMMARY", "LOCATION", "DESCRIPTION", "STATUS", "SEQUENCE",
+    }
+)  # fmt: skip
+
+
+def client_scheduled(data: bytes) -> frozenset[str]:
+    """The addresses (lowercased) of the series' ORGANIZER and ATTENDEEs a client schedules
+    itself (RFC 6638 §7.1: SCHEDULE-AGENT other than SERVER, the default): the server sends
+    them nothing and sends nothing for them."""
+    event = _master(_calendar(data))
+    organizer = event.get("ORGANIZER")
+    people = _listed(event) + ([organizer] if organizer is not None else [])
+    return frozenset(
+        _address(p).lower()
+        for p in people
+        if str(p.params.get("SCHEDULE-AGENT", "SERVER")).upper() != "SERVER"
+    )
+
+
+def scheduled_content(data: bytes) -> tuple[str, ...]:
+    """What of the event (every VEVENT) an attendee's copy holds, to tell an update from a
+    write that leaves the attendees' copies as they are (:data:`_SCHEDULED`)."""
+    lines = []
+    for event in _calendar(data).walk("VEVENT"):
+        lines += [
+            str(event.content_line(name, value))
+            for name, value in event.property_items(recursive=False)
+            if name.upper() in _SCHEDULED
+        ]
+        lines.append("")
+    return tuple(lines)

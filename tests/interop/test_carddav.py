@@ -84,7 +84,7 @@ def test_discovery_from_the_well_known_url_to_the_address_book(dav: httpx.Client
     # RFC 6578 §4: the book's sync token (account and change counter; no change yet).
     assert re.fullmatch(r"urn:x-pillarbox:sync:contacts\.\d+-0", text_of(book, f"{D}sync-token"))
     options = dav.options(BOOK)
-    assert options.headers["dav"] == "1, 3, addressbook, calendar-access"
+    assert options.headers["dav"] == "1, 3, addressbook, calendar-access, calendar-auto-schedule"
     assert "REPORT" in options.headers["allow"]
     assert dav.request("PROPFIND", BOOK).status_code == 403  # no Depth: infinity
     not_here = dav.delete(BOOK)

@@ -218,7 +218,9 @@ def test_reports_read() -> None:
         f"<d:sync-collection {NS}><d:sync-token>t</d:sync-token><d:limit><d:nresults>5"
         "</d:nresults></d:limit><d:prop><d:getetag/></d:prop></d:sync-collection>".encode()
     )
-    assert sync == davxml.SyncCollection(sync.props, "t", 5)  # type: ignore[union-attr]
+    assert isinstance(sync, caldavxml.CalendarSync)
+    assert sync.sync == davxml.SyncCollection(sync.sync.props, "t", 5)
+    assert sync.data.whole  # no calendar-data asked: the objects as stored
     free_busy = caldavxml.report(
         f'<c:free-busy-query {NS}><c:time-range start="20250101T000000Z" '
         'end="20250201T000000Z"/></c:free-busy-query>'.encode()

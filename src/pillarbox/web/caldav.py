@@ -23,7 +23,7 @@ Implementation notes:
   both answering ``calendar-data`` as asked (§9.6: ``comp``/``prop`` narrowing, ``expand``,
   ``limit-recurrence-set``; 507 ``number-of-matches-within-limits`` when that would expand
   past ``[calendars] max_instances``), ``free-busy-query`` (§7.10: 200 with one VFREEBUSY),
-  ``sync-collection`` (RFC 6578: the store keeps a
+  ``sync-collection`` (RFC 6578; ``calendar-data`` narrowed as in the others; the store keeps a
   tombstone per deleted object, for ``[calendars] sync_history_days``; a token is the
   calendar's id and change counter, one of another calendar, from the future or older than
   the tombstones kept is ``valid-sync-token``, 403: :func:`.webdav.sync_report`).
@@ -35,8 +35,20 @@ Implementation notes:
   both, so it is not kept). No other (dead) properties are kept.
 - **Listings read no object's bytes**: a Depth-1 PROPFIND answers each object's ETag, kept
   beside it on PUT, and its size (:meth:`Store.calendar_members`).
-- **Not here**: scheduling (RFC 6638 inbox and outbox, iTIP); ``calendar-data`` in a
-  sync-collection is always the whole object.
+- **Implicit scheduling** (RFC 6638 §3.2, the ``calendar-auto-schedule`` feature): after a
+  PUT or DELETE of an event whose ORGANIZER is one of the account's identities, the server
+  sends the iTIP messages by iMIP (:mod:`.scheduling`, the webmail's path): a REQUEST to the
+  attendees (all of them when what their copies hold changed, :func:`pillarbox.ical.
+  scheduled_content`; else only those newly listed), a CANCEL to those taken off, a CANCEL
+  to all on DELETE; for an event the account attends, a REPLY to the organizer when its own
+  PARTSTAT changed to an answer, DECLINED on DELETE, nothing with ``Schedule-Reply: F``
+  (§8.1). Nobody whose SCHEDULE-AGENT is not SERVER gets anything (§7.1), the organizer
+  listed as an attendee (iOS does) neither. The object stays as sent (no SCHEDULE-STATUS
+  written: §3.2.9 would change its bytes and so its ETag); a message not sent is logged,
+  the PUT still succeeds.
+- **Not here**: the scheduling inbox and outbox collections (RFC 6638 §2.1, §2.2: no
+  ``schedule-inbox-URL``/``schedule-outbox-URL``, so no free-busy lookups of others),
+  Schedule-Tag (§3.2.10).
 """
 
 from __future__ import annotations
@@ -59,7 +71,10 @@ from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, ele
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
 from pillarbox.observability.log import Log
 from pillarbox.store.types import Account, Calendar, CalendarObject, Member
+from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
+from pillarbox.web.reading import Person
+from pillarbox.web.scheduling import Meeting, meeting_of, send_itip, send_reply, send_updates
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
     INVALID_SYNC_TOKEN,
@@ -376,8 +391,8 @@ async def _report(request: Request, account: Account, calendar: Calendar) -> Res
             return xml(SUPPORTED_REPORT, 403)
         if isinstance(asked, caldavxml.CalendarMultiget):
             return await _multiget(request, account, asked)
-        if isinstance(asked, davxml.SyncCollection):
-            return await _sync(request, account, calendar, asked)
+        if isinstance(asked, caldavxml.CalendarSync):
+            return await _sync(request, account, calendar, asked.sync, asked.data)
         if isinstance(asked, caldavxml.FreeBusyQuery):
             return await _free_busy(request, account, calendar, asked)
         return await _query(request, account, calendar, asked)
@@ -484,23 +499,28 @@ async def _free_busy(
 
 
 async def _sync(
-    request: Request, account: Account, calendar: Calendar, asked: davxml.SyncCollection
+    request: Request,
+    account: Account,
+    calendar: Calendar,
+    asked: davxml.SyncCollection,
+    calendar_data: caldavxml.CalendarData,
 ) -> Response:
-    """RFC 6578 §3.2: what changed since the client's token (everything, for none)."""
+    """RFC 6578 §3.2: what changed since the client's token (everything, for none), each
+    object's ``calendar-data`` as asked (RFC 4791 §9.6, as in a multiget)."""
     since = sync_since(asked, _scope(calendar))
     if since is None:
         _log.info("caldav sync token refused", account=account.address, token=asked.token)
         return xml(INVALID_SYNC_TOKEN, 403)
     changes = await web(request).services.store.calendar_changes(account.id, calendar.name, since)
     address = account.address
+    rendered = await _data_as_asked(request, calendar, changes.changed, calendar_data)
+    data = {o.name: d for o, d in zip(changes.changed, rendered, strict=True)}
     return sync_report(
         asked,
         _scope(calendar),
         since,
         changes,
-        lambda o: answer(
-            object_resource(address, calendar.name, o), asked.props, _calendar_data(o)
-        ),
+        lambda o: answer(object_resource(address, calendar.name, o), asked.props, data[o.name]),
         lambda name: object_href(address, calendar.name, name),
     )
 
@@ -672,6 +692,8 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
         return _uid_conflict(account, calendar, None)
     except TooManyEntries as exc:
         return text(f"{exc}\n", 507)  # RFC 4918 §11.5
+    if info.component == "VEVENT":
+        await _schedule(request, account, current.data if current is not None else None, data)
     # RFC 4791 §5.3.4: stored as sent, so the ETag is given.
     return Response(status_code=204 if current is not None else 201, headers={"etag": stored.etag})
 
@@ -698,4 +720,123 @@ async def _delete(request: Request, account: Account, calendar: Calendar, name: 
         )
     except NotFound:
         return text(NOT_FOUND, 404)
+    if current.component == "VEVENT":
+        await _schedule(request, account, current.data, None)
     return Response(status_code=204)
+
+
+# -- implicit scheduling (RFC 6638) ----------------------------------------------------------------
+
+
+async def _schedule(
+    request: Request, account: Account, previous: bytes | None, data: bytes | None
+) -> None:
+    """RFC 6638 §3.2: what the server sends for the account after a PUT (``data``) or a
+    DELETE (``data`` None) of an event: the organizer's REQUESTs and CANCELs (§3.2.1), an
+    attendee's REPLY (§3.2.2). The object is stored whatever happens here: a message not
+    sent is logged."""
+    try:
+        warning = await _scheduled(request, account, previous, data)
+    except ical.InvalidObject as exc:
+        # Stored (RFC 4791 §4.1 holds) but not an iTIP message iCalendar can make of it.
+        warning = str(exc)
+    if warning:
+        _log.warning("caldav scheduling message not sent", account=account.address, why=warning)
+
+
+async def _scheduled(
+    request: Request, account: Account, previous: bytes | None, data: bytes | None
+) -> str:
+    """What :func:`_schedule` sends; what was not sent, "" when all was (or nothing had to)."""
+    services = web(request).services
+    before = await _scheduling_of(request, account, previous)
+    after = await _scheduling_of(request, account, data)
+    organized = after if after is not None and after[0].organizer_address else before
+    if organized is None or not organized[0].organizer_address:
+        return ""  # RFC 6638 §3.1: not a scheduling object resource (no ORGANIZER)
+    meeting, by_client = organized
+    if meeting.organizer_address.lower() in by_client:
+        return ""  # RFC 6638 §7.1: SCHEDULE-AGENT=CLIENT (or NONE): the client schedules
+    if meeting.organizer is None:
+        return await _reply(request, account, before, after, data or previous)
+    if data is None:
+        # RFC 6638 §3.2.1: the organizer deleted the event: a CANCEL to every attendee.
+        gone = _attendees(before) if before is not None else ()
+        if not gone or previous is None:
+            return ""
+        return await send_itip(
+            request, services, account, meeting.organizer, previous, "CANCEL",
+            [a.address for a in gone],
+        )  # fmt: skip
+    changed = previous is None or (
+        await run_blocking(ical.scheduled_content, previous)
+        != await run_blocking(ical.scheduled_content, data)
+    )
+    known = Meeting(
+        meeting.organizer, meeting.organizer_address,
+        _attendees(before) if before is not None else (),
+    )  # fmt: skip
+    asked = _attendees(after) if after is not None else ()
+    return await send_updates(
+        request, services, account, known, data, previous,
+        [Person(a.name, a.address) for a in asked], changed=changed,
+    )  # fmt: skip
+
+
+async def _scheduling_of(
+    request: Request, account: Account, data: bytes | None
+) -> tuple[Meeting, frozenset[str]] | None:
+    """An event's scheduling as the account sees it, and who schedules themselves (§7.1)."""
+    if data is None:
+        return None
+    services = web(request).services
+    return await meeting_of(services, account, data), await run_blocking(
+        ical.client_scheduled, data
+    )
+
+
+def _attendees(scheduling: tuple[Meeting, frozenset[str]]) -> tuple[ical.Attendee, ...]:
+    """The attendees the server sends to: not the organizer (iOS lists the organizer as an
+    attendee too), not one a client schedules (RFC 6638 §7.1)."""
+    meeting, by_client = scheduling
+    skipped = by_client | {meeting.organizer_address.lower()}
+    return tuple(a for a in meeting.attendees if a.address.lower() not in skipped)
+
+
+async def _reply(
+    request: Request,
+    account: Account,
+    before: tuple[Meeting, frozenset[str]] | None,
+    after: tuple[Meeting, frozenset[str]] | None,
+    event: bytes | None,
+) -> str:
+    """RFC 6638 §3.2.2: the attendee's REPLY to the organizer when the account changed its
+    own PARTSTAT (an answer: ACCEPTED, TENTATIVE, DECLINED), or DECLINED when it deleted the
+    event; nothing with ``Schedule-Reply: F`` (§8.1)."""
+    if request.headers.get("schedule-reply", "T").strip().upper() == "F" or event is None:
+        return ""
+    services = web(request).services
+    known = {i.address.lower(): i for i in await identities.identities_of(services, account)}
+    held = after or before
+    assert held is not None
+    me = next((a for a in held[0].attendees if a.address.lower() in known), None)
+    if me is None or me.address.lower() in held[1]:
+        return ""  # not an attendee, or one whose client answers itself (§7.1)
+    was = _partstat(before, me.address)
+    now = "DECLINED" if after is None else _partstat(after, me.address)
+    if now == was or now not in ical.ANSWERS:
+        return ""
+    return await send_reply(
+        request, services, account, known[me.address.lower()], event, now,
+        held[0].organizer_address,
+    )  # fmt: skip
+
+
+def _partstat(scheduling: tuple[Meeting, frozenset[str]] | None, address: str) -> str:
+    """``address``'s PARTSTAT in the event's series (NEEDS-ACTION for a new event)."""
+    if scheduling is None:
+        return "NEEDS-ACTION"
+    return next(
+        (a.partstat for a in scheduling[0].attendees if a.address.lower() == address.lower()),
+        "",
+    )

@@ -62,8 +62,9 @@ METHODS = [
     "MKCALENDAR",
 ]
 #: RFC 4918 §10.1 compliance classes, RFC 6352 §6.1 "addressbook", RFC 4791 §5.1
-#: "calendar-access".
-DAV_HEADER = "1, 3, addressbook, calendar-access"
+#: "calendar-access", RFC 6638 §2 "calendar-auto-schedule" (the server sends the
+#: invitations of what a client stores: :mod:`.caldav`).
+DAV_HEADER = "1, 3, addressbook, calendar-access, calendar-auto-schedule"
 REALM = 'Basic realm="Pillarbox CardDAV", charset="UTF-8"'  # RFC 7617 §2.1
 UNAUTHORIZED = "authentication required: HTTP Basic with an app password, or a bearer token\n"
 

@@ -1,6 +1,7 @@
 """Scheduling messages the webmail sends: iTIP (RFC 5546) over iMIP (RFC 6047) — an
 attendee's REPLY (:mod:`.invitations`) and an organizer's REQUEST and CANCEL (the Calendar
-page's attendees, :mod:`.calendarpage`).
+page's attendees, :mod:`.calendarpage`); and those CalDAV's implicit scheduling sends for
+what a phone stores (RFC 6638, :mod:`.caldav`: REQUEST, CANCEL and REPLY, :func:`send_reply`).
 
 Implementation notes:
 
@@ -48,6 +49,8 @@ _log = Log("web.scheduling")
 
 #: The subject's first word per method sent.
 _SUBJECTS = {"REQUEST": "Invitation", "CANCEL": "Cancelled"}
+#: A REPLY's subject's first word per PARTSTAT answered (RFC 5546 §3.2.3).
+_ANSWERED = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
 
 
 def imip_message(
@@ -113,8 +116,7 @@ async def send_itip(
     saved: the page shows this as a warning)."""
     now = datetime.now(UTC)
     itip = await run_blocking(ical.itip_request, data, method, now)
-    fields = await run_blocking(ical.stored_fields, data)
-    title = " ".join(fields.summary.split()) or "(no title)"
+    title = await _title(data)
     sender = identities.sender(identity, account)
     who = sender.name or sender.address
     text = (
@@ -122,8 +124,43 @@ async def send_itip(
         if method == "REQUEST"
         else f"{who} has cancelled {title}.\n"
     )
+    return await _submit_imip(
+        request, services, account, identity, recipients,
+        f"{_SUBJECTS[method]}: {title}", text, itip, method, now,
+    )  # fmt: skip
+
+
+async def send_reply(
+    request: Request, services: Services, account: Account, identity: Identity, data: bytes,
+    partstat: str, organizer: str,
+) -> str:  # fmt: skip
+    """Send ``identity``'s answer ``partstat`` (one of :data:`pillarbox.ical.ANSWERS`) to the
+    stored event ``data`` as a METHOD:REPLY (RFC 5546 §3.2.3) to its ``organizer``; "" when
+    the submission took it, else why not."""
+    now = datetime.now(UTC)
+    reply = await run_blocking(ical.itip_reply, data, identity.address, partstat, now)
+    title = await _title(data)
+    sender = identities.sender(identity, account)
+    verb = _ANSWERED[partstat]
+    return await _submit_imip(
+        request, services, account, identity, [organizer], f"{verb}: {title}",
+        f"{sender.name or sender.address} has answered the invitation: {verb.lower()}.\n",
+        reply, "REPLY", now,
+    )  # fmt: skip
+
+
+async def _title(data: bytes) -> str:
+    fields = await run_blocking(ical.stored_fields, data)
+    return " ".join(fields.summary.split()) or "(no title)"
+
+
+async def _submit_imip(
+    request: Request, services: Services, account: Account, identity: Identity,
+    recipients: Sequence[str], subject: str, text: str, itip: bytes, method: str, now: datetime,
+) -> str:  # fmt: skip
+    """The iMIP message through the submission path; "" when it was taken, else why not."""
     raw = imip_message(
-        sender, recipients, f"{_SUBJECTS[method]}: {title}", text, itip, method,
+        identities.sender(identity, account), recipients, subject, text, itip, method,
         hostname=services.hostname, now=now,
     )  # fmt: skip
     submitted = await submit(
@@ -136,7 +173,7 @@ async def send_itip(
         tls=request.url.scheme == "https",
     )
     _log.info(
-        "invitation sent",
+        "invitation sent" if method != "REPLY" else "invitation answered",
         account=account.address,
         method=method,
         recipients=len(recipients),
@@ -150,18 +187,22 @@ async def send_itip(
 
 async def send_updates(
     request: Request, services: Services, account: Account, meeting: Meeting, data: bytes,
-    previous: bytes | None, invited: Sequence[Person],
+    previous: bytes | None, invited: Sequence[Person], *, changed: bool = True,
 ) -> str:  # fmt: skip
     """After the organizer saved ``data`` (``previous`` before, None when new): the REQUEST
-    to every attendee (RFC 5546 §3.2.2; an update to those invited before), and to those
-    taken off the list a CANCEL naming them (§3.2.5). What was not sent, "" when all was."""
+    to every attendee (RFC 5546 §3.2.2; an update to those invited before) — only to those
+    newly invited when not ``changed`` (nothing the attendees' copies hold changed) — and to
+    those taken off the list a CANCEL naming them (§3.2.5). What was not sent, "" when all
+    was."""
     if meeting.organizer is None:
         return ""
     warnings = []
-    if invited:
+    before = {a.address.lower() for a in meeting.attendees}
+    asked = invited if changed else [p for p in invited if p.address.lower() not in before]
+    if asked:
         sent = await send_itip(
             request, services, account, meeting.organizer, data, "REQUEST",
-            [p.address for p in invited],
+            [p.address for p in asked],
         )  # fmt: skip
         warnings.append(sent)
     kept = {p.address.lower() for p in invited}

@@ -1,0 +1,217 @@
+"""CalDAV implicit scheduling (RFC 6638) against the live server: what a phone stores with
+ATTENDEEs makes the server send the iTIP messages by iMIP (RFC 6047), checked in the
+recipients' INBOXes. The organizer's PUT invites (REQUEST), a change sends updates, an
+attendee taken off gets a CANCEL, the DELETE cancels for all; an attendee's PUT changing its
+answer sends the REPLY; SCHEDULE-AGENT=CLIENT (§7.1) and ``Schedule-Reply: F`` (§8.1) send
+nothing; python-caldav's save invites too; a sync-collection narrows ``calendar-data``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from xml.etree.ElementTree import fromstring
+
+import caldav
+import httpx
+import icalendar
+import pytest
+
+from pillarbox.net.tls import tls_paths
+from pillarbox.testing.davclient import dav_client, responses
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.polling import wait_for
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+CAROL = "carol@example.org"
+ICS = {"content-type": "text/calendar; charset=utf-8"}
+C = "{urn:ietf:params:xml:ns:caldav}"
+
+
+def calendar_of(address: str) -> str:
+    return f"/dav/calendars/{address}/personal/"
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    config = loopback_config(tmp_path / "data", only=["http", "https", "submission"])
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD, display_name="Alice")
+        server.add_account(BOB, TEST_PASSWORD, display_name="Bob")
+        server.add_account(CAROL, TEST_PASSWORD, display_name="Carol")
+        yield server
+
+
+def meeting(
+    *attendees: str,
+    start: str = "20310304T093000Z",
+    sequence: int = 0,
+    organizer: str = f"ORGANIZER;CN=Alice:mailto:{ALICE}",
+    extra: str = "",
+) -> str:
+    """Alice's meeting as iOS writes it: the organizer listed as an attendee too."""
+    lines = "".join(f"{a}\r\n" for a in attendees)
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Apple Inc.//iOS 18//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:roadmap-1\r\nDTSTAMP:20310101T000000Z\r\n"
+        f"DTSTART:{start}\r\nDURATION:PT1H\r\nSUMMARY:Roadmap\r\nSEQUENCE:{sequence}\r\n"
+        f"{organizer}\r\nATTENDEE;CN=Alice;PARTSTAT=ACCEPTED:mailto:{ALICE}\r\n{lines}{extra}"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+
+def bob_line(partstat: str = "NEEDS-ACTION") -> str:
+    return f"ATTENDEE;CN=Bob;PARTSTAT={partstat};RSVP=TRUE:mailto:{BOB}"
+
+
+CAROL_LINE = f"ATTENDEE;CN=Carol;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:{CAROL}"
+
+
+def itips(live: LiveServer, address: str) -> list[icalendar.Event]:
+    """The VEVENT of each iMIP message in the INBOX, oldest first, its METHOD checked against
+    the part's method parameter (RFC 6047 §2.4) and kept as ``X-METHOD`` for the test."""
+    found = []
+    for raw in live.mailbox_messages(address, "INBOX"):
+        message = message_from_bytes(raw, policy=policy.default)
+        part = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
+        itip = icalendar.Calendar.from_ical(part.get_content())
+        assert part.get_param("method") == str(itip["METHOD"])
+        (event,) = itip.walk("VEVENT")
+        event["X-METHOD"] = str(itip["METHOD"])
+        event["X-SUBJECT"] = str(message["Subject"])
+        found.append(event)
+    return found
+
+
+def methods(live: LiveServer, address: str) -> list[tuple[str, int]]:
+    return [(str(e["X-METHOD"]), int(e.get("SEQUENCE", 0))) for e in itips(live, address)]
+
+
+def wait_count(live: LiveServer, address: str, count: int) -> list[icalendar.Event]:
+    return wait_for(
+        lambda: found if len(found := itips(live, address)) >= count else None,
+        f"{count} scheduling messages for {address}",
+    )
+
+
+def put(client: httpx.Client, path: str, body: str, **headers: str) -> httpx.Response:
+    return client.put(path, content=body.encode(), headers={**ICS, **headers})
+
+
+def test_organizer_and_attendee_scheduling_over_caldav(live: LiveServer) -> None:
+    """Alice's phone invites Bob and Carol, moves the meeting, takes Carol off and deletes it;
+    Bob's phone accepts, then declines with Schedule-Reply: F."""
+    event = calendar_of(ALICE) + "roadmap-1.ics"
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        options = alice.request("OPTIONS", "/dav/")
+        assert "calendar-auto-schedule" in options.headers["dav"]  # RFC 6638 §2
+
+        assert put(alice, event, meeting(bob_line(), CAROL_LINE)).status_code == 201
+        (request,) = wait_count(live, BOB, 1)
+        assert request["X-METHOD"] == "REQUEST" and int(request.get("SEQUENCE", 0)) == 0
+        assert str(request["UID"]) == "roadmap-1" and request["X-SUBJECT"] == "Invitation: Roadmap"
+        assert [str(e["X-METHOD"]) for e in wait_count(live, CAROL, 1)] == ["REQUEST"]
+
+        # Moved: the update to both, with the SEQUENCE the phone raised.
+        moved = meeting(bob_line(), CAROL_LINE, start="20310304T110000Z", sequence=1)
+        assert put(alice, event, moved).status_code == 204
+        update = wait_count(live, BOB, 2)[1]
+        assert int(update["SEQUENCE"]) == 1 and update["X-METHOD"] == "REQUEST"
+        assert str(update["DTSTART"].to_ical(), "ascii") == "20310304T110000Z"
+        wait_count(live, CAROL, 2)
+
+        # Carol taken off: a CANCEL to her; Bob gets the update.
+        without_carol = meeting(bob_line(), start="20310304T110000Z", sequence=2)
+        assert put(alice, event, without_carol).status_code == 204
+        cancel = wait_count(live, CAROL, 3)[2]
+        assert cancel["X-METHOD"] == "CANCEL" and str(cancel["STATUS"]) == "CANCELLED"
+        assert str(cancel["ATTENDEE"]).lower() == f"mailto:{CAROL}"
+        wait_count(live, BOB, 3)
+
+        # An alarm added: nothing the attendees hold changed, nobody is sent anything.
+        alarm = "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:x\r\nTRIGGER:-PT5M\r\nEND:VALARM\r\n"
+        same = meeting(bob_line(), start="20310304T110000Z", sequence=2, extra=alarm)
+        assert put(alice, event, same).status_code == 204
+
+        # Bob's phone stores the invitation, then accepts: the REPLY to Alice.
+        copy = calendar_of(BOB) + "roadmap-1.ics"
+        assert put(bob, copy, without_carol).status_code == 201  # NEEDS-ACTION: no answer
+        accepted = meeting(bob_line("ACCEPTED"), start="20310304T110000Z", sequence=2)
+        assert put(bob, copy, accepted).status_code == 204
+        (reply,) = wait_count(live, ALICE, 1)
+        assert reply["X-METHOD"] == "REPLY" and reply["X-SUBJECT"] == "Accepted: Roadmap"
+        assert str(reply["ATTENDEE"]).lower() == f"mailto:{BOB}"
+        assert reply["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
+        assert int(reply["SEQUENCE"]) == 2
+        # The same answer written again, and a change with Schedule-Reply: F: nothing sent.
+        assert put(bob, copy, accepted).status_code == 204
+        declined = meeting(bob_line("DECLINED"), start="20310304T110000Z", sequence=2)
+        assert put(bob, copy, declined, **{"schedule-reply": "F"}).status_code == 204
+        assert bob.delete(copy, headers={"schedule-reply": "F"}).status_code == 204
+
+        # Alice deletes the meeting: a CANCEL to Bob (not to Carol, no longer invited).
+        assert alice.delete(event).status_code == 204
+        last = wait_count(live, BOB, 4)[3]
+        assert last["X-METHOD"] == "CANCEL" and int(last["SEQUENCE"]) == 3
+        assert alice.get(event).status_code == 404
+
+    assert methods(live, BOB) == [("REQUEST", 0), ("REQUEST", 1), ("REQUEST", 2), ("CANCEL", 3)]
+    # Her CANCEL: the version she was sent (SEQUENCE 1), raised (RFC 5546 §3.2.5).
+    assert methods(live, CAROL) == [("REQUEST", 0), ("REQUEST", 1), ("CANCEL", 2)]
+    assert methods(live, ALICE) == [("REPLY", 2)]  # never sent to herself
+
+
+def test_client_scheduling_and_an_attendee_delete(live: LiveServer) -> None:
+    """SCHEDULE-AGENT=CLIENT on the ORGANIZER: the phone sends its own, the server nothing;
+    on one attendee: only the others are invited; an attendee's DELETE declines."""
+    path = calendar_of(ALICE) + "roadmap-1.ics"
+    own = f"ORGANIZER;SCHEDULE-AGENT=CLIENT:mailto:{ALICE}"
+    carol_by_client = CAROL_LINE.replace("ATTENDEE;", "ATTENDEE;SCHEDULE-AGENT=CLIENT;")
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        assert put(alice, path, meeting(bob_line(), organizer=own)).status_code == 201
+        assert alice.delete(path).status_code == 204
+        assert put(alice, path, meeting(bob_line(), carol_by_client)).status_code == 201
+        (request,) = wait_count(live, BOB, 1)
+        assert int(request.get("SEQUENCE", 0)) == 0  # the second PUT's, not the first's
+        # Bob's phone deletes the invitation: a REPLY declining (no Schedule-Reply: F).
+        copy = calendar_of(BOB) + "roadmap-1.ics"
+        assert put(bob, copy, meeting(bob_line())).status_code == 201
+        assert bob.delete(copy).status_code == 204
+        (reply,) = wait_count(live, ALICE, 1)
+        assert reply["X-METHOD"] == "REPLY" and reply["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+    assert methods(live, BOB) == [("REQUEST", 0)]
+    assert methods(live, CAROL) == []
+
+
+def test_python_caldav_saves_an_invitation(live: LiveServer) -> None:
+    """python-caldav (a real CalDAV client library) saves an event with an attendee: the
+    server invites him."""
+    url = f"https://127.0.0.1:{live.port('https')}/dav/"
+    cafile = str(tls_paths(live.config)[0])
+    with caldav.DAVClient(url, username=ALICE, password=TEST_PASSWORD, ssl_verify_cert=cafile) as c:
+        calendar = c.calendar(url=f"https://127.0.0.1:{live.port('https')}{calendar_of(ALICE)}")
+        calendar.save_event(meeting(bob_line()))
+    (request,) = wait_count(live, BOB, 1)
+    assert request["X-METHOD"] == "REQUEST" and str(request["UID"]) == "roadmap-1"
+
+
+def test_sync_collection_narrows_calendar_data(live: LiveServer) -> None:
+    """RFC 4791 §9.6 in a sync-collection (RFC 6578): only the properties asked for."""
+    with dav_client(live, ALICE) as alice:
+        assert put(alice, calendar_of(ALICE) + "solo.ics", meeting()).status_code == 201
+        body = (
+            '<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:" '
+            'xmlns:c="urn:ietf:params:xml:ns:caldav"><d:sync-token/><d:sync-level>1'
+            "</d:sync-level><d:prop><d:getetag/><c:calendar-data>"
+            '<c:comp name="VCALENDAR"><c:prop name="VERSION"/><c:comp name="VEVENT">'
+            '<c:prop name="UID"/><c:prop name="SUMMARY"/></c:comp></c:comp>'
+            "</c:calendar-data></d:prop></d:sync-collection>"
+        )
+        answered = alice.request("REPORT", calendar_of(ALICE), content=body)
+        (found,) = responses(answered).values()
+        data = found.findtext(f".//{C}calendar-data") or ""
+        assert "SUMMARY:Roadmap" in data and "UID:roadmap-1" in data
+        assert "DTSTART" not in data and "ORGANIZER" not in data
+        assert fromstring(answered.content).findtext("{DAV:}sync-token")

@@ -1,0 +1,47 @@
+"""RFC 6638 in :mod:`pillarbox.ical`: who schedules themselves (SCHEDULE-AGENT, §7.1) and
+what of an event its attendees' copies hold (a write changing only the rest sends nothing)."""
+
+from __future__ import annotations
+
+from pillarbox import ical
+
+
+def meeting(*lines: str, start: str = "20310304T093000Z") -> bytes:
+    body = "\r\n".join(lines)
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\nUID:m1\r\n"
+        f"DTSTAMP:20310101T000000Z\r\nDTSTART:{start}\r\nSUMMARY:Roadmap\r\n"
+        f"ORGANIZER:mailto:alice@example.org\r\n{body}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+def test_client_scheduled_names_those_whose_agent_is_not_the_server() -> None:
+    data = meeting(
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.org",
+        "ATTENDEE;SCHEDULE-AGENT=CLIENT:mailto:Carol@example.org",
+        "ATTENDEE;SCHEDULE-AGENT=NONE:mailto:dan@example.org",
+        "ATTENDEE;SCHEDULE-AGENT=SERVER:mailto:eve@example.org",
+    )
+    assert ical.client_scheduled(data) == {"carol@example.org", "dan@example.org"}
+    by_client = meeting("ATTENDEE:mailto:bob@example.org").replace(
+        b"ORGANIZER:", b"ORGANIZER;SCHEDULE-AGENT=CLIENT:"
+    )
+    assert ical.client_scheduled(by_client) == {"alice@example.org"}
+
+
+def test_scheduled_content_changes_with_what_attendees_hold_only() -> None:
+    base = meeting("ATTENDEE:mailto:bob@example.org")
+    same = ical.scheduled_content(base)
+    # An answer written back, an alarm, a colour: the attendees' copies stay as they are.
+    answered = meeting(
+        "ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.org",
+        "X-APPLE-COLOR:#ff0000",
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:x\r\nTRIGGER:-PT5M\r\nEND:VALARM",
+    )
+    assert ical.scheduled_content(answered) == same
+    moved = meeting("ATTENDEE:mailto:bob@example.org", start="20310304T110000Z")
+    assert ical.scheduled_content(moved) != same
+    renamed = base.replace(b"SUMMARY:Roadmap", b"SUMMARY:Roadmap v2")
+    assert ical.scheduled_content(renamed) != same
+    raised = meeting("ATTENDEE:mailto:bob@example.org", "SEQUENCE:1")
+    assert ical.scheduled_content(raised) != same
