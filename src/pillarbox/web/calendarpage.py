@@ -23,7 +23,7 @@ Implementation notes:
   CANCEL. The event is saved even when sending fails: the page says what was not sent.
 - **Someone else's event**: deleting an event another organizes, that one of the account's
   identities attends, offers (ticked) to tell the organizer: a METHOD:REPLY with
-  PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.answering.send_answer`),
+  PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.scheduling.send_reply`),
   sent before the event is deleted; the event is deleted even when sending fails.
 - **CSRF**: every form is a POST through :func:`.app.posted_form`, like the rest of the webmail.
 """
@@ -49,7 +49,6 @@ from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Identity
 from pillarbox.web import identities
-from pillarbox.web.answering import send_answer
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import DEFAULT, NAME, account_calendars
 from pillarbox.web.scheduling import (
@@ -57,6 +56,7 @@ from pillarbox.web.scheduling import (
     attendees_field,
     meeting_of,
     send_itip,
+    send_reply,
     send_updates,
 )
 from pillarbox.web.zone import reader_zone
@@ -519,15 +519,11 @@ async def _decline(
 ) -> str:  # fmt: skip
     """Tell the organizer ``attending`` will not come (RFC 5546 §3.2.3: a REPLY with
     PARTSTAT=DECLINED): "" when the submission took it, else why not."""
-    try:
-        summary = (await run_blocking(ical.stored_fields, current.data)).summary
-    except ical.InvalidObject:
-        summary = ""
-    submitted = await send_answer(
+    unsent = await send_reply(
         request, services, account, attending, current.data, "DECLINED",
-        organizer=meeting.organizer_address, summary=summary,
+        meeting.organizer_address,
     )  # fmt: skip
-    return "" if submitted.ok else f"was not sent: {submitted.reply.text}"
+    return f"was {unsent}" if unsent else ""
 
 
 async def _meeting_or_none(services: Services, account: Account, data: bytes) -> Meeting | None:

@@ -12,7 +12,7 @@ Implementation notes:
   calendar (``personal``, else the first; replacing the object of the same UID there, so an
   updated invitation updates it) without its METHOD (RFC 4791 §4.1) and with the reader's
   PARTSTAT, through :func:`.calendarpage.store_event` (what a CalDAV PUT does: phones see
-  it), then send a METHOD:REPLY (§3.2.3, :func:`.answering.send_answer`) to the organizer
+  it), then send a METHOD:REPLY (§3.2.3, :func:`.scheduling.send_reply`) to the organizer
   through the submission path the webmail's own sending takes, from the identity the
   invitation addressed.
 - **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
@@ -50,12 +50,12 @@ from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
-from pillarbox.web.answering import VERBS, send_answer
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import account_calendars
 from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
 from pillarbox.web.mailaccess import MailAccess, Opened
 from pillarbox.web.reading import calendar_part, people
+from pillarbox.web.scheduling import ANSWERED, send_reply
 
 _log = Log("web.invitations")
 
@@ -214,13 +214,12 @@ async def _answer(
     await store_event(services, account, calendar, name, stored)
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
-    submitted = await send_answer(
-        request, services, account, identity, data, partstat,
-        organizer=invitation.organizer, summary=invitation.summary,
-    )  # fmt: skip
-    if not submitted.ok:
-        return f"Saved in your calendar, but the answer was not sent: {submitted.reply.text}"
-    return f"{VERBS[partstat]}: saved in your calendar and the organizer told."
+    unsent = await send_reply(
+        request, services, account, identity, data, partstat, invitation.organizer
+    )
+    if unsent:
+        return f"Saved in your calendar, but the answer was {unsent}"
+    return f"{ANSWERED[partstat]}: saved in your calendar and the organizer told."
 
 
 async def _remove(services: Services, account: Account, uid: str) -> str:

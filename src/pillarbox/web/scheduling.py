@@ -50,7 +50,7 @@ _log = Log("web.scheduling")
 #: The subject's first word per method sent.
 _SUBJECTS = {"REQUEST": "Invitation", "CANCEL": "Cancelled"}
 #: A REPLY's subject's first word per PARTSTAT answered (RFC 5546 §3.2.3).
-_ANSWERED = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
+ANSWERED = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
 
 
 def imip_message(
@@ -141,7 +141,7 @@ async def send_reply(
     reply = await run_blocking(ical.itip_reply, data, identity.address, partstat, now)
     title = await _title(data)
     sender = identities.sender(identity, account)
-    verb = _ANSWERED[partstat]
+    verb = ANSWERED[partstat]
     return await _submit_imip(
         request, services, account, identity, [organizer], f"{verb}: {title}",
         f"{sender.name or sender.address} has answered the invitation: {verb.lower()}.\n",
