@@ -70,6 +70,7 @@ from pillarbox.config import CalendarsSection
 from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, element, tag
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
 from pillarbox.observability.log import Log
+from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Member
 from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
@@ -669,13 +670,45 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     except ical.InvalidObject as exc:
         _log.info("caldav object refused", account=account.address, reason=str(exc))
         return xml(_condition(exc.condition), 403)
-    store = app.services.store
     try:
-        holder = await store.calendar_object_by_uid(account.id, calendar.name, info.uid)
+        stored = await save_object(app.services, account.id, calendar.name, name, data, info)
+    except UidTaken as exc:
+        return _uid_conflict(account, calendar, exc.holder)
+    except TooManyEntries as exc:
+        return text(f"{exc}\n", 507)  # RFC 4918 §11.5
+    if info.component == "VEVENT":
+        await _schedule(request, account, current.data if current is not None else None, data)
+    # RFC 4791 §5.3.4: stored as sent, so the ETag is given.
+    return Response(status_code=204 if current is not None else 201, headers={"etag": stored.etag})
+
+
+class UidTaken(AlreadyExists):
+    """RFC 4791 §4.1: another object of the calendar has the UID; ``holder`` is its name (None
+    when a write beside this one took the UID between the check and the save)."""
+
+    def __init__(self, holder: str | None) -> None:
+        super().__init__("another event of the calendar has the same UID")
+        self.holder = holder
+
+
+async def save_object(
+    services: Services,
+    account_id: int,
+    calendar: str,
+    name: str,
+    data: bytes,
+    info: ical.ObjectInfo,
+) -> CalendarObject:
+    """Store an object ``info`` was read from as ``name``, as a PUT stores it, for the web's
+    Calendar page too: :class:`UidTaken` when another object holds its UID,
+    ``TooManyEntries`` past ``[calendars] max_objects``."""
+    store = services.store
+    try:
+        holder = await store.calendar_object_by_uid(account_id, calendar, info.uid)
     except NotFound:
         holder = None
     if holder is not None and holder.name != name:
-        return _uid_conflict(account, calendar, holder.name)
+        raise UidTaken(holder.name)
     obj = CalendarObject(
         name=name,
         uid=info.uid,
@@ -685,17 +718,15 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
         ends=info.ends,
     )
     try:
-        stored = await store.save_calendar_object(
-            account.id, calendar.name, obj, now=datetime.now(UTC), limit=limits.max_objects
+        return await store.save_calendar_object(
+            account_id,
+            calendar,
+            obj,
+            now=datetime.now(UTC),
+            limit=services.config.calendars.max_objects,
         )
     except AlreadyExists:
-        return _uid_conflict(account, calendar, None)
-    except TooManyEntries as exc:
-        return text(f"{exc}\n", 507)  # RFC 4918 §11.5
-    if info.component == "VEVENT":
-        await _schedule(request, account, current.data if current is not None else None, data)
-    # RFC 4791 §5.3.4: stored as sent, so the ETag is given.
-    return Response(status_code=204 if current is not None else 201, headers={"etag": stored.etag})
+        raise UidTaken(None) from None
 
 
 def _uid_conflict(account: Account, calendar: Calendar, holder: str | None) -> Response:

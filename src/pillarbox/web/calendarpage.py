@@ -44,13 +44,13 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import ical
 from pillarbox.blocking import run_blocking
-from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries, UserError
+from pillarbox.errors import NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
-from pillarbox.web.caldav import DEFAULT, NAME, account_calendars
+from pillarbox.web.caldav import DEFAULT, NAME, account_calendars, save_object
 from pillarbox.web.scheduling import (
     Meeting,
     attendees_field,
@@ -239,26 +239,8 @@ async def store_event(
     except ical.InvalidObject as exc:
         raise UserError(f"the event cannot be stored: {exc}") from None
     try:
-        holder = await services.store.calendar_object_by_uid(account.id, calendar, info.uid)
-    except NotFound:
-        holder = None
-    if holder is not None and holder.name != name:
-        raise UserError("another event of the calendar has the same UID")
-    obj = CalendarObject(
-        name=name,
-        uid=info.uid,
-        component=info.component,
-        data=data,
-        starts=info.starts,
-        ends=info.ends,
-    )
-    try:
-        return await services.store.save_calendar_object(
-            account.id, calendar, obj, now=datetime.now(UTC), limit=limits.max_objects
-        )
-    except AlreadyExists:
-        raise UserError("another event of the calendar has the same UID") from None
-    except TooManyEntries as exc:
+        return await save_object(services, account.id, calendar, name, data, info)
+    except TooManyEntries as exc:  # UidTaken is a UserError already
         raise UserError(str(exc)) from None
 
 
