@@ -252,7 +252,6 @@ async def _apply(
         raise UserError(f'{warning} Tick "apply it anyway" to update the event all the same')
     updated = await run_blocking(ical.applied_reply, stored.data, data)
     await store_event(services, account, calendar, stored.name, updated)
-    check = await run_blocking(ical.check_reply, updated, data)
     _log.info("invitation reply applied", account=account.address, partstat=check.partstat)
     return f"Event updated: {_replied(check)}."
 
