@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import ssl
 import stat
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,10 @@ from pillarbox.certificates import (
     retry_delay,
 )
 from pillarbox.errors import ConfigError, InvalidName
-from pillarbox.net.acme import AcmeError, choose_challenge
+from pillarbox.net.acme import AcmeError, CertificateManager, choose_challenge
 from pillarbox.net.tlsalpn import TLSALPN01
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import ACME_ANSWER_LAG, AcmeAnswer
+from pillarbox.store.types import ACME_ANSWER_LAG, AcmeAnswer, AcmeCertificate
 from pillarbox.web.acme import SharedTokens, challenge_app
 
 #: The modulus of the RSA key of RFC 7638 §3.1 (base64url).
@@ -442,3 +443,68 @@ def test_nodes_configured_alike_share_one_certificate_scope() -> None:
         "https://staging/dir", ["mail.example.org", "mta-sts.example.org"]
     )
     assert scope != certificate_scope("https://ca/dir", ["mail.example.org"])
+
+
+def _self_signed(name: str, not_after: datetime.datetime) -> tuple[bytes, bytes, int]:
+    """A certificate for ``name`` expiring at ``not_after``: its PEM, its key's and its serial."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    serial = x509.random_serial_number()
+    built = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_after - datetime.timedelta(days=90))
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return built.public_bytes(serialization.Encoding.PEM), key_pem, serial
+
+
+async def test_a_tie_in_expiry_is_settled_by_the_stores_certificate(tmp_path: Path) -> None:
+    """Two nodes that ordered their own certificates in the same second hold two that expire
+    alike. The store keeps the first one shared (a tie does not replace it), so the node
+    holding the other takes the store's up at its next sync: one certificate for the
+    cluster, as with any other pair (CI once saw both nodes keep their own)."""
+    base = acme_config(acme_directory="https://ca.test/dir")
+    config = dataclasses.replace(
+        base, server=dataclasses.replace(base.server, data_dir=str(tmp_path / "data"))
+    )
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        manager = CertificateManager(
+            config, ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), {}
+        )
+        manager.store = store
+        until = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=60)).replace(
+            microsecond=0
+        )
+        mine, my_key, my_serial = _self_signed("mail.example.org", until)
+        theirs, their_key, their_serial = _self_signed("mail.example.org", until)
+        for path, data in ((manager.files.cert, mine), (manager.files.key, my_key)):
+            write_atomically(path, data, 0o600)
+        write_atomically(manager.files.issuer_directory, b"https://ca.test/dir")
+        manager.install_stored()
+        assert manager.facts is not None and manager.facts.serial == my_serial
+        scope = certificate_scope("https://ca.test/dir", ["mail.example.org"])
+        assert await store.put_acme_certificate(AcmeCertificate(scope, theirs, their_key, until))
+        # A tie does not replace what is stored ...
+        assert not await store.put_acme_certificate(AcmeCertificate(scope, mine, my_key, until))
+        # ... so this node takes the store's up, and then keeps it.
+        for _ in range(2):
+            await manager.sync()
+            assert manager.facts.serial == their_serial
+            assert manager.files.cert.read_bytes() == theirs
+            stored = await store.acme_certificate(scope)
+            assert stored is not None and stored.chain_pem == theirs
+    finally:
+        await store.close()

@@ -434,6 +434,15 @@ def _utc_text(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
 
 
+def _serial(stored: AcmeCertificate) -> int | None:
+    """The stored certificate's serial; None if its chain cannot be read (``_adopt`` then
+    logs why it is not used)."""
+    try:
+        return certificate_facts(stored.chain_pem).serial
+    except ValueError:
+        return None
+
+
 class CertificateManager:
     """Holds the server's ACME certificate: installs the stored one at start, obtains and
     renews it, and reloads the shared TLS context when a new one arrives."""
@@ -690,11 +699,20 @@ class CertificateManager:
         """Shared mode: present the store's certificate when it expires later than this node's
         (another node renewed it), or share this node's when it is the later one (a node
         upgraded from certificates of its own, or a share that failed). One small read when
-        both are the same."""
+        both are the same.
+
+        Two certificates that expire in the same second (nodes that ordered their own at
+        once) are settled by the store: it keeps the one stored first, so the other node
+        takes that one up rather than both keeping their own for good.
+        """
         assert self.store is not None  # shared only once serve has set it
         stored = await self.store.acme_certificate(self._scope)
         mine = self.facts
-        if stored is not None and (mine is None or stored.not_after > mine.not_after):
+        if stored is not None and (
+            mine is None
+            or stored.not_after > mine.not_after
+            or (stored.not_after == mine.not_after and _serial(stored) != mine.serial)
+        ):
             await self._adopt(stored)
             return
         if mine is None or self._issuer_directory != self._tls.acme_directory:
