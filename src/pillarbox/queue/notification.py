@@ -29,6 +29,7 @@ Implementation notes (the rules are also in docs/sieve.md):
   (§2.7 MUST NOT resubmit). About a message received with REQUIRETLS, the notification is
   queued with the tag (RFC 8689 §6: a mediator's reoriginated message keeps the sender's TLS
   requirement); with a non-null envelope sender it then goes only to hosts §4.2.1 accepts.
+  About one marked ``TLS-Required: No``, it is marked so (§6, the other way).
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def compose(
     out["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
     if action.importance in IMPORTANCE_VALUES:
         out["Importance"] = IMPORTANCE_VALUES[action.importance]
+    if message.tls_optional:
+        out["TLS-Required"] = "No"  # RFC 8689 §6, as an auto-reply (module notes)
     body = mailto.body
     if body is None:
         summary = [

@@ -20,7 +20,9 @@ Implementation notes (the rules are also in docs/forwarding.md):
 - **REQUIRETLS** (RFC 8689 §6): a reply to a message received with REQUIRETLS is a message
   reoriginated from it (it quotes its subject and ids), so it is queued with the tag too; with
   its null reverse-path the runner gives the parameter to every hop that offers it and still
-  uses one that does not (§5), as for a bounce.
+  uses one that does not (§5), as for a bounce. The other way too: a reply to a message
+  marked ``TLS-Required: No`` is marked so (§6 "both requiring TLS transmission and
+  requesting that TLS not be required").
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
 from pillarbox.queue.routing import Router
 from pillarbox.queue.signing import sign_outbound
+from pillarbox.queue.tlsrpt import tls_optional
 from pillarbox.store.interface import Store
 from pillarbox.store.types import Account, AccountSettings
 
@@ -81,6 +84,12 @@ class Incoming:
 
     def values(self, key: str) -> list[str]:
         return [raw_text(f.value).strip() for f in self.fields if f.key == key]
+
+    @property
+    def tls_optional(self) -> bool:
+        """RFC 8689 §6: the message asks with ``TLS-Required: No`` that TLS not be required
+        (moot under the REQUIRETLS tag, §4.1), which what answers it asks too."""
+        return not self.requiretls and tls_optional((f.key, f.value) for f in self.fields)
 
 
 def is_active(settings: AccountSettings, now: datetime) -> bool:
@@ -194,6 +203,8 @@ def compose_reply(
         known = [i for v in message.values("references") for i in parse_msg_ids(v)]
         reply["References"] = " ".join(f"<{i}>" for i in [*known[-REFERENCES_LIMIT:], ids[0]])
     reply["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    if message.tls_optional:
+        reply["TLS-Required"] = "No"  # RFC 8689 §6 (module notes)
     if not mime:
         reply.set_content(body.replace("\r\n", "\n"), cte="quoted-printable")
     return reply.as_bytes()
