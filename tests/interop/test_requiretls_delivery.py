@@ -423,7 +423,7 @@ def test_pillarbox_mail_send_require_tls(receivers: Receivers, tmp_path: Path) -
 
 
 def _relay_in(address: str, port: int, recipients: list[str]) -> None:
-    """A message given to the MX over STARTTLS with REQUIRETLS."""
+    """A message to ``recipients`` (its To) given to the MX over STARTTLS with REQUIRETLS."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -433,7 +433,8 @@ def _relay_in(address: str, port: int, recipients: list[str]) -> None:
         assert client.docmd("MAIL FROM:<carol@elsewhere.test> REQUIRETLS")[0] == 250
         for recipient in recipients:
             assert client.docmd(f"RCPT TO:<{recipient}>")[0] == 250
-        client.data(b"Subject: onwards\r\n\r\nSecret.\r\n")
+        to = ", ".join(recipients).encode()
+        client.data(b"To: " + to + b"\r\nSubject: onwards\r\n\r\nSecret.\r\n")
 
 
 def test_aliased_forwarded_and_redirected_copies_keep_the_tag(receivers: Receivers) -> None:
@@ -467,3 +468,45 @@ def test_aliased_forwarded_and_redirected_copies_keep_the_tag(receivers: Receive
 
     found = wait_for(lambda: len(live.call(tags())) == 3 and live.call(tags()), "the copies")
     assert found == dict.fromkeys(wanted, True)
+
+
+def test_replies_notifications_and_refusals_of_a_requiretls_message_are_tagged(
+    receivers: Receivers,
+) -> None:
+    """RFC 8689 §6: a vacation reply (the account's own and a Sieve script's) and a Sieve
+    notification are reoriginated from the message, so they keep its REQUIRETLS tag; §5: a
+    Sieve reject's report is a non-delivery report on it, tagged too."""
+    live = receivers.offering
+    away = live.add_account("away@good.signed.test", TEST_PASSWORD)
+    settings = live.call(live.store.get_settings(away.id))
+    live.call(
+        live.store.set_settings(
+            away.id, dataclasses.replace(settings, vacation_enabled=True, vacation_body="Out.")
+        )
+    )
+    scripts = {
+        "vac@good.signed.test": 'require "vacation"; vacation "Away.";',
+        "notif@good.signed.test": 'require "enotify"; notify "mailto:watcher@far.test";',
+        "rej@good.signed.test": 'require "reject"; reject "Not wanted.";',
+    }
+    for address, script in scripts.items():
+        live.add_account(address, TEST_PASSWORD)
+        live.activate_sieve(address, script)
+    wanted = {"carol@elsewhere.test", "watcher@far.test"}
+
+    async def tags() -> list[tuple[str, bool]]:
+        return sorted(
+            (r.address, m.requiretls)
+            for m in await live.store.list_queue()
+            for r in m.recipients
+            if r.address in wanted
+        )
+
+    _relay_in(REQUIRETLS_MX, receivers.port, ["away@good.signed.test", *scripts])
+    found = wait_for(lambda: len(t := live.call(tags())) == 4 and t, "the four answers")
+    assert found == [
+        ("carol@elsewhere.test", True),
+        ("carol@elsewhere.test", True),
+        ("carol@elsewhere.test", True),
+        ("watcher@far.test", True),
+    ]

@@ -635,6 +635,11 @@ if header :contains "list-id" "list.example.net" {
 if ihave "x-frob" { frob :wibble; } elsif ihave ["fileinto", "copy"] { fileinto "Lists"; }
 if header :contains "subject" "money" { error "no money"; }
 """,
+    # RFC 5463 §4: ihave of variables or encoded-character MUST fail, even when required.
+    "ihave-refused": """require ["ihave", "fileinto", "variables"];
+if ihave "variables" { fileinto "Variables"; }
+if ihave ["fileinto", "encoded-character"] { fileinto "Encoded"; }
+""",
     "discard-and-vacation": """require ["vacation", "imap4flags"];
 if header :matches "subject" "*money*" { discard; stop; }
 if not exists "list-id" {

@@ -115,3 +115,25 @@ def test_sieve_reply_mime_entity() -> None:
     plain, html = reply.iter_parts()
     assert plain.get_content().strip() == "I'm at the beach."
     assert html.get_content_type() == "text/html"
+
+
+@pytest.mark.parametrize(
+    ("field", "requiretls", "marked"),
+    [
+        (b"TLS-Required: No\r\n", False, True),
+        (b"TLS-Required:  no \r\n", False, True),
+        (b"TLS-Required: yes\r\n", False, False),
+        (b"", False, False),
+        (b"TLS-Required: No\r\n", True, False),
+    ],
+)
+def test_a_reply_asks_what_the_message_asked_of_tls(
+    field: bytes, requiretls: bool, marked: bool
+) -> None:
+    """RFC 8689 §6: a reply applies the message's "TLS not required" as its REQUIRETLS
+    (which the queue carries), both ways; under the tag the field is moot (§4.1)."""
+    original = b"From: ann@outside.test\r\n" + field + b"Subject: Plans\r\n\r\nHi\r\n"
+    incoming = Incoming.of("ann@outside.test", original, requiretls=requiretls)
+    assert incoming.requiretls is requiretls
+    reply = email.message_from_bytes(build_reply(incoming, ALICE, AWAY, now=NOW), policy=default)
+    assert reply.get("TLS-Required") == ("No" if marked else None)

@@ -369,3 +369,20 @@ def test_no_notification_about_automatic_mail(header: bytes, reason: str | None)
     does notify (MUST)."""
     assert reason_not_to_notify(Incoming.of("", header + MESSAGE), spam=False) == reason
     assert reason_not_to_notify(Incoming.of("a@b.example", MESSAGE), spam=True) == "judged spam"
+
+
+@pytest.mark.parametrize("requiretls", [False, True])
+def test_a_notification_asks_what_the_message_asked_of_tls(requiretls: bool) -> None:
+    """RFC 8689 §6: about a message marked ``TLS-Required: No``, the notification is marked so
+    (the REQUIRETLS tag, carried by the queue, makes the field moot: §4.1)."""
+    action = Notify("mailto:sms@example.net", parse("mailto:sms@example.net"), ("sms@example.net",))
+    message = b"TLS-Required: No\r\n" + MESSAGE
+    raw = composed(action, Incoming.of("list@example.com", message, requiretls=requiretls))
+    parsed = email.message_from_bytes(raw, policy=default)
+    assert parsed.get("TLS-Required") == (None if requiretls else "No")
+    assert (
+        email.message_from_bytes(
+            composed(action, Incoming.of("l@x.example", MESSAGE)), policy=default
+        ).get("TLS-Required")
+        is None
+    )

@@ -67,13 +67,29 @@ def test_compile_errors(script: str) -> None:
 
 
 def test_an_ihave_block_runs_with_its_extensions() -> None:
-    """The capabilities are the run's too: variables expand in the block, and delivery
-    reads what such an extension needs (``Script.requires``)."""
+    """Delivery reads what such an extension needs (``Script.requires``)."""
     script = compile_script(
-        'require "ihave"; if ihave ["variables", "fileinto", "duplicate"] {\n'
-        '  set "box" "Lists"; if duplicate {} fileinto "${box}"; }\n'
+        'require "ihave"; if ihave ["fileinto", "duplicate"] {\n'
+        '  if duplicate {} fileinto "Lists"; }\n'
     )
-    assert {"variables", "duplicate"} <= script.requires
+    assert "duplicate" in script.requires
     outcome = script.run(SieveMessage.from_bytes(b"Message-ID: <a@b>\r\n\r\nbody\r\n"))
     assert outcome.actions == (FileInto("Lists"),)
     assert len(outcome.duplicates) == 1
+
+
+@pytest.mark.parametrize("capability", ["variables", "encoded-character"])
+@pytest.mark.parametrize("required", [False, True])
+def test_ihave_of_what_changes_how_a_script_reads_is_false(capability: str, required: bool) -> None:
+    """§4: ihave MUST NOT be used with extensions that change how a script's content is
+    interpreted (variables, encoded-character): "The test MUST fail and the extension MUST
+    NOT be enabled" — the block does not run, and the run does not expand or decode
+    (``Script.requires``), whatever else the script requires (as Pigeonhole)."""
+    requires = f'["ihave", "fileinto", "{capability}"]' if required else '["ihave", "fileinto"]'
+    script = compile_script(
+        f"require {requires};\n"
+        f'if ihave "{capability}" {{ fileinto "never"; }}\n'
+        'if ihave ["fileinto", "' + capability + '"] { fileinto "never"; }\n'
+    )
+    assert script.run(SieveMessage.from_bytes(RAW)).actions == (Keep(),)
+    assert (capability in script.requires) is required

@@ -161,6 +161,8 @@ class Refusal:
     message: bytes
     sender: str
     rcpt: str
+    #: The message's RFC 8689 tag: the refusal report keeps it (§5).
+    requiretls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,18 +371,22 @@ class LocalDelivery:
                 await self._redirect(
                     account, plan.redirects, sender, message, headers, submitted, requiretls
                 )
+        # RFC 8689 §6: a reply or notification reoriginated from a REQUIRETLS message keeps
+        # the tag (Incoming.requiretls); §5: so does a refusal report, a non-delivery one.
+        incoming = vacation.Incoming.of(sender, message, requiretls=requiretls)
         if plan.vacation is not None:
-            await self._reply(account, plan.vacation, message, sender, addressed, spam=spam)
+            await self._reply(account, plan.vacation, incoming, addressed, spam=spam)
         for action in outcome.actions:
             if isinstance(action, Notify):
-                await self._notify(account, action, message, sender, addressed, spam=spam)
+                await self._notify(account, action, incoming, addressed, spam=spam)
         if rejection is not None:
+            refusal = Refusal(
+                account, rejection.reason, message, sender, recipient.original, requiretls
+            )
             if rejection.extended and refusals is not None and sender and not spam:
-                refusals.append(
-                    Refusal(account, rejection.reason, message, sender, recipient.original)
-                )
+                refusals.append(refusal)
             else:
-                await self._refuse(account, rejection, message, sender, recipient.original, spam)
+                await self._refuse(refusal, extended=rejection.extended, spam=spam)
         await self._read_reports(recipient, message, spam)
         return DeliveryStatus.STORED
 
@@ -405,20 +411,12 @@ class LocalDelivery:
 
     async def send_refusals(self, refusals: Sequence[Refusal]) -> None:
         """The reports of erejects intake could not refuse in SMTP (RFC 5429 §2.2)."""
-        for r in refusals:
-            rejection = Reject(r.reason, extended=True)
-            await self._refuse(r.account, rejection, r.message, r.sender, r.rcpt, spam=False)
+        for refusal in refusals:
+            await self._refuse(refusal, extended=True, spam=False)
 
-    async def _refuse(
-        self,
-        account: Account,
-        rejection: Reject,
-        message: bytes,
-        sender: str,
-        rcpt: str,
-        spam: bool,
-    ) -> None:
+    async def _refuse(self, refusal: Refusal, *, extended: bool, spam: bool) -> None:
         """RFC 5429 §2.1.2: the refusal as a DSN to the envelope sender (module notes)."""
+        account, sender = refusal.account, refusal.sender
         if spam:
             _log.info("sieve reject not done: spam, kept", account=account.address)
             return
@@ -426,16 +424,18 @@ class LocalDelivery:
             _log.info("sieve reject: null sender, discarded", account=account.address)
             return
         report = bounce.refusal_for(
-            message,
+            refusal.message,
             sender,
-            rcpt,
-            rejection.reason,
+            refusal.rcpt,
+            refusal.reason,
             hostname=self._hostname,
             now=datetime.now(UTC),
             max_original=self._bounce_original_limit,
         )
-        await bounce.send_report(self._store, self._router, self._wakeup, report, sender)
-        _log.info("rejected by sieve", account=account.address, ereject=rejection.extended)
+        await bounce.send_report(
+            self._store, self._router, self._wakeup, report, sender, requiretls=refusal.requiretls
+        )
+        _log.info("rejected by sieve", account=account.address, ereject=extended)
 
     async def _compiled(self, text: str) -> Script | SieveError:
         """The compiled script from the cache; compiled once per text, a large one on the
@@ -662,8 +662,7 @@ class LocalDelivery:
         self,
         account: Account,
         action: Notify,
-        message: bytes,
-        sender: str,
+        incoming: vacation.Incoming,
         addressed: Sequence[str],
         *,
         spam: bool,
@@ -681,7 +680,7 @@ class LocalDelivery:
             self._router,
             self._wakeup,
             action,
-            vacation.Incoming.of(sender, message),
+            incoming,
             account,
             own=addressed,
             sender=author,
@@ -805,8 +804,7 @@ class LocalDelivery:
         self,
         account: Account,
         action: Vacation,
-        message: bytes,
-        sender: str,
+        incoming: vacation.Incoming,
         addressed: Sequence[str],
         *,
         spam: bool,
@@ -836,7 +834,7 @@ class LocalDelivery:
             mime=action.mime,
         )
         sent = await self.responder.respond_to_script(
-            vacation.Incoming.of(sender, message),
+            incoming,
             account,
             addressed,
             request,

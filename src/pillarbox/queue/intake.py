@@ -496,7 +496,7 @@ class Intake:
             await self._forward(forwards, sender, message, origin, mail, now)
         if to_queue or forwards:
             self._services.queue_wakeup.set()
-        await self._auto_replies(sender, body, plan, settings, copies, now)
+        await self._auto_replies(sender, body, plan, settings, copies, now, mail)
         if origin.account is not None and origin.limited:
             await self._count_sent(origin.account, recipients, queue_id)
         if origin.account is not None and self._services.config.policy.enabled:
@@ -602,12 +602,14 @@ class Intake:
         settings: dict[int, AccountSettings],
         copies: Mapping[int, Copy],
         now: datetime,
+        mail: MailFrom,
     ) -> None:
         """Vacation replies of the recipient accounts that have one on (:mod:`.vacation`)."""
         active = [a for a in plan.local if vacation.is_active(settings[a], now)]
         if not active:
             return
-        incoming = vacation.Incoming.of(sender, body)
+        # RFC 8689 §6: the reply to a REQUIRETLS message is queued with the tag.
+        incoming = vacation.Incoming.of(sender, body, requiretls=mail.params.requiretls)
         for account_id in active:
             judged = copies.get(account_id)
             await self._responder.respond(

@@ -26,7 +26,10 @@ Implementation notes (the rules are also in docs/sieve.md):
   address. Each recipient gets the message through :func:`pillarbox.queue.bounce.
   send_report`: straight into the mailbox of a local recipient (unfiltered, as auto-replies
   are), else queued; the queue retries the submission, the notification is never made again
-  (§2.7 MUST NOT resubmit).
+  (§2.7 MUST NOT resubmit). About a message received with REQUIRETLS, the notification is
+  queued with the tag (RFC 8689 §6: a mediator's reoriginated message keeps the sender's TLS
+  requirement); with a non-null envelope sender it then goes only to hosts §4.2.1 accepts.
+  About one marked ``TLS-Required: No``, it is marked so (§6, the other way).
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def compose(
     out["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
     if action.importance in IMPORTANCE_VALUES:
         out["Importance"] = IMPORTANCE_VALUES[action.importance]
+    if message.tls_optional:
+        out["TLS-Required"] = "No"  # RFC 8689 §6, as an auto-reply (module notes)
     body = mailto.body
     if body is None:
         summary = [
@@ -147,7 +152,10 @@ async def send(
     # RFC 5436 §2.7: null after a null sender (no loop of reports), else the author.
     envelope = (sender or account.address) if message.sender else ""
     for recipient in recipients:
-        await bounce.send_report(store, router, wakeup, raw, recipient, sender=envelope)
+        # RFC 8689 §6: a notification reoriginated from a REQUIRETLS message keeps the tag.
+        await bounce.send_report(
+            store, router, wakeup, raw, recipient, sender=envelope, requiretls=message.requiretls
+        )
     # RFC 5435 §8: every use of notify is logged.
     _log.info(
         "sieve notification sent",

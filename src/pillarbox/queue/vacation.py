@@ -17,6 +17,12 @@ Implementation notes (the rules are also in docs/forwarding.md):
   ``In-Reply-To``/``References`` (§3.1.6); ``Auto-Submitted: auto-replied`` (§5); sent with the
   null envelope sender (§3.3) so that nothing answers it. It is DKIM-signed and goes through
   the outbound queue, or straight into the mailbox of a local sender.
+- **REQUIRETLS** (RFC 8689 §6): a reply to a message received with REQUIRETLS is a message
+  reoriginated from it (it quotes its subject and ids), so it is queued with the tag too; with
+  its null reverse-path the runner gives the parameter to every hop that offers it and still
+  uses one that does not (§5), as for a bounce. The other way too: a reply to a message
+  marked ``TLS-Required: No`` is marked so (§6 "both requiring TLS transmission and
+  requesting that TLS not be required").
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
 from pillarbox.queue.routing import Router
 from pillarbox.queue.signing import sign_outbound
+from pillarbox.queue.tlsrpt import tls_optional
 from pillarbox.store.interface import Store
 from pillarbox.store.types import Account, AccountSettings
 
@@ -63,18 +70,26 @@ _log = Log("vacation")
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """What the decision and the reply need from the arriving message."""
+    """What the decision and the reply need from the arriving message; ``requiretls`` its
+    RFC 8689 tag, which what is sent in answer to it keeps (§6)."""
 
     sender: str
     fields: tuple[HeaderField, ...]
+    requiretls: bool = False
 
     @classmethod
-    def of(cls, sender: str, raw: bytes) -> Incoming:
+    def of(cls, sender: str, raw: bytes, *, requiretls: bool = False) -> Incoming:
         block = scan_header(raw, 0, len(raw), max_fields=MAX_FIELDS)
-        return cls(sender, block.fields)
+        return cls(sender, block.fields, requiretls)
 
     def values(self, key: str) -> list[str]:
         return [raw_text(f.value).strip() for f in self.fields if f.key == key]
+
+    @property
+    def tls_optional(self) -> bool:
+        """RFC 8689 §6: the message asks with ``TLS-Required: No`` that TLS not be required
+        (moot under the REQUIRETLS tag, §4.1), which what answers it asks too."""
+        return not self.requiretls and tls_optional((f.key, f.value) for f in self.fields)
 
 
 def is_active(settings: AccountSettings, now: datetime) -> bool:
@@ -188,6 +203,8 @@ def compose_reply(
         known = [i for v in message.values("references") for i in parse_msg_ids(v)]
         reply["References"] = " ".join(f"<{i}>" for i in [*known[-REFERENCES_LIMIT:], ids[0]])
     reply["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    if message.tls_optional:
+        reply["TLS-Required"] = "No"  # RFC 8689 §6 (module notes)
     if not mime:
         reply.set_content(body.replace("\r\n", "\n"), cte="quoted-printable")
     return reply.as_bytes()
@@ -296,6 +313,13 @@ class Responder:
 
     async def _send(self, reply: bytes, message: Incoming, account: Account) -> bytes:
         signed = await sign_outbound(self._store, reply)
-        await bounce.send_report(self._store, self._router, self._wakeup, signed, message.sender)
-        _log.info("auto-reply sent", account=account.address)
+        await bounce.send_report(
+            self._store,
+            self._router,
+            self._wakeup,
+            signed,
+            message.sender,
+            requiretls=message.requiretls,  # RFC 8689 §6 (module notes)
+        )
+        _log.info("auto-reply sent", account=account.address, requiretls=message.requiretls)
         return signed

@@ -74,7 +74,7 @@ from pillarbox.sieve.message import MAX_FIELDS, SieveMessage, field_value
 from pillarbox.sieve.program import Compiled, IncludeKey, Node
 from pillarbox.sieve.regex import DEFAULT_LIMITS as DEFAULT_REGEX_LIMITS
 from pillarbox.sieve.regex import RegexLimits
-from pillarbox.sieve.validate import ENVELOPE_PARTS, SPECIAL_USE, SUPPORTED, sieve_address
+from pillarbox.sieve.validate import ENVELOPE_PARTS, SPECIAL_USE, ihave, sieve_address
 
 #: RFC 5233 §4: the separator of user and detail; the same as Pillarbox's routing uses
 #: (``pillarbox.queue.routing.PLUS_DELIMITER``, held equal by a test).
@@ -600,7 +600,7 @@ class _Run:
                 texts = self.bodies[key] = tuple(message.body_texts(*key))
             return matches_any(node.match, texts, self.strings(node, 0), self.limits.regex)
         if name == "ihave":
-            return all(c in SUPPORTED for c in node.strings(0))
+            return ihave(node.strings(0))  # RFC 5463 §4
         if name == "spamtest":
             status = message.spam
             value = spamtest.percent(status) if "percent" in node.tags else spamtest.level(status)

@@ -15,7 +15,7 @@ the checks of values above are made then instead (by the interpreter).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
@@ -64,6 +64,9 @@ EXTENSIONS: tuple[str, ...] = (
 IMPLICIT = frozenset({"comparator-i;octet", "comparator-i;ascii-casemap"})
 #: What ``require`` and ``ihave`` (RFC 5463 §4) accept.
 SUPPORTED = frozenset(EXTENSIONS) | IMPLICIT
+#: RFC 5463 §4: ihave MUST NOT enable an extension that changes how a script's content is
+#: read ("variables", "encoded-character"): an ihave naming one is false and enables nothing.
+IHAVE_REFUSED = frozenset({"variables", "encoded-character"})
 #: Capabilities that bring another with them: RFC 6131 §3 (as in Pigeonhole), RFC 5235 §3.2.
 IMPLIES = {"vacation-seconds": "vacation", "spamtestplus": "spamtest"}
 #: RFC 8579 §4 (RFC 6154 §2): a special-use attribute is "\\" and an atom (RFC 3501 §9).
@@ -120,6 +123,13 @@ def compile_commands(
     # What an ihave block may use counts as required when the script runs (delivery hands
     # over the data those extensions read; "variables" expands), as Pigeonhole loads it.
     return frozenset(requires) | compiler.granted, nodes
+
+
+def ihave(capabilities: Collection[str]) -> bool:
+    """RFC 5463 §4: whether an ihave test of ``capabilities`` is true — all supported, and
+    none of :data:`IHAVE_REFUSED` (the test MUST fail for those, even in a script that
+    requires them, as Pigeonhole's does)."""
+    return all(c in SUPPORTED and c not in IHAVE_REFUSED for c in capabilities)
 
 
 def _implied(capabilities: set[str] | frozenset[str]) -> set[str]:
@@ -200,7 +210,7 @@ class _Compiler:
         if test is None or test.name != "ihave":
             return self.block(block)
         wanted = frozenset(test.strings(0))
-        if not wanted <= SUPPORTED:
+        if not ihave(wanted):
             return ()
         outer = self.requires
         self.requires = outer | wanted | _implied(wanted)
