@@ -386,3 +386,13 @@ def test_a_notification_asks_what_the_message_asked_of_tls(requiretls: bool) -> 
         ).get("TLS-Required")
         is None
     )
+
+
+def test_a_notification_uri_setting_tls_required_is_not_doubled() -> None:
+    """A script's mailto URI may set ``TLS-Required`` itself; the field carried over from a
+    message marked ``TLS-Required: No`` then gives way, so the notification has one."""
+    uri = "mailto:sms@example.net?TLS-Required=No"
+    action = Notify(uri, parse(uri), ("sms@example.net",))
+    raw = composed(action, Incoming.of("list@example.com", b"TLS-Required: No\r\n" + MESSAGE))
+    parsed = email.message_from_bytes(raw, policy=default)
+    assert parsed.get_all("TLS-Required") == ["No"]

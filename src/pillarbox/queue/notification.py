@@ -98,8 +98,8 @@ def compose(
     out["Message-ID"] = trace.make_message_id(secrets.token_hex(12), account.domain)
     if action.importance in IMPORTANCE_VALUES:
         out["Importance"] = IMPORTANCE_VALUES[action.importance]
-    if message.tls_optional:
-        out["TLS-Required"] = "No"  # RFC 8689 §6, as an auto-reply (module notes)
+    if message.tls_optional and not any(n.lower() == "tls-required" for n, _ in mailto.fields):
+        out["TLS-Required"] = "No"  # RFC 8689 §6, unless the URI sets it (module notes)
     body = mailto.body
     if body is None:
         summary = [
