@@ -118,6 +118,12 @@ class SmtpServerSettings:
     auth_mechanisms: tuple[str, ...] = ()
     #: Offer AUTH before TLS (RFC 4954 §4 lets servers refuse; only for trusted networks).
     auth_without_tls: bool = False
+    #: Refuse MAIL with ``530 5.7.0`` until STARTTLS (RFC 3207 §4: a server may require TLS
+    #: before accepting mail; an LMTP client outside ``[lmtp] trusted_networks``).
+    require_tls: bool = False
+    #: Refuse MAIL with ``530 5.7.0`` until AUTH succeeded (RFC 4954 §6: submission, and an
+    #: LMTP client outside ``[lmtp] trusted_networks``).
+    require_auth: bool = False
     pipelining: bool = True
     eightbitmime: bool = True
     smtputf8: bool = True
@@ -736,6 +742,10 @@ class ServerConnection:
                     self._refuse(R.MESSAGE_TOO_BIG)  # RFC 1870 §6.1
                 elif params.requiretls and not self.tls:
                     self._refuse(R.REQUIRETLS_WITHOUT_TLS)  # RFC 8689 §2: the session MUST be TLS
+                elif self.settings.require_tls and not self.tls:
+                    self._refuse(R.TLS_REQUIRED)  # RFC 3207 §4
+                elif self.settings.require_auth and not self.authenticated:
+                    self._refuse(R.AUTH_REQUIRED)  # RFC 4954 §6
                 else:
                     self._pause(command)
             case RcptTo():
