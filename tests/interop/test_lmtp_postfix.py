@@ -125,14 +125,19 @@ def postfix_settings(transport: str) -> dict[str, object]:
     }
 
 
-#: main.cf for a front MTA on another host (docs/lmtp.md): TLS without verifying our
-#: (self-signed) certificate, and SASL with a password from a map (static: here).
-TLS_AUTH_SETTINGS = {
-    "lmtp_tls_security_level": "encrypt",
-    "lmtp_tls_loglevel": 1,
-    "lmtp_sasl_auth_enable": "yes",
-    "lmtp_sasl_password_maps": f"static:{{{FRONT_LOGIN}:{TEST_PASSWORD}}}",
-}
+def tls_auth_settings(conf: Path, port: int) -> dict[str, object]:
+    """main.cf for a front MTA on another host (docs/lmtp.md): TLS without verifying our
+    (self-signed) certificate, and SASL with the password from a map keyed by our host and
+    port, in Postfix's configuration directory ``conf``."""
+    passwords = conf / "lmtp_passwd"
+    passwords.write_text(f"127.0.0.1:{port} {FRONT_LOGIN}:{TEST_PASSWORD}\n")
+    passwords.chmod(0o600)
+    return {
+        "lmtp_tls_security_level": "encrypt",
+        "lmtp_tls_loglevel": 1,
+        "lmtp_sasl_auth_enable": "yes",
+        "lmtp_sasl_password_maps": f"texthash:{passwords}",
+    }
 
 
 @pytest.fixture
@@ -150,7 +155,7 @@ def postfix(
             settings["lmtp_send_xforward_command"] = "yes"
             settings["smtpd_authorized_xforward_hosts"] = "127.0.0.0/8"  # the test client
         if variant == "tls-auth":
-            settings.update(TLS_AUTH_SETTINGS)
+            settings.update(tls_auth_settings(directory / "conf", ports[0]))
         return settings
 
     with postfix_peer(ports[1], configure) as peer:

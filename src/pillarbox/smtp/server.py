@@ -22,6 +22,9 @@ Invariants:
   (``550 5.5.2``) or its bare line breaks are normalised to CRLF.
 * After ``220`` to STARTTLS everything already buffered is discarded and the session forgets
   its hello (RFC 3207 §4.2, CVE-2011-0411 command injection).
+* MAIL is refused with 530 5.7.0 until STARTTLS and AUTH where the settings require them
+  (``require_tls``, ``require_auth``: submission, and an LMTP client outside the trusted
+  networks); the same in SMTP and LMTP mode, as STARTTLS and AUTH are.
 * The octets announced by a syntactically valid BDAT are always consumed, even when the
   command is refused, so message content is never read as commands (RFC 3030 §2).
 * Every limit is in :class:`SmtpServerSettings`; the session is closed with 421 after
