@@ -1642,6 +1642,10 @@ def _validate_lmtp(lmtp: LmtpSection) -> None:
     if lmtp.socket and not Path(lmtp.socket).is_absolute():
         raise ConfigError("lmtp.socket", f"must be an absolute path, got {lmtp.socket!r}")
     _validate_networks("lmtp.trusted_networks", lmtp.trusted_networks)
+    for account in lmtp.auth_accounts:
+        local, at, domain = account.strip().rpartition("@")
+        if not (local and at and domain):
+            raise ConfigError("lmtp.auth_accounts", f"not an account address: {account!r}")
     if socket_mode(lmtp.socket_mode) is None:
         raise ConfigError(
             "lmtp.socket_mode", f"expected octal permissions, got {lmtp.socket_mode!r}"
