@@ -102,9 +102,9 @@ class Listeners:
     # Off unless a config turns it on: a config written before it existed would otherwise
     # bind 443 on upgrade (root only). `pillarbox init` and the dev config turn it on.
     https: Listener = _listener(443, enabled=False)
-    # Off unless a config names it: LMTP takes mail for every hosted account without AUTH,
-    # so only an admin who runs a front MTA opens it (on loopback by default, like Dovecot's
-    # inet_listener lmtp). `pillarbox init` writes it off; naming [listeners.lmtp] turns it on.
+    # Off unless a config names it: LMTP takes mail for every hosted account (without AUTH
+    # from [lmtp] trusted_networks), so only an admin who runs a front MTA opens it (on
+    # loopback by default, like Dovecot's inet_listener lmtp). `pillarbox init` writes it off; naming [listeners.lmtp] turns it on.
     lmtp: Listener = _listener(24, enabled=False)
     # Off unless a config names it (a `[listeners.metrics]` table turns it on): operational
     # metrics are for the admin's monitoring, on loopback by default. 8010 is Mox's port.
