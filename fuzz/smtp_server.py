@@ -47,7 +47,7 @@ _REPLY_LINE = re.compile(rb"[2-5][0-9][0-9][ -][^\r\n]*\r\n")
 _DATA_END = re.compile(rb"(?=\r\n\.\r\n)")
 
 
-def _settings(lmtp: bool, normalise: bool) -> SmtpServerSettings:
+def _settings(lmtp: bool, normalise: bool, require: bool) -> SmtpServerSettings:
     return SmtpServerSettings(
         hostname="mx.test",
         mode=Mode.LMTP if lmtp else Mode.SMTP,
@@ -59,6 +59,8 @@ def _settings(lmtp: bool, normalise: bool) -> SmtpServerSettings:
         max_message_size=2048,
         max_recipients=5,
         bare_linebreaks=BareLinebreakPolicy.NORMALISE if normalise else BareLinebreakPolicy.REJECT,
+        require_tls=require,
+        require_auth=require,
     )
 
 
@@ -66,12 +68,12 @@ def check(data: bytes) -> None:
     if len(data) < 2:
         return
     selector, cut = data[0], data[1]
-    lmtp, normalise = bool(selector & 0x10), bool(selector & 0x20)
+    lmtp, normalise, require = bool(selector & 0x10), bool(selector & 0x20), bool(selector & 0x40)
     prefix = PREFIXES[(selector & 0x0F) % len(PREFIXES)]
     if b"%s" in prefix:
         prefix = prefix.replace(b"%s", b"LHLO" if lmtp else b"EHLO", 1)
     stream = prefix + data[2:]
-    conn = ServerConnection(_settings(lmtp, normalise))
+    conn = ServerConnection(_settings(lmtp, normalise, require))
     conn.greet(R.service_ready("mx.test"))
     out = bytearray(conn.data_to_send(0.0))
     ended_data = 0  # messages ended after DATA (not BDAT)
@@ -129,6 +131,8 @@ def seeds() -> list[bytes]:
         b"\x05\x00AGEAYg==\r\n*\r\n",
         b"\x12\x00DATA\r\nx\r\n.\r\n",
         b"\x11\x00XFORWARD ADDR=192.0.2.1 HELO=a+2Eb\r\nXFORWARD NAME\r\nMAIL FROM:<>\r\n",
+        # LMTP outside the trusted networks: MAIL before STARTTLS, then STARTTLS and AUTH.
+        b"\x51\x00MAIL FROM:<>\r\nSTARTTLS\r\nLHLO c\r\nAUTH PLAIN AGEAYg==\r\nMAIL FROM:<>\r\n",
     ]
     return found
 

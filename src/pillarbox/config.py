@@ -102,9 +102,9 @@ class Listeners:
     # Off unless a config turns it on: a config written before it existed would otherwise
     # bind 443 on upgrade (root only). `pillarbox init` and the dev config turn it on.
     https: Listener = _listener(443, enabled=False)
-    # Off unless a config names it: LMTP takes mail for every hosted account without AUTH,
-    # so only an admin who runs a front MTA opens it (on loopback by default, like Dovecot's
-    # inet_listener lmtp). `pillarbox init` writes it off; naming [listeners.lmtp] turns it on.
+    # Off unless a config names it: LMTP takes mail for every hosted account (without AUTH
+    # from [lmtp] trusted_networks), so only an admin who runs a front MTA opens it (on
+    # loopback by default, like Dovecot's inet_listener lmtp). `pillarbox init` writes it off; naming [listeners.lmtp] turns it on.
     lmtp: Listener = _listener(24, enabled=False)
     # Off unless a config names it (a `[listeners.metrics]` table turns it on): operational
     # metrics are for the admin's monitoring, on loopback by default. 8010 is Mox's port.
@@ -684,6 +684,30 @@ class LmtpSection:
         "and retries), 'reject' 552 5.2.2 (it bounces at once; Dovecot's default).",
     )
     max_connections: int = _f(100, "Concurrent LMTP connections (Postfix opens up to 20).")
+    starttls: bool = _f(
+        True,
+        "Offer STARTTLS (RFC 3207) on the TCP listener, with the [tls] certificate (Postfix "
+        "lmtp_tls_security_level = encrypt). Never on the UNIX socket.",
+    )
+    auth_accounts: tuple[str, ...] = _f(
+        (),
+        "Accounts a front MTA may authenticate as, after STARTTLS (AUTH, RFC 4954, with the "
+        "submission server's SASL mechanisms; Postfix lmtp_sasl_auth_enable); empty: no AUTH. "
+        "Any other account's AUTH fails as a wrong password does.",
+    )
+    trusted_networks: tuple[str, ...] = _f(
+        ("127.0.0.0/8", "::1/128"),
+        "TCP clients that may deliver without require_tls and require_auth (the UNIX socket "
+        "always may). A front MTA on another host must be listed here or use TLS and AUTH.",
+    )
+    require_tls: bool = _f(
+        True,
+        "Outside trusted_networks: MAIL is refused (530 5.7.0) until STARTTLS.",
+    )
+    require_auth: bool = _f(
+        True,
+        "Outside trusted_networks: MAIL is refused (530 5.7.0) until AUTH as one of auth_accounts.",
+    )
     socket: str = _f(
         "",
         "Also serve LMTP on this UNIX socket (absolute path; Postfix `lmtp:unix:/path`); empty: none. A stale socket file there is replaced.",
@@ -1488,11 +1512,7 @@ def _validate_upstream_proxy(name: str, listener: Listener) -> None:
         )
     if listener.forwarded_headers and not web:
         raise ConfigError(f"{key}.forwarded_headers", "only for the http and https listeners")
-    for network in listener.proxy_networks:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise ConfigError(f"{key}.proxy_networks", f"not a network: {network!r}") from None
+    _validate_networks(f"{key}.proxy_networks", listener.proxy_networks)
     if (listener.proxy_protocol or listener.forwarded_headers) and not listener.proxy_networks:
         # Trusting every peer would let any client name any address.
         raise ConfigError(f"{key}.proxy_networks", "needed to trust a load balancer")
@@ -1621,6 +1641,11 @@ def _validate_imap_metadata(imap: ImapSection) -> None:
 def _validate_lmtp(lmtp: LmtpSection) -> None:
     if lmtp.socket and not Path(lmtp.socket).is_absolute():
         raise ConfigError("lmtp.socket", f"must be an absolute path, got {lmtp.socket!r}")
+    _validate_networks("lmtp.trusted_networks", lmtp.trusted_networks)
+    for account in lmtp.auth_accounts:
+        local, at, domain = account.strip().rpartition("@")
+        if not (local and at and domain):
+            raise ConfigError("lmtp.auth_accounts", f"not an account address: {account!r}")
     if socket_mode(lmtp.socket_mode) is None:
         raise ConfigError(
             "lmtp.socket_mode", f"expected octal permissions, got {lmtp.socket_mode!r}"
@@ -1650,11 +1675,15 @@ def _validate_policy(policy: PolicySection) -> None:
                 equals = ""
             if not equals or not zone.strip():
                 raise ConfigError(f"policy.{key}", f"expected 'zone=score', got {item!r}")
-    for network in policy.trusted_networks:
+    _validate_networks("policy.trusted_networks", policy.trusted_networks)
+
+
+def _validate_networks(key: str, networks: tuple[str, ...]) -> None:
+    for network in networks:
         try:
             ipaddress.ip_network(network, strict=False)
         except ValueError:
-            raise ConfigError("policy.trusted_networks", f"not a network: {network!r}") from None
+            raise ConfigError(key, f"not a network: {network!r}") from None
 
 
 def _validate_greylisting(section: GreylistingSection) -> None:
@@ -1670,11 +1699,7 @@ def _validate_greylisting(section: GreylistingSection) -> None:
             raise ConfigError(f"greylisting.{key}", f"must be 0–{most}")
     if section.auto_allow_clients < 0:
         raise ConfigError("greylisting.auto_allow_clients", "must be 0 (off) or more")
-    for network in section.allow_networks:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise ConfigError("greylisting.allow_networks", f"not a network: {network!r}") from None
+    _validate_networks("greylisting.allow_networks", section.allow_networks)
     for domain in section.allow_sender_domains:
         try:
             domain_to_ascii(domain)

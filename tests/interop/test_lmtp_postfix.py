@@ -12,7 +12,10 @@ Postfix's virtual map accepts every address of example.org, so our replies are w
 The same over a UNIX socket (``virtual_transport = lmtp:unix:/path``, ``[lmtp] socket``), and
 with ``[lmtp] policy = "full"`` and Postfix's ``lmtp_send_xforward_command = yes``: the sending
 client (made to look remote with XFORWARD to Postfix's smtpd) is passed on to us, and SPF is
-checked on its address (our loopback DNS server holds the sender domain's record).
+checked on its address (our loopback DNS server holds the sender domain's record). And as
+from another host (``[lmtp] trusted_networks`` empty): Postfix must use STARTTLS
+(``lmtp_tls_security_level = encrypt``) and AUTH (``lmtp_sasl_auth_enable``, Cyrus SASL) as
+the one ``[lmtp] auth_accounts`` account, or nothing is delivered.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import imaplib
+import logging
 import pwd
 import re
 import shutil
@@ -45,6 +49,8 @@ WAIT = 20.0
 SENDER = "someone@outside.test"
 #: The sending client's address, as Postfix's smtpd is told it and passes it on to us.
 CLIENT = "192.0.2.7"
+#: The account Postfix's lmtp logs in as (variant "tls-auth").
+FRONT_LOGIN = "front@example.org"
 
 
 @pytest.fixture
@@ -58,10 +64,11 @@ def ports() -> tuple[int, int]:
     return free_port("127.0.0.1"), free_port("127.0.0.1")
 
 
-@pytest.fixture(params=["size", "no-size", "unix", "xforward"])
+@pytest.fixture(params=["size", "no-size", "unix", "xforward", "tls-auth"])
 def variant(request: pytest.FixtureRequest) -> str:
-    """How Postfix reaches us: over TCP (announcing SIZE= or not), over a UNIX socket, or
-    over TCP passing its client with XFORWARD."""
+    """How Postfix reaches us: over TCP (announcing SIZE= or not), over a UNIX socket, over
+    TCP passing its client with XFORWARD, or over TCP as if from another host (STARTTLS and
+    AUTH required)."""
     return str(request.param)
 
 
@@ -89,6 +96,9 @@ def server(
         dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns_port}", timeout=2.0),
         lmtp=cfg.LmtpSection(policy="full" if variant == "xforward" else "content"),
     )
+    if variant == "tls-auth":
+        section = cfg.LmtpSection(trusted_networks=(), auth_accounts=(FRONT_LOGIN,))
+        config = dataclasses.replace(config, lmtp=section)
     if socket_dir is not None:
         # The socket only (Postfix's lmtp runs as postfix, this test as root: 0666).
         section = cfg.LmtpSection(socket=str(socket_dir / "lmtp"), socket_mode="0666")
@@ -98,6 +108,7 @@ def server(
         live.add_domain("example.org")
         live.add_account(ALICE, TEST_PASSWORD)
         live.add_account(FULL, TEST_PASSWORD, quota_bytes=1)
+        live.add_account(FRONT_LOGIN, TEST_PASSWORD)
         yield live
 
 
@@ -111,6 +122,21 @@ def postfix_settings(transport: str) -> dict[str, object]:
         "virtual_transport": transport,
         "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination",
         "lmtp_lhlo_name": FRONT,
+    }
+
+
+def tls_auth_settings(conf: Path, port: int) -> dict[str, object]:
+    """main.cf for a front MTA on another host (docs/lmtp.md): TLS without verifying our
+    (self-signed) certificate, and SASL with the password from a map keyed by our host and
+    port, in Postfix's configuration directory ``conf``."""
+    passwords = conf / "lmtp_passwd"
+    passwords.write_text(f"127.0.0.1:{port} {FRONT_LOGIN}:{TEST_PASSWORD}\n")
+    passwords.chmod(0o600)
+    return {
+        "lmtp_tls_security_level": "encrypt",
+        "lmtp_tls_loglevel": 1,
+        "lmtp_sasl_auth_enable": "yes",
+        "lmtp_sasl_password_maps": f"texthash:{passwords}",
     }
 
 
@@ -128,6 +154,8 @@ def postfix(
         if variant == "xforward":
             settings["lmtp_send_xforward_command"] = "yes"
             settings["smtpd_authorized_xforward_hosts"] = "127.0.0.0/8"  # the test client
+        if variant == "tls-auth":
+            settings.update(tls_auth_settings(directory / "conf", ports[0]))
         return settings
 
     with postfix_peer(ports[1], configure) as peer:
@@ -149,8 +177,13 @@ def imap_messages(server: LiveServer, address: str) -> list[bytes]:
 
 
 def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
-    server: LiveServer, postfix: PostfixPeer, variant: str, socket_dir: Path | None
+    server: LiveServer,
+    postfix: PostfixPeer,
+    variant: str,
+    socket_dir: Path | None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pillarbox.lmtp")
     after_data = variant == "no-size"
     raw = (
         f"From: {SENDER}\r\nTo: {ALICE}, {FULL}, {NOBODY}\r\n"
@@ -179,7 +212,8 @@ def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
     assert ours.startswith(
         f"from {FRONT} ([127.0.0.1])" if variant != "unix" else f"from {FRONT}\tby mx.test"
     )
-    assert "by mx.test (Pillarbox) with LMTP id" in ours
+    protocol = "LMTPSA" if variant == "tls-auth" else "LMTP"  # RFC 3848 §2
+    assert f"by mx.test (Pillarbox) with {protocol} id" in ours
     assert f"by {FRONT} (Postfix) with ESMTP" in theirs
     assert message["Delivered-To"] == ALICE
     assert message.get_content().strip() == "Hello over LMTP."
@@ -211,3 +245,9 @@ def test_postfix_delivers_over_lmtp_with_per_recipient_outcomes(
     assert "550 5.1.1 mailbox unavailable (in reply to RCPT TO command)" in lines[NOBODY]
     assert server.mailbox_messages(FULL, "INBOX") == []
     assert server.call(server.store.list_queue()) == []  # the retry is Postfix's
+    if variant == "tls-auth":
+        assert "Untrusted TLS connection established to 127.0.0.1[127.0.0.1]" in log, log
+        logins = [r for r in caplog.records if r.getMessage() == "authenticated"]
+        assert logins and logins[0].fields["account"] == FRONT_LOGIN  # type: ignore[attr-defined]
+        # Cyrus picks the strongest mechanism offered, which Postfix's defaults allow.
+        assert logins[0].fields["mechanism"] == "SCRAM-SHA-256"  # type: ignore[attr-defined]

@@ -11,9 +11,12 @@ with ``getreply()``, as an LMTP client must (RFC 2033 §4.2).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import logging
 import smtplib
 import socket
+import ssl
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -202,7 +205,8 @@ def test_unix_socket(tmp_path: Path) -> None:
     path = tmp_path / "lmtp.sock"
     with socket.socket(socket.AF_UNIX) as stale:
         stale.bind(str(path))  # left behind, as by a crash: nobody listens on it
-    section = cfg.LmtpSection(socket=str(path), socket_mode="0600")
+    # Trusting no network: the socket is trusted all the same, and offers no STARTTLS.
+    section = cfg.LmtpSection(socket=str(path), socket_mode="0600", trusted_networks=())
     config = loopback_config(tmp_path / "data", only=(), lmtp=section)
     with LiveServer(config) as server:
         assert stat.S_ISSOCK(path.stat().st_mode)
@@ -210,6 +214,9 @@ def test_unix_socket(tmp_path: Path) -> None:
         server.add_domain("example.org")
         server.add_account(ALICE, TEST_PASSWORD)
         server.add_account(FULL, TEST_PASSWORD, quota_bytes=1)
+        with smtplib.LMTP(str(path)) as client:
+            client.ehlo("front.example")
+            assert not client.has_extn("starttls") and not client.has_extn("auth")
         _, after = transaction(server, [ALICE, FULL], message("over a socket"), socket=path)
         assert [code for code, _ in after] == [250, 452]
         (stored,) = inbox(server, ALICE)
@@ -291,3 +298,82 @@ def test_full_policy_checks_the_client_xforward_names(tmp_path: Path, dns_port: 
     for stored in (passed, failed):
         # The Received field names the hop we saw: the front MTA.
         assert b"Received: from front.example ([127.0.0.1])" in stored
+
+
+FRONT = "front@example.org"  # the account the front MTA logs in as
+INVALID = b"5.7.8 authentication credentials invalid"
+
+
+def auth_plain(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:
+    """One AUTH PLAIN (smtplib's ``login`` tries each mechanism in turn)."""
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+    return client.docmd("AUTH", f"PLAIN {token}")
+
+
+def _client_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the server's self-signed certificate
+    return context
+
+
+def test_outside_trusted_networks_needs_tls_and_auth(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A front MTA outside ``[lmtp] trusted_networks`` (here loopback, trusting none): MAIL is
+    refused until STARTTLS and until AUTH as one of ``auth_accounts``; another account's right
+    password fails as a wrong one does; failures are counted and rate-limited by ``[auth]`` as
+    on the other listeners. The logged-in front MTA is no submitter: it may name any sender,
+    and still cannot relay. The Received field says LMTPSA (RFC 3848 §2)."""
+    caplog.set_level(logging.INFO, logger="pillarbox.lmtp")
+    config = loopback_config(
+        tmp_path / "data",
+        only=("lmtp",),
+        lmtp=cfg.LmtpSection(trusted_networks=(), auth_accounts=(FRONT,)),
+        auth=cfg.AuthSection(free_failures=2, base_delay=0.05, lockout_failures=3),
+    )
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        for address in (ALICE, BOB, FRONT):
+            server.add_account(address, TEST_PASSWORD)
+        with smtplib.LMTP("127.0.0.1", server.port("lmtp")) as client:
+            client.ehlo("front.example")
+            assert client.has_extn("starttls") and not client.has_extn("auth")
+            assert client.mail("sender@outside.test") == (
+                530,
+                b"5.7.0 must issue a STARTTLS command first",
+            )
+            client.starttls(context=_client_context())
+            client.ehlo("front.example")
+            assert client.esmtp_features["auth"] == " SCRAM-SHA-256 PLAIN LOGIN"
+            assert client.mail("sender@outside.test") == (530, b"5.7.0 authentication required")
+            # The right password, but not an lmtp account.
+            assert auth_plain(client, BOB, TEST_PASSWORD) == (535, INVALID)
+            assert auth_plain(client, FRONT, TEST_PASSWORD)[0] == 235
+            assert client.mail("forged@outside.test")[0] == 250
+            assert client.rcpt("someone@elsewhere.example")[0] == 554  # still no relay
+            assert client.rcpt(ALICE)[0] == 250
+            assert client.data(message("over TLS"))[0] == 250
+        with smtplib.LMTP("127.0.0.1", server.port("lmtp")) as client:
+            client.ehlo("front.example")
+            client.starttls(context=_client_context())
+            client.ehlo("front.example")
+            for _ in range(3):
+                assert auth_plain(client, FRONT, "a wrong password") == (535, INVALID)
+            # The third failure from this address locked it out: even the right password.
+            assert auth_plain(client, FRONT, TEST_PASSWORD) == (
+                454,
+                b"4.7.0 temporary authentication failure, try again later",
+            )
+        (stored,) = inbox(server, ALICE)
+        assert b"by mx.test (Pillarbox) with LMTPSA id " in stored
+        assert server.call(server.store.list_queue()) == []
+        assert server.server.context is not None
+        sample = server.server.context.metrics.registry.get_sample_value
+        failures = "pillarbox_auth_failures_total"
+        assert sample(failures, {"protocol": "lmtp", "reason": "credentials"}) == 4
+        assert sample(failures, {"protocol": "lmtp", "reason": "rate_limited"}) == 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "pillarbox.lmtp"]
+    assert "AUTH as an account not in lmtp.auth_accounts" in messages
+    assert messages.count("AUTH failed") == 3 and "AUTH rate limited" in messages
+    assert messages.count("protocol error") == 2  # the two 530s

@@ -4,6 +4,8 @@ Submission with STARTTLS and AUTH PLAIN / LOGIN (certificate verified), implicit
 submissions port, PIPELINING, and delivery to the MX; what was accepted is read back over IMAP.
 The refusals a user meets (a wrong password, sending without logging in, relaying through the MX,
 someone else's address) are read from swaks' transcript: each must be the right reply code.
+And ``--protocol LMTP`` against the lmtp listener as a front MTA from another host would meet
+it: STARTTLS and AUTH before MAIL, then one reply per recipient after the data.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import imaplib
 import re
 import ssl
+from pathlib import Path
 
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.net.tls import tls_paths
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.peers import require, run
 
 pytestmark = pytest.mark.listeners("smtp", "submission", "submissions", "imap")
@@ -208,3 +212,38 @@ def test_refusals(
     )
     assert refusal in replies
     assert tls_live.call(tls_live.store.list_queue()) == []
+
+
+def test_lmtp_from_outside_trusted_networks(tmp_path: Path) -> None:
+    """``[lmtp] trusted_networks`` empty (loopback counts as another host): without AUTH
+    swaks' MAIL is refused after STARTTLS; with AUTH as the ``auth_accounts`` account each
+    recipient gets its own 250 after the data (RFC 2033 §4.2)."""
+    section = cfg.LmtpSection(trusted_networks=(), auth_accounts=("front@example.org",))
+    config = loopback_config(tmp_path / "data", only=("lmtp",), lmtp=section)
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        for user in ("alice", "bob", "front"):
+            live.add_account(f"{user}@example.org", TEST_PASSWORD)
+        lmtp = ("--protocol", "LMTP", "--from", "friend@example.net", "--tls")
+        refused = swaks(live, "lmtp", *lmtp, "--to", "alice@example.org", ok=MAIL_REFUSED)
+        assert "530 5.7.0 authentication required" in refused
+        replies = swaks(
+            live,
+            "lmtp",
+            *lmtp,
+            "--auth",
+            "PLAIN",
+            *login("front@example.org"),
+            "--to",
+            "alice@example.org,bob@example.org",
+            "--header",
+            "Subject: lmtp over tls",
+        )
+        before, after = ehlo_keywords(live, replies)
+        assert "STARTTLS" in before and not [k for k in before if k.startswith("AUTH")]
+        assert "AUTH SCRAM-SHA-256 PLAIN LOGIN" in after and "STARTTLS" not in after
+        accepted = [r for r in replies if re.fullmatch(r"250 2\.0\.0 message accepted as \w+", r)]
+        assert len(accepted) == 2
+        for user in ("alice", "bob"):
+            (stored,) = live.mailbox_messages(f"{user}@example.org", "INBOX")
+            assert b"Subject: lmtp over tls" in stored and b" with LMTPSA id " in stored

@@ -5,7 +5,8 @@ A transcript runs live when its ``@`` directives hold for a live MX (hosted doma
 with its accounts, STARTTLS offered or not as the transcript says); the others configure the
 core in ways a live listener is not (LMTP mode, tiny limits, scripted policy, simulated time)
 and are listed with the reason. Transcripts in LMTP mode (``@ set mode=lmtp``) run against the
-lmtp listener of the same server, where ``full@mx.test`` is an account over its quota.
+lmtp listener of the same server, where ``full@mx.test`` is an account over its quota; on the
+STARTTLS server that listener trusts no network, so it wants STARTTLS and AUTH as alice.
 """
 
 from __future__ import annotations
@@ -45,8 +46,17 @@ LIVE = [p for p in FILES if p.stem not in CORE_ONLY]
 
 def _server(tmp: Path, starttls: bool) -> LiveServer:
     config = loopback_config(tmp, only=["smtp", "lmtp"])
+    # The TLS server's lmtp listener treats loopback as a front MTA on another host: STARTTLS
+    # and AUTH (as alice) before MAIL.
+    lmtp = (
+        cfg.LmtpSection(trusted_networks=(), auth_accounts=("alice@mx.test",))
+        if starttls
+        else cfg.LmtpSection(starttls=False)
+    )
     config = dataclasses.replace(
-        config, smtp=dataclasses.replace(config.smtp, starttls=starttls, max_line_length=1000)
+        config,
+        smtp=dataclasses.replace(config.smtp, starttls=starttls, max_line_length=1000),
+        lmtp=lmtp,
     )
     assert isinstance(config.smtp, cfg.SmtpSection)
     return LiveServer(config)

@@ -375,6 +375,15 @@ def test_lmtp_section_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         cfg.load(write(tmp_path, "[lmtp]\nmax_connections = 0\n"), environ={})
     assert info.value.key == "lmtp.max_connections"
+    for text, key in [
+        ('[lmtp]\ntrusted_networks = ["10.0.0.0/33"]\n', "lmtp.trusted_networks"),
+        ('[lmtp]\nauth_accounts = ["relay"]\n', "lmtp.auth_accounts"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            cfg.load(write(tmp_path, text), environ={})
+        assert info.value.key == key
+    # The defaults keep loopback as it was: no TLS or AUTH asked of it.
+    assert cfg.LmtpSection().trusted_networks == ("127.0.0.0/8", "::1/128")
 
 
 def test_lmtp_socket_settings_are_checked(tmp_path: Path) -> None:

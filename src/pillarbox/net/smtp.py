@@ -12,9 +12,12 @@ Implementation notes:
   **Submission** (587 STARTTLS, 465 implicit TLS, RFC 6409/8314): AUTH is offered only under
   TLS (unless ``smtp.auth_without_tls``) and required before MAIL (530 5.7.0).
   **LMTP** (RFC 2033, for a front MTA, loopback by default): the core in LMTP mode (LHLO only,
-  §4.1), no AUTH and no STARTTLS; recipients only at hosted domains, as at the MX (no relay);
-  after the data one reply per accepted recipient (§4.2) from
-  :meth:`~pillarbox.queue.intake.Intake.accept_each`, each sent once its copy is fsync'd.
+  §4.1); recipients only at hosted domains, as at the MX (no relay); after the data one reply
+  per accepted recipient (§4.2) from :meth:`~pillarbox.queue.intake.Intake.accept_each`, each
+  sent once its copy is fsync'd. STARTTLS on TCP (RFC 3207; never on the UNIX socket) and
+  AUTH after it as one of ``[lmtp] auth_accounts`` (RFC 4954): a TCP client outside ``[lmtp]
+  trusted_networks`` gets the core's ``require_tls``/``require_auth`` (:class:`LmtpAccess`).
+  The authenticated front MTA is not a submitter: it gains no relaying and no sender check.
   Limits are the ``[smtp]`` knobs; policy and quota replies are ``[lmtp]``.
 - The message body arrives as chunks (already dot-unstuffed, size-limited by the core as they
   arrive) and is spooled in memory up to ``smtp.max_message_size``; the store is written only
@@ -28,11 +31,13 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from pillarbox.auth.directory import Authenticated, SaslSession
+from pillarbox.auth.directory import Authenticated, SaslSession, normalize_username
 from pillarbox.auth.sasl import Challenge, UnsupportedMechanism
 from pillarbox.errors import AuthenticationFailed, RateLimited, StorageError
 from pillarbox.mail import trace
@@ -41,6 +46,7 @@ from pillarbox.net.listener import Admission, Handler
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import AuthMetrics, SmtpMetrics
 from pillarbox.policy.greylisting import Greylist
+from pillarbox.policy.pipeline import in_networks
 from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, PerRecipient
 from pillarbox.queue.sendlimits import Allowance
 from pillarbox.services import Services
@@ -74,7 +80,7 @@ def _settings(
 ) -> SmtpServerSettings:
     smtp = services.config.smtp
     mechanisms: tuple[str, ...] = ()
-    if submission:
+    if submission or (lmtp and services.config.lmtp.auth_accounts):
         mechanisms = services.authenticator.mechanisms(secure=True)
     return SmtpServerSettings(
         hostname=services.hostname,
@@ -92,11 +98,11 @@ def _settings(
         command_timeout=smtp.command_timeout,
         data_timeout=smtp.data_timeout,
         login_timeout=smtp.login_timeout if submission else None,
-        # LMTP is for a front MTA on this host or a trusted network (RFC 2033 §1).
-        starttls=smtp.starttls and not implicit_tls and not lmtp,
+        starttls=(services.config.lmtp.starttls if lmtp else smtp.starttls) and not implicit_tls,
         xforward=lmtp and services.config.lmtp.policy == "full",
         auth_mechanisms=mechanisms,
         auth_without_tls=submission and smtp.auth_without_tls,
+        require_auth=submission,  # RFC 6409 §4.3 (and LmtpAccess for outsiders)
         requiretls=smtp.requiretls,
     )
 
@@ -128,13 +134,61 @@ LMTP_MAILBOX_FULL = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class LmtpAccess:
+    """Who may deliver over LMTP how (``[lmtp]``). The UNIX socket is guarded by its file
+    permissions, and a TCP client in ``trusted_networks`` by where it is: both deliver as
+    before. Anyone else on TCP gets ``require_tls``/``require_auth``, so that mail crosses the
+    network encrypted and only a front MTA that knows a password of ``auth_accounts`` can
+    inject it (Dovecot's ``login_trusted_networks`` draws the same line)."""
+
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    #: A TCP client in ``trusted``.
+    insider: SmtpServerSettings
+    #: The UNIX socket: no STARTTLS (there is no network to cross), hence no AUTH either.
+    socket: SmtpServerSettings
+    outsider: SmtpServerSettings
+    #: ``auth_accounts``, normalised as logins are.
+    accounts: frozenset[str]
+
+    @classmethod
+    def of(cls, services: Services, settings: SmtpServerSettings) -> LmtpAccess:
+        section = services.config.lmtp
+        replace = dataclasses.replace
+        return cls(
+            trusted=tuple(ipaddress.ip_network(n, strict=False) for n in section.trusted_networks),
+            insider=settings,
+            socket=replace(settings, starttls=False),
+            outsider=replace(
+                settings, require_tls=section.require_tls, require_auth=section.require_auth
+            ),
+            accounts=frozenset(
+                name for a in section.auth_accounts if (name := normalize_username(a))
+            ),
+        )
+
+    def settings_for(self, client_ip: str) -> SmtpServerSettings:
+        """The core's settings for a client (``""``: the UNIX socket's)."""
+        if not client_ip:
+            return self.socket
+        return self.insider if in_networks(client_ip, self.trusted) else self.outsider
+
+
 def lmtp_handler(services: Services, listener: str) -> Handler:
     settings = _settings(services, submission=False, implicit_tls=False, lmtp=True)
     section = services.config.lmtp
     each = PerRecipient(
         mailbox_full=LMTP_MAILBOX_FULL[section.quota_full], refuse_spam=section.refuse_spam
     )
-    return _handler(services, settings, listener, submission=False, implicit_tls=False, lmtp=each)
+    return _handler(
+        services,
+        settings,
+        listener,
+        submission=False,
+        implicit_tls=False,
+        lmtp=each,
+        access=LmtpAccess.of(services, settings),
+    )
 
 
 def _handler(
@@ -146,9 +200,11 @@ def _handler(
     implicit_tls: bool,
     lmtp: PerRecipient | None = None,
     greylist: Greylist | None = None,
+    access: LmtpAccess | None = None,
 ) -> Handler:
     intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
-    metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth("smtp"))
+    protocol = "smtp" if lmtp is None else "lmtp"
+    metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth(protocol))
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
@@ -157,7 +213,7 @@ def _handler(
         session = _SmtpSession(
             services,
             intake,
-            settings,
+            settings if access is None else access.settings_for(channel.peer[0]),
             channel,
             admission,
             submission,
@@ -165,6 +221,7 @@ def _handler(
             metrics,
             lmtp,
             greylist,
+            access,
         )
         await session.run()
 
@@ -191,11 +248,14 @@ class _SmtpSession:
         metrics: _Observed,
         lmtp: PerRecipient | None = None,
         greylist: Greylist | None = None,
+        access: LmtpAccess | None = None,
     ) -> None:
         self.services = services
         self.metrics = metrics
         #: How an LMTP session answers each recipient; None for SMTP.
         self.lmtp = lmtp
+        #: LMTP: the accounts AUTH may be (None for SMTP, where any account may).
+        self.lmtp_accounts = None if access is None else access.accounts
         self.remote_ip = channel.peer[0]
         #: The MX's greylisting (None elsewhere, or when off); decided once for the client.
         self.greylist = None if greylist is None or greylist.exempt(self.remote_ip) else greylist
@@ -354,7 +414,7 @@ class _SmtpSession:
     # -- AUTH ----------------------------------------------------------------------------------
     @property
     def _secure(self) -> bool:
-        return self.core.tls or self.services.config.smtp.auth_without_tls
+        return self.core.tls or self.core.settings.auth_without_tls
 
     async def _auth_start(self, mechanism: str, initial: bytes | None) -> None:
         try:
@@ -394,15 +454,22 @@ class _SmtpSession:
             self.core.challenge(step.data)
             return
         self.sasl = None
-        self.account = step.account
-        self.log.info("authenticated", account=step.account.address, mechanism=step.mechanism)
+        address = step.account.address
+        if self.lmtp_accounts is None:
+            self.account = step.account
+        elif address not in self.lmtp_accounts:
+            # As a wrong password, so that the reply does not confirm this one.
+            self.log.warning("AUTH as an account not in lmtp.auth_accounts", account=address)
+            self.metrics.auth.credentials.inc()
+            self.core.reject(replies.AUTH_FAILED)
+            return
+        # A front MTA's login only admits it (LmtpAccess): self.account stays None, so it
+        # does not submit (no relaying, no sender check; the Received field says LMTPSA).
+        self.log.info("authenticated", account=address, mechanism=step.mechanism)
         self.core.accept()
 
     # -- envelope ------------------------------------------------------------------------------
     async def _mail(self, mail: MailFrom) -> None:
-        if self.submission and self.account is None:
-            self.core.reject(replies.AUTH_REQUIRED)
-            return
         reply = await self.intake.check_sender(mail, self.account)
         if reply.is_positive:
             self._reset_transaction()
@@ -441,7 +508,7 @@ class _SmtpSession:
             protocol=trace.with_protocol(
                 esmtp=bool(self.core.hello and self.core.hello.extended),
                 tls=self.core.tls,
-                authenticated=self.account is not None,
+                authenticated=self.core.authenticated,
                 utf8=self.mail.params.smtputf8,
                 lmtp=self.lmtp is not None,  # RFC 3848 §2: "LMTP"
             ),

@@ -22,6 +22,9 @@ Invariants:
   (``550 5.5.2``) or its bare line breaks are normalised to CRLF.
 * After ``220`` to STARTTLS everything already buffered is discarded and the session forgets
   its hello (RFC 3207 §4.2, CVE-2011-0411 command injection).
+* MAIL is refused with 530 5.7.0 until STARTTLS and AUTH where the settings require them
+  (``require_tls``, ``require_auth``: submission, and an LMTP client outside the trusted
+  networks); the same in SMTP and LMTP mode, as STARTTLS and AUTH are.
 * The octets announced by a syntactically valid BDAT are always consumed, even when the
   command is refused, so message content is never read as commands (RFC 3030 §2).
 * Every limit is in :class:`SmtpServerSettings`; the session is closed with 421 after
@@ -118,6 +121,12 @@ class SmtpServerSettings:
     auth_mechanisms: tuple[str, ...] = ()
     #: Offer AUTH before TLS (RFC 4954 §4 lets servers refuse; only for trusted networks).
     auth_without_tls: bool = False
+    #: Refuse MAIL with ``530 5.7.0`` until STARTTLS (RFC 3207 §4: a server may require TLS
+    #: before accepting mail; an LMTP client outside ``[lmtp] trusted_networks``).
+    require_tls: bool = False
+    #: Refuse MAIL with ``530 5.7.0`` until AUTH succeeded (RFC 4954 §6: submission, and an
+    #: LMTP client outside ``[lmtp] trusted_networks``).
+    require_auth: bool = False
     pipelining: bool = True
     eightbitmime: bool = True
     smtputf8: bool = True
@@ -736,6 +745,10 @@ class ServerConnection:
                     self._refuse(R.MESSAGE_TOO_BIG)  # RFC 1870 §6.1
                 elif params.requiretls and not self.tls:
                     self._refuse(R.REQUIRETLS_WITHOUT_TLS)  # RFC 8689 §2: the session MUST be TLS
+                elif self.settings.require_tls and not self.tls:
+                    self._refuse(R.TLS_REQUIRED)  # RFC 3207 §4
+                elif self.settings.require_auth and not self.authenticated:
+                    self._refuse(R.AUTH_REQUIRED)  # RFC 4954 §6
                 else:
                     self._pause(command)
             case RcptTo():

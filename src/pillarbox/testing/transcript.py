@@ -12,7 +12,8 @@ Format, one item per line (blank lines and ``#`` comments ignored)::
     @ reject delivery *full@* 452 4.2.2 mailbox full
                                                  LMTP: that recipient's reply after the data
                                                  (the others get 250; RFC 2033 §4.2)
-    @ user alice secret                          an account for AUTH PLAIN
+    @ user alice secret                          an account for AUTH PLAIN (the password is
+                                                 the rest of the line)
     C: EHLO client.example                       client line; CRLF is appended
     C> DATA\\r\\nbody\\n.\\n                        raw client bytes, Python escapes, no CRLF added
     S: 250-*                                     one expected reply line; ``*`` matches any run
@@ -125,7 +126,7 @@ def parse_transcript(text: str, name: str = "") -> Transcript:
                 code, enhanced = int(words[3]), words[4]
                 rules.append(Rule(words[1], words[2], Reply(code, enhanced, " ".join(words[5:]))))
             elif words[0] == "user":
-                users[words[1]] = words[2]
+                users[words[1]] = " ".join(words[2:])
             else:
                 raise ValueError(f"{name}:{number}: unknown directive {words[0]!r}")
         else:
