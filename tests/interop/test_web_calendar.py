@@ -21,11 +21,12 @@ from urllib.parse import parse_qs, urlsplit
 import icalendar
 import pytest
 
+from pillarbox.store.types import SpecialUse
 from pillarbox.testing.davclient import dav_client, responses
 from pillarbox.testing.icalendars import WEEKLY
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
-from pillarbox.testing.webclient import WebSession, mailbox_id
+from pillarbox.testing.webclient import WebSession, mailbox_id, special_mailbox_id
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -290,6 +291,9 @@ def test_invitation_accepted_in_the_web(live: LiveServer, alice: WebSession) -> 
 
     page = alice.get(f"/mail/{box}/{uid}").text
     assert "your answer: accepted" in page
+    # The answer kept in Alice's Sent, as the message Bob got.
+    (copy,) = sent_copies(live, ALICE, "Accepted: Planning")
+    assert itip_of(copy, "REPLY")["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
 
     # The organizer cancels: the message offers to remove it, and removing does.
     send_as_bob(live, invitation("CANCEL", sequence=1))
@@ -323,14 +327,30 @@ def test_broken_or_oversized_invitation_gets_a_note(live: LiveServer, alice: Web
     assert "too large to show" in page
 
 
-def arrived(live: LiveServer, address: str, subject: str) -> list[tuple[int, int, bytes]]:
-    """(mailbox id, uid, bytes) of each INBOX message with that subject, oldest first."""
-    box = mailbox_id(live, address)
+def arrived(
+    live: LiveServer, address: str, subject: str, folder: str = "INBOX"
+) -> list[tuple[int, int, bytes]]:
+    """(mailbox id, uid, bytes) of each message of ``folder`` with that subject, oldest
+    first."""
+    box = mailbox_id(live, address, folder)
     found = []
     for record in live.call(live.store.list_messages(box)):
         raw = live.call(live.store.read_blob(record.blob_id))
         if f"Subject: {subject}".encode() in raw:
             found.append((box, record.uid, raw))
+    return found
+
+
+def sent_copies(live: LiveServer, address: str, subject: str) -> list[bytes]:
+    """The messages with that subject in the account's Sent, each checked seen (\\Seen, as
+    the webmail keeps what it sends)."""
+    box = special_mailbox_id(live, address, SpecialUse.SENT)
+    found = []
+    for record in live.call(live.store.list_messages(box)):
+        raw = live.call(live.store.read_blob(record.blob_id))
+        if f"Subject: {subject}".encode() in raw:
+            assert "\\Seen" in record.flags
+            found.append(raw)
     return found
 
 
@@ -419,6 +439,9 @@ def test_invitations_sent_from_the_calendar_page(live: LiveServer, alice: WebSes
     ((box, uid, raw),) = wait_for(lambda: arrived(live, BOB, "Cancelled: Roadmap"), "cancel")
     cancel = itip_of(raw, "CANCEL")
     assert str(cancel["STATUS"]) == "CANCELLED" and int(cancel["SEQUENCE"]) == 2
+    # Alice's Sent: the invitation, the update and the cancellation.
+    assert len(sent_copies(live, ALICE, "Invitation: Roadmap")) == 2
+    assert len(sent_copies(live, ALICE, "Cancelled: Roadmap")) == 1
     page = bob.get(f"/mail/{box}/{uid}").text
     assert "Cancelled: Roadmap" in page and 'value="remove"' in page
     removed = bob.post(f"/mail/{box}/{uid}/invitation", {"action": "remove"})
@@ -536,6 +559,7 @@ def test_deleting_an_event_someone_else_organizes_declines_it(
     assert str(event["UID"]) == "plan-42@example.org"
     assert str(event["ATTENDEE"]).lower() == f"mailto:{ALICE}"
     assert event["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+    assert len(sent_copies(live, ALICE, "Declined: Planning")) == 1
 
     # Accepted again, deleted without the tick: deleted, and Bob is sent nothing more.
     assert alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"}).status_code == 303
@@ -550,3 +574,69 @@ def test_deleting_an_event_someone_else_organizes_declines_it(
     # Mail sent after the quiet delete has arrived: a decline from it would have too.
     wait_for(lambda: newest(live, BOB, "Invitation: Mine"), "the invitation sent after it")
     assert len(arrived(live, BOB, "Declined: Planning")) == 1
+
+
+def test_a_save_sends_only_what_changed_for_the_attendees(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """The Calendar page's save decides what to send as a CalDAV PUT does (RFC 6638 §3.2.1):
+    saving the event unchanged stores nothing (the same ETag) and sends nothing; an alarm and
+    an X- property a phone added (what only the organizer holds) send nothing, and a save in
+    the web after them neither; a new time sends the update with SEQUENCE raised (RFC 5546
+    §2.1.4), a new title the update with the same SEQUENCE (not a significant revision,
+    RFC 5545 §3.8.7.4). Each invitation sent from the web is kept in Alice's Sent."""
+    form = event_form(title="Roadmap", attendees=f"Bob <{BOB}>")
+    made = alice.post("/calendar/events", form)
+    assert "done=invited" in made.headers["location"]
+    target = made.headers["location"].split("?")[0]
+    ((name, _),) = dav_objects(live).items()
+    wait_for(lambda: arrived(live, BOB, "Invitation: Roadmap"), "the invitation")
+    with dav_client(live, ALICE) as dav:
+        etag = dav.get(CAL + name).headers["etag"]
+
+    again = alice.post(target, form)
+    assert again.headers["location"] == f"{target}?done=unchanged"
+    assert "Nothing changed: the event is as it was." in alice.get(again.headers["location"]).text
+    with dav_client(live, ALICE) as dav:
+        stored = dav.get(CAL + name)
+        assert stored.headers["etag"] == etag
+        # A phone adds an alarm and a colour: nothing the attendees' copies hold.
+        alarmed = stored.content.replace(
+            b"END:VEVENT",
+            b"X-APPLE-TRAVEL-ADVISORY-BEHAVIOR:AUTOMATIC\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\n"
+            b"DESCRIPTION:Roadmap\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT",
+        )
+        put = dav.put(CAL + name, content=alarmed, headers={**ICS, "if-match": etag})
+        assert put.status_code == 204
+        etag = put.headers["etag"]
+    after_phone = alice.post(target, form)
+    assert after_phone.headers["location"] == f"{target}?done=unchanged"
+    with dav_client(live, ALICE) as dav:
+        assert dav.get(CAL + name).headers["etag"] == etag
+
+    moved = alice.post(target, {**form, "start_time": "11:00", "end_time": "12:00"})
+    assert "done=invited" in moved.headers["location"]
+    stored_event = only_event(dav_objects(live)[name])
+    assert int(stored_event["SEQUENCE"]) == 1
+    assert "BEGIN:VALARM" in dav_objects(live)[name].decode()  # the phone's alarm kept
+    updates = wait_for(
+        lambda: (found := arrived(live, BOB, "Invitation: Roadmap"))[1:] and found, "update"
+    )
+    assert len(updates) == 2  # nothing for the unchanged saves or the alarm
+    assert int(itip_of(updates[1][2], "REQUEST")["SEQUENCE"]) == 1
+
+    renamed = alice.post(target, {**form, "start_time": "11:00", "end_time": "12:00",
+                                  "title": "Roadmap v2"})  # fmt: skip
+    assert "done=invited" in renamed.headers["location"]
+    assert int(only_event(dav_objects(live)[name])["SEQUENCE"]) == 1  # not raised
+    ((_, _, raw),) = wait_for(lambda: arrived(live, BOB, "Invitation: Roadmap v2"), "rename")
+    update = itip_of(raw, "REQUEST")
+    assert int(update["SEQUENCE"]) == 1 and str(update["SUMMARY"]) == "Roadmap v2"
+
+    # Alice's Sent: the three invitations the web sent, as Bob got them.
+    copies = wait_for(lambda: sent_copies(live, ALICE, "Invitation: Roadmap"), "sent copies")
+    assert len(copies) == 3
+    assert itip_of(copies[1], "REQUEST").decoded("DTSTART") == datetime(
+        2031, 3, 4, 11, 0, tzinfo=UTC
+    )
+    assert message_from_bytes(copies[0], policy=policy.default)["To"] == BOB

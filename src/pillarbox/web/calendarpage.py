@@ -18,9 +18,12 @@ Implementation notes:
   TZID.
 - **Attendees** (RFC 5546 over RFC 6047, :mod:`.scheduling`): an event the account
   organizes (or a new one) takes attendees; saving it with some stores ORGANIZER and ATTENDEE
-  lines and sends each attendee the event as a METHOD:REQUEST (an edit: the update, its
-  SEQUENCE raised by the edit), one removed from the list a CANCEL; deleting it sends them a
-  CANCEL. The event is saved even when sending fails: the page says what was not sent.
+  lines and sends each attendee the event as a METHOD:REQUEST, one removed from the list a
+  CANCEL; deleting it sends them a CANCEL. An edit is sent as a CalDAV PUT's would be
+  (:func:`.scheduling.schedule`, one decision for both): the update to all only when what
+  the attendees' copies hold changed; an edit changing nothing is not stored at all (the
+  same bytes, the same ETag). The event is saved even when sending fails: the page says
+  what was not sent. What is sent from here is kept in Sent (docs/calendars.md).
 - **Someone else's event**: deleting an event another organizes, that one of the account's
   identities attends, offers (ticked) to tell the organizer: a METHOD:REPLY with
   PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.scheduling.send_reply`),
@@ -55,9 +58,9 @@ from pillarbox.web.scheduling import (
     Meeting,
     attendees_field,
     meeting_of,
+    schedule,
     send_itip,
     send_reply,
-    send_updates,
 )
 from pillarbox.web.zone import reader_zone
 
@@ -334,6 +337,7 @@ def _typed(form: FormData, calendar: str, name: str) -> Editing:
 
 _NOTICES = {
     "saved": "Event saved.",
+    "unchanged": "Nothing changed: the event is as it was.",
     "deleted": "Event deleted.",
     "invited": "Event saved and the attendees invited.",
     "cancelled": "Event deleted and the attendees told.",
@@ -445,7 +449,7 @@ async def event_submit(request: Request) -> Response:
         # RFC 5546 §3.2.5: the whole event cancelled, to every attendee.
         warning = await send_itip(
             request, services, account, meeting.organizer, current.data, "CANCEL",
-            [a.address for a in meeting.attendees],
+            [a.address for a in meeting.attendees], sent_copy=True,
         )  # fmt: skip
         return redirect("/calendar?" + urlencode({"done": "cancelled", "warning": warning}))
     typed = _typed(form, calendar, name)
@@ -473,15 +477,21 @@ async def event_submit(request: Request) -> Response:
             person = identities.sender(meeting.organizer, account)
             data = await run_blocking(
                 ical.with_attendees, data, person.address, person.name,
-                [(p.address, p.name) for p in invited],
+                [(p.address, p.name) for p in invited], now,
             )  # fmt: skip
+        target = f"/calendar/events/{calendar}/{name}"
+        if data == previous:
+            # Nothing the form shows changed: no new ETag for the phones to fetch, no update.
+            return redirect(f"{target}?done=unchanged")
         await store_event(services, account, calendar, name, data)
     except UserError as exc:
         return await _render(request, account, editing=typed, error=str(exc), status_code=400)
-    target = f"/calendar/events/{calendar}/{name}"
-    if meeting.organizer is None or not (invited or meeting.attendees):
+    # What to send is decided as for a CalDAV PUT (RFC 6638 §3.2.1): an update to all only
+    # when what the attendees' copies hold changed; the form changes no answer (no REPLY).
+    sent = await schedule(request, services, account, previous, data, replies=False, sent_copy=True)
+    if not sent:
         return redirect(f"{target}?done=saved")
-    warning = await send_updates(request, services, account, meeting, data, previous, invited)
+    warning = "; ".join(w for w in sent if w)
     return redirect(f"{target}?" + urlencode({"done": "invited", "warning": warning}))
 
 
@@ -503,7 +513,7 @@ async def _decline(
     PARTSTAT=DECLINED): "" when the submission took it, else why not."""
     unsent = await send_reply(
         request, services, account, attending, current.data, "DECLINED",
-        meeting.organizer_address,
+        meeting.organizer_address, sent_copy=True,
     )  # fmt: skip
     return f"was {unsent}" if unsent else ""
 
