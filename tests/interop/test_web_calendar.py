@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+import caldav
 import icalendar
 import pytest
 
@@ -26,7 +27,7 @@ from pillarbox.testing.davclient import dav_client, responses
 from pillarbox.testing.icalendars import WEEKLY
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
-from pillarbox.testing.webclient import WebSession, mailbox_id, special_mailbox_id
+from pillarbox.testing.webclient import WebSession, mailbox_id, special_mailbox_id, tls_paths
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -640,3 +641,55 @@ def test_a_save_sends_only_what_changed_for_the_attendees(
         2031, 3, 4, 11, 0, tzinfo=UTC
     )
     assert message_from_bytes(copies[0], policy=policy.default)["To"] == BOB
+
+
+def test_moving_an_event_to_another_calendar(live: LiveServer, alice: WebSession) -> None:
+    """An event moved from "personal" to "work" in the form keeps its UID and bytes, leaves a
+    tombstone: python-caldav syncing both calendars (RFC 6578) sees it gone from one and in
+    the other. A move onto a calendar already holding the UID is refused (RFC 4791
+    §5.3.2.1 no-uid-conflict) and moves nothing."""
+    work = f"/dav/calendars/{ALICE}/work/"
+    with dav_client(live, ALICE) as dav:
+        assert dav.request("MKCALENDAR", work).status_code == 201
+    made = alice.post("/calendar/events", event_form(title="Budget"))
+    ((name, before),) = dav_objects(live).items()
+    page = alice.get(made.headers["location"]).text
+    assert 'name="calendar">' in page and "disabled" not in page.split('name="calendar"')[1][:5]
+
+    url = f"https://127.0.0.1:{live.port('https')}"
+    cafile = str(tls_paths(live.config)[0])
+    with caldav.DAVClient(
+        url + "/dav/", username=ALICE, password=TEST_PASSWORD, ssl_verify_cert=cafile
+    ) as client:
+        personal = client.calendar(url=url + CAL).objects_by_sync_token(load_objects=True)
+        in_work = client.calendar(url=url + work).objects_by_sync_token(load_objects=True)
+        assert len(list(personal)) == 1 and not list(in_work)
+
+        moved = alice.post(
+            f"/calendar/events/personal/{name}", event_form(title="Budget", calendar="work")
+        )
+        assert moved.headers["location"] == f"/calendar/events/work/{name}?done=saved"
+        assert dav_objects(live) == {}
+        with dav_client(live, ALICE) as dav:
+            assert dav.get(work + name).content == before  # the same object, byte for byte
+
+        updated, deleted = personal.sync()
+        assert not list(updated) and [unquote(o.url.path) for o in deleted] == [CAL + name]
+        updated, deleted = in_work.sync()
+        ((obj,),) = (list(updated),)
+        assert unquote(obj.url.path) == work + name and not list(deleted)
+        assert str(only_event(obj.data.encode())["UID"]) == str(only_event(before)["UID"])
+
+    # The same UID written to "personal" meanwhile (a phone): the move back is refused.
+    with dav_client(live, ALICE) as dav:
+        assert dav.put(CAL + "copy.ics", content=before, headers=ICS).status_code == 201
+    refused = alice.post(
+        f"/calendar/events/work/{name}", event_form(title="Budget", calendar="personal")
+    )
+    assert refused.status_code == 400
+    assert "that calendar already has this event (the same UID)" in refused.text
+    assert f'action="/calendar/events/work/{name}"' in refused.text  # still the work one
+    assert '<option value="personal" selected>' in refused.text  # the choice kept
+    with dav_client(live, ALICE) as dav:
+        assert dav.get(work + name).content == before
+    assert list(dav_objects(live)) == ["copy.ics"]

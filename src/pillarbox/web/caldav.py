@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -701,13 +702,66 @@ async def save_object(
     Calendar page too: :class:`UidTaken` when another object holds its UID,
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
+    await _uid_free(services, account_id, calendar, info.uid, name)
     try:
-        holder = await store.calendar_object_by_uid(account_id, calendar, info.uid)
+        return await store.save_calendar_object(
+            account_id,
+            calendar,
+            _stored(name, data, info),
+            now=datetime.now(UTC),
+            limit=services.config.calendars.max_objects,
+        )
+    except AlreadyExists:
+        raise UidTaken(None) from None
+
+
+async def move_object(
+    services: Services, account_id: int, calendar: str, name: str, target: str, data: bytes,
+    info: ical.ObjectInfo,
+) -> CalendarObject:  # fmt: skip
+    """Move the object ``name`` of ``calendar`` (now ``data``, which ``info`` was read from) to
+    the account's calendar ``target`` (the web's Calendar page): a tombstone in ``calendar``,
+    the object in ``target`` under the same name unless ``target`` has one of that name (then
+    a new one), all or nothing (:meth:`Store.move_calendar_object`). :class:`UidTaken` when
+    ``target`` already holds its UID (RFC 4791 §5.3.2.1 ``no-uid-conflict``),
+    ``TooManyEntries`` past ``[calendars] max_objects``."""
+    store = services.store
+    await _uid_free(services, account_id, target, info.uid, None)
+    try:
+        await store.calendar_object(account_id, target, name)
     except NotFound:
-        holder = None
-    if holder is not None and holder.name != name:
+        moved = name
+    else:
+        moved = f"{uuid.uuid4()}.ics"  # another object's name there: never replace it
+    try:
+        return await store.move_calendar_object(
+            account_id,
+            calendar,
+            name,
+            target,
+            _stored(moved, data, info),
+            now=datetime.now(UTC),
+            limit=services.config.calendars.max_objects,
+        )
+    except AlreadyExists:
+        raise UidTaken(None) from None
+
+
+async def _uid_free(
+    services: Services, account_id: int, calendar: str, uid: str, name: str | None
+) -> None:
+    """RFC 4791 §4.1: :class:`UidTaken` when an object of ``calendar`` other than ``name``
+    (None: any) has ``uid``."""
+    try:
+        holder = await services.store.calendar_object_by_uid(account_id, calendar, uid)
+    except NotFound:
+        return
+    if holder.name != name:
         raise UidTaken(holder.name)
-    obj = CalendarObject(
+
+
+def _stored(name: str, data: bytes, info: ical.ObjectInfo) -> CalendarObject:
+    return CalendarObject(
         name=name,
         uid=info.uid,
         component=info.component,
@@ -715,16 +769,6 @@ async def save_object(
         starts=info.starts,
         ends=info.ends,
     )
-    try:
-        return await store.save_calendar_object(
-            account_id,
-            calendar,
-            obj,
-            now=datetime.now(UTC),
-            limit=services.config.calendars.max_objects,
-        )
-    except AlreadyExists:
-        raise UidTaken(None) from None
 
 
 def _uid_conflict(account: Account, calendar: Calendar, holder: str | None) -> Response:
