@@ -693,3 +693,31 @@ def test_moving_an_event_to_another_calendar(live: LiveServer, alice: WebSession
     with dav_client(live, ALICE) as dav:
         assert dav.get(work + name).content == before
     assert list(dav_objects(live)) == ["copy.ics"]
+
+
+def test_deleting_a_phones_meeting_cancels_for_the_attendees_only(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """A meeting Alice's iPhone wrote (she is listed among the attendees, as iOS lists the
+    organizer) deleted in the web: the CANCEL goes to Bob, as for a CalDAV DELETE, and not to
+    Alice herself."""
+    meeting = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Apple Inc.//iOS 18//EN\r\nBEGIN:VEVENT\r\n"
+        "UID:ios-1\r\nDTSTAMP:20310101T000000Z\r\nDTSTART:20310304T093000Z\r\n"
+        "DURATION:PT1H\r\nSUMMARY:Review\r\nORGANIZER;CN=Alice:mailto:alice@example.org\r\n"
+        "ATTENDEE;CN=Alice;PARTSTAT=ACCEPTED:mailto:alice@example.org\r\n"
+        "ATTENDEE;CN=Bob;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.org\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    with dav_client(live, ALICE) as dav:
+        assert dav.put(CAL + "ios-1.ics", content=meeting.encode(), headers=ICS).status_code == 201
+    wait_for(lambda: arrived(live, BOB, "Invitation: Review"), "the phone's invitation")
+    gone = alice.post("/calendar/events/personal/ios-1.ics", {"action": "delete"})
+    assert "done=cancelled" in gone.headers["location"]
+    ((_, _, raw),) = wait_for(lambda: arrived(live, BOB, "Cancelled: Review"), "the cancel")
+    assert message_from_bytes(raw, policy=policy.default)["To"] == BOB
+    assert len(sent_copies(live, ALICE, "Cancelled: Review")) == 1
+    # Mail to Bob sent after it has arrived: one to Alice would have been delivered as soon.
+    assert alice.post("/calendar/events", event_form(title="Later", attendees=BOB))
+    wait_for(lambda: arrived(live, BOB, "Invitation: Later"), "a later invitation")
+    assert arrived(live, ALICE, "Cancelled: Review") == []

@@ -70,7 +70,6 @@ from pillarbox.web.scheduling import (
     attendees_field,
     meeting_of,
     schedule,
-    send_itip,
     send_reply,
 )
 from pillarbox.web.zone import reader_zone
@@ -481,13 +480,16 @@ async def event_submit(request: Request) -> Response:
         _log.info("calendar event deleted", account=account.address, calendar=calendar)
         if declining is not None:
             return redirect("/calendar?" + urlencode({"done": "declined", "warning": warning}))
-        if meeting is None or meeting.organizer is None or not meeting.attendees:
+        if meeting is None or meeting.organizer is None:
             return redirect("/calendar?done=deleted")
-        # RFC 5546 §3.2.5: the whole event cancelled, to every attendee.
-        warning = await send_itip(
-            request, services, account, meeting.organizer, current.data, "CANCEL",
-            [a.address for a in meeting.attendees], sent_copy=True,
-        )  # fmt: skip
+        # RFC 5546 §3.2.5: the whole event cancelled, to every attendee (as for a CalDAV
+        # DELETE: not to the organizer listed among them, nor one a client schedules).
+        sent = await schedule(
+            request, services, account, current.data, None, replies=False, sent_copy=True
+        )
+        if not sent:
+            return redirect("/calendar?done=deleted")
+        warning = "; ".join(w for w in sent if w)
         return redirect("/calendar?" + urlencode({"done": "cancelled", "warning": warning}))
     # The form's calendar: where a new event goes, or where an edited one moves to.
     chosen = field_text(form, "calendar") or calendar
