@@ -4,7 +4,9 @@ a phone wrote), the month view and the agenda expand recurrences, forms without 
 token are refused, and an invitation sent by SMTP is accepted in the web: the event is in the
 calendar over CalDAV and the organizer gets the iTIP REPLY in his mailbox; and the organizer's
 side: an event with attendees made on the Calendar page invites them (REQUEST), an answer
-received updates it, a time change sends the update, a delete the CANCEL."""
+received updates it, a time change sends the update, a delete the CANCEL; a save sends (and
+stores) only what changed, as a CalDAV PUT would; what the webmail sends is kept in Sent; an
+event moves between calendars (a tombstone left, no-uid-conflict refused)."""
 
 from __future__ import annotations
 

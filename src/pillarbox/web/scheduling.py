@@ -114,7 +114,7 @@ async def meeting_of(services: Services, account: Account, data: bytes | None) -
     return Meeting(mine, organizer, attendees)
 
 
-async def send_itip(
+async def _send_itip(
     request: Request, services: Services, account: Account, identity: Identity, data: bytes,
     method: str, recipients: Sequence[str], *, sent_copy: bool,
 ) -> str:  # fmt: skip
@@ -199,7 +199,7 @@ async def _submit_imip(
     return f"not sent to {refused}" if refused else ""
 
 
-async def send_updates(
+async def _send_updates(
     request: Request, services: Services, account: Account, meeting: Meeting, data: bytes,
     previous: bytes | None, invited: Sequence[Person], *, changed: bool, sent_copy: bool,
 ) -> list[str]:  # fmt: skip
@@ -214,7 +214,7 @@ async def send_updates(
     before = {a.address.lower() for a in meeting.attendees}
     asked = invited if changed else [p for p in invited if p.address.lower() not in before]
     if asked:
-        sent = await send_itip(
+        sent = await _send_itip(
             request, services, account, meeting.organizer, data, "REQUEST",
             [p.address for p in asked], sent_copy=sent_copy,
         )  # fmt: skip
@@ -227,7 +227,7 @@ async def send_updates(
             ical.with_attendees, previous, person.address, person.name,
             [(a.address, a.name) for a in removed], datetime.now(UTC),
         )  # fmt: skip
-        sent = await send_itip(
+        sent = await _send_itip(
             request, services, account, meeting.organizer, cancelled, "CANCEL",
             [a.address for a in removed], sent_copy=sent_copy,
         )  # fmt: skip
@@ -268,7 +268,7 @@ async def schedule(
         if not gone or previous is None:
             return []
         return [
-            await send_itip(
+            await _send_itip(
                 request, services, account, meeting.organizer, previous, "CANCEL",
                 [a.address for a in gone], sent_copy=sent_copy,
             )
@@ -282,7 +282,7 @@ async def schedule(
         _attendees(before) if before is not None else (),
     )  # fmt: skip
     asked = _attendees(after) if after is not None else ()
-    return await send_updates(
+    return await _send_updates(
         request, services, account, known, data, previous,
         [Person(a.name, a.address) for a in asked], changed=changed, sent_copy=sent_copy,
     )  # fmt: skip
