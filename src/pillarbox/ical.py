@@ -793,28 +793,39 @@ def event_fields(event: icalendar.Component) -> EventFields:
     )
 
 
-def _apply(event: icalendar.Component, fields: EventFields, now: datetime) -> None:
+def _apply(event: icalendar.Component, fields: EventFields, now: datetime) -> frozenset[str]:
     """Set the form's fields on ``event``, rewriting only those that changed: an unchanged
     start keeps its TZID (and so a series its zone's daylight saving time), an unchanged
-    title its LANGUAGE, an unchanged length its DURATION."""
+    title its LANGUAGE, an unchanged length its DURATION. The names of the properties
+    rewritten; DTSTAMP and LAST-MODIFIED are set only when there are some."""
     current = event_fields(event) if "DTSTART" in event else None
+    changed = set()
     for name, value in (
         ("SUMMARY", fields.summary),
         ("LOCATION", fields.location),
         ("DESCRIPTION", fields.description),
     ):
         if current is None or value != getattr(current, name.lower()):
+            changed.add(name)
             event.pop(name, None)
             if value:
                 event.add(name, value)
     if current is None or not _same(current.start, fields.start):
+        changed.add("DTSTART")
         event.pop("DTSTART", None)
         event.add("DTSTART", fields.start)
     if current is None or not _same(current.end, fields.end):
+        changed.add("DTEND")
         # RFC 5545 §3.6.1: DTEND or DURATION, not both; DTEND is exclusive for a date.
         for name in ("DTEND", "DURATION"):
             event.pop(name, None)
         event.add("DTEND", fields.end)
+    if changed:
+        _stamp_revision(event, now)
+    return frozenset(changed)
+
+
+def _stamp_revision(event: icalendar.Component, now: datetime) -> None:
     for name in ("DTSTAMP", "LAST-MODIFIED"):
         event.pop(name, None)
         event.add(name, now)  # RFC 5545 §3.8.7.2, §3.8.7.3
@@ -846,16 +857,26 @@ def new_event(fields: EventFields, uid: str, now: datetime) -> bytes:
     return bytes(calendar.to_ical())
 
 
+#: What of the form's fields is a "significant" revision (RFC 5545 §3.8.7.4, RFC 5546
+#: §2.1.4: the time; the title, place and description are not, so answers already given to
+#: the event still apply, §2.1.5).
+_RESCHEDULING = frozenset({"DTSTART", "DTEND"})
+
+
 def revised_event(data: bytes, fields: EventFields, now: datetime) -> bytes:
-    """The stored object with its series' VEVENT changed to the form's fields and its
-    SEQUENCE raised (RFC 5545 §3.8.7.4): every other property and component (time zones,
-    alarms, attendees, overridden instances, X- properties) is kept."""
+    """The stored object with its series' VEVENT changed to the form's fields, its SEQUENCE
+    raised when the time changed (RFC 5545 §3.8.7.4): every other property and component
+    (time zones, alarms, attendees, overridden instances, X- properties) is kept. ``data``
+    itself, byte for byte, when the form changed nothing (so saving it stores nothing new)."""
     calendar = _calendar(data)
     event = _master(calendar)
-    _apply(event, fields, now)
-    sequence = int(event.get("SEQUENCE", 0))
-    event.pop("SEQUENCE", None)
-    event.add("SEQUENCE", sequence + 1)
+    changed = _apply(event, fields, now)
+    if not changed:
+        return data
+    if changed & _RESCHEDULING:
+        sequence = int(event.get("SEQUENCE", 0))
+        event.pop("SEQUENCE", None)
+        event.add("SEQUENCE", sequence + 1)
     return bytes(calendar.to_ical())
 
 
@@ -1024,18 +1045,25 @@ def event_attendees(data: bytes) -> tuple[str, tuple[Attendee, ...]]:
 
 
 def with_attendees(
-    data: bytes, organizer: str, organizer_name: str, attendees: Sequence[tuple[str, str]]
-) -> bytes:
+    data: bytes, organizer: str, organizer_name: str, attendees: Sequence[tuple[str, str]],
+    now: datetime,
+) -> bytes:  # fmt: skip
     """The event with ``organizer`` as its ORGANIZER and ``attendees`` ((address, name) pairs)
     as the series' ATTENDEEs: one already listed keeps its line (its answer), a new one is
     asked to answer (RFC 5546 §3.2.2: PARTSTAT=NEEDS-ACTION, RSVP=TRUE), one no longer given
     is dropped. Without attendees the ORGANIZER goes too (RFC 5545 §3.8.4.3: an ORGANIZER
-    only on a meeting)."""
+    only on a meeting). ``data`` itself, byte for byte, when it already has that organizer
+    and those attendees."""
     calendar = _calendar(data)
     event = _master(calendar)
     kept = {_address(a).lower(): a for a in _listed(event)}
+    had = _address(event["ORGANIZER"]).lower() if "ORGANIZER" in event else ""
+    wanted = {address.lower() for address, _ in attendees}
+    if wanted == set(kept) and had == (organizer.lower() if attendees else ""):
+        return data
     event.pop("ATTENDEE", None)
     event.pop("ORGANIZER", None)
+    _stamp_revision(event, now)
     if not attendees:
         return bytes(calendar.to_ical())
     who = icalendar.vCalAddress(f"mailto:{organizer}")

@@ -12,12 +12,13 @@ import re
 import smtplib
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pillarbox.store.types import INBOX
+from pillarbox.store.types import INBOX, Calendar
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import deliver
 from pillarbox.web.session import COOKIE
@@ -819,6 +820,33 @@ def test_calendar_month_view_and_a_new_event(server: LiveServer, new_page: Any) 
     (data,) = server.call(stored())
     assert b"DTSTART:20310714T180000Z" in data  # 20:00 in Paris in summer: UTC+2
     assert b"SUMMARY:Concert" in data and b"LOCATION:Parc" in data
+
+    # Saved again as shown: nothing stored. Then moved to another calendar in the form.
+    day.get_by_role("link", name="20:00 Concert").click()
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/calendar/events/personal/.+done=unchanged"))
+    assert page.locator("p.notice").inner_text() == "Nothing changed: the event is as it was."
+    assert server.call(stored()) == [data]
+
+    async def make_work() -> None:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        work = Calendar(name="work", display_name="Work")
+        await server.store.create_calendar(account.id, work, now=datetime.now(UTC), limit=20)
+
+    server.call(make_work())
+    page.reload()
+    page.get_by_label("Calendar", exact=True).select_option("work")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/calendar/events/work/.+done=saved"))
+    assert server.call(stored()) == []
+
+    async def in_work() -> list[bytes]:
+        account = await server.store.get_account(ALICE)
+        assert account is not None
+        return [o.data for o in await server.store.calendar_objects(account.id, "work")]
+
+    assert server.call(in_work()) == [data]  # the same object, byte for byte
 
     phone = new_page(viewport={"width": 375, "height": 740}, timezone_id="Europe/Paris")
     login(phone, server)

@@ -161,6 +161,9 @@ def test_organizer_and_attendee_scheduling_over_caldav(live: LiveServer) -> None
     # Her CANCEL: the version she was sent (SEQUENCE 1), raised (RFC 5546 §3.2.5).
     assert methods(live, CAROL) == [("REQUEST", 0), ("REQUEST", 1), ("CANCEL", 2)]
     assert methods(live, ALICE) == [("REPLY", 2)]  # never sent to herself
+    # What the server sends for a phone is not kept in Sent: nobody wrote it (the webmail's
+    # own invitations and answers are, docs/calendars.md).
+    assert live.mailbox_messages(ALICE, "Sent") == live.mailbox_messages(BOB, "Sent") == []
 
 
 def test_client_scheduling_and_an_attendee_delete(live: LiveServer) -> None:

@@ -4,7 +4,9 @@ a phone wrote), the month view and the agenda expand recurrences, forms without 
 token are refused, and an invitation sent by SMTP is accepted in the web: the event is in the
 calendar over CalDAV and the organizer gets the iTIP REPLY in his mailbox; and the organizer's
 side: an event with attendees made on the Calendar page invites them (REQUEST), an answer
-received updates it, a time change sends the update, a delete the CANCEL."""
+received updates it, a time change sends the update, a delete the CANCEL; a save sends (and
+stores) only what changed, as a CalDAV PUT would; what the webmail sends is kept in Sent; an
+event moves between calendars (a tombstone left, no-uid-conflict refused)."""
 
 from __future__ import annotations
 
@@ -16,16 +18,18 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+import caldav
 import icalendar
 import pytest
 
+from pillarbox.store.types import SpecialUse
 from pillarbox.testing.davclient import dav_client, responses
 from pillarbox.testing.icalendars import WEEKLY
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
-from pillarbox.testing.webclient import WebSession, mailbox_id
+from pillarbox.testing.webclient import WebSession, mailbox_id, special_mailbox_id, tls_paths
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -290,6 +294,9 @@ def test_invitation_accepted_in_the_web(live: LiveServer, alice: WebSession) -> 
 
     page = alice.get(f"/mail/{box}/{uid}").text
     assert "your answer: accepted" in page
+    # The answer kept in Alice's Sent, as the message Bob got.
+    (copy,) = sent_copies(live, ALICE, "Accepted: Planning")
+    assert itip_of(copy, "REPLY")["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
 
     # The organizer cancels: the message offers to remove it, and removing does.
     send_as_bob(live, invitation("CANCEL", sequence=1))
@@ -323,14 +330,30 @@ def test_broken_or_oversized_invitation_gets_a_note(live: LiveServer, alice: Web
     assert "too large to show" in page
 
 
-def arrived(live: LiveServer, address: str, subject: str) -> list[tuple[int, int, bytes]]:
-    """(mailbox id, uid, bytes) of each INBOX message with that subject, oldest first."""
-    box = mailbox_id(live, address)
+def arrived(
+    live: LiveServer, address: str, subject: str, folder: str = "INBOX"
+) -> list[tuple[int, int, bytes]]:
+    """(mailbox id, uid, bytes) of each message of ``folder`` with that subject, oldest
+    first."""
+    box = mailbox_id(live, address, folder)
     found = []
     for record in live.call(live.store.list_messages(box)):
         raw = live.call(live.store.read_blob(record.blob_id))
         if f"Subject: {subject}".encode() in raw:
             found.append((box, record.uid, raw))
+    return found
+
+
+def sent_copies(live: LiveServer, address: str, subject: str) -> list[bytes]:
+    """The messages with that subject in the account's Sent, each checked seen (\\Seen, as
+    the webmail keeps what it sends)."""
+    box = special_mailbox_id(live, address, SpecialUse.SENT)
+    found = []
+    for record in live.call(live.store.list_messages(box)):
+        raw = live.call(live.store.read_blob(record.blob_id))
+        if f"Subject: {subject}".encode() in raw:
+            assert "\\Seen" in record.flags
+            found.append(raw)
     return found
 
 
@@ -419,6 +442,9 @@ def test_invitations_sent_from_the_calendar_page(live: LiveServer, alice: WebSes
     ((box, uid, raw),) = wait_for(lambda: arrived(live, BOB, "Cancelled: Roadmap"), "cancel")
     cancel = itip_of(raw, "CANCEL")
     assert str(cancel["STATUS"]) == "CANCELLED" and int(cancel["SEQUENCE"]) == 2
+    # Alice's Sent: the invitation, the update and the cancellation.
+    assert len(sent_copies(live, ALICE, "Invitation: Roadmap")) == 2
+    assert len(sent_copies(live, ALICE, "Cancelled: Roadmap")) == 1
     page = bob.get(f"/mail/{box}/{uid}").text
     assert "Cancelled: Roadmap" in page and 'value="remove"' in page
     removed = bob.post(f"/mail/{box}/{uid}/invitation", {"action": "remove"})
@@ -536,6 +562,7 @@ def test_deleting_an_event_someone_else_organizes_declines_it(
     assert str(event["UID"]) == "plan-42@example.org"
     assert str(event["ATTENDEE"]).lower() == f"mailto:{ALICE}"
     assert event["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+    assert len(sent_copies(live, ALICE, "Declined: Planning")) == 1
 
     # Accepted again, deleted without the tick: deleted, and Bob is sent nothing more.
     assert alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"}).status_code == 303
@@ -550,3 +577,149 @@ def test_deleting_an_event_someone_else_organizes_declines_it(
     # Mail sent after the quiet delete has arrived: a decline from it would have too.
     wait_for(lambda: newest(live, BOB, "Invitation: Mine"), "the invitation sent after it")
     assert len(arrived(live, BOB, "Declined: Planning")) == 1
+
+
+def test_a_save_sends_only_what_changed_for_the_attendees(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """The Calendar page's save decides what to send as a CalDAV PUT does (RFC 6638 §3.2.1):
+    saving the event unchanged stores nothing (the same ETag) and sends nothing; an alarm and
+    an X- property a phone added (what only the organizer holds) send nothing, and a save in
+    the web after them neither; a new time sends the update with SEQUENCE raised (RFC 5546
+    §2.1.4), a new title the update with the same SEQUENCE (not a significant revision,
+    RFC 5545 §3.8.7.4). Each invitation sent from the web is kept in Alice's Sent."""
+    form = event_form(title="Roadmap", attendees=f"Bob <{BOB}>")
+    made = alice.post("/calendar/events", form)
+    assert "done=invited" in made.headers["location"]
+    target = made.headers["location"].split("?")[0]
+    ((name, _),) = dav_objects(live).items()
+    wait_for(lambda: arrived(live, BOB, "Invitation: Roadmap"), "the invitation")
+    with dav_client(live, ALICE) as dav:
+        etag = dav.get(CAL + name).headers["etag"]
+
+    again = alice.post(target, form)
+    assert again.headers["location"] == f"{target}?done=unchanged"
+    assert "Nothing changed: the event is as it was." in alice.get(again.headers["location"]).text
+    with dav_client(live, ALICE) as dav:
+        stored = dav.get(CAL + name)
+        assert stored.headers["etag"] == etag
+        # A phone adds an alarm and a colour: nothing the attendees' copies hold.
+        alarmed = stored.content.replace(
+            b"END:VEVENT",
+            b"X-APPLE-TRAVEL-ADVISORY-BEHAVIOR:AUTOMATIC\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\n"
+            b"DESCRIPTION:Roadmap\r\nTRIGGER:-PT15M\r\nEND:VALARM\r\nEND:VEVENT",
+        )
+        put = dav.put(CAL + name, content=alarmed, headers={**ICS, "if-match": etag})
+        assert put.status_code == 204
+        etag = put.headers["etag"]
+    after_phone = alice.post(target, form)
+    assert after_phone.headers["location"] == f"{target}?done=unchanged"
+    with dav_client(live, ALICE) as dav:
+        assert dav.get(CAL + name).headers["etag"] == etag
+
+    moved = alice.post(target, {**form, "start_time": "11:00", "end_time": "12:00"})
+    assert "done=invited" in moved.headers["location"]
+    stored_event = only_event(dav_objects(live)[name])
+    assert int(stored_event["SEQUENCE"]) == 1
+    assert "BEGIN:VALARM" in dav_objects(live)[name].decode()  # the phone's alarm kept
+    updates = wait_for(
+        lambda: (found := arrived(live, BOB, "Invitation: Roadmap"))[1:] and found, "update"
+    )
+    assert len(updates) == 2  # nothing for the unchanged saves or the alarm
+    assert int(itip_of(updates[1][2], "REQUEST")["SEQUENCE"]) == 1
+
+    renamed = alice.post(target, {**form, "start_time": "11:00", "end_time": "12:00",
+                                  "title": "Roadmap v2"})  # fmt: skip
+    assert "done=invited" in renamed.headers["location"]
+    assert int(only_event(dav_objects(live)[name])["SEQUENCE"]) == 1  # not raised
+    ((_, _, raw),) = wait_for(lambda: arrived(live, BOB, "Invitation: Roadmap v2"), "rename")
+    update = itip_of(raw, "REQUEST")
+    assert int(update["SEQUENCE"]) == 1 and str(update["SUMMARY"]) == "Roadmap v2"
+
+    # Alice's Sent: the three invitations the web sent, as Bob got them.
+    copies = wait_for(lambda: sent_copies(live, ALICE, "Invitation: Roadmap"), "sent copies")
+    assert len(copies) == 3
+    assert itip_of(copies[1], "REQUEST").decoded("DTSTART") == datetime(
+        2031, 3, 4, 11, 0, tzinfo=UTC
+    )
+    assert message_from_bytes(copies[0], policy=policy.default)["To"] == BOB
+
+
+def test_moving_an_event_to_another_calendar(live: LiveServer, alice: WebSession) -> None:
+    """An event moved from "personal" to "work" in the form keeps its UID and bytes, leaves a
+    tombstone: python-caldav syncing both calendars (RFC 6578) sees it gone from one and in
+    the other. A move onto a calendar already holding the UID is refused (RFC 4791
+    §5.3.2.1 no-uid-conflict) and moves nothing."""
+    work = f"/dav/calendars/{ALICE}/work/"
+    with dav_client(live, ALICE) as dav:
+        assert dav.request("MKCALENDAR", work).status_code == 201
+    made = alice.post("/calendar/events", event_form(title="Budget"))
+    ((name, before),) = dav_objects(live).items()
+    page = alice.get(made.headers["location"]).text
+    assert 'name="calendar">' in page and "disabled" not in page.split('name="calendar"')[1][:5]
+
+    url = f"https://127.0.0.1:{live.port('https')}"
+    cafile = str(tls_paths(live.config)[0])
+    with caldav.DAVClient(
+        url + "/dav/", username=ALICE, password=TEST_PASSWORD, ssl_verify_cert=cafile
+    ) as client:
+        personal = client.calendar(url=url + CAL).objects_by_sync_token(load_objects=True)
+        in_work = client.calendar(url=url + work).objects_by_sync_token(load_objects=True)
+        assert len(list(personal)) == 1 and not list(in_work)
+
+        moved = alice.post(
+            f"/calendar/events/personal/{name}", event_form(title="Budget", calendar="work")
+        )
+        assert moved.headers["location"] == f"/calendar/events/work/{name}?done=saved"
+        assert dav_objects(live) == {}
+        with dav_client(live, ALICE) as dav:
+            assert dav.get(work + name).content == before  # the same object, byte for byte
+
+        updated, deleted = personal.sync()
+        assert not list(updated) and [unquote(o.url.path) for o in deleted] == [CAL + name]
+        updated, deleted = in_work.sync()
+        ((obj,),) = (list(updated),)
+        assert unquote(obj.url.path) == work + name and not list(deleted)
+        assert str(only_event(obj.data.encode())["UID"]) == str(only_event(before)["UID"])
+
+    # The same UID written to "personal" meanwhile (a phone): the move back is refused.
+    with dav_client(live, ALICE) as dav:
+        assert dav.put(CAL + "copy.ics", content=before, headers=ICS).status_code == 201
+    refused = alice.post(
+        f"/calendar/events/work/{name}", event_form(title="Budget", calendar="personal")
+    )
+    assert refused.status_code == 400
+    assert "that calendar already has this event (the same UID)" in refused.text
+    assert f'action="/calendar/events/work/{name}"' in refused.text  # still the work one
+    assert '<option value="personal" selected>' in refused.text  # the choice kept
+    with dav_client(live, ALICE) as dav:
+        assert dav.get(work + name).content == before
+    assert list(dav_objects(live)) == ["copy.ics"]
+
+
+def test_deleting_a_phones_meeting_cancels_for_the_attendees_only(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """A meeting Alice's iPhone wrote (she is listed among the attendees, as iOS lists the
+    organizer) deleted in the web: the CANCEL goes to Bob, as for a CalDAV DELETE, and not to
+    Alice herself."""
+    meeting = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Apple Inc.//iOS 18//EN\r\nBEGIN:VEVENT\r\n"
+        "UID:ios-1\r\nDTSTAMP:20310101T000000Z\r\nDTSTART:20310304T093000Z\r\n"
+        "DURATION:PT1H\r\nSUMMARY:Review\r\nORGANIZER;CN=Alice:mailto:alice@example.org\r\n"
+        "ATTENDEE;CN=Alice;PARTSTAT=ACCEPTED:mailto:alice@example.org\r\n"
+        "ATTENDEE;CN=Bob;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.org\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    with dav_client(live, ALICE) as dav:
+        assert dav.put(CAL + "ios-1.ics", content=meeting.encode(), headers=ICS).status_code == 201
+    wait_for(lambda: arrived(live, BOB, "Invitation: Review"), "the phone's invitation")
+    gone = alice.post("/calendar/events/personal/ios-1.ics", {"action": "delete"})
+    assert "done=cancelled" in gone.headers["location"]
+    ((_, _, raw),) = wait_for(lambda: arrived(live, BOB, "Cancelled: Review"), "the cancel")
+    assert message_from_bytes(raw, policy=policy.default)["To"] == BOB
+    assert len(sent_copies(live, ALICE, "Cancelled: Review")) == 1
+    # Mail to Bob sent after it has arrived: one to Alice would have been delivered as soon.
+    assert alice.post("/calendar/events", event_form(title="Later", attendees=BOB))
+    wait_for(lambda: arrived(live, BOB, "Invitation: Later"), "a later invitation")
+    assert arrived(live, ALICE, "Cancelled: Review") == []

@@ -5,6 +5,7 @@ REQUEST stored as a calendar object (RFC 4791 §4.1), the event form → VEVENT 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -151,14 +152,17 @@ def test_edit_keeps_what_the_form_does_not_show() -> None:
     assert "RECURRENCE-ID;TZID=Europe/Paris:20250120T090000" in data
     assert "SUMMARY:Réunion d'équipe (moved)" in data  # the overridden instance untouched
     assert "DESCRIPTION" not in data.split("BEGIN:VALARM")[0]  # cleared in the form
-    assert "SEQUENCE:1" in data
+    # RFC 5545 §3.8.7.4: a new title is not a significant revision; the SEQUENCE stays.
+    assert "SEQUENCE" not in data.split("BEGIN:VEVENT")[1].split("END:VEVENT")[0]
+    # The same fields again: the stored bytes themselves (no DTSTAMP rewritten, no new ETag).
+    assert ical.revised_event(data.encode(), retitled, NOW).decode() == data
     moved = ical.EventFields(
         "Stand-up",
         datetime(2025, 1, 6, 7, 0, tzinfo=UTC),
         datetime(2025, 1, 6, 7, 15, tzinfo=UTC),
     )
     data = ical.revised_event(data.encode(), moved, NOW).decode()
-    assert "DTSTART:20250106T070000Z" in data and "SEQUENCE:2" in data
+    assert "DTSTART:20250106T070000Z" in data and "SEQUENCE:1" in data  # a new time: raised
     ical.read_object(data.encode(), 100)
 
 
@@ -222,7 +226,7 @@ FIELDS = ical.EventFields("Review", NOW + timedelta(days=1), NOW + timedelta(day
 def organized(*attendees: tuple[str, str]) -> bytes:
     """A new event of org@example.net's with ``attendees``."""
     event = ical.new_event(FIELDS, "m-1@example.net", NOW)
-    return ical.with_attendees(event, "org@example.net", "Org", attendees)
+    return ical.with_attendees(event, "org@example.net", "Org", attendees, NOW)
 
 
 def test_with_attendees_asks_new_ones_and_keeps_answers() -> None:
@@ -242,14 +246,21 @@ def test_with_attendees_asks_new_ones_and_keeps_answers() -> None:
     assert ical.event_attendees(answered)[1][0].partstat == "ACCEPTED"
     # Bob removed, Cy added: Ann keeps her answer (and her line as it was).
     again = ical.with_attendees(
-        answered, "org@example.net", "Org", [("ANN@example.org", ""), ("cy@example.org", "")]
+        answered,
+        "org@example.net",
+        "Org",
+        [("ANN@example.org", ""), ("cy@example.org", "")],
+        NOW,
     )
     assert [(a.address, a.partstat) for a in ical.event_attendees(again)[1]] == [
         ("ann@example.org", "ACCEPTED"),
         ("cy@example.org", "NEEDS-ACTION"),
     ]
     # None left: the ORGANIZER goes too (RFC 5545 §3.8.4.3: only on a meeting).
-    alone = ical.with_attendees(again, "org@example.net", "Org", [])
+    # The same people again: the object itself, nothing rewritten.
+    same = [("cy@example.org", "Cy"), ("ann@example.org", "")]
+    assert ical.with_attendees(again, "ORG@example.net", "", same, NOW) is again
+    alone = ical.with_attendees(again, "org@example.net", "Org", [], NOW)
     assert ical.event_attendees(alone) == ("", ())
     with pytest.raises(ical.InvalidObject, match="no organizer or attendees"):
         ical.itip_request(alone, "REQUEST", NOW)
@@ -336,7 +347,8 @@ def test_reply_from_a_stranger_or_an_older_sequence_is_not_applied() -> None:
     with pytest.raises(ical.ReplyNotApplied, match="not an attendee"):
         ical.applied_reply(stored, stranger)
     old = ical.itip_reply(request, "ann@example.org", "DECLINED", NOW)  # to SEQUENCE 0
-    revised = ical.revised_event(stored, FIELDS, NOW)  # SEQUENCE 1 now
+    later = replace(FIELDS, start=FIELDS.start + timedelta(hours=1), end=FIELDS.end)
+    revised = ical.revised_event(stored, later, NOW)  # moved: SEQUENCE 1 now
     assert (
         ical.check_reply(revised, old).problem == "this answer is to an older version of the event"
     )

@@ -670,6 +670,18 @@ class Store(Protocol):
         """Remove the object, leaving a tombstone (dated ``now``) for :meth:`calendar_changes`;
         ``NotFound`` unless the account's calendar holds it."""
 
+    async def move_calendar_object(
+        self, account_id: int, calendar: str, name: str, target: str, obj: CalendarObject,
+        *, now: datetime, limit: int,
+    ) -> CalendarObject:  # fmt: skip
+        """Move the object ``name`` of ``calendar`` to the account's calendar ``target`` as
+        ``obj``, in one transaction: removed from ``calendar`` as
+        :meth:`delete_calendar_object` removes it (a tombstone: a client syncing it drops the
+        object, RFC 6578 §3.5.1) and stored in ``target`` as :meth:`save_calendar_object`
+        stores it (its token raised: a client syncing it fetches the object). Its errors, and
+        nothing moved then: ``NotFound`` (no such object or calendar), ``AlreadyExists``
+        (``target`` has another object with the UID), ``TooManyEntries``."""
+
     async def calendar_changes(
         self, account_id: int, calendar: str, since: int
     ) -> SyncChanges[CalendarObject]:

@@ -952,6 +952,48 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.create_calendar(account.id + 1000, Calendar(name="x"), now=now, limit=5)
 
+    async def test_calendar_object_moved_all_or_nothing(
+        self, store: Store, account: Account
+    ) -> None:
+        """A move leaves a tombstone in the calendar left and the object, new token, in the
+        one joined (RFC 6578: clients syncing either see it); a UID the target holds, a full
+        target or a vanished object moves nothing."""
+        now = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        for name in ("home", "work"):
+            await store.create_calendar(account.id, Calendar(name=name), now=now, limit=5)
+        obj = CalendarObject(name="a.ics", uid="a", component="VEVENT", data=b"one")
+        await store.save_calendar_object(account.id, "home", obj, now=now, limit=5)
+        home = (await store.calendar_changes(account.id, "home", 0)).token
+        work = (await store.calendar_changes(account.id, "work", 0)).token
+        moved = await store.move_calendar_object(
+            account.id, "home", "a.ics", "work", replace(obj, name="b.ics"), now=now, limit=5
+        )
+        assert (moved.name, moved.uid, moved.data) == ("b.ics", "a", b"one")
+        left = await store.calendar_changes(account.id, "home", home)
+        assert (left.changed, left.deleted) == ([], ["a.ics"])
+        joined = await store.calendar_changes(account.id, "work", work)
+        assert [(o.name, o.data) for o in joined.changed] == [("b.ics", b"one")]
+        assert joined.deleted == []
+        # Back onto a calendar holding the UID already: refused, nothing moved.
+        await store.save_calendar_object(account.id, "home", obj, now=now, limit=5)
+        with pytest.raises(AlreadyExists):
+            await store.move_calendar_object(
+                account.id, "work", "b.ics", "home", replace(obj, name="c.ics"), now=now, limit=5
+            )
+        assert [o.name for o in await store.calendar_objects(account.id, "work")] == ["b.ics"]
+        # A full target, or an object gone: the same.
+        await store.delete_calendar_object(account.id, "home", "a.ics", now=now)
+        with pytest.raises(TooManyEntries):
+            await store.move_calendar_object(
+                account.id, "work", "b.ics", "home", replace(obj, name="b.ics"), now=now, limit=0
+            )
+        with pytest.raises(NotFound):
+            await store.move_calendar_object(
+                account.id, "work", "gone.ics", "home", obj, now=now, limit=5
+            )
+        assert [o.name for o in await store.calendar_objects(account.id, "work")] == ["b.ics"]
+        assert await store.calendar_objects(account.id, "home") == []
+
     async def test_calendar_objects_stored_as_sent_narrowed_by_time_and_synced(
         self, store: Store, account: Account
     ) -> None:

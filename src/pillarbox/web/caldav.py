@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -72,10 +73,8 @@ from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Member
-from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
-from pillarbox.web.reading import Person
-from pillarbox.web.scheduling import Meeting, meeting_of, send_itip, send_reply, send_updates
+from pillarbox.web.scheduling import schedule
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
     INVALID_SYNC_TOKEN,
@@ -703,13 +702,66 @@ async def save_object(
     Calendar page too: :class:`UidTaken` when another object holds its UID,
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
+    await _uid_free(services, account_id, calendar, info.uid, name)
     try:
-        holder = await store.calendar_object_by_uid(account_id, calendar, info.uid)
+        return await store.save_calendar_object(
+            account_id,
+            calendar,
+            _stored(name, data, info),
+            now=datetime.now(UTC),
+            limit=services.config.calendars.max_objects,
+        )
+    except AlreadyExists:
+        raise UidTaken(None) from None
+
+
+async def move_object(
+    services: Services, account_id: int, calendar: str, name: str, target: str, data: bytes,
+    info: ical.ObjectInfo,
+) -> CalendarObject:  # fmt: skip
+    """Move the object ``name`` of ``calendar`` (now ``data``, which ``info`` was read from) to
+    the account's calendar ``target`` (the web's Calendar page): a tombstone in ``calendar``,
+    the object in ``target`` under the same name unless ``target`` has one of that name (then
+    a new one), all or nothing (:meth:`Store.move_calendar_object`). :class:`UidTaken` when
+    ``target`` already holds its UID (RFC 4791 §5.3.2.1 ``no-uid-conflict``),
+    ``TooManyEntries`` past ``[calendars] max_objects``."""
+    store = services.store
+    await _uid_free(services, account_id, target, info.uid, None)
+    try:
+        await store.calendar_object(account_id, target, name)
     except NotFound:
-        holder = None
-    if holder is not None and holder.name != name:
+        moved = name
+    else:
+        moved = f"{uuid.uuid4()}.ics"  # another object's name there: never replace it
+    try:
+        return await store.move_calendar_object(
+            account_id,
+            calendar,
+            name,
+            target,
+            _stored(moved, data, info),
+            now=datetime.now(UTC),
+            limit=services.config.calendars.max_objects,
+        )
+    except AlreadyExists:
+        raise UidTaken(None) from None
+
+
+async def _uid_free(
+    services: Services, account_id: int, calendar: str, uid: str, name: str | None
+) -> None:
+    """RFC 4791 §4.1: :class:`UidTaken` when an object of ``calendar`` other than ``name``
+    (None: any) has ``uid``."""
+    try:
+        holder = await services.store.calendar_object_by_uid(account_id, calendar, uid)
+    except NotFound:
+        return
+    if holder.name != name:
         raise UidTaken(holder.name)
-    obj = CalendarObject(
+
+
+def _stored(name: str, data: bytes, info: ical.ObjectInfo) -> CalendarObject:
+    return CalendarObject(
         name=name,
         uid=info.uid,
         component=info.component,
@@ -717,16 +769,6 @@ async def save_object(
         starts=info.starts,
         ends=info.ends,
     )
-    try:
-        return await store.save_calendar_object(
-            account_id,
-            calendar,
-            obj,
-            now=datetime.now(UTC),
-            limit=services.config.calendars.max_objects,
-        )
-    except AlreadyExists:
-        raise UidTaken(None) from None
 
 
 def _uid_conflict(account: Account, calendar: Calendar, holder: str | None) -> Response:
@@ -767,107 +809,16 @@ async def _schedule(
     attendee's REPLY (§3.2.2). The object is stored whatever happens here: a message not
     sent is logged."""
     try:
-        warning = await _scheduled(request, account, previous, data)
+        # RFC 6638 §8.1: "Schedule-Reply: F" asks for no REPLY. A phone's messages are not
+        # kept in Sent: the user wrote no message (docs/calendars.md).
+        replies = request.headers.get("schedule-reply", "T").strip().upper() != "F"
+        results = await schedule(
+            request, web(request).services, account, previous, data, replies=replies,
+            sent_copy=False,
+        )  # fmt: skip
+        warning = "; ".join(r for r in results if r)
     except ical.InvalidObject as exc:
         # Stored (RFC 4791 §4.1 holds) but not an iTIP message iCalendar can make of it.
         warning = str(exc)
     if warning:
         _log.warning("caldav scheduling message not sent", account=account.address, why=warning)
-
-
-async def _scheduled(
-    request: Request, account: Account, previous: bytes | None, data: bytes | None
-) -> str:
-    """What :func:`_schedule` sends; what was not sent, "" when all was (or nothing had to)."""
-    services = web(request).services
-    before = await _scheduling_of(request, account, previous)
-    after = await _scheduling_of(request, account, data)
-    organized = after if after is not None and after[0].organizer_address else before
-    if organized is None or not organized[0].organizer_address:
-        return ""  # RFC 6638 §3.1: not a scheduling object resource (no ORGANIZER)
-    meeting, by_client = organized
-    if meeting.organizer_address.lower() in by_client:
-        return ""  # RFC 6638 §7.1: SCHEDULE-AGENT=CLIENT (or NONE): the client schedules
-    if meeting.organizer is None:
-        return await _reply(request, account, before, after, data or previous)
-    if data is None:
-        # RFC 6638 §3.2.1: the organizer deleted the event: a CANCEL to every attendee.
-        gone = _attendees(before) if before is not None else ()
-        if not gone or previous is None:
-            return ""
-        return await send_itip(
-            request, services, account, meeting.organizer, previous, "CANCEL",
-            [a.address for a in gone],
-        )  # fmt: skip
-    changed = previous is None or (
-        await run_blocking(ical.scheduled_content, previous)
-        != await run_blocking(ical.scheduled_content, data)
-    )
-    known = Meeting(
-        meeting.organizer, meeting.organizer_address,
-        _attendees(before) if before is not None else (),
-    )  # fmt: skip
-    asked = _attendees(after) if after is not None else ()
-    return await send_updates(
-        request, services, account, known, data, previous,
-        [Person(a.name, a.address) for a in asked], changed=changed,
-    )  # fmt: skip
-
-
-async def _scheduling_of(
-    request: Request, account: Account, data: bytes | None
-) -> tuple[Meeting, frozenset[str]] | None:
-    """An event's scheduling as the account sees it, and who schedules themselves (§7.1)."""
-    if data is None:
-        return None
-    services = web(request).services
-    return await meeting_of(services, account, data), await run_blocking(
-        ical.client_scheduled, data
-    )
-
-
-def _attendees(scheduling: tuple[Meeting, frozenset[str]]) -> tuple[ical.Attendee, ...]:
-    """The attendees the server sends to: not the organizer (iOS lists the organizer as an
-    attendee too), not one a client schedules (RFC 6638 §7.1)."""
-    meeting, by_client = scheduling
-    skipped = by_client | {meeting.organizer_address.lower()}
-    return tuple(a for a in meeting.attendees if a.address.lower() not in skipped)
-
-
-async def _reply(
-    request: Request,
-    account: Account,
-    before: tuple[Meeting, frozenset[str]] | None,
-    after: tuple[Meeting, frozenset[str]] | None,
-    event: bytes | None,
-) -> str:
-    """RFC 6638 §3.2.2: the attendee's REPLY to the organizer when the account changed its
-    own PARTSTAT (an answer: ACCEPTED, TENTATIVE, DECLINED), or DECLINED when it deleted the
-    event; nothing with ``Schedule-Reply: F`` (§8.1)."""
-    if request.headers.get("schedule-reply", "T").strip().upper() == "F" or event is None:
-        return ""
-    services = web(request).services
-    known = {i.address.lower(): i for i in await identities.identities_of(services, account)}
-    held = after or before
-    assert held is not None
-    me = next((a for a in held[0].attendees if a.address.lower() in known), None)
-    if me is None or me.address.lower() in held[1]:
-        return ""  # not an attendee, or one whose client answers itself (§7.1)
-    was = _partstat(before, me.address)
-    now = "DECLINED" if after is None else _partstat(after, me.address)
-    if now == was or now not in ical.ANSWERS:
-        return ""
-    return await send_reply(
-        request, services, account, known[me.address.lower()], event, now,
-        held[0].organizer_address,
-    )  # fmt: skip
-
-
-def _partstat(scheduling: tuple[Meeting, frozenset[str]] | None, address: str) -> str:
-    """``address``'s PARTSTAT in the event's series (NEEDS-ACTION for a new event)."""
-    if scheduling is None:
-        return "NEEDS-ACTION"
-    return next(
-        (a.partstat for a in scheduling[0].attendees if a.address.lower() == address.lower()),
-        "",
-    )

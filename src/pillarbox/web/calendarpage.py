@@ -12,15 +12,22 @@ Implementation notes:
 - **Edits keep what the form does not show**: the stored VEVENT is changed in place
   (:func:`pillarbox.ical.revised_event`): a phone's alarms, attendees, time zones, recurrence
   and overridden instances stay; only the fields that changed are rewritten.
+- **Moving** an event to another of the account's calendars (the form's Calendar):
+  :func:`move_event`, one store transaction (a tombstone in the old calendar, the object,
+  UID and bytes kept, in the new one, RFC 6578 sees both); refused when the new calendar
+  holds the UID (RFC 4791 §5.3.2.1 no-uid-conflict).
 - **Time zone**: the reader's, as every page has it (:mod:`pillarbox.web.zone`: the account's
   setting, else the browser's, else UTC). Times typed in the form are in that zone and stored
   in UTC (RFC 5545 §3.3.5 form #2: no VTIMEZONE to carry); an unchanged start keeps its own
   TZID.
 - **Attendees** (RFC 5546 over RFC 6047, :mod:`.scheduling`): an event the account
   organizes (or a new one) takes attendees; saving it with some stores ORGANIZER and ATTENDEE
-  lines and sends each attendee the event as a METHOD:REQUEST (an edit: the update, its
-  SEQUENCE raised by the edit), one removed from the list a CANCEL; deleting it sends them a
-  CANCEL. The event is saved even when sending fails: the page says what was not sent.
+  lines and sends each attendee the event as a METHOD:REQUEST, one removed from the list a
+  CANCEL; deleting it sends them a CANCEL. An edit is sent as a CalDAV PUT's would be
+  (:func:`.scheduling.schedule`, one decision for both): the update to all only when what
+  the attendees' copies hold changed; an edit changing nothing is not stored at all (the
+  same bytes, the same ETag). The event is saved even when sending fails: the page says
+  what was not sent. What is sent from here is kept in Sent (docs/calendars.md).
 - **Someone else's event**: deleting an event another organizes, that one of the account's
   identities attends, offers (ticked) to tell the organizer: a METHOD:REPLY with
   PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.scheduling.send_reply`),
@@ -50,14 +57,20 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
-from pillarbox.web.caldav import DEFAULT, NAME, account_calendars, save_object
+from pillarbox.web.caldav import (
+    DEFAULT,
+    NAME,
+    UidTaken,
+    account_calendars,
+    move_object,
+    save_object,
+)
 from pillarbox.web.scheduling import (
     Meeting,
     attendees_field,
     meeting_of,
-    send_itip,
+    schedule,
     send_reply,
-    send_updates,
 )
 from pillarbox.web.zone import reader_zone
 
@@ -231,17 +244,39 @@ async def store_event(
 ) -> CalendarObject:
     """Check and store one object as a CalDAV PUT does (RFC 4791 §4.1: one UID per calendar);
     ``UserError`` when it is refused."""
-    limits = services.config.calendars
-    if len(data) > limits.max_object_bytes:
-        raise UserError(f"the event is larger than {limits.max_object_bytes} bytes")
-    try:
-        info = await run_blocking(ical.read_object, data, limits.max_instances)
-    except ical.InvalidObject as exc:
-        raise UserError(f"the event cannot be stored: {exc}") from None
+    info = await _checked(services, data)
     try:
         return await save_object(services, account.id, calendar, name, data, info)
     except TooManyEntries as exc:  # UidTaken is a UserError already
         raise UserError(str(exc)) from None
+
+
+async def move_event(
+    services: Services, account: Account, calendar: str, name: str, target: str, data: bytes
+) -> CalendarObject:
+    """Move the object ``name`` (now ``data``, checked as :func:`store_event` checks it) from
+    ``calendar`` to the account's calendar ``target`` (:func:`.caldav.move_object`: a
+    tombstone left, the UID kept); ``UserError`` when ``target`` holds its UID already (RFC
+    4791 §5.3.2.1 no-uid-conflict) or is full."""
+    info = await _checked(services, data)
+    try:
+        return await move_object(services, account.id, calendar, name, target, data, info)
+    except UidTaken:
+        raise UserError("that calendar already has this event (the same UID)") from None
+    except TooManyEntries as exc:
+        raise UserError(str(exc)) from None
+
+
+async def _checked(services: Services, data: bytes) -> ical.ObjectInfo:
+    """The object as a CalDAV PUT reads it (its size, RFC 4791 §4.1); ``UserError`` when it
+    would be refused."""
+    limits = services.config.calendars
+    if len(data) > limits.max_object_bytes:
+        raise UserError(f"the event is larger than {limits.max_object_bytes} bytes")
+    try:
+        return await run_blocking(ical.read_object, data, limits.max_instances)
+    except ical.InvalidObject as exc:
+        raise UserError(f"the event cannot be stored: {exc}") from None
 
 
 def default_calendar(calendars: Sequence[Calendar]) -> str:
@@ -284,6 +319,8 @@ class Editing:
     #: The account's address among the attendees of someone else's event ("" otherwise):
     #: deleting it offers to send the organizer a decline from it.
     attending: str = ""
+    #: The calendar chosen in the form when it is not ``calendar`` (a move the page refused).
+    chosen: str = ""
 
 
 def _attendees_text(attendees: Sequence[ical.Attendee]) -> str:
@@ -317,6 +354,7 @@ def _editing(
 
 
 def _typed(form: FormData, calendar: str, name: str) -> Editing:
+    chosen = field_text(form, "calendar")
     return Editing(
         calendar,
         name,
@@ -329,11 +367,13 @@ def _typed(form: FormData, calendar: str, name: str) -> Editing:
         field_text(form, "location"),
         field_text(form, "description"),
         field_text(form, "attendees"),
+        chosen=chosen if chosen != calendar else "",
     )
 
 
 _NOTICES = {
     "saved": "Event saved.",
+    "unchanged": "Nothing changed: the event is as it was.",
     "deleted": "Event deleted.",
     "invited": "Event saved and the attendees invited.",
     "cancelled": "Event deleted and the attendees told.",
@@ -440,20 +480,27 @@ async def event_submit(request: Request) -> Response:
         _log.info("calendar event deleted", account=account.address, calendar=calendar)
         if declining is not None:
             return redirect("/calendar?" + urlencode({"done": "declined", "warning": warning}))
-        if meeting is None or meeting.organizer is None or not meeting.attendees:
+        if meeting is None or meeting.organizer is None:
             return redirect("/calendar?done=deleted")
-        # RFC 5546 §3.2.5: the whole event cancelled, to every attendee.
-        warning = await send_itip(
-            request, services, account, meeting.organizer, current.data, "CANCEL",
-            [a.address for a in meeting.attendees],
-        )  # fmt: skip
+        # RFC 5546 §3.2.5: the whole event cancelled, to every attendee (as for a CalDAV
+        # DELETE: not to the organizer listed among them, nor one a client schedules).
+        sent = await schedule(
+            request, services, account, current.data, None, replies=False, sent_copy=True
+        )
+        if not sent:
+            return redirect("/calendar?done=deleted")
+        warning = "; ".join(w for w in sent if w)
         return redirect("/calendar?" + urlencode({"done": "cancelled", "warning": warning}))
+    # The form's calendar: where a new event goes, or where an edited one moves to.
+    chosen = field_text(form, "calendar") or calendar
     typed = _typed(form, calendar, name)
     try:
         fields = form_fields(form, reader_zone(request))
         invited = attendees_field(
             field_text(form, "attendees"), max_recipients=app.limits.max_recipients
         )
+        if chosen not in {c.name for c in await account_calendars(request, account)}:
+            raise UserError("choose one of your calendars")
         previous: bytes | None = None
         if name:
             current = await services.store.calendar_object(account.id, calendar, name)
@@ -463,8 +510,6 @@ async def event_submit(request: Request) -> Response:
             except ical.InvalidObject:
                 raise UserError("only an event can be edited here") from None
         else:
-            if calendar not in {c.name for c in await account_calendars(request, account)}:
-                raise UserError("choose one of your calendars")
             uid = str(uuid.uuid4())
             name = object_name(uid)
             data = ical.new_event(fields, uid, now)
@@ -473,15 +518,27 @@ async def event_submit(request: Request) -> Response:
             person = identities.sender(meeting.organizer, account)
             data = await run_blocking(
                 ical.with_attendees, data, person.address, person.name,
-                [(p.address, p.name) for p in invited],
+                [(p.address, p.name) for p in invited], now,
             )  # fmt: skip
-        await store_event(services, account, calendar, name, data)
+        if previous is not None and chosen != calendar:
+            moved = await move_event(services, account, calendar, name, chosen, data)
+            calendar, name = chosen, moved.name
+        elif data == previous:
+            # Nothing the form shows changed: no new ETag for the phones to fetch, no update.
+            return redirect(f"/calendar/events/{calendar}/{name}?done=unchanged")
+        else:
+            await store_event(services, account, chosen, name, data)
     except UserError as exc:
         return await _render(request, account, editing=typed, error=str(exc), status_code=400)
-    target = f"/calendar/events/{calendar}/{name}"
-    if meeting.organizer is None or not (invited or meeting.attendees):
+    target = f"/calendar/events/{chosen}/{name}"
+    # What to send is decided as for a CalDAV PUT (RFC 6638 §3.2.1): an update to all only
+    # when what the attendees' copies hold changed (not for a move alone: the attendees'
+    # copies do not say which of the organizer's calendars holds it); the form changes no
+    # answer (no REPLY).
+    sent = await schedule(request, services, account, previous, data, replies=False, sent_copy=True)
+    if not sent:
         return redirect(f"{target}?done=saved")
-    warning = await send_updates(request, services, account, meeting, data, previous, invited)
+    warning = "; ".join(w for w in sent if w)
     return redirect(f"{target}?" + urlencode({"done": "invited", "warning": warning}))
 
 
@@ -503,7 +560,7 @@ async def _decline(
     PARTSTAT=DECLINED): "" when the submission took it, else why not."""
     unsent = await send_reply(
         request, services, account, attending, current.data, "DECLINED",
-        meeting.organizer_address,
+        meeting.organizer_address, sent_copy=True,
     )  # fmt: skip
     return f"was {unsent}" if unsent else ""
 

@@ -215,7 +215,14 @@ async def _answer(
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
     unsent = await send_reply(
-        request, services, account, identity, data, partstat, invitation.organizer
+        request,
+        services,
+        account,
+        identity,
+        data,
+        partstat,
+        invitation.organizer,
+        sent_copy=True,
     )
     if unsent:
         return f"Saved in your calendar, but the answer was {unsent}"

@@ -647,17 +647,23 @@ class MailAccess:
             include_bcc=True, message_id=message_id, reply_to=reply_to,
         )  # fmt: skip
         warning = f"not delivered to {refused}" if refused else ""
+        warning = await self.keep_sent(copy, now) or warning
+        await self._after_send(draft)
+        return SendResult(True, {}, warning)
+
+    async def keep_sent(self, copy: bytes, now: datetime) -> str:
+        """Keep ``copy`` of a message just sent in Sent, seen; "" when it was kept, else why
+        not (the message is sent either way). The webmail's invitations and answers keep
+        theirs here too (:mod:`.scheduling`)."""
         try:
             sent = await self.special(SpecialUse.SENT)
             appended = await self.store.append(
                 sent.id, copy, parse_message(copy), flags=frozenset({SEEN}), internal_date=now
             )
         except QuotaExceeded:
-            warning = "sent, but your mailbox is full: no copy was kept in Sent"
-        else:
-            await self._watch_quota(sent.account_id, appended)
-        await self._after_send(draft)
-        return SendResult(True, {}, warning)
+            return "sent, but your mailbox is full: no copy was kept in Sent"
+        await self._watch_quota(sent.account_id, appended)
+        return ""
 
     async def identities(self) -> list[Identity]:
         """The identities this account may send as (see :mod:`.identities`)."""

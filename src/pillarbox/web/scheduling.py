@@ -13,6 +13,12 @@ Implementation notes:
   the queue. The attendees typed in the Calendar page's form are read by the compose form's
   parser and held to its ``[web] max_recipients`` (:func:`attendees_field`): the same checks
   as a message, no others.
+- **One decision** of what a stored change sends (:func:`schedule`), for a CalDAV PUT or
+  DELETE and for the Calendar page's save alike.
+- **Copies in Sent**: what the webmail sends for the user (``sent_copy``) is kept in Sent as
+  the compose form's messages are (:meth:`.mailaccess.MailAccess.keep_sent`), so the user
+  sees they invited or answered; what the server sends for a phone's write is not (the user
+  wrote no message; docs/calendars.md says why).
 - **Who organizes**: an event without an ORGANIZER, or whose ORGANIZER is one of the
   account's identities, is the account's to schedule (:func:`meeting_of`); one organized by
   someone else (an accepted invitation) is not: its attendees are shown, not edited, and
@@ -43,6 +49,7 @@ from pillarbox.store.types import Account, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import client_ip
 from pillarbox.web.composing import parse_people
+from pillarbox.web.mailaccess import MailAccess
 from pillarbox.web.reading import Person
 
 _log = Log("web.scheduling")
@@ -107,13 +114,13 @@ async def meeting_of(services: Services, account: Account, data: bytes | None) -
     return Meeting(mine, organizer, attendees)
 
 
-async def send_itip(
+async def _send_itip(
     request: Request, services: Services, account: Account, identity: Identity, data: bytes,
-    method: str, recipients: Sequence[str],
+    method: str, recipients: Sequence[str], *, sent_copy: bool,
 ) -> str:  # fmt: skip
     """Send the stored event ``data`` as ``method`` (REQUEST or CANCEL) to ``recipients``
-    from ``identity``; "" when the submission took it, else why not (the event is already
-    saved: the page shows this as a warning)."""
+    from ``identity``, a copy kept in Sent when ``sent_copy``; "" when the submission took
+    it, else why not (the event is already saved: the page shows this as a warning)."""
     now = datetime.now(UTC)
     itip = await run_blocking(ical.itip_request, data, method, now)
     title = await _title(data)
@@ -126,17 +133,17 @@ async def send_itip(
     )
     return await _submit_imip(
         request, services, account, identity, recipients,
-        f"{_SUBJECTS[method]}: {title}", text, itip, method, now,
+        f"{_SUBJECTS[method]}: {title}", text, itip, method, now, sent_copy=sent_copy,
     )  # fmt: skip
 
 
 async def send_reply(
     request: Request, services: Services, account: Account, identity: Identity, data: bytes,
-    partstat: str, organizer: str,
+    partstat: str, organizer: str, *, sent_copy: bool,
 ) -> str:  # fmt: skip
     """Send ``identity``'s answer ``partstat`` (one of :data:`pillarbox.ical.ANSWERS`) to the
-    stored event ``data`` as a METHOD:REPLY (RFC 5546 §3.2.3) to its ``organizer``; "" when
-    the submission took it, else why not."""
+    stored event ``data`` as a METHOD:REPLY (RFC 5546 §3.2.3) to its ``organizer``, a copy
+    kept in Sent when ``sent_copy``; "" when the submission took it, else why not."""
     now = datetime.now(UTC)
     reply = await run_blocking(ical.itip_reply, data, identity.address, partstat, now)
     title = await _title(data)
@@ -145,7 +152,7 @@ async def send_reply(
     return await _submit_imip(
         request, services, account, identity, [organizer], f"{verb}: {title}",
         f"{sender.name or sender.address} has answered the invitation: {verb.lower()}.\n",
-        reply, "REPLY", now,
+        reply, "REPLY", now, sent_copy=sent_copy,
     )  # fmt: skip
 
 
@@ -157,8 +164,11 @@ async def _title(data: bytes) -> str:
 async def _submit_imip(
     request: Request, services: Services, account: Account, identity: Identity,
     recipients: Sequence[str], subject: str, text: str, itip: bytes, method: str, now: datetime,
+    *, sent_copy: bool,
 ) -> str:  # fmt: skip
-    """The iMIP message through the submission path; "" when it was taken, else why not."""
+    """The iMIP message through the submission path, and (``sent_copy``) kept in Sent as the
+    webmail keeps what it sends; "" when it was taken, else why not (a copy that could not be
+    kept, the mailbox full, is logged: the message went)."""
     raw = imip_message(
         identities.sender(identity, account), recipients, subject, text, itip, method,
         hostname=services.hostname, now=now,
@@ -182,40 +192,159 @@ async def _submit_imip(
     refused = "; ".join(f"{address}: {reply.text}" for address, reply in submitted.refused)
     if not submitted.ok:
         return f"not sent: {refused or submitted.reply.text}"
+    if sent_copy:
+        kept = await MailAccess(services, account).keep_sent(raw, now)
+        if kept:
+            _log.warning("invitation copy not kept", account=account.address, why=kept)
     return f"not sent to {refused}" if refused else ""
 
 
-async def send_updates(
+async def _send_updates(
     request: Request, services: Services, account: Account, meeting: Meeting, data: bytes,
-    previous: bytes | None, invited: Sequence[Person], *, changed: bool = True,
-) -> str:  # fmt: skip
+    previous: bytes | None, invited: Sequence[Person], *, changed: bool, sent_copy: bool,
+) -> list[str]:  # fmt: skip
     """After the organizer saved ``data`` (``previous`` before, None when new): the REQUEST
     to every attendee (RFC 5546 §3.2.2; an update to those invited before) — only to those
     newly invited when not ``changed`` (nothing the attendees' copies hold changed) — and to
-    those taken off the list a CANCEL naming them (§3.2.5). What was not sent, "" when all
-    was."""
+    those taken off the list a CANCEL naming them (§3.2.5). One entry per message sent: ""
+    when it went, else why not."""
     if meeting.organizer is None:
-        return ""
-    warnings = []
+        return []
+    results = []
     before = {a.address.lower() for a in meeting.attendees}
     asked = invited if changed else [p for p in invited if p.address.lower() not in before]
     if asked:
-        sent = await send_itip(
+        sent = await _send_itip(
             request, services, account, meeting.organizer, data, "REQUEST",
-            [p.address for p in asked],
+            [p.address for p in asked], sent_copy=sent_copy,
         )  # fmt: skip
-        warnings.append(sent)
+        results.append(sent)
     kept = {p.address.lower() for p in invited}
     removed = [a for a in meeting.attendees if a.address.lower() not in kept]
     if removed and previous is not None:
         person = identities.sender(meeting.organizer, account)
         cancelled = await run_blocking(
             ical.with_attendees, previous, person.address, person.name,
-            [(a.address, a.name) for a in removed],
+            [(a.address, a.name) for a in removed], datetime.now(UTC),
         )  # fmt: skip
-        sent = await send_itip(
+        sent = await _send_itip(
             request, services, account, meeting.organizer, cancelled, "CANCEL",
-            [a.address for a in removed],
+            [a.address for a in removed], sent_copy=sent_copy,
         )  # fmt: skip
-        warnings.append(sent)
-    return "; ".join(w for w in warnings if w)
+        results.append(sent)
+    return results
+
+
+# -- what a change of a stored event sends (RFC 6638 §3.2; the Calendar page's saves too) ----------
+
+
+async def schedule(
+    request: Request, services: Services, account: Account, previous: bytes | None,
+    data: bytes | None, *, replies: bool, sent_copy: bool,
+) -> list[str]:  # fmt: skip
+    """What the server sends for the account after an event was stored as ``data`` (None:
+    deleted) over ``previous`` (None: new), whether a CalDAV client or the Calendar page
+    wrote it: the organizer's REQUESTs and CANCELs (RFC 6638 §3.2.1: an update to all only
+    when what the attendees' copies hold changed, :func:`pillarbox.ical.scheduled_content`),
+    an attendee's REPLY (§3.2.2, when ``replies``). One entry per message sent ("" when it
+    went, else why not); none when nothing had to be sent."""
+    before = await _scheduling_of(services, account, previous)
+    after = await _scheduling_of(services, account, data)
+    organized = after if after is not None and after[0].organizer_address else before
+    if organized is None or not organized[0].organizer_address:
+        return []  # RFC 6638 §3.1: not a scheduling object resource (no ORGANIZER)
+    meeting, by_client = organized
+    if meeting.organizer_address.lower() in by_client:
+        return []  # RFC 6638 §7.1: SCHEDULE-AGENT=CLIENT (or NONE): the client schedules
+    if meeting.organizer is None:
+        if not replies:
+            return []
+        return await _reply(
+            request, services, account, before, after, data or previous, sent_copy=sent_copy
+        )
+    if data is None:
+        # RFC 6638 §3.2.1: the organizer deleted the event: a CANCEL to every attendee.
+        gone = _attendees(before) if before is not None else ()
+        if not gone or previous is None:
+            return []
+        return [
+            await _send_itip(
+                request, services, account, meeting.organizer, previous, "CANCEL",
+                [a.address for a in gone], sent_copy=sent_copy,
+            )
+        ]  # fmt: skip
+    changed = previous is None or (
+        await run_blocking(ical.scheduled_content, previous)
+        != await run_blocking(ical.scheduled_content, data)
+    )
+    known = Meeting(
+        meeting.organizer, meeting.organizer_address,
+        _attendees(before) if before is not None else (),
+    )  # fmt: skip
+    asked = _attendees(after) if after is not None else ()
+    return await _send_updates(
+        request, services, account, known, data, previous,
+        [Person(a.name, a.address) for a in asked], changed=changed, sent_copy=sent_copy,
+    )  # fmt: skip
+
+
+async def _scheduling_of(
+    services: Services, account: Account, data: bytes | None
+) -> tuple[Meeting, frozenset[str]] | None:
+    """An event's scheduling as the account sees it, and who schedules themselves (§7.1)."""
+    if data is None:
+        return None
+    return await meeting_of(services, account, data), await run_blocking(
+        ical.client_scheduled, data
+    )
+
+
+def _attendees(scheduling: tuple[Meeting, frozenset[str]]) -> tuple[ical.Attendee, ...]:
+    """The attendees the server sends to: not the organizer (iOS lists the organizer as an
+    attendee too), not one a client schedules (RFC 6638 §7.1)."""
+    meeting, by_client = scheduling
+    skipped = by_client | {meeting.organizer_address.lower()}
+    return tuple(a for a in meeting.attendees if a.address.lower() not in skipped)
+
+
+async def _reply(
+    request: Request,
+    services: Services,
+    account: Account,
+    before: tuple[Meeting, frozenset[str]] | None,
+    after: tuple[Meeting, frozenset[str]] | None,
+    event: bytes | None,
+    *,
+    sent_copy: bool,
+) -> list[str]:
+    """RFC 6638 §3.2.2: the attendee's REPLY to the organizer when the account changed its
+    own PARTSTAT (an answer: ACCEPTED, TENTATIVE, DECLINED), or DECLINED when it deleted the
+    event."""
+    if event is None:
+        return []
+    known = {i.address.lower(): i for i in await identities.identities_of(services, account)}
+    held = after or before
+    assert held is not None
+    me = next((a for a in held[0].attendees if a.address.lower() in known), None)
+    if me is None or me.address.lower() in held[1]:
+        return []  # not an attendee, or one whose client answers itself (§7.1)
+    was = _partstat(before, me.address)
+    now = "DECLINED" if after is None else _partstat(after, me.address)
+    if now == was or now not in ical.ANSWERS:
+        return []
+    return [
+        await send_reply(
+            request, services, account, known[me.address.lower()], event, now,
+            held[0].organizer_address, sent_copy=sent_copy,
+        )
+    ]  # fmt: skip
+
+
+def _partstat(scheduling: tuple[Meeting, frozenset[str]] | None, address: str) -> str:
+    """``address``'s PARTSTAT in the event's series (NEEDS-ACTION for a new event)."""
+    if scheduling is None:
+        return "NEEDS-ACTION"
+    return next(
+        (a.partstat for a in scheduling[0].attendees if a.address.lower() == address.lower()),
+        "",
+    )

@@ -250,6 +250,22 @@ async def delete_calendar_object(
     )
 
 
+async def move_calendar_object(
+    conn: Conn,
+    account_id: int,
+    calendar: str,
+    name: str,
+    target: str,
+    obj: CalendarObject,
+    now: datetime,
+    limit: int,
+) -> CalendarObject:
+    """The tombstone in ``calendar`` first (``NotFound`` when the object went meanwhile), then
+    the save in ``target``; either raising undoes both (one transaction)."""
+    await delete_calendar_object(conn, account_id, calendar, name, now)
+    return await save_calendar_object(conn, account_id, target, obj, now, limit)
+
+
 async def calendar_changes(
     conn: Conn, account_id: int, calendar: str, since: int
 ) -> SyncChanges[CalendarObject]:

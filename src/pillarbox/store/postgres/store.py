@@ -1861,6 +1861,16 @@ class PostgresStore:
             )
         )
 
+    async def move_calendar_object(
+        self, account_id: int, calendar: str, name: str, target: str, obj: CalendarObject,
+        *, now: datetime, limit: int,
+    ) -> CalendarObject:  # fmt: skip
+        return await self._write(
+            lambda conn, _: calendardata.move_calendar_object(
+                conn, account_id, calendar, name, target, obj, now, limit
+            )
+        )
+
     async def calendar_changes(
         self, account_id: int, calendar: str, since: int
     ) -> SyncChanges[CalendarObject]:

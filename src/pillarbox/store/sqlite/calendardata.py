@@ -257,6 +257,22 @@ def delete_calendar_object(
     )
 
 
+def move_calendar_object(
+    conn: sqlite3.Connection,
+    account_id: int,
+    calendar: str,
+    name: str,
+    target: str,
+    obj: CalendarObject,
+    now: datetime,
+    limit: int,
+) -> CalendarObject:
+    """The tombstone in ``calendar`` first (``NotFound`` when the object went meanwhile), then
+    the save in ``target``; either raising undoes both (one transaction)."""
+    delete_calendar_object(conn, account_id, calendar, name, now)
+    return save_calendar_object(conn, account_id, target, obj, now, limit)
+
+
 def calendar_changes(
     conn: sqlite3.Connection, account_id: int, calendar: str, since: int
 ) -> SyncChanges[CalendarObject]:

@@ -1711,6 +1711,16 @@ class SqliteStore:
             )
         )
 
+    async def move_calendar_object(
+        self, account_id: int, calendar: str, name: str, target: str, obj: CalendarObject,
+        *, now: datetime, limit: int,
+    ) -> CalendarObject:  # fmt: skip
+        return await self._write(
+            lambda conn, fx: calendardata.move_calendar_object(
+                conn, account_id, calendar, name, target, obj, now, limit
+            )
+        )
+
     async def calendar_changes(
         self, account_id: int, calendar: str, since: int
     ) -> SyncChanges[CalendarObject]:
