@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -788,3 +789,18 @@ async def test_evidence_is_answered_from_memory_new_tokens_included(
     assert kept.account_model == (SpamCounts(1, 0), {"hello": SpamCounts(1, 0)})
     assert kept.generations == first.generations
     assert await a.spam_evidence(bob.id, tokens, keys) == kept
+
+
+async def test_moves_both_ways_at_once_do_not_deadlock(
+    migrated_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The contract's two opposite moves at once, here without one aborted as a deadlock and
+    retried (each cost ``deadlock_timeout``, a second): both calendars are locked in one order."""
+    store = await _opened(migrated_url, PostgresLimits())
+    try:
+        account, _ = await add_bob(store)
+        with caplog.at_level(logging.INFO, logger="pillarbox.store.postgres.store"):
+            await StoreContract().test_calendar_objects_moved_both_ways_at_once(store, account)
+        assert not [r for r in caplog.records if "Deadlock" in r.getMessage()]
+    finally:
+        await store.close()

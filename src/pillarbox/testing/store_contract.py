@@ -994,6 +994,33 @@ class StoreContract:
         assert [o.name for o in await store.calendar_objects(account.id, "work")] == ["b.ics"]
         assert await store.calendar_objects(account.id, "home") == []
 
+    async def test_calendar_objects_moved_both_ways_at_once(
+        self, store: Store, account: Account
+    ) -> None:
+        """Two moves in opposite directions at the same moment both complete: neither waits
+        for a lock the other holds (on PostgreSQL that deadlock aborted one of them)."""
+        now = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        for name in ("home", "work"):
+            await store.create_calendar(account.id, Calendar(name=name), now=now, limit=5)
+        here = {"home": "h.ics", "work": "w.ics"}
+        for calendar, name in here.items():
+            obj = CalendarObject(name=name, uid=name, component="VEVENT", data=b"x")
+            await store.save_calendar_object(account.id, calendar, obj, now=now, limit=5)
+        for _ in range(5):
+            moves = []
+            for calendar, name in here.items():
+                target = "work" if calendar == "home" else "home"
+                obj = CalendarObject(name=name, uid=name, component="VEVENT", data=b"x")
+                moves.append(
+                    store.move_calendar_object(
+                        account.id, calendar, name, target, obj, now=now, limit=5
+                    )
+                )
+            await asyncio.gather(*moves)
+            here = {"work": here["home"], "home": here["work"]}
+        for calendar, name in here.items():
+            assert [o.name for o in await store.calendar_objects(account.id, calendar)] == [name]
+
     async def test_calendar_objects_stored_as_sent_narrowed_by_time_and_synced(
         self, store: Store, account: Account
     ) -> None:

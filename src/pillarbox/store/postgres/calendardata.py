@@ -261,7 +261,12 @@ async def move_calendar_object(
     limit: int,
 ) -> CalendarObject:
     """The tombstone in ``calendar`` first (``NotFound`` when the object went meanwhile), then
-    the save in ``target``; either raising undoes both (one transaction)."""
+    the save in ``target``; either raising undoes both (one transaction). Both calendars are
+    locked first, in name order: two moves the opposite way at once then wait for each other
+    instead of each holding the lock the other needs (a deadlock PostgreSQL would break by
+    aborting one)."""
+    for locked in sorted({calendar, target}):
+        await _calendar_named(conn, account_id, locked, lock=True)
     await delete_calendar_object(conn, account_id, calendar, name, now)
     return await save_calendar_object(conn, account_id, target, obj, now, limit)
 
