@@ -1432,7 +1432,11 @@ class SqliteStore:
         )
         fx.changes.append(Change(target.account_id, target.id, ChangeKind.EXISTS, modseq))
         if remove_source:
-            removed_modseq = _remove_messages(conn, source.id, uids)
+            # RFC 6851 §4.4: within one mailbox the copies' MODSEQ is the one the move raised
+            # it to; the expunges take it too (a write takes one MODSEQ per mailbox, as
+            # REPLACE, RFC 8508 §4.5), not a second.
+            same = modseq if source.id == target.id else None
+            removed_modseq = _remove_messages(conn, source.id, uids, modseq=same)
             fx.changes.append(
                 Change(source.account_id, source.id, ChangeKind.EXPUNGE, removed_modseq)
             )
