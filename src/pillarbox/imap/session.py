@@ -256,14 +256,15 @@ def ordered_set(numbers: Sequence[int]) -> SequenceSet:
 
 def partial_window(numbers: Sequence[int], partial: tuple[int, int]) -> list[int]:
     """The positions ``partial`` names in ``numbers`` (RFC 9394 §3.1, RFC 5267 §4.4): 1-based,
-    or counted back from the last (-1) when negative; positions past either end are simply
-    not there, so a window wholly outside is empty, not an error."""
-    low, high = partial
-    if low > 0:
-        return list(numbers[low - 1 : high])
+    or counted back from the last (-1) when negative, the ends in either order ("A range
+    500:400 is the same as 400:500"); positions past either end are simply not there, so a
+    window wholly outside is empty, not an error."""
+    near, far = sorted((abs(partial[0]), abs(partial[1])))
+    if partial[0] > 0:
+        return list(numbers[near - 1 : far])
     count = len(numbers)
-    stop = count + low + 1  # low is the nearer end: -1 is the last message
-    return list(numbers[max(count + high, 0) : stop]) if stop > 0 else []
+    stop = count - near + 1  # -1 is the last message
+    return list(numbers[max(count - far, 0) : stop]) if stop > 0 else []
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -2038,8 +2039,9 @@ def _saved_result(
     uids: list[int], shown: frozenset[str], partial: tuple[int, int] | None
 ) -> list[int]:
     """What ``$`` holds after SEARCH RETURN (SAVE …): RFC 5182 §2.4 — the whole result with
-    ALL or COUNT or nothing else asked; else only what MIN and MAX return, and, by the same
-    rule (this server's reading for RFC 9394's PARTIAL), the messages PARTIAL returns."""
+    ALL or COUNT or nothing else asked; else only what MIN and MAX return; RFC 9394 §3.2 (its
+    Table 1) — with PARTIAL, the messages PARTIAL returns and the MIN/MAX ones, or with
+    COUNT every message found."""
     if not uids or shown & {"ALL", "COUNT"} or (not shown and partial is None):
         return uids
     kept = set(partial_window(uids, partial)) if partial is not None else set()
