@@ -128,7 +128,7 @@ from pillarbox.imap.sort import needs_metadata, sort_uids
 from pillarbox.imap.thread import ALGORITHMS, renumber, thread_message
 from pillarbox.mail.model import MessageInfo
 from pillarbox.policy import learning
-from pillarbox.store.aclrows import flag_right
+from pillarbox.store.aclrows import allowed_flags, canonical_rights, flag_right
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
@@ -294,7 +294,7 @@ def _allowed_flags(target: _Target, message: c.AppendMessage) -> frozenset[str]:
     """The message's flags the user's rights on ``target`` let it keep (RFC 4314 §4: "s",
     "w", "t")."""
     rights = acl.ALL_RIGHTS if target.rights is None else target.rights
-    return acl.allowed_flags(frozenset(message.flags), rights)
+    return allowed_flags(frozenset(message.flags), rights)
 
 
 class FaultLog(Protocol):
@@ -1073,7 +1073,7 @@ class ImapSession:
         if not view.read_only:  # RFC 4314 §5.1.1: the flags this user's rights let change
             rights = acl.ALL_RIGHTS if target.rights is None else target.rights
             permanent = responses.permanent_flags(
-                acl.allowed_flags(SYSTEM_FLAGS, rights), new_keywords="w" in rights
+                allowed_flags(SYSTEM_FLAGS, rights), new_keywords="w" in rights
             )
         lines.append(
             r.OK_PERMANENTFLAGS.with_code(permanent or Code("PERMANENTFLAGS", b"()")).untagged()
@@ -1822,7 +1822,7 @@ class ImapSession:
         flags = frozenset(cmd.flags) - {"\\Recent"}
         limit = self._flag_rights(view, cmd.mode, flags)
         if limit is not None:
-            flags = acl.allowed_flags(flags, frozenset(limit))
+            flags = allowed_flags(flags, frozenset(limit))
         refused: tuple[int, ...] = ()
         if uids and (flags or cmd.mode is FlagOp.REPLACE or conditional):
             update = await self.store.store_flags(
@@ -1948,11 +1948,18 @@ class ImapSession:
         done = r.OK_MOVE if move else r.OK_COPY
         if not uids:
             return done
+        # RFC 4314 §4: into another user's mailbox a copy keeps only the flags the user's
+        # rights there allow (the copy itself does not fail), dropped in the copying write.
+        rights = None if where.rights is None else canonical_rights(where.rights)
         try:
             if move:
-                copied = await self.store.move_messages(view.mailbox_id, uids, target.id)
+                copied = await self.store.move_messages(
+                    view.mailbox_id, uids, target.id, rights=rights
+                )
             else:
-                copied = await self.store.copy_messages(view.mailbox_id, uids, target.id)
+                copied = await self.store.copy_messages(
+                    view.mailbox_id, uids, target.id, rights=rights
+                )
         except QuotaExceeded:
             return r.NO_OVERQUOTA
         except NotFound:
@@ -1964,8 +1971,6 @@ class ImapSession:
         await self._watch_quota(target.account_id, copied.usage, copied.size, copied.count)
         if target.id == view.mailbox_id:
             self._own_arrivals.update(new for _, new in pairs)
-        if where.rights is not None:
-            await self._drop_unpermitted_flags(view, target, pairs, where.rights)
         await self._absorb(target.id)
         await self._learn(view.mailbox_id, target, pairs)
         code = responses.copyuid(
@@ -1984,21 +1989,6 @@ class ImapSession:
         if target.id == view.mailbox_id:
             await self._sync()
         return done.with_code(code)
-
-    async def _drop_unpermitted_flags(
-        self,
-        view: SelectedView,
-        target: Mailbox,
-        pairs: list[tuple[int, int]],
-        rights: frozenset[str],
-    ) -> None:
-        """RFC 4314 §4: a copy into another user's mailbox keeps only the flags the user's
-        rights there allow (the copy itself does not fail)."""
-        for old, new in pairs:
-            flags = view.record(old).flags
-            allowed = acl.allowed_flags(flags, rights)
-            if allowed != flags:
-                await self.store.store_flags(target.id, [new], FlagOp.REPLACE, allowed)
 
     async def _learn(self, source_id: int, target: Mailbox, pairs: list[tuple[int, int]]) -> None:
         """Moving or copying into Junk teaches the spam filter "spam", out of it "ham"."""
