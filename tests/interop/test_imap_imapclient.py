@@ -112,3 +112,26 @@ def test_two_clients_observe_each_other(live: LiveServer) -> None:
     assert (3, b"EXISTS") in updates
     first.logout()
     second.logout()
+
+
+def test_a_move_within_the_mailbox_is_one_modseq_to_another_client(live: LiveServer) -> None:
+    """RFC 6851 §4.4 with RFC 7162: a MOVE within INBOX takes one MODSEQ, the copies' and the
+    removals'; a second QRESYNC client sees the removals as VANISHED and the copies as new,
+    and resynchronising from the MODSEQ before the move finds exactly that move."""
+    for n in range(1, 4):
+        deliver(live, message(n))
+    mover, watcher = connect(live), connect(live)
+    for client in (mover, watcher):
+        client.enable("QRESYNC")
+    before = watcher.select_folder("INBOX")[b"HIGHESTMODSEQ"]
+    mover.select_folder("INBOX")
+    mover.move([1, 2], "INBOX")
+    _, updates = watcher.noop()
+    assert (b"VANISHED", b"1:2") in updates and (3, b"EXISTS") in updates, updates
+    changed = watcher.fetch(range(1, 10), ["FLAGS"], modifiers=[f"CHANGEDSINCE {before}"])
+    assert sorted(changed) == [4, 5]
+    assert {data[b"MODSEQ"] for data in changed.values()} == {(before + 1,)}
+    status = watcher.folder_status("INBOX", [b"HIGHESTMODSEQ"])
+    assert status[b"HIGHESTMODSEQ"] == before + 1
+    mover.logout()
+    watcher.logout()

@@ -308,8 +308,12 @@ def test_mail_access_enforces_the_rights(live: LiveServer, support: tuple[int, i
     live.call(bob.set_flag(box, [uid], "\\Flagged", True))
     assert flags(live, box, uid) == {"\\Flagged"}
     bob_uid = deliver(live, BOB, simple_message("Mine", "x", to=BOB))[1]
+    live.call(bob.set_flag(mine, [bob_uid], "\\Seen", True))
+    live.call(bob.set_flag(mine, [bob_uid], "\\Flagged", True))
     live.call(bob.move(mine, [bob_uid], box))
-    assert len(live.call(live.store.list_messages(box))) == 2
+    arrived = live.call(live.store.list_messages(box))
+    assert len(arrived) == 2
+    assert arrived[-1].flags == {"\\Flagged"}  # "w", not "s": \Seen dropped (§4)
     assert refused(bob.delete(box, [uid])) is PermissionDenied
 
     grant("lrte")  # "t" and "e": a message may leave, to bob's own Trash

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pillarbox.imap import acl
-from pillarbox.store.aclrows import changed_rights, flags_after
+from pillarbox.store.aclrows import allowed_flags, changed_rights, flags_after
 from pillarbox.store.types import FlagOp
 
 
@@ -82,10 +82,10 @@ def test_namespace_membership() -> None:
 def test_flag_rights() -> None:
     """§4: \\Seen needs "s", \\Deleted "t", every other flag "w"."""
     flags = frozenset({"\\Seen", "\\Deleted", "\\Answered", "$Label"})
-    assert acl.allowed_flags(flags, frozenset("lrs")) == {"\\Seen"}
-    assert acl.allowed_flags(flags, frozenset("lrw")) == {"\\Answered", "$Label"}
-    assert acl.allowed_flags(flags, frozenset("lrswt")) == flags
-    assert acl.allowed_flags(flags, frozenset("lri")) == frozenset()
+    assert allowed_flags(flags, frozenset("lrs")) == {"\\Seen"}
+    assert allowed_flags(flags, frozenset("lrw")) == {"\\Answered", "$Label"}
+    assert allowed_flags(flags, frozenset("lrswt")) == flags
+    assert allowed_flags(flags, frozenset("lri")) == frozenset()
 
 
 OWNERS = frozenset({"\\Seen", "\\Deleted", "\\Flagged", "$Label"})

@@ -18,6 +18,8 @@ TEN = list(range(101, 111))
         ((11, 20), []),  # wholly past it: none, not an error
         ((-1, -1), [110]),
         ((-1, -3), [108, 109, 110]),  # the last three, still ascending
+        ((3, 1), [101, 102, 103]),  # §3.1: "500:400 is the same as 400:500"
+        ((-3, -1), [108, 109, 110]),
         ((-9, -12), [101, 102]),  # past the start: fewer
         ((-11, -20), []),
         ((1, 4294967295), TEN),
@@ -36,9 +38,11 @@ def test_partial_window_of_an_empty_result() -> None:
     ("shown", "partial", "saved"),
     [
         (frozenset(), None, TEN),  # RETURN (SAVE): the whole result
-        (frozenset({"COUNT"}), (1, 2), TEN),  # COUNT keeps it whole (RFC 5182 §2.4)
-        (frozenset(), (-1, -2), [109, 110]),  # PARTIAL alone: the page
-        (frozenset({"MIN"}), (-1, -2), [101, 109, 110]),
+        (frozenset({"COUNT"}), (1, 2), TEN),  # RFC 9394 §3.2: with COUNT, all found
+        (frozenset({"COUNT", "MIN"}), (1, 2), TEN),
+        (frozenset(), (-1, -2), [109, 110]),  # §3.2: PARTIAL alone, what PARTIAL returned
+        (frozenset({"MIN"}), (-1, -2), [101, 109, 110]),  # §3.2: and the MIN message
+        (frozenset({"MIN", "MAX"}), (2, 3), [101, 102, 103, 110]),  # and both
         (frozenset({"MIN", "MAX"}), None, [101, 110]),
         (frozenset({"MAX"}), (20, 30), [110]),
     ],

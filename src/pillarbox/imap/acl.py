@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from pillarbox.store.aclrows import STORED_RIGHTS, canonical_rights, flag_right
+from pillarbox.store.aclrows import STORED_RIGHTS, canonical_rights
 from pillarbox.store.types import DELIMITER
 
 #: RFC 2342 §5 prefix of the "Other Users' Namespace".
@@ -99,9 +99,3 @@ def split_shared(name: str) -> tuple[str, str] | None:
 
 def shared_name(owner: str, mailbox: str) -> str:
     return f"{OTHER_PREFIX}{owner}{DELIMITER}{mailbox}"
-
-
-def allowed_flags(flags: frozenset[str], rights: frozenset[str]) -> frozenset[str]:
-    """RFC 4314 §4 (COPY/APPEND): the flags the user may set on a new message; the others
-    are dropped without failing the command."""
-    return frozenset(flag for flag in flags if flag_right(flag) in rights)

@@ -291,7 +291,9 @@ class Search:
     uid: bool = False
     return_options: frozenset[str] | None = None
     #: RFC 9394 §3.1 ``PARTIAL``: positions (1-based) in the result, counted from its end when
-    #: negative (``(-1, -100)``: the last hundred), the nearer end first.
+    #: negative (``(-1, -100)``: the last hundred), the ends as the client wrote them (the
+    #: response echoes "the original range"; :func:`~pillarbox.imap.session.partial_window`
+    #: reads either order).
     partial: tuple[int, int] | None = None
 
 

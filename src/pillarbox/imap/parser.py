@@ -701,17 +701,17 @@ def _return_options(
 
 def _partial_range(cur: _Cursor) -> tuple[int, int]:
     """RFC 9394 §4 ``partial-range-first = nz-number ":" nz-number`` or
-    ``partial-range-last = MINUS nz-number ":" MINUS nz-number``, the nearer end first
-    ("A range 500:400 is the same as 400:500"): ``(1, 100)``, or ``(-1, -100)`` for the last
-    hundred."""
+    ``partial-range-last = MINUS nz-number ":" MINUS nz-number``: ``(1, 100)``, or
+    ``(-1, -100)`` for the last hundred. The ends stay in the client's order: "500:400 is the
+    same as 400:500" (§3.1) to :func:`~pillarbox.imap.session.partial_window`, but the
+    PARTIAL return data carries "the original range" (§3.1)."""
     last = cur.skip(b"-")
     first = cur.number(nonzero=True)
     cur.expect(b":")
     if cur.skip(b"-") != last:
         raise cur.error("PARTIAL range ends must have the same sign")
     second = cur.number(nonzero=True)
-    low, high = min(first, second), max(first, second)
-    return (-low, -high) if last else (low, high)
+    return (-first, -second) if last else (first, second)
 
 
 def _search(uid: bool) -> Callable[[_Cursor, str], c.Command]:

@@ -128,7 +128,7 @@ from pillarbox.imap.sort import needs_metadata, sort_uids
 from pillarbox.imap.thread import ALGORITHMS, renumber, thread_message
 from pillarbox.mail.model import MessageInfo
 from pillarbox.policy import learning
-from pillarbox.store.aclrows import flag_right
+from pillarbox.store.aclrows import allowed_flags, canonical_rights, flag_right
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
@@ -256,14 +256,15 @@ def ordered_set(numbers: Sequence[int]) -> SequenceSet:
 
 def partial_window(numbers: Sequence[int], partial: tuple[int, int]) -> list[int]:
     """The positions ``partial`` names in ``numbers`` (RFC 9394 §3.1, RFC 5267 §4.4): 1-based,
-    or counted back from the last (-1) when negative; positions past either end are simply
-    not there, so a window wholly outside is empty, not an error."""
-    low, high = partial
-    if low > 0:
-        return list(numbers[low - 1 : high])
+    or counted back from the last (-1) when negative, the ends in either order ("A range
+    500:400 is the same as 400:500"); positions past either end are simply not there, so a
+    window wholly outside is empty, not an error."""
+    near, far = sorted((abs(partial[0]), abs(partial[1])))
+    if partial[0] > 0:
+        return list(numbers[near - 1 : far])
     count = len(numbers)
-    stop = count + low + 1  # low is the nearer end: -1 is the last message
-    return list(numbers[max(count + high, 0) : stop]) if stop > 0 else []
+    stop = count - near + 1  # -1 is the last message
+    return list(numbers[max(count - far, 0) : stop]) if stop > 0 else []
 
 
 def normalise_line_endings(data: bytes) -> bytes:
@@ -293,7 +294,7 @@ def _allowed_flags(target: _Target, message: c.AppendMessage) -> frozenset[str]:
     """The message's flags the user's rights on ``target`` let it keep (RFC 4314 §4: "s",
     "w", "t")."""
     rights = acl.ALL_RIGHTS if target.rights is None else target.rights
-    return acl.allowed_flags(frozenset(message.flags), rights)
+    return allowed_flags(frozenset(message.flags), rights)
 
 
 class FaultLog(Protocol):
@@ -1072,7 +1073,7 @@ class ImapSession:
         if not view.read_only:  # RFC 4314 §5.1.1: the flags this user's rights let change
             rights = acl.ALL_RIGHTS if target.rights is None else target.rights
             permanent = responses.permanent_flags(
-                acl.allowed_flags(SYSTEM_FLAGS, rights), new_keywords="w" in rights
+                allowed_flags(SYSTEM_FLAGS, rights), new_keywords="w" in rights
             )
         lines.append(
             r.OK_PERMANENTFLAGS.with_code(permanent or Code("PERMANENTFLAGS", b"()")).untagged()
@@ -1821,7 +1822,7 @@ class ImapSession:
         flags = frozenset(cmd.flags) - {"\\Recent"}
         limit = self._flag_rights(view, cmd.mode, flags)
         if limit is not None:
-            flags = acl.allowed_flags(flags, frozenset(limit))
+            flags = allowed_flags(flags, frozenset(limit))
         refused: tuple[int, ...] = ()
         if uids and (flags or cmd.mode is FlagOp.REPLACE or conditional):
             update = await self.store.store_flags(
@@ -1947,11 +1948,18 @@ class ImapSession:
         done = r.OK_MOVE if move else r.OK_COPY
         if not uids:
             return done
+        # RFC 4314 §4: into another user's mailbox a copy keeps only the flags the user's
+        # rights there allow (the copy itself does not fail), dropped in the copying write.
+        rights = None if where.rights is None else canonical_rights(where.rights)
         try:
             if move:
-                copied = await self.store.move_messages(view.mailbox_id, uids, target.id)
+                copied = await self.store.move_messages(
+                    view.mailbox_id, uids, target.id, rights=rights
+                )
             else:
-                copied = await self.store.copy_messages(view.mailbox_id, uids, target.id)
+                copied = await self.store.copy_messages(
+                    view.mailbox_id, uids, target.id, rights=rights
+                )
         except QuotaExceeded:
             return r.NO_OVERQUOTA
         except NotFound:
@@ -1963,8 +1971,6 @@ class ImapSession:
         await self._watch_quota(target.account_id, copied.usage, copied.size, copied.count)
         if target.id == view.mailbox_id:
             self._own_arrivals.update(new for _, new in pairs)
-        if where.rights is not None:
-            await self._drop_unpermitted_flags(view, target, pairs, where.rights)
         await self._absorb(target.id)
         await self._learn(view.mailbox_id, target, pairs)
         code = responses.copyuid(
@@ -1983,21 +1989,6 @@ class ImapSession:
         if target.id == view.mailbox_id:
             await self._sync()
         return done.with_code(code)
-
-    async def _drop_unpermitted_flags(
-        self,
-        view: SelectedView,
-        target: Mailbox,
-        pairs: list[tuple[int, int]],
-        rights: frozenset[str],
-    ) -> None:
-        """RFC 4314 §4: a copy into another user's mailbox keeps only the flags the user's
-        rights there allow (the copy itself does not fail)."""
-        for old, new in pairs:
-            flags = view.record(old).flags
-            allowed = acl.allowed_flags(flags, rights)
-            if allowed != flags:
-                await self.store.store_flags(target.id, [new], FlagOp.REPLACE, allowed)
 
     async def _learn(self, source_id: int, target: Mailbox, pairs: list[tuple[int, int]]) -> None:
         """Moving or copying into Junk teaches the spam filter "spam", out of it "ham"."""
@@ -2038,8 +2029,9 @@ def _saved_result(
     uids: list[int], shown: frozenset[str], partial: tuple[int, int] | None
 ) -> list[int]:
     """What ``$`` holds after SEARCH RETURN (SAVE …): RFC 5182 §2.4 — the whole result with
-    ALL or COUNT or nothing else asked; else only what MIN and MAX return, and, by the same
-    rule (this server's reading for RFC 9394's PARTIAL), the messages PARTIAL returns."""
+    ALL or COUNT or nothing else asked; else only what MIN and MAX return; RFC 9394 §3.2 (its
+    Table 1) — with PARTIAL, the messages PARTIAL returns and the MIN/MAX ones, or with
+    COUNT every message found."""
     if not uids or shown & {"ALL", "COUNT"} or (not shown and partial is None):
         return uids
     kept = set(partial_window(uids, partial)) if partial is not None else set()

@@ -3,7 +3,7 @@ letters a store keeps, and the union of a user's entries on one mailbox."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import Final
 
 from pillarbox.store.types import FlagOp, Mailbox, SharedMailbox
@@ -27,6 +27,12 @@ def flag_right(flag: str) -> str:
     if flag == "\\Deleted":
         return "t"
     return "w"
+
+
+def allowed_flags(flags: frozenset[str], rights: Container[str]) -> frozenset[str]:
+    """RFC 4314 §4 (COPY/APPEND): the flags the user may set on a new message; the others
+    are dropped without failing the command."""
+    return frozenset(flag for flag in flags if flag_right(flag) in rights)
 
 
 def flags_after(

@@ -359,16 +359,31 @@ class Store(Protocol):
         EXPUNGE does); returns the UIDs removed, ascending."""
 
     async def copy_messages(
-        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+        self,
+        src_mailbox_id: int,
+        uids: Sequence[int],
+        dest_mailbox_id: int,
+        *,
+        rights: str | None = None,
     ) -> Copied:
         """Copy messages (flags kept): ``(source uid, new uid)`` pairs in source order, and the
-        target account's usage after. ``QuotaExceeded`` stores nothing."""
+        target account's usage after. ``QuotaExceeded`` stores nothing. With ``rights``, the
+        user's on the target (RFC 4314 §4), each copy keeps only the flags they let the user
+        set (:func:`~pillarbox.store.aclrows.allowed_flags`), in the same write: no other
+        session sees a copy with the others, and the copies take one MODSEQ."""
 
     async def move_messages(
-        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+        self,
+        src_mailbox_id: int,
+        uids: Sequence[int],
+        dest_mailbox_id: int,
+        *,
+        rights: str | None = None,
     ) -> Copied:
-        """Atomic copy + expunge from the source (RFC 6851); a move within one account
-        changes no usage (:attr:`Copied.usage` None)."""
+        """Atomic copy + expunge from the source (RFC 6851), ``rights`` as for
+        :meth:`copy_messages`; a move within one account changes no usage
+        (:attr:`Copied.usage` None). The source's MODSEQ is raised once for the expunges;
+        within one mailbox that is the copies' MODSEQ (RFC 6851 §4.4, one per write)."""
 
     async def search_text(
         self, mailbox_id: int, terms: Sequence[str], *, body_only: bool = False

@@ -1772,6 +1772,47 @@ class StoreContract:
         assert await store.expunged_since(inbox.id, mark) == [2, 3]
         assert (await store.quota_usage(account.id)).messages == 3
 
+    async def test_move_within_one_mailbox_takes_one_modseq(
+        self, store: Store, inbox: Mailbox
+    ) -> None:
+        """RFC 6851 §4.4: the move raises the mailbox's MODSEQ once, the expunges remembered
+        at it, and the new copies get one above every message there before; one MODSEQ does
+        both, as REPLACE's arrival and expunge share one (RFC 8508 §4.5)."""
+        for i in range(3):
+            await store.append(inbox.id, *make_message(i))
+        mark = (await store.mailbox_status(inbox.id)).mailbox.highestmodseq
+        moved = await store.move_messages(inbox.id, [1, 2], inbox.id)
+        assert moved.pairs == [(1, 4), (2, 5)]
+        assert [(m.uid, m.modseq) for m in await store.list_messages(inbox.id)] == [
+            (3, mark),
+            (4, mark + 1),
+            (5, mark + 1),
+        ]
+        assert await store.expunged_since(inbox.id, mark) == [1, 2]
+        assert await store.expunged_since(inbox.id, mark + 1) == []
+        assert (await store.mailbox_status(inbox.id)).mailbox.highestmodseq == mark + 1
+
+    async def test_copy_and_move_keep_the_flags_rights_allow_in_one_write(
+        self, store: Store, account: Account, inbox: Mailbox
+    ) -> None:
+        """RFC 4314 §4: with the user's rights on the target, each copy keeps only the flags
+        they let the user set ("s": \\Seen), written with the copy at its one MODSEQ."""
+        for i in range(2):
+            await store.append(
+                inbox.id, *make_message(i), flags=frozenset({"\\Seen", "\\Flagged", "$Work"})
+            )
+        archive = await store.get_mailbox(account.id, "Archive")
+        mark = (await store.mailbox_status(archive.id)).mailbox.highestmodseq
+        await store.copy_messages(inbox.id, [1], archive.id, rights="lrsi")
+        await store.move_messages(inbox.id, [2], archive.id, rights="lrsi")
+        await store.copy_messages(inbox.id, [1], archive.id)  # no rights: every flag kept
+        assert [(m.flags, m.modseq) for m in await store.list_messages(archive.id)] == [
+            (frozenset({"\\Seen"}), mark + 1),
+            (frozenset({"\\Seen"}), mark + 2),
+            (frozenset({"\\Seen", "\\Flagged", "$Work"}), mark + 3),
+        ]
+        assert (await store.mailbox_status(archive.id)).mailbox.highestmodseq == mark + 3
+
     async def test_replace_message_in_one_write(
         self, store: Store, account: Account, inbox: Mailbox
     ) -> None:

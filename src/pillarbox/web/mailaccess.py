@@ -513,14 +513,18 @@ class MailAccess:
 
     async def move(self, mailbox_id: int, uids: Sequence[int], target_id: int) -> None:
         source = await self.mailbox(mailbox_id, NEEDS["leave"])
-        target = await self.mailbox(target_id, NEEDS["arrive"])
-        if source.id != target.id:
-            await self._move(source, uids, target)
+        target = await self.place(target_id, NEEDS["arrive"])
+        if source.id != target.mailbox.id:
+            # RFC 4314 §4: into a shared folder only the flags this account may set there.
+            rights = None if target.owner is None else canonical_rights(target.rights)
+            await self._move(source, uids, target.mailbox, rights)
 
-    async def _move(self, source: Mailbox, uids: Sequence[int], target: Mailbox) -> None:
+    async def _move(
+        self, source: Mailbox, uids: Sequence[int], target: Mailbox, rights: str | None = None
+    ) -> None:
         """Move, and let the spam filter learn from it (into Junk: spam; out of it: ham)."""
         records = [r for r in [await self.store.get_message(source.id, u) for u in uids] if r]
-        moved = await self.store.move_messages(source.id, uids, target.id)
+        moved = await self.store.move_messages(source.id, uids, target.id, rights=rights)
         await self._watch_quota(target.account_id, moved)
         await learning.on_moved(
             self.store,

@@ -68,7 +68,7 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
-from pillarbox.store.aclrows import changed_rights, flags_after, merge_shared
+from pillarbox.store.aclrows import allowed_flags, changed_rights, flags_after, merge_shared
 from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -1320,17 +1320,37 @@ class PostgresStore:
         return await self._write(op)
 
     async def copy_messages(
-        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+        self,
+        src_mailbox_id: int,
+        uids: Sequence[int],
+        dest_mailbox_id: int,
+        *,
+        rights: str | None = None,
     ) -> Copied:
-        return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=False)
+        return await self._copy_or_move(
+            src_mailbox_id, uids, dest_mailbox_id, move=False, rights=rights
+        )
 
     async def move_messages(
-        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+        self,
+        src_mailbox_id: int,
+        uids: Sequence[int],
+        dest_mailbox_id: int,
+        *,
+        rights: str | None = None,
     ) -> Copied:
-        return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=True)
+        return await self._copy_or_move(
+            src_mailbox_id, uids, dest_mailbox_id, move=True, rights=rights
+        )
 
     async def _copy_or_move(
-        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int, *, move: bool
+        self,
+        src_mailbox_id: int,
+        uids: Sequence[int],
+        dest_mailbox_id: int,
+        *,
+        move: bool,
+        rights: str | None,
     ) -> Copied:
         async def op(conn: Conn, changes: list[Change]) -> Copied:
             boxes = await _lock_mailboxes(conn, src_mailbox_id, dest_mailbox_id)
@@ -1347,6 +1367,7 @@ class PostgresStore:
                 target=boxes[dest_mailbox_id],
                 now=self._now(),
                 remove_source=move,
+                rights=rights,
             )
 
         return await self._write(op)
@@ -2595,10 +2616,12 @@ async def _transfer(
     target: Mailbox,
     now: datetime,
     remove_source: bool,
+    rights: str | None = None,
 ) -> Copied:
-    """Copy ``uids`` (ascending, present) into ``target``, flags and dates kept; with
-    ``remove_source`` also expunge them from ``source`` (RFC 6851 MOVE). The caller holds both
-    mailboxes' locks."""
+    """Copy ``uids`` (ascending, present) into ``target``, flags and dates kept (only those
+    ``rights`` let the user set, when given: ``Store.copy_messages``); with ``remove_source``
+    also expunge them from ``source`` (RFC 6851 MOVE). The caller holds both mailboxes'
+    locks."""
     if not uids:
         return Copied([])
     usage = await _lock_accounts(conn, {source.account_id, target.account_id})
@@ -2652,9 +2675,36 @@ async def _transfer(
             source.id,
         ),
     )
+    if rights is not None:
+        # RFC 4314 §4: in this write, at the copies' MODSEQ.
+        rows = await _all(
+            conn,
+            "SELECT uid, flags FROM messages WHERE mailbox_id = %s AND uid = ANY(%s)",
+            (target.id, [new for _, new in pairs]),
+        )
+        limited = [
+            (uid, kept)
+            for uid, flags in rows
+            if (kept := allowed_flags(frozenset(flags), rights)) != frozenset(flags)
+        ]
+        if limited:
+            await conn.execute(
+                "UPDATE messages m SET flags = string_to_array(v.flags, ' ') "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(uid, flags) "
+                "WHERE m.mailbox_id = %s AND m.uid = v.uid",
+                (
+                    [uid for uid, _ in limited],
+                    [" ".join(sorted(kept)) for _, kept in limited],
+                    target.id,
+                ),
+            )
     changes.append(Change(target.account_id, target.id, ChangeKind.EXISTS, modseq))
     if remove_source:
-        removed_modseq = await _remove_messages(conn, source.id, uids)
+        # RFC 6851 §4.4: within one mailbox the copies' MODSEQ is the one the move raised it
+        # to; the expunges take it too (a write takes one MODSEQ per mailbox, as REPLACE, RFC
+        # 8508 §4.5), not a second.
+        same = modseq if source.id == target.id else None
+        removed_modseq = await _remove_messages(conn, source.id, uids, modseq=same)
         changes.append(Change(source.account_id, source.id, ChangeKind.EXPUNGE, removed_modseq))
     return Copied(pairs, after, total if after is not None else 0)
 

@@ -62,7 +62,7 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
-from pillarbox.store.aclrows import changed_rights, flags_after, merge_shared
+from pillarbox.store.aclrows import allowed_flags, changed_rights, flags_after, merge_shared
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -1352,17 +1352,37 @@ class SqliteStore:
         return await self._write(op)
 
     async def copy_messages(
-        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+        self,
+        src_mailbox_id: int,
+        uids: Sequence[int],
+        dest_mailbox_id: int,
+        *,
+        rights: str | None = None,
     ) -> Copied:
-        return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=False)
+        return await self._copy_or_move(
+            src_mailbox_id, uids, dest_mailbox_id, move=False, rights=rights
+        )
 
     async def move_messages(
-        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int
+        self,
+        src_mailbox_id: int,
+        uids: Sequence[int],
+        dest_mailbox_id: int,
+        *,
+        rights: str | None = None,
     ) -> Copied:
-        return await self._copy_or_move(src_mailbox_id, uids, dest_mailbox_id, move=True)
+        return await self._copy_or_move(
+            src_mailbox_id, uids, dest_mailbox_id, move=True, rights=rights
+        )
 
     async def _copy_or_move(
-        self, src_mailbox_id: int, uids: Sequence[int], dest_mailbox_id: int, *, move: bool
+        self,
+        src_mailbox_id: int,
+        uids: Sequence[int],
+        dest_mailbox_id: int,
+        *,
+        move: bool,
+        rights: str | None,
     ) -> Copied:
         def op(conn: sqlite3.Connection, fx: WriteEffects) -> Copied:
             source = _require_mailbox(conn, src_mailbox_id)
@@ -1376,7 +1396,14 @@ class SqliteStore:
                 )
             ]
             return self._transfer(
-                conn, fx, source, present, target=target, now=self._now(), remove_source=move
+                conn,
+                fx,
+                source,
+                present,
+                target=target,
+                now=self._now(),
+                remove_source=move,
+                rights=rights,
             )
 
         return await self._write(op)
@@ -1391,8 +1418,10 @@ class SqliteStore:
         target: Mailbox,
         now: int,
         remove_source: bool,
+        rights: str | None = None,
     ) -> Copied:
-        """Copy ``uids`` (ascending, present) into ``target``, flags and dates kept; with
+        """Copy ``uids`` (ascending, present) into ``target``, flags and dates kept (only those
+        ``rights`` let the user set, when given: :meth:`copy_messages`); with
         ``remove_source`` also expunge them from ``source`` (RFC 6851 MOVE)."""
         if not uids:
             return Copied([])
@@ -1430,9 +1459,29 @@ class SqliteStore:
             "FROM messages WHERE mailbox_id = ? AND uid = ?",
             [(target.id, new, modseq, now, threads[old], source.id, old) for old, new in pairs],
         )
+        if rights is not None:
+            # RFC 4314 §4: in this write, at the copies' MODSEQ.
+            rows = conn.execute(
+                "SELECT uid, flags FROM messages WHERE mailbox_id = ? "
+                "AND uid IN (SELECT value FROM json_each(?))",
+                (target.id, json.dumps([new for _, new in pairs])),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE messages SET flags = ? WHERE mailbox_id = ? AND uid = ?",
+                [
+                    (" ".join(sorted(kept)), target.id, uid)
+                    for uid, flags in rows
+                    if (kept := allowed_flags(frozenset(flags.split()), rights))
+                    != frozenset(flags.split())
+                ],
+            )
         fx.changes.append(Change(target.account_id, target.id, ChangeKind.EXISTS, modseq))
         if remove_source:
-            removed_modseq = _remove_messages(conn, source.id, uids)
+            # RFC 6851 §4.4: within one mailbox the copies' MODSEQ is the one the move raised
+            # it to; the expunges take it too (a write takes one MODSEQ per mailbox, as
+            # REPLACE, RFC 8508 §4.5), not a second.
+            same = modseq if source.id == target.id else None
+            removed_modseq = _remove_messages(conn, source.id, uids, modseq=same)
             fx.changes.append(
                 Change(source.account_id, source.id, ChangeKind.EXPUNGE, removed_modseq)
             )
