@@ -279,6 +279,15 @@ async def prepare(store: Store, transcript: Transcript, user: str) -> None:
         await store.set_acl(mailbox.id, grantee, rights, negative=negative)
 
 
+async def remove_peer(store: Store, user: str) -> None:
+    """The peer goes after a live transcript, and with it its mailboxes and their entries: an
+    "anyone" entry (RFC 4314 §2) would otherwise reach the next transcripts' users, whose LIST
+    would show it (the live server is shared)."""
+    peer = await store.get_account(peer_of(user))
+    if peer is not None:
+        await store.remove_account(peer.id)
+
+
 async def _hint(store: Store, account_id: int, mailbox_id: int, kind: ChangeKind) -> Change:
     """A hint as the feed carries it: with the MODSEQ the mailbox reached (a session ignores
     hints its view has already taken in)."""
@@ -485,6 +494,8 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
         assert not pending and not reader.buffer, f"{transcript.name}: unexpected {pending!r}"
     finally:
         sock.close()
+        if transcript.peer:
+            server.call(remove_peer(server.store, user))
 
 
 def test_there_are_transcripts() -> None:
