@@ -65,8 +65,8 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
 - **ACL** (RFC 4314, :mod:`.acl`): another user's mailbox is named
   ``Other Users/<address>/<name>`` (RFC 2342 §5); :meth:`ImapSession._locate` resolves a name
   to the store's (account, name) with the user's rights (negative entries subtracted, §2:
-  ``aclrows.effective_rights``), and answers for a mailbox the user
-  may not see exactly as for one that does not exist (§4). Rights are read at SELECT and kept
+  ``aclrows.effective_rights``), and answers for a mailbox the user may not see exactly as
+  for one that does not exist (§4). Rights are read at SELECT and kept
   on the view (§5.1.1 allows it); the adapter adds the selected shared mailbox to the change
   feed (:attr:`ImapSession.watched_mailbox`), so IDLE hears the owner's changes. A STORE
   changes only the flags the rights cover and keeps the others, in the store's transaction

@@ -195,7 +195,8 @@ _ACL_ENTRIES = (
     "LEFT JOIN accounts a ON a.id = e.grantee_id WHERE e.mailbox_id = ? "
     "ORDER BY identifier"
 )
-#: The other accounts' mailboxes an entry may open to an account, one row per stored row.
+#: The other accounts' mailboxes the entries may open to an account, one row per stored row
+#: (an identifier's positive and negative entries; ``aclrows.merge_shared`` makes the rights).
 _SHARED_WITH = (
     f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, "
     "o.address, e.rights, e.denied "
