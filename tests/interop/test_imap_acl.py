@@ -3,7 +3,8 @@ users, on the store ``$PILLARBOX_TEST_STORE`` names (SQLite or PostgreSQL): alic
 "Support" with bob; bob finds it in the other users' namespace (RFC 2342), reads it with "lr"
 but may not delete it or change flags (NO [NOPERM], RFC 5530); with "lrswi" he appends (the
 message counts against alice's quota) and marks a message seen, and alice, idling on Support,
-hears his flag change; bob, idling on it, hears alice's append."""
+hears his flag change; bob, idling on it, hears alice's append. A negative entry (RFC 4314 §2)
+takes from bob what "anyone" gives."""
 
 from __future__ import annotations
 
@@ -102,5 +103,38 @@ def test_alice_shares_support_with_bob(live: LiveServer) -> None:
     bob.idle_done()
     with pytest.raises(IMAPClientError, match=r"OVERQUOTA"):
         bob.append(SHARED, MESSAGE)
+    alice.logout()
+    bob.logout()
+
+
+def test_a_negative_entry_takes_rights_from_anyone(live: LiveServer) -> None:
+    """RFC 4314 §2: alice opens Support to everyone, then takes "w", "i" and "t" back from bob
+    with a negative entry: he reads and marks seen, but may not flag, delete or append; once
+    she removes the entry, he may."""
+    alice, bob = client(live, ALICE), client(live, BOB)
+    alice.create_folder("Support")
+    alice.append("Support", MESSAGE)
+    alice.setacl("Support", "anyone", "lrswit")
+    alice.setacl("Support", f"-{BOB}", "wit")
+    assert alice.getacl("Support") == [
+        (ALICE.encode(), b"lrswipkxteacd"),
+        (b"anyone", b"lrswitd"),
+        (f"-{BOB}".encode(), b"witd"),
+    ]
+    bob.select_folder(SHARED)
+    assert b"\\Seen" in bob.add_flags([1], [b"\\Seen"])[1]
+    for flag in (b"\\Flagged", b"\\Deleted"):
+        with pytest.raises(IMAPClientError, match=r"NOPERM"):
+            bob.add_flags([1], [flag])
+    with pytest.raises(IMAPClientError, match=r"NOPERM"):
+        bob.append(SHARED, MESSAGE)
+
+    # An empty rights list removes the entry (§3.1); imapclient would send "" unquoted.
+    alice.setacl("Support", f"-{BOB}", '""')
+    assert alice.getacl("Support")[-1] == (b"anyone", b"lrswitd")
+    bob.unselect_folder()
+    bob.select_folder(SHARED)  # rights are read at SELECT (§5.1.1)
+    bob.append(SHARED, MESSAGE)
+    assert b"\\Flagged" in bob.add_flags([1], [b"\\Flagged"])[1]
     alice.logout()
     bob.logout()

@@ -115,6 +115,7 @@ async def _populate(store: Store) -> None:
     )
     await store.set_metadata(account.id, None, {"/private/vendor/v/t": b"tok"}, metadata_limits)
     await store.set_acl(projects.id, "anyone", "lr")  # RFC 4314
+    await store.set_acl(projects.id, "anyone", "t", negative=True)  # RFC 4314 §2
     await store.add_alias(f"info@{DOMAIN}", [USER])
     await store.set_settings(
         account.id,

@@ -4,9 +4,11 @@ page; bob finds it under "Shared with me" in his webmail and under "Other Users/
 (imapclient), reads a message (which stays unread: no "s"), and may neither delete nor flag it
 — the pages answer 403, the JSON API 403 with its error; alice makes him read/write and he
 flags it; she stops sharing and the folder is gone for him, on the web and over IMAP. The form
-refuses unknown accounts, the owner, negative rights and no rights, with the error on the page;
-the JSON API's ACL endpoints do the same. The rights checks are tested on the mail-access
-layer itself too (:class:`~pillarbox.web.mailaccess.MailAccess`), not only through the pages."""
+refuses unknown accounts, the owner (also "-owner") and no rights, with the error on the page;
+the JSON API's ACL endpoints do the same. A negative entry ("-bob", RFC 4314 §2) takes rights
+away from what "anyone" gives, on the pages, the API and IMAP alike. The rights checks are
+tested on the mail-access layer itself too (:class:`~pillarbox.web.mailaccess.MailAccess`), not
+only through the pages."""
 
 from __future__ import annotations
 
@@ -182,8 +184,8 @@ def test_the_form_refuses_what_cannot_be_shared(live: LiveServer, support: tuple
         "there is no account nobody@example.org on this server"
     )
     assert share(alice, box, ALICE, "read") == "the owner always has every right on their folder"
-    assert share(alice, box, "-" + BOB, "read") == (
-        "negative rights (a “-” before the name) are not offered"
+    assert share(alice, box, "-" + ALICE, "read") == (
+        "the owner always has every right on their folder"
     )
     assert share(alice, box, BOB, "custom") == "choose at least one right, or stop sharing instead"
     assert share(alice, box, BOB, "everything") == "choose one of the offered sets of rights"
@@ -249,6 +251,41 @@ def test_the_json_api_shares_and_refuses(live: LiveServer, support: tuple[int, i
         "put",
         "delete",
     }
+
+
+def test_a_negative_entry_takes_rights_away(live: LiveServer, support: tuple[int, int]) -> None:
+    """Alice opens Support to everyone with "lrswite" and takes "w", "t" and "e" back from bob:
+    his folder list, his actions and IMAP all see "lrsi"; carol keeps everything; the sharing
+    page lists the negative entry and gives the rights back."""
+    box, uid = support
+    alice, bob, carol = session(live, ALICE), session(live, BOB), session(live, CAROL)
+    assert (
+        alice.api("PUT", f"/mailboxes/{box}/acl/anyone", {"rights": "lrswite"}).status_code == 200
+    )
+    put = alice.api("PUT", f"/mailboxes/{box}/acl/-{BOB}", {"rights": "wte"})
+    assert put.json()["entries"] == [
+        {"identifier": "anyone", "rights": "lrswite"},
+        {"identifier": f"-{BOB}", "rights": "wte"},
+    ]
+    assert live.call(live.store.get_acl(box))[-1] == AclEntry(BOB, "wte", negative=True)
+
+    def rights(web: WebSession) -> str:
+        [folder] = [m for m in web.api("GET", "/mailboxes").json() if m["id"] == box]
+        return str(folder["rights"])
+
+    assert (rights(bob), rights(carol)) == ("lrsi", "lrswite")
+    flag = {"action": "flag", "uids": [uid]}
+    assert bob.api("POST", f"/mailboxes/{box}/actions", flag).status_code == 403
+    assert flags(live, box, uid) == frozenset()
+    with imap(live, BOB) as client:
+        assert client.select_folder(SHARED)[b"PERMANENTFLAGS"] == (b"\\Seen",)
+    page = alice.get(f"/mail/{box}/sharing").text
+    assert f'data-grantee="-{BOB}"' in page and "Give back" in page
+    gone = alice.post(f"/mail/{box}/sharing/remove", {"grantee": f"-{BOB}"})
+    assert gone.headers["location"] == f"/mail/{box}/sharing?done=removed"
+    assert rights(bob) == "lrswite"
+    assert bob.api("POST", f"/mailboxes/{box}/actions", flag).status_code == 200
+    assert flags(live, box, uid) == frozenset({"\\Flagged"})
 
 
 # -- the mail-access layer itself ------------------------------------------------------------------

@@ -27,7 +27,9 @@ Transcript format, one item per line (blank lines and ``#`` comments ignored):
                          ``metadata_max_entries``, ``metadata_max_total``, ``metadata_admin``
 ``@ tls``                the connection starts in TLS (port 993 live)
 ``@ peer-mailbox NAME``  before connecting, a second account, ``$PEER``, gets mailbox NAME
-``@ peer-acl NAME RIGHTS`` before connecting, the peer grants ``$USER`` RIGHTS on NAME
+``@ peer-acl NAME RIGHTS [WHO]`` before connecting, the peer grants ``$USER`` (or WHO:
+                         ``anyone``, ``-anyone``, ``-$USER``; "-" for a negative entry,
+                         RFC 4314 §2) RIGHTS on NAME
 
 ``$(name)`` in an S line captures a server-assigned object id (``[A-Za-z0-9_-]+``, RFC 8474
 §4) the first time, and must be that same id after; in a C line it is replaced by the id
@@ -54,6 +56,7 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
+from pillarbox.imap.acl import is_special, split_negative
 from pillarbox.imap.session import Action
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
@@ -109,7 +112,7 @@ class Transcript:
     peer: bool = False
     peer_mailboxes: list[str] = field(default_factory=list)
     #: (peer's mailbox, rights granted to the transcript's user).
-    peer_acl: list[tuple[str, str]] = field(default_factory=list)
+    peer_acl: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def peer_of(user: str) -> str:
@@ -187,7 +190,7 @@ def load(path: Path, user: str) -> Transcript:
             elif words[0] == "peer-mailbox":
                 transcript.peer_mailboxes.append(words[1])
             elif words[0] == "peer-acl":
-                transcript.peer_acl.append((words[1], words[2]))
+                transcript.peer_acl.append((words[1], words[2], (*words[3:], "$USER")[0]))
             elif words[0] == "set":
                 transcript.settings.update(w.split("=", 1) for w in words[1:])  # type: ignore[misc]
             else:
@@ -269,8 +272,20 @@ async def prepare(store: Store, transcript: Transcript, user: str) -> None:
         return
     for name in transcript.peer_mailboxes:
         await store.create_mailbox(peer.id, name)
-    for name, rights in transcript.peer_acl:
-        await store.set_acl((await store.get_mailbox(peer.id, name)).id, account.id, rights)
+    for name, rights, who in transcript.peer_acl:
+        identifier, negative = split_negative(who)
+        grantee = identifier if is_special(identifier) else account.id
+        mailbox = await store.get_mailbox(peer.id, name)
+        await store.set_acl(mailbox.id, grantee, rights, negative=negative)
+
+
+async def remove_peer(store: Store, user: str) -> None:
+    """The peer goes after a live transcript, and with it its mailboxes and their entries: an
+    "anyone" entry (RFC 4314 §2) would otherwise reach the next transcripts' users, whose LIST
+    would show it (the live server is shared)."""
+    peer = await store.get_account(peer_of(user))
+    if peer is not None:
+        await store.remove_account(peer.id)
 
 
 async def _hint(store: Store, account_id: int, mailbox_id: int, kind: ChangeKind) -> Change:
@@ -479,6 +494,8 @@ def test_transcript_live(path: Path, servers: LiveServerPool, tmp_path: Path) ->
         assert not pending and not reader.buffer, f"{transcript.name}: unexpected {pending!r}"
     finally:
         sock.close()
+        if transcript.peer:
+            server.call(remove_peer(server.store, user))
 
 
 def test_there_are_transcripts() -> None:

@@ -3,10 +3,65 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pillarbox.imap import acl
-from pillarbox.store.aclrows import allowed_flags, changed_rights, flags_after
-from pillarbox.store.types import FlagOp
+from pillarbox.store.aclrows import (
+    STORED_RIGHTS,
+    acl_entries,
+    allowed_flags,
+    changed_rights,
+    changed_row,
+    effective_rights,
+    flags_after,
+)
+from pillarbox.store.types import AclEntry, FlagOp
+
+
+@pytest.mark.parametrize(
+    ("entries", "rights"),
+    [
+        ([], ""),
+        ([("lr", False), ("rsw", False)], "lrsw"),  # the union of the positive entries
+        ([("lrswite", False), ("wte", True)], "lrsi"),  # less the negative ones (§2)
+        ([("lrs", False), ("w", True), ("s", True)], "lr"),
+        ([("lr", False), ("lr", True)], ""),  # nothing left
+        ([("w", True)], ""),  # a negative entry alone gives nothing
+        ([("l", True), ("lrs", False)], "rs"),  # whatever the order
+    ],
+)
+def test_effective_rights(entries: list[tuple[str, bool]], rights: str) -> None:
+    assert effective_rights(entries) == rights
+
+
+@given(st.lists(st.tuples(st.text(alphabet=STORED_RIGHTS, max_size=11), st.booleans()), max_size=6))
+def test_a_right_is_had_when_an_entry_gives_it_and_none_takes_it(
+    entries: list[tuple[str, bool]],
+) -> None:
+    """RFC 4314 §2, letter by letter, whatever the entries and their order."""
+    rights = effective_rights(entries)
+    assert effective_rights(reversed(entries)) == rights
+    for letter in STORED_RIGHTS:
+        given = any(letter in letters for letters, negative in entries if not negative)
+        taken = any(letter in letters for letters, negative in entries if negative)
+        assert (letter in rights) == (given and not taken)
+
+
+def test_negative_identifiers_and_rows() -> None:
+    assert acl.split_negative("-bob@example.org") == ("bob@example.org", True)
+    assert acl.split_negative("anyone") == ("anyone", False)
+    assert AclEntry("anyone", "w", negative=True).listed_identifier == "-anyone"
+    # A row holds an identifier's positive and negative entries; each changes alone.
+    assert changed_row(None, "tw", "=", True) == ("", "wt")  # stored in §2.1 order
+    assert changed_row(("lr", "w"), "s", "+", False) == ("lrs", "w")
+    assert changed_row(("lr", "w"), "w", "-", True) == ("lr", "")
+    assert acl_entries([("anyone", "lr", "w"), ("bob@x", "", "l"), ("carol@x", "r", "")]) == [
+        AclEntry("anyone", "lr"),
+        AclEntry("anyone", "w", negative=True),
+        AclEntry("bob@x", "l", negative=True),
+        AclEntry("carol@x", "r"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,7 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
             "DROP TABLE calendar_tombstones, calendar_objects, calendars; "
             "DROP TABLE acme_answers, acme_certificates, acme_leases, sieve_duplicates; "
             "ALTER TABLE account_settings DROP COLUMN time_zone; "
+            "ALTER TABLE mailbox_acl DROP COLUMN denied; "
             "DELETE FROM schema_version WHERE version >= 24"
         )
     upgraded = PostgresStore(migrated_url)
@@ -153,6 +154,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_29(migrated_
             "ALTER TABLE calendar_tombstones DROP COLUMN deleted; "
             "DROP TABLE acme_certificates, acme_leases, sieve_duplicates; "
             "ALTER TABLE account_settings DROP COLUMN time_zone; "
+            "ALTER TABLE mailbox_acl DROP COLUMN denied; "
             "DELETE FROM schema_version WHERE version >= 29"
         )
     upgraded = PostgresStore(migrated_url)

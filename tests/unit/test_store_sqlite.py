@@ -181,6 +181,7 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
         "DROP TABLE calendar_tombstones; DROP TABLE calendar_objects; DROP TABLE calendars; "
         "DROP TABLE acme_answers; DROP TABLE acme_certificates; DROP TABLE acme_leases; "
         "DROP TABLE sieve_duplicates; ALTER TABLE account_settings DROP COLUMN time_zone; "
+        "ALTER TABLE mailbox_acl DROP COLUMN denied; "
         "DELETE FROM schema_version WHERE version >= 29;"
     )
     conn.close()
@@ -212,6 +213,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_34(tmp_path:
         "ALTER TABLE calendar_tombstones DROP COLUMN deleted; "
         "DROP TABLE acme_certificates; DROP TABLE acme_leases; DROP TABLE sieve_duplicates; "
         "ALTER TABLE account_settings DROP COLUMN time_zone; "
+        "ALTER TABLE mailbox_acl DROP COLUMN denied; "
         "DELETE FROM schema_version WHERE version >= 34;"
     )
     conn.close()

@@ -9,9 +9,12 @@ Decisions (docs/shared-mailboxes.md says them to users):
 - **Owner.** A mailbox's owner has every right, always (§2: an implicit, unremovable entry);
   GETACL shows it first, SETACL on the owner is refused.
 - **Identifiers.** Account addresses of this server, and ``anyone``/``authenticated`` (the
-  same thing here: every IMAP user has logged in). Negative rights (``-address``, §2) are
-  refused with NO: an entry that takes rights away is rarely what a team means, and without
-  them the user's rights are the plain union of what names them.
+  same thing here: every IMAP user has logged in; there are no groups). Each may also have a
+  negative entry (``-address``, ``-anyone``; §2), kept beside its positive one: a user's
+  rights are the union of the positive entries naming them, "anyone" and "authenticated",
+  less the union of the negative ones (``aclrows.effective_rights``, the one computation,
+  used by IMAP, the webmail and the stores). The owner's rights are not taken: SETACL on
+  ``-owner`` is refused as on the owner.
 - **Namespace.** Another user's mailbox appears as ``Other Users/<address>/<name>`` (the
   prefix Cyrus uses and Dovecot's documentation shows), advertised in NAMESPACE. A personal
   mailbox cannot be called ``Other Users`` or live below it.
@@ -76,6 +79,14 @@ def format_rights(rights: frozenset[str] | str) -> str:
         if given & set(members):
             text += virtual
     return text
+
+
+def split_negative(identifier: str) -> tuple[str, bool]:
+    """RFC 4314 §2: ``-identifier`` names the identifier's negative entry → (identifier,
+    True); any other → (identifier, False)."""
+    if identifier.startswith("-"):
+        return identifier[1:], True
+    return identifier, False
 
 
 def is_special(identifier: str) -> bool:

@@ -92,7 +92,6 @@ OK_LISTRIGHTS: Final = Reply(OK, "LISTRIGHTS completed")
 OK_MYRIGHTS: Final = Reply(OK, "MYRIGHTS completed")
 NO_PERMISSION: Final = Reply(NO, "Permission denied", NOPERM)
 BAD_RIGHTS: Final = Reply(BAD, "Unknown right in rights list")  # RFC 4314 §3.1: MUST be BAD
-NO_NEGATIVE_RIGHTS: Final = Reply(NO, "Negative rights are not supported", CANNOT)
 NO_OWNER_RIGHTS: Final = Reply(NO, "The owner always has every right", CANNOT)  # §2
 NO_UNKNOWN_IDENTIFIER: Final = Reply(NO, "No such user on this server", CANNOT)
 NO_OTHER_USERS_NAME: Final = Reply(NO, "Names below Other Users are other users'", CANNOT)

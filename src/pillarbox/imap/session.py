@@ -64,8 +64,9 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   MailboxMetadataChange and ServerMetadataChange (RFC 5465 §5.6, §5.7).
 - **ACL** (RFC 4314, :mod:`.acl`): another user's mailbox is named
   ``Other Users/<address>/<name>`` (RFC 2342 §5); :meth:`ImapSession._locate` resolves a name
-  to the store's (account, name) with the user's rights, and answers for a mailbox the user
-  may not see exactly as for one that does not exist (§4). Rights are read at SELECT and kept
+  to the store's (account, name) with the user's rights (negative entries subtracted, §2:
+  ``aclrows.effective_rights``), and answers for a mailbox the user may not see exactly as
+  for one that does not exist (§4). Rights are read at SELECT and kept
   on the view (§5.1.1 allows it); the adapter adds the selected shared mailbox to the change
   feed (:attr:`ImapSession.watched_mailbox`), so IDLE hears the owner's changes. A STORE
   changes only the flags the rights cover and keeps the others, in the store's transaction
@@ -128,7 +129,7 @@ from pillarbox.imap.sort import needs_metadata, sort_uids
 from pillarbox.imap.thread import ALGORITHMS, renumber, thread_message
 from pillarbox.mail.model import MessageInfo
 from pillarbox.policy import learning
-from pillarbox.store.aclrows import allowed_flags, canonical_rights, flag_right
+from pillarbox.store.aclrows import allowed_flags, canonical_rights, effective_rights, flag_right
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
@@ -829,15 +830,16 @@ class ImapSession:
         return name if self._target is None else self._target.display(name)
 
     async def _rights_on(self, mailbox: Mailbox) -> frozenset[str]:
-        """RFC 4314 §2: the union of the entries naming the user, "anyone" and
-        "authenticated" (no negative rights here)."""
+        """RFC 4314 §2: what the entries naming the user, "anyone" and "authenticated" give,
+        less what their negative entries take (``aclrows.effective_rights``)."""
         me = self._account.address.lower()
-        rights: set[str] = set()
-        for entry in await self.store.get_acl(mailbox.id):
-            identifier = entry.identifier.lower()
-            if identifier == me or acl.is_special(identifier):
-                rights.update(entry.rights)
-        return frozenset(rights)
+        return frozenset(
+            effective_rights(
+                (entry.rights, entry.negative)
+                for entry in await self.store.get_acl(mailbox.id)
+                if entry.identifier.lower() == me or acl.is_special(entry.identifier)
+            )
+        )
 
     async def _owner(self, address: str) -> Account | None:
         owner = await self.store.get_account(address)
@@ -1189,7 +1191,7 @@ class ImapSession:
                 if account is None:
                     continue
                 grantee = account.id
-            await self.store.set_acl(created.id, grantee, entry.rights)
+            await self.store.set_acl(created.id, grantee, entry.rights, negative=entry.negative)
 
     async def _delete(self, cmd: c.Command, out: Output) -> Reply:
         assert isinstance(cmd, c.Delete)
@@ -1601,13 +1603,14 @@ class ImapSession:
             except acl.BadRights:
                 return r.BAD_RIGHTS
         _, mailbox = await self._located(cmd.mailbox, "a")
-        if cmd.identifier.startswith("-"):
-            return r.NO_NEGATIVE_RIGHTS  # §2: negative rights, not offered here
-        grantee = await self._grantee(cmd.identifier)
+        identifier, negative = acl.split_negative(cmd.identifier)
+        grantee = await self._grantee(identifier)
         if grantee == mailbox.account_id:
-            return r.NO_OWNER_RIGHTS
+            return r.NO_OWNER_RIGHTS  # "-owner" too: the owner's rights are not taken (§2)
         # "+" and "-" apply in the store's transaction: concurrent SETACLs lose nothing.
-        await self.store.set_acl(mailbox.id, grantee, "".join(change.rights), change.mode)
+        await self.store.set_acl(
+            mailbox.id, grantee, "".join(change.rights), change.mode, negative=negative
+        )
         return r.OK_SETACL if isinstance(cmd, c.SetAcl) else r.OK_DELETEACL
 
     async def _getacl(self, cmd: c.Command, out: Output) -> Reply:
@@ -1617,25 +1620,24 @@ class ImapSession:
         owner = self._account.address if target.owner is None else target.owner
         entries = [(owner, acl.format_rights(acl.ALL_RIGHTS))]
         entries += [
-            (entry.identifier, acl.format_rights(entry.rights))
+            (entry.listed_identifier, acl.format_rights(entry.rights))
             for entry in await self.store.get_acl(mailbox.id)
         ]
         await out.write(responses.acl(target.display(mailbox.name), entries, utf8=self._utf8))
         return r.OK_GETACL
 
     async def _listrights(self, cmd: c.Command, out: Output) -> Reply:
-        """LISTRIGHTS (RFC 4314 §3.4): the owner has every right, required; anyone else may
-        be granted each right alone (and "c", "d", §2.1.1)."""
+        """LISTRIGHTS (RFC 4314 §3.4): the owner has every right, required, and none can be
+        taken from them ("-owner": nothing); anyone else may be granted, or denied, each right
+        alone (and "c", "d", §2.1.1)."""
         assert isinstance(cmd, c.ListRights)
         target, mailbox = await self._located(cmd.mailbox, "a")
-        if cmd.identifier.startswith("-"):
-            return r.NO_NEGATIVE_RIGHTS
-        grantee = await self._grantee(cmd.identifier)
+        identifier, negative = acl.split_negative(cmd.identifier)
+        grantee = await self._grantee(identifier)
         shown = target.display(mailbox.name)
         if grantee == mailbox.account_id:
-            line = responses.listrights(
-                shown, cmd.identifier, acl.format_rights(acl.ALL_RIGHTS), (), utf8=self._utf8
-            )
+            required = "" if negative else acl.format_rights(acl.ALL_RIGHTS)
+            line = responses.listrights(shown, cmd.identifier, required, (), utf8=self._utf8)
         else:
             line = responses.listrights(shown, cmd.identifier, "", acl.GRANTABLE, utf8=self._utf8)
         await out.write(line)

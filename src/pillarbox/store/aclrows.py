@@ -1,12 +1,15 @@
 """Backend-neutral pieces of the mailbox ACL tables (``mailbox_acl``, RFC 4314): the rights
-letters a store keeps, and the union of a user's entries on one mailbox."""
+letters a store keeps, and a user's rights from the entries on one mailbox.
+
+A row holds one identifier's entries on one mailbox: ``rights`` its positive entry, ``denied``
+its negative one (RFC 4314 §2, ``-identifier``); either may be empty, never both."""
 
 from __future__ import annotations
 
 from collections.abc import Container, Iterable
 from typing import Final
 
-from pillarbox.store.types import FlagOp, Mailbox, SharedMailbox
+from pillarbox.store.types import AclEntry, FlagOp, Mailbox, SharedMailbox
 
 #: RFC 4314 §2.1: the standard rights, in the order ACL and MYRIGHTS responses list them.
 STORED_RIGHTS: Final = "lrswipkxtea"
@@ -67,17 +70,51 @@ def changed_rights(current: str, rights: str, mode: str) -> str:
     return canonical_rights(rights)
 
 
-def merge_shared(rows: Iterable[tuple[Mailbox, str, str]]) -> list[SharedMailbox]:
-    """Rows of (mailbox, owner address, rights of one entry), possibly several per mailbox
-    (the user's own entry, "anyone", "authenticated"), as one :class:`SharedMailbox` per
-    mailbox with the union of the rights, ordered by owner then mailbox name."""
-    merged: dict[int, tuple[Mailbox, str, set[str]]] = {}
-    for mailbox, owner, rights in rows:
-        known = merged.setdefault(mailbox.id, (mailbox, owner, set()))
-        known[2].update(rights)
+def effective_rights(entries: Iterable[tuple[str, bool]]) -> str:
+    """RFC 4314 §2: a user's rights from the (rights, negative) entries that apply to them —
+    the union of the positive entries' rights minus the union of the negative entries'. The one
+    computation of rights from entries: IMAP, the webmail and both stores' sharing lists use it."""
+    granted: set[str] = set()
+    denied: set[str] = set()
+    for rights, negative in entries:
+        (denied if negative else granted).update(rights)
+    return canonical_rights(granted - denied)
+
+
+def changed_row(
+    current: tuple[str, str] | None, rights: str, mode: str, negative: bool
+) -> tuple[str, str]:
+    """A row's (rights, denied) after SETACL changes its positive entry, or with ``negative``
+    its negative one (:func:`changed_rights`); ("", "") means no entry is left."""
+    granted, denied = current or ("", "")
+    if negative:
+        return granted, changed_rights(denied, rights, mode)
+    return changed_rights(granted, rights, mode), denied
+
+
+def acl_entries(rows: Iterable[tuple[str, str, str]]) -> list[AclEntry]:
+    """Rows of (identifier, rights, denied), ordered by identifier, as the entries they hold:
+    each identifier's positive entry, then its negative one."""
+    return [
+        AclEntry(identifier, letters, negative)
+        for identifier, rights, denied in rows
+        for letters, negative in ((rights, False), (denied, True))
+        if letters
+    ]
+
+
+def merge_shared(rows: Iterable[tuple[Mailbox, str, str, str]]) -> list[SharedMailbox]:
+    """Rows of (mailbox, owner address, granted rights, denied rights) of one stored entry,
+    possibly several per mailbox (the user's own entry, "anyone", "authenticated"), as one
+    :class:`SharedMailbox` per mailbox with :func:`effective_rights`, ordered by owner then
+    mailbox name; a mailbox left with no right is not shared."""
+    merged: dict[int, tuple[Mailbox, str, list[tuple[str, bool]]]] = {}
+    for mailbox, owner, granted, denied in rows:
+        known = merged.setdefault(mailbox.id, (mailbox, owner, []))
+        known[2].extend(((granted, False), (denied, True)))
     shared = [
-        SharedMailbox(mailbox, owner, canonical_rights(rights))
-        for mailbox, owner, rights in merged.values()
+        SharedMailbox(mailbox, owner, effective_rights(entries))
+        for mailbox, owner, entries in merged.values()
     ]
     shared.sort(key=lambda s: (s.owner, s.mailbox.name))
     return [s for s in shared if s.rights]

@@ -246,17 +246,26 @@ class Store(Protocol):
         implicit rights are not stored (RFC 4314 §2). NotFound if the mailbox is gone."""
 
     async def set_acl(
-        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+        self,
+        mailbox_id: int,
+        grantee: int | str,
+        rights: str,
+        mode: str = "=",
+        *,
+        negative: bool = False,
     ) -> None:
         """Set the entry of ``grantee`` (an account id, or one of ``ACL_SPECIAL_IDENTIFIERS``)
         to ``rights`` (letters of ``aclrows.STORED_RIGHTS``), or with ``mode`` "+" or "-" add
         or remove them, in one transaction (RFC 4314 §3.1); no rights left removes the entry.
+        With ``negative``, the grantee's negative entry (RFC 4314 §2, ``-identifier``): its
+        positive one, if any, stays as it was, and the other way round.
         NotFound if the mailbox or the account is gone. Entries go with their mailbox or
         grantee account and stay through a rename (the mailbox id is kept)."""
 
     async def shared_with(self, account_id: int) -> list[SharedMailbox]:
-        """The other accounts' mailboxes on which an entry gives this account any right,
-        directly or through "anyone"/"authenticated"; one per mailbox, rights merged."""
+        """The other accounts' mailboxes on which the entries give this account any right,
+        directly or through "anyone"/"authenticated"; one per mailbox, with the rights
+        ``aclrows.effective_rights`` makes of those entries (negative ones subtract)."""
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
     async def claim_recent(self, mailbox_id: int) -> int:

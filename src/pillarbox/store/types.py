@@ -548,17 +548,26 @@ class AclEntry:
 
     ``identifier`` is the grantee account's address, or one of
     :data:`ACL_SPECIAL_IDENTIFIERS`; ``rights`` the stored rights letters (the RFC 4314 §2.1
-    set, in its order, without the virtual "c" and "d" of §2.1.1: the IMAP layer maps those)."""
+    set, in its order, without the virtual "c" and "d" of §2.1.1: the IMAP layer maps those).
+    A ``negative`` entry (RFC 4314 §2, ``-identifier``) takes its rights away from whatever
+    the positive entries give; one identifier may have both."""
 
     identifier: str
     rights: str
+    negative: bool = False
+
+    @property
+    def listed_identifier(self) -> str:
+        """The identifier as RFC 4314 §2 writes the entry: with "-" before a negative one."""
+        return "-" + self.identifier if self.negative else self.identifier
 
 
 @dataclass(frozen=True, slots=True)
 class SharedMailbox:
     """A mailbox of another account that an ACL opens to a user (RFC 4314 §2, the "l" right
-    and others): the mailbox, its owner's address and the user's rights on it, the union of
-    the entries naming the user and those naming "anyone" or "authenticated"."""
+    and others): the mailbox, its owner's address and the user's rights on it
+    (``aclrows.effective_rights`` of the entries naming the user, "anyone" or
+    "authenticated")."""
 
     mailbox: Mailbox
     owner: str

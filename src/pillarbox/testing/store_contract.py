@@ -2741,6 +2741,46 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.set_acl(support.id, bob.id, "l")
 
+    async def test_acl_negative_entries(self, store: Store, account: Account) -> None:
+        """RFC 4314 §2: a negative entry sits beside the identifier's positive one, changes
+        apart from it, and takes its rights away from every positive entry that applies."""
+        bob = await store.add_account(f"grantee@{DOMAIN}", "h")
+        carol = await store.add_account(f"anyone-else@{DOMAIN}", "h")
+        team = await store.create_mailbox(account.id, "Team")
+        await store.set_acl(team.id, "anyone", "lrsw")
+        await store.set_acl(team.id, bob.id, "lrswite")
+        await store.set_acl(team.id, bob.id, "wt", negative=True)
+        await store.set_acl(team.id, "anyone", "r", "+", negative=True)
+        await store.set_acl(team.id, "anyone", "s", "+", negative=True)
+        assert await store.get_acl(team.id) == [
+            AclEntry("anyone", "lrsw"),
+            AclEntry("anyone", "rs", negative=True),
+            AclEntry(f"grantee@{DOMAIN}", "lrswite"),
+            AclEntry(f"grantee@{DOMAIN}", "wt", negative=True),
+        ]
+        # bob: (lrsw ∪ lrswite) − (rs ∪ wt); carol: lrsw − rs.
+        assert [s.rights for s in await store.shared_with(bob.id)] == ["lie"]
+        assert [s.rights for s in await store.shared_with(carol.id)] == ["lw"]
+        await store.set_acl(team.id, bob.id, "", negative=True)  # DELETEACL -bob
+        assert [s.rights for s in await store.shared_with(bob.id)] == ["lwite"]
+        await store.set_acl(team.id, bob.id, "")  # DELETEACL bob
+        await store.set_acl(team.id, carol.id, "l", negative=True)  # a negative entry alone
+        assert await store.get_acl(team.id) == [
+            AclEntry("anyone", "lrsw"),
+            AclEntry("anyone", "rs", negative=True),
+            AclEntry(f"anyone-else@{DOMAIN}", "l", negative=True),
+        ]
+        assert [s.rights for s in await store.shared_with(carol.id)] == ["w"]
+        assert [s.rights for s in await store.shared_with(bob.id)] == ["lw"]
+        await store.set_acl(team.id, "anyone", "lrsw", "-")  # no positive entry is left
+        assert await store.get_acl(team.id) == [
+            AclEntry("anyone", "rs", negative=True),
+            AclEntry(f"anyone-else@{DOMAIN}", "l", negative=True),
+        ]
+        assert await store.shared_with(bob.id) == []
+        await store.remove_account(carol.id)
+        assert await store.get_acl(team.id) == [AclEntry("anyone", "rs", negative=True)]
+
     async def test_metadata_limits(self, store: Store, account: Account, inbox: Mailbox) -> None:
         limits = MetadataLimits(max_entries=2, max_total=40)
         await store.set_metadata(account.id, inbox.id, {"/a/b": b"1", "/a/c": b"2"}, limits)

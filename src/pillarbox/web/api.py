@@ -177,7 +177,9 @@ def sharing_json(sharing: Sharing) -> JsonObject:
     return {
         "mailbox": sharing.mailbox.id,
         "owner": sharing.owner,
-        "entries": [{"identifier": e.identifier, "rights": e.rights} for e in sharing.entries],
+        "entries": [
+            {"identifier": e.listed_identifier, "rights": e.rights} for e in sharing.entries
+        ],
     }
 
 
@@ -1103,7 +1105,8 @@ SCHEMAS: dict[str, JsonObject] = {
                     {
                         "identifier": {
                             "type": "string",
-                            "description": "an account's address, or anyone / authenticated",
+                            "description": "an account's address, or anyone / authenticated; "
+                            "with a leading - the entry takes these rights away (RFC 4314 §2)",
                         },
                         "rights": {"type": "string", "description": "RFC 4314 §2.1 letters"},
                     }
@@ -1495,7 +1498,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "PUT",
         "/mailboxes/{mailbox:int}/acl/{identifier}",
         put_acl,
-        "Share a folder: give an account of this server (or anyone) exactly these rights",
+        "Share a folder: give an account of this server (or anyone) exactly these rights, "
+        "or with -identifier take exactly these away",
         "sharing",
         _ref("Sharing"),
         _obj(
@@ -1513,7 +1517,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "DELETE",
         "/mailboxes/{mailbox:int}/acl/{identifier}",
         delete_acl,
-        "Stop sharing a folder with someone",
+        "Stop sharing a folder with someone (-identifier: remove what takes rights away)",
         "sharing",
         _ref("Sharing"),
     ),

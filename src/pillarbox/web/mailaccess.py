@@ -361,29 +361,31 @@ class MailAccess:
         return Sharing(place.mailbox, place.owner or self.account.address, entries)
 
     async def share(self, mailbox_id: int, identifier: str, rights: str) -> Sharing:
-        """Give ``identifier`` exactly ``rights`` (SETACL's replace, RFC 4314 §3.1); the list
-        after (an "a" holder may just have taken their own "a" away)."""
+        """Give ``identifier`` exactly ``rights`` (SETACL's replace, RFC 4314 §3.1), or with
+        "-identifier" take exactly those away (its negative entry, §2); the list after (an
+        "a" holder may just have taken their own "a" away)."""
         place = await self.place(mailbox_id, NEEDS["share"])
         try:
-            grantee = await self._grantee(place, identifier)
+            grantee, negative = await self._grantee(place, identifier)
             given = _given_rights(rights)
         except UserError as exc:
             self._refused(place, identifier, exc)
             raise
-        await self.store.set_acl(place.mailbox.id, grantee, given)
+        await self.store.set_acl(place.mailbox.id, grantee, given, negative=negative)
         _log.info("folder shared", account=self.account.address, mailbox=place.mailbox.id,
                   grantee=identifier.strip(), rights=given)  # fmt: skip
         return await self._sharing_of(place)
 
     async def unshare(self, mailbox_id: int, identifier: str) -> Sharing:
-        """Remove ``identifier``'s entry (DELETEACL, RFC 4314 §3.2); the list after."""
+        """Remove ``identifier``'s entry, or with "-identifier" its negative one (DELETEACL,
+        RFC 4314 §3.2); the list after."""
         place = await self.place(mailbox_id, NEEDS["share"])
         try:
-            grantee = await self._grantee(place, identifier)
+            grantee, negative = await self._grantee(place, identifier)
         except UserError as exc:
             self._refused(place, identifier, exc)
             raise
-        await self.store.set_acl(place.mailbox.id, grantee, "")
+        await self.store.set_acl(place.mailbox.id, grantee, "", negative=negative)
         _log.info("folder unshared", account=self.account.address, mailbox=place.mailbox.id,
                   grantee=identifier.strip())  # fmt: skip
         return await self._sharing_of(place)
@@ -392,17 +394,15 @@ class MailAccess:
         _log.info("sharing refused", account=self.account.address, mailbox=place.mailbox.id,
                   grantee=identifier.strip(), reason=str(exc))  # fmt: skip
 
-    async def _grantee(self, place: Place, identifier: str) -> int | str:
-        """An identifier's store form (an account id, "anyone" or "authenticated"), as IMAP's
-        SETACL takes it: an account of this server, never the owner (whose rights cannot be
-        taken, RFC 4314 §2), never a negative entry (not offered, docs/shared-mailboxes.md)."""
-        identifier = identifier.strip()
+    async def _grantee(self, place: Place, identifier: str) -> tuple[int | str, bool]:
+        """An identifier's store form (an account id, "anyone" or "authenticated") and whether
+        it names the negative entry ("-identifier", RFC 4314 §2), as IMAP's SETACL takes it:
+        an account of this server, never the owner (whose rights cannot be taken, §2)."""
+        identifier, negative = acl.split_negative(identifier.strip())
         if not identifier:
             raise UserError("say whom to share the folder with")
-        if identifier.startswith("-"):
-            raise UserError("negative rights (a “-” before the name) are not offered")
         if acl.is_special(identifier):
-            return identifier.lower()
+            return identifier.lower(), negative
         grantee = await self.store.get_account(identifier)
         if grantee is None and identifier != identifier.lower():
             grantee = await self.store.get_account(identifier.lower())
@@ -410,7 +410,7 @@ class MailAccess:
             raise UserError(f"there is no account {identifier} on this server")
         if grantee.id == place.mailbox.account_id:
             raise UserError("the owner always has every right on their folder")
-        return grantee.id
+        return grantee.id, negative
 
     # -- lists ---------------------------------------------------------------------------------
     async def page(self, mailbox: Mailbox, query: MessageQuery, *, offset: int, limit: int) -> Page:

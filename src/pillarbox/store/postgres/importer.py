@@ -486,8 +486,8 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         ),
         _Table(
             "mailbox_acl",
-            "SELECT mailbox_id, grantee_id, special, rights FROM mailbox_acl",
-            ("mailbox_id", "grantee_id", "special", "rights"),
+            "SELECT mailbox_id, grantee_id, special, rights, denied FROM mailbox_acl",
+            ("mailbox_id", "grantee_id", "special", "rights", "denied"),
             lambda r: r,
         ),
         _Table(

@@ -905,6 +905,11 @@ _V33_SQL = r"""
 ALTER TABLE account_settings ADD COLUMN time_zone text NOT NULL DEFAULT '';
 """
 
+# RFC 4314 §2 negative rights (SQLite migration 39's notes).
+_V34_SQL = r"""
+ALTER TABLE mailbox_acl ADD COLUMN denied text NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -948,6 +953,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(31, "messages by thread with their dates (the web's threaded list)", _V31_SQL),
     Migration(32, "Sieve duplicate tracking (RFC 7352)", _V32_SQL),
     Migration(33, "the webmail's time zone per account", _V33_SQL),
+    Migration(34, "IMAP ACL negative rights (RFC 4314 §2)", _V34_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

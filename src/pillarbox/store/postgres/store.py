@@ -68,7 +68,14 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
-from pillarbox.store.aclrows import allowed_flags, changed_rights, flags_after, merge_shared
+from pillarbox.store.aclrows import (
+    acl_entries,
+    allowed_flags,
+    changed_rights,
+    changed_row,
+    flags_after,
+    merge_shared,
+)
 from pillarbox.store.blobs import blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -179,13 +186,16 @@ _OPEN_STATES = [RecipientState.PENDING.value, RecipientState.DEFERRED.value]
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
 #: RFC 4314: a mailbox's entries, accounts by address (the special identifiers by name).
 _ACL_ENTRIES = (
-    "SELECT coalesce(a.address, e.special) AS identifier, e.rights FROM mailbox_acl e "
+    "SELECT coalesce(a.address, e.special) AS identifier, e.rights, e.denied "
+    "FROM mailbox_acl e "
     "LEFT JOIN accounts a ON a.id = e.grantee_id WHERE e.mailbox_id = %s "
     'ORDER BY coalesce(a.address, e.special) COLLATE "C"'
 )
-#: The other accounts' mailboxes an entry opens to an account, one row per entry.
+#: The other accounts' mailboxes the entries may open to an account, one row per stored row
+#: (an identifier's positive and negative entries; ``aclrows.merge_shared`` makes the rights).
 _SHARED_WITH = (
-    f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, o.address, e.rights "
+    f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, "
+    "o.address, e.rights, e.denied "
     "FROM mailbox_acl e JOIN mailboxes m ON m.id = e.mailbox_id "
     "JOIN accounts o ON o.id = m.account_id "
     "WHERE (e.grantee_id = %s OR e.special IS NOT NULL) AND m.account_id <> %s"
@@ -937,12 +947,18 @@ class PostgresStore:
             if await _one(conn, "SELECT 1 FROM mailboxes WHERE id = %s", (mailbox_id,)) is None:
                 raise NotFound(f"no mailbox {mailbox_id}")
             rows = await _all(conn, _ACL_ENTRIES, (mailbox_id,))
-            return [AclEntry(row[0], row[1]) for row in rows]
+            return acl_entries(rows)
 
         return await self._read(query)
 
     async def set_acl(
-        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+        self,
+        mailbox_id: int,
+        grantee: int | str,
+        rights: str,
+        mode: str = "=",
+        *,
+        negative: bool = False,
     ) -> None:
         changed_rights("", rights, mode)  # an unknown mode fails before the transaction
         account, special = (grantee, None) if isinstance(grantee, int) else (None, grantee)
@@ -958,14 +974,14 @@ class PostgresStore:
                 where = "mailbox_id = %s AND special = %s"
             key = (mailbox_id, account if account is not None else special)
             # The mailbox row is locked: SETACLs of one mailbox run one after the other.
-            row = await _one(conn, f"SELECT rights FROM mailbox_acl WHERE {where}", key)
-            stored = changed_rights(row[0] if row else "", rights, mode)
+            row = await _one(conn, f"SELECT rights, denied FROM mailbox_acl WHERE {where}", key)
+            stored = changed_row(None if row is None else (row[0], row[1]), rights, mode, negative)
             await conn.execute(f"DELETE FROM mailbox_acl WHERE {where}".encode(), key)
-            if stored:
+            if any(stored):
                 await conn.execute(
-                    b"INSERT INTO mailbox_acl (mailbox_id, grantee_id, special, rights) "
-                    b"VALUES (%s, %s, %s, %s)",
-                    (mailbox_id, account, special, stored),
+                    b"INSERT INTO mailbox_acl (mailbox_id, grantee_id, special, rights, denied) "
+                    b"VALUES (%s, %s, %s, %s, %s)",
+                    (mailbox_id, account, special, *stored),
                 )
             changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.MAILBOXES, 0))
 
@@ -974,7 +990,7 @@ class PostgresStore:
     async def shared_with(self, account_id: int) -> list[SharedMailbox]:
         async def query(conn: Conn) -> list[SharedMailbox]:
             rows = await _all(conn, _SHARED_WITH, (account_id, account_id))
-            return merge_shared((_mailbox(row[:7]), row[7], row[8]) for row in rows)
+            return merge_shared((_mailbox(row[:7]), row[7], row[8], row[9]) for row in rows)
 
         return await self._read(query)
 

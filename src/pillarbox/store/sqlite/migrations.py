@@ -890,6 +890,12 @@ _V38_SQL = r"""
 ALTER TABLE account_settings ADD COLUMN time_zone TEXT NOT NULL DEFAULT '';
 """
 
+# RFC 4314 §2 negative rights: a row's "denied" letters are its identifier's "-identifier"
+# entry (its "rights" the positive one, possibly empty now).
+_V39_SQL = r"""
+ALTER TABLE mailbox_acl ADD COLUMN denied TEXT NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -934,6 +940,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(36, "messages by thread with their dates (the web's threaded list)", _V36_SQL),
     Migration(37, "Sieve duplicate tracking (RFC 7352)", _V37_SQL),
     Migration(38, "the webmail's time zone per account", _V38_SQL),
+    Migration(39, "IMAP ACL negative rights (RFC 4314 §2)", _V39_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

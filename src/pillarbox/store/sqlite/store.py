@@ -62,7 +62,14 @@ from pillarbox.errors import (
 )
 from pillarbox.mail.model import MessageInfo
 from pillarbox.store import filingrows
-from pillarbox.store.aclrows import allowed_flags, changed_rights, flags_after, merge_shared
+from pillarbox.store.aclrows import (
+    acl_entries,
+    allowed_flags,
+    changed_rights,
+    changed_row,
+    flags_after,
+    merge_shared,
+)
 from pillarbox.store.blobs import BlobMode, FileBlobStore, StagedBlob, blob_id_of, is_blob_id
 from pillarbox.store.directorycache import DirectoryCache
 from pillarbox.store.evidencecache import SpamEvidenceCache
@@ -184,13 +191,16 @@ _DELIVERY_MAILBOX = (
 )
 #: RFC 4314: a mailbox's entries, accounts by address (the special identifiers by name).
 _ACL_ENTRIES = (
-    "SELECT coalesce(a.address, e.special) AS identifier, e.rights FROM mailbox_acl e "
+    "SELECT coalesce(a.address, e.special) AS identifier, e.rights, e.denied "
+    "FROM mailbox_acl e "
     "LEFT JOIN accounts a ON a.id = e.grantee_id WHERE e.mailbox_id = ? "
     "ORDER BY identifier"
 )
-#: The other accounts' mailboxes an entry opens to an account, one row per entry.
+#: The other accounts' mailboxes the entries may open to an account, one row per stored row
+#: (an identifier's positive and negative entries; ``aclrows.merge_shared`` makes the rights).
 _SHARED_WITH = (
-    f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, o.address, e.rights "
+    f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, "
+    "o.address, e.rights, e.denied "
     "FROM mailbox_acl e JOIN mailboxes m ON m.id = e.mailbox_id "
     "JOIN accounts o ON o.id = m.account_id "
     "WHERE (e.grantee_id = ? OR e.special IS NOT NULL) AND m.account_id <> ?"
@@ -884,12 +894,18 @@ class SqliteStore:
     async def get_acl(self, mailbox_id: int) -> list[AclEntry]:
         def query(conn: sqlite3.Connection) -> list[AclEntry]:
             _require_mailbox(conn, mailbox_id)
-            return [AclEntry(row[0], row[1]) for row in conn.execute(_ACL_ENTRIES, (mailbox_id,))]
+            return acl_entries(conn.execute(_ACL_ENTRIES, (mailbox_id,)))
 
         return await self._read(query)
 
     async def set_acl(
-        self, mailbox_id: int, grantee: int | str, rights: str, mode: str = "="
+        self,
+        mailbox_id: int,
+        grantee: int | str,
+        rights: str,
+        mode: str = "=",
+        *,
+        negative: bool = False,
     ) -> None:
         changed_rights("", rights, mode)  # an unknown mode fails before the transaction
         account, special = (grantee, None) if isinstance(grantee, int) else (None, grantee)
@@ -904,14 +920,16 @@ class SqliteStore:
             else:
                 where = "mailbox_id = ? AND special = ?"
             key = (mailbox_id, account if account is not None else special)
-            row = conn.execute(f"SELECT rights FROM mailbox_acl WHERE {where}", key).fetchone()
-            stored = changed_rights(row[0] if row else "", rights, mode)
+            row = conn.execute(
+                f"SELECT rights, denied FROM mailbox_acl WHERE {where}", key
+            ).fetchone()
+            stored = changed_row(row, rights, mode, negative)
             conn.execute(f"DELETE FROM mailbox_acl WHERE {where}", key)
-            if stored:
+            if any(stored):
                 conn.execute(
-                    "INSERT INTO mailbox_acl (mailbox_id, grantee_id, special, rights) "
-                    "VALUES (?, ?, ?, ?)",
-                    (mailbox_id, account, special, stored),
+                    "INSERT INTO mailbox_acl (mailbox_id, grantee_id, special, rights, denied) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (mailbox_id, account, special, *stored),
                 )
             fx.changes.append(Change(mailbox.account_id, mailbox_id, ChangeKind.MAILBOXES, 0))
 
@@ -920,7 +938,7 @@ class SqliteStore:
     async def shared_with(self, account_id: int) -> list[SharedMailbox]:
         def query(conn: sqlite3.Connection) -> list[SharedMailbox]:
             rows = conn.execute(_SHARED_WITH, (account_id, account_id)).fetchall()
-            return merge_shared((_mailbox(row[:7]), row[7], row[8]) for row in rows)
+            return merge_shared((_mailbox(row[:7]), row[7], row[8], row[9]) for row in rows)
 
         return await self._read(query)
 
