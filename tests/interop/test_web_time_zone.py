@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 import re
+import threading
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import WebSession, deliver
+from pillarbox.web import zone
 
 ALICE = "alice@example.org"
 # One instant, 29 June 2024 23:30 UTC, as two senders wrote it: the pages must not show the
@@ -158,3 +161,29 @@ def test_the_setting_overrides_the_cookie_until_set_back_to_automatic(
     assert shown_zone(alice.get(f"/mail/{box}").text) == ("Asia/Tokyo", True)
     assert message_date(alice.get(f"/mail/{box}/{first}").text)[1] == TOKYO_FULL
     assert "Times in Asia/Tokyo" in alice.get("/calendar").text
+
+
+def test_the_known_zone_names_are_read_at_start_up_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk of the tz directories (about 15 ms) is made once, before the web listener
+    accepts, on the executor's thread: no request waits for it on the event loop."""
+    readers: list[str] = []
+
+    def available() -> set[str]:
+        readers.append(threading.current_thread().name)
+        return zoneinfo.available_timezones()
+
+    monkeypatch.setattr(zone, "available_timezones", available)
+    zone.zone_names.cache_clear()
+    zone._names.cache_clear()
+    with LiveServer(loopback_config(tmp_path / "data", only=["http"])) as server:
+        assert [name.split("_")[0] for name in readers] == ["pillarbox-blocking"]
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        session = WebSession(server)
+        session.client.cookies.set("tz", "Asia/Tokyo")
+        assert session.login(ALICE).status_code == 303
+        assert shown_zone(session.get("/mail", follow_redirects=True).text) == ("Asia/Tokyo", True)
+        session.close()
+    assert len(readers) == 1

@@ -332,7 +332,9 @@ class Server:
         if not web:
             return
         from pillarbox.web.app import create_app
+        from pillarbox.web.zone import load_zone_names
 
+        await load_zone_names()
         ports = {name: listener.ports[0][1] for name, listener in self.listeners.items()}
         app = create_app(context, ports=ports)
         for listener in web:

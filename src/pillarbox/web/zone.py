@@ -11,7 +11,10 @@ Implementation notes:
 - **Names are checked** against the zones this system knows (:func:`zoneinfo.available_timezones`,
   the system's tz database or the ``tzdata`` package): a cookie naming anything else is ignored
   (logged at debug: a browser newer than our tz database, or a forged cookie), and the Settings
-  form refuses it.
+  form refuses it. Reading them walks the tz directories (about 15 ms), so the server reads
+  them once at start-up, on the executor (:func:`load_zone_names`, from
+  :meth:`pillarbox.net.serve.Server` before the web listeners accept), never on the event loop
+  at a request; importing this module reads nothing (the CLI's start stays light).
 - **Pages only**: the JSON API keeps ISO 8601 in UTC with its offset (clients convert), and the
   ``<time datetime>`` attributes of the pages stay in UTC too; only the text a reader sees is
   local. Where a page shows a full timestamp it carries the zone's abbreviation
@@ -29,6 +32,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from starlette.requests import Request
 
+from pillarbox.blocking import run_blocking
 from pillarbox.observability.log import Log
 
 _log = Log("web.zone")
@@ -77,6 +81,12 @@ def zone_names() -> tuple[str, ...]:
 @cache
 def _names() -> frozenset[str]:
     return frozenset(zone_names())
+
+
+async def load_zone_names() -> None:
+    """Read the known names (:func:`zone_names`) on the executor, so that no request pays
+    for the walk of the tz directories on the event loop."""
+    await run_blocking(_names)
 
 
 def known_zone(name: str) -> ZoneInfo | None:
