@@ -6,9 +6,10 @@ shared with the JSON API."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -37,6 +38,7 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.charts import Series, line_chart
+from pillarbox.web.zone import reader_zone
 
 MIB = 1024 * 1024
 _log = Log("web.admin")
@@ -72,14 +74,25 @@ ACTIVITY_SERIES = (
 )
 
 
+#: What the store counts in when the chart's intervals are a zone's hours or days: every UTC
+#: offset and daylight-saving shift of today's tz database is a whole number of quarter hours,
+#: so the quarters counted from a local midnight or hour each fall in one local interval.
+QUARTER = timedelta(minutes=15)
+
+
 @dataclass(frozen=True, slots=True)
 class Activity:
     range: ActivityRange
+    #: One per interval, each ``start`` the interval's first instant (in UTC).
     counts: list[ActivityCounts]
+    #: The zone the intervals are hours or days of, and the labels written in.
+    zone: tzinfo = UTC
 
     @property
     def labels(self) -> list[str]:
-        return [c.start.strftime(self.range.label_format) for c in self.counts]
+        return [
+            c.start.astimezone(self.zone).strftime(self.range.label_format) for c in self.counts
+        ]
 
     def series(self) -> list[Series]:
         return [
@@ -96,14 +109,42 @@ class Activity:
         )
 
 
-async def activity(services: Services, key: str, now: datetime) -> Activity:
-    """Counts for the chart: intervals aligned to whole hours or days (UTC)."""
+def interval_starts(window: ActivityRange, now: datetime, zone: tzinfo) -> list[datetime]:
+    """The instants (UTC) that start each of ``window``'s intervals, ending with the current
+    one, and the end of the last: whole hours or days as read in ``zone``. A local day is 23 or
+    25 hours across a daylight-saving change; hours are an hour apart whatever the clock says
+    (the hour repeated in autumn shows twice, the one skipped in spring not at all)."""
+    local = now.astimezone(zone)
+    if window.step < timedelta(days=1):
+        current = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        first = current - window.step * (window.buckets - 1)
+        return [first + window.step * n for n in range(window.buckets + 1)]
+    today = local.date()
+    days = [today - window.step * n for n in range(window.buckets - 1, -2, -1)]
+    return [datetime.combine(day, time(), zone).astimezone(UTC) for day in days]
+
+
+async def activity(services: Services, key: str, now: datetime, zone: tzinfo = UTC) -> Activity:
+    """Counts for the chart: intervals of whole hours or days in ``zone`` (the viewer's on the
+    page, UTC in the JSON API), summed from the store's quarter hours."""
     window = ACTIVITY_RANGES.get(key) or ACTIVITY_RANGES["48h"]
-    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    if window.step >= timedelta(days=1):
-        current = current.replace(hour=0)
-    since = current - window.step * (window.buckets - 1)
-    return Activity(window, await services.store.activity(since, window.step, window.buckets))
+    starts = interval_starts(window, now, zone)
+    quarters = await services.store.activity(
+        starts[0], QUARTER, (starts[-1] - starts[0]) // QUARTER
+    )
+    counts = []
+    for start, end in itertools.pairwise(starts):
+        inside = quarters[(start - starts[0]) // QUARTER : (end - starts[0]) // QUARTER]
+        counts.append(
+            ActivityCounts(
+                start,
+                delivered=sum(q.delivered for q in inside),
+                junk=sum(q.junk for q in inside),
+                sent=sum(q.sent for q in inside),
+                queued=sum(q.queued for q in inside),
+            )
+        )
+    return Activity(window, counts, zone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +295,10 @@ async def dashboard_page(request: Request) -> Response:
         "admin.html",
         board=await dashboard(services),
         activity=await activity(
-            services, request.query_params.get("range", "48h"), datetime.now(UTC)
+            services,
+            request.query_params.get("range", "48h"),
+            datetime.now(UTC),
+            reader_zone(request),
         ),
         ranges=ACTIVITY_RANGES,
     )

@@ -1847,7 +1847,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/admin/activity",
         admin_activity,
-        "Mail per hour (range=48h) or per day (range=30d): delivered, spam, sent, queued",
+        "Mail per UTC hour (range=48h) or day (range=30d): delivered, spam, sent, queued",
         "admin",
         _obj(
             {
