@@ -14,6 +14,9 @@ clients connect to HAProxy from 127.0.0.1, or from 127.0.0.2 where the client ca
     ManageSieve — logs the client's address for the session, over either version.
 (d) HAProxy's health check (``check check-send-proxy`` with v2) sends a LOCAL header: a
     session from the balancer's own address, not a refused connection.
+(e) The web listener behind HAProxy in HTTP mode, which appends a ``Forwarded`` element
+    (RFC 7239) naming the client: the login rate limit and the logs see the client, not the
+    balancer, nor what the client claimed in a ``Forwarded`` field of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import email
 import imaplib
 import logging
 import poplib
+import re
 import smtplib
 import socket
 import ssl
@@ -32,11 +36,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from email import policy
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pillarbox import config as cfg
 from pillarbox.store.types import INBOX
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
+from pillarbox.testing.live import (
+    TEST_AUTH,
+    TEST_PASSWORD,
+    LiveServer,
+    free_port,
+    loopback_config,
+)
 from pillarbox.testing.peers import require
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import server_trust
@@ -89,13 +100,39 @@ def listening(ports: Iterable[int]) -> bool:
 
 
 @contextlib.contextmanager
+def running_haproxy(directory: Path, config: list[str], ports: Iterable[int]) -> Iterator[None]:
+    """HAProxy in the foreground with ``config`` (its lines), until its frontends on
+    ``ports`` listen; stopped on exit."""
+    binary = require("haproxy", "haproxy")
+    (directory / "haproxy.cfg").write_text("\n".join(config) + "\n")
+    log = directory / "haproxy.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [binary, "-db", "-f", str(directory / "haproxy.cfg")],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: process.poll() is not None or listening(ports),
+            "HAProxy's frontends",
+            context=log.read_text,
+        )
+        if process.poll() is not None:
+            pytest.fail(f"haproxy exited {process.returncode}:\n{log.read_text()}")
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextlib.contextmanager
 def haproxy(
     directory: Path, backends: Mapping[str, int], server_options: str = ""
 ) -> Iterator[dict[str, int]]:
     """HAProxy in TCP mode with one frontend per entry of ``backends`` ("smtp-1": our port;
     the number is the PROXY protocol version it sends), ``server_options`` added to each
     server line; yields each frontend's port."""
-    binary = require("haproxy", "haproxy")
     ports = {name: free_port("127.0.0.1") for name in backends}
     lines = [
         "global",
@@ -114,26 +151,8 @@ def haproxy(
             f"    server pillarbox 127.0.0.1:{backend} {SEND_PROXY[version]} source {BALANCER}"
             f" {server_options}",
         ]
-    (directory / "haproxy.cfg").write_text("\n".join(lines) + "\n")
-    log = directory / "haproxy.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [binary, "-db", "-f", str(directory / "haproxy.cfg")],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(
-            lambda: process.poll() is not None or listening(ports.values()),
-            "HAProxy's frontends",
-            context=log.read_text,
-        )
-        if process.poll() is not None:
-            pytest.fail(f"haproxy exited {process.returncode}:\n{log.read_text()}")
+    with running_haproxy(directory, lines, ports.values()):
         yield ports
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture
@@ -290,3 +309,94 @@ def test_health_check_is_the_balancers_own_session(
         if r.getMessage() == "PROXY header names no client"
     ][:1] == ["LOCAL"]
     assert not [r for r in caplog.records if r.getMessage().startswith("connection refused")]
+
+
+# -- the web listener behind HAProxy in HTTP mode, with Forwarded (RFC 7239) --------------------
+
+_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+@pytest.fixture
+def web_live(tmp_path: Path) -> Iterator[LiveServer]:
+    """The http listener believing forwarded headers from :data:`BALANCER` alone; one free
+    login failure per client address, then a long delay (the third try is refused, 429)."""
+    base = loopback_config(
+        tmp_path / "data",
+        only=["http"],
+        auth=dataclasses.replace(TEST_AUTH, free_failures=1, base_delay=600.0),
+    )
+    web = dataclasses.replace(
+        base.listeners.http, forwarded_headers=True, proxy_networks=(f"{BALANCER}/32",)
+    )
+    config = dataclasses.replace(base, listeners=dataclasses.replace(base.listeners, http=web))
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account("alice@example.org", TEST_PASSWORD)
+        yield server
+
+
+@pytest.fixture
+def web_balancer(tmp_path: Path, web_live: LiveServer) -> Iterator[int]:
+    """HAProxy in HTTP mode in front of the web listener, appending a ``Forwarded`` element
+    naming the client (HAProxy 2.6 has no ``option forwarded``, which came in 2.7); yields its
+    port."""
+    directory = tmp_path / "haproxy"
+    directory.mkdir()
+    port = free_port("127.0.0.1")
+    lines = [
+        "global",
+        "    maxconn 256",
+        "defaults",
+        "    mode http",
+        "    timeout connect 5s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        "listen web",
+        f"    bind 127.0.0.1:{port}",
+        '    http-request add-header Forwarded "for=%[src];proto=http"',
+        f"    server pillarbox 127.0.0.1:{web_live.port('http')} source {BALANCER}",
+    ]
+    with running_haproxy(directory, lines, [port]):
+        yield port
+
+
+def through(port: int, source: str) -> httpx.Client:
+    """A web client on ``source`` talking to HAProxy."""
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{port}",
+        transport=httpx.HTTPTransport(local_address=source),
+        timeout=30,
+    )
+
+
+def failed_login(client: httpx.Client, attempt: int) -> int:
+    """A wrong password for a different account each time (only the address limit applies),
+    with a ``Forwarded`` field of the client's own naming someone else; the answer's status."""
+    claim = {"Forwarded": "for=198.51.100.66"}
+    page = client.get("/login", headers=claim)
+    match = _CSRF.search(page.text)
+    assert match is not None, page.text[:500]
+    form = {"csrf": match.group(1), "username": f"u{attempt}@example.org", "password": "wrong"}
+    return client.post("/login", data=form, headers=claim).status_code
+
+
+def test_web_sees_the_client_haproxy_names_in_forwarded(
+    web_live: LiveServer, web_balancer: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every request reaches the server from the balancer (127.0.0.3); the element HAProxy
+    appends names the client, the one the client sent itself (left of it) is not believed
+    (RFC 7239 §5.2, read from the right). So the login limit holds back that client alone,
+    and the DAV failure log names it."""
+    with through(web_balancer, CLIENT) as client:
+        assert [failed_login(client, n) for n in range(3)] == [401, 401, 429]
+    with through(web_balancer, "127.0.0.4") as other:
+        assert failed_login(other, 3) == 401  # another client behind the same balancer
+    with caplog.at_level(logging.INFO, logger="pillarbox"):
+        with through(web_balancer, "127.0.0.5") as dav:
+            answer = dav.request("PROPFIND", "/dav/", auth=("alice@example.org", "wrong"))
+        assert answer.status_code == 401
+    assert [
+        getattr(r, "fields", {})["ip"]
+        for r in caplog.records
+        if r.getMessage() == "dav authentication failed"
+    ] == ["127.0.0.5"]
