@@ -324,9 +324,13 @@ def test_lmtp_messages_are_counted_on_their_listener(tmp_path: Path) -> None:
         live.add_account("alice@example.org", TEST_PASSWORD)
         live.add_account("full@example.org", TEST_PASSWORD, quota_bytes=100)
         before = scrape(live)
+        assert value(before, "pillarbox_sessions_active", protocol="lmtp") == 0
+        failures = {"protocol": "lmtp", "reason": "credentials"}
+        assert value(before, "pillarbox_auth_failures_total", **failures) == 0
         message = b"From: a@example.net\r\nSubject: lmtp\r\n\r\n" + b"x" * 500 + b"\r\n"
         with smtplib.LMTP("127.0.0.1", live.port("lmtp")) as client:
             assert client.ehlo("front.example")[0] == 250  # LHLO
+            assert value(scrape(live), "pillarbox_sessions_active", protocol="lmtp") == 1
             # smtplib reads one reply after the data; LMTP sends one per recipient.
             assert client.mail("a@example.net")[0] == 250
             assert client.rcpt("alice@example.org")[0] == 250
@@ -337,6 +341,7 @@ def test_lmtp_messages_are_counted_on_their_listener(tmp_path: Path) -> None:
             assert client.data(message)[0] == 452
         after = scrape(live)
     messages = "pillarbox_smtp_messages_total"
+    assert moved(before, after, "pillarbox_sessions_total", listener="lmtp") == 1
     assert moved(before, after, messages, listener="lmtp", outcome="accepted") == 1
     assert moved(before, after, messages, listener="lmtp", outcome="refused_4xx") == 1
     assert moved(before, after, "pillarbox_smtp_data_seconds_count", listener="lmtp") == 2

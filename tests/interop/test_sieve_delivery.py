@@ -974,3 +974,28 @@ def test_notify_fcc_creates_its_mailbox_and_a_missing_one_keeps_no_copy(
         typ, _ = imap.select('"Nowhere"', readonly=True)
     assert typ == "NO"
     assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: lunch"]
+
+
+def test_an_empty_fcc_mailbox_keeps_no_copy_and_makes_none(
+    server: LiveServer, peer: Recorder
+) -> None:
+    """``vacation :fcc "" :create`` compiles (as Pigeonhole's sievec takes ``fileinto ""``):
+    no mailbox has the empty name and none can be made with it, so the reply is sent, the
+    message kept, and no copy stored anywhere."""
+
+    def counts() -> dict[str, int]:
+        with IMAPClient("127.0.0.1", server.port("imap"), ssl=False) as imap:
+            imap.login(ALICE, TEST_PASSWORD)
+            names = [name for _, _, name in imap.list_folders()]
+            return {name: imap.folder_status(name, [b"MESSAGES"])[b"MESSAGES"] for name in names}
+
+    before = counts()
+    server.activate_sieve(
+        ALICE, 'require ["fcc", "mailbox", "vacation"];\nvacation :fcc "" :create "Away.";\n'
+    )
+    send(server, message("empty"))
+    [reply] = wait_for(lambda: peer.messages, "the auto-reply")
+    assert b"Away." in reply.content
+    settle(server)
+    assert counts() == {**before, INBOX: before[INBOX] + 1}
+    assert [s for _, s in imap_read(server, INBOX)] == [b"Subject: empty"]

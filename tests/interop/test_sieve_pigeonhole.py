@@ -217,6 +217,7 @@ CORPUS = [
     'require ["variables", "imap4flags"]; setflag "1" "a";',
     # mailbox (RFC 5490)
     'require ["fileinto", "mailbox"]; fileinto :create "a";',
+    'require ["fileinto", "mailbox"]; fileinto :create "";',
     'require ["fileinto", "mailbox", "copy", "imap4flags"]; fileinto :create :copy :flags "x" "a";',
     'require "fileinto"; fileinto :create "a";',
     'require "mailbox"; fileinto :create "a";',

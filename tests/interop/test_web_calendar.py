@@ -2,7 +2,8 @@
 event made, edited and deleted in the page is the object CalDAV serves (an edit keeping what
 a phone wrote), the month view and the agenda expand recurrences, forms without the CSRF
 token are refused, and an invitation sent by SMTP is accepted in the web: the event is in the
-calendar over CalDAV and the organizer gets the iTIP REPLY in his mailbox; and the organizer's
+calendar over CalDAV, the organizer gets the iTIP REPLY in his mailbox, and IMAP shows the
+invitation \\Answered (in a shared folder, only with "w"); and the organizer's
 side: an event with attendees made on the Calendar page invites them (REQUEST), an answer
 received updates it, a time change sends the update, a delete the CANCEL; a save sends (and
 stores) only what changed, as a CalDAV PUT would; what the webmail sends is kept in Sent; an
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import caldav
 import icalendar
 import pytest
+from imapclient import IMAPClient
 
 from pillarbox.store.types import SpecialUse
 from pillarbox.testing.davclient import dav_client, responses
@@ -39,7 +41,7 @@ ICS = {"content-type": "text/calendar; charset=utf-8"}
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveServer]:
-    config = loopback_config(tmp_path / "data", only=["http", "https", "submission"])
+    config = loopback_config(tmp_path / "data", only=["http", "https", "submission", "imap"])
     with LiveServer(config) as server:
         server.add_domain("example.org")
         server.add_account(ALICE, TEST_PASSWORD, display_name="Alice")
@@ -306,6 +308,48 @@ def test_invitation_accepted_in_the_web(live: LiveServer, alice: WebSession) -> 
     removed = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "remove"})
     assert "Removed+from+your+calendar" in removed.headers["location"]
     assert dav_objects(live) == {}
+
+
+def imap_flags(live: LiveServer, address: str, uid: int) -> tuple[bytes, ...]:
+    """The message's flags in ``address``'s INBOX, read over IMAP by its owner."""
+    with IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10) as imap:
+        imap.login(address, TEST_PASSWORD)
+        imap.select_folder("INBOX", readonly=True)
+        return tuple(imap.get_flags([uid])[uid])
+
+
+def test_an_answered_invitation_is_marked_answered(live: LiveServer, alice: WebSession) -> None:
+    """RFC 9051 §2.3.2: once the REPLY went, the invitation is \\Answered (as a reply marks
+    its original); not when no REPLY was sent, and in a folder shared with the reader only
+    with "w" (RFC 4314 §4)."""
+    roomed = invitation("REQUEST", organizer="CN=Room:urn:uuid:room-4")
+    send_as_bob(live, roomed.replace(b"Subject: Invitation", b"Subject: Room invitation"))
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Room invitation"), "the room's invite")
+    saved = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"})
+    assert "names+no+organizer" in saved.headers["location"]
+    assert b"\\Answered" not in imap_flags(live, ALICE, uid)  # no REPLY was sent
+
+    send_as_bob(live, invitation("REQUEST"))
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning"), "the invite")
+    assert b"\\Answered" not in imap_flags(live, ALICE, uid)
+    answered = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "tentative"})
+    assert "organizer+told" in answered.headers["location"]
+    assert b"\\Answered" in imap_flags(live, ALICE, uid)
+
+    # Carol's INBOX, shared with Alice: answering from it marks it only with "w".
+    carol = "carol@example.org"
+    live.add_account(carol, TEST_PASSWORD)
+    with smtplib.SMTP("127.0.0.1", live.port("submission"), timeout=10) as smtp:
+        smtp.login(BOB, TEST_PASSWORD)
+        smtp.sendmail(BOB, [carol], invitation("REQUEST", sequence=1))
+    box, uid, _ = wait_for(lambda: newest(live, carol, "Invitation: Planning"), "carol's copy")
+    alice_id = live.call(live.store.get_account(ALICE))
+    assert alice_id is not None
+    for rights, marked in (("lr", False), ("lrw", True)):
+        live.call(live.store.set_acl(box, alice_id.id, rights))
+        answered = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "decline"})
+        assert "organizer+told" in answered.headers["location"], rights
+        assert (b"\\Answered" in imap_flags(live, carol, uid)) is marked, rights
 
 
 def test_broken_or_oversized_invitation_gets_a_note(live: LiveServer, alice: WebSession) -> None:

@@ -43,6 +43,26 @@ def test_fileinto_specialuse_names_both() -> None:
     assert action == FileInto("Spam", create=True, specialuse="\\Junk")
 
 
+@pytest.mark.parametrize(
+    ("commands", "special"),
+    [
+        (
+            'fileinto :specialuse "\\\\Junk" "Spam"; fileinto :specialuse "\\\\Archive" "Spam";',
+            "\\Archive",
+        ),
+        ('fileinto :specialuse "\\\\Junk" "Spam"; fileinto "Spam";', "\\Junk"),
+        ('fileinto "Spam"; fileinto :specialuse "\\\\Archive" "Spam";', "\\Archive"),
+    ],
+)
+def test_fileintos_of_one_mailbox_keep_the_last_specialuse(commands: str, special: str) -> None:
+    """RFC 5228 §2.10.3 makes them one action, and neither it nor RFC 8579 §4 says which
+    attribute it keeps: the last given, as Pigeonhole's merge does (one without keeps the
+    earlier one's)."""
+    script = compile_script('require ["fileinto", "special-use"];' + commands)
+    [action] = script.run(SieveMessage.from_bytes(RAW)).actions
+    assert action == FileInto("Spam", specialuse=special)
+
+
 def test_a_specialuse_made_of_variables_is_checked_when_it_runs() -> None:
     script = compile_script(
         'require ["fileinto", "special-use", "variables"]; set "u" "Junk";'

@@ -30,6 +30,16 @@ def test_notify_fcc() -> None:
     assert isinstance(notify, Notify) and notify.fcc == Fcc("Sent")
 
 
+def test_an_empty_fcc_mailbox_compiles_as_fileintos_does() -> None:
+    """RFC 8580 §3 gives :fcc fileinto's mailbox argument, and RFC 5228 §4.1 leaves an invalid
+    name to delivery: ``:fcc ""`` compiles, as ``fileinto ""`` does here and in Pigeonhole's
+    sievec (tests/interop/test_sieve_pigeonhole.py); delivery keeps no copy."""
+    [vacation, _] = actions('require ["vacation", "fcc", "mailbox"]; vacation :fcc "" :create "a";')
+    assert isinstance(vacation, Vacation) and vacation.fcc == Fcc("", (), True)
+    [notify, _] = actions('require ["enotify", "fcc"]; notify :fcc "" "mailto:b@example.org";')
+    assert isinstance(notify, Notify) and notify.fcc == Fcc("")
+
+
 @pytest.mark.parametrize(
     "script",
     [

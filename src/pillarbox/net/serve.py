@@ -160,7 +160,8 @@ class Server:
                 )
             ),
         }
-        for group in ("smtp", "imap", "pop3", "managesieve"):
+        # The LMTP group counts its TCP and UNIX-socket sessions together, as its limit does.
+        for group in ("smtp", "imap", "pop3", "managesieve", "lmtp"):
             context.metrics.watch_sessions(group, _count_of(counters[group]))
         try:
             web: list[HttpListener] = []

@@ -43,8 +43,9 @@ from prometheus_client.registry import Collector
 
 from pillarbox.store.types import QueueDepth
 
-#: The session groups of :mod:`pillarbox.net.serve` (a protocol's listeners share one count).
-PROTOCOLS = ("smtp", "imap", "pop3", "managesieve", "web", "dav")
+#: The protocols a login can fail on: the session groups of :mod:`pillarbox.net.serve` (a
+#: protocol's listeners share one count) and the web's two (the login form, DAV).
+PROTOCOLS = ("smtp", "lmtp", "imap", "pop3", "managesieve", "web", "dav")
 #: :class:`pillarbox.policy.verdict.Action` values.
 POLICY_ACTIONS = ("inbox", "junk", "reject")
 #: One outbound delivery attempt for one recipient ended so.

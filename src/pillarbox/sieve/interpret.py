@@ -497,7 +497,9 @@ class _Run:
                 flags = _united(earlier.flags, action.flags)
                 copy = earlier.copy and action.copy
                 create = earlier.create or action.create
-                special = earlier.specialuse or action.specialuse
+                # RFC 8579 §4 and RFC 5228 §2.10.3 do not say which :specialuse the one
+                # action keeps: the last given, as Pigeonhole's merge does.
+                special = action.specialuse or earlier.specialuse
                 self.actions[index] = FileInto(action.mailbox, flags, copy, create, special)
                 return
             if (

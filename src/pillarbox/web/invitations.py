@@ -14,7 +14,9 @@ Implementation notes:
   PARTSTAT, through :func:`.calendarpage.store_event` (what a CalDAV PUT does: phones see
   it), then send a METHOD:REPLY (§3.2.3, :func:`.scheduling.send_reply`) to the organizer
   through the submission path the webmail's own sending takes, from the identity the
-  invitation addressed.
+  invitation addressed. Once the REPLY is sent, the invitation's message is marked
+  ``\\Answered`` as a client marks what it replied to (RFC 9051 §2.3.2) — in a folder shared
+  with the reader, only with the right to set it (RFC 4314 §4: "w").
 - **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
   calendar of the account holding it.
 - **REPLY** (§3.2.3), the organizer's side: the event of that UID in the account's calendars
@@ -194,10 +196,11 @@ async def _reply_shown(
 
 
 async def _answer(
-    request: Request, account: Account, opened: Opened, data: bytes, partstat: str
+    request: Request, access: MailAccess, opened: Opened, data: bytes, partstat: str
 ) -> str:
-    """Store the event with the reader's answer and send the REPLY; the notice to show."""
-    services = web(request).services
+    """Store the event with the reader's answer and send the REPLY, the message then marked
+    \\Answered (as far as the reader's rights on its folder allow); the notice to show."""
+    services, account = access.services, access.account
     invitation = await run_blocking(ical.read_invitation, data)
     if invitation.method != "REQUEST":
         raise UserError("only an invitation (a REQUEST) takes an answer")
@@ -226,6 +229,7 @@ async def _answer(
     )
     if unsent:
         return f"Saved in your calendar, but the answer was {unsent}"
+    await access.mark_answered(opened)
     return f"{ANSWERED[partstat]}: saved in your calendar and the organizer told."
 
 
@@ -284,7 +288,7 @@ async def answer(request: Request) -> Response:
             trusted = field_text(form, "trust") == "yes"
             notice = await _apply(services, account, opened, data, trusted=trusted)
         elif action in _ANSWERS:
-            notice = await _answer(request, account, opened, data, _ANSWERS[action])
+            notice = await _answer(request, access, opened, data, _ANSWERS[action])
         else:
             raise UserError("choose an answer")
     except ical.InvalidObject:

@@ -685,9 +685,14 @@ class MailAccess:
             parent = await self.open_reference(reference)
         except (NotFound, PermissionDenied):
             return  # the original was moved, deleted or unshared meanwhile
-        if flag_right(ANSWERED) in parent.rights:  # RFC 4314 §4: else left unmarked
+        await self.mark_answered(parent)
+
+    async def mark_answered(self, opened: Opened) -> None:
+        """Mark ``opened`` \\Answered, as a client marks the message it replied to (RFC 9051
+        §2.3.2): a reply sent, or an invitation answered (:mod:`.invitations`)."""
+        if flag_right(ANSWERED) in opened.rights:  # RFC 4314 §4: else left unmarked
             await self.store.store_flags(
-                parent.mailbox.id, [parent.record.uid], FlagOp.ADD, frozenset({ANSWERED})
+                opened.mailbox.id, [opened.record.uid], FlagOp.ADD, frozenset({ANSWERED})
             )
 
     async def save_draft(self, draft: Draft) -> int:
