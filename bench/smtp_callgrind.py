@@ -74,7 +74,7 @@ def main() -> None:
             subprocess.run(
                 ["callgrind_control", *options, str(process.pid)],
                 check=True,
-                stdout=subprocess.DEVNULL,
+                capture_output=True,
             )
 
         try:
