@@ -20,12 +20,14 @@ from the internet.
 
     python bench/smtp.py [--messages 2000] [--size 4096] [--store URL] [--untrusted]
         [--train 2000] [--rows reuse1,reuse10,reuse50,conn20,conn50] [--no-policy] [--core]
-        [--reference | --connect PORT]
+        [--reference | --connect PORT] [--server-src DIR]
 
 ``--reference`` drives aiosmtpd writing one fsync'd file per message (``smtp_reference.py``)
 with the same client, to put the figures of the VM of the day beside the issue's reference;
 ``--connect`` drives a server that is already running (Postfix, as docs/performance.md sets it
 up), whose CPU it does not measure.
+``--server-src`` runs the server on another build of ``src`` (a mypyc-compiled one,
+docs/performance.md "Session 14") while the client stays on this one.
 ``--core`` prints only the CPU cost of the sans-I/O SMTP core for a one-message session, in
 this process: the floor under every figure of the table.
 """
@@ -48,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,8 +140,17 @@ async def train(
 
 
 def start_server(
-    data_dir: Path, args: argparse.Namespace, corpus: Corpus, nameserver: str
+    data_dir: Path,
+    args: argparse.Namespace,
+    corpus: Corpus,
+    nameserver: str,
+    *,
+    wrapper: Sequence[str] = (),
+    sqlite: cfg.SqliteSection | None = None,
+    start_timeout: float = 30,
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """The server, its models trained. ``wrapper`` runs it under another program (valgrind,
+    ``smtp_callgrind.py``), ``sqlite`` replaces the SQLite store's tuning section."""
     port = free_port()
     config = cfg.dev_config(str(data_dir))
     listeners = cfg.Listeners(
@@ -161,6 +172,8 @@ def start_server(
     )
     if args.store:
         config = dataclasses.replace(config, store=cfg.StoreSection(url=args.store))
+    if sqlite is not None:
+        config = dataclasses.replace(config, store=dataclasses.replace(config.store, sqlite=sqlite))
     path = data_dir / "pillarbox.toml"
     path.write_text(cfg.render_toml(config))
     loaded = cfg.load(path)
@@ -178,11 +191,17 @@ def start_server(
         for account_id, count in ((None, args.train), (account.id, args.train // 10)):
             tokens, totals = training_tallies(corpus, count)
             run_store(loaded, functools.partial(train, account_id, totals, tokens))
+    env = os.environ.copy()
+    if args.server_src:
+        # A build of src/ elsewhere (a mypyc one, docs/performance.md) for the server alone;
+        # this process, the client, stays on the source it was started with.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (args.server_src, env.get("PYTHONPATH"))))
     process = subprocess.Popen(
-        [sys.executable, "-m", "pillarbox.cli", "--config", str(path), "serve"],
+        [*wrapper, sys.executable, "-m", "pillarbox.cli", "--config", str(path), "serve"],
         stdout=subprocess.DEVNULL,
+        env=env,
     )
-    listening(process, port)
+    listening(process, port, start_timeout)
     return process, port
 
 
@@ -194,9 +213,9 @@ def start_reference(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def listening(process: subprocess.Popen[bytes], port: int) -> None:
+def listening(process: subprocess.Popen[bytes], port: int, timeout: float = 30) -> None:
     """Wait until ``process`` accepts connections on ``port``."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -382,6 +401,11 @@ def main() -> None:
         default="WARNING",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="the server's logging.level (INFO, the default config, logs ~4 lines a message)",
+    )
+    parser.add_argument(
+        "--server-src",
+        metavar="DIR",
+        help="put DIR first on the server's PYTHONPATH (e.g. a compiled build's src)",
     )
     parser.add_argument("--core", action="store_true", help="only the sans-I/O core's CPU floor")
     parser.add_argument(
