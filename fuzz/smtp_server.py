@@ -2,12 +2,14 @@
 
 Input: byte 0 picks the state the session is driven to first (greeted, after EHLO, in a
 transaction, inside DATA, between BDAT chunks, inside AUTH), SMTP or LMTP mode (with XFORWARD
-offered) and the bare
-line-break policy; byte 1 how the rest is cut into reads (0: one read); the rest is what the
-client sends. Asserted, beyond "no exception":
+offered, 0x10), the bare line-break policy (0x20) and whether TLS and AUTH are required before
+MAIL (0x40: an LMTP client outside the trusted networks, or submission); byte 1 how the rest
+is cut into reads (0: one read); the rest is what the client sends. Asserted, beyond "no exception":
 
 * every byte written is a well-formed reply line (``NNN`` then space or hyphen, CRLF);
 * the session ends in a reply: after the final timeout the last line is 221 or 421;
+* when TLS and AUTH are required, no MAIL reaches the application but over TLS and after an
+  AUTH accepted since the TLS handshake (RFC 3207 §4.2: what came before it is forgotten);
 * no message is ended (``DataEnd`` after DATA) without a ``CRLF.CRLF`` on the wire: a bare
   CR or LF never ends DATA (SMTP smuggling, CVE-2023-51764).
 """
@@ -21,9 +23,10 @@ import harness
 
 with atheris.instrument_imports(include=["pillarbox"]):
     from pillarbox.smtp import replies as R
-    from pillarbox.smtp.grammar import Auth, RcptTo
+    from pillarbox.smtp.grammar import Auth, MailFrom, RcptTo
     from pillarbox.smtp.sentinels import PAUSED, Sentinel
     from pillarbox.smtp.server import (
+        AuthResponse,
         BareLinebreakPolicy,
         DataEnd,
         DataStart,
@@ -79,6 +82,7 @@ def check(data: bytes) -> None:
     ended_data = 0  # messages ended after DATA (not BDAT)
     chunking = False
     challenged = False
+    authenticated = False  # an AUTH accepted since the last TLS handshake
     step = cut or len(stream) or 1
     for start in range(0, max(len(stream), 1), step):
         conn.receive_data(stream[start : start + step], 1.0)
@@ -86,9 +90,12 @@ def check(data: bytes) -> None:
             event = conn.next_event()
             if event is PAUSED and conn.state is State.TLS:
                 conn.tls_established()
+                authenticated = False
                 continue
             if event is PAUSED:
                 pending = conn.pending
+                if require and isinstance(pending, MailFrom):
+                    assert conn.tls and authenticated, stream
                 if (
                     isinstance(pending, RcptTo)
                     and pending.path.mailbox is not None
@@ -99,6 +106,7 @@ def check(data: bytes) -> None:
                     challenged = True
                     conn.challenge(b"more")
                 else:
+                    authenticated |= isinstance(pending, Auth | AuthResponse)
                     conn.accept()
                 continue
             if isinstance(event, Sentinel):
@@ -133,6 +141,13 @@ def seeds() -> list[bytes]:
         b"\x11\x00XFORWARD ADDR=192.0.2.1 HELO=a+2Eb\r\nXFORWARD NAME\r\nMAIL FROM:<>\r\n",
         # LMTP outside the trusted networks: MAIL before STARTTLS, then STARTTLS and AUTH.
         b"\x51\x00MAIL FROM:<>\r\nSTARTTLS\r\nLHLO c\r\nAUTH PLAIN AGEAYg==\r\nMAIL FROM:<>\r\n",
+        # The same with a transaction of two recipients, one refused, and the message; then
+        # AUTH over plain text first, then STARTTLS (which forgets it), then MAIL.
+        b"\x51\x05STARTTLS\r\nLHLO c\r\nAUTH PLAIN AGEAYg==\r\nMAIL FROM:<a@b>\r\n"
+        b"RCPT TO:<x@mx.test>\r\nRCPT TO:<nobody@mx.test>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n",
+        b"\x51\x01AUTH PLAIN AGEAYg==\r\nAGEAYg==\r\nSTARTTLS\r\nLHLO c\r\nMAIL FROM:<>\r\n",
+        b"\x55\x01AGEAYg==\r\nMAIL FROM:<>\r\nSTARTTLS\r\nLHLO c\r\nBDAT 1 LAST\r\nx",
+        b"\x41\x01STARTTLS\r\nEHLO c\r\nAUTH LOGIN\r\nYQ==\r\nYg==\r\nMAIL FROM:<>\r\n",
     ]
     return found
 
