@@ -3,8 +3,9 @@
 Input: byte 0 picks the state the session is driven to first (greeted, after EHLO, in a
 transaction, inside DATA, between BDAT chunks, inside AUTH), SMTP or LMTP mode (with XFORWARD
 offered, 0x10), the bare line-break policy (0x20) and whether TLS and AUTH are required before
-MAIL (0x40: an LMTP client outside the trusted networks, or submission); byte 1 how the rest
-is cut into reads (0: one read); the rest is what the client sends. Asserted, beyond "no exception":
+MAIL (0x40: an LMTP client outside the trusted networks, or submission) and whether AUTH is
+offered only under TLS (0x80, as on the LMTP listener); byte 1 how the rest is cut into reads
+(0: one read); the rest is what the client sends. Asserted, beyond "no exception":
 
 * every byte written is a well-formed reply line (``NNN`` then space or hyphen, CRLF);
 * the session ends in a reply: after the final timeout the last line is 221 or 421;
@@ -50,13 +51,13 @@ _REPLY_LINE = re.compile(rb"[2-5][0-9][0-9][ -][^\r\n]*\r\n")
 _DATA_END = re.compile(rb"(?=\r\n\.\r\n)")
 
 
-def _settings(lmtp: bool, normalise: bool, require: bool) -> SmtpServerSettings:
+def _settings(lmtp: bool, normalise: bool, require: bool, tls_auth: bool) -> SmtpServerSettings:
     return SmtpServerSettings(
         hostname="mx.test",
         mode=Mode.LMTP if lmtp else Mode.SMTP,
         starttls=True,
         auth_mechanisms=("PLAIN", "LOGIN"),
-        auth_without_tls=True,
+        auth_without_tls=not tls_auth,
         xforward=lmtp,
         max_errors=10,
         max_message_size=2048,
@@ -71,12 +72,13 @@ def check(data: bytes) -> None:
     if len(data) < 2:
         return
     selector, cut = data[0], data[1]
-    lmtp, normalise, require = bool(selector & 0x10), bool(selector & 0x20), bool(selector & 0x40)
+    lmtp, normalise = bool(selector & 0x10), bool(selector & 0x20)
+    require, tls_auth = bool(selector & 0x40), bool(selector & 0x80)
     prefix = PREFIXES[(selector & 0x0F) % len(PREFIXES)]
     if b"%s" in prefix:
         prefix = prefix.replace(b"%s", b"LHLO" if lmtp else b"EHLO", 1)
     stream = prefix + data[2:]
-    conn = ServerConnection(_settings(lmtp, normalise, require))
+    conn = ServerConnection(_settings(lmtp, normalise, require, tls_auth))
     conn.greet(R.service_ready("mx.test"))
     out = bytearray(conn.data_to_send(0.0))
     ended_data = 0  # messages ended after DATA (not BDAT)
@@ -141,6 +143,8 @@ def seeds() -> list[bytes]:
         b"\x11\x00XFORWARD ADDR=192.0.2.1 HELO=a+2Eb\r\nXFORWARD NAME\r\nMAIL FROM:<>\r\n",
         # LMTP outside the trusted networks: MAIL before STARTTLS, then STARTTLS and AUTH.
         b"\x51\x00MAIL FROM:<>\r\nSTARTTLS\r\nLHLO c\r\nAUTH PLAIN AGEAYg==\r\nMAIL FROM:<>\r\n",
+        b"\xd1\x01AUTH PLAIN AGEAYg==\r\nSTARTTLS\r\nLHLO c\r\nAUTH PLAIN AGEAYg==\r\nAGEAYg==\r\n"
+        b"MAIL FROM:<>\r\nRCPT TO:<x@mx.test>\r\nBDAT 2 LAST\r\nhiQUIT\r\n",
         # The same with a transaction of two recipients, one refused, and the message; then
         # AUTH over plain text first, then STARTTLS (which forgets it), then MAIL.
         b"\x51\x05STARTTLS\r\nLHLO c\r\nAUTH PLAIN AGEAYg==\r\nMAIL FROM:<a@b>\r\n"
