@@ -96,6 +96,15 @@ def seeds() -> list[bytes]:
         b'{ notify :importance "1" :message "${1}" "mailto:a@b.c%2Cd@e.f?subject=${s}&x-a=b"; }\r\n'
         b'if allof (servermetadataexists "/shared/admin", valid_notify_method "mailto:",\r\n'
         b'  notify_method_capability "mailto:x@y.z" "online" "maybe") { reject "no"; }\r\n',
+        # RFC 5463: ihave blocks compiled with what they name (or not at all), error.
+        b'require ["ihave", "fileinto"];\r\n'
+        b'if ihave "x-frob" { frob :wibble "x"; fileinto "never"; }\r\n'
+        b'elsif ihave ["copy", "imap4flags"] { fileinto :copy :flags "\\\\Seen" "Known"; }\r\n'
+        b'if not ihave "variables" { error "no ${x}"; }\r\n',
+        b'require ["ihave", "variables"];\r\n'
+        b'if ihave ["vacation", "date"] {\r\n'
+        b'  if ihave "editheader" { addheader "X-I" "${hex:41}"; } vacation "v"; }\r\n'
+        b'if anyof (ihave "encoded-character", not ihave "x") { error "x"; } else { discard; }\r\n',
     ]
 
 

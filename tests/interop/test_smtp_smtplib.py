@@ -209,6 +209,24 @@ def test_submission_requires_auth(live: LiveServer) -> None:
         assert code == 530
 
 
+def test_submission_forgets_a_plain_text_login_at_starttls(live: LiveServer) -> None:
+    """RFC 3207 §4.2: what the client said before TLS is forgotten, its login too (the live
+    configuration allows AUTH without TLS); MAIL wants AUTH again under TLS."""
+    with smtplib.SMTP("127.0.0.1", live.port("submission")) as client:
+        client.login("alice@example.org", PASSWORD)
+        client.starttls(context=insecure_context())
+        client.ehlo()
+        code, text = client.docmd("MAIL FROM:<alice@example.org>")
+        assert (code, text) == (530, b"5.7.0 authentication required")
+        client.login("alice@example.org", PASSWORD)
+        client.sendmail(
+            "alice@example.org",
+            ["bob@example.org"],
+            message("alice@example.org", "bob@example.org"),
+        )
+    assert len(mailbox(live, "bob@example.org")) == 1
+
+
 def test_submission_delivers_locally_and_adds_missing_headers(live: LiveServer) -> None:
     raw = b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: hi\r\n\r\nHello Bob.\r\n"
     with submission(live) as client:

@@ -9,6 +9,7 @@ import contextlib
 import string
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -174,8 +175,9 @@ sort_criteria = st.lists(
 
 
 partial_ranges = st.tuples(st.integers(1, MAX_NUMBER), st.integers(1, MAX_NUMBER)).flatmap(
-    # RFC 9394 §4: the nearer end first, from the start or (negative) from the end.
-    lambda ends: st.sampled_from([(min(ends), max(ends)), (-min(ends), -max(ends))])
+    # RFC 9394 §4: two ends from the start or (negative) from the end, in the client's order
+    # ("500:400 is the same as 400:500", §3.1, and kept as sent for the PARTIAL response).
+    lambda ends: st.sampled_from([ends, (-ends[0], -ends[1])])
 )
 
 
@@ -485,3 +487,53 @@ def test_invalid_entry_names_are_refused(name: str, bad: str, at_end: bool) -> N
     except BadEntry:
         return
     raise AssertionError(f"{spoiled!r} accepted")
+
+
+#: RFC 9394 §4 partial ranges inside each command that takes one; ``%s`` is the range.
+PARTIAL_COMMANDS = (
+    b"a UID SEARCH RETURN (PARTIAL %s) ALL",
+    b"a SEARCH RETURN (COUNT PARTIAL %s) UNSEEN",
+    b"a UID SORT RETURN (PARTIAL %s) (DATE) UTF-8 ALL",
+    b"a UID FETCH 1:* (FLAGS) (PARTIAL %s)",
+    b"a FETCH 1:* (FLAGS) (CHANGEDSINCE 1 PARTIAL %s)",
+)
+
+
+@SETTINGS
+@given(partial_ranges, st.sampled_from(PARTIAL_COMMANDS), st.booleans())
+def test_partial_range_round_trips_in_every_command(
+    partial: tuple[int, int], template: bytes, utf8: bool
+) -> None:
+    """parse(format(x)) == x for a range in either order and of either sign, and the range
+    parsed is the one on the wire."""
+    wire = template % f"{partial[0]}:{partial[1]}".encode()
+    command = parse_command(wire, utf8=utf8)
+    assert getattr(command, "partial", None) == partial
+    assert parse_command(format_command(command, utf8=utf8).removesuffix(b"\r\n")) == command
+
+
+#: One end of a range as a client may write it: ``(text, sign)``, sign None when the
+#: grammar has no such end (0, ``*``, a leading zero, nothing).
+_ENDS = st.one_of(
+    numbers.map(lambda n: (str(n), 1)),
+    numbers.map(lambda n: (f"-{n}", -1)),
+    st.sampled_from(["0", "-0", "*", "-*", "00", "01", "-01", "", "--1", "+1"]).map(
+        lambda t: (t, None)
+    ),
+)
+
+
+@SETTINGS
+@given(_ENDS, _ENDS, st.sampled_from(PARTIAL_COMMANDS))
+def test_partial_range_with_mixed_signs_zero_or_star_is_refused(
+    first: tuple[str, int | None], last: tuple[str, int | None], template: bytes
+) -> None:
+    """RFC 9394 §4: ``partial-range-first = nz-number ":" nz-number``, ``partial-range-last =
+    MINUS nz-number ":" MINUS nz-number``: anything else is BAD, whatever the command."""
+    wire = template % f"{first[0]}:{last[0]}".encode()
+    if first[1] is not None and first[1] == last[1]:
+        assert parse_command(wire).partial == (int(first[0]), int(last[0]))  # type: ignore[attr-defined]
+        return
+    with pytest.raises(ParseError) as refused:
+        parse_command(wire)
+    assert refused.value.condition == "BAD" and refused.value.tag == "a"

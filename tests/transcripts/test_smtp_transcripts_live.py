@@ -38,6 +38,7 @@ CORE_ONLY = {
     "requiretls_off": "requiretls=false (live: tests/interop/test_requiretls_delivery)",
     "size_excess": "max_message_size=10",
     "smuggling_normalise": "bare_linebreaks=normalise",
+    "starttls_forgets_auth": "AUTH on the MX (live: test_smtp_smtplib, submission)",
     "timeout": "simulated time",
     "timeout_data": "simulated time",
 }

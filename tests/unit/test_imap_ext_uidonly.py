@@ -12,7 +12,7 @@ import pytest
 from test_imap_session import USER, deliver, make_wire, store  # noqa: F401
 
 from pillarbox.imap.parser import parse_command
-from pillarbox.imap.session import _uses_message_numbers
+from pillarbox.imap.session import uidonly_refuses
 from pillarbox.store.interface import Store
 from pillarbox.testing.live import TEST_PASSWORD
 
@@ -43,7 +43,7 @@ from pillarbox.testing.live import TEST_PASSWORD
     ],
 )
 def test_commands_that_name_messages_by_number(line: bytes, numbered: bool) -> None:
-    assert _uses_message_numbers(parse_command(line)) is numbered
+    assert uidonly_refuses(parse_command(line)) is numbered
 
 
 async def test_qresync_and_conditional_store_answer_uidfetch(store: Store, tmp_path: Path) -> None:

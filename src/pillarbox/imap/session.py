@@ -48,7 +48,7 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   in one store transaction (:meth:`Store.replace_message`): both or neither, the quota judged
   on the net change.
 - **UIDONLY** (RFC 9586): once enabled, a command that names a message by number is BAD
-  [UIDREQUIRED] before it runs (:func:`_uses_message_numbers`); FETCH responses become
+  [UIDREQUIRED] before it runs (:func:`uidonly_refuses`); FETCH responses become
   UIDFETCH and expunges VANISHED, wherever they are made.
 - **QUOTA** (RFC 9208): one quota root per account, named ``""``, with the STORAGE (KiB)
   and MESSAGE resources the account's limits set; SETQUOTA is refused (limits are the
@@ -608,7 +608,7 @@ class ImapSession:
         kind = type(command)
         if kind not in ALLOWED[self.state]:
             return await self._finish(command.tag, kind, r.BAD_WRONG_STATE, out)
-        if self._uidonly and _uses_message_numbers(command):
+        if self._uidonly and uidonly_refuses(command):
             return await self._finish(command.tag, kind, r.BAD_UID_REQUIRED, out)
         try:
             looks = self._stale or kind in _POLLING
@@ -2014,7 +2014,7 @@ class ImapSession:
 _NUMBERED: Final = (c.Fetch, c.Store, c.Copy, c.Move, c.Search, c.Sort, c.Thread, c.Replace)
 
 
-def _uses_message_numbers(command: c.Command) -> bool:
+def uidonly_refuses(command: c.Command) -> bool:
     """Whether ``command`` names a message by number: a non-UID form of a command that has
     a UID one, a message-number set in a search program, or QRESYNC's seq-match data
     (RFC 7162 §3.2.5.2), all refused once UIDONLY is enabled (RFC 9586 §3)."""

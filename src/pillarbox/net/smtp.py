@@ -359,6 +359,7 @@ class _SmtpSession:
         if discarded:
             self.log.warning("discarded plaintext pipelined after STARTTLS", octets=discarded)
         self.core.tls_established()
+        self.account = None  # a login before TLS is forgotten with it (RFC 3207 §4.2)
         self._reset_transaction()
         self.log.info("TLS established", tls=self._tls_text())
 

@@ -476,10 +476,15 @@ class ServerConnection:
 
     def tls_established(self) -> None:
         """The adapter finished the TLS handshake after 220 to STARTTLS: the session starts
-        over, forgetting the hello (RFC 3207 §4.2)."""
+        over, forgetting the hello and a login made in plain text (RFC 3207 §4.2), so that
+        ``require_auth`` wants an AUTH under TLS. The login deadline still counts from the
+        greeting."""
         if self._state is not State.TLS:
             raise LocalProtocolError("no STARTTLS in progress")
         self.tls = True
+        # RFC 3207 §4.2: "The server MUST discard any knowledge obtained from the client ...
+        # which was not obtained from the TLS negotiation itself."
+        self.authenticated = False
         self._capabilities = None
         self.hello = None
         self._buf.clear()
