@@ -145,28 +145,37 @@ def test_retry_delay_doubles_up_to_the_ceiling() -> None:
     assert retry_delay(10_000, 1.0, 43200.0) == 43200.0
 
 
-def test_certificate_facts_read_the_leaf_of_a_chain() -> None:
+def self_signed(name: str, not_after: datetime.datetime) -> tuple[bytes, bytes, int]:
+    """A certificate for ``name`` expiring at ``not_after``: its PEM, its key's and its serial."""
     key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    serial = x509.random_serial_number()
+    built = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_after - datetime.timedelta(days=90))
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return built.public_bytes(serialization.Encoding.PEM), key_pem, serial
 
-    def cert(name: str, serial: int) -> bytes:
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        built = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(serial)
-            .not_valid_before(NOW)
-            .not_valid_after(NOW + datetime.timedelta(days=90))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        return built.public_bytes(serialization.Encoding.PEM)
 
-    read = certificate_facts(cert("leaf.example", 7) + cert("intermediate.example", 8))
+def test_certificate_facts_read_the_leaf_of_a_chain() -> None:
+    until = NOW + datetime.timedelta(days=90)
+    leaf, _, serial = self_signed("leaf.example", until)
+    read = certificate_facts(leaf + self_signed("intermediate.example", until)[0])
     assert read.names == ("leaf.example",)
-    assert read.serial == 7
-    assert read.not_after == NOW + datetime.timedelta(days=90)
+    assert read.serial == serial
+    assert read.not_after == until
     with pytest.raises(ValueError, match="PEM"):
         certificate_facts(b"not a certificate")
 
@@ -445,30 +454,6 @@ def test_nodes_configured_alike_share_one_certificate_scope() -> None:
     assert scope != certificate_scope("https://ca/dir", ["mail.example.org"])
 
 
-def _self_signed(name: str, not_after: datetime.datetime) -> tuple[bytes, bytes, int]:
-    """A certificate for ``name`` expiring at ``not_after``: its PEM, its key's and its serial."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    serial = x509.random_serial_number()
-    built = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(not_after - datetime.timedelta(days=90))
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return built.public_bytes(serialization.Encoding.PEM), key_pem, serial
-
-
 async def test_a_tie_in_expiry_is_settled_by_the_stores_certificate(tmp_path: Path) -> None:
     """Two nodes that ordered their own certificates in the same second hold two that expire
     alike. The store keeps the first one shared (a tie does not replace it), so the node
@@ -488,8 +473,8 @@ async def test_a_tie_in_expiry_is_settled_by_the_stores_certificate(tmp_path: Pa
         until = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=60)).replace(
             microsecond=0
         )
-        mine, my_key, my_serial = _self_signed("mail.example.org", until)
-        theirs, their_key, their_serial = _self_signed("mail.example.org", until)
+        mine, my_key, my_serial = self_signed("mail.example.org", until)
+        theirs, their_key, their_serial = self_signed("mail.example.org", until)
         for path, data in ((manager.files.cert, mine), (manager.files.key, my_key)):
             write_atomically(path, data, 0o600)
         write_atomically(manager.files.issuer_directory, b"https://ca.test/dir")
