@@ -115,9 +115,14 @@ def test_move_overwrite_and_if_match(dav: httpx.Client) -> None:
 def test_copy_checks_the_uid_in_the_target(dav: httpx.Client) -> None:
     body = event("a", "20250101T100000Z").encode()
     assert dav.put(CAL + "a.ics", content=body, headers=ICS).status_code == 201
+    _, personal = sync(dav, CAL, "")
+    _, work = sync(dav, WORK, "")
     copied = relocate(dav, "COPY", CAL + "a.ics", WORK + "a.ics", overwrite="F")
     assert copied.status_code == 201
     assert dav.get(CAL + "a.ics").content == dav.get(WORK + "a.ics").content == body
+    # The source's calendar is unchanged; the target's sync reports the copy.
+    assert sync(dav, CAL, personal) == ({}, personal)
+    assert list(sync(dav, WORK, work)[0]) == [WORK + "a.ics"]
     # RFC 4791 §5.3.2.1 no-uid-conflict, naming the object that holds the UID: another name
     # in the same target, or the source's own calendar.
     for destination, holder in (
