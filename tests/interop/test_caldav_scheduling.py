@@ -1,9 +1,10 @@
 """CalDAV implicit scheduling (RFC 6638) against the live server: what a phone stores with
 ATTENDEEs makes the server send the iTIP messages by iMIP (RFC 6047), checked in the
 recipients' INBOXes. The organizer's PUT invites (REQUEST), a change sends updates, an
-attendee taken off gets a CANCEL, the DELETE cancels for all; an attendee's PUT changing its
-answer sends the REPLY; SCHEDULE-AGENT=CLIENT (§7.1) and ``Schedule-Reply: F`` (§8.1) send
-nothing; python-caldav's save invites too; a sync-collection narrows ``calendar-data``."""
+attendee taken off gets a CANCEL, the DELETE cancels for all, a MOVE sends nothing; an
+attendee's PUT changing its answer sends the REPLY; SCHEDULE-AGENT=CLIENT (§7.1) and
+``Schedule-Reply: F`` (§8.1) send nothing; python-caldav's save invites too; a
+sync-collection narrows ``calendar-data``."""
 
 from __future__ import annotations
 
@@ -186,6 +187,23 @@ def test_client_scheduling_and_an_attendee_delete(live: LiveServer) -> None:
         assert reply["X-METHOD"] == "REPLY" and reply["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
     assert methods(live, BOB) == [("REQUEST", 0)]
     assert methods(live, CAROL) == []
+
+
+def test_a_moved_meeting_sends_nothing(live: LiveServer) -> None:
+    """MOVE (RFC 4918 §9.9) of a meeting to another calendar: the same event, filed
+    elsewhere, so nobody is sent anything (RFC 6638 §3.2); deleting it there cancels it."""
+    source = calendar_of(ALICE) + "roadmap-1.ics"
+    work = f"/dav/calendars/{ALICE}/work/"
+    with dav_client(live, ALICE) as alice:
+        assert put(alice, source, meeting(bob_line())).status_code == 201
+        wait_count(live, BOB, 1)
+        assert alice.request("MKCALENDAR", work).status_code == 201
+        destination = f"{alice.base_url}{work}roadmap-1.ics"
+        moved = alice.request("MOVE", source, headers={"destination": destination})
+        assert moved.status_code == 201
+        assert alice.delete(work + "roadmap-1.ics").status_code == 204
+        wait_count(live, BOB, 2)
+    assert methods(live, BOB) == [("REQUEST", 0), ("CANCEL", 1)]
 
 
 def test_python_caldav_saves_an_invitation(live: LiveServer) -> None:

@@ -17,6 +17,10 @@ Implementation notes:
   (another resource of the calendar has the UID: the request could succeed in another state,
   RFC 3253 §1.6), 412 for a failed ``If-Match`` / ``If-None-Match``, 507 past the object
   count; a PUT into a calendar that does not exist is 409 (RFC 4918 §9.7.1).
+- **COPY and MOVE** (RFC 4918 §9.8, §9.9) take an object to a name in any of the account's
+  calendars, its bytes and ETag as they are (:func:`_relocate`); a MOVE is one store
+  transaction, so both calendars' sync tokens tell it. A calendar is neither moved nor
+  copied (405).
 - **REPORTs**: ``calendar-multiget`` (§7.9), ``calendar-query`` (§7.8; the store narrows a
   top-level ``time-range`` by each object's stored bounds, :mod:`pillarbox.ical` decides
   with its recurrences expanded, floating times in the calendar's ``calendar-timezone``),
@@ -97,6 +101,7 @@ from pillarbox.web.webdav import (
     props,
     read,
     read_xml,
+    relocation,
     report_set,
     sync_report,
     sync_since,
@@ -317,6 +322,8 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
         return await _put(request, account, calendar, found.name)
     if method == "DELETE":
         return await _delete(request, account, calendar, found.name)
+    if method in ("COPY", "MOVE"):
+        return await _relocate(request, account, calendars, calendar, found.name)
     if method == "PROPFIND":
         obj = await _object(request, account, calendar, found.name)
         if obj is None:
@@ -324,7 +331,7 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
         asked = davxml.propfind(await read_xml(request))
         resource = object_resource(account.address, calendar.name, obj)
         return xml(davxml.multistatus([answer(resource, asked)]))
-    return not_allowed("OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND")
+    return not_allowed("OPTIONS, GET, HEAD, PUT, DELETE, COPY, MOVE, PROPFIND")
 
 
 async def _on_calendar(request: Request, account: Account, calendar: Calendar) -> Response:
@@ -702,7 +709,7 @@ async def save_object(
     Calendar page too: :class:`UidTaken` when another object holds its UID,
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
-    await _uid_free(services, account_id, calendar, info.uid, name)
+    await _uid_free(services, account_id, calendar, info.uid, (name,))
     try:
         return await store.save_calendar_object(
             account_id,
@@ -726,7 +733,7 @@ async def move_object(
     ``target`` already holds its UID (RFC 4791 §5.3.2.1 ``no-uid-conflict``),
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
-    await _uid_free(services, account_id, target, info.uid, None)
+    await _uid_free(services, account_id, target, info.uid, ())
     try:
         await store.calendar_object(account_id, target, name)
     except NotFound:
@@ -748,15 +755,15 @@ async def move_object(
 
 
 async def _uid_free(
-    services: Services, account_id: int, calendar: str, uid: str, name: str | None
+    services: Services, account_id: int, calendar: str, uid: str, spared: tuple[str, ...]
 ) -> None:
-    """RFC 4791 §4.1: :class:`UidTaken` when an object of ``calendar`` other than ``name``
-    (None: any) has ``uid``."""
+    """RFC 4791 §4.1: :class:`UidTaken` when an object of ``calendar`` not named in ``spared``
+    (those the write replaces or removes) has ``uid``."""
     try:
         holder = await services.store.calendar_object_by_uid(account_id, calendar, uid)
     except NotFound:
         return
-    if holder.name != name:
+    if holder.name not in spared:
         raise UidTaken(holder.name)
 
 
@@ -779,6 +786,71 @@ def _uid_conflict(account: Account, calendar: Calendar, holder: str | None) -> R
         else [element(tag(DAV, "href"), object_href(account.address, calendar.name, holder))]
     )
     return xml(_condition("no-uid-conflict", *hrefs), 409)
+
+
+async def _relocate(
+    request: Request,
+    account: Account,
+    calendars: dict[str, Calendar],
+    calendar: Calendar,
+    name: str,
+) -> Response:
+    """RFC 4918 §9.8 COPY and §9.9 MOVE of an object to a name in one of the account's
+    calendars (the same one: a rename), its bytes as they are (so its ETag too): 201 when the
+    Destination was free, 204 when it replaced an object there (§9.9.4, Overwrite: T), 412
+    when it holds one and Overwrite is F (§10.6) or the source's If-Match fails, 409
+    ``no-uid-conflict`` when another object of that calendar has the UID (RFC 4791 §5.3.2.1;
+    a COPY into the source's own calendar always does, §4.1). A MOVE is one store transaction
+    (:meth:`Store.move_calendar_object`: a tombstone in the source calendar, the object in
+    the target, both tokens raised, RFC 6578). Nothing is sent (RFC 6638 §3.2): the event is
+    the same one, only filed elsewhere, and a COPY's is another calendar's view of it."""
+    asked = relocation(request, SECTION, target, account.address)
+    if isinstance(asked, Response):
+        return asked
+    current = await _object(request, account, calendar, name)
+    if current is None:
+        return text(NOT_FOUND, 404)
+    if not precondition(request, current.etag):
+        return text(PRECONDITION_FAILED, 412)
+    found = asked.target
+    if found.kind != "object":
+        return text("the Destination must be an object in a calendar, not a collection\n", 403)
+    into = calendars.get(found.collection)
+    if into is None:
+        return text("no such calendar: make it first (MKCALENDAR)\n", 409)  # RFC 4918 §9.9.4
+    moving = request.method == "MOVE"
+    if (into.name, found.name) == (calendar.name, name):
+        return text("the Destination is the resource itself\n", 403)  # RFC 4918 §9.9.4
+    if not NAME.fullmatch(found.name):
+        return text("a resource name is letters, digits and ._@+=~- (up to 255)\n", 403)
+    there = await _object(request, account, into, found.name)
+    if there is not None and not asked.overwrite:
+        return text(PRECONDITION_FAILED, 412)  # RFC 4918 §10.6
+    # The object replaced at the Destination, and for a MOVE within a calendar the source,
+    # give the UID up in the same transaction.
+    spared = (found.name, name) if moving and into.name == calendar.name else (found.name,)
+    app = web(request)
+    renamed = replace(current, id=0, name=found.name, modseq=0, updated=None)
+    now, limit = datetime.now(UTC), app.services.config.calendars.max_objects
+    try:
+        await _uid_free(app.services, account.id, into.name, current.uid, spared)
+        if moving:
+            stored = await app.services.store.move_calendar_object(
+                account.id, calendar.name, name, into.name, renamed, now=now, limit=limit
+            )
+        else:
+            stored = await app.services.store.save_calendar_object(
+                account.id, into.name, renamed, now=now, limit=limit
+            )
+    except UidTaken as exc:
+        return _uid_conflict(account, into, exc.holder)
+    except AlreadyExists:  # a write beside this one took the UID after the check
+        return _uid_conflict(account, into, None)
+    except TooManyEntries as exc:
+        return text(f"{exc}\n", 507)  # RFC 4918 §11.5
+    except NotFound:  # the source (or a calendar) went meanwhile
+        return text(NOT_FOUND, 404)
+    return Response(status_code=204 if there is not None else 201, headers={"etag": stored.etag})
 
 
 async def _delete(request: Request, account: Account, calendar: Calendar, name: str) -> Response:

@@ -103,6 +103,7 @@ BOOK_NAME = "Contacts"
 SUFFIX = ".vcf"
 VCARD_TYPES = frozenset({"text/vcard", "text/x-vcard"})
 VERSIONS = ("3.0", "4.0")
+NO_RELOCATION = "a card stays where it is: one address book, each card named by its UID\n"
 SUPPORTED_DATA = davxml.error(element(tag(CARDDAV, "supported-address-data")))
 
 
@@ -254,6 +255,11 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
         return await _put(request, account, found.name)
     if method == "DELETE":
         return await _delete(request, account, found.name)
+    if method in ("COPY", "MOVE"):
+        # RFC 4918 §9.8.5, §9.9.4 leave a refusal's reason to the server: there is no other
+        # address book to move a card to, and a card's name is its UID (a COPY would hold
+        # the UID twice, a renaming MOVE name a card by another's UID).
+        return text(NO_RELOCATION, 403)
     return not_allowed("OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND")
 
 

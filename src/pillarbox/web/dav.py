@@ -56,6 +56,8 @@ METHODS = [
     "HEAD",
     "PUT",
     "DELETE",
+    "COPY",
+    "MOVE",
     "PROPFIND",
     "PROPPATCH",
     "REPORT",

@@ -95,6 +95,36 @@ def owned_target(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Relocation:
+    """Where a COPY or MOVE asks a resource to go (RFC 4918 §10.3 Destination) and whether it
+    may replace what is there (§10.6 Overwrite)."""
+
+    target: Target
+    overwrite: bool
+
+
+def relocation(
+    request: Request, section: str, parse: Callable[[str], Target | None], address: str
+) -> Relocation | Response:
+    """The Destination and Overwrite of a COPY or MOVE (RFC 4918 §9.8, §9.9) naming a resource
+    below ``/dav/<section>/`` of the caller's (``address``), or the refusal to answer: 400 for
+    a missing or malformed header, 502 for a Destination on another host (§9.9.4: this server
+    does not ask another to take it), 403 for one outside the caller's ``section`` (another
+    account's, another protocol's, none of ours: §9.9.4 leaves the reason free)."""
+    given = request.headers.get("destination", "").strip()
+    overwrite = request.headers.get("overwrite", "T").strip().upper()
+    if not given or overwrite not in ("T", "F"):
+        return text("COPY and MOVE take a Destination, and an Overwrite of T or F\n", 400)
+    parts = urlsplit(given)
+    if parts.hostname is not None and parts.hostname != request.url.hostname:
+        return text("the Destination is on another server\n", 502)
+    found = owned_target(given, section, parse, address)
+    if found is None:
+        return text("the Destination is not one of your collections of this kind\n", 403)
+    return Relocation(found, overwrite == "T")
+
+
 # -- properties ------------------------------------------------------------------------------------
 
 
