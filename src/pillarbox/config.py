@@ -316,7 +316,7 @@ class SmtpSection:
     starttls: bool = _f(True, "Offer STARTTLS on the MX and on submission port 587.")
     requiretls: bool = _f(
         True,
-        "Offer REQUIRETLS (RFC 8689) on TLS sessions of the MX and submission: mail given"
+        "Offer REQUIRETLS (RFC 8689) on TLS sessions of the MX, submission and LMTP: mail given"
         " with it is relayed only over authenticated TLS (DANE or MTA-STS enforce) to servers"
         " offering it too, else returned (docs/tls-policy.md).",
     )

@@ -68,7 +68,7 @@ def _receiver(
 ) -> LiveServer:
     config = loopback_config(
         tmp,
-        only=["smtp", "submission"],
+        only=["smtp", "submission", "lmtp"],
         address=address,
         ports={"smtp": port},
         tls=cfg.TlsSection(cert=str(cert), key=str(key)),
@@ -510,3 +510,51 @@ def test_replies_notifications_and_refusals_of_a_requiretls_message_are_tagged(
         ("carol@elsewhere.test", True),
         ("watcher@far.test", True),
     ]
+
+
+def test_lmtp_takes_requiretls_under_tls_only_and_its_copies_keep_the_tag(
+    receivers: Receivers,
+) -> None:
+    """A front MTA passing REQUIRETLS on over LMTP (RFC 8689 §4: it is relayed with the
+    message): refused in the clear (§2), taken after STARTTLS, where the LHLO reply offers it,
+    and then the forward and the vacation reply of the stored copies are tagged as at the MX."""
+    live = receivers.offering
+    forwarding = live.add_account("lmtpfwd@good.signed.test", TEST_PASSWORD)
+    settings = live.call(live.store.get_settings(forwarding.id))
+    live.call(
+        live.store.set_settings(
+            forwarding.id, dataclasses.replace(settings, forward_to=("lmtp-on@far.test",))
+        )
+    )
+    live.add_account("lmtpvac@good.signed.test", TEST_PASSWORD)
+    live.activate_sieve("lmtpvac@good.signed.test", 'require "vacation"; vacation "Away.";')
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with smtplib.LMTP(REQUIRETLS_MX, live.port("lmtp"), timeout=30) as client:
+        client.ehlo("front.test")  # smtplib.LMTP sends LHLO
+        assert "requiretls" not in client.esmtp_features
+        refused = client.docmd("MAIL FROM:<dora@elsewhere.test> REQUIRETLS")
+        assert refused == (530, b"5.7.10 REQUIRETLS needs TLS: issue STARTTLS first")
+        client.starttls(context=context)
+        client.ehlo("front.test")
+        assert "requiretls" in client.esmtp_features
+        assert client.docmd("MAIL FROM:<dora@elsewhere.test> REQUIRETLS")[0] == 250
+        for recipient in ("lmtpfwd@good.signed.test", "lmtpvac@good.signed.test"):
+            assert client.docmd(f"RCPT TO:<{recipient}>")[0] == 250
+        client.putcmd("DATA")
+        assert client.getreply()[0] == 354
+        client.send(b"To: lmtpvac@good.signed.test\r\nSubject: on\r\n\r\nSecret.\r\n.\r\n")
+        assert [client.getreply()[0] for _ in range(2)] == [250, 250]
+    wanted = {"lmtp-on@far.test", "dora@elsewhere.test"}
+
+    async def tags() -> dict[str, bool]:
+        return {
+            r.address: m.requiretls
+            for m in await live.store.list_queue()
+            for r in m.recipients
+            if r.address in wanted
+        }
+
+    found = wait_for(lambda: len(t := live.call(tags())) == 2 and t, "the forward and the reply")
+    assert found == dict.fromkeys(wanted, True)
