@@ -148,6 +148,8 @@ CORPUS = [
     'require "ihave"; if ihave {} {}',
     'require "ihave"; error "x";',
     'require "ihave"; error;',
+    # RFC 5463 §4: the capabilities are constant strings, "${e}" taken as written
+    'require ["ihave", "variables"]; set "e" "fileinto"; if ihave "${e}" {}',
     'error "x";',
     'if ihave "fileinto" {}',
     # duplicate (RFC 7352)
@@ -636,10 +638,13 @@ if header :contains "list-id" "list.example.net" {
 if ihave "x-frob" { frob :wibble; } elsif ihave ["fileinto", "copy"] { fileinto "Lists"; }
 if header :contains "subject" "money" { error "no money"; }
 """,
-    # RFC 5463 §4: ihave of variables or encoded-character MUST fail, even when required.
+    # RFC 5463 §4: ihave of variables or encoded-character MUST fail, even when required;
+    # its capabilities are constant strings, so "${e}" names no extension and is false.
     "ihave-refused": """require ["ihave", "fileinto", "variables"];
 if ihave "variables" { fileinto "Variables"; }
 if ihave ["fileinto", "encoded-character"] { fileinto "Encoded"; }
+set "e" "fileinto";
+if ihave "${e}" { fileinto "Expanded"; }
 """,
     "discard-and-vacation": """require ["vacation", "imap4flags"];
 if header :matches "subject" "*money*" { discard; stop; }

@@ -57,7 +57,6 @@ def test_error_is_a_runtime_error_with_its_message() -> None:
         'error "x";',
         'require "ihave"; if ihave {} {}',
         'require "ihave"; error;',
-        'require ["ihave", "variables"]; set "e" "fileinto"; if ihave "${e}" {}',
         'require "ihave"; if anyof (ihave "x-frob", true) { frob; }',
     ],
 )
@@ -93,3 +92,13 @@ def test_ihave_of_what_changes_how_a_script_reads_is_false(capability: str, requ
     )
     assert script.run(SieveMessage.from_bytes(RAW)).actions == (Keep(),)
     assert (capability in script.requires) is required
+
+
+def test_ihave_takes_its_capabilities_as_written() -> None:
+    """§4: they are constant strings in the sense of RFC 5229 (as require's are): "${e}" is
+    not expanded, names no extension, and the test is false (Pigeonhole agrees)."""
+    outcome = run(
+        'require ["ihave", "variables", "fileinto"]; set "e" "fileinto";\n'
+        'if ihave "${e}" { fileinto "Expanded"; } else { fileinto "Literal"; }\n'
+    )
+    assert outcome.actions == (FileInto("Literal"),)

@@ -277,10 +277,11 @@ class _Compiler:
         names an identifier; at most ``max_variables`` names per script."""
         if spec.name == "include":
             self.check_include(line, args)
-        if spec.name == "ihave" and "variables" in self.requires:
-            assert isinstance(args[0], tuple)
-            if any(variables.refers(c) for c in args[0]):
-                raise SieveError(line, "ihave needs constant capability names (RFC 5463 §4)")
+        if spec.name == "ihave":
+            # RFC 5463 §4: the capabilities are constant strings, as require's are (RFC 5229
+            # §1): "${x}" is taken as written, names no extension, and the test is false (as
+            # Pigeonhole has it); nothing in them is a variable to check.
+            return
         if spec.name == "global" and "variables" not in self.requires:
             raise SieveError(line, "global needs require 'variables' (RFC 6609 §3.4)")
         if "variables" not in self.requires:
