@@ -519,6 +519,22 @@ DIFFERENCES = [
 ]
 
 
+#: docs/sieve.md, which lists DIFFERENCES for the reader.
+SIEVE_DOC = Path(__file__).resolve().parents[2] / "docs" / "sieve.md"
+
+
+def test_the_documentation_lists_the_differences_and_the_corpus_counts() -> None:
+    """Each difference is a "- we accept/refuse `script`" line of docs/sieve.md, and none
+    more; the counts it gives are the corpus's (so neither goes stale)."""
+    doc = SIEVE_DOC.read_text("utf-8")
+    listed = re.findall(r"^- we (accept|refuse) `(.+?)`: ", doc, re.MULTILINE)
+    assert listed == [("accept" if d.ours else "refuse", d.script) for d in DIFFERENCES]
+    valid = sum(_ours_accepts(s) for s in CORPUS)
+    counts = f"same {len(CORPUS)} scripts of the interop corpus as we do ({valid} valid, "
+    counts += f"{len(CORPUS) - valid} not), with {len(DIFFERENCES)} deliberate\ndifferences"
+    assert counts in doc
+
+
 def _locations(directory: Path) -> list[str]:
     """Pigeonhole's settings for include: personal scripts in ``directory``, global ones in
     its ``global`` subdirectory."""
