@@ -767,3 +767,34 @@ def test_deleting_a_phones_meeting_cancels_for_the_attendees_only(
     assert alice.post("/calendar/events", event_form(title="Later", attendees=BOB))
     wait_for(lambda: arrived(live, BOB, "Invitation: Later"), "a later invitation")
     assert arrived(live, ALICE, "Cancelled: Review") == []
+
+
+def test_a_full_mailbox_warns_that_no_copy_was_kept_in_sent(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Alice's mailbox full: her invitations from the Calendar page and her answer to Bob's
+    still go, and each shows the compose form's warning that Sent has no copy (one text:
+    ``MailAccess.keep_sent``); the answered invitation is still marked answered."""
+    send_as_bob(live, invitation("REQUEST"))
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning (REQUEST)"), "invite")
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    live.call(live.store.set_quota(account.id, None, 1))  # the invitation fills it
+    warning = "sent, but your mailbox is full: no copy was kept in Sent"
+
+    answered = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"})
+    notice = parse_qs(urlsplit(answered.headers["location"]).query)["invitation"]
+    assert notice == [
+        f"Accepted: saved in your calendar and the organizer told (the answer was {warning})."
+    ]
+    wait_for(lambda: newest(live, BOB, "Accepted: Planning"), "the REPLY")
+    assert "your answer: accepted" in alice.get(f"/mail/{box}/{uid}").text
+    assert sent_copies(live, ALICE, "Accepted: Planning") == []
+
+    made = alice.post("/calendar/events", event_form(title="Budget", attendees=BOB))
+    target = made.headers["location"]
+    assert parse_qs(urlsplit(target).query)["warning"] == [warning]
+    page = alice.get(target).text
+    assert f'id="invitation-warning">Invitations {warning}</p>' in html.unescape(page)
+    wait_for(lambda: arrived(live, BOB, "Invitation: Budget"), "the invitation")
+    assert sent_copies(live, ALICE, "Invitation: Budget") == []

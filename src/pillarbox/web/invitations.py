@@ -55,7 +55,7 @@ from pillarbox.web import identities
 from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
 from pillarbox.web.caldav import account_calendars
 from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
-from pillarbox.web.mailaccess import MailAccess, Opened
+from pillarbox.web.mailaccess import SENT_NOT_KEPT, MailAccess, Opened
 from pillarbox.web.reading import calendar_part, people
 from pillarbox.web.scheduling import ANSWERED, send_reply
 
@@ -227,10 +227,12 @@ async def _answer(
         invitation.organizer,
         sent_copy=True,
     )
-    if unsent:
+    if unsent and unsent != SENT_NOT_KEPT:
         return f"Saved in your calendar, but the answer was {unsent}"
     await access.mark_answered(opened)
-    return f"{ANSWERED[partstat]}: saved in your calendar and the organizer told."
+    told = f"{ANSWERED[partstat]}: saved in your calendar and the organizer told"
+    # The answer went; only its copy in Sent did not: the compose form's warning.
+    return f"{told} (the answer was {unsent})." if unsent else f"{told}."
 
 
 async def _remove(services: Services, account: Account, uid: str) -> str:

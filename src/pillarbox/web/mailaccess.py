@@ -268,6 +268,11 @@ def folder_sort_key(mailbox: Mailbox) -> tuple[int, str]:
     return (10, mailbox.name.casefold())
 
 
+#: Why a message just sent has no copy in Sent (the account is over quota): the warning the
+#: compose form shows, and the Calendar page and an invitation's answer (:mod:`.scheduling`).
+SENT_NOT_KEPT = "sent, but your mailbox is full: no copy was kept in Sent"
+
+
 class MailAccess:
     def __init__(self, services: Services, account: Account) -> None:
         self.services = services
@@ -665,7 +670,7 @@ class MailAccess:
                 sent.id, copy, parse_message(copy), flags=frozenset({SEEN}), internal_date=now
             )
         except QuotaExceeded:
-            return "sent, but your mailbox is full: no copy was kept in Sent"
+            return SENT_NOT_KEPT
         await self._watch_quota(sent.account_id, appended)
         return ""
 

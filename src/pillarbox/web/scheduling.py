@@ -167,8 +167,9 @@ async def _submit_imip(
     *, sent_copy: bool,
 ) -> str:  # fmt: skip
     """The iMIP message through the submission path, and (``sent_copy``) kept in Sent as the
-    webmail keeps what it sends; "" when it was taken, else why not (a copy that could not be
-    kept, the mailbox full, is logged: the message went)."""
+    webmail keeps what it sends; "" when it was taken and kept, else why not — a copy that
+    could not be kept (the mailbox full) gives the compose form's warning
+    (:data:`.mailaccess.SENT_NOT_KEPT`, the message went), as a message of its does."""
     raw = imip_message(
         identities.sender(identity, account), recipients, subject, text, itip, method,
         hostname=services.hostname, now=now,
@@ -192,11 +193,13 @@ async def _submit_imip(
     refused = "; ".join(f"{address}: {reply.text}" for address, reply in submitted.refused)
     if not submitted.ok:
         return f"not sent: {refused or submitted.reply.text}"
-    if sent_copy:
-        kept = await MailAccess(services, account).keep_sent(raw, now)
-        if kept:
-            _log.warning("invitation copy not kept", account=account.address, why=kept)
-    return f"not sent to {refused}" if refused else ""
+    unsent = f"not sent to {refused}" if refused else ""
+    if not sent_copy:
+        return unsent
+    kept = await MailAccess(services, account).keep_sent(raw, now)
+    if kept:
+        _log.warning("invitation copy not kept", account=account.address, why=kept)
+    return kept or unsent  # as the compose form's send (MailAccess.send)
 
 
 async def _send_updates(
