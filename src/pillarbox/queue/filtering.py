@@ -373,11 +373,13 @@ class LocalDelivery:
                 )
         # RFC 8689 §6: a reply or notification reoriginated from a REQUIRETLS message keeps
         # the tag (Incoming.requiretls); §5: so does a refusal report, a non-delivery one.
-        incoming = vacation.Incoming.of(sender, message, requiretls=requiretls)
-        if plan.vacation is not None:
-            await self._reply(account, plan.vacation, incoming, addressed, spam=spam)
-        for action in outcome.actions:
-            if isinstance(action, Notify):
+        notifies = [action for action in outcome.actions if isinstance(action, Notify)]
+        if plan.vacation is not None or notifies:
+            # The header read once, and only for a script that answers or notifies.
+            incoming = vacation.Incoming.of(sender, message, requiretls=requiretls)
+            if plan.vacation is not None:
+                await self._reply(account, plan.vacation, incoming, addressed, spam=spam)
+            for action in notifies:
                 await self._notify(account, action, incoming, addressed, spam=spam)
         if rejection is not None:
             refusal = Refusal(
