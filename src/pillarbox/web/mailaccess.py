@@ -666,8 +666,10 @@ class MailAccess:
         theirs here too (:mod:`.scheduling`)."""
         try:
             sent = await self.special(SpecialUse.SENT)
+            # Off the loop: a sent message carries its attachments (up to the size limit).
+            info = await run_blocking(parse_message, copy)
             appended = await self.store.append(
-                sent.id, copy, parse_message(copy), flags=frozenset({SEEN}), internal_date=now
+                sent.id, copy, info, flags=frozenset({SEEN}), internal_date=now
             )
         except QuotaExceeded:
             return SENT_NOT_KEPT
@@ -716,9 +718,8 @@ class MailAccess:
             now=datetime.now(UTC),
             include_bcc=True,
         )
-        appended = await self.store.append(
-            drafts.id, raw, parse_message(raw), flags=frozenset({SEEN, DRAFT})
-        )
+        info = await run_blocking(parse_message, raw)  # off the loop, as keep_sent's
+        appended = await self.store.append(drafts.id, raw, info, flags=frozenset({SEEN, DRAFT}))
         await self._watch_quota(drafts.account_id, appended)
         if draft.draft_uid is not None:
             await self._expunge(drafts, [draft.draft_uid])
