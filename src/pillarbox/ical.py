@@ -1220,3 +1220,53 @@ def scheduled_content(data: bytes) -> tuple[str, ...]:
         ]
         lines.append("")
     return tuple(lines)
+
+
+# -- Schedule-Tag (RFC 6638 §3.2.10) --------------------------------------------------------------
+
+#: What of an ATTENDEE line is its participation, not the organizer's: its answer (PARTSTAT),
+#: whether one is asked (RSVP: dropped once answered, :func:`accepted_object`), and what the
+#: server says of delivering to it (RFC 6638 §3.2.9 SCHEDULE-STATUS).
+_PARTICIPATION = ("PARTSTAT", "RSVP", "SCHEDULE-STATUS")
+#: Stamps a client rewrites whenever it writes (RFC 5545 §3.8.7.2, §3.8.7.3): an answer's
+#: PUT carries new ones and is still only an answer.
+_STAMPS = frozenset({"DTSTAMP", "LAST-MODIFIED"})
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduling:
+    """What RFC 6638 §3.2.10's Schedule-Tag rules read of a scheduling object resource."""
+
+    #: The ORGANIZER's address as stored (bare, see :func:`_address`).
+    organizer: str
+    #: The object without its participation (:data:`_PARTICIPATION`) and stamps
+    #: (:data:`_STAMPS`): two versions alike here differ only in answers.
+    organized: bytes
+
+
+def scheduling_of(data: bytes) -> Scheduling | None:
+    """The scheduling of an event the server schedules (RFC 6638 §3.1: a scheduling object
+    resource, an ORGANIZER and at least one ATTENDEE in one of its VEVENTs); None for any
+    other object (a to-do, an event without attendees)."""
+    calendar = _calendar(data)
+    events = list(calendar.walk("VEVENT"))
+    meeting = next((e for e in events if "ORGANIZER" in e and _listed(e)), None)
+    if meeting is None:
+        return None
+    for event in events:
+        for name in _STAMPS:
+            event.pop(name, None)
+        for value in _listed(event):
+            for param in _PARTICIPATION:
+                value.params.pop(param, None)
+    return Scheduling(_address(meeting.get("ORGANIZER")), bytes(calendar.to_ical()))
+
+
+def schedules(data: bytes) -> bool:
+    """Whether a stored object is a scheduling object resource (:func:`scheduling_of`), for
+    the migration that gives those stored before Schedule-Tags their first one; False for
+    an object that cannot be read."""
+    try:
+        return scheduling_of(data) is not None
+    except InvalidObject:
+        return False
