@@ -1235,38 +1235,49 @@ _STAMPS = frozenset({"DTSTAMP", "LAST-MODIFIED"})
 
 @dataclass(frozen=True, slots=True)
 class Scheduling:
-    """What RFC 6638 §3.2.10's Schedule-Tag rules read of a scheduling object resource."""
+    """What RFC 6638 §3.1 and §3.2.10's Schedule-Tag rules read of an event with an
+    ORGANIZER."""
 
-    #: The ORGANIZER's address as stored (bare, see :func:`_address`).
+    #: The ORGANIZER's address (bare, see :func:`_address`).
     organizer: str
+    #: The ATTENDEEs' addresses, lowercased, of every VEVENT.
+    attendees: frozenset[str]
     #: The object without its participation (:data:`_PARTICIPATION`) and stamps
     #: (:data:`_STAMPS`): two versions alike here differ only in answers.
     organized: bytes
 
+    def owned_by(self, addresses: frozenset[str]) -> bool:
+        """RFC 6638 §3.1: whether the event is a scheduling object resource in the calendar
+        of the owner of ``addresses`` (lowercased): the organizer's, or an attendee's."""
+        return self.organizer.lower() in addresses or bool(self.attendees & addresses)
+
 
 def scheduling_of(data: bytes) -> Scheduling | None:
-    """The scheduling of an event the server schedules (RFC 6638 §3.1: a scheduling object
-    resource, an ORGANIZER and at least one ATTENDEE in one of its VEVENTs); None for any
-    other object (a to-do, an event without attendees)."""
+    """The scheduling of an event with an ORGANIZER (RFC 6638 §3.1 then asks whose calendar
+    holds it: :meth:`Scheduling.owned_by`); None for another object (a to-do, an event
+    without one)."""
     calendar = _calendar(data)
     events = list(calendar.walk("VEVENT"))
-    meeting = next((e for e in events if "ORGANIZER" in e and _listed(e)), None)
-    if meeting is None:
+    organized = next((e for e in events if "ORGANIZER" in e), None)
+    if organized is None:
         return None
+    attendees = frozenset(_address(a).lower() for e in events for a in _listed(e))
     for event in events:
         for name in _STAMPS:
             event.pop(name, None)
         for value in _listed(event):
             for param in _PARTICIPATION:
                 value.params.pop(param, None)
-    return Scheduling(_address(meeting.get("ORGANIZER")), bytes(calendar.to_ical()))
+    return Scheduling(_address(organized.get("ORGANIZER")), attendees, bytes(calendar.to_ical()))
 
 
 def schedules(data: bytes) -> bool:
-    """Whether a stored object is a scheduling object resource (:func:`scheduling_of`), for
-    the migration that gives those stored before Schedule-Tags their first one; False for
-    an object that cannot be read."""
+    """Whether a stored object is a meeting (an ORGANIZER and an ATTENDEE), for the
+    migration that gives the scheduling object resources stored before Schedule-Tags their
+    first one without knowing the owner's addresses (:meth:`Scheduling.owned_by`); False
+    for an object that cannot be read."""
     try:
-        return scheduling_of(data) is not None
+        scheduling = scheduling_of(data)
     except InvalidObject:
         return False
+    return scheduling is not None and bool(scheduling.attendees)
