@@ -3,6 +3,8 @@ what of an event its attendees' copies hold (a write changing only the rest send
 
 from __future__ import annotations
 
+import pytest
+
 from pillarbox import ical
 
 
@@ -80,3 +82,38 @@ def test_scheduling_of_tells_answers_from_the_organizers_changes() -> None:
     # The migration's guess, without the owner's addresses: a meeting, with attendees.
     assert ical.schedules(base) and not ical.schedules(meeting("X-NOTE:no attendees"))
     assert not ical.schedules(b"not iCalendar")
+
+
+def freebusy(*lines: str, method: str = "REQUEST") -> bytes:
+    body = "".join(f"{line}\r\n" for line in lines)
+    return (
+        f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nMETHOD:{method}\r\n"
+        f"BEGIN:VFREEBUSY\r\nUID:fb\r\nDTSTAMP:20310101T000000Z\r\n{body}"
+        "END:VFREEBUSY\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+def test_freebusy_request_takes_what_rfc_5546_requires() -> None:
+    """§5 (RFC 5546 §3.3.2): METHOD:REQUEST, one VFREEBUSY with an ORGANIZER, an ATTENDEE and
+    DTSTART < DTEND (a floating time read as UTC); else ``valid-scheduling-message``."""
+    whole = (
+        "DTSTART:20310304T000000Z", "DTEND:20310305T000000", "ORGANIZER:mailto:a@example.org",
+        "ATTENDEE:mailto:b@example.org", "ATTENDEE:mailto:b@example.org",
+    )  # fmt: skip
+    asked = ical.freebusy_request(freebusy(*whole))
+    assert (asked.uid, asked.organizer, asked.attendees) == (
+        "fb", "mailto:a@example.org", ("mailto:b@example.org",),
+    )  # fmt: skip
+    assert (asked.start.isoformat(), asked.end.isoformat()) == (
+        "2031-03-04T00:00:00+00:00", "2031-03-05T00:00:00+00:00",
+    )  # fmt: skip
+    for refused in (
+        freebusy(*whole, method="PUBLISH"),
+        freebusy(*whole[:3]),  # no attendee
+        freebusy(*whole[1:]),  # no start
+        freebusy("DTSTART:20310306T000000Z", *whole[1:]),  # starts after it ends
+        freebusy(*whole).replace(b"VFREEBUSY", b"VEVENT"),
+    ):
+        with pytest.raises(ical.InvalidObject) as caught:
+            ical.freebusy_request(refused)
+        assert caught.value.condition == "valid-scheduling-message"

@@ -56,8 +56,9 @@ Implementation notes:
   ``schedule-tag`` property (§9.3); ``If-Schedule-Tag-Match`` (§8.3) guards PUT and DELETE
   as If-Match does (412). Objects stay as sent, so answers are not merged into an
   organizer's PUT that matched the tag.
-- **Not here**: the scheduling inbox and outbox collections (RFC 6638 §2.1, §2.2: no
-  ``schedule-inbox-URL``/``schedule-outbox-URL``, so no free-busy lookups of others).
+- **Elsewhere**: the scheduling inbox and outbox (RFC 6638 §2.1, §2.2; free-busy lookups of
+  other accounts through the outbox, §5) are :mod:`.scheduleboxes`'; the inbox stays empty
+  (invitations arrive as mail).
 """
 
 from __future__ import annotations
