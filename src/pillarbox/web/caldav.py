@@ -51,13 +51,13 @@ Implementation notes:
   written: §3.2.9 would change its bytes and so its ETag); a message not sent is logged,
   the PUT still succeeds.
 - **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
-  keeps a tag beside it (:func:`schedule_tag` decides when it changes: the organizer's changes, not
-  answers), answered in GET/HEAD/PUT's ``Schedule-Tag`` header (§8.2) and the
-  ``schedule-tag`` property (§9.3); ``If-Schedule-Tag-Match`` (§8.3) guards PUT and DELETE
-  as If-Match does (412). Objects stay as sent, so answers are not merged into an
+  keeps a tag beside it (:func:`schedule_tag` decides when it changes: with the organizer's
+  changes, not with answers), answered in GET/HEAD/PUT's ``Schedule-Tag`` header (§8.2) and
+  the ``schedule-tag`` property (§9.3); ``If-Schedule-Tag-Match`` (§8.3) guards PUT and
+  DELETE as If-Match does (412). Objects stay as sent, so answers are not merged into an
   organizer's PUT that matched the tag.
 - **Elsewhere**: the scheduling inbox and outbox (RFC 6638 §2.1, §2.2; free-busy lookups of
-  other accounts through the outbox, §5) are :mod:`.scheduleboxes`'; the inbox stays empty
+  other accounts through the outbox, §5) are :mod:`.scheduleboxes`; the inbox stays empty
   (invitations arrive as mail).
 """
 
@@ -696,9 +696,8 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     except BodyTooLarge:
         return xml(_condition("max-resource-size"), 403)  # RFC 4791 §5.3.2.1
     current = await _object(request, account, calendar, name)
-    if not precondition(request, current.etag if current is not None else None):
-        return text(PRECONDITION_FAILED, 412)
-    if not _schedule_tag_holds(request, current):
+    etag = current.etag if current is not None else None
+    if not precondition(request, etag) or not _schedule_tag_holds(request, current):
         return text(PRECONDITION_FAILED, 412)
     limits = app.services.config.calendars
     try:
@@ -840,19 +839,19 @@ async def schedule_tag(
     :func:`pillarbox.ical.scheduling_of`) — the attendee's own answer, or an organizer's
     update that only passes on another attendee's. So an attendee's client holding the tag
     (If-Schedule-Tag-Match) is refused only when the organizer changed the event."""
-    now = await run_blocking(ical.scheduling_of, data)
-    if now is None:
+    scheduling = await run_blocking(ical.scheduling_of, data)
+    if scheduling is None:
         return ""
     known = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
-    if not now.owned_by(known):
+    if not scheduling.owned_by(known):
         return ""
     if previous is None or not previous.schedule_tag:
         return new_schedule_tag()
     if reply:
         return previous.schedule_tag
-    if now.organizer.lower() not in known:
+    if scheduling.organizer.lower() not in known:
         before = await run_blocking(ical.scheduling_of, previous.data)
-        if before is not None and before.organized == now.organized:
+        if before is not None and before.organized == scheduling.organized:
             return previous.schedule_tag
     return new_schedule_tag()
 
