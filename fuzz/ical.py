@@ -13,6 +13,9 @@ beyond "no exception" other than ``InvalidObject``, ``BadRequestBody``, ``Unsupp
 * an even input read as an invitation from mail (the webmail's iMIP box): one that reads
   gets its REPLY and its object to store made without raising, and the stored object is
   either accepted or refused with ``InvalidObject``.
+* an even input read for its Schedule-Tag (RFC 6638 §3.2.10, :func:`ical.scheduling_of`) and
+  as a free-busy request POSTed to the outbox (§5): one that reads gets its REPLY, with the
+  fixed recurring event as busy time, without raising.
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ def check(data: bytes) -> None:
             ical.read_invitation(body)
             ical.itip_reply(body, "ann@example.org", "ACCEPTED", _NOW)
             ical.read_object(ical.accepted_object(body, "ann@example.org", "DECLINED"), 200)
+        with contextlib.suppress(ical.InvalidObject):
+            ical.scheduling_of(body)
+        with contextlib.suppress(ical.InvalidObject, ical.TooManyInstances):
+            asked = ical.freebusy_request(body)
+            ical.freebusy_reply(asked, asked.attendees[0], [([WEEKLY.encode()], "")], _NOW, 200)
         try:
             info = ical.read_object(body, max_instances=200)
         except ical.InvalidObject:
@@ -72,6 +80,9 @@ def seeds() -> list[bytes]:
         b"\x00" + WEEKLY.replace("VERSION:2.0", "VERSION:2.0\r\nMETHOD:REQUEST").encode(),
         b"\x00BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\n"
         b"END:VCALENDAR\r\n",
+        b"\x00BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nBEGIN:VFREEBUSY\r\nUID:f\r\n"
+        b"DTSTART:20250101T000000Z\r\nDTEND:20250201T000000Z\r\nORGANIZER:mailto:a@x\r\n"
+        b"ATTENDEE:mailto:b@x\r\nEND:VFREEBUSY\r\nEND:VCALENDAR\r\n",
         b"\x01<c:calendar-query " + ns + b'><c:filter><c:comp-filter name="VCALENDAR">'
         b'<c:comp-filter name="VEVENT"><c:time-range start="20250101T000000Z"/>'
         b'<c:prop-filter name="UID"><c:text-match>x</c:text-match></c:prop-filter>'

@@ -634,9 +634,34 @@ def free_busy(
     """RFC 4791 §7.10: one VFREEBUSY for ``[start, end)`` with the busy periods of the
     objects' events (merged, cut to the range, in UTC); :class:`TooManyInstances` when an
     object would expand past ``max_instances``."""
+    busy = _busy_periods(objects, start, end, max_instances, timezone)
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        f"PRODID:{PRODID}",
+        "BEGIN:VFREEBUSY",
+        f"DTSTAMP:{_stamp(now)}",
+        f"DTSTART:{_stamp(start)}",
+        f"DTEND:{_stamp(end)}",
+        *_busy_lines(busy),
+        "END:VFREEBUSY",
+        "END:VCALENDAR",
+    ]
+    return "".join(f"{line}\r\n" for line in lines)
+
+
+#: Busy periods by FBTYPE (RFC 5545 §3.2.9).
+Busy = dict[str, list[tuple[datetime, datetime]]]
+
+
+def _busy_periods(
+    objects: Sequence[bytes], start: datetime, end: datetime, max_instances: int, timezone: str
+) -> Busy:
+    """The busy periods of the objects' events in ``[start, end)``, cut to it, floating
+    times in ``timezone``."""
     zone = _zone(timezone)
     wanted = TimeRange(start, end)
-    busy: dict[str, list[tuple[datetime, datetime]]] = {}
+    busy: Busy = {}
     for data in objects:
         try:
             calendar = _calendar(data)
@@ -658,20 +683,19 @@ def free_busy(
             begins, ends = _span(instance, zone)
             if fbtype is not None and begins < ends:
                 busy.setdefault(fbtype, []).append((max(begins, start), min(ends, end)))
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        f"PRODID:{PRODID}",
-        "BEGIN:VFREEBUSY",
-        f"DTSTAMP:{_stamp(now)}",
-        f"DTSTART:{_stamp(start)}",
-        f"DTEND:{_stamp(end)}",
+    return busy
+
+
+def _busy_lines(busy: Busy) -> list[str]:
+    """FREEBUSY lines of the periods (:func:`_in_order`)."""
+    return [
+        f"FREEBUSY;FBTYPE={fbtype}:{_stamp(s)}/{_stamp(e)}" for (s, e), fbtype in _in_order(busy)
     ]
-    # RFC 5545 §3.8.2.6: periods in order of their starts.
-    merged = sorted((p, fbtype) for fbtype, periods in busy.items() for p in _merged(periods))
-    lines += [f"FREEBUSY;FBTYPE={fbtype}:{_stamp(s)}/{_stamp(e)}" for (s, e), fbtype in merged]
-    lines += ["END:VFREEBUSY", "END:VCALENDAR"]
-    return "".join(f"{line}\r\n" for line in lines)
+
+
+def _in_order(busy: Busy) -> list[tuple[tuple[datetime, datetime], str]]:
+    """The periods merged, with their FBTYPEs, in order of their starts (RFC 5545 §3.8.2.6)."""
+    return sorted((p, fbtype) for fbtype, periods in busy.items() for p in _merged(periods))
 
 
 def _busy_type(instance: icalendar.Component) -> str | None:
@@ -1220,3 +1244,140 @@ def scheduled_content(data: bytes) -> tuple[str, ...]:
         ]
         lines.append("")
     return tuple(lines)
+
+
+# -- Schedule-Tag (RFC 6638 §3.2.10) --------------------------------------------------------------
+
+#: What of an ATTENDEE line is its participation, not the organizer's: its answer (PARTSTAT),
+#: whether one is asked (RSVP: dropped once answered, :func:`accepted_object`), and what the
+#: server says of delivering to it (RFC 6638 §3.2.9 SCHEDULE-STATUS).
+_PARTICIPATION = ("PARTSTAT", "RSVP", "SCHEDULE-STATUS")
+#: Stamps a client rewrites whenever it writes (RFC 5545 §3.8.7.2, §3.8.7.3): an answer's
+#: PUT carries new ones and is still only an answer.
+_STAMPS = frozenset({"DTSTAMP", "LAST-MODIFIED"})
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduling:
+    """What RFC 6638 §3.1 and §3.2.10's Schedule-Tag rules read of an event with an
+    ORGANIZER."""
+
+    #: The ORGANIZER's address (bare, see :func:`_address`).
+    organizer: str
+    #: The ATTENDEEs' addresses, lowercased, of every VEVENT.
+    attendees: frozenset[str]
+    #: The object without its participation (:data:`_PARTICIPATION`) and stamps
+    #: (:data:`_STAMPS`): two versions alike here differ only in answers.
+    organized: bytes
+
+    def owned_by(self, addresses: frozenset[str]) -> bool:
+        """RFC 6638 §3.1: whether the event is a scheduling object resource in the calendar
+        of the owner of ``addresses`` (lowercased): the organizer's, or an attendee's."""
+        return self.organizer.lower() in addresses or bool(self.attendees & addresses)
+
+
+def scheduling_of(data: bytes) -> Scheduling | None:
+    """The scheduling of an event with an ORGANIZER (RFC 6638 §3.1 then asks whose calendar
+    holds it: :meth:`Scheduling.owned_by`); None for another object (a to-do, an event
+    without one)."""
+    calendar = _calendar(data)
+    events = list(calendar.walk("VEVENT"))
+    organized = next((e for e in events if "ORGANIZER" in e), None)
+    if organized is None:
+        return None
+    attendees = frozenset(_address(a).lower() for e in events for a in _listed(e))
+    for event in events:
+        for name in _STAMPS:
+            event.pop(name, None)
+        for value in _listed(event):
+            for param in _PARTICIPATION:
+                value.params.pop(param, None)
+    return Scheduling(_address(organized.get("ORGANIZER")), attendees, bytes(calendar.to_ical()))
+
+
+def schedules(data: bytes) -> bool:
+    """Whether a stored object is a meeting (an ORGANIZER and an ATTENDEE), for the
+    migration that gives the scheduling object resources stored before Schedule-Tags their
+    first one without knowing the owner's addresses (:meth:`Scheduling.owned_by`); False
+    for an object that cannot be read."""
+    try:
+        scheduling = scheduling_of(data)
+    except InvalidObject:
+        return False
+    return scheduling is not None and bool(scheduling.attendees)
+
+
+# -- free-busy requests to the scheduling outbox (RFC 6638 §5) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FreeBusyRequest:
+    """A VFREEBUSY request (RFC 5546 §3.3.2) POSTed to a scheduling outbox."""
+
+    uid: str
+    #: The ORGANIZER's calendar user address as written (``mailto:…``).
+    organizer: str
+    #: The ATTENDEEs' calendar user addresses as written, each once, in order.
+    attendees: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+
+def freebusy_request(data: bytes) -> FreeBusyRequest:
+    """The request a POST to the outbox carries; :class:`InvalidObject` with RFC 6638 §5's
+    ``valid-scheduling-message`` when it is not METHOD:REQUEST with one VFREEBUSY holding
+    an ORGANIZER, an ATTENDEE and a DTSTART before its DTEND (RFC 5546 §3.3.2; floating
+    times read as UTC)."""
+    calendar = _calendar(data)
+    if str(calendar.get("METHOD", "")).upper() != "REQUEST":
+        raise InvalidObject("valid-scheduling-message", "METHOD:REQUEST is required")
+    components = [c for c in calendar.subcomponents if c.name != "VTIMEZONE"]
+    if [c.name for c in components] != ["VFREEBUSY"]:
+        raise InvalidObject("valid-scheduling-message", "expected one VFREEBUSY")
+    (query,) = components
+    attendees = tuple(dict.fromkeys(str(a) for a in _listed(query)))
+    start, end = query.decoded("DTSTART", None), query.decoded("DTEND", None)
+    if not isinstance(start, datetime) or not isinstance(end, datetime):
+        raise InvalidObject("valid-scheduling-message", "DTSTART and DTEND are required")
+    start, end = _utc(start), _utc(end)
+    if "ORGANIZER" not in query or not attendees or not start < end:
+        raise InvalidObject(
+            "valid-scheduling-message", "an ORGANIZER, an ATTENDEE and DTSTART < DTEND"
+        )
+    return FreeBusyRequest(
+        str(query.get("UID", "")), str(query["ORGANIZER"]), attendees, start, end
+    )
+
+
+def freebusy_reply(
+    asked: FreeBusyRequest,
+    attendee: str,
+    calendars: Sequence[tuple[Sequence[bytes], str]],
+    now: datetime,
+    max_instances: int,
+) -> str:
+    """RFC 5546 §3.3.3: ``attendee``'s METHOD:REPLY to ``asked``, the busy time of their
+    ``calendars`` (each one's objects and ``calendar-timezone``), merged;
+    :class:`TooManyInstances` as :func:`free_busy`."""
+    busy: Busy = {}
+    for objects, timezone in calendars:
+        for fbtype, periods in _busy_periods(
+            objects, asked.start, asked.end, max_instances, timezone
+        ).items():
+            busy.setdefault(fbtype, []).extend(periods)
+    reply = icalendar.Calendar()
+    reply.add("PRODID", PRODID)
+    reply.add("VERSION", "2.0")
+    reply.add("METHOD", "REPLY")
+    answer = icalendar.FreeBusy()
+    if asked.uid:
+        answer.add("UID", asked.uid)
+    answer.add("DTSTAMP", now.astimezone(UTC))
+    answer.add("DTSTART", asked.start)
+    answer.add("DTEND", asked.end)
+    answer.add("ORGANIZER", icalendar.vCalAddress(asked.organizer))
+    answer.add("ATTENDEE", icalendar.vCalAddress(attendee))
+    for period, fbtype in _in_order(busy):
+        answer.add("FREEBUSY", period, parameters={"FBTYPE": fbtype})
+    reply.add_component(answer)
+    return str(reply.to_ical().decode())

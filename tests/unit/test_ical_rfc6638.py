@@ -3,6 +3,8 @@ what of an event its attendees' copies hold (a write changing only the rest send
 
 from __future__ import annotations
 
+import pytest
+
 from pillarbox import ical
 
 
@@ -45,3 +47,73 @@ def test_scheduled_content_changes_with_what_attendees_hold_only() -> None:
     assert ical.scheduled_content(renamed) != same
     raised = meeting("ATTENDEE:mailto:bob@example.org", "SEQUENCE:1")
     assert ical.scheduled_content(raised) != same
+
+
+def test_scheduling_of_tells_answers_from_the_organizers_changes() -> None:
+    """§3.2.10: what the Schedule-Tag rules compare. Answers (PARTSTAT, RSVP,
+    SCHEDULE-STATUS) and stamps do not count, anything else does. §3.1: the event is a
+    scheduling object resource of the organizer's calendar and of an attendee's, not of
+    anybody else's; an event without an ORGANIZER is none."""
+    base = meeting("ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:Bob@example.org")
+    scheduling = ical.scheduling_of(base)
+    assert scheduling is not None and scheduling.organizer == "alice@example.org"
+    assert scheduling.owned_by(frozenset({"alice@example.org"}))
+    assert scheduling.owned_by(frozenset({"bob@example.org"}))
+    assert not scheduling.owned_by(frozenset({"carol@example.org"}))
+    answered = meeting(
+        "ATTENDEE;PARTSTAT=ACCEPTED;SCHEDULE-STATUS=2.0:mailto:Bob@example.org",
+        "LAST-MODIFIED:20310102T000000Z",
+    ).replace(b"DTSTAMP:20310101T000000Z", b"DTSTAMP:20310102T080000Z")
+    assert ical.scheduling_of(answered) == scheduling
+    for changed in (
+        meeting("ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:Bob@example.org", start="20310305T090000Z"),
+        meeting("ATTENDEE:mailto:Bob@example.org", "ATTENDEE:mailto:carol@example.org"),
+        meeting("ATTENDEE;ROLE=OPT-PARTICIPANT:mailto:Bob@example.org"),
+        meeting(
+            "ATTENDEE:mailto:Bob@example.org",
+            "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:x\r\nTRIGGER:-PT5M\r\nEND:VALARM",
+        ),
+    ):
+        assert ical.scheduling_of(changed) != scheduling
+    alone = ical.scheduling_of(meeting("X-NOTE:no attendees"))
+    assert alone is not None and alone.attendees == frozenset()
+    unorganized = meeting("ATTENDEE:mailto:bob@example.org").replace(b"ORGANIZER:", b"X-ORG:")
+    assert ical.scheduling_of(unorganized) is None
+    # The migration's guess, without the owner's addresses: a meeting, with attendees.
+    assert ical.schedules(base) and not ical.schedules(meeting("X-NOTE:no attendees"))
+    assert not ical.schedules(b"not iCalendar")
+
+
+def freebusy(*lines: str, method: str = "REQUEST") -> bytes:
+    body = "".join(f"{line}\r\n" for line in lines)
+    return (
+        f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nMETHOD:{method}\r\n"
+        f"BEGIN:VFREEBUSY\r\nUID:fb\r\nDTSTAMP:20310101T000000Z\r\n{body}"
+        "END:VFREEBUSY\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+def test_freebusy_request_takes_what_rfc_5546_requires() -> None:
+    """§5 (RFC 5546 §3.3.2): METHOD:REQUEST, one VFREEBUSY with an ORGANIZER, an ATTENDEE and
+    DTSTART < DTEND (a floating time read as UTC); else ``valid-scheduling-message``."""
+    whole = (
+        "DTSTART:20310304T000000Z", "DTEND:20310305T000000", "ORGANIZER:mailto:a@example.org",
+        "ATTENDEE:mailto:b@example.org", "ATTENDEE:mailto:b@example.org",
+    )  # fmt: skip
+    asked = ical.freebusy_request(freebusy(*whole))
+    assert (asked.uid, asked.organizer, asked.attendees) == (
+        "fb", "mailto:a@example.org", ("mailto:b@example.org",),
+    )  # fmt: skip
+    assert (asked.start.isoformat(), asked.end.isoformat()) == (
+        "2031-03-04T00:00:00+00:00", "2031-03-05T00:00:00+00:00",
+    )  # fmt: skip
+    for refused in (
+        freebusy(*whole, method="PUBLISH"),
+        freebusy(*whole[:3]),  # no attendee
+        freebusy(*whole[1:]),  # no start
+        freebusy("DTSTART:20310306T000000Z", *whole[1:]),  # starts after it ends
+        freebusy(*whole).replace(b"VFREEBUSY", b"VEVENT"),
+    ):
+        with pytest.raises(ical.InvalidObject) as caught:
+            ical.freebusy_request(refused)
+        assert caught.value.condition == "valid-scheduling-message"

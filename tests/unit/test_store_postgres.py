@@ -51,10 +51,12 @@ from pillarbox.testing.store_contract import (
     StoreContract,
     StoreFactory,
     check_backfilled_dav,
+    check_backfilled_schedule_tags,
     check_backfilled_threads,
     make_message,
     store_backfill_dav,
     store_backfill_mail,
+    store_backfill_schedule_tags,
     store_state_machine,
 )
 
@@ -155,12 +157,32 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_29(migrated_
             "DROP TABLE acme_certificates, acme_leases, sieve_duplicates; "
             "ALTER TABLE account_settings DROP COLUMN time_zone; "
             "ALTER TABLE mailbox_acl DROP COLUMN denied; "
+            "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
             "DELETE FROM schema_version WHERE version >= 29"
         )
     upgraded = PostgresStore(migrated_url)
     await upgraded.open()
     try:
         await check_backfilled_dav(upgraded)
+    finally:
+        await upgraded.close()
+
+
+async def test_schedule_tags_are_backfilled_by_migration_35(migrated_url: str) -> None:
+    """Scheduling objects stored before migration 35 get a first Schedule-Tag (RFC 6638)."""
+    store = PostgresStore(migrated_url)
+    await store.open()
+    await store_backfill_schedule_tags(store)
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        await conn.execute(  # the schema as version 34 had it
+            "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
+            "DELETE FROM schema_version WHERE version >= 35"
+        )
+    upgraded = PostgresStore(migrated_url)
+    await upgraded.open()
+    try:
+        await check_backfilled_schedule_tags(upgraded)
     finally:
         await upgraded.close()
 

@@ -24,10 +24,12 @@ from pillarbox.testing.store_contract import (
     StoreContract,
     StoreFactory,
     check_backfilled_dav,
+    check_backfilled_schedule_tags,
     check_backfilled_threads,
     make_message,
     store_backfill_dav,
     store_backfill_mail,
+    store_backfill_schedule_tags,
 )
 
 
@@ -214,6 +216,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_34(tmp_path:
         "DROP TABLE acme_certificates; DROP TABLE acme_leases; DROP TABLE sieve_duplicates; "
         "ALTER TABLE account_settings DROP COLUMN time_zone; "
         "ALTER TABLE mailbox_acl DROP COLUMN denied; "
+        "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
         "DELETE FROM schema_version WHERE version >= 34;"
     )
     conn.close()
@@ -221,6 +224,27 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_34(tmp_path:
     await upgraded.open()
     try:
         await check_backfilled_dav(upgraded)
+    finally:
+        await upgraded.close()
+
+
+async def test_schedule_tags_are_backfilled_by_migration_40(tmp_path: Path) -> None:
+    """Scheduling objects stored before migration 40 get a first Schedule-Tag (RFC 6638)."""
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store_backfill_schedule_tags(store)
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(  # the schema as version 39 had it
+        "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
+        "DELETE FROM schema_version WHERE version >= 40;"
+    )
+    conn.close()
+    upgraded = SqliteStore(path)
+    await upgraded.open()
+    try:
+        await check_backfilled_schedule_tags(upgraded)
     finally:
         await upgraded.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import enum
 import hashlib
+import secrets
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -824,6 +825,10 @@ class CalendarObject:
     #: The calendar's ``sync_token`` when the object last changed (set by the store).
     modseq: int = 0
     updated: datetime | None = None
+    #: RFC 6638 §3.2.10: the Schedule-Tag of a scheduling object resource (a quoted opaque
+    #: string, :func:`new_schedule_tag`), "" for any other object. Kept as the caller gives
+    #: it: the web layer decides when it changes (:func:`pillarbox.web.caldav.schedule_tag`).
+    schedule_tag: str = ""
 
     @property
     def etag(self) -> str:
@@ -835,6 +840,13 @@ class CalendarObject:
 def data_etag(data: bytes) -> str:
     """A strong ETag (RFC 9110 §8.8.3) of a resource served as ``data``."""
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def new_schedule_tag() -> str:
+    """A Schedule-Tag never given before (RFC 6638 §8.2: an opaque quoted string, like an
+    ETag): random, not a digest, so an event changed back to an earlier text still gets a
+    tag a client holding the earlier one does not match."""
+    return '"' + secrets.token_hex(16) + '"'
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -853,6 +865,8 @@ class Member:
     #: The calendar object's size in bytes; None for a contact (one made in the webmail is
     #: written when served).
     size: int | None = None
+    #: The calendar object's :attr:`CalendarObject.schedule_tag`; "" for a contact.
+    schedule_tag: str = ""
 
 
 _Changed = TypeVar("_Changed")

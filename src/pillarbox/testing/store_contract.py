@@ -241,6 +241,40 @@ async def check_backfilled_dav(store: Store) -> None:
     assert (after.deleted, after.token) == (["web"], 2)
 
 
+#: An event the server schedules (RFC 6638 §3.1: an ORGANIZER and an ATTENDEE).
+_MEETING = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//EN\r\nBEGIN:VEVENT\r\nUID:m\r\n"
+    "DTSTAMP:20250101T000000Z\r\nDTSTART:20250301T090000Z\r\nORGANIZER:mailto:a@example.com\r\n"
+    "ATTENDEE:mailto:b@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+async def store_backfill_schedule_tags(store: Store) -> None:
+    """Objects whose Schedule-Tags a migration's backfill must set
+    (:func:`check_backfilled_schedule_tags`): a meeting, an event without attendees, bytes
+    that are not iCalendar."""
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"erin@{DOMAIN}", "h")
+    now = DAV_BACKFILLED
+    await store.create_calendar(account.id, Calendar(name="cal"), now=now, limit=5)
+    for name, data in (
+        ("meeting.ics", _MEETING),
+        ("alone.ics", _MEETING.replace("ATTENDEE:mailto:b@example.com\r\n", "")),
+        ("broken.ics", "not iCalendar"),
+    ):
+        obj = CalendarObject(name=name, uid=name, component="VEVENT", data=data.encode())
+        await store.save_calendar_object(account.id, "cal", obj, now=now, limit=5)
+
+
+async def check_backfilled_schedule_tags(store: Store) -> None:
+    """After the backfill: the meeting has a Schedule-Tag, the other two none."""
+    account = await store.get_account(f"erin@{DOMAIN}")
+    assert account is not None
+    tags = {m.name: m.schedule_tag for m in await store.calendar_members(account.id, "cal")}
+    assert tags["meeting.ics"].startswith('"') and len(tags["meeting.ics"]) > 2
+    assert (tags["alone.ics"], tags["broken.ics"]) == ("", "")
+
+
 def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
     return loop.run_until_complete(coro)
 
@@ -993,6 +1027,35 @@ class StoreContract:
             )
         assert [o.name for o in await store.calendar_objects(account.id, "work")] == ["b.ics"]
         assert await store.calendar_objects(account.id, "home") == []
+
+    async def test_calendar_object_keeps_its_schedule_tag(
+        self, store: Store, account: Account
+    ) -> None:
+        """RFC 6638 §3.2.10: the Schedule-Tag the caller gives is kept beside the object, read
+        back with it, in listings and sync changes, carried by a move, replaced by a write."""
+        now = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+        for name in ("home", "work"):
+            await store.create_calendar(account.id, Calendar(name=name), now=now, limit=5)
+        obj = CalendarObject(
+            name="m.ics", uid="m", component="VEVENT", data=b"meeting", schedule_tag='"t1"'
+        )
+        plain = CalendarObject(name="p.ics", uid="p", component="VEVENT", data=b"plain")
+        saved = await store.save_calendar_object(account.id, "home", obj, now=now, limit=5)
+        assert saved.schedule_tag == '"t1"'
+        await store.save_calendar_object(account.id, "home", plain, now=now, limit=5)
+        assert (await store.calendar_object(account.id, "home", "m.ics")).schedule_tag == '"t1"'
+        members = await store.calendar_members(account.id, "home")
+        assert [(m.name, m.schedule_tag) for m in members] == [("m.ics", '"t1"'), ("p.ics", "")]
+        changed = (await store.calendar_changes(account.id, "home", 0)).changed
+        assert [o.schedule_tag for o in changed] == ['"t1"', ""]
+        later = replace(obj, data=b"moved", schedule_tag='"t2"')
+        await store.save_calendar_object(account.id, "home", later, now=now, limit=5)
+        found = await store.calendar_objects(account.id, "home")
+        assert [o.schedule_tag for o in found] == ['"t2"', ""]
+        await store.move_calendar_object(
+            account.id, "home", "m.ics", "work", later, now=now, limit=5
+        )
+        assert (await store.calendar_object(account.id, "work", "m.ics")).schedule_tag == '"t2"'
 
     async def test_calendar_objects_moved_both_ways_at_once(
         self, store: Store, account: Account

@@ -50,9 +50,15 @@ Implementation notes:
   listed as an attendee (iOS does) neither. The object stays as sent (no SCHEDULE-STATUS
   written: §3.2.9 would change its bytes and so its ETag); a message not sent is logged,
   the PUT still succeeds.
-- **Not here**: the scheduling inbox and outbox collections (RFC 6638 §2.1, §2.2: no
-  ``schedule-inbox-URL``/``schedule-outbox-URL``, so no free-busy lookups of others),
-  Schedule-Tag (§3.2.10).
+- **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
+  keeps a tag beside it (:func:`schedule_tag` decides when it changes: with the organizer's
+  changes, not with answers), answered in GET/HEAD/PUT's ``Schedule-Tag`` header (§8.2) and
+  the ``schedule-tag`` property (§9.3); ``If-Schedule-Tag-Match`` (§8.3) guards PUT and
+  DELETE as If-Match does (412). Objects stay as sent, so answers are not merged into an
+  organizer's PUT that matched the tag.
+- **Elsewhere**: the scheduling inbox and outbox (RFC 6638 §2.1, §2.2; free-busy lookups of
+  other accounts through the outbox, §5) are :mod:`.scheduleboxes`; the inbox stays empty
+  (invitations arrive as mail).
 """
 
 from __future__ import annotations
@@ -76,7 +82,8 @@ from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, ele
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
-from pillarbox.store.types import Account, Calendar, CalendarObject, Member
+from pillarbox.store.types import Account, Calendar, CalendarObject, Member, new_schedule_tag
+from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
 from pillarbox.web.scheduling import schedule
 from pillarbox.web.webdav import (
@@ -222,6 +229,8 @@ def object_resource(address: str, calendar: str, obj: CalendarObject | Member) -
                 f"{CALENDAR_TYPE}; charset=utf-8; component={obj.component.lower()}",
             ),
             element(tag(DAV, "getcontentlength"), str(size)),
+            # RFC 6638 §9.3: only a scheduling object resource has one.
+            *([element(tag(CALDAV, "schedule-tag"), obj.schedule_tag)] if obj.schedule_tag else []),
             privileges(*OWNER_PRIVILEGES),
             *common(address),
         ),
@@ -651,8 +660,28 @@ async def _get(request: Request, account: Account, calendar: Calendar, name: str
     obj = await _object(request, account, calendar, name)
     if obj is None:
         return text(NOT_FOUND, 404)
-    headers = {"etag": obj.etag, "cache-control": "private, no-cache"}
+    headers = {"etag": obj.etag, "cache-control": "private, no-cache", **_tag_header(obj)}
     return Response(obj.data, headers=headers, media_type=f"{CALENDAR_TYPE}; charset=utf-8")
+
+
+def _tag_header(obj: CalendarObject) -> dict[str, str]:
+    """RFC 6638 §8.2: the Schedule-Tag header of a GET, HEAD or PUT of a scheduling object
+    resource (none for another object)."""
+    return {"schedule-tag": obj.schedule_tag} if obj.schedule_tag else {}
+
+
+def _schedule_tag_holds(request: Request, current: CalendarObject | None) -> bool:
+    """RFC 6638 §8.3: a PUT or DELETE with If-Schedule-Tag-Match proceeds only when the
+    resource's Schedule-Tag is the one given (False: 412, as a failed If-Match) — so not when
+    it has none or does not exist. The tag's quotes are not required (some clients drop them)."""
+    wanted = request.headers.get("if-schedule-tag-match")
+    if wanted is None:
+        return True
+    return (
+        current is not None
+        and bool(current.schedule_tag)
+        and wanted.strip().strip('"') == current.schedule_tag.strip('"')
+    )
 
 
 async def _put(request: Request, account: Account, calendar: Calendar, name: str) -> Response:
@@ -667,7 +696,8 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     except BodyTooLarge:
         return xml(_condition("max-resource-size"), 403)  # RFC 4791 §5.3.2.1
     current = await _object(request, account, calendar, name)
-    if not precondition(request, current.etag if current is not None else None):
+    etag = current.etag if current is not None else None
+    if not precondition(request, etag) or not _schedule_tag_holds(request, current):
         return text(PRECONDITION_FAILED, 412)
     limits = app.services.config.calendars
     try:
@@ -677,15 +707,16 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
         _log.info("caldav object refused", account=account.address, reason=str(exc))
         return xml(_condition(exc.condition), 403)
     try:
-        stored = await save_object(app.services, account.id, calendar.name, name, data, info)
+        stored = await save_object(app.services, account, calendar.name, name, data, info, current)
     except UidTaken as exc:
         return _uid_conflict(account, calendar, exc.holder)
     except TooManyEntries as exc:
         return text(f"{exc}\n", 507)  # RFC 4918 §11.5
     if info.component == "VEVENT":
         await _schedule(request, account, current.data if current is not None else None, data)
-    # RFC 4791 §5.3.4: stored as sent, so the ETag is given.
-    return Response(status_code=204 if current is not None else 201, headers={"etag": stored.etag})
+    # RFC 4791 §5.3.4: stored as sent, so the ETag is given; RFC 6638 §8.2: the Schedule-Tag.
+    headers = {"etag": stored.etag, **_tag_header(stored)}
+    return Response(status_code=204 if current is not None else 201, headers=headers)
 
 
 class UidTaken(AlreadyExists):
@@ -699,22 +730,28 @@ class UidTaken(AlreadyExists):
 
 async def save_object(
     services: Services,
-    account_id: int,
+    account: Account,
     calendar: str,
     name: str,
     data: bytes,
     info: ical.ObjectInfo,
+    previous: CalendarObject | None,
+    *,
+    reply: bool = False,
 ) -> CalendarObject:
-    """Store an object ``info`` was read from as ``name``, as a PUT stores it, for the web's
-    Calendar page too: :class:`UidTaken` when another object holds its UID,
+    """Store an object ``info`` was read from as ``name`` over ``previous`` (the object of
+    that name, None when new), as a PUT stores it, for the web's Calendar page and
+    invitations too (``reply``: the server applying an attendee's REPLY, see
+    :func:`schedule_tag`): :class:`UidTaken` when another object holds its UID,
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
-    await _uid_free(services, account_id, calendar, info.uid, (name,))
+    await _uid_free(services, account.id, calendar, info.uid, (name,))
+    tag = await schedule_tag(services, account, previous, data, reply=reply)
     try:
         return await store.save_calendar_object(
-            account_id,
+            account.id,
             calendar,
-            _stored(name, data, info),
+            _stored(name, data, info, tag),
             now=datetime.now(UTC),
             limit=services.config.calendars.max_objects,
         )
@@ -723,7 +760,7 @@ async def save_object(
 
 
 async def move_object(
-    services: Services, account_id: int, calendar: str, name: str, target: str, data: bytes,
+    services: Services, account: Account, calendar: str, name: str, target: str, data: bytes,
     info: ical.ObjectInfo,
 ) -> CalendarObject:  # fmt: skip
     """Move the object ``name`` of ``calendar`` (now ``data``, which ``info`` was read from) to
@@ -733,20 +770,25 @@ async def move_object(
     ``target`` already holds its UID (RFC 4791 §5.3.2.1 ``no-uid-conflict``),
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
-    await _uid_free(services, account_id, target, info.uid, ())
+    await _uid_free(services, account.id, target, info.uid, ())
     try:
-        await store.calendar_object(account_id, target, name)
+        await store.calendar_object(account.id, target, name)
     except NotFound:
         moved = name
     else:
         moved = f"{uuid.uuid4()}.ics"  # another object's name there: never replace it
     try:
+        previous: CalendarObject | None = await store.calendar_object(account.id, calendar, name)
+    except NotFound:
+        previous = None  # gone meanwhile: the move below says so
+    tag = await schedule_tag(services, account, previous, data)
+    try:
         return await store.move_calendar_object(
-            account_id,
+            account.id,
             calendar,
             name,
             target,
-            _stored(moved, data, info),
+            _stored(moved, data, info, tag),
             now=datetime.now(UTC),
             limit=services.config.calendars.max_objects,
         )
@@ -767,7 +809,7 @@ async def _uid_free(
         raise UidTaken(holder.name)
 
 
-def _stored(name: str, data: bytes, info: ical.ObjectInfo) -> CalendarObject:
+def _stored(name: str, data: bytes, info: ical.ObjectInfo, tag: str) -> CalendarObject:
     return CalendarObject(
         name=name,
         uid=info.uid,
@@ -775,7 +817,43 @@ def _stored(name: str, data: bytes, info: ical.ObjectInfo) -> CalendarObject:
         data=data,
         starts=info.starts,
         ends=info.ends,
+        schedule_tag=tag,
     )
+
+
+async def schedule_tag(
+    services: Services,
+    account: Account,
+    previous: CalendarObject | None,
+    data: bytes,
+    *,
+    reply: bool = False,
+) -> str:
+    """The Schedule-Tag of ``data`` stored over ``previous`` (None: a new object), by RFC
+    6638 §3.2.10: "" for an object that is not a scheduling object resource of the account
+    (§3.1: an event it organizes, or one with an ORGANIZER it attends); a new tag for every
+    change the organizer makes (any write of the organizer's copy, an update of theirs
+    stored in an attendee's copy); ``previous``'s tag kept when the server applies an
+    attendee's REPLY to the organizer's copy (``reply``), and when a write of an attendee's
+    copy changes only answers (PARTSTAT, RSVP, SCHEDULE-STATUS, the stamps:
+    :func:`pillarbox.ical.scheduling_of`) — the attendee's own answer, or an organizer's
+    update that only passes on another attendee's. So an attendee's client holding the tag
+    (If-Schedule-Tag-Match) is refused only when the organizer changed the event."""
+    scheduling = await run_blocking(ical.scheduling_of, data)
+    if scheduling is None:
+        return ""
+    known = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
+    if not scheduling.owned_by(known):
+        return ""
+    if previous is None or not previous.schedule_tag:
+        return new_schedule_tag()
+    if reply:
+        return previous.schedule_tag
+    if scheduling.organizer.lower() not in known:
+        before = await run_blocking(ical.scheduling_of, previous.data)
+        if before is not None and before.organized == scheduling.organized:
+            return previous.schedule_tag
+    return new_schedule_tag()
 
 
 def _uid_conflict(account: Account, calendar: Calendar, holder: str | None) -> Response:
@@ -857,7 +935,7 @@ async def _delete(request: Request, account: Account, calendar: Calendar, name: 
     current = await _object(request, account, calendar, name)
     if current is None:
         return text(NOT_FOUND, 404)
-    if not precondition(request, current.etag):
+    if not precondition(request, current.etag) or not _schedule_tag_holds(request, current):
         return text(PRECONDITION_FAILED, 412)
     try:
         await web(request).services.store.delete_calendar_object(

@@ -240,13 +240,23 @@ def form_fields(form: FormData, zone: tzinfo) -> ical.EventFields:
 
 
 async def store_event(
-    services: Services, account: Account, calendar: str, name: str, data: bytes
-) -> CalendarObject:
-    """Check and store one object as a CalDAV PUT does (RFC 4791 §4.1: one UID per calendar);
-    ``UserError`` when it is refused."""
+    services: Services, account: Account, calendar: str, name: str, data: bytes,
+    *, reply: bool = False,
+) -> CalendarObject:  # fmt: skip
+    """Check and store one object as a CalDAV PUT does (RFC 4791 §4.1: one UID per calendar;
+    its Schedule-Tag, ``reply`` when it is an attendee's answer applied: :func:`.caldav.
+    schedule_tag`); ``UserError`` when it is refused."""
     info = await _checked(services, data)
     try:
-        return await save_object(services, account.id, calendar, name, data, info)
+        previous: CalendarObject | None = await services.store.calendar_object(
+            account.id, calendar, name
+        )
+    except NotFound:
+        previous = None
+    try:
+        return await save_object(
+            services, account, calendar, name, data, info, previous, reply=reply
+        )
     except TooManyEntries as exc:  # UidTaken is a UserError already
         raise UserError(str(exc)) from None
 
@@ -260,7 +270,7 @@ async def move_event(
     4791 §5.3.2.1 no-uid-conflict) or is full."""
     info = await _checked(services, data)
     try:
-        return await move_object(services, account.id, calendar, name, target, data, info)
+        return await move_object(services, account, calendar, name, target, data, info)
     except UidTaken:
         raise UserError("that calendar already has this event (the same UID)") from None
     except TooManyEntries as exc:

@@ -6,8 +6,9 @@ Implementation notes:
 - **Where things are**: ``/.well-known/carddav`` and ``/.well-known/caldav`` redirect to
   ``/dav/`` (RFC 6764 §5); the principal ``/dav/principals/<address>/`` names both homes,
   ``addressbook-home-set`` (RFC 6352 §7.1.1) and ``calendar-home-set`` (RFC 4791 §6.2.1),
-  and the account's address as its ``calendar-user-address-set`` (RFC 6638 §2.4.1, all of
-  scheduling a discovery needs: there is no inbox or outbox).
+  the account's address as its ``calendar-user-address-set`` (RFC 6638 §2.4.1), its
+  ``calendar-user-type`` (§2.4.2) and its scheduling inbox and outbox (§2.2.1, §2.1.1:
+  :mod:`.scheduleboxes`).
 - **Authentication** (:func:`.webdav.caller`): failures answer 401 with a ``WWW-Authenticate``
   challenge, throttling 429, counted as the other protocols count them.
 - **Only the owner**: a path naming another account (or none that exists) is 404, the same
@@ -25,7 +26,7 @@ from pillarbox.auth.directory import normalize_username
 from pillarbox.davxml import CALDAV, CARDDAV, DAV, element, tag
 from pillarbox.errors import AuthenticationFailed, RateLimited
 from pillarbox.observability.log import Log
-from pillarbox.web import caldav, carddav
+from pillarbox.web import caldav, carddav, scheduleboxes
 from pillarbox.web.app import client_ip, refused
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
@@ -62,6 +63,7 @@ METHODS = [
     "PROPPATCH",
     "REPORT",
     "MKCALENDAR",
+    "POST",  # RFC 6638 §5: free-busy lookups through the outbox
 ]
 #: RFC 4918 §10.1 compliance classes, RFC 6352 §6.1 "addressbook", RFC 4791 §5.1
 #: "calendar-access", RFC 6638 §2 "calendar-auto-schedule" (the server sends the
@@ -79,6 +81,8 @@ def _target(path: str) -> tuple[Target, bool] | None:
         found = carddav.target(rest)
     elif section == caldav.SECTION:
         found = caldav.target(rest)
+    elif section == scheduleboxes.SECTION:
+        found = scheduleboxes.target(rest)
     elif path == "":
         return Target("root", ""), True
     elif section == "principals" and rest.count("/") <= 1 and rest.rstrip("/"):
@@ -97,6 +101,15 @@ def principal_resource(address: str) -> Resource:
             href_prop(tag(CARDDAV, "addressbook-home-set"), carddav.home_href(address)),
             href_prop(tag(CALDAV, "calendar-home-set"), caldav.home_href(address)),
             href_prop(tag(CALDAV, "calendar-user-address-set"), f"mailto:{address}"),
+            element(tag(CALDAV, "calendar-user-type"), "INDIVIDUAL"),  # RFC 6638 §2.4.2
+            href_prop(
+                tag(CALDAV, "schedule-inbox-URL"),
+                scheduleboxes.box_href(address, scheduleboxes.INBOX),
+            ),
+            href_prop(
+                tag(CALDAV, "schedule-outbox-URL"),
+                scheduleboxes.box_href(address, scheduleboxes.OUTBOX),
+            ),
             privileges("read"),
             *common(address),
         ),
@@ -139,6 +152,8 @@ async def dav(request: Request) -> Response:
     try:
         if not here and request.path_params["path"].startswith(carddav.SECTION):
             return await carddav.handle(request, account, found)
+        if not here and request.path_params["path"].startswith(scheduleboxes.SECTION):
+            return await scheduleboxes.handle(request, account, found)
         if not here:
             return await caldav.handle(request, account, found)
         if request.method != "PROPFIND":

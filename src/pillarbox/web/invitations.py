@@ -264,7 +264,8 @@ async def _apply(
         _log.info("invitation reply not from its attendee", account=account.address)
         raise UserError(f'{warning} Tick "apply it anyway" to update the event all the same')
     updated = await run_blocking(ical.applied_reply, stored.data, data)
-    await store_event(services, account, calendar, stored.name, updated)
+    # RFC 6638 §3.2.10: an answer the server applies keeps the organizer's Schedule-Tag.
+    await store_event(services, account, calendar, stored.name, updated, reply=True)
     _log.info("invitation reply applied", account=account.address, partstat=check.partstat)
     return f"Event updated: {_replied(check)}."
 

@@ -16,7 +16,7 @@ from pillarbox.store.types import Calendar, CalendarObject, Member, SyncChanges,
 
 Conn = AsyncConnection[TupleRow]
 _CALENDAR = "id, name, display_name, color, description, timezone, sync_token, created"
-_OBJECT = "id, name, uid, component, data, starts, ends, modseq, updated"
+_OBJECT = "id, name, uid, component, data, starts, ends, modseq, updated, schedule_tag"
 
 
 def _calendar(row: tuple[Any, ...]) -> Calendar:
@@ -34,7 +34,7 @@ def _calendar(row: tuple[Any, ...]) -> Calendar:
 
 
 def _object(row: tuple[Any, ...]) -> CalendarObject:
-    id_, name, uid, component, data, starts, ends, modseq, updated = row
+    id_, name, uid, component, data, starts, ends, modseq, updated, schedule_tag = row
     return CalendarObject(
         id=id_,
         name=name,
@@ -45,6 +45,7 @@ def _object(row: tuple[Any, ...]) -> CalendarObject:
         ends=ends,
         modseq=modseq,
         updated=updated,
+        schedule_tag=schedule_tag,
     )
 
 
@@ -150,13 +151,13 @@ async def calendar_members(conn: Conn, account_id: int, calendar: str) -> list[M
     # octet_length() of a stored bytea reads its header (a TOAST pointer holds the size): the
     # bytes are not fetched.
     cur = await conn.execute(
-        "SELECT name, etag, component, octet_length(data) FROM calendar_objects "
+        "SELECT name, etag, component, octet_length(data), schedule_tag FROM calendar_objects "
         'WHERE calendar_id = %s ORDER BY name COLLATE "C"',
         (found.id,),
     )
     return [
-        Member(name=name, etag=etag, component=component, size=size)
-        for name, etag, component, size in await cur.fetchall()
+        Member(name=name, etag=etag, component=component, size=size, schedule_tag=tag)
+        for name, etag, component, size, tag in await cur.fetchall()
     ]
 
 
@@ -199,11 +200,12 @@ async def save_calendar_object(
     token = await _next_token(conn, found.id)
     cur = await conn.execute(
         "INSERT INTO calendar_objects (calendar_id, name, uid, component, data, starts, ends, "
-        "modseq, updated, etag) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "modseq, updated, etag, schedule_tag) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (calendar_id, name) DO UPDATE SET uid = excluded.uid, "
         "component = excluded.component, data = excluded.data, starts = excluded.starts, "
         "ends = excluded.ends, modseq = excluded.modseq, updated = excluded.updated, "
-        "etag = excluded.etag RETURNING id",
+        "etag = excluded.etag, schedule_tag = excluded.schedule_tag RETURNING id",
         (
             found.id,
             obj.name,
@@ -215,6 +217,7 @@ async def save_calendar_object(
             token,
             now,
             data_etag(obj.data),
+            obj.schedule_tag,
         ),
     )
     row = await cur.fetchone()

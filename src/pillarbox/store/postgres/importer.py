@@ -450,7 +450,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
         _Table(
             "calendar_objects",
             "SELECT id, calendar_id, name, uid, component, data, starts, ends, modseq, updated, "
-            "etag FROM calendar_objects",
+            "etag, schedule_tag FROM calendar_objects",
             (
                 "id",
                 "calendar_id",
@@ -463,8 +463,9 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "modseq",
                 "updated",
                 "etag",
+                "schedule_tag",
             ),
-            lambda r: (*r[:5], bytes(r[5]), _time(r[6]), _time(r[7]), r[8], _time(r[9]), r[10]),
+            lambda r: (*r[:5], bytes(r[5]), _time(r[6]), _time(r[7]), r[8], _time(r[9]), *r[10:]),
         ),
         _Table(
             "calendar_tombstones",

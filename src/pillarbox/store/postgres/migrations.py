@@ -31,10 +31,10 @@ from typing import Any, cast
 
 import psycopg
 
-from pillarbox import vcard
+from pillarbox import ical, vcard
 from pillarbox.errors import StorageError
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
-from pillarbox.store.types import Contact
+from pillarbox.store.types import Contact, new_schedule_tag
 
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
 
@@ -910,6 +910,23 @@ _V34_SQL = r"""
 ALTER TABLE mailbox_acl ADD COLUMN denied text NOT NULL DEFAULT '';
 """
 
+# Schedule-Tags (SQLite migration 40's notes).
+_V35_SQL = r"""
+ALTER TABLE calendar_objects ADD COLUMN schedule_tag text NOT NULL DEFAULT '';
+"""
+
+
+async def _schedule_tags(conn: Conn) -> None:
+    """A first Schedule-Tag for each stored scheduling object resource."""
+    cur = await conn.execute("SELECT id, data FROM calendar_objects")
+    rows = cast(list[tuple[int, bytes]], await cur.fetchall())
+    tags = [(new_schedule_tag(), id_) for id_, data in rows if ical.schedules(bytes(data))]
+    async with conn.cursor() as update:
+        await update.executemany(
+            "UPDATE calendar_objects SET schedule_tag = %s WHERE id = %s", tags
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -954,6 +971,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(32, "Sieve duplicate tracking (RFC 7352)", _V32_SQL),
     Migration(33, "the webmail's time zone per account", _V33_SQL),
     Migration(34, "IMAP ACL negative rights (RFC 4314 §2)", _V34_SQL),
+    Migration(35, "Schedule-Tags of scheduling objects (RFC 6638)", _V35_SQL, _schedule_tags),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -19,7 +19,7 @@ from pillarbox.store.types import Calendar, CalendarObject, Member, SyncChanges,
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CALENDAR = "id, name, display_name, color, description, timezone, sync_token, created"
-_OBJECT = "id, name, uid, component, data, starts, ends, modseq, updated"
+_OBJECT = "id, name, uid, component, data, starts, ends, modseq, updated, schedule_tag"
 
 
 def _micros(at: datetime) -> int:
@@ -45,9 +45,9 @@ def _calendar(row: tuple[int, str, str, str, str, str, int, int]) -> Calendar:
 
 
 def _object(
-    row: tuple[int, str, str, str, bytes, int | None, int | None, int, int],
+    row: tuple[int, str, str, str, bytes, int | None, int | None, int, int, str],
 ) -> CalendarObject:
-    id_, name, uid, component, data, starts, ends, modseq, updated = row
+    id_, name, uid, component, data, starts, ends, modseq, updated, schedule_tag = row
     return CalendarObject(
         id=id_,
         name=name,
@@ -58,6 +58,7 @@ def _object(
         ends=_time(ends),
         modseq=modseq,
         updated=_time(updated),
+        schedule_tag=schedule_tag,
     )
 
 
@@ -158,13 +159,13 @@ def calendar_members(conn: sqlite3.Connection, account_id: int, calendar: str) -
     found = _calendar_named(conn, account_id, calendar)
     # length() of a BLOB is read from its record header: the bytes are not loaded.
     rows = conn.execute(
-        "SELECT name, etag, component, length(data) FROM calendar_objects "
+        "SELECT name, etag, component, length(data), schedule_tag FROM calendar_objects "
         "WHERE calendar_id = ? ORDER BY name",
         (found.id,),
     )
     return [
-        Member(name=name, etag=etag, component=component, size=size)
-        for name, etag, component, size in rows
+        Member(name=name, etag=etag, component=component, size=size, schedule_tag=tag)
+        for name, etag, component, size, tag in rows
     ]
 
 
@@ -210,11 +211,11 @@ def save_calendar_object(
     at = _micros(now)
     (id_,) = conn.execute(
         "INSERT INTO calendar_objects (calendar_id, name, uid, component, data, starts, ends, "
-        "modseq, updated, etag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "modseq, updated, etag, schedule_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (calendar_id, name) DO UPDATE SET uid = excluded.uid, "
         "component = excluded.component, data = excluded.data, starts = excluded.starts, "
         "ends = excluded.ends, modseq = excluded.modseq, updated = excluded.updated, "
-        "etag = excluded.etag RETURNING id",
+        "etag = excluded.etag, schedule_tag = excluded.schedule_tag RETURNING id",
         (
             found.id,
             obj.name,
@@ -226,6 +227,7 @@ def save_calendar_object(
             token,
             at,
             data_etag(obj.data),
+            obj.schedule_tag,
         ),
     ).fetchone()
     conn.execute(

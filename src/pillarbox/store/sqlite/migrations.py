@@ -29,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pillarbox import vcard
+from pillarbox import ical, vcard
 from pillarbox.errors import StorageError
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
-from pillarbox.store.types import Contact, data_etag
+from pillarbox.store.types import Contact, data_etag, new_schedule_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -896,6 +896,25 @@ _V39_SQL = r"""
 ALTER TABLE mailbox_acl ADD COLUMN denied TEXT NOT NULL DEFAULT '';
 """
 
+# RFC 6638 §3.2.10: each calendar object keeps its Schedule-Tag beside it ("" for one that is not
+# a scheduling object resource); those stored before get a first one (:func:`_schedule_tags`).
+_V40_SQL = r"""
+ALTER TABLE calendar_objects ADD COLUMN schedule_tag TEXT NOT NULL DEFAULT '';
+"""
+
+
+def _schedule_tags(conn: sqlite3.Connection) -> None:
+    """A first Schedule-Tag for each stored scheduling object resource."""
+    conn.executemany(
+        "UPDATE calendar_objects SET schedule_tag = ? WHERE id = ?",
+        [
+            (new_schedule_tag(), id_)
+            for id_, data in conn.execute("SELECT id, data FROM calendar_objects")
+            if ical.schedules(bytes(data))
+        ],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, mailboxes, messages, blobs, full-text index, outbound queue", _V1_SQL),
     Migration(2, "account settings and issued tokens", _V2_SQL),
@@ -941,6 +960,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(37, "Sieve duplicate tracking (RFC 7352)", _V37_SQL),
     Migration(38, "the webmail's time zone per account", _V38_SQL),
     Migration(39, "IMAP ACL negative rights (RFC 4314 §2)", _V39_SQL),
+    Migration(40, "Schedule-Tags of scheduling objects (RFC 6638)", _V40_SQL, _schedule_tags),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

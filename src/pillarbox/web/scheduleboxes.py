@@ -1,0 +1,214 @@
+"""The scheduling inbox and outbox of CalDAV scheduling (RFC 6638 §2.1, §2.2): where a
+client finds them, what they answer, and the free-busy lookups the outbox takes (§5).
+
+Implementation notes:
+
+- **Where they are**: ``/dav/scheduling/<address>/inbox/`` and ``…/outbox/``, outside the
+  calendar home (so no calendar's name can be taken by them), named by the principal's
+  ``schedule-inbox-URL`` (§2.2.1) and ``schedule-outbox-URL`` (§2.1.1) (:mod:`.dav`).
+- **The inbox is empty**: invitations arrive as mail (iMIP, :mod:`.invitations`), not in it;
+  it answers PROPFIND (``schedule-inbox`` resource type, no members) and names the calendar
+  invitations accepted in the webmail go to as its ``schedule-default-calendar-URL`` (§9.2).
+- **The outbox** answers PROPFIND (``schedule-outbox``) and POST of a VFREEBUSY request
+  (§5; RFC 5546 §3.3.2) from one of the caller's identities (else 403 ``organizer-allowed``):
+  200 with a ``schedule-response`` holding, per ATTENDEE, a request status and, for a local
+  account, its busy time over all its calendars as a METHOD:REPLY VFREEBUSY (RFC 5546
+  §3.3.3; each calendar's floating times in its ``calendar-timezone``); an address no local
+  account has is ``3.7`` (RFC 5546 §3.6: invalid calendar user): nothing is asked of
+  another server. At most ``[web] max_recipients`` attendees (403 ``max-recipients``).
+- Any authenticated account may ask for any local account's busy time (periods only, never
+  what the events are), as a shared server's users can in other CalDAV servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from urllib.parse import quote
+from xml.etree.ElementTree import Element
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pillarbox import davxml, ical
+from pillarbox.auth.directory import normalize_username
+from pillarbox.blocking import run_blocking
+from pillarbox.davxml import CALDAV, DAV, element, tag
+from pillarbox.observability.log import Log
+from pillarbox.services import Services
+from pillarbox.store.types import Account
+from pillarbox.web import identities
+from pillarbox.web.app import BodyTooLarge, web
+from pillarbox.web.caldav import CALENDAR_TYPE, account_calendars, calendar_href
+from pillarbox.web.calendarpage import default_calendar
+from pillarbox.web.webdav import (
+    FINITE_DEPTH,
+    ROOT,
+    Resource,
+    Target,
+    answer,
+    collection,
+    common,
+    depth,
+    href_prop,
+    not_allowed,
+    privileges,
+    props,
+    read,
+    read_xml,
+    xml,
+)
+
+_log = Log("web.scheduleboxes")
+
+#: The path segment below ``/dav/`` of the inboxes and outboxes.
+SECTION = "scheduling"
+INBOX = "inbox"
+OUTBOX = "outbox"
+#: RFC 5546 §3.6 request statuses of a free-busy answer.
+SUCCESS = "2.0;Success"
+UNKNOWN_USER = "3.7;Invalid calendar user"
+TOO_MANY_INSTANCES = "5.1;Service unavailable"
+
+
+def box_href(address: str, box: str) -> str:
+    return f"{ROOT}{SECTION}/{quote(address, safe='@')}/{box}/"
+
+
+def target(path: str) -> Target | None:
+    """The box a decoded path below ``/dav/scheduling/`` names ("inbox" or "outbox")."""
+    address, _, box = path.removesuffix("/").partition("/")
+    return Target(box, address) if address and box in (INBOX, OUTBOX) else None
+
+
+def _condition(name: str) -> bytes:
+    return davxml.error(element(tag(CALDAV, name)))
+
+
+async def _inbox(request: Request, account: Account) -> Resource:
+    calendars = await account_calendars(request, account)
+    default = calendar_href(account.address, default_calendar(calendars))
+    return Resource(
+        box_href(account.address, INBOX),
+        props(
+            collection(element(tag(CALDAV, "schedule-inbox"))),  # RFC 6638 §2.2
+            element(tag(DAV, "displayname"), "Inbox"),
+            href_prop(tag(CALDAV, "schedule-default-calendar-URL"), default),  # §9.2
+            privileges("read"),
+            *common(account.address),
+        ),
+    )
+
+
+def _outbox(address: str) -> Resource:
+    # RFC 6638 §6.1.2: schedule-send (of which free-busy lookups are all it takes here).
+    sending = element(
+        tag(DAV, "current-user-privilege-set"),
+        None,
+        *(
+            element(tag(DAV, "privilege"), None, element(name))
+            for name in (tag(DAV, "read"), tag(CALDAV, "schedule-send"))
+        ),
+    )
+    return Resource(
+        box_href(address, OUTBOX),
+        props(
+            collection(element(tag(CALDAV, "schedule-outbox"))),  # RFC 6638 §2.1
+            element(tag(DAV, "displayname"), "Outbox"),
+            sending,
+            *common(address),
+        ),
+    )
+
+
+async def handle(request: Request, account: Account, found: Target) -> Response:
+    """A request on the caller's inbox or outbox."""
+    if request.method == "PROPFIND":
+        asked = davxml.propfind(await read_xml(request))
+        if depth(request) is None:
+            return xml(FINITE_DEPTH, 403)  # RFC 4918 §9.1
+        resource = (
+            await _inbox(request, account) if found.kind == INBOX else _outbox(account.address)
+        )
+        # No members at any depth: invitations arrive as mail.
+        return xml(davxml.multistatus([answer(resource, asked)]))
+    if request.method == "POST" and found.kind == OUTBOX:
+        return await _free_busy(request, account)
+    return not_allowed("OPTIONS, PROPFIND, POST" if found.kind == OUTBOX else "OPTIONS, PROPFIND")
+
+
+async def _free_busy(request: Request, account: Account) -> Response:
+    """RFC 6638 §5: the attendees' busy time, each with its request status."""
+    app = web(request)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != CALENDAR_TYPE:
+        return xml(_condition("supported-calendar-data"), 403)
+    try:
+        data = await read(request, app.services.config.calendars.max_object_bytes)
+        asked = await run_blocking(ical.freebusy_request, data)
+    except BodyTooLarge:
+        return xml(_condition("max-resource-size"), 403)
+    except ical.InvalidObject as exc:
+        _log.info("free-busy request refused", account=account.address, reason=str(exc))
+        condition = (
+            exc.condition if exc.condition == "valid-scheduling-message" else "valid-calendar-data"
+        )
+        return xml(_condition(condition), 403)
+    known = {i.address.lower() for i in await identities.identities_of(app.services, account)}
+    if _address(asked.organizer) not in known:
+        return xml(_condition("organizer-allowed"), 403)
+    if len(asked.attendees) > app.limits.max_recipients:
+        return xml(_condition("max-recipients"), 403)
+    now = datetime.now(UTC)
+    answers = [await _answer(app.services, asked, attendee, now) for attendee in asked.attendees]
+    _log.info("free-busy answered", account=account.address, attendees=len(answers))
+    root = element(tag(CALDAV, "schedule-response"), None, *answers)
+    return Response(davxml.document(root), media_type="application/xml; charset=utf-8")
+
+
+def _address(calendar_user: str) -> str:
+    """A ``mailto:`` calendar user address as a lowercased bare address ("" for another
+    scheme)."""
+    scheme, _, rest = calendar_user.partition(":")
+    return rest.strip().lower() if scheme.lower() == "mailto" else ""
+
+
+async def _answer(
+    services: Services, asked: ical.FreeBusyRequest, attendee: str, now: datetime
+) -> Element:
+    """One ``CALDAV:response`` of the ``schedule-response``: ``attendee``'s request status and,
+    for a local account, its busy time."""
+    status, reply = UNKNOWN_USER, None
+    username = normalize_username(_address(attendee))
+    found = await services.store.get_account(username) if username else None
+    if found is not None:
+        held = await _busy_sources(services, found, asked)
+        try:
+            reply = await run_blocking(
+                ical.freebusy_reply, asked, attendee, held, now,
+                services.config.calendars.max_instances,
+            )  # fmt: skip
+            status = SUCCESS
+        except ical.TooManyInstances:
+            status = TOO_MANY_INSTANCES
+    parts = [
+        element(tag(CALDAV, "recipient"), None, element(tag(DAV, "href"), attendee)),
+        element(tag(CALDAV, "request-status"), status),
+    ]
+    if reply is not None:
+        parts.append(element(tag(CALDAV, "calendar-data"), reply))
+    return element(tag(CALDAV, "response"), None, *parts)
+
+
+async def _busy_sources(
+    services: Services, account: Account, asked: ical.FreeBusyRequest
+) -> Sequence[tuple[Sequence[bytes], str]]:
+    """Each of the account's calendars' objects in the asked range (by their stored bounds)
+    and its ``calendar-timezone``."""
+    held = []
+    for calendar in await services.store.list_calendars(account.id):
+        objects = await services.store.calendar_objects(
+            account.id, calendar.name, start=asked.start, end=asked.end
+        )
+        held.append(([o.data for o in objects], calendar.timezone))
+    return held

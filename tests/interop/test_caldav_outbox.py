@@ -1,0 +1,174 @@
+"""The scheduling inbox and outbox (RFC 6638 §2.1, §2.2, §5) against the live server: the
+principal names them, they answer PROPFIND (the inbox empty, naming the default calendar),
+and the outbox answers a VFREEBUSY request with each attendee's busy time — over httpx and
+through python-caldav's ``Principal.freebusy_request``. On PostgreSQL too with
+``PILLARBOX_TEST_STORE``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.etree.ElementTree import Element, fromstring
+
+import caldav
+import httpx
+import icalendar
+import pytest
+
+from pillarbox.testing.davclient import dav_client, error_of, found, responses, text_of
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.webclient import tls_paths
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+C = "{urn:ietf:params:xml:ns:caldav}"
+D = "{DAV:}"
+ICS = {"content-type": "text/calendar; charset=utf-8"}
+INBOX = f"/dav/scheduling/{ALICE}/inbox/"
+OUTBOX = f"/dav/scheduling/{ALICE}/outbox/"
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveServer]:
+    config = loopback_config(tmp_path / "data", only=["http", "https"])
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD, display_name="Alice")
+        server.add_account(BOB, TEST_PASSWORD, display_name="Bob")
+        yield server
+
+
+def event(uid: str, start: str, extra: str = "") -> bytes:
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20310101T000000Z\r\nDTSTART:{start}\r\nDURATION:PT1H\r\n"
+        f"SUMMARY:Private {uid}\r\n{extra}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+def request(*attendees: str, organizer: str = ALICE, method: str = "REQUEST") -> bytes:
+    lines = "".join(f"ATTENDEE:mailto:{a}\r\n" for a in attendees)
+    return (
+        f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//EN\r\nMETHOD:{method}\r\n"
+        "BEGIN:VFREEBUSY\r\nUID:fb-1\r\nDTSTAMP:20310101T000000Z\r\n"
+        "DTSTART:20310304T000000Z\r\nDTEND:20310305T000000Z\r\n"
+        f"ORGANIZER:mailto:{organizer}\r\n{lines}END:VFREEBUSY\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+def store(client: httpx.Client, path: str, data: bytes) -> None:
+    assert client.put(path, content=data, headers=ICS).status_code == 201
+
+
+def href_of(response: Element, name: str) -> str | None:
+    value = found(response, name)
+    return None if value is None else value.findtext(f"{D}href")
+
+
+def propfind(client: httpx.Client, path: str, body: str, depth: str = "0") -> httpx.Response:
+    return client.request("PROPFIND", path, content=body, headers={"depth": depth})
+
+
+def test_principal_inbox_and_outbox(live: LiveServer) -> None:
+    with dav_client(live, ALICE) as alice:
+        principal = f"/dav/principals/{ALICE}/"
+        asked = (
+            '<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>'
+            "<c:schedule-inbox-URL/><c:schedule-outbox-URL/><c:calendar-user-type/>"
+            "</d:prop></d:propfind>"
+        )
+        (me,) = responses(propfind(alice, principal, asked)).values()
+        assert href_of(me, f"{C}schedule-inbox-URL") == INBOX
+        assert href_of(me, f"{C}schedule-outbox-URL") == OUTBOX
+        assert text_of(me, f"{C}calendar-user-type") == "INDIVIDUAL"
+
+        allprop = '<d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>'
+        inbox = responses(propfind(alice, INBOX, allprop, depth="1"))
+        assert list(inbox) == [INBOX]  # no members: invitations arrive as mail
+        kinds = found(inbox[INBOX], f"{D}resourcetype")
+        assert kinds is not None and [k.tag for k in kinds] == [
+            f"{D}collection",
+            f"{C}schedule-inbox",
+        ]
+        default = href_of(inbox[INBOX], f"{C}schedule-default-calendar-URL")
+        assert default == f"/dav/calendars/{ALICE}/personal/"
+        (outbox,) = responses(propfind(alice, OUTBOX, allprop)).values()
+        kinds = found(outbox, f"{D}resourcetype")
+        assert kinds is not None and [k.tag for k in kinds] == [
+            f"{D}collection",
+            f"{C}schedule-outbox",
+        ]
+
+        # Another account's boxes are not found; a box takes no other method.
+        assert propfind(alice, f"/dav/scheduling/{BOB}/inbox/", allprop).status_code == 404
+        assert alice.post(INBOX, content=request(BOB), headers=ICS).status_code == 405
+        assert alice.get(OUTBOX).status_code == 405
+
+
+def test_outbox_answers_free_busy(live: LiveServer) -> None:
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        work = f"/dav/calendars/{BOB}/work/"
+        assert bob.request("MKCALENDAR", work).status_code == 201
+        personal = f"/dav/calendars/{BOB}/personal/"
+        store(bob, personal + "a.ics", event("a", "20310304T093000Z"))
+        store(bob, work + "b.ics", event("b", "20310304T150000Z", "STATUS:TENTATIVE\r\n"))
+        store(bob, work + "c.ics", event("c", "20310310T150000Z"))  # outside the range asked
+
+        answered = alice.post(OUTBOX, content=request(BOB, "nobody@elsewhere.example"), headers=ICS)
+        assert answered.status_code == 200, answered.text
+        root = fromstring(answered.content)
+        assert root.tag == f"{C}schedule-response"
+        by_recipient = {
+            r.findtext(f"{C}recipient/{D}href"): (
+                r.findtext(f"{C}request-status"),
+                r.findtext(f"{C}calendar-data"),
+            )
+            for r in root.findall(f"{C}response")
+        }
+        status, data = by_recipient[f"mailto:{BOB}"]
+        assert status == "2.0;Success" and data is not None
+        reply = icalendar.Calendar.from_ical(data)
+        assert str(reply["METHOD"]) == "REPLY"
+        (busy,) = reply.walk("VFREEBUSY")
+        assert str(busy["UID"]) == "fb-1" and str(busy["ATTENDEE"]) == f"mailto:{BOB}"
+        assert str(busy["ORGANIZER"]) == f"mailto:{ALICE}"
+        periods = [(p.params["FBTYPE"], p.to_ical().decode()) for p in busy["FREEBUSY"]]
+        assert periods == [
+            ("BUSY", "20310304T093000Z/20310304T103000Z"),
+            ("BUSY-TENTATIVE", "20310304T150000Z/20310304T160000Z"),
+        ]
+        assert "Private" not in data  # periods only, never what the events are
+        assert by_recipient["mailto:nobody@elsewhere.example"] == (
+            "3.7;Invalid calendar user",
+            None,
+        )
+
+        # Asking as someone else, or with something not a free-busy request: refused (§5).
+        refused = alice.post(OUTBOX, content=request(BOB, organizer=BOB), headers=ICS)
+        assert refused.status_code == 403 and error_of(refused) == [f"{C}organizer-allowed"]
+        wrong = alice.post(OUTBOX, content=request(BOB, method="PUBLISH"), headers=ICS)
+        assert wrong.status_code == 403 and error_of(wrong) == [f"{C}valid-scheduling-message"]
+        broken = alice.post(OUTBOX, content=b"not iCalendar", headers=ICS)
+        assert broken.status_code == 403 and error_of(broken) == [f"{C}valid-calendar-data"]
+        typed = alice.post(OUTBOX, content=request(BOB), headers={"content-type": "text/plain"})
+        assert typed.status_code == 403 and error_of(typed) == [f"{C}supported-calendar-data"]
+
+
+def test_python_caldav_asks_free_busy_through_the_outbox(live: LiveServer) -> None:
+    with dav_client(live, BOB) as bob:
+        store(bob, f"/dav/calendars/{BOB}/personal/a.ics", event("a", "20310304T093000Z"))
+    client = caldav.DAVClient(
+        f"https://127.0.0.1:{live.port('https')}/dav/",
+        username=ALICE,
+        password=TEST_PASSWORD,
+        ssl_verify_cert=str(tls_paths(live.config)[0]),
+    )
+    principal = client.principal()
+    assert str(principal.schedule_outbox().url).endswith(OUTBOX)
+    assert str(principal.schedule_inbox().url).endswith(INBOX)
+    start, end = datetime(2031, 3, 4, tzinfo=UTC), datetime(2031, 3, 5, tzinfo=UTC)
+    answers = principal.freebusy_request(start, end, [f"mailto:{BOB}"])
+    assert answers["errors"] == {}
+    busy = answers[f"mailto:{BOB}"].icalendar_component
+    assert busy["FREEBUSY"].to_ical().decode() == "20310304T093000Z/20310304T103000Z"
