@@ -65,6 +65,8 @@ ACTIVITY_RANGES = {
         ActivityRange("30d", "last 30 days, per day", timedelta(days=1), 30, "%d %b", 5),
     )
 }
+#: The most days of received reports one view shows (about ten years).
+MAX_REPORT_DAYS = 3660
 #: The chart's series: (ActivityCounts field, legend).
 ACTIVITY_SERIES = (
     ("delivered", "delivered"),
@@ -215,8 +217,8 @@ async def received_reports(services: Services, name: str, days_text: str = "") -
         days = int(days_text) if days_text else receivedreports.DEFAULT_DAYS
     except ValueError:
         raise UserError("days must be a number") from None
-    if not 1 <= days <= 3660:
-        raise UserError("days must be 1–3660")
+    if not 1 <= days <= MAX_REPORT_DAYS:
+        raise UserError(f"days must be 1–{MAX_REPORT_DAYS}")
     since = datetime.now(UTC) - timedelta(days=days)
     return ReceivedView(domain, days, await services.store.received_reports(since, domain=domain))
 

@@ -52,6 +52,7 @@ from pillarbox.store.types import (
     QuotaUsage,
     SendingLimits,
     SieveScript,
+    SortKey,
     SpecialUse,
     TokenKind,
 )
@@ -147,9 +148,10 @@ class Operation:
     tag: str
     response: JsonObject
     body: JsonObject | None = None
-    query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+    query: tuple[tuple[str, JsonObject, str], ...] = ()  # (name, schema, description)
     admin: bool = False
     status: int = 200
+    media_type: str = "application/json"
 
 
 # -- JSON shapes -----------------------------------------------------------------------------------
@@ -563,8 +565,6 @@ async def addresses(call: Call) -> object:
     """Recipient completion: the account's contacts, then its own correspondents (see
     :func:`pillarbox.web.contacts.completions`); nothing of another account's."""
     prefix = call.request.query_params.get("prefix", "").strip()
-    if len(prefix) > MAX_COMPLETION_PREFIX:
-        raise UserError(f"prefix is longer than {MAX_COMPLETION_PREFIX} characters")
     found = await contact_ops.completions(call.web.services, call.account, prefix, COMPLETION_LIMIT)
     return {"addresses": found}
 
@@ -585,8 +585,6 @@ def contact_json(contact: Contact) -> JsonObject:
 
 async def list_contacts(call: Call) -> object:
     search = call.request.query_params.get("q", "").strip()
-    if len(search) > contact_ops.MAX_SEARCH:
-        raise UserError(f"q is longer than {contact_ops.MAX_SEARCH} characters")
     found = await call.web.services.store.list_contacts(call.account.id, search)
     return [contact_json(c) for c in found]
 
@@ -1044,6 +1042,9 @@ INT: JsonObject = {"type": "integer"}
 NUMBER: JsonObject = {"type": "number"}
 BOOL: JsonObject = {"type": "boolean"}
 NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
+#: A folder, message, contact, token… by number (a path's ``{name:int}`` too: Starlette's int
+#: converter takes ASCII digits only): no id beyond the stores' 64-bit integers exists.
+ID: JsonObject = {"type": "integer", "minimum": 0, "maximum": MAX_FIELD_NUMBER}
 OK = _obj({"ok": BOOL})
 _SENDING_COUNTS = ("messages", "recipients", "first_time")
 #: pillarbox.queue.sendlimits.SendingState.as_json
@@ -1349,19 +1350,20 @@ SCHEMAS: dict[str, JsonObject] = {
 }
 
 _ACTIONS = ["read", "unread", "flag", "unflag", "move", "delete", "spam", "notspam"]
+_PAGE = ("page", INT, "1-based page (beyond the last: an empty page)")
 _LIST_QUERY = (
-    ("page", "integer", "1-based page"),
-    ("size", "integer", "messages per page"),
-    ("sort", "string", "arrival, date, from, subject or size"),
-    ("order", "string", "asc or desc"),
-    ("q", "string", 'full-text words; "quoted phrases"'),
-    ("from", "string", "sender contains"),
-    ("to", "string", "first To/Cc address contains"),
-    ("subject", "string", "subject contains"),
-    ("since", "string", "YYYY-MM-DD"),
-    ("before", "string", "YYYY-MM-DD (inclusive)"),
-    ("unseen", "string", "1: unread only"),
-    ("flagged", "string", "1: flagged only"),
+    _PAGE,
+    ("size", INT, "messages per page (brought within 1 and [web] max_page_size)"),
+    ("sort", {"enum": [k.value for k in SortKey]}, "default date"),
+    ("order", {"enum": ["asc", "desc"]}, "default desc"),
+    ("q", STR, 'full-text words; "quoted phrases"'),
+    ("from", STR, "sender contains"),
+    ("to", STR, "first To/Cc address contains"),
+    ("subject", STR, "subject contains"),
+    ("since", STR, "YYYY-MM-DD"),
+    ("before", STR, "YYYY-MM-DD (inclusive)"),
+    ("unseen", STR, "1: unread only"),
+    ("flagged", STR, "1: flagged only"),
 )
 
 _CONTACT_FIELDS: dict[str, JsonObject] = {
@@ -1445,8 +1447,8 @@ OPERATIONS: tuple[Operation, ...] = (
             }
         ),
         query=(
-            ("page", "integer", "from 1"),
-            ("size", "integer", "about this many messages per page (whole threads)"),
+            _PAGE,
+            ("size", INT, "about this many messages per page (whole threads)"),
         ),
     ),
     Operation(
@@ -1456,7 +1458,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "One message (marks it read unless mark_seen=0)",
         "mail",
         _ref("Message"),
-        query=(("mark_seen", "string", "0: leave unread"),),
+        query=(("mark_seen", STR, "0: leave unread"),),
     ),
     Operation(
         "GET",
@@ -1465,6 +1467,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The message as stored (message/rfc822)",
         "mail",
         STR,
+        media_type="message/rfc822",
     ),
     Operation(
         "GET",
@@ -1473,6 +1476,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "An attachment (decoded, as a download)",
         "mail",
         STR,
+        media_type="application/octet-stream",
     ),
     Operation(
         "POST",
@@ -1481,7 +1485,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Flag, move, delete, or mark spam many messages",
         "mail",
         OK,
-        _obj({"action": {"enum": _ACTIONS}, "uids": _list(INT), "target": INT}, ("action", "uids")),
+        _obj({"action": {"enum": _ACTIONS}, "uids": _list(ID), "target": ID}, ("action", "uids")),
     ),
     Operation(
         "POST", "/mailboxes/{mailbox:int}/empty", empty_mailbox, "Empty Trash or Junk", "mail", OK
@@ -1551,7 +1555,7 @@ OPERATIONS: tuple[Operation, ...] = (
         query=(
             (
                 "prefix",
-                "string",
+                {"type": "string", "maxLength": MAX_COMPLETION_PREFIX},
                 "what was typed (any case): the start of an address it wrote to, or part of a "
                 "contact's name, address or organisation",
             ),
@@ -1599,7 +1603,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "The address book, by name; q: only those whose name, address or organisation contains it",
         "contacts",
         _list(_ref("Contact")),
-        query=(("q", "string", "search text (any case)"),),
+        query=(
+            (
+                "q",
+                {"type": "string", "maxLength": contact_ops.MAX_SEARCH},
+                "search text (any case)",
+            ),
+        ),
     ),
     Operation(
         "POST",
@@ -1618,6 +1628,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Every contact as one vCard 4.0 file (text/vcard)",
         "contacts",
         STR,
+        media_type=contact_ops.VCARD_TYPE,
     ),
     Operation(
         "POST",
@@ -1866,6 +1877,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 ),
             }
         ),
+        query=(("range", {"enum": list(admin_ops.ACTIVITY_RANGES)}, "default 48h"),),
         admin=True,
     ),
     Operation(
@@ -1918,7 +1930,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/admin/domains/{name}/reports",
         admin_domain_reports,
-        "DMARC and TLS reports received about the domain (query days, default 30)",
+        "DMARC and TLS reports received about the domain",
         "admin",
         _obj(
             {
@@ -1938,6 +1950,13 @@ OPERATIONS: tuple[Operation, ...] = (
                 ),
                 "reports": _list(_obj({"kind": STR, "organization": STR, "report_id": STR})),
             }
+        ),
+        query=(
+            (
+                "days",
+                {"type": "integer", "minimum": 1, "maximum": admin_ops.MAX_REPORT_DAYS},
+                f"the last this many days (default {receivedreports.DEFAULT_DAYS})",
+            ),
         ),
         admin=True,
     ),
@@ -2080,6 +2099,11 @@ OPERATIONS: tuple[Operation, ...] = (
 _PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
 
+def _resolved(schema: JsonObject) -> JsonObject:
+    ref = schema.get("$ref")
+    return SCHEMAS[ref.rsplit("/", 1)[1]] if isinstance(ref, str) else schema
+
+
 def openapi_document(version: str = "1") -> JsonObject:
     paths: dict[str, JsonObject] = {}
     for op in OPERATIONS:
@@ -2089,13 +2113,13 @@ def openapi_document(version: str = "1") -> JsonObject:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer" if converter == "int" else "string"},
+                "schema": ID if converter == "int" else STR,
             }
             for name, converter in _PATH_PARAM.findall(op.path)
         ]
         parameters += [
-            {"name": n, "in": "query", "schema": {"type": t}, "description": d}
-            for n, t, d in op.query
+            {"name": n, "in": "query", "schema": schema, "description": d}
+            for n, schema, d in op.query
         ]
         entry: JsonObject = {
             "summary": op.summary,
@@ -2104,7 +2128,7 @@ def openapi_document(version: str = "1") -> JsonObject:
             "responses": {
                 str(op.status): {
                     "description": "success",
-                    "content": {"application/json": {"schema": op.response}},
+                    "content": {op.media_type.split(";")[0]: {"schema": op.response}},
                 },
                 "default": {
                     "description": "error",
@@ -2116,7 +2140,8 @@ def openapi_document(version: str = "1") -> JsonObject:
             entry["parameters"] = parameters
         if op.body is not None:
             entry["requestBody"] = {
-                "required": True,
+                # A body without required members may be left out: it reads as {}.
+                "required": bool(_resolved(op.body).get("required")),
                 "content": {"application/json": {"schema": op.body}},
             }
         if op.admin:
@@ -2176,6 +2201,113 @@ async def api_account(request: Request) -> Account:
     return account
 
 
+#: What each JSON type is in Python; a bool is not an integer here, though Python says so.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+#: How an error names a value of each type: one, and several (a list's items).
+_TYPE_WORDS = {
+    "string": ("a string", "strings"),
+    "integer": ("an integer", "integers"),
+    "number": ("a number", "numbers"),
+    "boolean": ("true or false", "true or false values"),
+    "array": ("a list", "lists"),
+    "object": ("an object", "objects"),
+    "null": ("null", "nulls"),
+}
+
+
+def _types(schema: JsonObject) -> list[str]:
+    kinds = schema.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _described(schema: JsonObject, *, many: bool = False) -> str:
+    """What ``schema`` wants, for an error: "a list of strings", "an integer or null"."""
+    schema = _resolved(schema)
+    if "enum" in schema:
+        return "one of " + ", ".join(f"'{v}'" for v in schema["enum"])
+    if "oneOf" in schema:
+        return " or ".join(_described(s, many=many) for s in schema["oneOf"])
+    words = []
+    for kind in _types(schema) or ["object" if "allOf" in schema else "value"]:
+        if kind == "array" and not many:
+            words.append("a list of " + _described(schema.get("items", {}), many=True))
+        else:
+            words.append(_TYPE_WORDS.get(kind, ("a value", "values"))[many])
+    return " or ".join(words)
+
+
+def _member(name: str, key: str) -> str:
+    return f"{name}.{key}" if name else key
+
+
+def violation(schema: JsonObject, value: object, name: str) -> str | None:
+    """Why ``value`` (parsed JSON, or a query parameter) does not match ``schema``, or None: the
+    document's part of JSON Schema (type, enum, properties, required, items, $ref, allOf,
+    oneOf, minimum, maximum, maxLength), so that what the document says a request must be is
+    what is refused (members it does not name are ignored)."""
+    schema = _resolved(schema)
+    for part in schema.get("allOf", ()):
+        if (why := violation(part, value, name)) is not None:
+            return why
+    one_of = schema.get("oneOf")
+    kinds = _types(schema)
+    wrong_type = kinds and not any(
+        isinstance(value, _JSON_TYPES[k]) and (k == "boolean" or not isinstance(value, bool))
+        for k in kinds
+    )
+    if (
+        wrong_type
+        or ("enum" in schema and value not in schema["enum"])
+        or (one_of and all(violation(s, value, name) is not None for s in one_of))
+    ):
+        return f"{name} must be {_described(schema)}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_FIELD_NUMBER:
+            return f"{name} must be below 2^63"
+        if value < schema.get("minimum", value) or value > schema.get("maximum", value):
+            return f"{name} must be {schema.get('minimum')} to {schema.get('maximum')}"
+    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
+        return f"{name} is longer than {schema['maxLength']} characters"
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                return f"{_member(name, key)} is required"
+        for key, member in schema.get("properties", {}).items():
+            if key in value and (why := violation(member, value[key], _member(name, key))):
+                return why
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            if (why := violation(schema["items"], item, f"{name}[{index}]")) is not None:
+                return why
+    return None
+
+
+_QUERY_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
+def query_violation(op: Operation, query: Mapping[str, str]) -> str | None:
+    """Why the query string does not match the operation's parameters, or None. An integer
+    parameter is ASCII digits (``int`` also reads "٣" and " 3 ")."""
+    for name, schema, _ in op.query:
+        text = query.get(name)
+        if text is None:
+            continue
+        value: object = text
+        if "integer" in _types(schema) and _QUERY_INTEGER.fullmatch(text):
+            value = int(text)
+        if (why := violation(schema, value, name)) is not None:
+            return why
+    return None
+
+
 def _holds_nul(value: object) -> bool:
     """Whether a string of the parsed JSON ``value``, key or value, holds NUL."""
     if isinstance(value, str):
@@ -2187,14 +2319,29 @@ def _holds_nul(value: object) -> bool:
     return False
 
 
-def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
+def _refused(op: Operation, status: int, why: str) -> Response:
+    _log.info("api request refused", reason=why, path=op.path, status=status)
+    return JSONResponse({"error": why}, status_code=status)
+
+
+def _endpoint(operations: Mapping[str, Operation]) -> Callable[[Request], Awaitable[Response]]:
+    """The one endpoint of a path: its operation by method (HEAD is GET's, as Starlette
+    routes it), so that a method the path lacks is answered once, 405 with every method it
+    has in ``Allow``."""
+
     async def endpoint(request: Request) -> Response:
+        op = operations["GET" if request.method == "HEAD" else request.method]
         try:
             account = await api_account(request)
         except AuthenticationFailed as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
         if op.admin and not account.is_admin:
             return JSONResponse({"error": "administrators only"}, status_code=403)
+        if any(isinstance(v, int) and v > MAX_FIELD_NUMBER for v in request.path_params.values()):
+            # No such id can be stored; the store's integer would overflow.
+            return _refused(op, 404, "not found")
+        if (why := query_violation(op, request.query_params)) is not None:
+            return _refused(op, 400, why)
         body: JsonObject = {}
         if op.body is not None:
             try:
@@ -2206,8 +2353,9 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
             if _holds_nul(parsed):
                 # JSON writes NUL as \u0000; no field means one, and PostgreSQL's text
                 # cannot hold it.
-                _log.info("api request refused", reason="NUL in the body", path=op.path)
-                return JSONResponse({"error": "the body holds a NUL character"}, status_code=400)
+                return _refused(op, 400, "the body holds a NUL character")
+            if (why := violation(op.body, parsed, "")) is not None:
+                return _refused(op, 400, why)
             body = parsed
         try:
             result = await op.handler(Call(request, web(request), account, body))
@@ -2228,9 +2376,12 @@ async def openapi(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    by_path: dict[str, dict[str, Operation]] = {}
+    for op in OPERATIONS:
+        by_path.setdefault(op.path, {})[op.method] = op
     table: list[BaseRoute] = [Route(PREFIX + "/openapi.json", openapi)]
     table += [
-        Route(PREFIX + op.path, _endpoint(op), methods=[op.method], name=op.handler.__name__)
-        for op in OPERATIONS
+        Route(PREFIX + path, _endpoint(ops), methods=list(ops), name=f"api:{path}")
+        for path, ops in by_path.items()
     ]
     return table

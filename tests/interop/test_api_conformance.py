@@ -1,0 +1,163 @@
+"""The JSON API answers as its OpenAPI document says, against the live server: what
+schemathesis (``fuzz/api_schemathesis.py``) found it did not do. An id beyond the stores'
+integers is 404, not a server error; a method a path lacks is 405 naming the methods it has; a
+body or query parameter the document refuses is 400 before anything is done (a missing
+required member, a wrong type at any depth, an unknown enum value, a non-integer page); the
+document names every query parameter read, the media type of every non-JSON answer, and which
+bodies may be left out."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer
+from pillarbox.testing.webclient import WebSession, deliver, mailbox_id, simple_message
+
+pytestmark = pytest.mark.listeners("http", "smtp")
+
+ALICE = "alice@example.org"
+TOO_LARGE = 2**63  # one past the stores' 64-bit integers
+
+
+@pytest.fixture
+def admin(live: LiveServer) -> WebSession:
+    live.add_account("admin@example.org", TEST_PASSWORD, is_admin=True)
+    session = WebSession(live)
+    assert session.login("admin@example.org").status_code == 303
+    return session
+
+
+def test_an_id_beyond_the_stores_integers_is_not_found(admin: WebSession) -> None:
+    for method, path in (
+        ("DELETE", f"/admin/queue/{TOO_LARGE}"),
+        ("POST", f"/admin/queue/{TOO_LARGE}/retry"),
+        ("GET", f"/contacts/{TOO_LARGE}"),
+        ("DELETE", f"/tokens/{TOO_LARGE}"),
+        ("GET", f"/mailboxes/{TOO_LARGE}/messages/{TOO_LARGE}"),
+    ):
+        answer = admin.api(method, path)
+        assert (answer.status_code, answer.json()) == (404, {"error": "not found"}), path
+    assert admin.api("DELETE", f"/admin/queue/{TOO_LARGE - 1}").status_code == 404
+
+
+def test_a_method_the_path_lacks_is_405_with_allow(live: LiveServer, alice: WebSession) -> None:
+    # RFC 9110 §15.5.6: a 405 MUST name the methods the resource has, every one of them.
+    for method, path, allowed in (
+        ("TRACE", "/api/v1/contacts", {"GET", "HEAD", "POST"}),
+        ("PUT", "/api/v1/mailboxes", {"GET", "HEAD", "POST"}),
+        ("GET", "/api/v1/tokens/1", {"DELETE"}),
+        ("POST", "/api/v1/sieve/scripts/main", {"GET", "HEAD", "PUT", "DELETE"}),
+    ):
+        answer = alice.client.request(method, path)
+        assert answer.status_code == 405, path
+        assert set(answer.headers["allow"].split(", ")) == allowed, path
+        assert answer.json() == {"error": "Method Not Allowed"}
+    page = alice.client.request("PUT", "/login")
+    assert page.status_code == 405 and set(page.headers["allow"].split(", ")) == {"GET", "HEAD"}
+
+
+def test_bodies_are_held_to_the_document(live: LiveServer, alice: WebSession) -> None:
+    inbox = mailbox_id(live, ALICE)
+    _, uid = deliver(live, ALICE, simple_message())
+    actions = f"/mailboxes/{inbox}/actions"
+    for path, method, body, error in (
+        (actions, "POST", None, "action is required"),
+        (actions, "POST", {"action": "delete"}, "uids is required"),
+        (
+            actions,
+            "POST",
+            {"action": "nuke", "uids": [uid]},
+            "action must be one of 'read', "
+            "'unread', 'flag', 'unflag', 'move', 'delete', 'spam', 'notspam'",
+        ),
+        (actions, "POST", {"action": "delete", "uids": [True]}, "uids[0] must be an integer"),
+        (
+            actions,
+            "POST",
+            {"action": "move", "uids": [uid], "target": "2"},
+            "target must be an integer",
+        ),
+        (
+            actions,
+            "POST",
+            {"action": "read", "uids": [TOO_LARGE]},
+            "uids[0] must be below 2^63",
+        ),
+        ("/sieve/scripts/main", "PUT", {"active": True}, "content is required"),
+        ("/contacts/import", "POST", {}, "vcard is required"),
+        (
+            "/drafts",
+            "POST",
+            {"attachments": [{"filename": 5}]},
+            "attachments[0].filename must be a string",
+        ),
+        (
+            "/sieve/rules",
+            "PUT",
+            {"rules": [{"name": "x", "actions": [{"target": "A"}]}]},
+            "rules[0].actions[0].action is required",
+        ),
+        ("/settings/retention", "PUT", {"junk_days": 1.5}, "junk_days must be an integer or null"),
+        ("/tokens", "POST", {"kind": "root"}, "kind must be one of 'api', 'app-password'"),
+    ):
+        answer = alice.api(method, path, body)
+        assert (answer.status_code, answer.json()) == (400, {"error": error}), (path, body)
+    # Nothing was done: the message is where it was and unread; no script, draft or token.
+    assert alice.api("GET", f"/mailboxes/{inbox}/messages/{uid}?mark_seen=0").json()["flags"] == []
+    assert alice.api("GET", "/sieve/scripts").json() == []
+    assert alice.api("GET", "/tokens").json() == []
+    drafts = [m for m in alice.api("GET", "/mailboxes").json() if m["special_use"] == "\\Drafts"]
+    assert drafts[0]["messages"] == 0
+    # A body with no required member may be left out, as the document says.
+    assert alice.api("PUT", "/settings/vacation").json()["enabled"] is False
+
+
+def test_query_parameters_are_held_to_the_document(
+    live: LiveServer, alice: WebSession, admin: WebSession
+) -> None:
+    inbox = mailbox_id(live, ALICE)
+    for path, error in (
+        (f"/mailboxes/{inbox}/messages?size=null", "size must be an integer"),
+        (f"/mailboxes/{inbox}/messages?page=%D9%A3", "page must be an integer"),
+        (
+            f"/mailboxes/{inbox}/messages?sort=colour",
+            "sort must be one of 'arrival', 'date', 'from', 'subject', 'size'",
+        ),
+        (f"/mailboxes/{inbox}/threads?page=1.5", "page must be an integer"),
+        ("/addresses?prefix=" + "a" * 255, "prefix is longer than 254 characters"),
+    ):
+        answer = alice.api("GET", path)
+        assert (answer.status_code, answer.json()) == (400, {"error": error}), path
+    assert alice.api("GET", f"/mailboxes/{inbox}/messages?size=5&sort=size").status_code == 200
+    assert admin.api("GET", "/admin/activity?range=1y").json() == {
+        "error": "range must be one of '48h', '30d'"
+    }
+    assert admin.api("GET", "/admin/domains/example.org/reports?days=x").json() == {
+        "error": "days must be an integer"
+    }
+
+
+def test_the_document_names_what_is_served(live: LiveServer, alice: WebSession) -> None:
+    document = httpx.get(f"{alice.base}/api/v1/openapi.json").json()
+    paths = document["paths"]
+    message = "/api/v1/mailboxes/{mailbox}/messages/{uid}"
+    for path, method, media_type in (
+        (message + "/raw", "get", "message/rfc822"),
+        (message + "/parts/{section}", "get", "application/octet-stream"),
+        ("/api/v1/contacts/export", "get", "text/vcard"),
+        ("/api/v1/me", "get", "application/json"),
+    ):
+        assert list(paths[path][method]["responses"]["200"]["content"]) == [media_type], path
+    exported = alice.api("GET", "/contacts/export")
+    assert exported.headers["content-type"].split(";")[0] == "text/vcard"
+
+    def query(path: str) -> set[str]:
+        return {p["name"] for p in paths[path]["get"]["parameters"] if p["in"] == "query"}
+
+    assert query("/api/v1/admin/activity") == {"range"}
+    assert query("/api/v1/admin/domains/{name}/reports") == {"days"}
+    [mailbox] = [p for p in paths[message]["get"]["parameters"] if p["name"] == "mailbox"]
+    assert mailbox["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    assert paths["/api/v1/settings/vacation"]["put"]["requestBody"]["required"] is False
+    assert paths["/api/v1/mailboxes"]["post"]["requestBody"]["required"] is True
