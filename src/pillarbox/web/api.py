@@ -11,10 +11,13 @@ Implementation notes:
   in the settings; the session cookie of a login still waiting for its code grants nothing.
 - **The table is the truth**: each :class:`Operation` names its method, path, handler, schemas
   and summary; routing and ``/api/v1/openapi.json`` are both built from it, so the document
-  cannot drift from what is served.
+  cannot drift from what is served. A request is held to it before its handler runs
+  (:func:`violation`): a body or query parameter the document refuses is 400 naming the
+  member (``uids[0] must be an integer``, ``content is required``); members it does not name
+  are ignored. ``fuzz/api_schemathesis.py`` checks the server against the document.
 - Errors are ``{"error": "..."}`` with 400 (bad input), 401 (no credentials), 403 (not an
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
-  indistinguishably), 409 (exists), 413, 429.
+  indistinguishably; an id beyond 2^63-1 too), 405 (with ``Allow``), 409 (exists), 413, 429.
 - The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`,
   :mod:`.contacts`.
 """
