@@ -53,6 +53,7 @@ from pillarbox.store.types import (
     Contact,
     Identity,
     QuotaUsage,
+    RecipientState,
     SendingLimits,
     SieveScript,
     SortKey,
@@ -1061,6 +1062,40 @@ SENDING_STATE = _obj(
     ("address", "own", "limits", "sent"),
 )
 PERSON = _obj({"name": STR, "address": STR})
+VACATION = _obj(
+    {"enabled": BOOL, "subject": STR, "body": STR, "until": {"type": ["string", "null"]}}
+)
+FORWARDING = _obj({"to": _list(STR), "keep_copy": BOOL})
+#: pillarbox.policy.receivedreports.report_json
+RECEIVED_REPORT = _obj(
+    {
+        "kind": {"enum": ["dmarc", "tlsrpt"]},
+        "organization": STR,
+        "report_id": STR,
+        "domain": STR,
+        "begin": STR,
+        "end": STR,
+        "received": STR,
+        "contact": STR,
+        "policy": STR,
+        "messages": INT,
+        "failed": INT,
+        "rows": _list(
+            _obj(
+                {
+                    "source": STR,
+                    "messages": INT,
+                    "failed": INT,
+                    "disposition": STR,
+                    "dkim": STR,
+                    "spf": STR,
+                    "header_from": STR,
+                    "detail": STR,
+                }
+            )
+        ),
+    }
+)
 #: AccountSettings.time_zone, checked by pillarbox.web.zone.known_zone.
 _TIME_ZONE: JsonObject = {
     "type": "string",
@@ -1235,15 +1270,8 @@ SCHEMAS: dict[str, JsonObject] = {
         {
             "address": STR,
             "display_name": STR,
-            "vacation": _obj(
-                {
-                    "enabled": BOOL,
-                    "subject": STR,
-                    "body": STR,
-                    "until": {"type": ["string", "null"]},
-                }
-            ),
-            "forwarding": _obj({"to": _list(STR), "keep_copy": BOOL}),
+            "vacation": VACATION,
+            "forwarding": FORWARDING,
             "time_zone": _TIME_ZONE,
             "retention": _ref("Retention"),
         }
@@ -1689,8 +1717,8 @@ OPERATIONS: tuple[Operation, ...] = (
         put_vacation,
         "Set the vacation auto-reply",
         "account",
-        _obj({}),
-        _obj({"enabled": BOOL, "subject": STR, "body": STR, "until": {"type": ["string", "null"]}}),
+        VACATION,
+        VACATION,
     ),
     Operation(
         "PUT",
@@ -1716,8 +1744,8 @@ OPERATIONS: tuple[Operation, ...] = (
         put_forwarding,
         "Set forwarding",
         "account",
-        _obj({}),
-        _obj({"to": _list(STR), "keep_copy": BOOL}),
+        FORWARDING,
+        FORWARDING,
     ),
     Operation(
         "POST",
@@ -1742,7 +1770,7 @@ OPERATIONS: tuple[Operation, ...] = (
         create_token,
         "Issue an app password or API token (secret shown once)",
         "account",
-        _obj({"id": INT, "secret": STR}),
+        {"allOf": [_ref("Token"), _obj({"secret": STR})]},
         _obj({"kind": {"enum": ["api", "app-password"]}, "label": STR}),
         status=201,
     ),
@@ -1854,7 +1882,24 @@ OPERATIONS: tuple[Operation, ...] = (
         admin_dashboard,
         "Counts of domains, accounts, storage and queue",
         "admin",
-        _obj({}),
+        _obj(
+            {
+                **dict.fromkeys(
+                    (
+                        "domains",
+                        "accounts",
+                        "aliases",
+                        "stored_messages",
+                        "stored_bytes",
+                        "queued_messages",
+                    ),
+                    INT,
+                ),
+                "queued_recipients": _obj(
+                    dict.fromkeys((state.value for state in RecipientState), INT)
+                ),
+            }
+        ),
         admin=True,
     ),
     Operation(
@@ -1925,6 +1970,11 @@ OPERATIONS: tuple[Operation, ...] = (
                     _obj({"name": STR, "type": STR, "value": STR, "ttl": INT, "purpose": STR})
                 ),
                 "zone": STR,
+                "mta_sts_policy": {
+                    "type": "string",
+                    "description": "the text served at https://mta-sts.<domain>/.well-known/"
+                    "mta-sts.txt (RFC 8461 §3.2)",
+                },
             }
         ),
         admin=True,
@@ -1951,7 +2001,7 @@ OPERATIONS: tuple[Operation, ...] = (
                         }
                     )
                 ),
-                "reports": _list(_obj({"kind": STR, "organization": STR, "report_id": STR})),
+                "reports": _list(RECEIVED_REPORT),
             }
         ),
         query=(
@@ -2076,7 +2126,27 @@ OPERATIONS: tuple[Operation, ...] = (
         admin_queue,
         "The outbound queue",
         "admin",
-        _list(_obj({})),
+        _list(
+            _obj(
+                {
+                    "id": INT,
+                    "sender": STR,
+                    "size": INT,
+                    "queued_at": STR,
+                    "recipients": _list(
+                        _obj(
+                            {
+                                "address": STR,
+                                "state": {"enum": [state.value for state in RecipientState]},
+                                "attempts": INT,
+                                "next_attempt": STR,
+                                "last_reply": {"type": ["string", "null"]},
+                            }
+                        )
+                    ),
+                }
+            )
+        ),
         admin=True,
     ),
     Operation(
