@@ -249,3 +249,33 @@ def test_every_member_of_an_answer_is_declared(live: LiveServer, admin: WebSessi
         schema = declared[str(answer.status_code)]["content"]["application/json"]["schema"]
         undeclared += _undeclared(document, schema, answer.json(), f"{method} {path}")
     assert undeclared == [], "\n".join(undeclared)
+
+
+def test_negative_quotas_and_limits_are_refused(live: LiveServer, admin: WebSession) -> None:
+    # The admin page refused a negative quota; the API stored it.
+    for method, path, body, error in (
+        (
+            "PUT",
+            f"/admin/accounts/{ALICE}/quota",
+            {"quota_bytes": -1},
+            "quota_bytes must be at least 0",
+        ),
+        (
+            "POST",
+            "/admin/accounts",
+            {"address": "carol@example.org", "password": TEST_PASSWORD, "quota_messages": -5},
+            "quota_messages must be at least 0",
+        ),
+        (
+            "PUT",
+            f"/admin/accounts/{ALICE}/sending-limits",
+            {"messages": -1},
+            "messages must be 0 to 2147483647",
+        ),
+        ("PUT", "/settings/retention", {"junk_days": -1}, "junk_days must be at least 0"),
+    ):
+        answer = admin.api(method, path, body)
+        assert (answer.status_code, answer.json()) == (400, {"error": error}), path
+    accounts = {a["address"]: a for a in admin.api("GET", "/admin/accounts").json()}
+    assert "carol@example.org" not in accounts
+    assert (accounts[ALICE]["quota_bytes"], accounts[ALICE]["quota_messages"]) == (None, None)

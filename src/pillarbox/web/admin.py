@@ -27,7 +27,6 @@ from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
 from pillarbox.services import Services
 from pillarbox.store.types import Account, ActivityCounts, ReceivedReport, SendingLimits
 from pillarbox.web.app import (
-    MAX_FIELD_NUMBER,
     field_number,
     field_text,
     posted_form,
@@ -230,18 +229,16 @@ def quota_from_text(megabytes: str, messages: str) -> tuple[int | None, int | No
         count = int(messages) if messages.strip() else None
     except (ValueError, OverflowError):  # "x", "nan"; "inf", "1e999"
         raise UserError("quotas must be numbers (empty: unlimited)") from None
-    if (size is not None and size < 0) or (count is not None and count < 0):
-        raise UserError("quotas cannot be negative")
-    if (size or 0) > MAX_FIELD_NUMBER or (count or 0) > MAX_FIELD_NUMBER:
-        raise UserError("quotas must be below 2^63 (empty: unlimited)")
-    return size, count
+    return provisioning.checked_quotas(size, count)
 
 
 async def set_quota(
     services: Services, address: str, quota_bytes: int | None, quota_messages: int | None
 ) -> Account:
     account = await provisioning.get_account(services.store, address)
-    await services.store.set_quota(account.id, quota_bytes, quota_messages)
+    await services.store.set_quota(
+        account.id, *provisioning.checked_quotas(quota_bytes, quota_messages)
+    )
     return account
 
 

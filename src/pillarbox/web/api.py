@@ -44,6 +44,7 @@ from pillarbox.config import RetentionSection
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
+from pillarbox.queue import sendlimits
 from pillarbox.sievescripts import InvalidScript
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import (
@@ -1049,6 +1050,15 @@ NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
 #: A folder, message, contact, token… by number (a path's ``{name:int}`` too: Starlette's int
 #: converter takes ASCII digits only): no id beyond the stores' 64-bit integers exists.
 ID: JsonObject = {"type": "integer", "minimum": 0, "maximum": MAX_FIELD_NUMBER}
+#: A quota to set: null is none.
+QUOTA: JsonObject = {"type": ["integer", "null"], "minimum": 0, "description": "null: unlimited"}
+#: A sending limit to set (pillarbox.queue.sendlimits.checked).
+SENDING_LIMIT: JsonObject = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "maximum": sendlimits.MAX_LIMIT,
+    "description": "null: the default; 0: unlimited",
+}
 OK = _obj({"ok": BOOL})
 _SENDING_COUNTS = ("messages", "recipients", "first_time")
 #: pillarbox.queue.sendlimits.SendingState.as_json
@@ -1731,9 +1741,15 @@ OPERATIONS: tuple[Operation, ...] = (
             {
                 "junk_days": {
                     "type": ["integer", "null"],
-                    "description": "null or absent: the server's days; 0: until deleted",
+                    "minimum": 0,
+                    "description": "null or absent: the server's days; 0: until deleted; "
+                    "at most the server's max_days",
                 },
-                "trash_days": {"type": ["integer", "null"], "description": "the same for Trash"},
+                "trash_days": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "the same for Trash",
+                },
             }
         ),
     ),
@@ -2035,8 +2051,8 @@ OPERATIONS: tuple[Operation, ...] = (
                 "password": STR,
                 "display_name": STR,
                 "is_admin": BOOL,
-                "quota_bytes": NULLABLE_INT,
-                "quota_messages": NULLABLE_INT,
+                "quota_bytes": QUOTA,
+                "quota_messages": QUOTA,
             },
             ("address", "password"),
         ),
@@ -2069,7 +2085,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Set quotas (null: unlimited)",
         "admin",
         OK,
-        _obj({"quota_bytes": NULLABLE_INT, "quota_messages": NULLABLE_INT}),
+        _obj({"quota_bytes": QUOTA, "quota_messages": QUOTA}),
         admin=True,
     ),
     Operation(
@@ -2088,7 +2104,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Set the account's own sending limits (null: the default, 0: unlimited)",
         "admin",
         SENDING_STATE,
-        _obj({"messages": NULLABLE_INT, "recipients": NULLABLE_INT, "first_time": NULLABLE_INT}),
+        _obj(dict.fromkeys(_SENDING_COUNTS, SENDING_LIMIT)),
         admin=True,
     ),
     Operation(
@@ -2345,8 +2361,13 @@ def violation(schema: JsonObject, value: object, name: str) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > MAX_FIELD_NUMBER:
             return f"{name} must be below 2^63"
-        if value < schema.get("minimum", value) or value > schema.get("maximum", value):
-            return f"{name} must be {schema.get('minimum')} to {schema.get('maximum')}"
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            if high is None:
+                return f"{name} must be at least {low}"
+            if low is None:
+                return f"{name} must be at most {high}"
+            return f"{name} must be {low} to {high}"
     if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
         return f"{name} is longer than {schema['maxLength']} characters"
     if isinstance(value, dict):
