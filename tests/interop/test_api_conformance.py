@@ -113,6 +113,13 @@ def test_bodies_are_held_to_the_document(live: LiveServer, alice: WebSession) ->
     assert drafts[0]["messages"] == 0
     # A body with no required member may be left out, as the document says.
     assert alice.api("PUT", "/settings/vacation").json()["enabled"] is False
+    # 7.0 and 7E0 are integers to JSON Schema (a zero fractional part); 7.5 and 7E99 are not.
+    for days, status in ((7.0, 200), ("7E0", 200), (7.5, 400), ("7E99", 400)):
+        content = f'{{"junk_days": {days}}}'.encode()
+        headers = {"X-CSRF-Token": alice.csrf("/settings"), "Content-Type": "application/json"}
+        answer = alice.client.put("/api/v1/settings/retention", content=content, headers=headers)
+        assert answer.status_code == status, (days, answer.text)
+    assert alice.api("GET", "/settings").json()["retention"]["junk"]["days"] == 7
 
 
 def test_query_parameters_are_held_to_the_document(

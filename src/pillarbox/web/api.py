@@ -31,6 +31,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -2384,6 +2385,18 @@ def violation(schema: JsonObject, value: object, name: str) -> str | None:
     return None
 
 
+def _json_number(text: str) -> int | float:
+    """A JSON number written with a fraction or an exponent: an integer when it has no
+    fractional part (``1.0``, ``1E2``), as JSON Schema counts it (validation vocabulary
+    §6.1.1: "integer" matches any number with a zero fractional part), else a float. Its
+    magnitude is looked at first: ``1e999999999`` is no integer to build."""
+    number = Decimal(text)
+    integral = number.adjusted() <= 18 and number == number.to_integral_value()
+    if integral and abs(number) <= MAX_FIELD_NUMBER:
+        return int(number)
+    return float(text)
+
+
 _QUERY_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
@@ -2439,7 +2452,7 @@ def _endpoint(operations: Mapping[str, Operation]) -> Callable[[Request], Awaita
         body: JsonObject = {}
         if op.body is not None:
             try:
-                parsed = json.loads(await request.body() or b"{}")
+                parsed = json.loads(await request.body() or b"{}", parse_float=_json_number)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 return JSONResponse({"error": "the body must be JSON"}, status_code=400)
             if not isinstance(parsed, dict):
