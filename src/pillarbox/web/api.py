@@ -2194,6 +2194,27 @@ def _resolved(schema: JsonObject) -> JsonObject:
     return SCHEMAS[ref.rsplit("/", 1)[1]] if isinstance(ref, str) else schema
 
 
+def _links(created: Operation) -> JsonObject:
+    """OpenAPI links (§4.8.20) from a creation (201) to the operations on what it made: the
+    first parameter of each path below the creation's takes the answer's member of that name,
+    else its id (POST /mailboxes → /mailboxes/{mailbox}/…, POST /admin/domains →
+    /admin/domains/{name}/…), so that a client — schemathesis's stateful phase — can follow."""
+    members = _resolved(created.response).get("properties", {})
+    links: JsonObject = {}
+    for op in OPERATIONS if created.status == 201 else ():
+        below = _PATH_PARAM.match(op.path, len(created.path) + 1)
+        if not op.path.startswith(created.path + "/") or below is None:
+            continue
+        name = below.group(1)
+        member = name if name in members else "id" if "id" in members else None
+        if member is not None:
+            links[op.handler.__name__] = {
+                "operationId": op.handler.__name__,
+                "parameters": {name: f"$response.body#/{member}"},
+            }
+    return links
+
+
 def openapi_document(version: str = "1") -> JsonObject:
     paths: dict[str, JsonObject] = {}
     for op in OPERATIONS:
@@ -2234,6 +2255,8 @@ def openapi_document(version: str = "1") -> JsonObject:
                 "required": bool(_resolved(op.body).get("required")),
                 "content": {"application/json": {"schema": op.body}},
             }
+        if links := _links(op):
+            entry["responses"][str(op.status)]["links"] = links
         if op.admin:
             entry["description"] = "Administrators only."
         paths.setdefault(path, {})[op.method.lower()] = entry
