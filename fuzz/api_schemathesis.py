@@ -10,12 +10,12 @@ own and name its executable (``--schemathesis``, default ``schemathesis`` on ``$
 The server is :class:`pillarbox.testing.live.LiveServer` with the http and smtp listeners
 (SQLite in a temporary directory; ``$PILLARBOX_TEST_STORE`` puts the store on PostgreSQL as it
 does for the tests). ``example.org`` is hosted; the caller is ``admin@example.org``, an
-administrator (so the admin operations are reached too) with a few messages in INBOX, a folder
-a contact and an identity, authenticated by an API token (``Authorization: Bearer``). A second
-account, ``bob@example.org``, owns mail and a contact the caller must never reach. Anything
-after ``--`` goes to ``schemathesis run`` unchanged; without it every check runs on every
-phase (examples, coverage, fuzzing, stateful), 100 examples an operation. Revoking a token
-is left out (the run would revoke its own).
+administrator (so the admin operations are reached too) with a few messages in INBOX, a
+folder, a contact and a message in the outbound queue, authenticated by an API token
+(``Authorization: Bearer``). A second account, ``bob@example.org``, owns mail and a contact
+the caller must never reach. Anything after ``--`` goes to ``schemathesis run`` unchanged;
+without it every check runs on every phase (examples, coverage, fuzzing, stateful), 100
+examples an operation. Revoking a token is left out (the run would revoke its own).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 from pillarbox.auth.tokens import token_digest
 from pillarbox.store.types import Contact, TokenKind
@@ -75,7 +77,15 @@ def main() -> int:
         config = loopback_config(Path(data), only=("http", "smtp"))
         with LiveServer(config) as server:
             secret = seed(server)
-            url = f"http://127.0.0.1:{server.port('http')}/api/v1/openapi.json"
+            base = f"http://127.0.0.1:{server.port('http')}/api/v1"
+            # A message for the queue (the loopback config's DNS answers nothing: it stays).
+            queued = httpx.post(
+                f"{base}/send",
+                json={"to": "someone@remote.test", "subject": "queued", "body": "b"},
+                headers={"Authorization": f"Bearer {secret}"},
+            )
+            queued.raise_for_status()
+            url = f"{base}/openapi.json"
             command = [
                 executable,
                 "run",
