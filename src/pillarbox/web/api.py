@@ -1052,7 +1052,12 @@ NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
 #: converter takes ASCII digits only): no id beyond the stores' 64-bit integers exists.
 ID: JsonObject = {"type": "integer", "minimum": 0, "maximum": MAX_FIELD_NUMBER}
 #: A quota to set: null is none.
-QUOTA: JsonObject = {"type": ["integer", "null"], "minimum": 0, "description": "null: unlimited"}
+QUOTA: JsonObject = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "maximum": provisioning.MAX_QUOTA,
+    "description": "null: unlimited",
+}
 #: A sending limit to set (pillarbox.queue.sendlimits.checked).
 SENDING_LIMIT: JsonObject = {
     "type": ["integer", "null"],
@@ -1392,10 +1397,16 @@ SCHEMAS: dict[str, JsonObject] = {
 }
 
 _ACTIONS = ["read", "unread", "flag", "unflag", "move", "delete", "spam", "notspam"]
-_PAGE = ("page", INT, "1-based page (beyond the last: an empty page)")
+#: A page or page size: read as the stores' integers are, out of range brought within it.
+_PAGE_NUMBER: JsonObject = {
+    "type": "integer",
+    "minimum": -MAX_FIELD_NUMBER,
+    "maximum": MAX_FIELD_NUMBER,
+}
+_PAGE = ("page", _PAGE_NUMBER, "1-based page (beyond the last: an empty page)")
 _LIST_QUERY = (
     _PAGE,
-    ("size", INT, "messages per page (brought within 1 and [web] max_page_size)"),
+    ("size", _PAGE_NUMBER, "messages per page (brought within 1 and [web] max_page_size)"),
     ("sort", {"enum": [k.value for k in SortKey]}, "default date"),
     ("order", {"enum": ["asc", "desc"]}, "default desc"),
     ("q", STR, 'full-text words; "quoted phrases"'),
@@ -1490,7 +1501,7 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
         query=(
             _PAGE,
-            ("size", INT, "about this many messages per page (whole threads)"),
+            ("size", _PAGE_NUMBER, "about this many messages per page (whole threads)"),
         ),
     ),
     Operation(
@@ -2420,7 +2431,7 @@ def _json_number(text: str) -> int | float:
     return float(text)
 
 
-_QUERY_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_QUERY_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def query_violation(op: Operation, query: Mapping[str, str]) -> str | None:
@@ -2432,6 +2443,8 @@ def query_violation(op: Operation, query: Mapping[str, str]) -> str | None:
             continue
         value: object = text
         if "integer" in _types(schema) and _QUERY_INTEGER.fullmatch(text):
+            if len(text.lstrip("-")) > len(str(MAX_FIELD_NUMBER)):
+                return f"{name} must be below 2^63"  # and int() refuses 4301 digits
             value = int(text)
         if (why := violation(schema, value, name)) is not None:
             return why
