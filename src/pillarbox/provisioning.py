@@ -146,6 +146,23 @@ async def _credentials(config: Config, password: str) -> tuple[str, str]:
     return hashed, scram
 
 
+#: The largest quota: the stores' integers are 64-bit signed.
+MAX_QUOTA = 2**63 - 1
+
+
+def checked_quotas(
+    quota_bytes: int | None, quota_messages: int | None
+) -> tuple[int | None, int | None]:
+    """The quotas if each is None (unlimited) or 0 to :data:`MAX_QUOTA`; every way of setting
+    them (admin page, JSON API, ``user add``) goes through here."""
+    for value in (quota_bytes, quota_messages):
+        if value is not None and value < 0:
+            raise UserError("quotas cannot be negative")
+        if value is not None and value > MAX_QUOTA:
+            raise UserError("quotas must be below 2^63")
+    return quota_bytes, quota_messages
+
+
 async def add_account(
     store: Store,
     config: Config,
@@ -158,6 +175,7 @@ async def add_account(
     quota_messages: int | None = None,
 ) -> Account:
     key = account_key(address)
+    checked_quotas(quota_bytes, quota_messages)
     domain = key.rpartition("@")[2]
     if await store.get_domain(domain) is None:
         raise NotFound(f"domain {domain} is not hosted here (add it with `pillarbox domain add`)")

@@ -85,6 +85,26 @@ def test_user_add_refusals(initialised: Path, address: str, password: str, messa
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_user_add_refuses_a_negative_quota(initialised: Path) -> None:
+    for option in ("--quota", "--quota-messages"):
+        result = run_pillarbox(
+            initialised,
+            "user",
+            "add",
+            "bob@example.org",
+            option,
+            "-1",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        )
+        assert (result.returncode, result.stderr.strip()) == (
+            1,
+            "pillarbox: quotas cannot be negative",
+        )
+    listed = json.loads(run_pillarbox(initialised, "user", "list", "--json").stdout)
+    assert [u["address"] for u in listed] == ["alice@example.org"]
+
+
 def test_user_2fa_shown_and_disabled_by_the_admin(initialised: Path) -> None:
     config = cfg.load(initialised / "pillarbox.toml")
 

@@ -93,6 +93,24 @@ def test_openapi_document_is_consistent() -> None:
             assert declared == named, path
     admin = [op for op in OPERATIONS if op.path.startswith("/admin")]
     assert admin and all(op.admin for op in admin)
+    # Links (for schemathesis's stateful phase) name operations and path parameters that exist.
+    by_id = {e["operationId"]: p for p, ops in document["paths"].items() for e in ops.values()}
+    links = {
+        (entry["operationId"], name): link
+        for ops in document["paths"].values()
+        for entry in ops.values()
+        for answer in entry["responses"].values()
+        for name, link in answer.get("links", {}).items()
+    }
+    for link in links.values():
+        target = by_id[link["operationId"]]
+        assert set(link["parameters"]) <= set(re.findall(r"\{(\w+)\}", target)), link
+    assert links[("create_mailbox", "get_message")]["parameters"] == {
+        "mailbox": "$response.body#/id"
+    }
+    assert links[("admin_add_domain", "admin_domain_dns")]["parameters"] == {
+        "name": "$response.body#/name"
+    }
 
 
 def _delivered(verdict: Verdict, rest: bytes = b"") -> bytes:

@@ -27,7 +27,6 @@ from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
 from pillarbox.services import Services
 from pillarbox.store.types import Account, ActivityCounts, ReceivedReport, SendingLimits
 from pillarbox.web.app import (
-    MAX_FIELD_NUMBER,
     field_number,
     field_text,
     posted_form,
@@ -65,6 +64,8 @@ ACTIVITY_RANGES = {
         ActivityRange("30d", "last 30 days, per day", timedelta(days=1), 30, "%d %b", 5),
     )
 }
+#: The most days of received reports one view shows (about ten years).
+MAX_REPORT_DAYS = 3660
 #: The chart's series: (ActivityCounts field, legend).
 ACTIVITY_SERIES = (
     ("delivered", "delivered"),
@@ -215,8 +216,8 @@ async def received_reports(services: Services, name: str, days_text: str = "") -
         days = int(days_text) if days_text else receivedreports.DEFAULT_DAYS
     except ValueError:
         raise UserError("days must be a number") from None
-    if not 1 <= days <= 3660:
-        raise UserError("days must be 1–3660")
+    if not 1 <= days <= MAX_REPORT_DAYS:
+        raise UserError(f"days must be 1–{MAX_REPORT_DAYS}")
     since = datetime.now(UTC) - timedelta(days=days)
     return ReceivedView(domain, days, await services.store.received_reports(since, domain=domain))
 
@@ -228,18 +229,16 @@ def quota_from_text(megabytes: str, messages: str) -> tuple[int | None, int | No
         count = int(messages) if messages.strip() else None
     except (ValueError, OverflowError):  # "x", "nan"; "inf", "1e999"
         raise UserError("quotas must be numbers (empty: unlimited)") from None
-    if (size is not None and size < 0) or (count is not None and count < 0):
-        raise UserError("quotas cannot be negative")
-    if (size or 0) > MAX_FIELD_NUMBER or (count or 0) > MAX_FIELD_NUMBER:
-        raise UserError("quotas must be below 2^63 (empty: unlimited)")
-    return size, count
+    return provisioning.checked_quotas(size, count)
 
 
 async def set_quota(
     services: Services, address: str, quota_bytes: int | None, quota_messages: int | None
 ) -> Account:
     account = await provisioning.get_account(services.store, address)
-    await services.store.set_quota(account.id, quota_bytes, quota_messages)
+    await services.store.set_quota(
+        account.id, *provisioning.checked_quotas(quota_bytes, quota_messages)
+    )
     return account
 
 

@@ -11,10 +11,13 @@ Implementation notes:
   in the settings; the session cookie of a login still waiting for its code grants nothing.
 - **The table is the truth**: each :class:`Operation` names its method, path, handler, schemas
   and summary; routing and ``/api/v1/openapi.json`` are both built from it, so the document
-  cannot drift from what is served.
+  cannot drift from what is served. A request is held to it before its handler runs
+  (:func:`violation`): a body or query parameter the document refuses is 400 naming the
+  member (``uids[0] must be an integer``, ``content is required``); members it does not name
+  are ignored. ``fuzz/api_schemathesis.py`` checks the server against the document.
 - Errors are ``{"error": "..."}`` with 400 (bad input), 401 (no credentials), 403 (not an
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
-  indistinguishably), 409 (exists), 413, 429.
+  indistinguishably; an id beyond 2^63-1 too), 405 (with ``Allow``), 409 (exists), 413, 429.
 - The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`,
   :mod:`.contacts`.
 """
@@ -28,6 +31,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -41,6 +45,7 @@ from pillarbox.config import RetentionSection
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
+from pillarbox.queue import sendlimits
 from pillarbox.sievescripts import InvalidScript
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import (
@@ -50,8 +55,10 @@ from pillarbox.store.types import (
     Contact,
     Identity,
     QuotaUsage,
+    RecipientState,
     SendingLimits,
     SieveScript,
+    SortKey,
     SpecialUse,
     TokenKind,
 )
@@ -130,9 +137,7 @@ class Call:
         value = self.body.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise UserError(f"{key} must be an integer or null")
-        if value is not None and abs(value) > MAX_FIELD_NUMBER:
-            raise UserError(f"{key} must be below 2^63")
-        return value
+        return value  # within 2^63: the body was held to the document (violation)
 
 
 ApiHandler = Callable[[Call], Awaitable[object]]
@@ -147,9 +152,10 @@ class Operation:
     tag: str
     response: JsonObject
     body: JsonObject | None = None
-    query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+    query: tuple[tuple[str, JsonObject, str], ...] = ()  # (name, schema, description)
     admin: bool = False
     status: int = 200
+    media_type: str = "application/json"
 
 
 # -- JSON shapes -----------------------------------------------------------------------------------
@@ -563,8 +569,6 @@ async def addresses(call: Call) -> object:
     """Recipient completion: the account's contacts, then its own correspondents (see
     :func:`pillarbox.web.contacts.completions`); nothing of another account's."""
     prefix = call.request.query_params.get("prefix", "").strip()
-    if len(prefix) > MAX_COMPLETION_PREFIX:
-        raise UserError(f"prefix is longer than {MAX_COMPLETION_PREFIX} characters")
     found = await contact_ops.completions(call.web.services, call.account, prefix, COMPLETION_LIMIT)
     return {"addresses": found}
 
@@ -585,8 +589,6 @@ def contact_json(contact: Contact) -> JsonObject:
 
 async def list_contacts(call: Call) -> object:
     search = call.request.query_params.get("q", "").strip()
-    if len(search) > contact_ops.MAX_SEARCH:
-        raise UserError(f"q is longer than {contact_ops.MAX_SEARCH} characters")
     found = await call.web.services.store.list_contacts(call.account.id, search)
     return [contact_json(c) for c in found]
 
@@ -1044,6 +1046,23 @@ INT: JsonObject = {"type": "integer"}
 NUMBER: JsonObject = {"type": "number"}
 BOOL: JsonObject = {"type": "boolean"}
 NULLABLE_INT: JsonObject = {"type": ["integer", "null"]}
+#: A folder, message, contact, token… by number (a path's ``{name:int}`` too: Starlette's int
+#: converter takes ASCII digits only): no id beyond the stores' 64-bit integers exists.
+ID: JsonObject = {"type": "integer", "minimum": 0, "maximum": MAX_FIELD_NUMBER}
+#: A quota to set: null is none.
+QUOTA: JsonObject = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "maximum": provisioning.MAX_QUOTA,
+    "description": "null: unlimited",
+}
+#: A sending limit to set (pillarbox.queue.sendlimits.checked).
+SENDING_LIMIT: JsonObject = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "maximum": sendlimits.MAX_LIMIT,
+    "description": "null: the default; 0: unlimited",
+}
 OK = _obj({"ok": BOOL})
 _SENDING_COUNTS = ("messages", "recipients", "first_time")
 #: pillarbox.queue.sendlimits.SendingState.as_json
@@ -1057,6 +1076,40 @@ SENDING_STATE = _obj(
     ("address", "own", "limits", "sent"),
 )
 PERSON = _obj({"name": STR, "address": STR})
+VACATION = _obj(
+    {"enabled": BOOL, "subject": STR, "body": STR, "until": {"type": ["string", "null"]}}
+)
+FORWARDING = _obj({"to": _list(STR), "keep_copy": BOOL})
+#: pillarbox.policy.receivedreports.report_json
+RECEIVED_REPORT = _obj(
+    {
+        "kind": {"enum": ["dmarc", "tlsrpt"]},
+        "organization": STR,
+        "report_id": STR,
+        "domain": STR,
+        "begin": STR,
+        "end": STR,
+        "received": STR,
+        "contact": STR,
+        "policy": STR,
+        "messages": INT,
+        "failed": INT,
+        "rows": _list(
+            _obj(
+                {
+                    "source": STR,
+                    "messages": INT,
+                    "failed": INT,
+                    "disposition": STR,
+                    "dkim": STR,
+                    "spf": STR,
+                    "header_from": STR,
+                    "detail": STR,
+                }
+            )
+        ),
+    }
+)
 #: AccountSettings.time_zone, checked by pillarbox.web.zone.known_zone.
 _TIME_ZONE: JsonObject = {
     "type": "string",
@@ -1231,15 +1284,8 @@ SCHEMAS: dict[str, JsonObject] = {
         {
             "address": STR,
             "display_name": STR,
-            "vacation": _obj(
-                {
-                    "enabled": BOOL,
-                    "subject": STR,
-                    "body": STR,
-                    "until": {"type": ["string", "null"]},
-                }
-            ),
-            "forwarding": _obj({"to": _list(STR), "keep_copy": BOOL}),
+            "vacation": VACATION,
+            "forwarding": FORWARDING,
             "time_zone": _TIME_ZONE,
             "retention": _ref("Retention"),
         }
@@ -1349,19 +1395,26 @@ SCHEMAS: dict[str, JsonObject] = {
 }
 
 _ACTIONS = ["read", "unread", "flag", "unflag", "move", "delete", "spam", "notspam"]
+#: A page or page size: read as the stores' integers are, out of range brought within it.
+_PAGE_NUMBER: JsonObject = {
+    "type": "integer",
+    "minimum": -MAX_FIELD_NUMBER,
+    "maximum": MAX_FIELD_NUMBER,
+}
+_PAGE = ("page", _PAGE_NUMBER, "1-based page (beyond the last: an empty page)")
 _LIST_QUERY = (
-    ("page", "integer", "1-based page"),
-    ("size", "integer", "messages per page"),
-    ("sort", "string", "arrival, date, from, subject or size"),
-    ("order", "string", "asc or desc"),
-    ("q", "string", 'full-text words; "quoted phrases"'),
-    ("from", "string", "sender contains"),
-    ("to", "string", "first To/Cc address contains"),
-    ("subject", "string", "subject contains"),
-    ("since", "string", "YYYY-MM-DD"),
-    ("before", "string", "YYYY-MM-DD (inclusive)"),
-    ("unseen", "string", "1: unread only"),
-    ("flagged", "string", "1: flagged only"),
+    _PAGE,
+    ("size", _PAGE_NUMBER, "messages per page (brought within 1 and [web] max_page_size)"),
+    ("sort", {"enum": [k.value for k in SortKey]}, "default date"),
+    ("order", {"enum": ["asc", "desc"]}, "default desc"),
+    ("q", STR, 'full-text words; "quoted phrases"'),
+    ("from", STR, "sender contains"),
+    ("to", STR, "first To/Cc address contains"),
+    ("subject", STR, "subject contains"),
+    ("since", STR, "YYYY-MM-DD"),
+    ("before", STR, "YYYY-MM-DD (inclusive)"),
+    ("unseen", STR, "1: unread only"),
+    ("flagged", STR, "1: flagged only"),
 )
 
 _CONTACT_FIELDS: dict[str, JsonObject] = {
@@ -1445,8 +1498,8 @@ OPERATIONS: tuple[Operation, ...] = (
             }
         ),
         query=(
-            ("page", "integer", "from 1"),
-            ("size", "integer", "about this many messages per page (whole threads)"),
+            _PAGE,
+            ("size", _PAGE_NUMBER, "about this many messages per page (whole threads)"),
         ),
     ),
     Operation(
@@ -1456,7 +1509,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "One message (marks it read unless mark_seen=0)",
         "mail",
         _ref("Message"),
-        query=(("mark_seen", "string", "0: leave unread"),),
+        query=(("mark_seen", STR, "0: leave unread"),),
     ),
     Operation(
         "GET",
@@ -1465,6 +1518,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The message as stored (message/rfc822)",
         "mail",
         STR,
+        media_type="message/rfc822",
     ),
     Operation(
         "GET",
@@ -1473,6 +1527,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "An attachment (decoded, as a download)",
         "mail",
         STR,
+        media_type="application/octet-stream",
     ),
     Operation(
         "POST",
@@ -1481,7 +1536,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Flag, move, delete, or mark spam many messages",
         "mail",
         OK,
-        _obj({"action": {"enum": _ACTIONS}, "uids": _list(INT), "target": INT}, ("action", "uids")),
+        _obj({"action": {"enum": _ACTIONS}, "uids": _list(ID), "target": ID}, ("action", "uids")),
     ),
     Operation(
         "POST", "/mailboxes/{mailbox:int}/empty", empty_mailbox, "Empty Trash or Junk", "mail", OK
@@ -1551,7 +1606,7 @@ OPERATIONS: tuple[Operation, ...] = (
         query=(
             (
                 "prefix",
-                "string",
+                {"type": "string", "maxLength": MAX_COMPLETION_PREFIX},
                 "what was typed (any case): the start of an address it wrote to, or part of a "
                 "contact's name, address or organisation",
             ),
@@ -1599,7 +1654,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "The address book, by name; q: only those whose name, address or organisation contains it",
         "contacts",
         _list(_ref("Contact")),
-        query=(("q", "string", "search text (any case)"),),
+        query=(
+            (
+                "q",
+                {"type": "string", "maxLength": contact_ops.MAX_SEARCH},
+                "search text (any case)",
+            ),
+        ),
     ),
     Operation(
         "POST",
@@ -1618,6 +1679,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Every contact as one vCard 4.0 file (text/vcard)",
         "contacts",
         STR,
+        media_type=contact_ops.VCARD_TYPE,
     ),
     Operation(
         "POST",
@@ -1675,8 +1737,8 @@ OPERATIONS: tuple[Operation, ...] = (
         put_vacation,
         "Set the vacation auto-reply",
         "account",
-        _obj({}),
-        _obj({"enabled": BOOL, "subject": STR, "body": STR, "until": {"type": ["string", "null"]}}),
+        VACATION,
+        VACATION,
     ),
     Operation(
         "PUT",
@@ -1689,9 +1751,15 @@ OPERATIONS: tuple[Operation, ...] = (
             {
                 "junk_days": {
                     "type": ["integer", "null"],
-                    "description": "null or absent: the server's days; 0: until deleted",
+                    "minimum": 0,
+                    "description": "null or absent: the server's days; 0: until deleted; "
+                    "at most the server's max_days",
                 },
-                "trash_days": {"type": ["integer", "null"], "description": "the same for Trash"},
+                "trash_days": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "the same for Trash",
+                },
             }
         ),
     ),
@@ -1702,8 +1770,8 @@ OPERATIONS: tuple[Operation, ...] = (
         put_forwarding,
         "Set forwarding",
         "account",
-        _obj({}),
-        _obj({"to": _list(STR), "keep_copy": BOOL}),
+        FORWARDING,
+        FORWARDING,
     ),
     Operation(
         "POST",
@@ -1728,7 +1796,7 @@ OPERATIONS: tuple[Operation, ...] = (
         create_token,
         "Issue an app password or API token (secret shown once)",
         "account",
-        _obj({"id": INT, "secret": STR}),
+        {"allOf": [_ref("Token"), _obj({"secret": STR})]},
         _obj({"kind": {"enum": ["api", "app-password"]}, "label": STR}),
         status=201,
     ),
@@ -1840,7 +1908,24 @@ OPERATIONS: tuple[Operation, ...] = (
         admin_dashboard,
         "Counts of domains, accounts, storage and queue",
         "admin",
-        _obj({}),
+        _obj(
+            {
+                **dict.fromkeys(
+                    (
+                        "domains",
+                        "accounts",
+                        "aliases",
+                        "stored_messages",
+                        "stored_bytes",
+                        "queued_messages",
+                    ),
+                    INT,
+                ),
+                "queued_recipients": _obj(
+                    dict.fromkeys((state.value for state in RecipientState), INT)
+                ),
+            }
+        ),
         admin=True,
     ),
     Operation(
@@ -1866,6 +1951,7 @@ OPERATIONS: tuple[Operation, ...] = (
                 ),
             }
         ),
+        query=(("range", {"enum": list(admin_ops.ACTIVITY_RANGES)}, "default 48h"),),
         admin=True,
     ),
     Operation(
@@ -1910,6 +1996,11 @@ OPERATIONS: tuple[Operation, ...] = (
                     _obj({"name": STR, "type": STR, "value": STR, "ttl": INT, "purpose": STR})
                 ),
                 "zone": STR,
+                "mta_sts_policy": {
+                    "type": "string",
+                    "description": "the text served at https://mta-sts.<domain>/.well-known/"
+                    "mta-sts.txt (RFC 8461 §3.2)",
+                },
             }
         ),
         admin=True,
@@ -1918,7 +2009,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/admin/domains/{name}/reports",
         admin_domain_reports,
-        "DMARC and TLS reports received about the domain (query days, default 30)",
+        "DMARC and TLS reports received about the domain",
         "admin",
         _obj(
             {
@@ -1936,8 +2027,15 @@ OPERATIONS: tuple[Operation, ...] = (
                         }
                     )
                 ),
-                "reports": _list(_obj({"kind": STR, "organization": STR, "report_id": STR})),
+                "reports": _list(RECEIVED_REPORT),
             }
+        ),
+        query=(
+            (
+                "days",
+                {"type": "integer", "minimum": 1, "maximum": admin_ops.MAX_REPORT_DAYS},
+                f"the last this many days (default {receivedreports.DEFAULT_DAYS})",
+            ),
         ),
         admin=True,
     ),
@@ -1963,8 +2061,8 @@ OPERATIONS: tuple[Operation, ...] = (
                 "password": STR,
                 "display_name": STR,
                 "is_admin": BOOL,
-                "quota_bytes": NULLABLE_INT,
-                "quota_messages": NULLABLE_INT,
+                "quota_bytes": QUOTA,
+                "quota_messages": QUOTA,
             },
             ("address", "password"),
         ),
@@ -1997,7 +2095,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Set quotas (null: unlimited)",
         "admin",
         OK,
-        _obj({"quota_bytes": NULLABLE_INT, "quota_messages": NULLABLE_INT}),
+        _obj({"quota_bytes": QUOTA, "quota_messages": QUOTA}),
         admin=True,
     ),
     Operation(
@@ -2016,7 +2114,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Set the account's own sending limits (null: the default, 0: unlimited)",
         "admin",
         SENDING_STATE,
-        _obj({"messages": NULLABLE_INT, "recipients": NULLABLE_INT, "first_time": NULLABLE_INT}),
+        _obj(dict.fromkeys(_SENDING_COUNTS, SENDING_LIMIT)),
         admin=True,
     ),
     Operation(
@@ -2054,7 +2152,27 @@ OPERATIONS: tuple[Operation, ...] = (
         admin_queue,
         "The outbound queue",
         "admin",
-        _list(_obj({})),
+        _list(
+            _obj(
+                {
+                    "id": INT,
+                    "sender": STR,
+                    "size": INT,
+                    "queued_at": STR,
+                    "recipients": _list(
+                        _obj(
+                            {
+                                "address": STR,
+                                "state": {"enum": [state.value for state in RecipientState]},
+                                "attempts": INT,
+                                "next_attempt": STR,
+                                "last_reply": {"type": ["string", "null"]},
+                            }
+                        )
+                    ),
+                }
+            )
+        ),
         admin=True,
     ),
     Operation(
@@ -2080,6 +2198,32 @@ OPERATIONS: tuple[Operation, ...] = (
 _PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 
 
+def _resolved(schema: JsonObject) -> JsonObject:
+    ref = schema.get("$ref")
+    return SCHEMAS[ref.rsplit("/", 1)[1]] if isinstance(ref, str) else schema
+
+
+def _links(created: Operation) -> JsonObject:
+    """OpenAPI links (§4.8.20) from a creation (201) to the operations on what it made: the
+    first parameter of each path below the creation's takes the answer's member of that name,
+    else its id (POST /mailboxes → /mailboxes/{mailbox}/…, POST /admin/domains →
+    /admin/domains/{name}/…), so that a client — schemathesis's stateful phase — can follow."""
+    members = _resolved(created.response).get("properties", {})
+    links: JsonObject = {}
+    for op in OPERATIONS if created.status == 201 else ():
+        below = _PATH_PARAM.match(op.path, len(created.path) + 1)
+        if not op.path.startswith(created.path + "/") or below is None:
+            continue
+        name = below.group(1)
+        member = name if name in members else "id" if "id" in members else None
+        if member is not None:
+            links[op.handler.__name__] = {
+                "operationId": op.handler.__name__,
+                "parameters": {name: f"$response.body#/{member}"},
+            }
+    return links
+
+
 def openapi_document(version: str = "1") -> JsonObject:
     paths: dict[str, JsonObject] = {}
     for op in OPERATIONS:
@@ -2089,13 +2233,13 @@ def openapi_document(version: str = "1") -> JsonObject:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer" if converter == "int" else "string"},
+                "schema": ID if converter == "int" else STR,
             }
             for name, converter in _PATH_PARAM.findall(op.path)
         ]
         parameters += [
-            {"name": n, "in": "query", "schema": {"type": t}, "description": d}
-            for n, t, d in op.query
+            {"name": n, "in": "query", "schema": schema, "description": d}
+            for n, schema, d in op.query
         ]
         entry: JsonObject = {
             "summary": op.summary,
@@ -2104,7 +2248,7 @@ def openapi_document(version: str = "1") -> JsonObject:
             "responses": {
                 str(op.status): {
                     "description": "success",
-                    "content": {"application/json": {"schema": op.response}},
+                    "content": {op.media_type.split(";")[0]: {"schema": op.response}},
                 },
                 "default": {
                     "description": "error",
@@ -2116,9 +2260,12 @@ def openapi_document(version: str = "1") -> JsonObject:
             entry["parameters"] = parameters
         if op.body is not None:
             entry["requestBody"] = {
-                "required": True,
+                # A body without required members may be left out: it reads as {}.
+                "required": bool(_resolved(op.body).get("required")),
                 "content": {"application/json": {"schema": op.body}},
             }
+        if links := _links(op):
+            entry["responses"][str(op.status)]["links"] = links
         if op.admin:
             entry["description"] = "Administrators only."
         paths.setdefault(path, {})[op.method.lower()] = entry
@@ -2176,6 +2323,132 @@ async def api_account(request: Request) -> Account:
     return account
 
 
+#: What each JSON type is in Python; a bool is not an integer here, though Python says so.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+#: How an error names a value of each type: one, and several (a list's items).
+_TYPE_WORDS = {
+    "string": ("a string", "strings"),
+    "integer": ("an integer", "integers"),
+    "number": ("a number", "numbers"),
+    "boolean": ("true or false", "true or false values"),
+    "array": ("a list", "lists"),
+    "object": ("an object", "objects"),
+    "null": ("null", "nulls"),
+}
+
+
+def _types(schema: JsonObject) -> list[str]:
+    kinds = schema.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _described(schema: JsonObject, *, many: bool = False) -> str:
+    """What ``schema`` wants, for an error: "a list of strings", "an integer or null"."""
+    schema = _resolved(schema)
+    if "enum" in schema:
+        return "one of " + ", ".join(f"'{v}'" for v in schema["enum"])
+    if "oneOf" in schema:
+        return " or ".join(_described(s, many=many) for s in schema["oneOf"])
+    words = []
+    for kind in _types(schema) or ["object" if "allOf" in schema else "value"]:
+        if kind == "array" and not many:
+            words.append("a list of " + _described(schema.get("items", {}), many=True))
+        else:
+            words.append(_TYPE_WORDS.get(kind, ("a value", "values"))[many])
+    return " or ".join(words)
+
+
+def _member(name: str, key: str) -> str:
+    return f"{name}.{key}" if name else key
+
+
+def violation(schema: JsonObject, value: object, name: str) -> str | None:
+    """Why ``value`` (parsed JSON, or a query parameter) does not match ``schema``, or None: the
+    document's part of JSON Schema (type, enum, properties, required, items, $ref, allOf,
+    oneOf, minimum, maximum, maxLength), so that what the document says a request must be is
+    what is refused (members it does not name are ignored)."""
+    schema = _resolved(schema)
+    for part in schema.get("allOf", ()):
+        if (why := violation(part, value, name)) is not None:
+            return why
+    one_of = schema.get("oneOf")
+    kinds = _types(schema)
+    wrong_type = kinds and not any(
+        isinstance(value, _JSON_TYPES[k]) and (k == "boolean" or not isinstance(value, bool))
+        for k in kinds
+    )
+    if (
+        wrong_type
+        or ("enum" in schema and value not in schema["enum"])
+        or (one_of and all(violation(s, value, name) is not None for s in one_of))
+    ):
+        return f"{name} must be {_described(schema)}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_FIELD_NUMBER:
+            return f"{name} must be below 2^63"
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            if high is None:
+                return f"{name} must be at least {low}"
+            if low is None:
+                return f"{name} must be at most {high}"
+            return f"{name} must be {low} to {high}"
+    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
+        return f"{name} is longer than {schema['maxLength']} characters"
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                return f"{_member(name, key)} is required"
+        for key, member in schema.get("properties", {}).items():
+            if key in value and (why := violation(member, value[key], _member(name, key))):
+                return why
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            if (why := violation(schema["items"], item, f"{name}[{index}]")) is not None:
+                return why
+    return None
+
+
+def _json_number(text: str) -> int | float:
+    """A JSON number written with a fraction or an exponent: an integer when it has no
+    fractional part (``1.0``, ``1E2``), as JSON Schema counts it (validation vocabulary
+    §6.1.1: "integer" matches any number with a zero fractional part), else a float. Its
+    magnitude is looked at first: ``1e999999999`` is no integer to build."""
+    number = Decimal(text)
+    integral = number.adjusted() <= 18 and number == number.to_integral_value()
+    if integral and abs(number) <= MAX_FIELD_NUMBER:
+        return int(number)
+    return float(text)
+
+
+_QUERY_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def query_violation(op: Operation, query: Mapping[str, str]) -> str | None:
+    """Why the query string does not match the operation's parameters, or None. An integer
+    parameter is ASCII digits (``int`` also reads "٣" and " 3 ")."""
+    for name, schema, _ in op.query:
+        text = query.get(name)
+        if text is None:
+            continue
+        value: object = text
+        if "integer" in _types(schema) and _QUERY_INTEGER.fullmatch(text):
+            if len(text.lstrip("-")) > len(str(MAX_FIELD_NUMBER)):
+                return f"{name} must be below 2^63"  # and int() refuses 4301 digits
+            value = int(text)
+        if (why := violation(schema, value, name)) is not None:
+            return why
+    return None
+
+
 def _holds_nul(value: object) -> bool:
     """Whether a string of the parsed JSON ``value``, key or value, holds NUL."""
     if isinstance(value, str):
@@ -2187,27 +2460,43 @@ def _holds_nul(value: object) -> bool:
     return False
 
 
-def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
+def _refused(op: Operation, status: int, why: str) -> Response:
+    _log.info("api request refused", reason=why, path=op.path, status=status)
+    return JSONResponse({"error": why}, status_code=status)
+
+
+def _endpoint(operations: Mapping[str, Operation]) -> Callable[[Request], Awaitable[Response]]:
+    """The one endpoint of a path: its operation by method (HEAD is GET's, as Starlette
+    routes it), so that a method the path lacks is answered once, 405 with every method it
+    has in ``Allow``."""
+
     async def endpoint(request: Request) -> Response:
+        op = operations["GET" if request.method == "HEAD" else request.method]
         try:
             account = await api_account(request)
         except AuthenticationFailed as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
         if op.admin and not account.is_admin:
             return JSONResponse({"error": "administrators only"}, status_code=403)
+        if any(isinstance(v, int) and v > MAX_FIELD_NUMBER for v in request.path_params.values()):
+            # No such id can be stored; the store's integer would overflow.
+            return _refused(op, 404, "not found")
+        if (why := query_violation(op, request.query_params)) is not None:
+            return _refused(op, 400, why)
         body: JsonObject = {}
         if op.body is not None:
             try:
-                parsed = json.loads(await request.body() or b"{}")
+                parsed = json.loads(await request.body() or b"{}", parse_float=_json_number)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+                return _refused(op, 400, "the body must be JSON")
             if not isinstance(parsed, dict):
-                return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+                return _refused(op, 400, "the body must be a JSON object")
             if _holds_nul(parsed):
                 # JSON writes NUL as \u0000; no field means one, and PostgreSQL's text
                 # cannot hold it.
-                _log.info("api request refused", reason="NUL in the body", path=op.path)
-                return JSONResponse({"error": "the body holds a NUL character"}, status_code=400)
+                return _refused(op, 400, "the body holds a NUL character")
+            if (why := violation(op.body, parsed, "")) is not None:
+                return _refused(op, 400, why)
             body = parsed
         try:
             result = await op.handler(Call(request, web(request), account, body))
@@ -2228,9 +2517,12 @@ async def openapi(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    by_path: dict[str, dict[str, Operation]] = {}
+    for op in OPERATIONS:
+        by_path.setdefault(op.path, {})[op.method] = op
     table: list[BaseRoute] = [Route(PREFIX + "/openapi.json", openapi)]
     table += [
-        Route(PREFIX + op.path, _endpoint(op), methods=[op.method], name=op.handler.__name__)
-        for op in OPERATIONS
+        Route(PREFIX + path, _endpoint(ops), methods=list(ops), name=f"api:{path}")
+        for path, ops in by_path.items()
     ]
     return table

@@ -512,12 +512,16 @@ def _safe_referer(request: Request) -> str:
     return referer[len(origin) :] if referer.startswith(origin + "/") else ""
 
 
-async def _error_page(request: Request, status: int, text: str) -> Response:
+async def _error_page(
+    request: Request, status: int, text: str, headers: Mapping[str, str] | None = None
+) -> Response:
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": text}, status_code=status)
+        return JSONResponse({"error": text}, status_code=status, headers=headers)
     app = web(request)
     await current_account(request)
-    return app.render(request, "error.html", status_code=status, status=status, message=text)
+    page = app.render(request, "error.html", status_code=status, status=status, message=text)
+    page.headers.update(headers or {})
+    return page
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -540,7 +544,9 @@ async def _rate_limited(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return await _error_page(request, exc.status_code, exc.detail)
+    # The exception's headers are part of the answer: a 405 names the methods the resource
+    # has in Allow (RFC 9110 §15.5.6 "MUST").
+    return await _error_page(request, exc.status_code, exc.detail, exc.headers)
 
 
 async def _too_large_error(request: Request, exc: Exception) -> Response:
