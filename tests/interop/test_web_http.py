@@ -1399,12 +1399,52 @@ def test_mark_unread_from_the_message_view_returns_to_the_list(
     response = alice.post(
         f"/mail/{box}/actions", {"uid": uid, "action": "unread", "back": f"/mail/{box}/{uid}"}
     )
-    assert response.headers["location"] == f"/mail/{box}"
+    assert response.headers["location"] == f"/mail/{box}?done=unread&count=1"
     assert "\\Seen" not in flags_of(live, box, uid)
     flagged = alice.post(
         f"/mail/{box}/actions", {"uid": uid, "action": "flag", "back": f"/mail/{box}/{uid}"}
     )
-    assert flagged.headers["location"] == f"/mail/{box}/{uid}"
+    assert flagged.headers["location"] == f"/mail/{box}/{uid}?done=flag&count=1"
+    shown = alice.get(flagged.headers["location"]).text
+    assert '<p class="notice" role="status" id="action-done">1 message flagged.</p>' in shown
+
+
+def test_the_page_after_an_action_says_what_it_did(live: LiveServer, alice: WebSession) -> None:
+    """A list action answers with a notice naming the count and where the messages went;
+    pressing a button with nothing ticked says so instead of silently doing nothing."""
+    inbox = mailbox_id(live, ALICE)
+    uids = [deliver(live, ALICE, simple_message(f"m{n}"))[1] for n in range(3)]
+    live.create_mailbox(ALICE, "Projects")
+    projects = mailbox_id(live, ALICE, "Projects")
+    act = f"/mail/{inbox}/actions"
+
+    def notice(response: httpx.Response) -> str:
+        assert response.status_code == 303
+        page = alice.get(response.headers["location"]).text
+        found = re.search(r'<p class="notice" role="status" id="action-done">([^<]*)</p>', page)
+        return found.group(1) if found else ""
+
+    back = f"/mail/{inbox}?q=m&sent=1&done=read&count=9"  # an earlier notice is not kept
+    moved = alice.post(act, {"uid": uids[:2], "action": "move", "target": projects, "back": back})
+    assert moved.headers["location"] == f"/mail/{inbox}?q=m&done=move&count=2&to={projects}"
+    assert notice(moved) == "2 messages moved to Projects."
+    spam = alice.post(act, {"uid": [uids[2]], "action": "spam"})
+    assert notice(spam) == "1 message moved to Junk."
+    assert notice(alice.post(act, {"action": "read"})) == (
+        "No message selected: tick the box beside each message to act on first."
+    )
+    in_projects = f"/mail/{projects}/actions"
+    there = uids_in(live, ALICE, "Projects")
+    assert notice(alice.post(in_projects, {"uid": there, "action": "delete"})) == (
+        "2 messages moved to Trash."
+    )
+    trash = special_mailbox_id(live, ALICE, SpecialUse.TRASH)
+    [first, _] = uids_in(live, ALICE, "Trash")
+    deleted = alice.post(f"/mail/{trash}/actions", {"uid": [first], "action": "delete"})
+    assert notice(deleted) == "1 message deleted for good."
+    # The query names a notice; only the fixed texts are ever shown, nothing made up in a link.
+    page = alice.get(f"/mail/{inbox}?done=%3Cb%3Ephish&count=2").text
+    assert 'id="action-done"' not in page
 
 
 def spam_model_counts(live: LiveServer, address: str) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -67,6 +67,23 @@ _INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"
 _DOWNLOAD_CSP = "default-src 'none'; sandbox"
 #: Actions after which the message view would be wrong (gone, or marked read again).
 _LEAVES_MESSAGE = frozenset({"delete", "move", "spam", "notspam", "unread"})
+#: What the page after a list or message action says was done: ``done`` in its query names one
+#: of these, ``count`` how many messages, ``to`` a move's folder. Only these fixed texts and
+#: the account's own folder names are shown, never text from the query.
+_DONE = {
+    "read": "marked read",
+    "unread": "marked unread",
+    "flag": "flagged",
+    "unflag": "unflagged",
+    "trash": "moved to Trash",
+    "expunge": "deleted for good",
+    "junk": "moved to Junk",
+    "inbox": "moved to the Inbox",
+    "move": "moved to {folder}",
+}
+_NOTHING_SELECTED = "No message selected: tick the box beside each message to act on first."
+#: Query fields of an earlier notice, dropped from the page an action returns to.
+_NOTICE_PARAMS = frozenset({"done", "count", "to", "sent", "warning"})
 
 
 # -- list parameters (shared with the JSON API) ----------------------------------------------------
@@ -259,6 +276,7 @@ async def message_list(request: Request) -> Response:
         emptiable=mailbox.special_use in (SpecialUse.TRASH, SpecialUse.JUNK) and place.may("te"),
         is_junk=mailbox.special_use is SpecialUse.JUNK,
         unread=sum(f.status.unseen for f in folders if f.owner is None and f.mailbox.name == INBOX),
+        done=done_notice(request.query_params, folders),
     )
 
 
@@ -286,10 +304,51 @@ async def actions(request: Request) -> Response:
     uids = await _uids(form, app.limits.max_action_uids)
     action = field_text(form, "action")
     back = next_target(field_text(form, "back", f"/mail/{mailbox_id}"))
-    await apply_action(access, mailbox_id, uids, action, field_text(form, "target"))
+    target = field_text(form, "target")
+    await apply_action(access, mailbox_id, uids, action, target)
     if action in _LEAVES_MESSAGE and re.fullmatch(r"/mail/\d+/\d+", back):
         back = f"/mail/{mailbox_id}"  # back to the list: the message left, or would be re-read
-    return redirect(back)
+    done = await _done_key(access, mailbox_id, action) if uids else "none"
+    return redirect(_with_notice(back, done, len(uids), target))
+
+
+async def _done_key(access: MailAccess, mailbox_id: int, action: str) -> str:
+    """The :data:`_DONE` key of an applied action: where a deletion or a spam verdict took
+    the messages is worth saying."""
+    match action:
+        case "delete":
+            source = await access.mailbox(mailbox_id)
+            gone = source.special_use in (SpecialUse.TRASH, SpecialUse.JUNK)
+            return "expunge" if gone else "trash"
+        case "spam":
+            return "junk"
+        case "notspam":
+            return "inbox"
+        case _:
+            return action
+
+
+def _with_notice(back: str, done: str, count: int, target: str) -> str:
+    """``back`` with the action's notice fields in its query, an earlier notice's dropped."""
+    path, _, query = back.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _NOTICE_PARAMS]
+    added = [("done", done), ("count", str(count))] + ([("to", target)] if done == "move" else [])
+    return f"{path}?{urlencode(kept + added)}"
+
+
+def done_notice(params: Mapping[str, str], folders: list[Folder]) -> str:
+    """The sentence saying what the action that led to this page did ("" if none did)."""
+    done = params.get("done", "")
+    if done == "none":
+        return _NOTHING_SELECTED
+    if (text := _DONE.get(done)) is None:
+        return ""
+    if done == "move":
+        to = params.get("to", "")
+        names = [f.label for f in folders if str(f.mailbox.id) == to]
+        text = text.format(folder=names[0] if names else "another folder")
+    count = _int(params.get("count"), 1, 1, 1_000_000)
+    return f"{count} message{'' if count == 1 else 's'} {text}."
 
 
 async def apply_action(
@@ -428,6 +487,7 @@ async def message_view(request: Request) -> Response:
             app.services, access.account, opened, reader_zone(request)
         ),
         invitation_notice=request.query_params.get("invitation", "")[:300],
+        done=done_notice(request.query_params, folders),
     )
 
 
