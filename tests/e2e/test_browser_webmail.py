@@ -478,6 +478,16 @@ def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
     login(page, server)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
+    # The subject is shown whole (on more lines), not cut to its first words.
+    subject = page.locator("table.messages tbody td.subject").first
+    assert subject.evaluate("cell => cell.scrollWidth <= cell.clientWidth")
+    # Making a folder works on a phone too.
+    page.locator("#folders").get_by_text("New folder").click()
+    page.get_by_label("Name (use / for subfolders)").fill("Receipts")
+    page.get_by_role("button", name="Create").click()
+    sync_api.expect(page.locator("h1#list-title")).to_have_text("Receipts")
+    page.locator("#folders").get_by_role("link", name="INBOX").click()
+    page.wait_for_url(re.compile(r"/mail/\d+$"))
     page.locator("table.messages tbody tr td.subject a").first.click()
     # The click starts a navigation; measuring before the message page has loaded reads a
     # document that is being replaced (documentElement null), as CI once did.
