@@ -116,7 +116,13 @@ def test_login_redirect_stays_on_this_site(live: LiveServer) -> None:
 
 def test_logout_ends_the_session(alice: WebSession) -> None:
     assert alice.get("/settings").status_code == 200
-    assert alice.post("/logout").status_code == 303
+    out = alice.post("/logout")
+    assert out.status_code == 303
+    # A person on a shared machine sees that it worked.
+    assert (
+        '<p class="notice" role="status">You are logged out.</p>'
+        in alice.get(out.headers["location"]).text
+    )
     assert alice.get("/settings").headers["location"].startswith("/login?next=%2Fsettings")
 
 

@@ -160,6 +160,7 @@ _REASONS = {
         "Your session has ended. Log in again to continue; unsent text is kept in this browser."
     ),
     "stale": "That form had expired. Log in again; your unsent text is kept in this browser.",
+    "logged-out": "You are logged out.",
 }
 
 
@@ -214,7 +215,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     app = web(request)
     await posted_form(request)
-    response = redirect("/login")
+    response = redirect("/login?reason=logged-out")
     set_session(request, response, app.codec.anonymous(datetime.now(UTC).timestamp()))
     return response
 
