@@ -400,14 +400,15 @@ def test_move_to_junk_and_back(server: LiveServer, new_page: Any) -> None:
     smtp_deliver(server, message("Team lunch"))
     page = new_page()
     login(page, server)
-    row = page.locator("tr", has_text="Cheap pills")
-    row.get_by_role("checkbox").check()
+    # Each row's box is named after its message (not one "Select message" for every row).
+    page.get_by_role("checkbox", name="Select Cheap pills", exact=True).check()
     page.locator("#list-form").get_by_role("button", name="Spam").click()
     # expect() retries until the page after the form's POST shows it (a plain count could
     # read the page before it).
     expect = sync_api.expect
     expect(page.locator("table.messages").get_by_text("Cheap pills")).to_have_count(0)
     expect(page.locator("table.messages").get_by_text("Team lunch")).to_have_count(1)
+    expect(page.locator("#action-done")).to_have_text("1 message moved to Junk.")
     page.locator("#folders").get_by_role("link", name=re.compile("^Junk")).click()
     expect(page.locator("h1#list-title")).to_contain_text("Junk")
     expect(page.locator("table.messages")).to_contain_text("Cheap pills")
