@@ -282,20 +282,20 @@ def test_list_pages_sorts_and_filters(live: LiveServer, alice: WebSession) -> No
     inbox = mailbox_id(live, ALICE)
     page1 = alice.get(f"/mail/{inbox}?size=3&sort=subject&order=asc")
     assert page1.status_code == 200
-    subjects = re.findall(r"subject \d\d", page1.text)
+    subjects = re.findall(r">(subject \d\d)<", page1.text)
     assert subjects == ["subject 00", "subject 01", "subject 02"]
     assert "1–3 of 7" in page1.text and 'rel="next"' in page1.text
     page3 = alice.get(f"/mail/{inbox}?size=3&sort=subject&order=asc&page=3")
-    assert re.findall(r"subject \d\d", page3.text) == ["subject 06"]
+    assert re.findall(r">(subject \d\d)<", page3.text) == ["subject 06"]
     desc = alice.get(f"/mail/{inbox}?sort=subject&order=desc")
-    assert re.findall(r"subject \d\d", desc.text)[0] == "subject 06"
+    assert re.findall(r">(subject \d\d)<", desc.text)[0] == "subject 06"
     found = alice.get(f"/mail/{inbox}?q=%22number+4%22")
-    assert re.findall(r"subject \d\d", found.text) == ["subject 04"]
+    assert re.findall(r">(subject \d\d)<", found.text) == ["subject 04"]
     by_sender = alice.get(f"/mail/{inbox}?from=s5@")
-    assert re.findall(r"subject \d\d", by_sender.text) == ["subject 05"]
+    assert re.findall(r">(subject \d\d)<", by_sender.text) == ["subject 05"]
     unread = alice.get(f"/mail/{inbox}?unseen=1")
-    assert len(re.findall(r"subject \d\d", unread.text)) == 7
-    assert alice.get(f"/mail/{inbox}?since=2030-01-01").text.count("subject 0") == 0
+    assert len(re.findall(r">(subject \d\d)<", unread.text)) == 7
+    assert alice.get(f"/mail/{inbox}?since=2030-01-01").text.count(">subject 0") == 0
 
 
 def test_message_view_marks_read_and_shows_headers(live: LiveServer, alice: WebSession) -> None:
@@ -1413,6 +1413,29 @@ def test_mark_unread_from_the_message_view_returns_to_the_list(
     assert flagged.headers["location"] == f"/mail/{box}/{uid}?done=flag&count=1"
     shown = alice.get(flagged.headers["location"]).text
     assert '<p class="notice" role="status" id="action-done">1 message flagged.</p>' in shown
+
+
+def test_a_page_past_the_end_shows_the_last_page(live: LiveServer, alice: WebSession) -> None:
+    """Deleting the only message on the last page returns to the last page there is, with
+    the notice, not to an empty "3–2 of 2" page."""
+    inbox = mailbox_id(live, ALICE)
+    uids = [deliver(live, ALICE, simple_message(f"m{n}"))[1] for n in range(3)]
+    back = f"/mail/{inbox}?size=2&page=2"
+    deleted = alice.post(
+        f"/mail/{inbox}/actions", {"uid": [uids[0]], "action": "delete", "back": back}
+    )
+    gone = alice.get(deleted.headers["location"])
+    assert gone.status_code == 303
+    assert gone.headers["location"] == f"/mail/{inbox}?size=2&done=trash&count=1&page=1"
+    page = alice.get(gone.headers["location"]).text
+    assert re.findall(r">m\d<", page) == [">m2<", ">m1<"]
+    assert "1 message moved to Trash." in page
+    threads = alice.get(f"/mail/{inbox}?view=threads&size=1&page=7")
+    assert threads.headers["location"] == f"/mail/{inbox}?view=threads&size=1&page=2"
+    assert (
+        alice.get(f"/mail/{inbox}?q=m1&page=3").headers["location"] == f"/mail/{inbox}?q=m1&page=1"
+    )
+    assert alice.get(f"/mail/{inbox}?q=nothing&page=3").status_code == 200  # none at all
 
 
 def test_the_page_after_an_action_says_what_it_did(live: LiveServer, alice: WebSession) -> None:

@@ -43,7 +43,16 @@ from pillarbox.web.composing import (
     forward_draft,
     reply_draft,
 )
-from pillarbox.web.mailaccess import FLAGGED, NEEDS, SEEN, Folder, MailAccess, Opened
+from pillarbox.web.mailaccess import (
+    FLAGGED,
+    NEEDS,
+    SEEN,
+    Folder,
+    MailAccess,
+    Opened,
+    Page,
+    ThreadedPage,
+)
 from pillarbox.web.reading import (
     authentication_results,
     body_parts,
@@ -260,8 +269,12 @@ async def message_list(request: Request) -> Response:
         page = await access.page(
             mailbox, params.query, offset=params.offset, limit=params.page_size
         )
-    folders = await access.folders()
     base = {k: v for k, v in request.query_params.items() if k != "page"}
+    if (last := _last_page(params.page, page, threaded, params.page_size)) is not None:
+        # Past the end (its last messages were just deleted or moved): the last page, not
+        # "No messages" under "51–50 of 50".
+        return redirect(f"/mail/{mailbox.id}?" + urlencode({**base, "page": last}))
+    folders = await access.folders()
     return app.render(
         request,
         "mail.html",
@@ -279,6 +292,17 @@ async def message_list(request: Request) -> Response:
         unread=sum(f.status.unseen for f in folders if f.owner is None and f.mailbox.name == INBOX),
         done=done_notice(request.query_params, folders),
     )
+
+
+def _last_page(
+    number: int, page: Page | None, threaded: ThreadedPage | None, page_size: int
+) -> int | None:
+    """The last page when page ``number`` lies past it; None when it is shown as asked."""
+    if threaded is not None:
+        return threaded.pages if threaded.pages and number > threaded.pages else None
+    if page is None or page.rows or not page.total or number == 1:
+        return None
+    return math.ceil(page.total / page_size)
 
 
 def move_targets(folders: list[Folder], source_id: int) -> list[Folder]:
