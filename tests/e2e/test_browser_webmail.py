@@ -419,6 +419,22 @@ def test_move_to_junk_and_back(server: LiveServer, new_page: Any) -> None:
     assert inbox_count(server, ALICE, "Junk") == 0 and inbox_count(server, ALICE) == 2
 
 
+def test_select_all_with_script_and_none_without(server: LiveServer, new_page: Any) -> None:
+    for subject in ("One", "Two", "Three"):
+        smtp_deliver(server, message(subject))
+    page = new_page()
+    login(page, server)
+    page.get_by_role("checkbox", name="Select all").check()
+    page.locator("#list-form").get_by_role("button", name="Mark read").click()
+    sync_api.expect(page.locator("#action-done")).to_have_text("3 messages marked read.")
+    assert page.locator("table.messages tr.unread").count() == 0
+    # Without JavaScript a "Select all" box would do nothing: it is not shown.
+    plain = new_page(java_script_enabled=False)
+    login(plain, server)
+    assert plain.locator("table.messages tbody tr[data-href]").count() == 3
+    assert not plain.locator("#select-all").is_visible()
+
+
 def test_search(server: LiveServer, new_page: Any) -> None:
     smtp_deliver(server, message("Holiday plans", "We could go to Lisbon in May."))
     smtp_deliver(server, message("Invoice 42", "Please pay by Friday."))
