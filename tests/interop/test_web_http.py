@@ -1415,6 +1415,21 @@ def test_mark_unread_from_the_message_view_returns_to_the_list(
     assert '<p class="notice" role="status" id="action-done">1 message flagged.</p>' in shown
 
 
+def test_sent_and_drafts_list_the_recipients(live: LiveServer, alice: WebSession) -> None:
+    """Every row of one's own Sent would say "From: Alice": there the list names the To and
+    Cc recipients instead, as mail programs do."""
+    sent = special_mailbox_id(live, ALICE, SpecialUse.SENT)
+    raw = simple_message(
+        "Minutes", sender=ALICE, to="Bob <bob@example.org>", headers="Cc: dave@example.net\r\n"
+    )
+    deliver(live, ALICE, raw, mailbox="Sent")
+    page = alice.get(f"/mail/{sent}").text
+    assert '<th scope="col">To</th>' in page
+    assert '<td class="from">Bob, dave@example.net</td>' in page
+    inbox = alice.get(f"/mail/{mailbox_id(live, ALICE)}").text
+    assert ">From</a></th>" in inbox and '<th scope="col">To</th>' not in inbox
+
+
 def test_a_page_past_the_end_shows_the_last_page(live: LiveServer, alice: WebSession) -> None:
     """Deleting the only message on the last page returns to the last page there is, with
     the notice, not to an empty "3–2 of 2" page."""

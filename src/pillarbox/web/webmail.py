@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
+from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
 from pillarbox.web import identities, twofactor
@@ -90,6 +91,8 @@ _DONE = {
     "inbox": "moved to the Inbox",
     "move": "moved to {folder}",
 }
+#: Folders of one's own messages: their list names the recipients where others name the sender.
+_OWN_MAIL = frozenset({SpecialUse.SENT, SpecialUse.DRAFTS})
 _NOTHING_SELECTED = "No message selected: tick the box beside each message to act on first."
 #: Query fields of an earlier notice, dropped from the page an action returns to.
 _NOTICE_PARAMS = frozenset({"done", "count", "to", "sent", "warning"})
@@ -291,6 +294,8 @@ async def message_list(request: Request) -> Response:
         is_junk=mailbox.special_use is SpecialUse.JUNK,
         unread=sum(f.status.unseen for f in folders if f.owner is None and f.mailbox.name == INBOX),
         done=done_notice(request.query_params, folders),
+        addressed=mailbox.special_use in _OWN_MAIL,
+        recipients_of=recipients_of,
     )
 
 
@@ -303,6 +308,12 @@ def _last_page(
     if page is None or page.rows or not page.total or number == 1:
         return None
     return math.ceil(page.total / page_size)
+
+
+def recipients_of(info: MessageInfo) -> str:
+    """Who a message of one's own went to, as a Sent or Drafts list shows it: each To and Cc
+    recipient by name, else by address."""
+    return ", ".join(p.name or p.address for p in people(info.envelope.to + info.envelope.cc))
 
 
 def move_targets(folders: list[Folder], source_id: int) -> list[Folder]:
