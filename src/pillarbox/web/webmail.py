@@ -368,7 +368,8 @@ def _with_notice(back: str, done: str, count: int, target: str) -> str:
     """``back`` with the action's notice fields in its query, an earlier notice's dropped."""
     path, _, query = back.partition("?")
     kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _NOTICE_PARAMS]
-    added = [("done", done), ("count", str(count))] + ([("to", target)] if done == "move" else [])
+    added = [("done", done)] + ([("count", str(count))] if count else [])
+    added += [("to", target)] if done == "move" else []
     return f"{path}?{urlencode(kept + added)}"
 
 
