@@ -625,6 +625,9 @@ def test_folders_create_rename_delete(live: LiveServer, alice: WebSession) -> No
     new_id = int(created.headers["location"].rsplit("/", 1)[1])
     assert "2024" in alice.get(f"/mail/{new_id}").text
     assert alice.post(f"/mail/{new_id}/rename", {"name": "Projects/2025"}).status_code == 303
+    # Rename pressed without changing the name: back to the folder, no error page.
+    unchanged = alice.post(f"/mail/{new_id}/rename", {"name": "Projects/2025 "})
+    assert unchanged.status_code == 303 and unchanged.headers["location"] == f"/mail/{new_id}"
     names = {
         m.name
         for m in live.call(live.store.list_mailboxes(live.call(live.store.get_account(ALICE)).id))

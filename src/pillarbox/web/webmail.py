@@ -431,8 +431,12 @@ async def create_folder(request: Request) -> Response:
 async def rename_folder(request: Request) -> Response:
     access = await mail_access(request)
     form = await posted_form(request)
-    await access.rename_folder(request.path_params["mailbox"], field_text(form, "name"))
-    return redirect(f"/mail/{request.path_params['mailbox']}")
+    mailbox_id: int = request.path_params["mailbox"]
+    name = field_text(form, "name").strip()
+    # Rename pressed on the name as the form showed it: nothing to do, not "cannot rename".
+    if name != (await access.mailbox(mailbox_id, NEEDS["rename"])).name:
+        await access.rename_folder(mailbox_id, name)
+    return redirect(f"/mail/{mailbox_id}")
 
 
 async def delete_folder(request: Request) -> Response:
