@@ -1475,6 +1475,9 @@ def test_the_page_after_an_action_says_what_it_did(live: LiveServer, alice: WebS
     moved = alice.post(act, {"uid": uids[:2], "action": "move", "target": projects, "back": back})
     assert moved.headers["location"] == f"/mail/{inbox}?q=m&done=move&count=2&to={projects}"
     assert notice(moved) == "2 messages moved to Projects."
+    links = re.findall(r'href="(\?[^"]*)"', alice.get(moved.headers["location"]).text)
+    assert any("q=m" in link for link in links)  # the search stays in sort and view links…
+    assert not [link for link in links if "done=" in link]  # …the notice does not
     spam = alice.post(act, {"uid": [uids[2]], "action": "spam"})
     assert notice(spam) == "1 message moved to Junk."
     assert notice(alice.post(act, {"action": "read"})) == (

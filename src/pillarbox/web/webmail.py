@@ -272,11 +272,13 @@ async def message_list(request: Request) -> Response:
         page = await access.page(
             mailbox, params.query, offset=params.offset, limit=params.page_size
         )
-    base = {k: v for k, v in request.query_params.items() if k != "page"}
+    kept = {k: v for k, v in request.query_params.items() if k != "page"}
     if (last := _last_page(params.page, page, threaded, params.page_size)) is not None:
         # Past the end (its last messages were just deleted or moved): the last page, not
         # "No messages" under "51–50 of 50".
-        return redirect(f"/mail/{mailbox.id}?" + urlencode({**base, "page": last}))
+        return redirect(f"/mail/{mailbox.id}?" + urlencode({**kept, "page": last}))
+    # The page's own links (sort, view, pages) do not say again what the last action did.
+    base = {k: v for k, v in kept.items() if k not in _NOTICE_PARAMS}
     folders = await access.folders()
     return app.render(
         request,
