@@ -355,7 +355,7 @@ async def _done_key(access: MailAccess, mailbox_id: int, action: str) -> str:
     the messages is worth saying."""
     match action:
         case "delete":
-            source = await access.mailbox(mailbox_id)
+            source = await access.mailbox(mailbox_id, NEEDS["leave"])  # as delete checked
             gone = source.special_use in (SpecialUse.TRASH, SpecialUse.JUNK)
             return "expunge" if gone else "trash"
         case "spam":
