@@ -85,8 +85,13 @@ def test_login_sets_a_hardened_cookie_and_headers(live: LiveServer) -> None:
 
 def test_wrong_password_then_rate_limited(live: LiveServer) -> None:
     web = WebSession(live)
-    statuses = [web.login(ALICE, "wrong password!").status_code for _ in range(6)]
-    assert statuses[0] == 401
+    assert re.search(r'<input id="username"[^>]* autofocus', web.get("/login").text)
+    wrong = web.login(ALICE, "wrong password!")
+    assert wrong.status_code == 401 and "Wrong address or password." in wrong.text
+    # The address is kept and the cursor is put where the retyping goes.
+    assert re.search(r'<input id="password"[^>]* autofocus', wrong.text)
+    assert not re.search(r'<input id="username"[^>]* autofocus', wrong.text)
+    statuses = [web.login(ALICE, "wrong password!").status_code for _ in range(5)]
     assert 429 in statuses
     limited = web.login(ALICE)  # even the right password waits now
     assert limited.status_code == 429 and "Try again" in limited.text
