@@ -757,11 +757,18 @@ def occurrences(
         # Stored objects were checked on PUT; one the library still cannot expand over this
         # range is left out of the page rather than failing it.
         return []
+    # Whether a series repeats is read from the stored components: the library puts a
+    # RECURRENCE-ID on every instance it yields, a one-off event's too.
+    series = {
+        str(event.get("UID", ""))
+        for event in calendar.walk("VEVENT")
+        if "RRULE" in event or "RDATE" in event or "RECURRENCE-ID" in event
+    }
     result = []
     for instance in found:
         first = instance.decoded("DTSTART")
         last = instance.decoded("DTEND", None) or first
-        recurring = "RRULE" in instance or "RDATE" in instance or "RECURRENCE-ID" in instance
+        recurring = str(instance.get("UID", "")) in series
         result.append(
             Occurrence(
                 str(instance.get("UID", "")),

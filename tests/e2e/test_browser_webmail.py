@@ -400,14 +400,15 @@ def test_move_to_junk_and_back(server: LiveServer, new_page: Any) -> None:
     smtp_deliver(server, message("Team lunch"))
     page = new_page()
     login(page, server)
-    row = page.locator("tr", has_text="Cheap pills")
-    row.get_by_role("checkbox").check()
+    # Each row's box is named after its message (not one "Select message" for every row).
+    page.get_by_role("checkbox", name="Select Cheap pills", exact=True).check()
     page.locator("#list-form").get_by_role("button", name="Spam").click()
     # expect() retries until the page after the form's POST shows it (a plain count could
     # read the page before it).
     expect = sync_api.expect
     expect(page.locator("table.messages").get_by_text("Cheap pills")).to_have_count(0)
     expect(page.locator("table.messages").get_by_text("Team lunch")).to_have_count(1)
+    expect(page.locator("#action-done")).to_have_text("1 message moved to Junk.")
     page.locator("#folders").get_by_role("link", name=re.compile("^Junk")).click()
     expect(page.locator("h1#list-title")).to_contain_text("Junk")
     expect(page.locator("table.messages")).to_contain_text("Cheap pills")
@@ -416,6 +417,22 @@ def test_move_to_junk_and_back(server: LiveServer, new_page: Any) -> None:
     page.locator("#list-form").get_by_role("button", name="Not spam").click()
     expect(page.locator("table.messages").get_by_text("Cheap pills")).to_have_count(0)
     assert inbox_count(server, ALICE, "Junk") == 0 and inbox_count(server, ALICE) == 2
+
+
+def test_select_all_with_script_and_none_without(server: LiveServer, new_page: Any) -> None:
+    for subject in ("One", "Two", "Three"):
+        smtp_deliver(server, message(subject))
+    page = new_page()
+    login(page, server)
+    page.get_by_role("checkbox", name="Select all").check()
+    page.locator("#list-form").get_by_role("button", name="Mark read").click()
+    sync_api.expect(page.locator("#action-done")).to_have_text("3 messages marked read.")
+    assert page.locator("table.messages tr.unread").count() == 0
+    # Without JavaScript a "Select all" box would do nothing: it is not shown.
+    plain = new_page(java_script_enabled=False)
+    login(plain, server)
+    assert plain.locator("table.messages tbody tr[data-href]").count() == 3
+    assert not plain.locator("#select-all").is_visible()
 
 
 def test_search(server: LiveServer, new_page: Any) -> None:
@@ -478,6 +495,16 @@ def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
     login(page, server)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
+    # The subject is shown whole (on more lines), not cut to its first words.
+    subject = page.locator("table.messages tbody td.subject").first
+    assert subject.evaluate("cell => cell.scrollWidth <= cell.clientWidth")
+    # Making a folder works on a phone too.
+    page.locator("#folders").get_by_text("New folder").click()
+    page.get_by_label("Name (use / for subfolders)").fill("Receipts")
+    page.get_by_role("button", name="Create").click()
+    sync_api.expect(page.locator("h1#list-title")).to_have_text("Receipts")
+    page.locator("#folders").get_by_role("link", name="INBOX").click()
+    page.wait_for_url(re.compile(r"/mail/\d+$"))
     page.locator("table.messages tbody tr td.subject a").first.click()
     # The click starts a navigation; measuring before the message page has loaded reads a
     # document that is being replaced (documentElement null), as CI once did.
@@ -485,6 +512,14 @@ def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
     assert page.get_by_role("link", name="Reply", exact=True).is_visible()
+    # Pages with wide tables: the table scrolls, not the page.
+    inbox = page.url.split("/")[-2]
+    page.get_by_role("button", name="Add carol@example.net to contacts").click()
+    page.wait_for_url(re.compile(r"/contacts/\d+"))
+    for path in ("/contacts", f"/mail/{inbox}/sharing"):
+        page.goto(base(server) + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, path
 
 
 def test_a_filter_made_in_the_browser_files_mail_from_the_boss(

@@ -300,9 +300,10 @@ def test_add_the_sender_of_a_message(live: LiveServer, alice: WebSession) -> Non
     (carol,) = contacts_of(live, ALICE)
     assert added.headers["location"] == f"/contacts/{carol.id}?done=added"
     assert (carol.display_name, carol.emails) == ("Carol", ("carol@example.net",))
-    # Already a contact: opened, not added twice.
+    # Already a contact: opened, saying so, not added twice.
     again = alice.post("/contacts/add", {"name": "Carol C.", "address": "CAROL@example.net"})
-    assert again.headers["location"] == f"/contacts/{carol.id}"
+    assert again.headers["location"] == f"/contacts/{carol.id}?done=known"
+    assert "Already in your contacts." in alice.get(again.headers["location"]).text
     assert contacts_of(live, ALICE) == [carol]
 
 

@@ -85,8 +85,13 @@ def test_login_sets_a_hardened_cookie_and_headers(live: LiveServer) -> None:
 
 def test_wrong_password_then_rate_limited(live: LiveServer) -> None:
     web = WebSession(live)
-    statuses = [web.login(ALICE, "wrong password!").status_code for _ in range(6)]
-    assert statuses[0] == 401
+    assert re.search(r'<input id="username"[^>]* autofocus', web.get("/login").text)
+    wrong = web.login(ALICE, "wrong password!")
+    assert wrong.status_code == 401 and "Wrong address or password." in wrong.text
+    # The address is kept and the cursor is put where the retyping goes.
+    assert re.search(r'<input id="password"[^>]* autofocus', wrong.text)
+    assert not re.search(r'<input id="username"[^>]* autofocus', wrong.text)
+    statuses = [web.login(ALICE, "wrong password!").status_code for _ in range(5)]
     assert 429 in statuses
     limited = web.login(ALICE)  # even the right password waits now
     assert limited.status_code == 429 and "Try again" in limited.text
@@ -116,7 +121,13 @@ def test_login_redirect_stays_on_this_site(live: LiveServer) -> None:
 
 def test_logout_ends_the_session(alice: WebSession) -> None:
     assert alice.get("/settings").status_code == 200
-    assert alice.post("/logout").status_code == 303
+    out = alice.post("/logout")
+    assert out.status_code == 303
+    # A person on a shared machine sees that it worked.
+    assert (
+        '<p class="notice" role="status">You are logged out.</p>'
+        in alice.get(out.headers["location"]).text
+    )
     assert alice.get("/settings").headers["location"].startswith("/login?next=%2Fsettings")
 
 
@@ -276,20 +287,20 @@ def test_list_pages_sorts_and_filters(live: LiveServer, alice: WebSession) -> No
     inbox = mailbox_id(live, ALICE)
     page1 = alice.get(f"/mail/{inbox}?size=3&sort=subject&order=asc")
     assert page1.status_code == 200
-    subjects = re.findall(r"subject \d\d", page1.text)
+    subjects = re.findall(r">(subject \d\d)<", page1.text)
     assert subjects == ["subject 00", "subject 01", "subject 02"]
     assert "1–3 of 7" in page1.text and 'rel="next"' in page1.text
     page3 = alice.get(f"/mail/{inbox}?size=3&sort=subject&order=asc&page=3")
-    assert re.findall(r"subject \d\d", page3.text) == ["subject 06"]
+    assert re.findall(r">(subject \d\d)<", page3.text) == ["subject 06"]
     desc = alice.get(f"/mail/{inbox}?sort=subject&order=desc")
-    assert re.findall(r"subject \d\d", desc.text)[0] == "subject 06"
+    assert re.findall(r">(subject \d\d)<", desc.text)[0] == "subject 06"
     found = alice.get(f"/mail/{inbox}?q=%22number+4%22")
-    assert re.findall(r"subject \d\d", found.text) == ["subject 04"]
+    assert re.findall(r">(subject \d\d)<", found.text) == ["subject 04"]
     by_sender = alice.get(f"/mail/{inbox}?from=s5@")
-    assert re.findall(r"subject \d\d", by_sender.text) == ["subject 05"]
+    assert re.findall(r">(subject \d\d)<", by_sender.text) == ["subject 05"]
     unread = alice.get(f"/mail/{inbox}?unseen=1")
-    assert len(re.findall(r"subject \d\d", unread.text)) == 7
-    assert alice.get(f"/mail/{inbox}?since=2030-01-01").text.count("subject 0") == 0
+    assert len(re.findall(r">(subject \d\d)<", unread.text)) == 7
+    assert alice.get(f"/mail/{inbox}?since=2030-01-01").text.count(">subject 0") == 0
 
 
 def test_message_view_marks_read_and_shows_headers(live: LiveServer, alice: WebSession) -> None:
@@ -619,6 +630,9 @@ def test_folders_create_rename_delete(live: LiveServer, alice: WebSession) -> No
     new_id = int(created.headers["location"].rsplit("/", 1)[1])
     assert "2024" in alice.get(f"/mail/{new_id}").text
     assert alice.post(f"/mail/{new_id}/rename", {"name": "Projects/2025"}).status_code == 303
+    # Rename pressed without changing the name: back to the folder, no error page.
+    unchanged = alice.post(f"/mail/{new_id}/rename", {"name": "Projects/2025 "})
+    assert unchanged.status_code == 303 and unchanged.headers["location"] == f"/mail/{new_id}"
     names = {
         m.name
         for m in live.call(live.store.list_mailboxes(live.call(live.store.get_account(ALICE)).id))
@@ -1399,12 +1413,93 @@ def test_mark_unread_from_the_message_view_returns_to_the_list(
     response = alice.post(
         f"/mail/{box}/actions", {"uid": uid, "action": "unread", "back": f"/mail/{box}/{uid}"}
     )
-    assert response.headers["location"] == f"/mail/{box}"
+    assert response.headers["location"] == f"/mail/{box}?done=unread&count=1"
     assert "\\Seen" not in flags_of(live, box, uid)
     flagged = alice.post(
         f"/mail/{box}/actions", {"uid": uid, "action": "flag", "back": f"/mail/{box}/{uid}"}
     )
-    assert flagged.headers["location"] == f"/mail/{box}/{uid}"
+    assert flagged.headers["location"] == f"/mail/{box}/{uid}?done=flag&count=1"
+    shown = alice.get(flagged.headers["location"]).text
+    assert '<p class="notice" role="status" id="action-done">1 message flagged.</p>' in shown
+
+
+def test_sent_and_drafts_list_the_recipients(live: LiveServer, alice: WebSession) -> None:
+    """Every row of one's own Sent would say "From: Alice": there the list names the To and
+    Cc recipients instead, as mail programs do."""
+    sent = special_mailbox_id(live, ALICE, SpecialUse.SENT)
+    raw = simple_message(
+        "Minutes", sender=ALICE, to="Bob <bob@example.org>", headers="Cc: dave@example.net\r\n"
+    )
+    deliver(live, ALICE, raw, mailbox="Sent")
+    page = alice.get(f"/mail/{sent}").text
+    assert '<th scope="col">To</th>' in page
+    assert '<td class="from">Bob, dave@example.net</td>' in page
+    inbox = alice.get(f"/mail/{mailbox_id(live, ALICE)}").text
+    assert ">From</a></th>" in inbox and '<th scope="col">To</th>' not in inbox
+
+
+def test_a_page_past_the_end_shows_the_last_page(live: LiveServer, alice: WebSession) -> None:
+    """Deleting the only message on the last page returns to the last page there is, with
+    the notice, not to an empty "3–2 of 2" page."""
+    inbox = mailbox_id(live, ALICE)
+    uids = [deliver(live, ALICE, simple_message(f"m{n}"))[1] for n in range(3)]
+    back = f"/mail/{inbox}?size=2&page=2"
+    deleted = alice.post(
+        f"/mail/{inbox}/actions", {"uid": [uids[0]], "action": "delete", "back": back}
+    )
+    gone = alice.get(deleted.headers["location"])
+    assert gone.status_code == 303
+    assert gone.headers["location"] == f"/mail/{inbox}?size=2&done=trash&count=1&page=1"
+    page = alice.get(gone.headers["location"]).text
+    assert re.findall(r">m\d<", page) == [">m2<", ">m1<"]
+    assert "1 message moved to Trash." in page
+    threads = alice.get(f"/mail/{inbox}?view=threads&size=1&page=7")
+    assert threads.headers["location"] == f"/mail/{inbox}?view=threads&size=1&page=2"
+    assert (
+        alice.get(f"/mail/{inbox}?q=m1&page=3").headers["location"] == f"/mail/{inbox}?q=m1&page=1"
+    )
+    assert alice.get(f"/mail/{inbox}?q=nothing&page=3").status_code == 200  # none at all
+
+
+def test_the_page_after_an_action_says_what_it_did(live: LiveServer, alice: WebSession) -> None:
+    """A list action answers with a notice naming the count and where the messages went;
+    pressing a button with nothing ticked says so instead of silently doing nothing."""
+    inbox = mailbox_id(live, ALICE)
+    uids = [deliver(live, ALICE, simple_message(f"m{n}"))[1] for n in range(3)]
+    live.create_mailbox(ALICE, "Projects")
+    projects = mailbox_id(live, ALICE, "Projects")
+    act = f"/mail/{inbox}/actions"
+
+    def notice(response: httpx.Response) -> str:
+        assert response.status_code == 303
+        page = alice.get(response.headers["location"]).text
+        found = re.search(r'<p class="notice" role="status" id="action-done">([^<]*)</p>', page)
+        return found.group(1) if found else ""
+
+    back = f"/mail/{inbox}?q=m&sent=1&done=read&count=9"  # an earlier notice is not kept
+    moved = alice.post(act, {"uid": uids[:2], "action": "move", "target": projects, "back": back})
+    assert moved.headers["location"] == f"/mail/{inbox}?q=m&done=move&count=2&to={projects}"
+    assert notice(moved) == "2 messages moved to Projects."
+    links = re.findall(r'href="(\?[^"]*)"', alice.get(moved.headers["location"]).text)
+    assert any("q=m" in link for link in links)  # the search stays in sort and view links…
+    assert not [link for link in links if "done=" in link]  # …the notice does not
+    spam = alice.post(act, {"uid": [uids[2]], "action": "spam"})
+    assert notice(spam) == "1 message moved to Junk."
+    assert notice(alice.post(act, {"action": "read"})) == (
+        "No message selected: tick the box beside each message to act on first."
+    )
+    in_projects = f"/mail/{projects}/actions"
+    there = uids_in(live, ALICE, "Projects")
+    assert notice(alice.post(in_projects, {"uid": there, "action": "delete"})) == (
+        "2 messages moved to Trash."
+    )
+    trash = special_mailbox_id(live, ALICE, SpecialUse.TRASH)
+    [first, _] = uids_in(live, ALICE, "Trash")
+    deleted = alice.post(f"/mail/{trash}/actions", {"uid": [first], "action": "delete"})
+    assert notice(deleted) == "1 message deleted for good."
+    # The query names a notice; only the fixed texts are ever shown, nothing made up in a link.
+    page = alice.get(f"/mail/{inbox}?done=%3Cb%3Ephish&count=2").text
+    assert 'id="action-done"' not in page
 
 
 def spam_model_counts(live: LiveServer, address: str) -> tuple[int, int]:

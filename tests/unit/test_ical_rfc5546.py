@@ -176,6 +176,19 @@ def test_occurrences_expand_recurrences() -> None:
     assert ical.occurrences(b"broken", NOW, NOW + timedelta(days=1), 10) == []
 
 
+def test_a_one_off_event_does_not_repeat() -> None:
+    """The agenda's "(repeats)" is for series only: recurring-ical-events gives every instance
+    a RECURRENCE-ID, a single event's too."""
+    one_off = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
+        "UID:once@example.org\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250110T090000Z\r\n"
+        "DTEND:20250110T100000Z\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    [found] = ical.occurrences(one_off.encode(), start, start + timedelta(days=31), 10)
+    assert found.summary == "Dentist" and not found.recurring
+
+
 def form(**fields: str) -> FormData:
     base = {"title": "T", "start_date": "2026-03-29", "start_time": "01:30"}
     return FormData({**base, "end_date": "2026-03-29", "end_time": "03:30", **fields})

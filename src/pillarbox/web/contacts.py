@@ -262,7 +262,12 @@ async def _render(
     )
 
 
-_NOTICES = {"saved": "Contact saved.", "added": "Added to your contacts.", "deleted": "Deleted."}
+_NOTICES = {
+    "saved": "Contact saved.",
+    "added": "Added to your contacts.",
+    "known": "Already in your contacts.",
+    "deleted": "Deleted.",
+}
 
 
 async def contacts_page(request: Request) -> Response:
@@ -306,7 +311,7 @@ async def add_sender(request: Request) -> Response:
     address = field_text(form, "address").strip()
     for known in await app.services.store.list_contacts(account.id, address):
         if address.lower() in (e.lower() for e in known.emails):
-            return redirect(f"/contacts/{known.id}")
+            return redirect(f"/contacts/{known.id}?done=known")
     contact = Contact(uid="", display_name=field_text(form, "name"), emails=(address,))
     stored = await save(app.services, account, contact)
     return redirect(f"/contacts/{stored.id}?done=added")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
+from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
 from pillarbox.web import identities, twofactor
@@ -43,7 +44,16 @@ from pillarbox.web.composing import (
     forward_draft,
     reply_draft,
 )
-from pillarbox.web.mailaccess import FLAGGED, NEEDS, SEEN, Folder, MailAccess, Opened
+from pillarbox.web.mailaccess import (
+    FLAGGED,
+    NEEDS,
+    SEEN,
+    Folder,
+    MailAccess,
+    Opened,
+    Page,
+    ThreadedPage,
+)
 from pillarbox.web.reading import (
     authentication_results,
     body_parts,
@@ -67,6 +77,25 @@ _INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"
 _DOWNLOAD_CSP = "default-src 'none'; sandbox"
 #: Actions after which the message view would be wrong (gone, or marked read again).
 _LEAVES_MESSAGE = frozenset({"delete", "move", "spam", "notspam", "unread"})
+#: What the page after a list or message action says was done: ``done`` in its query names one
+#: of these, ``count`` how many messages, ``to`` a move's folder. Only these fixed texts and
+#: the account's own folder names are shown, never text from the query.
+_DONE = {
+    "read": "marked read",
+    "unread": "marked unread",
+    "flag": "flagged",
+    "unflag": "unflagged",
+    "trash": "moved to Trash",
+    "expunge": "deleted for good",
+    "junk": "moved to Junk",
+    "inbox": "moved to the Inbox",
+    "move": "moved to {folder}",
+}
+#: Folders of one's own messages: their list names the recipients where others name the sender.
+_OWN_MAIL = frozenset({SpecialUse.SENT, SpecialUse.DRAFTS})
+_NOTHING_SELECTED = "No message selected: tick the box beside each message to act on first."
+#: Query fields of an earlier notice, dropped from the page an action returns to.
+_NOTICE_PARAMS = frozenset({"done", "count", "to", "sent", "warning"})
 
 
 # -- list parameters (shared with the JSON API) ----------------------------------------------------
@@ -143,6 +172,7 @@ _REASONS = {
         "Your session has ended. Log in again to continue; unsent text is kept in this browser."
     ),
     "stale": "That form had expired. Log in again; your unsent text is kept in this browser.",
+    "logged-out": "You are logged out.",
 }
 
 
@@ -197,7 +227,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     app = web(request)
     await posted_form(request)
-    response = redirect("/login")
+    response = redirect("/login?reason=logged-out")
     set_session(request, response, app.codec.anonymous(datetime.now(UTC).timestamp()))
     return response
 
@@ -242,8 +272,14 @@ async def message_list(request: Request) -> Response:
         page = await access.page(
             mailbox, params.query, offset=params.offset, limit=params.page_size
         )
+    kept = {k: v for k, v in request.query_params.items() if k != "page"}
+    if (last := _last_page(params.page, page, threaded, params.page_size)) is not None:
+        # Past the end (its last messages were just deleted or moved): the last page, not
+        # "No messages" under "51–50 of 50".
+        return redirect(f"/mail/{mailbox.id}?" + urlencode({**kept, "page": last}))
+    # The page's own links (sort, view, pages) do not say again what the last action did.
+    base = {k: v for k, v in kept.items() if k not in _NOTICE_PARAMS}
     folders = await access.folders()
-    base = {k: v for k, v in request.query_params.items() if k != "page"}
     return app.render(
         request,
         "mail.html",
@@ -259,7 +295,27 @@ async def message_list(request: Request) -> Response:
         emptiable=mailbox.special_use in (SpecialUse.TRASH, SpecialUse.JUNK) and place.may("te"),
         is_junk=mailbox.special_use is SpecialUse.JUNK,
         unread=sum(f.status.unseen for f in folders if f.owner is None and f.mailbox.name == INBOX),
+        done=done_notice(request.query_params, folders),
+        addressed=mailbox.special_use in _OWN_MAIL,
+        recipients_of=recipients_of,
     )
+
+
+def _last_page(
+    number: int, page: Page | None, threaded: ThreadedPage | None, page_size: int
+) -> int | None:
+    """The last page when page ``number`` lies past it; None when it is shown as asked."""
+    if threaded is not None:
+        return threaded.pages if threaded.pages and number > threaded.pages else None
+    if page is None or page.rows or not page.total or number == 1:
+        return None
+    return math.ceil(page.total / page_size)
+
+
+def recipients_of(info: MessageInfo) -> str:
+    """Who a message of one's own went to, as a Sent or Drafts list shows it: each To and Cc
+    recipient by name, else by address."""
+    return ", ".join(p.name or p.address for p in people(info.envelope.to + info.envelope.cc))
 
 
 def move_targets(folders: list[Folder], source_id: int) -> list[Folder]:
@@ -286,10 +342,52 @@ async def actions(request: Request) -> Response:
     uids = await _uids(form, app.limits.max_action_uids)
     action = field_text(form, "action")
     back = next_target(field_text(form, "back", f"/mail/{mailbox_id}"))
-    await apply_action(access, mailbox_id, uids, action, field_text(form, "target"))
+    target = field_text(form, "target")
+    await apply_action(access, mailbox_id, uids, action, target)
     if action in _LEAVES_MESSAGE and re.fullmatch(r"/mail/\d+/\d+", back):
         back = f"/mail/{mailbox_id}"  # back to the list: the message left, or would be re-read
-    return redirect(back)
+    done = await _done_key(access, mailbox_id, action) if uids else "none"
+    return redirect(_with_notice(back, done, len(uids), target))
+
+
+async def _done_key(access: MailAccess, mailbox_id: int, action: str) -> str:
+    """The :data:`_DONE` key of an applied action: where a deletion or a spam verdict took
+    the messages is worth saying."""
+    match action:
+        case "delete":
+            source = await access.mailbox(mailbox_id, NEEDS["leave"])  # as delete checked
+            gone = source.special_use in (SpecialUse.TRASH, SpecialUse.JUNK)
+            return "expunge" if gone else "trash"
+        case "spam":
+            return "junk"
+        case "notspam":
+            return "inbox"
+        case _:
+            return action
+
+
+def _with_notice(back: str, done: str, count: int, target: str) -> str:
+    """``back`` with the action's notice fields in its query, an earlier notice's dropped."""
+    path, _, query = back.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _NOTICE_PARAMS]
+    added = [("done", done)] + ([("count", str(count))] if count else [])
+    added += [("to", target)] if done == "move" else []
+    return f"{path}?{urlencode(kept + added)}"
+
+
+def done_notice(params: Mapping[str, str], folders: list[Folder]) -> str:
+    """The sentence saying what the action that led to this page did ("" if none did)."""
+    done = params.get("done", "")
+    if done == "none":
+        return _NOTHING_SELECTED
+    if (text := _DONE.get(done)) is None:
+        return ""
+    if done == "move":
+        to = params.get("to", "")
+        names = [f.label for f in folders if str(f.mailbox.id) == to]
+        text = text.format(folder=names[0] if names else "another folder")
+    count = _int(params.get("count"), 1, 1, 1_000_000)
+    return f"{count} message{'' if count == 1 else 's'} {text}."
 
 
 async def apply_action(
@@ -335,8 +433,12 @@ async def create_folder(request: Request) -> Response:
 async def rename_folder(request: Request) -> Response:
     access = await mail_access(request)
     form = await posted_form(request)
-    await access.rename_folder(request.path_params["mailbox"], field_text(form, "name"))
-    return redirect(f"/mail/{request.path_params['mailbox']}")
+    mailbox_id: int = request.path_params["mailbox"]
+    name = field_text(form, "name").strip()
+    # Rename pressed on the name as the form showed it: nothing to do, not "cannot rename".
+    if name != (await access.mailbox(mailbox_id, NEEDS["rename"])).name:
+        await access.rename_folder(mailbox_id, name)
+    return redirect(f"/mail/{mailbox_id}")
 
 
 async def delete_folder(request: Request) -> Response:
@@ -428,6 +530,7 @@ async def message_view(request: Request) -> Response:
             app.services, access.account, opened, reader_zone(request)
         ),
         invitation_notice=request.query_params.get("invitation", "")[:300],
+        done=done_notice(request.query_params, folders),
     )
 
 

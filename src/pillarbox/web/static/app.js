@@ -51,6 +51,7 @@
   function bindList() {
     const all = $("#select-all");
     if (all) {
+      all.hidden = false;
       all.addEventListener("change", () => {
         $$("input[name=uid]", $("#list-form")).forEach((box) => { box.checked = all.checked; });
       });
