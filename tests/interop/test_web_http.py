@@ -24,6 +24,7 @@ from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message, part_text
 from pillarbox.store.types import INBOX, MetadataLimits, NewQueueRecipient, SpecialUse
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import (
     WebSession,
     deliver,
@@ -1130,6 +1131,13 @@ def test_admin_queue_retry_and_remove(live: LiveServer, admin: WebSession) -> No
     assert "x@remote.test" in page.text
     assert admin.post("/admin/queue/retry", {"id": queued.id}).status_code == 303
     assert admin.api("GET", "/admin/queue").json()[0]["recipients"][0]["address"] == "x@remote.test"
+    # The page's retry wakes the queue runner, as the API's does: an attempt at once (the DNS
+    # lookup fails here), not at the runner's next scan (queue.poll_interval, 30 s).
+    wait_for(
+        lambda: live.call(live.store.list_queue())[0].recipients[0].attempts,
+        "an attempt",
+        timeout=8,
+    )
     assert admin.post("/admin/queue/remove", {"id": queued.id}).status_code == 303
     assert live.call(live.store.list_queue()) == []
     assert admin.post("/admin/queue/remove", {"id": "999"}).status_code == 404

@@ -452,6 +452,7 @@ async def change(request: Request) -> Response:
                 await provisioning.remove_alias(store, field_text(form, "address"))
             case "queue", "retry":
                 await store.retry_queued(_queue_id(form.get("id")), datetime.now(UTC))
+                services.queue_wakeup.set()
             case "queue", "remove":
                 await store.remove_queued(_queue_id(form.get("id")))
             case _:
