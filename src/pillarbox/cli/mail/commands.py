@@ -120,10 +120,13 @@ class Client:
     options: ClientOptions
     paths: acct.ClientPaths
     account: acct.MailAccount
+    #: The --insecure warning was printed (once per command, which may use IMAP and SMTP).
+    warned: bool = False
 
     def tls(self) -> ssl.SSLContext:
         policy = TlsPolicy(cafile=self.options.cafile, insecure=self.options.insecure)
-        if policy.insecure:
+        if policy.insecure and not self.warned:
+            self.warned = True
             click.echo(
                 "pillarbox mail: warning: --insecure: server certificates are NOT verified; "
                 "anyone on the network path can read your password and mail",
