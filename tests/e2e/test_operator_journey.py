@@ -235,6 +235,8 @@ def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
 
 def test_an_operators_first_day(sites: tuple[Site, Site], tmp_path: Path) -> None:
     alpha, beta = sites
+    # `serve` made the certificate `init` had made anew: it names the addresses set since.
+    assert "addresses    127.0.0.1, ::1, 127.0.0.2\n" in run(alpha.dir, "tls", "status")
     run(alpha.dir, "alias", "add", "sales@alpha.test", "alice@alpha.test")
 
     # Alice writes to Bob; beta.test judges alpha.test's mail and every check passes.
