@@ -184,7 +184,11 @@ class HostedZones:
                 if row.name.endswith("." + domain)
             )
             if cached.zone is None or challenges != cached.challenges:
-                cached.zone = StaticZone(domain, cached.records + challenges)
+                # The NS is this host, with the address the zones give it (``ns.<domain>``,
+                # StaticZone's default, resolves nowhere): the name the registrar's NS names.
+                cached.zone = StaticZone(
+                    domain, cached.records + challenges, nameservers=(self._mail_host,)
+                )
                 cached.challenges = challenges
             cached.challenges_expire = now + CHALLENGE_CACHE_SECONDS
         return cached.zone
