@@ -210,6 +210,8 @@ def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
         text += records
     zone.publish(text)
     try:
+        for local in ("dmarc-reports", "tls-reports"):  # the records' rua= (README, step 3)
+            run(alpha.dir, "alias", "add", f"{local}@alpha.test", "alice@alpha.test")
         run(alpha.dir, "dns", "check", alpha.domain)  # exits 1 on anything missing or wrong
         for site in (alpha, beta):
             site.serve()
@@ -306,7 +308,7 @@ def test_an_operators_first_day(sites: tuple[Site, Site], tmp_path: Path) -> Non
     restored = tmp_path / "restored"
     restored.mkdir()
     run(restored, "restore", str(backup))
-    assert run(restored, "alias", "list") == "sales@alpha.test -> alice@alpha.test\n"
+    assert "sales@alpha.test -> alice@alpha.test\n" in run(restored, "alias", "list")
     exported = restored / "alice.mbox"
     run(
         restored,
