@@ -128,11 +128,11 @@ class Site:
             self.process = None
 
     def mail(self, *args: str, stdin: str = "") -> str:
-        """``pillarbox mail`` as the site's user, trusting the site's self-signed certificate."""
-        trust = [] if args[0] == "account" else ["--cafile", str(self.dir / "data/tls/cert.pem")]
+        """``pillarbox mail`` as the site's user (``account add`` trusts the site's self-signed
+        certificate for the account's later commands)."""
         result = CliRunner().invoke(
             cli,
-            ["mail", *trust, *args],
+            ["mail", *args],
             input=stdin,
             env={"PILLARBOX_MAIL_HOME": str(self.dir / "client")},
         )
@@ -219,6 +219,7 @@ def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
             site.started()
             site.mail(
                 *("account", "add", "me", "--address", site.user, "--tls", "implicit"),
+                *("--cafile", str(site.dir / "data/tls/cert.pem")),
                 *("--imap-host", site.ip, "--imap-port", str(ports["imaps"])),
                 *("--pop3-host", site.ip, "--pop3-port", str(ports["pop3s"])),
                 *("--smtp-host", site.ip, "--smtp-port", str(ports["submissions"])),
