@@ -172,7 +172,7 @@ def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
     ]
     for server in servers:
         server.start_thread()
-    ports = {name: free_port(A_IP, B_IP, "127.0.0.1") for name in USED}
+    ports = {name: free_port(A_IP, B_IP) for name in USED}
     alpha = Site(tmp_path, "alpha.test", A_IP, "alice", ports)
     beta = Site(tmp_path, "beta.test", B_IP, "bob", ports)
     text = ""
@@ -190,17 +190,17 @@ def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
         set_keys(site.config, "server", shutdown_grace=2.0)
         # The other site's MX listens on this port; `poll_interval` is how soon a running
         # server sees `queue flush`, and the long retry schedule leaves the retry to it.
+        # Connections to another loopback address would leave from 127.0.0.1: each site sends
+        # from its own address, the one its SPF record names.
         set_keys(
             site.config,
             "queue",
             remote_port=ports["smtp"],
             poll_interval=1.0,
             retry_schedule=[120.0],
+            source_addresses=[site.ip],
         )
-        # Connections to another loopback address leave from 127.0.0.1: the SPF record (built
-        # from `addresses`) must name it. Nothing listens there (`free_port` checked).
-        addresses = [site.ip, "127.0.0.1"]
-        dns = {"nameserver": f"127.0.0.1:{dns_port}", "addresses": addresses, "timeout": 2.0}
+        dns = {"nameserver": f"127.0.0.1:{dns_port}", "addresses": [site.ip], "timeout": 2.0}
         set_keys(site.config, "dns", **dns)
         set_keys(site.config, "policy", trusted_networks=[])  # judge each other's mail
         records = run(site.dir, "dns", "records", site.domain)
@@ -250,6 +250,7 @@ def test_an_operators_first_day(sites: tuple[Site, Site], tmp_path: Path) -> Non
     assert "spf=pass smtp.mailfrom=alpha.test" in results
     assert results.count("dkim=pass header.d=alpha.test") == 2  # RSA and Ed25519
     assert "dmarc=pass" in results
+    assert b"from mx.alpha.test ([127.0.0.2])" in hello  # queue.source_addresses
     assert b"by mx.beta.test (Pillarbox) with ESMTPS" in hello  # STARTTLS between the MXs
 
     # Bob reads it over POP3 and on the web too.
