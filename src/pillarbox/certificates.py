@@ -94,6 +94,8 @@ class CertificateFacts:
     """What the renewal decision and ``pillarbox tls status`` need of a certificate."""
 
     names: tuple[str, ...]
+    #: The IP addresses it names (a self-signed certificate's; rare in a CA's).
+    addresses: tuple[str, ...]
     serial: int
     issuer: str
     not_before: datetime.datetime
@@ -109,10 +111,12 @@ def certificate_facts(pem: bytes) -> CertificateFacts:
     try:
         alt_names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = tuple(alt_names.value.get_values_for_type(x509.DNSName))
+        addresses = tuple(str(a) for a in alt_names.value.get_values_for_type(x509.IPAddress))
     except x509.ExtensionNotFound:
-        names = ()
+        names = addresses = ()
     return CertificateFacts(
         names=names,
+        addresses=addresses,
         serial=cert.serial_number,
         issuer=cert.issuer.rfc4514_string(),
         not_before=cert.not_valid_before_utc,

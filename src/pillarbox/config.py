@@ -462,6 +462,12 @@ class QueueSection:
         True, "Verify the smart host's certificate and name (MX hosts: see `mta_sts`)."
     )
     connect_timeout: float = _f(30.0, "Seconds to wait for a TCP connection to a remote host.")
+    source_addresses: tuple[str, ...] = _f(
+        (),
+        "Local addresses SMTP connections to other hosts leave from, at most one IPv4 and one "
+        "IPv6 (Postfix's smtp_bind_address): on a host with several, the ones SPF and reverse DNS "
+        "name (list them in dns.addresses); empty: the system's choice.",
+    )
     session_linger: float = _f(
         1.0,
         "Seconds a session out of messages waits for ones already claimed to its destination.",
@@ -1455,6 +1461,7 @@ def _validate(config: Config) -> None:
     if not 0 < config.queue.remote_port <= 65535:
         raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
     PolicyTable.parse(config.queue.tls_policy)
+    _validate_source_addresses(config.queue.source_addresses)
     if config.forwarding.srs_max_age_days >= 1024:
         # Two base32 characters of days: an older address could not be told from a new one.
         raise ConfigError("forwarding.srs_max_age_days", "must be below 1024 (SRS timestamps wrap)")
@@ -1636,6 +1643,19 @@ def _validate_imap_metadata(imap: ImapSection) -> None:
         raise ConfigError(
             "imap.metadata_admin", f"must be a URI (mailto:, tel:, https:), got {admin!r}"
         )
+
+
+def _validate_source_addresses(addresses: tuple[str, ...]) -> None:
+    versions = []
+    for address in addresses:
+        try:
+            versions.append(ipaddress.ip_address(address).version)
+        except ValueError:
+            raise ConfigError(
+                "queue.source_addresses", f"{address!r} is not an IP address"
+            ) from None
+    if len(set(versions)) != len(versions):
+        raise ConfigError("queue.source_addresses", "at most one IPv4 and one IPv6 address")
 
 
 def _validate_lmtp(lmtp: LmtpSection) -> None:

@@ -94,6 +94,8 @@ def test_backup_while_serving_then_restore_and_read_over_imap(tmp_path: Path) ->
     manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
     assert manifest["store"]["snapshots"] == 2
     assert (tmp_path / "backup" / "data" / "tls" / "key.pem").stat().st_mode & 0o777 == 0o600
+    # The snapshot is one self-contained file: no -wal or -shm beside it.
+    assert not list((tmp_path / "backup" / "data").glob("*.sqlite3-*"))
     backed = sorted((tmp_path / "backup" / "data" / "blobs").glob("*/*"))
     assert len(backed) == result.blobs >= result.messages >= 4
 

@@ -170,6 +170,12 @@ def test_password_is_never_taken_from_a_terminalless_prompt(initialised: Path) -
 def test_alias_lifecycle(initialised: Path) -> None:
     added = run_pillarbox(initialised, "alias", "add", "sales@example.org", "alice@example.org")
     assert added.returncode == 0, added.stderr
+    assert "warning" not in added.stderr
+    # A target here that reaches nobody (a typo): the alias is kept, the operator warned.
+    typo = run_pillarbox(initialised, "alias", "add", "info@example.org", "alcie@example.org")
+    assert typo.returncode == 0, typo.stderr
+    assert "warning: alcie@example.org is no account or alias here" in typo.stderr
+    assert run_pillarbox(initialised, "alias", "remove", "info@example.org").returncode == 0
     catch_all = run_pillarbox(initialised, "alias", "add", "@example.org", "alice@example.org")
     assert catch_all.returncode == 0, catch_all.stderr
     aliases = json.loads(run_pillarbox(initialised, "alias", "list", "--json").stdout)

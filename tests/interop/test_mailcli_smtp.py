@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from pillarbox.cli.main import cli
 from pillarbox.net.tls import ensure_self_signed
+from pillarbox.testing.testca import make_ca
 
 PASSWORD = "sink password"
 
@@ -110,6 +111,21 @@ def test_implicit_tls(tmp_path: Path, cert: tuple[Path, ssl.SSLContext]) -> None
         parsed = message_from_bytes(raw, policy=policy.default)
         assert parsed["Subject"] == "über"
         assert "hidden" not in raw.decode()
+
+
+def test_a_certificate_for_other_names_says_so(tmp_path: Path) -> None:
+    """A trusted chain whose certificate does not name the host: the reason, and no advice to
+    trust a CA that is trusted already."""
+    (tmp_path / "ca").mkdir()
+    authority = make_ca(tmp_path / "ca")
+    context = authority.server_context("mx.example.org")
+    for _, port in sink(ssl_context=context, auth_required=True, auth_require_tls=False):
+        account(tmp_path, port, "implicit")
+        args = ("--cafile", authority.bundle, "send", "--to", "you@example.net")
+        result = run(tmp_path, *args, stdin="hi\n")
+        assert result.exit_code == 3, result.output
+        assert "certificate is for other names: IP address mismatch" in result.output
+        assert "--cafile" not in result.output
 
 
 def test_cleartext_for_loopback(tmp_path: Path) -> None:

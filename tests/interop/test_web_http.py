@@ -21,9 +21,18 @@ import pytest
 from imapclient import IMAPClient
 
 from pillarbox import config as cfg
+from pillarbox.dns.hosted import hosted_records, record_policy
 from pillarbox.mail.parse import parse_message, part_text
-from pillarbox.store.types import INBOX, MetadataLimits, NewQueueRecipient, SpecialUse
-from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.queue.dkim import DkimAlgorithm, generate_key
+from pillarbox.store.types import (
+    INBOX,
+    DkimKeyRecord,
+    MetadataLimits,
+    NewQueueRecipient,
+    SpecialUse,
+)
+from pillarbox.testing.live import NO_DNS, TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import (
     WebSession,
     deliver,
@@ -1144,6 +1153,13 @@ def test_admin_queue_retry_and_remove(live: LiveServer, admin: WebSession) -> No
     assert "x@remote.test" in page.text
     assert admin.post("/admin/queue/retry", {"id": queued.id}).status_code == 303
     assert admin.api("GET", "/admin/queue").json()[0]["recipients"][0]["address"] == "x@remote.test"
+    # The page's retry wakes the queue runner, as the API's does: an attempt at once (the DNS
+    # lookup fails here), not at the runner's next scan (queue.poll_interval, 30 s).
+    wait_for(
+        lambda: live.call(live.store.list_queue())[0].recipients[0].attempts,
+        "an attempt",
+        timeout=8,
+    )
     assert admin.post("/admin/queue/remove", {"id": queued.id}).status_code == 303
     assert live.call(live.store.list_queue()) == []
     assert admin.post("/admin/queue/remove", {"id": "999"}).status_code == 404
@@ -1318,6 +1334,43 @@ def test_api_admin(live: LiveServer, admin: WebSession) -> None:
     assert admin.api("DELETE", "/admin/accounts/x@api.test").status_code == 200
     assert admin.api("DELETE", "/admin/domains/api.test").status_code == 200
     assert admin.api("DELETE", "/admin/domains/api.test").status_code == 404
+
+
+def test_admin_dns_records_are_the_ones_the_cli_prints_and_the_dns_server_serves(
+    tmp_path: Path,
+) -> None:
+    """One source for the records to publish: with ``dns.addresses`` set, the admin page shows
+    the host's A record and an SPF naming the address, not ``v=spf1 mx -all``; a key retired
+    long ago is no longer listed."""
+    dns = cfg.DnsSection(nameserver=NO_DNS, timeout=1.0, addresses=("192.0.2.7",))
+    with LiveServer(loopback_config(tmp_path / "data", only=["http"], dns=dns)) as server:
+        server.add_domain("example.org")
+        server.add_account("root@example.org", TEST_PASSWORD, is_admin=True)
+        old = datetime.now(UTC) - timedelta(days=400)
+        key = generate_key(DkimAlgorithm.RSA_SHA256, now=old, selector="old", rsa_bits=1024)
+        record = DkimKeyRecord("example.org", "old", "rsa-sha256", key.private_pem, old)
+        server.call(server.store.add_dkim_key(record))
+        server.call(server.store.retire_dkim_key("example.org", "old", old))
+        admin = WebSession(server)
+        assert admin.login("root@example.org").status_code == 303
+        shown = admin.api("GET", "/admin/domains/example.org/dns").json()["records"]
+        expected = server.call(
+            hosted_records(
+                server.store,
+                "example.org",
+                mail_host=server.config.server.hostname,
+                addresses=dns.addresses,
+                now=datetime.now(UTC),
+                policy=record_policy(server.config),
+            )
+        )
+        assert [(r["name"], r["type"], r["value"]) for r in shown] == [
+            (r.name, r.type, r.value) for r in expected.records
+        ]
+        assert ("example.org", "TXT", "v=spf1 ip4:192.0.2.7 -all") in {
+            (r["name"], r["type"], r["value"]) for r in shown
+        }
+        assert "192.0.2.7" in admin.get("/admin/domains/example.org").text
 
 
 # -- autoconfig ----------------------------------------------------------------------------------

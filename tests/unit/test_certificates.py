@@ -104,6 +104,7 @@ def test_acme_names_default_to_the_hostname_without_repeats() -> None:
 def facts(*names: str, days_left: float) -> CertificateFacts:
     return CertificateFacts(
         names=names,
+        addresses=(),
         serial=1,
         issuer="CN=test",
         not_before=NOW - datetime.timedelta(days=60),

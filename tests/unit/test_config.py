@@ -447,3 +447,21 @@ def test_load_balancer_settings_are_checked(
         cfg.load(write(tmp_path, text), environ={})
     assert caught.value.key == key
     assert problem in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('["mx.example.org"]', "is not an IP address"),
+        ('["192.0.2.1", "192.0.2.2"]', "at most one IPv4 and one IPv6"),
+    ],
+)
+def test_queue_source_addresses_are_checked(tmp_path: Path, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.load(write(tmp_path, f"[queue]\nsource_addresses = {value}\n"), environ={})
+    assert info.value.key == "queue.source_addresses"
+    assert problem in str(info.value)
+    loaded = cfg.load(
+        write(tmp_path, '[queue]\nsource_addresses = ["192.0.2.1", "2001:db8::1"]\n'), environ={}
+    )
+    assert loaded.queue.source_addresses == ("192.0.2.1", "2001:db8::1")

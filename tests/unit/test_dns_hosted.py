@@ -102,3 +102,24 @@ async def test_an_expired_record_is_not_served(store: SqliteStore) -> None:
     expired = AcmeChallengeRecord(DOMAIN, NAME, "old", datetime.now(UTC) - timedelta(seconds=1))
     await store.add_acme_challenge(expired)
     assert (await txt(zones, NAME))[0] == dns.rcode.NXDOMAIN
+
+
+async def test_the_zones_name_this_host_as_their_name_server(store: SqliteStore) -> None:
+    """The NS of a hosted zone is the mail host, which the zone (or the mail host's own zone)
+    gives an address: a name server name nothing resolves (``ns.<domain>`` was) leaves the
+    domain to the parent's glue, and resolvers that ask for the NS's address find nothing."""
+    zones = HostedZones(store, mail_host=f"mail.{DOMAIN}", addresses=("192.0.2.7",))
+    for origin in (DOMAIN, f"sub.{DOMAIN}"):
+        query = dns.message.make_query(origin, dns.rdatatype.NS)
+        wire = await respond(zones, query.to_wire(), udp=True)
+        assert wire is not None
+        reply = dns.message.from_wire(wire)
+        assert [rd.target.to_text() for rrset in reply.answer for rd in rrset] == [
+            f"mail.{DOMAIN}."
+        ]
+    address = dns.message.make_query(f"mail.{DOMAIN}", dns.rdatatype.A)
+    wire = await respond(zones, address.to_wire(), udp=True)
+    assert wire is not None
+    assert [rd.address for rrset in dns.message.from_wire(wire).answer for rd in rrset] == [
+        "192.0.2.7"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 
@@ -14,6 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pillarbox import config as cfg
+from pillarbox.dns.hosted import record_policy
 from pillarbox.dns.records import (
     DnsRecord,
     RecordPolicy,
@@ -112,6 +115,32 @@ def test_policy_choices() -> None:
     assert ("_smtp._tls.example.com", "TXT") not in table
     assert table[("example.com", "MX")] == ["10 example.com."]
     assert {r.ttl for r in result.records} == {300}
+
+
+def test_srv_records_name_the_ports_the_listeners_serve() -> None:
+    """As the autoconfig documents do: a dev config's 2993 is published, not 993, and a
+    listener that is off is left out (RFC 6186 §3.4 clients would try it)."""
+    config = cfg.dev_config("data", "mx.example.com")
+    config = dataclasses.replace(
+        config,
+        listeners=dataclasses.replace(
+            config.listeners, pop3=dataclasses.replace(config.listeners.pop3, enabled=False)
+        ),
+    )
+    result = required_records(
+        "example.com", mail_host="mx.example.com", policy=record_policy(config)
+    )
+    srv = {n: v for (n, t), v in by_name_type(result.records).items() if t == "SRV"}
+    assert srv == {
+        "_submissions._tcp.example.com": ["0 1 2465 mx.example.com."],
+        "_submission._tcp.example.com": ["10 1 2587 mx.example.com."],
+        "_imaps._tcp.example.com": ["0 1 2993 mx.example.com."],
+        "_imap._tcp.example.com": ["10 1 2143 mx.example.com."],
+        "_pop3s._tcp.example.com": ["20 1 2995 mx.example.com."],
+        "_sieve._tcp.example.com": ["0 1 4190 mx.example.com."],
+    }
+    standard = record_policy(cfg.production_config("data", "mx.example.com"))
+    assert [s.port for s in standard.srv_services] == [465, 587, 993, 143, 995, 110, 4190]
 
 
 def test_no_cname_to_itself() -> None:

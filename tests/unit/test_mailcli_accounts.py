@@ -67,6 +67,19 @@ def test_add_list_remove(home: Path) -> None:
     assert run("account", "remove", "work").exit_code == 1
 
 
+def test_cafile_given_to_account_add_is_kept_absolute(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-signed server is trusted once, at ``account add``, not at every command."""
+    (tmp_path / "server.pem").write_text("a certificate")
+    monkeypatch.chdir(tmp_path)
+    assert add("selfhosted", "--cafile", "server.pem").exit_code == 0
+    data = tomllib.loads((home / "accounts.toml").read_text())["accounts"]["selfhosted"]
+    assert data["cafile"] == str(tmp_path / "server.pem")
+    [account] = acct.load_accounts(acct.client_paths())
+    assert account.cafile == str(tmp_path / "server.pem")
+
+
 def test_duplicate_and_replace(home: Path) -> None:
     assert add("work").exit_code == 0
     again = add("work")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
+import authres
 import dkim as dkimpy
 import pytest
 
-from pillarbox.policy import arc, dkim
+from pillarbox.policy import arc, authresults, dkim
 from pillarbox.policy.arc import ArcResult
 from pillarbox.policy.dkim import DkimResult
 from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, generate_key, public_record, sign
@@ -148,6 +149,30 @@ def test_sealing_needs_our_authentication_results(rsa_key: DkimKey) -> None:
             private_pem=rsa_key.private_pem,
             authserv_id="forwarder.test",
         )
+
+
+@pytest.mark.parametrize("b_prefix", ["TUVocn/i", "ab+cd/ef"])
+def test_our_results_with_a_slash_in_header_b_can_be_sealed(
+    rsa_key: DkimKey, b_prefix: str
+) -> None:
+    """A base64 ``header.b`` prefix holds a ``/`` (a tspecial) one time in eight: written as a
+    quoted-string (RFC 8601 §2.2, RFC 2045 §5.1) it keeps its value for readers, and a message
+    carrying it can be forwarded with an ARC set (dkimpy's sealing re-reads it with authres)."""
+    signature = dkim.SignatureResult(
+        DkimResult.PASS, "signer.test", "e1", "ed25519-sha256", b_prefix
+    )
+    summary = authresults.AuthSummary(dkim=(signature,), dkim_checked=True)
+    field = authresults.header("forwarder.test", summary)
+    [parsed] = authres.AuthenticationResultsHeader.parse(field.decode()).results
+    assert {p.name: p.value for p in parsed.properties}["b"] == b_prefix
+    sealed = arc.seal(
+        field + MESSAGE,
+        domain="signer.test",
+        selector="r1",
+        private_pem=rsa_key.private_pem,
+        authserv_id="forwarder.test",
+    )
+    assert f'header.b="{b_prefix}"'.encode() in sealed
 
 
 async def test_a_changed_key_record_is_parsed_anew(rsa_key: DkimKey) -> None:

@@ -77,3 +77,18 @@ async def test_only_aliases_resolving_to_the_account_alone_are_owned(store: Stor
         "alice@example.org",
         "sales@example.org",
     }
+
+
+async def test_postmaster_without_an_alias_reaches_the_admins(store: Store) -> None:
+    """RFC 5321 §4.5.1: every hosted domain accepts its postmaster from the start, as the
+    domain's admins (else the server's); an alias or a catch-all names someone else."""
+    assert (await Router(store).resolve(parse_address("postmaster@example.org"))).unknown
+    await store.add_domain("other.example")
+    await store.add_account("root@other.example", "!", is_admin=True)
+    assert (await resolve(store, "PostMaster@example.org"))[0] == {"root@other.example"}
+    await store.add_account("carol@example.org", "!", is_admin=True)
+    assert (await resolve(store, "postmaster@example.org"))[0] == {"carol@example.org"}
+    await store.add_alias("@example.org", ["bob@example.org"])
+    assert (await resolve(store, "postmaster@example.org"))[0] == {"bob@example.org"}
+    await store.add_alias("postmaster@example.org", ["alice@example.org"])
+    assert (await resolve(store, "postmaster@example.org"))[0] == {"alice@example.org"}

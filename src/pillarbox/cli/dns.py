@@ -3,6 +3,8 @@
 ``dns records`` prints what a hosted domain needs as a zone-file fragment, with the domain's
 real DKIM public keys; ``dns check`` looks each record up (with ``[dns]``'s resolver) and says
 what is missing or wrong, exiting 1 unless everything is in place, so scripts can wait on it.
+It also checks the addresses the records ask other providers to mail their reports to (the
+``rua=`` of DMARC and TLS-RPT): without an account or alias there, every report is refused.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import click
 
 from pillarbox import provisioning
 from pillarbox.config import Config
-from pillarbox.dns.check import FindingStatus, check_records, format_findings
+from pillarbox.dns.check import Finding, FindingStatus, check_records, format_findings
 from pillarbox.dns.hosted import hosted_records, record_policy
 from pillarbox.dns.records import DomainRecords
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.errors import NotFound
+from pillarbox.mail.address import parse_address
+from pillarbox.queue.routing import Router
 from pillarbox.store.interface import Store
 
 if TYPE_CHECKING:
@@ -41,6 +45,34 @@ async def _records(
         now=datetime.now(UTC),
         policy=record_policy(config),
     )
+
+
+async def _report_mailboxes(store: Store, config: Config, name: str) -> list[Finding]:
+    """One finding per report address the domain's records publish (see the module notes)."""
+    domain = provisioning.normalise_domain(name)
+    policy = record_policy(config)
+    router = Router(store)
+    findings = []
+    for local, purpose in (
+        (policy.dmarc_reports, "DMARC aggregate reports, rua= of _dmarc"),
+        (policy.tls_reports, "TLS reports, rua= of _smtp._tls"),
+    ):
+        if not local:
+            continue
+        address = f"{local}@{domain}"
+        known = not (await router.resolve(parse_address(address))).unknown
+        findings.append(
+            Finding(
+                address,
+                "mailbox",
+                purpose,
+                FindingStatus.OK if known else FindingStatus.MISSING,
+                ("an account or an alias",),
+                (),
+                "" if known else f"pillarbox alias add {address} ACCOUNT",
+            )
+        )
+    return findings
 
 
 _ADDRESS_OPTION = click.option(
@@ -82,9 +114,14 @@ def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json:
     from pillarbox.cli.main import emit, run_store
 
     config = state.load()
-    records = run_store(config, lambda s: _records(s, config, domain, addresses))
+
+    async def from_store(store: Store) -> tuple[DomainRecords, list[Finding]]:
+        records = await _records(store, config, domain, addresses)
+        return records, await _report_mailboxes(store, config, domain)
+
+    records, mailboxes = run_store(config, from_store)
     resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
-    findings = asyncio.run(check_records(resolver, records.records))
+    findings = asyncio.run(check_records(resolver, records.records)) + mailboxes
     data = [asdict(f) | {"status": f.status.value} for f in findings]
     emit(data, as_json, format_findings(findings).splitlines())
     if any(f.status is not FindingStatus.OK for f in findings):

@@ -25,7 +25,7 @@ from pillarbox.errors import ConfigError, UserError
 if TYPE_CHECKING:
     from pillarbox import config as cfg
     from pillarbox.store.interface import Store
-    from pillarbox.store.types import AccountSettings
+    from pillarbox.store.types import AccountSettings, Alias
 
 T = TypeVar("T")
 
@@ -641,9 +641,27 @@ def alias() -> None:
 def alias_add(state: CliState, address: str, targets: tuple[str, ...]) -> None:
     """Deliver mail for ADDRESS (or @DOMAIN for a catch-all) to TARGETS."""
     from pillarbox import provisioning
+    from pillarbox.mail.address import parse_address
+    from pillarbox.queue.routing import Router
 
-    added = run_store(state.load(), lambda s: provisioning.add_alias(s, address, targets))
+    async def go(store: Store) -> tuple[Alias, list[str]]:
+        added = await provisioning.add_alias(store, address, targets)
+        router = Router(store)
+        nowhere = []
+        for target in added.targets:
+            resolution = await router.resolve(parse_address(target))
+            if resolution.hosted and resolution.unknown:
+                nowhere.append(target)
+        return added, nowhere
+
+    added, nowhere = run_store(state.load(), go)
     click.echo(f"added alias {added.address} -> {', '.join(added.targets)}")
+    for target in nowhere:  # a typo, or an account still to be made: say so, keep the alias
+        click.echo(
+            f"pillarbox: warning: {target} is no account or alias here: its share of the mail "
+            "goes nowhere (refused when no other target takes it) until it is one",
+            err=True,
+        )
 
 
 @alias.command("list")

@@ -19,6 +19,7 @@ from pillarbox.store.types import QueuedMessage
 
 if TYPE_CHECKING:
     from pillarbox.cli.main import CliState
+    from pillarbox.config import Config
 
 #: Header fields ``queue show`` prints from the queued message.
 SHOWN_FIELDS = ("from", "to", "subject", "date", "message-id")
@@ -117,6 +118,14 @@ def queue_show(state: CliState, message_id: int, as_json: bool) -> None:
     emit(data, as_json, lines)
 
 
+def _when(config: Config) -> str:
+    """When a running server acts on a retry made here: the CLI cannot wake it, it notices at
+    its next scan of the store."""
+    return (
+        f" (a running server starts within {config.queue.poll_interval:g} s: queue.poll_interval)"
+    )
+
+
 @queue.command("retry")
 @click.argument("message_ids", type=int, nargs=-1, required=True)
 @click.pass_obj
@@ -129,8 +138,9 @@ def queue_retry(state: CliState, message_ids: tuple[int, ...]) -> None:
         for message_id in message_ids:
             await store.retry_queued(message_id, now)
 
-    run_store(state.load(), go)
-    click.echo(f"retrying {', '.join(map(str, message_ids))}")
+    config = state.load()
+    run_store(config, go)
+    click.echo(f"retrying {', '.join(map(str, message_ids))}{_when(config)}")
 
 
 @queue.command("flush")
@@ -146,8 +156,9 @@ def queue_flush(state: CliState) -> None:
             await store.retry_queued(message.id, now)
         return len(messages)
 
-    count = run_store(state.load(), go)
-    click.echo(f"retrying {count} message{'s' if count != 1 else ''}")
+    config = state.load()
+    count = run_store(config, go)
+    click.echo(f"retrying {count} message{'s' if count != 1 else ''}{_when(config)}")
 
 
 @queue.command("remove")

@@ -14,7 +14,7 @@ from pathlib import Path
 from pillarbox import config as cfg
 from pillarbox import provisioning
 from pillarbox.errors import UserError
-from pillarbox.net.tls import ensure_self_signed, tls_paths
+from pillarbox.net.tls import certificate_addresses, ensure_self_signed, tls_paths
 from pillarbox.store.open import open_store
 
 DEMO_DOMAIN = "example.test"
@@ -78,7 +78,7 @@ def initialise(
     os.chmod(config.data_dir, 0o700)
     lines.append(f"data directory {config.data_dir}")
     cert, key = tls_paths(config)
-    if ensure_self_signed(cert, key, config.server.hostname):
+    if ensure_self_signed(cert, key, config.server.hostname, certificate_addresses(config)):
         lines.append(f"self-signed certificate {cert}")
     lines += asyncio.run(_create_store(config, domain, user, password, admin))
     lines.append(

@@ -65,6 +65,7 @@ def tls_status(state: CliState, as_json: bool) -> None:
         f"source       {source}",
         f"certificate  {path}",
         f"names        {', '.join(facts.names) or '(none)'}",
+        *([f"addresses    {', '.join(facts.addresses)}"] if facts.addresses else []),
         f"serial       {data['serial']}",
         f"issuer       {facts.issuer}",
         f"valid until  {facts.not_after:%Y-%m-%d %H:%M} UTC ({data['days_left']} days left)",
@@ -109,6 +110,7 @@ def _described(facts: CertificateFacts) -> dict[str, Any]:
     left = facts.not_after - datetime.datetime.now(datetime.UTC)
     return {
         "names": list(facts.names),
+        "addresses": list(facts.addresses),
         "serial": f"{facts.serial:x}",
         "not_after": facts.not_after.isoformat(),
         "days_left": round(left.total_seconds() / 86400, 1),

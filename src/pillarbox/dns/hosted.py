@@ -16,6 +16,7 @@ rotation still verifies while it is in transit or in a verifier's queue.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pillarbox.config import Config
 from pillarbox.dns.authoritative import StaticZone
 from pillarbox.dns.records import (
     DEFAULT_POLICY,
+    DEFAULT_SRV_SERVICES,
     DnsRecord,
     DomainRecords,
     RecordPolicy,
@@ -60,9 +62,20 @@ def published_keys(keys: Sequence[DkimKeyRecord], now: datetime) -> dict[str, st
 
 def record_policy(config: Config) -> RecordPolicy:
     """The record choices the config makes: the report addresses ``rua=`` names are the ones
-    :mod:`pillarbox.policy.receivedreports` reads (``[received_reports]``)."""
+    :mod:`pillarbox.policy.receivedreports` reads (``[received_reports]``), and the SRV records
+    name the ports the listeners serve, as the autoconfig documents do (a service whose
+    listener is off is not published)."""
     section = config.received_reports
-    return RecordPolicy(dmarc_reports=section.dmarc_local_part, tls_reports=section.tls_local_part)
+    services = tuple(
+        dataclasses.replace(service, port=listener.port)
+        for service in DEFAULT_SRV_SERVICES
+        if (listener := getattr(config.listeners, service.listener)).enabled
+    )
+    return RecordPolicy(
+        dmarc_reports=section.dmarc_local_part,
+        tls_reports=section.tls_local_part,
+        srv_services=services,
+    )
 
 
 async def hosted_records(
@@ -171,7 +184,11 @@ class HostedZones:
                 if row.name.endswith("." + domain)
             )
             if cached.zone is None or challenges != cached.challenges:
-                cached.zone = StaticZone(domain, cached.records + challenges)
+                # The NS is this host, with the address the zones give it (``ns.<domain>``,
+                # StaticZone's default, resolves nowhere): the name the registrar's NS names.
+                cached.zone = StaticZone(
+                    domain, cached.records + challenges, nameservers=(self._mail_host,)
+                )
                 cached.challenges = challenges
             cached.challenges_expire = now + CHALLENGE_CACHE_SECONDS
         return cached.zone

@@ -135,20 +135,26 @@ class SrvService:
     """One RFC 6186 service label and where it is offered."""
 
     label: str
+    #: The listener (``[listeners.NAME]``) that offers it.
+    listener: str
     port: int
     priority: int
     purpose: str
 
 
+def _srv(label: str, listener: str, port: int, priority: int, purpose: str) -> SrvService:
+    return SrvService(label=label, listener=listener, port=port, priority=priority, purpose=purpose)
+
+
 DEFAULT_SRV_SERVICES = (
-    SrvService(label="_submissions._tcp", port=465, priority=0, purpose="submission, TLS"),
-    SrvService(label="_submission._tcp", port=587, priority=10, purpose="submission, STARTTLS"),
-    SrvService(label="_imaps._tcp", port=993, priority=0, purpose="IMAP, TLS"),
-    SrvService(label="_imap._tcp", port=143, priority=10, purpose="IMAP, STARTTLS"),
-    SrvService(label="_pop3s._tcp", port=995, priority=20, purpose="POP3, TLS"),
-    SrvService(label="_pop3._tcp", port=110, priority=30, purpose="POP3, STARTTLS"),
+    _srv("_submissions._tcp", "submissions", 465, 0, "submission, TLS"),
+    _srv("_submission._tcp", "submission", 587, 10, "submission, STARTTLS"),
+    _srv("_imaps._tcp", "imaps", 993, 0, "IMAP, TLS"),
+    _srv("_imap._tcp", "imap", 143, 10, "IMAP, STARTTLS"),
+    _srv("_pop3s._tcp", "pop3s", 995, 20, "POP3, TLS"),
+    _srv("_pop3._tcp", "pop3", 110, 30, "POP3, STARTTLS"),
     # RFC 5804 §1.8: ManageSieve clients look up "_sieve._tcp" (not an RFC 6186 label).
-    SrvService(label="_sieve._tcp", port=4190, priority=0, purpose="ManageSieve (RFC 5804)"),
+    _srv("_sieve._tcp", "managesieve", 4190, 0, "ManageSieve (RFC 5804)"),
 )
 
 
@@ -166,7 +172,8 @@ class RecordPolicy:
     mta_sts_mode: Literal["testing", "enforce", "none"] = "testing"
     #: RFC 8461 §3.2: seconds a sender caches the policy (at most 31557600).
     mta_sts_max_age: int = 86_400
-    #: RFC 6186 services offered; ports follow the listeners' configuration.
+    #: RFC 6186 services offered; :func:`pillarbox.dns.hosted.record_policy` gives the
+    #: configured listeners' ports and leaves out the listeners that are off.
     srv_services: tuple[SrvService, ...] = DEFAULT_SRV_SERVICES
 
 

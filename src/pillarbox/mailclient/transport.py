@@ -72,8 +72,15 @@ class Endpoint:
         return f"{self.host}:{self.port} ({self.tls.value})"
 
 
+#: OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: the chain is
+#: trusted, the certificate is for other names (--cafile would not help).
+_NAME_MISMATCH = frozenset({62, 64})
+
+
 def _certificate_problem(exc: ssl.SSLCertVerificationError) -> str:
     reason = exc.verify_message or exc.reason or str(exc)
+    if exc.verify_code in _NAME_MISMATCH:
+        return f"certificate is for other names: {reason} (connect by a name it carries)"
     return f"certificate not trusted: {reason} (use --cafile to trust a specific CA)"
 
 

@@ -33,7 +33,12 @@ from pillarbox.errors import ConfigError, StorageError
 from pillarbox.net.http import HttpListener, origin
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
 from pillarbox.net.proxyheader import UpstreamProxy
-from pillarbox.net.tls import ensure_self_signed, server_context, tls_paths
+from pillarbox.net.tls import (
+    certificate_addresses,
+    ensure_self_signed,
+    server_context,
+    tls_paths,
+)
 from pillarbox.observability import log as logging_setup
 from pillarbox.observability.log import Log
 from pillarbox.observability.metrics import Metrics
@@ -97,8 +102,10 @@ class Server:
         blocking.configure(config.server.workers)
         challenges: dict[str, str] = {}
         cert, key = tls_paths(config)
-        if not config.tls.cert:
-            ensure_self_signed(cert, key, config.server.hostname)
+        if not config.tls.cert and ensure_self_signed(
+            cert, key, config.server.hostname, certificate_addresses(config)
+        ):
+            self.log.info("self-signed certificate written", path=str(cert))
         tls = server_context(config)
         if config.tls.acme:
             # Imported only then: the ACME client (and requests) stay out of a server without.

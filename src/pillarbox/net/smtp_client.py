@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import ssl
 from dataclasses import dataclass
 
@@ -78,10 +79,25 @@ DEFAULT_CHUNK = 64 * 1024
 QUIT_TIMEOUT = 10.0
 
 
+def _source(settings: SessionSettings, address: str) -> tuple[str, int] | None:
+    """The local address to connect to ``address`` from (any port), if one is configured."""
+    try:
+        version = ipaddress.ip_address(address).version
+    except ValueError:
+        return None  # a host name (a smart host): the system resolves and chooses
+    for source in settings.source_addresses:
+        if ipaddress.ip_address(source).version == version:
+            return (source, 0)
+    return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionSettings:
     client: SmtpClientSettings
     connect_timeout: float = 30.0
+    #: Local addresses to connect from, one per IP version (``queue.source_addresses``); a
+    #: host of a version without one: the system's choice.
+    source_addresses: tuple[str, ...] = ()
     #: Context for STARTTLS; None never starts TLS.
     tls: ssl.SSLContext | None = None
     #: Fail the host when it does not offer STARTTLS (smart hosts with credentials).
@@ -171,7 +187,9 @@ class SmtpSession:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(settings.connect_timeout):
-                _, channel = await loop.create_connection(Channel, address, port)
+                _, channel = await loop.create_connection(
+                    Channel, address, port, local_addr=_source(settings, address)
+                )
         except (OSError, TimeoutError) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
             return CONNECT_FAILED.with_text(f"could not connect to {host}[{address}]: {reason}")

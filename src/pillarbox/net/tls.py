@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pillarbox.atomicfile import write_atomically
-from pillarbox.config import Config
+from pillarbox.config import LISTENER_DOCS, Config
 from pillarbox.net.clienthello import parse_client_hello
 
 SELF_SIGNED_DAYS = 825
@@ -50,9 +50,50 @@ def tls_paths(config: Config) -> tuple[Path, Path]:
     return tls_dir / "cert.pem", tls_dir / "key.pem"
 
 
-def ensure_self_signed(cert_path: Path, key_path: Path, hostname: str) -> bool:
-    """Create a self-signed certificate for ``hostname`` unless one exists; True if created."""
-    if cert_path.exists() and key_path.exists():
+def certificate_addresses(config: Config) -> tuple[str, ...]:
+    """The addresses a self-signed certificate names besides loopback: the listeners' bound
+    addresses (not the wildcards) and ``dns.addresses``, so that a client reaching the server
+    by one of them and trusting the certificate (``pillarbox mail --cafile``) accepts it."""
+    found: dict[str, None] = {}
+    for name in LISTENER_DOCS:
+        listener = getattr(config.listeners, name)
+        if listener.enabled:
+            found[listener.address] = None
+    for address in config.dns.addresses:
+        found[address] = None
+    return tuple(a for a in found if _is_ip(a) and not ipaddress.ip_address(a).is_unspecified)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _names_all(cert_path: Path, hostname: str, addresses: Sequence[str]) -> bool:
+    """Whether the certificate at ``cert_path`` names ``hostname`` and ``addresses``; also
+    True for one that is not self-signed (placed there by hand: never replaced)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return True  # unreadable: the server context reports it
+    if cert.issuer != cert.subject:
+        return True
+    names = {n.lower() for n in alt.get_values_for_type(x509.DNSName)}
+    ips = set(alt.get_values_for_type(x509.IPAddress))
+    return hostname.lower() in names and all(ipaddress.ip_address(a) in ips for a in addresses)
+
+
+def ensure_self_signed(
+    cert_path: Path, key_path: Path, hostname: str, addresses: Sequence[str] = ()
+) -> bool:
+    """Create a self-signed certificate for ``hostname`` (and ``addresses``, with loopback's)
+    unless one exists that names them; True if written. One made before the host name or an
+    address changed in the config is replaced: clients would refuse it for the new name."""
+    if cert_path.exists() and key_path.exists() and _names_all(cert_path, hostname, addresses):
         return False
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -61,10 +102,8 @@ def ensure_self_signed(cert_path: Path, key_path: Path, hostname: str) -> bool:
     alt_names: list[x509.GeneralName] = [x509.DNSName(hostname)]
     if hostname != "localhost":
         alt_names.append(x509.DNSName("localhost"))
-    alt_names += [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
+    ips = dict.fromkeys(ipaddress.ip_address(a) for a in ("127.0.0.1", "::1", *addresses))
+    alt_names += [x509.IPAddress(ip) for ip in ips]
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -13,8 +13,10 @@ Implementation notes:
   field is ours alone, added at delivery, and a copy the sender wrote would tell a Sieve
   script that tests the verdict (docs/sieve.md) whatever the sender liked.
 - Values are written as tokens where RFC 8601's grammar allows (``pvalue`` = value /
-  [local-part "@"] domain-name); anything else goes into a comment, never a quoted string the
-  reader has to undo.
+  [local-part "@"] domain-name), anything else as a quoted-string (``value`` is RFC 2045 §5.1's
+  token / quoted-string): a base64 ``header.b`` prefix holds a ``/`` one time in eight. A
+  comment in its place would leave the property without a value: readers (dkimpy's ARC
+  sealing among them, through authres) then see ``header.b=`` empty or fail.
 """
 
 from __future__ import annotations
@@ -91,8 +93,17 @@ def strip_forged(raw: bytes, our_id: str) -> bytes:
     return b"".join(out)
 
 
+_UNQUOTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTED_PAIR = re.compile(r'(["\\])')
+
+
 def _value(text: str) -> str:
-    return text if _TOKEN.fullmatch(text) else f"({_COMMENT.sub('', text)[:80]})"
+    """``text`` as a pvalue: a token, else a quoted-string (RFC 5322 §3.2.4, quoted-pairs for
+    ``"`` and ``\\``) of at most 80 characters; control characters (from a sender's header)
+    are dropped, so the value stays on its line."""
+    if _TOKEN.fullmatch(text):
+        return text
+    return '"' + _QUOTED_PAIR.sub(r"\\\1", _UNQUOTABLE.sub("", text)[:80]) + '"'
 
 
 def _dkim(result: SignatureResult) -> str:

@@ -1085,6 +1085,7 @@ def mta_sts_for(
     fetch_timeout: float = FETCH_TIMEOUT,
     max_policy_size: int = MAX_POLICY_SIZE,
     policy_port: int = 443,
+    source_addresses: tuple[str, ...] = (),
 ) -> MtaSts:
     """MTA-STS for a runner: one trust store (``cafile``, or the system's) for policy hosts
     and MX hosts alike; ``policy_port`` is for tests (RFC 8461 §3.2 fixes HTTPS)."""
@@ -1094,7 +1095,11 @@ def mta_sts_for(
             resolver, context, port=policy_port, timeout=fetch_timeout, max_size=max_policy_size
         ),
         SessionSettings(
-            client=client, connect_timeout=connect_timeout, tls=context, require_tls=True
+            client=client,
+            connect_timeout=connect_timeout,
+            source_addresses=source_addresses,
+            tls=context,
+            require_tls=True,
         ),
     )
 
@@ -1152,6 +1157,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
             SessionSettings(
                 client=client,
                 connect_timeout=queue.connect_timeout,
+                source_addresses=queue.source_addresses,
                 tls=context,
                 require_tls=credentials is not None,
                 credentials=credentials,
@@ -1175,6 +1181,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 connect_timeout=queue.connect_timeout,
                 fetch_timeout=queue.mta_sts_fetch_timeout,
                 max_policy_size=queue.mta_sts_max_policy_size,
+                source_addresses=queue.source_addresses,
             )
     except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
         raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
@@ -1193,7 +1200,10 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
         wakeup=services.queue_wakeup,
         remote_port=queue.remote_port,
         session=SessionSettings(
-            client=client, connect_timeout=queue.connect_timeout, tls=opportunistic_context()
+            client=client,
+            connect_timeout=queue.connect_timeout,
+            source_addresses=queue.source_addresses,
+            tls=opportunistic_context(),
         ),
         relay=relay,
         mta_sts=mta_sts,

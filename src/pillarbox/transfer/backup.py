@@ -114,6 +114,10 @@ def _snapshot(database: Path, target: Path) -> None:
         copy = sqlite3.connect(target)
         try:
             source.backup(copy, pages=-1)
+            # The copy inherits WAL mode, in which even a read-only look (the counts, the
+            # restore's check) leaves -wal and -shm files beside it; the store sets WAL again
+            # when it opens the restored file.
+            copy.execute("PRAGMA journal_mode = DELETE")
         finally:
             copy.close()
     finally:

@@ -17,13 +17,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning, retention
-from pillarbox.dns.hosted import record_policy
-from pillarbox.dns.records import DomainRecords, required_records
+from pillarbox.dns.hosted import hosted_records, record_policy
+from pillarbox.dns.records import DomainRecords
 from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
 from pillarbox.policy import receivedreports
 from pillarbox.queue import sendlimits
-from pillarbox.queue.dkim import DkimAlgorithm, DkimKey, public_record
 from pillarbox.services import Services
 from pillarbox.store.types import Account, ActivityCounts, ReceivedReport, SendingLimits
 from pillarbox.web.app import (
@@ -178,19 +177,18 @@ async def dashboard(services: Services) -> Dashboard:
 
 
 async def domain_records(services: Services, name: str) -> DomainRecords:
-    """What to publish in DNS for a hosted domain, its DKIM keys included (retired keys too:
-    mail they signed must still verify for a while)."""
+    """What to publish in DNS for a hosted domain: what ``pillarbox dns records`` prints and
+    the authoritative server serves (:func:`hosted_records`, with ``dns.addresses``)."""
     domain = provisioning.normalise_domain(name)
     if await services.store.get_domain(domain) is None:
         raise NotFound(f"no such domain: {domain}")
-    dkim = {
-        key.selector: public_record(
-            DkimKey(key.selector, DkimAlgorithm(key.algorithm), key.private_pem, key.created)
-        )
-        for key in await services.store.list_dkim_keys(domain, include_retired=True)
-    }
-    return required_records(
-        domain, mail_host=services.hostname, dkim=dkim, policy=record_policy(services.config)
+    return await hosted_records(
+        services.store,
+        domain,
+        mail_host=services.hostname,
+        addresses=services.config.dns.addresses,
+        now=datetime.now(UTC),
+        policy=record_policy(services.config),
     )
 
 
@@ -451,6 +449,7 @@ async def change(request: Request) -> Response:
                 await provisioning.remove_alias(store, field_text(form, "address"))
             case "queue", "retry":
                 await store.retry_queued(_queue_id(form.get("id")), datetime.now(UTC))
+                services.queue_wakeup.set()
             case "queue", "remove":
                 await store.remove_queued(_queue_id(form.get("id")))
             case _:

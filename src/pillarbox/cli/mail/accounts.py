@@ -89,6 +89,9 @@ class MailAccount:
     pop3: Endpoint | None = None
     smtp: Endpoint | None = None
     secret_store: str = "file"
+    #: A CA or self-signed certificate (PEM, absolute path) trusted for this account's servers,
+    #: from ``account add --cafile``; a command's own ``--cafile`` wins.
+    cafile: str = ""
 
     def endpoint(self, protocol: str) -> Endpoint:
         endpoint: Endpoint | None = getattr(self, protocol)
@@ -108,6 +111,8 @@ class MailAccount:
             "display_name": self.display_name,
             "secret_store": self.secret_store,
         }
+        if self.cafile:
+            data["cafile"] = self.cafile
         for protocol in PROTOCOLS:
             endpoint: Endpoint | None = getattr(self, protocol)
             if endpoint is not None:
@@ -164,6 +169,7 @@ def _account_from_table(name: str, table: Any) -> MailAccount:
             username=str(table["username"]),
             display_name=str(table.get("display_name", "")),
             secret_store=str(table.get("secret_store", "file")),
+            cafile=str(table.get("cafile", "")),
             **endpoints,
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -103,7 +103,8 @@ def client_options(command: F) -> F:
                      help="Do not verify server certificates (prints a warning)."),
         click.option("--cafile", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      expose_value=False, callback=_setter("cafile"),
-                     help="Trust this CA or self-signed certificate (PEM)."),
+                     help="Trust this CA or self-signed certificate (PEM); account add keeps "
+                     "it for the account."),
         click.option("--json", is_flag=True, default=False, expose_value=False,
                      callback=_setter("as_json"), help="Machine-readable output."),
         click.option("--account", default=None, expose_value=False,
@@ -120,10 +121,14 @@ class Client:
     options: ClientOptions
     paths: acct.ClientPaths
     account: acct.MailAccount
+    #: The --insecure warning was printed (once per command, which may use IMAP and SMTP).
+    warned: bool = False
 
     def tls(self) -> ssl.SSLContext:
-        policy = TlsPolicy(cafile=self.options.cafile, insecure=self.options.insecure)
-        if policy.insecure:
+        cafile = self.options.cafile or (Path(self.account.cafile) if self.account.cafile else None)
+        policy = TlsPolicy(cafile=cafile, insecure=self.options.insecure)
+        if policy.insecure and not self.warned:
+            self.warned = True
             click.echo(
                 "pillarbox mail: warning: --insecure: server certificates are NOT verified; "
                 "anyone on the network path can read your password and mail",
@@ -272,6 +277,7 @@ def account_add(
                 err=True,
             )
     password = _read_password(password_stdin)
+    cafile = _options(click.get_current_context()).cafile
     account = acct.MailAccount(
         name=name,
         address=address,
@@ -280,6 +286,7 @@ def account_add(
         imap=endpoints.get("imap"),
         pop3=endpoints.get("pop3"),
         smtp=endpoints.get("smtp"),
+        cafile=str(cafile.resolve()) if cafile else "",
     )
     stored = acct.add_account(acct.client_paths(), account, password, replace=replace)
     click.echo(f"added account {name} ({address}); password kept in {stored.secret_store}")
