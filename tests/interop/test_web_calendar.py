@@ -798,3 +798,29 @@ def test_a_full_mailbox_warns_that_no_copy_was_kept_in_sent(
     assert f'id="invitation-warning">Invitations {warning}</p>' in html.unescape(page)
     wait_for(lambda: arrived(live, BOB, "Invitation: Budget"), "the invitation")
     assert sent_copies(live, ALICE, "Invitation: Budget") == []
+
+
+def test_a_link_made_elsewhere_puts_no_words_on_our_pages(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """The messages a redirect carries in the address (an invitation's answer, the warning of
+    a send) are shown only under the seal this session's server gave them: a link made
+    elsewhere cannot make our page say "call this number" (the seal's binding to the session
+    and the text: tests/unit/test_web_session.py)."""
+    send_as_bob(live, invitation("REQUEST"))
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning (REQUEST)"), "invite")
+    answered = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"})
+    genuine = alice.get(answered.headers["location"]).text
+    assert "Accepted: saved in your calendar and the organizer told." in html.unescape(genuine)
+
+    forged = "Your account is locked: call +1 555 0100"
+    inbox = mailbox_id(live, ALICE)
+    for path, query in [
+        (f"/mail/{box}/{uid}", {"invitation": forged}),
+        (f"/mail/{inbox}", {"sent": "1", "warning": forged}),
+        ("/calendar", {"done": "invited", "warning": forged}),
+        ("/calendar", {"done": "invited", "warning": forged, "warning_seal": "AAAA"}),
+    ]:
+        page = alice.get(path, params=query)
+        assert page.status_code == 200, path
+        assert "call +1 555 0100" not in html.unescape(page.text), (path, query)

@@ -61,6 +61,17 @@ def test_csrf_token_is_bound_to_the_session() -> None:
     assert not codec(b"y" * 32).csrf_valid(one, token)
 
 
+def test_a_notice_seal_holds_for_its_session_and_text_only() -> None:
+    c = codec()
+    one, two = c.login(1, "h", NOW), c.login(2, "h", NOW)
+    seal = c.notice_seal(one, "Accepted.")
+    assert c.notice_valid(one, "Accepted.", seal)
+    assert not c.notice_valid(two, "Accepted.", seal)
+    assert not c.notice_valid(one, "Accepted. Call +1 555 0100", seal)
+    assert not c.notice_valid(one, "Accepted.", None) and not c.notice_valid(one, "Accepted.", "")
+    assert not codec(b"y" * 32).notice_valid(one, "Accepted.", seal)
+
+
 def test_login_issues_a_new_session_id() -> None:
     c = codec()
     anonymous = c.anonymous(NOW)

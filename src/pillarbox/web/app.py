@@ -441,6 +441,25 @@ def next_target(value: str) -> str:
     return "/mail"
 
 
+def sealed(request: Request, name: str, text: str) -> dict[str, str]:
+    """Query parameters carrying ``text`` as ``name`` to a page of this session, with its seal
+    (``name_seal``; nothing when ``text`` is empty): :func:`unsealed` reads it back."""
+    if not text:
+        return {}
+    seal = web(request).codec.notice_seal(request.state.session, text)
+    return {name: text, f"{name}_seal": seal}
+
+
+def unsealed(request: Request, name: str) -> str:
+    """The text of query parameter ``name`` when its seal holds for this session, else "": a
+    page never shows words a link made elsewhere put in its address."""
+    text = request.query_params.get(name, "")
+    seal = request.query_params.get(f"{name}_seal")
+    return (
+        text if text and web(request).codec.notice_valid(request.state.session, text, seal) else ""
+    )
+
+
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 

@@ -56,7 +56,15 @@ from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Identity
 from pillarbox.web import identities
-from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
+from pillarbox.web.app import (
+    field_text,
+    posted_form,
+    redirect,
+    require_account,
+    sealed,
+    unsealed,
+    web,
+)
 from pillarbox.web.caldav import (
     DEFAULT,
     NAME,
@@ -424,7 +432,7 @@ async def _render(
         )
     previous = (first - timedelta(days=1)).replace(day=1)
     done = request.query_params.get("done", "")
-    warning = request.query_params.get("warning", "")[:300]
+    warning = unsealed(request, "warning")
     following = (first + timedelta(days=31)).replace(day=1)
     return app.render(
         request,
@@ -489,7 +497,10 @@ async def event_submit(request: Request) -> Response:
         await services.store.delete_calendar_object(account.id, calendar, name, now=now)
         _log.info("calendar event deleted", account=account.address, calendar=calendar)
         if declining is not None:
-            return redirect("/calendar?" + urlencode({"done": "declined", "warning": warning}))
+            return redirect(
+                "/calendar?"
+                + urlencode({"done": "declined", **sealed(request, "warning", warning)})
+            )
         if meeting is None or meeting.organizer is None:
             return redirect("/calendar?done=deleted")
         # RFC 5546 §3.2.5: the whole event cancelled, to every attendee (as for a CalDAV
@@ -500,7 +511,9 @@ async def event_submit(request: Request) -> Response:
         if not sent:
             return redirect("/calendar?done=deleted")
         warning = "; ".join(w for w in sent if w)
-        return redirect("/calendar?" + urlencode({"done": "cancelled", "warning": warning}))
+        return redirect(
+            "/calendar?" + urlencode({"done": "cancelled", **sealed(request, "warning", warning)})
+        )
     # The form's calendar: where a new event goes, or where an edited one moves to.
     chosen = field_text(form, "calendar") or calendar
     typed = _typed(form, calendar, name)
@@ -549,7 +562,9 @@ async def event_submit(request: Request) -> Response:
     if not sent:
         return redirect(f"{target}?done=saved")
     warning = "; ".join(w for w in sent if w)
-    return redirect(f"{target}?" + urlencode({"done": "invited", "warning": warning}))
+    return redirect(
+        f"{target}?" + urlencode({"done": "invited", **sealed(request, "warning", warning)})
+    )
 
 
 async def _attending(services: Services, account: Account, meeting: Meeting) -> Identity | None:

@@ -52,7 +52,14 @@ from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
-from pillarbox.web.app import field_text, posted_form, redirect, require_account, web
+from pillarbox.web.app import (
+    field_text,
+    posted_form,
+    redirect,
+    require_account,
+    sealed,
+    web,
+)
 from pillarbox.web.caldav import account_calendars
 from pillarbox.web.calendarpage import default_calendar, object_name, span_text, store_event
 from pillarbox.web.mailaccess import SENT_NOT_KEPT, MailAccess, Opened
@@ -296,7 +303,7 @@ async def answer(request: Request) -> Response:
             raise UserError("choose an answer")
     except ical.InvalidObject:
         raise UserError("this message carries calendar data that cannot be read") from None
-    return redirect(f"{base}?" + urlencode({"invitation": notice}))
+    return redirect(f"{base}?" + urlencode(sealed(request, "invitation", notice)))
 
 
 def routes() -> list[BaseRoute]:

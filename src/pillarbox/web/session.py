@@ -10,6 +10,9 @@ Implementation notes:
   resetting the password ends every session of the account at once. Sessions expire ``ttl``
   seconds after they were last refreshed (refreshed when half that time has passed, so an
   active user stays logged in and an idle one does not).
+- **Sealed notices.** A message a redirect carries in the address it sends the browser to
+  (an invitation's answer, a warning from sending) travels with an HMAC of the session id and
+  the text, and is shown only when that holds (:func:`.app.sealed`).
 - **Fixation.** Logging in always issues a new session id.
 - **Two steps** (accounts with a second factor, :mod:`.twofactor`): a correct password
   issues a session that is still anonymous (``account_id`` None, so no page, API call or
@@ -177,3 +180,12 @@ class SessionCodec:
 
     def csrf_valid(self, session: Session, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(token, self.csrf_token(session))
+
+    def notice_seal(self, session: Session, text: str) -> str:
+        """The seal of a message the server put in a page's address for this session (what
+        an invitation answer or a send did): a page shows such text only under its seal, so a
+        link made elsewhere cannot put its own words on our page (content spoofing)."""
+        return _b64(self._mac(b"notice", session.sid.encode() + b"\x00" + text.encode()))[:22]
+
+    def notice_valid(self, session: Session, text: str, seal: str | None) -> bool:
+        return seal is not None and hmac.compare_digest(seal, self.notice_seal(session, text))

@@ -34,7 +34,9 @@ from pillarbox.web.app import (
     redirect,
     refused,
     require_account,
+    sealed,
     set_session,
+    unsealed,
     web,
 )
 from pillarbox.web.composing import (
@@ -95,7 +97,7 @@ _DONE = {
 _OWN_MAIL = frozenset({SpecialUse.SENT, SpecialUse.DRAFTS})
 _NOTHING_SELECTED = "No message selected: tick the box beside each message to act on first."
 #: Query fields of an earlier notice, dropped from the page an action returns to.
-_NOTICE_PARAMS = frozenset({"done", "count", "to", "sent", "warning"})
+_NOTICE_PARAMS = frozenset({"done", "count", "to", "sent", "warning", "warning_seal"})
 
 
 # -- list parameters (shared with the JSON API) ----------------------------------------------------
@@ -283,6 +285,7 @@ async def message_list(request: Request) -> Response:
     return app.render(
         request,
         "mail.html",
+        sent_warning=unsealed(request, "warning"),
         folders=folders,
         mailbox=mailbox,
         place=place,
@@ -529,7 +532,7 @@ async def message_view(request: Request) -> Response:
         invitation=await invitations.shown(
             app.services, access.account, opened, reader_zone(request)
         ),
-        invitation_notice=request.query_params.get("invitation", "")[:300],
+        invitation_notice=unsealed(request, "invitation"),
         done=done_notice(request.query_params, folders),
     )
 
@@ -728,7 +731,9 @@ async def compose_submit(request: Request) -> Response:
             status_code=400,
         )
     sent = await access.special(SpecialUse.SENT)
-    target = f"/mail/{sent.id}?" + urlencode({"sent": "1", "warning": result.warning})
+    target = f"/mail/{sent.id}?" + urlencode(
+        {"sent": "1", **sealed(request, "warning", result.warning)}
+    )
     return redirect(target)
 
 
