@@ -84,7 +84,7 @@ def test_any_input_ends_in_an_outcome(
         assert password_ok
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(username=identities, authzid=st.just("") | identities, password=identities)
 def test_scram_client_and_server_agree(username: str, authzid: str, password: str) -> None:
     verifier = derive_verifier(SCRAM_SHA_256, password, b"0123456789abcdef", 64)
@@ -99,7 +99,7 @@ def test_scram_client_and_server_agree(username: str, authzid: str, password: st
     client.finish()
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(username=identities, password=identities, wrong=identities)
 def test_scram_wrong_password_never_succeeds(username: str, password: str, wrong: str) -> None:
     verifier = derive_verifier(SCRAM_SHA_256, password, b"0123456789abcdef", 64)

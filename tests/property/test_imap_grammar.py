@@ -26,7 +26,7 @@ from pillarbox.imap.sequence import LAST_RESULT, MAX_NUMBER, STAR, SequenceSet
 from pillarbox.imap.strings import ATOM_CHARS, TAG_CHARS, astring
 from pillarbox.store.types import FlagOp
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 MAX64 = 2**63 - 1
 
 tags = st.text(alphabet=TAG_CHARS.decode(), min_size=1, max_size=8)

@@ -34,7 +34,7 @@ from pillarbox.mail.parse import (
     section_bytes,
 )
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
 # Fragments that make random input look like mail often enough to reach deep code paths.
 FRAGMENTS = [

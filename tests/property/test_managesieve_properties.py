@@ -115,7 +115,7 @@ async def _play(pieces: list[bytes], directory: Path) -> None:
         await store.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(inputs)
 def test_any_input_gets_well_formed_responses(pieces: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as directory:

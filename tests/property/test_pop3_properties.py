@@ -135,7 +135,7 @@ def _run(pieces: list[bytes], insecure: bool) -> bytes:
     return bytes(output)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(
     stream=command_streams, sizes=st.lists(st.integers(1, 12), max_size=40), insecure=st.booleans()
 )
@@ -147,7 +147,7 @@ def test_cutting_input_never_changes_output(
     assert _run([stream[i : i + 1] for i in range(len(stream))], insecure) == whole
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(data=st.data(), stream=command_streams, sizes=st.lists(st.integers(1, 50), max_size=20))
 def test_arbitrary_input_and_answers_never_raise(
     data: st.DataObject, stream: bytes, sizes: list[int]
@@ -232,7 +232,7 @@ def _encode(raw: bytes, sizes: list[int], top: int | None) -> bytes:
     return b"".join(encoder.encode(piece) for piece in _cuts(raw, sizes)) + encoder.finish()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(raw=messages, sizes=st.lists(st.integers(1, 7), max_size=20))
 def test_retr_round_trips(raw: bytes, sizes: list[int]) -> None:
     wire = _encode(raw, sizes, None)
@@ -241,7 +241,7 @@ def test_retr_round_trips(raw: bytes, sizes: list[int]) -> None:
     assert sum(len(line) + 2 for line in lines) == wire_size(raw)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(raw=messages, sizes=st.lists(st.integers(1, 7), max_size=20), top=st.integers(0, 5))
 def test_top_is_header_blank_line_and_n_body_lines(raw: bytes, sizes: list[int], top: int) -> None:
     lines = _wire_lines(raw)

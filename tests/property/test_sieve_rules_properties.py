@@ -92,7 +92,7 @@ RULES = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(RULES)
 def test_generated_scripts_compile_and_round_trip(rules: list[Rule]) -> None:
     for rule in rules:
@@ -104,7 +104,7 @@ def test_generated_scripts_compile_and_round_trip(rules: list[Rule]) -> None:
     assert rules_of(script.rstrip("\n")) == tuple(rules)  # as sievelib gives it back
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(RULES, st.data())
 def test_any_edit_of_the_code_is_not_ours(rules: list[Rule], data: st.DataObject) -> None:
     script = script_of(rules)

@@ -179,7 +179,7 @@ def play(data: bytes, cuts: list[int]) -> tuple[list[object], bytes]:
     return events, bytes(out)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(STREAM, st.lists(st.integers(min_value=0), max_size=10))
 def test_server_never_raises_and_always_replies_or_closes(data: bytes, cuts: list[int]) -> None:
     _, out = play(data, cuts)
@@ -187,7 +187,7 @@ def test_server_never_raises_and_always_replies_or_closes(data: bytes, cuts: lis
     assert out.split(b"\r\n")[-2][:3] in (b"421", b"221")  # timed out or quit
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(STREAM)
 def test_server_is_chunking_independent(data: bytes) -> None:
     whole = play(data, [])

@@ -18,7 +18,6 @@ from pillarbox.testing.store_contract import store_state_machine
 SETTINGS = settings(
     max_examples=25,
     stateful_step_count=15,
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 

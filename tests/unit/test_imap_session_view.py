@@ -64,7 +64,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(initial=st.integers(0, 8), ops=operations)
 def test_client_model_follows_the_server(initial: int, ops: list[tuple[str, object]]) -> None:
     truth = {uid: record(uid) for uid in range(1, initial + 1)}

@@ -615,7 +615,7 @@ _WORDS = st.text(st.sampled_from("abcXYZ09İΣσςé" + _TRIM), max_size=30)
 _SEPARATORS = st.text(st.sampled_from("\"'(){}[]<>,;:!?*|=`~^ \t\x0b\x1c\u2028"), min_size=1)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(
     words=st.lists(st.tuples(_WORDS, _SEPARATORS), max_size=80),
     ascii_only=st.booleans(),
@@ -651,7 +651,7 @@ def test_tokens_at_the_limit_are_the_plain_definitions() -> None:
         ), count
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.text(st.sampled_from("wWhHtTpPfF:/. x")))
 def test_links_need_a_colon_or_a_dot(text: str) -> None:
     """What :func:`_url_tokens` checks before its pattern: no link without ":" or "."."""

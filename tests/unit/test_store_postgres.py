@@ -212,7 +212,6 @@ def test_store_invariants(database: TestDatabase, migrated_url: str) -> None:
         settings=settings(
             max_examples=10,
             stateful_step_count=10,
-            deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )

@@ -152,7 +152,7 @@ _FRAGMENTS = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.lists(_FRAGMENTS, max_size=60).map("".join))
 def test_no_input_yields_active_content(text: str) -> None:
     html, _ = clean(text)
