@@ -8,6 +8,8 @@ bodies may be left out."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import httpx
@@ -129,6 +131,33 @@ def test_bodies_are_held_to_the_document(live: LiveServer, alice: WebSession) ->
         expected = (200, None) if error is None else (400, error)
         assert (answer.status_code, answer.json().get("error")) == expected, days
     assert alice.api("GET", "/settings").json()["retention"]["junk"]["days"] == 7
+
+
+def test_a_large_body_is_checked_off_the_event_loop(live: LiveServer, alice: WebSession) -> None:
+    # Past blocking.INLINE_SIZE: some 150,000 items take the check a second or more (10 µs
+    # an item); the server answers another request meanwhile, not after it.
+    inbox = mailbox_id(live, ALICE)
+    content = b'{"action": "read", "uids": [' + b"1," * 150_000 + b'"x"]}'
+    headers = {"X-CSRF-Token": alice.csrf("/settings"), "Content-Type": "application/json"}
+    other = WebSession(live)
+    assert other.login(ALICE).status_code == 303
+    answered: dict[str, float] = {}
+
+    def large() -> None:
+        answer = alice.client.post(
+            f"/api/v1/mailboxes/{inbox}/actions", content=content, headers=headers
+        )
+        answered["large"] = time.monotonic()
+        assert answer.json() == {"error": "uids[150000] must be an integer"}
+
+    sending = threading.Thread(target=large)
+    sending.start()
+    time.sleep(0.3)
+    assert other.api("GET", "/me").json()["address"] == ALICE
+    answered["small"] = time.monotonic()
+    sending.join()
+    other.close()
+    assert answered["small"] < answered["large"]
 
 
 def test_query_parameters_are_held_to_the_document(
