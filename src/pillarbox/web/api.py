@@ -2400,8 +2400,8 @@ def _beyond_stores(value: object) -> bool:
 def _refusal(validator: Any, value: object) -> str | None:
     """Why ``value`` (parsed JSON, or the query parameters) does not match the validator's
     schema, naming the member (``uids[0] must be an integer``), or None. Of several errors the
-    library's best match: the shallowest (``action is required`` before ``uids[0]…``); inside
-    a oneOf, the branch of the value's type. Members the schema does not name are ignored."""
+    library's best match: the shallowest (``action is required`` before ``uids[0]…``); of
+    siblings, the one its heuristic picks. Members the schema does not name are ignored."""
     error = best_match(validator.iter_errors(value))
     if error is None:
         return None
