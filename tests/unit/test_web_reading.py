@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
+
+from jsonschema import Draft202012Validator
 
 from pillarbox.mail.parse import parse_message, part_text
 from pillarbox.policy.verdict import Action, Reason, Verdict
@@ -111,6 +114,37 @@ def test_openapi_document_is_consistent() -> None:
     assert links[("admin_add_domain", "admin_domain_dns")]["parameters"] == {
         "name": "$response.body#/name"
     }
+
+
+#: The keywords a refused request is told about in words (web/api.py ``_refusal``), and those
+#: that only annotate.
+_WORDED = {"type", "enum", "properties", "required", "items", "$ref", "minimum", "maximum"}
+_WORDED |= {"maxLength", "description", "contentEncoding"}
+
+
+def test_request_schemas_are_json_schema_that_refusals_put_in_words() -> None:
+    """Every schema of the document is Draft 2020-12 (OpenAPI 3.1's dialect), as the request
+    check reads it; a body's or query's uses only keywords a refusal puts in words: another
+    (a pattern, a oneOf) needs its wording first, or its refusal says "must be a string"."""
+    schemas = openapi_document()["components"]["schemas"]
+    for schema in schemas.values():
+        Draft202012Validator.check_schema(schema)
+    used: set[str] = set()
+
+    def walk(schema: dict[str, Any]) -> None:
+        Draft202012Validator.check_schema(schema)
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"].removeprefix("#/components/schemas/")]
+        used.update(schema)
+        members = list(schema.get("properties", {}).values())
+        for member in members + ([schema["items"]] if "items" in schema else []):
+            walk(member)
+
+    for op in OPERATIONS:
+        for schema in ([op.body] if op.body else []) + [s for _, s, _ in op.query]:
+            walk(schema)
+    assert "required" in used and "maxLength" in used
+    assert used <= _WORDED, used - _WORDED
 
 
 def _delivered(verdict: Verdict, rest: bytes = b"") -> bytes:

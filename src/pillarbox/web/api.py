@@ -12,9 +12,11 @@ Implementation notes:
 - **The table is the truth**: each :class:`Operation` names its method, path, handler, schemas
   and summary; routing and ``/api/v1/openapi.json`` are both built from it, so the document
   cannot drift from what is served. A request is held to it before its handler runs
-  (:func:`violation`): a body or query parameter the document refuses is 400 naming the
-  member (``uids[0] must be an integer``, ``content is required``); members it does not name
-  are ignored. ``fuzz/api_schemathesis.py`` checks the server against the document.
+  (:class:`_RequestCheck`: the jsonschema library, Draft 2020-12): a body or query parameter
+  the document refuses is 400 naming the member (``uids[0] must be an integer``, ``content
+  is required``); members it does not name are ignored; an integer is within the stores'
+  64 bits whatever its schema says. ``fuzz/api_schemathesis.py`` checks the server against
+  the document.
 - Errors are ``{"error": "..."}`` with 400 (bad input), 401 (no credentials), 403 (not an
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
   indistinguishably; an id beyond 2^63-1 too), 405 (with ``Allow``), 409 (exists), 413, 429.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +37,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import best_match
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -41,6 +46,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
+from pillarbox.blocking import run_sized
 from pillarbox.config import RetentionSection
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
 from pillarbox.observability.log import Log
@@ -137,7 +143,7 @@ class Call:
         value = self.body.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise UserError(f"{key} must be an integer or null")
-        return value  # within 2^63: the body was held to the document (violation)
+        return value  # within 2^63: the body was held to the document (_RequestCheck)
 
 
 ApiHandler = Callable[[Call], Awaitable[object]]
@@ -2323,16 +2329,30 @@ async def api_account(request: Request) -> Account:
     return account
 
 
-#: What each JSON type is in Python; a bool is not an integer here, though Python says so.
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-    "null": (type(None),),
-}
+def _stored_integer(checker: object, instance: object) -> bool:
+    """JSON Schema's "integer" as the stores hold one: an ``int`` (:func:`_json_number` made
+    ``1.0`` one; a bool is none, though Python says so) within their 64 bits, so that no
+    integer beyond them reaches a handler, whether or not its schema bounds it."""
+    return (
+        isinstance(instance, int)
+        and not isinstance(instance, bool)
+        and abs(instance) <= MAX_FIELD_NUMBER
+    )
+
+
+#: Draft 2020-12, the dialect of OpenAPI 3.1, with the stores' integers.
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _stored_integer),
+)
+
+
+def _validator(schema: JsonObject) -> Any:
+    """A validator of ``schema``, with the document's components beside it: where its
+    ``#/components/schemas/…`` references point, as they do in the document."""
+    return _Validator({**schema, "components": {"schemas": SCHEMAS}})
+
+
 #: How an error names a value of each type: one, and several (a list's items).
 _TYPE_WORDS = {
     "string": ("a string", "strings"),
@@ -2355,66 +2375,55 @@ def _described(schema: JsonObject, *, many: bool = False) -> str:
     schema = _resolved(schema)
     if "enum" in schema:
         return "one of " + ", ".join(f"'{v}'" for v in schema["enum"])
-    if "oneOf" in schema:
-        return " or ".join(_described(s, many=many) for s in schema["oneOf"])
     words = []
-    for kind in _types(schema) or ["object" if "allOf" in schema else "value"]:
+    for kind in _types(schema):
         if kind == "array" and not many:
             words.append("a list of " + _described(schema.get("items", {}), many=True))
         else:
-            words.append(_TYPE_WORDS.get(kind, ("a value", "values"))[many])
-    return " or ".join(words)
+            words.append(_TYPE_WORDS[kind][many])
+    return " or ".join(words) or ("values" if many else "a value")
 
 
 def _member(name: str, key: str) -> str:
     return f"{name}.{key}" if name else key
 
 
-def violation(schema: JsonObject, value: object, name: str) -> str | None:
-    """Why ``value`` (parsed JSON, or a query parameter) does not match ``schema``, or None: the
-    document's part of JSON Schema (type, enum, properties, required, items, $ref, allOf,
-    oneOf, minimum, maximum, maxLength), so that what the document says a request must be is
-    what is refused (members it does not name are ignored)."""
-    schema = _resolved(schema)
-    for part in schema.get("allOf", ()):
-        if (why := violation(part, value, name)) is not None:
-            return why
-    one_of = schema.get("oneOf")
-    kinds = _types(schema)
-    wrong_type = kinds and not any(
-        isinstance(value, _JSON_TYPES[k]) and (k == "boolean" or not isinstance(value, bool))
-        for k in kinds
-    )
-    if (
-        wrong_type
-        or ("enum" in schema and value not in schema["enum"])
-        or (one_of and all(violation(s, value, name) is not None for s in one_of))
-    ):
-        return f"{name} must be {_described(schema)}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        if abs(value) > MAX_FIELD_NUMBER:
-            return f"{name} must be below 2^63"
+def _beyond_stores(value: object) -> bool:
+    """Whether ``value`` is a number with no fractional part (JSON Schema's integer: ``7E99``
+    is one; :func:`_json_integer` reads a longer one as ``inf``) beyond the stores' integers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    integral = isinstance(value, int) or math.isinf(value) or value.is_integer()
+    return integral and abs(value) > MAX_FIELD_NUMBER
+
+
+def _refusal(validator: Any, value: object) -> str | None:
+    """Why ``value`` (parsed JSON, or the query parameters) does not match the validator's
+    schema, naming the member (``uids[0] must be an integer``), or None. Of several errors the
+    library's best match: the shallowest (``action is required`` before ``uids[0]…``); of
+    siblings, the one its heuristic picks. Members the schema does not name are ignored."""
+    error = best_match(validator.iter_errors(value))
+    if error is None:
+        return None
+    name = ""
+    for step in error.absolute_path:
+        name = f"{name}[{step}]" if isinstance(step, int) else _member(name, step)
+    schema: JsonObject = error.schema
+    if error.validator == "required":
+        missing = next(key for key in error.validator_value if key not in error.instance)
+        return f"{_member(name, missing)} is required"
+    if _beyond_stores(error.instance) and "integer" in _types(schema):
+        return f"{name} must be below 2^63"
+    if error.validator in ("minimum", "maximum"):
         low, high = schema.get("minimum"), schema.get("maximum")
-        if (low is not None and value < low) or (high is not None and value > high):
-            if high is None:
-                return f"{name} must be at least {low}"
-            if low is None:
-                return f"{name} must be at most {high}"
-            return f"{name} must be {low} to {high}"
-    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
-        return f"{name} is longer than {schema['maxLength']} characters"
-    if isinstance(value, dict):
-        for key in schema.get("required", ()):
-            if key not in value:
-                return f"{_member(name, key)} is required"
-        for key, member in schema.get("properties", {}).items():
-            if key in value and (why := violation(member, value[key], _member(name, key))):
-                return why
-    if isinstance(value, list) and "items" in schema:
-        for index, item in enumerate(value):
-            if (why := violation(schema["items"], item, f"{name}[{index}]")) is not None:
-                return why
-    return None
+        if high is None:
+            return f"{name} must be at least {low}"
+        if low is None:
+            return f"{name} must be at most {high}"
+        return f"{name} must be {low} to {high}"
+    if error.validator == "maxLength":
+        return f"{name} is longer than {error.validator_value} characters"
+    return f"{name} must be {_described(schema)}"  # type, enum
 
 
 def _json_number(text: str) -> int | float:
@@ -2429,24 +2438,67 @@ def _json_number(text: str) -> int | float:
     return float(text)
 
 
+#: Digits of the longest stored integer.
+_STORED_DIGITS = len(str(MAX_FIELD_NUMBER))
+
+
+def _json_integer(text: str) -> int | float:
+    """A JSON number of digits alone (or an integer query parameter's): an ``int`` unless it
+    has more digits than any stored integer, then its float (``inf`` when huge), beyond the
+    stores as it is — ``int()`` would spend time on a long one, and refuses 4301 digits."""
+    return int(text) if len(text.lstrip("-")) <= _STORED_DIGITS else float(text)
+
+
 _QUERY_INTEGER = re.compile(r"-?[0-9]+")
 
 
-def query_violation(op: Operation, query: Mapping[str, str]) -> str | None:
-    """Why the query string does not match the operation's parameters, or None. An integer
-    parameter is ASCII digits (``int`` also reads "٣" and " 3 ")."""
-    for name, schema, _ in op.query:
-        text = query.get(name)
-        if text is None:
-            continue
-        value: object = text
-        if "integer" in _types(schema) and _QUERY_INTEGER.fullmatch(text):
-            if len(text.lstrip("-")) > len(str(MAX_FIELD_NUMBER)):
-                return f"{name} must be below 2^63"  # and int() refuses 4301 digits
-            value = int(text)
-        if (why := violation(schema, value, name)) is not None:
-            return why
-    return None
+class _Refused(Exception):
+    """A request the document refuses (400), and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class _RequestCheck:
+    """What an operation's request is held to before its handler runs: its body's and query
+    parameters' schemas in the document, each validator built once, with its route."""
+
+    body: Any  # a validator, or None: the operation reads no body
+    query: Any
+    integers: frozenset[str]  # the integer query parameters
+
+    @classmethod
+    def of(cls, op: Operation) -> _RequestCheck:
+        return cls(
+            body=None if op.body is None else _validator(op.body),
+            query=_validator(_obj({name: schema for name, schema, _ in op.query})),
+            integers=frozenset(name for name, schema, _ in op.query if "integer" in _types(schema)),
+        )
+
+    def query_refusal(self, query: Mapping[str, str]) -> str | None:
+        """Why the query string does not match the operation's parameters, or None. An
+        integer parameter is ASCII digits (``int`` also reads "٣" and " 3 "); other text is a
+        string, which an integer is not."""
+        values: JsonObject = dict(query)
+        for name in self.integers & values.keys():
+            if _QUERY_INTEGER.fullmatch(values[name]):
+                values[name] = _json_integer(values[name])
+        return _refusal(self.query, values)
+
+    def read_body(self, raw: bytes) -> JsonObject:
+        """The body (an empty one reads as ``{}``), parsed and held to the document; else
+        :class:`_Refused`. Work in proportion to the body (some 10 µs an item of a list):
+        a large one is read off the event loop."""
+        try:
+            body = json.loads(raw or b"{}", parse_float=_json_number, parse_int=_json_integer)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _Refused("the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise _Refused("the body must be a JSON object")
+        if _holds_nul(body):
+            # JSON writes NUL as \u0000; no field means one, and PostgreSQL's text cannot hold it.
+            raise _Refused("the body holds a NUL character")
+        if (why := _refusal(self.body, body)) is not None:
+            raise _Refused(why)
+        return body
 
 
 def _holds_nul(value: object) -> bool:
@@ -2469,9 +2521,11 @@ def _endpoint(operations: Mapping[str, Operation]) -> Callable[[Request], Awaita
     """The one endpoint of a path: its operation by method (HEAD is GET's, as Starlette
     routes it), so that a method the path lacks is answered once, 405 with every method it
     has in ``Allow``."""
+    checks = {method: _RequestCheck.of(op) for method, op in operations.items()}
 
     async def endpoint(request: Request) -> Response:
-        op = operations["GET" if request.method == "HEAD" else request.method]
+        method = "GET" if request.method == "HEAD" else request.method
+        op, check = operations[method], checks[method]
         try:
             account = await api_account(request)
         except AuthenticationFailed as exc:
@@ -2481,23 +2535,15 @@ def _endpoint(operations: Mapping[str, Operation]) -> Callable[[Request], Awaita
         if any(isinstance(v, int) and v > MAX_FIELD_NUMBER for v in request.path_params.values()):
             # No such id can be stored; the store's integer would overflow.
             return _refused(op, 404, "not found")
-        if (why := query_violation(op, request.query_params)) is not None:
+        if (why := check.query_refusal(request.query_params)) is not None:
             return _refused(op, 400, why)
         body: JsonObject = {}
-        if op.body is not None:
+        if check.body is not None:
+            raw = await request.body()
             try:
-                parsed = json.loads(await request.body() or b"{}", parse_float=_json_number)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                return _refused(op, 400, "the body must be JSON")
-            if not isinstance(parsed, dict):
-                return _refused(op, 400, "the body must be a JSON object")
-            if _holds_nul(parsed):
-                # JSON writes NUL as \u0000; no field means one, and PostgreSQL's text
-                # cannot hold it.
-                return _refused(op, 400, "the body holds a NUL character")
-            if (why := violation(op.body, parsed, "")) is not None:
-                return _refused(op, 400, why)
-            body = parsed
+                body = await run_sized(len(raw), check.read_body, raw)
+            except _Refused as exc:
+                return _refused(op, 400, str(exc))
         try:
             result = await op.handler(Call(request, web(request), account, body))
         except (AlreadyExists, filter_ops.Conflict) as exc:
