@@ -26,7 +26,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 import pytest
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from dnslib.server import BaseResolver
 from dnslib.zoneresolver import ZoneResolver
 
 from pillarbox import config as cfg
@@ -34,6 +34,7 @@ from pillarbox.dns.hosted import hosted_records
 from pillarbox.mail.headers import raw_text, scan_header
 from pillarbox.policy.authresults import authserv_id
 from pillarbox.store.types import INBOX, AccountSettings
+from pillarbox.testing.dnszone import dnslib_servers
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.polling import wait_for
 
@@ -300,13 +301,7 @@ def dnslib_world(tmp_path: Path) -> Iterator[tuple[Site, Site, int]]:
     smtp_port = free_port(A_IP, B_IP)
     dns_port = free_port("127.0.0.1")
     zones = Zones()
-    quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-    servers = [
-        DNSServer(zones, address="127.0.0.1", port=dns_port, tcp=tcp, logger=quiet)
-        for tcp in (False, True)
-    ]
-    for server in servers:
-        server.start_thread()
+    servers = dnslib_servers(zones, dns_port)
     nameserver = f"127.0.0.1:{dns_port}"
     a = site(tmp_path, "a.test", A_IP, smtp_port, nameserver=nameserver)
     b = site(tmp_path, "b.test", B_IP, smtp_port, nameserver=nameserver)

@@ -32,10 +32,11 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from dnslib.server import BaseResolver
 from dnslib.zoneresolver import ZoneResolver
 
 from pillarbox.cli.main import cli
+from pillarbox.testing.dnszone import dnslib_servers
 from pillarbox.testing.live import TEST_STORE_ENV, free_port
 from pillarbox.testing.polling import wait_for
 
@@ -165,13 +166,7 @@ def our_results(raw: bytes, host: str) -> str:
 def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
     dns_port = free_port("127.0.0.1")
     zone = Zone()
-    quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-    servers = [
-        DNSServer(zone, address="127.0.0.1", port=dns_port, tcp=tcp, logger=quiet)
-        for tcp in (False, True)
-    ]
-    for server in servers:
-        server.start_thread()
+    servers = dnslib_servers(zone, dns_port)
     ports = {name: free_port(A_IP, B_IP) for name in USED}
     alpha = Site(tmp_path, "alpha.test", A_IP, "alice", ports)
     beta = Site(tmp_path, "beta.test", B_IP, "bob", ports)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from dnslib.server import DNSLogger, DNSServer
+from dnslib.server import DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
 from pillarbox.cli.main import cli
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import NewQueueRecipient
+from pillarbox.testing.dnszone import dnslib_servers
 from pillarbox.testing.live import free_port
 
 RAW = b"From: alice@example.org\r\nTo: x@far.test\r\nSubject: waiting\r\n\r\nHi.\r\n"
@@ -120,14 +121,9 @@ def dnslib_port() -> Iterator[tuple[int, list[DNSServer]]]:
 def serve(zone: str, port: int, servers: list[DNSServer]) -> None:
     for server in servers:
         server.stop()
+        server.server.server_close()  # stop() leaves the port bound until collected
     servers.clear()
-    quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-    for tcp in (False, True):
-        server = DNSServer(
-            ZoneResolver(zone), address="127.0.0.1", port=port, tcp=tcp, logger=quiet
-        )
-        server.start_thread()
-        servers.append(server)
+    servers.extend(dnslib_servers(ZoneResolver(zone), port))
 
 
 def test_dns_records_then_check(site: Path, dnslib_port: tuple[int, list[DNSServer]]) -> None:

@@ -20,6 +20,8 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
 from pillarbox.dns.authoritative import (
     AuthoritativeServer,
     StaticZone,
@@ -117,3 +119,16 @@ async def serve_records(
             cache=limits,
             trust_ad="loopback",
         )
+
+
+def dnslib_servers(resolver: BaseResolver, port: int) -> list[DNSServer]:
+    """dnslib's own server (a peer's code, not ours) answering from ``resolver`` on
+    127.0.0.1:``port`` over UDP and TCP, started, logging nothing; ``stop()`` each when done."""
+    quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+    servers = [
+        DNSServer(resolver, address="127.0.0.1", port=port, tcp=tcp, logger=quiet)
+        for tcp in (False, True)
+    ]
+    for server in servers:
+        server.start_thread()
+    return servers
