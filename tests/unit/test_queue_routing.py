@@ -92,3 +92,13 @@ async def test_postmaster_without_an_alias_reaches_the_admins(store: Store) -> N
     assert (await resolve(store, "postmaster@example.org"))[0] == {"bob@example.org"}
     await store.add_alias("postmaster@example.org", ["alice@example.org"])
     assert (await resolve(store, "postmaster@example.org"))[0] == {"alice@example.org"}
+
+
+async def test_hostmaster_the_soa_names_reaches_the_admins_too(store: Store) -> None:
+    """The SOA record of our zones names hostmaster@ the domain (RFC 2142 §7): mail to it is
+    taken from the start, as postmaster's; another role name stays unknown."""
+    await store.add_account("carol@example.org", "!", is_admin=True)
+    assert (await resolve(store, "Hostmaster@example.org"))[0] == {"carol@example.org"}
+    assert (await Router(store).resolve(parse_address("webmaster@example.org"))).unknown
+    await store.add_alias("hostmaster@example.org", ["alice@example.org"])
+    assert (await resolve(store, "hostmaster@example.org"))[0] == {"alice@example.org"}

@@ -7,9 +7,11 @@ recipient_delimiter behave:
 2. an alias with exactly that address (targets expanded recursively; they may be remote);
 3. plus-addressing: ``user+tag@domain`` → ``user@domain`` by rules 1–2, the tag kept;
 4. the domain's catch-all alias ``@domain``;
-5. ``postmaster@domain`` left without any of these goes to the domain's admin accounts, or if
-   it has none to every admin account: RFC 5321 §4.5.1 requires every domain a server takes
-   mail for to accept its postmaster, and a new domain has no alias for it yet;
+5. ``postmaster@domain`` or ``hostmaster@domain`` left without any of these goes to the
+   domain's admin accounts, or if it has none to every admin account: RFC 5321 §4.5.1 requires
+   every domain a server takes mail for to accept its postmaster, the SOA record our zones
+   publish names ``hostmaster`` (RFC 2142 §7, RFC 1035 §3.3.13 RNAME), and a new domain has no
+   alias for either yet;
 6. otherwise unknown — refused at RCPT with 550 5.1.1, never accepted and bounced later
    (no backscatter).
 
@@ -27,7 +29,9 @@ from pillarbox.store.interface import Store
 from pillarbox.store.types import Account
 
 PLUS_DELIMITER = "+"
-POSTMASTER = "postmaster"  # RFC 5321 §4.5.1: case-insensitive; keys are lowercase
+#: Local parts that reach the admins without an alias (rule 5); keys are lowercase, as RFC
+#: 5321 §4.5.1 has postmaster matched without case.
+ROLE_MAILBOXES = frozenset({"postmaster", "hostmaster"})
 MAX_ALIAS_DEPTH = 10
 
 
@@ -111,12 +115,13 @@ class Router:
         catch_all = await self._store.get_alias(f"@{domain}")
         if catch_all is not None:
             await self._targets(catch_all.targets, tag, found, depth)
-        elif local_part == POSTMASTER:
+        elif local_part in ROLE_MAILBOXES:
             for account in await self._admins(domain):
                 found.local.setdefault(account.id, LocalRecipient(account, found.original, tag))
 
     async def _admins(self, domain: str) -> list[Account]:
-        """Who reads ``postmaster@domain`` when nobody was named for it (rule 5)."""
+        """Who reads ``postmaster@domain`` or ``hostmaster@domain`` when nobody was named for
+        it (rule 5)."""
         own = [a for a in await self._store.list_accounts(domain) if a.is_admin]
         return own or [a for a in await self._store.list_accounts() if a.is_admin]
 
