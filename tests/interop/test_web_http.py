@@ -4,6 +4,7 @@ uploads and their limits, live updates, settings, admin, autoconfig."""
 
 from __future__ import annotations
 
+import html
 import json
 import plistlib
 import re
@@ -655,6 +656,27 @@ def test_folders_create_rename_delete(live: LiveServer, alice: WebSession) -> No
 
 
 # -- compose -------------------------------------------------------------------------------------
+
+
+def test_a_send_whose_copy_a_full_mailbox_could_not_keep_says_so_on_the_next_page(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """The warning travels in the address of the page after sending, under its seal: that
+    page shows it; the same address opened in another session shows only "Message sent."."""
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    live.call(live.store.set_quota(account.id, None, 1))  # the first send's copy fills it
+    for subject in ("Fits", "Full"):
+        form = {"to": "bob@example.org", "subject": subject, "body": "Hi.\n", "action": "send"}
+        response = alice.post("/compose", form)
+    assert response.status_code == 303
+    page = html.unescape(alice.get(response.headers["location"]).text)
+    assert "Message sent." in page and "your mailbox is full: no copy was kept in Sent" in page
+    other = WebSession(live)  # Alice again, in another browser: another session
+    assert other.login(ALICE).status_code == 303
+    elsewhere = html.unescape(other.get(response.headers["location"]).text)
+    other.close()
+    assert "Message sent." in elsewhere and "your mailbox is full" not in elsewhere
 
 
 def test_send_with_attachment_reaches_a_local_user(live: LiveServer, alice: WebSession) -> None:
