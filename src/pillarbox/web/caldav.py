@@ -760,16 +760,17 @@ async def save_object(
 
 
 async def move_object(
-    services: Services, account: Account, calendar: str, name: str, target: str, data: bytes,
-    info: ical.ObjectInfo,
+    services: Services, account: Account, calendar: str, previous: CalendarObject,
+    target: str, data: bytes, info: ical.ObjectInfo,
 ) -> CalendarObject:  # fmt: skip
-    """Move the object ``name`` of ``calendar`` (now ``data``, which ``info`` was read from) to
+    """Move the object ``previous`` of ``calendar`` (now ``data``, which ``info`` was read from) to
     the account's calendar ``target`` (the web's Calendar page): a tombstone in ``calendar``,
     the object in ``target`` under the same name unless ``target`` has one of that name (then
     a new one), all or nothing (:meth:`Store.move_calendar_object`). :class:`UidTaken` when
     ``target`` already holds its UID (RFC 4791 §5.3.2.1 ``no-uid-conflict``),
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
+    name = previous.name
     await _uid_free(services, account.id, target, info.uid, ())
     try:
         await store.calendar_object(account.id, target, name)
@@ -777,10 +778,6 @@ async def move_object(
         moved = name
     else:
         moved = f"{uuid.uuid4()}.ics"  # another object's name there: never replace it
-    try:
-        previous: CalendarObject | None = await store.calendar_object(account.id, calendar, name)
-    except NotFound:
-        previous = None  # gone meanwhile: the move below says so
     tag = await schedule_tag(services, account, previous, data)
     try:
         return await store.move_calendar_object(

@@ -249,18 +249,13 @@ def form_fields(form: FormData, zone: tzinfo) -> ical.EventFields:
 
 async def store_event(
     services: Services, account: Account, calendar: str, name: str, data: bytes,
-    *, reply: bool = False,
+    previous: CalendarObject | None, *, reply: bool = False,
 ) -> CalendarObject:  # fmt: skip
-    """Check and store one object as a CalDAV PUT does (RFC 4791 §4.1: one UID per calendar;
-    its Schedule-Tag, ``reply`` when it is an attendee's answer applied: :func:`.caldav.
+    """Check and store one object as a CalDAV PUT does over ``previous``, the object of that
+    name the caller read (None: a new one) (RFC 4791 §4.1: one UID per calendar; its
+    Schedule-Tag, ``reply`` when it is an attendee's answer applied: :func:`.caldav.
     schedule_tag`); ``UserError`` when it is refused."""
     info = await _checked(services, data)
-    try:
-        previous: CalendarObject | None = await services.store.calendar_object(
-            account.id, calendar, name
-        )
-    except NotFound:
-        previous = None
     try:
         return await save_object(
             services, account, calendar, name, data, info, previous, reply=reply
@@ -270,15 +265,16 @@ async def store_event(
 
 
 async def move_event(
-    services: Services, account: Account, calendar: str, name: str, target: str, data: bytes
-) -> CalendarObject:
-    """Move the object ``name`` (now ``data``, checked as :func:`store_event` checks it) from
+    services: Services, account: Account, calendar: str, current: CalendarObject, target: str,
+    data: bytes,
+) -> CalendarObject:  # fmt: skip
+    """Move the object ``current`` (now ``data``, checked as :func:`store_event` checks it) from
     ``calendar`` to the account's calendar ``target`` (:func:`.caldav.move_object`: a
     tombstone left, the UID kept); ``UserError`` when ``target`` holds its UID already (RFC
     4791 §5.3.2.1 no-uid-conflict) or is full."""
     info = await _checked(services, data)
     try:
-        return await move_object(services, account, calendar, name, target, data, info)
+        return await move_object(services, account, calendar, current, target, data, info)
     except UidTaken:
         raise UserError("that calendar already has this event (the same UID)") from None
     except TooManyEntries as exc:
@@ -524,18 +520,18 @@ async def event_submit(request: Request) -> Response:
         )
         if chosen not in {c.name for c in await account_calendars(request, account)}:
             raise UserError("choose one of your calendars")
-        previous: bytes | None = None
+        edited: CalendarObject | None = None
         if name:
-            current = await services.store.calendar_object(account.id, calendar, name)
-            previous = current.data
+            edited = await services.store.calendar_object(account.id, calendar, name)
             try:
-                data = await run_blocking(ical.revised_event, current.data, fields, now)
+                data = await run_blocking(ical.revised_event, edited.data, fields, now)
             except ical.InvalidObject:
                 raise UserError("only an event can be edited here") from None
         else:
             uid = str(uuid.uuid4())
             name = object_name(uid)
             data = ical.new_event(fields, uid, now)
+        previous = None if edited is None else edited.data
         meeting = await meeting_of(services, account, previous)
         if meeting.organizer is not None and (invited or meeting.attendees):
             person = identities.sender(meeting.organizer, account)
@@ -543,14 +539,14 @@ async def event_submit(request: Request) -> Response:
                 ical.with_attendees, data, person.address, person.name,
                 [(p.address, p.name) for p in invited], now,
             )  # fmt: skip
-        if previous is not None and chosen != calendar:
-            moved = await move_event(services, account, calendar, name, chosen, data)
+        if edited is not None and chosen != calendar:
+            moved = await move_event(services, account, calendar, edited, chosen, data)
             calendar, name = chosen, moved.name
         elif data == previous:
             # Nothing the form shows changed: no new ETag for the phones to fetch, no update.
             return redirect(f"/calendar/events/{calendar}/{name}?done=unchanged")
         else:
-            await store_event(services, account, chosen, name, data)
+            await store_event(services, account, chosen, name, data, edited)
     except UserError as exc:
         return await _render(request, account, editing=typed, error=str(exc), status_code=400)
     target = f"/calendar/events/{chosen}/{name}"

@@ -216,12 +216,13 @@ async def _answer(
     stored = await run_blocking(ical.accepted_object, data, identity.address, partstat)
     # The default calendar (made first if the account has none).
     calendar = default_calendar(await account_calendars(request, account))
+    current: CalendarObject | None
     try:
         current = await services.store.calendar_object_by_uid(account.id, calendar, invitation.uid)
         name = current.name
     except NotFound:
-        name = object_name(invitation.uid)
-    await store_event(services, account, calendar, name, stored)
+        current, name = None, object_name(invitation.uid)
+    await store_event(services, account, calendar, name, stored, current)
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
     unsent = await send_reply(
@@ -272,7 +273,7 @@ async def _apply(
         raise UserError(f'{warning} Tick "apply it anyway" to update the event all the same')
     updated = await run_blocking(ical.applied_reply, stored.data, data)
     # RFC 6638 §3.2.10: an answer the server applies keeps the organizer's Schedule-Tag.
-    await store_event(services, account, calendar, stored.name, updated, reply=True)
+    await store_event(services, account, calendar, stored.name, updated, stored, reply=True)
     _log.info("invitation reply applied", account=account.address, partstat=check.partstat)
     return f"Event updated: {_replied(check)}."
 
