@@ -474,7 +474,7 @@ class QueueSection:
     )
     poll_interval: float = _f(
         30.0,
-        "Seconds between queue scans when nothing wakes the runner (CLI retries, other nodes).",
+        "Seconds between queue scans when nothing wakes the runner (retries another node scheduled; a `queue flush` that could not reach the server).",
     )
     lease: float = _f(
         900.0, "Seconds a node holds the messages it claimed; after a crash others take them over."

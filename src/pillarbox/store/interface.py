@@ -24,7 +24,7 @@ Implementation notes, binding on every backend:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -571,6 +571,16 @@ class Store(Protocol):
         """Make every non-final recipient due at ``now``."""
 
     async def remove_queued(self, message_id: int) -> None: ...
+
+    async def wake_queue(self) -> None:
+        """Have every queue runner that hears this store (:meth:`on_queue_wake`) scan for due
+        work now, as after ``pillarbox queue flush``: on PostgreSQL every node's, by NOTIFY;
+        on SQLite only this process's (a server in another process is reached through its
+        control socket, :mod:`pillarbox.net.control`)."""
+
+    def on_queue_wake(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) at each :meth:`wake_queue` this store hears,
+        its own included."""
 
     # -- account settings and issued secrets ---------------------------------------------------
     async def get_settings(self, account_id: int) -> AccountSettings:

@@ -2537,6 +2537,24 @@ class StoreContract:
         with pytest.raises(NotFound):
             await store.retry_queued(queued.id, now)
 
+    async def test_wake_queue_reaches_every_listener(self, store: Store) -> None:
+        """Each wake-up reaches every callback, the store's own included (on PostgreSQL by
+        the round trip through NOTIFY and the LISTEN connection)."""
+        heard: list[str] = []
+        both = asyncio.Event()
+
+        def hear(name: str) -> None:
+            heard.append(name)
+            if len(heard) == 2:
+                both.set()
+
+        store.on_queue_wake(lambda: hear("runner"))
+        store.on_queue_wake(lambda: hear("other"))
+        await store.wake_queue()
+        async with asyncio.timeout(5):
+            await both.wait()
+        assert sorted(heard) == ["other", "runner"]
+
     async def test_queue_and_mailbox_share_blobs(self, store: Store, inbox: Mailbox) -> None:
         raw, info = make_message(1)
         queued = await store.enqueue("a@x.org", raw, [NewQueueRecipient("r@y.org")])

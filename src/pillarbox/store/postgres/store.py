@@ -291,6 +291,7 @@ class PostgresStore:
         self._channel = ""
         self._indexer: asyncio.Task[None] | None = None
         self._text_arrived = asyncio.Event()
+        self._queue_wakes: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -322,6 +323,7 @@ class PostgresStore:
                 self._channel,
                 self._hub,
                 self._forget_kept,
+                self._queue_woken,
                 retry_delay=self._limits.listen_retry,
                 timeout=self._limits.timeout,
             )
@@ -1763,6 +1765,17 @@ class PostgresStore:
                 raise NotFound(f"no queued message {message_id}")
 
         await self._write(op)
+
+    async def wake_queue(self) -> None:
+        # Every node's listener hears it, this one's included: one path for all of them.
+        await self._read(lambda conn: notify.send_queue_wake(conn, self._channel))
+
+    def on_queue_wake(self, callback: Callable[[], None]) -> None:
+        self._queue_wakes.append(callback)
+
+    def _queue_woken(self) -> None:
+        for callback in self._queue_wakes:
+            callback()
 
     # -- account settings and tokens (see .accountdata) ------------------------------------------
     async def get_settings(self, account_id: int) -> AccountSettings:

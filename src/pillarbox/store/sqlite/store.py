@@ -302,6 +302,7 @@ class SqliteStore:
         self._evidence = SpamEvidenceCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
         self._deltas = SharedReads(self._read_delta)
         self._claims = SharedReads(self._claim_write)
+        self._queue_wakes: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -2304,6 +2305,15 @@ class SqliteStore:
                 raise NotFound(f"no queued message {message_id}")
 
         await self._write(op)
+
+    async def wake_queue(self) -> None:
+        # No channel between processes here: another process's server is reached through its
+        # control socket (pillarbox.net.control).
+        for callback in self._queue_wakes:
+            callback()
+
+    def on_queue_wake(self, callback: Callable[[], None]) -> None:
+        self._queue_wakes.append(callback)
 
 
 # -- connections ---------------------------------------------------------------------------------
