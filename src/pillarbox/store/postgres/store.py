@@ -651,6 +651,19 @@ class PostgresStore:
 
         return await self._read(query)
 
+    async def list_admins(self, domain: str) -> list[Account]:
+        async def query(conn: Conn) -> list[Account]:
+            rows = await _all(
+                conn,
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE is_admin AND (domain = %(d)s "
+                "OR NOT EXISTS (SELECT 1 FROM accounts WHERE domain = %(d)s AND is_admin)) "
+                'ORDER BY address COLLATE "C"',
+                {"d": domain},
+            )
+            return [_account(row) for row in rows]
+
+        return await self._read(query)
+
     async def _update_account(
         self, account_id: int, assignments: str, values: tuple[object, ...]
     ) -> None:

@@ -626,6 +626,18 @@ class SqliteStore:
 
         return await self._read(query)
 
+    async def list_admins(self, domain: str) -> list[Account]:
+        def query(conn: sqlite3.Connection) -> list[Account]:
+            rows = conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE is_admin AND (domain = ?1 OR "
+                "NOT EXISTS (SELECT 1 FROM accounts WHERE domain = ?1 AND is_admin)) "
+                "ORDER BY address",
+                (domain,),
+            )
+            return [_account(row) for row in rows]
+
+        return await self._read(query)
+
     async def _update_account(
         self, account_id: int, assignments: str, values: tuple[object, ...]
     ) -> None:
