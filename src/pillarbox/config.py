@@ -302,8 +302,10 @@ class SmtpSection:
     data_timeout: float = _f(180.0, "Seconds to wait for each DATA block (RFC 5321 §4.5.3.2.6).")
     login_timeout: float = _f(
         180.0,
-        "On submission (587, 465): seconds from connecting within which a client must "
-        "authenticate, busy or not; then 421 4.4.2. At most command_timeout. Not on the MX.",
+        "On submission (587, 465), and on LMTP for TCP clients that must log in (lmtp.require_auth "
+        "outside lmtp.trusted_networks): seconds from the greeting (after an implicit-TLS "
+        "handshake) within which a client must authenticate, busy or not; then 421 4.4.2. At "
+        "most command_timeout. Not on the MX.",
     )
     max_connections: int = _f(1000, "Concurrent SMTP connections, all listeners together.")
     max_connections_per_ip: int = _f(20, "Concurrent SMTP connections from one client address.")
@@ -474,7 +476,7 @@ class QueueSection:
     )
     poll_interval: float = _f(
         30.0,
-        "Seconds between queue scans when nothing wakes the runner (CLI retries, other nodes).",
+        "Seconds between queue scans when nothing wakes the runner (retries another node scheduled; a `queue flush` that could not reach the server).",
     )
     lease: float = _f(
         900.0, "Seconds a node holds the messages it claimed; after a crash others take them over."

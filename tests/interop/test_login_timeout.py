@@ -1,8 +1,8 @@
 """The login deadline on every listener where clients log in (IMAP, POP3, ManageSieve, SMTP
-submission), live: a client that connects and never logs in gets the protocol's goodbye and
-then end of stream once ``login_timeout`` has passed since it connected, and a log line says
-why; a client that logged in stays past that time. The idle timers (30 minutes, 10 for POP3,
-5 for SMTP commands) would not have closed it."""
+submission, LMTP from outside its trusted networks), live: a client that connects and never
+logs in gets the protocol's goodbye and then end of stream once ``login_timeout`` has passed
+since it connected, and a log line says why; a client that logged in stays past that time.
+The idle timers (30 minutes, 10 for POP3, 5 for SMTP commands) would not have closed it."""
 
 from __future__ import annotations
 
@@ -95,8 +95,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 class Client:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    def __init__(self, port: int | str) -> None:
+        """Connected to a loopback ``port``, or to a UNIX socket's path."""
+        if isinstance(port, str):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(30)
+            self.sock.connect(port)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.file = self.sock.makefile("rb")
 
     def until(self, start: bytes) -> bytes:
@@ -143,3 +149,51 @@ def test_a_client_that_does_not_log_in_in_time_is_told_and_dropped(
         patient.command(*protocol.noop)
     finally:
         patient.close()
+
+
+def test_lmtp_outsider_that_must_log_in_is_dropped_busy_or_not(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LMTP from outside ``[lmtp] trusted_networks`` must log in (``require_auth``): a slow
+    client sending NOOPs, each within command_timeout, is still closed once login_timeout
+    has passed since the greeting, as on submission. The UNIX socket needs no login, so the
+    same client there is served on."""
+    caplog.set_level(logging.INFO, logger="pillarbox")
+    data = tmp_path_factory.mktemp("lmtp-login")
+    path = str(data / "lmtp.sock")
+    config = loopback_config(
+        data,
+        only=("lmtp",),
+        smtp=cfg.SmtpSection(login_timeout=LOGIN_TIMEOUT),
+        lmtp=cfg.LmtpSection(
+            trusted_networks=(), require_tls=False, auth_accounts=(USER,), socket=path
+        ),
+    )
+    with LiveServer(config) as server:
+        trusted = Client(path)
+        outsider = Client(server.port("lmtp"))
+        try:
+            for client in (trusted, outsider):
+                client.until(b"220 ")
+                client.command(b"LHLO client.test", b"250 ")
+            greeted = time.monotonic()
+            closed = None
+            while time.monotonic() - greeted < 3 * LOGIN_TIMEOUT:
+                trusted.command(b"NOOP", b"250 ")
+                if closed is None:
+                    outsider.sock.sendall(b"NOOP\r\n")
+                    line = outsider.file.readline()
+                    if line.startswith(b"421 "):
+                        closed = time.monotonic() - greeted
+                        assert (
+                            line == b"421 4.4.2 no authentication in time, closing connection\r\n"
+                        )
+                        assert outsider.file.read() == b""
+                    else:
+                        assert line.startswith(b"250 ")
+                time.sleep(0.2)
+            assert closed is not None and LOGIN_TIMEOUT <= closed < 2 * LOGIN_TIMEOUT
+            trusted.command(b"NOOP", b"250 ")  # three deadlines later, still served
+        finally:
+            trusted.close()
+            outsider.close()

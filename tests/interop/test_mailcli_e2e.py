@@ -47,6 +47,8 @@ from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port
 pytestmark = pytest.mark.listeners("imap", "submission", "pop3")
 
 USERS = ("alice@example.org", "bob@example.org", "carol@example.org")
+#: Dovecot's Sent folder, named otherwise than "Sent": only its \Sent attribute finds it.
+DOVECOT_SENT = "Sent Messages"
 
 
 @dataclass
@@ -61,6 +63,8 @@ class World:
     password: str
     deliver_raw: Any
     envelopes: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    #: The folder LIST marks \Sent (RFC 6154), where ``mail send`` keeps its copies.
+    sent_folder: str = "Sent"
 
     def require(self, *protocols: str) -> None:
         for protocol in protocols:
@@ -170,7 +174,8 @@ def dovecot() -> Iterator[Dovecot]:
         pytest.skip("dovecot not installed (apt-get install -y dovecot-imapd dovecot-pop3d)")
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv to drop privileges for dovecot")
-    instance = start_dovecot(TEST_PASSWORD, USERS)
+    sent = f'mailbox "{DOVECOT_SENT}" {{\n  auto = create\n  special_use = \\Sent\n}}\n'
+    instance = start_dovecot(TEST_PASSWORD, USERS, mailboxes=sent)
     yield instance
     stop_dovecot(instance)
 
@@ -222,6 +227,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
                 instance, address, TEST_PASSWORD, raw
             ),
             envelopes=log,
+            sent_folder=DOVECOT_SENT,
         )
     finally:
         controller.stop()
@@ -273,6 +279,25 @@ class User:
             time.sleep(0.1)
 
 
+def folder_contents(world: World, address: str, folder: str) -> list[tuple[bytes, set[bytes]]]:
+    """Each message's bytes and flags in ``folder``, read with imapclient (not our client)."""
+    assert world.imap is not None
+    context = ssl.create_default_context(cafile=str(world.cafile))
+    implicit = world.imap.tls is TlsMode.IMPLICIT
+    client = IMAPClient(
+        world.imap.host, port=world.imap.port, ssl=implicit, ssl_context=context, timeout=10
+    )
+    try:
+        if not implicit:
+            client.starttls(context)
+        client.login(address, world.password)
+        client.select_folder(folder, readonly=True)
+        fetched = client.fetch(client.search(["ALL"]), ["BODY.PEEK[]", "FLAGS"])
+        return [(data[b"BODY[]"], set(data[b"FLAGS"])) for data in fetched.values()]
+    finally:
+        client.logout()
+
+
 def people(world: World, tmp_path: Path) -> tuple[User, User, User]:
     alice, bob, carol = (User(world, a, tmp_path / a.split("@")[0]) for a in USERS)
     return alice, bob, carol
@@ -300,8 +325,17 @@ def test_send_read_reply(world: World, tmp_path: Path) -> None:
         stdin="Shall we meet at ten?\nAlice\n",
     )  # fmt: skip
     assert sorted(sent["accepted"]) == ["bob@example.org", "carol@example.org"]
+    # A copy of exactly what was submitted, read, in the folder marked \Sent (RFC 6154).
+    assert sent["sent_copy"] == world.sent_folder
+    [(copy, flags)] = folder_contents(world, "alice@example.org", world.sent_folder)
+    assert b"\\Seen" in flags
+    assert b"Subject: =?utf-8?" in copy and b"carol@example.org" not in copy  # no Bcc
+    if world.envelopes:
+        assert copy == world.envelopes[-1][2]  # the bytes the submission server received
 
     [listed] = bob.wait_for("subject:meeting")
+    [(delivered, _)] = folder_contents(world, "bob@example.org", "INBOX")
+    assert delivered.endswith(copy)  # what Bob got is the copy below trace fields
     assert listed["subject"] == "Café meeting ☕"
     assert listed["from"] == "Alice"
     assert "\\Seen" not in listed["flags"]
@@ -507,3 +541,28 @@ def test_untrusted_certificate_exits_3(world: World, tmp_path: Path) -> None:
     insecure = CliRunner().invoke(cli, ["mail", "--insecure", *args], input="x\n", env=bob.env())
     assert insecure.exit_code == 0, insecure.output
     assert insecure.output.count("warning: --insecure") == 1
+
+
+def test_sent_copy_turned_off_or_failed_leaves_the_send_a_success(
+    world: World, tmp_path: Path
+) -> None:
+    """``--no-sent-copy`` keeps none; an APPEND the server refuses (no Sent folder any more)
+    is a warning after the send, which stays a success: the mail has left."""
+    world.require("smtp", "imap")
+    alice, bob, _ = people(world, tmp_path)
+    off = alice.json("send", "--to", "bob@example.org", "--subject", "no copy", "--no-sent-copy")
+    assert off["sent_copy"] is None
+    assert folder_contents(world, "alice@example.org", world.sent_folder) == []
+    if world.name != "pillarbox":
+        return  # Dovecot creates its Sent folder again at each login (auto = create)
+    context = ssl.create_default_context(cafile=str(world.cafile))
+    assert world.imap is not None
+    with IMAPClient(world.imap.host, port=world.imap.port, ssl=False, timeout=10) as client:
+        client.starttls(context)
+        client.login("alice@example.org", world.password)
+        client.delete_folder("Sent")
+    failed = alice.run("send", "--to", "bob@example.org", "--subject", "copy refused", "--json")
+    assert json.loads(failed.stdout)["sent_copy"] is None
+    assert "warning: sent, but no copy kept in Sent: IMAP server" in failed.stderr
+    assert "TRYCREATE" in failed.stderr  # RFC 9051 §6.3.12: the APPEND's NO names the cause
+    assert bob.wait_for("subject:refused")  # …and the mail went

@@ -29,7 +29,7 @@ def draft(**fields: object) -> compose.Draft:
 
 
 def test_headers_are_encoded_and_complete() -> None:
-    raw = compose.build(draft(), now=NOW).as_bytes()
+    raw = compose.build(draft(), now=NOW).raw
     assert raw.isascii()  # RFC 2047 words and QP body: no 8BITMIME needed
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert b"Subject: =?utf-8?" in head
@@ -46,14 +46,14 @@ def test_bcc_is_envelope_only() -> None:
     outgoing = compose.build(draft(cc=["carol@example.net"], bcc=["dave@example.com"]))
     assert outgoing.recipients == ("bob@example.org", "carol@example.net", "dave@example.com")
     assert outgoing.bcc == ("dave@example.com",)
-    raw = outgoing.as_bytes()
+    raw = outgoing.raw
     assert b"dave@example.com" not in raw
     assert b"Bcc" not in raw
 
 
 def test_attachment_filename_uses_rfc2231() -> None:
     attached = compose.AttachedFile("résumé €.pdf", "application/pdf", b"%PDF-1.4 \x00\xff")
-    raw = compose.build(draft(attachments=[attached])).as_bytes()
+    raw = compose.build(draft(attachments=[attached])).raw
     assert b"filename*=utf-8''r%C3%A9sum%C3%A9%20%E2%82%AC.pdf" in raw
     message = readable(raw)
     [attachment] = message.attachments
@@ -137,14 +137,14 @@ def test_reply_references_fall_back_to_in_reply_to() -> None:
 def test_built_reply_carries_threading_headers() -> None:
     original = readable(ORIGINAL)
     parent, refs = compose.reply_references(original)
-    raw = compose.build(draft(in_reply_to=parent, references=refs)).as_bytes()
+    raw = compose.build(draft(in_reply_to=parent, references=refs)).raw
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert parsed["In-Reply-To"] == "<m2@example.org>"
     assert parsed["References"] == "<m0@example.org> <m1@example.org> <m2@example.org>"
 
 
 def test_forward_attaches_original_as_message() -> None:
-    raw = compose.build(draft(attached_messages=[ORIGINAL], body="FYI")).as_bytes()
+    raw = compose.build(draft(attached_messages=[ORIGINAL], body="FYI")).raw
     message = readable(raw)
     [attachment] = message.attachments
     assert attachment.content_type == "message/rfc822"

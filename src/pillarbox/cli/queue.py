@@ -1,8 +1,12 @@
 """``pillarbox queue list|show|retry|remove|flush``: the outbound queue, recipient by recipient.
 
-These commands work on the store directly, so they work whether or not the server runs. A
-running server notices retries at its next scan (``queue.poll_interval``); ``remove`` takes
-effect at once (a delivery already under way finishes, and its result is then dropped).
+These commands work on the store directly, so they work whether or not the server runs.
+``retry`` and ``flush`` then wake the running server's queue runner, so it starts at once:
+on PostgreSQL by NOTIFY to every node, on SQLite through the server's control socket
+(:mod:`pillarbox.net.control`, which says why not a signal); a server that cannot be reached
+notices the retries at its next scan (``queue.poll_interval``), one that is not running when
+it starts. ``remove`` takes effect at once (a delivery already under way finishes, and its
+result is then dropped).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import click
 
 from pillarbox.errors import NotFound
 from pillarbox.mail.headers import raw_text, scan_header
+from pillarbox.net import control
 from pillarbox.store.interface import Store
+from pillarbox.store.open import is_postgresql
 from pillarbox.store.types import QueuedMessage
 
 if TYPE_CHECKING:
@@ -118,11 +124,20 @@ def queue_show(state: CliState, message_id: int, as_json: bool) -> None:
     emit(data, as_json, lines)
 
 
-def _when(config: Config) -> str:
-    """When a running server acts on a retry made here: the CLI cannot wake it, it notices at
-    its next scan of the store."""
+def _woken(config: Config) -> str:
+    """Whether the running server was woken to act on a retry made here: on PostgreSQL the
+    NOTIFY of ``store.wake_queue()`` reached every node; on SQLite the server is asked on its
+    control socket, and a server that is not running finds the retry when it starts."""
+    if is_postgresql(config.store.url):
+        return " (every running node woken)"
+    why = control.wake_queue(config.data_dir)
+    if why is None:
+        return " (the running server woken)"
+    if why == control.NOT_RUNNING:
+        return f" ({why}: it starts them when it starts)"
     return (
-        f" (a running server starts within {config.queue.poll_interval:g} s: queue.poll_interval)"
+        f" ({why}: a running server starts within {config.queue.poll_interval:g} s:"
+        " queue.poll_interval)"
     )
 
 
@@ -130,23 +145,25 @@ def _when(config: Config) -> str:
 @click.argument("message_ids", type=int, nargs=-1, required=True)
 @click.pass_obj
 def queue_retry(state: CliState, message_ids: tuple[int, ...]) -> None:
-    """Make the open recipients of MESSAGE_IDS due now."""
+    """Make the open recipients of MESSAGE_IDS due now, and wake the running server."""
     from pillarbox.cli.main import run_store
 
     async def go(store: Store) -> None:
         now = datetime.now(UTC)
         for message_id in message_ids:
             await store.retry_queued(message_id, now)
+        await store.wake_queue()
 
     config = state.load()
     run_store(config, go)
-    click.echo(f"retrying {', '.join(map(str, message_ids))}{_when(config)}")
+    click.echo(f"retrying {', '.join(map(str, message_ids))}{_woken(config)}")
 
 
 @queue.command("flush")
 @click.pass_obj
 def queue_flush(state: CliState) -> None:
-    """Make every open recipient of every queued message due now."""
+    """Make every open recipient of every queued message due now, and wake the running
+    server (as Postfix's ``postqueue -f``)."""
     from pillarbox.cli.main import run_store
 
     async def go(store: Store) -> int:
@@ -154,11 +171,12 @@ def queue_flush(state: CliState) -> None:
         messages = await store.list_queue()
         for message in messages:
             await store.retry_queued(message.id, now)
+        await store.wake_queue()
         return len(messages)
 
     config = state.load()
     count = run_store(config, go)
-    click.echo(f"retrying {count} message{'s' if count != 1 else ''}{_when(config)}")
+    click.echo(f"retrying {count} message{'s' if count != 1 else ''}{_woken(config)}")
 
 
 @queue.command("remove")

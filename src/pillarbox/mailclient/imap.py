@@ -237,6 +237,15 @@ class ImapSession:
     def append(self, folder: str, raw: bytes, flags: Sequence[str] = ()) -> None:
         self._client.append(folder, raw, flags=list(flags))
 
+    def sent_folder(self) -> str:
+        """Where sent mail is kept: the folder LIST marks ``\\Sent`` (RFC 6154 §2; Dovecot,
+        Gmail and Pillarbox mark it in a plain LIST), else ``Sent`` under the personal
+        namespace's prefix (``INBOX.Sent`` on Courier)."""
+        for folder in self.listing():
+            if any(attribute.lower() == "\\sent" for attribute in folder.attributes):
+                return folder.name
+        return self.personal_prefix() + "Sent"
+
     # -- copying a whole account (``pillarbox import imap``) ------------------------------------
 
     def listing(self) -> list[Listed]:

@@ -137,7 +137,7 @@ class Listener:
         """Listen on the UNIX socket ``path`` (from the admin's config only) with permissions
         ``mode``. A socket file nobody listens on (left by a crash) is replaced; one in use,
         or a file that is not a socket, is an error (OSError)."""
-        _clear_stale_socket(path)
+        clear_stale_socket(path)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(self._make_channel, path=path, backlog=1024)
         self._path = path
@@ -219,11 +219,11 @@ class Listener:
         if self._server is not None:
             await self._server.wait_closed()
         if self._path is not None:
-            _clear_stale_socket(self._path)
+            clear_stale_socket(self._path)
             self._path = None
 
 
-def _clear_stale_socket(path: str) -> None:
+def clear_stale_socket(path: str) -> None:
     """Remove the socket file at ``path`` unless a server still accepts on it."""
     try:
         info = os.lstat(path)

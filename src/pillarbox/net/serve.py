@@ -3,8 +3,8 @@
 Start-up order: store (migrations) → TLS (the stored ACME certificate, when ``tls.acme``) →
 listeners → the ACME challenge listener → the authoritative DNS server (when enabled) → the
 policy and its spam model read ahead (when enabled) → background tasks (the queue runner, the
-ACME renewal task, the greylist pruning when greylisting is on, the retention job); then print
-where to connect.
+ACME renewal task, the greylist pruning when greylisting is on, the retention job) → with a
+SQLite store, the control socket (:mod:`.control`); then print where to connect.
 Shutdown on SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down
 (``context.shutdown``), give in-flight transactions ``server.shutdown_grace`` seconds, stop
 background tasks (a delivery cut short stays claimed by this node's name and is taken up again
@@ -30,6 +30,8 @@ from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones, record_policy
 from pillarbox.errors import ConfigError, StorageError
+from pillarbox.net.control import ControlSocket
+from pillarbox.net.control import socket_path as control_socket_path
 from pillarbox.net.http import HttpListener, origin
 from pillarbox.net.listener import ConnectionCounter, ConnectionLimits, Handler, Listener
 from pillarbox.net.proxyheader import UpstreamProxy
@@ -48,7 +50,7 @@ from pillarbox.queue.forwarding import srs_settings
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import runner_for
 from pillarbox.services import Services
-from pillarbox.store.open import open_store
+from pillarbox.store.open import is_postgresql, open_store
 
 if TYPE_CHECKING:
     from pillarbox.net.acme import CertificateManager
@@ -95,6 +97,8 @@ class Server:
         self.dns: AuthoritativeServer | None = None
         #: The ACME certificate's keeper, when ``tls.acme``.
         self.acme: CertificateManager | None = None
+        #: Where ``pillarbox queue flush`` wakes the queue runner, with a SQLite store.
+        self.control: ControlSocket | None = None
         self.log = Log("serve")
 
     async def start(self) -> None:
@@ -220,6 +224,12 @@ class Server:
             await self.stop()
             raise
         context.spawn(runner_for(context).run(), "queue-runner")
+        # `pillarbox queue flush` wakes the runner as the admin page's Retry does: by NOTIFY
+        # on PostgreSQL (every node hears it), by the control socket on SQLite.
+        store.on_queue_wake(context.queue_wakeup.set)
+        if not is_postgresql(config.store.url):
+            self.control = ControlSocket(context.queue_wakeup.set)
+            await self.control.start(control_socket_path(config.data_dir))
         if config.greylisting.enabled:
             pruning = greylisting.prune_periodically(
                 context.store, config.greylisting.prune_interval, context.shutdown
@@ -382,6 +392,9 @@ class Server:
             *(lst.finish(self.config.server.shutdown_grace) for lst in self.listeners.values())
         )
         self.listeners.clear()
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
         if self.dns is not None:
             await self.dns.close()
             self.dns = None

@@ -159,8 +159,14 @@ class LmtpAccess:
             trusted=tuple(ipaddress.ip_network(n, strict=False) for n in section.trusted_networks),
             insider=settings,
             socket=replace(settings, starttls=False),
+            # An outsider that must log in gets submission's login deadline (smtp.login_timeout,
+            # from the greeting, busy or not): NOOPs could otherwise hold a session
+            # unauthenticated for ever, command_timeout at a time.
             outsider=replace(
-                settings, require_tls=section.require_tls, require_auth=section.require_auth
+                settings,
+                require_tls=section.require_tls,
+                require_auth=section.require_auth,
+                login_timeout=services.config.smtp.login_timeout if section.require_auth else None,
             ),
             accounts=frozenset(
                 name for a in section.auth_accounts if (name := normalize_username(a))

@@ -116,14 +116,9 @@ class Router:
         if catch_all is not None:
             await self._targets(catch_all.targets, tag, found, depth)
         elif local_part in ROLE_MAILBOXES:
-            for account in await self._admins(domain):
+            # Rule 5: the domain's admins, else every admin.
+            for account in await self._store.list_admins(domain):
                 found.local.setdefault(account.id, LocalRecipient(account, found.original, tag))
-
-    async def _admins(self, domain: str) -> list[Account]:
-        """Who reads ``postmaster@domain`` or ``hostmaster@domain`` when nobody was named for
-        it (rule 5)."""
-        own = [a for a in await self._store.list_accounts(domain) if a.is_admin]
-        return own or [a for a in await self._store.list_accounts() if a.is_admin]
 
     async def _direct(self, key: str, tag: str | None, found: _Expansion, depth: int) -> bool:
         account = await self._store.get_account(key)

@@ -24,7 +24,7 @@ Implementation notes, binding on every backend:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -137,6 +137,11 @@ class Store(Protocol):
     async def get_account(self, address: str) -> Account | None: ...
     async def get_account_by_id(self, account_id: int) -> Account | None: ...
     async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+    async def list_admins(self, domain: str) -> list[Account]:
+        """Who reads ``domain``'s role mailboxes (postmaster@, hostmaster@) that no alias
+        names: its admin accounts, else every admin account; by address. One query, not a
+        scan of every account."""
+
     async def set_password(
         self, account_id: int, password_hash: str, scram_sha256: str | None
     ) -> None: ...
@@ -571,6 +576,16 @@ class Store(Protocol):
         """Make every non-final recipient due at ``now``."""
 
     async def remove_queued(self, message_id: int) -> None: ...
+
+    async def wake_queue(self) -> None:
+        """Have every queue runner that hears this store (:meth:`on_queue_wake`) scan for due
+        work now, as after ``pillarbox queue flush``: on PostgreSQL every node's, by NOTIFY;
+        on SQLite only this process's (a server in another process is reached through its
+        control socket, :mod:`pillarbox.net.control`)."""
+
+    def on_queue_wake(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) at each :meth:`wake_queue` this store hears,
+        its own included."""
 
     # -- account settings and issued secrets ---------------------------------------------------
     async def get_settings(self, account_id: int) -> AccountSettings:

@@ -543,6 +543,24 @@ class StoreContract:
         assert await store.get_account("nobody@example.com") is None
         assert await store.get_account_by_id(10**9) is None
 
+    async def test_list_admins_the_domains_else_everyones(
+        self, store: Store, account: Account
+    ) -> None:
+        """Who reads postmaster@ without an alias: the domain's admins, else every admin."""
+        assert await store.list_admins(DOMAIN) == []
+        await store.add_domain("other.example")
+        await store.add_domain("third.example")
+        zed = await store.add_account("zed@other.example", "h", is_admin=True)
+        amy = await store.add_account("amy@third.example", "h", is_admin=True)
+        await store.add_account("joe@other.example", "h")
+        assert await store.list_admins(DOMAIN) == [amy, zed]
+        assert await store.list_admins("other.example") == [zed]
+        assert await store.list_admins("unhosted.example") == [amy, zed]
+        own = await store.add_account("ann@" + DOMAIN, "h", is_admin=True)
+        assert await store.list_admins(DOMAIN) == [own]
+        await store.remove_account(own.id)
+        assert await store.list_admins(DOMAIN) == [amy, zed]
+
     async def test_account_errors(self, store: Store, account: Account) -> None:
         with pytest.raises(AlreadyExists):
             await store.add_account(account.address, "h")
@@ -2536,6 +2554,24 @@ class StoreContract:
             await store.remove_queued(queued.id)
         with pytest.raises(NotFound):
             await store.retry_queued(queued.id, now)
+
+    async def test_wake_queue_reaches_every_listener(self, store: Store) -> None:
+        """Each wake-up reaches every callback, the store's own included (on PostgreSQL by
+        the round trip through NOTIFY and the LISTEN connection)."""
+        heard: list[str] = []
+        both = asyncio.Event()
+
+        def hear(name: str) -> None:
+            heard.append(name)
+            if len(heard) == 2:
+                both.set()
+
+        store.on_queue_wake(lambda: hear("runner"))
+        store.on_queue_wake(lambda: hear("other"))
+        await store.wake_queue()
+        async with asyncio.timeout(5):
+            await both.wait()
+        assert sorted(heard) == ["other", "runner"]
 
     async def test_queue_and_mailbox_share_blobs(self, store: Store, inbox: Mailbox) -> None:
         raw, info = make_message(1)

@@ -354,11 +354,32 @@ def _body(body_file: Path | None, template: str = "") -> str:
     return edited
 
 
+def _keep_sent_copy(client: Client, raw: bytes) -> str | None:
+    """APPEND the submitted bytes, read (\\Seen), to the account's Sent folder, as mail apps
+    do (mutt's ``record``); the folder, or None without IMAP. The mail has left already, so a
+    failure is a warning on standard error, never the command's failure."""
+    if client.account.imap is None:
+        return None
+    try:
+        with client.imap() as session:
+            folder = session.sent_folder()
+            session.append(folder, raw, [SEEN])
+    except (UserError, ConnectionFailed, ConfigError) as exc:
+        click.echo(f"pillarbox mail: warning: sent, but no copy kept in Sent: {exc}", err=True)
+        return None
+    return folder
+
+
 def _deliver(
-    client: Client, outgoing: compose.Outgoing, dry_run: bool, *, require_tls: bool = False
+    client: Client,
+    outgoing: compose.Outgoing,
+    dry_run: bool,
+    *,
+    sent_copy: bool,
+    require_tls: bool = False,
 ) -> bool:
-    """Send (or print, for --dry-run); True if every recipient was accepted. ``require_tls``:
-    given with REQUIRETLS (RFC 8689)."""
+    """Send (or print, for --dry-run), then keep a copy in Sent when ``sent_copy``; True if
+    every recipient was accepted. ``require_tls``: given with REQUIRETLS (RFC 8689)."""
     message_id = str(outgoing.message["Message-ID"])
     if dry_run:
         if client.options.as_json:
@@ -368,29 +389,40 @@ def _deliver(
                         "message_id": message_id,
                         "sender": outgoing.sender,
                         "recipients": list(outgoing.recipients),
-                        "message": outgoing.as_bytes().decode("utf-8", "replace"),
+                        "message": outgoing.raw.decode("utf-8", "replace"),
                     }
                 )
             )
         else:
-            click.echo(outgoing.as_bytes().decode("utf-8", "replace").replace("\r\n", "\n"))
+            click.echo(outgoing.raw.decode("utf-8", "replace").replace("\r\n", "\n"))
             if outgoing.bcc:
                 click.echo(f"(Bcc, envelope only: {', '.join(outgoing.bcc)})", err=True)
         return True
     refused = client.submit(outgoing, require_tls=require_tls)
     accepted = [r for r in outgoing.recipients if r not in refused]
+    kept = _keep_sent_copy(client, outgoing.raw) if sent_copy else None
     client.emit(
         {
             "message_id": message_id,
             "accepted": accepted,
             "refused": {r: f"{c} {t.decode('utf-8', 'replace')}" for r, (c, t) in refused.items()},
+            "sent_copy": kept,
         },
         f"sent {message_id} to {', '.join(accepted)}"
         + "".join(
             f"\nrefused {r}: {c} {t.decode('utf-8', 'replace')}" for r, (c, t) in refused.items()
-        ),
+        )
+        + (f"\ncopy kept in {kept}" if kept else ""),
     )
     return not refused
+
+
+_sent_copy_option = click.option(
+    "--sent-copy/--no-sent-copy",
+    default=True,
+    show_default=True,
+    help="After sending, keep a copy in the account's Sent folder over IMAP (if it has IMAP).",
+)
 
 
 def _finish(all_accepted: bool) -> None:
@@ -422,6 +454,7 @@ def _finish(all_accepted: bool) -> None:
     help="REQUIRETLS (RFC 8689): the message travels only over authenticated TLS, or comes"
     " back; refused here if the server does not offer it.",
 )
+@_sent_copy_option
 @client_options
 def send(
     to: tuple[str, ...],
@@ -432,6 +465,7 @@ def send(
     body_file: Path | None,
     dry_run: bool,
     require_tls: bool,
+    sent_copy: bool,
 ) -> None:
     """Compose a message and submit it over SMTP."""
     if not (to or cc or bcc):
@@ -447,7 +481,8 @@ def send(
         body=_body(body_file),
         attachments=[compose.file_attachment(p) for p in attach],
     )
-    _finish(_deliver(client, compose.build(draft), dry_run, require_tls=require_tls))
+    outgoing = compose.build(draft)
+    _finish(_deliver(client, outgoing, dry_run, sent_copy=sent_copy, require_tls=require_tls))
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -621,8 +656,16 @@ def _mark(client: Client, folder: str, uid: int, flag: str) -> None:
 @click.option("--all", "reply_all", is_flag=True, help="Reply to all recipients too.")
 @click.option("--body-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--dry-run", is_flag=True, help="Print the reply instead of sending it.")
+@_sent_copy_option
 @client_options
-def reply(uid: int, folder: str, reply_all: bool, body_file: Path | None, dry_run: bool) -> None:
+def reply(
+    uid: int,
+    folder: str,
+    reply_all: bool,
+    body_file: Path | None,
+    dry_run: bool,
+    sent_copy: bool,
+) -> None:
     """Reply to a message (text from --body-file, standard input or $EDITOR), quoting it."""
     client = current_client()
     original = _fetch_readable(client, folder, uid)
@@ -642,7 +685,7 @@ def reply(uid: int, folder: str, reply_all: bool, body_file: Path | None, dry_ru
         in_reply_to=in_reply_to,
         references=references,
     )
-    accepted = _deliver(client, compose.build(draft), dry_run)
+    accepted = _deliver(client, compose.build(draft), dry_run, sent_copy=sent_copy)
     if not dry_run:
         _mark(client, folder, uid, ANSWERED)
     _finish(accepted)
@@ -662,6 +705,7 @@ def reply(uid: int, folder: str, reply_all: bool, body_file: Path | None, dry_ru
 )
 @click.option("--body-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--dry-run", is_flag=True)
+@_sent_copy_option
 @client_options
 def forward(
     uid: int,
@@ -672,6 +716,7 @@ def forward(
     inline: bool,
     body_file: Path | None,
     dry_run: bool,
+    sent_copy: bool,
 ) -> None:
     """Forward a message, attached (default) or inline, with an optional note."""
     client = current_client()
@@ -691,7 +736,7 @@ def forward(
         attachments=_original_attachments(original) if inline else (),
         attached_messages=() if inline else (original.raw,),
     )
-    accepted = _deliver(client, compose.build(draft), dry_run)
+    accepted = _deliver(client, compose.build(draft), dry_run, sent_copy=sent_copy)
     if not dry_run:
         _mark(client, folder, uid, FORWARDED)
     _finish(accepted)

@@ -38,12 +38,12 @@ class Outgoing:
     """A message ready to submit: the bytes to send and every envelope recipient."""
 
     message: EmailMessage
+    #: The message serialised once: the bytes submitted are the bytes kept in Sent (a second
+    #: serialisation could choose other MIME boundaries).
+    raw: bytes
     sender: str
     recipients: tuple[str, ...]
     bcc: tuple[str, ...] = ()
-
-    def as_bytes(self) -> bytes:
-        return self.message.as_bytes(policy=SEND_POLICY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,13 @@ def build(draft: Draft, *, now: datetime | None = None) -> Outgoing:
     for raw in draft.attached_messages:
         msg.add_attachment(message_from_bytes(raw, policy=SEND_POLICY))
     recipients = tuple(dict.fromkeys(a.lower() for _, a in (*to, *cc, *bcc)))
-    return Outgoing(msg, draft.from_address, recipients, tuple(a for _, a in bcc))
+    return Outgoing(
+        msg,
+        msg.as_bytes(policy=SEND_POLICY),
+        draft.from_address,
+        recipients,
+        tuple(a for _, a in bcc),
+    )
 
 
 def _attach(msg: EmailMessage, attached: AttachedFile) -> None:

@@ -50,7 +50,7 @@ def submit(
             refused = client.sendmail(
                 outgoing.sender,
                 list(outgoing.recipients),
-                outgoing.as_bytes(),
+                outgoing.raw,
                 mail_options=options,
             )
         finally:

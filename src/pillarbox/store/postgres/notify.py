@@ -27,6 +27,11 @@ Implementation notes:
   (``directory_ttl_ms``) bounds how long a node answers from what it kept. A payload that
   does not parse (another program on the channel) forgets everything: a wasted read, never a
   stale answer.
+- **Queue wake-up** (``pillarbox queue flush``/``retry``, :meth:`Store.wake_queue`): the
+  payload ``!``; every node's listener calls its store's ``queue_wake`` and so wakes its queue
+  runner at once instead of at its next ``poll_interval`` scan. Sent outside any transaction
+  after the retry committed, so a runner woken by it finds the recipients due. A lost one
+  (LISTEN connection down) costs that wait, nothing more.
 - **Barrier** (:meth:`ChangeListener.barrier`): PostgreSQL delivers notifications in commit
   order, so once a node hears a notification it sent itself, it has handled every one
   committed before it (tests use this to wait for another node's write without sleeping).
@@ -74,6 +79,7 @@ EVIDENCE: Forget = ("evidence",)
 #: A Forget payload begins with this, a barrier with the other (a change line with a digit).
 _FORGET_MARK = "~"
 _BARRIER_MARK = "?"
+_QUEUE_WAKE = "!"
 
 
 def channel_for(schema: str) -> str:
@@ -162,10 +168,15 @@ async def send_forget(
     await conn.execute("SELECT pg_notify(%s, %s)", (channel, encode_forget(items)))
 
 
+async def send_queue_wake(conn: psycopg.AsyncConnection[TupleRow], channel: str) -> None:
+    """NOTIFY every node's queue runner to scan for due work now."""
+    await conn.execute("SELECT pg_notify(%s, %s)", (channel, _QUEUE_WAKE))
+
+
 class ChangeListener:
-    """One LISTEN connection feeding a :class:`ChangeHub`, and the store's ``forget`` (None:
-    everything) with what other nodes' writes changed of its kept lookups; reconnects when it
-    breaks."""
+    """One LISTEN connection feeding a :class:`ChangeHub`, the store's ``forget`` (None:
+    everything) with what other nodes' writes changed of its kept lookups, and its
+    ``queue_wake`` with each queue wake-up; reconnects when it breaks."""
 
     def __init__(
         self,
@@ -173,6 +184,7 @@ class ChangeListener:
         channel: str,
         hub: ChangeHub,
         forget: Callable[[Sequence[Forget] | None], None],
+        queue_wake: Callable[[], None],
         *,
         retry_delay: float,
         timeout: float,
@@ -181,6 +193,7 @@ class ChangeListener:
         self._channel = channel
         self._hub = hub
         self._forget = forget
+        self._queue_wake = queue_wake
         self._barriers: dict[str, asyncio.Future[None]] = {}
         self._retry_delay = retry_delay
         self._timeout = timeout
@@ -237,6 +250,9 @@ class ChangeListener:
                         heard = self._barriers.get(notify.payload)
                         if heard is not None and not heard.done():
                             heard.set_result(None)
+                        continue
+                    if notify.payload == _QUEUE_WAKE:
+                        self._queue_wake()
                         continue
                     if notify.payload.startswith(_FORGET_MARK):
                         self._forget(decode_forget(notify.payload))

@@ -291,6 +291,7 @@ class PostgresStore:
         self._channel = ""
         self._indexer: asyncio.Task[None] | None = None
         self._text_arrived = asyncio.Event()
+        self._queue_wakes: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -322,6 +323,7 @@ class PostgresStore:
                 self._channel,
                 self._hub,
                 self._forget_kept,
+                self._queue_woken,
                 retry_delay=self._limits.listen_retry,
                 timeout=self._limits.timeout,
             )
@@ -644,6 +646,19 @@ class PostgresStore:
                 "WHERE %(domain)s::text IS NULL OR domain = %(domain)s "
                 'ORDER BY address COLLATE "C"',
                 {"domain": domain},
+            )
+            return [_account(row) for row in rows]
+
+        return await self._read(query)
+
+    async def list_admins(self, domain: str) -> list[Account]:
+        async def query(conn: Conn) -> list[Account]:
+            rows = await _all(
+                conn,
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE is_admin AND (domain = %(d)s "
+                "OR NOT EXISTS (SELECT 1 FROM accounts WHERE domain = %(d)s AND is_admin)) "
+                'ORDER BY address COLLATE "C"',
+                {"d": domain},
             )
             return [_account(row) for row in rows]
 
@@ -1763,6 +1778,17 @@ class PostgresStore:
                 raise NotFound(f"no queued message {message_id}")
 
         await self._write(op)
+
+    async def wake_queue(self) -> None:
+        # Every node's listener hears it, this one's included: one path for all of them.
+        await self._read(lambda conn: notify.send_queue_wake(conn, self._channel))
+
+    def on_queue_wake(self, callback: Callable[[], None]) -> None:
+        self._queue_wakes.append(callback)
+
+    def _queue_woken(self) -> None:
+        for callback in self._queue_wakes:
+            callback()
 
     # -- account settings and tokens (see .accountdata) ------------------------------------------
     async def get_settings(self, account_id: int) -> AccountSettings:

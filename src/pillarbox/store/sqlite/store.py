@@ -302,6 +302,7 @@ class SqliteStore:
         self._evidence = SpamEvidenceCache(limits.directory_ttl_ms / 1000, limits.directory_entries)
         self._deltas = SharedReads(self._read_delta)
         self._claims = SharedReads(self._claim_write)
+        self._queue_wakes: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -621,6 +622,18 @@ class SqliteStore:
                     f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE domain = ? ORDER BY address",
                     (domain,),
                 )
+            return [_account(row) for row in rows]
+
+        return await self._read(query)
+
+    async def list_admins(self, domain: str) -> list[Account]:
+        def query(conn: sqlite3.Connection) -> list[Account]:
+            rows = conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE is_admin AND (domain = ?1 OR "
+                "NOT EXISTS (SELECT 1 FROM accounts WHERE domain = ?1 AND is_admin)) "
+                "ORDER BY address",
+                (domain,),
+            )
             return [_account(row) for row in rows]
 
         return await self._read(query)
@@ -2304,6 +2317,15 @@ class SqliteStore:
                 raise NotFound(f"no queued message {message_id}")
 
         await self._write(op)
+
+    async def wake_queue(self) -> None:
+        # No channel between processes here: another process's server is reached through its
+        # control socket (pillarbox.net.control).
+        for callback in self._queue_wakes:
+            callback()
+
+    def on_queue_wake(self, callback: Callable[[], None]) -> None:
+        self._queue_wakes.append(callback)
 
 
 # -- connections ---------------------------------------------------------------------------------
