@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from pillarbox.errors import ConfigError, NotFound, StorageError, TooManyEntries
+from pillarbox.errors import ConfigError, NotFound, SchemaTooNew, StorageError, TooManyEntries
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
@@ -234,7 +234,10 @@ async def nodes(migrated_url: str) -> AsyncIterator[tuple[PostgresStore, Postgre
 
 
 # -- schema and connections ------------------------------------------------------------------------
-async def test_nodes_opening_together_migrate_once(url: str) -> None:
+async def test_nodes_opening_together_migrate_once(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pillarbox.store")
     stores = [PostgresStore(url) for _ in range(3)]
     await asyncio.gather(*(store.open() for store in stores))
     for store in stores:
@@ -242,6 +245,13 @@ async def test_nodes_opening_together_migrate_once(url: str) -> None:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         cur = await conn.execute("SELECT version FROM schema_version ORDER BY version")
         assert [row[0] for row in await cur.fetchall()] == [m.version for m in MIGRATIONS]
+    # The node that applied a migration logs it, the others found it done: one line each.
+    logged = [
+        r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "schema upgraded"
+    ]
+    assert sorted(f["version"] for f in logged) == [m.version for m in MIGRATIONS]
 
 
 async def test_refuses_a_newer_schema(url: str) -> None:
@@ -250,8 +260,9 @@ async def test_refuses_a_newer_schema(url: str) -> None:
     await store.close()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'x')")
-    with pytest.raises(StorageError, match="newer"):
+    with pytest.raises(SchemaTooNew, match="newer") as refused:
         await PostgresStore(url).open()
+    assert (refused.value.found, refused.value.known) == (99, MIGRATIONS[-1].version)
 
 
 async def test_sessions_commit_durably_in_utc(database: TestDatabase) -> None:

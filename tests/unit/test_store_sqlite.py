@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pillarbox.errors import ConfigError, QuotaExceeded, StorageError
+from pillarbox.errors import ConfigError, QuotaExceeded, SchemaTooNew, StorageError
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import BlobMode, FileBlobStore, blob_id_of
 from pillarbox.store.feed import ChangeHub
@@ -257,8 +258,34 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("INSERT INTO schema_version (version, description) VALUES (?, 'future')", (99,))
     conn.close()
-    with pytest.raises(StorageError, match="newer"):
+    with pytest.raises(SchemaTooNew, match="newer") as refused:
         await SqliteStore(path).open()
+    assert (refused.value.found, refused.value.known) == (99, MIGRATIONS[-1].version)
+
+
+async def test_each_migration_applied_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator upgrading reads which migrations ran and how long each took; a restart
+    runs (and logs) none."""
+    path = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=28)
+    conn.close()
+    caplog.set_level(logging.INFO, logger="pillarbox.store")
+    for _ in range(2):
+        store = SqliteStore(path)
+        await store.open()
+        await store.close()
+    logged = [
+        r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "schema upgraded"
+    ]
+    assert [(f["was"], f["version"]) for f in logged] == [
+        (m.version - 1, m.version) for m in MIGRATIONS[28:]
+    ]
+    assert all(f["seconds"] >= 0 and f["description"] for f in logged)
 
 
 async def test_durability_pragmas(sqlite_store: SqliteStore) -> None:
