@@ -265,6 +265,20 @@ async def test_refuses_a_newer_schema(url: str) -> None:
     assert (refused.value.found, refused.value.known) == (99, MIGRATIONS[-1].version)
 
 
+async def test_an_open_store_notices_a_newer_schema(url: str) -> None:
+    """A later Pillarbox (another node) migrating the database under an open store."""
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        await store.check_schema()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'x')")
+        with pytest.raises(SchemaTooNew, match="version 99 is newer"):
+            await store.check_schema()
+    finally:
+        await store.close()
+
+
 async def test_sessions_commit_durably_in_utc(database: TestDatabase) -> None:
     # A server (here: the database) with synchronous_commit off still gets durable commits.
     async with await psycopg.AsyncConnection.connect(database.url, autocommit=True) as conn:

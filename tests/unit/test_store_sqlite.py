@@ -288,6 +288,16 @@ async def test_each_migration_applied_is_logged_once(
     assert all(f["seconds"] >= 0 and f["description"] for f in logged)
 
 
+async def test_an_open_store_notices_a_newer_schema(sqlite_store: SqliteStore) -> None:
+    """A later Pillarbox (another process) migrating the database under an open store."""
+    await sqlite_store.check_schema()
+    conn = sqlite3.connect(sqlite_store.path, isolation_level=None)
+    conn.execute("INSERT INTO schema_version (version, description) VALUES (?, 'later')", (99,))
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="version 99 is newer"):
+        await sqlite_store.check_schema()
+
+
 async def test_durability_pragmas(sqlite_store: SqliteStore) -> None:
     conn = sqlite3.connect(sqlite_store.path)
     try:

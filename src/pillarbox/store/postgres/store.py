@@ -63,6 +63,7 @@ from pillarbox.errors import (
     NotFound,
     PillarboxError,
     QuotaExceeded,
+    SchemaTooNew,
     StorageError,
     UserError,
 )
@@ -95,7 +96,7 @@ from pillarbox.store.postgres import (
     spamdata,
     tlsdata,
 )
-from pillarbox.store.postgres.migrations import migrate
+from pillarbox.store.postgres.migrations import LATEST_VERSION, migrate, schema_version
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
 from pillarbox.store.threadrows import thread_keys
@@ -541,6 +542,11 @@ class PostgresStore:
             return Domain(row[0], row[1]) if row else None
 
         return await self._directory.lookup(("domain", name), lambda: self._read(query))
+
+    async def check_schema(self) -> None:
+        version = await self._read(schema_version)
+        if version > LATEST_VERSION:
+            raise SchemaTooNew(version, LATEST_VERSION)
 
     async def list_domains(self) -> list[Domain]:
         async def query(conn: Conn) -> tuple[Domain, ...]:

@@ -57,6 +57,7 @@ from pillarbox.errors import (
     InvalidName,
     NotFound,
     QuotaExceeded,
+    SchemaTooNew,
     StorageError,
     UserError,
 )
@@ -91,7 +92,7 @@ from pillarbox.store.sqlite import (
     tlsdata,
     webdata,
 )
-from pillarbox.store.sqlite.migrations import migrate
+from pillarbox.store.sqlite.migrations import LATEST_VERSION, migrate, schema_version
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.threadrows import thread_keys
@@ -517,6 +518,11 @@ class SqliteStore:
             return Domain(found[0], _from_us(found[1])) if found else None
 
         return await self._read_directory(("domain", name), query)
+
+    async def check_schema(self) -> None:
+        version = await self._read(schema_version)
+        if version > LATEST_VERSION:
+            raise SchemaTooNew(version, LATEST_VERSION)
 
     async def list_domains(self) -> list[Domain]:
         def query(conn: sqlite3.Connection) -> tuple[Domain, ...]:
