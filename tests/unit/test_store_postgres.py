@@ -254,6 +254,51 @@ async def test_nodes_opening_together_migrate_once(
     assert sorted(f["version"] for f in logged) == [m.version for m in MIGRATIONS]
 
 
+async def test_messages_an_old_node_left_without_a_thread_are_threaded_at_open(
+    migrated_url: str,
+) -> None:
+    """A node from before migration 24, still running while another node upgraded the store,
+    inserts messages at the thread column's default, 0, with no thread keys: the next open
+    threads them as a delivery would (docs/upgrading.md)."""
+    store = PostgresStore(migrated_url)
+    await store.open()
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    parent = f"From: b@{DOMAIN}\r\nSubject: s\r\nMessage-ID: <p@x>\r\n\r\nbody\r\n".encode()
+    await store.deliver(parent, parse_message(parent), [DeliveryTarget(account.id)])
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT string_agg(column_name, ', ') FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'messages' "
+            "AND is_generated = 'NEVER'"
+        )
+        columns = psycopg.sql.SQL(str((await cur.fetchall())[0][0]))
+        for uid, message_id, in_reply_to, refs in ((2, "r@x", "p@x", ["p@x"]), (3, "u@x", "", [])):
+            # As the old node wrote them: no thread, no thread keys.
+            await conn.execute("CREATE TEMP TABLE old_row AS SELECT * FROM messages WHERE uid = 1")
+            await conn.execute(
+                "UPDATE old_row SET uid = %s, message_id = %s, in_reply_to = %s, refs = %s, "
+                "thread = 0",
+                (uid, message_id, in_reply_to, refs),
+            )
+            await conn.execute(
+                psycopg.sql.SQL("INSERT INTO messages ({0}) SELECT {0} FROM old_row").format(
+                    columns
+                )
+            )
+            await conn.execute("DROP TABLE old_row")
+        await conn.execute("UPDATE mailboxes SET uidnext = 4 WHERE name = 'INBOX'")
+    store = PostgresStore(migrated_url)
+    await store.open()
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(migrated_url) as conn:
+        cur = await conn.execute("SELECT uid, thread FROM messages ORDER BY uid")
+        threads = dict(await cur.fetchall())
+    assert 0 not in threads.values()
+    assert threads[2] == threads[1] != threads[3]
+
+
 async def test_refuses_a_newer_schema(url: str) -> None:
     store = PostgresStore(url)
     await store.open()

@@ -250,6 +250,42 @@ async def test_schedule_tags_are_backfilled_by_migration_40(tmp_path: Path) -> N
         await upgraded.close()
 
 
+async def test_messages_an_old_server_left_without_a_thread_are_threaded_at_open(
+    tmp_path: Path,
+) -> None:
+    """A server from before migration 29, still running while a newer process upgraded the
+    store, inserts messages at the thread column's default, 0, with no thread keys: the next
+    open threads them as a delivery would (seen in an upgrade, docs/upgrading.md)."""
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    parent = f"From: b@{DOMAIN}\r\nSubject: s\r\nMessage-ID: <p@x>\r\n\r\nbody\r\n".encode()
+    await store.deliver(parent, parse_message(parent), [DeliveryTarget(account.id)])
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    for uid, message_id, in_reply_to, refs in ((2, "r@x", "p@x", '["p@x"]'), (3, "u@x", "", "[]")):
+        conn.execute(  # as the old server wrote them: no thread, no thread keys
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, "
+            "size, blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
+            "in_reply_to, refs) SELECT mailbox_id, ?, modseq, flags, internal_date + ?, "
+            "saved_date, size, blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, "
+            "?, ?, ? FROM messages WHERE uid = 1",
+            (uid, uid, message_id, in_reply_to, refs),
+        )
+    conn.execute("UPDATE mailboxes SET uidnext = 4 WHERE name = 'INBOX'")
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(path)
+    threads = dict(conn.execute("SELECT uid, thread FROM messages ORDER BY uid").fetchall())
+    conn.close()
+    assert 0 not in threads.values()
+    assert threads[2] == threads[1] != threads[3]
+
+
 async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = SqliteStore(path)

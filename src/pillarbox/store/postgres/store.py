@@ -303,6 +303,7 @@ class PostgresStore:
                 self.conninfo, autocommit=True, connect_timeout=max(1, int(self._limits.timeout))
             ) as conn:
                 await migrate(conn)
+                await _thread_unthreaded(conn)
                 cur = await conn.execute("SELECT current_schema()")
                 row = await cur.fetchone()
             if row is None or row[0] is None:
@@ -2612,6 +2613,32 @@ async def _thread_of(conn: Conn, account_id: int, keys: list[str]) -> int:
         {"account": account_id, "keys": keys},
     )
     return int(row[0])
+
+
+async def _thread_unthreaded(conn: Conn) -> None:
+    """Thread the messages left at thread 0, the column's default, by the rule of a delivery,
+    in arrival order: rows a node from before migration 24 wrote while it still ran on a
+    store another node had upgraded (docs/upgrading.md). Normally there are none: one read at
+    open, whose answer is empty."""
+    rows = await _all(
+        conn,
+        "SELECT b.account_id, m.mailbox_id, m.uid, m.message_id, m.in_reply_to, m.refs, "
+        "s.sha256 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+        "JOIN blobs s ON s.id = m.blob WHERE m.thread = 0 "
+        "ORDER BY m.internal_date, m.mailbox_id, m.uid",
+    )
+    if not rows:
+        return
+    async with conn.transaction():
+        # As a delivery: the accounts' locks, so a message arriving meanwhile meets its thread.
+        await _lock_accounts(conn, {row[0] for row in rows})
+        for account_id, mailbox_id, uid, message_id, in_reply_to, refs, digest in rows:
+            keys = thread_keys(message_id, in_reply_to, refs, digest)
+            await conn.execute(
+                "UPDATE messages SET thread = %s WHERE mailbox_id = %s AND uid = %s AND thread = 0",
+                (await _thread_of(conn, account_id, keys), mailbox_id, uid),
+            )
+    log.warning("messages without a thread id threaded: %d", len(rows))
 
 
 async def _remove_messages(
