@@ -142,6 +142,11 @@ class ServerSection:
     )
     workers: int = _f(4, "Threads for blocking work (password hashing, parsing large messages).")
     shutdown_grace: float = _f(10.0, "Seconds to let in-flight transactions finish on SIGTERM.")
+    schema_check_interval: float = _f(
+        60.0,
+        "Seconds between checks that no newer Pillarbox has upgraded the store under this "
+        "running one (which then stops: docs/upgrading.md).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1363,6 +1368,7 @@ def _validate(config: Config) -> None:
         ("imap.notify_max_mailboxes", config.imap.notify_max_mailboxes),
         ("imap.metadata_max_total", config.imap.metadata_max_total),
         ("server.workers", config.server.workers),
+        ("server.schema_check_interval", config.server.schema_check_interval),
         ("queue.concurrency", config.queue.concurrency),
         ("queue.per_domain", config.queue.per_domain),
         ("queue.lifetime", config.queue.lifetime),

@@ -70,3 +70,17 @@ class ServerFault(PillarboxError):
 
 class StorageError(ServerFault):
     """The store could not complete an operation."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was upgraded by a later Pillarbox: this one refuses it rather than guess at
+    tables it does not know (going back needs the backup taken before the upgrade)."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(
+            f"database schema version {found} is newer than this Pillarbox ({known}): a later "
+            "version upgraded it; run that version, or restore the backup taken before the "
+            "upgrade (docs/upgrading.md)"
+        )
+        self.found = found
+        self.known = known

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -203,6 +204,25 @@ def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     result = run_pillarbox(tmp_path, "status")
     assert result.returncode == 2
     assert "listeners.imap.port" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("status",), ("serve",), ("domain", "add", "example.net")])
+def test_a_database_from_a_later_version_is_refused_in_one_line(
+    initialised: Path, command: tuple[str, ...]
+) -> None:
+    """A downgrade attempt (this code on a database a later version upgraded) says what
+    happened and what to do, once, instead of a traceback, and leaves the database as it was."""
+    database = initialised / "data" / "pillarbox.sqlite3"
+    conn = sqlite3.connect(database, isolation_level=None)
+    conn.execute("INSERT INTO schema_version (version, description) VALUES (?, 'later')", (999,))
+    conn.close()
+    before = database.read_bytes()
+    result = run_pillarbox(initialised, *command)
+    assert result.returncode == 1
+    assert result.stderr.startswith("pillarbox: database schema version 999 is newer than this ")
+    assert "restore the backup taken before the upgrade" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert database.read_bytes() == before
 
 
 def test_missing_config_is_a_configuration_error(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import smtplib
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +19,15 @@ from pillarbox import config as cfg
 LISTENERS = ("smtp", "submission", "pop3", "pop3s")
 
 
-def write_config(tmp_path: Path) -> Path:
+def write_config(tmp_path: Path, schema_check_interval: float = 60.0) -> Path:
     config = cfg.dev_config(str(tmp_path / "data"))
     listeners = cfg.Listeners(
         **{name: cfg.Listener(port=0, enabled=name in LISTENERS) for name in cfg.LISTENER_DOCS}
     )
     import dataclasses
 
-    config = dataclasses.replace(config, listeners=listeners)
+    server = dataclasses.replace(config.server, schema_check_interval=schema_check_interval)
+    config = dataclasses.replace(config, listeners=listeners, server=server)
     path = tmp_path / "pillarbox.toml"
     path.write_text(cfg.render_toml(config))
     return path
@@ -71,6 +73,27 @@ def test_serve_prints_endpoints_serves_and_stops(tmp_path: Path, sig: signal.Sig
     assert frozen is not None and int(frozen.group(1)) > 10_000, stderr
     # The spam filter's model is read before the first message needs it.
     assert "spam model read ahead" in stderr
+
+
+def test_serve_stops_when_a_later_version_upgrades_the_store(tmp_path: Path) -> None:
+    """A newer Pillarbox migrated the database under this running one (another node, or an
+    admin command of the new version run before this server was stopped): it stops cleanly,
+    saying why, rather than go on writing rows without the new migrations' columns."""
+    process, ports = start(write_config(tmp_path, schema_check_interval=0.2))
+    try:
+        assert set(ports) == set(LISTENERS), ports
+        conn = sqlite3.connect(tmp_path / "data" / "pillarbox.sqlite3", isolation_level=None)
+        conn.execute("INSERT INTO schema_version (version, description) VALUES (999, 'later')")
+        conn.close()
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, stderr
+    assert "the store was upgraded under this server; stopping" in stderr
+    assert "stopped" in stderr
+    assert "pillarbox: database schema version 999 is newer than this Pillarbox" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from pillarbox.errors import ConfigError, NotFound, StorageError, TooManyEntries
+from pillarbox.errors import ConfigError, NotFound, SchemaTooNew, StorageError, TooManyEntries
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
@@ -234,7 +234,10 @@ async def nodes(migrated_url: str) -> AsyncIterator[tuple[PostgresStore, Postgre
 
 
 # -- schema and connections ------------------------------------------------------------------------
-async def test_nodes_opening_together_migrate_once(url: str) -> None:
+async def test_nodes_opening_together_migrate_once(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pillarbox.store")
     stores = [PostgresStore(url) for _ in range(3)]
     await asyncio.gather(*(store.open() for store in stores))
     for store in stores:
@@ -242,6 +245,58 @@ async def test_nodes_opening_together_migrate_once(url: str) -> None:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         cur = await conn.execute("SELECT version FROM schema_version ORDER BY version")
         assert [row[0] for row in await cur.fetchall()] == [m.version for m in MIGRATIONS]
+    # The node that applied a migration logs it, the others found it done: one line each.
+    logged = [
+        r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "schema upgraded"
+    ]
+    assert sorted(f["version"] for f in logged) == [m.version for m in MIGRATIONS]
+
+
+async def test_messages_an_old_node_left_without_a_thread_are_threaded_at_open(
+    migrated_url: str,
+) -> None:
+    """A node from before migration 24, still running while another node upgraded the store,
+    inserts messages at the thread column's default, 0, with no thread keys: the next open
+    threads them as a delivery would (docs/upgrading.md)."""
+    store = PostgresStore(migrated_url)
+    await store.open()
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    parent = f"From: b@{DOMAIN}\r\nSubject: s\r\nMessage-ID: <p@x>\r\n\r\nbody\r\n".encode()
+    await store.deliver(parent, parse_message(parent), [DeliveryTarget(account.id)])
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT string_agg(column_name, ', ') FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'messages' "
+            "AND is_generated = 'NEVER'"
+        )
+        columns = psycopg.sql.SQL(str((await cur.fetchall())[0][0]))
+        for uid, message_id, in_reply_to, refs in ((2, "r@x", "p@x", ["p@x"]), (3, "u@x", "", [])):
+            # As the old node wrote them: no thread, no thread keys.
+            await conn.execute("CREATE TEMP TABLE old_row AS SELECT * FROM messages WHERE uid = 1")
+            await conn.execute(
+                "UPDATE old_row SET uid = %s, message_id = %s, in_reply_to = %s, refs = %s, "
+                "thread = 0",
+                (uid, message_id, in_reply_to, refs),
+            )
+            await conn.execute(
+                psycopg.sql.SQL("INSERT INTO messages ({0}) SELECT {0} FROM old_row").format(
+                    columns
+                )
+            )
+            await conn.execute("DROP TABLE old_row")
+        await conn.execute("UPDATE mailboxes SET uidnext = 4 WHERE name = 'INBOX'")
+    store = PostgresStore(migrated_url)
+    await store.open()
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(migrated_url) as conn:
+        cur = await conn.execute("SELECT uid, thread FROM messages ORDER BY uid")
+        threads = dict(await cur.fetchall())
+    assert 0 not in threads.values()
+    assert threads[2] == threads[1] != threads[3]
 
 
 async def test_refuses_a_newer_schema(url: str) -> None:
@@ -250,8 +305,23 @@ async def test_refuses_a_newer_schema(url: str) -> None:
     await store.close()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'x')")
-    with pytest.raises(StorageError, match="newer"):
+    with pytest.raises(SchemaTooNew, match="newer") as refused:
         await PostgresStore(url).open()
+    assert (refused.value.found, refused.value.known) == (99, MIGRATIONS[-1].version)
+
+
+async def test_an_open_store_notices_a_newer_schema(url: str) -> None:
+    """A later Pillarbox (another node) migrating the database under an open store."""
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        await store.check_schema()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'x')")
+        with pytest.raises(SchemaTooNew, match="version 99 is newer"):
+            await store.check_schema()
+    finally:
+        await store.close()
 
 
 async def test_sessions_commit_durably_in_utc(database: TestDatabase) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pillarbox.errors import ConfigError, QuotaExceeded, StorageError
+from pillarbox.errors import ConfigError, QuotaExceeded, SchemaTooNew, StorageError
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import BlobMode, FileBlobStore, blob_id_of
 from pillarbox.store.feed import ChangeHub
@@ -249,6 +250,42 @@ async def test_schedule_tags_are_backfilled_by_migration_40(tmp_path: Path) -> N
         await upgraded.close()
 
 
+async def test_messages_an_old_server_left_without_a_thread_are_threaded_at_open(
+    tmp_path: Path,
+) -> None:
+    """A server from before migration 29, still running while a newer process upgraded the
+    store, inserts messages at the thread column's default, 0, with no thread keys: the next
+    open threads them as a delivery would (seen in an upgrade, docs/upgrading.md)."""
+    path = tmp_path / "db.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    parent = f"From: b@{DOMAIN}\r\nSubject: s\r\nMessage-ID: <p@x>\r\n\r\nbody\r\n".encode()
+    await store.deliver(parent, parse_message(parent), [DeliveryTarget(account.id)])
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    for uid, message_id, in_reply_to, refs in ((2, "r@x", "p@x", '["p@x"]'), (3, "u@x", "", "[]")):
+        conn.execute(  # as the old server wrote them: no thread, no thread keys
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, saved_date, "
+            "size, blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, message_id, "
+            "in_reply_to, refs) SELECT mailbox_id, ?, modseq, flags, internal_date + ?, "
+            "saved_date, size, blob, digest, sent_date, subject, from_addr, to_addr, cc_addr, "
+            "?, ?, ? FROM messages WHERE uid = 1",
+            (uid, uid, message_id, in_reply_to, refs),
+        )
+    conn.execute("UPDATE mailboxes SET uidnext = 4 WHERE name = 'INBOX'")
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(path)
+    threads = dict(conn.execute("SELECT uid, thread FROM messages ORDER BY uid").fetchall())
+    conn.close()
+    assert 0 not in threads.values()
+    assert threads[2] == threads[1] != threads[3]
+
+
 async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = SqliteStore(path)
@@ -257,8 +294,44 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("INSERT INTO schema_version (version, description) VALUES (?, 'future')", (99,))
     conn.close()
-    with pytest.raises(StorageError, match="newer"):
+    with pytest.raises(SchemaTooNew, match="newer") as refused:
         await SqliteStore(path).open()
+    assert (refused.value.found, refused.value.known) == (99, MIGRATIONS[-1].version)
+
+
+async def test_each_migration_applied_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator upgrading reads which migrations ran and how long each took; a restart
+    runs (and logs) none."""
+    path = tmp_path / "db.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=28)
+    conn.close()
+    caplog.set_level(logging.INFO, logger="pillarbox.store")
+    for _ in range(2):
+        store = SqliteStore(path)
+        await store.open()
+        await store.close()
+    logged = [
+        r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "schema upgraded"
+    ]
+    assert [(f["was"], f["version"]) for f in logged] == [
+        (m.version - 1, m.version) for m in MIGRATIONS[28:]
+    ]
+    assert all(f["seconds"] >= 0 and f["description"] for f in logged)
+
+
+async def test_an_open_store_notices_a_newer_schema(sqlite_store: SqliteStore) -> None:
+    """A later Pillarbox (another process) migrating the database under an open store."""
+    await sqlite_store.check_schema()
+    conn = sqlite3.connect(sqlite_store.path, isolation_level=None)
+    conn.execute("INSERT INTO schema_version (version, description) VALUES (?, 'later')", (99,))
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="version 99 is newer"):
+        await sqlite_store.check_schema()
 
 
 async def test_durability_pragmas(sqlite_store: SqliteStore) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
-from pillarbox.errors import ConfigError, UserError
+from pillarbox.errors import ConfigError, SchemaTooNew, UserError
 
 if TYPE_CHECKING:
     from pillarbox import config as cfg
@@ -178,6 +178,10 @@ class PillarboxGroup(click.Group):
             click.echo(f"pillarbox: configuration error: {exc}", err=True)
             ctx.exit(2)
         except UserError as exc:
+            click.echo(f"pillarbox: {exc}", err=True)
+            ctx.exit(1)
+        except SchemaTooNew as exc:
+            # A downgrade attempt: the refusal is the answer, not a fault to trace.
             click.echo(f"pillarbox: {exc}", err=True)
             ctx.exit(1)
 

@@ -3,13 +3,15 @@
 Start-up order: store (migrations) → TLS (the stored ACME certificate, when ``tls.acme``) →
 listeners → the ACME challenge listener → the authoritative DNS server (when enabled) → the
 policy and its spam model read ahead (when enabled) → background tasks (the queue runner, the
-ACME renewal task, the greylist pruning when greylisting is on, the retention job) → with a
-SQLite store, the control socket (:mod:`.control`); then print where to connect.
+ACME renewal task, the greylist pruning when greylisting is on, the retention job, the check
+that no newer Pillarbox upgraded the store since) → with a SQLite store, the control socket
+(:mod:`.control`); then print where to connect.
 Shutdown on SIGTERM/SIGINT in reverse: stop accepting, tell sessions to wind down
 (``context.shutdown``), give in-flight transactions ``server.shutdown_grace`` seconds, stop
 background tasks (a delivery cut short stays claimed by this node's name and is taken up again
 at the next start), close the store — so an acknowledged message is never lost and a message
-in flight is either acknowledged and stored or not acknowledged at all.
+in flight is either acknowledged and stored or not acknowledged at all. The same stop, exit
+code 1, when that check finds the store upgraded under the server.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones, record_policy
-from pillarbox.errors import ConfigError, StorageError
+from pillarbox.errors import ConfigError, SchemaTooNew, StorageError
 from pillarbox.net.control import ControlSocket
 from pillarbox.net.control import socket_path as control_socket_path
 from pillarbox.net.http import HttpListener, origin
@@ -100,6 +102,10 @@ class Server:
         #: Where ``pillarbox queue flush`` wakes the queue runner, with a SQLite store.
         self.control: ControlSocket | None = None
         self.log = Log("serve")
+        #: Set by a signal, or by the server itself when it must not go on.
+        self.stopping = asyncio.Event()
+        #: Why the server stopped itself, raised once it has stopped.
+        self.fault: SchemaTooNew | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -236,6 +242,7 @@ class Server:
             )
             context.spawn(pruning, "greylist-prune")
         context.spawn(retention.run(context), "retention")
+        context.spawn(self._watch_schema(context), "schema-watch")
         if config.dmarc_reports.enabled:
             context.spawn(reporting.run(context), "dmarc-reports")
         if config.tls_reports.enabled:
@@ -248,6 +255,23 @@ class Server:
                 )
                 context.spawn(following, "acme-tls-alpn")
             context.spawn(self.acme.run(), "acme")
+
+    async def _watch_schema(self, context: Services) -> None:
+        """Stop when a newer Pillarbox has upgraded the store: the schema was checked only at
+        open, and going on would write rows without what the new migrations added (an old
+        PostgreSQL node beside an upgraded one saved contacts with no ETag; docs/upgrading.md).
+        """
+        while not context.shutdown.is_set():
+            await asyncio.sleep(self.config.server.schema_check_interval)
+            try:
+                await context.store.check_schema()
+            except SchemaTooNew as exc:
+                self.log.error("the store was upgraded under this server; stopping", error=str(exc))
+                self.fault = exc
+                self.stopping.set()
+                return
+            except StorageError as exc:  # a store hiccup: the next check retries
+                self.log.warning("schema check failed", error=str(exc))
 
     def _check_metrics_exposure(self, address: str) -> None:
         """Metrics reachable beyond this host without credentials are worth a warning: they
@@ -435,17 +459,18 @@ async def serve_until_signalled(config: Config, banner: Sequence[str] = ()) -> N
     gc.collect()
     gc.freeze()
     server.log.info("start-up heap frozen", objects=gc.get_freeze_count())
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, server.stopping.set)
     lines = [*banner, "Pillarbox is running; connect to:", *(f"  {e}" for e in server.endpoints())]
     lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
     print("\n".join(lines), flush=True)
-    await stop.wait()
+    await server.stopping.wait()
     server.log.info("stopping")
     await server.stop()
     server.log.info("stopped")
+    if server.fault is not None:
+        raise server.fault
 
 
 def run_server(config: Config, banner: Sequence[str] = ()) -> None:

@@ -111,6 +111,11 @@ class Store(Protocol):
     async def close(self) -> None:
         """Finish in-flight writes and release every resource."""
 
+    async def check_schema(self) -> None:
+        """``SchemaTooNew`` if the database has been upgraded past this code since it was
+        opened: a newer Pillarbox (another node, or its admin command) migrated it, and this
+        process would go on writing rows without what the new migrations added."""
+
     # -- domains -------------------------------------------------------------------------------
     async def add_domain(self, name: str) -> Domain: ...
     async def get_domain(self, name: str) -> Domain | None: ...

@@ -25,6 +25,7 @@ Schema invariants the backend relies on (kept by triggers, so no code path can f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -32,7 +33,8 @@ from typing import Any, cast
 import psycopg
 
 from pillarbox import ical, vcard
-from pillarbox.errors import StorageError
+from pillarbox.errors import SchemaTooNew
+from pillarbox.observability.log import Log
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
 from pillarbox.store.types import Contact, new_schedule_tag
 
@@ -976,6 +978,8 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 LATEST_VERSION = MIGRATIONS[-1].version
 
+_log = Log("store")
+
 #: ``pg_advisory_xact_lock`` key serialising migrations between nodes ("pillarbx" in ASCII).
 _MIGRATION_LOCK = 0x70696C6C61726278
 
@@ -999,14 +1003,12 @@ async def migrate(conn: Conn, target: int = LATEST_VERSION) -> int:
     for migration in MIGRATIONS:
         if migration.version > target:
             break
+        started = time.monotonic()
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             current = await schema_version(conn)
             if current > LATEST_VERSION:
-                raise StorageError(
-                    f"database schema version {current} is newer than this Pillarbox "
-                    f"({LATEST_VERSION})"
-                )
+                raise SchemaTooNew(current, LATEST_VERSION)
             if current >= migration.version:
                 continue
             await conn.execute(
@@ -1020,9 +1022,16 @@ async def migrate(conn: Conn, target: int = LATEST_VERSION) -> int:
                 "INSERT INTO schema_version (version, description) VALUES (%s, %s)",
                 (migration.version, migration.description),
             )
+        # Only the node that applied a migration logs it: the others found it done under the
+        # lock. The seconds include the wait for that lock.
+        _log.info(
+            "schema upgraded",
+            version=migration.version,
+            was=current,
+            description=migration.description,
+            seconds=round(time.monotonic() - started, 3),
+        )
     current = await schema_version(conn)
     if current > LATEST_VERSION:
-        raise StorageError(
-            f"database schema version {current} is newer than this Pillarbox ({LATEST_VERSION})"
-        )
+        raise SchemaTooNew(current, LATEST_VERSION)
     return current

@@ -63,6 +63,7 @@ from pillarbox.errors import (
     NotFound,
     PillarboxError,
     QuotaExceeded,
+    SchemaTooNew,
     StorageError,
     UserError,
 )
@@ -95,7 +96,7 @@ from pillarbox.store.postgres import (
     spamdata,
     tlsdata,
 )
-from pillarbox.store.postgres.migrations import migrate
+from pillarbox.store.postgres.migrations import LATEST_VERSION, migrate, schema_version
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
 from pillarbox.store.threadrows import thread_keys
@@ -302,6 +303,7 @@ class PostgresStore:
                 self.conninfo, autocommit=True, connect_timeout=max(1, int(self._limits.timeout))
             ) as conn:
                 await migrate(conn)
+                await _thread_unthreaded(conn)
                 cur = await conn.execute("SELECT current_schema()")
                 row = await cur.fetchone()
             if row is None or row[0] is None:
@@ -541,6 +543,11 @@ class PostgresStore:
             return Domain(row[0], row[1]) if row else None
 
         return await self._directory.lookup(("domain", name), lambda: self._read(query))
+
+    async def check_schema(self) -> None:
+        version = await self._read(schema_version)
+        if version > LATEST_VERSION:
+            raise SchemaTooNew(version, LATEST_VERSION)
 
     async def list_domains(self) -> list[Domain]:
         async def query(conn: Conn) -> tuple[Domain, ...]:
@@ -2606,6 +2613,32 @@ async def _thread_of(conn: Conn, account_id: int, keys: list[str]) -> int:
         {"account": account_id, "keys": keys},
     )
     return int(row[0])
+
+
+async def _thread_unthreaded(conn: Conn) -> None:
+    """Thread the messages left at thread 0, the column's default, by the rule of a delivery,
+    in arrival order: rows a node from before migration 24 wrote while it still ran on a
+    store another node had upgraded (docs/upgrading.md). Normally there are none: one read at
+    open, whose answer is empty."""
+    rows = await _all(
+        conn,
+        "SELECT b.account_id, m.mailbox_id, m.uid, m.message_id, m.in_reply_to, m.refs, "
+        "s.sha256 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
+        "JOIN blobs s ON s.id = m.blob WHERE m.thread = 0 "
+        "ORDER BY m.internal_date, m.mailbox_id, m.uid",
+    )
+    if not rows:
+        return
+    async with conn.transaction():
+        # As a delivery: the accounts' locks, so a message arriving meanwhile meets its thread.
+        await _lock_accounts(conn, {row[0] for row in rows})
+        for account_id, mailbox_id, uid, message_id, in_reply_to, refs, digest in rows:
+            keys = thread_keys(message_id, in_reply_to, refs, digest)
+            await conn.execute(
+                "UPDATE messages SET thread = %s WHERE mailbox_id = %s AND uid = %s AND thread = 0",
+                (await _thread_of(conn, account_id, keys), mailbox_id, uid),
+            )
+    log.warning("messages without a thread id threaded: %d", len(rows))
 
 
 async def _remove_messages(

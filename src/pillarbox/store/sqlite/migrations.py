@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pillarbox import ical, vcard
-from pillarbox.errors import StorageError
+from pillarbox.errors import SchemaTooNew, StorageError
+from pillarbox.observability.log import Log
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
 from pillarbox.store.types import Contact, data_etag, new_schedule_tag
 
@@ -965,6 +967,8 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 LATEST_VERSION = MIGRATIONS[-1].version
 
+_log = Log("store")
+
 
 def schema_version(conn: sqlite3.Connection) -> int:
     """The version a database is at; 0 for an empty one."""
@@ -984,11 +988,10 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST_VERSION) -> int:
     """
     current = schema_version(conn)
     if current > LATEST_VERSION:
-        raise StorageError(
-            f"database schema version {current} is newer than this Pillarbox ({LATEST_VERSION})"
-        )
+        raise SchemaTooNew(current, LATEST_VERSION)
     for migration in MIGRATIONS:
         if current < migration.version <= target:
+            started = time.monotonic()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(
@@ -1009,6 +1012,15 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST_VERSION) -> int:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            # An operator upgrading reads here which migrations ran, once each, and how long a
+            # backfill over their mail took.
+            _log.info(
+                "schema upgraded",
+                version=migration.version,
+                was=current,
+                description=migration.description,
+                seconds=round(time.monotonic() - started, 3),
+            )
             current = migration.version
     return current
 
