@@ -2622,9 +2622,12 @@ async def _thread_unthreaded(conn: Conn) -> None:
     open, whose answer is empty."""
     rows = await _all(
         conn,
+        # Per mailbox, so that each probe is on messages_thread's leading (mailbox_id,
+        # thread): ``thread = 0`` alone reads the whole index at every open. OFFSET 0 keeps
+        # the planner from flattening the LATERAL subquery back into that plan.
         "SELECT b.account_id, m.mailbox_id, m.uid, m.message_id, m.in_reply_to, m.refs, "
-        "s.sha256 FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id "
-        "JOIN blobs s ON s.id = m.blob WHERE m.thread = 0 "
+        "s.sha256 FROM mailboxes b CROSS JOIN LATERAL (SELECT * FROM messages "
+        "WHERE mailbox_id = b.id AND thread = 0 OFFSET 0) m JOIN blobs s ON s.id = m.blob "
         "ORDER BY m.internal_date, m.mailbox_id, m.uid",
     )
     if not rows:
