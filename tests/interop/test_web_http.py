@@ -437,6 +437,48 @@ def test_attachment_download(live: LiveServer, alice: WebSession) -> None:
     assert alice.get(f"/mail/{box}/{uid}/part/x.y").status_code == 404
 
 
+def test_attachment_name_with_a_line_break_downloads_and_forwards(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Any sender can put CR LF in a file name (RFC 2231 and RFC 2047 encode any octet): the
+    download's Content-Disposition then made uvicorn drop the connection without an answer,
+    and forwarding the message was a 500 (the email package refuses the header). The name
+    keeps its text with the line break as a space."""
+    raw = (
+        b"From: c@example.net\r\nTo: alice@example.org\r\nSubject: crlf\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''a%0D%0AX-Injected%3A%201.txt\r\n\r\n"
+        b"payload\r\n--b--\r\n"
+    )
+    box, uid = deliver(live, ALICE, raw)
+    download = alice.get(f"/mail/{box}/{uid}/part/2")
+    assert download.status_code == 200 and download.content == b"payload"
+    assert 'filename="a  X-Injected: 1.txt"' in download.headers["content-disposition"]
+    sent = alice.api(
+        "POST", "/send", {"to": BOB, "subject": "Fwd: crlf", "forwarding": f"{box}:{uid}"}
+    )
+    assert sent.status_code == 200, sent.text
+    (copy,) = [raw_in(live, mailbox_id(live, BOB), u) for u in uids_in(live, BOB)]
+    assert b"\nX-Injected" not in copy and b'filename="a  X-Injected: 1.txt"' in copy
+
+
+def test_api_attachment_type_and_name_never_reach_a_header_unclean(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """An API caller's content type with parameters and a line break, or a file name with
+    one, is a clean attachment (the type then application/octet-stream), not a 500."""
+    attachment = {"filename": "b\r\nBcc: x@example.net", "data": "eQ=="}
+    typed = {**attachment, "content_type": 'text/plain; charset="x\r\nX-Injected: 1"'}
+    sent = alice.api("POST", "/send", {"to": BOB, "subject": "typed", "attachments": [typed]})
+    assert sent.status_code == 200, sent.text
+    (copy,) = [raw_in(live, mailbox_id(live, BOB), u) for u in uids_in(live, BOB)]
+    assert b"\nX-Injected" not in copy and b"\nBcc" not in copy
+    assert b"Content-Type: application/octet-stream" in copy
+    assert b'filename="b  Bcc: x@example.net"' in copy
+
+
 def test_thread_lists_the_conversation(live: LiveServer, alice: WebSession) -> None:
     box, first = deliver(live, ALICE, simple_message("Plan", message_id="<p1@example.net>"))
     deliver(
