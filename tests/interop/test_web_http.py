@@ -141,6 +141,33 @@ def test_logout_ends_the_session(alice: WebSession) -> None:
     assert alice.get("/settings").headers["location"].startswith("/login?next=%2Fsettings")
 
 
+def test_a_copy_of_the_cookie_is_refused_after_logout(live: LiveServer) -> None:
+    """The cookie is signed, not stored: logging out replaced it in this browser only, and a
+    copy taken before (a shared machine, a proxy log) kept the pages and the API open until
+    it expired, or for ever while used (each use refreshed it). Another session lives on,
+    and the ended session's record is not among the tokens a user can list or revoke."""
+    web, other = WebSession(live), WebSession(live)
+    assert web.login(ALICE).status_code == 303 and other.login(ALICE).status_code == 303
+    copy = httpx.Client(base_url=web.base, follow_redirects=False)
+    copy.cookies.set("pb_session", web.client.cookies["pb_session"])
+    assert copy.get("/settings").status_code == 200
+    assert web.post("/logout").status_code == 303
+    assert copy.get("/settings").headers["location"].startswith("/login?")
+    assert copy.get("/api/v1/mailboxes").status_code == 401
+    assert other.get("/settings").status_code == 200
+    assert other.api("GET", "/tokens").json() == []
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    ended = live.call(live.store.list_tokens(account.id))
+    assert [t.kind.value for t in ended] == ["ended-session"]
+    assert other.post(f"/settings/tokens/{ended[0].id}/revoke").status_code == 404
+    assert other.api("POST", "/tokens", {"kind": "ended-session"}).status_code == 400
+    assert copy.get("/settings").status_code == 303
+    copy.close()
+    web.close()
+    other.close()
+
+
 def test_forged_cookie_is_anonymous(live: LiveServer, alice: WebSession) -> None:
     value = alice.client.cookies["pb_session"]
     body, _, mac = value.partition(".")

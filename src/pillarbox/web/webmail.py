@@ -28,6 +28,7 @@ from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
     client_ip,
     current_account,
+    end_session,
     field_number,
     field_text,
     next_target,
@@ -230,6 +231,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     app = web(request)
     await posted_form(request)
+    await end_session(request)
     response = redirect("/login?reason=logged-out")
     set_session(request, response, app.codec.anonymous(datetime.now(UTC).timestamp()))
     return response
