@@ -953,6 +953,20 @@ class WebSection:
         365 * 86400,
         "Strict-Transport-Security max-age (seconds) sent on HTTPS responses; 0: no header.",
     )
+    max_connections: int = _f(
+        1000, "Concurrent web connections, both listeners together; more are answered 503."
+    )
+    max_connections_per_ip: int = _f(
+        100,
+        "Concurrent web connections from one client address (answered 503 past it); not "
+        "counted for listeners.*.proxy_networks, whose connections carry many clients.",
+    )
+    request_head_timeout: float = _f(
+        30.0,
+        "Seconds a new web connection has to send its first request's line and header fields; "
+        "then it is closed (a client that connects and sends nothing, or a byte at a time, "
+        "would hold its connection for ever).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1756,10 +1770,12 @@ def _validate_web(web: WebSection) -> None:
         "sse_per_account",
         "max_action_uids",
         "max_html_tags",
+        "max_connections",
+        "max_connections_per_ip",
     ):
         if getattr(web, key) < 1:
             raise ConfigError(f"web.{key}", "must be at least 1")
-    for key in ("session_ttl", "sse_keepalive"):
+    for key in ("session_ttl", "sse_keepalive", "request_head_timeout"):
         if getattr(web, key) <= 0:
             raise ConfigError(f"web.{key}", "must be positive")
     if web.hsts_max_age < 0:

@@ -58,18 +58,22 @@ class ConnectionCounter:
         self.total = 0
         self.by_address: Counter[str] = Counter()
 
-    def admit(self, address: str) -> str:
-        """Count the connection in; returns "" if admitted, else the reason it is refused."""
+    def admit(self, address: str | None) -> str:
+        """Count the connection in; returns "" if admitted, else the reason it is refused.
+        ``None``: counted in the total only (a reverse proxy's, carrying many clients)."""
         if self.total >= self.limits.total:
             return "too many connections"
-        if self.by_address[address] >= self.limits.per_address:
+        if address is not None and self.by_address[address] >= self.limits.per_address:
             return "too many connections from your address"
         self.total += 1
-        self.by_address[address] += 1
+        if address is not None:
+            self.by_address[address] += 1
         return ""
 
-    def release(self, address: str) -> None:
+    def release(self, address: str | None) -> None:
         self.total -= 1
+        if address is None:
+            return
         self.by_address[address] -= 1
         if self.by_address[address] <= 0:
             del self.by_address[address]

@@ -158,7 +158,13 @@ class Server:
                     total=config.lmtp.max_connections, per_address=config.lmtp.max_connections
                 )
             ),
-            "http": ConnectionCounter(ConnectionLimits()),
+            # Both web listeners together; uvicorn's own limit is per listener.
+            "http": ConnectionCounter(
+                ConnectionLimits(
+                    total=config.web.max_connections,
+                    per_address=config.web.max_connections_per_ip,
+                )
+            ),
             # One scraper cannot take them all: a few per address, and few in total.
             "metrics": ConnectionCounter(
                 ConnectionLimits(
@@ -184,6 +190,9 @@ class Server:
                         handshake_timeout=config.tls.handshake_timeout,
                         forwarded=settings.proxy_networks if settings.forwarded_headers else (),
                         acme_tls_alpn=self._tls_alpn_answers(name),
+                        max_connections=config.web.max_connections,
+                        connections=counters["http"],
+                        head_timeout=config.web.request_head_timeout,
                     )
                     with _bind_error(f"listeners.{name}", settings.address, settings.port):
                         http.bind(settings.address, settings.port)
