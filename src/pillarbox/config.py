@@ -142,6 +142,12 @@ class ServerSection:
     )
     workers: int = _f(4, "Threads for blocking work (password hashing, parsing large messages).")
     shutdown_grace: float = _f(10.0, "Seconds to let in-flight transactions finish on SIGTERM.")
+    ipv6_client_prefix: int = _f(
+        64,
+        "Leading bits of an IPv6 address that name one client for every per-address limit "
+        "(connections, failed logins): a host has a whole /64 to pick addresses from; 128 "
+        "counts each address alone.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1363,6 +1369,8 @@ def _validate(config: Config) -> None:
         if not 0 <= listener.port <= 65535:
             raise ConfigError(f"listeners.{name}.port", f"must be 0–65535, got {listener.port}")
         _validate_upstream_proxy(name, listener)
+    if not 16 <= config.server.ipv6_client_prefix <= 128:
+        raise ConfigError("server.ipv6_client_prefix", "must be 16–128")
     positive: list[tuple[str, float]] = [
         ("smtp.max_message_size", config.smtp.max_message_size),
         ("smtp.max_recipients", config.smtp.max_recipients),

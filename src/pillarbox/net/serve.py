@@ -127,27 +127,32 @@ class Server:
             # Nothing on the SMTP path is counted that no listener would serve.
             metrics=Metrics(counting=config.listeners.metrics.enabled),
         )
+        prefix = config.server.ipv6_client_prefix
         counters = {
             "smtp": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.smtp.max_connections,
                     per_address=config.smtp.max_connections_per_ip,
                 )
             ),
             "imap": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.imap.max_connections,
                     per_address=config.imap.max_connections_per_ip,
                 )
             ),
             "pop3": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.pop3.max_connections,
                     per_address=config.pop3.max_connections_per_ip,
                 )
             ),
             "managesieve": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.managesieve.max_connections,
                     per_address=config.managesieve.max_connections_per_ip,
                 )
@@ -155,12 +160,15 @@ class Server:
             # One front MTA, usually: its connections are all from one address.
             "lmtp": ConnectionCounter(
                 ConnectionLimits(
-                    total=config.lmtp.max_connections, per_address=config.lmtp.max_connections
+                    ipv6_prefix=prefix,
+                    total=config.lmtp.max_connections,
+                    per_address=config.lmtp.max_connections,
                 )
             ),
             # Both web listeners together; uvicorn's own limit is per listener.
             "http": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.web.max_connections,
                     per_address=config.web.max_connections_per_ip,
                 )
@@ -168,6 +176,7 @@ class Server:
             # One scraper cannot take them all: a few per address, and few in total.
             "metrics": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.metrics.max_connections,
                     per_address=max(1, min(4, config.metrics.max_connections)),
                 )
