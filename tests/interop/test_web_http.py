@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import plistlib
 import re
 import smtplib
@@ -166,6 +167,27 @@ def test_a_copy_of_the_cookie_is_refused_after_logout(live: LiveServer) -> None:
     copy.close()
     web.close()
     other.close()
+
+
+def test_a_client_leaving_mid_body_is_a_log_line_not_a_traceback(
+    live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A POST whose client hangs up before the body it announced: uvicorn logged "Exception
+    in ASGI application" with a traceback at ERROR each time (any visitor could fill the log
+    with them); it is the peer's doing, one info line."""
+    caplog.set_level(logging.INFO)
+    with socket.create_connection(("127.0.0.1", live.port("http")), timeout=10) as sock:
+        sock.sendall(
+            b"POST /login HTTP/1.1\r\nHost: mx.test\r\nContent-Length: 1000\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\nusername=a"
+        )
+    wait_for(
+        lambda: any("client went away" in r.getMessage() for r in caplog.records),
+        "the hang-up logged",
+        timeout=10,
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert WebSession(live).get("/login").status_code == 200
 
 
 def test_forged_cookie_is_anonymous(live: LiveServer, alice: WebSession) -> None:

@@ -42,7 +42,7 @@ from jinja2.runtime import Context
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
     HTMLResponse,
     JSONResponse,
@@ -603,6 +603,14 @@ async def _too_large_error(request: Request, exc: Exception) -> Response:
     return await _error_page(request, 413, text)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its request body ended: nobody is left to
+    answer, and the peer's doing is a log line, not a server fault's traceback (a client
+    could fill the log with them)."""
+    _log.info("client went away before its request body ended", path=request.url.path)
+    return Response(status_code=400)
+
+
 def create_app(
     services: Services,
     *,
@@ -667,6 +675,7 @@ def create_app(
             UserError: _user_error,
             HTTPException: _http_error,
             BodyTooLarge: _too_large_error,
+            ClientDisconnect: _client_gone,
         },
     )
     guard = Guard(
