@@ -147,6 +147,12 @@ class ServerSection:
         "Seconds between checks that no newer Pillarbox has upgraded the store under this "
         "running one (which then stops: docs/upgrading.md).",
     )
+    ipv6_client_prefix: int = _f(
+        64,
+        "Leading bits of an IPv6 address that name one client for every per-address limit "
+        "(connections, failed logins): a host has a whole /64 to pick addresses from; 128 "
+        "counts each address alone.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -960,6 +966,20 @@ class WebSection:
         365 * 86400,
         "Strict-Transport-Security max-age (seconds) sent on HTTPS responses; 0: no header.",
     )
+    max_connections: int = _f(
+        1000, "Concurrent web connections, both listeners together; more are answered 503."
+    )
+    max_connections_per_ip: int = _f(
+        100,
+        "Concurrent web connections from one client address (answered 503 past it); not "
+        "counted for listeners.*.proxy_networks, whose connections carry many clients.",
+    )
+    request_head_timeout: float = _f(
+        30.0,
+        "Seconds a new web connection has to send its first request's line and header fields; "
+        "then it is closed (a client that connects and sends nothing, or a byte at a time, "
+        "would hold its connection for ever).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1356,6 +1376,8 @@ def _validate(config: Config) -> None:
         if not 0 <= listener.port <= 65535:
             raise ConfigError(f"listeners.{name}.port", f"must be 0–65535, got {listener.port}")
         _validate_upstream_proxy(name, listener)
+    if not 16 <= config.server.ipv6_client_prefix <= 128:
+        raise ConfigError("server.ipv6_client_prefix", "must be 16–128")
     positive: list[tuple[str, float]] = [
         ("smtp.max_message_size", config.smtp.max_message_size),
         ("smtp.max_recipients", config.smtp.max_recipients),
@@ -1764,10 +1786,12 @@ def _validate_web(web: WebSection) -> None:
         "sse_per_account",
         "max_action_uids",
         "max_html_tags",
+        "max_connections",
+        "max_connections_per_ip",
     ):
         if getattr(web, key) < 1:
             raise ConfigError(f"web.{key}", "must be at least 1")
-    for key in ("session_ttl", "sse_keepalive"):
+    for key in ("session_ttl", "sse_keepalive", "request_head_timeout"):
         if getattr(web, key) <= 0:
             raise ConfigError(f"web.{key}", "must be positive")
     if web.hsts_max_age < 0:

@@ -56,6 +56,7 @@ def authenticator(store: Store, config: Config) -> Authenticator:
         login_cache=LoginCacheLimits(
             max_entries=auth.login_cache_entries, ttl=auth.login_cache_ttl
         ),
+        ipv6_prefix=config.server.ipv6_client_prefix,
     )
     return Authenticator(store, limits=limits, hash_params=hash_params(config))
 

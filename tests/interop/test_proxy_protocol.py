@@ -206,8 +206,9 @@ def web_client(live: LiveServer, source: str) -> httpx.Client:
 FOR_FIELDS = {
     "x-forwarded": lambda address: {"X-Forwarded-For": address},
     "rfc7239": lambda address: {"Forwarded": f"for={address};proto=http"},
+    # A /64 apiece: the addresses of one IPv6 prefix are one client ([server] ipv6_client_prefix).
     "rfc7239-ipv6": lambda address: {
-        "Forwarded": f'for="[2001:db8::{address.rsplit(".", 1)[1]}]:4711"'
+        "Forwarded": f'for="[2001:db8:{address.rsplit(".", 1)[1]}::1]:4711"'
     },
 }
 

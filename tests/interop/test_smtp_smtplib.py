@@ -254,6 +254,29 @@ def test_submission_refuses_foreign_sender_and_from_header(live: LiveServer) -> 
     assert mailbox(live, "bob@example.org") == []
 
 
+@pytest.mark.parametrize(
+    "authors",
+    [
+        b"From: alice@example.org\r\nFrom: bob@example.org\r\n",
+        b"From: bob@example.org\r\nFrom: alice@example.org\r\n",
+        b"From: alice@example.org\r\nSender: bob@example.org\r\n",
+        b"From: alice@example.org\r\nSender: alice@example.org\r\nSender: bob@example.org\r\n",
+    ],
+)
+def test_submission_judges_every_author_field(live: LiveServer, authors: bytes) -> None:
+    """Only the first From was checked: a second one (readers differ on which they show;
+    RFC 5322 §3.6 allows one) or a Sender ("bob on behalf of alice") passed as someone else."""
+    raw = authors + b"To: bob@example.org\r\nSubject: who\r\n\r\nhi\r\n"
+    with submission(live) as client:
+        client.login("alice@example.org", PASSWORD)
+        with pytest.raises(smtplib.SMTPDataError) as info:
+            client.sendmail("alice@example.org", ["bob@example.org"], raw)
+        assert info.value.smtp_code == 550 and b"5.7.1" in info.value.smtp_error
+        own = b"From: alice@example.org\r\nSender: alice@example.org\r\n" + raw[len(authors) :]
+        assert client.sendmail("alice@example.org", ["bob@example.org"], own) == {}
+    assert len(mailbox(live, "bob@example.org")) == 1
+
+
 def test_submission_wrong_password(live: LiveServer) -> None:
     with submission(live) as client, pytest.raises(smtplib.SMTPAuthenticationError) as info:
         client.login("alice@example.org", "not the password")

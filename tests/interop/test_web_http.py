@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import plistlib
 import re
 import smtplib
@@ -139,6 +140,54 @@ def test_logout_ends_the_session(alice: WebSession) -> None:
         in alice.get(out.headers["location"]).text
     )
     assert alice.get("/settings").headers["location"].startswith("/login?next=%2Fsettings")
+
+
+def test_a_copy_of_the_cookie_is_refused_after_logout(live: LiveServer) -> None:
+    """The cookie is signed, not stored: logging out replaced it in this browser only, and a
+    copy taken before (a shared machine, a proxy log) kept the pages and the API open until
+    it expired, or for ever while used (each use refreshed it). Another session lives on,
+    and the ended session's record is not among the tokens a user can list or revoke."""
+    web, other = WebSession(live), WebSession(live)
+    assert web.login(ALICE).status_code == 303 and other.login(ALICE).status_code == 303
+    copy = httpx.Client(base_url=web.base, follow_redirects=False)
+    copy.cookies.set("pb_session", web.client.cookies["pb_session"])
+    assert copy.get("/settings").status_code == 200
+    assert web.post("/logout").status_code == 303
+    assert copy.get("/settings").headers["location"].startswith("/login?")
+    assert copy.get("/api/v1/mailboxes").status_code == 401
+    assert other.get("/settings").status_code == 200
+    assert other.api("GET", "/tokens").json() == []
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    ended = live.call(live.store.list_tokens(account.id))
+    assert [t.kind.value for t in ended] == ["ended-session"]
+    assert other.post(f"/settings/tokens/{ended[0].id}/revoke").status_code == 404
+    assert other.api("POST", "/tokens", {"kind": "ended-session"}).status_code == 400
+    assert copy.get("/settings").status_code == 303
+    copy.close()
+    web.close()
+    other.close()
+
+
+def test_a_client_leaving_mid_body_is_a_log_line_not_a_traceback(
+    live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A POST whose client hangs up before the body it announced: uvicorn logged "Exception
+    in ASGI application" with a traceback at ERROR each time (any visitor could fill the log
+    with them); it is the peer's doing, one info line."""
+    caplog.set_level(logging.INFO)
+    with socket.create_connection(("127.0.0.1", live.port("http")), timeout=10) as sock:
+        sock.sendall(
+            b"POST /login HTTP/1.1\r\nHost: mx.test\r\nContent-Length: 1000\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\nusername=a"
+        )
+    wait_for(
+        lambda: any("client went away" in r.getMessage() for r in caplog.records),
+        "the hang-up logged",
+        timeout=10,
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert WebSession(live).get("/login").status_code == 200
 
 
 def test_forged_cookie_is_anonymous(live: LiveServer, alice: WebSession) -> None:
@@ -435,6 +484,48 @@ def test_attachment_download(live: LiveServer, alice: WebSession) -> None:
     assert download.content == b"<script>alert(1)</script>"
     assert alice.get(f"/mail/{box}/{uid}/part/9").status_code == 404
     assert alice.get(f"/mail/{box}/{uid}/part/x.y").status_code == 404
+
+
+def test_attachment_name_with_a_line_break_downloads_and_forwards(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Any sender can put CR LF in a file name (RFC 2231 and RFC 2047 encode any octet): the
+    download's Content-Disposition then made uvicorn drop the connection without an answer,
+    and forwarding the message was a 500 (the email package refuses the header). The name
+    keeps its text with the line break as a space."""
+    raw = (
+        b"From: c@example.net\r\nTo: alice@example.org\r\nSubject: crlf\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''a%0D%0AX-Injected%3A%201.txt\r\n\r\n"
+        b"payload\r\n--b--\r\n"
+    )
+    box, uid = deliver(live, ALICE, raw)
+    download = alice.get(f"/mail/{box}/{uid}/part/2")
+    assert download.status_code == 200 and download.content == b"payload"
+    assert 'filename="a  X-Injected: 1.txt"' in download.headers["content-disposition"]
+    sent = alice.api(
+        "POST", "/send", {"to": BOB, "subject": "Fwd: crlf", "forwarding": f"{box}:{uid}"}
+    )
+    assert sent.status_code == 200, sent.text
+    (copy,) = [raw_in(live, mailbox_id(live, BOB), u) for u in uids_in(live, BOB)]
+    assert b"\nX-Injected" not in copy and b'filename="a  X-Injected: 1.txt"' in copy
+
+
+def test_api_attachment_type_and_name_never_reach_a_header_unclean(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """An API caller's content type with parameters and a line break, or a file name with
+    one, is a clean attachment (the type then application/octet-stream), not a 500."""
+    attachment = {"filename": "b\r\nBcc: x@example.net", "data": "eQ=="}
+    typed = {**attachment, "content_type": 'text/plain; charset="x\r\nX-Injected: 1"'}
+    sent = alice.api("POST", "/send", {"to": BOB, "subject": "typed", "attachments": [typed]})
+    assert sent.status_code == 200, sent.text
+    (copy,) = [raw_in(live, mailbox_id(live, BOB), u) for u in uids_in(live, BOB)]
+    assert b"\nX-Injected" not in copy and b"\nBcc" not in copy
+    assert b"Content-Type: application/octet-stream" in copy
+    assert b'filename="b  Bcc: x@example.net"' in copy
 
 
 def test_thread_lists_the_conversation(live: LiveServer, alice: WebSession) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +201,27 @@ async def test_lockout_then_release(
     assert info.value.retry_after == 10.0  # locked 30 s from the third failure, 20 s ago
     clock.now += 10.0
     await auth.check_password("alice@example.org", PASSWORD, PEER)
+
+
+async def test_an_ipv6_host_cannot_spray_from_its_prefix(
+    make_auth: Callable[..., Authenticator], alice: Account, clock: Clock
+) -> None:
+    """Password spraying (one guess per account) from a fresh address of one /64 each time
+    was never limited: every address was a new key. The prefix is one client now."""
+    auth = make_auth(limits=STRICT)
+    for n in range(3):
+        with pytest.raises(AuthenticationFailed):
+            await auth.check_password(f"user{n}@example.org", "wrong", f"2001:db8:1:2::{n + 1}")
+        clock.now += 20.0
+    with pytest.raises(RateLimited):
+        await auth.check_password("alice@example.org", PASSWORD, "2001:db8:1:2:ffff::9")
+    assert (await auth.check_password("alice@example.org", PASSWORD, "2001:db8:1:3::1")).id
+    alone = make_auth(limits=dataclasses.replace(STRICT, ipv6_prefix=128))
+    for n in range(3):
+        with pytest.raises(AuthenticationFailed):
+            await alone.check_password(f"user{n}@example.org", "wrong", f"2001:db8:1:2::{n + 1}")
+        clock.now += 20.0
+    assert (await alone.check_password("alice@example.org", PASSWORD, "2001:db8:1:2::9")).id
 
 
 async def test_success_resets_account_not_address(

@@ -397,6 +397,28 @@ class TestEncapsulatedMessage:
         assert info.preview == "see attached"
         assert info.body_text == "see attached\ninner text"
 
+    @pytest.mark.parametrize(
+        "disposition",
+        [
+            "attachment; filename*=utf-8''a%0D%0AX-Evil%3A%201%00.txt",
+            'attachment; filename="=?utf-8?b?YQ0KWC1FdmlsOiAxAC50eHQ=?="',
+        ],
+    )
+    def test_file_name_controls_become_spaces(self, disposition: str) -> None:
+        """Both encodings carry any octet; a CR LF in a name must not reach the header of a
+        download or a forward (the name is shown and sent as the sender wrote it otherwise)."""
+        raw = msg(
+            'Content-Type: multipart/mixed; boundary="b"',
+            "",
+            "--b",
+            "Content-Type: application/octet-stream",
+            f"Content-Disposition: {disposition}",
+            "",
+            "x",
+            "--b--",
+        )
+        assert [a.filename for a in parse_message(raw).attachments] == ["a  X-Evil: 1 .txt"]
+
     def test_base64_message_rfc822_is_opaque(self) -> None:
         raw = msg(
             "Content-Type: message/rfc822",

@@ -70,6 +70,7 @@ from pillarbox.auth.saslprep import StringprepError
 from pillarbox.auth.scram import SCRAM_SHA_256, ScramVerifier
 from pillarbox.auth.tokens import token_digest
 from pillarbox.blocking import run_blocking
+from pillarbox.clientaddress import DEFAULT_IPV6_PREFIX, client_key
 from pillarbox.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -141,6 +142,8 @@ class AuthLimits:
         )
     )
     login_cache: LoginCacheLimits = field(default_factory=LoginCacheLimits)
+    #: IPv6 addresses count against ``per_address`` by this prefix (:mod:`pillarbox.clientaddress`).
+    ipv6_prefix: int = DEFAULT_IPV6_PREFIX
     #: Offer PLAIN and LOGIN on connections without TLS (RFC 8314 §3 says don't).
     allow_plaintext_without_tls: bool = False
 
@@ -291,7 +294,7 @@ class Authenticator:
         """Raise :class:`RateLimited` if ``remote_ip`` (or the account named ``username``) must
         wait; adapters may call it early, e.g. before answering POP3 ``USER``."""
         now = self._clock()
-        waits = [self._by_address.check(remote_ip, now)]
+        waits = [self._by_address.check(client_key(remote_ip, self._limits.ipv6_prefix), now)]
         if username is not None:
             waits.append(self._by_account.check(_limit_key(username), now))
         wait = max((w for w in waits if w is not None), default=None)
@@ -300,7 +303,7 @@ class Authenticator:
 
     def _record_failure(self, remote_ip: str, account_key: str | None) -> None:
         now = self._clock()
-        self._by_address.record_failure(remote_ip, now)
+        self._by_address.record_failure(client_key(remote_ip, self._limits.ipv6_prefix), now)
         if account_key is not None:
             self._by_account.record_failure(account_key, now)
 

@@ -186,6 +186,19 @@ def decode_words(text: str) -> str:
     return "".join(out)
 
 
+#: C0 controls, DEL and the line separators a reader may take for the end of a line.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """Text a sender chose (a header value, a file name) fit for one header field or line:
+    no control characters or line separators (a bare CR, or U+2028, would end the field; the
+    email package and HTTP servers refuse them), and bytes that were not UTF-8 (kept as
+    surrogates by the scan) as U+FFFD."""
+    cleaned = _CONTROLS.sub(" ", text)
+    return "".join("\ufffd" if "\udc80" <= c <= "\udcff" else c for c in cleaned)
+
+
 def decode_rfc2231(value: str) -> str:
     """Decode an RFC 2231 §4 extended value ``charset'language'%XX…`` to text."""
     charset: str | None = None

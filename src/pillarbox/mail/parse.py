@@ -51,6 +51,7 @@ from pillarbox.mail.decode import (
     escaped_to_text,
     header_bytes_to_text,
     html_to_text,
+    printable,
 )
 from pillarbox.mail.headers import (
     MISSING_DOMAIN,
@@ -684,7 +685,10 @@ def _is_attachment(part: BodyPart, filename: str | None) -> bool:
 
 def _filename(part: BodyPart) -> str | None:
     """The decoded file name: Content-Disposition filename (RFC 2183 §2.3), else Content-Type
-    name; RFC 2231 extended values, and (non-standard but common) RFC 2047 encoded words."""
+    name; RFC 2231 extended values, and (non-standard but common) RFC 2047 encoded words.
+    Both encodings can carry any octet: a sender's CR LF or NUL would otherwise reach the
+    Content-Disposition of a download (which HTTP servers refuse to send) and the header of a
+    forward (which the email package refuses to write), so controls become spaces."""
     candidates: list[tuple[Params, str]] = []
     if part.disposition is not None:
         candidates.append((part.disposition[1], "filename"))
@@ -692,10 +696,10 @@ def _filename(part: BodyPart) -> str | None:
     for params, name in candidates:
         for key, value in params:
             if key == name + "*":
-                return decode_rfc2231(value).strip() or None
+                return printable(decode_rfc2231(value)).strip() or None
         plain = param(params, name)
         if plain:
-            return decode_words(escaped_to_text(plain)).strip() or None
+            return printable(decode_words(escaped_to_text(plain))).strip() or None
     return None
 
 

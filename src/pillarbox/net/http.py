@@ -27,6 +27,13 @@ Implementation notes:
 - **ACME tls-alpn-01** (``acme_tls_alpn``): the listener's handshakes read the ClientHello and
   answer a CA's ``acme-tls/1`` validation (:mod:`pillarbox.net.tls`); such a connection is
   closed after its handshake by :class:`ValidationGuard`, before uvicorn sees it.
+- **Connections are bounded** (:class:`ConnectionGuard`, ``[web] max_connections``,
+  ``max_connections_per_ip``, ``request_head_timeout``), as on the other listeners: uvicorn
+  times out only the wait between requests, so a client that connected and sent nothing (or
+  a header byte now and then) held its connection for ever, and a thousand of them from one
+  address left everyone else 503. Past either limit a connection gets a 503 and is closed; a
+  connection without its first request head in time is closed. Connections from
+  ``proxy_networks`` (forwarded headers on) carry many clients and count only in the total.
 - **Graceful stop**: uvicorn closes the socket, asks keep-alive connections to close and gives
   in-flight requests ``grace`` seconds; the web app's live-update streams end by themselves
   once ``Services.shutdown`` is set, so they do not hold the stop up.
@@ -39,11 +46,13 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from pillarbox.net.forwarded import ForwardedHeaders
+from pillarbox.net.forwarded import ForwardedHeaders, TrustedNetworks
+from pillarbox.net.listener import ConnectionCounter
 from pillarbox.net.tls import ACME_TLS_1, ACME_TLS_ALPN
 from pillarbox.observability.log import Log
 
@@ -85,16 +94,111 @@ class ValidationGuard(asyncio.Protocol):
             self._inner.resume_writing()
 
 
+#: The answer to a connection past a limit (RFC 9110 §15.6.4), before uvicorn sees it.
+REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+    b"Retry-After: 60\r\nConnection: close\r\n\r\ntoo many connections\n"
+)
+#: The end of a request head (RFC 9112 §2.1: the empty line after the fields; §2.2 lets a
+#: server take a bare LF as a line's end, and uvicorn's parser does).
+_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+
+
+class ConnectionGuard(asyncio.Protocol):
+    """In front of uvicorn's protocol: counts the connection in (``connections``; a 503 and
+    close past a limit, the peer counted only in the total when ``unlimited`` holds for it)
+    and closes it if its first request head is not complete ``head_timeout`` seconds after
+    it opened (module notes)."""
+
+    def __init__(
+        self,
+        inner: asyncio.Protocol,
+        connections: ConnectionCounter,
+        *,
+        head_timeout: float,
+        unlimited: Callable[[str], bool],
+        log: Log,
+    ) -> None:
+        self._inner = inner
+        self._connections = connections
+        self._head_timeout = head_timeout
+        self._unlimited = unlimited
+        self._log = log
+        self._counted: str | None = None
+        self._admitted = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if peer else ""
+        key = None if self._unlimited(address) else address
+        refusal = self._connections.admit(key)
+        if refusal:
+            self._log.info("connection refused", remote=address, reason=refusal)
+            # A stream protocol's transport writes; uvloop's is no asyncio.WriteTransport.
+            cast(asyncio.Transport, transport).write(REFUSED)
+            transport.close()
+            return
+        self._admitted, self._counted, self._transport = True, key, transport
+        self._timer = asyncio.get_running_loop().call_later(
+            self._head_timeout, self._head_late, address
+        )
+        self._inner.connection_made(transport)
+
+    def _head_late(self, address: str) -> None:
+        self._log.info("no request head in time, closing", remote=address)
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._admitted:
+            return
+        if self._timer is not None:
+            seen = self._tail + data
+            if any(end in seen for end in _HEAD_ENDS):
+                self._timer.cancel()
+                self._timer = None
+            self._tail = seen[-3:]
+        self._inner.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._admitted:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._connections.release(self._counted)
+        self._inner.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._admitted else None
+
+    def pause_writing(self) -> None:
+        if self._admitted:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._admitted:
+            self._inner.resume_writing()
+
+
 class _EmbeddedUvicorn(uvicorn.Server):
     """uvicorn without signal handling of its own (the process's owner handles signals), and
     with a bound on the TLS handshake."""
 
     def __init__(
-        self, config: uvicorn.Config, *, handshake_timeout: float, guarded: bool = False
+        self,
+        config: uvicorn.Config,
+        *,
+        handshake_timeout: float,
+        guarded: bool = False,
+        admission: Callable[[asyncio.Protocol], asyncio.Protocol] | None = None,
     ) -> None:
         super().__init__(config)
         self._handshake_timeout = handshake_timeout
         self._guarded = guarded
+        self._admission = admission
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -117,7 +221,9 @@ class _EmbeddedUvicorn(uvicorn.Server):
                 app_state=self.lifespan.state,
                 _loop=_loop,
             )
-            return ValidationGuard(protocol) if self._guarded else protocol
+            if self._guarded:
+                protocol = ValidationGuard(protocol)
+            return protocol if self._admission is None else self._admission(protocol)
 
         loop = asyncio.get_running_loop()
         for sock in sockets or []:
@@ -174,8 +280,13 @@ class HttpListener:
         handshake_timeout: float = 30.0,
         forwarded: tuple[str, ...] = (),
         acme_tls_alpn: Callable[[str], ssl.SSLContext | None] | None = None,
+        connections: ConnectionCounter | None = None,
+        head_timeout: float = 30.0,
     ) -> None:
         self.name = name
+        #: Shared by the web listeners (:class:`ConnectionGuard`); None: uvicorn's limit only.
+        self._connections = connections
+        self._head_timeout = head_timeout
         self.tls = tls
         #: SNI name → the context answering its tls-alpn-01 challenge (None: not answered).
         self._acme_tls_alpn = acme_tls_alpn
@@ -189,6 +300,23 @@ class HttpListener:
         self._server: _EmbeddedUvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._log = Log(f"net.{name}")
+
+    def _admission(self) -> Callable[[asyncio.Protocol], asyncio.Protocol] | None:
+        counter = self._connections
+        if counter is None:
+            return None
+        proxies = TrustedNetworks(self._forwarded)
+
+        def guard(protocol: asyncio.Protocol) -> asyncio.Protocol:
+            return ConnectionGuard(
+                protocol,
+                counter,
+                head_timeout=self._head_timeout,
+                unlimited=proxies.peer,
+                log=self._log,
+            )
+
+        return guard
 
     @property
     def ports(self) -> list[tuple[str, int]]:
@@ -225,7 +353,10 @@ class HttpListener:
         )
         answering = tls is not None and self._acme_tls_alpn is not None
         self._server = _EmbeddedUvicorn(
-            config, handshake_timeout=self._handshake_timeout, guarded=answering
+            config,
+            handshake_timeout=self._handshake_timeout,
+            guarded=answering,
+            admission=self._admission(),
         )
         # Set while the task is made: its connections' handshakes run in copies of its context.
         answers = ACME_TLS_ALPN.set(self._acme_tls_alpn if answering else None)

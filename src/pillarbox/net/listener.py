@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pillarbox.clientaddress import DEFAULT_IPV6_PREFIX, client_key
 from pillarbox.net.channel import Channel, ChannelClosed
 from pillarbox.net.proxyheader import HeaderProtocol, UpstreamProxy
 from pillarbox.net.tls import HANDSHAKE_FAILED
@@ -47,6 +48,8 @@ Handler = Callable[[Channel, Admission], Awaitable[None]]
 class ConnectionLimits:
     total: int = 1000
     per_address: int = 50
+    #: IPv6 addresses count against ``per_address`` by this prefix (:mod:`pillarbox.clientaddress`).
+    ipv6_prefix: int = DEFAULT_IPV6_PREFIX
 
 
 class ConnectionCounter:
@@ -58,21 +61,27 @@ class ConnectionCounter:
         self.total = 0
         self.by_address: Counter[str] = Counter()
 
-    def admit(self, address: str) -> str:
-        """Count the connection in; returns "" if admitted, else the reason it is refused."""
+    def admit(self, address: str | None) -> str:
+        """Count the connection in; returns "" if admitted, else the reason it is refused.
+        ``None``: counted in the total only (a reverse proxy's, carrying many clients)."""
         if self.total >= self.limits.total:
             return "too many connections"
-        if self.by_address[address] >= self.limits.per_address:
+        key = None if address is None else client_key(address, self.limits.ipv6_prefix)
+        if key is not None and self.by_address[key] >= self.limits.per_address:
             return "too many connections from your address"
         self.total += 1
-        self.by_address[address] += 1
+        if key is not None:
+            self.by_address[key] += 1
         return ""
 
-    def release(self, address: str) -> None:
+    def release(self, address: str | None) -> None:
         self.total -= 1
-        self.by_address[address] -= 1
-        if self.by_address[address] <= 0:
-            del self.by_address[address]
+        if address is None:
+            return
+        key = client_key(address, self.limits.ipv6_prefix)
+        self.by_address[key] -= 1
+        if self.by_address[key] <= 0:
+            del self.by_address[key]
 
 
 class Listener:

@@ -137,27 +137,32 @@ class Server:
             # Nothing on the SMTP path is counted that no listener would serve.
             metrics=Metrics(counting=config.listeners.metrics.enabled),
         )
+        prefix = config.server.ipv6_client_prefix
         counters = {
             "smtp": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.smtp.max_connections,
                     per_address=config.smtp.max_connections_per_ip,
                 )
             ),
             "imap": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.imap.max_connections,
                     per_address=config.imap.max_connections_per_ip,
                 )
             ),
             "pop3": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.pop3.max_connections,
                     per_address=config.pop3.max_connections_per_ip,
                 )
             ),
             "managesieve": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.managesieve.max_connections,
                     per_address=config.managesieve.max_connections_per_ip,
                 )
@@ -165,13 +170,23 @@ class Server:
             # One front MTA, usually: its connections are all from one address.
             "lmtp": ConnectionCounter(
                 ConnectionLimits(
-                    total=config.lmtp.max_connections, per_address=config.lmtp.max_connections
+                    ipv6_prefix=prefix,
+                    total=config.lmtp.max_connections,
+                    per_address=config.lmtp.max_connections,
                 )
             ),
-            "http": ConnectionCounter(ConnectionLimits()),
+            # Both web listeners together; uvicorn's own limit is per listener.
+            "http": ConnectionCounter(
+                ConnectionLimits(
+                    ipv6_prefix=prefix,
+                    total=config.web.max_connections,
+                    per_address=config.web.max_connections_per_ip,
+                )
+            ),
             # One scraper cannot take them all: a few per address, and few in total.
             "metrics": ConnectionCounter(
                 ConnectionLimits(
+                    ipv6_prefix=prefix,
                     total=config.metrics.max_connections,
                     per_address=max(1, min(4, config.metrics.max_connections)),
                 )
@@ -194,6 +209,9 @@ class Server:
                         handshake_timeout=config.tls.handshake_timeout,
                         forwarded=settings.proxy_networks if settings.forwarded_headers else (),
                         acme_tls_alpn=self._tls_alpn_answers(name),
+                        max_connections=config.web.max_connections,
+                        connections=counters["http"],
+                        head_timeout=config.web.request_head_timeout,
                     )
                     with _bind_error(f"listeners.{name}", settings.address, settings.port):
                         http.bind(settings.address, settings.port)

@@ -46,7 +46,7 @@ from pillarbox.concurrently import concurrently
 from pillarbox.errors import InvalidName, StorageError
 from pillarbox.mail import dsn, trace
 from pillarbox.mail.address import Address, parse_address
-from pillarbox.mail.headers import ScannedFields
+from pillarbox.mail.headers import ScannedFields, parse_addresses, raw_text, scan_header
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
@@ -320,7 +320,7 @@ class Intake:
                 message_id=trace.make_message_id(secrets.token_hex(12), self._services.hostname),
             )
             info = await parse(body)
-            verdict = await self._check_from_header(origin.account, info)
+            verdict = await self._check_from_header(origin.account, body)
             if verdict is not None:
                 return whole(verdict)
         elif judged and (plan.local or plan.aliased):
@@ -680,16 +680,26 @@ class Intake:
             self._verdicts[verdict.action].inc()
         return judgement
 
-    async def _check_from_header(self, account: Account, info: MessageInfo) -> Reply | None:
-        for address in info.envelope.from_:
-            if address.mailbox is None or address.host is None:
-                continue  # group syntax markers
-            try:
-                parsed = parse_address(f"{address.mailbox}@{address.host}")
-            except InvalidName:
-                return NOT_YOUR_FROM
-            if not await self.owns(account, parsed):
-                return NOT_YOUR_FROM
+    async def _check_from_header(self, account: Account, raw: bytes) -> Reply | None:
+        """Every author the message names must be the login's: each address of From and of
+        Sender (which readers show as "on behalf of"). RFC 5322 §3.6 allows one of each; a
+        second From, which some readers show instead of the first, is refused, not judged
+        by the first alone."""
+        block = scan_header(raw, 0, len(raw))
+        authors = [f for f in block.fields if f.key in ("from", "sender")]
+        if len(authors) != len({f.key for f in authors}):
+            return NOT_YOUR_FROM
+        for author in authors:
+            addresses, _ = parse_addresses(raw_text(author.value))
+            for address in addresses:
+                if address.mailbox is None or address.host is None:
+                    continue  # group syntax markers
+                try:
+                    parsed = parse_address(f"{address.mailbox}@{address.host}")
+                except InvalidName:
+                    return NOT_YOUR_FROM
+                if not await self.owns(account, parsed):
+                    return NOT_YOUR_FROM
         return None
 
 

@@ -43,11 +43,12 @@ from email.policy import SMTP
 from email.utils import format_datetime
 
 from pillarbox.mail import trace
+from pillarbox.mail.decode import printable
 from pillarbox.observability.log import Log
 from pillarbox.queue import bounce
 from pillarbox.queue.routing import Router
 from pillarbox.queue.signing import sign_outbound
-from pillarbox.queue.vacation import Incoming, account_from, printable
+from pillarbox.queue.vacation import Incoming, account_from
 from pillarbox.sieve import Notify, editheader
 from pillarbox.store.interface import Store
 from pillarbox.store.types import Account

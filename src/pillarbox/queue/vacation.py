@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 
 from pillarbox.mail import trace
+from pillarbox.mail.decode import printable
 from pillarbox.mail.headers import (
     HeaderField,
     parse_addresses,
@@ -63,7 +63,6 @@ RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc", "rese
 #: Header fields read for the decision (a hostile header stays bounded).
 MAX_FIELDS = 1000
 REFERENCES_LIMIT = 20
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 _log = Log("vacation")
 
@@ -98,14 +97,6 @@ def is_active(settings: AccountSettings, now: datetime) -> bool:
         return False
     until = settings.vacation_until
     return until is None or now < until + timedelta(days=1)
-
-
-def printable(text: str) -> str:
-    """A header value taken from the sender's header (or a script): no control characters or
-    line separators (a bare CR, or U+2028, would end the field; the email package refuses
-    them), and bytes that were not UTF-8 (kept as surrogates by the scan) as U+FFFD."""
-    cleaned = _CONTROLS.sub(" ", text)
-    return "".join("\ufffd" if "\udc80" <= c <= "\udcff" else c for c in cleaned)
 
 
 def account_from(account: Account) -> str:

@@ -894,6 +894,13 @@ class TokenKind(enum.Enum):
 
     APP_PASSWORD = "app-password"  # IMAP/POP3/SMTP login of one mail client
     API = "api"  # ``Authorization: Bearer`` on the JSON API
+    #: A web session its owner logged out of, by the digest of its id: the signed cookie
+    #: would otherwise stay good until it expires (``pillarbox.web.session``). Never a login.
+    ENDED_SESSION = "ended-session"
+
+
+#: The kinds a user issues, lists and revokes; the others are the server's own records.
+CREDENTIAL_KINDS = (TokenKind.APP_PASSWORD, TokenKind.API)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,16 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
-from pillarbox.errors import AuthenticationFailed, RateLimited, UserError
+from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.net.http import origin
 from pillarbox.services import Services
-from pillarbox.store.types import Account, AccountSettings, AccountToken, TokenKind
+from pillarbox.store.types import (
+    CREDENTIAL_KINDS,
+    Account,
+    AccountSettings,
+    AccountToken,
+    TokenKind,
+)
 from pillarbox.web import identities, zone
 from pillarbox.web.app import (
     Web,
@@ -92,6 +98,16 @@ async def issue_token(
     secret = new_secret(kind)
     token = await services.store.add_token(account.id, kind, label, token_digest(secret))
     return token, secret
+
+
+async def revoke_issued(services: Services, account: Account, token_id: int) -> None:
+    """Revoke one of the account's app passwords or API tokens (``NotFound`` otherwise: an
+    ended session's record is not the user's to undo)."""
+    store = services.store
+    issued = [t.id for kind in CREDENTIAL_KINDS for t in await store.list_tokens(account.id, kind)]
+    if token_id not in issued:
+        raise NotFound("no such token")
+    await services.store.remove_token(account.id, token_id)
 
 
 async def update_vacation(
@@ -375,7 +391,7 @@ async def revoke_token(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
     await posted_form(request)
-    await app.services.store.remove_token(account.id, request.path_params["token"])
+    await revoke_issued(app.services, account, request.path_params["token"])
     return redirect("/settings?saved=tokens#tokens")
 
 

@@ -55,6 +55,7 @@ from pillarbox.queue import sendlimits
 from pillarbox.sievescripts import InvalidScript
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import (
+    CREDENTIAL_KINDS,
     Account,
     AccountSettings,
     AccountToken,
@@ -716,14 +717,17 @@ async def change_password(call: Call) -> object:
 
 
 async def list_tokens(call: Call) -> object:
-    return [token_json(t) for t in await call.web.services.store.list_tokens(call.account.id)]
+    tokens = await call.web.services.store.list_tokens(call.account.id)
+    return [token_json(t) for t in tokens if t.kind in CREDENTIAL_KINDS]
 
 
 async def create_token(call: Call) -> object:
     try:
         kind = TokenKind(call.text("kind", TokenKind.API.value))
     except ValueError:
-        raise UserError("kind must be 'api' or 'app-password'") from None
+        kind = None
+    if kind not in CREDENTIAL_KINDS:
+        raise UserError("kind must be 'api' or 'app-password'")
     token, secret = await account_ops.issue_token(
         call.web.services, call.account, kind, call.text("label")
     )
@@ -731,7 +735,7 @@ async def create_token(call: Call) -> object:
 
 
 async def revoke_token(call: Call) -> object:
-    await call.web.services.store.remove_token(call.account.id, call.path("token"))
+    await account_ops.revoke_issued(call.web.services, call.account, call.path("token"))
     return {"ok": True}
 
 

@@ -27,6 +27,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -41,7 +42,7 @@ from jinja2.runtime import Context
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
     HTMLResponse,
     JSONResponse,
@@ -53,8 +54,9 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pillarbox.auth.tokens import token_digest
 from pillarbox.config import LISTENER_DOCS, WebSection
-from pillarbox.errors import NotFound, PermissionDenied, RateLimited, UserError
+from pillarbox.errors import AlreadyExists, NotFound, PermissionDenied, RateLimited, UserError
 from pillarbox.net.authcount import CountedAuthenticator
 from pillarbox.net.http import origin
 from pillarbox.observability.log import Log
@@ -62,7 +64,7 @@ from pillarbox.observability.metrics import UNMATCHED_ROUTE, WebMetrics
 from pillarbox.services import Services
 from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
-from pillarbox.store.types import Account
+from pillarbox.store.types import Account, TokenKind
 from pillarbox.web.session import (
     COOKIE,
     CSRF_FIELD,
@@ -357,11 +359,38 @@ async def current_account(request: Request) -> Account | None:
     if session.account_id is None:
         return None
     app = web(request)
-    account = await app.services.store.get_account_by_id(session.account_id)
+    store = app.services.store
+    account = await store.get_account_by_id(session.account_id)
     if account is None or app.codec.fingerprint(account.password_hash) != session.fingerprint:
+        return None
+    if await store.find_token(TokenKind.ENDED_SESSION, _ended_digest(session)) is not None:
         return None
     request.state.account = account
     return account
+
+
+def _ended_digest(session: Session) -> str:
+    return token_digest("session:" + session.sid)
+
+
+async def end_session(request: Request) -> None:
+    """Logout: remember the session's id as ended, so that a copy of its cookie (taken from
+    the browser, a proxy log, a shared machine) is refused from now on rather than until it
+    expires; records older than a cookie can live are dropped on the way."""
+    session: Session = request.state.session
+    account = await current_account(request)
+    if account is None:
+        return
+    app = web(request)
+    store = app.services.store
+    now = datetime.now(UTC)
+    for old in await store.list_tokens(account.id, TokenKind.ENDED_SESSION):
+        # A cookie is refused ttl seconds after it was issued (+60 s of clock skew) and none
+        # of an ended session is refreshed after its end.
+        if (now - old.created).total_seconds() > app.codec.ttl + 60:
+            await store.remove_token(account.id, old.id)
+    with contextlib.suppress(AlreadyExists):  # logged out twice at once
+        await store.add_token(account.id, TokenKind.ENDED_SESSION, "", _ended_digest(session))
 
 
 async def require_account(request: Request) -> Account:
@@ -574,6 +603,14 @@ async def _too_large_error(request: Request, exc: Exception) -> Response:
     return await _error_page(request, 413, text)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its request body ended: nobody is left to
+    answer, and the peer's doing is a log line, not a server fault's traceback (a client
+    could fill the log with them)."""
+    _log.info("client went away before its request body ended", path=request.url.path)
+    return Response(status_code=400)
+
+
 def create_app(
     services: Services,
     *,
@@ -638,6 +675,7 @@ def create_app(
             UserError: _user_error,
             HTTPException: _http_error,
             BodyTooLarge: _too_large_error,
+            ClientDisconnect: _client_gone,
         },
     )
     guard = Guard(

@@ -27,6 +27,7 @@ from typing import Any
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
+from pillarbox.mail.decode import printable
 from pillarbox.mail.headers import MISSING_DOMAIN, parse_addresses
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.trace import make_message_id
@@ -39,6 +40,8 @@ _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.I)
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
 #: What ``str.splitlines`` breaks at, which the email package refuses in a header value
 #: (a reply to a subject holding a form feed or U+2028 raised, and the send failed).
+#: A type or subtype name (RFC 6838 §4.2 restricted-name).
+_MEDIA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 #: RFC 5322 §3.2.3 dot-atom-text.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -349,11 +352,17 @@ def build_message(
         document = html_document(safe_html)
         message.add_alternative(document, subtype="html", cte=_text_encoding(document))
     for upload in draft.attachments:
+        # The type and name come from a browser, an API caller or a forwarded message: one
+        # that is not a bare type/subtype (RFC 6838 §4.2), or a name with a CR LF, must not
+        # reach a header field (the email package would refuse to write it).
         maintype, _, subtype = upload.content_type.partition("/")
-        if not maintype or not subtype:
+        if not (_MEDIA_NAME.fullmatch(maintype) and _MEDIA_NAME.fullmatch(subtype)):
             maintype, subtype = "application", "octet-stream"
         message.add_attachment(
-            upload.data, maintype=maintype, subtype=subtype, filename=upload.filename
+            upload.data,
+            maintype=maintype,
+            subtype=subtype,
+            filename=printable(upload.filename).strip() or "attachment",
         )
     return message.as_bytes(), message_id
 

@@ -9,7 +9,10 @@ Implementation notes:
 - **Invalidation.** The fingerprint is an HMAC of the stored password hash: changing or
   resetting the password ends every session of the account at once. Sessions expire ``ttl``
   seconds after they were last refreshed (refreshed when half that time has passed, so an
-  active user stays logged in and an idle one does not).
+  active user stays logged in and an idle one does not). Logging out records the session
+  id (its digest, as an ``ended-session`` row of the account's tokens, in the shared store)
+  and every later request with it is anonymous (:func:`.app.end_session`): replacing the
+  cookie in one browser would leave a copy of it good until it expired.
 - **Sealed notices.** A message a redirect carries in the address it sends the browser to
   (an invitation's answer, a warning from sending) travels with an HMAC of the session id and
   the text, and is shown only when that holds (:func:`.app.sealed`).

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
+from pillarbox.mail.decode import printable
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
@@ -27,6 +28,7 @@ from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
     client_ip,
     current_account,
+    end_session,
     field_number,
     field_text,
     next_target,
@@ -229,6 +231,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     app = web(request)
     await posted_form(request)
+    await end_session(request)
     response = redirect("/login?reason=logged-out")
     set_session(request, response, app.codec.anonymous(datetime.now(UTC).timestamp()))
     return response
@@ -552,7 +555,9 @@ async def message_frame(request: Request) -> Response:
 
 
 def _disposition(kind: str, filename: str) -> str:
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
+    # A message parsed before file names lost their controls may still hold a CR LF here.
+    ascii_name = printable(filename).encode("ascii", "replace").decode()
+    ascii_name = ascii_name.replace('"', "'").replace("\\", "_")
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
