@@ -280,8 +280,11 @@ def test_compose_with_attachment_to_a_local_user(
     page.get_by_label("Message", exact=True).fill("Attached are the minutes.")
     page.get_by_label(re.compile("^Attachments")).set_input_files(str(attachment))
     page.get_by_role("button", name="Send").click()
-    page.wait_for_url(re.compile(r"sent=1"))
-    assert "Message sent." in page.locator("p.notice").inner_text()
+    # Back where Compose was pressed (the Inbox), as Roundcube and Gmail return.
+    page.wait_for_url(re.compile(r"/mail/\d+\?sent=1$"))
+    assert "Message sent." in page.locator("#sent-notice").inner_text()
+    assert page.locator("#list-title").inner_text() == "INBOX"
+    page.locator("#folders").get_by_role("link", name="Sent").click()
     assert "Minutes" in page.locator("table.messages").inner_text()  # the copy in Sent
 
     bob = new_page()

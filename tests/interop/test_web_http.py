@@ -277,9 +277,10 @@ def test_another_accounts_message_is_not_found(live: LiveServer, alice: WebSessi
             "body": "y",
             "action": "send",
             "forwarding": f"{bob_box}:{bob_uid}",
+            "keep": f"{bob_box}:{bob_uid}:1",
         },
     )
-    assert sent.status_code == 404
+    assert sent.status_code == 400 and "for bob only" not in sent.text
     assert uids_in(live, BOB) == [bob_uid]
     assert "\\Seen" not in flags_of(live, bob_box, bob_uid)
 
@@ -843,6 +844,8 @@ def test_forward_carries_attachments(live: LiveServer, alice: WebSession) -> Non
     box, uid = deliver(live, ALICE, raw)
     page = alice.get(f"/compose?forward={box}:{uid}")
     assert 'value="Fwd: pics"' in page.text and "original text" in page.text
+    # The form lists the original's attachments, each to keep or leave out.
+    assert f'name="keep" value="{box}:{uid}:2" checked> a.png' in page.text
     assert (
         alice.post(
             "/compose",
@@ -851,6 +854,7 @@ def test_forward_carries_attachments(live: LiveServer, alice: WebSession) -> Non
                 "subject": "Fwd: pics",
                 "body": "fyi",
                 "forwarding": f"{box}:{uid}",
+                "keep": f"{box}:{uid}:2",
                 "action": "send",
             },
         ).status_code

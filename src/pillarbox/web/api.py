@@ -32,7 +32,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -508,9 +508,17 @@ def _draft(call: Call) -> Draft:
     )
 
 
+async def _draft_forwarding(call: Call) -> Draft:
+    """The call's draft; a forward carries all the forwarded message's attachments."""
+    draft = _draft(call)
+    if draft.forwarding:
+        draft = replace(draft, kept=await call.access.forwarded(draft.forwarding))
+    return draft
+
+
 async def send(call: Call) -> object:
     result = await call.access.send(
-        _draft(call),
+        await _draft_forwarding(call),
         max_recipients=call.web.limits.max_recipients,
         client_ip=client_ip(call.request),
         tls=call.request.url.scheme == "https",
@@ -521,7 +529,7 @@ async def send(call: Call) -> object:
 
 
 async def save_draft(call: Call) -> object:
-    uid = await call.access.save_draft(_draft(call))
+    uid = await call.access.save_draft(await _draft_forwarding(call))
     drafts = await call.access.special(SpecialUse.DRAFTS)
     return {"mailbox": drafts.id, "uid": uid}
 

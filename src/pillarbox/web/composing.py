@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email import policy
@@ -28,9 +27,9 @@ from typing import Any
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.headers import MISSING_DOMAIN, parse_addresses
-from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.model import Attachment, MessageInfo
 from pillarbox.mail.trace import make_message_id
-from pillarbox.web.reading import Person, people
+from pillarbox.web.reading import Person, part_at, people
 from pillarbox.web.richtext import html_document, plain_alternative, sanitize_composed
 
 #: RFC 5322 §2.1.1: lines SHOULD be at most 78 characters; longer ones go quoted-printable.
@@ -77,9 +76,14 @@ class Draft:
     in_reply_to: str = ""
     references: tuple[str, ...] = ()
     attachments: tuple[Upload, ...] = ()
+    #: Attachments already stored that go along, each "mailbox_id:uid:section": a saved
+    #: draft's (reopened, or saved a moment ago) or a forwarded message's. Unticking one on
+    #: the form leaves it out; the parts are read again when the draft is sent or saved.
+    kept: tuple[str, ...] = ()
     #: "mailbox_id:uid" of the message replied to (gets ``\\Answered`` once sent).
     replying_to: str = ""
-    #: "mailbox_id:uid" of the message forwarded (its attachments are sent along).
+    #: "mailbox_id:uid" of the message forwarded (the JSON API sends all its attachments
+    #: along; the compose form lists them in ``kept``).
     forwarding: str = ""
     #: UID in Drafts of the saved version this one replaces.
     draft_uid: int | None = None
@@ -217,8 +221,7 @@ def reply_draft(
 
 
 def forward_draft(info: MessageInfo, text: str, *, origin: str, received: datetime) -> Draft:
-    """A forward: the original's header summary and text inline, its attachments attached at
-    send time (``forwarding``)."""
+    """A forward: the original's header summary and text inline, its attachments kept."""
     summary = [
         "---------- Forwarded message ----------",
         f"From: {', '.join(map(str, people(info.envelope.from_)))}",
@@ -232,7 +235,26 @@ def forward_draft(info: MessageInfo, text: str, *, origin: str, received: dateti
         subject=forward_subject(info.subject),
         body="\n\n" + "\n".join(summary) + "\n\n" + text,
         forwarding=origin,
+        kept=kept_of(info, origin),
     )
+
+
+def attachments_kept(info: MessageInfo) -> list[Attachment]:
+    """The parts of a stored message a forward or a reopened draft carries along: each
+    attachment but an attached message without a file name (its text is what a forward
+    quotes)."""
+    kept: list[Attachment] = []
+    for attachment in info.attachments:
+        part = part_at(info, attachment.section)
+        if part is not None and (part.message is None or attachment.filename):
+            kept.append(attachment)
+    return kept
+
+
+def kept_of(info: MessageInfo, reference: str) -> tuple[str, ...]:
+    """:attr:`Draft.kept` for the attachments of the message ``reference`` ("mailbox:uid")
+    names."""
+    return tuple(f"{reference}:{a.section}" for a in attachments_kept(info))
 
 
 # -- building the message --------------------------------------------------------------------------
@@ -369,10 +391,10 @@ def draft_people(draft: Draft) -> Recipients:
 
 
 def draft_from_message(
-    info: MessageInfo, text: str, *, uid: int, html: str = "", attachments: Sequence[Upload] = ()
+    info: MessageInfo, text: str, *, mailbox_id: int, uid: int, html: str = ""
 ) -> Draft:
     """Re-open a saved draft for editing (``html``: its text/html part, if written as rich
-    text)."""
+    text), its attachments kept."""
     return replace(
         Draft(
             html=sanitize_composed(html) if html else "",
@@ -384,6 +406,6 @@ def draft_from_message(
             in_reply_to=info.in_reply_to,
             references=info.references,
         ),
-        attachments=tuple(attachments),
+        kept=kept_of(info, f"{mailbox_id}:{uid}"),
         draft_uid=uid,
     )

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -22,7 +22,7 @@ from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
-from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
+from pillarbox.store.types import INBOX, Identity, Mailbox, MessageQuery, SortKey, SpecialUse
 from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
     client_ip,
@@ -44,6 +44,7 @@ from pillarbox.web.composing import (
     Upload,
     draft_from_message,
     forward_draft,
+    kept_of,
     reply_draft,
 )
 from pillarbox.web.mailaccess import (
@@ -95,7 +96,11 @@ _DONE = {
 }
 #: Folders of one's own messages: their list names the recipients where others name the sender.
 _OWN_MAIL = frozenset({SpecialUse.SENT, SpecialUse.DRAFTS})
+#: Folders whose "Delete" deletes for good (:meth:`MailAccess.delete`).
+_GONE_FOR_GOOD = frozenset({SpecialUse.TRASH, SpecialUse.JUNK})
 _NOTHING_SELECTED = "No message selected: tick the box beside each message to act on first."
+#: The folder and message pages, where sending returns to (they show its notice).
+_MAIL_PAGE = re.compile(r"/mail(?:/\d+){0,2}")
 #: Query fields of an earlier notice, dropped from the page an action returns to.
 _NOTICE_PARAMS = frozenset({"done", "count", "to", "sent", "warning", "warning_seal"})
 
@@ -248,7 +253,8 @@ async def home(request: Request) -> Response:
 
 async def inbox(request: Request) -> Response:
     access = await mail_access(request)
-    return redirect(f"/mail/{(await access.inbox()).id}")
+    query = request.url.query  # a notice (sending returns to "/mail") goes along
+    return redirect(f"/mail/{(await access.inbox()).id}" + (f"?{query}" if query else ""))
 
 
 async def message_list(request: Request) -> Response:
@@ -295,8 +301,9 @@ async def message_list(request: Request) -> Response:
         params=params,
         query_string=lambda **changes: "?" + urlencode({**base, **changes}),
         targets=move_targets(folders, mailbox.id),
-        emptiable=mailbox.special_use in (SpecialUse.TRASH, SpecialUse.JUNK) and place.may("te"),
-        is_junk=mailbox.special_use is SpecialUse.JUNK,
+        emptiable=mailbox.special_use in _GONE_FOR_GOOD and place.may("te"),
+        verdict=verdict_offered(mailbox),
+        forever=mailbox.special_use in _GONE_FOR_GOOD,
         unread=sum(f.status.unseen for f in folders if f.owner is None and f.mailbox.name == INBOX),
         done=done_notice(request.query_params, folders),
         addressed=mailbox.special_use in _OWN_MAIL,
@@ -313,6 +320,14 @@ def _last_page(
     if page is None or page.rows or not page.total or number == 1:
         return None
     return math.ceil(page.total / page_size)
+
+
+def verdict_offered(mailbox: Mailbox) -> str:
+    """The spam verdict a folder's messages may be given: "notspam" in Junk, none in one's
+    own mail (Sent, Drafts: nobody is taught their own words are spam), else "spam"."""
+    if mailbox.special_use is SpecialUse.JUNK:
+        return "notspam"
+    return "" if mailbox.special_use in _OWN_MAIL else "spam"
 
 
 def recipients_of(info: MessageInfo) -> str:
@@ -359,7 +374,7 @@ async def _done_key(access: MailAccess, mailbox_id: int, action: str) -> str:
     match action:
         case "delete":
             source = await access.mailbox(mailbox_id, NEEDS["leave"])  # as delete checked
-            gone = source.special_use in (SpecialUse.TRASH, SpecialUse.JUNK)
+            gone = source.special_use in _GONE_FOR_GOOD
             return "expunge" if gone else "trash"
         case "spam":
             return "junk"
@@ -371,11 +386,16 @@ async def _done_key(access: MailAccess, mailbox_id: int, action: str) -> str:
 
 def _with_notice(back: str, done: str, count: int, target: str) -> str:
     """``back`` with the action's notice fields in its query, an earlier notice's dropped."""
-    path, _, query = back.partition("?")
-    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _NOTICE_PARAMS]
     added = [("done", done)] + ([("count", str(count))] if count else [])
     added += [("to", target)] if done == "move" else []
-    return f"{path}?{urlencode(kept + added)}"
+    return _noticed(back, added)
+
+
+def _noticed(back: str, added: list[tuple[str, str]]) -> str:
+    """``back`` with the ``added`` notice fields in its query, an earlier notice's dropped."""
+    path, _, query = back.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _NOTICE_PARAMS]
+    return f"{path}?{urlencode(kept + added)}" if kept + added else path
 
 
 def done_notice(params: Mapping[str, str], folders: list[Folder]) -> str:
@@ -526,7 +546,8 @@ async def message_view(request: Request) -> Response:
         thread=await access.thread(opened),
         targets=move_targets(folders, opened.mailbox.id),
         flagged=FLAGGED in opened.record.flags,
-        is_junk=opened.mailbox.special_use is SpecialUse.JUNK,
+        verdict=verdict_offered(opened.mailbox),
+        forever=opened.mailbox.special_use in _GONE_FOR_GOOD,
         sandbox=FRAME_SANDBOX,
         defects=opened.info.defects,
         invitation=await invitations.shown(
@@ -534,6 +555,7 @@ async def message_view(request: Request) -> Response:
         ),
         invitation_notice=unsealed(request, "invitation"),
         done=done_notice(request.query_params, folders),
+        sent_warning=unsealed(request, "warning"),
     )
 
 
@@ -605,6 +627,7 @@ async def compose_page(request: Request) -> Response:
     choices = await access.identities()
     draft = Draft(to=params.get("to", ""), subject=params.get("subject", ""))
     identity = identities.default_identity(choices)
+    back = _came_from(request) or f"/mail/{(await access.inbox()).id}"
     if params.get("reply"):
         parent = await access.open_reference(params["reply"])
         draft = reply_draft(
@@ -616,6 +639,7 @@ async def compose_page(request: Request) -> Response:
             received=parent.record.internal_date,
         )
         identity = identities.identity_for(choices, _addressed(parent))
+        back = message_base(parent)
     elif params.get("forward"):
         original = await access.open_reference(params["forward"])
         draft = forward_draft(
@@ -625,6 +649,7 @@ async def compose_page(request: Request) -> Response:
             received=original.record.internal_date,
         )
         identity = identities.identity_for(choices, _addressed(original))
+        back = message_base(original)
     elif params.get("draft"):
         saved = await access.open_reference(params["draft"])
         # Only from this account's Drafts: sending or saving removes the old version there.
@@ -632,15 +657,36 @@ async def compose_page(request: Request) -> Response:
         if saved.mailbox.special_use is not SpecialUse.DRAFTS or not mine:
             raise NotFound("not a draft")
         draft = draft_from_message(
-            saved.info, access.text_of(saved), uid=saved.record.uid, html=access.html_of(saved)
+            saved.info,
+            access.text_of(saved),
+            mailbox_id=saved.mailbox.id,
+            uid=saved.record.uid,
+            html=access.html_of(saved),
         )
         # A saved draft holds its signature already: only the identity is found again.
         froms = [p.address for p in people(saved.info.envelope.from_)]
-        return _compose(
-            request, replace(draft, identity=identities.identity_for(choices, froms).id), choices
+        # Back to Drafts: the draft's own page is gone once it is sent.
+        return await _compose(
+            request,
+            access,
+            replace(draft, identity=identities.identity_for(choices, froms).id),
+            choices,
+            back=f"/mail/{saved.mailbox.id}",
         )
     body = identities.insert_signature(draft.body, identity.signature)
-    return _compose(request, replace(draft, body=body, identity=identity.id), choices)
+    draft = replace(draft, body=body, identity=identity.id)
+    return await _compose(request, access, draft, choices, back=back)
+
+
+def _came_from(request: Request) -> str:
+    """The folder or message page the Compose button was pressed on (its same-origin Referer,
+    app.py's Referrer-Policy), where sending returns to as Roundcube and Gmail do; else ""
+    (the Inbox: other pages show no "Message sent." notice)."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    same = referer.netloc == request.url.netloc and referer.scheme == request.url.scheme
+    if same and _MAIL_PAGE.fullmatch(referer.path):
+        return _noticed(f"{referer.path}?{referer.query}", [])
+    return ""
 
 
 def _addressed(opened: Opened) -> list[str]:
@@ -649,16 +695,22 @@ def _addressed(opened: Opened) -> list[str]:
     return [p.address for p in (*people(envelope.to), *people(envelope.cc))]
 
 
-def _compose(
+async def _compose(
     request: Request,
+    access: MailAccess,
     draft: Draft,
     choices: list[Identity],
     *,
+    back: str,
     errors: Mapping[str, str] | None = None,
     notice: str = "",
     status_code: int = 200,
 ) -> Response:
     app = web(request)
+    try:
+        kept = [(reference, a) for reference, _, a in await access.kept_parts(draft.kept)]
+    except UserError:
+        kept = []  # a kept part gone meanwhile (sent from another tab): the error says so
     return app.render(
         request,
         "compose.html",
@@ -668,7 +720,9 @@ def _compose(
         selected=identities.chosen_or_default(choices, draft.identity),
         errors=errors or {},
         notice=notice,
+        back=back,
         max_upload=app.limits.max_upload_bytes,
+        kept=kept,
         rich=sanitize_composed(draft.html) if draft.html.strip() else "",
     )
 
@@ -692,6 +746,7 @@ async def _draft_from_form(form: FormData) -> Draft:
         in_reply_to=field_text(form, "in_reply_to"),
         references=tuple(field_text(form, "references").split()),
         attachments=tuple(uploads),
+        kept=tuple(k for k in form.getlist("keep") if isinstance(k, str)),
         replying_to=field_text(form, "replying_to"),
         forwarding=field_text(form, "forwarding"),
         draft_uid=field_number(draft_uid),
@@ -704,15 +759,32 @@ async def compose_submit(request: Request) -> Response:
     access = await mail_access(request)
     form = await posted_form(request, files=True)
     draft = await _draft_from_form(form)
+    back = _back(field_text(form, "back")) or f"/mail/{(await access.inbox()).id}"
     if field_text(form, "action") == "save":
-        uid = await access.save_draft(draft)
-        again = " Attach files again before sending." if draft.attachments else ""
+        try:
+            uid = await access.save_draft(draft)
+        except UserError as exc:
+            return await _compose(
+                request,
+                access,
+                replace(draft, attachments=()),
+                await access.identities(),
+                back=back,
+                errors={"attachment": str(exc)},
+                notice="Not saved." + (" Attach files again." if draft.attachments else ""),
+                status_code=400,
+            )
+        # The saved draft holds every attachment now: the form keeps them from it.
+        saved = await access.open((await access.special(SpecialUse.DRAFTS)).id, uid)
+        kept = kept_of(saved.info, f"{saved.mailbox.id}:{uid}")
         now = datetime.now(UTC)
-        return _compose(
+        return await _compose(
             request,
-            replace(draft, draft_uid=uid, attachments=()),
+            access,
+            replace(draft, draft_uid=uid, attachments=(), kept=kept),
             await access.identities(),
-            notice=f"Draft saved at {when(now, reader_zone(request), 'time', now=now)}.{again}",
+            back=back,
+            notice=f"Draft saved at {when(now, reader_zone(request), 'time', now=now)}.",
         )
     result = await access.send(
         draft,
@@ -722,19 +794,24 @@ async def compose_submit(request: Request) -> Response:
     )
     if not result.sent:
         note = " Attach files again." if draft.attachments else ""
-        return _compose(
+        return await _compose(
             request,
+            access,
             replace(draft, attachments=()),
             await access.identities(),
+            back=back,
             errors=result.errors,
             notice="Not sent: fix the fields marked below." + note,
             status_code=400,
         )
-    sent = await access.special(SpecialUse.SENT)
-    target = f"/mail/{sent.id}?" + urlencode(
-        {"sent": "1", **sealed(request, "warning", result.warning)}
-    )
-    return redirect(target)
+    notice = {"sent": "1", **sealed(request, "warning", result.warning)}
+    return redirect(_noticed(back, list(notice.items())))
+
+
+def _back(value: str) -> str:
+    """The page a sent message returns to: one of the mail pages the form names, else ""."""
+    path = value.partition("?")[0]
+    return value if _MAIL_PAGE.fullmatch(path) and next_target(value) == value else ""
 
 
 def routes() -> list[BaseRoute]:
