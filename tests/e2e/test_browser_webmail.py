@@ -20,7 +20,7 @@ import pytest
 
 from pillarbox.store.types import INBOX, Calendar
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
-from pillarbox.testing.webclient import deliver
+from pillarbox.testing.webclient import deliver, simple_message
 from pillarbox.web.session import COOKIE
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -921,3 +921,54 @@ def test_the_list_shows_the_browsers_local_time(server: LiveServer, new_page: An
     cell = new_york.locator("table.messages td.date time")
     assert cell.get_attribute("title") == "Sat, 29 Jun 2024 19:30 EDT"
     assert cell.inner_text() == "29 Jun 2024"
+
+
+def test_a_draft_keeps_its_attachment_and_sending_returns_to_the_folder(
+    server: LiveServer, new_page: Any, tmp_path: Path
+) -> None:
+    """Saved with a file, the draft lists it ticked; reopened from Drafts and sent without
+    attaching again, Bob gets the file, and the page goes back to Drafts saying so."""
+    attachment = tmp_path / "plan.txt"
+    attachment.write_text("the plan\n")
+    page = new_page()
+    login(page, server)
+    page.get_by_role("link", name="Compose").click()
+    page.get_by_label("To", exact=True).fill(BOB)
+    page.get_by_label("Subject", exact=True).fill("Plan")
+    page.get_by_label(re.compile("^Attachments")).set_input_files(str(attachment))
+    page.get_by_role("button", name="Save draft").click()
+    sync_api.expect(page.locator("#kept")).to_contain_text("plan.txt")
+    page.goto(base(server) + "/mail")
+    page.locator("#folders").get_by_role("link", name="Drafts").click()
+    page.get_by_role("link", name="Plan").click()
+    page.get_by_role("link", name="Edit draft").click()
+    sync_api.expect(page.get_by_role("checkbox", name=re.compile("plan.txt"))).to_be_checked()
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+    assert page.locator("#list-title").inner_text() == "Drafts"
+    assert "Message sent." in page.locator("#sent-notice").inner_text()
+    bob = new_page()
+    login(bob, server, BOB)
+    bob.get_by_role("link", name="Plan").click()
+    sync_api.expect(bob.locator("section.attachments")).to_contain_text("plan.txt")
+
+
+@pytest.mark.parametrize("script", [True, False])
+def test_delete_forever_asks_first(server: LiveServer, new_page: Any, script: bool) -> None:
+    """In Trash, "Delete forever" asks: with script a confirm() (one step), without it a page
+    naming what goes, whose button deletes."""
+    smtp_deliver(server, simple_message("Doomed"))
+    page = new_page(java_script_enabled=script)
+    if script:
+        page.on("dialog", lambda dialog: dialog.accept())
+    login(page, server)
+    page.get_by_role("checkbox", name="Select Doomed").check()
+    page.locator("#list-form").get_by_role("button", name="Delete", exact=True).click()
+    page.locator("#folders").get_by_role("link", name="Trash").click()
+    page.get_by_role("checkbox", name="Select Doomed").check()
+    page.locator("#list-form").get_by_role("button", name="Delete forever").click()
+    if not script:
+        assert "1 message in Trash will be deleted for good." in page.locator("main").inner_text()
+        page.get_by_role("button", name="Delete forever").click()
+    page.wait_for_url(re.compile(r"done=expunge"))
+    assert inbox_count(server, ALICE, "Trash") == 0

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import provisioning, retention
 from pillarbox.auth.tokens import token_digest
-from pillarbox.errors import AuthenticationFailed, RateLimited, UserError
+from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
 from pillarbox.net.http import origin
 from pillarbox.services import Services
 from pillarbox.store.types import Account, AccountSettings, AccountToken, TokenKind
@@ -33,6 +33,7 @@ from pillarbox.web.app import (
     refused,
     require_account,
     set_session,
+    unconfirmed,
     web,
 )
 from pillarbox.web.composing import parse_people
@@ -333,6 +334,17 @@ async def _apply(request: Request, section: str) -> Response:
                     trash_days=days_chosen(form, "trash", "Trash"),
                 )
             case "identities":
+                if field_text(form, "action") == "delete":
+                    asked = unconfirmed(
+                        request,
+                        form,
+                        what=f"The identity {field_text(form, 'address')} will be removed: "
+                        "its name, Reply-To and signature.",
+                        button="Remove identity",
+                        back="/settings#identities",
+                    )
+                    if asked is not None:
+                        return asked
                 await _apply_identity(services, account, form)
             case "time-zone":
                 await update_time_zone(services, account, field_text(form, "time_zone"))
@@ -374,8 +386,21 @@ async def save_section(request: Request) -> Response:
 async def revoke_token(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
-    await posted_form(request)
-    await app.services.store.remove_token(account.id, request.path_params["token"])
+    form = await posted_form(request)
+    token_id: int = request.path_params["token"]
+    labels = [t.label for t in await app.services.store.list_tokens(account.id) if t.id == token_id]
+    if not labels:
+        raise NotFound("no such token")
+    asked = unconfirmed(
+        request,
+        form,
+        what=f"“{labels[0]}” will be revoked: whatever logs in with it is refused from now on.",
+        button="Revoke",
+        back="/settings#tokens",
+    )
+    if asked is not None:
+        return asked
+    await app.services.store.remove_token(account.id, token_id)
     return redirect("/settings?saved=tokens#tokens")
 
 

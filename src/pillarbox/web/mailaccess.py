@@ -352,11 +352,16 @@ class MailAccess:
             raise InvalidName("INBOX and special folders keep their names here")
         await self.store.rename_mailbox(mailbox.account_id, mailbox.name, new_name.strip())
 
-    async def delete_folder(self, mailbox_id: int) -> None:
+    async def deletable(self, mailbox_id: int) -> Mailbox:
+        """The folder, if this account may delete it (InvalidName for INBOX and the special
+        folders)."""
         mailbox = await self.mailbox(mailbox_id, NEEDS["delete"])
         if mailbox.name == INBOX or mailbox.special_use is not None:
             raise InvalidName("INBOX and special folders cannot be deleted")
-        await self.store.delete_mailbox(mailbox.id)
+        return mailbox
+
+    async def delete_folder(self, mailbox_id: int) -> None:
+        await self.store.delete_mailbox((await self.deletable(mailbox_id)).id)
 
     # -- sharing (RFC 4314) --------------------------------------------------------------------
     async def sharing(self, mailbox_id: int) -> Sharing:
@@ -557,11 +562,17 @@ class MailAccess:
         """Warn the account whose usage ``saved`` raised if that took it past a threshold."""
         await self.quota_warnings.after_saving(account_id, saved.usage, saved.size, saved.count)
 
-    async def empty(self, mailbox_id: int) -> None:
-        """Remove everything from Trash or Junk (other folders refuse: too easy to regret)."""
+    async def emptiable(self, mailbox_id: int) -> Mailbox:
+        """The folder, if it is Trash or Junk and this account may empty it (other folders
+        refuse: too easy to regret)."""
         mailbox = await self.mailbox(mailbox_id, NEEDS["leave"])
         if mailbox.special_use not in (SpecialUse.TRASH, SpecialUse.JUNK):
             raise UserError("only Trash and Junk can be emptied")
+        return mailbox
+
+    async def empty(self, mailbox_id: int) -> None:
+        """Remove everything from Trash or Junk."""
+        mailbox = await self.emptiable(mailbox_id)
         uids = [r.uid for r in await self.store.list_messages(mailbox.id)]
         await self._expunge(mailbox, uids)
 

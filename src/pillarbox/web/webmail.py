@@ -36,6 +36,7 @@ from pillarbox.web.app import (
     require_account,
     sealed,
     set_session,
+    unconfirmed,
     unsealed,
     web,
 )
@@ -361,6 +362,19 @@ async def actions(request: Request) -> Response:
     action = field_text(form, "action")
     back = next_target(field_text(form, "back", f"/mail/{mailbox_id}"))
     target = field_text(form, "target")
+    if action == "delete" and uids:
+        source = await access.mailbox(mailbox_id, NEEDS["leave"])
+        if source.special_use in _GONE_FOR_GOOD:
+            count = f"{len(uids)} message{'' if len(uids) == 1 else 's'}"
+            asked = unconfirmed(
+                request,
+                form,
+                what=f"{count} in {source.name} will be deleted for good.",
+                button="Delete forever",
+                back=back,
+            )
+            if asked is not None:
+                return asked
     await apply_action(access, mailbox_id, uids, action, target)
     if action in _LEAVES_MESSAGE and re.fullmatch(r"/mail/\d+/\d+", back):
         back = f"/mail/{mailbox_id}"  # back to the list: the message left, or would be re-read
@@ -440,8 +454,20 @@ async def apply_action(
 
 async def empty_folder(request: Request) -> Response:
     access = await mail_access(request)
-    await posted_form(request)
+    form = await posted_form(request)
     mailbox_id: int = request.path_params["mailbox"]
+    mailbox = await access.emptiable(mailbox_id)
+    count = (await access.store.mailbox_status(mailbox.id)).messages
+    asked = unconfirmed(
+        request,
+        form,
+        what=f"All {count} message{'' if count == 1 else 's'} in {mailbox.name} will be deleted "
+        "for good.",
+        button=f"Empty {mailbox.name}",
+        back=f"/mail/{mailbox_id}",
+    )
+    if asked is not None:
+        return asked
     await access.empty(mailbox_id)
     return redirect(f"/mail/{mailbox_id}")
 
@@ -466,8 +492,21 @@ async def rename_folder(request: Request) -> Response:
 
 async def delete_folder(request: Request) -> Response:
     access = await mail_access(request)
-    await posted_form(request)
-    await access.delete_folder(request.path_params["mailbox"])
+    form = await posted_form(request)
+    mailbox_id: int = request.path_params["mailbox"]
+    mailbox = await access.deletable(mailbox_id)
+    count = (await access.store.mailbox_status(mailbox.id)).messages
+    asked = unconfirmed(
+        request,
+        form,
+        what=f"The folder {mailbox.name} and the {count} message{'' if count == 1 else 's'} in "
+        "it will be deleted.",
+        button="Delete folder",
+        back=f"/mail/{mailbox_id}",
+    )
+    if asked is not None:
+        return asked
+    await access.delete_folder(mailbox_id)
     return redirect("/mail")
 
 
