@@ -84,7 +84,7 @@ def test_emptying_trash_and_deleting_a_folder_ask_first(
     assert alice.post(f"/mail/{trash}/empty").status_code == 200
     assert len(live.call(live.store.list_messages(trash))) == 1
     done = asked(
-        alice, f"/mail/{trash}/empty", {}, "All 1 message in Trash will be deleted for good."
+        alice, f"/mail/{trash}/empty", {}, "The message in Trash will be deleted for good."
     )
     assert done.status_code == 303 and live.call(live.store.list_messages(trash)) == []
     assert alice.post("/folders", {"name": "Old"}).status_code == 303

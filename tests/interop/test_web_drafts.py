@@ -297,3 +297,19 @@ def test_spam_verdicts_are_offered_where_they_mean_something(
     for page in (alice.get(f"/mail/{box}").text, alice.get(f"/mail/{box}/{uid}").text):
         buttons = set(re.findall(r'name="action" value="(spam|notspam)"', page))
         assert buttons == ({offered} if offered else set())
+
+
+def test_no_spam_verdict_in_a_folder_shared_by_another(live: LiveServer, alice: WebSession) -> None:
+    """Bob may read, write and delete in Alice's Inbox, but "Spam" there would move her
+    message to his Junk: not offered."""
+    inbox = mailbox_id(live, ALICE)
+    _, uid = deliver(live, ALICE, simple_message("shared", sender=BOB))
+    shared = alice.post(f"/mail/{inbox}/sharing", {"grantee": BOB, "preset": "read-write"})
+    assert shared.status_code == 303
+    bob = WebSession(live)
+    assert bob.login(BOB).status_code == 303
+    listing, view = bob.get(f"/mail/{inbox}").text, bob.get(f"/mail/{inbox}/{uid}").text
+    bob.close()
+    assert 'value="delete"' in listing and 'value="delete"' in view  # the rights allow it
+    for page in (listing, view):
+        assert not re.findall(r'name="action" value="(spam|notspam)"', page)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -422,12 +422,11 @@ def unconfirmed(
     what: str,
     button: str,
     back: str,
-    items: Sequence[str] = (),
 ) -> Response | None:
     """None when ``form`` is confirmed; else, doing nothing, the page Roundcube and Fastmail
-    show before something is destroyed without script: ``what`` (and ``items``) would be
-    destroyed, the form's fields posted again with a fresh CSRF token behind ``button``, and a
-    way ``back``. A button with ``data-confirm`` asks in the browser and skips this page."""
+    show before something is destroyed without script: ``what`` would be destroyed, the
+    form's fields posted again with a fresh CSRF token behind ``button``, and a way ``back``.
+    A button with ``data-confirm`` asks in the browser and skips this page."""
     if field_text(form, CONFIRMED_FIELD) == "1":
         return None
     fields = [
@@ -439,7 +438,6 @@ def unconfirmed(
         request,
         "confirm.html",
         what=what,
-        items=items,
         button=button,
         fields=fields,
         action=request.url.path,

@@ -303,7 +303,7 @@ async def message_list(request: Request) -> Response:
         query_string=lambda **changes: "?" + urlencode({**base, **changes}),
         targets=move_targets(folders, mailbox.id),
         emptiable=mailbox.special_use in _GONE_FOR_GOOD and place.may("te"),
-        verdict=verdict_offered(mailbox),
+        verdict=verdict_offered(mailbox, access.account.id),
         forever=mailbox.special_use in _GONE_FOR_GOOD,
         unread=sum(f.status.unseen for f in folders if f.owner is None and f.mailbox.name == INBOX),
         done=done_notice(request.query_params, folders),
@@ -323,9 +323,13 @@ def _last_page(
     return math.ceil(page.total / page_size)
 
 
-def verdict_offered(mailbox: Mailbox) -> str:
+def verdict_offered(mailbox: Mailbox, account_id: int) -> str:
     """The spam verdict a folder's messages may be given: "notspam" in Junk, none in one's
-    own mail (Sent, Drafts: nobody is taught their own words are spam), else "spam"."""
+    own mail (Sent, Drafts: nobody is taught their own words are spam) nor in a folder shared
+    by another account (the verdict would move its owner's message to this account's Junk or
+    Inbox), else "spam"."""
+    if mailbox.account_id != account_id:
+        return ""
     if mailbox.special_use is SpecialUse.JUNK:
         return "notspam"
     return "" if mailbox.special_use in _OWN_MAIL else "spam"
@@ -461,8 +465,8 @@ async def empty_folder(request: Request) -> Response:
     asked = unconfirmed(
         request,
         form,
-        what=f"All {count} message{'' if count == 1 else 's'} in {mailbox.name} will be deleted "
-        "for good.",
+        what=f"{'The message' if count == 1 else f'All {count} messages'} in {mailbox.name} "
+        "will be deleted for good.",
         button=f"Empty {mailbox.name}",
         back=f"/mail/{mailbox_id}",
     )
@@ -585,7 +589,7 @@ async def message_view(request: Request) -> Response:
         thread=await access.thread(opened),
         targets=move_targets(folders, opened.mailbox.id),
         flagged=FLAGGED in opened.record.flags,
-        verdict=verdict_offered(opened.mailbox),
+        verdict=verdict_offered(opened.mailbox, access.account.id),
         forever=opened.mailbox.special_use in _GONE_FOR_GOOD,
         sandbox=FRAME_SANDBOX,
         defects=opened.info.defects,
