@@ -494,10 +494,14 @@ def test_expired_session_keeps_the_draft(server: LiveServer, new_page: Any) -> N
 def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
     for n in range(3):
         smtp_deliver(server, message(f"A rather long subject line number {n} for a small screen"))
+    deliver(server, ALICE, simple_message("Last year"))  # dated 2024: its date has a year
     page = new_page(viewport={"width": 375, "height": 740})
     login(page, server)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
+    # Dates are shown whole, "01 Jan 2024" too (it was cut to "01 Ja…").
+    dates = page.locator("table.messages tbody td.date")
+    assert dates.evaluate_all("cells => cells.every(c => c.scrollWidth <= c.clientWidth)")
     # The subject is shown whole (on more lines), not cut to its first words.
     subject = page.locator("table.messages tbody td.subject").first
     assert subject.evaluate("cell => cell.scrollWidth <= cell.clientWidth")
