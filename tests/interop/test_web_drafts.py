@@ -313,3 +313,24 @@ def test_no_spam_verdict_in_a_folder_shared_by_another(live: LiveServer, alice: 
     assert 'value="delete"' in listing and 'value="delete"' in view  # the rights allow it
     for page in (listing, view):
         assert not re.findall(r'name="action" value="(spam|notspam)"', page)
+
+
+def test_a_reopened_reply_draft_still_answers(live: LiveServer, alice: WebSession) -> None:
+    """The draft keeps what it answers (X-Pillarbox-Draft, as Roundcube's X-Draft-Info):
+    reopened and sent, the original is marked \\Answered; the field never goes out."""
+    box, uid = deliver(live, ALICE, simple_message("question", sender=BOB))
+    reply = {"to": BOB, "subject": "Re: question", "body": "later", "replying_to": f"{box}:{uid}"}
+    assert alice.post("/compose", {**reply, "action": "save"}).status_code == 200
+    drafts = special_mailbox_id(live, ALICE, SpecialUse.DRAFTS)
+    saved = _draft_uid(live)
+    assert f"X-Pillarbox-Draft: reply={box}:{uid}".encode() in raw_in(live, drafts, saved)
+    page = alice.get(f"/compose?draft={drafts}:{saved}").text
+    assert ">Reply</h1>" in page and f'name="replying_to" value="{box}:{uid}"' in page
+    sent = alice.post(
+        "/compose", {**reply, "draft_uid": saved, "back": f"/mail/{drafts}", "action": "send"}
+    )
+    assert sent.status_code == 303
+    record = live.call(live.store.get_message(box, uid))
+    assert record is not None and "\\Answered" in record.flags
+    [bob_uid] = uids_in(live, BOB)
+    assert b"X-Pillarbox-Draft" not in raw_in(live, mailbox_id(live, BOB), bob_uid)

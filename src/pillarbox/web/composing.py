@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email import policy
@@ -49,6 +50,11 @@ _NO_FOLD_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 #: The longest msg-id written: its field, "In-Reply-To: <id>", within one line of 998
 #: characters (RFC 5322 §2.1.1).
 _MAX_ID = 998 - len("In-Reply-To: <>")
+#: The field a saved draft keeps what it answers or forwards in ("reply=3:14",
+#: "forward=3:15"), as Roundcube's X-Draft-Info: sent from the reopened draft, the original
+#: is marked \Answered. Only in the Drafts copy, never in a message sent.
+DRAFT_ORIGIN = "X-Pillarbox-Draft"
+_ORIGIN = re.compile(r"(reply|forward)=(\d+:\d+)")
 #: RFC 3676 §4.3: "a line consisting of dash dash space" starts a signature.
 SIGNATURE_SEPARATOR = "-- "
 
@@ -342,9 +348,11 @@ def build_message(
     include_bcc: bool,
     message_id: str | None = None,
     reply_to: Person | None = None,
+    as_draft: bool = False,
 ) -> tuple[bytes, str]:
     """The RFC 5322 message and its Message-ID. ``include_bcc`` is for the sender's own copies
-    (Sent, Drafts); the submitted message never carries Bcc (RFC 5322 §3.6.3)."""
+    (Sent, Drafts); the submitted message never carries Bcc (RFC 5322 §3.6.3). ``as_draft``:
+    the copy in Drafts, with its :data:`DRAFT_ORIGIN`."""
     message = EmailMessage(policy=_POLICY)
     message_id = message_id or make_message_id(secrets.token_hex(12), hostname)
     message["Date"] = format_datetime(now)
@@ -363,6 +371,8 @@ def build_message(
     references = [angle(r) for r in draft.references if angle(r)]
     if references:
         message["References"] = " ".join(references)
+    if as_draft and (origin := _origin_of(draft)):
+        message[DRAFT_ORIGIN] = origin
     safe_html = sanitize_composed(draft.html) if draft.html.strip() else ""
     text = plain_alternative(safe_html) if safe_html else draft.body
     message.set_content(_line_ended(text), cte=_text_encoding(text))
@@ -380,6 +390,12 @@ def build_message(
     return message.as_bytes(), message_id
 
 
+def _origin_of(draft: Draft) -> str:
+    if _ORIGIN.fullmatch(origin := f"reply={draft.replying_to}"):
+        return origin
+    return origin if _ORIGIN.fullmatch(origin := f"forward={draft.forwarding}") else ""
+
+
 def draft_people(draft: Draft) -> Recipients:
     """Recipients of a draft being saved: what parses, without complaints (a draft may be
     incomplete)."""
@@ -391,10 +407,19 @@ def draft_people(draft: Draft) -> Recipients:
 
 
 def draft_from_message(
-    info: MessageInfo, text: str, *, mailbox_id: int, uid: int, html: str = ""
+    info: MessageInfo,
+    text: str,
+    *,
+    mailbox_id: int,
+    uid: int,
+    html: str = "",
+    origin: Sequence[str] = (),
 ) -> Draft:
     """Re-open a saved draft for editing (``html``: its text/html part, if written as rich
-    text), its attachments kept."""
+    text; ``origin``: its :data:`DRAFT_ORIGIN` fields), its attachments kept."""
+    kind, reference = "", ""
+    if origin and (match := _ORIGIN.fullmatch(origin[0])):
+        kind, reference = match.groups()
     return replace(
         Draft(
             html=sanitize_composed(html) if html else "",
@@ -407,5 +432,7 @@ def draft_from_message(
             references=info.references,
         ),
         kept=kept_of(info, f"{mailbox_id}:{uid}"),
+        replying_to=reference if kind == "reply" else "",
+        forwarding=reference if kind == "forward" else "",
         draft_uid=uid,
     )

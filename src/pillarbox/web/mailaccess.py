@@ -770,6 +770,7 @@ class MailAccess:
             hostname=self.services.hostname,
             now=datetime.now(UTC),
             include_bcc=True,
+            as_draft=True,
         )
         self._within_size(raw)
         info = await run_blocking(parse_message, raw)  # off the loop, as keep_sent's

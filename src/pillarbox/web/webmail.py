@@ -41,6 +41,7 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.composing import (
+    DRAFT_ORIGIN,
     Draft,
     Upload,
     draft_from_message,
@@ -61,6 +62,7 @@ from pillarbox.web.mailaccess import (
 from pillarbox.web.reading import (
     authentication_results,
     body_parts,
+    header_values,
     part_at,
     people,
     section_of_content_id,
@@ -705,6 +707,7 @@ async def compose_page(request: Request) -> Response:
             mailbox_id=saved.mailbox.id,
             uid=saved.record.uid,
             html=access.html_of(saved),
+            origin=header_values(saved.raw, saved.info, DRAFT_ORIGIN),
         )
         # A saved draft holds its signature already: only the identity is found again.
         froms = [p.address for p in people(saved.info.envelope.from_)]
