@@ -1276,7 +1276,11 @@ SCHEMAS: dict[str, JsonObject] = {
             "in_reply_to": STR,
             "references": _list(STR),
             "replying_to": {"type": "string", "description": "'mailbox:uid' answered"},
-            "forwarding": {"type": "string", "description": "'mailbox:uid' forwarded"},
+            "forwarding": {
+                "type": "string",
+                "description": "'mailbox:uid' forwarded: all its attachments go along, "
+                "sent or saved in the draft",
+            },
             "draft_uid": NULLABLE_INT,
             "identity": {
                 "type": ["integer", "null"],
