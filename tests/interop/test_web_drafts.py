@@ -334,3 +334,27 @@ def test_a_reopened_reply_draft_still_answers(live: LiveServer, alice: WebSessio
     assert record is not None and "\\Answered" in record.flags
     [bob_uid] = uids_in(live, BOB)
     assert b"X-Pillarbox-Draft" not in raw_in(live, mailbox_id(live, BOB), bob_uid)
+
+
+def test_a_failed_send_keeps_the_files_just_uploaded(live: LiveServer, alice: WebSession) -> None:
+    """A typo in To: not sent, and the file uploaded with it is kept in Drafts and listed on
+    the form, so the corrected send carries it without attaching it again."""
+    form = {"to": "bob@", "subject": "report", "body": "see file"}
+    failed = alice.post(
+        "/compose",
+        {**form, "action": "send"},
+        files={"attachment": ("report.pdf", b"%PDF-1.4 report", "application/pdf")},
+    )
+    assert failed.status_code == 400
+    assert "saved in Drafts with its attachments" in failed.text
+    files = kept(failed.text)
+    assert set(files) == {"report.pdf"}
+    draft_uid = _draft_uid(live)
+    assert f'name="draft_uid" value="{draft_uid}"' in failed.text
+    sent = alice.post(
+        "/compose",
+        {**form, "to": BOB, "keep": files["report.pdf"], "draft_uid": draft_uid, "action": "send"},
+    )
+    assert sent.status_code == 303 and uids_in(live, ALICE, "Drafts") == []
+    raw = raw_in(live, mailbox_id(live, BOB), uids_in(live, BOB)[0])
+    assert attached(raw) == {"report.pdf": b"%PDF-1.4 report"}

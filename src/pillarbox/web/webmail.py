@@ -808,7 +808,7 @@ async def compose_submit(request: Request) -> Response:
     back = _back(field_text(form, "back")) or f"/mail/{(await access.inbox()).id}"
     if field_text(form, "action") == "save":
         try:
-            uid = await access.save_draft(draft)
+            draft = await _saved(access, draft)
         except UserError as exc:
             return await _compose(
                 request,
@@ -820,14 +820,11 @@ async def compose_submit(request: Request) -> Response:
                 notice="Not saved." + (" Attach files again." if draft.attachments else ""),
                 status_code=400,
             )
-        # The saved draft holds every attachment now: the form keeps them from it.
-        saved = await access.open((await access.special(SpecialUse.DRAFTS)).id, uid)
-        kept = kept_of(saved.info, f"{saved.mailbox.id}:{uid}")
         now = datetime.now(UTC)
         return await _compose(
             request,
             access,
-            replace(draft, draft_uid=uid, attachments=(), kept=kept),
+            draft,
             await access.identities(),
             back=back,
             notice=f"Draft saved at {when(now, reader_zone(request), 'time', now=now)}.",
@@ -839,11 +836,19 @@ async def compose_submit(request: Request) -> Response:
         tls=request.url.scheme == "https",
     )
     if not result.sent:
-        note = " Attach files again." if draft.attachments else ""
+        note = ""
+        if draft.attachments:
+            # The files just uploaded would go with this page: kept in Drafts instead, as
+            # Gmail keeps every draft, so fixing a typo does not mean attaching them again.
+            try:
+                draft = await _saved(access, draft)
+                note = " It is saved in Drafts with its attachments."
+            except UserError:
+                draft, note = replace(draft, attachments=()), " Attach files again."
         return await _compose(
             request,
             access,
-            replace(draft, attachments=()),
+            draft,
             await access.identities(),
             back=back,
             errors=result.errors,
@@ -852,6 +857,15 @@ async def compose_submit(request: Request) -> Response:
         )
     notice = {"sent": "1", **sealed(request, "warning", result.warning)}
     return redirect(_noticed(back, list(notice.items())))
+
+
+async def _saved(access: MailAccess, draft: Draft) -> Draft:
+    """``draft`` saved in Drafts; as the form shows it then: every attachment kept from the
+    saved message, none left to upload."""
+    uid = await access.save_draft(draft)
+    saved = await access.open((await access.special(SpecialUse.DRAFTS)).id, uid)
+    kept = kept_of(saved.info, f"{saved.mailbox.id}:{uid}")
+    return replace(draft, draft_uid=uid, attachments=(), kept=kept)
 
 
 def _back(value: str) -> str:
