@@ -358,3 +358,18 @@ def test_a_failed_send_keeps_the_files_just_uploaded(live: LiveServer, alice: We
     assert sent.status_code == 303 and uids_in(live, ALICE, "Drafts") == []
     raw = raw_in(live, mailbox_id(live, BOB), uids_in(live, BOB)[0])
     assert attached(raw) == {"report.pdf": b"%PDF-1.4 report"}
+
+
+def test_move_preselects_no_folder(live: LiveServer, alice: WebSession) -> None:
+    """The Move choice starts at "Move to…", not at the first folder (Drafts): pressed
+    unchosen, nothing moves and the page says why."""
+    inbox = mailbox_id(live, ALICE)
+    _, uid = deliver(live, ALICE, simple_message("stay"))
+    for page in (alice.get(f"/mail/{inbox}").text, alice.get(f"/mail/{inbox}/{uid}").text):
+        assert re.search(r'name="target">\s*<option value="">Move to…</option>', page)
+    moved = alice.post(f"/mail/{inbox}/actions", {"uid": uid, "action": "move", "target": ""})
+    assert moved.status_code == 303 and "done=nofolder" in moved.headers["location"]
+    assert "choose the folder to move to first" in alice.get(moved.headers["location"]).text
+    assert uids_in(live, ALICE) == [uid]
+    bob_box = mailbox_id(live, BOB)
+    assert alice.post(f"/mail/{bob_box}/actions", {"uid": 1, "action": "move"}).status_code == 404

@@ -102,6 +102,7 @@ _OWN_MAIL = frozenset({SpecialUse.SENT, SpecialUse.DRAFTS})
 #: Folders whose "Delete" deletes for good (:meth:`MailAccess.delete`).
 _GONE_FOR_GOOD = frozenset({SpecialUse.TRASH, SpecialUse.JUNK})
 _NOTHING_SELECTED = "No message selected: tick the box beside each message to act on first."
+_NO_FOLDER = "Nothing moved: choose the folder to move to first."
 #: The folder and message pages, where sending returns to (they show its notice).
 _MAIL_PAGE = re.compile(r"/mail(?:/\d+){0,2}")
 #: Query fields of an earlier notice, dropped from the page an action returns to.
@@ -368,6 +369,9 @@ async def actions(request: Request) -> Response:
     action = field_text(form, "action")
     back = next_target(field_text(form, "back", f"/mail/{mailbox_id}"))
     target = field_text(form, "target")
+    if action == "move" and uids and not target:
+        await access.mailbox(mailbox_id)  # still 404 for another account's folder
+        return redirect(_with_notice(back, "nofolder", 0, ""))
     if action == "delete" and uids:
         source = await access.mailbox(mailbox_id, NEEDS["leave"])
         if source.special_use in _GONE_FOR_GOOD:
@@ -423,6 +427,8 @@ def done_notice(params: Mapping[str, str], folders: list[Folder]) -> str:
     done = params.get("done", "")
     if done == "none":
         return _NOTHING_SELECTED
+    if done == "nofolder":
+        return _NO_FOLDER
     if (text := _DONE.get(done)) is None:
         return ""
     if done == "move":
