@@ -20,7 +20,7 @@ import pytest
 
 from pillarbox.store.types import INBOX, Calendar
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
-from pillarbox.testing.webclient import deliver
+from pillarbox.testing.webclient import deliver, simple_message
 from pillarbox.web.session import COOKIE
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -280,8 +280,11 @@ def test_compose_with_attachment_to_a_local_user(
     page.get_by_label("Message", exact=True).fill("Attached are the minutes.")
     page.get_by_label(re.compile("^Attachments")).set_input_files(str(attachment))
     page.get_by_role("button", name="Send").click()
-    page.wait_for_url(re.compile(r"sent=1"))
-    assert "Message sent." in page.locator("p.notice").inner_text()
+    # Back where Compose was pressed (the Inbox), as Roundcube and Gmail return.
+    page.wait_for_url(re.compile(r"/mail/\d+\?sent=1$"))
+    assert "Message sent." in page.locator("#sent-notice").inner_text()
+    assert page.locator("#list-title").inner_text() == "INBOX"
+    page.locator("#folders").get_by_role("link", name="Sent").click()
     assert "Minutes" in page.locator("table.messages").inner_text()  # the copy in Sent
 
     bob = new_page()
@@ -491,10 +494,14 @@ def test_expired_session_keeps_the_draft(server: LiveServer, new_page: Any) -> N
 def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
     for n in range(3):
         smtp_deliver(server, message(f"A rather long subject line number {n} for a small screen"))
+    deliver(server, ALICE, simple_message("Last year"))  # dated 2024: its date has a year
     page = new_page(viewport={"width": 375, "height": 740})
     login(page, server)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1
+    # Dates are shown whole, "01 Jan 2024" too (it was cut to "01 Ja…").
+    dates = page.locator("table.messages tbody td.date")
+    assert dates.evaluate_all("cells => cells.every(c => c.scrollWidth <= c.clientWidth)")
     # The subject is shown whole (on more lines), not cut to its first words.
     subject = page.locator("table.messages tbody td.subject").first
     assert subject.evaluate("cell => cell.scrollWidth <= cell.clientWidth")
@@ -918,3 +925,54 @@ def test_the_list_shows_the_browsers_local_time(server: LiveServer, new_page: An
     cell = new_york.locator("table.messages td.date time")
     assert cell.get_attribute("title") == "Sat, 29 Jun 2024 19:30 EDT"
     assert cell.inner_text() == "29 Jun 2024"
+
+
+def test_a_draft_keeps_its_attachment_and_sending_returns_to_the_folder(
+    server: LiveServer, new_page: Any, tmp_path: Path
+) -> None:
+    """Saved with a file, the draft lists it ticked; reopened from Drafts and sent without
+    attaching again, Bob gets the file, and the page goes back to Drafts saying so."""
+    attachment = tmp_path / "plan.txt"
+    attachment.write_text("the plan\n")
+    page = new_page()
+    login(page, server)
+    page.get_by_role("link", name="Compose").click()
+    page.get_by_label("To", exact=True).fill(BOB)
+    page.get_by_label("Subject", exact=True).fill("Plan")
+    page.get_by_label(re.compile("^Attachments")).set_input_files(str(attachment))
+    page.get_by_role("button", name="Save draft").click()
+    sync_api.expect(page.locator("#kept")).to_contain_text("plan.txt")
+    page.goto(base(server) + "/mail")
+    page.locator("#folders").get_by_role("link", name="Drafts").click()
+    page.get_by_role("link", name="Plan").click()
+    page.get_by_role("link", name="Edit draft").click()
+    sync_api.expect(page.get_by_role("checkbox", name=re.compile("plan.txt"))).to_be_checked()
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"sent=1"))
+    assert page.locator("#list-title").inner_text() == "Drafts"
+    assert "Message sent." in page.locator("#sent-notice").inner_text()
+    bob = new_page()
+    login(bob, server, BOB)
+    bob.get_by_role("link", name="Plan").click()
+    sync_api.expect(bob.locator("section.attachments")).to_contain_text("plan.txt")
+
+
+@pytest.mark.parametrize("script", [True, False])
+def test_delete_forever_asks_first(server: LiveServer, new_page: Any, script: bool) -> None:
+    """In Trash, "Delete forever" asks: with script a confirm() (one step), without it a page
+    naming what goes, whose button deletes."""
+    smtp_deliver(server, simple_message("Doomed"))
+    page = new_page(java_script_enabled=script)
+    if script:
+        page.on("dialog", lambda dialog: dialog.accept())
+    login(page, server)
+    page.get_by_role("checkbox", name="Select Doomed").check()
+    page.locator("#list-form").get_by_role("button", name="Delete", exact=True).click()
+    page.locator("#folders").get_by_role("link", name="Trash").click()
+    page.get_by_role("checkbox", name="Select Doomed").check()
+    page.locator("#list-form").get_by_role("button", name="Delete forever").click()
+    if not script:
+        assert "1 message in Trash will be deleted for good." in page.locator("main").inner_text()
+        page.get_by_role("button", name="Delete forever").click()
+    page.wait_for_url(re.compile(r"done=expunge"))
+    assert inbox_count(server, ALICE, "Trash") == 0

@@ -101,7 +101,9 @@ def test_every_path_that_changes_a_contact_advances_the_sync(
 
     contacts = {c["uid"]: c for c in alice.api("GET", "/contacts").json()}
     # The webmail's Contacts page deletes Ann; the JSON API edits Bob.
-    deleted = alice.post(f"/contacts/{contacts['ann']['id']}", {"action": "delete"})
+    deleted = alice.post(
+        f"/contacts/{contacts['ann']['id']}", {"action": "delete", "confirmed": "1"}
+    )
     assert deleted.status_code == 303
     edited = {**contacts["bob"], "note": "met in Lyon"}
     assert alice.api("PUT", f"/contacts/{contacts['bob']['id']}", edited).status_code == 200

@@ -118,7 +118,7 @@ def test_create_edit_delete_an_event_seen_over_caldav(live: LiveServer, alice: W
     assert int(event["SEQUENCE"]) == 1
     assert "Dentist &lt;b&gt;" in alice.get("/calendar?month=2031-03").text
 
-    gone = alice.post(f"/calendar/events/personal/{name}", {"action": "delete"})
+    gone = alice.post(f"/calendar/events/personal/{name}", {"action": "delete", "confirmed": "1"})
     assert gone.status_code == 303
     assert dav_objects(live) == {}
 
@@ -480,7 +480,7 @@ def test_invitations_sent_from_the_calendar_page(live: LiveServer, alice: WebSes
 
     # The delete: a CANCEL to Bob, whose "Remove from calendar" removes his copy.
     assert len(dav_objects(live, BOB)) == 1
-    gone = alice.post(f"/calendar/events/personal/{name}", {"action": "delete"})
+    gone = alice.post(f"/calendar/events/personal/{name}", {"action": "delete", "confirmed": "1"})
     assert gone.status_code == 303 and "done=cancelled" in gone.headers["location"]
     assert dav_objects(live) == {}
     ((box, uid, raw),) = wait_for(lambda: arrived(live, BOB, "Cancelled: Roadmap"), "cancel")
@@ -593,7 +593,8 @@ def test_deleting_an_event_someone_else_organizes_declines_it(
     assert 'id="event-decline"' in page
     assert f"tell {BOB} you will not attend (a decline from {ALICE})" in page
     deleted = alice.post(
-        f"/calendar/events/personal/{name}", {"action": "delete", "decline": "yes"}
+        f"/calendar/events/personal/{name}",
+        {"action": "delete", "decline": "yes", "confirmed": "1"},
     )
     assert deleted.status_code == 303
     query = parse_qs(urlsplit(deleted.headers["location"]).query)
@@ -612,7 +613,7 @@ def test_deleting_an_event_someone_else_organizes_declines_it(
     assert alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"}).status_code == 303
     wait_for(lambda: len(arrived(live, BOB, "Accepted: Planning")) == 2, "the second acceptance")
     ((name, _),) = dav_objects(live).items()
-    quiet = alice.post(f"/calendar/events/personal/{name}", {"action": "delete"})
+    quiet = alice.post(f"/calendar/events/personal/{name}", {"action": "delete", "confirmed": "1"})
     assert quiet.headers["location"] == "/calendar?done=deleted"
     assert dav_objects(live) == {}
 
@@ -758,7 +759,7 @@ def test_deleting_a_phones_meeting_cancels_for_the_attendees_only(
     with dav_client(live, ALICE) as dav:
         assert dav.put(CAL + "ios-1.ics", content=meeting.encode(), headers=ICS).status_code == 201
     wait_for(lambda: arrived(live, BOB, "Invitation: Review"), "the phone's invitation")
-    gone = alice.post("/calendar/events/personal/ios-1.ics", {"action": "delete"})
+    gone = alice.post("/calendar/events/personal/ios-1.ics", {"action": "delete", "confirmed": "1"})
     assert "done=cancelled" in gone.headers["location"]
     ((_, _, raw),) = wait_for(lambda: arrived(live, BOB, "Cancelled: Review"), "the cancel")
     assert message_from_bytes(raw, policy=policy.default)["To"] == BOB

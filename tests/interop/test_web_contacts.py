@@ -133,7 +133,7 @@ def test_create_edit_search_and_delete_on_the_page(live: LiveServer, alice: WebS
     assert listed_names(alice.get("/contacts", params={"q": "example.net"}).text) == ["Ann Other"]
     assert "No contact matches." in alice.get("/contacts", params={"q": "nobody"}).text
 
-    deleted = alice.post(f"/contacts/{stored.id}", {"action": "delete"})
+    deleted = alice.post(f"/contacts/{stored.id}", {"action": "delete", "confirmed": "1"})
     assert deleted.headers["location"] == "/contacts?done=deleted"
     assert [c.display_name for c in contacts_of(live, ALICE)] == ["Ann Other"]
     assert alice.get(f"/contacts/{stored.id}").status_code == 404
@@ -178,7 +178,7 @@ def test_a_post_without_the_csrf_token_changes_nothing(live: LiveServer, alice: 
     for path, fields in (
         ("/contacts", contact_form(display_name="Forged")),
         (f"/contacts/{kept.id}", contact_form(display_name="Forged")),
-        (f"/contacts/{kept.id}", {"action": "delete"}),
+        (f"/contacts/{kept.id}", {"action": "delete", "confirmed": "1"}),
         ("/contacts/add", {"name": "Forged", "address": "forged@example.com"}),
     ):
         refused = alice.post(path, fields, csrf=False)
@@ -200,7 +200,9 @@ def test_another_account_cannot_see_or_change_them(
     assert "Secret Sam" not in bob.get("/contacts", params={"q": "sam"}).text
     assert bob.get(f"/contacts/{sam.id}").status_code == 404
     assert bob.post(f"/contacts/{sam.id}", contact_form(display_name="Mine")).status_code == 404
-    assert bob.post(f"/contacts/{sam.id}", {"action": "delete"}).status_code == 404
+    assert (
+        bob.post(f"/contacts/{sam.id}", {"action": "delete", "confirmed": "1"}).status_code == 404
+    )
     assert b"Secret Sam" not in bob.get("/contacts/export.vcf").content
     assert bob.get("/api/v1/addresses", params={"prefix": "sam"}).json() == {"addresses": []}
     assert contacts_of(live, ALICE) == [sam] and contacts_of(live, BOB) == []

@@ -234,9 +234,14 @@ def test_rules_move_switch_off_and_delete(live: LiveServer, alice: WebSession) -
     assert names() == [("three", True), ("one", False), ("two", True)]
     assert '"subject" "one"' not in scripts(live, ALICE)[SCRIPT_NAME].content
     stale = version(alice)
-    assert alice.post("/settings/filters/0/delete", {"version": stale}).status_code == 303
+    assert (
+        alice.post("/settings/filters/0/delete", {"version": stale, "confirmed": "1"}).status_code
+        == 303
+    )
     assert names() == [("one", False), ("two", True)]
-    refused = alice.post("/settings/filters/0/delete", {"version": stale})  # an older page
+    refused = alice.post(
+        "/settings/filters/0/delete", {"version": stale, "confirmed": "1"}
+    )  # an older page
     assert refused.status_code == 409 and "changed since" in error_of(refused.text)
     assert names() == [("one", False), ("two", True)]
     assert alice.post("/settings/filters/0/up", {"version": version(alice)}).status_code == 404
@@ -317,11 +322,16 @@ def test_the_raw_editor_compiles_first_and_shows_the_line(
         "/settings/filters/script", {"name": "mine", "content": "keep;\n", "version": ""}
     )
     assert again.status_code == 409 and "exists already" in error_of(again.text)
-    active = alice.post("/settings/filters/scripts/delete", {"name": "mine"})
+    active = alice.post("/settings/filters/scripts/delete", {"name": "mine", "confirmed": "1"})
     assert active.status_code == 400 and "deactivate it first" in error_of(active.text)
     assert alice.post("/settings/filters/scripts/activate", {"name": ""}).status_code == 303
     assert not scripts(live, ALICE)["mine"].active
-    assert alice.post("/settings/filters/scripts/delete", {"name": "mine"}).status_code == 303
+    assert (
+        alice.post(
+            "/settings/filters/scripts/delete", {"name": "mine", "confirmed": "1"}
+        ).status_code
+        == 303
+    )
     assert scripts(live, ALICE) == {}
 
 
@@ -380,8 +390,8 @@ CSRF_POSTS = [
     ("/settings/filters/use-rules", {}),
     ("/settings/filters/script", {"name": "forged", "content": "discard;"}),
     ("/settings/filters/scripts/activate", {"name": "mine"}),
-    ("/settings/filters/scripts/delete", {"name": "mine"}),
-    ("/settings/filters/0/delete", {}),
+    ("/settings/filters/scripts/delete", {"name": "mine", "confirmed": "1"}),
+    ("/settings/filters/0/delete", {"confirmed": "1"}),
 ]
 
 

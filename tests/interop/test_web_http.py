@@ -326,9 +326,10 @@ def test_another_accounts_message_is_not_found(live: LiveServer, alice: WebSessi
             "body": "y",
             "action": "send",
             "forwarding": f"{bob_box}:{bob_uid}",
+            "keep": f"{bob_box}:{bob_uid}:1",
         },
     )
-    assert sent.status_code == 404
+    assert sent.status_code == 400 and "for bob only" not in sent.text
     assert uids_in(live, BOB) == [bob_uid]
     assert "\\Seen" not in flags_of(live, bob_box, bob_uid)
 
@@ -720,7 +721,7 @@ def test_flag_read_move_delete_spam_and_empty(live: LiveServer, alice: WebSessio
     assert len(uids_in(live, ALICE, "Trash")) == 1
     trash = special_mailbox_id(live, ALICE, SpecialUse.TRASH)
     assert alice.post(f"/mail/{inbox}/empty").status_code == 400  # only Trash and Junk
-    assert alice.post(f"/mail/{trash}/empty").status_code == 303
+    assert alice.post(f"/mail/{trash}/empty", {"confirmed": "1"}).status_code == 303
     assert uids_in(live, ALICE, "Trash") == []
     assert alice.post(act, {"uid": [back], "action": "explode"}).status_code == 400
 
@@ -739,7 +740,7 @@ def test_folders_create_rename_delete(live: LiveServer, alice: WebSession) -> No
         for m in live.call(live.store.list_mailboxes(live.call(live.store.get_account(ALICE)).id))
     }  # type: ignore[union-attr]
     assert "Projects/2025" in names and "Projects/2024" not in names
-    assert alice.post(f"/mail/{new_id}/delete").status_code == 303
+    assert alice.post(f"/mail/{new_id}/delete", {"confirmed": "1"}).status_code == 303
     inbox = mailbox_id(live, ALICE)
     refused = alice.post(f"/mail/{inbox}/delete")
     assert refused.status_code == 400 and "cannot be deleted" in refused.text
@@ -934,6 +935,8 @@ def test_forward_carries_attachments(live: LiveServer, alice: WebSession) -> Non
     box, uid = deliver(live, ALICE, raw)
     page = alice.get(f"/compose?forward={box}:{uid}")
     assert 'value="Fwd: pics"' in page.text and "original text" in page.text
+    # The form lists the original's attachments, each to keep or leave out.
+    assert f'name="keep" value="{box}:{uid}:2" checked> a.png' in page.text
     assert (
         alice.post(
             "/compose",
@@ -942,6 +945,7 @@ def test_forward_carries_attachments(live: LiveServer, alice: WebSession) -> Non
                 "subject": "Fwd: pics",
                 "body": "fyi",
                 "forwarding": f"{box}:{uid}",
+                "keep": f"{box}:{uid}:2",
                 "action": "send",
             },
         ).status_code
@@ -1149,7 +1153,9 @@ def test_api_tokens_authenticate_and_revoke(live: LiveServer, alice: WebSession)
     assert created.status_code == 201  # no CSRF token needed with a bearer token
     assert client.get("/api/v1/me", headers={"authorization": "Bearer wrong"}).status_code == 401
     [token] = alice.api("GET", "/tokens").json()
-    assert alice.post(f"/settings/tokens/{token['id']}/revoke").status_code == 303
+    assert (
+        alice.post(f"/settings/tokens/{token['id']}/revoke", {"confirmed": "1"}).status_code == 303
+    )
     assert client.get("/api/v1/me", headers=bearer).status_code == 401
 
 
@@ -1248,12 +1254,23 @@ def test_admin_domains_accounts_aliases(live: LiveServer, admin: WebSession) -> 
         == 303
     )
     assert "sales@example.com" in admin.get("/admin/aliases").text
-    assert admin.post("/admin/domains/remove", {"name": "example.com"}).status_code == 400  # in use
-    admin.post("/admin/aliases/remove", {"address": "sales@example.com"})
-    admin.post("/admin/accounts/remove", {"address": "dora@example.com"})
-    assert admin.post("/admin/domains/remove", {"name": "example.com"}).status_code == 303
+    assert (
+        admin.post("/admin/domains/remove", {"name": "example.com", "confirmed": "1"}).status_code
+        == 400
+    )  # in use
+    admin.post("/admin/aliases/remove", {"address": "sales@example.com", "confirmed": "1"})
+    admin.post("/admin/accounts/remove", {"address": "dora@example.com", "confirmed": "1"})
+    assert (
+        admin.post("/admin/domains/remove", {"name": "example.com", "confirmed": "1"}).status_code
+        == 303
+    )
     assert live.call(live.store.get_domain("example.com")) is None
-    assert admin.post("/admin/accounts/remove", {"address": "root@example.org"}).status_code == 400
+    assert (
+        admin.post(
+            "/admin/accounts/remove", {"address": "root@example.org", "confirmed": "1"}
+        ).status_code
+        == 400
+    )
 
 
 def test_admin_queue_retry_and_remove(live: LiveServer, admin: WebSession) -> None:
@@ -1273,9 +1290,9 @@ def test_admin_queue_retry_and_remove(live: LiveServer, admin: WebSession) -> No
         "an attempt",
         timeout=8,
     )
-    assert admin.post("/admin/queue/remove", {"id": queued.id}).status_code == 303
+    assert admin.post("/admin/queue/remove", {"id": queued.id, "confirmed": "1"}).status_code == 303
     assert live.call(live.store.list_queue()) == []
-    assert admin.post("/admin/queue/remove", {"id": "999"}).status_code == 404
+    assert admin.post("/admin/queue/remove", {"id": "999", "confirmed": "1"}).status_code == 404
 
 
 _ACTIVITY_ROW = re.compile(
@@ -1661,7 +1678,9 @@ def test_the_page_after_an_action_says_what_it_did(live: LiveServer, alice: WebS
     )
     trash = special_mailbox_id(live, ALICE, SpecialUse.TRASH)
     [first, _] = uids_in(live, ALICE, "Trash")
-    deleted = alice.post(f"/mail/{trash}/actions", {"uid": [first], "action": "delete"})
+    deleted = alice.post(
+        f"/mail/{trash}/actions", {"uid": [first], "action": "delete", "confirmed": "1"}
+    )
     assert notice(deleted) == "1 message deleted for good."
     # The query names a notice; only the fixed texts are ever shown, nothing made up in a link.
     page = alice.get(f"/mail/{inbox}?done=%3Cb%3Ephish&count=2").text

@@ -265,14 +265,16 @@ def test_admin_removes_a_second_factor_from_the_accounts_page(
     assert not_admin.status_code == 403
     assert live.call(live.store.get_totp(alice_id(live))) is not None
 
-    removed = admin.client.post("/admin/accounts/2fa-remove", data=fields)
+    removed = admin.client.post("/admin/accounts/2fa-remove", data={**fields, "confirmed": "1"})
     assert removed.status_code == 303 and removed.headers["location"] == "/admin/accounts"
     assert live.call(live.store.get_totp(alice_id(live))) is None
     page = admin.get("/admin/accounts").text
     assert '<td class="two-factor">on</td>' not in page
     assert "/admin/accounts/2fa-remove" not in page
     assert WebSession(live).login(ALICE).headers["location"] == "/mail"  # one step again
-    unknown = admin.post("/admin/accounts/2fa-remove", {"address": "nobody@example.org"})
+    unknown = admin.post(
+        "/admin/accounts/2fa-remove", {"address": "nobody@example.org", "confirmed": "1"}
+    )
     assert unknown.status_code == 400 and "nobody@example.org" in unknown.text
 
 

@@ -39,6 +39,7 @@ from pillarbox.web.app import (
     refused,
     require_account,
     set_session,
+    unconfirmed,
     web,
 )
 from pillarbox.web.composing import parse_people
@@ -100,13 +101,20 @@ async def issue_token(
     return token, secret
 
 
-async def revoke_issued(services: Services, account: Account, token_id: int) -> None:
-    """Revoke one of the account's app passwords or API tokens (``NotFound`` otherwise: an
-    ended session's record is not the user's to undo)."""
+async def issued_token(services: Services, account: Account, token_id: int) -> AccountToken:
+    """One of the account's app passwords or API tokens (``NotFound`` otherwise: an ended
+    session's record is not the user's to see or undo)."""
     store = services.store
-    issued = [t.id for kind in CREDENTIAL_KINDS for t in await store.list_tokens(account.id, kind)]
-    if token_id not in issued:
-        raise NotFound("no such token")
+    for kind in CREDENTIAL_KINDS:
+        for token in await store.list_tokens(account.id, kind):
+            if token.id == token_id:
+                return token
+    raise NotFound("no such token")
+
+
+async def revoke_issued(services: Services, account: Account, token_id: int) -> None:
+    """Revoke one of the account's app passwords or API tokens (:func:`issued_token`)."""
+    await issued_token(services, account, token_id)
     await services.store.remove_token(account.id, token_id)
 
 
@@ -349,6 +357,17 @@ async def _apply(request: Request, section: str) -> Response:
                     trash_days=days_chosen(form, "trash", "Trash"),
                 )
             case "identities":
+                if field_text(form, "action") == "delete":
+                    asked = unconfirmed(
+                        request,
+                        form,
+                        what=f"The identity {field_text(form, 'address')} will be removed: "
+                        "its name, Reply-To and signature.",
+                        button="Remove identity",
+                        back="/settings#identities",
+                    )
+                    if asked is not None:
+                        return asked
                 await _apply_identity(services, account, form)
             case "time-zone":
                 await update_time_zone(services, account, field_text(form, "time_zone"))
@@ -390,8 +409,18 @@ async def save_section(request: Request) -> Response:
 async def revoke_token(request: Request) -> Response:
     app = web(request)
     account = await require_account(request)
-    await posted_form(request)
-    await revoke_issued(app.services, account, request.path_params["token"])
+    form = await posted_form(request)
+    token = await issued_token(app.services, account, request.path_params["token"])
+    asked = unconfirmed(
+        request,
+        form,
+        what=f"“{token.label}” will be revoked: whatever logs in with it is refused from now on.",
+        button="Revoke",
+        back="/settings#tokens",
+    )
+    if asked is not None:
+        return asked
+    await app.services.store.remove_token(account.id, token.id)
     return redirect("/settings?saved=tokens#tokens")
 
 

@@ -33,6 +33,7 @@ from pillarbox.web.app import (
     refusal_status,
     refused,
     require_admin,
+    unconfirmed,
     web,
 )
 from pillarbox.web.charts import Series, line_chart
@@ -382,6 +383,30 @@ async def queue_page(request: Request) -> Response:
     return await _render(request, "admin_queue.html", queue=queue)
 
 
+#: The admin actions that destroy, each with what its confirmation says (``{}`` the form's
+#: field named last), its button, and that field.
+_DESTROYS = {
+    ("domains", "remove"): ("The domain {} will be removed.", "Remove domain", "name"),
+    ("accounts", "remove"): (
+        "The account {} and all its mail will be removed.",
+        "Remove account",
+        "address",
+    ),
+    ("accounts", "2fa-remove"): (
+        "The two-factor login of {} will be removed: the password alone logs in until its "
+        "owner enrols again.",
+        "Remove two-factor login",
+        "address",
+    ),
+    ("aliases", "remove"): ("The alias {} will be removed.", "Remove alias", "address"),
+    ("queue", "remove"): (
+        "Queued message {} will be removed without being delivered.",
+        "Remove from the queue",
+        "id",
+    ),
+}
+
+
 async def change(request: Request) -> Response:
     """Every admin POST: ``/admin/{what}/{verb}`` with the subject in the form."""
     admin = await require_admin(request)
@@ -391,6 +416,17 @@ async def change(request: Request) -> Response:
     what: str = request.path_params["what"]
     verb: str = request.path_params["verb"]
     pages = {"domains": domains_page, "accounts": accounts_page, "aliases": aliases_page}
+    if (destroys := _DESTROYS.get((what, verb))) is not None:
+        text, button, field = destroys
+        asked = unconfirmed(
+            request,
+            form,
+            what=text.format(field_text(form, field)),
+            button=button,
+            back=f"/admin/{what}",
+        )
+        if asked is not None:
+            return asked
     try:
         match what, verb:
             case "domains", "add":

@@ -32,7 +32,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -509,9 +509,17 @@ def _draft(call: Call) -> Draft:
     )
 
 
+async def _draft_forwarding(call: Call) -> Draft:
+    """The call's draft; a forward carries all the forwarded message's attachments."""
+    draft = _draft(call)
+    if draft.forwarding:
+        draft = replace(draft, kept=await call.access.forwarded(draft.forwarding))
+    return draft
+
+
 async def send(call: Call) -> object:
     result = await call.access.send(
-        _draft(call),
+        await _draft_forwarding(call),
         max_recipients=call.web.limits.max_recipients,
         client_ip=client_ip(call.request),
         tls=call.request.url.scheme == "https",
@@ -522,7 +530,7 @@ async def send(call: Call) -> object:
 
 
 async def save_draft(call: Call) -> object:
-    uid = await call.access.save_draft(_draft(call))
+    uid = await call.access.save_draft(await _draft_forwarding(call))
     drafts = await call.access.special(SpecialUse.DRAFTS)
     return {"mailbox": drafts.id, "uid": uid}
 
@@ -1272,7 +1280,11 @@ SCHEMAS: dict[str, JsonObject] = {
             "in_reply_to": STR,
             "references": _list(STR),
             "replying_to": {"type": "string", "description": "'mailbox:uid' answered"},
-            "forwarding": {"type": "string", "description": "'mailbox:uid' forwarded"},
+            "forwarding": {
+                "type": "string",
+                "description": "'mailbox:uid' forwarded: all its attachments go along, "
+                "sent or saved in the draft",
+            },
             "draft_uid": NULLABLE_INT,
             "identity": {
                 "type": ["integer", "null"],

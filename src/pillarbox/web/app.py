@@ -439,6 +439,41 @@ def field_text(form: FormData, name: str, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+#: The field a destructive form carries once its person has confirmed: set by the confirmation
+#: page's button, or by app.js after ``window.confirm`` on a ``data-confirm`` button.
+CONFIRMED_FIELD = "confirmed"
+
+
+def unconfirmed(
+    request: Request,
+    form: FormData,
+    *,
+    what: str,
+    button: str,
+    back: str,
+) -> Response | None:
+    """None when ``form`` is confirmed; else, doing nothing, the page Roundcube and Fastmail
+    show before something is destroyed without script: ``what`` would be destroyed, the
+    form's fields posted again with a fresh CSRF token behind ``button``, and a way ``back``.
+    A button with ``data-confirm`` asks in the browser and skips this page."""
+    if field_text(form, CONFIRMED_FIELD) == "1":
+        return None
+    fields = [
+        (name, value)
+        for name, value in form.multi_items()
+        if isinstance(value, str) and name not in (CSRF_FIELD, CONFIRMED_FIELD)
+    ]
+    return web(request).render(
+        request,
+        "confirm.html",
+        what=what,
+        button=button,
+        fields=fields,
+        action=request.url.path,
+        back=next_target(back),
+    )
+
+
 #: The largest number a form or API field may carry: the stores' integers are 64-bit signed.
 MAX_FIELD_NUMBER = 2**63 - 1
 

@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -62,6 +62,7 @@ from pillarbox.web.app import (
     redirect,
     require_account,
     sealed,
+    unconfirmed,
     unsealed,
     web,
 )
@@ -487,6 +488,17 @@ async def event_submit(request: Request) -> Response:
         meeting = await _meeting_or_none(services, account, current.data)
         attending = None if meeting is None else await _attending(services, account, meeting)
         declining = attending if field_text(form, "decline") else None
+        title = field_text(form, "title").strip() or "(no title)"
+        told = " (the organizer is told you decline)" if declining is not None else ""
+        asked = unconfirmed(
+            request,
+            form,
+            what=f"The event {title} will be deleted{told}.",
+            button="Delete event",
+            back=f"/calendar/events/{quote(calendar, safe='')}/{quote(name, safe='')}",
+        )
+        if asked is not None:
+            return asked
         warning = ""
         if declining is not None and meeting is not None:
             warning = await _decline(request, services, account, declining, meeting, current)

@@ -29,9 +29,9 @@ from pillarbox.errors import InvalidName
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.decode import printable
 from pillarbox.mail.headers import MISSING_DOMAIN, parse_addresses
-from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.model import Attachment, MessageInfo
 from pillarbox.mail.trace import make_message_id
-from pillarbox.web.reading import Person, people
+from pillarbox.web.reading import Person, part_at, people
 from pillarbox.web.richtext import html_document, plain_alternative, sanitize_composed
 
 #: RFC 5322 §2.1.1: lines SHOULD be at most 78 characters; longer ones go quoted-printable.
@@ -53,6 +53,11 @@ _NO_FOLD_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]*\]")
 #: The longest msg-id written: its field, "In-Reply-To: <id>", within one line of 998
 #: characters (RFC 5322 §2.1.1).
 _MAX_ID = 998 - len("In-Reply-To: <>")
+#: The field a saved draft keeps what it answers or forwards in ("reply=3:14",
+#: "forward=3:15"), as Roundcube's X-Draft-Info: sent from the reopened draft, the original
+#: is marked \Answered. Only in the Drafts copy, never in a message sent.
+DRAFT_ORIGIN = "X-Pillarbox-Draft"
+_ORIGIN = re.compile(r"(reply|forward)=(\d+:\d+)")
 #: RFC 3676 §4.3: "a line consisting of dash dash space" starts a signature.
 SIGNATURE_SEPARATOR = "-- "
 
@@ -80,9 +85,14 @@ class Draft:
     in_reply_to: str = ""
     references: tuple[str, ...] = ()
     attachments: tuple[Upload, ...] = ()
+    #: Attachments already stored that go along, each "mailbox_id:uid:section": a saved
+    #: draft's (reopened, or saved a moment ago) or a forwarded message's. Unticking one on
+    #: the form leaves it out; the parts are read again when the draft is sent or saved.
+    kept: tuple[str, ...] = ()
     #: "mailbox_id:uid" of the message replied to (gets ``\\Answered`` once sent).
     replying_to: str = ""
-    #: "mailbox_id:uid" of the message forwarded (its attachments are sent along).
+    #: "mailbox_id:uid" of the message forwarded (the JSON API sends all its attachments
+    #: along; the compose form lists them in ``kept``).
     forwarding: str = ""
     #: UID in Drafts of the saved version this one replaces.
     draft_uid: int | None = None
@@ -220,8 +230,7 @@ def reply_draft(
 
 
 def forward_draft(info: MessageInfo, text: str, *, origin: str, received: datetime) -> Draft:
-    """A forward: the original's header summary and text inline, its attachments attached at
-    send time (``forwarding``)."""
+    """A forward: the original's header summary and text inline, its attachments kept."""
     summary = [
         "---------- Forwarded message ----------",
         f"From: {', '.join(map(str, people(info.envelope.from_)))}",
@@ -235,7 +244,26 @@ def forward_draft(info: MessageInfo, text: str, *, origin: str, received: dateti
         subject=forward_subject(info.subject),
         body="\n\n" + "\n".join(summary) + "\n\n" + text,
         forwarding=origin,
+        kept=kept_of(info, origin),
     )
+
+
+def attachments_kept(info: MessageInfo) -> list[Attachment]:
+    """The parts of a stored message a forward or a reopened draft carries along: each
+    attachment but an attached message without a file name (its text is what a forward
+    quotes)."""
+    kept: list[Attachment] = []
+    for attachment in info.attachments:
+        part = part_at(info, attachment.section)
+        if part is not None and (part.message is None or attachment.filename):
+            kept.append(attachment)
+    return kept
+
+
+def kept_of(info: MessageInfo, reference: str) -> tuple[str, ...]:
+    """:attr:`Draft.kept` for the attachments of the message ``reference`` ("mailbox:uid")
+    names."""
+    return tuple(f"{reference}:{a.section}" for a in attachments_kept(info))
 
 
 # -- building the message --------------------------------------------------------------------------
@@ -323,9 +351,11 @@ def build_message(
     include_bcc: bool,
     message_id: str | None = None,
     reply_to: Person | None = None,
+    as_draft: bool = False,
 ) -> tuple[bytes, str]:
     """The RFC 5322 message and its Message-ID. ``include_bcc`` is for the sender's own copies
-    (Sent, Drafts); the submitted message never carries Bcc (RFC 5322 §3.6.3)."""
+    (Sent, Drafts); the submitted message never carries Bcc (RFC 5322 §3.6.3). ``as_draft``:
+    the copy in Drafts, with its :data:`DRAFT_ORIGIN`."""
     message = EmailMessage(policy=_POLICY)
     message_id = message_id or make_message_id(secrets.token_hex(12), hostname)
     message["Date"] = format_datetime(now)
@@ -344,6 +374,8 @@ def build_message(
     references = [angle(r) for r in draft.references if angle(r)]
     if references:
         message["References"] = " ".join(references)
+    if as_draft and (origin := _origin_of(draft)):
+        message[DRAFT_ORIGIN] = origin
     safe_html = sanitize_composed(draft.html) if draft.html.strip() else ""
     text = plain_alternative(safe_html) if safe_html else draft.body
     message.set_content(_line_ended(text), cte=_text_encoding(text))
@@ -367,6 +399,12 @@ def build_message(
     return message.as_bytes(), message_id
 
 
+def _origin_of(draft: Draft) -> str:
+    if _ORIGIN.fullmatch(origin := f"reply={draft.replying_to}"):
+        return origin
+    return origin if _ORIGIN.fullmatch(origin := f"forward={draft.forwarding}") else ""
+
+
 def draft_people(draft: Draft) -> Recipients:
     """Recipients of a draft being saved: what parses, without complaints (a draft may be
     incomplete)."""
@@ -378,10 +416,19 @@ def draft_people(draft: Draft) -> Recipients:
 
 
 def draft_from_message(
-    info: MessageInfo, text: str, *, uid: int, html: str = "", attachments: Sequence[Upload] = ()
+    info: MessageInfo,
+    text: str,
+    *,
+    mailbox_id: int,
+    uid: int,
+    html: str = "",
+    origin: Sequence[str] = (),
 ) -> Draft:
     """Re-open a saved draft for editing (``html``: its text/html part, if written as rich
-    text)."""
+    text; ``origin``: its :data:`DRAFT_ORIGIN` fields), its attachments kept."""
+    kind, reference = "", ""
+    if origin and (match := _ORIGIN.fullmatch(origin[0])):
+        kind, reference = match.groups()
     return replace(
         Draft(
             html=sanitize_composed(html) if html else "",
@@ -393,6 +440,8 @@ def draft_from_message(
             in_reply_to=info.in_reply_to,
             references=info.references,
         ),
-        attachments=tuple(attachments),
+        kept=kept_of(info, f"{mailbox_id}:{uid}"),
+        replying_to=reference if kind == "reply" else "",
+        forwarding=reference if kind == "forward" else "",
         draft_uid=uid,
     )

@@ -44,6 +44,7 @@ from pillarbox.web.app import (
     posted_form,
     redirect,
     require_account,
+    unconfirmed,
     web,
 )
 from pillarbox.web.composing import parse_people
@@ -290,6 +291,16 @@ async def contact_submit(request: Request) -> Response:
     form = await posted_form(request)
     contact_id: int = request.path_params.get("contact", 0)
     if field_text(form, "action") == "delete":
+        contact = await app.services.store.get_contact(account.id, contact_id)
+        asked = unconfirmed(
+            request,
+            form,
+            what=f"The contact {contact.label} will be deleted.",
+            button="Delete contact",
+            back=f"/contacts/{contact_id}",
+        )
+        if asked is not None:
+            return asked
         await app.services.store.delete_contact(account.id, contact_id, now=datetime.now(UTC))
         return redirect("/contacts?done=deleted")
     typed = _form_contact(form, contact_id)

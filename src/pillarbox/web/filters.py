@@ -47,7 +47,15 @@ from pillarbox.sievescripts import (
     ScriptQuotaExceeded,
 )
 from pillarbox.store.types import Account, SieveScript, sieve_script_name
-from pillarbox.web.app import field_number, field_text, posted_form, redirect, require_account, web
+from pillarbox.web.app import (
+    field_number,
+    field_text,
+    posted_form,
+    redirect,
+    require_account,
+    unconfirmed,
+    web,
+)
 from pillarbox.web.composing import parse_people
 from pillarbox.web.mailaccess import MailAccess
 from pillarbox.web.sieverules import (
@@ -520,6 +528,15 @@ async def change_rule(request: Request) -> Response:
                 if index >= len(rules):
                     raise NotFound("no such rule")
                 if operation == "delete":
+                    asked = unconfirmed(
+                        request,
+                        form,
+                        what=f"The rule “{rules[index].name}” will be deleted.",
+                        button="Delete rule",
+                        back="/settings/filters",
+                    )
+                    if asked is not None:
+                        return asked
                     del rules[index]
                 else:
                     old = rules[index]
@@ -631,6 +648,21 @@ async def script_action(request: Request) -> Response:
             case "activate":
                 await activate(app.services, account, name or None)
             case "delete":
+                # Another account's or no such script: 404; the active one: refused, unasked.
+                script = await script_named(app.services, account, name)
+                asked = (
+                    None
+                    if script.active
+                    else unconfirmed(
+                        request,
+                        form,
+                        what=f"The filter script “{name}” will be deleted.",
+                        button="Delete script",
+                        back="/settings/filters#scripts",
+                    )
+                )
+                if asked is not None:
+                    return asked
                 await delete_script(app.services, account, name)
             case _:
                 raise NotFound("no such operation")

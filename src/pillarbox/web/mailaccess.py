@@ -23,7 +23,7 @@ from pillarbox.blocking import run_blocking
 from pillarbox.errors import InvalidName, NotFound, PermissionDenied, QuotaExceeded, UserError
 from pillarbox.imap import acl
 from pillarbox.imap.objectid import thread_id
-from pillarbox.mail.model import MessageInfo
+from pillarbox.mail.model import Attachment, MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, parse_message, part_text
 from pillarbox.observability.log import Log
 from pillarbox.policy import learning
@@ -49,9 +49,11 @@ from pillarbox.web import identities
 from pillarbox.web.composing import (
     Draft,
     Upload,
+    attachments_kept,
     build_message,
     check_recipients,
     draft_people,
+    kept_of,
 )
 from pillarbox.web.reading import Person, body_parts, body_text, part_at
 from pillarbox.web.threads import MAX_THREAD_LINES, conversations, folder_page
@@ -350,11 +352,16 @@ class MailAccess:
             raise InvalidName("INBOX and special folders keep their names here")
         await self.store.rename_mailbox(mailbox.account_id, mailbox.name, new_name.strip())
 
-    async def delete_folder(self, mailbox_id: int) -> None:
+    async def deletable(self, mailbox_id: int) -> Mailbox:
+        """The folder, if this account may delete it (InvalidName for INBOX and the special
+        folders)."""
         mailbox = await self.mailbox(mailbox_id, NEEDS["delete"])
         if mailbox.name == INBOX or mailbox.special_use is not None:
             raise InvalidName("INBOX and special folders cannot be deleted")
-        await self.store.delete_mailbox(mailbox.id)
+        return mailbox
+
+    async def delete_folder(self, mailbox_id: int) -> None:
+        await self.store.delete_mailbox((await self.deletable(mailbox_id)).id)
 
     # -- sharing (RFC 4314) --------------------------------------------------------------------
     async def sharing(self, mailbox_id: int) -> Sharing:
@@ -555,11 +562,17 @@ class MailAccess:
         """Warn the account whose usage ``saved`` raised if that took it past a threshold."""
         await self.quota_warnings.after_saving(account_id, saved.usage, saved.size, saved.count)
 
-    async def empty(self, mailbox_id: int) -> None:
-        """Remove everything from Trash or Junk (other folders refuse: too easy to regret)."""
+    async def emptiable(self, mailbox_id: int) -> Mailbox:
+        """The folder, if it is Trash or Junk and this account may empty it (other folders
+        refuse: too easy to regret)."""
         mailbox = await self.mailbox(mailbox_id, NEEDS["leave"])
         if mailbox.special_use not in (SpecialUse.TRASH, SpecialUse.JUNK):
             raise UserError("only Trash and Junk can be emptied")
+        return mailbox
+
+    async def empty(self, mailbox_id: int) -> None:
+        """Remove everything from Trash or Junk."""
+        mailbox = await self.emptiable(mailbox_id)
         uids = [r.uid for r in await self.store.list_messages(mailbox.id)]
         await self._expunge(mailbox, uids)
 
@@ -587,14 +600,37 @@ class MailAccess:
     def me(self) -> Person:
         return Person(self.account.display_name, self.account.address)
 
-    async def attachments_of(self, reference: str) -> list[Upload]:
-        """The attachments of the message a "mailbox:uid" reference names (for forwarding)."""
-        opened = await self.open_reference(reference)
+    async def kept_parts(self, references: Sequence[str]) -> list[tuple[str, Opened, Attachment]]:
+        """The stored attachments "mailbox:uid:section" references name (:attr:`Draft.kept`),
+        each once, with the message holding it; NotFound for one no longer there (the draft
+        was sent or deleted meanwhile) or not a part :func:`attachments_kept` offers."""
+        limit = self.services.config.web.max_attachments
+        unique = list(dict.fromkeys(references))
+        if len(unique) > limit:
+            raise UserError(f"at most {limit} attachments per message")
+        messages: dict[str, Opened] = {}
+        found: list[tuple[str, Opened, Attachment]] = []
+        for reference in unique:
+            message, _, section = reference.rpartition(":")
+            if message not in messages:
+                messages[message] = await self.open_reference(message)
+            opened = messages[message]
+            match = [a for a in attachments_kept(opened.info) if a.section == section]
+            if not match:
+                raise NotFound("that attachment is no longer there")
+            found.append((reference, opened, match[0]))
+        return found
+
+    async def forwarded(self, reference: str) -> tuple[str, ...]:
+        """:attr:`Draft.kept` for every attachment of the message forwarded."""
+        return kept_of((await self.open_reference(reference)).info, reference)
+
+    async def _attached(self, draft: Draft) -> Draft:
+        """``draft`` with its kept parts read from the store, before its new uploads."""
         uploads: list[Upload] = []
-        for attachment in opened.info.attachments:
+        for _, opened, attachment in await self.kept_parts(draft.kept):
             part = part_at(opened.info, attachment.section)
-            if part is None or (part.message is not None and not attachment.filename):
-                continue
+            assert part is not None  # attachments_kept found it
             try:
                 data = decoded_part(opened.raw, part)
             except UnknownTransferEncoding:
@@ -602,7 +638,19 @@ class MailAccess:
             uploads.append(
                 Upload(attachment.filename or "attachment", attachment.content_type, data)
             )
-        return uploads
+        limit = self.services.config.web.max_attachments
+        if len(uploads) + len(draft.attachments) > limit:
+            raise UserError(f"at most {limit} attachments per message")
+        return replace(draft, attachments=(*uploads, *draft.attachments), kept=())
+
+    def _within_size(self, raw: bytes) -> None:
+        """The largest message the server accepts by SMTP is the largest the webmail builds:
+        kept attachments add up over saves, past what one upload may carry."""
+        limit = self.services.config.smtp.max_message_size
+        if len(raw) > limit:
+            raise UserError(
+                f"the message would be {len(raw):,} bytes; at most {limit:,} may be sent"
+            )
 
     async def open_reference(self, reference: str) -> Opened:
         mailbox_text, _, uid_text = reference.partition(":")
@@ -622,11 +670,10 @@ class MailAccess:
             identity = identities.chosen(await self.identities(), draft.identity)
         except UserError as exc:
             return SendResult(False, {"identity": str(exc)})
-        if draft.forwarding:
-            draft = replace(
-                draft,
-                attachments=(*await self.attachments_of(draft.forwarding), *draft.attachments),
-            )
+        try:
+            draft = await self._attached(draft)
+        except UserError as exc:
+            return SendResult(False, {"attachment": str(exc)})
         now = datetime.now(UTC)
         hostname = self.services.hostname
         sender = identities.sender(identity, self.account)
@@ -635,6 +682,10 @@ class MailAccess:
             draft, sender=sender, recipients=recipients, hostname=hostname, now=now,
             include_bcc=False, reply_to=reply_to,
         )  # fmt: skip
+        try:
+            self._within_size(raw)
+        except UserError as exc:
+            return SendResult(False, {"attachment": str(exc)})
         # The chosen address is the envelope sender too (as Roundcube sends): bounces come
         # back to it, and SPF aligns with the From's domain. The intake checks both.
         submitted = await submit(
@@ -703,8 +754,10 @@ class MailAccess:
             )
 
     async def save_draft(self, draft: Draft) -> int:
-        """Store the draft in Drafts (replacing its previous version); returns its new UID."""
+        """Store the draft in Drafts (replacing its previous version), its attachments in it as
+        a mail app's draft holds them; returns its new UID."""
         drafts = await self.special(SpecialUse.DRAFTS)
+        draft = await self._attached(draft)
         try:
             identity = identities.chosen(await self.identities(), draft.identity)
         except UserError:
@@ -717,7 +770,9 @@ class MailAccess:
             hostname=self.services.hostname,
             now=datetime.now(UTC),
             include_bcc=True,
+            as_draft=True,
         )
+        self._within_size(raw)
         info = await run_blocking(parse_message, raw)  # off the loop, as keep_sent's
         appended = await self.store.append(drafts.id, raw, info, flags=frozenset({SEEN, DRAFT}))
         await self._watch_quota(drafts.account_id, appended)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -23,7 +23,7 @@ from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserEr
 from pillarbox.mail.decode import printable
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
-from pillarbox.store.types import INBOX, Identity, MessageQuery, SortKey, SpecialUse
+from pillarbox.store.types import INBOX, Identity, Mailbox, MessageQuery, SortKey, SpecialUse
 from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
     client_ip,
@@ -38,14 +38,17 @@ from pillarbox.web.app import (
     require_account,
     sealed,
     set_session,
+    unconfirmed,
     unsealed,
     web,
 )
 from pillarbox.web.composing import (
+    DRAFT_ORIGIN,
     Draft,
     Upload,
     draft_from_message,
     forward_draft,
+    kept_of,
     reply_draft,
 )
 from pillarbox.web.mailaccess import (
@@ -61,6 +64,7 @@ from pillarbox.web.mailaccess import (
 from pillarbox.web.reading import (
     authentication_results,
     body_parts,
+    header_values,
     part_at,
     people,
     section_of_content_id,
@@ -97,7 +101,12 @@ _DONE = {
 }
 #: Folders of one's own messages: their list names the recipients where others name the sender.
 _OWN_MAIL = frozenset({SpecialUse.SENT, SpecialUse.DRAFTS})
+#: Folders whose "Delete" deletes for good (:meth:`MailAccess.delete`).
+_GONE_FOR_GOOD = frozenset({SpecialUse.TRASH, SpecialUse.JUNK})
 _NOTHING_SELECTED = "No message selected: tick the box beside each message to act on first."
+_NO_FOLDER = "Nothing moved: choose the folder to move to first."
+#: The folder and message pages, where sending returns to (they show its notice).
+_MAIL_PAGE = re.compile(r"/mail(?:/\d+){0,2}")
 #: Query fields of an earlier notice, dropped from the page an action returns to.
 _NOTICE_PARAMS = frozenset({"done", "count", "to", "sent", "warning", "warning_seal"})
 
@@ -251,7 +260,8 @@ async def home(request: Request) -> Response:
 
 async def inbox(request: Request) -> Response:
     access = await mail_access(request)
-    return redirect(f"/mail/{(await access.inbox()).id}")
+    query = request.url.query  # a notice (sending returns to "/mail") goes along
+    return redirect(f"/mail/{(await access.inbox()).id}" + (f"?{query}" if query else ""))
 
 
 async def message_list(request: Request) -> Response:
@@ -298,8 +308,9 @@ async def message_list(request: Request) -> Response:
         params=params,
         query_string=lambda **changes: "?" + urlencode({**base, **changes}),
         targets=move_targets(folders, mailbox.id),
-        emptiable=mailbox.special_use in (SpecialUse.TRASH, SpecialUse.JUNK) and place.may("te"),
-        is_junk=mailbox.special_use is SpecialUse.JUNK,
+        emptiable=mailbox.special_use in _GONE_FOR_GOOD and place.may("te"),
+        verdict=verdict_offered(mailbox, access.account.id),
+        forever=mailbox.special_use in _GONE_FOR_GOOD,
         unread=sum(f.status.unseen for f in folders if f.owner is None and f.mailbox.name == INBOX),
         done=done_notice(request.query_params, folders),
         addressed=mailbox.special_use in _OWN_MAIL,
@@ -316,6 +327,18 @@ def _last_page(
     if page is None or page.rows or not page.total or number == 1:
         return None
     return math.ceil(page.total / page_size)
+
+
+def verdict_offered(mailbox: Mailbox, account_id: int) -> str:
+    """The spam verdict a folder's messages may be given: "notspam" in Junk, none in one's
+    own mail (Sent, Drafts: nobody is taught their own words are spam) nor in a folder shared
+    by another account (the verdict would move its owner's message to this account's Junk or
+    Inbox), else "spam"."""
+    if mailbox.account_id != account_id:
+        return ""
+    if mailbox.special_use is SpecialUse.JUNK:
+        return "notspam"
+    return "" if mailbox.special_use in _OWN_MAIL else "spam"
 
 
 def recipients_of(info: MessageInfo) -> str:
@@ -349,6 +372,22 @@ async def actions(request: Request) -> Response:
     action = field_text(form, "action")
     back = next_target(field_text(form, "back", f"/mail/{mailbox_id}"))
     target = field_text(form, "target")
+    if action == "move" and uids and not target:
+        await access.mailbox(mailbox_id)  # still 404 for another account's folder
+        return redirect(_with_notice(back, "nofolder", 0, ""))
+    if action == "delete" and uids:
+        source = await access.mailbox(mailbox_id, NEEDS["leave"])
+        if source.special_use in _GONE_FOR_GOOD:
+            count = f"{len(uids)} message{'' if len(uids) == 1 else 's'}"
+            asked = unconfirmed(
+                request,
+                form,
+                what=f"{count} in {source.name} will be deleted for good.",
+                button="Delete forever",
+                back=back,
+            )
+            if asked is not None:
+                return asked
     await apply_action(access, mailbox_id, uids, action, target)
     if action in _LEAVES_MESSAGE and re.fullmatch(r"/mail/\d+/\d+", back):
         back = f"/mail/{mailbox_id}"  # back to the list: the message left, or would be re-read
@@ -362,7 +401,7 @@ async def _done_key(access: MailAccess, mailbox_id: int, action: str) -> str:
     match action:
         case "delete":
             source = await access.mailbox(mailbox_id, NEEDS["leave"])  # as delete checked
-            gone = source.special_use in (SpecialUse.TRASH, SpecialUse.JUNK)
+            gone = source.special_use in _GONE_FOR_GOOD
             return "expunge" if gone else "trash"
         case "spam":
             return "junk"
@@ -374,11 +413,16 @@ async def _done_key(access: MailAccess, mailbox_id: int, action: str) -> str:
 
 def _with_notice(back: str, done: str, count: int, target: str) -> str:
     """``back`` with the action's notice fields in its query, an earlier notice's dropped."""
-    path, _, query = back.partition("?")
-    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _NOTICE_PARAMS]
     added = [("done", done)] + ([("count", str(count))] if count else [])
     added += [("to", target)] if done == "move" else []
-    return f"{path}?{urlencode(kept + added)}"
+    return _noticed(back, added)
+
+
+def _noticed(back: str, added: list[tuple[str, str]]) -> str:
+    """``back`` with the ``added`` notice fields in its query, an earlier notice's dropped."""
+    path, _, query = back.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _NOTICE_PARAMS]
+    return f"{path}?{urlencode(kept + added)}" if kept + added else path
 
 
 def done_notice(params: Mapping[str, str], folders: list[Folder]) -> str:
@@ -386,6 +430,8 @@ def done_notice(params: Mapping[str, str], folders: list[Folder]) -> str:
     done = params.get("done", "")
     if done == "none":
         return _NOTHING_SELECTED
+    if done == "nofolder":
+        return _NO_FOLDER
     if (text := _DONE.get(done)) is None:
         return ""
     if done == "move":
@@ -423,8 +469,20 @@ async def apply_action(
 
 async def empty_folder(request: Request) -> Response:
     access = await mail_access(request)
-    await posted_form(request)
+    form = await posted_form(request)
     mailbox_id: int = request.path_params["mailbox"]
+    mailbox = await access.emptiable(mailbox_id)
+    count = (await access.store.mailbox_status(mailbox.id)).messages
+    asked = unconfirmed(
+        request,
+        form,
+        what=f"{'The message' if count == 1 else f'All {count} messages'} in {mailbox.name} "
+        "will be deleted for good.",
+        button=f"Empty {mailbox.name}",
+        back=f"/mail/{mailbox_id}",
+    )
+    if asked is not None:
+        return asked
     await access.empty(mailbox_id)
     return redirect(f"/mail/{mailbox_id}")
 
@@ -449,8 +507,21 @@ async def rename_folder(request: Request) -> Response:
 
 async def delete_folder(request: Request) -> Response:
     access = await mail_access(request)
-    await posted_form(request)
-    await access.delete_folder(request.path_params["mailbox"])
+    form = await posted_form(request)
+    mailbox_id: int = request.path_params["mailbox"]
+    mailbox = await access.deletable(mailbox_id)
+    count = (await access.store.mailbox_status(mailbox.id)).messages
+    asked = unconfirmed(
+        request,
+        form,
+        what=f"The folder {mailbox.name} and the {count} message{'' if count == 1 else 's'} in "
+        "it will be deleted.",
+        button="Delete folder",
+        back=f"/mail/{mailbox_id}",
+    )
+    if asked is not None:
+        return asked
+    await access.delete_folder(mailbox_id)
     return redirect("/mail")
 
 
@@ -529,7 +600,8 @@ async def message_view(request: Request) -> Response:
         thread=await access.thread(opened),
         targets=move_targets(folders, opened.mailbox.id),
         flagged=FLAGGED in opened.record.flags,
-        is_junk=opened.mailbox.special_use is SpecialUse.JUNK,
+        verdict=verdict_offered(opened.mailbox, access.account.id),
+        forever=opened.mailbox.special_use in _GONE_FOR_GOOD,
         sandbox=FRAME_SANDBOX,
         defects=opened.info.defects,
         invitation=await invitations.shown(
@@ -537,6 +609,7 @@ async def message_view(request: Request) -> Response:
         ),
         invitation_notice=unsealed(request, "invitation"),
         done=done_notice(request.query_params, folders),
+        sent_warning=unsealed(request, "warning"),
     )
 
 
@@ -610,6 +683,7 @@ async def compose_page(request: Request) -> Response:
     choices = await access.identities()
     draft = Draft(to=params.get("to", ""), subject=params.get("subject", ""))
     identity = identities.default_identity(choices)
+    back = _came_from(request) or f"/mail/{(await access.inbox()).id}"
     if params.get("reply"):
         parent = await access.open_reference(params["reply"])
         draft = reply_draft(
@@ -621,6 +695,7 @@ async def compose_page(request: Request) -> Response:
             received=parent.record.internal_date,
         )
         identity = identities.identity_for(choices, _addressed(parent))
+        back = message_base(parent)
     elif params.get("forward"):
         original = await access.open_reference(params["forward"])
         draft = forward_draft(
@@ -630,6 +705,7 @@ async def compose_page(request: Request) -> Response:
             received=original.record.internal_date,
         )
         identity = identities.identity_for(choices, _addressed(original))
+        back = message_base(original)
     elif params.get("draft"):
         saved = await access.open_reference(params["draft"])
         # Only from this account's Drafts: sending or saving removes the old version there.
@@ -637,15 +713,37 @@ async def compose_page(request: Request) -> Response:
         if saved.mailbox.special_use is not SpecialUse.DRAFTS or not mine:
             raise NotFound("not a draft")
         draft = draft_from_message(
-            saved.info, access.text_of(saved), uid=saved.record.uid, html=access.html_of(saved)
+            saved.info,
+            access.text_of(saved),
+            mailbox_id=saved.mailbox.id,
+            uid=saved.record.uid,
+            html=access.html_of(saved),
+            origin=header_values(saved.raw, saved.info, DRAFT_ORIGIN),
         )
         # A saved draft holds its signature already: only the identity is found again.
         froms = [p.address for p in people(saved.info.envelope.from_)]
-        return _compose(
-            request, replace(draft, identity=identities.identity_for(choices, froms).id), choices
+        # Back to Drafts: the draft's own page is gone once it is sent.
+        return await _compose(
+            request,
+            access,
+            replace(draft, identity=identities.identity_for(choices, froms).id),
+            choices,
+            back=f"/mail/{saved.mailbox.id}",
         )
     body = identities.insert_signature(draft.body, identity.signature)
-    return _compose(request, replace(draft, body=body, identity=identity.id), choices)
+    draft = replace(draft, body=body, identity=identity.id)
+    return await _compose(request, access, draft, choices, back=back)
+
+
+def _came_from(request: Request) -> str:
+    """The folder or message page the Compose button was pressed on (its same-origin Referer,
+    app.py's Referrer-Policy), where sending returns to as Roundcube and Gmail do; else ""
+    (the Inbox: other pages show no "Message sent." notice)."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    same = referer.netloc == request.url.netloc and referer.scheme == request.url.scheme
+    if same and _MAIL_PAGE.fullmatch(referer.path):
+        return _noticed(f"{referer.path}?{referer.query}", [])
+    return ""
 
 
 def _addressed(opened: Opened) -> list[str]:
@@ -654,16 +752,22 @@ def _addressed(opened: Opened) -> list[str]:
     return [p.address for p in (*people(envelope.to), *people(envelope.cc))]
 
 
-def _compose(
+async def _compose(
     request: Request,
+    access: MailAccess,
     draft: Draft,
     choices: list[Identity],
     *,
+    back: str,
     errors: Mapping[str, str] | None = None,
     notice: str = "",
     status_code: int = 200,
 ) -> Response:
     app = web(request)
+    try:
+        kept = [(reference, a) for reference, _, a in await access.kept_parts(draft.kept)]
+    except UserError:
+        kept = []  # a kept part gone meanwhile (sent from another tab): the error says so
     return app.render(
         request,
         "compose.html",
@@ -673,7 +777,9 @@ def _compose(
         selected=identities.chosen_or_default(choices, draft.identity),
         errors=errors or {},
         notice=notice,
+        back=back,
         max_upload=app.limits.max_upload_bytes,
+        kept=kept,
         rich=sanitize_composed(draft.html) if draft.html.strip() else "",
     )
 
@@ -697,6 +803,7 @@ async def _draft_from_form(form: FormData) -> Draft:
         in_reply_to=field_text(form, "in_reply_to"),
         references=tuple(field_text(form, "references").split()),
         attachments=tuple(uploads),
+        kept=tuple(k for k in form.getlist("keep") if isinstance(k, str)),
         replying_to=field_text(form, "replying_to"),
         forwarding=field_text(form, "forwarding"),
         draft_uid=field_number(draft_uid),
@@ -709,15 +816,29 @@ async def compose_submit(request: Request) -> Response:
     access = await mail_access(request)
     form = await posted_form(request, files=True)
     draft = await _draft_from_form(form)
+    back = _back(field_text(form, "back")) or f"/mail/{(await access.inbox()).id}"
     if field_text(form, "action") == "save":
-        uid = await access.save_draft(draft)
-        again = " Attach files again before sending." if draft.attachments else ""
+        try:
+            draft = await _saved(access, draft)
+        except UserError as exc:
+            return await _compose(
+                request,
+                access,
+                replace(draft, attachments=()),
+                await access.identities(),
+                back=back,
+                errors={"attachment": str(exc)},
+                notice="Not saved." + (" Attach files again." if draft.attachments else ""),
+                status_code=400,
+            )
         now = datetime.now(UTC)
-        return _compose(
+        return await _compose(
             request,
-            replace(draft, draft_uid=uid, attachments=()),
+            access,
+            draft,
             await access.identities(),
-            notice=f"Draft saved at {when(now, reader_zone(request), 'time', now=now)}.{again}",
+            back=back,
+            notice=f"Draft saved at {when(now, reader_zone(request), 'time', now=now)}.",
         )
     result = await access.send(
         draft,
@@ -726,20 +847,42 @@ async def compose_submit(request: Request) -> Response:
         tls=request.url.scheme == "https",
     )
     if not result.sent:
-        note = " Attach files again." if draft.attachments else ""
-        return _compose(
+        note = ""
+        if draft.attachments:
+            # The files just uploaded would go with this page: kept in Drafts instead, as
+            # Gmail keeps every draft, so fixing a typo does not mean attaching them again.
+            try:
+                draft = await _saved(access, draft)
+                note = " It is saved in Drafts with its attachments."
+            except UserError:
+                draft, note = replace(draft, attachments=()), " Attach files again."
+        return await _compose(
             request,
-            replace(draft, attachments=()),
+            access,
+            draft,
             await access.identities(),
+            back=back,
             errors=result.errors,
             notice="Not sent: fix the fields marked below." + note,
             status_code=400,
         )
-    sent = await access.special(SpecialUse.SENT)
-    target = f"/mail/{sent.id}?" + urlencode(
-        {"sent": "1", **sealed(request, "warning", result.warning)}
-    )
-    return redirect(target)
+    notice = {"sent": "1", **sealed(request, "warning", result.warning)}
+    return redirect(_noticed(back, list(notice.items())))
+
+
+async def _saved(access: MailAccess, draft: Draft) -> Draft:
+    """``draft`` saved in Drafts; as the form shows it then: every attachment kept from the
+    saved message, none left to upload."""
+    uid = await access.save_draft(draft)
+    saved = await access.open((await access.special(SpecialUse.DRAFTS)).id, uid)
+    kept = kept_of(saved.info, f"{saved.mailbox.id}:{uid}")
+    return replace(draft, draft_uid=uid, attachments=(), kept=kept)
+
+
+def _back(value: str) -> str:
+    """The page a sent message returns to: one of the mail pages the form names, else ""."""
+    path = value.partition("?")[0]
+    return value if _MAIL_PAGE.fullmatch(path) and next_target(value) == value else ""
 
 
 def routes() -> list[BaseRoute]:

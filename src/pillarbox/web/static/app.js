@@ -34,7 +34,15 @@
   // -- confirmation of destructive buttons ----------------------------------------------------
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-confirm]");
-    if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
+    if (!button) return;
+    if (!window.confirm(button.dataset.confirm)) {
+      event.preventDefault();
+    } else if (button.form && !button.form.elements.confirmed) {
+      // Asked here: the server's confirmation page (the no-script way) is skipped.
+      const confirmed = document.createElement("input");
+      Object.assign(confirmed, { type: "hidden", name: "confirmed", value: "1" });
+      button.form.append(confirmed);
+    }
   });
 
   // -- message list: rows, selection, j/k ------------------------------------------------------
