@@ -40,9 +40,9 @@ _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.I)
 _FORWARD_PREFIX = re.compile(r"^\s*(fwd?|wg|tr)\s*:", re.I)
 #: What ``str.splitlines`` breaks at, which the email package refuses in a header value
 #: (a reply to a subject holding a form feed or U+2028 raised, and the send failed).
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 #: A type or subtype name (RFC 6838 §4.2 restricted-name).
 _MEDIA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
-_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 #: RFC 5322 §3.2.3 dot-atom-text.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 #: A msg-id both of the readers of :func:`~pillarbox.mail.headers.parse_msg_ids` take
