@@ -479,6 +479,33 @@ async def test_quota_is_exact_across_nodes(nodes: tuple[PostgresStore, PostgresS
     assert (await b.quota_usage(account.id)).messages == 25
 
 
+async def test_maildrop_locks_cross_nodes_and_go_with_a_node(
+    nodes: tuple[PostgresStore, PostgresStore], migrated_url: str
+) -> None:
+    """RFC 1939 §4 across nodes: a maildrop one node holds is in use on the other; a node whose
+    database connection ends (closed here; a crash's in the e2e test) holds nothing any more."""
+    a, b = nodes
+    account, _ = await add_bob(a)
+    assert await a.lock_maildrop(account.id)
+    assert not await b.lock_maildrop(account.id)
+    await a.unlock_maildrop(account.id)
+    assert await b.lock_maildrop(account.id)
+    assert not await a.lock_maildrop(account.id)
+    third = PostgresStore(migrated_url)
+    await third.open()
+    await b.unlock_maildrop(account.id)
+    assert await third.lock_maildrop(account.id)
+    assert not await a.lock_maildrop(account.id)
+    await third.close()
+    # The server releases the closed session's locks as its backend exits, just after.
+    for _ in range(100):
+        if await a.lock_maildrop(account.id):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the closed node's maildrop lock stayed")
+
+
 # -- the queue across nodes ------------------------------------------------------------------------
 async def test_claims_never_overlap_and_expire(nodes: tuple[PostgresStore, PostgresStore]) -> None:
     a, b = nodes

@@ -95,6 +95,7 @@ from pillarbox.store.postgres import (
     spamdata,
     tlsdata,
 )
+from pillarbox.store.postgres.maildrops import MaildropLocks
 from pillarbox.store.postgres.migrations import migrate
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
@@ -288,6 +289,7 @@ class PostgresStore:
         self._claims = SharedReads(self._claim_write)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: notify.ChangeListener | None = None
+        self._maildrops: MaildropLocks | None = None
         self._channel = ""
         self._indexer: asyncio.Task[None] | None = None
         self._text_arrived = asyncio.Event()
@@ -334,6 +336,7 @@ class PostgresStore:
             raise StorageError(f"cannot open the database: {exc}") from exc
         self._pool = pool
         self._listener = listener
+        self._maildrops = MaildropLocks(self.conninfo, self._channel, timeout=self._limits.timeout)
         self._text_arrived = asyncio.Event()
         self._indexer = asyncio.get_running_loop().create_task(
             self._index_behind_writes(), name="pillarbox-pg-indexer"
@@ -351,6 +354,9 @@ class PostgresStore:
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()
+        maildrops, self._maildrops = self._maildrops, None
+        if maildrops is not None:
+            await maildrops.close()
         self._hub.close()
         await pool.close()
         self._forget_kept(None)  # no notification reaches a closed store
@@ -999,6 +1005,17 @@ class PostgresStore:
 
     async def claim_recent(self, mailbox_id: int) -> int:
         return (await self._claims.get(mailbox_id)).take()
+
+    async def lock_maildrop(self, account_id: int) -> bool:
+        return await self._require_maildrops().acquire(account_id)
+
+    async def unlock_maildrop(self, account_id: int) -> None:
+        await self._require_maildrops().release(account_id)
+
+    def _require_maildrops(self) -> MaildropLocks:
+        if self._maildrops is None:
+            raise StorageError("the store is not open")
+        return self._maildrops
 
     async def _claim_write(self, mailbox_id: int) -> RecentClaim:
         async def op(conn: Conn, changes: list[Change]) -> RecentClaim:
