@@ -324,6 +324,7 @@ class PostgresStore:
                 self._channel,
                 self._hub,
                 self._forget_kept,
+                self._rehint,
                 retry_delay=self._limits.listen_retry,
                 timeout=self._limits.timeout,
             )
@@ -360,6 +361,43 @@ class PostgresStore:
         self._hub.close()
         await pool.close()
         self._forget_kept(None)  # no notification reaches a closed store
+
+    async def _rehint(self) -> None:
+        """After the LISTEN connection was re-established: one hint per mailbox someone on this
+        node waits for, at its MODSEQ now (notify.py's notes). Sessions take a hint at or
+        below what they have as nothing; NOTIFY compares what it reads with what it reported."""
+        accounts, watched = self._hub.audience()
+        if not accounts and not watched:
+            return
+
+        async def query(conn: Conn) -> list[TupleRow]:
+            return await _all(
+                conn,
+                "SELECT account_id, id, highestmodseq FROM mailboxes "
+                "WHERE account_id = ANY(%s) OR id = ANY(%s)",
+                (sorted(accounts), sorted(watched)),
+            )
+
+        try:
+            rows = await self._read(query)
+        except StorageError as exc:  # the next break or the sessions' own commands retry
+            log.warning("cannot re-hint after the listener reconnected: %s", exc)
+            return
+        changes = [
+            change
+            for account_id, mailbox_id, modseq in rows
+            for change in (
+                Change(account_id, mailbox_id, ChangeKind.FLAGS, modseq),  # content, flags
+                Change(account_id, mailbox_id, ChangeKind.MAILBOXES, 0),  # a rename
+                Change(account_id, mailbox_id, ChangeKind.METADATA, 0),
+            )
+        ]
+        changes += [  # what is the account's, not a mailbox's (``mailbox_id`` 0)
+            Change(account_id, 0, kind, 0)
+            for account_id in sorted(accounts)
+            for kind in (ChangeKind.MAILBOXES, ChangeKind.SUBSCRIPTIONS, ChangeKind.METADATA)
+        ]
+        self._hub.publish(changes)
 
     def _require_pool(self) -> AsyncConnectionPool[Conn]:
         if self._pool is None:
