@@ -1408,8 +1408,15 @@ class ImapSession:
         if view is None or view.mailbox_id != mailbox.id:
             return
         self._own_arrivals.update(record.uid for record in records)
-        view.apply(records, (), view.modseq)
-        if not all(view.own_write(record.modseq) for record in records):
+        # Joined without a read only when each took the view's next MODSEQ: else another
+        # session's message may lie below them (UIDs go in commit order), and the view, which
+        # takes a UID below its highest for one expunged already, would never show it.
+        following = range(view.modseq + 1, view.modseq + 1 + len(records))
+        if [record.modseq for record in records] == list(following):
+            view.apply(records, (), view.modseq)
+            for record in records:
+                view.own_write(record.modseq)
+        else:
             await self._sync()
 
     async def _replace(self, cmd: c.Command, out: Output) -> Reply:
