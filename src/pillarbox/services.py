@@ -43,8 +43,6 @@ class Services:
     #: Set whenever something is queued for outbound delivery, to wake the queue runner.
     queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     background: set[asyncio.Task[None]] = field(default_factory=set)
-    #: Accounts with a POP3 session open on this node (RFC 2449 [IN-USE]).
-    maildrop_locks: set[int] = field(default_factory=set)
     #: ACME HTTP-01 answers being asked for (token → key authorization, RFC 8555 §8.3), filled
     #: by :mod:`pillarbox.net.acme` and read by the web app's challenge route.
     acme_challenges: dict[str, str] = field(default_factory=dict)

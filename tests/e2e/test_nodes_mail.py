@@ -3,7 +3,8 @@
 Mail accepted by SMTP on either node is in the mailbox IMAP shows on both; an IMAP client
 idling on node B hears of a delivery through node A within a second (LISTEN/NOTIFY); APPEND
 storms on both nodes at once into one mailbox give every message its own UID, ascending in
-arrival order, the same on both nodes.
+arrival order, the same on both nodes; devices on both nodes changing one mailbox at once each
+end with the mailbox as it is.
 
 Skipped without a PostgreSQL server (``$PILLARBOX_TEST_POSTGRES`` or 127.0.0.1:5432).
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from pillarbox.testing.devices import APPEND, Tracker, assert_converged, change_at_once
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.nodes import Node, provision_account
 from pillarbox.testing.postgres import TestDatabase, unreachable_reason
@@ -134,3 +136,23 @@ def test_append_storms_on_both_nodes_get_unique_uids(nodes: tuple[Node, Node]) -
         assert client.select_folder("INBOX")[b"EXISTS"] == total
         assert client.search(["ALL"]) == list(range(1, total + 1))
         client.logout()
+
+
+def test_devices_on_both_nodes_changing_one_mailbox_at_once_all_end_with_it(
+    nodes: tuple[Node, Node],
+) -> None:
+    """Three devices of one account, two on node a and one on node b, change one INBOX at
+    once (flags, APPEND, MOVE, EXPUNGE, by number and by UID): each device's picture, drawn
+    from the responses its node sent, is the mailbox at the end — what crossed through
+    LISTEN/NOTIFY and what the nodes read by MODSEQ agree."""
+    a, b = nodes
+    phone, laptop, tablet = (
+        Tracker(node.port("imap"), USER, PASSWORD, name, qresync=name == "phone")
+        for node, name in ((a, "phone"), (b, "laptop"), (a, "tablet"))
+    )
+    for _ in range(8):
+        laptop.command(APPEND)
+    change_at_once([phone, laptop, tablet], commands=120)
+    assert_converged(
+        [phone, laptop, tablet], Tracker(b.port("imap"), USER, PASSWORD, "fresh", qresync=False)
+    )

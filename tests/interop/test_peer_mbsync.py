@@ -171,3 +171,45 @@ def test_two_devices_and_the_server_agree_after_changes_on_every_side(
     third = server_state(tls_live)
     assert third["INBOX"] == [("three", frozenset({"\\Seen"}))]
     assert laptop.state() == phone.state() == third
+
+
+def move_on_server(live: LiveServer, subject: str, folder: str) -> None:
+    with imaplib.IMAP4("127.0.0.1", live.port("imap")) as imap:
+        imap.starttls(ssl.create_default_context(cafile=str(tls_paths(live.config)[0])))
+        imap.login(USER, TEST_PASSWORD)
+        imap.select("INBOX")
+        typ, data = imap.uid("SEARCH", "SUBJECT", f'"{subject}"')
+        assert typ == "OK" and len(data[0].split()) == 1
+        typ, _ = imap.uid("MOVE", data[0].decode(), folder)
+        assert typ == "OK"
+
+
+def test_moves_on_both_sides_and_flags_from_two_devices_converge_without_duplicates(
+    tls_live: LiveServer, tmp_path: Path
+) -> None:
+    """A move on the server (RFC 6851 MOVE), a move on a device (a Maildir file re-filed under
+    a new name, as a mail program files it), and two devices flagging one message differently
+    between syncs: after two rounds every side holds each message once, where it was moved,
+    with both devices' flags."""
+    require("mbsync", "isync")
+    laptop = Device(tmp_path / "laptop", tls_live, starttls=False)
+    phone = Device(tmp_path / "phone", tls_live, starttls=True)
+    for subject in ("a", "b", "c"):
+        tls_live.deliver(USER, subject)
+    laptop.sync()
+    phone.sync()
+
+    move_on_server(tls_live, "a", "Archive")
+    laptop.set_flags("b", "F")
+    phone.set_flags("b", "R")
+    moved = phone.find("c")
+    (phone.mail / "Archive" / "cur" / "2.phone:2,S").write_bytes(moved.read_bytes())
+    moved.unlink()
+    for _ in range(2):
+        laptop.sync()
+        phone.sync()
+
+    state = server_state(tls_live)
+    assert state["INBOX"] == [("b", frozenset({"\\Flagged", "\\Answered"}))]
+    assert state["Archive"] == [("a", frozenset()), ("c", frozenset({"\\Seen"}))]
+    assert laptop.state() == phone.state() == state

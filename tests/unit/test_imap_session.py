@@ -203,6 +203,26 @@ async def test_hints_bring_changes_to_the_next_command(store: Store, tmp_path: P
     assert out == "* 1 FETCH (UID 1)\r\n* 2 EXISTS\r\n* 2 RECENT\r\nf3 OK FETCH completed\r\n"
 
 
+async def test_an_append_after_an_unannounced_delivery_announces_both(
+    store: Store, tmp_path: Path
+) -> None:
+    """A delivery commits while this session works (its hint not yet taken in), then the
+    session APPENDs: its own message gets the next UID, above the delivery's. The view must
+    take both in, in UID order — it once joined its own message first and then took the lower
+    UID for one already expunged, so the delivered message never reached this device."""
+    await deliver(store, "one")
+    wire = make_wire(store, tmp_path)
+    await wire.login(USER, TEST_PASSWORD)
+    await wire.send("s SELECT INBOX\r\n")
+    assert await deliver(store, "two") == 2
+    out = await wire.send("a APPEND INBOX {16+}\r\nSubject: own\r\n\r\n\r\n")
+    assert "* 3 EXISTS\r\n" in out and "[APPENDUID " in out, out
+    out = await wire.send("n NOOP\r\n")
+    assert await wire.send("f FETCH 1:* (UID)\r\n") == (
+        "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\nf OK FETCH completed\r\n"
+    )
+
+
 async def test_idle_pushes_only_when_hinted(store: Store, tmp_path: Path) -> None:
     wire = make_wire(store, tmp_path)
     await wire.login(USER, TEST_PASSWORD)

@@ -426,6 +426,34 @@ async def test_change_feed_crosses_nodes(nodes: tuple[PostgresStore, PostgresSto
     await subscription.close()
 
 
+async def test_a_change_made_while_listen_was_down_is_hinted_after_it(
+    nodes: tuple[PostgresStore, PostgresStore], migrated_url: str
+) -> None:
+    """The LISTEN connections break (killed here, as a database failover or a network cut
+    would); a delivery commits before they are back, and its NOTIFY reaches no one. Once
+    listening again, a node hints what its subscribers wait for: the IMAP session idling on
+    node b since before the break hears of the delivery without waiting for its client's
+    next command (up to 29 minutes in IDLE, RFC 2177)."""
+    a, b = nodes
+    account, inbox = await add_bob(a)
+    subscription = b.subscribe(account.id)
+    feed = aiter(subscription)
+    with psycopg.connect(migrated_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query = %s",
+            (f'LISTEN "{b._channel}"',),
+        ).fetchall()
+    assert len(killed) == 2  # a's and b's
+    [result] = await a.deliver(*make_message(1), [DeliveryTarget(account.id)])
+    assert result.record is not None
+    while True:  # listen_retry (1 s) later, b's listener is back and hints
+        change = await asyncio.wait_for(anext(feed), 5.0)
+        if change.mailbox_id == inbox.id and change.modseq >= result.record.modseq:
+            break
+    await subscription.close()
+
+
 async def test_metadata_changes_cross_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:
     """IMAP NOTIFY's MailboxMetadataChange/ServerMetadataChange (RFC 5465 §5.6, §5.7) on
     another node hang on these hints."""
@@ -547,6 +575,33 @@ async def test_quota_is_exact_across_nodes(nodes: tuple[PostgresStore, PostgresS
     )
     assert sum(r[0].record is not None for r in results) == 25
     assert (await b.quota_usage(account.id)).messages == 25
+
+
+async def test_maildrop_locks_cross_nodes_and_go_with_a_node(
+    nodes: tuple[PostgresStore, PostgresStore], migrated_url: str
+) -> None:
+    """RFC 1939 §4 across nodes: a maildrop one node holds is in use on the other; a node whose
+    database connection ends (closed here; a crash's in the e2e test) holds nothing any more."""
+    a, b = nodes
+    account, _ = await add_bob(a)
+    assert await a.lock_maildrop(account.id)
+    assert not await b.lock_maildrop(account.id)
+    await a.unlock_maildrop(account.id)
+    assert await b.lock_maildrop(account.id)
+    assert not await a.lock_maildrop(account.id)
+    third = PostgresStore(migrated_url)
+    await third.open()
+    await b.unlock_maildrop(account.id)
+    assert await third.lock_maildrop(account.id)
+    assert not await a.lock_maildrop(account.id)
+    await third.close()
+    # The server releases the closed session's locks as its backend exits, just after.
+    for _ in range(100):
+        if await a.lock_maildrop(account.id):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the closed node's maildrop lock stayed")
 
 
 # -- the queue across nodes ------------------------------------------------------------------------

@@ -71,6 +71,8 @@ BAD_SASL_RESPONSE: Final = Reply(BAD, "Invalid base64 in SASL response")
 # -- authenticated (RFC 9051 §6.3) ----------------------------------------------------------
 OK_ENABLE: Final = Reply(OK, "ENABLE completed")
 OK_HIGHESTMODSEQ: Final = Reply(OK, "Highest")  # RFC 7162 §3.1.2.1, code added per mailbox
+#: RFC 7162 §3.2, §6: MODSEQ items went out while a VANISHED with a lower one is withheld.
+OK_HIGHESTMODSEQ_HELD_BACK: Final = Reply(OK, "Expunges held back; resynchronise from here")
 OK_MAILBOXID: Final = Reply(OK, "Mailbox id")  # RFC 8474 §4.1, code added per mailbox
 BAD_QRESYNC_NOT_ENABLED: Final = Reply(BAD, "QRESYNC must be enabled first")  # RFC 7162 §3.2.5
 OK_GETQUOTA: Final = Reply(OK, "GETQUOTA completed")

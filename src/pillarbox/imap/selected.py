@@ -151,6 +151,11 @@ class SelectedView:
         """Visible UIDs not known to be expunged."""
         return set(self._uids).difference(self._expunged)
 
+    @property
+    def expunges_withheld(self) -> bool:
+        """Whether expunges the store made are still waiting to be announced."""
+        return bool(self._expunged)
+
     def is_expunged(self, uid: int) -> bool:
         """Expunged in the store, not yet announced: still visible, contents maybe gone."""
         return uid in self._expunged

@@ -573,6 +573,7 @@ class ImapSession:
                 delayed = notifier is not None and notifier.plan.delayed
                 flags = idling or notifier is None or notifier.plan.selected_flags
                 await self._announce(out, allow_expunge=idling or not delayed, allow_flags=flags)
+                await self._held_back(out)
             if notifier is not None and notifier.pending:
                 lines = await notifier.updates(
                     self.store, self._selected_id(), condstore=self._condstore, utf8=self._utf8
@@ -621,6 +622,7 @@ class ImapSession:
                 uid = getattr(command, "uid", None)
                 allow = kind not in _NO_EXPUNGE or bool(uid)
                 await self._announce(out, allow_expunge=allow)
+                await self._held_back(out)
         except _Abort as abort:
             reply = abort.reply
         except _MailboxGone:
@@ -708,6 +710,17 @@ class ImapSession:
             await out.write(b"".join(announcement.lines))
         if arrivals:
             await self._message_new(view, arrivals, out)
+
+    async def _held_back(self, out: Output) -> None:
+        """RFC 7162 §3.2: when a response ends with a VANISHED still withheld (RFC 9051 §7.5.1),
+        the MODSEQs it carried (FETCH/STORE replies, flag changes) may run past the expunge's;
+        a client that takes the highest as its HIGHESTMODSEQ (§6) and drops the connection
+        before the VANISHED would resync from beyond it and keep the message for good. The
+        code sent here is below the withheld expunge's, and §6 has the client take it."""
+        view = self._view
+        if self._qresync and view.expunges_withheld:
+            code = responses.highestmodseq(view.announced_modseq)
+            await out.write(r.OK_HIGHESTMODSEQ_HELD_BACK.with_code(code).untagged())
 
     async def _message_new(self, view: SelectedView, arrivals: list[int], out: Output) -> None:
         """RFC 5465 §5.2: after EXISTS, a FETCH of what NOTIFY asked for, for each new message
@@ -1395,8 +1408,15 @@ class ImapSession:
         if view is None or view.mailbox_id != mailbox.id:
             return
         self._own_arrivals.update(record.uid for record in records)
-        view.apply(records, (), view.modseq)
-        if not all(view.own_write(record.modseq) for record in records):
+        # Joined without a read only when each took the view's next MODSEQ: else another
+        # session's message may lie below them (UIDs go in commit order), and the view, which
+        # takes a UID below its highest for one expunged already, would never show it.
+        following = range(view.modseq + 1, view.modseq + 1 + len(records))
+        if [record.modseq for record in records] == list(following):
+            view.apply(records, (), view.modseq)
+            for record in records:
+                view.own_write(record.modseq)
+        else:
             await self._sync()
 
     async def _replace(self, cmd: c.Command, out: Output) -> Reply:

@@ -3,8 +3,9 @@
 Implementation notes:
 
 - The maildrop is the account's INBOX, snapshotted at login (RFC 1939 §4: numbers fixed for
-  the session). One POP3 session per maildrop on this node: a second gets ``-ERR [IN-USE]``
-  (RFC 2449 §8.1.2) — POP3's deletions-at-QUIT model has no answer for two writers.
+  the session). One POP3 session per maildrop, on whichever node (``Store.lock_maildrop``): a
+  second gets ``-ERR [IN-USE]`` (RFC 2449 §8.1.2) — POP3's deletions-at-QUIT model has no
+  answer for two writers.
 - Deletions happen only in the UPDATE state after a clean QUIT: the core emits ``Update`` only
   then, and we expunge exactly those UIDs (flag ``\\Deleted`` then UID EXPUNGE semantics), so
   IMAP sessions see an ordinary expunge through the change feed.
@@ -44,16 +45,13 @@ def pop3_handler(services: Services, listener: str) -> Handler:
             login_timeout=config.login_timeout,
         ),
     )
-    locks: set[int] = services.maildrop_locks
     auth_metrics = services.metrics.auth("pop3")
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(responses.SYS_TEMP.encode())
             return
-        session = _Pop3Session(
-            services, settings, locks, channel, admission, implicit_tls, auth_metrics
-        )
+        session = _Pop3Session(services, settings, channel, admission, implicit_tls, auth_metrics)
         await session.run()
 
     return handle
@@ -64,7 +62,6 @@ class _Pop3Session:
         self,
         services: Services,
         settings: pop3.Pop3Settings,
-        locks: set[int],
         channel: Channel,
         admission: Admission,
         implicit_tls: bool,
@@ -73,7 +70,6 @@ class _Pop3Session:
         self.services = services
         self.auth_metrics = auth_metrics
         self.channel = channel
-        self.locks = locks
         self.loop = asyncio.get_running_loop()
         self.remote_ip = channel.peer[0]
         self.log = Log("pop3", conn=admission.connection_id, remote=self.remote_ip)
@@ -94,7 +90,10 @@ class _Pop3Session:
             await self._loop()
         finally:
             if self.account is not None:
-                self.locks.discard(self.account.id)
+                try:
+                    await self.services.store.unlock_maildrop(self.account.id)
+                except StorageError as exc:  # the store closed first (shutdown): nothing held
+                    self.log.warning("cannot unlock maildrop", error=str(exc))
 
     async def _flush(self) -> None:
         data = self.core.data_to_send(self.loop.time())
@@ -205,16 +204,22 @@ class _Pop3Session:
         return self.core.tls_active or self.services.config.pop3.login_without_tls
 
     async def _open_maildrop(self, account: Account) -> None:
-        if account.id in self.locks:
+        store = self.services.store
+        try:
+            locked = await store.lock_maildrop(account.id)
+        except StorageError as exc:
+            self.log.error("cannot lock maildrop", account=account.address, error=str(exc))
+            self.core.reject_login(responses.SYS_TEMP)
+            return
+        if not locked:
             self.log.info("maildrop in use", account=account.address)
             self.core.reject_login(responses.IN_USE)
             return
-        self.locks.add(account.id)
         try:
-            inbox = await self.services.store.get_mailbox(account.id, INBOX)
-            records = await self.services.store.list_messages(inbox.id)
+            inbox = await store.get_mailbox(account.id, INBOX)
+            records = await store.list_messages(inbox.id)
         except (NotFound, StorageError) as exc:
-            self.locks.discard(account.id)
+            await store.unlock_maildrop(account.id)
             self.log.error("cannot open maildrop", account=account.address, error=str(exc))
             self.core.reject_login(responses.SYS_TEMP)
             return

@@ -152,6 +152,12 @@ class ChangeHub:
                 if not subscribers:
                     del self._subscriptions[subscription.account_id]
 
+    def audience(self) -> tuple[set[int], set[int]]:
+        """The accounts with a subscription, and the mailboxes watched (:meth:`watch`): whose
+        changes someone here waits for."""
+        with self._lock:
+            return set(self._subscriptions), set(self._watchers)
+
     def publish(self, changes: Iterable[Change]) -> None:
         by_account: dict[int, list[Change]] = {}
         by_mailbox: dict[int, list[Change]] = {}

@@ -285,6 +285,15 @@ class Store(Protocol):
         share one write (:class:`~pillarbox.store.sharedreads.RecentClaim`): one caller gets
         the messages, the others the new mark."""
 
+    async def lock_maildrop(self, account_id: int) -> bool:
+        """Take the account's POP3 maildrop for one session (RFC 1939 §4): False if a session
+        holds it already, on this node or on any other sharing the store. Held until
+        :meth:`unlock_maildrop` — or, on PostgreSQL, until this node's connection to the
+        database ends, so a crashed node's sessions hold nothing."""
+
+    async def unlock_maildrop(self, account_id: int) -> None:
+        """Give back what :meth:`lock_maildrop` took (nothing if it was not taken)."""
+
     # -- messages ------------------------------------------------------------------------------
     async def deliver(
         self,

@@ -1511,6 +1511,17 @@ class StoreContract:
         assert sorted(firsts) == [4, 5, 5, 5, 5]
         assert await store.claim_recent(inbox.id) == 5
 
+    async def test_maildrop_lock_is_exclusive(self, store: Store, account: Account) -> None:
+        """RFC 1939 §4: one POP3 session per maildrop; each account's is its own."""
+        other = await store.add_account(f"other@{DOMAIN}", "h")
+        assert await store.lock_maildrop(account.id)
+        assert not await store.lock_maildrop(account.id)
+        assert await store.lock_maildrop(other.id)
+        await store.unlock_maildrop(account.id)
+        await store.unlock_maildrop(account.id)  # twice: nothing more to give back
+        assert await store.lock_maildrop(account.id)
+        assert not await store.lock_maildrop(other.id)
+
     # -- messages ------------------------------------------------------------------------------
     async def test_append_and_read_back(self, store: Store, inbox: Mailbox) -> None:
         raw, info = make_message(1)

@@ -15,9 +15,12 @@ Implementation notes:
 - **Channel**: one per schema (``pillarbox`` plus the schema name), so several stores in one
   database (tests use a schema each) never wake each other's subscribers.
 - **Loss**: notifications are hints (``Change``). If the LISTEN connection breaks, it is
-  re-established after ``retry_delay``; what was sent meanwhile is lost, so on reconnecting the
-  listener publishes nothing it cannot know, and IMAP sessions fall back on their own periodic
-  checks (NOOP, IDLE's re-check). PostgreSQL itself drops nothing on a live connection.
+  re-established after ``retry_delay``; what was sent meanwhile is lost, so once listening
+  again the listener has the store hint every mailbox someone on this node waits for
+  (``rehint``: its MODSEQ as it stands, read after the LISTEN, so nothing falls between): a
+  session idling since before the break re-reads what changed in the gap at once, instead of
+  at the client's next command — up to the 29 minutes of an IDLE (RFC 2177). PostgreSQL
+  itself drops nothing on a live connection.
 - **Kept lookups**: a write to what nodes keep in memory (domains, accounts, aliases,
   settings: :mod:`pillarbox.store.directorycache`; models, reputation, lists:
   :mod:`pillarbox.store.evidencecache`) sends, on the same channel and in its transaction, a
@@ -45,7 +48,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -185,6 +188,7 @@ class ChangeListener:
         hub: ChangeHub,
         forget: Callable[[Sequence[Forget] | None], None],
         queue_wake: Callable[[], None],
+        rehint: Callable[[], Awaitable[None]],
         *,
         retry_delay: float,
         timeout: float,
@@ -194,6 +198,7 @@ class ChangeListener:
         self._hub = hub
         self._forget = forget
         self._queue_wake = queue_wake
+        self._rehint = rehint
         self._barriers: dict[str, asyncio.Future[None]] = {}
         self._retry_delay = retry_delay
         self._timeout = timeout
@@ -243,8 +248,9 @@ class ChangeListener:
             try:
                 if conn is None:
                     conn = await self._connect()
-                    log.warning("change feed listener reconnected; changes meanwhile are lost")
+                    log.warning("change feed listener reconnected; re-hinting its subscribers")
                     self._forget(None)  # what other nodes announced meanwhile is lost
+                    await self._rehint()
                 async for notify in conn.notifies():
                     if notify.payload.startswith(_BARRIER_MARK):
                         heard = self._barriers.get(notify.payload)

@@ -96,6 +96,7 @@ from pillarbox.store.postgres import (
     spamdata,
     tlsdata,
 )
+from pillarbox.store.postgres.maildrops import MaildropLocks
 from pillarbox.store.postgres.migrations import LATEST_VERSION, migrate, schema_version
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
@@ -289,6 +290,7 @@ class PostgresStore:
         self._claims = SharedReads(self._claim_write)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: notify.ChangeListener | None = None
+        self._maildrops: MaildropLocks | None = None
         self._channel = ""
         self._indexer: asyncio.Task[None] | None = None
         self._text_arrived = asyncio.Event()
@@ -326,6 +328,7 @@ class PostgresStore:
                 self._hub,
                 self._forget_kept,
                 self._queue_woken,
+                self._rehint,
                 retry_delay=self._limits.listen_retry,
                 timeout=self._limits.timeout,
             )
@@ -338,6 +341,7 @@ class PostgresStore:
             raise StorageError(f"cannot open the database: {exc}") from exc
         self._pool = pool
         self._listener = listener
+        self._maildrops = MaildropLocks(self.conninfo, self._channel, timeout=self._limits.timeout)
         self._text_arrived = asyncio.Event()
         self._indexer = asyncio.get_running_loop().create_task(
             self._index_behind_writes(), name="pillarbox-pg-indexer"
@@ -355,9 +359,49 @@ class PostgresStore:
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()
+        maildrops, self._maildrops = self._maildrops, None
+        if maildrops is not None:
+            await maildrops.close()
         self._hub.close()
         await pool.close()
         self._forget_kept(None)  # no notification reaches a closed store
+
+    async def _rehint(self) -> None:
+        """After the LISTEN connection was re-established: one hint per mailbox someone on this
+        node waits for, at its MODSEQ now (notify.py's notes). Sessions take a hint at or
+        below what they have as nothing; NOTIFY compares what it reads with what it reported."""
+        accounts, watched = self._hub.audience()
+        if not accounts and not watched:
+            return
+
+        async def query(conn: Conn) -> list[TupleRow]:
+            return await _all(
+                conn,
+                "SELECT account_id, id, highestmodseq FROM mailboxes "
+                "WHERE account_id = ANY(%s) OR id = ANY(%s)",
+                (sorted(accounts), sorted(watched)),
+            )
+
+        try:
+            rows = await self._read(query)
+        except StorageError as exc:  # the next break or the sessions' own commands retry
+            log.warning("cannot re-hint after the listener reconnected: %s", exc)
+            return
+        changes = [
+            change
+            for account_id, mailbox_id, modseq in rows
+            for change in (
+                Change(account_id, mailbox_id, ChangeKind.FLAGS, modseq),  # content, flags
+                Change(account_id, mailbox_id, ChangeKind.MAILBOXES, 0),  # a rename
+                Change(account_id, mailbox_id, ChangeKind.METADATA, 0),
+            )
+        ]
+        changes += [  # what is the account's, not a mailbox's (``mailbox_id`` 0)
+            Change(account_id, 0, kind, 0)
+            for account_id in sorted(accounts)
+            for kind in (ChangeKind.MAILBOXES, ChangeKind.SUBSCRIPTIONS, ChangeKind.METADATA)
+        ]
+        self._hub.publish(changes)
 
     def _require_pool(self) -> AsyncConnectionPool[Conn]:
         if self._pool is None:
@@ -1021,6 +1065,17 @@ class PostgresStore:
 
     async def claim_recent(self, mailbox_id: int) -> int:
         return (await self._claims.get(mailbox_id)).take()
+
+    async def lock_maildrop(self, account_id: int) -> bool:
+        return await self._require_maildrops().acquire(account_id)
+
+    async def unlock_maildrop(self, account_id: int) -> None:
+        await self._require_maildrops().release(account_id)
+
+    def _require_maildrops(self) -> MaildropLocks:
+        if self._maildrops is None:
+            raise StorageError("the store is not open")
+        return self._maildrops
 
     async def _claim_write(self, mailbox_id: int) -> RecentClaim:
         async def op(conn: Conn, changes: list[Change]) -> RecentClaim:

@@ -307,6 +307,8 @@ class SqliteStore:
         self._deltas = SharedReads(self._read_delta)
         self._claims = SharedReads(self._claim_write)
         self._queue_wakes: list[Callable[[], None]] = []
+        #: POP3 maildrops in use: one process serves a SQLite store, so a set is the lock.
+        self._maildrops: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -970,6 +972,15 @@ class SqliteStore:
 
     async def claim_recent(self, mailbox_id: int) -> int:
         return (await self._claims.get(mailbox_id)).take()
+
+    async def lock_maildrop(self, account_id: int) -> bool:
+        if account_id in self._maildrops:
+            return False
+        self._maildrops.add(account_id)
+        return True
+
+    async def unlock_maildrop(self, account_id: int) -> None:
+        self._maildrops.discard(account_id)
 
     async def _claim_write(self, mailbox_id: int) -> RecentClaim:
         def op(conn: sqlite3.Connection, fx: WriteEffects) -> RecentClaim:

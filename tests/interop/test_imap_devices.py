@@ -1,0 +1,118 @@
+"""One account on several devices: a phone that syncs with QRESYNC and drops its connection,
+a laptop (imapclient) changing the mailbox meanwhile; three devices changing one mailbox at
+once, each keeping the picture the server's responses draw (:mod:`pillarbox.testing.devices`),
+which must end as the mailbox.
+
+The phone is this module's own line client, because it must keep the MODSEQ bookkeeping RFC
+7162 §6 prescribes for a resynchronising client, which no library here exposes: after each
+tagged response its HIGHESTMODSEQ is the last HIGHESTMODSEQ response code seen, else the
+highest MODSEQ item seen, if higher than what it had.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+from imapclient import IMAPClient
+from imapclient.imapclient import DELETED, FLAGGED
+
+from pillarbox.testing.devices import APPEND, Tracker, assert_converged, change_at_once
+from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
+from pillarbox.testing.live import LiveServer
+
+pytestmark = pytest.mark.listeners("smtp", "imap")
+
+USER = "alice@example.org"
+_MODSEQ = re.compile(rb"MODSEQ \((\d+)\)")
+_HIGHEST = re.compile(rb"\[HIGHESTMODSEQ (\d+)\]")
+
+
+class Phone:
+    """A QRESYNC client over a plain socket, keeping its HIGHESTMODSEQ as §6 says."""
+
+    def __init__(self, live: LiveServer) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", live.port("imap")), timeout=10)
+        self.file = self.sock.makefile("rb")
+        self.serial = 0
+        self.highestmodseq = 0
+        self.file.readline()
+        self.command(f'LOGIN {USER} "{PASSWORD}"')
+        self.command("ENABLE QRESYNC")
+
+    def command(self, text: str) -> list[bytes]:
+        self.serial += 1
+        tag = b"p%d" % self.serial
+        self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
+        lines = []
+        while not lines or not lines[-1].startswith(tag + b" "):
+            lines.append(self.file.readline().rstrip(b"\r\n"))
+        assert lines[-1].startswith(tag + b" OK"), lines
+        codes = [int(m.group(1)) for line in lines for m in [_HIGHEST.search(line)] if m]
+        if codes:
+            self.highestmodseq = codes[-1]  # §6: used "even if it has seen higher"
+        else:
+            seen = [int(m.group(1)) for line in lines for m in _MODSEQ.finditer(line)]
+            self.highestmodseq = max([self.highestmodseq, *seen])
+        return lines
+
+    def drop(self) -> None:
+        """The connection lost, as a phone leaving the Wi-Fi loses it: no LOGOUT."""
+        self.file.close()
+        self.sock.close()
+
+
+def test_a_phone_dropped_while_a_vanished_was_withheld_learns_of_it_on_resync(
+    live: LiveServer,
+) -> None:
+    """RFC 7162 §3.2: the phone reads and marks a message by number (FETCH, STORE: neither may
+    carry the VANISHED of what the laptop deleted meanwhile, RFC 9051 §7.5.1) and is sent
+    MODSEQs beyond that deletion's; it loses the connection before any NOOP. Resynchronising
+    with SELECT (QRESYNC …) from the HIGHESTMODSEQ it kept, it must hear that message 1
+    vanished — before the fix it kept a message the other devices had deleted, for good."""
+    for subject in ("one", "two", "three"):
+        live.deliver(USER, subject)
+    phone = Phone(live)
+    selected = b"\n".join(phone.command("SELECT INBOX"))
+    found = re.search(rb"UIDVALIDITY (\d+)", selected)
+    assert found is not None
+    uidvalidity = int(found.group(1))
+    laptop = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    laptop.login(USER, PASSWORD)
+    laptop.select_folder("INBOX")
+    laptop.add_flags([1], [DELETED], silent=True)
+    laptop.uid_expunge([1])
+    laptop.add_flags([3], [FLAGGED], silent=True)
+    laptop.logout()
+
+    phone.command("FETCH 2 (FLAGS)")
+    phone.command("STORE 2 +FLAGS (\\Seen)")
+    known = phone.highestmodseq
+    phone.drop()
+
+    phone = Phone(live)
+    resync = phone.command(f"SELECT INBOX (QRESYNC ({uidvalidity} {known} 1:3))")
+    assert b"* VANISHED (EARLIER) 1" in resync, resync
+    phone.command("LOGOUT")
+
+
+def test_three_devices_changing_one_mailbox_at_once_all_end_with_the_mailbox(
+    live: LiveServer,
+) -> None:
+    """Three devices (one with QRESYNC) flag, read, append, move, expunge and search in one
+    INBOX at the same time, 120 random commands each, by sequence number as well as by UID.
+    Every response must be consistent with what each device was told before (EXISTS never
+    down, a sequence number's UID never changes, no VANISHED of a message never announced),
+    and after a NOOP each device's picture must be the mailbox: the same UIDs as a fresh
+    session sees, with the flags as they are — no message missing, none extra, no flag change
+    unsaid."""
+    port = live.port("imap")
+    phone, laptop, tablet = (
+        Tracker(port, USER, PASSWORD, name, qresync=name == "phone")
+        for name in ("phone", "laptop", "tablet")
+    )
+    for _ in range(8):
+        phone.command(APPEND)
+    change_at_once([phone, laptop, tablet], commands=120)
+    assert_converged([phone, laptop, tablet], Tracker(port, USER, PASSWORD, "fresh", qresync=False))
