@@ -184,7 +184,9 @@ def test_python_caldav_asks_free_busy_through_the_outbox(live: LiveServer) -> No
     )
     principal = client.principal()
     assert str(principal.schedule_outbox().url).endswith(OUTBOX)
-    assert str(principal.schedule_inbox().url).endswith(INBOX)
+    inbox = principal.schedule_inbox()
+    assert str(inbox.url).endswith(INBOX)
+    assert inbox.get_items() == []  # invitations arrive as mail (docs/calendars.md)
     start, end = datetime(2031, 3, 4, tzinfo=UTC), datetime(2031, 3, 5, tzinfo=UTC)
     answers = principal.freebusy_request(start, end, [f"mailto:{BOB}"])
     assert answers["errors"] == {}
