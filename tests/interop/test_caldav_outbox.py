@@ -100,8 +100,26 @@ def test_principal_inbox_and_outbox(live: LiveServer) -> None:
             f"{C}schedule-outbox",
         ]
 
+        # RFC 6638 §4.3 leaves changing the default calendar to the server; here it is
+        # fixed: the PROPPATCH is refused property by property (RFC 4918 §9.2), not 405.
+        alice.request("MKCALENDAR", f"/dav/calendars/{ALICE}/work/")
+        patch = (
+            '<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+            "<d:set><d:prop><c:schedule-default-calendar-URL><d:href>"
+            f"/dav/calendars/{ALICE}/work/</d:href></c:schedule-default-calendar-URL>"
+            "</d:prop></d:set></d:propertyupdate>"
+        )
+        patched = alice.request("PROPPATCH", INBOX, content=patch)
+        assert patched.status_code == 207
+        (refused,) = fromstring(patched.content).iter(f"{D}propstat")
+        assert refused.findtext(f"{D}status") == "HTTP/1.1 403 Forbidden"
+        assert refused.find(f"{D}prop/{C}schedule-default-calendar-URL") is not None
+        kept = responses(propfind(alice, INBOX, allprop))[INBOX]
+        assert href_of(kept, f"{C}schedule-default-calendar-URL") == default
+
         # Another account's boxes are not found; a box takes no other method.
         assert propfind(alice, f"/dav/scheduling/{BOB}/inbox/", allprop).status_code == 404
+        assert alice.request("PROPPATCH", OUTBOX, content=patch).status_code == 405
         assert alice.post(INBOX, content=request(BOB), headers=ICS).status_code == 405
         assert alice.get(OUTBOX).status_code == 405
 
@@ -166,9 +184,46 @@ def test_python_caldav_asks_free_busy_through_the_outbox(live: LiveServer) -> No
     )
     principal = client.principal()
     assert str(principal.schedule_outbox().url).endswith(OUTBOX)
-    assert str(principal.schedule_inbox().url).endswith(INBOX)
+    inbox = principal.schedule_inbox()
+    assert str(inbox.url).endswith(INBOX)
+    assert inbox.get_items() == []  # invitations arrive as mail (docs/calendars.md)
     start, end = datetime(2031, 3, 4, tzinfo=UTC), datetime(2031, 3, 5, tzinfo=UTC)
     answers = principal.freebusy_request(start, end, [f"mailto:{BOB}"])
     assert answers["errors"] == {}
     busy = answers[f"mailto:{BOB}"].icalendar_component
     assert busy["FREEBUSY"].to_ical().decode() == "20310304T093000Z/20310304T103000Z"
+
+
+def test_free_busy_of_other_hosted_domains_and_aliases(live: LiveServer) -> None:
+    """Any local calendar user is answered, whatever hosted domain its address is in, and so
+    is an alias or a plus-address that reaches one account only (its busy time); an alias
+    that reaches several (a list), or anyone off the server, and the catch-all's target
+    asked under an address nobody has, are ``3.7``."""
+    carol = "carol@example.net"
+    live.add_domain("example.net")
+    live.add_account(carol, TEST_PASSWORD, display_name="Carol")
+    live.call(live.store.add_alias("c.jones@example.org", [carol]))
+    live.call(live.store.add_alias("team@example.org", [carol, BOB]))
+    live.call(live.store.add_alias("@example.net", [carol]))
+    with dav_client(live, carol) as client:
+        store(client, f"/dav/calendars/{carol}/personal/a.ics", event("a", "20310304T093000Z"))
+    asked = [carol, "c.jones@example.org", "carol+work@example.net", "team@example.org"]
+    asked.append("typo@example.net")
+    with dav_client(live, ALICE) as alice:
+        answered = alice.post(OUTBOX, content=request(*asked), headers=ICS)
+    assert answered.status_code == 200, answered.text
+    statuses = {
+        r.findtext(f"{C}recipient/{D}href"): (
+            r.findtext(f"{C}request-status"),
+            r.findtext(f"{C}calendar-data"),
+        )
+        for r in fromstring(answered.content).findall(f"{C}response")
+    }
+    for address in asked[:3]:
+        status, data = statuses[f"mailto:{address}"]
+        assert status == "2.0;Success" and data is not None, address
+        (busy,) = icalendar.Calendar.from_ical(data).walk("VFREEBUSY")
+        assert str(busy["ATTENDEE"]) == f"mailto:{address}"  # as asked (RFC 5546 §3.3.3)
+        assert busy["FREEBUSY"].to_ical().decode() == "20310304T093000Z/20310304T103000Z"
+    for address in asked[3:]:
+        assert statuses[f"mailto:{address}"] == ("3.7;Invalid calendar user", None), address

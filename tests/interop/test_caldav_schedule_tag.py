@@ -232,3 +232,62 @@ def test_schedule_tag_of_an_attendees_copy(live: LiveServer) -> None:
         )
         fresh = put(bob, copy, declined, **{"if-schedule-tag-match": second})
         assert fresh.status_code == 204 and fresh.headers["schedule-tag"] == second
+
+
+def relocate(
+    client: httpx.Client, method: str, source: str, destination: str, **headers: str
+) -> httpx.Response:
+    """COPY or MOVE ``source`` to ``destination`` (made absolute, RFC 4918 §10.3)."""
+    return client.request(
+        method, source, headers={"destination": f"{client.base_url}{destination}", **headers}
+    )
+
+
+def test_copy_and_move_are_conditional_on_the_schedule_tag(live: LiveServer) -> None:
+    """RFC 6638 §8.3 on COPY and MOVE: the source's tag must match (412, nothing done,
+    otherwise); a MOVE to a free name keeps the tag, a COPY gets its own, a MOVE over
+    another copy of the event the tag a PUT of the same bytes there would."""
+    event, work = ALICE_CAL + "roadmap-1.ics", f"/dav/calendars/{ALICE}/work/roadmap-1.ics"
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        assert alice.request("MKCALENDAR", f"/dav/calendars/{ALICE}/work/").status_code == 201
+        first = put(alice, event, meeting()).headers["schedule-tag"]
+        for method in ("MOVE", "COPY"):
+            stale = relocate(alice, method, event, work, **{"if-schedule-tag-match": '"old"'})
+            assert stale.status_code == 412
+            assert alice.get(work).status_code == 404 and tag_of(alice, event) == first
+
+        copied = relocate(alice, "COPY", event, work, **{"if-schedule-tag-match": first})
+        assert copied.status_code == 201
+        assert copied.headers["schedule-tag"] == tag_of(alice, work) != first
+        assert tag_of(alice, event) == first
+        assert alice.delete(work).status_code == 204
+        moved = relocate(alice, "MOVE", event, work, **{"if-schedule-tag-match": first})
+        assert moved.status_code == 201 and moved.headers["schedule-tag"] == first
+        assert tag_of(alice, work) == first and alice.get(event).status_code == 404
+
+        # An object without a tag never matches (as for PUT and DELETE).
+        assert put(alice, ALICE_CAL + "plain.ics", PLAIN).status_code == 201
+        untagged = relocate(
+            alice, "MOVE", ALICE_CAL + "plain.ics", f"/dav/calendars/{ALICE}/work/plain.ics",
+            **{"if-schedule-tag-match": first},
+        )  # fmt: skip
+        assert untagged.status_code == 412
+
+        # Bob's copy, and another with his answer in a second calendar: moved over his
+        # copy, only the answer differs, so the tag stays (as his PUT of it would keep it);
+        # a copy with a time Alice changed over it gives a new one.
+        other = f"/dav/calendars/{BOB}/other/roadmap-1.ics"
+        copy = BOB_CAL + "roadmap-1.ics"
+        assert bob.request("MKCALENDAR", f"/dav/calendars/{BOB}/other/").status_code == 201
+        assert put(bob, copy, meeting(), **{"schedule-reply": "F"}).status_code == 201
+        held = tag_of(bob, copy)
+        answered = put(bob, other, meeting("ACCEPTED"), **{"schedule-reply": "F"})
+        assert answered.status_code == 201
+        over = relocate(bob, "MOVE", other, copy, **{"schedule-reply": "F"})
+        assert over.status_code == 204 and over.headers["schedule-tag"] == held
+        assert bobs_answer(bob.get(copy).content) == "ACCEPTED"
+        later = meeting(start="20310304T110000Z").replace("SUMMARY", "SEQUENCE:1\r\nSUMMARY")
+        assert put(bob, other, later, **{"schedule-reply": "F"}).status_code == 201
+        updated = relocate(bob, "COPY", other, copy)
+        assert updated.status_code == 204 and updated.headers["schedule-tag"] not in ("", held)
+        assert tag_of(bob, copy) == updated.headers["schedule-tag"]

@@ -53,9 +53,11 @@ Implementation notes:
 - **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
   keeps a tag beside it (:func:`schedule_tag` decides when it changes: with the organizer's
   changes, not with answers), answered in GET/HEAD/PUT's ``Schedule-Tag`` header (§8.2) and
-  the ``schedule-tag`` property (§9.3); ``If-Schedule-Tag-Match`` (§8.3) guards PUT and
-  DELETE as If-Match does (412). Objects stay as sent, so answers are not merged into an
-  organizer's PUT that matched the tag.
+  the ``schedule-tag`` property (§9.3); ``If-Schedule-Tag-Match`` (§8.3) guards PUT,
+  DELETE, COPY and MOVE (the source's tag) as If-Match does (412). A MOVE to a free name
+  keeps the tag (the same resource, filed elsewhere); a COPY, or a MOVE over another
+  object, gets the tag a PUT of the same bytes there would. Objects stay as sent, so
+  answers are not merged into an organizer's PUT that matched the tag.
 - **Elsewhere**: the scheduling inbox and outbox (RFC 6638 §2.1, §2.2; free-busy lookups of
   other accounts through the outbox, §5) are :mod:`.scheduleboxes`; the inbox stays empty
   (invitations arrive as mail).
@@ -671,9 +673,10 @@ def _tag_header(obj: CalendarObject) -> dict[str, str]:
 
 
 def _schedule_tag_holds(request: Request, current: CalendarObject | None) -> bool:
-    """RFC 6638 §8.3: a PUT or DELETE with If-Schedule-Tag-Match proceeds only when the
-    resource's Schedule-Tag is the one given (False: 412, as a failed If-Match) — so not when
-    it has none or does not exist. The tag's quotes are not required (some clients drop them)."""
+    """RFC 6638 §8.3: a PUT, DELETE, COPY or MOVE with If-Schedule-Tag-Match proceeds only
+    when the resource's Schedule-Tag is the one given (False: 412, as a failed If-Match) —
+    so not when it has none or does not exist. The tag's quotes are not required (some
+    clients drop them)."""
     wanted = request.headers.get("if-schedule-tag-match")
     if wanted is None:
         return True
@@ -873,7 +876,8 @@ async def _relocate(
     """RFC 4918 §9.8 COPY and §9.9 MOVE of an object to a name in one of the account's
     calendars (the same one: a rename), its bytes as they are (so its ETag too): 201 when the
     Destination was free, 204 when it replaced an object there (§9.9.4, Overwrite: T), 412
-    when it holds one and Overwrite is F (§10.6) or the source's If-Match fails, 409
+    when it holds one and Overwrite is F (§10.6) or the source's If-Match or
+    If-Schedule-Tag-Match (RFC 6638 §8.3) fails, 409
     ``no-uid-conflict`` when another object of that calendar has the UID (RFC 4791 §5.3.2.1;
     a COPY into the source's own calendar always does, §4.1). A MOVE is one store transaction
     (:meth:`Store.move_calendar_object`: a tombstone in the source calendar, the object in
@@ -885,7 +889,9 @@ async def _relocate(
     current = await _object(request, account, calendar, name)
     if current is None:
         return text(NOT_FOUND, 404)
-    if not precondition(request, current.etag):
+    # RFC 6638 §8.3: If-Schedule-Tag-Match makes any method on a scheduling object
+    # resource conditional; for COPY and MOVE it is the source's tag that is meant.
+    if not precondition(request, current.etag) or not _schedule_tag_holds(request, current):
         return text(PRECONDITION_FAILED, 412)
     found = asked.target
     if found.kind != "object":
@@ -905,7 +911,12 @@ async def _relocate(
     # give the UID up in the same transaction.
     spared = (found.name, name) if moving and into.name == calendar.name else (found.name,)
     app = web(request)
-    renamed = replace(current, id=0, name=found.name, modseq=0, updated=None)
+    if moving and there is None:
+        tag = current.schedule_tag  # the same resource, filed elsewhere: nothing changed
+    else:
+        # A new resource, or one written over: its tag as a PUT of these bytes gives it.
+        tag = await schedule_tag(app.services, account, there, current.data)
+    renamed = replace(current, id=0, name=found.name, modseq=0, updated=None, schedule_tag=tag)
     now, limit = datetime.now(UTC), app.services.config.calendars.max_objects
     try:
         await _uid_free(app.services, account.id, into.name, current.uid, spared)
@@ -925,7 +936,8 @@ async def _relocate(
         return text(f"{exc}\n", 507)  # RFC 4918 §11.5
     except NotFound:  # the source (or a calendar) went meanwhile
         return text(NOT_FOUND, 404)
-    return Response(status_code=204 if there is not None else 201, headers={"etag": stored.etag})
+    headers = {"etag": stored.etag, **_tag_header(stored)}
+    return Response(status_code=204 if there is not None else 201, headers=headers)
 
 
 async def _delete(request: Request, account: Account, calendar: Calendar, name: str) -> Response:

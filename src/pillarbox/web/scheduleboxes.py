@@ -6,16 +6,19 @@ Implementation notes:
 - **Where they are**: ``/dav/scheduling/<address>/inbox/`` and ``…/outbox/``, outside the
   calendar home (so no calendar's name can be taken by them), named by the principal's
   ``schedule-inbox-URL`` (§2.2.1) and ``schedule-outbox-URL`` (§2.1.1) (:mod:`.dav`).
-- **The inbox is empty**: invitations arrive as mail (iMIP, :mod:`.invitations`), not in it;
+- **The inbox is empty**: invitations arrive as mail (iMIP, :mod:`.invitations`), not in it
+  (§4 would have the server process them into calendars too; docs/calendars.md says why not);
   it answers PROPFIND (``schedule-inbox`` resource type, no members) and names the calendar
-  invitations accepted in the webmail go to as its ``schedule-default-calendar-URL`` (§9.2).
+  invitations accepted in the webmail go to as its ``schedule-default-calendar-URL`` (§9.2),
+  which a PROPPATCH does not change (§4.3 leaves it to the server: 403, RFC 4918 §9.2).
 - **The outbox** answers PROPFIND (``schedule-outbox``) and POST of a VFREEBUSY request
   (§5; RFC 5546 §3.3.2) from one of the caller's identities (else 403 ``organizer-allowed``):
   200 with a ``schedule-response`` holding, per ATTENDEE, a request status and, for a local
-  account, its busy time over all its calendars as a METHOD:REPLY VFREEBUSY (RFC 5546
-  §3.3.3; each calendar's floating times in its ``calendar-timezone``); an address no local
-  account has is ``3.7`` (RFC 5546 §3.6: invalid calendar user): nothing is asked of
-  another server. At most ``[web] max_recipients`` attendees (403 ``max-recipients``).
+  account (in any hosted domain; by its address, or an alias or plus-address reaching it
+  alone: :func:`_calendar_user`), its busy time over all its calendars as a METHOD:REPLY
+  VFREEBUSY (RFC 5546 §3.3.3; each calendar's floating times in its ``calendar-timezone``);
+  any other address is ``3.7`` (RFC 5546 §3.6: invalid calendar user): nothing is asked
+  of another server. At most ``[web] max_recipients`` attendees (403 ``max-recipients``).
 - Any authenticated account may ask for any local account's busy time (periods only, never
   what the events are), as a shared server's users can in other CalDAV servers.
 """
@@ -30,11 +33,13 @@ from xml.etree.ElementTree import Element
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pillarbox import davxml, ical
+from pillarbox import caldavxml, davxml, ical
 from pillarbox.auth.directory import normalize_username
 from pillarbox.blocking import run_blocking
 from pillarbox.davxml import CALDAV, DAV, element, tag
+from pillarbox.mail.address import parse_address
 from pillarbox.observability.log import Log
+from pillarbox.queue.routing import PLUS_DELIMITER
 from pillarbox.services import Services
 from pillarbox.store.types import Account
 from pillarbox.web import identities
@@ -134,7 +139,25 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
         return xml(davxml.multistatus([answer(resource, asked)]))
     if request.method == "POST" and found.kind == OUTBOX:
         return await _free_busy(request, account)
-    return not_allowed("OPTIONS, PROPFIND, POST" if found.kind == OUTBOX else "OPTIONS, PROPFIND")
+    if request.method == "PROPPATCH" and found.kind == INBOX:
+        return await _proppatch_inbox(request, account)
+    return not_allowed(
+        "OPTIONS, PROPFIND, POST" if found.kind == OUTBOX else "OPTIONS, PROPFIND, PROPPATCH"
+    )
+
+
+async def _proppatch_inbox(request: Request, account: Account) -> Response:
+    """RFC 4918 §9.2 on the inbox: nothing there is set, every property refused (403, all
+    or none). ``schedule-default-calendar-URL`` is the one clients try (RFC 6638 §4.3: a
+    server MAY let them change it): it names where the webmail's Accept stores an
+    invitation, ``personal`` or else the first calendar, which no client changes here."""
+    update = caldavxml.property_update(await read_xml(request), tag(DAV, "propertyupdate"))
+    names = [*update.set, *update.remove]
+    if not names:
+        raise davxml.BadRequestBody("a propertyupdate sets or removes a property")
+    _log.info("inbox properties not changed", account=account.address, properties=names)
+    refused = davxml.Found(box_href(account.address, INBOX), others=[(403, names)])
+    return xml(davxml.multistatus([refused]))
 
 
 async def _free_busy(request: Request, account: Account) -> Response:
@@ -179,8 +202,7 @@ async def _answer(
     """One ``CALDAV:response`` of the ``schedule-response``: ``attendee``'s request status and,
     for a local account, its busy time."""
     status, reply = UNKNOWN_USER, None
-    username = normalize_username(_address(attendee))
-    found = await services.store.get_account(username) if username else None
+    found = await _calendar_user(services, _address(attendee))
     if found is not None:
         held = await _busy_sources(services, found, asked)
         try:
@@ -198,6 +220,30 @@ async def _answer(
     if reply is not None:
         parts.append(element(tag(CALDAV, "calendar-data"), reply))
     return element(tag(CALDAV, "response"), None, *parts)
+
+
+async def _calendar_user(services: Services, address: str) -> Account | None:
+    """The one local account ``address`` names, in any hosted domain: its own address, or
+    an alias or a plus-address that reaches that account alone (as the account may send as
+    such an alias, :meth:`Router.owned_addresses`). None for anyone else: an alias that
+    reaches several accounts or another server (a list is no calendar user), and an address
+    only a catch-all takes (a typo would otherwise show the catch-all owner's time)."""
+    username = normalize_username(address)
+    if username is None:
+        return None
+    local, _, domain = username.rpartition("@")
+    base = f"{local.partition(PLUS_DELIMITER)[0]}@{domain}"
+    for key in dict.fromkeys((username, base)):
+        account = await services.store.get_account(key)
+        if account is not None:
+            return account
+        alias = await services.store.get_alias(key)
+        if alias is not None:
+            reached = await services.router.resolve(parse_address(alias.address))
+            if reached.remote or len(reached.local) != 1:
+                return None
+            return reached.local[0].account
+    return None
 
 
 async def _busy_sources(
