@@ -18,7 +18,6 @@ import click
 
 from pillarbox.errors import NotFound
 from pillarbox.mail.headers import raw_text, scan_header
-from pillarbox.net import control
 from pillarbox.store.interface import Store
 from pillarbox.store.open import is_postgresql
 from pillarbox.store.types import QueuedMessage
@@ -130,6 +129,8 @@ def _woken(config: Config) -> str:
     control socket, and a server that is not running finds the retry when it starts."""
     if is_postgresql(config.store.url):
         return " (every running node woken)"
+    from pillarbox.net import control  # the listener's imports (TLS) only when it is used
+
     why = control.wake_queue(config.data_dir)
     if why is None:
         return " (the running server woken)"
