@@ -83,6 +83,7 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.composing import Draft, Upload
+from pillarbox.web.downloads import foreign_content
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row, Sharing
 from pillarbox.web.reading import Person, authentication_results, people, spam_verdict
 from pillarbox.web.session import CSRF_HEADER
@@ -438,7 +439,8 @@ async def get_message(call: Call) -> object:
 
 async def raw_message(call: Call) -> object:
     opened = await call.access.open(call.path("mailbox"), call.path("uid"))
-    return Response(opened.raw, media_type="message/rfc822")
+    response = Response(opened.raw, media_type="message/rfc822")
+    return foreign_content(response, f"message-{opened.record.uid}.eml")
 
 
 async def message_part(call: Call) -> object:
