@@ -976,9 +976,20 @@ class WebSection:
     )
     request_head_timeout: float = _f(
         30.0,
-        "Seconds a new web connection has to send its first request's line and header fields; "
-        "then it is closed (a client that connects and sends nothing, or a byte at a time, "
-        "would hold its connection for ever).",
+        "Seconds a web client has to send a request's line and header fields, from its first "
+        "byte (a new connection's first request: from the connect); then the connection is "
+        "closed (a client sending nothing, or a byte at a time, would hold it for ever).",
+    )
+    request_body_timeout: float = _f(
+        60.0,
+        "Seconds a request body may go without a byte before the connection is closed; the "
+        "time also bounds the body's start under request_body_min_rate.",
+    )
+    request_body_min_rate: int = _f(
+        500,
+        "Slowest average a request body may come at, in bytes a second: each byte earns "
+        "1/this more seconds beyond request_body_timeout from the body's start (a byte every "
+        "few seconds keeps any idle timer happy); 0: only the idle bound.",
     )
 
 
@@ -1791,11 +1802,12 @@ def _validate_web(web: WebSection) -> None:
     ):
         if getattr(web, key) < 1:
             raise ConfigError(f"web.{key}", "must be at least 1")
-    for key in ("session_ttl", "sse_keepalive", "request_head_timeout"):
+    for key in ("session_ttl", "sse_keepalive", "request_head_timeout", "request_body_timeout"):
         if getattr(web, key) <= 0:
             raise ConfigError(f"web.{key}", "must be positive")
-    if web.hsts_max_age < 0:
-        raise ConfigError("web.hsts_max_age", "must be 0 or more")
+    for key in ("hsts_max_age", "request_body_min_rate"):
+        if getattr(web, key) < 0:
+            raise ConfigError(f"web.{key}", "must be 0 or more")
 
 
 def _validate_contacts(section: ContactsSection) -> None:

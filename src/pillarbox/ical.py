@@ -1041,6 +1041,12 @@ def itip_reply(data: bytes, attendee: str, partstat: str, now: datetime) -> byte
     return bytes(reply.to_ical())
 
 
+def organizer_of(data: bytes) -> str:
+    """The ORGANIZER of a stored event (RFC 5545 §3.8.4.3) as a bare address; "" without
+    one (an event of the account's own, never scheduled)."""
+    return _address(_master(_calendar(data)).get("ORGANIZER"))
+
+
 def partstat_of(data: bytes, attendee: str) -> str:
     """``attendee``'s PARTSTAT in a stored event (RFC 5545 §3.2.12), "" when not listed."""
     event = _master(_calendar(data))

@@ -277,6 +277,30 @@ def test_submission_judges_every_author_field(live: LiveServer, authors: bytes) 
     assert len(mailbox(live, "bob@example.org")) == 1
 
 
+@pytest.mark.parametrize(
+    "resent",
+    [
+        b"Resent-From: bob@example.org\r\n",
+        b"Resent-From: alice@example.org\r\nResent-Sender: bob@example.org\r\n",
+        b"Resent-To: bob@example.org\r\nResent-Sender: bob@example.org\r\n",
+    ],
+)
+def test_submission_judges_the_resender(live: LiveServer, resent: bytes) -> None:
+    """RFC 5322 §3.6.6: on a resent message the newest Resent-From / Resent-Sender name the
+    resender, whom readers show as the one who sent it on; it passed unchecked. An older
+    block below the login's own (someone else resent it before) is not the login's."""
+    rest = b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: fwd\r\n\r\nhi\r\n"
+    with submission(live) as client:
+        client.login("alice@example.org", PASSWORD)
+        with pytest.raises(smtplib.SMTPDataError) as info:
+            client.sendmail("alice@example.org", ["bob@example.org"], resent + rest)
+        assert info.value.smtp_code == 550 and b"Resent-From" in info.value.smtp_error
+        own = b"Resent-From: alice@example.org\r\nResent-To: bob@example.org\r\n"
+        older = b"Resent-From: carol@example.net\r\nResent-To: alice@example.org\r\n"
+        assert client.sendmail("alice@example.org", ["bob@example.org"], own + older + rest) == {}
+    assert len(mailbox(live, "bob@example.org")) == 1
+
+
 def test_submission_wrong_password(live: LiveServer) -> None:
     with submission(live) as client, pytest.raises(smtplib.SMTPAuthenticationError) as info:
         client.login("alice@example.org", "not the password")

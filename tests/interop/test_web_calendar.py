@@ -210,12 +210,17 @@ def test_forms_need_the_csrf_token(live: LiveServer, alice: WebSession) -> None:
 
 
 def invitation(
-    method: str, sequence: int = 0, *, extra: str = "", organizer: str = "CN=Bob:mailto:" + BOB
+    method: str,
+    sequence: int = 0,
+    *,
+    extra: str = "",
+    organizer: str = "CN=Bob:mailto:" + BOB,
+    uid: str = "plan-42@example.org",
 ) -> bytes:
     start = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0, second=0, minute=0)
     calendar = (
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Bob//Calendar//EN\r\n"
-        f"METHOD:{method}\r\nBEGIN:VEVENT\r\nUID:plan-42@example.org\r\n"
+        f"METHOD:{method}\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n"
         f"DTSTAMP:20250101T000000Z\r\nSEQUENCE:{sequence}\r\n"
         f"DTSTART:{start:%Y%m%dT%H%M%SZ}\r\nDTEND:{start + timedelta(hours=1):%Y%m%dT%H%M%SZ}\r\n"
         f"SUMMARY:Planning\r\nLOCATION:Room 4\r\n{extra}"
@@ -308,6 +313,41 @@ def test_invitation_accepted_in_the_web(live: LiveServer, alice: WebSession) -> 
     removed = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "remove"})
     assert "Removed+from+your+calendar" in removed.headers["location"]
     assert dav_objects(live) == {}
+
+
+def test_a_cancel_removes_only_its_organizers_event(live: LiveServer, alice: WebSession) -> None:
+    """RFC 5546 §3.2.5 and RFC 6047 §3: a CANCEL its sender does not organize is warned and
+    removes the event only with "remove it anyway"; one naming its sender as organizer
+    leaves an event someone else organizes (here the reader's own) where it is. Before,
+    anyone who knew a UID could have any event removed."""
+    carol = "carol@example.org"
+    send_as_bob(live, invitation("REQUEST", organizer=f"CN=Carol:mailto:{carol}"))
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning (REQUEST)"), "req")
+    accepted = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "accept"})
+    assert "Saved+in+your+calendar" in accepted.headers["location"]  # carol has no mailbox
+    assert len(dav_objects(live)) == 1
+
+    send_as_bob(live, invitation("CANCEL", sequence=1, organizer=f"CN=Carol:mailto:{carol}"))
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning (CANCEL)"), "cancel")
+    page = html.unescape(alice.get(f"/mail/{box}/{uid}").text)
+    assert f"sent by Bob <{BOB}>, not by the organizer it names ({carol})" in page
+    assert 'name="trust" value="yes" required' in page
+    refused = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "remove"})
+    assert refused.status_code == 400 and "remove it anyway" in html.unescape(refused.text)
+    assert len(dav_objects(live)) == 1
+    removed = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "remove", "trust": "yes"})
+    assert "Removed+from+your+calendar" in removed.headers["location"]
+    assert dav_objects(live) == {}
+
+    assert alice.post("/calendar/events", event_form(title="Mine")).status_code == 303
+    ((_, data),) = dav_objects(live).items()
+    own = str(only_event(data)["UID"])
+    raw = invitation("CANCEL", uid=own).replace(b"(CANCEL)", b"(CANCEL mine)")
+    send_as_bob(live, raw)
+    box, uid, _ = wait_for(lambda: newest(live, ALICE, "Invitation: Planning (CANCEL mine)"), "c")
+    kept = alice.post(f"/mail/{box}/{uid}/invitation", {"action": "remove"})
+    assert "another+organizer" in kept.headers["location"]
+    assert len(dav_objects(live)) == 1
 
 
 def imap_flags(live: LiveServer, address: str, uid: int) -> tuple[bytes, ...]:

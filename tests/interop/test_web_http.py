@@ -33,6 +33,7 @@ from pillarbox.store.types import (
     NewQueueRecipient,
     SpecialUse,
 )
+from pillarbox.testing.davclient import dav_client
 from pillarbox.testing.live import NO_DNS, TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import (
@@ -42,6 +43,7 @@ from pillarbox.testing.webclient import (
     simple_message,
     special_mailbox_id,
 )
+from pillarbox.web.downloads import CONTENT_CSP
 from pillarbox.web.reading import body_parts
 from pillarbox.web.threads import MAX_THREAD_LINES
 
@@ -384,6 +386,54 @@ def test_message_view_marks_read_and_shows_headers(live: LiveServer, alice: WebS
     assert source.headers["content-type"].startswith("text/plain")
     assert source.headers["content-security-policy"] == "default-src 'none'; sandbox"
     assert "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" in source.text
+
+
+@pytest.mark.listeners("http", "https")
+def test_every_response_of_foreign_bytes_is_sandboxed(live: LiveServer, alice: WebSession) -> None:
+    """A message, its parts, a calendar object and a contact card are bytes someone else
+    wrote: every route serving them sends the sandbox CSP (never the pages', under which a
+    browser rendering the API's message/rfc822 ran it with this origin's script allowed),
+    nosniff, and a download's Content-Disposition (the source view, text/plain, excepted)."""
+    page = "<html><body><script>alert(document.cookie)</script></body></html>"
+    raw = (
+        "From: x@example.net\r\nTo: alice@example.org\r\nSubject: trap\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        '--b\r\nContent-Type: text/html\r\nContent-Disposition: attachment; filename="a.html"'
+        f"\r\n\r\n{page}\r\n--b--\r\n"
+    ).encode()
+    box, uid = deliver(live, ALICE, raw)
+    event = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:e1\r\n"
+        "DTSTAMP:20310101T000000Z\r\nDTSTART:20310101T100000Z\r\n"
+        f"SUMMARY:{page}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    card = f"BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c1\r\nFN:{page}\r\nEND:VCARD\r\n"
+    calendar = "/dav/calendars/alice@example.org/personal/e1.ics"
+    book = "/dav/addressbooks/alice@example.org/contacts/c1.vcf"
+    with dav_client(live, ALICE) as dav:
+        headers = {"content-type": "text/calendar"}
+        assert dav.put(calendar, content=event, headers=headers).status_code == 201
+        headers = {"content-type": "text/vcard"}
+        assert dav.put(book, content=card, headers=headers).status_code == 201
+        served = {"caldav": dav.get(calendar), "carddav": dav.get(book)}
+    api = f"/mailboxes/{box}/messages/{uid}"
+    served |= {
+        "part": alice.get(f"/mail/{box}/{uid}/part/2"),
+        "api raw": alice.api("GET", f"{api}/raw"),
+        "api part": alice.api("GET", f"{api}/parts/2"),
+        "export": alice.get("/contacts/export.vcf"),
+        "api export": alice.api("GET", "/contacts/export"),
+    }
+    for route, response in served.items():
+        assert response.status_code == 200, route
+        assert response.headers["content-security-policy"] == CONTENT_CSP, route
+        assert response.headers["x-content-type-options"] == "nosniff", route
+        assert response.headers["content-disposition"].startswith("attachment;"), route
+    assert served["api raw"].content == raw
+    source = alice.get(f"/mail/{box}/{uid}/source")
+    assert source.headers["content-type"].startswith("text/plain")
+    assert source.headers["content-security-policy"] == CONTENT_CSP
 
 
 @pytest.mark.listeners("http", "smtp")

@@ -9,6 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from pillarbox import config as cfg
 from pillarbox.mail.parse import parse_message, part_text
 from pillarbox.policy.verdict import Action, Reason, Verdict
 from pillarbox.web.api import OPERATIONS, openapi_document
@@ -119,14 +120,15 @@ def test_openapi_document_is_consistent() -> None:
 #: The keywords a refused request is told about in words (web/api.py ``_refusal``), and those
 #: that only annotate.
 _WORDED = {"type", "enum", "properties", "required", "items", "$ref", "minimum", "maximum"}
-_WORDED |= {"maxLength", "description", "contentEncoding"}
+_WORDED |= {"maxLength", "description", "contentEncoding", "maxItems"}  # maxItems: _overlong
 
 
 def test_request_schemas_are_json_schema_that_refusals_put_in_words() -> None:
     """Every schema of the document is Draft 2020-12 (OpenAPI 3.1's dialect), as the request
     check reads it; a body's or query's uses only keywords a refusal puts in words: another
     (a pattern, a oneOf) needs its wording first, or its refusal says "must be a string"."""
-    schemas = openapi_document()["components"]["schemas"]
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
     for schema in schemas.values():
         Draft202012Validator.check_schema(schema)
     used: set[str] = set()
@@ -136,15 +138,26 @@ def test_request_schemas_are_json_schema_that_refusals_put_in_words() -> None:
         if "$ref" in schema:
             schema = schemas[schema["$ref"].removeprefix("#/components/schemas/")]
         used.update(schema)
+        # Every list a request sends is bounded (before its items are checked, web/api.py).
+        assert schema.get("type") != "array" or "maxItems" in schema, schema
         members = list(schema.get("properties", {}).values())
         for member in members + ([schema["items"]] if "items" in schema else []):
             walk(member)
 
-    for op in OPERATIONS:
-        for schema in ([op.body] if op.body else []) + [s for _, s, _ in op.query]:
+    for entry in (e for ops in document["paths"].values() for e in ops.values()):
+        bodies = entry.get("requestBody", {}).get("content", {}).values()
+        parameters = entry.get("parameters", [])
+        for schema in [b["schema"] for b in bodies] + [p["schema"] for p in parameters]:
             walk(schema)
-    assert "required" in used and "maxLength" in used
+    assert "required" in used and "maxLength" in used and "maxItems" in used
     assert used <= _WORDED, used - _WORDED
+    limits = {
+        "web": cfg.WebSection(max_action_uids=7),
+        "contacts": cfg.ContactsSection(max_emails=3),
+    }
+    stated = json.dumps(openapi_document(config=cfg.Config(**limits)))
+    assert '"maxItems": 7' in stated and '"maxItems": 3' in stated
+    assert "x-pillarbox-limit" not in stated
 
 
 def _delivered(verdict: Verdict, rest: bytes = b"") -> bytes:

@@ -28,11 +28,13 @@ Implementation notes:
   answer a CA's ``acme-tls/1`` validation (:mod:`pillarbox.net.tls`); such a connection is
   closed after its handshake by :class:`ValidationGuard`, before uvicorn sees it.
 - **Connections are bounded** (:class:`ConnectionGuard`, ``[web] max_connections``,
-  ``max_connections_per_ip``, ``request_head_timeout``), as on the other listeners: uvicorn
-  times out only the wait between requests, so a client that connected and sent nothing (or
-  a header byte now and then) held its connection for ever, and a thousand of them from one
-  address left everyone else 503. Past either limit a connection gets a 503 and is closed; a
-  connection without its first request head in time is closed. Connections from
+  ``max_connections_per_ip``), as on the other listeners: past either limit a connection
+  gets a 503 and is closed. **Slow clients are closed** (``request_head_timeout``,
+  ``request_body_timeout``, ``request_body_min_rate``; :mod:`pillarbox.net.requestclock`):
+  uvicorn times out only the wait between requests, so a client that sent nothing, a request
+  head a byte at a time (the first or any later one on a kept-alive connection) or a body a
+  byte at a time held its connection for ever, and a thousand of them from one address left
+  everyone else 503. Connections from
   ``proxy_networks`` (forwarded headers on) carry many clients and count only in the total.
 - **Graceful stop**: uvicorn closes the socket, asks keep-alive connections to close and gives
   in-flight requests ``grace`` seconds; the web app's live-update streams end by themselves
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -53,6 +56,7 @@ from starlette.types import ASGIApp
 
 from pillarbox.net.forwarded import ForwardedHeaders, TrustedNetworks
 from pillarbox.net.listener import ConnectionCounter
+from pillarbox.net.requestclock import RequestClock
 from pillarbox.net.tls import ACME_TLS_1, ACME_TLS_ALPN
 from pillarbox.observability.log import Log
 
@@ -99,35 +103,33 @@ REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     b"Retry-After: 60\r\nConnection: close\r\n\r\ntoo many connections\n"
 )
-#: The end of a request head (RFC 9112 §2.1: the empty line after the fields; §2.2 lets a
-#: server take a bare LF as a line's end, and uvicorn's parser does).
-_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 
 
 class ConnectionGuard(asyncio.Protocol):
     """In front of uvicorn's protocol: counts the connection in (``connections``; a 503 and
     close past a limit, the peer counted only in the total when ``unlimited`` holds for it)
-    and closes it if its first request head is not complete ``head_timeout`` seconds after
-    it opened (module notes)."""
+    and closes it when its client is late with a request head or body (``times`` makes the
+    clock that says when: :mod:`pillarbox.net.requestclock`; module notes)."""
 
     def __init__(
         self,
         inner: asyncio.Protocol,
         connections: ConnectionCounter,
         *,
-        head_timeout: float,
+        times: Callable[[float], RequestClock],
         unlimited: Callable[[str], bool],
         log: Log,
     ) -> None:
         self._inner = inner
         self._connections = connections
-        self._head_timeout = head_timeout
+        self._times = times
         self._unlimited = unlimited
         self._log = log
         self._counted: str | None = None
         self._admitted = False
+        self._clock: RequestClock | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._tail = b""
+        self._address = ""
         self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,25 +144,45 @@ class ConnectionGuard(asyncio.Protocol):
             transport.close()
             return
         self._admitted, self._counted, self._transport = True, key, transport
-        self._timer = asyncio.get_running_loop().call_later(
-            self._head_timeout, self._head_late, address
-        )
+        self._address = address
+        self._clock = self._times(asyncio.get_running_loop().time())
+        self._arm()
         self._inner.connection_made(transport)
 
-    def _head_late(self, address: str) -> None:
-        self._log.info("no request head in time, closing", remote=address)
-        if self._transport is not None:
+    def _arm(self) -> None:
+        """A timer at the clock's deadline, unless one runs no later: a timer firing early
+        re-arms itself (:meth:`_check`), so bytes arriving (which only push a deadline
+        further) cost no timer of their own; a new head or body may bring it nearer."""
+        deadline = None if self._clock is None else self._clock.deadline()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        clock = self._clock
+        if clock is None or self._transport is None:
+            return
+        deadline = clock.deadline()
+        if deadline is not None and deadline <= asyncio.get_running_loop().time():
+            self._log.info(
+                "client too slow, closing", remote=self._address, waiting_for=clock.phase.value
+            )
+            self._clock = None
             self._transport.close()
+            return
+        self._arm()
 
     def data_received(self, data: bytes) -> None:
         if not self._admitted:
             return
-        if self._timer is not None:
-            seen = self._tail + data
-            if any(end in seen for end in _HEAD_ENDS):
-                self._timer.cancel()
-                self._timer = None
-            self._tail = seen[-3:]
+        if self._clock is not None:
+            self._clock.received(data, asyncio.get_running_loop().time())
+            self._arm()
         self._inner.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -282,11 +304,18 @@ class HttpListener:
         acme_tls_alpn: Callable[[str], ssl.SSLContext | None] | None = None,
         connections: ConnectionCounter | None = None,
         head_timeout: float = 30.0,
+        body_timeout: float = 60.0,
+        body_min_rate: int = 500,
     ) -> None:
         self.name = name
         #: Shared by the web listeners (:class:`ConnectionGuard`); None: uvicorn's limit only.
         self._connections = connections
-        self._head_timeout = head_timeout
+        self._times = functools.partial(
+            RequestClock,
+            head_timeout=head_timeout,
+            body_timeout=body_timeout,
+            body_min_rate=body_min_rate,
+        )
         self.tls = tls
         #: SNI name → the context answering its tls-alpn-01 challenge (None: not answered).
         self._acme_tls_alpn = acme_tls_alpn
@@ -311,7 +340,7 @@ class HttpListener:
             return ConnectionGuard(
                 protocol,
                 counter,
-                head_timeout=self._head_timeout,
+                times=self._times,
                 unlimited=proxies.peer,
                 log=self._log,
             )

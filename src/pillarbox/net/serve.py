@@ -212,6 +212,8 @@ class Server:
                         max_connections=config.web.max_connections,
                         connections=counters["http"],
                         head_timeout=config.web.request_head_timeout,
+                        body_timeout=config.web.request_body_timeout,
+                        body_min_rate=config.web.request_body_min_rate,
                     )
                     with _bind_error(f"listeners.{name}", settings.address, settings.port):
                         http.bind(settings.address, settings.port)

@@ -46,7 +46,13 @@ from pillarbox.concurrently import concurrently
 from pillarbox.errors import InvalidName, StorageError
 from pillarbox.mail import dsn, trace
 from pillarbox.mail.address import Address, parse_address
-from pillarbox.mail.headers import ScannedFields, parse_addresses, raw_text, scan_header
+from pillarbox.mail.headers import (
+    HeaderField,
+    ScannedFields,
+    parse_addresses,
+    raw_text,
+    scan_header,
+)
 from pillarbox.mail.model import MessageInfo
 from pillarbox.observability.log import Log
 from pillarbox.policy.authresults import strip_forged
@@ -73,6 +79,9 @@ from pillarbox.store.types import (
 
 NOT_YOUR_SENDER = replies.POLICY_REJECTED.with_text("sender address not owned by the login")
 NOT_YOUR_FROM = replies.POLICY_REJECTED.with_text("From header address not owned by the login")
+NOT_YOUR_RESENT_FROM = replies.POLICY_REJECTED.with_text(
+    "Resent-From header address not owned by the login"
+)
 QUEUED = replies.MESSAGE_ACCEPTED
 #: The inbound policy refused the message for every recipient (DMARC p=reject, spam score);
 #: the text says why (never a silent drop).
@@ -682,25 +691,56 @@ class Intake:
 
     async def _check_from_header(self, account: Account, raw: bytes) -> Reply | None:
         """Every author the message names must be the login's: each address of From and of
-        Sender (which readers show as "on behalf of"). RFC 5322 §3.6 allows one of each; a
-        second From, which some readers show instead of the first, is refused, not judged
-        by the first alone."""
+        Sender (which readers show as "on behalf of"), and of Resent-From and Resent-Sender
+        of the newest resent block, the one a resend through us adds (RFC 5322 §3.6.6: the
+        resender is that block's author). RFC 5322 §3.6 allows one From and one Sender; a
+        second one, which some readers show instead of the first, is refused, not judged by
+        the first alone. From is the login's even on a resend: our DKIM signature and DMARC
+        alignment vouch for it, so resending someone else's message is refused."""
         block = scan_header(raw, 0, len(raw))
         authors = [f for f in block.fields if f.key in ("from", "sender")]
-        if len(authors) != len({f.key for f in authors}):
-            return NOT_YOUR_FROM
-        for author in authors:
-            addresses, _ = parse_addresses(raw_text(author.value))
-            for address in addresses:
-                if address.mailbox is None or address.host is None:
-                    continue  # group syntax markers
-                try:
-                    parsed = parse_address(f"{address.mailbox}@{address.host}")
-                except InvalidName:
-                    return NOT_YOUR_FROM
-                if not await self.owns(account, parsed):
-                    return NOT_YOUR_FROM
+        resenders = [f for f in _newest_resent_block(block.fields) if f.key in _RESENDERS]
+        for named, refusal in ((authors, NOT_YOUR_FROM), (resenders, NOT_YOUR_RESENT_FROM)):
+            if len(named) != len({f.key for f in named}):
+                return refusal
+            for author in named:
+                if not await self._owns_all(account, author.value):
+                    return refusal
         return None
+
+    async def _owns_all(self, account: Account, value: bytes) -> bool:
+        addresses, _ = parse_addresses(raw_text(value))
+        for address in addresses:
+            if address.mailbox is None or address.host is None:
+                continue  # group syntax markers
+            try:
+                parsed = parse_address(f"{address.mailbox}@{address.host}")
+            except InvalidName:
+                return False
+            if not await self.owns(account, parsed):
+                return False
+        return True
+
+
+#: The authors of a resend (RFC 5322 §3.6.6).
+_RESENDERS = ("resent-from", "resent-sender")
+
+
+def _newest_resent_block(fields: Sequence[HeaderField]) -> list[HeaderField]:
+    """The resent fields a resend added last: RFC 5322 §3.6.6 has each resend prepend its
+    block, so the first run of Resent-* fields from the top; the run ends at any other field
+    or at a Resent-* field it already holds: that starts the next, older block, whose
+    authors resent the message before the login did."""
+    newest: list[HeaderField] = []
+    for one in fields:
+        if not one.key.startswith("resent-"):
+            if newest:
+                break
+            continue
+        if any(f.key == one.key for f in newest):
+            break
+        newest.append(one)
+    return newest
 
 
 def _filing(judged: Copy | None) -> Filing | None:

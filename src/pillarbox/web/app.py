@@ -693,7 +693,7 @@ def create_app(
         *filters.routes(),
         *account.routes(),
         *admin.routes(),
-        *api.routes(),
+        *api.routes(config),
         *autoconfig.routes(),
         *mtasts.routes(),
         *acme.routes(),

@@ -87,6 +87,7 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Member, new_schedule_tag
 from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
+from pillarbox.web.downloads import foreign_content
 from pillarbox.web.scheduling import schedule
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
@@ -663,7 +664,8 @@ async def _get(request: Request, account: Account, calendar: Calendar, name: str
     if obj is None:
         return text(NOT_FOUND, 404)
     headers = {"etag": obj.etag, "cache-control": "private, no-cache", **_tag_header(obj)}
-    return Response(obj.data, headers=headers, media_type=f"{CALENDAR_TYPE}; charset=utf-8")
+    response = Response(obj.data, headers=headers, media_type=f"{CALENDAR_TYPE}; charset=utf-8")
+    return foreign_content(response, name)
 
 
 def _tag_header(obj: CalendarObject) -> dict[str, str]:

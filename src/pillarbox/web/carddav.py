@@ -63,6 +63,7 @@ from pillarbox.observability.log import Log
 from pillarbox.store.types import Account, Contact, Member
 from pillarbox.web.app import web
 from pillarbox.web.contacts import save
+from pillarbox.web.downloads import foreign_content
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
     INVALID_SYNC_TOKEN,
@@ -365,7 +366,8 @@ async def _get(request: Request, account: Account, uid: str) -> Response:
     version = _card_version(request.headers.get("accept", ""))
     body = served(contact, version).encode()
     headers = {"etag": contact.etag, "cache-control": "private, no-cache"}
-    return Response(body, headers=headers, media_type="text/vcard; charset=utf-8")
+    response = Response(body, headers=headers, media_type="text/vcard; charset=utf-8")
+    return foreign_content(response, f"{uid}.vcf")
 
 
 async def _put(request: Request, account: Account, uid: str) -> Response:

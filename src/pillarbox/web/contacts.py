@@ -48,6 +48,7 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.composing import parse_people
+from pillarbox.web.downloads import foreign_content
 from pillarbox.web.reading import recipient_text
 
 _log = Log("web.contacts")
@@ -197,8 +198,9 @@ async def import_vcards(services: Services, account: Account, data: bytes) -> Im
 async def export_vcards(services: Services, account: Account) -> Response:
     """Every contact of the account as one vCard 4.0 file (a download)."""
     contacts = await services.store.list_contacts(account.id)
-    response = Response(vcard.format_cards(contacts).encode(), media_type=VCARD_TYPE)
-    response.headers["content-disposition"] = 'attachment; filename="contacts.vcf"'
+    response = foreign_content(
+        Response(vcard.format_cards(contacts).encode(), media_type=VCARD_TYPE), "contacts.vcf"
+    )
     response.headers["cache-control"] = "private, no-store"
     return response
 

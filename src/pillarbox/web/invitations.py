@@ -18,7 +18,9 @@ Implementation notes:
   ``\\Answered`` as a client marks what it replied to (RFC 9051 §2.3.2) — in a folder shared
   with the reader, only with the right to set it (RFC 4314 §4: "w").
 - **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
-  calendar of the account holding it.
+  calendar of the account holding it whose ORGANIZER is the CANCEL's (§3.2.5: only the
+  organizer cancels; an attendee knowing the UID of the reader's own event, or of one
+  someone else organizes, cannot have it removed).
 - **REPLY** (§3.2.3), the organizer's side: the event of that UID in the account's calendars
   (the first holding it) is checked against the answer (:func:`pillarbox.ical.check_reply`:
   the replier one of its attendees, the SEQUENCE not older than the stored one); "Update the
@@ -26,9 +28,10 @@ Implementation notes:
   phone wrote stays), and stored as a CalDAV PUT stores it.
 - **Who sent it** (RFC 6047 §3, without S/MIME to tell the signer): the message's From and
   Sender (each of its mailboxes) are held against the ATTENDEE a REPLY names, and against a
-  REQUEST's ORGANIZER. When one differs, the page warns (:func:`originator_warning`); a
-  REPLY is then applied only when the organizer ticks "apply it anyway" (§3 step 2: warn,
-  encourage ignoring it, let the user decide), and the POST is refused without that tick.
+  REQUEST's or a CANCEL's ORGANIZER. When one differs, the page warns
+  (:func:`originator_warning`); a REPLY is then applied, a CANCEL's event removed, only when
+  the reader ticks "apply it anyway" / "remove it anyway" (§3 step 2: warn, encourage
+  ignoring it, let the user decide), and the POST is refused without that tick.
 - The reader is the attendee whose address is one of the account's identities; a REQUEST
   naming none of them (sent to a list, say) is answered as the default identity.
 """
@@ -134,9 +137,7 @@ async def shown(
     when = "" if invitation.start is None else span_text(invitation.start, invitation.end, zone)
     if invitation.method == "REPLY":
         return await _reply_shown(services, account, opened, invitation, data, when)
-    warning = ""
-    if invitation.method == "REQUEST" and invitation.organizer:
-        warning = originator_warning(opened.info.envelope, invitation.organizer, "organizer")
+    warning = _organizer_warning(opened.info.envelope, invitation)
     addresses = {i.address.lower() for i in await identities.identities_of(services, account)}
     mine = next((a for a in invitation.attendees if a.address.lower() in addresses), None)
     calendar = default_calendar(await services.store.list_calendars(account.id))
@@ -163,6 +164,18 @@ def originator_warning(envelope: Envelope, named: str, role: str) -> str:
         f"This message was sent by {', '.join(others)}, not by the {role} it names "
         f"({named}): it may not come from them."
     )
+
+
+def _organizer_warning(envelope: Envelope, invitation: ical.Invitation) -> str:
+    """Why a REQUEST or a CANCEL may not be from its organizer (RFC 6047 §3); a CANCEL
+    naming none (RFC 5546 §3.2.5 requires one) has nobody it could be from."""
+    if invitation.method not in ("REQUEST", "CANCEL"):
+        return ""
+    if invitation.organizer:
+        return originator_warning(envelope, invitation.organizer, "organizer")
+    if invitation.method == "CANCEL":
+        return "This cancellation names no organizer: it may not come from whoever made the event."
+    return ""
 
 
 async def _holding(
@@ -243,13 +256,35 @@ async def _answer(
     return f"{told} (the answer was {unsent})." if unsent else f"{told}."
 
 
-async def _remove(services: Services, account: Account, uid: str) -> str:
-    held = await _holding(services, account, uid)
+async def _remove(
+    services: Services, account: Account, opened: Opened, data: bytes, *, trusted: bool
+) -> str:
+    """Delete the cancelled event where the CANCEL's organizer is the stored event's (RFC
+    5546 §3.2.5); from a message not sent by that organizer only when the reader
+    ``trusted`` it (RFC 6047 §3)."""
+    invitation = await run_blocking(ical.read_invitation, data)
+    if invitation.method != "CANCEL":
+        raise UserError("only a cancellation (a CANCEL) removes an event")
+    warning = _organizer_warning(opened.info.envelope, invitation)
+    if warning and not trusted:
+        _log.info("invitation cancel not from its organizer", account=account.address)
+        raise UserError(f'{warning} Tick "remove it anyway" to remove the event all the same')
+    held = await _holding(services, account, invitation.uid)
+    organizer = invitation.organizer.lower()
+    removed = 0
     for calendar, found in held:
+        if (await run_blocking(ical.organizer_of, found.data)).lower() != organizer:
+            continue
         await services.store.delete_calendar_object(
             account.id, calendar, found.name, now=datetime.now(UTC)
         )
-    return "Removed from your calendar." if held else "It was not in your calendar."
+        removed += 1
+    if removed:
+        return "Removed from your calendar."
+    if held:
+        _log.info("invitation cancel for another organizer's event", account=account.address)
+        return "Not removed: the event in your calendar has another organizer."
+    return "It was not in your calendar."
 
 
 async def _apply(
@@ -292,11 +327,10 @@ async def answer(request: Request) -> Response:
         data = await _part_data(services, opened)
         if data is None:
             raise UserError("this message carries no invitation")
+        trusted = field_text(form, "trust") == "yes"
         if action == "remove":
-            invitation = await run_blocking(ical.read_invitation, data)
-            notice = await _remove(services, account, invitation.uid)
+            notice = await _remove(services, account, opened, data, trusted=trusted)
         elif action == "apply":
-            trusted = field_text(form, "trust") == "yes"
             notice = await _apply(services, account, opened, data, trusted=trusted)
         elif action in _ANSWERS:
             notice = await _answer(request, access, opened, data, _ANSWERS[action])

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -20,7 +20,6 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox.blocking import run_blocking
 from pillarbox.errors import AuthenticationFailed, NotFound, RateLimited, UserError
-from pillarbox.mail.decode import printable
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_text
 from pillarbox.store.types import INBOX, Identity, Mailbox, MessageQuery, SortKey, SpecialUse
@@ -51,6 +50,7 @@ from pillarbox.web.composing import (
     kept_of,
     reply_draft,
 )
+from pillarbox.web.downloads import foreign_content
 from pillarbox.web.mailaccess import (
     FLAGGED,
     NEEDS,
@@ -82,7 +82,6 @@ from pillarbox.web.zone import reader_zone, when
 
 #: Parts served inline under their own type; everything else is a download.
 _INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
-_DOWNLOAD_CSP = "default-src 'none'; sandbox"
 #: Actions after which the message view would be wrong (gone, or marked read again).
 _LEAVES_MESSAGE = frozenset({"delete", "move", "spam", "notspam", "unread"})
 #: What the page after a list or message action says was done: ``done`` in its query names one
@@ -627,13 +626,6 @@ async def message_frame(request: Request) -> Response:
     return response
 
 
-def _disposition(kind: str, filename: str) -> str:
-    # A message parsed before file names lost their controls may still hold a CR LF here.
-    ascii_name = printable(filename).encode("ascii", "replace").decode()
-    ascii_name = ascii_name.replace('"', "'").replace("\\", "_")
-    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
 def part_response(opened: Opened, section: str, *, inline: bool) -> Response:
     """One part, transfer-decoded: a download, or (``inline``, images of safe types only)
     shown in place. Served under a sandbox CSP either way."""
@@ -650,10 +642,7 @@ def part_response(opened: Opened, section: str, *, inline: bool) -> Response:
     filename = (attachment.filename if attachment else None) or f"part-{section}"
     inline = inline and content_type in _INLINE_IMAGES
     response = Response(data, media_type=content_type if inline else "application/octet-stream")
-    response.headers["content-disposition"] = _disposition(
-        "inline" if inline else "attachment", filename
-    )
-    response.headers["content-security-policy"] = _DOWNLOAD_CSP
+    foreign_content(response, filename, inline=inline)
     response.headers["cache-control"] = "private, max-age=3600"
     return response
 
@@ -669,9 +658,7 @@ async def message_part(request: Request) -> Response:
 async def message_source(request: Request) -> Response:
     _, opened = await _opened(request)
     text = opened.raw.decode("utf-8", "replace")
-    response = PlainTextResponse(text)
-    response.headers["content-security-policy"] = _DOWNLOAD_CSP
-    return response
+    return foreign_content(PlainTextResponse(text), None)
 
 
 # -- compose ---------------------------------------------------------------------------------------

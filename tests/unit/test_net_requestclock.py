@@ -1,0 +1,49 @@
+"""The web request clock (:mod:`pillarbox.net.requestclock`): which deadline each byte of a
+connection leaves, time given as an argument."""
+
+from __future__ import annotations
+
+from pillarbox.net.requestclock import Phase, RequestClock
+
+
+def clock() -> RequestClock:
+    return RequestClock(0.0, head_timeout=10.0, body_timeout=5.0, body_min_rate=100)
+
+
+def test_every_head_is_timed_from_its_first_byte() -> None:
+    c = clock()
+    assert (c.phase, c.deadline()) == (Phase.HEAD, 10.0)  # the first: from the connect
+    c.received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 3.0)
+    assert (c.phase, c.deadline()) == (Phase.BETWEEN, None)  # uvicorn's keep-alive now
+    c.received(b"GET /b HTTP/1.1\r\n", 50.0)
+    assert (c.phase, c.deadline()) == (Phase.HEAD, 60.0)
+    c.received(b"Host: a\r\n", 59.0)  # bytes do not refresh a head's time
+    assert c.deadline() == 60.0
+
+
+def test_a_body_earns_time_by_its_rate_and_loses_it_by_idling() -> None:
+    c = clock()
+    c.received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n", 1.0)
+    assert (c.phase, c.deadline()) == (Phase.BODY, 6.0)
+    c.received(b"x" * 200, 2.0)  # 2 s earned, but idle from 2.0 ends at 7.0
+    assert c.deadline() == 7.0
+    c.received(b"x", 6.5)  # a byte at a time: the rate bound, 1 + 5 + 201/100
+    assert c.deadline() == 8.01
+    c.received(b"x" * 10_000, 7.0)
+    assert c.deadline() == 12.0
+
+
+def test_chunked_and_pipelined_requests_are_followed() -> None:
+    c = clock()
+    c.received(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n", 1.0)
+    assert c.phase is Phase.BODY
+    c.received(b"hello\r\n0\r\n\r\nGET / HTTP/1.1\r\n", 2.0)
+    assert (c.phase, c.deadline()) == (Phase.HEAD, 12.0)
+
+
+def test_what_cannot_follow_is_not_timed() -> None:
+    closing = clock()
+    closing.received(b"GET / HTTP/1.0\r\n\r\n", 1.0)
+    malformed = clock()
+    malformed.received(b"\x00\x01 nonsense\r\n\r\n", 1.0)
+    assert closing.deadline() is None and malformed.deadline() is None
