@@ -7,6 +7,7 @@ import pytest
 from pillarbox.mail.address import parse_address
 from pillarbox.smtp import replies as R
 from pillarbox.smtp.client import (
+    CLIENT_TIMEOUTS,
     MALFORMED_REPLY,
     AuthChallenge,
     ClientConnection,
@@ -278,10 +279,42 @@ def test_timeouts_follow_rfc_5321() -> None:
     client.handle_timeout(629.0)
     assert client.next_event() is NEED_DATA
     client.handle_timeout(630.0)
+    timed_out = CLIENT_TIMEOUTS["end of data"]
+    assert timed_out.enhanced == "4.4.2" and "end of data" in timed_out.text
     assert events(client) == [
-        RecipientResult(X, R.CLIENT_TIMEOUT, True),
-        MessageDone(R.CLIENT_TIMEOUT),
-        Closed(R.CLIENT_TIMEOUT),
+        RecipientResult(X, timed_out, True),
+        MessageDone(timed_out),
+        Closed(timed_out),
+    ]
+
+
+def test_bytes_that_finish_no_reply_do_not_extend_its_timeout() -> None:
+    """A tarpit trickling its greeting a byte at a time still times out (RFC 5321
+    §4.5.3.2.1: the timeout is for the reply)."""
+    client = ClientConnection(SmtpClientSettings(hostname="o"), now=0.0)
+    for second, byte in enumerate(b"220-mx.test slowly\r\n220-", start=1):
+        events(client, bytes([byte]), now=float(second))
+    assert client.deadline() == 300.0
+    client.handle_timeout(300.0)
+    assert events(client) == [Closed(CLIENT_TIMEOUTS["greeting"])]
+
+
+def test_a_pipelined_reply_times_out_from_the_reply_before_it() -> None:
+    client = ready()
+    client.send_mail(MAIL, [X, Z])
+    client.data_to_send(10.0)
+    assert client.deadline() == 310.0  # MAIL
+    events(client, b"250 ok\r\n", now=100.0)
+    assert client.deadline() == 400.0  # the first RCPT, from the MAIL reply
+    events(client, b"250 o", now=399.0)
+    assert client.deadline() == 400.0
+    client.handle_timeout(400.0)
+    timed_out = CLIENT_TIMEOUTS["RCPT"]
+    assert events(client) == [
+        RecipientResult(X, timed_out, True),
+        RecipientResult(Z, timed_out, True),
+        MessageDone(timed_out),
+        Closed(timed_out),
     ]
 
 
