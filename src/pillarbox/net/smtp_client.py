@@ -49,6 +49,7 @@ from pillarbox.queue.remote import (
     Envelope,
     Part,
     envelope,
+    is_over_recipient_limit,
 )
 from pillarbox.queue.tlspolicy import (
     NAME_MISMATCH,
@@ -320,10 +321,17 @@ class SmtpSession:
             self._closed = True
             part.fail_session(CONNECT_FAILED.with_text(f"{self.host}: {exc}"), self.host)
             return
+        accepted = False
+        over_limit: list[tuple[int, Reply]] = []
         while True:
             event = await self._event()
             if isinstance(event, RecipientResult) and event.final:
-                part.record(by_rcpt[id(event.rcpt)], event.reply, self.host, dsn=env.dsn)
+                if is_over_recipient_limit(event.reply):
+                    over_limit.append((by_rcpt[id(event.rcpt)], event.reply))
+                else:
+                    part.record(by_rcpt[id(event.rcpt)], event.reply, self.host, dsn=env.dsn)
+            elif isinstance(event, RecipientResult):
+                accepted = True
             elif isinstance(event, ReadyForData):
                 await self._send_body(raw)
             elif isinstance(event, MessageDone):
@@ -331,9 +339,16 @@ class SmtpSession:
                 # A session that ended with the transaction reports Closed right after it.
                 if isinstance(self._conn.next_event(), Closed):
                     self._closed = True
-                return
+                break
             elif isinstance(event, Closed) or event is CLOSED or event is IDLE:
-                return
+                break
+        if accepted and over_limit:
+            # RFC 5321 §4.5.3.1.10: the rest go in the next transaction (the runner's).
+            self._log.info("recipient limit", queue=job.message_id, left=len(over_limit))
+            part.fail_session(over_limit[0][1], self.host)
+        else:
+            for recipient_id, reply in over_limit:
+                part.record(recipient_id, reply, self.host, dsn=env.dsn)
 
     async def _send_body(self, raw: bytes) -> None:
         step = self._settings.chunk_size

@@ -1,0 +1,360 @@
+"""The queue runner against receiving servers that misbehave as no real server can be made to:
+a scripted asyncio peer on loopback that stalls, trickles, hangs up or limits recipients, with
+real DNS (the authoritative server on loopback) and a real store (RFC 5321 §4.5.3.2, §4.5.3.1.10,
+§4.1.1.4)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from pillarbox.dns.authoritative import StaticZones, serve_zones
+from pillarbox.dns.records import DnsRecord
+from pillarbox.dns.resolver import DnsResolver
+from pillarbox.net.smtp_client import SessionSettings
+from pillarbox.queue.routing import Router
+from pillarbox.queue.runner import QueueRunner, RunnerLimits
+from pillarbox.queue.schedule import RetryPolicy
+from pillarbox.smtp.client import SmtpClientSettings
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientState
+from pillarbox.testing.live import free_port
+
+PEER = "127.0.0.4"
+RAW = b"From: alice@a.test\r\nTo: x@b.test\r\nSubject: hostile\r\n\r\nHello.\r\n"
+#: Every RFC 5321 §4.5.3.2 reply timeout of the client, shortened.
+TIMEOUT = 0.5
+#: Longest a test waits for one attempt: many times any timeout, far below the RFC's minutes.
+ATTEMPT_BOUND = 8.0
+
+ZONES = StaticZones.from_records(
+    [DnsRecord("b.test", "MX", "10 mx.b.test."), DnsRecord("mx.b.test", "A", PEER)],
+    origins=["b.test"],
+)
+
+Script = Callable[["Peer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class Peer:
+    """What the scripted server saw: sessions, commands (upper-cased verbs) and messages."""
+
+    sessions: int = 0
+    commands: list[str] = field(default_factory=list)
+    messages: list[list[str]] = field(default_factory=list)
+
+    async def command(self, reader: asyncio.StreamReader) -> str:
+        line = (await reader.readline()).decode().rstrip("\r\n")
+        if not line:
+            raise ConnectionResetError
+        self.commands.append(line)
+        return line
+
+    async def body(self, reader: asyncio.StreamReader) -> None:
+        while (await reader.readline()) not in (b".\r\n", b""):
+            pass
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port(PEER)
+
+
+@pytest.fixture
+async def resolver() -> AsyncIterator[DnsResolver]:
+    async with serve_zones(ZONES) as server:
+        yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0)
+
+
+@contextlib.asynccontextmanager
+async def scripted(port: int, script: Script) -> AsyncIterator[Peer]:
+    peer = Peer()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer.sessions += 1
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await script(peer, reader, writer)
+        writer.close()
+
+    server = await asyncio.start_server(session, PEER, port)
+    try:
+        yield peer
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def runner(store: SqliteStore, resolver: DnsResolver, port: int) -> QueueRunner:
+    t = TIMEOUT
+    return QueueRunner(
+        store=store,
+        router=Router(store),
+        resolver=resolver,
+        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
+        hostname="mx.a.test",
+        wakeup=asyncio.Event(),
+        remote_port=port,
+        session=SessionSettings(
+            client=SmtpClientSettings(
+                hostname="mx.a.test",
+                greeting_timeout=t,
+                mail_timeout=t,
+                rcpt_timeout=t,
+                data_init_timeout=t,
+                data_block_timeout=t,
+                data_end_timeout=t,
+                command_timeout=t,
+            ),
+            connect_timeout=2.0,
+        ),
+        limits=RunnerLimits(per_domain=1),
+    )
+
+
+async def attempt(queue: QueueRunner) -> None:
+    """One delivery attempt, which must end on its own."""
+    async with asyncio.timeout(ATTEMPT_BOUND):
+        await queue.claim()
+        await queue.idle()
+
+
+async def queued(store: SqliteStore) -> list[QueuedRecipient]:
+    return [r for m in await store.list_queue() for r in m.recipients]
+
+
+async def greet(writer: asyncio.StreamWriter, trickle: float) -> None:
+    """The banner, a byte every ``trickle`` seconds if set."""
+    banner = b"220 mx.b.test ESMTP\r\n"
+    for piece in [banner[i : i + 1] for i in range(len(banner))] if trickle else [banner]:
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(trickle)
+
+
+def ehlo_reply(extensions: tuple[str, ...]) -> bytes:
+    lines = ["mx.b.test", *extensions]
+    return b"".join(
+        f"250{' ' if i == len(lines) - 1 else '-'}{line}\r\n".encode()
+        for i, line in enumerate(lines)
+    )
+
+
+async def serve(
+    peer: Peer,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    stall_at: str = "",
+    rcpt_limit: int = 0,
+    after_dot: bytes | None = b"250 2.0.0 queued\r\n",
+    trickle: float = 0.0,
+) -> None:
+    """A plain SMTP server (no extensions) that goes silent when ``stall_at`` comes (a verb,
+    or "." for the end of data), answers 452 beyond ``rcpt_limit`` recipients per
+    transaction (negative: to every one), answers the end of data with ``after_dot`` (None:
+    hangs up), and trickles its banner a byte every ``trickle`` seconds."""
+    if stall_at == "greeting":
+        await asyncio.sleep(3600)
+    await greet(writer, trickle)
+    rcpts: list[str] = []
+    while True:
+        line = await peer.command(reader)
+        verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
+        if verb == stall_at:
+            await asyncio.sleep(3600)
+        match verb:
+            case "EHLO":
+                writer.write(ehlo_reply(()))
+            case "MAIL" | "RSET":
+                rcpts = []
+                writer.write(b"250 2.0.0 ok\r\n")
+            case "RCPT" if rcpt_limit and len(rcpts) >= rcpt_limit:
+                writer.write(b"452 4.5.3 Error: too many recipients\r\n")
+            case "RCPT":
+                rcpts.append(line.split(":", 1)[1].strip().strip("<>"))
+                writer.write(b"250 2.1.5 ok\r\n")
+            case "DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                await peer.body(reader)
+                if stall_at == ".":
+                    await asyncio.sleep(3600)
+                if after_dot is None:
+                    writer.transport.abort()
+                    return
+                peer.messages.append(rcpts)
+                writer.write(after_dot)
+            case "QUIT":
+                writer.write(b"221 2.0.0 bye\r\n")
+                await writer.drain()
+                return
+            case _:
+                writer.write(b"502 5.5.1 not here\r\n")
+        await writer.drain()
+
+
+@pytest.mark.parametrize(
+    ("stage", "awaited"),
+    [
+        ("greeting", "greeting"),
+        ("EHLO", "EHLO"),
+        ("MAIL", "MAIL"),
+        ("RCPT", "RCPT"),
+        ("DATA", "DATA"),
+        (".", "end of data"),
+    ],
+)
+async def test_a_peer_that_stalls_is_deferred_naming_the_stage(
+    store: SqliteStore, resolver: DnsResolver, port: int, stage: str, awaited: str
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, stall_at=stage)
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port))
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED and recipient.attempts == 1
+    assert recipient.last_reply is not None and "4.4.2" in recipient.last_reply
+    assert f"waiting for the reply to {awaited}" in recipient.last_reply
+    assert peer.sessions == 1 and peer.messages == []
+
+
+async def test_a_tarpit_trickling_its_greeting_is_timed_out(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """A byte every 50 ms never lets a reply complete: the reply timeout counts from the
+    command (here, the connection), not from the last byte, or the attempt never ends."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"220-")
+        while True:
+            for byte in b"mx.b.test slowly\r\n220-":
+                w.write(bytes([byte]))
+                await w.drain()
+                await asyncio.sleep(0.05)
+
+    async with scripted(port, script):
+        await attempt(runner(store, resolver, port))
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+    assert recipient.last_reply is not None and "reply to greeting" in recipient.last_reply
+
+
+async def test_a_reply_finished_after_its_timeout_is_too_late(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """A banner taking 2 s in 0.1 s steps, against a 0.5 s greeting timeout."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, trickle=0.1)
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port))
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+    assert recipient.last_reply is not None and "reply to greeting" in recipient.last_reply
+    assert peer.messages == []
+
+
+async def test_hang_up_after_the_final_dot_is_retried_not_lost(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """RFC 5321 §6.1: without the reply the message may or may not have been taken; a
+    duplicate is accepted, a loss is not."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, after_dot=None)
+
+    async with scripted(port, script):
+        await attempt(runner(store, resolver, port))
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+    assert recipient.last_reply is not None and "4.4.2" in recipient.last_reply
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"421 4.3.2 shutting down\r\n",
+        b"250-first line\r\n451-mixed codes\r\n250 last\r\n",
+        b"garbage\r\n",
+        b"250 " + b"x" * 5000 + b"\r\n",
+    ],
+    ids=["421", "mixed-codes", "garbage", "overlong"],
+)
+async def test_a_bad_end_of_data_reply_defers(
+    store: SqliteStore, resolver: DnsResolver, port: int, reply: bytes
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, after_dot=reply)
+
+    async with scripted(port, script):
+        await attempt(runner(store, resolver, port))
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+
+
+async def test_a_long_reply_within_limits_is_read(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """RFC 5321 §4.5.3.1.5 says 512 octets per reply line; servers send more."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, after_dot=b"250 2.0.0 " + b"y" * 1500 + b"\r\n")
+
+    async with scripted(port, script):
+        await attempt(runner(store, resolver, port))
+    assert await store.list_queue() == []
+
+
+async def test_too_many_recipients_go_in_the_next_transaction(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """RFC 5321 §4.5.3.1.10: 452 when the server's recipient limit is reached; the rest are
+    sent in another transaction of the same session, not left for the next attempt."""
+    addresses = [f"r{n}@b.test" for n in range(5)]
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(a) for a in addresses])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, rcpt_limit=2)
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port))
+    assert await store.list_queue() == []
+    assert peer.sessions == 1
+    assert peer.messages == [addresses[:2], addresses[2:4], addresses[4:]]
+
+
+async def test_a_452_with_nothing_accepted_is_deferred(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """No progress in a transaction: the recipients wait for the next attempt, no loop."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, rcpt_limit=-1)
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port))
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+    assert recipient.last_reply is not None and "452 4.5.3" in recipient.last_reply
+    assert peer.messages == [] and sum(c.startswith("RCPT") for c in peer.commands) == 1
