@@ -1141,7 +1141,16 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
     """The runner of a server, configured from ``[queue]`` and ``[dns]``."""
     config = services.config
     queue = config.queue
-    client = SmtpClientSettings(hostname=config.server.hostname)
+    client = SmtpClientSettings(
+        hostname=config.server.hostname,
+        greeting_timeout=queue.greeting_timeout,
+        mail_timeout=queue.mail_timeout,
+        rcpt_timeout=queue.rcpt_timeout,
+        data_init_timeout=queue.data_init_timeout,
+        data_block_timeout=queue.data_block_timeout,
+        data_end_timeout=queue.data_end_timeout,
+        command_timeout=queue.command_timeout,
+    )
     relay = None
     if queue.smarthost:
         host, port = parse_hostport(queue.smarthost, queue.remote_port)
