@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import pytest
 from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.resolver import DnsResolver
-from pillarbox.net.smtp_client import SessionSettings
+from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, verifying_context
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import QueueRunner, RunnerLimits
 from pillarbox.queue.schedule import RetryPolicy
@@ -94,7 +95,14 @@ async def scripted(port: int, script: Script) -> AsyncIterator[Peer]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def runner(store: SqliteStore, resolver: DnsResolver, port: int) -> QueueRunner:
+def runner(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+    require_tls: bool = False,
+) -> QueueRunner:
     t = TIMEOUT
     return QueueRunner(
         store=store,
@@ -116,6 +124,8 @@ def runner(store: SqliteStore, resolver: DnsResolver, port: int) -> QueueRunner:
                 command_timeout=t,
             ),
             connect_timeout=2.0,
+            tls=tls,
+            require_tls=require_tls,
         ),
         limits=RunnerLimits(per_domain=1),
     )
@@ -158,11 +168,13 @@ async def serve(
     rcpt_limit: int = 0,
     after_dot: bytes | None = b"250 2.0.0 queued\r\n",
     trickle: float = 0.0,
+    starttls: bytes = b"",
 ) -> None:
     """A plain SMTP server (no extensions) that goes silent when ``stall_at`` comes (a verb,
     or "." for the end of data), answers 452 beyond ``rcpt_limit`` recipients per
     transaction (negative: to every one), answers the end of data with ``after_dot`` (None:
-    hangs up), and trickles its banner a byte every ``trickle`` seconds."""
+    hangs up), trickles its banner a byte every ``trickle`` seconds, and offers STARTTLS when
+    ``starttls`` is set: the reply it gives, after which (if 220) no TLS comes, only garbage."""
     if stall_at == "greeting":
         await asyncio.sleep(3600)
     await greet(writer, trickle)
@@ -174,7 +186,13 @@ async def serve(
             await asyncio.sleep(3600)
         match verb:
             case "EHLO":
-                writer.write(ehlo_reply(()))
+                writer.write(ehlo_reply(("STARTTLS",) if starttls else ()))
+            case "STARTTLS" if starttls:
+                writer.write(starttls)
+                if starttls.startswith(b"220"):
+                    writer.write(b"\x15this is not TLS\r\n")
+                    await writer.drain()
+                    return
             case "MAIL" | "RSET":
                 rcpts = []
                 writer.write(b"250 2.0.0 ok\r\n")
@@ -358,3 +376,52 @@ async def test_a_452_with_nothing_accepted_is_deferred(
     assert recipient.state is RecipientState.DEFERRED
     assert recipient.last_reply is not None and "452 4.5.3" in recipient.last_reply
     assert peer.messages == [] and sum(c.startswith("RCPT") for c in peer.commands) == 1
+
+
+@pytest.mark.parametrize(
+    "starttls",
+    [b"220 2.0.0 go ahead\r\n", b"454 4.7.0 TLS not available\r\n"],
+    ids=["handshake", "454"],
+)
+async def test_a_failed_starttls_falls_back_to_plaintext(
+    store: SqliteStore, resolver: DnsResolver, port: int, starttls: bytes
+) -> None:
+    """Opportunistic TLS (RFC 7435 §1.3; Postfix's "may"): the same address again, in
+    plaintext, in the same attempt."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, starttls=starttls)
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port, tls=opportunistic_context()))
+    assert await store.list_queue() == []
+    assert peer.messages == [["x@b.test"]] and peer.sessions == 2
+    assert peer.commands.count("STARTTLS") == 1
+
+
+@pytest.mark.parametrize(
+    ("tls", "require_tls"),
+    [(opportunistic_context(), True), (verifying_context(), False)],
+    ids=["required", "verified"],
+)
+async def test_no_plaintext_when_tls_is_demanded(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    port: int,
+    tls: ssl.SSLContext,
+    require_tls: bool,
+) -> None:
+    """TLS demanded (a policy, DANE, MTA-STS enforce, REQUIRETLS) or a certificate to verify:
+    a failed handshake fails the host, and the message waits."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, starttls=b"220 2.0.0 go ahead\r\n")
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port, tls=tls, require_tls=require_tls))
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+    assert recipient.last_reply is not None and "4.7.5" in recipient.last_reply
+    assert peer.messages == [] and peer.sessions == 1

@@ -11,14 +11,14 @@ Implementation notes:
   offered (RFC 3207), then EHLO again (§4.2). For MX hosts the TLS is opportunistic
   (RFC 7435): any certificate is accepted unless the domain's MTA-STS policy says which one
   is right (RFC 8461 §4.2: the runner then passes a verifying context and ``require_tls``);
-  a failed handshake fails the host (no fallback to plaintext on the same host, which an
-  active attacker could force). Under DANE (RFC 7672) the runner passes the host's usable
-  TLSA records: the handshake accepts any certificate (§3.1.1: names and dates do not
-  count), and the leaf certificate must then match one of the records, before EHLO. Under a
-  ``verify``/``secure`` TLS policy the handshake verifies the chain (not the name) and the
-  certificate must then carry one of the policy's names (``tls_match``), before EHLO. A smart
-  host may require TLS and a verified certificate, and gets the credentials (AUTH PLAIN,
-  RFC 4954/4616) only over TLS.
+  a failed STARTTLS fails the session, and the runner opens a plaintext one when the
+  settings are :attr:`~SessionSettings.opportunistic`. Under DANE (RFC 7672) the runner
+  passes the host's usable TLSA records: the handshake accepts any certificate (§3.1.1: names
+  and dates do not count), and the leaf certificate must then match one of the records,
+  before EHLO. Under a ``verify``/``secure`` TLS policy the handshake verifies the chain (not
+  the name) and the certificate must then carry one of the policy's names (``tls_match``),
+  before EHLO. A smart host may require TLS and a verified certificate, and gets the
+  credentials (AUTH PLAIN, RFC 4954/4616) only over TLS.
 - A failure before the first transaction (connection refused, no 220, EHLO/HELO refused, TLS,
   AUTH) fails the session as a whole (:meth:`open` returns the reply; the runner moves on to the
   next address or host); once the session is up,
@@ -116,6 +116,20 @@ class SessionSettings:
     #: verifying handshake (``tls_policy`` verify/secure, :mod:`pillarbox.queue.tlspolicy`);
     #: empty: no name check here (the context's own, if any). Set with ``require_tls``.
     tls_match: tuple[str, ...] = ()
+
+    @property
+    def opportunistic(self) -> bool:
+        """TLS is tried and any certificate taken, but nothing demands it (RFC 7435 §1.3): no
+        verification, DANE, name check, credentials or ``require_tls``. Only then may a failed
+        STARTTLS give way to plaintext."""
+        return (
+            self.tls is not None
+            and self.tls.verify_mode == ssl.CERT_NONE
+            and not self.require_tls
+            and not self.tlsa
+            and not self.tls_match
+            and self.credentials is None
+        )
 
 
 def opportunistic_context() -> ssl.SSLContext:
