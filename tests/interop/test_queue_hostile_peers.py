@@ -24,6 +24,7 @@ from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.live import free_port
+from pillarbox.testing.outbound import inbox
 
 PEER = "127.0.0.4"
 RAW = b"From: alice@a.test\r\nTo: x@b.test\r\nSubject: hostile\r\n\r\nHello.\r\n"
@@ -32,9 +33,27 @@ TIMEOUT = 0.5
 #: Longest a test waits for one attempt: many times any timeout, far below the RFC's minutes.
 ATTEMPT_BOUND = 8.0
 
+#: The second MX host of c.test, on the same port.
+BACKUP = "127.0.0.6"
+
 ZONES = StaticZones.from_records(
-    [DnsRecord("b.test", "MX", "10 mx.b.test."), DnsRecord("mx.b.test", "A", PEER)],
-    origins=["b.test"],
+    [
+        DnsRecord("b.test", "MX", "10 mx.b.test."),
+        DnsRecord("mx.b.test", "A", PEER),
+        # c.test: the preferred MX misbehaves, the backup answers (RFC 5321 §5.1).
+        DnsRecord("c.test", "MX", "20 backup.c.test."),
+        DnsRecord("c.test", "MX", "10 mx.b.test."),
+        DnsRecord("backup.c.test", "A", BACKUP),
+        # An MX naming an alias (§5.1 forbids it; it is followed all the same).
+        DnsRecord("alias.test", "MX", "10 mx.alias.test."),
+        DnsRecord("mx.alias.test", "CNAME", "mx.b.test."),
+        # No MX: the domain's own address is the implicit MX (§5.1).
+        DnsRecord("implicit.test", "A", PEER),
+        # An MX whose host has no address: no implicit MX for the domain's own A.
+        DnsRecord("nowhere.test", "MX", "10 gone.nowhere.test."),
+        DnsRecord("nowhere.test", "A", PEER),
+    ],
+    origins=["b.test", "c.test", "alias.test", "implicit.test", "nowhere.test"],
 )
 
 Script = Callable[["Peer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -62,7 +81,7 @@ class Peer:
 
 @pytest.fixture
 def port() -> int:
-    return free_port(PEER)
+    return free_port(PEER, BACKUP)
 
 
 @pytest.fixture
@@ -72,7 +91,7 @@ async def resolver() -> AsyncIterator[DnsResolver]:
 
 
 @contextlib.asynccontextmanager
-async def scripted(port: int, script: Script) -> AsyncIterator[Peer]:
+async def scripted(port: int, script: Script, address: str = PEER) -> AsyncIterator[Peer]:
     peer = Peer()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -85,7 +104,7 @@ async def scripted(port: int, script: Script) -> AsyncIterator[Peer]:
             await script(peer, reader, writer)
         writer.close()
 
-    server = await asyncio.start_server(session, PEER, port)
+    server = await asyncio.start_server(session, address, port)
     try:
         yield peer
     finally:
@@ -425,3 +444,74 @@ async def test_no_plaintext_when_tls_is_demanded(
     assert recipient.state is RecipientState.DEFERRED
     assert recipient.last_reply is not None and "4.7.5" in recipient.last_reply
     assert peer.messages == [] and peer.sessions == 1
+
+
+@pytest.mark.parametrize("failure", ["421", "stall", "hang-up"])
+async def test_the_next_mx_in_the_same_attempt(
+    store: SqliteStore, resolver: DnsResolver, port: int, failure: str
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@c.test")])
+
+    async def bad(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if failure == "421":
+            w.write(b"421 4.3.2 too busy\r\n")
+        elif failure == "stall":
+            await serve(peer, r, w, stall_at="RCPT")
+        else:
+            await serve(peer, r, w, after_dot=None)
+
+    async def good(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w)
+
+    async with scripted(port, bad) as first, scripted(port, good, BACKUP) as backup:
+        await attempt(runner(store, resolver, port))
+    assert await store.list_queue() == []
+    assert first.sessions == 1 and backup.messages == [["x@c.test"]]
+
+
+@pytest.mark.parametrize("domain", ["alias.test", "implicit.test"])
+async def test_mx_through_an_alias_and_the_implicit_mx(
+    store: SqliteStore, resolver: DnsResolver, port: int, domain: str
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(f"x@{domain}")])
+
+    async def good(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w)
+
+    async with scripted(port, good) as peer:
+        await attempt(runner(store, resolver, port))
+    assert await store.list_queue() == [] and peer.messages == [[f"x@{domain}"]]
+
+
+@pytest.mark.parametrize(
+    ("domain", "state", "status"),
+    [
+        ("nowhere.test", RecipientState.DEFERRED, "451 4.4.4"),  # an MX exists: no A fallback
+        ("unserved.test", RecipientState.DEFERRED, "451 4.4.3"),  # the lookup fails (REFUSED)
+        ("missing.b.test", RecipientState.FAILED, "550 5.1.2"),  # NXDOMAIN
+    ],
+)
+async def test_mx_lookup_outcomes(
+    store: SqliteStore,
+    resolver: DnsResolver,
+    port: int,
+    domain: str,
+    state: RecipientState,
+    status: str,
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(f"x@{domain}")])
+
+    async def good(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w)
+
+    async with scripted(port, good) as peer:
+        await attempt(runner(store, resolver, port))
+    assert peer.sessions == 0
+    if state is RecipientState.FAILED:
+        assert await store.list_queue() == []
+        [bounce] = await inbox(store, "alice@a.test")
+        assert b"Status: 5.1.2" in bounce
+        return
+    [recipient] = await queued(store)
+    assert recipient.state is state
+    assert recipient.last_reply is not None and status in recipient.last_reply
