@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 
@@ -47,13 +49,15 @@ ZONES = StaticZones.from_records(
         # An MX naming an alias (§5.1 forbids it; it is followed all the same).
         DnsRecord("alias.test", "MX", "10 mx.alias.test."),
         DnsRecord("mx.alias.test", "CNAME", "mx.b.test."),
+        # A slow destination, on the backup's address.
+        DnsRecord("slow.test", "MX", "10 backup.c.test."),
         # No MX: the domain's own address is the implicit MX (§5.1).
         DnsRecord("implicit.test", "A", PEER),
         # An MX whose host has no address: no implicit MX for the domain's own A.
         DnsRecord("nowhere.test", "MX", "10 gone.nowhere.test."),
         DnsRecord("nowhere.test", "A", PEER),
     ],
-    origins=["b.test", "c.test", "alias.test", "implicit.test", "nowhere.test"],
+    origins=["b.test", "c.test", "slow.test", "alias.test", "implicit.test", "nowhere.test"],
 )
 
 Script = Callable[["Peer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -66,6 +70,8 @@ class Peer:
     sessions: int = 0
     commands: list[str] = field(default_factory=list)
     messages: list[list[str]] = field(default_factory=list)
+    #: When each message was taken (the loop's clock).
+    times: list[float] = field(default_factory=list)
 
     async def command(self, reader: asyncio.StreamReader) -> str:
         line = (await reader.readline()).decode().rstrip("\r\n")
@@ -121,13 +127,14 @@ def runner(
     *,
     tls: ssl.SSLContext | None = None,
     require_tls: bool = False,
+    lifetime: float = 3600.0,
 ) -> QueueRunner:
     t = TIMEOUT
     return QueueRunner(
         store=store,
         router=Router(store),
         resolver=resolver,
-        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
+        policy=RetryPolicy(schedule=(60.0,), lifetime=lifetime),
         hostname="mx.a.test",
         wakeup=asyncio.Event(),
         remote_port=port,
@@ -188,12 +195,15 @@ async def serve(
     after_dot: bytes | None = b"250 2.0.0 queued\r\n",
     trickle: float = 0.0,
     starttls: bytes = b"",
+    refuse: dict[str, bytes] | None = None,
+    pause: float = 0.0,
 ) -> None:
     """A plain SMTP server (no extensions) that goes silent when ``stall_at`` comes (a verb,
     or "." for the end of data), answers 452 beyond ``rcpt_limit`` recipients per
     transaction (negative: to every one), answers the end of data with ``after_dot`` (None:
     hangs up), trickles its banner a byte every ``trickle`` seconds, and offers STARTTLS when
-    ``starttls`` is set: the reply it gives, after which (if 220) no TLS comes, only garbage."""
+    ``starttls`` is set: the reply it gives, after which (if 220) no TLS comes, only garbage;
+    ``refuse`` maps recipients to their RCPT reply; each message takes ``pause`` seconds."""
     if stall_at == "greeting":
         await asyncio.sleep(3600)
     await greet(writer, trickle)
@@ -217,6 +227,9 @@ async def serve(
                 writer.write(b"250 2.0.0 ok\r\n")
             case "RCPT" if rcpt_limit and len(rcpts) >= rcpt_limit:
                 writer.write(b"452 4.5.3 Error: too many recipients\r\n")
+            case "RCPT" if line.split(":", 1)[1].strip().strip("<>") in (refuse or {}):
+                assert refuse is not None
+                writer.write(refuse[line.split(":", 1)[1].strip().strip("<>")])
             case "RCPT":
                 rcpts.append(line.split(":", 1)[1].strip().strip("<>"))
                 writer.write(b"250 2.1.5 ok\r\n")
@@ -229,7 +242,9 @@ async def serve(
                 if after_dot is None:
                     writer.transport.abort()
                     return
+                await asyncio.sleep(pause)
                 peer.messages.append(rcpts)
+                peer.times.append(asyncio.get_running_loop().time())
                 writer.write(after_dot)
             case "QUIT":
                 writer.write(b"221 2.0.0 bye\r\n")
@@ -515,3 +530,103 @@ async def test_mx_lookup_outcomes(
     [recipient] = await queued(store)
     assert recipient.state is state
     assert recipient.last_reply is not None and status in recipient.last_reply
+
+
+async def test_per_recipient_refusals_make_one_rfc_3464_report(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    refuse = {
+        "gone@b.test": b"550 5.1.1 no such user\r\n",
+        "full@b.test": b"552 5.2.2 mailbox full\r\n",
+    }
+    await store.enqueue(
+        "alice@a.test",
+        RAW,
+        [NewQueueRecipient(a) for a in ("ok@b.test", "gone@b.test", "full@b.test")],
+    )
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, refuse=refuse)
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port))
+    assert peer.messages == [["ok@b.test"]] and await store.list_queue() == []
+    [raw] = await inbox(store, "alice@a.test")
+    report = email.message_from_bytes(raw)
+    assert report.get_content_type() == "multipart/report"
+    assert report.get_param("report-type") == "delivery-status"
+    status = report.get_payload()[1]  # type: ignore[index]
+    assert status.get_content_type() == "message/delivery-status"
+    per_message, *per_recipient = status.get_payload()
+    assert per_message["Reporting-MTA"] == "dns; mx.a.test"
+    assert per_message["Arrival-Date"]
+    fields = {
+        block["Final-Recipient"]: (
+            block["Action"],
+            block["Status"],
+            block["Remote-MTA"],
+            block["Diagnostic-Code"],
+        )
+        for block in per_recipient
+    }
+    assert fields == {
+        "rfc822; gone@b.test": (
+            "failed",
+            "5.1.1",
+            "dns; mx.b.test",
+            "smtp; 550 5.1.1 no such user",
+        ),
+        "rfc822; full@b.test": (
+            "failed",
+            "5.2.2",
+            "dns; mx.b.test",
+            "smtp; 552 5.2.2 mailbox full",
+        ),
+    }
+
+
+async def test_a_host_that_always_stalls_bounces_at_the_end_of_the_lifetime(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """RFC 5321 §4.5.4.1: give up after the lifetime, with the last reply as the diagnostic."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, stall_at="DATA")
+
+    queue = runner(store, resolver, port, lifetime=1.5)
+    async with scripted(port, script) as peer:
+        await attempt(queue)
+        [recipient] = await queued(store)
+        assert recipient.state is RecipientState.DEFERRED
+        assert await inbox(store, "alice@a.test") == []
+        await asyncio.sleep(1.5)
+        await store.retry_queued(recipient.message_id, datetime.now(UTC))
+        await attempt(queue)
+    assert await store.list_queue() == [] and peer.sessions == 2 and peer.messages == []
+    [raw] = await inbox(store, "alice@a.test")
+    [block] = email.message_from_bytes(raw).get_payload()[1].get_payload()[1:]  # type: ignore[index]
+    assert block["Action"] == "failed" and block["Status"] == "4.4.7"
+    assert "reply to DATA" in block["Diagnostic-Code"]
+
+
+async def test_a_slow_destination_does_not_hold_up_the_others(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """``per_domain`` connections to the slow one (here 1, its messages in one session,
+    RFC 5321 §4.5.4.1), while the others get theirs."""
+    for n in range(5):
+        await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(f"r{n}@slow.test")])
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def slow(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, pause=0.3)
+
+    async def fast(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w)
+
+    async with scripted(port, fast) as quick, scripted(port, slow, BACKUP) as sluggish:
+        await attempt(runner(store, resolver, port))
+    assert await store.list_queue() == []
+    assert sluggish.sessions == 1 and len(sluggish.messages) == 5
+    assert quick.messages == [["x@b.test"]] and quick.times[0] < sluggish.times[1]
