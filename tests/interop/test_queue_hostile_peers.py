@@ -630,3 +630,28 @@ async def test_a_slow_destination_does_not_hold_up_the_others(
     assert await store.list_queue() == []
     assert sluggish.sessions == 1 and len(sluggish.messages) == 5
     assert quick.messages == [["x@b.test"]] and quick.times[0] < sluggish.times[1]
+
+
+async def test_a_peer_that_stops_reading_the_message_is_timed_out(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """RFC 5321 §4.5.3.2.5: each block written must be taken within the data block timeout;
+    16 MiB overflow what the loopback's socket buffers hold."""
+    big = RAW + (b"y" * 998 + b"\r\n") * (16 * 1024 * 1024 // 1000)
+    await store.enqueue("alice@a.test", big, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await greet(w, 0.0)
+        while (await peer.command(r)).split(" ", 1)[0].upper() != "DATA":
+            w.write(ehlo_reply(()) if len(peer.commands) == 1 else b"250 2.0.0 ok\r\n")
+            await w.drain()
+        w.write(b"354 go ahead\r\n")
+        await w.drain()
+        await asyncio.sleep(3600)  # and never read again
+
+    async with scripted(port, script):
+        await attempt(runner(store, resolver, port))
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+    assert recipient.last_reply is not None and "4.4.2" in recipient.last_reply
+    assert "timed out sending: the server stopped reading" in recipient.last_reply

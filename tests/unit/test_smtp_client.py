@@ -9,6 +9,7 @@ from pillarbox.smtp import replies as R
 from pillarbox.smtp.client import (
     CLIENT_TIMEOUTS,
     MALFORMED_REPLY,
+    SEND_TIMEOUT,
     AuthChallenge,
     ClientConnection,
     Closed,
@@ -315,6 +316,20 @@ def test_a_pipelined_reply_times_out_from_the_reply_before_it() -> None:
         RecipientResult(Z, timed_out, True),
         MessageDone(timed_out),
         Closed(timed_out),
+    ]
+
+
+def test_a_write_that_does_not_drain_ends_the_session() -> None:
+    """RFC 5321 §4.5.3.2.5, reported by the adapter that writes."""
+    client = ready()
+    client.send_mail(MAIL, [X])
+    events(client, b"250 ok\r\n250 ok\r\n354 go\r\n")
+    client.send_body(b"Subject: x\r\n\r\nbody\r\n")
+    client.send_timed_out()
+    assert events(client) == [
+        RecipientResult(X, SEND_TIMEOUT, True),
+        MessageDone(SEND_TIMEOUT),
+        Closed(SEND_TIMEOUT),
     ]
 
 

@@ -403,8 +403,10 @@ class SmtpSession:
             self._channel.write(data)
             async with asyncio.timeout(timeout or self._settings.client.command_timeout):
                 await self._channel.drain()
-        except (ChannelClosed, TimeoutError):
+        except ChannelClosed:
             self._conn.connection_lost()
+        except TimeoutError:
+            self._conn.send_timed_out()
 
     async def _event(self) -> ClientEvent | Sentinel:
         """The next event of the core, reading from the network as it needs."""

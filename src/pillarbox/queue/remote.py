@@ -40,7 +40,7 @@ from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.headers import scan_header
 from pillarbox.smtp import replies as R
-from pillarbox.smtp.client import CLIENT_TIMEOUTS, MALFORMED_REPLY
+from pillarbox.smtp.client import CLIENT_TIMEOUTS, MALFORMED_REPLY, SEND_TIMEOUT
 from pillarbox.smtp.extensions import Capabilities, Extension
 from pillarbox.smtp.grammar import (
     Body,
@@ -97,7 +97,9 @@ REQUIRETLS_POLICY_UNAVAILABLE = Reply(
 )
 
 #: Replies that end the session rather than answer a recipient: try the next host.
-_SESSION_FAILURES = frozenset({R.CONNECTION_LOST, MALFORMED_REPLY, *CLIENT_TIMEOUTS.values()})
+_SESSION_FAILURES = frozenset(
+    {R.CONNECTION_LOST, MALFORMED_REPLY, SEND_TIMEOUT, *CLIENT_TIMEOUTS.values()}
+)
 #: RFC 5321 §4.5.3.1.8: servers must take at least 100 recipients per transaction.
 MAX_RECIPIENTS = 100
 

@@ -87,6 +87,9 @@ CLIENT_TIMEOUTS = {
         "end of data",
     )
 }
+#: RFC 5321 §4.5.3.2.5: a block of the message (or a command) could not be written in time,
+#: the server having stopped reading; the adapter, which writes, reports it.
+SEND_TIMEOUT = R.CLIENT_TIMEOUT.with_text("timed out sending: the server stopped reading")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,6 +307,11 @@ class ClientConnection:
         deadline = self.deadline()
         if deadline is not None and now >= deadline:
             self._fail_all(CLIENT_TIMEOUTS[_awaited(self._in_flight[0])])
+
+    def send_timed_out(self) -> None:
+        """The adapter's write did not drain in time: everything awaited fails."""
+        if not self._closed:
+            self._fail_all(SEND_TIMEOUT)
 
     def connection_lost(self) -> None:
         """The adapter saw EOF or an I/O error: everything awaited fails (4.4.2)."""
