@@ -12,6 +12,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,7 @@ from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.live import free_port
 from pillarbox.testing.outbound import inbox
+from pillarbox.testing.testca import make_ca
 
 PEER = "127.0.0.4"
 RAW = b"From: alice@a.test\r\nTo: x@b.test\r\nSubject: hostile\r\n\r\nHello.\r\n"
@@ -72,6 +74,8 @@ class Peer:
     messages: list[list[str]] = field(default_factory=list)
     #: When each message was taken (the loop's clock).
     times: list[float] = field(default_factory=list)
+    #: A session ran STARTTLS.
+    tls: bool = False
 
     async def command(self, reader: asyncio.StreamReader) -> str:
         line = (await reader.readline()).decode().rstrip("\r\n")
@@ -197,17 +201,20 @@ async def serve(
     starttls: bytes = b"",
     refuse: dict[str, bytes] | None = None,
     pause: float = 0.0,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """A plain SMTP server (no extensions) that goes silent when ``stall_at`` comes (a verb,
     or "." for the end of data), answers 452 beyond ``rcpt_limit`` recipients per
     transaction (negative: to every one), answers the end of data with ``after_dot`` (None:
     hangs up), trickles its banner a byte every ``trickle`` seconds, and offers STARTTLS when
     ``starttls`` is set: the reply it gives, after which (if 220) no TLS comes, only garbage;
-    ``refuse`` maps recipients to their RCPT reply; each message takes ``pause`` seconds."""
+    ``refuse`` maps recipients to their RCPT reply; each message takes ``pause`` seconds;
+    with ``tls`` it offers STARTTLS and runs it (``peer.tls`` then says so)."""
     if stall_at == "greeting":
         await asyncio.sleep(3600)
     await greet(writer, trickle)
     rcpts: list[str] = []
+    secure = False
     while True:
         line = await peer.command(reader)
         verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
@@ -215,7 +222,14 @@ async def serve(
             await asyncio.sleep(3600)
         match verb:
             case "EHLO":
-                writer.write(ehlo_reply(("STARTTLS",) if starttls else ()))
+                offer = (starttls or tls) and not secure
+                writer.write(ehlo_reply(("STARTTLS",) if offer else ()))
+            case "STARTTLS" if tls is not None:
+                writer.write(b"220 2.0.0 go ahead\r\n")
+                await writer.drain()
+                await writer.start_tls(tls)
+                secure = peer.tls = True
+                continue
             case "STARTTLS" if starttls:
                 writer.write(starttls)
                 if starttls.startswith(b"220"):
@@ -655,3 +669,28 @@ async def test_a_peer_that_stops_reading_the_message_is_timed_out(
     assert recipient.state is RecipientState.DEFERRED
     assert recipient.last_reply is not None and "4.4.2" in recipient.last_reply
     assert "timed out sending: the server stopped reading" in recipient.last_reply
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["opportunistic", "verified"])
+async def test_an_expired_certificate_of_an_unknown_ca(
+    store: SqliteStore, resolver: DnsResolver, port: int, tmp_path: Path, verify: bool
+) -> None:
+    """Opportunistic TLS takes any certificate (RFC 7435 §1.3; RFC 7672 §1.3 for SMTP):
+    encrypted delivery. Where the certificate is verified, the host fails and nothing goes
+    in plaintext."""
+    server_tls = make_ca(tmp_path).server_context("mx.b.test", expired=True)
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, tls=server_tls)
+
+    client_tls = verifying_context() if verify else opportunistic_context()
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port, tls=client_tls))
+    if verify:
+        [recipient] = await queued(store)
+        assert recipient.last_reply is not None and "4.7.5" in recipient.last_reply
+        assert peer.messages == [] and peer.sessions == 1
+    else:
+        assert await store.list_queue() == []
+        assert peer.messages == [["x@b.test"]] and peer.tls
