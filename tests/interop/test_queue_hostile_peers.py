@@ -359,9 +359,8 @@ async def test_hang_up_after_the_final_dot_is_retried_not_lost(
         b"421 4.3.2 shutting down\r\n",
         b"250-first line\r\n451-mixed codes\r\n250 last\r\n",
         b"garbage\r\n",
-        b"250 " + b"x" * 5000 + b"\r\n",
     ],
-    ids=["421", "mixed-codes", "garbage", "overlong"],
+    ids=["421", "mixed-codes", "garbage"],
 )
 async def test_a_bad_end_of_data_reply_defers(
     store: SqliteStore, resolver: DnsResolver, port: int, reply: bytes
@@ -380,11 +379,12 @@ async def test_a_bad_end_of_data_reply_defers(
 async def test_a_long_reply_within_limits_is_read(
     store: SqliteStore, resolver: DnsResolver, port: int
 ) -> None:
-    """RFC 5321 §4.5.3.1.5 says 512 octets per reply line; servers send more."""
+    """RFC 5321 §4.5.3.1.5 says 512 octets per reply line; servers send more (past 4096
+    the line is cut)."""
     await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
 
     async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await serve(peer, r, w, after_dot=b"250 2.0.0 " + b"y" * 1500 + b"\r\n")
+        await serve(peer, r, w, after_dot=b"250 2.0.0 " + b"y" * 100_000 + b"\r\n")
 
     async with scripted(port, script):
         await attempt(runner(store, resolver, port))

@@ -224,7 +224,7 @@ def test_multiline_reply_with_enhanced_codes() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"hello\r\n", b"25 x\r\n", b"250-a\r\n251 b\r\n", b"x" * 5000, b"600 x\r\n"],
+    [b"hello\r\n", b"25 x\r\n", b"250-a\r\n251 b\r\n", b"x" * 5000 + b"\r\n", b"600 x\r\n"],
 )
 def test_malformed_reply_fails_everything(garbage: bytes) -> None:
     client = ready()
@@ -331,6 +331,15 @@ def test_a_write_that_does_not_drain_ends_the_session() -> None:
         MessageDone(SEND_TIMEOUT),
         Closed(SEND_TIMEOUT),
     ]
+
+
+def test_an_overlong_reply_line_is_cut_not_refused() -> None:
+    """RFC 5321 §4.5.3.1.5's 512 octets are exceeded in the wild; past ``max_reply_line``
+    the rest of the line is dropped, however it arrives."""
+    client = ClientConnection(SmtpClientSettings(hostname="o", max_reply_line=100), now=0.0)
+    line = b"220-" + b"a" * 300 + b"\r\n220 " + b"b" * 150 + b"\r\n"
+    got = [event for i in range(0, len(line), 7) for event in events(client, line[i : i + 7])]
+    assert got == [Greeting(Reply(220, None, "a" * 96 + "\n" + "b" * 96))]
 
 
 def test_connection_lost() -> None:

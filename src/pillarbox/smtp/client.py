@@ -110,7 +110,8 @@ class SmtpClientSettings:
     data_end_timeout: float = 600.0
     #: EHLO, STARTTLS, AUTH, RSET, NOOP, QUIT: no RFC figure, the command timeout is used.
     command_timeout: float = 300.0
-    #: RFC 5321 §4.5.3.1.5 says 512 with CRLF; real servers exceed it, so we are generous.
+    #: RFC 5321 §4.5.3.1.5 says 512 with CRLF; real servers exceed it, so we are generous;
+    #: a longer line is cut here rather than refused.
     max_reply_line: int = 4096
     max_reply_lines: int = 1000
 
@@ -252,6 +253,8 @@ class ClientConnection:
         self.tls = False
         self.authenticated = False
         self._buf = bytearray()
+        #: The start of a reply line longer than ``max_reply_line`` whose end is still to come.
+        self._overlong: bytes | None = None
         self._out = bytearray()
         self._events: deque[ClientEvent] = deque()
         self._in_flight: deque[_InFlight] = deque([_InFlight(_Kind.GREETING, sent_at=now)])
@@ -490,17 +493,24 @@ class ClientConnection:
     def _next_reply(self) -> Reply | None:
         """Parse one complete (possibly multi-line) reply from the buffer (RFC 5321 §4.2)."""
         while True:
+            limit = self.settings.max_reply_line
             end = self._buf.find(b"\n")
             if end < 0:
-                if len(self._buf) > self.settings.max_reply_line:
-                    self._fail_all(MALFORMED_REPLY)
+                if len(self._buf) > limit:
+                    # A line past the limit keeps its start and loses the rest (as Postfix's
+                    # smtp_get does): its code still answers the command; memory stays bounded.
+                    if self._overlong is None:
+                        self._overlong = bytes(self._buf[:limit])
+                    self._buf.clear()
                 return None
-            raw = bytes(self._buf[:end]).removesuffix(b"\r")
+            if self._overlong is not None:
+                raw, self._overlong = self._overlong, None
+            else:
+                raw = bytes(self._buf[: min(end, limit)]).removesuffix(b"\r")
             del self._buf[: end + 1]
             match = _REPLY_LINE.fullmatch(raw)
             if (
                 match is None
-                or end + 1 > self.settings.max_reply_line
                 or len(self._lines) >= self.settings.max_reply_lines
                 or (self._lines and self._lines[0][0] != int(match.group(1)))
             ):
@@ -682,4 +692,5 @@ class ClientConnection:
         self._txn = None
         self._closed = True
         self._buf.clear()
+        self._overlong = None
         self._events.append(Closed(reply))
