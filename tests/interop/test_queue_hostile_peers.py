@@ -694,3 +694,25 @@ async def test_an_expired_certificate_of_an_unknown_ca(
     else:
         assert await store.list_queue() == []
         assert peer.messages == [["x@b.test"]] and peer.tls
+
+
+async def test_a_server_refusing_service_at_greeting_gets_quit(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """RFC 5321 §3.1: a 554 greeting; the server waits for QUIT, and gets it. With no other
+    host the 5xx is the answer: a bounce (Postfix's smtp_skip_5xx_greeting defers instead)."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"554 5.7.1 no service for you\r\n")
+        await w.drain()
+        await peer.command(r)
+        w.write(b"221 2.0.0 bye\r\n")
+        await w.drain()
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port))
+    assert peer.commands == ["QUIT"]
+    assert await store.list_queue() == []
+    [bounce] = await inbox(store, "alice@a.test")
+    assert b"Status: 5.7.1" in bounce and b"no service for you" in bounce

@@ -222,6 +222,8 @@ class SmtpSession:
     async def _start(self) -> Reply | None:
         event = await self._event()
         if not isinstance(event, Greeting) or event.reply.code != 220:
+            if isinstance(event, Greeting):
+                await self._await_quit()
             return self._failure(event)
         reply = await self._hello()
         if reply is not None:
@@ -258,6 +260,14 @@ class SmtpSession:
         if self._settings.credentials is not None:
             return await self._authenticate(*self._settings.credentials)
         return None
+
+    async def _await_quit(self) -> None:
+        """Send the QUIT the core has queued and take its reply, for at most ``QUIT_TIMEOUT``
+        (RFC 5321 §3.1: a server greeting with 554 waits for it, too)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(QUIT_TIMEOUT):
+                while not isinstance(await self._event(), Closed | Sentinel):
+                    pass
 
     def _dane_mismatch(self, records: tuple[Tlsa, ...]) -> Reply | None:
         """RFC 7672 §3.1.1: the leaf certificate matches one of ``records``, or the failure."""
@@ -387,11 +397,9 @@ class SmtpSession:
     async def close(self) -> None:
         """QUIT (when still possible) and close the connection."""
         if not self._closed:
-            with contextlib.suppress(LocalProtocolError, TimeoutError):
+            with contextlib.suppress(LocalProtocolError):
                 self._conn.quit()
-                async with asyncio.timeout(QUIT_TIMEOUT):
-                    while not isinstance(await self._event(), Closed | Sentinel):
-                        pass
+                await self._await_quit()
         await self._channel.close()
 
     # -- the pump --------------------------------------------------------------------------------
