@@ -716,3 +716,19 @@ async def test_a_server_refusing_service_at_greeting_gets_quit(
     assert await store.list_queue() == []
     [bounce] = await inbox(store, "alice@a.test")
     assert b"Status: 5.7.1" in bounce and b"no service for you" in bounce
+
+
+@pytest.mark.parametrize("quit_reply", [b"", b"221 2.0.0 bye\r\n"], ids=["silent", "221"])
+async def test_a_peer_that_never_closes_after_quit(
+    store: SqliteStore, resolver: DnsResolver, port: int, quit_reply: bytes
+) -> None:
+    """The message is delivered once; the session ends on our side all the same."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, stall_at="" if quit_reply else "QUIT")
+        await asyncio.sleep(3600)  # and never closes
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port))
+    assert await store.list_queue() == [] and peer.messages == [["x@b.test"]]
