@@ -132,13 +132,14 @@ def runner(
     tls: ssl.SSLContext | None = None,
     require_tls: bool = False,
     lifetime: float = 3600.0,
+    delay_warning: float = 0.0,
 ) -> QueueRunner:
     t = TIMEOUT
     return QueueRunner(
         store=store,
         router=Router(store),
         resolver=resolver,
-        policy=RetryPolicy(schedule=(60.0,), lifetime=lifetime),
+        policy=RetryPolicy(schedule=(60.0,), lifetime=lifetime, delay_warning=delay_warning),
         hostname="mx.a.test",
         wakeup=asyncio.Event(),
         remote_port=port,
@@ -732,3 +733,26 @@ async def test_a_peer_that_never_closes_after_quit(
     async with scripted(port, script) as peer:
         await attempt(runner(store, resolver, port))
     assert await store.list_queue() == [] and peer.messages == [["x@b.test"]]
+
+
+async def test_one_delay_report_while_a_host_keeps_stalling(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """RFC 3464 §2.3.3 "delayed", once (``queue.delay_warning``), with Will-Retry-Until."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, stall_at="RCPT")
+
+    queue = runner(store, resolver, port, delay_warning=0.5)
+    async with scripted(port, script):
+        for _ in range(3):
+            await attempt(queue)
+            [recipient] = await queued(store)
+            await asyncio.sleep(0.6)
+            await store.retry_queued(recipient.message_id, datetime.now(UTC))
+    assert recipient.state is RecipientState.DEFERRED and recipient.attempts == 3
+    [raw] = await inbox(store, "alice@a.test")
+    [block] = email.message_from_bytes(raw).get_payload()[1].get_payload()[1:]  # type: ignore[index]
+    assert block["Action"] == "delayed" and block["Status"] == "4.4.2"
+    assert block["Will-Retry-Until"] and "reply to RCPT" in block["Diagnostic-Code"]
