@@ -1,7 +1,9 @@
 """The queue runner against receiving servers that misbehave as no real server can be made to:
-a scripted asyncio peer on loopback that stalls, trickles, hangs up or limits recipients, with
-real DNS (the authoritative server on loopback) and a real store (RFC 5321 §4.5.3.2, §4.5.3.1.10,
-§4.1.1.4)."""
+a scripted asyncio peer on loopback that stalls, trickles, hangs up, garbles its replies, limits
+recipients, breaks STARTTLS or shows a bad certificate, with real DNS (the authoritative server
+on loopback, MX preferences, aliases, implicit MX) and a real store (RFC 5321 §3.1, §3.8, §4.2,
+§4.5.3.1.10, §4.5.3.2, §4.5.4.1, §5.1, §6.1; RFC 7435; RFC 3464). docs/delivery.md says what
+each shows."""
 
 from __future__ import annotations
 
