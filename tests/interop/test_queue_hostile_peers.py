@@ -55,13 +55,23 @@ ZONES = StaticZones.from_records(
         DnsRecord("mx.alias.test", "CNAME", "mx.b.test."),
         # A slow destination, on the backup's address.
         DnsRecord("slow.test", "MX", "10 backup.c.test."),
+        # An MX naming an address instead of a host (Postfix warns and looks it up as a name).
+        DnsRecord("literal.test", "MX", f"10 {PEER}."),
         # No MX: the domain's own address is the implicit MX (§5.1).
         DnsRecord("implicit.test", "A", PEER),
         # An MX whose host has no address: no implicit MX for the domain's own A.
         DnsRecord("nowhere.test", "MX", "10 gone.nowhere.test."),
         DnsRecord("nowhere.test", "A", PEER),
     ],
-    origins=["b.test", "c.test", "slow.test", "alias.test", "implicit.test", "nowhere.test"],
+    origins=[
+        "b.test",
+        "c.test",
+        "slow.test",
+        "alias.test",
+        "literal.test",
+        "implicit.test",
+        "nowhere.test",
+    ],
 )
 
 Script = Callable[["Peer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -501,7 +511,7 @@ async def test_the_next_mx_in_the_same_attempt(
     assert first.sessions == 1 and backup.messages == [["x@c.test"]]
 
 
-@pytest.mark.parametrize("domain", ["alias.test", "implicit.test"])
+@pytest.mark.parametrize("domain", ["alias.test", "literal.test", "implicit.test"])
 async def test_mx_through_an_alias_and_the_implicit_mx(
     store: SqliteStore, resolver: DnsResolver, port: int, domain: str
 ) -> None:
