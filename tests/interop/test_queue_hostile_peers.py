@@ -55,7 +55,7 @@ ZONES = StaticZones.from_records(
         DnsRecord("mx.alias.test", "CNAME", "mx.b.test."),
         # A slow destination, on the backup's address.
         DnsRecord("slow.test", "MX", "10 backup.c.test."),
-        # An MX naming an address instead of a host (Postfix warns and looks it up as a name).
+        # An MX naming an address instead of a host (Postfix warns and skips it).
         DnsRecord("literal.test", "MX", f"10 {PEER}."),
         # No MX: the domain's own address is the implicit MX (§5.1).
         DnsRecord("implicit.test", "A", PEER),
