@@ -488,7 +488,7 @@ async def test_no_plaintext_when_tls_is_demanded(
     assert peer.messages == [] and peer.sessions == 1
 
 
-@pytest.mark.parametrize("failure", ["421", "stall", "hang-up"])
+@pytest.mark.parametrize("failure", ["421", "silent-close", "stall", "hang-up"])
 async def test_the_next_mx_in_the_same_attempt(
     store: SqliteStore, resolver: DnsResolver, port: int, failure: str
 ) -> None:
@@ -497,6 +497,8 @@ async def test_the_next_mx_in_the_same_attempt(
     async def bad(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         if failure == "421":
             w.write(b"421 4.3.2 too busy\r\n")
+        elif failure == "silent-close":
+            pass  # closed at once, no greeting
         elif failure == "stall":
             await serve(peer, r, w, stall_at="RCPT")
         else:
