@@ -23,7 +23,8 @@ Implementation notes:
   AUTH) fails the session as a whole (:meth:`open` returns the reply; the runner moves on to the
   next address or host); once the session is up,
   every recipient gets the core's per-recipient result, session-level ones (421, timeouts, a
-  lost connection) leaving it open for the next host.
+  lost connection) leaving it open for the next host, and a 452 "too many recipients" after
+  others were accepted leaving it open for the next transaction (:mod:`~pillarbox.queue.remote`).
 - The message body goes out in chunks of ``chunk_size`` (each a BDAT chunk under CHUNKING,
   dot-stuffed by the core under DATA); every write waits for the transport to drain, bounded by
   the RFC 5321 §4.5.3.2.5 data block timeout.
