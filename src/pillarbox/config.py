@@ -475,6 +475,30 @@ class QueueSection:
         True, "Verify the smart host's certificate and name (MX hosts: see `mta_sts`)."
     )
     connect_timeout: float = _f(30.0, "Seconds to wait for a TCP connection to a remote host.")
+    greeting_timeout: float = _f(
+        300.0, "Seconds to wait for a remote server's 220 greeting (RFC 5321 §4.5.3.2.1)."
+    )
+    mail_timeout: float = _f(300.0, "Seconds to wait for the reply to MAIL (RFC 5321 §4.5.3.2.2).")
+    rcpt_timeout: float = _f(300.0, "Seconds to wait for the reply to RCPT (RFC 5321 §4.5.3.2.3).")
+    data_init_timeout: float = _f(
+        120.0, "Seconds to wait for the 354 reply to DATA (RFC 5321 §4.5.3.2.4)."
+    )
+    data_block_timeout: float = _f(
+        180.0,
+        "Seconds a remote server may take to read each block of the message we send, and to"
+        " answer each BDAT chunk (RFC 5321 §4.5.3.2.5).",
+    )
+    data_end_timeout: float = _f(
+        600.0,
+        'Seconds to wait for the reply after the message ("." or BDAT LAST), during which'
+        " the server processes it (RFC 5321 §4.5.3.2.6).",
+    )
+    command_timeout: float = _f(
+        300.0,
+        "Seconds to wait for the reply to EHLO, STARTTLS, AUTH, RSET (no RFC figure; QUIT waits"
+        " at most 10 s). Each timeout runs to the complete reply: bytes that trickle in do not"
+        " extend it.",
+    )
     source_addresses: tuple[str, ...] = _f(
         (),
         "Local addresses SMTP connections to other hosts leave from, at most one IPv4 and one "
@@ -1406,6 +1430,13 @@ def _validate(config: Config) -> None:
         ("queue.per_domain", config.queue.per_domain),
         ("queue.lifetime", config.queue.lifetime),
         ("queue.connect_timeout", config.queue.connect_timeout),
+        ("queue.greeting_timeout", config.queue.greeting_timeout),
+        ("queue.mail_timeout", config.queue.mail_timeout),
+        ("queue.rcpt_timeout", config.queue.rcpt_timeout),
+        ("queue.data_init_timeout", config.queue.data_init_timeout),
+        ("queue.data_block_timeout", config.queue.data_block_timeout),
+        ("queue.data_end_timeout", config.queue.data_end_timeout),
+        ("queue.command_timeout", config.queue.command_timeout),
         ("tls.handshake_timeout", config.tls.handshake_timeout),
         ("queue.session_linger", config.queue.session_linger),
         ("queue.poll_interval", config.queue.poll_interval),

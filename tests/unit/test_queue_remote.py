@@ -29,6 +29,7 @@ from pillarbox.queue.remote import (
     split_jobs,
 )
 from pillarbox.smtp import replies as R
+from pillarbox.smtp.client import CLIENT_TIMEOUTS
 from pillarbox.smtp.extensions import Capabilities
 from pillarbox.smtp.grammar import Body, Notify, OriginalRecipient, Ret
 from pillarbox.smtp.replies import Reply
@@ -210,7 +211,7 @@ def test_give_up_uses_the_last_failure() -> None:
 
 
 def test_is_session_failure() -> None:
-    assert is_session_failure(R.CLIENT_TIMEOUT) and is_session_failure(Reply(421, None, "x"))
+    assert is_session_failure(CLIENT_TIMEOUTS["RCPT"]) and is_session_failure(Reply(421, None, "x"))
     assert not is_session_failure(Reply(451, "4.3.0", "x"))
 
 

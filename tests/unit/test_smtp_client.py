@@ -7,7 +7,9 @@ import pytest
 from pillarbox.mail.address import parse_address
 from pillarbox.smtp import replies as R
 from pillarbox.smtp.client import (
+    CLIENT_TIMEOUTS,
     MALFORMED_REPLY,
+    SEND_TIMEOUT,
     AuthChallenge,
     ClientConnection,
     Closed,
@@ -222,7 +224,7 @@ def test_multiline_reply_with_enhanced_codes() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"hello\r\n", b"25 x\r\n", b"250-a\r\n251 b\r\n", b"x" * 5000, b"600 x\r\n"],
+    [b"hello\r\n", b"25 x\r\n", b"250-a\r\n251 b\r\n", b"x" * 5000 + b"\r\n", b"600 x\r\n"],
 )
 def test_malformed_reply_fails_everything(garbage: bytes) -> None:
     client = ready()
@@ -278,11 +280,66 @@ def test_timeouts_follow_rfc_5321() -> None:
     client.handle_timeout(629.0)
     assert client.next_event() is NEED_DATA
     client.handle_timeout(630.0)
+    timed_out = CLIENT_TIMEOUTS["end of data"]
+    assert timed_out.enhanced == "4.4.2" and "end of data" in timed_out.text
     assert events(client) == [
-        RecipientResult(X, R.CLIENT_TIMEOUT, True),
-        MessageDone(R.CLIENT_TIMEOUT),
-        Closed(R.CLIENT_TIMEOUT),
+        RecipientResult(X, timed_out, True),
+        MessageDone(timed_out),
+        Closed(timed_out),
     ]
+
+
+def test_bytes_that_finish_no_reply_do_not_extend_its_timeout() -> None:
+    """A tarpit trickling its greeting a byte at a time still times out (RFC 5321
+    §4.5.3.2.1: the timeout is for the reply)."""
+    client = ClientConnection(SmtpClientSettings(hostname="o"), now=0.0)
+    for second, byte in enumerate(b"220-mx.test slowly\r\n220-", start=1):
+        events(client, bytes([byte]), now=float(second))
+    assert client.deadline() == 300.0
+    client.handle_timeout(300.0)
+    assert events(client) == [Closed(CLIENT_TIMEOUTS["greeting"])]
+
+
+def test_a_pipelined_reply_times_out_from_the_reply_before_it() -> None:
+    client = ready()
+    client.send_mail(MAIL, [X, Z])
+    client.data_to_send(10.0)
+    assert client.deadline() == 310.0  # MAIL
+    events(client, b"250 ok\r\n", now=100.0)
+    assert client.deadline() == 400.0  # the first RCPT, from the MAIL reply
+    events(client, b"250 o", now=399.0)
+    assert client.deadline() == 400.0
+    client.handle_timeout(400.0)
+    timed_out = CLIENT_TIMEOUTS["RCPT"]
+    assert events(client) == [
+        RecipientResult(X, timed_out, True),
+        RecipientResult(Z, timed_out, True),
+        MessageDone(timed_out),
+        Closed(timed_out),
+    ]
+
+
+def test_a_write_that_does_not_drain_ends_the_session() -> None:
+    """RFC 5321 §4.5.3.2.5, reported by the adapter that writes."""
+    client = ready()
+    client.send_mail(MAIL, [X])
+    events(client, b"250 ok\r\n250 ok\r\n354 go\r\n")
+    client.send_body(b"Subject: x\r\n\r\nbody\r\n")
+    client.send_timed_out()
+    assert events(client) == [
+        RecipientResult(X, SEND_TIMEOUT, True),
+        MessageDone(SEND_TIMEOUT),
+        Closed(SEND_TIMEOUT),
+    ]
+
+
+def test_an_overlong_reply_line_is_cut_not_refused() -> None:
+    """RFC 5321 §4.5.3.1.5's 512 octets are exceeded in the wild; past ``max_reply_line``
+    the rest of the line is dropped, however it arrives."""
+    client = ClientConnection(SmtpClientSettings(hostname="o", max_reply_line=100), now=0.0)
+    line = b"220-" + b"a" * 300 + b"\r\n220 " + b"b" * 150 + b"\r\n"
+    got = [event for i in range(0, len(line), 7) for event in events(client, line[i : i + 7])]
+    assert got == [Greeting(Reply(220, None, "a" * 96 + "\n" + "b" * 96))]
 
 
 def test_connection_lost() -> None:

@@ -11,19 +11,20 @@ Implementation notes:
   offered (RFC 3207), then EHLO again (§4.2). For MX hosts the TLS is opportunistic
   (RFC 7435): any certificate is accepted unless the domain's MTA-STS policy says which one
   is right (RFC 8461 §4.2: the runner then passes a verifying context and ``require_tls``);
-  a failed handshake fails the host (no fallback to plaintext on the same host, which an
-  active attacker could force). Under DANE (RFC 7672) the runner passes the host's usable
-  TLSA records: the handshake accepts any certificate (§3.1.1: names and dates do not
-  count), and the leaf certificate must then match one of the records, before EHLO. Under a
-  ``verify``/``secure`` TLS policy the handshake verifies the chain (not the name) and the
-  certificate must then carry one of the policy's names (``tls_match``), before EHLO. A smart
-  host may require TLS and a verified certificate, and gets the credentials (AUTH PLAIN,
-  RFC 4954/4616) only over TLS.
+  a failed STARTTLS fails the session, and the runner opens a plaintext one when the
+  settings are :attr:`~SessionSettings.opportunistic`. Under DANE (RFC 7672) the runner
+  passes the host's usable TLSA records: the handshake accepts any certificate (§3.1.1: names
+  and dates do not count), and the leaf certificate must then match one of the records,
+  before EHLO. Under a ``verify``/``secure`` TLS policy the handshake verifies the chain (not
+  the name) and the certificate must then carry one of the policy's names (``tls_match``),
+  before EHLO. A smart host may require TLS and a verified certificate, and gets the
+  credentials (AUTH PLAIN, RFC 4954/4616) only over TLS.
 - A failure before the first transaction (connection refused, no 220, EHLO/HELO refused, TLS,
   AUTH) fails the session as a whole (:meth:`open` returns the reply; the runner moves on to the
   next address or host); once the session is up,
   every recipient gets the core's per-recipient result, session-level ones (421, timeouts, a
-  lost connection) leaving it open for the next host.
+  lost connection) leaving it open for the next host, and a 452 "too many recipients" after
+  others were accepted leaving it open for the next transaction (:mod:`~pillarbox.queue.remote`).
 - The message body goes out in chunks of ``chunk_size`` (each a BDAT chunk under CHUNKING,
   dot-stuffed by the core under DATA); every write waits for the transport to drain, bounded by
   the RFC 5321 §4.5.3.2.5 data block timeout.
@@ -49,6 +50,7 @@ from pillarbox.queue.remote import (
     Envelope,
     Part,
     envelope,
+    is_over_recipient_limit,
 )
 from pillarbox.queue.tlspolicy import (
     NAME_MISMATCH,
@@ -115,6 +117,20 @@ class SessionSettings:
     #: verifying handshake (``tls_policy`` verify/secure, :mod:`pillarbox.queue.tlspolicy`);
     #: empty: no name check here (the context's own, if any). Set with ``require_tls``.
     tls_match: tuple[str, ...] = ()
+
+    @property
+    def opportunistic(self) -> bool:
+        """TLS is tried and any certificate taken, but nothing demands it (RFC 7435 §1.3): no
+        verification, DANE, name check, credentials or ``require_tls``. Only then may a failed
+        STARTTLS give way to plaintext."""
+        return (
+            self.tls is not None
+            and self.tls.verify_mode == ssl.CERT_NONE
+            and not self.require_tls
+            and not self.tlsa
+            and not self.tls_match
+            and self.credentials is None
+        )
 
 
 def opportunistic_context() -> ssl.SSLContext:
@@ -207,6 +223,8 @@ class SmtpSession:
     async def _start(self) -> Reply | None:
         event = await self._event()
         if not isinstance(event, Greeting) or event.reply.code != 220:
+            if isinstance(event, Greeting):
+                await self._await_quit()
             return self._failure(event)
         reply = await self._hello()
         if reply is not None:
@@ -243,6 +261,14 @@ class SmtpSession:
         if self._settings.credentials is not None:
             return await self._authenticate(*self._settings.credentials)
         return None
+
+    async def _await_quit(self) -> None:
+        """Send the QUIT the core has queued and take its reply, for at most ``QUIT_TIMEOUT``
+        (RFC 5321 §3.1: a server greeting with 554 waits for it, too)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(QUIT_TIMEOUT):
+                while not isinstance(await self._event(), Closed | Sentinel):
+                    pass
 
     def _dane_mismatch(self, records: tuple[Tlsa, ...]) -> Reply | None:
         """RFC 7672 §3.1.1: the leaf certificate matches one of ``records``, or the failure."""
@@ -320,10 +346,17 @@ class SmtpSession:
             self._closed = True
             part.fail_session(CONNECT_FAILED.with_text(f"{self.host}: {exc}"), self.host)
             return
+        accepted = False
+        over_limit: list[tuple[int, Reply]] = []
         while True:
             event = await self._event()
             if isinstance(event, RecipientResult) and event.final:
-                part.record(by_rcpt[id(event.rcpt)], event.reply, self.host, dsn=env.dsn)
+                if is_over_recipient_limit(event.reply):
+                    over_limit.append((by_rcpt[id(event.rcpt)], event.reply))
+                else:
+                    part.record(by_rcpt[id(event.rcpt)], event.reply, self.host, dsn=env.dsn)
+            elif isinstance(event, RecipientResult):
+                accepted = True
             elif isinstance(event, ReadyForData):
                 await self._send_body(raw)
             elif isinstance(event, MessageDone):
@@ -331,9 +364,16 @@ class SmtpSession:
                 # A session that ended with the transaction reports Closed right after it.
                 if isinstance(self._conn.next_event(), Closed):
                     self._closed = True
-                return
+                break
             elif isinstance(event, Closed) or event is CLOSED or event is IDLE:
-                return
+                break
+        if accepted and over_limit:
+            # RFC 5321 §4.5.3.1.10: the rest go in the next transaction (the runner's).
+            self._log.info("recipient limit", queue=job.message_id, left=len(over_limit))
+            part.fail_session(over_limit[0][1], self.host)
+        else:
+            for recipient_id, reply in over_limit:
+                part.record(recipient_id, reply, self.host, dsn=env.dsn)
 
     async def _send_body(self, raw: bytes) -> None:
         step = self._settings.chunk_size
@@ -358,11 +398,9 @@ class SmtpSession:
     async def close(self) -> None:
         """QUIT (when still possible) and close the connection."""
         if not self._closed:
-            with contextlib.suppress(LocalProtocolError, TimeoutError):
+            with contextlib.suppress(LocalProtocolError):
                 self._conn.quit()
-                async with asyncio.timeout(QUIT_TIMEOUT):
-                    while not isinstance(await self._event(), Closed | Sentinel):
-                        pass
+                await self._await_quit()
         await self._channel.close()
 
     # -- the pump --------------------------------------------------------------------------------
@@ -374,8 +412,10 @@ class SmtpSession:
             self._channel.write(data)
             async with asyncio.timeout(timeout or self._settings.client.command_timeout):
                 await self._channel.drain()
-        except (ChannelClosed, TimeoutError):
+        except ChannelClosed:
             self._conn.connection_lost()
+        except TimeoutError:
+            self._conn.send_timed_out()
 
     async def _event(self) -> ClientEvent | Sentinel:
         """The next event of the core, reading from the network as it needs."""

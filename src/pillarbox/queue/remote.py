@@ -14,6 +14,10 @@ Implementation notes:
   open for the next address and the next host. A reply to RCPT or to the message (2xx, 4xx or
   5xx) is the answer for this attempt: a 4xx there is the destination's decision, not the host's.
   Recipients still open after the last host are deferred with the last failure seen.
+- **Recipient limits** (RFC 5321 §4.5.3.1.10): a 452 "too many recipients" after the server
+  accepted others in the same transaction leaves those recipients open, for the next
+  transaction of the same session; in a transaction where none was accepted it is their
+  answer for this attempt (so every further transaction makes progress, and none loops).
 - **Envelope** per transaction, from what the server offered (RFC 5321 §4.1.1.11: never a
   parameter it did not offer): SIZE and BODY=8BITMIME when offered; the DSN parameters
   (RET, ENVID, NOTIFY, ORCPT, RFC 3461 §5.2.1) only to a server offering DSN — otherwise the
@@ -36,7 +40,7 @@ from pillarbox.errors import ConfigError, InvalidName
 from pillarbox.mail.address import parse_address
 from pillarbox.mail.headers import scan_header
 from pillarbox.smtp import replies as R
-from pillarbox.smtp.client import MALFORMED_REPLY
+from pillarbox.smtp.client import CLIENT_TIMEOUTS, MALFORMED_REPLY, SEND_TIMEOUT
 from pillarbox.smtp.extensions import Capabilities, Extension
 from pillarbox.smtp.grammar import (
     Body,
@@ -93,7 +97,9 @@ REQUIRETLS_POLICY_UNAVAILABLE = Reply(
 )
 
 #: Replies that end the session rather than answer a recipient: try the next host.
-_SESSION_FAILURES = frozenset({R.CLIENT_TIMEOUT, R.CONNECTION_LOST, MALFORMED_REPLY})
+_SESSION_FAILURES = frozenset(
+    {R.CONNECTION_LOST, MALFORMED_REPLY, SEND_TIMEOUT, *CLIENT_TIMEOUTS.values()}
+)
 #: RFC 5321 §4.5.3.1.8: servers must take at least 100 recipients per transaction.
 MAX_RECIPIENTS = 100
 
@@ -105,6 +111,12 @@ def is_tls_failure(reply: Reply) -> bool:
     """Opening a session failed at STARTTLS: not offered, refused (RFC 3207 §4: 454), or the
     handshake failed (a certificate that does not verify, when one must)."""
     return reply.code == 454 or reply.enhanced in _TLS_FAILURES
+
+
+def is_over_recipient_limit(reply: Reply) -> bool:
+    """RFC 5321 §4.5.3.1.10: the server's limit of recipients per transaction is reached (452,
+    RFC 3463 X.5.3 "too many recipients" or no enhanced code); not a verdict on the recipient."""
+    return reply.code == 452 and reply.enhanced in (None, "4.5.3")
 
 
 def is_session_failure(reply: Reply) -> bool:
@@ -319,7 +331,8 @@ class Part:
             self.answers[recipient_id] = Answer(reply, host, relayed=not dsn)
 
     def fail_session(self, reply: Reply, host: str | None) -> None:
-        """The host could not be used at all (connection, greeting, TLS, AUTH)."""
+        """The open recipients stay open because of ``reply``: the host could not be used at
+        all (connection, greeting, TLS, AUTH), or took no more recipients in a transaction."""
         self.last_failure = Answer(reply, host)
 
     def settle(self, reply: Reply, host: str | None = None) -> None:

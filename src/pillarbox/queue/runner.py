@@ -17,6 +17,9 @@ Implementation notes:
 - **Host order** and the bookkeeping of answers are pure (:mod:`.remote`); classification,
   retry times, expiry and the choice of report too (:mod:`.schedule`). This module only wires
   them to the store, DNS and :class:`~pillarbox.net.smtp_client.SmtpSession`.
+- **Opportunistic TLS** (RFC 7435): STARTTLS whenever offered, any certificate taken; a failed
+  STARTTLS (454, or a handshake that fails) is followed by a plaintext session with the same
+  address, unless something below demands TLS (:meth:`QueueRunner._plaintext_fallback`).
 - **MTA-STS** (RFC 8461, :mod:`.mtasts`): before delivering to a domain by MX, its policy is
   looked up (:class:`~pillarbox.net.mtasts.MtaStsPolicies`); each MX host then gets the plan
   :func:`.mtasts.host_plan` gives it. Under "enforce" a host the policy does not list, or one
@@ -963,7 +966,7 @@ class QueueRunner:
             if dane.kind is DanePlanKind.ENCRYPT:
                 opened = self._dane_failure(domain, host, dane, opened)
             await self._record_session(note, address, opened)
-            return opened
+            return await self._plaintext_fallback(host, address, port, settings, opened)
         session = await SmtpSession.open(host, address, port, self._mta_sts.verified)
         await self._record_session(note, address, session)
         if isinstance(session, SmtpSession) or not is_tls_failure(session):
@@ -975,7 +978,30 @@ class QueueRunner:
         _log.warning(
             "MTA-STS: policy would fail (testing)", domain=domain, host=host, reply=session.text
         )
-        return await SmtpSession.open(host, address, port, settings)
+        opened = await SmtpSession.open(host, address, port, settings)
+        return await self._plaintext_fallback(host, address, port, settings, opened)
+
+    async def _plaintext_fallback(
+        self,
+        host: str,
+        address: str,
+        port: int,
+        settings: SessionSettings,
+        opened: SmtpSession | Reply,
+    ) -> SmtpSession | Reply:
+        """After a failed STARTTLS under opportunistic TLS, a plaintext session with the same
+        address (RFC 7435 §1.3: encrypt where possible, else deliver as without it; Postfix's
+        "may" level does the same). Not where TLS is demanded (MTA-STS "enforce", DANE, a TLS
+        policy above "may", REQUIRETLS, a verified or authenticated smart host): their
+        settings are not :attr:`~SessionSettings.opportunistic`. An attacker able to break
+        the handshake could as well strip STARTTLS from the EHLO reply; refusing the fallback
+        would only keep mail from hosts whose TLS is broken until it bounces."""
+        if isinstance(opened, SmtpSession) or not (
+            settings.opportunistic and is_tls_failure(opened)
+        ):
+            return opened
+        _log.warning("STARTTLS failed, plaintext", host=host, peer=address, reply=opened.text)
+        return await SmtpSession.open(host, address, port, replace(settings, tls=None))
 
     async def _open_dane(
         self,
@@ -1141,7 +1167,16 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
     """The runner of a server, configured from ``[queue]`` and ``[dns]``."""
     config = services.config
     queue = config.queue
-    client = SmtpClientSettings(hostname=config.server.hostname)
+    client = SmtpClientSettings(
+        hostname=config.server.hostname,
+        greeting_timeout=queue.greeting_timeout,
+        mail_timeout=queue.mail_timeout,
+        rcpt_timeout=queue.rcpt_timeout,
+        data_init_timeout=queue.data_init_timeout,
+        data_block_timeout=queue.data_block_timeout,
+        data_end_timeout=queue.data_end_timeout,
+        command_timeout=queue.command_timeout,
+    )
     relay = None
     if queue.smarthost:
         host, port = parse_hostport(queue.smarthost, queue.remote_port)

@@ -22,7 +22,10 @@ Invariants:
   in plaintext must not be read as replies under TLS (the client side of CVE-2011-0411).
 * The core never reads the clock: :meth:`ClientConnection.deadline` is the RFC 5321 §4.5.3.2
   timeout of the reply awaited; the data block timeout (§4.5.3.2.5) bounds each socket write
-  and so belongs to the adapter.
+  and so belongs to the adapter. The timeout runs from the command (or from the previous
+  complete reply, when pipelined) to its complete reply: bytes that do not finish a reply do
+  not extend it, or a server trickling a byte at a time (a tarpit) would hold the session for
+  ever. The reply a timeout ends with names what was awaited (:data:`CLIENT_TIMEOUTS`).
 """
 
 from __future__ import annotations
@@ -63,6 +66,30 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 #: The server's reply broke the reply syntax of RFC 5321 §4.2.
 MALFORMED_REPLY = Reply(451, "4.5.0", "malformed reply from the server")
+#: RFC 5321 §4.5.3.2: no reply in time, by what was awaited (a command, the greeting, or the
+#: end of data: "." or BDAT LAST), so that a deferral says at which stage the server stalled.
+CLIENT_TIMEOUTS = {
+    awaited: R.CLIENT_TIMEOUT.with_text(f"timed out waiting for the reply to {awaited}")
+    for awaited in (
+        "greeting",
+        "EHLO",
+        "HELO",
+        "LHLO",
+        "STARTTLS",
+        "AUTH",
+        "NOOP",
+        "RSET",
+        "QUIT",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "BDAT",
+        "end of data",
+    )
+}
+#: RFC 5321 §4.5.3.2.5: a block of the message (or a command) could not be written in time,
+#: the server having stopped reading; the adapter, which writes, reports it.
+SEND_TIMEOUT = R.CLIENT_TIMEOUT.with_text("timed out sending: the server stopped reading")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +110,8 @@ class SmtpClientSettings:
     data_end_timeout: float = 600.0
     #: EHLO, STARTTLS, AUTH, RSET, NOOP, QUIT: no RFC figure, the command timeout is used.
     command_timeout: float = 300.0
-    #: RFC 5321 §4.5.3.1.5 says 512 with CRLF; real servers exceed it, so we are generous.
+    #: RFC 5321 §4.5.3.1.5 says 512 with CRLF; real servers exceed it, so we are generous;
+    #: a longer line is cut here rather than refused.
     max_reply_line: int = 4096
     max_reply_lines: int = 1000
 
@@ -182,6 +210,37 @@ class _Transaction:
     done: bool = False
 
 
+def _awaited(entry: _InFlight) -> str:
+    """What a timed-out reply was to, as :data:`CLIENT_TIMEOUTS` names it."""
+    match entry.kind:
+        case _Kind.GREETING:
+            return "greeting"
+        case _Kind.CHUNK:
+            return "BDAT"
+        case _Kind.END:
+            return "end of data"
+        case _Kind.SILENT:
+            return "RSET" if isinstance(entry.command, Rset) else "end of data"
+    match entry.command:
+        case Hello(kind=kind):
+            return kind.value
+        case StartTls():
+            return "STARTTLS"
+        case Auth():
+            return "AUTH"
+        case Noop():
+            return "NOOP"
+        case Rset():
+            return "RSET"
+        case Quit():
+            return "QUIT"
+        case MailFrom():
+            return "MAIL"
+        case RcptTo():
+            return "RCPT"
+    return "DATA"
+
+
 class ClientConnection:
     """One SMTP session, client side. Call :meth:`receive_data` with what the server sends,
     take events from :meth:`next_event`, issue commands when it says :data:`IDLE`, and write
@@ -194,11 +253,15 @@ class ClientConnection:
         self.tls = False
         self.authenticated = False
         self._buf = bytearray()
+        #: The start of a reply line longer than ``max_reply_line`` whose end is still to come.
+        self._overlong: bytes | None = None
         self._out = bytearray()
         self._events: deque[ClientEvent] = deque()
         self._in_flight: deque[_InFlight] = deque([_InFlight(_Kind.GREETING, sent_at=now)])
         self._lines: list[tuple[int, str]] = []
         self._last_rx = now
+        #: When the last complete reply arrived: a pipelined reply's timeout starts there.
+        self._answered_at = now
         self._txn: _Transaction | None = None
         self._stuffer: Stuffer | None = None
         self._closed = False
@@ -230,6 +293,7 @@ class ClientConnection:
                 return IDLE
             reply = self._next_reply()
             if reply is not None:
+                self._answered_at = self._last_rx
                 self._on_reply(reply)
             elif not self._events and not self._closed:
                 return NEED_DATA
@@ -240,12 +304,17 @@ class ClientConnection:
             return None
         head = self._in_flight[0]
         assert head.sent_at is not None
-        return max(head.sent_at, self._last_rx) + self._timeout(head.kind)
+        return max(head.sent_at, self._answered_at) + self._timeout(head.kind)
 
     def handle_timeout(self, now: float) -> None:
         deadline = self.deadline()
         if deadline is not None and now >= deadline:
-            self._fail_all(R.CLIENT_TIMEOUT)
+            self._fail_all(CLIENT_TIMEOUTS[_awaited(self._in_flight[0])])
+
+    def send_timed_out(self) -> None:
+        """The adapter's write did not drain in time: everything awaited fails."""
+        if not self._closed:
+            self._fail_all(SEND_TIMEOUT)
 
     def connection_lost(self) -> None:
         """The adapter saw EOF or an I/O error: everything awaited fails (4.4.2)."""
@@ -424,17 +493,24 @@ class ClientConnection:
     def _next_reply(self) -> Reply | None:
         """Parse one complete (possibly multi-line) reply from the buffer (RFC 5321 §4.2)."""
         while True:
+            limit = self.settings.max_reply_line
             end = self._buf.find(b"\n")
             if end < 0:
-                if len(self._buf) > self.settings.max_reply_line:
-                    self._fail_all(MALFORMED_REPLY)
+                if len(self._buf) > limit:
+                    # A line past the limit keeps its start and loses the rest (as Postfix's
+                    # smtp_get does): its code still answers the command; memory stays bounded.
+                    if self._overlong is None:
+                        self._overlong = bytes(self._buf[:limit])
+                    self._buf.clear()
                 return None
-            raw = bytes(self._buf[:end]).removesuffix(b"\r")
+            if self._overlong is not None:
+                raw, self._overlong = self._overlong, None
+            else:
+                raw = bytes(self._buf[: min(end, limit)]).removesuffix(b"\r")
             del self._buf[: end + 1]
             match = _REPLY_LINE.fullmatch(raw)
             if (
                 match is None
-                or end + 1 > self.settings.max_reply_line
                 or len(self._lines) >= self.settings.max_reply_lines
                 or (self._lines and self._lines[0][0] != int(match.group(1)))
             ):
@@ -616,4 +692,5 @@ class ClientConnection:
         self._txn = None
         self._closed = True
         self._buf.clear()
+        self._overlong = None
         self._events.append(Closed(reply))

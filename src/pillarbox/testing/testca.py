@@ -39,19 +39,21 @@ class CertAuthority:
         """The CA certificate's PEM file, for a client's ``cafile``."""
         return str(self.directory / "ca.pem")
 
-    def issue(self, *names: str) -> tuple[Path, Path]:
+    def issue(self, *names: str, expired: bool = False) -> tuple[Path, Path]:
         """A server certificate for ``names`` (host names or IP addresses) signed by this CA,
-        and its key: the files ``<first name>.crt`` and ``.key`` in the CA's directory."""
+        and its key: the files ``<first name>.crt`` and ``.key`` in the CA's directory.
+        ``expired``: one whose validity ended yesterday."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
+        start, end = (-30, -1) if expired else (0, 2)
         cert = (
             x509.CertificateBuilder()
             .subject_name(_name(names[0]))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=2))
+            .not_valid_before(now + dt.timedelta(days=start, hours=-1))
+            .not_valid_after(now + dt.timedelta(days=end))
             .add_extension(
                 x509.SubjectAlternativeName([_alternative_name(n) for n in names]), False
             )
@@ -70,10 +72,10 @@ class CertAuthority:
         )
         return cert_path, key_path
 
-    def server_context(self, *names: str) -> ssl.SSLContext:
+    def server_context(self, *names: str, expired: bool = False) -> ssl.SSLContext:
         """A server context presenting a certificate for ``names`` (:meth:`issue`)."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(*self.issue(*names))
+        context.load_cert_chain(*self.issue(*names, expired=expired))
         return context
 
 
