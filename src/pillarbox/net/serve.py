@@ -138,58 +138,26 @@ class Server:
             metrics=Metrics(counting=config.listeners.metrics.enabled),
         )
         prefix = config.server.ipv6_client_prefix
+
+        def counter(total: int, per_address: int) -> ConnectionCounter:
+            return ConnectionCounter(
+                ConnectionLimits(ipv6_prefix=prefix, total=total, per_address=per_address)
+            )
+
         counters = {
-            "smtp": ConnectionCounter(
-                ConnectionLimits(
-                    ipv6_prefix=prefix,
-                    total=config.smtp.max_connections,
-                    per_address=config.smtp.max_connections_per_ip,
-                )
-            ),
-            "imap": ConnectionCounter(
-                ConnectionLimits(
-                    ipv6_prefix=prefix,
-                    total=config.imap.max_connections,
-                    per_address=config.imap.max_connections_per_ip,
-                )
-            ),
-            "pop3": ConnectionCounter(
-                ConnectionLimits(
-                    ipv6_prefix=prefix,
-                    total=config.pop3.max_connections,
-                    per_address=config.pop3.max_connections_per_ip,
-                )
-            ),
-            "managesieve": ConnectionCounter(
-                ConnectionLimits(
-                    ipv6_prefix=prefix,
-                    total=config.managesieve.max_connections,
-                    per_address=config.managesieve.max_connections_per_ip,
-                )
+            "smtp": counter(config.smtp.max_connections, config.smtp.max_connections_per_ip),
+            "imap": counter(config.imap.max_connections, config.imap.max_connections_per_ip),
+            "pop3": counter(config.pop3.max_connections, config.pop3.max_connections_per_ip),
+            "managesieve": counter(
+                config.managesieve.max_connections, config.managesieve.max_connections_per_ip
             ),
             # One front MTA, usually: its connections are all from one address.
-            "lmtp": ConnectionCounter(
-                ConnectionLimits(
-                    ipv6_prefix=prefix,
-                    total=config.lmtp.max_connections,
-                    per_address=config.lmtp.max_connections,
-                )
-            ),
+            "lmtp": counter(config.lmtp.max_connections, config.lmtp.max_connections),
             # Both web listeners together; uvicorn's own limit is per listener.
-            "http": ConnectionCounter(
-                ConnectionLimits(
-                    ipv6_prefix=prefix,
-                    total=config.web.max_connections,
-                    per_address=config.web.max_connections_per_ip,
-                )
-            ),
+            "http": counter(config.web.max_connections, config.web.max_connections_per_ip),
             # One scraper cannot take them all: a few per address, and few in total.
-            "metrics": ConnectionCounter(
-                ConnectionLimits(
-                    ipv6_prefix=prefix,
-                    total=config.metrics.max_connections,
-                    per_address=max(1, min(4, config.metrics.max_connections)),
-                )
+            "metrics": counter(
+                config.metrics.max_connections, max(1, min(4, config.metrics.max_connections))
             ),
         }
         # The LMTP group counts its TCP and UNIX-socket sessions together, as its limit does.
