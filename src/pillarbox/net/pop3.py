@@ -89,11 +89,16 @@ class _Pop3Session:
         try:
             await self._loop()
         finally:
-            if self.account is not None:
-                try:
-                    await self.services.store.unlock_maildrop(self.account.id)
-                except StorageError as exc:  # the store closed first (shutdown): nothing held
-                    self.log.warning("cannot unlock maildrop", error=str(exc))
+            await self._release()
+
+    async def _release(self) -> None:
+        """Give the maildrop up (once): at the goodbye, else when the session ends anyhow."""
+        account, self.account = self.account, None
+        if account is not None:
+            try:
+                await self.services.store.unlock_maildrop(account.id)
+            except StorageError as exc:  # the store closed first (shutdown): nothing held
+                self.log.warning("cannot unlock maildrop", error=str(exc))
 
     async def _flush(self) -> None:
         data = self.core.data_to_send(self.loop.time())
@@ -123,6 +128,10 @@ class _Pop3Session:
                 continue
             match event:
                 case pop3.Disconnect(reason=reason):
+                    # RFC 1939 §6 releases the lock as the session ends; before the goodbye
+                    # here, so that a client logging in again as soon as it reads +OK (on
+                    # this node or another) never finds its own maildrop in use.
+                    await self._release()
                     await self._flush()
                     self.log.info("disconnected", reason=reason.value)
                     return
