@@ -378,3 +378,24 @@ def test_forced_colours_keep_the_focus_ring_and_the_current_folder(
     current = page.locator("#folders a[aria-current]")
     outline = current.evaluate("a => getComputedStyle(a).outlineStyle")
     assert outline != "none"  # its background is gone in forced colours; the outline is not
+
+
+def test_rich_text_toolbar_by_keyboard_with_names_that_hold_their_words(
+    server: LiveServer, new_page: Any
+) -> None:
+    """WCAG 2.5.3: a speech-input user says what a button shows ("Unlink", "List"): each
+    formatting button's name holds its visible words."""
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/compose")
+    tab_to(page, "Rich text (bold, italic, links, lists)")
+    page.keyboard.press("Space")
+    expect(page.get_by_role("toolbar", name="Formatting")).to_be_visible()
+    assert structure_problems(page) == []
+    tab_to(page, "Bold")
+    buttons = page.get_by_role("toolbar", name="Formatting").get_by_role("button")
+    for n in range(buttons.count()):
+        button = buttons.nth(n)
+        words = button.evaluate("b => b.textContent.trim().toLowerCase()")
+        name = (button.get_attribute("aria-label") or button.inner_text()).lower()
+        assert words in name, (words, name)
