@@ -399,3 +399,16 @@ def test_rich_text_toolbar_by_keyboard_with_names_that_hold_their_words(
         words = button.evaluate("b => b.textContent.trim().toLowerCase()")
         name = (button.get_attribute("aria-label") or button.inner_text()).lower()
         assert words in name, (words, name)
+
+
+def test_a_saved_setting_is_announced_in_its_section(server: LiveServer, new_page: Any) -> None:
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/settings")
+    tab_to(page, id="display_name")
+    page.keyboard.type("Alice L.")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"saved=profile"))
+    here = focused(page)
+    assert here["text"] == "Saved." and here["ring"]
+    assert page.evaluate("document.activeElement.closest('section').id") == "profile"
