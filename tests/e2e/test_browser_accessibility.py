@@ -99,6 +99,9 @@ def structure_problems(page: Page, *, signed_in: bool = True) -> list[str]:
         .map(t => "table without headers: " + (t.id || t.className)),
       ...Array.from(document.querySelectorAll("img:not([alt])"))
         .map(i => "img without alt: " + i.src),
+      // ARIA 1.2: a generic element (span, div) cannot be named; screen readers skip the label.
+      ...Array.from(document.querySelectorAll(":is(span, div, p, td)[aria-label]:not([role])"))
+        .map(e => "aria-label on a generic element: " + e.outerHTML.slice(0, 80)),
       ...Array.from(document.querySelectorAll("[role=status], [role=alert]"))
         .filter(n => !n.textContent.trim() && n.id !== "list-news" && n.id !== "shortcuts-state"
                      && !n.hidden).map(n => "empty live region shown: " + n.id),
