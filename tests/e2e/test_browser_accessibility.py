@@ -415,3 +415,21 @@ def test_a_saved_setting_is_announced_in_its_section(server: LiveServer, new_pag
     here = focused(page)
     assert here["text"] == "Saved." and here["ring"]
     assert page.evaluate("document.activeElement.closest('section').id") == "profile"
+
+
+def test_arrow_keys_move_along_a_toolbar(server: LiveServer, new_page: Any) -> None:
+    """A screen reader says "toolbar": its user tries the arrows (ARIA APG), and Tab still
+    stops on each button as it does without script."""
+    smtp_deliver(server, message("Plan"))
+    page = new_page()
+    login(page, server)
+    tab_to(page, "Mark read")
+    page.keyboard.press("ArrowRight")
+    assert focused(page)["text"] == "Mark unread"
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")  # round to the end of the bar
+    assert focused(page)["text"] == "Move"
+    page.keyboard.press("Home")
+    assert focused(page)["text"] == "Mark read"
+    page.keyboard.press("Tab")
+    assert focused(page)["text"] == "Mark unread"

@@ -117,6 +117,22 @@
     }
   });
 
+  // -- toolbars: arrow keys between their controls (ARIA APG toolbar pattern) -------------------
+  // Tab still stops on each control, as without script; Left/Right (and Home/End) move along the
+  // bar as a screen reader announcing "toolbar" leads its user to expect. A select keeps its own
+  // arrows (they choose an option), so only Tab leaves it.
+  document.addEventListener("keydown", (event) => {
+    const bar = event.target.closest && event.target.closest("[role=toolbar]");
+    if (!bar || event.target.tagName === "SELECT" || event.ctrlKey || event.metaKey || event.altKey) return;
+    const stops = $$("button, select, a[href]", bar).filter((el) => !el.disabled && el.offsetParent !== null);
+    const at = stops.indexOf(event.target);
+    if (at < 0) return;
+    const next = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: stops.length - 1 }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    stops[(next + stops.length) % stops.length].focus();
+  });
+
   // -- live updates (server-sent events from the store's change feed) ---------------------------
   async function refresh() {
     const list = $("#list");
