@@ -521,7 +521,7 @@ def test_usable_at_phone_width(server: LiveServer, new_page: Any) -> None:
     assert page.get_by_role("link", name="Reply", exact=True).is_visible()
     # Pages with wide tables: the table scrolls, not the page.
     inbox = page.url.split("/")[-2]
-    page.get_by_role("button", name="Add carol@example.net to contacts").click()
+    page.get_by_role("button", name="Add to contacts carol@example.net").click()
     page.wait_for_url(re.compile(r"/contacts/\d+"))
     for path in ("/contacts", f"/mail/{inbox}/sharing"):
         page.goto(base(server) + path)

@@ -89,7 +89,7 @@ def share(web: WebSession, box: int, grantee: str, preset: str, *rights: str) ->
         return response.headers["location"]
     assert response.status_code == 400, response.text[:300]
     error = re.search(
-        r'<p class="error" role="alert" id="sharing-error">([^<]*)</p>', response.text
+        r'<p class="error" role="alert"[^>]* id="sharing-error">([^<]*)</p>', response.text
     )
     assert error is not None, response.text[:2000]
     return error.group(1)

@@ -375,7 +375,9 @@ async def _apply(request: Request, section: str) -> Response:
                 raise UserError("unknown settings section")
     except UserError as exc:
         return await settings_refusal(request, account, section, exc)
-    return redirect(f"/settings?saved={section}#{section}")
+    # No #section: a fragment makes the browser skip autofocus, and the section's "Saved." with
+    # autofocus both scrolls there and is what a screen reader reads (WCAG 4.1.3).
+    return redirect(f"/settings?saved={section}")
 
 
 async def _apply_identity(services: Services, account: Account, form: FormData) -> None:
@@ -421,7 +423,7 @@ async def revoke_token(request: Request) -> Response:
     if asked is not None:
         return asked
     await app.services.store.remove_token(account.id, token.id)
-    return redirect("/settings?saved=tokens#tokens")
+    return redirect("/settings?saved=tokens")
 
 
 def routes() -> list[BaseRoute]:

@@ -242,7 +242,7 @@ async def disable(request: Request) -> Response:
         return await settings_refusal(request, account, "2fa", exc)
     await web(request).services.store.disable_totp(account.id)
     _log.info("two-factor login disabled", account=account.address)
-    return redirect("/settings?saved=2fa#2fa")
+    return redirect("/settings?saved=2fa")
 
 
 async def new_recovery_codes(request: Request) -> Response:

@@ -1,10 +1,11 @@
 // Pillarbox webmail: small progressive enhancements over server-rendered pages.
 // Everything works without this file; it adds keyboard navigation (j/k, enter, x, r, a, f, c,
-// u, #, /), live updates from the server-sent change feed, confirmation of destructive buttons,
-// an upload size check, message-frame sizing, keeping unsent text across a forced re-login,
-// the simple rich-text editor of compose (the server sanitises what it posts), the signature
-// following the chosen identity, recipient completion, and showing only the inputs a filter
-// rule's chosen condition or action uses, and the browser's time zone for the pages' times.
+// u, #, /; Settings switches them off), live updates from the server-sent change feed (new rows
+// announced, focus kept), confirmation of destructive buttons, an upload size check,
+// message-frame sizing, keeping unsent text across a forced re-login, the simple rich-text
+// editor of compose (the server sanitises what it posts), the signature following the chosen
+// identity, recipient completion, and showing only the inputs a filter rule's chosen condition
+// or action uses, and the browser's time zone for the pages' times.
 "use strict";
 (function () {
   const DRAFT_KEY = "pillarbox.unsent";
@@ -74,8 +75,22 @@
   bindList();
 
   // -- keyboard shortcuts ---------------------------------------------------------------------
+  // WCAG 2.1.4: single-key shortcuts can be switched off (Settings), for speech-input users whose
+  // dictated words would fire them; the choice is this browser's, as the shortcuts are.
+  const SHORTCUTS_KEY = "pillarbox.shortcuts";
+  const shortcutsOn = () => { try { return localStorage.getItem(SHORTCUTS_KEY) !== "off"; } catch (_) { return true; } };
+  const switchSection = $("#shortcuts");
+  if (switchSection) {
+    const box = $("#shortcuts-on"), state = $("#shortcuts-state");
+    switchSection.hidden = false;
+    box.checked = shortcutsOn();
+    box.addEventListener("change", () => {
+      try { localStorage.setItem(SHORTCUTS_KEY, box.checked ? "on" : "off"); } catch (_) { /* private mode */ }
+      state.textContent = box.checked ? "Shortcuts on." : "Shortcuts off.";
+    });
+  }
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target) || !shortcutsOn()) return;
     const key = event.key;
     if (key === "/") {
       const search = $("#q");
@@ -102,6 +117,22 @@
     }
   });
 
+  // -- toolbars: arrow keys between their controls (ARIA APG toolbar pattern) -------------------
+  // Tab still stops on each control, as without script; Left/Right (and Home/End) move along the
+  // bar as a screen reader announcing "toolbar" leads its user to expect. A select keeps its own
+  // arrows (they choose an option), so only Tab leaves it.
+  document.addEventListener("keydown", (event) => {
+    const bar = event.target.closest && event.target.closest("[role=toolbar]");
+    if (!bar || event.target.tagName === "SELECT" || event.ctrlKey || event.metaKey || event.altKey) return;
+    const stops = $$("button, select, a[href]", bar).filter((el) => !el.disabled && el.offsetParent !== null);
+    const at = stops.indexOf(event.target);
+    if (at < 0) return;
+    const next = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: stops.length - 1 }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    stops[(next + stops.length) % stops.length].focus();
+  });
+
   // -- live updates (server-sent events from the store's change feed) ---------------------------
   async function refresh() {
     const list = $("#list");
@@ -113,9 +144,22 @@
     if (folders && fresh) folders.replaceWith(fresh);
     const freshList = $("#list", doc);
     if (list && freshList && !busy) {
+      // Focus inside the list would fall to <body> with the old list: the same control of the
+      // same row (or the same control by id) takes it back, and new rows are announced.
+      const focused = list.contains(document.activeElement) ? document.activeElement : null;
+      const row = focused && focused.closest("tr[data-href]");
+      const before = new Set(rows().map((r) => r.dataset.href));
       list.replaceWith(freshList);
       bindList();
       if (current >= 0) focusRow(current);
+      else if (focused) {
+        const again = row ? $(`tr[data-href="${CSS.escape(row.dataset.href)}"] ${focused.tagName}`, freshList)
+                          : focused.id && $(`#${CSS.escape(focused.id)}`, freshList);
+        (again || $("#main")).focus();
+      }
+      const arrived = rows().filter((r) => !before.has(r.dataset.href)).length;
+      const news = $("#list-news");
+      if (news && arrived) news.textContent = `${arrived} new message${arrived === 1 ? "" : "s"}`;
     }
     document.title = doc.title;
   }
