@@ -246,6 +246,17 @@ class Opened:
 
 
 @dataclass(frozen=True, slots=True)
+class Described:
+    """A message's metadata without its bytes (:meth:`MailAccess.describe`)."""
+
+    mailbox: Mailbox
+    record: MessageRecord
+    #: None for a message stored without its parse (then only its bytes tell).
+    info: MessageInfo | None
+    rights: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     sent: bool
     #: Per-field problems (address syntax, refused recipients) to show beside the form.
@@ -475,15 +486,20 @@ class MailAccess:
 
     # -- one message ---------------------------------------------------------------------------
     async def open(self, mailbox_id: int, uid: int) -> Opened:
+        described = await self.describe(mailbox_id, uid)
+        raw = await self.store.read_blob(described.record.blob_id)
+        info = described.info or parse_message(raw)
+        return Opened(described.mailbox, described.record, info, raw, described.rights)
+
+    async def describe(self, mailbox_id: int, uid: int) -> Described:
+        """What :meth:`open` finds but the message's bytes: its stored metadata is enough to
+        list its parts, without reading a message of many megabytes."""
         place = await self.place(mailbox_id)
-        mailbox = place.mailbox
-        record = await self.store.get_message(mailbox.id, uid)
+        record = await self.store.get_message(place.mailbox.id, uid)
         if record is None:
             raise NotFound("no such message")
-        infos = await self.store.message_infos(mailbox.id, [uid])
-        raw = await self.store.read_blob(record.blob_id)
-        info = infos.get(uid) or parse_message(raw)
-        return Opened(mailbox, record, info, raw, place.rights)
+        infos = await self.store.message_infos(place.mailbox.id, [uid])
+        return Described(place.mailbox, record, infos.get(uid), place.rights)
 
     async def thread(self, opened: Opened) -> list[Row]:
         """Messages of the same conversation (the stored thread, RFC 8474 THREADID: what the
@@ -600,35 +616,51 @@ class MailAccess:
     def me(self) -> Person:
         return Person(self.account.display_name, self.account.address)
 
-    async def kept_parts(self, references: Sequence[str]) -> list[tuple[str, Opened, Attachment]]:
+    async def kept_parts(
+        self, references: Sequence[str], *, with_bytes: bool = False
+    ) -> list[tuple[str, Opened | Described, Attachment]]:
         """The stored attachments "mailbox:uid:section" references name (:attr:`Draft.kept`),
-        each once, with the message holding it; NotFound for one no longer there (the draft
-        was sent or deleted meanwhile) or not a part :func:`attachments_kept` offers."""
+        each once, with the message holding it — its metadata only, unless ``with_bytes``
+        (the compose form lists them; only a send or a save reads the parts); NotFound for
+        one no longer there (the draft was sent or deleted meanwhile) or not a part
+        :func:`attachments_kept` offers."""
         limit = self.services.config.web.max_attachments
         unique = list(dict.fromkeys(references))
         if len(unique) > limit:
             raise UserError(f"at most {limit} attachments per message")
-        messages: dict[str, Opened] = {}
-        found: list[tuple[str, Opened, Attachment]] = []
+        messages: dict[str, Opened | Described] = {}
+        found: list[tuple[str, Opened | Described, Attachment]] = []
         for reference in unique:
             message, _, section = reference.rpartition(":")
             if message not in messages:
-                messages[message] = await self.open_reference(message)
-            opened = messages[message]
-            match = [a for a in attachments_kept(opened.info) if a.section == section]
+                messages[message] = await self._looked_up(message, with_bytes=with_bytes)
+            held = messages[message]
+            assert held.info is not None  # _looked_up opened the bytes of one without it
+            match = [a for a in attachments_kept(held.info) if a.section == section]
             if not match:
                 raise NotFound("that attachment is no longer there")
-            found.append((reference, opened, match[0]))
+            found.append((reference, held, match[0]))
         return found
+
+    async def _looked_up(self, reference: str, *, with_bytes: bool) -> Opened | Described:
+        if with_bytes:
+            return await self.open_reference(reference)
+        mailbox_id, uid = _reference(reference)
+        described = await self.describe(mailbox_id, uid)
+        # Stored without its parse (none is, since the parse came in): its bytes tell.
+        return described if described.info is not None else await self.open(mailbox_id, uid)
 
     async def forwarded(self, reference: str) -> tuple[str, ...]:
         """:attr:`Draft.kept` for every attachment of the message forwarded."""
-        return kept_of((await self.open_reference(reference)).info, reference)
+        held = await self._looked_up(reference, with_bytes=False)
+        assert held.info is not None  # _looked_up opened the bytes of one stored without it
+        return kept_of(held.info, reference)
 
     async def _attached(self, draft: Draft) -> Draft:
         """``draft`` with its kept parts read from the store, before its new uploads."""
         uploads: list[Upload] = []
-        for _, opened, attachment in await self.kept_parts(draft.kept):
+        for _, opened, attachment in await self.kept_parts(draft.kept, with_bytes=True):
+            assert isinstance(opened, Opened)
             part = part_at(opened.info, attachment.section)
             assert part is not None  # attachments_kept found it
             try:
@@ -653,12 +685,7 @@ class MailAccess:
             )
 
     async def open_reference(self, reference: str) -> Opened:
-        mailbox_text, _, uid_text = reference.partition(":")
-        try:
-            mailbox_id, uid = int(mailbox_text), int(uid_text)
-        except ValueError:
-            raise NotFound("no such message") from None
-        return await self.open(mailbox_id, uid)
+        return await self.open(*_reference(reference))
 
     async def send(
         self, draft: Draft, *, max_recipients: int, client_ip: str, tls: bool
@@ -815,3 +842,12 @@ def _row_date(row: Row) -> datetime:
     if row.info is not None and row.info.sent_date is not None:
         return row.info.sent_date
     return row.record.internal_date
+
+
+def _reference(reference: str) -> tuple[int, int]:
+    """The (mailbox id, uid) a "mailbox:uid" reference names (NotFound when it names none)."""
+    mailbox_text, _, uid_text = reference.partition(":")
+    try:
+        return int(mailbox_text), int(uid_text)
+    except ValueError:
+        raise NotFound("no such message") from None
