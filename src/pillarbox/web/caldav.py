@@ -7,7 +7,8 @@ Implementation notes:
   ``calendar-home-set``, :mod:`.dav`); each calendar is a collection in it, each event or
   to-do a resource ``<name>`` in that (the name the client chose, usually ``<UID>.ics``).
   An account without calendars is given one, ``personal/`` ("Calendar"), on its first
-  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects).
+  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects) but the
+  default one (:func:`default_calendar`, RFC 6638 §4.3: 403).
 - **Objects are kept as sent**, byte for byte (``GET`` and ``calendar-data`` answer exactly
   the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives. It is
   checked (:func:`pillarbox.ical.read_object`, off the event loop) against RFC 4791 §4.1:
@@ -289,6 +290,15 @@ def _max_object(request: Request) -> int:
     return min(app.services.config.calendars.max_object_bytes, app.limits.max_form_bytes)
 
 
+def default_calendar(calendars: Sequence[Calendar]) -> str:
+    """The account's default calendar (RFC 6638 §4.3; the inbox's
+    ``schedule-default-calendar-URL``, §9.2): where a new event of the Calendar page or an
+    accepted invitation goes, and the one calendar that cannot be deleted. ``personal``,
+    or (an account whose ``personal`` was deleted before that was refused) the first."""
+    names = [c.name for c in calendars]
+    return DEFAULT if DEFAULT in names or not names else names[0]
+
+
 async def account_calendars(request: Request, account: Account) -> list[Calendar]:
     """The account's calendars; an account with none is given the default one first."""
     app = web(request)
@@ -320,7 +330,8 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
             return await _mkcalendar(request, account, found.collection, calendar)
         if calendar is None:
             return text(NOT_FOUND, 404)
-        return await _on_calendar(request, account, calendar)
+        default = default_calendar(list(calendars.values()))
+        return await _on_calendar(request, account, calendar, default)
     if method == "MKCALENDAR":
         # RFC 4791 §5.3.1.1: calendars are made in the home only.
         return xml(_condition("calendar-collection-location-ok"), 403)
@@ -346,7 +357,11 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
     return not_allowed("OPTIONS, GET, HEAD, PUT, DELETE, COPY, MOVE, PROPFIND")
 
 
-async def _on_calendar(request: Request, account: Account, calendar: Calendar) -> Response:
+async def _on_calendar(
+    request: Request, account: Account, calendar: Calendar, default: str
+) -> Response:
+    """A request on one of the account's calendars; ``default`` names its default calendar
+    (:func:`default_calendar`)."""
     method = request.method
     if method == "PROPFIND":
         return await _propfind_calendar(request, account, calendar)
@@ -355,6 +370,12 @@ async def _on_calendar(request: Request, account: Account, calendar: Calendar) -
     if method == "PROPPATCH":
         return await _proppatch(request, account, calendar)
     if method == "DELETE":
+        if calendar.name == default:
+            # RFC 6638 §4.3: "Servers MUST reject any attempt to delete the default calendar
+            # collection." The RFC names no precondition for it; this is the one clients know
+            # from Apple's Calendar Server (the RFC's reference implementation).
+            _log.info("default calendar not deleted", account=account.address)
+            return xml(_condition("default-calendar-delete-allowed"), 403)
         await web(request).services.store.delete_calendar(account.id, calendar.name)
         return Response(status_code=204)
     if method in ("GET", "HEAD"):

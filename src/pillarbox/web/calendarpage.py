@@ -67,10 +67,10 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.caldav import (
-    DEFAULT,
     NAME,
     UidTaken,
     account_calendars,
+    default_calendar,
     move_object,
     save_object,
 )
@@ -292,13 +292,6 @@ async def _checked(services: Services, data: bytes) -> ical.ObjectInfo:
         return await run_blocking(ical.read_object, data, limits.max_instances)
     except ical.InvalidObject as exc:
         raise UserError(f"the event cannot be stored: {exc}") from None
-
-
-def default_calendar(calendars: Sequence[Calendar]) -> str:
-    """Where a new event or an accepted invitation goes: ``personal``, or (the user deleted
-    it over CalDAV) the first calendar."""
-    names = [c.name for c in calendars]
-    return DEFAULT if DEFAULT in names or not names else names[0]
 
 
 def object_name(uid: str) -> str:
