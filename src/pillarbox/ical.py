@@ -635,19 +635,64 @@ def free_busy(
     objects' events (merged, cut to the range, in UTC); :class:`TooManyInstances` when an
     object would expand past ``max_instances``."""
     busy = _busy_periods(objects, start, end, max_instances, timezone)
+    return _vfreebusy(busy, start, end, now)
+
+
+def _vfreebusy(
+    busy: Busy,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    answering: FreeBusyRequest | None = None,
+    attendee: str = "",
+) -> str:
+    """The one writer of a VFREEBUSY object, for both places that answer busy time: a
+    calendar's free-busy-query (RFC 4791 §7.10: no METHOD, DTSTAMP, DTSTART, DTEND and the
+    FREEBUSY lines) and, ``answering`` an outbox's request for ``attendee``, a METHOD:REPLY
+    (RFC 5546 §3.3.3: the request's UID, ORGANIZER and the ATTENDEE besides). Each line
+    folded at 75 octets (RFC 5545 §3.1): an address can be longer than that."""
+    scheduling = []
+    if answering is not None:
+        if answering.uid:
+            scheduling.append(f"UID:{icalendar.vText(answering.uid).to_ical().decode()}")
+        scheduling += [f"ORGANIZER:{answering.organizer}", f"ATTENDEE:{attendee}"]
     lines = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
         f"PRODID:{PRODID}",
+        *(["METHOD:REPLY"] if answering is not None else []),
         "BEGIN:VFREEBUSY",
+        *scheduling,
         f"DTSTAMP:{_stamp(now)}",
         f"DTSTART:{_stamp(start)}",
         f"DTEND:{_stamp(end)}",
-        *_busy_lines(busy),
+        # RFC 5545 §3.8.2.6: one period per line, in order of their starts.
+        *(
+            f"FREEBUSY;FBTYPE={fbtype}:{_stamp(s)}/{_stamp(e)}"
+            for (s, e), fbtype in _in_order(busy)
+        ),
         "END:VFREEBUSY",
         "END:VCALENDAR",
     ]
-    return "".join(f"{line}\r\n" for line in lines)
+    return "".join(f"{_folded(line)}\r\n" for line in lines)
+
+
+#: RFC 5545 §3.1: "Lines of text SHOULD NOT be longer than 75 octets, excluding the line break."
+MAX_LINE_OCTETS = 75
+
+
+def _folded(line: str) -> str:
+    """A content line folded (RFC 5545 §3.1): pieces of at most 75 octets, each continuation
+    after a CRLF and a space (which counts), never inside a UTF-8 character."""
+    pieces, piece, size = [], "", 0
+    for char in line:
+        octets = len(char.encode())
+        if size + octets > MAX_LINE_OCTETS:
+            pieces.append(piece)
+            piece, size = " ", 1
+        piece += char
+        size += octets
+    return "\r\n".join([*pieces, piece])
 
 
 #: Busy periods by FBTYPE (RFC 5545 §3.2.9).
@@ -684,13 +729,6 @@ def _busy_periods(
             if fbtype is not None and begins < ends:
                 busy.setdefault(fbtype, []).append((max(begins, start), min(ends, end)))
     return busy
-
-
-def _busy_lines(busy: Busy) -> list[str]:
-    """FREEBUSY lines of the periods (:func:`_in_order`)."""
-    return [
-        f"FREEBUSY;FBTYPE={fbtype}:{_stamp(s)}/{_stamp(e)}" for (s, e), fbtype in _in_order(busy)
-    ]
 
 
 def _in_order(busy: Busy) -> list[tuple[tuple[datetime, datetime], str]]:
@@ -1378,19 +1416,4 @@ def freebusy_reply(
             objects, asked.start, asked.end, max_instances, timezone
         ).items():
             busy.setdefault(fbtype, []).extend(periods)
-    reply = icalendar.Calendar()
-    reply.add("PRODID", PRODID)
-    reply.add("VERSION", "2.0")
-    reply.add("METHOD", "REPLY")
-    answer = icalendar.FreeBusy()
-    if asked.uid:
-        answer.add("UID", asked.uid)
-    answer.add("DTSTAMP", now.astimezone(UTC))
-    answer.add("DTSTART", asked.start)
-    answer.add("DTEND", asked.end)
-    answer.add("ORGANIZER", icalendar.vCalAddress(asked.organizer))
-    answer.add("ATTENDEE", icalendar.vCalAddress(attendee))
-    for period, fbtype in _in_order(busy):
-        answer.add("FREEBUSY", period, parameters={"FBTYPE": fbtype})
-    reply.add_component(answer)
-    return str(reply.to_ical().decode())
+    return _vfreebusy(busy, asked.start, asked.end, now, asked, attendee)

@@ -3,6 +3,8 @@ what of an event its attendees' copies hold (a write changing only the rest send
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from pillarbox import ical
@@ -117,3 +119,41 @@ def test_freebusy_request_takes_what_rfc_5546_requires() -> None:
         with pytest.raises(ical.InvalidObject) as caught:
             ical.freebusy_request(refused)
         assert caught.value.condition == "valid-scheduling-message"
+
+
+def test_freebusy_reply_is_the_free_busy_query_answer_with_its_scheduling_lines() -> None:
+    """One writer for both answers of busy time: the outbox's METHOD:REPLY (RFC 5546 §3.3.3)
+    is the free-busy-query's VFREEBUSY (RFC 4791 §7.10) with METHOD, UID (TEXT, escaped),
+    ORGANIZER and ATTENDEE added — the same FREEBUSY lines, no VALUE=PERIOD (the type's
+    default) — and a line longer than 75 octets folded (RFC 5545 §3.1)."""
+    attendee = "mailto:" + "b" * 70 + "@example.org"
+    asked = ical.FreeBusyRequest(
+        "fb;1", "mailto:a@example.org", (attendee,),
+        datetime(2031, 3, 4, tzinfo=UTC), datetime(2031, 3, 5, tzinfo=UTC),
+    )  # fmt: skip
+    busy = meeting("ATTENDEE:mailto:b@example.org").replace(b"SUMMARY", b"DURATION:PT1H\r\nSUMMARY")
+    now = datetime(2031, 3, 1, tzinfo=UTC)
+    report = ical.free_busy([busy], asked.start, asked.end, now, 10)
+    reply = ical.freebusy_reply(asked, attendee, [([busy], "")], now, 10)
+    folded = f"ATTENDEE:{attendee}"
+    assert reply == report.replace(
+        "BEGIN:VFREEBUSY\r\n",
+        "METHOD:REPLY\r\nBEGIN:VFREEBUSY\r\nUID:fb\\;1\r\nORGANIZER:mailto:a@example.org\r\n"
+        f"{folded[:75]}\r\n {folded[75:]}\r\n",
+    )
+    assert "FREEBUSY;FBTYPE=BUSY:20310304T093000Z/20310304T103000Z\r\n" in report
+
+
+def test_freebusy_reply_lines_fold_at_75_octets_between_characters() -> None:
+    """RFC 5545 §3.1: no line of the reply longer than 75 octets; a multi-octet UTF-8
+    character is never split; unfolded, the UID reads as asked."""
+    uid = "réunion-" + "é" * 60
+    asked = ical.FreeBusyRequest(
+        uid, "mailto:a@example.org", ("mailto:b@example.org",),
+        datetime(2031, 3, 4, tzinfo=UTC), datetime(2031, 3, 5, tzinfo=UTC),
+    )  # fmt: skip
+    reply = ical.freebusy_reply(
+        asked, "mailto:b@example.org", [], datetime(2031, 3, 1, tzinfo=UTC), 10
+    )
+    assert all(len(line.encode()) <= 75 for line in reply.split("\r\n"))
+    assert f"\r\nUID:{uid}\r\n" in reply.replace("\r\n ", "")
