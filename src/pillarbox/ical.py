@@ -1276,11 +1276,7 @@ def client_scheduled(data: bytes) -> frozenset[str]:
     event = _master(_calendar(data))
     organizer = event.get("ORGANIZER")
     people = _listed(event) + ([organizer] if organizer is not None else [])
-    return frozenset(
-        _address(p).lower()
-        for p in people
-        if str(p.params.get("SCHEDULE-AGENT", "SERVER")).upper() != "SERVER"
-    )
+    return frozenset(_address(p).lower() for p in people if not _server_schedules(p))
 
 
 def scheduled_content(data: bytes) -> tuple[str, ...]:
@@ -1295,6 +1291,73 @@ def scheduled_content(data: bytes) -> tuple[str, ...]:
         ]
         lines.append("")
     return tuple(lines)
+
+
+# -- the organizer's reschedule (RFC 6638 §3.2.8) --------------------------------------------------
+
+#: RFC 6638 §3.2.8: "Any change to these properties results in PARTSTAT being set to
+#: NEEDS-ACTION".
+_RESCHEDULED_BY = ("DTSTART", "DTEND", "DURATION", "DUE")
+
+
+def rescheduled(previous: bytes, data: bytes) -> bytes:
+    """RFC 6638 §3.2.8: the organizer's new version ``data`` of ``previous`` with the
+    PARTSTAT of every attendee the server schedules (SCHEDULE-AGENT SERVER or absent, §7.1),
+    but the organizer's own line, reset to NEEDS-ACTION in each component whose change
+    reschedules an instance (:func:`_reschedules`); ``data`` itself, byte for byte, when no
+    component does or every such attendee needs to act already (the PUT's ETag then holds,
+    RFC 4791 §5.3.4)."""
+    calendar = _calendar(data)
+    master = _master(calendar)
+    if "ORGANIZER" in master and not _server_schedules(master["ORGANIZER"]):
+        return data  # §7.1: the organizer's client schedules; the server changes nothing
+    before = {e.decoded("RECURRENCE-ID", None): e for e in _calendar(previous).walk("VEVENT")}
+    reset = False
+    for event in calendar.walk("VEVENT"):
+        if not _reschedules(before.get(event.decoded("RECURRENCE-ID", None)), event):
+            continue
+        organizer = _address(event.get("ORGANIZER") or master.get("ORGANIZER")).lower()
+        for attendee in _listed(event):
+            if _address(attendee).lower() == organizer or not _server_schedules(attendee):
+                continue
+            if str(attendee.params.get("PARTSTAT", "NEEDS-ACTION")).upper() != "NEEDS-ACTION":
+                attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+                reset = True
+    return bytes(calendar.to_ical()) if reset else data
+
+
+def _server_schedules(value: object) -> bool:
+    """RFC 6638 §7.1: whether the server schedules for an ORGANIZER or ATTENDEE (its
+    SCHEDULE-AGENT SERVER, the default)."""
+    params = getattr(value, "params", {})
+    return str(params.get("SCHEDULE-AGENT", "SERVER")).upper() == "SERVER"
+
+
+def _reschedules(old: icalendar.Component | None, new: icalendar.Component) -> bool:
+    """RFC 6638 §3.2.8's table, for one component (the series, or an instance overridden by
+    RECURRENCE-ID) against what it was (None: an override added now): any change of DTSTART,
+    DTEND, DURATION or DUE; an RRULE changed (also one that only ends the series sooner,
+    which moves no instance: the rule is not expanded to tell); an RDATE added; an EXDATE
+    removed (an instance reinstated). An override added reschedules its instance when it
+    starts other than at its RECURRENCE-ID."""
+    if old is None:
+        recurrence = new.decoded("RECURRENCE-ID", None)
+        start = new.decoded("DTSTART", None)
+        return recurrence is not None and (start is None or not _same(recurrence, start))
+    if any(old.decoded(n, None) != new.decoded(n, None) for n in _RESCHEDULED_BY):
+        return True
+    if _rules(old) != _rules(new):
+        return True
+    return bool(_dates(new, "RDATE") - _dates(old, "RDATE")) or bool(
+        _dates(old, "EXDATE") - _dates(new, "EXDATE")
+    )
+
+
+def _dates(component: icalendar.Component, name: str) -> set[object]:
+    """The values of every ``name`` (RDATE, EXDATE) property of the component."""
+    found = component.get(name)
+    listed = [] if found is None else found if isinstance(found, list) else [found]
+    return {d.dt for value in listed for d in value.dts}
 
 
 # -- Schedule-Tag (RFC 6638 §3.2.10) --------------------------------------------------------------

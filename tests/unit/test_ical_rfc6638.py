@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import icalendar
 import pytest
 
 from pillarbox import ical
@@ -157,3 +158,85 @@ def test_freebusy_reply_lines_fold_at_75_octets_between_characters() -> None:
     )
     assert all(len(line.encode()) <= 75 for line in reply.split("\r\n"))
     assert f"\r\nUID:{uid}\r\n" in reply.replace("\r\n ", "")
+
+
+# -- §3.2.8: the attendees' answers reset on a reschedule ------------------------------------------
+
+ANSWERED = (
+    "ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.org",  # the organizer, listed (iOS)
+    "ATTENDEE;CN=Bob;PARTSTAT=ACCEPTED:mailto:bob@example.org",
+    "ATTENDEE;PARTSTAT=DECLINED;SCHEDULE-AGENT=CLIENT:mailto:carol@example.org",
+    "ATTENDEE;PARTSTAT=TENTATIVE:mailto:dan@example.org",
+)
+WEEKLY_RULE = "RRULE:FREQ=WEEKLY;COUNT=5"
+
+
+def partstats(data: bytes) -> list[tuple[str, str]]:
+    """(RECURRENCE-ID as written or "", PARTSTAT) per attendee of every VEVENT, in order."""
+    found = []
+    for event in icalendar.Calendar.from_ical(data).walk("VEVENT"):
+        recurrence = event.get("RECURRENCE-ID")
+        written = "" if recurrence is None else recurrence.to_ical().decode()
+        found += [(written, str(a.params["PARTSTAT"])) for a in event.get("ATTENDEE")]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("start", "extra", "reset"),
+    [
+        ("20310304T100000Z", (), True),  # DTSTART
+        ("20310304T093000Z", ("DURATION:PT2H",), True),
+        ("20310304T093000Z", ("DUE:20310305T000000Z",), True),  # any change of these
+        ("20310304T093000Z", ("LOCATION:Room 2",), False),  # not a reschedule: answers stand
+        ("20310304T093000Z", (WEEKLY_RULE,), True),  # RRULE added: new instances
+        ("20310304T093000Z", ("RDATE:20310320T093000Z",), True),  # an instance added
+    ],
+)
+def test_rescheduled_resets_answers_of_a_moved_event(
+    start: str, extra: tuple[str, ...], reset: bool
+) -> None:
+    """§3.2.8: a change of DTSTART, DTEND, DURATION, DUE, RRULE, or an RDATE added, resets
+    every attendee's PARTSTAT to NEEDS-ACTION but the organizer's and one a client schedules
+    (§7.1); any other change keeps the object byte for byte."""
+    after = meeting(*ANSWERED, *extra, start=start)
+    result = ical.rescheduled(meeting(*ANSWERED), after)
+    if not reset:
+        assert result == after
+        return
+    assert [p for _, p in partstats(result)] == [
+        "ACCEPTED", "NEEDS-ACTION", "DECLINED", "NEEDS-ACTION",
+    ]  # fmt: skip
+    assert ical.rescheduled(result, result) == result  # nothing more to reset
+
+
+def test_rescheduled_reads_recurrences_per_component() -> None:
+    """§3.2.8's RRULE, RDATE and EXDATE rows: an EXDATE added removes an instance (no reset),
+    one removed reinstates it (reset); an overridden instance moved resets the answers in
+    that instance only, one overridden at its own time (a new title) resets nothing; the
+    organizer's client scheduling itself (SCHEDULE-AGENT=CLIENT on ORGANIZER) resets nothing."""
+    series = meeting(*ANSWERED, WEEKLY_RULE)
+    excluded = meeting(*ANSWERED, WEEKLY_RULE, "EXDATE:20310311T093000Z")
+    assert ical.rescheduled(series, excluded) == excluded
+    assert {p for _, p in partstats(ical.rescheduled(excluded, series))} == {
+        "ACCEPTED", "NEEDS-ACTION", "DECLINED",
+    }  # fmt: skip
+
+    def overridden(start: str) -> bytes:
+        instance = (
+            "BEGIN:VEVENT\r\nUID:m1\r\nDTSTAMP:20310101T000000Z\r\n"
+            f"RECURRENCE-ID:20310311T093000Z\r\nDTSTART:{start}\r\nSUMMARY:Moved\r\n"
+            "ORGANIZER:mailto:alice@example.org\r\n" + "".join(f"{a}\r\n" for a in ANSWERED)
+            + "END:VEVENT\r\n"
+        )  # fmt: skip
+        return series.replace(b"END:VCALENDAR", instance.encode() + b"END:VCALENDAR")
+
+    moved = ical.rescheduled(series, overridden("20310311T140000Z"))
+    assert [p for r, p in partstats(moved) if r] == [
+        "ACCEPTED", "NEEDS-ACTION", "DECLINED", "NEEDS-ACTION",
+    ]  # fmt: skip
+    assert {p for r, p in partstats(moved) if not r} == {"ACCEPTED", "DECLINED", "TENTATIVE"}
+    retitled = overridden("20310311T093000Z")
+    assert ical.rescheduled(series, retitled) == retitled
+    by_client = meeting(*ANSWERED).replace(b"ORGANIZER:", b"ORGANIZER;SCHEDULE-AGENT=CLIENT:")
+    later = by_client.replace(b"DTSTART:20310304T093000Z", b"DTSTART:20310304T100000Z")
+    assert ical.rescheduled(by_client, later) == later

@@ -10,7 +10,9 @@ Implementation notes:
   request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects) but the
   default one (:func:`default_calendar`, RFC 6638 §4.3: 403).
 - **Objects are kept as sent**, byte for byte (``GET`` and ``calendar-data`` answer exactly
-  the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives. It is
+  the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives — but
+  for an organizer's reschedule, whose attendees' answers are reset (RFC 6638 §3.2.8,
+  :func:`_answers_reset`): that PUT answers no ETag (§5.3.4). It is
   checked (:func:`pillarbox.ical.read_object`, off the event loop) against RFC 4791 §4.1:
   refusals carry the §5.3.2.1 precondition — 403 for ``valid-calendar-data``,
   ``valid-calendar-object-resource``, ``supported-calendar-data``,
@@ -48,7 +50,8 @@ Implementation notes:
   to all on DELETE; for an event the account attends, a REPLY to the organizer when its own
   PARTSTAT changed to an answer, DECLINED on DELETE, nothing with ``Schedule-Reply: F``
   (§8.1). Nobody whose SCHEDULE-AGENT is not SERVER gets anything (§7.1), the organizer
-  listed as an attendee (iOS does) neither. The object stays as sent (no SCHEDULE-STATUS
+  listed as an attendee (iOS does) neither. What is sent is what was stored (a reschedule's
+  answers reset, §3.2.8). The object stays as sent otherwise (no SCHEDULE-STATUS
   written: §3.2.9 would change its bytes and so its ETag); a message not sent is logged,
   the PUT still succeeds.
 - **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
@@ -739,9 +742,13 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     except TooManyEntries as exc:
         return text(f"{exc}\n", 507)  # RFC 4918 §11.5
     if info.component == "VEVENT":
-        await _schedule(request, account, current.data if current is not None else None, data)
-    # RFC 4791 §5.3.4: stored as sent, so the ETag is given; RFC 6638 §8.2: the Schedule-Tag.
-    headers = {"etag": stored.etag, **_tag_header(stored)}
+        # What the attendees are sent is what was stored (answers reset, RFC 6638 §3.2.8).
+        previous = current.data if current is not None else None
+        await _schedule(request, account, previous, stored.data)
+    # RFC 4791 §5.3.4: the ETag only when stored as sent (a reschedule's reset answers are
+    # not: the client fetches the object again); RFC 6638 §8.2: the Schedule-Tag.
+    as_sent = {"etag": stored.etag} if stored.data == data else {}
+    headers = {**as_sent, **_tag_header(stored)}
     return Response(status_code=204 if current is not None else 201, headers=headers)
 
 
@@ -772,6 +779,8 @@ async def save_object(
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
     await _uid_free(services, account.id, calendar, info.uid, (name,))
+    if not reply:
+        data = await _answers_reset(services, account, previous, data)
     tag = await schedule_tag(services, account, previous, data, reply=reply)
     try:
         return await store.save_calendar_object(
@@ -804,6 +813,7 @@ async def move_object(
         moved = name
     else:
         moved = f"{uuid.uuid4()}.ics"  # another object's name there: never replace it
+    data = await _answers_reset(services, account, previous, data)
     tag = await schedule_tag(services, account, previous, data)
     try:
         return await store.move_calendar_object(
@@ -830,6 +840,22 @@ async def _uid_free(
         return
     if holder.name not in spared:
         raise UidTaken(holder.name)
+
+
+async def _answers_reset(
+    services: Services, account: Account, previous: CalendarObject | None, data: bytes
+) -> bytes:
+    """RFC 6638 §3.2.8: what is stored of ``data`` written over ``previous``: for an event
+    the account organizes, the attendees' answers reset to NEEDS-ACTION where the change
+    reschedules (:func:`pillarbox.ical.rescheduled`) — they accepted another time; ``data``
+    as sent otherwise. Not for the server applying an attendee's REPLY (no reschedule)."""
+    if previous is None or previous.component != "VEVENT":
+        return data
+    organizer = (await run_blocking(ical.organizer_of, data)).lower()
+    known = {i.address.lower() for i in await identities.identities_of(services, account)}
+    if not organizer or organizer not in known:
+        return data
+    return await run_blocking(ical.rescheduled, previous.data, data)
 
 
 def _stored(name: str, data: bytes, info: ical.ObjectInfo, tag: str) -> CalendarObject:

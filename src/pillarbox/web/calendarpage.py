@@ -546,12 +546,13 @@ async def event_submit(request: Request) -> Response:
             )  # fmt: skip
         if edited is not None and chosen != calendar:
             moved = await move_event(services, account, calendar, edited, chosen, data)
-            calendar, name = chosen, moved.name
+            calendar, name, data = chosen, moved.name, moved.data
         elif data == previous:
             # Nothing the form shows changed: no new ETag for the phones to fetch, no update.
             return redirect(f"/calendar/events/{calendar}/{name}?done=unchanged")
         else:
-            await store_event(services, account, chosen, name, data, edited)
+            # As stored: a new time resets the attendees' answers (RFC 6638 §3.2.8).
+            data = (await store_event(services, account, chosen, name, data, edited)).data
     except UserError as exc:
         return await _render(request, account, editing=typed, error=str(exc), status_code=400)
     target = f"/calendar/events/{chosen}/{name}"
