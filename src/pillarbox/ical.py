@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import cast
@@ -1042,31 +1042,50 @@ def accepted_object(data: bytes, attendee: str, partstat: str) -> bytes:
     return bytes(calendar.to_ical())
 
 
-def itip_reply(data: bytes, attendee: str, partstat: str, now: datetime) -> bytes:
+def itip_reply(
+    data: bytes, attendee: str, partstat: str, now: datetime,
+    instances: Mapping[date | datetime, str] | None = None,
+) -> bytes:  # fmt: skip
     """The METHOD:REPLY (RFC 5546 §3.2.3) of ``attendee`` to a REQUEST: per VEVENT of it,
     ATTENDEE (only the one replying, with PARTSTAT), DTSTAMP, ORGANIZER, UID, RECURRENCE-ID
     when the request had one, SEQUENCE when non-zero; SUMMARY and DTSTART as optional
-    context."""
-    if partstat not in ANSWERS:
-        raise ValueError(f"not an answer: {partstat}")
+    context. With ``instances`` (RECURRENCE-ID → PARTSTAT, :func:`answered_instances`), the
+    answers to those instances alone, one VEVENT each — an instance without a VEVENT of its
+    own (one an EXDATE removed) answered from the series with its RECURRENCE-ID."""
+    for answered in (partstat, *(instances or {}).values()):
+        if answered not in ANSWERS:
+            raise ValueError(f"not an answer: {answered}")
     request = _calendar(data)
     reply = icalendar.Calendar()
     reply.add("PRODID", PRODID)
     reply.add("VERSION", "2.0")
     reply.add("METHOD", "REPLY")
-    for event in request.walk("VEVENT"):
+    answering: list[tuple[icalendar.Component, date | datetime | None, str]] = [
+        (e, None, partstat) for e in request.walk("VEVENT")
+    ]
+    if instances is not None:
+        overrides = {e.decoded("RECURRENCE-ID", None): e for e in request.walk("VEVENT")}
+        answering = [
+            (overrides.get(moment, _master(request)), moment, answer)
+            for moment, answer in instances.items()
+        ]
+    for event, moment, given in answering:
         answer = icalendar.Event()
         # Copied as the organizer wrote them: the UID, the organizer and the instance answered.
         for name in ("UID", "ORGANIZER", "RECURRENCE-ID", "DTSTART", "SUMMARY"):
             if name in event:
                 answer[name] = event[name]
+        if moment is not None and "RECURRENCE-ID" not in event:
+            answer.add("RECURRENCE-ID", moment)
+            answer.pop("DTSTART", None)
+            answer.add("DTSTART", moment)
         attendees = event.get("ATTENDEE")
         listed = attendees if isinstance(attendees, list) else [attendees]
         found = next((a for a in listed if a is not None and _is(a, attendee)), None)
         who = icalendar.vCalAddress(str(found) if found is not None else f"mailto:{attendee}")
         if found is not None and "CN" in found.params:
             who.params["CN"] = found.params["CN"]
-        who.params["PARTSTAT"] = partstat
+        who.params["PARTSTAT"] = given
         answer.add("ATTENDEE", who)
         answer.add("DTSTAMP", now)
         sequence = int(event.get("SEQUENCE", 0))
@@ -1077,6 +1096,37 @@ def itip_reply(data: bytes, attendee: str, partstat: str, now: datetime) -> byte
     for zone in request.walk("VTIMEZONE"):
         reply.add_component(zone)
     return bytes(reply.to_ical())
+
+
+def answered_instances(previous: bytes, data: bytes, attendee: str) -> dict[date | datetime, str]:
+    """RFC 6638 §3.2.2.3: the instances whose answer ``attendee`` changed from ``previous``
+    to ``data`` (RECURRENCE-ID → the new PARTSTAT, one of :data:`ANSWERS`): an overridden
+    instance whose PARTSTAT changed, or one added with a PARTSTAT other than the series'
+    was, and each instance an added EXDATE removes ("the Attendee has declined the
+    instance"). The series' own answer is not among them."""
+    before, after = _answers(previous, attendee), _answers(data, attendee)
+    series = before.get(None, "NEEDS-ACTION")
+    return {
+        moment: answer
+        for moment, answer in after.items()
+        if moment is not None and answer in ANSWERS and answer != before.get(moment, series)
+    }
+
+
+def _answers(data: bytes, attendee: str) -> dict[date | datetime | None, str]:
+    """``attendee``'s PARTSTAT per VEVENT, by RECURRENCE-ID (None: the series), and DECLINED
+    for each instance an EXDATE of the series removes."""
+    calendar = _calendar(data)
+    answers: dict[date | datetime | None, str] = {}
+    for event in calendar.walk("VEVENT"):
+        found = next((a for a in _listed(event) if _is(a, attendee)), None)
+        if found is not None:
+            partstat = str(found.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+            answers[event.decoded("RECURRENCE-ID", None)] = partstat
+    for moment in _dates(_master(calendar), "EXDATE"):
+        if isinstance(moment, date):
+            answers.setdefault(moment, "DECLINED")
+    return answers
 
 
 def organizer_of(data: bytes) -> str:

@@ -249,6 +249,43 @@ def test_a_reschedule_resets_the_answers(live: LiveServer) -> None:
         assert alice.get(path).text == elsewhere
 
 
+def test_an_attendee_answers_one_instance(live: LiveServer) -> None:
+    """RFC 6638 §3.2.2.3: Bob's phone accepts a weekly meeting (a REPLY for the series), then
+    removes one instance with an EXDATE ("MUST deliver an iTIP REPLY … to indicate that the
+    Attendee has declined the instance") and answers another TENTATIVE in an overridden
+    instance: a REPLY each, naming only that instance by its RECURRENCE-ID."""
+    weekly = "RRULE:FREQ=WEEKLY;COUNT=4\r\n"
+    copy = calendar_of(BOB) + "roadmap-1.ics"
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        made = put(alice, calendar_of(ALICE) + "roadmap-1.ics", meeting(bob_line(), extra=weekly))
+        assert made.status_code == 201
+        wait_count(live, BOB, 1)
+        accepted = meeting(bob_line("ACCEPTED"), extra=weekly)
+        assert put(bob, copy, accepted).status_code == 201
+        (series,) = wait_count(live, ALICE, 1)
+        assert "RECURRENCE-ID" not in series and series["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
+
+        without = meeting(bob_line("ACCEPTED"), extra=weekly + "EXDATE:20310311T093000Z\r\n")
+        assert put(bob, copy, without).status_code == 204
+        declined = wait_count(live, ALICE, 2)[1]
+        assert declined["X-SUBJECT"] == "Declined: Roadmap"
+        assert declined["RECURRENCE-ID"].to_ical() == b"20310311T093000Z"
+        assert declined["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+
+        instance = (
+            "BEGIN:VEVENT\r\nUID:roadmap-1\r\nDTSTAMP:20310101T000000Z\r\n"
+            "RECURRENCE-ID:20310318T093000Z\r\nDTSTART:20310318T093000Z\r\nDURATION:PT1H\r\n"
+            f"SUMMARY:Roadmap\r\nORGANIZER;CN=Alice:mailto:{ALICE}\r\n{bob_line('TENTATIVE')}\r\n"
+            "END:VEVENT\r\n"
+        )
+        maybe = without.replace("END:VCALENDAR", instance + "END:VCALENDAR")
+        assert put(bob, copy, maybe).status_code == 204
+        tentative = wait_count(live, ALICE, 3)[2]
+        assert tentative["RECURRENCE-ID"].to_ical() == b"20310318T093000Z"
+        assert tentative["ATTENDEE"].params["PARTSTAT"] == "TENTATIVE"
+    assert methods(live, ALICE) == [("REPLY", 0)] * 3
+
+
 def test_python_caldav_saves_an_invitation(live: LiveServer) -> None:
     """python-caldav (a real CalDAV client library) saves an event with an attendee: the
     server invites him."""

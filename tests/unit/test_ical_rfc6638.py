@@ -240,3 +240,40 @@ def test_rescheduled_reads_recurrences_per_component() -> None:
     by_client = meeting(*ANSWERED).replace(b"ORGANIZER:", b"ORGANIZER;SCHEDULE-AGENT=CLIENT:")
     later = by_client.replace(b"DTSTART:20310304T093000Z", b"DTSTART:20310304T100000Z")
     assert ical.rescheduled(by_client, later) == later
+
+
+def test_answered_instances_and_their_reply() -> None:
+    """§3.2.2.3: an EXDATE added declines that instance, an override added with another
+    answer answers it, one with the series' answer or an untouched series answers nothing;
+    the REPLY then holds one VEVENT per instance, by RECURRENCE-ID (the removed one from the
+    series, starting at its RECURRENCE-ID)."""
+    bob = "ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.org"
+    accepted = meeting(bob, WEEKLY_RULE)
+    assert ical.answered_instances(accepted, accepted, "bob@example.org") == {}
+
+    def override(partstat: str) -> bytes:
+        instance = (
+            "BEGIN:VEVENT\r\nUID:m1\r\nDTSTAMP:20310101T000000Z\r\n"
+            "RECURRENCE-ID:20310318T093000Z\r\nDTSTART:20310318T093000Z\r\n"
+            f"ORGANIZER:mailto:alice@example.org\r\nATTENDEE;PARTSTAT={partstat}:"
+            "mailto:bob@example.org\r\nEND:VEVENT\r\n"
+        )
+        excluded = meeting(bob, WEEKLY_RULE, "EXDATE:20310311T093000Z")
+        return excluded.replace(b"END:VCALENDAR", instance.encode() + b"END:VCALENDAR")
+
+    answered = ical.answered_instances(accepted, override("TENTATIVE"), "bob@example.org")
+    eleventh, eighteenth = (
+        datetime(2031, 3, 11, 9, 30, tzinfo=UTC),
+        datetime(2031, 3, 18, 9, 30, tzinfo=UTC),
+    )
+    assert answered == {eleventh: "DECLINED", eighteenth: "TENTATIVE"}
+    assert ical.answered_instances(accepted, override("ACCEPTED"), "bob@example.org") == {
+        eleventh: "DECLINED"
+    }
+    data = override("TENTATIVE")
+    now = datetime(2031, 3, 1, tzinfo=UTC)
+    reply = ical.itip_reply(data, "bob@example.org", "DECLINED", now, answered)
+    assert sorted(
+        (e.decoded("RECURRENCE-ID"), e.decoded("DTSTART"), e["ATTENDEE"].params["PARTSTAT"])
+        for e in icalendar.Calendar.from_ical(reply).walk("VEVENT")
+    ) == [(eleventh, eleventh, "DECLINED"), (eighteenth, eighteenth, "TENTATIVE")]

@@ -48,7 +48,8 @@ Implementation notes:
   attendees (all of them when what their copies hold changed, :func:`pillarbox.ical.
   scheduled_content`; else only those newly listed), a CANCEL to those taken off, a CANCEL
   to all on DELETE; for an event the account attends, a REPLY to the organizer when its own
-  PARTSTAT changed to an answer, DECLINED on DELETE, nothing with ``Schedule-Reply: F``
+  PARTSTAT changed to an answer (of the series, or of instances only: §3.2.2.3), DECLINED on
+  DELETE, nothing with ``Schedule-Reply: F``
   (§8.1). Nobody whose SCHEDULE-AGENT is not SERVER gets anything (§7.1), the organizer
   listed as an attendee (iOS does) neither. What is sent is what was stored (a reschedule's
   answers reset, §3.2.8). The object stays as sent otherwise (no SCHEDULE-STATUS
