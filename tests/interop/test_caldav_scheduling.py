@@ -248,6 +248,14 @@ def test_a_reschedule_resets_the_answers(live: LiveServer) -> None:
         )
         assert alice.get(path).text == elsewhere
 
+        # The meeting's name written over with a to-do: stored, nothing to reset (no 500).
+        todo = (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//EN\r\nBEGIN:VTODO\r\n"
+            "UID:roadmap-1\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Slides\r\n"
+            "END:VTODO\r\nEND:VCALENDAR\r\n"
+        )
+        assert put(alice, path, todo).status_code == 204
+
 
 def test_an_attendee_answers_one_instance(live: LiveServer) -> None:
     """RFC 6638 §3.2.2.3: Bob's phone accepts a weekly meeting (a REPLY for the series), then

@@ -781,7 +781,7 @@ async def save_object(
     store = services.store
     await _uid_free(services, account.id, calendar, info.uid, (name,))
     if not reply:
-        data = await _answers_reset(services, account, previous, data)
+        data = await _answers_reset(services, account, previous, data, info)
     tag = await schedule_tag(services, account, previous, data, reply=reply)
     try:
         return await store.save_calendar_object(
@@ -814,7 +814,7 @@ async def move_object(
         moved = name
     else:
         moved = f"{uuid.uuid4()}.ics"  # another object's name there: never replace it
-    data = await _answers_reset(services, account, previous, data)
+    data = await _answers_reset(services, account, previous, data, info)
     tag = await schedule_tag(services, account, previous, data)
     try:
         return await store.move_calendar_object(
@@ -844,13 +844,15 @@ async def _uid_free(
 
 
 async def _answers_reset(
-    services: Services, account: Account, previous: CalendarObject | None, data: bytes
-) -> bytes:
-    """RFC 6638 §3.2.8: what is stored of ``data`` written over ``previous``: for an event
-    the account organizes, the attendees' answers reset to NEEDS-ACTION where the change
-    reschedules (:func:`pillarbox.ical.rescheduled`) — they accepted another time; ``data``
-    as sent otherwise. Not for the server applying an attendee's REPLY (no reschedule)."""
-    if previous is None or previous.component != "VEVENT":
+    services: Services, account: Account, previous: CalendarObject | None, data: bytes,
+    info: ical.ObjectInfo,
+) -> bytes:  # fmt: skip
+    """RFC 6638 §3.2.8: what is stored of ``data`` (``info`` read from it) written over
+    ``previous``: for an event, over an event, that the account organizes, the attendees'
+    answers reset to NEEDS-ACTION where the change reschedules (:func:`pillarbox.ical.
+    rescheduled`) — they accepted another time; ``data`` as sent otherwise. Not for the
+    server applying an attendee's REPLY (no reschedule)."""
+    if previous is None or previous.component != "VEVENT" or info.component != "VEVENT":
         return data
     organizer = (await run_blocking(ical.organizer_of, data)).lower()
     known = {i.address.lower() for i in await identities.identities_of(services, account)}
