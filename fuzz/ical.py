@@ -13,6 +13,9 @@ beyond "no exception" other than ``InvalidObject``, ``BadRequestBody``, ``Unsupp
 * an even input read as an invitation from mail (the webmail's iMIP box): one that reads
   gets its REPLY and its object to store made without raising, and the stored object is
   either accepted or refused with ``InvalidObject``.
+* an accepted object set against the fixed recurring event, each way, as an organizer's
+  reschedule (RFC 6638 §3.2.8: the object with answers reset is still accepted) and as an
+  attendee's answers to instances (§3.2.2.3: only answers, and their REPLY made).
 * an even input read for its Schedule-Tag (RFC 6638 §3.2.10, :func:`ical.scheduling_of`) and
   as a free-busy request POSTed to the outbox (§5): one that reads gets its REPLY, with the
   fixed recurring event as busy time, without raising.
@@ -58,6 +61,15 @@ def check(data: bytes) -> None:
         assert info.uid and info.component in ical.COMPONENTS
         assert info.starts is None or info.ends is None or info.starts <= info.ends
         ical.select([body], CompFilter("VCALENDAR", comps=(_ANY_TIME,)), 200)
+        # RFC 6638 §3.2.8 and §3.2.2.3 between two accepted versions (the fixed event's and
+        # this one): a reset object still accepted, the instances answered are answers.
+        weekly = WEEKLY.encode()
+        for before, after in ((weekly, body), (body, weekly)) if info.component == "VEVENT" else ():
+            ical.read_object(ical.rescheduled(before, after), max_instances=200)
+            answered = ical.answered_instances(before, after, "ann@example.org")
+            assert set(answered.values()) <= set(ical.ANSWERS)
+            if answered:
+                ical.itip_reply(after, "ann@example.org", "ACCEPTED", _NOW, answered)
         return
     try:
         parsed = caldavxml.report(body)

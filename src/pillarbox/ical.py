@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import cast
@@ -635,19 +635,64 @@ def free_busy(
     objects' events (merged, cut to the range, in UTC); :class:`TooManyInstances` when an
     object would expand past ``max_instances``."""
     busy = _busy_periods(objects, start, end, max_instances, timezone)
+    return _vfreebusy(busy, start, end, now)
+
+
+def _vfreebusy(
+    busy: Busy,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    answering: FreeBusyRequest | None = None,
+    attendee: str = "",
+) -> str:
+    """The one writer of a VFREEBUSY object, for both places that answer busy time: a
+    calendar's free-busy-query (RFC 4791 §7.10: no METHOD, DTSTAMP, DTSTART, DTEND and the
+    FREEBUSY lines) and, ``answering`` an outbox's request for ``attendee``, a METHOD:REPLY
+    (RFC 5546 §3.3.3: the request's UID, ORGANIZER and the ATTENDEE besides). Each line
+    folded at 75 octets (RFC 5545 §3.1): an address can be longer than that."""
+    scheduling = []
+    if answering is not None:
+        if answering.uid:
+            scheduling.append(f"UID:{icalendar.vText(answering.uid).to_ical().decode()}")
+        scheduling += [f"ORGANIZER:{answering.organizer}", f"ATTENDEE:{attendee}"]
     lines = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
         f"PRODID:{PRODID}",
+        *(["METHOD:REPLY"] if answering is not None else []),
         "BEGIN:VFREEBUSY",
+        *scheduling,
         f"DTSTAMP:{_stamp(now)}",
         f"DTSTART:{_stamp(start)}",
         f"DTEND:{_stamp(end)}",
-        *_busy_lines(busy),
+        # RFC 5545 §3.8.2.6: one period per line, in order of their starts.
+        *(
+            f"FREEBUSY;FBTYPE={fbtype}:{_stamp(s)}/{_stamp(e)}"
+            for (s, e), fbtype in _in_order(busy)
+        ),
         "END:VFREEBUSY",
         "END:VCALENDAR",
     ]
-    return "".join(f"{line}\r\n" for line in lines)
+    return "".join(f"{_folded(line)}\r\n" for line in lines)
+
+
+#: RFC 5545 §3.1: "Lines of text SHOULD NOT be longer than 75 octets, excluding the line break."
+MAX_LINE_OCTETS = 75
+
+
+def _folded(line: str) -> str:
+    """A content line folded (RFC 5545 §3.1): pieces of at most 75 octets, each continuation
+    after a CRLF and a space (which counts), never inside a UTF-8 character."""
+    pieces, piece, size = [], "", 0
+    for char in line:
+        octets = len(char.encode())
+        if size + octets > MAX_LINE_OCTETS:
+            pieces.append(piece)
+            piece, size = " ", 1
+        piece += char
+        size += octets
+    return "\r\n".join([*pieces, piece])
 
 
 #: Busy periods by FBTYPE (RFC 5545 §3.2.9).
@@ -684,13 +729,6 @@ def _busy_periods(
             if fbtype is not None and begins < ends:
                 busy.setdefault(fbtype, []).append((max(begins, start), min(ends, end)))
     return busy
-
-
-def _busy_lines(busy: Busy) -> list[str]:
-    """FREEBUSY lines of the periods (:func:`_in_order`)."""
-    return [
-        f"FREEBUSY;FBTYPE={fbtype}:{_stamp(s)}/{_stamp(e)}" for (s, e), fbtype in _in_order(busy)
-    ]
 
 
 def _in_order(busy: Busy) -> list[tuple[tuple[datetime, datetime], str]]:
@@ -1004,31 +1042,50 @@ def accepted_object(data: bytes, attendee: str, partstat: str) -> bytes:
     return bytes(calendar.to_ical())
 
 
-def itip_reply(data: bytes, attendee: str, partstat: str, now: datetime) -> bytes:
+def itip_reply(
+    data: bytes, attendee: str, partstat: str, now: datetime,
+    instances: Mapping[date | datetime, str] | None = None,
+) -> bytes:  # fmt: skip
     """The METHOD:REPLY (RFC 5546 §3.2.3) of ``attendee`` to a REQUEST: per VEVENT of it,
     ATTENDEE (only the one replying, with PARTSTAT), DTSTAMP, ORGANIZER, UID, RECURRENCE-ID
     when the request had one, SEQUENCE when non-zero; SUMMARY and DTSTART as optional
-    context."""
-    if partstat not in ANSWERS:
-        raise ValueError(f"not an answer: {partstat}")
+    context. With ``instances`` (RECURRENCE-ID → PARTSTAT, :func:`answered_instances`), the
+    answers to those instances alone, one VEVENT each — an instance without a VEVENT of its
+    own (one an EXDATE removed) answered from the series with its RECURRENCE-ID."""
+    for answered in (partstat, *(instances or {}).values()):
+        if answered not in ANSWERS:
+            raise ValueError(f"not an answer: {answered}")
     request = _calendar(data)
     reply = icalendar.Calendar()
     reply.add("PRODID", PRODID)
     reply.add("VERSION", "2.0")
     reply.add("METHOD", "REPLY")
-    for event in request.walk("VEVENT"):
+    answering: list[tuple[icalendar.Component, date | datetime | None, str]] = [
+        (e, None, partstat) for e in request.walk("VEVENT")
+    ]
+    if instances is not None:
+        overrides = {e.decoded("RECURRENCE-ID", None): e for e in request.walk("VEVENT")}
+        answering = [
+            (overrides.get(moment, _master(request)), moment, answer)
+            for moment, answer in instances.items()
+        ]
+    for event, moment, given in answering:
         answer = icalendar.Event()
         # Copied as the organizer wrote them: the UID, the organizer and the instance answered.
         for name in ("UID", "ORGANIZER", "RECURRENCE-ID", "DTSTART", "SUMMARY"):
             if name in event:
                 answer[name] = event[name]
+        if moment is not None and "RECURRENCE-ID" not in event:
+            answer.add("RECURRENCE-ID", moment)
+            answer.pop("DTSTART", None)
+            answer.add("DTSTART", moment)
         attendees = event.get("ATTENDEE")
         listed = attendees if isinstance(attendees, list) else [attendees]
         found = next((a for a in listed if a is not None and _is(a, attendee)), None)
         who = icalendar.vCalAddress(str(found) if found is not None else f"mailto:{attendee}")
         if found is not None and "CN" in found.params:
             who.params["CN"] = found.params["CN"]
-        who.params["PARTSTAT"] = partstat
+        who.params["PARTSTAT"] = given
         answer.add("ATTENDEE", who)
         answer.add("DTSTAMP", now)
         sequence = int(event.get("SEQUENCE", 0))
@@ -1039,6 +1096,37 @@ def itip_reply(data: bytes, attendee: str, partstat: str, now: datetime) -> byte
     for zone in request.walk("VTIMEZONE"):
         reply.add_component(zone)
     return bytes(reply.to_ical())
+
+
+def answered_instances(previous: bytes, data: bytes, attendee: str) -> dict[date | datetime, str]:
+    """RFC 6638 §3.2.2.3: the instances whose answer ``attendee`` changed from ``previous``
+    to ``data`` (RECURRENCE-ID → the new PARTSTAT, one of :data:`ANSWERS`): an overridden
+    instance whose PARTSTAT changed, or one added with a PARTSTAT other than the series'
+    was, and each instance an added EXDATE removes ("the Attendee has declined the
+    instance"). The series' own answer is not among them."""
+    before, after = _answers(previous, attendee), _answers(data, attendee)
+    series = before.get(None, "NEEDS-ACTION")
+    return {
+        moment: answer
+        for moment, answer in after.items()
+        if moment is not None and answer in ANSWERS and answer != before.get(moment, series)
+    }
+
+
+def _answers(data: bytes, attendee: str) -> dict[date | datetime | None, str]:
+    """``attendee``'s PARTSTAT per VEVENT, by RECURRENCE-ID (None: the series), and DECLINED
+    for each instance an EXDATE of the series removes."""
+    calendar = _calendar(data)
+    answers: dict[date | datetime | None, str] = {}
+    for event in calendar.walk("VEVENT"):
+        found = next((a for a in _listed(event) if _is(a, attendee)), None)
+        if found is not None:
+            partstat = str(found.params.get("PARTSTAT", "NEEDS-ACTION")).upper()
+            answers[event.decoded("RECURRENCE-ID", None)] = partstat
+    for moment in _dates(_master(calendar), "EXDATE"):
+        if isinstance(moment, date):
+            answers.setdefault(moment, "DECLINED")
+    return answers
 
 
 def organizer_of(data: bytes) -> str:
@@ -1238,11 +1326,7 @@ def client_scheduled(data: bytes) -> frozenset[str]:
     event = _master(_calendar(data))
     organizer = event.get("ORGANIZER")
     people = _listed(event) + ([organizer] if organizer is not None else [])
-    return frozenset(
-        _address(p).lower()
-        for p in people
-        if str(p.params.get("SCHEDULE-AGENT", "SERVER")).upper() != "SERVER"
-    )
+    return frozenset(_address(p).lower() for p in people if not _server_schedules(p))
 
 
 def scheduled_content(data: bytes) -> tuple[str, ...]:
@@ -1257,6 +1341,73 @@ def scheduled_content(data: bytes) -> tuple[str, ...]:
         ]
         lines.append("")
     return tuple(lines)
+
+
+# -- the organizer's reschedule (RFC 6638 §3.2.8) --------------------------------------------------
+
+#: RFC 6638 §3.2.8: "Any change to these properties results in PARTSTAT being set to
+#: NEEDS-ACTION".
+_RESCHEDULED_BY = ("DTSTART", "DTEND", "DURATION", "DUE")
+
+
+def rescheduled(previous: bytes, data: bytes) -> bytes:
+    """RFC 6638 §3.2.8: the organizer's new version ``data`` of ``previous`` with the
+    PARTSTAT of every attendee the server schedules (SCHEDULE-AGENT SERVER or absent, §7.1),
+    but the organizer's own line, reset to NEEDS-ACTION in each component whose change
+    reschedules an instance (:func:`_reschedules`); ``data`` itself, byte for byte, when no
+    component does or every such attendee needs to act already (the PUT's ETag then holds,
+    RFC 4791 §5.3.4)."""
+    calendar = _calendar(data)
+    master = _master(calendar)
+    if "ORGANIZER" in master and not _server_schedules(master["ORGANIZER"]):
+        return data  # §7.1: the organizer's client schedules; the server changes nothing
+    before = {e.decoded("RECURRENCE-ID", None): e for e in _calendar(previous).walk("VEVENT")}
+    reset = False
+    for event in calendar.walk("VEVENT"):
+        if not _reschedules(before.get(event.decoded("RECURRENCE-ID", None)), event):
+            continue
+        organizer = _address(event.get("ORGANIZER") or master.get("ORGANIZER")).lower()
+        for attendee in _listed(event):
+            if _address(attendee).lower() == organizer or not _server_schedules(attendee):
+                continue
+            if str(attendee.params.get("PARTSTAT", "NEEDS-ACTION")).upper() != "NEEDS-ACTION":
+                attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+                reset = True
+    return bytes(calendar.to_ical()) if reset else data
+
+
+def _server_schedules(value: object) -> bool:
+    """RFC 6638 §7.1: whether the server schedules for an ORGANIZER or ATTENDEE (its
+    SCHEDULE-AGENT SERVER, the default)."""
+    params = getattr(value, "params", {})
+    return str(params.get("SCHEDULE-AGENT", "SERVER")).upper() == "SERVER"
+
+
+def _reschedules(old: icalendar.Component | None, new: icalendar.Component) -> bool:
+    """RFC 6638 §3.2.8's table, for one component (the series, or an instance overridden by
+    RECURRENCE-ID) against what it was (None: an override added now): any change of DTSTART,
+    DTEND, DURATION or DUE; an RRULE changed (also one that only ends the series sooner,
+    which moves no instance: the rule is not expanded to tell); an RDATE added; an EXDATE
+    removed (an instance reinstated). An override added reschedules its instance when it
+    starts other than at its RECURRENCE-ID."""
+    if old is None:
+        recurrence = new.decoded("RECURRENCE-ID", None)
+        start = new.decoded("DTSTART", None)
+        return recurrence is not None and (start is None or not _same(recurrence, start))
+    if any(old.decoded(n, None) != new.decoded(n, None) for n in _RESCHEDULED_BY):
+        return True
+    if _rules(old) != _rules(new):
+        return True
+    return bool(_dates(new, "RDATE") - _dates(old, "RDATE")) or bool(
+        _dates(old, "EXDATE") - _dates(new, "EXDATE")
+    )
+
+
+def _dates(component: icalendar.Component, name: str) -> set[object]:
+    """The values of every ``name`` (RDATE, EXDATE) property of the component."""
+    found = component.get(name)
+    listed = [] if found is None else found if isinstance(found, list) else [found]
+    return {d.dt for value in listed for d in value.dts}
 
 
 # -- Schedule-Tag (RFC 6638 §3.2.10) --------------------------------------------------------------
@@ -1378,19 +1529,4 @@ def freebusy_reply(
             objects, asked.start, asked.end, max_instances, timezone
         ).items():
             busy.setdefault(fbtype, []).extend(periods)
-    reply = icalendar.Calendar()
-    reply.add("PRODID", PRODID)
-    reply.add("VERSION", "2.0")
-    reply.add("METHOD", "REPLY")
-    answer = icalendar.FreeBusy()
-    if asked.uid:
-        answer.add("UID", asked.uid)
-    answer.add("DTSTAMP", now.astimezone(UTC))
-    answer.add("DTSTART", asked.start)
-    answer.add("DTEND", asked.end)
-    answer.add("ORGANIZER", icalendar.vCalAddress(asked.organizer))
-    answer.add("ATTENDEE", icalendar.vCalAddress(attendee))
-    for period, fbtype in _in_order(busy):
-        answer.add("FREEBUSY", period, parameters={"FBTYPE": fbtype})
-    reply.add_component(answer)
-    return str(reply.to_ical().decode())
+    return _vfreebusy(busy, asked.start, asked.end, now, asked, attendee)

@@ -124,6 +124,42 @@ def test_principal_inbox_and_outbox(live: LiveServer) -> None:
         assert alice.get(OUTBOX).status_code == 405
 
 
+def test_the_default_calendar_cannot_be_deleted(live: LiveServer) -> None:
+    """RFC 6638 §4.3: the calendar the inbox names as ``schedule-default-calendar-URL`` is
+    refused to DELETE (403, ``default-calendar-delete-allowed``), over httpx and through
+    python-caldav; another calendar is deleted, and the default keeps its events."""
+    home = f"/dav/calendars/{ALICE}/"
+    with dav_client(live, ALICE) as alice:
+        allprop = '<d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>'
+        default = href_of(
+            responses(propfind(alice, INBOX, allprop))[INBOX], f"{C}schedule-default-calendar-URL"
+        )
+        assert default == home + "personal/"
+        store(alice, default + "a.ics", event("a", "20310304T093000Z"))
+        assert alice.request("MKCALENDAR", home + "work/").status_code == 201
+        refused = alice.delete(default)
+        assert refused.status_code == 403
+        assert error_of(refused) == [f"{C}default-calendar-delete-allowed"]
+        assert alice.get(default + "a.ics").status_code == 200
+        assert alice.delete(home + "work/").status_code == 204
+    client = caldav.DAVClient(
+        f"https://127.0.0.1:{live.port('https')}/dav/",
+        username=ALICE,
+        password=TEST_PASSWORD,
+        ssl_verify_cert=str(tls_paths(live.config)[0]),
+    )
+    principal = client.principal()
+    (calendar,) = principal.calendars()
+    with pytest.raises(caldav.lib.error.AuthorizationError) as refusal:
+        calendar.delete()
+    assert refusal.value.preconditions == [f"{C}default-calendar-delete-allowed"]
+    (still,) = principal.calendars()
+    assert str(still.url).endswith(default) and len(still.events()) == 1
+    other = principal.make_calendar(name="Other", cal_id="other")
+    other.delete()
+    assert [str(c.url) for c in principal.calendars()] == [str(still.url)]
+
+
 def test_outbox_answers_free_busy(live: LiveServer) -> None:
     with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
         work = f"/dav/calendars/{BOB}/work/"

@@ -4,7 +4,7 @@ recipients' INBOXes. The organizer's PUT invites (REQUEST), a change sends updat
 attendee taken off gets a CANCEL, the DELETE cancels for all, a MOVE sends nothing; an
 attendee's PUT changing its answer sends the REPLY; SCHEDULE-AGENT=CLIENT (§7.1) and
 ``Schedule-Reply: F`` (§8.1) send nothing; python-caldav's save invites too; a
-sync-collection narrows ``calendar-data``."""
+sync-collection narrows ``calendar-data``; a reschedule resets the attendees' answers (§3.2.8)."""
 
 from __future__ import annotations
 
@@ -204,6 +204,94 @@ def test_a_moved_meeting_sends_nothing(live: LiveServer) -> None:
         assert alice.delete(work + "roadmap-1.ics").status_code == 204
         wait_count(live, BOB, 2)
     assert methods(live, BOB) == [("REQUEST", 0), ("CANCEL", 1)]
+
+
+def test_a_reschedule_resets_the_answers(live: LiveServer) -> None:
+    """RFC 6638 §3.2.8: the organizer's phone moves a meeting Bob accepted and writes his
+    ACCEPTED back: the server stores him NEEDS-ACTION (the organizer's own line, and Carol's,
+    whose client schedules her, §7.1, as sent), answers the PUT without an ETag (RFC 4791
+    §5.3.4: not stored as sent) and sends Bob the update asking him again. A change that
+    moves nothing (the place) keeps the object as sent, its ETag answered."""
+    path = calendar_of(ALICE) + "roadmap-1.ics"
+    carol = CAROL_LINE.replace("ATTENDEE;", "ATTENDEE;SCHEDULE-AGENT=CLIENT;").replace(
+        "NEEDS-ACTION", "ACCEPTED"
+    )
+    with dav_client(live, ALICE) as alice:
+        assert put(alice, path, meeting(bob_line("ACCEPTED"), carol)).status_code == 201
+        wait_count(live, BOB, 1)
+        moved = meeting(bob_line("ACCEPTED"), carol, start="20310304T110000Z", sequence=1)
+        written = put(alice, path, moved)
+        assert written.status_code == 204 and "etag" not in written.headers
+        assert "schedule-tag" in written.headers
+        stored = alice.get(path)
+        assert stored.text != moved
+        (event,) = icalendar.Calendar.from_ical(stored.text).walk("VEVENT")
+        answers = {str(a).lower(): a.params["PARTSTAT"] for a in event["ATTENDEE"]}
+        assert answers == {
+            f"mailto:{ALICE}": "ACCEPTED",
+            f"mailto:{BOB}": "NEEDS-ACTION",
+            f"mailto:{CAROL}": "ACCEPTED",
+        }
+        update = wait_count(live, BOB, 2)[1]
+        assert update["X-METHOD"] == "REQUEST" and int(update["SEQUENCE"]) == 1
+        (bob,) = [a for a in update["ATTENDEE"] if str(a).lower() == f"mailto:{BOB}"]
+        assert bob.params["PARTSTAT"] == "NEEDS-ACTION"
+
+        # Bob's answer applied (as the webmail's "Update the event" does), then a new place:
+        # nothing rescheduled, the object kept as sent and its ETag answered.
+        answered = stored.text.replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED")
+        assert put(alice, path, answered).status_code == 204
+        elsewhere = answered.replace("SUMMARY:Roadmap", "SUMMARY:Roadmap\r\nLOCATION:Room 2")
+        placed = put(alice, path, elsewhere)
+        assert (
+            placed.status_code == 204 and placed.headers["etag"] == alice.get(path).headers["etag"]
+        )
+        assert alice.get(path).text == elsewhere
+
+        # The meeting's name written over with a to-do: stored, nothing to reset (no 500).
+        todo = (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//EN\r\nBEGIN:VTODO\r\n"
+            "UID:roadmap-1\r\nDTSTAMP:20310101T000000Z\r\nSUMMARY:Slides\r\n"
+            "END:VTODO\r\nEND:VCALENDAR\r\n"
+        )
+        assert put(alice, path, todo).status_code == 204
+
+
+def test_an_attendee_answers_one_instance(live: LiveServer) -> None:
+    """RFC 6638 §3.2.2.3: Bob's phone accepts a weekly meeting (a REPLY for the series), then
+    removes one instance with an EXDATE ("MUST deliver an iTIP REPLY … to indicate that the
+    Attendee has declined the instance") and answers another TENTATIVE in an overridden
+    instance: a REPLY each, naming only that instance by its RECURRENCE-ID."""
+    weekly = "RRULE:FREQ=WEEKLY;COUNT=4\r\n"
+    copy = calendar_of(BOB) + "roadmap-1.ics"
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        made = put(alice, calendar_of(ALICE) + "roadmap-1.ics", meeting(bob_line(), extra=weekly))
+        assert made.status_code == 201
+        wait_count(live, BOB, 1)
+        accepted = meeting(bob_line("ACCEPTED"), extra=weekly)
+        assert put(bob, copy, accepted).status_code == 201
+        (series,) = wait_count(live, ALICE, 1)
+        assert "RECURRENCE-ID" not in series and series["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
+
+        without = meeting(bob_line("ACCEPTED"), extra=weekly + "EXDATE:20310311T093000Z\r\n")
+        assert put(bob, copy, without).status_code == 204
+        declined = wait_count(live, ALICE, 2)[1]
+        assert declined["X-SUBJECT"] == "Declined: Roadmap"
+        assert declined["RECURRENCE-ID"].to_ical() == b"20310311T093000Z"
+        assert declined["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+
+        instance = (
+            "BEGIN:VEVENT\r\nUID:roadmap-1\r\nDTSTAMP:20310101T000000Z\r\n"
+            "RECURRENCE-ID:20310318T093000Z\r\nDTSTART:20310318T093000Z\r\nDURATION:PT1H\r\n"
+            f"SUMMARY:Roadmap\r\nORGANIZER;CN=Alice:mailto:{ALICE}\r\n{bob_line('TENTATIVE')}\r\n"
+            "END:VEVENT\r\n"
+        )
+        maybe = without.replace("END:VCALENDAR", instance + "END:VCALENDAR")
+        assert put(bob, copy, maybe).status_code == 204
+        tentative = wait_count(live, ALICE, 3)[2]
+        assert tentative["RECURRENCE-ID"].to_ical() == b"20310318T093000Z"
+        assert tentative["ATTENDEE"].params["PARTSTAT"] == "TENTATIVE"
+    assert methods(live, ALICE) == [("REPLY", 0)] * 3
 
 
 def test_python_caldav_saves_an_invitation(live: LiveServer) -> None:

@@ -461,7 +461,8 @@ def partstats(data: bytes) -> dict[str, str]:
 
 def test_invitations_sent_from_the_calendar_page(live: LiveServer, alice: WebSession) -> None:
     """Alice invites Bob from the Calendar page; Bob accepts in the web; Alice applies his
-    answer; a time change sends SEQUENCE 1; the delete sends a CANCEL Bob acts on."""
+    answer; a time change sends SEQUENCE 1 and asks him again (his answer reset, RFC 6638
+    §3.2.8); the delete sends a CANCEL Bob acts on."""
     made = alice.post("/calendar/events", event_form(title="Roadmap", attendees=f"Bob <{BOB}>"))
     assert made.status_code == 303
     target = made.headers["location"]
@@ -507,12 +508,14 @@ def test_invitations_sent_from_the_calendar_page(live: LiveServer, alice: WebSes
     ))  # fmt: skip
     assert moved.status_code == 303 and "done=invited" in moved.headers["location"]
     assert int(only_event(dav_objects(live)[name])["SEQUENCE"]) == 1
-    assert partstats(dav_objects(live)[name]) == {f"mailto:{BOB}": "ACCEPTED"}  # kept
+    # RFC 6638 §3.2.8: he accepted another time; asked again.
+    assert partstats(dav_objects(live)[name]) == {f"mailto:{BOB}": "NEEDS-ACTION"}
     updates = wait_for(
         lambda: (found := arrived(live, BOB, "Invitation: Roadmap"))[1:] and found, "update"
     )
     update = itip_of(updates[1][2], "REQUEST")
     assert int(update["SEQUENCE"]) == 1
+    assert update["ATTENDEE"].params["PARTSTAT"] == "NEEDS-ACTION"
     assert update.decoded("DTSTART") == datetime(2031, 3, 4, 11, 0, tzinfo=UTC)
     page = alice.get(f"/mail/{box}/{uid}").text
     assert "Not applied: this answer is to an older version of the event." in page

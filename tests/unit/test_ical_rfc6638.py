@@ -3,6 +3,9 @@ what of an event its attendees' copies hold (a write changing only the rest send
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import icalendar
 import pytest
 
 from pillarbox import ical
@@ -117,3 +120,160 @@ def test_freebusy_request_takes_what_rfc_5546_requires() -> None:
         with pytest.raises(ical.InvalidObject) as caught:
             ical.freebusy_request(refused)
         assert caught.value.condition == "valid-scheduling-message"
+
+
+def test_freebusy_reply_is_the_free_busy_query_answer_with_its_scheduling_lines() -> None:
+    """One writer for both answers of busy time: the outbox's METHOD:REPLY (RFC 5546 §3.3.3)
+    is the free-busy-query's VFREEBUSY (RFC 4791 §7.10) with METHOD, UID (TEXT, escaped),
+    ORGANIZER and ATTENDEE added — the same FREEBUSY lines, no VALUE=PERIOD (the type's
+    default) — and a line longer than 75 octets folded (RFC 5545 §3.1)."""
+    attendee = "mailto:" + "b" * 70 + "@example.org"
+    asked = ical.FreeBusyRequest(
+        "fb;1", "mailto:a@example.org", (attendee,),
+        datetime(2031, 3, 4, tzinfo=UTC), datetime(2031, 3, 5, tzinfo=UTC),
+    )  # fmt: skip
+    busy = meeting("ATTENDEE:mailto:b@example.org").replace(b"SUMMARY", b"DURATION:PT1H\r\nSUMMARY")
+    now = datetime(2031, 3, 1, tzinfo=UTC)
+    report = ical.free_busy([busy], asked.start, asked.end, now, 10)
+    reply = ical.freebusy_reply(asked, attendee, [([busy], "")], now, 10)
+    folded = f"ATTENDEE:{attendee}"
+    assert reply == report.replace(
+        "BEGIN:VFREEBUSY\r\n",
+        "METHOD:REPLY\r\nBEGIN:VFREEBUSY\r\nUID:fb\\;1\r\nORGANIZER:mailto:a@example.org\r\n"
+        f"{folded[:75]}\r\n {folded[75:]}\r\n",
+    )
+    assert "FREEBUSY;FBTYPE=BUSY:20310304T093000Z/20310304T103000Z\r\n" in report
+
+
+def test_freebusy_reply_lines_fold_at_75_octets_between_characters() -> None:
+    """RFC 5545 §3.1: no line of the reply longer than 75 octets; a multi-octet UTF-8
+    character is never split; unfolded, the UID reads as asked."""
+    uid = "réunion-" + "é" * 60
+    asked = ical.FreeBusyRequest(
+        uid, "mailto:a@example.org", ("mailto:b@example.org",),
+        datetime(2031, 3, 4, tzinfo=UTC), datetime(2031, 3, 5, tzinfo=UTC),
+    )  # fmt: skip
+    reply = ical.freebusy_reply(
+        asked, "mailto:b@example.org", [], datetime(2031, 3, 1, tzinfo=UTC), 10
+    )
+    assert all(len(line.encode()) <= 75 for line in reply.split("\r\n"))
+    assert f"\r\nUID:{uid}\r\n" in reply.replace("\r\n ", "")
+
+
+# -- §3.2.8: the attendees' answers reset on a reschedule ------------------------------------------
+
+ANSWERED = (
+    "ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.org",  # the organizer, listed (iOS)
+    "ATTENDEE;CN=Bob;PARTSTAT=ACCEPTED:mailto:bob@example.org",
+    "ATTENDEE;PARTSTAT=DECLINED;SCHEDULE-AGENT=CLIENT:mailto:carol@example.org",
+    "ATTENDEE;PARTSTAT=TENTATIVE:mailto:dan@example.org",
+)
+WEEKLY_RULE = "RRULE:FREQ=WEEKLY;COUNT=5"
+
+
+def partstats(data: bytes) -> list[tuple[str, str]]:
+    """(RECURRENCE-ID as written or "", PARTSTAT) per attendee of every VEVENT, in order."""
+    found = []
+    for event in icalendar.Calendar.from_ical(data).walk("VEVENT"):
+        recurrence = event.get("RECURRENCE-ID")
+        written = "" if recurrence is None else recurrence.to_ical().decode()
+        found += [(written, str(a.params["PARTSTAT"])) for a in event.get("ATTENDEE")]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("start", "extra", "reset"),
+    [
+        ("20310304T100000Z", (), True),  # DTSTART
+        ("20310304T093000Z", ("DURATION:PT2H",), True),
+        ("20310304T093000Z", ("DUE:20310305T000000Z",), True),  # any change of these
+        ("20310304T093000Z", ("LOCATION:Room 2",), False),  # not a reschedule: answers stand
+        ("20310304T093000Z", (WEEKLY_RULE,), True),  # RRULE added: new instances
+        ("20310304T093000Z", ("RDATE:20310320T093000Z",), True),  # an instance added
+    ],
+)
+def test_rescheduled_resets_answers_of_a_moved_event(
+    start: str, extra: tuple[str, ...], reset: bool
+) -> None:
+    """§3.2.8: a change of DTSTART, DTEND, DURATION, DUE, RRULE, or an RDATE added, resets
+    every attendee's PARTSTAT to NEEDS-ACTION but the organizer's and one a client schedules
+    (§7.1); any other change keeps the object byte for byte."""
+    after = meeting(*ANSWERED, *extra, start=start)
+    result = ical.rescheduled(meeting(*ANSWERED), after)
+    if not reset:
+        assert result == after
+        return
+    assert [p for _, p in partstats(result)] == [
+        "ACCEPTED", "NEEDS-ACTION", "DECLINED", "NEEDS-ACTION",
+    ]  # fmt: skip
+    assert ical.rescheduled(result, result) == result  # nothing more to reset
+
+
+def test_rescheduled_reads_recurrences_per_component() -> None:
+    """§3.2.8's RRULE, RDATE and EXDATE rows: an EXDATE added removes an instance (no reset),
+    one removed reinstates it (reset); an overridden instance moved resets the answers in
+    that instance only, one overridden at its own time (a new title) resets nothing; the
+    organizer's client scheduling itself (SCHEDULE-AGENT=CLIENT on ORGANIZER) resets nothing."""
+    series = meeting(*ANSWERED, WEEKLY_RULE)
+    excluded = meeting(*ANSWERED, WEEKLY_RULE, "EXDATE:20310311T093000Z")
+    assert ical.rescheduled(series, excluded) == excluded
+    assert {p for _, p in partstats(ical.rescheduled(excluded, series))} == {
+        "ACCEPTED", "NEEDS-ACTION", "DECLINED",
+    }  # fmt: skip
+
+    def overridden(start: str) -> bytes:
+        instance = (
+            "BEGIN:VEVENT\r\nUID:m1\r\nDTSTAMP:20310101T000000Z\r\n"
+            f"RECURRENCE-ID:20310311T093000Z\r\nDTSTART:{start}\r\nSUMMARY:Moved\r\n"
+            "ORGANIZER:mailto:alice@example.org\r\n" + "".join(f"{a}\r\n" for a in ANSWERED)
+            + "END:VEVENT\r\n"
+        )  # fmt: skip
+        return series.replace(b"END:VCALENDAR", instance.encode() + b"END:VCALENDAR")
+
+    moved = ical.rescheduled(series, overridden("20310311T140000Z"))
+    assert [p for r, p in partstats(moved) if r] == [
+        "ACCEPTED", "NEEDS-ACTION", "DECLINED", "NEEDS-ACTION",
+    ]  # fmt: skip
+    assert {p for r, p in partstats(moved) if not r} == {"ACCEPTED", "DECLINED", "TENTATIVE"}
+    retitled = overridden("20310311T093000Z")
+    assert ical.rescheduled(series, retitled) == retitled
+    by_client = meeting(*ANSWERED).replace(b"ORGANIZER:", b"ORGANIZER;SCHEDULE-AGENT=CLIENT:")
+    later = by_client.replace(b"DTSTART:20310304T093000Z", b"DTSTART:20310304T100000Z")
+    assert ical.rescheduled(by_client, later) == later
+
+
+def test_answered_instances_and_their_reply() -> None:
+    """§3.2.2.3: an EXDATE added declines that instance, an override added with another
+    answer answers it, one with the series' answer or an untouched series answers nothing;
+    the REPLY then holds one VEVENT per instance, by RECURRENCE-ID (the removed one from the
+    series, starting at its RECURRENCE-ID)."""
+    bob = "ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.org"
+    accepted = meeting(bob, WEEKLY_RULE)
+    assert ical.answered_instances(accepted, accepted, "bob@example.org") == {}
+
+    def override(partstat: str) -> bytes:
+        instance = (
+            "BEGIN:VEVENT\r\nUID:m1\r\nDTSTAMP:20310101T000000Z\r\n"
+            "RECURRENCE-ID:20310318T093000Z\r\nDTSTART:20310318T093000Z\r\n"
+            f"ORGANIZER:mailto:alice@example.org\r\nATTENDEE;PARTSTAT={partstat}:"
+            "mailto:bob@example.org\r\nEND:VEVENT\r\n"
+        )
+        excluded = meeting(bob, WEEKLY_RULE, "EXDATE:20310311T093000Z")
+        return excluded.replace(b"END:VCALENDAR", instance.encode() + b"END:VCALENDAR")
+
+    answered = ical.answered_instances(accepted, override("TENTATIVE"), "bob@example.org")
+    eleventh, eighteenth = (
+        datetime(2031, 3, 11, 9, 30, tzinfo=UTC),
+        datetime(2031, 3, 18, 9, 30, tzinfo=UTC),
+    )
+    assert answered == {eleventh: "DECLINED", eighteenth: "TENTATIVE"}
+    assert ical.answered_instances(accepted, override("ACCEPTED"), "bob@example.org") == {
+        eleventh: "DECLINED"
+    }
+    data = override("TENTATIVE")
+    now = datetime(2031, 3, 1, tzinfo=UTC)
+    reply = ical.itip_reply(data, "bob@example.org", "DECLINED", now, answered)
+    assert sorted(
+        (e.decoded("RECURRENCE-ID"), e.decoded("DTSTART"), e["ATTENDEE"].params["PARTSTAT"])
+        for e in icalendar.Calendar.from_ical(reply).walk("VEVENT")
+    ) == [(eleventh, eleventh, "DECLINED"), (eighteenth, eighteenth, "TENTATIVE")]

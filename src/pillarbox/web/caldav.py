@@ -7,9 +7,12 @@ Implementation notes:
   ``calendar-home-set``, :mod:`.dav`); each calendar is a collection in it, each event or
   to-do a resource ``<name>`` in that (the name the client chose, usually ``<UID>.ics``).
   An account without calendars is given one, ``personal/`` ("Calendar"), on its first
-  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects).
+  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects) but the
+  default one (:func:`default_calendar`, RFC 6638 §4.3: 403).
 - **Objects are kept as sent**, byte for byte (``GET`` and ``calendar-data`` answer exactly
-  the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives. It is
+  the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives — but
+  for an organizer's reschedule, whose attendees' answers are reset (RFC 6638 §3.2.8,
+  :func:`_answers_reset`): that PUT answers no ETag (§5.3.4). It is
   checked (:func:`pillarbox.ical.read_object`, off the event loop) against RFC 4791 §4.1:
   refusals carry the §5.3.2.1 precondition — 403 for ``valid-calendar-data``,
   ``valid-calendar-object-resource``, ``supported-calendar-data``,
@@ -45,9 +48,11 @@ Implementation notes:
   attendees (all of them when what their copies hold changed, :func:`pillarbox.ical.
   scheduled_content`; else only those newly listed), a CANCEL to those taken off, a CANCEL
   to all on DELETE; for an event the account attends, a REPLY to the organizer when its own
-  PARTSTAT changed to an answer, DECLINED on DELETE, nothing with ``Schedule-Reply: F``
+  PARTSTAT changed to an answer (of the series, or of instances only: §3.2.2.3), DECLINED on
+  DELETE, nothing with ``Schedule-Reply: F``
   (§8.1). Nobody whose SCHEDULE-AGENT is not SERVER gets anything (§7.1), the organizer
-  listed as an attendee (iOS does) neither. The object stays as sent (no SCHEDULE-STATUS
+  listed as an attendee (iOS does) neither. What is sent is what was stored (a reschedule's
+  answers reset, §3.2.8). The object stays as sent otherwise (no SCHEDULE-STATUS
   written: §3.2.9 would change its bytes and so its ETag); a message not sent is logged,
   the PUT still succeeds.
 - **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
@@ -289,6 +294,15 @@ def _max_object(request: Request) -> int:
     return min(app.services.config.calendars.max_object_bytes, app.limits.max_form_bytes)
 
 
+def default_calendar(calendars: Sequence[Calendar]) -> str:
+    """The account's default calendar (RFC 6638 §4.3; the inbox's
+    ``schedule-default-calendar-URL``, §9.2): where a new event of the Calendar page or an
+    accepted invitation goes, and the one calendar that cannot be deleted. ``personal``,
+    or (an account whose ``personal`` was deleted before that was refused) the first."""
+    names = [c.name for c in calendars]
+    return DEFAULT if DEFAULT in names or not names else names[0]
+
+
 async def account_calendars(request: Request, account: Account) -> list[Calendar]:
     """The account's calendars; an account with none is given the default one first."""
     app = web(request)
@@ -320,7 +334,8 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
             return await _mkcalendar(request, account, found.collection, calendar)
         if calendar is None:
             return text(NOT_FOUND, 404)
-        return await _on_calendar(request, account, calendar)
+        default = default_calendar(list(calendars.values()))
+        return await _on_calendar(request, account, calendar, default)
     if method == "MKCALENDAR":
         # RFC 4791 §5.3.1.1: calendars are made in the home only.
         return xml(_condition("calendar-collection-location-ok"), 403)
@@ -346,7 +361,11 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
     return not_allowed("OPTIONS, GET, HEAD, PUT, DELETE, COPY, MOVE, PROPFIND")
 
 
-async def _on_calendar(request: Request, account: Account, calendar: Calendar) -> Response:
+async def _on_calendar(
+    request: Request, account: Account, calendar: Calendar, default: str
+) -> Response:
+    """A request on one of the account's calendars; ``default`` names its default calendar
+    (:func:`default_calendar`)."""
     method = request.method
     if method == "PROPFIND":
         return await _propfind_calendar(request, account, calendar)
@@ -355,6 +374,12 @@ async def _on_calendar(request: Request, account: Account, calendar: Calendar) -
     if method == "PROPPATCH":
         return await _proppatch(request, account, calendar)
     if method == "DELETE":
+        if calendar.name == default:
+            # RFC 6638 §4.3: "Servers MUST reject any attempt to delete the default calendar
+            # collection." The RFC names no precondition for it; this is the one clients know
+            # from Apple's Calendar Server (the RFC's reference implementation).
+            _log.info("default calendar not deleted", account=account.address)
+            return xml(_condition("default-calendar-delete-allowed"), 403)
         await web(request).services.store.delete_calendar(account.id, calendar.name)
         return Response(status_code=204)
     if method in ("GET", "HEAD"):
@@ -718,9 +743,13 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     except TooManyEntries as exc:
         return text(f"{exc}\n", 507)  # RFC 4918 §11.5
     if info.component == "VEVENT":
-        await _schedule(request, account, current.data if current is not None else None, data)
-    # RFC 4791 §5.3.4: stored as sent, so the ETag is given; RFC 6638 §8.2: the Schedule-Tag.
-    headers = {"etag": stored.etag, **_tag_header(stored)}
+        # What the attendees are sent is what was stored (answers reset, RFC 6638 §3.2.8).
+        previous = current.data if current is not None else None
+        await _schedule(request, account, previous, stored.data)
+    # RFC 4791 §5.3.4: the ETag only when stored as sent (a reschedule's reset answers are
+    # not: the client fetches the object again); RFC 6638 §8.2: the Schedule-Tag.
+    as_sent = {"etag": stored.etag} if stored.data == data else {}
+    headers = {**as_sent, **_tag_header(stored)}
     return Response(status_code=204 if current is not None else 201, headers=headers)
 
 
@@ -751,6 +780,8 @@ async def save_object(
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
     await _uid_free(services, account.id, calendar, info.uid, (name,))
+    if not reply:
+        data = await _answers_reset(services, account, previous, data, info)
     tag = await schedule_tag(services, account, previous, data, reply=reply)
     try:
         return await store.save_calendar_object(
@@ -783,6 +814,7 @@ async def move_object(
         moved = name
     else:
         moved = f"{uuid.uuid4()}.ics"  # another object's name there: never replace it
+    data = await _answers_reset(services, account, previous, data, info)
     tag = await schedule_tag(services, account, previous, data)
     try:
         return await store.move_calendar_object(
@@ -809,6 +841,24 @@ async def _uid_free(
         return
     if holder.name not in spared:
         raise UidTaken(holder.name)
+
+
+async def _answers_reset(
+    services: Services, account: Account, previous: CalendarObject | None, data: bytes,
+    info: ical.ObjectInfo,
+) -> bytes:  # fmt: skip
+    """RFC 6638 §3.2.8: what is stored of ``data`` (``info`` read from it) written over
+    ``previous``: for an event, over an event, that the account organizes, the attendees'
+    answers reset to NEEDS-ACTION where the change reschedules (:func:`pillarbox.ical.
+    rescheduled`) — they accepted another time; ``data`` as sent otherwise. Not for the
+    server applying an attendee's REPLY (no reschedule)."""
+    if previous is None or previous.component != "VEVENT" or info.component != "VEVENT":
+        return data
+    organizer = (await run_blocking(ical.organizer_of, data)).lower()
+    known = {i.address.lower() for i in await identities.identities_of(services, account)}
+    if not organizer or organizer not in known:
+        return data
+    return await run_blocking(ical.rescheduled, previous.data, data)
 
 
 def _stored(name: str, data: bytes, info: ical.ObjectInfo, tag: str) -> CalendarObject:

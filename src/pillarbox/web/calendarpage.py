@@ -67,10 +67,10 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.caldav import (
-    DEFAULT,
     NAME,
     UidTaken,
     account_calendars,
+    default_calendar,
     move_object,
     save_object,
 )
@@ -292,13 +292,6 @@ async def _checked(services: Services, data: bytes) -> ical.ObjectInfo:
         return await run_blocking(ical.read_object, data, limits.max_instances)
     except ical.InvalidObject as exc:
         raise UserError(f"the event cannot be stored: {exc}") from None
-
-
-def default_calendar(calendars: Sequence[Calendar]) -> str:
-    """Where a new event or an accepted invitation goes: ``personal``, or (the user deleted
-    it over CalDAV) the first calendar."""
-    names = [c.name for c in calendars]
-    return DEFAULT if DEFAULT in names or not names else names[0]
 
 
 def object_name(uid: str) -> str:
@@ -553,12 +546,13 @@ async def event_submit(request: Request) -> Response:
             )  # fmt: skip
         if edited is not None and chosen != calendar:
             moved = await move_event(services, account, calendar, edited, chosen, data)
-            calendar, name = chosen, moved.name
+            calendar, name, data = chosen, moved.name, moved.data
         elif data == previous:
             # Nothing the form shows changed: no new ETag for the phones to fetch, no update.
             return redirect(f"/calendar/events/{calendar}/{name}?done=unchanged")
         else:
-            await store_event(services, account, chosen, name, data, edited)
+            # As stored: a new time resets the attendees' answers (RFC 6638 §3.2.8).
+            data = (await store_event(services, account, chosen, name, data, edited)).data
     except UserError as exc:
         return await _render(request, account, editing=typed, error=str(exc), status_code=400)
     target = f"/calendar/events/{chosen}/{name}"

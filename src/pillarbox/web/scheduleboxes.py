@@ -10,7 +10,8 @@ Implementation notes:
   (§4 would have the server process them into calendars too; docs/calendars.md says why not);
   it answers PROPFIND (``schedule-inbox`` resource type, no members) and names the calendar
   invitations accepted in the webmail go to as its ``schedule-default-calendar-URL`` (§9.2),
-  which a PROPPATCH does not change (§4.3 leaves it to the server: 403, RFC 4918 §9.2).
+  which a PROPPATCH does not change (§4.3 leaves it to the server: 403, RFC 4918 §9.2) and a
+  DELETE does not remove (§4.3's MUST, :mod:`.caldav`).
 - **The outbox** answers PROPFIND (``schedule-outbox``) and POST of a VFREEBUSY request
   (§5; RFC 5546 §3.3.2) from one of the caller's identities (else 403 ``organizer-allowed``):
   200 with a ``schedule-response`` holding, per ATTENDEE, a request status and, for a local
@@ -44,8 +45,12 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account
 from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
-from pillarbox.web.caldav import CALENDAR_TYPE, account_calendars, calendar_href
-from pillarbox.web.calendarpage import default_calendar
+from pillarbox.web.caldav import (
+    CALENDAR_TYPE,
+    account_calendars,
+    calendar_href,
+    default_calendar,
+)
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
     ROOT,

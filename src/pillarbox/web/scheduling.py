@@ -28,9 +28,9 @@ Implementation notes:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -140,12 +140,14 @@ async def _send_itip(
 async def send_reply(
     request: Request, services: Services, account: Account, identity: Identity, data: bytes,
     partstat: str, organizer: str, *, sent_copy: bool,
+    instances: Mapping[date | datetime, str] | None = None,
 ) -> str:  # fmt: skip
     """Send ``identity``'s answer ``partstat`` (one of :data:`pillarbox.ical.ANSWERS`) to the
-    stored event ``data`` as a METHOD:REPLY (RFC 5546 §3.2.3) to its ``organizer``, a copy
-    kept in Sent when ``sent_copy``; "" when the submission took it, else why not."""
+    stored event ``data`` as a METHOD:REPLY (RFC 5546 §3.2.3) to its ``organizer`` — or, with
+    ``instances``, its answers to those instances alone (:func:`pillarbox.ical.itip_reply`)
+    —, a copy kept in Sent when ``sent_copy``; "" when the submission took it, else why not."""
     now = datetime.now(UTC)
-    reply = await run_blocking(ical.itip_reply, data, identity.address, partstat, now)
+    reply = await run_blocking(ical.itip_reply, data, identity.address, partstat, now, instances)
     title = await _title(data)
     sender = identities.sender(identity, account)
     verb = ANSWERED[partstat]
@@ -263,7 +265,7 @@ async def schedule(
         if not replies:
             return []
         return await _reply(
-            request, services, account, before, after, data or previous, sent_copy=sent_copy
+            request, services, account, before, after, previous, data, sent_copy=sent_copy
         )
     if data is None:
         # RFC 6638 §3.2.1: the organizer deleted the event: a CANCEL to every attendee.
@@ -316,13 +318,17 @@ async def _reply(
     account: Account,
     before: tuple[Meeting, frozenset[str]] | None,
     after: tuple[Meeting, frozenset[str]] | None,
-    event: bytes | None,
+    previous: bytes | None,
+    data: bytes | None,
     *,
     sent_copy: bool,
 ) -> list[str]:
     """RFC 6638 §3.2.2: the attendee's REPLY to the organizer when the account changed its
     own PARTSTAT (an answer: ACCEPTED, TENTATIVE, DECLINED), or DECLINED when it deleted the
-    event."""
+    event; else, when it answered instances only (§3.2.2.3: an overridden instance's
+    PARTSTAT changed, one added with its own, an EXDATE added: that instance declined), a
+    REPLY answering those instances."""
+    event = data or previous
     if event is None:
         return []
     known = {i.address.lower(): i for i in await identities.identities_of(services, account)}
@@ -333,12 +339,18 @@ async def _reply(
         return []  # not an attendee, or one whose client answers itself (§7.1)
     was = _partstat(before, me.address)
     now = "DECLINED" if after is None else _partstat(after, me.address)
+    instances: dict[date | datetime, str] | None = None
     if now == was or now not in ical.ANSWERS:
-        return []
+        if previous is None or data is None:
+            return []
+        instances = await run_blocking(ical.answered_instances, previous, data, me.address)
+        if not instances:
+            return []
+        now = next(iter(instances.values()))  # the subject's word: the first one's answer
     return [
         await send_reply(
             request, services, account, known[me.address.lower()], event, now,
-            held[0].organizer_address, sent_copy=sent_copy,
+            held[0].organizer_address, sent_copy=sent_copy, instances=instances,
         )
     ]  # fmt: skip
 
