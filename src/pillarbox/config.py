@@ -478,6 +478,12 @@ class QueueSection:
     greeting_timeout: float = _f(
         300.0, "Seconds to wait for a remote server's 220 greeting (RFC 5321 §4.5.3.2.1)."
     )
+    skip_5xx_greeting: bool = _f(
+        True,
+        "A remote server greeting with 5xx (RFC 5321 §3.1: 554) is skipped: the next MX host is"
+        " tried, and when no host takes the message it is deferred, bouncing only at `lifetime`"
+        " (Postfix's smtp_skip_5xx_greeting). false: the 5xx is final when no later host answers.",
+    )
     mail_timeout: float = _f(300.0, "Seconds to wait for the reply to MAIL (RFC 5321 §4.5.3.2.2).")
     rcpt_timeout: float = _f(300.0, "Seconds to wait for the reply to RCPT (RFC 5321 §4.5.3.2.3).")
     data_init_timeout: float = _f(

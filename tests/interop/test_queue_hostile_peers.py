@@ -145,6 +145,7 @@ def runner(
     require_tls: bool = False,
     lifetime: float = 3600.0,
     delay_warning: float = 0.0,
+    skip_5xx_greeting: bool = True,
 ) -> QueueRunner:
     t = TIMEOUT
     return QueueRunner(
@@ -169,6 +170,7 @@ def runner(
             connect_timeout=2.0,
             tls=tls,
             require_tls=require_tls,
+            skip_5xx_greeting=skip_5xx_greeting,
         ),
         limits=RunnerLimits(per_domain=1),
     )
@@ -711,22 +713,92 @@ async def test_an_expired_certificate_of_an_unknown_ca(
         assert peer.messages == [["x@b.test"]] and peer.tls
 
 
-async def test_a_server_refusing_service_at_greeting_gets_quit(
+async def refuse_service(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """RFC 5321 §3.1: a 554 greeting, then the wait for QUIT."""
+    w.write(b"554 5.7.1 no service for you\r\n")
+    await w.drain()
+    await peer.command(r)
+    w.write(b"221 2.0.0 bye\r\n")
+    await w.drain()
+
+
+#: What ``queue show`` keeps for a host that greeted with :func:`refuse_service`.
+REFUSED_AT_GREETING = (
+    "mx.b.test: 451 4.7.1 refused service at the greeting: 554 5.7.1 no service for you"
+)
+
+
+async def test_a_server_refusing_service_at_greeting_gets_quit_and_defers(
     store: SqliteStore, resolver: DnsResolver, port: int
 ) -> None:
-    """RFC 5321 §3.1: a 554 greeting; the server waits for QUIT, and gets it. With no other
-    host the 5xx is the answer: a bounce (Postfix's smtp_skip_5xx_greeting defers instead)."""
+    """RFC 5321 §3.1: a 554 greeting; the server waits for QUIT, and gets it. The only host
+    refused service: deferred, no report (Postfix's smtp_skip_5xx_greeting = yes)."""
     await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
-
-    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        w.write(b"554 5.7.1 no service for you\r\n")
-        await w.drain()
-        await peer.command(r)
-        w.write(b"221 2.0.0 bye\r\n")
-        await w.drain()
-
-    async with scripted(port, script) as peer:
+    async with scripted(port, refuse_service) as peer:
         await attempt(runner(store, resolver, port))
+    assert peer.commands == ["QUIT"]
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED and recipient.attempts == 1
+    assert recipient.last_reply == REFUSED_AT_GREETING
+    assert await inbox(store, "alice@a.test") == []
+
+
+async def test_every_host_refusing_service_at_greeting_defers(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """Both MX hosts of c.test greet with 554: each is skipped in turn (§5.1 order), and the
+    message is deferred with the last one's greeting."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@c.test")])
+    async with (
+        scripted(port, refuse_service) as first,
+        scripted(port, refuse_service, BACKUP) as backup,
+    ):
+        await attempt(runner(store, resolver, port))
+    assert first.commands == ["QUIT"] and backup.commands == ["QUIT"]
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+    assert recipient.last_reply == REFUSED_AT_GREETING.replace("mx.b.test", "backup.c.test")
+    assert await inbox(store, "alice@a.test") == []
+
+
+async def test_a_host_refusing_service_at_greeting_is_skipped_for_the_next(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@c.test")])
+
+    async def good(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w)
+
+    async with scripted(port, refuse_service) as first, scripted(port, good, BACKUP) as backup:
+        await attempt(runner(store, resolver, port))
+    assert first.commands == ["QUIT"] and backup.messages == [["x@c.test"]]
+    assert await store.list_queue() == []
+
+
+async def test_refused_service_at_greeting_bounces_when_the_lifetime_ends(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """The last attempt of a message past ``queue.lifetime`` bounces it: RFC 3463 X.4.7,
+    with the greeting as the diagnostic."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+    async with scripted(port, refuse_service):
+        await attempt(runner(store, resolver, port, lifetime=0.0))
+    assert await store.list_queue() == []
+    [bounce] = await inbox(store, "alice@a.test")
+    assert b"Status: 4.4.7" in bounce
+    assert (
+        b"Diagnostic-Code: smtp; 451 4.7.1 refused service at the greeting: 554 5.7.1 no"
+        b" service for you" in bounce.replace(b"\r\n ", b" ")  # unfolded (RFC 5322 §2.2.3)
+    )
+
+
+async def test_refused_service_at_greeting_bounces_at_once_unless_skipped(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """``queue.skip_5xx_greeting = false``: the last host's 554 is the recipients' answer."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+    async with scripted(port, refuse_service) as peer:
+        await attempt(runner(store, resolver, port, skip_5xx_greeting=False))
     assert peer.commands == ["QUIT"]
     assert await store.list_queue() == []
     [bounce] = await inbox(store, "alice@a.test")

@@ -51,6 +51,7 @@ from pillarbox.queue.remote import (
     Part,
     envelope,
     is_over_recipient_limit,
+    skipped_greeting,
 )
 from pillarbox.queue.tlspolicy import (
     NAME_MISMATCH,
@@ -117,6 +118,9 @@ class SessionSettings:
     #: verifying handshake (``tls_policy`` verify/secure, :mod:`pillarbox.queue.tlspolicy`);
     #: empty: no name check here (the context's own, if any). Set with ``require_tls``.
     tls_match: tuple[str, ...] = ()
+    #: A 5xx greeting fails the host transiently (``queue.skip_5xx_greeting``, Postfix's
+    #: ``smtp_skip_5xx_greeting``), not with the server's permanent reply.
+    skip_5xx_greeting: bool = True
 
     @property
     def opportunistic(self) -> bool:
@@ -225,6 +229,10 @@ class SmtpSession:
         if not isinstance(event, Greeting) or event.reply.code != 220:
             if isinstance(event, Greeting):
                 await self._await_quit()
+                # RFC 5321 §3.1: a 554 greeting means "no service here", but says nothing of
+                # the other MX hosts (§5.1) nor of this one later (§4.5.4.1 retries).
+                if event.reply.code >= 500 and self._settings.skip_5xx_greeting:
+                    return skipped_greeting(event.reply)
             return self._failure(event)
         reply = await self._hello()
         if reply is not None:

@@ -1112,6 +1112,7 @@ def mta_sts_for(
     max_policy_size: int = MAX_POLICY_SIZE,
     policy_port: int = 443,
     source_addresses: tuple[str, ...] = (),
+    skip_5xx_greeting: bool = True,
 ) -> MtaSts:
     """MTA-STS for a runner: one trust store (``cafile``, or the system's) for policy hosts
     and MX hosts alike; ``policy_port`` is for tests (RFC 8461 §3.2 fixes HTTPS)."""
@@ -1126,6 +1127,7 @@ def mta_sts_for(
             source_addresses=source_addresses,
             tls=context,
             require_tls=True,
+            skip_5xx_greeting=skip_5xx_greeting,
         ),
     )
 
@@ -1196,6 +1198,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 tls=context,
                 require_tls=credentials is not None,
                 credentials=credentials,
+                skip_5xx_greeting=queue.skip_5xx_greeting,
             ),
         )
     resolver = resolver or DnsResolver(
@@ -1217,6 +1220,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 fetch_timeout=queue.mta_sts_fetch_timeout,
                 max_policy_size=queue.mta_sts_max_policy_size,
                 source_addresses=queue.source_addresses,
+                skip_5xx_greeting=queue.skip_5xx_greeting,
             )
     except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
         raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
@@ -1239,6 +1243,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
             connect_timeout=queue.connect_timeout,
             source_addresses=queue.source_addresses,
             tls=opportunistic_context(),
+            skip_5xx_greeting=queue.skip_5xx_greeting,
         ),
         relay=relay,
         mta_sts=mta_sts,
