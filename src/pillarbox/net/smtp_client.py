@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 
@@ -80,6 +81,14 @@ DEFAULT_CHUNK = 64 * 1024
 #: Seconds to wait for the reply to QUIT: the mail is delivered, so there is no reason to wait
 #: the full command timeout for a server that never answers it.
 QUIT_TIMEOUT = 10.0
+
+
+def _endpoint(address: str, port: int) -> str:
+    """``address:port``, an IPv6 address in brackets; a host name (a smart host) as it is."""
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(address).version == 6:
+            return f"[{address}]:{port}"
+    return f"{address}:{port}"
 
 
 def _source(settings: SessionSettings, address: str) -> tuple[str, int] | None:
@@ -211,14 +220,18 @@ class SmtpSession:
                     Channel, address, port, local_addr=_source(settings, address)
                 )
         except (OSError, TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
-            return CONNECT_FAILED.with_text(f"could not connect to {host}[{address}]: {reason}")
+            # asyncio's own message repeats the address: the errno's words say it all.
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            if exc.errno:
+                reason = os.strerror(exc.errno)
+            text = f"could not connect to {_endpoint(address, port)}: {reason}"
+            return CONNECT_FAILED.with_text(text)
         conn = ClientConnection(settings.client, now=loop.time())
         session = cls(channel, conn, host, settings)
         try:
             failure = await session._start()
         except LocalProtocolError as exc:  # the server's offer changed under us: not usable
-            failure = CONNECT_FAILED.with_text(f"{host}: {exc}")
+            failure = CONNECT_FAILED.with_text(str(exc))
         if failure is not None:
             session._channel.abort()
             return failure
@@ -251,7 +264,7 @@ class SmtpSession:
                     timeout=self._settings.tls_handshake_timeout,
                 )
             except ChannelClosed as exc:
-                return TLS_FAILED.with_text(f"TLS with {self.host} failed: {exc.reason}")
+                return TLS_FAILED.with_text(f"TLS handshake failed: {exc.reason}")
             if self._settings.tlsa:
                 mismatch = self._dane_mismatch(self._settings.tlsa)
                 if mismatch is not None:
@@ -265,7 +278,7 @@ class SmtpSession:
             if reply is not None:
                 return reply
         elif self._settings.require_tls:
-            return TLS_UNAVAILABLE.with_text(f"{self.host} does not offer STARTTLS")
+            return TLS_UNAVAILABLE.with_text("the host does not offer STARTTLS")
         if self._settings.credentials is not None:
             return await self._authenticate(*self._settings.credentials)
         return None
@@ -284,10 +297,8 @@ class SmtpSession:
         certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         matched = certificate_matches(records, certificate) if certificate else None
         if matched is None:
-            return DANE_MISMATCH.with_text(
-                f"{self.host}: the certificate {MISMATCH_MARKER} {len(records)} usable TLSA"
-                f" record(s) of {self._settings.tls_name or self.host}"
-            )
+            text = f"the certificate {MISMATCH_MARKER} {len(records)} usable TLSA record(s)"
+            return DANE_MISMATCH.with_text(text)
         self._log.info("DANE authenticated", base=self._settings.tls_name or self.host)
         return None
 
@@ -299,7 +310,7 @@ class SmtpSession:
         if certificate and certificate_matches_names(certificate, wanted):
             return None
         return NAME_MISMATCH.with_text(
-            f"{self.host}: the certificate {NAME_MISMATCH_MARKER} {', '.join(wanted)}"
+            f"the certificate {NAME_MISMATCH_MARKER} {', '.join(wanted)}"
         )
 
     async def _hello(self) -> Reply | None:
@@ -316,7 +327,7 @@ class SmtpSession:
         if not self._conn.tls:
             return TLS_UNAVAILABLE.with_text("credentials are only sent over TLS")
         if "PLAIN" not in self._conn.capabilities.auth_mechanisms:
-            return RELAY_AUTH_FAILED.with_text(f"{self.host} does not offer AUTH PLAIN")
+            return RELAY_AUTH_FAILED.with_text("the smart host does not offer AUTH PLAIN")
         # RFC 4616 §2: authzid NUL authcid NUL passwd; the authzid is left empty.
         self._conn.auth("PLAIN", b"\0" + username.encode() + b"\0" + password.encode())
         event = await self._event()
@@ -326,7 +337,7 @@ class SmtpSession:
         if isinstance(event, Response) and event.reply.code == 235:
             return None
         detail = event.reply.text if isinstance(event, Response | Closed) else "no reply"
-        return RELAY_AUTH_FAILED.with_text(f"{self.host} refused our credentials: {detail}")
+        return RELAY_AUTH_FAILED.with_text(f"{RELAY_AUTH_FAILED.text}: {detail}")
 
     def _failure(self, event: ClientEvent | Sentinel, default: Reply | None = None) -> Reply:
         """The reply that made opening the session fail."""
@@ -334,8 +345,8 @@ class SmtpSession:
             reply = event.reply
             if reply.code < 400:
                 reply = default or Reply(451, "4.4.0", f"unexpected reply {reply.code}")
-            return reply.with_text(f"{self.host}: {reply.text}")
-        return default or CONNECT_FAILED.with_text(f"{self.host} closed the connection")
+            return reply
+        return default or CONNECT_FAILED.with_text("the host closed the connection")
 
     # -- delivering ------------------------------------------------------------------------------
     async def deliver(self, part: Part, raw: bytes) -> None:
@@ -345,14 +356,14 @@ class SmtpSession:
             return
         env = envelope(job, self._conn.capabilities)
         if isinstance(env, Reply):
-            part.settle(env.with_text(f"{env.text} ({self.host})"), self.host)
+            part.settle(env, self.host)
             return
         by_rcpt = {id(rcpt): r.id for rcpt, r in zip(env.rcpts, job.recipients, strict=True)}
         try:
             self._conn.send_mail(env.mail, env.rcpts)
         except LocalProtocolError as exc:
             self._closed = True
-            part.fail_session(CONNECT_FAILED.with_text(f"{self.host}: {exc}"), self.host)
+            part.fail_session(CONNECT_FAILED.with_text(str(exc)), self.host)
             return
         accepted = False
         over_limit: list[tuple[int, Reply]] = []

@@ -144,7 +144,14 @@ from pillarbox.queue.remote import (
     split_jobs,
 )
 from pillarbox.queue.routing import Router
-from pillarbox.queue.schedule import Attempt, RetryPolicy, Verdict, decide, reply_text
+from pillarbox.queue.schedule import (
+    Attempt,
+    RetryPolicy,
+    Verdict,
+    decide,
+    described,
+    reply_text,
+)
 from pillarbox.queue.tlspolicy import (
     DANE_REQUIRED,
     NO_TABLE,
@@ -513,7 +520,7 @@ class QueueRunner:
             AttemptOutcome(
                 recipient_id=r.id,
                 state=v.state,
-                reply=f"{v.host}: {reply_text(v.reply)}" if v.host else reply_text(v.reply),
+                reply=described(v.reply, v.host),
                 next_attempt=v.next_attempt,
                 delay_notified=v.delay_notified,
             )
@@ -690,7 +697,7 @@ class QueueRunner:
             ):
                 note = None  # our own policy, not the domain's: nothing to tell its owner
             if dane.kind is DanePlanKind.UNREACHABLE:
-                text = f"{tlsa_name(dane.base, route.port)}: {dane.reason}; {host} is not used"
+                text = f"{tlsa_name(dane.base, route.port)}: {dane.reason}; the host is not used"
                 last = Answer(TLSA_LOOKUP_FAILED.with_text(text), host)
                 await self._record_tls(note, "", ResultType.DNSSEC_INVALID, dane.reason)
                 continue
@@ -736,7 +743,7 @@ class QueueRunner:
                     if last is not None and last.reply.is_transient:
                         transient = last
                     _log.warning("REQUIRETLS: not offered", domain=domain, host=host)
-                    text = f"REQUIRETLS support required: {host} does not offer it"
+                    text = f"{REQUIRETLS_UNSUPPORTED.text}: the host does not offer it"
                     last = Answer(REQUIRETLS_UNSUPPORTED.with_text(text), host)
                     break
                 try:
@@ -799,7 +806,7 @@ class QueueRunner:
             why += " in enforce mode lists the host"
         reply = REQUIRETLS_POLICY_UNAVAILABLE if unfetched_policy else REQUIRETLS_UNAUTHENTICATED
         _log.warning("REQUIRETLS: host not authenticated", domain=domain, host=host, reason=why)
-        return Answer(reply.with_text(f"{reply.text}: {host}: {why}"), host)
+        return Answer(reply.with_text(f"{reply.text}: {why}"), host)
 
     def _destination_policy(self, domain: str, optional: bool) -> DestinationPolicy | None:
         """The ``[queue.tls_policy]`` entry for the nexthop (the smart host, or else the
@@ -865,13 +872,13 @@ class QueueRunner:
         elif not route.secure:
             why = f"the MX records of {domain} are not DNSSEC-signed"
         elif not addresses.authentic:
-            why = f"the addresses of {host} are not DNSSEC-signed"
+            why = "the host's addresses are not DNSSEC-signed"
         elif dane.kind is DanePlanKind.ENCRYPT:
             why = f"no usable TLSA record at {tlsa_name(dane.base, route.port)}"
         else:
-            why = f"no secure TLSA records for {host}"
+            why = "no secure TLSA records for the host"
         _log.warning("TLS policy: no DANE", domain=domain, host=host, reason=why)
-        return Answer(DANE_REQUIRED.with_text(f"{explicit.describe()}: {host}: {why}"), host)
+        return Answer(DANE_REQUIRED.with_text(f"{explicit.describe()}: {why}"), host)
 
     async def _sts_policy(self, domain: str) -> Policy | None:
         """The domain's MTA-STS policy; none for a smart host or an address literal (RFC 8461
@@ -939,7 +946,7 @@ class QueueRunner:
             await self._record_tls(note, "", ResultType.VALIDATION_FAILURE, reason)
         if plan.tls is not TlsPlan.REFUSED:
             return None
-        text = f"MTA-STS policy of {domain} (enforce) does not list the MX host {host}"
+        text = f"MTA-STS policy of {domain} (enforce) does not list the host"
         return Answer(MX_NOT_IN_POLICY.with_text(text), host)
 
     async def _open(
