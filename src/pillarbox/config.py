@@ -539,6 +539,12 @@ class QueueSection:
     mta_sts_max_policy_size: int = _f(
         65536, "Largest MTA-STS policy file accepted, in bytes (RFC 8461 §3.3 suggests 64 KiB)."
     )
+    mta_sts_refresh: float = _f(
+        86400.0,
+        "Seconds after its fetch when a cached MTA-STS policy is fetched again, mail or not (or"
+        " halfway through a shorter max_age; RFC 8461 §3.3 suggests daily); 0: only when mail"
+        " goes to the domain; else at least 300.",
+    )
     dane: bool = _f(
         True,
         "Authenticate MX hosts by DNSSEC-signed TLSA records (RFC 7672); needs `dns.trust_ad`.",
@@ -1521,6 +1527,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key}.login_timeout", f"must be positive and at most {idle_key}")
     if config.managesieve.max_line_length < 1024:
         raise ConfigError("managesieve.max_line_length", "must be at least 1024")
+    if config.queue.mta_sts_refresh != 0 and not config.queue.mta_sts_refresh >= 300:
+        raise ConfigError("queue.mta_sts_refresh", "must be 0 or at least 300")
     if config.managesieve.max_skip < 0:
         raise ConfigError("managesieve.max_skip", "must be 0 or more")
     if config.metrics.basic_auth_password and not config.metrics.basic_auth_username:

@@ -27,6 +27,8 @@ Implementation notes:
   the recipients are deferred with the reason); under "testing" the failure is only logged.
   A smart host is not subject to the recipient domain's policy (§3.4 would make the smart
   host's own domain the policy domain; its TLS is ``queue.smarthost_verify_tls``).
+  While :meth:`QueueRunner.run` runs, a task of its own fetches cached policies again ahead
+  of their expiry (§3.3 SHOULD, ``queue.mta_sts_refresh``, :meth:`MtaStsPolicies.keep_fresh`).
 - **DANE** (RFC 7672, :mod:`.dane`): for a host from a DNSSEC-authenticated MX answer whose
   addresses are authenticated too, the TLSA records at ``_<port>._tcp.<host>`` are looked up
   (after the addresses, §2.2.2). A failed lookup makes the host unusable (§2.1.2: the next
@@ -117,6 +119,7 @@ from pillarbox.queue.local import deliver_local
 from pillarbox.queue.mtasts import (
     MAX_POLICY_SIZE,
     MX_NOT_IN_POLICY,
+    REFRESH_SECONDS,
     HostPlan,
     Mode,
     Policy,
@@ -337,11 +340,18 @@ class QueueRunner:
     # -- the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
         _log.info("queue runner started", owner=self._hostname)
+        refresher = None
+        if self._mta_sts is not None and self._mta_sts.policies.refreshing:
+            # RFC 8461 §3.3: cached policies are refreshed before they expire.
+            refresher = asyncio.get_running_loop().create_task(self._mta_sts.policies.keep_fresh())
         try:
             while True:
                 await self.claim()
                 await self._sleep()
         finally:
+            if refresher is not None:
+                refresher.cancel()
+                await asyncio.gather(refresher, return_exceptions=True)
             self._closing = True
             while self._tasks:
                 for task in list(self._tasks):
@@ -1117,6 +1127,7 @@ def mta_sts_for(
     connect_timeout: float,
     fetch_timeout: float = FETCH_TIMEOUT,
     max_policy_size: int = MAX_POLICY_SIZE,
+    refresh: float = REFRESH_SECONDS,
     policy_port: int = 443,
     source_addresses: tuple[str, ...] = (),
     skip_5xx_greeting: bool = True,
@@ -1126,7 +1137,12 @@ def mta_sts_for(
     context = verifying_context(cafile)
     return MtaSts(
         MtaStsPolicies(
-            resolver, context, port=policy_port, timeout=fetch_timeout, max_size=max_policy_size
+            resolver,
+            context,
+            port=policy_port,
+            timeout=fetch_timeout,
+            max_size=max_policy_size,
+            refresh=refresh,
         ),
         SessionSettings(
             client=client,
@@ -1226,6 +1242,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 connect_timeout=queue.connect_timeout,
                 fetch_timeout=queue.mta_sts_fetch_timeout,
                 max_policy_size=queue.mta_sts_max_policy_size,
+                refresh=queue.mta_sts_refresh,
                 source_addresses=queue.source_addresses,
                 skip_5xx_greeting=queue.skip_5xx_greeting,
             )
