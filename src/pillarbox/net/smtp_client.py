@@ -29,6 +29,11 @@ Implementation notes:
   dot-stuffed by the core under DATA); every write waits for the transport to drain, bounded by
   the RFC 5321 §4.5.3.2.5 data block timeout.
 - Low-level errors (``OSError``, ``ssl``) become replies here, once (STYLE §6).
+- No reply made here names the host (nor does the server's own reply get it added): the
+  runner keeps the host beside each reply, and ``queue show`` and the reports print
+  ``host: reply``, the host once (:func:`pillarbox.queue.schedule.described`).
+- A **5xx greeting** (RFC 5321 §3.1) fails the host transiently under
+  :attr:`SessionSettings.skip_5xx_greeting` (:func:`~pillarbox.queue.remote.skipped_greeting`).
 """
 
 from __future__ import annotations
