@@ -13,7 +13,9 @@ Implementation notes:
   anything but 220, times out, closes with 421 or drops the connection leaves its recipients
   open for the next address and the next host. A reply to RCPT or to the message (2xx, 4xx or
   5xx) is the answer for this attempt: a 4xx there is the destination's decision, not the host's.
-  Recipients still open after the last host are deferred with the last failure seen.
+  Recipients still open after the last host are deferred with the last failure seen. A 5xx
+  greeting (§3.1) is such a failure, made transient (:func:`skipped_greeting`, Postfix's
+  ``smtp_skip_5xx_greeting``): the message bounces only when its lifetime ends (§4.5.4.1).
 - **Recipient limits** (RFC 5321 §4.5.3.1.10): a 452 "too many recipients" after the server
   accepted others in the same transaction leaves those recipients open, for the next
   transaction of the same session; in a transaction where none was accepted it is their
