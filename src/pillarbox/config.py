@@ -478,6 +478,12 @@ class QueueSection:
     greeting_timeout: float = _f(
         300.0, "Seconds to wait for a remote server's 220 greeting (RFC 5321 §4.5.3.2.1)."
     )
+    skip_5xx_greeting: bool = _f(
+        True,
+        "A remote server greeting with 5xx (RFC 5321 §3.1: 554) is skipped: the next MX host is"
+        " tried, and when no host takes the message it is deferred, bouncing only at `lifetime`"
+        " (Postfix's smtp_skip_5xx_greeting). false: the 5xx is final when no later host answers.",
+    )
     mail_timeout: float = _f(300.0, "Seconds to wait for the reply to MAIL (RFC 5321 §4.5.3.2.2).")
     rcpt_timeout: float = _f(300.0, "Seconds to wait for the reply to RCPT (RFC 5321 §4.5.3.2.3).")
     data_init_timeout: float = _f(
@@ -532,6 +538,12 @@ class QueueSection:
     )
     mta_sts_max_policy_size: int = _f(
         65536, "Largest MTA-STS policy file accepted, in bytes (RFC 8461 §3.3 suggests 64 KiB)."
+    )
+    mta_sts_refresh: float = _f(
+        86400.0,
+        "Seconds after its fetch when a cached MTA-STS policy is fetched again, mail or not (or"
+        " halfway through a shorter max_age; RFC 8461 §3.3 suggests daily); 0: only when mail"
+        " goes to the domain; else at least 300.",
     )
     dane: bool = _f(
         True,
@@ -1515,6 +1527,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key}.login_timeout", f"must be positive and at most {idle_key}")
     if config.managesieve.max_line_length < 1024:
         raise ConfigError("managesieve.max_line_length", "must be at least 1024")
+    if config.queue.mta_sts_refresh != 0 and not config.queue.mta_sts_refresh >= 300:
+        raise ConfigError("queue.mta_sts_refresh", "must be 0 or at least 300")
     if config.managesieve.max_skip < 0:
         raise ConfigError("managesieve.max_skip", "must be 0 or more")
     if config.metrics.basic_auth_password and not config.metrics.basic_auth_username:

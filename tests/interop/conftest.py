@@ -11,7 +11,7 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
-from pillarbox.dns.authoritative import AuthoritativeServer
+from pillarbox.dns.authoritative import AuthoritativeServer, StaticZone, StaticZones
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.testing.dnszone import ZoneRecord, build_zones
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
@@ -31,8 +31,27 @@ def dns_secure() -> list[str]:
     return []
 
 
+class _Failing:
+    """The zones, but the names in ``failing`` (read at each query) are refused, as a name
+    under no zone is: the resolver reports a temporary failure."""
+
+    def __init__(self, zones: StaticZones, failing: set[str]) -> None:
+        self._zones, self._failing = zones, failing
+
+    async def zone_for(self, name: str) -> StaticZone | None:
+        return None if name in self._failing else await self._zones.zone_for(name)
+
+
 @pytest.fixture
-def dns_port(dns_records: list[ZoneRecord], dns_secure: list[str]) -> Iterator[int]:
+def dns_failing() -> set[str]:
+    """Names ``dns_port`` answers REFUSED (a temporary failure) while they are in the set."""
+    return set()
+
+
+@pytest.fixture
+def dns_port(
+    dns_records: list[ZoneRecord], dns_secure: list[str], dns_failing: set[str]
+) -> Iterator[int]:
     """A loopback DNS server for ``dns_records``, on its own loop in a thread (smtplib blocks
     the test's)."""
     loop = asyncio.new_event_loop()
@@ -40,7 +59,7 @@ def dns_port(dns_records: list[ZoneRecord], dns_secure: list[str]) -> Iterator[i
     thread.start()
     zones, rejected = build_zones(dns_records, secure=dns_secure)
     assert not rejected
-    server = AuthoritativeServer(zones)
+    server = AuthoritativeServer(_Failing(zones, dns_failing))
     asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(10)
     yield server.port
     asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)

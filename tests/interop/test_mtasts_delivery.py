@@ -25,9 +25,10 @@ from pillarbox import config as cfg
 from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord, required_records
 from pillarbox.dns.resolver import DnsResolver
-from pillarbox.net.mtasts import PolicyFetchError, fetch_policy_text
+from pillarbox.net.mtasts import MtaStsPolicies, PolicyFetchError, fetch_policy_text
 from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, verifying_context
 from pillarbox.queue.dane import tlsa_for_certificate
+from pillarbox.queue.mtasts import Mode
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
@@ -38,6 +39,7 @@ from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, Rec
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.outbound import deliver_once, inbox, rcpts
+from pillarbox.testing.polling import wait_for
 from pillarbox.testing.testca import CertAuthority, make_ca
 
 GOOD_MX = "127.0.0.4"  # certificate for mx.good.test
@@ -91,6 +93,10 @@ UNNAMED = "unnamed.test"
 UNUSABLE = ("html.test", UNNAMED, "invalid.test")
 
 
+#: What a test serves instead, for a while: domain → (status, media type, body).
+CHANGED: dict[str, tuple[int, str, bytes]] = {}
+
+
 class PolicyHandler(http.server.BaseHTTPRequestHandler):
     """Serves each domain's policy on ``mta-sts.<domain>``; keeps the hosts asked."""
 
@@ -103,6 +109,7 @@ class PolicyHandler(http.server.BaseHTTPRequestHandler):
         status, media_type, body = BAD_ANSWERS.get(domain, (404, "text/plain", b""))
         if self.path == "/.well-known/mta-sts.txt" and domain in POLICIES:
             status, media_type, body = 200, "text/plain; charset=utf-8", POLICIES[domain][1]
+        status, media_type, body = CHANGED.get(domain, (status, media_type, body))
         self.send_response(status)
         if status == 301:
             self.send_header("Location", "https://elsewhere.test/.well-known/mta-sts.txt")
@@ -265,8 +272,7 @@ async def test_enforce_refuses_an_mx_not_in_the_policy(
     left = await deliver(store, runner(store, resolver, peers), "x@stray.test")
     assert left is not None and left.state is RecipientState.DEFERRED  # §5: temporary
     assert left.last_reply == (
-        "mx.good.test: 451 4.7.0 MTA-STS policy of stray.test (enforce) does not list the MX"
-        " host mx.good.test"
+        "mx.good.test: 451 4.7.0 MTA-STS policy of stray.test (enforce) does not list the host"
     )
     assert peers.good.messages == []
 
@@ -278,8 +284,8 @@ async def test_enforce_refuses_a_certificate_not_valid_for_the_mx(
     assert left is not None and left.state is RecipientState.DEFERRED
     assert left.last_reply is not None
     assert left.last_reply.startswith(
-        "mx.badcert.test: 451 4.7.5 MTA-STS policy of badcert.test (enforce): TLS with"
-        " mx.badcert.test failed"
+        "mx.badcert.test: 451 4.7.5 MTA-STS policy of badcert.test (enforce): TLS handshake"
+        " failed: "
     )
     assert "certificate" in left.last_reply.lower()
     assert peers.wrong_cert.messages == []
@@ -299,7 +305,7 @@ async def test_enforce_refuses_an_mx_without_starttls(
     assert left is not None and left.state is RecipientState.DEFERRED
     assert left.last_reply == (
         "mx.notls.test: 451 4.7.10 MTA-STS policy of notls.test (enforce):"
-        " mx.notls.test does not offer STARTTLS"
+        " the host does not offer STARTTLS"
     )
     assert peers.no_tls.messages == []
 
@@ -367,7 +373,9 @@ async def test_without_dane_the_policy_refuses_that_host(
 ) -> None:
     left = await deliver(store, runner(store, resolver, peers), "x@both.signed.test")
     assert left is not None and left.state is RecipientState.DEFERRED
-    assert left.last_reply is not None and "does not list the MX host" in left.last_reply
+    assert left.last_reply is not None and left.last_reply.endswith(
+        "(enforce) does not list the host"
+    )
     assert peers.good.messages == []
 
 
@@ -572,8 +580,7 @@ async def test_requiretls_enforce_authenticates_but_the_mx_must_offer_it(
     """§4.2.1: "enforce" listing the host vouches for it; aiosmtpd offers no REQUIRETLS."""
     reply = await requiretls_attempt(store, runner(store, resolver, peers), "x@good.test")
     assert reply == (
-        "Diagnostic-Code: smtp; 550 5.7.30 REQUIRETLS support required: mx.good.test does not"
-        " offer it"
+        "Diagnostic-Code: smtp; 550 5.7.30 REQUIRETLS support required: the host does not offer it"
     )
     assert peers.good.messages == []
 
@@ -613,3 +620,121 @@ async def test_requiretls_to_our_mx_under_enforce(
     assert stored.endswith(RAW)
     [fields] = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "accepted"]
     assert fields["requiretls"] is True
+
+
+# -- §3.3 proactive refresh -----------------------------------------------------------------------
+
+
+@dataclass
+class Clock:
+    now: float = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def changed() -> Iterator[dict[str, tuple[int, str, bytes]]]:
+    try:
+        yield CHANGED
+    finally:
+        CHANGED.clear()
+
+
+def refreshing(resolver: DnsResolver, peers: Peers, clock: Clock) -> MtaStsPolicies:
+    context = verifying_context(peers.ca.bundle)
+    return MtaStsPolicies(resolver, context, port=peers.policy_port, timeout=5.0, clock=clock)
+
+
+async def test_a_cached_policy_is_refreshed_before_it_expires(
+    peers: Peers,
+    resolver: DnsResolver,
+    changed: dict[str, tuple[int, str, bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RFC 8461 §3.3 SHOULD: the policy is fetched again ahead of its expiry, its TXT id
+    unchanged and no mail for the domain (max_age a day: refreshed after half of it); the
+    refreshed policy applies, for max_age from the refresh."""
+    clock = Clock()
+    policies = refreshing(resolver, peers, clock)
+    first = await policies.policy_for("good.test")
+    assert first is not None and first.mode is Mode.ENFORCE
+    changed["good.test"] = (200, "text/plain", policy("testing", "mx.good.test"))
+    clock.now += 43199
+    assert await policies.refresh() == 0
+    clock.now += 1
+    asked = len(peers.policy_asked)
+    with caplog.at_level(logging.INFO, logger="pillarbox"):
+        assert await policies.refresh() == 1
+    assert peers.policy_asked[asked:] == ["mta-sts.good.test"]
+    assert [r.__dict__["fields"]["domain"] for r in caplog.records] == ["good.test"]
+    assert caplog.records[0].getMessage() == "policy refreshed"
+    clock.now += 86399  # the first fetch expired long ago; the refresh has not
+    refreshed = await policies.policy_for("good.test")
+    assert refreshed is not None and refreshed.mode is Mode.TESTING
+    assert len(peers.policy_asked) == asked + 1  # the TXT id is the same: no fetch on the way
+
+
+async def test_a_failed_refresh_keeps_the_policy_and_warns(
+    peers: Peers,
+    resolver: DnsResolver,
+    changed: dict[str, tuple[int, str, bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """§3.3: a valid cached policy still applies; the administrator is alerted (a warning),
+    and the domain is not asked again for an hour (§3.3: five minutes or more)."""
+    clock = Clock()
+    policies = refreshing(resolver, peers, clock)
+    assert await policies.policy_for("good.test") is not None
+    changed["good.test"] = (404, "text/plain", b"not found")
+    clock.now += 43200
+    with caplog.at_level(logging.WARNING, logger="pillarbox"):
+        assert await policies.refresh() == 0
+    [warning] = caplog.records
+    assert warning.getMessage() == "policy refresh failed"
+    assert warning.__dict__["fields"]["cached"] == "enforce"
+    asked = len(peers.policy_asked)
+    clock.now += 3599
+    assert await policies.refresh() == 0 and len(peers.policy_asked) == asked
+    kept = await policies.policy_for("good.test")
+    assert kept is not None and kept.mode is Mode.ENFORCE
+    del changed["good.test"]
+    clock.now += 1
+    assert await policies.refresh() == 1
+
+
+async def test_the_running_queue_refreshes_policies(
+    store: SqliteStore,
+    peers: Peers,
+    resolver: DnsResolver,
+    changed: dict[str, tuple[int, str, bytes]],
+) -> None:
+    """:meth:`QueueRunner.run` keeps the cache fresh while it runs: a policy cached by a
+    delivery is fetched again when due, with no mail for its domain."""
+    clock = Clock()
+    queue = runner(store, resolver, peers)
+    assert queue._mta_sts is not None
+    policies = MtaStsPolicies(
+        resolver,
+        verifying_context(peers.ca.bundle),
+        port=peers.policy_port,
+        timeout=5.0,
+        refresh=0.1,  # seconds between rounds here (the clock is the test's)
+        clock=clock,
+    )
+    queue._mta_sts = dataclasses.replace(queue._mta_sts, policies=policies)
+    assert await deliver(store, queue, "x@good.test") is None
+    assert peers.policy_asked == ["mta-sts.good.test"]
+    changed["good.test"] = (200, "text/plain", policy("testing", "mx.good.test"))
+    task = asyncio.get_running_loop().create_task(queue.run())
+    try:
+        clock.now += 86400 / 2
+        await asyncio.to_thread(
+            wait_for, lambda: len(peers.policy_asked) > 1, "the refresh", timeout=5.0
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert peers.policy_asked == ["mta-sts.good.test"] * 2
+    refreshed = await policies.policy_for("good.test")
+    assert refreshed is not None and refreshed.mode is Mode.TESTING

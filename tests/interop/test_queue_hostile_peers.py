@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pillarbox.cli.queue import message_lines
 from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.resolver import DnsResolver
@@ -145,6 +146,7 @@ def runner(
     require_tls: bool = False,
     lifetime: float = 3600.0,
     delay_warning: float = 0.0,
+    skip_5xx_greeting: bool = True,
 ) -> QueueRunner:
     t = TIMEOUT
     return QueueRunner(
@@ -169,6 +171,7 @@ def runner(
             connect_timeout=2.0,
             tls=tls,
             require_tls=require_tls,
+            skip_5xx_greeting=skip_5xx_greeting,
         ),
         limits=RunnerLimits(per_domain=1),
     )
@@ -711,22 +714,92 @@ async def test_an_expired_certificate_of_an_unknown_ca(
         assert peer.messages == [["x@b.test"]] and peer.tls
 
 
-async def test_a_server_refusing_service_at_greeting_gets_quit(
+async def refuse_service(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """RFC 5321 §3.1: a 554 greeting, then the wait for QUIT."""
+    w.write(b"554 5.7.1 no service for you\r\n")
+    await w.drain()
+    await peer.command(r)
+    w.write(b"221 2.0.0 bye\r\n")
+    await w.drain()
+
+
+#: What ``queue show`` keeps for a host that greeted with :func:`refuse_service`.
+REFUSED_AT_GREETING = (
+    "mx.b.test: 451 4.7.1 refused service at the greeting: 554 5.7.1 no service for you"
+)
+
+
+async def test_a_server_refusing_service_at_greeting_gets_quit_and_defers(
     store: SqliteStore, resolver: DnsResolver, port: int
 ) -> None:
-    """RFC 5321 §3.1: a 554 greeting; the server waits for QUIT, and gets it. With no other
-    host the 5xx is the answer: a bounce (Postfix's smtp_skip_5xx_greeting defers instead)."""
+    """RFC 5321 §3.1: a 554 greeting; the server waits for QUIT, and gets it. The only host
+    refused service: deferred, no report (Postfix's smtp_skip_5xx_greeting = yes)."""
     await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
-
-    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        w.write(b"554 5.7.1 no service for you\r\n")
-        await w.drain()
-        await peer.command(r)
-        w.write(b"221 2.0.0 bye\r\n")
-        await w.drain()
-
-    async with scripted(port, script) as peer:
+    async with scripted(port, refuse_service) as peer:
         await attempt(runner(store, resolver, port))
+    assert peer.commands == ["QUIT"]
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED and recipient.attempts == 1
+    assert recipient.last_reply == REFUSED_AT_GREETING
+    assert await inbox(store, "alice@a.test") == []
+
+
+async def test_every_host_refusing_service_at_greeting_defers(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """Both MX hosts of c.test greet with 554: each is skipped in turn (§5.1 order), and the
+    message is deferred with the last one's greeting."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@c.test")])
+    async with (
+        scripted(port, refuse_service) as first,
+        scripted(port, refuse_service, BACKUP) as backup,
+    ):
+        await attempt(runner(store, resolver, port))
+    assert first.commands == ["QUIT"] and backup.commands == ["QUIT"]
+    [recipient] = await queued(store)
+    assert recipient.state is RecipientState.DEFERRED
+    assert recipient.last_reply == REFUSED_AT_GREETING.replace("mx.b.test", "backup.c.test")
+    assert await inbox(store, "alice@a.test") == []
+
+
+async def test_a_host_refusing_service_at_greeting_is_skipped_for_the_next(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@c.test")])
+
+    async def good(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w)
+
+    async with scripted(port, refuse_service) as first, scripted(port, good, BACKUP) as backup:
+        await attempt(runner(store, resolver, port))
+    assert first.commands == ["QUIT"] and backup.messages == [["x@c.test"]]
+    assert await store.list_queue() == []
+
+
+async def test_refused_service_at_greeting_bounces_when_the_lifetime_ends(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """The last attempt of a message past ``queue.lifetime`` bounces it: RFC 3463 X.4.7,
+    with the greeting as the diagnostic."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+    async with scripted(port, refuse_service):
+        await attempt(runner(store, resolver, port, lifetime=0.0))
+    assert await store.list_queue() == []
+    [bounce] = await inbox(store, "alice@a.test")
+    assert b"Status: 4.4.7" in bounce
+    assert (
+        b"Diagnostic-Code: smtp; 451 4.7.1 refused service at the greeting: 554 5.7.1 no"
+        b" service for you" in bounce.replace(b"\r\n ", b" ")  # unfolded (RFC 5322 §2.2.3)
+    )
+
+
+async def test_refused_service_at_greeting_bounces_at_once_unless_skipped(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """``queue.skip_5xx_greeting = false``: the last host's 554 is the recipients' answer."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+    async with scripted(port, refuse_service) as peer:
+        await attempt(runner(store, resolver, port, skip_5xx_greeting=False))
     assert peer.commands == ["QUIT"]
     assert await store.list_queue() == []
     [bounce] = await inbox(store, "alice@a.test")
@@ -770,3 +843,117 @@ async def test_one_delay_report_while_a_host_keeps_stalling(
     [block] = email.message_from_bytes(raw).get_payload()[1].get_payload()[1:]  # type: ignore[index]
     assert block["Action"] == "delayed" and block["Status"] == "4.4.2"
     assert block["Will-Retry-Until"] and "reply to RCPT" in block["Diagnostic-Code"]
+
+
+# -- what `queue show` and the bounce say: the host once, before its reply ------------------------
+
+
+async def greet_then(
+    reply: bytes, peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter
+) -> None:
+    """A greeting of ``reply``; the session ends at our QUIT."""
+    w.write(reply)
+    await w.drain()
+    await peer.command(r)
+    w.write(b"221 2.0.0 bye\r\n")
+    await w.drain()
+
+
+async def refuse_hello(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """EHLO and HELO refused (RFC 5321 §3.2)."""
+    await greet(w, 0.0)
+    while (await peer.command(r)).split(" ")[0].upper() in ("EHLO", "HELO"):
+        w.write(b"550 5.7.1 not you\r\n")
+        await w.drain()
+    w.write(b"221 2.0.0 bye\r\n")
+    await w.drain()
+
+
+def serving(**options: object) -> Script:
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, **options)  # type: ignore[arg-type]
+
+    return script
+
+
+#: (a failure at each stage, what ``queue show`` says of the deferred recipient); ``{port}``
+#: is the peer's.
+DEFERRALS: dict[str, tuple[Script | None, str]] = {
+    "connection": (None, "451 4.4.1 could not connect to 127.0.0.4:{port}: Connection refused"),
+    "greeting 421": (
+        lambda p, r, w: greet_then(b"421 4.3.2 busy, try later\r\n", p, r, w),
+        "421 4.3.2 busy, try later",
+    ),
+    "greeting 554": (refuse_service, REFUSED_AT_GREETING.removeprefix("mx.b.test: ")),
+    "greeting timeout": (
+        serving(stall_at="greeting"),
+        "451 4.4.2 timed out waiting for the reply to greeting",
+    ),
+    "EHLO timeout": (serving(stall_at="EHLO"), "451 4.4.2 timed out waiting for the reply to EHLO"),
+    "STARTTLS 454": (
+        serving(starttls=b"454 4.7.0 TLS not available\r\n"),
+        "454 4.7.0 TLS not available",
+    ),
+    "RCPT 450": (
+        serving(refuse={"x@b.test": b"450 4.2.1 mailbox busy\r\n"}),
+        "450 4.2.1 mailbox busy",
+    ),
+    "end of data 451": (
+        serving(after_dot=b"451 4.3.0 queue full\r\n"),
+        "451 4.3.0 queue full",
+    ),
+}
+
+
+@pytest.mark.parametrize("stage", list(DEFERRALS))
+async def test_queue_show_names_the_host_once(
+    store: SqliteStore, resolver: DnsResolver, port: int, stage: str
+) -> None:
+    """The ``last reply`` line of ``pillarbox queue show``, byte for byte: the host that
+    failed, then the reply, whatever the stage (no reply text repeats the host's name)."""
+    queued_message = await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+    script, expected = DEFERRALS[stage]
+    # A host demanding TLS (the STARTTLS stage would otherwise go on in plaintext).
+    tls = stage == "STARTTLS 454"
+    queue = runner(
+        store, resolver, port, tls=opportunistic_context() if tls else None, require_tls=tls
+    )
+    if script is None:
+        await attempt(queue)
+    else:
+        async with scripted(port, script):
+            await attempt(queue)
+    message = await store.get_queued(queued_message.id)
+    assert message is not None
+    shown = message_lines(message, detail=True)[-1]
+    assert shown == f"                  last reply: mx.b.test: {expected.format(port=port)}"
+    assert shown.count("mx.b.test") == 1
+
+
+#: (a permanent failure at each stage, the lines the bounce's text gives the recipient).
+BOUNCES: dict[str, tuple[Script, str]] = {
+    "HELO 550": (refuse_hello, "550 5.7.1 not you"),
+    "RCPT 550": (
+        serving(refuse={"x@b.test": b"550 5.1.1 no such user here\r\n"}),
+        "550 5.1.1 no such user here",
+    ),
+    "end of data 554": (serving(after_dot=b"554 5.6.0 spam\r\n"), "554 5.6.0 spam"),
+}
+
+
+@pytest.mark.parametrize("stage", list(BOUNCES))
+async def test_the_bounce_names_the_host_once(
+    store: SqliteStore, resolver: DnsResolver, port: int, stage: str
+) -> None:
+    """The report's text gives the recipient, then ``host: reply`` as ``queue show`` does;
+    Remote-MTA names the host and Diagnostic-Code gives the reply alone (RFC 3464 §2.3.5,
+    §2.3.6)."""
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("x@b.test")])
+    script, expected = BOUNCES[stage]
+    async with scripted(port, script):
+        await attempt(runner(store, resolver, port))
+    [bounce] = await inbox(store, "alice@a.test")
+    assert f"\r\n\r\n<x@b.test>: failed\r\n    mx.b.test: {expected}\r\n".encode() in bounce
+    assert b"\r\nRemote-MTA: dns; mx.b.test\r\n" in bounce
+    assert f"\r\nDiagnostic-Code: smtp; {expected}\r\n".encode() in bounce
+    assert bounce.count(b"mx.b.test") == 2

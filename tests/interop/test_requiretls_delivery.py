@@ -234,7 +234,9 @@ async def test_a_signed_mx_without_tlsa_needs_a_verified_certificate_naming_it(
     [left] = queued.recipients
     assert left.state is RecipientState.DEFERRED
     assert left.last_reply is not None
-    assert left.last_reply.startswith("mx-pkix.signed.test: 451 4.7.5 REQUIRETLS: TLS with")
+    assert left.last_reply.startswith(
+        "mx-pkix.signed.test: 451 4.7.5 REQUIRETLS: TLS handshake failed: "
+    )
 
 
 async def test_an_mx_not_offering_requiretls_fails_with_5_7_30_and_a_headers_only_report(
@@ -253,7 +255,7 @@ async def test_an_mx_not_offering_requiretls_fails_with_5_7_30_and_a_headers_onl
     assert b"Status: 5.7.30" in report
     assert (
         b"Diagnostic-Code: smtp; 550 5.7.30 REQUIRETLS support required:"
-        b" mx-lacking.signed.test does not offer it" in unfolded(report)
+        b" the host does not offer it" in unfolded(report)
     )
     # RFC 8689 §5: as if RET=HDRS: the header comes back, the content does not.
     assert b"text/rfc822-headers" in report
@@ -275,7 +277,7 @@ async def test_an_unauthenticated_mx_gets_nothing_even_with_tls_required_no(
     assert b"Status: 5.7.10" in report
     assert (
         b"Diagnostic-Code: smtp; 550 5.7.10 REQUIRETLS: the host is not authenticated by"
-        b" DNSSEC, DANE or MTA-STS: mx.plain.test: the MX records of plain.test are not"
+        b" DNSSEC, DANE or MTA-STS: the MX records of plain.test are not"
         b" DNSSEC-signed and no MTA-STS policy in enforce mode lists the host" in unfolded(report)
     )
 
@@ -340,10 +342,7 @@ async def test_a_smart_host_must_offer_requiretls_over_verified_tls(
     lacking = runner(store, resolver, receivers, smarthost="mx-lacking.signed.test")
     await attempt(store, lacking, "x@lacking.signed.test")
     [report] = await inbox(store, "alice@a.test")
-    assert (
-        b"550 5.7.30 REQUIRETLS support required: mx-lacking.signed.test does not offer it"
-        in unfolded(report)
-    )
+    assert b"550 5.7.30 REQUIRETLS support required: the host does not offer it" in unfolded(report)
     # The same smart host by a name its certificate does not carry: not used, retried.
     misnamed = runner(store, resolver, receivers, smarthost="mx-alias.signed.test")
     message_id = await attempt(store, misnamed, "x@good.signed.test")
@@ -352,7 +351,7 @@ async def test_a_smart_host_must_offer_requiretls_over_verified_tls(
     [left] = queued.recipients
     assert left.state is RecipientState.DEFERRED
     assert left.last_reply is not None
-    assert "REQUIRETLS: mx-alias.signed.test: the certificate" in left.last_reply
+    assert "REQUIRETLS: the certificate" in left.last_reply
 
 
 def _submit(live: LiveServer, address: str) -> tuple[list[str], list[str], tuple[int, bytes]]:

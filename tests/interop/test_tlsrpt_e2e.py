@@ -506,6 +506,40 @@ class TestPostRetries:
             ("TLS report posted", 3),
         ]
 
+    @pytest.mark.parametrize("failures", [0])
+    def test_a_failed_rua_lookup_is_retried_until_the_record_answers(
+        self,
+        tmp_path: Path,
+        dns_port: int,
+        dns_failing: set[str],
+        flaky: tuple[int, list[tuple[str, str, bytes]], list[float]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """§5.5: the record cannot be looked up when the report is due (REFUSED: a temporary
+        failure); the report is kept, the lookup retried as a POST is, and once the record
+        answers the report goes to its rua."""
+        caplog.set_level(logging.INFO, logger="pillarbox.tls-reports")
+        _, received, times = flaky
+        dns_failing.add("_smtp._tls.flaky.test")
+
+        def lookups() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage() == "TLS-RPT record lookup failed"]
+
+        live = self.started(self.config(tmp_path, dns_port, retry=self.RETRY, retry_for=30.0))
+        try:
+            wait_for(lambda: len(lookups()) >= 2, "the lookup, failed and retried")
+            assert not times
+            dns_failing.clear()
+            wait_for(lambda: received, "the report, once the record answers")
+        finally:
+            live.__exit__(None, None, None)
+        [(path, kind, body)] = received
+        assert (path, kind) == ("/tlsrpt", "application/tlsrpt+gzip")
+        document = json.loads(gzip.decompress(body))
+        assert document["policies"][0]["policy"]["policy-domain"] == "flaky.test"
+        [found] = [r for r in caplog.records if r.getMessage() == "TLS-RPT record found"]
+        assert found.fields["attempt"] == len(lookups()) + 1  # type: ignore[attr-defined]
+
     @pytest.mark.parametrize(("failures", "retry_for"), [(1000, 1.5)])
     def test_a_post_that_keeps_failing_is_given_up_after_post_retry_for(
         self,

@@ -465,3 +465,17 @@ def test_queue_source_addresses_are_checked(tmp_path: Path, value: str, problem:
         write(tmp_path, '[queue]\nsource_addresses = ["192.0.2.1", "2001:db8::1"]\n'), environ={}
     )
     assert loaded.queue.source_addresses == ("192.0.2.1", "2001:db8::1")
+
+
+@pytest.mark.parametrize(("value", "valid"), [("0", True), ("300", True), ("60", False)])
+def test_mta_sts_refresh_is_off_or_five_minutes_at_least(
+    tmp_path: Path, value: str, valid: bool
+) -> None:
+    """RFC 8461 §3.3: no more than one fetch per five minutes."""
+    text = f"[queue]\nmta_sts_refresh = {value}\n"
+    if valid:
+        assert cfg.load(write(tmp_path, text), environ={}).queue.mta_sts_refresh == float(value)
+        return
+    with pytest.raises(ConfigError) as info:
+        cfg.load(write(tmp_path, text), environ={})
+    assert info.value.key == "queue.mta_sts_refresh"

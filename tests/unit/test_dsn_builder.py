@@ -63,7 +63,9 @@ def test_failure_report_structure_and_fields() -> None:
     assert msg["Subject"] == "Undelivered Mail Returned to Sender"
     text, status, original = msg.get_payload()
     assert text.get_content_type() == "text/plain"
-    assert "<bob@b.test>: failed, host mx.b.test said" in text.get_payload()
+    assert text.get_payload().endswith(
+        "<bob@b.test>: failed\r\n    mx.b.test: 550 5.1.1 mailbox unavailable\r\n"
+    )
     assert status.get_content_type() == "message/delivery-status"
     per_message, per_recipient = status.get_payload()
     assert per_message["Reporting-MTA"] == "dns; mx.a.test"

@@ -8,6 +8,7 @@ import pytest
 from pillarbox.dns.records import mta_sts_id, mta_sts_policy_text
 from pillarbox.queue.mtasts import (
     FETCH_RETRY_SECONDS,
+    REFRESH_RETRY_SECONDS,
     CachedPolicy,
     HostPlan,
     InvalidPolicy,
@@ -238,3 +239,43 @@ def test_cache_is_bounded() -> None:
         cache.store(domain, CachedPolicy(POLICY, "x", float(n)))
     assert cache.get("a.test", 3.0) is None
     assert cache.get("c.test", 3.0) is not None
+
+
+#: A week-long policy, as §3.2 expects them ("weeks or greater").
+WEEK = Policy(Mode.ENFORCE, ("mail.example.com",), 7 * 86400)
+
+
+def test_a_cached_policy_is_refreshed_a_day_after_its_fetch() -> None:
+    """§3.3 SHOULD: "proactively refresh cached policies before they expire; a suggested
+    refresh frequency is once per day"."""
+    cache = PolicyCache()
+    assert cache.next_refresh(86400) is None
+    cache.store("a.test", CachedPolicy(WEEK, "one", 1000.0))
+    assert cache.next_refresh(86400) == 1000.0 + 86400
+    assert cache.refresh_due(1000.0 + 86399, 86400) == []
+    assert cache.refresh_due(1000.0 + 86400, 86400) == ["a.test"]
+    # Expired, it is no longer refreshed: the next mail fetches it (§5.1).
+    assert cache.refresh_due(1000.0 + 7 * 86400, 86400) == []
+
+
+@pytest.mark.parametrize(
+    ("max_age", "due_after"),
+    [(3600, 1800.0), (60, FETCH_RETRY_SECONDS), (0, FETCH_RETRY_SECONDS)],
+)
+def test_a_short_policy_is_refreshed_halfway(max_age: int, due_after: float) -> None:
+    """A max_age under the interval: halfway through it, never sooner than five minutes
+    after the fetch (§3.3's limit on attempts)."""
+    cache = PolicyCache()
+    cache.store("a.test", CachedPolicy(Policy(Mode.ENFORCE, ("m.test",), max_age), "x", 0.0))
+    assert cache.next_refresh(86400) == due_after
+
+
+def test_a_failed_refresh_waits_before_the_next() -> None:
+    cache = PolicyCache()
+    cache.store("a.test", CachedPolicy(WEEK, "one", 0.0))
+    cache.fetch_failed("a.test", StsRecord("one"), 86400.0)
+    assert cache.refresh_due(86400.0 + REFRESH_RETRY_SECONDS - 1, 86400) == []
+    assert cache.next_refresh(86400) == 86400.0 + REFRESH_RETRY_SECONDS
+    assert cache.refreshable("a.test", 86400.0 + REFRESH_RETRY_SECONDS, 86400) is not None
+    cache.store("a.test", CachedPolicy(WEEK, "one", 90000.0))  # refreshed: a day from then
+    assert cache.next_refresh(86400) == 90000.0 + 86400

@@ -26,6 +26,7 @@ from pillarbox.queue.remote import (
     is_tls_failure,
     mx_route,
     parse_hostport,
+    skipped_greeting,
     split_jobs,
 )
 from pillarbox.smtp import replies as R
@@ -220,3 +221,27 @@ def test_is_tls_failure() -> None:
     assert is_tls_failure(TLS_FAILED.with_text("certificate verify failed"))
     assert is_tls_failure(TLS_UNAVAILABLE) and is_tls_failure(Reply(454, "4.7.0", "no TLS"))
     assert not is_tls_failure(Reply(421, "4.7.0", "too busy")) and not is_tls_failure(NO_ADDRESS)
+
+
+@pytest.mark.parametrize(
+    ("greeting", "skipped"),
+    [
+        (
+            Reply(554, "5.7.1", "no service for you"),
+            Reply(451, "4.7.1", "refused service at the greeting: 554 5.7.1 no service for you"),
+        ),
+        (
+            Reply(554, None, "mx.example busy\ntry later"),
+            Reply(451, "4.0.0", "refused service at the greeting: 554 mx.example busy try later"),
+        ),
+        (
+            Reply(521, None, "no mail here"),
+            Reply(451, "4.0.0", "refused service at the greeting: 521 no mail here"),
+        ),
+    ],
+)
+def test_a_5xx_greeting_is_a_transient_failure_of_the_host(greeting: Reply, skipped: Reply) -> None:
+    """RFC 5321 §3.1: skipped as Postfix's smtp_skip_5xx_greeting does, the server's words
+    kept, transient (retried until ``queue.lifetime``)."""
+    assert skipped_greeting(greeting) == skipped
+    assert skipped.is_transient

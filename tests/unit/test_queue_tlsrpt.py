@@ -14,6 +14,7 @@ from pillarbox.queue.mtasts import Mode, Policy
 from pillarbox.queue.tlsrpt import (
     ResultType,
     Submitter,
+    TlsReport,
     TlsRptRecord,
     build_reports,
     certificate_failure,
@@ -262,3 +263,16 @@ def test_a_policy_that_could_not_be_fetched_names_no_host() -> None:
     assert entry["failure-details"] == [
         {"result-type": "sts-policy-fetch-error", "failed-session-count": 1}
     ]
+
+
+def test_a_kept_report_reads_back_as_built() -> None:
+    """A report kept in the store to be sent later (its rua not known yet) is rebuilt from
+    its gzipped document: the same message (§5.3 subject, §5.1 file name, counts)."""
+    results = [
+        result("a.example", "tlsa"),
+        result("a.example", "tlsa", "tlsa-invalid", failure_reason="no match"),
+        result("a.example", "no-policy-found"),
+    ]
+    [report] = build_reports(results, SUBMITTER, begin=BEGIN, end=END)
+    again = TlsReport.from_gzipped(report.gzipped(), "a.example", SUBMITTER.domain)
+    assert again == report

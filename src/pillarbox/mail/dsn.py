@@ -201,12 +201,12 @@ def explanation(report: DeliveryReport, *, headers_only_because_large: bool) -> 
         lines += ["Your message was delivered as described below."]
     lines.append("")
     for r in report.recipients:
-        line = f"<{clean(r.final_recipient)}>: {r.action.value}"
-        if r.remote_mta:
-            line += f", host {clean(r.remote_mta)} said"
-        lines.append(line)
-        if r.diagnostic:
-            lines.append(f"    {clean(r.diagnostic)}")
+        lines.append(f"<{clean(r.final_recipient)}>: {r.action.value}")
+        # The host once, before its reply, as ``pillarbox queue show`` has it (the reply
+        # texts never name it: the Remote-MTA field does, RFC 3464 §2.3.5).
+        detail = ": ".join(clean(part) for part in (r.remote_mta, r.diagnostic) if part)
+        if detail:
+            lines.append(f"    {detail}")
         if r.will_retry_until is not None:
             lines.append(f"    (retried until {format_datetime(r.will_retry_until)})")
     if headers_only_because_large:

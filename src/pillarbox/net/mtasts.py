@@ -18,6 +18,10 @@ Implementation notes:
   the administrator) unless the cached policy's mode is ``none``, and kept until a fetch of
   the domain succeeds (:meth:`MtaStsPolicies.fetch_failure`, for TLS reports, RFC 8460
   §4.3.2.2).
+- **Refresh** (§3.3 SHOULD, §10.2): :meth:`MtaStsPolicies.keep_fresh`, a task of the queue
+  runner, fetches each cached policy again once it is due (:meth:`PolicyCache.refresh_due`),
+  whether or not mail goes to its domain and whatever its TXT record says; a failed refresh
+  is logged as a warning (unless the mode is ``none``) and the cached policy stays in force.
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ from pillarbox.observability.log import Log
 from pillarbox.queue.mtasts import (
     CACHE_ENTRIES,
     MAX_POLICY_SIZE,
+    REFRESH_SECONDS,
     CachedPolicy,
     InvalidPolicy,
     Mode,
     Policy,
     PolicyCache,
+    StsRecord,
     parse_policy,
     parse_record,
 )
@@ -51,6 +57,8 @@ from pillarbox.queue.tlsrpt import ResultType
 POLICY_PATH = "/.well-known/mta-sts.txt"
 #: RFC 8461 §3.3: the suggested timeout of a fetch.
 FETCH_TIMEOUT = 60.0
+#: Shortest sleep between refresh rounds: refreshes due together go in one round.
+REFRESH_TICK = 60.0
 _READ_SIZE = 16 * 1024
 
 _log = Log("mta-sts")
@@ -175,6 +183,7 @@ class MtaStsPolicies:
         port: int = 443,
         timeout: float = FETCH_TIMEOUT,
         max_size: int = MAX_POLICY_SIZE,
+        refresh: float = REFRESH_SECONDS,
         cache: PolicyCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -183,11 +192,18 @@ class MtaStsPolicies:
         self._port = port
         self._timeout = timeout
         self._max_size = max_size
+        #: Seconds after a fetch when a cached policy is fetched again (``queue.mta_sts_refresh``).
+        self._refresh = refresh
         self._cache = cache or PolicyCache()
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
         #: domain → why its last policy fetch failed (cleared by a successful one).
         self._failures: OrderedDict[str, PolicyFailure] = OrderedDict()
+
+    @property
+    def refreshing(self) -> bool:
+        """Cached policies are refreshed ahead of expiry (:meth:`keep_fresh`); 0 turns it off."""
+        return self._refresh > 0
 
     def fetch_failure(self, domain: str) -> PolicyFailure | None:
         """Why the domain's last policy fetch failed, if it did and none has succeeded since."""
@@ -216,13 +232,26 @@ class MtaStsPolicies:
     async def _lookup(self, domain: str) -> Policy | None:
         now = self._clock()
         cached = self._cache.get(domain, now)
+        record = await self._record(domain)
+        if record is not None and self._cache.fetch_due(domain, record, now):
+            fetched = await self._fetch(domain, record, cached, now, "fetch")
+            if fetched is not None:
+                return fetched.policy
+        # §3.1: no usable record does not remove a cached policy; §3.3: nor does a failed
+        # fetch (without one, mail goes as without MTA-STS).
+        return cached.policy if cached is not None else None
+
+    async def _record(self, domain: str) -> StsRecord | None:
         try:
-            record = parse_record(await self._resolver.txt(f"_mta-sts.{domain}"))
+            return parse_record(await self._resolver.txt(f"_mta-sts.{domain}"))
         except DnsTemporaryError:
-            record = None
-        if record is None or not self._cache.fetch_due(domain, record, now):
-            # §3.1: no usable record does not remove a cached policy.
-            return cached.policy if cached is not None else None
+            return None
+
+    async def _fetch(
+        self, domain: str, record: StsRecord, cached: CachedPolicy | None, now: float, kind: str
+    ) -> CachedPolicy | None:
+        """Fetch the policy ``record`` announces and cache it; None when that failed (``kind``,
+        "fetch" or "refresh", names the attempt in the log)."""
         try:
             body = await fetch_policy_text(
                 domain,
@@ -237,23 +266,58 @@ class MtaStsPolicies:
             self._cache.fetch_failed(domain, record, now)
             self._failed(domain, policy_failure(exc))
             if cached is None or cached.policy.mode is not Mode.NONE:
+                # §3.3, §10.2: the administrator is alerted, unless the mode is "none".
                 _log.warning(
-                    "policy fetch failed",
+                    f"policy {kind} failed",
                     domain=domain,
                     id=record.id,
                     reason=str(exc),
                     cached=cached.policy.mode.value if cached is not None else "-",
                 )
-            # §3.3: a valid cached policy still applies; without one, deliver as without.
-            return cached.policy if cached is not None else None
-        self._cache.store(domain, CachedPolicy(policy, record.id, now))
+            return None
+        fetched = CachedPolicy(policy, record.id, now)
+        self._cache.store(domain, fetched)
         self._failures.pop(domain, None)
         _log.info(
-            "policy fetched",
+            f"policy {kind}ed",
             domain=domain,
             id=record.id,
             mode=policy.mode.value,
             mx=",".join(policy.mx),
             max_age=policy.max_age,
         )
-        return policy
+        return fetched
+
+    async def refresh(self) -> int:
+        """Fetch again every cached policy due for it (§3.3 SHOULD: before it expires; §10.2:
+        whatever the TXT record says, so that an attacker must foil every refresh over the
+        policy's lifetime, not one); the number refreshed."""
+        refreshed = 0
+        for domain in self._cache.refresh_due(self._clock(), self._refresh):
+            lock = self._locks.setdefault(domain, asyncio.Lock())
+            try:
+                async with lock:
+                    now = self._clock()
+                    cached = self._cache.refreshable(domain, now, self._refresh)
+                    if cached is None:
+                        continue  # expired meanwhile, or a delivery fetched it meanwhile
+                    # A new id in the TXT record is fetched under that id; no record, or none
+                    # to be had, keeps the cached id (§10.2: the refresh goes on regardless).
+                    record = await self._record(domain) or StsRecord(cached.id)
+                    if await self._fetch(domain, record, cached, now, "refresh") is not None:
+                        refreshed += 1
+            finally:
+                if not lock.locked() and self._locks.get(domain) is lock:
+                    del self._locks[domain]
+        return refreshed
+
+    async def keep_fresh(self) -> None:
+        """:meth:`refresh` as policies fall due, until cancelled (run by the queue runner)."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # a bug here must not end the refreshes for good
+                _log.exception("policy refresh round failed")
+            due = self._cache.next_refresh(self._refresh)
+            wait = self._refresh if due is None else due - self._clock()
+            await asyncio.sleep(min(max(wait, REFRESH_TICK), self._refresh))

@@ -29,6 +29,11 @@ Implementation notes:
   dot-stuffed by the core under DATA); every write waits for the transport to drain, bounded by
   the RFC 5321 §4.5.3.2.5 data block timeout.
 - Low-level errors (``OSError``, ``ssl``) become replies here, once (STYLE §6).
+- No reply made here names the host (nor does the server's own reply get it added): the
+  runner keeps the host beside each reply, and ``queue show`` and the reports print
+  ``host: reply``, the host once (:func:`pillarbox.queue.schedule.described`).
+- A **5xx greeting** (RFC 5321 §3.1) fails the host transiently under
+  :attr:`SessionSettings.skip_5xx_greeting` (:func:`~pillarbox.queue.remote.skipped_greeting`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 
@@ -51,6 +57,7 @@ from pillarbox.queue.remote import (
     Part,
     envelope,
     is_over_recipient_limit,
+    skipped_greeting,
 )
 from pillarbox.queue.tlspolicy import (
     NAME_MISMATCH,
@@ -79,6 +86,14 @@ DEFAULT_CHUNK = 64 * 1024
 #: Seconds to wait for the reply to QUIT: the mail is delivered, so there is no reason to wait
 #: the full command timeout for a server that never answers it.
 QUIT_TIMEOUT = 10.0
+
+
+def _endpoint(address: str, port: int) -> str:
+    """``address:port``, an IPv6 address in brackets; a host name (a smart host) as it is."""
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(address).version == 6:
+            return f"[{address}]:{port}"
+    return f"{address}:{port}"
 
 
 def _source(settings: SessionSettings, address: str) -> tuple[str, int] | None:
@@ -117,6 +132,9 @@ class SessionSettings:
     #: verifying handshake (``tls_policy`` verify/secure, :mod:`pillarbox.queue.tlspolicy`);
     #: empty: no name check here (the context's own, if any). Set with ``require_tls``.
     tls_match: tuple[str, ...] = ()
+    #: A 5xx greeting fails the host transiently (``queue.skip_5xx_greeting``, Postfix's
+    #: ``smtp_skip_5xx_greeting``), not with the server's permanent reply.
+    skip_5xx_greeting: bool = True
 
     @property
     def opportunistic(self) -> bool:
@@ -207,14 +225,18 @@ class SmtpSession:
                     Channel, address, port, local_addr=_source(settings, address)
                 )
         except (OSError, TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
-            return CONNECT_FAILED.with_text(f"could not connect to {host}[{address}]: {reason}")
+            # asyncio's own message repeats the address: the errno's words say it all.
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            if exc.errno:
+                reason = os.strerror(exc.errno)
+            text = f"could not connect to {_endpoint(address, port)}: {reason}"
+            return CONNECT_FAILED.with_text(text)
         conn = ClientConnection(settings.client, now=loop.time())
         session = cls(channel, conn, host, settings)
         try:
             failure = await session._start()
         except LocalProtocolError as exc:  # the server's offer changed under us: not usable
-            failure = CONNECT_FAILED.with_text(f"{host}: {exc}")
+            failure = CONNECT_FAILED.with_text(str(exc))
         if failure is not None:
             session._channel.abort()
             return failure
@@ -225,6 +247,10 @@ class SmtpSession:
         if not isinstance(event, Greeting) or event.reply.code != 220:
             if isinstance(event, Greeting):
                 await self._await_quit()
+                # RFC 5321 §3.1: a 554 greeting means "no service here", but says nothing of
+                # the other MX hosts (§5.1) nor of this one later (§4.5.4.1 retries).
+                if event.reply.code >= 500 and self._settings.skip_5xx_greeting:
+                    return skipped_greeting(event.reply)
             return self._failure(event)
         reply = await self._hello()
         if reply is not None:
@@ -243,7 +269,7 @@ class SmtpSession:
                     timeout=self._settings.tls_handshake_timeout,
                 )
             except ChannelClosed as exc:
-                return TLS_FAILED.with_text(f"TLS with {self.host} failed: {exc.reason}")
+                return TLS_FAILED.with_text(f"TLS handshake failed: {exc.reason}")
             if self._settings.tlsa:
                 mismatch = self._dane_mismatch(self._settings.tlsa)
                 if mismatch is not None:
@@ -257,7 +283,7 @@ class SmtpSession:
             if reply is not None:
                 return reply
         elif self._settings.require_tls:
-            return TLS_UNAVAILABLE.with_text(f"{self.host} does not offer STARTTLS")
+            return TLS_UNAVAILABLE.with_text("the host does not offer STARTTLS")
         if self._settings.credentials is not None:
             return await self._authenticate(*self._settings.credentials)
         return None
@@ -276,10 +302,8 @@ class SmtpSession:
         certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         matched = certificate_matches(records, certificate) if certificate else None
         if matched is None:
-            return DANE_MISMATCH.with_text(
-                f"{self.host}: the certificate {MISMATCH_MARKER} {len(records)} usable TLSA"
-                f" record(s) of {self._settings.tls_name or self.host}"
-            )
+            text = f"the certificate {MISMATCH_MARKER} {len(records)} usable TLSA record(s)"
+            return DANE_MISMATCH.with_text(text)
         self._log.info("DANE authenticated", base=self._settings.tls_name or self.host)
         return None
 
@@ -291,7 +315,7 @@ class SmtpSession:
         if certificate and certificate_matches_names(certificate, wanted):
             return None
         return NAME_MISMATCH.with_text(
-            f"{self.host}: the certificate {NAME_MISMATCH_MARKER} {', '.join(wanted)}"
+            f"the certificate {NAME_MISMATCH_MARKER} {', '.join(wanted)}"
         )
 
     async def _hello(self) -> Reply | None:
@@ -308,7 +332,7 @@ class SmtpSession:
         if not self._conn.tls:
             return TLS_UNAVAILABLE.with_text("credentials are only sent over TLS")
         if "PLAIN" not in self._conn.capabilities.auth_mechanisms:
-            return RELAY_AUTH_FAILED.with_text(f"{self.host} does not offer AUTH PLAIN")
+            return RELAY_AUTH_FAILED.with_text("the smart host does not offer AUTH PLAIN")
         # RFC 4616 §2: authzid NUL authcid NUL passwd; the authzid is left empty.
         self._conn.auth("PLAIN", b"\0" + username.encode() + b"\0" + password.encode())
         event = await self._event()
@@ -318,7 +342,7 @@ class SmtpSession:
         if isinstance(event, Response) and event.reply.code == 235:
             return None
         detail = event.reply.text if isinstance(event, Response | Closed) else "no reply"
-        return RELAY_AUTH_FAILED.with_text(f"{self.host} refused our credentials: {detail}")
+        return RELAY_AUTH_FAILED.with_text(f"{RELAY_AUTH_FAILED.text}: {detail}")
 
     def _failure(self, event: ClientEvent | Sentinel, default: Reply | None = None) -> Reply:
         """The reply that made opening the session fail."""
@@ -326,8 +350,8 @@ class SmtpSession:
             reply = event.reply
             if reply.code < 400:
                 reply = default or Reply(451, "4.4.0", f"unexpected reply {reply.code}")
-            return reply.with_text(f"{self.host}: {reply.text}")
-        return default or CONNECT_FAILED.with_text(f"{self.host} closed the connection")
+            return reply
+        return default or CONNECT_FAILED.with_text("the host closed the connection")
 
     # -- delivering ------------------------------------------------------------------------------
     async def deliver(self, part: Part, raw: bytes) -> None:
@@ -337,14 +361,14 @@ class SmtpSession:
             return
         env = envelope(job, self._conn.capabilities)
         if isinstance(env, Reply):
-            part.settle(env.with_text(f"{env.text} ({self.host})"), self.host)
+            part.settle(env, self.host)
             return
         by_rcpt = {id(rcpt): r.id for rcpt, r in zip(env.rcpts, job.recipients, strict=True)}
         try:
             self._conn.send_mail(env.mail, env.rcpts)
         except LocalProtocolError as exc:
             self._closed = True
-            part.fail_session(CONNECT_FAILED.with_text(f"{self.host}: {exc}"), self.host)
+            part.fail_session(CONNECT_FAILED.with_text(str(exc)), self.host)
             return
         accepted = False
         over_limit: list[tuple[int, Reply]] = []

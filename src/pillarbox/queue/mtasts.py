@@ -24,7 +24,10 @@ Implementation notes:
 - **Cache** (§5.1, §3.3): a policy is kept for its ``max_age`` from the fetch and replaced when
   the TXT ``id`` changes; a failed fetch keeps the cached policy, and the same ``id`` is not
   fetched again for :data:`FETCH_RETRY_SECONDS`. No usable TXT record does not drop a cached
-  policy (§3.1). Time is an argument everywhere: this module reads no clock.
+  policy (§3.1). A cached policy is refreshed ahead of its expiry (§3.3 SHOULD, §10.2): once a
+  ``queue.mta_sts_refresh`` interval (a day) has passed since its fetch, or half its
+  ``max_age`` if shorter, whatever the TXT record says; a failed refresh waits
+  :data:`REFRESH_RETRY_SECONDS`. Time is an argument everywhere: this module reads no clock.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ MAX_AGE_LIMIT = 31_557_600
 MAX_POLICY_SIZE = 64 * 1024
 #: RFC 8461 §3.3: after a failed fetch, the same policy id is not fetched again for 5 minutes.
 FETCH_RETRY_SECONDS = 300.0
+#: RFC 8461 §3.3: cached policies are refreshed before they expire, "a suggested refresh
+#: frequency is once per day" (``queue.mta_sts_refresh``).
+REFRESH_SECONDS = 86_400.0
+#: After a failed refresh, the domain waits this long for the next (§3.3 asks five minutes or
+#: more; a refresh is not urgent while the cached policy applies).
+REFRESH_RETRY_SECONDS = 3600.0
 #: Policies kept (LRU by domain).
 CACHE_ENTRIES = 10_000
 
@@ -235,6 +244,12 @@ class CachedPolicy:
         """RFC 8461 §3.2: a policy is cached for up to max_age from the last fetch."""
         return now < self.fetched + self.policy.max_age
 
+    def refresh_at(self, interval: float) -> float:
+        """When to fetch the policy again, ahead of its expiry (§3.3 SHOULD, §10.2): ``interval``
+        after the fetch, or halfway through a shorter ``max_age``, never within
+        :data:`FETCH_RETRY_SECONDS` of it."""
+        return self.fetched + max(FETCH_RETRY_SECONDS, min(interval, self.policy.max_age / 2))
+
 
 class PolicyCache:
     """Policies by domain, and the recent failed fetches (see the module notes)."""
@@ -270,6 +285,31 @@ class PolicyCache:
         self._policies.move_to_end(domain)
         while len(self._policies) > self._max_entries:
             self._policies.popitem(last=False)
+
+    def refresh_due(self, now: float, interval: float) -> list[str]:
+        """Domains whose cached policy is due for a proactive refresh (§3.3): fresh still, and
+        past :meth:`_refresh_at`."""
+        return [d for d in self._policies if self.refreshable(d, now, interval) is not None]
+
+    def refreshable(self, domain: str, now: float, interval: float) -> CachedPolicy | None:
+        """The domain's cached policy if it is due for a refresh now."""
+        cached = self._policies.get(domain)
+        if cached is None or not cached.fresh(now):
+            return None
+        return cached if now >= self._refresh_at(domain, cached, interval) else None
+
+    def next_refresh(self, interval: float) -> float | None:
+        """When the next refresh falls due; None when no policy is cached."""
+        return min(
+            (self._refresh_at(d, c, interval) for d, c in self._policies.items()), default=None
+        )
+
+    def _refresh_at(self, domain: str, cached: CachedPolicy, interval: float) -> float:
+        """:meth:`CachedPolicy.refresh_at`, or :data:`REFRESH_RETRY_SECONDS` after the last
+        failed fetch for the domain if that is later."""
+        failure = self._failures.get(domain)
+        retry = failure[1] + REFRESH_RETRY_SECONDS if failure is not None else 0.0
+        return max(cached.refresh_at(interval), retry)
 
     def fetch_failed(self, domain: str, record: StsRecord, now: float) -> None:
         self._failures[domain] = (record.id, now)

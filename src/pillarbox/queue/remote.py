@@ -13,7 +13,9 @@ Implementation notes:
   anything but 220, times out, closes with 421 or drops the connection leaves its recipients
   open for the next address and the next host. A reply to RCPT or to the message (2xx, 4xx or
   5xx) is the answer for this attempt: a 4xx there is the destination's decision, not the host's.
-  Recipients still open after the last host are deferred with the last failure seen.
+  Recipients still open after the last host are deferred with the last failure seen. A 5xx
+  greeting (§3.1) is such a failure, made transient (:func:`skipped_greeting`, Postfix's
+  ``smtp_skip_5xx_greeting``): the message bounces only when its lifetime ends (§4.5.4.1).
 - **Recipient limits** (RFC 5321 §4.5.3.1.10): a 452 "too many recipients" after the server
   accepted others in the same transaction leaves those recipients open, for the next
   transaction of the same session; in a transaction where none was accepted it is their
@@ -95,6 +97,23 @@ REQUIRETLS_UNAUTHENTICATED = Reply(
 REQUIRETLS_POLICY_UNAVAILABLE = Reply(
     451, "4.7.10", "REQUIRETLS: the MTA-STS policy that would authenticate the host is unavailable"
 )
+
+#: RFC 5321 §3.1 "554 ... no SMTP service here": a host that refuses service at its greeting,
+#: skipped as Postfix's ``smtp_skip_5xx_greeting = yes`` does (``queue.skip_5xx_greeting``).
+#: Transient: a 554 banner is as often an overloaded or greylisting front as a refusal, and
+#: §4.5.4.1 wants the message kept and retried; the lifetime still ends it (§4.5.4.1 "give up").
+GREETING_REFUSED = Reply(451, "4.0.0", "refused service at the greeting")
+
+
+def skipped_greeting(reply: Reply) -> Reply:
+    """The 5xx greeting ``reply`` (RFC 5321 §4.2: 5yz, permanent) as the transient failure of
+    one host: the server's words kept after ours, its enhanced code's class turned to 4 (as
+    Postfix turns it), X.0.0 when it gave none (RFC 3463 §3.1)."""
+    enhanced = "4" + reply.enhanced[1:] if reply.enhanced else GREETING_REFUSED.enhanced
+    words = " ".join(reply.lines)
+    said = f"{reply.code} {reply.enhanced} {words}" if reply.enhanced else f"{reply.code} {words}"
+    return Reply(GREETING_REFUSED.code, enhanced, f"{GREETING_REFUSED.text}: {said}")
+
 
 #: Replies that end the session rather than answer a recipient: try the next host.
 _SESSION_FAILURES = frozenset(

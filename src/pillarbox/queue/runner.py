@@ -27,6 +27,8 @@ Implementation notes:
   the recipients are deferred with the reason); under "testing" the failure is only logged.
   A smart host is not subject to the recipient domain's policy (§3.4 would make the smart
   host's own domain the policy domain; its TLS is ``queue.smarthost_verify_tls``).
+  While :meth:`QueueRunner.run` runs, a task of its own fetches cached policies again ahead
+  of their expiry (§3.3 SHOULD, ``queue.mta_sts_refresh``, :meth:`MtaStsPolicies.keep_fresh`).
 - **DANE** (RFC 7672, :mod:`.dane`): for a host from a DNSSEC-authenticated MX answer whose
   addresses are authenticated too, the TLSA records at ``_<port>._tcp.<host>`` are looked up
   (after the addresses, §2.2.2). A failed lookup makes the host unusable (§2.1.2: the next
@@ -117,6 +119,7 @@ from pillarbox.queue.local import deliver_local
 from pillarbox.queue.mtasts import (
     MAX_POLICY_SIZE,
     MX_NOT_IN_POLICY,
+    REFRESH_SECONDS,
     HostPlan,
     Mode,
     Policy,
@@ -144,7 +147,14 @@ from pillarbox.queue.remote import (
     split_jobs,
 )
 from pillarbox.queue.routing import Router
-from pillarbox.queue.schedule import Attempt, RetryPolicy, Verdict, decide, reply_text
+from pillarbox.queue.schedule import (
+    Attempt,
+    RetryPolicy,
+    Verdict,
+    decide,
+    described,
+    reply_text,
+)
 from pillarbox.queue.tlspolicy import (
     DANE_REQUIRED,
     NO_TABLE,
@@ -330,11 +340,18 @@ class QueueRunner:
     # -- the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
         _log.info("queue runner started", owner=self._hostname)
+        refresher = None
+        if self._mta_sts is not None and self._mta_sts.policies.refreshing:
+            # RFC 8461 §3.3: cached policies are refreshed before they expire.
+            refresher = asyncio.get_running_loop().create_task(self._mta_sts.policies.keep_fresh())
         try:
             while True:
                 await self.claim()
                 await self._sleep()
         finally:
+            if refresher is not None:
+                refresher.cancel()
+                await asyncio.gather(refresher, return_exceptions=True)
             self._closing = True
             while self._tasks:
                 for task in list(self._tasks):
@@ -513,7 +530,7 @@ class QueueRunner:
             AttemptOutcome(
                 recipient_id=r.id,
                 state=v.state,
-                reply=f"{v.host}: {reply_text(v.reply)}" if v.host else reply_text(v.reply),
+                reply=described(v.reply, v.host),
                 next_attempt=v.next_attempt,
                 delay_notified=v.delay_notified,
             )
@@ -690,7 +707,7 @@ class QueueRunner:
             ):
                 note = None  # our own policy, not the domain's: nothing to tell its owner
             if dane.kind is DanePlanKind.UNREACHABLE:
-                text = f"{tlsa_name(dane.base, route.port)}: {dane.reason}; {host} is not used"
+                text = f"{tlsa_name(dane.base, route.port)}: {dane.reason}; the host is not used"
                 last = Answer(TLSA_LOOKUP_FAILED.with_text(text), host)
                 await self._record_tls(note, "", ResultType.DNSSEC_INVALID, dane.reason)
                 continue
@@ -736,7 +753,7 @@ class QueueRunner:
                     if last is not None and last.reply.is_transient:
                         transient = last
                     _log.warning("REQUIRETLS: not offered", domain=domain, host=host)
-                    text = f"REQUIRETLS support required: {host} does not offer it"
+                    text = f"{REQUIRETLS_UNSUPPORTED.text}: the host does not offer it"
                     last = Answer(REQUIRETLS_UNSUPPORTED.with_text(text), host)
                     break
                 try:
@@ -799,7 +816,7 @@ class QueueRunner:
             why += " in enforce mode lists the host"
         reply = REQUIRETLS_POLICY_UNAVAILABLE if unfetched_policy else REQUIRETLS_UNAUTHENTICATED
         _log.warning("REQUIRETLS: host not authenticated", domain=domain, host=host, reason=why)
-        return Answer(reply.with_text(f"{reply.text}: {host}: {why}"), host)
+        return Answer(reply.with_text(f"{reply.text}: {why}"), host)
 
     def _destination_policy(self, domain: str, optional: bool) -> DestinationPolicy | None:
         """The ``[queue.tls_policy]`` entry for the nexthop (the smart host, or else the
@@ -865,13 +882,13 @@ class QueueRunner:
         elif not route.secure:
             why = f"the MX records of {domain} are not DNSSEC-signed"
         elif not addresses.authentic:
-            why = f"the addresses of {host} are not DNSSEC-signed"
+            why = "the host's addresses are not DNSSEC-signed"
         elif dane.kind is DanePlanKind.ENCRYPT:
             why = f"no usable TLSA record at {tlsa_name(dane.base, route.port)}"
         else:
-            why = f"no secure TLSA records for {host}"
+            why = "no secure TLSA records for the host"
         _log.warning("TLS policy: no DANE", domain=domain, host=host, reason=why)
-        return Answer(DANE_REQUIRED.with_text(f"{explicit.describe()}: {host}: {why}"), host)
+        return Answer(DANE_REQUIRED.with_text(f"{explicit.describe()}: {why}"), host)
 
     async def _sts_policy(self, domain: str) -> Policy | None:
         """The domain's MTA-STS policy; none for a smart host or an address literal (RFC 8461
@@ -939,7 +956,7 @@ class QueueRunner:
             await self._record_tls(note, "", ResultType.VALIDATION_FAILURE, reason)
         if plan.tls is not TlsPlan.REFUSED:
             return None
-        text = f"MTA-STS policy of {domain} (enforce) does not list the MX host {host}"
+        text = f"MTA-STS policy of {domain} (enforce) does not list the host"
         return Answer(MX_NOT_IN_POLICY.with_text(text), host)
 
     async def _open(
@@ -1110,15 +1127,22 @@ def mta_sts_for(
     connect_timeout: float,
     fetch_timeout: float = FETCH_TIMEOUT,
     max_policy_size: int = MAX_POLICY_SIZE,
+    refresh: float = REFRESH_SECONDS,
     policy_port: int = 443,
     source_addresses: tuple[str, ...] = (),
+    skip_5xx_greeting: bool = True,
 ) -> MtaSts:
     """MTA-STS for a runner: one trust store (``cafile``, or the system's) for policy hosts
     and MX hosts alike; ``policy_port`` is for tests (RFC 8461 §3.2 fixes HTTPS)."""
     context = verifying_context(cafile)
     return MtaSts(
         MtaStsPolicies(
-            resolver, context, port=policy_port, timeout=fetch_timeout, max_size=max_policy_size
+            resolver,
+            context,
+            port=policy_port,
+            timeout=fetch_timeout,
+            max_size=max_policy_size,
+            refresh=refresh,
         ),
         SessionSettings(
             client=client,
@@ -1126,6 +1150,7 @@ def mta_sts_for(
             source_addresses=source_addresses,
             tls=context,
             require_tls=True,
+            skip_5xx_greeting=skip_5xx_greeting,
         ),
     )
 
@@ -1196,6 +1221,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 tls=context,
                 require_tls=credentials is not None,
                 credentials=credentials,
+                skip_5xx_greeting=queue.skip_5xx_greeting,
             ),
         )
     resolver = resolver or DnsResolver(
@@ -1216,7 +1242,9 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 connect_timeout=queue.connect_timeout,
                 fetch_timeout=queue.mta_sts_fetch_timeout,
                 max_policy_size=queue.mta_sts_max_policy_size,
+                refresh=queue.mta_sts_refresh,
                 source_addresses=queue.source_addresses,
+                skip_5xx_greeting=queue.skip_5xx_greeting,
             )
     except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
         raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
@@ -1239,6 +1267,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
             connect_timeout=queue.connect_timeout,
             source_addresses=queue.source_addresses,
             tls=opportunistic_context(),
+            skip_5xx_greeting=queue.skip_5xx_greeting,
         ),
         relay=relay,
         mta_sts=mta_sts,

@@ -93,6 +93,13 @@ def reply_text(reply: Reply) -> str:
     return " ".join(parts)
 
 
+def described(reply: Reply, host: str | None) -> str:
+    """``host: reply`` as ``queue show`` keeps it (``last_reply``), the host named once: the
+    texts of the replies never name the host they are about (its name is ``host``, the
+    report's Remote-MTA); without a host, the reply alone."""
+    return f"{host}: {reply_text(reply)}" if host else reply_text(reply)
+
+
 class Notify(enum.Enum):
     """Which kinds of report a recipient wants, from its NOTIFY set (RFC 3461 §4.1)."""
 

@@ -18,9 +18,10 @@ Implementation notes:
   :mod:`pillarbox.net.tlsrpt`); other schemes are logged and skipped. A failed POST is
   logged and kept in the store (``tls_report_posts``) with its bytes, and retried from there
   (§5.5: for ``post_retry_for``, 24 hours, with doubling waits from ``post_retry``) by any
-  node, each try claimed once; a restart does not lose it. A domain with no record, or
-  whose record cannot be looked up now, gets no report: its results are dropped with the
-  others.
+  node, each try claimed once; a restart does not lose it. A domain with no record gets no
+  report. One whose record cannot be looked up now (a temporary DNS failure) has its report
+  kept the same way, under :data:`LOOKUP_PENDING`, and the lookup retried on the same
+  schedule; once found, the report goes to the URIs as a new one would.
 - **The message** (§5.3) carries ``TLS-Required: No``: our queue delivers it with
   opportunistic TLS whatever the domain's MTA-STS or DANE policy (the failures it reports may
   be what stops the mail), and such deliveries are not counted in the next report.
@@ -29,6 +30,7 @@ Implementation notes:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -46,10 +48,13 @@ from pillarbox.policy.reporting import (
 )
 from pillarbox.queue.tlsrpt import Submitter, TlsReport, build_reports, parse_record, report_message
 from pillarbox.services import Services
-from pillarbox.store.types import TlsReportPost
+from pillarbox.store.types import Account, TlsReportPost
 
 #: The scope under which a period's run is claimed (beside DMARC's in the same table).
 RUN_SCOPE = "tlsrpt:*"
+#: The ``url`` of a kept report whose ``rua`` is not known yet: the domain's TLS-RPT record
+#: could not be looked up (a temporary DNS failure). The lookup is retried as a POST is.
+LOOKUP_PENDING = ""
 
 _log = Log("tls-reports")
 
@@ -70,14 +75,17 @@ def submitter(config: Config) -> Submitter:
     )
 
 
-async def report_uris(resolver: Resolver, domain: str) -> tuple[str, ...]:
-    """The ``rua`` of the domain's TLS-RPT record (§3); none without one, or when it cannot be
-    looked up now."""
+async def report_uris(resolver: Resolver, domain: str) -> tuple[str, ...] | None:
+    """The ``rua`` of the domain's TLS-RPT record (§3); none without one; None when it cannot
+    be looked up now (a temporary DNS failure: the lookup is retried, :data:`LOOKUP_PENDING`)."""
     try:
         record = parse_record(await resolver.txt(f"_smtp._tls.{domain}"))
-    except (DnsTemporaryError, InvalidName) as exc:
-        _log.info("no TLS-RPT record this time", domain=domain, reason=str(exc))
+    except InvalidName as exc:
+        _log.info("no TLS-RPT record", domain=domain, reason=str(exc))
         return ()
+    except DnsTemporaryError as exc:
+        _log.warning("TLS-RPT record lookup failed", domain=domain, reason=exc.problem)
+        return None
     return record.rua if record is not None else ()
 
 
@@ -100,39 +108,58 @@ async def report_once(
     sent: list[tuple[TlsReport, list[str]]] = []
     for report in build_reports(results, submitter(config), begin=begin, end=end):
         uris = await report_uris(resolver, report.policy_domain)
-        destinations = [d for d in (mailto_destination(u) for u in uris) if d is not None]
-        posted = [u for u in uris if u.lower().startswith("https:")]
-        skipped = [u for u in uris if mailto_destination(u) is None and u not in posted]
-        if skipped:
-            _log.info(
-                "report URI not supported", domain=report.policy_domain, uris=",".join(skipped)
-            )
-        delivered = []
-        body = report.gzipped()
-        for url in posted:
-            if await _post(body, url, report.policy_domain, resolver, config.tls_reports, 1):
-                delivered.append(url)
-            else:
-                await _keep_for_retry(services, body, url, report.policy_domain)
-        now = datetime.now(UTC)
-        allowed, ok, reply = await submit_report(
-            services,
-            account,
-            destinations,
-            partial(report_message, report, sender=account.address, date=now),
-        )
-        if allowed:
-            _log.info(
-                "TLS report queued",
-                domain=report.policy_domain,
-                to=",".join(allowed),
-                sessions=report.sessions,
-                failures=report.failures,
-                reply=reply,
-            )
-        sent.append((report, (allowed if ok else []) + delivered))
+        if uris is None:
+            # §5.5 asks retries of a failed delivery; a failed lookup of where to deliver is
+            # one too: kept and retried as a failed POST is.
+            await _keep_for_retry(services, report.gzipped(), LOOKUP_PENDING, report.policy_domain)
+            sent.append((report, []))
+            continue
+        sent.append((report, await _deliver(services, account, report, uris, resolver)))
     await store.delete_tls_results(until)
     return sent
+
+
+async def _deliver(
+    services: Services,
+    account: Account,
+    report: TlsReport,
+    uris: Sequence[str],
+    resolver: Resolver,
+    first_try: datetime | None = None,
+) -> list[str]:
+    """Send ``report`` to the ``rua`` URIs (§3): by POST to ``https:`` ones, a failed POST kept
+    for retry (its retries bounded from ``first_try``), by mail to ``mailto:`` ones; returns
+    where it went."""
+    config = services.config
+    destinations = [d for d in (mailto_destination(u) for u in uris) if d is not None]
+    posted = [u for u in uris if u.lower().startswith("https:")]
+    skipped = [u for u in uris if mailto_destination(u) is None and u not in posted]
+    if skipped:
+        _log.info("report URI not supported", domain=report.policy_domain, uris=",".join(skipped))
+    delivered = []
+    body = report.gzipped()
+    for url in posted:
+        if await _post(body, url, report.policy_domain, resolver, config.tls_reports, 1):
+            delivered.append(url)
+        else:
+            await _keep_for_retry(services, body, url, report.policy_domain, first_try)
+    now = datetime.now(UTC)
+    allowed, ok, reply = await submit_report(
+        services,
+        account,
+        destinations,
+        partial(report_message, report, sender=account.address, date=now),
+    )
+    if allowed:
+        _log.info(
+            "TLS report queued",
+            domain=report.policy_domain,
+            to=",".join(allowed),
+            sessions=report.sessions,
+            failures=report.failures,
+            reply=reply,
+        )
+    return (allowed if ok else []) + delivered
 
 
 async def _post(
@@ -152,18 +179,23 @@ async def _post(
     return True
 
 
-async def _keep_for_retry(services: Services, body: bytes, url: str, domain: str) -> None:
-    """A failed first POST goes to the store (§5.5), to be retried from there."""
+async def _keep_for_retry(
+    services: Services, body: bytes, url: str, domain: str, first_try: datetime | None = None
+) -> None:
+    """A failed first POST (or rua lookup, ``url`` :data:`LOOKUP_PENDING`) goes to the store
+    (§5.5), to be retried from there until ``post_retry_for`` after ``first_try`` (now)."""
     section = services.config.tls_reports
-    if section.post_retry_for <= 0:
-        return
     now = datetime.now(UTC)
+    first_try = first_try or now
+    deadline = first_try + timedelta(seconds=section.post_retry_for)
+    if deadline <= now:
+        return
     post = TlsReportPost(
         url=url,
         policy_domain=domain,
         body=body,
-        first_try=now,
-        next_try=now + timedelta(seconds=min(section.post_retry, section.post_retry_for)),
+        first_try=first_try,
+        next_try=min(now + timedelta(seconds=section.post_retry), deadline),
         attempts=1,
     )
     await services.store.add_tls_report_post(post)
@@ -182,14 +214,21 @@ async def retry_due_post(services: Services, resolver: Resolver) -> bool:
     if post is None:
         return False
     attempt = post.attempts + 1
-    if await _post(post.body, post.url, post.policy_domain, resolver, section, attempt):
+    if post.url == LOOKUP_PENDING:
+        done = await _retry_lookup(services, resolver, post, attempt)
+    else:
+        done = await _post(post.body, post.url, post.policy_domain, resolver, section, attempt)
+    if done:
         await store.delete_tls_report_post(post.id)
         return True
     deadline = post.first_try + timedelta(seconds=section.post_retry_for)
     now = datetime.now(UTC)
     if now >= deadline:
         _log.warning(
-            "TLS report given up", domain=post.policy_domain, to=post.url, attempts=attempt
+            "TLS report given up",
+            domain=post.policy_domain,
+            to=post.url or "(rua unknown)",
+            attempts=attempt,
         )
         await store.delete_tls_report_post(post.id)
         return True
@@ -197,6 +236,23 @@ async def retry_due_post(services: Services, resolver: Resolver) -> bool:
     await store.reschedule_tls_report_post(
         post.id, min(now + timedelta(seconds=wait), deadline), attempt
     )
+    return True
+
+
+async def _retry_lookup(
+    services: Services, resolver: Resolver, post: TlsReportPost, attempt: int
+) -> bool:
+    """The kept report's rua looked up again; once found, the report goes there as a new one
+    would (its failed POSTs kept with the original first try, so every retry ends within
+    ``post_retry_for`` of it). False while the lookup still fails."""
+    uris = await report_uris(resolver, post.policy_domain)
+    if uris is None:
+        return False
+    config = services.config
+    report = TlsReport.from_gzipped(post.body, post.policy_domain, submitter(config).domain)
+    account = await report_account(services, sender_address(config))
+    where = await _deliver(services, account, report, uris, resolver, post.first_try)
+    _log.info("TLS-RPT record found", domain=post.policy_domain, attempt=attempt, to=len(where))
     return True
 
 

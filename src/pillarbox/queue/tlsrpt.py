@@ -191,9 +191,34 @@ class TlsReport:
     def gzipped(self) -> bytes:
         return gzip.compress(self.document, mtime=0)
 
+    @classmethod
+    def from_gzipped(cls, body: bytes, policy_domain: str, submitter: str) -> TlsReport:
+        """The report :meth:`gzipped` made, read back from its §4.4 document (a report kept
+        in the store to be sent later; ValueError or KeyError if it is not one of ours)."""
+        text = gzip.decompress(body)
+        document = json.loads(text)
+        dates = document["date-range"]
+        totals = [entry["summary"] for entry in document["policies"]]
+        failures = sum(t["total-failure-session-count"] for t in totals)
+        successes = sum(t["total-successful-session-count"] for t in totals)
+        return cls(
+            policy_domain,
+            _seconds(dates["start-datetime"]),
+            _seconds(dates["end-datetime"]),
+            submitter,
+            document["report-id"],
+            text,
+            successes + failures,
+            failures,
+        )
+
 
 def _rfc3339(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(rfc3339: str) -> int:
+    return int(datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
 
 
 def _details(failures: Iterable[TlsSessionResult]) -> list[dict[str, object]]:

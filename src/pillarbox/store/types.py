@@ -1144,11 +1144,14 @@ class TlsSessionResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TlsReportPost:
-    """A TLS-RPT report whose POST to an ``https:`` rua failed, kept to be tried again
-    (RFC 8460 §5.5: for up to 24 hours after the first try) by whichever node comes first."""
+    """A TLS-RPT report whose POST to an ``https:`` rua failed, or whose rua could not be
+    looked up, kept to be tried again (RFC 8460 §5.5: for up to 24 hours after the first try)
+    by whichever node comes first."""
 
     #: The store's id (0 before it is added).
     id: int = 0
+    #: Where to POST; empty while the rua is still to be looked up
+    #: (:data:`pillarbox.queue.tlsreporting.LOOKUP_PENDING`).
     url: str
     policy_domain: str
     #: The gzipped report, as first POSTed: every try sends the same bytes.
