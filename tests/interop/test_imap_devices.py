@@ -116,3 +116,47 @@ def test_three_devices_changing_one_mailbox_at_once_all_end_with_the_mailbox(
         phone.command(APPEND)
     change_at_once([phone, laptop, tablet], commands=120)
     assert_converged([phone, laptop, tablet], Tracker(port, USER, PASSWORD, "fresh", qresync=False))
+
+
+def test_a_keyword_from_another_device_comes_with_a_new_flag_list(live: LiveServer) -> None:
+    """RFC 9051 §7.3.5: the laptop (imapclient) idles in INBOX; the phone labels a message
+    with a keyword INBOX never had. The laptop must hear the new FLAGS (and PERMANENTFLAGS,
+    §7.1, so the keyword is known to be settable) before the FETCH that carries it, as from
+    Dovecot; a keyword already listed brings no new list. The laptop, CONDSTORE-aware, gets
+    MODSEQ in the FETCH and nothing else changes."""
+    live.deliver(USER, "one")
+    live.deliver(USER, "two")
+    laptop = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    phone = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    for device in (laptop, phone):
+        device.login(USER, PASSWORD)
+    laptop.enable("CONDSTORE")
+    selected = laptop.select_folder("INBOX")
+    assert b"$Trip" not in selected[b"FLAGS"]
+    phone.select_folder("INBOX")
+    laptop.idle()
+    phone.add_flags([2], [b"$Trip"])
+    seen: list[tuple[object, ...]] = []
+    while not any(len(r) > 1 and r[1] == b"FETCH" for r in seen):
+        more = laptop.idle_check(timeout=5.0)
+        assert more, seen
+        seen += more
+    kinds = [r[0] if r[0] in (b"FLAGS", b"OK") else r[1] for r in seen]
+    assert kinds == [b"FLAGS", b"OK", b"FETCH"], seen
+    assert b"$Trip" in seen[0][1]
+    assert b"[PERMANENTFLAGS (" in seen[1][1] and b"$Trip" in seen[1][1]
+    fetched = seen[2][2]
+    assert (
+        isinstance(fetched, tuple)
+        and b"MODSEQ" in fetched
+        and b"$Trip" in fetched[fetched.index(b"FLAGS") + 1]
+    )
+    phone.add_flags([1], [b"$Trip"])
+    more = laptop.idle_check(timeout=5.0)
+    laptop.idle_done()
+    assert [r[1] for r in more] == [b"FETCH"], more
+    # A fresh SELECT lists it in both: settable, not only known.
+    again = laptop.select_folder("INBOX")
+    assert b"$Trip" in again[b"FLAGS"] and b"$Trip" in again[b"PERMANENTFLAGS"]
+    laptop.logout()
+    phone.logout()

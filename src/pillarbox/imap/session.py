@@ -134,7 +134,6 @@ from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
     INBOX,
-    SYSTEM_FLAGS,
     Account,
     Change,
     ChangeKind,
@@ -615,6 +614,11 @@ class ImapSession:
             looks = self._stale or kind in _POLLING
             if self._selected is not None and looks and kind not in _LEAVING:
                 await self._sync()
+                # RFC 9051 §7.3.5: a keyword learned here is listed before this command's
+                # own FETCH responses can show it (the rest waits for the announcement).
+                listing = self._view.flag_list_update()
+                if listing:
+                    await out.write(b"".join(listing))
             reply = await _HANDLERS[kind](self, command, out)
             if reply is None:  # continues with the client's next line (IDLE, AUTHENTICATE)
                 return Action.CONTINUE
@@ -1083,16 +1087,7 @@ class ImapSession:
         if self._claims_recent(view) and view.uids and view.uids[-1] >= status.recent_uid:
             first = await self.store.claim_recent(mailbox.id)
             view.recent = {uid for uid in view.uids if uid >= first}
-        lines = [responses.flags(SYSTEM_FLAGS | view.keywords())]
-        permanent = None
-        if not view.read_only:  # RFC 4314 §5.1.1: the flags this user's rights let change
-            rights = acl.ALL_RIGHTS if target.rights is None else target.rights
-            permanent = responses.permanent_flags(
-                allowed_flags(SYSTEM_FLAGS, rights), new_keywords="w" in rights
-            )
-        lines.append(
-            r.OK_PERMANENTFLAGS.with_code(permanent or Code("PERMANENTFLAGS", b"()")).untagged()
-        )
+        lines = view.flag_lines()
         lines.append(responses.exists(view.exists))
         if not self._rev2:
             lines.append(responses.recent(len(view.recent)))
@@ -1857,6 +1852,9 @@ class ImapSession:
             )
             view.own_flags(update.changed)
             refused = update.modified
+            listing = view.flag_list_update()  # a new keyword: before the FETCH showing it
+            if listing:
+                await out.write(b"".join(listing))
         # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants of
         # every FETCH a UID command causes, and IMAP4rev2 of every unsolicited one); RFC 7162
         # §3.1.3: a conditional STORE reports MODSEQ even when .SILENT.
