@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 import socket
 
+import psycopg
 import pytest
 from imapclient import IMAPClient
 from imapclient.imapclient import DELETED, FLAGGED
 
+from pillarbox.store.postgres.store import PostgresStore
 from pillarbox.testing.devices import APPEND, Tracker, assert_converged, change_at_once
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import LiveServer
@@ -160,3 +162,84 @@ def test_a_keyword_from_another_device_comes_with_a_new_flag_list(live: LiveServ
     assert b"$Trip" in again[b"FLAGS"] and b"$Trip" in again[b"PERMANENTFLAGS"]
     laptop.logout()
     phone.logout()
+
+
+_GONE = b"* BYE The selected mailbox was deleted by another session\r\n"
+
+
+def _waiting_in(live: LiveServer, mailbox: str, how: str) -> socket.socket:
+    """A device with ``mailbox`` selected, waiting as ``how`` says: in IDLE, between commands
+    with NOTIFY asking for nothing of the selected mailbox (RFC 5465 §6.4), or just idle."""
+    sock = socket.create_connection(("127.0.0.1", live.port("imap")), timeout=10)
+    script = [f'w1 LOGIN {USER} "{PASSWORD}"', f"w2 SELECT {mailbox}"]
+    if how == "notify":
+        script.append("w3 NOTIFY SET (personal (MailboxName))")
+    reader = sock.makefile("rb")
+    reader.readline()
+    for line in script:
+        sock.sendall(line.encode() + b"\r\n")
+        tag = line.split(" ")[0].encode()
+        while not (answer := reader.readline()).startswith(tag):
+            pass
+        assert answer.startswith(tag + b" OK"), answer
+    if how == "idle":
+        sock.sendall(b"w4 IDLE\r\n")
+        assert reader.readline() == b"+ idling\r\n"
+    reader.close()
+    return sock
+
+
+def _rest(sock: socket.socket) -> bytes:
+    """Everything until the server closes (a timeout fails the test)."""
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    sock.close()
+    return received
+
+
+@pytest.mark.parametrize("how", ["idle", "notify", "command"])
+def test_the_selected_mailbox_deleted_by_another_device_ends_the_session(
+    live: LiveServer, how: str
+) -> None:
+    """RFC 9051 §7.1.5 BYE, as Dovecot ("Selected mailbox was deleted, have to disconnect"):
+    the laptop deletes the folder the phone has selected. The phone is told with one BYE and
+    the connection closes — at once if it idles or NOTIFY is on (even one asking for nothing
+    of the selected mailbox), else at its next command, never a tagged answer."""
+    live.create_mailbox(USER, "Trips")
+    phone = _waiting_in(live, "Trips", how)
+    laptop = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    laptop.login(USER, PASSWORD)
+    laptop.delete_folder("Trips")
+    if how == "command":
+        phone.sendall(b"w5 FETCH 1:* (FLAGS)\r\n")
+    assert _rest(phone) == _GONE
+    laptop.logout()
+
+
+def test_a_deletion_while_notifications_were_lost_ends_an_idle_at_once(live: LiveServer) -> None:
+    """PostgreSQL: the node's LISTEN connection breaks (a failover, a network cut) and the
+    laptop deletes the folder the phone idles in before it is back; the NOTIFY is lost. The
+    re-hint after reconnecting cannot name a mailbox that no longer exists, but tells each
+    account that any of its mailboxes may have gone: the phone gets its BYE within the
+    reconnect delay (1 s), not at its next command up to 29 minutes later (RFC 2177)."""
+    store = live.store
+    if not isinstance(store, PostgresStore):
+        pytest.skip("the LISTEN connection is PostgreSQL's ($PILLARBOX_TEST_STORE)")
+    live.create_mailbox(USER, "Trips")
+    phone = _waiting_in(live, "Trips", "idle")
+    with psycopg.connect(store.conninfo, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query = %s",
+            (f'LISTEN "{store._channel}"',),
+        ).fetchall()
+    assert killed == [(True,)]
+
+    async def delete() -> None:
+        account = await store.get_account(USER)
+        assert account is not None
+        await store.delete_mailbox((await store.get_mailbox(account.id, "Trips")).id)
+
+    live.call(delete())
+    assert _rest(phone) == _GONE

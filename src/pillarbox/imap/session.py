@@ -14,7 +14,10 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
 - **States** (RFC 9051 §3) are a table: :data:`ALLOWED` says which commands each state
   accepts (anything else is BAD), :data:`TRANSITIONS` which (state, command, condition) moves
   where. One invariant completes it: SELECTED holds a :class:`SelectedView` and nothing else
-  does — deleting the selected mailbox deselects it.
+  does — deleting the selected mailbox deselects it. Deleted by anyone else, it ends the
+  session with ``BYE`` (as Dovecot; RFC 9051 has no response that deselects) wherever that is
+  found: a hint naming it or saying any mailbox may be gone (``Change``), pushed at once in
+  IDLE or under NOTIFY, else at the next command; a store read that finds it gone.
 - **One command at a time**, in the order received (RFC 9051 §5.5 allows no more: commands
   here may affect each other). Pipelined commands wait in the lexer.
 - **Mailbox views stay consistent** (:mod:`.selected`): at the start of a command in SELECTED
@@ -502,13 +505,23 @@ class ImapSession:
     def notify(self, change: Change) -> None:
         """A change-feed hint: the selected mailbox may have changed (the truth is re-read)."""
         view = self._selected
+        account = self.account
         if view is not None and change.mailbox_id == view.mailbox_id:
             if change.kind is ChangeKind.MAILBOXES:
                 self._dirty = True
             else:
                 self._hinted = max(self._hinted, change.modseq)
+        elif (
+            view is not None
+            and change.mailbox_id == 0
+            and change.kind is ChangeKind.MAILBOXES
+            and account is not None
+            and change.account_id == account.id
+        ):
+            # Any mailbox may have been renamed or deleted (``Change``): after lost hints no
+            # store can name one it no longer has, so the view looks whether its is still there.
+            self._dirty = True
         # NOTIFY watches the user's own mailboxes; a watched shared one only wakes the view.
-        account = self.account
         if self._notifier is not None and account is not None and change.account_id == account.id:
             self._notifier.hint(change)
 
@@ -565,6 +578,11 @@ class ImapSession:
             return Action.CONTINUE
         selected = notifier.plan.selected if notifier is not None else True
         try:
+            if self._stale and not selected and self._dirty:
+                # NOTIFY asked for nothing of the selected mailbox, but a rename or deletion
+                # is looked at all the same: a deleted one ends the session now (_MailboxGone),
+                # not at the client's next command; what changed waits for that command.
+                await self._sync()
             if self._stale and selected:
                 await self._sync()
                 # RFC 5465 §6.1.2: SELECTED-DELAYED holds expunges back until a command
