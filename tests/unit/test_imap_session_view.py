@@ -239,6 +239,9 @@ def test_a_new_keyword_is_listed_once_with_what_the_rights_let_change() -> None:
         b"* FLAGS ($Home $Work \\Answered \\Deleted \\Draft \\Flagged \\Seen)\r\n",
         b"* OK [PERMANENTFLAGS (\\Seen)] Flags permitted\r\n",
     ]
+    view.apply([record(1, frozenset({"$Held"}), modseq=5)], [], modseq=5)
+    assert view.announce(allow_expunge=True, rev1=False, allow_flags=False).lines == []
+    assert view.announce(allow_expunge=True, rev1=False).lines[0].startswith(b"* FLAGS ($Held ")
     examined = view_of([1], read_only=True)
     examined.apply([record(1, frozenset({"$X"}), modseq=2)], [], modseq=2)
     assert examined.announce(allow_expunge=True, rev1=False).lines[1] == (

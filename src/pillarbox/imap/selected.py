@@ -343,7 +343,9 @@ class SelectedView:
         NOTIFY push the client asked no FlagChange of, RFC 5465 §5). With ``uid_only`` (RFC 9586
         §3) flag changes are ``UIDFETCH`` without the UID item; the caller asks for VANISHED.
         """
-        lines = self.flag_list_update()
+        # A new keyword is listed with what may show it: a flag change (unless held back, a
+        # NOTIFY push without FlagChange, RFC 5465 §5.1), or an arrival.
+        lines = self.flag_list_update() if allow_flags or self._arrived else []
         for uid in sorted(self._flags_changed) if allow_flags else ():
             if self.is_visible(uid) and uid not in self._expunged:
                 items = [responses.flags_item(self.flags(uid, with_recent=rev1))]
