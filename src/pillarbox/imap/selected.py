@@ -257,6 +257,7 @@ class SelectedView:
                 self._expunged.add(uid)
             self._arrived.pop(uid, None)
         last_known = max(self._uids[-1] if self._uids else 0, max(self._arrived, default=0))
+        listed = self.listed
         for record in changed:
             uid = record.uid
             if self.is_visible(uid):
@@ -269,7 +270,8 @@ class SelectedView:
                 self._arrived[uid] = record
             else:
                 continue
-            self._unlisted.update(record.flags - self.listed)
+            if not record.flags <= listed:  # a subset test: no new set per record
+                self._unlisted.update(record.flags - listed)
         self.modseq = max(self.modseq, modseq)
 
     def own_flags(self, records: Sequence[MessageRecord]) -> None:
