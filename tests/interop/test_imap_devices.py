@@ -27,6 +27,7 @@ from pillarbox.testing.live import LiveServer
 pytestmark = pytest.mark.listeners("smtp", "imap")
 
 USER = "alice@example.org"
+BOB = "bob@example.org"
 _MODSEQ = re.compile(rb"MODSEQ \((\d+)\)")
 _HIGHEST = re.compile(rb"\[HIGHESTMODSEQ (\d+)\]")
 
@@ -167,11 +168,12 @@ def test_a_keyword_from_another_device_comes_with_a_new_flag_list(live: LiveServ
 _GONE = b"* BYE The selected mailbox was deleted by another session\r\n"
 
 
-def _waiting_in(live: LiveServer, mailbox: str, how: str) -> socket.socket:
+def _waiting_in(live: LiveServer, mailbox: str, how: str, user: str = USER) -> socket.socket:
     """A device with ``mailbox`` selected, waiting as ``how`` says: in IDLE, between commands
-    with NOTIFY asking for nothing of the selected mailbox (RFC 5465 §6.4), or just idle."""
+    under NOTIFY with no SELECTED specifier (so no message events of the selected mailbox, RFC
+    5465 §6.1), or just idle."""
     sock = socket.create_connection(("127.0.0.1", live.port("imap")), timeout=10)
-    script = [f'w1 LOGIN {USER} "{PASSWORD}"', f"w2 SELECT {mailbox}"]
+    script = [f'w1 LOGIN {user} "{PASSWORD}"', f'w2 SELECT "{mailbox}"']
     if how == "notify":
         script.append("w3 NOTIFY SET (personal (MailboxName))")
     reader = sock.makefile("rb")
@@ -198,16 +200,35 @@ def _rest(sock: socket.socket) -> bytes:
     return received
 
 
+def _trips_shared_with_bob(live: LiveServer) -> str:
+    """Alice's Trips, shared with Bob (RFC 4314 "lr"), as Bob names it."""
+    live.create_mailbox(USER, "Trips")
+
+    async def share() -> None:
+        alice, bob = await live.store.get_account(USER), await live.store.get_account(BOB)
+        assert alice is not None and bob is not None
+        trips = await live.store.get_mailbox(alice.id, "Trips")
+        await live.store.set_acl(trips.id, bob.id, "lr")
+
+    live.call(share())
+    return f"Other Users/{USER}/Trips"
+
+
+@pytest.mark.parametrize("who", ["owner", "grantee"])
 @pytest.mark.parametrize("how", ["idle", "notify", "command"])
 def test_the_selected_mailbox_deleted_by_another_device_ends_the_session(
-    live: LiveServer, how: str
+    live: LiveServer, how: str, who: str
 ) -> None:
     """RFC 9051 §7.1.5 BYE, as Dovecot ("Selected mailbox was deleted, have to disconnect"):
-    the laptop deletes the folder the phone has selected. The phone is told with one BYE and
-    the connection closes — at once if it idles or NOTIFY is on (even one asking for nothing
-    of the selected mailbox), else at its next command, never a tagged answer."""
-    live.create_mailbox(USER, "Trips")
-    phone = _waiting_in(live, "Trips", how)
+    the laptop deletes the folder the phone has selected — the phone of its owner, or of a
+    user it is shared with (RFC 4314). The phone is told with one BYE and the connection
+    closes — at once if it idles or NOTIFY is on (even with no SELECTED specifier), else at
+    its next command, never a tagged answer."""
+    if who == "owner":
+        live.create_mailbox(USER, "Trips")
+        phone = _waiting_in(live, "Trips", how)
+    else:
+        phone = _waiting_in(live, _trips_shared_with_bob(live), how, BOB)
     laptop = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
     laptop.login(USER, PASSWORD)
     laptop.delete_folder("Trips")
@@ -217,17 +238,24 @@ def test_the_selected_mailbox_deleted_by_another_device_ends_the_session(
     laptop.logout()
 
 
-def test_a_deletion_while_notifications_were_lost_ends_an_idle_at_once(live: LiveServer) -> None:
+@pytest.mark.parametrize("who", ["owner", "grantee"])
+def test_a_deletion_while_notifications_were_lost_ends_an_idle_at_once(
+    live: LiveServer, who: str
+) -> None:
     """PostgreSQL: the node's LISTEN connection breaks (a failover, a network cut) and the
     laptop deletes the folder the phone idles in before it is back; the NOTIFY is lost. The
     re-hint after reconnecting cannot name a mailbox that no longer exists, but tells each
-    account that any of its mailboxes may have gone: the phone gets its BYE within the
-    reconnect delay (1 s), not at its next command up to 29 minutes later (RFC 2177)."""
+    account (the grantee's too, for a shared one) that any of its mailboxes may have gone: the
+    phone gets its BYE within the reconnect delay (1 s), not at its next command up to 29
+    minutes later (RFC 2177)."""
     store = live.store
     if not isinstance(store, PostgresStore):
         pytest.skip("the LISTEN connection is PostgreSQL's ($PILLARBOX_TEST_STORE)")
-    live.create_mailbox(USER, "Trips")
-    phone = _waiting_in(live, "Trips", "idle")
+    if who == "owner":
+        live.create_mailbox(USER, "Trips")
+        phone = _waiting_in(live, "Trips", "idle")
+    else:
+        phone = _waiting_in(live, _trips_shared_with_bob(live), "idle", BOB)
     with psycopg.connect(store.conninfo, autocommit=True) as admin:
         killed = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
