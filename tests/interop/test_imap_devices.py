@@ -271,3 +271,27 @@ def test_a_deletion_while_notifications_were_lost_ends_an_idle_at_once(
 
     live.call(delete())
     assert _rest(phone) == _GONE
+
+
+def test_a_keyword_a_sieve_script_sets_on_delivery_is_listed_before_exists(
+    live: LiveServer,
+) -> None:
+    """The laptop idles in INBOX; a message arrives that the user's Sieve script labels with
+    a keyword INBOX never had (RFC 5232 ``addflag``). FLAGS and PERMANENTFLAGS come before
+    the EXISTS (RFC 9051 §7.3.5), so the FETCH the laptop then makes shows a listed flag."""
+    live.activate_sieve(USER, 'require "imap4flags"; addflag "$Newsletter";')
+    laptop = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    laptop.login(USER, PASSWORD)
+    assert b"$Newsletter" not in laptop.select_folder("INBOX")[b"FLAGS"]
+    laptop.idle()
+    live.deliver(USER, "weekly news")
+    seen: list[tuple[object, ...]] = []
+    while (1, b"EXISTS") not in seen:
+        more = laptop.idle_check(timeout=5.0)
+        assert more, seen
+        seen += more
+    laptop.idle_done()
+    assert seen[0][0] == b"FLAGS" and b"$Newsletter" in seen[0][1], seen
+    assert seen[1][0] == b"OK" and b"$Newsletter" in seen[1][1], seen
+    assert b"$Newsletter" in laptop.get_flags([1])[1]
+    laptop.logout()
