@@ -257,7 +257,6 @@ class SelectedView:
                 self._expunged.add(uid)
             self._arrived.pop(uid, None)
         last_known = max(self._uids[-1] if self._uids else 0, max(self._arrived, default=0))
-        listed = self.listed
         for record in changed:
             uid = record.uid
             if self.is_visible(uid):
@@ -270,9 +269,14 @@ class SelectedView:
                 self._arrived[uid] = record
             else:
                 continue
-            if not record.flags <= listed:  # a subset test: no new set per record
-                self._unlisted.update(record.flags - listed)
+            self._note_flags(record.flags)
         self.modseq = max(self.modseq, modseq)
+
+    def _note_flags(self, flags: frozenset[str]) -> None:
+        """Keep the keywords of ``flags`` not listed yet (module notes), for
+        :meth:`flag_list_update`; a subset test first, so no set is made per record."""
+        if not flags <= self.listed:
+            self._unlisted.update(flags - self.listed)
 
     def own_flags(self, records: Sequence[MessageRecord]) -> None:
         """Flags this session stored itself, in one write, and reports in its own STORE/FETCH
@@ -281,7 +285,7 @@ class SelectedView:
             if self.is_visible(record.uid) and record.uid not in self._expunged:
                 self._learned[record.uid] = record
                 self._flags_changed.discard(record.uid)
-                self._unlisted.update(record.flags - self.listed)
+                self._note_flags(record.flags)
         if records:
             self.own_write(records[0].modseq)
 

@@ -518,8 +518,8 @@ class ImapSession:
             and account is not None
             and change.account_id == account.id
         ):
-            # Any mailbox may have been renamed or deleted (``Change``): after lost hints no
-            # store can name one it no longer has, so the view looks whether its is still there.
+            # Any mailbox may have been renamed or deleted (``ChangeKind.MAILBOXES``): after
+            # lost hints no store can name one it no longer has, so the view looks for its own.
             self._dirty = True
         # NOTIFY watches the user's own mailboxes; a watched shared one only wakes the view.
         if self._notifier is not None and account is not None and change.account_id == account.id:
@@ -632,11 +632,9 @@ class ImapSession:
             looks = self._stale or kind in _POLLING
             if self._selected is not None and looks and kind not in _LEAVING:
                 await self._sync()
-                # RFC 9051 §7.3.5: a keyword learned here is listed before this command's
-                # own FETCH responses can show it (the rest waits for the announcement).
-                listing = self._view.flag_list_update()
-                if listing:
-                    await out.write(b"".join(listing))
+                # A keyword learned here is listed before this command's own FETCH responses
+                # can show it (the rest of what changed waits for the announcement).
+                await self._list_new_flags(out)
             reply = await _HANDLERS[kind](self, command, out)
             if reply is None:  # continues with the client's next line (IDLE, AUTHENTICATE)
                 return Action.CONTINUE
@@ -732,6 +730,13 @@ class ImapSession:
             await out.write(b"".join(announcement.lines))
         if arrivals:
             await self._message_new(view, arrivals, out)
+
+    async def _list_new_flags(self, out: Output) -> None:
+        """RFC 9051 §7.3.5: a new ``* FLAGS`` (and PERMANENTFLAGS) if the view learned of a
+        keyword the client was not given yet (:meth:`SelectedView.flag_list_update`)."""
+        listing = self._view.flag_list_update()
+        if listing:
+            await out.write(b"".join(listing))
 
     async def _held_back(self, out: Output) -> None:
         """RFC 7162 §3.2: when a response ends with a VANISHED still withheld (RFC 9051 §7.5.1),
@@ -1870,9 +1875,7 @@ class ImapSession:
             )
             view.own_flags(update.changed)
             refused = update.modified
-            listing = view.flag_list_update()  # a new keyword: before the FETCH showing it
-            if listing:
-                await out.write(b"".join(listing))
+            await self._list_new_flags(out)  # before the FETCH responses below show them
         # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants of
         # every FETCH a UID command causes, and IMAP4rev2 of every unsolicited one); RFC 7162
         # §3.1.3: a conditional STORE reports MODSEQ even when .SILENT.
