@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 import socket
 
+import psycopg
 import pytest
 from imapclient import IMAPClient
 from imapclient.imapclient import DELETED, FLAGGED
 
+from pillarbox.store.postgres.store import PostgresStore
 from pillarbox.testing.devices import APPEND, Tracker, assert_converged, change_at_once
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import LiveServer
@@ -25,6 +27,7 @@ from pillarbox.testing.live import LiveServer
 pytestmark = pytest.mark.listeners("smtp", "imap")
 
 USER = "alice@example.org"
+BOB = "bob@example.org"
 _MODSEQ = re.compile(rb"MODSEQ \((\d+)\)")
 _HIGHEST = re.compile(rb"\[HIGHESTMODSEQ (\d+)\]")
 
@@ -116,3 +119,180 @@ def test_three_devices_changing_one_mailbox_at_once_all_end_with_the_mailbox(
         phone.command(APPEND)
     change_at_once([phone, laptop, tablet], commands=120)
     assert_converged([phone, laptop, tablet], Tracker(port, USER, PASSWORD, "fresh", qresync=False))
+
+
+def test_a_keyword_from_another_device_comes_with_a_new_flag_list(live: LiveServer) -> None:
+    """RFC 9051 §7.3.5: the laptop (imapclient) idles in INBOX; the phone labels a message
+    with a keyword INBOX never had. The laptop must hear the new FLAGS (and PERMANENTFLAGS,
+    §7.1, so the keyword is known to be settable) before the FETCH that carries it, as from
+    Dovecot; a keyword already listed brings no new list. The laptop, CONDSTORE-aware, gets
+    MODSEQ in the FETCH and nothing else changes."""
+    live.deliver(USER, "one")
+    live.deliver(USER, "two")
+    laptop = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    phone = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    for device in (laptop, phone):
+        device.login(USER, PASSWORD)
+    laptop.enable("CONDSTORE")
+    selected = laptop.select_folder("INBOX")
+    assert b"$Trip" not in selected[b"FLAGS"]
+    phone.select_folder("INBOX")
+    laptop.idle()
+    phone.add_flags([2], [b"$Trip"])
+    seen: list[tuple[object, ...]] = []
+    while not any(len(r) > 1 and r[1] == b"FETCH" for r in seen):
+        more = laptop.idle_check(timeout=5.0)
+        assert more, seen
+        seen += more
+    kinds = [r[0] if r[0] in (b"FLAGS", b"OK") else r[1] for r in seen]
+    assert kinds == [b"FLAGS", b"OK", b"FETCH"], seen
+    assert b"$Trip" in seen[0][1]
+    assert b"[PERMANENTFLAGS (" in seen[1][1] and b"$Trip" in seen[1][1]
+    fetched = seen[2][2]
+    assert (
+        isinstance(fetched, tuple)
+        and b"MODSEQ" in fetched
+        and b"$Trip" in fetched[fetched.index(b"FLAGS") + 1]
+    )
+    phone.add_flags([1], [b"$Trip"])
+    more = laptop.idle_check(timeout=5.0)
+    laptop.idle_done()
+    assert [r[1] for r in more] == [b"FETCH"], more
+    # A fresh SELECT lists it in both: settable, not only known.
+    again = laptop.select_folder("INBOX")
+    assert b"$Trip" in again[b"FLAGS"] and b"$Trip" in again[b"PERMANENTFLAGS"]
+    laptop.logout()
+    phone.logout()
+
+
+_GONE = b"* BYE The selected mailbox was deleted by another session\r\n"
+
+
+def _waiting_in(live: LiveServer, mailbox: str, how: str, user: str = USER) -> socket.socket:
+    """A device with ``mailbox`` selected, waiting as ``how`` says: in IDLE, between commands
+    under NOTIFY with no SELECTED specifier (so no message events of the selected mailbox, RFC
+    5465 §6.1), or just idle."""
+    sock = socket.create_connection(("127.0.0.1", live.port("imap")), timeout=10)
+    script = [f'w1 LOGIN {user} "{PASSWORD}"', f'w2 SELECT "{mailbox}"']
+    if how == "notify":
+        script.append("w3 NOTIFY SET (personal (MailboxName))")
+    reader = sock.makefile("rb")
+    reader.readline()
+    for line in script:
+        sock.sendall(line.encode() + b"\r\n")
+        tag = line.split(" ")[0].encode()
+        while not (answer := reader.readline()).startswith(tag):
+            pass
+        assert answer.startswith(tag + b" OK"), answer
+    if how == "idle":
+        sock.sendall(b"w4 IDLE\r\n")
+        assert reader.readline() == b"+ idling\r\n"
+    reader.close()
+    return sock
+
+
+def _rest(sock: socket.socket) -> bytes:
+    """Everything until the server closes (a timeout fails the test)."""
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    sock.close()
+    return received
+
+
+def _trips_shared_with_bob(live: LiveServer) -> str:
+    """Alice's Trips, shared with Bob (RFC 4314 "lr"), as Bob names it."""
+    live.create_mailbox(USER, "Trips")
+
+    async def share() -> None:
+        alice, bob = await live.store.get_account(USER), await live.store.get_account(BOB)
+        assert alice is not None and bob is not None
+        trips = await live.store.get_mailbox(alice.id, "Trips")
+        await live.store.set_acl(trips.id, bob.id, "lr")
+
+    live.call(share())
+    return f"Other Users/{USER}/Trips"
+
+
+@pytest.mark.parametrize("who", ["owner", "grantee"])
+@pytest.mark.parametrize("how", ["idle", "notify", "command"])
+def test_the_selected_mailbox_deleted_by_another_device_ends_the_session(
+    live: LiveServer, how: str, who: str
+) -> None:
+    """RFC 9051 §7.1.5 BYE, as Dovecot ("Selected mailbox was deleted, have to disconnect"):
+    the laptop deletes the folder the phone has selected — the phone of its owner, or of a
+    user it is shared with (RFC 4314). The phone is told with one BYE and the connection
+    closes — at once if it idles or NOTIFY is on (even with no SELECTED specifier), else at
+    its next command, never a tagged answer (NOOP here: it reads the store, so a PostgreSQL
+    notification still on its way cannot let it through first)."""
+    if who == "owner":
+        live.create_mailbox(USER, "Trips")
+        phone = _waiting_in(live, "Trips", how)
+    else:
+        phone = _waiting_in(live, _trips_shared_with_bob(live), how, BOB)
+    laptop = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    laptop.login(USER, PASSWORD)
+    laptop.delete_folder("Trips")
+    if how == "command":
+        phone.sendall(b"w5 NOOP\r\n")  # reads the store: no race with the change feed
+    assert _rest(phone) == _GONE
+    laptop.logout()
+
+
+@pytest.mark.parametrize("who", ["owner", "grantee"])
+def test_a_deletion_while_notifications_were_lost_ends_an_idle_at_once(
+    live: LiveServer, who: str
+) -> None:
+    """PostgreSQL: the node's LISTEN connection breaks (a failover, a network cut) and the
+    laptop deletes the folder the phone idles in before it is back; the NOTIFY is lost. The
+    re-hint after reconnecting cannot name a mailbox that no longer exists, but tells each
+    account (the grantee's too, for a shared one) that any of its mailboxes may have gone: the
+    phone gets its BYE within the reconnect delay (1 s), not at its next command up to 29
+    minutes later (RFC 2177)."""
+    store = live.store
+    if not isinstance(store, PostgresStore):
+        pytest.skip("the LISTEN connection is PostgreSQL's ($PILLARBOX_TEST_STORE)")
+    if who == "owner":
+        live.create_mailbox(USER, "Trips")
+        phone = _waiting_in(live, "Trips", "idle")
+    else:
+        phone = _waiting_in(live, _trips_shared_with_bob(live), "idle", BOB)
+    with psycopg.connect(store.conninfo, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query = %s",
+            (f'LISTEN "{store._channel}"',),
+        ).fetchall()
+    assert killed == [(True,)]
+
+    async def delete() -> None:
+        account = await store.get_account(USER)
+        assert account is not None
+        await store.delete_mailbox((await store.get_mailbox(account.id, "Trips")).id)
+
+    live.call(delete())
+    assert _rest(phone) == _GONE
+
+
+def test_a_keyword_a_sieve_script_sets_on_delivery_is_listed_before_exists(
+    live: LiveServer,
+) -> None:
+    """The laptop idles in INBOX; a message arrives that the user's Sieve script labels with
+    a keyword INBOX never had (RFC 5232 ``addflag``). FLAGS and PERMANENTFLAGS come before
+    the EXISTS (RFC 9051 §7.3.5), so the FETCH the laptop then makes shows a listed flag."""
+    live.activate_sieve(USER, 'require "imap4flags"; addflag "$Newsletter";')
+    laptop = IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10)
+    laptop.login(USER, PASSWORD)
+    assert b"$Newsletter" not in laptop.select_folder("INBOX")[b"FLAGS"]
+    laptop.idle()
+    live.deliver(USER, "weekly news")
+    seen: list[tuple[object, ...]] = []
+    while (1, b"EXISTS") not in seen:
+        more = laptop.idle_check(timeout=5.0)
+        assert more, seen
+        seen += more
+    laptop.idle_done()
+    assert seen[0][0] == b"FLAGS" and b"$Newsletter" in seen[0][1], seen
+    assert seen[1][0] == b"OK" and b"$Newsletter" in seen[1][1], seen
+    assert b"$Newsletter" in laptop.get_flags([1])[1]
+    laptop.logout()

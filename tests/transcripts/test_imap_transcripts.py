@@ -411,7 +411,8 @@ async def run_on_core(transcript: Transcript, tmp: Path, user: str) -> None:
                 for change in changes:
                     session.notify(change)
                 if session.wants_push:
-                    await session.push_updates(out, now)
+                    pushed = await session.push_updates(out, now)
+                    closed = closed or pushed is Action.CLOSE
             if step.wait:
                 now += step.wait
                 bye = session.handle_timeout(now)

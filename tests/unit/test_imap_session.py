@@ -257,6 +257,29 @@ async def test_deleting_the_selected_mailbox(store: Store, tmp_path: Path) -> No
     assert wire.action is Action.CLOSE
 
 
+async def test_a_hint_that_any_mailbox_may_be_gone_ends_an_idle_on_a_deleted_one(
+    store: Store, tmp_path: Path
+) -> None:
+    """After lost notifications the PostgreSQL feed re-hints each mailbox that still exists
+    and, per account, ``(account, 0, MAILBOXES)``: a deleted mailbox has no row to hint by.
+    The session idling on it must take that as "look whether yours is still there" and end
+    with the same BYE as when the deletion's own hint arrives — not wait for a command."""
+    wire = make_wire(store, tmp_path)
+    await wire.login(USER, TEST_PASSWORD)
+    await wire.send("a CREATE Box\r\nb SELECT Box\r\n")
+    assert await wire.send("i IDLE\r\n") == "+ idling\r\n"
+    account = await store.get_account(USER)
+    assert account is not None
+    await store.delete_mailbox((await store.get_mailbox(account.id, "Box")).id)
+    inbox = await store.get_mailbox(account.id, INBOX)
+    wire.session.notify(Change(account.id, inbox.id, ChangeKind.MAILBOXES, 0))  # not ours
+    assert await wire.session.push_updates(wire, wire.now) is Action.CONTINUE
+    assert wire.data == b""
+    wire.session.notify(Change(account.id, 0, ChangeKind.MAILBOXES, 0))
+    assert await wire.session.push_updates(wire, wire.now) is Action.CLOSE
+    assert bytes(wire.data) == b"* BYE The selected mailbox was deleted by another session\r\n"
+
+
 async def test_multiappend_is_all_or_nothing(store: Store, tmp_path: Path) -> None:
     account = await store.get_account(USER)
     assert account is not None

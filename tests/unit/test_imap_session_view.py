@@ -1,6 +1,7 @@
 """The selected-mailbox view (RFC 9051 §7.4.1, §7.5.1): a client that only reads the untagged
 responses always ends with the server's seq↔UID map; EXPUNGE is never sent when not allowed;
-EXISTS never decreases; taking in the same changes twice is harmless."""
+EXISTS never decreases; taking in the same changes twice is harmless; no FETCH shows a keyword
+the last FLAGS response did not list (RFC 9051 §7.3.5)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pillarbox.store.types import Mailbox, MessageRecord, RecordTable
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 _LINE = re.compile(rb"\* (\d+) (EXISTS|EXPUNGE|RECENT|FETCH \(UID (\d+) FLAGS \(([^)]*)\)\))")
+_FLAGS = re.compile(rb"\* FLAGS \(([^)]*)\)")
+_PERMANENT = re.compile(rb"\* OK \[PERMANENTFLAGS \(([^)]*)\)\] Flags permitted")
 
 
 def record(uid: int, flags: frozenset[str] = frozenset(), modseq: int = 1) -> MessageRecord:
@@ -34,9 +37,19 @@ class Client:
     def __init__(self, view: SelectedView) -> None:
         self.uids = list(view.uids)
         self.flags: dict[int, frozenset[str]] = {}
+        self.listed = view.listed
+        self.permanent = frozenset(view.listed | {"\\*"})
 
     def read(self, lines: list[bytes], view: SelectedView) -> None:
         for line in lines:
+            listing = _FLAGS.fullmatch(line.rstrip(b"\r\n"))
+            if listing is not None:
+                self.listed = frozenset(listing.group(1).decode().split())
+                continue
+            permanent = _PERMANENT.fullmatch(line.rstrip(b"\r\n"))
+            if permanent is not None:
+                self.permanent = frozenset(permanent.group(1).decode().split())
+                continue
             match = _LINE.fullmatch(line.rstrip(b"\r\n"))
             assert match is not None, line
             number, kind = int(match.group(1)), match.group(2)
@@ -51,6 +64,8 @@ class Client:
                 uid = int(match.group(3))
                 assert self.uids[number - 1] == uid, "FETCH names the wrong message"
                 self.flags[uid] = frozenset(match.group(4).decode().split())
+                assert self.flags[uid] <= self.listed, "a keyword FLAGS did not list"
+                assert self.listed | {"\\*"} == self.permanent, "FLAGS without PERMANENTFLAGS"
 
 
 operations = st.lists(
@@ -78,7 +93,8 @@ def test_client_model_follows_the_server(initial: int, ops: list[tuple[str, obje
         if op == "arrive":
             for _ in range(int(arg)):  # type: ignore[call-overload]
                 modseq += 1
-                truth[next_uid] = record(next_uid, modseq=modseq)
+                keywords = frozenset({"$New"}) if arg == 2 else frozenset()
+                truth[next_uid] = record(next_uid, keywords, modseq=modseq)
                 changed.append(truth[next_uid])
                 next_uid += 1
         elif op in ("expunge", "flag") and truth:
@@ -88,7 +104,8 @@ def test_client_model_follows_the_server(initial: int, ops: list[tuple[str, obje
                 del truth[uid]
                 expunged.append(uid)
             else:
-                truth[uid] = record(uid, truth[uid].flags ^ {"\\Flagged"}, modseq)
+                flag = ("\\Flagged", "$A", "$B")[int(arg) % 3]  # type: ignore[call-overload]
+                truth[uid] = record(uid, truth[uid].flags ^ {flag}, modseq)
                 changed.append(truth[uid])
         elif op == "announce":
             before = list(view.uids)
@@ -109,6 +126,8 @@ def test_client_model_follows_the_server(initial: int, ops: list[tuple[str, obje
     final = view.announce(allow_expunge=True, rev1=False)
     client.read(final.lines, view)
     assert client.uids == view.uids == sorted(truth)
+    in_use = frozenset().union(*(known.flags for known in truth.values()))
+    assert in_use <= client.listed == view.listed  # arrivals' keywords too, before EXISTS
 
 
 def test_resolve_message_numbers_uids_and_saved() -> None:
@@ -146,10 +165,10 @@ def test_own_flags_are_not_announced_again() -> None:
     view.own_flags([changed])
     view.apply([changed], [], modseq=2)  # the store reports our own change back
     assert view.announce(allow_expunge=True, rev1=False).lines == []
-    other = record(2, frozenset({"$X"}), modseq=3)
+    other = record(2, frozenset({"\\Flagged"}), modseq=3)
     view.apply([other], [], modseq=3)
     assert view.announce(allow_expunge=True, rev1=False).lines == [
-        b"* 2 FETCH (UID 2 FLAGS ($X))\r\n"
+        b"* 2 FETCH (UID 2 FLAGS (\\Flagged))\r\n"
     ]
     assert view.modseq == 3
 
@@ -181,7 +200,14 @@ def test_a_table_makes_records_only_when_one_is_used() -> None:
     assert list(view.flags_in_order([2, 4, 6])) == flags
     view.apply([record(4, frozenset({"$B"}), modseq=2), record(8, modseq=3)], [2], 3)
     lines = view.announce(allow_expunge=True, rev1=False).lines
-    assert lines == [b"* 2 FETCH (UID 4 FLAGS ($B))\r\n", b"* 1 EXPUNGE\r\n", b"* 3 EXISTS\r\n"]
+    assert lines == [
+        b"* FLAGS ($A $B \\Answered \\Deleted \\Draft \\Flagged \\Seen)\r\n",
+        b"* OK [PERMANENTFLAGS ($A $B \\Answered \\Deleted \\Draft \\Flagged \\Seen \\*)] Flags "
+        b"permitted\r\n",
+        b"* 2 FETCH (UID 4 FLAGS ($B))\r\n",
+        b"* 1 EXPUNGE\r\n",
+        b"* 3 EXISTS\r\n",
+    ]
     assert made == []
     one_by_one = [view.flags(uid, with_recent=False) for uid in (4, 6, 8)]
     assert list(view.flags_in_order([4, 6, 8])) == one_by_one == [{"$B"}, {"$A"}, set()]
@@ -189,3 +215,35 @@ def test_a_table_makes_records_only_when_one_is_used() -> None:
     assert (view.record(6).uid, view.record(4).modseq, made) == (6, 2, [6])
     with pytest.raises(KeyError):
         view.record(2)  # expunged and announced
+
+
+def test_a_new_keyword_is_listed_once_with_what_the_rights_let_change() -> None:
+    """RFC 9051 §7.3.5, §7.1; RFC 4314 §5.1.1: FLAGS and PERMANENTFLAGS again when a keyword
+    appears (here the session's own STORE's), once; a user without "w" may change none of
+    the keywords and create none."""
+    view = view_of([1, 2])
+    assert view.flag_list_update() == []
+    view.own_flags([record(1, frozenset({"$Work"}), modseq=2)])
+    assert view.flag_list_update() == [
+        b"* FLAGS ($Work \\Answered \\Deleted \\Draft \\Flagged \\Seen)\r\n",
+        b"* OK [PERMANENTFLAGS ($Work \\Answered \\Deleted \\Draft \\Flagged \\Seen \\*)] Flags "
+        b"permitted\r\n",
+    ]
+    view.apply([record(2, frozenset({"$Work"}), modseq=3)], [], modseq=3)
+    assert view.announce(allow_expunge=True, rev1=False).lines == [
+        b"* 2 FETCH (UID 2 FLAGS ($Work))\r\n"
+    ]
+    view.rights = frozenset("lrs")
+    view.apply([record(2, frozenset({"$Home"}), modseq=4)], [], modseq=4)
+    assert view.announce(allow_expunge=True, rev1=False).lines[:2] == [
+        b"* FLAGS ($Home $Work \\Answered \\Deleted \\Draft \\Flagged \\Seen)\r\n",
+        b"* OK [PERMANENTFLAGS (\\Seen)] Flags permitted\r\n",
+    ]
+    view.apply([record(1, frozenset({"$Held"}), modseq=5)], [], modseq=5)
+    assert view.announce(allow_expunge=True, rev1=False, allow_flags=False).lines == []
+    assert view.announce(allow_expunge=True, rev1=False).lines[0].startswith(b"* FLAGS ($Held ")
+    examined = view_of([1], read_only=True)
+    examined.apply([record(1, frozenset({"$X"}), modseq=2)], [], modseq=2)
+    assert examined.announce(allow_expunge=True, rev1=False).lines[1] == (
+        b"* OK [PERMANENTFLAGS ()] Flags permitted\r\n"
+    )

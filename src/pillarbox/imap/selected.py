@@ -33,6 +33,13 @@ Implementation notes (RFC 9051 §5.2, §7.4.1, §7.5.1; RFC 3501 §2.3.2 for \\R
   ``VANISHED uids`` instead of the EXPUNGE lines (§3.2.10), under the same §7.5.1 rules.
 - **\\Recent** (IMAP4rev1 only) is a set of UIDs owned by this session, filled from the
   store's :meth:`~pillarbox.store.interface.Store.claim_recent` watermark.
+- **The flag list** (:attr:`SelectedView.listed`) is what the last FLAGS response named: the
+  system flags and every keyword in use at SELECT. A keyword that appears later (another
+  session's STORE or APPEND, the webmail, a Sieve ``addflag``) is *unlisted* until a new
+  ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` go out, ahead of the first FETCH or EXISTS
+  that could show it (RFC 9051 §7.3.5: the client must remember the list; §7.1: a flag in
+  FLAGS but not PERMANENTFLAGS cannot be set permanently, so both are resent together).
+  Keywords are never taken off the list while the mailbox stays selected.
 """
 
 from __future__ import annotations
@@ -42,8 +49,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pillarbox.imap import responses
+from pillarbox.imap.acl import ALL_RIGHTS
+from pillarbox.imap.replies import OK_PERMANENTFLAGS
 from pillarbox.imap.sequence import NumberSet, SequenceSet
-from pillarbox.store.types import Mailbox, MessageRecord, RecordTable
+from pillarbox.store.aclrows import allowed_flags
+from pillarbox.store.types import SYSTEM_FLAGS, Mailbox, MessageRecord, RecordTable
 
 RECENT = "\\Recent"
 
@@ -91,6 +101,9 @@ class SelectedView:
         self._expunged: set[int] = set()
         self._arrived: dict[int, MessageRecord] = {}
         self._flags_changed: set[int] = set()
+        #: The flags the last FLAGS response named (module notes), and those learned since.
+        self.listed: frozenset[str] = SYSTEM_FLAGS | self.keywords()
+        self._unlisted: set[str] = set()
 
     # -- the visible state ---------------------------------------------------------------------
 
@@ -254,7 +267,16 @@ class SelectedView:
                 self._learned[uid] = record
             elif uid in self._arrived or uid > last_known:
                 self._arrived[uid] = record
+            else:
+                continue
+            self._note_flags(record.flags)
         self.modseq = max(self.modseq, modseq)
+
+    def _note_flags(self, flags: frozenset[str]) -> None:
+        """Keep the keywords of ``flags`` not listed yet (module notes), for
+        :meth:`flag_list_update`; a subset test first, so no set is made per record."""
+        if not flags <= self.listed:
+            self._unlisted.update(flags - self.listed)
 
     def own_flags(self, records: Sequence[MessageRecord]) -> None:
         """Flags this session stored itself, in one write, and reports in its own STORE/FETCH
@@ -263,6 +285,7 @@ class SelectedView:
             if self.is_visible(record.uid) and record.uid not in self._expunged:
                 self._learned[record.uid] = record
                 self._flags_changed.discard(record.uid)
+                self._note_flags(record.flags)
         if records:
             self.own_write(records[0].modseq)
 
@@ -284,6 +307,28 @@ class SelectedView:
 
     # -- telling the client ------------------------------------------------------------------
 
+    def flag_lines(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the flags listed so far: the ones
+        this user's rights let change (RFC 4314 §5.1.1; none under EXAMINE), ``\\*`` with
+        the "w" right that creates keywords (RFC 9051 §7.1)."""
+        if self.read_only:
+            code = responses.permanent_flags((), new_keywords=False)
+        else:
+            rights = ALL_RIGHTS if self.rights is None else self.rights
+            code = responses.permanent_flags(
+                allowed_flags(self.listed, rights), new_keywords="w" in rights
+            )
+        return [responses.flags(self.listed), OK_PERMANENTFLAGS.with_code(code).untagged()]
+
+    def flag_list_update(self) -> list[bytes]:
+        """:meth:`flag_lines` again if keywords appeared since they were last sent (module
+        notes), else nothing; to be sent before the FETCH or EXISTS that shows them."""
+        if not self._unlisted:
+            return []
+        self.listed = self.listed.union(self._unlisted)
+        self._unlisted = set()
+        return self.flag_lines()
+
     def announce(
         self,
         *,
@@ -304,7 +349,9 @@ class SelectedView:
         NOTIFY push the client asked no FlagChange of, RFC 5465 §5). With ``uid_only`` (RFC 9586
         §3) flag changes are ``UIDFETCH`` without the UID item; the caller asks for VANISHED.
         """
-        lines: list[bytes] = []
+        # A new keyword is listed with what may show it: a flag change (unless held back, a
+        # NOTIFY push without FlagChange, RFC 5465 §5.1), or an arrival.
+        lines = self.flag_list_update() if allow_flags or self._arrived else []
         for uid in sorted(self._flags_changed) if allow_flags else ():
             if self.is_visible(uid) and uid not in self._expunged:
                 items = [responses.flags_item(self.flags(uid, with_recent=rev1))]

@@ -14,7 +14,10 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
 - **States** (RFC 9051 §3) are a table: :data:`ALLOWED` says which commands each state
   accepts (anything else is BAD), :data:`TRANSITIONS` which (state, command, condition) moves
   where. One invariant completes it: SELECTED holds a :class:`SelectedView` and nothing else
-  does — deleting the selected mailbox deselects it.
+  does — deleting the selected mailbox deselects it. Deleted by anyone else, it ends the
+  session with ``BYE`` (as Dovecot; RFC 9051 has no response that deselects) wherever that is
+  found: a hint naming it or saying any mailbox may be gone (``Change``), pushed at once in
+  IDLE or under NOTIFY, else at the next command; a store read that finds it gone.
 - **One command at a time**, in the order received (RFC 9051 §5.5 allows no more: commands
   here may affect each other). Pipelined commands wait in the lexer.
 - **Mailbox views stay consistent** (:mod:`.selected`): at the start of a command in SELECTED
@@ -134,7 +137,6 @@ from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
     INBOX,
-    SYSTEM_FLAGS,
     Account,
     Change,
     ChangeKind,
@@ -503,13 +505,23 @@ class ImapSession:
     def notify(self, change: Change) -> None:
         """A change-feed hint: the selected mailbox may have changed (the truth is re-read)."""
         view = self._selected
+        account = self.account
         if view is not None and change.mailbox_id == view.mailbox_id:
             if change.kind is ChangeKind.MAILBOXES:
                 self._dirty = True
             else:
                 self._hinted = max(self._hinted, change.modseq)
+        elif (
+            view is not None
+            and change.mailbox_id == 0
+            and change.kind is ChangeKind.MAILBOXES
+            and account is not None
+            and change.account_id == account.id
+        ):
+            # Any mailbox may have been renamed or deleted (``ChangeKind.MAILBOXES``): after
+            # lost hints no store can name one it no longer has, so the view looks for its own.
+            self._dirty = True
         # NOTIFY watches the user's own mailboxes; a watched shared one only wakes the view.
-        account = self.account
         if self._notifier is not None and account is not None and change.account_id == account.id:
             self._notifier.hint(change)
 
@@ -566,6 +578,11 @@ class ImapSession:
             return Action.CONTINUE
         selected = notifier.plan.selected if notifier is not None else True
         try:
+            if self._stale and not selected and self._dirty:
+                # NOTIFY asked for nothing of the selected mailbox, but a rename or deletion
+                # is looked at all the same: a deleted one ends the session now (_MailboxGone),
+                # not at the client's next command; what changed waits for that command.
+                await self._sync()
             if self._stale and selected:
                 await self._sync()
                 # RFC 5465 §6.1.2: SELECTED-DELAYED holds expunges back until a command
@@ -615,6 +632,9 @@ class ImapSession:
             looks = self._stale or kind in _POLLING
             if self._selected is not None and looks and kind not in _LEAVING:
                 await self._sync()
+                # A keyword learned here is listed before this command's own FETCH responses
+                # can show it (the rest of what changed waits for the announcement).
+                await self._list_new_flags(out)
             reply = await _HANDLERS[kind](self, command, out)
             if reply is None:  # continues with the client's next line (IDLE, AUTHENTICATE)
                 return Action.CONTINUE
@@ -710,6 +730,13 @@ class ImapSession:
             await out.write(b"".join(announcement.lines))
         if arrivals:
             await self._message_new(view, arrivals, out)
+
+    async def _list_new_flags(self, out: Output) -> None:
+        """RFC 9051 §7.3.5: a new ``* FLAGS`` (and PERMANENTFLAGS) if the view learned of a
+        keyword the client was not given yet (:meth:`SelectedView.flag_list_update`)."""
+        listing = self._view.flag_list_update()
+        if listing:
+            await out.write(b"".join(listing))
 
     async def _held_back(self, out: Output) -> None:
         """RFC 7162 §3.2: when a response ends with a VANISHED still withheld (RFC 9051 §7.5.1),
@@ -1083,16 +1110,7 @@ class ImapSession:
         if self._claims_recent(view) and view.uids and view.uids[-1] >= status.recent_uid:
             first = await self.store.claim_recent(mailbox.id)
             view.recent = {uid for uid in view.uids if uid >= first}
-        lines = [responses.flags(SYSTEM_FLAGS | view.keywords())]
-        permanent = None
-        if not view.read_only:  # RFC 4314 §5.1.1: the flags this user's rights let change
-            rights = acl.ALL_RIGHTS if target.rights is None else target.rights
-            permanent = responses.permanent_flags(
-                allowed_flags(SYSTEM_FLAGS, rights), new_keywords="w" in rights
-            )
-        lines.append(
-            r.OK_PERMANENTFLAGS.with_code(permanent or Code("PERMANENTFLAGS", b"()")).untagged()
-        )
+        lines = view.flag_lines()
         lines.append(responses.exists(view.exists))
         if not self._rev2:
             lines.append(responses.recent(len(view.recent)))
@@ -1857,6 +1875,7 @@ class ImapSession:
             )
             view.own_flags(update.changed)
             refused = update.modified
+            await self._list_new_flags(out)  # before the FETCH responses below show them
         # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants of
         # every FETCH a UID command causes, and IMAP4rev2 of every unsolicited one); RFC 7162
         # §3.1.3: a conditional STORE reports MODSEQ even when .SILENT.

@@ -512,6 +512,9 @@ class ChangeKind(enum.Enum):
     EXISTS = "exists"
     FLAGS = "flags"
     EXPUNGE = "expunge"
+    #: A mailbox was created, renamed or deleted; with ``mailbox_id`` 0, any of the account's
+    #: may have been (the PostgreSQL feed's re-hint after lost notifications: a deleted
+    #: mailbox has no row left to hint by id, so whoever holds one checks that it is there).
     MAILBOXES = "mailboxes"
     #: The account's subscription list changed (``mailbox_id`` 0: subscriptions are by name,
     #: RFC 9051 §6.3.7, and may name no mailbox). IMAP NOTIFY's SubscriptionChange (RFC 5465

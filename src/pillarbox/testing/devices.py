@@ -31,6 +31,8 @@ class Tracker:
         self.serial = 0
         #: ``[uid, flags]`` per sequence number; None where the device was not told yet.
         self.view: list[tuple[int | None, frozenset[str] | None]] = []
+        #: The flags the last ``* FLAGS`` response named (RFC 9051 §7.3.5).
+        self.listed: frozenset[str] = frozenset()
         self.file.readline()
         self.command(f'LOGIN {user} "{password}"')
         if qresync:
@@ -56,7 +58,9 @@ class Tracker:
         self.sock.close()
 
     def _track(self, line: str) -> None:
-        if m := re.fullmatch(r"\* (\d+) EXISTS", line):
+        if m := re.fullmatch(r"\* FLAGS \(([^)]*)\)", line):
+            self.listed = frozenset(m.group(1).split())
+        elif m := re.fullmatch(r"\* (\d+) EXISTS", line):
             grown = int(m.group(1)) - len(self.view)
             assert grown >= 0, (self.name, "EXISTS went down", line)  # RFC 9051 §7.4.1
             self.view += [(None, None)] * grown
@@ -83,6 +87,7 @@ class Tracker:
                 uid = int(found.group(1))
             if listed := re.search(r"FLAGS \(([^)]*)\)", m.group(2)):
                 flags = frozenset(listed.group(1).split()) - {"\\Recent"}
+                assert flags <= self.listed, (self.name, "a keyword FLAGS did not list", line)
             self.view[index] = (uid, flags)
 
 
@@ -92,7 +97,10 @@ def _work(device: Tracker, seed: int, commands: int) -> None:
         count, pick = len(device.view), chance.random()
         seq = chance.randint(1, count) if count else 0
         if pick < 0.3 and seq:
-            sign, flag = chance.choice("+-"), chance.choice(["\\Seen", "\\Flagged", "$Work"])
+            sign, flag = (
+                chance.choice("+-"),
+                chance.choice(["\\Seen", "\\Flagged", "$Work", "$Home"]),
+            )
             device.command(f"STORE {seq} {sign}FLAGS ({flag})")
         elif pick < 0.4 and seq:
             device.command(f"FETCH {seq}:* (FLAGS)")

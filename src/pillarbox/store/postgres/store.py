@@ -396,7 +396,9 @@ class PostgresStore:
                 Change(account_id, mailbox_id, ChangeKind.METADATA, 0),
             )
         ]
-        changes += [  # what is the account's, not a mailbox's (``mailbox_id`` 0)
+        # What is the account's, not a mailbox's (``mailbox_id`` 0); MAILBOXES so also for
+        # the mailboxes deleted meanwhile, which have no row above (ChangeKind.MAILBOXES).
+        changes += [
             Change(account_id, 0, kind, 0)
             for account_id in sorted(accounts)
             for kind in (ChangeKind.MAILBOXES, ChangeKind.SUBSCRIPTIONS, ChangeKind.METADATA)
