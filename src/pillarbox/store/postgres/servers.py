@@ -12,10 +12,11 @@ Implementation notes:
 - **Key**: (store key, :data:`SERVERS`) in the two-integer key space the maildrop locks use
   (:mod:`.maildrops`), so stores in schemas of one database keep apart; their second half is
   an account id, never negative, so :data:`SERVERS` cannot meet one.
-- **Nodes starting together**: the first to get the exclusive lock migrates, then holds the
-  shared one like the rest; the others wait for the shared lock, which a migration holds off,
-  and find the schema current. A node that finds it behind while others hold the shared lock
-  (they run an older version) refuses to start rather than migrate under them.
+- **Nodes (or commands) starting together**: the first to get the exclusive lock migrates (a
+  node then holds the shared one like the rest); the others wait for the shared lock, which a
+  migration holds off, and find the schema current. A node or command that finds it behind
+  while others hold the shared lock (nodes of an older version) refuses rather than migrate
+  under them.
 - **Servers of a version before this one** hold no lock: nothing here can see them
   (docs/upgrading.md says to stop every node first all the same).
 - **A lost connection** (the database restarted) loses the node's shared lock, and the node
@@ -61,14 +62,23 @@ async def join(conn: Conn, channel: str) -> None:
 
 async def migrate_unless_served(conn: Conn, channel: str) -> None:
     """Migrate the schema on ``conn`` (autocommit) if it is behind, only while no server holds
-    the shared lock; the exclusive lock goes with ``conn``'s session."""
-    current = await schema_version(conn)
-    if current < LATEST_VERSION:
-        key = (store_key(channel), SERVERS)
-        if not await _try(conn, "SELECT pg_try_advisory_lock(%s, %s)", key):
-            raise StoreInUse(
-                _refusal(current, "a server runs on it: stop the server (every node) first")
-            )
+    the shared lock; the exclusive lock goes with ``conn``'s session. Another command's or
+    node's migration in progress (the exclusive lock held) is waited for, then looked at."""
+    key = (store_key(channel), SERVERS)
+    while (current := await schema_version(conn)) < LATEST_VERSION:
+        if await _try(conn, "SELECT pg_try_advisory_lock(%s, %s)", key):
+            break
+        if await _try(conn, "SELECT pg_try_advisory_lock_shared(%s, %s)", key):
+            # No migration holds it, so servers do; one may have just migrated and started.
+            behind = await schema_version(conn) < LATEST_VERSION
+            await conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", key)
+            if behind:
+                raise StoreInUse(
+                    _refusal(current, "a server runs on it: stop the server (every node) first")
+                )
+            continue
+        await conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", key)  # its end
+        await conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", key)
     await migrate(conn)  # also the refusal of a schema newer than this code
 
 

@@ -17,8 +17,9 @@ Implementation notes:
   so there is nothing to clean up and no pid to check for liveness. The file stays; its
   content (the holder's pid and role, written once the lock is held) is read only to name the
   holder in the refusal, so a stale content is never believed.
-- **Never blocks**: a server or a migration refused is the answer; waiting would hang an
-  upgrade behind a server that runs for months.
+- **Never waits for a server**: a refusal is the answer; waiting would hang an upgrade behind
+  a server that runs for months. Another command's migration (commands run together on a new
+  store) is waited for, by polling: ``flock`` cannot wait for one holder and not another.
 """
 
 from __future__ import annotations
@@ -26,12 +27,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 #: The lock file's name in the data directory.
 LOCK_NAME = "server.lock"
 #: The role a server records (the only one a refusal need not spell out).
 SERVING = "serve"
+#: The role of a command migrating the store.
+MIGRATING = "migrating"
+#: Seconds between two looks at a lock another command's migration holds.
+_POLL = 0.05
 #: Longest holder line read back; a pid and a role fit many times over.
 _MAX_HOLDER = 64
 
@@ -44,7 +50,7 @@ class ServerLock:
         self._fd: int | None = None
 
     def try_hold(self, role: str) -> bool:
-        """Take the lock without waiting and record ``role`` (:data:`SERVING`, "migrating")
+        """Take the lock without waiting and record ``role`` (:data:`SERVING`, :data:`MIGRATING`)
         with this process's pid; False if another open file description holds it."""
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is held already")
@@ -63,6 +69,15 @@ class ServerLock:
         self._fd = fd
         return True
 
+    def try_hold_to_migrate(self) -> bool:
+        """Take the lock for a migration, once another command's migration (if one runs) is
+        over; False while a server holds it."""
+        while not self.try_hold(MIGRATING):
+            if self._holder()[1] != MIGRATING:
+                return False
+            time.sleep(_POLL)
+        return True
+
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -71,10 +86,16 @@ class ServerLock:
     def holder(self) -> str:
         """Who holds the lock, for a refusal: ``pid 123`` (a server), ``pid 123, migrating``,
         or ``unknown pid`` when the holder had not written its line yet."""
+        pid, role = self._holder()
+        if not pid:
+            return "unknown pid"
+        return f"pid {pid}" if role in {SERVING, ""} else f"pid {pid}, {role}"
+
+    def _holder(self) -> tuple[str, str]:
+        """(pid, role) as the holder wrote them; empty strings for what cannot be read."""
         with contextlib.suppress(OSError):
             with self.path.open("rb") as file:
                 pid, _, role = file.read(_MAX_HOLDER).decode("ascii", "replace").partition(" ")
-            role = role.strip()
             if pid.isdigit():
-                return f"pid {pid}" if role in {SERVING, ""} else f"pid {pid}, {role}"
-        return "unknown pid"
+                return pid, role.strip()
+        return "", ""

@@ -427,7 +427,7 @@ class SqliteStore:
         if lock is None or self._serving or current >= LATEST_VERSION:
             migrate(conn)  # a newer schema is refused there
             return
-        if not lock.try_hold("migrating"):
+        if not lock.try_hold_to_migrate():
             raise StoreInUse(
                 f"the store needs upgrading from schema {current} to "
                 f"{LATEST_VERSION}, but a server ({lock.holder()}) runs on the data directory "
