@@ -115,6 +115,28 @@ def test_a_second_server_on_a_sqlite_data_directory_is_refused_until_the_first_d
             assert f"(pid {second.pid})" in line
 
 
+def test_restore_force_is_refused_while_a_server_runs_on_the_data_directory(
+    tmp_path: Path,
+) -> None:
+    """``restore --force`` moves the data directory aside: under a running server, which would
+    go on serving (and accepting mail) from the directory moved aside."""
+    node = Node(tmp_path, "site", "sqlite:", listeners=["smtp"])
+    saved = tmp_path / "saved"
+    with node:
+        made = pillarbox(node.config_path, "backup", str(saved))
+        assert made.returncode == 0, made.stderr
+        assert not (saved / "data" / "server.lock").exists()  # a process of this machine
+        line = refusal(pillarbox(node.config_path, "restore", str(saved), "--force"))
+        assert line == (
+            f"pillarbox: a server (pid {node.pid}) runs on the data directory "
+            f"{node.config.data_dir}: stop it before restoring"
+        )
+        assert not list(tmp_path.glob("site.before-restore-*"))
+    restored = pillarbox(node.config_path, "restore", str(saved), "--force")
+    assert restored.returncode == 0, restored.stderr
+    assert len(list(tmp_path.glob("site.before-restore-*"))) == 1
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def behind(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, int]:
     """A store URL whose schema is one migration behind this code, and that version."""

@@ -485,8 +485,8 @@ async def change(request: Request) -> Response:
                 await provisioning.remove_alias(store, field_text(form, "address"))
             case "queue", "retry":
                 await store.retry_queued(_queue_id(form.get("id")), datetime.now(UTC))
-                # Every node's runner, as `pillarbox queue retry`: on PostgreSQL the message
-                # may wait for another node's (its lease, its attempt schedule).
+                # Every runner that hears the store (every node's on PostgreSQL), as
+                # `pillarbox queue retry` does, not only this process's.
                 await store.wake_queue()
             case "queue", "remove":
                 await store.remove_queued(_queue_id(form.get("id")))
