@@ -64,8 +64,9 @@ class ServerLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {role}\n".encode(), 0)
+        line = f"{os.getpid()} {role}\n".encode()
+        os.pwrite(fd, line, 0)  # then cut: a reader sees the old line or the new, never none
+        os.ftruncate(fd, len(line))
         self._fd = fd
         return True
 
@@ -73,7 +74,7 @@ class ServerLock:
         """Take the lock for a migration, once another command's migration (if one runs) is
         over; False while a server holds it."""
         while not self.try_hold(MIGRATING):
-            if self._holder()[1] != MIGRATING:
+            if self._holder()[1] not in {MIGRATING, ""}:  # "": a new file, its line not yet in
                 return False
             time.sleep(_POLL)
         return True
@@ -95,7 +96,8 @@ class ServerLock:
         """(pid, role) as the holder wrote them; empty strings for what cannot be read."""
         with contextlib.suppress(OSError):
             with self.path.open("rb") as file:
-                pid, _, role = file.read(_MAX_HOLDER).decode("ascii", "replace").partition(" ")
+                first = file.read(_MAX_HOLDER).decode("ascii", "replace").partition("\n")[0]
+            pid, _, role = first.partition(" ")
             if pid.isdigit():
                 return pid, role.strip()
         return "", ""
