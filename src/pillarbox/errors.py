@@ -64,6 +64,11 @@ class RateLimited(UserError):
         self.retry_after = retry_after
 
 
+class StoreInUse(UserError):
+    """A running server forbids this on its store: a second server on one SQLite data
+    directory, or a migration under running servers (docs/upgrading.md)."""
+
+
 class ServerFault(PillarboxError):
     """Pillarbox itself failed; the operation may be retried later."""
 

@@ -26,6 +26,7 @@ from pillarbox import config as cfg
 from pillarbox.dns.hosted import hosted_records, record_policy
 from pillarbox.mail.parse import parse_message, part_text
 from pillarbox.queue.dkim import DkimAlgorithm, generate_key
+from pillarbox.store.open import is_postgresql, open_store
 from pillarbox.store.types import (
     INBOX,
     DkimKeyRecord,
@@ -1343,6 +1344,31 @@ def test_admin_queue_retry_and_remove(live: LiveServer, admin: WebSession) -> No
     assert admin.post("/admin/queue/remove", {"id": queued.id, "confirmed": "1"}).status_code == 303
     assert live.call(live.store.list_queue()) == []
     assert admin.post("/admin/queue/remove", {"id": "999", "confirmed": "1"}).status_code == 404
+
+
+def test_admin_queue_retry_wakes_every_node(live: LiveServer, admin: WebSession) -> None:
+    """On PostgreSQL the page's and the API's Retry wake every node's runner, as ``pillarbox
+    queue retry`` does (NOTIFY): the node that served the page is not the only one delivering.
+    Another node is played by a second store on the same database, in this process; on SQLite
+    there is one server and no other store hears (the test above covers its own runner)."""
+    if not is_postgresql(live.config.store.url):
+        pytest.skip("one server per SQLite store: nothing else to wake")
+    other = open_store(live.config.store.url, live.config.data_dir)
+    woken = threading.Semaphore(0)
+    other.on_queue_wake(woken.release)
+    live.call(other.open())
+    try:
+        queued = live.call(
+            live.store.enqueue(
+                ALICE, b"Subject: q\r\n\r\nbody\r\n", [NewQueueRecipient("x@remote.test")]
+            )
+        )
+        assert admin.post("/admin/queue/retry", {"id": queued.id}).status_code == 303
+        assert woken.acquire(timeout=10), "the other node was not woken by the page"
+        assert admin.api("POST", f"/admin/queue/{queued.id}/retry").status_code == 200
+        assert woken.acquire(timeout=10), "the other node was not woken by the API"
+    finally:
+        live.call(other.close())
 
 
 _ACTIVITY_ROW = re.compile(

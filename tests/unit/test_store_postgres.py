@@ -254,6 +254,21 @@ async def test_nodes_opening_together_migrate_once(
     assert sorted(f["version"] for f in logged) == [m.version for m in MIGRATIONS]
 
 
+async def test_servers_starting_together_on_a_new_store_one_migrates(url: str) -> None:
+    """Nodes (serving stores) started together: the first takes the exclusive lock and
+    migrates, the others wait for their shared lock and find the schema current; a command's
+    store opens beside them (nothing to migrate)."""
+    nodes = [PostgresStore(url, serving=True) for _ in range(3)]
+    await asyncio.gather(*(node.open() for node in nodes))
+    try:
+        command = PostgresStore(url)
+        await command.open()
+        await command.close()
+    finally:
+        for node in nodes:
+            await node.close()
+
+
 async def test_messages_an_old_node_left_without_a_thread_are_threaded_at_open(
     migrated_url: str,
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pillarbox.errors import ConfigError, QuotaExceeded, SchemaTooNew, StorageError
+from pillarbox.errors import ConfigError, QuotaExceeded, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import BlobMode, FileBlobStore, blob_id_of
 from pillarbox.store.feed import ChangeHub
@@ -106,6 +106,39 @@ async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int) -
     versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
     conn.close()
     assert versions == [m.version for m in MIGRATIONS]
+
+
+async def test_commands_opening_a_new_store_together_migrate_once(tmp_path: Path) -> None:
+    """Admin commands run together on a new data directory: the first migrates under the data
+    directory's lock, the others wait for it rather than take it for a server's."""
+    stores = [open_store("sqlite:", tmp_path) for _ in range(3)]
+    await asyncio.gather(*(store.open() for store in stores))
+    for store in stores:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "pillarbox.sqlite3")
+    assert schema_version(conn) == MIGRATIONS[-1].version
+    conn.close()
+
+
+async def test_a_migration_is_refused_while_a_server_holds_the_data_directory(
+    tmp_path: Path,
+) -> None:
+    server = open_store("sqlite:", tmp_path, serving=True)
+    await server.open()
+    try:
+        conn = sqlite3.connect(tmp_path / "other.sqlite3", isolation_level=None)
+        migrate(conn, target=MIGRATIONS[-2].version)
+        conn.close()
+        with pytest.raises(StoreInUse, match=r"needs upgrading .* stop the server first"):
+            await open_store("sqlite:other.sqlite3", tmp_path).open()
+        reader = open_store("sqlite:", tmp_path)  # no migration to do: runs beside it
+        await reader.open()
+        await reader.close()
+    finally:
+        await server.close()
+    upgraded = open_store("sqlite:other.sqlite3", tmp_path)
+    await upgraded.open()
+    await upgraded.close()
 
 
 async def test_version_10_copies_each_message_digest(tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ Implementation notes:
 - **Protocol.** One line per connection: ``wake-queue`` is answered ``ok``; anything else
   ``error unknown command``, logged. A line over :data:`MAX_LINE` bytes, or none within
   :data:`TIMEOUT` seconds, closes the connection with a log line.
-- **Not fatal.** A server that cannot listen here (another server answers on the socket, a
-  data directory path over the 107 bytes a socket path may have) logs a warning and runs on:
-  only the CLI's wake-up is lost, and retries start at the next scan.
+- **Not fatal.** A server that cannot listen here (a data directory path over the 107 bytes a
+  socket path may have, a file it may not replace) logs a warning and runs on: only the CLI's
+  wake-up is lost, and retries start at the next scan. A second server on the data directory
+  never gets this far: it is refused at start (:mod:`pillarbox.store.sqlite.serverlock`).
 """
 
 from __future__ import annotations

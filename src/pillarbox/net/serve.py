@@ -123,7 +123,7 @@ class Server:
 
             self.acme = CertificateManager(config, tls, challenges)
             self.acme.install_stored()
-        store = open_store(config.store.url, config.data_dir, config.store)
+        store = open_store(config.store.url, config.data_dir, config.store, serving=True)
         await store.open()
         authenticator = provisioning.authenticator(store, config)
         self.context = context = Services(

@@ -106,7 +106,9 @@ class Store(Protocol):
     """Everything that persists. Backends: :mod:`.sqlite` (embedded default), PostgreSQL (later)."""
 
     async def open(self) -> None:
-        """Connect and apply pending migrations (numbered, forward-only)."""
+        """Connect and apply pending migrations (numbered, forward-only): ``StoreInUse`` when
+        a migration is due while a server runs on the store, unless this store is that server's
+        (``open_store(serving=True)``) and the only one (docs/upgrading.md)."""
 
     async def close(self) -> None:
         """Finish in-flight writes and release every resource."""

@@ -25,6 +25,7 @@ from pillarbox.errors import ConfigError
 from pillarbox.store.blobs import BlobMode
 from pillarbox.store.interface import Store
 from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.sqlite.serverlock import LOCK_NAME
 
 DEFAULT_SQLITE_NAME = "pillarbox.sqlite3"
 _KEY = "store.url"
@@ -41,17 +42,22 @@ def open_store(
     tuning: StoreSection | None = None,
     *,
     clock: Callable[[], float] = time.time,
+    serving: bool = False,
 ) -> Store:
     """A store for ``url``, not yet opened: the caller awaits ``store.open()`` (migrations run
     there, off the event loop) and ``store.close()`` at shutdown. ``clock`` dates what it
-    stores (a test's mail saved weeks ago)."""
+    stores (a test's mail saved weeks ago). ``serving`` (``pillarbox serve``) announces a
+    server on the store for as long as it is open: a second one on a SQLite data directory is
+    refused, and so is a migration by any store opened without it (docs/upgrading.md)."""
     parts = urlsplit(url)
     if is_postgresql(url):
         from pillarbox.store.postgres import PostgresStore
 
         if not parts.path.strip("/"):
             raise ConfigError(_KEY, "name the database: postgresql://host/dbname")
-        return PostgresStore(url, limits=(tuning or StoreSection()).postgres, clock=clock)
+        return PostgresStore(
+            url, limits=(tuning or StoreSection()).postgres, clock=clock, serving=serving
+        )
     if parts.scheme != "sqlite":
         raise ConfigError(
             _KEY, f"unknown store scheme {parts.scheme!r} (expected sqlite: or postgresql:)"
@@ -77,4 +83,6 @@ def open_store(
         blob_dir=data_dir / "blobs",
         limits=(tuning or StoreSection()).sqlite,
         clock=clock,
+        server_lock=data_dir / LOCK_NAME,
+        serving=serving,
     )

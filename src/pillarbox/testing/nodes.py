@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,11 +38,14 @@ class Node:
         *,
         listeners: Iterable[str] = ("smtp", "submission", "imap"),
         ports: Mapping[str, int] | None = None,
+        program: Sequence[str] = ("-m", "pillarbox.cli"),
         **sections: Any,
     ) -> None:
         """``ports``: listeners' ports chosen by the test (another server connects there);
-        the others get free loopback ports."""
+        the others get free loopback ports. ``program``: what the interpreter runs, given
+        ``--config PATH serve`` (a script standing in for another version of Pillarbox)."""
         self.name = name
+        self.program = tuple(program)
         wanted = tuple(listeners)
         chosen = ports or {}
         self.ports = {
@@ -68,7 +71,7 @@ class Node:
         env.pop(TEST_STORE_ENV, None)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "pillarbox.cli", "--config", str(self.config_path), "serve"],
+                [sys.executable, *self.program, "--config", str(self.config_path), "serve"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -82,6 +85,12 @@ class Node:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"node {self.name} did not start: {self.log()[-2000:]}")
                 time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError(f"node {self.name} was not started")
+        return self._process.pid
 
     def port(self, listener: str) -> int:
         return self.ports[listener]

@@ -32,7 +32,10 @@ complete and is not.
 **Restore** writes the config to ``--config``'s path and the data directory the restored
 config names (relative to it), checks the database (``PRAGMA quick_check``) and every blob's
 hash, and refuses a non-empty data directory or an existing config file unless ``--force``,
-which moves them aside (``NAME.before-restore-<time>``) rather than deleting them.
+which moves them aside (``NAME.before-restore-<time>``) rather than deleting them — never a
+data directory a server runs on (its ``server.lock``, :mod:`pillarbox.store.sqlite.serverlock`):
+it would go on serving, and accepting mail, from the directory moved aside. That lock file is
+not backed up: it names a process of the machine the backup was taken on.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from pillarbox.errors import ConfigError, UserError
 from pillarbox.store.blobs import BlobMode, is_blob_id
 from pillarbox.store.open import open_store
 from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.sqlite.serverlock import LOCK_NAME, ServerLock
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -189,13 +193,9 @@ def backup(
         else set()
     )
     blob_root = data_dir / "blobs"
+    left_out = {*store_files, blob_root, data_dir / LOCK_NAME}
     if data_dir.is_dir():
-        _copy_tree(
-            data_dir,
-            destination / "data",
-            lambda p: p in store_files or p == blob_root,
-            result,
-        )
+        _copy_tree(data_dir, destination / "data", lambda p: p in left_out, result)
     progress(f"copied the config and {result.files} file(s) of {data_dir}")
 
     external = []
@@ -377,10 +377,19 @@ def restore(source: Path, config_path: Path, *, force: bool) -> RestoreResult:
                 f"{', '.join(map(str, in_the_way))}: in the way (a non-empty data directory "
                 "or existing files); use --force to move them aside"
             )
+        served = ServerLock(data_dir / LOCK_NAME)
+        if data_dir in in_the_way and not served.try_hold("restoring"):
+            raise UserError(
+                f"a server ({served.holder()}) runs on the data directory {data_dir}: "
+                "stop it before restoring"
+            )
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    moved = [_aside(path) for path in in_the_way]
+    try:
+        moved = [_aside(path) for path in in_the_way]
+    finally:
+        served.release()  # held from the check to the move: no server started on it meanwhile
     os.replace(staged, config_path)
     result = BackupResult(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -485,7 +485,9 @@ async def change(request: Request) -> Response:
                 await provisioning.remove_alias(store, field_text(form, "address"))
             case "queue", "retry":
                 await store.retry_queued(_queue_id(form.get("id")), datetime.now(UTC))
-                services.queue_wakeup.set()
+                # Every runner that hears the store (every node's on PostgreSQL), as
+                # `pillarbox queue retry` does, not only this process's.
+                await store.wake_queue()
             case "queue", "remove":
                 await store.remove_queued(_queue_id(form.get("id")))
             case _:

@@ -1033,8 +1033,9 @@ async def admin_queue(call: Call) -> object:
 
 
 async def admin_retry(call: Call) -> object:
-    await call.web.services.store.retry_queued(call.path("message"), datetime.now(UTC))
-    call.web.services.queue_wakeup.set()
+    store = call.web.services.store
+    await store.retry_queued(call.path("message"), datetime.now(UTC))
+    await store.wake_queue()  # every node's runner, as the admin page's Retry
     return {"ok": True}
 
 

@@ -22,6 +22,8 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   mid-command never leaves the connection half-way; the result is simply dropped (as in the
   SQLite writer).
 - **Change feed**: NOTIFY in the write's transaction, LISTEN on every node (:mod:`.notify`).
+- **Migrations** run at open only while no server runs on the store: a serving store (each
+  node) holds a shared advisory lock on a connection of its own while open (:mod:`.servers`).
 - **Kept lookups**: domains, accounts, aliases and settings
   (:mod:`pillarbox.store.directorycache`) and the spam filter's evidence
   (:mod:`pillarbox.store.evidencecache`) are answered from memory while fresh, as on SQLite:
@@ -92,12 +94,13 @@ from pillarbox.store.postgres import (
     notify,
     receiveddata,
     sendingdata,
+    servers,
     sievedata,
     spamdata,
     tlsdata,
 )
 from pillarbox.store.postgres.maildrops import MaildropLocks
-from pillarbox.store.postgres.migrations import LATEST_VERSION, migrate, schema_version
+from pillarbox.store.postgres.migrations import LATEST_VERSION, schema_version
 from pillarbox.store.sharedreads import RecentClaim, SharedReads
 from pillarbox.store.spamcache import GLOBAL_MODEL, SpamModelCache
 from pillarbox.store.threadrows import thread_keys
@@ -269,7 +272,8 @@ class PostgresStore:
     """The :class:`~pillarbox.store.interface.Store` on PostgreSQL; see the module notes.
 
     ``conninfo`` is a libpq connection string or ``postgresql://`` URL; its ``options`` may set
-    a ``search_path`` to keep the store in a schema of its own.
+    a ``search_path`` to keep the store in a schema of its own. ``serving`` (a node's store)
+    holds the servers' lock while open (:mod:`.servers`).
     """
 
     def __init__(
@@ -278,9 +282,13 @@ class PostgresStore:
         *,
         limits: PostgresLimits = _DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
+        serving: bool = False,
     ) -> None:
         self.conninfo = conninfo
         self._limits = limits
+        self._serving = serving
+        #: The serving store's connection holding the servers' shared lock.
+        self._presence: Conn | None = None
         self._clock = clock
         self._hub = ChangeHub()
         self._spam_cache = SpamModelCache(limits.spam_cache_tokens)
@@ -300,45 +308,60 @@ class PostgresStore:
     async def open(self) -> None:
         if self._pool is not None:
             raise StorageError("the store is open already")
+        conn: Conn | None = None
         try:
-            async with await psycopg.AsyncConnection.connect(
-                self.conninfo, autocommit=True, connect_timeout=max(1, int(self._limits.timeout))
-            ) as conn:
-                await migrate(conn)
-                await _thread_unthreaded(conn)
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.conninfo,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self._limits.timeout)),
+                )
                 cur = await conn.execute("SELECT current_schema()")
                 row = await cur.fetchone()
-            if row is None or row[0] is None:
-                raise StorageError("no schema to create the store in (check search_path)")
-            self._channel = notify.channel_for(str(row[0]))
-            pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-                self.conninfo,
-                min_size=self._limits.min_connections,
-                max_size=self._limits.max_connections,
-                timeout=self._limits.timeout,
-                kwargs={"autocommit": True},
-                configure=_configure,
-                open=False,
-                name="pillarbox",
-            )
-            await pool.open(wait=True, timeout=self._limits.timeout)
-            listener = notify.ChangeListener(
-                self.conninfo,
-                self._channel,
-                self._hub,
-                self._forget_kept,
-                self._queue_woken,
-                self._rehint,
-                retry_delay=self._limits.listen_retry,
-                timeout=self._limits.timeout,
-            )
-            try:
-                await listener.start()
-            except BaseException:
-                await pool.close()
-                raise
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise StorageError(f"cannot open the database: {exc}") from exc
+                if row is None or row[0] is None:
+                    raise StorageError("no schema to create the store in (check search_path)")
+                self._channel = notify.channel_for(str(row[0]))
+                if self._serving:
+                    await servers.join(conn, self._channel)  # conn kept: it holds the lock
+                else:
+                    await servers.migrate_unless_served(conn, self._channel)
+                await _thread_unthreaded(conn)
+                if not self._serving:
+                    await conn.close()
+                    conn = None
+                pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+                    self.conninfo,
+                    min_size=self._limits.min_connections,
+                    max_size=self._limits.max_connections,
+                    timeout=self._limits.timeout,
+                    kwargs={"autocommit": True},
+                    configure=_configure,
+                    open=False,
+                    name="pillarbox",
+                )
+                await pool.open(wait=True, timeout=self._limits.timeout)
+                listener = notify.ChangeListener(
+                    self.conninfo,
+                    self._channel,
+                    self._hub,
+                    self._forget_kept,
+                    self._queue_woken,
+                    self._rehint,
+                    retry_delay=self._limits.listen_retry,
+                    timeout=self._limits.timeout,
+                )
+                try:
+                    await listener.start()
+                except BaseException:
+                    await pool.close()
+                    raise
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise StorageError(f"cannot open the database: {exc}") from exc
+        except BaseException:
+            if conn is not None:
+                await conn.close()
+            raise
+        self._presence = conn
         self._pool = pool
         self._listener = listener
         self._maildrops = MaildropLocks(self.conninfo, self._channel, timeout=self._limits.timeout)
@@ -362,6 +385,9 @@ class PostgresStore:
         maildrops, self._maildrops = self._maildrops, None
         if maildrops is not None:
             await maildrops.close()
+        presence, self._presence = self._presence, None
+        if presence is not None:
+            await presence.close()  # the servers' lock goes with it
         self._hub.close()
         await pool.close()
         self._forget_kept(None)  # no notification reaches a closed store

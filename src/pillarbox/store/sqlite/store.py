@@ -33,6 +33,9 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   tables forget what they change once durable (or failed); another process's writes (the command
   line, ``pillarbox spam train``) are seen after ``directory_ttl_ms`` — for the classifier's
   models that was, before the evidence was kept, the very next message.
+- **One server, no migration under it** (:mod:`.serverlock`): a serving store holds the data
+  directory's lock while open; any other store takes it only to migrate, so a newer admin
+  command refuses to upgrade the schema under a running server.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from pillarbox.errors import (
     QuotaExceeded,
     SchemaTooNew,
     StorageError,
+    StoreInUse,
     UserError,
 )
 from pillarbox.mail.model import MessageInfo
@@ -94,6 +98,7 @@ from pillarbox.store.sqlite import (
     webdata,
 )
 from pillarbox.store.sqlite.migrations import LATEST_VERSION, migrate, schema_version
+from pillarbox.store.sqlite.serverlock import SERVING, ServerLock
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.threadrows import thread_keys
@@ -274,7 +279,11 @@ class _SortKeys:
 
 
 class SqliteStore:
-    """The :class:`~pillarbox.store.interface.Store` on SQLite; see the module notes."""
+    """The :class:`~pillarbox.store.interface.Store` on SQLite; see the module notes.
+
+    ``server_lock`` is the data directory's lock file (:mod:`.serverlock`); ``serving`` holds
+    it while open (``pillarbox serve``). Without a lock file (a store opened by a test or a
+    tool on a bare database) nothing is locked."""
 
     def __init__(
         self,
@@ -284,8 +293,12 @@ class SqliteStore:
         blob_dir: Path | None = None,
         limits: SqliteLimits = _DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
+        server_lock: Path | None = None,
+        serving: bool = False,
     ) -> None:
         self.path = path
+        self._lock = ServerLock(server_lock) if server_lock is not None else None
+        self._serving = serving
         self.blob_mode = blob_mode
         self._limits = limits
         self._clock = clock
@@ -315,6 +328,16 @@ class SqliteStore:
         if self._writer is not None:
             raise StorageError("the store is open already")
         await run_blocking(self._prepare_files)
+        if self._serving and self._lock is not None:
+            await run_blocking(self._hold_for_serving)
+        try:
+            await self._start_threads()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    async def _start_threads(self) -> None:
         limits = self._limits
         wal_restart = threading.Event()
         checkpointer = Checkpointer(
@@ -365,6 +388,8 @@ class SqliteStore:
         self._infos.clear()
         self._spam_cache.clear()
         self._evidence.invalidate()
+        if self._lock is not None:
+            self._lock.release()  # last: the writer no longer writes
 
     @property
     def cross_process_delay(self) -> float:
@@ -387,6 +412,32 @@ class SqliteStore:
             return (0.0, 0.0)
         return (self._writer.busy_seconds, self._writer.busy_cpu_seconds)
 
+    def _hold_for_serving(self) -> None:
+        lock = self._lock
+        if lock is not None and not lock.try_hold(SERVING):
+            raise StoreInUse(
+                f"another server ({lock.holder()}) runs on the data directory "
+                f"{lock.path.parent}: stop it first, or give this one a data directory of its own"
+            )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Apply pending migrations; outside a serving store, only while no server runs."""
+        lock = self._lock
+        current = schema_version(conn)
+        if lock is None or self._serving or current >= LATEST_VERSION:
+            migrate(conn)  # a newer schema is refused there
+            return
+        if not lock.try_hold_to_migrate():
+            raise StoreInUse(
+                f"the store needs upgrading from schema {current} to "
+                f"{LATEST_VERSION}, but a server ({lock.holder()}) runs on the data directory "
+                f"{lock.path.parent}: stop the server first (docs/upgrading.md)"
+            )
+        try:
+            migrate(conn)
+        finally:
+            lock.release()
+
     def _prepare_files(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._files is not None:
@@ -396,7 +447,7 @@ class SqliteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             _configure_writer(conn, self._limits)
-            migrate(conn)
+            self._migrate(conn)
             _thread_unthreaded(conn)
         except BaseException:
             conn.close()

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pillarbox.errors import PillarboxError, SchemaTooNew, StorageError
+from pillarbox.errors import PillarboxError, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.store.types import Change
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ class GroupCommitWriter:
     def start(self) -> None:
         self._thread.start()
         self._started.wait()
-        if isinstance(self._start_error, SchemaTooNew):
+        if isinstance(self._start_error, SchemaTooNew | StoreInUse):
             raise self._start_error  # its message already says what to do
         if self._start_error is not None:
             raise StorageError(f"cannot open the database: {self._start_error}")
