@@ -182,6 +182,70 @@ def test_the_apis_forward_carries_every_attachment(live: LiveServer, alice: WebS
     }
 
 
+def test_the_api_keeps_a_drafts_attachments(live: LiveServer, alice: WebSession) -> None:
+    """``keep`` over the JSON API: a saved draft answers the references of its attachments, a
+    later save or send carries those named (with a new upload) and leaves the others out, and
+    a forward with ``keep`` carries only what it names."""
+    png = {"filename": "d.png", "content_type": "image/png", "data": "iVBORw0KGgo="}
+    call = {"to": BOB, "subject": "files", "body": "kept", "attachments": [png]}
+    box, uid = deliver(live, ALICE, _TWO_FILES)
+    first = alice.api("POST", "/drafts", {**call, "forwarding": f"{box}:{uid}"})
+    assert first.status_code == 201
+    keep = first.json()["keep"]
+    drafts = first.json()["mailbox"]
+    assert set(attached(raw_in(live, drafts, first.json()["uid"]))) == {"a.png", "b.csv", "d.png"}
+    assert len(keep) == 3 and all(k.startswith(f"{drafts}:{first.json()['uid']}:") for k in keep)
+    csv = {"filename": "c.csv", "content_type": "text/csv", "data": "YSxi"}
+    # Saved again without a forward: the draft's own files named, one of them left out.
+    second = alice.api(
+        "POST",
+        "/drafts",
+        {**call, "attachments": [csv], "draft_uid": first.json()["uid"], "keep": keep[1:]},
+    )
+    assert second.status_code == 201
+    again = attached(raw_in(live, drafts, second.json()["uid"]))
+    assert again == {
+        "b.csv": b"x,y\r\n1,2",
+        "d.png": bytes.fromhex("89504e470d0a1a0a"),
+        "c.csv": b"a,b",
+    }
+    assert uids_in(live, ALICE, "Drafts") == [second.json()["uid"]]
+    sent = alice.api(
+        "POST",
+        "/send",
+        {
+            **call,
+            "attachments": [],
+            "draft_uid": second.json()["uid"],
+            "keep": second.json()["keep"],
+        },
+    )
+    assert sent.json() == {"sent": True, "warning": ""}
+    assert uids_in(live, ALICE, "Drafts") == []
+    assert attached(raw_in(live, mailbox_id(live, BOB), uids_in(live, BOB)[0])) == again
+    # A forward naming one of the original's files sends that one only.
+    only = {**call, "attachments": [], "forwarding": f"{box}:{uid}", "keep": [f"{box}:{uid}:3"]}
+    assert alice.api("POST", "/send", only).json()["sent"] is True
+    forwarded = raw_in(live, mailbox_id(live, BOB), uids_in(live, BOB)[1])
+    assert attached(forwarded) == {"b.csv": b"x,y\r\n1,2"}
+
+
+def test_the_apis_keep_is_bounded_and_checked(live: LiveServer, alice: WebSession) -> None:
+    """The document states ``keep``'s bound (``web.max_attachments``); a call over it, or
+    naming another account's attachment, is refused and nothing is saved."""
+    document = alice.client.get("/api/v1/openapi.json").json()
+    draft = document["components"]["schemas"]["Draft"]["properties"]
+    limit = live.server.config.web.max_attachments
+    assert draft["keep"]["maxItems"] == limit
+    over = {"to": BOB, "keep": [f"1:1:{n}" for n in range(limit + 1)]}
+    refused = alice.api("POST", "/drafts", over)
+    assert refused.status_code == 400 and "keep" in refused.json()["error"]
+    bob_box, bob_uid = deliver(live, BOB, _TWO_FILES)
+    theirs = alice.api("POST", "/drafts", {"to": BOB, "keep": [f"{bob_box}:{bob_uid}:2"]})
+    assert theirs.status_code in (403, 404)
+    assert uids_in(live, ALICE, "Drafts") == []
+
+
 def test_kept_attachments_stay_within_the_message_size_limit(tmp_path: Path) -> None:
     """Kept attachments add up over saves past what one upload may carry: a draft or a send
     larger than ``smtp.max_message_size`` is refused, with the text kept."""

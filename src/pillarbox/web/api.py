@@ -504,6 +504,7 @@ def _draft(call: Call) -> Draft:
         in_reply_to=call.text("in_reply_to"),
         references=tuple(references),
         attachments=tuple(uploads),
+        kept=tuple(call.texts("keep")),
         replying_to=call.text("replying_to"),
         forwarding=call.text("forwarding"),
         draft_uid=call.optional_int("draft_uid"),
@@ -512,10 +513,11 @@ def _draft(call: Call) -> Draft:
 
 
 async def _draft_forwarding(call: Call) -> Draft:
-    """The call's draft; a forward carries all the forwarded message's attachments."""
+    """The call's draft; a forward without ``keep`` carries all the forwarded message's
+    attachments (with it, those it names: the web form's ticked boxes)."""
     draft = _draft(call)
-    if draft.forwarding:
-        draft = replace(draft, kept=await call.access.forwarded(draft.forwarding))
+    if draft.forwarding and "keep" not in call.body:
+        draft = replace(draft, kept=await call.access.kept_all(draft.forwarding))
     return draft
 
 
@@ -532,9 +534,12 @@ async def send(call: Call) -> object:
 
 
 async def save_draft(call: Call) -> object:
+    """The saved draft's place, and the ``keep`` that carries its attachments into the next
+    save or the send (as the web form lists them after a save)."""
     uid = await call.access.save_draft(await _draft_forwarding(call))
     drafts = await call.access.special(SpecialUse.DRAFTS)
-    return {"mailbox": drafts.id, "uid": uid}
+    keep = await call.access.kept_all(f"{drafts.id}:{uid}")
+    return {"mailbox": drafts.id, "uid": uid, "keep": list(keep)}
 
 
 # -- handlers: settings ------------------------------------------------------------------------
@@ -1321,10 +1326,22 @@ SCHEMAS: dict[str, JsonObject] = {
             "replying_to": {"type": "string", "description": "'mailbox:uid' answered"},
             "forwarding": {
                 "type": "string",
-                "description": "'mailbox:uid' forwarded: all its attachments go along, "
-                "sent or saved in the draft",
+                "description": "'mailbox:uid' forwarded: without keep, all its attachments "
+                "go along, sent or saved in the draft",
             },
-            "draft_uid": NULLABLE_INT,
+            "keep": {
+                **_list(STR, "web.max_attachments"),
+                "description": "attachments already stored to send or save again, each "
+                "'mailbox:uid:section' of a message of this account (a draft's, as "
+                "POST /drafts answers them, or the forwarded message's; sections as a "
+                "message's attachments list them); the draft_uid draft's attachments not "
+                "named here are left out",
+            },
+            "draft_uid": {
+                "type": ["integer", "null"],
+                "description": "UID in Drafts of the draft this one replaces (removed once "
+                "it is saved or sent)",
+            },
             "identity": {
                 "type": ["integer", "null"],
                 "description": "id of the identity to send as (GET /identities); "
@@ -1658,7 +1675,7 @@ OPERATIONS: tuple[Operation, ...] = (
         save_draft,
         "Save a draft to Drafts",
         "mail",
-        _obj({"mailbox": INT, "uid": INT}),
+        _obj({"mailbox": INT, "uid": INT, "keep": _list(STR)}),
         _ref("Draft"),
         status=201,
     ),
