@@ -1803,3 +1803,30 @@ def test_api_time_zone_round_trip(alice: WebSession) -> None:
     assert alice.api("GET", "/settings").json()["time_zone"] == "America/New_York"
     assert alice.api("PUT", "/settings/time-zone", {"time_zone": ""}).json() == {"time_zone": ""}
     assert alice.api("GET", "/settings").json()["time_zone"] == ""
+
+
+def test_the_shortcuts_switch_is_the_accounts(live: LiveServer, alice: WebSession) -> None:
+    """WCAG 2.1.4's switch is kept with the account: the settings form (no script needed)
+    turns the shortcuts off, every page of another login says so to app.js, and the API
+    reads and sets the same switch."""
+    assert 'data-shortcuts="off"' not in alice.get("/mail").text
+    assert alice.post("/settings/shortcuts", {}).status_code == 303  # the box left unticked
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    assert not live.call(live.store.get_settings(account.id)).shortcuts
+    elsewhere = WebSession(live)  # another browser
+    try:
+        assert elsewhere.login(ALICE).status_code == 303
+        page = elsewhere.get("/settings").text
+        assert '<html lang="en"' in page and 'data-shortcuts="off"' in page
+        assert 'id="shortcuts-on" checked' not in page
+        assert elsewhere.api("GET", "/settings").json()["shortcuts"] is False
+        answer = elsewhere.api("PUT", "/settings/shortcuts", {"shortcuts": True})
+        assert answer.status_code == 200 and answer.json() == {"shortcuts": True}
+        assert elsewhere.api("PUT", "/settings/shortcuts", {"shortcuts": "no"}).status_code == 400
+    finally:
+        elsewhere.close()
+    assert 'data-shortcuts="off"' not in alice.get("/mail").text
+    assert 'id="shortcuts-on" checked' in alice.get("/settings").text
+    assert alice.post("/settings/shortcuts", {"shortcuts": "1"}).status_code == 303
+    assert live.call(live.store.get_settings(account.id)).shortcuts

@@ -291,6 +291,7 @@ def settings_json(account: Account, settings: AccountSettings) -> JsonObject:
         },
         "forwarding": {"to": list(settings.forward_to), "keep_copy": settings.forward_keep_copy},
         "time_zone": settings.time_zone,
+        "shortcuts": settings.shortcuts,
     }
 
 
@@ -693,6 +694,13 @@ async def put_time_zone(call: Call) -> object:
         call.web.services, call.account, call.text("time_zone")
     )
     return {"time_zone": settings.time_zone}
+
+
+async def put_shortcuts(call: Call) -> object:
+    settings = await account_ops.update_shortcuts(
+        call.web.services, call.account, call.flag("shortcuts")
+    )
+    return {"shortcuts": settings.shortcuts}
 
 
 async def put_vacation(call: Call) -> object:
@@ -1177,6 +1185,11 @@ _TIME_ZONE: JsonObject = {
     "type": "string",
     "description": 'an IANA zone name ("Europe/Paris"); "": the browser\'s zone',
 }
+#: AccountSettings.shortcuts.
+_SHORTCUTS: JsonObject = {
+    "type": "boolean",
+    "description": "the webmail's single-key shortcuts (j/k, c, /, …) are on",
+}
 
 SCHEMAS: dict[str, JsonObject] = {
     "Error": _obj(
@@ -1366,6 +1379,7 @@ SCHEMAS: dict[str, JsonObject] = {
             "vacation": VACATION,
             "forwarding": FORWARDING,
             "time_zone": _TIME_ZONE,
+            "shortcuts": _SHORTCUTS,
             "retention": _ref("Retention"),
         }
     ),
@@ -1814,6 +1828,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "account",
         _obj({"time_zone": _TIME_ZONE}),
         _obj({"time_zone": _TIME_ZONE}, ("time_zone",)),
+    ),
+    Operation(
+        "PUT",
+        "/settings/shortcuts",
+        put_shortcuts,
+        "Switch the webmail's single-key shortcuts on or off (for the account, in every browser)",
+        "account",
+        _obj({"shortcuts": _SHORTCUTS}),
+        _obj({"shortcuts": _SHORTCUTS}, ("shortcuts",)),
     ),
     Operation(
         "PUT",

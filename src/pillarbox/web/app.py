@@ -167,6 +167,7 @@ class Web:
             me=account,
             limits=self.limits,
             reader_zone=zone_of(request),
+            shortcuts=shortcuts_on(request),
             **context,
         )
         return HTMLResponse(html, status_code=status_code)
@@ -397,14 +398,22 @@ async def require_account(request: Request) -> Account:
     """The session's account (LoginRequired without one), its pages' time zone resolved: the
     account's setting before the browser's, read here once so that the synchronous render has
     it (:mod:`pillarbox.web.zone`; the JSON API and the live feed, which show no times, do not
-    pay for it)."""
+    pay for it), and so is its shortcuts switch (:func:`shortcuts_on`)."""
     account = await current_account(request)
     if account is None:
         raise LoginRequired("expired")
     if not zone_remembered(request):
         settings = await web(request).services.store.get_settings(account.id)
         remember_zone(request, settings.time_zone)
+        request.state.shortcuts = settings.shortcuts
     return account
+
+
+def shortcuts_on(request: Request) -> bool:
+    """Whether the page's single-key shortcuts are on: the account's setting, as
+    :func:`require_account` read it (on for a page without an account)."""
+    on: bool = getattr(request.state, "shortcuts", True)
+    return on
 
 
 async def require_admin(request: Request) -> Account:

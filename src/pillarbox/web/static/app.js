@@ -76,17 +76,39 @@
 
   // -- keyboard shortcuts ---------------------------------------------------------------------
   // WCAG 2.1.4: single-key shortcuts can be switched off (Settings), for speech-input users whose
-  // dictated words would fire them; the choice is this browser's, as the shortcuts are.
-  const SHORTCUTS_KEY = "pillarbox.shortcuts";
-  const shortcutsOn = () => { try { return localStorage.getItem(SHORTCUTS_KEY) !== "off"; } catch (_) { return true; } };
-  const switchSection = $("#shortcuts");
-  if (switchSection) {
+  // dictated words would fire them; the choice is the account's (the page says it in
+  // data-shortcuts), saved as the box is ticked.
+  const root = document.documentElement;
+  const shortcutsOn = () => root.dataset.shortcuts !== "off";
+  // Before the choice was the account's it was this browser's: one made "off" here is carried
+  // over to the account once (logged-in pages have the Compose link), so it is not lost.
+  try {
+    const csrf = $("meta[name=csrf-token]");
+    if (localStorage.getItem("pillarbox.shortcuts") === "off" && csrf && $("[data-key=c]")) {
+      localStorage.removeItem("pillarbox.shortcuts");
+      if (shortcutsOn()) {
+        root.dataset.shortcuts = "off";
+        const body = new FormData();
+        body.append("csrf", csrf.content);
+        fetch("/settings/shortcuts", { method: "POST", body, credentials: "same-origin" }).catch(() => null);
+      }
+    }
+  } catch (_) { /* no storage */ }
+  const switchForm = $("#shortcuts-form");
+  if (switchForm) {
     const box = $("#shortcuts-on"), state = $("#shortcuts-state");
-    switchSection.hidden = false;
-    box.checked = shortcutsOn();
-    box.addEventListener("change", () => {
-      try { localStorage.setItem(SHORTCUTS_KEY, box.checked ? "on" : "off"); } catch (_) { /* private mode */ }
-      state.textContent = box.checked ? "Shortcuts on." : "Shortcuts off.";
+    $("button", switchForm).hidden = true;
+    box.addEventListener("change", async () => {
+      const on = box.checked;
+      const body = new FormData(switchForm);
+      const response = await fetch(switchForm.action, { method: "POST", body, credentials: "same-origin" }).catch(() => null);
+      if (response && response.ok && !response.url.includes("/login")) {
+        root.dataset.shortcuts = on ? "on" : "off";
+        state.textContent = on ? "Shortcuts on." : "Shortcuts off.";
+      } else {
+        box.checked = !on;
+        state.textContent = "Not saved: the server could not be reached, or you were logged out.";
+      }
     });
   }
   document.addEventListener("keydown", (event) => {
