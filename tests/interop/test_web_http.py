@@ -45,6 +45,7 @@ from pillarbox.testing.webclient import (
 )
 from pillarbox.web.downloads import CONTENT_CSP
 from pillarbox.web.reading import body_parts
+from pillarbox.web.session import ENDS_COOKIE
 from pillarbox.web.threads import MAX_THREAD_LINES
 
 pytestmark = pytest.mark.listeners("http")
@@ -169,6 +170,42 @@ def test_a_copy_of_the_cookie_is_refused_after_logout(live: LiveServer) -> None:
     copy.close()
     web.close()
     other.close()
+
+
+def test_stay_signed_in_refreshes_the_session(tmp_path: Path) -> None:
+    """The warning's "Stay signed in": the pages say when the session ends (and the ends
+    cookie beside the session's, for their script); the POST needs the CSRF token, refreshes
+    the session however young (a request refreshes one past half its life only), answers JSON
+    to the script and a redirect to the page a form came from; an ended session is not
+    brought back."""
+    web_section = cfg.WebSection(session_ttl=30.0, session_warning=10.0)
+    config = loopback_config(tmp_path / "data", only=["http"], web=web_section)
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        web = WebSession(server)
+        assert web.login(ALICE).status_code == 303
+        ends = int(web.client.cookies[ENDS_COOKIE])
+        assert abs(ends - (time.time() + 30)) < 5
+        page = web.get("/settings").text
+        assert f'data-ends="{ends}"' in page and 'data-warning="10"' in page
+        time.sleep(1.1)
+        refused = web.post("/session/extend", csrf=False)
+        assert refused.headers["location"].startswith("/login?")
+        assert int(web.client.cookies[ENDS_COOKIE]) == ends  # 1 s of 30: not refreshed
+        answer = web.post("/session/extend", headers={"accept": "application/json"})
+        assert answer.status_code == 200
+        assert answer.json()["ends"] == int(web.client.cookies[ENDS_COOKIE]) > ends
+        back = web.post("/session/extend", {"return_to": "/settings?saved=x"})
+        assert back.status_code == 303 and back.headers["location"] == "/settings?saved=x"
+        assert (
+            web.post("/session/extend", {"return_to": "//evil.test/"}).headers["location"]
+            == "/mail"
+        )
+        assert web.post("/logout").status_code == 303
+        gone = web.post("/session/extend", headers={"accept": "application/json"})
+        assert gone.status_code == 303 and "reason=expired" in gone.headers["location"]
+        web.close()
 
 
 def test_a_client_leaving_mid_body_is_a_log_line_not_a_traceback(

@@ -69,6 +69,7 @@ from pillarbox.web.session import (
     COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
+    ENDS_COOKIE,
     Session,
     SessionCodec,
     load_secret,
@@ -161,9 +162,14 @@ class Web:
     ) -> HTMLResponse:
         session: Session = request.state.session
         account: Account | None = getattr(request.state, "account", None)
+        issued: Session = request.state.issue_cookie or session
         html = self.templates.get_template(template).render(
             request=request,
             csrf=self.codec.csrf_token(session),
+            # For the warning before the session ends: when (this response's cookie says it
+            # when it refreshes one), and the server's clock, which the browser's may not keep.
+            session_ends=int(self.codec.ends(issued)),
+            server_now=int(time.time()),
             me=account,
             limits=self.limits,
             reader_zone=zone_of(request),
@@ -277,7 +283,7 @@ class Guard:
                 out.append((b"server-timing", f"app;dur={elapsed:.2f}".encode()))
                 issue: Session | None = state.get("issue_cookie")
                 if issue is not None and b"set-cookie" not in names:
-                    out.append((b"set-cookie", self.cookie(issue, secure=secure).encode()))
+                    out += [(b"set-cookie", c.encode()) for c in self.cookies(issue, secure=secure)]
                 message = {**message, "headers": out}
             await send(message)
 
@@ -293,11 +299,16 @@ class Guard:
                     return session, False
         return self.codec.anonymous(now), True
 
-    def cookie(self, session: Session, *, secure: bool) -> str:
-        value = self.codec.encode(session)
-        attributes = f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
-        attributes += f"; Max-Age={int(self.codec.ttl)}"
-        return attributes + ("; Secure" if secure else "")
+    def cookies(self, session: Session, *, secure: bool) -> list[str]:
+        """The Set-Cookie values issuing ``session``: the session, and when it ends
+        (:data:`ENDS_COOKIE`, for the pages' script)."""
+        tail = f"; Path=/; SameSite=Lax; Max-Age={int(self.codec.ttl)}"
+        tail += "; Secure" if secure else ""
+        ends = int(self.codec.ends(session))
+        return [
+            f"{COOKIE}={self.codec.encode(session)}; HttpOnly{tail}",
+            f"{ENDS_COOKIE}={ends}{tail}",
+        ]
 
 
 def _counted(send: Send, scope: Scope, metrics: WebMetrics, started: float) -> Send:
@@ -502,9 +513,8 @@ def field_number(value: object) -> int | None:
 def set_session(request: Request, response: Response, session: Session) -> None:
     """Replace the visitor's session (login, logout) on this response."""
     guard: Guard = request.app.state.guard
-    response.headers.append(
-        "set-cookie", guard.cookie(session, secure=request.url.scheme == "https")
-    )
+    for cookie in guard.cookies(session, secure=request.url.scheme == "https"):
+        response.headers.append("set-cookie", cookie)
 
 
 def next_target(value: str) -> str:

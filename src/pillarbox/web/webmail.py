@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox.blocking import run_blocking
@@ -243,6 +243,21 @@ async def logout(request: Request) -> Response:
     response = redirect("/login?reason=logged-out")
     set_session(request, response, app.codec.anonymous(datetime.now(UTC).timestamp()))
     return response
+
+
+async def stay_signed_in(request: Request) -> Response:
+    """The warning's "Stay signed in" (WCAG 2.2.1: a time limit can be extended by a simple
+    action): the session refreshed now, whatever its age, as a request past half its
+    lifetime would. The pages' script asks for JSON (when the session ends now); a form
+    posted without it goes back to the page it came from."""
+    app = web(request)
+    await require_account(request)
+    form = await posted_form(request)
+    session = app.codec.refreshed(request.state.session, datetime.now(UTC).timestamp())
+    request.state.issue_cookie = session
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"ends": int(app.codec.ends(session))})
+    return redirect(next_target(field_text(form, "return_to", "/mail")))
 
 
 # -- folders and lists -----------------------------------------------------------------------------
@@ -878,6 +893,7 @@ def routes() -> list[BaseRoute]:
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
+        Route("/session/extend", stay_signed_in, methods=["POST"]),
         Route("/mail", inbox),
         Route("/mail/{mailbox:int}", message_list),
         Route("/mail/{mailbox:int}/actions", actions, methods=["POST"]),

@@ -441,4 +441,75 @@
     folder: ["move", "copy"],
     address: ["redirect", "redirect-copy"],
   }));
+  // -- the session's end: a warning before it, "Stay signed in", and a word once it came -------
+  // WCAG 2.2.1: the user is warned before the idle session ends and can extend it with one
+  // action. Someone typing or clicking is not idle, though the server sees no request: at the
+  // warning time such a page extends the session itself, so a long message is never cut off;
+  // only a page left alone warns. The end is the ends cookie (any tab's request, or this one's
+  // live feed, moves it), read in the server's clock (data-now: the browser's may be off).
+  const warning = $("#session-warning");
+  if (warning) {
+    const skew = Number(warning.dataset.now) - Date.now() / 1000;
+    const warnFor = Number(warning.dataset.warning);
+    const serverNow = () => Date.now() / 1000 + skew;
+    let known = Number(warning.dataset.ends);
+    const ends = () => {
+      const match = document.cookie.match(/(?:^|; )pb_session_ends=(\d+)/);
+      return Math.max(known, match ? Number(match[1]) : 0);
+    };
+    const text = $("#session-text"), extend = $("#session-extend"), ended = $("#session-ended");
+    const clock = (at) => new Date((at - skew) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    let state = "on", busy = false, activeSince = false, returnFocus = null;
+    const setState = (next, words) => {
+      state = next;
+      extend.hidden = next !== "warned";
+      ended.hidden = next !== "ended";
+      text.textContent = words;
+    };
+    const stay = async () => {
+      if (busy) return;
+      busy = true;
+      const response = await fetch(extend.action, {
+        method: "POST", body: new FormData(extend), credentials: "same-origin",
+        headers: { accept: "application/json" },
+      }).catch(() => null);
+      busy = false;
+      activeSince = false;
+      const json = response && response.ok && (response.headers.get("content-type") || "").includes("json");
+      if (!json) return false;
+      known = (await response.json()).ends;
+      return true;
+    };
+    ["keydown", "input", "pointerdown"].forEach((type) => document.addEventListener(type, (event) => {
+      if (!extend.contains(event.target)) activeSince = true;
+    }, true));
+    const tick = async () => {
+      const left = ends() - serverNow();
+      if (left <= 0) {
+        if (state !== "ended") {
+          const writing = $("#compose-form") ? " The text you were writing is kept in this browser." : "";
+          setState("ended", "Your session has ended. Log in again to go on." + writing);
+        }
+      } else if (left <= warnFor) {
+        if (state === "on" && activeSince) {
+          await stay();
+        } else if (state === "on") {
+          returnFocus = document.activeElement;
+          setState("warned", `You will be logged out at ${clock(ends())} for inactivity, in ${Math.ceil(left / 60)} min.`);
+        }
+      } else if (state !== "on") {
+        // Extended here or by another tab.
+        const hadFocus = extend.contains(document.activeElement);
+        setState("on", state === "warned" ? `You stay signed in, until ${clock(ends())} if idle.` : "");
+        window.setTimeout(() => { if (state === "on") text.textContent = ""; }, 10000);
+        if (hadFocus) (returnFocus && returnFocus.isConnected ? returnFocus : $("#main")).focus();
+      }
+    };
+    extend.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (await stay()) tick();
+      else setState("ended", "Your session has ended. Log in again to go on.");
+    });
+    window.setInterval(tick, 1000);
+  }
 })();
