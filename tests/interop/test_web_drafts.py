@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import html
 import re
+import time
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -277,6 +278,68 @@ def test_kept_attachments_stay_within_the_message_size_limit(tmp_path: Path) -> 
         )
         assert sent.status_code == 400 and "at most 65,536 may be sent" in sent.text
         assert uids_in(server, BOB) == []
+        web.close()
+
+
+_CARRIED_FIELD = re.compile(r'<input type="hidden" name="carried\.([^"]+)" value="([^"]*)">')
+
+
+def test_a_message_sent_after_the_session_ended_is_kept_through_the_login(
+    tmp_path: Path,
+) -> None:
+    """Without script: the session ends while a message is written, and Send is pressed. The
+    answer is the login page holding the message's fields (not its files, not its draft_uid);
+    a wrong password keeps them; the login saves the message in Drafts and opens it there."""
+    web_section = cfg.WebSection(session_ttl=2.0)
+    config = loopback_config(tmp_path / "data", only=["http"], web=web_section)
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        server.add_account(BOB, TEST_PASSWORD)
+        web = WebSession(server)
+        assert web.login(ALICE).status_code == 303
+        token = web.csrf("/compose")
+        box, uid = deliver(server, ALICE, _TWO_FILES)
+        time.sleep(2.5)
+        text = 'Dear Bob,\r\n\r\na long "letter" <with> & marks.\r\n'
+        form = {
+            "csrf": token,
+            "to": BOB,
+            "subject": "long one",
+            "body": text,
+            "forwarding": f"{box}:{uid}",
+            "keep": f"{box}:{uid}:3",
+            "draft_uid": "1",
+            "action": "send",
+        }
+        sent = web.client.post(
+            "/compose", data=form, files={"attachment": ("new.txt", b"new", "text/plain")}
+        )
+        assert sent.status_code == 200 and "Log in" in sent.text
+        carried = {k: html.unescape(v) for k, v in _CARRIED_FIELD.findall(sent.text)}
+        assert carried == {
+            "to": BOB,
+            "subject": "long one",
+            "body": text,
+            "forwarding": f"{box}:{uid}",
+            "keep": f"{box}:{uid}:3",
+        }
+        fields = {f"carried.{k}": v for k, v in carried.items()}
+        login = {"csrf": web.csrf("/login"), "username": ALICE, "next": "/compose", **fields}
+        wrong = web.client.post("/login", data={**login, "password": "nope"})
+        assert wrong.status_code == 401
+        assert dict(_CARRIED_FIELD.findall(wrong.text))["subject"] == "long one"
+        done = web.client.post("/login", data={**login, "password": TEST_PASSWORD})
+        assert done.status_code == 303
+        drafts = special_mailbox_id(server, ALICE, SpecialUse.DRAFTS)
+        [draft_uid] = uids_in(server, ALICE, "Drafts")
+        assert done.headers["location"] == f"/compose?draft={drafts}:{draft_uid}"
+        raw = raw_in(server, drafts, draft_uid)
+        assert b"Subject: long one" in raw and b"<with> & marks." in raw
+        assert attached(raw) == {"b.csv": b"x,y\r\n1,2"}  # the file uploaded is not there
+        page = web.get(done.headers["location"]).text
+        assert "a long &#34;letter&#34; &lt;with&gt; &amp; marks." in page
+        assert uids_in(server, BOB) == []  # kept, not sent: Send is the user's to press again
         web.close()
 
 

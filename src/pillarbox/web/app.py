@@ -31,7 +31,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -122,12 +122,16 @@ class BodyTooLarge(Exception):
 
 class LoginRequired(Exception):
     """No valid session (or a stale CSRF token): send the visitor to the login page, and then
-    back to ``return_to`` (the page the refused form came from)."""
+    back to ``return_to`` (the page the refused form came from). ``carried``: fields of the
+    refused form the login page keeps and the login hands back (:func:`.webmail.login`)."""
 
-    def __init__(self, reason: str = "", return_to: str = "") -> None:
+    def __init__(
+        self, reason: str = "", return_to: str = "", carried: Sequence[tuple[str, str]] = ()
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.return_to = return_to
+        self.carried = tuple(carried)
 
 
 @dataclass
@@ -434,8 +438,11 @@ async def require_admin(request: Request) -> Account:
     return account
 
 
-async def posted_form(request: Request, *, files: bool = False) -> FormData:
-    """The form of a POST after its CSRF token checked out (LoginRequired otherwise)."""
+async def posted_form(
+    request: Request, *, files: bool = False, carry: Sequence[str] = ()
+) -> FormData:
+    """The form of a POST after its CSRF token checked out (LoginRequired otherwise, carrying
+    the form's non-empty fields named in ``carry`` through the login)."""
     app = web(request)
     limits = app.limits
     form = await request.form(
@@ -446,7 +453,12 @@ async def posted_form(request: Request, *, files: bool = False) -> FormData:
     token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
     if not isinstance(token, str) or not app.codec.csrf_valid(request.state.session, token):
         reason = "stale" if await current_account(request) is not None else "expired"
-        raise LoginRequired(reason, field_text(form, "return_to"))
+        carried = [
+            (name, value)
+            for name, value in form.multi_items()
+            if name in carry and isinstance(value, str) and value and "\x00" not in value
+        ]
+        raise LoginRequired(reason, field_text(form, "return_to"), carried)
     if any(isinstance(value, str) and "\x00" in value for _, value in form.multi_items()):
         # No form field means a NUL, and PostgreSQL's text cannot hold one.
         _log.info("form refused", reason="NUL in a field", path=request.url.path[:200])
@@ -605,7 +617,23 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     if request.method != "GET":
         target = exc.return_to or _safe_referer(request) or "/mail"
     reason = exc.reason or "expired"
+    if exc.carried:
+        # The login page itself, not a redirect to it: the fields ride in its form.
+        return web(request).render(
+            request,
+            "login.html",
+            next=next_target(target),
+            notice=CARRIED_NOTICE,
+            carried=exc.carried,
+        )
     return redirect(f"/login?next={quote(target, safe='')}&reason={reason}")
+
+
+#: What the login page says when it carries a message being written (:class:`LoginRequired`).
+CARRIED_NOTICE = (
+    "Your session has ended. Log in again: the message you were writing is kept, and opens "
+    "from Drafts (attach any new files again)."
+)
 
 
 def _safe_referer(request: Request) -> str:

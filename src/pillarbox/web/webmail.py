@@ -205,6 +205,11 @@ async def login(request: Request) -> Response:
     form = await posted_form(request)
     username = field_text(form, "username").strip()
     target = next_target(field_text(form, "next", "/mail"))
+    carried = [
+        (name.removeprefix(_CARRY_PREFIX), value)
+        for name, value in form.multi_items()
+        if name.startswith(_CARRY_PREFIX) and isinstance(value, str)
+    ]
     try:
         account = await app.logins.check_password(
             username, field_text(form, "password"), client_ip(request), interactive=True
@@ -216,6 +221,7 @@ async def login(request: Request) -> Response:
             status_code=429,
             next=target,
             username=username,
+            carried=carried,
             error=f"Too many failed attempts. Try again in {math.ceil(exc.retry_after)} seconds.",
         )
         return refused(response, exc)
@@ -226,14 +232,33 @@ async def login(request: Request) -> Response:
             status_code=401,
             next=target,
             username=username,
+            carried=carried,
             error="Wrong address or password.",
         )
     if await twofactor.needs_second_factor(app.services, account):
         return twofactor.password_step(request, account, target)
+    if carried:
+        target = await _kept_in_drafts(MailAccess(app.services, account), carried) or target
     done = redirect(target)
     session = app.codec.login(account.id, account.password_hash, datetime.now(UTC).timestamp())
     set_session(request, done, session)
     return done
+
+
+async def _kept_in_drafts(access: MailAccess, carried: list[tuple[str, str]]) -> str:
+    """The compose page of the message a login carried (its session ended as it was sent or
+    saved), saved in Drafts first, so that it survives this tab too; "" when it cannot be
+    saved. Its attachments kept from an earlier draft stay when they are the account's (a
+    different user may log in at that screen)."""
+    fields: list[tuple[str, str | UploadFile]] = list(carried)
+    draft = await _draft_from_form(FormData(fields))
+    for attempt in (draft, replace(draft, kept=())):
+        try:
+            uid = await access.save_draft(attempt)
+        except UserError:
+            continue
+        return f"/compose?draft={(await access.special(SpecialUse.DRAFTS)).id}:{uid}"
+    return ""
 
 
 async def logout(request: Request) -> Response:
@@ -813,10 +838,21 @@ async def _draft_from_form(form: FormData) -> Draft:
     )
 
 
+#: The compose form's fields a login keeps when the session ended before the form was sent
+#: or saved (:func:`login`); uploaded files cannot ride in the login page and are lost. Not
+#: ``draft_uid``: the login page's fields are the browser's word, and whoever logs in there
+#: must not lose a draft of theirs that number names (the earlier version stays in Drafts).
+_CARRIED = (
+    *("identity", "to", "cc", "bcc", "subject", "body", "html", "keep"),
+    *("in_reply_to", "references", "replying_to", "forwarding"),
+)
+_CARRY_PREFIX = "carried."
+
+
 async def compose_submit(request: Request) -> Response:
     app = web(request)
+    form = await posted_form(request, files=True, carry=_CARRIED)
     access = await mail_access(request)
-    form = await posted_form(request, files=True)
     draft = await _draft_from_form(form)
     back = _back(field_text(form, "back")) or f"/mail/{(await access.inbox()).id}"
     if field_text(form, "action") == "save":

@@ -502,7 +502,8 @@
         const hadFocus = extend.contains(document.activeElement);
         setState("on", state === "warned" ? `You stay signed in, until ${clock(ends())} if idle.` : "");
         window.setTimeout(() => { if (state === "on") text.textContent = ""; }, 10000);
-        if (hadFocus) (returnFocus && returnFocus.isConnected ? returnFocus : $("#main")).focus();
+        const back = returnFocus && returnFocus.isConnected && returnFocus !== document.body;
+        if (hadFocus) (back ? returnFocus : $("#main")).focus();
       }
     };
     extend.addEventListener("submit", async (event) => {
