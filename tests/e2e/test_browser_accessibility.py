@@ -103,9 +103,8 @@ def structure_problems(page: Page, *, signed_in: bool = True) -> list[str]:
       ...Array.from(document.querySelectorAll(":is(span, div, p, td)[aria-label]:not([role])"))
         .map(e => "aria-label on a generic element: " + e.outerHTML.slice(0, 80)),
       ...Array.from(document.querySelectorAll("[role=status], [role=alert]"))
-        .filter(n => !n.textContent.trim() && !n.hidden
-                     && !["list-news", "shortcuts-state", "session-text"].includes(n.id))
-        .map(n => "empty live region shown: " + n.id),
+        .filter(n => !n.textContent.trim() && n.id !== "list-news" && n.id !== "shortcuts-state"
+                     && !n.hidden).map(n => "empty live region shown: " + n.id),
     ]""")
     return problems
 

@@ -315,7 +315,7 @@ def test_a_message_sent_after_the_session_ended_is_kept_through_the_login(
         sent = web.client.post(
             "/compose", data=form, files={"attachment": ("new.txt", b"new", "text/plain")}
         )
-        assert sent.status_code == 200 and "Log in" in sent.text
+        assert sent.status_code == 401 and "Log in again" in sent.text
         carried = {k: html.unescape(v) for k, v in _CARRIED_FIELD.findall(sent.text)}
         assert carried == {
             "to": BOB,

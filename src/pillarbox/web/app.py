@@ -618,10 +618,12 @@ async def _login_required(request: Request, exc: Exception) -> Response:
         target = exc.return_to or _safe_referer(request) or "/mail"
     reason = exc.reason or "expired"
     if exc.carried:
-        # The login page itself, not a redirect to it: the fields ride in its form.
+        # The login page itself, not a redirect to it: the fields ride in its form. 401 as
+        # after a wrong password: the form was not taken.
         return web(request).render(
             request,
             "login.html",
+            status_code=401,
             next=next_target(target),
             notice=CARRIED_NOTICE,
             carried=exc.carried,
@@ -631,8 +633,8 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 #: What the login page says when it carries a message being written (:class:`LoginRequired`).
 CARRIED_NOTICE = (
-    "Your session has ended. Log in again: the message you were writing is kept, and opens "
-    "from Drafts (attach any new files again)."
+    "Log in again to continue: the message you were writing is kept, and opens from Drafts "
+    "(attach any new files again)."
 )
 
 
