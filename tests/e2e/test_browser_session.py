@@ -1,7 +1,7 @@
-"""The session's end in Chromium, with a lifetime of seconds: an idle page warns in an assertive live region and
-offers "Stay signed in" (reached with Tab, pressed with Enter: WCAG 2.2.1), a page being typed in
-extends the session itself, and once the session has ended the message being written is kept
-through the login, in Drafts."""
+"""The session's end in Chromium, with a lifetime of seconds: an idle page warns in an
+assertive live region and offers "Stay signed in" (reached with Tab, pressed with Enter: WCAG
+2.2.1), a page being typed in extends the session itself, and once the session has ended the
+message being written is kept through the login, in Drafts."""
 
 from __future__ import annotations
 
