@@ -443,14 +443,15 @@
   }));
   // -- the session's end: a warning before it, "Stay signed in", and a word once it came -------
   // WCAG 2.2.1: the user is warned before the idle session ends and can extend it with one
-  // action. Someone typing or clicking is not idle, though the server sees no request: at the
-  // warning time such a page extends the session itself, so a long message is never cut off;
-  // only a page left alone warns. The end is the ends cookie (any tab's request, or this one's
-  // live feed, moves it), read in the server's clock (data-now: the browser's may be off).
+  // action. Someone typing or clicking is not idle, though the server sees no request: such
+  // input counts as the server counts a request (it refreshes a session past half its life),
+  // so a long message is never cut off and the idle limit stays what it was; only a page left
+  // alone warns. The end is the ends cookie (any tab's request, or this one's live feed, moves
+  // it), read in the server's clock (data-now: the browser's may be off).
   const warning = $("#session-warning");
   if (warning) {
     const skew = Number(warning.dataset.now) - Date.now() / 1000;
-    const warnFor = Number(warning.dataset.warning);
+    const warnFor = Number(warning.dataset.warning), ttl = Number(warning.dataset.ttl);
     const serverNow = () => Date.now() / 1000 + skew;
     let known = Number(warning.dataset.ends);
     const ends = () => {
@@ -459,7 +460,7 @@
     };
     const text = $("#session-text"), extend = $("#session-extend"), ended = $("#session-ended");
     const clock = (at) => new Date((at - skew) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    let state = "on", busy = false, activeSince = false, returnFocus = null;
+    let state = "on", busy = false, returnFocus = null, lastInput = 0;
     const setState = (next, words) => {
       state = next;
       extend.hidden = next !== "warned";
@@ -474,25 +475,31 @@
         headers: { accept: "application/json" },
       }).catch(() => null);
       busy = false;
-      activeSince = false;
       const json = response && response.ok && (response.headers.get("content-type") || "").includes("json");
       if (!json) return false;
       known = (await response.json()).ends;
       return true;
     };
-    ["keydown", "input", "pointerdown"].forEach((type) => document.addEventListener(type, (event) => {
-      if (!extend.contains(event.target)) activeSince = true;
+    // Not once the warning shows: a key would then end it before Tab reached its button.
+    // Past half its life, as the server counts; a few seconds before the warning at the
+    // latest (with a warning of half the life, a keystroke and the warning would race).
+    const extendAge = Math.max(0, Math.min(ttl / 2, ttl - warnFor - 5));
+    const halfLived = (at) => at > ends() - ttl + extendAge;
+    ["keydown", "input", "pointerdown"].forEach((type) => document.addEventListener(type, () => {
+      if (state !== "on") return;
+      lastInput = serverNow();
+      if (halfLived(lastInput)) stay();
     }, true));
     const tick = async () => {
       const left = ends() - serverNow();
       if (left <= 0) {
         if (state !== "ended") {
-          const writing = $("#compose-form") ? " The text you were writing is kept in this browser." : "";
+          const writing = $("#compose-form") ? " What you were writing is kept: Send or Save draft asks you to log in, then opens it from Drafts." : "";
           setState("ended", "Your session has ended. Log in again to go on." + writing);
         }
       } else if (left <= warnFor) {
-        if (state === "on" && activeSince) {
-          await stay();
+        if (state === "on" && halfLived(lastInput)) {
+          await stay();  // input as the warning came, its extension still on the way
         } else if (state === "on") {
           returnFocus = document.activeElement;
           setState("warned", `You will be logged out at ${clock(ends())} for inactivity, in ${Math.ceil(left / 60)} min.`);
