@@ -300,6 +300,7 @@ def test_a_message_sent_after_the_session_ended_is_kept_through_the_login(
         assert web.login(ALICE).status_code == 303
         token = web.csrf("/compose")
         box, uid = deliver(server, ALICE, _TWO_FILES)
+        _, older = deliver(server, ALICE, simple_message("older version"), "Drafts")
         time.sleep(2.5)
         text = 'Dear Bob,\r\n\r\na long "letter" <with> & marks.\r\n'
         form = {
@@ -309,7 +310,7 @@ def test_a_message_sent_after_the_session_ended_is_kept_through_the_login(
             "body": text,
             "forwarding": f"{box}:{uid}",
             "keep": f"{box}:{uid}:3",
-            "draft_uid": "1",
+            "draft_uid": str(older),
             "action": "send",
         }
         sent = web.client.post(
@@ -324,7 +325,9 @@ def test_a_message_sent_after_the_session_ended_is_kept_through_the_login(
             "forwarding": f"{box}:{uid}",
             "keep": f"{box}:{uid}:3",
         }
-        fields = {f"carried.{k}": v for k, v in carried.items()}
+        # A draft_uid slipped into the login's fields is not taken either: whoever logs in
+        # there keeps the draft of theirs it names.
+        fields = {f"carried.{k}": v for k, v in {**carried, "draft_uid": str(older)}.items()}
         login = {"csrf": web.csrf("/login"), "username": ALICE, "next": "/compose", **fields}
         wrong = web.client.post("/login", data={**login, "password": "nope"})
         assert wrong.status_code == 401
@@ -332,7 +335,8 @@ def test_a_message_sent_after_the_session_ended_is_kept_through_the_login(
         done = web.client.post("/login", data={**login, "password": TEST_PASSWORD})
         assert done.status_code == 303
         drafts = special_mailbox_id(server, ALICE, SpecialUse.DRAFTS)
-        [draft_uid] = uids_in(server, ALICE, "Drafts")
+        [kept_older, draft_uid] = uids_in(server, ALICE, "Drafts")
+        assert kept_older == older
         assert done.headers["location"] == f"/compose?draft={drafts}:{draft_uid}"
         raw = raw_in(server, drafts, draft_uid)
         assert b"Subject: long one" in raw and b"<with> & marks." in raw
