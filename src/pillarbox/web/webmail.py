@@ -208,7 +208,8 @@ async def login(request: Request) -> Response:
     carried = [
         (name.removeprefix(_CARRY_PREFIX), value)
         for name, value in form.multi_items()
-        if name.removeprefix(_CARRY_PREFIX) in _CARRIED and name.startswith(_CARRY_PREFIX)
+        if name.removeprefix(_CARRY_PREFIX) in _CARRIED
+        and name.startswith(_CARRY_PREFIX)
         and isinstance(value, str)
     ]
     try:
