@@ -982,6 +982,11 @@ class WebSection:
     session_ttl: float = _f(
         12 * 3600.0, "Seconds a web session lives without activity (refreshed while used)."
     )
+    session_warning: float = _f(
+        300.0,
+        "Seconds before an idle web session ends that its pages warn and offer to stay signed "
+        "in (0: no warning); at most half of session_ttl is used.",
+    )
     sse_keepalive: float = _f(
         20.0, "Seconds between keep-alive comments on the live-update stream (proxies time out)."
     )
@@ -1027,6 +1032,13 @@ class WebSection:
         "1/this more seconds beyond request_body_timeout from the body's start (a byte every "
         "few seconds keeps any idle timer happy); 0: only the idle bound.",
     )
+
+    @property
+    def session_warned(self) -> float:
+        """The warning's seconds in force: ``session_warning``, but at most half the session's
+        life, so that a short session (a test's, a kiosk's) warns a while after each page
+        loads rather than as it loads."""
+        return min(self.session_warning, self.session_ttl / 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1853,6 +1865,8 @@ def _validate_web(web: WebSection) -> None:
     for key in ("hsts_max_age", "request_body_min_rate"):
         if getattr(web, key) < 0:
             raise ConfigError(f"web.{key}", "must be 0 or more")
+    if web.session_warning < 0:
+        raise ConfigError("web.session_warning", "must be 0 or more")
 
 
 def _validate_contacts(section: ContactsSection) -> None:

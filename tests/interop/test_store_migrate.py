@@ -126,6 +126,7 @@ async def _populate(store: Store) -> None:
             junk_days=14,
             trash_days=0,
             time_zone="Europe/Berlin",
+            shortcuts=False,
         ),
     )
     assert await store.set_quota_warned(account.id, 0, 80)  # a quota warning was sent

@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import html
 import re
+import time
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -182,6 +183,70 @@ def test_the_apis_forward_carries_every_attachment(live: LiveServer, alice: WebS
     }
 
 
+def test_the_api_keeps_a_drafts_attachments(live: LiveServer, alice: WebSession) -> None:
+    """``keep`` over the JSON API: a saved draft answers the references of its attachments, a
+    later save or send carries those named (with a new upload) and leaves the others out, and
+    a forward with ``keep`` carries only what it names."""
+    png = {"filename": "d.png", "content_type": "image/png", "data": "iVBORw0KGgo="}
+    call = {"to": BOB, "subject": "files", "body": "kept", "attachments": [png]}
+    box, uid = deliver(live, ALICE, _TWO_FILES)
+    first = alice.api("POST", "/drafts", {**call, "forwarding": f"{box}:{uid}"})
+    assert first.status_code == 201
+    keep = first.json()["keep"]
+    drafts = first.json()["mailbox"]
+    assert set(attached(raw_in(live, drafts, first.json()["uid"]))) == {"a.png", "b.csv", "d.png"}
+    assert len(keep) == 3 and all(k.startswith(f"{drafts}:{first.json()['uid']}:") for k in keep)
+    csv = {"filename": "c.csv", "content_type": "text/csv", "data": "YSxi"}
+    # Saved again without a forward: the draft's own files named, one of them left out.
+    second = alice.api(
+        "POST",
+        "/drafts",
+        {**call, "attachments": [csv], "draft_uid": first.json()["uid"], "keep": keep[1:]},
+    )
+    assert second.status_code == 201
+    again = attached(raw_in(live, drafts, second.json()["uid"]))
+    assert again == {
+        "b.csv": b"x,y\r\n1,2",
+        "d.png": bytes.fromhex("89504e470d0a1a0a"),
+        "c.csv": b"a,b",
+    }
+    assert uids_in(live, ALICE, "Drafts") == [second.json()["uid"]]
+    sent = alice.api(
+        "POST",
+        "/send",
+        {
+            **call,
+            "attachments": [],
+            "draft_uid": second.json()["uid"],
+            "keep": second.json()["keep"],
+        },
+    )
+    assert sent.json() == {"sent": True, "warning": ""}
+    assert uids_in(live, ALICE, "Drafts") == []
+    assert attached(raw_in(live, mailbox_id(live, BOB), uids_in(live, BOB)[0])) == again
+    # A forward naming one of the original's files sends that one only.
+    only = {**call, "attachments": [], "forwarding": f"{box}:{uid}", "keep": [f"{box}:{uid}:3"]}
+    assert alice.api("POST", "/send", only).json()["sent"] is True
+    forwarded = raw_in(live, mailbox_id(live, BOB), uids_in(live, BOB)[1])
+    assert attached(forwarded) == {"b.csv": b"x,y\r\n1,2"}
+
+
+def test_the_apis_keep_is_bounded_and_checked(live: LiveServer, alice: WebSession) -> None:
+    """The document states ``keep``'s bound (``web.max_attachments``); a call over it, or
+    naming another account's attachment, is refused and nothing is saved."""
+    document = alice.client.get("/api/v1/openapi.json").json()
+    draft = document["components"]["schemas"]["Draft"]["properties"]
+    limit = live.server.config.web.max_attachments
+    assert draft["keep"]["maxItems"] == limit
+    over = {"to": BOB, "keep": [f"1:1:{n}" for n in range(limit + 1)]}
+    refused = alice.api("POST", "/drafts", over)
+    assert refused.status_code == 400 and "keep" in refused.json()["error"]
+    bob_box, bob_uid = deliver(live, BOB, _TWO_FILES)
+    theirs = alice.api("POST", "/drafts", {"to": BOB, "keep": [f"{bob_box}:{bob_uid}:2"]})
+    assert theirs.status_code in (403, 404)
+    assert uids_in(live, ALICE, "Drafts") == []
+
+
 def test_kept_attachments_stay_within_the_message_size_limit(tmp_path: Path) -> None:
     """Kept attachments add up over saves past what one upload may carry: a draft or a send
     larger than ``smtp.max_message_size`` is refused, with the text kept."""
@@ -213,6 +278,72 @@ def test_kept_attachments_stay_within_the_message_size_limit(tmp_path: Path) -> 
         )
         assert sent.status_code == 400 and "at most 65,536 may be sent" in sent.text
         assert uids_in(server, BOB) == []
+        web.close()
+
+
+_CARRIED_FIELD = re.compile(r'<input type="hidden" name="carried\.([^"]+)" value="([^"]*)">')
+
+
+def test_a_message_sent_after_the_session_ended_is_kept_through_the_login(
+    tmp_path: Path,
+) -> None:
+    """Without script: the session ends while a message is written, and Send is pressed. The
+    answer is the login page holding the message's fields (not its files, not its draft_uid);
+    a wrong password keeps them; the login saves the message in Drafts and opens it there."""
+    web_section = cfg.WebSection(session_ttl=2.0)
+    config = loopback_config(tmp_path / "data", only=["http"], web=web_section)
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        server.add_account(BOB, TEST_PASSWORD)
+        web = WebSession(server)
+        assert web.login(ALICE).status_code == 303
+        token = web.csrf("/compose")
+        box, uid = deliver(server, ALICE, _TWO_FILES)
+        _, older = deliver(server, ALICE, simple_message("older version"), "Drafts")
+        time.sleep(2.5)
+        text = 'Dear Bob,\r\n\r\na long "letter" <with> & marks.\r\n'
+        form = {
+            "csrf": token,
+            "to": BOB,
+            "subject": "long one",
+            "body": text,
+            "forwarding": f"{box}:{uid}",
+            "keep": f"{box}:{uid}:3",
+            "draft_uid": str(older),
+            "action": "send",
+        }
+        sent = web.client.post(
+            "/compose", data=form, files={"attachment": ("new.txt", b"new", "text/plain")}
+        )
+        assert sent.status_code == 401 and "Log in again" in sent.text
+        carried = {k: html.unescape(v) for k, v in _CARRIED_FIELD.findall(sent.text)}
+        assert carried == {
+            "to": BOB,
+            "subject": "long one",
+            "body": text,
+            "forwarding": f"{box}:{uid}",
+            "keep": f"{box}:{uid}:3",
+        }
+        # A draft_uid slipped into the login's fields is not taken either: whoever logs in
+        # there keeps the draft of theirs it names.
+        fields = {f"carried.{k}": v for k, v in {**carried, "draft_uid": str(older)}.items()}
+        login = {"csrf": web.csrf("/login"), "username": ALICE, "next": "/compose", **fields}
+        wrong = web.client.post("/login", data={**login, "password": "nope"})
+        assert wrong.status_code == 401
+        assert dict(_CARRIED_FIELD.findall(wrong.text))["subject"] == "long one"
+        done = web.client.post("/login", data={**login, "password": TEST_PASSWORD})
+        assert done.status_code == 303
+        drafts = special_mailbox_id(server, ALICE, SpecialUse.DRAFTS)
+        [kept_older, draft_uid] = uids_in(server, ALICE, "Drafts")
+        assert kept_older == older
+        assert done.headers["location"] == f"/compose?draft={drafts}:{draft_uid}"
+        raw = raw_in(server, drafts, draft_uid)
+        assert b"Subject: long one" in raw and b"<with> & marks." in raw
+        assert attached(raw) == {"b.csv": b"x,y\r\n1,2"}  # the file uploaded is not there
+        page = web.get(done.headers["location"]).text
+        assert "a long &#34;letter&#34; &lt;with&gt; &amp; marks." in page
+        assert uids_in(server, BOB) == []  # kept, not sent: Send is the user's to press again
         web.close()
 
 

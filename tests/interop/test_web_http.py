@@ -46,6 +46,7 @@ from pillarbox.testing.webclient import (
 )
 from pillarbox.web.downloads import CONTENT_CSP
 from pillarbox.web.reading import body_parts
+from pillarbox.web.session import ENDS_COOKIE
 from pillarbox.web.threads import MAX_THREAD_LINES
 
 pytestmark = pytest.mark.listeners("http")
@@ -172,6 +173,42 @@ def test_a_copy_of_the_cookie_is_refused_after_logout(live: LiveServer) -> None:
     other.close()
 
 
+def test_stay_signed_in_refreshes_the_session(tmp_path: Path) -> None:
+    """The warning's "Stay signed in": the pages say when the session ends (and the ends
+    cookie beside the session's, for their script); the POST needs the CSRF token, refreshes
+    the session however young (a request refreshes one past half its life only), answers JSON
+    to the script and a redirect to the page a form came from; an ended session is not
+    brought back."""
+    web_section = cfg.WebSection(session_ttl=30.0, session_warning=10.0)
+    config = loopback_config(tmp_path / "data", only=["http"], web=web_section)
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        web = WebSession(server)
+        assert web.login(ALICE).status_code == 303
+        ends = int(web.client.cookies[ENDS_COOKIE])
+        assert abs(ends - (time.time() + 30)) < 5
+        page = web.get("/settings").text
+        assert f'data-ends="{ends}"' in page and 'data-warning="10"' in page
+        time.sleep(1.1)
+        refused = web.post("/session/extend", csrf=False)
+        assert refused.headers["location"].startswith("/login?")
+        assert int(web.client.cookies[ENDS_COOKIE]) == ends  # 1 s of 30: not refreshed
+        answer = web.post("/session/extend", headers={"accept": "application/json"})
+        assert answer.status_code == 200
+        assert answer.json()["ends"] == int(web.client.cookies[ENDS_COOKIE]) > ends
+        back = web.post("/session/extend", {"return_to": "/settings?saved=x"})
+        assert back.status_code == 303 and back.headers["location"] == "/settings?saved=x"
+        assert (
+            web.post("/session/extend", {"return_to": "//evil.test/"}).headers["location"]
+            == "/mail"
+        )
+        assert web.post("/logout").status_code == 303
+        gone = web.post("/session/extend", headers={"accept": "application/json"})
+        assert gone.status_code == 303 and "reason=expired" in gone.headers["location"]
+        web.close()
+
+
 def test_a_client_leaving_mid_body_is_a_log_line_not_a_traceback(
     live: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -268,6 +305,10 @@ def test_state_changes_without_csrf_are_refused(
     for token in (None, "not-the-token"):
         sent = dict(fields) if token is None else {**fields, "csrf": token}
         response = alice.post(url, sent, csrf=False)
+        if url == "/compose":  # the login page, keeping the message (test_web_drafts)
+            assert response.status_code == 401
+            assert '<input type="hidden" name="carried.subject" value="forged">' in response.text
+            continue
         assert response.status_code == 303
         assert "reason=stale" in response.headers["location"]
     assert uids_in(live, ALICE) == [uid]
@@ -1096,6 +1137,8 @@ def test_streamed_upload_over_the_limit_is_cut_off(live: LiveServer, alice: WebS
 
 
 def test_stale_session_on_compose_leads_to_login(live: LiveServer) -> None:
+    """The login page answers at once, holding the message (test_web_drafts: kept in Drafts
+    by the login) and the page to return to."""
     web = WebSession(live)
     web.get("/login")
     response = web.client.post(
@@ -1103,12 +1146,12 @@ def test_stale_session_on_compose_leads_to_login(live: LiveServer) -> None:
         data={"csrf": "old", "to": BOB, "body": "my text", "action": "send"},
         headers={"referer": f"{web.base}/compose?reply=1:1"},
     )
-    assert response.status_code == 303
-    location = response.headers["location"]
-    assert location.startswith("/login?next=%2Fcompose%3Freply%3D1%3A1")
-    assert "reason=expired" in location
-    login = web.get(location)
-    assert "Log in again" in login.text
+    assert response.status_code == 401 and "Log in again" in response.text
+    assert '<input type="hidden" name="next" value="/compose?reply=1:1">' in response.text
+    assert '<input type="hidden" name="carried.body" value="my text">' in response.text
+    # A refused form with nothing to keep is sent to the login page as before.
+    empty = web.client.post("/compose", data={"csrf": "old", "action": "send"})
+    assert empty.status_code == 303 and "reason=expired" in empty.headers["location"]
 
 
 # -- live updates ------------------------------------------------------------------------------
@@ -1829,3 +1872,30 @@ def test_api_time_zone_round_trip(alice: WebSession) -> None:
     assert alice.api("GET", "/settings").json()["time_zone"] == "America/New_York"
     assert alice.api("PUT", "/settings/time-zone", {"time_zone": ""}).json() == {"time_zone": ""}
     assert alice.api("GET", "/settings").json()["time_zone"] == ""
+
+
+def test_the_shortcuts_switch_is_the_accounts(live: LiveServer, alice: WebSession) -> None:
+    """WCAG 2.1.4's switch is kept with the account: the settings form (no script needed)
+    turns the shortcuts off, every page of another login says so to app.js, and the API
+    reads and sets the same switch."""
+    assert 'data-shortcuts="off"' not in alice.get("/mail").text
+    assert alice.post("/settings/shortcuts", {}).status_code == 303  # the box left unticked
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    assert not live.call(live.store.get_settings(account.id)).shortcuts
+    elsewhere = WebSession(live)  # another browser
+    try:
+        assert elsewhere.login(ALICE).status_code == 303
+        page = elsewhere.get("/settings").text
+        assert '<html lang="en"' in page and 'data-shortcuts="off"' in page
+        assert 'id="shortcuts-on" checked' not in page
+        assert elsewhere.api("GET", "/settings").json()["shortcuts"] is False
+        answer = elsewhere.api("PUT", "/settings/shortcuts", {"shortcuts": True})
+        assert answer.status_code == 200 and answer.json() == {"shortcuts": True}
+        assert elsewhere.api("PUT", "/settings/shortcuts", {"shortcuts": "no"}).status_code == 400
+    finally:
+        elsewhere.close()
+    assert 'data-shortcuts="off"' not in alice.get("/mail").text
+    assert 'id="shortcuts-on" checked' in alice.get("/settings").text
+    assert alice.post("/settings/shortcuts", {"shortcuts": "1"}).status_code == 303
+    assert live.call(live.store.get_settings(account.id)).shortcuts

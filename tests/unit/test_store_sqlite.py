@@ -240,6 +240,7 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
         "DROP TABLE acme_answers; DROP TABLE acme_certificates; DROP TABLE acme_leases; "
         "DROP TABLE sieve_duplicates; ALTER TABLE account_settings DROP COLUMN time_zone; "
         "ALTER TABLE mailbox_acl DROP COLUMN denied; "
+        "ALTER TABLE account_settings DROP COLUMN shortcuts; "
         "DELETE FROM schema_version WHERE version >= 29;"
     )
     conn.close()
@@ -273,6 +274,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_34(tmp_path:
         "ALTER TABLE account_settings DROP COLUMN time_zone; "
         "ALTER TABLE mailbox_acl DROP COLUMN denied; "
         "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
+        "ALTER TABLE account_settings DROP COLUMN shortcuts; "
         "DELETE FROM schema_version WHERE version >= 34;"
     )
     conn.close()
@@ -294,6 +296,7 @@ async def test_schedule_tags_are_backfilled_by_migration_40(tmp_path: Path) -> N
     conn = sqlite3.connect(path, isolation_level=None)
     conn.executescript(  # the schema as version 39 had it
         "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
+        "ALTER TABLE account_settings DROP COLUMN shortcuts; "
         "DELETE FROM schema_version WHERE version >= 40;"
     )
     conn.close()

@@ -722,6 +722,9 @@ class AccountSettings:
     trash_days: int | None = None
     #: The IANA zone the webmail shows times in; "": the browser's (:mod:`pillarbox.web.zone`).
     time_zone: str = ""
+    #: The webmail's single-key shortcuts are on (WCAG 2.1.4: off for speech input); kept
+    #: with the account so the choice follows its user from browser to browser.
+    shortcuts: bool = True
 
 
 def vacation_renewed(before: AccountSettings, after: AccountSettings) -> bool:

@@ -638,6 +638,14 @@ class StoreContract:
         await store.set_settings(account.id, replace(settings, time_zone=""))
         assert (await store.get_settings(account.id)).time_zone == ""
 
+    async def test_shortcuts_are_an_account_setting(self, store: Store, account: Account) -> None:
+        assert (await store.get_settings(account.id)).shortcuts  # on until switched off
+        settings = AccountSettings(shortcuts=False, time_zone="Europe/Paris")
+        await store.set_settings(account.id, settings)
+        assert await store.get_settings(account.id) == settings
+        await store.set_settings(account.id, replace(settings, shortcuts=True))
+        assert (await store.get_settings(account.id)).shortcuts
+
     # -- aliases -------------------------------------------------------------------------------
     async def test_aliases(self, store: Store, account: Account) -> None:
         alias = await store.add_alias(f"info@{DOMAIN}", [account.address, "x@elsewhere.org"])

@@ -195,6 +195,15 @@ async def update_time_zone(services: Services, account: Account, name: str) -> A
     return settings
 
 
+async def update_shortcuts(services: Services, account: Account, on: bool) -> AccountSettings:
+    """Switch the webmail's single-key shortcuts on or off for the account, wherever it logs
+    in (WCAG 2.1.4)."""
+    current = await services.store.get_settings(account.id)
+    settings = replace(current, shortcuts=on)
+    await services.store.set_settings(account.id, settings)
+    return settings
+
+
 def days_chosen(form: FormData, name: str, what: str) -> int | None:
     """One retention choice of the settings form: ``name`` is ``default`` (None), ``keep``
     (0) or ``days``, with the number in ``<name>_days``."""
@@ -371,6 +380,8 @@ async def _apply(request: Request, section: str) -> Response:
                 await _apply_identity(services, account, form)
             case "time-zone":
                 await update_time_zone(services, account, field_text(form, "time_zone"))
+            case "shortcuts":
+                await update_shortcuts(services, account, form.get("shortcuts") == "1")
             case _:
                 raise UserError("unknown settings section")
     except UserError as exc:

@@ -291,6 +291,7 @@ def settings_json(account: Account, settings: AccountSettings) -> JsonObject:
         },
         "forwarding": {"to": list(settings.forward_to), "keep_copy": settings.forward_keep_copy},
         "time_zone": settings.time_zone,
+        "shortcuts": settings.shortcuts,
     }
 
 
@@ -504,6 +505,7 @@ def _draft(call: Call) -> Draft:
         in_reply_to=call.text("in_reply_to"),
         references=tuple(references),
         attachments=tuple(uploads),
+        kept=tuple(call.texts("keep")),
         replying_to=call.text("replying_to"),
         forwarding=call.text("forwarding"),
         draft_uid=call.optional_int("draft_uid"),
@@ -512,10 +514,11 @@ def _draft(call: Call) -> Draft:
 
 
 async def _draft_forwarding(call: Call) -> Draft:
-    """The call's draft; a forward carries all the forwarded message's attachments."""
+    """The call's draft; a forward without ``keep`` carries all the forwarded message's
+    attachments (with it, those it names: the web form's ticked boxes)."""
     draft = _draft(call)
-    if draft.forwarding:
-        draft = replace(draft, kept=await call.access.forwarded(draft.forwarding))
+    if draft.forwarding and "keep" not in call.body:
+        draft = replace(draft, kept=await call.access.kept_all(draft.forwarding))
     return draft
 
 
@@ -532,9 +535,12 @@ async def send(call: Call) -> object:
 
 
 async def save_draft(call: Call) -> object:
+    """The saved draft's place, and the ``keep`` that carries its attachments into the next
+    save or the send (as the web form lists them after a save)."""
     uid = await call.access.save_draft(await _draft_forwarding(call))
     drafts = await call.access.special(SpecialUse.DRAFTS)
-    return {"mailbox": drafts.id, "uid": uid}
+    keep = await call.access.kept_all(f"{drafts.id}:{uid}")
+    return {"mailbox": drafts.id, "uid": uid, "keep": list(keep)}
 
 
 # -- handlers: settings ------------------------------------------------------------------------
@@ -688,6 +694,13 @@ async def put_time_zone(call: Call) -> object:
         call.web.services, call.account, call.text("time_zone")
     )
     return {"time_zone": settings.time_zone}
+
+
+async def put_shortcuts(call: Call) -> object:
+    settings = await account_ops.update_shortcuts(
+        call.web.services, call.account, call.flag("shortcuts")
+    )
+    return {"shortcuts": settings.shortcuts}
 
 
 async def put_vacation(call: Call) -> object:
@@ -1173,6 +1186,11 @@ _TIME_ZONE: JsonObject = {
     "type": "string",
     "description": 'an IANA zone name ("Europe/Paris"); "": the browser\'s zone',
 }
+#: AccountSettings.shortcuts.
+_SHORTCUTS: JsonObject = {
+    "type": "boolean",
+    "description": "the webmail's single-key shortcuts (j/k, c, /, …) are on",
+}
 
 SCHEMAS: dict[str, JsonObject] = {
     "Error": _obj(
@@ -1322,10 +1340,22 @@ SCHEMAS: dict[str, JsonObject] = {
             "replying_to": {"type": "string", "description": "'mailbox:uid' answered"},
             "forwarding": {
                 "type": "string",
-                "description": "'mailbox:uid' forwarded: all its attachments go along, "
-                "sent or saved in the draft",
+                "description": "'mailbox:uid' forwarded: without keep, all its attachments "
+                "go along, sent or saved in the draft",
             },
-            "draft_uid": NULLABLE_INT,
+            "keep": {
+                **_list(STR, "web.max_attachments"),
+                "description": "attachments already stored to send or save again, each "
+                "'mailbox:uid:section' of a message of this account (a draft's, as "
+                "POST /drafts answers them, or the forwarded message's; sections as a "
+                "message's attachments list them); the draft_uid draft's attachments not "
+                "named here are left out",
+            },
+            "draft_uid": {
+                "type": ["integer", "null"],
+                "description": "UID in Drafts of the draft this one replaces (removed once "
+                "it is saved or sent)",
+            },
             "identity": {
                 "type": ["integer", "null"],
                 "description": "id of the identity to send as (GET /identities); "
@@ -1350,6 +1380,7 @@ SCHEMAS: dict[str, JsonObject] = {
             "vacation": VACATION,
             "forwarding": FORWARDING,
             "time_zone": _TIME_ZONE,
+            "shortcuts": _SHORTCUTS,
             "retention": _ref("Retention"),
         }
     ),
@@ -1659,7 +1690,7 @@ OPERATIONS: tuple[Operation, ...] = (
         save_draft,
         "Save a draft to Drafts",
         "mail",
-        _obj({"mailbox": INT, "uid": INT}),
+        _obj({"mailbox": INT, "uid": INT, "keep": _list(STR)}),
         _ref("Draft"),
         status=201,
     ),
@@ -1798,6 +1829,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "account",
         _obj({"time_zone": _TIME_ZONE}),
         _obj({"time_zone": _TIME_ZONE}, ("time_zone",)),
+    ),
+    Operation(
+        "PUT",
+        "/settings/shortcuts",
+        put_shortcuts,
+        "Switch the webmail's single-key shortcuts on or off (for the account, in every browser)",
+        "account",
+        _obj({"shortcuts": _SHORTCUTS}),
+        _obj({"shortcuts": _SHORTCUTS}, ("shortcuts",)),
     ),
     Operation(
         "PUT",

@@ -31,7 +31,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +69,7 @@ from pillarbox.web.session import (
     COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
+    ENDS_COOKIE,
     Session,
     SessionCodec,
     load_secret,
@@ -121,12 +122,16 @@ class BodyTooLarge(Exception):
 
 class LoginRequired(Exception):
     """No valid session (or a stale CSRF token): send the visitor to the login page, and then
-    back to ``return_to`` (the page the refused form came from)."""
+    back to ``return_to`` (the page the refused form came from). ``carried``: fields of the
+    refused form the login page keeps and the login hands back (:func:`.webmail.login`)."""
 
-    def __init__(self, reason: str = "", return_to: str = "") -> None:
+    def __init__(
+        self, reason: str = "", return_to: str = "", carried: Sequence[tuple[str, str]] = ()
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.return_to = return_to
+        self.carried = tuple(carried)
 
 
 @dataclass
@@ -161,12 +166,18 @@ class Web:
     ) -> HTMLResponse:
         session: Session = request.state.session
         account: Account | None = getattr(request.state, "account", None)
+        issued: Session = request.state.issue_cookie or session
         html = self.templates.get_template(template).render(
             request=request,
             csrf=self.codec.csrf_token(session),
+            # For the warning before the session ends: when (this response's cookie says it
+            # when it refreshes one), and the server's clock, which the browser's may not keep.
+            session_ends=int(self.codec.ends(issued)),
+            server_now=int(time.time()),
             me=account,
             limits=self.limits,
             reader_zone=zone_of(request),
+            shortcuts=shortcuts_on(request),
             **context,
         )
         return HTMLResponse(html, status_code=status_code)
@@ -276,7 +287,7 @@ class Guard:
                 out.append((b"server-timing", f"app;dur={elapsed:.2f}".encode()))
                 issue: Session | None = state.get("issue_cookie")
                 if issue is not None and b"set-cookie" not in names:
-                    out.append((b"set-cookie", self.cookie(issue, secure=secure).encode()))
+                    out += [(b"set-cookie", c.encode()) for c in self.cookies(issue, secure=secure)]
                 message = {**message, "headers": out}
             await send(message)
 
@@ -292,11 +303,16 @@ class Guard:
                     return session, False
         return self.codec.anonymous(now), True
 
-    def cookie(self, session: Session, *, secure: bool) -> str:
-        value = self.codec.encode(session)
-        attributes = f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
-        attributes += f"; Max-Age={int(self.codec.ttl)}"
-        return attributes + ("; Secure" if secure else "")
+    def cookies(self, session: Session, *, secure: bool) -> list[str]:
+        """The Set-Cookie values issuing ``session``: the session, and when it ends
+        (:data:`ENDS_COOKIE`, for the pages' script)."""
+        tail = f"; Path=/; SameSite=Lax; Max-Age={int(self.codec.ttl)}"
+        tail += "; Secure" if secure else ""
+        ends = int(self.codec.ends(session))
+        return [
+            f"{COOKIE}={self.codec.encode(session)}; HttpOnly{tail}",
+            f"{ENDS_COOKIE}={ends}{tail}",
+        ]
 
 
 def _counted(send: Send, scope: Scope, metrics: WebMetrics, started: float) -> Send:
@@ -397,14 +413,22 @@ async def require_account(request: Request) -> Account:
     """The session's account (LoginRequired without one), its pages' time zone resolved: the
     account's setting before the browser's, read here once so that the synchronous render has
     it (:mod:`pillarbox.web.zone`; the JSON API and the live feed, which show no times, do not
-    pay for it)."""
+    pay for it), and so is its shortcuts switch (:func:`shortcuts_on`)."""
     account = await current_account(request)
     if account is None:
         raise LoginRequired("expired")
     if not zone_remembered(request):
         settings = await web(request).services.store.get_settings(account.id)
         remember_zone(request, settings.time_zone)
+        request.state.shortcuts = settings.shortcuts
     return account
+
+
+def shortcuts_on(request: Request) -> bool:
+    """Whether the page's single-key shortcuts are on: the account's setting, as
+    :func:`require_account` read it (on for a page without an account)."""
+    on: bool = getattr(request.state, "shortcuts", True)
+    return on
 
 
 async def require_admin(request: Request) -> Account:
@@ -414,8 +438,11 @@ async def require_admin(request: Request) -> Account:
     return account
 
 
-async def posted_form(request: Request, *, files: bool = False) -> FormData:
-    """The form of a POST after its CSRF token checked out (LoginRequired otherwise)."""
+async def posted_form(
+    request: Request, *, files: bool = False, carry: Sequence[str] = ()
+) -> FormData:
+    """The form of a POST after its CSRF token checked out (LoginRequired otherwise, carrying
+    the form's non-empty fields named in ``carry`` through the login)."""
     app = web(request)
     limits = app.limits
     form = await request.form(
@@ -426,7 +453,12 @@ async def posted_form(request: Request, *, files: bool = False) -> FormData:
     token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
     if not isinstance(token, str) or not app.codec.csrf_valid(request.state.session, token):
         reason = "stale" if await current_account(request) is not None else "expired"
-        raise LoginRequired(reason, field_text(form, "return_to"))
+        carried = [
+            (name, value)
+            for name, value in form.multi_items()
+            if name in carry and isinstance(value, str) and value and "\x00" not in value
+        ]
+        raise LoginRequired(reason, field_text(form, "return_to"), carried)
     if any(isinstance(value, str) and "\x00" in value for _, value in form.multi_items()):
         # No form field means a NUL, and PostgreSQL's text cannot hold one.
         _log.info("form refused", reason="NUL in a field", path=request.url.path[:200])
@@ -493,9 +525,8 @@ def field_number(value: object) -> int | None:
 def set_session(request: Request, response: Response, session: Session) -> None:
     """Replace the visitor's session (login, logout) on this response."""
     guard: Guard = request.app.state.guard
-    response.headers.append(
-        "set-cookie", guard.cookie(session, secure=request.url.scheme == "https")
-    )
+    for cookie in guard.cookies(session, secure=request.url.scheme == "https"):
+        response.headers.append("set-cookie", cookie)
 
 
 def next_target(value: str) -> str:
@@ -586,7 +617,25 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     if request.method != "GET":
         target = exc.return_to or _safe_referer(request) or "/mail"
     reason = exc.reason or "expired"
+    if exc.carried:
+        # The login page itself, not a redirect to it: the fields ride in its form. 401 as
+        # after a wrong password: the form was not taken.
+        return web(request).render(
+            request,
+            "login.html",
+            status_code=401,
+            next=next_target(target),
+            notice=CARRIED_NOTICE,
+            carried=exc.carried,
+        )
     return redirect(f"/login?next={quote(target, safe='')}&reason={reason}")
+
+
+#: What the login page says when it carries a message being written (:class:`LoginRequired`).
+CARRIED_NOTICE = (
+    "Log in again to continue: the message you were writing is kept, and opens from Drafts "
+    "(attach any new files again)."
+)
 
 
 def _safe_referer(request: Request) -> str:

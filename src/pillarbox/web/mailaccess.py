@@ -650,8 +650,9 @@ class MailAccess:
         # Stored without its parse (none is, since the parse came in): its bytes tell.
         return described if described.info is not None else await self.open(mailbox_id, uid)
 
-    async def forwarded(self, reference: str) -> tuple[str, ...]:
-        """:attr:`Draft.kept` for every attachment of the message forwarded."""
+    async def kept_all(self, reference: str) -> tuple[str, ...]:
+        """:attr:`Draft.kept` for every attachment of the message ``reference`` names (the one
+        forwarded, a draft just saved)."""
         held = await self._looked_up(reference, with_bytes=False)
         assert held.info is not None  # _looked_up opened the bytes of one stored without it
         return kept_of(held.info, reference)

@@ -17,6 +17,10 @@ Implementation notes:
   (an invitation's answer, a warning from sending) travels with an HMAC of the session id and
   the text, and is shown only when that holds (:func:`.app.sealed`).
 - **Fixation.** Logging in always issues a new session id.
+- **The end is known.** No absolute lifetime caps the idle one: "stay signed in"
+  (:func:`.webmail.stay_signed_in`) refreshes a session as any request past half its ``ttl``
+  does. ``ENDS_COOKIE`` tells the pages' script when the session ends, to warn before (the
+  ``[web] session_warning`` seconds) and to say when it has.
 - **Two steps** (accounts with a second factor, :mod:`.twofactor`): a correct password
   issues a session that is still anonymous (``account_id`` None, so no page, API call or
   form accepts it) and names the account in ``pending_account`` with the time the password
@@ -42,6 +46,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 COOKIE = "pb_session"
+#: When the session ends (Unix seconds), beside it for the pages' script: readable by it, unlike
+#: the session's own (HttpOnly), and rewritten with it, so every tab sees a refresh any of them
+#: (or a request of the live feed) caused.
+ENDS_COOKIE = "pb_session_ends"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 SECRET_FILE = "web-secret"
@@ -171,6 +179,10 @@ class SessionCodec:
         return Session(
             sid, float(issued), account_id, str(fingerprint), pending_account, pending_since
         )
+
+    def ends(self, session: Session) -> float:
+        """When ``session`` ends unless it is refreshed first (:meth:`decode` refuses it)."""
+        return session.issued + self.ttl
 
     def needs_refresh(self, session: Session, now: float) -> bool:
         return now - session.issued > self.ttl / 2

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox.blocking import run_blocking
@@ -205,6 +205,13 @@ async def login(request: Request) -> Response:
     form = await posted_form(request)
     username = field_text(form, "username").strip()
     target = next_target(field_text(form, "next", "/mail"))
+    carried = [
+        (name.removeprefix(_CARRY_PREFIX), value)
+        for name, value in form.multi_items()
+        if name.removeprefix(_CARRY_PREFIX) in _CARRIED
+        and name.startswith(_CARRY_PREFIX)
+        and isinstance(value, str)
+    ]
     try:
         account = await app.logins.check_password(
             username, field_text(form, "password"), client_ip(request), interactive=True
@@ -216,6 +223,7 @@ async def login(request: Request) -> Response:
             status_code=429,
             next=target,
             username=username,
+            carried=carried,
             error=f"Too many failed attempts. Try again in {math.ceil(exc.retry_after)} seconds.",
         )
         return refused(response, exc)
@@ -226,14 +234,33 @@ async def login(request: Request) -> Response:
             status_code=401,
             next=target,
             username=username,
+            carried=carried,
             error="Wrong address or password.",
         )
     if await twofactor.needs_second_factor(app.services, account):
         return twofactor.password_step(request, account, target)
+    if carried:
+        target = await _kept_in_drafts(MailAccess(app.services, account), carried) or target
     done = redirect(target)
     session = app.codec.login(account.id, account.password_hash, datetime.now(UTC).timestamp())
     set_session(request, done, session)
     return done
+
+
+async def _kept_in_drafts(access: MailAccess, carried: list[tuple[str, str]]) -> str:
+    """The compose page of the message a login carried (its session ended as it was sent or
+    saved), saved in Drafts first, so that it survives this tab too; "" when it cannot be
+    saved. Its attachments kept from an earlier draft stay when they are the account's (a
+    different user may log in at that screen)."""
+    fields: list[tuple[str, str | UploadFile]] = list(carried)
+    draft = await _draft_from_form(FormData(fields))
+    for attempt in (draft, replace(draft, kept=())):
+        try:
+            uid = await access.save_draft(attempt)
+        except UserError:
+            continue
+        return f"/compose?draft={(await access.special(SpecialUse.DRAFTS)).id}:{uid}"
+    return ""
 
 
 async def logout(request: Request) -> Response:
@@ -243,6 +270,21 @@ async def logout(request: Request) -> Response:
     response = redirect("/login?reason=logged-out")
     set_session(request, response, app.codec.anonymous(datetime.now(UTC).timestamp()))
     return response
+
+
+async def stay_signed_in(request: Request) -> Response:
+    """The warning's "Stay signed in" (WCAG 2.2.1: a time limit can be extended by a simple
+    action): the session refreshed now, whatever its age, as a request past half its
+    lifetime would. The pages' script asks for JSON (when the session ends now); a form
+    posted without it goes back to the page it came from."""
+    app = web(request)
+    await require_account(request)
+    form = await posted_form(request)
+    session = app.codec.refreshed(request.state.session, datetime.now(UTC).timestamp())
+    request.state.issue_cookie = session
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"ends": int(app.codec.ends(session))})
+    return redirect(next_target(field_text(form, "return_to", "/mail")))
 
 
 # -- folders and lists -----------------------------------------------------------------------------
@@ -798,10 +840,21 @@ async def _draft_from_form(form: FormData) -> Draft:
     )
 
 
+#: The compose form's fields a login keeps when the session ended before the form was sent
+#: or saved (:func:`login`); uploaded files cannot ride in the login page and are lost. Not
+#: ``draft_uid``: the login page's fields are the browser's word, and whoever logs in there
+#: must not lose a draft of theirs that number names (the earlier version stays in Drafts).
+_CARRIED = (
+    *("identity", "to", "cc", "bcc", "subject", "body", "html", "keep"),
+    *("in_reply_to", "references", "replying_to", "forwarding"),
+)
+_CARRY_PREFIX = "carried."
+
+
 async def compose_submit(request: Request) -> Response:
     app = web(request)
+    form = await posted_form(request, files=True, carry=_CARRIED)
     access = await mail_access(request)
-    form = await posted_form(request, files=True)
     draft = await _draft_from_form(form)
     back = _back(field_text(form, "back")) or f"/mail/{(await access.inbox()).id}"
     if field_text(form, "action") == "save":
@@ -878,6 +931,7 @@ def routes() -> list[BaseRoute]:
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
+        Route("/session/extend", stay_signed_in, methods=["POST"]),
         Route("/mail", inbox),
         Route("/mail/{mailbox:int}", message_list),
         Route("/mail/{mailbox:int}/actions", actions, methods=["POST"]),

@@ -112,7 +112,7 @@ async def _require_account(conn: Conn, account_id: int) -> None:
 async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
     cur = await conn.execute(
         "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
-        "forward_keep_copy, junk_days, trash_days, time_zone FROM account_settings "
+        "forward_keep_copy, junk_days, trash_days, time_zone, shortcuts FROM account_settings "
         "WHERE account_id = %s",
         (account_id,),
     )
@@ -120,7 +120,7 @@ async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
     if row is None:
         await _require_account(conn, account_id)
         return AccountSettings()
-    enabled, subject, body, until, forward_to, keep, junk_days, trash_days, zone = row
+    enabled, subject, body, until, forward_to, keep, junk_days, trash_days, zone, keys = row
     return AccountSettings(
         vacation_enabled=enabled,
         vacation_subject=subject,
@@ -131,6 +131,7 @@ async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
         junk_days=junk_days,
         trash_days=trash_days,
         time_zone=zone,
+        shortcuts=keys,
     )
 
 
@@ -140,13 +141,15 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
     await conn.execute(
         "INSERT INTO account_settings (account_id, vacation_enabled, vacation_subject, "
         "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days, "
-        "time_zone) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (account_id) DO UPDATE SET "
+        "time_zone, shortcuts) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (account_id) DO UPDATE SET "
         "vacation_enabled = excluded.vacation_enabled, "
         "vacation_subject = excluded.vacation_subject, vacation_body = excluded.vacation_body, "
         "vacation_until = excluded.vacation_until, forward_to = excluded.forward_to, "
         "forward_keep_copy = excluded.forward_keep_copy, junk_days = excluded.junk_days, "
-        "trash_days = excluded.trash_days, time_zone = excluded.time_zone",
+        "trash_days = excluded.trash_days, time_zone = excluded.time_zone, "
+        "shortcuts = excluded.shortcuts",
         (
             account_id,
             settings.vacation_enabled,
@@ -158,6 +161,7 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
             settings.junk_days,
             settings.trash_days,
             settings.time_zone,
+            settings.shortcuts,
         ),
     )
 

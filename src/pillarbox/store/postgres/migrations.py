@@ -918,6 +918,12 @@ ALTER TABLE calendar_objects ADD COLUMN schedule_tag text NOT NULL DEFAULT '';
 """
 
 
+# The webmail's single-key shortcuts switch, per account (it was each browser's).
+_V36_SQL = r"""
+ALTER TABLE account_settings ADD COLUMN shortcuts boolean NOT NULL DEFAULT true;
+"""
+
+
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     cur = await conn.execute("SELECT id, data FROM calendar_objects")
@@ -974,6 +980,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(33, "the webmail's time zone per account", _V33_SQL),
     Migration(34, "IMAP ACL negative rights (RFC 4314 §2)", _V34_SQL),
     Migration(35, "Schedule-Tags of scheduling objects (RFC 6638)", _V35_SQL, _schedule_tags),
+    Migration(36, "the webmail's keyboard shortcuts switch per account", _V36_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -904,6 +904,11 @@ _V40_SQL = r"""
 ALTER TABLE calendar_objects ADD COLUMN schedule_tag TEXT NOT NULL DEFAULT '';
 """
 
+# The webmail's single-key shortcuts switch, per account (it was each browser's).
+_V41_SQL = r"""
+ALTER TABLE account_settings ADD COLUMN shortcuts INTEGER NOT NULL DEFAULT 1;
+"""
+
 
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
@@ -963,6 +968,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(38, "the webmail's time zone per account", _V38_SQL),
     Migration(39, "IMAP ACL negative rights (RFC 4314 §2)", _V39_SQL),
     Migration(40, "Schedule-Tags of scheduling objects (RFC 6638)", _V40_SQL, _schedule_tags),
+    Migration(41, "the webmail's keyboard shortcuts switch per account", _V41_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

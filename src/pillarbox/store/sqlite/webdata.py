@@ -216,7 +216,7 @@ def _count(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
 def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
     row = conn.execute(
         "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
-        "forward_keep_copy, junk_days, trash_days, time_zone FROM account_settings "
+        "forward_keep_copy, junk_days, trash_days, time_zone, shortcuts FROM account_settings "
         "WHERE account_id = ?",
         (account_id,),
     ).fetchone()
@@ -224,7 +224,7 @@ def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
         if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
             raise NotFound(f"no account {account_id}")
         return AccountSettings()
-    enabled, subject, body, until, forward_to, keep, junk_days, trash_days, zone = row
+    enabled, subject, body, until, forward_to, keep, junk_days, trash_days, zone, keys = row
     return AccountSettings(
         vacation_enabled=bool(enabled),
         vacation_subject=subject,
@@ -235,6 +235,7 @@ def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
         junk_days=junk_days,
         trash_days=trash_days,
         time_zone=zone,
+        shortcuts=bool(keys),
     )
 
 
@@ -245,8 +246,8 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
     conn.execute(
         "INSERT OR REPLACE INTO account_settings (account_id, vacation_enabled, vacation_subject, "
         "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days, "
-        "time_zone) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "time_zone, shortcuts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             account_id,
             int(settings.vacation_enabled),
@@ -258,6 +259,7 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
             settings.junk_days,
             settings.trash_days,
             settings.time_zone,
+            int(settings.shortcuts),
         ),
     )
 

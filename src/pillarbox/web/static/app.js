@@ -76,17 +76,39 @@
 
   // -- keyboard shortcuts ---------------------------------------------------------------------
   // WCAG 2.1.4: single-key shortcuts can be switched off (Settings), for speech-input users whose
-  // dictated words would fire them; the choice is this browser's, as the shortcuts are.
-  const SHORTCUTS_KEY = "pillarbox.shortcuts";
-  const shortcutsOn = () => { try { return localStorage.getItem(SHORTCUTS_KEY) !== "off"; } catch (_) { return true; } };
-  const switchSection = $("#shortcuts");
-  if (switchSection) {
+  // dictated words would fire them; the choice is the account's (the page says it in
+  // data-shortcuts), saved as the box is ticked.
+  const root = document.documentElement;
+  const shortcutsOn = () => root.dataset.shortcuts !== "off";
+  // Before the choice was the account's it was this browser's: one made "off" here is carried
+  // over to the account once (logged-in pages have the Compose link), so it is not lost.
+  try {
+    const csrf = $("meta[name=csrf-token]");
+    if (localStorage.getItem("pillarbox.shortcuts") === "off" && csrf && $("[data-key=c]")) {
+      localStorage.removeItem("pillarbox.shortcuts");
+      if (shortcutsOn()) {
+        root.dataset.shortcuts = "off";
+        const body = new FormData();
+        body.append("csrf", csrf.content);
+        fetch("/settings/shortcuts", { method: "POST", body, credentials: "same-origin" }).catch(() => null);
+      }
+    }
+  } catch (_) { /* no storage */ }
+  const switchForm = $("#shortcuts-form");
+  if (switchForm) {
     const box = $("#shortcuts-on"), state = $("#shortcuts-state");
-    switchSection.hidden = false;
-    box.checked = shortcutsOn();
-    box.addEventListener("change", () => {
-      try { localStorage.setItem(SHORTCUTS_KEY, box.checked ? "on" : "off"); } catch (_) { /* private mode */ }
-      state.textContent = box.checked ? "Shortcuts on." : "Shortcuts off.";
+    $("button", switchForm).hidden = true;
+    box.addEventListener("change", async () => {
+      const on = box.checked;
+      const body = new FormData(switchForm);
+      const response = await fetch(switchForm.action, { method: "POST", body, credentials: "same-origin" }).catch(() => null);
+      if (response && response.ok && !response.url.includes("/login")) {
+        root.dataset.shortcuts = on ? "on" : "off";
+        state.textContent = on ? "Shortcuts on." : "Shortcuts off.";
+      } else {
+        box.checked = !on;
+        state.textContent = "Not saved: the server could not be reached, or you were logged out.";
+      }
     });
   }
   document.addEventListener("keydown", (event) => {
@@ -419,4 +441,83 @@
     folder: ["move", "copy"],
     address: ["redirect", "redirect-copy"],
   }));
+  // -- the session's end: a warning before it, "Stay signed in", and a word once it came -------
+  // WCAG 2.2.1: the user is warned before the idle session ends and can extend it with one
+  // action. Someone typing or clicking is not idle, though the server sees no request: such
+  // input counts as the server counts a request (it refreshes a session past half its life),
+  // so a long message is never cut off and the idle limit stays what it was; only a page left
+  // alone warns. The end is the ends cookie (any tab's request, or this one's live feed, moves
+  // it), read in the server's clock (data-now: the browser's may be off).
+  const warning = $("#session-warning");
+  if (warning) {
+    const skew = Number(warning.dataset.now) - Date.now() / 1000;
+    const warnFor = Number(warning.dataset.warning), ttl = Number(warning.dataset.ttl);
+    const serverNow = () => Date.now() / 1000 + skew;
+    let known = Number(warning.dataset.ends);
+    const ends = () => {
+      const match = document.cookie.match(/(?:^|; )pb_session_ends=(\d+)/);
+      return Math.max(known, match ? Number(match[1]) : 0);
+    };
+    const text = $("#session-text"), extend = $("#session-extend"), ended = $("#session-ended");
+    const clock = (at) => new Date((at - skew) * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    let state = "on", busy = false, returnFocus = null, lastInput = 0;
+    const setState = (next, words) => {
+      state = next;
+      extend.hidden = next !== "warned";
+      ended.hidden = next !== "ended";
+      text.textContent = words;
+    };
+    const stay = async () => {
+      if (busy) return;
+      busy = true;
+      const response = await fetch(extend.action, {
+        method: "POST", body: new FormData(extend), credentials: "same-origin",
+        headers: { accept: "application/json" },
+      }).catch(() => null);
+      busy = false;
+      const json = response && response.ok && (response.headers.get("content-type") || "").includes("json");
+      if (!json) return false;
+      known = (await response.json()).ends;
+      return true;
+    };
+    // Not once the warning shows: a key would then end it before Tab reached its button.
+    // Past half its life, as the server counts; a few seconds before the warning at the
+    // latest (with a warning of half the life, a keystroke and the warning would race).
+    const extendAge = Math.max(0, Math.min(ttl / 2, ttl - warnFor - 5));
+    const halfLived = (at) => at > ends() - ttl + extendAge;
+    ["keydown", "input", "pointerdown"].forEach((type) => document.addEventListener(type, () => {
+      if (state !== "on") return;
+      lastInput = serverNow();
+      if (halfLived(lastInput)) stay();
+    }, true));
+    const tick = async () => {
+      const left = ends() - serverNow();
+      if (left <= 0) {
+        if (state !== "ended") {
+          const writing = $("#compose-form") ? " What you were writing is kept: Send or Save draft asks you to log in, then opens it from Drafts." : "";
+          setState("ended", "Your session has ended. Log in again to go on." + writing);
+        }
+      } else if (left <= warnFor) {
+        if (state === "on" && halfLived(lastInput)) {
+          await stay();  // input as the warning came, its extension still on the way
+        } else if (state === "on") {
+          returnFocus = document.activeElement;
+          setState("warned", `You will be logged out at ${clock(ends())} for inactivity, in ${Math.ceil(left / 60)} min.`);
+        }
+      } else if (state !== "on") {
+        // Extended here or by another tab.
+        const hadFocus = extend.contains(document.activeElement);
+        setState("on", state === "warned" ? `You stay signed in, until ${clock(ends())} if idle.` : "");
+        window.setTimeout(() => { if (state === "on") text.textContent = ""; }, 10000);
+        const back = returnFocus && returnFocus.isConnected && returnFocus !== document.body;
+        if (hadFocus) (back ? returnFocus : $("#main")).focus();
+      }
+    };
+    extend.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (await stay()) tick();
+      else setState("ended", "Your session has ended. Log in again to go on.");
+    });
+    window.setInterval(tick, 1000);
+  }
 })();

@@ -1,0 +1,103 @@
+"""The session's end in Chromium, with a lifetime of seconds: an idle page warns in an
+assertive live region and offers "Stay signed in" (reached with Tab, pressed with Enter: WCAG
+2.2.1), a page being typed in extends the session itself, and once the session has ended the
+message being written is kept through the login, in Drafts."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_browser_webmail as webmail
+from test_browser_accessibility import from_the_top, tab_to
+from test_browser_webmail import ALICE, BOB, Page, base, login, sync_api
+
+from pillarbox import config as cfg
+from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.web.session import ENDS_COOKIE
+
+browser, new_page = webmail.browser, webmail.new_page
+expect = sync_api.expect
+
+#: Seconds a session lives idle, and the warning before its end: the warning comes TTL - WARN
+#: seconds after the last refresh.
+TTL, WARN = 16.0, 8.0
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    web = cfg.WebSection(session_ttl=TTL, session_warning=WARN)
+    with LiveServer(loopback_config(tmp_path / "data", only=["http"], web=web)) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD, display_name="Alice")
+        live.add_account(BOB, TEST_PASSWORD, display_name="Bob")
+        yield live
+
+
+def session_ends(page: Page) -> int:
+    """When the browser's session ends, as the server last said (the ends cookie)."""
+    [value] = [c["value"] for c in page.context.cookies() if c["name"] == ENDS_COOKIE]
+    return int(value)
+
+
+def test_an_idle_page_warns_and_stays_signed_in(server: LiveServer, new_page: Any) -> None:
+    page = new_page()
+    login(page, server)
+    first_end = session_ends(page)
+    alert = page.locator("#session-text")
+    assert alert.get_attribute("aria-live") == "assertive"
+    expect(alert).to_contain_text("You will be logged out at", timeout=int(TTL * 1000))
+    assert time.time() < first_end
+    from_the_top(page)
+    tab_to(page, "Stay signed in")
+    page.keyboard.press("Enter")
+    expect(alert).to_contain_text("You stay signed in")
+    expect(page.get_by_role("button", name="Stay signed in")).to_be_hidden()
+    assert session_ends(page) > first_end
+    # Past the first end the session still holds: the page is the mailbox, not the login.
+    time.sleep(max(0.0, first_end + 1 - time.time()))
+    page.reload()
+    assert re.search(r"/mail/\d+$", page.url)
+
+
+def test_typing_keeps_the_session_and_its_end_keeps_the_text(
+    server: LiveServer, new_page: Any
+) -> None:
+    page = new_page()
+    login(page, server)
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill(BOB)
+    body = page.get_by_label("Message", exact=True)
+    body.click()
+    first_end = session_ends(page)
+    # Someone writing is not idle: no warning comes, and the session outlives its first end.
+    while time.time() < first_end + 2:
+        page.keyboard.type("words ")
+        assert page.locator("#session-extend").is_hidden()
+        page.wait_for_timeout(700)
+    assert session_ends(page) > first_end
+    # Left alone (after one more extension for the last words typed), the page warns, then
+    # says the session ended.
+    expect(page.locator("#session-text")).to_contain_text(
+        "You will be logged out at", timeout=int(TTL * 1000)
+    )
+    expect(page.locator("#session-text")).to_contain_text(
+        "Your session has ended", timeout=int(TTL * 1000)
+    )
+    expect(page.get_by_role("link", name="Log in again")).to_be_visible()
+    written = body.input_value()
+    assert written.count("words") >= 3
+    # Sending now answers with the login page, which holds the message; the login keeps it in
+    # Drafts and opens it there, not sent.
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("the message you were writing is kept")
+    page.get_by_label("Email address", exact=True).fill(ALICE)
+    page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/compose\?draft=\d+:\d+$"))
+    assert page.get_by_label("Message", exact=True).input_value().strip() == written.strip()
+    assert page.get_by_label("To", exact=True).input_value() == BOB
