@@ -141,28 +141,6 @@ async def test_a_migration_is_refused_while_a_server_holds_the_data_directory(
     await upgraded.close()
 
 
-async def test_only_the_server_removes_the_blob_temporaries(tmp_path: Path) -> None:
-    """A file in ``blobs/tmp`` may be a running server's blob between its fsync and its rename:
-    an admin command's store opened beside the server leaves it; the server's next start
-    (the only writer by then) removes what its crash left."""
-    url = "sqlite:?blobs=files"
-    server = open_store(url, tmp_path, serving=True)
-    await server.open()
-    staged = tmp_path / "blobs" / "tmp" / "in-flight"
-    try:
-        staged.write_bytes(b"a blob being written")
-        command = open_store(url, tmp_path)
-        await command.open()
-        await command.close()
-        assert staged.exists()
-    finally:
-        await server.close()
-    restarted = open_store(url, tmp_path, serving=True)
-    await restarted.open()
-    await restarted.close()
-    assert not staged.exists()
-
-
 async def test_version_10_copies_each_message_digest(tmp_path: Path) -> None:
     """Records are read without joining ``blobs`` from version 10 on: messages stored before
     it must have their blob's digest copied beside them."""

@@ -79,13 +79,9 @@ class FileBlobStore:
         self._root = root
         self._tmp = root / "tmp"
 
-    def prepare(self, *, remove_leftovers: bool = True) -> None:
-        """Create the directory layout and, with ``remove_leftovers``, remove the temporaries
-        a crash left behind. Only the one process writing blobs may remove them: another's
-        would be a running server's files between their fsync and their rename."""
+    def prepare(self) -> None:
+        """Create the directory layout; remove temporaries a crash left behind."""
         self._tmp.mkdir(parents=True, exist_ok=True)
-        if not remove_leftovers:
-            return
         for leftover in self._tmp.iterdir():
             leftover.unlink(missing_ok=True)
 

@@ -327,10 +327,10 @@ class SqliteStore:
     async def open(self) -> None:
         if self._writer is not None:
             raise StorageError("the store is open already")
+        await run_blocking(self._prepare_files)
         if self._serving and self._lock is not None:
             await run_blocking(self._hold_for_serving)
         try:
-            await run_blocking(self._prepare_files)
             await self._start_threads()
         except BaseException:
             if self._lock is not None:
@@ -439,13 +439,9 @@ class SqliteStore:
             lock.release()
 
     def _prepare_files(self) -> None:
-        """The blob directory's layout; a crash's temporaries removed only by the store that
-        writes them: a serving store (holding the lock by now), or one without a lock file
-        (a test's or a tool's bare database). An admin command beside a running server leaves
-        them, as they may be the server's blobs about to be renamed into place."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._files is not None:
-            self._files.prepare(remove_leftovers=self._lock is None or self._serving)
+            self._files.prepare()
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
