@@ -126,6 +126,9 @@ class Round:
     duplicated: int
     orphans: int
     problems: list[str]
+    #: What the kill interrupted: client commands left without a reply, by kind, and the
+    #: queue's deliveries the smart host had taken but not yet answered 250.
+    interrupted: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,11 +137,16 @@ class Sink:
 
     received: list[bytes] = field(default_factory=list)
     delay: float = 0.05  # the queue's deliveries stay in flight a while: kills land there
+    answering: int = 0  # messages taken, 250 not yet sent
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(self.delay)
-        self.received.append(bytes(envelope.content))
-        return "250 OK"
+        self.answering += 1
+        try:
+            await asyncio.sleep(self.delay)
+            self.received.append(bytes(envelope.content))
+            return "250 OK"
+        finally:
+            self.answering -= 1
 
 
 def message(tag: str, rng: random.Random, sender: str, rcpt: str) -> bytes:
@@ -258,8 +266,12 @@ class Chaos:
         """Let the clients run ``kill_after`` seconds, SIGKILL the server, check the store
         offline, restart it and check what it serves."""
         time.sleep(kill_after)
+        before = self._unanswered()
         self.node.kill()
+        remote = self.sink.answering
         self._park_all()
+        interrupted = {kind: n - before[kind] for kind, n in self._unanswered().items()}
+        interrupted["remote 250"] = remote
         problems, orphans = store_findings(self.store_url, Path(self.node.config.server.data_dir))
         started = time.monotonic()
         self.node.start()
@@ -275,10 +287,22 @@ class Chaos:
             duplicated=duplicated,
             orphans=orphans,
             problems=problems,
+            interrupted=interrupted,
         )
         self.rounds.append(result)
         self._resume_all()
         return result
+
+    def _unanswered(self) -> dict[str, int]:
+        """Client commands the ledger holds as sent but unanswered, by kind."""
+        with self.ledger.lock:
+            moved = [entry.pending for entry in self.ledger.moved.values()]
+            return {
+                "DATA": len(self.ledger.mx_unsure),
+                "APPEND": len(self.ledger.append_unsure) + moved.count(Step.APPENDED),
+                "STORE/MOVE/EXPUNGE": sum(p not in (None, Step.APPENDED) for p in moved),
+                "QUIT": len(self.ledger.pop_unsure),
+            }
 
     def finish(self, drain_timeout: float = 60.0) -> Round:
         """Stop the clients, let the queue deliver everything, check once more, stop the
