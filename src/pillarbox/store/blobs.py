@@ -33,17 +33,23 @@ configuration choice (``sqlite:...?blobs=files``), not a code fork.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pillarbox.errors import NotFound, StorageError
 
 _BLOB_ID = re.compile(r"[0-9a-f]{64}")
+
+#: Seconds after which a staged file nobody published is a crash's leftover: staging and
+#: publishing are a write-queue wait apart (milliseconds, seconds under load), never this long.
+STAGED_MAX_AGE = 3600.0
 
 
 class BlobMode(enum.StrEnum):
@@ -79,11 +85,36 @@ class FileBlobStore:
         self._root = root
         self._tmp = root / "tmp"
 
-    def prepare(self) -> None:
-        """Create the directory layout; remove temporaries a crash left behind."""
+    def prepare(self, now: float) -> None:
+        """Create the directory layout; remove temporaries a crash left behind.
+
+        Only those older than :data:`STAGED_MAX_AGE`: another process on the same store (a
+        ``pillarbox`` command beside the server) opens it too, and a younger file may be one
+        the server staged and is about to publish."""
         self._tmp.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < now - STAGED_MAX_AGE:
+                    leftover.unlink(missing_ok=True)
+
+    def shards(self) -> list[str]:
+        """The two-digit prefixes that have a directory."""
+        return sorted(p.name for p in self._root.glob("[0-9a-f][0-9a-f]") if p.is_dir())
+
+    def remove_unknown(self, shard: str, known: Callable[[str, str], set[str]]) -> int:
+        """Remove the files of one shard that ``known(low, high)`` (the blob ids in the store
+        between ``low`` inclusive and ``high`` exclusive) does not list; how many went.
+
+        Such files are orphans a crash left: published by a transaction that never committed,
+        or freed by one that committed just before the process died, before the unlink. The
+        caller holds the store's write lock, under which alone blobs are published, so no file
+        can be between its rename and its row's commit meanwhile."""
+        removed = 0
+        names = {p.name for p in (self._root / shard).iterdir() if is_blob_id(p.name)}
+        for name in names - known(shard, shard + "g"):  # "g" sorts after every hex digit
+            self.path_of(name).unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def path_of(self, blob_id: str) -> Path:
         if not is_blob_id(blob_id):

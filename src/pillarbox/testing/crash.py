@@ -124,7 +124,8 @@ class Round:
     found: int
     lost: int
     duplicated: int
-    orphans: int
+    orphans: int  # blob rows or files nothing refers to
+    staged: int  # staged blob files a kill left in blobs/tmp (removed once an hour old)
     problems: list[str]
     #: What the kill interrupted: client commands left without a reply, by kind, and the
     #: queue's deliveries the smart host had taken but not yet answered 250.
@@ -272,7 +273,9 @@ class Chaos:
         self._park_all()
         interrupted = {kind: n - before[kind] for kind, n in self._unanswered().items()}
         interrupted["remote 250"] = remote
-        problems, orphans = store_findings(self.store_url, Path(self.node.config.server.data_dir))
+        problems, orphans, staged = store_findings(
+            self.store_url, Path(self.node.config.server.data_dir)
+        )
         started = time.monotonic()
         self.node.start()
         restart = time.monotonic() - started
@@ -286,6 +289,7 @@ class Chaos:
             lost=lost,
             duplicated=duplicated,
             orphans=orphans,
+            staged=staged,
             problems=problems,
             interrupted=interrupted,
         )
@@ -313,7 +317,9 @@ class Chaos:
             time.sleep(0.2)
         found, lost, duplicated, problems = self.verify()
         self.node.stop()
-        offline, orphans = store_findings(self.store_url, Path(self.node.config.server.data_dir))
+        offline, orphans, staged = store_findings(
+            self.store_url, Path(self.node.config.server.data_dir)
+        )
         result = Round(
             kill_after=0.0,
             restart_seconds=0.0,
@@ -322,6 +328,7 @@ class Chaos:
             lost=lost,
             duplicated=duplicated,
             orphans=orphans,
+            staged=staged,
             problems=problems + offline,
         )
         self.rounds.append(result)
@@ -679,8 +686,8 @@ _NO_DATA = """
 _UNREFERENCED = "SELECT count(*) FROM blobs WHERE refcount <= 0"
 
 
-def store_findings(url: str, data_dir: Path) -> tuple[list[str], int]:
-    """(problems, orphan blobs) of a store no server is running on."""
+def store_findings(url: str, data_dir: Path) -> tuple[list[str], int, int]:
+    """(problems, orphan blobs, staged leftovers) of a store no server is running on."""
     problems: list[str] = []
     if is_postgresql(url):
         import psycopg
@@ -704,12 +711,13 @@ def store_findings(url: str, data_dir: Path) -> tuple[list[str], int]:
 
 def _blob_findings(
     rows: Callable[[str], list[Any]], data_dir: Path, *, files: bool, problems: list[str]
-) -> tuple[list[str], int]:
+) -> tuple[list[str], int, int]:
     if (bad := rows(_REFERENCES)[0][0]) != 0:
         problems.append(f"{bad} blob reference counts differ from their rows")
     if (dangling := rows(_DANGLING)[0][0]) != 0:
         problems.append(f"{dangling} message/queue rows name a blob that has no row")
     orphans = int(rows(_UNREFERENCED)[0][0])
+    staged = 0
     if files:
         known = {sha for (sha,) in rows("SELECT sha256 FROM blobs WHERE refcount > 0")}
         blob_dir = data_dir / "blobs"
@@ -717,7 +725,7 @@ def _blob_findings(
         if missing := known - on_disk:
             problems.append(f"{len(missing)} blob rows without their file")
         orphans += len(on_disk - known)
-        orphans += sum(1 for _ in (blob_dir / "tmp").glob("*"))
+        staged = sum(1 for _ in (blob_dir / "tmp").glob("*"))
     elif missing_data := rows(_NO_DATA):
         problems.append(f"{len(missing_data)} blob rows without their bytes")
-    return problems, orphans
+    return problems, orphans, staged
