@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -527,6 +529,18 @@ def test_opening_the_store_keeps_what_another_process_staged(tmp_path: Path) -> 
     FileBlobStore(tmp_path).prepare(time.time())  # the command's store opening
     server.publish(staged)
     assert server.read(blob_id_of(b"x")) == b"x"
+
+
+def test_opening_the_store_removes_what_a_dead_process_staged(tmp_path: Path) -> None:
+    """A killed server's staged files go at the next start, however young."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    files = FileBlobStore(tmp_path)
+    files.prepare(time.time())
+    leftover = tmp_path / "tmp" / f"{blob_id_of(b'x')}.{dead.pid}.0123456789abcdef"
+    leftover.write_bytes(b"x")
+    files.prepare(time.time())
+    assert not leftover.exists()
 
 
 async def test_opening_the_store_removes_orphan_blob_files(tmp_path: Path) -> None:

@@ -88,13 +88,17 @@ class FileBlobStore:
     def prepare(self, now: float) -> None:
         """Create the directory layout; remove temporaries a crash left behind.
 
-        Only those older than :data:`STAGED_MAX_AGE`: another process on the same store (a
-        ``pillarbox`` command beside the server) opens it too, and a younger file may be one
-        the server staged and is about to publish."""
+        Not another live process's: a ``pillarbox`` command opens the store beside the server,
+        and a file the server staged may be about to be published. So a file goes when the
+        process named in it is gone, or (a process of another PID namespace, a reused PID)
+        once it is older than :data:`STAGED_MAX_AGE`."""
         self._tmp.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
-                if leftover.stat().st_mtime < now - STAGED_MAX_AGE:
+                owner = _staging_pid(leftover.name)
+                if (owner is not None and not _alive(owner)) or (
+                    leftover.stat().st_mtime < now - STAGED_MAX_AGE
+                ):
                     leftover.unlink(missing_ok=True)
 
     def shards(self) -> list[str]:
@@ -123,7 +127,7 @@ class FileBlobStore:
 
     def stage(self, blob_id: str, raw: bytes) -> StagedBlob:
         """Write ``raw`` to a fresh temporary file and fsync it."""
-        tmp_path = self._tmp / f"{blob_id}.{secrets.token_hex(8)}"
+        tmp_path = self._tmp / f"{blob_id}.{os.getpid()}.{secrets.token_hex(8)}"
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(raw)
@@ -177,3 +181,21 @@ class FileBlobStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _staging_pid(name: str) -> int | None:
+    """The PID in a staged file's name (``<sha256>.<pid>.<random>``), if it has one."""
+    parts = name.split(".")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # this process's own (a store reopened in-process)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
