@@ -210,7 +210,7 @@ class Chaos:
         self._controller.start()
         self._provision()
         self.node.start()
-        workers: list[Callable[[threading.Event, random.Random], None]] = [
+        workers: list[Callable[[random.Random], None]] = [
             self._mx_worker,
             self._mx_worker,
             self._submission_worker,
@@ -316,6 +316,9 @@ class Chaos:
         while time.monotonic() < deadline and self._undelivered():
             time.sleep(0.2)
         found, lost, duplicated, problems = self.verify()
+        undelivered = sorted(self._undelivered())
+        lost += len(undelivered)
+        problems += [f"{tag}: submitted, never delivered" for tag in undelivered]
         self.node.stop()
         offline, orphans, staged = store_findings(
             self.store_url, Path(self.node.config.server.data_dir)
@@ -349,7 +352,7 @@ class Chaos:
 
     def _run(
         self,
-        worker: Callable[[threading.Event, random.Random], None],
+        worker: Callable[[random.Random], None],
         parked: threading.Event,
         rng: random.Random,
     ) -> None:
@@ -359,11 +362,11 @@ class Chaos:
                 time.sleep(0.05)
                 continue
             try:
-                worker(parked, rng)
+                worker(rng)
             except (OSError, smtplib.SMTPException, imaplib.IMAP4.error, poplib.error_proto):
                 time.sleep(0.05)  # the server is down: try again (or park) shortly
 
-    def _mx_worker(self, parked: threading.Event, rng: random.Random) -> None:
+    def _mx_worker(self, rng: random.Random) -> None:
         with smtplib.SMTP("127.0.0.1", self.node.port("smtp"), timeout=30) as client:
             while not self._pause.is_set():
                 tag = self._tag("mx")
@@ -379,7 +382,7 @@ class Chaos:
                     for rcpt, reply in refused.items():
                         self.ledger.refused.append((tag, rcpt, reply))
 
-    def _submission_worker(self, parked: threading.Event, rng: random.Random) -> None:
+    def _submission_worker(self, rng: random.Random) -> None:
         with smtplib.SMTP("127.0.0.1", self.node.port("submission"), timeout=30) as client:
             client.login(SUBMITTER, TEST_PASSWORD)
             while not self._pause.is_set():
@@ -394,7 +397,7 @@ class Chaos:
         client.login(user, TEST_PASSWORD)
         return client
 
-    def _append_worker(self, parked: threading.Event, rng: random.Random) -> None:
+    def _append_worker(self, rng: random.Random) -> None:
         client = self._imap(APPENDER)
         try:
             while not self._pause.is_set():
@@ -416,7 +419,7 @@ class Chaos:
             with contextlib.suppress(Exception):
                 client.logout()
 
-    def _move_worker(self, parked: threading.Event, rng: random.Random) -> None:
+    def _move_worker(self, rng: random.Random) -> None:
         client = self._imap(MOVER)
         try:
             while not self._pause.is_set():
@@ -466,7 +469,7 @@ class Chaos:
                 self.ledger.moved.setdefault(tag, entry)
             raise
 
-    def _pop_worker(self, parked: threading.Event, rng: random.Random) -> None:
+    def _pop_worker(self, rng: random.Random) -> None:
         client = poplib.POP3("127.0.0.1", self.node.port("pop3"), timeout=30)
         try:
             client.user(MX_RCPTS[1])
@@ -693,7 +696,10 @@ def store_findings(url: str, data_dir: Path) -> tuple[list[str], int, int]:
         import psycopg
 
         with psycopg.connect(url) as pg:
-            rows = lambda query: [tuple(r) for r in pg.execute(query).fetchall()]  # noqa: E731
+
+            def rows(query: str) -> list[Any]:
+                return pg.execute(query).fetchall()
+
             return _blob_findings(rows, data_dir, files=False, problems=problems)
     path = data_dir / "pillarbox.sqlite3"
     files = "blobs=files" in url
