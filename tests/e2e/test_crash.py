@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pillarbox.testing.crash import Chaos
+from pillarbox.testing.crash import Chaos, KillPoint
 from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
-KILLS = (0.4, 1.7, 1.1)  # seconds of traffic before each kill: mid-DATA/APPEND most of the time
+#: Seconds of traffic before each kill, and the moment it waits for then.
+KILLS = ((0.4, KillPoint.ANYWHERE), (1.7, KillPoint.AFTER_250), (1.1, KillPoint.REMOTE_250))
 
 
 @pytest.fixture(params=["sqlite:", "sqlite:?blobs=files", "postgresql"])
@@ -31,8 +32,10 @@ def store_url(request: pytest.FixtureRequest) -> str:
 def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path, store_url: str) -> None:
     with Chaos(tmp_path, store_url, seed=7) as chaos:
         time.sleep(0.5)
-        for kill_after in KILLS:
-            result = chaos.round(kill_after)
+        for kill_after, at in KILLS:
+            result = chaos.round(kill_after, at)
+            if at is KillPoint.REMOTE_250:  # the kill cut a queue delivery short
+                assert result.interrupted["remote 250"] >= 1
             assert result.problems == [], chaos.node.log()[-3000:]
             assert result.lost == 0
         final = chaos.finish()

@@ -80,6 +80,14 @@ class Step(enum.IntEnum):
     EXPUNGED = 3  # or never appended: absent from both mailboxes
 
 
+class KillPoint(enum.Enum):
+    """When :meth:`Chaos.round` kills, after its wait."""
+
+    ANYWHERE = "anywhere"  # at once: most often mid-DATA or mid-APPEND, sometimes mid-commit
+    AFTER_250 = "after 250"  # the moment an MX client reads a 250 after DATA
+    REMOTE_250 = "remote 250"  # while the smart host holds a delivery's 250: it is retried
+
+
 @dataclass
 class Moved:
     """The mover's ledger entry: the last step acknowledged, and the one in flight at a kill."""
@@ -198,6 +206,7 @@ class Chaos:
         self._threads: list[threading.Thread] = []
         self._counter = 0
         self._counter_lock = threading.Lock()
+        self._acked = threading.Event()  # an MX client just read a 250 after DATA
         # (Message-ID, recipient) of unsure MX messages seen stored: they must stay now. Per
         # recipient: a kill in the middle of DATA's intake can leave some recipients' copies
         # stored and not others' (no 250 was given, the client sends it again).
@@ -263,13 +272,21 @@ class Chaos:
             parked.clear()
         self._pause.clear()
 
-    def round(self, kill_after: float) -> Round:
-        """Let the clients run ``kill_after`` seconds, SIGKILL the server, check the store
-        offline, restart it and check what it serves."""
+    def round(self, kill_after: float, at: KillPoint = KillPoint.ANYWHERE) -> Round:
+        """Let the clients run ``kill_after`` seconds, SIGKILL the server (then, or at the
+        next moment ``at`` names), check the store offline, restart it and check what it
+        serves."""
         time.sleep(kill_after)
+        if at is KillPoint.AFTER_250:
+            self._acked.clear()
+            self._acked.wait(30)
+        elif at is KillPoint.REMOTE_250:
+            deadline = time.monotonic() + 30
+            while self.sink.answering == 0 and time.monotonic() < deadline:
+                time.sleep(0.002)
         before = self._unanswered()
+        remote = self.sink.answering  # read first: the killed session's handler ends at once
         self.node.kill()
-        remote = self.sink.answering
         self._park_all()
         interrupted = {kind: n - before[kind] for kind, n in self._unanswered().items()}
         interrupted["remote 250"] = remote
@@ -381,6 +398,7 @@ class Chaos:
                     self.ledger.mx[tag] = raw
                     for rcpt, reply in refused.items():
                         self.ledger.refused.append((tag, rcpt, reply))
+                self._acked.set()
 
     def _submission_worker(self, rng: random.Random) -> None:
         with smtplib.SMTP("127.0.0.1", self.node.port("submission"), timeout=30) as client:
