@@ -11,7 +11,11 @@ and at the end); staged are files a kill left in blobs/tmp (removed once an hour
 timed test.
 
     python bench/chaos.py [--kills 20] [--stores sqlite,files,postgresql] [--seed 1]
-                          [--min 0.2] [--max 4.0]
+                          [--min 0.2] [--max 4.0] [--points anywhere,after-250,remote-250]
+
+Kill points (``--points``, taken in turn): ``anywhere`` kills when the wait ends (mid-DATA or
+mid-APPEND most often, sometimes mid group commit), ``after-250`` the moment an MX client reads
+a 250 after DATA, ``remote-250`` while the smart host holds a queue delivery's 250.
 """
 
 from __future__ import annotations
@@ -22,13 +26,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from pillarbox.testing.crash import Chaos, Round
+from pillarbox.testing.crash import Chaos, KillPoint, Round
 from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
 STORES = {"sqlite": "sqlite:", "files": "sqlite:?blobs=files", "postgresql": ""}
 
 
-def run(name: str, url: str, kills: int, seed: int, low: float, high: float) -> list[Round]:
+POINTS = {
+    "anywhere": KillPoint.ANYWHERE,
+    "after-250": KillPoint.AFTER_250,
+    "remote-250": KillPoint.REMOTE_250,
+}
+
+
+def run(
+    name: str, url: str, kills: int, seed: int, wait: tuple[float, float], points: list[KillPoint]
+) -> list[Round]:
     with (
         tempfile.TemporaryDirectory(prefix="chaos-") as tmp,
         Chaos(Path(tmp), url, seed=seed) as chaos,
@@ -36,24 +49,26 @@ def run(name: str, url: str, kills: int, seed: int, low: float, high: float) -> 
         time.sleep(0.5)
         print(f"\n{name}: {url}")
         print(
-            f"{'kill':>4} {'after s':>7} {'restart s':>9} {'acked':>6} {'found':>6} "
+            f"{'kill':>4} {'point':<10} {'after s':>7} {'restart s':>9} {'acked':>6} {'found':>6} "
             f"{'lost':>4} {'dup':>3} {'orphans':>7} {'staged':>6}  interrupted"
         )
         for number in range(1, kills + 1):
-            result = chaos.round(chaos.rng.uniform(low, high))
+            point = points[(number - 1) % len(points)]
+            result = chaos.round(chaos.rng.uniform(*wait), point)
             hit = ", ".join(f"{kind} {n}" for kind, n in result.interrupted.items() if n)
             print(
-                f"{number:>4} {result.kill_after:>7.2f} {result.restart_seconds:>9.2f} "
-                f"{result.acknowledged:>6} {result.found:>6} {result.lost:>4} "
-                f"{result.duplicated:>3} {result.orphans:>7} {result.staged:>6}  {hit or '-'}",
+                f"{number:>4} {point.value:<10} {result.kill_after:>7.2f} "
+                f"{result.restart_seconds:>9.2f} {result.acknowledged:>6} {result.found:>6} "
+                f"{result.lost:>4} {result.duplicated:>3} {result.orphans:>7} {result.staged:>6}  "
+                f"{hit or '-'}",
                 flush=True,
             )
             for problem in result.problems:
                 print(f"     PROBLEM {problem}")
         final = chaos.finish()
         print(
-            f" end {'':>7} {'':>9} {final.acknowledged:>6} {final.found:>6} {final.lost:>4} "
-            f"{final.duplicated:>3} {final.orphans:>7} {final.staged:>6}  "
+            f" end {'':<10} {'':>7} {'':>9} {final.acknowledged:>6} {final.found:>6} "
+            f"{final.lost:>4} {final.duplicated:>3} {final.orphans:>7} {final.staged:>6}  "
             "(queue drained, stopped cleanly)"
         )
         for problem in final.problems:
@@ -68,6 +83,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--min", type=float, default=0.2, help="least seconds before a kill")
     parser.add_argument("--max", type=float, default=4.0, help="most seconds before a kill")
+    parser.add_argument("--points", default="anywhere", help="kill points, taken in turn")
     args = parser.parse_args()
     summary = []
     database = None
@@ -80,7 +96,8 @@ def main() -> None:
                 continue
             database = database or TestDatabase()
             url = database.new_store_url()
-        rounds = run(name, url, args.kills, args.seed, args.min, args.max)
+        points = [POINTS[point] for point in args.points.split(",")]
+        rounds = run(name, url, args.kills, args.seed, (args.min, args.max), points)
         kills, final = rounds[:-1], rounds[-1]
         restarts = [r.restart_seconds for r in kills]
         summary.append(
