@@ -13,8 +13,9 @@ timed test.
     python bench/chaos.py [--kills 20] [--stores sqlite,files,postgresql] [--seed 1]
                           [--min 0.2] [--max 4.0] [--points anywhere,after-250,remote-250]
 
-Kill points (``--points``, taken in turn): ``anywhere`` kills when the wait ends (mid-DATA or
-mid-APPEND most often, sometimes mid group commit), ``after-250`` the moment an MX client reads
+Kill points (``--points``, taken in turn): ``anywhere`` kills when the wait ends (every kill so far
+found a DATA and an APPEND without their reply; whether a group commit was under way is not
+seen from outside), ``after-250`` the moment an MX client reads
 a 250 after DATA, ``remote-250`` while the smart host holds a queue delivery's 250.
 """
 

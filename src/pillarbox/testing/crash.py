@@ -83,7 +83,7 @@ class Step(enum.IntEnum):
 class KillPoint(enum.Enum):
     """When :meth:`Chaos.round` kills, after its wait."""
 
-    ANYWHERE = "anywhere"  # at once: most often mid-DATA or mid-APPEND, sometimes mid-commit
+    ANYWHERE = "anywhere"  # at once: with a DATA and an APPEND in flight (a commit, maybe)
     AFTER_250 = "after 250"  # the moment an MX client reads a 250 after DATA
     REMOTE_250 = "remote 250"  # while the smart host holds a delivery's 250: it is retried
 
