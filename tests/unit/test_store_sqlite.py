@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 
 from pillarbox.errors import ConfigError, QuotaExceeded, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.mail.parse import parse_message
-from pillarbox.store.blobs import BlobMode, FileBlobStore, blob_id_of
+from pillarbox.store.blobs import STAGED_MAX_AGE, BlobMode, FileBlobStore, blob_id_of
 from pillarbox.store.feed import ChangeHub
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
@@ -542,14 +545,74 @@ def test_file_blob_store_refuses_foreign_paths(tmp_path: Path) -> None:
     from pillarbox.errors import NotFound
 
     files = FileBlobStore(tmp_path)
-    files.prepare()
+    files.prepare(time.time())
     for bad in ("../x", "A" * 64, "0" * 63, "/etc/passwd"):
         with pytest.raises(NotFound):
             files.path_of(bad)
     staged = files.stage(blob_id_of(b"x"), b"x")
     leftover = staged.tmp_path
-    files.prepare()  # a restart removes what a crash left in tmp/
+    files.prepare(time.time() + STAGED_MAX_AGE + 1)  # a restart removes what a crash left
     assert not leftover.exists()
+
+
+def test_opening_the_store_keeps_what_another_process_staged(tmp_path: Path) -> None:
+    """A ``pillarbox`` command opens the store while the server runs: the file the server has
+    just staged for a delivery (fsync'd, not yet renamed into place) must survive it, else the
+    delivery fails at publishing."""
+    server = FileBlobStore(tmp_path)
+    server.prepare(time.time())
+    staged = server.stage(blob_id_of(b"x"), b"x")
+    FileBlobStore(tmp_path).prepare(time.time())  # the command's store opening
+    server.publish(staged)
+    assert server.read(blob_id_of(b"x")) == b"x"
+
+
+def test_opening_the_store_removes_what_a_dead_process_staged(tmp_path: Path) -> None:
+    """A killed server's staged files go at the next start, however young."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    files = FileBlobStore(tmp_path)
+    files.prepare(time.time())
+    leftover = tmp_path / "tmp" / f"{blob_id_of(b'x')}.{dead.pid}.0123456789abcdef"
+    leftover.write_bytes(b"x")
+    files.prepare(time.time())
+    assert not leftover.exists()
+
+
+async def test_opening_the_store_removes_orphan_blob_files(tmp_path: Path) -> None:
+    """Files a crash left without a row (published by a transaction that never committed, or
+    freed by one that committed just before the unlink) are removed after the next open; files
+    with rows stay."""
+    blob_dir = tmp_path / "b"
+
+    def new_store() -> SqliteStore:
+        return SqliteStore(tmp_path / "db.sqlite3", blob_mode=BlobMode.FILES, blob_dir=blob_dir)
+
+    store = new_store()
+    await store.open()
+    try:
+        await store.add_domain(DOMAIN)
+        account = await store.add_account(f"a@{DOMAIN}", "h")
+        inbox = await store.get_mailbox(account.id, INBOX)
+        raw, info = make_message(1)
+        kept = (await store.append(inbox.id, raw, info)).record.blob_id
+    finally:
+        await store.close()
+    orphans = [blob_id_of(b"orphan %d" % n) for n in range(5)]
+    for orphan in orphans:
+        (blob_dir / orphan[:2]).mkdir(exist_ok=True)
+        (blob_dir / orphan[:2] / orphan).write_bytes(b"left by a crash")
+    store = new_store()
+    await store.open()
+    try:
+        for _ in range(500):
+            if not any((blob_dir / o[:2] / o).exists() for o in orphans):
+                break
+            await asyncio.sleep(0.01)
+        assert [o for o in orphans if (blob_dir / o[:2] / o).exists()] == []
+        assert await store.read_blob(kept) == raw
+    finally:
+        await store.close()
 
 
 # -- open_store ------------------------------------------------------------------------------------

@@ -33,17 +33,23 @@ configuration choice (``sqlite:...?blobs=files``), not a code fork.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pillarbox.errors import NotFound, StorageError
 
 _BLOB_ID = re.compile(r"[0-9a-f]{64}")
+
+#: Seconds after which a staged file nobody published is a crash's leftover: staging and
+#: publishing are a write-queue wait apart (milliseconds, seconds under load), never this long.
+STAGED_MAX_AGE = 3600.0
 
 
 class BlobMode(enum.StrEnum):
@@ -79,11 +85,40 @@ class FileBlobStore:
         self._root = root
         self._tmp = root / "tmp"
 
-    def prepare(self) -> None:
-        """Create the directory layout; remove temporaries a crash left behind."""
+    def prepare(self, now: float) -> None:
+        """Create the directory layout; remove temporaries a crash left behind.
+
+        Not another live process's: a ``pillarbox`` command opens the store beside the server,
+        and a file the server staged may be about to be published. So a file goes when the
+        process named in it is gone, or (a process of another PID namespace, a reused PID)
+        once it is older than :data:`STAGED_MAX_AGE`."""
         self._tmp.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                owner = _staging_pid(leftover.name)
+                if (owner is not None and not _alive(owner)) or (
+                    leftover.stat().st_mtime < now - STAGED_MAX_AGE
+                ):
+                    leftover.unlink(missing_ok=True)
+
+    def shards(self) -> list[str]:
+        """The two-digit prefixes that have a directory."""
+        return sorted(p.name for p in self._root.glob("[0-9a-f][0-9a-f]") if p.is_dir())
+
+    def remove_unknown(self, shard: str, known: Callable[[str, str], set[str]]) -> int:
+        """Remove the files of one shard that ``known(low, high)`` (the blob ids in the store
+        between ``low`` inclusive and ``high`` exclusive) does not list; how many went.
+
+        Such files are orphans a crash left: published by a transaction that never committed,
+        or freed by one that committed just before the process died, before the unlink. The
+        caller holds the store's write lock, under which alone blobs are published, so no file
+        can be between its rename and its row's commit meanwhile."""
+        removed = 0
+        names = {p.name for p in (self._root / shard).iterdir() if is_blob_id(p.name)}
+        for name in names - known(shard, shard + "g"):  # "g" sorts after every hex digit
+            self.path_of(name).unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def path_of(self, blob_id: str) -> Path:
         if not is_blob_id(blob_id):
@@ -92,7 +127,7 @@ class FileBlobStore:
 
     def stage(self, blob_id: str, raw: bytes) -> StagedBlob:
         """Write ``raw`` to a fresh temporary file and fsync it."""
-        tmp_path = self._tmp / f"{blob_id}.{secrets.token_hex(8)}"
+        tmp_path = self._tmp / f"{blob_id}.{os.getpid()}.{secrets.token_hex(8)}"
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(raw)
@@ -146,3 +181,21 @@ class FileBlobStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _staging_pid(name: str) -> int | None:
+    """The PID in a staged file's name (``<sha256>.<pid>.<random>``), if it has one."""
+    parts = name.split(".")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # this process's own (a store reopened in-process)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True

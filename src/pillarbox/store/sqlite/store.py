@@ -41,6 +41,7 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -307,6 +308,7 @@ class SqliteStore:
             self._files = FileBlobStore(blob_dir or path.with_name(path.name + ".blobs"))
         self._hub = ChangeHub()
         self._writer: GroupCommitWriter | None = None
+        self._orphan_sweep: asyncio.Task[None] | None = None
         self._checkpointer: Checkpointer | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
@@ -367,8 +369,42 @@ class SqliteStore:
         self._readers = ThreadPoolExecutor(
             max_workers=self._limits.readers, thread_name_prefix="pillarbox-sqlite-read"
         )
+        if self._files is not None:
+            self._orphan_sweep = asyncio.create_task(self._remove_orphan_files(self._files))
+
+    async def _remove_orphan_files(self, files: FileBlobStore) -> None:
+        """Remove the blob files a crash left without a row (see
+        :meth:`FileBlobStore.remove_unknown`), one shard per write so that deliveries go on
+        meanwhile; in the background, and cut short by :meth:`close` (a command's short life
+        leaves the rest to the server's next start)."""
+
+        def shard_sweep(shard: str) -> Callable[[sqlite3.Connection, WriteEffects], int]:
+            def op(conn: sqlite3.Connection, fx: WriteEffects) -> int:
+                def known(low: str, high: str) -> set[str]:
+                    rows = conn.execute(
+                        "SELECT sha256 FROM blobs WHERE sha256 >= ? AND sha256 < ?", (low, high)
+                    )
+                    return {sha for (sha,) in rows}
+
+                return files.remove_unknown(shard, known)
+
+            return op
+
+        removed = 0
+        try:
+            for shard in await run_blocking(files.shards):
+                removed += await self._write(shard_sweep(shard))
+        except (StorageError, OSError) as exc:
+            _log.warning("orphan blob files not swept", error=str(exc))
+        if removed:
+            _log.info("orphan blob files removed", count=removed)
 
     async def close(self) -> None:
+        sweep, self._orphan_sweep = self._orphan_sweep, None
+        if sweep is not None:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
         writer, self._writer = self._writer, None
         readers, self._readers = self._readers, None
         if writer is None or readers is None:
@@ -441,7 +477,7 @@ class SqliteStore:
     def _prepare_files(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._files is not None:
-            self._files.prepare()
+            self._files.prepare(time.time())  # file ages: the real clock, not a test's
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
