@@ -1,0 +1,121 @@
+"""The web request clock's framing (:mod:`pillarbox.net.requestclock`) against h11's, the
+parser uvicorn reads the same bytes with: for any stream of requests h11 reads, cut anywhere,
+the clock is in the same phase with the same deadline after every piece as a clock driven by
+h11 itself (the clock's earlier implementation, kept here as the oracle)."""
+
+from __future__ import annotations
+
+import h11
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pillarbox.net.requestclock import MAX_HEAD, Phase, RequestClock
+
+
+class H11Clock:
+    """The phase and deadline, read by feeding h11 and answering each request with an empty
+    404 so that it reads the next one (a 2xx would accept a CONNECT's switch of protocols,
+    which this app never answers so)."""
+
+    def __init__(self) -> None:
+        self.parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.clock = clock()  # for its deadline arithmetic only: its phase is set from here
+
+    def received(self, data: bytes, now: float) -> None:
+        c = self.clock
+        if c.phase is Phase.UNTIMED or not data:
+            return
+        if c.phase is Phase.BETWEEN:
+            c.phase, c._started = Phase.HEAD, now
+        c._last = now
+        self.parser.receive_data(data)
+        try:
+            while c.phase is not Phase.UNTIMED:
+                event = self.parser.next_event()
+                if event is h11.NEED_DATA:
+                    return
+                if isinstance(event, h11.Request):
+                    c.phase, c._started, c._body_bytes = Phase.BODY, now, 0
+                elif isinstance(event, h11.Data):
+                    c._body_bytes += len(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self.parser.send(
+                        h11.Response(status_code=404, headers=[("content-length", "0")])
+                    )
+                    self.parser.send(h11.EndOfMessage())
+                    if self.parser.our_state is not h11.DONE:
+                        c.phase = Phase.UNTIMED
+                        return
+                    self.parser.start_next_cycle()
+                    pending = bool(self.parser.trailing_data[0])
+                    c.phase, c._started = (Phase.HEAD if pending else Phase.BETWEEN), now
+                else:
+                    c.phase = Phase.UNTIMED
+        except h11.ProtocolError:
+            c.phase = Phase.UNTIMED
+
+
+def clock() -> RequestClock:
+    return RequestClock(0.0, head_timeout=10.0, body_timeout=5.0, body_min_rate=100)
+
+
+@st.composite
+def request(draw: st.DrawFn) -> bytes:
+    eol = draw(st.sampled_from([b"\r\n", b"\n"]))
+    version = draw(st.sampled_from([b"1.1", b"1.1", b"1.1", b"1.0"]))
+    method = draw(st.sampled_from([b"GET", b"POST", b"PUT", b"CONNECT"]))
+    fields = [b"Host: example.org", b"User-Agent: x/1"]
+    body = b""
+    framing = draw(st.sampled_from(["none", "length", "chunked", "both"]))
+    data = draw(st.binary(max_size=300))
+    if framing in ("length", "both"):
+        spaces = draw(st.sampled_from([b"", b" ", b"\t "]))
+        value = str(len(data)).encode()
+        value = draw(st.sampled_from([value, value + b", " + value]))
+        fields.append(b"content-LENGTH:" + spaces + value + spaces)
+        body = data
+    if framing in ("chunked", "both"):
+        fields.append(b"Transfer-Encoding: " + draw(st.sampled_from([b"chunked", b"Chunked "])))
+        body = b""
+        cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=4)))
+        for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            if end > start:
+                ext = draw(st.sampled_from([b"", b";name=value", b" "]))
+                body += f"{end - start:x}".encode() + ext + b"\r\n" + data[start:end] + b"\r\n"
+        body += b"0\r\n" + draw(st.sampled_from([b"", b"Trailer: x\r\n", b"T: y\n"])) + eol
+    if draw(st.booleans()):
+        fields.append(draw(st.sampled_from([b"Connection: keep-alive", b"connection: Close"])))
+    if draw(st.booleans()):
+        fields.append(b"X-Folded: one" + eol + b"\ttwo")  # RFC 9112 §5.2 obs-fold
+    if draw(st.booleans()):
+        fields.append(b"Upgrade: h2c")
+    head = method + b" /p?q=1 HTTP/" + version + eol
+    return head + b"".join(field + eol for field in fields) + eol + body
+
+
+@given(
+    requests=st.lists(request(), min_size=1, max_size=4),
+    cuts=st.lists(st.integers(0, 2000), max_size=8),
+)
+def test_the_clock_frames_requests_as_h11_does(requests: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(requests)
+    ours, theirs = clock(), H11Clock()
+    points = sorted({cut % (len(stream) + 1) for cut in cuts} | {len(stream)})
+    start = 0
+    for now, end in enumerate(points, start=1):
+        ours.received(stream[start:end], float(now))
+        theirs.received(stream[start:end], float(now))
+        start = end
+        assert (ours.phase, ours.deadline()) == (theirs.clock.phase, theirs.clock.deadline())
+
+
+@given(st.binary(max_size=200), st.integers(0, 200))
+def test_any_bytes_h11_still_reads_are_timed_as_h11_times_them(data: bytes, cut: int) -> None:
+    """Whatever the bytes: as long as h11 has not given up on them (then uvicorn answers 400
+    and closes, whatever the clock says), the clock agrees with it."""
+    ours, theirs = clock(), H11Clock()
+    for now, piece in enumerate((data[:cut], data[cut:]), start=1):
+        ours.received(piece, float(now))
+        theirs.received(piece, float(now))
+    if theirs.clock.phase is not Phase.UNTIMED:
+        assert (ours.phase, ours.deadline()) == (theirs.clock.phase, theirs.clock.deadline())
