@@ -95,12 +95,17 @@ def request(draw: st.DrawFn) -> bytes:
 
 @given(
     requests=st.lists(request(), min_size=1, max_size=4),
-    cuts=st.lists(st.integers(0, 2000), max_size=8),
+    cuts=st.lists(st.integers(0, 2000), max_size=12),
+    step=st.integers(7, 400),
 )
-def test_the_clock_frames_requests_as_h11_does(requests: list[bytes], cuts: list[int]) -> None:
+def test_the_clock_frames_requests_as_h11_does(
+    requests: list[bytes], cuts: list[int], step: int
+) -> None:
+    """The stream cut at random places and every ``step`` bytes (segments as TCP gives)."""
     stream = b"".join(requests)
     ours, theirs = clock(), H11Clock()
-    points = sorted({cut % (len(stream) + 1) for cut in cuts} | {len(stream)})
+    every = set(range(step, len(stream), step))
+    points = sorted({cut % (len(stream) + 1) for cut in cuts} | every | {len(stream)})
     start = 0
     for now, end in enumerate(points, start=1):
         ours.received(stream[start:end], float(now))

@@ -47,3 +47,10 @@ def test_what_cannot_follow_is_not_timed() -> None:
     malformed = clock()
     malformed.received(b"\x00\x01 nonsense\r\n\r\n", 1.0)
     assert closing.deadline() is None and malformed.deadline() is None
+
+
+def test_a_head_pipelined_behind_a_body_is_timed_from_the_body_end() -> None:
+    c = clock()
+    c.received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n", 1.0)
+    c.received(b"abGET / HTT", 2.0)
+    assert (c.phase, c.deadline()) == (Phase.HEAD, 12.0)

@@ -117,7 +117,7 @@ class RequestClock:
             if self._chunked:
                 self._next = _Next.CHUNK_END
             else:
-                self._request_read(now)
+                self._request_read(now, pipelined=taken < len(data))
         return data[taken:]
 
     def _read_lines(self, now: float) -> bytes:
@@ -135,7 +135,7 @@ class RequestClock:
                 if self._next is _Next.HEAD:
                     self._head_read(block, now)
                 else:
-                    self._request_read(now)
+                    self._request_read(now, pipelined=bool(self._buffer))
             else:
                 line = self._line()
                 if line is None:
@@ -213,7 +213,7 @@ class RequestClock:
         if self._left or self._chunked:
             self._next = _Next.DATA if self._left else _Next.CHUNK_SIZE
         else:
-            self._request_read(now)
+            self._request_read(now, pipelined=bool(self._buffer))
 
     def _frame(self, version: bytes, fields: list[list[bytes]]) -> None:
         """Body length and whether another request may follow, from the framing fields."""
@@ -239,14 +239,14 @@ class RequestClock:
         # RFC 9112 §9.3: HTTP/1.1 persists unless "close"; h11 never keeps HTTP/1.0 alive.
         self._follows = b"close" not in _tokens(values.get(b"connection", [])) and version >= b"1.1"
 
-    def _request_read(self, now: float) -> None:
-        """The request is all in: the next one's head is timed from now if it has begun
-        (pipelined), from its first byte otherwise; none can follow a close or an upgrade."""
+    def _request_read(self, now: float, *, pipelined: bool) -> None:
+        """The request is all in: the next one's head is timed from now if its bytes came
+        with this one's (``pipelined``), from its first byte otherwise; none follows a close."""
         self._next = _Next.HEAD
         if not self._follows:
             self.phase = Phase.UNTIMED
             return
-        self.phase, self._started = (Phase.HEAD if self._buffer else Phase.BETWEEN), now
+        self.phase, self._started = (Phase.HEAD if pipelined else Phase.BETWEEN), now
 
     def deadline(self) -> float | None:
         """When the client is late with what it is sending (None: nothing is timed now)."""
