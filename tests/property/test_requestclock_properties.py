@@ -1,58 +1,15 @@
 """The web request clock's framing (:mod:`pillarbox.net.requestclock`) against h11's, the
 parser uvicorn reads the same bytes with: for any stream of requests h11 reads, cut anywhere,
 the clock is in the same phase with the same deadline after every piece as a clock driven by
-h11 itself (the clock's earlier implementation, kept here as the oracle)."""
+h11 itself (:mod:`pillarbox.testing.h11clock`)."""
 
 from __future__ import annotations
 
-import h11
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pillarbox.net.requestclock import MAX_HEAD, Phase, RequestClock
-
-
-class H11Clock:
-    """The phase and deadline, read by feeding h11 and answering each request with an empty
-    404 so that it reads the next one (a 2xx would accept a CONNECT's switch of protocols,
-    which this app never answers so)."""
-
-    def __init__(self) -> None:
-        self.parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.clock = clock()  # for its deadline arithmetic only: its phase is set from here
-
-    def received(self, data: bytes, now: float) -> None:
-        c = self.clock
-        if c.phase is Phase.UNTIMED or not data:
-            return
-        if c.phase is Phase.BETWEEN:
-            c.phase, c._started = Phase.HEAD, now
-        c._last = now
-        self.parser.receive_data(data)
-        try:
-            while c.phase is not Phase.UNTIMED:
-                event = self.parser.next_event()
-                if event is h11.NEED_DATA:
-                    return
-                if isinstance(event, h11.Request):
-                    c.phase, c._started, c._body_bytes = Phase.BODY, now, 0
-                elif isinstance(event, h11.Data):
-                    c._body_bytes += len(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    self.parser.send(
-                        h11.Response(status_code=404, headers=[("content-length", "0")])
-                    )
-                    self.parser.send(h11.EndOfMessage())
-                    if self.parser.our_state is not h11.DONE:
-                        c.phase = Phase.UNTIMED
-                        return
-                    self.parser.start_next_cycle()
-                    pending = bool(self.parser.trailing_data[0])
-                    c.phase, c._started = (Phase.HEAD if pending else Phase.BETWEEN), now
-                else:
-                    c.phase = Phase.UNTIMED
-        except h11.ProtocolError:
-            c.phase = Phase.UNTIMED
+from pillarbox.net.requestclock import Phase, RequestClock
+from pillarbox.testing.h11clock import H11Clock
 
 
 def clock() -> RequestClock:
@@ -103,7 +60,7 @@ def test_the_clock_frames_requests_as_h11_does(
 ) -> None:
     """The stream cut at random places and every ``step`` bytes (segments as TCP gives)."""
     stream = b"".join(requests)
-    ours, theirs = clock(), H11Clock()
+    ours, theirs = clock(), H11Clock(clock())
     every = set(range(step, len(stream), step))
     points = sorted({cut % (len(stream) + 1) for cut in cuts} | every | {len(stream)})
     start = 0
@@ -118,7 +75,7 @@ def test_the_clock_frames_requests_as_h11_does(
 def test_any_bytes_h11_still_reads_are_timed_as_h11_times_them(data: bytes, cut: int) -> None:
     """Whatever the bytes: as long as h11 has not given up on them (then uvicorn answers 400
     and closes, whatever the clock says), the clock agrees with it."""
-    ours, theirs = clock(), H11Clock()
+    ours, theirs = clock(), H11Clock(clock())
     for now, piece in enumerate((data[:cut], data[cut:]), start=1):
         ours.received(piece, float(now))
         theirs.received(piece, float(now))

@@ -54,3 +54,14 @@ def test_a_head_pipelined_behind_a_body_is_timed_from_the_body_end() -> None:
     c.received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n", 1.0)
     c.received(b"abGET / HTT", 2.0)
     assert (c.phase, c.deadline()) == (Phase.HEAD, 12.0)
+
+
+def test_a_trailer_is_read_the_same_however_it_is_cut() -> None:
+    """Found by fuzz/request_clock.py: a trailer's first read beginning with a control byte
+    was refused as a request line would be, where the same bytes in one read were not."""
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    whole, cut = clock(), clock()
+    whole.received(head + b"\rX: 1\r\n\r\n", 1.0)
+    cut.received(head + b"\rX", 1.0)
+    cut.received(b": 1\r\n\r\n", 1.0)
+    assert (cut.phase, cut.deadline()) == (whole.phase, whole.deadline()) == (Phase.BETWEEN, None)

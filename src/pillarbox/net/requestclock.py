@@ -164,8 +164,10 @@ class RequestClock:
                     return b""
         match = _BLANK_LINE.search(buffer, self._searched)
         if match is None:
-            if len(buffer) > MAX_HEAD or (buffer and buffer[0] < 0x21):
-                raise _Malformed  # too long; a request line starts with a method (h11)
+            if len(buffer) > MAX_HEAD:
+                raise _Malformed
+            if self._next is _Next.HEAD and buffer and buffer[0] < 0x21:
+                raise _Malformed  # a request line starts with a method (h11)
             self._searched = max(0, len(buffer) - 2)
             return None
         block = bytes(buffer[: match.end()])
