@@ -65,3 +65,17 @@ def test_a_trailer_is_read_the_same_however_it_is_cut() -> None:
     cut.received(head + b"\rX", 1.0)
     cut.received(b": 1\r\n\r\n", 1.0)
     assert (cut.phase, cut.deadline()) == (whole.phase, whole.deadline()) == (Phase.BETWEEN, None)
+
+
+def test_connect_and_upgrade_requests_stay_timed() -> None:
+    """uvicorn (no WebSocket library here) answers them like any other request and reads the
+    next one; the h11 reading took a CONNECT for a switch of protocols and stopped timing,
+    so a CONNECT first left the connection's later heads and bodies untimed."""
+    for head in (
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+    ):
+        c = clock()
+        c.received(head, 1.0)
+        c.received(b"GET / HTTP/1.1\r\n", 2.0)
+        assert (c.phase, c.deadline()) == (Phase.HEAD, 12.0)
