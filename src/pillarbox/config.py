@@ -174,8 +174,8 @@ class SqliteSection:
     )
     directory_ttl_ms: int = _f(
         1000,
-        "How long kept lookups (accounts, aliases, settings, spam evidence) are reused: "
-        "another process's changes (the command line) are seen after this; 0: off.",
+        "How long kept lookups (accounts, aliases, settings, ended web sessions, spam evidence) "
+        "are reused: another process's changes (the command line) are seen after this; 0: off.",
     )
     directory_entries: int = _f(10_000, "Most names (and pieces of spam evidence) kept.")
     spam_cache_tokens: int = _f(
@@ -206,8 +206,9 @@ class PostgresSection:
     )
     directory_ttl_ms: int = _f(
         1000,
-        "How long kept lookups (accounts, aliases, settings, spam evidence) are reused when "
-        "no notification says otherwise (a lost LISTEN connection, a foreign writer); 0: off.",
+        "How long kept lookups (accounts, aliases, settings, ended web sessions, spam evidence) "
+        "are reused when no notification says otherwise (a lost LISTEN connection, a foreign "
+        "writer); 0: off.",
     )
     directory_entries: int = _f(10_000, "Most names (and pieces of spam evidence) kept.")
 

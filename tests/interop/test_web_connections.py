@@ -192,3 +192,17 @@ def test_a_slow_honest_body_and_a_live_stream_are_not_cut(tmp_path: Path) -> Non
                     break
             assert comments >= 4
         session.close()
+
+
+def test_a_slow_head_after_a_connect_request_is_closed(tmp_path: Path) -> None:
+    """uvicorn answers CONNECT like any request and reads the next one on the connection; the
+    request clock, reading with h11, took it for a switch of protocols and stopped timing, so
+    a CONNECT first let a later head trickle for ever."""
+    with served(tmp_path, request_head_timeout=1.0) as live, idle(live, "http") as sock:
+        sock.sendall(b"CONNECT mx.test:443 HTTP/1.1\r\nHost: mx.test\r\n\r\n")
+        sock.settimeout(5)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 4"), first[:40]
+        sock.sendall(b"GET /login HTTP/1.1\r\n")
+        took = trickled_until_closed(sock, b"X-A: b\r\n", 0.2, 10)
+        assert took < 3

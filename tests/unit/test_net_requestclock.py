@@ -47,3 +47,35 @@ def test_what_cannot_follow_is_not_timed() -> None:
     malformed = clock()
     malformed.received(b"\x00\x01 nonsense\r\n\r\n", 1.0)
     assert closing.deadline() is None and malformed.deadline() is None
+
+
+def test_a_head_pipelined_behind_a_body_is_timed_from_the_body_end() -> None:
+    c = clock()
+    c.received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n", 1.0)
+    c.received(b"abGET / HTT", 2.0)
+    assert (c.phase, c.deadline()) == (Phase.HEAD, 12.0)
+
+
+def test_a_trailer_is_read_the_same_however_it_is_cut() -> None:
+    """Found by fuzz/request_clock.py: a trailer's first read beginning with a control byte
+    was refused as a request line would be, where the same bytes in one read were not."""
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    whole, cut = clock(), clock()
+    whole.received(head + b"\rX: 1\r\n\r\n", 1.0)
+    cut.received(head + b"\rX", 1.0)
+    cut.received(b": 1\r\n\r\n", 1.0)
+    assert (cut.phase, cut.deadline()) == (whole.phase, whole.deadline()) == (Phase.BETWEEN, None)
+
+
+def test_connect_and_upgrade_requests_stay_timed() -> None:
+    """uvicorn (no WebSocket library here) answers them like any other request and reads the
+    next one; the h11 reading took a CONNECT for a switch of protocols and stopped timing,
+    so a CONNECT first left the connection's later heads and bodies untimed."""
+    for head in (
+        b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+    ):
+        c = clock()
+        c.received(head, 1.0)
+        c.received(b"GET / HTTP/1.1\r\n", 2.0)
+        assert (c.phase, c.deadline()) == (Phase.HEAD, 12.0)

@@ -774,7 +774,12 @@ class Store(Protocol):
         """``NotFound`` unless the token exists *and* belongs to ``account_id``."""
 
     async def find_token(self, kind: TokenKind, digest: str) -> AccountToken | None:
-        """The token of that kind with that digest (a login by app password or API token)."""
+        """The token of that kind with that digest (a login by app password or API token).
+
+        The answers for :data:`~pillarbox.store.types.KEPT_TOKEN_KINDS` (an ended web session,
+        asked on every request) may come from memory: this store's own token writes are seen
+        at once, another node's once its notification arrives, and a write nobody announced
+        within ``cross_process_delay``."""
 
     # -- second factor (web login, RFC 6238) ---------------------------------------------------
     async def enable_totp(

@@ -907,6 +907,12 @@ class TokenKind(enum.Enum):
 
 #: The kinds a user issues, lists and revokes; the others are the server's own records.
 CREDENTIAL_KINDS = (TokenKind.APP_PASSWORD, TokenKind.API)
+#: The kinds whose lookups a store keeps in memory like the directory
+#: (:mod:`pillarbox.store.directorycache`; every write to tokens forgets them): an ended
+#: session is asked about on every request of every web session, and only by the digest of a
+#: signed session id, so a client cannot fill the cache with guesses (a login's app password
+#: or API token can be anything).
+KEPT_TOKEN_KINDS = frozenset({TokenKind.ENDED_SESSION})
 
 
 @dataclass(frozen=True, slots=True)

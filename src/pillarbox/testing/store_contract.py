@@ -89,6 +89,7 @@ from pillarbox.store.types import (
     SpecialUse,
     TlsReportPost,
     TlsSessionResult,
+    TokenKind,
     TotpEnrolment,
     data_etag,
 )
@@ -2666,6 +2667,37 @@ class StoreContract:
             SpamCounts(1, 0),
             {"hello": SpamCounts(3, 0)},
         )
+
+    async def test_ended_sessions_and_accounts_by_id_follow_every_write(
+        self, store_factory: StoreFactory, store: Store, account: Account
+    ) -> None:
+        """What a web request asks each time (is the session ended? whose is it?) may be
+        answered from memory, but a logout or a password change through this store is seen
+        at once, and through another (another node, the command line) once
+        :meth:`outlast_kept` (on PostgreSQL: once its notification arrived)."""
+        ended, by_id = TokenKind.ENDED_SESSION, store.get_account_by_id
+        assert await store.find_token(ended, "d1") is None
+        assert await by_id(account.id) == account
+        other = store_factory()
+        await other.open()
+        try:
+            await other.add_token(account.id, ended, "", "d1")
+            await other.set_password(account.id, "elsewhere", None)
+            await self.outlast_kept(store)
+            found = await store.find_token(ended, "d1")
+            assert found is not None and found.account_id == account.id
+            changed = await by_id(account.id)
+            assert changed is not None and changed.password_hash == "elsewhere"
+        finally:
+            await other.close()
+        assert await store.find_token(ended, "d2") is None
+        await store.add_token(account.id, ended, "", "d2")
+        assert await store.find_token(ended, "d2") is not None
+        await store.remove_token(account.id, found.id)
+        assert await store.find_token(ended, "d1") is None
+        await store.set_password(account.id, "here", None)
+        changed = await by_id(account.id)
+        assert changed is not None and changed.password_hash == "here"
 
     # -- Sieve scripts ---------------------------------------------------------------------------
     async def test_sieve_scripts_are_kept_by_name(self, store: Store, account: Account) -> None:

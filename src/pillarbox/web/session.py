@@ -12,7 +12,10 @@ Implementation notes:
   active user stays logged in and an idle one does not). Logging out records the session
   id (its digest, as an ``ended-session`` row of the account's tokens, in the shared store)
   and every later request with it is anonymous (:func:`.app.end_session`): replacing the
-  cookie in one browser would leave a copy of it good until it expired.
+  cookie in one browser would leave a copy of it good until it expired. Both checks are
+  answered from the store's kept lookups (``KEPT_TOKEN_KINDS``, the account by id): the
+  writing node forgets them at once, other nodes on their notification
+  (``docs/security.md`` gives the bounds).
 - **Sealed notices.** A message a redirect carries in the address it sends the browser to
   (an invitation's answer, a warning from sending) travels with an HMAC of the session id and
   the text, and is shown only when that holds (:func:`.app.sealed`).

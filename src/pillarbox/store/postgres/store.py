@@ -109,6 +109,7 @@ from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     DELIMITER,
     INBOX,
+    KEPT_TOKEN_KINDS,
     Account,
     AccountSettings,
     AccountToken,
@@ -715,7 +716,10 @@ class PostgresStore:
             )
             return _account(row) if row else None
 
-        return await self._read(query)
+        # Read by every web request of a session: kept like the directory.
+        return await self._directory.lookup(
+            ("account-id", str(account_id)), lambda: self._read(query)
+        )
 
     async def list_accounts(self, domain: str | None = None) -> list[Account]:
         async def query(conn: Conn) -> list[Account]:
@@ -2059,7 +2063,8 @@ class PostgresStore:
         return await self._write(
             lambda conn, _: accountdata.add_token(
                 conn, account_id, kind, label, digest, self._now()
-            )
+            ),
+            forget=_DIRECTORY,
         )
 
     async def list_tokens(
@@ -2068,10 +2073,18 @@ class PostgresStore:
         return await self._read(lambda conn: accountdata.list_tokens(conn, account_id, kind))
 
     async def remove_token(self, account_id: int, token_id: int) -> None:
-        await self._write(lambda conn, _: accountdata.remove_token(conn, account_id, token_id))
+        await self._write(
+            lambda conn, _: accountdata.remove_token(conn, account_id, token_id),
+            forget=_DIRECTORY,
+        )
 
     async def find_token(self, kind: TokenKind, digest: str) -> AccountToken | None:
-        return await self._read(lambda conn: accountdata.find_token(conn, kind, digest))
+        async def query(conn: Conn) -> AccountToken | None:
+            return await accountdata.find_token(conn, kind, digest)
+
+        if kind in KEPT_TOKEN_KINDS:
+            return await self._directory.lookup((kind.value, digest), lambda: self._read(query))
+        return await self._read(query)
 
     # -- second factor (see .accountdata) ---------------------------------------------------------
     async def enable_totp(

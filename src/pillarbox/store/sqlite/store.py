@@ -108,6 +108,7 @@ from pillarbox.store.types import (
     DEFAULT_MAILBOXES,
     DELIMITER,
     INBOX,
+    KEPT_TOKEN_KINDS,
     Account,
     AccountSettings,
     AccountToken,
@@ -710,7 +711,8 @@ class SqliteStore:
             ).fetchone()
             return _account(row) if row else None
 
-        return await self._read(query)
+        # Read by every web request of a session: kept like the directory.
+        return await self._read_directory(("account-id", str(account_id)), query)
 
     async def list_accounts(self, domain: str | None = None) -> list[Account]:
         def query(conn: sqlite3.Connection) -> list[Account]:
@@ -1939,7 +1941,7 @@ class SqliteStore:
     async def add_token(
         self, account_id: int, kind: TokenKind, label: str, digest: str
     ) -> AccountToken:
-        return await self._write(
+        return await self._write_directory(
             lambda conn, fx: webdata.add_token(conn, account_id, kind, label, digest, self._now())
         )
 
@@ -1949,10 +1951,17 @@ class SqliteStore:
         return await self._read(lambda conn: webdata.list_tokens(conn, account_id, kind))
 
     async def remove_token(self, account_id: int, token_id: int) -> None:
-        await self._write(lambda conn, fx: webdata.remove_token(conn, account_id, token_id))
+        await self._write_directory(
+            lambda conn, fx: webdata.remove_token(conn, account_id, token_id)
+        )
 
     async def find_token(self, kind: TokenKind, digest: str) -> AccountToken | None:
-        return await self._read(lambda conn: webdata.find_token(conn, kind, digest))
+        def query(conn: sqlite3.Connection) -> AccountToken | None:
+            return webdata.find_token(conn, kind, digest)
+
+        if kind in KEPT_TOKEN_KINDS:
+            return await self._read_directory((kind.value, digest), query)
+        return await self._read(query)
 
     # -- second factor (see .webdata) --------------------------------------------------------------
     async def enable_totp(
