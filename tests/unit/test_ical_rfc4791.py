@@ -23,6 +23,21 @@ ONE = event("one", "20250301T100000Z").encode()
 TODO = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
 
 
+#: An endless weekly series from the year 4050 and a second VEVENT of its UID without a
+#: RECURRENCE-ID in 2025 (fuzz/ical.py's finding, minimised).
+TWO_SERIES = event("x", "40500210T090000Z", extra="RRULE:FREQ=WEEKLY\r\n").replace(
+    "END:VCALENDAR",
+    "BEGIN:VEVENT\r\nUID:x\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250121T140000Z\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR",
+).encode()
+#: A second override of WEEKLY's moved instance.
+_MOVED_AGAIN = (
+    "BEGIN:VEVENT\r\nUID:weekly-1\r\nDTSTAMP:20250101T000000Z\r\n"
+    "RECURRENCE-ID;TZID=Europe/Paris:20250120T090000\r\n"
+    "DTSTART;TZID=Europe/Paris:20250122T090000\r\nDURATION:PT1H\r\nEND:VEVENT\r\n"
+)
+
+
 @pytest.mark.parametrize(
     ("body", "condition"),
     [
@@ -51,6 +66,13 @@ TODO = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\n
                 b"END:VCALENDAR",
                 b"BEGIN:VTODO\r\nUID:one\r\nEND:VTODO\r\nEND:VCALENDAR",
             ),
+            "valid-calendar-object-resource",
+        ),
+        # RFC 5545 §3.8.4.4: one series per UID, one override per instance (found by
+        # fuzz/ical.py: the library drops the second, the bounds counted it).
+        (TWO_SERIES, "valid-calendar-object-resource"),
+        (
+            WEEKLY.replace("END:VCALENDAR", _MOVED_AGAIN + "END:VCALENDAR").encode(),
             "valid-calendar-object-resource",
         ),
         (ONE.replace(b"VEVENT", b"VJOURNAL"), "supported-calendar-component"),
