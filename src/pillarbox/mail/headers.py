@@ -190,9 +190,10 @@ def raw_text(value: bytes) -> str:
 # "comment" (text without parentheses), "literal" ("[…]"), or the special character itself.
 _Token = tuple[str, str, bool]
 # Atoms include "." (RFC 5322 dot-atom, and obs-phrase allows "." in names), so "." never
-# needs to be a token of its own.
+# needs to be a token of its own. A domain literal (RFC 5322 §3.4.1) left open ends before
+# an angle bracket: "<1[@x> <a@b>" holds two ids, as the quick reading of ids finds.
 _TOKEN = re.compile(
-    r'([ \t\r\n]+)|"([^"\\]*(?:\\.[^"\\]*)*)"?|(\[[^\]]*\]?)|([<>,:;@])'
+    r'([ \t\r\n]+)|"([^"\\]*(?:\\.[^"\\]*)*)"?|(\[[^\]<>]*\]?)|([<>,:;@])'
     r'|([^ \t\r\n"()<>\[\],:;@]+)|(\()|(.)',
     re.S,
 )
