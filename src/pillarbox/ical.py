@@ -60,6 +60,10 @@ SLACK = timedelta(days=1)
 _ONCE = frozenset(
     {"UID", "DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID", "DTSTAMP", "VERSION"}
 )
+#: Characters no object holds: RFC 5545 §3.1 CONTROL but for CR and LF (the line ends; bare
+#: ones are read as such), and U+FFFE and U+FFFF, no characters of XML 1.0 either (§2.2), in
+#: which a REPORT carries the object (RFC 4791 §9.6).
+REFUSED_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 _FAR_PAST = datetime(1, 1, 2, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
 
@@ -87,10 +91,12 @@ def _calendar(data: bytes) -> icalendar.Calendar:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidObject("valid-calendar-data", "not UTF-8 text") from None
-    if "\x00" in text:
-        # RFC 5545 §3.1: no content line holds a control character but HTAB; NUL is the one
-        # a store cannot keep (PostgreSQL's text refuses it, and the UID is text).
-        raise InvalidObject("valid-calendar-data", "a NUL character")
+    refused = REFUSED_CHARACTERS.search(text)
+    if refused is not None:
+        # NUL is one a store cannot keep (PostgreSQL's text refuses it, and the UID is text);
+        # none can stand in an XML document: a REPORT's calendar-data holding one was a body
+        # no client could read.
+        raise InvalidObject("valid-calendar-data", f"the character {refused[0]!r}")
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
     except Exception as exc:

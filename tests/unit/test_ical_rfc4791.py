@@ -25,11 +25,15 @@ TODO = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\n
 
 #: An endless weekly series from the year 4050 and a second VEVENT of its UID without a
 #: RECURRENCE-ID in 2025 (fuzz/ical.py's finding, minimised).
-TWO_SERIES = event("x", "40500210T090000Z", extra="RRULE:FREQ=WEEKLY\r\n").replace(
-    "END:VCALENDAR",
-    "BEGIN:VEVENT\r\nUID:x\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250121T140000Z\r\n"
-    "END:VEVENT\r\nEND:VCALENDAR",
-).encode()
+TWO_SERIES = (
+    event("x", "40500210T090000Z", extra="RRULE:FREQ=WEEKLY\r\n")
+    .replace(
+        "END:VCALENDAR",
+        "BEGIN:VEVENT\r\nUID:x\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250121T140000Z\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR",
+    )
+    .encode()
+)
 #: A second override of WEEKLY's moved instance.
 _MOVED_AGAIN = (
     "BEGIN:VEVENT\r\nUID:weekly-1\r\nDTSTAMP:20250101T000000Z\r\n"
@@ -75,6 +79,11 @@ _MOVED_AGAIN = (
             WEEKLY.replace("END:VCALENDAR", _MOVED_AGAIN + "END:VCALENDAR").encode(),
             "valid-calendar-object-resource",
         ),
+        # RFC 5545 §3.1: no control character but HTAB (a form feed was kept, and every
+        # REPORT's calendar-data then was XML no client could read).
+        (ONE.replace(b"SUMMARY:Meeting", b"SUMMARY:a\x0cb"), "valid-calendar-data"),
+        (ONE.replace(b"SUMMARY:Meeting", b"SUMMARY:a\x1bb"), "valid-calendar-data"),
+        (ONE.replace(b"SUMMARY:Meeting", "SUMMARY:a\uffffb".encode()), "valid-calendar-data"),
         (ONE.replace(b"VEVENT", b"VJOURNAL"), "supported-calendar-component"),
         (ONE.replace(b"VEVENT", b"VFREEBUSY"), "supported-calendar-component"),
     ],

@@ -207,7 +207,8 @@ def test_form_fields_in_the_readers_zone() -> None:
         ({"start_date": "29/03/2026"}, "start date"),
         ({"end_time": "00:00"}, "ends before"),
         ({"title": "x" * 501}, "at most"),
-        ({"description": "a\x00b"}, "NUL"),
+        ({"description": "a\x00b"}, "control character"),
+        ({"location": "a\x1bb"}, "control character"),  # RFC 5545 §3.1
     ):
         with pytest.raises(UserError, match=reason):
             form_fields(form(**bad), paris)
