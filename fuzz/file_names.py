@@ -12,8 +12,9 @@ surrogates: metadata parsed before the cleaning). Asserted, beyond "no exception
 * the ``Content-Disposition`` built from any name is printable ASCII (a header value HTTP
   servers send); read back by our own parser it gives the name as the parser would have
   cleaned it; its ``filename*`` read by the email package (``get_filename``) is the name
-  (but for the blanks at its ends, which that package strips); its ASCII ``filename`` fallback alone reads back as itself (unless it looks like
-  RFC 2047 encoded words, which lenient readers decode);
+  (but for the blanks at its ends, which that package strips); its ASCII ``filename``
+  fallback alone reads back as itself (unless it looks like RFC 2047 encoded words, which
+  lenient readers decode);
 * the names the CLI saves a message's attachments under stay in the target directory: one
   path component, not empty, no ``/``, ``\\`` or control, not hidden (no leading ``.``), at
   most ``MAX_FILENAME`` bytes before a counter, distinct without regard to case.
@@ -118,7 +119,7 @@ def seeds() -> list[bytes]:
         b'\x00Content-Type: image/png; name="=?utf-8?q?=E2=80=A8evil=0A=2E=2E=5Cx.png?="',
         b'\x00Content-Type: text/plain\r\nContent-Disposition: inline; filename="a\\"b\\\\c"',
         b"\x00Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nbody",
-        "\x01r\u00e9sum\u00e9 \"final\".pdf\r\n\u2028x".encode(),
+        '\x01r\u00e9sum\u00e9 "final".pdf\r\n\u2028x'.encode(),
         b"\x01" + b"a" * 300 + b".tar.gz",
     ]
 

@@ -138,7 +138,8 @@ def seeds() -> list[bytes]:
         b"\x04\x01GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade"
         b"\r\n\r\n" + get,
         b"\x07\x01CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"\x00\x01GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+        b"\x00\x01GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3"
+        b"\r\n\r\nabc",
         b"\x02\x01\r\n\r\n" + get,
     ]
 
