@@ -39,6 +39,7 @@ from typing import cast
 
 import icalendar
 import recurring_ical_events
+from icalendar.parser import Contentlines
 from icalendar.prop import vBroken
 
 from pillarbox.caldavxml import (
@@ -97,6 +98,9 @@ def _calendar(data: bytes) -> icalendar.Calendar:
         # none can stand in an XML document: a REPORT's calendar-data holding one was a body
         # no client could read.
         raise InvalidObject("valid-calendar-data", f"the character {refused[0]!r}")
+    unmatched = _unmatched_end(text)
+    if unmatched is not None:
+        raise InvalidObject("valid-calendar-data", unmatched)
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
     except Exception as exc:
@@ -118,6 +122,29 @@ def _calendar(data: bytes) -> icalendar.Calendar:
     if calendar.get("VERSION") != "2.0":
         raise InvalidObject("valid-calendar-data", "VERSION:2.0 is required (RFC 5545 §3.7.4)")
     return calendar
+
+
+def _unmatched_end(text: str) -> str | None:
+    """Why the components do not nest (RFC 5545 §3.4, §3.6: each ``END`` names the component
+    its ``BEGIN`` opened); None when they do. The parser closes whatever is open at any END,
+    reading another structure than the text's: a VTIMEZONE closed by ``END:VEVENT`` was never
+    built, and written back (in a REPLY) it could not be read (found by fuzz/imip.py)."""
+    opened: list[str] = []
+    for line in Contentlines.from_ical(text):
+        if not line[:5].upper().startswith(("BEGIN", "END")):
+            continue
+        try:
+            name, _, value = line.parts()
+        except ValueError:
+            continue  # the parser says what is wrong with the line
+        name, value = name.upper(), value.upper()
+        if name == "BEGIN":
+            opened.append(value)
+        elif name == "END":
+            current = opened.pop() if opened else "nothing"
+            if current != value:
+                return f"END:{value[:40]} where {current[:40]} is open"
+    return None
 
 
 def check_timezone(data: bytes) -> None:

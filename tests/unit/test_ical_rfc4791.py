@@ -84,6 +84,8 @@ _MOVED_AGAIN = (
         (ONE.replace(b"SUMMARY:Meeting", b"SUMMARY:a\x0cb"), "valid-calendar-data"),
         (ONE.replace(b"SUMMARY:Meeting", b"SUMMARY:a\x1bb"), "valid-calendar-data"),
         (ONE.replace(b"SUMMARY:Meeting", "SUMMARY:a\uffffb".encode()), "valid-calendar-data"),
+        (WEEKLY.replace("END:VTIMEZONE", "END:VEVENT", 1).encode(), "valid-calendar-data"),
+        (ONE.replace(b"END:VCALENDAR", b"END:VEVENT\r\nEND:VCALENDAR"), "valid-calendar-data"),
         (ONE.replace(b"VEVENT", b"VJOURNAL"), "supported-calendar-component"),
         (ONE.replace(b"VEVENT", b"VFREEBUSY"), "supported-calendar-component"),
     ],

@@ -37,6 +37,27 @@ REQUEST = (
 )
 
 
+def test_a_request_whose_components_do_not_nest_is_unreadable() -> None:
+    """Found by fuzz/imip.py: a VTIMEZONE closed by ``END:VEVENT`` (RFC 5545 §3.4: an END
+    names what its BEGIN opened) was read, the parser never building the zone, and the
+    REPLY to it, writing the zone back with its own END, could not be read (by us or any
+    reader building zones): the organizer got an answer it could not apply."""
+    zone = (
+        b"BEGIN:VTIMEZONE\r\nTZID:Z\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n"
+        b"TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nDESCRIPTION:x\r\n"
+    )
+    unmatched = REQUEST.replace(b"BEGIN:VEVENT", zone + b"END:VEVENT\r\nBEGIN:VEVENT", 1)
+    with pytest.raises(ical.InvalidObject, match="END:VEVENT where VTIMEZONE is open"):
+        ical.read_invitation(unmatched)
+    matched = REQUEST.replace(
+        b"BEGIN:VEVENT",
+        zone.replace(b"DESCRIPTION:x\r\n", b"") + b"END:VTIMEZONE\r\nBEGIN:VEVENT",
+        1,
+    )
+    reply = ical.itip_reply(matched, "ann@example.org", "ACCEPTED", NOW)
+    assert ical.read_invitation(reply).method == "REPLY"
+
+
 def test_reply_has_the_properties_rfc5546_requires() -> None:
     data = ical.itip_reply(REQUEST, "ann@example.org", "TENTATIVE", NOW)
     reply = icalendar.Calendar.from_ical(data)
