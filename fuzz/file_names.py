@@ -64,7 +64,7 @@ def _check_disposition(name: str) -> None:
     assert header.isascii() and header.isprintable(), header
     cleaned = printable(name).strip() or None
     assert _read_back(header) == cleaned, (name, header)
-    fallback, extended = header.split("; filename*=", 1)
+    fallback, extended = header.rsplit("; filename*=", 1)  # the quoted fallback may hold one
     if name:
         # The email package prefers whichever comes first (RFC 6266 §4.3 wants filename*):
         # it is given the extended value alone, which carries the name as it is.
