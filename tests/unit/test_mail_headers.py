@@ -123,6 +123,9 @@ class TestMsgIds:
             # quote elsewhere in it took the general reading (a reply then lost the id).
             ('<1@x> <1[@x> <"q"@e.org>', ("1@x", "1[@x", "q@e.org")),
             ("<1@x> <1[@x> <q@e.org>", ("1@x", "1[@x", "q@e.org")),
+            # Found by fuzz/thread_keys.py: a bare id is one without brackets.
+            ('"<c@example.org>', ()),
+            ("x>y@z (c)", ()),
             ("bare@id", ("bare@id",)),
             ("two words", ()),
             ("", ()),

@@ -448,8 +448,12 @@ def parse_msg_ids(text: str, *, limit: int = 1000) -> tuple[str, ...]:
         elif kind != "comment":
             spaced = spaced or (space and bool(words))
             words.append(word)
-    if not ids and words and not spaced:
-        ids.append("".join(words))
+    bare = "".join(words)
+    if not ids and bare and not spaced and "<" not in bare and ">" not in bare:
+        # Only an id without brackets (found by fuzz/thread_keys.py: '"<c@x>', a quote
+        # left open, was kept as "<c@x>", and a reply's In-Reply-To, written <c@x>, read
+        # back as another id: the reply left the thread).
+        ids.append(bare)
     return tuple(ids)
 
 
