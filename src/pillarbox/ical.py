@@ -32,14 +32,14 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import cast
 
 import icalendar
 import recurring_ical_events
-from icalendar.parser import Contentlines
+from icalendar.parser.content_line import NEWLINE, UFOLD
 from icalendar.prop import vBroken
 
 from pillarbox.caldavxml import (
@@ -130,14 +130,15 @@ def _unmatched_end(text: str) -> str | None:
     reading another structure than the text's: a VTIMEZONE closed by ``END:VEVENT`` was never
     built, and written back (in a REPLY) it could not be read (found by fuzz/imip.py)."""
     opened: list[str] = []
-    for line in Contentlines.from_ical(text):
+    # The content lines as the parser cuts them (its unfolding and line ends).
+    for line in NEWLINE.split(UFOLD.sub("", text)):
         if not line[:5].upper().startswith(("BEGIN", "END")):
             continue
-        try:
-            name, _, value = line.parts()
-        except ValueError:
-            continue  # the parser says what is wrong with the line
-        name, value = name.upper(), value.upper()
+        head, colon, value = line.partition(":")
+        name = head.partition(";")[0].upper()
+        if not colon:
+            continue  # no content line: the parser says so
+        value = value.upper()
         if name == "BEGIN":
             opened.append(value)
         elif name == "END":
@@ -211,10 +212,33 @@ def _span(instance: icalendar.Component, zone: tzinfo = UTC) -> tuple[datetime, 
     return start, start if end is None else max(start, _utc(end, zone))
 
 
-def _instances(calendar: icalendar.Calendar, kind: str) -> Iterable[icalendar.Component]:
+def _walk(
+    calendar: icalendar.Component, kind: str, start: datetime, end: datetime, zone: tzinfo
+) -> Iterator[tuple[datetime, datetime, icalendar.Component]]:
+    """The instances overlapping ``[start, end)`` with their spans, earliest start first, as
+    the library's ``after`` gives them but walked in windows of our own. ``after`` halves
+    its window, down to 15 minutes, each time the window holds an instance, and an instance
+    overlapping every window (one lasting centuries) is in every one: it crossed the
+    centuries 15 minutes at a time (found by fuzz/ical.py: a PUT kept a worker for more than
+    minutes). Here a window doubles whenever it brings no new instance. A floating time is
+    read in the zone of the time it is asked about."""
     query = recurring_ical_events.of(calendar, components=(kind,), skip_bad_series=True)
-    instances: Iterable[icalendar.Component] = query.all()
-    return instances
+    seen: set[tuple[datetime, datetime, str]] = set()
+    window, low = timedelta(days=1), start
+    while low < end:
+        high = end if end - low <= window else low + window
+        fresh = []
+        for instance in query.between(low.astimezone(zone), high.astimezone(zone)):
+            begins, ends = _span(instance, zone)
+            key = (begins, ends, str(instance.get("RECURRENCE-ID", "")))
+            if key not in seen:
+                seen.add(key)
+                fresh.append((begins, ends, instance))
+        fresh.sort(key=lambda found: found[0])
+        yield from fresh
+        if not fresh:
+            window = min(window * 2, _FAR_FUTURE - _FAR_PAST)
+        low = high
 
 
 def _bounds(
@@ -231,9 +255,9 @@ def _bounds(
     )
     if infinite or _finite_instances(components, earliest) > max_instances:
         return earliest - SLACK, None
-    # A finite series: its instances, up to max_instances (the library's ``all`` costs about
-    # 0.2 ms an instance; its ``after`` far more).
-    spans = [_span(i) for i in itertools.islice(_instances(calendar, kind), max_instances + 1)]
+    # A finite series: its instances, up to max_instances (about 0.2 ms an instance).
+    walked = _walk(calendar, kind, earliest - SLACK, _FAR_FUTURE, UTC)
+    spans = [(b, e) for b, e, _ in itertools.islice(walked, max_instances + 1)]
     if not spans or len(spans) > max_instances:
         return earliest - SLACK, None
     return min(earliest, *(s for s, _ in spans)) - SLACK, max(e for _, e in spans) + SLACK
@@ -375,17 +399,11 @@ def _overlapping(
     earliest = _earliest(components, zone)
     if earliest is None:
         return
-    # The library walks from where it is asked to: never from before the series starts.
+    # The walk starts where it is asked to: never from before the series starts.
     start = max(wanted.start or earliest, earliest - SLACK)
     end = wanted.end or _FAR_FUTURE
-    query = recurring_ical_events.of(calendar, components=(kind,), skip_bad_series=True)
-    # ``after`` yields the instances ending after ``start``, earliest start first; a floating
-    # time is read in the zone of the time it is asked about.
-    for instance in query.after(start.astimezone(zone)):
-        instance_start, instance_end = _span(instance, zone)
-        if instance_start >= end:
-            return
-        if _meets(instance_start, instance_end, start, end):
+    for begins, ends, instance in _walk(calendar, kind, start, end, zone):
+        if _meets(begins, ends, start, end):
             yield instance
 
 

@@ -4,6 +4,7 @@ time ranges over recurrences, as tables."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -178,6 +179,26 @@ def test_endless_series_are_not_expanded_past_the_limit() -> None:
     far = TimeRange(utc("20990101T000000Z"), None)
     late = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", time_range=far),))
     assert ical.select([minutely], late, 1000) == [True]  # at once, not 39 million instances
+
+
+def test_an_instance_lasting_centuries_is_walked_past_at_once() -> None:
+    """Found by fuzz/ical.py: the recurrence library's ``after`` halves its window while it
+    finds an instance, and an instance lasting 3,000 years is in every window: a PUT walked
+    them 15 minutes at a time (a worker thread kept for hours). Minimised: an instance whose
+    RECURRENCE-ID names no instance of the series stands alone."""
+    data = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u\r\n"
+        b"DTSTART:20250106T090000Z\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:u\r\n"
+        b"RECURRENCE-ID;TZID=Nowhere/Else:20250120T090000\r\nDTSTART:20250121T140000Z\r\n"
+        b"DTEND:52200121T143000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    started = time.perf_counter()
+    info = ical.read_object(data, max_instances=100)
+    assert info.ends == utc("52200122T143000Z")  # the end, widened by a day
+    late = TimeRange(utc("30000101T000000Z"), None)
+    query = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", time_range=late),))
+    assert ical.select([data], query, 100) == [True]
+    assert time.perf_counter() - started < 5.0
 
 
 def test_time_range_edges_of_single_events() -> None:
