@@ -56,11 +56,15 @@ from pillarbox.davxml import text_matches
 COMPONENTS = ("VEVENT", "VTODO")
 #: How far an object's stored bounds are widened each way (floating times, dates: UTC±14h).
 SLACK = timedelta(days=1)
-#: RFC 5545 §3.6.1 and §3.6.2: properties a component has at most once (the ones this module
-#: and the recurrence library read).
+#: RFC 5545 §3.6.1, §3.6.2, §3.6.4 and §3.7: properties a component has at most once (the
+#: ones this module and the recurrence library read; ORGANIZER or SEQUENCE twice made an
+#: invitation's reading raise what the message page does not catch, found by fuzz/imip.py).
 _ONCE = frozenset(
-    {"UID", "DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID", "DTSTAMP", "VERSION"}
-)
+    {
+        "UID", "DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID", "DTSTAMP", "VERSION",
+        "ORGANIZER", "SEQUENCE", "SUMMARY", "LOCATION", "STATUS", "TRANSP", "METHOD",
+    }
+)  # fmt: skip
 #: Characters no object holds: RFC 5545 §3.1 CONTROL but for CR and LF (the line ends; bare
 #: ones are read as such), and U+FFFE and U+FFFF, no characters of XML 1.0 either (§2.2), in
 #: which a REPORT carries the object (RFC 4791 §9.6).

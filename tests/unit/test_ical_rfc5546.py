@@ -37,6 +37,19 @@ REQUEST = (
 )
 
 
+@pytest.mark.parametrize(
+    "twice",
+    [b"ORGANIZER;CN=Org:mailto:org@example.net\r\n", b"SEQUENCE:3\r\n", b"SUMMARY:Review\r\n"],
+)
+def test_a_property_given_twice_is_unreadable(twice: bytes) -> None:
+    """Found by fuzz/imip.py: two ORGANIZERs (or SEQUENCEs) are a list to the parser, and
+    reading the invitation raised AttributeError (TypeError), which the message page, catching
+    InvalidObject, let through.
+    RFC 5545 §3.6.1: each of these occurs at most once."""
+    with pytest.raises(ical.InvalidObject, match="more than once"):
+        ical.read_invitation(REQUEST.replace(twice, twice + twice, 1))
+
+
 def test_a_request_whose_components_do_not_nest_is_unreadable() -> None:
     """Found by fuzz/imip.py: a VTIMEZONE closed by ``END:VEVENT`` (RFC 5545 §3.4: an END
     names what its BEGIN opened) was read, the parser never building the zone, and the
