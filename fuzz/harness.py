@@ -71,9 +71,10 @@ def main(
         argv.insert(1, str(default))
         dirs = [str(default)]
     corpus = Path(dirs[0])
-    corpus.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        (corpus / ("seed-" + hashlib.sha1(seed).hexdigest())).write_bytes(seed)
+    if not corpus.is_file():  # a file is one input to run again (a finding): nothing to seed
+        corpus.mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            (corpus / ("seed-" + hashlib.sha1(seed).hexdigest())).write_bytes(seed)
     flags = {a.split("=", 1)[0] for a in argv if a.startswith("-")}
     if "-timeout" not in flags:
         argv.append("-timeout=20")  # libFuzzer's own hang detector, beyond SlowInput

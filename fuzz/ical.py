@@ -7,6 +7,7 @@ beyond "no exception" other than ``InvalidObject``, ``BadRequestBody``, ``Unsupp
 
 * an accepted object has a UID and a VEVENT or VTODO type, its bounds in order, and answers a
   time-range query (the recurrence expansion, bounded by ``max_instances``) without raising;
+  as a REPORT's ``calendar-data`` it is an XML document that reads back to the same text;
 * a parsed calendar-query's filter runs against a fixed recurring event without raising;
 * a parsed multiget's or query's ``calendar-data`` (narrowing, expand, limit-recurrence-set)
   renders that event without raising.
@@ -25,12 +26,13 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
+from xml.etree import ElementTree
 
 import atheris
 import harness
 
 with atheris.instrument_imports(include=["pillarbox"]):
-    from pillarbox import caldavxml, ical
+    from pillarbox import caldavxml, davxml, ical
     from pillarbox.caldavxml import CompFilter, TimeRange, UnsupportedFilter
     from pillarbox.davxml import BadRequestBody
     from pillarbox.testing.icalendars import WEEKLY
@@ -59,6 +61,10 @@ def check(data: bytes) -> None:
         except ical.InvalidObject:
             return
         assert info.uid and info.component in ical.COMPONENTS
+        # A REPORT's calendar-data carries the object as it is: it must be XML a client reads.
+        text = body.decode("utf-8")
+        document = davxml.document(davxml.element("{urn:ietf:params:xml:ns:caldav}x", text))
+        assert ElementTree.fromstring(document).text == text
         assert info.starts is None or info.ends is None or info.starts <= info.ends
         ical.select([body], CompFilter("VCALENDAR", comps=(_ANY_TIME,)), 200)
         # RFC 6638 §3.2.8 and §3.2.2.3 between two accepted versions (the fixed event's and

@@ -6,7 +6,8 @@ not UTF-8 before parsing); its last byte also picks a webmail edit. Asserted, be
 exception" (the reader never raises: a bad card is skipped with a reason):
 
 * each card read carries its text as received, which reads back alone to the same contact
-  and which a store can keep (no NUL: PostgreSQL's text refuses it);
+  and which a store can keep (no NUL: PostgreSQL's text refuses it) and a REPORT's
+  ``address-data`` carry (an XML document reading back to the same text);
 * a contact that passes the web layer's check (what the store keeps), written as vCard 4.0
   and 3.0, reads back to the same fields, and so does its kept card given a UID
   (``with_uid``, a CardDAV PUT without one);
@@ -16,12 +17,13 @@ exception" (the reader never raises: a bad card is skipped with a reason):
 from __future__ import annotations
 
 from dataclasses import replace
+from xml.etree import ElementTree
 
 import atheris
 import harness
 
 with atheris.instrument_imports(include=["pillarbox"]):
-    from pillarbox import vcard
+    from pillarbox import davxml, vcard
     from pillarbox.config import ContactsSection
     from pillarbox.errors import UserError
     from pillarbox.store.types import Contact
@@ -83,7 +85,13 @@ def check(data: bytes) -> None:
     for contact in parsed.contacts:
         assert contact.display_name or contact.emails, contact
         assert contact.card is not None and contact.card in text
-        assert "\x00" not in contact.card  # a store's text column (PostgreSQL) refuses NUL
+        # No NUL (a store's text column, PostgreSQL's, refuses it) nor anything else a
+        # REPORT's address-data (XML) cannot carry.
+        assert not vcard.REFUSED_CHARACTERS.search(contact.card), contact.card
+        document = davxml.document(
+            davxml.element("{urn:ietf:params:xml:ns:carddav}x", contact.card)
+        )
+        assert ElementTree.fromstring(document).text == contact.card
         assert _one(contact.card) == contact
         stored = _stored(contact)
         if stored is None:

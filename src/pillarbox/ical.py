@@ -32,13 +32,14 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import cast
 
 import icalendar
 import recurring_ical_events
+from icalendar.parser.content_line import NEWLINE, UFOLD
 from icalendar.prop import vBroken
 
 from pillarbox.caldavxml import (
@@ -55,11 +56,19 @@ from pillarbox.davxml import text_matches
 COMPONENTS = ("VEVENT", "VTODO")
 #: How far an object's stored bounds are widened each way (floating times, dates: UTC±14h).
 SLACK = timedelta(days=1)
-#: RFC 5545 §3.6.1 and §3.6.2: properties a component has at most once (the ones this module
-#: and the recurrence library read).
+#: RFC 5545 §3.6.1, §3.6.2, §3.6.4 and §3.7: properties a component has at most once (the
+#: ones this module and the recurrence library read; ORGANIZER or SEQUENCE twice made an
+#: invitation's reading raise what the message page does not catch, found by fuzz/imip.py).
 _ONCE = frozenset(
-    {"UID", "DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID", "DTSTAMP", "VERSION"}
-)
+    {
+        "UID", "DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID", "DTSTAMP", "VERSION",
+        "ORGANIZER", "SEQUENCE", "SUMMARY", "LOCATION", "STATUS", "TRANSP", "METHOD",
+    }
+)  # fmt: skip
+#: Characters no object holds: RFC 5545 §3.1 CONTROL but for CR and LF (the line ends; bare
+#: ones are read as such), and U+FFFE and U+FFFF, no characters of XML 1.0 either (§2.2), in
+#: which a REPORT carries the object (RFC 4791 §9.6).
+REFUSED_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 _FAR_PAST = datetime(1, 1, 2, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
 
@@ -87,10 +96,15 @@ def _calendar(data: bytes) -> icalendar.Calendar:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidObject("valid-calendar-data", "not UTF-8 text") from None
-    if "\x00" in text:
-        # RFC 5545 §3.1: no content line holds a control character but HTAB; NUL is the one
-        # a store cannot keep (PostgreSQL's text refuses it, and the UID is text).
-        raise InvalidObject("valid-calendar-data", "a NUL character")
+    refused = REFUSED_CHARACTERS.search(text)
+    if refused is not None:
+        # NUL is one a store cannot keep (PostgreSQL's text refuses it, and the UID is text);
+        # none can stand in an XML document: a REPORT's calendar-data holding one was a body
+        # no client could read.
+        raise InvalidObject("valid-calendar-data", f"the character {refused[0]!r}")
+    unmatched = _unmatched_end(text)
+    if unmatched is not None:
+        raise InvalidObject("valid-calendar-data", unmatched)
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
     except Exception as exc:
@@ -112,6 +126,30 @@ def _calendar(data: bytes) -> icalendar.Calendar:
     if calendar.get("VERSION") != "2.0":
         raise InvalidObject("valid-calendar-data", "VERSION:2.0 is required (RFC 5545 §3.7.4)")
     return calendar
+
+
+def _unmatched_end(text: str) -> str | None:
+    """Why the components do not nest (RFC 5545 §3.4, §3.6: each ``END`` names the component
+    its ``BEGIN`` opened); None when they do. The parser closes whatever is open at any END,
+    reading another structure than the text's: a VTIMEZONE closed by ``END:VEVENT`` was never
+    built, and written back (in a REPLY) it could not be read (found by fuzz/imip.py)."""
+    opened: list[str] = []
+    # The content lines as the parser cuts them (its unfolding and line ends).
+    for line in NEWLINE.split(UFOLD.sub("", text)):
+        if not line[:5].upper().startswith(("BEGIN", "END")):
+            continue
+        head, colon, value = line.partition(":")
+        name = head.partition(";")[0].upper()
+        if not colon:
+            continue  # no content line: the parser says so
+        value = value.upper()
+        if name == "BEGIN":
+            opened.append(value)
+        elif name == "END":
+            current = opened.pop() if opened else "nothing"
+            if current != value:
+                return f"END:{value[:40]} where {current[:40]} is open"
+    return None
 
 
 def check_timezone(data: bytes) -> None:
@@ -142,6 +180,14 @@ def read_object(data: bytes, max_instances: int) -> ObjectInfo:
         # RFC 4791 §4.1: every component of the resource has the same UID.
         raise InvalidObject("valid-calendar-object-resource", "expected one UID")
     (uid,) = uids
+    named = [c.decoded("RECURRENCE-ID", None) for c in components]
+    if len(set(named)) != len(named):
+        # RFC 5545 §3.8.4.4: the UID names one recurrence set, RECURRENCE-ID one instance of
+        # it. The expansion library keeps one component of each and drops the others, while
+        # the bounds and time-range checks here count them all: a dropped one starting long
+        # before the series had the library walk to it in windows of years (found by
+        # fuzz/ical.py: a REPORT on such an object took seconds).
+        raise InvalidObject("valid-calendar-object-resource", "an instance defined twice")
     try:
         starts, ends = _bounds(calendar, kind, components, max_instances)
     except Exception as exc:
@@ -170,10 +216,33 @@ def _span(instance: icalendar.Component, zone: tzinfo = UTC) -> tuple[datetime, 
     return start, start if end is None else max(start, _utc(end, zone))
 
 
-def _instances(calendar: icalendar.Calendar, kind: str) -> Iterable[icalendar.Component]:
+def _walk(
+    calendar: icalendar.Component, kind: str, start: datetime, end: datetime, zone: tzinfo
+) -> Iterator[tuple[datetime, datetime, icalendar.Component]]:
+    """The instances overlapping ``[start, end)`` with their spans, earliest start first, as
+    the library's ``after`` gives them but walked in windows of our own. ``after`` halves
+    its window, down to 15 minutes, each time the window holds an instance, and an instance
+    overlapping every window (one lasting centuries) is in every one: it crossed the
+    centuries 15 minutes at a time (found by fuzz/ical.py: a PUT, whose bounds were walked
+    so, kept a worker for hours). Here a window doubles whenever it brings no new instance.
+    A floating time is read in the zone of the time it is asked about."""
     query = recurring_ical_events.of(calendar, components=(kind,), skip_bad_series=True)
-    instances: Iterable[icalendar.Component] = query.all()
-    return instances
+    seen: set[tuple[datetime, datetime, str]] = set()
+    window, low = timedelta(days=1), start
+    while low < end:
+        high = end if end - low <= window else low + window
+        fresh = []
+        for instance in query.between(low.astimezone(zone), high.astimezone(zone)):
+            begins, ends = _span(instance, zone)
+            key = (begins, ends, str(instance.get("RECURRENCE-ID", "")))
+            if key not in seen:
+                seen.add(key)
+                fresh.append((begins, ends, instance))
+        fresh.sort(key=lambda found: found[0])
+        yield from fresh
+        if not fresh:
+            window = min(window * 2, _FAR_FUTURE - _FAR_PAST)
+        low = high
 
 
 def _bounds(
@@ -190,9 +259,10 @@ def _bounds(
     )
     if infinite or _finite_instances(components, earliest) > max_instances:
         return earliest - SLACK, None
-    # A finite series: its instances, up to max_instances (the library's ``all`` costs about
-    # 0.2 ms an instance; its ``after`` far more).
-    spans = [_span(i) for i in itertools.islice(_instances(calendar, kind), max_instances + 1)]
+    # A finite series: its instances (about 0.2 ms each), asked for at once: as few as
+    # COUNT and UNTIL allow, and no walk in windows (:func:`_walk`) to pass them.
+    query = recurring_ical_events.of(calendar, components=(kind,), skip_bad_series=True)
+    spans = [_span(i) for i in query.between(earliest - SLACK, _FAR_FUTURE)]
     if not spans or len(spans) > max_instances:
         return earliest - SLACK, None
     return min(earliest, *(s for s, _ in spans)) - SLACK, max(e for _, e in spans) + SLACK
@@ -334,17 +404,11 @@ def _overlapping(
     earliest = _earliest(components, zone)
     if earliest is None:
         return
-    # The library walks from where it is asked to: never from before the series starts.
+    # The walk starts where it is asked to: never from before the series starts.
     start = max(wanted.start or earliest, earliest - SLACK)
     end = wanted.end or _FAR_FUTURE
-    query = recurring_ical_events.of(calendar, components=(kind,), skip_bad_series=True)
-    # ``after`` yields the instances ending after ``start``, earliest start first; a floating
-    # time is read in the zone of the time it is asked about.
-    for instance in query.after(start.astimezone(zone)):
-        instance_start, instance_end = _span(instance, zone)
-        if instance_start >= end:
-            return
-        if _meets(instance_start, instance_end, start, end):
+    for begins, ends, instance in _walk(calendar, kind, start, end, zone):
+        if _meets(begins, ends, start, end):
             yield instance
 
 

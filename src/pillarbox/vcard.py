@@ -14,9 +14,9 @@ Implementation notes:
   (``item1.EMAIL``) are read as the bare property; every other property is only kept. Lines
   folded with a space or a tab, and ends of line CRLF or bare LF, are accepted.
 - **Bad cards are skipped, not fatal**: a card without ``END:VCARD``, with a line that is not
-  a content line or a NUL character, an unknown version, or nothing to keep (no name and no
-  address) is counted in :attr:`Parsed.skipped` with a reason, and reading goes on at the
-  next ``BEGIN:VCARD``.
+  a content line or a character of :data:`REFUSED_CHARACTERS`, an unknown version, or
+  nothing to keep (no name and no address) is counted in :attr:`Parsed.skipped` with a
+  reason, and reading goes on at the next ``BEGIN:VCARD``.
 - **Kept as received**: each card read carries its text as received (BEGIN to END line,
   folds and line ends as they were) in :attr:`Contact.card`; the store keeps it, CardDAV serves
   it and the export writes it, so what the fields do not hold (ADR, BDAY, PHOTO, TYPE and
@@ -42,6 +42,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 
 from pillarbox.store.types import Contact, data_etag
+
+#: Characters no card holds: controls but HTAB and the line ends (RFC 6350 §3.3: a value is
+#: WSP, VCHAR and non-ASCII), and U+FFFE and U+FFFF, no characters of XML 1.0 either (§2.2),
+#: in which a REPORT carries the card (RFC 6352 §10.4).
+REFUSED_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 #: RFC 6350 §3.2: "Lines of text SHOULD NOT be longer than 75 octets, excluding the line break."
 MAX_LINE_OCTETS = 75
@@ -244,10 +249,12 @@ def parse(text: str) -> Parsed:
             if isinstance(card, _BadCard):
                 raise card
             lines, received = card
-            if "\x00" in received:
-                # RFC 6350 §3.3: no content line holds a control character but HTAB; NUL is
-                # the one a store cannot keep (PostgreSQL's text refuses it).
-                raise _BadCard("a NUL character")
+            refused = REFUSED_CHARACTERS.search(received)
+            if refused is not None:
+                # NUL is one a store cannot keep (PostgreSQL's text refuses it); none can
+                # stand in an XML document: a REPORT's address-data holding one was a body
+                # no client could read.
+                raise _BadCard(f"the character {refused[0]!r}")
             contact = _card([_content_line(line) for line in lines])
             contacts.append(replace(contact, card=received))
         except _BadCard as exc:

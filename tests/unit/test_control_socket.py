@@ -48,6 +48,20 @@ async def test_wake_queue_unknown_command_and_overlong_line(
     assert control.wake_queue(tmp_path) == control.NOT_RUNNING
 
 
+async def test_the_longest_line_is_max_line_bytes_newline_included(tmp_path: Path) -> None:
+    """MAX_LINE counts the newline (found by fuzz/control_socket.py: a line of MAX_LINE
+    bytes before its newline was read and answered)."""
+    server = ControlSocket(lambda: None)
+    path = socket_path(tmp_path)
+    await server.start(path)
+    try:
+        longest = b"x" * (control.MAX_LINE - 1) + b"\n"
+        assert await exchange(path, longest) == b"error unknown command\n"
+        assert await exchange(path, b"x" * control.MAX_LINE + b"\n") == b""
+    finally:
+        await server.close()
+
+
 async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
     """A crash leaves the socket file behind; the next server listens on it anew."""
     path = socket_path(tmp_path)

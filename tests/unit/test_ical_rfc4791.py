@@ -4,6 +4,7 @@ time ranges over recurrences, as tables."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -21,6 +22,25 @@ def utc(text: str) -> datetime:
 ONE = event("one", "20250301T100000Z").encode()
 #: A to-do without dates.
 TODO = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+
+
+#: An endless weekly series from the year 4050 and a second VEVENT of its UID without a
+#: RECURRENCE-ID in 2025 (fuzz/ical.py's finding, minimised).
+TWO_SERIES = (
+    event("x", "40500210T090000Z", extra="RRULE:FREQ=WEEKLY\r\n")
+    .replace(
+        "END:VCALENDAR",
+        "BEGIN:VEVENT\r\nUID:x\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250121T140000Z\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR",
+    )
+    .encode()
+)
+#: A second override of WEEKLY's moved instance.
+_MOVED_AGAIN = (
+    "BEGIN:VEVENT\r\nUID:weekly-1\r\nDTSTAMP:20250101T000000Z\r\n"
+    "RECURRENCE-ID;TZID=Europe/Paris:20250120T090000\r\n"
+    "DTSTART;TZID=Europe/Paris:20250122T090000\r\nDURATION:PT1H\r\nEND:VEVENT\r\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -53,6 +73,20 @@ TODO = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTODO\r\nUID:t\r\nEND:VTODO\r\n
             ),
             "valid-calendar-object-resource",
         ),
+        # RFC 5545 §3.8.4.4: one series per UID, one override per instance (found by
+        # fuzz/ical.py: the library drops the second, the bounds counted it).
+        (TWO_SERIES, "valid-calendar-object-resource"),
+        (
+            WEEKLY.replace("END:VCALENDAR", _MOVED_AGAIN + "END:VCALENDAR").encode(),
+            "valid-calendar-object-resource",
+        ),
+        # RFC 5545 §3.1: no control character but HTAB (a form feed was kept, and every
+        # REPORT's calendar-data then was XML no client could read).
+        (ONE.replace(b"SUMMARY:Meeting", b"SUMMARY:a\x0cb"), "valid-calendar-data"),
+        (ONE.replace(b"SUMMARY:Meeting", b"SUMMARY:a\x1bb"), "valid-calendar-data"),
+        (ONE.replace(b"SUMMARY:Meeting", "SUMMARY:a\uffffb".encode()), "valid-calendar-data"),
+        (WEEKLY.replace("END:VTIMEZONE", "END:VEVENT", 1).encode(), "valid-calendar-data"),
+        (ONE.replace(b"END:VCALENDAR", b"END:VEVENT\r\nEND:VCALENDAR"), "valid-calendar-data"),
         (ONE.replace(b"VEVENT", b"VJOURNAL"), "supported-calendar-component"),
         (ONE.replace(b"VEVENT", b"VFREEBUSY"), "supported-calendar-component"),
     ],
@@ -145,6 +179,26 @@ def test_endless_series_are_not_expanded_past_the_limit() -> None:
     far = TimeRange(utc("20990101T000000Z"), None)
     late = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", time_range=far),))
     assert ical.select([minutely], late, 1000) == [True]  # at once, not 39 million instances
+
+
+def test_an_instance_lasting_centuries_is_walked_past_at_once() -> None:
+    """Found by fuzz/ical.py: the recurrence library's ``after`` halves its window while it
+    finds an instance, and an instance lasting 3,000 years is in every window: a PUT walked
+    them 15 minutes at a time (a worker thread kept for hours). Minimised: an instance whose
+    RECURRENCE-ID names no instance of the series stands alone."""
+    data = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u\r\n"
+        b"DTSTART:20250106T090000Z\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:u\r\n"
+        b"RECURRENCE-ID;TZID=Nowhere/Else:20250120T090000\r\nDTSTART:20250121T140000Z\r\n"
+        b"DTEND:52200121T143000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    started = time.perf_counter()
+    info = ical.read_object(data, max_instances=100)
+    assert info.ends == utc("52200122T143000Z")  # the end, widened by a day
+    late = TimeRange(utc("30000101T000000Z"), None)
+    query = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", time_range=late),))
+    assert ical.select([data], query, 100) == [True]
+    assert time.perf_counter() - started < 5.0
 
 
 def test_time_range_edges_of_single_events() -> None:

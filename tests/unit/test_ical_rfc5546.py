@@ -37,6 +37,40 @@ REQUEST = (
 )
 
 
+@pytest.mark.parametrize(
+    "twice",
+    [b"ORGANIZER;CN=Org:mailto:org@example.net\r\n", b"SEQUENCE:3\r\n", b"SUMMARY:Review\r\n"],
+)
+def test_a_property_given_twice_is_unreadable(twice: bytes) -> None:
+    """Found by fuzz/imip.py: two ORGANIZERs (or SEQUENCEs) are a list to the parser, and
+    reading the invitation raised AttributeError (TypeError), which the message page, catching
+    InvalidObject, let through.
+    RFC 5545 §3.6.1: each of these occurs at most once."""
+    with pytest.raises(ical.InvalidObject, match="more than once"):
+        ical.read_invitation(REQUEST.replace(twice, twice + twice, 1))
+
+
+def test_a_request_whose_components_do_not_nest_is_unreadable() -> None:
+    """Found by fuzz/imip.py: a VTIMEZONE closed by ``END:VEVENT`` (RFC 5545 §3.4: an END
+    names what its BEGIN opened) was read, the parser never building the zone, and the
+    REPLY to it, writing the zone back with its own END, could not be read (by us or any
+    reader building zones): the organizer got an answer it could not apply."""
+    zone = (
+        b"BEGIN:VTIMEZONE\r\nTZID:Z\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n"
+        b"TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nDESCRIPTION:x\r\n"
+    )
+    unmatched = REQUEST.replace(b"BEGIN:VEVENT", zone + b"END:VEVENT\r\nBEGIN:VEVENT", 1)
+    with pytest.raises(ical.InvalidObject, match="END:VEVENT where VTIMEZONE is open"):
+        ical.read_invitation(unmatched)
+    matched = REQUEST.replace(
+        b"BEGIN:VEVENT",
+        zone.replace(b"DESCRIPTION:x\r\n", b"") + b"END:VTIMEZONE\r\nBEGIN:VEVENT",
+        1,
+    )
+    reply = ical.itip_reply(matched, "ann@example.org", "ACCEPTED", NOW)
+    assert ical.read_invitation(reply).method == "REPLY"
+
+
 def test_reply_has_the_properties_rfc5546_requires() -> None:
     data = ical.itip_reply(REQUEST, "ann@example.org", "TENTATIVE", NOW)
     reply = icalendar.Calendar.from_ical(data)
@@ -207,7 +241,8 @@ def test_form_fields_in_the_readers_zone() -> None:
         ({"start_date": "29/03/2026"}, "start date"),
         ({"end_time": "00:00"}, "ends before"),
         ({"title": "x" * 501}, "at most"),
-        ({"description": "a\x00b"}, "NUL"),
+        ({"description": "a\x00b"}, "control character"),
+        ({"location": "a\x1bb"}, "control character"),  # RFC 5545 §3.1
     ):
         with pytest.raises(UserError, match=reason):
             form_fields(form(**bad), paris)

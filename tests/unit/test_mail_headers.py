@@ -118,6 +118,14 @@ class TestMsgIds:
             ("<a@b> <c@d>\t<e@f>", ("a@b", "c@d", "e@f")),
             ("<a@b> (comment) <c@d>", ("a@b", "c@d")),
             ('<"quoted"@b>', ("quoted@b",)),
+            ("<a@[192.0.2.1]> (c)", ("a@[192.0.2.1]",)),
+            # Found by fuzz/thread_keys.py: an open "[" read to the end of the value when a
+            # quote elsewhere in it took the general reading (a reply then lost the id).
+            ('<1@x> <1[@x> <"q"@e.org>', ("1@x", "1[@x", "q@e.org")),
+            ("<1@x> <1[@x> <q@e.org>", ("1@x", "1[@x", "q@e.org")),
+            # Found by fuzz/thread_keys.py: a bare id is one without brackets.
+            ('"<c@example.org>', ()),
+            ("x>y@z (c)", ()),
             ("bare@id", ("bare@id",)),
             ("two words", ()),
             ("", ()),

@@ -167,3 +167,12 @@ async def test_x_forwarded_fields() -> None:
     assert await seen(fields) == (("192.0.2.43", 0), "https")
     assert await seen({"X-Forwarded-For": "[2001:db8::5]:443"}) == (("2001:db8::5", 443), "http")
     assert await seen({"X-Forwarded-Proto": "gopher"}) == ((PROXY, 50000), "http")
+
+
+async def test_an_ipv6_zone_names_no_client() -> None:
+    """Found by fuzz/forwarded.py: Python reads any text after "%" as an IPv6 zone, and
+    ``2001:db8::1%<anything>`` became the scope's client (the logs', the login limits'),
+    the sender's text in it; a zone names an interface of the sender's host, no client."""
+    scoped = {"X-Forwarded-For": "2001:db8::1%x y=1"}
+    assert await seen(scoped) == ((PROXY, 50000), "http")
+    assert await seen({"X-Forwarded-For": "[fe80::1%eth0]:443"}) == ((PROXY, 50000), "http")

@@ -161,6 +161,8 @@ def test_angle() -> None:
         # reply wrote <quoted local@x>, which reads back as quotedlocal@x: out of the thread.
         (b'<"quoted local"@example.org>', b'<"quoted local"@example.org>'),
         (b'<"a\\\\b \\"c"@x>', b'<"a\\\\b \\"c"@x>'),
+        # Found by fuzz/thread_keys.py: the quoted id-left's leading blank was dropped.
+        (b'<" <1@x> q"@example.org>', b'<" <1@x> q"@example.org>'),
         # The email package wrote an id too long for a 78-character line as encoded words
         # (RFC 2047 §5 forbids them in a msg-id): a reply to a long Message-ID left the thread.
         (b"<" + b"x" * 90 + b"@example.org>", b"<" + b"x" * 90 + b"@example.org>"),

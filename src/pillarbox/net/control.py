@@ -66,8 +66,10 @@ class ControlSocket:
     async def start(self, path: Path) -> None:
         try:
             clear_stale_socket(str(path))
+            # A StreamReader's limit bounds the bytes before the separator (``readuntil``
+            # refuses a separator found past it): one less than MAX_LINE, newline included.
             self._server = await asyncio.start_unix_server(
-                self._serve, path=str(path), limit=MAX_LINE
+                self._serve, path=str(path), limit=MAX_LINE - 1
             )
             os.chmod(path, 0o600)
         except OSError as exc:

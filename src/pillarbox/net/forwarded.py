@@ -136,7 +136,12 @@ def x_forwarded_hops(for_values: Iterable[str], proto: str | None) -> list[Hop]:
         text = entry.strip()
         client: tuple[Address, int] | None
         try:
-            client = (ipaddress.ip_address(text), 0)
+            address = ipaddress.ip_address(text)
+            # An IPv6 zone ("%eth0") names an interface of the sender's host, no client, and
+            # Python keeps any text after the "%": the client's, into the scope and the logs
+            # (found by fuzz/forwarded.py). RFC 7239 §6 nodes have none either.
+            scoped = isinstance(address, ipaddress.IPv6Address) and address.scope_id
+            client = None if scoped else (address, 0)
         except ValueError:
             try:
                 client = parse_node(text)

@@ -233,8 +233,8 @@ def form_fields(form: FormData, zone: tzinfo) -> ical.EventFields:
         raise UserError(f"the title and the location are at most {MAX_TITLE} characters")
     if len(description) > MAX_TEXT:
         raise UserError(f"the description is at most {MAX_TEXT} characters")
-    if any("\x00" in text for text in (title, location, description)):
-        raise UserError("a field holds a NUL character")  # RFC 5545 §3.1: no control characters
+    if any(ical.REFUSED_CHARACTERS.search(text) for text in (title, location, description)):
+        raise UserError("a field holds a control character")  # RFC 5545 §3.1
     first = _form_date(form, "start_date")
     last = _form_date(form, "end_date") if field_text(form, "end_date").strip() else first
     if field_text(form, "all_day"):

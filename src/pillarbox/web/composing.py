@@ -290,9 +290,12 @@ def angle(message_id: str) -> str:
     for it, and the email package would write it as encoded words, which RFC 2047 §5
     forbids in a msg-id. So is one too long for a line (RFC 5322 §2.1.1), holding a line
     break, or whose id-right no quoting can carry."""
-    bare = message_id.strip(" \t")  # str.strip would take a leading \x1c off the id
-    if bare.startswith("<") and bare.endswith(">"):
-        bare = bare[1:-1]  # one pair: a bracket inside the id makes it one no field carries
+    bare = message_id
+    framed = message_id.strip(" \t")  # str.strip would take a leading \x1c off the id
+    if framed.startswith("<") and framed.endswith(">"):
+        bare = framed[1:-1]  # one pair: a bracket inside the id makes it one no field carries
+    # An id as parsed is kept with its blanks: a quoted id-left's (<" a"@x>) are its own
+    # (found by fuzz/thread_keys.py: " a@x" was written <a@x>, another id).
     if not bare or not bare.isascii() or len(bare) > _MAX_ID or _LINE_BREAKS.search(bare):
         return ""
     if _PLAIN_ID.fullmatch(bare):

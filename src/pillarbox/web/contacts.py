@@ -81,9 +81,13 @@ def checked_contact(limits: ContactsSection, contact: Contact) -> Contact:
     """``contact`` as stored — names and phones with runs of blanks made one, addresses
     normalised, duplicates dropped — or ``UserError`` saying what is wrong."""
     fields = (contact.uid, contact.display_name, contact.organization, contact.note)
-    if any("\x00" in text for text in (*fields, *contact.emails, *contact.phones)):
-        # PostgreSQL's text refuses NUL (and no vCard content line holds one, RFC 6350 §3.3).
-        raise UserError("a field holds a NUL character")
+    if any(
+        vcard.REFUSED_CHARACTERS.search(text)
+        for text in (*fields, *contact.emails, *contact.phones)
+    ):
+        # PostgreSQL's text refuses NUL; no vCard content line holds a control (RFC 6350
+        # §3.3), and a REPORT's address-data (XML) cannot.
+        raise UserError("a field holds a control character")
     name = " ".join(contact.display_name.split())
     organization = " ".join(contact.organization.split())
     note = contact.note.replace("\r\n", "\n").replace("\r", "\n").strip()
