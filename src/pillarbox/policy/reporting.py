@@ -10,7 +10,9 @@ Implementation notes:
   reports what was received before it. Evaluations left over from a period the server was down
   for widen the next report's ``begin`` rather than being dropped, so periods never overlap.
 - Evaluations are deleted once their reports are queued (or found to have nowhere to go); if
-  the sending account is missing, they are kept for the next run.
+  the sending account is missing, they are kept for the next run. Deleted by row, exactly
+  those counted: an evaluation is stamped when the message is judged and committed after, so
+  one stamped before a boundary can arrive after the report read the period.
 - **Destinations** (RFC 9990 §3.5, §4; RFC 9991 §5 for ``ruf``): only ``mailto:`` URIs. A
   URI whose host is outside the policy domain's organizational domain (by the PSL, whatever
   ``policy.dmarc_discovery`` says) needs the report consumer's consent,
@@ -39,7 +41,7 @@ from pillarbox.policy.dmarc import is_dmarc_text, organizational_domain, parse_r
 from pillarbox.policy.dmarcreport import AggregateReport, Reporter, build_reports, report_message
 from pillarbox.services import Services
 from pillarbox.store.interface import Store
-from pillarbox.store.types import Account
+from pillarbox.store.types import Account, DmarcObservation
 
 _SIZE = re.compile(r"!(\d+)([kmgt]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -132,10 +134,20 @@ async def pending_reports(
     store: Store, config: Config, end: int, *, domain: str | None = None
 ) -> list[AggregateReport]:
     """Reports of the evaluations received before ``end`` (only ``domain``'s if given)."""
-    until = datetime.fromtimestamp(end, UTC)
-    observations = await store.dmarc_observations(until)
+    return _reports(await _pending(store, end, domain), config, end)
+
+
+async def _pending(store: Store, end: int, domain: str | None) -> list[DmarcObservation]:
+    """The kept evaluations received before ``end`` (only ``domain``'s if given)."""
+    observations = await store.dmarc_observations(datetime.fromtimestamp(end, UTC))
     if domain is not None:
         observations = [o for o in observations if o.policy_domain == domain.lower()]
+    return observations
+
+
+def _reports(
+    observations: list[DmarcObservation], config: Config, end: int
+) -> list[AggregateReport]:
     if not observations:
         return []
     interval = config.dmarc_reports.interval
@@ -216,7 +228,8 @@ async def report_once(
 ) -> list[tuple[AggregateReport, list[str]]]:
     """Send every report due at boundary ``end`` (only ``domain``'s if given) and forget what
     they counted; returns each report and where it went."""
-    reports = await pending_reports(services.store, services.config, end, domain=domain)
+    observations = await _pending(services.store, end, domain)
+    reports = _reports(observations, services.config, end)
     if not reports:
         return []
     until = datetime.fromtimestamp(end, UTC)
@@ -228,7 +241,9 @@ async def report_once(
         Log("dmarc-reports").info("period already claimed", end=str(until), scope=scope)
         return []
     sent = await send_reports(services, reports, resolver)
-    await services.store.delete_dmarc_observations(until, domain.lower() if domain else None)
+    # The rows counted, by id: an evaluation stamped before ``end`` whose write committed after
+    # the read above (a message judged just before the boundary) waits for the next report.
+    await services.store.delete_dmarc_observations([o.id for o in observations])
     return sent
 
 

@@ -40,10 +40,14 @@ def row(o: DmarcObservation, received: object, dkim: object) -> tuple[object, ..
     )
 
 
+#: What a read selects: :data:`COLUMNS` and the row's id.
+READ = COLUMNS + ", id"
+
+
 def observation(
     values: Sequence[Any], received: datetime, dkim: Iterable[Sequence[str]]
 ) -> DmarcObservation:
-    """The observation a row in :data:`COLUMNS` order holds, ``received`` and ``dkim`` decoded."""
+    """The observation a row in :data:`READ` order holds, ``received`` and ``dkim`` decoded."""
     return DmarcObservation(
         received=received,
         policy_domain=values[1],
@@ -60,4 +64,5 @@ def observation(
         override=values[12],
         override_comment=values[13],
         discovery=values[14],
+        id=values[15],
     )

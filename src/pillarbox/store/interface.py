@@ -481,9 +481,10 @@ class Store(Protocol):
     async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
         """Every kept evaluation received before ``until``, oldest first."""
 
-    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
-        """Drop the evaluations received before ``until`` (they were reported), only those of
-        policy domain ``domain`` if given; returns how many."""
+    async def delete_dmarc_observations(self, ids: Sequence[int]) -> int:
+        """Drop the evaluations of these row ids (:attr:`DmarcObservation.id`: those a report
+        counted); returns how many. By id, not by time: an evaluation received before a
+        report's end but committed after the report read them waits for the next report."""
 
     # -- reports received about our domains (pillarbox.policy.receivedreports) ---------------
     async def add_received_report(self, report: ReceivedReport) -> bool:
@@ -534,8 +535,9 @@ class Store(Protocol):
     async def tls_results(self, until: datetime) -> list[TlsSessionResult]:
         """Every kept result recorded before ``until``, oldest first."""
 
-    async def delete_tls_results(self, until: datetime) -> int:
-        """Drop the results recorded before ``until`` (they were reported); returns how many."""
+    async def delete_tls_results(self, ids: Sequence[int]) -> int:
+        """Drop the results of these row ids (:attr:`TlsSessionResult.id`: those a report
+        counted); returns how many. By id, as :meth:`delete_dmarc_observations`."""
 
     async def add_tls_report_post(self, post: TlsReportPost) -> int:
         """Keep a report whose POST failed, for retries (RFC 8460 §5.5); returns its id."""

@@ -18,6 +18,8 @@ COLUMNS = (
     "receiving_mx, receiving_ip, sending_ip, failure_reason"
 )
 PLACEHOLDERS = 10
+#: What a read selects: :data:`COLUMNS` and the row's id.
+READ = COLUMNS + ", id"
 
 
 def row(
@@ -44,7 +46,7 @@ def result(
     policy_strings: Iterable[str],
     mx_patterns: Iterable[str],
 ) -> TlsSessionResult:
-    """The result a row in :data:`COLUMNS` order holds, its encoded columns decoded."""
+    """The result a row in :data:`READ` order holds, its encoded columns decoded."""
     return TlsSessionResult(
         recorded=recorded,
         policy_domain=values[1],
@@ -56,6 +58,7 @@ def result(
         receiving_ip=values[7],
         sending_ip=values[8],
         failure_reason=values[9],
+        id=values[10],
     )
 
 

@@ -13,7 +13,7 @@ import hashlib
 import secrets
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar, overload
 
@@ -1152,6 +1152,8 @@ class TlsSessionResult:
     sending_ip: str = ""
     #: §4.4 ``failure-reason-code``: the error text ("" on success).
     failure_reason: str = ""
+    #: The store's row (0 until stored): what a sent report forgets, and no part of its value.
+    id: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1206,6 +1208,8 @@ class DmarcObservation:
     override_comment: str = ""
     #: How the record was found: ``psl`` or ``treewalk`` (RFC 9990 §3.1.1.5).
     discovery: str = "psl"
+    #: The store's row (0 until stored): what a sent report forgets, and no part of its value.
+    id: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

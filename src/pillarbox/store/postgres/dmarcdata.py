@@ -5,6 +5,7 @@ backend; the DKIM results are a ``jsonb`` array of ``[domain, selector, result]`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import psycopg
@@ -27,19 +28,15 @@ async def record(conn: Conn, o: DmarcObservation) -> None:
 
 async def observations(conn: Conn, until: datetime) -> list[DmarcObservation]:
     cur = await conn.execute(
-        f"SELECT {dmarcrows.COLUMNS} FROM dmarc_observations "
+        f"SELECT {dmarcrows.READ} FROM dmarc_observations "
         "WHERE received < %s ORDER BY received, id",
         (until,),
     )
     return [dmarcrows.observation(row, row[0], row[10]) for row in await cur.fetchall()]
 
 
-async def delete(conn: Conn, until: datetime, domain: str | None) -> int:
-    cur = await conn.execute(
-        "DELETE FROM dmarc_observations WHERE received < %s "
-        "AND (%s::text IS NULL OR policy_domain = %s)",
-        (until, domain, domain),
-    )
+async def delete(conn: Conn, ids: Sequence[int]) -> int:
+    cur = await conn.execute("DELETE FROM dmarc_observations WHERE id = ANY(%s)", (list(ids),))
     return cur.rowcount
 
 

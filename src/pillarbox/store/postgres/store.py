@@ -1677,8 +1677,8 @@ class PostgresStore:
     async def tls_results(self, until: datetime) -> list[TlsSessionResult]:
         return await self._read(lambda conn: tlsdata.results(conn, until))
 
-    async def delete_tls_results(self, until: datetime) -> int:
-        return await self._write(lambda conn, _: tlsdata.delete(conn, until))
+    async def delete_tls_results(self, ids: Sequence[int]) -> int:
+        return await self._write(lambda conn, _: tlsdata.delete(conn, ids))
 
     async def add_tls_report_post(self, post: TlsReportPost) -> int:
         return await self._write(lambda conn, _: tlsdata.add_post(conn, post))
@@ -2331,8 +2331,8 @@ class PostgresStore:
     async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
         return await self._read(lambda conn: dmarcdata.observations(conn, until))
 
-    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
-        return await self._write(lambda conn, _: dmarcdata.delete(conn, until, domain))
+    async def delete_dmarc_observations(self, ids: Sequence[int]) -> int:
+        return await self._write(lambda conn, _: dmarcdata.delete(conn, ids))
 
     async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:
         return await self._write(lambda conn, _: dmarcdata.claim_run(conn, period_end, scope, node))

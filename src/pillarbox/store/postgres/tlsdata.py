@@ -5,6 +5,7 @@ as in :mod:`.dmarcdata`; the string lists are ``jsonb`` arrays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from psycopg.types.json import Jsonb
@@ -24,14 +25,14 @@ async def record(conn: Conn, r: TlsSessionResult) -> None:
 
 async def results(conn: Conn, until: datetime) -> list[TlsSessionResult]:
     cur = await conn.execute(
-        f"SELECT {tlsrows.COLUMNS} FROM tls_results WHERE recorded < %s ORDER BY recorded, id",
+        f"SELECT {tlsrows.READ} FROM tls_results WHERE recorded < %s ORDER BY recorded, id",
         (until,),
     )
     return [tlsrows.result(row, row[0], row[3], row[4]) for row in await cur.fetchall()]
 
 
-async def delete(conn: Conn, until: datetime) -> int:
-    cur = await conn.execute("DELETE FROM tls_results WHERE recorded < %s", (until,))
+async def delete(conn: Conn, ids: Sequence[int]) -> int:
+    cur = await conn.execute("DELETE FROM tls_results WHERE id = ANY(%s)", (list(ids),))
     return cur.rowcount
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.store import dmarcrows
 from pillarbox.store.types import DmarcObservation
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Row ids a DELETE names at once (SQLite's bound on a statement's variables is 32,766).
+_IDS_PER_DELETE = 500
 MICROSECOND = timedelta(microseconds=1)
 
 
@@ -33,8 +36,7 @@ def record(conn: sqlite3.Connection, o: DmarcObservation) -> None:
 
 def observations(conn: sqlite3.Connection, until: datetime) -> list[DmarcObservation]:
     rows = conn.execute(
-        f"SELECT {dmarcrows.COLUMNS} FROM dmarc_observations "
-        "WHERE received < ? ORDER BY received, id",
+        f"SELECT {dmarcrows.READ} FROM dmarc_observations WHERE received < ? ORDER BY received, id",
         (microseconds(until),),
     )
     return [
@@ -43,17 +45,21 @@ def observations(conn: sqlite3.Connection, until: datetime) -> list[DmarcObserva
     ]
 
 
-def delete(conn: sqlite3.Connection, until: datetime, domain: str | None) -> int:
-    if domain is None:
+def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> int:
+    return delete_rows(conn, "dmarc_observations", ids)
+
+
+def delete_rows(conn: sqlite3.Connection, table: str, ids: Sequence[int]) -> int:
+    """Delete the rows of ``table`` (a name of this module's callers, never input) by id, a
+    bounded number of ids a statement; how many went."""
+    removed = 0
+    for start in range(0, len(ids), _IDS_PER_DELETE):
+        chunk = ids[start : start + _IDS_PER_DELETE]
         cursor = conn.execute(
-            "DELETE FROM dmarc_observations WHERE received < ?", (microseconds(until),)
+            f"DELETE FROM {table} WHERE id IN ({', '.join('?' * len(chunk))})", tuple(chunk)
         )
-    else:
-        cursor = conn.execute(
-            "DELETE FROM dmarc_observations WHERE received < ? AND policy_domain = ?",
-            (microseconds(until), domain),
-        )
-    return cursor.rowcount
+        removed += cursor.rowcount
+    return removed
 
 
 def claim_run(conn: sqlite3.Connection, period_end: datetime, scope: str, node: str) -> bool:

@@ -2194,8 +2194,8 @@ class SqliteStore:
     async def dmarc_observations(self, until: datetime) -> list[DmarcObservation]:
         return await self._read(lambda conn: dmarcdata.observations(conn, until))
 
-    async def delete_dmarc_observations(self, until: datetime, domain: str | None = None) -> int:
-        return await self._write(lambda conn, fx: dmarcdata.delete(conn, until, domain))
+    async def delete_dmarc_observations(self, ids: Sequence[int]) -> int:
+        return await self._write(lambda conn, fx: dmarcdata.delete(conn, ids))
 
     async def claim_dmarc_report_run(self, period_end: datetime, scope: str, node: str) -> bool:
         return await self._write(
@@ -2239,8 +2239,8 @@ class SqliteStore:
     async def tls_results(self, until: datetime) -> list[TlsSessionResult]:
         return await self._read(lambda conn: tlsdata.results(conn, until))
 
-    async def delete_tls_results(self, until: datetime) -> int:
-        return await self._write(lambda conn, fx: tlsdata.delete(conn, until))
+    async def delete_tls_results(self, ids: Sequence[int]) -> int:
+        return await self._write(lambda conn, fx: tlsdata.delete(conn, ids))
 
     async def add_tls_report_post(self, post: TlsReportPost) -> int:
         return await self._write(lambda conn, fx: tlsdata.add_post(conn, post))

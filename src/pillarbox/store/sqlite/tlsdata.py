@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 
 from pillarbox.store import tlsrows
-from pillarbox.store.sqlite.dmarcdata import EPOCH, MICROSECOND, microseconds
+from pillarbox.store.sqlite.dmarcdata import EPOCH, MICROSECOND, delete_rows, microseconds
 from pillarbox.store.types import TlsReportPost, TlsSessionResult
 
 
@@ -26,7 +27,7 @@ def record(conn: sqlite3.Connection, r: TlsSessionResult) -> None:
 
 def results(conn: sqlite3.Connection, until: datetime) -> list[TlsSessionResult]:
     rows = conn.execute(
-        f"SELECT {tlsrows.COLUMNS} FROM tls_results WHERE recorded < ? ORDER BY recorded, id",
+        f"SELECT {tlsrows.READ} FROM tls_results WHERE recorded < ? ORDER BY recorded, id",
         (microseconds(until),),
     )
     return [
@@ -35,10 +36,8 @@ def results(conn: sqlite3.Connection, until: datetime) -> list[TlsSessionResult]
     ]
 
 
-def delete(conn: sqlite3.Connection, until: datetime) -> int:
-    return conn.execute(
-        "DELETE FROM tls_results WHERE recorded < ?", (microseconds(until),)
-    ).rowcount
+def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> int:
+    return delete_rows(conn, "tls_results", ids)
 
 
 def add_post(conn: sqlite3.Connection, p: TlsReportPost) -> int:
