@@ -88,7 +88,19 @@ def test_postfix_retries_a_greylisted_message_and_it_is_delivered(
         context=postfix.log,
     )
     assert stored.endswith(b"Hello after a retry.\r\n")
-    log = postfix.log()
+
+    # Postfix logs the delivery once it has read our 250, which can be after the message is
+    # visible in the store: wait for the line rather than read the log once.
+    def sent_log() -> str:
+        text = postfix.log()
+        return text if "status=sent" in text else ""
+
+    log = wait_for(
+        sent_log,
+        "Postfix's log of the retry's delivery",
+        timeout=WAIT,
+        context=postfix.log,
+    )
     # The first attempt was deferred at RCPT with our reply, the retry sent.
     deferred = re.search(r"status=deferred \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: (.*)\)", log)
     assert deferred is not None, log
