@@ -115,6 +115,8 @@ def test_wildcard_certificate_through_our_own_dns_server(
         # A name outside the wildcard's one label is not covered.
         with pytest.raises(ssl.SSLCertVerificationError):
             presented_certificate(server.port("imaps"), pebble.root_pem, f"a.b.{DOMAIN}")
+        # The attempt's outcome is written after the certificate is in place.
+        wait_for(lambda: "result" in AcmeFiles.of(config).read_status(), "status.json", timeout=10)
         assert AcmeFiles.of(config).read_status()["result"] == "ok"
         config_path = tmp_path / "pillarbox.toml"
         config_path.write_text(cfg.render_toml(config))

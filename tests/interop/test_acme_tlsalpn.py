@@ -252,5 +252,7 @@ def test_pebble_validates_tls_alpn_01_and_the_listener_then_presents_the_certifi
         agreed, cert, answer = handshake(https_port, ["h2", "http/1.1"], root_pem=pebble.root_pem)
         assert agreed is None and cert.serial_number == manager.facts.serial
         assert answer.startswith(b"HTTP/1.1 ")
-        status = AcmeFiles.of(server.config).read_status()
-        assert status["result"] == "ok"
+        # The attempt's outcome is written after the certificate is in place.
+        files = AcmeFiles.of(server.config)
+        wait_for(lambda: "result" in files.read_status(), "status.json", timeout=10)
+        assert files.read_status()["result"] == "ok"

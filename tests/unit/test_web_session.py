@@ -50,6 +50,19 @@ def test_expiry_and_refresh() -> None:
     assert refreshed.sid == session.sid and c.decode(c.encode(refreshed), NOW + 150) is not None
 
 
+def test_the_announced_end_is_a_whole_second_the_server_already_refuses() -> None:
+    """The pages' script says "ended" at :meth:`ends`; a form sent then must be refused, so
+    the end is rounded up, never down (rounded down, a session issued at .9 of a second
+    outlived its announced end by 0.9 s, and a Send clicked then went out)."""
+    c = codec(ttl=16)
+    for issued in (NOW, NOW + 0.1, NOW + 0.9):
+        session = c.login(1, "h", issued)
+        ends = c.ends(session)
+        assert isinstance(ends, int)
+        assert c.decode(c.encode(session), ends) is None
+        assert c.decode(c.encode(session), ends - 1.0) is not None
+
+
 def test_csrf_token_is_bound_to_the_session() -> None:
     c = codec()
     one, two = c.anonymous(NOW), c.anonymous(NOW)

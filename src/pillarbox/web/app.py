@@ -172,7 +172,7 @@ class Web:
             csrf=self.codec.csrf_token(session),
             # For the warning before the session ends: when (this response's cookie says it
             # when it refreshes one), and the server's clock, which the browser's may not keep.
-            session_ends=int(self.codec.ends(issued)),
+            session_ends=self.codec.ends(issued),
             server_now=int(time.time()),
             me=account,
             limits=self.limits,
@@ -308,7 +308,7 @@ class Guard:
         (:data:`ENDS_COOKIE`, for the pages' script)."""
         tail = f"; Path=/; SameSite=Lax; Max-Age={int(self.codec.ttl)}"
         tail += "; Secure" if secure else ""
-        ends = int(self.codec.ends(session))
+        ends = self.codec.ends(session)
         return [
             f"{COOKIE}={self.codec.encode(session)}; HttpOnly{tail}",
             f"{ENDS_COOKIE}={ends}{tail}",

@@ -43,6 +43,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 from dataclasses import dataclass, replace
@@ -183,9 +184,11 @@ class SessionCodec:
             sid, float(issued), account_id, str(fingerprint), pending_account, pending_since
         )
 
-    def ends(self, session: Session) -> float:
-        """When ``session`` ends unless it is refreshed first (:meth:`decode` refuses it)."""
-        return session.issued + self.ttl
+    def ends(self, session: Session) -> int:
+        """The first whole second at which :meth:`decode` refuses ``session`` unless it is
+        refreshed first. Rounded up, not down: the pages' script says the session has ended
+        at this second, and a form sent then must meet a server that agrees."""
+        return math.floor(session.issued + self.ttl) + 1
 
     def needs_refresh(self, session: Session, now: float) -> bool:
         return now - session.issued > self.ttl / 2

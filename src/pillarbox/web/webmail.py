@@ -283,7 +283,7 @@ async def stay_signed_in(request: Request) -> Response:
     session = app.codec.refreshed(request.state.session, datetime.now(UTC).timestamp())
     request.state.issue_cookie = session
     if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse({"ends": int(app.codec.ends(session))})
+        return JSONResponse({"ends": app.codec.ends(session)})
     return redirect(next_target(field_text(form, "return_to", "/mail")))
 
 
