@@ -189,6 +189,38 @@ async def test_version_42_never_reuses_a_report_row_id(tmp_path: Path) -> None:
     assert "tls_results_recorded" in str(plans[1])
 
 
+async def test_data_directories_sharing_a_database_share_its_lock(tmp_path: Path) -> None:
+    """Two data directories naming one absolute database file (one through a symlink): one
+    server between them, and no migration under it from the other."""
+    database = tmp_path / "shared" / "mail.sqlite3"
+    (tmp_path / "link").symlink_to(tmp_path / "shared")
+    server = open_store(f"sqlite://{database}", tmp_path / "a", serving=True)
+    await server.open()
+    try:
+        elsewhere = f"sqlite://{tmp_path / 'link' / 'mail.sqlite3'}"
+        with pytest.raises(StoreInUse) as refused:
+            await open_store(elsewhere, tmp_path / "b", serving=True).open()
+        assert str(refused.value).endswith(
+            f"runs on the database {tmp_path / 'link' / 'mail.sqlite3'}: stop it first, "
+            "or give this one a database of its own"
+        )
+        reader = open_store(elsewhere, tmp_path / "b")  # no migration to do: runs beside it
+        await reader.open()
+        await reader.close()
+        conn = sqlite3.connect(database, isolation_level=None)
+        latest = MIGRATIONS[-1].version  # as if the server were the version before
+        conn.execute("DELETE FROM schema_version WHERE version = ?", (latest,))
+        conn.close()
+        with pytest.raises(StoreInUse, match=r"but a server .* runs on the database .*: stop"):
+            await open_store(elsewhere, tmp_path / "b").open()
+    finally:
+        await server.close()
+    # Nothing kept by the refused stores: the first refused on the database after taking b's.
+    again = open_store(f"sqlite://{database}", tmp_path / "b", serving=True)
+    await again.open()
+    await again.close()
+
+
 async def test_version_10_copies_each_message_digest(tmp_path: Path) -> None:
     """Records are read without joining ``blobs`` from version 10 on: messages stored before
     it must have their blob's digest copied beside them."""

@@ -53,6 +53,7 @@ from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import runner_for
 from pillarbox.services import Services
 from pillarbox.store.open import is_postgresql, open_store
+from pillarbox.store.sqlite.serverlock import ServerLock
 
 if TYPE_CHECKING:
     from pillarbox.net.acme import CertificateManager
@@ -91,8 +92,10 @@ class Server:
     """A running Pillarbox: listeners plus background tasks over one store; tests start it
     in-process on port 0 and read the bound ports from :attr:`listeners`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, held: ServerLock | None = None) -> None:
         self.config = config
+        #: The SQLite store's lock when ``pillarbox serve`` took it before starting the server.
+        self.held = held
         self.listeners: dict[str, Listener | HttpListener] = {}
         self.context: Services | None = None
         #: The authoritative DNS server, when ``dns.authoritative_enabled``.
@@ -123,7 +126,9 @@ class Server:
 
             self.acme = CertificateManager(config, tls, challenges)
             self.acme.install_stored()
-        store = open_store(config.store.url, config.data_dir, config.store, serving=True)
+        store = open_store(
+            config.store.url, config.data_dir, config.store, serving=True, held=self.held
+        )
         await store.open()
         authenticator = provisioning.authenticator(store, config)
         self.context = context = Services(
@@ -437,8 +442,10 @@ def _where(ports: Sequence[tuple[str, int]]) -> str:
     )
 
 
-async def serve_until_signalled(config: Config, banner: Sequence[str] = ()) -> None:
-    server = Server(config)
+async def serve_until_signalled(
+    config: Config, banner: Sequence[str] = (), *, held: ServerLock | None = None
+) -> None:
+    server = Server(config, held=held)
     await server.start()
     # What start-up built (modules, config, TLS contexts, caches) lives as long as the process.
     # Left in the collected heap, every full collection walked it: pauses of up to 37 ms measured,
@@ -461,11 +468,14 @@ async def serve_until_signalled(config: Config, banner: Sequence[str] = ()) -> N
         raise server.fault
 
 
-def run_server(config: Config, banner: Sequence[str] = ()) -> None:
-    """Entry point of ``pillarbox serve``: uvloop when installed, the stdlib loop otherwise."""
+def run_server(
+    config: Config, banner: Sequence[str] = (), *, held: ServerLock | None = None
+) -> None:
+    """Entry point of ``pillarbox serve``: uvloop when installed, the stdlib loop otherwise.
+    ``held``: the SQLite store's lock, taken already (:func:`pillarbox.cli.main.run_locked`)."""
     logging_setup.setup(config.logging.level, config.logging.format)
     try:
-        _loop_runner()(serve_until_signalled(config, banner))
+        _loop_runner()(serve_until_signalled(config, banner, held=held))
     except KeyboardInterrupt:
         sys.exit(130)
 
