@@ -31,7 +31,7 @@ from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones, record_policy
-from pillarbox.errors import ConfigError, SchemaTooNew, StorageError
+from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.net.control import ControlSocket
 from pillarbox.net.control import socket_path as control_socket_path
 from pillarbox.net.http import HttpListener, origin
@@ -108,7 +108,7 @@ class Server:
         #: Set by a signal, or by the server itself when it must not go on.
         self.stopping = asyncio.Event()
         #: Why the server stopped itself, raised once it has stopped.
-        self.fault: SchemaTooNew | None = None
+        self.fault: SchemaTooNew | StoreInUse | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -258,8 +258,14 @@ class Server:
             await asyncio.sleep(self.config.server.schema_check_interval)
             try:
                 await context.store.check_schema()
-            except SchemaTooNew as exc:
-                self.log.error("the store was upgraded under this server; stopping", error=str(exc))
+            except (SchemaTooNew, StoreInUse) as exc:  # StoreInUse: PostgreSQL's lock lost
+                upgraded = isinstance(exc, SchemaTooNew)
+                self.log.error(
+                    "the store was upgraded under this server; stopping"
+                    if upgraded
+                    else "a migration took the store from this server; stopping",
+                    error=str(exc),
+                )
                 self.fault = exc
                 self.stopping.set()
                 return
