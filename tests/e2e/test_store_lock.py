@@ -115,6 +115,30 @@ def test_a_second_server_on_a_sqlite_data_directory_is_refused_until_the_first_d
             assert f"(pid {second.pid})" in line
 
 
+def test_a_server_on_another_data_directory_with_the_same_database_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Two data directories whose ``store.url`` names one absolute database file are one
+    store: the second server is refused by the database's lock, and so is a migration from
+    the other data directory."""
+    database = tmp_path / "shared" / "mail.sqlite3"
+    first = Node(tmp_path, "first", f"sqlite://{database}", listeners=["smtp"])
+    second = Node(tmp_path, "second", f"sqlite://{database}", listeners=["smtp"])
+    second.config_path.write_text(cfg.render_toml(second.config), encoding="utf-8")
+    with first:
+        line = refusal(pillarbox(second.config_path, "serve"))
+        assert line == (
+            f"pillarbox: another server (pid {first.pid}) runs on the database {database}: "
+            "stop it first, or give this one a database of its own"
+        )
+        assert not (second.config.data_dir / "tls").exists()  # refused before writing
+        assert pillarbox(second.config_path, "domain", "add", "example.org").returncode == 0
+    with second:
+        assert f"(pid {second.pid}) runs on the database" in refusal(
+            pillarbox(first.config_path, "serve")
+        )
+
+
 def test_restore_force_is_refused_while_a_server_runs_on_the_data_directory(
     tmp_path: Path,
 ) -> None:
@@ -125,7 +149,8 @@ def test_restore_force_is_refused_while_a_server_runs_on_the_data_directory(
     with node:
         made = pillarbox(node.config_path, "backup", str(saved))
         assert made.returncode == 0, made.stderr
-        assert not (saved / "data" / "server.lock").exists()  # a process of this machine
+        # Lock files name a process of this machine: not backed up.
+        assert sorted((saved / "data").glob("*server.lock")) == []
         line = refusal(pillarbox(node.config_path, "restore", str(saved), "--force"))
         assert line == (
             f"pillarbox: a server (pid {node.pid}) runs on the data directory "

@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.cli.main import LAZY_COMMANDS, cli
+from pillarbox.store.open import server_lock
 from pillarbox.testing.command import init_site
 
 # What only some commands need: the PostgreSQL driver and backend, the report machinery, DKIM,
@@ -38,7 +40,7 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 
-def imported_by(site: Path, *args: str) -> set[str]:
+def imported_by(site: Path, *args: str, refused: bool = False) -> set[str]:
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, "--config", str(site / "pillarbox.toml"), *args],
         capture_output=True,
@@ -48,7 +50,7 @@ def imported_by(site: Path, *args: str) -> set[str]:
         check=False,
     )
     report = json.loads(result.stderr.splitlines()[-1])
-    assert report["code"] in (0, None), result.stderr
+    assert report["code"] in ((1,) if refused else (0, None)), result.stderr
     return set(report["modules"])
 
 
@@ -98,3 +100,19 @@ def test_the_retention_run_loads_no_report_machinery(tmp_path: Path) -> None:
     modules = imported_by(tmp_path, "store", "expunge-old")
     assert {"pillarbox.retention", "pillarbox.periodic"} <= modules
     assert sorted(modules & set(HEAVY)) == []
+
+
+def test_a_second_server_is_refused_before_the_server_loads(tmp_path: Path) -> None:
+    """The refusal of a second ``serve`` on a SQLite store comes from its lock, taken before
+    the server's modules and the SQLite backend load (seconds on a small machine)."""
+    init_site(tmp_path, "alice@example.org", "correct horse battery")
+    config = cfg.load(tmp_path / "pillarbox.toml")
+    lock = server_lock(config.store.url, config.data_dir)
+    assert lock is not None
+    lock.hold_to_serve()  # the running server
+    try:
+        modules = imported_by(tmp_path, "serve", refused=True)
+    finally:
+        lock.release()
+    assert "pillarbox.store.sqlite.serverlock" in modules
+    assert sorted(modules & {"pillarbox.net.serve", "pillarbox.store.sqlite.store"}) == []

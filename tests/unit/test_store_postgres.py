@@ -22,13 +22,22 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from pillarbox.errors import ConfigError, NotFound, SchemaTooNew, StorageError, TooManyEntries
+from pillarbox.errors import (
+    ConfigError,
+    NotFound,
+    SchemaTooNew,
+    StorageError,
+    StoreInUse,
+    TooManyEntries,
+)
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
 from pillarbox.store.postgres import PostgresLimits, PostgresStore
 from pillarbox.store.postgres import notify as pg_notify
+from pillarbox.store.postgres.maildrops import store_key
 from pillarbox.store.postgres.migrations import MIGRATIONS
+from pillarbox.store.postgres.servers import SERVERS
 from pillarbox.store.types import (
     INBOX,
     Account,
@@ -970,3 +979,81 @@ async def test_moves_both_ways_at_once_do_not_deadlock(
         assert not [r for r in caplog.records if "Deadlock" in r.getMessage()]
     finally:
         await store.close()
+
+
+async def _lock_holders(url: str, node: PostgresStore, mode: str) -> list[int]:
+    """Backend pids holding the servers' advisory lock of ``node``'s store in ``mode``."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND objsubid = 2 AND classid::int = %s AND objid::int = %s AND mode = %s",
+            (store_key(node._channel), SERVERS, mode),
+        )
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def _terminate(url: str, pid: int) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+async def _until(probe: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(200):
+        if await probe():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not {what} within 10 s")
+
+
+async def test_a_node_re_takes_the_servers_lock_when_its_connection_breaks(
+    migrated_url: str,
+) -> None:
+    """The lock connection's backend terminated: the node takes the shared lock again on a
+    new connection, and goes on."""
+    node = PostgresStore(migrated_url, serving=True, limits=PostgresLimits(listen_retry=0.05))
+    await node.open()
+    try:
+        [first] = await _lock_holders(migrated_url, node, "ShareLock")
+        await _terminate(migrated_url, first)
+
+        async def retaken() -> bool:
+            holders = await _lock_holders(migrated_url, node, "ShareLock")
+            return len(holders) == 1 and first not in holders
+
+        await _until(retaken, "re-taken")
+        await node.check_schema()  # nothing wrong: the node goes on
+    finally:
+        await node.close()
+    assert await _lock_holders(migrated_url, node, "ShareLock") == []
+
+
+async def test_a_node_that_lost_its_lock_to_a_migration_must_stop(migrated_url: str) -> None:
+    """While the node's lock connection was down a migration took the exclusive lock: the node
+    does not re-take it under the migration, and its schema check says it must stop."""
+    node = PostgresStore(migrated_url, serving=True, limits=PostgresLimits(listen_retry=0.05))
+    await node.open()
+    try:
+        [first] = await _lock_holders(migrated_url, node, "ShareLock")
+        key = (store_key(node._channel), SERVERS)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as mig:
+            await _terminate(migrated_url, first)
+
+            async def migrating() -> bool:
+                cur = await mig.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+                row = await cur.fetchone()
+                return row is not None and bool(row[0])
+
+            async def refused() -> bool:
+                try:
+                    await node.check_schema()
+                except StoreInUse:
+                    return True
+                return False
+
+            await _until(migrating, "the exclusive lock taken")
+            await _until(refused, "refused")
+            with pytest.raises(StoreInUse, match="a migration took the store while"):
+                await node.check_schema()
+            assert await _lock_holders(migrated_url, node, "ShareLock") == []
+    finally:
+        await node.close()

@@ -144,6 +144,83 @@ async def test_a_migration_is_refused_while_a_server_holds_the_data_directory(
     await upgraded.close()
 
 
+_REPORT_ROWS = {  # each report table and a row of it, as version 41 had them
+    "dmarc_observations": (
+        "INSERT INTO dmarc_observations (received, policy_domain, header_from, envelope_from,"
+        " source_ip, disposition, dkim_aligned, spf_aligned, spf_domain, spf_result, dkim,"
+        " policy_record, override) VALUES (?, 'd', 'd', '', 'ip', 'none', 0, 0, 'd', 'none',"
+        " '[]', 'v=DMARC1', 'other')"
+    ),
+    "tls_results": (
+        "INSERT INTO tls_results (recorded, policy_domain, policy_type, policy_strings,"
+        " mx_patterns, result_type, receiving_mx, receiving_ip, sending_ip, failure_reason)"
+        " VALUES (?, 'd', 'sts', '[]', '[]', '', 'mx', 'ip', 'ip', '')"
+    ),
+}
+
+
+def _reused_after_deleting_the_largest(conn: sqlite3.Connection, table: str) -> bool:
+    """Delete the table's largest row and add one: whether the new row took the deleted id."""
+    (largest,) = conn.execute(f"SELECT max(id) FROM {table}").fetchone()
+    conn.execute(f"DELETE FROM {table} WHERE id = ?", (largest,))
+    added = conn.execute(_REPORT_ROWS[table], (0,)).lastrowid
+    return bool(added == largest)
+
+
+async def test_version_42_never_reuses_a_report_row_id(tmp_path: Path) -> None:
+    """Version 41's report tables hand a deleted largest id to the next row; version 42 keeps
+    their rows (ids, later columns, the time index) and never does."""
+    conn = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    migrate(conn, target=41)
+    for table, insert in _REPORT_ROWS.items():
+        conn.executemany(insert, [(stamp,) for stamp in (10, 20, 30)])
+        assert _reused_after_deleting_the_largest(conn, table)  # the defect
+    before = {table: conn.execute(f"SELECT * FROM {table}").fetchall() for table in _REPORT_ROWS}
+    migrate(conn)
+    for table in _REPORT_ROWS:
+        assert conn.execute(f"SELECT * FROM {table}").fetchall() == before[table]
+        assert not _reused_after_deleting_the_largest(conn, table)
+    plans = [
+        conn.execute(f"EXPLAIN QUERY PLAN SELECT id FROM {table} WHERE {stamp} < 25").fetchall()
+        for table, stamp in (("dmarc_observations", "received"), ("tls_results", "recorded"))
+    ]
+    conn.close()
+    assert "dmarc_observations_received" in str(plans[0])
+    assert "tls_results_recorded" in str(plans[1])
+
+
+async def test_data_directories_sharing_a_database_share_its_lock(tmp_path: Path) -> None:
+    """Two data directories naming one absolute database file (one through a symlink): one
+    server between them, and no migration under it from the other."""
+    database = tmp_path / "shared" / "mail.sqlite3"
+    (tmp_path / "link").symlink_to(tmp_path / "shared")
+    server = open_store(f"sqlite://{database}", tmp_path / "a", serving=True)
+    await server.open()
+    try:
+        elsewhere = f"sqlite://{tmp_path / 'link' / 'mail.sqlite3'}"
+        with pytest.raises(StoreInUse) as refused:
+            await open_store(elsewhere, tmp_path / "b", serving=True).open()
+        assert str(refused.value).endswith(
+            f"runs on the database {tmp_path / 'link' / 'mail.sqlite3'}: stop it first, "
+            "or give this one a database of its own"
+        )
+        reader = open_store(elsewhere, tmp_path / "b")  # no migration to do: runs beside it
+        await reader.open()
+        await reader.close()
+        conn = sqlite3.connect(database, isolation_level=None)
+        latest = MIGRATIONS[-1].version  # as if the server were the version before
+        conn.execute("DELETE FROM schema_version WHERE version = ?", (latest,))
+        conn.close()
+        with pytest.raises(StoreInUse, match=r"but a server .* runs on the database .*: stop"):
+            await open_store(elsewhere, tmp_path / "b").open()
+    finally:
+        await server.close()
+    # Nothing kept by the refused stores: the first refused on the database after taking b's.
+    again = open_store(f"sqlite://{database}", tmp_path / "b", serving=True)
+    await again.open()
+    await again.close()
+
+
 async def test_version_10_copies_each_message_digest(tmp_path: Path) -> None:
     """Records are read without joining ``blobs`` from version 10 on: messages stored before
     it must have their blob's digest copied beside them."""

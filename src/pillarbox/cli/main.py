@@ -253,9 +253,7 @@ def init(
 @click.pass_obj
 def serve(state: CliState) -> None:
     """Run every configured listener in one process until SIGTERM/SIGINT."""
-    from pillarbox.net.serve import run_server
-
-    run_server(state.load())
+    run_locked(state.load())
 
 
 @cli.command()
@@ -264,10 +262,23 @@ def serve(state: CliState) -> None:
 def demo(state: CliState, data_dir: str) -> None:
     """Set up (first time) and run a demo server on loopback with a demo account."""
     from pillarbox.cli.setup import prepare_demo
-    from pillarbox.net.serve import run_server
 
     config, lines = prepare_demo(Path(data_dir))
-    run_server(config, banner=lines)
+    run_locked(config, banner=lines)
+
+
+def run_locked(config: cfg.Config, banner: Sequence[str] = ()) -> None:
+    """Run the server once it holds its SQLite store's lock, taken before the server's modules
+    load (seconds on a small machine): a second server is refused at once, and before it
+    writes anything (its TLS certificate). PostgreSQL nodes lock in the database, at start."""
+    from pillarbox.store.open import server_lock
+
+    lock = server_lock(config.store.url, config.data_dir)
+    if lock is not None:
+        lock.hold_to_serve()
+    from pillarbox.net.serve import run_server
+
+    run_server(config, banner, held=lock)
 
 
 @cli.command()

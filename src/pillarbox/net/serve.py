@@ -31,7 +31,7 @@ from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
 from pillarbox.dns.hosted import HostedZones, record_policy
-from pillarbox.errors import ConfigError, SchemaTooNew, StorageError
+from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.net.control import ControlSocket
 from pillarbox.net.control import socket_path as control_socket_path
 from pillarbox.net.http import HttpListener, origin
@@ -53,6 +53,7 @@ from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import runner_for
 from pillarbox.services import Services
 from pillarbox.store.open import is_postgresql, open_store
+from pillarbox.store.sqlite.serverlock import ServerLock
 
 if TYPE_CHECKING:
     from pillarbox.net.acme import CertificateManager
@@ -91,8 +92,10 @@ class Server:
     """A running Pillarbox: listeners plus background tasks over one store; tests start it
     in-process on port 0 and read the bound ports from :attr:`listeners`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, held: ServerLock | None = None) -> None:
         self.config = config
+        #: The SQLite store's lock when ``pillarbox serve`` took it before starting the server.
+        self.held = held
         self.listeners: dict[str, Listener | HttpListener] = {}
         self.context: Services | None = None
         #: The authoritative DNS server, when ``dns.authoritative_enabled``.
@@ -105,7 +108,7 @@ class Server:
         #: Set by a signal, or by the server itself when it must not go on.
         self.stopping = asyncio.Event()
         #: Why the server stopped itself, raised once it has stopped.
-        self.fault: SchemaTooNew | None = None
+        self.fault: SchemaTooNew | StoreInUse | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -123,7 +126,9 @@ class Server:
 
             self.acme = CertificateManager(config, tls, challenges)
             self.acme.install_stored()
-        store = open_store(config.store.url, config.data_dir, config.store, serving=True)
+        store = open_store(
+            config.store.url, config.data_dir, config.store, serving=True, held=self.held
+        )
         await store.open()
         authenticator = provisioning.authenticator(store, config)
         self.context = context = Services(
@@ -253,8 +258,14 @@ class Server:
             await asyncio.sleep(self.config.server.schema_check_interval)
             try:
                 await context.store.check_schema()
-            except SchemaTooNew as exc:
-                self.log.error("the store was upgraded under this server; stopping", error=str(exc))
+            except (SchemaTooNew, StoreInUse) as exc:  # StoreInUse: PostgreSQL's lock lost
+                upgraded = isinstance(exc, SchemaTooNew)
+                self.log.error(
+                    "the store was upgraded under this server; stopping"
+                    if upgraded
+                    else "a migration took the store from this server; stopping",
+                    error=str(exc),
+                )
                 self.fault = exc
                 self.stopping.set()
                 return
@@ -437,8 +448,10 @@ def _where(ports: Sequence[tuple[str, int]]) -> str:
     )
 
 
-async def serve_until_signalled(config: Config, banner: Sequence[str] = ()) -> None:
-    server = Server(config)
+async def serve_until_signalled(
+    config: Config, banner: Sequence[str] = (), *, held: ServerLock | None = None
+) -> None:
+    server = Server(config, held=held)
     await server.start()
     # What start-up built (modules, config, TLS contexts, caches) lives as long as the process.
     # Left in the collected heap, every full collection walked it: pauses of up to 37 ms measured,
@@ -461,11 +474,14 @@ async def serve_until_signalled(config: Config, banner: Sequence[str] = ()) -> N
         raise server.fault
 
 
-def run_server(config: Config, banner: Sequence[str] = ()) -> None:
-    """Entry point of ``pillarbox serve``: uvloop when installed, the stdlib loop otherwise."""
+def run_server(
+    config: Config, banner: Sequence[str] = (), *, held: ServerLock | None = None
+) -> None:
+    """Entry point of ``pillarbox serve``: uvloop when installed, the stdlib loop otherwise.
+    ``held``: the SQLite store's lock, taken already (:func:`pillarbox.cli.main.run_locked`)."""
     logging_setup.setup(config.logging.level, config.logging.format)
     try:
-        _loop_runner()(serve_until_signalled(config, banner))
+        _loop_runner()(serve_until_signalled(config, banner, held=held))
     except KeyboardInterrupt:
         sys.exit(130)
 

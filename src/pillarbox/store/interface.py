@@ -116,7 +116,9 @@ class Store(Protocol):
     async def check_schema(self) -> None:
         """``SchemaTooNew`` if the database has been upgraded past this code since it was
         opened: a newer Pillarbox (another node, or its admin command) migrated it, and this
-        process would go on writing rows without what the new migrations added."""
+        process would go on writing rows without what the new migrations added. ``StoreInUse``
+        if a serving PostgreSQL store lost its servers' lock to a migration
+        (:mod:`pillarbox.store.postgres.servers`)."""
 
     # -- domains -------------------------------------------------------------------------------
     async def add_domain(self, name: str) -> Domain: ...

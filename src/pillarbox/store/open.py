@@ -18,14 +18,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from pillarbox.config import StoreSection
 from pillarbox.errors import ConfigError
 from pillarbox.store.blobs import BlobMode
-from pillarbox.store.interface import Store
-from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.sqlite.serverlock import LOCK_NAME
+from pillarbox.store.sqlite.serverlock import ServerLock
+
+if TYPE_CHECKING:
+    from pillarbox.store.interface import Store
 
 DEFAULT_SQLITE_NAME = "pillarbox.sqlite3"
 _KEY = "store.url"
@@ -43,21 +45,50 @@ def open_store(
     *,
     clock: Callable[[], float] = time.time,
     serving: bool = False,
+    held: ServerLock | None = None,
 ) -> Store:
     """A store for ``url``, not yet opened: the caller awaits ``store.open()`` (migrations run
     there, off the event loop) and ``store.close()`` at shutdown. ``clock`` dates what it
     stores (a test's mail saved weeks ago). ``serving`` (``pillarbox serve``) announces a
-    server on the store for as long as it is open: a second one on a SQLite data directory is
-    refused, and so is a migration by any store opened without it (docs/upgrading.md)."""
-    parts = urlsplit(url)
+    server on the store for as long as it is open: a second one on a SQLite data directory or
+    database file is refused, and so is a migration by any store opened without it
+    (docs/upgrading.md). ``held`` is the SQLite store's :func:`server_lock`, taken already by
+    ``pillarbox serve``."""
     if is_postgresql(url):
         from pillarbox.store.postgres import PostgresStore
 
-        if not parts.path.strip("/"):
+        if not urlsplit(url).path.strip("/"):
             raise ConfigError(_KEY, "name the database: postgresql://host/dbname")
         return PostgresStore(
             url, limits=(tuning or StoreSection()).postgres, clock=clock, serving=serving
         )
+    # Imported here, as PostgreSQL's: ``pillarbox serve`` finds its lock with this module and
+    # must not wait for the backend to load before refusing to start (docs/upgrading.md).
+    from pillarbox.store.sqlite import SqliteStore
+
+    path, blob_mode = _sqlite_location(url, data_dir)
+    return SqliteStore(
+        path,
+        blob_mode=blob_mode,
+        blob_dir=data_dir / "blobs",
+        limits=(tuning or StoreSection()).sqlite,
+        clock=clock,
+        server_lock=held or ServerLock(data_dir, path),
+        serving=serving,
+    )
+
+
+def server_lock(url: str, data_dir: Path) -> ServerLock | None:
+    """The locks a server on the SQLite store ``url`` holds (:mod:`.sqlite.serverlock`), not
+    yet taken; None for PostgreSQL, whose nodes lock in the database (:mod:`.postgres.servers`)."""
+    if is_postgresql(url):
+        return None
+    return ServerLock(data_dir, _sqlite_location(url, data_dir)[0])
+
+
+def _sqlite_location(url: str, data_dir: Path) -> tuple[Path, BlobMode]:
+    """The database file a ``sqlite:`` URL names and where it keeps blobs."""
+    parts = urlsplit(url)
     if parts.scheme != "sqlite":
         raise ConfigError(
             _KEY, f"unknown store scheme {parts.scheme!r} (expected sqlite: or postgresql:)"
@@ -75,14 +106,4 @@ def open_store(
         choices = ", ".join(mode.value for mode in BlobMode)
         raise ConfigError(_KEY, f"blobs must be one of {choices}") from None
     path = Path(parts.path) if parts.path else Path(DEFAULT_SQLITE_NAME)
-    if not path.is_absolute():
-        path = data_dir / path
-    return SqliteStore(
-        path,
-        blob_mode=blob_mode,
-        blob_dir=data_dir / "blobs",
-        limits=(tuning or StoreSection()).sqlite,
-        clock=clock,
-        server_lock=data_dir / LOCK_NAME,
-        serving=serving,
-    )
+    return (path if path.is_absolute() else data_dir / path), blob_mode

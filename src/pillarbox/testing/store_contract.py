@@ -3089,6 +3089,13 @@ class StoreContract:
         assert await store.delete_dmarc_observations([]) == 0
         assert await store.delete_dmarc_observations([o.id for o in kept]) == 2
         assert await store.dmarc_observations(later) == [late]
+        [late] = await store.dmarc_observations(later)
+        # A report deleting the largest row (a CLI run beside the server's job) never hands
+        # its id to a new row: another report still holding the id would delete that row.
+        assert await store.delete_dmarc_observations([late.id]) == 1
+        await store.record_dmarc_observation(first)
+        [new] = await store.dmarc_observations(later)
+        assert new.id > late.id
 
     # -- reports received about our domains ----------------------------------------------------
     async def test_received_reports_kept_once_and_listed(self, store: Store) -> None:
@@ -3312,6 +3319,12 @@ class StoreContract:
         assert await store.delete_tls_results([]) == 0
         assert await store.delete_tls_results([r.id for r in kept]) == 2
         assert await store.tls_results(later) == [late]
+        [late] = await store.tls_results(later)
+        # The largest row's id is never reused, as for DMARC evaluations.
+        assert await store.delete_tls_results([late.id]) == 1
+        await store.record_tls_result(first)
+        [new] = await store.tls_results(later)
+        assert new.id > late.id
 
     async def test_tls_report_posts_are_claimed_once_and_kept_until_deleted(
         self, store: Store

@@ -33,9 +33,10 @@ complete and is not.
 config names (relative to it), checks the database (``PRAGMA quick_check``) and every blob's
 hash, and refuses a non-empty data directory or an existing config file unless ``--force``,
 which moves them aside (``NAME.before-restore-<time>``) rather than deleting them — never a
-data directory a server runs on (its ``server.lock``, :mod:`pillarbox.store.sqlite.serverlock`):
-it would go on serving, and accepting mail, from the directory moved aside. That lock file is
-not backed up: it names a process of the machine the backup was taken on.
+data directory or database a server runs on (its ``server.lock`` and the database's
+``-server.lock``, :mod:`pillarbox.store.sqlite.serverlock`): it would go on serving, and
+accepting mail, from what was moved aside. Those lock files are not backed up: they name a
+process of the machine the backup was taken on.
 """
 
 from __future__ import annotations
@@ -193,7 +194,12 @@ def backup(
         else set()
     )
     blob_root = data_dir / "blobs"
-    left_out = {*store_files, blob_root, data_dir / LOCK_NAME}
+    locks = (
+        {file.path for file in ServerLock(data_dir, sqlite_store.path).files}
+        if sqlite_store is not None
+        else {data_dir / LOCK_NAME}
+    )
+    left_out = {*store_files, blob_root, *locks}
     if data_dir.is_dir():
         _copy_tree(data_dir, destination / "data", lambda p: p in left_out, result)
     progress(f"copied the config and {result.files} file(s) of {data_dir}")
@@ -377,12 +383,9 @@ def restore(source: Path, config_path: Path, *, force: bool) -> RestoreResult:
                 f"{', '.join(map(str, in_the_way))}: in the way (a non-empty data directory "
                 "or existing files); use --force to move them aside"
             )
-        served = ServerLock(data_dir / LOCK_NAME)
-        if data_dir in in_the_way and not served.try_hold("restoring"):
-            raise UserError(
-                f"a server ({served.holder()}) runs on the data directory {data_dir}: "
-                "stop it before restoring"
-            )
+        served = ServerLock(data_dir, store.path)
+        if in_the_way and not served.try_hold("restoring"):
+            raise UserError(f"a server {served.refusal()[0]}: stop it before restoring")
     except BaseException:
         staged.unlink(missing_ok=True)
         raise

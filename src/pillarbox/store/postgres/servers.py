@@ -19,17 +19,27 @@ Implementation notes:
   under them.
 - **Servers of a version before this one** hold no lock: nothing here can see them
   (docs/upgrading.md says to stop every node first all the same).
-- **A lost connection** (the database restarted) loses the node's shared lock, and the node
-  runs on without it until it restarts: a migration may then run under it, which its schema
-  check (``server.schema_check_interval``) notices.
+- **A lost connection** (the database restarted, the backend terminated, the network cut)
+  loses the node's shared lock. :class:`Presence` notices at once (the connection's socket
+  reports it) and re-takes it on a new connection, retrying after ``postgres.listen_retry``
+  seconds, doubled after each failure up to :data:`RETAKE_MAX`. Meanwhile nothing keeps a
+  migration out, so the lock is only *tried* on return: held exclusively (a migration in
+  progress, or a node starting alone and checking the schema) or taken with a schema newer
+  than this code's, the node is refused as a starting one would be — :attr:`Presence.fault`,
+  raised by the store's ``check_schema``, stops the server cleanly at its next check
+  (``server.schema_check_interval``) and ``pillarbox serve`` exits 1 (docs/upgrading.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
-from pillarbox.errors import StoreInUse
+from pillarbox.errors import SchemaTooNew, StoreInUse
 from pillarbox.observability.log import Log
 from pillarbox.store.postgres.maildrops import store_key
 from pillarbox.store.postgres.migrations import LATEST_VERSION, migrate, schema_version
@@ -38,6 +48,8 @@ Conn = AsyncConnection[TupleRow]
 
 #: Second half of the servers' lock key: below every account id (the maildrop locks' half).
 SERVERS = -1
+#: Longest wait, in seconds, between two attempts to re-take a lost lock.
+RETAKE_MAX = 30.0
 
 _log = Log("store")
 
@@ -80,6 +92,99 @@ async def migrate_unless_served(conn: Conn, channel: str) -> None:
         await conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", key)  # its end
         await conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", key)
     await migrate(conn)  # also the refusal of a schema newer than this code
+
+
+class Presence:
+    """A serving store's hold on the servers' shared lock: ``conn`` (autocommit) took it by
+    :func:`join`; :meth:`start` watches it and re-takes the lock when the connection breaks."""
+
+    def __init__(
+        self, conn: Conn, conninfo: str, channel: str, *, retry: float, timeout: float
+    ) -> None:
+        self._conn: Conn | None = conn
+        self._conninfo = conninfo
+        self._key = (store_key(channel), SERVERS)
+        self._retry = retry
+        self._timeout = timeout
+        self._task: asyncio.Task[None] | None = None
+        #: Why this node must stop: the lock lost to a migration, or a newer schema found.
+        self.fault: StoreInUse | SchemaTooNew | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether a connection holds the lock now (False while it is being re-taken)."""
+        return self._conn is not None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._keep(), name="pillarbox-pg-presence"
+        )
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()  # the lock goes with it
+
+    async def _keep(self) -> None:
+        delay = self._retry
+        while True:
+            conn = self._conn
+            if conn is not None:
+                try:
+                    # Nothing is LISTENed to here: the wait ends only when the connection does.
+                    async for _ in conn.notifies():
+                        pass
+                except psycopg.Error as exc:
+                    _log.warning("the servers' lock was lost with its connection", error=str(exc))
+                self._conn = None
+                with contextlib.suppress(psycopg.Error):
+                    await conn.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETAKE_MAX)
+            try:
+                self._conn = await self._retake()
+            except psycopg.Error as exc:
+                _log.warning("cannot re-take the servers' lock yet", error=str(exc), retry=delay)
+                continue
+            if self.fault is not None:
+                _log.error(
+                    "the store changed hands while the servers' lock was lost; stopping",
+                    error=str(self.fault),
+                )
+                return
+            _log.info("the servers' lock was re-taken")
+            delay = self._retry
+
+    async def _retake(self) -> Conn | None:
+        """A new connection holding the shared lock; None with :attr:`fault` set when the
+        node must not go on."""
+        conn = await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, connect_timeout=max(1, int(self._timeout))
+        )
+        try:
+            held = await _try(conn, "SELECT pg_try_advisory_lock_shared(%s, %s)", self._key)
+            current = await schema_version(conn) if held else 0
+        except BaseException:
+            await conn.close()
+            raise
+        if held and current <= LATEST_VERSION:
+            return conn
+        await conn.close()
+        self.fault = (
+            SchemaTooNew(current, LATEST_VERSION)
+            if held
+            else StoreInUse(
+                "a migration took the store while this server's lock was lost (its database "
+                "connection broke): start the server again once the migration is over "
+                "(docs/upgrading.md)"
+            )
+        )
+        return None
 
 
 def _refusal(current: int, why: str) -> str:

@@ -23,7 +23,8 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   SQLite writer).
 - **Change feed**: NOTIFY in the write's transaction, LISTEN on every node (:mod:`.notify`).
 - **Migrations** run at open only while no server runs on the store: a serving store (each
-  node) holds a shared advisory lock on a connection of its own while open (:mod:`.servers`).
+  node) holds a shared advisory lock on a connection of its own while open, re-taken when
+  that connection breaks (:mod:`.servers`).
 - **Kept lookups**: domains, accounts, aliases and settings
   (:mod:`pillarbox.store.directorycache`) and the spam filter's evidence
   (:mod:`pillarbox.store.evidencecache`) are answered from memory while fresh, as on SQLite:
@@ -288,8 +289,8 @@ class PostgresStore:
         self.conninfo = conninfo
         self._limits = limits
         self._serving = serving
-        #: The serving store's connection holding the servers' shared lock.
-        self._presence: Conn | None = None
+        #: The serving store's hold on the servers' shared lock.
+        self._presence: servers.Presence | None = None
         self._clock = clock
         self._hub = ChangeHub()
         self._spam_cache = SpamModelCache(limits.spam_cache_tokens)
@@ -362,7 +363,15 @@ class PostgresStore:
             if conn is not None:
                 await conn.close()
             raise
-        self._presence = conn
+        if conn is not None:
+            self._presence = servers.Presence(
+                conn,
+                self.conninfo,
+                self._channel,
+                retry=self._limits.listen_retry,
+                timeout=self._limits.timeout,
+            )
+            self._presence.start()
         self._pool = pool
         self._listener = listener
         self._maildrops = MaildropLocks(self.conninfo, self._channel, timeout=self._limits.timeout)
@@ -388,7 +397,7 @@ class PostgresStore:
             await maildrops.close()
         presence, self._presence = self._presence, None
         if presence is not None:
-            await presence.close()  # the servers' lock goes with it
+            await presence.close()  # the servers' lock goes with its connection
         self._hub.close()
         await pool.close()
         self._forget_kept(None)  # no notification reaches a closed store
@@ -618,6 +627,8 @@ class PostgresStore:
         return await self._directory.lookup(("domain", name), lambda: self._read(query))
 
     async def check_schema(self) -> None:
+        if self._presence is not None and self._presence.fault is not None:
+            raise self._presence.fault
         version = await self._read(schema_version)
         if version > LATEST_VERSION:
             raise SchemaTooNew(version, LATEST_VERSION)

@@ -15,7 +15,10 @@ Schema invariants the backend relies on (kept by triggers, so no code path can f
 - Mailbox, account and queue ids use AUTOINCREMENT: an IMAP session still holding the id of a
   deleted mailbox must never find a different mailbox under it. Blob ids too: the full-text
   index may still hold entries of a deleted blob until the indexer purges them, and those must
-  never be mistaken for a new blob's.
+  never be mistaken for a new blob's. DMARC evaluations and TLS-RPT results too (from version
+  42): a report deletes the rows it read by id, and a CLI report run beside the server may
+  delete the largest row in between; a plain rowid would hand that id to the next new row,
+  which the first report would then delete unreported.
 - The full-text index is maintained behind the writes (see ``SqliteStore`` notes):
   ``blob_text.state`` is 0 (waiting to be indexed), 1 (indexed) or 2 (blob gone, index entries
   waiting to be purged).
@@ -910,6 +913,69 @@ ALTER TABLE account_settings ADD COLUMN shortcuts INTEGER NOT NULL DEFAULT 1;
 """
 
 
+# The report rows' ids are never reused (see the invariants above): both tables rebuilt with
+# AUTOINCREMENT, their rows, columns (version 13's included) and indexes kept. Copying the rows
+# with their ids starts sqlite_sequence at the largest id kept.
+_V42_SQL = r"""
+CREATE TABLE dmarc_observations_v42 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received INTEGER NOT NULL,
+    policy_domain TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    source_ip TEXT NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim_aligned INTEGER NOT NULL,
+    spf_aligned INTEGER NOT NULL,
+    spf_domain TEXT NOT NULL,
+    spf_result TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    policy_record TEXT NOT NULL,
+    override TEXT NOT NULL DEFAULT '',
+    override_comment TEXT NOT NULL DEFAULT '',
+    discovery TEXT NOT NULL DEFAULT 'psl'
+);
+INSERT INTO dmarc_observations_v42 (
+    id, received, policy_domain, header_from, envelope_from, source_ip, disposition,
+    dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, policy_record,
+    override, override_comment, discovery
+)
+SELECT
+    id, received, policy_domain, header_from, envelope_from, source_ip, disposition,
+    dkim_aligned, spf_aligned, spf_domain, spf_result, dkim, policy_record,
+    override, override_comment, discovery
+FROM dmarc_observations;
+DROP TABLE dmarc_observations;
+ALTER TABLE dmarc_observations_v42 RENAME TO dmarc_observations;
+CREATE INDEX dmarc_observations_received ON dmarc_observations(received);
+
+CREATE TABLE tls_results_v42 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recorded INTEGER NOT NULL,
+    policy_domain TEXT NOT NULL,
+    policy_type TEXT NOT NULL,
+    policy_strings TEXT NOT NULL,
+    mx_patterns TEXT NOT NULL,
+    result_type TEXT NOT NULL,
+    receiving_mx TEXT NOT NULL,
+    receiving_ip TEXT NOT NULL,
+    sending_ip TEXT NOT NULL,
+    failure_reason TEXT NOT NULL
+);
+INSERT INTO tls_results_v42 (
+    id, recorded, policy_domain, policy_type, policy_strings, mx_patterns, result_type,
+    receiving_mx, receiving_ip, sending_ip, failure_reason
+)
+SELECT
+    id, recorded, policy_domain, policy_type, policy_strings, mx_patterns, result_type,
+    receiving_mx, receiving_ip, sending_ip, failure_reason
+FROM tls_results;
+DROP TABLE tls_results;
+ALTER TABLE tls_results_v42 RENAME TO tls_results;
+CREATE INDEX tls_results_recorded ON tls_results(recorded);
+"""
+
+
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     conn.executemany(
@@ -969,6 +1035,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(39, "IMAP ACL negative rights (RFC 4314 §2)", _V39_SQL),
     Migration(40, "Schedule-Tags of scheduling objects (RFC 6638)", _V40_SQL, _schedule_tags),
     Migration(41, "the webmail's keyboard shortcuts switch per account", _V41_SQL),
+    Migration(42, "DMARC evaluation and TLS-RPT result ids never reused", _V42_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

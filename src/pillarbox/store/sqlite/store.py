@@ -34,8 +34,8 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   line, ``pillarbox spam train``) are seen after ``directory_ttl_ms`` — for the classifier's
   models that was, before the evidence was kept, the very next message.
 - **One server, no migration under it** (:mod:`.serverlock`): a serving store holds the data
-  directory's lock while open; any other store takes it only to migrate, so a newer admin
-  command refuses to upgrade the schema under a running server.
+  directory's and the database file's locks while open; any other store takes them only to
+  migrate, so a newer admin command refuses to upgrade the schema under a running server.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ from pillarbox.store.sqlite import (
     webdata,
 )
 from pillarbox.store.sqlite.migrations import LATEST_VERSION, migrate, schema_version
-from pillarbox.store.sqlite.serverlock import SERVING, ServerLock
+from pillarbox.store.sqlite.serverlock import ServerLock
 from pillarbox.store.sqlite.snapshots import InfoCache, Row, SnapshotCache
 from pillarbox.store.sqlite.writer import BatchHooks, Checkpointer, GroupCommitWriter, WriteEffects
 from pillarbox.store.threadrows import thread_keys
@@ -283,9 +283,9 @@ class _SortKeys:
 class SqliteStore:
     """The :class:`~pillarbox.store.interface.Store` on SQLite; see the module notes.
 
-    ``server_lock`` is the data directory's lock file (:mod:`.serverlock`); ``serving`` holds
-    it while open (``pillarbox serve``). Without a lock file (a store opened by a test or a
-    tool on a bare database) nothing is locked."""
+    ``server_lock`` is the data directory's and database's (:mod:`.serverlock`); ``serving``
+    holds it while open (``pillarbox serve``, which may have taken it already). Without one (a
+    store opened by a test or a tool on a bare database) nothing is locked."""
 
     def __init__(
         self,
@@ -295,11 +295,11 @@ class SqliteStore:
         blob_dir: Path | None = None,
         limits: SqliteLimits = _DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
-        server_lock: Path | None = None,
+        server_lock: ServerLock | None = None,
         serving: bool = False,
     ) -> None:
         self.path = path
-        self._lock = ServerLock(server_lock) if server_lock is not None else None
+        self._lock = server_lock
         self._serving = serving
         self.blob_mode = blob_mode
         self._limits = limits
@@ -450,12 +450,8 @@ class SqliteStore:
         return (self._writer.busy_seconds, self._writer.busy_cpu_seconds)
 
     def _hold_for_serving(self) -> None:
-        lock = self._lock
-        if lock is not None and not lock.try_hold(SERVING):
-            raise StoreInUse(
-                f"another server ({lock.holder()}) runs on the data directory "
-                f"{lock.path.parent}: stop it first, or give this one a data directory of its own"
-            )
+        if self._lock is not None and not self._lock.held:
+            self._lock.hold_to_serve()
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Apply pending migrations; outside a serving store, only while no server runs."""
@@ -465,10 +461,10 @@ class SqliteStore:
             migrate(conn)  # a newer schema is refused there
             return
         if not lock.try_hold_to_migrate():
+            held, _ = lock.refusal()
             raise StoreInUse(
-                f"the store needs upgrading from schema {current} to "
-                f"{LATEST_VERSION}, but a server ({lock.holder()}) runs on the data directory "
-                f"{lock.path.parent}: stop the server first (docs/upgrading.md)"
+                f"the store needs upgrading from schema {current} to {LATEST_VERSION}, but a "
+                f"server {held}: stop the server first (docs/upgrading.md)"
             )
         try:
             migrate(conn)
