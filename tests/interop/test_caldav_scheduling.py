@@ -324,3 +324,43 @@ def test_sync_collection_narrows_calendar_data(live: LiveServer) -> None:
         assert "SUMMARY:Roadmap" in data and "UID:roadmap-1" in data
         assert "DTSTART" not in data and "ORGANIZER" not in data
         assert fromstring(answered.content).findtext("{DAV:}sync-token")
+
+
+def test_deleting_a_calendar_removes_its_meetings(live: LiveServer) -> None:
+    """RFC 6638 §3.2.3.2: python-caldav deletes a calendar; every meeting in it goes as its
+    own DELETE would: Alice's cancelled for Bob, the one Bob attends declined to Carol. An
+    event without attendees sends nothing, nor does a calendar deleted with
+    ``Schedule-Reply: F`` for the meeting Bob attends (§8.1)."""
+    url = f"https://127.0.0.1:{live.port('https')}/dav/"
+    cafile = str(tls_paths(live.config)[0])
+    carols = meeting(bob_line(), organizer=f"ORGANIZER;CN=Carol:mailto:{CAROL}").replace(
+        "roadmap-1", "offsite-2"
+    )
+    alone = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:gym\r\n" + (
+        "DTSTAMP:20310101T000000Z\r\nDTSTART:20310305T070000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        work, team = f"/dav/calendars/{ALICE}/work/", f"/dav/calendars/{BOB}/team/"
+        quiet = f"/dav/calendars/{BOB}/quiet/"
+        for client, path in ((alice, work), (bob, team), (bob, quiet)):
+            assert client.request("MKCALENDAR", path).status_code == 201
+        assert put(alice, work + "roadmap-1.ics", meeting(bob_line())).status_code == 201
+        assert put(alice, work + "gym.ics", alone).status_code == 201
+        wait_count(live, BOB, 1)
+        assert put(bob, team + "offsite-2.ics", carols).status_code == 201
+        assert put(bob, quiet + "offsite-2.ics", carols).status_code == 201
+        assert bob.request("DELETE", quiet, headers={"schedule-reply": "F"}).status_code == 204
+    for address, name in ((ALICE, "work"), (BOB, "team")):
+        with caldav.DAVClient(
+            url, username=address, password=TEST_PASSWORD, ssl_verify_cert=cafile
+        ) as c:
+            c.calendar(url=f"{url}calendars/{address}/{name}/").delete()
+    cancel = wait_count(live, BOB, 2)[1]
+    assert cancel["X-METHOD"] == "CANCEL" and str(cancel["UID"]) == "roadmap-1"
+    (reply,) = wait_count(live, CAROL, 1)
+    assert reply["X-METHOD"] == "REPLY" and str(reply["UID"]) == "offsite-2"
+    assert str(reply["ATTENDEE"]).lower() == f"mailto:{BOB}"
+    assert reply["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+    assert methods(live, BOB) == [("REQUEST", 0), ("CANCEL", 1)]
+    assert methods(live, CAROL) == [("REPLY", 0)]
+    assert methods(live, ALICE) == []

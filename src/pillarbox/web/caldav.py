@@ -380,11 +380,33 @@ async def _on_calendar(
             # from Apple's Calendar Server (the RFC's reference implementation).
             _log.info("default calendar not deleted", account=account.address)
             return xml(_condition("default-calendar-delete-allowed"), 403)
-        await web(request).services.store.delete_calendar(account.id, calendar.name)
-        return Response(status_code=204)
+        return await _delete_calendar(request, account, calendar)
     if method in ("GET", "HEAD"):
         return text(f"{calendar.display_name}: use a CalDAV client\n", 200)
     return not_allowed(_COLLECTION_METHODS)
+
+
+async def _delete_calendar(request: Request, account: Account, calendar: Calendar) -> Response:
+    """DELETE of a calendar (not the default one) and everything in it. RFC 6638 §3.2.3.2:
+    "When the server receives a DELETE method request targeted at a calendar collection, it
+    MUST execute the Remove operation on all scheduling object resources contained in the
+    calendar collection" — each meeting goes as its own DELETE would (:func:`_delete`): a
+    CANCEL to the attendees of one the account organizes (§3.2.1.3), a DECLINED REPLY to
+    the organizer of one it attends (§3.2.2.4), ``Schedule-Reply: F`` heeded (§8.1)."""
+    store = web(request).services.store
+    # The scheduling object resources (§3.1) are those with a Schedule-Tag (§3.2.10).
+    meetings = [
+        o
+        for o in await store.calendar_objects(account.id, calendar.name)
+        if o.component == "VEVENT" and o.schedule_tag
+    ]
+    try:
+        await store.delete_calendar(account.id, calendar.name)
+    except NotFound:  # deleted by a request beside this one, which sent the messages
+        return text(NOT_FOUND, 404)
+    for obj in meetings:
+        await _schedule(request, account, obj.data, None)
+    return Response(status_code=204)
 
 
 async def _object(
