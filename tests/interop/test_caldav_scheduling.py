@@ -364,3 +364,55 @@ def test_deleting_a_calendar_removes_its_meetings(live: LiveServer) -> None:
     assert methods(live, BOB) == [("REQUEST", 0), ("CANCEL", 1)]
     assert methods(live, CAROL) == [("REPLY", 0)]
     assert methods(live, ALICE) == []
+
+
+def schedule_statuses(client: httpx.Client, path: str, name: str) -> dict[str, str | None]:
+    """Each ``name`` (ATTENDEE, ORGANIZER) line's SCHEDULE-STATUS in the stored object."""
+    (event,) = icalendar.Calendar.from_ical(client.get(path).content).walk("VEVENT")
+    lines = event.get(name)
+    return {
+        str(line)[7:].lower(): line.params.get("SCHEDULE-STATUS")
+        for line in (lines if isinstance(lines, list) else [lines])
+    }
+
+
+def test_schedule_status_is_the_servers(live: LiveServer) -> None:
+    """RFC 6638 §3.2.9, §7.3: after implicit scheduling the organizer's copy says what became
+    of each message — in Bob's INBOX (1.2), queued for another server (1.1), an address no
+    one has (3.7) —, a client's own status there is undone, and no scheduling message carries
+    one; Bob's copy says on the ORGANIZER what became of his REPLY."""
+    event, copy = calendar_of(ALICE) + "roadmap-1.ics", calendar_of(BOB) + "roadmap-1.ics"
+    nobody = "ATTENDEE;CN=Nobody;PARTSTAT=NEEDS-ACTION:mailto:nobody@example.org"
+    remote = "ATTENDEE;CN=Dan;PARTSTAT=NEEDS-ACTION:mailto:dan@elsewhere.test"
+    claimed = bob_line().replace("ATTENDEE;", "ATTENDEE;SCHEDULE-STATUS=2.0;")
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        created = put(alice, event, meeting(claimed, nobody, remote))
+        assert created.status_code == 201 and "etag" not in created.headers  # not as sent
+        assert schedule_statuses(alice, event, "ATTENDEE") == {
+            ALICE: None,  # the organizer, listed by iOS: sent nothing
+            BOB: "1.2",
+            "nobody@example.org": "3.7",
+            "dan@elsewhere.test": "1.1",
+        }
+        (request,) = wait_count(live, BOB, 1)
+        assert all("SCHEDULE-STATUS" not in a.params for a in request["ATTENDEE"])
+
+        # The phone writes back what it fetched: stored as sent, the ETag answered.
+        fetched = alice.get(event)
+        back = alice.put(event, content=fetched.content, headers=ICS)
+        assert back.status_code == 204 and back.headers["etag"] == fetched.headers["etag"]
+        # A client claiming another status for Bob, with nothing sent: the server's stays.
+        tampered = fetched.content.replace(b"SCHEDULE-STATUS=1.2", b"SCHEDULE-STATUS=2.0")
+        assert tampered != fetched.content
+        assert alice.put(event, content=tampered, headers=ICS).status_code == 204
+        assert schedule_statuses(alice, event, "ATTENDEE")[BOB] == "1.2"
+
+        # Bob's phone accepts: his REPLY is in Alice's INBOX, his copy says so.
+        assert put(bob, copy, meeting(bob_line())).status_code == 201
+        assert schedule_statuses(bob, copy, "ORGANIZER") == {ALICE: None}
+        assert put(bob, copy, meeting(bob_line("ACCEPTED"))).status_code == 204
+        assert schedule_statuses(bob, copy, "ORGANIZER") == {ALICE: "1.2"}
+        (reply,) = wait_count(live, ALICE, 1)
+        assert "SCHEDULE-STATUS" not in reply["ORGANIZER"].params
+        assert "SCHEDULE-STATUS" not in reply["ATTENDEE"].params
+    assert methods(live, BOB) == [("REQUEST", 0)]

@@ -12,7 +12,8 @@ Implementation notes:
 - **Objects are kept as sent**, byte for byte (``GET`` and ``calendar-data`` answer exactly
   the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives — but
   for an organizer's reschedule, whose attendees' answers are reset (RFC 6638 §3.2.8,
-  :func:`_answers_reset`): that PUT answers no ETag (§5.3.4). It is
+  :func:`_answers_reset`), and a meeting whose SCHEDULE-STATUS the server wrote
+  (:func:`_with_statuses`): that PUT answers no ETag (§5.3.4). It is
   checked (:func:`pillarbox.ical.read_object`, off the event loop) against RFC 4791 §4.1:
   refusals carry the §5.3.2.1 precondition — 403 for ``valid-calendar-data``,
   ``valid-calendar-object-resource``, ``supported-calendar-data``,
@@ -52,9 +53,11 @@ Implementation notes:
   DELETE, nothing with ``Schedule-Reply: F``
   (§8.1). Nobody whose SCHEDULE-AGENT is not SERVER gets anything (§7.1), the organizer
   listed as an attendee (iOS does) neither. What is sent is what was stored (a reschedule's
-  answers reset, §3.2.8). The object stays as sent otherwise (no SCHEDULE-STATUS
-  written: §3.2.9 would change its bytes and so its ETag); a message not sent is logged,
-  the PUT still succeeds.
+  answers reset, §3.2.8). Then what became of each message (§3.2.9) is written in
+  SCHEDULE-STATUS (§7.3: on the attendees of the organizer's copy, on the ORGANIZER of an
+  attendee's), a client's own value on those lines undone, and the object stored again
+  (same Schedule-Tag) when that changed it; a message not sent is logged, the PUT still
+  succeeds.
 - **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
   keeps a tag beside it (:func:`schedule_tag` decides when it changes: with the organizer's
   changes, not with answers), answered in GET/HEAD/PUT's ``Schedule-Tag`` header (§8.2) and
@@ -767,9 +770,13 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     if info.component == "VEVENT":
         # What the attendees are sent is what was stored (answers reset, RFC 6638 §3.2.8).
         previous = current.data if current is not None else None
-        await _schedule(request, account, previous, stored.data)
-    # RFC 4791 §5.3.4: the ETag only when stored as sent (a reschedule's reset answers are
-    # not: the client fetches the object again); RFC 6638 §8.2: the Schedule-Tag.
+        statuses = await _schedule(request, account, previous, stored.data)
+        stored = await _with_statuses(
+            app.services, account, calendar, stored, info, previous, statuses
+        )
+    # RFC 4791 §5.3.4: the ETag only when stored as sent (a reschedule's reset answers, the
+    # delivery statuses written are not: the client fetches the object again); RFC 6638
+    # §8.2: the Schedule-Tag.
     as_sent = {"etag": stored.etag} if stored.data == data else {}
     headers = {**as_sent, **_tag_header(stored)}
     return Response(status_code=204 if current is not None else 201, headers=headers)
@@ -1036,11 +1043,12 @@ async def _delete(request: Request, account: Account, calendar: Calendar, name: 
 
 async def _schedule(
     request: Request, account: Account, previous: bytes | None, data: bytes | None
-) -> None:
+) -> dict[str, str]:
     """RFC 6638 §3.2: what the server sends for the account after a PUT (``data``) or a
     DELETE (``data`` None) of an event: the organizer's REQUESTs and CANCELs (§3.2.1), an
     attendee's REPLY (§3.2.2). The object is stored whatever happens here: a message not
-    sent is logged."""
+    sent is logged. Returns each recipient's (lowercased) delivery status (§3.2.9)."""
+    statuses: dict[str, str] = {}
     try:
         # RFC 6638 §8.1: "Schedule-Reply: F" asks for no REPLY. A phone's messages are not
         # kept in Sent: the user wrote no message (docs/calendars.md).
@@ -1049,9 +1057,33 @@ async def _schedule(
             request, web(request).services, account, previous, data, replies=replies,
             sent_copy=False,
         )  # fmt: skip
-        warning = "; ".join(r for r in results if r)
+        warning = "; ".join(d.warning for d in results if d.warning)
+        statuses = {address: code for d in results for address, code in d.statuses.items()}
     except ical.InvalidObject as exc:
         # Stored (RFC 4791 §4.1 holds) but not an iTIP message iCalendar can make of it.
         warning = str(exc)
     if warning:
         _log.warning("caldav scheduling message not sent", account=account.address, why=warning)
+    return statuses
+
+
+async def _with_statuses(
+    services: Services, account: Account, calendar: Calendar, stored: CalendarObject,
+    info: ical.ObjectInfo, previous: bytes | None, statuses: dict[str, str],
+) -> CalendarObject:  # fmt: skip
+    """RFC 6638 §3.2.9, §7.3: ``stored`` (written over ``previous``) with the delivery status
+    of each message just sent for it in SCHEDULE-STATUS, and a client's own there undone
+    (:func:`pillarbox.ical.with_schedule_status`): stored again when that changes its bytes,
+    with the same Schedule-Tag (the status is the attendee's line's participation, not the
+    organizer's change: :func:`schedule_tag`)."""
+    own = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
+    data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
+    if data == stored.data:
+        return stored
+    return await services.store.save_calendar_object(
+        account.id,
+        calendar.name,
+        _stored(stored.name, data, info, stored.schedule_tag),
+        now=datetime.now(UTC),
+        limit=services.config.calendars.max_objects,
+    )

@@ -238,7 +238,7 @@ async def _answer(
     await store_event(services, account, calendar, name, stored, current)
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
-    unsent = await send_reply(
+    delivery = await send_reply(
         request,
         services,
         account,
@@ -248,6 +248,7 @@ async def _answer(
         invitation.organizer,
         sent_copy=True,
     )
+    unsent = delivery.warning
     if unsent and unsent != SENT_NOT_KEPT:
         return f"Saved in your calendar, but the answer was {unsent}"
     await access.mark_answered(opened)
