@@ -7,8 +7,9 @@ Implementation notes:
   ``calendar-home-set``, :mod:`.dav`); each calendar is a collection in it, each event or
   to-do a resource ``<name>`` in that (the name the client chose, usually ``<UID>.ics``).
   An account without calendars is given one, ``personal/`` ("Calendar"), on its first
-  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects) but the
-  default one (:func:`default_calendar`, RFC 6638 §4.3: 403).
+  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects, each
+  meeting as its own DELETE would: RFC 6638 §3.2.3.2) but the default one
+  (:func:`default_calendar`, ``personal`` or one a client chose, §9.2; §4.3: 403).
 - **Objects are kept as sent**, byte for byte (``GET`` and ``calendar-data`` answer exactly
   the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives — but
   for an organizer's reschedule, whose attendees' answers are reset (RFC 6638 §3.2.8,
@@ -297,12 +298,19 @@ def _max_object(request: Request) -> int:
     return min(app.services.config.calendars.max_object_bytes, app.limits.max_form_bytes)
 
 
-def default_calendar(calendars: Sequence[Calendar]) -> str:
+async def default_calendar(
+    services: Services, account: Account, calendars: Sequence[Calendar]
+) -> str:
     """The account's default calendar (RFC 6638 §4.3; the inbox's
-    ``schedule-default-calendar-URL``, §9.2): where a new event of the Calendar page or an
-    accepted invitation goes, and the one calendar that cannot be deleted. ``personal``,
-    or (an account whose ``personal`` was deleted before that was refused) the first."""
+    ``schedule-default-calendar-URL``, §9.2) among its ``calendars``: where a new event of
+    the Calendar page or an accepted invitation goes, and the one calendar that cannot be
+    deleted. The one a client chose (a PROPPATCH of the inbox, kept in the account's
+    settings) while it exists; else ``personal``, or (an account whose ``personal`` was
+    deleted before that was refused) the first."""
     names = [c.name for c in calendars]
+    chosen = (await services.store.get_settings(account.id)).default_calendar
+    if chosen in names:
+        return chosen
     return DEFAULT if DEFAULT in names or not names else names[0]
 
 
@@ -337,7 +345,7 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
             return await _mkcalendar(request, account, found.collection, calendar)
         if calendar is None:
             return text(NOT_FOUND, 404)
-        default = default_calendar(list(calendars.values()))
+        default = await default_calendar(web(request).services, account, list(calendars.values()))
         return await _on_calendar(request, account, calendar, default)
     if method == "MKCALENDAR":
         # RFC 4791 §5.3.1.1: calendars are made in the home only.

@@ -414,7 +414,7 @@ async def _render(
     if editing is None:
         today = now.date().isoformat()
         editing = Editing(
-            default_calendar(calendars),
+            await default_calendar(services, account, calendars),
             start_date=today,
             start_time=f"{(now.hour + 1) % 24:02d}:00",
             end_date=today,

@@ -909,6 +909,11 @@ _V41_SQL = r"""
 ALTER TABLE account_settings ADD COLUMN shortcuts INTEGER NOT NULL DEFAULT 1;
 """
 
+# The calendar a client made the default (RFC 6638 §9.2; "": the server's choice).
+_V43_SQL = r"""
+ALTER TABLE account_settings ADD COLUMN default_calendar TEXT NOT NULL DEFAULT '';
+"""
+
 
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
@@ -969,6 +974,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(39, "IMAP ACL negative rights (RFC 4314 §2)", _V39_SQL),
     Migration(40, "Schedule-Tags of scheduling objects (RFC 6638)", _V40_SQL, _schedule_tags),
     Migration(41, "the webmail's keyboard shortcuts switch per account", _V41_SQL),
+    Migration(43, "the default calendar a client chose (RFC 6638)", _V43_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
