@@ -416,3 +416,21 @@ def test_schedule_status_is_the_servers(live: LiveServer) -> None:
         assert "SCHEDULE-STATUS" not in reply["ORGANIZER"].params
         assert "SCHEDULE-STATUS" not in reply["ATTENDEE"].params
     assert methods(live, BOB) == [("REQUEST", 0)]
+
+
+def test_python_caldav_saves_again_after_an_etag_less_put(live: LiveServer) -> None:
+    """RFC 4791 §5.3.4: the PUT that invites Bob answers no ETag (his SCHEDULE-STATUS was
+    written); python-caldav then drops the ETag it had and guards its next save with the
+    Schedule-Tag the PUT answered (RFC 6638 §8.3), which the status write kept: the update
+    is taken, not refused."""
+    url = f"https://127.0.0.1:{live.port('https')}/dav/"
+    cafile = str(tls_paths(live.config)[0])
+    with caldav.DAVClient(url, username=ALICE, password=TEST_PASSWORD, ssl_verify_cert=cafile) as c:
+        calendar = c.calendar(url=f"https://127.0.0.1:{live.port('https')}{calendar_of(ALICE)}")
+        saved = calendar.save_event(meeting(bob_line()))
+        assert saved.etag is None and saved.schedule_tag
+        saved.icalendar_component["SUMMARY"] = "Roadmap v2"
+        saved.save()
+        assert "Roadmap v2" in calendar.event_by_uid("roadmap-1").data
+    update = wait_count(live, BOB, 2)[1]
+    assert str(update["SUMMARY"]) == "Roadmap v2"
