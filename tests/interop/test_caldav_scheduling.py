@@ -22,6 +22,7 @@ from pillarbox.net.tls import tls_paths
 from pillarbox.testing.davclient import dav_client, responses
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
+from pillarbox.testing.webclient import WebSession, mailbox_id
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -434,3 +435,35 @@ def test_python_caldav_saves_again_after_an_etag_less_put(live: LiveServer) -> N
         assert "Roadmap v2" in calendar.event_by_uid("roadmap-1").data
     update = wait_count(live, BOB, 2)[1]
     assert str(update["SUMMARY"]) == "Roadmap v2"
+
+
+def test_the_webmails_accept_follows_the_chosen_default_calendar(live: LiveServer) -> None:
+    """RFC 6638 §9.2: Bob's client makes ``work`` his default calendar (a PROPPATCH of his
+    inbox); the invitation he accepts in the webmail is stored there, not in ``personal``."""
+    work = f"/dav/calendars/{BOB}/work/"
+    patch = (
+        '<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set>'
+        f"<d:prop><c:schedule-default-calendar-URL><d:href>{work}</d:href>"
+        "</c:schedule-default-calendar-URL></d:prop></d:set></d:propertyupdate>"
+    )
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        assert bob.request("MKCALENDAR", work).status_code == 201
+        inbox = f"/dav/scheduling/{BOB}/inbox/"
+        assert bob.request("PROPPATCH", inbox, content=patch).status_code == 207
+        assert (
+            put(alice, calendar_of(ALICE) + "roadmap-1.ics", meeting(bob_line())).status_code == 201
+        )
+        wait_count(live, BOB, 1)
+        box = mailbox_id(live, BOB, "INBOX")
+        (record,) = live.call(live.store.list_messages(box))
+        web = WebSession(live)
+        assert web.login(BOB).status_code == 303
+        accepted = web.post(f"/mail/{box}/{record.uid}/invitation", {"action": "accept"})
+        assert accepted.status_code == 303
+        web.close()
+        members = responses(bob.request("PROPFIND", work, headers={"depth": "1"}))
+        assert any(href.endswith(".ics") for href in members)
+        personal = responses(bob.request("PROPFIND", calendar_of(BOB), headers={"depth": "1"}))
+        assert list(personal) == [calendar_of(BOB)]
+    (reply,) = wait_count(live, ALICE, 1)
+    assert reply["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
