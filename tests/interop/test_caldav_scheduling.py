@@ -4,7 +4,9 @@ recipients' INBOXes. The organizer's PUT invites (REQUEST), a change sends updat
 attendee taken off gets a CANCEL, the DELETE cancels for all, a MOVE sends nothing; an
 attendee's PUT changing its answer sends the REPLY; SCHEDULE-AGENT=CLIENT (§7.1) and
 ``Schedule-Reply: F`` (§8.1) send nothing; python-caldav's save invites too; a
-sync-collection narrows ``calendar-data``; a reschedule resets the attendees' answers (§3.2.8)."""
+sync-collection narrows ``calendar-data``; a reschedule resets the attendees' answers (§3.2.8);
+deleting a calendar removes each meeting in it (§3.2.3.2); SCHEDULE-STATUS is the server's
+(§3.2.9, §7.3); the webmail's Accept follows the default calendar a client chose (§9.2)."""
 
 from __future__ import annotations
 
