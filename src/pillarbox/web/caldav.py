@@ -1088,6 +1088,14 @@ async def _with_statuses(
     data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
     if data == stored.data:
         return stored
+    # The messages took a while to submit: a write beside this one since then wins, and
+    # keeps its own statuses (this is the same check-then-save as a PUT's If-Match).
+    try:
+        now_stored = await services.store.calendar_object(account.id, calendar.name, stored.name)
+    except NotFound:
+        return stored
+    if now_stored.etag != stored.etag:
+        return stored
     return await services.store.save_calendar_object(
         account.id,
         calendar.name,
