@@ -1159,6 +1159,7 @@ def itip_reply(
     # A VTIMEZONE a copied DTSTART or RECURRENCE-ID names goes along (RFC 5546 §3.2.3).
     for zone in request.walk("VTIMEZONE"):
         reply.add_component(zone)
+    _without_schedule_status(reply)
     return bytes(reply.to_ical())
 
 
@@ -1296,6 +1297,7 @@ def itip_request(data: bytes, method: str, now: datetime) -> bytes:
     for event in calendar.walk("VEVENT"):
         event.pop("DTSTAMP", None)
         event.add("DTSTAMP", now)
+    _without_schedule_status(calendar)
     return bytes(calendar.to_ical())
 
 
@@ -1474,12 +1476,78 @@ def _dates(component: icalendar.Component, name: str) -> set[object]:
     return {d.dt for value in listed for d in value.dts}
 
 
+# -- SCHEDULE-STATUS (RFC 6638 §3.2.9, §7.3) ------------------------------------------------------
+
+_SCHEDULE_STATUS = "SCHEDULE-STATUS"
+
+
+def _without_schedule_status(message: icalendar.Calendar) -> None:
+    """RFC 6638 §7.3: "Servers MUST NOT include this parameter in any scheduling messages
+    sent as the result of a scheduling operation" — taken off the ORGANIZER and ATTENDEEs
+    of every VEVENT of ``message``."""
+    for event in message.walk("VEVENT"):
+        organizer = event.get("ORGANIZER")
+        for line in _listed(event) + ([organizer] if organizer is not None else []):
+            line.params.pop(_SCHEDULE_STATUS, None)
+
+
+def _served_lines(event: icalendar.Component, organizing: bool) -> list[icalendar.vCalAddress]:
+    """The lines of ``event`` whose SCHEDULE-STATUS is the server's (RFC 6638 §7.3): in the
+    organizer's copy its ATTENDEEs (the server sends them REQUESTs and CANCELs), in an
+    attendee's copy its ORGANIZER (the server sends it REPLYs) — those the server schedules
+    for (§7.1: SCHEDULE-AGENT SERVER, the default)."""
+    organizer = event.get("ORGANIZER")
+    lines = _listed(event) if organizing else [organizer] if organizer is not None else []
+    return [line for line in lines if _server_schedules(line)]
+
+
+def with_schedule_status(
+    data: bytes, previous: bytes | None, statuses: Mapping[str, str], own: frozenset[str]
+) -> bytes:
+    """The stored event ``data`` (``previous`` before it, None when new) with the delivery
+    status (RFC 6638 §3.2.9) of the messages the server just sent for it — ``statuses``: each
+    recipient's (lowercased) code — in SCHEDULE-STATUS (§7.3) on the lines that are the
+    server's (:func:`_served_lines`; the copy is the organizer's when its ORGANIZER is one of
+    ``own``, the owner's lowercased addresses). A line not just sent anything keeps what
+    ``previous`` held for its address: §7.3 lets the server change it only for "calendar
+    users who were sent a scheduling message", and "Clients SHOULD NOT change or remove this
+    parameter if it was provided by the server" — so one a client set, changed or removed
+    there is undone, never stored as the server's word. ``data`` itself, byte for byte, when
+    nothing changes (the PUT's ETag then holds, RFC 4791 §5.3.4); with an ORGANIZER whose
+    client schedules (§7.1), always: §7.3 lets that client keep its own statuses."""
+    calendar = _calendar(data)
+    master = _master(calendar)
+    if "ORGANIZER" not in master or not _server_schedules(master["ORGANIZER"]):
+        return data
+    organizing = _address(master["ORGANIZER"]).lower() in own
+    kept: dict[str, str] = {}
+    if previous is not None:
+        for event in _calendar(previous).walk("VEVENT"):
+            for line in _served_lines(event, organizing):
+                if _SCHEDULE_STATUS in line.params:
+                    kept[_address(line).lower()] = str(line.params[_SCHEDULE_STATUS])
+    changed = False
+    for event in calendar.walk("VEVENT"):
+        for line in _served_lines(event, organizing):
+            address = _address(line).lower()
+            wanted = statuses.get(address) or kept.get(address)
+            had = line.params.get(_SCHEDULE_STATUS)
+            if wanted == (None if had is None else str(had)):
+                continue
+            changed = True
+            if wanted is None:
+                line.params.pop(_SCHEDULE_STATUS)
+            else:
+                line.params[_SCHEDULE_STATUS] = wanted
+    return bytes(calendar.to_ical()) if changed else data
+
+
 # -- Schedule-Tag (RFC 6638 §3.2.10) --------------------------------------------------------------
 
 #: What of an ATTENDEE line is its participation, not the organizer's: its answer (PARTSTAT),
 #: whether one is asked (RSVP: dropped once answered, :func:`accepted_object`), and what the
 #: server says of delivering to it (RFC 6638 §3.2.9 SCHEDULE-STATUS).
-_PARTICIPATION = ("PARTSTAT", "RSVP", "SCHEDULE-STATUS")
+_PARTICIPATION = ("PARTSTAT", "RSVP", _SCHEDULE_STATUS)
 #: Stamps a client rewrites whenever it writes (RFC 5545 §3.8.7.2, §3.8.7.3): an answer's
 #: PUT carries new ones and is still only an answer.
 _STAMPS = frozenset({"DTSTAMP", "LAST-MODIFIED"})
@@ -1520,6 +1588,9 @@ def scheduling_of(data: bytes) -> Scheduling | None:
         for value in _listed(event):
             for param in _PARTICIPATION:
                 value.params.pop(param, None)
+        if "ORGANIZER" in event:
+            # RFC 6638 §7.3: what the server says of delivering the attendee's REPLYs.
+            event["ORGANIZER"].params.pop(_SCHEDULE_STATUS, None)
     return Scheduling(_address(organized.get("ORGANIZER")), attendees, bytes(calendar.to_ical()))
 
 

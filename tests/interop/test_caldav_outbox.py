@@ -100,28 +100,96 @@ def test_principal_inbox_and_outbox(live: LiveServer) -> None:
             f"{C}schedule-outbox",
         ]
 
-        # RFC 6638 §4.3 leaves changing the default calendar to the server; here it is
-        # fixed: the PROPPATCH is refused property by property (RFC 4918 §9.2), not 405.
-        alice.request("MKCALENDAR", f"/dav/calendars/{ALICE}/work/")
         patch = (
             '<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
-            "<d:set><d:prop><c:schedule-default-calendar-URL><d:href>"
-            f"/dav/calendars/{ALICE}/work/</d:href></c:schedule-default-calendar-URL>"
-            "</d:prop></d:set></d:propertyupdate>"
+            "<d:set><d:prop><d:displayname>x</d:displayname></d:prop></d:set></d:propertyupdate>"
         )
-        patched = alice.request("PROPPATCH", INBOX, content=patch)
-        assert patched.status_code == 207
-        (refused,) = fromstring(patched.content).iter(f"{D}propstat")
-        assert refused.findtext(f"{D}status") == "HTTP/1.1 403 Forbidden"
-        assert refused.find(f"{D}prop/{C}schedule-default-calendar-URL") is not None
-        kept = responses(propfind(alice, INBOX, allprop))[INBOX]
-        assert href_of(kept, f"{C}schedule-default-calendar-URL") == default
 
         # Another account's boxes are not found; a box takes no other method.
         assert propfind(alice, f"/dav/scheduling/{BOB}/inbox/", allprop).status_code == 404
         assert alice.request("PROPPATCH", OUTBOX, content=patch).status_code == 405
         assert alice.post(INBOX, content=request(BOB), headers=ICS).status_code == 405
         assert alice.get(OUTBOX).status_code == 405
+
+
+def default_patch(*instructions: str) -> str:
+    return (
+        '<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+        f"{''.join(instructions)}</d:propertyupdate>"
+    )
+
+
+def set_default(href: str) -> str:
+    return (
+        "<d:set><d:prop><c:schedule-default-calendar-URL>"
+        f"<d:href>{href}</d:href></c:schedule-default-calendar-URL></d:prop></d:set>"
+    )
+
+
+def statuses(patched: httpx.Response) -> dict[str, str]:
+    """Each property of a PROPPATCH's 207 with its status line."""
+    assert patched.status_code == 207
+    return {
+        prop.tag: str(propstat.findtext(f"{D}status"))
+        for propstat in fromstring(patched.content).iter(f"{D}propstat")
+        for prop in propstat.iterfind(f"{D}prop/*")
+    }
+
+
+def test_a_client_changes_the_default_calendar(live: LiveServer) -> None:
+    """RFC 6638 §9.2: a PROPPATCH of the inbox's ``schedule-default-calendar-URL`` to another
+    of the account's calendars makes it the default (§4.3: now the one DELETE refuses, and
+    the old default can go, here through python-caldav); a href that is not one of them is
+    403 ``valid-schedule-default-calendar-URL``; removing it, or any other property, is
+    refused with the rest (RFC 4918 §9.2: 403, 424), and nothing changes."""
+    home = f"/dav/calendars/{ALICE}/"
+    allprop = '<d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>'
+    url = f"https://127.0.0.1:{live.port('https')}"
+    key = f"{C}schedule-default-calendar-URL"
+    with dav_client(live, ALICE) as alice:
+
+        def default() -> str | None:
+            return href_of(responses(propfind(alice, INBOX, allprop))[INBOX], key)
+
+        assert alice.request("MKCALENDAR", home + "work/").status_code == 201
+        for wrong in (f"/dav/calendars/{BOB}/personal/", home + "nope/", INBOX, home):
+            refused = alice.request("PROPPATCH", INBOX, content=default_patch(set_default(wrong)))
+            assert refused.status_code == 403
+            assert error_of(refused) == [f"{C}valid-schedule-default-calendar-URL"]
+        mixed = default_patch(
+            set_default(home + "work/"),
+            "<d:set><d:prop><d:displayname>In</d:displayname></d:prop></d:set>",
+        )
+        assert statuses(alice.request("PROPPATCH", INBOX, content=mixed)) == {
+            f"{D}displayname": "HTTP/1.1 403 Forbidden",
+            key: "HTTP/1.1 424 Failed Dependency",
+        }
+        removal = default_patch(
+            "<d:remove><d:prop><c:schedule-default-calendar-URL/></d:prop></d:remove>"
+        )
+        assert statuses(alice.request("PROPPATCH", INBOX, content=removal)) == {
+            key: "HTTP/1.1 403 Forbidden"
+        }
+        assert default() == home + "personal/"
+
+        # A full URL (RFC 4918 §8.3) to the new calendar: taken, and kept.
+        chosen = alice.request(
+            "PROPPATCH", INBOX, content=default_patch(set_default(url + home + "work/"))
+        )
+        assert statuses(chosen) == {key: "HTTP/1.1 200 OK"}
+        assert default() == home + "work/"
+        refused = alice.delete(home + "work/")
+        assert refused.status_code == 403
+        assert error_of(refused) == [f"{C}default-calendar-delete-allowed"]
+    client = caldav.DAVClient(
+        f"{url}/dav/",
+        username=ALICE,
+        password=TEST_PASSWORD,
+        ssl_verify_cert=str(tls_paths(live.config)[0]),
+    )
+    principal = client.principal()
+    principal.calendar(cal_id="personal").delete()  # no longer the default
+    assert [str(c.url) for c in principal.calendars()] == [url + home + "work/"]
 
 
 def test_the_default_calendar_cannot_be_deleted(live: LiveServer) -> None:

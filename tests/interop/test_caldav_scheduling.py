@@ -4,7 +4,9 @@ recipients' INBOXes. The organizer's PUT invites (REQUEST), a change sends updat
 attendee taken off gets a CANCEL, the DELETE cancels for all, a MOVE sends nothing; an
 attendee's PUT changing its answer sends the REPLY; SCHEDULE-AGENT=CLIENT (§7.1) and
 ``Schedule-Reply: F`` (§8.1) send nothing; python-caldav's save invites too; a
-sync-collection narrows ``calendar-data``; a reschedule resets the attendees' answers (§3.2.8)."""
+sync-collection narrows ``calendar-data``; a reschedule resets the attendees' answers (§3.2.8);
+deleting a calendar removes each meeting in it (§3.2.3.2); SCHEDULE-STATUS is the server's
+(§3.2.9, §7.3); the webmail's Accept follows the default calendar a client chose (§9.2)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pillarbox.net.tls import tls_paths
 from pillarbox.testing.davclient import dav_client, responses
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
+from pillarbox.testing.webclient import WebSession, mailbox_id
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -324,3 +327,145 @@ def test_sync_collection_narrows_calendar_data(live: LiveServer) -> None:
         assert "SUMMARY:Roadmap" in data and "UID:roadmap-1" in data
         assert "DTSTART" not in data and "ORGANIZER" not in data
         assert fromstring(answered.content).findtext("{DAV:}sync-token")
+
+
+def test_deleting_a_calendar_removes_its_meetings(live: LiveServer) -> None:
+    """RFC 6638 §3.2.3.2: python-caldav deletes a calendar; every meeting in it goes as its
+    own DELETE would: Alice's cancelled for Bob, the one Bob attends declined to Carol. An
+    event without attendees sends nothing, nor does a calendar deleted with
+    ``Schedule-Reply: F`` for the meeting Bob attends (§8.1)."""
+    url = f"https://127.0.0.1:{live.port('https')}/dav/"
+    cafile = str(tls_paths(live.config)[0])
+    carols = meeting(bob_line(), organizer=f"ORGANIZER;CN=Carol:mailto:{CAROL}").replace(
+        "roadmap-1", "offsite-2"
+    )
+    alone = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:gym\r\n" + (
+        "DTSTAMP:20310101T000000Z\r\nDTSTART:20310305T070000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        work, team = f"/dav/calendars/{ALICE}/work/", f"/dav/calendars/{BOB}/team/"
+        quiet = f"/dav/calendars/{BOB}/quiet/"
+        for client, path in ((alice, work), (bob, team), (bob, quiet)):
+            assert client.request("MKCALENDAR", path).status_code == 201
+        assert put(alice, work + "roadmap-1.ics", meeting(bob_line())).status_code == 201
+        assert put(alice, work + "gym.ics", alone).status_code == 201
+        wait_count(live, BOB, 1)
+        assert put(bob, team + "offsite-2.ics", carols).status_code == 201
+        assert put(bob, quiet + "offsite-2.ics", carols).status_code == 201
+        assert bob.request("DELETE", quiet, headers={"schedule-reply": "F"}).status_code == 204
+    for address, name in ((ALICE, "work"), (BOB, "team")):
+        with caldav.DAVClient(
+            url, username=address, password=TEST_PASSWORD, ssl_verify_cert=cafile
+        ) as c:
+            c.calendar(url=f"{url}calendars/{address}/{name}/").delete()
+    cancel = wait_count(live, BOB, 2)[1]
+    assert cancel["X-METHOD"] == "CANCEL" and str(cancel["UID"]) == "roadmap-1"
+    (reply,) = wait_count(live, CAROL, 1)
+    assert reply["X-METHOD"] == "REPLY" and str(reply["UID"]) == "offsite-2"
+    assert str(reply["ATTENDEE"]).lower() == f"mailto:{BOB}"
+    assert reply["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
+    assert methods(live, BOB) == [("REQUEST", 0), ("CANCEL", 1)]
+    assert methods(live, CAROL) == [("REPLY", 0)]
+    assert methods(live, ALICE) == []
+
+
+def schedule_statuses(client: httpx.Client, path: str, name: str) -> dict[str, str | None]:
+    """Each ``name`` (ATTENDEE, ORGANIZER) line's SCHEDULE-STATUS in the stored object."""
+    (event,) = icalendar.Calendar.from_ical(client.get(path).content).walk("VEVENT")
+    lines = event.get(name)
+    return {
+        str(line)[7:].lower(): line.params.get("SCHEDULE-STATUS")
+        for line in (lines if isinstance(lines, list) else [lines])
+    }
+
+
+def test_schedule_status_is_the_servers(live: LiveServer) -> None:
+    """RFC 6638 §3.2.9, §7.3: after implicit scheduling the organizer's copy says what became
+    of each message — in Bob's INBOX (1.2), queued for another server (1.1), an address no
+    one has (3.7) —, a client's own status there is undone, and no scheduling message carries
+    one; Bob's copy says on the ORGANIZER what became of his REPLY."""
+    event, copy = calendar_of(ALICE) + "roadmap-1.ics", calendar_of(BOB) + "roadmap-1.ics"
+    nobody = "ATTENDEE;CN=Nobody;PARTSTAT=NEEDS-ACTION:mailto:nobody@example.org"
+    remote = "ATTENDEE;CN=Dan;PARTSTAT=NEEDS-ACTION:mailto:dan@elsewhere.test"
+    claimed = bob_line().replace("ATTENDEE;", "ATTENDEE;SCHEDULE-STATUS=2.0;")
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        created = put(alice, event, meeting(claimed, nobody, remote))
+        assert created.status_code == 201 and "etag" not in created.headers  # not as sent
+        assert schedule_statuses(alice, event, "ATTENDEE") == {
+            ALICE: None,  # the organizer, listed by iOS: sent nothing
+            BOB: "1.2",
+            "nobody@example.org": "3.7",
+            "dan@elsewhere.test": "1.1",
+        }
+        (request,) = wait_count(live, BOB, 1)
+        assert all("SCHEDULE-STATUS" not in a.params for a in request["ATTENDEE"])
+
+        # The phone writes back what it fetched: stored as sent, the ETag answered.
+        fetched = alice.get(event)
+        back = alice.put(event, content=fetched.content, headers=ICS)
+        assert back.status_code == 204 and back.headers["etag"] == fetched.headers["etag"]
+        # A client claiming another status for Bob, with nothing sent: the server's stays.
+        tampered = fetched.content.replace(b"SCHEDULE-STATUS=1.2", b"SCHEDULE-STATUS=2.0")
+        assert tampered != fetched.content
+        assert alice.put(event, content=tampered, headers=ICS).status_code == 204
+        assert schedule_statuses(alice, event, "ATTENDEE")[BOB] == "1.2"
+
+        # Bob's phone accepts: his REPLY is in Alice's INBOX, his copy says so.
+        assert put(bob, copy, meeting(bob_line())).status_code == 201
+        assert schedule_statuses(bob, copy, "ORGANIZER") == {ALICE: None}
+        assert put(bob, copy, meeting(bob_line("ACCEPTED"))).status_code == 204
+        assert schedule_statuses(bob, copy, "ORGANIZER") == {ALICE: "1.2"}
+        (reply,) = wait_count(live, ALICE, 1)
+        assert "SCHEDULE-STATUS" not in reply["ORGANIZER"].params
+        assert "SCHEDULE-STATUS" not in reply["ATTENDEE"].params
+    assert methods(live, BOB) == [("REQUEST", 0)]
+
+
+def test_python_caldav_saves_again_after_an_etag_less_put(live: LiveServer) -> None:
+    """RFC 4791 §5.3.4: the PUT that invites Bob answers no ETag (his SCHEDULE-STATUS was
+    written); python-caldav then drops the ETag it had and guards its next save with the
+    Schedule-Tag the PUT answered (RFC 6638 §8.3), which the status write kept: the update
+    is taken, not refused."""
+    url = f"https://127.0.0.1:{live.port('https')}/dav/"
+    cafile = str(tls_paths(live.config)[0])
+    with caldav.DAVClient(url, username=ALICE, password=TEST_PASSWORD, ssl_verify_cert=cafile) as c:
+        calendar = c.calendar(url=f"https://127.0.0.1:{live.port('https')}{calendar_of(ALICE)}")
+        saved = calendar.save_event(meeting(bob_line()))
+        assert saved.etag is None and saved.schedule_tag
+        saved.icalendar_component["SUMMARY"] = "Roadmap v2"
+        saved.save()
+        assert "Roadmap v2" in calendar.event_by_uid("roadmap-1").data
+    update = wait_count(live, BOB, 2)[1]
+    assert str(update["SUMMARY"]) == "Roadmap v2"
+
+
+def test_the_webmails_accept_follows_the_chosen_default_calendar(live: LiveServer) -> None:
+    """RFC 6638 §9.2: Bob's client makes ``work`` his default calendar (a PROPPATCH of his
+    inbox); the invitation he accepts in the webmail is stored there, not in ``personal``."""
+    work = f"/dav/calendars/{BOB}/work/"
+    patch = (
+        '<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set>'
+        f"<d:prop><c:schedule-default-calendar-URL><d:href>{work}</d:href>"
+        "</c:schedule-default-calendar-URL></d:prop></d:set></d:propertyupdate>"
+    )
+    with dav_client(live, ALICE) as alice, dav_client(live, BOB) as bob:
+        assert bob.request("MKCALENDAR", work).status_code == 201
+        inbox = f"/dav/scheduling/{BOB}/inbox/"
+        assert bob.request("PROPPATCH", inbox, content=patch).status_code == 207
+        assert (
+            put(alice, calendar_of(ALICE) + "roadmap-1.ics", meeting(bob_line())).status_code == 201
+        )
+        wait_count(live, BOB, 1)
+        box = mailbox_id(live, BOB, "INBOX")
+        (record,) = live.call(live.store.list_messages(box))
+        web = WebSession(live)
+        assert web.login(BOB).status_code == 303
+        accepted = web.post(f"/mail/{box}/{record.uid}/invitation", {"action": "accept"})
+        assert accepted.status_code == 303
+        web.close()
+        members = responses(bob.request("PROPFIND", work, headers={"depth": "1"}))
+        assert any(href.endswith(".ics") for href in members)
+        personal = responses(bob.request("PROPFIND", calendar_of(BOB), headers={"depth": "1"}))
+        assert list(personal) == [calendar_of(BOB)]
+    (reply,) = wait_count(live, ALICE, 1)
+    assert reply["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"

@@ -127,6 +127,7 @@ async def _populate(store: Store) -> None:
             trash_days=0,
             time_zone="Europe/Berlin",
             shortcuts=False,
+            default_calendar="work",
         ),
     )
     assert await store.set_quota_warned(account.id, 0, 80)  # a quota warning was sent

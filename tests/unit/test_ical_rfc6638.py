@@ -277,3 +277,71 @@ def test_answered_instances_and_their_reply() -> None:
         (e.decoded("RECURRENCE-ID"), e.decoded("DTSTART"), e["ATTENDEE"].params["PARTSTAT"])
         for e in icalendar.Calendar.from_ical(reply).walk("VEVENT")
     ) == [(eleventh, eleventh, "DECLINED"), (eighteenth, eighteenth, "TENTATIVE")]
+
+
+ALICE_ONLY = frozenset({"alice@example.org"})
+
+
+def _statuses(data: bytes, name: str) -> dict[str, str | None]:
+    """Each ``name`` (ATTENDEE or ORGANIZER) line's SCHEDULE-STATUS, by address."""
+    found: dict[str, str | None] = {}
+    for event in icalendar.Calendar.from_ical(data).walk("VEVENT"):
+        lines = event.get(name)
+        for line in lines if isinstance(lines, list) else [lines]:
+            status = line.params.get("SCHEDULE-STATUS")
+            found[str(line)[7:].lower()] = None if status is None else str(status)
+    return found
+
+
+def test_with_schedule_status_writes_the_servers_word_in_the_organizers_copy() -> None:
+    """§3.2.9, §7.3: each attendee just sent a message gets its delivery status; one not sent
+    anything keeps the server's earlier one; a client's own is undone; the organizer listed
+    as an attendee and one its client schedules (§7.1) are not the server's lines."""
+    sent = meeting(
+        "ATTENDEE;PARTSTAT=ACCEPTED;SCHEDULE-STATUS=2.0:mailto:alice@example.org",
+        "ATTENDEE;SCHEDULE-STATUS=2.0:mailto:Bob@example.org",
+        "ATTENDEE:mailto:nobody@example.org",
+        "ATTENDEE;SCHEDULE-AGENT=CLIENT;SCHEDULE-STATUS=2.0:mailto:carol@example.org",
+    )
+    statuses = {"bob@example.org": "1.2", "nobody@example.org": "3.7"}
+    stored = ical.with_schedule_status(sent, None, statuses, ALICE_ONLY)
+    assert _statuses(stored, "ATTENDEE") == {
+        "alice@example.org": None,
+        "bob@example.org": "1.2",
+        "nobody@example.org": "3.7",
+        "carol@example.org": "2.0",
+    }
+    # A write sending nothing (an alarm): the earlier statuses stay, a client's is undone;
+    # what the client sent back as stored is kept byte for byte (the PUT's ETag holds).
+    tampered = stored.replace(b"SCHEDULE-STATUS=1.2", b"SCHEDULE-STATUS=5.3")
+    again = ical.with_schedule_status(tampered, stored, {}, ALICE_ONLY)
+    assert _statuses(again, "ATTENDEE")["bob@example.org"] == "1.2"
+    assert ical.with_schedule_status(stored, stored, {}, ALICE_ONLY) is stored
+    # An organizer whose client schedules (§7.1): the client's statuses are its own.
+    by_client = sent.replace(b"ORGANIZER:", b"ORGANIZER;SCHEDULE-AGENT=CLIENT:")
+    assert ical.with_schedule_status(by_client, None, statuses, ALICE_ONLY) is by_client
+
+
+def test_with_schedule_status_in_an_attendees_copy_is_on_the_organizer() -> None:
+    """§7.3: "Servers MUST add this parameter to any ORGANIZER properties corresponding to
+    calendar users who were sent a scheduling message reply"; the ATTENDEE lines are the
+    organizer's, left as they are."""
+    copy = meeting("ATTENDEE;PARTSTAT=ACCEPTED;SCHEDULE-STATUS=1.2:mailto:bob@example.org")
+    bob = frozenset({"bob@example.org"})
+    stored = ical.with_schedule_status(copy, None, {"alice@example.org": "1.2"}, bob)
+    assert _statuses(stored, "ORGANIZER") == {"alice@example.org": "1.2"}
+    assert _statuses(stored, "ATTENDEE") == {"bob@example.org": "1.2"}
+
+
+def test_scheduling_messages_carry_no_schedule_status() -> None:
+    """§7.3: "Servers MUST NOT include this parameter in any scheduling messages"."""
+    stored = meeting(
+        "ATTENDEE;PARTSTAT=ACCEPTED;SCHEDULE-STATUS=1.2:mailto:bob@example.org"
+    ).replace(b"ORGANIZER:", b"ORGANIZER;SCHEDULE-STATUS=1.2:")
+    now = datetime(2031, 1, 2, tzinfo=UTC)
+    for message in (
+        ical.itip_request(stored, "REQUEST", now),
+        ical.itip_request(stored, "CANCEL", now),
+        ical.itip_reply(stored, "bob@example.org", "ACCEPTED", now),
+    ):
+        assert b"SCHEDULE-STATUS" not in message

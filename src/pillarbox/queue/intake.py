@@ -780,6 +780,10 @@ class Submitted:
 
     reply: Reply
     refused: tuple[tuple[str, Reply], ...]
+    #: The recipients (as given) only hosted accounts take: with a positive ``reply`` the
+    #: message is in their mailboxes (stored before the reply, DESIGN principle 3), not
+    #: queued for another server (RFC 6638 §3.2.9 tells "delivered" from "sent" by this).
+    local: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -811,6 +815,7 @@ async def submit(
         return Submitted(verdict, ())
     accepted: list[AcceptedRecipient] = []
     refused: list[tuple[str, Reply]] = []
+    local: list[str] = []
     allowance = intake.allowance(account) if limited else None
     for address in recipients:
         try:
@@ -823,6 +828,8 @@ async def submit(
             refused.append((address, reply))
         else:
             accepted.append(AcceptedRecipient(rcpt, resolution))
+            if resolution.local and not resolution.remote:
+                local.append(address)
     if not accepted:
         return Submitted(replies.NO_VALID_RECIPIENTS, tuple(refused))
     origin = Origin(
@@ -833,4 +840,4 @@ async def submit(
         limited=limited,
     )
     reply = await intake.accept(mail, accepted, raw, origin)
-    return Submitted(reply, tuple(refused))
+    return Submitted(reply, tuple(refused), tuple(local))

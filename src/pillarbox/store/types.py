@@ -725,6 +725,10 @@ class AccountSettings:
     #: The webmail's single-key shortcuts are on (WCAG 2.1.4: off for speech input); kept
     #: with the account so the choice follows its user from browser to browser.
     shortcuts: bool = True
+    #: The name of the calendar a client chose as the default (RFC 6638 §9.2
+    #: ``schedule-default-calendar-URL``); "": the server's choice
+    #: (:func:`pillarbox.web.caldav.default_calendar`).
+    default_calendar: str = ""
 
 
 def vacation_renewed(before: AccountSettings, after: AccountSettings) -> bool:

@@ -647,6 +647,16 @@ class StoreContract:
         await store.set_settings(account.id, replace(settings, shortcuts=True))
         assert (await store.get_settings(account.id)).shortcuts
 
+    async def test_the_default_calendar_is_an_account_setting(
+        self, store: Store, account: Account
+    ) -> None:
+        assert (await store.get_settings(account.id)).default_calendar == ""  # the server's
+        settings = AccountSettings(default_calendar="work", time_zone="Europe/Paris")
+        await store.set_settings(account.id, settings)
+        assert await store.get_settings(account.id) == settings
+        await store.set_settings(account.id, replace(settings, default_calendar=""))
+        assert (await store.get_settings(account.id)).default_calendar == ""
+
     # -- aliases -------------------------------------------------------------------------------
     async def test_aliases(self, store: Store, account: Account) -> None:
         alias = await store.add_alias(f"info@{DOMAIN}", [account.address, "x@elsewhere.org"])

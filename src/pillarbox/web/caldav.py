@@ -7,12 +7,14 @@ Implementation notes:
   ``calendar-home-set``, :mod:`.dav`); each calendar is a collection in it, each event or
   to-do a resource ``<name>`` in that (the name the client chose, usually ``<UID>.ics``).
   An account without calendars is given one, ``personal/`` ("Calendar"), on its first
-  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects) but the
-  default one (:func:`default_calendar`, RFC 6638 §4.3: 403).
+  request here; MKCALENDAR (§5.3.1) makes more, DELETE removes one (and its objects, each
+  meeting as its own DELETE would: RFC 6638 §3.2.3.2) but the default one
+  (:func:`default_calendar`, ``personal`` or one a client chose, §9.2; §4.3: 403).
 - **Objects are kept as sent**, byte for byte (``GET`` and ``calendar-data`` answer exactly
   the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives — but
   for an organizer's reschedule, whose attendees' answers are reset (RFC 6638 §3.2.8,
-  :func:`_answers_reset`): that PUT answers no ETag (§5.3.4). It is
+  :func:`_answers_reset`), and a meeting whose SCHEDULE-STATUS the server wrote
+  (:func:`_with_statuses`): that PUT answers no ETag (§5.3.4). It is
   checked (:func:`pillarbox.ical.read_object`, off the event loop) against RFC 4791 §4.1:
   refusals carry the §5.3.2.1 precondition — 403 for ``valid-calendar-data``,
   ``valid-calendar-object-resource``, ``supported-calendar-data``,
@@ -52,9 +54,11 @@ Implementation notes:
   DELETE, nothing with ``Schedule-Reply: F``
   (§8.1). Nobody whose SCHEDULE-AGENT is not SERVER gets anything (§7.1), the organizer
   listed as an attendee (iOS does) neither. What is sent is what was stored (a reschedule's
-  answers reset, §3.2.8). The object stays as sent otherwise (no SCHEDULE-STATUS
-  written: §3.2.9 would change its bytes and so its ETag); a message not sent is logged,
-  the PUT still succeeds.
+  answers reset, §3.2.8). Then what became of each message (§3.2.9) is written in
+  SCHEDULE-STATUS (§7.3: on the attendees of the organizer's copy, on the ORGANIZER of an
+  attendee's), a client's own value on those lines undone, and the object stored again
+  (same Schedule-Tag) when that changed it; a message not sent is logged, the PUT still
+  succeeds.
 - **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
   keeps a tag beside it (:func:`schedule_tag` decides when it changes: with the organizer's
   changes, not with answers), answered in GET/HEAD/PUT's ``Schedule-Tag`` header (§8.2) and
@@ -294,12 +298,19 @@ def _max_object(request: Request) -> int:
     return min(app.services.config.calendars.max_object_bytes, app.limits.max_form_bytes)
 
 
-def default_calendar(calendars: Sequence[Calendar]) -> str:
+async def default_calendar(
+    services: Services, account: Account, calendars: Sequence[Calendar]
+) -> str:
     """The account's default calendar (RFC 6638 §4.3; the inbox's
-    ``schedule-default-calendar-URL``, §9.2): where a new event of the Calendar page or an
-    accepted invitation goes, and the one calendar that cannot be deleted. ``personal``,
-    or (an account whose ``personal`` was deleted before that was refused) the first."""
+    ``schedule-default-calendar-URL``, §9.2) among its ``calendars``: where a new event of
+    the Calendar page or an accepted invitation goes, and the one calendar that cannot be
+    deleted. The one a client chose (a PROPPATCH of the inbox, kept in the account's
+    settings) while it exists; else ``personal``, or (an account whose ``personal`` was
+    deleted before that was refused) the first."""
     names = [c.name for c in calendars]
+    chosen = (await services.store.get_settings(account.id)).default_calendar
+    if chosen in names:
+        return chosen
     return DEFAULT if DEFAULT in names or not names else names[0]
 
 
@@ -334,7 +345,7 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
             return await _mkcalendar(request, account, found.collection, calendar)
         if calendar is None:
             return text(NOT_FOUND, 404)
-        default = default_calendar(list(calendars.values()))
+        default = await default_calendar(web(request).services, account, list(calendars.values()))
         return await _on_calendar(request, account, calendar, default)
     if method == "MKCALENDAR":
         # RFC 4791 §5.3.1.1: calendars are made in the home only.
@@ -380,11 +391,33 @@ async def _on_calendar(
             # from Apple's Calendar Server (the RFC's reference implementation).
             _log.info("default calendar not deleted", account=account.address)
             return xml(_condition("default-calendar-delete-allowed"), 403)
-        await web(request).services.store.delete_calendar(account.id, calendar.name)
-        return Response(status_code=204)
+        return await _delete_calendar(request, account, calendar)
     if method in ("GET", "HEAD"):
         return text(f"{calendar.display_name}: use a CalDAV client\n", 200)
     return not_allowed(_COLLECTION_METHODS)
+
+
+async def _delete_calendar(request: Request, account: Account, calendar: Calendar) -> Response:
+    """DELETE of a calendar (not the default one) and everything in it. RFC 6638 §3.2.3.2:
+    "When the server receives a DELETE method request targeted at a calendar collection, it
+    MUST execute the Remove operation on all scheduling object resources contained in the
+    calendar collection" — each meeting goes as its own DELETE would (:func:`_delete`): a
+    CANCEL to the attendees of one the account organizes (§3.2.1.3), a DECLINED REPLY to
+    the organizer of one it attends (§3.2.2.4), ``Schedule-Reply: F`` heeded (§8.1)."""
+    store = web(request).services.store
+    # The scheduling object resources (§3.1) are those with a Schedule-Tag (§3.2.10).
+    meetings = [
+        o
+        for o in await store.calendar_objects(account.id, calendar.name)
+        if o.component == "VEVENT" and o.schedule_tag
+    ]
+    try:
+        await store.delete_calendar(account.id, calendar.name)
+    except NotFound:  # deleted by a request beside this one, which sent the messages
+        return text(NOT_FOUND, 404)
+    for obj in meetings:
+        await _schedule(request, account, obj.data, None)
+    return Response(status_code=204)
 
 
 async def _object(
@@ -745,9 +778,13 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     if info.component == "VEVENT":
         # What the attendees are sent is what was stored (answers reset, RFC 6638 §3.2.8).
         previous = current.data if current is not None else None
-        await _schedule(request, account, previous, stored.data)
-    # RFC 4791 §5.3.4: the ETag only when stored as sent (a reschedule's reset answers are
-    # not: the client fetches the object again); RFC 6638 §8.2: the Schedule-Tag.
+        statuses = await _schedule(request, account, previous, stored.data)
+        stored = await _with_statuses(
+            app.services, account, calendar, stored, info, previous, statuses
+        )
+    # RFC 4791 §5.3.4: the ETag only when stored as sent (a reschedule's reset answers, the
+    # delivery statuses written are not: the client fetches the object again); RFC 6638
+    # §8.2: the Schedule-Tag.
     as_sent = {"etag": stored.etag} if stored.data == data else {}
     headers = {**as_sent, **_tag_header(stored)}
     return Response(status_code=204 if current is not None else 201, headers=headers)
@@ -1014,11 +1051,12 @@ async def _delete(request: Request, account: Account, calendar: Calendar, name: 
 
 async def _schedule(
     request: Request, account: Account, previous: bytes | None, data: bytes | None
-) -> None:
+) -> dict[str, str]:
     """RFC 6638 §3.2: what the server sends for the account after a PUT (``data``) or a
     DELETE (``data`` None) of an event: the organizer's REQUESTs and CANCELs (§3.2.1), an
     attendee's REPLY (§3.2.2). The object is stored whatever happens here: a message not
-    sent is logged."""
+    sent is logged. Returns each recipient's (lowercased) delivery status (§3.2.9)."""
+    statuses: dict[str, str] = {}
     try:
         # RFC 6638 §8.1: "Schedule-Reply: F" asks for no REPLY. A phone's messages are not
         # kept in Sent: the user wrote no message (docs/calendars.md).
@@ -1027,9 +1065,41 @@ async def _schedule(
             request, web(request).services, account, previous, data, replies=replies,
             sent_copy=False,
         )  # fmt: skip
-        warning = "; ".join(r for r in results if r)
+        warning = "; ".join(d.warning for d in results if d.warning)
+        statuses = {address: code for d in results for address, code in d.statuses.items()}
     except ical.InvalidObject as exc:
         # Stored (RFC 4791 §4.1 holds) but not an iTIP message iCalendar can make of it.
         warning = str(exc)
     if warning:
         _log.warning("caldav scheduling message not sent", account=account.address, why=warning)
+    return statuses
+
+
+async def _with_statuses(
+    services: Services, account: Account, calendar: Calendar, stored: CalendarObject,
+    info: ical.ObjectInfo, previous: bytes | None, statuses: dict[str, str],
+) -> CalendarObject:  # fmt: skip
+    """RFC 6638 §3.2.9, §7.3: ``stored`` (written over ``previous``) with the delivery status
+    of each message just sent for it in SCHEDULE-STATUS, and a client's own there undone
+    (:func:`pillarbox.ical.with_schedule_status`): stored again when that changes its bytes,
+    with the same Schedule-Tag (the status is the attendee's line's participation, not the
+    organizer's change: :func:`schedule_tag`)."""
+    own = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
+    data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
+    if data == stored.data:
+        return stored
+    # The messages took a while to submit: a write beside this one since then wins, and
+    # keeps its own statuses (this is the same check-then-save as a PUT's If-Match).
+    try:
+        now_stored = await services.store.calendar_object(account.id, calendar.name, stored.name)
+    except NotFound:
+        return stored
+    if now_stored.etag != stored.etag:
+        return stored
+    return await services.store.save_calendar_object(
+        account.id,
+        calendar.name,
+        _stored(stored.name, data, info, stored.schedule_tag),
+        now=datetime.now(UTC),
+        limit=services.config.calendars.max_objects,
+    )

@@ -414,7 +414,7 @@ async def _render(
     if editing is None:
         today = now.date().isoformat()
         editing = Editing(
-            default_calendar(calendars),
+            await default_calendar(services, account, calendars),
             start_date=today,
             start_time=f"{(now.hour + 1) % 24:02d}:00",
             end_date=today,
@@ -511,7 +511,7 @@ async def event_submit(request: Request) -> Response:
         )
         if not sent:
             return redirect("/calendar?done=deleted")
-        warning = "; ".join(w for w in sent if w)
+        warning = "; ".join(d.warning for d in sent if d.warning)
         return redirect(
             "/calendar?" + urlencode({"done": "cancelled", **sealed(request, "warning", warning)})
         )
@@ -563,7 +563,7 @@ async def event_submit(request: Request) -> Response:
     sent = await schedule(request, services, account, previous, data, replies=False, sent_copy=True)
     if not sent:
         return redirect(f"{target}?done=saved")
-    warning = "; ".join(w for w in sent if w)
+    warning = "; ".join(d.warning for d in sent if d.warning)
     return redirect(
         f"{target}?" + urlencode({"done": "invited", **sealed(request, "warning", warning)})
     )
@@ -589,7 +589,7 @@ async def _decline(
         request, services, account, attending, current.data, "DECLINED",
         meeting.organizer_address, sent_copy=True,
     )  # fmt: skip
-    return f"was {unsent}" if unsent else ""
+    return f"was {unsent.warning}" if unsent.warning else ""
 
 
 async def _meeting_or_none(services: Services, account: Account, data: bytes) -> Meeting | None:

@@ -140,7 +140,8 @@ async def shown(
     warning = _organizer_warning(opened.info.envelope, invitation)
     addresses = {i.address.lower() for i in await identities.identities_of(services, account)}
     mine = next((a for a in invitation.attendees if a.address.lower() in addresses), None)
-    calendar = default_calendar(await services.store.list_calendars(account.id))
+    calendars = await services.store.list_calendars(account.id)
+    calendar = await default_calendar(services, account, calendars)
     try:
         stored = await services.store.calendar_object_by_uid(account.id, calendar, invitation.uid)
     except NotFound:
@@ -228,7 +229,7 @@ async def _answer(
     identity = identities.identity_for(known, [a.address for a in invitation.attendees])
     stored = await run_blocking(ical.accepted_object, data, identity.address, partstat)
     # The default calendar (made first if the account has none).
-    calendar = default_calendar(await account_calendars(request, account))
+    calendar = await default_calendar(services, account, await account_calendars(request, account))
     current: CalendarObject | None
     try:
         current = await services.store.calendar_object_by_uid(account.id, calendar, invitation.uid)
@@ -238,7 +239,7 @@ async def _answer(
     await store_event(services, account, calendar, name, stored, current)
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
-    unsent = await send_reply(
+    delivery = await send_reply(
         request,
         services,
         account,
@@ -248,6 +249,7 @@ async def _answer(
         invitation.organizer,
         sent_copy=True,
     )
+    unsent = delivery.warning
     if unsent and unsent != SENT_NOT_KEPT:
         return f"Saved in your calendar, but the answer was {unsent}"
     await access.mark_answered(opened)

@@ -10,8 +10,8 @@ Implementation notes:
   (§4 would have the server process them into calendars too; docs/calendars.md says why not);
   it answers PROPFIND (``schedule-inbox`` resource type, no members) and names the calendar
   invitations accepted in the webmail go to as its ``schedule-default-calendar-URL`` (§9.2),
-  which a PROPPATCH does not change (§4.3 leaves it to the server: 403, RFC 4918 §9.2) and a
-  DELETE does not remove (§4.3's MUST, :mod:`.caldav`).
+  which a PROPPATCH changes to another of the account's calendars (kept in its settings;
+  §4.3 lets a client choose) and a DELETE does not remove (§4.3's MUST, :mod:`.caldav`).
 - **The outbox** answers PROPFIND (``schedule-outbox``) and POST of a VFREEBUSY request
   (§5; RFC 5546 §3.3.2) from one of the caller's identities (else 403 ``organizer-allowed``):
   200 with a ``schedule-response`` holding, per ATTENDEE, a request status and, for a local
@@ -27,8 +27,9 @@ Implementation notes:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 from xml.etree.ElementTree import Element
 
 from starlette.requests import Request
@@ -42,7 +43,7 @@ from pillarbox.mail.address import parse_address
 from pillarbox.observability.log import Log
 from pillarbox.queue.routing import PLUS_DELIMITER
 from pillarbox.services import Services
-from pillarbox.store.types import Account
+from pillarbox.store.types import Account, Calendar
 from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
 from pillarbox.web.caldav import (
@@ -97,7 +98,8 @@ def _condition(name: str) -> bytes:
 
 async def _inbox(request: Request, account: Account) -> Resource:
     calendars = await account_calendars(request, account)
-    default = calendar_href(account.address, default_calendar(calendars))
+    chosen = await default_calendar(web(request).services, account, calendars)
+    default = calendar_href(account.address, chosen)
     return Resource(
         box_href(account.address, INBOX),
         props(
@@ -151,18 +153,53 @@ async def handle(request: Request, account: Account, found: Target) -> Response:
     )
 
 
+_DEFAULT_URL = tag(CALDAV, "schedule-default-calendar-URL")
+
+
 async def _proppatch_inbox(request: Request, account: Account) -> Response:
-    """RFC 4918 §9.2 on the inbox: nothing there is set, every property refused (403, all
-    or none). ``schedule-default-calendar-URL`` is the one clients try (RFC 6638 §4.3: a
-    server MAY let them change it): it names where the webmail's Accept stores an
-    invitation, ``personal`` or else the first calendar, which no client changes here."""
+    """RFC 4918 §9.2 on the inbox, all or none: ``schedule-default-calendar-URL`` (RFC 6638
+    §9.2) set to one of the account's calendars makes that the default (§4.3: where the
+    webmail's Accept stores an invitation, and the calendar a DELETE is refused), kept in
+    the account's settings. Any other property, and removing that one (the inbox always
+    names a default, §4.3), is refused: 403, the rest 424. A href that is not one of the
+    account's calendars: 403 ``valid-schedule-default-calendar-URL``."""
     update = caldavxml.property_update(await read_xml(request), tag(DAV, "propertyupdate"))
     names = [*update.set, *update.remove]
     if not names:
         raise davxml.BadRequestBody("a propertyupdate sets or removes a property")
-    _log.info("inbox properties not changed", account=account.address, properties=names)
-    refused = davxml.Found(box_href(account.address, INBOX), others=[(403, names)])
-    return xml(davxml.multistatus([refused]))
+    href = box_href(account.address, INBOX)
+    refused = [n for n in update.set if n != _DEFAULT_URL] + list(update.remove)
+    if refused:
+        done = [_DEFAULT_URL] if _DEFAULT_URL in update.set and _DEFAULT_URL not in refused else []
+        others = [(403, refused), (424, done)] if done else [(403, refused)]
+        _log.info("inbox properties not changed", account=account.address, properties=refused)
+        return xml(davxml.multistatus([davxml.Found(href, others=others)]))
+    asked = update.set[_DEFAULT_URL].findtext(tag(DAV, "href")) or ""
+    name = _calendar_at(account, asked, await account_calendars(request, account))
+    if name is None:
+        # RFC 6638 §9.2's precondition (as Apple's Calendar Server, Cyrus and Xandikos name
+        # it): the href must be a calendar collection of the inbox's owner.
+        _log.info("default calendar not changed", account=account.address, href=asked)
+        return xml(_condition("valid-schedule-default-calendar-URL"), 403)
+    store = web(request).services.store
+    settings = await store.get_settings(account.id)
+    await store.set_settings(account.id, replace(settings, default_calendar=name))
+    _log.info("default calendar changed", account=account.address, calendar=name)
+    return xml(davxml.multistatus([davxml.Found(href, [element(_DEFAULT_URL)])]))
+
+
+def _calendar_at(account: Account, href: str, calendars: Sequence[Calendar]) -> str | None:
+    """The name of the account's calendar ``href`` (a path or a full URL, RFC 4918 §8.3)
+    names; None for anything else (another account's, an object, the inbox)."""
+    path = unquote(urlsplit(href.strip()).path).rstrip("/")
+    return next(
+        (
+            c.name
+            for c in calendars
+            if unquote(calendar_href(account.address, c.name)).rstrip("/") == path
+        ),
+        None,
+    )
 
 
 async def _free_busy(request: Request, account: Account) -> Response:

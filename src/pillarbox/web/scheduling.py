@@ -43,8 +43,9 @@ from pillarbox.blocking import run_blocking
 from pillarbox.errors import UserError
 from pillarbox.mail.trace import make_message_id
 from pillarbox.observability.log import Log
-from pillarbox.queue.intake import submit
+from pillarbox.queue.intake import Submitted, submit
 from pillarbox.services import Services
+from pillarbox.smtp.replies import Reply
 from pillarbox.store.types import Account, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import client_ip
@@ -58,6 +59,51 @@ _log = Log("web.scheduling")
 _SUBJECTS = {"REQUEST": "Invitation", "CANCEL": "Cancelled"}
 #: A REPLY's subject's first word per PARTSTAT answered (RFC 5546 §3.2.3).
 ANSWERED = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
+
+
+#: RFC 6638 §3.2.9's delivery status codes (SCHEDULE-STATUS, §7.3) for what iMIP can tell:
+#: taken for another server ("1.1 … successfully sent. However, the server does not have
+#: explicit information about whether the scheduling message was successfully delivered",
+#: iMIP's store and forward), in a hosted account's mailbox ("1.2 … successfully
+#: delivered"), an address no one has ("3.7 Invalid calendar user"), refused otherwise
+#: ("5.1 … could not be delivered").
+SENT = "1.1"
+DELIVERED = "1.2"
+INVALID_USER = "3.7"
+NOT_DELIVERED = "5.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What sending one scheduling message did: ``warning`` "" when the submission took it
+    (else why not: the Calendar page shows it), and each recipient's (lowercased) delivery
+    status (:data:`SENT`, …), which CalDAV records in SCHEDULE-STATUS."""
+
+    warning: str
+    statuses: Mapping[str, str]
+
+
+def delivery_statuses(recipients: Sequence[str], submitted: Submitted) -> dict[str, str]:
+    """RFC 6638 §3.2.9: each recipient's delivery status after the submission path answered."""
+    refused = {address.lower(): reply for address, reply in submitted.refused}
+    local = {address.lower() for address in submitted.local}
+    statuses = {}
+    for address in recipients:
+        key = address.lower()
+        reply = refused.get(key)
+        if reply is not None:
+            statuses[key] = INVALID_USER if _address_unknown(reply) else NOT_DELIVERED
+        elif not submitted.ok:
+            statuses[key] = NOT_DELIVERED
+        else:
+            statuses[key] = DELIVERED if key in local else SENT
+    return statuses
+
+
+def _address_unknown(reply: Reply) -> bool:
+    """An RCPT refusal for the address itself: RFC 3463 §3.2's "Addressing Status" (X.1.Y:
+    no such mailbox, bad syntax, no such domain)."""
+    return reply.enhanced is not None and reply.enhanced.split(".")[1] == "1"
 
 
 def imip_message(
@@ -117,10 +163,10 @@ async def meeting_of(services: Services, account: Account, data: bytes | None) -
 async def _send_itip(
     request: Request, services: Services, account: Account, identity: Identity, data: bytes,
     method: str, recipients: Sequence[str], *, sent_copy: bool,
-) -> str:  # fmt: skip
+) -> Delivery:  # fmt: skip
     """Send the stored event ``data`` as ``method`` (REQUEST or CANCEL) to ``recipients``
-    from ``identity``, a copy kept in Sent when ``sent_copy``; "" when the submission took
-    it, else why not (the event is already saved: the page shows this as a warning)."""
+    from ``identity``, a copy kept in Sent when ``sent_copy`` (the event is already saved:
+    the page shows a message not sent as a warning)."""
     now = datetime.now(UTC)
     itip = await run_blocking(ical.itip_request, data, method, now)
     title = await _title(data)
@@ -141,11 +187,11 @@ async def send_reply(
     request: Request, services: Services, account: Account, identity: Identity, data: bytes,
     partstat: str, organizer: str, *, sent_copy: bool,
     instances: Mapping[date | datetime, str] | None = None,
-) -> str:  # fmt: skip
+) -> Delivery:  # fmt: skip
     """Send ``identity``'s answer ``partstat`` (one of :data:`pillarbox.ical.ANSWERS`) to the
     stored event ``data`` as a METHOD:REPLY (RFC 5546 §3.2.3) to its ``organizer`` — or, with
     ``instances``, its answers to those instances alone (:func:`pillarbox.ical.itip_reply`)
-    —, a copy kept in Sent when ``sent_copy``; "" when the submission took it, else why not."""
+    —, a copy kept in Sent when ``sent_copy``."""
     now = datetime.now(UTC)
     reply = await run_blocking(ical.itip_reply, data, identity.address, partstat, now, instances)
     title = await _title(data)
@@ -167,10 +213,10 @@ async def _submit_imip(
     request: Request, services: Services, account: Account, identity: Identity,
     recipients: Sequence[str], subject: str, text: str, itip: bytes, method: str, now: datetime,
     *, sent_copy: bool,
-) -> str:  # fmt: skip
+) -> Delivery:  # fmt: skip
     """The iMIP message through the submission path, and (``sent_copy``) kept in Sent as the
-    webmail keeps what it sends; "" when it was taken and kept, else why not — a copy that
-    could not be kept (the mailbox full) gives the compose form's warning
+    webmail keeps what it sends; the warning "" when it was taken and kept, else why not — a
+    copy that could not be kept (the mailbox full) gives the compose form's warning
     (:data:`.mailaccess.SENT_NOT_KEPT`, the message went), as a message of its does."""
     raw = imip_message(
         identities.sender(identity, account), recipients, subject, text, itip, method,
@@ -192,27 +238,27 @@ async def _submit_imip(
         recipients=len(recipients),
         reply=str(submitted.reply.code),
     )
+    statuses = delivery_statuses(recipients, submitted)
     refused = "; ".join(f"{address}: {reply.text}" for address, reply in submitted.refused)
     if not submitted.ok:
-        return f"not sent: {refused or submitted.reply.text}"
+        return Delivery(f"not sent: {refused or submitted.reply.text}", statuses)
     unsent = f"not sent to {refused}" if refused else ""
     if not sent_copy:
-        return unsent
+        return Delivery(unsent, statuses)
     kept = await MailAccess(services, account).keep_sent(raw, now)
     if kept:
         _log.warning("invitation copy not kept", account=account.address, why=kept)
-    return kept or unsent  # as the compose form's send (MailAccess.send)
+    return Delivery(kept or unsent, statuses)  # as the compose form's send (MailAccess.send)
 
 
 async def _send_updates(
     request: Request, services: Services, account: Account, meeting: Meeting, data: bytes,
     previous: bytes | None, invited: Sequence[Person], *, changed: bool, sent_copy: bool,
-) -> list[str]:  # fmt: skip
+) -> list[Delivery]:  # fmt: skip
     """After the organizer saved ``data`` (``previous`` before, None when new): the REQUEST
     to every attendee (RFC 5546 §3.2.2; an update to those invited before) — only to those
     newly invited when not ``changed`` (nothing the attendees' copies hold changed) — and to
-    those taken off the list a CANCEL naming them (§3.2.5). One entry per message sent: ""
-    when it went, else why not."""
+    those taken off the list a CANCEL naming them (§3.2.5). One entry per message sent."""
     if meeting.organizer is None:
         return []
     results = []
@@ -246,13 +292,13 @@ async def _send_updates(
 async def schedule(
     request: Request, services: Services, account: Account, previous: bytes | None,
     data: bytes | None, *, replies: bool, sent_copy: bool,
-) -> list[str]:  # fmt: skip
+) -> list[Delivery]:  # fmt: skip
     """What the server sends for the account after an event was stored as ``data`` (None:
     deleted) over ``previous`` (None: new), whether a CalDAV client or the Calendar page
     wrote it: the organizer's REQUESTs and CANCELs (RFC 6638 §3.2.1: an update to all only
     when what the attendees' copies hold changed, :func:`pillarbox.ical.scheduled_content`),
-    an attendee's REPLY (§3.2.2, when ``replies``). One entry per message sent ("" when it
-    went, else why not); none when nothing had to be sent."""
+    an attendee's REPLY (§3.2.2, when ``replies``). One entry per message sent; none when
+    nothing had to be sent."""
     before = await _scheduling_of(services, account, previous)
     after = await _scheduling_of(services, account, data)
     organized = after if after is not None and after[0].organizer_address else before
@@ -322,7 +368,7 @@ async def _reply(
     data: bytes | None,
     *,
     sent_copy: bool,
-) -> list[str]:
+) -> list[Delivery]:
     """RFC 6638 §3.2.2: the attendee's REPLY to the organizer when the account changed its
     own PARTSTAT (an answer: ACCEPTED, TENTATIVE, DECLINED), or DECLINED when it deleted the
     event; else, when it answered instances only (§3.2.2.3: an overridden instance's

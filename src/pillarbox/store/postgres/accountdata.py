@@ -112,7 +112,8 @@ async def _require_account(conn: Conn, account_id: int) -> None:
 async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
     cur = await conn.execute(
         "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
-        "forward_keep_copy, junk_days, trash_days, time_zone, shortcuts FROM account_settings "
+        "forward_keep_copy, junk_days, trash_days, time_zone, shortcuts, default_calendar "
+        "FROM account_settings "
         "WHERE account_id = %s",
         (account_id,),
     )
@@ -120,7 +121,19 @@ async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
     if row is None:
         await _require_account(conn, account_id)
         return AccountSettings()
-    enabled, subject, body, until, forward_to, keep, junk_days, trash_days, zone, keys = row
+    (
+        enabled,
+        subject,
+        body,
+        until,
+        forward_to,
+        keep,
+        junk_days,
+        trash_days,
+        zone,
+        keys,
+        calendar,
+    ) = row
     return AccountSettings(
         vacation_enabled=enabled,
         vacation_subject=subject,
@@ -132,6 +145,7 @@ async def get_settings(conn: Conn, account_id: int) -> AccountSettings:
         trash_days=trash_days,
         time_zone=zone,
         shortcuts=keys,
+        default_calendar=calendar,
     )
 
 
@@ -141,15 +155,15 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
     await conn.execute(
         "INSERT INTO account_settings (account_id, vacation_enabled, vacation_subject, "
         "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days, "
-        "time_zone, shortcuts) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "time_zone, shortcuts, default_calendar) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (account_id) DO UPDATE SET "
         "vacation_enabled = excluded.vacation_enabled, "
         "vacation_subject = excluded.vacation_subject, vacation_body = excluded.vacation_body, "
         "vacation_until = excluded.vacation_until, forward_to = excluded.forward_to, "
         "forward_keep_copy = excluded.forward_keep_copy, junk_days = excluded.junk_days, "
         "trash_days = excluded.trash_days, time_zone = excluded.time_zone, "
-        "shortcuts = excluded.shortcuts",
+        "shortcuts = excluded.shortcuts, default_calendar = excluded.default_calendar",
         (
             account_id,
             settings.vacation_enabled,
@@ -162,6 +176,7 @@ async def set_settings(conn: Conn, account_id: int, settings: AccountSettings) -
             settings.trash_days,
             settings.time_zone,
             settings.shortcuts,
+            settings.default_calendar,
         ),
     )
 

@@ -286,7 +286,7 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             "account_settings",
             "SELECT account_id, vacation_enabled, vacation_subject, vacation_body, "
             "vacation_until, forward_to, forward_keep_copy, junk_days, trash_days, time_zone, "
-            "shortcuts FROM account_settings",
+            "shortcuts, default_calendar FROM account_settings",
             (
                 "account_id",
                 "vacation_enabled",
@@ -299,11 +299,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 "trash_days",
                 "time_zone",
                 "shortcuts",
+                "default_calendar",
             ),
             lambda r: (
                 *(r[0], bool(r[1]), r[2], r[3], _time(r[4]), json.loads(r[5]), bool(r[6])),
                 *r[7:10],
                 bool(r[10]),
+                r[11],
             ),
         ),
         _Table(

@@ -923,6 +923,11 @@ _V36_SQL = r"""
 ALTER TABLE account_settings ADD COLUMN shortcuts boolean NOT NULL DEFAULT true;
 """
 
+# The default calendar a client chose (SQLite migration 43's notes).
+_V37_SQL = r"""
+ALTER TABLE account_settings ADD COLUMN default_calendar text NOT NULL DEFAULT '';
+"""
+
 
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
@@ -981,6 +986,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(34, "IMAP ACL negative rights (RFC 4314 §2)", _V34_SQL),
     Migration(35, "Schedule-Tags of scheduling objects (RFC 6638)", _V35_SQL, _schedule_tags),
     Migration(36, "the webmail's keyboard shortcuts switch per account", _V36_SQL),
+    Migration(37, "the default calendar a client chose (RFC 6638)", _V37_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -912,7 +912,6 @@ _V41_SQL = r"""
 ALTER TABLE account_settings ADD COLUMN shortcuts INTEGER NOT NULL DEFAULT 1;
 """
 
-
 # The report rows' ids are never reused (see the invariants above): both tables rebuilt with
 # AUTOINCREMENT, their rows, columns (version 13's included) and indexes kept. Copying the rows
 # with their ids starts sqlite_sequence at the largest id kept.
@@ -973,6 +972,11 @@ FROM tls_results;
 DROP TABLE tls_results;
 ALTER TABLE tls_results_v42 RENAME TO tls_results;
 CREATE INDEX tls_results_recorded ON tls_results(recorded);
+"""
+
+# The calendar a client made the default (RFC 6638 §9.2; "": the server's choice).
+_V43_SQL = r"""
+ALTER TABLE account_settings ADD COLUMN default_calendar TEXT NOT NULL DEFAULT '';
 """
 
 
@@ -1036,6 +1040,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(40, "Schedule-Tags of scheduling objects (RFC 6638)", _V40_SQL, _schedule_tags),
     Migration(41, "the webmail's keyboard shortcuts switch per account", _V41_SQL),
     Migration(42, "DMARC evaluation and TLS-RPT result ids never reused", _V42_SQL),
+    Migration(43, "the default calendar a client chose (RFC 6638)", _V43_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

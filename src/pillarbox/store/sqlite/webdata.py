@@ -216,7 +216,8 @@ def _count(conn: sqlite3.Connection, where: str, params: list[object]) -> int:
 def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
     row = conn.execute(
         "SELECT vacation_enabled, vacation_subject, vacation_body, vacation_until, forward_to, "
-        "forward_keep_copy, junk_days, trash_days, time_zone, shortcuts FROM account_settings "
+        "forward_keep_copy, junk_days, trash_days, time_zone, shortcuts, default_calendar "
+        "FROM account_settings "
         "WHERE account_id = ?",
         (account_id,),
     ).fetchone()
@@ -224,7 +225,19 @@ def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
         if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
             raise NotFound(f"no account {account_id}")
         return AccountSettings()
-    enabled, subject, body, until, forward_to, keep, junk_days, trash_days, zone, keys = row
+    (
+        enabled,
+        subject,
+        body,
+        until,
+        forward_to,
+        keep,
+        junk_days,
+        trash_days,
+        zone,
+        keys,
+        calendar,
+    ) = row
     return AccountSettings(
         vacation_enabled=bool(enabled),
         vacation_subject=subject,
@@ -236,6 +249,7 @@ def get_settings(conn: sqlite3.Connection, account_id: int) -> AccountSettings:
         trash_days=trash_days,
         time_zone=zone,
         shortcuts=bool(keys),
+        default_calendar=calendar,
     )
 
 
@@ -246,8 +260,8 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
     conn.execute(
         "INSERT OR REPLACE INTO account_settings (account_id, vacation_enabled, vacation_subject, "
         "vacation_body, vacation_until, forward_to, forward_keep_copy, junk_days, trash_days, "
-        "time_zone, shortcuts) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "time_zone, shortcuts, default_calendar) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             account_id,
             int(settings.vacation_enabled),
@@ -260,6 +274,7 @@ def set_settings(conn: sqlite3.Connection, account_id: int, settings: AccountSet
             settings.trash_days,
             settings.time_zone,
             int(settings.shortcuts),
+            settings.default_calendar,
         ),
     )
 
