@@ -473,7 +473,9 @@ class QueueSection:
         "", "Password for `smarthost_username` (set it as PILLARBOX__QUEUE__SMARTHOST_PASSWORD)."
     )
     smarthost_verify_tls: bool = _f(
-        True, "Verify the smart host's certificate and name (MX hosts: see `mta_sts`)."
+        True,
+        "Verify the smart host's certificate and name (its MTA-STS policy in enforce mode"
+        " demands it anyway; MX hosts: see `mta_sts`).",
     )
     connect_timeout: float = _f(30.0, "Seconds to wait for a TCP connection to a remote host.")
     greeting_timeout: float = _f(
@@ -527,7 +529,9 @@ class QueueSection:
         262144, "Largest original returned whole in a bounce (RET=FULL); larger: headers only."
     )
     mta_sts: bool = _f(
-        True, "Honour recipient domains' MTA-STS policies (RFC 8461) when delivering by MX."
+        True,
+        "Honour MTA-STS policies (RFC 8461): the recipient domain's when delivering by MX, the"
+        " smart host's own (its name as the policy domain, §3.4) through `smarthost`.",
     )
     mta_sts_ca_bundle: str = _f(
         "",

@@ -30,7 +30,7 @@ from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, ve
 from pillarbox.queue.dane import tlsa_for_certificate
 from pillarbox.queue.mtasts import Mode
 from pillarbox.queue.routing import Router
-from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
+from pillarbox.queue.runner import QueueRunner, Relay, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.queue.tlspolicy import PolicyTable
 from pillarbox.smtp.client import SmtpClientSettings
@@ -76,6 +76,9 @@ POLICIES = {
     "both.signed.test": ("d1", policy("enforce", "mx.elsewhere.test")),
     # Enforced, its MX one of our servers (REQUIRETLS, RFC 8689).
     "rt.test": ("r1", policy("enforce", "mx.rt.test")),
+    # Smart hosts' own policies (§3.4: the smart host's name is the Policy Domain).
+    "mx.good.test": ("h1", policy("enforce", "mx.good.test")),
+    "mx.badcert.test": ("h2", policy("enforce", "mx.badcert.test")),
 }
 
 
@@ -225,8 +228,13 @@ def runner(
     tls_reports: bool = False,
     dane: bool = False,
     tls_policy: dict[str, str] | None = None,
+    smarthost: str | None = None,
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
+    relay = None
+    if smarthost is not None:  # any certificate unless a policy asks (smarthost_verify_tls off)
+        settings = SessionSettings(client=client, connect_timeout=2.0, tls=opportunistic_context())
+        relay = Relay(smarthost, smtp_port or peers.smtp_port, settings)
     return QueueRunner(
         store=store,
         router=Router(store),
@@ -236,11 +244,10 @@ def runner(
         wakeup=asyncio.Event(),
         remote_port=smtp_port or peers.smtp_port,
         session=SessionSettings(client=client, connect_timeout=2.0, tls=opportunistic_context()),
+        relay=relay,
         mta_sts=mta_sts_for(
             resolver,
-            client,
             cafile=peers.ca.bundle,
-            connect_timeout=2.0,
             fetch_timeout=5.0,
             policy_port=policy_port or peers.policy_port,
         ),
@@ -308,6 +315,35 @@ async def test_enforce_refuses_an_mx_without_starttls(
         " the host does not offer STARTTLS"
     )
     assert peers.no_tls.messages == []
+
+
+async def test_a_smart_hosts_own_policy_applies_not_the_recipient_domains(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8461 §3.4: through a smart host, its name is the Policy Domain. stray.test's own
+    policy (which does not list mx.good.test) is not asked for; mx.good.test's is, lists it,
+    and its certificate passes."""
+    queue = runner(store, resolver, peers, smarthost="mx.good.test")
+    assert await deliver(store, queue, "x@stray.test") is None
+    assert rcpts(peers.good) == ["x@stray.test"]
+    assert peers.policy_asked == ["mta-sts.mx.good.test"]
+
+
+async def test_a_smart_host_failing_its_own_enforced_policy_gets_no_mail(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """§3.4, §4.2: the smart host's "enforce" policy asks for a certificate naming it, which
+    mx.badcert.test lacks; the smart host settings alone (any certificate) would deliver."""
+    queue = runner(store, resolver, peers, smarthost="mx.badcert.test")
+    left = await deliver(store, queue, "x@plain.test")
+    assert left is not None and left.state is RecipientState.DEFERRED  # §5: temporary
+    assert left.last_reply is not None
+    assert left.last_reply.startswith(
+        "mx.badcert.test: 451 4.7.5 MTA-STS policy of mx.badcert.test (enforce): TLS handshake"
+        " failed: "
+    )
+    assert peers.wrong_cert.messages == []
+    assert peers.policy_asked == ["mta-sts.mx.badcert.test"]
 
 
 async def test_a_tls_policy_entry_replaces_the_domains_policy(
