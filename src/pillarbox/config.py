@@ -544,6 +544,10 @@ class QueueSection:
     mta_sts_max_policy_size: int = _f(
         65536, "Largest MTA-STS policy file accepted, in bytes (RFC 8461 §3.3 suggests 64 KiB)."
     )
+    mta_sts_port: int = _f(
+        443,
+        "Port of MTA-STS policy hosts (RFC 8461 §3.3 fixes HTTPS on 443; change only for tests).",
+    )
     mta_sts_refresh: float = _f(
         86400.0,
         "Seconds after its fetch when a cached MTA-STS policy is fetched again, mail or not (or"
@@ -1563,6 +1567,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("queue.retry_schedule", "intervals must be positive")
     if not 0 < config.queue.remote_port <= 65535:
         raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
+    if not 0 < config.queue.mta_sts_port <= 65535:
+        raise ConfigError("queue.mta_sts_port", f"must be 1–65535, got {config.queue.mta_sts_port}")
     PolicyTable.parse(config.queue.tls_policy)
     _validate_source_addresses(config.queue.source_addresses)
     if config.forwarding.srs_max_age_days >= 1024:

@@ -130,7 +130,7 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
             "DROP TABLE acme_answers, acme_certificates, acme_leases, sieve_duplicates; "
             "ALTER TABLE account_settings DROP COLUMN time_zone; "
             "ALTER TABLE mailbox_acl DROP COLUMN denied; "
-            "ALTER TABLE account_settings DROP COLUMN shortcuts; "
+            "ALTER TABLE account_settings DROP COLUMN shortcuts; DROP TABLE mta_sts_policies; "
             "DELETE FROM schema_version WHERE version >= 24"
         )
     upgraded = PostgresStore(migrated_url)
@@ -159,7 +159,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_29(migrated_
             "ALTER TABLE account_settings DROP COLUMN time_zone; "
             "ALTER TABLE mailbox_acl DROP COLUMN denied; "
             "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
-            "ALTER TABLE account_settings DROP COLUMN shortcuts; "
+            "ALTER TABLE account_settings DROP COLUMN shortcuts; DROP TABLE mta_sts_policies; "
             "DELETE FROM schema_version WHERE version >= 29"
         )
     upgraded = PostgresStore(migrated_url)
@@ -179,7 +179,7 @@ async def test_schedule_tags_are_backfilled_by_migration_35(migrated_url: str) -
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
         await conn.execute(  # the schema as version 34 had it
             "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
-            "ALTER TABLE account_settings DROP COLUMN shortcuts; "
+            "ALTER TABLE account_settings DROP COLUMN shortcuts; DROP TABLE mta_sts_policies; "
             "DELETE FROM schema_version WHERE version >= 35"
         )
     upgraded = PostgresStore(migrated_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import sqlite3
 import subprocess
@@ -221,7 +222,7 @@ async def test_thread_ids_are_backfilled_by_migration_29(tmp_path: Path) -> None
         "DROP TABLE acme_answers; DROP TABLE acme_certificates; DROP TABLE acme_leases; "
         "DROP TABLE sieve_duplicates; ALTER TABLE account_settings DROP COLUMN time_zone; "
         "ALTER TABLE mailbox_acl DROP COLUMN denied; "
-        "ALTER TABLE account_settings DROP COLUMN shortcuts; "
+        "ALTER TABLE account_settings DROP COLUMN shortcuts; DROP TABLE mta_sts_policies; "
         "DELETE FROM schema_version WHERE version >= 29;"
     )
     conn.close()
@@ -255,7 +256,7 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_34(tmp_path:
         "ALTER TABLE account_settings DROP COLUMN time_zone; "
         "ALTER TABLE mailbox_acl DROP COLUMN denied; "
         "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
-        "ALTER TABLE account_settings DROP COLUMN shortcuts; "
+        "ALTER TABLE account_settings DROP COLUMN shortcuts; DROP TABLE mta_sts_policies; "
         "DELETE FROM schema_version WHERE version >= 34;"
     )
     conn.close()
@@ -277,7 +278,7 @@ async def test_schedule_tags_are_backfilled_by_migration_40(tmp_path: Path) -> N
     conn = sqlite3.connect(path, isolation_level=None)
     conn.executescript(  # the schema as version 39 had it
         "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
-        "ALTER TABLE account_settings DROP COLUMN shortcuts; "
+        "ALTER TABLE account_settings DROP COLUMN shortcuts; DROP TABLE mta_sts_policies; "
         "DELETE FROM schema_version WHERE version >= 40;"
     )
     conn.close()
@@ -357,8 +358,9 @@ async def test_each_migration_applied_is_logged_once(
         for r in caplog.records
         if r.getMessage() == "schema upgraded"
     ]
+    # Each from the one before it (versions reserved for other branches may be missing).
     assert [(f["was"], f["version"]) for f in logged] == [
-        (m.version - 1, m.version) for m in MIGRATIONS[28:]
+        (before.version, m.version) for before, m in itertools.pairwise(MIGRATIONS[27:])
     ]
     assert all(f["seconds"] >= 0 and f["description"] for f in logged)
 

@@ -344,6 +344,10 @@ class QueueRunner:
     # -- the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
         _log.info("queue runner started", owner=self._hostname)
+        if self._mta_sts is not None:
+            # RFC 8461 §5.1, §10.2: policies cached before a restart apply from the first
+            # delivery on, and are refreshed on their schedule.
+            await self._mta_sts.policies.load()
         refresher = None
         if self._mta_sts is not None and self._mta_sts.policies.refreshing:
             # RFC 8461 §3.3: cached policies are refreshed before they expire.
@@ -1144,6 +1148,7 @@ class QueueRunner:
 def mta_sts_for(
     resolver: Resolver,
     *,
+    store: Store | None,
     cafile: str | None,
     fetch_timeout: float = FETCH_TIMEOUT,
     max_policy_size: int = MAX_POLICY_SIZE,
@@ -1151,7 +1156,8 @@ def mta_sts_for(
     policy_port: int = 443,
 ) -> MtaSts:
     """MTA-STS for a runner: one trust store (``cafile``, or the system's) for policy hosts
-    and MX hosts alike; ``policy_port`` is for tests (RFC 8461 §3.2 fixes HTTPS)."""
+    and MX hosts alike; fetched policies kept in ``store`` (restarts); ``policy_port`` is for
+    tests (RFC 8461 §3.2 fixes HTTPS)."""
     context = verifying_context(cafile)
     policies = MtaStsPolicies(
         resolver,
@@ -1160,6 +1166,7 @@ def mta_sts_for(
         timeout=fetch_timeout,
         max_size=max_policy_size,
         refresh=refresh,
+        store=store,
     )
     return MtaSts(policies, context)
 
@@ -1246,10 +1253,12 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
         if queue.mta_sts:
             mta_sts = mta_sts_for(
                 resolver,
+                store=services.store,
                 cafile=cafile_path,
                 fetch_timeout=queue.mta_sts_fetch_timeout,
                 max_policy_size=queue.mta_sts_max_policy_size,
                 refresh=queue.mta_sts_refresh,
+                policy_port=queue.mta_sts_port,
             )
     except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
         raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
