@@ -30,8 +30,10 @@ Implementation notes:
   asked); its policy is applied to the smart host as to an MX host (listed, and verified TLS,
   under "enforce"), with the smart host's credentials. A smart host given as an IP address
   has no policy domain; nor has an address literal (§3.4).
-  While :meth:`QueueRunner.run` runs, a task of its own fetches cached policies again ahead
-  of their expiry (§3.3 SHOULD, ``queue.mta_sts_refresh``, :meth:`MtaStsPolicies.keep_fresh`).
+  :meth:`QueueRunner.run` first loads the policies kept in the store (§5.1, §10.2: a restart
+  must not forget them, :meth:`MtaStsPolicies.load`); while it runs, a task of its own fetches
+  cached policies again ahead of their expiry (§3.3 SHOULD, ``queue.mta_sts_refresh``,
+  :meth:`MtaStsPolicies.keep_fresh`).
 - **DANE** (RFC 7672, :mod:`.dane`): for a host from a DNSSEC-authenticated MX answer whose
   addresses are authenticated too, the TLSA records at ``_<port>._tcp.<host>`` are looked up
   (after the addresses, §2.2.2). A failed lookup makes the host unusable (§2.1.2: the next
