@@ -461,6 +461,12 @@ class QueueSection:
         "Seconds between attempts; the last repeats until `lifetime`.",
     )
     lifetime: float = _f(5 * 86400.0, "Seconds before an undeliverable message bounces.")
+    bounce_lifetime: float = _f(
+        5 * 86400.0,
+        "Seconds before an undeliverable message with the null sender (a bounce or other report,"
+        " which nobody is told about) is given up, if shorter than `lifetime` (Postfix's"
+        " bounce_queue_lifetime); 0: one attempt.",
+    )
     delay_warning: float = _f(4 * 3600.0, "Seconds before a delay DSN is sent (0: never).")
     remote_port: int = _f(25, "Port of remote MX hosts (change only for tests).")
     smarthost: str = _f(
@@ -1567,6 +1573,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("queue.retry_schedule", "intervals must be positive")
     if not 0 < config.queue.remote_port <= 65535:
         raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
+    if not config.queue.bounce_lifetime >= 0:
+        raise ConfigError("queue.bounce_lifetime", "must be 0 or more")
     if not 0 < config.queue.mta_sts_port <= 65535:
         raise ConfigError("queue.mta_sts_port", f"must be 1–65535, got {config.queue.mta_sts_port}")
     PolicyTable.parse(config.queue.tls_policy)

@@ -1273,6 +1273,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
         policy=RetryPolicy(
             schedule=queue.retry_schedule,
             lifetime=queue.lifetime,
+            bounce_lifetime=queue.bounce_lifetime,
             delay_warning=queue.delay_warning,
         ),
         hostname=config.server.hostname,
