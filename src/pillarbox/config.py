@@ -461,6 +461,12 @@ class QueueSection:
         "Seconds between attempts; the last repeats until `lifetime`.",
     )
     lifetime: float = _f(5 * 86400.0, "Seconds before an undeliverable message bounces.")
+    bounce_lifetime: float = _f(
+        5 * 86400.0,
+        "Seconds before an undeliverable message with the null sender (a bounce or other report,"
+        " which nobody is told about) is given up, if shorter than `lifetime` (Postfix's"
+        " bounce_queue_lifetime); 0: one attempt.",
+    )
     delay_warning: float = _f(4 * 3600.0, "Seconds before a delay DSN is sent (0: never).")
     remote_port: int = _f(25, "Port of remote MX hosts (change only for tests).")
     smarthost: str = _f(
@@ -473,7 +479,9 @@ class QueueSection:
         "", "Password for `smarthost_username` (set it as PILLARBOX__QUEUE__SMARTHOST_PASSWORD)."
     )
     smarthost_verify_tls: bool = _f(
-        True, "Verify the smart host's certificate and name (MX hosts: see `mta_sts`)."
+        True,
+        "Verify the smart host's certificate and name (its MTA-STS policy in enforce mode"
+        " demands it anyway; MX hosts: see `mta_sts`).",
     )
     connect_timeout: float = _f(30.0, "Seconds to wait for a TCP connection to a remote host.")
     greeting_timeout: float = _f(
@@ -527,7 +535,9 @@ class QueueSection:
         262144, "Largest original returned whole in a bounce (RET=FULL); larger: headers only."
     )
     mta_sts: bool = _f(
-        True, "Honour recipient domains' MTA-STS policies (RFC 8461) when delivering by MX."
+        True,
+        "Honour MTA-STS policies (RFC 8461): the recipient domain's when delivering by MX, the"
+        " smart host's own (its name as the policy domain, §3.4) through `smarthost`.",
     )
     mta_sts_ca_bundle: str = _f(
         "",
@@ -539,6 +549,10 @@ class QueueSection:
     )
     mta_sts_max_policy_size: int = _f(
         65536, "Largest MTA-STS policy file accepted, in bytes (RFC 8461 §3.3 suggests 64 KiB)."
+    )
+    mta_sts_port: int = _f(
+        443,
+        "Port of MTA-STS policy hosts (RFC 8461 §3.3 fixes HTTPS on 443; change only for tests).",
     )
     mta_sts_refresh: float = _f(
         86400.0,
@@ -1559,6 +1573,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("queue.retry_schedule", "intervals must be positive")
     if not 0 < config.queue.remote_port <= 65535:
         raise ConfigError("queue.remote_port", f"must be 1–65535, got {config.queue.remote_port}")
+    if not config.queue.bounce_lifetime >= 0:
+        raise ConfigError("queue.bounce_lifetime", "must be 0 or more")
+    if not 0 < config.queue.mta_sts_port <= 65535:
+        raise ConfigError("queue.mta_sts_port", f"must be 1–65535, got {config.queue.mta_sts_port}")
     PolicyTable.parse(config.queue.tls_policy)
     _validate_source_addresses(config.queue.source_addresses)
     if config.forwarding.srs_max_age_days >= 1024:

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import http.server
 import logging
+import smtplib
 import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -30,7 +31,7 @@ from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, ve
 from pillarbox.queue.dane import tlsa_for_certificate
 from pillarbox.queue.mtasts import Mode
 from pillarbox.queue.routing import Router
-from pillarbox.queue.runner import QueueRunner, RunnerLimits, mta_sts_for
+from pillarbox.queue.runner import QueueRunner, Relay, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.queue.tlspolicy import PolicyTable
 from pillarbox.smtp.client import SmtpClientSettings
@@ -76,6 +77,9 @@ POLICIES = {
     "both.signed.test": ("d1", policy("enforce", "mx.elsewhere.test")),
     # Enforced, its MX one of our servers (REQUIRETLS, RFC 8689).
     "rt.test": ("r1", policy("enforce", "mx.rt.test")),
+    # Smart hosts' own policies (§3.4: the smart host's name is the Policy Domain).
+    "mx.good.test": ("h1", policy("enforce", "mx.good.test")),
+    "mx.badcert.test": ("h2", policy("enforce", "mx.badcert.test")),
 }
 
 
@@ -225,8 +229,13 @@ def runner(
     tls_reports: bool = False,
     dane: bool = False,
     tls_policy: dict[str, str] | None = None,
+    smarthost: str | None = None,
 ) -> QueueRunner:
     client = SmtpClientSettings(hostname="mx.a.test")
+    relay = None
+    if smarthost is not None:  # any certificate unless a policy asks (smarthost_verify_tls off)
+        settings = SessionSettings(client=client, connect_timeout=2.0, tls=opportunistic_context())
+        relay = Relay(smarthost, smtp_port or peers.smtp_port, settings)
     return QueueRunner(
         store=store,
         router=Router(store),
@@ -236,11 +245,11 @@ def runner(
         wakeup=asyncio.Event(),
         remote_port=smtp_port or peers.smtp_port,
         session=SessionSettings(client=client, connect_timeout=2.0, tls=opportunistic_context()),
+        relay=relay,
         mta_sts=mta_sts_for(
             resolver,
-            client,
+            store=store,
             cafile=peers.ca.bundle,
-            connect_timeout=2.0,
             fetch_timeout=5.0,
             policy_port=policy_port or peers.policy_port,
         ),
@@ -308,6 +317,35 @@ async def test_enforce_refuses_an_mx_without_starttls(
         " the host does not offer STARTTLS"
     )
     assert peers.no_tls.messages == []
+
+
+async def test_a_smart_hosts_own_policy_applies_not_the_recipient_domains(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8461 §3.4: through a smart host, its name is the Policy Domain. stray.test's own
+    policy (which does not list mx.good.test) is not asked for; mx.good.test's is, lists it,
+    and its certificate passes."""
+    queue = runner(store, resolver, peers, smarthost="mx.good.test")
+    assert await deliver(store, queue, "x@stray.test") is None
+    assert rcpts(peers.good) == ["x@stray.test"]
+    assert peers.policy_asked == ["mta-sts.mx.good.test"]
+
+
+async def test_a_smart_host_failing_its_own_enforced_policy_gets_no_mail(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """§3.4, §4.2: the smart host's "enforce" policy asks for a certificate naming it, which
+    mx.badcert.test lacks; the smart host settings alone (any certificate) would deliver."""
+    queue = runner(store, resolver, peers, smarthost="mx.badcert.test")
+    left = await deliver(store, queue, "x@plain.test")
+    assert left is not None and left.state is RecipientState.DEFERRED  # §5: temporary
+    assert left.last_reply is not None
+    assert left.last_reply.startswith(
+        "mx.badcert.test: 451 4.7.5 MTA-STS policy of mx.badcert.test (enforce): TLS handshake"
+        " failed: "
+    )
+    assert peers.wrong_cert.messages == []
+    assert peers.policy_asked == ["mta-sts.mx.badcert.test"]
 
 
 async def test_a_tls_policy_entry_replaces_the_domains_policy(
@@ -738,3 +776,113 @@ async def test_the_running_queue_refreshes_policies(
     assert peers.policy_asked == ["mta-sts.good.test"] * 2
     refreshed = await policies.policy_for("good.test")
     assert refreshed is not None and refreshed.mode is Mode.TESTING
+
+
+# -- §5.1, §10.2: the cache outlives a restart --------------------------------------------------
+
+
+async def test_cached_policies_outlive_a_restart_and_are_refreshed_on_schedule(
+    store: SqliteStore,
+    peers: Peers,
+    resolver: DnsResolver,
+    changed: dict[str, tuple[int, str, bytes]],
+) -> None:
+    """A new cache over the same store (a restart) applies the policy fetched before it without
+    fetching it again, refreshes it when due from the first fetch (not from the restart), and
+    the refreshed policy is what the next restart finds; an expired one is not loaded."""
+    clock = Clock()
+    context = verifying_context(peers.ca.bundle)
+
+    def restarted() -> MtaStsPolicies:
+        return MtaStsPolicies(
+            resolver, context, port=peers.policy_port, timeout=5.0, store=store, clock=clock
+        )
+
+    before = restarted()
+    assert await before.load() == 0
+    fetched = await before.policy_for("good.test")
+    assert fetched is not None and fetched.mode is Mode.ENFORCE
+    changed["good.test"] = (200, "text/plain", policy("testing", "mx.good.test"))
+    clock.now += 3600
+    after = restarted()
+    assert await after.load() == 1
+    assert await after.policy_for("good.test") == fetched
+    assert peers.policy_asked == ["mta-sts.good.test"]  # the TXT id is the same: no fetch
+    assert await after.refresh() == 0  # due half a max_age after the fetch, not the restart
+    clock.now += 43200 - 3600
+    assert await after.refresh() == 1
+    assert peers.policy_asked == ["mta-sts.good.test"] * 2
+    clock.now += 86399  # the first fetch expired long ago; the refresh has not
+    again = restarted()
+    assert await again.load() == 1
+    refreshed = await again.policy_for("good.test")
+    assert refreshed is not None and refreshed.mode is Mode.TESTING
+    clock.now += 1
+    assert await restarted().load() == 0
+    assert await store.sts_policies(datetime.fromtimestamp(0, UTC)) == []  # pruned
+
+
+def attacked_zone() -> StaticZones:
+    """good.test as an attacker on the path rewrites it: the ``_mta-sts`` record stripped, the
+    MX pointing at a host of theirs (offering STARTTLS with a certificate for another name)."""
+    records = [
+        DnsRecord("good.test", "MX", "10 mx.evil.test."),
+        DnsRecord("mx.evil.test", "A", WRONG_CERT_MX),
+    ]
+    return StaticZones.from_records(records, origins=["good.test", "evil.test"])
+
+
+def submit(live: LiveServer, recipient: str) -> None:
+    with smtplib.SMTP("127.0.0.1", live.port("submission")) as client:
+        client.login("alice@a.test", TEST_PASSWORD)
+        client.sendmail("alice@a.test", [recipient], RAW)
+
+
+def queued_reply(live: LiveServer, recipient: str) -> str | None:
+    for message in live.call(live.store.list_queue()):
+        for queued in message.recipients:
+            if queued.address == recipient and queued.last_reply is not None:
+                return queued.last_reply
+    return None
+
+
+async def test_a_restarted_server_keeps_enforcing_a_policy_an_attacker_strips(
+    peers: Peers, tmp_path: Path
+) -> None:
+    """RFC 8461 §5.1, §10.2, with the real server: it delivers to good.test under its
+    "enforce" policy, is restarted, and an attacker now strips the TXT record and points the
+    MX at their host. The policy fetched before the restart still applies (until its max_age
+    ends): the host is refused and the mail stays queued, instead of going to the attacker."""
+    async with serve_zones(zones()) as dns:
+        config = loopback_config(
+            tmp_path / "data",
+            only=("submission",),
+            dns=cfg.DnsSection(nameserver=f"127.0.0.1:{dns.port}", timeout=2.0),
+            queue=cfg.QueueSection(
+                remote_port=peers.smtp_port,
+                connect_timeout=2.0,
+                mta_sts_ca_bundle=peers.ca.bundle,
+                mta_sts_port=peers.policy_port,
+            ),
+        )
+        with LiveServer(config) as live:
+            live.add_domain("a.test")
+            live.add_account("alice@a.test", TEST_PASSWORD)
+            await asyncio.to_thread(submit, live, "x@good.test")
+            await asyncio.to_thread(
+                wait_for, lambda: rcpts(peers.good) == ["x@good.test"], "the first delivery"
+            )
+    assert peers.policy_asked == ["mta-sts.good.test"]
+    async with serve_zones(attacked_zone()) as dns:
+        dns_section = cfg.DnsSection(nameserver=f"127.0.0.1:{dns.port}", timeout=2.0)
+        with LiveServer(dataclasses.replace(config, dns=dns_section)) as live:
+            await asyncio.to_thread(submit, live, "y@good.test")
+            reply = await asyncio.to_thread(
+                wait_for, lambda: queued_reply(live, "y@good.test"), "the refused attempt"
+            )
+    assert (
+        reply
+        == "mx.evil.test: 451 4.7.0 MTA-STS policy of good.test (enforce) does not list the host"
+    )
+    assert peers.wrong_cert.messages == []
+    assert peers.policy_asked == ["mta-sts.good.test"]

@@ -62,14 +62,22 @@ async def resolver() -> AsyncIterator[DnsResolver]:
         yield DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2.0)
 
 
+RETRY = RetryPolicy(schedule=(60.0,), lifetime=3600.0)
+
+
 def runner(
-    store: SqliteStore, resolver: DnsResolver, port: int, *, relay: Relay | None = None
+    store: SqliteStore,
+    resolver: DnsResolver,
+    port: int,
+    *,
+    relay: Relay | None = None,
+    policy: RetryPolicy = RETRY,
 ) -> QueueRunner:
     return QueueRunner(
         store=store,
         router=Router(store),
         resolver=resolver,
-        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
+        policy=policy,
         hostname="mx.a.test",
         wakeup=asyncio.Event(),
         remote_port=port,
@@ -165,6 +173,27 @@ async def test_transient_refusal_is_retried_and_permanent_one_bounces(
         "later@b.test",
         "ok@b.test",
     ]
+
+
+async def test_a_report_is_given_up_at_the_bounce_lifetime(
+    store: SqliteStore, resolver: DnsResolver, port: int, receiver: Recorder
+) -> None:
+    """``queue.bounce_lifetime`` (Postfix's bounce_queue_lifetime; 0: one attempt): a report
+    (the null reverse-path) that is refused for now leaves the queue, and nobody is told
+    (RFC 3461 §6.1); the same refusal keeps a sender's message queued."""
+    receiver.refuse = {  # once each
+        "later@b.test": "451 4.7.1 greylisted, try later",
+        "wait@b.test": "451 4.7.1 greylisted, try later",
+    }
+    report = await store.enqueue("", RAW, [NewQueueRecipient("later@b.test")])
+    message = await store.enqueue("alice@a.test", RAW, [NewQueueRecipient("wait@b.test")])
+    policy = RetryPolicy(schedule=(60.0,), lifetime=3600.0, bounce_lifetime=0.0)
+    await run_once(runner(store, resolver, port, policy=policy))
+    assert await store.get_queued(report.id) is None
+    left = await store.get_queued(message.id)
+    assert left is not None and left.recipients[0].state is RecipientState.DEFERRED
+    assert await inbox(store, "alice@a.test") == []
+    assert receiver.messages == []
 
 
 async def test_next_mx_when_the_first_refuses_connections(

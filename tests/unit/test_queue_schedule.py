@@ -142,3 +142,21 @@ def test_one_delay_warning_after_the_configured_time() -> None:
     assert again.report is None
     off = RetryPolicy(schedule=(60.0,), lifetime=3600.0, delay_warning=0.0)
     assert decide(attempt(SOFT), off, at(3000)).report is None
+
+
+def test_a_report_ends_at_the_bounce_lifetime_others_at_the_lifetime() -> None:
+    """Postfix's bounce_queue_lifetime: a message with the null reverse-path (a report) is given
+    up sooner, silently (RFC 3461 §6.1: nothing reports on a report); 0 is one attempt."""
+    policy = RetryPolicy(schedule=(60.0,), lifetime=3600.0, bounce_lifetime=600.0)
+    report = attempt(SOFT, null_sender=True, attempts_before=3)
+    assert decide(report, policy, at(500)).next_attempt == at(560)
+    assert decide(report, policy, at(590)).next_attempt == at(600)  # its last chance
+    expired = decide(report, policy, at(600))
+    assert expired.state is RecipientState.FAILED and expired.status == EXPIRED_STATUS
+    assert expired.report is None
+    assert decide(attempt(SOFT, attempts_before=3), policy, at(600)).next_attempt == at(660)
+    once = RetryPolicy(schedule=(60.0,), lifetime=3600.0, bounce_lifetime=0.0)
+    assert decide(attempt(SOFT, null_sender=True), once, at(0)).state is RecipientState.FAILED
+    # Longer than the lifetime: the lifetime ends it.
+    longer = RetryPolicy(schedule=(60.0,), lifetime=3600.0, bounce_lifetime=7200.0)
+    assert decide(report, longer, at(3600)).state is RecipientState.FAILED

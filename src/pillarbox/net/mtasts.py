@@ -22,6 +22,14 @@ Implementation notes:
   runner, fetches each cached policy again once it is due (:meth:`PolicyCache.refresh_due`),
   whether or not mail goes to its domain and whatever its TXT record says; a failed refresh
   is logged as a warning (unless the mode is ``none``) and the cached policy stays in force.
+- **Persistence** (§5.1, §10.2): every policy fetched is written to the store
+  (:class:`~pillarbox.store.types.StsPolicyRecord`) before it is applied, and
+  :meth:`MtaStsPolicies.load`, run by the queue runner before its first delivery, puts the
+  unexpired ones back in the cache. A restart therefore forgets nothing an attacker could
+  exploit (stripping the TXT record, blocking the policy host) before ``max_age`` ends, and
+  the refreshes resume on the loaded policies' schedule (their fetch times are kept). Expired
+  rows are dropped at load and each refresh round. Failed fetches are not kept: after a
+  restart a domain may be asked once more, sooner than :data:`FETCH_RETRY_SECONDS`.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import h11
 
@@ -52,6 +61,8 @@ from pillarbox.queue.mtasts import (
     parse_record,
 )
 from pillarbox.queue.tlsrpt import ResultType
+from pillarbox.store.interface import Store
+from pillarbox.store.types import StsPolicyRecord
 
 #: RFC 8461 §3.2: the policy's fixed well-known path.
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -184,9 +195,11 @@ class MtaStsPolicies:
         timeout: float = FETCH_TIMEOUT,
         max_size: int = MAX_POLICY_SIZE,
         refresh: float = REFRESH_SECONDS,
+        store: Store | None = None,
         cache: PolicyCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``store``: where fetched policies are kept across restarts (None: memory only)."""
         self._resolver = resolver
         self._context = context
         self._port = port
@@ -195,6 +208,7 @@ class MtaStsPolicies:
         #: Seconds after a fetch when a cached policy is fetched again (``queue.mta_sts_refresh``).
         self._refresh = refresh
         self._cache = cache or PolicyCache()
+        self._store = store
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
         #: domain → why its last policy fetch failed (cleared by a successful one).
@@ -277,6 +291,7 @@ class MtaStsPolicies:
             return None
         fetched = CachedPolicy(policy, record.id, now)
         self._cache.store(domain, fetched)
+        await self._keep(domain, fetched)
         self._failures.pop(domain, None)
         _log.info(
             f"policy {kind}ed",
@@ -287,6 +302,51 @@ class MtaStsPolicies:
             max_age=policy.max_age,
         )
         return fetched
+
+    async def _keep(self, domain: str, cached: CachedPolicy) -> None:
+        """Write a fetched policy to the store (module notes); a store that fails is logged,
+        and the policy applies from memory meanwhile."""
+        if self._store is None:
+            return
+        policy = cached.policy
+        kept = StsPolicyRecord(
+            domain=domain,
+            policy_id=cached.id,
+            mode=policy.mode.value,
+            mx=policy.mx,
+            max_age=policy.max_age,
+            fetched=datetime.fromtimestamp(cached.fetched, UTC),
+        )
+        try:
+            await self._store.save_sts_policy(kept)
+        except Exception:
+            _log.exception("policy not kept in the store", domain=domain)
+
+    async def load(self) -> int:
+        """Put the store's unexpired policies in the cache, the expired ones dropped; how many
+        (module notes). A store that fails is logged: policies are then fetched anew."""
+        if self._store is None:
+            return 0
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        try:
+            await self._store.prune_sts_policies(now)
+            kept = await self._store.sts_policies(now)
+        except Exception:
+            _log.exception("cached policies not loaded")
+            return 0
+        loaded = 0
+        for row in reversed(kept[:CACHE_ENTRIES]):  # oldest first: the LRU keeps the latest
+            try:
+                policy = Policy(Mode(row.mode), row.mx, row.max_age)
+            except ValueError:  # a mode from another version of the store's writer
+                continue
+            self._cache.store(
+                row.domain, CachedPolicy(policy, row.policy_id, row.fetched.timestamp())
+            )
+            loaded += 1
+        if loaded:
+            _log.info("cached policies loaded", policies=loaded)
+        return loaded
 
     async def refresh(self) -> int:
         """Fetch again every cached policy due for it (§3.3 SHOULD: before it expires; §10.2:
@@ -316,6 +376,8 @@ class MtaStsPolicies:
         while True:
             try:
                 await self.refresh()
+                if self._store is not None:  # rows of domains no longer mailed (module notes)
+                    await self._store.prune_sts_policies(datetime.fromtimestamp(self._clock(), UTC))
             except Exception:  # a bug here must not end the refreshes for good
                 _log.exception("policy refresh round failed")
             due = self._cache.next_refresh(self._refresh)

@@ -25,10 +25,15 @@ Implementation notes:
   :func:`.mtasts.host_plan` gives it. Under "enforce" a host the policy does not list, or one
   that fails verified STARTTLS, is a failed host like an unreachable one (the next is tried,
   the recipients are deferred with the reason); under "testing" the failure is only logged.
-  A smart host is not subject to the recipient domain's policy (§3.4 would make the smart
-  host's own domain the policy domain; its TLS is ``queue.smarthost_verify_tls``).
-  While :meth:`QueueRunner.run` runs, a task of its own fetches cached policies again ahead
-  of their expiry (§3.3 SHOULD, ``queue.mta_sts_refresh``, :meth:`MtaStsPolicies.keep_fresh`).
+  Through a smart host the policy domain is the smart host's own name, not the recipient's
+  domain (§3.4: "MUST treat the smart host domain as the Policy Domain"; no parent zone is
+  asked); its policy is applied to the smart host as to an MX host (listed, and verified TLS,
+  under "enforce"), with the smart host's credentials. A smart host given as an IP address
+  has no policy domain; nor has an address literal (§3.4).
+  :meth:`QueueRunner.run` first loads the policies kept in the store (§5.1, §10.2: a restart
+  must not forget them, :meth:`MtaStsPolicies.load`); while it runs, a task of its own fetches
+  cached policies again ahead of their expiry (§3.3 SHOULD, ``queue.mta_sts_refresh``,
+  :meth:`MtaStsPolicies.keep_fresh`).
 - **DANE** (RFC 7672, :mod:`.dane`): for a host from a DNSSEC-authenticated MX answer whose
   addresses are authenticated too, the TLSA records at ``_<port>._tcp.<host>`` are looked up
   (after the addresses, §2.2.2). A failed lookup makes the host unusable (§2.1.2: the next
@@ -221,8 +226,9 @@ class MtaSts:
     session settings for hosts whose certificate must be verified (RFC 8461 §4.2)."""
 
     policies: MtaStsPolicies
-    #: A verifying context and ``require_tls`` (§5 "enforce": no mail without STARTTLS).
-    verified: SessionSettings
+    #: Verifies the certificates of hosts a policy lists (§4.2); sessions with them require
+    #: STARTTLS (§5 "enforce": no mail without it).
+    context: ssl.SSLContext
 
 
 @dataclass(slots=True)
@@ -340,6 +346,10 @@ class QueueRunner:
     # -- the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
         _log.info("queue runner started", owner=self._hostname)
+        if self._mta_sts is not None:
+            # RFC 8461 §5.1, §10.2: policies cached before a restart apply from the first
+            # delivery on, and are refreshed on their schedule.
+            await self._mta_sts.policies.load()
         refresher = None
         if self._mta_sts is not None and self._mta_sts.policies.refreshing:
             # RFC 8461 §3.3: cached policies are refreshed before they expire.
@@ -674,8 +684,9 @@ class QueueRunner:
             and (explicit is None or explicit.level.dane)
         )
         unfetched_policy = False
-        if discovery and policy is None and self._mta_sts is not None:
-            unfetched_policy = self._mta_sts.policies.fetch_failure(domain) is not None
+        sts_domain = self._policy_domain(domain)
+        if discovery and policy is None and self._mta_sts is not None and sts_domain:
+            unfetched_policy = self._mta_sts.policies.fetch_failure(sts_domain) is not None
         if report and discovery and policy is None and self._mta_sts is not None:
             # No policy because it could not be had: a policy failure (RFC 8460 §4.3.2.2).
             failure = self._mta_sts.policies.fetch_failure(domain)
@@ -890,12 +901,25 @@ class QueueRunner:
         _log.warning("TLS policy: no DANE", domain=domain, host=host, reason=why)
         return Answer(DANE_REQUIRED.with_text(f"{explicit.describe()}: {why}"), host)
 
-    async def _sts_policy(self, domain: str) -> Policy | None:
-        """The domain's MTA-STS policy; none for a smart host or an address literal (RFC 8461
-        §3.4: literals have no policy domain)."""
-        if self._mta_sts is None or self._relay is not None or domain.startswith("["):
+    def _policy_domain(self, domain: str) -> str | None:
+        """The MTA-STS Policy Domain of mail for ``domain``: the smart host's name when there
+        is one (RFC 8461 §3.4: "compliant senders MUST treat the smart host domain as the
+        Policy Domain"), else the recipient domain itself (§3.4: never its parent); None for
+        an address, a smart host's or an address literal's (§3.4: no policy for those)."""
+        name = self._relay.host if self._relay is not None else domain
+        if name.startswith("["):
             return None
-        return await self._mta_sts.policies.policy_for(domain)
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(name)
+            return None
+        return name.lower().rstrip(".")
+
+    async def _sts_policy(self, domain: str) -> Policy | None:
+        """The MTA-STS policy that applies to mail for ``domain`` (:meth:`_policy_domain`)."""
+        sts_domain = self._policy_domain(domain)
+        if self._mta_sts is None or sts_domain is None:
+            return None
+        return await self._mta_sts.policies.policy_for(sts_domain)
 
     async def _dane_plan(
         self, domain: str, route: Route, host: str, addresses: HostAddresses
@@ -956,7 +980,7 @@ class QueueRunner:
             await self._record_tls(note, "", ResultType.VALIDATION_FAILURE, reason)
         if plan.tls is not TlsPlan.REFUSED:
             return None
-        text = f"MTA-STS policy of {domain} (enforce) does not list the host"
+        text = f"MTA-STS policy of {self._policy_domain(domain)} (enforce) does not list the host"
         return Answer(MX_NOT_IN_POLICY.with_text(text), host)
 
     async def _open(
@@ -984,13 +1008,17 @@ class QueueRunner:
                 opened = self._dane_failure(domain, host, dane, opened)
             await self._record_session(note, address, opened)
             return await self._plaintext_fallback(host, address, port, settings, opened)
-        session = await SmtpSession.open(host, address, port, self._mta_sts.verified)
+        # §4.2: the certificate chains to a trusted root and names the host; the rest of the
+        # session (a smart host's credentials, §3.4) as it would be without the policy.
+        verified = replace(settings, tls=self._mta_sts.context, require_tls=True)
+        session = await SmtpSession.open(host, address, port, verified)
         await self._record_session(note, address, session)
         if isinstance(session, SmtpSession) or not is_tls_failure(session):
             return session
         if plan.tls is TlsPlan.VERIFIED:
             _log.warning("MTA-STS: delivery refused", domain=domain, host=host, reply=session.text)
-            return session.with_text(f"MTA-STS policy of {domain} (enforce): {session.text}")
+            sts_domain = self._policy_domain(domain)
+            return session.with_text(f"MTA-STS policy of {sts_domain} (enforce): {session.text}")
         # "testing": what would have failed is logged, and the host used as without a policy.
         _log.warning(
             "MTA-STS: policy would fail (testing)", domain=domain, host=host, reply=session.text
@@ -1121,38 +1149,28 @@ class QueueRunner:
 
 def mta_sts_for(
     resolver: Resolver,
-    client: SmtpClientSettings,
     *,
+    store: Store | None,
     cafile: str | None,
-    connect_timeout: float,
     fetch_timeout: float = FETCH_TIMEOUT,
     max_policy_size: int = MAX_POLICY_SIZE,
     refresh: float = REFRESH_SECONDS,
     policy_port: int = 443,
-    source_addresses: tuple[str, ...] = (),
-    skip_5xx_greeting: bool = True,
 ) -> MtaSts:
     """MTA-STS for a runner: one trust store (``cafile``, or the system's) for policy hosts
-    and MX hosts alike; ``policy_port`` is for tests (RFC 8461 §3.2 fixes HTTPS)."""
+    and MX hosts alike; fetched policies kept in ``store`` (restarts); ``policy_port`` is for
+    tests (RFC 8461 §3.2 fixes HTTPS)."""
     context = verifying_context(cafile)
-    return MtaSts(
-        MtaStsPolicies(
-            resolver,
-            context,
-            port=policy_port,
-            timeout=fetch_timeout,
-            max_size=max_policy_size,
-            refresh=refresh,
-        ),
-        SessionSettings(
-            client=client,
-            connect_timeout=connect_timeout,
-            source_addresses=source_addresses,
-            tls=context,
-            require_tls=True,
-            skip_5xx_greeting=skip_5xx_greeting,
-        ),
+    policies = MtaStsPolicies(
+        resolver,
+        context,
+        port=policy_port,
+        timeout=fetch_timeout,
+        max_size=max_policy_size,
+        refresh=refresh,
+        store=store,
     )
+    return MtaSts(policies, context)
 
 
 def _dane_enabled(configured: bool, resolver: Resolver) -> bool:
@@ -1234,17 +1252,15 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
     cafile_path = str(config.resolve_path(cafile)) if cafile else None
     try:
         verified_tls = chain_verifying_context(cafile_path)
-        if queue.mta_sts and not queue.smarthost:
+        if queue.mta_sts:
             mta_sts = mta_sts_for(
                 resolver,
-                client,
+                store=services.store,
                 cafile=cafile_path,
-                connect_timeout=queue.connect_timeout,
                 fetch_timeout=queue.mta_sts_fetch_timeout,
                 max_policy_size=queue.mta_sts_max_policy_size,
                 refresh=queue.mta_sts_refresh,
-                source_addresses=queue.source_addresses,
-                skip_5xx_greeting=queue.skip_5xx_greeting,
+                policy_port=queue.mta_sts_port,
             )
     except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
         raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None
@@ -1257,6 +1273,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
         policy=RetryPolicy(
             schedule=queue.retry_schedule,
             lifetime=queue.lifetime,
+            bounce_lifetime=queue.bounce_lifetime,
             delay_warning=queue.delay_warning,
         ),
         hostname=config.server.hostname,

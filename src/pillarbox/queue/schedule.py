@@ -11,6 +11,10 @@ Implementation notes (RFC 5321 §4.5.4.1, RFC 3461 §5.2, RFC 3464 §2.3.3):
   attempt after the lifetime ends is not skipped: the next attempt is moved to the moment of
   expiry, so every message gets its last chance, then bounces with X.4.7 "delivery time expired"
   (RFC 3463) and the last reply as the diagnostic.
+- A message with the null reverse-path (a report: nobody is told when it fails, RFC 3461
+  §6.1) ends at ``queue.bounce_lifetime`` instead when that is shorter (Postfix's
+  ``bounce_queue_lifetime``): reports to a dead address otherwise sit in the queue for the
+  full lifetime. 0 gives it one attempt.
 - DSNs follow the recipient's NOTIFY (RFC 3461 §4.1): none for NEVER; failures unless NOTIFY
   was given without FAILURE; one delay warning (when ``delay_warning`` is set) unless NOTIFY was
   given without DELAY; success reports only when asked for with SUCCESS. A message with the null
@@ -37,10 +41,13 @@ GENERIC_TRANSIENT = "4.0.0"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """``queue.retry_schedule``, ``queue.lifetime`` and ``queue.delay_warning``, in seconds."""
+    """``queue.retry_schedule``, ``queue.lifetime``, ``queue.bounce_lifetime`` and
+    ``queue.delay_warning``, in seconds."""
 
     schedule: tuple[float, ...]
     lifetime: float
+    #: For messages with the null reverse-path, when shorter than ``lifetime``; None: as it.
+    bounce_lifetime: float | None = None
     #: 0: never send a delay warning.
     delay_warning: float = 0.0
 
@@ -48,13 +55,19 @@ class RetryPolicy:
         if not self.schedule or any(s <= 0 for s in self.schedule):
             raise ValueError("the retry schedule needs positive intervals")
 
-    def expires(self, queued_at: datetime) -> datetime:
-        return queued_at + timedelta(seconds=self.lifetime)
+    def expires(self, queued_at: datetime, *, null_sender: bool = False) -> datetime:
+        lifetime = self.lifetime
+        if null_sender and self.bounce_lifetime is not None:
+            lifetime = min(lifetime, self.bounce_lifetime)
+        return queued_at + timedelta(seconds=lifetime)
 
-    def next_attempt(self, *, queued_at: datetime, attempts: int, now: datetime) -> datetime | None:
+    def next_attempt(
+        self, *, queued_at: datetime, attempts: int, now: datetime, null_sender: bool = False
+    ) -> datetime | None:
         """When to try again after ``attempts`` failed attempts (this one included); None when
-        the lifetime is over and the recipient must bounce."""
-        expires = self.expires(queued_at)
+        the lifetime (of a message with the null reverse-path, ``null_sender``) is over and
+        the recipient must bounce."""
+        expires = self.expires(queued_at, null_sender=null_sender)
         if now >= expires:
             return None
         interval = self.schedule[min(max(attempts, 1), len(self.schedule)) - 1]
@@ -171,7 +184,10 @@ def decide(attempt: Attempt, policy: RetryPolicy, now: datetime) -> Verdict:
             status=status_code(attempt.reply),
         )
     retry = policy.next_attempt(
-        queued_at=attempt.queued_at, attempts=attempt.attempts_before + 1, now=now
+        queued_at=attempt.queued_at,
+        attempts=attempt.attempts_before + 1,
+        now=now,
+        null_sender=attempt.null_sender,
     )
     if retry is None:
         report = Action.FAILED if reporting and wants(attempt.notify, Notify.FAILURE) else None

@@ -81,6 +81,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    StsPolicyRecord,
     SyncChanges,
     ThreadFields,
     TlsReportPost,
@@ -557,6 +558,18 @@ class Store(Protocol):
 
     async def delete_tls_report_post(self, post_id: int) -> None:
         """The POST succeeded or was given up."""
+
+    # -- the MTA-STS policy cache (pillarbox.net.mtasts) ----------------------------------------
+    async def save_sts_policy(self, policy: StsPolicyRecord) -> None:
+        """Keep the domain's policy as fetched, in place of one fetched before it; one fetched
+        after it (by another node) stays."""
+
+    async def sts_policies(self, now: datetime) -> list[StsPolicyRecord]:
+        """Every kept policy not expired at ``now`` (:attr:`StsPolicyRecord.expires` later),
+        the latest fetched first."""
+
+    async def prune_sts_policies(self, now: datetime) -> int:
+        """Forget the policies expired at ``now``; how many."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:

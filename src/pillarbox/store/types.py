@@ -1161,6 +1161,31 @@ class TlsSessionResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StsPolicyRecord:
+    """A domain's MTA-STS policy as last fetched (RFC 8461 §3.2, §5.1), kept in the store so
+    that a restart does not forget it before its ``max_age`` ends: an attacker who can strip
+    the TXT record or block the policy host must not get plaintext delivery by waiting for one
+    (§3.3, §10.2). Parsed by :mod:`pillarbox.queue.mtasts`; here only its fields."""
+
+    #: The Policy Domain (a recipient domain, or a smart host's name, §3.4).
+    domain: str
+    #: The TXT record's ``id`` the policy was fetched under (§3.1).
+    policy_id: str
+    #: ``enforce``, ``testing`` or ``none``.
+    mode: str
+    #: The policy's ``mx`` patterns, lowercase.
+    mx: tuple[str, ...]
+    #: Seconds from ``fetched`` the policy may be cached (§3.2).
+    max_age: int
+    fetched: datetime
+
+    @property
+    def expires(self) -> datetime:
+        """The end of its ``max_age`` (§3.2): no longer applied from then on."""
+        return self.fetched + timedelta(seconds=self.max_age)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TlsReportPost:
     """A TLS-RPT report whose POST to an ``https:`` rua failed, or whose rua could not be
     looked up, kept to be tried again (RFC 8460 §5.5: for up to 24 hours after the first try)

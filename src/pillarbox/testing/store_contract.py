@@ -87,6 +87,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    StsPolicyRecord,
     TlsReportPost,
     TlsSessionResult,
     TokenKind,
@@ -3376,6 +3377,46 @@ class StoreContract:
         assert claimed.body == post.body and claimed.first_try == start
         await store.delete_tls_report_post(first)
         assert await store.claim_tls_report_post(retry + timedelta(days=1), retry) is None
+
+    # -- the MTA-STS policy cache -----------------------------------------------------------------
+    async def test_sts_policies_are_kept_until_they_expire(self, store: Store) -> None:
+        """RFC 8461 §5.1: a fetched policy is kept for its max_age (a restart reads it back);
+        a later fetch replaces it, an earlier one (another node's, arriving late) does not."""
+        start = datetime(2026, 3, 2, tzinfo=UTC)
+        enforce = StsPolicyRecord(
+            domain="example.com",
+            policy_id="20260301",
+            mode="enforce",
+            mx=("mx1.example.com", "*.mx.example.com"),
+            max_age=86400,
+            fetched=start,
+        )
+        testing = StsPolicyRecord(
+            domain="example.net",
+            policy_id="a1",
+            mode="testing",
+            mx=("mx.example.net",),
+            max_age=3600,
+            fetched=start + timedelta(minutes=1),
+        )
+        await store.save_sts_policy(enforce)
+        await store.save_sts_policy(testing)
+        assert await store.sts_policies(start) == [testing, enforce]  # the latest fetched first
+        assert await store.sts_policies(testing.expires) == [enforce]  # expired at its end
+        # A refresh replaces the policy; a fetch older than the one kept does not.
+        refreshed = dataclasses.replace(
+            enforce, policy_id="20260302", mode="none", mx=(), fetched=start + timedelta(hours=12)
+        )
+        await store.save_sts_policy(refreshed)
+        await store.save_sts_policy(
+            dataclasses.replace(enforce, fetched=start + timedelta(hours=1))
+        )
+        assert await store.sts_policies(enforce.expires) == [refreshed]
+        assert await store.prune_sts_policies(enforce.expires) == 1  # example.net's
+        assert await store.prune_sts_policies(enforce.expires) == 0
+        assert await store.sts_policies(start) == [refreshed]
+        assert await store.prune_sts_policies(refreshed.expires) == 1
+        assert await store.sts_policies(start) == []
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

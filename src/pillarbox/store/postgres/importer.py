@@ -631,6 +631,14 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
                 Jsonb(json.loads(r[10])),
             ),
         ),
+        # Cached MTA-STS policies move too: the move must not forget an "enforce" policy before
+        # its max_age ends (RFC 8461 §5.1, §10.2), any more than a restart may.
+        _Table(
+            "mta_sts_policies",
+            "SELECT domain, policy_id, mode, mx, max_age, fetched, expires FROM mta_sts_policies",
+            ("domain", "policy_id", "mode", "mx", "max_age", "fetched", "expires"),
+            lambda r: (*r[:3], Jsonb(json.loads(r[3])), r[4], _time(r[5]), _time(r[6])),
+        ),
         # Passed triplets stay passed: a legitimate sender is not greylisted again for the move.
         _Table(
             "greylist",

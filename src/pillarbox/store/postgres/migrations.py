@@ -928,6 +928,20 @@ _V37_SQL = r"""
 ALTER TABLE account_settings ADD COLUMN default_calendar text NOT NULL DEFAULT '';
 """
 
+# The MTA-STS policy cache (SQLite migration 44's notes).
+_V38_SQL = r"""
+CREATE TABLE mta_sts_policies (
+    domain text PRIMARY KEY,
+    policy_id text NOT NULL,
+    mode text NOT NULL,
+    mx jsonb NOT NULL,
+    max_age integer NOT NULL,
+    fetched timestamptz NOT NULL,
+    expires timestamptz NOT NULL
+);
+CREATE INDEX mta_sts_policies_expiry ON mta_sts_policies(expires);
+"""
+
 
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
@@ -987,6 +1001,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(35, "Schedule-Tags of scheduling objects (RFC 6638)", _V35_SQL, _schedule_tags),
     Migration(36, "the webmail's keyboard shortcuts switch per account", _V36_SQL),
     Migration(37, "the default calendar a client chose (RFC 6638)", _V37_SQL),
+    Migration(38, "MTA-STS policies kept across restarts (RFC 8461)", _V38_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

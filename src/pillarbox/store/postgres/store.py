@@ -98,6 +98,7 @@ from pillarbox.store.postgres import (
     servers,
     sievedata,
     spamdata,
+    stsdata,
     tlsdata,
 )
 from pillarbox.store.postgres.maildrops import MaildropLocks
@@ -167,6 +168,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    StsPolicyRecord,
     SyncChanges,
     ThreadFields,
     TlsReportPost,
@@ -1706,6 +1708,16 @@ class PostgresStore:
 
     async def delete_tls_report_post(self, post_id: int) -> None:
         await self._write(lambda conn, _: tlsdata.delete_post(conn, post_id))
+
+    # -- the MTA-STS policy cache (see .stsdata) ----------------------------------------------
+    async def save_sts_policy(self, policy: StsPolicyRecord) -> None:
+        await self._write(lambda conn, _: stsdata.save(conn, policy))
+
+    async def sts_policies(self, now: datetime) -> list[StsPolicyRecord]:
+        return await self._read(lambda conn: stsdata.unexpired(conn, now))
+
+    async def prune_sts_policies(self, now: datetime) -> int:
+        return await self._write(lambda conn, _: stsdata.prune(conn, now))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:

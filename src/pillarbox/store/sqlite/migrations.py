@@ -979,6 +979,21 @@ _V43_SQL = r"""
 ALTER TABLE account_settings ADD COLUMN default_calendar TEXT NOT NULL DEFAULT '';
 """
 
+# RFC 8461 §5.1, §10.2: the MTA-STS policies delivery fetched, kept until their max_age ends so a
+# restart does not forget them (pillarbox.net.mtasts). Times in microseconds; mx a JSON array.
+_V44_SQL = r"""
+CREATE TABLE mta_sts_policies (
+    domain TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    mx TEXT NOT NULL,
+    max_age INTEGER NOT NULL,
+    fetched INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX mta_sts_policies_expiry ON mta_sts_policies(expires);
+"""
+
 
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
@@ -1041,6 +1056,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(41, "the webmail's keyboard shortcuts switch per account", _V41_SQL),
     Migration(42, "DMARC evaluation and TLS-RPT result ids never reused", _V42_SQL),
     Migration(43, "the default calendar a client chose (RFC 6638)", _V43_SQL),
+    Migration(44, "MTA-STS policies kept across restarts (RFC 8461)", _V44_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

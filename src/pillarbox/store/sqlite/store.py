@@ -95,6 +95,7 @@ from pillarbox.store.sqlite import (
     sendingdata,
     sievedata,
     spamdata,
+    stsdata,
     tlsdata,
     webdata,
 )
@@ -165,6 +166,7 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    StsPolicyRecord,
     SyncChanges,
     ThreadFields,
     TlsReportPost,
@@ -2257,6 +2259,16 @@ class SqliteStore:
 
     async def delete_tls_report_post(self, post_id: int) -> None:
         await self._write(lambda conn, fx: tlsdata.delete_post(conn, post_id))
+
+    # -- the MTA-STS policy cache (see .stsdata) ----------------------------------------------
+    async def save_sts_policy(self, policy: StsPolicyRecord) -> None:
+        await self._write(lambda conn, fx: stsdata.save(conn, policy))
+
+    async def sts_policies(self, now: datetime) -> list[StsPolicyRecord]:
+        return await self._read(lambda conn: stsdata.unexpired(conn, now))
+
+    async def prune_sts_policies(self, now: datetime) -> int:
+        return await self._write(lambda conn, fx: stsdata.prune(conn, now))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:
