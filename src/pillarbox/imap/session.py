@@ -1873,7 +1873,7 @@ class ImapSession:
                 unchanged_since=cmd.unchanged_since,
                 rights=limit,
             )
-            view.own_flags(update.changed)
+            view.own_flags(update.changed, cmd.mode, flags, limit)
             refused = update.modified
             await self._list_new_flags(out)  # before the FETCH responses below show them
         # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants of
@@ -1894,6 +1894,8 @@ class ImapSession:
                 lines.append(self._fetch_line(view, uid, items))
             if lines:
                 await out.write(b"".join(lines))
+            if not cmd.silent:  # RFC 9051 §7.5.2: shown here, not again unsolicited
+                view.shown(uid for uid in uids if uid not in skip)
         if not refused:
             return r.OK_STORE
         # RFC 7162 §3.1.3 (Example 10): the refused messages' current state follows as
