@@ -87,8 +87,9 @@ class SelectedView:
         read_only: bool,
         modseq: int,
     ) -> None:
+        #: The mailbox is held by id, not name (as Dovecot): a RENAME of it or of a parent,
+        #: by any session, changes nothing here (RFC 9051 §6.3.6 moves its inferiors too).
         self.mailbox_id = mailbox.id
-        self.name = mailbox.name
         self.uidvalidity = mailbox.uidvalidity
         self.read_only = read_only
         #: RFC 4314: the user's rights on another user's mailbox; None for the user's own

@@ -430,7 +430,8 @@ class ImapSession:
         self._selected: SelectedView | None = None
         #: How the selected mailbox was reached (another user's, RFC 4314, or the user's own).
         self._target: _Target | None = None
-        #: A hint said the selected mailbox was renamed or deleted (no MODSEQ tells that).
+        #: A hint said the selected mailbox was renamed or deleted (no MODSEQ tells that;
+        #: a rename changes nothing the session holds, a deletion ends it).
         self._dirty = False
         #: The highest MODSEQ a hint reported for the selected mailbox's messages.
         self._hinted = 0
@@ -697,12 +698,11 @@ class ImapSession:
     async def _sync(self) -> None:
         """Take in the store's changes to the selected mailbox since the view's MODSEQ."""
         view = self._view
-        self._dirty = False  # a rename hint arriving during the read marks it again
+        self._dirty = False  # a deletion hint arriving during the read marks it again
         try:
             delta = await self.store.mailbox_delta(view.mailbox_id, view.modseq)
         except NotFound:
             raise _MailboxGone from None
-        view.name = self._shown(delta.status.mailbox.name)
         highest = delta.status.mailbox.highestmodseq
         if highest > view.modseq:
             view.apply(delta.changed, delta.expunged, highest)
@@ -864,10 +864,6 @@ class ImapSession:
             return await self.store.get_mailbox(self._account.id, name)
         except (NotFound, InvalidName):
             raise _Abort(missing) from None
-
-    def _shown(self, name: str) -> str:
-        """The selected mailbox's store name as the client knows it."""
-        return name if self._target is None else self._target.display(name)
 
     async def _rights_on(self, mailbox: Mailbox) -> frozenset[str]:
         """RFC 4314 §2: what the entries naming the user, "anyone" and "authenticated" give,
@@ -1105,7 +1101,6 @@ class ImapSession:
         view = SelectedView(
             mailbox, snapshot.records, read_only=cmd.read_only, modseq=mailbox.highestmodseq
         )
-        view.name = target.display(mailbox.name)
         view.rights = target.rights
         if self._claims_recent(view) and view.uids and view.uids[-1] >= status.recent_uid:
             first = await self.store.claim_recent(mailbox.id)
@@ -1126,7 +1121,8 @@ class ImapSession:
             r.OK_MAILBOXID.with_code(responses.mailboxid(mailbox_id(status.mailbox))).untagged()
         )
         if self._rev2:  # RFC 9051 §6.3.2: an untagged LIST for the selected mailbox
-            lines.append(responses.list_item((), DELIMITER, view.name, utf8=True))
+            shown = target.display(mailbox.name)
+            lines.append(responses.list_item((), DELIMITER, shown, utf8=True))
         await out.write(b"".join(lines))
         if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
             await self._resync(view, cmd.qresync, out)
@@ -1267,7 +1263,7 @@ class ImapSession:
             return r.NO_BAD_NAME
         await self._absorb()
         if self._selected is not None:
-            await self._sync()  # the selected mailbox may have a new name, or lost messages
+            await self._sync()  # RENAME INBOX moves INBOX's messages out (RFC 9051 §6.3.6)
         return r.OK_RENAME
 
     async def _subscribe(self, cmd: c.Command, out: Output) -> Reply:
