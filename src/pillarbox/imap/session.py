@@ -132,7 +132,13 @@ from pillarbox.imap.sort import needs_metadata, sort_uids
 from pillarbox.imap.thread import ALGORITHMS, renumber, thread_message
 from pillarbox.mail.model import MessageInfo
 from pillarbox.policy import learning
-from pillarbox.store.aclrows import allowed_flags, canonical_rights, effective_rights, flag_right
+from pillarbox.store.aclrows import (
+    allowed_flags,
+    canonical_rights,
+    effective_rights,
+    flag_right,
+    flags_after,
+)
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
@@ -1871,6 +1877,14 @@ class ImapSession:
             )
             view.own_flags(update.changed, cmd.mode, flags, limit)
             refused = update.modified
+            if not cmd.silent and any(
+                flags_after(known, cmd.mode, flags, limit) != known
+                for known in (view.flags(uid, with_recent=False) for uid in update.unchanged)
+            ):
+                # The store found a message already as the write would make it, unlike the
+                # view: another session's change whose hint is still on its way. Read it, so
+                # the answer shows the flags as they are (RFC 9051 §6.4.6), not as they were.
+                await self._sync()
             await self._list_new_flags(out)  # before the FETCH responses below show them
         # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants of
         # every FETCH a UID command causes, and IMAP4rev2 of every unsolicited one); RFC 7162
