@@ -24,7 +24,8 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   state the view takes in the store's changes if the change feed hinted at any (NOOP, CHECK
   and IDLE always look); the command runs on the visible state; pending changes are
   announced after its output and before its tagged reply — EXPUNGE never for FETCH, STORE or
-  SEARCH (RFC 9051 §7.5.1). During IDLE the adapter calls :meth:`ImapSession.push_updates`
+  SEARCH (RFC 9051 §7.5.1), no flag change its own FETCH or STORE response showed (§7.5.2).
+  During IDLE the adapter calls :meth:`ImapSession.push_updates`
   whenever the feed wakes it, so updates reach an idling client at once (RFC 9051 §6.3.13).
 - **IMAP4rev1 vs IMAP4rev2** (RFC 9051 Appendix E): until ``ENABLE IMAP4rev2`` the session
   speaks IMAP4rev1: \\Recent and RECENT, ``[UNSEEN n]``, ``* SEARCH``, modified UTF-7 names.
