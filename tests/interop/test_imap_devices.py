@@ -17,7 +17,7 @@ import socket
 import psycopg
 import pytest
 from imapclient import IMAPClient
-from imapclient.imapclient import DELETED, FLAGGED
+from imapclient.imapclient import DELETED, FLAGGED, SEEN
 
 from pillarbox.store.postgres.store import PostgresStore
 from pillarbox.testing.devices import APPEND, Tracker, assert_converged, change_at_once
@@ -97,6 +97,50 @@ def test_a_phone_dropped_while_a_vanished_was_withheld_learns_of_it_on_resync(
     phone = Phone(live)
     resync = phone.command(f"SELECT INBOX (QRESYNC ({uidvalidity} {known} 1:3))")
     assert b"* VANISHED (EARLIER) 1" in resync, resync
+    phone.command("LOGOUT")
+
+
+def test_a_change_the_phones_fetch_showed_is_not_sent_again(live: LiveServer) -> None:
+    """RFC 9051 §7.5.2 with RFC 7162 §3.1: the laptop (imapclient) flags message 1; the phone
+    fetches its flags before it was told, and the FETCH shows the change with its MODSEQ —
+    once: before the fix an unsolicited FETCH repeated it at the command's end. The laptop
+    marks message 2 read; the phone's own STORE .SILENT of it is no reason to keep that from
+    it (RFC 9051 §6.4.6): it hears of it, once — before the fix, never. A tablet idles in
+    INBOX: when it hears of a change, the node has the hint, the phone's session too (on
+    PostgreSQL hints cross by LISTEN/NOTIFY and may come after the laptop's OK)."""
+    for subject in ("one", "two"):
+        live.deliver(USER, subject)
+    phone = Phone(live)
+    selected = b"\n".join(phone.command("SELECT INBOX"))
+    found = _HIGHEST.search(selected)
+    assert found is not None
+    highest = int(found.group(1))
+    laptop, tablet = (
+        IMAPClient("127.0.0.1", port=live.port("imap"), ssl=False, timeout=10) for _ in "lt"
+    )
+    for client in (laptop, tablet):
+        client.login(USER, PASSWORD)
+        client.select_folder("INBOX")
+
+    def change(uid: int, flag: bytes) -> None:
+        tablet.idle()
+        laptop.add_flags([uid], [flag], silent=True)
+        while not any(response[1] == b"FETCH" for response in tablet.idle_check(timeout=5)):
+            pass
+        tablet.idle_done()
+
+    change(1, FLAGGED)
+    fetched = phone.command("FETCH 1 (FLAGS)")
+    assert fetched[:-1] == [b"* 1 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (%d))" % (highest + 1)]
+    assert phone.command("NOOP")[:-1] == []
+    change(2, SEEN)
+    stored = phone.command("STORE 2 +FLAGS.SILENT (\\Answered)")
+    assert stored[:-1] == [
+        b"* 2 FETCH (UID 2 FLAGS (\\Answered \\Recent \\Seen) MODSEQ (%d))" % (highest + 3)
+    ]
+    assert phone.command("NOOP")[:-1] == []
+    laptop.logout()
+    tablet.logout()
     phone.command("LOGOUT")
 
 

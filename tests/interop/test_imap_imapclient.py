@@ -135,3 +135,46 @@ def test_a_move_within_the_mailbox_is_one_modseq_to_another_client(live: LiveSer
     assert status[b"HIGHESTMODSEQ"] == before + 1
     mover.logout()
     watcher.logout()
+
+
+def test_the_selected_mailbox_follows_a_rename_of_its_parent(live: LiveServer) -> None:
+    """The phone has "Trips/2024" selected; the laptop renames "Trips" to "Travel" (RFC 9051
+    §6.3.6: inferiors go with it). The phone's session holds the mailbox by id, as Dovecot:
+    it goes on under the new name — the laptop's delivery and flag change reach it, STATUS
+    and APPEND by the new name are the selected mailbox (its \\Recent, its EXISTS), the old
+    name is gone, a SELECT of the new one finds the same mailbox — and the laptop's DELETE
+    of "Travel/2024" still ends it (BYE)."""
+    laptop, phone = connect(live), connect(live)
+    laptop.create_folder("Trips/2024")
+    laptop.append("Trips/2024", message(1))
+    selected = phone.select_folder("Trips/2024")
+    assert selected[b"EXISTS"] == 1 and selected[b"RECENT"] == 1
+    laptop.rename_folder("Trips", "Travel")
+    phone.idle()
+    laptop.append("Travel/2024", message(2))
+    seen: list[tuple[object, ...]] = []
+    while (2, b"EXISTS") not in seen:
+        more = phone.idle_check(timeout=5.0)
+        assert more, seen
+        seen += more
+    laptop.select_folder("Travel/2024")  # after the phone took the new message's \Recent
+    laptop.add_flags([1], [b"\\Flagged"])
+    while not any(response[1] == b"FETCH" for response in seen):
+        more = phone.idle_check(timeout=5.0)
+        assert more, seen
+        seen += more
+    phone.idle_done()
+    assert phone.folder_status("Travel/2024", ["MESSAGES", "RECENT"]) == {
+        b"MESSAGES": 2,
+        b"RECENT": 2,  # this session's \Recent: the selected mailbox's (RFC 3501 §6.3.10)
+    }
+    phone.append("Travel/2024", message(3))
+    assert phone.search(["ALL"]) == [1, 2, 3]  # the APPEND's EXISTS came with its response
+    assert phone.folder_exists("Travel/2024") and not phone.folder_exists("Trips/2024")
+    again = phone.select_folder("Travel/2024")
+    assert again[b"UIDVALIDITY"] == selected[b"UIDVALIDITY"] and again[b"EXISTS"] == 3
+    laptop.unselect_folder()
+    laptop.delete_folder("Travel/2024")
+    with pytest.raises(IMAPClient.AbortError):  # BYE, then the server closes
+        phone.noop()
+    laptop.logout()

@@ -27,7 +27,7 @@ from pillarbox.imap.session import (
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
-from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget
+from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
 from pillarbox.testing.imapcore import CoreWire, core_session
 from pillarbox.testing.live import TEST_PASSWORD, loopback_config
 
@@ -221,6 +221,32 @@ async def test_an_append_after_an_unannounced_delivery_announces_both(
     assert await wire.send("f FETCH 1:* (UID)\r\n") == (
         "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 2)\r\n* 3 FETCH (UID 3)\r\nf OK FETCH completed\r\n"
     )
+
+
+async def test_a_store_answers_flags_another_device_set_before_its_hint_came(
+    store: Store, tmp_path: Path
+) -> None:
+    """RFC 9051 §6.4.6: STORE answers with each message's flags as they are. Another device
+    set \\Seen on message 1 and its hint has not arrived (another PostgreSQL node's is on its
+    way); this session's STORE +FLAGS (\\Seen) changes nothing in the store. Its answer
+    showed the flags the view still held, without the \\Seen the client just asked for (the
+    hint's FETCH followed later); now the view reads the store first, and the hint brings
+    nothing more (RFC 9051 §7.5.2)."""
+    await deliver(store, "one")
+    wire = make_wire(store, tmp_path)
+    await wire.login(USER, TEST_PASSWORD)
+    await wire.send("s SELECT INBOX\r\n")
+    account = await store.get_account(USER)
+    assert account is not None
+    inbox = await store.get_mailbox(account.id, INBOX)
+    await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Seen"}))
+    out = await wire.send("t STORE 1 +FLAGS (\\Seen)\r\n")
+    assert out == "* 1 FETCH (UID 1 FLAGS (\\Recent \\Seen))\r\nt OK STORE completed\r\n"
+    status = await store.mailbox_status(inbox.id)
+    wire.session.notify(
+        Change(account.id, inbox.id, ChangeKind.FLAGS, status.mailbox.highestmodseq)
+    )
+    assert await wire.send("n NOOP\r\n") == "n OK NOOP completed\r\n"
 
 
 async def test_idle_pushes_only_when_hinted(store: Store, tmp_path: Path) -> None:

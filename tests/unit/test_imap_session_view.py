@@ -9,12 +9,12 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pillarbox.imap.selected import SelectedView
 from pillarbox.imap.sequence import SequenceSet
-from pillarbox.store.types import Mailbox, MessageRecord, RecordTable
+from pillarbox.store.types import FlagOp, Mailbox, MessageRecord, RecordTable
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 _LINE = re.compile(rb"\* (\d+) (EXISTS|EXPUNGE|RECENT|FETCH \(UID (\d+) FLAGS \(([^)]*)\)\))")
@@ -59,7 +59,9 @@ class Client:
             elif kind == b"EXISTS":
                 assert number >= len(self.uids), "EXISTS may never decrease"
                 # the client would FETCH the new UIDs; take them from the view
-                self.uids += view.uids[len(self.uids) : number]
+                for uid in view.uids[len(self.uids) : number]:
+                    self.uids.append(uid)
+                    self.flags[uid] = view.flags(uid, with_recent=False)
             elif kind.startswith(b"FETCH"):
                 uid = int(match.group(3))
                 assert self.uids[number - 1] == uid, "FETCH names the wrong message"
@@ -74,6 +76,7 @@ operations = st.lists(
         st.tuples(st.just("expunge"), st.integers(0, 50)),
         st.tuples(st.just("flag"), st.integers(0, 50)),
         st.tuples(st.just("announce"), st.booleans()),
+        st.tuples(st.just("fetch"), st.integers(0, 50)),
     ),
     max_size=40,
 )
@@ -81,15 +84,24 @@ operations = st.lists(
 
 @settings(max_examples=150)
 @given(initial=st.integers(0, 8), ops=operations)
+@example(initial=2, ops=[("flag", 1), ("fetch", 0), ("flag", 0), ("announce", False)])
 def test_client_model_follows_the_server(initial: int, ops: list[tuple[str, object]]) -> None:
     truth = {uid: record(uid) for uid in range(1, initial + 1)}
     next_uid = initial + 1
     modseq = 1
     view = view_of(list(truth))
     client = Client(view)
+    client.flags = {uid: known.flags for uid, known in truth.items()}
+    told: set[int] = set()  # shown by a FETCH (FLAGS) response and not changed since
     for op, arg in ops:
         changed: list[MessageRecord] = []
         expunged: list[int] = []
+        if op == "fetch":  # the client's own FETCH n:* (FLAGS) shows the view's flags
+            shown = view.uids[int(arg) % (len(view.uids) + 1) :]  # type: ignore[call-overload]
+            client.flags.update({uid: view.flags(uid, with_recent=False) for uid in shown})
+            view.shown(shown)
+            told.update(shown)
+            continue
         if op == "arrive":
             for _ in range(int(arg)):  # type: ignore[call-overload]
                 modseq += 1
@@ -110,6 +122,8 @@ def test_client_model_follows_the_server(initial: int, ops: list[tuple[str, obje
         elif op == "announce":
             before = list(view.uids)
             announcement = view.announce(allow_expunge=bool(arg), rev1=False)
+            repeated = [uid for uid in told if b"(UID %d " % uid in b"".join(announcement.lines)]
+            assert not repeated, "an unsolicited FETCH repeats what a FETCH showed"
             if not arg:
                 assert not any(b"EXPUNGE" in line for line in announcement.lines)
                 assert view.uids[: len(before)] == before, "numbers moved without EXPUNGE"
@@ -123,9 +137,11 @@ def test_client_model_follows_the_server(initial: int, ops: list[tuple[str, obje
         # the same changes read twice (a MODSEQ race) must not change the outcome
         view.apply(changed, expunged, modseq)
         view.apply(changed, expunged, modseq)
+        told.difference_update(known.uid for known in changed)
     final = view.announce(allow_expunge=True, rev1=False)
     client.read(final.lines, view)
     assert client.uids == view.uids == sorted(truth)
+    assert {uid: client.flags[uid] for uid in truth} == {u: k.flags for u, k in truth.items()}
     in_use = frozenset().union(*(known.flags for known in truth.values()))
     assert in_use <= client.listed == view.listed  # arrivals' keywords too, before EXISTS
 
@@ -162,7 +178,7 @@ def test_withheld_expunge_keeps_the_message_visible() -> None:
 def test_own_flags_are_not_announced_again() -> None:
     view = view_of([1, 2])
     changed = record(1, frozenset({"\\Seen"}), modseq=2)
-    view.own_flags([changed])
+    view.own_flags([changed], FlagOp.ADD, frozenset({"\\Seen"}), None)
     view.apply([changed], [], modseq=2)  # the store reports our own change back
     assert view.announce(allow_expunge=True, rev1=False).lines == []
     other = record(2, frozenset({"\\Flagged"}), modseq=3)
@@ -171,6 +187,50 @@ def test_own_flags_are_not_announced_again() -> None:
         b"* 2 FETCH (UID 2 FLAGS (\\Flagged))\r\n"
     ]
     assert view.modseq == 3
+
+
+def test_a_change_a_response_showed_is_not_announced_unless_it_changed_again() -> None:
+    """RFC 9051 §7.5.2, RFC 7162 §3.1.2.1: another device changed messages 1 and 2; the
+    client's FETCH showed 1 (the view's flags and MODSEQ): only 2 is announced, and
+    HIGHESTMODSEQ may advance; a change of 1 learned after the FETCH is announced."""
+    view = view_of([1, 2])
+    view.apply([record(1, frozenset({"\\Seen"}), 2), record(2, frozenset({"$A"}), 3)], [], 3)
+    view.shown([1])
+    assert view.announce(allow_expunge=True, rev1=False, modseq=True).lines == [
+        b"* FLAGS ($A \\Answered \\Deleted \\Draft \\Flagged \\Seen)\r\n",
+        b"* OK [PERMANENTFLAGS ($A \\Answered \\Deleted \\Draft \\Flagged \\Seen \\*)] Flags "
+        b"permitted\r\n",
+        b"* 2 FETCH (UID 2 FLAGS ($A) MODSEQ (3))\r\n",
+    ]
+    view.apply([record(1, frozenset({"\\Seen"}), 4)], [], 4)
+    view.apply([record(2, frozenset({"\\Flagged"}), 5)], [], 5)
+    view.shown([1, 2])
+    assert view.announce(allow_expunge=True, rev1=False).lines == []
+    assert view.announced_modseq == 5
+    view.apply([record(1, frozenset({"\\Seen"}), 6)], [], 6)  # an older read again: no change
+    view.shown([2])
+    view.apply([record(2, frozenset(), 7)], [], 7)
+    assert view.announce(allow_expunge=True, rev1=False).lines == [
+        b"* 2 FETCH (UID 2 FLAGS ())\r\n"
+    ]
+
+
+def test_own_flags_keep_another_devices_change_they_carry_along() -> None:
+    """RFC 9051 §6.4.6: the session's STORE +FLAGS.SILENT (\\Seen) came back with \\Flagged
+    too, which another device set before the view learned of it (or after, but before the
+    STORE): that change is announced; with one learned before the STORE it stays so."""
+    view = view_of([1, 2])
+    seen = frozenset({"\\Seen"})
+    view.own_flags([record(1, frozenset({"\\Flagged", "\\Seen"}), 3)], FlagOp.ADD, seen, None)
+    view.apply([record(2, frozenset({"$A"}), 4)], [], 4)
+    view.own_flags([record(2, frozenset({"$A", "\\Seen"}), 5)], FlagOp.ADD, seen, None)
+    assert view.announce(allow_expunge=True, rev1=False).lines[2:] == [
+        b"* 1 FETCH (UID 1 FLAGS (\\Flagged \\Seen))\r\n",
+        b"* 2 FETCH (UID 2 FLAGS ($A \\Seen))\r\n",
+    ]
+    # a user who may change \\Seen only (RFC 4314 §4): the others stay as they were
+    view.own_flags([record(1, frozenset({"\\Flagged"}), 6)], FlagOp.REPLACE, frozenset(), "s")
+    assert view.announce(allow_expunge=True, rev1=False).lines == []
 
 
 def test_keywords_and_first_unseen() -> None:
@@ -223,7 +283,8 @@ def test_a_new_keyword_is_listed_once_with_what_the_rights_let_change() -> None:
     the keywords and create none."""
     view = view_of([1, 2])
     assert view.flag_list_update() == []
-    view.own_flags([record(1, frozenset({"$Work"}), modseq=2)])
+    work = frozenset({"$Work"})
+    view.own_flags([record(1, work, modseq=2)], FlagOp.ADD, work, None)
     assert view.flag_list_update() == [
         b"* FLAGS ($Work \\Answered \\Deleted \\Draft \\Flagged \\Seen)\r\n",
         b"* OK [PERMANENTFLAGS ($Work \\Answered \\Deleted \\Draft \\Flagged \\Seen \\*)] Flags "

@@ -20,9 +20,11 @@ Implementation notes (RFC 9051 §6.4.5, §7.5.2; RFC 3516 BINARY; RFC 3501 RFC82
   ends ``NO [EXPUNGEISSUED]`` (RFC 5530), as Dovecot does.
 - **CONDSTORE** (RFC 7162 §3.1.4): MODSEQ is answered from the view; once the client is
   CONDSTORE-aware every response carrying FLAGS carries MODSEQ too (§3.1), so its cache learns
-  the MODSEQ of each flag state it sees. **OBJECTID** (RFC 8474 §5): EMAILID is derived from
-  the content-addressed blob, THREADID is the store's thread of the message, read per batch
-  (:mod:`.objectid`).
+  the MODSEQ of each flag state it sees. A message whose FLAGS went out is told
+  (:meth:`~pillarbox.imap.selected.SelectedView.shown`): another session's change of it,
+  not yet announced, is not sent again as an unsolicited FETCH (RFC 9051 §7.5.2).
+  **OBJECTID** (RFC 8474 §5): EMAILID is derived from the content-addressed blob, THREADID is
+  the store's thread of the message, read per batch (:mod:`.objectid`).
 - A section that does not exist is NIL; a partial ``<o.n>`` past the end is the empty string
   (§6.4.5); BINARY of a part in an unknown transfer encoding ends ``NO [UNKNOWN-CTE]``
   (RFC 3516 §4.3).
@@ -222,6 +224,8 @@ class FetchEngine:
             if not lines:
                 break
             await self._gather.add(b"".join(lines))
+        if FetchItem.FLAGS in atts:
+            view.shown(uids)
 
     def _renderer(self, att: FetchAtt) -> Callable[[int, frozenset[str]], bytes]:
         """How one attribute is rendered from a UID and its flags; UID and FLAGS make no
@@ -285,8 +289,9 @@ class FetchEngine:
             ]
             if unseen:
                 update = await store.store_flags(view.mailbox_id, unseen, FlagOp.ADD, _SEEN)
-                view.own_flags(update.changed)
+                view.own_flags(update.changed, FlagOp.ADD, _SEEN, None)
                 flagged = {record.uid for record in update.changed}
+        shown: list[int] = []
         infos: dict[int, MessageInfo] = {}
         if needs_info:
             infos = await store.message_infos(view.mailbox_id, batch)
@@ -316,6 +321,9 @@ class FetchEngine:
                     wanted.append(FetchItem.MODSEQ)
             pieces = [self._item(att, uid, record, info, raw) for att in wanted]
             await self._emit(uid if self._uid_only else view.seq_of(uid), pieces)
+            if FetchItem.FLAGS in wanted:
+                shown.append(uid)
+        view.shown(shown)
 
     async def _emit(self, number: int, pieces: list[bytes]) -> None:
         await self._gather.add(b"* %d %s (" % (number, self._label))

@@ -25,6 +25,15 @@ Implementation notes (RFC 9051 §5.2, §7.4.1, §7.5.1; RFC 3501 §2.3.2 for \\R
   view may lag the store (the feed is a hint), but it can never diverge from it.
 - **The session's own writes** need no read back when they directly follow the applied MODSEQ
   (:meth:`SelectedView.own_write`): each write takes the next MODSEQ, so none can lie between.
+  A write's record that holds more than the write made of the flags the view knew carries
+  another session's change along: that change is pending like any other
+  (:meth:`SelectedView.own_flags`), so a ``STORE .SILENT`` does not swallow it.
+- **Shown is told.** A flag change stays pending until the client is shown it, by the
+  announcement or by a response to its own command: a FETCH or STORE response that shows a
+  message's flags — with its MODSEQ, for a CONDSTORE-aware client (RFC 7162 §3.1) — shows
+  exactly what the announcement would (both read the view), so the change is no longer
+  pending (:meth:`SelectedView.shown`) and is not repeated; a change learned after it is
+  pending again, since :meth:`SelectedView.apply` compares with the flags shown.
 - **MODSEQ is kept per message** and as the highest value applied (:attr:`SelectedView.modseq`);
   :attr:`SelectedView.announced_modseq` is the highest the client may take as fully known
   (RFC 7162 §3.1.2.1): it only advances when an announcement left nothing pending.
@@ -52,8 +61,8 @@ from pillarbox.imap import responses
 from pillarbox.imap.acl import ALL_RIGHTS
 from pillarbox.imap.replies import OK_PERMANENTFLAGS
 from pillarbox.imap.sequence import NumberSet, SequenceSet
-from pillarbox.store.aclrows import allowed_flags
-from pillarbox.store.types import SYSTEM_FLAGS, Mailbox, MessageRecord, RecordTable
+from pillarbox.store.aclrows import allowed_flags, flags_after
+from pillarbox.store.types import SYSTEM_FLAGS, FlagOp, Mailbox, MessageRecord, RecordTable
 
 RECENT = "\\Recent"
 
@@ -78,8 +87,9 @@ class SelectedView:
         read_only: bool,
         modseq: int,
     ) -> None:
+        #: The mailbox is held by id, not name (as Dovecot): a RENAME of it or of a parent,
+        #: by any session, changes nothing here (RFC 9051 §6.3.6 moves its inferiors too).
         self.mailbox_id = mailbox.id
-        self.name = mailbox.name
         self.uidvalidity = mailbox.uidvalidity
         self.read_only = read_only
         #: RFC 4314: the user's rights on another user's mailbox; None for the user's own
@@ -278,16 +288,38 @@ class SelectedView:
         if not flags <= self.listed:
             self._unlisted.update(flags - self.listed)
 
-    def own_flags(self, records: Sequence[MessageRecord]) -> None:
-        """Flags this session stored itself, in one write, and reports in its own STORE/FETCH
-        response (so they are no unsolicited change; see also :meth:`own_write`)."""
+    def own_flags(
+        self,
+        records: Sequence[MessageRecord],
+        op: FlagOp,
+        flags: frozenset[str],
+        rights: str | None,
+    ) -> None:
+        """Flags this session stored itself, in one write of STORE's ``op`` with ``flags``
+        under ``rights`` (see also :meth:`own_write`). A record holding what that write made
+        of the flags the view knew is no change to announce; one holding more or fewer
+        carries another session's change the view had not learned, which is pending like
+        any other (RFC 9051 §6.4.6: the client is to hear of it even after ``.SILENT``)
+        until a response shows it (:meth:`shown`). A change learned before stays pending."""
         for record in records:
-            if self.is_visible(record.uid) and record.uid not in self._expunged:
-                self._learned[record.uid] = record
-                self._flags_changed.discard(record.uid)
+            uid = record.uid
+            if self.is_visible(uid) and uid not in self._expunged:
+                known = self.flags(uid, with_recent=False)
+                if record.flags != flags_after(known, op, flags, rights):
+                    self._flags_changed.add(uid)
+                self._learned[uid] = record
                 self._note_flags(record.flags)
         if records:
             self.own_write(records[0].modseq)
+
+    def shown(self, uids: Iterable[int]) -> None:
+        """A response to the client's own command (FETCH, STORE) showed these messages'
+        flags as the view holds them — and their MODSEQ, to a CONDSTORE-aware client (RFC
+        7162 §3.1) — so their pending flag changes are told (module notes): an unsolicited
+        FETCH would repeat that response (RFC 9051 §7.5.2 allows it; it is noise), and
+        :attr:`announced_modseq` may advance at the command's end (RFC 7162 §3.1.2.1)."""
+        if self._flags_changed:
+            self._flags_changed.difference_update(uids)
 
     def own_write(self, modseq: int) -> bool:
         """Whether a write of this session's, which took ``modseq`` and whose records the

@@ -24,7 +24,8 @@ Implementation notes (RFC 9051, RFC 3501 and the extensions in :mod:`.capabiliti
   state the view takes in the store's changes if the change feed hinted at any (NOOP, CHECK
   and IDLE always look); the command runs on the visible state; pending changes are
   announced after its output and before its tagged reply — EXPUNGE never for FETCH, STORE or
-  SEARCH (RFC 9051 §7.5.1). During IDLE the adapter calls :meth:`ImapSession.push_updates`
+  SEARCH (RFC 9051 §7.5.1), no flag change its own FETCH or STORE response showed (§7.5.2).
+  During IDLE the adapter calls :meth:`ImapSession.push_updates`
   whenever the feed wakes it, so updates reach an idling client at once (RFC 9051 §6.3.13).
 - **IMAP4rev1 vs IMAP4rev2** (RFC 9051 Appendix E): until ``ENABLE IMAP4rev2`` the session
   speaks IMAP4rev1: \\Recent and RECENT, ``[UNSEEN n]``, ``* SEARCH``, modified UTF-7 names.
@@ -132,7 +133,13 @@ from pillarbox.imap.sort import needs_metadata, sort_uids
 from pillarbox.imap.thread import ALGORITHMS, renumber, thread_message
 from pillarbox.mail.model import MessageInfo
 from pillarbox.policy import learning
-from pillarbox.store.aclrows import allowed_flags, canonical_rights, effective_rights, flag_right
+from pillarbox.store.aclrows import (
+    allowed_flags,
+    canonical_rights,
+    effective_rights,
+    flag_right,
+    flags_after,
+)
 from pillarbox.store.interface import Store
 from pillarbox.store.types import (
     DELIMITER,
@@ -430,7 +437,8 @@ class ImapSession:
         self._selected: SelectedView | None = None
         #: How the selected mailbox was reached (another user's, RFC 4314, or the user's own).
         self._target: _Target | None = None
-        #: A hint said the selected mailbox was renamed or deleted (no MODSEQ tells that).
+        #: A hint said the selected mailbox was renamed or deleted (no MODSEQ tells that;
+        #: a rename changes nothing the session holds, a deletion ends it).
         self._dirty = False
         #: The highest MODSEQ a hint reported for the selected mailbox's messages.
         self._hinted = 0
@@ -697,12 +705,11 @@ class ImapSession:
     async def _sync(self) -> None:
         """Take in the store's changes to the selected mailbox since the view's MODSEQ."""
         view = self._view
-        self._dirty = False  # a rename hint arriving during the read marks it again
+        self._dirty = False  # a deletion hint arriving during the read marks it again
         try:
             delta = await self.store.mailbox_delta(view.mailbox_id, view.modseq)
         except NotFound:
             raise _MailboxGone from None
-        view.name = self._shown(delta.status.mailbox.name)
         highest = delta.status.mailbox.highestmodseq
         if highest > view.modseq:
             view.apply(delta.changed, delta.expunged, highest)
@@ -864,10 +871,6 @@ class ImapSession:
             return await self.store.get_mailbox(self._account.id, name)
         except (NotFound, InvalidName):
             raise _Abort(missing) from None
-
-    def _shown(self, name: str) -> str:
-        """The selected mailbox's store name as the client knows it."""
-        return name if self._target is None else self._target.display(name)
 
     async def _rights_on(self, mailbox: Mailbox) -> frozenset[str]:
         """RFC 4314 §2: what the entries naming the user, "anyone" and "authenticated" give,
@@ -1105,7 +1108,6 @@ class ImapSession:
         view = SelectedView(
             mailbox, snapshot.records, read_only=cmd.read_only, modseq=mailbox.highestmodseq
         )
-        view.name = target.display(mailbox.name)
         view.rights = target.rights
         if self._claims_recent(view) and view.uids and view.uids[-1] >= status.recent_uid:
             first = await self.store.claim_recent(mailbox.id)
@@ -1126,7 +1128,8 @@ class ImapSession:
             r.OK_MAILBOXID.with_code(responses.mailboxid(mailbox_id(status.mailbox))).untagged()
         )
         if self._rev2:  # RFC 9051 §6.3.2: an untagged LIST for the selected mailbox
-            lines.append(responses.list_item((), DELIMITER, view.name, utf8=True))
+            shown = target.display(mailbox.name)
+            lines.append(responses.list_item((), DELIMITER, shown, utf8=True))
         await out.write(b"".join(lines))
         if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
             await self._resync(view, cmd.qresync, out)
@@ -1267,7 +1270,7 @@ class ImapSession:
             return r.NO_BAD_NAME
         await self._absorb()
         if self._selected is not None:
-            await self._sync()  # the selected mailbox may have a new name, or lost messages
+            await self._sync()  # RENAME INBOX moves INBOX's messages out (RFC 9051 §6.3.6)
         return r.OK_RENAME
 
     async def _subscribe(self, cmd: c.Command, out: Output) -> Reply:
@@ -1873,8 +1876,16 @@ class ImapSession:
                 unchanged_since=cmd.unchanged_since,
                 rights=limit,
             )
-            view.own_flags(update.changed)
+            view.own_flags(update.changed, cmd.mode, flags, limit)
             refused = update.modified
+            if not cmd.silent and any(
+                flags_after(known, cmd.mode, flags, limit) != known
+                for known in (view.flags(uid, with_recent=False) for uid in update.unchanged)
+            ):
+                # The store found a message already as the write would make it, unlike the
+                # view: another session's change whose hint is still on its way. Read it, so
+                # the answer shows the flags as they are (RFC 9051 §6.4.6), not as they were.
+                await self._sync()
             await self._list_new_flags(out)  # before the FETCH responses below show them
         # RFC 9051 §6.4.6: the new flags of every message in the set (UID as §7.5.2 wants of
         # every FETCH a UID command causes, and IMAP4rev2 of every unsolicited one); RFC 7162
@@ -1894,6 +1905,8 @@ class ImapSession:
                 lines.append(self._fetch_line(view, uid, items))
             if lines:
                 await out.write(b"".join(lines))
+            if not cmd.silent:  # RFC 9051 §7.5.2: shown here, not again unsolicited
+                view.shown(uid for uid in uids if uid not in skip)
         if not refused:
             return r.OK_STORE
         # RFC 7162 §3.1.3 (Example 10): the refused messages' current state follows as
