@@ -66,10 +66,12 @@ from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account, TokenKind
 from pillarbox.web.session import (
+    BACKGROUND_HEADER,
     COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
     ENDS_COOKIE,
+    LIVE_FEED_PATH,
     Session,
     SessionCodec,
     load_secret,
@@ -258,7 +260,7 @@ class Guard:
         state["issue_cookie"] = None
         if fresh:
             state["issue_cookie"] = session
-        elif self.codec.needs_refresh(session, now):
+        elif self.codec.needs_refresh(session, now) and activity(path, headers):
             state["issue_cookie"] = self.codec.refreshed(session, now)
         received = 0
 
@@ -313,6 +315,14 @@ class Guard:
             f"{COOKIE}={self.codec.encode(session)}; HttpOnly{tail}",
             f"{ENDS_COOKIE}={ends}{tail}",
         ]
+
+
+def activity(path: str, headers: Mapping[str, str]) -> bool:
+    """Whether a request is the person's doing, and so refreshes the session: not the live
+    feed, which the browser reopens by itself, nor a request the pages' script marks as its
+    own (re-reading a page an event said changed). Otherwise a page left open with its feed
+    reconnecting, or mail arriving, would never be idle."""
+    return path != LIVE_FEED_PATH and BACKGROUND_HEADER not in headers
 
 
 def _counted(send: Send, scope: Scope, metrics: WebMetrics, started: float) -> Send:
