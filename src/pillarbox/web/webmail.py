@@ -188,8 +188,8 @@ _REASONS = {
     "logged-out": "You are logged out.",
     UNKEPT_REASON: (
         "Your session has ended, and the message you were writing is too long to carry "
-        "through the login. This browser kept a copy: log in, and the compose page in this "
-        "tab offers to restore it."
+        "through the login. With the page's script on, this browser kept a copy: log in, and "
+        "the compose page in this tab offers to restore it."
     ),
 }
 
