@@ -65,7 +65,7 @@ def check(data: bytes) -> None:
         with contextlib.suppress(MalformedForwarded):
             _hops_ok(forwarded_hops(forwarded))
     if x_for:
-        _hops_ok(x_forwarded_hops(x_for, x_proto[-1] if x_proto else None))
+        _hops_ok(x_forwarded_hops(x_for, x_proto))
     headers = [(b"forwarded", v.encode("latin-1")) for v in forwarded]
     headers += [(b"x-forwarded-for", v.encode("latin-1")) for v in x_for]
     headers += [(b"x-forwarded-proto", v.encode("latin-1")) for v in x_proto]

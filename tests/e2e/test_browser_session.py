@@ -1,7 +1,8 @@
 """The session's end in Chromium, with a lifetime of seconds: an idle page warns in an
 assertive live region and offers "Stay signed in" (reached with Tab, pressed with Enter: WCAG
 2.2.1), a page being typed in extends the session itself, and once the session has ended the
-message being written is kept through the login, in Drafts."""
+message being written is kept through the login (both steps of a two-factor one), in Drafts,
+or, too long for the login's form, offered back from the browser's copy."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from typing import Any
 import pytest
 import test_browser_webmail as webmail
 from test_browser_accessibility import from_the_top, tab_to
-from test_browser_webmail import ALICE, BOB, Page, base, login, sync_api
+from test_browser_webmail import ALICE, BOB, Page, base, inbox_count, login, sync_api
 
 from pillarbox import config as cfg
+from pillarbox.auth import totp
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.web.session import ENDS_COOKIE
+from pillarbox.web.totpseal import TotpSealer, load_key
 
 browser, new_page = webmail.browser, webmail.new_page
 expect = sync_api.expect
@@ -101,3 +104,100 @@ def test_typing_keeps_the_session_and_its_end_keeps_the_text(
     page.wait_for_url(re.compile(r"/compose\?draft=\d+:\d+$"))
     assert page.get_by_label("Message", exact=True).input_value().strip() == written.strip()
     assert page.get_by_label("To", exact=True).input_value() == BOB
+
+
+def enrol_totp(server: LiveServer, address: str) -> bytes:
+    """Turn on ``address``'s second factor (sealed under the server's key, as enrolment
+    would); the authenticator's key."""
+    key = totp.new_secret()
+    sealer = TotpSealer(load_key(server.config.data_dir))
+
+    async def go() -> None:
+        account = await server.store.get_account(address)
+        assert account is not None
+        await server.store.enable_totp(account.id, sealer.seal(account.id, key), [])
+
+    server.call(go())
+    return key
+
+
+def password_step(page: Page) -> None:
+    page.get_by_label("Email address", exact=True).fill(ALICE)
+    page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_the_code_step_keeps_the_text_too(server: LiveServer, new_page: Any) -> None:
+    """With a second factor: the login page holding the message goes to the code page holding
+    it (a wrong code keeps it too), and the code step saves it in Drafts, unsent."""
+    key = enrol_totp(server, ALICE)
+    page = new_page()
+    page.goto(base(server) + "/login")
+    password_step(page)
+    page.get_by_label("Code", exact=True).fill(totp.totp(key, time.time()))
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/mail/\d+$"))
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill(BOB)
+    page.get_by_label("Subject", exact=True).fill("two steps")
+    written = "Dear Bob,\n\nkept through both steps <of> the login & more.\n"
+    page.get_by_label("Message", exact=True).fill(written)
+    page.context.clear_cookies()  # the session is gone, as at its idle end, without the wait
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("the message you were writing is kept")
+    password_step(page)
+    expect(page.get_by_role("heading", name="Two-factor login")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("the message you were writing is kept")
+    wrong = f"{(int(totp.totp(key, time.time())) + 1) % 10**6:06d}"
+    page.get_by_label("Code", exact=True).fill(wrong)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Wrong or already used code")
+    later = totp.totp(key, time.time() + totp.STEP_SECONDS)  # the first code's step is used
+    page.get_by_label("Code", exact=True).fill(later)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/compose\?draft=\d+:\d+$"))
+    assert page.get_by_label("Message", exact=True).input_value().strip() == written.strip()
+    assert page.get_by_label("To", exact=True).input_value() == BOB
+    assert inbox_count(server, BOB) == 0
+
+
+#: A long text put in a field as a paste would (typing it takes Playwright minutes): one input
+#: event, which app.js answers by keeping the form in the browser.
+PASTE = (
+    "(box, text) => { box.value = text; box.dispatchEvent(new Event('input', {bubbles: true})) }"
+)
+
+
+def test_a_long_message_rides_the_login_or_comes_back_from_the_browser(
+    server: LiveServer, new_page: Any
+) -> None:
+    """The login's form is held to [web] max_form_bytes (1 MiB). 300,000 "é" (600 KB as
+    UTF-8, 1.8 MB percent-encoded) ride through it as multipart; 1 MiB of text is too long:
+    the login page says so, and after the login the compose page offers the browser's copy."""
+    page = new_page()
+    login(page, server)
+    accented = "é" * 300_000
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill(BOB)
+    page.get_by_label("Message", exact=True).evaluate(PASTE, accented)
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("the message you were writing is kept")
+    password_step(page)
+    page.wait_for_url(re.compile(r"/compose\?draft=\d+:\d+$"))
+    assert page.get_by_label("Message", exact=True).input_value().strip() == accented
+
+    long = ("x" * 99 + "\n") * 10_600
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill(BOB)
+    page.get_by_label("Message", exact=True).evaluate(PASTE, long)
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/login\?.*reason=unkept"))
+    expect(page.get_by_role("status")).to_contain_text("too long to carry through the login")
+    password_step(page)
+    page.wait_for_url(re.compile(r"/compose$"))
+    page.get_by_role("button", name="Restore it").click()
+    assert page.get_by_label("Message", exact=True).input_value() == long
+    assert page.get_by_label("To", exact=True).input_value() == BOB
+    assert inbox_count(server, BOB) == 0

@@ -256,3 +256,19 @@ def test_web_scheme_from_the_balancer_only(
         page = client.get("/login", headers=proto)
     assert ("; Secure" in page.headers["set-cookie"]) is https
     assert ("strict-transport-security" in page.headers) is https
+
+
+def test_web_scheme_of_the_client_hop_behind_two_proxies(live: LiveServer) -> None:
+    """Two proxies, each appending to X-Forwarded-For and X-Forwarded-Proto (one line apiece):
+    the outer one ended the client's TLS, the inner one (the balancer's address, trusted) was
+    reached over HTTP. The scheme is the client hop's, https, not the last line's."""
+    fields = [
+        ("X-Forwarded-For", "198.51.100.20"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-For", BALANCER),
+        ("X-Forwarded-Proto", "http"),
+    ]
+    with web_client(live, BALANCER) as client:
+        page = client.get("/login", headers=fields)
+    assert "; Secure" in page.headers["set-cookie"]
+    assert "strict-transport-security" in page.headers

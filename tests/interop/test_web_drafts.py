@@ -347,6 +347,60 @@ def test_a_message_sent_after_the_session_ended_is_kept_through_the_login(
         web.close()
 
 
+def test_a_message_too_long_to_carry_is_said_so_and_the_login_still_works(
+    tmp_path: Path,
+) -> None:
+    """The login's form is held to ``[web] max_form_bytes`` (1 MiB): a message whose carried
+    fields would not fit in it (posted as multipart, with CRLF line breaks) is not put in the
+    login page — that login would be refused whole (413) — the page says it was too long (the
+    browser's own copy is offered back by the compose page, test_browser_session.py), and
+    the login works. A message that fits rides in a multipart form: 300,000 "é" are 600 KB
+    as UTF-8, 1.8 MB percent-encoded, and are kept to the letter."""
+    config = loopback_config(tmp_path / "data", only=["http"])
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        server.add_account(BOB, TEST_PASSWORD)
+        limit = server.config.web.max_form_bytes
+        web = WebSession(server)
+        form = {"csrf": "ended", "to": BOB, "subject": "long one", "action": "send"}
+        body = ("x" * 99 + "\n") * (limit // 100)  # 1 MiB less 76 bytes, 1 MiB + 10 KB as CRLF
+        too_long = web.client.post(
+            "/compose", data={**form, "body": body}, files={"attachment": ("", b"", "text/plain")}
+        )
+        assert too_long.status_code == 303
+        assert "reason=unkept" in too_long.headers["location"]
+        page = web.get(too_long.headers["location"])
+        assert "too long to carry" in page.text and "carried." not in page.text
+        assert web.login(ALICE).status_code == 303
+        web.close()
+
+        web = WebSession(server)
+        accented = "é" * 300_000
+        kept = web.client.post(
+            "/compose",
+            data={**form, "body": accented},
+            files={"attachment": ("", b"", "text/plain")},
+        )
+        assert kept.status_code == 401 and 'enctype="multipart/form-data"' in kept.text
+        carried = {k: html.unescape(v) for k, v in _CARRIED_FIELD.findall(kept.text)}
+        assert carried["body"] == accented
+        login = {"csrf": web.csrf("/login"), "username": ALICE, "password": TEST_PASSWORD}
+        fields = {**login, "next": "/compose", **{f"carried.{k}": v for k, v in carried.items()}}
+        # Percent-encoded the same fields would be refused, the login with them.
+        assert web.client.post("/login", data=fields).status_code == 413
+        # As the browser posts that form: multipart (httpx sends files= requests so).
+        done = web.client.post("/login", data=fields, files={"none": ("", b"", "text/plain")})
+        assert done.status_code == 303 and done.headers["location"].startswith("/compose?draft=")
+        drafts = special_mailbox_id(server, ALICE, SpecialUse.DRAFTS)
+        [uid] = uids_in(server, ALICE, "Drafts")
+        draft = email.message_from_bytes(raw_in(server, drafts, uid), policy=policy.default)
+        text = draft.get_body(("plain",))
+        assert isinstance(text, EmailMessage) and text.get_content().strip() == accented
+        assert uids_in(server, BOB) == []
+        web.close()
+
+
 def test_another_accounts_attachment_cannot_be_kept(live: LiveServer, alice: WebSession) -> None:
     bob_box, bob_uid = deliver(live, BOB, _TWO_FILES)
     form = {"to": ALICE, "subject": "x", "body": "y", "keep": f"{bob_box}:{bob_uid}:2"}

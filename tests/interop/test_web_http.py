@@ -46,7 +46,7 @@ from pillarbox.testing.webclient import (
 )
 from pillarbox.web.downloads import CONTENT_CSP
 from pillarbox.web.reading import body_parts
-from pillarbox.web.session import ENDS_COOKIE
+from pillarbox.web.session import BACKGROUND_HEADER, ENDS_COOKIE
 from pillarbox.web.threads import MAX_THREAD_LINES
 
 pytestmark = pytest.mark.listeners("http")
@@ -206,6 +206,39 @@ def test_stay_signed_in_refreshes_the_session(tmp_path: Path) -> None:
         assert web.post("/logout").status_code == 303
         gone = web.post("/session/extend", headers={"accept": "application/json"})
         assert gone.status_code == 303 and "reason=expired" in gone.headers["location"]
+        web.close()
+
+
+def test_the_live_feed_and_background_reads_are_no_activity(tmp_path: Path) -> None:
+    """Idle means no action of the person: past half the session's life, neither the live
+    feed (which the browser reopens by itself) nor a page re-read the script marks as its own
+    refreshes the session. The feed still works, ends when its session does, and is refused
+    when the browser reopens it: a page left alone is logged out at its idle limit."""
+    ttl = 6.0
+    config = loopback_config(tmp_path / "data", only=["http"], web=cfg.WebSection(session_ttl=ttl))
+    with LiveServer(config) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        web = WebSession(server)
+        assert web.login(ALICE).status_code == 303
+        ends = int(web.client.cookies[ENDS_COOKIE])
+        inbox = f"/mail/{mailbox_id(server, ALICE)}"
+        time.sleep(max(0.0, ends - ttl / 2 - time.time()) + 0.2)
+        reread = web.get(inbox, headers={BACKGROUND_HEADER: "1"})
+        assert reread.status_code == 200 and "set-cookie" not in reread.headers
+        with web.client.stream("GET", "/events", timeout=ttl * 3) as stream:
+            assert stream.status_code == 200 and "set-cookie" not in stream.headers
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 3000"
+            box, _ = deliver(server, ALICE, simple_message("live"))
+            data = next(line for line in lines if line.startswith("data:"))
+            assert json.loads(data.removeprefix("data: ")) == {"mailbox": box, "kind": "exists"}
+            for _line in lines:
+                pass  # until the server ends the stream, at the session's end
+        assert ends <= time.time() < ends + 2
+        assert int(web.client.cookies[ENDS_COOKIE]) == ends
+        assert web.get("/events").status_code == 401
+        assert "/login" in web.get("/mail").headers["location"]
         web.close()
 
 

@@ -176,3 +176,45 @@ async def test_an_ipv6_zone_names_no_client() -> None:
     scoped = {"X-Forwarded-For": "2001:db8::1%x y=1"}
     assert await seen(scoped) == ((PROXY, 50000), "http")
     assert await seen({"X-Forwarded-For": "[fe80::1%eth0]:443"}) == ((PROXY, 50000), "http")
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # Two proxies, each appending to both fields: the outer one ended the client's TLS,
+        # the inner one (10.0.0.7, trusted) was reached over plain HTTP.
+        (
+            [("X-Forwarded-For", "192.0.2.43, 10.0.0.7"), ("X-Forwarded-Proto", "https, http")],
+            (("192.0.2.43", 0), "https"),
+        ),
+        # The same as one line per proxy (RFC 7239 §4: lines combine as one list).
+        (
+            [
+                ("X-Forwarded-For", "192.0.2.43"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-For", "10.0.0.7"),
+                ("X-Forwarded-Proto", "http"),
+            ],
+            (("192.0.2.43", 0), "https"),
+        ),
+        # The client's own claims (leftmost) stay left of what the proxies appended.
+        (
+            [("X-Forwarded-For", "198.51.100.1, 192.0.2.43"), ("X-Forwarded-Proto", "https, http")],
+            (("192.0.2.43", 0), "http"),
+        ),
+        # The front proxy set the scheme, the inner one passed it on without appending.
+        (
+            [("X-Forwarded-For", "192.0.2.43, 10.0.0.7"), ("X-Forwarded-Proto", "https")],
+            (("192.0.2.43", 0), "https"),
+        ),
+        # No client named: the scheme the trusted peer appended.
+        ([("X-Forwarded-Proto", "https, http")], ((PROXY, 50000), "http")),
+    ],
+)
+async def test_x_forwarded_proto_goes_with_the_chosen_hop(
+    fields: list[tuple[str, str]], expected: tuple[tuple[str, int], str]
+) -> None:
+    """The scheme is the one recorded beside the client X-Forwarded-For names (lists aligned
+    from the right, as RFC 7239 §5.4 pairs ``for=`` and ``proto=`` in one element), not the
+    last X-Forwarded-Proto line."""
+    assert await seen(fields) == expected

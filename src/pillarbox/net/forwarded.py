@@ -18,6 +18,12 @@ Implementation notes:
   ``_…`` (§6.3) — names no client: the address stays the proxy's, the element's ``proto=``
   still counts (a trusted proxy wrote it). IPv6 is quoted and bracketed (§6,
   ``for="[2001:db8::1]:4711"``); a port, or an obfuscated port, may follow.
+- **``X-Forwarded-Proto`` goes with its hop**: its entries (all lines, one comma-separated
+  list) are aligned with ``X-Forwarded-For``'s from the right, so the scheme taken is the one
+  recorded beside the client the chain names, by the proxy that took its connection — never
+  simply the last line, which behind two appending proxies is the inner hop's (``http``
+  between them). One entry for several hops is every hop's (a front proxy set it, the others
+  passed it on).
 - **``Forwarded`` wins** when a trusted proxy sends it with the X- fields; a malformed one
   (bad syntax, a parameter twice in an element, §4) is ignored with a log line, and the
   X- fields, if any, are used instead. The request itself is answered: the proxy, not the
@@ -128,11 +134,17 @@ def forwarded_hops(values: Iterable[str]) -> list[Hop]:
     return hops
 
 
-def x_forwarded_hops(for_values: Iterable[str], proto: str | None) -> list[Hop]:
+def x_forwarded_hops(for_values: Iterable[str], proto_values: Sequence[str] = ()) -> list[Hop]:
     """The hops of ``X-Forwarded-For`` (bare or bracketed addresses, maybe with a port; an
-    entry that is none names no client), each with the one ``X-Forwarded-Proto``."""
+    entry that is none names no client), each with its ``X-Forwarded-Proto`` entry: the lists
+    are aligned from the right, as each proxy appends to both (RFC 7239 §5.4 pairs ``for=`` and
+    ``proto=`` in one element; the X- fields are its two columns). A hop left of the shortest
+    proto list gets the list's leftmost entry: a proxy in front set it, and the ones behind
+    passed it on rather than append (one value, the usual case, is then every hop's)."""
+    protos = x_forwarded_protos(proto_values)
+    entries = ",".join(for_values).split(",")
     hops = []
-    for entry in ",".join(for_values).split(","):
+    for index, entry in enumerate(entries):
         text = entry.strip()
         client: tuple[Address, int] | None
         try:
@@ -147,8 +159,16 @@ def x_forwarded_hops(for_values: Iterable[str], proto: str | None) -> list[Hop]:
                 client = parse_node(text)
             except MalformedForwarded:
                 client = None
-        hops.append(Hop(client, proto))
+        aligned = len(protos) - (len(entries) - index)
+        hops.append(Hop(client, protos[max(aligned, 0)] if protos else None))
     return hops
+
+
+def x_forwarded_protos(values: Sequence[str]) -> list[str | None]:
+    """The entries of ``X-Forwarded-Proto`` lines, oldest first (lines combine as one
+    comma-separated list, as ``Forwarded``'s do, RFC 7239 §4); an empty entry says nothing."""
+    entries = ",".join(values).split(",") if values else []
+    return [entry.strip().lower() or None for entry in entries]
 
 
 class TrustedNetworks:
@@ -198,14 +218,14 @@ class ForwardedHeaders:
     def _hop(self, headers: Iterable[tuple[bytes, bytes]], peer: str) -> Hop | None:
         forwarded: list[str] = []
         x_for: list[str] = []
-        x_proto: str | None = None
+        x_proto: list[str] = []
         for name, value in headers:
             if name == b"forwarded":
                 forwarded.append(value.decode("latin-1"))
             elif name == b"x-forwarded-for":
                 x_for.append(value.decode("latin-1"))
             elif name == b"x-forwarded-proto":
-                x_proto = value.decode("latin-1").strip().lower()
+                x_proto.append(value.decode("latin-1"))
         if forwarded:
             try:
                 return client_hop(forwarded_hops(forwarded), self._trusted)
@@ -213,7 +233,8 @@ class ForwardedHeaders:
                 _log.warning("malformed Forwarded field ignored", peer=peer, error=str(exc))
         if x_for:
             return client_hop(x_forwarded_hops(x_for, x_proto), self._trusted)
-        return None if x_proto is None else Hop(None, x_proto)
+        # No client named: the scheme is what the trusted peer appended, the rightmost entry.
+        return Hop(None, x_forwarded_protos(x_proto)[-1]) if x_proto else None
 
 
 def _apply(scope: Scope, hop: Hop) -> None:

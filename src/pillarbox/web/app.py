@@ -66,10 +66,12 @@ from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account, TokenKind
 from pillarbox.web.session import (
+    BACKGROUND_HEADER,
     COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
     ENDS_COOKIE,
+    LIVE_FEED_PATH,
     Session,
     SessionCodec,
     load_secret,
@@ -258,7 +260,7 @@ class Guard:
         state["issue_cookie"] = None
         if fresh:
             state["issue_cookie"] = session
-        elif self.codec.needs_refresh(session, now):
+        elif self.codec.needs_refresh(session, now) and activity(path, headers):
             state["issue_cookie"] = self.codec.refreshed(session, now)
         received = 0
 
@@ -313,6 +315,14 @@ class Guard:
             f"{COOKIE}={self.codec.encode(session)}; HttpOnly{tail}",
             f"{ENDS_COOKIE}={ends}{tail}",
         ]
+
+
+def activity(path: str, headers: Mapping[str, str]) -> bool:
+    """Whether a request is the person's doing, and so refreshes the session: not the live
+    feed, which the browser reopens by itself, nor a request the pages' script marks as its
+    own (re-reading a page an event said changed). Otherwise a page left open with its feed
+    reconnecting, or mail arriving, would never be idle."""
+    return path != LIVE_FEED_PATH and BACKGROUND_HEADER not in headers
 
 
 def _counted(send: Send, scope: Scope, metrics: WebMetrics, started: float) -> Send:
@@ -458,12 +468,39 @@ async def posted_form(
             for name, value in form.multi_items()
             if name in carry and isinstance(value, str) and value and "\x00" not in value
         ]
+        if not carry_fits(carried, limits.max_form_bytes):
+            # The login's form would be refused (413) with the password in it: the login
+            # page says so instead, and the browser's own copy (app.js) is offered back.
+            _log.info("form too large to carry through the login", path=request.url.path)
+            raise LoginRequired(UNKEPT_REASON, field_text(form, "return_to"))
         raise LoginRequired(reason, field_text(form, "return_to"), carried)
     if any(isinstance(value, str) and "\x00" in value for _, value in form.multi_items()):
         # No form field means a NUL, and PostgreSQL's text cannot hold one.
         _log.info("form refused", reason="NUL in a field", path=request.url.path[:200])
         raise HTTPException(400, "a form field holds a NUL character")
     return form
+
+
+#: Bytes of a login step's form that are not the fields it carries: its own (CSRF token,
+#: ``next``, address, password, code) and the multipart framing around them.
+LOGIN_FORM_HEADROOM = 8 * 1024
+#: Multipart framing of one carried field, at most: the boundary line and the part's
+#: ``Content-Disposition`` with the field's name (RFC 7578 §4.2).
+_PART_FRAMING = 200
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: The login page's reason when a form was too large to carry (:func:`.webmail.login_page`).
+UNKEPT_REASON = "unkept"
+
+
+def carry_fits(carried: Sequence[tuple[str, str]], limit: int) -> bool:
+    """Whether the login steps' forms can carry ``carried`` within ``limit`` (``[web]
+    max_form_bytes``, which they are held to; over it the login itself would be refused).
+    They post it as multipart/form-data (no percent-encoding to triple non-ASCII text), each
+    value as UTF-8 with its line breaks as CRLF (HTML's form submission normalizes them)."""
+    size = LOGIN_FORM_HEADROOM
+    for _, value in carried:
+        size += _PART_FRAMING + len(_LINE_BREAK.sub("\r\n", value).encode())
+    return size <= limit
 
 
 def field_text(form: FormData, name: str, default: str = "") -> str:

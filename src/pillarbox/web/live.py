@@ -7,6 +7,12 @@ are not sent: each event costs the page a reload. A comment line every ``sse_kee
 seconds keeps proxies from closing an idle stream and lets the server notice a gone client.
 The stream ends when the server shuts down, so a graceful stop is not held up by open pages.
 
+The stream is no activity of the person (:func:`.app.activity`): opening it refreshes no
+session, and it ends when the session it was opened with ends. The browser then reopens it
+(``retry``) with the cookie it holds now: refreshed meanwhile by the person's use of any tab,
+the feed goes on; not, it is refused (401) and the browser stops, so a page left alone is
+logged out at its idle limit however long its feed stays connected.
+
 A page showing a folder another account shares with this one (RFC 4314) names it
 (``/events?mailbox=ID``): the stream then carries that folder's changes too (the feed's
 ``watch``, as an IMAP session's IDLE on a selected shared mailbox), if the account may read it
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +36,7 @@ from pillarbox.errors import NotFound, PermissionDenied, RateLimited
 from pillarbox.store.types import Account, Change, ChangeKind
 from pillarbox.web.app import current_account, field_number, web
 from pillarbox.web.mailaccess import MailAccess
+from pillarbox.web.session import LIVE_FEED_PATH
 
 #: Changes of things no page shows.
 UNSHOWN = frozenset({ChangeKind.METADATA})
@@ -65,6 +73,7 @@ async def events(request: Request) -> Response:
     app.streams[account.id] = app.streams.get(account.id, 0) + 1
     shutdown = app.services.shutdown
     keepalive = app.limits.sse_keepalive
+    session_ends = app.codec.ends(request.state.session)
 
     async def stream() -> AsyncIterator[str]:
         subscription = app.services.store.subscribe(account.id)
@@ -75,11 +84,14 @@ async def events(request: Request) -> Response:
         try:
             yield "retry: 3000\n\n"
             while not shutdown.is_set():
+                left = session_ends - time.time()
+                if left <= 0:
+                    return
                 if following is None:
                     following = asyncio.ensure_future(anext(changes))
                 waiting: set[asyncio.Future[Any]] = {following, stop}
                 done, _ = await asyncio.wait(
-                    waiting, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+                    waiting, timeout=min(keepalive, left), return_when=asyncio.FIRST_COMPLETED
                 )
                 if following in done:
                     try:
@@ -112,4 +124,4 @@ async def events(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/events", events)]
+    return [Route(LIVE_FEED_PATH, events)]

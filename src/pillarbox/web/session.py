@@ -9,13 +9,16 @@ Implementation notes:
 - **Invalidation.** The fingerprint is an HMAC of the stored password hash: changing or
   resetting the password ends every session of the account at once. Sessions expire ``ttl``
   seconds after they were last refreshed (refreshed when half that time has passed, so an
-  active user stays logged in and an idle one does not). Logging out records the session
-  id (its digest, as an ``ended-session`` row of the account's tokens, in the shared store)
-  and every later request with it is anonymous (:func:`.app.end_session`): replacing the
-  cookie in one browser would leave a copy of it good until it expired. Both checks are
-  answered from the store's kept lookups (``KEPT_TOKEN_KINDS``, the account by id): the
-  writing node forgets them at once, other nodes on their notification
-  (``docs/security.md`` gives the bounds).
+  active user stays logged in and an idle one does not). Idle means no action of the person:
+  the live feed (``LIVE_FEED_PATH``, which the browser reopens by itself) and the re-reads the
+  script makes on its events (``BACKGROUND_HEADER``) refresh nothing, and a feed ends when the
+  session it was opened with does (:mod:`.live`), so a page left alone ends like any other.
+  Logging out records the session id (its digest, as an ``ended-session`` row of the account's
+  tokens, in the shared store) and every later request with it is anonymous
+  (:func:`.app.end_session`): replacing the cookie in one browser would leave a copy of it
+  good until it expired. Both checks are answered from the store's kept lookups
+  (``KEPT_TOKEN_KINDS``, the account by id): the writing node forgets them at once, other
+  nodes on their notification (``docs/security.md`` gives the bounds).
 - **Sealed notices.** A message a redirect carries in the address it sends the browser to
   (an invitation's answer, a warning from sending) travels with an HMAC of the session id and
   the text, and is shown only when that holds (:func:`.app.sealed`).
@@ -52,8 +55,14 @@ from pathlib import Path
 COOKIE = "pb_session"
 #: When the session ends (Unix seconds), beside it for the pages' script: readable by it, unlike
 #: the session's own (HttpOnly), and rewritten with it, so every tab sees a refresh any of them
-#: (or a request of the live feed) caused.
+#: caused.
 ENDS_COOKIE = "pb_session_ends"
+#: The live feed's path: its requests (an EventSource reconnecting on its own) are no activity.
+LIVE_FEED_PATH = "/events"
+#: Set by the pages' script on a request it makes by itself (re-reading a page a live-update
+#: event said changed), not for the person: such a request refreshes no session either. A
+#: client can only make its own session shorter with it.
+BACKGROUND_HEADER = "x-pillarbox-background"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 SECRET_FILE = "web-secret"

@@ -22,7 +22,10 @@ Implementation notes:
 - **The login** with a second factor has two steps: the password step leaves an anonymous
   session naming the pending account (``Session.pending``: nothing accepts it as logged in,
   it is bound to this browser's signed cookie, it lasts ``PENDING_SECONDS``); the code step
-  turns it into a session with a new id. A code is accepted within ±1 step, once (the last
+  turns it into a session with a new id. A message being written whose session ended (the
+  login page carries it, :mod:`.composeform`) rides through both steps: the password step
+  then answers with the code page itself, its form holding the fields, and the code step
+  saves them in Drafts as a one-step login does. A code is accepted within ±1 step, once (the last
   accepted step per account is claimed atomically in the store, so a replayed or raced code
   fails), or a recovery code is consumed. Wrong codes count into the login rate limits of
   the client address and of the account, like wrong passwords.
@@ -37,6 +40,7 @@ Implementation notes:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from urllib.parse import quote
@@ -53,6 +57,7 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, TotpEnrolment
 from pillarbox.web.account import render_settings, settings_refusal
 from pillarbox.web.app import (
+    CARRIED_NOTICE,
     client_ip,
     field_text,
     next_target,
@@ -63,6 +68,8 @@ from pillarbox.web.app import (
     set_session,
     web,
 )
+from pillarbox.web.composeform import carried_fields, kept_in_drafts
+from pillarbox.web.mailaccess import MailAccess
 from pillarbox.web.session import Session
 from pillarbox.web.totpseal import TotpSealer
 
@@ -266,10 +273,23 @@ async def new_recovery_codes(request: Request) -> Response:
 
 
 def code_page(
-    request: Request, target: str, *, status_code: int = 200, error: str = ""
+    request: Request,
+    target: str,
+    *,
+    status_code: int = 200,
+    error: str = "",
+    carried: Sequence[tuple[str, str]] = (),
 ) -> Response:
+    """The code step's page; ``carried``: a message being written that the password step's
+    form held (:mod:`.composeform`), handed on in this one."""
     return web(request).render(
-        request, "login_code.html", status_code=status_code, next=target, error=error
+        request,
+        "login_code.html",
+        status_code=status_code,
+        next=target,
+        error=error,
+        carried=carried,
+        notice=CARRIED_NOTICE if carried else "",
     )
 
 
@@ -277,13 +297,20 @@ async def needs_second_factor(services: Services, account: Account) -> bool:
     return await services.store.get_totp(account.id) is not None
 
 
-def password_step(request: Request, account: Account, target: str) -> Response:
-    """The answer to a correct password when a code must follow: a pending session."""
+def password_step(
+    request: Request, account: Account, target: str, carried: Sequence[tuple[str, str]] = ()
+) -> Response:
+    """The answer to a correct password when a code must follow: a pending session, and the
+    code page to go to; with ``carried`` fields the code page itself, holding them in its form
+    (a redirect could not carry them), under the pending session and its CSRF token."""
     app = web(request)
-    response = redirect(f"/login/code?next={_quote(target)}")
-    set_session(
-        request, response, app.codec.password_step(account.id, account.password_hash, _now())
-    )
+    pending = app.codec.password_step(account.id, account.password_hash, _now())
+    if carried:
+        request.state.session = pending
+        response = code_page(request, target, carried=carried)
+    else:
+        response = redirect(f"/login/code?next={_quote(target)}")
+    set_session(request, response, pending)
     return response
 
 
@@ -316,7 +343,18 @@ async def code_submit(request: Request) -> Response:
     app = web(request)
     form = await posted_form(request)
     target = next_target(field_text(form, "next", "/mail"))
+    carried = carried_fields(form)
     account = await _pending(request)
+    if account is None and carried:
+        # The password step again, the message still in hand: 401, its form was not taken.
+        return app.render(
+            request,
+            "login.html",
+            status_code=401,
+            next=target,
+            notice=CARRIED_NOTICE,
+            carried=carried,
+        )
     if account is None:
         return redirect(f"/login?next={_quote(target)}&reason=expired")
     services = app.services
@@ -327,7 +365,8 @@ async def code_submit(request: Request) -> Response:
     except RateLimited as exc:
         outcomes["rate_limited"].inc()
         error = f"Too many failed attempts. Try again in {math.ceil(exc.retry_after)} seconds."
-        return refused(code_page(request, target, status_code=429, error=error), exc)
+        limited = code_page(request, target, status_code=429, error=error, carried=carried)
+        return refused(limited, exc)
     enrolment = await services.store.get_totp(account.id)
     now = _now()
     checked = CodeCheck.PASSED  # removed by the admin meanwhile: the password step stands alone
@@ -337,14 +376,17 @@ async def code_submit(request: Request) -> Response:
     if checked is CodeCheck.UNREADABLE:
         outcomes["unreadable_secret"].inc()
         error = UNREADABLE_TEXT[0].upper() + UNREADABLE_TEXT[1:] + "."
-        return code_page(request, target, status_code=401, error=error)
+        return code_page(request, target, status_code=401, error=error, carried=carried)
     if checked is CodeCheck.WRONG:
         services.authenticator.second_factor_failed(ip, account.address)
         outcomes["wrong_code"].inc()
         _log.info("wrong second-factor code", account=account.address, remote_ip=ip)
-        return code_page(request, target, status_code=401, error="Wrong or already used code.")
+        error = "Wrong or already used code."
+        return code_page(request, target, status_code=401, error=error, carried=carried)
     services.authenticator.second_factor_passed(account.address)
     outcomes["passed"].inc()
+    if carried:
+        target = await kept_in_drafts(MailAccess(services, account), carried) or target
     done = redirect(target)
     set_session(request, done, app.codec.login(account.id, account.password_hash, now))
     return done

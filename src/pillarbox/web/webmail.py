@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -25,6 +25,7 @@ from pillarbox.mail.parse import UnknownTransferEncoding, decoded_part, part_tex
 from pillarbox.store.types import INBOX, Identity, Mailbox, MessageQuery, SortKey, SpecialUse
 from pillarbox.web import identities, twofactor
 from pillarbox.web.app import (
+    UNKEPT_REASON,
     client_ip,
     current_account,
     end_session,
@@ -41,10 +42,10 @@ from pillarbox.web.app import (
     unsealed,
     web,
 )
+from pillarbox.web.composeform import CARRIED, carried_fields, draft_from_form, kept_in_drafts
 from pillarbox.web.composing import (
     DRAFT_ORIGIN,
     Draft,
-    Upload,
     draft_from_message,
     forward_draft,
     kept_of,
@@ -185,6 +186,11 @@ _REASONS = {
     ),
     "stale": "That form had expired. Log in again; your unsent text is kept in this browser.",
     "logged-out": "You are logged out.",
+    UNKEPT_REASON: (
+        "Your session has ended, and the message you were writing is too long to carry "
+        "through the login. With the page's script on, this browser kept a copy: log in, and "
+        "the compose page in this tab offers to restore it."
+    ),
 }
 
 
@@ -205,13 +211,7 @@ async def login(request: Request) -> Response:
     form = await posted_form(request)
     username = field_text(form, "username").strip()
     target = next_target(field_text(form, "next", "/mail"))
-    carried = [
-        (name.removeprefix(_CARRY_PREFIX), value)
-        for name, value in form.multi_items()
-        if name.removeprefix(_CARRY_PREFIX) in _CARRIED
-        and name.startswith(_CARRY_PREFIX)
-        and isinstance(value, str)
-    ]
+    carried = carried_fields(form)
     try:
         account = await app.logins.check_password(
             username, field_text(form, "password"), client_ip(request), interactive=True
@@ -238,29 +238,13 @@ async def login(request: Request) -> Response:
             error="Wrong address or password.",
         )
     if await twofactor.needs_second_factor(app.services, account):
-        return twofactor.password_step(request, account, target)
+        return twofactor.password_step(request, account, target, carried)
     if carried:
-        target = await _kept_in_drafts(MailAccess(app.services, account), carried) or target
+        target = await kept_in_drafts(MailAccess(app.services, account), carried) or target
     done = redirect(target)
     session = app.codec.login(account.id, account.password_hash, datetime.now(UTC).timestamp())
     set_session(request, done, session)
     return done
-
-
-async def _kept_in_drafts(access: MailAccess, carried: list[tuple[str, str]]) -> str:
-    """The compose page of the message a login carried (its session ended as it was sent or
-    saved), saved in Drafts first, so that it survives this tab too; "" when it cannot be
-    saved. Its attachments kept from an earlier draft stay when they are the account's (a
-    different user may log in at that screen)."""
-    fields: list[tuple[str, str | UploadFile]] = list(carried)
-    draft = await _draft_from_form(FormData(fields))
-    for attempt in (draft, replace(draft, kept=())):
-        try:
-            uid = await access.save_draft(attempt)
-        except UserError:
-            continue
-        return f"/compose?draft={(await access.special(SpecialUse.DRAFTS)).id}:{uid}"
-    return ""
 
 
 async def logout(request: Request) -> Response:
@@ -813,49 +797,11 @@ async def _compose(
     )
 
 
-async def _draft_from_form(form: FormData) -> Draft:
-    uploads: list[Upload] = []
-    for item in form.getlist("attachment"):
-        if isinstance(item, UploadFile) and item.filename:
-            data = await item.read()
-            uploads.append(
-                Upload(item.filename, item.content_type or "application/octet-stream", data)
-            )
-    draft_uid = field_text(form, "draft_uid")
-    return Draft(
-        to=field_text(form, "to"),
-        cc=field_text(form, "cc"),
-        bcc=field_text(form, "bcc"),
-        subject=field_text(form, "subject"),
-        body=field_text(form, "body"),
-        html=field_text(form, "html"),
-        in_reply_to=field_text(form, "in_reply_to"),
-        references=tuple(field_text(form, "references").split()),
-        attachments=tuple(uploads),
-        kept=tuple(k for k in form.getlist("keep") if isinstance(k, str)),
-        replying_to=field_text(form, "replying_to"),
-        forwarding=field_text(form, "forwarding"),
-        draft_uid=field_number(draft_uid),
-        identity=field_number(field_text(form, "identity")),
-    )
-
-
-#: The compose form's fields a login keeps when the session ended before the form was sent
-#: or saved (:func:`login`); uploaded files cannot ride in the login page and are lost. Not
-#: ``draft_uid``: the login page's fields are the browser's word, and whoever logs in there
-#: must not lose a draft of theirs that number names (the earlier version stays in Drafts).
-_CARRIED = (
-    *("identity", "to", "cc", "bcc", "subject", "body", "html", "keep"),
-    *("in_reply_to", "references", "replying_to", "forwarding"),
-)
-_CARRY_PREFIX = "carried."
-
-
 async def compose_submit(request: Request) -> Response:
     app = web(request)
-    form = await posted_form(request, files=True, carry=_CARRIED)
+    form = await posted_form(request, files=True, carry=CARRIED)
     access = await mail_access(request)
-    draft = await _draft_from_form(form)
+    draft = await draft_from_form(form)
     back = _back(field_text(form, "back")) or f"/mail/{(await access.inbox()).id}"
     if field_text(form, "action") == "save":
         try:

@@ -159,7 +159,8 @@
   async function refresh() {
     const list = $("#list");
     const busy = list && $$("input[name=uid]:checked", list).length > 0;
-    const response = await fetch(window.location.href, { credentials: "same-origin" });
+    // The page's own doing, not the person's: the header keeps it from refreshing the session.
+    const response = await fetch(window.location.href, { credentials: "same-origin", headers: { "x-pillarbox-background": "1" } });
     if (!response.ok || response.redirected) return;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
     const folders = $("#folders"), fresh = $("#folders", doc);
@@ -446,8 +447,8 @@
   // action. Someone typing or clicking is not idle, though the server sees no request: such
   // input counts as the server counts a request (it refreshes a session past half its life),
   // so a long message is never cut off and the idle limit stays what it was; only a page left
-  // alone warns. The end is the ends cookie (any tab's request, or this one's live feed, moves
-  // it), read in the server's clock (data-now: the browser's may be off).
+  // alone warns. The end is the ends cookie (any tab's request moves it; the live feed and its
+  // re-reads do not), read in the server's clock (data-now: the browser's may be off).
   const warning = $("#session-warning");
   if (warning) {
     const skew = Number(warning.dataset.now) - Date.now() / 1000;
