@@ -208,7 +208,7 @@ def test_a_newer_version_does_not_migrate_under_a_running_server(
         new.config, server=dataclasses.replace(new.config.server, data_dir=str(old.config.data_dir))
     )
     new.config_path.write_text(cfg.render_toml(new.config), encoding="utf-8")
-    # The next migration's number (versions reserved for other branches may be missing).
+    # The number of the migration after the latest.
     migrations = sqlite_migrations if url == "sqlite:" else pg_migrations
     latest = migrations.LATEST_VERSION
     with old:

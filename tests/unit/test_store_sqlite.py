@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import sqlite3
 import subprocess
@@ -442,7 +441,7 @@ async def test_each_migration_applied_is_logged_once(
         for r in caplog.records
         if r.getMessage() == "schema upgraded"
     ]
-    # Each from the one before it (numbers reserved for other branches may leave gaps).
+    # Each from the one before it.
     assert [(f["was"], f["version"]) for f in logged] == [
         (before.version, m.version) for before, m in pairwise(MIGRATIONS[27:])
     ]
