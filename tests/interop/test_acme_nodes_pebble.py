@@ -255,6 +255,13 @@ def test_a_crashed_nodes_lease_lapses_and_another_node_renews(
     held = lease_row(url)
     assert held is not None and held[0].startswith("node-a.test "), held
     expires = held[1]
+    # `tls status` shows the dead node's lease, read without taking it; no certificate yet.
+    # (Before node B starts: a status command's start-up on a loaded machine is seconds of
+    # the lease's life, which once ran out before it read the lease.)
+    store = tls_status(a)["acme"]["store"]
+    assert store["certificate"] is None
+    assert store["lease"]["holder"] == held[0] and store["lease"]["state"] == "held"
+    assert datetime.datetime.fromisoformat(store["lease"]["expires"]) == expires
     b = Node(
         tmp_path,
         "node-b",
@@ -264,11 +271,6 @@ def test_a_crashed_nodes_lease_lapses_and_another_node_renews(
         tls=shared_tls(pebble, challenge, **quick),
     )
     with b:
-        # `tls status` shows the dead node's lease, read without taking it; no certificate yet.
-        store = tls_status(a)["acme"]["store"]
-        assert store["certificate"] is None
-        assert store["lease"]["holder"] == held[0] and store["lease"]["state"] == "held"
-        assert datetime.datetime.fromisoformat(store["lease"]["expires"]) == expires
         assert lease_row(url) == held
         assert expires > datetime.datetime.now(datetime.UTC), "A's lease lapsed before B looked"
         files = AcmeFiles.of(b.config)

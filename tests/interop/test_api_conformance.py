@@ -180,7 +180,9 @@ def test_a_list_past_its_bound_is_refused_before_its_items(
     )
     took = time.monotonic() - started
     assert answer.json() == {"error": f"uids holds more than {limit} items"}
-    assert took < 1.5, took
+    # Wall time through a live server, so with room for a loaded machine (1.55 s was seen
+    # beside a loaded test run): the fault this guards against took 6.5 s.
+    assert took < 3.0, took
     print(f"1 MiB of 500,000 uids refused in {took:.3f} s")
 
 

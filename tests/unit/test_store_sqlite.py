@@ -209,11 +209,16 @@ async def test_data_directories_sharing_a_database_share_its_lock(tmp_path: Path
         await reader.open()
         await reader.close()
         conn = sqlite3.connect(database, isolation_level=None)
-        latest = MIGRATIONS[-1].version  # as if the server were the version before
-        conn.execute("DELETE FROM schema_version WHERE version = ?", (latest,))
-        conn.close()
+        latest = MIGRATIONS[-1]  # as if the server were the version before
+        conn.execute("DELETE FROM schema_version WHERE version = ?", (latest.version,))
         with pytest.raises(StoreInUse, match=r"but a server .* runs on the database .*: stop"):
             await open_store(elsewhere, tmp_path / "b").open()
+        # The schema as it was: a migration is not for running twice.
+        conn.execute(
+            "INSERT INTO schema_version (version, description) VALUES (?, ?)",
+            (latest.version, latest.description),
+        )
+        conn.close()
     finally:
         await server.close()
     # Nothing kept by the refused stores: the first refused on the database after taking b's.
