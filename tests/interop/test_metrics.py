@@ -103,13 +103,16 @@ def test_counters_move_with_mail_and_logins(server: LiveServer) -> None:
         )
 
     def deferred() -> Samples | None:
-        # The queue gauges are read at most once a second: they may lag the counter.
+        # The queue gauges are read at most once a second: they may lag the counter. The
+        # refused IMAP client's connection ends when the server reads its close, a moment
+        # after the client let it go (the queue may have deferred the message long before).
         now = scrape(server)
         attempts = moved(before, now, "pillarbox_delivery_attempts_total", result="deferred")
         waiting = value(now, "pillarbox_queue_recipients", state="deferred")
-        return now if attempts >= 1 and waiting else None
+        closed = value(now, "pillarbox_sessions_active", protocol="imap") == 0
+        return now if attempts >= 1 and waiting and closed else None
 
-    after = wait_for(deferred, "the queue's first attempt counted as deferred")
+    after = wait_for(deferred, "the queue's first attempt deferred and the IMAP sessions ended")
     smtp = {"listener": "smtp"}
     assert moved(before, after, "pillarbox_sessions_total", **smtp) == 2
     assert moved(before, after, "pillarbox_sessions_total", listener="submission") == 2

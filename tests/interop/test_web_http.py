@@ -1722,17 +1722,20 @@ def test_open_event_streams_do_not_hold_up_shutdown(tmp_path: Path) -> None:
         live.add_account(ALICE, TEST_PASSWORD)
         web = WebSession(live)
         web.login(ALICE)
-        ended = threading.Event()
+        opened, ended = threading.Event(), threading.Event()
 
         def follow() -> None:
             with web.client.stream("GET", "/events", timeout=30) as stream:
+                opened.set()
                 for _line in stream.iter_lines():
                     pass
             ended.set()
 
         reader = threading.Thread(target=follow, daemon=True)
         reader.start()
-        time.sleep(0.3)
+        # The stream is open before the server stops (a fixed 0.3 s was not always enough
+        # for the request to arrive under CI's load, and the test then stopped no stream).
+        assert opened.wait(20)
     finally:
         started = time.monotonic()
         live.__exit__(None, None, None)
