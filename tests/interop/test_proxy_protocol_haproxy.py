@@ -99,10 +99,14 @@ def listening(ports: Iterable[int]) -> bool:
     return set(ports) <= bound
 
 
+class PortTaken(Exception):
+    """A frontend's port, free when chosen, was bound by another test before HAProxy bound it."""
+
+
 @contextlib.contextmanager
 def running_haproxy(directory: Path, config: list[str], ports: Iterable[int]) -> Iterator[None]:
     """HAProxy in the foreground with ``config`` (its lines), until its frontends on
-    ``ports`` listen; stopped on exit."""
+    ``ports`` listen; stopped on exit. :class:`PortTaken` when one was taken meanwhile."""
     binary = require("haproxy", "haproxy")
     (directory / "haproxy.cfg").write_text("\n".join(config) + "\n")
     log = directory / "haproxy.log"
@@ -119,6 +123,8 @@ def running_haproxy(directory: Path, config: list[str], ports: Iterable[int]) ->
             context=log.read_text,
         )
         if process.poll() is not None:
+            if "Address already in use" in log.read_text():
+                raise PortTaken(log.read_text())
             pytest.fail(f"haproxy exited {process.returncode}:\n{log.read_text()}")
         yield
     finally:
@@ -132,8 +138,28 @@ def haproxy(
 ) -> Iterator[dict[str, int]]:
     """HAProxy in TCP mode with one frontend per entry of ``backends`` ("smtp-1": our port;
     the number is the PROXY protocol version it sends), ``server_options`` added to each
-    server line; yields each frontend's port."""
-    ports = {name: free_port("127.0.0.1") for name in backends}
+    server line; yields each frontend's port. Ports are chosen again when one was taken
+    between its choice and HAProxy's bind (test workers beside this one choose too)."""
+    with contextlib.ExitStack() as stack:
+        for attempt in range(3):
+            ports = {name: free_port("127.0.0.1") for name in backends}
+            try:
+                stack.enter_context(
+                    running_haproxy(
+                        directory, _config(backends, ports, server_options), ports.values()
+                    )
+                )
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                continue
+            break
+        yield ports
+
+
+def _config(
+    backends: Mapping[str, int], ports: Mapping[str, int], server_options: str
+) -> list[str]:
     lines = [
         "global",
         "    maxconn 256",
@@ -151,8 +177,7 @@ def haproxy(
             f"    server pillarbox 127.0.0.1:{backend} {SEND_PROXY[version]} source {BALANCER}"
             f" {server_options}",
         ]
-    with running_haproxy(directory, lines, ports.values()):
-        yield ports
+    return lines
 
 
 @pytest.fixture
