@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from spam_cv import Bayes, LinearSVM, Result, Sample, _sigmoid, _solve, _tallies, load
+from spam_cv import Bayes, LinearSVM, Result, Sample, _tallies, fit, load
 
 from pillarbox.policy import reputation
 from pillarbox.store.types import SpamCounts
@@ -91,43 +91,6 @@ def out_of_fold(
         models.train(train)
         out.update((s.name, models.parts(s)) for s in test)
     return out
-
-
-def fit(
-    rows: Sequence[tuple[Sequence[float], Sequence[int]]],
-    labels: Sequence[bool],
-    width: int,
-    l2: float,
-    iterations: int = 30,
-) -> list[float]:
-    """Logistic regression by Newton's method, L2 penalty on all but the intercept. A row is
-    (its real-valued inputs, the indices of its true facts); weight 0 is the intercept, then
-    one per input, then one per fact."""
-    d = len(rows[0][0])
-    n = 1 + d + width
-    w = [0.0] * n
-    for _ in range(iterations):
-        grad = [0.0] * n
-        hess = [[0.0] * n for _ in range(n)]
-        for (dense, facts), y in zip(rows, labels, strict=True):
-            idx = [*range(d + 1), *(1 + d + f for f in facts)]
-            val = [1.0, *dense, *([1.0] * len(facts))]
-            p = _sigmoid(sum(w[i] * v for i, v in zip(idx, val, strict=True)))
-            g = (1.0 if y else 0.0) - p
-            h = max(p * (1 - p), 1e-9)
-            for i, vi in zip(idx, val, strict=True):
-                grad[i] += g * vi
-                row = hess[i]
-                for j, vj in zip(idx, val, strict=True):
-                    row[j] += h * vi * vj
-        for i in range(1, n):
-            grad[i] -= l2 * w[i]
-            hess[i][i] += l2
-        step = _solve(hess, grad)
-        w = [a + b for a, b in zip(w, step, strict=True)]
-        if max(abs(x) for x in step) < 1e-6:
-            break
-    return w
 
 
 class Calibrated:

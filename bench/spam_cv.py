@@ -452,19 +452,32 @@ def fit_logistic(
     l2: float,
     iterations: int = 25,
 ) -> list[float]:
-    """Weights of a logistic regression (Newton's method, L2 penalty ``l2`` on all but the
-    intercept). Each row is (the verdict score / 10, indices of its true facts); weight 0 is
-    the intercept, 1 the score's, 2 + i fact i's."""
-    n = width + 2
+    """Weights of a logistic regression (:func:`fit`, L2 penalty ``l2``). Each row is (the
+    verdict score / 10, indices of its true facts); weight 0 is the intercept, 1 the score's,
+    2 + i fact i's."""
+    return fit([([t], facts) for t, facts in rows], labels, width, l2, iterations)
+
+
+def fit(
+    rows: Sequence[tuple[Sequence[float], Sequence[int]]],
+    labels: Sequence[bool],
+    width: int,
+    l2: float,
+    iterations: int = 30,
+) -> list[float]:
+    """Logistic regression by Newton's method, L2 penalty on all but the intercept. A row is
+    (its real-valued inputs, the indices of its true facts); weight 0 is the intercept, then
+    one per input, then one per fact."""
+    d = len(rows[0][0])
+    n = 1 + d + width
     w = [0.0] * n
     for _ in range(iterations):
         grad = [0.0] * n
         hess = [[0.0] * n for _ in range(n)]
-        for (t, facts), y in zip(rows, labels, strict=True):
-            idx = [0, 1] + [2 + f for f in facts]
-            val = [1.0, t] + [1.0] * len(facts)
-            z = sum(w[i] * v for i, v in zip(idx, val, strict=True))
-            p = _sigmoid(z)
+        for (dense, facts), y in zip(rows, labels, strict=True):
+            idx = [*range(d + 1), *(1 + d + f for f in facts)]
+            val = [1.0, *dense, *([1.0] * len(facts))]
+            p = _sigmoid(sum(w[i] * v for i, v in zip(idx, val, strict=True)))
             g = (1.0 if y else 0.0) - p
             h = max(p * (1 - p), 1e-9)
             for i, vi in zip(idx, val, strict=True):
@@ -476,8 +489,8 @@ def fit_logistic(
             grad[i] -= l2 * w[i]
             hess[i][i] += l2
         step = _solve(hess, grad)
-        w = [wi + si for wi, si in zip(w, step, strict=True)]
-        if max(abs(si) for si in step) < 1e-6:
+        w = [a + b for a, b in zip(w, step, strict=True)]
+        if max(abs(x) for x in step) < 1e-6:
             break
     return w
 
