@@ -4,6 +4,7 @@ uploads and their limits, live updates, settings, admin, autoconfig."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
@@ -82,6 +83,15 @@ def raw_in(live: LiveServer, box: int, uid: int) -> bytes:
 
 
 # -- sessions and login --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def web_only(tmp_path: Path, web: cfg.WebSection) -> Iterator[LiveServer]:
+    """A server with the web listener alone, configured by ``web``, and alice's account."""
+    with LiveServer(loopback_config(tmp_path / "data", only=["http"], web=web)) as server:
+        server.add_domain("example.org")
+        server.add_account(ALICE, TEST_PASSWORD)
+        yield server
 
 
 def test_login_sets_a_hardened_cookie_and_headers(live: LiveServer) -> None:
@@ -179,11 +189,7 @@ def test_stay_signed_in_refreshes_the_session(tmp_path: Path) -> None:
     the session however young (a request refreshes one past half its life only), answers JSON
     to the script and a redirect to the page a form came from; an ended session is not
     brought back."""
-    web_section = cfg.WebSection(session_ttl=30.0, session_warning=10.0)
-    config = loopback_config(tmp_path / "data", only=["http"], web=web_section)
-    with LiveServer(config) as server:
-        server.add_domain("example.org")
-        server.add_account(ALICE, TEST_PASSWORD)
+    with web_only(tmp_path, cfg.WebSection(session_ttl=30.0, session_warning=10.0)) as server:
         web = WebSession(server)
         assert web.login(ALICE).status_code == 303
         ends = int(web.client.cookies[ENDS_COOKIE])
@@ -215,10 +221,7 @@ def test_the_live_feed_and_background_reads_are_no_activity(tmp_path: Path) -> N
     refreshes the session. The feed still works, ends when its session does, and is refused
     when the browser reopens it: a page left alone is logged out at its idle limit."""
     ttl = 6.0
-    config = loopback_config(tmp_path / "data", only=["http"], web=cfg.WebSection(session_ttl=ttl))
-    with LiveServer(config) as server:
-        server.add_domain("example.org")
-        server.add_account(ALICE, TEST_PASSWORD)
+    with web_only(tmp_path, cfg.WebSection(session_ttl=ttl)) as server:
         web = WebSession(server)
         assert web.login(ALICE).status_code == 303
         ends = int(web.client.cookies[ENDS_COOKIE])
@@ -1127,9 +1130,7 @@ def test_oversized_upload_is_refused_before_it_is_read(live: LiveServer, alice: 
 def test_web_limits_come_from_the_config(tmp_path: Path) -> None:
     """The ``[web]`` section sets the page size and the upload limit the app enforces."""
     web = cfg.WebSection(page_size=2, max_upload_bytes=2 * cfg.MIB)
-    with LiveServer(loopback_config(tmp_path / "data", only=["http"], web=web)) as server:
-        server.add_domain("example.org")
-        server.add_account(ALICE, TEST_PASSWORD)
+    with web_only(tmp_path, web) as server:
         for n in range(3):
             deliver(server, ALICE, simple_message(f"limit {n}"))
         session = WebSession(server)
