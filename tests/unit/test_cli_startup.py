@@ -17,7 +17,8 @@ from pillarbox.store.open import server_lock
 from pillarbox.testing.command import init_site
 
 # What only some commands need: the PostgreSQL driver and backend, the report machinery, DKIM,
-# the web app, the provisioning layer (hashing, DKIM keys) and the certificate parser.
+# the web app, the provisioning layer (hashing, DKIM keys), the certificate parser and the
+# iCalendar library.
 HEAVY = (
     "psycopg",
     "pillarbox.store.postgres",
@@ -26,6 +27,7 @@ HEAVY = (
     "pillarbox.web.app",
     "pillarbox.provisioning",
     "cryptography.x509",
+    "icalendar",
 )
 
 # Runs the command in the child, as the console script would, then reports what it imported.

@@ -32,7 +32,7 @@ from typing import Any, cast
 
 import psycopg
 
-from pillarbox import ical, vcard
+from pillarbox import vcard
 from pillarbox.errors import SchemaTooNew
 from pillarbox.observability.log import Log
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
@@ -945,6 +945,10 @@ CREATE INDEX mta_sts_policies_expiry ON mta_sts_policies(expires);
 
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
+    # Here, not at the top: every command that opens a store imports this module, and
+    # icalendar is most of its import time (only a store older than this migration needs it).
+    from pillarbox import ical
+
     cur = await conn.execute("SELECT id, data FROM calendar_objects")
     rows = cast(list[tuple[int, bytes]], await cur.fetchall())
     tags = [(new_schedule_tag(), id_) for id_, data in rows if ical.schedules(bytes(data))]

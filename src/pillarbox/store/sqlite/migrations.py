@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pillarbox import ical, vcard
+from pillarbox import vcard
 from pillarbox.errors import SchemaTooNew, StorageError
 from pillarbox.observability.log import Log
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
@@ -997,6 +997,10 @@ CREATE INDEX mta_sts_policies_expiry ON mta_sts_policies(expires);
 
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
+    # Here, not at the top: every command that opens a store imports this module, and
+    # icalendar is most of its import time (only a store older than this migration needs it).
+    from pillarbox import ical
+
     conn.executemany(
         "UPDATE calendar_objects SET schedule_tag = ? WHERE id = ?",
         [
