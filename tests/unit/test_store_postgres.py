@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from psycopg.rows import TupleRow
 
 from pillarbox.errors import (
     ConfigError,
@@ -595,6 +596,61 @@ async def test_uids_and_modseqs_under_writers_on_two_nodes(
         100,
         sum(r.size for r in records) + sum(r.size for r in await a.list_messages(archive.id)),
     )
+
+
+async def _blocked_by(watch: psycopg.AsyncConnection[TupleRow], pid: int) -> tuple[int, str]:
+    """The backend (pid, query) waiting for a lock ``pid`` holds, polled with a deadline."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        cursor = await watch.execute(
+            "SELECT pid, query FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            (pid,),
+        )
+        found = await cursor.fetchone()
+        if found is not None:
+            return int(found[0]), str(found[1])
+        assert asyncio.get_running_loop().time() < deadline, f"nothing waits for backend {pid}"
+        await asyncio.sleep(0.02)
+
+
+async def test_content_stored_on_one_node_while_another_frees_it(
+    nodes: tuple[PostgresStore, PostgresStore], migrated_url: str
+) -> None:
+    """No file, no unlink: the bytes are a ``blob_data`` row that goes with its ``blobs`` row
+    in the freeing transaction. Node A's expunge has deleted the last copy's blob row and not
+    committed (held here, after that, on the QRESYNC row it writes next); node B stores the
+    same content into another mailbox meanwhile. B's insert waits on A's deleted row and,
+    once A commits, inserts the content afresh: B's message keeps its bytes."""
+    a, b = nodes
+    _, bobs = await add_bob(a)
+    ann = await a.add_account(f"ann@{DOMAIN}", "h")
+    anns = await a.get_mailbox(ann.id, INBOX)
+    raw, info = make_message(1)
+    await a.append(anns.id, raw, info)
+    await a.store_flags(anns.id, [1], FlagOp.ADD, frozenset({"\\Deleted"}))
+    hold = await psycopg.AsyncConnection.connect(migrated_url)
+    watch = await psycopg.AsyncConnection.connect(migrated_url, autocommit=True)
+    try:
+        await hold.execute(
+            "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (%s, 1, 0)", (anns.id,)
+        )
+        expunging = asyncio.create_task(a.expunge(anns.id))
+        expunger, held_at = await _blocked_by(watch, hold.info.backend_pid)
+        assert "INSERT INTO expunged" in held_at  # after the DELETE that freed the blob
+        storing = asyncio.create_task(b.append(bobs.id, raw, info))
+        _, waits_at = await _blocked_by(watch, expunger)
+        assert "INSERT INTO blobs" in waits_at
+        await hold.rollback()
+        assert await expunging == [1]
+        stored = (await storing).record
+        assert await a.read_blob(stored.blob_id) == raw
+        cursor = await watch.execute(
+            "SELECT refcount FROM blobs WHERE sha256 = %s", (stored.blob_id,)
+        )
+        assert await cursor.fetchall() == [(1,)]
+    finally:
+        await hold.close()
+        await watch.close()
 
 
 async def test_quota_is_exact_across_nodes(nodes: tuple[PostgresStore, PostgresStore]) -> None:

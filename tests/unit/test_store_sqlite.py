@@ -9,21 +9,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from pillarbox.errors import ConfigError, QuotaExceeded, SchemaTooNew, StorageError, StoreInUse
+from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import STAGED_MAX_AGE, BlobMode, FileBlobStore, blob_id_of
 from pillarbox.store.feed import ChangeHub
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
-from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.sqlite import SqliteLimits, SqliteStore
 from pillarbox.store.sqlite.migrations import MIGRATIONS, migrate, schema_version
 from pillarbox.store.types import INBOX, Change, ChangeKind, DeliveryTarget, FlagOp
+from pillarbox.testing.polling import wait_for
 from pillarbox.testing.store_contract import (
     DOMAIN,
     StoreContract,
@@ -701,6 +703,183 @@ async def test_opening_the_store_removes_orphan_blob_files(tmp_path: Path) -> No
             await asyncio.sleep(0.01)
         assert [o for o in orphans if (blob_dir / o[:2] / o).exists()] == []
         assert await store.read_blob(kept) == raw
+    finally:
+        await store.close()
+
+
+class _FreeingCommitGate:
+    """Holds a store's writer thread after a COMMIT that freed blobs, before their files go.
+
+    Wraps the store's ``before_commit`` hook (set on the instance before ``open``, which hands
+    the hook to the writer): that hook deletes the unreferenced blob rows and returns what to do
+    once the COMMIT returned, and this runs that action only when the test says so. Nothing of
+    the store's own is replaced; the gate only chooses when its post-commit step begins."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._sweep = store._sweep_blobs
+        self.reached = threading.Event()
+        self.go = threading.Event()
+
+    def __call__(self, conn: sqlite3.Connection) -> Callable[[], None]:
+        (freeing,) = conn.execute("SELECT count(*) FROM blobs WHERE refcount <= 0").fetchone()
+        after_commit = self._sweep(conn)
+        if not freeing:
+            return after_commit
+
+        def held() -> None:
+            self.reached.set()
+            assert self.go.wait(20), "the test never released the writer"
+            after_commit()
+
+        return held
+
+
+def _file_blob_store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "db.sqlite3", blob_mode=BlobMode.FILES, blob_dir=tmp_path / "b")
+
+
+async def _inbox_with_one_deleted(store: SqliteStore, raw: bytes, info: MessageInfo) -> int:
+    await store.add_domain(DOMAIN)
+    account = await store.add_account(f"a@{DOMAIN}", "h")
+    inbox = await store.get_mailbox(account.id, INBOX)
+    await store.append(inbox.id, raw, info)
+    await store.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Deleted"}))
+    return inbox.id
+
+
+async def test_content_stored_again_by_another_store_outlives_its_freed_file(
+    tmp_path: Path,
+) -> None:
+    """The server expunges a message's last copy and commits; before it removes the freed file,
+    a command beside it (``pillarbox import``, its own writer on the same database and blob
+    directory) stores the same content afresh: a new row, its file renamed into place, committed.
+    The server's removal must then leave that file alone, else an acknowledged message has no
+    bytes. The other way round (a command frees, the server stores) is the same code."""
+    server = _file_blob_store(tmp_path)
+    gate = _FreeingCommitGate(server)
+    server._sweep_blobs = gate  # type: ignore[method-assign]
+    command = _file_blob_store(tmp_path)
+    await server.open()
+    await command.open()
+    try:
+        raw, info = make_message(1)
+        inbox = await _inbox_with_one_deleted(server, raw, info)
+        expunging = asyncio.create_task(server.expunge(inbox))
+        assert await asyncio.to_thread(gate.reached.wait, 20)
+        imported = (await command.append(inbox, raw, info)).record
+        gate.go.set()
+        assert await expunging == [1]
+        assert await command.read_blob(imported.blob_id) == raw
+        assert await server.read_blob(imported.blob_id) == raw
+    finally:
+        gate.go.set()
+        await command.close()
+        await server.close()
+
+
+async def test_freed_files_stay_for_the_next_open_when_another_writer_holds_the_lock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The removal after the COMMIT waits for the write lock like any write; when another
+    process keeps it past ``busy_timeout`` the expunge still succeeds (it is committed) and
+    its file is left as an orphan, which the sweep after the next open removes."""
+    caplog.set_level(logging.INFO, logger="pillarbox.store")
+
+    def new_store() -> SqliteStore:
+        return SqliteStore(
+            tmp_path / "db.sqlite3",
+            blob_mode=BlobMode.FILES,
+            blob_dir=tmp_path / "b",
+            limits=SqliteLimits(busy_timeout_ms=50),
+        )
+
+    server = new_store()
+    gate = _FreeingCommitGate(server)
+    server._sweep_blobs = gate  # type: ignore[method-assign]
+    await server.open()
+    other = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    try:
+        raw, info = make_message(1)
+        inbox = await _inbox_with_one_deleted(server, raw, info)
+        path = tmp_path / "b" / blob_id_of(raw)[:2] / blob_id_of(raw)
+        expunging = asyncio.create_task(server.expunge(inbox))
+        assert await asyncio.to_thread(gate.reached.wait, 20)
+        other.execute("BEGIN IMMEDIATE")
+        gate.go.set()
+        assert await expunging == [1]
+        other.execute("ROLLBACK")
+        assert path.exists()
+        assert "freed blob files left to the next open" in [r.getMessage() for r in caplog.records]
+    finally:
+        gate.go.set()
+        other.close()
+        await server.close()
+    reopened = new_store()
+    await reopened.open()
+    try:
+        await asyncio.to_thread(wait_for, lambda: not path.exists(), "the orphan swept")
+    finally:
+        await reopened.close()
+
+
+async def test_content_stored_again_by_the_same_store_waits_for_the_freed_file(
+    tmp_path: Path,
+) -> None:
+    """One store's writer removes the files a commit freed before it runs the next write, so a
+    delivery of the same content queued meanwhile stores its file after the removal."""
+    store = _file_blob_store(tmp_path)
+    gate = _FreeingCommitGate(store)
+    store._sweep_blobs = gate  # type: ignore[method-assign]
+    await store.open()
+    try:
+        raw, info = make_message(1)
+        inbox = await _inbox_with_one_deleted(store, raw, info)
+        expunging = asyncio.create_task(store.expunge(inbox))
+        assert await asyncio.to_thread(gate.reached.wait, 20)
+        appending = asyncio.create_task(store.append(inbox, raw, info))
+        gate.go.set()
+        assert await expunging == [1]
+        assert await store.read_blob((await appending).record.blob_id) == raw
+    finally:
+        gate.go.set()
+        await store.close()
+
+
+async def test_content_stored_again_before_the_expunge_keeps_its_file(tmp_path: Path) -> None:
+    """The reverse order: the same content stored (by another store: no new file, one more
+    reference) before the expunge of the first copy commits keeps the file, whose row the
+    expunge's transaction finds still referenced."""
+    server = _file_blob_store(tmp_path)
+    command = _file_blob_store(tmp_path)
+    await server.open()
+    await command.open()
+    try:
+        raw, info = make_message(1)
+        inbox = await _inbox_with_one_deleted(server, raw, info)
+        imported = (await command.append(inbox, raw, info)).record
+        assert await server.expunge(inbox) == [1]
+        assert await server.read_blob(imported.blob_id) == raw
+    finally:
+        await command.close()
+        await server.close()
+
+
+async def test_content_stored_again_replaces_a_file_a_crash_left(tmp_path: Path) -> None:
+    """A kill between the COMMIT that freed a blob and the unlink leaves its file without a row;
+    the same content stored after the restart writes its own file over it (an orphan is never
+    taken for stored bytes, even a damaged one), whether the sweep at open ran first or not."""
+    raw, info = make_message(1)
+    blob_id = blob_id_of(raw)
+    (tmp_path / "b" / blob_id[:2]).mkdir(parents=True)
+    (tmp_path / "b" / blob_id[:2] / blob_id).write_bytes(b"left by a crash")
+    store = _file_blob_store(tmp_path)
+    await store.open()
+    try:
+        await store.add_domain(DOMAIN)
+        account = await store.add_account(f"a@{DOMAIN}", "h")
+        inbox = await store.get_mailbox(account.id, INBOX)
+        assert (await store.append(inbox.id, raw, info)).record.blob_id == blob_id
+        assert await store.read_blob(blob_id) == raw
     finally:
         await store.close()
 

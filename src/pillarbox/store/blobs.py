@@ -10,7 +10,11 @@ the store's metadata. Two places can hold the bytes (:class:`BlobMode`):
   written to a unique temporary name and fsync'd by the caller's worker thread (in parallel with
   other writers), renamed into place by the writer thread, whose batch fsyncs each touched shard
   directory once before COMMIT. Paths are built only from the validated hex digest, never from
-  input.
+  input. A file comes to or leaves its final name only under the database's write lock, which
+  every writer on the database (the server, a ``pillarbox`` command beside it) takes: renamed
+  in by the transaction that inserts its row; unlinked, freed or orphaned, only once no row
+  names it while the lock is held. So no file is removed under a row that names it, whichever
+  writer stored that row.
 
 Why ``DATABASE`` is the default — measured by ``bench/store.py`` on the 2-core development VM
 (ext4 on virtio; other work sharing the CPUs, load average about 3), distinct 4 KB messages into
@@ -169,7 +173,9 @@ class FileBlobStore:
             raise StorageError(f"cannot read blob {blob_id}: {exc}") from exc
 
     def remove(self, blob_id: str) -> None:
-        """Delete a blob no longer referenced (after the commit that dropped its last row)."""
+        """Delete a blob no row names; the caller holds the write lock and has looked (a row
+        dropped by a committed transaction may have been inserted again since, by another
+        writer)."""
         self.path_of(blob_id).unlink(missing_ok=True)
 
     @staticmethod

@@ -552,19 +552,15 @@ class SqliteStore:
         return int(self._clock() * 1_000_000)
 
     def _sweep_blobs(self, conn: sqlite3.Connection) -> Callable[[], None]:
-        """Delete blobs no message or queue entry refers to any more (runs before COMMIT)."""
+        """Delete blobs no message or queue entry refers to any more (runs before COMMIT); their
+        files go after it (:func:`_remove_freed_files`)."""
         freed = [
             row[0] for row in conn.execute("DELETE FROM blobs WHERE refcount <= 0 RETURNING sha256")
         ]
         files = self._files
         if files is None or not freed:
             return _nothing
-
-        def unlink() -> None:
-            for blob_id in freed:
-                files.remove(blob_id)
-
-        return unlink
+        return functools.partial(_remove_freed_files, conn, files, freed)
 
     def _index_slice(self, conn: sqlite3.Connection, write_waiting: Callable[[], bool]) -> bool:
         """Index (or purge) pending text, one message at a time, until a write is waiting or
@@ -2485,6 +2481,31 @@ def _icontains(text: str | None, term: str) -> bool:
 
 def _nothing() -> None:
     return None
+
+
+def _remove_freed_files(conn: sqlite3.Connection, files: FileBlobStore, freed: list[str]) -> None:
+    """Unlink the files of the blobs a just-committed transaction freed, except those a row
+    names again; on the writer thread, after the COMMIT, under the write lock taken anew.
+
+    Not in the freeing transaction (a failed COMMIT would leave its rows naming a missing
+    file), and not without the lock: between that COMMIT and this, another writer on the
+    database (a ``pillarbox`` command beside the server has its own writer thread) may have
+    stored the same content afresh, renaming its file over this one and committing its row. An
+    unlink then would leave that acknowledged message without bytes. Files are published only
+    under the write lock, so one that no row names while it is held belongs to no one.
+    Without the lock (``busy_timeout`` passed) the files stay: orphans, swept after the next
+    open."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        _log.warning("freed blob files left to the next open", count=len(freed), error=str(exc))
+        return
+    try:
+        for blob_id in freed:
+            if conn.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (blob_id,)).fetchone() is None:
+                files.remove(blob_id)
+    finally:
+        conn.execute("ROLLBACK")
 
 
 # -- conversions ---------------------------------------------------------------------------------

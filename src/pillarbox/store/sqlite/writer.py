@@ -73,7 +73,9 @@ class WriteEffects:
 class BatchHooks:
     """Backend callbacks around each batch, all called on the writer thread."""
 
-    #: Runs inside the transaction after the last operation; returns a post-commit action.
+    #: Runs inside the transaction after the last operation; returns a post-commit action,
+    #: which runs on this thread before the next batch and may use the connection (no
+    #: transaction is open then).
     before_commit: Callable[[sqlite3.Connection], Callable[[], None]]
     #: Receives the changes of every committed operation of a batch, in order.
     publish: Callable[[list[Change]], None]
