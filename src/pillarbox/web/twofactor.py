@@ -362,6 +362,9 @@ async def code_form(request: Request) -> Response:
     session: Session = request.state.session
     carried = app.login_hold.held(account.id, session.sid, _now())
     lost = not carried and request.query_params.get(HELD_PARAM) == "1"
+    if lost:
+        # With several nodes, a sign that the balancer spreads one browser's requests.
+        _log.info("message held for the code page not found here", account=account.address)
     return code_page(request, target, carried=carried, notice=NOT_HELD_NOTICE if lost else "")
 
 
