@@ -989,6 +989,12 @@ class WebSection:
         25 * MIB, "Largest compose request (attachments included); refused as it streams in."
     )
     max_form_bytes: int = _f(1 * MIB, "Largest body of any other request (forms, JSON).")
+    login_hold_bytes: int = _f(
+        16 * MIB,
+        "Memory for messages being written that two-factor logins hold between their password "
+        "and code steps (each within max_form_bytes; over it the oldest go). At least "
+        "max_form_bytes.",
+    )
     max_attachments: int = _f(20, "Attachments one message composed on the web may carry.")
     max_recipients: int = _f(100, "To + Cc + Bcc addresses of one message composed on the web.")
     max_identities: int = _f(
@@ -1866,6 +1872,9 @@ def _validate_web(web: WebSection) -> None:
     for key in ("max_upload_bytes", "max_form_bytes"):
         if getattr(web, key) < 1024:
             raise ConfigError(f"web.{key}", "must be at least 1024 bytes")
+    if web.login_hold_bytes < web.max_form_bytes:
+        # A message the login's form carried must fit.
+        raise ConfigError("web.login_hold_bytes", "must be at least web.max_form_bytes")
     for key in (
         "max_attachments",
         "max_recipients",

@@ -1,8 +1,9 @@
 """The session's end in Chromium, with a lifetime of seconds: an idle page warns in an
 assertive live region and offers "Stay signed in" (reached with Tab, pressed with Enter: WCAG
 2.2.1), a page being typed in extends the session itself, and once the session has ended the
-message being written is kept through the login (both steps of a two-factor one), in Drafts,
-or, too long for the login's form, offered back from the browser's copy."""
+message being written is kept through the login (both steps of a two-factor one, through a
+reload of the code page and its "Start again"), in Drafts, or, too long for the login's form
+or not found by the code page, offered back from the browser's copy."""
 
 from __future__ import annotations
 
@@ -129,7 +130,9 @@ def password_step(page: Page) -> None:
 
 def test_the_code_step_keeps_the_text_too(server: LiveServer, new_page: Any) -> None:
     """With a second factor: the login page holding the message goes to the code page holding
-    it (a wrong code keeps it too), and the code step saves it in Drafts, unsent."""
+    it — reloaded, that page is read again (the password is not posted twice); "Start again"
+    goes back to the login page still holding it; a wrong code keeps it too — and the code
+    step saves it in Drafts, unsent."""
     key = enrol_totp(server, ALICE)
     page = new_page()
     page.goto(base(server) + "/login")
@@ -146,7 +149,19 @@ def test_the_code_step_keeps_the_text_too(server: LiveServer, new_page: Any) -> 
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("status")).to_contain_text("the message you were writing is kept")
     password_step(page)
+    page.wait_for_url(re.compile(r"/login/code\?"))
     expect(page.get_by_role("heading", name="Two-factor login")).to_be_visible()
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+    page.reload()
+    expect(page.get_by_role("heading", name="Two-factor login")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("the message you were writing is kept")
+    assert posted == []
+    page.get_by_role("button", name="Start again").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("the message you were writing is kept")
+    password_step(page)
+    page.wait_for_url(re.compile(r"/login/code\?"))
     expect(page.get_by_role("status")).to_contain_text("the message you were writing is kept")
     wrong = f"{(int(totp.totp(key, time.time())) + 1) % 10**6:06d}"
     page.get_by_label("Code", exact=True).fill(wrong)
@@ -154,8 +169,52 @@ def test_the_code_step_keeps_the_text_too(server: LiveServer, new_page: Any) -> 
     expect(page.get_by_role("alert")).to_contain_text("Wrong or already used code")
     later = totp.totp(key, time.time() + totp.STEP_SECONDS)  # the first code's step is used
     page.get_by_label("Code", exact=True).fill(later)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Code", exact=True).press("Enter")  # "Log in", not "Start again"
     page.wait_for_url(re.compile(r"/compose\?draft=\d+:\d+$"))
+    assert page.get_by_label("Message", exact=True).input_value().strip() == written.strip()
+    assert page.get_by_label("To", exact=True).input_value() == BOB
+    assert inbox_count(server, BOB) == 0
+
+
+def test_a_message_the_code_page_did_not_find_comes_back_from_the_browser(
+    server: LiveServer, new_page: Any
+) -> None:
+    """The message is held between the steps by the process that took the password, one per
+    account: when the code page finds none (here another browser's password step for the
+    account replaced it; another node or a restart alike), the page says so, and after the
+    login the compose page offers the browser's copy."""
+    key = enrol_totp(server, ALICE)
+    page = new_page()
+    page.goto(base(server) + "/login")
+    password_step(page)
+    page.get_by_label("Code", exact=True).fill(totp.totp(key, time.time()))
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/mail/\d+$"))
+    page.goto(base(server) + "/compose")
+    page.get_by_label("To", exact=True).fill(BOB)
+    written = "Dear Bob,\n\nkept by this browser.\n"
+    page.get_by_label("Message", exact=True).fill(written)
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Send").click()
+    password_step(page)
+    page.wait_for_url(re.compile(r"/login/code\?"))
+    other = new_page()
+    other.goto(base(server) + "/login")
+    # The other browser's login carries a message of its own: it takes the account's place.
+    other.evaluate(
+        """() => { const form = document.querySelector("form");
+                   const field = document.createElement("input");
+                   field.type = "hidden"; field.name = "carried.subject"; field.value = "theirs";
+                   form.append(field); }"""
+    )
+    password_step(other)
+    other.wait_for_url(re.compile(r"/login/code\?"))
+    page.reload()
+    expect(page.get_by_role("status")).to_contain_text("could not be kept through this step")
+    page.get_by_label("Code", exact=True).fill(totp.totp(key, time.time() + totp.STEP_SECONDS))
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/compose$"))
+    page.get_by_role("button", name="Restore it").click()
     assert page.get_by_label("Message", exact=True).input_value().strip() == written.strip()
     assert page.get_by_label("To", exact=True).input_value() == BOB
     assert inbox_count(server, BOB) == 0

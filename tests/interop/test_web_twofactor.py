@@ -127,6 +127,70 @@ def test_pending_state_is_bound_to_the_browser_and_needs_the_password(
     assert wrong_password.login(ALICE, "not it").status_code == 401
 
 
+_CARRIED_FIELD = re.compile(r'<input type="hidden" name="carried\.([^"]+)" value="([^"]*)">')
+
+
+def carried_in(page: str) -> dict[str, str]:
+    """The fields of a message being written that a login page's forms carry."""
+    return {name: html.unescape(value) for name, value in _CARRIED_FIELD.findall(page)}
+
+
+def test_a_carried_message_is_held_for_the_code_page_through_reloads_and_start_again(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Post/Redirect/Get: a password step carrying a message being written answers with a
+    redirect, and the code page (a GET: a reload never posts the password again) puts the
+    message back in its forms as often as it is read, for this browser only. "Start again"
+    takes it back to the login page; another browser's password step for the account replaces
+    what the first held, whose page then says so; the code step keeps the message in Drafts."""
+    key, _ = enrol(alice)
+    text = 'Dear Bob,\r\n\r\nheld <between> the "steps" & kept.\r\n'
+    message = {"to": "bob@example.org", "subject": "held", "body": text}
+    fields = {f"carried.{name}": value for name, value in message.items()}
+    web = WebSession(live)
+    login = {"username": ALICE, "password": TEST_PASSWORD, "next": "/compose", **fields}
+    step = web.client.post("/login", data={**login, "csrf": web.csrf("/login")})
+    assert step.status_code == 303
+    code_page = step.headers["location"]
+    assert code_page == "/login/code?next=%2Fcompose&held=1"
+    for _ in range(2):  # the page, then its reload
+        page = web.get(code_page)
+        assert page.status_code == 200 and "the message you were writing is kept" in page.text
+        assert carried_in(page.text) == message
+    stranger = WebSession(live)
+    assert stranger.get(code_page).headers["location"].startswith("/login?")
+
+    # "Start again" posts the code page's form to the password step: the message stays.
+    token = web.csrf(code_page)
+    again = web.client.post("/login/again", data={"csrf": token, "next": "/compose", **fields})
+    assert again.status_code == 200 and "<h1>Log in</h1>" in again.text
+    assert "the message you were writing is kept" in again.text
+    assert carried_in(again.text) == message
+    plain = web.client.post("/login/again", data={"csrf": token, "next": "/compose"})
+    assert plain.status_code == 303 and plain.headers["location"] == "/login?next=%2Fcompose"
+
+    # Another browser's password step for the account: held in place of the first one's.
+    other = WebSession(live)
+    theirs = {**message, "subject": "theirs"}
+    other_fields = {f"carried.{name}": value for name, value in theirs.items()}
+    other_login = {**login, **other_fields, "csrf": other.csrf("/login")}
+    assert other.client.post("/login", data=other_login).headers["location"] == code_page
+    replaced = web.get(code_page)
+    assert "could not be kept through this step" in replaced.text
+    assert carried_in(replaced.text) == {}
+    page = other.get(code_page)
+    assert carried_in(page.text) == theirs
+    done = other.client.post(
+        "/login/code",
+        data={"csrf": other.csrf(code_page), "next": "/compose", "code": next_code(key)}
+        | other_fields,
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith("/compose?draft=")
+    draft = other.get(done.headers["location"]).text
+    assert "held &lt;between&gt; the &#34;steps&#34; &amp; kept." in draft
+    assert 'value="theirs"' in draft
+
+
 def test_wrong_codes_count_into_the_login_limits_and_the_metrics(
     live: LiveServer, alice: WebSession
 ) -> None:

@@ -50,6 +50,7 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
         ("[web]\nsse_per_account = 0", "web.sse_per_account", "at least 1"),
         ("[web]\nsession_ttl = -1", "web.session_ttl", "must be positive"),
         ("[web]\nsession_warning = -1", "web.session_warning", "0 or more"),
+        ("[web]\nlogin_hold_bytes = 1024", "web.login_hold_bytes", "at least web.max_form_bytes"),
         ("[contacts]\nmax_per_account = 0", "contacts.max_per_account", "at least 1"),
         ("[contacts]\nmax_import_bytes = 10", "contacts.max_import_bytes", "at least 1024"),
         ("[policy]\ndmarc_discovery = 'dns'", "policy.dmarc_discovery", "expected one of"),

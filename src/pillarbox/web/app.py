@@ -65,6 +65,7 @@ from pillarbox.services import Services
 from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account, TokenKind
+from pillarbox.web.loginhold import LoginHold
 from pillarbox.web.session import (
     BACKGROUND_HEADER,
     COOKIE,
@@ -149,6 +150,8 @@ class Web:
     templates: Environment
     #: Listener name → port clients should use (bound ports where known), for client setup.
     ports: Mapping[str, int]
+    #: Messages being written that two-step logins hold between their steps.
+    login_hold: LoginHold
     streams: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -657,14 +660,7 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     if exc.carried:
         # The login page itself, not a redirect to it: the fields ride in its form. 401 as
         # after a wrong password: the form was not taken.
-        return web(request).render(
-            request,
-            "login.html",
-            status_code=401,
-            next=next_target(target),
-            notice=CARRIED_NOTICE,
-            carried=exc.carried,
-        )
+        return carrying_login_page(request, next_target(target), exc.carried)
     return redirect(f"/login?next={quote(target, safe='')}&reason={reason}")
 
 
@@ -673,6 +669,22 @@ CARRIED_NOTICE = (
     "Log in again to continue: the message you were writing is kept, and opens from Drafts "
     "(attach any new files again)."
 )
+
+
+def carrying_login_page(
+    request: Request, target: str, carried: Sequence[tuple[str, str]], *, status_code: int = 401
+) -> HTMLResponse:
+    """The login page holding a message being written in its form (:mod:`.composeform`), to
+    go to ``target`` after; 401 unless said otherwise: the form that brought it was not
+    taken."""
+    return web(request).render(
+        request,
+        "login.html",
+        status_code=status_code,
+        next=target,
+        notice=CARRIED_NOTICE,
+        carried=carried,
+    )
 
 
 def _safe_referer(request: Request) -> str:
@@ -767,7 +779,8 @@ def create_app(
         for name in LISTENER_DOCS
         if getattr(config.listeners, name).enabled
     }
-    state = Web(services, limits, codec, sealer, _templates(), dict(ports or configured))
+    hold = LoginHold(limits.login_hold_bytes)
+    state = Web(services, limits, codec, sealer, _templates(), dict(ports or configured), hold)
     routes: list[BaseRoute] = [
         *twofactor.routes(),
         *webmail.routes(),

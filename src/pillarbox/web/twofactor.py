@@ -22,13 +22,16 @@ Implementation notes:
 - **The login** with a second factor has two steps: the password step leaves an anonymous
   session naming the pending account (``Session.pending``: nothing accepts it as logged in,
   it is bound to this browser's signed cookie, it lasts ``PENDING_SECONDS``); the code step
-  turns it into a session with a new id. A message being written whose session ended (the
-  login page carries it, :mod:`.composeform`) rides through both steps: the password step
-  then answers with the code page itself, its form holding the fields, and the code step
-  saves them in Drafts as a one-step login does. A code is accepted within ±1 step, once (the last
-  accepted step per account is claimed atomically in the store, so a replayed or raced code
-  fails), or a recovery code is consumed. Wrong codes count into the login rate limits of
-  the client address and of the account, like wrong passwords.
+  turns it into a session with a new id. The password step answers with a redirect to the
+  code page (Post/Redirect/Get), so a reload of that page never posts the password again. A
+  message being written whose session ended (the login page carries it, :mod:`.composeform`)
+  rides through both steps: the password step holds it for the code page
+  (:mod:`.loginhold`), whose forms carry it on — to the code step, which saves it in Drafts
+  as a one-step login does, or back to the password step ("Start again"). A code is
+  accepted within ±1 step, once (the last accepted step per account is claimed atomically
+  in the store, so a replayed or raced code fails), or a recovery code is consumed. Wrong
+  codes count into the login rate limits of the client address and of the account, like
+  wrong passwords.
 - **Not covered by design:** API bearer tokens (issued only from a logged-in session, each a
   256-bit secret of its own) and app passwords for the mail protocols, which cannot ask for a
   code — with a second factor, those protocols take app passwords only
@@ -58,6 +61,7 @@ from pillarbox.store.types import Account, TotpEnrolment
 from pillarbox.web.account import render_settings, settings_refusal
 from pillarbox.web.app import (
     CARRIED_NOTICE,
+    carrying_login_page,
     client_ip,
     field_text,
     next_target,
@@ -279,9 +283,11 @@ def code_page(
     status_code: int = 200,
     error: str = "",
     carried: Sequence[tuple[str, str]] = (),
+    notice: str = "",
 ) -> Response:
-    """The code step's page; ``carried``: a message being written that the password step's
-    form held (:mod:`.composeform`), handed on in this one."""
+    """The code step's page; ``carried``: a message being written that the password step
+    carried (:mod:`.composeform`), handed on in this one's forms (the code's, and "Start
+    again", back to the password step)."""
     return web(request).render(
         request,
         "login_code.html",
@@ -289,8 +295,19 @@ def code_page(
         next=target,
         error=error,
         carried=carried,
-        notice=CARRIED_NOTICE if carried else "",
+        notice=notice or (CARRIED_NOTICE if carried else ""),
     )
+
+
+#: In the code page's address when the password step held a message for it (:mod:`.loginhold`):
+#: a page that finds none then says so.
+HELD_PARAM = "held"
+#: What the code page says when the message its password step held is not here.
+NOT_HELD_NOTICE = (
+    "The message you were writing could not be kept through this step (another server held "
+    "it, or this one restarted). With the page's script on, this browser kept a copy: log in, "
+    "and the compose page in this tab offers to restore it."
+)
 
 
 async def needs_second_factor(services: Services, account: Account) -> bool:
@@ -300,16 +317,18 @@ async def needs_second_factor(services: Services, account: Account) -> bool:
 def password_step(
     request: Request, account: Account, target: str, carried: Sequence[tuple[str, str]] = ()
 ) -> Response:
-    """The answer to a correct password when a code must follow: a pending session, and the
-    code page to go to; with ``carried`` fields the code page itself, holding them in its form
-    (a redirect could not carry them), under the pending session and its CSRF token."""
+    """The answer to a correct password when a code must follow: a pending session, and a
+    redirect to the code page (Post/Redirect/Get: reloading that page asks for it again and
+    never posts the password twice). ``carried`` fields, which a redirect cannot take along,
+    are held for that page under the pending session (:mod:`.loginhold`)."""
     app = web(request)
-    pending = app.codec.password_step(account.id, account.password_hash, _now())
+    now = _now()
+    pending = app.codec.password_step(account.id, account.password_hash, now)
+    location = f"/login/code?next={_quote(target)}"
     if carried:
-        request.state.session = pending
-        response = code_page(request, target, carried=carried)
-    else:
-        response = redirect(f"/login/code?next={_quote(target)}")
+        app.login_hold.keep(account.id, pending.sid, carried, now)
+        location += f"&{HELD_PARAM}=1"
+    response = redirect(location)
     set_session(request, response, pending)
     return response
 
@@ -333,10 +352,31 @@ async def _pending(request: Request) -> Account | None:
 
 
 async def code_form(request: Request) -> Response:
+    """The code page, with the message its password step held put back in its forms: as
+    often as it is reloaded, until the login is done or the password step expires."""
+    app = web(request)
     target = next_target(request.query_params.get("next", "/mail"))
-    if await _pending(request) is None:
+    account = await _pending(request)
+    if account is None:
         return redirect(f"/login?next={_quote(target)}&reason=expired")
-    return code_page(request, target)
+    session: Session = request.state.session
+    carried = app.login_hold.held(account.id, session.sid, _now())
+    lost = not carried and request.query_params.get(HELD_PARAM) == "1"
+    if lost:
+        # With several nodes, a sign that the balancer spreads one browser's requests.
+        _log.info("message held for the code page not found here", account=account.address)
+    return code_page(request, target, carried=carried, notice=NOT_HELD_NOTICE if lost else "")
+
+
+async def start_again(request: Request) -> Response:
+    """The code page's "Start again": the password step anew, with the login page holding the
+    message that page's form carried (a link there would drop it)."""
+    form = await posted_form(request)
+    target = next_target(field_text(form, "next", "/mail"))
+    carried = carried_fields(form)
+    if not carried:
+        return redirect(f"/login?next={_quote(target)}")
+    return carrying_login_page(request, target, carried, status_code=200)
 
 
 async def code_submit(request: Request) -> Response:
@@ -347,14 +387,7 @@ async def code_submit(request: Request) -> Response:
     account = await _pending(request)
     if account is None and carried:
         # The password step again, the message still in hand: 401, its form was not taken.
-        return app.render(
-            request,
-            "login.html",
-            status_code=401,
-            next=target,
-            notice=CARRIED_NOTICE,
-            carried=carried,
-        )
+        return carrying_login_page(request, target, carried)
     if account is None:
         return redirect(f"/login?next={_quote(target)}&reason=expired")
     services = app.services
@@ -385,6 +418,8 @@ async def code_submit(request: Request) -> Response:
         return code_page(request, target, status_code=401, error=error, carried=carried)
     services.authenticator.second_factor_passed(account.address)
     outcomes["passed"].inc()
+    session: Session = request.state.session
+    app.login_hold.drop(account.id, session.sid)
     if carried:
         target = await kept_in_drafts(MailAccess(services, account), carried) or target
     done = redirect(target)
@@ -396,6 +431,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/login/code", code_form, methods=["GET"]),
         Route("/login/code", code_submit, methods=["POST"]),
+        Route("/login/again", start_again, methods=["POST"]),
         Route("/settings/2fa/setup", begin, methods=["POST"]),
         Route("/settings/2fa/confirm", confirm, methods=["POST"]),
         Route("/settings/2fa/disable", disable, methods=["POST"]),
