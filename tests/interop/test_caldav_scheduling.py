@@ -469,3 +469,41 @@ def test_the_webmails_accept_follows_the_chosen_default_calendar(live: LiveServe
         assert list(personal) == [calendar_of(BOB)]
     (reply,) = wait_count(live, ALICE, 1)
     assert reply["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
+
+
+def test_a_calendar_page_save_writes_schedule_status(live: LiveServer) -> None:
+    """RFC 6638 §3.2.9, §7.3: an event with attendees saved on the Calendar page carries the
+    same SCHEDULE-STATUS a CalDAV PUT of it would — Bob's REQUEST in his INBOX (1.2), one
+    queued for another server (1.1), an address no one has (3.7); an update writes them
+    again, and one adding Carol adds hers."""
+    form = {
+        "title": "Roadmap", "calendar": "personal", "start_date": "2031-03-04",
+        "start_time": "09:30", "end_date": "2031-03-04", "end_time": "10:30",
+        "location": "", "description": "", "action": "save",
+        "attendees": f"Bob <{BOB}>, nobody@example.org, dan@elsewhere.test",
+    }  # fmt: skip
+    web = WebSession(live)
+    assert web.login(ALICE).status_code == 303
+    made = web.post("/calendar/events", form)
+    assert made.status_code == 303 and "done=invited" in made.headers["location"]
+    with dav_client(live, ALICE) as alice:
+        (event,) = (h for h in responses(alice.request("PROPFIND", calendar_of(ALICE), headers={
+            "depth": "1"})) if h.endswith(".ics"))  # fmt: skip
+        statuses = {BOB: "1.2", "nobody@example.org": "3.7", "dan@elsewhere.test": "1.1"}
+        assert schedule_statuses(alice, event, "ATTENDEE") == statuses
+        name = event.rsplit("/", 1)[1]
+        # A new location: the update to all, and their statuses written again.
+        moved = web.post(f"/calendar/events/personal/{name}", {**form, "location": "Room 2"})
+        assert moved.status_code == 303 and "done=invited" in moved.headers["location"]
+        assert schedule_statuses(alice, event, "ATTENDEE") == statuses
+        added = web.post(
+            f"/calendar/events/personal/{name}",
+            {**form, "attendees": f"{form['attendees']}, {CAROL}"},
+        )
+        assert added.status_code == 303 and "done=invited" in added.headers["location"]
+        assert schedule_statuses(alice, event, "ATTENDEE") == {**statuses, CAROL: "1.2"}
+    web.close()
+    # The invitation, the new location, the list with Carol (RFC 5546 §3.2.2: her line is
+    # in every attendee's copy).
+    assert [m for m, _ in methods(live, BOB)] == ["REQUEST"] * 3
+    assert [m for m, _ in methods(live, CAROL)] == ["REQUEST"]

@@ -14,7 +14,9 @@ Implementation notes:
   parser and held to its ``[web] max_recipients`` (:func:`attendees_field`): the same checks
   as a message, no others.
 - **One decision** of what a stored change sends (:func:`schedule`), for a CalDAV PUT or
-  DELETE and for the Calendar page's save alike.
+  DELETE and for the Calendar page's save and delete alike; and one record of what became
+  of it (:func:`schedule_write`: SCHEDULE-STATUS, RFC 6638 §3.2.9, §7.3), so an event saved
+  on the page carries the same statuses a phone's PUT of it would.
 - **Copies in Sent**: what the webmail sends for the user (``sent_copy``) is kept in Sent as
   the compose form's messages are (:meth:`.mailaccess.MailAccess.keep_sent`), so the user
   sees they invited or answered; what the server sends for a phone's write is not (the user
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -40,13 +42,13 @@ from starlette.requests import Request
 
 from pillarbox import ical
 from pillarbox.blocking import run_blocking
-from pillarbox.errors import UserError
+from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.trace import make_message_id
 from pillarbox.observability.log import Log
 from pillarbox.queue.intake import Submitted, submit
 from pillarbox.services import Services
 from pillarbox.smtp.replies import Reply
-from pillarbox.store.types import Account, Identity
+from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import client_ip
 from pillarbox.web.composing import parse_people
@@ -298,7 +300,63 @@ async def schedule(
     wrote it: the organizer's REQUESTs and CANCELs (RFC 6638 §3.2.1: an update to all only
     when what the attendees' copies hold changed, :func:`pillarbox.ical.scheduled_content`),
     an attendee's REPLY (§3.2.2, when ``replies``). One entry per message sent; none when
-    nothing had to be sent."""
+    nothing had to be sent. The event is stored whatever happens here: a message not sent
+    is a :attr:`Delivery.warning` (logged), as is an event iCalendar makes no iTIP message
+    of (it passed RFC 4791 §4.1, not RFC 5546)."""
+    try:
+        results = await _decided(
+            request, services, account, previous, data, replies=replies, sent_copy=sent_copy
+        )
+    except ical.InvalidObject as exc:
+        results = [Delivery(f"not sent: {exc}", {})]
+    for warning in (d.warning for d in results if d.warning):
+        _log.warning("scheduling message not sent", account=account.address, why=warning)
+    return results
+
+
+async def schedule_write(
+    request: Request, services: Services, account: Account, calendar: str,
+    stored: CalendarObject, previous: bytes | None, *, replies: bool, sent_copy: bool,
+) -> tuple[CalendarObject, list[Delivery]]:  # fmt: skip
+    """After an event was written as ``stored`` in ``calendar`` over ``previous`` (None:
+    new), by a CalDAV PUT or the Calendar page: what :func:`schedule` sends for it, then
+    (RFC 6638 §3.2.9, §7.3) what became of each message written in SCHEDULE-STATUS — on the
+    attendees of the organizer's copy, on the ORGANIZER of an attendee's —, a client's own
+    value on those lines undone (:func:`pillarbox.ical.with_schedule_status`). The object as
+    stored then (written again, with the same Schedule-Tag, when that changed its bytes: the
+    status is the attendee's line's participation, not the organizer's change,
+    :func:`.caldav.schedule_tag`), and the messages sent."""
+    sent = await schedule(
+        request, services, account, previous, stored.data, replies=replies, sent_copy=sent_copy
+    )
+    statuses = {address: code for d in sent for address, code in d.statuses.items()}
+    own = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
+    data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
+    if data == stored.data:
+        return stored, sent
+    # The messages took a while to submit: a write beside this one since then wins, and
+    # keeps its own statuses (this is the same check-then-save as a PUT's If-Match).
+    try:
+        now_stored = await services.store.calendar_object(account.id, calendar, stored.name)
+    except NotFound:
+        return stored, sent
+    if now_stored.etag != stored.etag:
+        return stored, sent
+    written = await services.store.save_calendar_object(
+        account.id,
+        calendar,
+        replace(stored, data=data),
+        now=datetime.now(UTC),
+        limit=services.config.calendars.max_objects,
+    )
+    return written, sent
+
+
+async def _decided(
+    request: Request, services: Services, account: Account, previous: bytes | None,
+    data: bytes | None, *, replies: bool, sent_copy: bool,
+) -> list[Delivery]:  # fmt: skip
+    """:func:`schedule`'s decision and sending, ``ical.InvalidObject`` not caught."""
     before = await _scheduling_of(services, account, previous)
     after = await _scheduling_of(services, account, data)
     organized = after if after is not None and after[0].organizer_address else before
