@@ -63,16 +63,27 @@ _SUBJECTS = {"REQUEST": "Invitation", "CANCEL": "Cancelled"}
 ANSWERED = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
 
 
-#: RFC 6638 §3.2.9's delivery status codes (SCHEDULE-STATUS, §7.3) for what iMIP can tell:
-#: taken for another server ("1.1 … successfully sent. However, the server does not have
-#: explicit information about whether the scheduling message was successfully delivered",
-#: iMIP's store and forward), in a hosted account's mailbox ("1.2 … successfully
-#: delivered"), an address no one has ("3.7 Invalid calendar user"), refused otherwise
-#: ("5.1 … could not be delivered").
+#: RFC 6638 §3.2.9's delivery status codes (SCHEDULE-STATUS, §7.3) for what iMIP can tell
+#: (1.0, "pending", never: a status is written once the submission answered; 3.8, "access
+#: privileges do not allow it", neither: CalDAV's privileges are not what refuses a message).
+#: Taken for another server: "1.1 … successfully sent. However, the server does not have
+#: explicit information about whether the scheduling message was successfully delivered"
+#: (iMIP's store and forward).
 SENT = "1.1"
+#: In a hosted account's mailbox: "1.2 … successfully delivered".
 DELIVERED = "1.2"
+#: Refused for the address itself: "3.7 … did not recognize the calendar user address of
+#: the recipient".
 INVALID_USER = "3.7"
+#: Refused for now: "5.1 … could not complete delivery … likely due to a temporary failure,
+#: and the originator can try to send the message again at a later time".
 NOT_DELIVERED = "5.1"
+#: Refused for good: "5.2 … not able to find a suitable way to deliver the message … a
+#: permanent failure".
+UNDELIVERABLE = "5.2"
+#: Refused by policy: "5.3 … rejected because scheduling with that recipient is not
+#: allowed … a permanent failure".
+REJECTED = "5.3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +97,8 @@ class Delivery:
 
 
 def delivery_statuses(recipients: Sequence[str], submitted: Submitted) -> dict[str, str]:
-    """RFC 6638 §3.2.9: each recipient's delivery status after the submission path answered."""
+    """RFC 6638 §3.2.9: each recipient's delivery status after the submission path answered:
+    its own refusal's, else (the message refused for all) the submission's."""
     refused = {address.lower(): reply for address, reply in submitted.refused}
     local = {address.lower() for address in submitted.local}
     statuses = {}
@@ -94,18 +106,25 @@ def delivery_statuses(recipients: Sequence[str], submitted: Submitted) -> dict[s
         key = address.lower()
         reply = refused.get(key)
         if reply is not None:
-            statuses[key] = INVALID_USER if _address_unknown(reply) else NOT_DELIVERED
+            statuses[key] = _refusal_status(reply)
         elif not submitted.ok:
-            statuses[key] = NOT_DELIVERED
+            statuses[key] = _refusal_status(submitted.reply)
         else:
             statuses[key] = DELIVERED if key in local else SENT
     return statuses
 
 
-def _address_unknown(reply: Reply) -> bool:
-    """An RCPT refusal for the address itself: RFC 3463 §3.2's "Addressing Status" (X.1.Y:
-    no such mailbox, bad syntax, no such domain)."""
-    return reply.enhanced is not None and reply.enhanced.split(".")[1] == "1"
+def _refusal_status(reply: Reply) -> str:
+    """RFC 6638 §3.2.9: the delivery status an SMTP refusal tells. A transient one (4yz, RFC
+    5321 §4.2.1) may succeed later: :data:`NOT_DELIVERED`; of the permanent ones, one for the
+    address itself (RFC 3463 §3.2, "Addressing Status" X.1.Y: no such mailbox, bad syntax, no
+    such domain) :data:`INVALID_USER`, one by policy (§3.8, "Security or Policy Status"
+    X.7.Y: not authorized, a sending limit) :data:`REJECTED`, any other
+    :data:`UNDELIVERABLE`."""
+    if reply.code < 500:
+        return NOT_DELIVERED
+    subject = reply.enhanced.split(".")[1] if reply.enhanced is not None else "0"
+    return {"1": INVALID_USER, "7": REJECTED}.get(subject, UNDELIVERABLE)
 
 
 def imip_message(
