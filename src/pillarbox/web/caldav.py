@@ -387,10 +387,11 @@ async def _on_calendar(
     if method == "DELETE":
         if calendar.name == default:
             # RFC 6638 §4.3: "Servers MUST reject any attempt to delete the default calendar
-            # collection." The RFC names no precondition for it; this is the one clients know
-            # from Apple's Calendar Server (the RFC's reference implementation).
+            # collection", with RFC 6638's CALDAV:default-calendar-needed (what Cyrus IMAP and
+            # Stalwart answer; Apple's server, older than the RFC, said
+            # default-calendar-delete-allowed).
             _log.info("default calendar not deleted", account=account.address)
-            return xml(_condition("default-calendar-delete-allowed"), 403)
+            return xml(_condition("default-calendar-needed"), 403)
         return await _delete_calendar(request, account, calendar)
     if method in ("GET", "HEAD"):
         return text(f"{calendar.display_name}: use a CalDAV client\n", 200)
