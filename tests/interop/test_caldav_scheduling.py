@@ -6,7 +6,8 @@ attendee's PUT changing its answer sends the REPLY; SCHEDULE-AGENT=CLIENT (§7.1
 ``Schedule-Reply: F`` (§8.1) send nothing; python-caldav's save invites too; a
 sync-collection narrows ``calendar-data``; a reschedule resets the attendees' answers (§3.2.8);
 deleting a calendar removes each meeting in it (§3.2.3.2); SCHEDULE-STATUS is the server's
-(§3.2.9, §7.3); the webmail's Accept follows the default calendar a client chose (§9.2)."""
+(§3.2.9, §7.3), a Calendar page save's too; an ORGANIZER per component is refused (§3.2.4.2);
+the webmail's Accept follows the default calendar a client chose (§9.2)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import icalendar
 import pytest
 
 from pillarbox.net.tls import tls_paths
-from pillarbox.testing.davclient import dav_client, responses
+from pillarbox.testing.davclient import dav_client, error_of, responses
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import WebSession, mailbox_id
@@ -507,3 +508,30 @@ def test_a_calendar_page_save_writes_schedule_status(live: LiveServer) -> None:
     # in every attendee's copy).
     assert [m for m, _ in methods(live, BOB)] == ["REQUEST"] * 3
     assert [m for m, _ in methods(live, CAROL)] == ["REQUEST"]
+
+
+def test_an_organizer_per_component_is_refused(live: LiveServer) -> None:
+    """RFC 6638 §3.2.4.2: a meeting whose overridden instance names another ORGANIZER is
+    refused (403 ``same-organizer-in-all-components``) and nothing is sent; the same override
+    with the series' ORGANIZER (its address in other case) is stored and invites Bob."""
+    override = (
+        "END:VEVENT\r\nBEGIN:VEVENT\r\nUID:roadmap-1\r\nDTSTAMP:20310101T000000Z\r\n"
+        "RECURRENCE-ID:20310311T093000Z\r\nDTSTART:20310311T100000Z\r\nDURATION:PT1H\r\n"
+        "SUMMARY:Roadmap\r\n{organizer}\r\n{bob}\r\n"
+    )
+    weekly = meeting(bob_line(), extra="RRULE:FREQ=WEEKLY;COUNT=3\r\n")
+    carols = override.format(organizer=f"ORGANIZER:mailto:{CAROL}", bob=bob_line())
+    alices = override.format(organizer=f"ORGANIZER:mailto:{ALICE.upper()}", bob=bob_line())
+    event = calendar_of(ALICE) + "roadmap-1.ics"
+    with dav_client(live, ALICE) as alice:
+        refused = put(alice, event, weekly.replace("END:VEVENT\r\nEND:VCALENDAR", carols + (
+            "END:VEVENT\r\nEND:VCALENDAR")))  # fmt: skip
+        assert refused.status_code == 403
+        assert error_of(refused) == [f"{C}same-organizer-in-all-components"]
+        assert alice.get(event).status_code == 404
+        stored = put(alice, event, weekly.replace("END:VEVENT\r\nEND:VCALENDAR", alices + (
+            "END:VEVENT\r\nEND:VCALENDAR")))  # fmt: skip
+        assert stored.status_code == 201
+    # The invitation, with both components: one message.
+    assert len(live.mailbox_messages(BOB, "INBOX")) == 1
+    assert live.mailbox_messages(CAROL, "INBOX") == []
