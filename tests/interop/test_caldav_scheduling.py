@@ -442,7 +442,8 @@ def test_python_caldav_saves_again_after_an_etag_less_put(live: LiveServer) -> N
 
 def test_the_webmails_accept_follows_the_chosen_default_calendar(live: LiveServer) -> None:
     """RFC 6638 §9.2: Bob's client makes ``work`` his default calendar (a PROPPATCH of his
-    inbox); the invitation he accepts in the webmail is stored there, not in ``personal``."""
+    inbox); the invitation he accepts in the webmail is stored there, not in ``personal``,
+    with what became of his REPLY on its ORGANIZER (§7.3), as a phone's answer records it."""
     work = f"/dav/calendars/{BOB}/work/"
     patch = (
         '<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set>'
@@ -465,7 +466,9 @@ def test_the_webmails_accept_follows_the_chosen_default_calendar(live: LiveServe
         assert accepted.status_code == 303
         web.close()
         members = responses(bob.request("PROPFIND", work, headers={"depth": "1"}))
-        assert any(href.endswith(".ics") for href in members)
+        (copy,) = (href for href in members if href.endswith(".ics"))
+        # RFC 6638 §7.3: his REPLY went to Alice's INBOX, and his copy says so.
+        assert schedule_statuses(bob, copy, "ORGANIZER") == {ALICE: "1.2"}
         personal = responses(bob.request("PROPFIND", calendar_of(BOB), headers={"depth": "1"}))
         assert list(personal) == [calendar_of(BOB)]
     (reply,) = wait_count(live, ALICE, 1)

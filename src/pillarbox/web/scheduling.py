@@ -338,37 +338,46 @@ async def schedule_write(
     stored: CalendarObject, previous: bytes | None, *, replies: bool, sent_copy: bool,
 ) -> tuple[CalendarObject, list[Delivery]]:  # fmt: skip
     """After an event was written as ``stored`` in ``calendar`` over ``previous`` (None:
-    new), by a CalDAV PUT or the Calendar page: what :func:`schedule` sends for it, then
-    (RFC 6638 §3.2.9, §7.3) what became of each message written in SCHEDULE-STATUS — on the
-    attendees of the organizer's copy, on the ORGANIZER of an attendee's —, a client's own
-    value on those lines undone (:func:`pillarbox.ical.with_schedule_status`). The object as
-    stored then (written again, with the same Schedule-Tag, when that changed its bytes: the
-    status is the attendee's line's participation, not the organizer's change,
-    :func:`.caldav.schedule_tag`), and the messages sent."""
+    new), by a CalDAV PUT or the Calendar page: what :func:`schedule` sends for it, then what
+    became of it recorded (:func:`record_statuses`). The object as stored then, and the
+    messages sent."""
     sent = await schedule(
         request, services, account, previous, stored.data, replies=replies, sent_copy=sent_copy
     )
+    recorded = await record_statuses(services, account, calendar, stored, previous, sent)
+    return recorded, sent
+
+
+async def record_statuses(
+    services: Services, account: Account, calendar: str, stored: CalendarObject,
+    previous: bytes | None, sent: Sequence[Delivery],
+) -> CalendarObject:  # fmt: skip
+    """RFC 6638 §3.2.9, §7.3: ``stored`` (in ``calendar``, written over ``previous``) with
+    what became of each message ``sent`` for it in SCHEDULE-STATUS — on the attendees of the
+    organizer's copy, on the ORGANIZER of an attendee's —, a client's own value on those
+    lines undone (:func:`pillarbox.ical.with_schedule_status`): written again, with the same
+    Schedule-Tag, when that changes its bytes (the status is the attendee's line's
+    participation, not the organizer's change, :func:`.caldav.schedule_tag`)."""
     statuses = {address: code for d in sent for address, code in d.statuses.items()}
     own = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
     data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
     if data == stored.data:
-        return stored, sent
+        return stored
     # The messages took a while to submit: a write beside this one since then wins, and
     # keeps its own statuses (this is the same check-then-save as a PUT's If-Match).
     try:
         now_stored = await services.store.calendar_object(account.id, calendar, stored.name)
     except NotFound:
-        return stored, sent
+        return stored
     if now_stored.etag != stored.etag:
-        return stored, sent
-    written = await services.store.save_calendar_object(
+        return stored
+    return await services.store.save_calendar_object(
         account.id,
         calendar,
         replace(stored, data=data),
         now=datetime.now(UTC),
         limit=services.config.calendars.max_objects,
     )
-    return written, sent
 
 
 async def _decided(
