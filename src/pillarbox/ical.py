@@ -10,8 +10,9 @@ Implementation notes:
 - **Checked on PUT** (:func:`read_object`): UTF-8, parseable, no property the parser could not
   read (``valid-calendar-data``); one VCALENDAR, no METHOD, components (besides VTIMEZONE) of
   one type sharing one UID (``valid-calendar-object-resource``); that type VEVENT or VTODO
-  (``supported-calendar-component``). The object itself is kept as sent: nothing here
-  rewrites it.
+  (``supported-calendar-component``); one ORGANIZER in all its components (RFC 6638
+  §3.2.4.2, ``same-organizer-in-all-components``). The object itself is kept as sent:
+  nothing here rewrites it.
 - **Time bounds**: the first instance's start and the last instance's end, each widened by
   :data:`SLACK` (a floating time or a date is read as UTC here, while a client may mean any
   zone), None when unbounded (an RRULE with neither COUNT nor UNTIL, more than
@@ -74,7 +75,8 @@ _FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 class InvalidObject(Exception):
-    """A PUT object fails an RFC 4791 §5.3.2.1 precondition, named by ``condition``."""
+    """A PUT object fails an RFC 4791 §5.3.2.1 (or RFC 6638 §3.2.4) precondition, named by
+    ``condition``."""
 
     def __init__(self, condition: str, reason: str) -> None:
         super().__init__(reason)
@@ -180,6 +182,11 @@ def read_object(data: bytes, max_instances: int) -> ObjectInfo:
         # RFC 4791 §4.1: every component of the resource has the same UID.
         raise InvalidObject("valid-calendar-object-resource", "expected one UID")
     (uid,) = uids
+    organizers = {_address(line).lower() for c in components for line in _lines(c, "ORGANIZER")}
+    if len(organizers) > 1:
+        # RFC 6638 §3.2.4.2: "All the calendar components in a scheduling object resource
+        # MUST contain the same "ORGANIZER" property value when present".
+        raise InvalidObject("same-organizer-in-all-components", "the organizers differ")
     named = [c.decoded("RECURRENCE-ID", None) for c in components]
     if len(set(named)) != len(named):
         # RFC 5545 §3.8.4.4: the UID names one recurrence set, RECURRENCE-ID one instance of
@@ -1217,8 +1224,13 @@ _EVENT_PARTSTATS = frozenset({"NEEDS-ACTION", "ACCEPTED", "DECLINED", "TENTATIVE
 
 
 def _listed(event: icalendar.Component) -> list[icalendar.vCalAddress]:
-    attendees = event.get("ATTENDEE")
-    return [] if attendees is None else attendees if isinstance(attendees, list) else [attendees]
+    return _lines(event, "ATTENDEE")
+
+
+def _lines(component: icalendar.Component, name: str) -> list[icalendar.vCalAddress]:
+    """Each ``name`` (ATTENDEE, ORGANIZER) line of the component, however many it has."""
+    lines = component.get(name)
+    return [] if lines is None else lines if isinstance(lines, list) else [lines]
 
 
 def event_attendees(data: bytes) -> tuple[str, tuple[Attendee, ...]]:

@@ -180,7 +180,7 @@ def test_a_client_changes_the_default_calendar(live: LiveServer) -> None:
         assert default() == home + "work/"
         refused = alice.delete(home + "work/")
         assert refused.status_code == 403
-        assert error_of(refused) == [f"{C}default-calendar-delete-allowed"]
+        assert error_of(refused) == [f"{C}default-calendar-needed"]
     client = caldav.DAVClient(
         f"{url}/dav/",
         username=ALICE,
@@ -194,7 +194,7 @@ def test_a_client_changes_the_default_calendar(live: LiveServer) -> None:
 
 def test_the_default_calendar_cannot_be_deleted(live: LiveServer) -> None:
     """RFC 6638 §4.3: the calendar the inbox names as ``schedule-default-calendar-URL`` is
-    refused to DELETE (403, ``default-calendar-delete-allowed``), over httpx and through
+    refused to DELETE (403, ``default-calendar-needed``), over httpx and through
     python-caldav; another calendar is deleted, and the default keeps its events."""
     home = f"/dav/calendars/{ALICE}/"
     with dav_client(live, ALICE) as alice:
@@ -207,7 +207,7 @@ def test_the_default_calendar_cannot_be_deleted(live: LiveServer) -> None:
         assert alice.request("MKCALENDAR", home + "work/").status_code == 201
         refused = alice.delete(default)
         assert refused.status_code == 403
-        assert error_of(refused) == [f"{C}default-calendar-delete-allowed"]
+        assert error_of(refused) == [f"{C}default-calendar-needed"]
         assert alice.get(default + "a.ics").status_code == 200
         assert alice.delete(home + "work/").status_code == 204
     client = caldav.DAVClient(
@@ -220,7 +220,7 @@ def test_the_default_calendar_cannot_be_deleted(live: LiveServer) -> None:
     (calendar,) = principal.calendars()
     with pytest.raises(caldav.lib.error.AuthorizationError) as refusal:
         calendar.delete()
-    assert refusal.value.preconditions == [f"{C}default-calendar-delete-allowed"]
+    assert refusal.value.preconditions == [f"{C}default-calendar-needed"]
     (still,) = principal.calendars()
     assert str(still.url).endswith(default) and len(still.events()) == 1
     other = principal.make_calendar(name="Other", cal_id="other")
@@ -268,7 +268,7 @@ def test_outbox_answers_free_busy(live: LiveServer) -> None:
 
         # Asking as someone else, or with something not a free-busy request: refused (§5).
         refused = alice.post(OUTBOX, content=request(BOB, organizer=BOB), headers=ICS)
-        assert refused.status_code == 403 and error_of(refused) == [f"{C}organizer-allowed"]
+        assert refused.status_code == 403 and error_of(refused) == [f"{C}valid-organizer"]
         wrong = alice.post(OUTBOX, content=request(BOB, method="PUBLISH"), headers=ICS)
         assert wrong.status_code == 403 and error_of(wrong) == [f"{C}valid-scheduling-message"]
         broken = alice.post(OUTBOX, content=b"not iCalendar", headers=ICS)

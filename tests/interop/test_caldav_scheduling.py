@@ -6,7 +6,8 @@ attendee's PUT changing its answer sends the REPLY; SCHEDULE-AGENT=CLIENT (§7.1
 ``Schedule-Reply: F`` (§8.1) send nothing; python-caldav's save invites too; a
 sync-collection narrows ``calendar-data``; a reschedule resets the attendees' answers (§3.2.8);
 deleting a calendar removes each meeting in it (§3.2.3.2); SCHEDULE-STATUS is the server's
-(§3.2.9, §7.3); the webmail's Accept follows the default calendar a client chose (§9.2)."""
+(§3.2.9, §7.3), a Calendar page save's too; an ORGANIZER per component is refused (§3.2.4.2);
+the webmail's Accept follows the default calendar a client chose (§9.2)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import icalendar
 import pytest
 
 from pillarbox.net.tls import tls_paths
-from pillarbox.testing.davclient import dav_client, responses
+from pillarbox.testing.davclient import dav_client, error_of, responses
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.webclient import WebSession, mailbox_id
@@ -441,7 +442,8 @@ def test_python_caldav_saves_again_after_an_etag_less_put(live: LiveServer) -> N
 
 def test_the_webmails_accept_follows_the_chosen_default_calendar(live: LiveServer) -> None:
     """RFC 6638 §9.2: Bob's client makes ``work`` his default calendar (a PROPPATCH of his
-    inbox); the invitation he accepts in the webmail is stored there, not in ``personal``."""
+    inbox); the invitation he accepts in the webmail is stored there, not in ``personal``,
+    with what became of his REPLY on its ORGANIZER (§7.3), as a phone's answer records it."""
     work = f"/dav/calendars/{BOB}/work/"
     patch = (
         '<d:propertyupdate xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set>'
@@ -464,8 +466,75 @@ def test_the_webmails_accept_follows_the_chosen_default_calendar(live: LiveServe
         assert accepted.status_code == 303
         web.close()
         members = responses(bob.request("PROPFIND", work, headers={"depth": "1"}))
-        assert any(href.endswith(".ics") for href in members)
+        (copy,) = (href for href in members if href.endswith(".ics"))
+        # RFC 6638 §7.3: his REPLY went to Alice's INBOX, and his copy says so.
+        assert schedule_statuses(bob, copy, "ORGANIZER") == {ALICE: "1.2"}
         personal = responses(bob.request("PROPFIND", calendar_of(BOB), headers={"depth": "1"}))
         assert list(personal) == [calendar_of(BOB)]
     (reply,) = wait_count(live, ALICE, 1)
     assert reply["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
+
+
+def test_a_calendar_page_save_writes_schedule_status(live: LiveServer) -> None:
+    """RFC 6638 §3.2.9, §7.3: an event with attendees saved on the Calendar page carries the
+    same SCHEDULE-STATUS a CalDAV PUT of it would — Bob's REQUEST in his INBOX (1.2), one
+    queued for another server (1.1), an address no one has (3.7); an update writes them
+    again, and one adding Carol adds hers."""
+    form = {
+        "title": "Roadmap", "calendar": "personal", "start_date": "2031-03-04",
+        "start_time": "09:30", "end_date": "2031-03-04", "end_time": "10:30",
+        "location": "", "description": "", "action": "save",
+        "attendees": f"Bob <{BOB}>, nobody@example.org, dan@elsewhere.test",
+    }  # fmt: skip
+    web = WebSession(live)
+    assert web.login(ALICE).status_code == 303
+    made = web.post("/calendar/events", form)
+    assert made.status_code == 303 and "done=invited" in made.headers["location"]
+    with dav_client(live, ALICE) as alice:
+        (event,) = (h for h in responses(alice.request("PROPFIND", calendar_of(ALICE), headers={
+            "depth": "1"})) if h.endswith(".ics"))  # fmt: skip
+        statuses = {BOB: "1.2", "nobody@example.org": "3.7", "dan@elsewhere.test": "1.1"}
+        assert schedule_statuses(alice, event, "ATTENDEE") == statuses
+        name = event.rsplit("/", 1)[1]
+        # A new location: the update to all, and their statuses written again.
+        moved = web.post(f"/calendar/events/personal/{name}", {**form, "location": "Room 2"})
+        assert moved.status_code == 303 and "done=invited" in moved.headers["location"]
+        assert schedule_statuses(alice, event, "ATTENDEE") == statuses
+        added = web.post(
+            f"/calendar/events/personal/{name}",
+            {**form, "attendees": f"{form['attendees']}, {CAROL}"},
+        )
+        assert added.status_code == 303 and "done=invited" in added.headers["location"]
+        assert schedule_statuses(alice, event, "ATTENDEE") == {**statuses, CAROL: "1.2"}
+    web.close()
+    # The invitation, the new location, the list with Carol (RFC 5546 §3.2.2: her line is
+    # in every attendee's copy).
+    assert [m for m, _ in methods(live, BOB)] == ["REQUEST"] * 3
+    assert [m for m, _ in methods(live, CAROL)] == ["REQUEST"]
+
+
+def test_an_organizer_per_component_is_refused(live: LiveServer) -> None:
+    """RFC 6638 §3.2.4.2: a meeting whose overridden instance names another ORGANIZER is
+    refused (403 ``same-organizer-in-all-components``) and nothing is sent; the same override
+    with the series' ORGANIZER (its address in other case) is stored and invites Bob."""
+    override = (
+        "END:VEVENT\r\nBEGIN:VEVENT\r\nUID:roadmap-1\r\nDTSTAMP:20310101T000000Z\r\n"
+        "RECURRENCE-ID:20310311T093000Z\r\nDTSTART:20310311T100000Z\r\nDURATION:PT1H\r\n"
+        "SUMMARY:Roadmap\r\n{organizer}\r\n{bob}\r\n"
+    )
+    weekly = meeting(bob_line(), extra="RRULE:FREQ=WEEKLY;COUNT=3\r\n")
+    carols = override.format(organizer=f"ORGANIZER:mailto:{CAROL}", bob=bob_line())
+    alices = override.format(organizer=f"ORGANIZER:mailto:{ALICE.upper()}", bob=bob_line())
+    event = calendar_of(ALICE) + "roadmap-1.ics"
+    with dav_client(live, ALICE) as alice:
+        refused = put(alice, event, weekly.replace("END:VEVENT\r\nEND:VCALENDAR", carols + (
+            "END:VEVENT\r\nEND:VCALENDAR")))  # fmt: skip
+        assert refused.status_code == 403
+        assert error_of(refused) == [f"{C}same-organizer-in-all-components"]
+        assert alice.get(event).status_code == 404
+        stored = put(alice, event, weekly.replace("END:VEVENT\r\nEND:VCALENDAR", alices + (
+            "END:VEVENT\r\nEND:VCALENDAR")))  # fmt: skip
+        assert stored.status_code == 201
+    # The invitation, with both components: one message.
+    assert len(live.mailbox_messages(BOB, "INBOX")) == 1
+    assert live.mailbox_messages(CAROL, "INBOX") == []

@@ -710,10 +710,13 @@ class Store(Protocol):
         *,
         start: datetime | None = None,
         end: datetime | None = None,
+        scheduling: bool = False,
     ) -> list[CalendarObject]:
         """The calendar's objects by name; with ``start`` or ``end``, only those whose bounds
-        (:attr:`CalendarObject.starts`, ``ends``) meet ``[start, end)``. ``NotFound`` for no
-        such calendar of the account."""
+        (:attr:`CalendarObject.starts`, ``ends``) meet ``[start, end)``; with ``scheduling``,
+        only scheduling object resources (RFC 6638 §3.1: those with a Schedule-Tag, told by
+        the tag kept beside each object, not by reading the others' bytes). ``NotFound`` for
+        no such calendar of the account."""
 
     async def calendar_members(self, account_id: int, calendar: str) -> list[Member]:
         """The calendar's objects as a listing shows them (name, ETag, component, size), by

@@ -1090,6 +1090,9 @@ class StoreContract:
         await store.save_calendar_object(account.id, "home", later, now=now, limit=5)
         found = await store.calendar_objects(account.id, "home")
         assert [o.schedule_tag for o in found] == ['"t2"', ""]
+        # RFC 6638 §3.1: the scheduling object resources alone, told by their tags.
+        meetings = await store.calendar_objects(account.id, "home", scheduling=True)
+        assert [(o.name, o.data) for o in meetings] == [("m.ics", b"moved")]
         await store.move_calendar_object(
             account.id, "home", "m.ics", "work", later, now=now, limit=5
         )

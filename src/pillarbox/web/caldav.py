@@ -14,7 +14,7 @@ Implementation notes:
   the PUT's body), so the ETag a PUT answers (RFC 4791 §5.3.4) is the one a GET gives — but
   for an organizer's reschedule, whose attendees' answers are reset (RFC 6638 §3.2.8,
   :func:`_answers_reset`), and a meeting whose SCHEDULE-STATUS the server wrote
-  (:func:`_with_statuses`): that PUT answers no ETag (§5.3.4). It is
+  (:func:`.scheduling.schedule_write`): that PUT answers no ETag (§5.3.4). It is
   checked (:func:`pillarbox.ical.read_object`, off the event loop) against RFC 4791 §4.1:
   refusals carry the §5.3.2.1 precondition — 403 for ``valid-calendar-data``,
   ``valid-calendar-object-resource``, ``supported-calendar-data``,
@@ -57,8 +57,8 @@ Implementation notes:
   answers reset, §3.2.8). Then what became of each message (§3.2.9) is written in
   SCHEDULE-STATUS (§7.3: on the attendees of the organizer's copy, on the ORGANIZER of an
   attendee's), a client's own value on those lines undone, and the object stored again
-  (same Schedule-Tag) when that changed it; a message not sent is logged, the PUT still
-  succeeds.
+  (same Schedule-Tag) when that changed it (:func:`.scheduling.schedule_write`, which the
+  Calendar page's save shares); a message not sent is logged, the PUT still succeeds.
 - **Schedule-Tag** (RFC 6638 §3.2.10): an event the account organizes or attends (§3.1)
   keeps a tag beside it (:func:`schedule_tag` decides when it changes: with the organizer's
   changes, not with answers), answered in GET/HEAD/PUT's ``Schedule-Tag`` header (§8.2) and
@@ -97,7 +97,7 @@ from pillarbox.store.types import Account, Calendar, CalendarObject, Member, new
 from pillarbox.web import identities
 from pillarbox.web.app import BodyTooLarge, web
 from pillarbox.web.downloads import foreign_content
-from pillarbox.web.scheduling import schedule
+from pillarbox.web.scheduling import schedule, schedule_write
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
     INVALID_SYNC_TOKEN,
@@ -387,10 +387,11 @@ async def _on_calendar(
     if method == "DELETE":
         if calendar.name == default:
             # RFC 6638 §4.3: "Servers MUST reject any attempt to delete the default calendar
-            # collection." The RFC names no precondition for it; this is the one clients know
-            # from Apple's Calendar Server (the RFC's reference implementation).
+            # collection", with RFC 6638's CALDAV:default-calendar-needed (what Cyrus IMAP and
+            # Stalwart answer; Apple's server, older than the RFC, said
+            # default-calendar-delete-allowed).
             _log.info("default calendar not deleted", account=account.address)
-            return xml(_condition("default-calendar-delete-allowed"), 403)
+            return xml(_condition("default-calendar-needed"), 403)
         return await _delete_calendar(request, account, calendar)
     if method in ("GET", "HEAD"):
         return text(f"{calendar.display_name}: use a CalDAV client\n", 200)
@@ -405,18 +406,22 @@ async def _delete_calendar(request: Request, account: Account, calendar: Calenda
     CANCEL to the attendees of one the account organizes (§3.2.1.3), a DECLINED REPLY to
     the organizer of one it attends (§3.2.2.4), ``Schedule-Reply: F`` heeded (§8.1)."""
     store = web(request).services.store
-    # The scheduling object resources (§3.1) are those with a Schedule-Tag (§3.2.10).
+    # The scheduling object resources (§3.1) are those with a Schedule-Tag (§3.2.10): the
+    # store tells them by the tag kept beside each object, so the others' bytes are not read.
     meetings = [
         o
-        for o in await store.calendar_objects(account.id, calendar.name)
-        if o.component == "VEVENT" and o.schedule_tag
+        for o in await store.calendar_objects(account.id, calendar.name, scheduling=True)
+        if o.component == "VEVENT"
     ]
     try:
         await store.delete_calendar(account.id, calendar.name)
     except NotFound:  # deleted by a request beside this one, which sent the messages
         return text(NOT_FOUND, 404)
     for obj in meetings:
-        await _schedule(request, account, obj.data, None)
+        await schedule(
+            request, web(request).services, account, obj.data, None,
+            replies=_replies(request), sent_copy=False,
+        )  # fmt: skip
     return Response(status_code=204)
 
 
@@ -776,12 +781,13 @@ async def _put(request: Request, account: Account, calendar: Calendar, name: str
     except TooManyEntries as exc:
         return text(f"{exc}\n", 507)  # RFC 4918 §11.5
     if info.component == "VEVENT":
-        # What the attendees are sent is what was stored (answers reset, RFC 6638 §3.2.8).
-        previous = current.data if current is not None else None
-        statuses = await _schedule(request, account, previous, stored.data)
-        stored = await _with_statuses(
-            app.services, account, calendar, stored, info, previous, statuses
-        )
+        # What the attendees are sent is what was stored (answers reset, RFC 6638 §3.2.8). A
+        # phone's messages are not kept in Sent: the user wrote no message (docs/calendars.md).
+        stored, _ = await schedule_write(
+            request, app.services, account, calendar.name, stored,
+            current.data if current is not None else None,
+            replies=_replies(request), sent_copy=False,
+        )  # fmt: skip
     # RFC 4791 §5.3.4: the ETag only when stored as sent (a reschedule's reset answers, the
     # delivery statuses written are not: the client fetches the object again); RFC 6638
     # §8.2: the Schedule-Tag.
@@ -1042,64 +1048,16 @@ async def _delete(request: Request, account: Account, calendar: Calendar, name: 
     except NotFound:
         return text(NOT_FOUND, 404)
     if current.component == "VEVENT":
-        await _schedule(request, account, current.data, None)
+        await schedule(
+            request, web(request).services, account, current.data, None,
+            replies=_replies(request), sent_copy=False,
+        )  # fmt: skip
     return Response(status_code=204)
 
 
 # -- implicit scheduling (RFC 6638) ----------------------------------------------------------------
 
 
-async def _schedule(
-    request: Request, account: Account, previous: bytes | None, data: bytes | None
-) -> dict[str, str]:
-    """RFC 6638 §3.2: what the server sends for the account after a PUT (``data``) or a
-    DELETE (``data`` None) of an event: the organizer's REQUESTs and CANCELs (§3.2.1), an
-    attendee's REPLY (§3.2.2). The object is stored whatever happens here: a message not
-    sent is logged. Returns each recipient's (lowercased) delivery status (§3.2.9)."""
-    statuses: dict[str, str] = {}
-    try:
-        # RFC 6638 §8.1: "Schedule-Reply: F" asks for no REPLY. A phone's messages are not
-        # kept in Sent: the user wrote no message (docs/calendars.md).
-        replies = request.headers.get("schedule-reply", "T").strip().upper() != "F"
-        results = await schedule(
-            request, web(request).services, account, previous, data, replies=replies,
-            sent_copy=False,
-        )  # fmt: skip
-        warning = "; ".join(d.warning for d in results if d.warning)
-        statuses = {address: code for d in results for address, code in d.statuses.items()}
-    except ical.InvalidObject as exc:
-        # Stored (RFC 4791 §4.1 holds) but not an iTIP message iCalendar can make of it.
-        warning = str(exc)
-    if warning:
-        _log.warning("caldav scheduling message not sent", account=account.address, why=warning)
-    return statuses
-
-
-async def _with_statuses(
-    services: Services, account: Account, calendar: Calendar, stored: CalendarObject,
-    info: ical.ObjectInfo, previous: bytes | None, statuses: dict[str, str],
-) -> CalendarObject:  # fmt: skip
-    """RFC 6638 §3.2.9, §7.3: ``stored`` (written over ``previous``) with the delivery status
-    of each message just sent for it in SCHEDULE-STATUS, and a client's own there undone
-    (:func:`pillarbox.ical.with_schedule_status`): stored again when that changes its bytes,
-    with the same Schedule-Tag (the status is the attendee's line's participation, not the
-    organizer's change: :func:`schedule_tag`)."""
-    own = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
-    data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
-    if data == stored.data:
-        return stored
-    # The messages took a while to submit: a write beside this one since then wins, and
-    # keeps its own statuses (this is the same check-then-save as a PUT's If-Match).
-    try:
-        now_stored = await services.store.calendar_object(account.id, calendar.name, stored.name)
-    except NotFound:
-        return stored
-    if now_stored.etag != stored.etag:
-        return stored
-    return await services.store.save_calendar_object(
-        account.id,
-        calendar.name,
-        _stored(stored.name, data, info, stored.schedule_tag),
-        now=datetime.now(UTC),
-        limit=services.config.calendars.max_objects,
-    )
+def _replies(request: Request) -> bool:
+    """RFC 6638 §8.1: "Schedule-Reply: F" asks for no REPLY."""
+    return request.headers.get("schedule-reply", "T").strip().upper() != "F"

@@ -24,10 +24,12 @@ Implementation notes:
   organizes (or a new one) takes attendees; saving it with some stores ORGANIZER and ATTENDEE
   lines and sends each attendee the event as a METHOD:REQUEST, one removed from the list a
   CANCEL; deleting it sends them a CANCEL. An edit is sent as a CalDAV PUT's would be
-  (:func:`.scheduling.schedule`, one decision for both): the update to all only when what
-  the attendees' copies hold changed; an edit changing nothing is not stored at all (the
-  same bytes, the same ETag). The event is saved even when sending fails: the page says
-  what was not sent. What is sent from here is kept in Sent (docs/calendars.md).
+  (:func:`.scheduling.schedule_write`, one decision for both): the update to all only when
+  what the attendees' copies hold changed; what became of each message is written in the
+  attendee's SCHEDULE-STATUS (RFC 6638 §3.2.9, §7.3), as for a PUT; an edit changing
+  nothing is not stored at all (the same bytes, the same ETag). The event is saved even
+  when sending fails: the page says what was not sent. What is sent from here is kept in
+  Sent (docs/calendars.md).
 - **Someone else's event**: deleting an event another organizes, that one of the account's
   identities attends, offers (ticked) to tell the organizer: a METHOD:REPLY with
   PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.scheduling.send_reply`),
@@ -79,6 +81,7 @@ from pillarbox.web.scheduling import (
     attendees_field,
     meeting_of,
     schedule,
+    schedule_write,
     send_reply,
 )
 from pillarbox.web.zone import reader_zone
@@ -545,22 +548,24 @@ async def event_submit(request: Request) -> Response:
                 [(p.address, p.name) for p in invited], now,
             )  # fmt: skip
         if edited is not None and chosen != calendar:
-            moved = await move_event(services, account, calendar, edited, chosen, data)
-            calendar, name, data = chosen, moved.name, moved.data
+            stored = await move_event(services, account, calendar, edited, chosen, data)
+            name = stored.name
         elif data == previous:
             # Nothing the form shows changed: no new ETag for the phones to fetch, no update.
             return redirect(f"/calendar/events/{calendar}/{name}?done=unchanged")
         else:
             # As stored: a new time resets the attendees' answers (RFC 6638 §3.2.8).
-            data = (await store_event(services, account, chosen, name, data, edited)).data
+            stored = await store_event(services, account, chosen, name, data, edited)
     except UserError as exc:
         return await _render(request, account, editing=typed, error=str(exc), status_code=400)
     target = f"/calendar/events/{chosen}/{name}"
-    # What to send is decided as for a CalDAV PUT (RFC 6638 §3.2.1): an update to all only
-    # when what the attendees' copies hold changed (not for a move alone: the attendees'
-    # copies do not say which of the organizer's calendars holds it); the form changes no
-    # answer (no REPLY).
-    sent = await schedule(request, services, account, previous, data, replies=False, sent_copy=True)
+    # What to send is decided, and what became of it recorded in SCHEDULE-STATUS, as for a
+    # CalDAV PUT (RFC 6638 §3.2.1, §3.2.9): an update to all only when what the attendees'
+    # copies hold changed (not for a move alone: the attendees' copies do not say which of
+    # the organizer's calendars holds it); the form changes no answer (no REPLY).
+    _, sent = await schedule_write(
+        request, services, account, chosen, stored, previous, replies=False, sent_copy=True
+    )
     if not sent:
         return redirect(f"{target}?done=saved")
     warning = "; ".join(d.warning for d in sent if d.warning)

@@ -14,7 +14,9 @@ Implementation notes:
   PARTSTAT, through :func:`.calendarpage.store_event` (what a CalDAV PUT does: phones see
   it), then send a METHOD:REPLY (§3.2.3, :func:`.scheduling.send_reply`) to the organizer
   through the submission path the webmail's own sending takes, from the identity the
-  invitation addressed. Once the REPLY is sent, the invitation's message is marked
+  invitation addressed, and what became of it written on the stored copy's ORGANIZER as
+  SCHEDULE-STATUS (RFC 6638 §7.3, :func:`.scheduling.record_statuses`, as for a phone's
+  answer). Once the REPLY is sent, the invitation's message is marked
   ``\\Answered`` as a client marks what it replied to (RFC 9051 §2.3.2) — in a folder shared
   with the reader, only with the right to set it (RFC 4314 §4: "w").
 - **CANCEL** (§3.2.5): "Remove from calendar" deletes the object of that UID from every
@@ -67,7 +69,7 @@ from pillarbox.web.caldav import account_calendars, default_calendar
 from pillarbox.web.calendarpage import object_name, span_text, store_event
 from pillarbox.web.mailaccess import SENT_NOT_KEPT, MailAccess, Opened
 from pillarbox.web.reading import calendar_part, people
-from pillarbox.web.scheduling import ANSWERED, send_reply
+from pillarbox.web.scheduling import ANSWERED, record_statuses, send_reply
 
 _log = Log("web.invitations")
 
@@ -236,7 +238,7 @@ async def _answer(
         name = current.name
     except NotFound:
         current, name = None, object_name(invitation.uid)
-    await store_event(services, account, calendar, name, stored, current)
+    saved = await store_event(services, account, calendar, name, stored, current)
     if not invitation.organizer or "@" not in invitation.organizer:
         return "Saved in your calendar (the invitation names no organizer to answer)."
     delivery = await send_reply(
@@ -248,6 +250,11 @@ async def _answer(
         partstat,
         invitation.organizer,
         sent_copy=True,
+    )
+    # RFC 6638 §7.3: what became of the REPLY, on the ORGANIZER of the copy, as a phone's
+    # answer over CalDAV records it.
+    await record_statuses(
+        services, account, calendar, saved, current.data if current else None, [delivery]
     )
     unsent = delivery.warning
     if unsent and unsent != SENT_NOT_KEPT:

@@ -13,7 +13,7 @@ Implementation notes:
   which a PROPPATCH changes to another of the account's calendars (kept in its settings;
   §4.3 lets a client choose) and a DELETE does not remove (§4.3's MUST, :mod:`.caldav`).
 - **The outbox** answers PROPFIND (``schedule-outbox``) and POST of a VFREEBUSY request
-  (§5; RFC 5546 §3.3.2) from one of the caller's identities (else 403 ``organizer-allowed``):
+  (§5; RFC 5546 §3.3.2) from one of the caller's identities (else 403 ``valid-organizer``):
   200 with a ``schedule-response`` holding, per ATTENDEE, a request status and, for a local
   account (in any hosted domain; by its address, or an alias or plus-address reaching it
   alone: :func:`_calendar_user`), its busy time over all its calendars as a METHOD:REPLY
@@ -221,7 +221,9 @@ async def _free_busy(request: Request, account: Account) -> Response:
         return xml(_condition(condition), 403)
     known = {i.address.lower() for i in await identities.identities_of(app.services, account)}
     if _address(asked.organizer) not in known:
-        return xml(_condition("organizer-allowed"), 403)
+        # RFC 6638 §5: the ORGANIZER must be the outbox's owner, CALDAV:valid-organizer (the
+        # drafts' organizer-allowed, which Apple's server still answers).
+        return xml(_condition("valid-organizer"), 403)
     if len(asked.attendees) > app.limits.max_recipients:
         return xml(_condition("max-recipients"), 403)
     now = datetime.now(UTC)

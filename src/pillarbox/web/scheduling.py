@@ -14,7 +14,9 @@ Implementation notes:
   parser and held to its ``[web] max_recipients`` (:func:`attendees_field`): the same checks
   as a message, no others.
 - **One decision** of what a stored change sends (:func:`schedule`), for a CalDAV PUT or
-  DELETE and for the Calendar page's save alike.
+  DELETE and for the Calendar page's save and delete alike; and one record of what became
+  of it (:func:`schedule_write`: SCHEDULE-STATUS, RFC 6638 §3.2.9, §7.3), so an event saved
+  on the page carries the same statuses a phone's PUT of it would.
 - **Copies in Sent**: what the webmail sends for the user (``sent_copy``) is kept in Sent as
   the compose form's messages are (:meth:`.mailaccess.MailAccess.keep_sent`), so the user
   sees they invited or answered; what the server sends for a phone's write is not (the user
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -40,13 +42,13 @@ from starlette.requests import Request
 
 from pillarbox import ical
 from pillarbox.blocking import run_blocking
-from pillarbox.errors import UserError
+from pillarbox.errors import NotFound, UserError
 from pillarbox.mail.trace import make_message_id
 from pillarbox.observability.log import Log
 from pillarbox.queue.intake import Submitted, submit
 from pillarbox.services import Services
 from pillarbox.smtp.replies import Reply
-from pillarbox.store.types import Account, Identity
+from pillarbox.store.types import Account, CalendarObject, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import client_ip
 from pillarbox.web.composing import parse_people
@@ -61,16 +63,27 @@ _SUBJECTS = {"REQUEST": "Invitation", "CANCEL": "Cancelled"}
 ANSWERED = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
 
 
-#: RFC 6638 §3.2.9's delivery status codes (SCHEDULE-STATUS, §7.3) for what iMIP can tell:
-#: taken for another server ("1.1 … successfully sent. However, the server does not have
-#: explicit information about whether the scheduling message was successfully delivered",
-#: iMIP's store and forward), in a hosted account's mailbox ("1.2 … successfully
-#: delivered"), an address no one has ("3.7 Invalid calendar user"), refused otherwise
-#: ("5.1 … could not be delivered").
+#: RFC 6638 §3.2.9's delivery status codes (SCHEDULE-STATUS, §7.3) for what iMIP can tell
+#: (1.0, "pending", never: a status is written once the submission answered; 3.8, "access
+#: privileges do not allow it", neither: CalDAV's privileges are not what refuses a message).
+#: Taken for another server: "1.1 … successfully sent. However, the server does not have
+#: explicit information about whether the scheduling message was successfully delivered"
+#: (iMIP's store and forward).
 SENT = "1.1"
+#: In a hosted account's mailbox: "1.2 … successfully delivered".
 DELIVERED = "1.2"
+#: Refused for the address itself: "3.7 … did not recognize the calendar user address of
+#: the recipient".
 INVALID_USER = "3.7"
+#: Refused for now: "5.1 … could not complete delivery … likely due to a temporary failure,
+#: and the originator can try to send the message again at a later time".
 NOT_DELIVERED = "5.1"
+#: Refused for good: "5.2 … not able to find a suitable way to deliver the message … a
+#: permanent failure".
+UNDELIVERABLE = "5.2"
+#: Refused by policy: "5.3 … rejected because scheduling with that recipient is not
+#: allowed … a permanent failure".
+REJECTED = "5.3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +97,8 @@ class Delivery:
 
 
 def delivery_statuses(recipients: Sequence[str], submitted: Submitted) -> dict[str, str]:
-    """RFC 6638 §3.2.9: each recipient's delivery status after the submission path answered."""
+    """RFC 6638 §3.2.9: each recipient's delivery status after the submission path answered:
+    its own refusal's, else (the message refused for all) the submission's."""
     refused = {address.lower(): reply for address, reply in submitted.refused}
     local = {address.lower() for address in submitted.local}
     statuses = {}
@@ -92,18 +106,25 @@ def delivery_statuses(recipients: Sequence[str], submitted: Submitted) -> dict[s
         key = address.lower()
         reply = refused.get(key)
         if reply is not None:
-            statuses[key] = INVALID_USER if _address_unknown(reply) else NOT_DELIVERED
+            statuses[key] = _refusal_status(reply)
         elif not submitted.ok:
-            statuses[key] = NOT_DELIVERED
+            statuses[key] = _refusal_status(submitted.reply)
         else:
             statuses[key] = DELIVERED if key in local else SENT
     return statuses
 
 
-def _address_unknown(reply: Reply) -> bool:
-    """An RCPT refusal for the address itself: RFC 3463 §3.2's "Addressing Status" (X.1.Y:
-    no such mailbox, bad syntax, no such domain)."""
-    return reply.enhanced is not None and reply.enhanced.split(".")[1] == "1"
+def _refusal_status(reply: Reply) -> str:
+    """RFC 6638 §3.2.9: the delivery status an SMTP refusal tells. A transient one (4yz, RFC
+    5321 §4.2.1) may succeed later: :data:`NOT_DELIVERED`; of the permanent ones, one for the
+    address itself (RFC 3463 §3.2, "Addressing Status" X.1.Y: no such mailbox, bad syntax, no
+    such domain) :data:`INVALID_USER`, one by policy (§3.8, "Security or Policy Status"
+    X.7.Y: not authorized, a sending limit) :data:`REJECTED`, any other
+    :data:`UNDELIVERABLE`."""
+    if reply.code < 500:
+        return NOT_DELIVERED
+    subject = reply.enhanced.split(".")[1] if reply.enhanced is not None else "0"
+    return {"1": INVALID_USER, "7": REJECTED}.get(subject, UNDELIVERABLE)
 
 
 def imip_message(
@@ -298,7 +319,72 @@ async def schedule(
     wrote it: the organizer's REQUESTs and CANCELs (RFC 6638 §3.2.1: an update to all only
     when what the attendees' copies hold changed, :func:`pillarbox.ical.scheduled_content`),
     an attendee's REPLY (§3.2.2, when ``replies``). One entry per message sent; none when
-    nothing had to be sent."""
+    nothing had to be sent. The event is stored whatever happens here: a message not sent
+    is a :attr:`Delivery.warning` (logged), as is an event iCalendar makes no iTIP message
+    of (it passed RFC 4791 §4.1, not RFC 5546)."""
+    try:
+        results = await _decided(
+            request, services, account, previous, data, replies=replies, sent_copy=sent_copy
+        )
+    except ical.InvalidObject as exc:
+        results = [Delivery(f"not sent: {exc}", {})]
+    for warning in (d.warning for d in results if d.warning):
+        _log.warning("scheduling message not sent", account=account.address, why=warning)
+    return results
+
+
+async def schedule_write(
+    request: Request, services: Services, account: Account, calendar: str,
+    stored: CalendarObject, previous: bytes | None, *, replies: bool, sent_copy: bool,
+) -> tuple[CalendarObject, list[Delivery]]:  # fmt: skip
+    """After an event was written as ``stored`` in ``calendar`` over ``previous`` (None:
+    new), by a CalDAV PUT or the Calendar page: what :func:`schedule` sends for it, then what
+    became of it recorded (:func:`record_statuses`). The object as stored then, and the
+    messages sent."""
+    sent = await schedule(
+        request, services, account, previous, stored.data, replies=replies, sent_copy=sent_copy
+    )
+    recorded = await record_statuses(services, account, calendar, stored, previous, sent)
+    return recorded, sent
+
+
+async def record_statuses(
+    services: Services, account: Account, calendar: str, stored: CalendarObject,
+    previous: bytes | None, sent: Sequence[Delivery],
+) -> CalendarObject:  # fmt: skip
+    """RFC 6638 §3.2.9, §7.3: ``stored`` (in ``calendar``, written over ``previous``) with
+    what became of each message ``sent`` for it in SCHEDULE-STATUS — on the attendees of the
+    organizer's copy, on the ORGANIZER of an attendee's —, a client's own value on those
+    lines undone (:func:`pillarbox.ical.with_schedule_status`): written again, with the same
+    Schedule-Tag, when that changes its bytes (the status is the attendee's line's
+    participation, not the organizer's change, :func:`.caldav.schedule_tag`)."""
+    statuses = {address: code for d in sent for address, code in d.statuses.items()}
+    own = frozenset(i.address.lower() for i in await identities.identities_of(services, account))
+    data = await run_blocking(ical.with_schedule_status, stored.data, previous, statuses, own)
+    if data == stored.data:
+        return stored
+    # The messages took a while to submit: a write beside this one since then wins, and
+    # keeps its own statuses (this is the same check-then-save as a PUT's If-Match).
+    try:
+        now_stored = await services.store.calendar_object(account.id, calendar, stored.name)
+    except NotFound:
+        return stored
+    if now_stored.etag != stored.etag:
+        return stored
+    return await services.store.save_calendar_object(
+        account.id,
+        calendar,
+        replace(stored, data=data),
+        now=datetime.now(UTC),
+        limit=services.config.calendars.max_objects,
+    )
+
+
+async def _decided(
+    request: Request, services: Services, account: Account, previous: bytes | None,
+    data: bytes | None, *, replies: bool, sent_copy: bool,
+) -> list[Delivery]:  # fmt: skip
+    """:func:`schedule`'s decision and sending, ``ical.InvalidObject`` not caught."""
     before = await _scheduling_of(services, account, previous)
     after = await _scheduling_of(services, account, data)
     organized = after if after is not None and after[0].organizer_address else before

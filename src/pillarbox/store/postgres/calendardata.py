@@ -133,15 +133,21 @@ async def delete_calendar(conn: Conn, account_id: int, name: str) -> None:
 
 
 async def calendar_objects(
-    conn: Conn, account_id: int, calendar: str, start: datetime | None, end: datetime | None
+    conn: Conn,
+    account_id: int,
+    calendar: str,
+    start: datetime | None,
+    end: datetime | None,
+    scheduling: bool,
 ) -> list[CalendarObject]:
     found = await _calendar_named(conn, account_id, calendar)
     cur = await conn.execute(
         f"SELECT {_OBJECT} FROM calendar_objects WHERE calendar_id = %(id)s "
         "AND (%(end)s::timestamptz IS NULL OR starts IS NULL OR starts < %(end)s) "
         "AND (%(start)s::timestamptz IS NULL OR ends IS NULL OR ends > %(start)s) "
+        "AND (NOT %(scheduling)s OR schedule_tag <> '') "
         'ORDER BY name COLLATE "C"',
-        {"id": found.id, "start": start, "end": end},
+        {"id": found.id, "start": start, "end": end, "scheduling": scheduling},
     )
     return [_object(row) for row in await cur.fetchall()]
 

@@ -2001,9 +2001,12 @@ class PostgresStore:
         *,
         start: datetime | None = None,
         end: datetime | None = None,
+        scheduling: bool = False,
     ) -> list[CalendarObject]:
         return await self._read(
-            lambda conn: calendardata.calendar_objects(conn, account_id, calendar, start, end)
+            lambda conn: calendardata.calendar_objects(
+                conn, account_id, calendar, start, end, scheduling
+            )
         )
 
     async def calendar_members(self, account_id: int, calendar: str) -> list[Member]:

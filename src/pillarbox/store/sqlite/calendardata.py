@@ -140,16 +140,19 @@ def calendar_objects(
     calendar: str,
     start: datetime | None,
     end: datetime | None,
+    scheduling: bool,
 ) -> list[CalendarObject]:
     found = _calendar_named(conn, account_id, calendar)
     rows = conn.execute(
         f"SELECT {_OBJECT} FROM calendar_objects WHERE calendar_id = ?1 "
         "AND (?2 IS NULL OR starts IS NULL OR starts < ?2) "
-        "AND (?3 IS NULL OR ends IS NULL OR ends > ?3) ORDER BY name",
+        "AND (?3 IS NULL OR ends IS NULL OR ends > ?3) "
+        "AND (NOT ?4 OR schedule_tag != '') ORDER BY name",
         (
             found.id,
             None if end is None else _micros(end),
             None if start is None else _micros(start),
+            scheduling,
         ),
     )
     return [_object(row) for row in rows]

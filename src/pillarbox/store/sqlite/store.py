@@ -1855,9 +1855,12 @@ class SqliteStore:
         *,
         start: datetime | None = None,
         end: datetime | None = None,
+        scheduling: bool = False,
     ) -> list[CalendarObject]:
         return await self._read(
-            lambda conn: calendardata.calendar_objects(conn, account_id, calendar, start, end)
+            lambda conn: calendardata.calendar_objects(
+                conn, account_id, calendar, start, end, scheduling
+            )
         )
 
     async def calendar_members(self, account_id: int, calendar: str) -> list[Member]:
