@@ -464,6 +464,44 @@ async def test_policies_that_cannot_be_had_are_reported(
     }
 
 
+async def test_a_smart_hosts_sessions_are_reported_under_its_own_name(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8461 §3.4, RFC 8460 §4.4: through a smart host its policy applied, so its sessions
+    are results of its own Policy Domain (its name), not the recipient domains'; a smart host
+    given as an address has no Policy Domain and leaves none."""
+    good = runner(store, resolver, peers, tls_reports=True, smarthost="mx.good.test")
+    assert await deliver(store, good, "x@stray.test") is None
+    badcert = runner(store, resolver, peers, tls_reports=True, smarthost="mx.badcert.test")
+    assert await deliver(store, badcert, "x@plain.test") is not None
+    by_address = runner(store, resolver, peers, tls_reports=True, smarthost=GOOD_MX)
+    assert await deliver(store, by_address, "y@plain.test") is None
+    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type, r.receiving_mx) for r in results}
+    assert seen == {
+        ("mx.good.test", "sts", "", "mx.good.test"),
+        ("mx.badcert.test", "sts", "certificate-host-mismatch", "mx.badcert.test"),
+    }
+    assert len(results) == 2
+    assert rcpts(peers.good) == ["x@stray.test", "y@plain.test"]
+    assert next(r for r in results if r.policy_domain == "mx.good.test").mx_patterns == (
+        "mx.good.test",
+    )
+
+
+async def test_a_smart_hosts_policy_that_cannot_be_had_is_reported_under_its_name(
+    store: SqliteStore, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8460 §4.3.2.2: the smart host's policy could not be fetched (not text/plain); the
+    failure is its own, and the session that then went as without a policy too."""
+    queue = runner(store, resolver, peers, tls_reports=True, smarthost="html.test")
+    # html.test has no address of its own: the relay session fails; the policy failure stays.
+    await deliver(store, queue, "x@plain.test")
+    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type) for r in results}
+    assert seen == {("html.test", "sts", "sts-policy-fetch-error")}
+
+
 # -- the fetch (§3.3) -----------------------------------------------------------------------------
 
 
