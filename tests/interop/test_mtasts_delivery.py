@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pillarbox import config as cfg
+from pillarbox import provisioning
 from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord, required_records
 from pillarbox.dns.resolver import DnsResolver
@@ -224,7 +225,7 @@ async def resolver(peers: Peers) -> AsyncIterator[DnsResolver]:
 
 
 def runner(
-    store: SqliteStore,
+    store: Store,
     resolver: DnsResolver,
     peers: Peers,
     *,
@@ -264,8 +265,28 @@ def runner(
     )
 
 
-async def deliver(store: SqliteStore, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:
+async def deliver(store: Store, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:
     return await deliver_once(store, queue, recipient, RAW)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def kept(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The ``store`` fixture on each backend (PostgreSQL skipped when unreachable)."""
+    if request.param == "postgresql":
+        reason = unreachable_reason()
+        if reason is not None:
+            pytest.skip(reason)
+        database: TestDatabase = request.getfixturevalue("database")
+        store: Store = PostgresStore(database.new_store_url())
+    else:
+        store = SqliteStore(tmp_path / "kept.sqlite3")
+    await store.open()
+    await provisioning.add_domain(store, "a.test")
+    await store.add_account("alice@a.test", "x")
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 # -- the cases ------------------------------------------------------------------------------------
@@ -469,18 +490,18 @@ async def test_policies_that_cannot_be_had_are_reported(
 
 
 async def test_a_smart_hosts_sessions_are_reported_under_its_own_name(
-    store: SqliteStore, resolver: DnsResolver, peers: Peers
+    kept: Store, resolver: DnsResolver, peers: Peers
 ) -> None:
     """RFC 8461 §3.4, RFC 8460 §4.4: through a smart host its policy applied, so its sessions
     are results of its own Policy Domain (its name), not the recipient domains'; a smart host
     given as an address has no Policy Domain and leaves none."""
-    good = runner(store, resolver, peers, tls_reports=True, smarthost="mx.good.test")
-    assert await deliver(store, good, "x@stray.test") is None
-    badcert = runner(store, resolver, peers, tls_reports=True, smarthost="mx.badcert.test")
-    assert await deliver(store, badcert, "x@plain.test") is not None
-    by_address = runner(store, resolver, peers, tls_reports=True, smarthost=GOOD_MX)
-    assert await deliver(store, by_address, "y@plain.test") is None
-    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    good = runner(kept, resolver, peers, tls_reports=True, smarthost="mx.good.test")
+    assert await deliver(kept, good, "x@stray.test") is None
+    badcert = runner(kept, resolver, peers, tls_reports=True, smarthost="mx.badcert.test")
+    assert await deliver(kept, badcert, "x@plain.test") is not None
+    by_address = runner(kept, resolver, peers, tls_reports=True, smarthost=GOOD_MX)
+    assert await deliver(kept, by_address, "y@plain.test") is None
+    results = await kept.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
     seen = {(r.policy_domain, r.policy_type, r.result_type, r.receiving_mx) for r in results}
     assert seen == {
         ("mx.good.test", "sts", "", "mx.good.test"),
@@ -494,14 +515,14 @@ async def test_a_smart_hosts_sessions_are_reported_under_its_own_name(
 
 
 async def test_a_smart_hosts_policy_that_cannot_be_had_is_reported_under_its_name(
-    store: SqliteStore, resolver: DnsResolver, peers: Peers
+    kept: Store, resolver: DnsResolver, peers: Peers
 ) -> None:
     """RFC 8460 §4.3.2.2: the smart host's policy could not be fetched (not text/plain); the
     failure is its own, and the session that then went as without a policy too."""
-    queue = runner(store, resolver, peers, tls_reports=True, smarthost="html.test")
+    queue = runner(kept, resolver, peers, tls_reports=True, smarthost="html.test")
     # html.test has no address of its own: the relay session fails; the policy failure stays.
-    await deliver(store, queue, "x@plain.test")
-    results = await store.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    await deliver(kept, queue, "x@plain.test")
+    results = await kept.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
     seen = {(r.policy_domain, r.policy_type, r.result_type) for r in results}
     assert seen == {("html.test", "sts", "sts-policy-fetch-error")}
 
@@ -867,25 +888,6 @@ async def test_cached_policies_outlive_a_restart_and_are_refreshed_on_schedule(
 # -- §3.3: failed fetches outlive a restart; PostgreSQL nodes share the cache ---------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def kept(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """The store the policies are kept in, on each backend (PostgreSQL skipped when
-    unreachable)."""
-    if request.param == "postgresql":
-        reason = unreachable_reason()
-        if reason is not None:
-            pytest.skip(reason)
-        database: TestDatabase = request.getfixturevalue("database")
-        store: Store = PostgresStore(database.new_store_url())
-    else:
-        store = SqliteStore(tmp_path / "kept.sqlite3")
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 def node(resolver: DnsResolver, peers: Peers, store: Store, clock: Clock) -> MtaStsPolicies:
     """A process's policies over ``store``: a new one is a restart, or another node."""
     context = verifying_context(peers.ca.bundle)
@@ -954,6 +956,8 @@ async def nodes(database: TestDatabase) -> AsyncIterator[tuple[Store, Store]]:
     second: Store = PostgresStore(url)
     await first.open()
     await second.open()
+    await provisioning.add_domain(first, "a.test")
+    await first.add_account("alice@a.test", "x")
     try:
         yield first, second
     finally:
@@ -984,6 +988,19 @@ async def test_a_node_uses_the_policy_another_node_fetched(
     assert peers.policy_asked == ["mta-sts.good.test", "mta-sts.html.test"]
     failure = b.fetch_failure("html.test")
     assert failure is not None and failure.result_type is ResultType.STS_POLICY_FETCH_ERROR
+
+
+@_needs_postgres
+async def test_two_queue_nodes_fetch_a_policy_once(
+    nodes: tuple[Store, Store], peers: Peers, resolver: DnsResolver
+) -> None:
+    """The queue runners of two nodes deliver to good.test under its "enforce" policy; the
+    second uses the policy the first fetched."""
+    first, second = nodes
+    assert await deliver(first, runner(first, resolver, peers), "x@good.test") is None
+    assert await deliver(second, runner(second, resolver, peers), "y@good.test") is None
+    assert rcpts(peers.good) == ["x@good.test", "y@good.test"]
+    assert peers.policy_asked == ["mta-sts.good.test"]
 
 
 @_needs_postgres

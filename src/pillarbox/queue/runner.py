@@ -30,8 +30,9 @@ Implementation notes:
   asked); its policy is applied to the smart host as to an MX host (listed, and verified TLS,
   under "enforce"), with the smart host's credentials. A smart host given as an IP address
   has no policy domain; nor has an address literal (§3.4).
-  :meth:`QueueRunner.run` first loads the policies kept in the store (§5.1, §10.2: a restart
-  must not forget them, :meth:`MtaStsPolicies.load`); while it runs, a task of its own fetches
+  :meth:`QueueRunner.run` first loads the policies and failed fetches kept in the store
+  (§5.1, §10.2: a restart must not forget them; §3.3: nor wait less after a failure,
+  :meth:`MtaStsPolicies.load`); while it runs, a task of its own fetches
   cached policies again ahead of their expiry (§3.3 SHOULD, ``queue.mta_sts_refresh``,
   :meth:`MtaStsPolicies.keep_fresh`).
 - **DANE** (RFC 7672, :mod:`.dane`): for a host from a DNSSEC-authenticated MX answer whose
