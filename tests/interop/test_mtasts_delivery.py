@@ -991,6 +991,23 @@ async def test_a_node_uses_the_policy_another_node_fetched(
 
 
 @_needs_postgres
+async def test_a_node_enforces_another_nodes_policy_an_attacker_strips_from_its_view(
+    nodes: tuple[Store, Store], peers: Peers, resolver: DnsResolver
+) -> None:
+    """§10.2 across nodes: A fetched good.test's "enforce" policy; B, whose DNS an attacker
+    now answers without the ``_mta-sts`` record, never saw it, yet applies it (from the
+    store) rather than delivering as without MTA-STS."""
+    clock = Clock()
+    first, second = nodes
+    fetched = await node(resolver, peers, first, clock).policy_for("good.test")
+    assert fetched is not None and fetched.mode is Mode.ENFORCE
+    async with serve_zones(attacked_zone()) as dns:
+        attacked = DnsResolver(nameserver=f"127.0.0.1:{dns.port}", timeout=2.0)
+        assert await node(attacked, peers, second, clock).policy_for("good.test") == fetched
+    assert peers.policy_asked == ["mta-sts.good.test"]
+
+
+@_needs_postgres
 async def test_two_queue_nodes_fetch_a_policy_once(
     nodes: tuple[Store, Store], peers: Peers, resolver: DnsResolver
 ) -> None:
