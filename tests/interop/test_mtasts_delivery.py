@@ -23,24 +23,29 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pillarbox import config as cfg
+from pillarbox import provisioning
 from pillarbox.dns.authoritative import StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord, required_records
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.net.mtasts import MtaStsPolicies, PolicyFetchError, fetch_policy_text
 from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, verifying_context
 from pillarbox.queue.dane import tlsa_for_certificate
-from pillarbox.queue.mtasts import Mode
+from pillarbox.queue.mtasts import FETCH_RETRY_SECONDS, REFRESH_RETRY_SECONDS, Mode
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import QueueRunner, Relay, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
 from pillarbox.queue.tlspolicy import PolicyTable
+from pillarbox.queue.tlsrpt import ResultType
 from pillarbox.smtp.client import SmtpClientSettings
+from pillarbox.store.interface import Store
+from pillarbox.store.postgres import PostgresStore
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, RecipientState
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.outbound import deliver_once, inbox, rcpts
 from pillarbox.testing.polling import wait_for
+from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 from pillarbox.testing.testca import CertAuthority, make_ca
 
 GOOD_MX = "127.0.0.4"  # certificate for mx.good.test
@@ -220,7 +225,7 @@ async def resolver(peers: Peers) -> AsyncIterator[DnsResolver]:
 
 
 def runner(
-    store: SqliteStore,
+    store: Store,
     resolver: DnsResolver,
     peers: Peers,
     *,
@@ -260,8 +265,28 @@ def runner(
     )
 
 
-async def deliver(store: SqliteStore, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:
+async def deliver(store: Store, queue: QueueRunner, recipient: str) -> QueuedRecipient | None:
     return await deliver_once(store, queue, recipient, RAW)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def kept(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The ``store`` fixture on each backend (PostgreSQL skipped when unreachable)."""
+    if request.param == "postgresql":
+        reason = unreachable_reason()
+        if reason is not None:
+            pytest.skip(reason)
+        database: TestDatabase = request.getfixturevalue("database")
+        store: Store = PostgresStore(database.new_store_url())
+    else:
+        store = SqliteStore(tmp_path / "kept.sqlite3")
+    await store.open()
+    await provisioning.add_domain(store, "a.test")
+    await store.add_account("alice@a.test", "x")
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 # -- the cases ------------------------------------------------------------------------------------
@@ -462,6 +487,44 @@ async def test_policies_that_cannot_be_had_are_reported(
         ("invalid.test", "sts", "sts-policy-invalid", ""),
         *((domain, "no-policy-found", "", "mx.plain.test") for domain in UNUSABLE),
     }
+
+
+async def test_a_smart_hosts_sessions_are_reported_under_its_own_name(
+    kept: Store, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8461 §3.4, RFC 8460 §4.4: through a smart host its policy applied, so its sessions
+    are results of its own Policy Domain (its name), not the recipient domains'; a smart host
+    given as an address has no Policy Domain and leaves none."""
+    good = runner(kept, resolver, peers, tls_reports=True, smarthost="mx.good.test")
+    assert await deliver(kept, good, "x@stray.test") is None
+    badcert = runner(kept, resolver, peers, tls_reports=True, smarthost="mx.badcert.test")
+    assert await deliver(kept, badcert, "x@plain.test") is not None
+    by_address = runner(kept, resolver, peers, tls_reports=True, smarthost=GOOD_MX)
+    assert await deliver(kept, by_address, "y@plain.test") is None
+    results = await kept.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type, r.receiving_mx) for r in results}
+    assert seen == {
+        ("mx.good.test", "sts", "", "mx.good.test"),
+        ("mx.badcert.test", "sts", "certificate-host-mismatch", "mx.badcert.test"),
+    }
+    assert len(results) == 2
+    assert rcpts(peers.good) == ["x@stray.test", "y@plain.test"]
+    assert next(r for r in results if r.policy_domain == "mx.good.test").mx_patterns == (
+        "mx.good.test",
+    )
+
+
+async def test_a_smart_hosts_policy_that_cannot_be_had_is_reported_under_its_name(
+    kept: Store, resolver: DnsResolver, peers: Peers
+) -> None:
+    """RFC 8460 §4.3.2.2: the smart host's policy could not be fetched (not text/plain); the
+    failure is its own, and the session that then went as without a policy too."""
+    queue = runner(kept, resolver, peers, tls_reports=True, smarthost="html.test")
+    # html.test has no address of its own: the relay session fails; the policy failure stays.
+    await deliver(kept, queue, "x@plain.test")
+    results = await kept.tls_results(datetime(2100, 1, 1, tzinfo=UTC))
+    seen = {(r.policy_domain, r.policy_type, r.result_type) for r in results}
+    assert seen == {("html.test", "sts", "sts-policy-fetch-error")}
 
 
 # -- the fetch (§3.3) -----------------------------------------------------------------------------
@@ -820,6 +883,173 @@ async def test_cached_policies_outlive_a_restart_and_are_refreshed_on_schedule(
     clock.now += 1
     assert await restarted().load() == 0
     assert await store.sts_policies(datetime.fromtimestamp(0, UTC)) == []  # pruned
+
+
+# -- §3.3: failed fetches outlive a restart; PostgreSQL nodes share the cache ---------------------
+
+
+def node(resolver: DnsResolver, peers: Peers, store: Store, clock: Clock) -> MtaStsPolicies:
+    """A process's policies over ``store``: a new one is a restart, or another node."""
+    context = verifying_context(peers.ca.bundle)
+    return MtaStsPolicies(
+        resolver, context, port=peers.policy_port, timeout=5.0, store=store, clock=clock
+    )
+
+
+async def test_a_failed_fetch_outlives_a_restart(
+    kept: Store, peers: Peers, resolver: DnsResolver
+) -> None:
+    """RFC 8461 §3.3: the same policy id is not fetched again for five minutes after a failure,
+    a restart in between or not; the restarted process still knows why, for the TLS report
+    (RFC 8460 §4.3.2.2)."""
+    clock = Clock()
+    before = node(resolver, peers, kept, clock)
+    assert await before.policy_for("html.test") is None  # served as text/html: no policy
+    assert peers.policy_asked == ["mta-sts.html.test"]
+    clock.now += FETCH_RETRY_SECONDS - 1
+    after = node(resolver, peers, kept, clock)
+    assert await after.load() == 0
+    assert await after.policy_for("html.test") is None
+    assert peers.policy_asked == ["mta-sts.html.test"]  # not asked again yet
+    failure = after.fetch_failure("html.test")
+    assert failure is not None and failure.result_type is ResultType.STS_POLICY_FETCH_ERROR
+    assert "text/html" in failure.reason
+    clock.now += 1
+    assert await after.policy_for("html.test") is None
+    assert peers.policy_asked == ["mta-sts.html.test"] * 2
+
+
+async def test_a_failed_refresh_outlives_a_restart(
+    kept: Store, peers: Peers, resolver: DnsResolver, changed: dict[str, tuple[int, str, bytes]]
+) -> None:
+    """§5.1: a failed refresh keeps the cached "enforce" policy, and the restarted process
+    waits the hour before the next refresh as the one before it would have, instead of
+    asking at once (the loaded policy is due)."""
+    clock = Clock()
+    before = node(resolver, peers, kept, clock)
+    assert await before.policy_for("good.test") is not None
+    changed["good.test"] = (404, "text/plain", b"not found")
+    clock.now += 43200
+    assert await before.refresh() == 0
+    asked = len(peers.policy_asked)
+    clock.now += REFRESH_RETRY_SECONDS - 1
+    after = node(resolver, peers, kept, clock)
+    assert await after.load() == 1
+    assert await after.refresh() == 0 and len(peers.policy_asked) == asked
+    kept_policy = await after.policy_for("good.test")
+    assert kept_policy is not None and kept_policy.mode is Mode.ENFORCE
+    del changed["good.test"]
+    clock.now += 1
+    assert await after.refresh() == 1 and len(peers.policy_asked) == asked + 1
+    # The successful refresh forgot the failure, in the store too.
+    assert after.fetch_failure("good.test") is None
+    again = node(resolver, peers, kept, clock)
+    await again.load()
+    assert again.fetch_failure("good.test") is None
+
+
+@pytest.fixture
+async def nodes(database: TestDatabase) -> AsyncIterator[tuple[Store, Store]]:
+    """Two nodes' stores on one PostgreSQL database (skipped when unreachable)."""
+    url = database.new_store_url()
+    first: Store = PostgresStore(url)
+    second: Store = PostgresStore(url)
+    await first.open()
+    await second.open()
+    await provisioning.add_domain(first, "a.test")
+    await first.add_account("alice@a.test", "x")
+    try:
+        yield first, second
+    finally:
+        await second.close()
+        await first.close()
+
+
+_PG_UNREACHABLE = unreachable_reason()
+_needs_postgres = pytest.mark.skipif(_PG_UNREACHABLE is not None, reason=_PG_UNREACHABLE or "")
+
+
+@_needs_postgres
+async def test_a_node_uses_the_policy_another_node_fetched(
+    nodes: tuple[Store, Store], peers: Peers, resolver: DnsResolver
+) -> None:
+    """Node B, started before node A fetched good.test's policy, reads it from the store on
+    its first mail to the domain instead of fetching it again; a failure A met holds B off
+    the policy host as well."""
+    clock = Clock()
+    a, b = (node(resolver, peers, store, clock) for store in nodes)
+    assert await a.load() == 0 and await b.load() == 0
+    fetched = await a.policy_for("good.test")
+    assert fetched is not None and fetched.mode is Mode.ENFORCE
+    assert await b.policy_for("good.test") == fetched
+    assert await a.policy_for("html.test") is None
+    clock.now += 60
+    assert await b.policy_for("html.test") is None
+    assert peers.policy_asked == ["mta-sts.good.test", "mta-sts.html.test"]
+    failure = b.fetch_failure("html.test")
+    assert failure is not None and failure.result_type is ResultType.STS_POLICY_FETCH_ERROR
+
+
+@_needs_postgres
+async def test_a_node_enforces_another_nodes_policy_an_attacker_strips_from_its_view(
+    nodes: tuple[Store, Store], peers: Peers, resolver: DnsResolver
+) -> None:
+    """§10.2 across nodes: A fetched good.test's "enforce" policy; B, whose DNS an attacker
+    now answers without the ``_mta-sts`` record, never saw it, yet applies it (from the
+    store) rather than delivering as without MTA-STS."""
+    clock = Clock()
+    first, second = nodes
+    fetched = await node(resolver, peers, first, clock).policy_for("good.test")
+    assert fetched is not None and fetched.mode is Mode.ENFORCE
+    async with serve_zones(attacked_zone()) as dns:
+        attacked = DnsResolver(nameserver=f"127.0.0.1:{dns.port}", timeout=2.0)
+        assert await node(attacked, peers, second, clock).policy_for("good.test") == fetched
+    assert peers.policy_asked == ["mta-sts.good.test"]
+
+
+@_needs_postgres
+async def test_two_queue_nodes_fetch_a_policy_once(
+    nodes: tuple[Store, Store], peers: Peers, resolver: DnsResolver
+) -> None:
+    """The queue runners of two nodes deliver to good.test under its "enforce" policy; the
+    second uses the policy the first fetched."""
+    first, second = nodes
+    assert await deliver(first, runner(first, resolver, peers), "x@good.test") is None
+    assert await deliver(second, runner(second, resolver, peers), "y@good.test") is None
+    assert rcpts(peers.good) == ["x@good.test", "y@good.test"]
+    assert peers.policy_asked == ["mta-sts.good.test"]
+
+
+@_needs_postgres
+async def test_a_node_takes_a_refresh_another_node_made(
+    nodes: tuple[Store, Store],
+    peers: Peers,
+    resolver: DnsResolver,
+    changed: dict[str, tuple[int, str, bytes]],
+) -> None:
+    """Both nodes hold good.test's policy; A refreshes it first (the policy host now says
+    "testing"). B's refresh, due as well, finds the later fetch in the store and takes it
+    instead of fetching; so does a failed refresh of A's hold B off for the hour."""
+    clock = Clock()
+    a, b = (node(resolver, peers, store, clock) for store in nodes)
+    assert await a.policy_for("good.test") is not None
+    assert await b.policy_for("good.test") is not None
+    assert peers.policy_asked == ["mta-sts.good.test"]
+    changed["good.test"] = (200, "text/plain", policy("testing", "mx.good.test"))
+    clock.now += 43200
+    assert await a.refresh() == 1
+    assert await b.refresh() == 0
+    assert peers.policy_asked == ["mta-sts.good.test"] * 2
+    refreshed = await b.policy_for("good.test")
+    assert refreshed is not None and refreshed.mode is Mode.TESTING
+    changed["good.test"] = (404, "text/plain", b"not found")
+    clock.now += 43200
+    assert await a.refresh() == 0  # failed
+    assert await b.refresh() == 0
+    assert peers.policy_asked == ["mta-sts.good.test"] * 3
+    clock.now += REFRESH_RETRY_SECONDS
+    assert await b.refresh() == 0  # B's turn: it fails too, and asks
+    assert peers.policy_asked == ["mta-sts.good.test"] * 4
 
 
 def attacked_zone() -> StaticZones:

@@ -10,6 +10,7 @@ from pillarbox.queue.mtasts import (
     FETCH_RETRY_SECONDS,
     REFRESH_RETRY_SECONDS,
     CachedPolicy,
+    FailedFetch,
     HostPlan,
     InvalidPolicy,
     Mode,
@@ -22,6 +23,7 @@ from pillarbox.queue.mtasts import (
     parse_policy,
     parse_record,
 )
+from pillarbox.queue.tlsrpt import ResultType
 
 # -- §3.1 TXT record ------------------------------------------------------------------------------
 
@@ -224,13 +226,37 @@ def test_cache_keeps_a_policy_for_max_age_under_one_id() -> None:
     assert cache.fetch_due("a.test", record, 1000.0 + 86400)
 
 
+def failed(policy_id: str, when: float) -> FailedFetch:
+    return FailedFetch(policy_id, when, ResultType.STS_POLICY_FETCH_ERROR, "HTTP status 404")
+
+
 def test_cache_waits_after_a_failed_fetch_of_one_id() -> None:
     cache = PolicyCache()
     record = StsRecord("one")
-    cache.fetch_failed("a.test", record, 0.0)
+    cache.fetch_failed("a.test", failed("one", 0.0))
     assert not cache.fetch_due("a.test", record, FETCH_RETRY_SECONDS - 1)  # §3.3: 5 minutes
     assert cache.fetch_due("a.test", StsRecord("two"), 1.0)  # per version id
     assert cache.fetch_due("a.test", record, FETCH_RETRY_SECONDS)
+
+
+def test_the_later_of_two_policies_or_failures_counts_whichever_comes_first() -> None:
+    """Another node's policy or failure, read from the store, may be older than the one held
+    (the module notes): it does not replace it; a failure no later than the policy is stale."""
+    cache = PolicyCache()
+    cache.store("a.test", CachedPolicy(POLICY, "two", 2000.0))
+    cache.store("a.test", CachedPolicy(POLICY, "one", 1000.0))
+    kept = cache.get("a.test", 2000.0)
+    assert kept is not None and kept.id == "two"
+    cache.fetch_failed("a.test", failed("three", 2000.0))
+    assert cache.failure("a.test") is None  # not after the policy held
+    cache.fetch_failed("a.test", failed("three", 3000.0))
+    cache.fetch_failed("a.test", failed("three", 2500.0))
+    assert cache.failure("a.test") == failed("three", 3000.0)
+    assert not cache.fetch_due("a.test", StsRecord("three"), 3000.0 + FETCH_RETRY_SECONDS - 1)
+    cache.store("a.test", CachedPolicy(POLICY, "three", 2900.0))  # fetched before the failure
+    assert cache.failure("a.test") == failed("three", 3000.0)
+    cache.store("a.test", CachedPolicy(POLICY, "three", 3100.0))  # a success after it
+    assert cache.failure("a.test") is None
 
 
 def test_cache_is_bounded() -> None:
@@ -273,7 +299,7 @@ def test_a_short_policy_is_refreshed_halfway(max_age: int, due_after: float) -> 
 def test_a_failed_refresh_waits_before_the_next() -> None:
     cache = PolicyCache()
     cache.store("a.test", CachedPolicy(WEEK, "one", 0.0))
-    cache.fetch_failed("a.test", StsRecord("one"), 86400.0)
+    cache.fetch_failed("a.test", failed("one", 86400.0))
     assert cache.refresh_due(86400.0 + REFRESH_RETRY_SECONDS - 1, 86400) == []
     assert cache.next_refresh(86400) == 86400.0 + REFRESH_RETRY_SECONDS
     assert cache.refreshable("a.test", 86400.0 + REFRESH_RETRY_SECONDS, 86400) is not None

@@ -18,6 +18,14 @@ Implementation notes:
   the administrator) unless the cached policy's mode is ``none``, and kept until a fetch of
   the domain succeeds (:meth:`MtaStsPolicies.fetch_failure`, for TLS reports, RFC 8460
   §4.3.2.2).
+- **Read-through** (PostgreSQL nodes share the store): before it would fetch or refresh a
+  policy, and whenever memory holds no unexpired policy of the domain, a node reads what the
+  store holds of it (:meth:`~pillarbox.store.interface.Store.sts_cache_entry`, one read) and
+  takes whatever is later than its own: a policy another node fetched (so it is used without
+  being fetched again, and enforced even if an attacker strips the TXT record from this
+  node's view), or a failure another node met (so the retry wait holds cluster-wide). The
+  cost is one indexed read per delivery to a domain without a cached policy, the common case
+  of domains with no MTA-STS; a fetch costs a TLS handshake and an HTTP exchange.
 - **Refresh** (§3.3 SHOULD, §10.2): :meth:`MtaStsPolicies.keep_fresh`, a task of the queue
   runner, fetches each cached policy again once it is due (:meth:`PolicyCache.refresh_due`),
   whether or not mail goes to its domain and whatever its TXT record says; a failed refresh
@@ -27,9 +35,13 @@ Implementation notes:
   :meth:`MtaStsPolicies.load`, run by the queue runner before its first delivery, puts the
   unexpired ones back in the cache. A restart therefore forgets nothing an attacker could
   exploit (stripping the TXT record, blocking the policy host) before ``max_age`` ends, and
-  the refreshes resume on the loaded policies' schedule (their fetch times are kept). Expired
-  rows are dropped at load and each refresh round. Failed fetches are not kept: after a
-  restart a domain may be asked once more, sooner than :data:`FETCH_RETRY_SECONDS`.
+  the refreshes resume on the loaded policies' schedule (their fetch times are kept). Failed
+  fetches are written too (:class:`~pillarbox.store.types.StsFetchFailure`: the id, the
+  time, the §4.3.2.2 result type and the reason) and loaded alike, so a restart waits out
+  :data:`FETCH_RETRY_SECONDS` (and a failed refresh :data:`REFRESH_RETRY_SECONDS`) as the
+  process before it would have; a successful fetch forgets the domain's failure in the same
+  write. Expired policies, and failures older than :data:`FAILURE_KEPT_SECONDS` (which decide
+  nothing more), are dropped at load and each refresh round.
 """
 
 from __future__ import annotations
@@ -37,9 +49,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import h11
@@ -49,9 +59,11 @@ from pillarbox.errors import PillarboxError
 from pillarbox.observability.log import Log
 from pillarbox.queue.mtasts import (
     CACHE_ENTRIES,
+    FAILURE_KEPT_SECONDS,
     MAX_POLICY_SIZE,
     REFRESH_SECONDS,
     CachedPolicy,
+    FailedFetch,
     InvalidPolicy,
     Mode,
     Policy,
@@ -62,7 +74,7 @@ from pillarbox.queue.mtasts import (
 )
 from pillarbox.queue.tlsrpt import ResultType
 from pillarbox.store.interface import Store
-from pillarbox.store.types import StsPolicyRecord
+from pillarbox.store.types import StsFetchFailure, StsPolicyRecord
 
 #: RFC 8461 §3.2: the policy's fixed well-known path.
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -165,22 +177,18 @@ async def fetch_policy_text(
     raise PolicyFetchError(url, failure)
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyFailure:
-    """Why a policy could not be had, as a TLS report names it (RFC 8460 §4.3.2.2)."""
-
-    result_type: ResultType
-    reason: str
-
-
-def policy_failure(exc: PolicyFetchError | InvalidPolicy) -> PolicyFailure:
-    """§4.3.2.2: an invalid policy file, a policy host whose certificate fails PKIX, or any
-    other failure to fetch."""
+def failure_type(exc: PolicyFetchError | InvalidPolicy) -> ResultType:
+    """Why a policy could not be had, as a TLS report names it (RFC 8460 §4.3.2.2): an invalid
+    policy file, a policy host whose certificate fails PKIX, or any other failure to fetch."""
     if isinstance(exc, InvalidPolicy):
-        return PolicyFailure(ResultType.STS_POLICY_INVALID, str(exc))
+        return ResultType.STS_POLICY_INVALID
     if "certificate verify failed" in exc.reason.lower():
-        return PolicyFailure(ResultType.STS_WEBPKI_INVALID, str(exc))
-    return PolicyFailure(ResultType.STS_POLICY_FETCH_ERROR, str(exc))
+        return ResultType.STS_WEBPKI_INVALID
+    return ResultType.STS_POLICY_FETCH_ERROR
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 class MtaStsPolicies:
@@ -211,23 +219,15 @@ class MtaStsPolicies:
         self._store = store
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
-        #: domain → why its last policy fetch failed (cleared by a successful one).
-        self._failures: OrderedDict[str, PolicyFailure] = OrderedDict()
 
     @property
     def refreshing(self) -> bool:
         """Cached policies are refreshed ahead of expiry (:meth:`keep_fresh`); 0 turns it off."""
         return self._refresh > 0
 
-    def fetch_failure(self, domain: str) -> PolicyFailure | None:
-        """Why the domain's last policy fetch failed, if it did and none has succeeded since."""
-        return self._failures.get(domain)
-
-    def _failed(self, domain: str, failure: PolicyFailure) -> None:
-        self._failures[domain] = failure
-        self._failures.move_to_end(domain)
-        while len(self._failures) > CACHE_ENTRIES:
-            self._failures.popitem(last=False)
+    def fetch_failure(self, domain: str) -> FailedFetch | None:
+        """The domain's last failed policy fetch, if none has succeeded since."""
+        return self._cache.failure(domain)
 
     async def policy_for(self, domain: str) -> Policy | None:
         """The policy to apply to mail for ``domain`` now; None: deliver as without MTA-STS."""
@@ -245,8 +245,12 @@ class MtaStsPolicies:
 
     async def _lookup(self, domain: str) -> Policy | None:
         now = self._clock()
-        cached = self._cache.get(domain, now)
         record = await self._record(domain)
+        if self._cache.get(domain, now) is None or (
+            record is not None and self._cache.fetch_due(domain, record, now)
+        ):
+            await self._read_through(domain, now)
+        cached = self._cache.get(domain, now)
         if record is not None and self._cache.fetch_due(domain, record, now):
             fetched = await self._fetch(domain, record, cached, now, "fetch")
             if fetched is not None:
@@ -277,8 +281,9 @@ class MtaStsPolicies:
             )
             policy = parse_policy(body)
         except (PolicyFetchError, InvalidPolicy) as exc:
-            self._cache.fetch_failed(domain, record, now)
-            self._failed(domain, policy_failure(exc))
+            failure = FailedFetch(record.id, now, failure_type(exc), str(exc))
+            self._cache.fetch_failed(domain, failure)
+            await self._keep(domain, failure)
             if cached is None or cached.policy.mode is not Mode.NONE:
                 # §3.3, §10.2: the administrator is alerted, unless the mode is "none".
                 _log.warning(
@@ -292,7 +297,6 @@ class MtaStsPolicies:
         fetched = CachedPolicy(policy, record.id, now)
         self._cache.store(domain, fetched)
         await self._keep(domain, fetched)
-        self._failures.pop(domain, None)
         _log.info(
             f"policy {kind}ed",
             domain=domain,
@@ -303,49 +307,98 @@ class MtaStsPolicies:
         )
         return fetched
 
-    async def _keep(self, domain: str, cached: CachedPolicy) -> None:
-        """Write a fetched policy to the store (module notes); a store that fails is logged,
-        and the policy applies from memory meanwhile."""
+    async def _keep(self, domain: str, kept: CachedPolicy | FailedFetch) -> None:
+        """Write a fetched policy, or a failed fetch, to the store (module notes); a store that
+        fails is logged, and memory serves meanwhile."""
         if self._store is None:
             return
-        policy = cached.policy
-        kept = StsPolicyRecord(
-            domain=domain,
-            policy_id=cached.id,
-            mode=policy.mode.value,
-            mx=policy.mx,
-            max_age=policy.max_age,
-            fetched=datetime.fromtimestamp(cached.fetched, UTC),
-        )
         try:
-            await self._store.save_sts_policy(kept)
+            if isinstance(kept, CachedPolicy):
+                policy = kept.policy
+                await self._store.save_sts_policy(
+                    StsPolicyRecord(
+                        domain=domain,
+                        policy_id=kept.id,
+                        mode=policy.mode.value,
+                        mx=policy.mx,
+                        max_age=policy.max_age,
+                        fetched=_at(kept.fetched),
+                    )
+                )
+            else:
+                await self._store.save_sts_fetch_failure(
+                    StsFetchFailure(
+                        domain=domain,
+                        policy_id=kept.id,
+                        failed=_at(kept.failed),
+                        result_type=kept.result_type.value,
+                        reason=kept.reason,
+                    )
+                )
         except Exception:
-            _log.exception("policy not kept in the store", domain=domain)
+            _log.exception("policy fetch not kept in the store", domain=domain)
+
+    def _take_policy(self, row: StsPolicyRecord) -> bool:
+        """Put a policy read from the store in the cache (unless one fetched later is held);
+        False for a row this version cannot read."""
+        try:
+            policy = Policy(Mode(row.mode), row.mx, row.max_age)
+        except ValueError:  # a mode from another version of the store's writer
+            return False
+        self._cache.store(row.domain, CachedPolicy(policy, row.policy_id, row.fetched.timestamp()))
+        return True
+
+    def _take_failure(self, row: StsFetchFailure) -> None:
+        """Put a failed fetch read from the store in the cache (unless something later of the
+        domain is held)."""
+        try:
+            result_type = ResultType(row.result_type)
+        except ValueError:  # a result type from another version of the store's writer
+            return
+        failure = FailedFetch(row.policy_id, row.failed.timestamp(), result_type, row.reason)
+        self._cache.fetch_failed(row.domain, failure)
+
+    async def _read_through(self, domain: str, now: float) -> None:
+        """Take what the store holds of ``domain`` where it is later than memory's (module
+        notes: another node's fetch or failure); a store that fails is logged."""
+        if self._store is None:
+            return
+        try:
+            entry = await self._store.sts_cache_entry(domain, _at(now))
+        except Exception:
+            _log.exception("cached policy not read", domain=domain)
+            return
+        if entry.policy is not None:
+            self._take_policy(entry.policy)
+        if entry.failure is not None:
+            self._take_failure(entry.failure)
+
+    async def _prune(self, now: float) -> None:
+        """Drop the store's expired policies and the failures that decide nothing more."""
+        assert self._store is not None
+        await self._store.prune_sts_policies(_at(now))
+        await self._store.prune_sts_fetch_failures(_at(now - FAILURE_KEPT_SECONDS))
 
     async def load(self) -> int:
-        """Put the store's unexpired policies in the cache, the expired ones dropped; how many
-        (module notes). A store that fails is logged: policies are then fetched anew."""
+        """Put the store's unexpired policies and its recent failed fetches in the cache, after
+        dropping the rest; how many policies (module notes). A store that fails is logged:
+        policies are then fetched anew."""
         if self._store is None:
             return 0
-        now = datetime.fromtimestamp(self._clock(), UTC)
+        now = self._clock()
         try:
-            await self._store.prune_sts_policies(now)
-            kept = await self._store.sts_policies(now)
+            await self._prune(now)
+            kept = await self._store.sts_policies(_at(now))
+            failed = await self._store.sts_fetch_failures(_at(now - FAILURE_KEPT_SECONDS))
         except Exception:
             _log.exception("cached policies not loaded")
             return 0
-        loaded = 0
-        for row in reversed(kept[:CACHE_ENTRIES]):  # oldest first: the LRU keeps the latest
-            try:
-                policy = Policy(Mode(row.mode), row.mx, row.max_age)
-            except ValueError:  # a mode from another version of the store's writer
-                continue
-            self._cache.store(
-                row.domain, CachedPolicy(policy, row.policy_id, row.fetched.timestamp())
-            )
-            loaded += 1
-        if loaded:
-            _log.info("cached policies loaded", policies=loaded)
+        # Oldest first: the LRU keeps the latest.
+        loaded = sum(self._take_policy(row) for row in reversed(kept[:CACHE_ENTRIES]))
+        for row in reversed(failed[:CACHE_ENTRIES]):
+            self._take_failure(row)
+        if loaded or failed:
+            _log.info("cached policies loaded", policies=loaded, failures=len(failed))
         return loaded
 
     async def refresh(self) -> int:
@@ -358,9 +411,12 @@ class MtaStsPolicies:
             try:
                 async with lock:
                     now = self._clock()
+                    if self._cache.refreshable(domain, now, self._refresh) is None:
+                        continue  # expired meanwhile, or a delivery fetched it meanwhile
+                    await self._read_through(domain, now)
                     cached = self._cache.refreshable(domain, now, self._refresh)
                     if cached is None:
-                        continue  # expired meanwhile, or a delivery fetched it meanwhile
+                        continue  # another node refreshed it, or failed to, not long ago
                     # A new id in the TXT record is fetched under that id; no record, or none
                     # to be had, keeps the cached id (§10.2: the refresh goes on regardless).
                     record = await self._record(domain) or StsRecord(cached.id)
@@ -377,7 +433,7 @@ class MtaStsPolicies:
             try:
                 await self.refresh()
                 if self._store is not None:  # rows of domains no longer mailed (module notes)
-                    await self._store.prune_sts_policies(datetime.fromtimestamp(self._clock(), UTC))
+                    await self._prune(self._clock())
             except Exception:  # a bug here must not end the refreshes for good
                 _log.exception("policy refresh round failed")
             due = self._cache.next_refresh(self._refresh)

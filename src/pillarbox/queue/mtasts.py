@@ -23,10 +23,12 @@ Implementation notes:
   have failed (and reports it with TLS-RPT, :mod:`.tlsrpt`). ``none`` is no policy.
 - **Cache** (§5.1, §3.3): a policy is kept for its ``max_age`` from the fetch and replaced when
   the TXT ``id`` changes; a failed fetch keeps the cached policy, and the same ``id`` is not
-  fetched again for :data:`FETCH_RETRY_SECONDS`. No usable TXT record does not drop a cached
-  policy (§3.1). A cached policy is refreshed ahead of its expiry (§3.3 SHOULD, §10.2): once a
-  ``queue.mta_sts_refresh`` interval (a day) has passed since its fetch, or half its
-  ``max_age`` if shorter, whatever the TXT record says; a failed refresh waits
+  fetched again for :data:`FETCH_RETRY_SECONDS`. Of two policies (or failures) of a domain the
+  later one counts, whichever arrives first (another node's, read from the store, may be older
+  than the one held); a failure no later than the policy held is stale. No usable TXT record
+  does not drop a cached policy (§3.1). A cached policy is refreshed ahead of its expiry (§3.3
+  SHOULD, §10.2): once a ``queue.mta_sts_refresh`` interval (a day) has passed since its fetch,
+  or half its ``max_age`` if shorter, whatever the TXT record says; a failed refresh waits
   :data:`REFRESH_RETRY_SECONDS`. Time is an argument everywhere: this module reads no clock.
 """
 
@@ -37,8 +39,12 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pillarbox.smtp.replies import Reply
+
+if TYPE_CHECKING:  # .tlsrpt imports this module
+    from pillarbox.queue.tlsrpt import ResultType
 
 #: RFC 8461 §3.2: the largest max_age a policy may carry.
 MAX_AGE_LIMIT = 31_557_600
@@ -52,6 +58,8 @@ REFRESH_SECONDS = 86_400.0
 #: After a failed refresh, the domain waits this long for the next (§3.3 asks five minutes or
 #: more; a refresh is not urgent while the cached policy applies).
 REFRESH_RETRY_SECONDS = 3600.0
+#: A failed fetch older than both retry waits decides nothing more (the store forgets it).
+FAILURE_KEPT_SECONDS = max(FETCH_RETRY_SECONDS, REFRESH_RETRY_SECONDS)
 #: Policies kept (LRU by domain).
 CACHE_ENTRIES = 10_000
 
@@ -251,14 +259,26 @@ class CachedPolicy:
         return self.fetched + max(FETCH_RETRY_SECONDS, min(interval, self.policy.max_age / 2))
 
 
+@dataclass(frozen=True, slots=True)
+class FailedFetch:
+    """A failed policy fetch: the TXT id it was under and when, which decide when the domain is
+    asked again (§3.3), and why, as a TLS report names it (RFC 8460 §4.3.2.2)."""
+
+    id: str
+    #: Wall-clock seconds of the attempt.
+    failed: float
+    result_type: ResultType
+    reason: str
+
+
 class PolicyCache:
-    """Policies by domain, and the recent failed fetches (see the module notes)."""
+    """Policies by domain, and the failed fetches since each one's last success (see the
+    module notes)."""
 
     def __init__(self, *, max_entries: int = CACHE_ENTRIES) -> None:
         self._max_entries = max_entries
         self._policies: OrderedDict[str, CachedPolicy] = OrderedDict()
-        #: domain → (policy id, when a fetch under it failed).
-        self._failures: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._failures: OrderedDict[str, FailedFetch] = OrderedDict()
 
     def get(self, domain: str, now: float) -> CachedPolicy | None:
         """The domain's unexpired policy; an expired one is forgotten."""
@@ -277,10 +297,21 @@ class PolicyCache:
         if cached is not None and cached.id == record.id:
             return False
         failure = self._failures.get(domain)
-        return failure is None or failure[0] != record.id or now >= failure[1] + FETCH_RETRY_SECONDS
+        return (
+            failure is None
+            or failure.id != record.id
+            or now >= failure.failed + FETCH_RETRY_SECONDS
+        )
 
     def store(self, domain: str, cached: CachedPolicy) -> None:
-        self._failures.pop(domain, None)
+        """Keep ``cached`` unless the policy held was fetched after it; it ends the failures
+        before it."""
+        held = self._policies.get(domain)
+        if held is not None and held.fetched > cached.fetched:
+            return
+        failure = self._failures.get(domain)
+        if failure is not None and failure.failed <= cached.fetched:
+            del self._failures[domain]
         self._policies[domain] = cached
         self._policies.move_to_end(domain)
         while len(self._policies) > self._max_entries:
@@ -308,11 +339,22 @@ class PolicyCache:
         """:meth:`CachedPolicy.refresh_at`, or :data:`REFRESH_RETRY_SECONDS` after the last
         failed fetch for the domain if that is later."""
         failure = self._failures.get(domain)
-        retry = failure[1] + REFRESH_RETRY_SECONDS if failure is not None else 0.0
+        retry = failure.failed + REFRESH_RETRY_SECONDS if failure is not None else 0.0
         return max(cached.refresh_at(interval), retry)
 
-    def fetch_failed(self, domain: str, record: StsRecord, now: float) -> None:
-        self._failures[domain] = (record.id, now)
+    def fetch_failed(self, domain: str, failure: FailedFetch) -> None:
+        """Keep ``failure`` unless a later failure or policy of the domain is held."""
+        held = self._failures.get(domain)
+        policy = self._policies.get(domain)
+        if (held is not None and held.failed > failure.failed) or (
+            policy is not None and policy.fetched >= failure.failed
+        ):
+            return
+        self._failures[domain] = failure
         self._failures.move_to_end(domain)
         while len(self._failures) > self._max_entries:
             self._failures.popitem(last=False)
+
+    def failure(self, domain: str) -> FailedFetch | None:
+        """The domain's failed fetch since its last successful one, if any."""
+        return self._failures.get(domain)

@@ -30,8 +30,9 @@ Implementation notes:
   asked); its policy is applied to the smart host as to an MX host (listed, and verified TLS,
   under "enforce"), with the smart host's credentials. A smart host given as an IP address
   has no policy domain; nor has an address literal (§3.4).
-  :meth:`QueueRunner.run` first loads the policies kept in the store (§5.1, §10.2: a restart
-  must not forget them, :meth:`MtaStsPolicies.load`); while it runs, a task of its own fetches
+  :meth:`QueueRunner.run` first loads the policies and failed fetches kept in the store
+  (§5.1, §10.2: a restart must not forget them; §3.3: nor wait less after a failure,
+  :meth:`MtaStsPolicies.load`); while it runs, a task of its own fetches
   cached policies again ahead of their expiry (§3.3 SHOULD, ``queue.mta_sts_refresh``,
   :meth:`MtaStsPolicies.keep_fresh`).
 - **DANE** (RFC 7672, :mod:`.dane`): for a host from a DNSSEC-authenticated MX answer whose
@@ -65,10 +66,14 @@ Implementation notes:
   leaves one result in the store — success, or a §4.3 failure (STARTTLS missing, a certificate
   the policy refused, a TLSA lookup that failed, an MX host the MTA-STS policy does not
   list) — under the policy that applied (``tlsa``, ``sts`` or ``no-policy-found``). Connection
-  failures are transient and not kept (§4.3.4). Messages marked ``TLS-Required: No``
-  (RFC 8689 §4.2.2, the reports themselves) are delivered to their own sessions with
-  opportunistic TLS only — neither MTA-STS nor DANE can stop them (RFC 8460 §5.3) — and are
-  not counted.
+  failures are transient and not kept (§4.3.4). Through a smart host the results are the
+  smart host's, under its own name: the Policy Domain whose policy applied (RFC 8461 §3.4),
+  which is the ``policy-domain`` of the report (RFC 8460 §4.4) and where its ``_smtp._tls``
+  record is looked up (§3); the recipient domains published nothing that was applied. A
+  smart host given as an IP address has no domain and no report. Messages marked
+  ``TLS-Required: No`` (RFC 8689 §4.2.2, the reports themselves) are delivered to their own
+  sessions with opportunistic TLS only — neither MTA-STS nor DANE can stop them (RFC 8460
+  §5.3) — and are not counted.
 - **Local recipients** in the queue (a mailbox that was full) are delivered through the store,
   with the policy's decision intake kept for each (:func:`.local.deliver_local`); so are
   reports to local senders (:mod:`.bounce`).
@@ -676,22 +681,21 @@ class QueueRunner:
         else:  # an entry asks for DANE itself, whatever ``queue.dane`` says
             dane_enabled = explicit.level.dane and self._resolver.trusts_ad
         dane_possible = dane_enabled and route.secure
-        report = (
-            self._tls_reports
-            and not optional
-            and self._relay is None
-            and not domain.startswith("[")
-            and (explicit is None or explicit.level.dane)
+        sts_domain = self._policy_domain(domain)
+        #: Where this destination's sessions go in the TLS report (RFC 8460 §4.4 policy-domain:
+        #: the domain whose policy applies, the smart host's own through one); None: nowhere.
+        report_domain = (
+            sts_domain
+            if self._tls_reports and not optional and (explicit is None or explicit.level.dane)
+            else None
         )
         unfetched_policy = False
-        sts_domain = self._policy_domain(domain)
         if discovery and policy is None and self._mta_sts is not None and sts_domain:
-            unfetched_policy = self._mta_sts.policies.fetch_failure(sts_domain) is not None
-        if report and discovery and policy is None and self._mta_sts is not None:
-            # No policy because it could not be had: a policy failure (RFC 8460 §4.3.2.2).
-            failure = self._mta_sts.policies.fetch_failure(domain)
-            if failure is not None:
-                unfetched = _TlsNote(domain, "", PolicyType.STS)
+            failure = self._mta_sts.policies.fetch_failure(sts_domain)
+            unfetched_policy = failure is not None
+            if failure is not None and report_domain is not None:
+                # No policy because it could not be had: a policy failure (RFC 8460 §4.3.2.2).
+                unfetched = _TlsNote(report_domain, "", PolicyType.STS)
                 await self._record_tls(unfetched, "", failure.result_type, failure.reason)
         #: REQUIRETLS: a temporary failure seen on some host; it outweighs a permanent refusal
         #: of another (that host may take the message later).
@@ -699,7 +703,7 @@ class QueueRunner:
         for host in route.hosts:
             plan = host_plan(policy, host)
             if plan.mx_mismatch and not dane_possible:
-                refused = await self._mx_mismatch(domain, host, policy, plan, report)
+                refused = await self._mx_mismatch(domain, host, policy, plan, report_domain)
                 if refused is not None:
                     last = refused
                     continue
@@ -710,7 +714,11 @@ class QueueRunner:
             dane = (
                 await self._dane_plan(domain, route, host, addresses) if dane_enabled else NO_DANE
             )
-            note = self._tls_note(domain, host, policy, plan, dane) if report else None
+            note = (
+                self._tls_note(report_domain, host, policy, plan, dane)
+                if report_domain is not None
+                else None
+            )
             if (
                 explicit is not None
                 and note is not None
@@ -731,7 +739,7 @@ class QueueRunner:
                     settings, explicit, host, self._nexthop(domain)
                 )
             if plan.mx_mismatch and dane_possible and dane.kind is not DanePlanKind.AUTHENTICATE:
-                refused = await self._mx_mismatch(domain, host, policy, plan, report)
+                refused = await self._mx_mismatch(domain, host, policy, plan, report_domain)
                 if refused is not None:
                     last = refused
                     continue
@@ -968,14 +976,21 @@ class QueueRunner:
         return NO_DANE
 
     async def _mx_mismatch(
-        self, domain: str, host: str, policy: Policy | None, plan: HostPlan, report: bool
+        self,
+        domain: str,
+        host: str,
+        policy: Policy | None,
+        plan: HostPlan,
+        report_domain: str | None,
     ) -> Answer | None:
         """An MX host the policy does not list: refused under "enforce", logged under
-        "testing" (RFC 8461 §4.1, §5); either way a failure for the TLS report."""
+        "testing" (RFC 8461 §4.1, §5); either way a failure for the TLS report (of
+        ``report_domain``, None: none)."""
         mode = policy.mode.value if policy is not None else "-"
         _log.warning("MTA-STS: MX host not in the policy", domain=domain, host=host, mode=mode)
-        if report and policy is not None:
-            note = _TlsNote(domain, host, PolicyType.STS, sts_policy_strings(policy), policy.mx)
+        if report_domain is not None and policy is not None:
+            strings = sts_policy_strings(policy)
+            note = _TlsNote(report_domain, host, PolicyType.STS, strings, policy.mx)
             reason = f"{host} is not an MX host of the MTA-STS policy"
             await self._record_tls(note, "", ResultType.VALIDATION_FAILURE, reason)
         if plan.tls is not TlsPlan.REFUSED:
@@ -1072,7 +1087,8 @@ class QueueRunner:
     def _tls_note(
         self, domain: str, host: str, policy: Policy | None, plan: HostPlan, dane: DanePlan
     ) -> _TlsNote:
-        """The policy the host is tried under, as the TLS report names it (RFC 8460 §4.4)."""
+        """The policy the host is tried under, as the TLS report of ``domain`` (the Policy
+        Domain) names it (RFC 8460 §4.4)."""
         dane_decides = dane.kind in (DanePlanKind.AUTHENTICATE, DanePlanKind.UNREACHABLE) or (
             dane.kind is DanePlanKind.ENCRYPT and plan.tls is TlsPlan.OPPORTUNISTIC
         )

@@ -81,6 +81,8 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    StsCacheEntry,
+    StsFetchFailure,
     StsPolicyRecord,
     SyncChanges,
     ThreadFields,
@@ -562,7 +564,8 @@ class Store(Protocol):
     # -- the MTA-STS policy cache (pillarbox.net.mtasts) ----------------------------------------
     async def save_sts_policy(self, policy: StsPolicyRecord) -> None:
         """Keep the domain's policy as fetched, in place of one fetched before it; one fetched
-        after it (by another node) stays."""
+        after it (by another node) stays. A failed fetch of the domain no later than it is
+        forgotten in the same write."""
 
     async def sts_policies(self, now: datetime) -> list[StsPolicyRecord]:
         """Every kept policy not expired at ``now`` (:attr:`StsPolicyRecord.expires` later),
@@ -570,6 +573,20 @@ class Store(Protocol):
 
     async def prune_sts_policies(self, now: datetime) -> int:
         """Forget the policies expired at ``now``; how many."""
+
+    async def save_sts_fetch_failure(self, failure: StsFetchFailure) -> None:
+        """Keep the domain's failed fetch in place of an earlier one; a later one (another
+        node's) stays."""
+
+    async def sts_fetch_failures(self, since: datetime) -> list[StsFetchFailure]:
+        """The kept failed fetches at ``since`` or later, the latest first."""
+
+    async def prune_sts_fetch_failures(self, before: datetime) -> int:
+        """Forget the failed fetches before ``before``; how many."""
+
+    async def sts_cache_entry(self, domain: str, now: datetime) -> StsCacheEntry:
+        """The domain's policy unexpired at ``now`` and its failed fetch, as kept (one read:
+        a node looks before it fetches, :mod:`pillarbox.net.mtasts`)."""
 
     # -- change feed ---------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> ChangeSubscription:

@@ -1186,6 +1186,33 @@ class StsPolicyRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StsFetchFailure:
+    """A domain's last failed MTA-STS policy fetch (RFC 8461 §3.3), kept in the store so that
+    neither a restart nor another node (PostgreSQL) asks the policy host again before the
+    retry wait is over, and so that TLS reports still name the failure (RFC 8460 §4.3.2.2).
+    A successful fetch after it forgets it."""
+
+    #: The Policy Domain.
+    domain: str
+    #: The TXT record's ``id`` the fetch was under (a new id is fetched at once).
+    policy_id: str
+    failed: datetime
+    #: RFC 8460 §4.3.2.2 result type (``sts-policy-fetch-error``, ...).
+    result_type: str
+    #: What went wrong, for the log and the report's ``failure-reason-code``.
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StsCacheEntry:
+    """What the store holds of one Policy Domain: its unexpired policy and its last failed
+    fetch, either or both absent."""
+
+    policy: StsPolicyRecord | None
+    failure: StsFetchFailure | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TlsReportPost:
     """A TLS-RPT report whose POST to an ``https:`` rua failed, or whose rua could not be
     looked up, kept to be tried again (RFC 8460 §5.5: for up to 24 hours after the first try)

@@ -87,6 +87,8 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    StsCacheEntry,
+    StsFetchFailure,
     StsPolicyRecord,
     TlsReportPost,
     TlsSessionResult,
@@ -3420,6 +3422,50 @@ class StoreContract:
         assert await store.sts_policies(start) == [refreshed]
         assert await store.prune_sts_policies(refreshed.expires) == 1
         assert await store.sts_policies(start) == []
+
+    async def test_sts_fetch_failures_are_kept_until_a_later_fetch(self, store: Store) -> None:
+        """RFC 8461 §3.3: a failed fetch is kept (a restart or another node waits out its
+        retry); a later failure replaces it, an earlier one does not; a policy fetched after it
+        forgets it, one fetched before it does not. One read gives a domain's policy and
+        failure (the read-through of pillarbox.net.mtasts)."""
+        start = datetime(2026, 3, 2, tzinfo=UTC)
+        failed = StsFetchFailure(
+            domain="example.com",
+            policy_id="20260301",
+            failed=start,
+            result_type="sts-policy-fetch-error",
+            reason="HTTP status 404",
+        )
+        other = dataclasses.replace(failed, domain="example.net", failed=start - timedelta(hours=2))
+        await store.save_sts_fetch_failure(failed)
+        await store.save_sts_fetch_failure(other)
+        assert await store.sts_fetch_failures(other.failed) == [failed, other]
+        assert await store.sts_fetch_failures(start) == [failed]  # since: inclusive
+        later = dataclasses.replace(
+            failed, failed=start + timedelta(minutes=5), result_type="sts-policy-invalid"
+        )
+        await store.save_sts_fetch_failure(later)
+        await store.save_sts_fetch_failure(failed)  # another node's, arriving late
+        assert await store.sts_cache_entry("example.com", start) == StsCacheEntry(None, later)
+        policy = StsPolicyRecord(
+            domain="example.com",
+            policy_id="20260301",
+            mode="enforce",
+            mx=("mx.example.com",),
+            max_age=86400,
+            fetched=start + timedelta(minutes=1),
+        )
+        await store.save_sts_policy(policy)  # fetched before the later failure: it stays
+        assert await store.sts_cache_entry("example.com", start) == StsCacheEntry(policy, later)
+        assert await store.sts_cache_entry("example.com", policy.expires) == StsCacheEntry(
+            None, later
+        )
+        refetched = dataclasses.replace(policy, fetched=start + timedelta(minutes=10))
+        await store.save_sts_policy(refetched)
+        assert await store.sts_cache_entry("example.com", start) == StsCacheEntry(refetched, None)
+        assert await store.sts_cache_entry("example.org", start) == StsCacheEntry(None, None)
+        assert await store.prune_sts_fetch_failures(start) == 1  # example.net's, before it
+        assert await store.sts_fetch_failures(other.failed) == []
 
 
 # -- Hypothesis state machine -----------------------------------------------------------------

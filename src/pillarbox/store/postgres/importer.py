@@ -639,6 +639,13 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("domain", "policy_id", "mode", "mx", "max_age", "fetched", "expires"),
             lambda r: (*r[:3], Jsonb(json.loads(r[3])), r[4], _time(r[5]), _time(r[6])),
         ),
+        # And their failed fetches: the move, like a restart, waits out their retries.
+        _Table(
+            "mta_sts_failures",
+            "SELECT domain, policy_id, failed, result_type, reason FROM mta_sts_failures",
+            ("domain", "policy_id", "failed", "result_type", "reason"),
+            lambda r: (r[0], r[1], _time(r[2]), r[3], r[4]),
+        ),
         # Passed triplets stay passed: a legitimate sender is not greylisted again for the move.
         _Table(
             "greylist",

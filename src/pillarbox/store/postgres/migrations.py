@@ -942,6 +942,18 @@ CREATE TABLE mta_sts_policies (
 CREATE INDEX mta_sts_policies_expiry ON mta_sts_policies(expires);
 """
 
+# Failed MTA-STS policy fetches (SQLite migration 45's notes).
+_V39_SQL = r"""
+CREATE TABLE mta_sts_failures (
+    domain text PRIMARY KEY,
+    policy_id text NOT NULL,
+    failed timestamptz NOT NULL,
+    result_type text NOT NULL,
+    reason text NOT NULL
+);
+CREATE INDEX mta_sts_failures_time ON mta_sts_failures(failed);
+"""
+
 
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
@@ -1006,6 +1018,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(36, "the webmail's keyboard shortcuts switch per account", _V36_SQL),
     Migration(37, "the default calendar a client chose (RFC 6638)", _V37_SQL),
     Migration(38, "MTA-STS policies kept across restarts (RFC 8461)", _V38_SQL),
+    Migration(39, "failed MTA-STS policy fetches kept across restarts (RFC 8461)", _V39_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -168,6 +168,8 @@ from pillarbox.store.types import (
     SpamCounts,
     SpamEvidence,
     SpecialUse,
+    StsCacheEntry,
+    StsFetchFailure,
     StsPolicyRecord,
     SyncChanges,
     ThreadFields,
@@ -1718,6 +1720,18 @@ class PostgresStore:
 
     async def prune_sts_policies(self, now: datetime) -> int:
         return await self._write(lambda conn, _: stsdata.prune(conn, now))
+
+    async def save_sts_fetch_failure(self, failure: StsFetchFailure) -> None:
+        await self._write(lambda conn, _: stsdata.save_failure(conn, failure))
+
+    async def sts_fetch_failures(self, since: datetime) -> list[StsFetchFailure]:
+        return await self._read(lambda conn: stsdata.failures(conn, since))
+
+    async def prune_sts_fetch_failures(self, before: datetime) -> int:
+        return await self._write(lambda conn, _: stsdata.prune_failures(conn, before))
+
+    async def sts_cache_entry(self, domain: str, now: datetime) -> StsCacheEntry:
+        return await self._read(lambda conn: stsdata.entry(conn, domain, now))
 
     # -- change feed -----------------------------------------------------------------------------
     def subscribe(self, account_id: int) -> FeedSubscription:
