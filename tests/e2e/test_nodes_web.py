@@ -28,13 +28,12 @@ from pillarbox import config as cfg
 from pillarbox import provisioning
 from pillarbox.store.postgres import PostgresStore
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
-from pillarbox.testing.nodes import Node, provision_account
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.nodes import Node, node_pair
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 from pillarbox.testing.push import PUSH_WAIT
 from pillarbox.web.session import SECRET_FILE
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 USER = "alice@example.org"
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -47,18 +46,14 @@ KEPT_MS = 60_000
 def nodes(tmp_path: Path, database: TestDatabase) -> Iterator[tuple[Node, Node, str]]:
     url = database.new_store_url()
     key = secrets.token_bytes(32)
-    pair = []
-    for name in ("node-a", "node-b"):
-        node = Node(tmp_path, name, url, listeners=("http",))
+    a, b = node_pair(tmp_path, url, USER, PASSWORD, listeners=("http",))
+    for node in (a, b):
         store = dataclasses.replace(
             node.config.store, postgres=cfg.PostgresSection(directory_ttl_ms=KEPT_MS)
         )
         node.config = dataclasses.replace(node.config, store=store)
         node.config.data_dir.mkdir(parents=True, exist_ok=True)
         (node.config.data_dir / SECRET_FILE).write_bytes(key)
-        pair.append(node)
-    a, b = pair
-    provision_account(a, url, USER, PASSWORD)
     with a, b:
         yield a, b, url
 

@@ -54,7 +54,7 @@ from pillarbox.store.types import (
     SenderListKind,
     SpamCounts,
 )
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 from pillarbox.testing.push import PUSH_WAIT
 from pillarbox.testing.store_contract import (
     DOMAIN,
@@ -70,8 +70,7 @@ from pillarbox.testing.store_contract import (
     store_state_machine,
 )
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 
 async def add_bob(store: Store, quota_messages: int | None = None) -> tuple[Account, Mailbox]:
