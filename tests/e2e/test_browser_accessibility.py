@@ -374,9 +374,9 @@ def test_new_mail_is_announced_and_focus_stays_put(server: LiveServer, new_page:
     status region says what came."""
     smtp_deliver(server, message("Plan"))
     page = new_page()
-    login(page, server)
+    with page.expect_response(webmail.live_feed):
+        login(page, server)
     tab_to(page, "Plan")
-    page.wait_for_timeout(300)  # let the EventSource connect
     smtp_deliver(server, message("Lunch?"))
     page.locator("table.messages").get_by_text("Lunch?").wait_for()
     expect(page.locator("#list-news")).to_have_text("1 new message")

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from pillarbox.store.types import INBOX, Calendar
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.webclient import deliver, simple_message
-from pillarbox.web.session import COOKIE, ENDS_COOKIE
+from pillarbox.web.session import COOKIE, ENDS_COOKIE, LIVE_FEED_PATH
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -123,6 +124,13 @@ def login(page: Page, server: LiveServer, user: str = ALICE) -> None:
     page.get_by_label("Password", exact=True).fill(TEST_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(re.compile(r"/mail/\d+$"))
+
+
+def live_feed(response: Any) -> bool:
+    """Whether ``response`` (a Playwright one) opens a page's live feed: the server subscribes
+    the stream to the change feed as it sends this head, so a change made once the test has
+    seen it reaches the page (a fixed wait before the change was a guess)."""
+    return urlsplit(response.url).path == LIVE_FEED_PATH and response.status == 200
 
 
 def inbox_count(server: LiveServer, address: str, name: str = INBOX) -> int:
@@ -456,10 +464,10 @@ def test_search(server: LiveServer, new_page: Any) -> None:
 
 def test_new_mail_appears_without_reload(server: LiveServer, new_page: Any) -> None:
     page = new_page()
-    login(page, server)
+    with page.expect_response(live_feed):
+        login(page, server)
     page.evaluate("window.__sameDocument = true")
     assert page.locator("table.messages tbody tr[data-href]").count() == 0
-    page.wait_for_timeout(300)  # let the EventSource connect
     smtp_deliver(server, message("Breaking news"))
     page.locator("table.messages").get_by_text("Breaking news").wait_for(timeout=10_000)
     assert page.evaluate("window.__sameDocument") is True  # no navigation happened
@@ -767,10 +775,10 @@ def test_sharing_a_folder_from_the_browser(server: LiveServer, new_page: Any) ->
     shared = bob.locator("section.shared-folders")
     expect(shared).to_contain_text("Shared with me")
     expect(shared).to_contain_text(ALICE)
-    shared.get_by_role("link", name="Support").click()
+    with bob.expect_response(live_feed):
+        shared.get_by_role("link", name="Support").click()
     expect(bob.locator("#shared-by")).to_contain_text(f"Shared with you by {ALICE}")
     bob.evaluate("window.__sameDocument = true")
-    bob.wait_for_timeout(300)  # let the EventSource connect
     deliver(server, ALICE, message("Toner low"), "Support")  # alice's change, live for bob
     bob.locator("table.messages").get_by_text("Toner low").wait_for(timeout=10_000)
     assert bob.evaluate("window.__sameDocument") is True

@@ -12,15 +12,12 @@ import smtplib
 import time
 from pathlib import Path
 
-import pytest
-
 from pillarbox import config as cfg
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
-from pillarbox.testing.nodes import Node, provision_account
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.nodes import node_pair
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 USER = "alice@example.org"
 SENDER = "someone@example.net"
@@ -36,9 +33,7 @@ def test_a_retry_through_the_other_node_passes(tmp_path: Path, database: TestDat
         "policy": cfg.PolicySection(enabled=False, trusted_networks=()),
         "greylisting": cfg.GreylistingSection(enabled=True, delay=DELAY, retry_window=60.0),
     }
-    a = Node(tmp_path, "node-a", url, listeners=("smtp",), **sections)
-    b = Node(tmp_path, "node-b", url, listeners=("smtp",), **sections)
-    provision_account(a, url, USER, PASSWORD)
+    a, b = node_pair(tmp_path, url, USER, PASSWORD, listeners=("smtp",), **sections)
     raw = f"From: {SENDER}\r\nTo: {USER}\r\nSubject: retried\r\n\r\nHello.\r\n".encode()
     with a, b:
         with smtplib.SMTP("127.0.0.1", a.port("smtp"), timeout=30) as client:

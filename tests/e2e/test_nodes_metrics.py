@@ -11,16 +11,14 @@ import http.client
 import smtplib
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
-from pillarbox.testing.nodes import Node, provision_account
+from pillarbox.testing.nodes import Node, node_pair
 from pillarbox.testing.polling import wait_for
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 USER = "alice@example.org"
 LISTENERS = ("smtp", "submission", "metrics")
@@ -49,9 +47,7 @@ def test_counters_per_node_and_the_queue_cluster_wide(
     tmp_path: Path, database: TestDatabase
 ) -> None:
     url = database.new_store_url()
-    a = Node(tmp_path, "node-a", url, listeners=LISTENERS)
-    b = Node(tmp_path, "node-b", url, listeners=LISTENERS)
-    provision_account(a, url, USER, PASSWORD)
+    a, b = node_pair(tmp_path, url, USER, PASSWORD, listeners=LISTENERS)
     with a, b:
         # Through node A only, to a domain no DNS answers for: it stays queued (deferred).
         with smtplib.SMTP("127.0.0.1", a.port("submission"), timeout=30) as client:

@@ -18,20 +18,17 @@ from pathlib import Path
 import pytest
 
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
-from pillarbox.testing.nodes import Node, provision_account
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.nodes import Node, node_pair
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 USER = "alice@example.org"
 
 
 @pytest.fixture
 def nodes(tmp_path: Path, database: TestDatabase) -> Iterator[tuple[Node, Node]]:
-    url = database.new_store_url()
-    a, b = (Node(tmp_path, name, url, listeners=("pop3",)) for name in ("node-a", "node-b"))
-    provision_account(a, url, USER, PASSWORD)
+    a, b = node_pair(tmp_path, database.new_store_url(), USER, PASSWORD, listeners=("pop3",))
     with a, b:
         yield a, b
 

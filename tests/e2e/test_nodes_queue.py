@@ -26,11 +26,10 @@ from aiosmtpd.controller import Controller
 from pillarbox import config as cfg
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.live import free_port
-from pillarbox.testing.nodes import Node, provision_account
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.nodes import node_pair
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 USER = "alice@example.org"
 LEASE = 3.0
@@ -80,9 +79,7 @@ def test_a_killed_nodes_claim_is_taken_over_after_the_lease(
         lease=LEASE,
         poll_interval=0.5,
     )
-    a = Node(tmp_path, "node-a", url, listeners=["submission"], queue=queue)
-    b = Node(tmp_path, "node-b", url, listeners=["submission"], queue=queue)
-    provision_account(a, url, USER, PASSWORD)
+    a, b = node_pair(tmp_path, url, USER, PASSWORD, listeners=["submission"], queue=queue)
     handler.hold.set()
     with a:
         with smtplib.SMTP("127.0.0.1", a.port("submission")) as client:

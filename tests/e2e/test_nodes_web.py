@@ -4,7 +4,7 @@ cookie for both (the nodes share the signing key), and ending it on one ends it 
 Each node keeps its answers to "is this session ended?" and "whose is it?" in memory
 (``pillarbox.store.directorycache``); the write that ends a session (logout) or every session
 (a password change) is announced by NOTIFY, and the other node forgets what it kept when the
-notification arrives: the cookie is refused there within a second here, though the kept
+notification arrives: the cookie is refused there within ``PUSH_WAIT`` here, though the kept
 answers would live for a minute (``directory_ttl_ms``, the bound when a node's LISTEN
 connection is down).
 
@@ -28,37 +28,32 @@ from pillarbox import config as cfg
 from pillarbox import provisioning
 from pillarbox.store.postgres import PostgresStore
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
-from pillarbox.testing.nodes import Node, provision_account
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.nodes import Node, node_pair
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
+from pillarbox.testing.push import PUSH_WAIT
 from pillarbox.web.session import SECRET_FILE
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 USER = "alice@example.org"
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
-#: Longer than the test: only a notification makes a node forget what it kept.
+#: Longer than the test, its PUSH_WAIT included: only a notification makes a node forget what
+#: it kept.
 KEPT_MS = 60_000
-#: How long the other node may take to refuse the cookie (a notification's delivery).
-WITHIN = 1.0
 
 
 @pytest.fixture
 def nodes(tmp_path: Path, database: TestDatabase) -> Iterator[tuple[Node, Node, str]]:
     url = database.new_store_url()
     key = secrets.token_bytes(32)
-    pair = []
-    for name in ("node-a", "node-b"):
-        node = Node(tmp_path, name, url, listeners=("http",))
+    a, b = node_pair(tmp_path, url, USER, PASSWORD, listeners=("http",))
+    for node in (a, b):
         store = dataclasses.replace(
             node.config.store, postgres=cfg.PostgresSection(directory_ttl_ms=KEPT_MS)
         )
         node.config = dataclasses.replace(node.config, store=store)
         node.config.data_dir.mkdir(parents=True, exist_ok=True)
         (node.config.data_dir / SECRET_FILE).write_bytes(key)
-        pair.append(node)
-    a, b = pair
-    provision_account(a, url, USER, PASSWORD)
     with a, b:
         yield a, b, url
 
@@ -103,7 +98,7 @@ def test_a_logout_on_one_node_ends_the_session_on_the_other(
     assert csrf is not None
     assert web.post("/logout", data={"csrf": csrf.group(1)}).status_code == 303
     assert client(a, cookie).get("/api/v1/mailboxes").status_code == 401  # at once on A
-    refused_within(on_b, WITHIN)
+    refused_within(on_b, PUSH_WAIT)
     assert client(b, other.cookies["pb_session"]).get("/settings").status_code == 200
 
 
@@ -124,5 +119,5 @@ def test_a_password_changed_elsewhere_ends_the_sessions_on_every_node(
             await store.close()
 
     asyncio.run(change_password())
-    refused_within(on_b, WITHIN)
-    refused_within(web, WITHIN)
+    refused_within(on_b, PUSH_WAIT)
+    refused_within(web, PUSH_WAIT)

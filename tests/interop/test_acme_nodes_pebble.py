@@ -43,14 +43,13 @@ from pillarbox.testing.live import free_port
 from pillarbox.testing.nodes import Node
 from pillarbox.testing.pebble import Pebble, presented_certificate
 from pillarbox.testing.polling import wait_for
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 
-_UNREACHABLE = unreachable_reason()
 pytestmark = [
     pytest.mark.skipif(
         not pebble_server.available(), reason="Pebble not installed (apt-get install pebble)"
     ),
-    pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or ""),
+    needs_postgres(),
 ]
 
 NAME = "mail.pillarbox.test"

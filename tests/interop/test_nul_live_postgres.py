@@ -17,11 +17,10 @@ from pillarbox import config as cfg
 from pillarbox.testing.davclient import dav_client
 from pillarbox.testing.icalendars import event
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 from pillarbox.testing.webclient import WebSession
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 ALICE = "alice@example.org"
 START = "20260105T100000Z"

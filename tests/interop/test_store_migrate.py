@@ -54,10 +54,9 @@ from pillarbox.store.types import (
 )
 from pillarbox.testing.command import init_site, run_pillarbox
 from pillarbox.testing.live import LiveServer, loopback_config
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 PASSWORD = "correct horse battery"
 DOMAIN = "example.org"

@@ -19,10 +19,9 @@ from pillarbox.policy.learning import TrainingBatch, observe
 from pillarbox.policy.receivedreports import Intake, Limits
 from pillarbox.store.postgres import PostgresStore
 from pillarbox.testing import reports
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 
-_UNREACHABLE = unreachable_reason()
-pytestmark = pytest.mark.skipif(_UNREACHABLE is not None, reason=_UNREACHABLE or "")
+pytestmark = needs_postgres()
 
 DOMAIN = "example.org"
 

@@ -290,28 +290,46 @@ class Chaos:
         self._park_all()
         interrupted = {kind: n - before[kind] for kind, n in self._unanswered().items()}
         interrupted["remote 250"] = remote
-        problems, orphans, staged = store_findings(
-            self.store_url, Path(self.node.config.server.data_dir)
-        )
+        offline = store_findings(self.store_url, Path(self.node.config.server.data_dir))
         started = time.monotonic()
         self.node.start()
         restart = time.monotonic() - started
-        found, lost, duplicated, seen = self.verify()
-        problems += seen
-        result = Round(
+        result = self._recorded(
+            offline,
+            self.verify(),
             kill_after=kill_after,
             restart_seconds=restart,
+            interrupted=interrupted,
+        )
+        self._resume_all()
+        return result
+
+    def _recorded(
+        self,
+        offline: tuple[list[str], int, int],
+        served: tuple[int, int, int, list[str]],
+        *,
+        kill_after: float = 0.0,
+        restart_seconds: float = 0.0,
+        interrupted: dict[str, int] | None = None,
+    ) -> Round:
+        """The round of what :func:`store_findings` found in the store (``offline``) and
+        :meth:`verify` in what the server serves (``served``), appended to :attr:`rounds`."""
+        stored_problems, orphans, staged = offline
+        found, lost, duplicated, served_problems = served
+        result = Round(
+            kill_after=kill_after,
+            restart_seconds=restart_seconds,
             acknowledged=self.ledger.acknowledged(),
             found=found,
             lost=lost,
             duplicated=duplicated,
             orphans=orphans,
             staged=staged,
-            problems=problems,
-            interrupted=interrupted,
+            problems=stored_problems + served_problems,
+            interrupted=interrupted or {},
         )
         self.rounds.append(result)
-        self._resume_all()
         return result
 
     def _unanswered(self) -> dict[str, int]:
@@ -337,21 +355,8 @@ class Chaos:
         lost += len(undelivered)
         problems += [f"{tag}: submitted, never delivered" for tag in undelivered]
         self.node.stop()
-        offline, orphans, staged = store_findings(
-            self.store_url, Path(self.node.config.server.data_dir)
-        )
-        result = Round(
-            kill_after=0.0,
-            restart_seconds=0.0,
-            acknowledged=self.ledger.acknowledged(),
-            found=found,
-            lost=lost,
-            duplicated=duplicated,
-            orphans=orphans,
-            staged=staged,
-            problems=problems + offline,
-        )
-        self.rounds.append(result)
+        offline = store_findings(self.store_url, Path(self.node.config.server.data_dir))
+        result = self._recorded(offline, (found, lost, duplicated, problems))
         self.node.start()  # for __exit__'s graceful stop
         return result
 

@@ -142,6 +142,18 @@ def provision_account(node: Node, store_url: str, address: str, password: str) -
     asyncio.run(provision())
 
 
+def node_pair(
+    root: Path, store_url: str, address: str, password: str, **options: Any
+) -> tuple[Node, Node]:
+    """Nodes ``node-a`` and ``node-b``, alike but for their names, ports and data directories
+    (``options`` as :class:`Node` takes them), over the store at ``store_url`` with the account
+    ``address`` provisioned: two machines behind one load balancer. Not started, so that a
+    test may adjust their config first or start one alone (``with a, b:`` starts both)."""
+    a, b = (Node(root, name, store_url, **options) for name in ("node-a", "node-b"))
+    provision_account(a, store_url, address, password)
+    return a, b
+
+
 def _accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -21,6 +21,7 @@ from graphlib import TopologicalSorter
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
+import pytest
 from psycopg import sql
 
 SERVER_ENV = "PILLARBOX_TEST_POSTGRES"
@@ -40,6 +41,13 @@ def unreachable_reason(url: str | None = None) -> str | None:
     except psycopg.Error as exc:
         return f"no PostgreSQL server at {_redacted(url)} ({SERVER_ENV}): {exc}".strip()
     return None
+
+
+def needs_postgres() -> pytest.MarkDecorator:
+    """A test module's ``pytestmark``: its tests skipped, saying why, when no test database can
+    be made (:func:`unreachable_reason`)."""
+    reason = unreachable_reason()
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 def with_database(url: str, dbname: str, schema: str | None = None) -> str:
