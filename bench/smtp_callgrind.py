@@ -14,8 +14,11 @@ The rows run one message at a time: with concurrency the count moves with the ti
 deliveries a group commit takes), more than the effects this is for.
 
     python bench/smtp_callgrind.py [--no-policy] [--server-src DIR] [--warm 300] [--count 150]
+                                   [--keep DIR]
 
-``--server-src`` as in ``smtp.py`` (docs/performance.md, "Session 14: mypyc").
+``--server-src`` as in ``smtp.py`` (docs/performance.md, "Session 14: mypyc"). ``--keep DIR``
+copies each row's callgrind dump there (``callgrind.out.conn1``, ``callgrind.out.reuse1``), to
+read where the instructions go: ``callgrind_annotate --inclusive=yes DIR/callgrind.out.conn1``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--server-src", metavar="DIR", help="as in smtp.py")
     parser.add_argument("--warm", type=int, default=300, help="messages before counting")
     parser.add_argument("--count", type=int, default=150, help="messages counted per row")
+    parser.add_argument("--keep", metavar="DIR", type=Path, help="copy each row's dump here")
     args = parser.parse_args()
     server_args = argparse.Namespace(
         no_policy=args.no_policy,
@@ -99,6 +104,9 @@ def main() -> None:
             if trigger and totals:
                 millions = int(totals[1]) / args.count / 1e6
                 print(f"{trigger[1]}: {millions:.3f} M instructions a message")
+                if args.keep:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(dump, args.keep / f"callgrind.out.{trigger[1]}")
 
 
 if __name__ == "__main__":

@@ -11,15 +11,21 @@ listener reports an IPv4 peer) counts alone. A text that is not an address is it
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 #: The prefix length a host is given (RFC 6177 §3, the /64 of a subnet).
 DEFAULT_IPV6_PREFIX = 64
+#: Keys kept for the next connection from the same address (a listener asks at its accept and
+#: at its close, and most connections come from addresses seen before).
+KEYS_KEPT = 4096
 
 
+@functools.lru_cache(maxsize=KEYS_KEPT)
 def client_key(address: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
     """The key ``address`` is counted under: ``2001:db8:1:2::/64`` for any address of that
-    prefix, the address itself for IPv4."""
+    prefix, the address itself for IPv4. A pure function of its arguments, kept: parsing the
+    address was two ``ipaddress`` parses a connection (its admission and its release)."""
     try:
         parsed = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:

@@ -86,3 +86,45 @@ def test_a_lost_connection_leaves_no_timer_holding_the_channel(loop: str) -> Non
         assert await channel.receive(600) == b""
 
     assert not _run(loop, scenario)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_close_waits_for_a_paused_write_to_drain(loop: str) -> None:
+    """A peer not reading pauses our writing: close waits (up to its bound) until what was
+    written has gone, and only then closes; with nothing paused it closes at once."""
+    size = 32 * 1024 * 1024  # past any socket buffer: the transport must pause writing
+
+    async def scenario() -> None:
+        made: list[Channel] = []
+        accepted = asyncio.Event()
+
+        def factory() -> Channel:
+            made.append(Channel())
+            accepted.set()
+            return made[-1]
+
+        server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await accepted.wait()
+        channel = made.pop()
+        await channel.wait_connected()
+        try:
+            async with asyncio.timeout(30):
+                channel.write(b"x" * size)
+                closing = asyncio.ensure_future(channel.close())
+                await asyncio.sleep(0.2)
+                assert not closing.done()  # the reader has not read: still draining
+                assert len(await reader.readexactly(size)) == size
+                await closing
+                assert await reader.read() == b""
+                idle = Channel()
+                assert await idle.close() is None  # never connected: nothing to do
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+
+    runner = uvloop.run if loop == "uvloop" else asyncio.run
+    runner(scenario())

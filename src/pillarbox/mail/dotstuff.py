@@ -95,9 +95,15 @@ class Unstuffer:
                 block = buf[i:stop]
                 lines = block.split(b"\r\n")
                 # Without its CRLFs the block holds a CR or LF only where one was bare (two
-                # memchr scans of a joined copy: cheaper than counting CRs and LFs in it).
+                # memchr scans of a joined copy: cheaper than counting CRs and LFs in it; by
+                # ``find``, as bytes' ``in`` first tries its operand as an integer, making and
+                # clearing a TypeError).
                 without_crlfs = b"".join(lines)
-                if len(lines) > 1 and b"\r" not in without_crlfs and b"\n" not in without_crlfs:
+                if (
+                    len(lines) > 1
+                    and without_crlfs.find(b"\r") < 0
+                    and without_crlfs.find(b"\n") < 0
+                ):
                     self._end_line(len(lines[0]) + 2)
                     if len(lines) > 2:
                         self._longest = max(self._longest, max(map(len, lines[1:-1])) + 2)
@@ -120,7 +126,7 @@ class Unstuffer:
 
     def _content(self, segment: bytes) -> bytes:
         """Account for a piece of one line (no CRLF in it) and return it as output."""
-        if b"\r" not in segment and b"\n" not in segment:
+        if segment.find(b"\r") < 0 and segment.find(b"\n") < 0:  # find: see feed
             self._line_length += len(segment)
             return segment
         self.saw_bare_linebreak = True

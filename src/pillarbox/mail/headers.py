@@ -176,7 +176,11 @@ _new_field = tuple.__new__
 
 def unfold(value: bytes) -> bytes:
     """RFC 5322 §2.2.3 unfolding: remove the line breaks of folded lines."""
-    return value.replace(b"\r\n", b"").replace(b"\n", b"") if b"\n" in value else value
+    # ``find``, not ``in``: CPython's ``bytes in bytes`` first tries the operand as an
+    # integer, making and clearing a TypeError (~2k instructions); this runs per field.
+    if value.find(b"\n") < 0:
+        return value
+    return value.replace(b"\r\n", b"").replace(b"\n", b"")
 
 
 def raw_text(value: bytes) -> str:

@@ -575,7 +575,7 @@ def _header_text(block: HeaderBlock, limit: int) -> str:
         if total >= limit:
             break
         value = f.value
-        if value.isascii() and b"=?" not in value:
+        if value.isascii() and value.find(b"=?") < 0:  # not ``in``: see headers.unfold
             # What _decoded_value gives for ASCII without encoded words (unfolding cannot
             # make one: a folded line starts with whitespace).
             line = f"{f.name}: {unfold(value).decode('ascii').strip()}"

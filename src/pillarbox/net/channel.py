@@ -280,7 +280,9 @@ class Channel(asyncio.Protocol):
         """Flush what was written, then close."""
         if self._transport is None or self._transport.is_closing():
             return
-        if self._lost is None:
+        # Nothing waits to drain unless the transport paused our writing: the timeout (a
+        # timer made and cancelled, every connection) only for that.
+        if self._lost is None and not self._write_ready.is_set():
             try:
                 async with asyncio.timeout(5):
                     await self.drain()

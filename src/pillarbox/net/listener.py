@@ -174,10 +174,10 @@ class Listener:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, channel: Channel) -> None:
+        # No TCP_NODELAY here: asyncio's and uvloop's TCP transports set it on every accepted
+        # socket (tests/unit/test_net_listener.py), and asking again (the transport's socket
+        # object, its family as an enum, a system call) was paid by every connection.
         address = channel.peer[0]
-        sock = channel.extra("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection_id = new_connection_id(self.name)
         refusal = self._counter.admit(address)
         admission = Admission(connection_id, admitted=not refusal, refusal=refusal)

@@ -49,6 +49,11 @@ class HelloKind(enum.StrEnum):
     LHLO = "LHLO"  # RFC 2033 §4.1
 
 
+#: For :attr:`Hello.extended`, asked by every command: ``HelloKind.HELO`` is an attribute
+#: lookup through Python 3.11's slow EnumType hook (see ``smtp.server``'s states).
+_HELO = HelloKind.HELO
+
+
 class Body(enum.StrEnum):
     """MAIL ``BODY=`` (RFC 6152 §2, RFC 3030 §3)."""
 
@@ -129,7 +134,7 @@ class Hello:
 
     @property
     def extended(self) -> bool:
-        return self.kind is not HelloKind.HELO
+        return self.kind is not _HELO
 
 
 @dataclass(frozen=True, slots=True)

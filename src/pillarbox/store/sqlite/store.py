@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from pillarbox.blocking import run_blocking
 from pillarbox.config import SqliteSection
@@ -548,6 +548,9 @@ class SqliteStore:
         self, key: tuple[str, str], fn: Callable[[sqlite3.Connection], T]
     ) -> T:
         """A lookup of domains, accounts, aliases or settings through :class:`DirectoryCache`."""
+        hit = self._directory.get(key)  # the usual case: no coroutine and closure to make
+        if hit is not None:
+            return cast(T, hit[0])
         return await self._directory.lookup(key, lambda: self._read(fn))
 
     def _now(self) -> int:
