@@ -429,7 +429,7 @@ async def code_submit(request: Request) -> Response:
         checked = await check_code(services, app.sealer, account, enrolment, code, now)
     # A refused code: Post/Redirect/Get, the code page (and the message held for it) read
     # again, so that reloading what says so posts no code twice. Not for the rate limit
-    # above: its 429 carries Retry-After, and a reload of it counts no failure.
+    # above: its 429 carries Retry-After, and a reload of it during the wait counts nothing.
     if checked is CodeCheck.UNREADABLE:
         outcomes["unreadable_secret"].inc()
         return redirect(_code_page_address(target, held=bool(carried), error="unreadable"))
