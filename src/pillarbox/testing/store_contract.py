@@ -1405,6 +1405,38 @@ class StoreContract:
         await store.remove_account(other.id)
         assert await store.prune_login_messages(later + 2 * minute) == 0  # went with eve
 
+    async def test_login_holds_made_at_once_on_two_nodes_keep_one_bound(
+        self, store_factory: StoreFactory, store: Store
+    ) -> None:
+        """Holds of many accounts written together through two stores over the same data (two
+        nodes) never end above the bound: each write makes room as if it were alone."""
+        await store.add_domain(DOMAIN)
+        owners = [await store.add_account(f"u{n}@{DOMAIN}", "h") for n in range(12)]
+        until = T0 + timedelta(minutes=5)
+        node_b = store_factory()
+        await node_b.open()
+        try:
+            await asyncio.gather(
+                *(
+                    (store if n % 2 else node_b).hold_login_message(
+                        LoginHold(
+                            account_id=owner.id,
+                            sid="s",
+                            sealed="v1:x",
+                            size=30,
+                            expires=until + timedelta(seconds=n),
+                        ),
+                        T0,
+                        100,
+                    )
+                    for n, owner in enumerate(owners)
+                )
+            )
+        finally:
+            await node_b.close()
+        held = [o.id for o in owners if await store.held_login_message(o.id, "s", T0)]
+        assert 1 <= len(held) <= 3
+
     async def test_correspondents_by_prefix(self, store: Store, account: Account) -> None:
         other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")
         day = timedelta(days=1)
