@@ -991,9 +991,9 @@ class WebSection:
     max_form_bytes: int = _f(1 * MIB, "Largest body of any other request (forms, JSON).")
     login_hold_bytes: int = _f(
         16 * MIB,
-        "Memory for messages being written that two-factor logins hold between their password "
-        "and code steps (each within max_form_bytes; over it the oldest go). At least "
-        "max_form_bytes.",
+        "Store room for messages being written that two-factor logins hold between their "
+        "password and code steps, all accounts' together, counted as their text (each within "
+        "max_form_bytes; over it the oldest go). At least max_form_bytes.",
     )
     max_attachments: int = _f(20, "Attachments one message composed on the web may carry.")
     max_recipients: int = _f(100, "To + Cc + Bcc addresses of one message composed on the web.")

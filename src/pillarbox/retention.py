@@ -2,7 +2,8 @@
 expunged (Dovecot's ``autoexpunge``, Stalwart's trash and junk retention), the tombstones
 of deleted calendar objects and contacts older than ``[calendars]`` and ``[contacts]
 sync_history_days`` are pruned (:func:`prune_sync_history`), and the expired ids of the Sieve
-"duplicate" test are forgotten. docs/retention.md.
+"duplicate" test and the expired messages two-step logins held (``pillarbox.web.loginhold``)
+are forgotten. docs/retention.md.
 
 Implementation notes:
 
@@ -24,6 +25,9 @@ Implementation notes:
 - **Sieve duplicate ids** (RFC 7352 §3.1) are forgotten once expired: a delivery only sweeps
   its own account's, so an account whose scripts record nothing new would keep its expired
   ids for good without this sweep.
+- **Login holds** (a user's unsent message, sealed, for five minutes between a login's two
+  steps) go at the next hold of any account too; this sweep bounds how long one outlives its
+  login when nobody logs in after (an hour by default).
 - **Time is an argument** (:func:`expunge_old`'s ``now``); the server's task runs it every
   ``interval`` seconds with the clock. Every node of a cluster runs it: the work is
   idempotent (what one node expunged the other no longer finds), only the reads repeat.
@@ -92,12 +96,14 @@ def cutoff(now: datetime, days: int) -> datetime | None:
 @dataclass
 class Expunged:
     """What one run removed: messages by mailbox label (``junk``, ``trash``), the sync
-    tombstones pruned and the expired Sieve duplicate ids forgotten (:func:`run_once`)."""
+    tombstones pruned, the expired Sieve duplicate ids and login holds forgotten
+    (:func:`run_once`)."""
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETAINED.values(), 0))
     accounts: int = 0
     tombstones: int = 0
     duplicates: int = 0
+    login_holds: int = 0
 
     @property
     def total(self) -> int:
@@ -165,17 +171,19 @@ async def run_once(
     store: Store, config: Config, now: datetime, *, metrics: Metrics | None = None
 ) -> Expunged:
     """One whole run, :func:`expunge_old`, :func:`prune_sync_history`, then the expired
-    Sieve duplicate ids: what the server's task does each interval and ``pillarbox store
-    expunge-old`` does now."""
+    Sieve duplicate ids and login holds: what the server's task does each interval and
+    ``pillarbox store expunge-old`` does now."""
     result = await expunge_old(store, config.retention, now, metrics=metrics)
     result.tombstones = await prune_sync_history(store, config, now)
     result.duplicates = await store.prune_sieve_duplicates(now)
+    result.login_holds = await store.prune_login_messages(now)
     _log.info(
         "retention run",
         expunged=result.total,
         accounts=result.accounts,
         tombstones=result.tombstones,
         sieve_duplicates=result.duplicates,
+        login_holds=result.login_holds,
         **result.counts,
     )
     return result

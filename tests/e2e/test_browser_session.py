@@ -179,10 +179,10 @@ def test_the_code_step_keeps_the_text_too(server: LiveServer, new_page: Any) -> 
 def test_a_message_the_code_page_did_not_find_comes_back_from_the_browser(
     server: LiveServer, new_page: Any
 ) -> None:
-    """The message is held between the steps by the process that took the password, one per
-    account: when the code page finds none (here another browser's password step for the
-    account replaced it; another node or a restart alike), the page says so, and after the
-    login the compose page offers the browser's copy."""
+    """The message is held between the steps in the store, one per account: when the code
+    page finds none (here another browser's password step for the account replaced it; a
+    node whose totp-key differs alike), the page says so, and after the login the compose
+    page offers the browser's copy."""
     key = enrol_totp(server, ALICE)
     page = new_page()
     page.goto(base(server) + "/login")

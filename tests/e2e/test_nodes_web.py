@@ -1,5 +1,7 @@
 """Two ``pillarbox serve`` processes over one PostgreSQL database: a web session is one
-cookie for both (the nodes share the signing key), and ending it on one ends it on the other.
+cookie for both (the nodes share the signing key), and ending it on one ends it on the other;
+a two-step login may take its steps on different nodes, a message being written riding
+through it (held in the store between the steps, sealed) into Drafts.
 
 Each node keeps its answers to "is this session ended?" and "whose is it?" in memory
 (``pillarbox.store.directorycache``); the write that ends a session (logout) or every session
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import html
 import re
 import secrets
 import time
@@ -22,16 +25,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from pillarbox import config as cfg
 from pillarbox import provisioning
+from pillarbox.auth import totp
 from pillarbox.store.postgres import PostgresStore
+from pillarbox.store.types import SpecialUse
 from pillarbox.testing.live import TEST_PASSWORD as PASSWORD
 from pillarbox.testing.nodes import Node, node_pair
 from pillarbox.testing.postgres import TestDatabase, needs_postgres
 from pillarbox.testing.push import PUSH_WAIT
 from pillarbox.web.session import SECRET_FILE
+from pillarbox.web.totpseal import KEY_FILE, TotpSealer
 
 pytestmark = needs_postgres()
 
@@ -46,6 +53,7 @@ KEPT_MS = 60_000
 def nodes(tmp_path: Path, database: TestDatabase) -> Iterator[tuple[Node, Node, str]]:
     url = database.new_store_url()
     key = secrets.token_bytes(32)
+    totp_key = secrets.token_bytes(32)
     a, b = node_pair(tmp_path, url, USER, PASSWORD, listeners=("http",))
     for node in (a, b):
         store = dataclasses.replace(
@@ -54,6 +62,7 @@ def nodes(tmp_path: Path, database: TestDatabase) -> Iterator[tuple[Node, Node, 
         node.config = dataclasses.replace(node.config, store=store)
         node.config.data_dir.mkdir(parents=True, exist_ok=True)
         (node.config.data_dir / SECRET_FILE).write_bytes(key)
+        (node.config.data_dir / KEY_FILE).write_bytes(totp_key)  # as docs/two-factor.md asks
     with a, b:
         yield a, b, url
 
@@ -121,3 +130,91 @@ def test_a_password_changed_elsewhere_ends_the_sessions_on_every_node(
     asyncio.run(change_password())
     refused_within(on_b, PUSH_WAIT)
     refused_within(web, PUSH_WAIT)
+
+
+def enrol_totp(node: Node, url: str) -> bytes:
+    """Turn on the user's second factor in the shared store, sealed under the nodes' shared
+    ``totp-key`` as enrolment would; the authenticator's key."""
+    key = totp.new_secret()
+    sealer = TotpSealer((node.config.data_dir / KEY_FILE).read_bytes())
+
+    async def enable() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            account = await store.get_account(USER)
+            assert account is not None
+            await store.enable_totp(account.id, sealer.seal(account.id, key), [])
+        finally:
+            await store.close()
+
+    asyncio.run(enable())
+    return key
+
+
+def csrf_of(page: str) -> str:
+    match = _CSRF_META.search(page)
+    assert match is not None
+    return match.group(1)
+
+
+_CARRIED_FIELD = re.compile(r'<input type="hidden" name="carried\.([^"]+)" value="([^"]*)">')
+
+
+def carried_in(page: str) -> dict[str, str]:
+    return {name: html.unescape(value) for name, value in _CARRIED_FIELD.findall(page)}
+
+
+def test_a_message_rides_a_two_step_login_whose_steps_take_different_nodes(
+    nodes: tuple[Node, Node, str],
+) -> None:
+    """The password step on node A holds the message being written in the shared store; node
+    B's code page finds it (and its reloads, a wrong code's redirect included), the database
+    shows none of its text, and node B's code step saves it in Drafts, unsent."""
+    a, b, url = nodes
+    key = enrol_totp(a, url)
+    text = "Dear Bob,\r\n\r\nwritten on one node, <kept> by the other & saved.\r\n"
+    message = {"to": "bob@example.org", "subject": "across nodes", "body": text}
+    fields = {f"carried.{name}": value for name, value in message.items()}
+    on_a = client(a)
+    form = {"username": USER, "password": PASSWORD, "next": "/compose", **fields}
+    step = on_a.post("/login", data={**form, "csrf": csrf_of(on_a.get("/login").text)})
+    assert step.status_code == 303
+    code_page = step.headers["location"]
+    assert code_page == "/login/code?next=%2Fcompose&held=1"
+    with psycopg.connect(url) as conn:
+        [(sealed,)] = conn.execute("SELECT sealed FROM login_holds").fetchall()
+    assert "Bob" not in sealed and "across" not in sealed
+
+    on_b = client(b, on_a.cookies["pb_session"])
+    page = on_b.get(code_page)
+    assert page.status_code == 200 and "the message you were writing is kept" in page.text
+    assert carried_in(page.text) == message
+    wrong = {"csrf": csrf_of(page.text), "next": "/compose", "code": "000000x", **fields}
+    refused = on_b.post("/login/code", data=wrong)
+    assert refused.status_code == 303
+    assert refused.headers["location"] == f"{code_page}&error=wrong"
+    again = client(a, on_a.cookies["pb_session"]).get(refused.headers["location"])  # back on A
+    assert "Wrong or already used code" in again.text and carried_in(again.text) == message
+
+    code = totp.totp(key, time.time())
+    done = on_b.post("/login/code", data={**wrong, "code": code})
+    assert done.status_code == 303 and done.headers["location"].startswith("/compose?draft=")
+    draft = client(b, done.cookies["pb_session"]).get(done.headers["location"]).text
+    assert "written on one node, &lt;kept&gt; by the other &amp; saved." in draft
+
+    async def drafts_and_sent() -> list[int]:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            account = await store.get_account(USER)
+            assert account is not None
+            boxes = {m.special_use: m for m in await store.list_mailboxes(account.id)}
+            uses = (SpecialUse.DRAFTS, SpecialUse.SENT)
+            return [len(await store.list_messages(boxes[use].id)) for use in uses]
+        finally:
+            await store.close()
+
+    assert asyncio.run(drafts_and_sent()) == [1, 0]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM login_holds").fetchone() == (0,)  # dropped

@@ -79,6 +79,19 @@ def code_step(web: WebSession, code: str) -> httpx.Response:
     return web.client.post("/login/code", data={"csrf": token, "code": code, "next": "/mail"})
 
 
+#: Where a refused code sends the browser (Post/Redirect/Get): the code page, saying why.
+WRONG_CODE_PAGE = "/login/code?next=%2Fmail&error=wrong"
+
+
+def refused_code(web: WebSession, code: str) -> httpx.Response:
+    """The code step refusing ``code`` with a redirect to the code page; that page."""
+    refused = code_step(web, code)
+    assert refused.status_code == 303 and refused.headers["location"] == WRONG_CODE_PAGE
+    page = web.get(WRONG_CODE_PAGE)
+    assert page.status_code == 200 and "Wrong or already used code" in page.text
+    return page
+
+
 def test_two_step_login_codes_replay_and_recovery(live: LiveServer, alice: WebSession) -> None:
     key, codes = enrol(alice)
     assert "Two-factor login" in alice.get("/settings").text
@@ -94,8 +107,7 @@ def test_two_step_login_codes_replay_and_recovery(live: LiveServer, alice: WebSe
         "/settings/profile", data={"csrf": web.csrf("/login/code"), "display_name": "Eve"}
     )
     assert profile.status_code == 303 and profile.headers["location"].startswith("/login")
-    wrong = code_step(web, f"{(int(next_code(key)) + 1) % 10**6:06d}")
-    assert wrong.status_code == 401 and "Wrong or already used code" in wrong.text
+    refused_code(web, f"{(int(next_code(key)) + 1) % 10**6:06d}")
     code = next_code(key)
     ok = code_step(web, code)
     assert ok.status_code == 303 and ok.headers["location"] == "/mail"
@@ -103,7 +115,7 @@ def test_two_step_login_codes_replay_and_recovery(live: LiveServer, alice: WebSe
 
     # The same code again, from another browser that knows the password: refused.
     replay = password_step(live)
-    assert code_step(replay, code).status_code == 401
+    refused_code(replay, code)
     assert replay.get("/settings").status_code == 303
 
     # A recovery code works once, however it is typed.
@@ -111,7 +123,7 @@ def test_two_step_login_codes_replay_and_recovery(live: LiveServer, alice: WebSe
     assert recovered.status_code == 303
     assert recovered.headers["location"] == "/mail"
     again = password_step(live)
-    assert code_step(again, codes[0]).status_code == 401
+    refused_code(again, codes[0])
     assert "9 recovery codes left" in alice.get("/settings").text
 
 
@@ -160,6 +172,16 @@ def test_a_carried_message_is_held_for_the_code_page_through_reloads_and_start_a
     stranger = WebSession(live)
     assert stranger.get(code_page).headers["location"].startswith("/login?")
 
+    # A wrong code: the code page again, saying so, the message still in its forms.
+    token = web.csrf(code_page)
+    wrong = {"csrf": token, "next": "/compose", "code": "000000x", **fields}
+    refused = web.client.post("/login/code", data=wrong)
+    assert refused.status_code == 303
+    assert refused.headers["location"] == f"{code_page}&error=wrong"
+    page = web.get(refused.headers["location"])
+    assert "Wrong or already used code" in page.text
+    assert carried_in(page.text) == message
+
     # "Start again" posts the code page's form to the password step: the message stays.
     token = web.csrf(code_page)
     again = web.client.post("/login/again", data={"csrf": token, "next": "/compose", **fields})
@@ -194,21 +216,30 @@ def test_a_carried_message_is_held_for_the_code_page_through_reloads_and_start_a
 def test_wrong_codes_count_into_the_login_limits_and_the_metrics(
     live: LiveServer, alice: WebSession
 ) -> None:
+    """Each wrong code is one failure, answered with a redirect to the code page saying so:
+    reloading that page sends no code, so it counts none (Post/Redirect/Get). Past the
+    limits, the answer is a 429 with Retry-After, even to the right code."""
     key, codes = enrol(alice)
     before = scrape(live)
     assert code_step(password_step(live), codes[0]).status_code == 303
     web = password_step(live)
-    statuses = []
     bad = f"{(int(next_code(key)) + 1) % 10**6:06d}"
-    for _ in range(8):
+    refused_code(web, bad)
+    for _ in range(5):  # the page saying so, reloaded
+        assert "Wrong or already used code" in web.get(WRONG_CODE_PAGE).text
+    middle = scrape(live)
+    outcomes = "pillarbox_web_second_factor_logins_total"
+    assert moved(before, middle, outcomes, outcome="wrong_code") == 1
+    statuses = [303]
+    for _ in range(7):
         statuses.append(code_step(web, bad).status_code)
-    assert statuses[0] == 401 and 429 in statuses
+    assert 429 in statuses and set(statuses) == {303, 429}
     limited = code_step(web, next_code(key))  # even the right code waits now
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert "Too many failed attempts" in limited.text
     after = scrape(live)
-    outcomes = "pillarbox_web_second_factor_logins_total"
     assert moved(before, after, outcomes, outcome="passed") == 1
-    assert moved(before, after, outcomes, outcome="wrong_code") == statuses.count(401)
+    assert moved(before, after, outcomes, outcome="wrong_code") == statuses.count(303)
     assert moved(before, after, outcomes, outcome="rate_limited") == statuses.count(429) + 1
 
 
@@ -382,8 +413,10 @@ def test_a_secret_that_does_not_open_is_said_so_and_recovery_still_works(
     before = scrape(live)
     web = password_step(live)
     refused = code_step(web, next_code(key))
-    assert refused.status_code == 401 and "cannot read your authenticator" in refused.text
-    assert "recovery code" in refused.text
+    assert refused.status_code == 303
+    assert refused.headers["location"] == "/login/code?next=%2Fmail&error=unreadable"
+    page = web.get(refused.headers["location"]).text
+    assert "cannot read your authenticator" in page and "recovery code" in page
     after = scrape(live)
     outcomes = "pillarbox_web_second_factor_logins_total"
     assert moved(before, after, outcomes, outcome="unreadable_secret") == 1

@@ -31,6 +31,7 @@ from pillarbox.store.types import (
     Calendar,
     CalendarObject,
     Contact,
+    LoginHold,
     SpecialUse,
 )
 from pillarbox.testing.postgres import unreachable_reason
@@ -235,6 +236,29 @@ async def test_run_forgets_expired_sieve_duplicates(
     assert await any_store.sieve_duplicates(alice.id, earlier) == {"new"}
     assert await any_store.sieve_duplicates(bob.id, earlier) == frozenset()
     assert (await run_once(any_store, from_mapping({}), NOW)).duplicates == 0
+
+
+async def test_run_forgets_expired_login_holds(
+    any_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each run forgets the messages two-step logins held and nobody came back for (sealed,
+    but a user's unsent text), and logs how many; an unexpired one stays."""
+    alice = await any_store.add_account(f"alice@{DOMAIN}", "h")
+    bob = await any_store.add_account(f"bob@{DOMAIN}", "h")
+    earlier = NOW - timedelta(hours=1)
+    for owner, expires in ((alice, earlier + timedelta(minutes=5)), (bob, NOW + timedelta(1))):
+        hold = LoginHold(account_id=owner.id, sid="s", sealed="v1:x", size=3, expires=expires)
+        assert await any_store.hold_login_message(hold, earlier, 1024)
+
+    with caplog.at_level(logging.INFO, logger="pillarbox"):
+        result = await run_once(any_store, from_mapping({}), NOW)
+
+    assert result.login_holds == 1
+    [line] = [r for r in caplog.records if r.getMessage() == "retention run"]
+    assert line.__dict__["fields"]["login_holds"] == 1
+    assert await any_store.held_login_message(alice.id, "s", earlier) is None
+    assert await any_store.held_login_message(bob.id, "s", NOW) == "v1:x"
+    assert (await run_once(any_store, from_mapping({}), NOW)).login_holds == 0
 
 
 def test_sync_history_days_are_checked() -> None:

@@ -1,57 +1,118 @@
-"""The message a two-step login holds between its steps (:mod:`pillarbox.web.loginhold`):
-found only under its account and session, until the password step expires, one per account,
-and within its byte limit, the oldest going first."""
+"""The message a two-step login holds between its steps (:mod:`pillarbox.web.loginhold`), over
+a real SQLite store: found only under its account and session, until the password step
+expires, by any holder over the same store, one per account, within its byte limit, and
+sealed: the database holds no text of it, and a sealed hold moved to another account's or
+session's row, or read under another key, opens to nothing. (The store's side on both
+backends: the contract suite's ``test_login_holds_…``.)"""
 
 from __future__ import annotations
 
-from pillarbox.web.loginhold import LoginHold, held_size
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pillarbox.store.sqlite import SqliteStore
+from pillarbox.store.types import Account
+from pillarbox.testing.store_contract import DOMAIN
+from pillarbox.web.loginhold import LoginHolds, held_size
 from pillarbox.web.session import PENDING_SECONDS
+from pillarbox.web.totpseal import TotpSealer
 
 T = 1_000_000.0
-MESSAGE = (("to", "bob@example.org"), ("body", "Grüße, \r\nBob"))
+SEALER = TotpSealer(b"k" * 32)
+MESSAGE = (("to", "bob@example.org"), ("body", "Grüße, \r\nBob, a secret plan"))
 
 
-def test_found_only_under_its_account_and_session_until_the_step_expires() -> None:
-    hold = LoginHold(1024)
-    hold.keep(1, "sid-a", MESSAGE, T)
-    assert hold.held(1, "sid-a", T) == MESSAGE
-    assert hold.held(1, "sid-a", T + PENDING_SECONDS - 1) == MESSAGE  # read again: a reload
-    assert hold.held(1, "sid-b", T) == ()
-    assert hold.held(2, "sid-a", T) == ()
-    assert hold.held(1, "sid-a", T + PENDING_SECONDS) == ()
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    await store.add_domain(DOMAIN)
+    yield store
+    await store.close()
 
 
-def test_one_per_account_and_dropped_only_by_its_session() -> None:
-    hold = LoginHold(1024)
-    hold.keep(1, "sid-a", MESSAGE, T)
-    hold.keep(1, "sid-b", (("subject", "newer"),), T + 1)
-    assert hold.held(1, "sid-a", T + 1) == ()
-    assert hold.held(1, "sid-b", T + 1) == (("subject", "newer"),)
-    hold.drop(1, "sid-a")
-    assert hold.held(1, "sid-b", T + 1) == (("subject", "newer"),)
-    hold.drop(1, "sid-b")
-    assert hold.held(1, "sid-b", T + 1) == ()
+async def accounts(store: SqliteStore, count: int) -> list[Account]:
+    return [await store.add_account(f"u{n}@{DOMAIN}", "h") for n in range(count)]
 
 
-def test_the_limit_lets_the_oldest_go_first() -> None:
+def database_bytes(directory: Path) -> bytes:
+    """Every byte of the database's files (a dump could show no more)."""
+    return b"".join(path.read_bytes() for path in directory.glob("db.sqlite3*"))
+
+
+async def test_found_only_under_its_account_and_session_until_the_step_expires(
+    store: SqliteStore,
+) -> None:
+    one, two = await accounts(store, 2)
+    holds = LoginHolds(store, SEALER, 1024)
+    await holds.keep(one.id, "sid-a", MESSAGE, T)
+    assert await holds.held(one.id, "sid-a", T) == MESSAGE
+    assert await holds.held(one.id, "sid-a", T + PENDING_SECONDS - 1) == MESSAGE  # a reload
+    # Another node: the same store, its own holder (the same key file).
+    assert await LoginHolds(store, TotpSealer(b"k" * 32), 1024).held(one.id, "sid-a", T) == (
+        MESSAGE
+    )
+    assert await holds.held(one.id, "sid-b", T) == ()
+    assert await holds.held(two.id, "sid-a", T) == ()
+    assert await holds.held(one.id, "sid-a", T + PENDING_SECONDS) == ()
+    # One per account; dropped only by its session.
+    await holds.keep(one.id, "sid-b", (("subject", "newer"),), T + 1)
+    assert await holds.held(one.id, "sid-a", T + 1) == ()
+    await holds.drop(one.id, "sid-a")
+    assert await holds.held(one.id, "sid-b", T + 1) == (("subject", "newer"),)
+    await holds.drop(one.id, "sid-b")
+    assert await holds.held(one.id, "sid-b", T + 1) == ()
+
+
+async def test_sealed_at_rest_and_bound_to_its_account_session_and_key(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    one, two = await accounts(store, 2)
+    holds = LoginHolds(store, SEALER, 1024)
+    await holds.keep(one.id, "sid-a", MESSAGE, T)
+    await store.close()
+    raw = database_bytes(tmp_path)
+    assert b"sid-a" in raw  # the row is there
+    assert b"secret plan" not in raw and b"bob@example.org" not in raw
+    conn = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    # The sealed text copied onto another account's row, and onto another session's.
+    conn.execute(
+        "INSERT INTO login_holds (account_id, sid, sealed, size, expires) "
+        "SELECT ?, sid, sealed, size, expires FROM login_holds WHERE account_id = ?",
+        (two.id, one.id),
+    )
+    conn.close()
+    await store.open()
+    assert await holds.held(two.id, "sid-a", T) == ()
+    await holds.keep(one.id, "sid-b", MESSAGE, T)
+    sealed_b = await store.held_login_message(one.id, "sid-b", datetime.fromtimestamp(T, UTC))
+    assert sealed_b is not None
+    conn = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    conn.execute("UPDATE login_holds SET sid = 'sid-c' WHERE account_id = ?", (one.id,))
+    conn.close()
+    assert await holds.held(one.id, "sid-c", T) == ()
+    await holds.keep(one.id, "sid-d", MESSAGE, T)
+    assert await LoginHolds(store, TotpSealer(b"x" * 32), 1024).held(one.id, "sid-d", T) == ()
+    assert await holds.held(one.id, "sid-d", T) == MESSAGE
+
+
+async def test_the_limit_lets_the_oldest_go_first(store: SqliteStore) -> None:
     size = held_size(MESSAGE)
-    assert size == len("to") + 15 + len("body") + len("Grüße, \r\nBob".encode())
-    hold = LoginHold(3 * size)
-    for account in (1, 2, 3):
-        hold.keep(account, f"sid-{account}", MESSAGE, T + account)
-    hold.keep(4, "sid-4", MESSAGE, T + 4)  # a fourth does not fit: the first goes
-    assert hold.held(1, "sid-1", T + 4) == ()
-    assert all(hold.held(a, f"sid-{a}", T + 4) == MESSAGE for a in (2, 3, 4))
-    # Replacing an account's message frees its bytes: nothing else has to go.
-    hold.keep(3, "sid-3b", MESSAGE, T + 5)
-    assert all(hold.held(a, s, T + 5) == MESSAGE for a, s in ((2, "sid-2"), (3, "sid-3b")))
-    assert hold.held(4, "sid-4", T + 5) == MESSAGE
-    # One past its password step's expiry goes first, and its bytes with it.
-    later = T + 2 + PENDING_SECONDS
-    hold.keep(5, "sid-5", MESSAGE, later)
-    assert hold.held(2, "sid-2", later) == ()
-    assert hold.held(4, "sid-4", later) == MESSAGE
+    assert size == len("to") + 15 + len("body") + len("Grüße, \r\nBob, a secret plan".encode())
+    users = await accounts(store, 5)
+    holds = LoginHolds(store, SEALER, 3 * size)
+    for n, user in enumerate(users[:3]):
+        await holds.keep(user.id, f"sid-{n}", MESSAGE, T + n)
+    await holds.keep(users[3].id, "sid-3", MESSAGE, T + 3)  # a fourth: the first goes
+    assert await holds.held(users[0].id, "sid-0", T + 3) == ()
+    for n in (1, 2, 3):
+        assert await holds.held(users[n].id, f"sid-{n}", T + 3) == MESSAGE
     # Larger than the whole limit: not held, and nothing else goes for it.
-    hold.keep(6, "sid-6", (("body", "x" * 4 * size),), later)
-    assert hold.held(6, "sid-6", later) == ()
-    assert all(hold.held(a, s, later) == MESSAGE for a, s in ((4, "sid-4"), (5, "sid-5")))
+    await holds.keep(users[4].id, "sid-4", (("body", "x" * 4 * size),), T + 4)
+    assert await holds.held(users[4].id, "sid-4", T + 4) == ()
+    for n in (1, 2, 3):
+        assert await holds.held(users[n].id, f"sid-{n}", T + 4) == MESSAGE

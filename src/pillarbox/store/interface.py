@@ -58,6 +58,7 @@ from pillarbox.store.types import (
     GreyOutcome,
     GreyTriplet,
     Identity,
+    LoginHold,
     Mailbox,
     MailboxDelta,
     MailboxSnapshot,
@@ -847,6 +848,24 @@ class Store(Protocol):
 
     async def totp_accounts(self) -> set[int]:
         """The ids of the accounts with a second factor (the admin's account list)."""
+
+    # -- messages two-step web logins hold between their steps (pillarbox.web.loginhold) -------
+    async def hold_login_message(self, hold: LoginHold, now: datetime, max_bytes: int) -> bool:
+        """Keep ``hold`` in place of any its account held. The unexpired holds of every account
+        stay within ``max_bytes`` together (by ``size``; one bound for all nodes): those
+        expired at ``now`` go, then those expiring first until this one fits. False, with
+        nothing held for the account, when ``hold.size`` alone is over it. ``NotFound`` for an
+        unknown account."""
+
+    async def held_login_message(self, account_id: int, sid: str, now: datetime) -> str | None:
+        """The sealed text the account holds for session ``sid``; None when it holds none for
+        it unexpired at ``now`` (none held, another session's, or expired)."""
+
+    async def drop_login_message(self, account_id: int, sid: str) -> None:
+        """Forget what the account holds for session ``sid`` (another session's stays)."""
+
+    async def prune_login_messages(self, now: datetime) -> int:
+        """Forget the holds expired at ``now`` (the retention job's sweep); how many."""
 
     # -- DKIM keys -----------------------------------------------------------------------------
     async def add_dkim_key(self, key: DkimKeyRecord) -> None:

@@ -945,6 +945,21 @@ class TotpEnrolment:
     recovery_left: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginHold:
+    """A message being written that a two-step web login holds between its password and code
+    steps (``pillarbox.web.loginhold``), so that whichever node serves the code page finds it:
+    one per account, for the pending session ``sid``, until ``expires``. Sealed by the web app
+    (the store never sees the text)."""
+
+    account_id: int
+    sid: str
+    sealed: str
+    #: What it counts against the holds' bound (the caller's measure of the text it sealed).
+    size: int
+    expires: datetime
+
+
 # -- DKIM signing keys (outbound delivery) ---------------------------------------------------------
 
 

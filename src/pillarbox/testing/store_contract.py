@@ -70,6 +70,7 @@ from pillarbox.store.types import (
     GreyOutcome,
     GreyTriplet,
     Identity,
+    LoginHold,
     Mailbox,
     Member,
     MetadataLimits,
@@ -1342,6 +1343,104 @@ class StoreContract:
         await store.remove_account(other.id)
         assert await store.get_totp(other.id) is None
         assert await store.totp_accounts() == set()
+
+    async def test_login_holds_one_per_account_bound_to_the_session_until_they_expire(
+        self, store_factory: StoreFactory, store: Store, account: Account
+    ) -> None:
+        """A message a two-step login holds: found only with its account and session, and by
+        another node (another store over the same data); one per account (replaced); gone
+        when dropped, expired, pruned or with its account; never past the bound."""
+        other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")
+        until = T0 + timedelta(minutes=5)
+
+        def hold(owner: Account, sid: str, size: int, expires: datetime = until) -> LoginHold:
+            return LoginHold(
+                account_id=owner.id, sid=sid, sealed=f"v1:{sid}", size=size, expires=expires
+            )
+
+        assert await store.hold_login_message(hold(account, "s1", 10), T0, 100)
+        assert await store.held_login_message(account.id, "s1", T0) == "v1:s1"
+        assert await store.held_login_message(account.id, "s2", T0) is None  # another browser
+        assert await store.held_login_message(other.id, "s1", T0) is None  # another account
+        assert await store.held_login_message(account.id, "s1", until) is None  # expired
+        node_b = store_factory()
+        await node_b.open()
+        try:
+            await self.outlast_kept(node_b)
+            assert await node_b.held_login_message(account.id, "s1", T0) == "v1:s1"
+        finally:
+            await node_b.close()
+        # The account's next password step holds in place of the first.
+        assert await store.hold_login_message(hold(account, "s2", 20), T0, 100)
+        assert await store.held_login_message(account.id, "s1", T0) is None
+        assert await store.held_login_message(account.id, "s2", T0) == "v1:s2"
+        await store.drop_login_message(account.id, "s1")  # not this session's: stays
+        assert await store.held_login_message(account.id, "s2", T0) == "v1:s2"
+        await store.drop_login_message(account.id, "s2")
+        assert await store.held_login_message(account.id, "s2", T0) is None
+
+        # The bound, for all accounts together: the holds expiring first go to make room.
+        third = await store.add_account(f"ann@{DOMAIN}", "$argon2id$hash")
+        minute = timedelta(minutes=1)
+        assert await store.hold_login_message(hold(account, "a", 40, until), T0, 100)
+        assert await store.hold_login_message(hold(other, "o", 40, until + minute), T0, 100)
+        assert await store.hold_login_message(hold(third, "t", 30, until + 2 * minute), T0, 100)
+        assert await store.held_login_message(account.id, "a", T0) is None
+        assert await store.held_login_message(other.id, "o", T0) == "v1:o"
+        assert await store.held_login_message(third.id, "t", T0) == "v1:t"
+        # Over the bound alone: not held, and the account's earlier hold is gone too.
+        assert not await store.hold_login_message(hold(other, "o2", 101), T0, 100)
+        assert await store.held_login_message(other.id, "o", T0) is None
+        assert await store.held_login_message(third.id, "t", T0) == "v1:t"
+        # Expired holds make room first, and the sweep forgets them.
+        assert await store.hold_login_message(hold(account, "b", 70, until + minute), T0, 100)
+        assert await store.held_login_message(third.id, "t", T0) == "v1:t"
+        later = until + 2 * minute
+        assert await store.hold_login_message(hold(other, "o3", 90, later + minute), later, 100)
+        assert await store.held_login_message(other.id, "o3", later) == "v1:o3"
+        assert await store.held_login_message(account.id, "b", T0) is None  # expired, gone
+        assert await store.prune_login_messages(later) == 0
+        assert await store.hold_login_message(hold(account, "c", 5, later), T0, 100)
+        assert await store.prune_login_messages(later) == 1
+        assert await store.held_login_message(other.id, "o3", later) == "v1:o3"
+        with pytest.raises(NotFound):
+            await store.hold_login_message(
+                LoginHold(account_id=999_999, sid="x", sealed="x", size=1, expires=until), T0, 100
+            )
+        await store.remove_account(other.id)
+        assert await store.prune_login_messages(later + 2 * minute) == 0  # went with eve
+
+    async def test_login_holds_made_at_once_on_two_nodes_keep_one_bound(
+        self, store_factory: StoreFactory, store: Store
+    ) -> None:
+        """Holds of many accounts written together through two stores over the same data (two
+        nodes) never end above the bound: each write makes room as if it were alone."""
+        await store.add_domain(DOMAIN)
+        owners = [await store.add_account(f"u{n}@{DOMAIN}", "h") for n in range(12)]
+        until = T0 + timedelta(minutes=5)
+        node_b = store_factory()
+        await node_b.open()
+        try:
+            await asyncio.gather(
+                *(
+                    (store if n % 2 else node_b).hold_login_message(
+                        LoginHold(
+                            account_id=owner.id,
+                            sid="s",
+                            sealed="v1:x",
+                            size=30,
+                            expires=until + timedelta(seconds=n),
+                        ),
+                        T0,
+                        100,
+                    )
+                    for n, owner in enumerate(owners)
+                )
+            )
+        finally:
+            await node_b.close()
+        held = [o.id for o in owners if await store.held_login_message(o.id, "s", T0)]
+        assert 1 <= len(held) <= 3
 
     async def test_correspondents_by_prefix(self, store: Store, account: Account) -> None:
         other = await store.add_account(f"eve@{DOMAIN}", "$argon2id$hash")

@@ -65,7 +65,7 @@ from pillarbox.services import Services
 from pillarbox.sizes import human_size
 from pillarbox.store.aclrows import canonical_rights
 from pillarbox.store.types import Account, TokenKind
-from pillarbox.web.loginhold import LoginHold
+from pillarbox.web.loginhold import LoginHolds
 from pillarbox.web.session import (
     BACKGROUND_HEADER,
     COOKIE,
@@ -150,8 +150,8 @@ class Web:
     templates: Environment
     #: Listener name → port clients should use (bound ports where known), for client setup.
     ports: Mapping[str, int]
-    #: Messages being written that two-step logins hold between their steps.
-    login_hold: LoginHold
+    #: Messages being written that two-step logins hold between their steps (in the store).
+    login_holds: LoginHolds
     streams: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -779,8 +779,8 @@ def create_app(
         for name in LISTENER_DOCS
         if getattr(config.listeners, name).enabled
     }
-    hold = LoginHold(limits.login_hold_bytes)
-    state = Web(services, limits, codec, sealer, _templates(), dict(ports or configured), hold)
+    holds = LoginHolds(services.store, sealer, limits.login_hold_bytes)
+    state = Web(services, limits, codec, sealer, _templates(), dict(ports or configured), holds)
     routes: list[BaseRoute] = [
         *twofactor.routes(),
         *webmail.routes(),

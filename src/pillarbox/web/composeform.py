@@ -5,7 +5,7 @@ Implementation notes:
 - **Carried through the login.** A compose form sent or saved after its session ended is
   answered by the login page holding its text fields (:func:`.app.posted_form`, ``carry``);
   the password step, and the code step of a login with a second factor (:mod:`.twofactor`;
-  between the two steps the process holds them, :mod:`.loginhold`), hand them on in their
+  between the two steps the store holds them, sealed, :mod:`.loginhold`), hand them on in their
   own forms, and the step that logs in saves them in Drafts and opens
   them there (:func:`kept_in_drafts`): never sent by a login, never without the CSRF token of
   the page that carried them.

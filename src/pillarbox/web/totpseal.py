@@ -1,4 +1,6 @@
-"""The key that seals two-factor login (TOTP) secrets at rest, and the sealing itself.
+"""The key that seals two-factor login (TOTP) secrets at rest, and the sealing itself (also of
+the message a two-step login holds between its steps, under a purpose of its own:
+:mod:`.loginhold`).
 
 Implementation notes:
 
@@ -48,7 +50,7 @@ _NONCE_BYTES = 12
 
 
 class TotpSealer:
-    """Seals and opens TOTP secrets under one key."""
+    """Seals and opens TOTP secrets (and login holds) under one key."""
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)

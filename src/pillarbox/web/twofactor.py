@@ -26,8 +26,11 @@ Implementation notes:
   code page (Post/Redirect/Get), so a reload of that page never posts the password again. A
   message being written whose session ended (the login page carries it, :mod:`.composeform`)
   rides through both steps: the password step holds it for the code page
-  (:mod:`.loginhold`), whose forms carry it on — to the code step, which saves it in Drafts
-  as a one-step login does, or back to the password step ("Start again"). A code is
+  (:mod:`.loginhold`: in the store, sealed, so any node's code page finds it), whose forms
+  carry it on — to the code step, which saves it in Drafts as a one-step login does, or back
+  to the password step ("Start again"). A wrong code is answered with a redirect to the code
+  page saying so (Post/Redirect/Get again: a reload sends no code, so it is no second
+  failure); the rate limit's refusal stays a 429 with ``Retry-After``. A code is
   accepted within ±1 step, once (the last accepted step per account is claimed atomically
   in the store, so a replayed or raced code fails), or a recovery code is consumed. Wrong
   codes count into the login rate limits of the client address and of the account, like
@@ -302,33 +305,49 @@ def code_page(
 #: In the code page's address when the password step held a message for it (:mod:`.loginhold`):
 #: a page that finds none then says so.
 HELD_PARAM = "held"
-#: What the code page says when the message its password step held is not here.
+#: What the code page says when the message its password step held is not there.
 NOT_HELD_NOTICE = (
-    "The message you were writing could not be kept through this step (another server held "
-    "it, or this one restarted). With the page's script on, this browser kept a copy: log in, "
-    "and the compose page in this tab offers to restore it."
+    "The message you were writing could not be kept through this step (another login to this "
+    "account since, or the servers do not share their key files). With the page's script on, "
+    "this browser kept a copy: log in, and the compose page in this tab offers to restore it."
 )
+#: In the code page's address after a refused code (Post/Redirect/Get: reloading the page
+#: that says so sends no code again, so it counts no other failure): what to say.
+ERROR_PARAM = "error"
+_REFUSED_TEXT = {
+    "wrong": "Wrong or already used code.",
+    "unreadable": UNREADABLE_TEXT[0].upper() + UNREADABLE_TEXT[1:] + ".",
+}
+
+
+def _code_page_address(target: str, *, held: bool, error: str = "") -> str:
+    """The code page's address: where to go next, whether a message was held for it, and
+    the refusal it shows (a key of ``_REFUSED_TEXT``)."""
+    address = f"/login/code?next={_quote(target)}"
+    if held:
+        address += f"&{HELD_PARAM}=1"
+    if error:
+        address += f"&{ERROR_PARAM}={error}"
+    return address
 
 
 async def needs_second_factor(services: Services, account: Account) -> bool:
     return await services.store.get_totp(account.id) is not None
 
 
-def password_step(
+async def password_step(
     request: Request, account: Account, target: str, carried: Sequence[tuple[str, str]] = ()
 ) -> Response:
     """The answer to a correct password when a code must follow: a pending session, and a
     redirect to the code page (Post/Redirect/Get: reloading that page asks for it again and
     never posts the password twice). ``carried`` fields, which a redirect cannot take along,
-    are held for that page under the pending session (:mod:`.loginhold`)."""
+    are held for that page under the pending session, in the store (:mod:`.loginhold`)."""
     app = web(request)
     now = _now()
     pending = app.codec.password_step(account.id, account.password_hash, now)
-    location = f"/login/code?next={_quote(target)}"
     if carried:
-        app.login_hold.keep(account.id, pending.sid, carried, now)
-        location += f"&{HELD_PARAM}=1"
-    response = redirect(location)
+        await app.login_holds.keep(account.id, pending.sid, carried, now)
+    response = redirect(_code_page_address(target, held=bool(carried)))
     set_session(request, response, pending)
     return response
 
@@ -353,19 +372,21 @@ async def _pending(request: Request) -> Account | None:
 
 async def code_form(request: Request) -> Response:
     """The code page, with the message its password step held put back in its forms: as
-    often as it is reloaded, until the login is done or the password step expires."""
+    often as it is reloaded (on any node), until the login is done or the password step
+    expires; after a refused code, saying so."""
     app = web(request)
     target = next_target(request.query_params.get("next", "/mail"))
     account = await _pending(request)
     if account is None:
         return redirect(f"/login?next={_quote(target)}&reason=expired")
     session: Session = request.state.session
-    carried = app.login_hold.held(account.id, session.sid, _now())
+    carried = await app.login_holds.held(account.id, session.sid, _now())
     lost = not carried and request.query_params.get(HELD_PARAM) == "1"
     if lost:
-        # With several nodes, a sign that the balancer spreads one browser's requests.
-        _log.info("message held for the code page not found here", account=account.address)
-    return code_page(request, target, carried=carried, notice=NOT_HELD_NOTICE if lost else "")
+        _log.info("message held for the code page not found", account=account.address)
+    error = _REFUSED_TEXT.get(request.query_params.get(ERROR_PARAM, ""), "")
+    notice = NOT_HELD_NOTICE if lost else ""
+    return code_page(request, target, error=error, carried=carried, notice=notice)
 
 
 async def start_again(request: Request) -> Response:
@@ -406,20 +427,21 @@ async def code_submit(request: Request) -> Response:
     if enrolment is not None:
         code = field_text(form, "code")
         checked = await check_code(services, app.sealer, account, enrolment, code, now)
+    # A refused code: Post/Redirect/Get, the code page (and the message held for it) read
+    # again, so that reloading what says so posts no code twice. Not for the rate limit
+    # above: its 429 carries Retry-After, and a reload of it during the wait counts nothing.
     if checked is CodeCheck.UNREADABLE:
         outcomes["unreadable_secret"].inc()
-        error = UNREADABLE_TEXT[0].upper() + UNREADABLE_TEXT[1:] + "."
-        return code_page(request, target, status_code=401, error=error, carried=carried)
+        return redirect(_code_page_address(target, held=bool(carried), error="unreadable"))
     if checked is CodeCheck.WRONG:
         services.authenticator.second_factor_failed(ip, account.address)
         outcomes["wrong_code"].inc()
         _log.info("wrong second-factor code", account=account.address, remote_ip=ip)
-        error = "Wrong or already used code."
-        return code_page(request, target, status_code=401, error=error, carried=carried)
+        return redirect(_code_page_address(target, held=bool(carried), error="wrong"))
     services.authenticator.second_factor_passed(account.address)
     outcomes["passed"].inc()
     session: Session = request.state.session
-    app.login_hold.drop(account.id, session.sid)
+    await app.login_holds.drop(account.id, session.sid)
     if carried:
         target = await kept_in_drafts(MailAccess(services, account), carried) or target
     done = redirect(target)

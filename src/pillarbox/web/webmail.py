@@ -238,7 +238,7 @@ async def login(request: Request) -> Response:
             error="Wrong address or password.",
         )
     if await twofactor.needs_second_factor(app.services, account):
-        return twofactor.password_step(request, account, target, carried)
+        return await twofactor.password_step(request, account, target, carried)
     if carried:
         target = await kept_in_drafts(MailAccess(app.services, account), carried) or target
     done = redirect(target)

@@ -25,6 +25,7 @@ from pillarbox.store.types import (
     AccountToken,
     DkimKeyRecord,
     Identity,
+    LoginHold,
     MessageQuery,
     SortKey,
     ThreadFields,
@@ -330,6 +331,56 @@ async def replace_recovery_codes(conn: Conn, account_id: int, digests: Sequence[
 async def totp_accounts(conn: Conn) -> set[int]:
     cur = await conn.execute("SELECT account_id FROM account_totp")
     return {row[0] for row in await cur.fetchall()}
+
+
+# -- messages two-step logins hold between their steps (migration 40) ---------------------------
+
+
+async def hold_login_message(conn: Conn, hold: LoginHold, now: datetime, max_bytes: int) -> bool:
+    cur = await conn.execute("SELECT 1 FROM accounts WHERE id = %s", (hold.account_id,))
+    if await cur.fetchone() is None:
+        raise NotFound(f"no account {hold.account_id}")
+    # One bound for every node: two holds at once must not both fit in the same room. Reads
+    # (another node's code page) go on meanwhile.
+    await conn.execute("LOCK TABLE login_holds IN SHARE ROW EXCLUSIVE MODE")
+    await conn.execute(
+        "DELETE FROM login_holds WHERE account_id = %s OR expires <= %s", (hold.account_id, now)
+    )
+    if hold.size > max_bytes:
+        return False
+    # The bound: the holds expiring last stay while they and this one fit.
+    await conn.execute(
+        "DELETE FROM login_holds WHERE account_id IN (SELECT account_id FROM ("
+        "SELECT account_id, sum(size) OVER (ORDER BY expires DESC, account_id DESC) AS kept "
+        "FROM login_holds) AS running WHERE kept > %s)",
+        (max_bytes - hold.size,),
+    )
+    await conn.execute(
+        "INSERT INTO login_holds (account_id, sid, sealed, size, expires) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (hold.account_id, hold.sid, hold.sealed, hold.size, hold.expires),
+    )
+    return True
+
+
+async def held_login_message(conn: Conn, account_id: int, sid: str, now: datetime) -> str | None:
+    cur = await conn.execute(
+        "SELECT sealed FROM login_holds WHERE account_id = %s AND sid = %s AND expires > %s",
+        (account_id, sid, now),
+    )
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def drop_login_message(conn: Conn, account_id: int, sid: str) -> None:
+    await conn.execute(
+        "DELETE FROM login_holds WHERE account_id = %s AND sid = %s", (account_id, sid)
+    )
+
+
+async def prune_login_messages(conn: Conn, now: datetime) -> int:
+    cur = await conn.execute("DELETE FROM login_holds WHERE expires <= %s", (now,))
+    return cur.rowcount
 
 
 # -- DKIM keys (never deleted by rotation, only retired: see the SQLite dkimkeys notes) ----------

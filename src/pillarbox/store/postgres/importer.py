@@ -69,7 +69,8 @@ _SEQUENCES = (
 #: (PostgreSQL builds its own from the copied messages), ACME challenge records and answers,
 #: which live for one certificate attempt, and the shared ACME certificate and its lease, which
 #: a single SQLite node does not use (its certificate is in its data_dir, and the first node
-#: on PostgreSQL shares it from there).
+#: on PostgreSQL shares it from there), and the messages two-step logins hold between their
+#: steps, which live five minutes (the move is made with the server stopped).
 NOT_COPIED = frozenset(
     {
         "schema_version",
@@ -82,6 +83,7 @@ NOT_COPIED = frozenset(
         "acme_answers",
         "acme_certificates",
         "acme_leases",
+        "login_holds",
     }
 )
 

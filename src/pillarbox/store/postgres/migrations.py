@@ -955,6 +955,21 @@ CREATE INDEX mta_sts_failures_time ON mta_sts_failures(failed);
 """
 
 
+# The message being written that a two-step web login holds between its password and code steps
+# (pillarbox.web.loginhold): one per account, sealed by the web app, for the pending session
+# ``sid`` until ``expires``. 40, not 39: numbers are reserved per branch.
+_V40_SQL = r"""
+CREATE TABLE login_holds (
+    account_id bigint PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    sid text NOT NULL,
+    sealed text NOT NULL,
+    size bigint NOT NULL,
+    expires timestamptz NOT NULL
+);
+CREATE INDEX login_holds_expiry ON login_holds(expires);
+"""
+
+
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1019,6 +1034,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(37, "the default calendar a client chose (RFC 6638)", _V37_SQL),
     Migration(38, "MTA-STS policies kept across restarts (RFC 8461)", _V38_SQL),
     Migration(39, "failed MTA-STS policy fetches kept across restarts (RFC 8461)", _V39_SQL),
+    Migration(40, "messages two-step web logins hold between their steps", _V40_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -142,6 +142,7 @@ from pillarbox.store.types import (
     GreyOutcome,
     GreyTriplet,
     Identity,
+    LoginHold,
     Mailbox,
     MailboxDelta,
     MailboxSnapshot,
@@ -2159,6 +2160,23 @@ class PostgresStore:
 
     async def totp_accounts(self) -> set[int]:
         return await self._read(accountdata.totp_accounts)
+
+    # -- messages two-step web logins hold between their steps (see .accountdata) ---------------
+    async def hold_login_message(self, hold: LoginHold, now: datetime, max_bytes: int) -> bool:
+        return await self._write(
+            lambda conn, _: accountdata.hold_login_message(conn, hold, now, max_bytes)
+        )
+
+    async def held_login_message(self, account_id: int, sid: str, now: datetime) -> str | None:
+        return await self._read(
+            lambda conn: accountdata.held_login_message(conn, account_id, sid, now)
+        )
+
+    async def drop_login_message(self, account_id: int, sid: str) -> None:
+        await self._write(lambda conn, _: accountdata.drop_login_message(conn, account_id, sid))
+
+    async def prune_login_messages(self, now: datetime) -> int:
+        return await self._write(lambda conn, _: accountdata.prune_login_messages(conn, now))
 
     # -- DKIM keys (see .accountdata) ------------------------------------------------------------
     async def add_dkim_key(self, key: DkimKeyRecord) -> None:

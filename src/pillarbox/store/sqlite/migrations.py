@@ -1008,6 +1008,21 @@ CREATE INDEX mta_sts_failures_time ON mta_sts_failures(failed);
 """
 
 
+# The message being written that a two-step web login holds between its password and code steps
+# (pillarbox.web.loginhold): one per account, sealed by the web app, for the pending session
+# ``sid`` until ``expires`` (microseconds). 46, not 45: numbers are reserved per branch.
+_V46_SQL = r"""
+CREATE TABLE login_holds (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    sid TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+);
+CREATE INDEX login_holds_expiry ON login_holds(expires);
+"""
+
+
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1075,6 +1090,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(43, "the default calendar a client chose (RFC 6638)", _V43_SQL),
     Migration(44, "MTA-STS policies kept across restarts (RFC 8461)", _V44_SQL),
     Migration(45, "failed MTA-STS policy fetches kept across restarts (RFC 8461)", _V45_SQL),
+    Migration(46, "messages two-step web logins hold between their steps", _V46_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

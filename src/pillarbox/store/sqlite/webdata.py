@@ -22,6 +22,7 @@ from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
     Identity,
+    LoginHold,
     MessageQuery,
     SortKey,
     ThreadFields,
@@ -428,6 +429,52 @@ def replace_recovery_codes(
 
 def totp_accounts(conn: sqlite3.Connection) -> set[int]:
     return {row[0] for row in conn.execute("SELECT account_id FROM account_totp")}
+
+
+# -- messages two-step logins hold between their steps (migration 46) ---------------------------
+
+
+def hold_login_message(
+    conn: sqlite3.Connection, hold: LoginHold, now: datetime, max_bytes: int
+) -> bool:
+    if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (hold.account_id,)).fetchone() is None:
+        raise NotFound(f"no account {hold.account_id}")
+    conn.execute(
+        "DELETE FROM login_holds WHERE account_id = ? OR expires <= ?",
+        (hold.account_id, _us(now)),
+    )
+    if hold.size > max_bytes:
+        return False
+    # The bound: the holds expiring last stay while they and this one fit.
+    conn.execute(
+        "DELETE FROM login_holds WHERE account_id IN (SELECT account_id FROM ("
+        "SELECT account_id, sum(size) OVER (ORDER BY expires DESC, account_id DESC) AS kept "
+        "FROM login_holds) WHERE kept > ?)",
+        (max_bytes - hold.size,),
+    )
+    conn.execute(
+        "INSERT INTO login_holds (account_id, sid, sealed, size, expires) VALUES (?, ?, ?, ?, ?)",
+        (hold.account_id, hold.sid, hold.sealed, hold.size, _us(hold.expires)),
+    )
+    return True
+
+
+def held_login_message(
+    conn: sqlite3.Connection, account_id: int, sid: str, now: datetime
+) -> str | None:
+    row = conn.execute(
+        "SELECT sealed FROM login_holds WHERE account_id = ? AND sid = ? AND expires > ?",
+        (account_id, sid, _us(now)),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def drop_login_message(conn: sqlite3.Connection, account_id: int, sid: str) -> None:
+    conn.execute("DELETE FROM login_holds WHERE account_id = ? AND sid = ?", (account_id, sid))
+
+
+def prune_login_messages(conn: sqlite3.Connection, now: datetime) -> int:
+    return conn.execute("DELETE FROM login_holds WHERE expires <= ?", (_us(now),)).rowcount
 
 
 # -- sending identities and correspondents (migration 22; sent_recipients from 18) --------------
