@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import secrets
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -706,6 +705,10 @@ def alias_remove(state: CliState, address: str) -> None:
 
 def generated_password() -> str:
     """A password for demo accounts: 16 URL-safe characters (~96 bits)."""
+    # Imported here: only ``demo`` makes one, and ``secrets`` loads OpenSSL's hashes, a tenth
+    # of ``--help``'s start-up (docs/performance.md).
+    import secrets
+
     return secrets.token_urlsafe(12)
 
 
