@@ -17,8 +17,8 @@ from pillarbox.store.open import server_lock
 from pillarbox.testing.command import init_site
 
 # What only some commands need: the PostgreSQL driver and backend, the report machinery, DKIM,
-# the web app, the provisioning layer (hashing, DKIM keys), the certificate parser and the
-# iCalendar library.
+# the web app, the provisioning layer (hashing, DKIM keys), the certificate parser, the
+# iCalendar library and the vCard parser (a contact's save, an old store's upgrade).
 HEAVY = (
     "psycopg",
     "pillarbox.store.postgres",
@@ -28,6 +28,7 @@ HEAVY = (
     "pillarbox.provisioning",
     "cryptography.x509",
     "icalendar",
+    "pillarbox.vcard",
 )
 
 # Runs the command in the child, as the console script would, then reports what it imported.
@@ -61,6 +62,12 @@ def imported_by(site: Path, *args: str, refused: bool = False) -> set[str]:
 )
 def test_light_commands_import_nothing_heavy(tmp_path: Path, args: list[str]) -> None:
     assert sorted(imported_by(tmp_path, *args) & set(HEAVY)) == []
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["user", "--help"]])
+def test_the_command_list_loads_no_hashing(tmp_path: Path, args: list[str]) -> None:
+    """``secrets`` loads OpenSSL's hashes: a tenth of ``--help``, which makes no password."""
+    assert "secrets" not in imported_by(tmp_path, *args)
 
 
 def test_listing_users_imports_the_store_it_uses_and_nothing_heavy(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from pillarbox import vcard
 from pillarbox.errors import NotFound, TooManyEntries
 from pillarbox.store.contactrows import search_key, search_text
 from pillarbox.store.types import Contact, Member, SyncChanges
@@ -85,6 +84,10 @@ def save_contacts(
     now: datetime,
     limit: int,
 ) -> list[Contact]:
+    # Imported here: the commands that open the store to list users or domains never save a
+    # contact, and loading the card parsers cost each of them 2-4 ms (docs/performance.md).
+    from pillarbox import vcard
+
     if conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
         raise NotFound(f"no account {account_id}")
     at = (now - _EPOCH) // _MICROSECOND

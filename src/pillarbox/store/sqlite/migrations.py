@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pillarbox import vcard
 from pillarbox.errors import SchemaTooNew, StorageError
 from pillarbox.observability.log import Log
 from pillarbox.store.threadrows import ThreadAssigner, thread_keys
@@ -815,6 +814,9 @@ CREATE INDEX calendar_tombstones_deleted ON calendar_tombstones(deleted);
 
 def _etag_backfill(conn: sqlite3.Connection) -> None:
     """Each stored object's and contact's ETag, as a write now computes it."""
+    # Imported here: only an upgrade from before this migration needs the card module.
+    from pillarbox import vcard
+
     conn.executemany(
         "UPDATE calendar_objects SET etag = ? WHERE id = ?",
         [
