@@ -262,6 +262,38 @@ def carried_form(page: str) -> dict[str, str]:
     return {f"carried.{name}": value for name, value in carried_in(page).items()}
 
 
+def test_a_wrong_code_after_the_hold_was_replaced_keeps_the_forms_message(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Browser A shows the code page with its message; browser B's password step for the same
+    account then holds B's message in place of A's (one hold per account); A posts a wrong
+    code. The message is in A's form, though no longer in the store: the answer is the code
+    page itself with it (not a redirect to a page that could only say it is gone), and B's
+    hold stays B's."""
+    key, _ = enrol(alice)
+    mine = {"to": "bob@example.org", "subject": "mine", "body": "A's text.\r\n"}
+    theirs = {"to": "carol@example.org", "subject": "theirs", "body": "B's text.\r\n"}
+    first, second = WebSession(live), WebSession(live)
+    code_page = carrying_password_step(first, mine)
+    shown = first.get(code_page).text
+    assert carried_in(shown) == mine
+    assert carrying_password_step(second, theirs) == code_page
+
+    wrong = {"csrf": first.csrf(code_page), "next": "/compose", "code": "000000x"}
+    refused = first.client.post("/login/code", data=wrong | carried_form(shown))
+    assert refused.status_code == 401
+    assert "Wrong or already used code" in refused.text
+    assert carried_in(refused.text) == mine
+    assert "could not be kept through this step" not in refused.text
+    assert carried_in(second.get(code_page).text) == theirs
+
+    form = {"csrf": first.csrf(code_page), "next": "/compose", "code": next_code(key)}
+    done = first.client.post("/login/code", data=form | carried_form(refused.text))
+    assert done.status_code == 303 and done.headers["location"].startswith("/compose?draft=")
+    assert "A&#39;s text." in first.get(done.headers["location"]).text
+    assert carried_in(second.get(code_page).text) == theirs  # B's to finish
+
+
 def test_wrong_codes_count_into_the_login_limits_and_the_metrics(
     live: LiveServer, alice: WebSession
 ) -> None:
