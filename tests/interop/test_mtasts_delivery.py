@@ -30,7 +30,7 @@ from pillarbox.dns.resolver import DnsResolver
 from pillarbox.net.mtasts import MtaStsPolicies, PolicyFetchError, fetch_policy_text
 from pillarbox.net.smtp_client import SessionSettings, opportunistic_context, verifying_context
 from pillarbox.queue.dane import tlsa_for_certificate
-from pillarbox.queue.mtasts import FETCH_RETRY_SECONDS, REFRESH_RETRY_SECONDS, Mode
+from pillarbox.queue.mtasts import FETCH_RETRY_SECONDS, REFRESH_RETRY_SECONDS, Mode, PolicyCache
 from pillarbox.queue.routing import Router
 from pillarbox.queue.runner import QueueRunner, Relay, RunnerLimits, mta_sts_for
 from pillarbox.queue.schedule import RetryPolicy
@@ -40,7 +40,13 @@ from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.store.interface import Store
 from pillarbox.store.postgres import PostgresStore
 from pillarbox.store.sqlite import SqliteStore
-from pillarbox.store.types import INBOX, NewQueueRecipient, QueuedRecipient, RecipientState
+from pillarbox.store.types import (
+    INBOX,
+    NewQueueRecipient,
+    QueuedRecipient,
+    RecipientState,
+    StsCacheEntry,
+)
 from pillarbox.testing.capture import Recorder, capture_peer
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, free_port, loopback_config
 from pillarbox.testing.outbound import deliver_once, inbox, rcpts
@@ -946,6 +952,77 @@ async def test_a_failed_refresh_outlives_a_restart(
     again = node(resolver, peers, kept, clock)
     await again.load()
     assert again.fetch_failure("good.test") is None
+
+
+class CountingStore(SqliteStore):
+    """The SQLite store, counting its reads of one domain's MTA-STS cache entry."""
+
+    entry_reads = 0
+
+    async def sts_cache_entry(self, domain: str, now: datetime) -> StsCacheEntry:
+        self.entry_reads += 1
+        return await super().sts_cache_entry(domain, now)
+
+
+async def test_a_store_no_other_node_writes_is_not_read_on_a_miss(
+    tmp_path: Path, peers: Peers, resolver: DnsResolver
+) -> None:
+    """SQLite has one server per data directory (the server lock): once ``load`` has put the
+    store's policies and failures in memory, memory is all there is, and a delivery to a
+    domain without a cached policy reads nothing from the store. It reads again before
+    ``load``, after the cache's bound pushed a policy out, and on a store other nodes share
+    (PostgreSQL's read-through: the node tests below)."""
+    store = CountingStore(tmp_path / "counted.sqlite3")
+    await store.open()
+    clock = Clock()
+    context = verifying_context(peers.ca.bundle)
+
+    def policies(*, shared: bool, cache: PolicyCache | None = None) -> MtaStsPolicies:
+        return MtaStsPolicies(
+            resolver,
+            context,
+            port=peers.policy_port,
+            timeout=5.0,
+            store=store,
+            shared=shared,
+            cache=cache,
+            clock=clock,
+        )
+
+    try:
+        single = policies(shared=False)
+        assert await single.policy_for("plain.test") is None
+        assert store.entry_reads == 1  # not loaded yet: the store may know more
+        assert await single.load() == 0
+        for _ in range(3):
+            assert await single.policy_for("plain.test") is None
+        fetched = await single.policy_for("good.test")
+        assert fetched is not None and fetched.mode is Mode.ENFORCE
+        assert await single.policy_for("html.test") is None  # a failed fetch
+        assert store.entry_reads == 1
+
+        restarted = policies(shared=False)
+        assert await restarted.load() == 1
+        assert await restarted.policy_for("good.test") == fetched
+        assert await restarted.policy_for("html.test") is None
+        assert await restarted.policy_for("plain.test") is None
+        assert store.entry_reads == 1
+        assert peers.policy_asked == ["mta-sts.good.test", "mta-sts.html.test"]
+
+        bounded = policies(shared=False, cache=PolicyCache(max_entries=1))
+        assert await bounded.load() == 1
+        assert await bounded.policy_for("plain.test") is None
+        assert store.entry_reads == 1
+        assert await bounded.policy_for("trial.test") is not None  # good.test pushed out
+        assert await bounded.policy_for("plain.test") is None
+        assert store.entry_reads == 2
+
+        shared = policies(shared=True)
+        assert await shared.load() == 2
+        assert await shared.policy_for("plain.test") is None
+        assert store.entry_reads == 3
+    finally:
+        await store.close()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pillarbox import retention
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.interface import Store
 from pillarbox.store.open import open_store
-from pillarbox.store.types import INBOX, Contact
+from pillarbox.store.types import INBOX, Contact, LoginHold
 from pillarbox.testing.command import init_site, run_pillarbox
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
 from pillarbox.testing.polling import wait_for
@@ -173,6 +173,25 @@ def pillarbox_json(site: Path, *args: str) -> dict[str, object]:
     return shown
 
 
+async def leave_expired_sweepables(config: cfg.Config, address: str) -> None:
+    """What a run forgets besides mail: two Sieve duplicate ids and one login hold of
+    ``address`` that expired an hour ago, beside one of each still valid."""
+    store: Store = open_store(config.store.url, config.data_dir, config.store)
+    await store.open()
+    try:
+        account = await store.get_account(address)
+        assert account is not None
+        now = datetime.now(UTC)
+        earlier = now - timedelta(hours=2)
+        expired, valid = now - timedelta(hours=1), now + timedelta(days=1)
+        entries = [("a", expired), ("b", expired), ("c", valid)]
+        await store.track_sieve_duplicates(account.id, entries, earlier, 10)
+        hold = LoginHold(account_id=account.id, sid="s", sealed="v1:x", size=3, expires=expired)
+        assert await store.hold_login_message(hold, earlier, 1024)
+    finally:
+        await store.close()
+
+
 def test_an_accounts_own_days_and_a_run_from_the_command_line(site: Path) -> None:
     assert pillarbox_json(site, "user", "retention", ALICE) == {
         "address": ALICE,
@@ -193,24 +212,30 @@ def test_an_accounts_own_days_and_a_run_from_the_command_line(site: Path) -> Non
     asyncio.run(save_days_ago(config, 400, ALICE, ["Junk", "Trash"]))
     asyncio.run(save_days_ago(config, 61, ALICE, ["Trash"]))
     asyncio.run(delete_contact_days_ago(config, 400, ALICE))
+    asyncio.run(leave_expired_sweepables(config, ALICE))
     assert pillarbox_json(site, "store", "expunge-old") == {
         "accounts": 1,
         "junk": 0,
         "trash": 2,
         "tombstones": 1,  # the same run as the server's prunes the sync history too
+        "duplicates": 2,  # and forgets the expired Sieve duplicate ids and login holds
+        "login_holds": 1,
     }
     pillarbox_json(site, "user", "retention", ALICE, "--junk-days", "default")
-    assert pillarbox_json(site, "store", "expunge-old") == {
-        "accounts": 1,
-        "junk": 1,
-        "trash": 0,
-        "tombstones": 0,
-    }
+    asyncio.run(leave_expired_sweepables(config, ALICE))
+    done = run_pillarbox(site, "store", "expunge-old")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "expunged 1 from Junk and 0 from Trash in 1 accounts; pruned 0 sync tombstones; "
+        "forgot 2 Sieve duplicate ids and 1 login holds"
+    ]
     assert pillarbox_json(site, "store", "expunge-old") == {
         "accounts": 0,
         "junk": 0,
         "trash": 0,
         "tombstones": 0,
+        "duplicates": 0,
+        "login_holds": 0,
     }
     text = run_pillarbox(site, "user", "retention", ALICE)
     assert text.stdout.splitlines() == [

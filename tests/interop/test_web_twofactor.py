@@ -213,6 +213,87 @@ def test_a_carried_message_is_held_for_the_code_page_through_reloads_and_start_a
     assert 'value="theirs"' in draft
 
 
+def carrying_password_step(
+    web: WebSession, message: dict[str, str], target: str = "/compose"
+) -> str:
+    """The password step of a login whose form carries ``message``; the code page it sends
+    the browser to."""
+    fields = {f"carried.{name}": value for name, value in message.items()}
+    login = {"username": ALICE, "password": TEST_PASSWORD, "next": target, **fields}
+    step = web.client.post("/login", data={**login, "csrf": web.csrf("/login")})
+    assert step.status_code == 303
+    code_page: str = step.headers["location"]
+    assert code_page == f"/login/code?next={target.replace('/', '%2F')}&held=1"
+    return code_page
+
+
+def test_a_held_message_outlives_a_restart_between_the_steps(tmp_path: Path) -> None:
+    """The hold is in the store, not the process: the password step on one run of the server,
+    a restart on the same data directory, then the code page (a GET) still finds the message
+    being written, and the code step keeps it in Drafts. ``$PILLARBOX_TEST_STORE`` runs it on
+    PostgreSQL (the same config: the same database)."""
+    config = loopback_config(tmp_path / "data", only=("http",))
+    text = "Dear Bob,\r\n\r\nwritten before the restart.\r\n"
+    message = {"to": "bob@example.org", "subject": "restarted", "body": text}
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        owner = WebSession(live)
+        assert owner.login(ALICE).status_code == 303
+        key, _ = enrol(owner)
+        before = WebSession(live)
+        code_page = carrying_password_step(before, message)
+        cookies = before.client.cookies
+    with LiveServer(config) as live:
+        after = WebSession(live)
+        after.client.cookies = cookies
+        page = after.get(code_page)
+        assert page.status_code == 200 and "the message you were writing is kept" in page.text
+        assert carried_in(page.text) == message
+        form = {"csrf": after.csrf(code_page), "next": "/compose", "code": next_code(key)}
+        done = after.client.post("/login/code", data=form | carried_form(page.text))
+        assert done.status_code == 303 and done.headers["location"].startswith("/compose?draft=")
+        draft = after.get(done.headers["location"]).text
+        assert "written before the restart." in draft and 'value="restarted"' in draft
+
+
+def carried_form(page: str) -> dict[str, str]:
+    """The carried fields of a code page's form, as the browser posts them back."""
+    return {f"carried.{name}": value for name, value in carried_in(page).items()}
+
+
+def test_a_wrong_code_after_the_hold_was_replaced_keeps_the_forms_message(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Browser A shows the code page with its message; browser B's password step for the same
+    account then holds B's message in place of A's (one hold per account); A posts a wrong
+    code. The message is in A's form, though no longer in the store: the answer is the code
+    page itself with it (not a redirect to a page that could only say it is gone), and B's
+    hold stays B's."""
+    key, _ = enrol(alice)
+    mine = {"to": "bob@example.org", "subject": "mine", "body": "A's text.\r\n"}
+    theirs = {"to": "carol@example.org", "subject": "theirs", "body": "B's text.\r\n"}
+    first, second = WebSession(live), WebSession(live)
+    code_page = carrying_password_step(first, mine)
+    shown = first.get(code_page).text
+    assert carried_in(shown) == mine
+    assert carrying_password_step(second, theirs) == code_page
+
+    wrong = {"csrf": first.csrf(code_page), "next": "/compose", "code": "000000x"}
+    refused = first.client.post("/login/code", data=wrong | carried_form(shown))
+    assert refused.status_code == 401
+    assert "Wrong or already used code" in refused.text
+    assert carried_in(refused.text) == mine
+    assert "could not be kept through this step" not in refused.text
+    assert carried_in(second.get(code_page).text) == theirs
+
+    form = {"csrf": first.csrf(code_page), "next": "/compose", "code": next_code(key)}
+    done = first.client.post("/login/code", data=form | carried_form(refused.text))
+    assert done.status_code == 303 and done.headers["location"].startswith("/compose?draft=")
+    assert "A&#39;s text." in first.get(done.headers["location"]).text
+    assert carried_in(second.get(code_page).text) == theirs  # B's to finish
+
+
 def test_wrong_codes_count_into_the_login_limits_and_the_metrics(
     live: LiveServer, alice: WebSession
 ) -> None:

@@ -37,19 +37,27 @@ def store() -> None:
 @click.pass_obj
 def expunge_old(state: CliState, as_json: bool) -> None:
     """Run the retention job once now: expunge the Junk and Trash mail older than
-    [retention] (or each account's own days) allows, and prune the calendar and contact
-    sync history older than sync_history_days."""
+    [retention] (or each account's own days) allows, prune the calendar and contact
+    sync history older than sync_history_days, and forget the expired Sieve duplicate
+    ids and two-step login holds."""
     from pillarbox.cli.main import emit, run_store
 
     config = state.load()
     now = datetime.now(UTC)
     result = run_store(config, lambda s: retention.run_once(s, config, now))
     emit(
-        {"accounts": result.accounts, **result.counts, "tombstones": result.tombstones},
+        {
+            "accounts": result.accounts,
+            **result.counts,
+            "tombstones": result.tombstones,
+            "duplicates": result.duplicates,
+            "login_holds": result.login_holds,
+        },
         as_json,
         [
             f"expunged {result.counts['junk']} from Junk and {result.counts['trash']} from "
-            f"Trash in {result.accounts} accounts; pruned {result.tombstones} sync tombstones"
+            f"Trash in {result.accounts} accounts; pruned {result.tombstones} sync tombstones; "
+            f"forgot {result.duplicates} Sieve duplicate ids and {result.login_holds} login holds"
         ],
     )
 

@@ -26,6 +26,11 @@ Implementation notes:
   node's view), or a failure another node met (so the retry wait holds cluster-wide). The
   cost is one indexed read per delivery to a domain without a cached policy, the common case
   of domains with no MTA-STS; a fetch costs a TLS handshake and an HTTP exchange.
+  A store no other process writes (``shared`` false: SQLite, whose server lock makes this
+  server the data directory's only one, and only the server's queue fetches policies) holds
+  nothing memory lacks once :meth:`MtaStsPolicies.load` has put all of it there and the
+  cache's bound has pushed nothing out since (:attr:`PolicyCache.dropped`): then the read is
+  skipped, a miss costs nothing but the dictionary lookup (docs/mta-sts.md has the figures).
 - **Refresh** (§3.3 SHOULD, §10.2): :meth:`MtaStsPolicies.keep_fresh`, a task of the queue
   runner, fetches each cached policy again once it is due (:meth:`PolicyCache.refresh_due`),
   whether or not mail goes to its domain and whatever its TXT record says; a failed refresh
@@ -204,10 +209,14 @@ class MtaStsPolicies:
         max_size: int = MAX_POLICY_SIZE,
         refresh: float = REFRESH_SECONDS,
         store: Store | None = None,
+        shared: bool = True,
         cache: PolicyCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``store``: where fetched policies are kept across restarts (None: memory only)."""
+        """``store``: where fetched policies are kept across restarts (None: memory only);
+        ``shared``: whether other nodes write it too
+        (:func:`~pillarbox.store.open.is_postgresql` of its URL), so that misses are read
+        through (module notes)."""
         self._resolver = resolver
         self._context = context
         self._port = port
@@ -217,6 +226,9 @@ class MtaStsPolicies:
         self._refresh = refresh
         self._cache = cache or PolicyCache()
         self._store = store
+        self._shared = shared
+        #: :meth:`load` put everything the store held in memory.
+        self._loaded_all = False
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -358,10 +370,17 @@ class MtaStsPolicies:
         failure = FailedFetch(row.policy_id, row.failed.timestamp(), result_type, row.reason)
         self._cache.fetch_failed(row.domain, failure)
 
+    @property
+    def reads_through(self) -> bool:
+        """Whether a miss reads the store: it may hold what memory does not (module notes)."""
+        if self._store is None:
+            return False
+        return self._shared or not self._loaded_all or self._cache.dropped > 0
+
     async def _read_through(self, domain: str, now: float) -> None:
         """Take what the store holds of ``domain`` where it is later than memory's (module
         notes: another node's fetch or failure); a store that fails is logged."""
-        if self._store is None:
+        if self._store is None or not self.reads_through:
             return
         try:
             entry = await self._store.sts_cache_entry(domain, _at(now))
@@ -397,6 +416,7 @@ class MtaStsPolicies:
         loaded = sum(self._take_policy(row) for row in reversed(kept[:CACHE_ENTRIES]))
         for row in reversed(failed[:CACHE_ENTRIES]):
             self._take_failure(row)
+        self._loaded_all = len(kept) <= CACHE_ENTRIES and len(failed) <= CACHE_ENTRIES
         if loaded or failed:
             _log.info("cached policies loaded", policies=loaded, failures=len(failed))
         return loaded

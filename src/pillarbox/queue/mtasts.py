@@ -279,6 +279,9 @@ class PolicyCache:
         self._max_entries = max_entries
         self._policies: OrderedDict[str, CachedPolicy] = OrderedDict()
         self._failures: OrderedDict[str, FailedFetch] = OrderedDict()
+        #: Unexpired entries the bound pushed out (the least recently used): what the cache
+        #: no longer knows though it was told.
+        self.dropped = 0
 
     def get(self, domain: str, now: float) -> CachedPolicy | None:
         """The domain's unexpired policy; an expired one is forgotten."""
@@ -316,6 +319,7 @@ class PolicyCache:
         self._policies.move_to_end(domain)
         while len(self._policies) > self._max_entries:
             self._policies.popitem(last=False)
+            self.dropped += 1
 
     def refresh_due(self, now: float, interval: float) -> list[str]:
         """Domains whose cached policy is due for a proactive refresh (§3.3): fresh still, and
@@ -354,6 +358,7 @@ class PolicyCache:
         self._failures.move_to_end(domain)
         while len(self._failures) > self._max_entries:
             self._failures.popitem(last=False)
+            self.dropped += 1
 
     def failure(self, domain: str) -> FailedFetch | None:
         """The domain's failed fetch since its last successful one, if any."""

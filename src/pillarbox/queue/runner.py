@@ -184,6 +184,7 @@ from pillarbox.smtp.client import SmtpClientSettings
 from pillarbox.smtp.extensions import Extension
 from pillarbox.smtp.replies import LOCAL_ERROR, Reply
 from pillarbox.store.interface import Store
+from pillarbox.store.open import is_postgresql
 from pillarbox.store.types import (
     AttemptOutcome,
     QueuedMessage,
@@ -1172,10 +1173,11 @@ def mta_sts_for(
     max_policy_size: int = MAX_POLICY_SIZE,
     refresh: float = REFRESH_SECONDS,
     policy_port: int = 443,
+    shared: bool = True,
 ) -> MtaSts:
     """MTA-STS for a runner: one trust store (``cafile``, or the system's) for policy hosts
-    and MX hosts alike; fetched policies kept in ``store`` (restarts); ``policy_port`` is for
-    tests (RFC 8461 §3.2 fixes HTTPS)."""
+    and MX hosts alike; fetched policies kept in ``store`` (restarts), which other nodes
+    write too when ``shared``; ``policy_port`` is for tests (RFC 8461 §3.2 fixes HTTPS)."""
     context = verifying_context(cafile)
     policies = MtaStsPolicies(
         resolver,
@@ -1185,6 +1187,7 @@ def mta_sts_for(
         max_size=max_policy_size,
         refresh=refresh,
         store=store,
+        shared=shared,
     )
     return MtaSts(policies, context)
 
@@ -1277,6 +1280,7 @@ def runner_for(services: Services, *, resolver: Resolver | None = None) -> Queue
                 max_policy_size=queue.mta_sts_max_policy_size,
                 refresh=queue.mta_sts_refresh,
                 policy_port=queue.mta_sts_port,
+                shared=is_postgresql(config.store.url),
             )
     except OSError as exc:  # a missing file, or no certificate in it (ssl.SSLError)
         raise ConfigError("queue.mta_sts_ca_bundle", f"{cafile}: {exc}") from None

@@ -7,7 +7,8 @@ Implementation notes:
   password once more; a wrong code is answered the same way. A redirect cannot carry the
   fields of a message being written (:mod:`.composeform`), so the password step holds them,
   and the code page's GET puts them back in its forms; from there they ride in the forms, as
-  before.
+  before (so a wrong code posted after another login replaced the hold still has them:
+  :func:`pillarbox.web.twofactor._code_refused`).
 - **In the store, so any node finds it** (DESIGN.md "Beyond one machine": with PostgreSQL any
   node serves any request), and a restart between the steps loses nothing.
 - **Bound to the browser and the account.** Held under the pending account and the pending

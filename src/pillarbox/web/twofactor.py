@@ -30,7 +30,9 @@ Implementation notes:
   carry it on — to the code step, which saves it in Drafts as a one-step login does, or back
   to the password step ("Start again"). A wrong code is answered with a redirect to the code
   page saying so (Post/Redirect/Get again: a reload sends no code, so it is no second
-  failure); the rate limit's refusal stays a 429 with ``Retry-After``. A code is
+  failure) — unless the store no longer holds the message the form carries (another login
+  to the account replaced it): then with the code page itself, the form's message in it
+  (:func:`_code_refused`); the rate limit's refusal stays a 429 with ``Retry-After``. A code is
   accepted within ±1 step, once (the last accepted step per account is claimed atomically
   in the store, so a replayed or raced code fails), or a recovery code is consumed. Wrong
   codes count into the login rate limits of the client address and of the account, like
@@ -400,6 +402,37 @@ async def start_again(request: Request) -> Response:
     return carrying_login_page(request, target, carried, status_code=200)
 
 
+async def _code_refused(
+    request: Request,
+    account: Account,
+    target: str,
+    carried: Sequence[tuple[str, str]],
+    error: str,
+) -> Response:
+    """The answer to a refused code (``error``, a key of ``_REFUSED_TEXT``): a redirect to the
+    code page saying so (Post/Redirect/Get), which puts the held message back in its forms.
+
+    Unless the form carries a message that the store no longer holds for this session: another
+    password step for the account held its own in its place since this page was shown (one
+    hold per account). The newer hold wins — holding this form's message again would take that
+    other login's away, and it would take this one's back, each login undoing the other — so
+    the page a redirect leads to could only say the message is gone, while this request has
+    it in hand. The answer is then the code page itself, 401, the message in its forms as it
+    rode in from the page before, the store untouched. What this costs: a reload of that
+    page posts the code again (the browser asks first), one more failure if it is still
+    wrong, which beats a message lost."""
+    if carried:
+        session: Session = request.state.session
+        if not await web(request).login_holds.held(account.id, session.sid, _now()):
+            _log.info(
+                "message held for the code page replaced: the form's answered in the page",
+                account=account.address,
+            )
+            text = _REFUSED_TEXT[error]
+            return code_page(request, target, status_code=401, error=text, carried=carried)
+    return redirect(_code_page_address(target, held=bool(carried), error=error))
+
+
 async def code_submit(request: Request) -> Response:
     app = web(request)
     form = await posted_form(request)
@@ -432,12 +465,12 @@ async def code_submit(request: Request) -> Response:
     # above: its 429 carries Retry-After, and a reload of it during the wait counts nothing.
     if checked is CodeCheck.UNREADABLE:
         outcomes["unreadable_secret"].inc()
-        return redirect(_code_page_address(target, held=bool(carried), error="unreadable"))
+        return await _code_refused(request, account, target, carried, "unreadable")
     if checked is CodeCheck.WRONG:
         services.authenticator.second_factor_failed(ip, account.address)
         outcomes["wrong_code"].inc()
         _log.info("wrong second-factor code", account=account.address, remote_ip=ip)
-        return redirect(_code_page_address(target, held=bool(carried), error="wrong"))
+        return await _code_refused(request, account, target, carried, "wrong")
     services.authenticator.second_factor_passed(account.address)
     outcomes["passed"].inc()
     session: Session = request.state.session
