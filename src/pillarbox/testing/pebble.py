@@ -144,6 +144,15 @@ class Pebble:
                     raise
                 time.sleep(0.1)
 
+    def accounts_created(self) -> int:
+        """How many accounts Pebble created (it logs its count after each new one)."""
+        return self.log_path.read_text().count(" accounts in memory")
+
+    def account_requests(self) -> int:
+        """How many new-account requests reached Pebble: each creates an account, or finds the
+        one of its key (RFC 8555 §7.3.1)."""
+        return self.log_path.read_text().count("POST /sign-me-up")
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
