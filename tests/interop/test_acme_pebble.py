@@ -8,6 +8,7 @@ is what the clients here trust. Skipped where Debian's ``pebble`` is not install
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import json
@@ -32,7 +33,8 @@ from josepy.jwk import JWKEC
 from pillarbox import config as cfg
 from pillarbox.atomicfile import write_atomically
 from pillarbox.net.acme import AcmeFiles
-from pillarbox.store.open import is_postgresql
+from pillarbox.store.open import is_postgresql, open_store
+from pillarbox.store.types import AcmeAccount
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
@@ -401,3 +403,53 @@ def test_a_failed_authorization_ends_the_attempt_while_another_is_still_validate
         status["started"]
     )
     assert took.total_seconds() < 10.0, took
+
+
+def stored_account(config: cfg.Config) -> AcmeAccount | None:
+    """The ACME account the store holds for the configured directory."""
+
+    async def read() -> AcmeAccount | None:
+        store = open_store(config.store.url, config.data_dir, config.store)
+        await store.open()
+        try:
+            return await store.acme_account(config.tls.acme_directory)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_an_account_the_ca_forgot_is_registered_again_with_its_key(
+    tmp_path: Path, pebble: Pebble, dns_port: int, challenge_port: int
+) -> None:
+    """The CA answers the stored account URL with accountDoesNotExist (Pebble restarted at the
+    same directory URL keeps no accounts; a staging CA reset): the attempt registers the
+    stored key again and goes on, and the store keeps the key with the new URL."""
+    config = acme_config(tmp_path, pebble, challenge_port, only=("imaps",))
+    config_path = tmp_path / "pillarbox.toml"
+    config_path.write_text(cfg.render_toml(config))
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        wait_for(
+            lambda: (stored := stored_account(config)) is not None and stored.url != "",
+            "the account's URL",
+        )
+        before = stored_account(config)
+        assert before is not None
+        pebble.stop()
+        workdir = tmp_path / "pebble-restarted"
+        workdir.mkdir()
+        with Pebble(
+            workdir, http_port=challenge_port, dns_port=dns_port, restarting=pebble
+        ) as restarted:
+            assert restarted.directory_url == config.tls.acme_directory
+            renewed = tls_cli(config_path, "renew", "--wait", "60")
+            assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+            assert restarted.accounts_created() == 1
+            after = stored_account(config)
+            assert after is not None and after.key_pem == before.key_pem
+            assert after.url not in ("", before.url)
+            cert = presented(server.port("imaps"), restarted.root_pem)
+            assert manager.facts is not None and cert.serial_number == manager.facts.serial

@@ -40,7 +40,8 @@ Implementation notes:
   its key is made by the first attempt and stored if no node stored one first, then read back,
   so that two nodes at once both use the one that was stored; a stored key is never replaced.
   The account is registered with it (RFC 8555 §7.3; a key the CA knows already has it name
-  the account's URL, §7.3.1) and its URL stored, after which attempts go straight to ordering.
+  the account's URL, §7.3.1) and its URL stored, after which attempts go straight to ordering
+  (a CA answering that URL with accountDoesNotExist, §6.7, gets the key registered again).
   Another directory (another CA, or staging) is another account. A node of an earlier version
   has ``account.key`` in its data directory: its first attempt takes that key into the store
   when the store holds none for the directory yet (the CA's account goes on), and renames the
@@ -312,18 +313,23 @@ def _client(
         network.account = messages.RegistrationResource(
             uri=account_url, body=messages.Registration()
         )
-        return acme
+    else:
+        _register(acme, tls)
+    return acme
+
+
+def _register(acme: client.ClientV2, tls: TlsSection) -> None:
+    """Blocking: register the client's key with the CA, or find the account it has (RFC 8555
+    §7.3.1: the CA names its URL), and log the client in to it."""
     registration = messages.NewRegistration.from_data(
         email=tls.acme_email or None, terms_of_service_agreed=True
     )
     try:
         acme.new_account(registration)
     except acme_errors.ConflictError as exc:
-        # RFC 8555 §7.3.1: the key already has an account; the CA named its URL.
-        network.account = messages.RegistrationResource(
+        acme.net.account = messages.RegistrationResource(
             uri=exc.location, body=messages.Registration()
         )
-    return acme
 
 
 def choose_challenge(
@@ -378,7 +384,17 @@ def _place_order(
     account_key = _account_jwk(account)
     acme = _client(tls, account_key, account.url, ca_bundle)
     key_pem = _new_key_pem()
-    order = acme.new_order(crypto_util.make_csr(key_pem, list(names)))
+    csr = crypto_util.make_csr(key_pem, list(names))
+    try:
+        order = acme.new_order(csr)
+    except messages.Error as exc:
+        # RFC 8555 §6.7: the CA knows no account at the stored URL (a test CA restarted, a
+        # staging CA reset): the same key registered again, never a new key.
+        if not account.url or exc.code != "accountDoesNotExist":
+            raise
+        acme.net.account = None  # §7.3: a new-account request carries the key, not a URL
+        _register(acme, tls)
+        order = acme.new_order(csr)
     prepared: list[_Challenge] = []
     for authorization in order.authorizations:
         if authorization.body.status == messages.STATUS_VALID:
