@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pillarbox.cli.received import received_command
-from pillarbox.errors import StorageError, UserError
+from pillarbox.errors import StorageError, StoreInUse, UserError
 
 if TYPE_CHECKING:
     from pillarbox.certificates import CertificateFacts
@@ -122,7 +122,8 @@ def _described(facts: CertificateFacts) -> dict[str, Any]:
 
 def _account_state(config: Config) -> tuple[dict[str, Any] | None, list[str]]:
     """The CA account the store keeps for the configured directory (None: not made yet), as
-    data and lines; a store that cannot be read is said so."""
+    data and lines; a store that cannot be read now is said so (this node's part of the status
+    still shows)."""
     from pillarbox.cli.main import run_store
 
     async def read(store: Store) -> AcmeAccount | None:
@@ -130,7 +131,7 @@ def _account_state(config: Config) -> tuple[dict[str, Any] | None, list[str]]:
 
     try:
         account = run_store(config, read)
-    except StorageError as exc:
+    except (StorageError, StoreInUse) as exc:  # StoreInUse: a migration a server holds off
         return {"error": str(exc)}, [f"account      unreadable: {exc}"]
     if account is None:
         return None, ["account      (none yet: the first attempt makes it)"]

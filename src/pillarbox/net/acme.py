@@ -663,11 +663,12 @@ class CertificateManager:
         """Store the account's URL the CA named; one that cannot be stored now is logged (the
         next attempt finds the account again by its key, RFC 8555 §7.3.1)."""
         assert self.store is not None  # as in account
-        self._log.info("ACME account registered", url=url, ca=account.directory)
         try:
             await self.store.set_acme_account_url(account.directory, account.key_pem, url)
         except StorageError as exc:
-            self._log.warning("ACME account URL not stored", error=str(exc))
+            self._log.warning("ACME account URL not stored", url=url, error=str(exc))
+            return
+        self._log.info("ACME account URL stored", url=url, ca=account.directory)
 
     async def _present(self, challenge: _Challenge) -> None:
         """Make the https listener answer ``challenge`` (tls-alpn-01)."""
