@@ -11,7 +11,8 @@ copy of pending answers.
 The cluster's one certificate: nodes configured alike (one CA, one name) order it once under
 the store's lease and all present it; a node killed mid-attempt holds the others back only
 until its lease lapses; nodes with certificates of their own, restarted with sharing on,
-settle on the later one.
+settle on the later one. Whether they share the certificate or not, the nodes order under one
+CA account, the store's: Pebble creates one.
 
 Skipped without Debian's ``pebble`` or a PostgreSQL server.
 """
@@ -160,6 +161,12 @@ def shared_tls(pebble: Pebble, http_port: int, **overrides: object) -> cfg.TlsSe
     return dataclasses.replace(settings, acme_store_poll=1.0, **overrides)  # type: ignore[arg-type]
 
 
+def account_rows(url: str) -> list[tuple[str, str]]:
+    """The directory and URL of each ACME account the store holds."""
+    with psycopg.connect(url) as conn:
+        return [(d, u) for d, u in conn.execute("SELECT directory, url FROM acme_accounts")]
+
+
 def lease_row(url: str) -> tuple[str, datetime.datetime] | None:
     """The holder and expiry of the store's ACME lease, if there is one."""
     with psycopg.connect(url) as conn:
@@ -222,6 +229,7 @@ def test_one_node_orders_and_every_node_serves_the_certificate(
         for node in (a, b):
             assert AcmeFiles.of(node.config).facts().serial == serial  # type: ignore[union-attr]
         assert lease_row(url) is None  # given back after the success
+        assert pebble.accounts_created() == 1
         # `tls status` on a node: the store's certificate is its copy, no lease stands.
         shown = tls_status(a)
         assert shown["serial"] == f"{serial:x}"
@@ -319,6 +327,14 @@ def test_nodes_of_their_own_then_shared_keep_the_later_certificate(
     own_facts = [f.facts() for f in files]
     assert None not in own_facts and own_facts[0] != own_facts[1]
     assert orders_placed(pebble) == 2
+    # Both ordered under the one account the store keeps: the CA made no second one (at
+    # once, both may have asked it to before the first stored the URL: it found the first's).
+    assert pebble.accounts_created() == 1
+    [(directory, account_url)] = account_rows(url)
+    assert directory == pebble.directory_url and account_url.startswith("https://127.0.0.1:")
+    for node in (a, b):
+        assert not AcmeFiles.of(node.config).account_key.exists()
+        assert tls_status(node)["acme"]["account"] == {"url": account_url}
     # The later-expiring serial; Pebble's expiries have whole seconds, so the two can tie,
     # and then either may be the one the store kept first (its tie rule): both must settle
     # on that one.

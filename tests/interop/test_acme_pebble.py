@@ -8,6 +8,7 @@ is what the clients here trust. Skipped where Debian's ``pebble`` is not install
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import json
@@ -22,11 +23,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from acme import client, messages
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from josepy.jwa import ES256
+from josepy.jwk import JWKEC
 
 from pillarbox import config as cfg
+from pillarbox.atomicfile import write_atomically
 from pillarbox.net.acme import AcmeFiles
-from pillarbox.store.open import is_postgresql
+from pillarbox.store.open import is_postgresql, open_store
+from pillarbox.store.types import AcmeAccount
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
@@ -142,13 +150,18 @@ def test_obtains_serves_and_renews_without_restart(
         assert starttls.serial_number == first.serial
 
         acme_dir = config.data_dir / "tls" / "acme"
-        for private in ("key.pem", "account.key"):
-            assert stat.S_IMODE((acme_dir / private).stat().st_mode) == 0o600
+        assert stat.S_IMODE((acme_dir / "key.pem").stat().st_mode) == 0o600
+        # The account is the store's, not a file's; registered once.
+        assert not (acme_dir / "account.key").exists()
+        assert pebble.accounts_created() == pebble.account_requests() == 1
         status = tls_cli(config_path, "status", "--json")
         assert status.returncode == 0, status.stderr
         shown = json.loads(status.stdout)
         assert shown["source"] == "acme" and shown["serial"] == f"{first.serial:x}"
         assert shown["acme"]["last_attempt"]["result"] == "ok"
+        # The account the store keeps, at the CA's URL for it.
+        account_url = shown["acme"]["account"]["url"]
+        assert account_url.startswith(pebble.directory_url.removesuffix("/dir") + "/"), shown
         # On PostgreSQL (PILLARBOX_TEST_STORE) the certificate is the store's, shared.
         assert shown["acme"]["shared"] is is_postgresql(config.store.url)
 
@@ -162,6 +175,8 @@ def test_obtains_serves_and_renews_without_restart(
             assert cert.serial_number == second.serial
         starttls = presented_after_starttls(server.port("submission"), pebble.root_pem)
         assert starttls.serial_number == second.serial
+        # Ordered under the account's stored URL: nothing registered again.
+        assert pebble.accounts_created() == pebble.account_requests() == 1
 
         # The CA goes away: the forced renewal fails, is reported, and the listeners keep
         # the certificate they had.
@@ -288,6 +303,53 @@ def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
             "the attempt's status",
             timeout=30,
         )
+        # Another directory, another account (a key of its own, registered anew).
+        assert pebble.accounts_created() == 2
+
+
+def register_with(pebble: Pebble, key_pem: bytes) -> str:
+    """Register an account for ``key_pem`` with Pebble, as an earlier Pillarbox did from its
+    ``account.key``; the account's URL."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    network = client.ClientNetwork(
+        JWKEC(key=key), alg=ES256, verify_ssl=str(pebble.ca_bundle), user_agent="test"
+    )
+    acme = client.ClientV2(client.ClientV2.get_directory(pebble.directory_url, network), network)
+    registered = acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+    return str(registered.uri)
+
+
+def test_an_earlier_versions_account_key_goes_on_in_the_store(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """A data directory of an earlier version holds ``account.key``, whose account the CA has:
+    the first attempt takes the key into the store and orders under that account (the CA
+    creates none), and the file is kept as ``account.key.old``."""
+    config = acme_config(tmp_path, pebble, challenge_port, only=("imaps",))
+    files = AcmeFiles.of(config)
+    key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_atomically(files.account_key, key_pem, 0o600)
+    url = register_with(pebble, key_pem)
+    assert pebble.accounts_created() == 1
+    config_path = tmp_path / "pillarbox.toml"
+    config_path.write_text(cfg.render_toml(config))
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        assert not files.account_key.exists()
+        assert files.old_account_key.read_bytes() == key_pem
+        assert stat.S_IMODE(files.old_account_key.stat().st_mode) == 0o600
+        status = tls_cli(config_path, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["acme"]["account"] == {"url": url}
+        # The CA found the account by its key (RFC 8555 §7.3.1) and made no other.
+        assert pebble.accounts_created() == 1 and pebble.account_requests() == 2
 
 
 def test_a_stop_during_validation_does_not_wait_for_the_ca(
@@ -341,3 +403,53 @@ def test_a_failed_authorization_ends_the_attempt_while_another_is_still_validate
         status["started"]
     )
     assert took.total_seconds() < 10.0, took
+
+
+def stored_account(config: cfg.Config) -> AcmeAccount | None:
+    """The ACME account the store holds for the configured directory."""
+
+    async def read() -> AcmeAccount | None:
+        store = open_store(config.store.url, config.data_dir, config.store)
+        await store.open()
+        try:
+            return await store.acme_account(config.tls.acme_directory)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_an_account_the_ca_forgot_is_registered_again_with_its_key(
+    tmp_path: Path, pebble: Pebble, dns_port: int, challenge_port: int
+) -> None:
+    """The CA answers the stored account URL with accountDoesNotExist (Pebble restarted at the
+    same directory URL keeps no accounts; a staging CA reset): the attempt registers the
+    stored key again and goes on, and the store keeps the key with the new URL."""
+    config = acme_config(tmp_path, pebble, challenge_port, only=("imaps",))
+    config_path = tmp_path / "pillarbox.toml"
+    config_path.write_text(cfg.render_toml(config))
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        wait_for(
+            lambda: (stored := stored_account(config)) is not None and stored.url != "",
+            "the account's URL",
+        )
+        before = stored_account(config)
+        assert before is not None
+        pebble.stop()
+        workdir = tmp_path / "pebble-restarted"
+        workdir.mkdir()
+        with Pebble(
+            workdir, http_port=challenge_port, dns_port=dns_port, restarting=pebble
+        ) as restarted:
+            assert restarted.directory_url == config.tls.acme_directory
+            renewed = tls_cli(config_path, "renew", "--wait", "60")
+            assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+            assert restarted.accounts_created() == 1
+            after = stored_account(config)
+            assert after is not None and after.key_pem == before.key_pem
+            assert after.url not in ("", before.url)
+            cert = presented(server.port("imaps"), restarted.root_pem)
+            assert manager.facts is not None and cert.serial_number == manager.facts.serial

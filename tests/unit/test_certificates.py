@@ -3,9 +3,11 @@ config checks, and the challenge route of the web app."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime
+import logging
 import ssl
 import stat
 from pathlib import Path
@@ -492,5 +494,66 @@ async def test_a_tie_in_expiry_is_settled_by_the_stores_certificate(tmp_path: Pa
             assert manager.files.cert.read_bytes() == theirs
             stored = await store.acme_certificate(scope)
             assert stored is not None and stored.chain_pem == theirs
+    finally:
+        await store.close()
+
+
+def manager_on(store: SqliteStore, data_dir: Path, directory: str) -> CertificateManager:
+    """A node's certificate manager for ``directory``, sharing ``store``."""
+    base = acme_config(acme_directory=directory)
+    config = dataclasses.replace(
+        base, server=dataclasses.replace(base.server, data_dir=str(data_dir))
+    )
+    manager = CertificateManager(config, ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), {})
+    manager.store = store
+    return manager
+
+
+async def test_nodes_with_account_keys_of_their_own_order_under_the_one_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two nodes upgraded from an earlier version each hold an ``account.key`` of their own:
+    their first attempts at once end with one account in the store, one of the two keys, and
+    both use it; each file is kept as ``account.key.old``. A node without a file uses it too,
+    and another CA directory gets an account of its own."""
+    caplog.set_level(logging.INFO, logger="pillarbox.acme")
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        directory = "https://ca.test/dir"
+        managers = [manager_on(store, tmp_path / name, directory) for name in ("a", "b", "c")]
+        keys = []
+        for manager in managers[:2]:
+            key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            write_atomically(manager.files.account_key, key, 0o600)
+            keys.append(key)
+        first, second = await asyncio.gather(*(m.account() for m in managers[:2]))
+        assert first == second and first.key_pem in keys
+        assert (first.directory, first.url) == (directory, "")
+        for manager, key in zip(managers[:2], keys, strict=True):
+            assert not manager.files.account_key.exists()
+            assert manager.files.old_account_key.read_bytes() == key
+        logged = [r.getMessage() for r in caplog.records]
+        assert logged.count("ACME account key taken into the store") == 1
+        # Again, and on a node that never had a file: the one account.
+        for manager in managers:
+            assert await manager.account() == first
+        assert not managers[2].files.old_account_key.exists()
+        # The CA named the account's URL: stored, and then given to every node.
+        await store.set_acme_account_url(directory, first.key_pem, "https://ca.test/a/1")
+        assert (await managers[2].account()).url == "https://ca.test/a/1"
+        # Another directory (staging, say): an account of its own, with a key of its own.
+        staging = manager_on(store, tmp_path / "c", "https://staging.ca.test/dir")
+        other = await staging.account()
+        assert other.directory == "https://staging.ca.test/dir"
+        assert other.key_pem not in keys and other.url == ""
+        assert "ACME account key made and stored" in [r.getMessage() for r in caplog.records]
+        assert await store.acme_account(directory) == dataclasses.replace(
+            first, url="https://ca.test/a/1"
+        )
     finally:
         await store.close()

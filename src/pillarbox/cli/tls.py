@@ -1,7 +1,8 @@
 """``pillarbox tls status`` / ``pillarbox tls renew``: the certificate the listeners present,
 and a renewal forced by hand.
 
-``status`` reads this node's files; with a shared certificate (PostgreSQL,
+``status`` reads this node's files and, with ACME, the CA account the store keeps (every node
+of a store orders under one); with a shared certificate (PostgreSQL,
 ``acme_shared_certificate``) it also reads the store's certificate and renewal lease, the
 cluster's state beside this node's copy (a node lagging behind the store, a lease left by a
 crashed node, a back-off after failures).
@@ -20,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pillarbox.cli.received import received_command
-from pillarbox.errors import StorageError, UserError
+from pillarbox.errors import StorageError, StoreInUse, UserError
 
 if TYPE_CHECKING:
     from pillarbox.certificates import CertificateFacts
     from pillarbox.cli.main import CliState
     from pillarbox.config import Config
     from pillarbox.store.interface import Store
-    from pillarbox.store.types import AcmeCertificate, AcmeLease
+    from pillarbox.store.types import AcmeAccount, AcmeCertificate, AcmeLease
 
 
 @click.group()
@@ -95,6 +96,8 @@ def tls_status(state: CliState, as_json: bool) -> None:
                 else "no: this node's own"
             ),
         ]
+        data["acme"]["account"], more = _account_state(config)
+        lines += more
         if shared:
             data["acme"]["store"], more = _store_state(config, wanted, facts, source == "acme")
             lines += more
@@ -115,6 +118,25 @@ def _described(facts: CertificateFacts) -> dict[str, Any]:
         "not_after": facts.not_after.isoformat(),
         "days_left": round(left.total_seconds() / 86400, 1),
     }
+
+
+def _account_state(config: Config) -> tuple[dict[str, Any] | None, list[str]]:
+    """The CA account the store keeps for the configured directory (None: not made yet), as
+    data and lines; a store that cannot be read now is said so (this node's part of the status
+    still shows)."""
+    from pillarbox.cli.main import run_store
+
+    async def read(store: Store) -> AcmeAccount | None:
+        return await store.acme_account(config.tls.acme_directory)
+
+    try:
+        account = run_store(config, read)
+    except (StorageError, StoreInUse) as exc:  # StoreInUse: a migration a server holds off
+        return {"error": str(exc)}, [f"account      unreadable: {exc}"]
+    if account is None:
+        return None, ["account      (none yet: the first attempt makes it)"]
+    shown = account.url or "(its key is stored; not registered with the CA yet)"
+    return {"url": account.url or None}, [f"account      {shown}"]
 
 
 def _store_state(

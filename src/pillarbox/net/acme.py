@@ -36,16 +36,26 @@ Implementation notes:
   later-expiring one up (its files, then the context) or offers its own when that is the later
   one. Without sharing (or with SQLite) every node holds its own certificate (``data_dir``)
   and runs its own attempts.
-- **Concurrent attempts**: each node has its own ACME account. A name's tls-alpn-01 answer can
-  be only one key authorization at a time: the store refuses a second node's while the first
-  is pending, and that attempt fails and is retried with the back-off (http-01 tokens differ
-  per attempt and never collide; dns-01 names carry several values).
+- **One account per cluster**, per CA directory, in the store (``acme_accounts``, any backend):
+  its key is made by the first attempt and stored if no node stored one first, then read back,
+  so that two nodes at once both use the one that was stored; a stored key is never replaced.
+  The account is registered with it (RFC 8555 §7.3; a key the CA knows already has it name
+  the account's URL, §7.3.1) and its URL stored, after which attempts go straight to ordering
+  (a CA answering that URL with accountDoesNotExist, §6.7, gets the key registered again).
+  Another directory (another CA, or staging) is another account. A node of an earlier version
+  has ``account.key`` in its data directory: its first attempt takes that key into the store
+  when the store holds none for the directory yet (the CA's account goes on), and renames the
+  file ``account.key.old``, whichever key the store kept.
+- **Concurrent attempts**: a name's tls-alpn-01 answer can be only one key authorization at a
+  time: the store refuses a second node's while the first is pending, and that attempt fails
+  and is retried with the back-off (http-01 tokens differ per attempt and never collide; dns-01
+  names carry several values).
 - **DNS-01 answers** in our zones are TXT records published through the store
   (:mod:`pillarbox.dns.acmerecords`), so every node's DNS server serves them; the CA is told to
   validate only once our own server answers them (§8.4). Elsewhere the administrator's command
   publishes them (:mod:`pillarbox.net.acmehook`) and must return once they are visible. Either
   way they are withdrawn when the attempt ends, validated or not.
-- **Files** under ``data_dir/tls/acme/``: ``account.key`` and ``key.pem`` (mode 0600),
+- **Files** under ``data_dir/tls/acme/``: ``key.pem`` (mode 0600),
   ``cert.pem`` (leaf and chain), ``cert.directory`` (the CA directory it came from: a
   certificate from another directory, say staging's, is replaced at once), ``status.json``
   (the last attempt, for ``pillarbox tls status``), ``renew.request`` (a renewal asked for by
@@ -120,6 +130,7 @@ from pillarbox.store.types import (
     ACME_ANSWER_LAG,
     ACME_HTTP01,
     ACME_TLS_ALPN01,
+    AcmeAccount,
     AcmeAnswer,
     AcmeCertificate,
     AcmeLease,
@@ -152,7 +163,13 @@ class AcmeFiles:
 
     @property
     def account_key(self) -> Path:
+        """The account's key as versions before the store kept it had it: taken into the store
+        by the first attempt, then renamed :attr:`old_account_key`."""
         return self.directory / "account.key"
+
+    @property
+    def old_account_key(self) -> Path:
+        return self.directory / "account.key.old"
 
     @property
     def key(self) -> Path:
@@ -209,17 +226,32 @@ def _new_key_pem() -> bytes:
     )
 
 
-def _account_key(path: Path) -> JWKEC:
-    """The account's key: the one stored, else a new one (stored before first use)."""
+def _account_jwk(account: AcmeAccount) -> JWKEC:
+    """The account's key as the ACME client signs with it."""
     try:
-        pem = path.read_bytes()
-    except FileNotFoundError:
-        pem = _new_key_pem()
-        write_atomically(path, pem, 0o600)
-    key = serialization.load_pem_private_key(pem, password=None)
+        key = serialization.load_pem_private_key(account.key_pem, password=None)
+    except ValueError as exc:
+        raise AcmeError(f"the stored ACME account key does not load: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise AcmeError(f"{path} does not hold an EC key")
+        raise AcmeError("the stored ACME account key is not an EC key")
     return JWKEC(key=key)
+
+
+def _file_key(path: Path) -> bytes | None:
+    """Blocking: the EC key in ``path`` (an earlier version's ``account.key``) as PKCS#8 PEM;
+    None if there is no such file, or it holds no EC key (then a new key is made, as that
+    version would have done)."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        return None
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 HTTP01 = ACME_HTTP01
@@ -252,15 +284,20 @@ class _Order:
     order: messages.OrderResource
     challenges: tuple[_Challenge, ...]
     key_pem: bytes
+    #: The account's URL, as stored or as the CA named it now.
+    account_url: str
 
     @property
     def records(self) -> tuple[ChallengeRecord, ...]:
         return tuple(c.record for c in self.challenges if c.record is not None)
 
 
-def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.ClientV2:
-    """A client logged in to the CA's account of ``account_key`` (created on first use),
-    trusting ``ca_bundle`` (a path; empty: the system's CAs) for the directory's HTTPS."""
+def _client(
+    tls: TlsSection, account_key: JWKEC, account_url: str, ca_bundle: str
+) -> client.ClientV2:
+    """A client logged in to the CA's account of ``account_key`` at ``account_url`` (when
+    empty, registered now, or found by its key), trusting ``ca_bundle`` (a path; empty: the
+    system's CAs) for the directory's HTTPS."""
     verify: bool | str = ca_bundle or True
     network = client.ClientNetwork(
         account_key,
@@ -271,17 +308,28 @@ def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.Clien
         timeout=CA_REQUEST_TIMEOUT,
     )
     acme = client.ClientV2(client.ClientV2.get_directory(tls.acme_directory, network), network)
+    if account_url:
+        # RFC 8555 §6.2: requests name the account by its URL ("kid"); nothing to register.
+        network.account = messages.RegistrationResource(
+            uri=account_url, body=messages.Registration()
+        )
+    else:
+        _register(acme, tls)
+    return acme
+
+
+def _register(acme: client.ClientV2, tls: TlsSection) -> None:
+    """Blocking: register the client's key with the CA, or find the account it has (RFC 8555
+    §7.3.1: the CA names its URL), and log the client in to it."""
     registration = messages.NewRegistration.from_data(
         email=tls.acme_email or None, terms_of_service_agreed=True
     )
     try:
         acme.new_account(registration)
     except acme_errors.ConflictError as exc:
-        # RFC 8555 §7.3.1: the key already has an account; the CA named its URL.
-        network.account = messages.RegistrationResource(
+        acme.net.account = messages.RegistrationResource(
             uri=exc.location, body=messages.Registration()
         )
-    return acme
 
 
 def choose_challenge(
@@ -327,16 +375,26 @@ def _place_order(
     tls: TlsSection,
     ca_bundle: str,
     names: tuple[str, ...],
-    account_key_path: Path,
+    account: AcmeAccount,
     dns_domains: Mapping[str, str],
 ) -> _Order:
     """Blocking: log in, order a certificate for ``names``, choose a challenge per pending
     authorization and prepare its answer (``dns_domains``: identifier → the hosted domain
     whose zone our DNS server serves its record in, for those dns-01 can answer)."""
-    account_key = _account_key(account_key_path)
-    acme = _client(tls, account_key, ca_bundle)
+    account_key = _account_jwk(account)
+    acme = _client(tls, account_key, account.url, ca_bundle)
     key_pem = _new_key_pem()
-    order = acme.new_order(crypto_util.make_csr(key_pem, list(names)))
+    csr = crypto_util.make_csr(key_pem, list(names))
+    try:
+        order = acme.new_order(csr)
+    except messages.Error as exc:
+        # RFC 8555 §6.7: the CA knows no account at the stored URL (a test CA restarted, a
+        # staging CA reset): the same key registered again, never a new key.
+        if not account.url or exc.code != "accountDoesNotExist":
+            raise
+        acme.net.account = None  # §7.3: a new-account request carries the key, not a URL
+        _register(acme, tls)
+        order = acme.new_order(csr)
     prepared: list[_Challenge] = []
     for authorization in order.authorizations:
         if authorization.body.status == messages.STATUS_VALID:
@@ -344,7 +402,9 @@ def _place_order(
         prepared.append(
             choose_challenge(authorization.body, account_key, tls.acme_challenges, dns_domains)
         )
-    return _Order(acme, order, tuple(prepared), key_pem)
+    registered = acme.net.account
+    account_url = registered.uri if registered is not None else ""
+    return _Order(acme, order, tuple(prepared), key_pem, account_url)
 
 
 #: Seconds between two looks at the authorizations the CA is still validating.
@@ -511,9 +571,12 @@ class CertificateManager:
         log = self._log.bind(names=",".join(names))
         log.info("requesting certificate", reason=reason, ca=self._tls.acme_directory)
         dns_domains = await self._dns_domains()
+        account = await self.account()
         placed = await run_blocking(
-            _place_order, self._tls, self._ca_bundle, names, self.files.account_key, dns_domains
+            _place_order, self._tls, self._ca_bundle, names, account, dns_domains
         )
+        if placed.account_url and placed.account_url != account.url:
+            await self._note_account_url(account, placed.account_url)
         stop = threading.Event()
         published: list[ChallengeRecord] = []
         shared: list[AcmeAnswer] = []
@@ -553,6 +616,59 @@ class CertificateManager:
         if self.shared:
             await self._put(placed.key_pem, chain, facts)
         return facts
+
+    async def account(self) -> AcmeAccount:
+        """The account to order under: the store's for the CA directory. At the first attempt
+        (none stored) this node's ``account.key`` of an earlier version, if it has one, else a
+        new key, goes to the store unless another node's went first; either way the one the
+        store holds is used, and the file is renamed (:meth:`_retire_key_file`)."""
+        assert self.store is not None  # serve sets it before the renewal task starts
+        directory = self._tls.acme_directory
+        account = await self.store.acme_account(directory)
+        if account is None:
+            from_file = await run_blocking(_file_key, self.files.account_key)
+            pem = from_file if from_file is not None else await run_blocking(_new_key_pem)
+            account = await self.store.add_acme_account(AcmeAccount(directory, pem, ""))
+            if account.key_pem != pem:
+                self._log.info("ACME account key of another node used", ca=directory)
+            elif from_file is not None:
+                self._log.info(
+                    "ACME account key taken into the store",
+                    path=str(self.files.account_key),
+                    ca=directory,
+                )
+            else:
+                self._log.info("ACME account key made and stored", ca=directory)
+        await self._retire_key_file()
+        return account
+
+    async def _retire_key_file(self) -> None:
+        """Rename an earlier version's ``account.key`` to ``account.key.old`` once the store
+        holds the account: never read again (another CA directory gets an account of its
+        own), kept for the operator (the key of an account the CA still has; when another
+        node's key was stored first, of one the cluster no longer uses)."""
+        try:
+            await run_blocking(self.files.account_key.rename, self.files.old_account_key)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self._log.warning("account.key not renamed", error=str(exc))
+            return
+        self._log.info(
+            "account.key no longer used (the account is in the store)",
+            path=str(self.files.old_account_key),
+        )
+
+    async def _note_account_url(self, account: AcmeAccount, url: str) -> None:
+        """Store the account's URL the CA named; one that cannot be stored now is logged (the
+        next attempt finds the account again by its key, RFC 8555 §7.3.1)."""
+        assert self.store is not None  # as in account
+        try:
+            await self.store.set_acme_account_url(account.directory, account.key_pem, url)
+        except StorageError as exc:
+            self._log.warning("ACME account URL not stored", url=url, error=str(exc))
+            return
+        self._log.info("ACME account URL stored", url=url, ca=account.directory)
 
     async def _present(self, challenge: _Challenge) -> None:
         """Make the https listener answer ``challenge`` (tls-alpn-01)."""

@@ -34,6 +34,7 @@ from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
     AclEntry,
+    AcmeAccount,
     AcmeAnswer,
     AcmeCertificate,
     AcmeChallengeRecord,
@@ -917,6 +918,18 @@ class Store(Protocol):
     async def put_acme_certificate(self, certificate: AcmeCertificate) -> bool:
         """Store ``certificate`` unless the scope's stored one expires as late or later (two
         nodes storing at once: the later expiry stays); whether it was stored."""
+
+    async def acme_account(self, directory: str) -> AcmeAccount | None:
+        """The account stored for the CA of ``directory``; None if there is none."""
+
+    async def add_acme_account(self, account: AcmeAccount) -> AcmeAccount:
+        """Store ``account`` unless its directory has one already, which is never replaced (the
+        CA knows the cluster by that key); the account stored afterwards: this one, or the one
+        another node stored first."""
+
+    async def set_acme_account_url(self, directory: str, key_pem: bytes, url: str) -> None:
+        """Record the URL the CA named for the account of ``key_pem``; nothing happens if the
+        directory's stored account has another key (or there is none)."""
 
     async def acme_lease(self, scope: str) -> AcmeLease | None:
         """The scope's lease as it stands (expired or not), without taking it; None if there is

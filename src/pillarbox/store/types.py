@@ -1026,6 +1026,23 @@ class AcmeCertificate:
 
 
 @dataclass(frozen=True, slots=True)
+class AcmeAccount:
+    """The account the nodes sharing a store hold with one CA (RFC 8555 §7.3): one contact, one
+    place to revoke or deactivate, one account against the CA's limit on new ones.
+
+    ``directory`` is the CA's directory URL (another CA, or its staging directory, is another
+    account); ``key_pem`` the account's private key (unencrypted PKCS#8 PEM, as
+    :attr:`AcmeCertificate.key_pem`: whoever reads this table can order and revoke the
+    cluster's certificates), never replaced once stored; ``url`` the account's URL the CA
+    named when it was registered (RFC 8555 §7.3), ``""`` until then.
+    """
+
+    directory: str
+    key_pem: bytes
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
 class AcmeLease:
     """Who may ask the CA for a scope's certificate: one node at a time, cluster-wide.
 

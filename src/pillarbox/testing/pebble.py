@@ -62,18 +62,33 @@ def presented_certificate(port: int, root_pem: bytes | None, name: str) -> x509.
 class Pebble:
     """``with Pebble(workdir, http_port=…, dns_port=…) as pebble:`` — started and ready on
     enter (its directory at :attr:`directory_url`), stopped on exit. ``tls_port``: where it
-    validates TLS-ALPN-01 (default: a port nothing listens on)."""
+    validates TLS-ALPN-01 (default: a port nothing listens on); ``restarting``: a stopped
+    Pebble this one stands for restarted, at its directory URL with its HTTPS identity, and
+    having forgotten every account (Pebble keeps them in memory)."""
 
     def __init__(
-        self, workdir: Path, *, http_port: int, dns_port: int, tls_port: int | None = None
+        self,
+        workdir: Path,
+        *,
+        http_port: int,
+        dns_port: int,
+        tls_port: int | None = None,
+        restarting: Pebble | None = None,
     ) -> None:
         self.workdir = workdir
         self.http_port = http_port
         self.tls_port = free_port("127.0.0.1") if tls_port is None else tls_port
         self.dns_port = dns_port
-        self.port = free_port("127.0.0.1")
+        self.port: int = free_port("127.0.0.1") if restarting is None else restarting.port
         self.management_port = free_port("127.0.0.1")
-        self.ca_bundle, self._cert, self._key = write_https_identity(workdir)
+        if restarting is None:
+            self.ca_bundle, self._cert, self._key = write_https_identity(workdir)
+        else:
+            self.ca_bundle, self._cert, self._key = (
+                restarting.ca_bundle,
+                restarting._cert,
+                restarting._key,
+            )
         self.root_pem = b""
         self._process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "pebble.log"
@@ -143,6 +158,15 @@ class Pebble:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def accounts_created(self) -> int:
+        """How many accounts Pebble created (it logs its count after each new one)."""
+        return self.log_path.read_text().count(" accounts in memory")
+
+    def account_requests(self) -> int:
+        """How many new-account requests reached Pebble: each creates an account, or finds the
+        one of its key (RFC 8555 §7.3.1)."""
+        return self.log_path.read_text().count("POST /sign-me-up")
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

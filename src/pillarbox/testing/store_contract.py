@@ -49,6 +49,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AclEntry,
+    AcmeAccount,
     AcmeAnswer,
     AcmeCertificate,
     AcmeChallengeRecord,
@@ -511,6 +512,52 @@ class StoreContract:
         assert await store.acme_lease(scope) is None
         fresh = await store.claim_acme_lease(scope, "node-a", now, now + minute)
         assert fresh == AcmeLease(scope, "node-a", now + minute, 0)
+
+    # -- the shared ACME account ------------------------------------------------------------------
+    async def test_acme_account_is_stored_once_per_directory(self, store: Store) -> None:
+        directory = "https://ca.example/dir"
+        assert await store.acme_account(directory) is None
+        first = AcmeAccount(directory, b"key-1", "")
+        assert await store.add_acme_account(first) == first
+        assert await store.acme_account(directory) == first
+        # A second key for the directory never replaces the stored one: its adder gets that.
+        assert await store.add_acme_account(AcmeAccount(directory, b"key-2", "")) == first
+        assert await store.add_acme_account(replace(first, url="https://ca.example/a/9")) == first
+        # The URL goes only to the account of the key the CA named it for.
+        await store.set_acme_account_url(directory, b"key-2", "https://ca.example/a/2")
+        assert await store.acme_account(directory) == first
+        await store.set_acme_account_url(directory, b"key-1", "https://ca.example/a/1")
+        named = replace(first, url="https://ca.example/a/1")
+        assert await store.acme_account(directory) == named
+        assert await store.add_acme_account(AcmeAccount(directory, b"key-3", "")) == named
+        # Another CA (staging, say) is another account; a URL for none stored does nothing.
+        staging = "https://staging.ca.example/dir"
+        await store.set_acme_account_url(staging, b"key-1", "https://ca.example/a/1")
+        assert await store.acme_account(staging) is None
+        other = AcmeAccount(staging, b"key-s", "")
+        assert await store.add_acme_account(other) == other
+        assert await store.acme_account(directory) == named
+
+    async def test_acme_accounts_added_at_once_on_two_nodes_end_as_one(
+        self, store_factory: StoreFactory, store: Store
+    ) -> None:
+        """Two nodes each adding a key of their own for one directory at once both get the one
+        that was stored, and it is the one that stays."""
+        node_b = store_factory()
+        await node_b.open()
+        try:
+            for n in range(5):
+                directory = f"https://ca{n}.example/dir"
+                results = await asyncio.gather(
+                    store.add_acme_account(AcmeAccount(directory, b"key-a", "")),
+                    node_b.add_acme_account(AcmeAccount(directory, b"key-b", "")),
+                )
+                assert results[0] == results[1], results
+                assert results[0].key_pem in (b"key-a", b"key-b")
+                assert await node_b.acme_account(directory) == results[0]
+                assert await store.acme_account(directory) == results[0]
+        finally:
+            await node_b.close()
 
     # -- accounts ------------------------------------------------------------------------------
     async def test_account_gets_default_mailboxes(self, store: Store, account: Account) -> None:

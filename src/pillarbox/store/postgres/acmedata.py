@@ -1,12 +1,16 @@
 """PostgreSQL queries for ACME DNS-01 challenge records (table ``acme_challenges``, migration
 12), http-01/tls-alpn-01 answers (table ``acme_answers``, migration 28) and the shared
-certificate and its lease (``acme_certificates``, ``acme_leases``, migration 30): plain async
-functions over a connection, run by :class:`~.store.PostgresStore`. The life of a record is
+certificate and its lease (``acme_certificates``, ``acme_leases``, migration 30) and the
+shared account (``acme_accounts``, migration 41): plain async functions over a connection, run
+by :class:`~.store.PostgresStore`. The life of a record is
 that of the SQLite backend's (its ``acmedata`` notes): read while unexpired, deleted by its
 attempt or by the next write after it expired. Adds of answers take an advisory lock per kind,
 so that two nodes adding at once cannot both pass the limit or both claim one key. A lease
 (or a certificate) is claimed (stored) by one upsert whose condition PostgreSQL checks on the
-row it locks: of two nodes at once, the second sees the first's row.
+row it locks: of two nodes at once, the second sees the first's row. An account is inserted
+if absent and then read back: of two nodes at once, the second's insert waits for the first's
+row and does nothing, and its read (a statement of its own, so under READ COMMITTED a snapshot
+taken after that row committed) returns the first node's account.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
-from pillarbox.store.types import AcmeAnswer, AcmeCertificate, AcmeChallengeRecord, AcmeLease
+from pillarbox.store.types import (
+    AcmeAccount,
+    AcmeAnswer,
+    AcmeCertificate,
+    AcmeChallengeRecord,
+    AcmeLease,
+)
 
 Conn = psycopg.AsyncConnection[TupleRow]
 
@@ -119,6 +129,33 @@ async def put_certificate(conn: Conn, cert: AcmeCertificate) -> bool:
         (cert.scope, cert.chain_pem, cert.key_pem, cert.not_after),
     )
     return await cur.fetchone() is not None
+
+
+async def account(conn: Conn, directory: str) -> AcmeAccount | None:
+    cur = await conn.execute(
+        "SELECT key, url FROM acme_accounts WHERE directory = %s", (directory,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else AcmeAccount(directory, bytes(row[0]), row[1])
+
+
+async def add_account(conn: Conn, acct: AcmeAccount) -> AcmeAccount:
+    # Insert if absent, then read back: a stored key is never replaced.
+    await conn.execute(
+        "INSERT INTO acme_accounts (directory, key, url) VALUES (%s, %s, %s) "
+        "ON CONFLICT (directory) DO NOTHING",
+        (acct.directory, acct.key_pem, acct.url),
+    )
+    stored = await account(conn, acct.directory)
+    assert stored is not None  # written just above, or another node's row it waited for
+    return stored
+
+
+async def set_account_url(conn: Conn, directory: str, key_pem: bytes, url: str) -> None:
+    await conn.execute(
+        "UPDATE acme_accounts SET url = %s WHERE directory = %s AND key = %s",
+        (url, directory, key_pem),
+    )
 
 
 async def claim_lease(

@@ -648,6 +648,14 @@ def _tables(blob_bytes: Callable[[int, str], bytes]) -> tuple[_Table, ...]:
             ("domain", "policy_id", "failed", "result_type", "reason"),
             lambda r: (r[0], r[1], _time(r[2]), r[3], r[4]),
         ),
+        # The ACME account moves too: the nodes on PostgreSQL go on with the account the
+        # SQLite node registered, rather than each asking the CA for a new one.
+        _Table(
+            "acme_accounts",
+            "SELECT directory, key, url FROM acme_accounts",
+            ("directory", "key", "url"),
+            lambda r: (r[0], bytes(r[1]), r[2]),
+        ),
         # Passed triplets stay passed: a legitimate sender is not greylisted again for the move.
         _Table(
             "greylist",

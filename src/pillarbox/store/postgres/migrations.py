@@ -970,6 +970,17 @@ CREATE INDEX login_holds_expiry ON login_holds(expires);
 """
 
 
+# The ACME account the nodes share, one per CA directory (SQLite migration 47's notes).
+# 41, not 40: numbers are reserved per branch.
+_V41_SQL = r"""
+CREATE TABLE acme_accounts (
+    directory text PRIMARY KEY,
+    key bytea NOT NULL,
+    url text NOT NULL
+);
+"""
+
+
 async def _schedule_tags(conn: Conn) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1035,6 +1046,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(38, "MTA-STS policies kept across restarts (RFC 8461)", _V38_SQL),
     Migration(39, "failed MTA-STS policy fetches kept across restarts (RFC 8461)", _V39_SQL),
     Migration(40, "messages two-step web logins hold between their steps", _V40_SQL),
+    Migration(41, "the nodes' shared ACME account per CA directory", _V41_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,8 +1,8 @@
 """SQLite queries for ACME DNS-01 challenge records (table ``acme_challenges``, schema version
 17), http-01/tls-alpn-01 answers (table ``acme_answers``, schema version 33) and the shared
-certificate and its lease (``acme_certificates``, ``acme_leases``, schema version 35): plain
-functions over a connection, run by :class:`~.store.SqliteStore` on its reader threads or its
-writer.
+certificate and its lease (``acme_certificates``, ``acme_leases``, schema version 35) and the
+shared account (``acme_accounts``, schema version 47): plain functions over a connection, run by
+:class:`~.store.SqliteStore` on its reader threads or its writer.
 
 A record (or an answer) lives from the attempt that publishes it to the end of that attempt, or
 to its expiry if the attempt never ends (a crash): expired rows are left out of every read and
@@ -15,7 +15,13 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
-from pillarbox.store.types import AcmeAnswer, AcmeCertificate, AcmeChallengeRecord, AcmeLease
+from pillarbox.store.types import (
+    AcmeAccount,
+    AcmeAnswer,
+    AcmeCertificate,
+    AcmeChallengeRecord,
+    AcmeLease,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -128,6 +134,32 @@ def put_certificate(conn: sqlite3.Connection, cert: AcmeCertificate) -> bool:
         (cert.scope, cert.chain_pem, cert.key_pem, _us(cert.not_after)),
     ).fetchone()
     return row is not None
+
+
+def account(conn: sqlite3.Connection, directory: str) -> AcmeAccount | None:
+    row = conn.execute(
+        "SELECT key, url FROM acme_accounts WHERE directory = ?", (directory,)
+    ).fetchone()
+    return None if row is None else AcmeAccount(directory, bytes(row[0]), row[1])
+
+
+def add_account(conn: sqlite3.Connection, acct: AcmeAccount) -> AcmeAccount:
+    # Insert if absent, then read back: a stored key is never replaced.
+    conn.execute(
+        "INSERT INTO acme_accounts (directory, key, url) VALUES (?, ?, ?) "
+        "ON CONFLICT (directory) DO NOTHING",
+        (acct.directory, acct.key_pem, acct.url),
+    )
+    stored = account(conn, acct.directory)
+    assert stored is not None  # written or kept just above, in this transaction
+    return stored
+
+
+def set_account_url(conn: sqlite3.Connection, directory: str, key_pem: bytes, url: str) -> None:
+    conn.execute(
+        "UPDATE acme_accounts SET url = ? WHERE directory = ? AND key = ?",
+        (url, directory, key_pem),
+    )
 
 
 def claim_lease(

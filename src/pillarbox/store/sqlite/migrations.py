@@ -1025,6 +1025,18 @@ CREATE INDEX login_holds_expiry ON login_holds(expires);
 """
 
 
+# The ACME account the nodes share, one per CA directory (pillarbox.net.acme; queries in
+# .acmedata): its key is never replaced once stored, its URL is "" until the CA named it.
+# 47, not 46: numbers are reserved per branch.
+_V47_SQL = r"""
+CREATE TABLE acme_accounts (
+    directory TEXT PRIMARY KEY,
+    key BLOB NOT NULL,
+    url TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
 def _schedule_tags(conn: sqlite3.Connection) -> None:
     """A first Schedule-Tag for each stored scheduling object resource."""
     # Here, not at the top: every command that opens a store imports this module, and
@@ -1093,6 +1105,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(44, "MTA-STS policies kept across restarts (RFC 8461)", _V44_SQL),
     Migration(45, "failed MTA-STS policy fetches kept across restarts (RFC 8461)", _V45_SQL),
     Migration(46, "messages two-step web logins hold between their steps", _V46_SQL),
+    Migration(47, "the nodes' shared ACME account per CA directory", _V47_SQL),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -114,6 +114,7 @@ from pillarbox.store.types import (
     AccountSettings,
     AccountToken,
     AclEntry,
+    AcmeAccount,
     AcmeAnswer,
     AcmeCertificate,
     AcmeChallengeRecord,
@@ -2048,12 +2049,21 @@ class SqliteStore:
     async def list_acme_answers(self, kind: str, now: datetime, limit: int) -> list[AcmeAnswer]:
         return await self._read(lambda conn: acmedata.list_answers(conn, kind, now, limit))
 
-    # -- the shared ACME certificate and its lease (see .acmedata) -------------------------------
+    # -- the shared ACME certificate, its lease and account (see .acmedata) ----------------------
     async def acme_certificate(self, scope: str) -> AcmeCertificate | None:
         return await self._read(lambda conn: acmedata.certificate(conn, scope))
 
     async def put_acme_certificate(self, certificate: AcmeCertificate) -> bool:
         return await self._write(lambda conn, fx: acmedata.put_certificate(conn, certificate))
+
+    async def acme_account(self, directory: str) -> AcmeAccount | None:
+        return await self._read(lambda conn: acmedata.account(conn, directory))
+
+    async def add_acme_account(self, account: AcmeAccount) -> AcmeAccount:
+        return await self._write(lambda conn, fx: acmedata.add_account(conn, account))
+
+    async def set_acme_account_url(self, directory: str, key_pem: bytes, url: str) -> None:
+        await self._write(lambda conn, fx: acmedata.set_account_url(conn, directory, key_pem, url))
 
     async def acme_lease(self, scope: str) -> AcmeLease | None:
         return await self._read(lambda conn: acmedata.lease(conn, scope))
