@@ -314,7 +314,11 @@ def test_bad_cards_and_bad_xml(dav: httpx.Client) -> None:
     assert not_vcard.status_code == 415
     assert fromstring(not_vcard.content).find(f"{C}supported-address-data") is not None
     for body, reason in (
-        ("BEGIN:VCARD\r\nVERSION:2.1\r\nFN:Old\r\nEND:VCARD\r\n", "unsupported VERSION 2.1"),
+        ("BEGIN:VCARD\r\nVERSION:5.0\r\nFN:New\r\nEND:VCARD\r\n", "unsupported VERSION 5.0"),
+        (
+            "BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=X-UNKNOWN:Old\r\nEND:VCARD\r\n",
+            "unknown CHARSET 'X-UNKNOWN'",
+        ),
         ("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Open\r\n", "no END:VCARD"),
         (card("bad", "A", "x") + card("bad", "B", "y@e.net"), "2 cards; expected one"),
         (card("bad", "A", "not an address"), "not a valid address: not an address"),

@@ -217,8 +217,8 @@ VCF = (
     # vCard 4.0 with a UID and a tel: URI
     + "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:42\r\nFN:Jürgen\r\n"
     "EMAIL:j@example.de\r\nTEL;VALUE=uri:tel:+49-30-1\r\nEND:VCARD\r\n".encode()
-    # bad: vCard 2.1, and an address that is not one
-    + b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN:Old\r\nEND:VCARD\r\n"
+    # bad: a vCard 2.1 card in a charset no one knows, and an address that is not one
+    + b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=X-UNKNOWN:Old\r\nEND:VCARD\r\n"
     + b"BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Broken\r\nEMAIL:nope\r\nEND:VCARD\r\n"
 )
 
