@@ -227,15 +227,29 @@ def _raw_lines(text: str) -> list[_Raw]:
     """The content lines of ``text`` as received: a physical line starting with a space or a
     tab continues the one before (RFC 6350 §3.2); ends of line CRLF or bare LF."""
     raws: list[_Raw] = []
+    # The continuations of the last line, joined to it once: a line folded many times (a
+    # 2 MiB photo is 27,000 physical lines) grown by concatenation was quadratic.
+    texts: list[str] = []
+    logicals: list[str] = []
+
+    def join_folds() -> None:
+        if texts:
+            last = raws[-1]
+            raws[-1] = _Raw(last.text + "".join(texts), last.logical + "".join(logicals))
+            texts.clear()
+            logicals.clear()
+
     for physical in re.split(r"(?<=\n)", text):
         if not physical:
             continue
         unended = physical.removesuffix("\n").removesuffix("\r")
         if raws and physical[0] in " \t":
-            last = raws[-1]
-            raws[-1] = _Raw(last.text + physical, last.logical + unended[1:])
+            texts.append(physical)
+            logicals.append(unended[1:])
         else:
+            join_folds()
             raws.append(_Raw(physical, unended))
+    join_folds()
     return raws
 
 
@@ -480,8 +494,9 @@ def _upgraded(received: str) -> str:
         for line in _legacy_lines(inner)
         if line.strip() and line.partition(":")[0].strip().upper() != "VERSION"
     ]
-    names = {_content_line(line).name for line in lines}
-    contact = _card([_content_line(line) for line in ["VERSION:3.0", *lines]])
+    parsed = [_content_line(line) for line in ["VERSION:3.0", *lines]]
+    names = {line.name for line in parsed}
+    contact = _card(parsed)
     added = [] if "FN" in names else [f"FN:{escape(contact.label)}"]
     if "N" not in names:
         added.append(f"N:{_structured_name(contact.display_name)}")
