@@ -475,6 +475,8 @@ def _legacy_line(logical: str) -> str:
         text = text.replace(",", ";")  # §2.4.6 "37.24,-17.87"; RFC 2426 §3.4.2 "37.38;-122.08"
     if "\n" in text or "\r" in text or (name not in _LEGACY_VERBATIM and value_type != "URL"):
         if name in _LEGACY_TEXT:
+            # "\;" is read as ";" in a text value too (a deliberate deviation: §2.1.3 escapes
+            # only components): Android's writer escapes every ";" of a 2.1 value.
             text = escape(text.replace("\\;", ";"))
         else:
             components = re.split(r"(?<!\\);", text)

@@ -5,7 +5,11 @@ unknown one), BASE64 photos, 2.1's folding and escaping, and a file mixing versi
 
 from __future__ import annotations
 
+import binascii
+
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from pillarbox import vcard
 from pillarbox.config import ContactsSection
@@ -205,3 +209,35 @@ def _fields(contact: Contact) -> dict[str, object]:
         "organization": contact.organization,
         "note": contact.note,
     }
+
+
+_TEXT = st.text(
+    st.characters(codec="cp1252", exclude_categories=("Cs", "Cc")) | st.sampled_from("\n;,\\= "),
+    max_size=200,
+)
+
+
+@given(note=_TEXT, units=st.lists(_TEXT, min_size=1, max_size=4), utf8=st.booleans())
+def test_any_quoted_printable_value_reads_back_exactly(
+    note: str, units: list[str], utf8: bool
+) -> None:
+    """A NOTE and an ORG as a 2.1 writer encodes them (quoted-printable, with soft line
+    breaks, in UTF-8 or windows-1252; ORG's ";" escaped in its units) read back as written,
+    and the 3.0 card kept reads back to the same contact."""
+    assume("\\;" not in note and not any("\\;" in u or u.endswith("\\") for u in units))
+    charset = "UTF-8" if utf8 else "windows-1252"
+
+    def qp(text: str) -> str:
+        octets = text.replace("\n", "\r\n").encode(charset)
+        return binascii.b2a_qp(octets, istext=False).decode("ascii").replace("\n", "\r\n")
+
+    org = ";".join(u.replace(";", "\\;") for u in units)
+    data = card_21(
+        "FN:Someone",
+        f"NOTE;CHARSET={charset};ENCODING=QUOTED-PRINTABLE:{qp(note)}",
+        f"ORG;CHARSET={charset};QUOTED-PRINTABLE:{qp(org)}",
+    )
+    contact = one(data)
+    assert contact.note == note
+    assert contact.organization == ", ".join(u.strip() for u in units if u.strip())
+    assert contact.card is not None and one(contact.card.encode()) == contact
