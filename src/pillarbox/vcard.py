@@ -372,14 +372,14 @@ def _legacy_lines(text: str) -> list[str]:
         elif (
             current is not None
             and encoding in ("BASE64", "B")
-            and (_BASE64_TEXT.fullmatch(physical.strip()))
+            and _BASE64_TEXT.fullmatch(physical.strip())
         ):
             current.append(physical.strip())
         else:
             lines.append([physical])
             encoding = None
-        if encoding is None and ":" in (joined := "".join(lines[-1])):
-            encoding = _legacy_encoding(joined.partition(":")[0])
+        if encoding is None and ":" in physical:  # the head just ended: joined once
+            encoding = _legacy_encoding("".join(lines[-1]).partition(":")[0])
     return ["".join(parts) for parts in lines]
 
 
