@@ -1,13 +1,15 @@
 """Fuzz the vCard reader and writer (pillarbox.vcard) with arbitrary text: a CardDAV PUT body
 or an imported .vcf file, from whoever holds the account.
 
-Input: the file (bytes, decoded as UTF-8 with replacement: the callers refuse text that is
-not UTF-8 before parsing); its last byte also picks a webmail edit. Asserted, beyond "no
-exception" (the reader never raises: a bad card is skipped with a reason):
+Input: the file (bytes, decoded as the import decodes them: ``vcard.decode``, octets that
+are not UTF-8 kept as surrogate escapes for a 2.1 card's CHARSET); its last byte also picks a
+webmail edit. Asserted, beyond "no exception" (the reader never raises: a bad card is skipped
+with a reason):
 
-* each card read carries its text as received, which reads back alone to the same contact
-  and which a store can keep (no NUL: PostgreSQL's text refuses it) and a REPORT's
-  ``address-data`` carry (an XML document reading back to the same text);
+* each card read carries its text as received — a 2.1 card's converted to vCard 3.0 —, which
+  reads back alone to the same contact and which a store can keep (no NUL: PostgreSQL's text
+  refuses it; no surrogate: not UTF-8) and a REPORT's ``address-data`` carry (an XML
+  document reading back to the same text);
 * a contact that passes the web layer's check (what the store keeps), written as vCard 4.0
   and 3.0, reads back to the same fields, and so does its kept card given a UID
   (``with_uid``, a CardDAV PUT without one);
@@ -27,10 +29,11 @@ with atheris.instrument_imports(include=["pillarbox"]):
     from pillarbox.config import ContactsSection
     from pillarbox.errors import UserError
     from pillarbox.store.types import Contact
-    from pillarbox.testing.vcards import RICH_CARD
+    from pillarbox.testing.vcards import ANDROID, OUTLOOK_2016, RICH_CARD
     from pillarbox.web.contacts import checked_contact
 
 LIMITS = ContactsSection()
+_UPGRADED = "BEGIN:VCARD\r\nVERSION:3.0\r\n"
 
 
 def _fields(contact: Contact) -> tuple[object, ...]:
@@ -79,12 +82,15 @@ def _edited(before: Contact, choice: int) -> Contact | None:
 
 
 def check(data: bytes) -> None:
-    text = data.decode("utf-8-sig", "replace")
+    text = vcard.decode(data)
     parsed = vcard.parse(text)
     assert parsed.skipped == len(parsed.reasons)
     for contact in parsed.contacts:
         assert contact.display_name or contact.emails, contact
-        assert contact.card is not None and contact.card in text
+        assert contact.card is not None
+        # As received, or a 2.1 card written as 3.0 (with the FN and N 3.0 requires).
+        assert contact.card in text or contact.card.startswith(_UPGRADED), contact.card
+        contact.card.encode()  # UTF-8: what the store and every client are given
         # No NUL (a store's text column, PostgreSQL's, refuses it) nor anything else a
         # REPORT's address-data (XML) cannot carry.
         assert not vcard.REFUSED_CHARACTERS.search(contact.card), contact.card
@@ -124,6 +130,8 @@ def seeds() -> list[bytes]:
         b"FN:Old\r\nEND:VCARD\r\nstray\r\nBEGIN:VCARD\r\nVERSION:4.0\r\nFN:Cut\r\n",
         b"\xef\xbb\xbfBEGIN:VCARD\r\nVERSION:4.0\r\nUID;VALUE=text:a\\,b\\;c\r\n"
         b"EMAIL:a@example.com\r\nEND:VCARD\r\n\x3e",
+        OUTLOOK_2016.encode("cp1252"),
+        ANDROID.encode(),
     ]
 
 

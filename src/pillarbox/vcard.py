@@ -1,4 +1,5 @@
-"""vCard (RFC 6350, 4.0; RFC 2426, 3.0): the address book's import and export format.
+"""vCard (RFC 6350, 4.0; RFC 2426, 3.0; and 2.1, read): the address book's import and
+export format.
 
 Implementation notes:
 
@@ -7,23 +8,41 @@ Implementation notes:
   escaping (§3.4) and seven properties; that is this module. ``vobject`` (the usual library)
   parses every property into objects and reads vCard 4.0 only partly; it would add a
   dependency (and ``python-dateutil``) for what is a page of code here, tested byte by byte.
-- **Read**: vCard 3.0 and 4.0 (a ``VERSION`` other than those, 2.1's quoted-printable
-  included, makes the card bad); ``FN`` (else one built from ``N``), ``EMAIL``, ``TEL`` (a
+- **Read**: vCard 3.0, 4.0 and 2.1 (below; another ``VERSION`` makes the card bad);
+  ``FN`` (else one built from ``N``), ``EMAIL``, ``TEL`` (a
   ``VALUE=uri`` ``tel:`` URI becomes its number), ``ORG`` (its units joined with ", "),
   ``NOTE``, ``UID``; ``PREF`` (4.0) and ``TYPE=pref`` (3.0) put an address or number first. Groups
   (``item1.EMAIL``) are read as the bare property; every other property is only kept. Lines
   folded with a space or a tab, and ends of line CRLF or bare LF, are accepted.
 - **Bad cards are skipped, not fatal**: a card without ``END:VCARD``, with a line that is not
-  a content line or a character of :data:`REFUSED_CHARACTERS`, an unknown version, or
-  nothing to keep (no name and no address) is counted in :attr:`Parsed.skipped` with a
-  reason, and reading goes on at the next ``BEGIN:VCARD``.
-- **Kept as received**: each card read carries its text as received (BEGIN to END line,
-  folds and line ends as they were) in :attr:`Contact.card`; the store keeps it, CardDAV serves
-  it and the export writes it, so what the fields do not hold (ADR, BDAY, PHOTO, TYPE and
-  other parameters, groups, X- properties) is never lost. :func:`revise` applies a webmail
-  edit to such a card: only the changed properties it owns (FN, N, EMAIL, TEL, ORG, NOTE)
-  are rewritten, a changed address or number in the place (and with the parameters) of the
-  one it replaced.
+  a content line or a character of :data:`REFUSED_CHARACTERS` (octets that are not UTF-8
+  among them, :func:`decode`), an unknown version, or nothing to keep (no name and no
+  address) is counted in :attr:`Parsed.skipped` with a reason, and reading goes on at the
+  next ``BEGIN:VCARD``.
+- **vCard 2.1** (versit, 1996; no RFC — Outlook's "Save as vCard", Android and feature
+  phones, older Apple exports): bare parameters (``TEL;WORK;VOICE:``), ``ENCODING=`` (or bare)
+  QUOTED-PRINTABLE with its soft line breaks, ``CHARSET=`` (any Python knows; without one
+  UTF-8, else windows-1252), BASE64 values over lines ended by an empty one, folding that
+  keeps the blank (RFC 822's), and its escaping (only ``\\;`` in a component; a backslash is
+  otherwise itself). An unknown CHARSET or ENCODING, text not in its CHARSET or base64 that
+  is not skips the card, as any bad card. The limits are the caller's, as for the others.
+- **A 2.1 card is kept as vCard 3.0, not as received**: CardDAV clients read 3.0 (what RFC
+  6352 §3 has servers support) and 4.0, not 2.1; ``text/vcard`` is UTF-8 only (RFC 6350
+  §10.1); and a value in windows-1252 or quoted-printable kept as such would reach every
+  client and every export undecoded. So the card kept, served and exported is its 3.0 form:
+  every property (ADR, LABEL, PHOTO, X-MS-…, X-ANDROID-…, those the webmail does not model
+  too) in its order, values decoded to UTF-8 and escaped as 3.0 escapes them (RFC 2426 §4),
+  QUOTED-PRINTABLE and CHARSET dropped, bare parameters as ``TYPE=``, a BASE64 value as
+  ``ENCODING=b`` (RFC 2426 §5.8.4), ``VALUE=URL`` as ``VALUE=uri``, GEO's comma a semicolon,
+  and the FN and N 3.0 requires (RFC 2426 §5) added when missing. It reads back to the same
+  contact, so importing an export changes nothing; the 2.1 text itself is not kept.
+- **Kept as received** (3.0 and 4.0): each card read carries its text as received (BEGIN to
+  END line, folds and line ends as they were) in :attr:`Contact.card`; the store keeps it,
+  CardDAV serves it and the export writes it, so what the fields do not hold (ADR, BDAY,
+  PHOTO, TYPE and other parameters, groups, X- properties) is never lost. :func:`revise`
+  applies a webmail edit to such a card (a 2.1 card's 3.0 form too): only the changed
+  properties it owns (FN, N, EMAIL, TEL, ORG, NOTE) are rewritten, a changed address or
+  number in the place (and with the parameters) of the one it replaced.
 - **Written** (a contact without a kept card): vCard 4.0, or 3.0 for a CardDAV client that
   asks (RFC 6352 §10.4), UTF-8, CRLF, lines folded at 75 octets without splitting a UTF-8
   sequence (§3.2), text escaped per §3.4 (backslash, comma, semicolon, newline); ``FN`` (the
@@ -36,6 +55,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -44,9 +64,10 @@ from datetime import UTC
 from pillarbox.store.types import Contact, data_etag
 
 #: Characters no card holds: controls but HTAB and the line ends (RFC 6350 §3.3: a value is
-#: WSP, VCHAR and non-ASCII), and U+FFFE and U+FFFF, no characters of XML 1.0 either (§2.2),
-#: in which a REPORT carries the card (RFC 6352 §10.4).
-REFUSED_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+#: WSP, VCHAR and non-ASCII), lone surrogates (octets that were not UTF-8: :func:`decode`), and
+#: U+FFFE and U+FFFF, no characters of XML 1.0 either (§2.2), in which a REPORT carries the card
+#: (RFC 6352 §10.4).
+REFUSED_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 #: RFC 6350 §3.2: "Lines of text SHOULD NOT be longer than 75 octets, excluding the line break."
 MAX_LINE_OCTETS = 75
@@ -206,15 +227,29 @@ def _raw_lines(text: str) -> list[_Raw]:
     """The content lines of ``text`` as received: a physical line starting with a space or a
     tab continues the one before (RFC 6350 §3.2); ends of line CRLF or bare LF."""
     raws: list[_Raw] = []
+    # The continuations of the last line, joined to it once: a line folded many times (a
+    # 2 MiB photo is 27,000 physical lines) grown by concatenation was quadratic.
+    texts: list[str] = []
+    logicals: list[str] = []
+
+    def join_folds() -> None:
+        if texts:
+            last = raws[-1]
+            raws[-1] = _Raw(last.text + "".join(texts), last.logical + "".join(logicals))
+            texts.clear()
+            logicals.clear()
+
     for physical in re.split(r"(?<=\n)", text):
         if not physical:
             continue
         unended = physical.removesuffix("\n").removesuffix("\r")
         if raws and physical[0] in " \t":
-            last = raws[-1]
-            raws[-1] = _Raw(last.text + physical, last.logical + unended[1:])
+            texts.append(physical)
+            logicals.append(unended[1:])
         else:
+            join_folds()
             raws.append(_Raw(physical, unended))
+    join_folds()
     return raws
 
 
@@ -239,9 +274,26 @@ def _cards(text: str) -> Iterator[tuple[list[str], str] | _BadCard]:
         yield _BadCard("no END:VCARD at the end of the file")
 
 
+def _version(lines: list[str]) -> str:
+    """A card's VERSION, read before its lines are (2.1's are not 3.0's)."""
+    for line in lines:
+        head, _, value = line.partition(":")
+        if head.strip().upper() == "VERSION":
+            return value.strip()
+    return ""
+
+
+def decode(data: bytes) -> str:
+    """A .vcf file's octets as the text :func:`parse` reads: UTF-8 (vCard 4.0's only charset,
+    RFC 6350 §3.1; a byte-order mark dropped), an octet that is not UTF-8 kept as a lone
+    surrogate (``surrogateescape``). A 2.1 card's CHARSET says what its octets are, so they
+    are read there; a 3.0 or 4.0 card holding one is skipped, its neighbours kept."""
+    return data.decode("utf-8-sig", "surrogateescape")
+
+
 def parse(text: str) -> Parsed:
-    """Every card of a .vcf file (already decoded: vCard 4.0 is UTF-8, RFC 6350 §3.1), each
-    contact with its card as received (:attr:`Contact.card`)."""
+    """Every card of a .vcf file (as :func:`decode` gives it), each contact with its card as
+    received (:attr:`Contact.card`), a 2.1 card's as its vCard 3.0 form."""
     contacts: list[Contact] = []
     reasons: list[str] = []
     for number, card in enumerate(_cards(text), start=1):
@@ -249,7 +301,12 @@ def parse(text: str) -> Parsed:
             if isinstance(card, _BadCard):
                 raise card
             lines, received = card
+            if _version(lines) == LEGACY_VERSION:
+                received = _upgraded(received)
+                lines = [raw.logical for raw in _raw_lines(received)[1:-1]]
             refused = REFUSED_CHARACTERS.search(received)
+            if refused is not None and _SURROGATE.fullmatch(refused[0]):
+                raise _BadCard("octets that are not UTF-8")  # see decode
             if refused is not None:
                 # NUL is one a store cannot keep (PostgreSQL's text refuses it); none can
                 # stand in an XML document: a REPORT's address-data holding one was a body
@@ -260,6 +317,194 @@ def parse(text: str) -> Parsed:
         except _BadCard as exc:
             reasons.append(f"card {number}: {exc}")
     return Parsed(tuple(contacts), len(reasons), tuple(reasons))
+
+
+# -- vCard 2.1 -------------------------------------------------------------------------------------
+# The versit Consortium's "vCard, The Electronic Business Card, Version 2.1" (September 1996; no
+# RFC): what Outlook, many phones and older exports write. §-references below are to it.
+
+LEGACY_VERSION = "2.1"
+#: 2.1 §2.9: a parameter may be a bare type (``knowntype``: ``TEL;WORK;VOICE:``); writers put
+#: the encoding bare too (``NOTE;QUOTED-PRINTABLE:``), one of these (§2.1.5).
+_LEGACY_ENCODINGS = frozenset({"QUOTED-PRINTABLE", "BASE64", "B", "8BIT", "7BIT"})
+#: 2.1's text properties: the value is one text, a ``;`` in it literal. Every other property
+#: is compound — N, ADR, ORG (§2.9: components split at ``;``, one in a component escaped
+#: ``\;``, §2.1.3) and those 2.1 does not define (X-ANDROID-CUSTOM…), so that their
+#: components stay components.
+_LEGACY_TEXT = frozenset({"FN", "NOTE", "TITLE", "ROLE", "LABEL", "EMAIL", "TEL", "MAILER", "UID"})
+#: Values that are no text in 3.0 (a URI, a date, an offset, a position: RFC 2426 §3), copied
+#: without text escaping (unless a decoded line break would end the line).
+_LEGACY_VERBATIM = frozenset({"URL", "BDAY", "REV", "TZ", "GEO", "PHOTO", "LOGO", "SOUND", "KEY"})
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=]+")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # an octet that was not UTF-8 (see decode)
+#: RFC 2978 §2.3: a charset name is up to 40 of these (no NUL, no blank: a codec name Python
+#: would otherwise be asked about).
+_CHARSET_NAME = re.compile(r"[A-Za-z0-9!#$%&'+^_`{}~-]{1,40}")
+_LEGACY_PARAMETER_SPECIALS = re.compile(r'[,;:"]')
+
+
+def _legacy_encoding(head: str) -> str:
+    """The ENCODING of a 2.1 line's ``head`` (name and parameters), "" for none."""
+    for part in head.split(";")[1:]:
+        key, eq, value = (p.strip().upper() for p in part.partition("="))
+        if not eq and key in _LEGACY_ENCODINGS:
+            return key
+        if eq and key == "ENCODING":
+            return value
+    return ""
+
+
+def _legacy_lines(text: str) -> list[str]:
+    """The logical lines of a 2.1 card's inner text. A quoted-printable value ending in ``=``
+    (a soft line break) goes on with the next line whole, its blanks data (RFC 2045
+    §6.7 rule 5); else a line starting with a space or a tab is a fold, the blank kept (§2.1.3:
+    RFC 822 folding, where unfolding removes only the line break); a BASE64 value goes on
+    with the lines that are base64 text, folded or not, until an empty line (§2.9)."""
+    lines: list[list[str]] = []
+    encoding: str | None = None  # of the last line, None while its head is unfinished
+    for physical in re.split(r"\r?\n", text):
+        current = lines[-1] if lines else None
+        if current is not None and encoding == "QUOTED-PRINTABLE" and current[-1].endswith("="):
+            current[-1] = current[-1][:-1]
+            current.append(physical)
+        elif current is not None and physical[:1] in (" ", "\t"):
+            current.append(physical)
+        elif (
+            current is not None
+            and encoding in ("BASE64", "B")
+            and _BASE64_TEXT.fullmatch(physical.strip())
+        ):
+            current.append(physical.strip())
+        else:
+            lines.append([physical])
+            encoding = None
+        if encoding is None and ":" in physical:  # the head just ended: joined once
+            encoding = _legacy_encoding("".join(lines[-1]).partition(":")[0])
+    return ["".join(parts) for parts in lines]
+
+
+def _legacy_text(raw: bytes, charset: str | None) -> str:
+    """A 2.1 value's octets as text: in its CHARSET (§2.1.6's default is ASCII); without one,
+    UTF-8 when they are UTF-8, else windows-1252 — a deliberate guess: it is what Windows
+    writers that leave the CHARSET out use, and an octet it cannot read skips the card."""
+    if charset is None:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            charset = "windows-1252"
+    if not _CHARSET_NAME.fullmatch(charset):
+        raise _BadCard(f"unknown CHARSET {charset[:40]!r}")
+    try:
+        return raw.decode(charset)
+    except LookupError:
+        raise _BadCard(f"unknown CHARSET {charset!r}") from None
+    except ValueError:  # UnicodeError, or a codec's own complaint
+        raise _BadCard(f"text that is not {charset!r}") from None
+
+
+def _legacy_parameter(value: str) -> str:
+    # RFC 2426 §4 (param-value): a value holding a separator is quoted; a DQUOTE cannot be.
+    value = value.replace('"', "")
+    return f'"{value}"' if _LEGACY_PARAMETER_SPECIALS.search(value) else value
+
+
+def _legacy_line(logical: str) -> str:
+    """One 2.1 content line as vCard 3.0 (RFC 2426): the value decoded (quoted-printable, its
+    CHARSET) to text and escaped as 3.0 escapes it (RFC 2426 §4: backslash, comma, semicolon,
+    newline; 2.1 escapes only a component's ``;``, §2.1.3, and its backslash is otherwise
+    literal); bare parameters as ``TYPE=``, ENCODING and CHARSET dropped (a BASE64 value is
+    ``ENCODING=b``, RFC 2426 §5.8.4), ``VALUE=URL`` as ``VALUE=uri``; the group kept."""
+    head, colon, value = logical.partition(":")
+    if not colon:
+        raise _BadCard(f"not a content line: {logical[:40]!r}")
+    if _SURROGATE.search(head):
+        raise _BadCard("octets that are not UTF-8")  # names and parameters have no CHARSET
+    name_part, *param_parts = head.split(";")
+    match = _NAME.fullmatch(name_part.strip())
+    if match is None:
+        raise _BadCard(f"not a property name: {name_part[:40]!r}")
+    name = match.group(1).upper()
+    types: list[str] = []
+    others: list[str] = []
+    encoding, charset, value_type = "", None, ""
+    for part in param_parts:
+        key, eq, given = (p.strip() for p in part.partition("="))
+        upper = key.upper()
+        if not key:
+            continue
+        if (not eq and upper in _LEGACY_ENCODINGS) or upper == "ENCODING":
+            encoding = (given if eq else key).upper()
+        elif not eq or upper == "TYPE":
+            types.extend(t.strip() for t in (given if eq else key).split(",") if t.strip())
+        elif upper == "CHARSET":
+            charset = given
+        elif upper == "VALUE":
+            value_type = given.upper()
+        else:
+            others.append(f"{key}={_legacy_parameter(given)}")
+    # RFC 2426 §4: "TYPE=" type-val *("," type-val)
+    params = [f"TYPE={','.join(_legacy_parameter(t) for t in types)}"] if types else []
+    params += others
+    if encoding in ("BASE64", "B"):
+        data = "".join(value.split())
+        try:
+            binascii.a2b_base64(data, strict_mode=True)
+        except ValueError:  # binascii.Error, or a character that is not ASCII
+            raise _BadCard(f"{name}: not base64") from None
+        return ";".join([match.group(0).strip(), *params, "ENCODING=b"]) + ":" + data
+    if encoding not in ("", "QUOTED-PRINTABLE", "8BIT", "7BIT"):
+        raise _BadCard(f"{name}: unknown ENCODING {encoding[:40]!r}")  # §2.1.5's are those
+    octets = value.encode("utf-8", "surrogateescape")  # the file's own octets (see decode)
+    if encoding == "QUOTED-PRINTABLE":
+        text = _legacy_text(binascii.a2b_qp(octets), charset)
+    elif value.isascii() or _SURROGATE.search(value):
+        text = _legacy_text(octets, charset)
+    else:
+        # Octets that are UTF-8 (and not ASCII) are read as UTF-8 whatever the CHARSET
+        # says: a writer labelling UTF-8 "ISO-8859-1" is met, other charsets' text is
+        # hardly ever valid UTF-8, and the JSON API's file arrives as text already.
+        text = value
+    if value_type in ("URL", "CONTENT-ID", "CID"):
+        # RFC 2426 §5.8.4: a URI value; a content id (§2.1.8) as RFC 2392's cid: URL.
+        params.append("VALUE=uri")
+        if value_type != "URL":
+            text = "cid:" + text.strip().removeprefix("<").removesuffix(">")
+    elif value_type and value_type != "INLINE":
+        params.append(f"VALUE={_legacy_parameter(value_type.lower())}")
+    if name == "GEO":
+        text = text.replace(",", ";")  # §2.4.6 "37.24,-17.87"; RFC 2426 §3.4.2 "37.38;-122.08"
+    if "\n" in text or "\r" in text or (name not in _LEGACY_VERBATIM and value_type != "URL"):
+        if name in _LEGACY_TEXT:
+            # "\;" is read as ";" in a text value too (a deliberate deviation: §2.1.3 escapes
+            # only components): Android's writer escapes every ";" of a 2.1 value.
+            text = escape(text.replace("\\;", ";"))
+        else:
+            components = re.split(r"(?<!\\);", text)
+            text = ";".join(escape(c.replace("\\;", ";")) for c in components)
+    return ";".join([match.group(0).strip(), *params]) + ":" + text
+
+
+def _upgraded(received: str) -> str:
+    """A 2.1 card (``received``, BEGIN to END) as the vCard 3.0 card that is kept instead:
+    every property, each line as :func:`_legacy_line` writes it, folded (RFC 2426 §2.6),
+    CRLF; the FN and N 3.0 requires (RFC 2426 §5) added when the card lacks one, as
+    :func:`format_card` writes them."""
+    raws = _raw_lines(received)
+    inner = "".join(raw.text for raw in raws[1:-1])
+    lines = [
+        _legacy_line(line)
+        for line in _legacy_lines(inner)
+        if line.strip() and line.partition(":")[0].strip().upper() != "VERSION"
+    ]
+    parsed = [_content_line(line) for line in ["VERSION:3.0", *lines]]
+    names = {line.name for line in parsed}
+    contact = _card(parsed)
+    added = [] if "FN" in names else [f"FN:{escape(contact.label)}"]
+    if "N" not in names:
+        added.append(f"N:{_structured_name(contact.display_name)}")
+    return "".join(
+        fold(line) for line in ["BEGIN:VCARD", "VERSION:3.0", *added, *lines, "END:VCARD"]
+    )
 
 
 # -- writing ---------------------------------------------------------------------------------------

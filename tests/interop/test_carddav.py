@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 from xml.etree.ElementTree import fromstring
 
 import httpx
@@ -18,6 +19,12 @@ from pillarbox import config as cfg
 from pillarbox.store.types import Contact
 from pillarbox.testing.davclient import dav_client, found, responses, text_of
 from pillarbox.testing.live import TEST_PASSWORD, LiveServer, loopback_config
+from pillarbox.testing.vcards import (
+    ANDROID,
+    ANDROID_AS_3_0,
+    OUTLOOK_2016,
+    OUTLOOK_AS_3_0,
+)
 from pillarbox.testing.vcards import RICH_CARD as RICH
 from pillarbox.testing.webclient import WebSession
 
@@ -215,6 +222,66 @@ def test_a_rich_card_round_trips_and_survives_a_webmail_edit(
     assert dav.get(href).content == RICH.encode()
 
 
+VCF = "text/vcard; charset=utf-8"
+
+
+def test_a_vcard_2_1_file_imported_in_the_webmail_is_served_as_3_0(
+    dav: httpx.Client, alice: WebSession
+) -> None:
+    """Outlook's "Save as vCard" (2.1, windows-1252) and an Android export (2.1, UTF-8
+    quoted-printable) imported on the Contacts page, as a user moving their contacts does;
+    a CardDAV client then gets each as the vCard 3.0 card kept, every property there."""
+    data = OUTLOOK_2016.encode("cp1252") + ANDROID.encode()
+    imported = alice.client.post(
+        "/contacts/import",
+        data={"csrf": alice.csrf("/contacts")},
+        files={"file": ("contacts.vcf", data, "text/x-vcard")},
+    )
+    assert imported.status_code == 303
+    assert imported.headers["location"] == "/contacts?imported=2&skipped=0"
+    listed = {c["display_name"]: c for c in alice.api("GET", "/contacts").json()}
+    assert listed["Jürgen Müller"]["emails"] == [
+        "juergen.mueller@acme.example",
+        "jm@home.example",
+    ]
+    assert listed["Zoë Škoda"]["note"] == "Příliš žluťoučký kůň\n€ 5; a\\b"
+    served: list[str] = []
+    for name, kept in (("Jürgen Müller", OUTLOOK_AS_3_0), ("Zoë Škoda", ANDROID_AS_3_0)):
+        uid = listed[name]["uid"]  # neither card had one: given one, in the card too
+        href = BOOK + quote(uid, safe="") + ".vcf"
+        got = dav.get(href)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/vcard")
+        assert got.text == kept.replace("END:VCARD", f"UID:{uid}\r\nEND:VCARD")
+        served.append(got.text)
+    # The address book's listing carries them as address-data too.
+    sync = dav.request(
+        "REPORT",
+        BOOK,
+        content=(
+            '<d:sync-collection xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:carddav">'
+            "<d:sync-token/><d:sync-level>1</d:sync-level>"
+            "<d:prop><d:getetag/><c:address-data/></d:prop></d:sync-collection>"
+        ),
+    )
+    cards = sorted(text_of(r, f"{C}address-data") for r in responses(sync).values())
+    assert cards == sorted(served)
+    # The export is those cards; imported again it changes nothing (same UIDs).
+    exported = alice.api("GET", "/contacts/export").text
+    assert exported == "".join(served) or exported == "".join(reversed(served))
+    again = alice.api("POST", "/contacts/import", {"vcard": exported}).json()
+    assert again == {"imported": 2, "skipped": 0, "reasons": []}
+    assert [dav.get(BOOK + quote(c["uid"], safe="") + ".vcf").text for c in listed.values()] in (
+        served,
+        served[::-1],
+    )
+    # A client PUTting a 2.1 card (UTF-8, as every PUT) gets it stored as 3.0, and no ETag:
+    # what is stored is not what it sent (RFC 6352 §6.3.2.3).
+    put = dav.put(BOOK + "phone.vcf", content=ANDROID.encode(), headers={"content-type": VCF})
+    assert put.status_code == 201 and "etag" not in put.headers
+    kept = ANDROID_AS_3_0.replace("END:VCARD", "UID:phone\r\nEND:VCARD")
+    assert dav.get(BOOK + "phone.vcf").text == kept
+
+
 def live_account_id(live: LiveServer) -> int:
     account = live.with_store(lambda s: s.get_account(ALICE))
     assert account is not None
@@ -247,7 +314,11 @@ def test_bad_cards_and_bad_xml(dav: httpx.Client) -> None:
     assert not_vcard.status_code == 415
     assert fromstring(not_vcard.content).find(f"{C}supported-address-data") is not None
     for body, reason in (
-        ("BEGIN:VCARD\r\nVERSION:2.1\r\nFN:Old\r\nEND:VCARD\r\n", "unsupported VERSION 2.1"),
+        ("BEGIN:VCARD\r\nVERSION:5.0\r\nFN:New\r\nEND:VCARD\r\n", "unsupported VERSION 5.0"),
+        (
+            "BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=X-UNKNOWN:Old\r\nEND:VCARD\r\n",
+            "unknown CHARSET 'X-UNKNOWN'",
+        ),
         ("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Open\r\n", "no END:VCARD"),
         (card("bad", "A", "x") + card("bad", "B", "y@e.net"), "2 cards; expected one"),
         (card("bad", "A", "not an address"), "not a valid address: not an address"),

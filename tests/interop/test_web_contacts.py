@@ -7,6 +7,7 @@ another's contacts. The JSON API's side is in test_api_contacts.py."""
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from pillarbox.testing.webclient import WebSession, deliver, mailbox_id, simple_
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
 LIMITS = cfg.ContactsSection(max_per_account=5, max_import_bytes=4096)
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -215,8 +217,8 @@ VCF = (
     # vCard 4.0 with a UID and a tel: URI
     + "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:42\r\nFN:Jürgen\r\n"
     "EMAIL:j@example.de\r\nTEL;VALUE=uri:tel:+49-30-1\r\nEND:VCARD\r\n".encode()
-    # bad: vCard 2.1, and an address that is not one
-    + b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN:Old\r\nEND:VCARD\r\n"
+    # bad: a vCard 2.1 card in a charset no one knows, and an address that is not one
+    + b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN;CHARSET=X-UNKNOWN:Old\r\nEND:VCARD\r\n"
     + b"BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Broken\r\nEMAIL:nope\r\nEND:VCARD\r\n"
 )
 
@@ -286,8 +288,18 @@ def test_import_limits(live: LiveServer, alice: WebSession) -> None:
     many = "".join(card.format(f"P{n}") for n in range(LIMITS.max_per_account + 1)).encode()
     refused = import_file(alice, many)
     assert refused.status_code == 400 and "at most 5 contacts" in refused.text
+    # A 4.0 card is UTF-8 (RFC 6350 §3.1): one in latin-1 is skipped (the file is not
+    # refused for it: a 2.1 card in it would name its CHARSET); the JSON API says why.
     latin1 = import_file(alice, card.format("Jürgen").encode("latin-1"))
-    assert latin1.status_code == 400 and "not UTF-8" in latin1.text
+    assert latin1.headers["location"] == "/contacts?imported=0&skipped=1"
+    # The JSON API: a lone surrogate is no character (it was a 500).
+    sent = json.dumps({"vcard": card.format("J\udcfcrgen")})  # "\udcfc": not Unicode text
+    why = alice.api("POST", "/contacts/import", content=sent, headers=JSON)
+    assert why.json() == {
+        "imported": 0,
+        "skipped": 1,
+        "reasons": ["card 1: octets that are not UTF-8"],
+    }
     nothing = alice.client.post("/contacts/import", data={"csrf": alice.csrf("/contacts")})
     assert nothing.status_code == 400 and "choose a .vcf file" in nothing.text
     assert contacts_of(live, ALICE) == []

@@ -154,7 +154,7 @@ def test_several_cards_and_bad_ones_skipped_and_counted() -> None:
     good = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Good {n}\r\nEND:VCARD\r\n"
     text = (
         good.format(n=1)
-        + "BEGIN:VCARD\r\nVERSION:2.1\r\nFN:Old\r\nEND:VCARD\r\n"  # unsupported version
+        + "BEGIN:VCARD\r\nVERSION:2.0\r\nFN:Old\r\nEND:VCARD\r\n"  # unsupported version
         + "BEGIN:VCARD\r\nVERSION:4.0\r\nthis is no content line\r\nEND:VCARD\r\n"
         + "BEGIN:VCARD\r\nVERSION:4.0\r\nNOTE:nothing to keep\r\nEND:VCARD\r\n"
         + "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Cut short\r\n"  # no END before the next BEGIN
@@ -168,7 +168,7 @@ def test_several_cards_and_bad_ones_skipped_and_counted() -> None:
     assert [c.display_name for c in parsed.contacts] == ["Good 1", "Good 2", "Good 3"]
     assert parsed.skipped == 6
     assert parsed.reasons == (
-        "card 2: unsupported VERSION 2.1",
+        "card 2: unsupported VERSION 2.0",
         "card 3: not a content line: 'this is no content line'",
         "card 4: neither a name nor an email address",
         "card 5: no END:VCARD before the next card",

@@ -652,9 +652,10 @@ async def delete_contact(call: Call) -> object:
 
 
 async def import_contacts(call: Call) -> object:
-    done = await contact_ops.import_vcards(
-        call.web.services, call.account, call.text("vcard").encode()
-    )
+    # JSON may hold a lone surrogate ("\udcfc"), which no UTF-8 encodes: passed as its
+    # octets, the card holding it is skipped as not UTF-8 (a 500 before).
+    data = call.text("vcard").encode("utf-8", "surrogatepass")
+    done = await contact_ops.import_vcards(call.web.services, call.account, data)
     return {"imported": done.stored, "skipped": done.skipped, "reasons": list(done.reasons)}
 
 
@@ -1784,7 +1785,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/contacts/import",
         import_contacts,
-        "Import a .vcf file (vCard 3.0/4.0): cards stored, and cards skipped with why",
+        "Import a .vcf file (vCard 2.1/3.0/4.0): cards stored, and cards skipped with why",
         "contacts",
         _obj({"imported": INT, "skipped": INT, "reasons": _list(STR)}),
         _obj({"vcard": {"type": "string", "description": "the file's text"}}, ("vcard",)),

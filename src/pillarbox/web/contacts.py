@@ -166,16 +166,14 @@ async def save(services: Services, account: Account, contact: Contact) -> Contac
 
 async def import_vcards(services: Services, account: Account, data: bytes) -> Imported:
     """Store every good card of a .vcf file; ``BodyTooLarge`` past ``max_import_bytes``,
-    ``UserError`` for a file that is not UTF-8 or would take the account past its limit."""
+    ``UserError`` for a file that would take the account past its limit. The file is not
+    refused for octets that are not UTF-8: a vCard 2.1 card (Outlook's) names its CHARSET,
+    and a 3.0 or 4.0 card holding such octets is skipped alone (:func:`pillarbox.vcard.decode`)."""
     limits = services.config.contacts
     if len(data) > limits.max_import_bytes:
         raise BodyTooLarge(limits.max_import_bytes)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError("the file is not UTF-8 text (vCard 4.0 is UTF-8)") from None
     # Up to max_import_bytes (2 MiB) of pure-Python parsing: off the loop past mail size.
-    parsed = await run_sized(len(data), vcard.parse, text)
+    parsed = await run_sized(len(data), vcard.parse, vcard.decode(data))
     good: list[Contact] = []
     reasons = list(parsed.reasons)
     for card in parsed.contacts:
