@@ -431,6 +431,32 @@ async def test_a_cancelled_write_still_completes(
     assert [r.uid for r in await store.list_messages(inbox.id)] == [1]
 
 
+async def test_close_waits_for_a_cancelled_write(migrated_url: str) -> None:
+    """A write whose caller was cancelled runs on (shielded); closing the store lets it end
+    first, so it commits instead of dying with the loop half-way through its pipeline."""
+    store = PostgresStore(migrated_url)
+    await store.open()
+    async with await psycopg.AsyncConnection.connect(migrated_url) as blocker:
+        # The write waits behind this transaction's lock until it ends.
+        await blocker.execute("LOCK TABLE domains IN EXCLUSIVE MODE")
+        task = asyncio.ensure_future(store.add_domain(DOMAIN))
+        await asyncio.sleep(0.2)  # the write is inside its transaction, waiting on the lock
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        closing = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0.3)
+        assert not closing.done()  # still waiting for the write
+        await blocker.rollback()
+    await closing
+    reopened = PostgresStore(migrated_url)
+    await reopened.open()
+    try:
+        assert DOMAIN in [d.name for d in await reopened.list_domains()]
+    finally:
+        await reopened.close()
+
+
 # -- the change feed across nodes ----------------------------------------------------------------
 def test_notify_payloads_split_under_the_limit() -> None:
     changes = [Change(10**6 + i, 10**7 + i, ChangeKind.EXISTS, 10**9 + i) for i in range(1000)]

@@ -20,7 +20,9 @@ Implementation notes (the interface's invariants are in :mod:`pillarbox.store.in
   functions of the database state, so running one again is safe.
 - **Cancellation**: a write is shielded from its caller's cancellation, so a session torn down
   mid-command never leaves the connection half-way; the result is simply dropped (as in the
-  SQLite writer).
+  SQLite writer). :meth:`PostgresStore.close` waits for such orphaned writes before it closes
+  the pool: a write left running on a closed pool, or on a loop that then ends, dies half-way
+  through its pipeline instead of committing or rolling back.
 - **Change feed**: NOTIFY in the write's transaction, LISTEN on every node (:mod:`.notify`).
 - **Migrations** run at open only while no server runs on the store: a serving store (each
   node) holds a shared advisory lock on a connection of its own while open, re-taken when
@@ -309,6 +311,8 @@ class PostgresStore:
         self._maildrops: MaildropLocks | None = None
         self._channel = ""
         self._indexer: asyncio.Task[None] | None = None
+        #: Writes running now (:meth:`_write`), which :meth:`close` lets finish.
+        self._writes: set[asyncio.Task[Any]] = set()
         self._text_arrived = asyncio.Event()
         self._queue_wakes: list[Callable[[], None]] = []
 
@@ -394,6 +398,8 @@ class PostgresStore:
             indexer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await indexer
+        if self._writes:  # writes whose callers were cancelled still run (module notes)
+            await asyncio.wait(set(self._writes), timeout=self._limits.timeout)
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -522,8 +528,11 @@ class PostgresStore:
         knowing whether it changed anything).
         """
         pool = self._require_pool()
+        write = asyncio.ensure_future(self._transact(pool, fn, pipelined, forget))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
         try:
-            return await asyncio.shield(self._transact(pool, fn, pipelined, forget))
+            return await asyncio.shield(write)
         finally:
             if forget:
                 self._forget_kept(forget)
