@@ -316,19 +316,30 @@ async def default_calendar(
 
 async def account_calendars(request: Request, account: Account) -> list[Calendar]:
     """The account's calendars; an account with none is given the default one first."""
-    app = web(request)
-    found = await app.services.store.list_calendars(account.id)
+    return await calendars_of(web(request).services, account)
+
+
+async def calendars_of(services: Services, account: Account) -> list[Calendar]:
+    """:func:`account_calendars` outside a request (``pillarbox import ics``)."""
+    found = await services.store.list_calendars(account.id)
     if found:
         return found
     default = Calendar(name=DEFAULT, display_name=DEFAULT_NAME)
     with contextlib.suppress(AlreadyExists):  # made by a request beside this one
-        await app.services.store.create_calendar(
+        await services.store.create_calendar(
             account.id,
             default,
             now=datetime.now(UTC),
-            limit=app.services.config.calendars.max_per_account,
+            limit=services.config.calendars.max_per_account,
         )
-    return await app.services.store.list_calendars(account.id)
+    return await services.store.list_calendars(account.id)
+
+
+def object_name(uid: str) -> str:
+    """The resource name of a new object: ``<UID>.ics`` when that is a safe path segment (what
+    most clients choose), else a random one."""
+    name = f"{uid}.ics"
+    return name if NAME.fullmatch(name) else f"{uuid.uuid4()}.ics"
 
 
 async def handle(request: Request, account: Account, found: Target) -> Response:
