@@ -34,6 +34,9 @@ Implementation notes:
   identities attends, offers (ticked) to tell the organizer: a METHOD:REPLY with
   PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.scheduling.send_reply`),
   sent before the event is deleted; the event is deleted even when sending fails.
+- **.ics files**: the Import form and each calendar's Export link (:mod:`.calendarimport`,
+  shared with ``pillarbox import ics``): one object per UID stored as a PUT stores it, and
+  no invitation sent.
 - **CSRF**: every form is a POST through :func:`.app.posted_form`, like the rest of the webmail.
 """
 
