@@ -14,6 +14,7 @@ import httpx
 import icalendar
 import pytest
 
+from pillarbox import config as cfg
 from pillarbox.store.types import SpecialUse
 from pillarbox.testing.davclient import dav_client, responses
 from pillarbox.testing.icalendars import WEEKLY
@@ -202,3 +203,29 @@ def test_refusals(live: LiveServer, alice: WebSession) -> None:
     query = parse_qs(urlsplit(invitation.headers["location"]).query)
     assert (query["imported"], query["skipped"]) == (["0"], ["5"])  # every component
     assert dav_objects(live) == {}
+
+
+def test_limits(tmp_path: Path) -> None:
+    limits = cfg.CalendarsSection(max_import_bytes=4096, max_objects=3)
+    config = loopback_config(tmp_path / "data", only=["http", "https"], calendars=limits)
+    with LiveServer(config) as live:
+        live.add_domain("example.org")
+        live.add_account(ALICE, TEST_PASSWORD)
+        alice = WebSession(live)
+        assert alice.login(ALICE).status_code == 303
+        big = (
+            HEAD + vevent("big", "Big", "DESCRIPTION:" + "x" * 4096 + "\r\n") + "END:VCALENDAR\r\n"
+        )
+        assert import_file(alice, big.encode()).status_code == 413
+        five = HEAD + "".join(vevent(f"e{n}", f"E{n}") for n in range(5)) + "END:VCALENDAR\r\n"
+        done = parse_qs(urlsplit(import_file(alice, five.encode()).headers["location"]).query)
+        assert (done["imported"], done["skipped"]) == (["3"], ["2"])
+        assert done["reasons"] == ["2 more event(s) past the 3 one import takes"]
+        # The calendar is full: the next file's new events are skipped, a known UID replaced.
+        more = HEAD + vevent("e0", "Changed") + vevent("e9", "E9") + "END:VCALENDAR\r\n"
+        full = parse_qs(urlsplit(import_file(alice, more.encode()).headers["location"]).query)
+        assert (full["imported"], full["skipped"]) == (["1"], ["1"])
+        assert full["reasons"][0].startswith("1 event(s) not stored: ")
+        assert sorted(dav_objects(live)) == ["e0.ics", "e1.ics", "e2.ics"]
+        assert b"SUMMARY:Changed" in dav_objects(live)["e0.ics"][1]
+        alice.close()

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 
 from pillarbox import calendarfile
-from pillarbox.blocking import run_blocking, run_sized
+from pillarbox.blocking import run_blocking
 from pillarbox.errors import NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
@@ -72,8 +72,9 @@ async def import_ics(services: Services, account: Account, calendar: str, data: 
     if calendar not in {c.name for c in await calendars_of(services, account)}:
         raise UserError(f"no calendar named {calendar!r}")
     try:
-        cut = await run_sized(
-            len(data),
+        # Every object is parsed and its recurrences expanded (as a PUT's): off the loop at
+        # any size, as caldav's reads are.
+        cut = await run_blocking(
             calendarfile.split,
             data,
             max_objects=limits.max_objects,
