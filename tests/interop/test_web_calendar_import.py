@@ -185,6 +185,26 @@ def test_an_imported_meeting_sends_no_invitation(live: LiveServer, alice: WebSes
     assert subjects(live, ALICE, special_mailbox_id(live, ALICE, SpecialUse.SENT)) == []
 
 
+def test_a_new_time_imported_keeps_the_answers_the_file_has(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """An organizer's PUT with a new time resets the attendees' answers (RFC 6638 §3.2.8);
+    an import stores what its file says, so running it again changes nothing."""
+    accepted = MEETING.replace("PARTSTAT=NEEDS-ACTION", "PARTSTAT=ACCEPTED")
+    first = (HEAD + accepted + "END:VCALENDAR\r\n").encode()
+    later = first.replace(b"T093000Z", b"T110000Z").replace(b"T103000Z", b"T120000Z")
+    made = parse_qs(urlsplit(import_file(alice, first).headers["location"]).query)
+    assert made["imported"] == ["1"]
+    moved = parse_qs(urlsplit(import_file(alice, later).headers["location"]).query)
+    assert (moved["imported"], moved["unchanged"]) == (["1"], ["0"])
+    (etag, data), *_ = dav_objects(live).values()
+    assert b"PARTSTAT=ACCEPTED" in data and b"DTSTART:20310304T110000Z" in data
+    again = parse_qs(urlsplit(import_file(alice, later).headers["location"]).query)
+    assert (again["imported"], again["unchanged"]) == (["0"], ["1"])
+    assert list(dav_objects(live).values()) == [(etag, data)]
+    assert live.call(live.store.list_queue()) == []
+
+
 def test_refusals(live: LiveServer, alice: WebSession) -> None:
     unsigned = alice.client.post(
         "/calendar/import",

@@ -826,15 +826,17 @@ async def save_object(
     previous: CalendarObject | None,
     *,
     reply: bool = False,
+    as_given: bool = False,
 ) -> CalendarObject:
     """Store an object ``info`` was read from as ``name`` over ``previous`` (the object of
     that name, None when new), as a PUT stores it, for the web's Calendar page and
     invitations too (``reply``: the server applying an attendee's REPLY, see
-    :func:`schedule_tag`): :class:`UidTaken` when another object holds its UID,
+    :func:`schedule_tag`; ``as_given``: an import, whose file says what the answers are, so
+    a new time resets none): :class:`UidTaken` when another object holds its UID,
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
     await _uid_free(services, account.id, calendar, info.uid, (name,))
-    if not reply:
+    if not reply and not as_given:
         data = await _answers_reset(services, account, previous, data, info)
     tag = await schedule_tag(services, account, previous, data, reply=reply)
     try:

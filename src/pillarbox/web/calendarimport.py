@@ -12,6 +12,9 @@ Implementation notes:
   new one is ``<UID>.ics`` (a random name when that is not a safe segment or is taken). An
   object already stored byte for byte is left alone — no new ETag, nothing for a phone to
   fetch — so running the same import again changes nothing.
+- **Stored as the file has it**: a changed time does not reset the attendees' answers as
+  an organizer's PUT does (RFC 6638 §3.2.8): the file says what they are, and a second run
+  of it then finds every object as the file has it.
 - **Nothing is sent**: an export holds events with ATTENDEEs, organized by the user or by
   others, that were sent (or answered) long ago. Implicit scheduling (RFC 6638 §3.2,
   :func:`.scheduling.schedule_write`) runs after a PUT or a save in the Calendar page's
@@ -95,7 +98,9 @@ async def import_ics(services: Services, account: Account, calendar: str, data: 
             services, account, calendar, uid
         )  # fmt: skip
         try:
-            await save_object(services, account, calendar, name, piece.data, piece.info, previous)
+            await save_object(
+                services, account, calendar, name, piece.data, piece.info, previous, as_given=True
+            )
         except UidTaken:  # a client's PUT of the same UID beside this import
             skipped += 1
             reasons.append(f"{piece.info.component} {uid[:80]}: written meanwhile by a client")
