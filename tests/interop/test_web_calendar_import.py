@@ -241,6 +241,15 @@ def test_limits(tmp_path: Path) -> None:
         done = parse_qs(urlsplit(import_file(alice, five.encode()).headers["location"]).query)
         assert (done["imported"], done["skipped"]) == (["3"], ["2"])
         assert done["reasons"] == ["2 more event(s) past the 3 one import takes"]
+        # Many reasons: the first ten shown, within the address's bound.
+        journals = "".join(
+            f"BEGIN:VJOURNAL\r\nUID:{'j' * 70}{n}\r\nEND:VJOURNAL\r\n" for n in range(30)
+        )
+        many = import_file(alice, (HEAD + journals + "END:VCALENDAR\r\n").encode())
+        shown = parse_qs(urlsplit(many.headers["location"]).query)
+        assert shown["skipped"] == ["30"] and shown["reasons"][0].endswith("; and 20 more")
+        assert len(shown["reasons"][0]) <= 1500 + len("; and 20 more")
+        assert "and 20 more" in alice.get(many.headers["location"]).text
         # The calendar is full: the next file's new events are skipped, a known UID replaced.
         more = HEAD + vevent("e0", "Changed") + vevent("e9", "E9") + "END:VCALENDAR\r\n"
         full = parse_qs(urlsplit(import_file(alice, more.encode()).headers["location"]).query)

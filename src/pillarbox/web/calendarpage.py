@@ -613,8 +613,10 @@ async def _meeting_or_none(services: Services, account: Account, data: bytes) ->
         return None
 
 
-#: How many of an import's reasons for skipping the page shows (all are logged with counts).
+#: How many of an import's reasons for skipping the page shows, and in how many characters
+#: at most: they ride in the redirect's address (the log has the counts and the first five).
 SHOWN_REASONS = 10
+MAX_REASONS_TEXT = 1500
 
 
 async def import_page(request: Request) -> Response:
@@ -632,6 +634,8 @@ async def import_page(request: Request) -> Response:
     except UserError as exc:
         return await _render(request, account, import_error=str(exc), status_code=400)
     reasons = "; ".join(done.reasons[:SHOWN_REASONS])
+    if len(reasons) > MAX_REASONS_TEXT:
+        reasons = reasons[: MAX_REASONS_TEXT - 1] + "…"
     if len(done.reasons) > SHOWN_REASONS:
         reasons += f"; and {len(done.reasons) - SHOWN_REASONS} more"
     counts = {"imported": done.stored, "unchanged": done.unchanged, "skipped": done.skipped}
