@@ -979,6 +979,12 @@ class CalendarsSection:
         "Largest text/calendar part of a message the webmail reads as an invitation (RFC "
         "6047); a larger one gets a note instead of the summary and the answer buttons.",
     )
+    max_import_bytes: int = _f(
+        10 * MIB,
+        "Largest .ics file imported at once (the Calendar page, `pillarbox import ics`): 413 "
+        "past it; the request as it streams in is bounded by `[web] max_upload_bytes`. Each "
+        "object in it is checked as a CalDAV PUT (`max_object_bytes`, `max_objects`).",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1926,8 +1932,9 @@ def _validate_calendars(section: CalendarsSection) -> None:
     ):
         if getattr(section, key) < 1:
             raise ConfigError(f"calendars.{key}", "must be at least 1")
-    if section.max_object_bytes < 1024:
-        raise ConfigError("calendars.max_object_bytes", "must be at least 1024 bytes")
+    for key in ("max_object_bytes", "max_import_bytes"):
+        if getattr(section, key) < 1024:
+            raise ConfigError(f"calendars.{key}", "must be at least 1024 bytes")
     _validate_history("calendars", section.sync_history_days)
 
 

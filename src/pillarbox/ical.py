@@ -745,14 +745,14 @@ def _vfreebusy(
         "END:VFREEBUSY",
         "END:VCALENDAR",
     ]
-    return "".join(f"{_folded(line)}\r\n" for line in lines)
+    return "".join(f"{folded(line)}\r\n" for line in lines)
 
 
 #: RFC 5545 §3.1: "Lines of text SHOULD NOT be longer than 75 octets, excluding the line break."
 MAX_LINE_OCTETS = 75
 
 
-def _folded(line: str) -> str:
+def folded(line: str) -> str:
     """A content line folded (RFC 5545 §3.1): pieces of at most 75 octets, each continuation
     after a CRLF and a space (which counts), never inside a UTF-8 character."""
     pieces, piece, size = [], "", 0

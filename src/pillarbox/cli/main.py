@@ -112,8 +112,8 @@ LAZY_COMMANDS: Mapping[str, LazyCommand] = {
     ),
     "import": LazyCommand(
         "pillarbox.cli.transfer:import_group",
-        "Import mail into an account (mbox, Gmail's Takeout, Maildir, another IMAP server); "
-        "re-runs skip what is there already.",
+        "Import mail (mbox, Gmail's Takeout, Maildir, another IMAP server), calendars (.ics) "
+        "and contacts (.vcf) into an account; re-runs skip what is there already.",
     ),
     "mail": LazyCommand(
         "pillarbox.cli.mail:mail",

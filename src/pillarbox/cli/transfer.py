@@ -1,10 +1,13 @@
 """``pillarbox import …`` and ``pillarbox export …``: an account's mail in and out; ``pillarbox
 backup`` and ``restore``: the whole site (see :mod:`pillarbox.transfer.backup`).
 
+``pillarbox import ics`` and ``import vcard`` run the web's own imports
+(:mod:`pillarbox.web.calendarimport`, :func:`pillarbox.web.contacts.import_vcards`).
+
 Progress goes to standard error, the summary to standard output (``--json``: one object).
-Exit 0 when every message was imported or was there already; 1 when some failed (each named
-in the summary) or the run stopped (quota: the message says how far it got; run the same
-command again to continue); 2 for usage errors.
+Exit 0 when every message (event, card) was imported or was there already; 1 when some failed
+or were skipped (each named in the summary) or the run stopped (quota: the message says how
+far it got; run the same command again to continue); 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -26,6 +29,10 @@ from pillarbox.transfer.importer import Importer, ImportStopped
 if TYPE_CHECKING:
     from pillarbox.cli.main import CliState
     from pillarbox.config import Config
+    from pillarbox.services import Services
+    from pillarbox.store.types import Account
+
+T = TypeVar("T")
 
 
 def _progress(line: str) -> None:
@@ -76,8 +83,8 @@ def run_import(
 
 @click.group("import")
 def import_group() -> None:
-    """Import mail into an account (mbox, Gmail's Takeout, Maildir, another IMAP server);
-    re-runs skip what is there already."""
+    """Import mail (mbox, Gmail's Takeout, Maildir, another IMAP server), calendars (.ics) and
+    contacts (.vcf) into an account; re-runs skip what is there already."""
 
 
 @import_group.command("mbox")
@@ -166,6 +173,100 @@ def import_imap(
         )
     except ConnectionFailed as exc:
         raise UserError(str(exc)) from exc
+
+
+def _run_services(
+    config: Config, address: str, work: Callable[[Services, Account], Awaitable[T]]
+) -> T:
+    """Open the store and run ``work`` for ``address`` with the parts the web's import
+    functions use (nothing is listened on; nothing is sent)."""
+    import ssl
+
+    from pillarbox.cli.main import run_store
+    from pillarbox.queue.forwarding import srs_settings
+    from pillarbox.queue.routing import Router
+    from pillarbox.services import Services
+
+    async def go(store: Store) -> T:
+        account = await provisioning.get_account(store, address)
+        services = Services(
+            config=config,
+            store=store,
+            authenticator=provisioning.authenticator(store, config),
+            router=Router(store),
+            tls=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
+            srs=srs_settings(config),
+        )
+        return await work(services, account)
+
+    return run_store(config, go)
+
+
+def _read_limited(path: Path, limit: int, what: str) -> bytes:
+    if path.stat().st_size > limit:
+        raise UserError(f"{path} is larger than {limit} bytes, the most {what} takes")
+    return path.read_bytes()
+
+
+@import_group.command("ics")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--calendar", default=None, help="The calendar's name (default: the default one).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_ics(
+    state: CliState, path: Path, address: str, calendar: str | None, as_json: bool
+) -> None:
+    """Import an .ics file's events and to-dos into a calendar (one per UID; one already there
+    is replaced); no invitations are sent."""
+    from pillarbox.cli.main import emit
+    from pillarbox.web.caldav import calendars_of, default_calendar
+    from pillarbox.web.calendarimport import Imported
+    from pillarbox.web.calendarimport import import_ics as run
+
+    config = state.load()
+    data = _read_limited(path, config.calendars.max_import_bytes, "[calendars] max_import_bytes")
+
+    async def work(services: Services, account: Account) -> tuple[str, Imported]:
+        chosen = calendar
+        if chosen is None:
+            chosen = await default_calendar(
+                services, account, await calendars_of(services, account)
+            )
+        return chosen, await run(services, account, chosen, data)
+
+    chosen, done = _run_services(config, address, work)
+    emit({"calendar": chosen, **done.as_json()}, as_json, done.lines())
+    if done.skipped:
+        raise UserError(f"{done.skipped} component(s) could not be imported (listed above)")
+
+
+@import_group.command("vcard")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--account", "address", required=True, help="The account to import into.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_obj
+def import_vcard(state: CliState, path: Path, address: str, as_json: bool) -> None:
+    """Import a .vcf file's contacts (vCard 2.1, 3.0 or 4.0); a card whose UID is there
+    already replaces that contact."""
+    from pillarbox.cli.main import emit
+    from pillarbox.web.contacts import import_vcards
+
+    config = state.load()
+    data = _read_limited(path, config.contacts.max_import_bytes, "[contacts] max_import_bytes")
+    done = _run_services(
+        config, address, lambda services, account: import_vcards(services, account, data)
+    )
+    emit(
+        {"imported": done.stored, "skipped": done.skipped, "reasons": list(done.reasons)},
+        as_json,
+        [
+            f"imported {done.stored}, skipped {done.skipped}",
+            *(f"skipped: {reason}" for reason in done.reasons),
+        ],
+    )
+    if done.skipped:
+        raise UserError(f"{done.skipped} card(s) could not be imported (listed above)")
 
 
 @click.command("export")

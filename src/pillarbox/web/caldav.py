@@ -316,19 +316,30 @@ async def default_calendar(
 
 async def account_calendars(request: Request, account: Account) -> list[Calendar]:
     """The account's calendars; an account with none is given the default one first."""
-    app = web(request)
-    found = await app.services.store.list_calendars(account.id)
+    return await calendars_of(web(request).services, account)
+
+
+async def calendars_of(services: Services, account: Account) -> list[Calendar]:
+    """:func:`account_calendars` outside a request (``pillarbox import ics``)."""
+    found = await services.store.list_calendars(account.id)
     if found:
         return found
     default = Calendar(name=DEFAULT, display_name=DEFAULT_NAME)
     with contextlib.suppress(AlreadyExists):  # made by a request beside this one
-        await app.services.store.create_calendar(
+        await services.store.create_calendar(
             account.id,
             default,
             now=datetime.now(UTC),
-            limit=app.services.config.calendars.max_per_account,
+            limit=services.config.calendars.max_per_account,
         )
-    return await app.services.store.list_calendars(account.id)
+    return await services.store.list_calendars(account.id)
+
+
+def object_name(uid: str) -> str:
+    """The resource name of a new object: ``<UID>.ics`` when that is a safe path segment (what
+    most clients choose), else a random one."""
+    name = f"{uid}.ics"
+    return name if NAME.fullmatch(name) else f"{uuid.uuid4()}.ics"
 
 
 async def handle(request: Request, account: Account, found: Target) -> Response:
@@ -815,15 +826,17 @@ async def save_object(
     previous: CalendarObject | None,
     *,
     reply: bool = False,
+    as_given: bool = False,
 ) -> CalendarObject:
     """Store an object ``info`` was read from as ``name`` over ``previous`` (the object of
     that name, None when new), as a PUT stores it, for the web's Calendar page and
     invitations too (``reply``: the server applying an attendee's REPLY, see
-    :func:`schedule_tag`): :class:`UidTaken` when another object holds its UID,
+    :func:`schedule_tag`; ``as_given``: an import, whose file says what the answers are, so
+    a new time resets none): :class:`UidTaken` when another object holds its UID,
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
     await _uid_free(services, account.id, calendar, info.uid, (name,))
-    if not reply:
+    if not reply and not as_given:
         data = await _answers_reset(services, account, previous, data, info)
     tag = await schedule_tag(services, account, previous, data, reply=reply)
     try:

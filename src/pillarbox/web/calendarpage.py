@@ -34,6 +34,9 @@ Implementation notes:
   identities attends, offers (ticked) to tell the organizer: a METHOD:REPLY with
   PARTSTAT=DECLINED from that identity (RFC 5546 §3.2.3, :func:`.scheduling.send_reply`),
   sent before the event is deleted; the event is deleted even when sending fails.
+- **.ics files**: the Import form and each calendar's Export link (:mod:`.calendarimport`,
+  shared with ``pillarbox import ics``): one object per UID stored as a PUT stores it, and
+  no invitation sent.
 - **CSRF**: every form is a POST through :func:`.app.posted_form`, like the rest of the webmail.
 """
 
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from urllib.parse import quote, urlencode
 
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -59,6 +62,7 @@ from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Identity
 from pillarbox.web import identities
 from pillarbox.web.app import (
+    field_number,
     field_text,
     posted_form,
     redirect,
@@ -69,13 +73,15 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.caldav import (
-    NAME,
     UidTaken,
     account_calendars,
     default_calendar,
     move_object,
+    object_name,
     save_object,
 )
+from pillarbox.web.calendarimport import export_ics, import_ics
+from pillarbox.web.downloads import foreign_content
 from pillarbox.web.scheduling import (
     Meeting,
     attendees_field,
@@ -91,6 +97,7 @@ _log = Log("web.calendar")
 #: The longest title, location and description the form takes (characters).
 MAX_TITLE = 500
 MAX_TEXT = 10_000
+ICS_TYPE = "text/calendar; charset=utf-8"  # RFC 5545 §8.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,13 +304,6 @@ async def _checked(services: Services, data: bytes) -> ical.ObjectInfo:
         raise UserError(f"the event cannot be stored: {exc}") from None
 
 
-def object_name(uid: str) -> str:
-    """The resource name of a new object: ``<UID>.ics`` when that is a safe path segment (what
-    most clients choose), else a random one."""
-    name = f"{uid}.ics"
-    return name if NAME.fullmatch(name) else f"{uuid.uuid4()}.ics"
-
-
 # -- pages -----------------------------------------------------------------------------------------
 
 
@@ -398,6 +398,7 @@ async def _render(
     *,
     editing: Editing | None = None,
     error: str = "",
+    import_error: str = "",
     status_code: int = 200,
 ) -> Response:
     app = web(request)
@@ -445,6 +446,13 @@ async def _render(
         notice=_NOTICES.get(done, ""),
         warning=warning and f"{'Your decline' if done == 'declined' else 'Invitations'} {warning}",
         max_title=MAX_TITLE,
+        # The counts of an import just done (the redirect after it carries them).
+        imported=field_number(request.query_params.get("imported")),
+        unchanged=field_number(request.query_params.get("unchanged")) or 0,
+        skipped=field_number(request.query_params.get("skipped")) or 0,
+        reasons=unsealed(request, "reasons"),
+        import_error=import_error,
+        import_limit=services.config.calendars.max_import_bytes,
     )
 
 
@@ -605,9 +613,55 @@ async def _meeting_or_none(services: Services, account: Account, data: bytes) ->
         return None
 
 
+#: How many of an import's reasons for skipping the page shows, and in how many characters
+#: at most: they ride in the redirect's address (the log has the counts and the first five).
+SHOWN_REASONS = 10
+MAX_REASONS_TEXT = 1500
+
+
+async def import_page(request: Request) -> Response:
+    """Import an .ics file into the chosen calendar (:mod:`.calendarimport`: nothing is
+    sent); the page then says how many were imported and skipped, and why."""
+    app = web(request)
+    account = await require_account(request)
+    form = await posted_form(request, files=True)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return await _render(request, account, import_error="choose an .ics file", status_code=400)
+    data = await upload.read(app.services.config.calendars.max_import_bytes + 1)
+    try:
+        done = await import_ics(app.services, account, field_text(form, "calendar"), data)
+    except UserError as exc:
+        return await _render(request, account, import_error=str(exc), status_code=400)
+    reasons = "; ".join(done.reasons[:SHOWN_REASONS])
+    if len(reasons) > MAX_REASONS_TEXT:
+        reasons = reasons[: MAX_REASONS_TEXT - 1] + "…"
+    if len(done.reasons) > SHOWN_REASONS:
+        reasons += f"; and {len(done.reasons) - SHOWN_REASONS} more"
+    counts = {"imported": done.stored, "unchanged": done.unchanged, "skipped": done.skipped}
+    return redirect(
+        "/calendar?"
+        + urlencode({**counts, **sealed(request, "reasons", reasons)})
+        + "#import-result"
+    )
+
+
+async def export_page(request: Request) -> Response:
+    """One calendar as an .ics file (a download)."""
+    app = web(request)
+    account = await require_account(request)
+    calendar = request.path_params["calendar"]
+    data = await export_ics(app.services, account, calendar)
+    response = foreign_content(Response(data, media_type=ICS_TYPE), f"{calendar}.ics")
+    response.headers["cache-control"] = "private, no-store"
+    return response
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/calendar", calendar_page, methods=["GET"]),
+        Route("/calendar/import", import_page, methods=["POST"]),
+        Route("/calendar/export/{calendar}", export_page, methods=["GET"]),
         Route("/calendar/events", event_submit, methods=["POST"]),
         Route("/calendar/events/{calendar}/{name}", event_page, methods=["GET"]),
         Route("/calendar/events/{calendar}/{name}", event_submit, methods=["POST"]),

@@ -65,8 +65,8 @@ from pillarbox.web.app import (
     sealed,
     web,
 )
-from pillarbox.web.caldav import account_calendars, default_calendar
-from pillarbox.web.calendarpage import object_name, span_text, store_event
+from pillarbox.web.caldav import account_calendars, default_calendar, object_name
+from pillarbox.web.calendarpage import span_text, store_event
 from pillarbox.web.mailaccess import SENT_NOT_KEPT, MailAccess, Opened
 from pillarbox.web.reading import calendar_part, people
 from pillarbox.web.scheduling import ANSWERED, record_statuses, send_reply

@@ -1,0 +1,146 @@
+"""``pillarbox import ics`` and ``pillarbox import vcard`` as an operator runs them, on a real
+data directory (each store backend): the objects and contacts stored as the web's imports
+store them, the summary and exit codes as the mail imports give them, a re-run changing
+nothing, and an imported meeting queueing no invitation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from pillarbox import config as cfg
+from pillarbox.store.interface import Store
+from pillarbox.store.open import open_store
+from pillarbox.store.types import CalendarObject, Contact
+from pillarbox.testing.command import init_site, run_pillarbox
+from pillarbox.testing.icalendars import WEEKLY
+from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+
+T = TypeVar("T")
+
+PASSWORD = "correct horse battery"
+USER = "alice@example.org"
+HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Exporter//EN\r\n"
+SERIES = WEEKLY[WEEKLY.index("BEGIN:VTIMEZONE") : WEEKLY.index("END:VCALENDAR")]
+MEETING = (
+    "BEGIN:VEVENT\r\nUID:meeting-1\r\nDTSTAMP:20250101T000000Z\r\n"
+    "DTSTART:20310304T093000Z\r\nDTEND:20310304T103000Z\r\nSUMMARY:Board\r\n"
+    f"ORGANIZER:mailto:{USER}\r\nATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:bob@example.net\r\n"
+    "END:VEVENT\r\n"
+)
+JOURNAL = "BEGIN:VJOURNAL\r\nUID:j-1\r\nDTSTAMP:20250101T000000Z\r\nEND:VJOURNAL\r\n"
+VCF = (
+    b"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:1\r\nFN:John Doe\r\n"
+    b"EMAIL:john@example.com\r\nEND:VCARD\r\n"
+    b"BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:2\r\nEMAIL:not an address\r\nEND:VCARD\r\n"
+)
+
+
+def _with_store(site: Path, action: Callable[[Store], Awaitable[T]]) -> T:
+    config = cfg.load(site / "pillarbox.toml")
+
+    async def go() -> T:
+        store = open_store(config.store.url, config.data_dir, config.store)
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def _objects(site: Path, calendar: str) -> list[CalendarObject]:
+    async def go(store: Store) -> list[CalendarObject]:
+        account = await store.get_account(USER)
+        return await store.calendar_objects(account.id, calendar)
+
+    return _with_store(site, go)
+
+
+def _contacts(site: Path) -> list[Contact]:
+    async def go(store: Store) -> list[Contact]:
+        return await store.list_contacts((await store.get_account(USER)).id)
+
+    return _with_store(site, go)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    if request.param == "postgresql":
+        reason = unreachable_reason()
+        if reason is not None:
+            pytest.skip(reason)
+        database: TestDatabase = request.getfixturevalue("database")
+        init_site(site, USER, PASSWORD, "--store", database.new_store_url())
+    else:
+        init_site(site, USER, PASSWORD)
+    return site
+
+
+def test_import_ics(site: Path, tmp_path: Path) -> None:
+    path = tmp_path / "export.ics"
+    path.write_text(HEAD + SERIES + MEETING + JOURNAL + "END:VCALENDAR\r\n", newline="")
+    result = run_pillarbox(site, "import", "ics", str(path), "--account", USER, "--json")
+    assert result.returncode == 1, result.stderr  # the journal was skipped, and says so
+    assert json.loads(result.stdout) == {
+        "calendar": "personal",
+        "imported": 2,
+        "unchanged": 0,
+        "skipped": 1,
+        "reasons": ["VJOURNAL j-1: a VJOURNAL is not kept in a calendar"],
+    }
+    assert "1 component(s) could not be imported" in result.stderr
+    stored = {o.name: o for o in _objects(site, "personal")}
+    assert sorted(stored) == ["meeting-1.ics", "weekly-1.ics"]
+    assert stored["meeting-1.ics"].data == (HEAD + MEETING + "END:VCALENDAR\r\n").encode()
+    assert stored["weekly-1.ics"].component == "VEVENT"
+    # The meeting names an attendee, and its organizer is the account: nothing is queued.
+    assert _with_store(site, lambda store: store.list_queue()) == []
+
+    path.write_text(HEAD + SERIES + MEETING + "END:VCALENDAR\r\n", newline="")
+    again = run_pillarbox(site, "import", "ics", str(path), "--account", USER)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "imported 0, unchanged 2, skipped 0\n"
+    assert [(o.name, o.etag) for o in _objects(site, "personal")] == [
+        (o.name, o.etag) for o in stored.values()
+    ]
+
+    missing = run_pillarbox(site, "import", "ics", str(path), "--account", USER, "--calendar", "x")
+    assert missing.returncode == 1 and "no calendar named 'x'" in missing.stderr
+    path.write_bytes(b"BEGIN:VCARD\r\nEND:VCARD\r\n")
+    wrong = run_pillarbox(site, "import", "ics", str(path), "--account", USER)
+    assert wrong.returncode == 1 and "not an iCalendar (.ics) file" in wrong.stderr
+    nobody = run_pillarbox(site, "import", "ics", str(path), "--account", "eve@example.org")
+    assert nobody.returncode == 1
+    usage = run_pillarbox(site, "import", "ics", str(path))
+    assert usage.returncode == 2 and "--account" in usage.stderr
+
+
+def test_import_vcard(site: Path, tmp_path: Path) -> None:
+    path = tmp_path / "contacts.vcf"
+    path.write_bytes(VCF)
+    result = run_pillarbox(site, "import", "vcard", str(path), "--account", USER, "--json")
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout) == {
+        "imported": 1,
+        "skipped": 1,
+        "reasons": ["card not an address: not a valid address: not an address"],
+    }
+    (john,) = _contacts(site)
+    assert (john.uid, john.display_name, john.emails) == (
+        "urn:uuid:1",
+        "John Doe",
+        ("john@example.com",),
+    )
+    path.write_bytes(VCF.split(b"END:VCARD\r\n")[0] + b"END:VCARD\r\n")
+    again = run_pillarbox(site, "import", "vcard", str(path), "--account", USER)
+    assert again.returncode == 0 and again.stdout == "imported 1, skipped 0\n"
+    assert [(c.id, c.uid) for c in _contacts(site)] == [(john.id, john.uid)]  # replaced by UID

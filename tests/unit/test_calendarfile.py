@@ -1,0 +1,155 @@
+"""An .ics file cut into calendar object resources (RFC 4791 §4.1: one UID each, its
+overrides and the VTIMEZONEs it names with it), each checked as a CalDAV PUT is, a bad
+component skipped alone; and a calendar's objects joined into one file."""
+
+from __future__ import annotations
+
+import pytest
+
+from pillarbox import ical
+from pillarbox.calendarfile import NotCalendar, Split, joined, split
+from pillarbox.testing.icalendars import NEW_YORK, WEEKLY, event
+
+HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Exporter//EN\r\n"
+PARIS = WEEKLY[WEEKLY.index("BEGIN:VTIMEZONE") : WEEKLY.index("BEGIN:VEVENT")]
+NY = NEW_YORK[NEW_YORK.index("BEGIN:VTIMEZONE") : NEW_YORK.index("END:VCALENDAR")]
+SERIES = WEEKLY[WEEKLY.index("BEGIN:VEVENT") : WEEKLY.index("END:VCALENDAR")]
+
+
+def vevent(uid: str, extra: str = "", start: str = "DTSTART:20310304T093000Z") -> str:
+    return (
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20250101T000000Z\r\n{start}\r\n"
+        f"DURATION:PT1H\r\nSUMMARY:{uid}\r\n{extra}END:VEVENT\r\n"
+    )
+
+
+def cut(text: str, max_objects: int = 100) -> Split:
+    return split(
+        text.encode(), max_objects=max_objects, max_object_bytes=64 * 1024, max_instances=50
+    )
+
+
+def test_one_object_per_uid_with_its_overrides_and_the_zones_it_names() -> None:
+    ny_event = vevent("ny-1", start="DTSTART;TZID=America/New_York:20310304T093000")
+    todo = "BEGIN:VTODO\r\nUID:todo-1\r\nDTSTAMP:20250101T000000Z\r\nSUMMARY:Tax\r\nEND:VTODO\r\n"
+    text = (
+        HEAD + "METHOD:PUBLISH\r\nX-WR-CALNAME:Work\r\n" + PARIS + NY
+        + SERIES + vevent("utc-1") + ny_event + todo + "END:VCALENDAR\r\n"
+    )  # fmt: skip
+    done = cut(text)
+    assert (done.skipped, done.reasons) == (0, ())
+    assert [(p.info.uid, p.info.component) for p in done.objects] == [
+        ("weekly-1", "VEVENT"),
+        ("utc-1", "VEVENT"),
+        ("ny-1", "VEVENT"),
+        ("todo-1", "VTODO"),
+    ]
+    series, utc, ny, task = (p.data.decode() for p in done.objects)
+    # The series: master and overridden instance together, Paris's zone, the lines as written
+    # (folding, non-ASCII): exactly the phone's object with the exporter's PRODID.
+    assert series == WEEKLY.replace("-//Phone//Calendar 1.0//EN", "-//Exporter//EN")
+    assert utc == HEAD + vevent("utc-1") + "END:VCALENDAR\r\n"  # no METHOD, no zone
+    assert ny == HEAD + NY + ny_event + "END:VCALENDAR\r\n"
+    assert task == HEAD + todo + "END:VCALENDAR\r\n"
+    # Each as a PUT would read it.
+    for piece in done.objects:
+        assert ical.read_object(piece.data, 50) == piece.info
+
+
+def test_a_bad_component_is_skipped_alone_with_its_reason() -> None:
+    journal = "BEGIN:VJOURNAL\r\nUID:j-1\r\nDTSTAMP:20250101T000000Z\r\nEND:VJOURNAL\r\n"
+    no_uid = (
+        "BEGIN:VEVENT\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20310101T000000Z\r\nEND:VEVENT\r\n"
+    )
+    twice = vevent("twice", "DTSTART:20310305T093000Z\r\n")  # DTSTART twice: unreadable
+    text = (
+        HEAD + journal + vevent("good-1") + no_uid + twice + vevent("good-2") + "END:VCALENDAR\r\n"
+    )
+    done = cut(text)
+    assert [p.info.uid for p in done.objects] == ["good-1", "good-2"]
+    assert done.skipped == 3
+    assert done.reasons == (
+        "VJOURNAL j-1: a VJOURNAL is not kept in a calendar",
+        "VEVENT 3: no UID (RFC 5545 §3.8.4.7)",
+        "VEVENT twice: DTSTART more than once",
+    )
+
+
+def test_a_uid_defined_twice_in_the_file_keeps_the_first() -> None:
+    later = vevent("dup", "LOCATION:second\r\n")
+    override = vevent("dup", "RECURRENCE-ID:20310311T093000Z\r\n")
+    text = (
+        HEAD + vevent("dup", "RRULE:FREQ=WEEKLY;COUNT=3\r\n") + later + override + override
+        + "END:VCALENDAR\r\n"
+    )  # fmt: skip
+    done = cut(text)
+    ((piece),) = done.objects
+    assert piece.data.decode() == (
+        HEAD + vevent("dup", "RRULE:FREQ=WEEKLY;COUNT=3\r\n") + override + "END:VCALENDAR\r\n"
+    )
+    assert done.reasons == (
+        "VEVENT dup: the file defines it twice; the first is kept",
+        "VEVENT dup: the file defines its instance RECURRENCE-ID:20310311T093000Z twice; "
+        "the first is kept",
+    )
+    assert done.skipped == 2
+
+
+def test_an_itip_request_is_not_an_export() -> None:
+    text = HEAD + "METHOD:REQUEST\r\n" + vevent("inv-1") + vevent("inv-2") + "END:VCALENDAR\r\n"
+    done = cut(text)
+    assert done.objects == () and done.skipped == 2
+    assert done.reasons == (
+        "METHOD:REQUEST: an invitation or answer (RFC 5546), not a calendar export: its 2 "
+        "component(s) skipped",
+    )
+
+
+def test_limits_and_broken_nesting() -> None:
+    text = HEAD + "".join(vevent(f"e{n}") for n in range(5)) + "END:VCALENDAR\r\n"
+    done = cut(text, max_objects=3)
+    assert [p.info.uid for p in done.objects] == ["e0", "e1", "e2"]
+    assert (done.skipped, done.reasons) == (2, ("2 more event(s) past the 3 one import takes",))
+    big = split(
+        (HEAD + vevent("big", "DESCRIPTION:" + "x" * 2000 + "\r\n") + "END:VCALENDAR\r\n").encode(),
+        max_objects=10,
+        max_object_bytes=1000,
+        max_instances=50,
+    )
+    assert big.reasons == ("VEVENT big: larger than 1000 bytes",)
+    unclosed = HEAD + vevent("ok") + "BEGIN:VEVENT\r\nUID:cut\r\nEND:VCALENDAR\r\n"
+    done = cut(unclosed)
+    assert [p.info.uid for p in done.objects] == ["ok"]
+    assert done.reasons == ("VEVENT cut: BEGIN:VEVENT without its END",)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"BEGIN:VCARD\r\nEND:VCARD\r\n", "BEGIN:VCALENDAR\r\n\xe9".encode("latin-1")]
+)
+def test_no_calendar_at_all_is_refused(data: bytes) -> None:
+    with pytest.raises(NotCalendar):
+        split(data, max_objects=10, max_object_bytes=1000, max_instances=10)
+
+
+def test_lf_line_ends_and_a_bom_are_read() -> None:
+    text = "\ufeff" + (HEAD + vevent("lf") + "END:VCALENDAR\r\n").replace("\r\n", "\n")
+    ((piece),) = cut(text).objects
+    assert piece.data.decode() == HEAD + vevent("lf") + "END:VCALENDAR\r\n"
+
+
+def test_the_same_file_splits_the_same_and_the_export_splits_back() -> None:
+    objects = [WEEKLY.encode(), event("one", "20310304T093000Z").encode(), NEW_YORK.encode()]
+    exported = joined([WEEKLY.encode(), event("one", "20310304T093000Z").encode()], "Work, home")
+    text = exported.decode()
+    assert text.startswith(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//Pillarbox//EN\r\n"
+        "CALSCALE:GREGORIAN\r\nX-WR-CALNAME:Work\\, home\r\n" + PARIS
+    )
+    assert text.count("BEGIN:VTIMEZONE") == 1
+    first, second = cut(text), cut(text)
+    assert first == second
+    assert [p.info.uid for p in first.objects] == ["weekly-1", "one"]
+    # A zone named by two objects is written once.
+    both = joined([WEEKLY.encode(), WEEKLY.replace("weekly-1", "weekly-2").encode()])
+    assert both.decode().count("BEGIN:VTIMEZONE") == 1
+    assert joined(objects[2:]).decode().count("BEGIN:VTIMEZONE") == 1
