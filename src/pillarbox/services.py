@@ -88,3 +88,19 @@ class Services:
                 regex_limits=RegexLimits(section.regex_max_length, section.regex_max_memory),
             )
         return self._sieve_scripts
+
+
+def command_services(config: Config, store: Store) -> Services:
+    """The parts an admin command uses to do what the running server would (store as the web
+    does, queue reports), listening on nothing: submission needs no server certificate."""
+    from pillarbox import provisioning
+    from pillarbox.queue.forwarding import srs_settings
+
+    return Services(
+        config=config,
+        store=store,
+        authenticator=provisioning.authenticator(store, config),
+        router=Router(store),
+        tls=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
+        srs=srs_settings(config),
+    )

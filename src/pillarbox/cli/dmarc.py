@@ -7,7 +7,6 @@ forgets the evaluations they counted.
 
 from __future__ import annotations
 
-import ssl
 import time
 from typing import TYPE_CHECKING
 
@@ -32,12 +31,9 @@ def dmarc() -> None:
 @click.pass_obj
 def dmarc_report(state: CliState, send: bool, domain: str | None) -> None:
     """Build the aggregate reports of every evaluation kept so far."""
-    from pillarbox import provisioning
     from pillarbox.cli.main import run_store
     from pillarbox.policy import reporting
-    from pillarbox.queue.forwarding import srs_settings
-    from pillarbox.queue.routing import Router
-    from pillarbox.services import Services
+    from pillarbox.services import command_services
 
     config = state.load()
     if send and not config.dmarc_reports.from_address:
@@ -56,15 +52,7 @@ def dmarc_report(state: CliState, send: bool, domain: str | None) -> None:
                 to = ", ".join(d.address for d in found) or "(no verified destination)"
                 lines += [f"{report.filename} → {to}", report.xml.decode(), ""]
             return lines or ["no DMARC evaluations to report"]
-        services = Services(
-            config=config,
-            store=store,
-            authenticator=provisioning.authenticator(store, config),
-            router=Router(store),
-            # Submission needs no server certificate: nothing here accepts connections.
-            tls=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
-            srs=srs_settings(config),
-        )
+        services = command_services(config, store)
         sent = await reporting.report_once(services, end, resolver, domain=domain)
         return [
             f"{report.filename}: {report.messages} messages → {', '.join(to) or 'not sent'}"

@@ -180,24 +180,12 @@ def _run_services(
 ) -> T:
     """Open the store and run ``work`` for ``address`` with the parts the web's import
     functions use (nothing is listened on; nothing is sent)."""
-    import ssl
-
     from pillarbox.cli.main import run_store
-    from pillarbox.queue.forwarding import srs_settings
-    from pillarbox.queue.routing import Router
-    from pillarbox.services import Services
+    from pillarbox.services import command_services
 
     async def go(store: Store) -> T:
         account = await provisioning.get_account(store, address)
-        services = Services(
-            config=config,
-            store=store,
-            authenticator=provisioning.authenticator(store, config),
-            router=Router(store),
-            tls=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
-            srs=srs_settings(config),
-        )
-        return await work(services, account)
+        return await work(command_services(config, store), account)
 
     return run_store(config, go)
 
