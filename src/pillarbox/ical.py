@@ -8,8 +8,9 @@ Implementation notes:
   every function here off the event loop (:func:`pillarbox.blocking.run_blocking`), on
   objects no bigger than ``[calendars] max_object_bytes``.
 - **Checked on PUT** (:func:`read_object`): UTF-8, parseable, no property the parser could not
-  read (``valid-calendar-data``); one VCALENDAR, no METHOD, components (besides VTIMEZONE) of
-  one type sharing one UID (``valid-calendar-object-resource``); that type VEVENT or VTODO
+  read, no component ending before it starts (``valid-calendar-data``); one VCALENDAR, no
+  METHOD, components (besides VTIMEZONE) of one type sharing one UID
+  (``valid-calendar-object-resource``); that type VEVENT or VTODO
   (``supported-calendar-component``); one ORGANIZER in all its components (RFC 6638
   §3.2.4.2, ``same-organizer-in-all-components``). The object itself is kept as sent:
   nothing here rewrites it.
@@ -195,6 +196,10 @@ def read_object(data: bytes, max_instances: int) -> ObjectInfo:
         # before the series had the library walk to it in windows of years (found by
         # fuzz/ical.py: a REPORT on such an object took seconds).
         raise InvalidObject("valid-calendar-object-resource", "an instance defined twice")
+    for component in components:
+        backward = _ends_before_start(component)
+        if backward is not None:
+            raise InvalidObject("valid-calendar-data", backward)
     try:
         starts, ends = _bounds(calendar, kind, components, max_instances)
     except Exception as exc:
@@ -203,6 +208,26 @@ def read_object(data: bytes, max_instances: int) -> ObjectInfo:
         # one this server cannot answer time-range queries on.
         raise InvalidObject("valid-calendar-data", f"cannot expand: {exc}"[:200]) from None
     return ObjectInfo(uid, kind, starts, ends)
+
+
+def _ends_before_start(component: icalendar.Component) -> str | None:
+    """Why the component ends before it starts (RFC 5545 §3.8.2.2: DTEND "MUST be later in
+    time than" DTSTART; §3.8.2.3: DUE "equal to or after" it; a DURATION below zero likewise);
+    None when it does not. The recurrence library widens every query by an instance's
+    duration, so a negative one has it expand the series that far ahead of each query (found
+    by fuzz/ical.py: a weekly series whose DTEND was 855 years before its DTSTART made every
+    time-range REPORT on it expand 44,000 instances, seconds of a worker each)."""
+    start = component.decoded("DTSTART", None)
+    if not isinstance(start, date):
+        return None
+    for name in ("DTEND", "DUE"):
+        end = component.decoded(name, None)
+        if isinstance(end, date) and _utc(end) < _utc(start):
+            return f"{name} before DTSTART"
+    duration = component.decoded("DURATION", None)
+    if isinstance(duration, timedelta) and duration < timedelta(0):
+        return "a negative DURATION"
+    return None
 
 
 def _utc(value: date | datetime, zone: tzinfo = UTC) -> datetime:

@@ -123,3 +123,13 @@ def test_framer_bounds_a_command_of_many_literals() -> None:
     chain = b"NOOP {16+}\r\n" + b"a" * 16 + b"{16+}\r\n" + b"b" * 16 + b"{16+}\r\n" + b"c" * 16
     events = _events(framer, chain + b"\r\nLOGOUT\r\n")
     assert events == [Rejected(RejectReason.COMMAND_TOO_LARGE, 49), CommandReady(b"LOGOUT")]
+
+
+def test_framer_gives_a_literal_after_a_bare_lf_its_crlf() -> None:
+    """A bare LF ends a line too; one ending a literal announcement is framed as CRLF, the
+    form the grammar reads (§4 ``literal-c2s``), so the command is an octet longer than what
+    was sent (fuzz/managesieve_command.py's bound had not allowed for it)."""
+    framer = Framer(FramerLimits())
+    events = _events(framer, b"AUTHENTICATE {5}\nPLAIN\r\n")
+    assert events == [CommandReady(b"AUTHENTICATE {5}\r\nPLAIN")]
+    assert parse_command(b"AUTHENTICATE {5}\r\nPLAIN") == Command("AUTHENTICATE", (b"PLAIN",))
