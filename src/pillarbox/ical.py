@@ -230,6 +230,19 @@ def _ends_before_start(component: icalendar.Component) -> str | None:
     return None
 
 
+def _stored(data: bytes) -> icalendar.Calendar:
+    """A stored object parsed for a query. One kept before PUT refused a component ending
+    before it starts (:func:`_ends_before_start`) is read without its end, as an instance of
+    the default length (RFC 5545 §3.6.1), so that a query over it costs what any other
+    object's does rather than seconds of expansion; the stored bytes are not changed."""
+    calendar = _calendar(data)
+    for component in calendar.walk():
+        if component.name in ("VEVENT", "VTODO") and _ends_before_start(component) is not None:
+            for name in ("DTEND", "DUE", "DURATION"):
+                component.pop(name, None)
+    return calendar
+
+
 def _utc(value: date | datetime, zone: tzinfo = UTC) -> datetime:
     """A DATE or DATE-TIME as UTC (a date at midnight, a floating time: both in ``zone``)."""
     if not isinstance(value, datetime):
@@ -398,7 +411,7 @@ def select(
 
 def _passes(data: bytes, query: CompFilter, max_instances: int, zone: tzinfo) -> bool:
     try:
-        return _comp_matches(_calendar(data), query, None, max_instances, zone)
+        return _comp_matches(_stored(data), query, None, max_instances, zone)
     except UnsupportedFilter:
         raise
     except Exception:
@@ -543,9 +556,9 @@ def _recurrences(data: bytes, wanted: CalendarData, max_instances: int, zone: tz
     stored (neither asked, or nothing to leave out)."""
     try:
         if wanted.expand is not None:
-            return _expanded(_calendar(data), wanted.expand, max_instances, zone)
+            return _expanded(_stored(data), wanted.expand, max_instances, zone)
         if wanted.limit_recurrence is not None:
-            return _limited(_calendar(data), wanted.limit_recurrence, zone)
+            return _limited(_stored(data), wanted.limit_recurrence, zone)
     except TooManyInstances:
         raise
     except Exception:
@@ -805,7 +818,7 @@ def _busy_periods(
     busy: Busy = {}
     for data in objects:
         try:
-            calendar = _calendar(data)
+            calendar = _stored(data)
             # §7.10: only VEVENT (and VFREEBUSY, VAVAILABILITY: not kept here) is busy time.
             kind = _kind(calendar)
             events = (
@@ -884,7 +897,7 @@ def occurrences(
     """The object's event instances meeting ``[start, end)``, recurrences expanded by the
     library (at most ``max_instances``); none for a to-do, or an object that cannot be read."""
     try:
-        calendar = _calendar(data)
+        calendar = _stored(data)
         query = recurring_ical_events.of(calendar, components=("VEVENT",), skip_bad_series=True)
         found = list(itertools.islice(query.between(start, end), max_instances))
     except Exception:

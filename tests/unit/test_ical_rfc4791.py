@@ -221,6 +221,27 @@ def test_an_instance_lasting_centuries_is_walked_past_at_once() -> None:
     assert time.perf_counter() - started < 5.0
 
 
+def test_a_stored_object_ending_before_it_starts_is_queried_at_once() -> None:
+    """An object kept before PUT refused a component ending before it starts (a negative
+    duration had the recurrence library expand 855 years of a weekly series for every
+    time-range query: 8 s) is read without its end: each query is as fast as any other's,
+    its instances taken as lasting no time (RFC 5545 §3.6.1)."""
+    data = (
+        event("w", "20250106T090000Z", extra="RRULE:FREQ=WEEKLY\r\n")
+        .replace("DURATION:PT1H", "DTEND:11700502T093000Z")
+        .encode()
+    )
+    window = TimeRange(utc("20250113T000000Z"), utc("20250114T000000Z"))
+    query = CompFilter("VCALENDAR", comps=(CompFilter("VEVENT", time_range=window),))
+    started = time.perf_counter()
+    assert ical.select([data], query, 100) == [True]
+    [found] = ical.occurrences(data, window.start, window.end, 100)
+    assert found.start == found.end == utc("20250113T090000Z")
+    busy = ical.free_busy([data], window.start, window.end, window.start, 100)
+    assert "FBTYPE" not in busy  # an instant is no busy time
+    assert time.perf_counter() - started < 1.0
+
+
 def test_time_range_edges_of_single_events() -> None:
     instant = event("i", "20250301T100000Z").replace("DURATION:PT1H", "DURATION:PT0S").encode()
     # RFC 4791 §9.9: an event of no duration is in a range starting at it, not one ending at it.
