@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from pillarbox.errors import ConfigError, QuotaExceeded, SchemaTooNew, StorageError, StoreInUse
+from pillarbox.errors import (
+    ConfigError,
+    NotFound,
+    QuotaExceeded,
+    SchemaTooNew,
+    StorageError,
+    StoreInUse,
+)
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import STAGED_MAX_AGE, BlobMode, FileBlobStore, blob_id_of
@@ -507,6 +514,67 @@ async def test_the_writer_accounts_for_its_time(sqlite_store: SqliteStore) -> No
     )
     after_wall, after_cpu = sqlite_store.writer_seconds
     assert after_wall > wall and after_cpu > cpu
+
+
+async def test_the_blob_sweep_runs_unless_every_write_of_the_batch_left_nothing(
+    tmp_path: Path,
+) -> None:
+    """The sweep of unreferenced blobs before COMMIT is skipped for a batch of deliveries that
+    stored their blob, and runs for a delivery nobody took and for a batch that also expunged:
+    no blob row is left unreferenced after any commit."""
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    sweeps: list[int] = []
+    sweep = store._sweep_blobs
+
+    def counted(conn: sqlite3.Connection) -> Callable[[], None]:
+        sweeps.append(1)
+        return sweep(conn)
+
+    store._sweep_blobs = counted  # type: ignore[method-assign]
+    await store.open()
+    try:
+        await store.add_domain(DOMAIN)
+        account = await store.add_account(f"a@{DOMAIN}", "h")
+        inbox = await store.get_mailbox(account.id, INBOX)
+
+        def unreferenced(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM blobs WHERE refcount <= 0").fetchone()[0])
+
+        before = len(sweeps)
+        [stored] = await store.deliver(*make_message(1), [DeliveryTarget(account.id)])
+        await store.append(inbox.id, *make_message(2))
+        assert stored.record is not None
+        assert len(sweeps) == before  # both left their blob held: nothing to sweep
+
+        [refused] = await store.deliver(*make_message(3), [DeliveryTarget(account.id, "Nope")])
+        assert refused.record is None
+        assert len(sweeps) == before + 1
+        assert await store._read(unreferenced) == 0
+
+        # An expunge and a delivery in one batch: the writer is held while both queue.
+        await store.store_flags(inbox.id, [stored.record.uid], FlagOp.ADD, frozenset({"\\Deleted"}))
+        held, release = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection, fx: object) -> None:
+            held.set()
+            assert release.wait(20)
+
+        holding = asyncio.ensure_future(store._write(hold))
+        await asyncio.to_thread(held.wait, 20)
+        before = store.batches_committed[0]
+        expunging = asyncio.ensure_future(store.expunge(inbox.id))
+        delivering = asyncio.ensure_future(
+            store.deliver(*make_message(4), [DeliveryTarget(account.id)])
+        )
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(holding, expunging, delivering)
+        assert store.batches_committed[0] == before + 2  # the hold's batch, then both
+        assert await store._read(unreferenced) == 0
+        with pytest.raises(NotFound):
+            await store.read_blob(stored.record.blob_id)
+    finally:
+        await store.close()
 
 
 async def test_a_failing_write_fails_alone_in_its_batch(sqlite_store: SqliteStore) -> None:

@@ -1133,6 +1133,8 @@ class SqliteStore:
                             target, DeliveryStatus.STORED, record, usage.added(blob.size)
                         )
                     )
+                    # A message holds the blob, and a delivery frees none: nothing to sweep.
+                    fx.before_commit = False
             return results
 
         return await self._submit_with_blob(op, blob)
@@ -1169,6 +1171,8 @@ class SqliteStore:
                 now=now,
                 keys=keys,
             )
+            # A message holds the blob, and an append frees none: nothing to sweep.
+            fx.before_commit = False
             # The triggers have counted it; what the row read before plus this message.
             return Appended(record, usage.added(blob.size))
 

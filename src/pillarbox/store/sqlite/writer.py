@@ -67,15 +67,21 @@ class WriteEffects:
     changes: list[Change] = field(default_factory=list)
     #: Directories whose new entries must be fsync'd before COMMIT (file blobs renamed in).
     dirs_to_sync: set[Path] = field(default_factory=set)
+    #: Whether the batch's ``before_commit`` step (the store's sweep of blobs no row refers
+    #: to) must run for this operation's sake. Only an operation that knows it left nothing
+    #: for it to do sets it False (a delivery whose blob a message now holds): the step is
+    #: skipped for a batch only when every operation that committed did so.
+    before_commit: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class BatchHooks:
     """Backend callbacks around each batch, all called on the writer thread."""
 
-    #: Runs inside the transaction after the last operation; returns a post-commit action,
-    #: which runs on this thread before the next batch and may use the connection (no
-    #: transaction is open then).
+    #: Runs inside the transaction after the last operation, unless no committed operation
+    #: asked for it (:attr:`WriteEffects.before_commit`); returns a post-commit action, which
+    #: runs on this thread before the next batch and may use the connection (no transaction is
+    #: open then).
     before_commit: Callable[[sqlite3.Connection], Callable[[], None]]
     #: Receives the changes of every committed operation of a batch, in order.
     publish: Callable[[list[Change]], None]
@@ -298,7 +304,8 @@ class GroupCommitWriter:
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
         try:
-            after_commit = self._hooks.before_commit(conn)
+            wanted = any(r.effects.before_commit for r in batch if r.error is None)
+            after_commit = self._hooks.before_commit(conn) if wanted else _nothing
             dirs = set().union(*(r.effects.dirs_to_sync for r in batch if r.error is None))
             if dirs:
                 self._hooks.sync_dirs(dirs)
@@ -338,6 +345,10 @@ class GroupCommitWriter:
                 loop.call_soon_threadsafe(_set_results, group)
             except RuntimeError:
                 log.warning("event loop closed before %d store results arrived", len(group))
+
+
+def _nothing() -> None:
+    pass
 
 
 def _set_results(requests: list[_Request[Any]]) -> None:
