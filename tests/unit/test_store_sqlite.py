@@ -608,6 +608,43 @@ async def test_a_broken_operation_is_a_storage_error_and_fails_alone(
     assert [d.name for d in await sqlite_store.list_domains()] == ["b.example", "c.example"]
 
 
+async def test_the_first_operation_of_a_batch_fails_alone_without_a_savepoint(
+    sqlite_store: SqliteStore,
+) -> None:
+    """The first operation of a transaction runs without a savepoint: when it fails, its
+    writes are rolled back with the transaction and the rest of the batch still commits; a
+    batch of that operation alone leaves nothing behind either."""
+
+    def broken(conn: sqlite3.Connection, fx: object) -> None:
+        conn.execute("INSERT INTO domains (name, created) VALUES ('a.example', 0)")
+        raise QuotaExceeded("after a write")
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection, fx: object) -> None:
+        held.set()
+        assert release.wait(20)
+
+    holding = asyncio.ensure_future(sqlite_store._write(hold))
+    await asyncio.to_thread(held.wait, 20)
+    before = sqlite_store.batches_committed
+    queued = [
+        asyncio.ensure_future(sqlite_store._write(broken)),
+        asyncio.ensure_future(sqlite_store.add_domain("b.example")),
+        asyncio.ensure_future(sqlite_store.add_domain("c.example")),
+    ]
+    await asyncio.sleep(0.05)
+    release.set()
+    await holding
+    results = await asyncio.gather(*queued, return_exceptions=True)
+    assert isinstance(results[0], QuotaExceeded)
+    # The hold's batch, then the two domains in one transaction begun after the rollback.
+    assert [a - b for a, b in zip(sqlite_store.batches_committed, before, strict=True)] == [2, 3]
+    with pytest.raises(QuotaExceeded):
+        await sqlite_store._write(broken)
+    assert [d.name for d in await sqlite_store.list_domains()] == ["b.example", "c.example"]
+
+
 async def test_checkpoints_run_beside_the_writer(sqlite_store: SqliteStore) -> None:
     await sqlite_store.add_domain(DOMAIN)
     checkpointer = sqlite_store._checkpointer

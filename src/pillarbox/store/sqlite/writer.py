@@ -10,7 +10,9 @@ Invariants:
 
 - A caller's future resolves only after the COMMIT that contains its operation returned, so
   "returned" means "durable" (interface notes). A failed operation is rolled back to its own
-  savepoint and fails alone; a failed COMMIT fails the whole batch with ``StorageError``.
+  savepoint and fails alone (the first of a transaction has none: the transaction is rolled
+  back and begun again for the rest); a failed COMMIT fails the whole batch with
+  ``StorageError``.
 - Post-commit effects (change notifications, unlinking freed blob files) are collected per
   operation and applied only for operations that committed.
 - Operations run strictly in submission order, one at a time, on this thread: an operation sees
@@ -288,13 +290,25 @@ class GroupCommitWriter:
             self._finish(batch, StorageError(f"cannot begin a write transaction: {exc}"))
             return []
         for index, request in enumerate(batch):
-            conn.execute("SAVEPOINT op")
+            # The first operation runs without a savepoint: the transaction holds nothing else
+            # yet, so rolling all of it back undoes that operation alone, and the rest of the
+            # batch runs in a transaction begun anew. A batch of one then takes three
+            # statements (BEGIN, COMMIT and its own), not five.
+            first = index == 0
+            if not first:
+                conn.execute("SAVEPOINT op")
             try:
                 request.result = request.operation(conn, request.effects)
-                conn.execute("RELEASE op")
+                if not first:
+                    conn.execute("RELEASE op")
             except BaseException as exc:
                 request.error = _storage_error(exc)
                 request.effects = WriteEffects()
+                if first:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._resolve([request])
+                    return batch[1:]
                 if not conn.in_transaction:
                     # SQLite rolled the whole transaction back (disk full, I/O error, …).
                     lost = StorageError(f"write transaction aborted: {exc}")
