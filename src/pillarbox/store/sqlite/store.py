@@ -281,7 +281,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
-            json.dumps(info.references),
+            json.dumps(info.references) if info.references else "[]",
             info.references,
         )
 
