@@ -10,6 +10,9 @@ the server. Valgrind slows the server ~30-fold, so two timers are raised to an h
 would fire per message rather than per second as in service: ``directory_ttl_ms`` (the
 directory and spam-evidence caches would be re-read) and ``index_idle_ms`` (background
 full-text indexing would run between messages; ``smtp.py``'s rows finish before it starts).
+So is ``checkpoint_interval_ms``: a WAL checkpoint every 500 ms came every ~15 messages
+under valgrind, not every few hundred as in service, and how many fell in a row depended on
+the timing, so the count moved from run to run with it (docs/performance.md, "Session 20").
 The rows run one message at a time: with concurrency the count moves with the timing (how many
 deliveries a group commit takes), more than the effects this is for.
 
@@ -71,7 +74,11 @@ def main() -> None:
                 f"--callgrind-out-file={out}",
                 f"--log-file={Path(tmp) / 'valgrind.log'}",
             ),
-            sqlite=cfg.SqliteSection(directory_ttl_ms=AN_HOUR_MS, index_idle_ms=AN_HOUR_MS),
+            sqlite=cfg.SqliteSection(
+                directory_ttl_ms=AN_HOUR_MS,
+                index_idle_ms=AN_HOUR_MS,
+                checkpoint_interval_ms=AN_HOUR_MS,
+            ),
             start_timeout=600,
         )
 

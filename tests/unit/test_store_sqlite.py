@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from pillarbox.errors import ConfigError, QuotaExceeded, SchemaTooNew, StorageError, StoreInUse
+from pillarbox.errors import (
+    ConfigError,
+    NotFound,
+    QuotaExceeded,
+    SchemaTooNew,
+    StorageError,
+    StoreInUse,
+)
 from pillarbox.mail.model import MessageInfo
 from pillarbox.mail.parse import parse_message
 from pillarbox.store.blobs import STAGED_MAX_AGE, BlobMode, FileBlobStore, blob_id_of
@@ -509,6 +516,67 @@ async def test_the_writer_accounts_for_its_time(sqlite_store: SqliteStore) -> No
     assert after_wall > wall and after_cpu > cpu
 
 
+async def test_the_blob_sweep_runs_unless_every_write_of_the_batch_left_nothing(
+    tmp_path: Path,
+) -> None:
+    """The sweep of unreferenced blobs before COMMIT is skipped for a batch of deliveries that
+    stored their blob, and runs for a delivery nobody took and for a batch that also expunged:
+    no blob row is left unreferenced after any commit."""
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    sweeps: list[int] = []
+    sweep = store._sweep_blobs
+
+    def counted(conn: sqlite3.Connection) -> Callable[[], None]:
+        sweeps.append(1)
+        return sweep(conn)
+
+    store._sweep_blobs = counted  # type: ignore[method-assign]
+    await store.open()
+    try:
+        await store.add_domain(DOMAIN)
+        account = await store.add_account(f"a@{DOMAIN}", "h")
+        inbox = await store.get_mailbox(account.id, INBOX)
+
+        def unreferenced(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM blobs WHERE refcount <= 0").fetchone()[0])
+
+        before = len(sweeps)
+        [stored] = await store.deliver(*make_message(1), [DeliveryTarget(account.id)])
+        await store.append(inbox.id, *make_message(2))
+        assert stored.record is not None
+        assert len(sweeps) == before  # both left their blob held: nothing to sweep
+
+        [refused] = await store.deliver(*make_message(3), [DeliveryTarget(account.id, "Nope")])
+        assert refused.record is None
+        assert len(sweeps) == before + 1
+        assert await store._read(unreferenced) == 0
+
+        # An expunge and a delivery in one batch: the writer is held while both queue.
+        await store.store_flags(inbox.id, [stored.record.uid], FlagOp.ADD, frozenset({"\\Deleted"}))
+        held, release = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection, fx: object) -> None:
+            held.set()
+            assert release.wait(20)
+
+        holding = asyncio.ensure_future(store._write(hold))
+        await asyncio.to_thread(held.wait, 20)
+        before = store.batches_committed[0]
+        expunging = asyncio.ensure_future(store.expunge(inbox.id))
+        delivering = asyncio.ensure_future(
+            store.deliver(*make_message(4), [DeliveryTarget(account.id)])
+        )
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(holding, expunging, delivering)
+        assert store.batches_committed[0] == before + 2  # the hold's batch, then both
+        assert await store._read(unreferenced) == 0
+        with pytest.raises(NotFound):
+            await store.read_blob(stored.record.blob_id)
+    finally:
+        await store.close()
+
+
 async def test_a_failing_write_fails_alone_in_its_batch(sqlite_store: SqliteStore) -> None:
     await sqlite_store.add_domain(DOMAIN)
     account = await sqlite_store.add_account(f"a@{DOMAIN}", "h", quota_messages=5)
@@ -537,6 +605,43 @@ async def test_a_broken_operation_is_a_storage_error_and_fails_alone(
         return_exceptions=True,
     )
     assert isinstance(results[1], StorageError)
+    assert [d.name for d in await sqlite_store.list_domains()] == ["b.example", "c.example"]
+
+
+async def test_the_first_operation_of_a_batch_fails_alone_without_a_savepoint(
+    sqlite_store: SqliteStore,
+) -> None:
+    """The first operation of a transaction runs without a savepoint: when it fails, its
+    writes are rolled back with the transaction and the rest of the batch still commits; a
+    batch of that operation alone leaves nothing behind either."""
+
+    def broken(conn: sqlite3.Connection, fx: object) -> None:
+        conn.execute("INSERT INTO domains (name, created) VALUES ('a.example', 0)")
+        raise QuotaExceeded("after a write")
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection, fx: object) -> None:
+        held.set()
+        assert release.wait(20)
+
+    holding = asyncio.ensure_future(sqlite_store._write(hold))
+    await asyncio.to_thread(held.wait, 20)
+    before = sqlite_store.batches_committed
+    queued = [
+        asyncio.ensure_future(sqlite_store._write(broken)),
+        asyncio.ensure_future(sqlite_store.add_domain("b.example")),
+        asyncio.ensure_future(sqlite_store.add_domain("c.example")),
+    ]
+    await asyncio.sleep(0.05)
+    release.set()
+    await holding
+    results = await asyncio.gather(*queued, return_exceptions=True)
+    assert isinstance(results[0], QuotaExceeded)
+    # The hold's batch, then the two domains in one transaction begun after the rollback.
+    assert [a - b for a, b in zip(sqlite_store.batches_committed, before, strict=True)] == [2, 3]
+    with pytest.raises(QuotaExceeded):
+        await sqlite_store._write(broken)
     assert [d.name for d in await sqlite_store.list_domains()] == ["b.example", "c.example"]
 
 

@@ -1794,6 +1794,26 @@ class StoreContract:
         ]
         assert [r.record is None for r in results] == [True] * 5 + [False]
 
+    async def test_deliver_over_quota_takes_no_uid_or_modseq(
+        self, store: Store, account: Account
+    ) -> None:
+        full = await store.add_account(f"full@{DOMAIN}", "h", quota_messages=1)
+        inbox = await store.get_mailbox(full.id, INBOX)
+        assert inbox is not None
+        [first] = await store.deliver(*make_message(1), [DeliveryTarget(full.id)])
+        assert first.status is DeliveryStatus.STORED
+        before = await store.mailbox_status(inbox.id)
+        [refused] = await store.deliver(*make_message(2), [DeliveryTarget(full.id)])
+        assert refused.status is DeliveryStatus.OVER_QUOTA
+        after = await store.mailbox_status(inbox.id)
+        assert after.mailbox.uidnext == before.mailbox.uidnext == 2
+        assert after.mailbox.highestmodseq == before.mailbox.highestmodseq
+        [beyond] = await store.deliver(
+            *make_message(3), [DeliveryTarget(full.id, beyond_quota=True)]
+        )
+        assert beyond.record is not None and beyond.record.uid == 2
+        assert beyond.record.modseq == before.mailbox.highestmodseq + 1
+
     async def test_deliver_reports_usage_and_stores_beyond_quota(
         self, store: Store, account: Account
     ) -> None:

@@ -200,11 +200,22 @@ _INDEX_STEP = 128
 #: RFC 9051 §9 atom-specials that may not appear in a keyword (besides SP and CTLs).
 _FINAL_STATES = (RecipientState.DELIVERED.value, RecipientState.FAILED.value)
 _MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
+#: A delivery's mailbox by account and name with a UID and a MODSEQ taken for the message:
+#: the row as it was before (its ``uidnext`` is the UID), then the account's quota usage.
 _DELIVERY_MAILBOX = (
-    f"SELECT {', '.join('m.' + c for c in _MAILBOX_COLUMNS.split(', '))}, "
-    "a.used_bytes, a.used_messages, a.quota_bytes, a.quota_messages, a.quota_warned "
-    "FROM mailboxes m JOIN accounts a ON a.id = m.account_id "
-    "WHERE m.account_id = ? AND m.name = ?"
+    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
+    "WHERE account_id = ? AND name = ? "
+    "RETURNING id, account_id, name, special_use, uidvalidity, uidnext - 1, highestmodseq - 1, "
+    + ", ".join(
+        f"(SELECT a.{column} FROM accounts a WHERE a.id = mailboxes.account_id)"
+        for column in (
+            "used_bytes",
+            "used_messages",
+            "quota_bytes",
+            "quota_messages",
+            "quota_warned",
+        )
+    )
 )
 #: RFC 4314: a mailbox's entries, accounts by address (the special identifiers by name).
 _ACL_ENTRIES = (
@@ -281,7 +292,7 @@ class _SortKeys:
             info.cc_addr,
             info.message_id,
             info.in_reply_to,
-            json.dumps(info.references),
+            json.dumps(info.references) if info.references else "[]",
             info.references,
         )
 
@@ -1114,12 +1125,14 @@ class SqliteStore:
                     continue
                 mailbox, usage = found
                 if not (target.beyond_quota or usage.fits(blob.size)):
+                    _return_uid(conn, mailbox)
                     results.append(DeliveryResult(target, DeliveryStatus.OVER_QUOTA))
                 else:
                     record = _add_message(
                         conn,
                         fx,
                         mailbox,
+                        allocated=(mailbox.uidnext, mailbox.highestmodseq + 1),
                         blob=blob,
                         blob_row=blob_row,
                         flags=flags,
@@ -1133,6 +1146,8 @@ class SqliteStore:
                             target, DeliveryStatus.STORED, record, usage.added(blob.size)
                         )
                     )
+                    # A message holds the blob, and a delivery frees none: nothing to sweep.
+                    fx.before_commit = False
             return results
 
         return await self._submit_with_blob(op, blob)
@@ -1169,6 +1184,8 @@ class SqliteStore:
                 now=now,
                 keys=keys,
             )
+            # A message holds the blob, and an append frees none: nothing to sweep.
+            fx.before_commit = False
             # The triggers have counted it; what the row read before plus this message.
             return Appended(record, usage.added(blob.size))
 
@@ -2715,13 +2732,24 @@ def _create_superiors(
 def _delivery_mailbox(
     conn: sqlite3.Connection, account_id: int, name: str
 ) -> tuple[Mailbox, QuotaUsage] | None:
-    """The mailbox ``name`` of an account (None if either is missing) and the account's quota
-    usage: one statement where a delivery made two. Each statement costs the writer thread a
-    hand-back of the GIL, which under load it waits for (docs/performance.md, "Session 6")."""
+    """The mailbox ``name`` of an account (None if either is missing), as it was before this
+    took a UID and a MODSEQ for the message (``uidnext`` is the UID, ``highestmodseq + 1``
+    the MODSEQ: what :func:`_allocate_uids` would return), and the account's quota usage:
+    one statement where a delivery made three. Each costs ~25,000 instructions and the writer
+    thread a hand-back of the GIL (docs/performance.md, "Session 6", "Session 20"). A caller
+    that stores nothing gives them back with :func:`_return_uid`."""
     row = conn.execute(_DELIVERY_MAILBOX, (account_id, name)).fetchone()
     if row is None:
         return None
     return _mailbox(row[:7]), QuotaUsage(*row[7:])
+
+
+def _return_uid(conn: sqlite3.Connection, mailbox: Mailbox) -> None:
+    """Undo what :func:`_delivery_mailbox` took, in the same write: nothing took one since."""
+    conn.execute(
+        "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+        (mailbox.uidnext, mailbox.highestmodseq, mailbox.id),
+    )
 
 
 def _quota_usage(conn: sqlite3.Connection, account_id: int) -> QuotaUsage:
@@ -2767,8 +2795,11 @@ def _add_message(
     internal_date: int,
     now: int,
     keys: _SortKeys,
+    allocated: tuple[int, int] | None = None,
 ) -> MessageRecord:
-    uid, modseq = _allocate_uids(conn, mailbox.id, 1)
+    """Store a message in ``mailbox``, under the (UID, MODSEQ) ``allocated`` already taken for
+    it, else taken here."""
+    uid, modseq = allocated if allocated is not None else _allocate_uids(conn, mailbox.id, 1)
     thread = _thread_of(
         conn,
         mailbox.account_id,

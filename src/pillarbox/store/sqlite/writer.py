@@ -10,7 +10,9 @@ Invariants:
 
 - A caller's future resolves only after the COMMIT that contains its operation returned, so
   "returned" means "durable" (interface notes). A failed operation is rolled back to its own
-  savepoint and fails alone; a failed COMMIT fails the whole batch with ``StorageError``.
+  savepoint and fails alone (the first of a transaction has none: the transaction is rolled
+  back and begun again for the rest); a failed COMMIT fails the whole batch with
+  ``StorageError``.
 - Post-commit effects (change notifications, unlinking freed blob files) are collected per
   operation and applied only for operations that committed.
 - Operations run strictly in submission order, one at a time, on this thread: an operation sees
@@ -67,15 +69,21 @@ class WriteEffects:
     changes: list[Change] = field(default_factory=list)
     #: Directories whose new entries must be fsync'd before COMMIT (file blobs renamed in).
     dirs_to_sync: set[Path] = field(default_factory=set)
+    #: Whether the batch's ``before_commit`` step (the store's sweep of blobs no row refers
+    #: to) must run for this operation's sake. Only an operation that knows it left nothing
+    #: for it to do sets it False (a delivery whose blob a message now holds): the step is
+    #: skipped for a batch only when every operation that committed did so.
+    before_commit: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class BatchHooks:
     """Backend callbacks around each batch, all called on the writer thread."""
 
-    #: Runs inside the transaction after the last operation; returns a post-commit action,
-    #: which runs on this thread before the next batch and may use the connection (no
-    #: transaction is open then).
+    #: Runs inside the transaction after the last operation, unless no committed operation
+    #: asked for it (:attr:`WriteEffects.before_commit`); returns a post-commit action, which
+    #: runs on this thread before the next batch and may use the connection (no transaction is
+    #: open then).
     before_commit: Callable[[sqlite3.Connection], Callable[[], None]]
     #: Receives the changes of every committed operation of a batch, in order.
     publish: Callable[[list[Change]], None]
@@ -282,13 +290,25 @@ class GroupCommitWriter:
             self._finish(batch, StorageError(f"cannot begin a write transaction: {exc}"))
             return []
         for index, request in enumerate(batch):
-            conn.execute("SAVEPOINT op")
+            # The first operation runs without a savepoint: the transaction holds nothing else
+            # yet, so rolling all of it back undoes that operation alone, and the rest of the
+            # batch runs in a transaction begun anew. A batch of one then takes three
+            # statements (BEGIN, COMMIT and its own), not five.
+            first = index == 0
+            if not first:
+                conn.execute("SAVEPOINT op")
             try:
                 request.result = request.operation(conn, request.effects)
-                conn.execute("RELEASE op")
+                if not first:
+                    conn.execute("RELEASE op")
             except BaseException as exc:
                 request.error = _storage_error(exc)
                 request.effects = WriteEffects()
+                if first:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._resolve([request])
+                    return batch[1:]
                 if not conn.in_transaction:
                     # SQLite rolled the whole transaction back (disk full, I/O error, …).
                     lost = StorageError(f"write transaction aborted: {exc}")
@@ -298,7 +318,8 @@ class GroupCommitWriter:
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
         try:
-            after_commit = self._hooks.before_commit(conn)
+            wanted = any(r.effects.before_commit for r in batch if r.error is None)
+            after_commit = self._hooks.before_commit(conn) if wanted else _nothing
             dirs = set().union(*(r.effects.dirs_to_sync for r in batch if r.error is None))
             if dirs:
                 self._hooks.sync_dirs(dirs)
@@ -338,6 +359,10 @@ class GroupCommitWriter:
                 loop.call_soon_threadsafe(_set_results, group)
             except RuntimeError:
                 log.warning("event loop closed before %d store results arrived", len(group))
+
+
+def _nothing() -> None:
+    pass
 
 
 def _set_results(requests: list[_Request[Any]]) -> None:
