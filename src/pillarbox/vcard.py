@@ -706,6 +706,13 @@ class _Revision:
         return "".join(text + "".join(self.added.get(i, [])) for i, text in enumerate(self.text))
 
 
+def content_text(card: str) -> str:
+    """``card``'s content lines unfolded (§3.2), each without its line end and trailing
+    blanks, blank lines dropped, joined with LF: one text for one card however it was folded
+    and whatever its line ends (a file that went through a mail client or an editor)."""
+    return "\n".join(line for raw in _raw_lines(card) if (line := raw.logical.rstrip()))
+
+
 def with_uid(card: str, uid: str) -> str:
     """A kept card that has no UID with ``uid`` added (RFC 6352 §5.1: an address object
     resource's card has one; a CardDAV PUT without it takes its resource name)."""

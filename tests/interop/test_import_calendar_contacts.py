@@ -144,3 +144,22 @@ def test_import_vcard(site: Path, tmp_path: Path) -> None:
     again = run_pillarbox(site, "import", "vcard", str(path), "--account", USER)
     assert again.returncode == 0 and again.stdout == "imported 1, skipped 0\n"
     assert [(c.id, c.uid) for c in _contacts(site)] == [(john.id, john.uid)]  # replaced by UID
+
+
+def test_import_vcard_without_uids_twice(site: Path, tmp_path: Path) -> None:
+    """Outlook's and Android's exports carry no UID: each card is given one derived from
+    its text, so the same file imported again replaces rather than doubles."""
+    path = tmp_path / "outlook.vcf"
+    path.write_bytes(
+        b"BEGIN:VCARD\r\nVERSION:2.1\r\nN:Doe;Jane\r\nEMAIL;INTERNET:jane@example.com\r\n"
+        b"END:VCARD\r\nBEGIN:VCARD\nVERSION:3.0\nFN:Max\nTEL:+1 555\nEND:VCARD\n"
+    )
+    first = run_pillarbox(site, "import", "vcard", str(path), "--account", USER)
+    assert first.returncode == 0 and first.stdout == "imported 2, skipped 0\n", first.stderr
+    before = _contacts(site)
+    assert [c.display_name for c in before] == ["Jane Doe", "Max"]
+    again = run_pillarbox(site, "import", "vcard", str(path), "--account", USER)
+    assert again.returncode == 0 and again.stdout == "imported 2, skipped 0\n", again.stderr
+    assert [(c.id, c.uid, c.card) for c in _contacts(site)] == [
+        (c.id, c.uid, c.card) for c in before
+    ]

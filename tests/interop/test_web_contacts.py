@@ -257,6 +257,42 @@ def test_import_then_export_round_trips(live: LiveServer, alice: WebSession) -> 
     ]
 
 
+#: What Outlook and Android export: cards without a UID (a 2.1 one, LF-ended, and a 3.0 one
+#: twice).
+UIDLESS = (
+    b"BEGIN:VCARD\nVERSION:2.1\nN:M\xfcller;Anna\nEMAIL;INTERNET:anna@example.de\nEND:VCARD\n"
+    + b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Bo\r\nEMAIL:bo@example.com\r\nEND:VCARD\r\n" * 2
+)
+
+
+def test_a_file_without_uids_imported_again_doubles_nothing(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """Each card without a UID is given one derived from its text: the same file imported
+    again replaces the contacts it made, a webmail edit in between included (the file's
+    version wins, as for a card with its own UID); the two identical cards are one contact."""
+    first = import_file(alice, UIDLESS)
+    assert first.headers["location"] == "/contacts?imported=2&skipped=0"
+    anna, bo = contacts_of(live, ALICE)
+    assert (anna.display_name, bo.display_name) == ("Anna Müller", "Bo")
+    edited = alice.post(
+        f"/contacts/{bo.id}", contact_form(display_name="Bo Edited", emails="b@x.org")
+    )
+    assert edited.status_code == 303
+    again = import_file(alice, UIDLESS)
+    assert again.headers["location"] == "/contacts?imported=2&skipped=0"
+    after = contacts_of(live, ALICE)
+    assert [(c.id, c.uid, c.display_name, c.emails, c.card) for c in after] == [
+        (c.id, c.uid, c.display_name, c.emails, c.card) for c in (anna, bo)
+    ]
+    # The export (each card with its UID now) imported again changes nothing either.
+    import_file(alice, alice.get("/contacts/export.vcf").content)
+    assert [(c.id, c.uid) for c in contacts_of(live, ALICE)] == [
+        (anna.id, anna.uid),
+        (bo.id, bo.uid),
+    ]
+
+
 def test_a_number_edited_over_a_tel_uri_stays_as_typed(live: LiveServer, alice: WebSession) -> None:
     """Found by fuzz: a number typed in the webmail over a card's ``tel:`` URI was written
     ``tel:+1-555-0199``, so the card (what CardDAV clients and an export get, and what

@@ -122,7 +122,30 @@ def test_framer_bounds_a_command_of_many_literals() -> None:
     framer = Framer(FramerLimits(max_line=64, max_literal=16, max_command=40, max_discard=64))
     chain = b"NOOP {16+}\r\n" + b"a" * 16 + b"{16+}\r\n" + b"b" * 16 + b"{16+}\r\n" + b"c" * 16
     events = _events(framer, chain + b"\r\nLOGOUT\r\n")
-    assert events == [Rejected(RejectReason.COMMAND_TOO_LARGE, 49), CommandReady(b"LOGOUT")]
+    assert events == [Rejected(RejectReason.COMMAND_TOO_LARGE, 51), CommandReady(b"LOGOUT")]
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_framer_bounds_a_command_exactly(eol: bytes) -> None:
+    """``max_command`` bounds the command as framed, a literal's announcement's line end
+    (framed as CRLF whatever was sent) included, and a literal that would take it past is
+    refused at its announcement. That line end was counted only after the check: a command
+    max_command + 1 or + 2 octets long had its literal read and held before the refusal."""
+    framer = Framer(FramerLimits(max_line=64, max_literal=32, max_command=40, max_discard=64))
+    assert _events(framer, b"NOOP {28+}" + eol) == []
+    assert _events(framer, b"a" * 28 + b"\r\n") == [CommandReady(b"NOOP {28+}\r\n" + b"a" * 28)]
+    assert len(b"NOOP {28+}\r\n" + b"a" * 28) == 40
+    # One octet more: refused before its literal arrives, the literal read and dropped.
+    assert _events(framer, b"NOOP {29+}" + eol) == [Rejected(RejectReason.COMMAND_TOO_LARGE, 41)]
+    assert _events(framer, b"a" * 29 + b"\r\nLOGOUT\r\n") == [CommandReady(b"LOGOUT")]
+    # The same bound on the line after a literal: 40 framed octets pass, 41 do not.
+    after = b"NOOP {16+}" + eol + b"a" * 16
+    assert _events(framer, after + b' "123456789"\r\n') == [
+        CommandReady(b"NOOP {16+}\r\n" + b"a" * 16 + b' "123456789"')
+    ]
+    assert _events(framer, after + b' "1234567890"\r\n') == [
+        Rejected(RejectReason.COMMAND_TOO_LARGE, 41)
+    ]
 
 
 def test_framer_gives_a_literal_after_a_bare_lf_its_crlf() -> None:

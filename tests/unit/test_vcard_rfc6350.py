@@ -15,7 +15,7 @@ from pillarbox import vcard
 from pillarbox.config import ContactsSection
 from pillarbox.errors import UserError
 from pillarbox.store.types import Contact
-from pillarbox.web.contacts import checked_contact
+from pillarbox.web.contacts import checked_contact, with_imported_uids
 
 UPDATED = datetime(2025, 3, 1, 9, 30, 5, tzinfo=UTC)
 
@@ -496,3 +496,56 @@ def test_a_uid_with_a_carriage_return_is_refused() -> None:
     assert card.uid == "a\rb"
     with pytest.raises(UserError, match="carriage return"):
         checked_contact(ContactsSection(), card)
+
+
+UIDLESS = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:John Doe\r\nEMAIL:john@example.com\r\nEND:VCARD\r\n"
+#: The UID :data:`UIDLESS` is given; pinned, as every contact imported so far holds one so made.
+UIDLESS_UID = "urn:uuid:758ef865-955f-5c3e-98db-5f9d4f0a4d6e"
+
+
+def test_a_card_without_a_uid_is_given_one_derived_from_its_text() -> None:
+    """Outlook, Android and many exports write no UID: a random one per import made every
+    re-import of the file double its contacts. The UID is a name-based UUID (RFC 9562 §5.5)
+    of the card's text, written into the kept card (RFC 6352 §5.1)."""
+    (john,) = with_imported_uids(vcard.parse(UIDLESS).contacts)
+    assert john.uid == UIDLESS_UID
+    assert john.card == UIDLESS.replace("END:", f"UID:{UIDLESS_UID}\r\nEND:")
+    # Folds and line ends do not count: the same file through an editor is the same card.
+    refolded = UIDLESS.replace("\r\n", "\n").replace("FN:John Doe", "FN:John\n  Doe")
+    assert [c.uid for c in with_imported_uids(vcard.parse(refolded).contacts)] == [UIDLESS_UID]
+    # Another card is another UID; a card's own UID is kept, its text untouched.
+    other = UIDLESS.replace("john@", "jon@")
+    owned = UIDLESS.replace("FN:", "UID:urn:uuid:7\r\nFN:")
+    contacts = with_imported_uids(vcard.parse(other + owned).contacts)
+    assert [c.uid for c in contacts] == [
+        "urn:uuid:39469b19-df2a-5a48-9042-c2a1eb72a3df",
+        "urn:uuid:7",
+    ]
+    assert contacts[1].card == owned
+
+
+def test_identical_cards_without_a_uid_in_one_file_are_one_contact() -> None:
+    parsed = vcard.parse(UIDLESS + UIDLESS.replace("\r\n", "\n") + UIDLESS)
+    assert len(parsed.contacts) == 3
+    assert [c.uid for c in with_imported_uids(parsed.contacts)] == [UIDLESS_UID]
+
+
+def test_a_vcard_2_1_card_without_a_uid_is_given_the_same_one_each_time() -> None:
+    """Outlook's export (2.1, windows-1252, no UID): the UID is of the 3.0 form kept, the
+    same for the same card whatever its line ends."""
+    card = (
+        b"BEGIN:VCARD\r\nVERSION:2.1\r\nN:M\xfcller;Anna\r\n"
+        b"EMAIL;INTERNET:a@example.de\r\nEND:VCARD\r\n"
+    )
+    uids = {
+        c.uid
+        for data in (card, card.replace(b"\r\n", b"\n"))
+        for c in with_imported_uids(vcard.parse(vcard.decode(data)).contacts)
+    }
+    assert len(uids) == 1 and next(iter(uids)).startswith("urn:uuid:")
+
+
+def test_a_contact_made_here_gets_a_random_uid() -> None:
+    made = Contact(uid="", display_name="Ann", emails=("ann@example.com",))
+    first, second = (checked_contact(ContactsSection(), made).uid for _ in range(2))
+    assert first != second and first.startswith("urn:uuid:")

@@ -236,7 +236,8 @@ def import_ics(
 @click.pass_obj
 def import_vcard(state: CliState, path: Path, address: str, as_json: bool) -> None:
     """Import a .vcf file's contacts (vCard 2.1, 3.0 or 4.0); a card whose UID is there
-    already replaces that contact."""
+    already replaces that contact (a card without one is given one derived from its text,
+    so a re-run replaces it too)."""
     from pillarbox.cli.main import emit
     from pillarbox.web.contacts import import_vcards
 

@@ -13,8 +13,10 @@ Implementation notes
   may chain any number of literals), is refused at its announcement and its octets (and the
   rest of its command) are read and dropped, unless that is more than ``max_discard`` octets:
   then the stream is given up (the session answers BYE). Dropped octets are not kept, so the
-  framer holds at most one command of ``max_command`` plus a line. Line ends: CRLF; a bare LF
-  is accepted too.
+  framer holds at most one command of ``max_command`` plus a line. ``max_command`` bounds the
+  command as framed (:attr:`CommandReady.data`, a literal announcement's line end included)
+  exactly. Line ends: CRLF; a bare LF is accepted too, and framed as CRLF after a literal
+  announcement.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from typing import Final
 
 _LITERAL_AT_END: Final = re.compile(rb"\{(\d{1,19})(\+?)\}\Z")
 _LITERAL: Final = re.compile(rb"\{(\d{1,10})\+?\}\r\n")
+#: What ends a literal announcement in a framed command, whichever line end was sent (§4
+#: ``literal-c2s``).
+_CRLF: Final = b"\r\n"
 #: Enough of a skipped line's end to recognise a literal announcement.
 _TAIL_KEEP: Final = 32
 # ACAP/RFC 5804 §4 atom: ATOM-CHAR excludes SP, controls, ( ) { " % * \\ and 8-bit octets.
@@ -43,7 +48,8 @@ class FramerLimits:
     max_line: int = 8192
     #: Largest literal (a script upload; SASL responses and names are far smaller).
     max_literal: int = 65536
-    #: Largest whole command, its lines and literals together (PUTSCRIPT: a name and a script).
+    #: Largest whole command as framed: its lines, literals and their announcements' CRLFs
+    #: (PUTSCRIPT: a name and a script).
     max_command: int = 2 * 65536 + 2 * 8192
     #: Octets of a refused literal read and dropped before the connection is given up.
     max_discard: int = 1024 * 1024
@@ -163,16 +169,20 @@ class Framer:
         if match is None:
             return self._end_command(pending)
         size = int(match.group(1))
+        # The command as framed: its lines so far, the announcement's line end (CRLF, a bare
+        # LF's too) and the literal; counted before any of it is taken, so that max_command
+        # bounds the framed command exactly.
+        framed = len(self._command) + len(_CRLF) + size
         if not self._discarding and size > self.limits.max_literal:
             pending = self._reject(RejectReason.LITERAL_TOO_LARGE, size)
-        elif not self._discarding and len(self._command) + size > self.limits.max_command:
-            pending = self._reject(RejectReason.COMMAND_TOO_LARGE, len(self._command) + size)
+        elif not self._discarding and framed > self.limits.max_command:
+            pending = self._reject(RejectReason.COMMAND_TOO_LARGE, framed)
         if self._discarding and size > self.limits.max_discard:
             self._closed = True
             self._buffer.clear()
             return Fatal(size)
         if not self._discarding:
-            self._command += b"\r\n"
+            self._command += _CRLF
         self._literal_left = size
         return pending
 

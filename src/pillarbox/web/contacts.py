@@ -10,7 +10,9 @@ Implementation notes:
   within limits. A card of an import that fails it is skipped and counted like a malformed one.
 - **UIDs** (RFC 6350 §6.7.6): a contact made here gets ``urn:uuid:`` and a random UUID; an
   imported card keeps its own, so importing the same file again updates instead of
-  duplicating (the store replaces by UID).
+  duplicating (the store replaces by UID). An imported card without one (Outlook, Android
+  and many other exports write none) gets one derived from its text (:func:`imported_uid`),
+  so that importing that file again finds the same UIDs too.
 - **Import size**: ``[contacts] max_import_bytes``, checked on the file (the page) or the
   text (the API) before parsing: 413 past it. The request itself may be as large as a compose
   request (``[web] max_upload_bytes``), the limit the body is refused at as it streams in.
@@ -21,6 +23,7 @@ Implementation notes:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -68,8 +71,44 @@ class Imported:
     reasons: tuple[str, ...]
 
 
+#: The name space of :func:`imported_uid`'s UUIDs (RFC 9562 §5.5). Never to change: the
+#: UIDs of the contacts already imported were derived in it.
+IMPORTED_UID_NAMESPACE = uuid.UUID("c17f2126-7afe-4a25-8fb7-858b3e03b891")
+
+
 def new_uid() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
+
+
+def imported_uid(card: str) -> str:
+    """The UID an imported card without one is given: ``urn:uuid:`` and a name-based UUID
+    (RFC 9562 §5.5, SHA-1) of the card's text (:func:`pillarbox.vcard.content_text`: folds
+    and line ends do not count). A random one (as a contact made here gets) would make
+    every re-import of the same file — a monthly Outlook export imported again, an import
+    retried after a timeout — double each such contact; derived from the card, the UID is
+    the one of the first import, and the existing rule applies: a card with a known UID
+    replaces that contact. So a contact edited here (or over CardDAV) since is replaced by
+    the file's version, as one from a card with its own UID is; a card changed in the file
+    since is another card (nothing in it says which contact it was) and is added beside the
+    old one. Two identical cards in one file are one contact."""
+    return f"urn:uuid:{uuid.uuid5(IMPORTED_UID_NAMESPACE, vcard.content_text(card))}"
+
+
+def with_imported_uids(contacts: Sequence[Contact]) -> list[Contact]:
+    """The contacts of an import, each card without a UID given :func:`imported_uid` (in its
+    kept card too: RFC 6352 §5.1, a CardDAV client reads it there), the repeats of an
+    identical card dropped."""
+    given: list[Contact] = []
+    derived: set[str] = set()
+    for contact in contacts:
+        if not contact.uid and contact.card is not None:
+            uid = imported_uid(contact.card)
+            if uid in derived:
+                continue
+            derived.add(uid)
+            contact = replace(contact, uid=uid, card=vcard.with_uid(contact.card, uid))
+        given.append(contact)
+    return given
 
 
 def _lines(text: str) -> list[str]:
@@ -164,19 +203,25 @@ async def save(services: Services, account: Account, contact: Contact) -> Contac
     return stored
 
 
+def _read_import(data: bytes) -> tuple[vcard.Parsed, list[Contact]]:
+    parsed = vcard.parse(vcard.decode(data))
+    return parsed, with_imported_uids(parsed.contacts)
+
+
 async def import_vcards(services: Services, account: Account, data: bytes) -> Imported:
     """Store every good card of a .vcf file; ``BodyTooLarge`` past ``max_import_bytes``,
     ``UserError`` for a file that would take the account past its limit. The file is not
     refused for octets that are not UTF-8: a vCard 2.1 card (Outlook's) names its CHARSET,
-    and a 3.0 or 4.0 card holding such octets is skipped alone (:func:`pillarbox.vcard.decode`)."""
+    and a 3.0 or 4.0 card holding such octets is skipped alone (:func:`pillarbox.vcard.decode`).
+    A card without a UID is given :func:`imported_uid`, so a re-import does not double it."""
     limits = services.config.contacts
     if len(data) > limits.max_import_bytes:
         raise BodyTooLarge(limits.max_import_bytes)
     # Up to max_import_bytes (2 MiB) of pure-Python parsing: off the loop past mail size.
-    parsed = await run_sized(len(data), vcard.parse, vcard.decode(data))
+    parsed, cards = await run_sized(len(data), _read_import, data)
     good: list[Contact] = []
     reasons = list(parsed.reasons)
-    for card in parsed.contacts:
+    for card in cards:
         try:
             good.append(checked_contact(limits, card))
         except UserError as exc:
@@ -185,7 +230,7 @@ async def import_vcards(services: Services, account: Account, data: bytes) -> Im
         await services.store.save_contacts(
             account.id, good, now=datetime.now(UTC), limit=limits.max_per_account
         )
-    skipped = parsed.skipped + len(parsed.contacts) - len(good)
+    skipped = parsed.skipped + len(cards) - len(good)
     if skipped:
         _log.info(
             "vcard cards skipped",
