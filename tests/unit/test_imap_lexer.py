@@ -134,6 +134,19 @@ def test_command_size_limit() -> None:
     assert drain(lexer) == [Rejected("a", RejectReason.LITERAL_TOO_LARGE, 10, True)]
 
 
+def test_command_size_limit_is_exact_at_a_literal() -> None:
+    """The limit counts the CRLF that follows a literal's announcement, so a command one octet
+    over is refused when the literal is announced, before its octets are read and held."""
+    at_limit = Lexer(limits=LexerLimits(max_command=20))
+    at_limit.receive_data(b"a X {10}\r\n")
+    assert drain(at_limit) == [ContinueLiteral(10)]
+    at_limit.receive_data(b"0123456789\r\n")
+    assert drain(at_limit) == [CommandReady(b"a X {10}\r\n0123456789")]  # 20 octets
+    over = Lexer(limits=LexerLimits(max_command=20))
+    over.receive_data(b"a X {11}\r\n")
+    assert drain(over) == [Rejected("a", RejectReason.LITERAL_TOO_LARGE, 11, True)]
+
+
 def test_rejection_without_a_tag() -> None:
     lexer = Lexer(limits=LexerLimits(max_literal=1))
     lexer.receive_data(b"{5}\r\n")

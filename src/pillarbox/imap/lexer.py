@@ -232,7 +232,9 @@ class Lexer:
         if not synchronizing and limits.literal_minus and size > LITERAL_MINUS_MAX:
             return True
         limit = limits.max_append_literal if self._is_append else limits.max_literal
-        return size > limit or len(self._command) + size > limits.max_command
+        # The command then holds the CRLF the lexer writes after the announcement too.
+        framed = len(self._command) + len(b"\r\n") + size
+        return size > limit or framed > limits.max_command
 
     def _end_command(self, pending: Event | None) -> Event | None:
         """The current command ended: yield it, or the rejection it earned (if not yet sent)."""
