@@ -22,7 +22,7 @@ Implementation notes:
   VCALENDAR) is :class:`NotCalendar`.
 - **What is stored already is not read again**: an object the caller says is stored byte
   for byte (``unchanged``) is counted, not checked — it was when it was stored, and the
-  check (recurrences expanded) is most of the work: four fifths of a re-run of 2,000 events.
+  check (recurrences expanded) is most of the work: four fifths of cutting 2,000 events.
 - **Pure**: no I/O and no clock; the caller runs it off the event loop for a large file.
 """
 
