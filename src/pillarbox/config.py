@@ -981,9 +981,10 @@ class CalendarsSection:
     )
     max_import_bytes: int = _f(
         10 * MIB,
-        "Largest .ics file imported at once (the Calendar page, `pillarbox import ics`): 413 "
-        "past it; the request as it streams in is bounded by `[web] max_upload_bytes`. Each "
-        "object in it is checked as a CalDAV PUT (`max_object_bytes`, `max_objects`).",
+        "Largest .ics file imported at once (the Calendar page, the JSON API, `pillarbox "
+        "import ics`): 413 past it; the request as it streams in is bounded by `[web] "
+        "max_upload_bytes`. Each object in it is checked as a CalDAV PUT (`max_object_bytes`, "
+        "`max_objects`).",
     )
 
 

@@ -24,6 +24,11 @@ pytestmark = pytest.mark.listeners("http", "smtp")
 
 ALICE = "alice@example.org"
 TOO_LARGE = 2**63  # one past the stores' 64-bit integers
+ICS = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//T//EN\r\nBEGIN:VEVENT\r\nUID:e-1\r\n"
+    "DTSTAMP:20250101T000000Z\r\nDTSTART:20310304T093000Z\r\nEND:VEVENT\r\n"
+    "BEGIN:VJOURNAL\r\nUID:j-1\r\nEND:VJOURNAL\r\nEND:VCALENDAR\r\n"
+)
 
 
 @pytest.fixture
@@ -239,11 +244,14 @@ def test_the_document_names_what_is_served(live: LiveServer, alice: WebSession) 
         (message + "/raw", "get", "message/rfc822"),
         (message + "/parts/{section}", "get", "application/octet-stream"),
         ("/api/v1/contacts/export", "get", "text/vcard"),
+        ("/api/v1/calendars/{name}/export", "get", "text/calendar"),
         ("/api/v1/me", "get", "application/json"),
     ):
         assert list(paths[path][method]["responses"]["200"]["content"]) == [media_type], path
     exported = alice.api("GET", "/contacts/export")
     assert exported.headers["content-type"].split(";")[0] == "text/vcard"
+    exported = alice.api("GET", "/calendars/personal/export")
+    assert exported.headers["content-type"].split(";")[0] == "text/calendar"
 
     def query(path: str) -> set[str]:
         return {p["name"] for p in paths[path]["get"]["parameters"] if p["in"] == "query"}
@@ -311,6 +319,7 @@ def test_every_member_of_an_answer_is_declared(live: LiveServer, admin: WebSessi
         ("GET", "/identities", None),
         ("GET", "/contacts", None),
         ("POST", "/contacts/import", {"vcard": ""}),
+        ("POST", "/calendars/{name}/import", {"ics": ICS}),
         ("GET", "/settings", None),
         ("PUT", "/settings/vacation", {"enabled": False}),
         ("PUT", "/settings/forwarding", {"to": []}),
@@ -333,7 +342,8 @@ def test_every_member_of_an_answer_is_declared(live: LiveServer, admin: WebSessi
         ("GET", "/admin/queue", None),
         ("GET", "/admin/accounts/{address}/sending-limits", None),
     ):
-        values = {**names, "name": "example.org" if "domains" in path else "pillarbox"}
+        name = "personal" if "calendars" in path else "pillarbox"
+        values = {**names, "name": "example.org" if "domains" in path else name}
         answer = admin.api(method, path.format(address=me, **values), body)
         assert answer.status_code in (200, 201), (path, answer.text)
         declared = document["paths"]["/api/v1" + path][method.lower()]["responses"]

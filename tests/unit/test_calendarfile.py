@@ -123,6 +123,34 @@ def test_limits_and_broken_nesting() -> None:
     assert done.reasons == ("VEVENT cut: BEGIN:VEVENT without its END",)
 
 
+def test_objects_stored_as_they_are_are_counted_not_read() -> None:
+    """What ``unchanged`` says is stored byte for byte is counted, not checked again (not
+    even one the check would now refuse), and counts toward ``max_objects``."""
+    backwards = vevent("backwards", start="DTSTART:20310304T093000Z").replace(
+        "DURATION:PT1H", "DURATION:-PT1H"
+    )
+    text = HEAD + vevent("e0") + backwards + vevent("e2") + vevent("e3") + "END:VCALENDAR\r\n"
+    stored = {
+        (HEAD + vevent("e0") + "END:VCALENDAR\r\n").encode(),
+        (HEAD + backwards + "END:VCALENDAR\r\n").encode(),
+    }
+    asked: list[bytes] = []
+
+    def unchanged(data: bytes) -> bool:
+        asked.append(data)
+        return data in stored
+
+    done = split(
+        text.encode(), max_objects=3, max_object_bytes=64 * 1024, max_instances=50,
+        unchanged=unchanged,
+    )  # fmt: skip
+    assert (done.unchanged, [p.info.uid for p in done.objects]) == (2, ["e2"])
+    assert (done.skipped, done.reasons) == (1, ("1 more event(s) past the 3 one import takes",))
+    assert len(asked) == 3
+    # Without it, the object the check refuses is skipped with its reason, as before.
+    assert cut(text).unchanged == 0 and cut(text).skipped == 1
+
+
 @pytest.mark.parametrize(
     "data", [b"", b"BEGIN:VCARD\r\nEND:VCARD\r\n", "BEGIN:VCALENDAR\r\n\xe9".encode("latin-1")]
 )

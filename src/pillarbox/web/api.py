@@ -21,7 +21,7 @@ Implementation notes:
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
   indistinguishably; an id beyond 2^63-1 too), 405 (with ``Allow``), 409 (exists), 413, 429.
 - The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`,
-  :mod:`.contacts`.
+  :mod:`.contacts`, :mod:`.calendarimport`.
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ from pillarbox.store.types import (
 )
 from pillarbox.web import account as account_ops
 from pillarbox.web import admin as admin_ops
+from pillarbox.web import calendarimport, identities
 from pillarbox.web import contacts as contact_ops
 from pillarbox.web import filters as filter_ops
-from pillarbox.web import identities
 from pillarbox.web.app import (
     MAX_FIELD_NUMBER,
     LoginRequired,
@@ -661,6 +661,17 @@ async def import_contacts(call: Call) -> object:
 
 async def export_contacts(call: Call) -> object:
     return await contact_ops.export_vcards(call.web.services, call.account)
+
+
+async def import_calendar(call: Call) -> object:
+    # Lone surrogates as import_contacts passes them: such a file is no UTF-8, refused (400).
+    data = call.text("ics").encode("utf-8", "surrogatepass")
+    done = await calendarimport.import_ics(call.web.services, call.account, call.path("name"), data)
+    return done.as_json()
+
+
+async def export_calendar(call: Call) -> object:
+    return await calendarimport.export_download(call.web.services, call.account, call.path("name"))
 
 
 async def get_settings(call: Call) -> object:
@@ -1804,6 +1815,26 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "DELETE", "/contacts/{contact:int}", delete_contact, "Delete a contact", "contacts", OK
+    ),
+    Operation(
+        "POST",
+        "/calendars/{name}/import",
+        import_calendar,
+        "Import an .ics file into a calendar (one object per UID, one already there replaced, "
+        "none sent to attendees): objects stored, already stored as they are, and skipped with "
+        "why",
+        "calendars",
+        _obj({"imported": INT, "unchanged": INT, "skipped": INT, "reasons": _list(STR)}),
+        _obj({"ics": {"type": "string", "description": "the file's text"}}, ("ics",)),
+    ),
+    Operation(
+        "GET",
+        "/calendars/{name}/export",
+        export_calendar,
+        "A calendar as one .ics file (text/calendar)",
+        "calendars",
+        STR,
+        media_type=calendarimport.ICS_TYPE,
     ),
     Operation(
         "GET",

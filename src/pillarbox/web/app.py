@@ -87,14 +87,26 @@ from pillarbox.web.zone import (
     zone_remembered,
 )
 
-#: Paths whose requests may carry attachments or a vCard file (the larger body limit applies).
+#: Paths whose requests may carry attachments, a vCard or an .ics file (the larger body limit
+#: applies); and the API's calendar imports, ``/api/v1/calendars/<name>/import``.
 UPLOAD_PATHS = (
     "/compose",
     "/api/v1/send",
     "/api/v1/drafts",
     "/contacts/import",
     "/api/v1/contacts/import",
+    "/calendar/import",
 )
+CALENDAR_API = "/api/v1/calendars/"
+
+
+def upload_path(path: str) -> bool:
+    """Whether a request to ``path`` may be as large as ``[web] max_upload_bytes``."""
+    return path.startswith(UPLOAD_PATHS) or (
+        path.startswith(CALENDAR_API) and path.endswith("/import")
+    )
+
+
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'; "
@@ -247,11 +259,7 @@ class Guard:
             location = https_location(scope, self.hostname, self.https_port)
             await RedirectResponse(location, status_code=308)(scope, _no_body, send)
             return
-        limit = (
-            self.limits.max_upload_bytes
-            if path.startswith(UPLOAD_PATHS)
-            else self.limits.max_form_bytes
-        )
+        limit = self.limits.max_upload_bytes if upload_path(path) else self.limits.max_form_bytes
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _too_large(limit, scope, send)

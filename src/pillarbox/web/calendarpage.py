@@ -80,8 +80,7 @@ from pillarbox.web.caldav import (
     object_name,
     save_object,
 )
-from pillarbox.web.calendarimport import export_ics, import_ics
-from pillarbox.web.downloads import foreign_content
+from pillarbox.web.calendarimport import export_download, import_ics
 from pillarbox.web.scheduling import (
     Meeting,
     attendees_field,
@@ -97,7 +96,6 @@ _log = Log("web.calendar")
 #: The longest title, location and description the form takes (characters).
 MAX_TITLE = 500
 MAX_TEXT = 10_000
-ICS_TYPE = "text/calendar; charset=utf-8"  # RFC 5545 §8.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,11 +648,7 @@ async def export_page(request: Request) -> Response:
     """One calendar as an .ics file (a download)."""
     app = web(request)
     account = await require_account(request)
-    calendar = request.path_params["calendar"]
-    data = await export_ics(app.services, account, calendar)
-    response = foreign_content(Response(data, media_type=ICS_TYPE), f"{calendar}.ics")
-    response.headers["cache-control"] = "private, no-store"
-    return response
+    return await export_download(app.services, account, request.path_params["calendar"])
 
 
 def routes() -> list[BaseRoute]:

@@ -1,0 +1,180 @@
+"""A calendar's .ics import and export through the JSON API (``/api/v1/calendars/{name}/…``)
+against the live server: the counts the page and the CLI give, a re-run changing nothing (an
+object a client stored under a name of its own too), an edited event replacing its UID's
+object, the export importing back; 404 for a calendar the account lacks, 400 and 413 for a
+file refused, the CSRF header for session callers, a bearer token reaching its own account
+alone, a file past ``[web] max_form_bytes`` taken (the larger upload bound); the OpenAPI
+document listing both operations."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pillarbox.testing.davclient import dav_client
+from pillarbox.testing.icalendars import WEEKLY
+from pillarbox.testing.live import LiveServer
+from pillarbox.testing.webclient import WebSession
+
+pytestmark = pytest.mark.listeners("http", "https")
+
+ALICE = "alice@example.org"
+CAL = f"/dav/calendars/{ALICE}/personal/"
+HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Exporter//EN\r\nMETHOD:PUBLISH\r\n"
+PIECE_HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Exporter//EN\r\n"
+SERIES = WEEKLY[WEEKLY.index("BEGIN:VTIMEZONE") : WEEKLY.index("END:VCALENDAR")]
+JOURNAL = "BEGIN:VJOURNAL\r\nUID:j-1\r\nDTSTAMP:20250101T000000Z\r\nEND:VJOURNAL\r\n"
+SKIPPED_JOURNAL = "VJOURNAL j-1: a VJOURNAL is not kept in a calendar"
+
+
+def vevent(uid: str, summary: str) -> str:
+    return (
+        f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20250101T000000Z\r\n"
+        f"DTSTART:20310304T093000Z\r\nDTEND:20310304T103000Z\r\nSUMMARY:{summary}\r\n"
+        "END:VEVENT\r\n"
+    )
+
+
+EXPORT = HEAD + SERIES + vevent("plain-1", "Lunch") + JOURNAL + "END:VCALENDAR\r\n"
+
+
+@pytest.fixture
+def bob(live: LiveServer) -> Iterator[WebSession]:
+    session = WebSession(live)
+    assert session.login("bob@example.org").status_code == 303
+    yield session
+    session.close()
+
+
+def _import(session: WebSession, text: str, calendar: str = "personal") -> httpx.Response:
+    return session.api("POST", f"/calendars/{calendar}/import", {"ics": text})
+
+
+def test_import_reimport_and_export(live: LiveServer, alice: WebSession) -> None:
+    done = _import(alice, EXPORT)
+    assert done.status_code == 200
+    assert done.json() == {
+        "imported": 2,
+        "unchanged": 0,
+        "skipped": 1,
+        "reasons": [SKIPPED_JOURNAL],
+    }
+    # The same file again: every object found as stored, nothing written.
+    again = _import(alice, EXPORT).json()
+    assert (again["imported"], again["unchanged"], again["skipped"]) == (0, 2, 1)
+    # An edited event replaces the object of its UID, under its name.
+    edited = _import(alice, EXPORT.replace("SUMMARY:Lunch", "SUMMARY:Long lunch")).json()
+    assert (edited["imported"], edited["unchanged"]) == (1, 1)
+
+    exported = alice.api("GET", "/calendars/personal/export")
+    assert exported.status_code == 200
+    assert exported.headers["content-type"] == "text/calendar; charset=utf-8"
+    assert exported.headers["content-disposition"].startswith('attachment; filename="personal.ics"')
+    assert exported.headers["cache-control"] == "private, no-store"
+    assert exported.text.count("BEGIN:VTIMEZONE") == 1
+    assert "SUMMARY:Long lunch" in exported.text and "UID:weekly-1" in exported.text
+    # The export imports back: the same UIDs, no object more.
+    back = _import(alice, exported.text).json()
+    assert back["skipped"] == 0 and back["imported"] + back["unchanged"] == 2
+    names = [
+        line for line in alice.api("GET", "/calendars/personal/export").text.splitlines()
+        if line.startswith("UID:")
+    ]  # fmt: skip
+    assert sorted(set(names)) == ["UID:plain-1", "UID:weekly-1"]
+
+
+def test_an_object_a_client_named_is_found_by_its_bytes_then_by_its_uid(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """An object a phone PUT under a name of its own: unchanged when the file has its bytes,
+    replaced under that name when the file has it edited, never doubled as ``<UID>.ics``."""
+    stored = PIECE_HEAD + vevent("phone-1", "Dentist") + "END:VCALENDAR\r\n"
+    with dav_client(live, ALICE) as dav:
+        put = dav.put(
+            CAL + "A1B2C3.ics",
+            content=stored.encode(),
+            headers={"content-type": "text/calendar; charset=utf-8"},
+        )
+        assert put.status_code == 201
+        same = HEAD + vevent("phone-1", "Dentist") + "END:VCALENDAR\r\n"
+        assert _import(alice, same).json() == {
+            "imported": 0,
+            "unchanged": 1,
+            "skipped": 0,
+            "reasons": [],
+        }
+        assert dav.get(CAL + "A1B2C3.ics").headers["etag"] == put.headers["etag"]
+        changed = _import(alice, same.replace("Dentist", "Dentist (moved)")).json()
+        assert (changed["imported"], changed["unchanged"]) == (1, 0)
+        assert b"SUMMARY:Dentist (moved)" in dav.get(CAL + "A1B2C3.ics").content
+        assert dav.get(CAL + "phone-1.ics").status_code == 404
+
+
+def test_refusals(alice: WebSession) -> None:
+    for method, path, body in (
+        ("POST", "/calendars/nope/import", {"ics": EXPORT}),
+        ("GET", "/calendars/nope/export", None),
+    ):
+        answer = alice.api(method, path, body)
+        assert (answer.status_code, answer.json()) == (404, {"error": "no calendar named 'nope'"})
+    not_ics = _import(alice, "hello")
+    assert not_ics.status_code == 400 and "error" in not_ics.json()
+    assert alice.api("POST", "/calendars/personal/import", {}).json() == {
+        "error": "ics is required"
+    }
+    # Not UTF-8 (a lone surrogate in the JSON): the file is refused, no server error.
+    body = json.dumps({"ics": HEAD + vevent("s-1", "\udcfc") + "END:VCALENDAR\r\n"})
+    lone = alice.api(
+        "POST",
+        "/calendars/personal/import",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert lone.status_code == 400
+    # [calendars] max_import_bytes (10 MiB), checked on the text, within [web] max_upload_bytes.
+    too_large = _import(alice, "x" * (10 * 1024 * 1024 + 1))
+    assert too_large.status_code == 413 and "error" in too_large.json()
+    forged = alice.client.post("/api/v1/calendars/personal/import", json={"ics": EXPORT})
+    assert forged.status_code == 403
+    assert "BEGIN:VEVENT" not in alice.api("GET", "/calendars/personal/export").text
+
+
+def test_a_file_past_the_form_bound_is_taken(alice: WebSession) -> None:
+    """Larger than ``[web] max_form_bytes`` (1 MiB), as an export of a year or two is: read up
+    to ``[web] max_upload_bytes``, then held to ``[calendars] max_import_bytes``."""
+    line = "DESCRIPTION:" + "x" * 60 + "\r\n"
+    journals = "".join(
+        f"BEGIN:VJOURNAL\r\nUID:big-{n}\r\n{line * 3000}END:VJOURNAL\r\n" for n in range(6)
+    )
+    text = HEAD + vevent("one", "One") + journals + "END:VCALENDAR\r\n"
+    assert len(text) > 1024 * 1024
+    done = _import(alice, text)
+    assert done.status_code == 200, done.text
+    assert (done.json()["imported"], done.json()["skipped"]) == (1, 6)
+
+
+def test_a_bearer_token_reaches_only_its_account(
+    live: LiveServer, alice: WebSession, bob: WebSession
+) -> None:
+    page = alice.post("/settings/api-token", {"label": "sync"})
+    secret = re.search(r'id="new-secret">([^<]+)<', page.text)
+    assert secret is not None
+    client = httpx.Client(
+        base_url=alice.base, headers={"authorization": f"Bearer {secret.group(1)}"}
+    )
+    made = client.post("/api/v1/calendars/personal/import", json={"ics": EXPORT})
+    assert made.json()["imported"] == 2
+    assert "UID:plain-1" in client.get("/api/v1/calendars/personal/export").text
+    assert "BEGIN:VEVENT" not in bob.api("GET", "/calendars/personal/export").text
+
+
+def test_openapi_lists_the_calendar_operations(alice: WebSession) -> None:
+    paths = alice.api("GET", "/openapi.json").json()["paths"]
+    assert set(paths["/api/v1/calendars/{name}/import"]) == {"post"}
+    exported = paths["/api/v1/calendars/{name}/export"]
+    assert set(exported) == {"get"}
+    assert list(exported["get"]["responses"]["200"]["content"]) == ["text/calendar"]
