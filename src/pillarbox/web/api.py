@@ -656,7 +656,7 @@ async def import_contacts(call: Call) -> object:
     # octets, the card holding it is skipped as not UTF-8 (a 500 before).
     data = call.text("vcard").encode("utf-8", "surrogatepass")
     done = await contact_ops.import_vcards(call.web.services, call.account, data)
-    return {"imported": done.stored, "skipped": done.skipped, "reasons": list(done.reasons)}
+    return done.as_json()
 
 
 async def export_contacts(call: Call) -> object:
@@ -1796,9 +1796,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/contacts/import",
         import_contacts,
-        "Import a .vcf file (vCard 2.1/3.0/4.0): cards stored, and cards skipped with why",
+        "Import a .vcf file (vCard 2.1/3.0/4.0; a card whose UID is there replaces that "
+        "contact): cards stored, already stored as they are (left alone), and skipped with why",
         "contacts",
-        _obj({"imported": INT, "skipped": INT, "reasons": _list(STR)}),
+        _obj({"imported": INT, "unchanged": INT, "skipped": INT, "reasons": _list(STR)}),
         _obj({"vcard": {"type": "string", "description": "the file's text"}}, ("vcard",)),
     ),
     Operation(
