@@ -3,8 +3,9 @@ against the live server: the counts the page and the CLI give, a re-run changing
 object a client stored under a name of its own too), an edited event replacing its UID's
 object, the export importing back; 404 for a calendar the account lacks, 400 and 413 for a
 file refused, the CSRF header for session callers, a bearer token reaching its own account
-alone, a file past ``[web] max_form_bytes`` taken (the larger upload bound); the OpenAPI
-document listing both operations."""
+alone, a file past ``[web] max_form_bytes`` taken (the larger upload bound); the calendars
+listed (``GET /calendars``) by the names import and export take; the OpenAPI document listing
+the operations."""
 
 from __future__ import annotations
 
@@ -172,8 +173,61 @@ def test_a_bearer_token_reaches_only_its_account(
     assert "BEGIN:VEVENT" not in bob.api("GET", "/calendars/personal/export").text
 
 
+def test_the_calendars_are_listed_with_the_names_import_and_export_take(
+    live: LiveServer, alice: WebSession, bob: WebSession
+) -> None:
+    """``GET /calendars``: the account's own (the default one made on first use, as the page
+    makes it), one a CalDAV client made with its name, colour and description, by name; the
+    default flagged; never another account's."""
+    personal = {
+        "name": "personal",
+        "display_name": "Calendar",
+        "color": "",
+        "description": "",
+        "components": ["VEVENT", "VTODO"],
+        "default": True,
+    }
+    first = alice.api("GET", "/calendars")
+    assert first.status_code == 200
+    assert first.json() == [personal]
+    with dav_client(live, ALICE) as dav:
+        made = dav.request(
+            "MKCALENDAR",
+            f"/dav/calendars/{ALICE}/work/",
+            content=(
+                '<?xml version="1.0"?><c:mkcalendar xmlns:d="DAV:" '
+                'xmlns:c="urn:ietf:params:xml:ns:caldav" '
+                'xmlns:ical="http://apple.com/ns/ical/"><d:set><d:prop>'
+                "<d:displayname>Work</d:displayname>"
+                "<ical:calendar-color>#3366ccff</ical:calendar-color>"
+                "<c:calendar-description>Office hours</c:calendar-description>"
+                "</d:prop></d:set></c:mkcalendar>"
+            ),
+        )
+        assert made.status_code == 201, made.text
+    work = {
+        "name": "work",
+        "display_name": "Work",
+        "color": "#3366ccff",
+        "description": "Office hours",
+        "components": ["VEVENT", "VTODO"],
+        "default": False,
+    }
+    assert alice.api("GET", "/calendars").json() == [personal, work]
+    # Each listed name is one import and export take.
+    for listed in alice.api("GET", "/calendars").json():
+        assert _import(alice, EXPORT, listed["name"]).json()["imported"] == 2
+        assert "UID:plain-1" in alice.api("GET", f"/calendars/{listed['name']}/export").text
+    assert [c["name"] for c in bob.api("GET", "/calendars").json()] == ["personal"]
+
+
 def test_openapi_lists_the_calendar_operations(alice: WebSession) -> None:
     paths = alice.api("GET", "/openapi.json").json()["paths"]
+    assert set(paths["/api/v1/calendars"]) == {"get"}
+    listed = paths["/api/v1/calendars"]["get"]["responses"]["200"]["content"]
+    assert listed["application/json"]["schema"]["items"] == {
+        "$ref": "#/components/schemas/Calendar"
+    }
     assert set(paths["/api/v1/calendars/{name}/import"]) == {"post"}
     exported = paths["/api/v1/calendars/{name}/export"]
     assert set(exported) == {"get"}

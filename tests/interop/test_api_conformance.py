@@ -319,6 +319,7 @@ def test_every_member_of_an_answer_is_declared(live: LiveServer, admin: WebSessi
         ("GET", "/identities", None),
         ("GET", "/contacts", None),
         ("POST", "/contacts/import", {"vcard": ""}),
+        ("GET", "/calendars", None),
         ("POST", "/calendars/{name}/import", {"ics": ICS}),
         ("GET", "/settings", None),
         ("PUT", "/settings/vacation", {"enabled": False}),

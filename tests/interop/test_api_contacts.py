@@ -81,7 +81,7 @@ def test_crud_search_and_errors(alice: WebSession) -> None:
     assert alice.api("PUT", f"/contacts/{zoe['id']}", {"display_name": "x"}).status_code == 404
 
 
-def test_import_and_export(alice: WebSession) -> None:
+def test_import_and_export(live: LiveServer, alice: WebSession) -> None:
     text = (
         "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:u-1\r\nFN:One\r\nEMAIL:one@example.com\r\n"
         "END:VCARD\r\nBEGIN:VCARD\r\nVERSION:3.0\r\nFN:Two\r\nEND:VCARD\r\n"
@@ -92,6 +92,7 @@ def test_import_and_export(alice: WebSession) -> None:
     assert done.status_code == 200
     assert done.json() == {
         "imported": 2,
+        "unchanged": 0,
         "skipped": 2,
         "reasons": [
             "card 3: neither a name nor an email address",
@@ -107,9 +108,22 @@ def test_import_and_export(alice: WebSession) -> None:
         ("one@example.com",),
     )
     assert [c.display_name for c in cards] == ["One", "Two"]
-    # The same file again: updated by UID, not doubled.
+    # The export imported again: each card is stored as it is, so nothing is written (the
+    # address book's sync token stays) and nothing doubles.
+    listed = alice.api("GET", "/contacts").json()
+    account = live.call(live.store.get_account(ALICE))
+    assert account is not None
+    token = live.call(live.store.contacts_sync_token(account.id))
     again = alice.api("POST", "/contacts/import", {"vcard": exported.text}).json()
-    assert again["imported"] == 2 and len(alice.api("GET", "/contacts").json()) == 2
+    assert again == {"imported": 0, "unchanged": 2, "skipped": 0, "reasons": []}
+    assert alice.api("GET", "/contacts").json() == listed
+    assert live.call(live.store.contacts_sync_token(account.id)) == token
+    # One card changed in the file: that one is written.
+    changed = exported.text.replace("FN:Two", "FN:Two Again")
+    third = alice.api("POST", "/contacts/import", {"vcard": changed}).json()
+    assert (third["imported"], third["unchanged"]) == (1, 1)
+    assert [c["display_name"] for c in alice.api("GET", "/contacts").json()] == ["One", "Two Again"]
+    assert live.call(live.store.contacts_sync_token(account.id)) > token
     too_large = alice.api("POST", "/contacts/import", {"vcard": "x" * (2 * 1024 * 1024 + 1)})
     assert too_large.status_code == 413 and "error" in too_large.json()
 

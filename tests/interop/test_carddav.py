@@ -238,7 +238,7 @@ def test_a_vcard_2_1_file_imported_in_the_webmail_is_served_as_3_0(
         files={"file": ("contacts.vcf", data, "text/x-vcard")},
     )
     assert imported.status_code == 303
-    assert imported.headers["location"] == "/contacts?imported=2&skipped=0"
+    assert imported.headers["location"] == "/contacts?imported=2&unchanged=0&skipped=0"
     listed = {c["display_name"]: c for c in alice.api("GET", "/contacts").json()}
     assert listed["Jürgen Müller"]["emails"] == [
         "juergen.mueller@acme.example",
@@ -265,11 +265,14 @@ def test_a_vcard_2_1_file_imported_in_the_webmail_is_served_as_3_0(
     )
     cards = sorted(text_of(r, f"{C}address-data") for r in responses(sync).values())
     assert cards == sorted(served)
-    # The export is those cards; imported again it changes nothing (same UIDs).
+    # The export is those cards; imported again it changes nothing (same UIDs, same cards):
+    # a client sees the book's ctag and every ETag as they were, nothing to fetch again.
     exported = alice.api("GET", "/contacts/export").text
     assert exported == "".join(served) or exported == "".join(reversed(served))
+    before = propfind(dav, BOOK, "<d:getetag/><cs:getctag/>", depth="1").text
     again = alice.api("POST", "/contacts/import", {"vcard": exported}).json()
-    assert again == {"imported": 2, "skipped": 0, "reasons": []}
+    assert again == {"imported": 0, "unchanged": 2, "skipped": 0, "reasons": []}
+    assert propfind(dav, BOOK, "<d:getetag/><cs:getctag/>", depth="1").text == before
     assert [dav.get(BOOK + quote(c["uid"], safe="") + ".vcf").text for c in listed.values()] in (
         served,
         served[::-1],

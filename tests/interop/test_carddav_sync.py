@@ -120,6 +120,12 @@ def test_every_path_that_changes_a_contact_advances_the_sync(
     assert alice.api("DELETE", f"/contacts/{contacts['bob']['id']}").json() == {"ok": True}
     changed, gone, after_import = changes(sync(dav, after_web))
     assert (sorted(changed), gone) == ([BOOK + "ann.vcf", BOOK + "cat.vcf"], [BOOK + "bob.vcf"])
+    # The same file imported again writes nothing: nothing to sync, the token as it was.
+    repeated = alice.api(
+        "POST", "/contacts/import", {"vcard": card("cat", "Cat Dupont") + card("ann", "Ann")}
+    )
+    assert (repeated.json()["imported"], repeated.json()["unchanged"]) == (0, 2)
+    assert changes(sync(dav, after_import)) == ({}, [], after_import)
     assert dav.delete(BOOK + "cat.vcf").status_code == 204
     changed, gone, last = changes(sync(dav, after_import))
     assert (changed, gone) == ({}, [BOOK + "cat.vcf"])

@@ -70,6 +70,13 @@ def _contacts(site: Path) -> list[Contact]:
     return _with_store(site, go)
 
 
+def _sync_token(site: Path) -> int:
+    async def go(store: Store) -> int:
+        return await store.contacts_sync_token((await store.get_account(USER)).id)
+
+    return _with_store(site, go)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     site = tmp_path / "site"
@@ -131,6 +138,7 @@ def test_import_vcard(site: Path, tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert json.loads(result.stdout) == {
         "imported": 1,
+        "unchanged": 0,
         "skipped": 1,
         "reasons": ["card not an address: not a valid address: not an address"],
     }
@@ -142,24 +150,33 @@ def test_import_vcard(site: Path, tmp_path: Path) -> None:
     )
     path.write_bytes(VCF.split(b"END:VCARD\r\n")[0] + b"END:VCARD\r\n")
     again = run_pillarbox(site, "import", "vcard", str(path), "--account", USER)
-    assert again.returncode == 0 and again.stdout == "imported 1, skipped 0\n"
-    assert [(c.id, c.uid) for c in _contacts(site)] == [(john.id, john.uid)]  # replaced by UID
+    # John's card is stored as it is: left alone (no new ETag, no sync token raised).
+    assert again.returncode == 0 and again.stdout == "imported 0, unchanged 1, skipped 0\n"
+    assert _contacts(site) == [john] and _sync_token(site) == john.modseq
+    path.write_bytes(path.read_bytes().replace(b"FN:John Doe", b"FN:John Roe"))
+    third = run_pillarbox(site, "import", "vcard", str(path), "--account", USER, "--json")
+    assert third.returncode == 0, third.stderr
+    assert json.loads(third.stdout) == {"imported": 1, "unchanged": 0, "skipped": 0, "reasons": []}
+    (roe,) = _contacts(site)
+    assert (roe.id, roe.uid, roe.display_name) == (john.id, john.uid, "John Roe")  # by UID
+    assert roe.etag != john.etag and _sync_token(site) > john.modseq
 
 
 def test_import_vcard_without_uids_twice(site: Path, tmp_path: Path) -> None:
     """Outlook's and Android's exports carry no UID: each card is given one derived from
-    its text, so the same file imported again replaces rather than doubles."""
+    its text, so the same file imported again finds them: stored as they are, left alone."""
     path = tmp_path / "outlook.vcf"
     path.write_bytes(
         b"BEGIN:VCARD\r\nVERSION:2.1\r\nN:Doe;Jane\r\nEMAIL;INTERNET:jane@example.com\r\n"
         b"END:VCARD\r\nBEGIN:VCARD\nVERSION:3.0\nFN:Max\nTEL:+1 555\nEND:VCARD\n"
     )
     first = run_pillarbox(site, "import", "vcard", str(path), "--account", USER)
-    assert first.returncode == 0 and first.stdout == "imported 2, skipped 0\n", first.stderr
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "imported 2, unchanged 0, skipped 0\n"
     before = _contacts(site)
     assert [c.display_name for c in before] == ["Jane Doe", "Max"]
+    token = _sync_token(site)
     again = run_pillarbox(site, "import", "vcard", str(path), "--account", USER)
-    assert again.returncode == 0 and again.stdout == "imported 2, skipped 0\n", again.stderr
-    assert [(c.id, c.uid, c.card) for c in _contacts(site)] == [
-        (c.id, c.uid, c.card) for c in before
-    ]
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "imported 0, unchanged 2, skipped 0\n"
+    assert _contacts(site) == before and _sync_token(site) == token

@@ -65,6 +65,12 @@ def contacts_of(live: LiveServer, address: str) -> list[Contact]:
     return live.call(live.store.list_contacts(account.id))
 
 
+def sync_token(live: LiveServer, address: str) -> int:
+    account = live.call(live.store.get_account(address))
+    assert account is not None
+    return live.call(live.store.contacts_sync_token(account.id))
+
+
 def contact_form(**fields: str) -> dict[str, str]:
     empty = {"display_name": "", "emails": "", "phones": "", "organization": "", "note": ""}
     return {**empty, "action": "save", **fields}
@@ -226,7 +232,7 @@ VCF = (
 def test_import_then_export_round_trips(live: LiveServer, alice: WebSession) -> None:
     done = import_file(alice, VCF)
     assert done.status_code == 303
-    assert done.headers["location"] == "/contacts?imported=2&skipped=2"
+    assert done.headers["location"] == "/contacts?imported=2&unchanged=0&skipped=2"
     page = alice.get(done.headers["location"])
     assert "Imported 2 contacts; skipped 2 cards that could not be read." in page.text
     john, jurgen = contacts_of(live, ALICE)
@@ -248,13 +254,28 @@ def test_import_then_export_round_trips(live: LiveServer, alice: WebSession) -> 
     john_card = john_card.replace(b"END:", b"UID:" + john.uid.encode() + b"\r\nEND:")
     assert exported.content == john_card + jurgen_card
 
-    # The export imported again updates the same contacts (by UID): nothing doubles.
+    # The export imported again finds each contact (by UID) stored with that very card: it
+    # writes nothing, so the book's sync token and the contacts' ETags stay, and a CardDAV
+    # client has nothing to fetch again.
+    token = sync_token(live, ALICE)
     again = import_file(alice, exported.content)
-    assert again.headers["location"] == "/contacts?imported=2&skipped=0"
-    after = contacts_of(live, ALICE)
-    assert [(c.id, c.uid, c.emails) for c in after] == [
-        (c.id, c.uid, c.emails) for c in (john, jurgen)
-    ]
+    assert again.headers["location"] == "/contacts?imported=0&unchanged=2&skipped=0"
+    assert (
+        "Imported 0 contacts; 2 already there unchanged."
+        in alice.get(again.headers["location"]).text
+    )
+    assert sync_token(live, ALICE) == token
+    assert contacts_of(live, ALICE) == [john, jurgen]
+
+    # A card changed in the file is written (and only that one).
+    changed = exported.content.replace(b"ORG:Doe\\, Inc.", b"ORG:Doe & Sons")
+    assert changed != exported.content
+    third = import_file(alice, changed)
+    assert third.headers["location"] == "/contacts?imported=1&unchanged=1&skipped=0"
+    assert sync_token(live, ALICE) > token
+    john_after, jurgen_after = contacts_of(live, ALICE)
+    assert (john_after.id, john_after.organization) == (john.id, "Doe & Sons")
+    assert john_after.etag != john.etag and jurgen_after == jurgen
 
 
 #: What Outlook and Android export: cards without a UID (a 2.1 one, LF-ended, and a 3.0 one
@@ -272,7 +293,7 @@ def test_a_file_without_uids_imported_again_doubles_nothing(
     again replaces the contacts it made, a webmail edit in between included (the file's
     version wins, as for a card with its own UID); the two identical cards are one contact."""
     first = import_file(alice, UIDLESS)
-    assert first.headers["location"] == "/contacts?imported=2&skipped=0"
+    assert first.headers["location"] == "/contacts?imported=2&unchanged=0&skipped=0"
     anna, bo = contacts_of(live, ALICE)
     assert (anna.display_name, bo.display_name) == ("Anna Müller", "Bo")
     edited = alice.post(
@@ -280,13 +301,15 @@ def test_a_file_without_uids_imported_again_doubles_nothing(
     )
     assert edited.status_code == 303
     again = import_file(alice, UIDLESS)
-    assert again.headers["location"] == "/contacts?imported=2&skipped=0"
+    # Anna's is stored as the file has it (left alone); Bo's, edited since, is written.
+    assert again.headers["location"] == "/contacts?imported=1&unchanged=1&skipped=0"
     after = contacts_of(live, ALICE)
     assert [(c.id, c.uid, c.display_name, c.emails, c.card) for c in after] == [
         (c.id, c.uid, c.display_name, c.emails, c.card) for c in (anna, bo)
     ]
     # The export (each card with its UID now) imported again changes nothing either.
-    import_file(alice, alice.get("/contacts/export.vcf").content)
+    exported = import_file(alice, alice.get("/contacts/export.vcf").content)
+    assert exported.headers["location"] == "/contacts?imported=0&unchanged=2&skipped=0"
     assert [(c.id, c.uid) for c in contacts_of(live, ALICE)] == [
         (anna.id, anna.uid),
         (bo.id, bo.uid),
@@ -327,12 +350,13 @@ def test_import_limits(live: LiveServer, alice: WebSession) -> None:
     # A 4.0 card is UTF-8 (RFC 6350 §3.1): one in latin-1 is skipped (the file is not
     # refused for it: a 2.1 card in it would name its CHARSET); the JSON API says why.
     latin1 = import_file(alice, card.format("Jürgen").encode("latin-1"))
-    assert latin1.headers["location"] == "/contacts?imported=0&skipped=1"
+    assert latin1.headers["location"] == "/contacts?imported=0&unchanged=0&skipped=1"
     # The JSON API: a lone surrogate is no character (it was a 500).
     sent = json.dumps({"vcard": card.format("J\udcfcrgen")})  # "\udcfc": not Unicode text
     why = alice.api("POST", "/contacts/import", content=sent, headers=JSON)
     assert why.json() == {
         "imported": 0,
+        "unchanged": 0,
         "skipped": 1,
         "reasons": ["card 1: octets that are not UTF-8"],
     }

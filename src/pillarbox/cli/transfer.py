@@ -237,7 +237,7 @@ def import_ics(
 def import_vcard(state: CliState, path: Path, address: str, as_json: bool) -> None:
     """Import a .vcf file's contacts (vCard 2.1, 3.0 or 4.0); a card whose UID is there
     already replaces that contact (a card without one is given one derived from its text,
-    so a re-run replaces it too)."""
+    so a re-run replaces it too), unless it is stored as it is: that one is left alone."""
     from pillarbox.cli.main import emit
     from pillarbox.web.contacts import import_vcards
 
@@ -246,14 +246,7 @@ def import_vcard(state: CliState, path: Path, address: str, as_json: bool) -> No
     done = _run_services(
         config, address, lambda services, account: import_vcards(services, account, data)
     )
-    emit(
-        {"imported": done.stored, "skipped": done.skipped, "reasons": list(done.reasons)},
-        as_json,
-        [
-            f"imported {done.stored}, skipped {done.skipped}",
-            *(f"skipped: {reason}" for reason in done.reasons),
-        ],
-    )
+    emit(done.as_json(), as_json, done.lines())
     if done.skipped:
         raise UserError(f"{done.skipped} card(s) could not be imported (listed above)")
 

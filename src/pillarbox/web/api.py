@@ -21,7 +21,7 @@ Implementation notes:
   admin, or a shared folder's rights do not allow it), 404 (absent — or another account's,
   indistinguishably; an id beyond 2^63-1 too), 405 (with ``Allow``), 409 (exists), 413, 429.
 - The same operations as the pages: :mod:`.mailaccess`, :mod:`.account`, :mod:`.admin`,
-  :mod:`.contacts`, :mod:`.calendarimport`.
+  :mod:`.contacts`, :mod:`.calendarimport` (and :func:`.caldav.calendars_of`, the calendars).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pillarbox import provisioning, retention
+from pillarbox import ical, provisioning, retention
 from pillarbox.auth.tokens import token_digest
 from pillarbox.blocking import run_sized
 from pillarbox.config import Config, RetentionSection
@@ -59,6 +59,7 @@ from pillarbox.store.types import (
     Account,
     AccountSettings,
     AccountToken,
+    Calendar,
     Contact,
     Identity,
     QuotaUsage,
@@ -82,6 +83,7 @@ from pillarbox.web.app import (
     current_account,
     web,
 )
+from pillarbox.web.caldav import calendars_of, default_calendar
 from pillarbox.web.composing import Draft, Upload
 from pillarbox.web.downloads import foreign_content
 from pillarbox.web.mailaccess import Folder, MailAccess, Opened, Row, Sharing
@@ -656,11 +658,32 @@ async def import_contacts(call: Call) -> object:
     # octets, the card holding it is skipped as not UTF-8 (a 500 before).
     data = call.text("vcard").encode("utf-8", "surrogatepass")
     done = await contact_ops.import_vcards(call.web.services, call.account, data)
-    return {"imported": done.stored, "skipped": done.skipped, "reasons": list(done.reasons)}
+    return done.as_json()
 
 
 async def export_contacts(call: Call) -> object:
     return await contact_ops.export_vcards(call.web.services, call.account)
+
+
+def calendar_json(calendar: Calendar, default: bool) -> JsonObject:
+    return {
+        "name": calendar.name,
+        "display_name": calendar.display_name,
+        "color": calendar.color,
+        "description": calendar.description,
+        # Every calendar holds both (caldav's supported-calendar-component-set): not kept.
+        "components": list(ical.COMPONENTS),
+        "default": default,
+    }
+
+
+async def list_calendars(call: Call) -> object:
+    """The account's calendars as the Calendar page lists them (its first use makes the
+    default one), by name."""
+    services = call.web.services
+    calendars = await calendars_of(services, call.account)
+    chosen = await default_calendar(services, call.account, calendars)
+    return [calendar_json(c, c.name == chosen) for c in calendars]
 
 
 async def import_calendar(call: Call) -> object:
@@ -1452,6 +1475,20 @@ SCHEMAS: dict[str, JsonObject] = {
             "updated": {"type": ["string", "null"], "description": "ISO 8601"},
         }
     ),
+    "Calendar": _obj(
+        {
+            "name": {"type": "string", "description": "what /calendars/{name}/… takes"},
+            "display_name": STR,
+            "color": {"type": "string", "description": '"#RRGGBB" or "#RRGGBBAA", or ""'},
+            "description": STR,
+            "components": _list({"enum": list(ical.COMPONENTS)}),
+            "default": {
+                "type": "boolean",
+                "description": "where new events and accepted invitations go (and pillarbox "
+                "import ics without --calendar)",
+            },
+        }
+    ),
     "Token": _obj(
         {"id": INT, "kind": {"enum": ["api", "app-password"]}, "label": STR, "created": STR}
     ),
@@ -1796,9 +1833,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/contacts/import",
         import_contacts,
-        "Import a .vcf file (vCard 2.1/3.0/4.0): cards stored, and cards skipped with why",
+        "Import a .vcf file (vCard 2.1/3.0/4.0; a card whose UID is there replaces that "
+        "contact): cards stored, already stored as they are (left alone), and skipped with why",
         "contacts",
-        _obj({"imported": INT, "skipped": INT, "reasons": _list(STR)}),
+        _obj({"imported": INT, "unchanged": INT, "skipped": INT, "reasons": _list(STR)}),
         _obj({"vcard": {"type": "string", "description": "the file's text"}}, ("vcard",)),
     ),
     Operation(
@@ -1815,6 +1853,14 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "DELETE", "/contacts/{contact:int}", delete_contact, "Delete a contact", "contacts", OK
+    ),
+    Operation(
+        "GET",
+        "/calendars",
+        list_calendars,
+        "The account's calendars, by name: the names import and export take",
+        "calendars",
+        _list(_ref("Calendar")),
     ),
     Operation(
         "POST",

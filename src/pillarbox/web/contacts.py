@@ -13,6 +13,12 @@ Implementation notes:
   duplicating (the store replaces by UID). An imported card without one (Outlook, Android
   and many other exports write none) gets one derived from its text (:func:`imported_uid`),
   so that importing that file again finds the same UIDs too.
+- **A re-import writes nothing that is there**: a card whose UID's contact is stored with
+  that very card (its ETag, :func:`pillarbox.vcard.etag`, is the card's digest) is left
+  alone and counted ``unchanged`` — a write would raise the address book's sync token and
+  the contact's ETag, and every CardDAV client would fetch the whole book again. Told by
+  the ETags the book lists (one store read, :meth:`.Store.contact_members`, no card read),
+  as the calendar import does (:mod:`.calendarimport`).
 - **Import size**: ``[contacts] max_import_bytes``, checked on the file (the page) or the
   text (the API) before parsing: 413 past it. The request itself may be as large as a compose
   request (``[web] max_upload_bytes``), the limit the body is refused at as it streams in.
@@ -23,6 +29,7 @@ Implementation notes:
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -64,11 +71,27 @@ VCARD_TYPE = "text/vcard; charset=utf-8"  # RFC 6350 §10.1
 
 @dataclass(frozen=True, slots=True)
 class Imported:
-    """What an import did: cards stored (added or updated by UID) and cards skipped."""
+    """What an import did: cards stored (added or updated by UID), cards whose contact is
+    stored with that very card already, and cards skipped, with why."""
 
     stored: int
+    unchanged: int
     skipped: int
     reasons: tuple[str, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "imported": self.stored,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "reasons": list(self.reasons),
+        }
+
+    def lines(self) -> list[str]:
+        return [
+            f"imported {self.stored}, unchanged {self.unchanged}, skipped {self.skipped}",
+            *(f"skipped: {reason}" for reason in self.reasons),
+        ]
 
 
 #: The name space of :func:`imported_uid`'s UUIDs (RFC 9562 §5.5). Never to change: the
@@ -226,20 +249,41 @@ async def import_vcards(services: Services, account: Account, data: bytes) -> Im
             good.append(checked_contact(limits, card))
         except UserError as exc:
             reasons.append(f"card {card.label}: {exc}")
-    if good:
+    fresh = await _changed(services, account, good)
+    if fresh:
         await services.store.save_contacts(
-            account.id, good, now=datetime.now(UTC), limit=limits.max_per_account
+            account.id, fresh, now=datetime.now(UTC), limit=limits.max_per_account
         )
     skipped = parsed.skipped + len(cards) - len(good)
+    done = Imported(len(fresh), len(good) - len(fresh), skipped, tuple(reasons))
     if skipped:
         _log.info(
             "vcard cards skipped",
             account=account.address,
-            stored=len(good),
+            stored=done.stored,
+            unchanged=done.unchanged,
             skipped=skipped,
             reasons="; ".join(reasons[:5]),
         )
-    return Imported(len(good), skipped, tuple(reasons))
+    return done
+
+
+async def _changed(services: Services, account: Account, good: list[Contact]) -> list[Contact]:
+    """The cards of ``good`` to write: not those whose UID's contact is stored with that very
+    card (its stored ETag is the card's). A UID the file holds twice is written as before,
+    each card in turn (the last one stays), lest the first be written and the last, the
+    stored one, left out."""
+    if not good:
+        return []
+    held = {member.name: member.etag for member in await services.store.contact_members(account.id)}
+    once = Counter(contact.uid for contact in good)
+    return [
+        contact
+        for contact in good
+        if contact.card is None
+        or once[contact.uid] > 1
+        or held.get(contact.uid) != vcard.etag(contact)
+    ]
 
 
 async def export_vcards(services: Services, account: Account) -> Response:
@@ -307,6 +351,7 @@ async def _render(
         notice=_NOTICES.get(request.query_params.get("done", ""), ""),
         # The counts of an import just done (the redirect after it carries them).
         imported=field_number(request.query_params.get("imported")),
+        unchanged=field_number(request.query_params.get("unchanged")) or 0,
         skipped=field_number(request.query_params.get("skipped")) or 0,
         contact_limits=app.services.config.contacts,
     )
@@ -390,7 +435,8 @@ async def import_page(request: Request) -> Response:
         done = await import_vcards(app.services, account, data)
     except UserError as exc:
         return await _render(request, account, error=str(exc), status_code=400)
-    return redirect("/contacts?" + urlencode({"imported": done.stored, "skipped": done.skipped}))
+    counts = {"imported": done.stored, "unchanged": done.unchanged, "skipped": done.skipped}
+    return redirect("/contacts?" + urlencode(counts))
 
 
 async def export_page(request: Request) -> Response:
