@@ -209,8 +209,8 @@ def import_ics(
     is replaced); no invitations are sent."""
     from pillarbox.cli.main import emit
     from pillarbox.web.caldav import calendars_of, default_calendar
-    from pillarbox.web.calendarimport import Imported
     from pillarbox.web.calendarimport import import_ics as run
+    from pillarbox.web.imported import Imported
 
     config = state.load()
     data = _read_limited(path, config.calendars.max_import_bytes, "[calendars] max_import_bytes")

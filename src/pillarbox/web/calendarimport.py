@@ -31,7 +31,6 @@ Implementation notes:
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from starlette.responses import Response
 
@@ -44,35 +43,11 @@ from pillarbox.store.types import Account, CalendarObject, data_etag
 from pillarbox.web.app import BodyTooLarge
 from pillarbox.web.caldav import UidTaken, calendars_of, object_name, save_object
 from pillarbox.web.downloads import foreign_content
+from pillarbox.web.imported import Imported
 
 _log = Log("web.calendarimport")
 
 ICS_TYPE = "text/calendar; charset=utf-8"  # RFC 5545 §8.1
-
-
-@dataclass(frozen=True, slots=True)
-class Imported:
-    """What an import did: objects stored (added or replaced by UID), objects already stored
-    as they are in the file, and what was skipped, with why."""
-
-    stored: int
-    unchanged: int
-    skipped: int
-    reasons: tuple[str, ...]
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "imported": self.stored,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-            "reasons": list(self.reasons),
-        }
-
-    def lines(self) -> list[str]:
-        return [
-            f"imported {self.stored}, unchanged {self.unchanged}, skipped {self.skipped}",
-            *(f"skipped: {reason}" for reason in self.reasons),
-        ]
 
 
 async def import_ics(services: Services, account: Account, calendar: str, data: bytes) -> Imported:

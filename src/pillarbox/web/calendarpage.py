@@ -636,7 +636,7 @@ async def import_page(request: Request) -> Response:
         reasons = reasons[: MAX_REASONS_TEXT - 1] + "…"
     if len(done.reasons) > SHOWN_REASONS:
         reasons += f"; and {len(done.reasons) - SHOWN_REASONS} more"
-    counts = {"imported": done.stored, "unchanged": done.unchanged, "skipped": done.skipped}
+    counts = done.counts()
     return redirect(
         "/calendar?"
         + urlencode({**counts, **sealed(request, "reasons", reasons)})

@@ -31,7 +31,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -59,6 +59,7 @@ from pillarbox.web.app import (
 )
 from pillarbox.web.composing import parse_people
 from pillarbox.web.downloads import foreign_content
+from pillarbox.web.imported import Imported
 from pillarbox.web.reading import recipient_text
 
 _log = Log("web.contacts")
@@ -67,31 +68,6 @@ _log = Log("web.contacts")
 PAGE_LIMIT = 500
 MAX_SEARCH = 254
 VCARD_TYPE = "text/vcard; charset=utf-8"  # RFC 6350 §10.1
-
-
-@dataclass(frozen=True, slots=True)
-class Imported:
-    """What an import did: cards stored (added or updated by UID), cards whose contact is
-    stored with that very card already, and cards skipped, with why."""
-
-    stored: int
-    unchanged: int
-    skipped: int
-    reasons: tuple[str, ...]
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "imported": self.stored,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-            "reasons": list(self.reasons),
-        }
-
-    def lines(self) -> list[str]:
-        return [
-            f"imported {self.stored}, unchanged {self.unchanged}, skipped {self.skipped}",
-            *(f"skipped: {reason}" for reason in self.reasons),
-        ]
 
 
 #: The name space of :func:`imported_uid`'s UUIDs (RFC 9562 §5.5). Never to change: the
@@ -435,7 +411,7 @@ async def import_page(request: Request) -> Response:
         done = await import_vcards(app.services, account, data)
     except UserError as exc:
         return await _render(request, account, error=str(exc), status_code=400)
-    counts = {"imported": done.stored, "unchanged": done.unchanged, "skipped": done.skipped}
+    counts = done.counts()
     return redirect("/contacts?" + urlencode(counts))
 
 
