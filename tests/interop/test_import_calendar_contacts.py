@@ -5,21 +5,17 @@ nothing, and an imported meeting queueing no invitation."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from pillarbox import config as cfg
 from pillarbox.store.interface import Store
-from pillarbox.store.open import open_store
 from pillarbox.store.types import CalendarObject, Contact
-from pillarbox.testing.command import init_site, run_pillarbox
+from pillarbox.testing.command import backend_site, run_pillarbox
 from pillarbox.testing.icalendars import WEEKLY
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.mailstore import with_site_store
 
 T = TypeVar("T")
 
@@ -41,55 +37,31 @@ VCF = (
 )
 
 
-def _with_store(site: Path, action: Callable[[Store], Awaitable[T]]) -> T:
-    config = cfg.load(site / "pillarbox.toml")
-
-    async def go() -> T:
-        store = open_store(config.store.url, config.data_dir, config.store)
-        await store.open()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
-
-
 def _objects(site: Path, calendar: str) -> list[CalendarObject]:
     async def go(store: Store) -> list[CalendarObject]:
         account = await store.get_account(USER)
         return await store.calendar_objects(account.id, calendar)
 
-    return _with_store(site, go)
+    return with_site_store(site, go)
 
 
 def _contacts(site: Path) -> list[Contact]:
     async def go(store: Store) -> list[Contact]:
         return await store.list_contacts((await store.get_account(USER)).id)
 
-    return _with_store(site, go)
+    return with_site_store(site, go)
 
 
 def _sync_token(site: Path) -> int:
     async def go(store: Store) -> int:
         return await store.contacts_sync_token((await store.get_account(USER)).id)
 
-    return _with_store(site, go)
+    return with_site_store(site, go)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    site = tmp_path / "site"
-    site.mkdir()
-    if request.param == "postgresql":
-        reason = unreachable_reason()
-        if reason is not None:
-            pytest.skip(reason)
-        database: TestDatabase = request.getfixturevalue("database")
-        init_site(site, USER, PASSWORD, "--store", database.new_store_url())
-    else:
-        init_site(site, USER, PASSWORD)
-    return site
+    return backend_site(request, tmp_path / "site", USER, PASSWORD)
 
 
 def test_import_ics(site: Path, tmp_path: Path) -> None:
@@ -110,7 +82,7 @@ def test_import_ics(site: Path, tmp_path: Path) -> None:
     assert stored["meeting-1.ics"].data == (HEAD + MEETING + "END:VCALENDAR\r\n").encode()
     assert stored["weekly-1.ics"].component == "VEVENT"
     # The meeting names an attendee, and its organizer is the account: nothing is queued.
-    assert _with_store(site, lambda store: store.list_queue()) == []
+    assert with_site_store(site, lambda store: store.list_queue()) == []
 
     path.write_text(HEAD + SERIES + MEETING + "END:VCALENDAR\r\n", newline="")
     again = run_pillarbox(site, "import", "ics", str(path), "--account", USER)

@@ -5,10 +5,8 @@ stop, and the round trip import(export(x)) == x."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -17,30 +15,14 @@ import pytest
 
 from pillarbox import config as cfg
 from pillarbox.store.interface import Store
-from pillarbox.store.open import open_store
-from pillarbox.testing.command import init_site, run_pillarbox
-from pillarbox.testing.mailstore import account_contents
-from pillarbox.testing.postgres import TestDatabase, unreachable_reason
+from pillarbox.testing.command import backend_site, run_pillarbox
+from pillarbox.testing.mailstore import account_contents, with_site_store
 
 T = TypeVar("T")
 
 PASSWORD = "correct horse battery"
 USER = "alice@example.org"
 OTHER = "bob@example.org"
-
-
-def _with_store(site: Path, action: Callable[[Store], Awaitable[T]]) -> T:
-    config = cfg.load(site / "pillarbox.toml")
-
-    async def go() -> T:
-        store = open_store(config.store.url, config.data_dir, config.store)
-        await store.open()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 def _contents(site: Path, address: str) -> dict[str, list[tuple[bytes, frozenset[str], int]]]:
@@ -54,16 +36,7 @@ def _contents(site: Path, address: str) -> dict[str, list[tuple[bytes, frozenset
 @pytest.fixture(params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A site with two accounts, on each store backend (PostgreSQL skipped when unreachable)."""
-    site = tmp_path / "site"
-    site.mkdir()
-    if request.param == "postgresql":
-        reason = unreachable_reason()
-        if reason is not None:
-            pytest.skip(reason)
-        database: TestDatabase = request.getfixturevalue("database")
-        init_site(site, USER, PASSWORD, "--store", database.new_store_url())
-    else:
-        init_site(site, USER, PASSWORD)
+    site = backend_site(request, tmp_path / "site", USER, PASSWORD)
     added = run_pillarbox(site, "user", "add", OTHER, "--password-stdin", stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr
     return site
@@ -124,7 +97,7 @@ def test_import_mbox_with_flags_dates_a_bad_message_and_a_rerun(site: Path, tmp_
         infos = await store.message_infos(box.id, [1, 2])
         return await store.search_text(box.id, ["ZANZIBAR"]), infos[2].subject
 
-    assert _with_store(site, searched) == ({1}, "flagged, unread")
+    assert with_site_store(site, searched) == ({1}, "flagged, unread")
 
     again = run_pillarbox(
         site, "import", "mbox", str(path), "--account", USER, "--mailbox", "INBOX"
@@ -172,7 +145,7 @@ def test_import_maildir_maps_special_folders_and_hierarchy(site: Path, tmp_path:
         assert account is not None
         return await store.list_subscriptions(account.id)
 
-    assert {"Archive/2024", "Résumé"} <= _with_store(site, subscribed)
+    assert {"Archive/2024", "Résumé"} <= with_site_store(site, subscribed)
 
 
 def test_import_stops_at_the_quota_and_continues_when_run_again(site: Path, tmp_path: Path) -> None:
@@ -208,7 +181,7 @@ def test_import_stops_at_the_quota_and_continues_when_run_again(site: Path, tmp_
         assert account is not None
         await store.set_quota(account.id, None, None)
 
-    _with_store(site, raise_quota)
+    with_site_store(site, raise_quota)
     again = run_pillarbox(site, "import", "mbox", str(path), "--account", OTHER)
     assert again.returncode == 0, again.stderr
     assert "imported 2, skipped 2" in again.stdout

@@ -11,7 +11,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
 from pillarbox.testing.live import TEST_STORE_ENV
+from pillarbox.testing.postgres import TestDatabase, unreachable_reason
 
 
 def run_pillarbox(
@@ -58,3 +61,19 @@ def init_site(site: Path, address: str, password: str, *extra: str) -> None:
         stdin=password + "\n",
     )
     assert result.returncode == 0, result.stderr
+
+
+def backend_site(request: pytest.FixtureRequest, site: Path, address: str, password: str) -> Path:
+    """:func:`init_site` in ``site`` on the backend ``request.param`` names ("sqlite" or
+    "postgresql": a new database of the ``database`` fixture's server, the test skipped when
+    that server cannot be reached), for fixtures parametrized over both."""
+    site.mkdir()
+    if request.param == "postgresql":
+        reason = unreachable_reason()
+        if reason is not None:
+            pytest.skip(reason)
+        database: TestDatabase = request.getfixturevalue("database")
+        init_site(site, address, password, "--store", database.new_store_url())
+    else:
+        init_site(site, address, password)
+    return site
