@@ -957,7 +957,7 @@ CREATE INDEX mta_sts_failures_time ON mta_sts_failures(failed);
 
 # The message being written that a two-step web login holds between its password and code steps
 # (pillarbox.web.loginhold): one per account, sealed by the web app, for the pending session
-# ``sid`` until ``expires``. 40, not 39: numbers are reserved per branch.
+# ``sid`` until ``expires``.
 _V40_SQL = r"""
 CREATE TABLE login_holds (
     account_id bigint PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
@@ -971,7 +971,6 @@ CREATE INDEX login_holds_expiry ON login_holds(expires);
 
 
 # The ACME account the nodes share, one per CA directory (SQLite migration 47's notes).
-# 41, not 40: numbers are reserved per branch.
 _V41_SQL = r"""
 CREATE TABLE acme_accounts (
     directory text PRIMARY KEY,

@@ -1012,7 +1012,7 @@ CREATE INDEX mta_sts_failures_time ON mta_sts_failures(failed);
 
 # The message being written that a two-step web login holds between its password and code steps
 # (pillarbox.web.loginhold): one per account, sealed by the web app, for the pending session
-# ``sid`` until ``expires`` (microseconds). 46, not 45: numbers are reserved per branch.
+# ``sid`` until ``expires`` (microseconds).
 _V46_SQL = r"""
 CREATE TABLE login_holds (
     account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
@@ -1027,7 +1027,6 @@ CREATE INDEX login_holds_expiry ON login_holds(expires);
 
 # The ACME account the nodes share, one per CA directory (pillarbox.net.acme; queries in
 # .acmedata): its key is never replaced once stored, its URL is "" until the CA named it.
-# 47, not 46: numbers are reserved per branch.
 _V47_SQL = r"""
 CREATE TABLE acme_accounts (
     directory TEXT PRIMARY KEY,
