@@ -101,6 +101,16 @@ async def issue_token(
     return token, secret
 
 
+async def token_account(services: Services, secret: str) -> Account:
+    """The account an API token (``Authorization: Bearer``, the API's and CardDAV/CalDAV's)
+    was issued to; ``AuthenticationFailed`` for an unknown or revoked one."""
+    token = await services.store.find_token(TokenKind.API, token_digest(secret.strip()))
+    account = await services.store.get_account_by_id(token.account_id) if token else None
+    if account is None:
+        raise AuthenticationFailed("unknown or revoked API token")
+    return account
+
+
 async def issued_token(services: Services, account: Account, token_id: int) -> AccountToken:
     """One of the account's app passwords or API tokens (``NotFound`` otherwise: an ended
     session's record is not the user's to see or undo)."""

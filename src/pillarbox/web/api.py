@@ -45,7 +45,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pillarbox import ical, provisioning, retention
-from pillarbox.auth.tokens import token_digest
 from pillarbox.blocking import run_sized
 from pillarbox.config import Config, RetentionSection
 from pillarbox.errors import AlreadyExists, AuthenticationFailed, UserError
@@ -2482,16 +2481,6 @@ def openapi_document(version: str = "1", config: Config | None = None) -> JsonOb
 # -- dispatch --------------------------------------------------------------------------------------
 
 
-async def token_account(app: Web, secret: str) -> Account:
-    """The account an API token (``Authorization: Bearer``) was issued to;
-    ``AuthenticationFailed`` for an unknown or revoked one."""
-    token = await app.services.store.find_token(TokenKind.API, token_digest(secret.strip()))
-    account = await app.services.store.get_account_by_id(token.account_id) if token else None
-    if account is None:
-        raise AuthenticationFailed("unknown or revoked API token")
-    return account
-
-
 async def api_account(request: Request) -> Account:
     """The caller: by bearer token, else by session (+ CSRF header unless GET)."""
     app = web(request)
@@ -2500,7 +2489,7 @@ async def api_account(request: Request) -> Account:
         scheme, _, secret = authorization.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise AuthenticationFailed("use Authorization: Bearer <API token>")
-        return await token_account(app, secret)
+        return await account_ops.token_account(app.services, secret)
     account = await current_account(request)
     if account is None:
         raise LoginRequired()

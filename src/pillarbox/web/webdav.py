@@ -40,6 +40,7 @@ from pillarbox.davxml import DAV, Found, element, tag
 from pillarbox.errors import AuthenticationFailed
 from pillarbox.observability.log import Log
 from pillarbox.store.types import Account, SyncChanges
+from pillarbox.web.account import token_account
 from pillarbox.web.app import BodyTooLarge, client_ip, web
 
 ROOT = "/dav/"
@@ -286,10 +287,7 @@ async def caller(request: Request) -> Account:
     app = web(request)
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
-        # Imported here: the API imports the calendar import, which imports CalDAV and this.
-        from pillarbox.web.api import token_account
-
-        return await token_account(app, credentials)
+        return await token_account(app.services, credentials)
     if scheme.lower() != "basic":
         raise AuthenticationFailed("no credentials")
     try:
