@@ -95,21 +95,6 @@ def _content_lines(text: str) -> Iterator[tuple[str, str]]:
         yield current[0] + "".join(p[1:] for p in current[1:]), _CRLF.join(current) + _CRLF
 
 
-def _name(unfolded: str) -> str:
-    return re.split(r"[;:]", unfolded, maxsplit=1)[0].strip().upper()
-
-
-def _value(unfolded: str) -> str:
-    """The value of a content line: after the first colon outside a quoted parameter."""
-    quoted = False
-    for index, char in enumerate(unfolded):
-        if char == '"':
-            quoted = not quoted
-        elif char == ":" and not quoted:
-            return unfolded[index + 1 :]
-    return ""
-
-
 @dataclass(slots=True)
 class _Parsed:
     properties: list[tuple[str, str]]
@@ -126,8 +111,8 @@ def _parse(text: str) -> _Parsed:
     block: _Block | None = None
     opened: list[str] = []
     for unfolded, written in _content_lines(text):
-        name = _name(unfolded)
-        value = _value(unfolded).strip().upper() if name in ("BEGIN", "END") else ""
+        name = ical.property_name(unfolded)
+        value = ical.property_value(unfolded).strip().upper() if name in ("BEGIN", "END") else ""
         if block is not None:
             block.lines.append(written)
             if name == "BEGIN":
@@ -163,7 +148,7 @@ def _parse(text: str) -> _Parsed:
         elif name == "BEGIN":
             block, opened = _Block(value, [written]), [value]
         elif name == "METHOD":
-            parsed.method = parsed.method or _value(unfolded).strip().upper()
+            parsed.method = parsed.method or ical.property_value(unfolded).strip().upper()
         elif calendars == 1 and name in _KEPT:
             parsed.properties.append((name, written))
     if block is not None:
@@ -177,15 +162,15 @@ def _parse(text: str) -> _Parsed:
 def _component_line(block: _Block, name: str, unfolded: str) -> None:
     """Note what a line of the component's own (not of a VALARM in it) says."""
     if name == "UID" and not block.uid:
-        block.uid = _value(unfolded)
+        block.uid = ical.property_value(unfolded)
     elif name == "RECURRENCE-ID":
-        block.recurrence = unfolded.partition(":")[0].upper() + ":" + _value(unfolded)
+        block.recurrence = unfolded.partition(":")[0].upper() + ":" + ical.property_value(unfolded)
     elif name == "TZID" and block.kind == "VTIMEZONE":
-        block.tzid = _value(unfolded)
+        block.tzid = ical.property_value(unfolded)
 
 
 def _zones_named(unfolded: str) -> list[str]:
-    head = unfolded[: len(unfolded) - len(_value(unfolded))]
+    head = unfolded[: len(unfolded) - len(ical.property_value(unfolded))]
     return [quoted or bare for quoted, bare in _TZID_PARAMETER.findall(head)]
 
 

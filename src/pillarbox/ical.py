@@ -671,6 +671,31 @@ def _own_span(component: icalendar.Component, zone: tzinfo) -> tuple[datetime, d
 _CONTENT_LINE = re.compile(r"[^\n]*(?:\n|$)(?:[ \t][^\n]*(?:\n|$))*")
 
 
+def property_name(unfolded: str) -> str:
+    """An unfolded content line's name (RFC 5545 §3.1: before the first ";" or ":"), in
+    capitals."""
+    return re.split(r"[;:]", unfolded, maxsplit=1)[0].strip().upper()
+
+
+def value_start(unfolded: str) -> int | None:
+    """Where an unfolded content line's value starts: after the first colon outside a quoted
+    parameter value (RFC 5545 §3.1: a parameter value may hold a colon, quoted); None
+    without one."""
+    quoted = False
+    for index, char in enumerate(unfolded):
+        if char == '"':
+            quoted = not quoted
+        elif char == ":" and not quoted:
+            return index + 1
+    return None
+
+
+def property_value(unfolded: str) -> str:
+    """An unfolded content line's value (:func:`value_start`); "" without one."""
+    start = value_start(unfolded)
+    return "" if start is None else unfolded[start:]
+
+
 def _narrowed(text: str, wanted: CompSelect) -> str:
     """RFC 4791 §9.6.1-§9.6.4: the components and properties asked for, each line kept
     as stored (folding, parameters, line ends); ``novalue`` ones with an empty value."""
@@ -681,8 +706,8 @@ def _narrowed(text: str, wanted: CompSelect) -> str:
         if not line:
             continue
         unfolded = re.sub(r"\r?\n[ \t]", "", line).rstrip("\r\n")
-        name = re.split(r"[;:]", unfolded, maxsplit=1)[0].upper()
-        value = unfolded[len(name) + 1 :].strip().upper() if name in ("BEGIN", "END") else ""
+        name = property_name(unfolded)
+        value = property_value(unfolded).strip().upper() if name in ("BEGIN", "END") else ""
         current = open_[-1] if open_ else None
         if name == "BEGIN":
             if not open_:
@@ -715,14 +740,11 @@ def _narrowed(text: str, wanted: CompSelect) -> str:
 def _without_value(unfolded: str, line: str) -> str:
     """RFC 4791 §9.6.4 ``novalue``: the property's name and parameters, an empty value (the
     first colon outside a quoted parameter value ends them, RFC 5545 §3.1)."""
-    quoted = False
-    for index, char in enumerate(unfolded):
-        if char == '"':
-            quoted = not quoted
-        elif char == ":" and not quoted:
-            ending = "\r\n" if line.endswith("\r\n") else "\n" if line.endswith("\n") else ""
-            return unfolded[: index + 1] + ending
-    return line
+    start = value_start(unfolded)
+    if start is None:
+        return line
+    ending = "\r\n" if line.endswith("\r\n") else "\n" if line.endswith("\n") else ""
+    return unfolded[:start] + ending
 
 
 # -- free-busy-query (RFC 4791 §7.10) --------------------------------------------------------------
