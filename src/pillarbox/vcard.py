@@ -253,17 +253,34 @@ def _raw_lines(text: str) -> list[_Raw]:
     return raws
 
 
+#: A card's first or last line. versit's 2.1 grammar allows blanks around the colon
+#: (``"BEGIN" [ws] ":" [ws] "VCARD"``); RFC 6350 §3.3's and RFC 2426's do not (see parse).
+_DELIMITER = re.compile(r"[ \t]*(BEGIN|END)[ \t]*:[ \t]*VCARD[ \t]*", re.IGNORECASE)
+
+
+def _delimiter(line: str) -> str:
+    """``BEGIN`` or ``END`` for a card's first or last line, else ``""``."""
+    match = _DELIMITER.fullmatch(line)
+    return match[1].upper() if match else ""
+
+
+def _strict_delimiters(received: str) -> bool:
+    """Whether a card's BEGIN and END lines have no blank around their colon."""
+    ends = received.partition("\n")[0].strip() + received.rstrip("\r\n").rpartition("\n")[2].strip()
+    return " " not in ends and "\t" not in ends
+
+
 def _cards(text: str) -> Iterator[tuple[list[str], str] | _BadCard]:
     """The content lines of each ``BEGIN:VCARD`` … ``END:VCARD`` with the card's text as
     received (from its BEGIN line to its END line's end), or the reason one is broken."""
     current: list[_Raw] | None = None
     for raw in _raw_lines(text):
-        upper = raw.logical.strip().upper()
-        if upper == "BEGIN:VCARD":
+        delimiter = _delimiter(raw.logical)
+        if delimiter == "BEGIN":
             if current is not None:
                 yield _BadCard("no END:VCARD before the next card")
             current = [raw]
-        elif upper == "END:VCARD":
+        elif delimiter == "END":
             if current is not None:
                 inner = [r.logical for r in current[1:] if r.logical.strip()]
                 yield inner, "".join(r.text for r in current) + raw.text
@@ -304,6 +321,10 @@ def parse(text: str) -> Parsed:
             if _version(lines) == LEGACY_VERSION:
                 received = _upgraded(received)
                 lines = [raw.logical for raw in _raw_lines(received)[1:-1]]
+            elif not _strict_delimiters(received):
+                # Kept as received, such a card would be served to CardDAV clients whose
+                # parsers follow RFC 6350, and the webmail's edits look for END:VCARD.
+                raise _BadCard("blanks around BEGIN's or END's colon (only vCard 2.1 has them)")
             refused = REFUSED_CHARACTERS.search(received)
             if refused is not None and _SURROGATE.fullmatch(refused[0]):
                 raise _BadCard("octets that are not UTF-8")  # see decode

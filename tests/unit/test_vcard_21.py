@@ -241,3 +241,26 @@ def test_any_quoted_printable_value_reads_back_exactly(
     assert contact.note == note
     assert contact.organization == ", ".join(u.strip() for u in units if u.strip())
     assert contact.card is not None and one(contact.card.encode()) == contact
+
+
+def test_blanks_around_the_delimiters_colon_are_read_in_2_1() -> None:
+    """versit 2.1's grammar: ``"BEGIN" [ws] ":" [ws] "VCARD"``, and the same for END."""
+    data = b"BEGIN : VCARD\r\nVERSION:2.1\r\nFN:Blank Colon\r\nEND\t:VCARD\r\n"
+    contact = one(data)
+    assert contact.display_name == "Blank Colon"
+    assert contact.card.startswith("BEGIN:VCARD\r\nVERSION:3.0\r\n")
+    assert contact.card.endswith("\r\nEND:VCARD\r\n")
+
+
+def test_blanks_around_the_delimiters_colon_skip_a_3_0_or_4_0_card_alone() -> None:
+    """RFC 6350 §3.3 and RFC 2426 have no blanks there; such a card would be kept and served
+    as received, so it is skipped and its neighbours kept."""
+    data = (
+        b"BEGIN: VCARD\r\nVERSION:4.0\r\nFN:Four\r\nEND:VCARD\r\n"
+        b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Three\r\nEND :VCARD\r\n"
+        b"BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Kept\r\nEND:VCARD\r\n"
+    )
+    parsed = vcard.parse(vcard.decode(data))
+    assert [c.display_name for c in parsed.contacts] == ["Kept"]
+    assert parsed.skipped == 2
+    assert all("only vCard 2.1" in reason for reason in parsed.reasons)
