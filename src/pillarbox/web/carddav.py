@@ -62,7 +62,7 @@ from pillarbox.errors import NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
 from pillarbox.store.types import Account, Contact, Member
 from pillarbox.web.app import web
-from pillarbox.web.contacts import save
+from pillarbox.web.contacts import card_limit, save
 from pillarbox.web.downloads import foreign_content
 from pillarbox.web.webdav import (
     FINITE_DEPTH,
@@ -223,11 +223,6 @@ def home_resource(address: str) -> Resource:
     )
 
 
-def _max_card(request: Request) -> int:
-    app = web(request)
-    return min(app.services.config.contacts.max_import_bytes, app.limits.max_form_bytes)
-
-
 def _card_version(accept: str) -> str:
     """The vCard version a GET's Accept asks for: 4.0 when it names it, else 3.0."""
     return "4.0" if "version=4.0" in accept.replace(" ", "").replace('"', "") else "3.0"
@@ -270,7 +265,7 @@ async def _contacts(request: Request, account: Account) -> list[Contact]:
 
 async def _book(request: Request, account: Account) -> Resource:
     token = await web(request).services.store.contacts_sync_token(account.id)
-    return book_resource(account, token, _max_card(request))
+    return book_resource(account, token, card_limit(web(request).services.config))
 
 
 async def _by_uid(request: Request, account: Account, uid: str) -> Contact | None:
@@ -376,7 +371,7 @@ async def _put(request: Request, account: Account, uid: str) -> Response:
     if media not in VCARD_TYPES:
         # RFC 6352 §6.3.2.1 (CARDDAV:supported-address-data).
         return xml(SUPPORTED_DATA, 415)
-    data = await read(request, _max_card(request))
+    data = await read(request, card_limit(web(request).services.config))
     try:
         card_text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

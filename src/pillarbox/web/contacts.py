@@ -22,6 +22,9 @@ Implementation notes:
 - **Import size**: ``[contacts] max_import_bytes``, checked on the file (the page) or the
   text (the API) before parsing: 413 past it. The request itself may be as large as a compose
   request (``[web] max_upload_bytes``), the limit the body is refused at as it streams in.
+  Each card is held to what a CardDAV client may PUT (:func:`card_limit`), as kept — a 2.1
+  card as its larger 3.0 form: a stored card a client could not write back would fail its
+  next sync of that contact.
 - **Completion** offers the account's contacts first (name and address, as a recipient field
   takes them), then the correspondents the store remembers; never another account's data.
 """
@@ -42,7 +45,7 @@ from starlette.routing import BaseRoute, Route
 
 from pillarbox import vcard
 from pillarbox.blocking import run_sized
-from pillarbox.config import ContactsSection
+from pillarbox.config import Config, ContactsSection
 from pillarbox.errors import NotFound, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
@@ -202,6 +205,12 @@ async def save(services: Services, account: Account, contact: Contact) -> Contac
     return stored
 
 
+def card_limit(config: Config) -> int:
+    """The largest card kept: what a CardDAV client may PUT (RFC 6352 §6.2.3's
+    ``max-resource-size``), the import's limit within the web's body limit."""
+    return min(config.contacts.max_import_bytes, config.web.max_form_bytes)
+
+
 def _read_import(data: bytes) -> tuple[vcard.Parsed, list[Contact]]:
     parsed = vcard.parse(vcard.decode(data))
     return parsed, with_imported_uids(parsed.contacts)
@@ -220,8 +229,14 @@ async def import_vcards(services: Services, account: Account, data: bytes) -> Im
     parsed, cards = await run_sized(len(data), _read_import, data)
     good: list[Contact] = []
     reasons = list(parsed.reasons)
+    largest = card_limit(services.config)
     for card in cards:
         try:
+            if (
+                card.card is not None
+                and len(card.card.encode("utf-8", "surrogateescape")) > largest
+            ):
+                raise UserError(f"larger than the {largest} bytes a card may have")
             good.append(checked_contact(limits, card))
         except UserError as exc:
             reasons.append(f"card {card.label}: {exc}")
