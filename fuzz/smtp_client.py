@@ -3,7 +3,8 @@
 Input: byte 0 picks the client's settings (pipelining, chunking) and whether it tries
 STARTTLS and AUTH when offered; byte 1 how the rest is cut into reads (0: one read); the rest
 is everything the server sends. The application is scripted: EHLO (HELO after a refusal),
-STARTTLS and AUTH PLAIN when offered and chosen, one transaction of three recipients, QUIT.
+STARTTLS and AUTH PLAIN when offered and chosen, one transaction of three recipients (fewer
+when the last EHLO's LIMITS RCPTMAX says so, RFC 9422 §4.2), QUIT.
 Asserted, beyond "no exception" (a LocalProtocolError would be a bug in this script, not in
 the core, and is reported all the same):
 
@@ -50,6 +51,7 @@ class Script:
         self.quitting = False
         self.closed = False
         self.finals: dict[int, int] = {}
+        self.recipients = RECIPIENTS
 
     def on_event(self, event: object) -> None:
         c = self.client
@@ -79,7 +81,7 @@ class Script:
                 if c.accepting_body:
                     c.end_body()
             case MessageDone():
-                assert all(self.finals.get(id(r)) == 1 for r in RECIPIENTS), self.finals
+                assert all(self.finals.get(id(r)) == 1 for r in self.recipients), self.finals
 
     def after_hello(self) -> None:
         c = self.client
@@ -95,7 +97,8 @@ class Script:
         if self.sent_mail:
             return  # QUIT follows when the client is idle
         self.sent_mail = True
-        self.client.send_mail(MAIL, RECIPIENTS)
+        self.recipients = RECIPIENTS[: self.client.capabilities.limits.rcpt_max]
+        self.client.send_mail(MAIL, self.recipients)
 
     def quit(self) -> bool:
         """QUIT, the first time the client is idle with nothing else to do."""
@@ -143,7 +146,7 @@ def check(data: bytes) -> None:
     while not isinstance(event := client.next_event(), Sentinel):
         script.on_event(event)
     if script.sent_mail:
-        assert all(script.finals.get(id(r)) == 1 for r in RECIPIENTS), script.finals
+        assert all(script.finals.get(id(r)) == 1 for r in script.recipients), script.finals
 
 
 EHLO = (
@@ -173,6 +176,8 @@ def seeds() -> list[bytes]:
             + b"354 go\r\n"
             + b"250 2.0.0 queued\r\n221 bye\r\n"
         )
+    limited = EHLO.replace(b"250-SIZE 1000", b"250-SIZE 1000\r\n250-LIMITS RCPTMAX=2 MAILMAX=1")
+    found.append(b"\x01\x00220 mx.test\r\n" + limited + ok * 3 + b"354 go\r\n250 ok\r\n221 bye\r\n")
     found.append(b"\x03\x05220 x\r\n250-a\r\n250 CHUNKING\r\n250 a\r\n250 b\r\n421 c\r\n")
     return found
 

@@ -305,7 +305,11 @@ class SmtpSection:
     max_message_size: int = _f(
         50 * 1024 * 1024, "Largest message accepted, in bytes (advertised as SIZE)."
     )
-    max_recipients: int = _f(100, "Recipients per message; more get 452 4.5.3.")
+    max_recipients: int = _f(
+        100,
+        "Recipients per message; more get 452 4.5.3. Announced in the EHLO/LHLO reply as LIMITS"
+        " RCPTMAX (RFC 9422; up to 999999).",
+    )
     max_line_length: int = _f(
         4096, "Longest command or text line in octets (RFC 5321 minimum: 1000)."
     )

@@ -4,7 +4,9 @@ server as a smart host, with real DNS (the authoritative server on loopback) and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +30,13 @@ from pillarbox.testing.outbound import inbox
 
 RECEIVER = "127.0.0.4"
 NOBODY_HOME = "127.0.0.5"  # nothing listens there: connections are refused
+LIMITED = "127.0.0.8"  # our own MX, announcing LIMITS RCPTMAX=2
 RAW = b"From: alice@a.test\r\nTo: x@b.test\r\nSubject: queued\r\n\r\nHello.\r\n"
 
 
 @pytest.fixture
 def port() -> int:
-    return free_port(RECEIVER, NOBODY_HOME)
+    return free_port(RECEIVER, NOBODY_HOME, LIMITED)
 
 
 @pytest.fixture
@@ -51,8 +54,10 @@ ZONES = StaticZones.from_records(
         DnsRecord("c.test", "MX", "20 mx.b.test."),
         DnsRecord("down.c.test", "A", NOBODY_HOME),
         DnsRecord("null.test", "MX", "0 ."),
+        DnsRecord("limited.test", "MX", "10 mx.limited.test."),
+        DnsRecord("mx.limited.test", "A", LIMITED),
     ],
-    origins=["b.test", "c.test", "null.test"],
+    origins=["b.test", "c.test", "null.test", "limited.test"],
 )
 
 
@@ -291,3 +296,36 @@ async def test_full_local_mailbox_is_retried_through_the_store(
     [stored] = await inbox(store, "alice@a.test")
     assert stored.startswith(b"Return-Path: <someone@far.test>\r\nDelivered-To: alice@a.test\r\n")
     assert await store.list_queue() == []
+
+
+@pytest.fixture
+def limited(tmp_path: Path, port: int) -> Iterator[LiveServer]:
+    """Our MX taking 2 recipients per transaction (RFC 9422 LIMITS RCPTMAX=2), and closing the
+    session at the first error: a 452 to a third RCPT would end it with 421."""
+    config = loopback_config(
+        tmp_path / "limited", only=["smtp"], address=LIMITED, ports={"smtp": port}
+    )
+    smtp = dataclasses.replace(config.smtp, max_recipients=2, max_errors=1)
+    with LiveServer(dataclasses.replace(config, smtp=smtp)) as live:
+        live.add_domain("limited.test")
+        for n in range(5):
+            live.add_account(f"r{n}@limited.test", TEST_PASSWORD)
+        yield live
+
+
+async def test_rcptmax_splits_the_recipients_over_transactions(
+    store: SqliteStore, resolver: DnsResolver, port: int, limited: LiveServer
+) -> None:
+    """RFC 9422 §4.2: five recipients for a server announcing RCPTMAX=2 go in transactions of
+    2, 2 and 1 on one connection, none refused, all in one queue run."""
+    addresses = [f"r{n}@limited.test" for n in range(5)]
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(a) for a in addresses])
+    await run_once(runner(store, resolver, port))
+    assert await store.list_queue() == []
+    by_transaction: dict[str, list[str]] = {}
+    for address in addresses:
+        [copy] = limited.mailbox_messages(address, "INBOX")
+        found = re.search(rb"\bid ([^\s;]+)", copy)  # the Received field's queue id
+        assert found is not None
+        by_transaction.setdefault(found.group(1).decode(), []).append(address)
+    assert sorted(by_transaction.values()) == [addresses[:2], addresses[2:4], addresses[4:]]

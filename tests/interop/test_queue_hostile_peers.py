@@ -212,6 +212,8 @@ async def serve(
     *,
     stall_at: str = "",
     rcpt_limit: int = 0,
+    mail_limit: int = 0,
+    announce: bool = False,
     after_dot: bytes | None = b"250 2.0.0 queued\r\n",
     trickle: float = 0.0,
     starttls: bytes = b"",
@@ -225,12 +227,17 @@ async def serve(
     hangs up), trickles its banner a byte every ``trickle`` seconds, and offers STARTTLS when
     ``starttls`` is set: the reply it gives, after which (if 220) no TLS comes, only garbage;
     ``refuse`` maps recipients to their RCPT reply; each message takes ``pause`` seconds;
-    with ``tls`` it offers STARTTLS and runs it (``peer.tls`` then says so)."""
+    with ``tls`` it offers STARTTLS and runs it (``peer.tls`` then says so). Beyond
+    ``mail_limit`` transactions a session is closed with 421 (Exim's
+    smtp_accept_max_per_connection); ``announce`` offers both limits with LIMITS (RFC 9422)."""
     if stall_at == "greeting":
         await asyncio.sleep(3600)
     await greet(writer, trickle)
     rcpts: list[str] = []
     secure = False
+    mails = 0
+    limits = [f"{name}={n}" for name, n in (("MAILMAX", mail_limit), ("RCPTMAX", rcpt_limit)) if n]
+    extensions = (" ".join(("LIMITS", *limits)),) if announce else ()
     while True:
         line = await peer.command(reader)
         verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
@@ -239,7 +246,7 @@ async def serve(
         match verb:
             case "EHLO":
                 offer = (starttls or tls) and not secure
-                writer.write(ehlo_reply(("STARTTLS",) if offer else ()))
+                writer.write(ehlo_reply((("STARTTLS",) if offer else ()) + extensions))
             case "STARTTLS" if tls is not None:
                 writer.write(b"220 2.0.0 go ahead\r\n")
                 await writer.drain()
@@ -252,7 +259,12 @@ async def serve(
                     writer.write(b"\x15this is not TLS\r\n")
                     await writer.drain()
                     return
+            case "MAIL" if mail_limit and mails >= mail_limit:
+                writer.write(b"421 4.7.0 too many messages in this session\r\n")
+                await writer.drain()
+                return
             case "MAIL" | "RSET":
+                mails += verb == "MAIL"
                 rcpts = []
                 writer.write(b"250 2.0.0 ok\r\n")
             case "RCPT" if rcpt_limit and len(rcpts) >= rcpt_limit:
@@ -423,6 +435,32 @@ async def test_too_many_recipients_go_in_the_next_transaction(
     assert await store.list_queue() == []
     assert peer.sessions == 1
     assert peer.messages == [addresses[:2], addresses[2:4], addresses[4:]]
+
+
+async def test_limits_split_recipients_and_sessions(
+    store: SqliteStore, resolver: DnsResolver, port: int
+) -> None:
+    """RFC 9422: a server announcing RCPTMAX=2 gets transactions of at most 2 recipients, none
+    refused (§4.2); once MAILMAX=2 transactions are made, a new connection takes the rest
+    (§4.1): the peer's 421 to a third MAIL never comes."""
+    addresses = [f"r{n}@b.test" for n in range(3)]
+    await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(a) for a in addresses])
+    for n in range(3, 5):
+        await store.enqueue("alice@a.test", RAW, [NewQueueRecipient(f"r{n}@b.test")])
+
+    async def script(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await serve(peer, r, w, rcpt_limit=2, mail_limit=2, announce=True)
+
+    async with scripted(port, script) as peer:
+        await attempt(runner(store, resolver, port))
+    assert await store.list_queue() == []
+    assert peer.sessions == 2
+    assert sorted(peer.messages) == [
+        ["r0@b.test", "r1@b.test"],
+        ["r2@b.test"],
+        *([f"r{n}@b.test"] for n in range(3, 5)),
+    ]
+    assert sum(c.startswith("RCPT") for c in peer.commands) == 5  # not one refused
 
 
 async def test_a_452_with_nothing_accepted_is_deferred(

@@ -15,7 +15,7 @@ from pillarbox.mail.address import parse_address
 from pillarbox.mail.dotstuff import Stuffer, Unstuffer, stuff
 from pillarbox.smtp import grammar
 from pillarbox.smtp import replies as R
-from pillarbox.smtp.extensions import Extension
+from pillarbox.smtp.extensions import LIMIT_MAX, Capabilities, Extension, Limits
 from pillarbox.smtp.grammar import (
     Body,
     MailFrom,
@@ -288,3 +288,24 @@ def test_ascii_domain_fast_path_agrees(domain: str) -> None:
 @given(GRAMMAR_TEXT)
 def test_path_end_fast_path_agrees(text: str) -> None:
     assert grammar._path_end(text) == grammar._path_end_by_char(text)
+
+
+_LIMIT_VALUES = st.none() | st.integers(1, LIMIT_MAX)
+
+
+@given(_LIMIT_VALUES, _LIMIT_VALUES, _LIMIT_VALUES)
+def test_limits_round_trip_through_their_parameter(
+    mail_max: int | None, rcpt_max: int | None, rcpt_domain_max: int | None
+) -> None:
+    """RFC 9422: the LIMITS parameter a server renders reads back to the same limits."""
+    limits = Limits(mail_max, rcpt_max, rcpt_domain_max)
+    assert Limits.from_parameter(limits.parameter().split()) == limits
+
+
+@given(st.text(st.characters(codec="utf-8"), max_size=80))
+def test_any_limits_parameter_reads_as_limits_in_range(text: str) -> None:
+    """Whatever a server sends after LIMITS, the client gets limits within §4's syntax (or
+    none), never an exception."""
+    limits = Capabilities.from_ehlo_lines([f"LIMITS {text}"]).limits
+    for value in (limits.mail_max, limits.rcpt_max, limits.rcpt_domain_max):
+        assert value is None or 1 <= value <= LIMIT_MAX

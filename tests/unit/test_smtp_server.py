@@ -400,7 +400,12 @@ def test_too_many_errors_count_application_rejections() -> None:
 
 def test_ehlo_reply_and_capabilities() -> None:
     conn = connect(
-        starttls=True, auth_mechanisms=("PLAIN",), dsn=False, chunking=False, max_message_size=5
+        starttls=True,
+        auth_mechanisms=("PLAIN",),
+        dsn=False,
+        chunking=False,
+        max_message_size=5,
+        max_recipients=7,
     )
     drive(conn, b"EHLO c\r\n")
     lines = conn.data_to_send(0.0).decode().split("\r\n")
@@ -408,6 +413,7 @@ def test_ehlo_reply_and_capabilities() -> None:
         "250-mx.test",
         "250-PIPELINING",
         "250-SIZE 5",
+        "250-LIMITS RCPTMAX=7",  # RFC 9422 §4.2
         "250-8BITMIME",
         "250-SMTPUTF8",
         "250-ENHANCEDSTATUSCODES",
@@ -418,6 +424,17 @@ def test_ehlo_reply_and_capabilities() -> None:
     ]
     assert drive(conn, b"BDAT 1 LAST\r\nx") == [ProtocolError(R.NOT_IMPLEMENTED)]
     assert drive(conn, b"AUTH PLAIN\r\n") == [ProtocolError(R.TLS_REQUIRED)]
+
+
+def test_limits_announce_only_what_the_rfc_syntax_can_carry() -> None:
+    """RFC 9422 §4.2: RCPTMAX has six digits at most; a larger limit goes unannounced rather
+    than announced as a smaller one that is not applied (§3.4)."""
+    conn = connect(max_recipients=1_000_000)
+    drive(conn, b"EHLO c\r\n")
+    assert "LIMITS" not in conn.data_to_send(0.0).decode()
+    conn = connect(max_recipients=999_999)
+    drive(conn, b"EHLO c\r\n")
+    assert "250-LIMITS RCPTMAX=999999\r\n" in conn.data_to_send(0.0).decode()
 
 
 def test_mail_size_parameter_over_limit() -> None:

@@ -25,6 +25,11 @@ Implementation notes:
   every recipient gets the core's per-recipient result, session-level ones (421, timeouts, a
   lost connection) leaving it open for the next host, and a 452 "too many recipients" after
   others were accepted leaving it open for the next transaction (:mod:`~pillarbox.queue.remote`).
+- **LIMITS** (RFC 9422), from the last EHLO reply (§3.6): a transaction carries at most RCPTMAX
+  recipients of the part, the others staying open for the next one (§4.2); after MAILMAX
+  transactions the session is :attr:`~SmtpSession.spent` (§4.1) and the runner opens another
+  connection for what is left. RCPTDOMAINMAX (§4.3) holds by construction: a session carries
+  the recipients of one domain.
 - The message body goes out in chunks of ``chunk_size`` (each a BDAT chunk under CHUNKING,
   dot-stuffed by the core under DATA); every write waits for the transport to drain, bounded by
   the RFC 5321 §4.5.3.2.5 data block timeout.
@@ -58,6 +63,7 @@ from pillarbox.queue.remote import (
     envelope,
     is_over_recipient_limit,
     skipped_greeting,
+    split_jobs,
 )
 from pillarbox.queue.tlspolicy import (
     NAME_MISMATCH,
@@ -196,7 +202,13 @@ class SmtpSession:
     @property
     def usable(self) -> bool:
         """The session can take another transaction."""
-        return not self._closed
+        return not self._closed and self._conn.transactions_left != 0
+
+    @property
+    def spent(self) -> bool:
+        """The connection is sound but the server's MAILMAX is reached (RFC 9422 §4.1): the
+        rest wants a new connection."""
+        return not self._closed and self._conn.transactions_left == 0
 
     @property
     def tls(self) -> bool:
@@ -355,10 +367,14 @@ class SmtpSession:
 
     # -- delivering ------------------------------------------------------------------------------
     async def deliver(self, part: Part, raw: bytes) -> None:
-        """One transaction for the part's open recipients; their answers go into ``part``."""
+        """One transaction for the part's open recipients (the first RCPTMAX of them, RFC 9422
+        §4.2); their answers go into ``part``."""
         job = part.open_job()
         if not job.recipients:
             return
+        rcpt_max = self._conn.capabilities.limits.rcpt_max
+        if rcpt_max is not None:
+            job = next(split_jobs(job, rcpt_max))
         env = envelope(job, self._conn.capabilities)
         if isinstance(env, Reply):
             part.settle(env, self.host)

@@ -19,7 +19,9 @@ Implementation notes:
 - **Recipient limits** (RFC 5321 §4.5.3.1.10): a 452 "too many recipients" after the server
   accepted others in the same transaction leaves those recipients open, for the next
   transaction of the same session; in a transaction where none was accepted it is their
-  answer for this attempt (so every further transaction makes progress, and none loops).
+  answer for this attempt (so every further transaction makes progress, and none loops). A
+  server announcing LIMITS RCPTMAX (RFC 9422 §4.2) gets no more RCPTs than that in one
+  transaction: the rest wait for the next, without a 452.
 - **Envelope** per transaction, from what the server offered (RFC 5321 §4.1.1.11: never a
   parameter it did not offer): SIZE and BODY=8BITMIME when offered; the DSN parameters
   (RET, ENVID, NOTIFY, ORCPT, RFC 3461 §5.2.1) only to a server offering DSN — otherwise the

@@ -13,7 +13,8 @@ Implementation notes:
   of parts served by at most ``per_domain`` workers, and all workers together hold at most
   ``concurrency`` connections. A worker keeps its connection open while its destination has
   parts waiting, so many messages to one host share one session (RFC 5321 §4.5.4.1 favours
-  few connections per destination).
+  few connections per destination); once the server's MAILMAX is reached (RFC 9422 §4.1) it
+  opens a new connection to the same address for the rest.
 - **Host order** and the bookkeeping of answers are pure (:mod:`.remote`); classification,
   retry times, expiry and the choice of report too (:mod:`.schedule`). This module only wires
   them to the store, DNS and :class:`~pillarbox.net.smtp_client.SmtpSession`.
@@ -754,7 +755,9 @@ class QueueRunner:
                     last = authenticated
                     continue
                 host_settings = authenticated
-            for address in addresses.addresses:
+            untried = deque(addresses.addresses)
+            while untried:
+                address = untried.popleft()
                 if not destination.parts:
                     return
                 session = await self._open(
@@ -782,10 +785,13 @@ class QueueRunner:
                         await session.deliver(part, delivery.raw)
                         if part.complete:
                             self._part_done(part, delivery)
-                        else:  # the session died under it: the next address or host
+                        else:  # for the next transaction, or the next address or host
                             destination.parts.appendleft((part, delivery))
                 finally:
+                    spent = session.spent  # before QUIT closes it
                     await session.close()
+                if spent:
+                    untried.appendleft(address)  # RFC 9422 §4.1 MAILMAX: a new connection
         if destination.workers > 1:
             return  # the other workers still have hosts to try for what is left
         if required and transient is not None and last is not None and last.reply.code >= 500:

@@ -3,7 +3,7 @@
 Implementation notes
 --------------------
 RFCs: 5321, 2920 (PIPELINING), 3030 (CHUNKING), 3461 (DSN parameters), 6531 (SMTPUTF8),
-3207 (STARTTLS), 4954 (AUTH), 1870 (SIZE).
+3207 (STARTTLS), 4954 (AUTH), 1870 (SIZE), 9422 (LIMITS).
 
 Invariants:
 
@@ -18,6 +18,9 @@ Invariants:
   transaction with no accepted recipient. Without PIPELINING one command waits for its reply.
 * A transaction that fails after MAIL was accepted is cleared with an automatic RSET whose reply
   is consumed (RFC 3030 §2 demands it after a failed BDAT).
+* A transaction is refused (:class:`LocalProtocolError`, as for a parameter not offered) when
+  the last EHLO's LIMITS forbid it: more recipients than RCPTMAX, or a MAIL past MAILMAX
+  (RFC 9422 §4.1, §4.2); the caller splits its recipients and opens a new connection.
 * After ``220`` to STARTTLS the input buffer is discarded: bytes a man in the middle appended
   in plaintext must not be read as replies under TLS (the client side of CVE-2011-0411).
 * The core never reads the clock: :meth:`ClientConnection.deadline` is the RFC 5321 §4.5.3.2
@@ -267,6 +270,15 @@ class ClientConnection:
         self._closed = False
         self._tls_pending = False
         self._auth: Auth | None = None  # the AUTH command whose exchange is running
+        self._mail_commands = 0
+
+    @property
+    def transactions_left(self) -> int | None:
+        """The transactions the server's MAILMAX still allows on this connection, every MAIL
+        sent counting, refused or not (RFC 9422 §4.1); None: no MAILMAX in the last EHLO reply
+        (§3.6: only the last one counts)."""
+        mail_max = self.capabilities.limits.mail_max
+        return None if mail_max is None else max(0, mail_max - self._mail_commands)
 
     # -- I/O-facing API -----------------------------------------------------------------------
     def receive_data(self, data: bytes, now: float) -> None:
@@ -372,10 +384,12 @@ class ClientConnection:
         if not recipients:
             raise LocalProtocolError("a transaction needs recipients")
         self._check_params(mail, recipients)
+        self._check_limits(recipients)
         chunking = self.settings.use_chunking and Extension.CHUNKING in self.capabilities
         txn = _Transaction(mail, list(recipients), chunking, replies_due=len(recipients))
         txn.open = list(recipients)
         self._txn = txn
+        self._mail_commands += 1
         commands: list[Command] = [mail, *recipients]
         if not chunking:
             commands.append(Data())
@@ -465,6 +479,14 @@ class ClientConnection:
             raise LocalProtocolError(f"server does not offer {', '.join(missing)}")
         if p.smtputf8 is False and needed[Extension.SMTPUTF8]:
             raise LocalProtocolError("non-ASCII addresses need MailParams(smtputf8=True)")
+
+    def _check_limits(self, recipients: Sequence[RcptTo]) -> None:
+        """What the server announced it will not take (RFC 9422 §4.1, §4.2)."""
+        rcpt_max = self.capabilities.limits.rcpt_max
+        if rcpt_max is not None and len(recipients) > rcpt_max:
+            raise LocalProtocolError(f"the server takes {rcpt_max} recipients per transaction")
+        if self.transactions_left == 0:
+            raise LocalProtocolError("the server takes no more transactions on this connection")
 
     def _write(self, command: Command) -> None:
         kind = {MailFrom: _Kind.MAIL, RcptTo: _Kind.RCPT, Data: _Kind.DATA}[type(command)]

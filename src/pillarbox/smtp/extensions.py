@@ -8,7 +8,8 @@ One :class:`Capabilities` value describes what an EHLO reply offers; the server 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -17,6 +18,7 @@ class Extension(enum.StrEnum):
 
     PIPELINING = "PIPELINING"  # RFC 2920
     SIZE = "SIZE"  # RFC 1870
+    LIMITS = "LIMITS"  # RFC 9422
     EIGHTBITMIME = "8BITMIME"  # RFC 6152
     SMTPUTF8 = "SMTPUTF8"  # RFC 6531
     ENHANCEDSTATUSCODES = "ENHANCEDSTATUSCODES"  # RFC 2034
@@ -35,18 +37,69 @@ class Extension(enum.StrEnum):
 XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PROTO", "HELO", "SOURCE")
 
 
+#: RFC 9422 §3: limit-name-value = limit-name ["=" limit-value], limit-name =
+#: 1*(ALPHA / DIGIT / "-" / "_"), limit-value = 1*(VCHAR except ";").
+_LIMIT = re.compile(r"([A-Za-z0-9_-]+)(?:=([\x21-\x3a\x3c-\x7e]+))?")
+#: RFC 9422 §4.1-§4.3 value syntax: %x31-39 0*5DIGIT ("0" not allowed, six digits at most).
+_LIMIT_NUMBER = re.compile(r"[1-9][0-9]{0,5}")
+#: The largest value the §4 syntax can carry.
+LIMIT_MAX = 999_999
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The registered limits a LIMITS parameter announces (RFC 9422 §4); None: not announced.
+
+    ``mail_max``: MAIL commands per session (§4.1); ``rcpt_max``: RCPT commands per
+    transaction (§4.2); ``rcpt_domain_max``: recipient domains per session (§4.3).
+    """
+
+    mail_max: int | None = None
+    rcpt_max: int | None = None
+    rcpt_domain_max: int | None = None
+
+    def parameter(self) -> str:
+        """The LIMITS parameter announcing the limits that are set."""
+        named = (
+            ("MAILMAX", self.mail_max),
+            ("RCPTMAX", self.rcpt_max),
+            ("RCPTDOMAINMAX", self.rcpt_domain_max),
+        )
+        return " ".join(f"{name}={value}" for name, value in named if value is not None)
+
+    @classmethod
+    def from_parameter(cls, words: Sequence[str]) -> Limits:
+        """The limits of a LIMITS parameter split at its spaces. A parameter that breaks the
+        §3 syntax (or names a limit twice) counts as absent (§3.7 SHOULD); a registered limit
+        whose value breaks its syntax, and any limit not registered, are ignored (§3.7 MUST)."""
+        values: dict[str, str | None] = {}
+        for word in words:
+            match = _LIMIT.fullmatch(word)
+            if match is None or match.group(1).upper() in values:
+                return cls()
+            values[match.group(1).upper()] = match.group(2)
+
+        def number(name: str) -> int | None:
+            value = values.get(name)
+            return int(value) if value and _LIMIT_NUMBER.fullmatch(value) else None
+
+        return cls(number("MAILMAX"), number("RCPTMAX"), number("RCPTDOMAINMAX"))
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """The extensions an EHLO reply offers.
 
     ``keywords`` holds every keyword uppercased, known or not; ``size`` is the SIZE parameter
     (RFC 1870 §4: 0 means no fixed limit; None when SIZE is absent or has no number);
-    ``auth_mechanisms`` the SASL mechanisms after AUTH, uppercased, in the server's order.
+    ``auth_mechanisms`` the SASL mechanisms after AUTH, uppercased, in the server's order;
+    ``limits`` what LIMITS announces (RFC 9422; empty when it is absent or malformed).
     """
 
     keywords: frozenset[str] = frozenset()
     size: int | None = None
     auth_mechanisms: tuple[str, ...] = ()
+    limits: Limits = Limits()
 
     def __contains__(self, keyword: object) -> bool:
         return keyword in self.keywords
@@ -64,6 +117,8 @@ class Capabilities:
                 lines.append(" ".join(("AUTH", *self.auth_mechanisms)))
             elif keyword == Extension.XFORWARD:
                 lines.append(" ".join(("XFORWARD", *XFORWARD_ATTRIBUTES)))
+            elif keyword == Extension.LIMITS:
+                lines.append(" ".join(filter(None, ("LIMITS", self.limits.parameter()))))
             else:
                 lines.append(keyword)
         return tuple(lines)
@@ -78,6 +133,7 @@ class Capabilities:
         keywords: set[str] = set()
         size: int | None = None
         mechanisms: list[str] = []
+        limits = Limits()
         for line in lines:
             parts = line.split()
             if not parts:
@@ -99,4 +155,6 @@ class Capabilities:
                 for mechanism in parts[1:]:
                     if mechanism.upper() not in mechanisms:
                         mechanisms.append(mechanism.upper())
-        return cls(frozenset(keywords), size, tuple(mechanisms))
+            elif keyword == Extension.LIMITS:
+                limits = Limits.from_parameter(parts[1:])
+        return cls(frozenset(keywords), size, tuple(mechanisms), limits)

@@ -4,8 +4,8 @@ Implementation notes
 --------------------
 RFCs: 5321 (SMTP), 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8),
 2034/3463 (enhanced status codes), 3207 (STARTTLS), 3030 (CHUNKING), 3461 (DSN parameters),
-4954 (AUTH), 2033 (LMTP), 8689 (REQUIRETLS, offered under TLS only); Postfix's XFORWARD (offered
-only when the settings say so).
+4954 (AUTH), 2033 (LMTP), 8689 (REQUIRETLS, offered under TLS only), 9422 (LIMITS: RCPTMAX, the
+``max_recipients`` in force); Postfix's XFORWARD (offered only when the settings say so).
 
 Invariants:
 
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pillarbox.mail.dotstuff import Unstuffer
 from pillarbox.smtp import replies as R
 from pillarbox.smtp.errors import CommandError, LocalProtocolError
-from pillarbox.smtp.extensions import Capabilities, Extension
+from pillarbox.smtp.extensions import LIMIT_MAX, Capabilities, Extension, Limits
 from pillarbox.smtp.grammar import (
     Auth,
     Bdat,
@@ -96,7 +96,9 @@ class SmtpServerSettings:
     mode: Mode = Mode.SMTP
     #: Largest message in octets, advertised with SIZE and enforced as octets arrive (RFC 1870).
     max_message_size: int = 50 * 1024 * 1024
-    #: Accepted recipients per message; RFC 5321 §4.5.3.1.8 asks for at least 100.
+    #: Accepted recipients per message; RFC 5321 §4.5.3.1.8 asks for at least 100. Announced
+    #: as LIMITS RCPTMAX (RFC 9422 §4.2), which counts RCPT commands: a client that keeps to
+    #: it never sends more than this, so never meets the 452.
     max_recipients: int = 100
     #: Longest command line with its CRLF. RFC 5321 §4.5.3.1.4 says 512, and lets extensions
     #: raise it (SIZE, DSN and SMTPUTF8 parameters make lines longer).
@@ -335,11 +337,20 @@ def _offer(settings: SmtpServerSettings, tls: bool) -> Offer:
         (settings.requiretls and tls, Extension.REQUIRETLS),
     )
     keywords.update(ext.value for on, ext in optional if on)
+    # RFC 9422 §3.4: only the limits this session applies, from settings that never change
+    # within it, so every EHLO of the session announces the same (§3.6). No MAILMAX: a session
+    # takes any number of transactions; no RCPTDOMAINMAX: recipients of any domains.
+    limits = Limits()
+    if settings.max_recipients <= LIMIT_MAX:  # §4.2: six digits at most
+        keywords.add(Extension.LIMITS.value)
+        limits = Limits(rcpt_max=settings.max_recipients)
     offered = frozenset(keywords)
     # REQUIRETLS is parsed in the clear too, so that MAIL can say why it is refused
     # (RFC 8689 §2: TLS first).
     parsed = offered | {Extension.REQUIRETLS.value} if settings.requiretls else offered
-    return Offer(offered, settings.max_message_size, settings.auth_mechanisms, parsed=parsed)
+    return Offer(
+        offered, settings.max_message_size, settings.auth_mechanisms, limits, parsed=parsed
+    )
 
 
 @functools.lru_cache(maxsize=64)
