@@ -48,13 +48,22 @@ def session_ends(page: Page) -> int:
     return int(value)
 
 
+def warning_height(page: Page) -> float:
+    box = page.locator("#session-warning").bounding_box()
+    assert box is not None
+    return box["height"]
+
+
 def test_an_idle_page_warns_and_stays_signed_in(server: LiveServer, new_page: Any) -> None:
     page = new_page()
     login(page, server)
     first_end = session_ends(page)
     alert = page.locator("#session-text")
     assert alert.get_attribute("aria-live") == "assertive"
+    # No warning yet: no box either (it was an empty yellow strip on every page).
+    assert warning_height(page) == 0
     expect(alert).to_contain_text("You will be logged out at", timeout=int(TTL * 1000))
+    assert warning_height(page) > 0
     assert time.time() < first_end
     from_the_top(page)
     tab_to(page, "Stay signed in")
