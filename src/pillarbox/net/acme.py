@@ -583,7 +583,9 @@ def _serial(stored: AcmeCertificate) -> int | None:
 
 class CertificateManager:
     """Holds the server's ACME certificate: installs the stored one at start, obtains and
-    renews it, and reloads the shared TLS context when a new one arrives."""
+    renews it, and reloads the shared TLS context when a new one arrives. Orders under the
+    store's account for the CA directory, which it replaces when the CA deactivated it
+    (RFC 8555 §7.3.6; the module's notes)."""
 
     def __init__(
         self, config: Config, context: ssl.SSLContext, responses: MutableMapping[str, str]
