@@ -345,11 +345,11 @@ _GONE_NAMED = re.compile(rf"\b({'|'.join(ACCOUNT_GONE)})\b", re.IGNORECASE)
 
 class AccountGone(AcmeError):
     """The CA will never take requests under the account at ``url`` (``""``: its key's
-    registration was refused) again: it is ``status`` (:data:`ACCOUNT_GONE`)."""
+    registration was refused) again: it is ``status`` (:data:`ACCOUNT_GONE`). Raised by an
+    order; the attempt replaces the account and orders again."""
 
     def __init__(self, url: str, status: str) -> None:
         super().__init__(f"the CA says the ACME account {url or '(its key)'} is {status}")
-        self.url = url
         self.status = status
 
 
@@ -743,7 +743,7 @@ class CertificateManager:
         )
         self._log.warning(
             "ACME account replaced: the CA no longer takes the old one",
-            old_url=old.url or gone.url,
+            old_url=old.url or "(its URL never stored)",
             new_url=url,
             status=gone.status,
             by="this node" if account.key_pem == pem else "another node",
