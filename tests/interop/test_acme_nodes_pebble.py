@@ -77,16 +77,20 @@ def pebble(tmp_path: Path, dns_port: int, b_ports: dict[str, int]) -> Iterator[P
         yield server
 
 
-def tls_status(node: Node) -> dict[str, Any]:
-    """``pillarbox tls status --json`` run against ``node``'s configuration."""
-    command = ("tls", "status", "--json")
-    done = subprocess.run(
-        [sys.executable, "-m", "pillarbox.cli", "--config", str(node.config_path), *command],
+def tls_cli(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pillarbox tls …`` run against ``node``'s configuration."""
+    return subprocess.run(
+        [sys.executable, "-m", "pillarbox.cli", "--config", str(node.config_path), "tls", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
         check=False,
     )
+
+
+def tls_status(node: Node) -> dict[str, Any]:
+    """``pillarbox tls status --json`` run against ``node``'s configuration."""
+    done = tls_cli(node, "status", "--json")
     assert done.returncode == 0, done.stderr
     shown: dict[str, Any] = json.loads(done.stdout)
     return shown
@@ -358,3 +362,57 @@ def test_nodes_of_their_own_then_shared_keep_the_later_certificate(
         )
         assert settled
         assert orders_placed(pebble) == 2
+
+
+def test_nodes_finding_the_account_deactivated_at_once_make_one_new_account(
+    tmp_path: Path, database: TestDatabase, pebble: Pebble, b_ports: dict[str, int]
+) -> None:
+    """Two nodes with certificates of their own, their account deactivated at the CA: both
+    asked to renew at once, each either finds the account deactivated and replaces it (the
+    store's compare-and-swap keeping one new key, which both register) or reads the other's
+    replacement already stored: either way Pebble creates one account more, not two, and
+    both nodes order under it. (Whether the two replacements overlap is the nodes' timing;
+    the store's contract suite races the compare-and-swap itself.)"""
+    url = database.new_store_url()
+    own = {"acme_shared_certificate": False}
+    a = Node(
+        tmp_path,
+        "node-a",
+        url,
+        listeners=("https",),
+        tls=dataclasses.replace(shared_tls(pebble, free_port("127.0.0.1")), **own),
+    )
+    b = Node(
+        tmp_path,
+        "node-b",
+        url,
+        listeners=("https",),
+        ports={"https": b_ports["https"]},
+        tls=dataclasses.replace(shared_tls(pebble, b_ports["acme-http"]), **own),
+    )
+    files = [AcmeFiles.of(node.config) for node in (a, b)]
+    with b, a:
+        for node, node_files in zip((a, b), files, strict=True):
+            wait_for(
+                lambda f=node_files: f.read_status().get("result") == "ok",  # type: ignore[misc]
+                f"{node.name}'s own certificate",
+                timeout=90,
+                context=node.log,
+            )
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT key, url FROM acme_accounts").fetchone()
+        assert row is not None
+        old_key, old_url = bytes(row[0]), str(row[1])
+        pebble.deactivate(old_key, old_url)
+
+        with ThreadPoolExecutor(2) as renewing:
+            done = list(renewing.map(lambda n: tls_cli(n, "renew", "--wait", "60"), (a, b)))
+        for node, renewed in zip((a, b), done, strict=True):
+            assert renewed.returncode == 0, f"{renewed.stdout}{renewed.stderr}\n{node.log()}"
+        assert pebble.accounts_created() == 2
+        [(_, new_url)] = account_rows(url)
+        assert new_url not in ("", old_url)
+        for node in (a, b):
+            assert tls_status(node)["acme"]["account"] == {"url": new_url}
+        replaced = [log for log in (a.log(), b.log()) if "ACME account replaced" in log]
+        assert replaced, f"{a.log()[-3000:]}\n{b.log()[-3000:]}"

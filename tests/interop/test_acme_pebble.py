@@ -23,16 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from acme import client, messages
+from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from josepy.jwa import ES256
-from josepy.jwk import JWKEC
 
 from pillarbox import config as cfg
 from pillarbox.atomicfile import write_atomically
-from pillarbox.net.acme import AcmeFiles
+from pillarbox.net.acme import AcmeFiles, gone_status
 from pillarbox.store.open import is_postgresql, open_store
 from pillarbox.store.types import AcmeAccount
 from pillarbox.testing import pebble as pebble_server
@@ -307,19 +305,6 @@ def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
         assert pebble.accounts_created() == 2
 
 
-def register_with(pebble: Pebble, key_pem: bytes) -> str:
-    """Register an account for ``key_pem`` with Pebble, as an earlier Pillarbox did from its
-    ``account.key``; the account's URL."""
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    network = client.ClientNetwork(
-        JWKEC(key=key), alg=ES256, verify_ssl=str(pebble.ca_bundle), user_agent="test"
-    )
-    acme = client.ClientV2(client.ClientV2.get_directory(pebble.directory_url, network), network)
-    registered = acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
-    return str(registered.uri)
-
-
 def test_an_earlier_versions_account_key_goes_on_in_the_store(
     tmp_path: Path, pebble: Pebble, challenge_port: int
 ) -> None:
@@ -334,7 +319,7 @@ def test_an_earlier_versions_account_key_goes_on_in_the_store(
         serialization.NoEncryption(),
     )
     write_atomically(files.account_key, key_pem, 0o600)
-    url = register_with(pebble, key_pem)
+    url = pebble.register(key_pem)
     assert pebble.accounts_created() == 1
     config_path = tmp_path / "pillarbox.toml"
     config_path.write_text(cfg.render_toml(config))
@@ -453,3 +438,86 @@ def test_an_account_the_ca_forgot_is_registered_again_with_its_key(
             assert after.url not in ("", before.url)
             cert = presented(server.port("imaps"), restarted.root_pem)
             assert manager.facts is not None and cert.serial_number == manager.facts.serial
+
+
+def test_an_account_the_ca_deactivated_is_replaced(
+    tmp_path: Path, pebble: Pebble, challenge_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stored account deactivated (Pebble then refuses its orders, ``unauthorized``): the
+    next attempt looks at the account, finds it deactivated, puts a new key in the store in
+    its place, registers it and obtains the certificate under it; ``tls status`` shows it."""
+    caplog.set_level(logging.INFO, logger="pillarbox.acme")
+    config = acme_config(tmp_path, pebble, challenge_port, only=("imaps",))
+    config_path = tmp_path / "pillarbox.toml"
+    config_path.write_text(cfg.render_toml(config))
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        wait_for(
+            lambda: (stored := stored_account(config)) is not None and stored.url != "",
+            "the account's URL",
+        )
+        before = stored_account(config)
+        assert before is not None
+        pebble.deactivate(before.key_pem, before.url)
+        renewed = tls_cli(config_path, "renew", "--wait", "60")
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+        after = stored_account(config)
+        assert after is not None and after.key_pem != before.key_pem
+        assert after.url not in ("", before.url)
+        assert pebble.accounts_created() == 2
+        cert = presented(server.port("imaps"), pebble.root_pem)
+        assert manager.facts is not None and cert.serial_number == manager.facts.serial
+        status = tls_cli(config_path, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["acme"]["account"] == {"url": after.url}
+    [replaced] = [r for r in caplog.records if r.getMessage().startswith("ACME account replaced")]
+    assert replaced.levelno == logging.WARNING
+    fields = getattr(replaced, "fields", {})
+    assert (fields["old_url"], fields["new_url"]) == (before.url, after.url), fields
+    assert fields["status"] == "deactivated" and fields["by"] == "this node"
+    # The new account goes on: the next renewal orders under it, nothing replaced again.
+    with LiveServer(config) as server:
+        renewed = tls_cli(config_path, "renew", "--wait", "60")
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+    assert stored_account(config) == after
+    assert pebble.accounts_created() == 2
+
+
+def test_an_unauthorized_refusal_of_a_valid_account_is_not_a_deactivation(
+    tmp_path: Path, pebble: Pebble
+) -> None:
+    """An ``unauthorized`` answer for anything but the account (a name, a CAA record; here one
+    Pebble gives for another account's order) under an account the CA still takes: looking
+    at the account finds it valid, so it is not replaced. Once deactivated, it is."""
+    key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    url = pebble.register(key_pem)
+    acme = pebble.client(key_pem)
+    acme.net.account = messages.RegistrationResource(uri=url, body=messages.Registration())
+    refusals = [
+        messages.Error.with_code(
+            "unauthorized", detail="Account that authenticated the request does not own the order"
+        ),
+        messages.Error.with_code("unauthorized", detail="CAA record forbids issuance"),
+        messages.Error.with_code("unauthorized", detail="the certificate was revoked"),
+    ]
+    for refusal in refusals:
+        assert gone_status(acme, url, refusal) == "", refusal
+    assert gone_status(acme, url, messages.Error.with_code("rateLimited")) == ""
+    pebble.deactivate(key_pem, url)
+    acme = pebble.client(key_pem)
+    acme.net.account = messages.RegistrationResource(uri=url, body=messages.Registration())
+    for refusal in refusals:
+        assert gone_status(acme, url, refusal) == "deactivated", refusal
+    # A refusal of another kind is not looked into at all.
+    assert gone_status(acme, url, messages.Error.with_code("rateLimited")) == ""
+    # Its key's registration refused: the refusal names the status (Pebble's, as Boulder's).
+    fresh = pebble.client(key_pem)
+    with pytest.raises(messages.Error) as refused:
+        fresh.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+    assert gone_status(fresh, "", refused.value) == "deactivated"

@@ -5,7 +5,9 @@ and a renewal forced by hand.
 of a store orders under one); with a shared certificate (PostgreSQL,
 ``acme_shared_certificate``) it also reads the store's certificate and renewal lease, the
 cluster's state beside this node's copy (a node lagging behind the store, a lease left by a
-crashed node, a back-off after failures).
+crashed node, a back-off after failures). A store it cannot open (down, or its migration to
+this version held off by a running server of an earlier one) leaves the store's part out,
+saying why: the node's own part still shows, and the command succeeds.
 
 ``renew`` does not talk to the CA itself: the running server owns the challenge listener (port
 80) and the TLS context to reload, so the command leaves a request in the data directory that
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -41,7 +44,12 @@ def tls() -> None:
 @click.pass_obj
 def tls_status(state: CliState, as_json: bool) -> None:
     """Show the certificate in use, its names and expiry, and the last ACME attempt."""
-    from pillarbox.certificates import acme_names, certificate_facts, renewal_time
+    from pillarbox.certificates import (
+        acme_names,
+        certificate_facts,
+        certificate_scope,
+        renewal_time,
+    )
     from pillarbox.cli.main import emit
     from pillarbox.net.acme import AcmeFiles
     from pillarbox.net.tls import tls_paths
@@ -96,11 +104,22 @@ def tls_status(state: CliState, as_json: bool) -> None:
                 else "no: this node's own"
             ),
         ]
-        data["acme"]["account"], more = _account_state(config)
-        lines += more
-        if shared:
-            data["acme"]["store"], more = _store_state(config, wanted, facts, source == "acme")
+        scope = certificate_scope(config.tls.acme_directory, wanted) if shared else None
+        try:
+            stored = _read_store(config, scope)
+        except (StorageError, StoreInUse) as exc:  # StoreInUse: a migration held off
+            data["acme"]["account"] = {"error": str(exc)}
+            if shared:
+                data["acme"]["store"] = {"error": str(exc)}
+            lines += _unread_store(exc, shared=shared)
+        else:
+            data["acme"]["account"], more = _account_state(stored.account)
             lines += more
+            if scope is not None:
+                data["acme"]["store"], more = _store_state(
+                    config, scope, stored, facts, source == "acme"
+                )
+                lines += more
         if source == "acme":
             due = renewal_time(facts, config.tls.acme_renew_days)
             data["acme"]["renewal_due"] = due.isoformat()
@@ -120,19 +139,47 @@ def _described(facts: CertificateFacts) -> dict[str, Any]:
     }
 
 
-def _account_state(config: Config) -> tuple[dict[str, Any] | None, list[str]]:
-    """The CA account the store keeps for the configured directory (None: not made yet), as
-    data and lines; a store that cannot be read now is said so (this node's part of the status
-    still shows)."""
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What ``status`` reads from the store: the CA account; with a shared certificate, the
+    store's certificate for this node's scope and its renewal lease."""
+
+    account: AcmeAccount | None
+    certificate: AcmeCertificate | None = None
+    lease: AcmeLease | None = None
+
+
+def _read_store(config: Config, scope: str | None) -> _Stored:
+    """The store's part of the status, read in one opening of the store (``scope``: the shared
+    certificate's, None when not shared). Raises what opening it raises: ``StoreInUse`` when
+    this version's migration is held off by a server of an earlier one (docs/upgrading.md)."""
     from pillarbox.cli.main import run_store
 
-    async def read(store: Store) -> AcmeAccount | None:
-        return await store.acme_account(config.tls.acme_directory)
+    async def read(store: Store) -> _Stored:
+        account = await store.acme_account(config.tls.acme_directory)
+        if scope is None:
+            return _Stored(account)
+        return _Stored(account, await store.acme_certificate(scope), await store.acme_lease(scope))
 
-    try:
-        account = run_store(config, read)
-    except (StorageError, StoreInUse) as exc:  # StoreInUse: a migration a server holds off
-        return {"error": str(exc)}, [f"account      unreadable: {exc}"]
+    return run_store(config, read)
+
+
+def _unread_store(exc: StorageError | StoreInUse, *, shared: bool) -> list[str]:
+    """The lines saying what the store holds is not shown, and why: the rest of the status
+    (this node's files) still shows."""
+    what = "the account, the shared certificate and its lease" if shared else "the account"
+    why = (
+        "the store's schema is older than this pillarbox's, and a server running on it "
+        "holds the migration off until every server is upgraded (docs/upgrading.md)"
+        if isinstance(exc, StoreInUse)
+        else "the store cannot be read now"
+    )
+    return [f"store        not read, so {what} not shown: {why}", f"             ({exc})"]
+
+
+def _account_state(account: AcmeAccount | None) -> tuple[dict[str, Any] | None, list[str]]:
+    """The CA account the store keeps for the configured directory (None: not made yet), as
+    data and lines."""
     if account is None:
         return None, ["account      (none yet: the first attempt makes it)"]
     shown = account.url or "(its key is stored; not registered with the CA yet)"
@@ -140,29 +187,20 @@ def _account_state(config: Config) -> tuple[dict[str, Any] | None, list[str]]:
 
 
 def _store_state(
-    config: Config, names: tuple[str, ...], mine: CertificateFacts, mine_is_acme: bool
+    config: Config, scope: str, stored: _Stored, mine: CertificateFacts, mine_is_acme: bool
 ) -> tuple[dict[str, Any], list[str]]:
-    """The store's certificate for this node's scope and its renewal lease, as data and lines;
-    a store that cannot be read is said so (this node's part of the status still shows)."""
-    from pillarbox.certificates import certificate_facts, certificate_scope
-    from pillarbox.cli.main import run_store
+    """The store's certificate for this node's scope and its renewal lease, as data and
+    lines."""
+    from pillarbox.certificates import certificate_facts
 
-    scope = certificate_scope(config.tls.acme_directory, names)
-
-    async def read(store: Store) -> tuple[AcmeCertificate | None, AcmeLease | None]:
-        return await store.acme_certificate(scope), await store.acme_lease(scope)
-
-    try:
-        stored, lease = run_store(config, read)
-    except StorageError as exc:
-        return {"error": str(exc)}, [f"store        unreadable: {exc}"]
+    lease = stored.lease
     data: dict[str, Any] = {"scope": scope, "certificate": None, "lease": None}
     lines = []
-    if stored is None:
+    if stored.certificate is None:
         lines.append("store cert   (none yet)")
     else:
         try:
-            facts = certificate_facts(stored.chain_pem)
+            facts = certificate_facts(stored.certificate.chain_pem)
         except ValueError as exc:
             data["certificate"] = {"error": str(exc)}
             lines.append(f"store cert   unreadable: {exc}")

@@ -38,10 +38,16 @@ Implementation notes:
   and runs its own attempts.
 - **One account per cluster**, per CA directory, in the store (``acme_accounts``, any backend):
   its key is made by the first attempt and stored if no node stored one first, then read back,
-  so that two nodes at once both use the one that was stored; a stored key is never replaced.
-  The account is registered with it (RFC 8555 §7.3; a key the CA knows already has it name
-  the account's URL, §7.3.1) and its URL stored, after which attempts go straight to ordering
-  (a CA answering that URL with accountDoesNotExist, §6.7, gets the key registered again).
+  so that two nodes at once both use the one that was stored. The account is registered with
+  it (RFC 8555 §7.3; a key the CA knows already has it name the account's URL, §7.3.1) and its
+  URL stored, after which attempts go straight to ordering (a CA answering that URL with
+  accountDoesNotExist, §6.7, gets the key registered again).
+- **A deactivated account is replaced** (§7.3.6: deactivated by us or by the CA, or revoked,
+  it is refused for good, ``unauthorized``): on an ``unauthorized`` order (or registration)
+  the account is looked at (:func:`gone_status`), and only when it is deactivated or revoked
+  a new key takes the old one's place in the store, by a compare-and-swap on the old key, and
+  is registered; of two nodes at once one key is stored and both register it, which makes one
+  account. Any other ``unauthorized`` (a name, a CAA record) fails the attempt as before.
   Another directory (another CA, or staging) is another account. A node of an earlier version
   has ``account.key`` in its data directory: its first attempt takes that key into the store
   when the store holds none for the directory yet (the CA's account goes on), and renames the
@@ -82,12 +88,13 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -292,12 +299,9 @@ class _Order:
         return tuple(c.record for c in self.challenges if c.record is not None)
 
 
-def _client(
-    tls: TlsSection, account_key: JWKEC, account_url: str, ca_bundle: str
-) -> client.ClientV2:
-    """A client logged in to the CA's account of ``account_key`` at ``account_url`` (when
-    empty, registered now, or found by its key), trusting ``ca_bundle`` (a path; empty: the
-    system's CAs) for the directory's HTTPS."""
+def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.ClientV2:
+    """Blocking: a client signing with ``account_key``, not logged in to an account yet,
+    trusting ``ca_bundle`` (a path; empty: the system's CAs) for the directory's HTTPS."""
     verify: bool | str = ca_bundle or True
     network = client.ClientNetwork(
         account_key,
@@ -307,15 +311,7 @@ def _client(
         user_agent=USER_AGENT,
         timeout=CA_REQUEST_TIMEOUT,
     )
-    acme = client.ClientV2(client.ClientV2.get_directory(tls.acme_directory, network), network)
-    if account_url:
-        # RFC 8555 §6.2: requests name the account by its URL ("kid"); nothing to register.
-        network.account = messages.RegistrationResource(
-            uri=account_url, body=messages.Registration()
-        )
-    else:
-        _register(acme, tls)
-    return acme
+    return client.ClientV2(client.ClientV2.get_directory(tls.acme_directory, network), network)
 
 
 def _register(acme: client.ClientV2, tls: TlsSection) -> None:
@@ -330,6 +326,92 @@ def _register(acme: client.ClientV2, tls: TlsSection) -> None:
         acme.net.account = messages.RegistrationResource(
             uri=exc.location, body=messages.Registration()
         )
+
+
+def _registered_url(tls: TlsSection, ca_bundle: str, account: AcmeAccount) -> str:
+    """Blocking: register ``account``'s key with the CA (or find the account it has, §7.3.1);
+    the account's URL."""
+    acme = _client(tls, _account_jwk(account), ca_bundle)
+    _register(acme, tls)
+    registered = acme.net.account
+    return registered.uri if registered is not None else ""
+
+
+#: RFC 8555 §7.1.6: the account statuses that never become valid again: "deactivated" (by the
+#: client, or by the CA, §7.3.6) and "revoked" (by the CA).
+ACCOUNT_GONE = (messages.STATUS_DEACTIVATED.name, messages.STATUS_REVOKED.name)
+_GONE_NAMED = re.compile(rf"\b({'|'.join(ACCOUNT_GONE)})\b", re.IGNORECASE)
+
+
+class AccountGone(AcmeError):
+    """The CA will never take requests under the account at ``url`` (``""``: its key's
+    registration was refused) again: it is ``status`` (:data:`ACCOUNT_GONE`). Raised by an
+    order; the attempt replaces the account and orders again."""
+
+    def __init__(self, url: str, status: str) -> None:
+        super().__init__(f"the CA says the ACME account {url or '(its key)'} is {status}")
+        self.status = status
+
+
+def refused_account_status(refusal: messages.Error) -> str:
+    """The status of :data:`ACCOUNT_GONE` an ``unauthorized`` refusal names as the account's
+    (Pebble: "Account has been deactivated"; Boulder: 'Account is not valid, has status
+    "deactivated"', and for a registration "An account with the provided public key exists
+    but is deactivated"); "" for any other refusal."""
+    if refusal.code != "unauthorized":
+        return ""
+    named = _GONE_NAMED.search(refusal.detail or "")
+    return named.group(1).lower() if named is not None else ""
+
+
+def gone_status(acme: client.ClientV2, url: str, refusal: messages.Error) -> str:
+    """Blocking: the account's status when ``refusal`` (of a request under the account at
+    ``url``, or with ``url`` empty of its key's registration) is the CA's answer to an account
+    it will never take again (RFC 8555 §7.3.6: "the server MUST NOT accept further requests
+    authorized by that account's key"); "" for any other refusal (an ``unauthorized`` for a
+    name, a CAA record, a policy) and when the account cannot be looked at now.
+
+    The account is looked at rather than the refusal believed: a POST-as-GET of its URL
+    (§7.3) answers an account object, whose status is the CA's word, or is refused in turn,
+    the refusal then naming the status (:func:`refused_account_status`: a CA refuses a
+    deactivated account even that). A registration refused has no URL to look at; its
+    refusal names the status the same way.
+    """
+    if refusal.code != "unauthorized":
+        return ""
+    if not url:
+        return refused_account_status(refusal)
+    try:
+        response = acme.net.post(url, None, new_nonce_url=acme.directory["newNonce"])
+        body = response.json()
+    except messages.Error as exc:
+        return refused_account_status(exc)
+    except (acme_errors.Error, requests.RequestException, ValueError):
+        return ""
+    status = body.get("status") if isinstance(body, dict) else None
+    return status if status in ACCOUNT_GONE else ""
+
+
+def _new_order(
+    acme: client.ClientV2, tls: TlsSection, url: str, csr: bytes
+) -> messages.OrderResource:
+    """Blocking: log ``acme`` in to the account at ``url`` (when empty, registered now, or
+    found by its key) and order the certificate of ``csr``."""
+    if not url:
+        _register(acme, tls)
+        return acme.new_order(csr)
+    # RFC 8555 §6.2: requests name the account by its URL ("kid"); nothing to register.
+    acme.net.account = messages.RegistrationResource(uri=url, body=messages.Registration())
+    try:
+        return acme.new_order(csr)
+    except messages.Error as exc:
+        # RFC 8555 §6.7: the CA knows no account at the stored URL (a test CA restarted, a
+        # staging CA reset): the same key registered again, never a new key.
+        if exc.code != "accountDoesNotExist":
+            raise
+        acme.net.account = None  # §7.3: a new-account request carries the key, not a URL
+        _register(acme, tls)
+        return acme.new_order(csr)
 
 
 def choose_challenge(
@@ -382,19 +464,15 @@ def _place_order(
     authorization and prepare its answer (``dns_domains``: identifier → the hosted domain
     whose zone our DNS server serves its record in, for those dns-01 can answer)."""
     account_key = _account_jwk(account)
-    acme = _client(tls, account_key, account.url, ca_bundle)
+    acme = _client(tls, account_key, ca_bundle)
     key_pem = _new_key_pem()
     csr = crypto_util.make_csr(key_pem, list(names))
     try:
-        order = acme.new_order(csr)
+        order = _new_order(acme, tls, account.url, csr)
     except messages.Error as exc:
-        # RFC 8555 §6.7: the CA knows no account at the stored URL (a test CA restarted, a
-        # staging CA reset): the same key registered again, never a new key.
-        if not account.url or exc.code != "accountDoesNotExist":
-            raise
-        acme.net.account = None  # §7.3: a new-account request carries the key, not a URL
-        _register(acme, tls)
-        order = acme.new_order(csr)
+        if status := gone_status(acme, account.url, exc):
+            raise AccountGone(account.url, status) from exc
+        raise
     prepared: list[_Challenge] = []
     for authorization in order.authorizations:
         if authorization.body.status == messages.STATUS_VALID:
@@ -505,7 +583,9 @@ def _serial(stored: AcmeCertificate) -> int | None:
 
 class CertificateManager:
     """Holds the server's ACME certificate: installs the stored one at start, obtains and
-    renews it, and reloads the shared TLS context when a new one arrives."""
+    renews it, and reloads the shared TLS context when a new one arrives. Orders under the
+    store's account for the CA directory, which it replaces when the CA deactivated it
+    (RFC 8555 §7.3.6; the module's notes)."""
 
     def __init__(
         self, config: Config, context: ssl.SSLContext, responses: MutableMapping[str, str]
@@ -572,9 +652,15 @@ class CertificateManager:
         log.info("requesting certificate", reason=reason, ca=self._tls.acme_directory)
         dns_domains = await self._dns_domains()
         account = await self.account()
-        placed = await run_blocking(
-            _place_order, self._tls, self._ca_bundle, names, account, dns_domains
-        )
+        try:
+            placed = await run_blocking(
+                _place_order, self._tls, self._ca_bundle, names, account, dns_domains
+            )
+        except AccountGone as gone:
+            account = await self._replace_account(account, gone)
+            placed = await run_blocking(
+                _place_order, self._tls, self._ca_bundle, names, account, dns_domains
+            )
         if placed.account_url and placed.account_url != account.url:
             await self._note_account_url(account, placed.account_url)
         stop = threading.Event()
@@ -641,6 +727,31 @@ class CertificateManager:
                 self._log.info("ACME account key made and stored", ca=directory)
         await self._retire_key_file()
         return account
+
+    async def _replace_account(self, old: AcmeAccount, gone: AccountGone) -> AcmeAccount:
+        """Put a new account in place of ``old``, which the CA deactivated (RFC 8555 §7.3.6:
+        never to be used again): a new key in the store unless another node replaced ``old``
+        first (then its key is used, and registering it finds its account, §7.3.1: one new
+        account for the cluster), registered (§7.3) and its URL stored. The registration's
+        failure fails the attempt; the next one registers the stored key as any new one."""
+        assert self.store is not None  # as in account
+        pem = await run_blocking(_new_key_pem)
+        new = AcmeAccount(old.directory, pem, "")
+        account = await self.store.replace_acme_account(old.key_pem, new)
+        url = account.url or await run_blocking(
+            _registered_url, self._tls, self._ca_bundle, account
+        )
+        self._log.warning(
+            "ACME account replaced: the CA no longer takes the old one",
+            old_url=old.url or "(its URL never stored)",
+            new_url=url,
+            status=gone.status,
+            by="this node" if account.key_pem == pem else "another node",
+            ca=old.directory,
+        )
+        if url != account.url:
+            await self._note_account_url(account, url)
+        return replace(account, url=url)
 
     async def _retire_key_file(self) -> None:
         """Rename an earlier version's ``account.key`` to ``account.key.old`` once the store

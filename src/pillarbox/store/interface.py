@@ -923,9 +923,15 @@ class Store(Protocol):
         """The account stored for the CA of ``directory``; None if there is none."""
 
     async def add_acme_account(self, account: AcmeAccount) -> AcmeAccount:
-        """Store ``account`` unless its directory has one already, which is never replaced (the
-        CA knows the cluster by that key); the account stored afterwards: this one, or the one
-        another node stored first."""
+        """Store ``account`` unless its directory has one already, which this never replaces
+        (the CA knows the cluster by that key); the account stored afterwards: this one, or the
+        one another node stored first."""
+
+    async def replace_acme_account(self, old_key_pem: bytes, account: AcmeAccount) -> AcmeAccount:
+        """Store ``account`` in place of its directory's account of ``old_key_pem`` (one the CA
+        deactivated, RFC 8555 §7.3.6), unless that account is no longer the stored one: another
+        node replaced it first, and its replacement stays. The account stored afterwards: this
+        one, or the one another node put in. A directory with none stored gets ``account``."""
 
     async def set_acme_account_url(self, directory: str, key_pem: bytes, url: str) -> None:
         """Record the URL the CA named for the account of ``key_pem``; nothing happens if the

@@ -1033,8 +1033,9 @@ class AcmeAccount:
     ``directory`` is the CA's directory URL (another CA, or its staging directory, is another
     account); ``key_pem`` the account's private key (unencrypted PKCS#8 PEM, as
     :attr:`AcmeCertificate.key_pem`: whoever reads this table can order and revoke the
-    cluster's certificates), never replaced once stored; ``url`` the account's URL the CA
-    named when it was registered (RFC 8555 §7.3), ``""`` until then.
+    cluster's certificates), replaced only once the CA deactivated its account (RFC 8555
+    §7.3.6); ``url`` the account's URL the CA named when it was registered (§7.3), ``""``
+    until then.
     """
 
     directory: str

@@ -22,7 +22,12 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from acme import client, messages
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from josepy.jwa import ES256
+from josepy.jwk import JWKEC
 
 from pillarbox.testing.live import free_port
 from pillarbox.testing.testca import make_ca
@@ -167,6 +172,33 @@ class Pebble:
         """How many new-account requests reached Pebble: each creates an account, or finds the
         one of its key (RFC 8555 §7.3.1)."""
         return self.log_path.read_text().count("POST /sign-me-up")
+
+    def client(self, key_pem: bytes) -> client.ClientV2:
+        """certbot's ACME client for this Pebble, signing with ``key_pem`` (an EC key): an
+        operator's own tool, or an earlier Pillarbox."""
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        network = client.ClientNetwork(
+            JWKEC(key=key),
+            alg=ES256,
+            # requests' ``verify`` takes a CA bundle's path as well as a bool.
+            verify_ssl=str(self.ca_bundle),  # type: ignore[arg-type]
+            user_agent="test",
+        )
+        directory = client.ClientV2.get_directory(self.directory_url, network)
+        return client.ClientV2(directory, network)
+
+    def register(self, key_pem: bytes) -> str:
+        """Register an account for ``key_pem`` (RFC 8555 §7.3); the account's URL."""
+        registration = messages.NewRegistration.from_data(terms_of_service_agreed=True)
+        return str(self.client(key_pem).new_account(registration).uri)
+
+    def deactivate(self, key_pem: bytes, url: str) -> None:
+        """Deactivate the account at ``url`` of ``key_pem`` (RFC 8555 §7.3.6), as its
+        operator may, or the CA itself: Pebble refuses it for good afterwards."""
+        registered = messages.RegistrationResource(uri=url, body=messages.Registration())
+        done = self.client(key_pem).deactivate_registration(registered)
+        assert done.body.status == "deactivated", done
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

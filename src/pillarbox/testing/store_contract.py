@@ -559,6 +559,49 @@ class StoreContract:
         finally:
             await node_b.close()
 
+    async def test_a_deactivated_acme_account_is_replaced_once(self, store: Store) -> None:
+        directory = "https://ca.example/dir"
+        old = AcmeAccount(directory, b"key-1", "https://ca.example/a/1")
+        await store.add_acme_account(old)
+        await store.set_acme_account_url(directory, b"key-1", old.url)
+        new = AcmeAccount(directory, b"key-2", "")
+        assert await store.replace_acme_account(b"key-1", new) == new
+        assert await store.acme_account(directory) == new
+        # A node still holding the old key (it read the account before) gets the replacement.
+        late = AcmeAccount(directory, b"key-3", "")
+        assert await store.replace_acme_account(b"key-1", late) == new
+        assert await store.acme_account(directory) == new
+        # The replacement's URL goes in as any account's does.
+        await store.set_acme_account_url(directory, b"key-2", "https://ca.example/a/2")
+        named = replace(new, url="https://ca.example/a/2")
+        assert await store.acme_account(directory) == named
+        # Another directory's account is not touched; one with none stored gets it.
+        staging = AcmeAccount("https://staging.ca.example/dir", b"key-s", "")
+        assert await store.replace_acme_account(b"key-1", staging) == staging
+        assert await store.acme_account(directory) == named
+
+    async def test_a_deactivated_acme_account_replaced_on_two_nodes_at_once_ends_as_one(
+        self, store_factory: StoreFactory, store: Store
+    ) -> None:
+        """Two nodes each replacing the deactivated account with a key of their own at once
+        both get the one that was stored, and it is the one that stays."""
+        node_b = store_factory()
+        await node_b.open()
+        try:
+            for n in range(5):
+                directory = f"https://ca{n}.example/dir"
+                await store.add_acme_account(AcmeAccount(directory, b"old", ""))
+                results = await asyncio.gather(
+                    store.replace_acme_account(b"old", AcmeAccount(directory, b"key-a", "")),
+                    node_b.replace_acme_account(b"old", AcmeAccount(directory, b"key-b", "")),
+                )
+                assert results[0] == results[1], results
+                assert results[0].key_pem in (b"key-a", b"key-b")
+                assert await node_b.acme_account(directory) == results[0]
+                assert await store.acme_account(directory) == results[0]
+        finally:
+            await node_b.close()
+
     # -- accounts ------------------------------------------------------------------------------
     async def test_account_gets_default_mailboxes(self, store: Store, account: Account) -> None:
         mailboxes = {m.name: m for m in await store.list_mailboxes(account.id)}

@@ -10,7 +10,8 @@ so that two nodes adding at once cannot both pass the limit or both claim one ke
 row it locks: of two nodes at once, the second sees the first's row. An account is inserted
 if absent and then read back: of two nodes at once, the second's insert waits for the first's
 row and does nothing, and its read (a statement of its own, so under READ COMMITTED a snapshot
-taken after that row committed) returns the first node's account.
+taken after that row committed) returns the first node's account. A deactivated account is
+replaced by a compare-and-swap on its key (``replace_account``).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ async def account(conn: Conn, directory: str) -> AcmeAccount | None:
 
 
 async def add_account(conn: Conn, acct: AcmeAccount) -> AcmeAccount:
-    # Insert if absent, then read back: a stored key is never replaced.
+    # Insert if absent, then read back: a stored key is replaced only by replace_account.
     await conn.execute(
         "INSERT INTO acme_accounts (directory, key, url) VALUES (%s, %s, %s) "
         "ON CONFLICT (directory) DO NOTHING",
@@ -149,6 +150,17 @@ async def add_account(conn: Conn, acct: AcmeAccount) -> AcmeAccount:
     stored = await account(conn, acct.directory)
     assert stored is not None  # written just above, or another node's row it waited for
     return stored
+
+
+async def replace_account(conn: Conn, old_key_pem: bytes, acct: AcmeAccount) -> AcmeAccount:
+    # Compare-and-swap on the old key: of two nodes at once, the second's UPDATE waits for the
+    # first's row, finds its key no longer the old one (READ COMMITTED re-checks the condition
+    # on the row it locked) and changes nothing; add_account then reads the first's back.
+    await conn.execute(
+        "UPDATE acme_accounts SET key = %s, url = %s WHERE directory = %s AND key = %s",
+        (acct.key_pem, acct.url, acct.directory, old_key_pem),
+    )
+    return await add_account(conn, acct)
 
 
 async def set_account_url(conn: Conn, directory: str, key_pem: bytes, url: str) -> None:

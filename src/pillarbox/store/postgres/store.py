@@ -2240,6 +2240,11 @@ class PostgresStore:
     async def add_acme_account(self, account: AcmeAccount) -> AcmeAccount:
         return await self._write(lambda conn, _: acmedata.add_account(conn, account))
 
+    async def replace_acme_account(self, old_key_pem: bytes, account: AcmeAccount) -> AcmeAccount:
+        return await self._write(
+            lambda conn, _: acmedata.replace_account(conn, old_key_pem, account)
+        )
+
     async def set_acme_account_url(self, directory: str, key_pem: bytes, url: str) -> None:
         await self._write(lambda conn, _: acmedata.set_account_url(conn, directory, key_pem, url))
 

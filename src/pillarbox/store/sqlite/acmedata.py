@@ -144,7 +144,7 @@ def account(conn: sqlite3.Connection, directory: str) -> AcmeAccount | None:
 
 
 def add_account(conn: sqlite3.Connection, acct: AcmeAccount) -> AcmeAccount:
-    # Insert if absent, then read back: a stored key is never replaced.
+    # Insert if absent, then read back: a stored key is replaced only by replace_account.
     conn.execute(
         "INSERT INTO acme_accounts (directory, key, url) VALUES (?, ?, ?) "
         "ON CONFLICT (directory) DO NOTHING",
@@ -153,6 +153,15 @@ def add_account(conn: sqlite3.Connection, acct: AcmeAccount) -> AcmeAccount:
     stored = account(conn, acct.directory)
     assert stored is not None  # written or kept just above, in this transaction
     return stored
+
+
+def replace_account(conn: sqlite3.Connection, old_key_pem: bytes, acct: AcmeAccount) -> AcmeAccount:
+    # Compare-and-swap on the old key: a node that replaced it first keeps its replacement.
+    conn.execute(
+        "UPDATE acme_accounts SET key = ?, url = ? WHERE directory = ? AND key = ?",
+        (acct.key_pem, acct.url, acct.directory, old_key_pem),
+    )
+    return add_account(conn, acct)
 
 
 def set_account_url(conn: sqlite3.Connection, directory: str, key_pem: bytes, url: str) -> None:
