@@ -255,12 +255,15 @@ def _raw_lines(text: str) -> list[_Raw]:
 
 #: A card's first or last line. versit's 2.1 grammar allows blanks around the colon
 #: (``"BEGIN" [ws] ":" [ws] "VCARD"``); RFC 6350 §3.3's and RFC 2426's do not (see parse).
-_DELIMITER = re.compile(r"[ \t]*(BEGIN|END)[ \t]*:[ \t]*VCARD[ \t]*", re.IGNORECASE)
+_DELIMITER = re.compile(r"(BEGIN|END)[ \t]*:[ \t]*VCARD", re.IGNORECASE)
 
 
 def _delimiter(line: str) -> str:
-    """``BEGIN`` or ``END`` for a card's first or last line, else ``""``."""
-    match = _DELIMITER.fullmatch(line)
+    """``BEGIN`` or ``END`` for a card's first or last line, else ``""``. Blanks around it
+    are any :meth:`str.strip` removes: a stray CR before END, kept in the line by a bare LF
+    before it, must end the card here as in the 2.1 reading (which drops it), or the 3.0
+    form would hold an END:VCARD inside."""
+    match = _DELIMITER.fullmatch(line.strip())
     return match[1].upper() if match else ""
 
 

@@ -264,3 +264,13 @@ def test_blanks_around_the_delimiters_colon_skip_a_3_0_or_4_0_card_alone() -> No
     assert [c.display_name for c in parsed.contacts] == ["Kept"]
     assert parsed.skipped == 2
     assert all("only vCard 2.1" in reason for reason in parsed.reasons)
+
+
+def test_a_stray_cr_before_end_still_ends_the_card() -> None:
+    """Fuzzing found it: after a bare LF, ``\\rEND:VCARD`` is END (the 2.1 reading drops the
+    CR); taken for a property, the 3.0 form held an END:VCARD inside, and read back as
+    another card."""
+    data = b"BEGIN:VCARD\r\nVERSION:2.1\r\nFN:A\n\rEND:VCARD\r\nNOTE:after\r\nEND:VCARD\r\n"
+    contact = one(data)
+    assert contact.card is not None and contact.card.count("END:VCARD") == 1
+    assert one(contact.card.encode()) == contact
