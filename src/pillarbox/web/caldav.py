@@ -835,7 +835,6 @@ async def save_object(
     a new time resets none): :class:`UidTaken` when another object holds its UID,
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
-    await _uid_free(services, account.id, calendar, info.uid, (name,))
     if not reply and not as_given:
         data = await _answers_reset(services, account, previous, data, info)
     tag = await schedule_tag(services, account, previous, data, reply=reply)
@@ -848,6 +847,9 @@ async def save_object(
             limit=services.config.calendars.max_objects,
         )
     except AlreadyExists:
+        # The store refuses another object's UID (RFC 4791 §4.1): only then is its holder
+        # looked up, to be named (a write is one read fewer).
+        await _uid_free(services, account.id, calendar, info.uid, (name,))
         raise UidTaken(None) from None
 
 
