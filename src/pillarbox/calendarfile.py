@@ -56,6 +56,26 @@ class Piece:
 
 
 @dataclass(frozen=True, slots=True)
+class Uncut:
+    """One calendar object resource cut from the file, not yet checked: its UID, its
+    component (of the first block), its bytes as they would be stored."""
+
+    uid: str
+    kind: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """The file's objects (in the order their UIDs first appear), and what was skipped
+    cutting it."""
+
+    pieces: tuple[Uncut, ...]
+    skipped: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Split:
     """The file's objects to store (in the order their UIDs first appear), how many are
     stored as they are already, and what was skipped."""
@@ -174,18 +194,10 @@ def _zones_named(unfolded: str) -> list[str]:
     return [quoted or bare for quoted, bare in _TZID_PARAMETER.findall(head)]
 
 
-def split(
-    data: bytes,
-    *,
-    max_objects: int,
-    max_object_bytes: int,
-    max_instances: int,
-    unchanged: Callable[[bytes], bool] | None = None,
-) -> Split:
-    """The objects to store from an .ics file, each checked as a CalDAV PUT is (see the
-    notes); at most ``max_objects`` (the rest skipped), those ``unchanged`` says are stored
-    as they are counted with them. :class:`NotCalendar` when the file is no iCalendar
-    text."""
+def cut(data: bytes, *, max_object_bytes: int) -> Cut:
+    """The objects an .ics file holds, one per UID, not yet checked (see the notes); those
+    larger than ``max_object_bytes`` skipped. :class:`NotCalendar` when the file is no
+    iCalendar text."""
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
@@ -228,31 +240,69 @@ def split(
             f"export: its {skipped} component(s) skipped"
         )
     head = "".join(written for _, written in parsed.properties)
-    objects: list[Piece] = []
-    kept = 0
+    pieces: list[Uncut] = []
     for uid, blocks in groups.items():
+        data = _object(head, blocks, zones)
+        if len(data) > max_object_bytes:
+            skipped += 1
+            reasons.append(f"{blocks[0].kind} {uid[:80]}: larger than {max_object_bytes} bytes")
+            continue
+        pieces.append(Uncut(uid, blocks[0].kind, data))
+    return Cut(tuple(pieces), skipped, tuple(reasons))
+
+
+def checked(
+    found: Cut,
+    *,
+    max_objects: int,
+    max_instances: int,
+    unchanged: Callable[[Uncut], bool] | None = None,
+) -> Split:
+    """The objects of ``found`` to store, each checked as a CalDAV PUT is (see the notes):
+    at most ``max_objects`` (the rest skipped), those ``unchanged`` says are stored as they
+    are counted with them, unchecked."""
+    objects: list[Piece] = []
+    skipped, reasons = found.skipped, list(found.reasons)
+    kept = 0
+    for number, piece in enumerate(found.pieces):
         if len(objects) + kept == max_objects:
-            late = len(groups) - max_objects
+            late = len(found.pieces) - number
             skipped += late
             reasons.append(f"{late} more event(s) past the {max_objects} one import takes")
             break
-        data = _object(head, blocks, zones)
-        label = f"{blocks[0].kind} {uid[:80]}"
-        if len(data) > max_object_bytes:
-            skipped += 1
-            reasons.append(f"{label}: larger than {max_object_bytes} bytes")
-            continue
-        if unchanged is not None and unchanged(data):
+        if unchanged is not None and unchanged(piece):
             kept += 1
             continue
         try:
-            info = ical.read_object(data, max_instances)
+            info = ical.read_object(piece.data, max_instances)
         except ical.InvalidObject as exc:
             skipped += 1
-            reasons.append(f"{label}: {exc}")
+            reasons.append(f"{piece.kind} {piece.uid[:80]}: {exc}")
             continue
-        objects.append(Piece(data, info))
+        objects.append(Piece(piece.data, info))
     return Split(tuple(objects), skipped, tuple(reasons), kept)
+
+
+def split(data: bytes, *, max_objects: int, max_object_bytes: int, max_instances: int) -> Split:
+    """:func:`cut`, then :func:`checked` with nothing stored yet."""
+    found = cut(data, max_object_bytes=max_object_bytes)
+    return checked(found, max_objects=max_objects, max_instances=max_instances)
+
+
+def same_content(stored: bytes, piece: bytes) -> bool:
+    """Whether ``piece`` (cut from a file) holds what the ``stored`` object holds: the same
+    components but VTIMEZONEs, line for line as written, in the same order. The calendar's
+    properties (VERSION, PRODID, CALSCALE) are not compared — an export writes its own
+    (:func:`joined_head`) — nor the VTIMEZONEs: an export writes one of each TZID, the
+    first (:func:`joined_components`), where each object may have had its own (Apple's
+    calendars write each event the observances of its own dates), and the same components
+    name the same TZIDs."""
+    return _components(stored) == _components(piece)
+
+
+def _components(data: bytes) -> list[str]:
+    blocks = _parse(data.decode("utf-8", "replace")).blocks
+    return ["".join(b.lines) for b in blocks if b.kind != "VTIMEZONE"]
 
 
 def _object(head: str, blocks: Sequence[_Block], zones: dict[str, str]) -> bytes:
@@ -266,23 +316,34 @@ def _object(head: str, blocks: Sequence[_Block], zones: dict[str, str]) -> bytes
     return "".join(parts).encode()
 
 
-def joined(objects: Sequence[bytes], name: str = "") -> bytes:
-    """A calendar's objects as one .ics file: every component of each, the VTIMEZONEs once
-    (the first of each TZID), ``name`` as X-WR-CALNAME (the calendar name the exporting
-    programs write, and importing ones read)."""
-    zones: dict[str, str] = {}
-    components: list[str] = []
-    for data in objects:
-        for block in _parse(data.decode("utf-8")).blocks:
-            if block.kind == "VTIMEZONE":
-                zones.setdefault(block.tzid, "".join(block.lines))
-            else:
-                components.append("".join(block.lines))
+def joined_head(name: str = "") -> bytes:
+    """The start of a calendar's .ics file (:func:`joined_components` follow, then
+    :data:`JOINED_END`): ``name`` as X-WR-CALNAME (the calendar name the exporting programs
+    write, and importing ones read)."""
     head = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{ical.PRODID}", "CALSCALE:GREGORIAN"]
     if name:
         head.append(f"X-WR-CALNAME:{_text(name)}")
-    lines = "".join(f"{ical.folded(line)}\r\n" for line in head)
-    return (lines + "".join(zones.values()) + "".join(components) + "END:VCALENDAR\r\n").encode()
+    return "".join(f"{ical.folded(line)}\r\n" for line in head).encode()
+
+
+def joined_components(objects: Sequence[bytes], zones: set[str]) -> bytes:
+    """Every component of the calendar's ``objects`` (one page of them) for its .ics file;
+    a VTIMEZONE only when its TZID is not in ``zones``, the TZIDs written by the pages
+    before (added to): each once, the first, before the first component naming it, so the
+    file is written as its objects are read."""
+    parts: list[str] = []
+    for data in objects:
+        for block in _parse(data.decode("utf-8")).blocks:
+            if block.kind == "VTIMEZONE":
+                if block.tzid in zones:
+                    continue
+                zones.add(block.tzid)
+            parts.append("".join(block.lines))
+    return "".join(parts).encode()
+
+
+#: The end of a calendar's .ics file (:func:`joined_head`).
+JOINED_END = b"END:VCALENDAR\r\n"
 
 
 def _text(value: str) -> str:
