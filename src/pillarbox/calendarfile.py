@@ -41,6 +41,8 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 #: RFC 5545 §3.2.19: a TZID parameter, quoted or not.
 _TZID_PARAMETER = re.compile(r';TZID=(?:"([^"]*)"|([^;:,]*))', re.IGNORECASE)
 _CRLF = "\r\n"
+#: RFC 5545 §3.3.11: an escaped character of a TEXT value.
+_ESCAPED = re.compile(r"\\([\\;,nN])")
 
 
 class NotCalendar(ValueError):
@@ -73,6 +75,8 @@ class Cut:
     pieces: tuple[Uncut, ...]
     skipped: int
     reasons: tuple[str, ...]
+    #: The calendar's name the exporting program wrote (X-WR-CALNAME); "" when none.
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,7 @@ class _Parsed:
     properties: list[tuple[str, str]]
     method: str
     blocks: list[_Block]
+    name: str = ""
 
 
 def _parse(text: str) -> _Parsed:
@@ -171,6 +176,8 @@ def _parse(text: str) -> _Parsed:
             parsed.method = parsed.method or ical.property_value(unfolded).strip().upper()
         elif calendars == 1 and name in _KEPT:
             parsed.properties.append((name, written))
+        elif calendars == 1 and name == "X-WR-CALNAME" and not parsed.name:
+            parsed.name = _untext(ical.property_value(unfolded)).strip()
     if block is not None:
         block.broken = block.broken or f"BEGIN:{block.kind} without its END"
         parsed.blocks.append(block)
@@ -248,7 +255,7 @@ def cut(data: bytes, *, max_object_bytes: int) -> Cut:
             reasons.append(f"{blocks[0].kind} {uid[:80]}: larger than {max_object_bytes} bytes")
             continue
         pieces.append(Uncut(uid, blocks[0].kind, data))
-    return Cut(tuple(pieces), skipped, tuple(reasons))
+    return Cut(tuple(pieces), skipped, tuple(reasons), parsed.name)
 
 
 def checked(
@@ -344,6 +351,11 @@ def joined_components(objects: Sequence[bytes], zones: set[str]) -> bytes:
 
 #: The end of a calendar's .ics file (:func:`joined_head`).
 JOINED_END = b"END:VCALENDAR\r\n"
+
+
+def _untext(value: str) -> str:
+    """RFC 5545 §3.3.11 TEXT unescaped, a line break as a space (for a name)."""
+    return _ESCAPED.sub(lambda m: " " if m.group(1) in "nN" else m.group(1), value)
 
 
 def _text(value: str) -> str:

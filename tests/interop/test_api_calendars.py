@@ -1,7 +1,8 @@
 """A calendar's .ics import and export through the JSON API (``/api/v1/calendars/{name}/…``)
 against the live server: the counts the page and the CLI give, a re-run changing nothing (an
 object a client stored under a name of its own too), an edited event replacing its UID's
-object, the export importing back; 404 for a calendar the account lacks, 400 and 413 for a
+object, the export importing back (page by page, unchanged); a calendar made for an import
+(``create``); 404 for a calendar the account lacks without it, 400 and 413 for a
 file refused, the CSRF header for session callers, a bearer token reaching its own account
 alone, a file past ``[web] max_form_bytes`` taken (the larger upload bound); the calendars
 listed (``GET /calendars``) by the names import and export take; the OpenAPI document listing
@@ -190,6 +191,25 @@ def test_refusals(alice: WebSession) -> None:
     forged = alice.client.post("/api/v1/calendars/personal/import", json={"ics": EXPORT})
     assert forged.status_code == 403
     assert "BEGIN:VEVENT" not in alice.api("GET", "/calendars/personal/export").text
+
+
+def test_create_makes_a_calendar_the_account_lacks(alice: WebSession) -> None:
+    """``"create": true``: the calendar is made (as MKCALENDAR: its name rules), titled as
+    the file titles its calendar, then imported into; without it, 404 as before."""
+    named = EXPORT.replace("METHOD:PUBLISH\r\n", "X-WR-CALNAME:Holidays\r\n")
+    body = {"ics": named, "create": True}
+    made = alice.api("POST", "/calendars/trips/import", body)
+    assert (made.status_code, made.json()["imported"]) == (200, 2)
+    listed = {c["name"]: c["display_name"] for c in alice.api("GET", "/calendars").json()}
+    assert listed == {"personal": "Calendar", "trips": "Holidays"}
+    assert "UID:plain-1" in alice.api("GET", "/calendars/trips/export").text
+    again = alice.api("POST", "/calendars/trips/import", body).json()
+    assert (again["imported"], again["unchanged"]) == (0, 2)
+    bad = alice.api("POST", "/calendars/no%20way/import", body)
+    assert bad.status_code == 400 and "letters, digits" in bad.json()["error"]
+    flag = alice.api("POST", "/calendars/more/import", {"ics": EXPORT, "create": "yes"})
+    assert (flag.status_code, flag.json()) == (400, {"error": "create must be true or false"})
+    assert len(alice.api("GET", "/calendars").json()) == 2
 
 
 def test_a_file_past_the_form_bound_is_taken(alice: WebSession) -> None:

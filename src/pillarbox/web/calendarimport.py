@@ -30,6 +30,7 @@ Implementation notes:
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 
@@ -37,12 +38,19 @@ from starlette.responses import Response, StreamingResponse
 
 from pillarbox import calendarfile
 from pillarbox.blocking import run_blocking
-from pillarbox.errors import NotFound, TooManyEntries, UserError
+from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries, UserError
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
-from pillarbox.store.types import Account, CalendarObject, data_etag
+from pillarbox.store.types import Account, Calendar, CalendarObject, data_etag
 from pillarbox.web.app import BodyTooLarge
-from pillarbox.web.caldav import UidTaken, calendars_of, object_name, save_object
+from pillarbox.web.caldav import (
+    MAX_DISPLAY_NAME,
+    UidTaken,
+    calendars_of,
+    new_calendar,
+    object_name,
+    save_object,
+)
 from pillarbox.web.downloads import foreign_content
 from pillarbox.web.imported import Imported
 
@@ -55,18 +63,28 @@ ICS_TYPE = "text/calendar; charset=utf-8"  # RFC 5545 §8.1
 LOOKUP_BATCH = 500
 
 
-async def import_ics(services: Services, account: Account, calendar: str, data: bytes) -> Imported:
+async def import_ics(
+    services: Services,
+    account: Account,
+    calendar: str,
+    data: bytes,
+    *,
+    create: bool = False,
+    display_name: str = "",
+) -> Imported:
     """Store the events and to-dos of an .ics file in the account's ``calendar`` (see the
     notes); ``BodyTooLarge`` past ``[calendars] max_import_bytes``, ``UserError`` for a file
     that is no iCalendar text, ``NotFound`` (a ``UserError`` too) for a calendar the account
-    does not have."""
+    does not have. With ``create``, a calendar the account lacks is made first, once the file
+    is found to be iCalendar text (:func:`_made`)."""
     limits = services.config.calendars
     if len(data) > limits.max_import_bytes:
         raise BodyTooLarge(limits.max_import_bytes)
-    if calendar not in {c.name for c in await calendars_of(services, account)}:
+    exists = calendar in {c.name for c in await calendars_of(services, account)}
+    if not exists and not create:
         raise NotFound(f"no calendar named {calendar!r}")
     try:
-        members = await services.store.calendar_members(account.id, calendar)
+        members = await services.store.calendar_members(account.id, calendar) if exists else []
         etags = {m.uid: m.etag for m in members}
         try:
             found, as_stored = await run_blocking(
@@ -74,6 +92,8 @@ async def import_ics(services: Services, account: Account, calendar: str, data: 
             )  # fmt: skip
         except calendarfile.NotCalendar as exc:
             raise UserError(str(exc)) from None
+        if not exists:
+            await _made(services, account, calendar, display_name or found.name)
         # The objects of the file's other UIDs the calendar holds: read in a few batches,
         # each compared for content and, when that changed, written over.
         differing = [p.uid for p in found.pieces if p.uid in etags and p.uid not in as_stored]
@@ -134,6 +154,18 @@ async def import_ics(services: Services, account: Account, calendar: str, data: 
         reasons="; ".join(reasons[:5]),
     )
     return done
+
+
+async def _made(services: Services, account: Account, name: str, title: str) -> None:
+    """The calendar ``name`` made for an import as MKCALENDAR makes one
+    (:func:`.caldav.new_calendar`: its name rules, ``InvalidName``, and ``max_per_account``,
+    ``TooManyEntries``), its display name ``title`` (what the user typed, or the file's
+    X-WR-CALNAME) up to :data:`.caldav.MAX_DISPLAY_NAME` characters, else ``name``. One
+    made beside this import (a client's MKCALENDAR) is imported into."""
+    made = Calendar(name=name, display_name=title[:MAX_DISPLAY_NAME].strip() or name)
+    with contextlib.suppress(AlreadyExists):
+        await new_calendar(services, account, made)
+        _log.info("calendar made for an import", account=account.address, calendar=name)
 
 
 def _cut(
