@@ -20,9 +20,15 @@ Implementation notes:
   is an iTIP message (RFC 5546 §1.4: a REQUEST is an invitation, not an export): all of it
   is skipped, with that reason. Only a file that is no iCalendar text at all (not UTF-8, no
   VCALENDAR) is :class:`NotCalendar`.
-- **What is stored already is not read again**: an object the caller says is stored byte
-  for byte (``unchanged``) is counted, not checked — it was when it was stored, and the
-  check (recurrences expanded) is most of the work: four fifths of cutting 2,000 events.
+- **What is stored already is not read again**: the file is cut (:func:`cut`), then each
+  object checked (:func:`checked`); one the caller says is stored as it is (``unchanged``:
+  byte for byte, or with the same content, :func:`same_content`) is counted, not checked —
+  it was when it was stored, and the check (recurrences expanded) is most of the work: four
+  fifths of cutting 2,000 events.
+- **Joined page by page**: a calendar's objects are written as one file (:func:`joined_head`,
+  :func:`joined_components` for each page, :data:`JOINED_END`) as they are read, each
+  VTIMEZONE once (the first of its TZID, before the first component naming it: RFC 5545
+  sets no order, and readers that resolve a TZID as they go find it defined).
 - **Pure**: no I/O and no clock; the caller runs it off the event loop for a large file.
 """
 

@@ -4,19 +4,31 @@ one path for all.
 
 Implementation notes:
 
-- **Cut and checked** by :func:`pillarbox.calendarfile.split` (one object per UID, each read
-  by :func:`pillarbox.ical.read_object` as a CalDAV PUT is), off the event loop for a large
-  file; ``[calendars] max_import_bytes`` bounds the file, ``max_object_bytes`` each object,
-  ``max_objects`` how many one file brings and how many the calendar holds.
+- **Cut and checked** by :func:`pillarbox.calendarfile.cut` and ``checked`` (one object per
+  UID, each read by :func:`pillarbox.ical.read_object` as a CalDAV PUT is), off the event
+  loop for a large file; ``[calendars] max_import_bytes`` bounds the file,
+  ``max_object_bytes`` each object, ``max_objects`` how many one file brings and how many
+  the calendar holds.
+- **Into a new calendar** when the caller says so (``create``): one the account lacks is
+  made as MKCALENDAR makes one (:func:`.caldav.new_calendar`: the name rules,
+  ``max_per_account``), after the file is found to be iCalendar text (a wrong file makes
+  no calendar), titled as the user typed it, else as the file titles its calendar
+  (X-WR-CALNAME, what Google, Apple and Thunderbird export), else by its name.
 - **Stored as a PUT stores** (:func:`.caldav.save_object`): an object whose UID the
   calendar holds replaces that one, under its name (RFC 4791 §4.1: one UID per calendar); a
-  new one is ``<UID>.ics`` (a random name when that is not a safe segment or is taken). An
-  object already stored byte for byte is left alone — no new ETag, nothing for a phone to
-  fetch — so running the same import again changes nothing. Told by the ETags the calendar
-  lists (one store read per import, :meth:`.Store.calendar_members`, no object's bytes): an
-  object whose bytes' ETag is among them is stored as it is (bytes that name a UID are that
-  UID's object, one per calendar), neither checked again nor looked up; only the others are
-  looked up by UID. A re-run of 2,000 events did a lookup and a full check for each.
+  new one is ``<UID>.ics`` (a random name when that is not a safe segment or is taken).
+- **What is stored as the file has it is left alone** — no new ETag, nothing for a phone to
+  fetch, no sync token raised — so running the same import again, or importing the
+  calendar's own export, changes nothing. Told from one listing of the calendar
+  (:meth:`.Store.calendar_members`: each object's name, UID and ETag, no bytes): an object
+  whose bytes' ETag is its UID's is stored byte for byte; the stored objects of the file's
+  other known UIDs are read in batches of :data:`LOOKUP_BATCH` and compared for content
+  (:func:`pillarbox.calendarfile.same_content`: an export writes its own PRODID and one
+  definition of each zone). Neither kind is checked again. What is then written needs no
+  lookup: whether a UID is new, the name to replace and a free name come from that listing
+  (a name taken after it is as a client's write beside the import: the store refuses
+  another object's UID). A first import of 200 events did 600 lookups before the 200
+  writes (by UID twice, by name once); none now.
 - **Stored as the file has it**: a changed time does not reset the attendees' answers as
   an organizer's PUT does (RFC 6638 §3.2.8): the file says what they are, and a second run
   of it then finds every object as the file has it.
@@ -26,6 +38,10 @@ Implementation notes:
   form; never here.
 - **A refusal stops nothing but that object**: the calendar full (``max_objects``) skips
   the rest, each counted, with the reason.
+- **The export streams**: the objects are read :data:`EXPORT_PAGE` at a time and written
+  out as read (each VTIMEZONE once, before the first object naming it), so its memory is
+  one page's whatever the calendar's size: 0.3 MiB at most allocated for 20,000 events
+  where holding them all took 36 MiB.
 """
 
 from __future__ import annotations
