@@ -25,10 +25,12 @@ Implementation notes:
   other known UIDs are read in batches of :data:`LOOKUP_BATCH` and compared for content
   (:func:`pillarbox.calendarfile.same_content`: an export writes its own PRODID and one
   definition of each zone). Neither kind is checked again. What is then written needs no
-  lookup: whether a UID is new, the name to replace and a free name come from that listing
-  (a name taken after it is as a client's write beside the import: the store refuses
-  another object's UID). A first import of 200 events did 600 lookups before the 200
-  writes (by UID twice, by name once); none now.
+  lookup: whether a UID is new, the name to replace and a free name come from that listing.
+  A client's write beside the import is seen as the store sees it: its object of a UID the
+  import then writes under another name is refused (RFC 4791 §4.1, counted skipped); one it
+  made under ``<UID>.ics`` of a UID of the file, with another UID in it (no client names
+  so), would be replaced, as a PUT of that name replaces it. A first import of 200 events
+  did 600 lookups before the 200 writes (by UID twice, by name once); none now.
 - **Stored as the file has it**: a changed time does not reset the attendees' answers as
   an organizer's PUT does (RFC 6638 §3.2.8): the file says what they are, and a second run
   of it then finds every object as the file has it.
@@ -196,7 +198,8 @@ def _cut(
 
 def _free_name(uid: str, names: set[str]) -> str:
     """``<UID>.ics``, or a random name when that is not a safe segment or another object
-    (of another UID) has it: an import never replaces an object by its name."""
+    (of another UID) has it among ``names`` (the listing's, and those this import wrote):
+    an import does not replace an object by its name."""
     name = object_name(uid)
     return name if name not in names else f"{uuid.uuid4()}.ics"
 
