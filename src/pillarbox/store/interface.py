@@ -738,9 +738,11 @@ class Store(Protocol):
         (:attr:`CalendarObject.starts`, ``ends``) meet ``[start, end)``; with ``scheduling``,
         only scheduling object resources (RFC 6638 §3.1: those with a Schedule-Tag, told by
         the tag kept beside each object, not by reading the others' bytes); with ``uids``,
-        only those of these UIDs (one read for many lookups); with ``after``, only those
-        named after it (by code point); at most ``limit`` (a page: the next begins after the
-        last name of this one). ``NotFound`` for no such calendar of the account."""
+        only those of these UIDs (one read for many lookups); at most ``limit``, those named
+        after ``after`` (a page: the next begins after the last name of this one; pages go
+        in the store's order of names, by code point on SQLite, the database's collation on
+        PostgreSQL, where the name index is). ``NotFound`` for no such calendar of the
+        account."""
 
     async def calendar_members(self, account_id: int, calendar: str) -> list[Member]:
         """The calendar's objects as a listing shows them (name, UID, ETag, component, size),

@@ -145,15 +145,19 @@ async def calendar_objects(
     limit: int | None,
 ) -> list[CalendarObject]:
     found = await _calendar_named(conn, account_id, calendar)
-    # Names by code point (COLLATE "C", as SQLite's BINARY): a page's ``after`` and its ORDER
-    # BY agree whatever the database's collation; LIMIT NULL is no limit.
+    # A whole listing by code point (COLLATE "C", as SQLite's BINARY). A page is a range of
+    # the (calendar_id, name) index instead, in its collation (the database's), ``after``
+    # compared in the same: in "C" each page sorted the calendar's every row (8.8 ms a page
+    # of a 20,000-object calendar; 0.16 ms from the index). LIMIT NULL is no limit.
+    paged = limit is not None or bool(after)
+    order = "name" if paged else 'name COLLATE "C"'
     cur = await conn.execute(
         f"SELECT {_OBJECT} FROM calendar_objects WHERE calendar_id = %(id)s "
         "AND (%(end)s::timestamptz IS NULL OR starts IS NULL OR starts < %(end)s) "
         "AND (%(start)s::timestamptz IS NULL OR ends IS NULL OR ends > %(start)s) "
         "AND (NOT %(scheduling)s OR schedule_tag <> '') "
         "AND (%(uids)s::text[] IS NULL OR uid = ANY(%(uids)s)) "
-        'AND name COLLATE "C" > %(after)s ORDER BY name COLLATE "C" LIMIT %(limit)s',
+        f"AND name > %(after)s ORDER BY {order} LIMIT %(limit)s",
         {
             "id": found.id,
             "start": start,
