@@ -20,9 +20,15 @@ Implementation notes:
   is an iTIP message (RFC 5546 §1.4: a REQUEST is an invitation, not an export): all of it
   is skipped, with that reason. Only a file that is no iCalendar text at all (not UTF-8, no
   VCALENDAR) is :class:`NotCalendar`.
-- **What is stored already is not read again**: an object the caller says is stored byte
-  for byte (``unchanged``) is counted, not checked — it was when it was stored, and the
-  check (recurrences expanded) is most of the work: four fifths of cutting 2,000 events.
+- **What is stored already is not read again**: the file is cut (:func:`cut`), then each
+  object checked (:func:`checked`); one the caller says is stored as it is (``unchanged``:
+  byte for byte, or with the same content, :func:`same_content`) is counted, not checked —
+  it was when it was stored, and the check (recurrences expanded) is most of the work: four
+  fifths of cutting 2,000 events.
+- **Joined page by page**: a calendar's objects are written as one file (:func:`joined_head`,
+  :func:`joined_components` for each page, :data:`JOINED_END`) as they are read, each
+  VTIMEZONE once (the first of its TZID, before the first component naming it: RFC 5545
+  sets no order, and readers that resolve a TZID as they go find it defined).
 - **Pure**: no I/O and no clock; the caller runs it off the event loop for a large file.
 """
 
@@ -41,6 +47,8 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 #: RFC 5545 §3.2.19: a TZID parameter, quoted or not.
 _TZID_PARAMETER = re.compile(r';TZID=(?:"([^"]*)"|([^;:,]*))', re.IGNORECASE)
 _CRLF = "\r\n"
+#: RFC 5545 §3.3.11: an escaped character of a TEXT value.
+_ESCAPED = re.compile(r"\\([\\;,nN])")
 
 
 class NotCalendar(ValueError):
@@ -53,6 +61,28 @@ class Piece:
 
     data: bytes
     info: ical.ObjectInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Uncut:
+    """One calendar object resource cut from the file, not yet checked: its UID, its
+    component (of the first block), its bytes as they would be stored."""
+
+    uid: str
+    kind: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """The file's objects (in the order their UIDs first appear), and what was skipped
+    cutting it."""
+
+    pieces: tuple[Uncut, ...]
+    skipped: int
+    reasons: tuple[str, ...]
+    #: The calendar's name the exporting program wrote (X-WR-CALNAME); "" when none.
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +130,7 @@ class _Parsed:
     properties: list[tuple[str, str]]
     method: str
     blocks: list[_Block]
+    name: str = ""
 
 
 def _parse(text: str) -> _Parsed:
@@ -151,6 +182,8 @@ def _parse(text: str) -> _Parsed:
             parsed.method = parsed.method or ical.property_value(unfolded).strip().upper()
         elif calendars == 1 and name in _KEPT:
             parsed.properties.append((name, written))
+        elif calendars == 1 and name == "X-WR-CALNAME" and not parsed.name:
+            parsed.name = _untext(ical.property_value(unfolded)).strip()
     if block is not None:
         block.broken = block.broken or f"BEGIN:{block.kind} without its END"
         parsed.blocks.append(block)
@@ -174,18 +207,10 @@ def _zones_named(unfolded: str) -> list[str]:
     return [quoted or bare for quoted, bare in _TZID_PARAMETER.findall(head)]
 
 
-def split(
-    data: bytes,
-    *,
-    max_objects: int,
-    max_object_bytes: int,
-    max_instances: int,
-    unchanged: Callable[[bytes], bool] | None = None,
-) -> Split:
-    """The objects to store from an .ics file, each checked as a CalDAV PUT is (see the
-    notes); at most ``max_objects`` (the rest skipped), those ``unchanged`` says are stored
-    as they are counted with them. :class:`NotCalendar` when the file is no iCalendar
-    text."""
+def cut(data: bytes, *, max_object_bytes: int) -> Cut:
+    """The objects an .ics file holds, one per UID, not yet checked (see the notes); those
+    larger than ``max_object_bytes`` skipped. :class:`NotCalendar` when the file is no
+    iCalendar text."""
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
@@ -228,31 +253,69 @@ def split(
             f"export: its {skipped} component(s) skipped"
         )
     head = "".join(written for _, written in parsed.properties)
-    objects: list[Piece] = []
-    kept = 0
+    pieces: list[Uncut] = []
     for uid, blocks in groups.items():
+        data = _object(head, blocks, zones)
+        if len(data) > max_object_bytes:
+            skipped += 1
+            reasons.append(f"{blocks[0].kind} {uid[:80]}: larger than {max_object_bytes} bytes")
+            continue
+        pieces.append(Uncut(uid, blocks[0].kind, data))
+    return Cut(tuple(pieces), skipped, tuple(reasons), parsed.name)
+
+
+def checked(
+    found: Cut,
+    *,
+    max_objects: int,
+    max_instances: int,
+    unchanged: Callable[[Uncut], bool] | None = None,
+) -> Split:
+    """The objects of ``found`` to store, each checked as a CalDAV PUT is (see the notes):
+    at most ``max_objects`` (the rest skipped), those ``unchanged`` says are stored as they
+    are counted with them, unchecked."""
+    objects: list[Piece] = []
+    skipped, reasons = found.skipped, list(found.reasons)
+    kept = 0
+    for number, piece in enumerate(found.pieces):
         if len(objects) + kept == max_objects:
-            late = len(groups) - max_objects
+            late = len(found.pieces) - number
             skipped += late
             reasons.append(f"{late} more event(s) past the {max_objects} one import takes")
             break
-        data = _object(head, blocks, zones)
-        label = f"{blocks[0].kind} {uid[:80]}"
-        if len(data) > max_object_bytes:
-            skipped += 1
-            reasons.append(f"{label}: larger than {max_object_bytes} bytes")
-            continue
-        if unchanged is not None and unchanged(data):
+        if unchanged is not None and unchanged(piece):
             kept += 1
             continue
         try:
-            info = ical.read_object(data, max_instances)
+            info = ical.read_object(piece.data, max_instances)
         except ical.InvalidObject as exc:
             skipped += 1
-            reasons.append(f"{label}: {exc}")
+            reasons.append(f"{piece.kind} {piece.uid[:80]}: {exc}")
             continue
-        objects.append(Piece(data, info))
+        objects.append(Piece(piece.data, info))
     return Split(tuple(objects), skipped, tuple(reasons), kept)
+
+
+def split(data: bytes, *, max_objects: int, max_object_bytes: int, max_instances: int) -> Split:
+    """:func:`cut`, then :func:`checked` with nothing stored yet."""
+    found = cut(data, max_object_bytes=max_object_bytes)
+    return checked(found, max_objects=max_objects, max_instances=max_instances)
+
+
+def same_content(stored: bytes, piece: bytes) -> bool:
+    """Whether ``piece`` (cut from a file) holds what the ``stored`` object holds: the same
+    components but VTIMEZONEs, line for line as written, in the same order. The calendar's
+    properties (VERSION, PRODID, CALSCALE) are not compared — an export writes its own
+    (:func:`joined_head`) — nor the VTIMEZONEs: an export writes one of each TZID, the
+    first (:func:`joined_components`), where each object may have had its own (Apple's
+    calendars write each event the observances of its own dates), and the same components
+    name the same TZIDs."""
+    return _components(stored) == _components(piece)
+
+
+def _components(data: bytes) -> list[str]:
+    blocks = _parse(data.decode("utf-8", "replace")).blocks
+    return ["".join(b.lines) for b in blocks if b.kind != "VTIMEZONE"]
 
 
 def _object(head: str, blocks: Sequence[_Block], zones: dict[str, str]) -> bytes:
@@ -266,23 +329,39 @@ def _object(head: str, blocks: Sequence[_Block], zones: dict[str, str]) -> bytes
     return "".join(parts).encode()
 
 
-def joined(objects: Sequence[bytes], name: str = "") -> bytes:
-    """A calendar's objects as one .ics file: every component of each, the VTIMEZONEs once
-    (the first of each TZID), ``name`` as X-WR-CALNAME (the calendar name the exporting
-    programs write, and importing ones read)."""
-    zones: dict[str, str] = {}
-    components: list[str] = []
-    for data in objects:
-        for block in _parse(data.decode("utf-8")).blocks:
-            if block.kind == "VTIMEZONE":
-                zones.setdefault(block.tzid, "".join(block.lines))
-            else:
-                components.append("".join(block.lines))
+def joined_head(name: str = "") -> bytes:
+    """The start of a calendar's .ics file (:func:`joined_components` follow, then
+    :data:`JOINED_END`): ``name`` as X-WR-CALNAME (the calendar name the exporting programs
+    write, and importing ones read)."""
     head = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{ical.PRODID}", "CALSCALE:GREGORIAN"]
     if name:
         head.append(f"X-WR-CALNAME:{_text(name)}")
-    lines = "".join(f"{ical.folded(line)}\r\n" for line in head)
-    return (lines + "".join(zones.values()) + "".join(components) + "END:VCALENDAR\r\n").encode()
+    return "".join(f"{ical.folded(line)}\r\n" for line in head).encode()
+
+
+def joined_components(objects: Sequence[bytes], zones: set[str]) -> bytes:
+    """Every component of the calendar's ``objects`` (one page of them) for its .ics file;
+    a VTIMEZONE only when its TZID is not in ``zones``, the TZIDs written by the pages
+    before (added to): each once, the first, before the first component naming it, so the
+    file is written as its objects are read."""
+    parts: list[str] = []
+    for data in objects:
+        for block in _parse(data.decode("utf-8")).blocks:
+            if block.kind == "VTIMEZONE":
+                if block.tzid in zones:
+                    continue
+                zones.add(block.tzid)
+            parts.append("".join(block.lines))
+    return "".join(parts).encode()
+
+
+#: The end of a calendar's .ics file (:func:`joined_head`).
+JOINED_END = b"END:VCALENDAR\r\n"
+
+
+def _untext(value: str) -> str:
+    """RFC 5545 §3.3.11 TEXT unescaped, a line break as a space (for a name)."""
+    return _ESCAPED.sub(lambda m: " " if m.group(1) in "nN" else m.group(1), value)
 
 
 def _text(value: str) -> str:

@@ -1,7 +1,8 @@
 """A calendar's .ics import and export through the JSON API (``/api/v1/calendars/{name}/…``)
 against the live server: the counts the page and the CLI give, a re-run changing nothing (an
 object a client stored under a name of its own too), an edited event replacing its UID's
-object, the export importing back; 404 for a calendar the account lacks, 400 and 413 for a
+object, the export importing back (page by page, unchanged); a calendar made for an import
+(``create``); 404 for a calendar the account lacks without it, 400 and 413 for a
 file refused, the CSRF header for session callers, a bearer token reaching its own account
 alone, a file past ``[web] max_form_bytes`` taken (the larger upload bound); the calendars
 listed (``GET /calendars``) by the names import and export take; the OpenAPI document listing
@@ -16,10 +17,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pillarbox.testing.davclient import dav_client
+from pillarbox.testing.davclient import dav_client, responses, text_of
 from pillarbox.testing.icalendars import WEEKLY
 from pillarbox.testing.live import LiveServer
 from pillarbox.testing.webclient import WebSession
+from pillarbox.web import calendarimport
 
 pytestmark = pytest.mark.listeners("http", "https")
 
@@ -29,6 +31,7 @@ HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Exporter//EN\r\nMETHOD:PUBLI
 PIECE_HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Exporter//EN\r\n"
 SERIES = WEEKLY[WEEKLY.index("BEGIN:VTIMEZONE") : WEEKLY.index("END:VCALENDAR")]
 JOURNAL = "BEGIN:VJOURNAL\r\nUID:j-1\r\nDTSTAMP:20250101T000000Z\r\nEND:VJOURNAL\r\n"
+ICS = {"content-type": "text/calendar; charset=utf-8"}
 SKIPPED_JOURNAL = "VJOURNAL j-1: a VJOURNAL is not kept in a calendar"
 
 
@@ -80,12 +83,58 @@ def test_import_reimport_and_export(live: LiveServer, alice: WebSession) -> None
     assert "SUMMARY:Long lunch" in exported.text and "UID:weekly-1" in exported.text
     # The export imports back: the same UIDs, no object more.
     back = _import(alice, exported.text).json()
-    assert back["skipped"] == 0 and back["imported"] + back["unchanged"] == 2
+    assert (back["imported"], back["unchanged"], back["skipped"]) == (0, 2, 0)
     names = [
         line for line in alice.api("GET", "/calendars/personal/export").text.splitlines()
         if line.startswith("UID:")
     ]  # fmt: skip
     assert sorted(set(names)) == ["UID:plain-1", "UID:weekly-1"]
+
+
+def _listing(dav: httpx.Client) -> tuple[str, dict[str, str]]:
+    """The calendar's ctag, and each object's ETag by href (a Depth-1 PROPFIND)."""
+    body = (
+        '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" '
+        'xmlns:cs="http://calendarserver.org/ns/"><d:prop><d:getetag/><cs:getctag/>'
+        "</d:prop></d:propfind>"
+    )
+    found = responses(dav.request("PROPFIND", CAL, content=body, headers={"depth": "1"}))
+    tag = text_of(found.pop(CAL), "{http://calendarserver.org/ns/}getctag")
+    return tag, {href: text_of(r, "{DAV:}getetag") for href, r in found.items()}
+
+
+def test_the_export_streams_page_by_page_and_imports_back_unchanged(
+    live: LiveServer, alice: WebSession
+) -> None:
+    """More objects than one page of the export: every one in the file once, each zone once,
+    the file sent as it is written (chunked, no length). Imported back, nothing is written:
+    the objects' content is what is stored, though the export wrote its own PRODID and one
+    definition of a zone two phone objects each had their own of."""
+    count = calendarimport.EXPORT_PAGE + 5
+    many = PIECE_HEAD + "".join(vevent(f"e{n:03}", f"Event {n}") for n in range(count))
+    assert _import(alice, many + "END:VCALENDAR\r\n").json()["imported"] == count
+    other_zone = WEEKLY.replace("weekly-1", "weekly-2").replace(
+        "TZID:Europe/Paris\r\n", "TZID:Europe/Paris\r\nX-LIC-LOCATION:Europe/Paris\r\n", 1
+    )
+    with dav_client(live, ALICE) as dav:
+        for name, data in (("a-phone.ics", WEEKLY), ("zz-phone.ics", other_zone)):
+            put = dav.put(CAL + name, content=data.encode(), headers=ICS)
+            assert put.status_code == 201, put.text
+        before = _listing(dav)
+        assert len(before[1]) == count + 2
+
+        with alice.client.stream("GET", "/api/v1/calendars/personal/export") as exported:
+            assert exported.status_code == 200
+            assert "content-length" not in exported.headers
+            assert exported.headers["transfer-encoding"] == "chunked"
+            text = b"".join(exported.iter_bytes()).decode()
+        uids = [line for line in text.splitlines() if line.startswith("UID:")]
+        assert len(set(uids)) == count + 2 and text.count("BEGIN:VTIMEZONE") == 1
+        assert text.startswith("BEGIN:VCALENDAR\r\n") and text.endswith("END:VCALENDAR\r\n")
+
+        back = _import(alice, text).json()
+        assert back == {"imported": 0, "unchanged": count + 2, "skipped": 0, "reasons": []}
+        assert _listing(dav) == before
 
 
 def test_an_object_a_client_named_is_found_by_its_bytes_then_by_its_uid(
@@ -142,6 +191,25 @@ def test_refusals(alice: WebSession) -> None:
     forged = alice.client.post("/api/v1/calendars/personal/import", json={"ics": EXPORT})
     assert forged.status_code == 403
     assert "BEGIN:VEVENT" not in alice.api("GET", "/calendars/personal/export").text
+
+
+def test_create_makes_a_calendar_the_account_lacks(alice: WebSession) -> None:
+    """``"create": true``: the calendar is made (as MKCALENDAR: its name rules), titled as
+    the file titles its calendar, then imported into; without it, 404 as before."""
+    named = EXPORT.replace("METHOD:PUBLISH\r\n", "X-WR-CALNAME:Holidays\r\n")
+    body = {"ics": named, "create": True}
+    made = alice.api("POST", "/calendars/trips/import", body)
+    assert (made.status_code, made.json()["imported"]) == (200, 2)
+    listed = {c["name"]: c["display_name"] for c in alice.api("GET", "/calendars").json()}
+    assert listed == {"personal": "Calendar", "trips": "Holidays"}
+    assert "UID:plain-1" in alice.api("GET", "/calendars/trips/export").text
+    again = alice.api("POST", "/calendars/trips/import", body).json()
+    assert (again["imported"], again["unchanged"]) == (0, 2)
+    bad = alice.api("POST", "/calendars/no%20way/import", body)
+    assert bad.status_code == 400 and "letters, digits" in bad.json()["error"]
+    flag = alice.api("POST", "/calendars/more/import", {"ics": EXPORT, "create": "yes"})
+    assert (flag.status_code, flag.json()) == (400, {"error": "create must be true or false"})
+    assert len(alice.api("GET", "/calendars").json()) == 2
 
 
 def test_a_file_past_the_form_bound_is_taken(alice: WebSession) -> None:

@@ -71,6 +71,7 @@ def test_import_ics(site: Path, tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr  # the journal was skipped, and says so
     assert json.loads(result.stdout) == {
         "calendar": "personal",
+        "created": False,
         "imported": 2,
         "unchanged": 0,
         "skipped": 1,
@@ -92,8 +93,8 @@ def test_import_ics(site: Path, tmp_path: Path) -> None:
         (o.name, o.etag) for o in stored.values()
     ]
 
-    missing = run_pillarbox(site, "import", "ics", str(path), "--account", USER, "--calendar", "x")
-    assert missing.returncode == 1 and "no calendar named 'x'" in missing.stderr
+    bad = run_pillarbox(site, "import", "ics", str(path), "--account", USER, "--calendar", "a b")
+    assert bad.returncode == 1 and "a calendar's name is letters, digits" in bad.stderr
     path.write_bytes(b"BEGIN:VCARD\r\nEND:VCARD\r\n")
     wrong = run_pillarbox(site, "import", "ics", str(path), "--account", USER)
     assert wrong.returncode == 1 and "not an iCalendar (.ics) file" in wrong.stderr
@@ -101,6 +102,40 @@ def test_import_ics(site: Path, tmp_path: Path) -> None:
     assert nobody.returncode == 1
     usage = run_pillarbox(site, "import", "ics", str(path))
     assert usage.returncode == 2 and "--account" in usage.stderr
+
+
+def test_import_ics_into_a_new_calendar(site: Path, tmp_path: Path) -> None:
+    """``--calendar NAME`` the account lacks: made as MKCALENDAR makes one, titled as the
+    file titles its calendar (X-WR-CALNAME), else NAME; a file that is no calendar makes
+    none."""
+    path = tmp_path / "work.ics"
+    named = HEAD + "X-WR-CALNAME:Work\\, home\r\n" + MEETING + "END:VCALENDAR\r\n"
+    path.write_text(named, newline="")
+    made = run_pillarbox(site, "import", "ics", str(path), "--account", USER, "--calendar", "w")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout == "made the calendar w\nimported 1, unchanged 0, skipped 0\n"
+    path.write_text(HEAD + SERIES + "END:VCALENDAR\r\n", newline="")
+    plain = run_pillarbox(
+        site, "import", "ics", str(path), "--account", USER, "--calendar", "w2", "--json"
+    )
+    assert json.loads(plain.stdout)["created"] is True, plain.stderr
+    again = run_pillarbox(
+        site, "import", "ics", str(path), "--account", USER, "--calendar", "w2", "--json"
+    )
+    assert json.loads(again.stdout)["created"] is False
+    assert (json.loads(again.stdout)["unchanged"], again.returncode) == (1, 0)
+    path.write_bytes(b"BEGIN:VCARD\r\nEND:VCARD\r\n")
+    wrong = run_pillarbox(site, "import", "ics", str(path), "--account", USER, "--calendar", "x")
+    assert wrong.returncode == 1 and "not an iCalendar (.ics) file" in wrong.stderr
+
+    async def calendars(store: Store) -> list[tuple[str, str]]:
+        account = await store.get_account(USER)
+        return [(c.name, c.display_name) for c in await store.list_calendars(account.id)]
+
+    assert with_site_store(site, calendars) == [
+        ("personal", "Calendar"), ("w", "Work, home"), ("w2", "w2"),
+    ]  # fmt: skip
+    assert [o.name for o in _objects(site, "w")] == ["meeting-1.ics"]
 
 
 def test_import_vcard(site: Path, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The Calendar page's .ics import and export over real HTTP against the live server: the
 imported objects are what CalDAV then serves (one per UID, overrides and time zones with
 them), a re-import changes nothing, the export is the calendar as one file that imports
-back, an imported meeting invites nobody (a CalDAV PUT of the same kind does), and the form
-is refused without its CSRF token."""
+back, a new calendar made for an import (within ``max_per_account``), an imported meeting
+invites nobody (a CalDAV PUT of the same kind does), and the form is refused without its
+CSRF token."""
 
 from __future__ import annotations
 
@@ -69,12 +70,20 @@ def alice(live: LiveServer) -> Iterator[WebSession]:
     session.close()
 
 
-def import_file(session: WebSession, data: bytes, calendar: str = "personal") -> httpx.Response:
+def import_file(
+    session: WebSession, data: bytes, calendar: str = "personal", new: str = ""
+) -> httpx.Response:
     return session.client.post(
         "/calendar/import",
-        data={"csrf": session.csrf("/calendar"), "calendar": calendar},
+        data={"csrf": session.csrf("/calendar"), "calendar": calendar, "new_calendar": new},
         files={"file": ("calendar.ics", data, "text/calendar")},
     )
+
+
+def titles(live: LiveServer) -> dict[str, str]:
+    """Alice's calendars: name → display name."""
+    account = live.call(live.store.get_account(ALICE))
+    return {c.name: c.display_name for c in live.call(live.store.list_calendars(account.id))}
 
 
 def dav_objects(live: LiveServer) -> dict[str, tuple[str, bytes]]:
@@ -168,6 +177,31 @@ def test_import_read_back_over_caldav_reimport_and_export(
     )
 
 
+def test_import_into_a_new_calendar(live: LiveServer, alice: WebSession) -> None:
+    """ "A new calendar" and a name typed: a calendar made (as MKCALENDAR makes one) titled
+    so, named after it, then imported into; each such import makes another."""
+    page = alice.get("/calendar").text
+    assert '<option value="">A new calendar</option>' in page and 'name="new_calendar"' in page
+    done = import_file(alice, EXPORT.encode(), calendar="", new="Café & Work")
+    assert done.status_code == 303
+    query = parse_qs(urlsplit(done.headers["location"]).query)
+    assert (query["imported"], query["skipped"]) == (["3"], ["1"])
+    assert titles(live) == {"personal": "Calendar", "cafe-work": "Café & Work"}
+    shown = alice.get("/calendar").text
+    assert 'href="/calendar/export/cafe-work"' in shown and "Export Café &amp; Work" in shown
+    assert b"UID:plain-1" in alice.get("/calendar/export/cafe-work").content
+    assert import_file(alice, EXPORT.encode(), calendar="", new="Café & Work").status_code == 303
+    assert sorted(titles(live)) == ["cafe-work", "cafe-work-2", "personal"]
+
+    unnamed = import_file(alice, EXPORT.encode(), calendar="")
+    assert unnamed.status_code == 400 and "name the new calendar" in unnamed.text
+    both = import_file(alice, EXPORT.encode(), new="Trips")
+    assert both.status_code == 400 and "choose “A new calendar”" in both.text
+    nothing = import_file(alice, b"BEGIN:VCARD\r\nEND:VCARD\r\n", calendar="", new="Bad")
+    assert nothing.status_code == 400 and "not an iCalendar (.ics) file" in nothing.text
+    assert len(titles(live)) == 3
+
+
 def test_an_imported_meeting_sends_no_invitation(live: LiveServer, alice: WebSession) -> None:
     """The imported event names Bob as attendee and Alice as organizer: nothing is sent. A
     CalDAV PUT of such an event afterwards does invite Bob (RFC 6638 implicit scheduling),
@@ -226,7 +260,7 @@ def test_refusals(live: LiveServer, alice: WebSession) -> None:
 
 
 def test_limits(tmp_path: Path) -> None:
-    limits = cfg.CalendarsSection(max_import_bytes=4096, max_objects=3)
+    limits = cfg.CalendarsSection(max_import_bytes=4096, max_objects=3, max_per_account=2)
     config = loopback_config(tmp_path / "data", only=["http", "https"], calendars=limits)
     with LiveServer(config) as live:
         live.add_domain("example.org")
@@ -257,4 +291,10 @@ def test_limits(tmp_path: Path) -> None:
         assert full["reasons"][0].startswith("1 event(s) not stored: ")
         assert sorted(dav_objects(live)) == ["e0.ics", "e1.ics", "e2.ics"]
         assert b"SUMMARY:Changed" in dav_objects(live)["e0.ics"][1]
+        # A new calendar within max_per_account (2, with the default one), not past it.
+        small = (HEAD + vevent("s", "S") + "END:VCALENDAR\r\n").encode()
+        assert import_file(alice, small, calendar="", new="Second").status_code == 303
+        third = import_file(alice, small, calendar="", new="Third")
+        assert third.status_code == 400 and "at most 2 calendars" in third.text
+        assert sorted(titles(live)) == ["personal", "second"]
         alice.close()

@@ -1,13 +1,22 @@
 """An .ics file cut into calendar object resources (RFC 4791 §4.1: one UID each, its
 overrides and the VTIMEZONEs it names with it), each checked as a CalDAV PUT is, a bad
-component skipped alone; and a calendar's objects joined into one file."""
+component skipped alone; and a calendar's objects joined into one file, page by page."""
 
 from __future__ import annotations
 
 import pytest
 
-from pillarbox import ical
-from pillarbox.calendarfile import NotCalendar, Split, joined, split
+from pillarbox import calendarfile, ical
+from pillarbox.calendarfile import (
+    JOINED_END,
+    NotCalendar,
+    Split,
+    Uncut,
+    checked,
+    joined_components,
+    joined_head,
+    split,
+)
 from pillarbox.testing.icalendars import NEW_YORK, WEEKLY, event
 
 HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Exporter//EN\r\n"
@@ -21,6 +30,12 @@ def vevent(uid: str, extra: str = "", start: str = "DTSTART:20310304T093000Z") -
         f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20250101T000000Z\r\n{start}\r\n"
         f"DURATION:PT1H\r\nSUMMARY:{uid}\r\n{extra}END:VEVENT\r\n"
     )
+
+
+def joined(pages: list[list[bytes]], name: str = "") -> bytes:
+    """The export as the web writes it: the head, each page's components, the end."""
+    zones: set[str] = set()
+    return joined_head(name) + b"".join(joined_components(p, zones) for p in pages) + JOINED_END
 
 
 def cut(text: str, max_objects: int = 100) -> Split:
@@ -136,14 +151,12 @@ def test_objects_stored_as_they_are_are_counted_not_read() -> None:
     }
     asked: list[bytes] = []
 
-    def unchanged(data: bytes) -> bool:
-        asked.append(data)
-        return data in stored
+    def unchanged(piece: Uncut) -> bool:
+        asked.append(piece.data)
+        return piece.data in stored
 
-    done = split(
-        text.encode(), max_objects=3, max_object_bytes=64 * 1024, max_instances=50,
-        unchanged=unchanged,
-    )  # fmt: skip
+    found = calendarfile.cut(text.encode(), max_object_bytes=64 * 1024)
+    done = checked(found, max_objects=3, max_instances=50, unchanged=unchanged)
     assert (done.unchanged, [p.info.uid for p in done.objects]) == (2, ["e2"])
     assert (done.skipped, done.reasons) == (1, ("1 more event(s) past the 3 one import takes",))
     assert len(asked) == 3
@@ -166,18 +179,42 @@ def test_lf_line_ends_and_a_bom_are_read() -> None:
 
 
 def test_the_same_file_splits_the_same_and_the_export_splits_back() -> None:
-    objects = [WEEKLY.encode(), event("one", "20310304T093000Z").encode(), NEW_YORK.encode()]
-    exported = joined([WEEKLY.encode(), event("one", "20310304T093000Z").encode()], "Work, home")
+    one = event("one", "20310304T093000Z").encode()
+    exported = joined([[WEEKLY.encode(), one]], "Work, home")
     text = exported.decode()
     assert text.startswith(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Pillarbox//Pillarbox//EN\r\n"
         "CALSCALE:GREGORIAN\r\nX-WR-CALNAME:Work\\, home\r\n" + PARIS
     )
-    assert text.count("BEGIN:VTIMEZONE") == 1
+    assert text.count("BEGIN:VTIMEZONE") == 1 and text.endswith("END:VEVENT\r\nEND:VCALENDAR\r\n")
     first, second = cut(text), cut(text)
     assert first == second
     assert [p.info.uid for p in first.objects] == ["weekly-1", "one"]
-    # A zone named by two objects is written once.
-    both = joined([WEEKLY.encode(), WEEKLY.replace("weekly-1", "weekly-2").encode()])
-    assert both.decode().count("BEGIN:VTIMEZONE") == 1
-    assert joined(objects[2:]).decode().count("BEGIN:VTIMEZONE") == 1
+
+
+def test_each_zone_is_written_once_before_the_first_object_naming_it() -> None:
+    """The file is written page by page as the objects are read: a zone written in one page
+    is not written again in a later one; a zone first named late is written there."""
+    other = WEEKLY.replace("weekly-1", "weekly-2").encode()
+    ny = vevent("ny-1", start="DTSTART;TZID=America/New_York:20310304T093000")
+    late = NEW_YORK.replace("END:VCALENDAR", ny + "END:VCALENDAR").encode()
+    pages = [[WEEKLY.encode(), other], [late, other.replace(b"weekly-2", b"weekly-3")]]
+    text = joined(pages).decode()
+    assert text.count("BEGIN:VTIMEZONE") == 2 and text.count("TZID:Europe/Paris\r\n") == 1
+    assert text.index("TZID:America/New_York\r\n") > text.index("UID:weekly-2")
+    assert text.index("TZID:America/New_York\r\n") < text.index("UID:ny-1")
+    assert [p.info.uid for p in cut(text).objects] == ["weekly-1", "weekly-2", "ny-1", "weekly-3"]
+
+
+def test_an_object_read_back_from_an_export_holds_what_is_stored() -> None:
+    """What only the export writes (its PRODID, CALSCALE, one definition per TZID) is not
+    content; a changed line of a component is."""
+    stored = WEEKLY.encode()
+    other_zone = WEEKLY.replace("BEGIN:VTIMEZONE", "BEGIN:VTIMEZONE\r\nX-LIC-LOCATION:Paris", 1)
+    pages = [[other_zone.replace("weekly-1", "first").encode(), stored]]
+    (_, back) = [p.data for p in cut(joined(pages).decode()).objects]
+    assert back != stored and b"PRODID:-//Pillarbox" in back and b"X-LIC-LOCATION" in back
+    assert calendarfile.same_content(stored, back)
+    assert not calendarfile.same_content(stored, back.replace(b"SUMMARY:", b"SUMMARY:x"))
+    added = back.replace(b"DTSTAMP:", b"X-A:1\r\nDTSTAMP:", 1)
+    assert not calendarfile.same_content(stored, added)

@@ -199,14 +199,19 @@ def _read_limited(path: Path, limit: int, what: str) -> bytes:
 @import_group.command("ics")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--account", "address", required=True, help="The account to import into.")
-@click.option("--calendar", default=None, help="The calendar's name (default: the default one).")
+@click.option(
+    "--calendar",
+    default=None,
+    help="The calendar's name (default: the default one); made when the account lacks it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 @click.pass_obj
 def import_ics(
     state: CliState, path: Path, address: str, calendar: str | None, as_json: bool
 ) -> None:
     """Import an .ics file's events and to-dos into a calendar (one per UID; one already there
-    is replaced); no invitations are sent."""
+    is replaced); no invitations are sent. A calendar the account lacks is made, as a CalDAV
+    client's MKCALENDAR makes one, named as the file names its calendar (else NAME)."""
     from pillarbox.cli.main import emit
     from pillarbox.web.caldav import calendars_of, default_calendar
     from pillarbox.web.calendarimport import import_ics as run
@@ -215,16 +220,15 @@ def import_ics(
     config = state.load()
     data = _read_limited(path, config.calendars.max_import_bytes, "[calendars] max_import_bytes")
 
-    async def work(services: Services, account: Account) -> tuple[str, Imported]:
-        chosen = calendar
-        if chosen is None:
-            chosen = await default_calendar(
-                services, account, await calendars_of(services, account)
-            )
-        return chosen, await run(services, account, chosen, data)
+    async def work(services: Services, account: Account) -> tuple[str, bool, Imported]:
+        calendars = await calendars_of(services, account)
+        chosen = calendar or await default_calendar(services, account, calendars)
+        made = chosen not in {c.name for c in calendars}
+        return chosen, made, await run(services, account, chosen, data, create=True)
 
-    chosen, done = _run_services(config, address, work)
-    emit({"calendar": chosen, **done.as_json()}, as_json, done.lines())
+    chosen, made, done = _run_services(config, address, work)
+    lines = [f"made the calendar {chosen}"] if made else []
+    emit({"calendar": chosen, "created": made, **done.as_json()}, as_json, lines + done.lines())
     if done.skipped:
         raise UserError(f"{done.skipped} component(s) could not be imported (listed above)")
 

@@ -730,16 +730,23 @@ class Store(Protocol):
         start: datetime | None = None,
         end: datetime | None = None,
         scheduling: bool = False,
+        uids: Sequence[str] | None = None,
+        after: str = "",
+        limit: int | None = None,
     ) -> list[CalendarObject]:
         """The calendar's objects by name; with ``start`` or ``end``, only those whose bounds
         (:attr:`CalendarObject.starts`, ``ends``) meet ``[start, end)``; with ``scheduling``,
         only scheduling object resources (RFC 6638 §3.1: those with a Schedule-Tag, told by
-        the tag kept beside each object, not by reading the others' bytes). ``NotFound`` for
-        no such calendar of the account."""
+        the tag kept beside each object, not by reading the others' bytes); with ``uids``,
+        only those of these UIDs (one read for many lookups); at most ``limit``, those named
+        after ``after`` (a page: the next begins after the last name of this one; pages go
+        in the store's order of names, by code point on SQLite, the database's collation on
+        PostgreSQL, where the name index is). ``NotFound`` for no such calendar of the
+        account."""
 
     async def calendar_members(self, account_id: int, calendar: str) -> list[Member]:
-        """The calendar's objects as a listing shows them (name, ETag, component, size), by
-        name, without reading their bytes. ``NotFound`` for no such calendar."""
+        """The calendar's objects as a listing shows them (name, UID, ETag, component, size),
+        by name, without reading their bytes. ``NotFound`` for no such calendar."""
 
     async def calendar_object(self, account_id: int, calendar: str, name: str) -> CalendarObject:
         """``NotFound`` unless the account's calendar holds an object of that name."""

@@ -877,6 +877,8 @@ class Member:
     size: int | None = None
     #: The calendar object's :attr:`CalendarObject.schedule_tag`; "" for a contact.
     schedule_tag: str = ""
+    #: The calendar object's UID; "" for a contact (its UID is :attr:`name`).
+    uid: str = ""
 
 
 _Changed = TypeVar("_Changed")

@@ -1249,9 +1249,17 @@ class StoreContract:
         assert await store.calendar_object_by_uid(account.id, "cal", "w") == stored[1]
         # A listing: the ETag and size kept beside each object, no bytes.
         assert await store.calendar_members(account.id, "cal") == [
-            Member(name=o.name, etag=o.etag, component=o.component, size=len(o.data))
+            Member(name=o.name, uid=o.uid, etag=o.etag, component=o.component, size=len(o.data))
             for o in (stored[0], stored[2], stored[1])
         ]
+        # By UIDs, one read for many; in pages by name, each after the last of the one before.
+        chosen = await store.calendar_objects(account.id, "cal", uids=["w", "m", "nobody"])
+        assert chosen == [stored[0], stored[1]]
+        assert await store.calendar_objects(account.id, "cal", uids=[]) == []
+        first = await store.calendar_objects(account.id, "cal", limit=2)
+        rest = await store.calendar_objects(account.id, "cal", after=first[-1].name, limit=2)
+        assert [o.name for o in first + rest] == ["m.ics", "t.ics", "w.ics"]
+        assert await store.calendar_objects(account.id, "cal", after="w.ics") == []
 
         async def between(start: datetime | None, end: datetime | None) -> list[str]:
             found = await store.calendar_objects(account.id, "cal", start=start, end=end)

@@ -688,7 +688,9 @@ async def list_calendars(call: Call) -> object:
 async def import_calendar(call: Call) -> object:
     # Lone surrogates as import_contacts passes them: such a file is no UTF-8, refused (400).
     data = call.text("ics").encode("utf-8", "surrogatepass")
-    done = await calendarimport.import_ics(call.web.services, call.account, call.path("name"), data)
+    done = await calendarimport.import_ics(
+        call.web.services, call.account, call.path("name"), data, create=call.flag("create")
+    )
     return done.as_json()
 
 
@@ -1866,11 +1868,21 @@ OPERATIONS: tuple[Operation, ...] = (
         "/calendars/{name}/import",
         import_calendar,
         "Import an .ics file into a calendar (one object per UID, one already there replaced, "
-        "none sent to attendees): objects stored, already stored as they are, and skipped with "
-        "why",
+        "none sent to attendees; with create, a calendar the account lacks is made first, "
+        "named as the file names its calendar): objects stored, already stored as they are, "
+        "and skipped with why",
         "calendars",
         _obj({"imported": INT, "unchanged": INT, "skipped": INT, "reasons": _list(STR)}),
-        _obj({"ics": {"type": "string", "description": "the file's text"}}, ("ics",)),
+        _obj(
+            {
+                "ics": {"type": "string", "description": "the file's text"},
+                "create": {
+                    "type": "boolean",
+                    "description": "make the calendar when the account lacks it (as MKCALENDAR)",
+                },
+            },
+            ("ics",),
+        ),
     ),
     Operation(
         "GET",

@@ -76,8 +76,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import unicodedata
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -90,7 +91,7 @@ from pillarbox import caldavxml, davxml, ical
 from pillarbox.blocking import run_blocking
 from pillarbox.config import CalendarsSection
 from pillarbox.davxml import APPLE_ICAL, CALDAV, CALENDARSERVER, DAV, Found, element, tag
-from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries
+from pillarbox.errors import AlreadyExists, InvalidName, NotFound, TooManyEntries
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, Member, new_schedule_tag
@@ -324,15 +325,43 @@ async def calendars_of(services: Services, account: Account) -> list[Calendar]:
     found = await services.store.list_calendars(account.id)
     if found:
         return found
-    default = Calendar(name=DEFAULT, display_name=DEFAULT_NAME)
     with contextlib.suppress(AlreadyExists):  # made by a request beside this one
-        await services.store.create_calendar(
-            account.id,
-            default,
-            now=datetime.now(UTC),
-            limit=services.config.calendars.max_per_account,
-        )
+        await new_calendar(services, account, Calendar(name=DEFAULT, display_name=DEFAULT_NAME))
     return await services.store.list_calendars(account.id)
+
+
+#: Why a calendar's name (:data:`NAME`) is refused.
+NAME_RULE = "a calendar's name is letters, digits and ._@+=~- (up to 255)"
+
+
+async def new_calendar(services: Services, account: Account, calendar: Calendar) -> Calendar:
+    """Add ``calendar`` to the account's, as MKCALENDAR does (RFC 4791 §5.3.1; also the
+    default one, an .ics import into a new calendar): ``InvalidName`` for a name that is not
+    :data:`NAME`, ``AlreadyExists`` for one the account has, ``TooManyEntries`` past
+    ``[calendars] max_per_account``. Its properties are the caller's to check."""
+    if not NAME.fullmatch(calendar.name):
+        raise InvalidName(NAME_RULE)
+    return await services.store.create_calendar(
+        account.id,
+        calendar,
+        now=datetime.now(UTC),
+        limit=services.config.calendars.max_per_account,
+    )
+
+
+def free_calendar_name(title: str, taken: Collection[str]) -> str:
+    """A name (:data:`NAME`) for a new calendar a user titled ``title`` (the webmail's import
+    into a new calendar): its letters and digits in ASCII, lowercased, the rest as ``-`` (so
+    "Café & Work" is ``cafe-work``); ``calendar`` when none are left; ``-2``, ``-3``… added
+    while ``taken`` has it."""
+    ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    base = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60].strip("-")
+    base = base or "calendar"
+    name, number = base, 1
+    while name in taken:
+        number += 1
+        name = f"{base}-{number}"
+    return name
 
 
 def object_name(uid: str) -> str:
@@ -703,8 +732,6 @@ async def _mkcalendar(
     if existing is not None:
         # RFC 4791 §5.3.1.1 (DAV:resource-must-be-null).
         return xml(davxml.error(element(tag(DAV, "resource-must-be-null"))), 403)
-    if not NAME.fullmatch(name):
-        return text("a calendar's name is letters, digits and ._@+=~- (up to 255)\n", 403)
     components = update.set.get(tag(CALDAV, "supported-calendar-component-set"))
     if components is not None and not {
         c.get("name", "").upper() for c in components.iter(tag(CALDAV, "comp"))
@@ -715,14 +742,10 @@ async def _mkcalendar(
     if refused:
         href = calendar_href(account.address, name)
         return xml(davxml.multistatus([Found(href, others=[(403, refused)])]), 403)
-    app = web(request)
     try:
-        await app.services.store.create_calendar(
-            account.id,
-            calendar,
-            now=datetime.now(UTC),
-            limit=app.services.config.calendars.max_per_account,
-        )
+        await new_calendar(web(request).services, account, calendar)
+    except InvalidName as exc:
+        return text(f"{exc}\n", 403)
     except AlreadyExists:
         return xml(davxml.error(element(tag(DAV, "resource-must-be-null"))), 403)
     except TooManyEntries as exc:
@@ -835,7 +858,6 @@ async def save_object(
     a new time resets none): :class:`UidTaken` when another object holds its UID,
     ``TooManyEntries`` past ``[calendars] max_objects``."""
     store = services.store
-    await _uid_free(services, account.id, calendar, info.uid, (name,))
     if not reply and not as_given:
         data = await _answers_reset(services, account, previous, data, info)
     tag = await schedule_tag(services, account, previous, data, reply=reply)
@@ -848,6 +870,9 @@ async def save_object(
             limit=services.config.calendars.max_objects,
         )
     except AlreadyExists:
+        # The store refuses another object's UID (RFC 4791 §4.1): only then is its holder
+        # looked up, to be named (a write is one read fewer).
+        await _uid_free(services, account.id, calendar, info.uid, (name,))
         raise UidTaken(None) from None
 
 

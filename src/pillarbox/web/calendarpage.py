@@ -73,9 +73,11 @@ from pillarbox.web.app import (
     web,
 )
 from pillarbox.web.caldav import (
+    MAX_DISPLAY_NAME,
     UidTaken,
     account_calendars,
     default_calendar,
+    free_calendar_name,
     move_object,
     object_name,
     save_object,
@@ -451,6 +453,7 @@ async def _render(
         reasons=unsealed(request, "reasons"),
         import_error=import_error,
         import_limit=services.config.calendars.max_import_bytes,
+        max_calendar_name=MAX_DISPLAY_NAME,
     )
 
 
@@ -618,8 +621,10 @@ MAX_REASONS_TEXT = 1500
 
 
 async def import_page(request: Request) -> Response:
-    """Import an .ics file into the chosen calendar (:mod:`.calendarimport`: nothing is
-    sent); the page then says how many were imported and skipped, and why."""
+    """Import an .ics file into the chosen calendar, or a new one of the name typed (made
+    as MKCALENDAR makes one, named after it: :func:`.caldav.free_calendar_name`)
+    (:mod:`.calendarimport`: nothing is sent); the page then says how many were imported
+    and skipped, and why."""
     app = web(request)
     account = await require_account(request)
     form = await posted_form(request, files=True)
@@ -627,8 +632,21 @@ async def import_page(request: Request) -> Response:
     if not isinstance(upload, UploadFile) or not upload.filename:
         return await _render(request, account, import_error="choose an .ics file", status_code=400)
     data = await upload.read(app.services.config.calendars.max_import_bytes + 1)
+    calendar, title = field_text(form, "calendar"), field_text(form, "new_calendar").strip()
     try:
-        done = await import_ics(app.services, account, field_text(form, "calendar"), data)
+        if calendar and title:
+            # Either may be what the user meant: neither is guessed.
+            raise UserError(f"to import into a new calendar {title!r}, choose “A new calendar”")
+        if calendar:
+            done = await import_ics(app.services, account, calendar, data)
+        elif not title:
+            raise UserError("name the new calendar")
+        else:
+            taken = {c.name for c in await account_calendars(request, account)}
+            calendar = free_calendar_name(title, taken)
+            done = await import_ics(
+                app.services, account, calendar, data, create=True, display_name=title
+            )
     except UserError as exc:
         return await _render(request, account, import_error=str(exc), status_code=400)
     reasons = "; ".join(done.reasons[:SHOWN_REASONS])

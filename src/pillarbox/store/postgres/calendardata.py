@@ -4,6 +4,7 @@ calendar at a time: the UID check and the object count hold until the commit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -139,15 +140,33 @@ async def calendar_objects(
     start: datetime | None,
     end: datetime | None,
     scheduling: bool,
+    uids: Sequence[str] | None,
+    after: str,
+    limit: int | None,
 ) -> list[CalendarObject]:
     found = await _calendar_named(conn, account_id, calendar)
+    # A whole listing by code point (COLLATE "C", as SQLite's BINARY). A page is a range of
+    # the (calendar_id, name) index instead, in its collation (the database's), ``after``
+    # compared in the same: in "C" each page sorted the calendar's every row (8.8 ms a page
+    # of a 20,000-object calendar; 0.16 ms from the index). LIMIT NULL is no limit.
+    paged = limit is not None or bool(after)
+    order = "name" if paged else 'name COLLATE "C"'
     cur = await conn.execute(
         f"SELECT {_OBJECT} FROM calendar_objects WHERE calendar_id = %(id)s "
         "AND (%(end)s::timestamptz IS NULL OR starts IS NULL OR starts < %(end)s) "
         "AND (%(start)s::timestamptz IS NULL OR ends IS NULL OR ends > %(start)s) "
         "AND (NOT %(scheduling)s OR schedule_tag <> '') "
-        'ORDER BY name COLLATE "C"',
-        {"id": found.id, "start": start, "end": end, "scheduling": scheduling},
+        "AND (%(uids)s::text[] IS NULL OR uid = ANY(%(uids)s)) "
+        f"AND name > %(after)s ORDER BY {order} LIMIT %(limit)s",
+        {
+            "id": found.id,
+            "start": start,
+            "end": end,
+            "scheduling": scheduling,
+            "uids": None if uids is None else list(uids),
+            "after": after,
+            "limit": limit,
+        },
     )
     return [_object(row) for row in await cur.fetchall()]
 
@@ -157,13 +176,13 @@ async def calendar_members(conn: Conn, account_id: int, calendar: str) -> list[M
     # octet_length() of a stored bytea reads its header (a TOAST pointer holds the size): the
     # bytes are not fetched.
     cur = await conn.execute(
-        "SELECT name, etag, component, octet_length(data), schedule_tag FROM calendar_objects "
-        'WHERE calendar_id = %s ORDER BY name COLLATE "C"',
+        "SELECT name, uid, etag, component, octet_length(data), schedule_tag "
+        'FROM calendar_objects WHERE calendar_id = %s ORDER BY name COLLATE "C"',
         (found.id,),
     )
     return [
-        Member(name=name, etag=etag, component=component, size=size, schedule_tag=tag)
-        for name, etag, component, size, tag in await cur.fetchall()
+        Member(name=name, uid=uid, etag=etag, component=component, size=size, schedule_tag=tag)
+        for name, uid, etag, component, size, tag in await cur.fetchall()
     ]
 
 

@@ -2027,10 +2027,13 @@ class PostgresStore:
         start: datetime | None = None,
         end: datetime | None = None,
         scheduling: bool = False,
+        uids: Sequence[str] | None = None,
+        after: str = "",
+        limit: int | None = None,
     ) -> list[CalendarObject]:
         return await self._read(
             lambda conn: calendardata.calendar_objects(
-                conn, account_id, calendar, start, end, scheduling
+                conn, account_id, calendar, start, end, scheduling, uids, after, limit
             )
         )
 

@@ -9,7 +9,9 @@ beside it, so a listing (:func:`calendar_members`) reads no object's bytes."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -141,18 +143,28 @@ def calendar_objects(
     start: datetime | None,
     end: datetime | None,
     scheduling: bool,
+    uids: Sequence[str] | None,
+    after: str,
+    limit: int | None,
 ) -> list[CalendarObject]:
     found = _calendar_named(conn, account_id, calendar)
+    # BINARY collation: names compare by their UTF-8 bytes, in code point order (a page's
+    # ``after`` and its ORDER BY agree, on the (calendar_id, name) index).
     rows = conn.execute(
         f"SELECT {_OBJECT} FROM calendar_objects WHERE calendar_id = ?1 "
         "AND (?2 IS NULL OR starts IS NULL OR starts < ?2) "
         "AND (?3 IS NULL OR ends IS NULL OR ends > ?3) "
-        "AND (NOT ?4 OR schedule_tag != '') ORDER BY name",
+        "AND (NOT ?4 OR schedule_tag != '') "
+        "AND (?5 IS NULL OR uid IN (SELECT value FROM json_each(?5))) "
+        "AND name > ?6 ORDER BY name LIMIT ?7",
         (
             found.id,
             None if end is None else _micros(end),
             None if start is None else _micros(start),
             scheduling,
+            None if uids is None else json.dumps(list(uids)),
+            after,
+            -1 if limit is None else limit,
         ),
     )
     return [_object(row) for row in rows]
@@ -162,13 +174,13 @@ def calendar_members(conn: sqlite3.Connection, account_id: int, calendar: str) -
     found = _calendar_named(conn, account_id, calendar)
     # length() of a BLOB is read from its record header: the bytes are not loaded.
     rows = conn.execute(
-        "SELECT name, etag, component, length(data), schedule_tag FROM calendar_objects "
+        "SELECT name, uid, etag, component, length(data), schedule_tag FROM calendar_objects "
         "WHERE calendar_id = ? ORDER BY name",
         (found.id,),
     )
     return [
-        Member(name=name, etag=etag, component=component, size=size, schedule_tag=tag)
-        for name, etag, component, size, tag in rows
+        Member(name=name, uid=uid, etag=etag, component=component, size=size, schedule_tag=tag)
+        for name, uid, etag, component, size, tag in rows
     ]
 
 

@@ -1880,10 +1880,13 @@ class SqliteStore:
         start: datetime | None = None,
         end: datetime | None = None,
         scheduling: bool = False,
+        uids: Sequence[str] | None = None,
+        after: str = "",
+        limit: int | None = None,
     ) -> list[CalendarObject]:
         return await self._read(
             lambda conn: calendardata.calendar_objects(
-                conn, account_id, calendar, start, end, scheduling
+                conn, account_id, calendar, start, end, scheduling, uids, after, limit
             )
         )
 
