@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pillarbox import config as cfg
 from pillarbox.atomicfile import write_atomically
-from pillarbox.net.acme import AcmeFiles, gone_status
+from pillarbox.net.acme import AcmeFiles, CertificateManager, gone_status
 from pillarbox.store.open import is_postgresql, open_store
 from pillarbox.store.types import AcmeAccount
 from pillarbox.testing import pebble as pebble_server
@@ -404,6 +404,19 @@ def stored_account(config: cfg.Config) -> AcmeAccount | None:
     return asyncio.run(read())
 
 
+def registered(manager: CertificateManager, config: cfg.Config) -> AcmeAccount:
+    """The stored account, once the server holds its first certificate and the account's URL
+    is stored."""
+    wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+    wait_for(
+        lambda: (stored := stored_account(config)) is not None and stored.url != "",
+        "the account's URL",
+    )
+    account = stored_account(config)
+    assert account is not None
+    return account
+
+
 def test_an_account_the_ca_forgot_is_registered_again_with_its_key(
     tmp_path: Path, pebble: Pebble, dns_port: int, challenge_port: int
 ) -> None:
@@ -416,13 +429,7 @@ def test_an_account_the_ca_forgot_is_registered_again_with_its_key(
     with LiveServer(config) as server:
         manager = server.server.acme
         assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
-        wait_for(
-            lambda: (stored := stored_account(config)) is not None and stored.url != "",
-            "the account's URL",
-        )
-        before = stored_account(config)
-        assert before is not None
+        before = registered(manager, config)
         pebble.stop()
         workdir = tmp_path / "pebble-restarted"
         workdir.mkdir()
@@ -453,13 +460,7 @@ def test_an_account_the_ca_deactivated_is_replaced(
     with LiveServer(config) as server:
         manager = server.server.acme
         assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
-        wait_for(
-            lambda: (stored := stored_account(config)) is not None and stored.url != "",
-            "the account's URL",
-        )
-        before = stored_account(config)
-        assert before is not None
+        before = registered(manager, config)
         pebble.deactivate(before.key_pem, before.url)
         renewed = tls_cli(config_path, "renew", "--wait", "60")
         assert renewed.returncode == 0, renewed.stdout + renewed.stderr

@@ -538,19 +538,29 @@ class StoreContract:
         assert await store.add_acme_account(other) == other
         assert await store.acme_account(directory) == named
 
-    async def test_acme_accounts_added_at_once_on_two_nodes_end_as_one(
-        self, store_factory: StoreFactory, store: Store
+    @pytest.mark.parametrize("replacing", [False, True], ids=["added", "replaced"])
+    async def test_acme_accounts_stored_at_once_on_two_nodes_end_as_one(
+        self, store_factory: StoreFactory, store: Store, replacing: bool
     ) -> None:
-        """Two nodes each adding a key of their own for one directory at once both get the one
-        that was stored, and it is the one that stays."""
+        """Two nodes each storing a key of their own for one directory at once (a first
+        account, or the deactivated one's replacement) both get the one that was stored, and
+        it is the one that stays."""
+
+        async def stored(node: Store, directory: str, key: bytes) -> AcmeAccount:
+            account = AcmeAccount(directory, key, "")
+            if replacing:
+                return await node.replace_acme_account(b"old", account)
+            return await node.add_acme_account(account)
+
         node_b = store_factory()
         await node_b.open()
         try:
             for n in range(5):
                 directory = f"https://ca{n}.example/dir"
+                if replacing:
+                    await store.add_acme_account(AcmeAccount(directory, b"old", ""))
                 results = await asyncio.gather(
-                    store.add_acme_account(AcmeAccount(directory, b"key-a", "")),
-                    node_b.add_acme_account(AcmeAccount(directory, b"key-b", "")),
+                    stored(store, directory, b"key-a"), stored(node_b, directory, b"key-b")
                 )
                 assert results[0] == results[1], results
                 assert results[0].key_pem in (b"key-a", b"key-b")
@@ -579,28 +589,6 @@ class StoreContract:
         staging = AcmeAccount("https://staging.ca.example/dir", b"key-s", "")
         assert await store.replace_acme_account(b"key-1", staging) == staging
         assert await store.acme_account(directory) == named
-
-    async def test_a_deactivated_acme_account_replaced_on_two_nodes_at_once_ends_as_one(
-        self, store_factory: StoreFactory, store: Store
-    ) -> None:
-        """Two nodes each replacing the deactivated account with a key of their own at once
-        both get the one that was stored, and it is the one that stays."""
-        node_b = store_factory()
-        await node_b.open()
-        try:
-            for n in range(5):
-                directory = f"https://ca{n}.example/dir"
-                await store.add_acme_account(AcmeAccount(directory, b"old", ""))
-                results = await asyncio.gather(
-                    store.replace_acme_account(b"old", AcmeAccount(directory, b"key-a", "")),
-                    node_b.replace_acme_account(b"old", AcmeAccount(directory, b"key-b", "")),
-                )
-                assert results[0] == results[1], results
-                assert results[0].key_pem in (b"key-a", b"key-b")
-                assert await node_b.acme_account(directory) == results[0]
-                assert await store.acme_account(directory) == results[0]
-        finally:
-            await node_b.close()
 
     # -- accounts ------------------------------------------------------------------------------
     async def test_account_gets_default_mailboxes(self, store: Store, account: Account) -> None:
