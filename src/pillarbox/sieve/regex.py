@@ -29,7 +29,8 @@ Invariants (each checked against Pigeonhole in ``tests/interop/test_sieve_pigeon
   (empty when a group took no part), all of them, cut from the value as given.
 - A character is a Unicode character (as ``:matches``), where Pigeonhole's glibc sees octets
   (``^.$`` does not match ``é`` there, and ``(.)`` can capture half of one): a deliberate
-  difference.
+  difference. An octet that was not UTF-8 (a lone surrogate, in the value or in a pattern
+  made from a header by ``:quoteregex``) is one character, read as ``?`` on both sides.
 """
 
 from __future__ import annotations
@@ -143,6 +144,10 @@ def _compile(pattern: str, casemap: bool, max_memory: int) -> Any:
 
 
 def _literal(c: str) -> str:
+    if "\ud800" <= c <= "\udfff":
+        # A lone surrogate (an octet that was not UTF-8, in a variable set from a header) is
+        # what search reads in the value as "?": so a quoted value still matches itself.
+        c = "?"
     return c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}"
 
 
