@@ -266,7 +266,11 @@ def test_the_cas_renewal_window_decides_when_a_90_day_certificate_is_renewed(
             time.sleep(2.0)
             assert manager.facts is not None and manager.facts.serial == second.serial
             files = AcmeFiles.of(config)
-            wait_for(lambda: files.read_status().get("result") == "ok", "the attempt's status")
+            # Written once the attempt has finished, after the certificate is taken into use.
+            wait_for(
+                lambda: files.read_status().get("serial") == f"{second.serial:x}",
+                "the renewal's status",
+            )
             assert files.read_status()["reason"].startswith("the CA's renewal window")
 
 
