@@ -74,6 +74,13 @@ Implementation notes:
   TLS and STARTTLS alike), on the loop's thread: connections accepted afterwards present the
   new certificate, open ones keep theirs. Every certificate here (self-signed and ACME) has a
   P-256 key, so a new one replaces the old in OpenSSL's one slot per key type.
+- **Renewal timing** (:func:`~pillarbox.certificates.renewal_time`): the lifetime rule
+  (``acme_renew_days``, at most a third of the lifetime, half of a short-lived one's), or the
+  CA's renewal window (RFC 9773) for the certificate presented, fetched by
+  :meth:`CertificateManager._check_renewal_info` with the library's HTTP client (its moment
+  drawn once per window). A fetch only informs the decision; ordering is still
+  :meth:`CertificateManager._renewal_reason`'s, and shared, the lease holder's. The new order
+  carries no ``replaces`` (§5): the library's ``new_order`` takes none.
 - **Failures** (CA unreachable, challenge not validated, timeout) are logged with the CA's
   reason, as soon as any authorization is invalid (all pending ones are polled each round),
   and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
