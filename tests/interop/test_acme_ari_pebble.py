@@ -1,30 +1,24 @@
-"""Renewal timing against a real CA: Pebble issuing 90-day and short-lived certificates, and
+"""Renewal timing against a real CA: Pebble issuing 90-day certificates, and
 ACME renewal information (RFC 9773) from a front to it.
 
-Debian's Pebble (2.4) has no renewal information. The front here is a small HTTPS server on
-loopback that relays every request to Pebble byte for byte, adds ``renewalInfo`` (its own URL)
-to the directory it relays, and answers ``GET renewalInfo/<id>`` with the window the test set
-for that certificate (a far-off one otherwise), recording each identifier asked about. The
-server under test is given the front's directory URL; everything else it does goes to Pebble
-at the URLs of Pebble's directory.
+Debian's Pebble (2.4) has no renewal information: :class:`~pillarbox.testing.arifront.AriFront`
+relays to it and adds renewal information, the windows the test sets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
-import http.client
 import json
 import logging
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 from acme.client import _renewal_info_path_component
@@ -32,10 +26,13 @@ from acme.client import _renewal_info_path_component
 from pillarbox import config as cfg
 from pillarbox.net.acme import AcmeFiles
 from pillarbox.testing import pebble as pebble_server
+from pillarbox.testing.arifront import AriFront, utc_text
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
+from pillarbox.testing.nodes import Node
 from pillarbox.testing.pebble import Pebble, presented_certificate
 from pillarbox.testing.polling import wait_for
+from pillarbox.testing.postgres import TestDatabase, needs_postgres
 
 pytestmark = pytest.mark.skipif(
     not pebble_server.available(), reason="Pebble not installed (apt-get install pebble)"
@@ -55,116 +52,6 @@ def dns_records() -> list[ZoneRecord]:
 @pytest.fixture
 def challenge_port() -> int:
     return free_port("127.0.0.1")
-
-
-def _utc(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class AriFront:
-    """``with AriFront(pebble) as front:`` — Pebble's directory at :attr:`directory_url`, with
-    renewal information: :attr:`windows` (identifier → (start, end)) as the test sets them,
-    :attr:`default` for any other certificate; :attr:`asked` the identifiers asked about, in
-    order; :attr:`failing` makes every renewal information request a 500."""
-
-    def __init__(self, pebble: Pebble) -> None:
-        self.pebble = pebble
-        now = datetime.datetime.now(datetime.UTC)
-        self.default = (now + 60 * DAY, now + 61 * DAY)
-        self.windows: dict[str, tuple[datetime.datetime, datetime.datetime]] = {}
-        self.asked: list[str] = []
-        self.failing = False
-        #: The Retry-After sent (seconds): short, so a client that did not bound it would ask
-        #: again within the test.
-        self.retry_after = 1
-        cert, key = pebble.https_identity
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(cert, key)
-        self._upstream = ssl.create_default_context(cafile=str(pebble.ca_bundle))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.socket = self._context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def directory_url(self) -> str:
-        return f"{self.base}/dir"
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        front = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if self.path.startswith("/renewalInfo/"):
-                    front._renewal_info(self)
-                else:
-                    front._relay(self)
-
-            do_HEAD = do_POST = do_GET
-
-        return Handler
-
-    def _renewal_info(self, handler: BaseHTTPRequestHandler) -> None:
-        identifier = handler.path.removeprefix("/renewalInfo/")
-        self.asked.append(identifier)
-        if self.failing:
-            handler.send_error(500, "renewal information broken for the test")
-            return
-        start, end = self.windows.get(identifier, self.default)
-        body = json.dumps({"suggestedWindow": {"start": _utc(start), "end": _utc(end)}}).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Retry-After", str(self.retry_after))
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    def _relay(self, handler: BaseHTTPRequestHandler) -> None:
-        """Pebble's answer to the same request, unchanged but for ``renewalInfo`` added to the
-        directory."""
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else None
-        upstream = http.client.HTTPSConnection(
-            "127.0.0.1", self.pebble.port, context=self._upstream, timeout=30
-        )
-        try:
-            headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
-            upstream.request(handler.command, handler.path, body=body, headers=headers)
-            response = upstream.getresponse()
-            data = response.read()
-        finally:
-            upstream.close()
-        if handler.path == "/dir" and response.status == 200:
-            directory = json.loads(data)
-            directory["renewalInfo"] = f"{self.base}/renewalInfo"
-            data = json.dumps(directory).encode()
-        handler.send_response(response.status)
-        for key, value in response.getheaders():
-            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(data)
-
-    def __enter__(self) -> AriFront:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
@@ -244,7 +131,7 @@ def test_the_cas_renewal_window_decides_when_a_90_day_certificate_is_renewed(
             info = shown["renewal_info"]
             assert isinstance(info, dict), shown
             assert info["url"] == f"{front.base}/renewalInfo/{first.ari_id}"
-            assert info["window"]["start"].startswith(_utc(front.default[0])[:16])
+            assert info["window"]["start"].startswith(utc_text(front.default[0])[:16])
             due = datetime.datetime.fromisoformat(str(shown["renewal_due"]))
             assert front.default[0] - datetime.timedelta(seconds=1) <= due <= front.default[1]
             assert shown["renewal_due_by"] == "ari"
@@ -301,3 +188,64 @@ def test_a_failed_renewal_information_fetch_falls_back_to_the_lifetime_rule(
             assert shown["renewal_due_by"] == "lifetime"
             due = datetime.datetime.fromisoformat(str(shown["renewal_due"]))
             assert due == first.not_after - 30 * DAY
+
+
+@needs_postgres()
+def test_with_a_shared_certificate_a_window_now_makes_one_order_for_the_cluster(
+    tmp_path: Path, database: TestDatabase, pebble: Pebble, challenge_port: int
+) -> None:
+    """Two nodes share one certificate (PostgreSQL). At their next start both fetch its window,
+    now, and find it due; one order reaches Pebble (the lease holder's), and both present the
+    new certificate."""
+    url = database.new_store_url()
+    with AriFront(pebble) as front:
+
+        def node(name: str, http_port: int) -> Node:
+            tls = dataclasses.replace(
+                front_config(tmp_path, pebble, front, http_port).tls,
+                acme_names=(NAME,),
+                acme_store_poll=1.0,
+            )
+            return Node(tmp_path, name, url, listeners=("https",), tls=tls)
+
+        # Pebble validates on node B's challenge port; node A's is one nobody asks.
+        a, b = node("node-a", free_port("127.0.0.1")), node("node-b", challenge_port)
+
+        def serials() -> set[int]:
+            try:
+                return {
+                    presented_certificate(n.port("https"), pebble.root_pem, NAME).serial_number
+                    for n in (a, b)
+                }
+            except ssl.SSLError:
+                return set()  # one still presents its self-signed certificate
+
+        def orders() -> int:
+            return pebble.log_path.read_text().count("POST /order-plz")
+
+        with contextlib.ExitStack() as running:
+            running.callback(a.stop)
+            running.callback(b.stop)
+            a.start()
+            b.start()
+            first = wait_for(lambda: len(s := serials()) == 1 and s, "one certificate", timeout=90)
+            assert orders() == 1
+        (first_serial,) = first
+        ari_id = AcmeFiles.of(a.config).facts().ari_id  # type: ignore[union-attr]
+        asked_before = front.asked.count(ari_id)
+        now = datetime.datetime.now(datetime.UTC)
+        front.windows[ari_id] = (now - datetime.timedelta(hours=1), now)
+        with contextlib.ExitStack() as running:
+            running.callback(a.stop)
+            running.callback(b.stop)
+            with ThreadPoolExecutor(2) as starting:  # at once: both find the window open
+                list(starting.map(Node.start, (a, b)))
+            second = wait_for(
+                lambda: len(s := serials()) == 1 and first_serial not in s and s,
+                "both nodes presenting the renewed certificate",
+                timeout=90,
+            )
+            assert front.asked.count(ari_id) >= asked_before + 2, front.asked  # each node
+            time.sleep(3)
+            assert serials() == second
+            assert orders() == 2, (a.log()[-2000:], b.log()[-2000:])
