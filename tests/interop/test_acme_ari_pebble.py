@@ -82,26 +82,20 @@ def front_config(
     )
 
 
-def tls_status(config: cfg.Config, tmp_path: Path) -> dict[str, object]:
+def tls_status(config: cfg.Config, tmp_path: Path, *args: str) -> str:
+    """``pillarbox tls status`` (with ``args``) for ``config``: its output."""
     config_path = tmp_path / "pillarbox.toml"
     config_path.write_text(cfg.render_toml(config))
+    command = ["-m", "pillarbox.cli", "--config", str(config_path), "tls", "status", *args]
     shown = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pillarbox.cli",
-            "--config",
-            str(config_path),
-            "tls",
-            "status",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+        [sys.executable, *command], capture_output=True, text=True, timeout=120, check=True
     )
-    acme: dict[str, object] = json.loads(shown.stdout)["acme"]
+    return shown.stdout
+
+
+def acme_status(config: cfg.Config, tmp_path: Path) -> dict[str, object]:
+    """The ACME part of ``pillarbox tls status --json``."""
+    acme: dict[str, object] = json.loads(tls_status(config, tmp_path, "--json"))["acme"]
     return acme
 
 
@@ -127,7 +121,7 @@ def test_the_cas_renewal_window_decides_when_a_90_day_certificate_is_renewed(
             assert manager.facts is not None and manager.facts.serial == first.serial
             assert len(front.asked) == 1  # Retry-After 1 s, bounded to an hour
             wait_for(lambda: AcmeFiles.of(config).read_renewal_info(), "renewal-info.json")
-            shown = tls_status(config, tmp_path)
+            shown = acme_status(config, tmp_path)
             info = shown["renewal_info"]
             assert isinstance(info, dict), shown
             assert info["url"] == f"{front.base}/renewalInfo/{first.ari_id}"
@@ -135,6 +129,9 @@ def test_the_cas_renewal_window_decides_when_a_90_day_certificate_is_renewed(
             due = datetime.datetime.fromisoformat(str(shown["renewal_due"]))
             assert front.default[0] - datetime.timedelta(seconds=1) <= due <= front.default[1]
             assert shown["renewal_due_by"] == "ari"
+            text = tls_status(config, tmp_path)
+            assert "(a moment drawn in the CA's renewal window)" in text, text
+            assert f"from {front.base}/renewalInfo/{first.ari_id}" in text, text
 
         now = datetime.datetime.now(datetime.UTC)
         front.windows[first.ari_id] = (now - datetime.timedelta(hours=1), now)
@@ -183,9 +180,13 @@ def test_a_failed_renewal_information_fetch_falls_back_to_the_lifetime_rule(
             time.sleep(2.0)
             assert manager.facts is not None and manager.facts.serial == first.serial
             assert len(front.asked) == 1  # tried again after hours, not at each check
-            shown = tls_status(config, tmp_path)
+            shown = acme_status(config, tmp_path)
             assert "500" in str(shown["renewal_info"]), shown
             assert shown["renewal_due_by"] == "lifetime"
+            text = tls_status(config, tmp_path)
+            assert "(30.0 days before expiry: the lifetime rule)" in text, text
+            error = f"ari error    HTTP 500 Internal Server Error from {front.base}/renewalInfo/"
+            assert error in text, text
             due = datetime.datetime.fromisoformat(str(shown["renewal_due"]))
             assert due == first.not_after - 30 * DAY
 

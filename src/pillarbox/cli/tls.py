@@ -148,7 +148,7 @@ def _renewal_info_lines(info: dict[str, Any] | None) -> list[str]:
     renewal task last fetched it (``renewal-info.json``; None: not for this certificate)."""
     if info is None:
         return ["ari window   not fetched yet for this certificate"]
-    checked = f"checked {info.get('checked')}, next {info.get('next_check')}"
+    checked = f"{info.get('checked')}, next {info.get('next_check')}"
     window = info.get("window")
     lines = []
     if isinstance(window, dict):
@@ -157,9 +157,9 @@ def _renewal_info_lines(info: dict[str, Any] | None) -> list[str]:
         if window.get("explanation_url"):
             lines.append(f"             explained at {window['explanation_url']}")
     if info.get("error"):
-        lines.append(f"ari error    {info['error']} ({checked})")
+        lines.append(f"ari error    {info['error']} (checked {checked})")
     elif info.get("offered") is False:
-        lines.append(f"ari window   none: the CA offers no renewal information ({checked})")
+        lines.append(f"ari window   none: the CA offers no renewal information (checked {checked})")
     else:
         lines.append(f"ari checked  {checked}")
     return lines

@@ -677,6 +677,15 @@ _ATTEMPT_ERRORS = (
 )
 
 
+def _renewal_info_failure(exc: Exception) -> str:
+    """Why renewal information was not fetched: an HTTP error without a problem document (the
+    library raises ``ClientError`` holding the response) named by its status and URL."""
+    response = exc.args[0] if isinstance(exc, acme_errors.ClientError) and exc.args else None
+    if isinstance(response, requests.Response):
+        return f"HTTP {response.status_code} {response.reason} from {response.url}"
+    return _failure_reason(exc)
+
+
 def _utc_text(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
 
@@ -1301,7 +1310,7 @@ class CertificateManager:
                 )
         except _RENEWAL_INFO_ERRORS as exc:
             self._ari_next = now + RENEWAL_INFO_RETRY
-            error = _failure_reason(exc)
+            error = _renewal_info_failure(exc)
             self._log.warning(
                 "renewal information not fetched",
                 error=error,
