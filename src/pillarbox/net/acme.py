@@ -417,9 +417,8 @@ _RENEWAL_INFO_ERRORS = (
     ValueError,
     josepy.errors.Error,
 )
-#: When to fetch renewal information again after a fetch failed, or when the CA offers none
-#: (the directory is looked at again: a CA may start offering it): the library's default
-#: (RFC 9773 §4.3.3 leaves it to the client).
+#: When to fetch renewal information again after a fetch failed, or without a Retry-After: the
+#: library's default (RFC 9773 §4.3.3 leaves it to the client).
 RENEWAL_INFO_RETRY = datetime.timedelta(hours=6)
 
 
@@ -1322,7 +1321,9 @@ class CertificateManager:
             info.update(error=error)
         else:
             if fetched is None or window is None:
-                self._ari_next = now + RENEWAL_INFO_RETRY
+                # Asked again with the next certificate (or at the next start): a CA without
+                # renewal information costs one look at its directory per certificate.
+                self._ari_next = facts.not_after
                 if self._ari_offered is not False:
                     self._log.info(
                         "the CA offers no renewal information (RFC 9773): "
