@@ -1307,17 +1307,22 @@ class CertificateManager:
                     explanation=fetched.explanation,
                     draw=random.random(),  # §4.2: uniform in the window
                 )
-        except _RENEWAL_INFO_ERRORS as exc:
+        except Exception as exc:
+            # Any exception: one the library was not known to raise (logged with its
+            # traceback) must not end the renewal task over a fetch that only informs it.
             self._ari_next = now + RENEWAL_INFO_RETRY
             error = _renewal_info_failure(exc)
-            self._log.warning(
-                "renewal information not fetched",
-                error=error,
-                retry_at=_utc_text(self._ari_next),
-                renewal="in the window fetched before"
+            fields = {
+                "error": error,
+                "retry_at": _utc_text(self._ari_next),
+                "renewal": "in the window fetched before"
                 if self._window is not None
                 else "by the lifetime rule",
-            )
+            }
+            if isinstance(exc, _RENEWAL_INFO_ERRORS):
+                self._log.warning("renewal information not fetched", **fields)
+            else:
+                self._log.exception("renewal information not fetched", **fields)
             info.update(error=error)
         else:
             if fetched is None or window is None:
@@ -1345,6 +1350,11 @@ class CertificateManager:
                 self._window = window
                 self._ari_next = window.next_fetch
                 info.update(url=fetched.url)
+        await self._record_renewal_info(info)
+
+    async def _record_renewal_info(self, info: dict[str, Any]) -> None:
+        """Write the outcome of a fetch, with the window that holds for the certificate and the
+        next fetch, to ``renewal-info.json`` (for ``pillarbox tls status``)."""
         if self._window is not None:
             info["window"] = {
                 "start": _utc_text(self._window.start),
