@@ -262,7 +262,10 @@ class TlsSection:
     acme_dns_hook_timeout: float = _f(
         120.0, "Seconds a dns hook may run before it is killed and the attempt fails."
     )
-    acme_renew_days: int = _f(30, "Renew when fewer than this many days of validity remain.")
+    acme_renew_days: int = _f(
+        30,
+        "Renew when fewer than this many days of validity remain, or a third of the certificate's lifetime if less (half of a lifetime of 10 days or less); a renewal window the CA suggests (RFC 9773) replaces this rule for its certificate (docs/tls.md).",
+    )
     acme_ca_bundle: str = _f(
         "",
         "PEM CAs trusted for the directory's HTTPS (a test CA such as Pebble's; relative: to the config file); empty: the system's.",

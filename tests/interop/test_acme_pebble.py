@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pillarbox import config as cfg
 from pillarbox.atomicfile import write_atomically
+from pillarbox.certificates import renewal_margin, renewal_time
 from pillarbox.net.acme import AcmeFiles, CertificateManager, gone_status
 from pillarbox.store.open import is_postgresql, open_store
 from pillarbox.store.types import AcmeAccount
@@ -243,27 +244,46 @@ def test_unreachable_challenge_is_logged_and_the_self_signed_certificate_stays(
             presented(server.port("imaps"), pebble.root_pem)
 
 
-def test_renews_by_itself_when_the_certificate_falls_due(
-    tmp_path: Path, pebble: Pebble, challenge_port: int
+def test_a_short_lived_certificate_is_renewed_by_itself_at_half_its_life(
+    tmp_path: Path, dns_port: int, challenge_port: int
 ) -> None:
-    """With more renewal days than the CA gives, every check finds the certificate due: the
-    task renews on its own schedule, and new connections see each new certificate."""
-    config = acme_config(
-        tmp_path, pebble, challenge_port, acme_renew_days=100_000, acme_check_interval=1.0
-    )
-    with LiveServer(config) as server:
-        manager = server.server.acme
-        assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
-        first = manager.facts
-        assert first is not None
-        wait_for(
-            lambda: manager.facts is not None and manager.facts.serial != first.serial,
-            "a new certificate",
-            timeout=60,
-        )
-        served = presented(server.port("imaps"), pebble.root_pem).serial_number
-        assert served != first.serial
+    """Pebble issues 30-second certificates (Let's Encrypt's 6-day ones in miniature) while
+    acme_renew_days is 30: the task renews each by itself at half its life (certbot's and
+    lego's rule for short-lived certificates), not at once and over again, as a lifetime
+    shorter than acme_renew_days used to make it (every new certificate due on arrival, orders
+    back to back until the CA's rate limit); new connections see each new certificate."""
+    workdir = tmp_path / "pebble"
+    workdir.mkdir()
+    with Pebble(workdir, http_port=challenge_port, dns_port=dns_port, validity=30) as short:
+        config = acme_config(tmp_path, short, challenge_port, acme_check_interval=1.0)
+        with LiveServer(config) as server:
+            manager = server.server.acme
+            assert manager is not None
+            wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+            first = manager.facts
+            assert first is not None
+            wait_for(
+                lambda: manager.facts is not None and manager.facts.serial != first.serial,
+                "a new certificate",
+                timeout=60,
+            )
+            second = manager.facts
+            assert second is not None
+            # status.json is written once the attempt has finished, just after the certificate
+            # is taken into use: wait for the renewal's.
+            files = AcmeFiles.of(server.config)
+            wait_for(
+                lambda: files.read_status().get("serial") == f"{second.serial:x}",
+                "the renewal's status",
+            )
+            renewal = files.read_status()
+            started = datetime.datetime.fromisoformat(renewal["started"])
+            # Pebble's 30 s run from notBefore through notAfter, both included: 15 s left.
+            assert started >= first.not_after - datetime.timedelta(seconds=15)
+            assert renewal_time(first, 30) == first.not_after - renewal_margin(first, 30)
+            assert renewal["reason"].startswith("expires in 0.0 days"), renewal
+            served = presented(server.port("imaps"), short.root_pem).serial_number
+            assert served in (second.serial, manager.facts.serial)  # a third may come meanwhile
 
 
 def test_a_certificate_from_another_ca_directory_is_replaced_at_start(

@@ -51,7 +51,7 @@ def tls_status(state: CliState, as_json: bool) -> None:
         renewal_time,
     )
     from pillarbox.cli.main import emit
-    from pillarbox.net.acme import AcmeFiles
+    from pillarbox.net.acme import AcmeFiles, stored_window
     from pillarbox.net.tls import tls_paths
     from pillarbox.store.open import is_postgresql
 
@@ -121,11 +121,48 @@ def tls_status(state: CliState, as_json: bool) -> None:
                 )
                 lines += more
         if source == "acme":
-            due = renewal_time(facts, config.tls.acme_renew_days)
+            info = files.read_renewal_info()
+            window = stored_window(info, facts)
+            due = renewal_time(facts, config.tls.acme_renew_days, window)
+            by_window = window is not None and due == window.renew_at
             data["acme"]["renewal_due"] = due.isoformat()
-            lines.append(f"renewal due  {due:%Y-%m-%d %H:%M} UTC")
+            data["acme"]["renewal_due_by"] = "ari" if by_window else "lifetime"
+            mine = info if info.get("certificate") == facts.ari_id else None
+            data["acme"]["renewal_info"] = mine
+            lines.append(
+                f"renewal due  {due:%Y-%m-%d %H:%M} UTC "
+                + (
+                    "(a moment drawn in the CA's renewal window)"
+                    if by_window
+                    else f"({(facts.not_after - due).total_seconds() / 86400:.1f} days before "
+                    "expiry: the lifetime rule)"
+                )
+            )
+            lines += _renewal_info_lines(mine)
         lines.append("last attempt " + _attempt_line(files.read_status()))
     emit(data, as_json, lines)
+
+
+def _renewal_info_lines(info: dict[str, Any] | None) -> list[str]:
+    """What the CA's renewal information (RFC 9773) said of the certificate presented, as the
+    renewal task last fetched it (``renewal-info.json``; None: not for this certificate)."""
+    if info is None:
+        return ["ari window   not fetched yet for this certificate"]
+    checked = f"{info.get('checked')}, next {info.get('next_check')}"
+    window = info.get("window")
+    lines = []
+    if isinstance(window, dict):
+        source = info.get("url") or "an earlier fetch"
+        lines.append(f"ari window   {window.get('start')} to {window.get('end')}, from {source}")
+        if window.get("explanation_url"):
+            lines.append(f"             explained at {window['explanation_url']}")
+    if info.get("error"):
+        lines.append(f"ari error    {info['error']} (checked {checked})")
+    elif info.get("offered") is False:
+        lines.append(f"ari window   none: the CA offers no renewal information (checked {checked})")
+    else:
+        lines.append(f"ari checked  {checked}")
+    return lines
 
 
 def _described(facts: CertificateFacts) -> dict[str, Any]:

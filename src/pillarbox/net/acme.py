@@ -74,6 +74,13 @@ Implementation notes:
   TLS and STARTTLS alike), on the loop's thread: connections accepted afterwards present the
   new certificate, open ones keep theirs. Every certificate here (self-signed and ACME) has a
   P-256 key, so a new one replaces the old in OpenSSL's one slot per key type.
+- **Renewal timing** (:func:`~pillarbox.certificates.renewal_time`): the lifetime rule
+  (``acme_renew_days``, at most a third of the lifetime, half of a short-lived one's), or the
+  CA's renewal window (RFC 9773) for the certificate presented, fetched by
+  :meth:`CertificateManager._check_renewal_info` with the library's HTTP client (its moment
+  drawn once per window). A fetch only informs the decision; ordering is still
+  :meth:`CertificateManager._renewal_reason`'s, and shared, the lease holder's. The new order
+  carries no ``replaces`` (§5): the library's ``new_order`` takes none.
 - **Failures** (CA unreachable, challenge not validated, timeout) are logged with the CA's
   reason, as soon as any authorization is invalid (all pending ones are polled each round),
   and retried after ``acme_retry`` seconds, doubling up to ``acme_check_interval``;
@@ -88,6 +95,7 @@ import contextlib
 import datetime
 import json
 import os
+import random
 import re
 import socket
 import ssl
@@ -98,6 +106,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import josepy
 import requests
 from acme import challenges, client, crypto_util, messages
 from acme import errors as acme_errors
@@ -110,14 +119,18 @@ from pillarbox.atomicfile import write_atomically
 from pillarbox.blocking import run_blocking
 from pillarbox.certificates import (
     CertificateFacts,
+    RenewalWindow,
     acme_identifier,
     acme_names,
     certificate_facts,
     certificate_scope,
     dns01_record_name,
     dns01_txt_value,
+    drawn_window,
+    next_renewal_info,
     renewal_reason,
     renewal_time,
+    retry_after,
     retry_delay,
 )
 from pillarbox.config import Config, TlsSection
@@ -195,6 +208,11 @@ class AcmeFiles:
         return self.directory / "renew.request"
 
     @property
+    def renewal_info(self) -> Path:
+        """The CA's renewal window for ``cert.pem`` as last fetched (RFC 9773), or why none."""
+        return self.directory / "renewal-info.json"
+
+    @property
     def issuer_directory(self) -> Path:
         """The directory URL of the CA that issued ``cert.pem``."""
         return self.directory / "cert.directory"
@@ -207,11 +225,37 @@ class AcmeFiles:
             return None
 
     def read_status(self) -> dict[str, Any]:
-        try:
-            status: dict[str, Any] = json.loads(self.status.read_text())
-        except (OSError, ValueError):
-            return {}
-        return status
+        return _read_json(self.status)
+
+    def read_renewal_info(self) -> dict[str, Any]:
+        return _read_json(self.renewal_info)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object this module wrote; {} if there is none (or it cannot be read)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def stored_window(info: Mapping[str, Any], facts: CertificateFacts) -> RenewalWindow | None:
+    """The renewal window ``renewal-info.json`` holds, if it is ``facts``' certificate's."""
+    window = info.get("window")
+    if info.get("certificate") != facts.ari_id or not isinstance(window, dict):
+        return None
+    try:
+        return RenewalWindow(
+            facts.ari_id,
+            datetime.datetime.fromisoformat(window["start"]),
+            datetime.datetime.fromisoformat(window["end"]),
+            datetime.datetime.fromisoformat(window["renew_at"]),
+            datetime.datetime.fromisoformat(info["next_check"]),
+            str(window.get("explanation_url") or ""),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def load_pair(context: ssl.SSLContext, cert: Path, key: Path) -> None:
@@ -299,19 +343,83 @@ class _Order:
         return tuple(c.record for c in self.challenges if c.record is not None)
 
 
-def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.ClientV2:
-    """Blocking: a client signing with ``account_key``, not logged in to an account yet,
-    trusting ``ca_bundle`` (a path; empty: the system's CAs) for the directory's HTTPS."""
+def _network(key: JWKEC | None, ca_bundle: str) -> client.ClientNetwork:
+    """Blocking: the library's HTTP client for the CA, signing with ``key`` (None: for GETs
+    only), trusting ``ca_bundle`` (a path; empty: the system's CAs) for the CA's HTTPS."""
     verify: bool | str = ca_bundle or True
-    network = client.ClientNetwork(
-        account_key,
+    return client.ClientNetwork(
+        key,
         alg=ES256,
         # requests' ``verify`` takes a CA bundle's path as well as a bool.
         verify_ssl=verify,  # type: ignore[arg-type]
         user_agent=USER_AGENT,
         timeout=CA_REQUEST_TIMEOUT,
     )
+
+
+def _client(tls: TlsSection, account_key: JWKEC, ca_bundle: str) -> client.ClientV2:
+    """Blocking: a client signing with ``account_key``, not logged in to an account yet."""
+    network = _network(account_key, ca_bundle)
     return client.ClientV2(client.ClientV2.get_directory(tls.acme_directory, network), network)
+
+
+@dataclass(frozen=True, slots=True)
+class _FetchedWindow:
+    """A renewal window as the CA answered it (RFC 9773 §4.2)."""
+
+    url: str
+    start: datetime.datetime
+    end: datetime.datetime
+    explanation: str
+    #: The response's Retry-After (§4.3.2); None without one.
+    retry_after: datetime.datetime | None
+
+
+def _fetch_renewal_info(tls: TlsSection, ca_bundle: str, ari_id: str) -> _FetchedWindow | None:
+    """Blocking: the CA's suggested renewal window for the certificate ``ari_id`` names (RFC
+    9773 §4.2: a GET, unauthenticated, of the directory's ``renewalInfo`` URL with the
+    identifier appended); None when the directory has no ``renewalInfo``.
+
+    The library's ``ClientV2.renewal_time`` makes the same request, but returns only a moment
+    it drew in the window, not the window (which ``tls status`` shows, and which tells a window
+    the CA moved from the same one fetched again: :func:`drawn_window`), and the Retry-After as
+    a naive local time.
+    """
+    network = _network(None, ca_bundle)
+    directory = client.ClientV2.get_directory(tls.acme_directory, network)
+    try:
+        base = str(directory["renewalInfo"])
+    except KeyError:
+        return None
+    url = f"{base.rstrip('/')}/{ari_id}"
+    response = network.get(url, content_type="application/json")
+    body = response.json()
+    window = messages.RenewalInfo.from_json(body).suggested_window
+    if window.start is None or window.end is None:
+        raise ValueError("the renewal information has no suggestedWindow start and end")
+    explanation = body.get("explanationURL") if isinstance(body, dict) else None
+    return _FetchedWindow(
+        url,
+        window.start.astimezone(datetime.UTC),
+        window.end.astimezone(datetime.UTC),
+        explanation if isinstance(explanation, str) else "",
+        retry_after(response.headers.get("Retry-After"), datetime.datetime.now(datetime.UTC)),
+    )
+
+
+#: What fetching renewal information raises when it fails (the CA down, a problem document, a
+#: body that is not renewal information).
+_RENEWAL_INFO_ERRORS = (
+    acme_errors.Error,
+    messages.Error,
+    requests.RequestException,
+    OSError,
+    ValueError,
+    josepy.errors.Error,
+)
+#: When to fetch renewal information again after a fetch failed, or without a Retry-After: the
+#: library's default (RFC 9773 §4.3.3 leaves it to the client).
+RENEWAL_INFO_RETRY = datetime.timedelta(hours=6)
 
 
 def _register(acme: client.ClientV2, tls: TlsSection) -> None:
@@ -568,6 +676,15 @@ _ATTEMPT_ERRORS = (
 )
 
 
+def _renewal_info_failure(exc: Exception) -> str:
+    """Why renewal information was not fetched: an HTTP error without a problem document (the
+    library raises ``ClientError`` holding the response) named by its status and URL."""
+    response = exc.args[0] if isinstance(exc, acme_errors.ClientError) and exc.args else None
+    if isinstance(response, requests.Response):
+        return f"HTTP {response.status_code} {response.reason} from {response.url}"
+    return _failure_reason(exc)
+
+
 def _utc_text(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
 
@@ -622,6 +739,15 @@ class CertificateManager:
         self.facts: CertificateFacts | None = None
         #: The CA directory :attr:`facts` came from ("" when not known).
         self._issuer_directory = ""
+        #: The CA's renewal window (RFC 9773) last fetched; it holds only for the certificate
+        #: whose identifier it carries (:func:`renewal_time` checks).
+        self._window: RenewalWindow | None = None
+        #: The certificate (ARI identifier) renewal information was last fetched for, and when
+        #: to fetch it again.
+        self._ari_for = ""
+        self._ari_next = datetime.datetime.now(datetime.UTC)
+        #: Whether the CA's directory had ``renewalInfo`` at the last fetch (None: not known).
+        self._ari_offered: bool | None = None
         self._failures = 0
         self._log = Log("acme")
 
@@ -1034,6 +1160,7 @@ class CertificateManager:
         now is logged and looked at again at the next check."""
         try:
             await self.sync()
+            await self._check_renewal_info()
             reason = REQUESTED if requested else self._renewal_reason()
             if reason:
                 await self.attempt_shared(reason, requested=requested)
@@ -1096,7 +1223,9 @@ class CertificateManager:
     def _renewal_reason(self) -> str:
         """Why this node needs a certificate now; "" when the one it presents will do."""
         now = datetime.datetime.now(datetime.UTC)
-        reason = renewal_reason(self.facts, self._names, now, self._tls.acme_renew_days)
+        reason = renewal_reason(
+            self.facts, self._names, now, self._tls.acme_renew_days, self._window
+        )
         if not reason and self._issuer_directory != self._tls.acme_directory:
             reason = "issued through another CA directory"
         return reason
@@ -1106,8 +1235,9 @@ class CertificateManager:
 
     def _next_check(self, now: datetime.datetime) -> float:
         """Seconds to the next look: after a failure, the back-off; else the check interval,
-        or less when the certificate falls due before it. Shared, at most ``acme_store_poll``:
-        the back-off is the lease's, and another node's certificate is looked for."""
+        or less when the certificate falls due or its renewal information is to be fetched
+        before it. Shared, at most ``acme_store_poll``: the back-off is the lease's, and
+        another node's certificate is looked for."""
         if self.shared:
             return min(self._tls.acme_store_poll, self._due_in(now))
         if self._failures:
@@ -1118,8 +1248,131 @@ class CertificateManager:
         interval = self._tls.acme_check_interval
         if self.facts is None:
             return interval
-        due = (renewal_time(self.facts, self._tls.acme_renew_days) - now).total_seconds()
-        return max(0.0, min(interval, due))
+        due = renewal_time(self.facts, self._tls.acme_renew_days, self._window)
+        fetch = self._renewal_info_due(now)
+        if fetch is not None:
+            due = min(due, fetch)
+        return max(0.0, min(interval, (due - now).total_seconds()))
+
+    def _renewal_info_due(self, now: datetime.datetime) -> datetime.datetime | None:
+        """When to fetch the CA's renewal window for the certificate presented (RFC 9773
+        §4.3): at once for one not asked about yet (just issued, taken from the store, or at
+        start), else when the last fetch said. None when it is not to be fetched: no
+        certificate, one without an identifier (not a CA's), an expired one (§4.2: never
+        after it expired), one of another CA directory (replaced at once anyway)."""
+        facts = self.facts
+        if (
+            facts is None
+            or not facts.ari_id
+            or facts.not_after <= now
+            or self._issuer_directory != self._tls.acme_directory
+        ):
+            return None
+        return now if self._ari_for != facts.ari_id else self._ari_next
+
+    async def _check_renewal_info(self) -> None:
+        """Fetch the CA's renewal window for the certificate presented when it is time
+        (:meth:`_renewal_info_due`); the renewal then falls at a moment drawn in it (§4.2).
+        A failed fetch is logged and tried again after :data:`RENEWAL_INFO_RETRY`; meanwhile
+        the window fetched last for the certificate holds, or without one the lifetime rule
+        alone. Only the fetch happens here: with a shared certificate, ordering is still left
+        to the holder of the store's lease (:meth:`attempt_shared`)."""
+        now = datetime.datetime.now(datetime.UTC)
+        due = self._renewal_info_due(now)
+        facts = self.facts
+        if due is None or now < due or facts is None:
+            return
+        if self._ari_for != facts.ari_id:
+            self._window = None  # another certificate's
+        self._ari_for = facts.ari_id
+        info: dict[str, Any] = {
+            "certificate": facts.ari_id,
+            "serial": f"{facts.serial:x}",
+            "checked": _utc_text(now),
+        }
+        try:
+            fetched = await run_blocking(
+                _fetch_renewal_info, self._tls, self._ca_bundle, facts.ari_id
+            )
+            window = None
+            if fetched is not None:
+                # RFC 9773 §4.3.2: ask again after the response's Retry-After, bounded.
+                retry = fetched.retry_after or now + RENEWAL_INFO_RETRY
+                window = drawn_window(
+                    self._window,
+                    facts.ari_id,
+                    fetched.start,
+                    fetched.end,
+                    next_fetch=next_renewal_info(now, retry),
+                    explanation=fetched.explanation,
+                    draw=random.random(),  # §4.2: uniform in the window
+                )
+        except Exception as exc:
+            # Any exception: one the library was not known to raise (logged with its
+            # traceback) must not end the renewal task over a fetch that only informs it.
+            self._ari_next = now + RENEWAL_INFO_RETRY
+            error = _renewal_info_failure(exc)
+            fields = {
+                "error": error,
+                "retry_at": _utc_text(self._ari_next),
+                "renewal": "in the window fetched before"
+                if self._window is not None
+                else "by the lifetime rule",
+            }
+            if isinstance(exc, _RENEWAL_INFO_ERRORS):
+                self._log.warning("renewal information not fetched", **fields)
+            else:
+                self._log.exception("renewal information not fetched", **fields)
+            info.update(error=error)
+        else:
+            if fetched is None or window is None:
+                # Asked again with the next certificate (or at the next start): a CA without
+                # renewal information costs one look at its directory per certificate.
+                self._ari_next = facts.not_after
+                if self._ari_offered is not False:
+                    self._log.info(
+                        "the CA offers no renewal information (RFC 9773): "
+                        "renewal by the lifetime rule",
+                        ca=self._tls.acme_directory,
+                    )
+                self._ari_offered = False
+                info.update(offered=False)
+            else:
+                if window.renew_at != (self._window.renew_at if self._window else None):
+                    self._log.info(
+                        "renewal window",
+                        serial=f"{facts.serial:x}",
+                        window=window.shown,
+                        renew_at=_utc_text(window.renew_at),
+                        explanation=window.explanation or None,
+                    )
+                self._ari_offered = True
+                self._window = window
+                self._ari_next = window.next_fetch
+                info.update(url=fetched.url)
+        await self._record_renewal_info(info)
+
+    async def _record_renewal_info(self, info: dict[str, Any]) -> None:
+        """Write the outcome of a fetch, with the window that holds for the certificate and the
+        next fetch, to ``renewal-info.json`` (for ``pillarbox tls status``)."""
+        if self._window is not None:
+            info["window"] = {
+                "start": _utc_text(self._window.start),
+                "end": _utc_text(self._window.end),
+                "renew_at": _utc_text(self._window.renew_at),
+                "explanation_url": self._window.explanation or None,
+            }
+        info["next_check"] = _utc_text(self._ari_next)
+        try:
+            await run_blocking(
+                write_atomically, self.files.renewal_info, json.dumps(info, indent=2).encode()
+            )
+        except OSError as exc:
+            self._log.warning(
+                "renewal information not recorded",
+                path=str(self.files.renewal_info),
+                error=str(exc),
+            )
 
     async def _requested(self) -> bool:
         """Whether ``pillarbox tls renew`` asked for a renewal (the request is consumed)."""
@@ -1137,8 +1390,10 @@ class CertificateManager:
         while True:
             if self.shared:
                 await self._check_shared(requested=requested)
-            elif reason := REQUESTED if requested else self._renewal_reason():
-                await self.attempt(reason)
+            else:
+                await self._check_renewal_info()
+                if reason := REQUESTED if requested else self._renewal_reason():
+                    await self.attempt(reason)
             loop = asyncio.get_running_loop()
             wake = loop.time() + self._next_check(datetime.datetime.now(datetime.UTC))
             requested = False

@@ -69,7 +69,8 @@ class Pebble:
     enter (its directory at :attr:`directory_url`), stopped on exit. ``tls_port``: where it
     validates TLS-ALPN-01 (default: a port nothing listens on); ``restarting``: a stopped
     Pebble this one stands for restarted, at its directory URL with its HTTPS identity, and
-    having forgotten every account (Pebble keeps them in memory)."""
+    having forgotten every account (Pebble keeps them in memory); ``validity``: the seconds its
+    certificates are valid (default Pebble's, five years)."""
 
     def __init__(
         self,
@@ -79,8 +80,10 @@ class Pebble:
         dns_port: int,
         tls_port: int | None = None,
         restarting: Pebble | None = None,
+        validity: int | None = None,
     ) -> None:
         self.workdir = workdir
+        self.validity = validity
         self.http_port = http_port
         self.tls_port = free_port("127.0.0.1") if tls_port is None else tls_port
         self.dns_port = dns_port
@@ -119,6 +122,7 @@ class Pebble:
                 "tlsPort": self.tls_port,
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": False,
+                **({} if self.validity is None else {"certificateValidityPeriod": self.validity}),
             }
         }
         config_path = self.workdir / "pebble-config.json"
@@ -199,6 +203,12 @@ class Pebble:
         registered = messages.RegistrationResource(uri=url, body=messages.Registration())
         done = self.client(key_pem).deactivate_registration(registered)
         assert done.body.status == "deactivated", done
+
+    @property
+    def https_identity(self) -> tuple[Path, Path]:
+        """The certificate and key Pebble serves its directory with (for localhost and
+        127.0.0.1, from :attr:`ca_bundle`): a front in a test may present them too."""
+        return self._cert, self._key
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
