@@ -163,6 +163,11 @@ class State(enum.Enum):
     TLS = "tls"  # 220 sent to STARTTLS, the adapter is doing the handshake
     CLOSED = "closed"
 
+    # Enum's own ``__hash__`` is a Python function (``hash(self._name_)``), paid by every
+    # command's TRANSITIONS look-up and the adapter's idle-state test; members are singletons
+    # compared by identity, so the object's C-level hash agrees with equality as well.
+    __hash__ = object.__hash__
+
 
 # The members as names of this module, for the core's hot paths: Python 3.11's EnumType has a
 # ``__getattr__``, so each ``State.X`` is looked up through the type's slow attribute hook
