@@ -60,6 +60,9 @@ class Channel(asyncio.Protocol):
         self._handshake_failed = False
         #: The client's and the balancer's endpoints from a PROXY header (see :meth:`relay`).
         self._relayed: tuple[tuple[str, int], tuple[str, int]] | None = None
+        #: The transport's peer, as :attr:`peer` gives it: asked by the listener and the
+        #: session, and uvloop formats the address anew (``inet_ntop``, ``snprintf``) each time.
+        self._peer: tuple[str, int] | None = None
 
     # -- asyncio.Protocol callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,7 +120,12 @@ class Channel(asyncio.Protocol):
         client's, from the PROXY header, behind a load balancer."""
         if self._relayed is not None:
             return self._relayed[0]
-        return plain_peer(self.extra("peername"))
+        peer = self._peer
+        if peer is None:
+            if self._transport is None:
+                return ("", 0)
+            peer = self._peer = plain_peer(self._transport.get_extra_info("peername"))
+        return peer
 
     @property
     def local(self) -> tuple[str, int]:
