@@ -211,17 +211,20 @@ def _handler(
     intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
     protocol = "smtp" if lmtp is None else "lmtp"
     metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth(protocol))
+    # Bound per session: a Log made anew looks its logger up (logging's lock) every connection.
+    log = Log(protocol)
 
     async def handle(channel: Channel, admission: Admission) -> None:
         if not admission.admitted:
             await channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
             return
+        peer = channel.peer[0]
         session = _SmtpSession(
             services,
             intake,
-            settings if access is None else access.settings_for(channel.peer[0]),
+            settings if access is None else access.settings_for(peer),
             channel,
-            admission,
+            log.bind(conn=admission.connection_id, remote=peer),
             submission,
             implicit_tls,
             metrics,
@@ -248,7 +251,7 @@ class _SmtpSession:
         intake: Intake,
         settings: SmtpServerSettings,
         channel: Channel,
-        admission: Admission,
+        log: Log,
         submission: bool,
         implicit_tls: bool,
         metrics: _Observed,
@@ -269,9 +272,8 @@ class _SmtpSession:
         self.channel = channel
         self.submission = submission
         self.loop = asyncio.get_running_loop()
-        self.log = Log(
-            "smtp" if lmtp is None else "lmtp", conn=admission.connection_id, remote=self.remote_ip
-        )
+        #: The listener's, bound to this connection's id and client.
+        self.log = log
         self.core = ServerConnection(settings, tls=implicit_tls)
         self.account: Account | None = None
         self.sasl: SaslSession | None = None
