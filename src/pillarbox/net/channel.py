@@ -42,7 +42,11 @@ class Channel(asyncio.Protocol):
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._data_ready = asyncio.Event()
+        #: What a receive waits on while nothing is buffered, woken by data, the end of the
+        #: stream, an interruption or its deadline (:meth:`_wake`); None while none waits.
+        #: A future of the loop's own, as asyncio's streams keep: ``asyncio.Event``'s wait
+        #: and set are Python code around the same future, paid at every wait.
+        self._waiter: asyncio.Future[None] | None = None
         self._eof = False
         self._lost: str | None = None
         self._write_ready = asyncio.Event()
@@ -74,19 +78,19 @@ class Channel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        self._data_ready.set()
+        self._wake()
         if len(self._buffer) > READ_HIGH_WATER and self._transport is not None:
             self._transport.pause_reading()
 
     def eof_received(self) -> bool:
         self._eof = True
-        self._data_ready.set()
+        self._wake()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = _describe_error(exc) if exc else "closed"
         self._eof = True
-        self._data_ready.set()
+        self._wake()
         self._write_ready.set()
         if self._timer is not None:
             # Else it would keep this channel (and its buffers) until the last deadline.
@@ -155,7 +159,7 @@ class Channel(asyncio.Protocol):
         """End a wait of :meth:`receive_unless_interrupted`, now and from now on, while
         nothing is buffered (the server shutting down, for a session between commands)."""
         self._interrupted = True
-        self._data_ready.set()
+        self._wake()
 
     async def receive(self, timeout: float | None) -> bytes:
         """Return what the peer has sent (at least one byte), or b"" at end of stream.
@@ -179,16 +183,19 @@ class Channel(asyncio.Protocol):
             if timeout is not None:
                 self._wait_until(self._loop.time() + max(timeout, 0.0))
             self._timed_out = False
+            if self._waiter is not None:
+                raise RuntimeError("another receive is already waiting on this channel")
             try:
                 while not self._buffer and not self._eof:
                     if interruptible and self._interrupted:
                         return None
                     if self._timed_out:
                         raise TimeoutError
-                    self._data_ready.clear()
-                    await self._data_ready.wait()
+                    self._waiter = self._loop.create_future()
+                    await self._waiter
             finally:
                 self._deadline = None
+                self._waiter = None
         data = bytes(self._buffer)
         self._buffer.clear()
         if self._transport is not None and not self._eof:
@@ -216,9 +223,14 @@ class Channel(asyncio.Protocol):
             return
         if deadline <= self._timer_at:
             self._timed_out = True
-            self._data_ready.set()
+            self._wake()
         else:
             self._wait_until(deadline)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` for sending; pair with :meth:`drain` to honour back-pressure."""
@@ -229,7 +241,8 @@ class Channel(asyncio.Protocol):
         self._transport.write(data)
 
     async def drain(self) -> None:
-        await self._write_ready.wait()
+        if not self._write_ready.is_set():  # mostly set: no wait's coroutine to make and run
+            await self._write_ready.wait()
         if self._lost is not None:
             raise ChannelClosed(self._lost)
 
