@@ -177,14 +177,14 @@ class Channel(asyncio.Protocol):
 
     async def _receive(self, timeout: float | None, *, interruptible: bool) -> bytes | None:
         if not self._buffer and not self._eof:
+            if self._waiter is not None:
+                raise RuntimeError("another receive is already waiting on this channel")
             # A deadline the channel's timer wakes the wait at as data would: cheaper than
             # the task cancellation of ``asyncio.timeout``, which every command of every
             # session paid, and than a timer per wait (see the module notes).
             if timeout is not None:
-                self._wait_until(self._loop.time() + max(timeout, 0.0))
+                self._wait_until(self._loop.time() + (timeout if timeout > 0.0 else 0.0))
             self._timed_out = False
-            if self._waiter is not None:
-                raise RuntimeError("another receive is already waiting on this channel")
             try:
                 while not self._buffer and not self._eof:
                     if interruptible and self._interrupted:

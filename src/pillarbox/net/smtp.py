@@ -320,7 +320,11 @@ class _SmtpSession:
                     await self.channel.send(replies.SHUTTING_DOWN.render())
                     return
                 deadline = core.deadline()
-                timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+                timeout = None
+                if deadline is not None:
+                    # Not max(): the builtin parses its keywords, every wait of every session.
+                    left = deadline - self.loop.time()
+                    timeout = left if left > 0.0 else 0.0
                 try:
                     data = await self._receive(timeout)
                 except TimeoutError:
