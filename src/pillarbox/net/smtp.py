@@ -51,7 +51,7 @@ from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, P
 from pillarbox.queue.sendlimits import Allowance
 from pillarbox.services import Services
 from pillarbox.smtp import replies
-from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls, Xforward
+from pillarbox.smtp.grammar import Auth, Hello, MailFrom, Quit, RcptTo, Rset, StartTls, Xforward
 from pillarbox.smtp.replies import Reply
 from pillarbox.smtp.sentinels import CLOSED, NEED_DATA, PAUSED
 from pillarbox.smtp.server import (
@@ -384,11 +384,25 @@ class _SmtpSession:
 
     async def _handle(self, event: object) -> None:
         core = self.core
+        # Each arm is a class test paid by every event that reaches it: a message's events
+        # first, then a connection's, then the rare ones (the events' classes are disjoint).
         match event:
+            case DataChunk(data=data):
+                self.spool += data
+            case MailFrom():
+                await self._mail(event)
+            case RcptTo():
+                await self._rcpt(event)
+            case DataStart():
+                self.spool = bytearray()
+            case DataEnd():
+                await self._data_end()
             case Hello():
                 self._reset_transaction()  # RFC 5321 §4.1.4: a hello implies RSET
                 self.xforward = {}
                 core.accept()
+            case Quit():
+                pass  # already answered by the core
             case Xforward(attributes=attributes):
                 self.xforward.update(attributes)  # already answered 250 by the core
             case StartTls():
@@ -399,16 +413,6 @@ class _SmtpSession:
                 await self._auth_step(data)
             case AuthAborted():
                 self.sasl = None
-            case MailFrom():
-                await self._mail(event)
-            case RcptTo():
-                await self._rcpt(event)
-            case DataStart():
-                self.spool = bytearray()
-            case DataChunk(data=data):
-                self.spool += data
-            case DataEnd():
-                await self._data_end()
             case DataAborted(reply=reply):
                 self.log.info("message refused", code=reply.code, reason=reply.text)
                 self.metrics.messages.message(reply.code)
@@ -422,7 +426,7 @@ class _SmtpSession:
                 self._reset_transaction()
                 self.xforward = {}
             case _:
-                pass  # Noop, Help, Vrfy, Quit: already answered by the core
+                pass  # Noop, Help, Vrfy: already answered by the core
 
     # -- AUTH ----------------------------------------------------------------------------------
     @property

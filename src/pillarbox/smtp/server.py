@@ -582,6 +582,11 @@ class ServerConnection:
                 self._txn.recipients.append(event.path)
                 self._state = _RCPT
                 self._reply(reply or R.RECIPIENT_OK)
+            case DataEnd():
+                self._end_transaction()
+                final = reply or R.MESSAGE_ACCEPTED
+                for _ in self._per_recipient(event):
+                    self._reply(final)
             case StartTls():
                 self._state = _TLS
                 self._buf.clear()  # RFC 3207 §4.2: pipelined plaintext after STARTTLS is void
@@ -590,11 +595,6 @@ class ServerConnection:
                 self.authenticated = True
                 self._state = _READY
                 self._reply(reply or R.AUTH_SUCCEEDED)
-            case DataEnd():
-                self._end_transaction()
-                final = reply or R.MESSAGE_ACCEPTED
-                for _ in self._per_recipient(event):
-                    self._reply(final)
 
     def reject(self, reply: Reply) -> None:
         """Refuse the pending event with ``reply`` (4xx or 5xx)."""
@@ -803,6 +803,7 @@ class ServerConnection:
         command: Command,
         target: State,
     ) -> None:
+        # Arms in the order commands come (each a class test paid by the commands after it).
         match command:
             case Hello():
                 if self._state in (_MAIL, _RCPT, _BDAT):
@@ -836,6 +837,10 @@ class ServerConnection:
                 )
                 self._events.append(DataStart(chunking=False))
                 self._reply(R.START_MAIL_INPUT)
+            case Quit():
+                self._out += R.CLOSING.render()
+                self._state = _CLOSED
+                self._events.append(command)
             case StartTls():
                 if not self.settings.starttls:
                     self._refuse(R.NOT_IMPLEMENTED)
@@ -871,10 +876,6 @@ class ServerConnection:
                 else:
                     self._events.append(command)  # the application keeps the attributes
                     self._reply(R.OK)
-            case Quit():
-                self._out += R.CLOSING.render()
-                self._state = _CLOSED
-                self._events.append(command)
             case Bdat():
                 raise AssertionError("BDAT is handled by _bdat")
 
