@@ -49,10 +49,13 @@ class Channel(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._eof = False
         self._lost: str | None = None
-        self._write_ready = asyncio.Event()
-        self._write_ready.set()
+        #: While the transport has paused our writing: what drains wait on, set when it
+        #: resumes (or the connection is lost). None while writing flows, as it nearly always
+        #: does: an ``asyncio.Event`` made for every connection was Python code for nobody.
+        self._write_resumed: asyncio.Event | None = None
         self._loop = asyncio.get_running_loop()
-        self._connected: asyncio.Future[None] = self._loop.create_future()
+        #: What :meth:`wait_connected` waits on, made only for such a wait.
+        self._connected: asyncio.Future[None] | None = None
         self._tls_active = False
         self._interrupted = False
         self._timed_out = False
@@ -73,7 +76,7 @@ class Channel(asyncio.Protocol):
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self._transport = cast(asyncio.Transport, transport)
         self._tls_active = transport.get_extra_info("ssl_object") is not None
-        if not self._connected.done():
+        if self._connected is not None and not self._connected.done():
             self._connected.set_result(None)
 
     def data_received(self, data: bytes) -> None:
@@ -91,17 +94,20 @@ class Channel(asyncio.Protocol):
         self._lost = _describe_error(exc) if exc else "closed"
         self._eof = True
         self._wake()
-        self._write_ready.set()
+        self.resume_writing()
         if self._timer is not None:
             # Else it would keep this channel (and its buffers) until the last deadline.
             self._timer.cancel()
             self._timer = None
 
     def pause_writing(self) -> None:
-        self._write_ready.clear()
+        if self._write_resumed is None:
+            self._write_resumed = asyncio.Event()
 
     def resume_writing(self) -> None:
-        self._write_ready.set()
+        resumed, self._write_resumed = self._write_resumed, None
+        if resumed is not None:
+            resumed.set()
 
     # -- adapter API ---------------------------------------------------------------------------
     @property
@@ -153,7 +159,10 @@ class Channel(asyncio.Protocol):
         return obj if isinstance(obj, ssl.SSLObject) else None
 
     async def wait_connected(self) -> None:
-        await self._connected
+        if self._transport is None:
+            if self._connected is None:
+                self._connected = self._loop.create_future()
+            await self._connected
 
     def interrupt(self) -> None:
         """End a wait of :meth:`receive_unless_interrupted`, now and from now on, while
@@ -241,8 +250,9 @@ class Channel(asyncio.Protocol):
         self._transport.write(data)
 
     async def drain(self) -> None:
-        if not self._write_ready.is_set():  # mostly set: no wait's coroutine to make and run
-            await self._write_ready.wait()
+        resumed = self._write_resumed
+        if resumed is not None:
+            await resumed.wait()
         if self._lost is not None:
             raise ChannelClosed(self._lost)
 
@@ -303,7 +313,7 @@ class Channel(asyncio.Protocol):
             return
         # Nothing waits to drain unless the transport paused our writing: the timeout (a
         # timer made and cancelled, every connection) only for that.
-        if self._lost is None and not self._write_ready.is_set():
+        if self._lost is None and self._write_resumed is not None:
             try:
                 async with asyncio.timeout(5):
                     await self.drain()
