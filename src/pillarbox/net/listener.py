@@ -187,10 +187,9 @@ class Listener:
         connection_id = new_connection_id(self.name)
         refusal = self._counter.admit(address)
         admission = Admission(connection_id, admitted=not refusal, refusal=refusal)
-        log = self._log.bind(conn=connection_id, remote=address)
         metrics = self._metrics
         if refusal:
-            log.warning("connection refused", reason=refusal)
+            self._bound(admission, address).warning("connection refused", reason=refusal)
             if metrics is not None:
                 metrics.refused.inc()
         elif metrics is not None:
@@ -200,12 +199,12 @@ class Listener:
                 await channel.start_tls(self._tls, self._handshake_timeout)
             await self._handler(channel, admission)
         except ChannelClosed as exc:
-            log.info("connection lost", reason=exc.reason)
+            self._bound(admission, address).info("connection lost", reason=exc.reason)
         except asyncio.CancelledError:
             channel.abort()
             raise
         except Exception:
-            log.exception("handler failed")
+            self._bound(admission, address).exception("handler failed")
             channel.abort()
         finally:
             if not refusal:
@@ -214,6 +213,11 @@ class Listener:
             if failures is not None and channel.handshake_failed:
                 failures.inc()
             await channel.close()
+
+    def _bound(self, admission: Admission, address: str) -> Log:
+        """The listener's log for one connection: bound only for a line to write, which most
+        connections (the handler logs its own) never have."""
+        return self._log.bind(conn=admission.connection_id, remote=address)
 
     def stop_accepting(self) -> None:
         if self._server is not None:
