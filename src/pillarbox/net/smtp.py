@@ -350,14 +350,15 @@ class _SmtpSession:
                 raise AssertionError("core paused without a pending decision")
             await self._handle(event)
 
-    async def _receive(self, timeout: float | None) -> bytes | None:
-        """Read from the client; None when the server begins shutting down while idle."""
+    def _receive(self, timeout: float | None) -> Awaitable[bytes | None]:
+        """Read from the client; None when the server begins shutting down while idle. The
+        channel's wait itself, not a coroutine awaiting it (a frame fewer every command)."""
         if self.core.state not in _IDLE_STATES:
-            return await self.channel.receive(timeout)
+            return self.channel.receive(timeout)
         if self.stopping is None:
             self.stopping = asyncio.ensure_future(self.services.shutdown.wait())
             self.stopping.add_done_callback(self._interrupt)
-        return await self.channel.receive_unless_interrupted(timeout)
+        return self.channel.receive_unless_interrupted(timeout)
 
     def _interrupt(self, stopping: asyncio.Task[Literal[True]]) -> None:
         if not stopping.cancelled():  # cancelled: the session has ended
