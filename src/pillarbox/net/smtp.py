@@ -214,10 +214,11 @@ def _handler(
     # Bound per session: a Log made anew looks its logger up (logging's lock) every connection.
     log = Log(protocol)
 
-    async def handle(channel: Channel, admission: Admission) -> None:
+    def handle(channel: Channel, admission: Admission) -> Awaitable[None]:
+        # The session's coroutine itself, not one awaiting it: each coroutine in the chain of
+        # awaits is passed through again every time the session resumes (every reply).
         if not admission.admitted:
-            await channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
-            return
+            return channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
         peer = channel.peer[0]
         session = _SmtpSession(
             services,
@@ -232,7 +233,7 @@ def _handler(
             greylist,
             access,
         )
-        await session.run()
+        return session.run()
 
     return handle
 
@@ -301,54 +302,52 @@ class _SmtpSession:
             await self.channel.send(data)
 
     async def run(self) -> None:
+        # The loop and its end in one coroutine (see handle).
         try:
-            await self._converse()
+            self.log.info("connected", submission=self.submission, tls=self.channel.tls_active)
+            ready = replies.service_ready if self.lmtp is None else replies.lmtp_ready
+            self.core.greet(ready(self.services.hostname))
+            core = self.core
+            while True:
+                event = core.next_event()
+                if event is NEED_DATA:
+                    await self._flush()
+                    if self.services.shutdown.is_set() and core.state in _IDLE_STATES:
+                        await self.channel.send(replies.SHUTTING_DOWN.render())
+                        return
+                    deadline = core.deadline()
+                    timeout = None
+                    if deadline is not None:
+                        # Not max(): the builtin parses its keywords, every wait of every session.
+                        left = deadline - self.loop.time()
+                        timeout = left if left > 0.0 else 0.0
+                    try:
+                        data = await self._receive(timeout)
+                    except TimeoutError:
+                        core.handle_timeout(self.loop.time())
+                        continue
+                    if data is None:
+                        await self.channel.send(replies.SHUTTING_DOWN.render())
+                        self.log.info("ended idle session for shutdown")
+                        return
+                    if not data:
+                        self.log.info("client closed the connection", state=core.state.value)
+                        return
+                    core.receive_data(data, self.loop.time())
+                    continue
+                if event is CLOSED:
+                    await self._flush()
+                    self.log.info("closed")
+                    return
+                if event is PAUSED:
+                    if core.state is State.TLS:
+                        await self._start_tls()
+                        continue
+                    raise AssertionError("core paused without a pending decision")
+                await self._handle(event)
         finally:
             if self.stopping is not None:
                 self.stopping.cancel()
-
-    async def _converse(self) -> None:
-        self.log.info("connected", submission=self.submission, tls=self.channel.tls_active)
-        ready = replies.service_ready if self.lmtp is None else replies.lmtp_ready
-        self.core.greet(ready(self.services.hostname))
-        core = self.core
-        while True:
-            event = core.next_event()
-            if event is NEED_DATA:
-                await self._flush()
-                if self.services.shutdown.is_set() and core.state in _IDLE_STATES:
-                    await self.channel.send(replies.SHUTTING_DOWN.render())
-                    return
-                deadline = core.deadline()
-                timeout = None
-                if deadline is not None:
-                    # Not max(): the builtin parses its keywords, every wait of every session.
-                    left = deadline - self.loop.time()
-                    timeout = left if left > 0.0 else 0.0
-                try:
-                    data = await self._receive(timeout)
-                except TimeoutError:
-                    core.handle_timeout(self.loop.time())
-                    continue
-                if data is None:
-                    await self.channel.send(replies.SHUTTING_DOWN.render())
-                    self.log.info("ended idle session for shutdown")
-                    return
-                if not data:
-                    self.log.info("client closed the connection", state=core.state.value)
-                    return
-                core.receive_data(data, self.loop.time())
-                continue
-            if event is CLOSED:
-                await self._flush()
-                self.log.info("closed")
-                return
-            if event is PAUSED:
-                if core.state is State.TLS:
-                    await self._start_tls()
-                    continue
-                raise AssertionError("core paused without a pending decision")
-            await self._handle(event)
 
     def _receive(self, timeout: float | None) -> Awaitable[bytes | None]:
         """Read from the client; None when the server begins shutting down while idle. The
