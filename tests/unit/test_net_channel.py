@@ -78,6 +78,24 @@ def test_each_wait_times_out_at_its_own_deadline(loop: str) -> None:
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_second_receive_is_refused_and_the_first_still_served(loop: str) -> None:
+    """One wait at a time (the channel wakes one waiter): a second is a caller's bug, refused
+    without disturbing the first's deadline or data."""
+
+    async def scenario(channel: Channel, writer: asyncio.StreamWriter) -> None:
+        first = asyncio.ensure_future(channel.receive(300))
+        await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError):
+            await channel.receive(0.01)
+        writer.write(b"data")
+        assert await first == b"data"
+        with pytest.raises(TimeoutError):
+            await channel.receive(0.05)  # the refused wait left no state behind
+
+    _run(loop, scenario)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_a_lost_connection_leaves_no_timer_holding_the_channel(loop: str) -> None:
     async def scenario(channel: Channel, writer: asyncio.StreamWriter) -> None:
         writer.write(b"x")

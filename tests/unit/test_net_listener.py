@@ -41,3 +41,17 @@ def test_accepted_tcp_connections_send_without_delay(loop: str, host: str) -> No
 
     runner = uvloop.run if loop == "uvloop" else asyncio.run
     assert runner(scenario()) != 0
+
+
+def test_connections_are_counted_per_client_and_released() -> None:
+    counter = ConnectionCounter(ConnectionLimits(total=3, per_address=2))
+    assert counter.admit("192.0.2.1") == ""
+    assert counter.admit("::ffff:192.0.2.1") == ""  # the same client, IPv4-mapped
+    assert counter.admit("192.0.2.1") == "too many connections from your address"
+    assert counter.admit(None) == ""  # a reverse proxy's: the total only
+    assert counter.admit("192.0.2.2") == "too many connections"
+    counter.release("192.0.2.1")
+    assert counter.admit("192.0.2.1") == ""
+    for address in ("192.0.2.1", "192.0.2.1", None):
+        counter.release(address)
+    assert (counter.total, counter.by_address) == (0, {})

@@ -18,7 +18,6 @@ import os
 import socket
 import ssl
 import stat
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -59,19 +58,24 @@ class ConnectionCounter:
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self.total = 0
-        self.by_address: Counter[str] = Counter()
+        #: Live connections per client key, none at zero. A plain dict: ``Counter``'s
+        #: ``__missing__`` and ``__delitem__`` are Python code, paid at every accept and close.
+        self.by_address: dict[str, int] = {}
 
     def admit(self, address: str | None) -> str:
         """Count the connection in; returns "" if admitted, else the reason it is refused.
         ``None``: counted in the total only (a reverse proxy's, carrying many clients)."""
         if self.total >= self.limits.total:
             return "too many connections"
-        key = None if address is None else client_key(address, self.limits.ipv6_prefix)
-        if key is not None and self.by_address[key] >= self.limits.per_address:
+        if address is None:
+            self.total += 1
+            return ""
+        key = client_key(address, self.limits.ipv6_prefix)
+        count = self.by_address.get(key, 0)
+        if count >= self.limits.per_address:
             return "too many connections from your address"
         self.total += 1
-        if key is not None:
-            self.by_address[key] += 1
+        self.by_address[key] = count + 1
         return ""
 
     def release(self, address: str | None) -> None:
@@ -79,9 +83,11 @@ class ConnectionCounter:
         if address is None:
             return
         key = client_key(address, self.limits.ipv6_prefix)
-        self.by_address[key] -= 1
-        if self.by_address[key] <= 0:
-            del self.by_address[key]
+        count = self.by_address.get(key, 0) - 1
+        if count > 0:
+            self.by_address[key] = count
+        else:
+            self.by_address.pop(key, None)
 
 
 class Listener:
@@ -181,10 +187,9 @@ class Listener:
         connection_id = new_connection_id(self.name)
         refusal = self._counter.admit(address)
         admission = Admission(connection_id, admitted=not refusal, refusal=refusal)
-        log = self._log.bind(conn=connection_id, remote=address)
         metrics = self._metrics
         if refusal:
-            log.warning("connection refused", reason=refusal)
+            self._bound(admission, address).warning("connection refused", reason=refusal)
             if metrics is not None:
                 metrics.refused.inc()
         elif metrics is not None:
@@ -194,12 +199,12 @@ class Listener:
                 await channel.start_tls(self._tls, self._handshake_timeout)
             await self._handler(channel, admission)
         except ChannelClosed as exc:
-            log.info("connection lost", reason=exc.reason)
+            self._bound(admission, address).info("connection lost", reason=exc.reason)
         except asyncio.CancelledError:
             channel.abort()
             raise
         except Exception:
-            log.exception("handler failed")
+            self._bound(admission, address).exception("handler failed")
             channel.abort()
         finally:
             if not refusal:
@@ -208,6 +213,11 @@ class Listener:
             if failures is not None and channel.handshake_failed:
                 failures.inc()
             await channel.close()
+
+    def _bound(self, admission: Admission, address: str) -> Log:
+        """The listener's log for one connection: bound only for a line to write, which most
+        connections (the handler logs its own) never have."""
+        return self._log.bind(conn=admission.connection_id, remote=address)
 
     def stop_accepting(self) -> None:
         if self._server is not None:

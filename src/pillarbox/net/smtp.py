@@ -51,7 +51,7 @@ from pillarbox.queue.intake import AcceptedRecipient, Intake, Judging, Origin, P
 from pillarbox.queue.sendlimits import Allowance
 from pillarbox.services import Services
 from pillarbox.smtp import replies
-from pillarbox.smtp.grammar import Auth, Hello, MailFrom, RcptTo, Rset, StartTls, Xforward
+from pillarbox.smtp.grammar import Auth, Hello, MailFrom, Quit, RcptTo, Rset, StartTls, Xforward
 from pillarbox.smtp.replies import Reply
 from pillarbox.smtp.sentinels import CLOSED, NEED_DATA, PAUSED
 from pillarbox.smtp.server import (
@@ -211,17 +211,21 @@ def _handler(
     intake = Intake(services) if lmtp is None else Intake(services, mailbox_full=lmtp.mailbox_full)
     protocol = "smtp" if lmtp is None else "lmtp"
     metrics = _Observed(services.metrics.smtp(listener), services.metrics.auth(protocol))
+    # Bound per session: a Log made anew looks its logger up (logging's lock) every connection.
+    log = Log(protocol)
 
-    async def handle(channel: Channel, admission: Admission) -> None:
+    def handle(channel: Channel, admission: Admission) -> Awaitable[None]:
+        # The session's coroutine itself, not one awaiting it: each coroutine in the chain of
+        # awaits is passed through again every time the session resumes (every reply).
         if not admission.admitted:
-            await channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
-            return
+            return channel.send(replies.SERVICE_UNAVAILABLE.with_text(admission.refusal).render())
+        peer = channel.peer[0]
         session = _SmtpSession(
             services,
             intake,
-            settings if access is None else access.settings_for(channel.peer[0]),
+            settings if access is None else access.settings_for(peer),
             channel,
-            admission,
+            log.bind(conn=admission.connection_id, remote=peer),
             submission,
             implicit_tls,
             metrics,
@@ -229,7 +233,7 @@ def _handler(
             greylist,
             access,
         )
-        await session.run()
+        return session.run()
 
     return handle
 
@@ -248,7 +252,7 @@ class _SmtpSession:
         intake: Intake,
         settings: SmtpServerSettings,
         channel: Channel,
-        admission: Admission,
+        log: Log,
         submission: bool,
         implicit_tls: bool,
         metrics: _Observed,
@@ -269,9 +273,8 @@ class _SmtpSession:
         self.channel = channel
         self.submission = submission
         self.loop = asyncio.get_running_loop()
-        self.log = Log(
-            "smtp" if lmtp is None else "lmtp", conn=admission.connection_id, remote=self.remote_ip
-        )
+        #: The listener's, bound to this connection's id and client.
+        self.log = log
         self.core = ServerConnection(settings, tls=implicit_tls)
         self.account: Account | None = None
         self.sasl: SaslSession | None = None
@@ -299,59 +302,62 @@ class _SmtpSession:
             await self.channel.send(data)
 
     async def run(self) -> None:
+        # The loop and its end in one coroutine (see handle).
         try:
-            await self._converse()
+            self.log.info("connected", submission=self.submission, tls=self.channel.tls_active)
+            ready = replies.service_ready if self.lmtp is None else replies.lmtp_ready
+            self.core.greet(ready(self.services.hostname))
+            core = self.core
+            while True:
+                event = core.next_event()
+                if event is NEED_DATA:
+                    await self._flush()
+                    if self.services.shutdown.is_set() and core.state in _IDLE_STATES:
+                        await self.channel.send(replies.SHUTTING_DOWN.render())
+                        return
+                    deadline = core.deadline()
+                    timeout = None
+                    if deadline is not None:
+                        # Not max(): the builtin parses its keywords, every wait of every session.
+                        left = deadline - self.loop.time()
+                        timeout = left if left > 0.0 else 0.0
+                    try:
+                        data = await self._receive(timeout)
+                    except TimeoutError:
+                        core.handle_timeout(self.loop.time())
+                        continue
+                    if data is None:
+                        await self.channel.send(replies.SHUTTING_DOWN.render())
+                        self.log.info("ended idle session for shutdown")
+                        return
+                    if not data:
+                        self.log.info("client closed the connection", state=core.state.value)
+                        return
+                    core.receive_data(data, self.loop.time())
+                    continue
+                if event is CLOSED:
+                    await self._flush()
+                    self.log.info("closed")
+                    return
+                if event is PAUSED:
+                    if core.state is State.TLS:
+                        await self._start_tls()
+                        continue
+                    raise AssertionError("core paused without a pending decision")
+                await self._handle(event)
         finally:
             if self.stopping is not None:
                 self.stopping.cancel()
 
-    async def _converse(self) -> None:
-        self.log.info("connected", submission=self.submission, tls=self.channel.tls_active)
-        ready = replies.service_ready if self.lmtp is None else replies.lmtp_ready
-        self.core.greet(ready(self.services.hostname))
-        core = self.core
-        while True:
-            event = core.next_event()
-            if event is NEED_DATA:
-                await self._flush()
-                if self.services.shutdown.is_set() and core.state in _IDLE_STATES:
-                    await self.channel.send(replies.SHUTTING_DOWN.render())
-                    return
-                deadline = core.deadline()
-                timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
-                try:
-                    data = await self._receive(timeout)
-                except TimeoutError:
-                    core.handle_timeout(self.loop.time())
-                    continue
-                if data is None:
-                    await self.channel.send(replies.SHUTTING_DOWN.render())
-                    self.log.info("ended idle session for shutdown")
-                    return
-                if not data:
-                    self.log.info("client closed the connection", state=core.state.value)
-                    return
-                core.receive_data(data, self.loop.time())
-                continue
-            if event is CLOSED:
-                await self._flush()
-                self.log.info("closed")
-                return
-            if event is PAUSED:
-                if core.state is State.TLS:
-                    await self._start_tls()
-                    continue
-                raise AssertionError("core paused without a pending decision")
-            await self._handle(event)
-
-    async def _receive(self, timeout: float | None) -> bytes | None:
-        """Read from the client; None when the server begins shutting down while idle."""
+    def _receive(self, timeout: float | None) -> Awaitable[bytes | None]:
+        """Read from the client; None when the server begins shutting down while idle. The
+        channel's wait itself, not a coroutine awaiting it (a frame fewer every command)."""
         if self.core.state not in _IDLE_STATES:
-            return await self.channel.receive(timeout)
+            return self.channel.receive(timeout)
         if self.stopping is None:
             self.stopping = asyncio.ensure_future(self.services.shutdown.wait())
             self.stopping.add_done_callback(self._interrupt)
-        return await self.channel.receive_unless_interrupted(timeout)
+        return self.channel.receive_unless_interrupted(timeout)
 
     def _interrupt(self, stopping: asyncio.Task[Literal[True]]) -> None:
         if not stopping.cancelled():  # cancelled: the session has ended
@@ -378,11 +384,25 @@ class _SmtpSession:
 
     async def _handle(self, event: object) -> None:
         core = self.core
+        # Each arm is a class test paid by every event that reaches it: a message's events
+        # first, then a connection's, then the rare ones (the events' classes are disjoint).
         match event:
+            case DataChunk(data=data):
+                self.spool += data
+            case MailFrom():
+                await self._mail(event)
+            case RcptTo():
+                await self._rcpt(event)
+            case DataStart():
+                self.spool = bytearray()
+            case DataEnd():
+                await self._data_end()
             case Hello():
                 self._reset_transaction()  # RFC 5321 §4.1.4: a hello implies RSET
                 self.xforward = {}
                 core.accept()
+            case Quit():
+                pass  # already answered by the core
             case Xforward(attributes=attributes):
                 self.xforward.update(attributes)  # already answered 250 by the core
             case StartTls():
@@ -393,16 +413,6 @@ class _SmtpSession:
                 await self._auth_step(data)
             case AuthAborted():
                 self.sasl = None
-            case MailFrom():
-                await self._mail(event)
-            case RcptTo():
-                await self._rcpt(event)
-            case DataStart():
-                self.spool = bytearray()
-            case DataChunk(data=data):
-                self.spool += data
-            case DataEnd():
-                await self._data_end()
             case DataAborted(reply=reply):
                 self.log.info("message refused", code=reply.code, reason=reply.text)
                 self.metrics.messages.message(reply.code)
@@ -416,7 +426,7 @@ class _SmtpSession:
                 self._reset_transaction()
                 self.xforward = {}
             case _:
-                pass  # Noop, Help, Vrfy, Quit: already answered by the core
+                pass  # Noop, Help, Vrfy: already answered by the core
 
     # -- AUTH ----------------------------------------------------------------------------------
     @property

@@ -52,6 +52,9 @@ class HelloKind(enum.StrEnum):
 #: For :attr:`Hello.extended`, asked by every command: ``HelloKind.HELO`` is an attribute
 #: lookup through Python 3.11's slow EnumType hook (see ``smtp.server``'s states).
 _HELO = HelloKind.HELO
+#: The hello verbs' kinds by their bytes: ``HelloKind(text)`` runs EnumType's Python-level
+#: ``__call__`` and ``Enum.__new__``, once a connection.
+_HELLO_KINDS = {kind.value.encode(): kind for kind in HelloKind}
 
 
 class Body(enum.StrEnum):
@@ -285,7 +288,7 @@ def parse_command(
         case b"EHLO" | b"HELO" | b"LHLO":
             if not arg:
                 raise _fail(R.INVALID_ARGUMENTS, "domain required")
-            return Hello(HelloKind(verb.decode()), arg)
+            return Hello(_HELLO_KINDS[verb], arg)
         case b"MAIL":
             return _parse_mail(arg, offered)
         case b"RCPT":

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import functools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -139,6 +138,11 @@ class SmtpServerSettings:
     #: Offer REQUIRETLS (RFC 8689) once TLS is in effect: the promise that mail given with it
     #: leaves only over authenticated TLS to servers that offer it in turn.
     requiretls: bool = True
+    #: What these settings offer, by whether the session is encrypted (:func:`_offers`): a
+    #: cache, not part of the value, as :class:`Reply`'s wire form is.
+    _offers: dict[bool, _Offered] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_recipients", "max_errors", "max_text_line"):
@@ -162,6 +166,11 @@ class State(enum.Enum):
     AUTH = "auth"  # awaiting a SASL response line
     TLS = "tls"  # 220 sent to STARTTLS, the adapter is doing the handshake
     CLOSED = "closed"
+
+    # Enum's own ``__hash__`` is a Python function (``hash(self._name_)``), paid by every
+    # command's TRANSITIONS look-up and the adapter's idle-state test; members are singletons
+    # compared by identity, so the object's C-level hash agrees with equality as well.
+    __hash__ = object.__hash__
 
 
 # The members as names of this module, for the core's hot paths: Python 3.11's EnumType has a
@@ -317,9 +326,33 @@ class Offer(Capabilities):
     parsed: frozenset[str] = frozenset()
 
 
-# Both are the same for every session of a listener (and working them out, with the reply
-# rendered, was ~10 µs of a one-message session), so they are made once per settings value.
-@functools.lru_cache(maxsize=64)
+@dataclass(frozen=True, slots=True)
+class _Offered:
+    """What one settings value offers on a connection encrypted or not, with its hello replies."""
+
+    offer: Offer
+    #: The 250 to EHLO/LHLO: our name, then the extension lines.
+    ehlo: Reply
+    #: The 250 to HELO: our name alone (RFC 5321 §4.1.1.1).
+    helo: Reply
+
+
+def _offers(settings: SmtpServerSettings, tls: bool) -> _Offered:
+    """:class:`_Offered` for ``settings``, made at their first session (encrypted or not) and
+    kept on them: the same for every session of a listener, and working it out with the
+    replies rendered was ~10 µs of a one-message session. Kept by value in an
+    ``lru_cache``, each session paid for hashing the settings and the offer (dataclass hashes,
+    in Python)."""
+    offered = settings._offers.get(tls)
+    if offered is None:
+        offer = _offer(settings, tls)
+        offered = _Offered(
+            offer, _hello_reply(settings.hostname, offer), _hello_reply(settings.hostname, None)
+        )
+        settings._offers[tls] = offered
+    return offered
+
+
 def _offer(settings: SmtpServerSettings, tls: bool) -> Offer:
     """What EHLO offers under ``settings``, on a connection encrypted or not."""
     keywords = {Extension.SIZE.value, Extension.ENHANCEDSTATUSCODES.value}
@@ -353,7 +386,6 @@ def _offer(settings: SmtpServerSettings, tls: bool) -> Offer:
     )
 
 
-@functools.lru_cache(maxsize=64)
 def _hello_reply(hostname: str, capabilities: Capabilities | None) -> Reply:
     """The 250 to a hello: our name, then the extension lines for EHLO/LHLO (``capabilities``
     None for HELO, RFC 5321 §4.1.1.1)."""
@@ -400,7 +432,9 @@ class ServerConnection:
         self._errors = 0
         self._last_activity: float | None = None
         self._login_deadline: float | None = None
-        self._capabilities: Offer | None = None
+        #: :func:`_offers` for this connection, looked up at its first need (and again after
+        #: STARTTLS).
+        self._offered_now: _Offered | None = None
 
     # -- inspection ---------------------------------------------------------------------------
     @property
@@ -419,9 +453,13 @@ class ServerConnection:
         """What EHLO offers on this connection now (STARTTLS and AUTH depend on TLS). Every
         command line asks (its parameters must belong to an offered extension), so it is
         looked up once per connection and again after STARTTLS."""
-        if self._capabilities is None:
-            self._capabilities = _offer(self.settings, self.tls)
-        return self._capabilities
+        return self._offered_here.offer
+
+    @property
+    def _offered_here(self) -> _Offered:
+        if self._offered_now is None:
+            self._offered_now = _offers(self.settings, self.tls)
+        return self._offered_now
 
     @property
     def _auth_offered(self) -> bool:
@@ -514,7 +552,7 @@ class ServerConnection:
         # RFC 3207 §4.2: "The server MUST discard any knowledge obtained from the client ...
         # which was not obtained from the TLS negotiation itself."
         self.authenticated = False
-        self._capabilities = None
+        self._offered_now = None
         self.hello = None
         self._buf.clear()
         self._state = _GREETED
@@ -533,11 +571,8 @@ class ServerConnection:
             case Hello():
                 self.hello = event
                 self._state = _READY
-                self._reply(
-                    _hello_reply(
-                        self.settings.hostname, self.capabilities if event.extended else None
-                    )
-                )
+                offered = self._offered_here
+                self._reply(offered.ehlo if event.extended else offered.helo)
             case MailFrom():
                 self._txn = _Transaction(event)
                 self._state = _MAIL
@@ -547,6 +582,11 @@ class ServerConnection:
                 self._txn.recipients.append(event.path)
                 self._state = _RCPT
                 self._reply(reply or R.RECIPIENT_OK)
+            case DataEnd():
+                self._end_transaction()
+                final = reply or R.MESSAGE_ACCEPTED
+                for _ in self._per_recipient(event):
+                    self._reply(final)
             case StartTls():
                 self._state = _TLS
                 self._buf.clear()  # RFC 3207 §4.2: pipelined plaintext after STARTTLS is void
@@ -555,11 +595,6 @@ class ServerConnection:
                 self.authenticated = True
                 self._state = _READY
                 self._reply(reply or R.AUTH_SUCCEEDED)
-            case DataEnd():
-                self._end_transaction()
-                final = reply or R.MESSAGE_ACCEPTED
-                for _ in self._per_recipient(event):
-                    self._reply(final)
 
     def reject(self, reply: Reply) -> None:
         """Refuse the pending event with ``reply`` (4xx or 5xx)."""
@@ -768,6 +803,7 @@ class ServerConnection:
         command: Command,
         target: State,
     ) -> None:
+        # Arms in the order commands come (each a class test paid by the commands after it).
         match command:
             case Hello():
                 if self._state in (_MAIL, _RCPT, _BDAT):
@@ -801,6 +837,10 @@ class ServerConnection:
                 )
                 self._events.append(DataStart(chunking=False))
                 self._reply(R.START_MAIL_INPUT)
+            case Quit():
+                self._out += R.CLOSING.render()
+                self._state = _CLOSED
+                self._events.append(command)
             case StartTls():
                 if not self.settings.starttls:
                     self._refuse(R.NOT_IMPLEMENTED)
@@ -836,10 +876,6 @@ class ServerConnection:
                 else:
                     self._events.append(command)  # the application keeps the attributes
                     self._reply(R.OK)
-            case Quit():
-                self._out += R.CLOSING.render()
-                self._state = _CLOSED
-                self._events.append(command)
             case Bdat():
                 raise AssertionError("BDAT is handled by _bdat")
 
