@@ -24,7 +24,8 @@ import pytest
 from acme.client import _renewal_info_path_component
 
 from pillarbox import config as cfg
-from pillarbox.net.acme import AcmeFiles
+from pillarbox.certificates import CertificateFacts
+from pillarbox.net.acme import AcmeFiles, CertificateManager
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.arifront import AriFront, utc_text
 from pillarbox.testing.dnszone import ZoneRecord
@@ -99,6 +100,15 @@ def acme_status(config: cfg.Config, tmp_path: Path) -> dict[str, object]:
     return acme
 
 
+def first_certificate(server: LiveServer) -> tuple[CertificateManager, CertificateFacts]:
+    """The server's certificate manager and the facts of its first certificate, once held."""
+    manager = server.server.acme
+    assert manager is not None
+    wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+    assert manager.facts is not None
+    return manager, manager.facts
+
+
 def test_the_cas_renewal_window_decides_when_a_90_day_certificate_is_renewed(
     tmp_path: Path, pebble: Pebble, challenge_port: int
 ) -> None:
@@ -108,11 +118,7 @@ def test_the_cas_renewal_window_decides_when_a_90_day_certificate_is_renewed(
     with AriFront(pebble) as front:
         config = front_config(tmp_path, pebble, front, challenge_port)
         with LiveServer(config) as server:
-            manager = server.server.acme
-            assert manager is not None
-            wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
-            first = manager.facts
-            assert first is not None
+            manager, first = first_certificate(server)
             wait_for(lambda: front.asked, "a renewal information request", timeout=30)
             served = presented_certificate(server.port("imaps"), pebble.root_pem, NAME)
             # RFC 9773 §4.1: base64url AKI "." base64url serial, of the served certificate.
@@ -166,11 +172,7 @@ def test_a_failed_renewal_information_fetch_falls_back_to_the_lifetime_rule(
         front.failing = True
         config = front_config(tmp_path, pebble, front, challenge_port)
         with LiveServer(config) as server:
-            manager = server.server.acme
-            assert manager is not None
-            wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
-            first = manager.facts
-            assert first is not None
+            manager, first = first_certificate(server)
             wait_for(
                 lambda: any(
                     r.getMessage() == "renewal information not fetched" for r in caplog.records
