@@ -289,9 +289,9 @@ def _account_jwk(account: AcmeAccount) -> JWKEC:
 
 
 def _file_key(path: Path) -> bytes | None:
-    """Blocking: the EC key in ``path`` (an earlier version's ``account.key``) as PKCS#8 PEM;
-    None if there is no such file, or it holds no EC key (then a new key is made, as that
-    version would have done)."""
+    """Blocking: the EC key in ``path`` (an earlier version's ``account.key``, or the key of
+    the certificate held now) as PKCS#8 PEM; None if there is no such file, or it holds no EC
+    key (then a new key is made, as that version would have done)."""
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError):
@@ -567,13 +567,14 @@ def _place_order(
     names: tuple[str, ...],
     account: AcmeAccount,
     dns_domains: Mapping[str, str],
+    key_pem: bytes,
 ) -> _Order:
-    """Blocking: log in, order a certificate for ``names``, choose a challenge per pending
-    authorization and prepare its answer (``dns_domains``: identifier → the hosted domain
-    whose zone our DNS server serves its record in, for those dns-01 can answer)."""
+    """Blocking: log in, order a certificate for ``names`` and the private key ``key_pem``,
+    choose a challenge per pending authorization and prepare its answer (``dns_domains``:
+    identifier → the hosted domain whose zone our DNS server serves its record in, for those
+    dns-01 can answer)."""
     account_key = _account_jwk(account)
     acme = _client(tls, account_key, ca_bundle)
-    key_pem = _new_key_pem()
     csr = crypto_util.make_csr(key_pem, list(names))
     try:
         order = _new_order(acme, tls, account.url, csr)
@@ -778,14 +779,15 @@ class CertificateManager:
         log.info("requesting certificate", reason=reason, ca=self._tls.acme_directory)
         dns_domains = await self._dns_domains()
         account = await self.account()
+        key_pem = await self._certificate_key()
         try:
             placed = await run_blocking(
-                _place_order, self._tls, self._ca_bundle, names, account, dns_domains
+                _place_order, self._tls, self._ca_bundle, names, account, dns_domains, key_pem
             )
         except AccountGone as gone:
             account = await self._replace_account(account, gone)
             placed = await run_blocking(
-                _place_order, self._tls, self._ca_bundle, names, account, dns_domains
+                _place_order, self._tls, self._ca_bundle, names, account, dns_domains, key_pem
             )
         if placed.account_url and placed.account_url != account.url:
             await self._note_account_url(account, placed.account_url)
@@ -828,6 +830,23 @@ class CertificateManager:
         if self.shared:
             await self._put(placed.key_pem, chain, facts)
         return facts
+
+    async def _certificate_key(self) -> bytes:
+        """The private key to order the next certificate for. With ``acme_reuse_key``, the one
+        of the certificate held now (the store's when shared, else this node's key file), so
+        the SubjectPublicKeyInfo and a DANE-EE(3) SPKI(1) record of it stay valid (RFC 7671
+        §8.1: the key changes only when the next one's record is published first); otherwise,
+        or when there is none yet, a new one."""
+        if self._tls.acme_reuse_key:
+            if self.shared:
+                assert self.store is not None  # shared only once serve has set it
+                stored = await self.store.acme_certificate(self._scope)
+                if stored is not None:
+                    return stored.key_pem
+            held = await run_blocking(_file_key, self.files.key)
+            if held is not None:
+                return held
+        return await run_blocking(_new_key_pem)
 
     async def account(self) -> AcmeAccount:
         """The account to order under: the store's for the CA directory. At the first attempt
