@@ -142,6 +142,7 @@ from pillarbox.dns.acmerecords import (
 )
 from pillarbox.errors import AlreadyExists, PillarboxError, StorageError, TooManyEntries
 from pillarbox.net.acmehook import HookFailed, run_hook
+from pillarbox.net.tls import tls_paths
 from pillarbox.net.tlsalpn import TlsAlpnAnswers, validation_context
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
@@ -256,6 +257,15 @@ def stored_window(info: Mapping[str, Any], facts: CertificateFacts) -> RenewalWi
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def certificate_in_use(config: Config) -> tuple[Path, str]:
+    """The certificate file the listeners present and where it came from: "acme" once one was
+    obtained (until then the self-signed one stands in), else "configured" or "self-signed"."""
+    files = AcmeFiles.of(config)
+    if config.tls.acme and files.facts() is not None:
+        return files.cert, "acme"
+    return tls_paths(config)[0], "configured" if config.tls.cert else "self-signed"
 
 
 def load_pair(context: ssl.SSLContext, cert: Path, key: Path) -> None:
