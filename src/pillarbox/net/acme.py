@@ -110,6 +110,7 @@ import josepy
 import requests
 from acme import challenges, client, crypto_util, messages
 from acme import errors as acme_errors
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.jwa import ES256
@@ -844,19 +845,33 @@ class CertificateManager:
     async def _certificate_key(self) -> bytes:
         """The private key to order the next certificate for. With ``acme_reuse_key``, the one
         of the certificate held now (the store's when shared, else this node's key file), so
-        the SubjectPublicKeyInfo and a DANE-EE(3) SPKI(1) record of it stay valid (RFC 7671
-        §8.1: the key changes only when the next one's record is published first); otherwise,
-        or when there is none yet, a new one."""
+        the SubjectPublicKeyInfo and a DANE-EE(3) SPKI(1) record of it stay valid; or a key
+        file that is not the certificate's, put there by hand as the next key (RFC 7671 §8.1:
+        the key changes only once the next one's record is published; docs/dane.md). Without
+        key reuse, or when there is no key yet, a new one."""
         if self._tls.acme_reuse_key:
-            if self.shared:
+            held, by_hand = await run_blocking(self._held_key)
+            if self.shared and not by_hand:
                 assert self.store is not None  # shared only once serve has set it
                 stored = await self.store.acme_certificate(self._scope)
                 if stored is not None:
                     return stored.key_pem
-            held = await run_blocking(_file_key, self.files.key)
             if held is not None:
                 return held
         return await run_blocking(_new_key_pem)
+
+    def _held_key(self) -> tuple[bytes | None, bool]:
+        """Blocking: this node's key file (None: none usable), and whether it was put there by
+        hand: a key that is not the one of the certificate beside it."""
+        key_pem = _file_key(self.files.key)
+        if key_pem is None:
+            return None, False
+        try:
+            certificate = x509.load_pem_x509_certificate(self.files.cert.read_bytes())
+        except (OSError, ValueError):
+            return key_pem, False
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        return key_pem, key.public_key() != certificate.public_key()
 
     async def account(self) -> AcmeAccount:
         """The account to order under: the store's for the CA directory. At the first attempt
