@@ -36,6 +36,10 @@ Implementation notes:
   later-expiring one up (its files, then the context) or offers its own when that is the later
   one. Without sharing (or with SQLite) every node holds its own certificate (``data_dir``)
   and runs its own attempts.
+- **The certificate's key**: new at every order, unless ``[tls] acme_reuse_key``: then the
+  key of the certificate held now (the store's when shared, else the node's ``key.pem``), so
+  a DANE ``3 1 1`` record stays valid; a ``key.pem`` that is not its certificate's was put
+  there by hand as the next key of a rollover, and wins (:meth:`_certificate_key`).
 - **One account per cluster**, per CA directory, in the store (``acme_accounts``, any backend):
   its key is made by the first attempt and stored if no node stored one first, then read back,
   so that two nodes at once both use the one that was stored. The account is registered with
