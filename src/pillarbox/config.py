@@ -301,6 +301,10 @@ class TlsSection:
         60.0,
         "Seconds between two looks at the store for a shared certificate another node obtained (each node then swaps it in).",
     )
+    acme_reuse_key: bool = _f(
+        False,
+        "Renew with the private key of the certificate held now (certbot's --reuse-key), so its public key and a `3 1 1` TLSA record for DANE stay valid across renewals (docs/dane.md); false: a new key at each renewal.",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

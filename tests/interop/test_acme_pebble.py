@@ -286,6 +286,65 @@ def test_a_short_lived_certificate_is_renewed_by_itself_at_half_its_life(
             assert served in (second.serial, manager.facts.serial)  # a third may come meanwhile
 
 
+def public_key_info(certificate: x509.Certificate) -> bytes:
+    return certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_a_renewal_keeps_the_key_only_with_acme_reuse_key(
+    tmp_path: Path, pebble: Pebble, challenge_port: int, reuse: bool
+) -> None:
+    """With acme_reuse_key the renewed certificate carries the same public key, so a
+    `3 1 1` TLSA record of it stays valid (docs/dane.md); without it, a new key each time."""
+    config = acme_config(tmp_path, pebble, challenge_port, acme_reuse_key=reuse)
+    config_path = tmp_path / "pillarbox.toml"
+    config_path.write_text(cfg.render_toml(config))
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        first = presented(server.port("imaps"), pebble.root_pem)
+        renewed = tls_cli(config_path, "renew", "--wait", "60")
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+        second = presented(server.port("imaps"), pebble.root_pem)
+    assert second.serial_number != first.serial_number
+    assert (public_key_info(second) == public_key_info(first)) is reuse
+
+
+def test_a_key_put_in_place_by_hand_is_the_next_certificates(
+    tmp_path: Path, pebble: Pebble, challenge_port: int
+) -> None:
+    """docs/dane.md's rollover with key reuse: the next key, written over key.pem, is the one
+    the forced renewal orders for (and every renewal after it keeps)."""
+    config = acme_config(tmp_path, pebble, challenge_port, acme_reuse_key=True)
+    config_path = tmp_path / "pillarbox.toml"
+    config_path.write_text(cfg.render_toml(config))
+    with LiveServer(config) as server:
+        manager = server.server.acme
+        assert manager is not None
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        first = presented(server.port("imaps"), pebble.root_pem)
+        following = ec.generate_private_key(ec.SECP256R1())
+        write_atomically(
+            AcmeFiles.of(server.config).key,
+            following.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            0o600,
+        )
+        renewed = tls_cli(config_path, "renew", "--wait", "60")
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+        second = presented(server.port("imaps"), pebble.root_pem)
+    assert public_key_info(second) != public_key_info(first)
+    assert public_key_info(second) == following.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
     tmp_path: Path, pebble: Pebble, challenge_port: int
 ) -> None:

@@ -4,6 +4,7 @@ server we did not write (dnslib)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from dnslib.server import DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
@@ -19,6 +22,7 @@ from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import NewQueueRecipient
 from pillarbox.testing.dnszone import dnslib_servers
 from pillarbox.testing.live import free_port
+from pillarbox.testing.testca import make_ca
 
 RAW = b"From: alice@example.org\r\nTo: x@far.test\r\nSubject: waiting\r\n\r\nHi.\r\n"
 
@@ -159,6 +163,64 @@ def test_dns_records_then_check(site: Path, dnslib_port: tuple[int, list[DNSServ
     findings = {f["name"]: f["status"] for f in json.loads(check.stdout)}
     assert findings["_dmarc.example.org"] == "missing"
     assert findings["example.org"] == "ok"
+
+
+def test_dns_records_offers_no_tlsa_for_a_key_that_will_change(site: Path) -> None:
+    records = run(site, "dns", "records", "example.org").stdout
+    assert "; DANE: no TLSA record offered for mx.example.org: the self-signed" in records
+    assert "TLSA\t" not in records
+    acme = {"PILLARBOX__TLS__ACME": "true"}
+    records = run(site, "dns", "records", "example.org", **acme).stdout
+    assert "no TLSA record offered for mx.example.org: each ACME renewal makes a new key" in records
+    acme["PILLARBOX__TLS__ACME_REUSE_KEY"] = "true"
+    records = run(site, "dns", "records", "example.org", **acme).stdout
+    assert "no TLSA record offered for mx.example.org: no ACME certificate obtained yet" in records
+
+
+def test_dns_tlsa_of_a_configured_certificate_then_check(
+    site: Path, dnslib_port: tuple[int, list[DNSServer]]
+) -> None:
+    """A configured certificate's key stays until the admin changes it: its `3 1 1` record is
+    offered; `dns check` finds it matching, then a stale one (another key's) loudly wrong."""
+    port, servers = dnslib_port
+    (site / "ca").mkdir()
+    ca = make_ca(site / "ca")
+    cert, key = ca.issue("mx.example.org")
+    stale_cert, _ = ca.issue("stale.example.org")
+    env = {"PILLARBOX__TLS__CERT": str(cert), "PILLARBOX__TLS__KEY": str(key)}
+    records = run(site, "dns", "records", "example.org", "--address", "192.0.2.10", **env)
+    assert records.returncode == 0, records.stderr
+    zone = records.stdout
+    digest = tlsa_digest(cert)
+    assert f"_25._tcp.mx.example.org.\t3600\tIN\tTLSA\t3 1 1 {digest}\n" in zone
+    assert "honoured only where that zone is DNSSEC-signed" in zone
+
+    env["PILLARBOX__DNS__NAMESERVER"] = f"127.0.0.1:{port}"
+    serve(zone, port, servers)
+    check = run(site, "dns", "check", "example.org", "--address", "192.0.2.10", **env)
+    assert "[OK     ] _25._tcp.mx.example.org TLSA" in check.stdout, check.stdout
+
+    stale = zone.replace(digest, tlsa_digest(stale_cert))
+    serve(stale, port, servers)
+    check = run(site, "dns", "check", "example.org", "--address", "192.0.2.10", **env)
+    assert check.returncode == 1
+    assert "[WRONG  ] _25._tcp.mx.example.org TLSA" in check.stdout, check.stdout
+    assert "MISMATCH: no record matches the certificate served" in check.stdout
+
+    without = "\n".join(line for line in zone.splitlines() if "\tTLSA\t" not in line)
+    serve(without, port, servers)
+    check = run(site, "dns", "check", "example.org", "--address", "192.0.2.10", **env)
+    assert "[MISSING] _25._tcp.mx.example.org TLSA" in check.stdout, check.stdout
+
+
+def tlsa_digest(cert: Path) -> str:
+    """SHA-256 of the certificate's SubjectPublicKeyInfo, hex, computed apart from the code."""
+    spki = (
+        x509.load_pem_x509_certificate(cert.read_bytes())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return hashlib.sha256(spki).hexdigest()
 
 
 def test_dns_records_of_an_unknown_domain(site: Path) -> None:

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from pillarbox.dns.authoritative import StaticZones, serve_zones
-from pillarbox.dns.check import Finding, FindingStatus, check_records, format_findings
-from pillarbox.dns.records import DnsRecord, DomainRecords, required_records
+from pillarbox.dns.check import (
+    Finding,
+    FindingStatus,
+    check_records,
+    check_tlsa,
+    format_findings,
+)
+from pillarbox.dns.records import DnsRecord, DomainRecords, required_records, tlsa_record
 from pillarbox.dns.resolver import DnsResolver, DnsTemporaryError, MxResult, MxStatus
+from pillarbox.testing.testca import make_ca
 
 DKIM = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
 
@@ -122,3 +135,62 @@ async def test_temporary_failure_is_reported_as_error() -> None:
     report = format_findings(findings)
     assert report.startswith("[ERROR  ] example.test MX (mail exchanger)")
     assert "expected: 10 mail.example.test." in report
+
+
+def certificate(tmp_path: Path, name: str) -> bytes:
+    cert_path, _ = make_ca(tmp_path / name).issue("mail.example.test")
+    pem = cert_path.read_bytes()
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+async def check_tlsa_published(
+    published: list[DnsRecord], served: bytes, unstable: str = ""
+) -> Finding | None:
+    zones = StaticZones.from_records(published, origins=["example.test"])
+    async with serve_zones(zones) as server:
+        resolver = DnsResolver(nameserver=f"127.0.0.1:{server.port}", timeout=2)
+        return await check_tlsa(resolver, "mail.example.test", served, unstable)
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[bytes, bytes]:
+    """The certificate served and one of another key (a stale record's)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    return certificate(tmp_path, "a"), certificate(tmp_path, "b")
+
+
+async def test_tlsa_matching_missing_and_stale(keys: tuple[bytes, bytes]) -> None:
+    served, other = keys
+    current, stale = (
+        tlsa_record("mail.example.test", served),
+        tlsa_record("mail.example.test", other),
+    )
+    assert current.name == "_25._tcp.mail.example.test"
+
+    ok = await check_tlsa_published([current], served)
+    assert ok is not None and ok.status is FindingStatus.OK
+    assert ok.expected == (current.value,)
+    # RFC 7671 §8.1: current + next during a rollover; one matching is enough.
+    both = await check_tlsa_published([stale, current], served)
+    assert both is not None and both.status is FindingStatus.OK and len(both.found) == 2
+
+    missing = await check_tlsa_published([], served)
+    assert missing is not None and missing.status is FindingStatus.MISSING
+
+    wrong = await check_tlsa_published([stale], served)
+    assert wrong is not None and wrong.status is FindingStatus.WRONG
+    assert wrong.detail.startswith("MISMATCH")
+    assert "defers mail" in format_findings([wrong])
+
+
+async def test_tlsa_of_a_key_about_to_change(keys: tuple[bytes, bytes]) -> None:
+    served, other = keys
+    why = "each ACME renewal makes a new key"
+    # None published and none wanted: nothing to say.
+    assert await check_tlsa_published([], served, why) is None
+    soon = await check_tlsa_published([tlsa_record("mail.example.test", served)], served, why)
+    assert soon is not None and soon.status is FindingStatus.WRONG
+    assert soon.detail == f"matches now, but will not for long: {why}"
+    stale = await check_tlsa_published([tlsa_record("mail.example.test", other)], served, why)
+    assert stale is not None and stale.detail.startswith("MISMATCH")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import dns.rdataclass
 import dns.rdatatype
@@ -12,6 +16,8 @@ import dns.rdtypes.ANY.TXT
 import dns.tokenizer
 import dns.zone
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,8 +31,10 @@ from pillarbox.dns.records import (
     quote_character_string,
     required_records,
     spf_value,
+    tlsa_record,
 )
 from pillarbox.errors import InvalidName
+from pillarbox.testing.testca import make_ca
 
 DKIM_VALUE = "v=DKIM1; k=rsa; p=" + "A" * 392  # the length of an RSA-2048 key
 
@@ -229,3 +237,28 @@ def test_zone_fragment_is_a_valid_zone() -> None:
 def test_spf_value() -> None:
     assert spf_value([]) == "v=spf1 mx -all"
     assert spf_value(["2001:DB8:0::1", "192.0.2.9"]) == "v=spf1 ip6:2001:db8::1 ip4:192.0.2.9 -all"
+
+
+def test_tlsa_record_is_the_sha256_of_the_certificates_public_key(tmp_path: Path) -> None:
+    cert_path, _ = make_ca(tmp_path).issue("mx.example.test")
+    certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    if shutil.which("openssl"):
+        # docs/dane.md's recipe, by a tool other than ours.
+        pem = subprocess.run(
+            ["openssl", "x509", "-in", str(cert_path), "-noout", "-pubkey"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        spki = subprocess.run(
+            ["openssl", "pkey", "-pubin", "-outform", "DER"],
+            input=pem, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+    else:
+        spki = certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    record = tlsa_record("MX.Example.Test.", certificate.public_bytes(serialization.Encoding.DER))
+    assert record.zone_line() == (
+        f"_25._tcp.mx.example.test.\t3600\tIN\tTLSA\t3 1 1 {hashlib.sha256(spki).hexdigest()}"
+    )
+    with pytest.raises(ValueError, match="does not parse"):
+        tlsa_record("mx.example.test", b"not a certificate")

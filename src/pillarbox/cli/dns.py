@@ -5,6 +5,10 @@ real DKIM public keys; ``dns check`` looks each record up (with ``[dns]``'s reso
 what is missing or wrong, exiting 1 unless everything is in place, so scripts can wait on it.
 It also checks the addresses the records ask other providers to mail their reports to (the
 ``rua=`` of DMARC and TLS-RPT): without an account or alias there, every report is refused.
+
+Both also handle the MX host's DANE TLSA record (docs/dane.md): ``records`` offers it only for
+a certificate whose key stays (a configured one, or ACME with ``tls.acme_reuse_key``), saying
+why otherwise; ``check`` compares a published one with the certificate served.
 """
 
 from __future__ import annotations
@@ -15,15 +19,24 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from pillarbox import provisioning
 from pillarbox.config import Config
-from pillarbox.dns.check import Finding, FindingStatus, check_records, format_findings
+from pillarbox.dns.check import (
+    Finding,
+    FindingStatus,
+    check_records,
+    check_tlsa,
+    format_findings,
+)
 from pillarbox.dns.hosted import hosted_records, record_policy
-from pillarbox.dns.records import DomainRecords
+from pillarbox.dns.records import DomainRecords, tlsa_record
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.errors import NotFound
 from pillarbox.mail.address import parse_address
+from pillarbox.net.acme import certificate_in_use
 from pillarbox.queue.routing import Router
 from pillarbox.store.interface import Store
 
@@ -75,6 +88,43 @@ async def _report_mailboxes(store: Store, config: Config, name: str) -> list[Fin
     return findings
 
 
+def _served_certificate(config: Config) -> tuple[bytes | None, str]:
+    """The certificate the listeners present (DER; None when none is readable), and why a TLSA
+    record of its key would not last ("" when it would: a configured certificate changes only
+    when the admin changes it, an ACME one with ``acme_reuse_key`` keeps its key)."""
+    path, source = certificate_in_use(config)
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        der = None
+    else:
+        der = certificate.public_bytes(serialization.Encoding.DER)
+    if config.tls.acme and not config.tls.acme_reuse_key:
+        return der, "each ACME renewal makes a new key (tls.acme_reuse_key is off)"
+    if config.tls.acme and source != "acme":
+        return der, "no ACME certificate obtained yet"
+    if source == "self-signed":
+        return der, (
+            "the self-signed certificate is made anew when the host's names or addresses "
+            "change (configure tls.cert/tls.key, or ACME with tls.acme_reuse_key)"
+        )
+    return der, "" if der is not None else f"no certificate readable at {path}"
+
+
+def _tlsa_lines(config: Config) -> list[str]:
+    """The zone-file lines of the MX host's TLSA record, or a comment saying why there is none."""
+    host = config.server.hostname
+    der, unstable = _served_certificate(config)
+    if der is None or unstable:
+        return [f"; DANE: no TLSA record offered for {host}: {unstable}"]
+    record = tlsa_record(host, der)
+    return [
+        f"; {record.purpose}, in the zone of {host}: honoured only where that zone is "
+        "DNSSEC-signed; publish the next key's record beside it before the key changes",
+        record.zone_line(),
+    ]
+
+
 _ADDRESS_OPTION = click.option(
     "--address",
     "addresses",
@@ -99,6 +149,8 @@ def dns_records(state: CliState, domain: str, addresses: tuple[str, ...]) -> Non
     config = state.load()
     records = run_store(config, lambda s: _records(s, config, domain, addresses))
     click.echo(records.zone(), nl=False)
+    for line in _tlsa_lines(config):
+        click.echo(line)
     click.echo(f"; MTA-STS policy, to serve at {records.mta_sts_url}:")
     for line in records.mta_sts_policy.splitlines():
         click.echo(f";   {line}")
@@ -121,7 +173,16 @@ def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json:
 
     records, mailboxes = run_store(config, from_store)
     resolver = DnsResolver(nameserver=config.dns.nameserver, timeout=config.dns.timeout)
-    findings = asyncio.run(check_records(resolver, records.records)) + mailboxes
+    der, unstable = _served_certificate(config)
+
+    async def look_up() -> list[Finding]:
+        findings = await check_records(resolver, records.records)
+        if der is not None:
+            tlsa = await check_tlsa(resolver, config.server.hostname, der, unstable)
+            findings += [tlsa] if tlsa is not None else []
+        return findings
+
+    findings = asyncio.run(look_up()) + mailboxes
     data = [asdict(f) | {"status": f.status.value} for f in findings]
     emit(data, as_json, format_findings(findings).splitlines())
     if any(f.status is not FindingStatus.OK for f in findings):

@@ -51,15 +51,12 @@ def tls_status(state: CliState, as_json: bool) -> None:
         renewal_time,
     )
     from pillarbox.cli.main import emit
-    from pillarbox.net.acme import AcmeFiles, stored_window
-    from pillarbox.net.tls import tls_paths
+    from pillarbox.net.acme import AcmeFiles, certificate_in_use, stored_window
     from pillarbox.store.open import is_postgresql
 
     config = state.load()
     files = AcmeFiles.of(config)
-    path, source = tls_paths(config)[0], "configured" if config.tls.cert else "self-signed"
-    if config.tls.acme and files.facts() is not None:
-        path, source = files.cert, "acme"
+    path, source = certificate_in_use(config)
     try:
         facts = certificate_facts(path.read_bytes())
     except (OSError, ValueError) as exc:

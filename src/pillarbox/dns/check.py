@@ -15,6 +15,11 @@ Comparison rules:
   §6.6.3: receivers then ignore both). SPF compares terms in order, case-insensitively;
   tag-value records compare their tags, ignoring order and whitespace.
 * A lookup that fails temporarily gives ERROR: nothing can be said about that record.
+* The MX host's TLSA RRset (:func:`check_tlsa`) is compared with the certificate served, not
+  with one expected value: any record of it matching is OK (RFC 7671 §8.1: during a key
+  rollover the next key's record stands beside the current one). None matching is WRONG, and
+  said loudly: every DANE sender then defers mail to us (RFC 7672 §2.2). A matching record for
+  a key the next ACME renewal replaces is WRONG too, before it breaks.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pillarbox.dns.records import DnsRecord
+from pillarbox.dns.records import DnsRecord, tlsa_record
 from pillarbox.dns.resolver import DnsTemporaryError, Resolver
+from pillarbox.queue.dane import certificate_matches, parse_tlsa
 
 
 class FindingStatus(enum.Enum):
@@ -89,6 +95,38 @@ async def _check(resolver: Resolver, records: list[DnsRecord]) -> Finding:
         first.name, first.type, first.purpose, FindingStatus.WRONG, expected, found,
         "; ".join(parts),
     )  # fmt: skip
+
+
+async def check_tlsa(
+    resolver: Resolver, mail_host: str, certificate_der: bytes, unstable: str
+) -> Finding | None:
+    """The finding for the TLSA RRset of ``mail_host``'s SMTP service against the certificate
+    served (DER); ``unstable`` says why a record of its key would not last ("" when it would).
+    None when no record is published and none is wanted."""
+    expected = tlsa_record(mail_host, certificate_der)
+    status, detail, found = FindingStatus.OK, "", tuple[str, ...]()
+    try:
+        found = tuple(await resolver.lookup(expected.name, "TLSA"))
+    except DnsTemporaryError as exc:
+        status, detail = FindingStatus.ERROR, exc.problem
+    else:
+        parsed = [t for t in map(parse_tlsa, found) if t is not None]
+        if not found:
+            if unstable:
+                return None
+            status = FindingStatus.MISSING
+        elif certificate_matches(parsed, certificate_der) is None:
+            status = FindingStatus.WRONG
+            detail = (
+                "MISMATCH: no record matches the certificate served; every DANE sender "
+                "defers mail to this host until the record is fixed (RFC 7672 §2.2)"
+            )
+        elif unstable:
+            status = FindingStatus.WRONG
+            detail = f"matches now, but will not for long: {unstable}"
+    return Finding(
+        expected.name, "TLSA", expected.purpose, status, (expected.value,), found, detail
+    )
 
 
 def _canonical(rtype: str, value: str) -> str:

@@ -26,6 +26,10 @@ Defaults and why:
 * ``autoconfig``/``autodiscover`` CNAMEs to the mail host, where clients fetch setup documents.
 * A/AAAA of the mail host only when it lies inside the domain: otherwise they belong to another
   zone.
+* **TLSA** (RFC 7672 §3.1.1) ``_25._tcp.<mail host>`` ``3 1 1``: DANE-EE, the certificate's
+  SubjectPublicKeyInfo, SHA2-256 — names and dates are not checked, so only a key change breaks
+  it. Not part of the domain's records: it belongs to the mail host's zone, and the CLI offers
+  it only for a certificate whose key stays (:func:`tlsa_record`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Literal
 
 from pillarbox.errors import InvalidName
 from pillarbox.mail.address import domain_to_ascii
+from pillarbox.queue.dane import tlsa_for_certificate, tlsa_name
 
 #: RFC 1035 §3.3: a <character-string> is one length octet and at most 255 octets.
 MAX_CHARACTER_STRING = 255
@@ -224,6 +229,20 @@ def spf_value(mail_host_addresses: Sequence[str]) -> str:
         ip = ipaddress.ip_address(address)
         terms.append(f"ip{ip.version}:{ip.compressed}")
     return "v=spf1 " + " ".join(terms) + " -all"
+
+
+#: RFC 7672 §2.2.3: senders look TLSA up at the MX host's name, for the SMTP port.
+SMTP_PORT = 25
+
+
+def tlsa_record(mail_host: str, certificate_der: bytes, ttl: int = DEFAULT_TTL) -> DnsRecord:
+    """The ``3 1 1`` record of ``certificate_der`` (DER) for ``mail_host``'s SMTP service;
+    :class:`ValueError` if the certificate does not parse."""
+    tlsa = tlsa_for_certificate(certificate_der)
+    if tlsa is None:
+        raise ValueError("the certificate does not parse")
+    name = tlsa_name(normalise_name(mail_host), SMTP_PORT)
+    return DnsRecord(name, "TLSA", str(tlsa), ttl, "DANE TLSA of the MX host (RFC 7672)")
 
 
 def required_records(

@@ -36,6 +36,10 @@ Implementation notes:
   later-expiring one up (its files, then the context) or offers its own when that is the later
   one. Without sharing (or with SQLite) every node holds its own certificate (``data_dir``)
   and runs its own attempts.
+- **The certificate's key**: new at every order, unless ``[tls] acme_reuse_key``: then the
+  key of the certificate held now (the store's when shared, else the node's ``key.pem``), so
+  a DANE ``3 1 1`` record stays valid; a ``key.pem`` that is not its certificate's was put
+  there by hand as the next key of a rollover, and wins (:meth:`_certificate_key`).
 - **One account per cluster**, per CA directory, in the store (``acme_accounts``, any backend):
   its key is made by the first attempt and stored if no node stored one first, then read back,
   so that two nodes at once both use the one that was stored. The account is registered with
@@ -110,6 +114,7 @@ import josepy
 import requests
 from acme import challenges, client, crypto_util, messages
 from acme import errors as acme_errors
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.jwa import ES256
@@ -142,6 +147,7 @@ from pillarbox.dns.acmerecords import (
 )
 from pillarbox.errors import AlreadyExists, PillarboxError, StorageError, TooManyEntries
 from pillarbox.net.acmehook import HookFailed, run_hook
+from pillarbox.net.tls import tls_paths
 from pillarbox.net.tlsalpn import TlsAlpnAnswers, validation_context
 from pillarbox.observability.log import Log
 from pillarbox.store.interface import Store
@@ -258,6 +264,15 @@ def stored_window(info: Mapping[str, Any], facts: CertificateFacts) -> RenewalWi
         return None
 
 
+def certificate_in_use(config: Config) -> tuple[Path, str]:
+    """The certificate file the listeners present and where it came from: "acme" once one was
+    obtained (until then the self-signed one stands in), else "configured" or "self-signed"."""
+    files = AcmeFiles.of(config)
+    if config.tls.acme and files.facts() is not None:
+        return files.cert, "acme"
+    return tls_paths(config)[0], "configured" if config.tls.cert else "self-signed"
+
+
 def load_pair(context: ssl.SSLContext, cert: Path, key: Path) -> None:
     """Make ``context`` present ``cert`` with ``key``, or leave it as it was.
 
@@ -289,9 +304,9 @@ def _account_jwk(account: AcmeAccount) -> JWKEC:
 
 
 def _file_key(path: Path) -> bytes | None:
-    """Blocking: the EC key in ``path`` (an earlier version's ``account.key``) as PKCS#8 PEM;
-    None if there is no such file, or it holds no EC key (then a new key is made, as that
-    version would have done)."""
+    """Blocking: the EC key in ``path`` (an earlier version's ``account.key``, or the key of
+    the certificate held now) as PKCS#8 PEM; None if there is no such file, or it holds no EC
+    key (then a new key is made, as that version would have done)."""
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError):
@@ -567,13 +582,14 @@ def _place_order(
     names: tuple[str, ...],
     account: AcmeAccount,
     dns_domains: Mapping[str, str],
+    key_pem: bytes,
 ) -> _Order:
-    """Blocking: log in, order a certificate for ``names``, choose a challenge per pending
-    authorization and prepare its answer (``dns_domains``: identifier → the hosted domain
-    whose zone our DNS server serves its record in, for those dns-01 can answer)."""
+    """Blocking: log in, order a certificate for ``names`` and the private key ``key_pem``,
+    choose a challenge per pending authorization and prepare its answer (``dns_domains``:
+    identifier → the hosted domain whose zone our DNS server serves its record in, for those
+    dns-01 can answer)."""
     account_key = _account_jwk(account)
     acme = _client(tls, account_key, ca_bundle)
-    key_pem = _new_key_pem()
     csr = crypto_util.make_csr(key_pem, list(names))
     try:
         order = _new_order(acme, tls, account.url, csr)
@@ -778,14 +794,15 @@ class CertificateManager:
         log.info("requesting certificate", reason=reason, ca=self._tls.acme_directory)
         dns_domains = await self._dns_domains()
         account = await self.account()
+        key_pem = await self._certificate_key()
         try:
             placed = await run_blocking(
-                _place_order, self._tls, self._ca_bundle, names, account, dns_domains
+                _place_order, self._tls, self._ca_bundle, names, account, dns_domains, key_pem
             )
         except AccountGone as gone:
             account = await self._replace_account(account, gone)
             placed = await run_blocking(
-                _place_order, self._tls, self._ca_bundle, names, account, dns_domains
+                _place_order, self._tls, self._ca_bundle, names, account, dns_domains, key_pem
             )
         if placed.account_url and placed.account_url != account.url:
             await self._note_account_url(account, placed.account_url)
@@ -828,6 +845,37 @@ class CertificateManager:
         if self.shared:
             await self._put(placed.key_pem, chain, facts)
         return facts
+
+    async def _certificate_key(self) -> bytes:
+        """The private key to order the next certificate for. With ``acme_reuse_key``, the one
+        of the certificate held now (the store's when shared, else this node's key file), so
+        the SubjectPublicKeyInfo and a DANE-EE(3) SPKI(1) record of it stay valid; or a key
+        file that is not the certificate's, put there by hand as the next key (RFC 7671 §8.1:
+        the key changes only once the next one's record is published; docs/dane.md). Without
+        key reuse, or when there is no key yet, a new one."""
+        if self._tls.acme_reuse_key:
+            held, by_hand = await run_blocking(self._held_key)
+            if self.shared and not by_hand:
+                assert self.store is not None  # shared only once serve has set it
+                stored = await self.store.acme_certificate(self._scope)
+                if stored is not None:
+                    return stored.key_pem
+            if held is not None:
+                return held
+        return await run_blocking(_new_key_pem)
+
+    def _held_key(self) -> tuple[bytes | None, bool]:
+        """Blocking: this node's key file (None: none usable), and whether it was put there by
+        hand: a key that is not the one of the certificate beside it."""
+        key_pem = _file_key(self.files.key)
+        if key_pem is None:
+            return None, False
+        try:
+            certificate = x509.load_pem_x509_certificate(self.files.cert.read_bytes())
+        except (OSError, ValueError):
+            return key_pem, False
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        return key_pem, key.public_key() != certificate.public_key()
 
     async def account(self) -> AcmeAccount:
         """The account to order under: the store's for the CA directory. At the first attempt
