@@ -120,6 +120,21 @@ def presented_after_starttls(port: int, root_pem: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+def config_file(tmp_path: Path, config: cfg.Config) -> Path:
+    """``config`` written where :func:`tls_cli` is pointed at."""
+    path = tmp_path / "pillarbox.toml"
+    path.write_text(cfg.render_toml(config))
+    return path
+
+
+def certified(server: LiveServer) -> CertificateManager:
+    """The server's certificate manager, once it holds its first certificate."""
+    manager = server.server.acme
+    assert manager is not None
+    wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+    return manager
+
+
 def tls_cli(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pillarbox.cli", "--config", str(config_path), "tls", *args],
@@ -134,12 +149,9 @@ def test_obtains_serves_and_renews_without_restart(
     tmp_path: Path, pebble: Pebble, challenge_port: int
 ) -> None:
     config = acme_config(tmp_path, pebble, challenge_port, only=(*LISTENERS, "submission"))
-    config_path = tmp_path / "pillarbox.toml"
-    config_path.write_text(cfg.render_toml(config))
+    config_path = config_file(tmp_path, config)
     with LiveServer(config) as server:
-        manager = server.server.acme
-        assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        manager = certified(server)
         first = manager.facts
         assert first is not None and first.names == (NAME,)
         # Every implicit-TLS listener presents it, and it verifies for the name.
@@ -210,9 +222,7 @@ def test_the_web_listener_answers_challenges(
     )
     with LiveServer(config) as server:
         assert "acme-http" not in server.server.listeners
-        manager = server.server.acme
-        assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        manager = certified(server)
         assert presented(server.port("imaps"), pebble.root_pem).serial_number == (
             manager.facts.serial
         )
@@ -299,12 +309,9 @@ def test_a_renewal_keeps_the_key_only_with_acme_reuse_key(
     """With acme_reuse_key the renewed certificate carries the same public key, so a
     `3 1 1` TLSA record of it stays valid (docs/dane.md); without it, a new key each time."""
     config = acme_config(tmp_path, pebble, challenge_port, acme_reuse_key=reuse)
-    config_path = tmp_path / "pillarbox.toml"
-    config_path.write_text(cfg.render_toml(config))
+    config_path = config_file(tmp_path, config)
     with LiveServer(config) as server:
-        manager = server.server.acme
-        assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        certified(server)
         first = presented(server.port("imaps"), pebble.root_pem)
         renewed = tls_cli(config_path, "renew", "--wait", "60")
         assert renewed.returncode == 0, renewed.stdout + renewed.stderr
@@ -319,12 +326,9 @@ def test_a_key_put_in_place_by_hand_is_the_next_certificates(
     """docs/dane.md's rollover with key reuse: the next key, written over key.pem, is the one
     the forced renewal orders for (and every renewal after it keeps)."""
     config = acme_config(tmp_path, pebble, challenge_port, acme_reuse_key=True)
-    config_path = tmp_path / "pillarbox.toml"
-    config_path.write_text(cfg.render_toml(config))
+    config_path = config_file(tmp_path, config)
     with LiveServer(config) as server:
-        manager = server.server.acme
-        assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        certified(server)
         first = presented(server.port("imaps"), pebble.root_pem)
         following = ec.generate_private_key(ec.SECP256R1())
         write_atomically(
@@ -352,9 +356,7 @@ def test_a_certificate_from_another_ca_directory_is_replaced_at_start(
     until it falls due: here the same Pebble under a second URL stands for the new CA."""
     config = acme_config(tmp_path, pebble, challenge_port)
     with LiveServer(config) as server:
-        manager = server.server.acme
-        assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        manager = certified(server)
         first = manager.facts
         assert first is not None
     moved = dataclasses.replace(
@@ -400,12 +402,9 @@ def test_an_earlier_versions_account_key_goes_on_in_the_store(
     write_atomically(files.account_key, key_pem, 0o600)
     url = pebble.register(key_pem)
     assert pebble.accounts_created() == 1
-    config_path = tmp_path / "pillarbox.toml"
-    config_path.write_text(cfg.render_toml(config))
+    config_path = config_file(tmp_path, config)
     with LiveServer(config) as server:
-        manager = server.server.acme
-        assert manager is not None
-        wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+        certified(server)
         assert not files.account_key.exists()
         assert files.old_account_key.read_bytes() == key_pem
         assert stat.S_IMODE(files.old_account_key.stat().st_mode) == 0o600
@@ -503,8 +502,7 @@ def test_an_account_the_ca_forgot_is_registered_again_with_its_key(
     same directory URL keeps no accounts; a staging CA reset): the attempt registers the
     stored key again and goes on, and the store keeps the key with the new URL."""
     config = acme_config(tmp_path, pebble, challenge_port, only=("imaps",))
-    config_path = tmp_path / "pillarbox.toml"
-    config_path.write_text(cfg.render_toml(config))
+    config_path = config_file(tmp_path, config)
     with LiveServer(config) as server:
         manager = server.server.acme
         assert manager is not None
@@ -534,8 +532,7 @@ def test_an_account_the_ca_deactivated_is_replaced(
     its place, registers it and obtains the certificate under it; ``tls status`` shows it."""
     caplog.set_level(logging.INFO, logger="pillarbox.acme")
     config = acme_config(tmp_path, pebble, challenge_port, only=("imaps",))
-    config_path = tmp_path / "pillarbox.toml"
-    config_path.write_text(cfg.render_toml(config))
+    config_path = config_file(tmp_path, config)
     with LiveServer(config) as server:
         manager = server.server.acme
         assert manager is not None
