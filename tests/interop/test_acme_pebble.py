@@ -482,17 +482,17 @@ def stored_account(config: cfg.Config) -> AcmeAccount | None:
     return asyncio.run(read())
 
 
-def registered(manager: CertificateManager, config: cfg.Config) -> AcmeAccount:
-    """The stored account, once the server holds its first certificate and the account's URL
-    is stored."""
-    wait_for(lambda: manager.facts is not None, "the certificate", timeout=60)
+def registered(server: LiveServer, config: cfg.Config) -> tuple[CertificateManager, AcmeAccount]:
+    """The server's certificate manager and the stored account, once the server holds its
+    first certificate and the account's URL is stored."""
+    manager = certified(server)
     wait_for(
         lambda: (stored := stored_account(config)) is not None and stored.url != "",
         "the account's URL",
     )
     account = stored_account(config)
     assert account is not None
-    return account
+    return manager, account
 
 
 def test_an_account_the_ca_forgot_is_registered_again_with_its_key(
@@ -504,9 +504,7 @@ def test_an_account_the_ca_forgot_is_registered_again_with_its_key(
     config = acme_config(tmp_path, pebble, challenge_port, only=("imaps",))
     config_path = config_file(tmp_path, config)
     with LiveServer(config) as server:
-        manager = server.server.acme
-        assert manager is not None
-        before = registered(manager, config)
+        manager, before = registered(server, config)
         pebble.stop()
         workdir = tmp_path / "pebble-restarted"
         workdir.mkdir()
@@ -534,9 +532,7 @@ def test_an_account_the_ca_deactivated_is_replaced(
     config = acme_config(tmp_path, pebble, challenge_port, only=("imaps",))
     config_path = config_file(tmp_path, config)
     with LiveServer(config) as server:
-        manager = server.server.acme
-        assert manager is not None
-        before = registered(manager, config)
+        manager, before = registered(server, config)
         pebble.deactivate(before.key_pem, before.url)
         renewed = tls_cli(config_path, "renew", "--wait", "60")
         assert renewed.returncode == 0, renewed.stdout + renewed.stderr
