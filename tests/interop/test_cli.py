@@ -197,6 +197,8 @@ def test_status_json(initialised: Path) -> None:
     assert data["accounts"] == 1
     assert data["domains"] == 1
     assert data["listeners"]["imap"]["port"] == 2143
+    # The default store shown with the file it names (tests/unit/test_store_open.py).
+    assert data["store"] == f"sqlite: ({Path(data['data_dir']) / 'pillarbox.sqlite3'})"
 
 
 def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:

@@ -293,6 +293,7 @@ def run_locked(config: cfg.Config, banner: Sequence[str] = ()) -> None:
 def status(state: CliState, as_json: bool) -> None:
     """Show the configuration in force and what the store holds."""
     from pillarbox import config as cfg
+    from pillarbox.store.open import shown_url
 
     config = state.load()
 
@@ -312,7 +313,7 @@ def status(state: CliState, as_json: bool) -> None:
         "config": str(config.source),
         "hostname": config.server.hostname,
         "data_dir": str(config.data_dir),
-        "store": config.store.url,
+        "store": shown_url(config.store.url, config.data_dir),
         "listeners": listeners,
         **counts,
     }
@@ -320,7 +321,7 @@ def status(state: CliState, as_json: bool) -> None:
         f"config      {config.source}",
         f"hostname    {config.server.hostname}",
         f"data dir    {config.data_dir}",
-        f"store       {config.store.url}",
+        f"store       {data['store']}",
         f"domains     {counts['domains']}",
         f"accounts    {counts['accounts']}",
         f"queued      {counts['queued']}",

@@ -15,7 +15,7 @@ from pillarbox import config as cfg
 from pillarbox import provisioning
 from pillarbox.errors import UserError
 from pillarbox.net.tls import certificate_addresses, ensure_self_signed, tls_paths
-from pillarbox.store.open import open_store
+from pillarbox.store.open import open_store, shown_url
 
 DEMO_DOMAIN = "example.test"
 DEMO_USER = "demo@example.test"
@@ -81,9 +81,8 @@ def initialise(
     if ensure_self_signed(cert, key, config.server.hostname, certificate_addresses(config)):
         lines.append(f"self-signed certificate {cert}")
     lines += asyncio.run(_create_store(config, domain, user, password, admin))
-    lines.append(
-        f"store {config.store.url} ready; start with: pillarbox --config {config_path} serve"
-    )
+    store = shown_url(config.store.url, config.data_dir)
+    lines.append(f"store {store} ready; start with: pillarbox --config {config_path} serve")
     return lines
 
 

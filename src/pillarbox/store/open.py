@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pillarbox.config import StoreSection
 from pillarbox.errors import ConfigError
@@ -36,6 +36,25 @@ _KEY = "store.url"
 def is_postgresql(url: str) -> bool:
     """Whether ``url`` names a PostgreSQL store: one several nodes may share."""
     return urlsplit(url).scheme in {"postgresql", "postgres"}
+
+
+def shown_url(url: str, data_dir: Path) -> str:
+    """``url`` as commands print it: a PostgreSQL URL without its password (in the user part or
+    libpq's ``password`` parameter: `pillarbox status` output ends up in tickets and chats),
+    a SQLite one with the database file it names."""
+    if is_postgresql(url):
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.partition(':')[0]}:***@{host}"
+        query = urlencode(
+            [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)],
+            safe="*/:",
+            quote_via=quote,  # libpq reads %20, not "+", as a space
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return f"{url} ({_sqlite_location(url, data_dir)[0]})"
 
 
 def open_store(

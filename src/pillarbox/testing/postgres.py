@@ -18,11 +18,14 @@ import os
 import secrets
 import threading
 from graphlib import TopologicalSorter
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
+
+from pillarbox.store.open import shown_url
 
 SERVER_ENV = "PILLARBOX_TEST_POSTGRES"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -39,7 +42,7 @@ def unreachable_reason(url: str | None = None) -> str | None:
         with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        return f"no PostgreSQL server at {_redacted(url)} ({SERVER_ENV}): {exc}".strip()
+        return f"no PostgreSQL server at {shown_url(url, Path())} ({SERVER_ENV}): {exc}".strip()
     return None
 
 
@@ -132,10 +135,3 @@ def shared_database(server: str) -> TestDatabase:
             _shared = TestDatabase(server)
             atexit.register(_shared.drop)
         return _shared
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
