@@ -25,7 +25,8 @@ from acme.client import _renewal_info_path_component
 
 from pillarbox import config as cfg
 from pillarbox.certificates import CertificateFacts
-from pillarbox.net.acme import AcmeFiles, CertificateManager
+from pillarbox.net.acme import CertificateManager
+from pillarbox.net.acmefiles import AcmeFiles
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.arifront import AriFront, utc_text
 from pillarbox.testing.dnszone import ZoneRecord

@@ -24,7 +24,7 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.dns.authoritative import AuthoritativeServer, StaticZone
 from pillarbox.dns.records import DnsRecord
-from pillarbox.net.acme import AcmeFiles
+from pillarbox.net.acmefiles import AcmeFiles
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 from pillarbox.testing.pebble import Pebble, presented_certificate
