@@ -194,37 +194,25 @@ class CertificateManager:
         self._log.info("certificate installed", serial=f"{facts.serial:x}")
 
     async def obtain(self, reason: str) -> CertificateFacts:
-        """One attempt: order, publish the challenge answers, finish, store, reload."""
-        names = self._names
-        log = self._log.bind(names=",".join(names))
+        """One attempt: order, offer the challenge answers, finish, store, reload. An account
+        the CA no longer takes, found at the order or while it is under way, is replaced and
+        the order placed again, once (RFC 8555 §7.3.6; :mod:`pillarbox.net.acmeaccount`)."""
+        log = self._log.bind(names=",".join(self._names))
         log.info("requesting certificate", reason=reason, ca=self._tls.acme_directory)
         answers = ChallengeAnswers(
             self._tls, self._responses, self.tls_alpn, self.dns_records, self.store, self._log
         )
-        dns_domains = await answers.dns_domains(names)
+        dns_domains = await answers.dns_domains(self._names)
         accounts = self._accounts()
         account = await accounts.current()
         key_pem = await self._certificate_key()
         try:
-            placed = await run_blocking(
-                place_order, self._tls, self._ca_bundle, names, account, dns_domains, key_pem
-            )
+            chain = await self._order(answers, accounts, account, dns_domains, key_pem)
         except AccountGone as gone:
             account = await accounts.replace(account, gone)
-            placed = await run_blocking(
-                place_order, self._tls, self._ca_bundle, names, account, dns_domains, key_pem
-            )
-        if placed.account_url and placed.account_url != account.url:
-            await accounts.note_url(account, placed.account_url)
-        stop = threading.Event()
-        async with answers.offered(placed.challenges):
-            try:
-                chain = await run_blocking(finish_order, placed, self._tls.acme_timeout, stop)
-            except asyncio.CancelledError:
-                stop.set()
-                raise
+            chain = await self._order(answers, accounts, account, dns_domains, key_pem)
         facts = certificate_facts(chain)
-        await run_blocking(self._store, placed.key_pem, chain)
+        await run_blocking(self._store, key_pem, chain)
         try:
             load_pair(self._context, self.files.cert, self.files.key)
         except ssl.SSLError as exc:
@@ -237,8 +225,32 @@ class CertificateManager:
             not_after=utc_text(facts.not_after),
         )
         if self.shared:
-            await self._put(placed.key_pem, chain, facts)
+            await self._put(key_pem, chain, facts)
         return facts
+
+    async def _order(
+        self,
+        answers: ChallengeAnswers,
+        accounts: AcmeAccounts,
+        account: AcmeAccount,
+        dns_domains: dict[str, str],
+        key_pem: bytes,
+    ) -> bytes:
+        """One order under ``account`` for ``key_pem``: placed, its answers offered while the
+        CA validates (withdrawn however it ends), finalized; the PEM chain.
+        :class:`AccountGone` when the CA no longer takes the account, at any step."""
+        placed = await run_blocking(
+            place_order, self._tls, self._ca_bundle, self._names, account, dns_domains, key_pem
+        )
+        if placed.account_url and placed.account_url != account.url:
+            await accounts.note_url(account, placed.account_url)
+        stop = threading.Event()
+        async with answers.offered(placed.challenges):
+            try:
+                return await run_blocking(finish_order, placed, self._tls.acme_timeout, stop)
+            except asyncio.CancelledError:
+                stop.set()
+                raise
 
     async def _certificate_key(self) -> bytes:
         """The private key to order the next certificate for. With ``acme_reuse_key``, the one

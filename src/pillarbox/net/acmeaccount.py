@@ -26,7 +26,9 @@ Implementation notes:
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import requests
@@ -90,10 +92,11 @@ _GONE_NAMED = re.compile(rf"\b({'|'.join(ACCOUNT_GONE)})\b", re.IGNORECASE)
 class AccountGone(AcmeError):
     """The CA will never take requests under the account at ``url`` (``""``: its key's
     registration was refused) again: it is ``status`` (:data:`ACCOUNT_GONE`). Raised by an
-    order; the attempt replaces the account and orders again."""
+    order, placed or under way; the attempt replaces the account and orders again."""
 
     def __init__(self, url: str, status: str) -> None:
         super().__init__(f"the CA says the ACME account {url or '(its key)'} is {status}")
+        self.url = url
         self.status = status
 
 
@@ -134,6 +137,19 @@ def gone_status(acme: client.ClientV2, url: str, refusal: messages.Error) -> str
         return ""
     status = body.get("status") if isinstance(body, dict) else None
     return status if status in ACCOUNT_GONE else ""
+
+
+@contextlib.contextmanager
+def account_checked(acme: client.ClientV2, url: str) -> Iterator[None]:
+    """Blocking: requests under the account at ``url`` (``""``: its key's registration); a
+    refusal that is the CA's answer to an account it no longer takes (:func:`gone_status`)
+    raised as :class:`AccountGone`, any other as it came."""
+    try:
+        yield
+    except messages.Error as exc:
+        if status := gone_status(acme, url, exc):
+            raise AccountGone(url, status) from exc
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +199,8 @@ class AcmeAccounts:
         url = account.url or await run_blocking(_registered_url, self.tls, self.ca_bundle, account)
         self.log.warning(
             "ACME account replaced: the CA no longer takes the old one",
-            old_url=old.url or "(its URL never stored)",
+            # The order under way may have stored a URL since ``old`` was read.
+            old_url=gone.url or old.url or "(its URL never stored)",
             new_url=url,
             status=gone.status,
             by="this node" if account.key_pem == pem else "another node",

@@ -18,7 +18,7 @@ from acme import client, crypto_util, messages
 from acme import errors as acme_errors
 
 from pillarbox.config import TlsSection
-from pillarbox.net.acmeaccount import AccountGone, account_jwk, gone_status, register
+from pillarbox.net.acmeaccount import account_checked, account_jwk, register
 from pillarbox.net.acmechallenge import Challenge, choose_challenge
 from pillarbox.net.acmeclient import AcmeError, ca_client
 from pillarbox.store.types import AcmeAccount
@@ -34,7 +34,6 @@ class Order:
     client: client.ClientV2
     order: messages.OrderResource
     challenges: tuple[Challenge, ...]
-    key_pem: bytes
     #: The account's URL, as stored or as the CA named it now.
     account_url: str
 
@@ -76,12 +75,8 @@ def place_order(
     account_key = account_jwk(account)
     acme = ca_client(tls, account_key, ca_bundle)
     csr = crypto_util.make_csr(key_pem, list(names))
-    try:
+    with account_checked(acme, account.url):
         order = _new_order(acme, tls, account.url, csr)
-    except messages.Error as exc:
-        if status := gone_status(acme, account.url, exc):
-            raise AccountGone(account.url, status) from exc
-        raise
     prepared: list[Challenge] = []
     for authorization in order.authorizations:
         if authorization.body.status == messages.STATUS_VALID:
@@ -91,7 +86,7 @@ def place_order(
         )
     registered = acme.net.account
     account_url = registered.uri if registered is not None else ""
-    return Order(acme, order, tuple(prepared), key_pem, account_url)
+    return Order(acme, order, tuple(prepared), account_url)
 
 
 def _unsettled(authorization: messages.AuthorizationResource) -> bool:
@@ -109,7 +104,18 @@ def finish_order(placed: Order, timeout: float, stop: threading.Event) -> bytes:
     The wait is polled here rather than by the library, so that ``stop`` (set when the server
     shuts down) ends it within :data:`POLL_INTERVAL`: the pool's threads are waited for at
     shutdown.
+
+    The account is looked at when the CA refuses any of these requests, as when it refused
+    the order (:func:`~pillarbox.net.acmeaccount.account_checked`): deactivated or revoked
+    after the order was placed, it is :class:`~pillarbox.net.acmeaccount.AccountGone` here
+    too, and the same attempt replaces it.
     """
+    with account_checked(placed.client, placed.account_url):
+        return _validated_and_issued(placed, timeout, stop)
+
+
+def _validated_and_issued(placed: Order, timeout: float, stop: threading.Event) -> bytes:
+    """Blocking: :func:`finish_order`'s exchange with the CA."""
     acme = placed.client
     for challenge in placed.challenges:
         acme.answer_challenge(challenge.body, challenge.response)
