@@ -136,6 +136,18 @@ def hook_config(
     )
 
 
+def cleaning_config(
+    tmp_path: Path, pebble: Pebble, hook: Path, zone_file: Path, log: Path, mode: str
+) -> cfg.Config:
+    """The hook publishing in ``mode`` and removing as the cleanup hook, each call in ``log``."""
+    return hook_config(
+        tmp_path,
+        pebble,
+        (str(hook), mode, str(zone_file), str(log)),
+        acme_dns_cleanup_hook=(str(hook), "remove", str(zone_file), str(log)),
+    )
+
+
 def calls(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -147,12 +159,7 @@ def test_hooks_publish_and_remove_records_in_a_zone_served_elsewhere(
 ) -> None:
     monkeypatch.setenv(MARKER, "secret")
     log = tmp_path / "calls.jsonl"
-    config = hook_config(
-        tmp_path,
-        pebble,
-        (str(hook), "publish", str(zone_file), str(log)),
-        acme_dns_cleanup_hook=(str(hook), "remove", str(zone_file), str(log)),
-    )
+    config = cleaning_config(tmp_path, pebble, hook, zone_file, log, "publish")
     with LiveServer(config) as server:
         assert server.server.dns is None  # our own DNS server is not involved
         manager = server.server.acme
@@ -211,12 +218,7 @@ def test_an_account_deactivated_while_its_order_is_under_way_is_replaced_in_the_
     caplog.set_level(logging.INFO, logger="pillarbox.acme")
     log = tmp_path / "calls.jsonl"
     held, released = Path(f"{log}.held"), Path(f"{log}.released")
-    config = hook_config(
-        tmp_path,
-        pebble,
-        (str(hook), "hold", str(zone_file), str(log)),
-        acme_dns_cleanup_hook=(str(hook), "remove", str(zone_file), str(log)),
-    )
+    config = cleaning_config(tmp_path, pebble, hook, zone_file, log, "hold")
     with LiveServer(config) as server:
         wait_for(held.exists, "the attempt held by the hook, its order placed", timeout=60)
         before = server.with_store(lambda store: store.acme_account(config.tls.acme_directory))
