@@ -1,8 +1,8 @@
 """Decisions about the server's ACME certificate that need no network: which names it may
 carry, what a certificate says, whether it is due for renewal, how long to wait after a failure.
 
-:mod:`pillarbox.net.acme` does the I/O (the ACME protocol, files, reloading the TLS context);
-everything here is a pure function of its arguments (the clock is an argument too).
+:mod:`pillarbox.net.acme` and its parts do the I/O (the ACME protocol, files, reloading the TLS
+context); everything here is a pure function of its arguments (the clock is an argument too).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class Services:
     queue_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     #: ACME HTTP-01 answers being asked for (token → key authorization, RFC 8555 §8.3), filled
-    #: by :mod:`pillarbox.net.acme` and read by the web app's challenge route.
+    #: by :mod:`pillarbox.net.acmechallenge` and read by the web app's challenge route.
     acme_challenges: dict[str, str] = field(default_factory=dict)
     #: This server's counters and gauges (the metrics listener serves them; docs/metrics.md).
     metrics: Metrics = field(default_factory=Metrics)

@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from acme.client import _renewal_info_path_component
 
 from pillarbox import config as cfg
 from pillarbox.certificates import CertificateFacts
-from pillarbox.net.acme import AcmeFiles, CertificateManager
+from pillarbox.net.acme import CertificateManager
+from pillarbox.net.acmefiles import AcmeFiles
 from pillarbox.testing import pebble as pebble_server
-from pillarbox.testing.arifront import AriFront, utc_text
+from pillarbox.testing.arifront import AriFront, certificate_ari_id, utc_text
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 from pillarbox.testing.nodes import Node
@@ -122,7 +122,7 @@ def test_the_cas_renewal_window_decides_when_a_90_day_certificate_is_renewed(
             wait_for(lambda: front.asked, "a renewal information request", timeout=30)
             served = presented_certificate(server.port("imaps"), pebble.root_pem, NAME)
             # RFC 9773 §4.1: base64url AKI "." base64url serial, of the served certificate.
-            assert front.asked == [_renewal_info_path_component(served)] == [first.ari_id]
+            assert front.asked == [certificate_ari_id(served)] == [first.ari_id]
             time.sleep(3.0)  # three checks at least
             assert manager.facts is not None and manager.facts.serial == first.serial
             assert len(front.asked) == 1  # Retry-After 1 s, bounded to an hour

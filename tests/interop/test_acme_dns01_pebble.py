@@ -23,7 +23,7 @@ from cryptography import x509
 from pillarbox import config as cfg
 from pillarbox import provisioning
 from pillarbox.dns.acmerecords import txt_values
-from pillarbox.net.acme import AcmeFiles
+from pillarbox.net.acmefiles import AcmeFiles
 from pillarbox.store.open import open_store
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.command import run_pillarbox

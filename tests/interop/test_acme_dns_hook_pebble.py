@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import stat
 import sys
 import threading
@@ -24,7 +25,7 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.dns.authoritative import AuthoritativeServer, StaticZone
 from pillarbox.dns.records import DnsRecord
-from pillarbox.net.acme import AcmeFiles
+from pillarbox.net.acmefiles import AcmeFiles
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 from pillarbox.testing.pebble import Pebble, presented_certificate
@@ -40,7 +41,7 @@ NAMES = (f"www.{ZONE}", f"*.{ZONE}")
 MARKER = "PILLARBOX_TEST_SECRET_MARKER"
 
 HOOK = """\
-import json, os, sys
+import json, os, sys, time
 mode, zone_file, calls = sys.argv[1:4]
 name, value = sys.argv[4:]
 with open(calls, "a") as out:
@@ -48,6 +49,13 @@ with open(calls, "a") as out:
 if mode == "fail":
     print("the provider's API said no")
     sys.exit(3)
+if mode == "hold":
+    # Waits, calls.held made, until the test makes calls.released; then publishes.
+    if not os.path.exists(calls + ".held"):
+        open(calls + ".held", "w").close()
+    while not os.path.exists(calls + ".released"):
+        time.sleep(0.1)
+    mode = "publish"
 lines = open(zone_file).read().splitlines() if os.path.exists(zone_file) else []
 entry = f"{name} {value}"
 lines = [*lines, entry] if mode == "publish" else [line for line in lines if line != entry]
@@ -128,6 +136,18 @@ def hook_config(
     )
 
 
+def cleaning_config(
+    tmp_path: Path, pebble: Pebble, hook: Path, zone_file: Path, log: Path, mode: str
+) -> cfg.Config:
+    """The hook publishing in ``mode`` and removing as the cleanup hook, each call in ``log``."""
+    return hook_config(
+        tmp_path,
+        pebble,
+        (str(hook), mode, str(zone_file), str(log)),
+        acme_dns_cleanup_hook=(str(hook), "remove", str(zone_file), str(log)),
+    )
+
+
 def calls(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -139,12 +159,7 @@ def test_hooks_publish_and_remove_records_in_a_zone_served_elsewhere(
 ) -> None:
     monkeypatch.setenv(MARKER, "secret")
     log = tmp_path / "calls.jsonl"
-    config = hook_config(
-        tmp_path,
-        pebble,
-        (str(hook), "publish", str(zone_file), str(log)),
-        acme_dns_cleanup_hook=(str(hook), "remove", str(zone_file), str(log)),
-    )
+    config = cleaning_config(tmp_path, pebble, hook, zone_file, log, "publish")
     with LiveServer(config) as server:
         assert server.server.dns is None  # our own DNS server is not involved
         manager = server.server.acme
@@ -190,3 +205,45 @@ def test_a_failing_hook_fails_the_attempt_with_its_output(
         error = str(AcmeFiles.of(config).read_status()["error"])
         assert "exited with status 3" in error and "the provider's API said no" in error
         assert server.server.acme is not None and server.server.acme.facts is None
+
+
+def test_an_account_deactivated_while_its_order_is_under_way_is_replaced_in_the_same_attempt(
+    tmp_path: Path, pebble: Pebble, hook: Path, zone_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stored account is deactivated after the order was placed: the hook holds the first
+    attempt while the test deactivates it at Pebble, and Pebble then refuses the challenge's
+    response (``unauthorized``). The same attempt looks at the account, replaces it, orders
+    again under the new one and obtains the certificate: no failed attempt, no wait for the
+    next. Each order's records are published and removed again."""
+    caplog.set_level(logging.INFO, logger="pillarbox.acme")
+    log = tmp_path / "calls.jsonl"
+    held, released = Path(f"{log}.held"), Path(f"{log}.released")
+    config = cleaning_config(tmp_path, pebble, hook, zone_file, log, "hold")
+    with LiveServer(config) as server:
+        wait_for(held.exists, "the attempt held by the hook, its order placed", timeout=60)
+        before = server.with_store(lambda store: store.acme_account(config.tls.acme_directory))
+        assert before is not None and before.url
+        pebble.deactivate(before.key_pem, before.url)
+        released.touch()
+        manager = server.server.acme
+        assert manager is not None
+        wait_for(lambda: manager.facts is not None, "the certificate", timeout=90)
+        files = AcmeFiles.of(config)
+        wait_for(lambda: files.read_status().get("result") == "ok", "the attempt's status")
+        after = server.with_store(lambda store: store.acme_account(config.tls.acme_directory))
+    assert after is not None and after.key_pem != before.key_pem
+    assert after.url not in ("", before.url)
+    assert pebble.accounts_created() == 2
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged.count("requesting certificate") == 1, logged
+    assert "certificate not obtained" not in logged, logged
+    [replaced] = [r for r in caplog.records if r.getMessage().startswith("ACME account replaced")]
+    fields = getattr(replaced, "fields", {})
+    assert (fields["old_url"], fields["new_url"]) == (before.url, after.url), fields
+    assert fields["status"] == "deactivated" and fields["by"] == "this node"
+    # Two orders of two names each: four records published, the same four removed.
+    made = calls(log)
+    published = sorted(c["argv"] for c in made if c["mode"] in ("hold", "publish"))
+    assert len(published) == 4, made
+    assert sorted(c["argv"] for c in made if c["mode"] == "remove") == published
+    assert zone_file.read_text() == ""

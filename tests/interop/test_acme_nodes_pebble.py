@@ -37,7 +37,7 @@ import psycopg
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox.net.acme import AcmeFiles
+from pillarbox.net.acmefiles import AcmeFiles
 from pillarbox.testing import pebble as pebble_server
 from pillarbox.testing.dnszone import ZoneRecord
 from pillarbox.testing.live import free_port

@@ -31,7 +31,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pillarbox import config as cfg
 from pillarbox.atomicfile import write_atomically
 from pillarbox.certificates import renewal_margin, renewal_time
-from pillarbox.net.acme import AcmeFiles, CertificateManager, gone_status
+from pillarbox.net.acme import CertificateManager
+from pillarbox.net.acmeaccount import gone_status
+from pillarbox.net.acmefiles import AcmeFiles
 from pillarbox.store.open import is_postgresql, open_store
 from pillarbox.store.types import AcmeAccount
 from pillarbox.testing import pebble as pebble_server

@@ -24,7 +24,7 @@ import uvloop
 from cryptography import x509
 
 from pillarbox import config as cfg
-from pillarbox.net.acme import AcmeFiles
+from pillarbox.net.acmefiles import AcmeFiles
 from pillarbox.net.tls import ACME_TLS_1
 from pillarbox.net.tlsalpn import ID_PE_ACME_IDENTIFIER, validation_context
 from pillarbox.testing import pebble as pebble_server

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from acme import messages
 
-from pillarbox.net.acme import refused_account_status
+from pillarbox.net.acmeaccount import refused_account_status
 
 UNAUTHORIZED = [
     # Boulder (Let's Encrypt): a request under the account, and its key's new-account request.

@@ -38,7 +38,9 @@ from pillarbox.certificates import (
     retry_delay,
 )
 from pillarbox.errors import ConfigError, InvalidName
-from pillarbox.net.acme import AcmeError, CertificateManager, choose_challenge
+from pillarbox.net.acme import CertificateManager
+from pillarbox.net.acmechallenge import choose_challenge
+from pillarbox.net.acmeclient import AcmeError
 from pillarbox.net.tlsalpn import TLSALPN01
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import ACME_ANSWER_LAG, AcmeAnswer, AcmeCertificate

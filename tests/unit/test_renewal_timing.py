@@ -8,7 +8,6 @@ import datetime
 import ssl
 
 import pytest
-from acme.client import _renewal_info_path_component
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,6 +27,7 @@ from pillarbox.certificates import (
     retry_after,
 )
 from pillarbox.net.acme import CertificateManager
+from pillarbox.testing.arifront import certificate_ari_id
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -60,8 +60,10 @@ def test_the_ari_identifier_of_rfc_9773() -> None:
 
 
 def test_certificate_facts_carry_the_ari_identifier() -> None:
-    """A CA's certificate names its issuer's key (AKI): the identifier is the one certbot's
-    library builds; a self-signed certificate has none."""
+    """A CA's certificate names its issuer's key (AKI): the identifier is the one the test
+    reads from the certificate itself (the AKI extension and the serial's DER octets), for a
+    random serial and for serials whose top bit is set (a leading zero octet) and clear; a
+    self-signed certificate has none."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
@@ -84,7 +86,7 @@ def test_certificate_facts_carry_the_ari_identifier() -> None:
             .sign(ca_key, hashes.SHA256())
         )
         pem = leaf.public_bytes(serialization.Encoding.PEM)
-        assert certificate_facts(pem).ari_id == _renewal_info_path_component(leaf)
+        assert certificate_facts(pem).ari_id == certificate_ari_id(leaf)
     self_signed = builder.serial_number(1).sign(leaf_key, hashes.SHA256())
     assert certificate_facts(self_signed.public_bytes(serialization.Encoding.PEM)).ari_id == ""
 

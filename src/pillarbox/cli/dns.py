@@ -36,7 +36,7 @@ from pillarbox.dns.records import DomainRecords, tlsa_record
 from pillarbox.dns.resolver import DnsResolver
 from pillarbox.errors import NotFound
 from pillarbox.mail.address import parse_address
-from pillarbox.net.acme import certificate_in_use
+from pillarbox.net.acmefiles import certificate_in_use
 from pillarbox.queue.routing import Router
 from pillarbox.store.interface import Store
 

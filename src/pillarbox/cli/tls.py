@@ -51,7 +51,8 @@ def tls_status(state: CliState, as_json: bool) -> None:
         renewal_time,
     )
     from pillarbox.cli.main import emit
-    from pillarbox.net.acme import AcmeFiles, certificate_in_use, stored_window
+    from pillarbox.net.acmefiles import AcmeFiles, certificate_in_use
+    from pillarbox.net.renewalinfo import stored_window
     from pillarbox.store.open import is_postgresql
 
     config = state.load()
@@ -295,7 +296,7 @@ def _attempt_line(status: dict[str, Any]) -> str:
 @click.pass_obj
 def tls_renew(state: CliState, wait: float) -> None:
     """Make the running server obtain a new ACME certificate now."""
-    from pillarbox.net.acme import AcmeFiles, request_renewal
+    from pillarbox.net.acmefiles import AcmeFiles, request_renewal
 
     config = state.load()
     if not config.tls.acme:

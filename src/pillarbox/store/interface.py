@@ -890,7 +890,7 @@ class Store(Protocol):
         """Stop signing with a key (it stays listed as retired); ``NotFound`` if absent.
         Retiring a retired key keeps its first retirement time."""
 
-    # -- ACME DNS-01 challenge records (pillarbox.net.acme; served by pillarbox.dns.hosted) -------
+    # -- ACME DNS-01 challenge records (pillarbox.net.acmechallenge; served by pillarbox.dns.hosted)
     async def add_acme_challenge(self, record: AcmeChallengeRecord) -> None:
         """Publish a challenge record; ``NotFound`` for an unknown domain. The same name and
         value again only moves its expiry. Records already expired go meanwhile."""
@@ -901,7 +901,7 @@ class Store(Protocol):
     async def list_acme_challenges(self, domain: str, now: datetime) -> list[AcmeChallengeRecord]:
         """The records of ``domain``'s zone not expired at ``now``, by name and value."""
 
-    # -- ACME http-01 and tls-alpn-01 answers (pillarbox.net.acme; every node answers them) ------
+    # -- ACME http-01 and tls-alpn-01 answers (pillarbox.net.acmechallenge; every node answers them)
     async def add_acme_answer(self, answer: AcmeAnswer, limit: int) -> None:
         """Share an answer until ``answer.expires``; the same kind, key and value again only
         moves its expiry. ``AlreadyExists`` when the key holds another unexpired value (another

@@ -9,6 +9,7 @@ server given the front's directory URL does everything else at Pebble's own URLs
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.client
 import json
@@ -16,6 +17,8 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+
+from cryptography import x509
 
 from pillarbox.testing.pebble import Pebble
 
@@ -25,6 +28,33 @@ DAY = datetime.timedelta(days=1)
 def utc_text(moment: datetime.datetime) -> str:
     """``moment`` as RFC 3339 in UTC, to the second, as a CA writes a window (RFC 9773 §4.2)."""
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def certificate_ari_id(certificate: x509.Certificate) -> str:
+    """The certificate's renewal information identifier (RFC 9773 §4.1), built as the test's
+    own oracle: its authority key identifier's keyIdentifier from ``cryptography``, and the
+    serial number's content octets as they stand in the certificate's DER, each base64url
+    without padding, joined by ".". Not :func:`pillarbox.certificates.ari_identifier`, whose
+    result it checks."""
+    aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    assert aki.value.key_identifier is not None
+    return ".".join(
+        base64.urlsafe_b64encode(part).rstrip(b"=").decode()
+        for part in (aki.value.key_identifier, _der_serial(certificate))
+    )
+
+
+def _der_serial(certificate: x509.Certificate) -> bytes:
+    """The serialNumber INTEGER's content octets in the certificate's DER. RFC 5280 §4.1: the
+    TBSCertificate SEQUENCE opens with ``[0] EXPLICIT version`` (a v3 certificate's), then
+    ``serialNumber``; each is tag, length, content, and a serial of at most 20 octets
+    (§4.1.2.2) has a one-octet length."""
+    tbs = certificate.tbs_certificate_bytes
+    at = 2 + (tbs[1] & 0x7F if tbs[1] & 0x80 else 0)  # past the SEQUENCE's tag and length
+    assert tbs[at] == 0xA0, "no [0] version: not a v3 certificate"
+    at += 2 + tbs[at + 1]
+    assert tbs[at] == 0x02, "no INTEGER serialNumber after the version"
+    return tbs[at + 2 : at + 2 + tbs[at + 1]]
 
 
 class AriFront:

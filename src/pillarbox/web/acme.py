@@ -3,8 +3,8 @@
 that ``[tls] acme_challenge_listener`` starts (the CA connects to port 80, where the web
 listener usually is not).
 
-The token is only a key into the table of answers ``pillarbox.net.acme`` fills while an
-attempt is under way, or, for a token another node's attempt shared, into the store's
+The token is only a key into the table of answers ``pillarbox.net.acmechallenge`` fills while
+an attempt is under way, or, for a token another node's attempt shared, into the store's
 ``acme_answers`` (behind a balancer the CA's request may reach any node); it never reaches a
 file name. A token found in neither, or whose answer expired, is 404; the store's answer is
 awaited at most :data:`STORE_LOOKUP_TIMEOUT` seconds (503 after that, or if it fails: the
@@ -15,7 +15,7 @@ only while some attempt in the cluster has answers pending (:class:`SharedTokens
 store has none, that is remembered for :data:`~pillarbox.store.types.ACME_ANSWER_LAG` and
 every unknown token in the meantime is 404 without a query, however many arrive (at most one
 query a second per node). An attempt shares its answers and waits twice that lag before the
-CA may ask (:mod:`pillarbox.net.acme`), so no node still remembers "none" by then. Anything
+CA may ask (:mod:`pillarbox.net.acmechallenge`), so no node still remembers "none" by then. Anything
 else is 404 on the challenge
 listener, or, with ``[web] redirect_http`` and an https listener, a redirect there: port 80 is
 where a browser given the bare host name lands.
