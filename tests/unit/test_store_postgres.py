@@ -142,7 +142,8 @@ async def test_thread_ids_are_backfilled_by_migration_24(migrated_url: str) -> N
             "ALTER TABLE mailbox_acl DROP COLUMN denied; "
             "ALTER TABLE account_settings DROP COLUMN shortcuts; "
             "ALTER TABLE account_settings DROP COLUMN default_calendar; "
-            "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts, dnssec_keys; "
+            "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts; "
+            "DROP TABLE dnssec_keys; "
             "DELETE FROM schema_version WHERE version >= 24"
         )
     upgraded = PostgresStore(migrated_url)
@@ -173,7 +174,8 @@ async def test_dav_etags_and_sync_state_are_backfilled_by_migration_29(migrated_
             "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
             "ALTER TABLE account_settings DROP COLUMN shortcuts; "
             "ALTER TABLE account_settings DROP COLUMN default_calendar; "
-            "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts, dnssec_keys; "
+            "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts; "
+            "DROP TABLE dnssec_keys; "
             "DELETE FROM schema_version WHERE version >= 29"
         )
     upgraded = PostgresStore(migrated_url)
@@ -195,7 +197,8 @@ async def test_schedule_tags_are_backfilled_by_migration_35(migrated_url: str) -
             "ALTER TABLE calendar_objects DROP COLUMN schedule_tag; "
             "ALTER TABLE account_settings DROP COLUMN shortcuts; "
             "ALTER TABLE account_settings DROP COLUMN default_calendar; "
-            "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts, dnssec_keys; "
+            "DROP TABLE mta_sts_policies, mta_sts_failures, login_holds, acme_accounts; "
+            "DROP TABLE dnssec_keys; "
             "DELETE FROM schema_version WHERE version >= 35"
         )
     upgraded = PostgresStore(migrated_url)
