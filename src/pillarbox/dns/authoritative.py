@@ -44,9 +44,11 @@ from dnslib import (
     EDNS0,
     QTYPE,
     RCODE,
+    RD,
     RR,
     SOA,
     TXT,
+    DNSBuffer,
     DNSError,
     DNSHeader,
     DNSLabel,
@@ -54,6 +56,7 @@ from dnslib import (
 )
 
 from pillarbox.dns.records import DnsRecord, character_strings, normalise_name
+from pillarbox.dns.signing import NXNAME, ZoneSigner, nsec_rdata
 from pillarbox.errors import InvalidName, UserError
 from pillarbox.observability.log import Log
 
@@ -118,10 +121,13 @@ class StaticZone:
         nameservers: Sequence[str] = (),
         soa: SoaSettings = DEFAULT_SOA,
         authentic: bool = False,
+        signer: ZoneSigner | None = None,
     ) -> None:
         self.origin = normalise_name(origin)
-        #: Answers carry AD for clients asking for it (module notes).
-        self.authentic = authentic
+        #: Answers carry AD for clients asking for it (module notes); never a signed zone's.
+        self.authentic = authentic and signer is None
+        #: Signs the answers to queries with DO (module notes); None: an unsigned zone.
+        self.signer = signer
         self._nodes: dict[str, dict[int, list[Any]]] = {}
         self._names: set[str] = {self.origin}  # owner names and their ancestors in the zone
         for record in records:
@@ -145,7 +151,13 @@ class StaticZone:
             ),
         )
         apex[QTYPE.SOA] = [self.soa]
-        #: TTL of the SOA in negative answers (RFC 2308 §3).
+        if signer is not None:  # RFC 4035 §2.1: the zone's DNSKEY RRset at its apex
+            dnskey = RD(signer.key.dnskey_wire)
+            apex[QTYPE.DNSKEY] = [
+                RR(DNSLabel(self.origin + "."), QTYPE.DNSKEY, ttl=soa.ttl, rdata=dnskey)
+            ]
+        #: TTL of the SOA in negative answers (RFC 2308 §3), and of the NSEC denying a name
+        #: (RFC 9077 §3.2: the same minimum).
         self.negative_ttl = min(soa.ttl, soa.minimum)
 
     def _add(self, record: DnsRecord) -> None:
@@ -265,12 +277,18 @@ def answer_from_zone(zone: StaticZone, request: Any) -> Any:
     question = request.q
     reply = _reply_header(request, rcode=RCODE.NOERROR, aa=True)
     name, qtype = _key(question.qname), question.qtype
+    secure = zone.signer is not None and _dnssec_ok(request)
+    if zone.signer is not None and qtype == QTYPE.NSEC:
+        # Every name of a signed zone owns an NSEC (module notes): the one a denial would carry.
+        reply.add_answer(_denial(zone, question.qname, name))
+        return _signed(zone, reply) if secure else reply
     negative = False
     for link in range(MAX_CNAME_CHAIN):
         node = zone.node(name)
         if node is None:
             negative = True
-            if not zone.exists(name):
+            if not zone.exists(name) and not secure:
+                # RFC 9824 §3: a signed answer says NOERROR, its NSEC claiming the name exists.
                 reply.header.rcode = RCODE.NXDOMAIN
             break
         if qtype == QTYPE.ANY:
@@ -290,11 +308,57 @@ def answer_from_zone(zone: StaticZone, request: Any) -> Any:
     if negative:  # RFC 2308 §2.1, §2.2: also after a CNAME chain that ends in nothing
         soa = zone.soa
         reply.add_auth(RR(soa.rname, QTYPE.SOA, ttl=zone.negative_ttl, rdata=soa.rdata))
+        if secure:  # RFC 4035 §3.1.3.1, §3.1.3.2 with RFC 9824 §3: one NSEC at the name
+            reply.add_auth(_denial(zone, DNSLabel(name + "."), name))
     for rr in _additional(zone, reply.rr):
         reply.add_ar(rr)
+    if secure:
+        return _signed(zone, reply)
     if zone.authentic and (request.header.ad or _dnssec_ok(request)):
         reply.header.ad = 1  # RFC 4035 §3.1.6, RFC 6840 §5.8
     return reply
+
+
+def _denial(zone: StaticZone, owner: Any, name: str) -> Any:
+    """The compact-denial NSEC at ``name`` (written as ``owner``) of a signed zone: the types
+    the name has, none for an empty non-terminal, NXNAME if it does not exist (RFC 9824 §3)."""
+    node = zone.node(name)
+    types = list(node) if node is not None else [] if zone.exists(name) else None
+    return RR(owner, QTYPE.NSEC, ttl=zone.negative_ttl, rdata=RD(nsec_rdata(name, types)))
+
+
+def _signed(zone: StaticZone, reply: Any) -> Any:
+    """``reply`` with each RRset of every section followed by its RRSIG (RFC 4035 §3.1.1)."""
+    signer = zone.signer
+    assert signer is not None  # only signed zones' answers come here
+    for section in (reply.rr, reply.auth, reply.ar):
+        signed: list[Any] = []
+        for rrset in _rrsets(section):
+            # RFC 2181 §5.2: one TTL per RRset, and the signature covers it (RFC 4034 §3).
+            ttl = min(rr.ttl for rr in rrset)
+            first = rrset[0]
+            rdatas = [_rdata_wire(rr) for rr in rrset]
+            rrsig = signer.rrsig(_key(first.rname), first.rtype, ttl, rdatas)
+            signed += [RR(rr.rname, rr.rtype, rr.rclass, ttl, rr.rdata) for rr in rrset]
+            signed.append(RR(first.rname, QTYPE.RRSIG, ttl=ttl, rdata=RD(rrsig)))
+        section[:] = signed
+    # RFC 4035 §3.1.6: AD stays clear; a validator makes up its own mind from the signatures.
+    return reply
+
+
+def _rrsets(records: list[Any]) -> list[list[Any]]:
+    """Records grouped into RRsets (owner, type), in order of first appearance."""
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for rr in records:
+        groups.setdefault((_key(rr.rname), rr.rtype), []).append(rr)
+    return list(groups.values())
+
+
+def _rdata_wire(rr: Any) -> bytes:
+    """An rdata alone in wire form, its names compressed (if at all) only against itself."""
+    buffer = DNSBuffer()
+    rr.rdata.pack(buffer)
+    return bytes(buffer.data)
 
 
 def _dnssec_ok(request: Any) -> bool:
@@ -351,8 +415,10 @@ async def respond(
         reply.add_ar(EDNS0(udp_len=udp_payload, ext_rcode=BADVERS_EXTENDED))
         return bytes(reply.pack())  # dnslib packs into a bytearray
     reply = await _answer(source, request)
+    # RFC 3225 §3: the DO bit of the query is copied into the response.
+    flags = "do" if _dnssec_ok(request) else ""
     if edns is not None:
-        reply.add_ar(EDNS0(udp_len=udp_payload))
+        reply.add_ar(EDNS0(udp_len=udp_payload, flags=flags))
     packed = bytes(reply.pack())
     if len(packed) <= limit:
         return packed
@@ -363,7 +429,7 @@ async def respond(
     truncated = _reply_header(request, rcode=reply.header.rcode, aa=bool(reply.header.aa))
     truncated.header.tc = 1
     if edns is not None:
-        truncated.add_ar(EDNS0(udp_len=udp_payload))
+        truncated.add_ar(EDNS0(udp_len=udp_payload, flags=flags))
     return bytes(truncated.pack())
 
 
@@ -371,6 +437,8 @@ async def _answer(source: ZoneSource, request: Any) -> Any:
     question = request.q
     if question.qclass != CLASS.IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
         return _reply_header(request, rcode=RCODE.REFUSED, aa=False)
+    if question.qtype == NXNAME:  # RFC 9824 §3.5: a meta-type, never asked for
+        return _reply_header(request, rcode=RCODE.FORMERR, aa=False)
     try:
         zone = await source.zone_for(_key(question.qname))
     except InvalidName:
