@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from pillarbox import blocking, provisioning, retention
 from pillarbox.config import LISTENER_DOCS, Config, socket_mode
 from pillarbox.dns.authoritative import AuthoritativeServer
-from pillarbox.dns.hosted import HostedZones, record_policy
+from pillarbox.dns.hosted import HostedZones, record_policy, signing_policy
 from pillarbox.errors import ConfigError, SchemaTooNew, StorageError, StoreInUse
 from pillarbox.net.control import ControlSocket
 from pillarbox.net.control import socket_path as control_socket_path
@@ -350,11 +350,15 @@ class Server:
         dns = self.config.dns
         if not dns.authoritative_enabled:
             return
+        from pillarbox.net.acme import lasting_tlsa  # the acme package is slow to import
+
         zones = HostedZones(
             context.store,
             mail_host=self.config.server.hostname,
             addresses=dns.addresses,
             policy=record_policy(self.config),
+            signing=signing_policy(self.config),
+            tlsa=lambda: lasting_tlsa(self.config),
         )
         self.dns = AuthoritativeServer(zones)
         await self.dns.start(dns.authoritative_address, dns.authoritative_port)
