@@ -8,11 +8,23 @@ Implementation notes:
 * Answers come from a :class:`ZoneSource`; :class:`StaticZones` serves fixed zones (tests, or
   zones built from :func:`pillarbox.dns.records.required_records`). A name outside every served
   zone is REFUSED, without AA: we are not a resolver.
-* Lookup is RFC 1034 §4.3.2 without delegations, wildcards, DNSSEC or zone transfers (AXFR and
-  IXFR are REFUSED). Every answer from a zone has AA set (RFC 1035 §4.1.1). A zone built with
-  ``authentic`` also sets AD when the query has AD or DO (RFC 4035 §3.1.6: a server's local
-  policy may hold its own authoritative data authentic; RFC 6840 §5.7, §5.8): no signatures
-  are served, so this only serves a client that trusts this server, as the DANE tests do.
+* Lookup is RFC 1034 §4.3.2 without delegations, wildcards or zone transfers (AXFR and IXFR
+  are REFUSED). Every answer from a zone has AA set (RFC 1035 §4.1.1).
+* A zone with a :class:`~pillarbox.dns.signing.ZoneSigner` is signed (DNSSEC): its apex serves
+  the DNSKEY RRset (RFC 4035 §2.1), and an answer to a query with DO (RFC 3225 §3, echoed in
+  the reply's OPT) carries each RRset of every section followed by its RRSIG (RFC 4035
+  §3.1.1). Denial is compact (RFC 9824 §3, :mod:`pillarbox.dns.signing`): a negative answer
+  adds one NSEC at the last name looked up after the SOA, and a name that does not exist is
+  answered NOERROR; without DO it stays NXDOMAIN and nothing is signed. Every name of a
+  signed zone owns that NSEC, so an NSEC query gets it as its answer; a query for the NXNAME
+  meta-type gets FORMERR (RFC 9824 §3.5). RRSIG queries are answered as any type the name
+  lacks (no RRset of signatures is assembled). AD is never set on a signed zone's answers
+  (RFC 4035 §3.1.6): a validator judges the signatures itself.
+* A zone built with ``authentic`` (unsigned) sets AD when the query has AD or DO (RFC 4035
+  §3.1.6: a server's local policy may hold its own authoritative data authentic; RFC 6840
+  §5.7, §5.8): with no signatures served, this only serves a client that trusts this server
+  as its validating resolver, as the DANE delivery tests' resolver does. A signed zone
+  ignores it.
 * Negative answers (RFC 2308 §2): NXDOMAIN when the name owns nothing and has nothing below it;
   NODATA (NOERROR, empty answer) when it exists, also as an empty non-terminal (RFC 8020). Both
   carry the zone's SOA in the authority section with TTL min(SOA TTL, MINIMUM) (RFC 2308 §3).
@@ -23,7 +35,8 @@ Implementation notes:
   echoed as the client wrote them.
 * UDP answers fit 512 octets, or the EDNS0 payload the query offers capped by ours (RFC 6891
   §6.2.5); a larger answer goes out with TC set and no records (RFC 2181 §9) and the client asks
-  again over TCP. TCP messages carry a two-octet length (RFC 1035 §4.2.2); one connection may
+  again over TCP. Signatures count: a signed answer that does not fit is truncated whole
+  (RFC 4035 §3.1.1 lets no RRset go without its RRSIG). TCP messages carry a two-octet length (RFC 1035 §4.2.2); one connection may
   carry many queries, answered in order (RFC 7766 §6.2.1.1), until it idles out.
 * Malformed queries get FORMERR when the header is readable and are dropped otherwise; a packet
   with QR set is never answered (no reflection loops); opcodes other than QUERY get NOTIMP; an
