@@ -17,11 +17,9 @@ from pathlib import Path
 import pytest
 
 from pillarbox import config as cfg
-from pillarbox import provisioning
 from pillarbox.dns.authoritative import StaticZone, StaticZones, serve_zones
 from pillarbox.dns.records import DnsRecord
 from pillarbox.dns.signing import SigningPolicy, ZoneKey, ZoneSigner, new_key_pem
-from pillarbox.store.open import open_store
 from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
 from pillarbox.testing.testca import make_ca
@@ -89,23 +87,12 @@ def signed_config(tmp_path: Path, dns_port: int) -> cfg.Config:
     )
 
 
-def host_domain(config: cfg.Config) -> None:
-    async def go() -> None:
-        store = open_store(config.store.url, config.data_dir, config.store)
-        await store.open()
-        try:
-            await provisioning.add_domain(store, DOMAIN)
-        finally:
-            await store.close()
-
-    asyncio.run(go())
-
-
 def test_delv_validates_the_hosted_zone_from_the_ds_dns_records_prints(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
     config = signed_config(tmp_path, port)
-    host_domain(config)
     (tmp_path / "pillarbox.toml").write_text(cfg.render_toml(config))
+    added = run_pillarbox(tmp_path, "domain", "add", DOMAIN)
+    assert added.returncode == 0, added.stderr
     # The operator asks for the records before the server ever ran: the key is made then,
     # and the server signs with that one (the store keeps the first key stored).
     shown = run_pillarbox(tmp_path, "dns", "records", DOMAIN)
