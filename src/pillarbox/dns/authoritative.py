@@ -36,8 +36,9 @@ Implementation notes:
 * UDP answers fit 512 octets, or the EDNS0 payload the query offers capped by ours (RFC 6891
   §6.2.5); a larger answer goes out with TC set and no records (RFC 2181 §9) and the client asks
   again over TCP. Signatures count: a signed answer that does not fit is truncated whole
-  (RFC 4035 §3.1.1 lets no RRset go without its RRSIG). TCP messages carry a two-octet length (RFC 1035 §4.2.2); one connection may
-  carry many queries, answered in order (RFC 7766 §6.2.1.1), until it idles out.
+  (RFC 4035 §3.1.1 lets no RRset go without its RRSIG). TCP messages carry a two-octet length
+  (RFC 1035 §4.2.2); one connection may carry many queries, answered in order (RFC 7766
+  §6.2.1.1), until it idles out.
 * Malformed queries get FORMERR when the header is readable and are dropped otherwise; a packet
   with QR set is never answered (no reflection loops); opcodes other than QUERY get NOTIMP; an
   EDNS version other than 0 gets BADVERS (RFC 6891 §6.1.3). A source that fails gives SERVFAIL.
