@@ -29,6 +29,7 @@ from pillarbox.dns.signing import (
     new_key_pem,
     nsec_rdata,
     successor,
+    type_bitmap,
 )
 
 RECORDS = [
@@ -232,3 +233,15 @@ async def test_signatures_validate_now() -> None:
     reply = await ask("a.test", "TXT")
     sig = next(r for r in reply.answer if r.rdtype == dns.rdatatype.RRSIG)[0]
     assert sig.inception < time.time() < sig.expiration
+
+
+@pytest.mark.parametrize(
+    "types",
+    [[1], [1, 28, 46, 47], [6, 2, 15, 16, 46, 47, 48], [46, 47, 128], [1, 257, 65534], [255]],
+)
+def test_type_bitmaps_are_those_dnspython_writes(types: list[int]) -> None:
+    """RFC 4034 §4.1.2, checked against dnspython's own NSEC encoder."""
+    listed = " ".join(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(t)) for t in types)
+    theirs = dns.rdata.from_text("IN", "NSEC", f"next.a.test. {listed}").to_wire()
+    assert theirs is not None
+    assert type_bitmap(types) == theirs[len(b"\x04next\x01a\x04test\x00") :]

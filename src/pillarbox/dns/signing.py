@@ -165,16 +165,16 @@ class ZoneSigner:
         """The RRSIG rdata (wire) over the RRset ``owner``/``rtype`` of ``rdatas`` (each an
         rdata in wire form, names uncompressed or compressed against that rdata alone),
         served with ``ttl``. ``owner`` is lowercase, without the final dot."""
-        rrset = _rrset(owner, rtype, ttl, rdatas)
-        digestable = tuple(sorted(rd.to_digestable(self.key.name) for rd in rrset))
-        cache_key = (owner, rtype, ttl, digestable)
+        # Keyed by the rdata as served: the same content always packs the same, so a lookup
+        # needs no parsing; a spelling that differs only in case is merely signed once more.
+        cache_key = (owner, rtype, ttl, tuple(sorted(rdatas)))
         now = self._clock()
         cached = self._cache.get(cache_key)
         if cached is not None and now - cached[0] < self._policy.refresh:
             return cached[1]
         inception = int(now) - self._policy.inception_offset
         signature = dns.dnssec.sign(
-            rrset,
+            _rrset(owner, rtype, ttl, rdatas),
             self.key.private_key,
             self.key.name,
             self.key.dnskey,
@@ -210,6 +210,20 @@ def nsec_rdata(owner: str, types: Iterable[int] | None) -> bytes:
     """The compact-denial NSEC rdata (wire) at ``owner``: the types the name has, or (None)
     a name that does not exist (module notes)."""
     present = {RRSIG, NSEC} | ({NXNAME} if types is None else set(types))
-    listed = " ".join(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(t)) for t in present)
-    text = f"{successor(owner).to_text()} {listed}"
-    return _wire(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.NSEC, text))
+    next_name = b"".join(bytes([len(label)]) + label for label in successor(owner).labels)
+    return next_name + type_bitmap(present)
+
+
+def type_bitmap(types: Iterable[int]) -> bytes:
+    """The Type Bit Maps field of RFC 4034 §4.1.2: per window of 256 types in use, its number,
+    its length and the bits up to the last octet with one set."""
+    windows: dict[int, bytearray] = {}
+    for rtype in types:
+        window, low = divmod(rtype, 256)
+        bits = windows.setdefault(window, bytearray(32))
+        bits[low // 8] |= 0x80 >> (low % 8)
+    out = bytearray()
+    for window, bits in sorted(windows.items()):
+        length = max(i for i, octet in enumerate(bits) if octet) + 1
+        out += bytes([window, length]) + bits[:length]
+    return bytes(out)
