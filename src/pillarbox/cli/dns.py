@@ -11,8 +11,9 @@ a certificate whose key stays (a configured one, or ACME with ``tls.acme_reuse_k
 why otherwise; ``check`` compares a published one with the certificate served.
 
 With ``[dns] dnssec``, ``records`` also prints the zone's DNSKEY and the DS the registrar
-publishes (making the zone's key if the server has not yet), and ``check`` compares the DS at
-the parent with it.
+publishes (making the zone's key if the server has not yet); when our authoritative server
+serves the zone, ``check`` compares the DS at the parent with that key (or, unsigned, warns of
+any DS there).
 """
 
 from __future__ import annotations
@@ -190,8 +191,10 @@ def dns_check(state: CliState, domain: str, addresses: tuple[str, ...], as_json:
         if der is not None:
             tlsa = await check_tlsa(resolver, config.server.hostname, der, unstable)
             findings += [tlsa] if tlsa is not None else []
-        delegation = await check_ds(resolver, records.domain, ds)
-        return findings + ([delegation] if delegation is not None else [])
+        if config.dns.authoritative_enabled:  # a zone served elsewhere is signed (or not) there
+            delegation = await check_ds(resolver, records.domain, ds)
+            findings += [delegation] if delegation is not None else []
+        return findings
 
     findings = asyncio.run(look_up()) + mailboxes
     data = [asdict(f) | {"status": f.status.value} for f in findings]

@@ -20,10 +20,11 @@ Comparison rules:
   rollover the next key's record stands beside the current one). None matching is WRONG, and
   said loudly: every DANE sender then defers mail to us (RFC 7672 §2.2). A matching record for
   a key the next ACME renewal replaces is WRONG too, before it breaks.
-* The DS at the parent (:func:`check_ds`) against the zone's key when ``[dns] dnssec`` signs
-  it: none is MISSING (resolvers take the zone as unsigned, harmless but no DANE), one naming
-  another key is WRONG (validating resolvers then fail every name of the domain, RFC 4035
-  §5.2); a DS published for a zone we do not sign is WRONG just as loudly.
+* The DS at the parent (:func:`check_ds`), for a zone our authoritative server serves, against
+  the zone's key when ``[dns] dnssec`` signs it: none is MISSING (resolvers take the zone as
+  unsigned, harmless but no DANE), one naming another key is WRONG (validating resolvers then
+  fail every name of the domain, RFC 4035 §5.2); a DS published for a zone we serve unsigned
+  is WRONG just as loudly.
 """
 
 from __future__ import annotations
