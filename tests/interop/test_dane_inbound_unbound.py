@@ -10,7 +10,6 @@ port 25 cannot be bound (not root).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import shutil
@@ -24,16 +23,12 @@ import pytest
 from pillarbox import config as cfg
 from pillarbox.dns.resolver import DnsResolver, MxStatus
 from pillarbox.dns.signing import ZoneKey, new_key_pem
-from pillarbox.net.smtp_client import SessionSettings, opportunistic_context
-from pillarbox.queue.routing import Router
-from pillarbox.queue.runner import QueueRunner, RunnerLimits
-from pillarbox.queue.schedule import RetryPolicy
-from pillarbox.smtp.client import SmtpClientSettings
+from pillarbox.queue.runner import QueueRunner
 from pillarbox.store.sqlite import SqliteStore
 from pillarbox.store.types import RecipientState
 from pillarbox.testing.command import run_pillarbox
 from pillarbox.testing.live import LiveServer, free_port, loopback_config
-from pillarbox.testing.outbound import deliver_once
+from pillarbox.testing.outbound import deliver_once, mx_runner
 from pillarbox.testing.polling import wait_for
 from pillarbox.testing.testca import make_ca
 
@@ -158,19 +153,7 @@ def receiver(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
 
 
 def runner(store: SqliteStore, resolver: DnsResolver) -> QueueRunner:
-    client = SmtpClientSettings(hostname="mx.a.test")
-    return QueueRunner(
-        store=store,
-        router=Router(store),
-        resolver=resolver,
-        policy=RetryPolicy(schedule=(60.0,), lifetime=3600.0),
-        hostname="mx.a.test",
-        wakeup=asyncio.Event(),
-        remote_port=SMTP_PORT,
-        session=SessionSettings(client=client, connect_timeout=5.0, tls=opportunistic_context()),
-        dane=True,
-        limits=RunnerLimits(per_domain=1),
-    )
+    return mx_runner(store, resolver, remote_port=SMTP_PORT, dane=True, connect_timeout=5.0)
 
 
 async def test_dane_delivery_to_our_mx_through_unbound(
