@@ -177,6 +177,57 @@ def test_import_read_back_over_caldav_reimport_and_export(
     )
 
 
+def test_an_import_overwrites_nothing_a_client_wrote_meanwhile(live: LiveServer) -> None:
+    """A phone writes between the import's listing and its writes: an object under the name
+    the import chose for a new UID (holding another UID), and an edit of the object the
+    import replaces. Neither is overwritten; each is counted skipped, with why; the run
+    again stores the new event beside the phone's, and the file's version over the edit.
+
+    A race in real time hangs on scheduling; the import's own two steps (:func:`planned`,
+    :func:`written`) are the seam, called in order with a real CalDAV client's PUTs between
+    them: nothing of ours is replaced."""
+    from pillarbox.web.calendarimport import import_ics, planned, written
+
+    services = live.server.context
+    assert services is not None
+    account = live.call(live.store.get_account(ALICE))
+    plain = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Phone//EN\r\n"
+    with dav_client(live, ALICE) as dav:
+        first = dav.put(CAL + "plain-1.ics", content=plain + vevent("plain-1", "Lunch")
+                        + "END:VCALENDAR\r\n", headers=ICS)  # fmt: skip
+        assert first.status_code == 201, first.text
+    file = (
+        HEAD + vevent("new-1", "New") + vevent("plain-1", "Long lunch") + vevent("kept-1", "Kept")
+    )
+    data = (file + "END:VCALENDAR\r\n").encode()
+    plan = live.call(planned(services, account, "personal", data))
+    assert [(piece.info.uid, name) for piece, name, _ in plan.writes] == [
+        ("new-1", "new-1.ics"), ("plain-1", "plain-1.ics"), ("kept-1", "kept-1.ics"),
+    ]  # fmt: skip
+    phone = plain + vevent("phone-1", "Phone") + "END:VCALENDAR\r\n"
+    dinner = plain + vevent("plain-1", "Dinner") + "END:VCALENDAR\r\n"
+    with dav_client(live, ALICE) as dav:
+        assert dav.put(CAL + "new-1.ics", content=phone, headers=ICS).status_code == 201
+        assert dav.put(CAL + "plain-1.ics", content=dinner, headers=ICS).status_code == 204
+    done = live.call(written(services, account, plan))
+    assert (done.stored, done.unchanged, done.skipped) == (1, 0, 2)
+    assert done.reasons == (
+        "VEVENT new-1: new-1.ics was written meanwhile by a client; not overwritten",
+        "VEVENT plain-1: plain-1.ics was written meanwhile by a client; not overwritten",
+    )
+    objects = dav_objects(live)
+    assert sorted(objects) == ["kept-1.ics", "new-1.ics", "plain-1.ics"]
+    assert objects["new-1.ics"][1] == phone.encode()
+    assert objects["plain-1.ics"][1] == dinner.encode()
+
+    again = live.call(import_ics(services, account, "personal", data))
+    assert (again.stored, again.unchanged, again.skipped) == (2, 1, 0)
+    after = dav_objects(live)
+    assert after["new-1.ics"] == objects["new-1.ics"] and b"Long lunch" in after["plain-1.ics"][1]
+    (beside,) = set(after) - set(objects)
+    assert b"UID:new-1" in after[beside][1]
+
+
 def test_import_into_a_new_calendar(live: LiveServer, alice: WebSession) -> None:
     """ "A new calendar" and a name typed: a calendar made (as MKCALENDAR makes one) titled
     so, named after it, then imported into; each such import makes another."""

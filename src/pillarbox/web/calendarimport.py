@@ -26,11 +26,18 @@ Implementation notes:
   (:func:`pillarbox.calendarfile.same_content`: an export writes its own PRODID and one
   definition of each zone). Neither kind is checked again. What is then written needs no
   lookup: whether a UID is new, the name to replace and a free name come from that listing.
-  A client's write beside the import is seen as the store sees it: its object of a UID the
-  import then writes under another name is refused (RFC 4791 §4.1, counted skipped); one it
-  made under ``<UID>.ics`` of a UID of the file, with another UID in it (no client names
-  so), would be replaced, as a PUT of that name replaces it. A first import of 200 events
-  did 600 lookups before the 200 writes (by UID twice, by name once); none now.
+  A first import of 200 events did 600 lookups before the 200 writes (by UID twice, by name
+  once); none now.
+- **Written as planned or not at all**: the listing is :func:`planned`, the writes
+  :func:`written`, and a client writes beside both. So each write is conditional, checked
+  by the store in the write's transaction (RFC 9110 §13.1, as a CalDAV PUT's If-None-Match
+  and If-Match): a new object only where the listing found the name free, a replacement
+  only over the object as it was read. An object a client made meanwhile under
+  ``<UID>.ics`` of a UID of the file (holding another UID), or changed meanwhile, is left
+  as the client wrote it, and the import's object counted skipped with why; one of a UID
+  the import then writes under another name is refused as any PUT's would be (RFC 4791
+  §4.1), counted the same. Never a silent overwrite: running the import again stores what
+  was skipped beside (a name taken is not reused) or over what is then listed.
 - **Stored as the file has it**: a changed time does not reset the attendees' answers as
   an organizer's PUT does (RFC 6638 §3.2.8): the file says what they are, and a second run
   of it then finds every object as the file has it.
@@ -51,12 +58,19 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from starlette.responses import Response, StreamingResponse
 
 from pillarbox import calendarfile
 from pillarbox.blocking import run_blocking
-from pillarbox.errors import AlreadyExists, NotFound, TooManyEntries, UserError
+from pillarbox.errors import (
+    AlreadyExists,
+    NotFound,
+    PreconditionFailed,
+    TooManyEntries,
+    UserError,
+)
 from pillarbox.observability.log import Log
 from pillarbox.services import Services
 from pillarbox.store.types import Account, Calendar, CalendarObject, data_etag
@@ -91,10 +105,40 @@ async def import_ics(
     display_name: str = "",
 ) -> Imported:
     """Store the events and to-dos of an .ics file in the account's ``calendar`` (see the
-    notes); ``BodyTooLarge`` past ``[calendars] max_import_bytes``, ``UserError`` for a file
-    that is no iCalendar text, ``NotFound`` (a ``UserError`` too) for a calendar the account
-    does not have. With ``create``, a calendar the account lacks is made first, once the file
-    is found to be iCalendar text (:func:`_made`)."""
+    notes): :func:`planned`, then :func:`written`."""
+    plan = await planned(
+        services, account, calendar, data, create=create, display_name=display_name
+    )
+    return await written(services, account, plan)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an import is to write, decided from one listing of the calendar: each object
+    with the one of its UID it replaces (None: new, under ``name``), and what the file
+    holds as stored already or could not give."""
+
+    calendar: str
+    writes: tuple[tuple[calendarfile.Piece, str, CalendarObject | None], ...]
+    unchanged: int
+    skipped: int
+    reasons: tuple[str, ...]
+
+
+async def planned(
+    services: Services,
+    account: Account,
+    calendar: str,
+    data: bytes,
+    *,
+    create: bool = False,
+    display_name: str = "",
+) -> Plan:
+    """The first step of :func:`import_ics`: the file cut and checked against the calendar
+    as it is listed now; ``BodyTooLarge`` past ``[calendars] max_import_bytes``,
+    ``UserError`` for a file that is no iCalendar text, ``NotFound`` (a ``UserError`` too)
+    for a calendar the account does not have. With ``create``, a calendar the account lacks
+    is made, once the file is found to be iCalendar text (:func:`_made`)."""
     limits = services.config.calendars
     if len(data) > limits.max_import_bytes:
         raise BodyTooLarge(limits.max_import_bytes)
@@ -139,36 +183,57 @@ async def import_ics(
         unchanged=unchanged,
     )
     names = {m.name for m in members}
-    stored, skipped, reasons = 0, cut.skipped, list(cut.reasons)
-    for index, piece in enumerate(cut.objects):
+    writes: list[tuple[calendarfile.Piece, str, CalendarObject | None]] = []
+    for piece in cut.objects:
+        before = previous.get(piece.info.uid)
+        name = before.name if before is not None else _free_name(piece.info.uid, names)
+        names.add(name)
+        writes.append((piece, name, before))
+    return Plan(calendar, tuple(writes), cut.unchanged, cut.skipped, cut.reasons)
+
+
+async def written(services: Services, account: Account, plan: Plan) -> Imported:
+    """The second step of :func:`import_ics`: each object of ``plan`` stored, as the plan
+    saw the calendar or not at all (the store's conditional write): an object a client
+    wrote meanwhile under the name, or over the object replaced, is left as it is and the
+    import's counted skipped, with why (a run of the same file again stores it beside)."""
+    calendar = plan.calendar
+    stored, conflicts, skipped, reasons = 0, 0, plan.skipped, list(plan.reasons)
+    for index, (piece, name, before) in enumerate(plan.writes):
         uid = piece.info.uid
-        before = previous.get(uid)
-        name = before.name if before is not None else _free_name(uid, names)
         try:
             await save_object(
-                services, account, calendar, name, piece.data, piece.info, before, as_given=True
-            )
+                services, account, calendar, name, piece.data, piece.info, before,
+                as_given=True, conditional=True,
+            )  # fmt: skip
         except UidTaken:  # a client's PUT of the same UID beside this import
             skipped += 1
             reasons.append(f"{piece.info.component} {uid[:80]}: written meanwhile by a client")
             continue
+        except PreconditionFailed:
+            conflicts += 1
+            reasons.append(
+                f"{piece.info.component} {uid[:80]}: {name[:80]} was written meanwhile by a "
+                "client; not overwritten"
+            )
+            continue
         except TooManyEntries as exc:
-            late = len(cut.objects) - index
+            late = len(plan.writes) - index
             skipped += late
             reasons.append(f"{late} event(s) not stored: {exc}")
             break
         except NotFound:
             raise NotFound(f"no calendar named {calendar!r}") from None
-        names.add(name)
         stored += 1
-    done = Imported(stored, cut.unchanged, skipped, tuple(reasons))
+    done = Imported(stored, plan.unchanged, skipped + conflicts, tuple(reasons))
     _log.info(
         "calendar imported",
         account=account.address,
         calendar=calendar,
         stored=stored,
-        unchanged=cut.unchanged,
+        unchanged=plan.unchanged,
         skipped=skipped,
+        conflicts=conflicts,
         reasons="; ".join(reasons[:5]),
     )
     return done
