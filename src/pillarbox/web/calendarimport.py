@@ -83,7 +83,7 @@ from pillarbox.web.caldav import (
     object_name,
     save_object,
 )
-from pillarbox.web.downloads import foreign_content
+from pillarbox.web.downloads import BrokenOff, foreign_content
 from pillarbox.web.imported import Imported
 
 _log = Log("web.calendarimport")
@@ -274,43 +274,69 @@ def _free_name(uid: str, names: set[str]) -> str:
 EXPORT_PAGE = 100
 
 
-async def export_ics(services: Services, account: Account, calendar: str) -> AsyncIterator[bytes]:
+async def export_ics(services: Services, account: Account, calendar: str) -> IcsExport:
     """Every object of the account's ``calendar`` as one .ics file (each VTIMEZONE once),
-    written as it is read: :data:`EXPORT_PAGE` objects at a time, so a calendar of any size
-    takes the memory of one page. ``NotFound`` (at once) for a calendar it does not have."""
+    written as it is read (:meth:`IcsExport.chunks`). ``NotFound`` (at once) for a calendar
+    it does not have."""
     found = {c.name: c for c in await calendars_of(services, account)}
     if calendar not in found:
         raise NotFound(f"no calendar named {calendar!r}")
-    return _exported(services, account, calendar, found[calendar].display_name or calendar)
+    return IcsExport(services, account, calendar, found[calendar].display_name or calendar)
 
 
-async def _exported(
-    services: Services, account: Account, calendar: str, name: str
-) -> AsyncIterator[bytes]:
-    """The file of :func:`export_ics`. Not one snapshot: each page is read on its own, so an
-    event changed during the export is in it as it was or as it is (once: pages follow the
-    names). A calendar deleted meanwhile breaks the download off (``NotFound``): no file
-    looks whole that is not."""
-    yield calendarfile.joined_head(name)
-    zones: set[str] = set()
-    after = ""
-    while True:
-        page = await services.store.calendar_objects(
-            account.id, calendar, after=after, limit=EXPORT_PAGE
-        )
-        if page:
-            # Each object is parsed for its components: off the loop, as the import's cut.
-            yield await run_blocking(calendarfile.joined_components, [o.data for o in page], zones)
-        if len(page) < EXPORT_PAGE:
-            break
-        after = page[-1].name
-    yield calendarfile.JOINED_END
+@dataclass(slots=True)
+class IcsExport:
+    """The file of :func:`export_ics` as it is written (the web's download, ``pillarbox
+    export --ics``), and how many objects it holds so far."""
+
+    services: Services
+    account: Account
+    calendar: str
+    title: str
+    objects: int = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The file, :data:`EXPORT_PAGE` objects at a time, so a calendar of any size takes
+        the memory of one page. Not one snapshot: each page is read on its own, so an event
+        changed during the export is in it as it was or as it is (once: pages follow the
+        names). A calendar deleted meanwhile ends it with :class:`.downloads.BrokenOff`
+        after the pages read, logged: the file must not look whole (its END:VCALENDAR
+        never comes), and a download's status is sent already."""
+        store, account, calendar = self.services.store, self.account, self.calendar
+        yield calendarfile.joined_head(self.title)
+        zones: set[str] = set()
+        after = ""
+        while True:
+            try:
+                page = await store.calendar_objects(
+                    account.id, calendar, after=after, limit=EXPORT_PAGE
+                )
+            except NotFound:
+                _log.info(
+                    "calendar export broken off: the calendar was deleted",
+                    account=account.address,
+                    calendar=calendar,
+                    objects=self.objects,
+                )
+                raise BrokenOff(
+                    f"the calendar {calendar!r} was deleted during its export"
+                ) from None
+            if page:
+                # Each object is parsed for its components: off the loop, as the import's cut.
+                yield await run_blocking(
+                    calendarfile.joined_components, [o.data for o in page], zones
+                )
+                self.objects += len(page)
+            if len(page) < EXPORT_PAGE:
+                break
+            after = page[-1].name
+        yield calendarfile.JOINED_END
 
 
 async def export_download(services: Services, account: Account, calendar: str) -> Response:
     """:func:`export_ics` as a download ``<calendar>.ics`` (the page's Export link, the API's
     ``/export``), streamed."""
-    chunks = await export_ics(services, account, calendar)
+    chunks = (await export_ics(services, account, calendar)).chunks()
     response = foreign_content(StreamingResponse(chunks, media_type=ICS_TYPE), f"{calendar}.ics")
     response.headers["cache-control"] = "private, no-store"
     return response
