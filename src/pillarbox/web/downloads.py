@@ -28,9 +28,9 @@ class BrokenOff(PillarboxError):
     """A streamed download cannot be finished (what it is made of went away meanwhile).
     Its status was sent with its first bytes, so no error response can follow: the web app
     ends the request there (:class:`pillarbox.web.app.Guard`) and the connection is closed
-    without the body's end — every HTTP client then reports the transfer incomplete (RFC
-    9112 §7.1: no last chunk) rather than keeping a file that looks whole and is not. Not a
-    ``UserError``: the app's error pages are for responses not yet started."""
+    without the body's last chunk — incomplete by RFC 9112 §8, which every HTTP client
+    reports, rather than keep a file that looks whole and is not. Not a ``UserError``: the
+    app's error pages are for responses not yet started."""
 
 
 def disposition(kind: str, filename: str) -> str:
