@@ -1,7 +1,9 @@
 """``pillarbox import ics`` and ``pillarbox import vcard`` as an operator runs them, on a real
 data directory (each store backend): the objects and contacts stored as the web's imports
 store them, the summary and exit codes as the mail imports give them, a re-run changing
-nothing, and an imported meeting queueing no invitation."""
+nothing, and an imported meeting queueing no invitation. ``pillarbox export --ics`` and
+``--vcard``: the round trip into a fresh account, one calendar's file and the refusals, and
+an export beside a running ``pillarbox serve``."""
 
 from __future__ import annotations
 

@@ -284,7 +284,7 @@ def import_vcard(state: CliState, path: Path, address: str, as_json: bool) -> No
     "vcard_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="vCard 4.0 file of the address book.",
+    help="vCard file (.vcf) of the address book.",
 )
 @click.option("--mailbox", default=None, help="Only this mailbox (--mbox, --maildir).")
 @click.option("--calendar", default=None, help="Only this calendar (--ics).")
@@ -302,8 +302,8 @@ def export(
     as_json: bool,
 ) -> None:
     """Write an account's mail (flags, internal dates, folders) as mbox or Maildir, its
-    calendars as .ics or its contacts as .vcf (each file new, put in place whole; also
-    while the server runs)."""
+    calendars as .ics or its contacts as .vcf. Each file is new, put in place whole; the
+    server may run meanwhile."""
     from pillarbox.cli.main import emit, run_store
 
     targets = [p for p in (mbox_path, maildir_path, ics_path, vcard_path) if p is not None]

@@ -7,7 +7,8 @@ Layouts, as ``--mbox`` has them:
 - ``--ics FILE --calendar NAME``: that calendar as one .ics file. Without ``--calendar``, a
   directory (made when missing) with one ``NAME.ics`` per calendar: each imports back with
   ``import ics DIR/NAME.ics --calendar NAME``, titled as it was (its X-WR-CALNAME).
-- ``--vcard FILE``: every contact as one vCard 4.0 file.
+- ``--vcard FILE``: every contact as one .vcf file (each card as kept, a contact made in the
+  webmail as vCard 4.0).
 
 Implementation notes:
 

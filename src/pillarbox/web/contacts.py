@@ -278,8 +278,8 @@ async def _changed(services: Services, account: Account, good: list[Contact]) ->
 
 
 async def exported_vcards(services: Services, account: Account) -> tuple[bytes, int]:
-    """Every contact of the account as one vCard 4.0 file (the Contacts page's export,
-    ``pillarbox export --vcard``), and how many."""
+    """Every contact of the account as one .vcf file (:func:`pillarbox.vcard.format_cards`:
+    the Contacts page's export, ``pillarbox export --vcard``), and how many."""
     contacts = await services.store.list_contacts(account.id)
     return vcard.format_cards(contacts).encode(), len(contacts)
 
