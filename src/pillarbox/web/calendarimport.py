@@ -50,7 +50,10 @@ Implementation notes:
 - **The export streams**: the objects are read :data:`EXPORT_PAGE` at a time and written
   out as read (each VTIMEZONE once, before the first object naming it), so its memory is
   one page's whatever the calendar's size: 0.3 MiB at most allocated for 20,000 events
-  where holding them all took 36 MiB.
+  where holding them all took 36 MiB. A calendar deleted while it streams cannot be
+  answered with an error (the status went with the first page): the download is broken
+  off (:class:`.downloads.BrokenOff`, logged at INFO), never ended as if whole; ``pillarbox
+  export --ics`` then writes no file.
 """
 
 from __future__ import annotations
